@@ -1,0 +1,67 @@
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *log_program = "autopack";
+static enum log_level log_min = LOG_INFO;
+static FILE *log_file;
+
+void log_init(const char *program, enum log_level min)
+{
+	log_program = program;
+	log_min = min;
+}
+
+int log_open(const char *path)
+{
+	FILE *f = fopen(path, "a");
+
+	if (f == NULL)
+		return -errno;
+	setvbuf(f, NULL, _IOLBF, 0);
+	if (log_file != NULL)
+		fclose(log_file);
+	log_file = f;
+	return 0;
+}
+
+/* Write one formatted line at `level`. */
+static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+{
+	static const char *names[] = { "debug", "info", "warn", "error" };
+	FILE *out = log_file != NULL ? log_file : stderr;
+	char ts[32];
+
+	time_iso8601(clock_wall_ms(), ts);
+	flockfile(out);
+	fprintf(out, "%s %s[%ld] %s: ", ts, log_program, (long)getpid(), names[level]);
+	vfprintf(out, fmt, ap);
+	fputc('\n', out);
+	funlockfile(out);
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level < log_min)
+		return;
+	va_start(ap, fmt);
+	log_vmsg(level, fmt, ap);
+	va_end(ap);
+}
+
+void log_fatal(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_ERROR, fmt, ap);
+	va_end(ap);
+	exit(status);
+}

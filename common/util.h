@@ -1,0 +1,32 @@
+/* Small helpers shared by every binary: allocation that aborts on exhaustion, clocks,
+ * string formatting. Nothing here knows about databases, sockets or processes. */
+#ifndef AUTOPACK_UTIL_H
+#define AUTOPACK_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Allocate or abort with a message: out of memory is not an error a caller can handle. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Format into a fresh heap string. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds on the monotonic clock. */
+uint64_t clock_mono_ms(void);
+/* Milliseconds since the Unix epoch. */
+int64_t clock_wall_ms(void);
+/* Write the UTC time `ms` (epoch milliseconds) as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf. */
+void time_iso8601(int64_t ms, char buf[32]);
+
+/* Copy src into dst of size n, always NUL-terminated; returns strlen(src). */
+size_t strlcpy_ap(char *dst, const char *src, size_t n);
+
+#endif

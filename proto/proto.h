@@ -1,0 +1,235 @@
+/*
+ * The wire contract between autopack-supervisor, autopack-worker and autopack-ctl.
+ * Types and limits only; the functions are in proto/wire.h.
+ *
+ * A frame is a 4-byte big-endian length followed by one msgpack map. Every map has
+ * "v" (PROTO_VERSION) and "t" (the type name below). Unknown keys are ignored so later
+ * versions can add fields; changing or removing a field means bumping PROTO_VERSION.
+ *
+ * Strings decoded from a frame are heap copies, NUL-terminated; a string holding a NUL
+ * byte is refused. A nullable field decodes to NULL (strings) or -1 (counts) when the
+ * frame carries nil or omits it.
+ */
+#ifndef AUTOPACK_PROTO_H
+#define AUTOPACK_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_VERSION 1
+#define PROTO_FRAME_MAX_DEFAULT (4u << 20) /* bytes of msgpack after the length */
+#define PROTO_DEPTH_MAX 6                  /* nesting of maps and arrays */
+#define PROTO_STR_MAX (1u << 20)           /* bytes in any one string */
+#define PROTO_LIST_MAX 4096                /* elements in any one array */
+
+enum proto_type {
+	PROTO_HELLO = 1, /* worker → supervisor, first frame */
+	PROTO_JOB,       /* supervisor → worker */
+	PROTO_HEARTBEAT, /* worker → supervisor */
+	PROTO_EVENT,     /* worker → supervisor */
+	PROTO_ACK,       /* supervisor → worker, after commit */
+	PROTO_RESULT,    /* worker → supervisor, after the attempt's last event */
+	PROTO_CANCEL,    /* supervisor → worker */
+	PROTO_SHUTDOWN,  /* supervisor → worker */
+	PROTO_REQUEST,   /* ctl → supervisor */
+	PROTO_REPLY,     /* supervisor → ctl */
+};
+
+/* "hello": {pid, sw} */
+struct proto_hello {
+	int64_t pid;
+	char *sw_version; /* autopack version of the worker binary */
+};
+
+/* A read-only description of the phase to run. */
+struct proto_strlist {
+	char **items;
+	size_t n;
+};
+
+struct proto_phase {
+	char *name;
+	char *description;
+	char *task_category;      /* nullable */
+	char *complexity;         /* nullable */
+	struct proto_strlist paths;
+	struct proto_strlist read_only_context;
+	struct proto_strlist deliverables;
+	char *check_command;      /* nullable */
+	int64_t max_builder_attempts;
+};
+
+/* One row of the estimator's overhead table (calibratable coefficients). */
+struct proto_coef {
+	char *category;
+	char *complexity;
+	int64_t overhead;
+};
+
+struct proto_llm {
+	char *provider;   /* "anthropic" | "openai" */
+	char *base_url;
+	char *model;
+	int64_t timeout_ms;
+	int64_t max_retries;
+};
+
+/* "job": {db, uuid, att, run, phase_id, phase{...}, n, deadline_ms, max_tokens_cap,
+ *         llm{...}, est{ver, oh[[cat, cplx, n]...]}, ws, dry} */
+struct proto_job {
+	char *db_url;        /* canonical sqlite:////abs/path.db */
+	char *db_uuid;
+	uint64_t attempt_id;
+	char *run_id;
+	char *phase_id;
+	struct proto_phase phase;
+	int64_t attempt_number;  /* 1-based */
+	int64_t deadline_ms;     /* wall-clock epoch ms by which the attempt must end */
+	int64_t max_tokens_cap;  /* upper bound on any max_tokens sent */
+	struct proto_llm llm;
+	uint64_t coef_version;
+	struct proto_coef *coefs;
+	size_t ncoefs;
+	char *workspace;     /* absolute */
+	bool dry_run;
+};
+
+/* "heartbeat": {uuid, att} — att 0 and uuid "" while idle. */
+struct proto_heartbeat {
+	char *db_uuid;
+	uint64_t attempt_id;
+};
+
+enum proto_event_kind {
+	PROTO_EV_LLM_USAGE = 1,
+	PROTO_EV_TOKEN_ESTIMATION,
+	PROTO_EV_LOG,
+};
+
+/* kind "llm_usage": one HTTP call to a provider, failed calls included. */
+struct proto_usage {
+	char *provider;
+	char *model;
+	char *role;              /* builder, auditor, ... */
+	int64_t prompt_tokens;   /* -1 = unknown */
+	int64_t completion_tokens; /* -1 = unknown */
+	int64_t total_tokens;
+	int64_t latency_ms;
+	int64_t http_status;     /* 0 = no HTTP response */
+	char *error_class;       /* nullable: NULL when the call succeeded */
+	int64_t try_number;      /* 1-based within the builder call */
+};
+
+/* kind "token_estimation_v2": one builder call with an estimate. */
+struct proto_estimation {
+	char *category;
+	char *complexity;
+	int64_t deliverable_count;
+	char *deliverables_json;
+	int64_t predicted_output_tokens;
+	int64_t actual_output_tokens;
+	int64_t selected_budget;
+	int64_t actual_max_tokens;  /* -1 = unknown */
+	bool success;
+	bool truncated;
+	char *stop_reason;          /* nullable */
+	char *model;
+	uint64_t estimator_version;
+	int64_t doc_features;       /* bit set of PROTO_DOC_*; -1 = not computed */
+	char *context_quality;      /* nullable: none|some|strong */
+	char *sot_file_name;        /* nullable: set when the deliverable is a SOT ledger */
+	int64_t sot_entry_count_hint; /* -1 = none */
+};
+
+#define PROTO_DOC_API_REFERENCE (1 << 0)
+#define PROTO_DOC_EXAMPLES (1 << 1)
+#define PROTO_DOC_RESEARCH (1 << 2)
+#define PROTO_DOC_USAGE_GUIDE (1 << 3)
+
+/* kind "log" */
+struct proto_log {
+	char *level;   /* debug|info|warn|error */
+	char *message;
+};
+
+/* "event": {uuid, att, seq, kind, body{...}} */
+struct proto_event {
+	char *db_uuid;
+	uint64_t attempt_id;
+	uint64_t seq;            /* 1-based, increasing within the attempt */
+	enum proto_event_kind kind;
+	union {
+		struct proto_usage usage;
+		struct proto_estimation est;
+		struct proto_log log;
+	} body;
+};
+
+/* "ack": {att, seq} — every event of the attempt up to seq is committed. */
+struct proto_ack {
+	uint64_t attempt_id;
+	uint64_t seq;
+};
+
+/* "result": the attempt's end, sent after its last event. */
+struct proto_result {
+	char *db_uuid;
+	uint64_t attempt_id;
+	uint64_t final_seq;      /* seq of the last event sent, 0 if none */
+	char *outcome;           /* success|failed|timeout|dry_run */
+	char *failure_reason;    /* nullable */
+	char *message;           /* nullable: excerpt of what went wrong */
+	char *fingerprint;       /* nullable */
+	char *zero_yield_reason; /* nullable */
+	bool reached_llm_boundary;
+	int64_t duration_ms;
+};
+
+/* "cancel": {att} */
+struct proto_cancel {
+	uint64_t attempt_id;
+};
+
+/* "shutdown": {why} */
+struct proto_shutdown {
+	char *reason; /* nullable */
+};
+
+/* "request": {id, cmd, args[...], uuid?} */
+struct proto_request {
+	uint64_t id;
+	char *command;
+	struct proto_strlist args;
+	char *expect_uuid;  /* nullable: refuse unless the supervisor's database has it */
+};
+
+/* "reply": {id, ok, code?, msg?, db, uuid, body?, more} */
+struct proto_reply {
+	uint64_t id;
+	bool ok;
+	char *code;         /* nullable: machine-readable error code when !ok */
+	char *message;      /* nullable: human-readable */
+	char *db_url;
+	char *db_uuid;
+	char *body;         /* nullable: a JSON document */
+	bool more;          /* a stream: further replies with this id follow */
+};
+
+struct proto_msg {
+	enum proto_type type;
+	union {
+		struct proto_hello hello;
+		struct proto_job job;
+		struct proto_heartbeat heartbeat;
+		struct proto_event event;
+		struct proto_ack ack;
+		struct proto_result result;
+		struct proto_cancel cancel;
+		struct proto_shutdown shutdown;
+		struct proto_request request;
+		struct proto_reply reply;
+	} u;
+};
+
+#endif

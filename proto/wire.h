@@ -1,0 +1,56 @@
+/* Packing, framing and strict decoding of the messages in proto/proto.h. */
+#ifndef AUTOPACK_WIRE_H
+#define AUTOPACK_WIRE_H
+
+#include "proto/proto.h"
+
+/* A growable byte buffer holding one or more encoded frames. */
+struct proto_buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+void proto_buf_init(struct proto_buf *b);
+void proto_buf_free(struct proto_buf *b);
+void proto_buf_reset(struct proto_buf *b);
+
+/* Why a frame was refused: names the field (dotted path, e.g. "body.model") and the reason. */
+struct proto_err {
+	char text[256];
+};
+
+/* Append `m` as one frame (length prefix + map) to `b`. Returns 0, or -EMSGSIZE if the
+ * encoded map exceeds PROTO_FRAME_MAX_DEFAULT; on error b is unchanged. */
+int proto_pack(const struct proto_msg *m, struct proto_buf *b);
+
+/* Decode one msgpack map of `len` bytes (no length prefix) into `out`. Returns 0, or -1
+ * with `err` set; on error nothing is left allocated in `out`. */
+int proto_decode(const void *map, size_t len, struct proto_msg *out, struct proto_err *err);
+
+/* Release everything a decoded (or hand-built with heap strings) message owns. */
+void proto_msg_free(struct proto_msg *m);
+
+/* Incremental frame reader: feed bytes as they arrive, in pieces of any size. */
+struct proto_reader {
+	uint8_t *buf;
+	size_t len;       /* bytes buffered */
+	size_t off;       /* start of the next unread frame */
+	size_t cap;
+	size_t max_frame; /* largest map accepted */
+};
+
+void proto_reader_init(struct proto_reader *r, size_t max_frame);
+void proto_reader_free(struct proto_reader *r);
+/* Buffer `n` more bytes. Returns 0, or -1 with `err` set when the pending frame declares a
+ * length over max_frame (nothing of that frame is buffered beyond its header). */
+int proto_reader_feed(struct proto_reader *r, const void *data, size_t n, struct proto_err *err);
+/* Take the next whole frame: 1 with `out` filled, 0 when more bytes are needed, -1 with
+ * `err` set when the frame is malformed (the reader is then unusable: drop the peer). */
+int proto_reader_next(struct proto_reader *r, struct proto_msg *out, struct proto_err *err);
+
+/* Names used on the wire. */
+const char *proto_type_name(enum proto_type t);
+const char *proto_event_kind_name(enum proto_event_kind k);
+
+#endif

@@ -1,0 +1,16 @@
+/* autopack-supervisor entry point. */
+#include "common/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+		printf("usage: autopack-supervisor [--help]\n");
+		return 0;
+	}
+	log_init("autopack-supervisor", LOG_INFO);
+	log_error("not implemented yet");
+	return 2;
+}

@@ -1,0 +1,78 @@
+"""Shared fixtures: where the binaries are, fresh directories, and helpers that run the
+real binaries as separate processes."""
+import os
+import subprocess
+
+import pytest
+
+BIN = os.environ.get("AUTOPACK_BIN") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "build", "rel", "bin"))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+DATA = os.path.join(ROOT, "tests", "data")
+
+# Leaks are reported by LeakSanitizer in sanitizer builds; abort on the first report.
+os.environ.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+# No test may reach a database it did not name.
+for var in ("AUTOPACK_DB_URL", "DATABASE_URL", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+    os.environ.pop(var, None)
+
+
+def binpath(name):
+    return os.path.join(BIN, name)
+
+
+class Result:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self):
+        return "rc=%d\n--- stdout\n%s\n--- stderr\n%s" % (self.rc, self.out, self.err)
+
+
+def run(name, *args, env=None, cwd=None, timeout=120, input=None):
+    """Run binary `name` with `args`; return a Result (never raises on exit status)."""
+    full_env = dict(os.environ)
+    if env:
+        for k, v in env.items():
+            if v is None:
+                full_env.pop(k, None)
+            else:
+                full_env[k] = v
+    proc = subprocess.run([binpath(name)] + [str(a) for a in args], env=full_env,
+                          cwd=cwd, timeout=timeout, input=input,
+                          capture_output=True, text=True)
+    return Result(proc)
+
+
+def ctl(*args, **kw):
+    return run("autopack-ctl", *args, **kw)
+
+
+@pytest.fixture
+def tmp(tmp_path, monkeypatch):
+    """A fresh directory that is also the current directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+_summary = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    stats = terminalreporter.stats
+    passed = len(stats.get("passed", []))
+    failed = len(stats.get("failed", [])) + len(stats.get("error", []))
+    skipped = len(stats.get("skipped", []))
+    line = "%d passed, %d failed" % (passed, failed)
+    if skipped:
+        line += ", %d skipped" % skipped
+    _summary.append(line)
+
+
+def pytest_unconfigure(config):
+    """Print the plain closing line after pytest's own summary."""
+    if _summary and not hasattr(config, "workerinput"):
+        print(_summary[-1], flush=True)
