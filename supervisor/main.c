@@ -1,16 +1,442 @@
-/* autopack-supervisor entry point. */
+/* autopack-supervisor: holds one autopack database as its only writer and drains its
+ * queued phases with a pool of autopack-worker processes. */
+#include "supervisor/sup.h"
+#include "common/dburl.h"
 #include "common/log.h"
+#include "common/store_lock.h"
+#include "common/util.h"
 
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+"usage: autopack-supervisor --db URL [options]\n"
+"\n"
+"Drain the queued phases of one autopack database with a pool of workers. The\n"
+"supervisor is the database's only writer; it refuses to start on a database another\n"
+"supervisor holds. The database comes from --db, else AUTOPACK_DB_URL, else\n"
+"DATABASE_URL; two that disagree are an error. URL forms: sqlite:///relative.db,\n"
+"sqlite:////absolute.db.\n"
+"\n"
+"options:\n"
+"  --db URL                    the database (created beforehand with autopack-ctl db init)\n"
+"  --workers N                 worker processes (default 4)\n"
+"  --run-id ID                 drain only this run\n"
+"  --batch-size N              start at most N attempts (default: no limit)\n"
+"  --phase-timeout-seconds S   wall-clock limit of one attempt (default 900)\n"
+"  --max-attempts-per-phase N  attempts before a phase is FAILED (default 3; a phase's\n"
+"                              own max_builder_attempts lowers it)\n"
+"  --synchronous full|normal   SQLite durability of each commit (default full)\n"
+"  --commit-window-ms MS       group commit window (default 2)\n"
+"  --commit-max N              writes that force a commit (default 256)\n"
+"  --exit-when-drained         exit 0 once nothing is eligible and nothing is in flight\n"
+"  --dry-run                   workers estimate each phase and call no LLM; phase states\n"
+"                              are left unchanged\n"
+"  --allow-empty-db            start even if the database has no runs and no phases\n"
+"  --control PATH              control socket (default /tmp/autopack-UID/UUID.sock)\n"
+"  --log-file PATH             append logs here instead of stderr\n"
+"  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
+"  --llm-provider anthropic|openai   (default anthropic)\n"
+"  --llm-base-url URL          provider endpoint (default https://api.anthropic.com, or\n"
+"                              https://api.openai.com for openai)\n"
+"  --model NAME                model (default claude-sonnet-4-5)\n"
+"  --llm-timeout-seconds S     one HTTP call (default 120)\n"
+"  --llm-retries N             retries on 429/5xx/network errors (default 3)\n"
+"  --max-tokens-cap N          upper bound of any max_tokens (default 64000)\n"
+"  --help                      this text\n"
+"\n"
+"Signals: the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts finish;\n"
+"a second one kills the workers, requeues their phases and exits.\n"
+"Exit status: 0 stopped or drained, 1 refused to start, 2 usage, 3 database lost.\n";
+
+enum {
+	OPT_DB = 256, OPT_WORKERS, OPT_RUN, OPT_BATCH, OPT_PTIMEOUT, OPT_MAXATT, OPT_SYNC,
+	OPT_WINDOW, OPT_CMAX, OPT_EXIT, OPT_DRY, OPT_EMPTY, OPT_CONTROL, OPT_LOG, OPT_HB,
+	OPT_PROV, OPT_URL, OPT_MODEL, OPT_LTMO, OPT_LRETRY, OPT_CAP, OPT_WORKER, OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+	{ "db", required_argument, NULL, OPT_DB },
+	{ "workers", required_argument, NULL, OPT_WORKERS },
+	{ "run-id", required_argument, NULL, OPT_RUN },
+	{ "batch-size", required_argument, NULL, OPT_BATCH },
+	{ "phase-timeout-seconds", required_argument, NULL, OPT_PTIMEOUT },
+	{ "max-attempts-per-phase", required_argument, NULL, OPT_MAXATT },
+	{ "synchronous", required_argument, NULL, OPT_SYNC },
+	{ "commit-window-ms", required_argument, NULL, OPT_WINDOW },
+	{ "commit-max", required_argument, NULL, OPT_CMAX },
+	{ "exit-when-drained", no_argument, NULL, OPT_EXIT },
+	{ "dry-run", no_argument, NULL, OPT_DRY },
+	{ "allow-empty-db", no_argument, NULL, OPT_EMPTY },
+	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "log-file", required_argument, NULL, OPT_LOG },
+	{ "heartbeat-timeout-seconds", required_argument, NULL, OPT_HB },
+	{ "llm-provider", required_argument, NULL, OPT_PROV },
+	{ "llm-base-url", required_argument, NULL, OPT_URL },
+	{ "model", required_argument, NULL, OPT_MODEL },
+	{ "llm-timeout-seconds", required_argument, NULL, OPT_LTMO },
+	{ "llm-retries", required_argument, NULL, OPT_LRETRY },
+	{ "max-tokens-cap", required_argument, NULL, OPT_CAP },
+	{ "worker", required_argument, NULL, OPT_WORKER },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Parse a whole decimal in [min, max] for flag `name`, or exit 2 naming it. */
+static int64_t flag_int(const char *name, const char *v, int64_t min, int64_t max)
+{
+	char *end;
+	long long n;
+
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || n < min || n > max) {
+		fprintf(stderr, "autopack-supervisor: --%s: \"%s\" is not a whole number from %lld"
+		    " to %lld\n", name, v, (long long)min, (long long)max);
+		exit(2);
+	}
+	return n;
+}
+
+/* Fill cfg from argv; exits 2 on a bad flag. */
+static void parse_flags(struct sup_config *c, int argc, char **argv)
+{
+	int o;
+
+	*c = (struct sup_config){
+		.workers = 4, .phase_timeout_s = 900, .max_attempts = 3, .sync_full = true,
+		.heartbeat_timeout_s = 10, .kill_grace_ms = 5000, .commit_window_ms = 2,
+		.commit_max = 256, .llm_provider = "anthropic", .llm_model = "claude-sonnet-4-5",
+		.llm_timeout_s = 120, .llm_retries = 3, .max_tokens_cap = 64000,
+	};
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		switch (o) {
+		case OPT_DB: c->db_flag = optarg; break;
+		case OPT_WORKERS: c->workers = (int)flag_int("workers", optarg, 0, 1024); break;
+		case OPT_RUN: c->run_id = optarg; break;
+		case OPT_BATCH: c->batch_size = flag_int("batch-size", optarg, 1, INT64_MAX); break;
+		case OPT_PTIMEOUT:
+			c->phase_timeout_s = flag_int("phase-timeout-seconds", optarg, 1, 604800);
+			break;
+		case OPT_MAXATT:
+			c->max_attempts = flag_int("max-attempts-per-phase", optarg, 1, 1000);
+			break;
+		case OPT_SYNC:
+			if (strcmp(optarg, "full") != 0 && strcmp(optarg, "normal") != 0) {
+				fprintf(stderr, "autopack-supervisor: --synchronous: \"%s\" is not"
+				    " full or normal\n", optarg);
+				exit(2);
+			}
+			c->sync_full = strcmp(optarg, "full") == 0;
+			break;
+		case OPT_WINDOW:
+			c->commit_window_ms = flag_int("commit-window-ms", optarg, 0, 10000);
+			break;
+		case OPT_CMAX: c->commit_max = flag_int("commit-max", optarg, 1, 100000); break;
+		case OPT_EXIT: c->exit_when_drained = true; break;
+		case OPT_DRY: c->dry_run = true; break;
+		case OPT_EMPTY: c->allow_empty_db = true; break;
+		case OPT_CONTROL: c->control_path = optarg; break;
+		case OPT_LOG: c->log_file = optarg; break;
+		case OPT_HB:
+			c->heartbeat_timeout_s = flag_int("heartbeat-timeout-seconds", optarg, 1, 3600);
+			break;
+		case OPT_PROV:
+			if (strcmp(optarg, "anthropic") != 0 && strcmp(optarg, "openai") != 0) {
+				fprintf(stderr, "autopack-supervisor: --llm-provider: \"%s\" is not"
+				    " anthropic or openai\n", optarg);
+				exit(2);
+			}
+			c->llm_provider = optarg;
+			break;
+		case OPT_URL: c->llm_base_url = optarg; break;
+		case OPT_MODEL: c->llm_model = optarg; break;
+		case OPT_LTMO:
+			c->llm_timeout_s = flag_int("llm-timeout-seconds", optarg, 1, 3600);
+			break;
+		case OPT_LRETRY: c->llm_retries = flag_int("llm-retries", optarg, 0, 20); break;
+		case OPT_CAP: c->max_tokens_cap = flag_int("max-tokens-cap", optarg, 1, 1000000); break;
+		case OPT_WORKER: c->worker_path = optarg; break;
+		case OPT_HELP: fputs(usage_text, stdout); exit(0);
+		default:
+			if (optopt != 0 && optopt < 256)
+				fprintf(stderr, "autopack-supervisor: unknown option -%c\n", optopt);
+			else
+				fprintf(stderr, "autopack-supervisor: unknown or incomplete option"
+				    " \"%s\"\n", argv[optind - 1]);
+			fputs("Try 'autopack-supervisor --help'.\n", stderr);
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "autopack-supervisor: unexpected argument \"%s\"\nTry"
+		    " 'autopack-supervisor --help'.\n", argv[optind]);
+		exit(2);
+	}
+	if (c->llm_base_url == NULL)
+		c->llm_base_url = strcmp(c->llm_provider, "openai") == 0 ?
+		    "https://api.openai.com" : "https://api.anthropic.com";
+}
+
+/* The worker binary: --worker, else autopack-worker beside this executable. */
+static char *worker_path(const char *flag)
+{
+	char self[PATH_MAX], *slash;
+	ssize_t n;
+
+	if (flag != NULL)
+		return xstrdup(flag);
+	n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0)
+		return xstrdup("autopack-worker");
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	*slash = '\0';
+	return xasprintf("%s/autopack-worker", self);
+}
+
+void sup_identity_check(struct sup *s)
+{
+	struct store_err err;
+
+	if (s->store_lost || store_identity_changed(s->st, &err) == 0)
+		return;
+	s->store_lost = true;
+	s->exit_code = 3;
+	log_error("DATABASE LOST: %s; no further writes or dispatches. Workers are stopped;"
+	    " open attempts are recovered by the next supervisor on that database.", err.text);
+	sup_stop(s, 2);
+}
+
+static void identity_timer_cb(uv_timer_t *t)
+{
+	sup_identity_check(t->data);
+}
+
+/* Escalate a graceful stop that took too long. */
+static void stop_timer_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	log_warn("graceful stop timed out; stopping now");
+	sup_stop(s, 2);
+}
+
+void sup_stop_timeout(struct sup *s, uint64_t ms)
+{
+	uv_timer_start(&s->stop_timer, stop_timer_cb, ms, 0);
+}
+
+void sup_stop(struct sup *s, int level)
+{
+	if (level <= s->stopping)
+		return;
+	s->stopping = level;
+	if (level == 1) {
+		log_info("stopping: no new dispatch; %lld attempt(s) in flight finish first",
+		    (long long)s->in_flight);
+		pool_kill_all(s, 0);
+	} else {
+		log_info("stopping now: killing workers and requeueing their phases");
+		pool_kill_all(s, SIGKILL);
+	}
+	sup_check_done(s);
+}
+
+void sup_check_done(struct sup *s)
+{
+	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {
+		log_info("drained: nothing eligible and nothing in flight");
+		sup_stop(s, 1);
+		return;
+	}
+	if (s->stopping && s->live == 0 && (s->ops_n == 0 || s->store_lost))
+		uv_stop(s->loop);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+	struct sup *s = h->data;
+
+	log_info("received %s", strsignal(signum));
+	sup_stop(s, s->stopping ? 2 : 1);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Open, check and lock the database; on failure print why and exit 1. */
+static void sup_open_store(struct sup *s)
+{
+	struct store_identity id;
+	struct store_err err;
+	char *path, *url, msg[512];
+	pid_t holder = 0;
+	struct stat sb;
+	int rc;
+
+	if (dburl_resolve(s->cfg.db_flag, &path, &url, NULL, msg, sizeof msg) != 0)
+		log_fatal(1, "%s", msg);
+	if (stat(path, &sb) != 0)
+		log_fatal(1, "database %s does not exist (%s); create it with: autopack-ctl"
+		    " --db %s db init", url, strerror(errno), url);
+	s->lock_fd = store_lock_acquire(path, &holder);
+	if (s->lock_fd < 0) {
+		if (holder > 0)
+			log_fatal(1, "database %s is held by autopack-supervisor pid %d; refusing to"
+			    " start a second writer", url, (int)holder);
+		log_fatal(1, "cannot lock %s.lock", path);
+	}
+	s->st = xcalloc(1, sizeof *s->st);
+	if ((rc = store_open(s->st, path, url, STORE_WRITE, &err)) != 0)
+		log_fatal(1, "%s", err.text);
+	free(path);
+	free(url);
+	store_banner(s->st, stdout);
+	fflush(stdout);
+	if (store_identity_read(s->st, &id, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	if (id.counts[STORE_COUNT_RUNS] == 0 && id.counts[STORE_COUNT_PHASES] == 0 &&
+	    !s->cfg.allow_empty_db)
+		log_fatal(1, "database %s is empty (no runs, no phases). Likely causes: a fresh"
+		    " database, the wrong --db / AUTOPACK_DB_URL / DATABASE_URL, or deleted data."
+		    " Seed it (autopack-ctl seed telemetry-run, autopack-ctl run import PLAN.json)"
+		    " or pass --allow-empty-db.", s->st->url);
+}
+
+/* The drain's settings, recorded with its session. */
+static char *settings_json(const struct sup_config *c)
+{
+	json_t *j = json_pack("{s:i, s:s?, s:I, s:I, s:I, s:s, s:b, s:b, s:s, s:s, s:s}",
+	    "workers", c->workers, "run_id", c->run_id, "batch_size", (json_int_t)c->batch_size,
+	    "phase_timeout_seconds", (json_int_t)c->phase_timeout_s,
+	    "max_attempts_per_phase", (json_int_t)c->max_attempts,
+	    "synchronous", c->sync_full ? "full" : "normal",
+	    "exit_when_drained", c->exit_when_drained, "dry_run", c->dry_run,
+	    "llm_provider", c->llm_provider, "llm_base_url", c->llm_base_url,
+	    "model", c->llm_model);
+	char *out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+
+	json_decref(j);
+	return out;
+}
+
+/* Prepare the drain: statements, recovery, session, queue. Exits 1 on failure. */
+static void sup_prepare(struct sup *s)
+{
+	struct store_err err;
+	char stamp[32], *settings;
+	int closed = 0;
+
+	if (store_drain_open(s->st, &s->sd, &err) != 0 ||
+	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0 ||
+	    store_drain_begin(s->sd, &err) != 0 ||
+	    store_drain_recover(s->sd, &closed, &err) != 0 ||
+	    store_drain_commit(s->sd, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	if (closed > 0)
+		log_warn("recovered %d attempt(s) left open by an earlier supervisor"
+		    " (closed as supervisor_restart, phases requeued)", closed);
+	time_iso8601(clock_wall_ms(), stamp);
+	s->session_id = xasprintf("drain-%.4s%.2s%.2s-%.2s%.2s%.2s-%d", stamp, stamp + 5,
+	    stamp + 8, stamp + 11, stamp + 14, stamp + 17, (int)getpid());
+	settings = settings_json(&s->cfg);
+	if (store_drain_session_open(s->sd, s->session_id, getpid(), settings, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	free(settings);
+	if (sched_load(s) != 0)
+		exit(1);
+	log_info("session %s: %lld phase(s) eligible, %d worker(s)%s", s->session_id,
+	    (long long)s->queued, s->cfg.workers, s->cfg.dry_run ? ", dry run" : "");
+}
+
+/* Record the end of the session and release the database. */
+static void sup_finish(struct sup *s)
+{
+	struct store_err err;
+	const char *why = s->store_lost ? "database lost" : s->stopping == 2 ? "stopped now" :
+	    s->cfg.exit_when_drained && sched_drained(s) ? "drained" : "stopped";
+
+	if (!s->store_lost) {
+		writer_flush(s);
+		if (store_drain_session_close(s->sd, s->session_id, why, &err) != 0 ||
+		    store_drain_set_supervisor(s->sd, 0, NULL, &err) != 0)
+			log_error("%s", err.text);
+	}
+	log_info("session %s ended (%s): %llu attempt(s), %llu event(s) committed, %llu"
+	    " rejected", s->session_id, why, (unsigned long long)s->n.results,
+	    (unsigned long long)s->n.events_committed,
+	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale));
+	control_close(s);
+	sched_free(s);
+	store_drain_close(s->sd);
+	store_close(s->st);
+	free(s->st);
+	store_lock_release(s->lock_fd);
+}
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-		printf("usage: autopack-supervisor [--help]\n");
-		return 0;
-	}
+	static struct sup sup;
+	struct sup *s = &sup;
+	struct store_err err;
+	uv_loop_t loop;
+
+	signal(SIGPIPE, SIG_IGN);
 	log_init("autopack-supervisor", LOG_INFO);
-	log_error("not implemented yet");
-	return 2;
+	parse_flags(&s->cfg, argc, argv);
+	if (s->cfg.log_file != NULL && log_open(s->cfg.log_file) != 0)
+		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file, strerror(errno));
+	sup_open_store(s);
+	s->worker_path = worker_path(s->cfg.worker_path);
+	if (access(s->worker_path, X_OK) != 0)
+		log_fatal(1, "worker binary %s: %s", s->worker_path, strerror(errno));
+	sup_prepare(s);
+
+	uv_loop_init(&loop);
+	s->loop = &loop;
+	s->started_ms = clock_mono_ms();
+	writer_init(s);
+	if (control_listen(s) != 0)
+		exit(1);
+	if (store_drain_set_supervisor(s->sd, getpid(), s->control_path, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	log_info("control socket %s", s->control_path);
+	uv_signal_init(&loop, &s->sigint);
+	uv_signal_init(&loop, &s->sigterm);
+	s->sigint.data = s->sigterm.data = s;
+	uv_signal_start(&s->sigint, signal_cb, SIGINT);
+	uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+	uv_timer_init(&loop, &s->stop_timer);
+	s->stop_timer.data = s;
+	uv_timer_init(&loop, &s->identity_timer);
+	s->identity_timer.data = s;
+	uv_timer_start(&s->identity_timer, identity_timer_cb, 1000, 1000);
+	pool_init(s);
+	sched_kick(s);
+	sup_check_done(s);
+
+	uv_run(&loop, UV_RUN_DEFAULT);
+
+	sup_finish(s);
+	uv_walk(&loop, close_walk_cb, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	free(s->worker_path);
+	free(s->control_path);
+	free(s->session_id);
+	return s->exit_code;
 }

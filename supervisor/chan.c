@@ -1,0 +1,126 @@
+#include "supervisor/chan.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct chan_write {
+	uv_write_t req;
+	struct chan *c;
+	struct proto_buf buf;
+};
+
+int chan_init(uv_loop_t *loop, struct chan *c, size_t max_frame, chan_msg_cb on_msg,
+    chan_close_cb on_close)
+{
+	memset(c, 0, sizeof *c);
+	proto_reader_init(&c->rd, max_frame);
+	c->on_msg = on_msg;
+	c->on_close = on_close;
+	c->open = true;
+	return uv_pipe_init(loop, &c->pipe, 0);
+}
+
+/* Release the reader and report the close. */
+static void chan_closed_cb(uv_handle_t *h)
+{
+	struct chan *c = container_of((uv_pipe_t *)h, struct chan, pipe);
+	char *why = c->why;
+
+	proto_reader_free(&c->rd);
+	c->open = false;
+	c->why = NULL;
+	c->on_close(c, why);
+	free(why);
+}
+
+void chan_close(struct chan *c, const char *why)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->why = why != NULL ? xstrdup(why) : NULL;
+	uv_close((uv_handle_t *)&c->pipe, chan_closed_cb);
+}
+
+static void chan_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	(void)h;
+	(void)hint;
+	buf->base = xmalloc(65536);
+	buf->len = 65536;
+}
+
+/* Feed bytes to the reader and hand every whole frame to on_msg; close on any error. */
+static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct chan *c = container_of((uv_pipe_t *)s, struct chan, pipe);
+	struct proto_err err;
+	struct proto_msg m;
+	int rc;
+
+	if (n < 0) {
+		free(buf->base);
+		chan_close(c, n == UV_EOF ? NULL : uv_strerror((int)n));
+		return;
+	}
+	if (n > 0 && proto_reader_feed(&c->rd, buf->base, (size_t)n, &err) != 0) {
+		free(buf->base);
+		chan_close(c, err.text);
+		return;
+	}
+	free(buf->base);
+	while (!c->closing && (rc = proto_reader_next(&c->rd, &m, &err)) != 0) {
+		if (rc < 0) {
+			chan_close(c, err.text);
+			return;
+		}
+		c->on_msg(c, &m);
+	}
+}
+
+int chan_start(struct chan *c)
+{
+	return uv_read_start((uv_stream_t *)&c->pipe, chan_alloc_cb, chan_read_cb);
+}
+
+static void chan_write_cb(uv_write_t *req, int status)
+{
+	struct chan_write *w = container_of(req, struct chan_write, req);
+
+	w->c->queued -= w->buf.len;
+	if (status < 0 && status != UV_ECANCELED)
+		chan_close(w->c, uv_strerror(status));
+	proto_buf_free(&w->buf);
+	free(w);
+}
+
+int chan_send(struct chan *c, const struct proto_msg *m)
+{
+	struct chan_write *w;
+	uv_buf_t b;
+	int rc;
+
+	if (c->closing)
+		return UV_EPIPE;
+	w = xcalloc(1, sizeof *w);
+	w->c = c;
+	proto_buf_init(&w->buf);
+	if ((rc = proto_pack(m, &w->buf)) != 0) {
+		log_error("cannot encode %s message: %s", proto_type_name(m->type),
+		    strerror(-rc));
+		proto_buf_free(&w->buf);
+		free(w);
+		return rc;
+	}
+	b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
+	c->queued += w->buf.len;
+	if ((rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, chan_write_cb)) != 0) {
+		c->queued -= w->buf.len;
+		proto_buf_free(&w->buf);
+		free(w);
+		chan_close(c, uv_strerror(rc));
+	}
+	return rc;
+}

@@ -1,0 +1,40 @@
+/* A framed message channel over a libuv pipe: the supervisor's side of a worker socket or
+ * a control connection. Frames in are decoded strictly (proto/wire.h); a malformed frame
+ * or EOF closes the channel. */
+#ifndef AUTOPACK_CHAN_H
+#define AUTOPACK_CHAN_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "proto/wire.h"
+
+struct chan;
+
+/* Called with each decoded message; the callee owns `m` and frees it with proto_msg_free. */
+typedef void (*chan_msg_cb)(struct chan *c, struct proto_msg *m);
+/* Called once the channel is closed and its handle released; `why` is NULL on clean EOF. */
+typedef void (*chan_close_cb)(struct chan *c, const char *why);
+
+struct chan {
+	uv_pipe_t pipe;
+	struct proto_reader rd;
+	chan_msg_cb on_msg;
+	chan_close_cb on_close;
+	bool open;
+	bool closing;
+	char *why;
+	size_t queued;    /* bytes written but not yet flushed */
+};
+
+/* Initialise `c` on `loop`; the pipe still has to be opened or accepted into. */
+int chan_init(uv_loop_t *loop, struct chan *c, size_t max_frame, chan_msg_cb on_msg,
+    chan_close_cb on_close);
+/* Start reading. Returns 0 or a libuv error. */
+int chan_start(struct chan *c);
+/* Send one message. Returns 0, or a negative error (the channel is then closing). */
+int chan_send(struct chan *c, const struct proto_msg *m);
+/* Close the channel with a reason (NULL for a clean close); on_close follows. */
+void chan_close(struct chan *c, const char *why);
+
+#endif

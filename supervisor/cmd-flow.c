@@ -1,0 +1,108 @@
+/* Control commands that steer the drain: pause, resume, scale, stop. */
+#include "supervisor/cmd.h"
+#include "common/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Parse a whole non-negative decimal number no larger than max. */
+static bool parse_count(const char *s, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (s == NULL || *s == '\0')
+		return false;
+	v = strtol(s, &end, 10);
+	if (*end != '\0' || v < 0 || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+int cmd_pause(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
+    struct cmd_reply *rep)
+{
+	(void)c;
+	(void)req;
+	rep->body = json_pack("{s:b}", "was_paused", s->paused);
+	if (!s->paused)
+		log_info("paused by control request: no new dispatch");
+	s->paused = true;
+	return 0;
+}
+
+int cmd_resume(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
+    struct cmd_reply *rep)
+{
+	(void)c;
+	(void)req;
+	rep->body = json_pack("{s:b}", "was_paused", s->paused);
+	if (s->paused)
+		log_info("resumed by control request");
+	s->paused = false;
+	sched_kick(s);
+	return 0;
+}
+
+int cmd_scale(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
+    struct cmd_reply *rep)
+{
+	bool force = false;
+	long n = -1;
+	size_t i;
+	int old = s->target;
+
+	(void)c;
+	for (i = 0; i < req->args.n; i++) {
+		if (strcmp(req->args.items[i], "--force") == 0)
+			force = true;
+		else if (!parse_count(req->args.items[i], 1024, &n))
+			return cmd_error(rep, "bad_argument", "scale: \"%s\" is not a worker count"
+			    " from 0 to 1024", req->args.items[i]);
+	}
+	if (n < 0)
+		return cmd_error(rep, "bad_argument", "scale: give the number of workers");
+	if (s->stopping)
+		return cmd_error(rep, "stopping", "scale: the supervisor is stopping");
+	s->crash_loop = false;
+	s->crash_streak = 0;
+	pool_scale(s, (int)n, force);
+	log_info("scaled from %d to %ld workers%s", old, n, force ? " (forced)" : "");
+	rep->body = json_pack("{s:i, s:i}", "from", old, "to", (int)n);
+	return 0;
+}
+
+int cmd_stop(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
+    struct cmd_reply *rep)
+{
+	long timeout = -1;
+	bool now = false;
+	size_t i;
+
+	(void)c;
+	for (i = 0; i < req->args.n; i++) {
+		const char *a = req->args.items[i];
+
+		if (strcmp(a, "--now") == 0)
+			now = true;
+		else if (strcmp(a, "--timeout") == 0 && i + 1 < req->args.n &&
+		    parse_count(req->args.items[i + 1], 86400, &timeout))
+			i++;
+		else
+			return cmd_error(rep, "bad_argument", "stop: unexpected argument \"%s\""
+			    " (use --timeout SECONDS or --now)", a);
+	}
+	if (now && timeout >= 0)
+		return cmd_error(rep, "bad_argument", "stop: --now and --timeout exclude each other");
+	rep->body = json_pack("{s:s, s:i}", "mode", now ? "now" : "graceful", "in_flight",
+	    (int)s->in_flight);
+	if (now) {
+		sup_stop(s, 2);
+	} else {
+		sup_stop(s, 1);
+		if (timeout >= 0)
+			sup_stop_timeout(s, (uint64_t)timeout * 1000);
+	}
+	return 0;
+}

@@ -1,0 +1,43 @@
+/* Control commands served by the supervisor, one file per group, gathered in control.c. */
+#ifndef AUTOPACK_CMD_H
+#define AUTOPACK_CMD_H
+
+#include <jansson.h>
+
+#include "supervisor/sup.h"
+
+struct ctl_conn {
+	struct sup *sup;
+	struct chan chan;
+	pid_t pid;
+	uid_t uid;
+	struct ctl_conn *next;
+};
+
+/* What a command hands back: a JSON body on success, or an error code and message. */
+struct cmd_reply {
+	json_t *body;
+	const char *code;
+	char *message;
+};
+
+struct sup_cmd {
+	const char *name;
+	bool logged;          /* recorded in control_log */
+	int (*exec)(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
+	    struct cmd_reply *rep);
+};
+
+/* Fail a command with a code and a formatted message; returns -1. */
+int cmd_error(struct cmd_reply *rep, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+int cmd_status(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_workers(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_metrics(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_pause(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_resume(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_scale(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_stop(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+
+#endif

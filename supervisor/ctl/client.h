@@ -1,0 +1,26 @@
+/* The control client: finds a running supervisor's socket, sends a request, reads
+ * replies. Blocking I/O with a deadline. */
+#ifndef AUTOPACK_CTL_CLIENT_H
+#define AUTOPACK_CTL_CLIENT_H
+
+#include <stddef.h>
+
+#include "proto/wire.h"
+
+struct ctl_client {
+	int fd;
+	struct proto_reader rd;
+	int timeout_ms;
+};
+
+/* Connect to the socket at `path`. Returns 0, or -1 with err set. */
+int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char *err,
+    size_t errlen);
+/* Send a request. Returns 0, or -1 with err set. */
+int client_send(struct ctl_client *c, const struct proto_request *req, char *err, size_t errlen);
+/* Read the next reply into `m`. Returns 0, or -1 with err set (timeout, EOF, bad frame,
+ * a message that is not a reply). */
+int client_recv(struct ctl_client *c, struct proto_msg *m, char *err, size_t errlen);
+void client_close(struct ctl_client *c);
+
+#endif

@@ -1,0 +1,444 @@
+/* The worker pool: spawning, handshake, heartbeat and phase deadlines, exits, respawn
+ * with backoff, and scaling. */
+#include "supervisor/sup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CRASH_LOOP_LIMIT 10     /* consecutive failed workers before giving up */
+#define RESPAWN_MAX_MS 10000
+
+static void pool_spawn(struct sup *s);
+
+/* Free the worker once its last handle has closed. */
+static void worker_handle_closed(uv_handle_t *h)
+{
+	struct worker *w = h->data;
+	struct worker **pp;
+
+	if (--w->handles > 0)
+		return;
+	for (pp = &w->sup->workers; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	free(w);
+}
+
+struct worker *pool_find(struct sup *s, int id)
+{
+	struct worker *w;
+
+	for (w = s->workers; w != NULL; w = w->next)
+		if (w->id == id && w->state != W_EXITED)
+			return w;
+	return NULL;
+}
+
+/* Signal the worker's process, remembering that we did. */
+static void worker_kill(struct worker *w, int sig)
+{
+	if (w->state == W_EXITED || w->pid <= 0)
+		return;
+	w->killed = true;
+	uv_process_kill(&w->proc, sig);
+}
+
+/* Send a message; a worker we cannot write to is killed. */
+static void worker_send(struct worker *w, const struct proto_msg *m)
+{
+	if (chan_send(&w->chan, m) != 0)
+		worker_kill(w, SIGKILL);
+}
+
+/* Ask an idle worker to exit. */
+static void worker_retire(struct worker *w)
+{
+	struct proto_msg m = { .type = PROTO_SHUTDOWN };
+
+	m.u.shutdown.reason = (char *)"scale";
+	w->retire = true;
+	worker_send(w, &m);
+}
+
+/* Tell the scheduler a worker is free, or retire it if the pool is too big. */
+static void worker_idle(struct worker *w)
+{
+	struct sup *s = w->sup;
+	int idle_or_busy = 0;
+	struct worker *x;
+
+	w->state = W_IDLE;
+	for (x = s->workers; x != NULL; x = x->next)
+		if (x->state != W_EXITED && !x->retire)
+			idle_or_busy++;
+	if (w->retire || idle_or_busy > s->target || s->stopping) {
+		worker_retire(w);
+		return;
+	}
+	sched_kick(s);
+}
+
+/* The heartbeat deadline passed: the worker is hung. */
+static void worker_hb_cb(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	log_warn("worker %d (pid %d): no frame for %llds; killing it", w->id, (int)w->pid,
+	    (long long)w->sup->cfg.heartbeat_timeout_s);
+	if (w->end_outcome == NULL)
+		w->end_outcome = "heartbeat_lost";
+	worker_kill(w, SIGKILL);
+}
+
+/* The phase deadline passed: TERM now, KILL after the grace period. */
+static void worker_phase_cb(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	if (w->end_outcome != NULL && w->killed) {
+		worker_kill(w, SIGKILL);
+		return;
+	}
+	log_warn("worker %d (pid %d): attempt %llu passed its deadline; stopping it", w->id,
+	    (int)w->pid, (unsigned long long)w->attempt_id);
+	if (w->end_outcome == NULL)
+		w->end_outcome = "timeout";
+	w->sup->n.worker_timeouts++;
+	worker_kill(w, SIGTERM);
+	uv_timer_start(&w->phase_timer, worker_phase_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
+}
+
+/* Check that an event, heartbeat or result belongs to this worker's lease and database. */
+static bool worker_fenced(struct worker *w, const char *uuid, uint64_t att, const char *what)
+{
+	struct sup *s = w->sup;
+
+	if (strcmp(uuid, s->st->uuid) != 0 && !(att == 0 && uuid[0] == '\0')) {
+		s->n.rejected_uuid++;
+		log_error("REJECTED %s from worker %d: database uuid %s is not this database's %s"
+		    " (%s)", what, w->id, uuid, s->st->uuid, s->st->url);
+		return false;
+	}
+	if (att != w->attempt_id) {
+		s->n.rejected_stale++;
+		log_warn("rejected %s from worker %d: attempt %llu is not its current attempt %llu",
+		    what, w->id, (unsigned long long)att, (unsigned long long)w->attempt_id);
+		return false;
+	}
+	return true;
+}
+
+/* End the worker's lease after a result: record it and free the worker. */
+static void worker_result(struct worker *w, struct proto_result *r)
+{
+	uv_timer_stop(&w->phase_timer);
+	writer_close_attempt(w->sup, w, r->outcome, r->failure_reason, r->message, r);
+	w->jobs_done++;
+	w->sup->crash_streak = 0;
+	worker_idle(w);
+}
+
+/* Handle one frame from a worker. */
+static void worker_msg_cb(struct chan *c, struct proto_msg *m)
+{
+	struct worker *w = container_of(c, struct worker, chan);
+
+	uv_timer_again(&w->hb_timer);
+	switch (m->type) {
+	case PROTO_HELLO:
+		if (w->state != W_STARTING || m->u.hello.pid != w->pid) {
+			log_error("worker %d: unexpected hello (pid %lld); killing it", w->id,
+			    (long long)m->u.hello.pid);
+			worker_kill(w, SIGKILL);
+			break;
+		}
+		if (strcmp(m->u.hello.sw_version, AUTOPACK_VERSION) != 0)
+			log_warn("worker %d runs autopack %s, supervisor %s", w->id,
+			    m->u.hello.sw_version, AUTOPACK_VERSION);
+		worker_idle(w);
+		break;
+	case PROTO_HEARTBEAT:
+		if (m->u.heartbeat.attempt_id != 0)
+			worker_fenced(w, m->u.heartbeat.db_uuid, m->u.heartbeat.attempt_id,
+			    "heartbeat");
+		break;
+	case PROTO_EVENT:
+		if (w->state == W_BUSY && worker_fenced(w, m->u.event.db_uuid,
+		    m->u.event.attempt_id, "event")) {
+			writer_event(w->sup, w, &m->u.event);
+		} else if (w->state != W_BUSY) {
+			w->sup->n.rejected_stale++;
+			log_warn("rejected event from idle worker %d (attempt %llu)", w->id,
+			    (unsigned long long)m->u.event.attempt_id);
+		}
+		break;
+	case PROTO_RESULT:
+		if (w->state == W_BUSY && worker_fenced(w, m->u.result.db_uuid,
+		    m->u.result.attempt_id, "result"))
+			worker_result(w, &m->u.result);
+		else if (w->state != W_BUSY)
+			w->sup->n.rejected_stale++;
+		break;
+	default:
+		log_error("worker %d sent a %s message, which workers may not send; killing it",
+		    w->id, proto_type_name(m->type));
+		worker_kill(w, SIGKILL);
+		break;
+	}
+	proto_msg_free(m);
+}
+
+/* The worker's socket closed: a live process behind it is of no use. */
+static void worker_chan_close_cb(struct chan *c, const char *why)
+{
+	struct worker *w = container_of(c, struct worker, chan);
+
+	/* On a clean EOF the exit callback follows; a process that lingers without its
+	 * socket is caught by the heartbeat deadline. */
+	if (why != NULL && w->state != W_EXITED) {
+		log_error("worker %d (pid %d): bad channel: %s; killing it", w->id, (int)w->pid,
+		    why);
+		worker_kill(w, SIGKILL);
+	}
+	worker_handle_closed((uv_handle_t *)&c->pipe);
+}
+
+/* Respawn workers up to the target (timer callback after a backoff). */
+static void pool_respawn_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	pool_scale(s, s->target, false);
+}
+
+/* A worker process ended: account for its lease and replace it if still wanted. */
+static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
+{
+	struct worker *w = container_of(p, struct worker, proc);
+	struct sup *s = w->sup;
+	bool crashed = !w->killed && !w->retire && (status != 0 || sig != 0);
+
+	if (sig != 0 || status != 0)
+		log_warn("worker %d (pid %d) exited: status %lld, signal %d", w->id, (int)w->pid,
+		    (long long)status, sig);
+	w->state = W_EXITED;
+	s->live--;
+	uv_timer_stop(&w->hb_timer);
+	uv_timer_stop(&w->phase_timer);
+	if (w->attempt_id != 0) {
+		const char *outcome = w->end_outcome != NULL ? w->end_outcome :
+		    s->stopping == 2 ? "supervisor_stopped" : "worker_crashed";
+		char msg[96];
+
+		snprintf(msg, sizeof msg, "worker pid %d ended: status %lld, signal %d",
+		    (int)w->pid, (long long)status, sig);
+		writer_close_attempt(s, w, outcome, NULL, msg, NULL);
+		crashed = crashed || strcmp(outcome, "worker_crashed") == 0;
+	}
+	if (crashed || (w->killed && w->end_outcome != NULL)) {
+		s->n.worker_crashes += crashed;
+		if (++s->crash_streak >= CRASH_LOOP_LIMIT && w->jobs_done == 0) {
+			s->crash_loop = true;
+			log_error("%d workers in a row failed; not respawning (crash loop)",
+			    s->crash_streak);
+		}
+	}
+	uv_close((uv_handle_t *)&w->proc, worker_handle_closed);
+	uv_close((uv_handle_t *)&w->hb_timer, worker_handle_closed);
+	uv_close((uv_handle_t *)&w->phase_timer, worker_handle_closed);
+	chan_close(&w->chan, NULL);
+	if (!s->stopping && !s->crash_loop && s->live < s->target) {
+		uint64_t delay = 100;
+		int i;
+
+		for (i = 1; i < s->crash_streak && delay < RESPAWN_MAX_MS; i++)
+			delay *= 2;
+		if (delay > RESPAWN_MAX_MS)
+			delay = RESPAWN_MAX_MS;
+		if (s->crash_streak == 0)
+			delay = 0;
+		uv_timer_start(&s->respawn_timer, pool_respawn_cb, delay, 0);
+	}
+	sup_check_done(s);
+}
+
+/* Start one worker process with one end of a fresh socketpair as its fd 3. */
+static void pool_spawn(struct sup *s)
+{
+	struct worker *w = xcalloc(1, sizeof *w);
+	uv_process_options_t o = { 0 };
+	uv_stdio_container_t stdio[4];
+	char *args[6];
+	int fds[2], rc, n = 0;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+		log_error("cannot create a worker socket: %s", strerror(errno));
+		free(w);
+		return;
+	}
+	w->sup = s;
+	w->id = ++s->next_worker_id;
+	w->state = W_STARTING;
+	w->born_ms = clock_mono_ms();
+	args[n++] = s->worker_path;
+	args[n++] = (char *)"--fd";
+	args[n++] = (char *)"3";
+	if (s->cfg.log_file != NULL) {
+		args[n++] = (char *)"--log-file";
+		args[n++] = (char *)s->cfg.log_file;
+	}
+	args[n] = NULL;
+	stdio[0].flags = UV_IGNORE;
+	stdio[1].flags = UV_INHERIT_FD;
+	stdio[1].data.fd = 1;
+	stdio[2].flags = UV_INHERIT_FD;
+	stdio[2].data.fd = 2;
+	stdio[3].flags = UV_INHERIT_FD;
+	stdio[3].data.fd = fds[1];
+	o.file = s->worker_path;
+	o.args = args;
+	o.stdio = stdio;
+	o.stdio_count = 4;
+	o.exit_cb = worker_exit_cb;
+	rc = uv_spawn(s->loop, &w->proc, &o);
+	close(fds[1]);
+	if (rc != 0) {
+		log_error("cannot start worker %s: %s", s->worker_path, uv_strerror(rc));
+		close(fds[0]);
+		uv_close((uv_handle_t *)&w->proc, NULL);
+		free(w);
+		s->crash_streak++;
+		if (s->crash_streak >= CRASH_LOOP_LIMIT)
+			s->crash_loop = true;
+		else
+			uv_timer_start(&s->respawn_timer, pool_respawn_cb, 1000, 0);
+		return;
+	}
+	w->pid = w->proc.pid;
+	w->proc.data = w;
+	chan_init(s->loop, &w->chan, PROTO_FRAME_MAX_DEFAULT, worker_msg_cb, worker_chan_close_cb);
+	w->chan.pipe.data = w;
+	uv_pipe_open(&w->chan.pipe, fds[0]);
+	uv_timer_init(s->loop, &w->hb_timer);
+	uv_timer_init(s->loop, &w->phase_timer);
+	w->hb_timer.data = w->phase_timer.data = w;
+	w->handles = 4;
+	uv_timer_start(&w->hb_timer, worker_hb_cb, (uint64_t)s->cfg.heartbeat_timeout_s * 1000,
+	    (uint64_t)s->cfg.heartbeat_timeout_s * 1000);
+	chan_start(&w->chan);
+	w->next = s->workers;
+	s->workers = w;
+	s->live++;
+	log_info("worker %d started (pid %d)", w->id, (int)w->pid);
+}
+
+void pool_init(struct sup *s)
+{
+	uv_timer_init(s->loop, &s->respawn_timer);
+	s->respawn_timer.data = s;
+	s->target = s->cfg.workers;
+	pool_scale(s, s->target, false);
+}
+
+void pool_scale(struct sup *s, int target, bool force)
+{
+	struct worker *w;
+	int active = 0;
+
+	s->target = target;
+	for (w = s->workers; w != NULL; w = w->next)
+		if (w->state != W_EXITED && !w->retire)
+			active++;
+	/* Shrink: idle workers first, then (if forced) busy ones; others retire when idle. */
+	for (w = s->workers; w != NULL && active > target; w = w->next) {
+		if (w->state == W_IDLE && !w->retire) {
+			worker_retire(w);
+			active--;
+		}
+	}
+	for (w = s->workers; w != NULL && active > target; w = w->next) {
+		if (w->state != W_EXITED && !w->retire) {
+			w->retire = true;
+			active--;
+			if (force && w->state == W_BUSY) {
+				w->end_outcome = "scaled_down";
+				worker_kill(w, SIGTERM);
+			}
+		}
+	}
+	if (s->stopping || s->crash_loop)
+		return;
+	while (active < target) {
+		pool_spawn(s);
+		active++;
+	}
+}
+
+void pool_kill_all(struct sup *s, int sig)
+{
+	struct worker *w;
+
+	for (w = s->workers; w != NULL; w = w->next) {
+		if (w->state == W_EXITED)
+			continue;
+		if (sig == 0) {
+			if (w->state == W_IDLE || w->state == W_STARTING)
+				worker_retire(w);
+			else
+				w->retire = true;
+		} else {
+			worker_kill(w, sig);
+		}
+	}
+}
+
+int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t attempt_id,
+    int64_t attempt_number)
+{
+	struct sup *s = w->sup;
+	struct proto_msg m = { .type = PROTO_JOB };
+	struct proto_job *j = &m.u.job;
+	struct store_err err;
+	int rc;
+
+	w->state = W_BUSY;
+	w->attempt_id = attempt_id;
+	w->run = r;
+	w->phase = p;
+	w->lease_ms = clock_mono_ms();
+	w->end_outcome = NULL;
+	rc = store_drain_job_fill(s->sd, r->run_id, p->phase_id, j, &err);
+	if (rc != 0) {
+		log_error("attempt %llu: %s", (unsigned long long)attempt_id, err.text);
+		writer_close_attempt(s, w, "failed", "JOB_BUILD_FAILED", err.text, NULL);
+		proto_msg_free(&m);
+		worker_idle(w);
+		return rc;
+	}
+	j->db_url = xstrdup(s->st->url);
+	j->db_uuid = xstrdup(s->st->uuid);
+	j->attempt_id = attempt_id;
+	j->attempt_number = attempt_number;
+	j->deadline_ms = clock_wall_ms() + s->cfg.phase_timeout_s * 1000;
+	j->max_tokens_cap = s->cfg.max_tokens_cap;
+	j->llm.provider = xstrdup(s->cfg.llm_provider);
+	j->llm.base_url = xstrdup(s->cfg.llm_base_url);
+	j->llm.model = xstrdup(s->cfg.llm_model);
+	j->llm.timeout_ms = s->cfg.llm_timeout_s * 1000;
+	j->llm.max_retries = s->cfg.llm_retries;
+	j->coef_version = 1;
+	j->dry_run = s->cfg.dry_run;
+	worker_send(w, &m);
+	proto_msg_free(&m);
+	uv_timer_start(&w->phase_timer, worker_phase_cb, (uint64_t)s->cfg.phase_timeout_s * 1000, 0);
+	return 0;
+}

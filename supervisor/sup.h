@@ -1,0 +1,208 @@
+/*
+ * The supervisor: one libuv loop that owns the database (the only writer), the worker
+ * pool, the scheduler, the group-commit writer and the control server.
+ */
+#ifndef AUTOPACK_SUP_H
+#define AUTOPACK_SUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "common/store.h"
+#include "common/store_drain.h"
+#include "supervisor/chan.h"
+
+struct sup_config {
+	const char *db_flag;
+	int workers;
+	const char *run_id;
+	int64_t batch_size;           /* attempts to start; 0 = no limit */
+	int64_t phase_timeout_s;
+	int64_t max_attempts;         /* per phase, across drains */
+	bool sync_full;
+	bool exit_when_drained;
+	bool dry_run;
+	bool allow_empty_db;
+	const char *control_path;
+	const char *log_file;
+	const char *worker_path;
+	int64_t heartbeat_timeout_s;
+	int64_t kill_grace_ms;
+	int64_t commit_window_ms;
+	int64_t commit_max;
+	/* LLM settings sent in every job; keys stay in the environment. */
+	const char *llm_provider;
+	const char *llm_base_url;
+	const char *llm_model;
+	int64_t llm_timeout_s;
+	int64_t llm_retries;
+	int64_t max_tokens_cap;
+};
+
+/* A phase waiting in its run's queue. */
+struct qphase {
+	char *phase_id;
+	int64_t attempts;
+	int64_t max_attempts;
+	struct qphase *next;
+};
+
+/* A run: its eligible phases in order, and whether one of them is leased. */
+struct run_q {
+	char *run_id;
+	struct qphase *head;
+	struct qphase *tail;
+	bool busy;
+	bool ready;                /* linked on sup.ready */
+	struct run_q *next;        /* all runs */
+	struct run_q *next_ready;
+};
+
+enum worker_state { W_STARTING, W_IDLE, W_BUSY, W_EXITED };
+
+struct worker {
+	struct sup *sup;
+	int id;
+	pid_t pid;
+	enum worker_state state;
+	uv_process_t proc;
+	struct chan chan;
+	uv_timer_t hb_timer;       /* heartbeat deadline */
+	uv_timer_t phase_timer;    /* phase deadline, then kill grace */
+	int handles;               /* open handles; freed when it reaches 0 */
+	/* the lease */
+	uint64_t attempt_id;
+	struct run_q *run;
+	struct qphase *phase;
+	uint64_t lease_ms;
+	const char *end_outcome;   /* why we are killing it (timeout, heartbeat_lost, ...) */
+	bool retire;               /* shut down once idle */
+	bool killed;               /* we signalled it */
+	uint64_t born_ms;
+	uint64_t jobs_done;
+	struct worker *next;
+};
+
+/* A write waiting for the next group commit. */
+enum op_kind { OP_EVENT, OP_CLOSE };
+
+struct op {
+	enum op_kind kind;
+	int worker_id;             /* for the ack; 0 = none */
+	char *run_id;
+	char *phase_id;
+	struct proto_event ev;     /* OP_EVENT */
+	uint64_t attempt_id;       /* OP_CLOSE */
+	struct drain_close close;  /* OP_CLOSE; strings owned below */
+	char *strs[5];
+	struct qphase *requeue;    /* OP_CLOSE: phase to put back at its run's head */
+	struct run_q *run;         /* OP_CLOSE: run to release after commit */
+	struct op *next;
+};
+
+struct sup_counters {
+	uint64_t dispatched;
+	uint64_t results;
+	uint64_t events_committed;
+	uint64_t events_duplicate;
+	uint64_t rejected_uuid;
+	uint64_t rejected_stale;
+	uint64_t worker_crashes;
+	uint64_t worker_timeouts;
+	uint64_t commits;
+	uint64_t commit_failures;
+};
+
+struct sup {
+	uv_loop_t *loop;
+	struct sup_config cfg;
+	struct store *st;
+	struct store_drain *sd;
+	int lock_fd;
+	char *session_id;
+	char *worker_path;
+	char *control_path;
+	uint64_t started_ms;
+
+	/* pool */
+	struct worker *workers;
+	int target;
+	int next_worker_id;
+	int live;
+	int crash_streak;
+	bool crash_loop;
+	uv_timer_t respawn_timer;
+	uint64_t restarts;
+
+	/* scheduler */
+	struct run_q *runs;
+	struct run_q *ready_head;
+	struct run_q *ready_tail;
+	int64_t queued;           /* phases in run queues */
+	int64_t in_flight;
+	int64_t started;          /* attempts started this drain */
+	bool paused;
+	uv_idle_t dispatch_idle;
+	bool dispatch_armed;
+
+	/* writer */
+	struct op *ops_head;
+	struct op *ops_tail;
+	int64_t ops_n;
+	uv_timer_t commit_timer;
+	bool commit_armed;
+	uint64_t last_commit_ms;
+
+	/* control */
+	uv_pipe_t ctl_server;
+	bool ctl_open;
+
+	/* shutdown */
+	int stopping;             /* 0 running, 1 graceful, 2 fast */
+	int exit_code;
+	uv_signal_t sigint, sigterm;
+	uv_timer_t stop_timer;
+	uv_timer_t identity_timer;
+	bool store_lost;
+
+	struct sup_counters n;
+};
+
+/* pool.c */
+void pool_init(struct sup *s);
+void pool_scale(struct sup *s, int target, bool force);
+void pool_kill_all(struct sup *s, int sig);
+struct worker *pool_find(struct sup *s, int id);
+int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t attempt_id,
+    int64_t attempt_number);
+
+/* sched.c */
+int sched_load(struct sup *s);
+void sched_kick(struct sup *s);
+void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p);
+void sched_release(struct sup *s, struct run_q *r);
+const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcome);
+bool sched_drained(struct sup *s);
+struct run_q *sched_run_find(struct sup *s, const char *run_id);
+void sched_free(struct sup *s);
+
+/* writer.c */
+void writer_init(struct sup *s);
+void writer_event(struct sup *s, struct worker *w, struct proto_event *ev);
+void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
+    const char *reason, const char *message, const struct proto_result *r);
+void writer_flush(struct sup *s);
+
+/* control.c */
+int control_listen(struct sup *s);
+void control_close(struct sup *s);
+
+/* main.c */
+void sup_stop(struct sup *s, int level);
+void sup_stop_timeout(struct sup *s, uint64_t ms);
+void sup_check_done(struct sup *s);
+void sup_identity_check(struct sup *s);
+
+#endif
