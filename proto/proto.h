@@ -7,8 +7,38 @@
  * versions can add fields; changing or removing a field means bumping PROTO_VERSION.
  *
  * Strings decoded from a frame are heap copies, NUL-terminated; a string holding a NUL
- * byte is refused. A nullable field decodes to NULL (strings) or -1 (counts) when the
- * frame carries nil or omits it.
+ * byte or invalid UTF-8 is refused. A nullable field decodes to NULL (strings) or -1
+ * (counts) when the frame carries nil or omits it; the packer omits it. Every other field
+ * is required. Integers may use any msgpack integer encoding whose value fits the field;
+ * booleans must be msgpack booleans. Map keys are strings everywhere.
+ *
+ * Key table (the single source is proto/schema.c; "?" marks a nullable field):
+ *
+ *   hello      pid (1..INT32_MAX), sw
+ *   job        db, uuid, att, run, phase (the phase id), p{...}, n (attempt number, >= 1),
+ *              deadline (epoch ms), cap (max_tokens cap), llm{...}, est{...}, ws, dry (bool)
+ *     p        name, desc, cat?, cplx?, paths[], ro[], dl[], check?, maxa
+ *     llm      prov, url, model, tmo (ms), retries
+ *     est      ver, oh [[category, complexity, overhead], ...]
+ *   heartbeat  uuid, att
+ *   event      uuid, att, seq, kind, body{...}; kind names the body:
+ *     llm_usage            prov, model, role, in?, out?, total, lat, http (0..999), err?,
+ *                          try (>= 1)
+ *     token_estimation_v2  cat, cplx, ndl, dl (deliverables JSON), pred, actual, budget,
+ *                          maxt?, success (bool), truncated (bool), stop?, model, ver,
+ *                          doc? (0..15, PROTO_DOC_*), ctxq?, sot?, sotn?
+ *     log                  lvl, msg
+ *   ack        att, seq
+ *   result     uuid, att, seq (final), outcome, why?, msg?, fp?, zy?, llm (bool), dur
+ *   cancel     att
+ *   shutdown   why?
+ *   request    id, cmd, args[], uuid? (the database the client expects)
+ *   reply      id, ok (bool), code?, msg?, db, uuid, body? (JSON), more (bool)
+ *
+ * Integers are >= 0 unless a range is given (the overhead in est.oh is any int64).
+ * Identifiers (uuid, run, phase, cat, cplx, prov, model, role, outcome, cmd, code, lvl,
+ * stop, ctxq, sw, err, oh names) hold at most PROTO_NAME_MAX bytes; URLs and paths
+ * (db, ws, url, paths, ro, dl, sot) PROTO_PATH_MAX; other text PROTO_STR_MAX.
  */
 #ifndef AUTOPACK_PROTO_H
 #define AUTOPACK_PROTO_H
@@ -22,6 +52,8 @@
 #define PROTO_DEPTH_MAX 6                  /* nesting of maps and arrays */
 #define PROTO_STR_MAX (1u << 20)           /* bytes in any one string */
 #define PROTO_LIST_MAX 4096                /* elements in any one array */
+#define PROTO_NAME_MAX 256                 /* bytes in an identifier */
+#define PROTO_PATH_MAX 4096                /* bytes in a URL or a path */
 
 enum proto_type {
 	PROTO_HELLO = 1, /* worker → supervisor, first frame */
@@ -75,8 +107,8 @@ struct proto_llm {
 	int64_t max_retries;
 };
 
-/* "job": {db, uuid, att, run, phase_id, phase{...}, n, deadline_ms, max_tokens_cap,
- *         llm{...}, est{ver, oh[[cat, cplx, n]...]}, ws, dry} */
+/* "job": {db, uuid, att, run, phase, p{...}, n, deadline, cap, llm{...},
+ *         est{ver, oh[[cat, cplx, n]...]}, ws, dry} */
 struct proto_job {
 	char *db_url;        /* canonical sqlite:////abs/path.db */
 	char *db_uuid;

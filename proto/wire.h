@@ -14,22 +14,34 @@ struct proto_buf {
 void proto_buf_init(struct proto_buf *b);
 void proto_buf_free(struct proto_buf *b);
 void proto_buf_reset(struct proto_buf *b);
+/* Append n bytes (aborts on out of memory). */
+void proto_buf_append(struct proto_buf *b, const void *p, size_t n);
 
 /* Why a frame was refused: names the field (dotted path, e.g. "body.model") and the reason. */
 struct proto_err {
 	char text[256];
 };
 
-/* Append `m` as one frame (length prefix + map) to `b`. Returns 0, or -EMSGSIZE if the
- * encoded map exceeds PROTO_FRAME_MAX_DEFAULT; on error b is unchanged. */
+/* Append `m` as one frame (length prefix + map) to `b`. Every value is checked against the
+ * limits the decoder applies, so whatever packs decodes. Returns 0; -EMSGSIZE if the
+ * encoded map exceeds PROTO_FRAME_MAX_DEFAULT or a string or list exceeds its limit;
+ * -EINVAL for a NULL required string, invalid UTF-8, an integer out of its field's range,
+ * or an unknown type or event kind. On error b is unchanged. */
 int proto_pack(const struct proto_msg *m, struct proto_buf *b);
+/* proto_pack that also says which field was refused and why. */
+int proto_msg_pack(const struct proto_msg *m, struct proto_buf *b, struct proto_err *err);
 
-/* Decode one msgpack map of `len` bytes (no length prefix) into `out`. Returns 0, or -1
- * with `err` set; on error nothing is left allocated in `out`. */
+/* Decode one msgpack map of `len` bytes (no length prefix) into `out`. The bytes are first
+ * walked without allocating (every declared length against the bytes left, nesting depth),
+ * then decoded strictly: wrong v, unknown t, missing, mistyped, duplicate or out-of-range
+ * fields are refused; unknown keys are ignored. Returns 0, or -1 with `err` set; on error
+ * nothing is left allocated in `out`. */
 int proto_decode(const void *map, size_t len, struct proto_msg *out, struct proto_err *err);
 
-/* Release everything a decoded (or hand-built with heap strings) message owns. */
+/* Release everything a decoded (or hand-built with heap strings) message owns, and zero it. */
 void proto_msg_free(struct proto_msg *m);
+/* Whether a and b are the same message, field by field. */
+bool proto_msg_equal(const struct proto_msg *a, const struct proto_msg *b);
 
 /* Incremental frame reader: feed bytes as they arrive, in pieces of any size. */
 struct proto_reader {
@@ -38,8 +50,11 @@ struct proto_reader {
 	size_t off;       /* start of the next unread frame */
 	size_t cap;
 	size_t max_frame; /* largest map accepted */
+	size_t scan;      /* end of the last frame known to be whole */
+	bool failed;      /* a frame was refused: the peer must be dropped */
 };
 
+/* Start an empty reader; max_frame 0 means PROTO_FRAME_MAX_DEFAULT. */
 void proto_reader_init(struct proto_reader *r, size_t max_frame);
 void proto_reader_free(struct proto_reader *r);
 /* Buffer `n` more bytes. Returns 0, or -1 with `err` set when the pending frame declares a
@@ -49,7 +64,7 @@ int proto_reader_feed(struct proto_reader *r, const void *data, size_t n, struct
  * `err` set when the frame is malformed (the reader is then unusable: drop the peer). */
 int proto_reader_next(struct proto_reader *r, struct proto_msg *out, struct proto_err *err);
 
-/* Names used on the wire. */
+/* Names used on the wire; "unknown" for a value that is not a type or kind. */
 const char *proto_type_name(enum proto_type t);
 const char *proto_event_kind_name(enum proto_event_kind k);
 

@@ -1,0 +1,362 @@
+/* Strict decoding of one scanned msgpack map into a struct proto_msg, driven by the key
+ * table in schema.c. */
+#include <string.h>
+
+#include "common/util.h"
+#include "proto/mp.h"
+#include "proto/path.h"
+#include "proto/scan.h"
+#include "proto/schema.h"
+#include "proto/wire.h"
+
+struct dec {
+	struct mp_cur cur;
+	struct proto_path path;
+	struct proto_err *err;
+};
+
+/* Read the next item; the bytes were scanned, so failure means a scan bug or misuse. */
+static int dec_item(struct dec *d, struct mp_item *it)
+{
+	if (mp_next(&d->cur, it) != MP_OK)
+		return proto_errf(d->err, &d->path, "malformed value");
+	return 0;
+}
+
+/* Report a value of the wrong msgpack type. */
+static int dec_type_err(struct dec *d, const char *want, const struct mp_item *it)
+{
+	return proto_errf(d->err, &d->path, "expected %s, got %s", want, mp_kind_name(it->kind));
+}
+
+/* Copy out the string item `it` after checking it against field f. */
+static int dec_str(struct dec *d, const struct proto_field *f, const struct mp_item *it,
+    char **out)
+{
+	if (it->kind != MP_STR)
+		return dec_type_err(d, f->kind == PF_STR_OPT ? "string or nil" : "string", it);
+	if (proto_check_str(f, it->ptr, it->len, &d->path, d->err) < 0)
+		return -1;
+	*out = xstrndup((const char *)it->ptr, it->len);
+	return 0;
+}
+
+/* Convert the integer item `it` for field f, checking its range. */
+static int dec_i64(struct dec *d, const struct proto_field *f, const struct mp_item *it,
+    int64_t *out)
+{
+	if (it->kind == MP_NINT) {
+		*out = it->i;
+	} else if (it->kind == MP_UINT) {
+		if (it->u > (uint64_t)INT64_MAX)
+			return proto_errf(d->err, &d->path, "integer %llu out of range [%lld, %lld]",
+			    (unsigned long long)it->u, (long long)f->min, (long long)f->max);
+		*out = (int64_t)it->u;
+	} else {
+		return dec_type_err(d, f->kind == PF_I64_OPT ? "integer or nil" : "integer", it);
+	}
+	return proto_check_i64(f, *out, &d->path, d->err);
+}
+
+/* Decode an array of strings into l; l->n counts the items copied so far. */
+static int dec_list(struct dec *d, const struct proto_field *f, const struct mp_item *arr,
+    struct proto_strlist *l)
+{
+	struct mp_item it;
+
+	if (arr->kind != MP_ARRAY)
+		return dec_type_err(d, "array", arr);
+	if (arr->len > PROTO_LIST_MAX)
+		return proto_errf(d->err, &d->path, "array of %lu elements exceeds limit %d",
+		    (unsigned long)arr->len, PROTO_LIST_MAX);
+	l->items = xcalloc(arr->len, sizeof *l->items);
+	for (uint32_t k = 0; k < arr->len; k++) {
+		size_t mark = proto_path_push_index(&d->path, k);
+
+		if (dec_item(d, &it) < 0 || dec_str(d, f, &it, &l->items[k]) < 0)
+			return -1;
+		l->n++;
+		proto_path_pop(&d->path, mark);
+	}
+	return 0;
+}
+
+/* Decode one [category, complexity, overhead] row. */
+static int dec_coef(struct dec *d, struct proto_coef *c)
+{
+	struct mp_item row, it;
+	char **strs[2] = { &c->category, &c->complexity };
+
+	if (dec_item(d, &row) < 0)
+		return -1;
+	if (row.kind != MP_ARRAY)
+		return dec_type_err(d, "array [category, complexity, overhead]", &row);
+	if (row.len != 3)
+		return proto_errf(d->err, &d->path,
+		    "expected 3 elements [category, complexity, overhead], got %lu",
+		    (unsigned long)row.len);
+	for (int k = 0; k < 3; k++) {
+		size_t mark = proto_path_push_index(&d->path, (uint64_t)k);
+
+		if (dec_item(d, &it) < 0)
+			return -1;
+		if (k < 2 && dec_str(d, &proto_coef_fields[k], &it, strs[k]) < 0)
+			return -1;
+		if (k == 2 && dec_i64(d, &proto_coef_fields[k], &it, &c->overhead) < 0)
+			return -1;
+		proto_path_pop(&d->path, mark);
+	}
+	return 0;
+}
+
+/* Decode the estimator's overhead table into *rows / *n; *n counts whole rows so far. */
+static int dec_coefs(struct dec *d, const struct mp_item *arr, struct proto_coef **rows,
+    size_t *n)
+{
+	if (arr->kind != MP_ARRAY)
+		return dec_type_err(d, "array", arr);
+	if (arr->len > PROTO_LIST_MAX)
+		return proto_errf(d->err, &d->path, "array of %lu elements exceeds limit %d",
+		    (unsigned long)arr->len, PROTO_LIST_MAX);
+	*rows = xcalloc(arr->len, sizeof **rows);
+	for (uint32_t k = 0; k < arr->len; k++) {
+		size_t mark = proto_path_push_index(&d->path, k);
+		int rc = dec_coef(d, &(*rows)[k]);
+
+		/* a half-decoded row still owns its strings: count it so they are freed */
+		(*n)++;
+		if (rc < 0)
+			return -1;
+		proto_path_pop(&d->path, mark);
+	}
+	return 0;
+}
+
+static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, uint32_t n);
+
+/* Decode the value of field f (its first item already read into `it`) into base. */
+static int dec_field(struct dec *d, const struct proto_field *f, const struct mp_item *it,
+    char *base)
+{
+	void *at = base + f->off;
+	enum proto_event_kind kind;
+
+	switch (f->kind) {
+	case PF_STR_OPT:
+		if (it->kind == MP_NIL)
+			return 0;
+		/* fall through */
+	case PF_STR:
+		return dec_str(d, f, it, at);
+	case PF_I64_OPT:
+		if (it->kind == MP_NIL) {
+			*(int64_t *)at = -1;
+			return 0;
+		}
+		/* fall through */
+	case PF_I64:
+		return dec_i64(d, f, it, at);
+	case PF_U64:
+		if (it->kind != MP_UINT)
+			return it->kind == MP_NINT ?
+			    proto_errf(d->err, &d->path, "integer %lld out of range [0, %llu]",
+				(long long)it->i, (unsigned long long)UINT64_MAX) :
+			    dec_type_err(d, "integer", it);
+		*(uint64_t *)at = it->u;
+		return 0;
+	case PF_BOOL:
+		if (it->kind != MP_BOOL)
+			return dec_type_err(d, "boolean", it);
+		*(bool *)at = it->b;
+		return 0;
+	case PF_LIST:
+		return dec_list(d, f, it, at);
+	case PF_MAP:
+		if (it->kind != MP_MAP)
+			return dec_type_err(d, "map", it);
+		return dec_entries(d, f->sub, at, it->len);
+	case PF_COEFS:
+		return dec_coefs(d, it, at, (size_t *)(base + f->off2));
+	case PF_KIND: {
+		char shown[80];
+
+		if (it->kind != MP_STR)
+			return dec_type_err(d, "string", it);
+		kind = proto_kind_lookup(it->ptr, it->len);
+		if (kind == 0) {
+			proto_escape(shown, sizeof shown, it->ptr, it->len, 40);
+			return proto_errf(d->err, &d->path, "unknown event kind \"%s\"", shown);
+		}
+		*(enum proto_event_kind *)at = kind;
+		return 0;
+	}
+	case PF_BODY:
+		break;
+	}
+	return proto_errf(d->err, &d->path, "internal: field kind %d", (int)f->kind);
+}
+
+/* Find the field of s whose key is the n bytes at k; returns its index or -1. */
+static int field_index(const struct proto_schema *s, const uint8_t *k, size_t n)
+{
+	for (size_t j = 0; j < s->nfields; j++) {
+		if (strlen(s->fields[j].key) == n && memcmp(s->fields[j].key, k, n) == 0)
+			return (int)j;
+	}
+	return -1;
+}
+
+/* Decode an event body found earlier at `at`, now that the event's kind is known. */
+static int dec_body(struct dec *d, const struct proto_field *f, struct mp_cur at, char *base)
+{
+	const struct proto_schema *s;
+	struct mp_cur after = d->cur;
+	struct mp_item it;
+	size_t mark = proto_path_push_key(&d->path, f->key, strlen(f->key));
+
+	s = proto_schema_of_kind(((struct proto_event *)base)->kind);
+	d->cur = at;
+	if (dec_item(d, &it) < 0)
+		return -1;
+	if (it.kind != MP_MAP)
+		return dec_type_err(d, "map", &it);
+	if (dec_entries(d, s, base + f->off, it.len) < 0)
+		return -1;
+	proto_path_pop(&d->path, mark);
+	d->cur = after;
+	return 0;
+}
+
+/* Decode n map entries against schema s into base: unknown keys are skipped, a repeated
+ * key is refused, then every required field must have been seen. */
+static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, uint32_t n)
+{
+	uint32_t seen = 0;
+	struct mp_cur body_at = { 0 };
+	const struct proto_field *body = NULL;
+	struct mp_item key, it;
+
+	for (uint32_t k = 0; k < n; k++) {
+		const struct proto_field *f;
+		size_t mark;
+		int j;
+
+		if (dec_item(d, &key) < 0)
+			return -1;
+		j = field_index(s, key.ptr, key.len);
+		if (j < 0) {
+			if (mp_skip(&d->cur) != MP_OK)
+				return proto_errf(d->err, &d->path, "malformed value");
+			continue;
+		}
+		f = &s->fields[j];
+		if (seen & (1u << j))
+			return proto_errf(d->err, &d->path, "duplicate field \"%s\"", f->key);
+		seen |= 1u << j;
+		if (f->kind == PF_BODY) {
+			body = f;
+			body_at = d->cur;
+			if (mp_skip(&d->cur) != MP_OK)
+				return proto_errf(d->err, &d->path, "malformed value");
+			continue;
+		}
+		mark = proto_path_push_key(&d->path, f->key, strlen(f->key));
+		if (dec_item(d, &it) < 0 || dec_field(d, f, &it, base) < 0)
+			return -1;
+		proto_path_pop(&d->path, mark);
+	}
+	for (size_t j = 0; j < s->nfields; j++) {
+		const struct proto_field *f = &s->fields[j];
+
+		if (seen & (1u << j))
+			continue;
+		if (f->kind == PF_STR_OPT)
+			continue;
+		if (f->kind == PF_I64_OPT) {
+			*(int64_t *)(base + f->off) = -1;
+			continue;
+		}
+		return proto_errf(d->err, &d->path, "missing field \"%s\"", f->key);
+	}
+	return body != NULL ? dec_body(d, body, body_at, base) : 0;
+}
+
+/* Find "v" and "t" in the top map and check them; sets *type. */
+static int dec_header(struct dec *d, uint32_t n, enum proto_type *type)
+{
+	struct mp_item key, v = { .kind = MP_NIL }, t = { .kind = MP_NIL };
+	bool have_v = false, have_t = false;
+	char shown[80];
+
+	for (uint32_t k = 0; k < n; k++) {
+		bool is_v, is_t;
+
+		if (dec_item(d, &key) < 0)
+			return -1;
+		is_v = key.len == 1 && key.ptr[0] == 'v';
+		is_t = key.len == 1 && key.ptr[0] == 't';
+		if ((is_v && have_v) || (is_t && have_t))
+			return proto_errf(d->err, &d->path, "duplicate field \"%c\"", key.ptr[0]);
+		if (is_v || is_t) {
+			struct mp_cur at = d->cur;
+
+			if (dec_item(d, is_v ? &v : &t) < 0)
+				return -1;
+			d->cur = at;
+			if (is_v)
+				have_v = true;
+			else
+				have_t = true;
+		}
+		if (mp_skip(&d->cur) != MP_OK)
+			return proto_errf(d->err, &d->path, "malformed value");
+	}
+	if (!have_v)
+		return proto_errf(d->err, &d->path, "missing field \"v\"");
+	proto_path_init(&d->path, "v");
+	if (v.kind == MP_NINT)
+		return proto_errf(d->err, &d->path, "protocol version %lld, expected %d",
+		    (long long)v.i, PROTO_VERSION);
+	if (v.kind != MP_UINT)
+		return dec_type_err(d, "integer", &v);
+	if (v.u != PROTO_VERSION)
+		return proto_errf(d->err, &d->path, "protocol version %llu, expected %d",
+		    (unsigned long long)v.u, PROTO_VERSION);
+	proto_path_init(&d->path, "frame");
+	if (!have_t)
+		return proto_errf(d->err, &d->path, "missing field \"t\"");
+	proto_path_init(&d->path, "t");
+	if (t.kind != MP_STR)
+		return dec_type_err(d, "string", &t);
+	*type = proto_type_lookup(t.ptr, t.len);
+	if (*type == 0) {
+		proto_escape(shown, sizeof shown, t.ptr, t.len, 40);
+		return proto_errf(d->err, &d->path, "unknown message type \"%s\"", shown);
+	}
+	return 0;
+}
+
+int proto_decode(const void *map, size_t len, struct proto_msg *out, struct proto_err *err)
+{
+	struct dec d = { .err = err };
+	struct mp_item top;
+	enum proto_type type;
+
+	memset(out, 0, sizeof *out);
+	err->text[0] = '\0';
+	if (proto_scan(map, len, err) < 0)
+		return -1;
+	mp_cur_init(&d.cur, map, len);
+	proto_path_init(&d.path, "frame");
+	if (dec_item(&d, &top) < 0 || dec_header(&d, top.len, &type) < 0)
+		return -1;
+	out->type = type;
+	mp_cur_init(&d.cur, map, len);
+	proto_path_init(&d.path, proto_type_name(type));
+	if (dec_item(&d, &top) < 0 ||
+	    dec_entries(&d, proto_schema_of_type(type), (char *)&out->u, top.len) < 0) {
+		proto_msg_free(out);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,111 @@
+#include "proto/scan.h"
+
+#include "proto/mp.h"
+#include "proto/path.h"
+
+struct scan {
+	struct mp_cur cur;
+	struct proto_path path;
+	struct proto_err *err;
+};
+
+/* Read one item header, turning a cursor error into an error text. */
+static int scan_item(struct scan *s, struct mp_item *it)
+{
+	int rc = mp_next(&s->cur, it);
+
+	switch (rc) {
+	case MP_OK:
+		return 0;
+	case MP_ETRUNC:
+		return proto_errf(s->err, &s->path, "truncated: the frame ends inside a value");
+	case MP_ERESERVED:
+		return proto_errf(s->err, &s->path, "invalid type byte 0xc1");
+	default:
+		return proto_errf(s->err, &s->path, "%s declares %lu bytes but only %zu remain",
+		    mp_kind_name(it->kind), (unsigned long)it->len,
+		    (size_t)(s->cur.end - it->ptr));
+	}
+}
+
+static int scan_value(struct scan *s, int depth);
+
+/* Check the elements of an array whose header was just read. */
+static int scan_array(struct scan *s, const struct mp_item *it, int depth)
+{
+	for (uint32_t k = 0; k < it->len; k++) {
+		size_t mark = proto_path_push_index(&s->path, k);
+
+		if (scan_value(s, depth) < 0)
+			return -1;
+		proto_path_pop(&s->path, mark);
+	}
+	return 0;
+}
+
+/* Check the entries of a map whose header was just read: string keys, any values. */
+static int scan_map(struct scan *s, const struct mp_item *it, int depth)
+{
+	struct mp_item key;
+
+	for (uint32_t k = 0; k < it->len; k++) {
+		size_t mark;
+
+		if (scan_item(s, &key) < 0)
+			return -1;
+		if (key.kind != MP_STR)
+			return proto_errf(s->err, &s->path, "map key must be a string, got %s",
+			    mp_kind_name(key.kind));
+		mark = proto_path_push_key(&s->path, key.ptr, key.len);
+		if (scan_value(s, depth) < 0)
+			return -1;
+		proto_path_pop(&s->path, mark);
+	}
+	return 0;
+}
+
+/* Check one value; `depth` counts the containers around it. */
+static int scan_value(struct scan *s, int depth)
+{
+	struct mp_item it;
+	size_t left;
+
+	if (scan_item(s, &it) < 0)
+		return -1;
+	if (it.kind != MP_ARRAY && it.kind != MP_MAP)
+		return 0;
+	if (depth + 1 > PROTO_DEPTH_MAX)
+		return proto_errf(s->err, &s->path, "nesting deeper than %d", PROTO_DEPTH_MAX);
+	left = mp_cur_left(&s->cur);
+	if (it.kind == MP_ARRAY && it.len > left)
+		return proto_errf(s->err, &s->path,
+		    "array declares %lu elements but only %zu bytes remain",
+		    (unsigned long)it.len, left);
+	if (it.kind == MP_MAP && 2ull * it.len > left)
+		return proto_errf(s->err, &s->path,
+		    "map declares %lu entries but only %zu bytes remain",
+		    (unsigned long)it.len, left);
+	if (it.kind == MP_ARRAY)
+		return scan_array(s, &it, depth + 1);
+	return scan_map(s, &it, depth + 1);
+}
+
+int proto_scan(const void *p, size_t len, struct proto_err *err)
+{
+	struct scan s = { .err = err };
+	struct mp_item first;
+
+	mp_cur_init(&s.cur, p, len);
+	proto_path_init(&s.path, "frame");
+	if (len == 0)
+		return proto_errf(err, &s.path, "empty, expected a map");
+	if (mp_next(&s.cur, &first) == MP_OK && first.kind != MP_MAP)
+		return proto_errf(err, &s.path, "expected a map, got %s", mp_kind_name(first.kind));
+	mp_cur_init(&s.cur, p, len);
+	if (scan_value(&s, 0) < 0)
+		return -1;
+	if (mp_cur_left(&s.cur) > 0)
+		return proto_errf(err, &s.path, "%zu trailing bytes after the map",
+		    mp_cur_left(&s.cur));
+	return 0;
+}

@@ -1,0 +1,81 @@
+#include "proto/utf8.h"
+
+#include <string.h>
+
+#include "common/util.h"
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one (overlong forms,
+ * surrogates and values past U+10FFFF are not). */
+static size_t seq_len(const uint8_t *s, size_t n)
+{
+	uint8_t c = s[0];
+	size_t len, k;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (k = 1; k < len; k++) {
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[k] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+size_t proto_utf8_check(const void *s, size_t n)
+{
+	const uint8_t *b = s;
+	size_t off = 0, k;
+
+	while (off < n) {
+		k = seq_len(b + off, n - off);
+		if (k == 0)
+			return off;
+		off += k;
+	}
+	return n;
+}
+
+char *proto_utf8_clean(const char *s, size_t max_bytes)
+{
+	static const char repl[] = "\xef\xbf\xbd";
+	const uint8_t *b = (const uint8_t *)s;
+	size_t n = strlen(s), off = 0, o = 0, k;
+	char *out = xmalloc(max_bytes + 1);
+
+	while (off < n) {
+		k = seq_len(b + off, n - off);
+		if (k == 0) {
+			if (o + 3 > max_bytes)
+				break;
+			memcpy(out + o, repl, 3);
+			o += 3;
+			off++;
+			continue;
+		}
+		if (o + k > max_bytes)
+			break;
+		memcpy(out + o, b + off, k);
+		o += k;
+		off += k;
+	}
+	out[o] = '\0';
+	return out;
+}

@@ -1,0 +1,17 @@
+/* UTF-8 checks for strings that go on the wire: every string in a frame must be valid
+ * UTF-8, so text of unknown origin (LLM output, subprocess output) is cleaned first. */
+#ifndef AUTOPACK_PROTO_UTF8_H
+#define AUTOPACK_PROTO_UTF8_H
+
+#include <stddef.h>
+
+/* Offset of the first byte of s[0..n) that does not start a valid UTF-8 sequence, or n if
+ * the whole of it is valid. Overlong forms, surrogates and code points past U+10FFFF are
+ * invalid. */
+size_t proto_utf8_check(const void *s, size_t n);
+
+/* A heap copy of s of at most max_bytes bytes (plus the NUL), cut at a character boundary,
+ * with every invalid byte replaced by U+FFFD. Never fails (aborts on out of memory). */
+char *proto_utf8_clean(const char *s, size_t max_bytes);
+
+#endif
