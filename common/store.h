@@ -176,6 +176,9 @@ int store_plan_import(struct store *st, const char *text, size_t len, const char
  * directory. */
 int store_plan_import_file(struct store *st, const char *path,
     struct store_plan_summary *sum, struct store_err *err);
+/* Make `path` absolute against `base_dir` (NULL: the current directory) and collapse
+ * "." and ".." lexically; the path need not exist. NULL if the cwd cannot be read. */
+char *store_path_absolute(const char *path, const char *base_dir);
 /* Free what an import put in `sum`. */
 void store_plan_summary_free(struct store_plan_summary *sum);
 
