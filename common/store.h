@@ -8,7 +8,9 @@
 #ifndef AUTOPACK_STORE_H
 #define AUTOPACK_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <sqlite3.h>
@@ -38,6 +40,159 @@ struct store {
 	int schema_version;
 	dev_t dev;            /* identity of the file at open */
 	ino_t ino;
+	bool writable;        /* opened with STORE_WRITE */
+	int migrated_from;    /* schema version this open upgraded from, or 0 */
+	char *backup_path;    /* copy taken before that upgrade, or NULL */
 };
+
+enum store_mode {
+	STORE_READ,  /* read-only; an older schema is reported, not changed */
+	STORE_WRITE, /* read-write, WAL; an older schema is backed up, then migrated */
+};
+
+/* Tables counted in the identity banner, in banner order. */
+enum store_table_count {
+	STORE_COUNT_RUNS,
+	STORE_COUNT_TIERS,
+	STORE_COUNT_PHASES,
+	STORE_COUNT_ATTEMPTS,
+	STORE_COUNT_LLM_USAGE,
+	STORE_COUNT_V2_EVENTS,
+	STORE_COUNT_N,
+};
+
+/* What a banner shows: where the database is and what it holds. */
+struct store_identity {
+	int64_t size;         /* bytes in the main file */
+	int64_t wal_size;     /* bytes in <db>-wal, 0 if absent */
+	char created_at[40];
+	char created_by[200];
+	int64_t counts[STORE_COUNT_N];
+};
+
+/* --- common/store_open.c --- */
+
+/* Open the autopack database at canonical `path` (named by canonical `url`) into `st`.
+ * Never creates a file. Refuses a missing file (STORE_ENOENT), a file that is not SQLite
+ * or not autopack's (STORE_ENOTDB), missing tables (STORE_EPARTIAL, listed), and a newer
+ * schema (STORE_EVERSION), all without writing to the file. STORE_WRITE upgrades an older
+ * schema after a backup (store_migrate). On failure `st` holds nothing to close. */
+int store_open(struct store *st, const char *path, const char *url, enum store_mode mode,
+    struct store_err *err);
+/* Close the database and free the handle's strings; safe on a zeroed handle. */
+void store_close(struct store *st);
+/* Re-stat the path: 0 if it is still the file opened, STORE_EMOVED if it was removed or
+ * replaced (a different device:inode), STORE_EIO if it cannot be checked. */
+int store_identity_changed(struct store *st, struct store_err *err);
+
+/* --- common/store_init.c --- */
+
+/* Create a new autopack database at `path`: the whole schema and the meta row in one
+ * transaction. An existing autopack database is left alone: STORE_EEXIST, with its uuid
+ * in the message and in `uuid` (if not NULL). Any other existing file is refused
+ * untouched (STORE_ENOTDB / STORE_EPARTIAL / STORE_EVERSION). On failure the half-made
+ * file is removed. On success `uuid` receives the new database's uuid. */
+int store_init(const char *path, char uuid[37], struct store_err *err);
+
+/* --- common/store_migrate.c --- */
+
+/* Upgrade an older schema to SCHEMA_VERSION: copy the database to
+ * <path>.v<old>-<UTC stamp>.bak with the sqlite3 backup API, then apply every migration
+ * step in one BEGIN IMMEDIATE transaction and bump meta.schema_version. Sets
+ * st->migrated_from and st->backup_path. A current schema is left alone (returns 0).
+ * On failure nothing is changed and the backup (if taken) is named in the message. */
+int store_migrate(struct store *st, struct store_err *err);
+/* Copy the open database to a new file `dest` with the sqlite3 backup API; a partial
+ * copy is removed on failure. */
+int store_backup(struct store *st, const char *dest, struct store_err *err);
+
+/* --- common/store_banner.c --- */
+
+/* Return the table name of banner count `i` (enum store_table_count). */
+const char *store_count_name(int i);
+/* Fill `id` from the file system and the database; a count that cannot be read is -1. */
+int store_identity_read(struct store *st, struct store_identity *id, struct store_err *err);
+/* Print the identity banner: canonical URL, path, size, device:inode, uuid, schema
+ * version, creation, row counts. A count that cannot be read prints as "?". */
+void store_banner(struct store *st, FILE *out);
+
+/* --- common/store_stats.c --- */
+
+/* One labelled count. */
+struct store_count {
+	char *key;
+	int64_t n;
+};
+
+/* A list of labelled counts. */
+struct store_counts {
+	struct store_count *items;
+	size_t n;
+};
+
+/* Phase counts of one run. */
+struct store_run_phases {
+	char *run_id;
+	char *state;
+	int64_t total, queued, executing, complete, failed;
+};
+
+/* What db check reports besides the banner. */
+struct store_stats {
+	int64_t runs, phases;
+	struct store_counts phase_states; /* every PhaseState (zeros too), then others */
+	struct store_counts run_states;   /* states present, by count */
+	struct store_run_phases *per_run; /* ordered by run id */
+	size_t n_runs;
+	int64_t v2_total, v2_success, v2_truncated;
+	struct store_counts v2_by_category;   /* successful events */
+	struct store_counts v2_by_complexity; /* successful events */
+	int64_t usage_total, usage_failed, usage_tokens;
+};
+
+/* Read every statistic db check prints. */
+int store_stats_read(struct store *st, struct store_stats *stats, struct store_err *err);
+/* Free what store_stats_read allocated. */
+void store_stats_free(struct store_stats *stats);
+
+/* --- common/store_plan.c --- */
+
+/* What an import wrote. */
+struct store_plan_summary {
+	char **run_ids;
+	size_t n_runs;
+	int64_t tiers, phases;
+};
+
+/* Import a JSON plan (the text of a plan file; see README "Plan files"). The whole
+ * document is validated first, against the database too; the first error names its JSON
+ * path (runs[0].tiers[1].phases[2].scope.deliverables[0]: expected string) and nothing
+ * is written (STORE_EINVAL). Otherwise every run, tier and phase is written in one
+ * transaction. Relative workspaces are resolved against `base_dir`; `source` names the
+ * plan in messages. */
+int store_plan_import(struct store *st, const char *text, size_t len, const char *base_dir,
+    const char *source, struct store_plan_summary *sum, struct store_err *err);
+/* Read the plan file at `path` and import it, resolving workspaces against its
+ * directory. */
+int store_plan_import_file(struct store *st, const char *path,
+    struct store_plan_summary *sum, struct store_err *err);
+/* Make `path` absolute against `base_dir` (NULL: the current directory) and collapse
+ * "." and ".." lexically; the path need not exist. NULL if the cwd cannot be read. */
+char *store_path_absolute(const char *path, const char *base_dir);
+/* Free what an import put in `sum`. */
+void store_plan_summary_free(struct store_plan_summary *sum);
+
+/* --- common/store_seed.c --- */
+
+#define STORE_SEED_RUN_ID "telemetry-collection-v4"
+
+/* Add the telemetry seed run (ten small phases; README "Offline database commands")
+ * with its deliverables written under the absolute directory `workspace`. Refuses with
+ * STORE_EEXIST if the run exists. */
+int store_seed_telemetry_run(struct store *st, const char *workspace,
+    struct store_plan_summary *sum, struct store_err *err);
+
+/* Return a short name for a STORE_E* code ("ENOTDB"). */
+const char *store_strerror(int code);
 
 #endif
