@@ -1,0 +1,169 @@
+"""Helpers for process-level supervisor tests: databases with generated plans, a running
+supervisor, control requests, and the LLM stand-in."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from conftest import BIN, ROOT, binpath, ctl
+
+PYTHON = "/usr/bin/python3"
+
+
+def db_url(path):
+    return "sqlite:///" + os.path.abspath(path)
+
+
+def make_plan(path, runs, tiers=1, phases=3, workspace="ws", check=None,
+              deliverables=True):
+    """Write a plan with `runs` runs of `tiers` tiers of `phases` phases each."""
+    doc = {"runs": []}
+    for r in range(runs):
+        run = {"run_id": "run-%03d" % r, "workspace": workspace, "goal": "test run",
+               "tiers": []}
+        for t in range(tiers):
+            tier = {"tier_id": "T%d" % (t + 1), "name": "tier %d" % t, "phases": []}
+            for p in range(phases):
+                pid = "p%d-%d" % (t, p)
+                ph = {"phase_id": pid, "name": "phase %s" % pid,
+                      "description": "Create out/%s_%s.py with a function f." % (
+                          run["run_id"], pid),
+                      "task_category": "implementation", "complexity": "low",
+                      "scope": {"paths": ["out/"], "read_only_context": [],
+                                "deliverables": ["out/%s_%s.py" % (run["run_id"], pid)]
+                                if deliverables else []}}
+                if check:
+                    ph["check_command"] = check
+                tier["phases"].append(ph)
+            run["tiers"].append(tier)
+        doc["runs"].append(run)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
+def new_db(tmp, runs=2, tiers=1, phases=3, **kw):
+    """Create and seed a database in tmp; return its URL."""
+    path = os.path.join(str(tmp), "autopack.db")
+    url = db_url(path)
+    r = ctl("--db", url, "db", "init")
+    assert r.rc == 0, r
+    if runs:
+        plan = make_plan(os.path.join(str(tmp), "plan.json"), runs, tiers, phases, **kw)
+        r = ctl("--db", url, "run", "import", plan)
+        assert r.rc == 0, r
+    return url
+
+
+def sql(url, query, *args):
+    path = url[len("sqlite:///"):]
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
+    try:
+        return con.execute(query, args).fetchall()
+    finally:
+        con.close()
+
+
+class Supervisor:
+    """A running autopack-supervisor; output goes to files in its directory."""
+
+    def __init__(self, tmp, url, *args, env=None, name="sup"):
+        self.tmp = str(tmp)
+        self.url = url
+        self.control = os.path.join(self.tmp, name + ".sock")
+        self.out_path = os.path.join(self.tmp, name + ".out")
+        self.err_path = os.path.join(self.tmp, name + ".err")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [binpath("autopack-supervisor"), "--db", url, "--control", self.control]
+            + [str(a) for a in args],
+            stdout=open(self.out_path, "w"), stderr=open(self.err_path, "w"),
+            env=full_env, cwd=self.tmp)
+
+    def wait_ready(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if os.path.exists(self.control):
+                r = self.ctl("status", "--json")
+                if r.rc == 0:
+                    return json.loads(r.out)
+            if self.proc.poll() is not None:
+                raise AssertionError("supervisor exited %d:\n%s" % (
+                    self.proc.returncode, self.stderr()))
+            time.sleep(0.05)
+        raise AssertionError("supervisor not ready:\n" + self.stderr())
+
+    def ctl(self, cmd, *args, **kw):
+        return ctl("--db", self.url, cmd, "--control", self.control, *args, **kw)
+
+    def status(self):
+        r = self.ctl("status", "--json")
+        assert r.rc == 0, r
+        return json.loads(r.out)
+
+    def wait(self, timeout=120):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("supervisor did not exit:\n" + self.stderr())
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stderr(self):
+        with open(self.err_path) as f:
+            return f.read()
+
+    def stdout(self):
+        with open(self.out_path) as f:
+            return f.read()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_for(pred, timeout=60, step=0.05, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Standin:
+    """The LLM stand-in server on a free loopback port."""
+
+    def __init__(self, tmp, script=None, name="llm"):
+        self.port_file = os.path.join(str(tmp), name + ".port")
+        self.log = os.path.join(str(tmp), name + ".log")
+        args = [PYTHON, os.path.join(ROOT, "tests", "llm_standin.py"),
+                "--port-file", self.port_file, "--log", self.log, "--max-seconds", "600"]
+        if script is not None:
+            spath = os.path.join(str(tmp), name + ".script.json")
+            with open(spath, "w") as f:
+                json.dump(script, f)
+            args += ["--script", spath]
+        self.proc = subprocess.Popen(args, stderr=open(os.path.join(str(tmp), name + ".err"), "w"))
+        self.port = int(wait_for(lambda: os.path.exists(self.port_file) and
+                                 open(self.port_file).read().strip(), 30,
+                                 what="stand-in port"))
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def requests(self):
+        with open(self.log) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)

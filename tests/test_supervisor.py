@@ -1,0 +1,184 @@
+"""The supervisor, its worker pool and live control, as real processes on real SQLite
+files and sockets."""
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import struct
+import time
+
+import pytest
+
+from conftest import ctl
+from supervisor_helpers import (Standin, Supervisor, make_plan, new_db, sql, wait_for)
+
+
+def attempts(url):
+    return sql(url, "SELECT attempt_id, run_id, phase_id, outcome, dry_run FROM attempts"
+               " ORDER BY attempt_id")
+
+
+def test_dry_run_drains_1000_phases_once_each_in_order(tmp):
+    url = new_db(tmp, runs=50, tiers=2, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 8, "--dry-run", "--exit-when-drained")
+    assert sup.wait(timeout=300) == 0, sup.stderr()
+    rows = attempts(url)
+    assert len(rows) == 1000
+    keys = [(r[1], r[2]) for r in rows]
+    assert len(set(keys)) == 1000, "a phase was visited twice"
+    assert all(r[3] == "dry_run" and r[4] == 1 for r in rows)
+    # Inside each run, attempts follow (tier index, phase index).
+    order = {}
+    for att, run, phase, _, _ in rows:
+        order.setdefault(run, []).append(phase)
+    for run, phases in order.items():
+        expected = ["p%d-%d" % (t, p) for t in range(2) for p in range(10)]
+        assert phases == expected, run
+    # A dry run leaves phase states alone.
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("QUEUED", 1000)]
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+    assert sql(url, "SELECT completed_at IS NOT NULL, stop_reason FROM drain_sessions") == \
+        [(1, "drained")]
+
+
+def test_second_supervisor_is_refused_naming_the_holder(tmp):
+    url = new_db(tmp, runs=1)
+    first = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--allow-empty-db")
+    first.ctl  # noqa
+    try:
+        st = first.wait_ready()
+        second = Supervisor(tmp, url, "--workers", 1, name="second")
+        assert second.wait(timeout=30) == 1
+        assert "held by autopack-supervisor pid %d" % first.proc.pid in second.stderr()
+        assert st["db_uuid"] == sql(url, "SELECT db_uuid FROM meta")[0][0]
+    finally:
+        first.signal(signal.SIGTERM)
+        assert first.wait() == 0
+
+
+def test_refuses_missing_and_empty_databases(tmp):
+    url = "sqlite:///" + os.path.join(str(tmp), "missing.db")
+    sup = Supervisor(tmp, url, "--workers", 1)
+    assert sup.wait() == 1
+    assert "does not exist" in sup.stderr()
+    assert not os.path.exists(os.path.join(str(tmp), "missing.db"))
+    empty = new_db(tmp, runs=0)
+    sup = Supervisor(tmp, empty, "--workers", 1, name="empty")
+    assert sup.wait() == 1
+    assert "empty" in sup.stderr()
+
+
+def test_bad_flags_exit_2_naming_the_flag(tmp):
+    from conftest import run
+    r = run("autopack-supervisor", "--workers", "many")
+    assert r.rc == 2 and "--workers" in r.err
+    r = run("autopack-supervisor", "--synchronous", "sometimes")
+    assert r.rc == 2 and "--synchronous" in r.err
+    r = run("autopack-supervisor", "--bogus")
+    assert r.rc == 2 and "--bogus" in r.err
+    r = run("autopack-supervisor", "--help")
+    assert r.rc == 0 and "--workers" in r.out
+
+
+def test_status_reports_database_durability_and_workers(tmp):
+    url = new_db(tmp, runs=1)
+    sup = Supervisor(tmp, url, "--workers", 3, "--synchronous", "normal", "--paused"
+                     if False else "--dry-run")
+    try:
+        sup.wait_ready()
+        st = wait_for(lambda: (lambda s: s if s["pool"]["live"] == 3 else None)(sup.status()),
+                      what="3 workers")
+        assert st["db_url"] == url.replace("sqlite:///", "sqlite:////", 1) or \
+            st["db_url"].endswith("autopack.db")
+        assert st["synchronous"] == "normal"
+        assert st["commit_window_ms"] == 2
+        assert len(st["pool"]["workers"]) == 3
+        r = sup.ctl("status")
+        assert r.rc == 0 and st["db_uuid"] in r.out + r.err
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+def test_control_peer_sending_garbage_is_dropped_and_others_served(tmp):
+    url = new_db(tmp, runs=1)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run")
+    try:
+        sup.wait_ready()
+        for junk in [b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1",        # never-used byte
+                     b"\x7f\xff\xff\xff",                          # oversized frame
+                     b"\x00\x00\x00\x05\xdd\xff\xff\xff\xff",      # array of 2^32 items
+                     b"GET / HTTP/1.0\r\n\r\n"]:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sup.control)
+            s.sendall(junk)
+            s.settimeout(10)
+            try:
+                assert s.recv(100) == b""      # the supervisor hung up
+            except ConnectionResetError:
+                pass
+            s.close()
+        assert sup.status()["db_uuid"]
+        assert sup.proc.poll() is None
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+def test_control_commands_refuse_a_different_database(tmp):
+    url = new_db(tmp, runs=1)
+    other = os.path.join(str(tmp), "other")
+    os.mkdir(other)
+    other_url = new_db(other, runs=1)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run")
+    try:
+        sup.wait_ready()
+        r = ctl("--db", other_url, "status", "--control", sup.control)
+        assert r.rc != 0
+        assert "wrong_database" in r.err or "not uuid" in r.err
+    finally:
+        sup.signal(signal.SIGTERM)
+        sup.wait()
+
+
+def test_events_naming_another_database_or_attempt_are_rejected_and_counted(tmp):
+    from conftest import ROOT
+    url = new_db(tmp, runs=1, phases=3)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained",
+                     "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
+                     env={"ROGUE_MODE": "abuse"})
+    try:
+        st = sup.wait_ready()
+    except AssertionError:
+        st = None
+    assert sup.wait() == 0, sup.stderr()
+    # One valid usage event per attempt; the duplicate, the foreign and the stale ones
+    # were never written.
+    assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(3,)]
+    assert sql(url, "SELECT count(*) FROM events") == [(3,)]
+    assert sql(url, "SELECT outcome, events_committed FROM attempts") == [("success", 1)] * 3
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 3)]
+    err = sup.stderr()
+    assert err.count("REJECTED event") == 3, err
+    assert "00000000-0000-4000-8000-000000000000" in err
+    assert "ended (drained): 3 attempt(s), 3 event(s) committed, 6 rejected" in err
+
+
+def test_worker_sending_garbage_is_killed_and_replaced(tmp):
+    from conftest import ROOT
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 1,
+                     "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
+                     env={"ROGUE_MODE": "garbage"})
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sup.stderr().count("bad channel") >= 2, 30,
+                 what="two garbage workers dropped")
+        assert sup.proc.poll() is None
+        assert sup.status()["db_uuid"]
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
