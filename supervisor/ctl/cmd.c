@@ -1,0 +1,12 @@
+/* The command table: every autopack-ctl command, in --help order. */
+#include "supervisor/ctl/cmd.h"
+#include "common/util.h"
+
+const struct cmd_entry *const cmd_table[] = {
+	&cmd_db_init_entry,
+	&cmd_db_check_entry,
+	&cmd_db_migrate_entry,
+	&cmd_seed_telemetry_run_entry,
+	&cmd_run_import_entry,
+};
+const size_t cmd_table_size = ARRAY_SIZE(cmd_table);
