@@ -97,7 +97,11 @@ FUZZ_SECONDS ?= 60
 fuzz: build/.test-deps-ok
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(FUZZ_SECONDS)
 
-bench: $(BINS) build/.test-deps-ok
+BENCH_TOOLS := $(O)/bin/bench-worker $(O)/bin/raw-insert
+$(O)/bin/bench-worker: $(call obj,tests/bench/bench_worker.c) $(LIB_A)
+$(O)/bin/raw-insert: $(call obj,tests/bench/raw_insert.c) $(LIB_A)
+
+bench: $(BINS) $(BENCH_TOOLS) build/.test-deps-ok
 	@AUTOPACK_BIN=$(abspath $(O)/bin) $(PYTHON) tests/bench/bench.py
 
 demo: $(BINS)

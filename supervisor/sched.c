@@ -86,6 +86,17 @@ int sched_load(struct sup *s)
 		log_error("%s", err.text);
 		return -1;
 	}
+	/* Runs were prepended as they appeared; serve them in database order. */
+	{
+		struct run_q *prev = NULL, *next;
+
+		for (r = s->runs; r != NULL; r = next) {
+			next = r->next;
+			r->next = prev;
+			prev = r;
+		}
+		s->runs = prev;
+	}
 	for (r = s->runs; r != NULL; r = r->next)
 		ready_push(s, r);
 	return 0;

@@ -8,5 +8,12 @@ const struct cmd_entry *const cmd_table[] = {
 	&cmd_db_migrate_entry,
 	&cmd_seed_telemetry_run_entry,
 	&cmd_run_import_entry,
+	&cmd_status_entry,
+	&cmd_workers_entry,
+	&cmd_pause_entry,
+	&cmd_resume_entry,
+	&cmd_scale_entry,
+	&cmd_stop_entry,
+	&cmd_metrics_entry,
 };
 const size_t cmd_table_size = ARRAY_SIZE(cmd_table);

@@ -47,6 +47,13 @@ extern const struct cmd_entry cmd_db_check_entry;
 extern const struct cmd_entry cmd_db_migrate_entry;
 extern const struct cmd_entry cmd_seed_telemetry_run_entry;
 extern const struct cmd_entry cmd_run_import_entry;
+extern const struct cmd_entry cmd_status_entry;
+extern const struct cmd_entry cmd_workers_entry;
+extern const struct cmd_entry cmd_pause_entry;
+extern const struct cmd_entry cmd_resume_entry;
+extern const struct cmd_entry cmd_scale_entry;
+extern const struct cmd_entry cmd_stop_entry;
+extern const struct cmd_entry cmd_metrics_entry;
 
 /* Options every command accepts: --db URL, --json, --help. */
 #define CMD_OPTS_COMMON                                    \
