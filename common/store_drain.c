@@ -87,7 +87,7 @@ struct store_drain {
 /* Fill err with the SQLite error of the store and the failed step. */
 static int drain_fail(struct store_drain *d, struct store_err *err, const char *what)
 {
-	snprintf(err->text, sizeof err->text, "%s: %s: %s", d->st->path, what,
+	snprintf(err->text, sizeof err->text, "%s: %.120s: %s", d->st->path, what,
 	    sqlite3_errmsg(d->st->db));
 	return STORE_EIO;
 }
@@ -659,4 +659,49 @@ int store_drain_session_close(struct store_drain *d, const char *session_id,
 	time_iso8601(clock_wall_ms(), now);
 	return drain_run(d, "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3"
 	    " WHERE session_id = ?1", session_id, now, stop_reason, err);
+}
+
+int store_drain_active_coefs(struct store_drain *d, uint64_t *version,
+    struct proto_coef **rows, size_t *n, struct store_err *err)
+{
+	sqlite3_stmt *s;
+	json_t *arr = NULL, *row;
+	size_t i;
+	int rc;
+
+	*version = 1;
+	*rows = NULL;
+	*n = 0;
+	if (sqlite3_prepare_v2(d->st->db, "SELECT version, overhead_json FROM"
+	    " estimator_coefficients WHERE active = 1", -1, &s, NULL) != SQLITE_OK)
+		return drain_fail(d, err, "estimator coefficients");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*version = (uint64_t)sqlite3_column_int64(s, 0);
+		arr = json_loads((const char *)sqlite3_column_text(s, 1), 0, NULL);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return drain_fail(d, err, "estimator coefficients");
+	if (rc == SQLITE_ROW && !json_is_array(arr)) {
+		json_decref(arr);
+		snprintf(err->text, sizeof err->text, "%s: estimator coefficient set %llu:"
+		    " overhead_json is not an array", d->st->path, (unsigned long long)*version);
+		return STORE_EINVAL;
+	}
+	*rows = xcalloc(json_array_size(arr) + 1, sizeof **rows);
+	json_array_foreach(arr, i, row) {
+		const char *cat = json_string_value(json_array_get(row, 0));
+		const char *cplx = json_string_value(json_array_get(row, 1));
+		json_t *v = json_array_get(row, 2);
+
+		if (cat == NULL || cplx == NULL || !json_is_integer(v))
+			continue;
+		(*rows)[*n].category = xstrdup(cat);
+		(*rows)[*n].complexity = xstrdup(cplx);
+		(*rows)[*n].overhead = json_integer_value(v);
+		(*n)++;
+	}
+	json_decref(arr);
+	return 0;
 }

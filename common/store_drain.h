@@ -101,6 +101,12 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 int store_drain_session_close(struct store_drain *d, const char *session_id,
     const char *stop_reason, struct store_err *err);
 
+/* Load the active estimator coefficient set: its version and overhead rows (from
+ * estimator_coefficients.overhead_json, an array of [category, complexity, overhead]).
+ * With no active set, *version is 1 (the built-in defaults) and there are no rows. */
+int store_drain_active_coefs(struct store_drain *d, uint64_t *version,
+    struct proto_coef **rows, size_t *n, struct store_err *err);
+
 void drain_phase_free(struct drain_phase *p);
 
 #endif

@@ -357,10 +357,13 @@ static void sup_prepare(struct sup *s)
 	if (store_drain_session_open(s->sd, s->session_id, getpid(), settings, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	free(settings);
+	if (store_drain_active_coefs(s->sd, &s->coef_version, &s->coefs, &s->ncoefs, &err) != 0)
+		log_fatal(1, "%s", err.text);
 	if (sched_load(s) != 0)
 		exit(1);
-	log_info("session %s: %lld phase(s) eligible, %d worker(s)%s", s->session_id,
-	    (long long)s->queued, s->cfg.workers, s->cfg.dry_run ? ", dry run" : "");
+	log_info("session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s",
+	    s->session_id, (long long)s->queued, s->cfg.workers,
+	    (unsigned long long)s->coef_version, s->cfg.dry_run ? ", dry run" : "");
 }
 
 /* Record the end of the session and release the database. */
@@ -438,5 +441,14 @@ int main(int argc, char **argv)
 	free(s->worker_path);
 	free(s->control_path);
 	free(s->session_id);
+	{
+		size_t i;
+
+		for (i = 0; i < s->ncoefs; i++) {
+			free(s->coefs[i].category);
+			free(s->coefs[i].complexity);
+		}
+		free(s->coefs);
+	}
 	return s->exit_code;
 }

@@ -435,7 +435,18 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 	j->llm.model = xstrdup(s->cfg.llm_model);
 	j->llm.timeout_ms = s->cfg.llm_timeout_s * 1000;
 	j->llm.max_retries = s->cfg.llm_retries;
-	j->coef_version = 1;
+	j->coef_version = s->coef_version;
+	if (s->ncoefs > 0) {
+		size_t i;
+
+		j->coefs = xcalloc(s->ncoefs, sizeof *j->coefs);
+		for (i = 0; i < s->ncoefs; i++) {
+			j->coefs[i].category = xstrdup(s->coefs[i].category);
+			j->coefs[i].complexity = xstrdup(s->coefs[i].complexity);
+			j->coefs[i].overhead = s->coefs[i].overhead;
+		}
+		j->ncoefs = s->ncoefs;
+	}
 	j->dry_run = s->cfg.dry_run;
 	worker_send(w, &m);
 	proto_msg_free(&m);

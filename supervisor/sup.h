@@ -125,6 +125,9 @@ struct sup {
 	char *worker_path;
 	char *control_path;
 	uint64_t started_ms;
+	uint64_t coef_version;    /* estimator coefficients sent in every job */
+	struct proto_coef *coefs;
+	size_t ncoefs;
 
 	/* pool */
 	struct worker *workers;

@@ -182,3 +182,158 @@ def test_worker_sending_garbage_is_killed_and_replaced(tmp):
     finally:
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0
+
+
+# --- real phases: the real worker against the LLM stand-in, with a slow check command ---
+
+KEY = "sk-test-supervisor-key-0123456789"
+
+
+def llm_supervisor(tmp, url, llm, *args, name="sup"):
+    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
+                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name)
+
+
+@pytest.fixture
+def llm(tmp):
+    s = Standin(tmp)
+    yield s
+    s.stop()
+
+
+def test_sigkill_of_random_workers_loses_no_phase(tmp, llm):
+    url = new_db(tmp, runs=6, phases=4, check="sleep 0.3")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 4, "--exit-when-drained",
+                         "--max-attempts-per-phase", 20)
+    sup.wait_ready()
+    rng = random.Random(7)
+    killed = 0
+    deadline = time.time() + 60
+    while sup.proc.poll() is None and killed < 6 and time.time() < deadline:
+        busy = [w for w in sup.status()["pool"]["workers"] if w["state"] == "busy"]
+        if busy:
+            os.kill(rng.choice(busy)["pid"], signal.SIGKILL)
+            killed += 1
+        time.sleep(0.4)
+    assert sup.wait(timeout=180) == 0, sup.stderr()
+    assert killed >= 3
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 24)]
+    # Every attempt is closed, and each phase completed exactly once.
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'") == [(24,)]
+    crashed = sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'worker_crashed'")[0][0]
+    assert crashed >= 1
+    assert sql(url, "SELECT count(*) FROM (SELECT run_id, phase_id FROM attempts"
+               " WHERE outcome = 'success' GROUP BY 1, 2 HAVING count(*) > 1)") == [(0,)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_supervisor_sigkill_and_restart_recovers_open_attempts(tmp, llm):
+    url = new_db(tmp, runs=4, phases=3, check="sleep 0.5")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 4, "--max-attempts-per-phase", 5)
+    sup.wait_ready()
+    wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL")[0][0]
+             >= 2, what="attempts in flight")
+    sup.proc.kill()
+    sup.proc.wait()
+    open_before = sql(url, "SELECT attempt_id FROM attempts WHERE ended_at IS NULL")
+    assert open_before
+    events_before = sql(url, "SELECT count(*) FROM events")[0][0]
+    again = llm_supervisor(tmp, url, llm, "--workers", 4, "--exit-when-drained",
+                           "--max-attempts-per-phase", 5, name="again")
+    assert again.wait(timeout=180) == 0, again.stderr()
+    assert "recovered %d attempt(s)" % len(open_before) in again.stderr()
+    for (att,) in open_before:
+        assert sql(url, "SELECT outcome FROM attempts WHERE attempt_id = ?", att) == \
+            [("supervisor_restart",)]
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 12)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+    assert sql(url, "SELECT count(*) FROM (SELECT attempt_id, seq FROM events GROUP BY 1, 2"
+               " HAVING count(*) > 1)") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM events")[0][0] >= events_before
+
+
+def test_pause_stops_dispatch_and_resume_restarts_it(tmp, llm):
+    url = new_db(tmp, runs=3, phases=4, check="sleep 0.3")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 3, "--exit-when-drained")
+    sup.wait_ready()
+    r = sup.ctl("pause")
+    assert r.rc == 0, r
+    # Once what was in flight ends, nothing new starts.
+    wait_for(lambda: sup.status()["queue"]["in_flight"] == 0, what="in-flight attempts end")
+    started = sql(url, "SELECT count(*) FROM attempts")[0][0]
+    time.sleep(1.5)
+    assert sql(url, "SELECT count(*) FROM attempts")[0][0] == started
+    assert sup.status()["state"] == "paused"
+    assert sup.ctl("resume").rc == 0
+    assert sup.wait(timeout=120) == 0, sup.stderr()
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 12)]
+    assert [c for (c,) in sql(url, "SELECT command FROM control_log ORDER BY id")] == \
+        ["pause", "resume"]
+
+
+def test_scale_2_to_8_to_1_while_draining(tmp, llm):
+    url = new_db(tmp, runs=10, phases=3, check="sleep 0.4")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--exit-when-drained")
+    sup.wait_ready()
+
+    def live(n):
+        return lambda: (lambda s: s if s["pool"]["live"] == n else None)(sup.status())
+
+    wait_for(live(2), what="2 workers")
+    assert sup.ctl("scale", "8").rc == 0
+    wait_for(live(8), what="8 workers")
+    wait_for(lambda: len([w for w in sup.status()["pool"]["workers"]
+                          if w["state"] == "busy"]) >= 5, what="8 workers busy")
+    assert sup.ctl("scale", "1").rc == 0
+    st = wait_for(live(1), timeout=60, what="1 worker")
+    assert st["pool"]["target"] == 1
+    assert sup.wait(timeout=180) == 0, sup.stderr()
+    # Shrinking never killed a lease holder.
+    assert sql(url, "SELECT count(*) FROM attempts WHERE outcome != 'success'") == [(0,)]
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 30)]
+    r = sup.ctl("scale", "many")
+    assert r.rc != 0
+
+
+def test_stop_with_timeout_kills_what_is_still_running(tmp, llm):
+    url = new_db(tmp, runs=2, phases=2, check="sleep 30")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    sup.wait_ready()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] == 2, what="2 in flight")
+    t0 = time.time()
+    r = sup.ctl("stop", "--timeout", "1")
+    assert r.rc == 0, r
+    assert sup.wait(timeout=30) == 0
+    assert time.time() - t0 < 15
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+    assert sql(url, "SELECT DISTINCT outcome FROM attempts") == [("supervisor_stopped",)]
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("QUEUED", 4)]
+
+
+def test_phase_deadline_terminates_the_attempt_as_timeout(tmp, llm):
+    url = new_db(tmp, runs=1, phases=1, check="sleep 30")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--exit-when-drained",
+                         "--phase-timeout-seconds", 1, "--max-attempts-per-phase", 1)
+    assert sup.wait(timeout=60) == 0, sup.stderr()
+    assert sql(url, "SELECT outcome FROM attempts") == [("timeout",)]
+    assert sql(url, "SELECT state, last_failure_reason FROM phases") == [("FAILED", "TIMEOUT")]
+
+
+def test_database_moved_away_stops_writes_with_an_error(tmp, llm):
+    url = new_db(tmp, runs=2, phases=3, check="sleep 0.5")
+    path = url[len("sqlite:///"):]
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    sup.wait_ready()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] >= 1, what="work in flight")
+    os.rename(path, path + ".moved")
+    # Something else appears at the path: the supervisor must not write into it.
+    other = os.path.join(str(tmp), "other")
+    os.mkdir(other)
+    new_db(other, runs=0)
+    os.rename(os.path.join(other, "autopack.db"), path)
+    size = os.path.getsize(path)
+    assert sup.wait(timeout=30) == 3
+    assert "DATABASE LOST" in sup.stderr()
+    assert os.path.getsize(path) == size
+    assert sql("sqlite:///" + path, "SELECT count(*) FROM attempts") == [(0,)]

@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""autopack benchmarks (make bench). Measures, on this machine, in one run:
+  1. dry-run drain throughput for 1, 2, 8, 32 workers over 10,000 phases;
+  2. events committed per second through the supervisor's writer, against a raw SQLite
+     batched insert of the same rows (same schema, same durability, same batch size);
+  3. time from a worker's SIGKILL to its attempt being closed and the phase requeued;
+  4. supervisor RSS with 64 workers.
+Prints a Markdown table. Figures vary with the machine's load: compare ratios within
+one run."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from conftest import binpath  # noqa: E402
+from supervisor_helpers import Supervisor, make_plan, wait_for  # noqa: E402
+
+
+def fresh_db(d, runs, phases):
+    url = "sqlite:///" + os.path.join(d, "bench.db")
+    subprocess.run([binpath("autopack-ctl"), "--db", url, "db", "init"], check=True,
+                   capture_output=True)
+    if runs:
+        plan = make_plan(os.path.join(d, "plan.json"), runs, 1, phases)
+        subprocess.run([binpath("autopack-ctl"), "--db", url, "run", "import", plan],
+                       check=True, capture_output=True)
+    return url
+
+
+def drain(d, url, *args, env=None):
+    t0 = time.monotonic()
+    sup = Supervisor(d, url, "--exit-when-drained", *args, env=env)
+    rc = sup.wait(timeout=1800)
+    dt = time.monotonic() - t0
+    if rc != 0:
+        raise SystemExit("supervisor failed:\n" + sup.stderr())
+    return dt
+
+
+def bench_throughput(rows):
+    for w in (1, 2, 8, 32):
+        with tempfile.TemporaryDirectory() as d:
+            url = fresh_db(d, 100, 100)
+            dt = drain(d, url, "--workers", w, "--dry-run")
+            rows.append(("dry-run drain, 10,000 phases, %d worker(s)" % w,
+                         "%.0f phases/s" % (10000 / dt), "%.2f s" % dt))
+
+
+def bench_writer(rows):
+    n_jobs, per_job = 200, 500
+    total = n_jobs * per_job
+    with tempfile.TemporaryDirectory() as d:
+        url = fresh_db(d, 20, n_jobs // 20)
+        dt = drain(d, url, "--workers", 8, "--worker", binpath("bench-worker"),
+                   env={"AUTOPACK_BENCH_EVENTS": str(per_job)})
+        con = sqlite3.connect(url[len("sqlite:///"):])
+        got = con.execute("SELECT count(*) FROM llm_usage_events").fetchone()[0]
+        con.close()
+        assert got == total, got
+        sup_rate = total / dt
+    with tempfile.TemporaryDirectory() as d:
+        url = fresh_db(d, 0, 0)
+        out = subprocess.run([binpath("raw-insert"), url[len("sqlite:///"):], str(total),
+                              "256", "full"], check=True, capture_output=True, text=True)
+        raw_rate = float(out.stdout)
+    rows.append(("events through the supervisor (8 workers, %d events)" % total,
+                 "%.0f events/s" % sup_rate, "end to end, incl. start and exit"))
+    rows.append(("raw SQLite batched insert, same rows, 256/txn, synchronous=full",
+                 "%.0f rows/s" % raw_rate, ""))
+    rows.append(("writer / raw insert", "%.2f" % (sup_rate / raw_rate), ""))
+
+
+def bench_requeue(rows):
+    samples = []
+    with tempfile.TemporaryDirectory() as d:
+        url = fresh_db(d, 10, 2)
+        sup = Supervisor(d, url, "--workers", 4, "--worker", binpath("bench-worker"),
+                         "--max-attempts-per-phase", 100,
+                         env={"AUTOPACK_BENCH_EVENTS": "1", "AUTOPACK_BENCH_SLEEP_MS": "60000"})
+        sup.wait_ready()
+        path = url[len("sqlite:///"):]
+        for _ in range(5):
+            busy = wait_for(lambda: [w for w in sup.status()["pool"]["workers"]
+                                     if w["state"] == "busy"], what="a busy worker")
+            att = busy[0]["attempt_id"]
+            t_kill = time.time()
+            os.kill(busy[0]["pid"], signal.SIGKILL)
+            con = sqlite3.connect(path)
+            while True:
+                r = con.execute("SELECT ended_at FROM attempts WHERE attempt_id = ?",
+                                (att,)).fetchone()
+                if r and r[0]:
+                    break
+                time.sleep(0.001)
+            con.close()
+            t_req = time.time()
+            samples.append((t_req - t_kill) * 1000)
+        sup.signal(signal.SIGTERM)
+        sup.signal(signal.SIGTERM)
+        sup.wait()
+    samples.sort()
+    rows.append(("worker SIGKILL → attempt closed and phase requeued (5 kills)",
+                 "median %.1f ms" % samples[len(samples) // 2],
+                 "max %.1f ms (includes the observer's polling)" % samples[-1]))
+
+
+def bench_rss(rows):
+    with tempfile.TemporaryDirectory() as d:
+        url = fresh_db(d, 0, 0)
+        sup = Supervisor(d, url, "--workers", 64, "--allow-empty-db")
+        sup.wait_ready()
+        wait_for(lambda: sup.status()["pool"]["live"] == 64, what="64 workers")
+        time.sleep(1)
+        with open("/proc/%d/status" % sup.proc.pid) as f:
+            rss = [l for l in f if l.startswith("VmRSS")][0].split()[1]
+        st = sup.status()
+        wrss = sorted(w["rss_kib"] for w in st["pool"]["workers"])
+        sup.signal(signal.SIGTERM)
+        sup.wait()
+    rows.append(("supervisor RSS with 64 workers", "%s KiB" % rss,
+                 "worker RSS median %d KiB" % wrss[len(wrss) // 2]))
+
+
+def main():
+    rows = []
+    for fn in (bench_throughput, bench_writer, bench_requeue, bench_rss):
+        fn(rows)
+        sys.stderr.write("done: %s\n" % fn.__name__)
+    print("| measurement | result | note |")
+    print("|---|---|---|")
+    for r in rows:
+        print("| %s | %s | %s |" % r)
+
+
+if __name__ == "__main__":
+    main()
