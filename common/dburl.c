@@ -126,6 +126,8 @@ int dburl_parse(const char *url, char **canonical_path, char **canonical_url, ch
 	if (strncmp(url, prefix, sizeof prefix - 1) != 0)
 		return dburl_refuse_scheme(url, err, errlen);
 	rest = url + sizeof prefix - 1;
+	if (rest[0] == '\0')
+		return dburl_fail(err, errlen, "'%s' names no file; use %s", url, DBURL_EXAMPLE);
 	if (rest[0] != '/')
 		return dburl_fail(err, errlen,
 		    "'%s': sqlite URLs take no host part (sqlite:// is followed by a third "
