@@ -108,6 +108,7 @@ static char *dburl_canonical(const char *url, const char *path, char *err, size_
 	return full;
 }
 
+/* Parse and canonicalise one URL; -1 with a message naming the problem. */
 int dburl_parse(const char *url, char **canonical_path, char **canonical_url, char *err,
     size_t errlen)
 {
@@ -142,6 +143,7 @@ int dburl_parse(const char *url, char **canonical_path, char **canonical_url, ch
 	return 0;
 }
 
+/* Pick the database from --db and the environment; -1 if none, or two disagree. */
 int dburl_resolve(const char *flag_value, char **canonical_path, char **canonical_url,
     const char **source, char *err, size_t errlen)
 {

@@ -203,8 +203,8 @@ TEST(store_init_failure_removes_the_half_made_file)
 	struct store_err err;
 	char *p = here("a.db");
 
-	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL SCHEMA_V2_SQL "CREATE TABLE runs (x);", SCHEMA_VERSION,
-	    NULL, &err), STORE_EIO);
+	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL SCHEMA_V2_SQL "CREATE TABLE runs (x);",
+	    SCHEMA_VERSION, NULL, &err), STORE_EIO);
 	CHECK(strstr(err.text, "creating the schema") != NULL);
 	CHECK(strstr(err.text, "half-made file was removed") != NULL);
 	CHECK(access(p, F_OK) != 0);
