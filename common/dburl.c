@@ -108,6 +108,7 @@ static char *dburl_canonical(const char *url, const char *path, char *err, size_
 	return full;
 }
 
+/* Parse and canonicalise one URL; -1 with a message naming the problem. */
 int dburl_parse(const char *url, char **canonical_path, char **canonical_url, char *err,
     size_t errlen)
 {
@@ -126,6 +127,8 @@ int dburl_parse(const char *url, char **canonical_path, char **canonical_url, ch
 	if (strncmp(url, prefix, sizeof prefix - 1) != 0)
 		return dburl_refuse_scheme(url, err, errlen);
 	rest = url + sizeof prefix - 1;
+	if (rest[0] == '\0')
+		return dburl_fail(err, errlen, "'%s' names no file; use %s", url, DBURL_EXAMPLE);
 	if (rest[0] != '/')
 		return dburl_fail(err, errlen,
 		    "'%s': sqlite URLs take no host part (sqlite:// is followed by a third "
@@ -140,6 +143,7 @@ int dburl_parse(const char *url, char **canonical_path, char **canonical_url, ch
 	return 0;
 }
 
+/* Pick the database from --db and the environment; -1 if none, or two disagree. */
 int dburl_resolve(const char *flag_value, char **canonical_path, char **canonical_url,
     const char **source, char *err, size_t errlen)
 {

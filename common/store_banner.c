@@ -35,6 +35,7 @@ static int store_meta_creation(struct store *st, struct store_identity *id,
 	return rc == SQLITE_OK ? 0 : STORE_EIO;
 }
 
+/* Read size, creation and row counts; STORE_EIO if any part cannot be read. */
 int store_identity_read(struct store *st, struct store_identity *id, struct store_err *err)
 {
 	struct stat sb;
@@ -70,6 +71,7 @@ const char *store_count_name(int i)
 	return i >= 0 && i < STORE_COUNT_N ? store_count_tables[i] : "?";
 }
 
+/* Print the identity banner; unreadable parts print as "?" or empty. */
 void store_banner(struct store *st, FILE *out)
 {
 	struct store_identity id;

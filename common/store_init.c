@@ -81,6 +81,7 @@ static void store_unlink_all(const char *path)
 	}
 }
 
+/* Create the file exclusively and build `sql` in one transaction; remove it on failure. */
 int store_init_sql(const char *path, const char *sql, int version, char uuid[37],
     struct store_err *err)
 {
@@ -128,6 +129,7 @@ out:
 	return 0;
 }
 
+/* Create a new database, or report (STORE_EEXIST) the autopack database already there. */
 int store_init(const char *path, char uuid[37], struct store_err *err)
 {
 	struct store st;

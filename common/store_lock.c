@@ -25,6 +25,7 @@ static pid_t store_lock_holder(int fd)
 	return pid > 0 ? (pid_t)pid : 0;
 }
 
+/* Take <db>.lock without blocking; STORE_EBUSY names the holder's pid. */
 int store_lock_acquire(const char *db_path, pid_t *holder)
 {
 	char *lock_path = xasprintf("%s.lock", db_path);
@@ -57,6 +58,7 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 	return fd;
 }
 
+/* Clear the recorded pid and drop the lock. */
 void store_lock_release(int fd)
 {
 	if (fd < 0)

@@ -14,6 +14,7 @@ const struct store_migration store_migrations[] = {
 };
 const size_t store_n_migrations = ARRAY_SIZE(store_migrations);
 
+/* Name a backup file that does not exist yet. */
 char *store_backup_name(const char *path, int version)
 {
 	time_t now = time(NULL);
@@ -32,6 +33,7 @@ char *store_backup_name(const char *path, int version)
 	return name;
 }
 
+/* Copy the database with the backup API; remove a partial copy on failure. */
 int store_backup(struct store *st, const char *dest, struct store_err *err)
 {
 	sqlite3 *out = NULL;
@@ -88,6 +90,7 @@ static int store_migrate_steps(struct store *st, int from, struct store_err *err
 	return rc;
 }
 
+/* Back up, then upgrade to SCHEMA_VERSION in one transaction; nothing changes on failure. */
 int store_migrate(struct store *st, struct store_err *err)
 {
 	int64_t v = 0;

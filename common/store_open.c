@@ -58,6 +58,7 @@ static int store_setup_writer(sqlite3 *db, const char *path, struct store_err *e
 	return rc;
 }
 
+/* Open and check an existing autopack database; never creates or writes a foreign file. */
 int store_open(struct store *st, const char *path, const char *url, enum store_mode mode,
     struct store_err *err)
 {
@@ -106,6 +107,7 @@ fail:
 	return rc;
 }
 
+/* Close the connection and free the handle; safe on a zeroed handle. */
 void store_close(struct store *st)
 {
 	if (st->db != NULL)
@@ -116,6 +118,7 @@ void store_close(struct store *st)
 	memset(st, 0, sizeof *st);
 }
 
+/* Report STORE_EMOVED if the path now names another file, or none. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
 	struct stat sb;
@@ -134,6 +137,7 @@ int store_identity_changed(struct store *st, struct store_err *err)
 	return 0;
 }
 
+/* Name a STORE_E* code. */
 const char *store_strerror(int code)
 {
 	switch (code) {

@@ -80,6 +80,7 @@ static char *plan_normalize(const char *abs)
 	return out;
 }
 
+/* Make a path absolute and collapse . and .. lexically; NULL if the cwd is unreadable. */
 char *store_path_absolute(const char *path, const char *base_dir)
 {
 	char cwd[PATH_MAX];
@@ -325,6 +326,7 @@ static int plan_write_run(struct store *st, const json_t *r, const char *base_di
 	return rc;
 }
 
+/* Check the plan (shape, then database), then write it in one transaction. */
 int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir,
     const char *source, struct store_plan_summary *sum, struct store_err *err)
 {
@@ -362,6 +364,7 @@ int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir,
 	return 0;
 }
 
+/* Parse plan text and import it; invalid JSON is STORE_EINVAL with line and column. */
 int store_plan_import(struct store *st, const char *text, size_t len, const char *base_dir,
     const char *source, struct store_plan_summary *sum, struct store_err *err)
 {
@@ -379,6 +382,7 @@ int store_plan_import(struct store *st, const char *text, size_t len, const char
 	return rc;
 }
 
+/* Read a plan file and import it relative to its directory. */
 int store_plan_import_file(struct store *st, const char *path,
     struct store_plan_summary *sum, struct store_err *err)
 {
@@ -416,6 +420,7 @@ int store_plan_import_file(struct store *st, const char *path,
 	return rc;
 }
 
+/* Free an import summary. */
 void store_plan_summary_free(struct store_plan_summary *sum)
 {
 	for (size_t i = 0; i < sum->n_runs; i++)

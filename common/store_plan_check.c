@@ -444,6 +444,7 @@ out:
 	return rc;
 }
 
+/* Check a plan's shape; STORE_EINVAL naming the first bad JSON path. */
 int store_plan_check(const json_t *doc, const char *source, struct store_err *err)
 {
 	char sub[PLAN_PATH_MAX];

@@ -25,6 +25,7 @@ static const struct {
 	{ "estimator_coefficients", 2 },
 };
 
+/* Format an error message and return its code. */
 int store_fail(struct store_err *err, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -37,6 +38,7 @@ int store_fail(struct store_err *err, int code, const char *fmt, ...)
 	return code;
 }
 
+/* Run SQL without results; STORE_EIO with the SQLite message on failure. */
 int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err *err)
 {
 	char *msg = NULL;
@@ -50,6 +52,7 @@ int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err 
 	return 0;
 }
 
+/* Run a one-integer query; STORE_EIO on failure. */
 int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err *err)
 {
 	sqlite3_stmt *st = NULL;
@@ -68,6 +71,7 @@ int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err
 	return rc == SQLITE_OK ? 0 : STORE_EIO;
 }
 
+/* List the tables of a schema version. */
 size_t store_schema_tables(int version, const char **names, size_t cap)
 {
 	size_t n = 0;
@@ -141,6 +145,7 @@ static int store_meta_read(sqlite3 *db, const char *path, int *version, char uui
 	return 0;
 }
 
+/* Check meta, version and tables, reading only; ENOTDB, EVERSION or EPARTIAL. */
 int store_schema_check(sqlite3 *db, const char *path, int *version, char uuid[37],
     struct store_err *err)
 {

@@ -131,6 +131,7 @@ static json_t *seed_plan(const char *workspace)
 	return doc;
 }
 
+/* Add the seed run; STORE_EEXIST, with a way out, if it is there already. */
 int store_seed_telemetry_run(struct store *st, const char *workspace,
     struct store_plan_summary *sum, struct store_err *err)
 {

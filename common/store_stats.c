@@ -126,6 +126,7 @@ static int store_telemetry_read(struct store *st, struct store_stats *s,
 	return rc;
 }
 
+/* Read db check's statistics; STORE_EIO (nothing to free) on failure. */
 int store_stats_read(struct store *st, struct store_stats *s, struct store_err *err)
 {
 	int rc;
@@ -151,6 +152,7 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 	return rc;
 }
 
+/* Free the statistics. */
 void store_stats_free(struct store_stats *s)
 {
 	store_counts_free(&s->phase_states);

@@ -11,12 +11,14 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Print a command's usage line, summary and help text. */
 void cmd_print_help(const struct cmd_entry *e)
 {
 	printf("usage: autopack-ctl [--db URL] %s %s\n\n%s\n\n%s", e->name, e->args, e->summary,
 	    e->help);
 }
 
+/* Report a usage error with the command's usage line; returns 2. */
 int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 {
 	va_list ap;
@@ -30,6 +32,7 @@ int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 	return CMD_EXIT_UNUSABLE;
 }
 
+/* Return the next command-specific option, handling the common ones. */
 int cmd_getopt(struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts,
     int *exit_code)
 {
@@ -66,6 +69,7 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx)
 	return ctx->json ? stderr : stdout;
 }
 
+/* Map a store error to an exit code: 1 refused, 2 unusable. */
 int cmd_exit_code(int store_rc)
 {
 	switch (store_rc) {
@@ -80,6 +84,7 @@ int cmd_exit_code(int store_rc)
 	}
 }
 
+/* Report an error on stderr, and as JSON with --json; returns the exit code. */
 int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 {
 	char msg[1024];
@@ -95,6 +100,7 @@ int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 	return cmd_exit_code(code);
 }
 
+/* Resolve the database URL; exit code 2 after reporting a bad or missing one. */
 int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url)
 {
 	char err[1024];
@@ -105,6 +111,7 @@ int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url)
 	return CMD_EXIT_UNUSABLE;
 }
 
+/* Open read-only, reporting any failure; optionally print the banner. */
 int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner)
 {
 	struct store_err err;
@@ -140,6 +147,7 @@ static void cmd_holder_name(pid_t pid, char *buf, size_t len)
 	fclose(f);
 }
 
+/* Take the write lock, naming the holder if it is busy. */
 int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 {
 	char name[64];
@@ -161,6 +169,7 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 	    strerror(errno));
 }
 
+/* Check, lock and open for writing (migrating if older); print the banner. */
 int cmd_open_write(const struct cmd_ctx *ctx, struct store *st, int *lock_fd)
 {
 	struct store_err err;
@@ -197,12 +206,14 @@ int cmd_open_write(const struct cmd_ctx *ctx, struct store *st, int *lock_fd)
 	return 0;
 }
 
+/* Close the database and release the lock. */
 void cmd_close_write(struct store *st, int lock_fd)
 {
 	store_close(st);
 	store_lock_release(lock_fd);
 }
 
+/* Describe the open database as JSON. */
 json_t *cmd_identity_json(struct store *st)
 {
 	struct store_identity id;
@@ -221,6 +232,7 @@ json_t *cmd_identity_json(struct store *st)
 	    "created_by", id.created_by, "rows", counts);
 }
 
+/* Print JSON on stdout and free it; exits if it could not be built. */
 void cmd_json_print(json_t *j)
 {
 	if (j == NULL) {

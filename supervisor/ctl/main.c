@@ -67,6 +67,7 @@ static int ctl_unknown(int argc, char **argv)
 	return CMD_EXIT_UNUSABLE;
 }
 
+/* Parse the global options, find the command and run it. */
 int main(int argc, char **argv)
 {
 	struct cmd_ctx ctx = { 0 };

@@ -1,0 +1,315 @@
+"""autopack-ctl's database commands as separate processes: URLs and identity, db init,
+db check, db migrate, the lock."""
+import fcntl
+import glob
+import json
+import os
+import re
+import sqlite3
+
+import pytest
+
+from conftest import ctl
+
+
+def url(path):
+    return "sqlite:///" + str(path)
+
+
+def init(path):
+    r = ctl("--db", url(path), "db", "init")
+    assert r.rc == 0, r
+    return r
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def sql(path, script):
+    con = sqlite3.connect(str(path))
+    con.executescript(script)
+    con.commit()
+    con.close()
+
+
+def uuid_of(path):
+    con = sqlite3.connect(str(path))
+    (u,) = con.execute("SELECT db_uuid FROM meta").fetchone()
+    con.close()
+    return u
+
+
+COMMANDS = [["db", "init"], ["db", "check"], ["db", "migrate"],
+            ["seed", "telemetry-run"], ["run", "import"]]
+
+
+def test_help_lists_every_command():
+    r = ctl("--help")
+    assert r.rc == 0
+    for words in COMMANDS:
+        assert " ".join(words) in r.out
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=lambda w: "-".join(w))
+def test_every_command_has_help(words):
+    r = ctl(*words, "--help")
+    assert r.rc == 0, r
+    assert r.out.startswith("usage: autopack-ctl [--db URL] " + " ".join(words))
+
+
+def test_unknown_command_or_option_is_a_usage_error(tmp):
+    r = ctl("frobnicate")
+    assert r.rc == 2 and "unknown command 'frobnicate'" in r.err and "usage:" in r.err
+    r = ctl("db", "check", "--frob")
+    assert r.rc == 2 and "'--frob'" in r.err and "usage: autopack-ctl" in r.err
+    r = ctl("db", "nope")
+    assert r.rc == 2 and "db init" in r.err
+    r = ctl("db", "--help")
+    assert r.rc == 0 and "db check" in r.out
+    r = ctl()
+    assert r.rc == 2 and "no command" in r.err
+
+
+def test_no_database_named_is_refused_with_an_example(tmp):
+    r = ctl("db", "check")
+    assert r.rc == 2
+    assert "no database named" in r.err and "sqlite:///autopack.db" in r.err
+    assert os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ("postgresql://u@h/db", "reserved for the multi-host backend"),
+    ("autopack.db", "write sqlite:///autopack.db"),
+    ("sqlite:///:memory:", "in-memory"),
+    ("sqlite:///x.db?mode=ro", "query strings"),
+    ("file:x.db", "unsupported URL scheme 'file'"),
+])
+def test_malformed_urls_are_refused_naming_the_problem(tmp, bad, needle):
+    r = ctl("--db", bad, "db", "init")
+    assert r.rc == 2 and needle in r.err, r
+    assert os.listdir(tmp) == []
+
+
+def test_relative_url_from_two_directories_names_the_same_database(tmp):
+    r = ctl("--db", "sqlite:///shared.db", "db", "init")
+    assert r.rc == 0, r
+    sub = tmp / "sub"
+    sub.mkdir()
+    a = ctl("--db", "sqlite:///shared.db", "db", "check", "--json", "--allow-empty-db",
+            cwd=tmp)
+    b = ctl("db", "check", "--json", "--allow-empty-db",
+            env={"AUTOPACK_DB_URL": "sqlite:///../shared.db"}, cwd=sub)
+    assert a.rc == 0 and b.rc == 0, (a, b)
+    da, db = json.loads(a.out)["database"], json.loads(b.out)["database"]
+    assert da["url"] == db["url"] == "sqlite:///" + os.path.realpath(tmp / "shared.db")
+    assert da["uuid"] == db["uuid"] and da["device_inode"] == db["device_inode"]
+    assert not (sub / "shared.db").exists()
+
+
+@pytest.mark.parametrize("args", [["db", "check"], ["db", "migrate"],
+                                  ["seed", "telemetry-run"]])
+def test_missing_database_is_refused_and_no_file_is_created(tmp, args):
+    r = ctl("--db", "sqlite:///missing.db", *args)
+    assert r.rc == 2, r
+    assert "no such database file" in r.err and "db init" in r.err
+    assert os.listdir(tmp) == []
+
+
+def test_flag_and_environment_naming_different_files_are_refused(tmp):
+    init(tmp / "a.db")
+    init(tmp / "b.db")
+    r = ctl("--db", "sqlite:///a.db", "db", "check", env={"AUTOPACK_DB_URL": "sqlite:///b.db"})
+    assert r.rc == 2
+    assert "--db names sqlite:///%s" % (tmp / "a.db") in r.err
+    assert "AUTOPACK_DB_URL names sqlite:///%s" % (tmp / "b.db") in r.err
+    r = ctl("db", "check", env={"AUTOPACK_DB_URL": "sqlite:///a.db",
+                                "DATABASE_URL": "sqlite:///b.db"})
+    assert r.rc == 2 and "DATABASE_URL names" in r.err
+
+
+def test_flag_and_environment_naming_the_same_file_agree(tmp):
+    init(tmp / "a.db")
+    r = ctl("--db", "sqlite:///a.db", "db", "check", "--allow-empty-db",
+            env={"DATABASE_URL": url(tmp / "a.db")})
+    assert r.rc == 0, r
+
+
+def test_non_sqlite_file_is_refused_and_left_unchanged(tmp):
+    p = tmp / "notes.db"
+    p.write_text("not a database\n" * 500)
+    before = read_bytes(p)
+    for args in (["db", "check"], ["db", "init"], ["seed", "telemetry-run"], ["db", "migrate"]):
+        r = ctl("--db", url(p), *args)
+        assert r.rc == 2, r
+        assert "not an SQLite database" in r.err
+    assert read_bytes(p) == before
+    assert sorted(os.listdir(tmp)) == ["notes.db"]
+
+
+def test_foreign_sqlite_file_is_refused_and_left_unchanged(tmp):
+    p = tmp / "other.db"
+    sql(p, "CREATE TABLE phases (id INTEGER); INSERT INTO phases VALUES (1);")
+    before = read_bytes(p)
+    for args in (["db", "check"], ["db", "init"], ["run", "import", "x.json"]):
+        r = ctl("--db", url(p), *args)
+        assert r.rc == 2, r
+        assert "not an autopack database (no meta table)" in r.err
+    assert read_bytes(p) == before
+    assert sorted(os.listdir(tmp)) == ["other.db"]
+
+
+def test_partial_schema_is_refused_listing_the_missing_tables(tmp):
+    p = tmp / "a.db"
+    init(p)
+    sql(p, "DROP TABLE attempts; DROP TABLE control_log;")
+    r = ctl("--db", url(p), "db", "check", "--json")
+    assert r.rc == 2
+    assert "missing 2 tables" in r.err and "attempts, control_log" in r.err
+    assert json.loads(r.out)["error"] == "EPARTIAL"
+
+
+def test_newer_schema_is_refused(tmp):
+    p = tmp / "a.db"
+    init(p)
+    sql(p, "UPDATE meta SET schema_version = 7;")
+    r = ctl("--db", url(p), "db", "check")
+    assert r.rc == 2 and "schema version 7 is newer" in r.err
+
+
+def test_init_prints_the_banner_and_twice_changes_nothing(tmp):
+    p = tmp / "a.db"
+    r = init(p)
+    assert "url:            sqlite:///%s" % p in r.out
+    assert "created autopack database" in r.out
+    u = uuid_of(p)
+    before = read_bytes(p)
+    r = ctl("--db", url(p), "db", "init")
+    assert r.rc == 0, r
+    assert "already an autopack database (uuid %s), nothing changed" % u in r.out
+    assert read_bytes(p) == before
+    r = ctl("--db", url(p), "db", "init", "--json")
+    assert r.rc == 0 and json.loads(r.out)["created"] is False
+    assert "url:" in r.err
+
+
+def test_db_check_of_an_empty_database_warns_and_exits_1_unless_allowed(tmp):
+    p = tmp / "a.db"
+    init(p)
+    r = ctl("--db", url(p), "db", "check")
+    assert r.rc == 1
+    assert "is empty: no runs and no phases" in r.err and "Likely causes" in r.err
+    r = ctl("--db", url(p), "db", "check", "--allow-empty-db")
+    assert r.rc == 0 and "Continuing because of --allow-empty-db" in r.err
+    r = ctl("--db", url(p), "db", "check", "--json")
+    assert r.rc == 1
+    j = json.loads(r.out)
+    assert j["empty"] is True and j["status"] == "empty"
+
+
+def test_db_check_reports_states_runs_and_telemetry(tmp):
+    p = tmp / "a.db"
+    init(p)
+    assert ctl("--db", url(p), "seed", "telemetry-run").rc == 0
+    rows = []
+    for i, (ok, trunc, cat, cplx) in enumerate([(1, 0, "implementation", "low"),
+                                                 (1, 0, "implementation", "medium"),
+                                                 (1, 1, "tests", "medium"),
+                                                 (0, 0, "docs", "low")]):
+        rows.append("INSERT INTO token_estimation_v2_events (run_id, phase_id, timestamp, "
+                    "created_at, category, complexity, deliverable_count, deliverables_json, "
+                    "predicted_output_tokens, actual_output_tokens, selected_budget, success, "
+                    "truncated, is_truncated_output, model) VALUES ('telemetry-collection-v4', "
+                    "'telemetry-p1-string-util', 't', 't', '%s', '%s', 1, '[]', 100, 120, 200, "
+                    "%d, %d, %d, 'm');" % (cat, cplx, ok, trunc, trunc))
+    sql(p, "UPDATE phases SET state = 'COMPLETE' WHERE phase_index < 3;"
+           "UPDATE phases SET state = 'FAILED' WHERE phase_index = 3;" + "".join(rows))
+    r = ctl("--db", url(p), "db", "check")
+    assert r.rc == 0, r
+    for state, n in (("QUEUED", 6), ("COMPLETE", 3), ("FAILED", 1), ("TOTAL", 10)):
+        assert re.search(r"^  %s +%d$" % (state, n), r.out, re.M), state
+    assert "telemetry-collection-v4 [RUN_CREATED]: 10 phases (6 queued, 0 executing, " \
+           "3 complete, 1 failed)" in r.out
+    assert "token_estimation_v2_events: 4 (success 3, 75.0%; truncated 1, 25.0%)" in r.out
+    assert "by category: implementation 2, tests 1" in r.out
+    assert "by complexity: medium 2, low 1" in r.out
+    j = json.loads(ctl("--db", url(p), "db", "check", "--json").out)
+    assert j["status"] == "healthy" and j["ok"] is True
+    assert j["phases"]["by_state"]["COMPLETE"] == 3 and j["phases"]["total"] == 10
+    assert j["telemetry"]["token_estimation_v2"]["success_pct"] == 75.0
+    assert j["database"]["rows"]["token_estimation_v2_events"] == 4
+    assert j["runs"]["per_run"][0]["failed"] == 1
+
+
+def make_v1(p):
+    """A hand-made version-1 database: the current schema less what version 2 added."""
+    init(p)
+    sql(p, "DROP TABLE estimator_coefficients; UPDATE meta SET schema_version = 1;"
+           "INSERT INTO runs (id, created_at, updated_at) VALUES ('old-run', 'a', 'b');"
+           "PRAGMA journal_mode=DELETE;")
+
+
+def test_db_check_reports_an_older_schema_without_changing_it(tmp):
+    p = tmp / "old.db"
+    make_v1(p)
+    before = read_bytes(p)
+    r = ctl("--db", url(p), "db", "check")
+    assert r.rc == 0, r
+    assert "schema version 1 is older" in r.out and "autopack-ctl db migrate" in r.out
+    assert read_bytes(p) == before
+    assert glob.glob(str(tmp / "*.bak")) == []
+    j = json.loads(ctl("--db", url(p), "db", "check", "--json").out)
+    assert j["schema"] == {"version": 1, "current": 2, "migration_needed": True}
+
+
+def test_db_migrate_backs_up_then_upgrades_an_older_schema(tmp):
+    p = tmp / "old.db"
+    make_v1(p)
+    u = uuid_of(p)
+    r = ctl("--db", url(p), "db", "migrate", "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    assert j["migrated"] is True and j["from"] == 1 and j["to"] == 2
+    backups = glob.glob(str(tmp / "old.db.v1-*.bak"))
+    assert backups == [j["backup"]]
+    con = sqlite3.connect(backups[0])
+    assert con.execute("SELECT schema_version, db_uuid FROM meta").fetchone() == (1, u)
+    assert con.execute("SELECT id FROM runs").fetchall() == [("old-run",)]
+    assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = "
+                       "'estimator_coefficients'").fetchone() == (0,)
+    con.close()
+    con = sqlite3.connect(str(p))
+    assert con.execute("SELECT schema_version, db_uuid FROM meta").fetchone() == (2, u)
+    assert con.execute("SELECT count(*) FROM estimator_coefficients").fetchone() == (0,)
+    assert con.execute("SELECT id FROM runs").fetchall() == [("old-run",)]
+    con.close()
+    r = ctl("--db", url(p), "db", "migrate")
+    assert r.rc == 0 and "is current; nothing changed" in r.out
+
+
+def test_offline_write_commands_migrate_first_and_say_so(tmp):
+    p = tmp / "old.db"
+    make_v1(p)
+    r = ctl("--db", url(p), "seed", "telemetry-run")
+    assert r.rc == 0, r
+    assert "migrated the schema from version 1 to 2" in r.out
+    assert len(glob.glob(str(tmp / "old.db.v1-*.bak"))) == 1
+
+
+def test_writes_are_refused_while_another_process_holds_the_lock(tmp):
+    p = tmp / "a.db"
+    init(p)
+    with open(str(p) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("%d\n" % os.getpid())
+        lock.flush()
+        r = ctl("--db", url(p), "seed", "telemetry-run")
+        assert r.rc == 1, r
+        assert "is held by" in r.err and "pid %d" % os.getpid() in r.err
+        r = ctl("--db", url(p), "db", "check", "--allow-empty-db")
+        assert r.rc == 0, r
+    con = sqlite3.connect(str(p))
+    assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    con.close()
+    assert ctl("--db", url(p), "seed", "telemetry-run").rc == 0

@@ -1,0 +1,144 @@
+"""autopack-ctl run import: plan files validated whole, written all or nothing."""
+import json
+import os
+import shutil
+import sqlite3
+
+import pytest
+
+from conftest import DATA, ctl
+
+
+def url(path):
+    return "sqlite:///" + str(path)
+
+
+@pytest.fixture
+def db(tmp):
+    p = tmp / "plan.db"
+    r = ctl("--db", url(p), "db", "init")
+    assert r.rc == 0, r
+    return p
+
+
+def rows(p, query):
+    con = sqlite3.connect(str(p))
+    out = con.execute(query).fetchall()
+    con.close()
+    return out
+
+
+def counts(p):
+    return rows(p, "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM tiers), "
+                   "(SELECT count(*) FROM phases)")[0]
+
+
+def phase(pid, **extra):
+    d = {"phase_id": pid, "name": "n", "scope": {"paths": ["src/"],
+                                                 "deliverables": ["src/%s.py" % pid]}}
+    d.update(extra)
+    return d
+
+
+def plan(*runs):
+    return {"runs": list(runs)}
+
+
+def run_entry(rid, *phases, **extra):
+    d = {"run_id": rid, "workspace": "ws", "tiers": [{"tier_id": "T1", "name": "t",
+                                                      "phases": list(phases)}]}
+    d.update(extra)
+    return d
+
+
+def write_plan(dirpath, doc, name="plan.json"):
+    p = dirpath / name
+    p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return p
+
+
+def test_example_plan_imports_with_workspace_relative_to_the_plan_file(db, tmp):
+    plans = tmp / "plans"
+    plans.mkdir()
+    shutil.copy(os.path.join(DATA, "plan-demo.json"), plans / "plan-demo.json")
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    r = ctl("--db", url(db), "run", "import", plans / "plan-demo.json", cwd=elsewhere)
+    assert r.rc == 0, r
+    assert r.out.startswith("== autopack database ==")
+    assert "1 run (demo-1), 2 tiers, 2 phases" in r.out
+    assert rows(db, "SELECT id, workspace, goal_anchor FROM runs") == [
+        ("demo-1", str(plans / "demo-workspace"), "Small string utilities with tests")]
+    assert rows(db, "SELECT t.tier_id, t.tier_index, p.phase_id, p.phase_index, p.state "
+                    "FROM phases p JOIN tiers t ON p.tier_id = t.id ORDER BY t.tier_index") == [
+        ("T1", 0, "p1-strings", 0, "QUEUED"), ("T2", 1, "p2-string-tests", 0, "QUEUED")]
+    scope = json.loads(rows(db, "SELECT scope FROM phases WHERE phase_id = 'p1-strings'")[0][0])
+    assert scope == {"paths": ["utils/"], "read_only_context": [],
+                     "deliverables": ["utils/string_helper.py"]}
+
+
+def test_import_json_output_goes_to_stdout_and_the_banner_to_stderr(db, tmp):
+    p = write_plan(tmp, plan(run_entry("r1", phase("p1"))))
+    r = ctl("--db", url(db), "run", "import", p, "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    assert j["ok"] is True and j["runs"] == ["r1"] and j["phases"] == 1
+    assert j["database"]["url"] == url(os.path.realpath(db))
+    assert "== autopack database ==" in r.err
+
+
+@pytest.mark.parametrize("doc,message", [
+    ('{"runs": [ {"run_id": "x",', "plan.json:1:"),
+    (plan(run_entry("r1", phase("p1", max_builder_attempts="3"))),
+     "runs[0].tiers[0].phases[0].max_builder_attempts: expected a positive integer, got string"),
+    (plan(run_entry("r1", {"phase_id": "p1", "name": "n",
+                           "scope": {"deliverables": ["a.py", 7]}})),
+     "runs[0].tiers[0].phases[0].scope.deliverables[1]: expected string, got integer"),
+    (plan(run_entry("r1", phase("p1"), phase("p2"), phase("p1"))),
+     'runs[0].tiers[0].phases[2].phase_id: duplicate phase_id "p1" in run "r1" '
+     "(also at runs[0].tiers[0].phases[0].phase_id)"),
+    (plan(run_entry("r1", phase("p1")),
+          {"run_id": "nope", "append": True,
+           "tiers": [{"tier_id": "T2", "name": "t", "phases": [phase("p1")]}]}),
+     'runs[1].run_id: unknown run "nope"'),
+    (plan(run_entry("r1", phase("p1", scope={"deliverables": ["../escape.py"]}))),
+     "runs[0].tiers[0].phases[0].scope.deliverables[0]: \"../escape.py\" leaves the workspace"),
+], ids=["bad-json", "wrong-type", "wrong-type-in-list", "duplicate-phase", "unknown-run",
+        "path-escape"])
+def test_malformed_plans_are_refused_with_a_path_and_nothing_written(db, tmp, doc, message):
+    before = counts(db)
+    p = write_plan(tmp, doc)
+    r = ctl("--db", url(db), "run", "import", p)
+    assert r.rc == 1, r
+    assert message in r.err, r.err
+    assert "nothing was written" in r.err
+    assert counts(db) == before == (0, 0, 0)
+
+
+def test_a_run_that_exists_is_refused_and_the_rest_of_the_plan_not_written(db, tmp):
+    assert ctl("--db", url(db), "run", "import",
+               write_plan(tmp, plan(run_entry("r1", phase("p1"))))).rc == 0
+    r = ctl("--db", url(db), "run", "import",
+            write_plan(tmp, plan(run_entry("r2", phase("p1")), run_entry("r1", phase("p5"))),
+                       "second.json"))
+    assert r.rc == 1
+    assert 'runs[1].run_id: run "r1" already exists' in r.err
+    assert counts(db) == (1, 1, 1)
+
+
+def test_append_adds_tiers_to_an_existing_run(db, tmp):
+    assert ctl("--db", url(db), "run", "import",
+               write_plan(tmp, plan(run_entry("r1", phase("p1"))))).rc == 0
+    more = {"run_id": "r1", "append": True,
+            "tiers": [{"tier_id": "T2", "name": "more", "phases": [phase("p2")]}]}
+    r = ctl("--db", url(db), "run", "import", write_plan(tmp, plan(more), "more.json"))
+    assert r.rc == 0, r
+    assert rows(db, "SELECT tier_id, tier_index FROM tiers ORDER BY tier_index") == [
+        ("T1", 0), ("T2", 1)]
+
+
+def test_missing_plan_file_and_missing_argument(db, tmp):
+    r = ctl("--db", url(db), "run", "import", tmp / "nope.json")
+    assert r.rc == 1 and "cannot read the plan" in r.err
+    r = ctl("--db", url(db), "run", "import")
+    assert r.rc == 2 and "missing the plan file" in r.err and "usage:" in r.err

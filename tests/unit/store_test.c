@@ -1,0 +1,343 @@
+#include "common/schema.sql.h"
+#include "common/store_internal.h"
+#include "common/store_lock.h"
+#include "common/util.h"
+#include "tests/unit/test.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The absolute path of `name` in the current directory (a fresh temp dir per test). */
+static char *here(const char *name)
+{
+	char cwd[PATH_MAX];
+
+	CHECK(getcwd(cwd, sizeof cwd) != NULL);
+	return xasprintf("%s/%s", cwd, name);
+}
+
+/* Read a whole file into a heap buffer. */
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = xmalloc(1 << 20);
+
+	CHECK(f != NULL);
+	*len = fread(buf, 1, 1 << 20, f);
+	fclose(f);
+	return buf;
+}
+
+/* Run SQL on a database file directly, outside the store. */
+static void raw_sql(const char *path, const char *sql)
+{
+	sqlite3 *db;
+
+	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) ==
+	    SQLITE_OK);
+	CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(sqlite3_close(db) == SQLITE_OK);
+}
+
+/* Open `path` read-only and return the count from `sql`. */
+static int64_t raw_count(const char *path, const char *sql)
+{
+	struct store st;
+	struct store_err err;
+	int64_t n = -1;
+
+	CHECK(store_open(&st, path, "u", STORE_READ, &err) == 0);
+	CHECK(store_query_int(st.db, sql, &n, &err) == 0);
+	store_close(&st);
+	return n;
+}
+
+/* Check that opening (both modes) and initialising `path` fail with `code` and a message
+ * holding `needle`, and leave the file byte for byte as it was. */
+static void expect_refused_untouched(const char *path, int code, const char *needle)
+{
+	struct store_err err;
+	struct store st;
+	size_t n0, n1;
+	char *before = slurp(path, &n0), *after;
+
+	CHECK_EQ_INT(store_open(&st, path, "u", STORE_READ, &err), code);
+	CHECK(strstr(err.text, needle) != NULL);
+	CHECK_EQ_INT(store_open(&st, path, "u", STORE_WRITE, &err), code);
+	CHECK(strstr(err.text, needle) != NULL);
+	CHECK_EQ_INT(store_init(path, NULL, &err), code);
+	CHECK(strstr(err.text, "refusing to initialise") != NULL);
+	after = slurp(path, &n1);
+	CHECK_EQ_INT(n0, n1);
+	CHECK(memcmp(before, after, n0) == 0);
+	free(before);
+	free(after);
+}
+
+TEST(store_init_creates_every_table_and_the_meta_row)
+{
+	const char *names[32];
+	struct store_err err;
+	struct store st;
+	char uuid[37];
+	char *p = here("a.db");
+	size_t n = store_schema_tables(SCHEMA_VERSION, names, ARRAY_SIZE(names));
+
+	CHECK_EQ_INT(store_init(p, uuid, &err), 0);
+	CHECK_EQ_INT(strlen(uuid), 36);
+	CHECK(uuid[14] == '4');
+	CHECK(strchr("89ab", uuid[19]) != NULL);
+	CHECK_EQ_INT(store_open(&st, p, "sqlite:///u", STORE_READ, &err), 0);
+	CHECK_EQ_STR(st.uuid, uuid);
+	CHECK_EQ_INT(st.schema_version, SCHEMA_VERSION);
+	store_close(&st);
+	CHECK_EQ_INT(raw_count(p, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+	    "AND name NOT LIKE 'sqlite_%'"), (int64_t)n);
+	CHECK_EQ_INT(raw_count(p, "SELECT count(*) FROM meta"), 1);
+	CHECK_EQ_INT(raw_count(p, "SELECT count(*) FROM meta WHERE created_by LIKE "
+	    "'%@% autopack " AUTOPACK_VERSION "'"), 1);
+	free(p);
+}
+
+TEST(store_init_twice_reports_the_existing_database_and_changes_nothing)
+{
+	struct store_err err;
+	char u1[37], u2[37];
+	char *p = here("a.db"), *b1, *b2;
+	size_t n1, n2;
+
+	CHECK_EQ_INT(store_init(p, u1, &err), 0);
+	b1 = slurp(p, &n1);
+	CHECK_EQ_INT(store_init(p, u2, &err), STORE_EEXIST);
+	CHECK_EQ_STR(u1, u2);
+	CHECK(strstr(err.text, "already an autopack database") != NULL);
+	CHECK(strstr(err.text, u1) != NULL);
+	b2 = slurp(p, &n2);
+	CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
+	free(b1);
+	free(b2);
+	free(p);
+}
+
+TEST(store_open_missing_file_fails_and_creates_nothing)
+{
+	struct store_err err;
+	struct store st;
+	char *p = here("missing.db");
+
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_ENOENT);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), STORE_ENOENT);
+	CHECK(strstr(err.text, "no such database file") != NULL);
+	CHECK(strstr(err.text, "db init") != NULL);
+	CHECK(access(p, F_OK) != 0);
+	free(p);
+}
+
+TEST(store_refuses_a_non_sqlite_file_and_leaves_it_untouched)
+{
+	char *p = here("notes.db");
+	FILE *f = fopen(p, "w");
+
+	for (int i = 0; i < 200; i++)
+		fprintf(f, "this is not a database, line %d\n", i);
+	fclose(f);
+	expect_refused_untouched(p, STORE_ENOTDB, "not an SQLite database");
+	free(p);
+}
+
+TEST(store_refuses_an_empty_file_and_leaves_it_untouched)
+{
+	char *p = here("empty.db");
+	FILE *f = fopen(p, "w");
+	struct store_err err;
+	struct store st;
+
+	fclose(f);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), STORE_ENOTDB);
+	CHECK(strstr(err.text, "empty file") != NULL);
+	CHECK_EQ_INT(store_init(p, NULL, &err), STORE_ENOTDB);
+	free(p);
+}
+
+TEST(store_refuses_a_foreign_sqlite_database_and_leaves_it_untouched)
+{
+	char *p = here("other.db");
+
+	raw_sql(p, "CREATE TABLE runs (id TEXT); INSERT INTO runs VALUES ('x');");
+	expect_refused_untouched(p, STORE_ENOTDB, "not an autopack database (no meta table)");
+	free(p);
+}
+
+TEST(store_refuses_a_partial_schema_naming_the_missing_tables)
+{
+	struct store_err err;
+	struct store st;
+	char *p = here("a.db");
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	raw_sql(p, "DROP TABLE drain_session_results; DROP TABLE token_estimation_v2_events;");
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_EPARTIAL);
+	CHECK(strstr(err.text, "missing 2 tables") != NULL);
+	CHECK(strstr(err.text, "token_estimation_v2_events, drain_session_results") != NULL);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), STORE_EPARTIAL);
+	free(p);
+}
+
+TEST(store_refuses_a_newer_schema)
+{
+	struct store_err err;
+	struct store st;
+	char *p = here("a.db");
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	raw_sql(p, "UPDATE meta SET schema_version = 99");
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_EVERSION);
+	CHECK(strstr(err.text, "schema version 99 is newer") != NULL);
+	free(p);
+}
+
+TEST(store_init_failure_removes_the_half_made_file)
+{
+	struct store_err err;
+	char *p = here("a.db");
+
+	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL SCHEMA_V2_SQL "CREATE TABLE runs (x);",
+	    SCHEMA_VERSION, NULL, &err), STORE_EIO);
+	CHECK(strstr(err.text, "creating the schema") != NULL);
+	CHECK(strstr(err.text, "half-made file was removed") != NULL);
+	CHECK(access(p, F_OK) != 0);
+	free(p);
+}
+
+TEST(store_read_only_open_of_an_older_schema_changes_nothing)
+{
+	struct store_err err;
+	struct store st;
+	char *p = here("old.db"), *b1, *b2;
+	size_t n1, n2;
+
+	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL, 1, NULL, &err), 0);
+	b1 = slurp(p, &n1);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), 0);
+	CHECK_EQ_INT(st.schema_version, 1);
+	CHECK_EQ_INT(store_migrate(&st, &err), STORE_EINVAL);
+	store_close(&st);
+	b2 = slurp(p, &n2);
+	CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
+	free(b1);
+	free(b2);
+	free(p);
+}
+
+TEST(store_write_open_migrates_an_older_schema_after_a_backup)
+{
+	struct store_err err;
+	struct store st, bk;
+	char uuid[37];
+	char *p = here("old.db"), *backup;
+	int64_t n = -1;
+
+	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL, 1, uuid, &err), 0);
+	raw_sql(p, "INSERT INTO runs (id, created_at, updated_at) VALUES ('r1', 'a', 'b')");
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
+	CHECK_EQ_INT(st.migrated_from, 1);
+	CHECK_EQ_INT(st.schema_version, SCHEMA_VERSION);
+	CHECK(st.backup_path != NULL);
+	CHECK(strncmp(st.backup_path, p, strlen(p)) == 0);
+	CHECK(strncmp(st.backup_path + strlen(p), ".v1-", 4) == 0);
+	CHECK(strcmp(st.backup_path + strlen(st.backup_path) - 4, ".bak") == 0);
+	CHECK(store_query_int(st.db, "SELECT count(*) FROM estimator_coefficients", &n,
+	    &err) == 0);
+	backup = xstrdup(st.backup_path);
+	store_close(&st);
+
+	CHECK_EQ_INT(store_open(&bk, backup, "u", STORE_READ, &err), 0);
+	CHECK_EQ_INT(bk.schema_version, 1);
+	CHECK_EQ_STR(bk.uuid, uuid);
+	CHECK(store_query_int(bk.db, "SELECT count(*) FROM runs", &n, &err) == 0);
+	CHECK_EQ_INT(n, 1);
+	CHECK(store_query_int(bk.db, "SELECT count(*) FROM estimator_coefficients", &n,
+	    NULL) != 0);
+	store_close(&bk);
+
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), 0);
+	CHECK_EQ_INT(st.schema_version, SCHEMA_VERSION);
+	CHECK_EQ_INT(st.migrated_from, 0);
+	CHECK_EQ_STR(st.uuid, uuid);
+	store_close(&st);
+	free(backup);
+	free(p);
+}
+
+TEST(store_migration_steps_cover_every_version)
+{
+	int v = 1;
+
+	for (size_t i = 0; i < store_n_migrations; i++) {
+		CHECK_EQ_INT(store_migrations[i].from, v);
+		v++;
+	}
+	CHECK_EQ_INT(v, SCHEMA_VERSION);
+}
+
+TEST(store_identity_changed_notices_replacement_and_removal)
+{
+	struct store_err err;
+	struct store st;
+	char *a = here("a.db"), *b = here("b.db");
+
+	CHECK_EQ_INT(store_init(a, NULL, &err), 0);
+	CHECK_EQ_INT(store_init(b, NULL, &err), 0);
+	CHECK_EQ_INT(store_open(&st, a, "u", STORE_WRITE, &err), 0);
+	CHECK_EQ_INT(store_identity_changed(&st, &err), 0);
+	CHECK(rename(b, a) == 0);
+	CHECK_EQ_INT(store_identity_changed(&st, &err), STORE_EMOVED);
+	CHECK(strstr(err.text, "replaced") != NULL);
+	CHECK(unlink(a) == 0);
+	CHECK_EQ_INT(store_identity_changed(&st, &err), STORE_EMOVED);
+	CHECK(strstr(err.text, "removed") != NULL);
+	store_close(&st);
+	free(a);
+	free(b);
+}
+
+TEST(store_lock_second_taker_is_refused_with_the_holder_pid)
+{
+	char *p = here("a.db");
+	pid_t holder = -1;
+	int fd = store_lock_acquire(p, &holder), fd2;
+
+	CHECK(fd >= 0);
+	CHECK_EQ_INT(store_lock_acquire(p, &holder), STORE_EBUSY);
+	CHECK_EQ_INT(holder, getpid());
+	store_lock_release(fd);
+	fd2 = store_lock_acquire(p, &holder);
+	CHECK(fd2 >= 0);
+	store_lock_release(fd2);
+	free(p);
+}
+
+TEST(store_banner_names_the_database_and_its_counts)
+{
+	struct store_err err;
+	struct store st;
+	char *p = here("a.db"), *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	CHECK_EQ_INT(store_open(&st, p, "sqlite:////x/a.db", STORE_READ, &err), 0);
+	store_banner(&st, out);
+	fclose(out);
+	CHECK(strstr(text, "url:            sqlite:////x/a.db\n") != NULL);
+	CHECK(strstr(text, st.uuid) != NULL);
+	CHECK(strstr(text, "schema version: 2\n") != NULL);
+	CHECK(strstr(text, "device:inode:") != NULL);
+	CHECK(strstr(text, "runs 0, tiers 0, phases 0, attempts 0, llm_usage_events 0, "
+	    "token_estimation_v2_events 0\n") != NULL);
+	store_close(&st);
+	free(text);
+	free(p);
+}
