@@ -12,7 +12,7 @@ enum {
 	S_ATT_INSERT, S_ATT_PHASE, S_PHASE_EXEC, S_PHASE_FENCE,
 	S_EV_KEY, S_EV_USAGE, S_EV_EST, S_ATT_EVENTS,
 	S_ATT_GET, S_ATT_END, S_PHASE_SET,
-	S_CTL_LOG, S_META_SUP,
+	S_RESULT_ROW, S_CTL_LOG, S_META_SUP,
 	S_JOB,
 	S_COUNT
 };
@@ -67,6 +67,22 @@ static const char *const drain_sql[S_COUNT] = {
 	    "   ELSE COALESCE(?5, last_failure_reason) END,"
 	    " completed_at = CASE WHEN ?3 IN ('COMPLETE', 'FAILED') THEN ?4 ELSE completed_at END"
 	    " WHERE run_id = ?1 AND phase_id = ?2",
+	[S_RESULT_ROW] =
+	    "INSERT OR REPLACE INTO drain_session_results (session_id, attempt_id, run_id,"
+	    " phase_id, phase_index, initial_state, final_state, success, error_message,"
+	    " timestamp, duration_seconds, failure_fingerprint, telemetry_events_collected,"
+	    " telemetry_yield_per_minute, reached_llm_boundary, zero_yield_reason)"
+	    " SELECT a.session_id, a.attempt_id, a.run_id, a.phase_id, p.phase_index,"
+	    " a.initial_state, p.state, a.outcome IN ('success', 'dry_run'),"
+	    " CASE WHEN a.failure_reason IS NOT NULL AND a.message IS NOT NULL"
+	    "   THEN a.failure_reason || ': ' || a.message"
+	    "   ELSE COALESCE(a.failure_reason, a.message) END,"
+	    " a.ended_at, round(a.duration_ms / 1000.0, 2), a.fingerprint, a.events_committed,"
+	    " CASE WHEN a.events_committed > 0 AND a.duration_ms > 0"
+	    "   THEN round(a.events_committed * 60000.0 / a.duration_ms, 2) END,"
+	    " a.reached_llm_boundary, a.zero_yield_reason"
+	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
+	    " WHERE a.attempt_id = ?1 AND a.session_id IS NOT NULL",
 	[S_CTL_LOG] =
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -538,15 +554,21 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	bind_text(s, 7, c->zero_yield_reason);
 	sqlite3_bind_int(s, 8, c->reached_llm_boundary);
 	sqlite3_bind_int64(s, 9, c->duration_ms);
-	if ((rc = drain_exec(d, S_ATT_END, s, err)) != 0 || c->phase_state == NULL)
+	if ((rc = drain_exec(d, S_ATT_END, s, err)) != 0)
 		goto out;
-	s = drain_stmt(d, S_PHASE_SET);
-	bind_text(s, 1, run_id);
-	bind_text(s, 2, phase_id);
-	bind_text(s, 3, c->phase_state);
-	bind_text(s, 4, now);
-	bind_text(s, 5, c->failure_reason);
-	rc = drain_exec(d, S_PHASE_SET, s, err);
+	if (c->phase_state != NULL) {
+		s = drain_stmt(d, S_PHASE_SET);
+		bind_text(s, 1, run_id);
+		bind_text(s, 2, phase_id);
+		bind_text(s, 3, c->phase_state);
+		bind_text(s, 4, now);
+		bind_text(s, 5, c->failure_reason);
+		if ((rc = drain_exec(d, S_PHASE_SET, s, err)) != 0)
+			goto out;
+	}
+	s = drain_stmt(d, S_RESULT_ROW);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	rc = drain_exec(d, S_RESULT_ROW, s, err);
 out:
 	free(run_id);
 	free(phase_id);

@@ -71,7 +71,8 @@ int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *
 int store_drain_event_insert(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct proto_event *ev, bool *dup, struct store_err *err);
 
-/* End attempt `att` and, if it is still its phase's current attempt, apply c->phase_state.
+/* End attempt `att` and, if it is still its phase's current attempt, apply c->phase_state
+ * and record the attempt's drain_session_results row.
  * *stale is set when the attempt was already closed or is no longer current; then nothing
  * is written. */
 int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct drain_close *c,
