@@ -83,6 +83,9 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd)
 	int null_fd = open("/dev/null", O_RDONLY);
 
 	setpgid(0, 0);
+	/* The check runs code the model wrote: it gets no provider keys. */
+	unsetenv("ANTHROPIC_API_KEY");
+	unsetenv("OPENAI_API_KEY");
 	signal(SIGPIPE, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);

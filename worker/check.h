@@ -2,6 +2,7 @@
  * The phase's check command: `/bin/sh -c COMMAND` in the workspace, in its own process
  * group, with a deadline (SIGTERM to the group, then SIGKILL after a grace period). Output
  * goes to <workspace>/.autopack/logs/<run>__<phase>__a<attempt>.{stdout,stderr}.txt.
+ * The command runs without the provider keys in its environment.
  */
 #ifndef AUTOPACK_CHECK_H
 #define AUTOPACK_CHECK_H
