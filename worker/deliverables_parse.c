@@ -25,7 +25,7 @@ void dlv_set_free(struct dlv_set *s)
 static json_t *dlv_try_json(const char *s, size_t len)
 {
 	json_error_t jerr;
-	json_t *root = json_loadb(s, len, 0, &jerr);
+	json_t *root = json_loadb(s, len, JSON_ALLOW_NUL, &jerr);
 
 	if (root != NULL && (!json_is_object(root) || json_object_get(root, "files") == NULL)) {
 		json_decref(root);
