@@ -1,0 +1,115 @@
+/* The check runner: exit codes, log files, deadline kill of the whole process group. */
+#include "common/util.h"
+#include "tests/unit/test.h"
+#include "worker/check.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int beats;
+
+static void count_beat(void *ctx)
+{
+	(void)ctx;
+	beats++;
+}
+
+/* Run `cmd` in ./ws with `ms` to go. */
+static void run_check(const char *cmd, int64_t ms, struct check_result *r)
+{
+	struct check_spec s = { cmd, "ws", "run 1", "p/1", 2, clock_mono_ms() + (uint64_t)ms, NULL,
+				count_beat };
+	char err[256];
+
+	mkdir("ws", 0755);
+	CHECK_EQ_INT(check_run(&s, r, err, sizeof err), 0);
+}
+
+/* Read a small file into a static buffer. */
+static const char *slurp(const char *path)
+{
+	static char buf[4096];
+	FILE *f = fopen(path, "r");
+	size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+
+	if (f != NULL)
+		fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* True when `pid` exists and is not a zombie waiting for its new parent to reap it. */
+static bool alive(pid_t pid)
+{
+	char path[64], state = 'X';
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+		state = 'X';
+	fclose(f);
+	return state != 'Z' && state != 'X';
+}
+
+TEST(worker_check_success_runs_in_workspace_with_logs)
+{
+	struct check_result r;
+
+	run_check("pwd; echo to-stderr >&2", 10000, &r);
+	CHECK_EQ_INT(r.exit_code, 0);
+	CHECK(!r.timed_out);
+	CHECK_EQ_STR(r.stdout_path, "ws/.autopack/logs/run_1__p_1__a2.stdout.txt");
+	CHECK(strstr(slurp(r.stdout_path), "/ws\n") != NULL);
+	CHECK_EQ_STR(slurp(r.stderr_path), "to-stderr\n");
+	CHECK(strstr(r.excerpt, "to-stderr") != NULL);
+	check_result_free(&r);
+}
+
+TEST(worker_check_failure_reports_exit_code_and_excerpt)
+{
+	struct check_result r;
+
+	run_check("echo 'AssertionError: 1 != 2' >&2; exit 3", 10000, &r);
+	CHECK_EQ_INT(r.exit_code, 3);
+	CHECK(strstr(r.excerpt, "AssertionError") != NULL);
+	check_result_free(&r);
+}
+
+TEST(worker_check_has_no_provider_keys)
+{
+	struct check_result r;
+
+	setenv("ANTHROPIC_API_KEY", "sk-check-secret", 1);
+	setenv("OPENAI_API_KEY", "sk-check-secret", 1);
+	run_check("env", 10000, &r);
+	CHECK_EQ_INT(r.exit_code, 0);
+	CHECK(strstr(slurp(r.stdout_path), "sk-check-secret") == NULL);
+	CHECK(strstr(slurp(r.stdout_path), "PATH=") != NULL);
+	check_result_free(&r);
+}
+
+TEST(worker_check_deadline_kills_the_process_group)
+{
+	struct check_result r;
+	uint64_t t0 = clock_mono_ms();
+	pid_t bg;
+
+	beats = 0;
+	/* The shell ignores TERM and leaves a background sleeper: both must die. */
+	run_check("trap '' TERM; sleep 30 & echo $! > bg.pid; wait; sleep 30", 1200, &r);
+	CHECK(r.timed_out);
+	CHECK_EQ_INT(r.exit_code, -1);
+	CHECK_EQ_INT(r.term_signal, SIGKILL);
+	CHECK(clock_mono_ms() - t0 < 1200 + CHECK_GRACE_MS + 2000);
+	CHECK(beats >= 2);
+	bg = (pid_t)atoi(slurp("ws/bg.pid"));
+	CHECK(bg > 0);
+	usleep(100000);
+	CHECK(!alive(bg));
+	check_result_free(&r);
+}

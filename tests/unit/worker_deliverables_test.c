@@ -1,0 +1,261 @@
+/* Parsing the model's files document and writing it confined to the workspace. */
+#include "common/util.h"
+#include "tests/unit/test.h"
+#include "worker/deliverables.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Read a whole small file into a static buffer ("" when absent). */
+static const char *slurp(const char *path)
+{
+	static char buf[4096];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : 0;
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+/* Parse `text` expecting success. */
+static void parse_ok(const char *text, struct dlv_set *s)
+{
+	char err[256];
+	int rc = dlv_parse(text, s, err, sizeof err);
+
+	if (rc != DLV_OK)
+		fprintf(stderr, "parse: %s\n", err);
+	CHECK_EQ_INT(rc, DLV_OK);
+}
+
+TEST(worker_deliverables_parse_bare_document)
+{
+	struct dlv_set s;
+
+	parse_ok("{\"files\":[{\"path\":\"a/b.py\",\"mode\":\"create\",\"new_content\":\"x = 1\\n\"},"
+		 "{\"path\":\"old.txt\",\"mode\":\"delete\"}]}",
+		 &s);
+	CHECK_EQ_INT(s.n, 2);
+	CHECK_EQ_STR(s.files[0].path, "a/b.py");
+	CHECK_EQ_STR(s.files[0].content, "x = 1\n");
+	CHECK_EQ_INT(s.files[1].mode, DLV_DELETE);
+	CHECK(s.files[1].content == NULL);
+	dlv_set_free(&s);
+}
+
+TEST(worker_deliverables_parse_fenced_document_with_prose)
+{
+	struct dlv_set s;
+
+	parse_ok("Sure! Here it is:\n\n```json\n{\"files\": [{\"path\": \"x.py\", \"new_content\": "
+		 "\"pass\\n\"}]}\n```\nLet me know.",
+		 &s);
+	CHECK_EQ_INT(s.n, 1);
+	CHECK_EQ_INT(s.files[0].mode, DLV_CREATE);
+	dlv_set_free(&s);
+	parse_ok("```\n{\"files\": []}\n```", &s);
+	CHECK_EQ_INT(s.n, 0);
+	dlv_set_free(&s);
+	parse_ok("The answer is {\"files\": [{\"path\": \"y\", \"new_content\": \"\"}]} as asked", &s);
+	CHECK_EQ_INT(s.n, 1);
+	dlv_set_free(&s);
+}
+
+TEST(worker_deliverables_parse_errors_say_what_is_wrong)
+{
+	struct dlv_set s;
+	char err[256];
+
+	CHECK_EQ_INT(dlv_parse("I cannot do that.", &s, err, sizeof err), DLV_EPARSE);
+	CHECK(strstr(err, "no JSON document") != NULL);
+	CHECK_EQ_INT(dlv_parse("{\"files\": {}}", &s, err, sizeof err), DLV_EPARSE);
+	CHECK(strstr(err, "expected an array") != NULL);
+	CHECK_EQ_INT(dlv_parse("{\"files\": [{\"path\": \"a\"}]}", &s, err, sizeof err), DLV_EPARSE);
+	CHECK(strstr(err, "files[0].new_content") != NULL);
+	CHECK_EQ_INT(dlv_parse("{\"files\": [{\"path\": \"a\", \"mode\": \"chmod\", "
+			       "\"new_content\": \"\"}]}",
+			       &s, err, sizeof err),
+		     DLV_EPARSE);
+	CHECK(strstr(err, "files[0].mode") != NULL);
+	CHECK_EQ_INT(dlv_parse("{\"files\": [{\"path\": \"a\\u0000b\", \"new_content\": \"\"}]}", &s,
+			       err, sizeof err),
+		     DLV_EPARSE);
+	CHECK(strstr(err, "NUL") != NULL);
+	CHECK_EQ_INT(dlv_parse("{\"files\": [{\"path\": \"a\", \"new_content\": \"1\"},"
+			       "{\"path\": \"a\", \"new_content\": \"2\"}]}",
+			       &s, err, sizeof err),
+		     DLV_EPARSE);
+	CHECK(strstr(err, "twice") != NULL);
+	CHECK_EQ_INT(s.n, 0);
+}
+
+/* A workspace "ws" with scope utils/ and deliverable utils/h.py. */
+static struct dlv_scope scope_utils(void)
+{
+	static char *paths[] = { "utils/" };
+	static char *dl[] = { "utils/h.py", "README.md" };
+	struct dlv_scope s = { paths, 1, dl, 2 };
+
+	mkdir("ws", 0755);
+	return s;
+}
+
+/* Apply one file and return the status; the refusal text goes to err. */
+static int apply_one(const struct dlv_scope *scope, const char *path, char *err, size_t n)
+{
+	struct dlv_file f = { (char *)path, DLV_CREATE, (char *)"owned\n", 6 };
+	struct dlv_set set = { &f, 1 };
+
+	return dlv_apply("ws", scope, &set, err, n);
+}
+
+TEST(worker_deliverables_write_in_scope_atomically)
+{
+	struct dlv_scope scope = scope_utils();
+	struct dlv_file f[] = { { (char *)"utils/h.py", DLV_CREATE, (char *)"A\n", 2 },
+				{ (char *)"utils/deep/er/x.py", DLV_CREATE, (char *)"B\n", 2 },
+				{ (char *)"./README.md", DLV_MODIFY, (char *)"C\n", 2 } };
+	struct dlv_set set = { f, 3 };
+	char err[256];
+	DIR *d;
+	struct dirent *e;
+	int entries = 0;
+
+	CHECK_EQ_INT(dlv_apply("ws", &scope, &set, err, sizeof err), DLV_OK);
+	CHECK_EQ_STR(slurp("ws/utils/h.py"), "A\n");
+	CHECK_EQ_STR(slurp("ws/utils/deep/er/x.py"), "B\n");
+	CHECK_EQ_STR(slurp("ws/README.md"), "C\n");
+	chmod("ws/utils/h.py", 0600);
+	f[0].content = (char *)"A2\n";
+	f[0].content_len = 3;
+	set.n = 1;
+	CHECK_EQ_INT(dlv_apply("ws", &scope, &set, err, sizeof err), DLV_OK);
+	CHECK_EQ_STR(slurp("ws/utils/h.py"), "A2\n");
+	{
+		struct stat st;
+		CHECK(stat("ws/utils/h.py", &st) == 0);
+		CHECK_EQ_INT(st.st_mode & 0777, 0600); /* the mode of the file it replaced */
+	}
+	d = opendir("ws/utils");
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.' || strstr(e->d_name, ".tmp") != NULL)
+			entries++;
+	closedir(d);
+	CHECK_EQ_INT(entries, 2); /* h.py and deep/, no temporary files left */
+	CHECK_EQ_INT(dlv_missing("ws", scope.deliverables, scope.ndeliverables, err, sizeof err), 0);
+}
+
+TEST(worker_deliverables_refuse_absolute_and_dotdot)
+{
+	struct dlv_scope scope = scope_utils();
+	char err[256];
+
+	CHECK_EQ_INT(apply_one(&scope, "/etc/passwd", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "/etc/passwd") && strstr(err, "absolute"));
+	CHECK_EQ_INT(apply_one(&scope, "../../etc/x", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "../../etc/x") && strstr(err, "'..'"));
+	CHECK_EQ_INT(apply_one(&scope, "utils/../../x", err, sizeof err), DLV_ESCOPE);
+	CHECK_EQ_INT(apply_one(&scope, "utils\\..\\x", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "backslash"));
+	CHECK(!exists("x") && !exists("ws/x"));
+}
+
+TEST(worker_deliverables_refuse_outside_scope_and_reserved)
+{
+	struct dlv_scope scope = scope_utils();
+	char err[256];
+
+	CHECK_EQ_INT(apply_one(&scope, "other/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "other/x.py") && strstr(err, "scope"));
+	CHECK_EQ_INT(apply_one(&scope, "utilsx/a.py", err, sizeof err), DLV_ESCOPE);
+	CHECK_EQ_INT(apply_one(&scope, "utils/.git/config", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, ".git"));
+	CHECK_EQ_INT(apply_one(&scope, "", err, sizeof err), DLV_ESCOPE);
+	CHECK(!exists("ws/other") && !exists("ws/utilsx"));
+}
+
+TEST(worker_deliverables_refuse_symlink_escapes)
+{
+	struct dlv_scope scope = scope_utils();
+	char err[512];
+
+	mkdir("outside", 0755);
+	mkdir("ws/utils", 0755);
+	CHECK(symlink("../../outside", "ws/utils/evil") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/evil/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "utils/evil") && strstr(err, "leaves the workspace"));
+	/* A file that is itself a symlink out of the workspace. */
+	CHECK(symlink("../../outside/target", "ws/utils/h.py") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/h.py", err, sizeof err), DLV_ESCOPE);
+	/* A symlink that stays in the workspace but leaves the scope. */
+	mkdir("ws/private", 0755);
+	CHECK(symlink("../private", "ws/utils/priv") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/priv/k.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "scope"));
+	/* One that stays in scope is followed. */
+	mkdir("ws/utils/real", 0755);
+	CHECK(symlink("real", "ws/utils/alias") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/alias/ok.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_STR(slurp("ws/utils/real/ok.py"), "owned\n");
+	/* Nothing reached the outside directory. */
+	{
+		DIR *d = opendir("outside");
+		struct dirent *e;
+		int n = 0;
+		while ((e = readdir(d)) != NULL)
+			n += e->d_name[0] != '.';
+		closedir(d);
+		CHECK_EQ_INT(n, 0);
+	}
+	CHECK(!exists("ws/private/k.py"));
+}
+
+TEST(worker_deliverables_one_refusal_writes_nothing)
+{
+	struct dlv_scope scope = scope_utils();
+	struct dlv_file f[] = { { (char *)"utils/h.py", DLV_CREATE, (char *)"A\n", 2 },
+				{ (char *)"../../etc/x", DLV_CREATE, (char *)"B\n", 2 } };
+	struct dlv_set set = { f, 2 };
+	char err[256];
+
+	CHECK_EQ_INT(dlv_apply("ws", &scope, &set, err, sizeof err), DLV_ESCOPE);
+	CHECK(!exists("ws/utils/h.py"));
+}
+
+TEST(worker_deliverables_missing_are_named)
+{
+	struct dlv_scope scope = scope_utils();
+	char names[256];
+
+	CHECK_EQ_INT(dlv_missing("ws", scope.deliverables, scope.ndeliverables, names, sizeof names),
+		     2);
+	CHECK_EQ_STR(names, "utils/h.py, README.md");
+}
+
+TEST(worker_deliverables_read_resolution_is_confined)
+{
+	char err[256], *p;
+
+	mkdir("ws", 0755);
+	mkdir("ws/a", 0755);
+	CHECK(symlink("/etc/hostname", "ws/a/link") == 0);
+	close(open("ws/a/f.txt", O_CREAT | O_WRONLY, 0644));
+	p = dlv_resolve_read("ws", "a/f.txt", err, sizeof err);
+	CHECK(p != NULL);
+	free(p);
+	CHECK(dlv_resolve_read("ws", "a/link", err, sizeof err) == NULL);
+	CHECK(strstr(err, "leaves the workspace"));
+	CHECK(dlv_resolve_read("ws", "../ws/a/f.txt", err, sizeof err) == NULL);
+	CHECK(dlv_resolve_read("ws", "a", err, sizeof err) == NULL);
+}

@@ -1,0 +1,317 @@
+/* The LLM client against the stand-in: both providers, retries, errors, truncation. */
+#include "common/estimator.h"
+#include "common/util.h"
+#include "tests/unit/test.h"
+#include "tests/unit/worker_standin.h"
+#include "worker/llm.h"
+
+#define KEY "sk-test-7f3a9c-SECRET"
+
+/* What the hooks saw. */
+struct seen {
+	int tries;
+	struct llm_try t[8];
+	char errors[8][600];
+	int64_t sleeps[8];
+	int nsleeps;
+	char classes[8][32];
+};
+
+static void on_try(void *ctx, const struct llm_try *t)
+{
+	struct seen *s = ctx;
+
+	if (s->tries < 8) {
+		s->t[s->tries] = *t;
+		snprintf(s->errors[s->tries], sizeof s->errors[0], "%s", t->error ? t->error : "");
+		snprintf(s->classes[s->tries], sizeof s->classes[0], "%s",
+			 t->error_class ? t->error_class : "");
+		s->t[s->tries].error = s->errors[s->tries];
+		s->t[s->tries].error_class = s->classes[s->tries];
+	}
+	s->tries++;
+}
+
+static void fake_sleep(void *ctx, int64_t ms)
+{
+	struct seen *s = ctx;
+
+	if (s->nsleeps < 8)
+		s->sleeps[s->nsleeps++] = ms;
+}
+
+static double full_jitter(void *ctx)
+{
+	(void)ctx;
+	return 0.999;
+}
+
+/* One call with the test hooks. */
+static int call(enum llm_provider p, const char *base, int max_retries, int64_t timeout_ms,
+		int max_tokens, struct seen *s, struct llm_response *r)
+{
+	struct llm_config cfg = { .provider = p, .base_url = base, .model = "test-model",
+				  .api_key = KEY, .timeout_ms = timeout_ms,
+				  .max_retries = max_retries, .temperature = 0.2 };
+	struct llm_request req = { "You are a builder.",
+				   "## Deliverables\n- utils/a.py\n\nWrite it.", max_tokens };
+	struct llm_hooks h = { s, on_try, NULL, fake_sleep, full_jitter };
+
+	memset(s, 0, sizeof *s);
+	return llm_call(&cfg, &req, &h, r);
+}
+
+/* Integer member of log entry i. */
+static long long log_int(json_t *log, size_t i, const char *a, const char *b)
+{
+	json_t *e = json_array_get(log, i), *v = json_object_get(e, a);
+
+	if (b != NULL)
+		v = json_object_get(v, b);
+	return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+TEST(worker_llm_anthropic_normal_call_reads_text_usage_and_stop_reason)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+	json_t *log;
+
+	standin_start(&sd, "[]", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 2, 10000, 4096, &s, &r), 0);
+	CHECK(r.ok);
+	CHECK(strstr(r.text, "\"utils/a.py\"") != NULL);
+	CHECK_EQ_STR(r.stop_reason, "end_turn");
+	CHECK(!r.truncated);
+	CHECK_EQ_INT(s.tries, 1);
+	CHECK_EQ_INT(s.t[0].http_status, 200);
+	CHECK_EQ_STR(s.classes[0], "");
+	log = standin_log();
+	CHECK_EQ_INT(json_array_size(log), 1);
+	CHECK_EQ_INT(r.prompt_tokens, log_int(log, 0, "usage", "prompt_tokens"));
+	CHECK_EQ_INT(r.completion_tokens, log_int(log, 0, "usage", "completion_tokens"));
+	CHECK_EQ_INT(s.t[0].completion_tokens, r.completion_tokens);
+	CHECK_EQ_INT(log_int(log, 0, "max_tokens", NULL), 4096);
+	CHECK(json_is_true(json_object_get(json_array_get(log, 0), "key_ok")));
+	CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(log, 0),
+						       "anthropic_version")),
+		     "2023-06-01");
+	json_decref(log);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_openai_normal_call_reads_choices_and_usage)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+	json_t *log;
+
+	standin_start(&sd, "[]", KEY);
+	CHECK_EQ_INT(call(LLM_OPENAI, sd.base_v1, 2, 10000, 2048, &s, &r), 0);
+	CHECK(strstr(r.text, "utils/a.py") != NULL);
+	CHECK_EQ_STR(r.stop_reason, "stop");
+	log = standin_log();
+	CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(log, 0), "path")),
+		     "/v1/chat/completions");
+	CHECK(json_is_true(json_object_get(json_array_get(log, 0), "key_ok")));
+	CHECK_EQ_INT(r.completion_tokens, log_int(log, 0, "usage", "completion_tokens"));
+	CHECK_EQ_INT(r.total_tokens, r.prompt_tokens + r.completion_tokens);
+	json_decref(log);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_429_then_success_honours_retry_after)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+
+	standin_start(&sd, "[{\"mode\":\"status\",\"status\":429,\"retry_after\":\"7\"}]", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 3, 10000, 4096, &s, &r), 0);
+	CHECK_EQ_INT(s.tries, 2);
+	CHECK_EQ_INT(s.t[0].http_status, 429);
+	CHECK_EQ_STR(s.classes[0], LLM_E_RATE_LIMITED);
+	CHECK_EQ_INT(s.t[0].completion_tokens, -1);
+	CHECK_EQ_INT(s.t[1].http_status, 200);
+	CHECK_EQ_INT(s.nsleeps, 1);
+	CHECK_EQ_INT(s.sleeps[0], 7000);
+	CHECK_EQ_INT(r.tries, 2);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_500_exhausts_bounded_retries_with_growing_backoff)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+
+	standin_start(&sd, "{\"default\":{\"mode\":\"status\",\"status\":500}}", KEY);
+	CHECK_EQ_INT(call(LLM_OPENAI, sd.base_v1, 2, 10000, 4096, &s, &r), -1);
+	CHECK(!r.ok);
+	CHECK_EQ_INT(s.tries, 3);
+	CHECK_EQ_STR(r.error_class, LLM_E_SERVER);
+	CHECK_EQ_INT(r.http_status, 500);
+	CHECK(strstr(r.error, "HTTP 500") != NULL);
+	CHECK(strstr(r.error, "scripted 500") != NULL);
+	CHECK_EQ_INT(s.nsleeps, 2);
+	CHECK(s.sleeps[0] >= 250 && s.sleeps[0] <= 500);
+	CHECK(s.sleeps[1] > s.sleeps[0]);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_timeout_is_classed_and_retried)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+	uint64_t t0 = clock_mono_ms();
+
+	standin_start(&sd, "{\"default\":{\"mode\":\"sleep\",\"seconds\":3}}", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 1, 400, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_TIMEOUT);
+	CHECK_EQ_INT(s.tries, 2);
+	CHECK_EQ_INT(s.t[0].http_status, 0);
+	CHECK(clock_mono_ms() - t0 < 2500);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_malformed_json_is_not_retried)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+
+	standin_start(&sd, "{\"default\":{\"mode\":\"malformed\"}}", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 3, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_MALFORMED);
+	CHECK_EQ_INT(s.tries, 1);
+	CHECK(r.text == NULL);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_huge_body_is_refused_at_the_cap)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+
+	standin_start(&sd, "{\"default\":{\"mode\":\"huge\",\"size_mib\":9}}", KEY);
+	CHECK_EQ_INT(call(LLM_OPENAI, sd.base_v1, 3, 20000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_TOO_LARGE);
+	CHECK_EQ_INT(s.tries, 1);
+	CHECK(strstr(r.error, "8388608") != NULL);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_connection_refused_is_a_network_error)
+{
+	struct seen s;
+	struct llm_response r;
+	char *base = xasprintf("http://127.0.0.1:%d", standin_dead_port());
+
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, base, 1, 5000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_NETWORK);
+	CHECK_EQ_INT(s.tries, 2);
+	CHECK_EQ_INT(s.nsleeps, 1);
+	llm_response_free(&r);
+	free(base);
+}
+
+TEST(worker_llm_truncation_escalates_by_a_quarter_capped_at_64000)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+	struct est_coefs c;
+	json_t *log;
+	int next;
+
+	est_coefs_default(&c);
+	standin_start(&sd, "[{\"mode\":\"truncated\"},{\"mode\":\"normal\"},{\"mode\":\"truncated\"}]",
+		      KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, 16384, &s, &r), 0);
+	CHECK(r.truncated);
+	CHECK_EQ_STR(r.stop_reason, "max_tokens");
+	CHECK_EQ_INT(r.completion_tokens, 16384);
+	next = est_escalate(&c, 16384, 0);
+	CHECK_EQ_INT(next, 20480);
+	llm_response_free(&r);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, next, &s, &r), 0);
+	CHECK(!r.truncated);
+	llm_response_free(&r);
+	/* OpenAI reports the same as finish_reason "length". */
+	CHECK_EQ_INT(call(LLM_OPENAI, sd.base_v1, 0, 10000, 60000, &s, &r), 0);
+	CHECK(r.truncated);
+	CHECK_EQ_STR(r.stop_reason, "length");
+	CHECK_EQ_INT(est_escalate(&c, 60000, 0), 64000);
+	llm_response_free(&r);
+	log = standin_log();
+	CHECK_EQ_INT(log_int(log, 0, "max_tokens", NULL), 16384);
+	CHECK_EQ_INT(log_int(log, 1, "max_tokens", NULL), 20480);
+	json_decref(log);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_key_never_appears_in_any_output)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+	char *raw;
+	int i;
+
+	standin_start(&sd, "{\"default\":{\"mode\":\"echo_key\"}}", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 2, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_CLIENT);
+	CHECK_EQ_INT(s.tries, 1); /* 401 is not retried */
+	CHECK(strstr(r.error, "invalid key") != NULL);
+	CHECK(strstr(r.error, "[redacted]") != NULL);
+	CHECK(strstr(r.error, KEY) == NULL);
+	for (i = 0; i < s.tries; i++)
+		CHECK(strstr(s.errors[i], KEY) == NULL);
+	llm_response_free(&r);
+	CHECK_EQ_INT(call(LLM_OPENAI, sd.base_v1, 0, 10000, 4096, &s, &r), -1);
+	CHECK(strstr(r.error, KEY) == NULL);
+	llm_response_free(&r);
+	raw = standin_log_raw();
+	CHECK(strstr(raw, "\"key_present\": true") != NULL);
+	CHECK(strstr(raw, KEY) == NULL);
+	free(raw);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_wrong_key_is_a_client_error)
+{
+	struct standin sd;
+	struct seen s;
+	struct llm_response r;
+
+	standin_start(&sd, "[]", "sk-some-other-key");
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 2, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_CLIENT);
+	CHECK_EQ_INT(r.http_status, 401);
+	CHECK(strstr(r.error, "invalid or missing API key") != NULL);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_backoff_and_retry_after_parsing)
+{
+	CHECK_EQ_INT(llm_backoff_ms(2, 0.0, -1), 250);
+	CHECK_EQ_INT(llm_backoff_ms(3, 0.0, -1), 500);
+	CHECK_EQ_INT(llm_backoff_ms(30, 0.0, -1), LLM_BACKOFF_MAX_MS / 2);
+	CHECK_EQ_INT(llm_backoff_ms(2, 0.0, 3000), 3000);
+	CHECK_EQ_INT(llm_backoff_ms(2, 0.0, 999999), LLM_RETRY_AFTER_MAX_MS);
+	CHECK_EQ_INT(llm_parse_retry_after(" 12 "), 12000);
+	CHECK_EQ_INT(llm_parse_retry_after("soon"), -1);
+	CHECK_EQ_INT(llm_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0);
+}

@@ -1,0 +1,43 @@
+/*
+ * The phase's check command: `/bin/sh -c COMMAND` in the workspace, in its own process
+ * group, with a deadline (SIGTERM to the group, then SIGKILL after a grace period). Output
+ * goes to <workspace>/.autopack/logs/<run>__<phase>__a<attempt>.{stdout,stderr}.txt.
+ * The command runs without the provider keys in its environment.
+ */
+#ifndef AUTOPACK_CHECK_H
+#define AUTOPACK_CHECK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CHECK_EXCERPT_MAX 512
+#define CHECK_GRACE_MS 2000 /* between SIGTERM and SIGKILL */
+
+struct check_spec {
+	const char *command;
+	const char *workspace;
+	const char *run_id;
+	const char *phase_id;
+	int64_t attempt;
+	uint64_t deadline_mono_ms;  /* clock_mono_ms() value by which the command must end */
+	void *ctx;
+	void (*heartbeat)(void *ctx); /* nullable: called at least every second */
+};
+
+struct check_result {
+	int exit_code;      /* 0..255, or -1 when killed by a signal */
+	int term_signal;    /* the signal that ended it, else 0 */
+	bool timed_out;
+	int64_t duration_ms;
+	char *stdout_path;  /* heap */
+	char *stderr_path;  /* heap */
+	char excerpt[CHECK_EXCERPT_MAX]; /* tail of stderr, else of stdout */
+};
+
+/* Run the check. Returns 0 when the command ran (whatever its status), or -1 with `err`
+ * when it could not be started (log files, fork). */
+int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen);
+void check_result_free(struct check_result *r);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * Deliverables: the files a builder call produced, parsed from the model's text and
+ * written into the run's workspace, confined to the phase's scope.
+ *
+ * The model answers with one JSON document {"files":[{"path","mode","new_content"}]},
+ * bare or inside a ``` fence. Writing is all-or-nothing at the validation step: every path
+ * is checked before any file is written, and each refusal names the path and the rule.
+ */
+#ifndef AUTOPACK_DELIVERABLES_H
+#define AUTOPACK_DELIVERABLES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define DLV_FILES_MAX 256
+
+enum dlv_mode { DLV_CREATE, DLV_MODIFY, DLV_DELETE };
+
+struct dlv_file {
+	char *path;
+	enum dlv_mode mode;
+	char *content;      /* NULL for delete */
+	size_t content_len;
+};
+
+struct dlv_set {
+	struct dlv_file *files;
+	size_t n;
+};
+
+/* Where a phase may write: under any of `paths` (files or directories) or exactly one of
+ * `deliverables`. */
+struct dlv_scope {
+	char *const *paths;
+	size_t npaths;
+	char *const *deliverables;
+	size_t ndeliverables;
+};
+
+enum dlv_status {
+	DLV_OK = 0,
+	DLV_EPARSE = -1,   /* the text holds no valid files document */
+	DLV_ESCOPE = -2,   /* a path broke a confinement rule */
+	DLV_EIO = -3,      /* the file system refused */
+	DLV_EMISSING = -4, /* deliverables absent after writing */
+};
+
+/* Parse the model's text into `out`. Returns DLV_OK, or DLV_EPARSE with `err` saying what
+ * was wrong (out is then empty). */
+int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen);
+void dlv_set_free(struct dlv_set *s);
+
+/* Check every file of `set` against the workspace and scope, then write (temporary file,
+ * fsync, rename) or delete each. Returns DLV_OK, DLV_ESCOPE (nothing written) or DLV_EIO,
+ * with `err` naming the path and the rule or the system error. */
+int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
+	      char *err, size_t errlen);
+
+/* Check one relative path against the workspace and scope without writing. Returns DLV_OK
+ * or DLV_ESCOPE with `err` set. */
+int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
+		   char *err, size_t errlen);
+
+/* Resolve a relative path for reading: it must name an existing regular file whose real
+ * location is inside the workspace. Returns a heap absolute path, or NULL with `err`. */
+char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_t errlen);
+
+/* Count the deliverables (paths relative to the workspace) that do not exist as files, and
+ * list them comma-separated in `names`. */
+size_t dlv_missing(const char *workspace, char *const *deliverables, size_t n, char *names,
+		   size_t namelen);
+
+#endif

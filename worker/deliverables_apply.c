@@ -1,0 +1,453 @@
+/*
+ * Writing deliverables into the workspace, confined.
+ *
+ * Rules, each named in refusals: a path must be relative, free of backslashes, control
+ * characters and ".." components, outside the reserved directories (.git anywhere,
+ * .autopack at the top), and under the phase's scope. Walking it from the workspace one
+ * component at a time, an existing component must be a directory or a symlink whose real
+ * target stays inside the workspace (and in scope); the file itself must not be a
+ * directory, a special file, or a symlink leaving the workspace. Files are written to a
+ * temporary name in the same directory, synced and renamed over the target.
+ */
+#include "worker/deliverables.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Normalise a relative path into out: drop empty and "." components. Returns NULL, or
+ * the rule the path breaks. */
+static const char *dlv_norm(const char *in, char *out, size_t n)
+{
+	const char *s = in;
+	size_t len = 0;
+
+	if (in[0] == '\0')
+		return "empty path";
+	if (in[0] == '/')
+		return "absolute paths are not allowed";
+	for (; *s != '\0'; s++) {
+		if (*s == '\\')
+			return "backslashes are not allowed";
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return "control characters are not allowed";
+	}
+	s = in;
+	while (*s != '\0') {
+		const char *e = strchr(s, '/');
+		size_t k = e != NULL ? (size_t)(e - s) : strlen(s);
+
+		if (k == 2 && s[0] == '.' && s[1] == '.')
+			return "'..' components are not allowed";
+		if (k == 4 && memcmp(s, ".git", 4) == 0)
+			return "the .git directory is reserved";
+		if (k == 9 && memcmp(s, ".autopack", 9) == 0 && len == 0)
+			return "the .autopack directory is reserved";
+		if (k > 0 && !(k == 1 && s[0] == '.')) {
+			if (len + k + 2 > n)
+				return "path too long";
+			if (len > 0)
+				out[len++] = '/';
+			memcpy(out + len, s, k);
+			len += k;
+		}
+		s += k;
+		if (*s == '/')
+			s++;
+	}
+	out[len] = '\0';
+	return len == 0 ? "empty path" : NULL;
+}
+
+/* True when normalised `rel` equals `entry` or lies under it. */
+static bool dlv_under(const char *rel, const char *entry)
+{
+	size_t k = strlen(entry);
+
+	return strncmp(rel, entry, k) == 0 && (rel[k] == '\0' || rel[k] == '/');
+}
+
+/* True when normalised `rel` is inside one of the scope's entries. An entry of "" or "."
+ * grants the whole workspace; malformed entries grant nothing. */
+static bool dlv_in_scope(const struct dlv_scope *scope, const char *rel)
+{
+	char e[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < scope->npaths + scope->ndeliverables; i++) {
+		const char *raw = i < scope->npaths ? scope->paths[i]
+						    : scope->deliverables[i - scope->npaths];
+		const char *s = raw;
+
+		while (*s == '.' && s[1] == '/')
+			s += 2;
+		if (s[0] == '\0' || strcmp(s, ".") == 0)
+			return true;
+		if (dlv_norm(raw, e, sizeof e) == NULL && dlv_under(rel, e))
+			return true;
+	}
+	return false;
+}
+
+/* Real path of the workspace, or NULL with `err`. */
+static char *dlv_workspace_real(const char *workspace, char *err, size_t errlen)
+{
+	char *real = realpath(workspace, NULL);
+	struct stat st;
+
+	if (real == NULL || stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "workspace %s: %s", workspace,
+			 real == NULL ? strerror(errno) : "not a directory");
+		free(real);
+		return NULL;
+	}
+	return real;
+}
+
+/* Relative part of `real` inside `ws_real`, or NULL when it is outside. */
+static const char *dlv_inside(const char *ws_real, const char *real)
+{
+	size_t k = strlen(ws_real);
+
+	if (strcmp(ws_real, "/") == 0)
+		return real + 1;
+	if (strncmp(real, ws_real, k) != 0)
+		return NULL;
+	if (real[k] == '\0')
+		return real + k;
+	return real[k] == '/' ? real + k + 1 : NULL;
+}
+
+/* Check a symlink at workspace-relative `prefix`: its real target must be inside the
+ * workspace and, joined with `rest`, in scope. Returns 0 or -1 with `err`. */
+static int dlv_check_link(const char *ws_real, const struct dlv_scope *scope, const char *path,
+			  const char *prefix, const char *rest, char *err, size_t errlen)
+{
+	char *full = xasprintf("%s/%s", ws_real, prefix);
+	char *target = realpath(full, NULL);
+	const char *inside;
+	int rc = 0;
+
+	if (target == NULL) {
+		snprintf(err, errlen, "path \"%s\": symlink %s points to nothing", path, prefix);
+		rc = -1;
+	} else if ((inside = dlv_inside(ws_real, target)) == NULL) {
+		snprintf(err, errlen, "path \"%s\": symlink %s leaves the workspace (-> %s)", path,
+			 prefix, target);
+		rc = -1;
+	} else {
+		char *joined = xasprintf("%s%s%s", inside, inside[0] != '\0' && rest[0] ? "/" : "",
+					 rest);
+		if (!dlv_in_scope(scope, joined)) {
+			snprintf(err, errlen,
+				 "path \"%s\": symlink %s leads outside the phase's scope (-> %s)",
+				 path, prefix, joined);
+			rc = -1;
+		}
+		free(joined);
+	}
+	free(target);
+	free(full);
+	return rc;
+}
+
+/*
+ * Walk `rel` from the workspace directory `wsfd`: check every component and, when `create`,
+ * make missing directories. Returns an open descriptor of the parent directory (its last
+ * component goes to *name), -2 when a directory is missing and !create, or -1 with `err`.
+ */
+static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope,
+		    const char *path, char *rel, bool create, const char **name, char *err,
+		    size_t errlen)
+{
+	int dirfd = dup(wsfd);
+	char *comp = rel, *slash;
+	struct stat st;
+
+	if (dirfd < 0) {
+		snprintf(err, errlen, "path \"%s\": %s", path, strerror(errno));
+		return -1;
+	}
+	while ((slash = strchr(comp, '/')) != NULL) {
+		int next;
+
+		*slash = '\0';
+		if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			if (errno != ENOENT) {
+				snprintf(err, errlen, "path \"%s\": %s: %s", path, rel,
+					 strerror(errno));
+				goto fail;
+			}
+			if (!create) {
+				*slash = '/';
+				close(dirfd);
+				return -2;
+			}
+			if (mkdirat(dirfd, comp, 0755) != 0 && errno != EEXIST) {
+				snprintf(err, errlen, "path \"%s\": cannot create directory %s: %s",
+					 path, rel, strerror(errno));
+				goto fail;
+			}
+			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		} else if (S_ISLNK(st.st_mode)) {
+			if (dlv_check_link(ws_real, scope, path, rel, slash + 1, err, errlen) < 0)
+				goto fail;
+			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		} else if (S_ISDIR(st.st_mode)) {
+			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		} else {
+			snprintf(err, errlen, "path \"%s\": %s is not a directory", path, rel);
+			goto fail;
+		}
+		if (next < 0) {
+			snprintf(err, errlen, "path \"%s\": cannot open %s: %s", path, rel,
+				 strerror(errno));
+			goto fail;
+		}
+		close(dirfd);
+		dirfd = next;
+		*slash = '/';
+		comp = slash + 1;
+	}
+	if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			snprintf(err, errlen, "path \"%s\": is a directory", path);
+			goto fail;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			if (dlv_check_link(ws_real, scope, path, rel, "", err, errlen) < 0)
+				goto fail;
+		} else if (!S_ISREG(st.st_mode)) {
+			snprintf(err, errlen, "path \"%s\": is not a regular file", path);
+			goto fail;
+		}
+	}
+	*name = comp;
+	return dirfd;
+fail:
+	if (slash != NULL)
+		*slash = '/';
+	close(dirfd);
+	return -1;
+}
+
+/* Check normalised rules and scope of one path. Returns 0 or -1 with `err`. */
+static int dlv_check_rules(const struct dlv_scope *scope, const char *path, char *rel,
+			   size_t n, char *err, size_t errlen)
+{
+	const char *rule = dlv_norm(path, rel, n);
+
+	if (rule != NULL) {
+		snprintf(err, errlen, "path \"%s\": %s", path, rule);
+		return -1;
+	}
+	if (!dlv_in_scope(scope, rel)) {
+		snprintf(err, errlen, "path \"%s\": outside the phase's scope", path);
+		return -1;
+	}
+	return 0;
+}
+
+int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
+		   char *err, size_t errlen)
+{
+	char rel[PATH_MAX];
+	const char *name;
+	char *ws_real;
+	int wsfd, fd, rc = DLV_ESCOPE;
+
+	if (dlv_check_rules(scope, path, rel, sizeof rel, err, errlen) < 0)
+		return DLV_ESCOPE;
+	ws_real = dlv_workspace_real(workspace, err, errlen);
+	if (ws_real == NULL)
+		return DLV_EIO;
+	wsfd = open(ws_real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (wsfd < 0) {
+		snprintf(err, errlen, "workspace %s: %s", ws_real, strerror(errno));
+		free(ws_real);
+		return DLV_EIO;
+	}
+	fd = dlv_walk(ws_real, wsfd, scope, path, rel, false, &name, err, errlen);
+	if (fd >= 0)
+		close(fd);
+	if (fd >= 0 || fd == -2)
+		rc = DLV_OK;
+	close(wsfd);
+	free(ws_real);
+	return rc;
+}
+
+/* Write `f` under directory `dirfd` as `name`: temporary file, fsync, rename. */
+static int dlv_write(int dirfd, const char *name, const struct dlv_file *f, char *err,
+		     size_t errlen)
+{
+	static unsigned counter;
+	struct stat st;
+	mode_t mode = 0644;
+	char *tmp;
+	size_t off = 0;
+	int fd;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+		mode = st.st_mode & 07777;
+	tmp = xasprintf(".%s.autopack-%ld-%u.tmp", name, (long)getpid(), counter++);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		goto fail;
+	while (off < f->content_len) {
+		ssize_t w = write(fd, f->content + off, f->content_len - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		off += (size_t)w;
+	}
+	if (fchmod(fd, mode) != 0 || fsync(fd) != 0)
+		goto fail;
+	if (close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (renameat(dirfd, tmp, dirfd, name) != 0)
+		goto fail;
+	fsync(dirfd);
+	free(tmp);
+	return 0;
+fail:
+	snprintf(err, errlen, "path \"%s\": cannot write: %s", f->path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dirfd, tmp, 0);
+	free(tmp);
+	return -1;
+}
+
+int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
+	      char *err, size_t errlen)
+{
+	char rel[PATH_MAX];
+	const char *name;
+	char *ws_real;
+	int wsfd, rc = DLV_OK;
+	size_t i;
+
+	for (i = 0; i < set->n; i++) {
+		rc = dlv_check_path(workspace, scope, set->files[i].path, err, errlen);
+		if (rc != DLV_OK)
+			return rc;
+	}
+	ws_real = dlv_workspace_real(workspace, err, errlen);
+	if (ws_real == NULL)
+		return DLV_EIO;
+	wsfd = open(ws_real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (wsfd < 0) {
+		snprintf(err, errlen, "workspace %s: %s", ws_real, strerror(errno));
+		free(ws_real);
+		return DLV_EIO;
+	}
+	for (i = 0; i < set->n && rc == DLV_OK; i++) {
+		const struct dlv_file *f = &set->files[i];
+		int dirfd;
+
+		if (dlv_check_rules(scope, f->path, rel, sizeof rel, err, errlen) < 0) {
+			rc = DLV_ESCOPE;
+			break;
+		}
+		dirfd = dlv_walk(ws_real, wsfd, scope, f->path, rel, f->mode != DLV_DELETE, &name,
+				 err, errlen);
+		if (dirfd == -2)
+			continue; /* deleting under a directory that does not exist */
+		if (dirfd < 0) {
+			rc = DLV_ESCOPE;
+			break;
+		}
+		if (f->mode == DLV_DELETE) {
+			if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT) {
+				snprintf(err, errlen, "path \"%s\": cannot delete: %s", f->path,
+					 strerror(errno));
+				rc = DLV_EIO;
+			}
+		} else if (dlv_write(dirfd, name, f, err, errlen) < 0) {
+			rc = DLV_EIO;
+		}
+		close(dirfd);
+	}
+	close(wsfd);
+	free(ws_real);
+	return rc;
+}
+
+char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_t errlen)
+{
+	char rel[PATH_MAX];
+	const char *rule = dlv_norm(path, rel, sizeof rel);
+	char *ws_real, *full, *real = NULL;
+	struct stat st;
+
+	if (rule != NULL) {
+		snprintf(err, errlen, "path \"%s\": %s", path, rule);
+		return NULL;
+	}
+	ws_real = dlv_workspace_real(workspace, err, errlen);
+	if (ws_real == NULL)
+		return NULL;
+	full = xasprintf("%s/%s", ws_real, rel);
+	real = realpath(full, NULL);
+	if (real == NULL) {
+		snprintf(err, errlen, "path \"%s\": %s", path, strerror(errno));
+	} else if (dlv_inside(ws_real, real) == NULL) {
+		snprintf(err, errlen, "path \"%s\": leaves the workspace (-> %s)", path, real);
+		free(real);
+		real = NULL;
+	} else if (stat(real, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "path \"%s\": not a regular file", path);
+		free(real);
+		real = NULL;
+	}
+	free(full);
+	free(ws_real);
+	return real;
+}
+
+size_t dlv_missing(const char *workspace, char *const *deliverables, size_t n, char *names,
+		   size_t namelen)
+{
+	size_t i, missing = 0, used = 0;
+
+	if (namelen > 0)
+		names[0] = '\0';
+	for (i = 0; i < n; i++) {
+		char rel[PATH_MAX];
+		struct stat st;
+		bool present = false;
+		char *full;
+
+		if (deliverables[i][0] == '\0')
+			continue;
+		if (dlv_norm(deliverables[i], rel, sizeof rel) == NULL) {
+			size_t k = strlen(deliverables[i]);
+			bool dir = deliverables[i][k - 1] == '/';
+			full = xasprintf("%s/%s", workspace, rel);
+			present = stat(full, &st) == 0 && (dir ? S_ISDIR(st.st_mode)
+							    : S_ISREG(st.st_mode));
+			free(full);
+		}
+		if (present)
+			continue;
+		missing++;
+		if (used < namelen) {
+			int w = snprintf(names + used, namelen - used, "%s%s",
+					 missing > 1 ? ", " : "", deliverables[i]);
+			used += w > 0 ? (size_t)w : 0;
+		}
+	}
+	return missing;
+}

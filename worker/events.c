@@ -1,0 +1,97 @@
+/* Telemetry and log events of a phase attempt. */
+#include "worker/events.h"
+#include "common/util.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EV_DELIVERABLES_KEPT 20
+#define EV_DELIVERABLE_CHARS 200
+
+/* Cut `s` to at most `max` UTF-8 characters, ending in "..." when cut. Heap. */
+static char *ev_cut_chars(const char *s, size_t max)
+{
+	size_t i = 0, chars = 0, cut = 0;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (((unsigned char)s[i] & 0xC0) == 0x80)
+			continue;
+		if (chars == max - 3)
+			cut = i;
+		chars++;
+	}
+	if (chars <= max)
+		return xstrdup(s);
+	return xasprintf("%.*s...", (int)cut, s);
+}
+
+char *ev_deliverables_json(const struct proto_strlist *d)
+{
+	json_t *arr = json_array();
+	size_t i;
+	char *out;
+
+	for (i = 0; i < d->n && i < EV_DELIVERABLES_KEPT; i++) {
+		char *c = ev_cut_chars(d->items[i], EV_DELIVERABLE_CHARS);
+		json_t *s = json_string(c);
+		json_array_append_new(arr, s != NULL ? s : json_string("?"));
+		free(c);
+	}
+	out = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return out != NULL ? out : xstrdup("[]");
+}
+
+void ev_usage_fill(struct proto_event *ev, const char *provider, const char *model,
+		   const struct llm_try *t)
+{
+	struct proto_usage *u = &ev->body.usage;
+
+	memset(ev, 0, sizeof *ev);
+	ev->kind = PROTO_EV_LLM_USAGE;
+	u->provider = (char *)provider;
+	u->model = (char *)model;
+	u->role = (char *)"builder";
+	u->prompt_tokens = t->prompt_tokens;
+	u->completion_tokens = t->completion_tokens;
+	u->total_tokens = t->total_tokens >= 0 ? t->total_tokens : 0;
+	u->latency_ms = t->latency_ms;
+	u->http_status = t->http_status;
+	u->error_class = (char *)t->error_class;
+	u->try_number = t->try_number;
+}
+
+void ev_estimation_fill(struct proto_event *ev, const struct ev_builder_call *c)
+{
+	struct proto_estimation *e = &ev->body.est;
+	const struct est_output *est = c->est;
+
+	memset(ev, 0, sizeof *ev);
+	ev->kind = PROTO_EV_TOKEN_ESTIMATION;
+	e->category = (char *)est->category;
+	e->complexity = (char *)est->complexity;
+	e->deliverable_count = est->deliverable_count;
+	e->deliverables_json = c->deliverables_json;
+	e->predicted_output_tokens = est->estimate;
+	e->actual_output_tokens = c->resp->completion_tokens;
+	e->selected_budget = c->selected_budget;
+	e->actual_max_tokens = c->max_tokens;
+	e->success = c->parsed;
+	e->truncated = c->resp->truncated;
+	e->stop_reason = c->resp->stop_reason;
+	e->model = (char *)c->model;
+	e->estimator_version = c->estimator_version;
+	e->doc_features = est->doc_features;
+	e->context_quality = (char *)est->context_quality;
+	e->sot_file_name = est->sot_file_name[0] != '\0' ? (char *)est->sot_file_name : NULL;
+	e->sot_entry_count_hint = est->sot_entry_count_hint;
+}
+
+void ev_log_fill(struct proto_event *ev, const char *level, char *message)
+{
+	memset(ev, 0, sizeof *ev);
+	ev->kind = PROTO_EV_LOG;
+	ev->body.log.level = (char *)level;
+	ev->body.log.message = message;
+}

@@ -1,0 +1,37 @@
+/* Building the telemetry and log events a phase attempt emits. */
+#ifndef AUTOPACK_EVENTS_H
+#define AUTOPACK_EVENTS_H
+
+#include <stdbool.h>
+
+#include "common/estimator.h"
+#include "proto/proto.h"
+#include "worker/llm.h"
+
+/* The deliverables as the v2 table keeps them: a JSON array of the first 20, each cut to
+ * 200 characters (197 and "..."). Heap. */
+char *ev_deliverables_json(const struct proto_strlist *d);
+
+/* Fill an llm_usage event for one try. Strings are borrowed from the arguments. */
+void ev_usage_fill(struct proto_event *ev, const char *provider, const char *model,
+		   const struct llm_try *t);
+
+/* What a builder call produced, for its token_estimation_v2 event. */
+struct ev_builder_call {
+	const struct est_output *est;
+	uint64_t estimator_version;
+	int selected_budget;
+	int max_tokens;
+	const char *model;
+	const struct llm_response *resp;
+	bool parsed;
+	char *deliverables_json; /* from ev_deliverables_json */
+};
+
+/* Fill a token_estimation_v2 event. Strings are borrowed from `c`. */
+void ev_estimation_fill(struct proto_event *ev, const struct ev_builder_call *c);
+
+/* Fill a log event; `message` is borrowed. */
+void ev_log_fill(struct proto_event *ev, const char *level, char *message);
+
+#endif

@@ -1,0 +1,440 @@
+/* The libcurl transport: tries, retries, backoff, body cap, heartbeats. */
+#include "worker/llm.h"
+#include "common/util.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LLM_HEARTBEAT_MS 500
+#define LLM_CONNECT_TIMEOUT_MS 10000
+
+int llm_provider_parse(const char *name)
+{
+	if (name != NULL && strcmp(name, "anthropic") == 0)
+		return LLM_ANTHROPIC;
+	if (name != NULL && strcmp(name, "openai") == 0)
+		return LLM_OPENAI;
+	return -1;
+}
+
+const char *llm_provider_name(enum llm_provider p)
+{
+	return p == LLM_ANTHROPIC ? "anthropic" : "openai";
+}
+
+const char *llm_key_variable(enum llm_provider p)
+{
+	return p == LLM_ANTHROPIC ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY";
+}
+
+void llm_scrub(char *s, const char *key)
+{
+	static const char mask[] = "[redacted]";
+	size_t klen = key != NULL ? strlen(key) : 0;
+	char *hit;
+
+	if (klen == 0 || s == NULL)
+		return;
+	while ((hit = strstr(s, key)) != NULL) {
+		size_t rest = strlen(hit + klen);
+		size_t m = klen < sizeof mask - 1 ? klen : sizeof mask - 1;
+		memcpy(hit, mask, m);
+		memmove(hit + m, hit + klen, rest + 1);
+	}
+}
+
+int64_t llm_backoff_ms(int try_number, double jitter, int64_t retry_after_ms)
+{
+	int64_t base = LLM_BACKOFF_BASE_MS;
+	int k;
+
+	for (k = 2; k < try_number && base < LLM_BACKOFF_MAX_MS; k++)
+		base *= 2;
+	if (base > LLM_BACKOFF_MAX_MS)
+		base = LLM_BACKOFF_MAX_MS;
+	if (jitter < 0 || jitter >= 1)
+		jitter = 0;
+	base = (int64_t)((double)base * (0.5 + 0.5 * jitter));
+	if (retry_after_ms >= 0) {
+		if (retry_after_ms > LLM_RETRY_AFTER_MAX_MS)
+			retry_after_ms = LLM_RETRY_AFTER_MAX_MS;
+		if (retry_after_ms > base)
+			base = retry_after_ms;
+	}
+	return base;
+}
+
+int64_t llm_parse_retry_after(const char *value)
+{
+	const char *s = value;
+	char *end;
+	long long secs;
+	time_t when;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (isdigit((unsigned char)*s)) {
+		errno = 0;
+		secs = strtoll(s, &end, 10);
+		while (isspace((unsigned char)*end))
+			end++;
+		if (errno != 0 || *end != '\0' || secs > 86400)
+			return -1;
+		return (int64_t)secs * 1000;
+	}
+	when = curl_getdate(s, NULL);
+	if (when < 0)
+		return -1;
+	when -= time(NULL);
+	return when > 0 ? (int64_t)when * 1000 : 0;
+}
+
+/* State of one HTTP try. */
+struct llm_xfer {
+	char *body;
+	size_t len, cap, max;
+	bool too_large;
+	int64_t retry_after_ms;
+};
+
+/* Collect the response body, refusing more than the cap. */
+static size_t llm_write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct llm_xfer *x = userp;
+	size_t n = size * nmemb;
+
+	if (x->len + n > x->max) {
+		x->too_large = true;
+		return 0;
+	}
+	if (x->len + n + 1 > x->cap) {
+		x->cap = (x->len + n + 1) * 2;
+		if (x->cap > x->max + 1)
+			x->cap = x->max + 1;
+		x->body = xrealloc(x->body, x->cap);
+	}
+	memcpy(x->body + x->len, data, n);
+	x->len += n;
+	x->body[x->len] = '\0';
+	return n;
+}
+
+/* Pick retry-after out of the response headers. */
+static size_t llm_header_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct llm_xfer *x = userp;
+	size_t n = size * nmemb;
+	static const char name[] = "retry-after:";
+
+	if (n > sizeof name - 1 && n < 256 && strncasecmp(data, name, sizeof name - 1) == 0) {
+		char v[256];
+		memcpy(v, data + sizeof name - 1, n - (sizeof name - 1));
+		v[n - (sizeof name - 1)] = '\0';
+		v[strcspn(v, "\r\n")] = '\0';
+		x->retry_after_ms = llm_parse_retry_after(v);
+	}
+	return n;
+}
+
+/* Sleep `ms`, through the hook or in slices with heartbeats. */
+static void llm_sleep(const struct llm_hooks *h, int64_t ms)
+{
+	uint64_t end;
+
+	if (h->sleep_ms != NULL) {
+		h->sleep_ms(h->ctx, ms);
+		return;
+	}
+	end = clock_mono_ms() + (uint64_t)ms;
+	for (;;) {
+		uint64_t now = clock_mono_ms();
+		int64_t slice;
+		struct timespec ts;
+
+		if (now >= end)
+			break;
+		slice = (int64_t)(end - now) > LLM_HEARTBEAT_MS ? LLM_HEARTBEAT_MS
+							       : (int64_t)(end - now);
+		ts.tv_sec = slice / 1000;
+		ts.tv_nsec = (slice % 1000) * 1000000L;
+		nanosleep(&ts, NULL);
+		if (h->heartbeat != NULL)
+			h->heartbeat(h->ctx);
+	}
+}
+
+/* A jitter value in [0, 1). */
+static double llm_jitter(const struct llm_hooks *h)
+{
+	static bool seeded;
+
+	if (h->jitter != NULL)
+		return h->jitter(h->ctx);
+	if (!seeded) {
+		srand48((long)getpid() ^ (long)clock_wall_ms());
+		seeded = true;
+	}
+	return drand48();
+}
+
+/* Run one transfer on `easy` with a multi handle so heartbeats keep flowing. */
+static CURLcode llm_perform(CURL *easy, const struct llm_hooks *h)
+{
+	CURLM *multi = curl_multi_init();
+	CURLcode result = CURLE_FAILED_INIT;
+	uint64_t last_beat = clock_mono_ms();
+	int running = 1;
+
+	if (multi == NULL)
+		return CURLE_OUT_OF_MEMORY;
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK) {
+		curl_multi_cleanup(multi);
+		return CURLE_FAILED_INIT;
+	}
+	while (running) {
+		CURLMsg *msg;
+		int left;
+
+		if (curl_multi_perform(multi, &running) != CURLM_OK)
+			break;
+		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+			if (msg->msg == CURLMSG_DONE)
+				result = msg->data.result;
+		if (!running)
+			break;
+		if (curl_multi_poll(multi, NULL, 0, 200, NULL) != CURLM_OK)
+			break;
+		if (h->heartbeat != NULL && clock_mono_ms() - last_beat >= LLM_HEARTBEAT_MS) {
+			h->heartbeat(h->ctx);
+			last_beat = clock_mono_ms();
+		}
+	}
+	curl_multi_remove_handle(multi, easy);
+	curl_multi_cleanup(multi);
+	return result;
+}
+
+/* Classify a transport failure. */
+static const char *llm_curl_class(CURLcode rc, const struct llm_xfer *x)
+{
+	if (x->too_large)
+		return LLM_E_TOO_LARGE;
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		return LLM_E_TIMEOUT;
+	return LLM_E_NETWORK;
+}
+
+/* True when a try that failed with `cls` may be retried. */
+static bool llm_retryable(const char *cls)
+{
+	return strcmp(cls, LLM_E_RATE_LIMITED) == 0 || strcmp(cls, LLM_E_SERVER) == 0 ||
+	       strcmp(cls, LLM_E_TIMEOUT) == 0 || strcmp(cls, LLM_E_NETWORK) == 0;
+}
+
+/* The endpoint URL for the provider. */
+static char *llm_url(const struct llm_config *cfg)
+{
+	size_t n = strlen(cfg->base_url);
+
+	while (n > 0 && cfg->base_url[n - 1] == '/')
+		n--;
+	return xasprintf("%.*s%s", (int)n, cfg->base_url,
+			 cfg->provider == LLM_ANTHROPIC ? "/v1/messages" : "/chat/completions");
+}
+
+/* Headers of a request, the key among them. */
+static struct curl_slist *llm_headers(const struct llm_config *cfg)
+{
+	struct curl_slist *h = NULL;
+	char *kh;
+
+	h = curl_slist_append(h, "Content-Type: application/json");
+	h = curl_slist_append(h, "Expect:");
+	if (cfg->provider == LLM_ANTHROPIC) {
+		h = curl_slist_append(h, "anthropic-version: 2023-06-01");
+		kh = xasprintf("x-api-key: %s", cfg->api_key);
+	} else {
+		kh = xasprintf("Authorization: Bearer %s", cfg->api_key);
+	}
+	h = curl_slist_append(h, kh);
+	explicit_bzero(kh, strlen(kh));
+	free(kh);
+	return h;
+}
+
+/* Set up `easy` for one try. */
+static void llm_easy_setup(CURL *easy, const char *url, struct curl_slist *headers,
+			   const char *body, struct llm_xfer *x, int64_t timeout_ms, char *errbuf)
+{
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, llm_write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, llm_header_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)(timeout_ms < LLM_CONNECT_TIMEOUT_MS ? timeout_ms
+								    : LLM_CONNECT_TIMEOUT_MS));
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "autopack-worker/" AUTOPACK_VERSION);
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+}
+
+/* Report a try through the hook, with the error scrubbed. */
+static void llm_report(const struct llm_config *cfg, const struct llm_hooks *h,
+		       struct llm_try *t, char *error)
+{
+	if (error != NULL)
+		llm_scrub(error, cfg->api_key);
+	t->error = error;
+	if (h->on_try != NULL)
+		h->on_try(h->ctx, t);
+}
+
+/* Set the response's final error. */
+static void llm_fail(const struct llm_config *cfg, struct llm_response *out, const char *cls,
+		     long status, const char *msg)
+{
+	out->ok = false;
+	out->error_class = cls;
+	out->http_status = status;
+	strlcpy_ap(out->error, msg, sizeof out->error);
+	llm_scrub(out->error, cfg->api_key);
+}
+
+int llm_call(const struct llm_config *cfg, const struct llm_request *req,
+	     const struct llm_hooks *hooks, struct llm_response *out)
+{
+	static bool curl_ready;
+	static const struct llm_hooks no_hooks;
+	const struct llm_hooks *h = hooks != NULL ? hooks : &no_hooks;
+	char *url, *body;
+	struct curl_slist *headers;
+	int try_number;
+
+	memset(out, 0, sizeof *out);
+	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
+	if (!curl_ready) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		curl_ready = true;
+	}
+	url = llm_url(cfg);
+	body = llm_body_build(cfg, req);
+	headers = llm_headers(cfg);
+
+	for (try_number = 1; try_number <= cfg->max_retries + 1; try_number++) {
+		struct llm_xfer x = { .max = cfg->max_body ? cfg->max_body : LLM_BODY_MAX_DEFAULT,
+				      .retry_after_ms = -1 };
+		struct llm_try t = { .try_number = try_number, .prompt_tokens = -1,
+				     .completion_tokens = -1, .total_tokens = -1 };
+		char errbuf[CURL_ERROR_SIZE] = "", msg[640];
+		int64_t timeout = cfg->timeout_ms > 0 ? cfg->timeout_ms : 120000;
+		uint64_t start = clock_mono_ms();
+		const char *cls = NULL;
+		CURLcode rc;
+		CURL *easy;
+
+		if (cfg->deadline_mono_ms != 0) {
+			int64_t left = (int64_t)cfg->deadline_mono_ms - (int64_t)start;
+			if (left <= 0) {
+				llm_fail(cfg, out, LLM_E_TIMEOUT, 0,
+					 "the attempt's deadline passed before the request");
+				break;
+			}
+			if (left < timeout)
+				timeout = left;
+		}
+		easy = curl_easy_init();
+		if (easy == NULL) {
+			llm_fail(cfg, out, LLM_E_NETWORK, 0, "cannot create an HTTP handle");
+			break;
+		}
+		llm_easy_setup(easy, url, headers, body, &x, timeout, errbuf);
+		rc = llm_perform(easy, h);
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t.http_status);
+		curl_easy_cleanup(easy);
+		t.latency_ms = (int64_t)(clock_mono_ms() - start);
+		out->tries = try_number;
+		out->http_status = t.http_status;
+
+		if (rc != CURLE_OK) {
+			cls = llm_curl_class(rc, &x);
+			if (x.too_large)
+				snprintf(msg, sizeof msg, "%s: response body over %zu bytes", url,
+					 x.max);
+			else
+				snprintf(msg, sizeof msg, "%s: %s", url,
+					 errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		} else if (t.http_status >= 200 && t.http_status < 300) {
+			char perr[256];
+			if (llm_body_parse(cfg->provider, x.body ? x.body : "", x.len, out, perr,
+					   sizeof perr) == 0) {
+				t.prompt_tokens = out->prompt_tokens;
+				t.completion_tokens = out->completion_tokens;
+				t.total_tokens = out->total_tokens;
+				out->ok = true;
+				out->error_class = NULL;
+				out->error[0] = '\0';
+				llm_report(cfg, h, &t, NULL);
+				free(x.body);
+				break;
+			}
+			free(out->text);
+			free(out->stop_reason);
+			out->text = out->stop_reason = NULL;
+			out->truncated = false;
+			cls = LLM_E_MALFORMED;
+			snprintf(msg, sizeof msg, "%s: %s", url, perr);
+		} else {
+			char etext[400];
+			llm_error_text(x.body ? x.body : "", x.len, etext, sizeof etext);
+			cls = t.http_status == 429   ? LLM_E_RATE_LIMITED
+			      : t.http_status >= 500 ? LLM_E_SERVER
+						     : LLM_E_CLIENT;
+			snprintf(msg, sizeof msg, "%s: HTTP %ld: %s", url, t.http_status, etext);
+		}
+		free(x.body);
+		t.error_class = cls;
+		llm_report(cfg, h, &t, msg);
+		llm_fail(cfg, out, cls, t.http_status, msg);
+		if (!llm_retryable(cls) || try_number > cfg->max_retries)
+			break;
+		{
+			int64_t wait = llm_backoff_ms(try_number + 1, llm_jitter(h), x.retry_after_ms);
+			if (cfg->deadline_mono_ms != 0 &&
+			    clock_mono_ms() + (uint64_t)wait >= cfg->deadline_mono_ms) {
+				size_t k = strlen(out->error);
+				snprintf(out->error + k, sizeof out->error - k,
+					 " (no time left for another try)");
+				break;
+			}
+			llm_sleep(h, wait);
+		}
+	}
+	for (struct curl_slist *e = headers; e != NULL; e = e->next)
+		explicit_bzero(e->data, strlen(e->data));
+	curl_slist_free_all(headers);
+	free(body);
+	free(url);
+	return out->ok ? 0 : -1;
+}
+
+void llm_response_free(struct llm_response *r)
+{
+	free(r->text);
+	free(r->stop_reason);
+	r->text = r->stop_reason = NULL;
+}

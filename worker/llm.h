@@ -1,0 +1,123 @@
+/*
+ * The LLM client (libcurl): one llm_call() per builder call, with retries inside.
+ *
+ * Providers: "anthropic" (Messages API: POST <base>/v1/messages, x-api-key,
+ * anthropic-version) and "openai" (chat completions: POST <base>/chat/completions, Bearer
+ * key; base usually ends in /v1), the second serving any compatible server (OpenAI, vLLM,
+ * llama.cpp server, Ollama).
+ *
+ * Retried, with exponential backoff and jitter (or the server's retry-after when longer):
+ * 429, 5xx, connection errors and timeouts, up to max_retries extra tries and never past
+ * the deadline. Every try is reported through on_try. The API key is sent in its header and
+ * nowhere else: every message this module produces has the key scrubbed out.
+ */
+#ifndef AUTOPACK_LLM_H
+#define AUTOPACK_LLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LLM_BODY_MAX_DEFAULT (8u << 20)
+#define LLM_BACKOFF_BASE_MS 500
+#define LLM_BACKOFF_MAX_MS 30000
+#define LLM_RETRY_AFTER_MAX_MS 60000
+
+enum llm_provider { LLM_ANTHROPIC, LLM_OPENAI };
+
+/* Error classes (NULL when a try succeeded). */
+#define LLM_E_RATE_LIMITED "rate_limited"
+#define LLM_E_SERVER "server_error"
+#define LLM_E_CLIENT "client_error"
+#define LLM_E_TIMEOUT "timeout"
+#define LLM_E_NETWORK "network"
+#define LLM_E_MALFORMED "malformed_response"
+#define LLM_E_TOO_LARGE "response_too_large"
+
+struct llm_config {
+	enum llm_provider provider;
+	const char *base_url;      /* without the endpoint path */
+	const char *model;
+	const char *api_key;       /* from the environment */
+	int64_t timeout_ms;        /* per try; bounded by the deadline */
+	int max_retries;           /* tries after the first */
+	size_t max_body;           /* 0: LLM_BODY_MAX_DEFAULT */
+	uint64_t deadline_mono_ms; /* clock_mono_ms() value nothing may pass; 0: none */
+	double temperature;
+};
+
+struct llm_request {
+	const char *system;  /* nullable */
+	const char *prompt;
+	int max_tokens;
+};
+
+/* One HTTP try, reported as it ends. */
+struct llm_try {
+	int try_number;             /* 1-based */
+	long http_status;           /* 0: no response */
+	int64_t prompt_tokens;      /* -1: unknown */
+	int64_t completion_tokens;  /* -1: unknown */
+	int64_t total_tokens;       /* -1: unknown */
+	int64_t latency_ms;
+	const char *error_class;    /* NULL: success */
+	const char *error;          /* NULL on success: what went wrong, key scrubbed */
+};
+
+struct llm_hooks {
+	void *ctx;
+	void (*on_try)(void *ctx, const struct llm_try *t);      /* nullable */
+	void (*heartbeat)(void *ctx);                            /* nullable: at least every second */
+	void (*sleep_ms)(void *ctx, int64_t ms);                 /* nullable: backoff waits */
+	double (*jitter)(void *ctx);                             /* nullable: a value in [0, 1) */
+};
+
+struct llm_response {
+	bool ok;
+	char *text;                 /* heap: the model's text when ok */
+	int64_t prompt_tokens;      /* -1: unknown */
+	int64_t completion_tokens;  /* -1: unknown */
+	int64_t total_tokens;       /* -1: unknown */
+	char *stop_reason;          /* heap, nullable: end_turn, max_tokens, stop, length, ... */
+	bool truncated;             /* stop_reason max_tokens (anthropic) or length (openai) */
+	long http_status;           /* of the last try */
+	const char *error_class;    /* of the last try when !ok */
+	char error[512];            /* when !ok: key scrubbed */
+	int tries;
+};
+
+/* Parse a provider name; -1 when unknown. */
+int llm_provider_parse(const char *name);
+const char *llm_provider_name(enum llm_provider p);
+/* The environment variable holding a provider's key. */
+const char *llm_key_variable(enum llm_provider p);
+
+/* Make one builder call. Returns 0 with out->ok set when the provider answered with a
+ * usable message, or -1 with out->error_class and out->error set. Free with
+ * llm_response_free either way. */
+int llm_call(const struct llm_config *cfg, const struct llm_request *req,
+	     const struct llm_hooks *hooks, struct llm_response *out);
+void llm_response_free(struct llm_response *r);
+
+/* Internal to the client, shared with its tests. */
+/* The JSON request body of a call (heap). */
+char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req);
+/* Read a 2xx response body into out (text, usage, stop reason). Returns 0, or -1 with
+ * `err` saying why the body is not a usable message. */
+int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm_response *out,
+		   char *err, size_t errlen);
+/* The provider's error message from an error body, else its printable start. */
+void llm_error_text(const char *body, size_t len, char *out, size_t n);
+
+/* Replace every occurrence of `key` (if non-empty) in s with "[redacted]", in place. */
+void llm_scrub(char *s, const char *key);
+
+/* Wait for a backoff before try `try_number` (>= 2): exponential from LLM_BACKOFF_BASE_MS,
+ * capped, with jitter in [50%, 100%]; at least `retry_after_ms` when given (>= 0). */
+int64_t llm_backoff_ms(int try_number, double jitter, int64_t retry_after_ms);
+
+/* Parse a retry-after header value (seconds, or an HTTP date) into milliseconds from now;
+ * -1 when it cannot be parsed. */
+int64_t llm_parse_retry_after(const char *value);
+
+#endif

@@ -1,0 +1,434 @@
+/* One phase attempt, end to end (see phase.h). */
+#include "worker/phase.h"
+#include "common/estimator.h"
+#include "common/fingerprint.h"
+#include "common/util.h"
+#include "worker/check.h"
+#include "worker/deliverables.h"
+#include "worker/events.h"
+#include "worker/llm.h"
+#include "worker/prompt.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The attempt in progress. */
+struct phase_ctx {
+	const struct proto_job *job;
+	const struct phase_hooks *hooks;
+	struct est_coefs coefs;
+	struct est_output est;
+	int budget;
+	uint64_t start;
+	uint64_t deadline;     /* clock_mono_ms() value; 0: none */
+	const char *api_key;
+	const char *provider;
+	bool link_lost;
+	int samples;           /* clean v2 samples */
+	enum fp_stage stage;
+	const char *outcome;   /* NULL while running */
+	const char *reason;
+	char message[PHASE_MESSAGE_MAX + 1];
+	bool boundary;
+};
+
+/* Send one event unless the link is already gone. */
+static void phase_emit(struct phase_ctx *pc, struct proto_event *ev)
+{
+	if (pc->link_lost || pc->hooks == NULL || pc->hooks->emit == NULL)
+		return;
+	if (pc->hooks->emit(pc->hooks->ctx, ev) != 0)
+		pc->link_lost = true;
+}
+
+/* Emit a log event with a formatted message (key scrubbed). */
+__attribute__((format(printf, 3, 4))) static void phase_log(struct phase_ctx *pc,
+							    const char *level,
+							    const char *fmt, ...)
+{
+	struct proto_event ev;
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	llm_scrub(msg, pc->api_key);
+	ev_log_fill(&ev, level, msg);
+	phase_emit(pc, &ev);
+	free(msg);
+}
+
+/* End the attempt with `outcome`, `reason` and a formatted message. */
+__attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc,
+							    const char *outcome,
+							    const char *reason,
+							    enum fp_stage stage,
+							    const char *fmt, ...)
+{
+	va_list ap;
+
+	pc->outcome = outcome;
+	pc->reason = reason;
+	pc->stage = stage;
+	va_start(ap, fmt);
+	vsnprintf(pc->message, sizeof pc->message, fmt, ap);
+	va_end(ap);
+	llm_scrub(pc->message, pc->api_key);
+}
+
+/* Milliseconds left before the deadline (INT64_MAX without one). */
+static int64_t phase_left(const struct phase_ctx *pc)
+{
+	if (pc->deadline == 0)
+		return INT64_MAX;
+	return (int64_t)pc->deadline - (int64_t)clock_mono_ms();
+}
+
+/* End as a timeout when the deadline has passed before `what`. Returns true if so. */
+static bool phase_expired(struct phase_ctx *pc, const char *what)
+{
+	if (phase_left(pc) > 0)
+		return false;
+	phase_end(pc, "timeout", PHASE_R_TIMEOUT, pc->stage,
+		  "the attempt's deadline passed before %s", what);
+	return true;
+}
+
+static void phase_heartbeat(void *ctx)
+{
+	struct phase_ctx *pc = ctx;
+
+	if (pc->hooks != NULL && pc->hooks->heartbeat != NULL)
+		pc->hooks->heartbeat(pc->hooks->ctx);
+}
+
+/* Report one HTTP try: a usage event, and a warning for a failed one. */
+static void phase_on_try(void *ctx, const struct llm_try *t)
+{
+	struct phase_ctx *pc = ctx;
+	struct proto_event ev;
+
+	ev_usage_fill(&ev, pc->provider, pc->job->llm.model, t);
+	phase_emit(pc, &ev);
+	if (t->error_class != NULL)
+		phase_log(pc, "warn", "LLM try %d failed (%s): %s", t->try_number, t->error_class,
+			  t->error != NULL ? t->error : "");
+}
+
+/* Set up coefficients, estimate and budget. Returns false (attempt ended) on a bad job. */
+static bool phase_estimate(struct phase_ctx *pc)
+{
+	const struct proto_job *job = pc->job;
+	struct est_input in = {
+		.deliverables = job->phase.deliverables.items,
+		.n_deliverables = job->phase.deliverables.n,
+		.category = job->phase.task_category,
+		.complexity = job->phase.complexity,
+		.scope_paths = job->phase.paths.items,
+		.n_scope_paths = job->phase.paths.n,
+		.description = job->phase.description,
+	};
+	char err[256];
+
+	est_coefs_default(&pc->coefs);
+	if (job->ncoefs > 0 || job->coef_version > 0) {
+		if (est_coefs_apply(&pc->coefs, job->coefs, job->ncoefs,
+				    job->coef_version > 0 ? job->coef_version : 1, err,
+				    sizeof err) < 0) {
+			phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
+			return false;
+		}
+	}
+	est_estimate(&pc->coefs, &in, job->workspace, &pc->est);
+	pc->budget = est_select_budget(&pc->coefs, &pc->est);
+	return true;
+}
+
+/* Check the job's LLM settings and find the key. Returns false (attempt ended) if unusable. */
+static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
+{
+	const struct proto_job *job = pc->job;
+	int p = llm_provider_parse(job->llm.provider);
+	struct stat st;
+	const char *key;
+
+	if (p < 0) {
+		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM,
+			  "unknown LLM provider \"%s\" (expected anthropic or openai)",
+			  job->llm.provider != NULL ? job->llm.provider : "");
+		return false;
+	}
+	if (job->llm.base_url == NULL || job->llm.base_url[0] == '\0' || job->llm.model == NULL ||
+	    job->llm.model[0] == '\0') {
+		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM,
+			  "the job names no LLM base URL or model");
+		return false;
+	}
+	if (job->workspace == NULL || stat(job->workspace, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM,
+			  "workspace %s is not a directory",
+			  job->workspace != NULL ? job->workspace : "(none)");
+		return false;
+	}
+	key = getenv(llm_key_variable((enum llm_provider)p));
+	if (key == NULL || key[0] == '\0') {
+		phase_end(pc, "failed", PHASE_R_NO_API_KEY, FP_STAGE_BEFORE_LLM,
+			  "%s is not set: the worker takes provider keys only from its environment",
+			  llm_key_variable((enum llm_provider)p));
+		return false;
+	}
+	pc->api_key = key;
+	pc->provider = llm_provider_name((enum llm_provider)p);
+	memset(cfg, 0, sizeof *cfg);
+	cfg->provider = (enum llm_provider)p;
+	cfg->base_url = job->llm.base_url;
+	cfg->model = job->llm.model;
+	cfg->api_key = key;
+	cfg->timeout_ms = job->llm.timeout_ms > 0 ? job->llm.timeout_ms : 120000;
+	cfg->max_retries = job->llm.max_retries >= 0 ? (int)job->llm.max_retries : 3;
+	cfg->deadline_mono_ms = pc->deadline;
+	cfg->temperature = 0.2;
+	return true;
+}
+
+/*
+ * Call the builder, once more with a ×1.25 budget after a truncated answer that does not
+ * parse. Emits a v2 event per call whose output tokens are known. Returns true with `set`
+ * filled, or false with the attempt ended.
+ */
+static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg,
+			const struct prompt *pr, struct dlv_set *set)
+{
+	struct llm_hooks hooks = { .ctx = pc, .on_try = phase_on_try,
+				   .heartbeat = phase_heartbeat };
+	char *dl_json = ev_deliverables_json(&pc->job->phase.deliverables);
+	int max_tokens = est_max_tokens(&pc->coefs, &pc->est, pc->budget, 0,
+					(int)pc->job->max_tokens_cap);
+	bool done = false;
+	int call;
+
+	for (call = 1; call <= 2 && !done; call++) {
+		struct llm_request req = { pr->system, pr->user, max_tokens };
+		struct llm_response resp;
+		char perr[256] = "";
+		bool parsed;
+		int next;
+
+		if (phase_expired(pc, "the LLM call"))
+			break;
+		if (llm_call(cfg, &req, &hooks, &resp) != 0) {
+			pc->boundary = fp_llm_boundary(resp.error);
+			if (strcmp(resp.error_class, LLM_E_TIMEOUT) == 0 && phase_left(pc) <= 1000)
+				phase_end(pc, "timeout", PHASE_R_TIMEOUT, FP_STAGE_PROVIDER,
+					  "LLM call timed out at the attempt's deadline: %s",
+					  resp.error);
+			else
+				phase_end(pc, "failed", PHASE_R_PROVIDER, FP_STAGE_PROVIDER,
+					  "%s after %d tr%s: %s", resp.error_class, resp.tries,
+					  resp.tries == 1 ? "y" : "ies", resp.error);
+			llm_response_free(&resp);
+			break;
+		}
+		parsed = dlv_parse(resp.text, set, perr, sizeof perr) == DLV_OK;
+		if (resp.completion_tokens >= 0) {
+			struct ev_builder_call bc = { &pc->est, pc->coefs.version, pc->budget,
+						      max_tokens, cfg->model, &resp, parsed,
+						      dl_json };
+			struct proto_event ev;
+			ev_estimation_fill(&ev, &bc);
+			phase_emit(pc, &ev);
+			if (parsed && !resp.truncated)
+				pc->samples++;
+		}
+		next = est_escalate(&pc->coefs, max_tokens, (int)pc->job->max_tokens_cap);
+		if (parsed) {
+			done = true;
+		} else if (resp.truncated && call == 1 && next > max_tokens) {
+			phase_log(pc, "warn",
+				  "output truncated at max_tokens %d (%s); retrying once with %d",
+				  max_tokens, resp.stop_reason, next);
+			max_tokens = next;
+		} else if (resp.truncated) {
+			phase_end(pc, "failed", PHASE_R_TRUNCATED, FP_STAGE_PARSE,
+				  "output truncated at max_tokens %d (%s): %s", max_tokens,
+				  resp.stop_reason, perr);
+		} else {
+			phase_end(pc, "failed", PHASE_R_PARSE, FP_STAGE_PARSE, "%s", perr);
+		}
+		llm_response_free(&resp);
+		if (pc->outcome != NULL || pc->link_lost)
+			break;
+	}
+	free(dl_json);
+	if (!done)
+		dlv_set_free(set);
+	return done && !pc->link_lost;
+}
+
+/* Write the deliverables and check that every one exists. Returns false if it ended. */
+static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
+{
+	const struct proto_phase *ph = &pc->job->phase;
+	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
+				   ph->deliverables.n };
+	char err[1024], names[PHASE_MESSAGE_MAX - 64];
+	size_t missing;
+	int rc;
+
+	if (phase_expired(pc, "writing the deliverables"))
+		return false;
+	rc = dlv_apply(pc->job->workspace, &scope, set, err, sizeof err);
+	if (rc != DLV_OK) {
+		phase_end(pc, "failed", rc == DLV_ESCOPE ? PHASE_R_SCOPE : PHASE_R_WRITE,
+			  FP_STAGE_APPLY, "%s", err);
+		return false;
+	}
+	missing = dlv_missing(pc->job->workspace, ph->deliverables.items, ph->deliverables.n,
+			      names, sizeof names);
+	if (missing > 0) {
+		phase_end(pc, "failed", PHASE_R_MISSING, FP_STAGE_APPLY,
+			  "%zu deliverable%s missing after the builder call: %s", missing,
+			  missing == 1 ? "" : "s", names);
+		return false;
+	}
+	phase_log(pc, "info", "wrote %zu file%s into the workspace", set->n,
+		  set->n == 1 ? "" : "s");
+	return !pc->link_lost;
+}
+
+/* Run the check command, if any. Returns false if the attempt ended. */
+static bool phase_check(struct phase_ctx *pc)
+{
+	const struct proto_job *job = pc->job;
+	struct check_spec spec = { job->phase.check_command, job->workspace, job->run_id,
+				   job->phase_id, job->attempt_number, 0, pc, phase_heartbeat };
+	struct check_result r;
+	char err[512];
+
+	if (job->phase.check_command == NULL || job->phase.check_command[0] == '\0')
+		return true;
+	if (phase_expired(pc, "the check command"))
+		return false;
+	spec.deadline_mono_ms = pc->deadline != 0 ? pc->deadline : UINT64_MAX;
+	if (check_run(&spec, &r, err, sizeof err) < 0) {
+		phase_end(pc, "failed", PHASE_R_CHECK_ERROR, FP_STAGE_CHECK, "%s", err);
+		check_result_free(&r);
+		return false;
+	}
+	if (r.timed_out)
+		phase_end(pc, "timeout", PHASE_R_TIMEOUT, FP_STAGE_CHECK,
+			  "check command killed at the attempt's deadline after %lld ms (see %s)",
+			  (long long)r.duration_ms, r.stderr_path);
+	else if (r.exit_code != 0)
+		phase_end(pc, "failed", PHASE_R_CHECK, FP_STAGE_CHECK,
+			  "check command %s %d (stderr: %s): %s",
+			  r.exit_code < 0 ? "killed by signal" : "exited",
+			  r.exit_code < 0 ? r.term_signal : r.exit_code, r.stderr_path, r.excerpt);
+	else
+		phase_log(pc, "info", "check command passed in %lld ms", (long long)r.duration_ms);
+	check_result_free(&r);
+	return pc->outcome == NULL && !pc->link_lost;
+}
+
+/* Fill the result from the finished attempt. */
+static void phase_result(struct phase_ctx *pc, struct proto_result *out)
+{
+	struct fp_yield y = { 0 };
+	const char *zy;
+
+	memset(out, 0, sizeof *out);
+	if (pc->link_lost && pc->outcome == NULL)
+		phase_end(pc, "failed", PHASE_R_LINK, pc->stage,
+			  "the supervisor stopped taking events");
+	out->outcome = xstrdup(pc->outcome);
+	if (pc->reason != NULL)
+		out->failure_reason = xstrdup(pc->reason);
+	if (pc->message[0] != '\0')
+		out->message = xstrdup(pc->message);
+	if (strcmp(pc->outcome, "failed") == 0 || strcmp(pc->outcome, "timeout") == 0) {
+		char fp[512], bucket[64];
+		size_t i;
+
+		for (i = 0; pc->reason[i] != '\0' && i + 1 < sizeof bucket; i++)
+			bucket[i] = (char)tolower((unsigned char)pc->reason[i]);
+		bucket[i] = '\0';
+		fp_fingerprint(strcmp(pc->outcome, "timeout") == 0 ? "TIMEOUT" : "FAILED", bucket,
+			       pc->message, fp, sizeof fp);
+		out->fingerprint = xstrdup(fp);
+	}
+	y.samples = pc->samples;
+	y.success = strcmp(pc->outcome, "success") == 0;
+	y.timed_out = strcmp(pc->outcome, "timeout") == 0;
+	y.dry_run = strcmp(pc->outcome, "dry_run") == 0;
+	y.boundary = pc->boundary;
+	y.stage = pc->stage;
+	zy = fp_zero_yield_reason(&y);
+	if (zy != NULL)
+		out->zero_yield_reason = xstrdup(zy);
+	out->reached_llm_boundary = pc->boundary;
+	out->duration_ms = (int64_t)(clock_mono_ms() - pc->start);
+}
+
+int phase_run(const struct proto_job *job, const struct phase_hooks *hooks,
+	      struct proto_result *out)
+{
+	struct phase_ctx pc = { .job = job, .hooks = hooks, .start = clock_mono_ms() };
+	struct llm_config cfg;
+	struct prompt pr = { 0 };
+	struct dlv_set set = { 0 };
+
+	if (job->deadline_ms > 0) {
+		int64_t left = job->deadline_ms - clock_wall_ms();
+		pc.deadline = pc.start + (uint64_t)(left > 1 ? left : 1);
+	}
+	pc.stage = FP_STAGE_BEFORE_LLM;
+	if (!phase_estimate(&pc))
+		goto done;
+	if (job->dry_run) {
+		phase_log(&pc, "info",
+			  "dry run: estimate %d tokens (%s/%s, confidence %.2f, estimator v%llu), "
+			  "selected budget %d, max_tokens %d; no LLM call, nothing written",
+			  pc.est.estimate, pc.est.category, pc.est.complexity, pc.est.confidence,
+			  (unsigned long long)pc.coefs.version, pc.budget,
+			  est_max_tokens(&pc.coefs, &pc.est, pc.budget, 0, (int)job->max_tokens_cap));
+		pc.outcome = "dry_run";
+		goto done;
+	}
+	if (!phase_llm_ready(&pc, &cfg))
+		goto done;
+	prompt_build(job, &pr);
+	pc.stage = FP_STAGE_PROVIDER;
+	if (!phase_build(&pc, &cfg, &pr, &set))
+		goto done;
+	pc.stage = FP_STAGE_APPLY;
+	if (!phase_apply(&pc, &set))
+		goto done;
+	pc.stage = FP_STAGE_CHECK;
+	if (!phase_check(&pc))
+		goto done;
+	if (pc.outcome == NULL && !pc.link_lost) {
+		pc.outcome = "success";
+		pc.stage = FP_STAGE_DONE;
+	}
+done:
+	prompt_free(&pr);
+	dlv_set_free(&set);
+	phase_result(&pc, out);
+	return pc.link_lost ? -1 : 0;
+}
+
+void phase_result_clear(struct proto_result *r)
+{
+	free(r->outcome);
+	free(r->failure_reason);
+	free(r->message);
+	free(r->fingerprint);
+	free(r->zero_yield_reason);
+	r->outcome = r->failure_reason = r->message = r->fingerprint = r->zero_yield_reason = NULL;
+}

@@ -1,0 +1,50 @@
+/*
+ * One phase attempt in the worker: estimate and budget → prompt → LLM call (one retry
+ * with a larger budget after a truncation) → deliverables applied in the workspace →
+ * check command → result. Telemetry events are emitted as they happen: an llm_usage
+ * event per HTTP try (failed tries included) and a token_estimation_v2 event per builder
+ * call whose output tokens are known.
+ */
+#ifndef AUTOPACK_PHASE_H
+#define AUTOPACK_PHASE_H
+
+#include "proto/proto.h"
+
+struct phase_hooks {
+	void *ctx;
+	/* Send one event. phase_run fills kind and body; the caller fills db_uuid, attempt_id
+	 * and seq. The event and its strings are only borrowed for the call. A nonzero
+	 * return stops the attempt (the link to the supervisor is gone). */
+	int (*emit)(void *ctx, struct proto_event *ev);
+	/* Called at least every second while waiting on HTTP or the check command. */
+	void (*heartbeat)(void *ctx);
+};
+
+/* Failure reasons of a result. */
+#define PHASE_R_INVALID_JOB "INVALID_JOB"
+#define PHASE_R_NO_API_KEY "NO_API_KEY"
+#define PHASE_R_PROVIDER "PROVIDER_ERROR"
+#define PHASE_R_TRUNCATED "OUTPUT_TRUNCATED"
+#define PHASE_R_PARSE "PARSE_FAILED"
+#define PHASE_R_SCOPE "SCOPE_VIOLATION"
+#define PHASE_R_WRITE "WRITE_FAILED"
+#define PHASE_R_MISSING "DELIVERABLES_MISSING"
+#define PHASE_R_CHECK "CHECK_FAILED"
+#define PHASE_R_CHECK_ERROR "CHECK_NOT_RUN"
+#define PHASE_R_TIMEOUT "TIMEOUT"
+#define PHASE_R_LINK "SUPERVISOR_LINK_LOST"
+
+#define PHASE_MESSAGE_MAX 1000 /* bytes of the result's message */
+
+/* Run one attempt of `job`. Fills `out` (outcome success|failed|timeout|dry_run, failure
+ * reason, message, fingerprint, zero-yield reason, reached_llm_boundary, duration; every
+ * string on the heap; db_uuid, attempt_id and final_seq are left for the caller). Returns
+ * 0, or -1 when an emit failed (out then says SUPERVISOR_LINK_LOST). */
+int phase_run(const struct proto_job *job, const struct phase_hooks *hooks,
+	      struct proto_result *out);
+
+/* Free the strings phase_run put in `r` (outcome, failure_reason, message, fingerprint,
+ * zero_yield_reason) and clear them. */
+void phase_result_clear(struct proto_result *r);
+
+#endif
