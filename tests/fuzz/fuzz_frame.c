@@ -15,7 +15,7 @@
 /* Abort with a message: a property failed. */
 static void fail(const char *what, const char *detail)
 {
-	fprintf(stderr, "fuzz_frame: %s: %s\n", what, detail);
+	fprintf(stderr, "PROPERTY FAILED: %s: %s\n", what, detail);
 	abort();
 }
 

@@ -141,6 +141,7 @@ static void raw_expect(const void *bytes, size_t n, const char *want)
 	CHECK_EQ_STR(err.text, want);
 }
 
+/* msgpack-c objects for the edits: a string, n bytes of string, integers, a bare type. */
 static msgpack_object o_str(const char *s)
 {
 	msgpack_object o = { .type = MSGPACK_OBJECT_STR };
