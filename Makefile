@@ -43,6 +43,7 @@ CTL_A     := $(O)/lib/libctl.a
 WRK_A     := $(O)/lib/libworker.a
 BINS      := $(O)/bin/autopack-supervisor $(O)/bin/autopack-worker $(O)/bin/autopack-ctl
 UNIT      := $(O)/bin/unit-tests
+TOOLS     := $(O)/bin/proto-tool
 STAMP     := build/.deps-ok
 
 .PHONY: all deps check fuzz bench demo clean
@@ -85,11 +86,12 @@ $(O)/bin/autopack-supervisor: $(call obj,supervisor/main.c) $(SUP_A) $(LIB_A)
 $(O)/bin/autopack-ctl: $(call obj,supervisor/ctl/main.c) $(CTL_A) $(LIB_A)
 $(O)/bin/autopack-worker: $(call obj,worker/main.c) $(WRK_A) $(LIB_A)
 $(UNIT): $(call obj,$(UNIT_SRC)) $(WRK_A) $(CTL_A) $(SUP_A) $(LIB_A)
+$(O)/bin/proto-tool: $(call obj,tests/tools/proto_tool.c tests/unit/proto_samples.c) $(LIB_A)
 $(O)/bin/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-check: $(BINS) $(UNIT) build/.test-deps-ok
+check: $(BINS) $(UNIT) $(TOOLS) build/.test-deps-ok
 	@AUTOPACK_BIN=$(abspath $(O)/bin) AUTOPACK_SANITIZE=$(SANITIZE) \
 	  $(PYTHON) -m pytest -c tests/pytest.ini tests
 

@@ -105,7 +105,7 @@ int proto_scan(const void *p, size_t len, struct proto_err *err)
 	if (scan_value(&s, 0) < 0)
 		return -1;
 	if (mp_cur_left(&s.cur) > 0)
-		return proto_errf(err, &s.path, "%zu trailing bytes after the map",
+		return proto_errf(err, &s.path, "%zu bytes after the end of the map",
 		    mp_cur_left(&s.cur));
 	return 0;
 }

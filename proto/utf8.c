@@ -58,19 +58,21 @@ char *proto_utf8_clean(const char *s, size_t max_bytes)
 	static const char repl[] = "\xef\xbf\xbd";
 	const uint8_t *b = (const uint8_t *)s;
 	size_t n = strlen(s), off = 0, o = 0, k;
-	char *out = xmalloc(max_bytes + 1);
+	/* a replaced byte grows to three */
+	size_t cap = n < max_bytes / 3 ? 3 * n : max_bytes;
+	char *out = xmalloc(cap + 1);
 
 	while (off < n) {
 		k = seq_len(b + off, n - off);
 		if (k == 0) {
-			if (o + 3 > max_bytes)
+			if (o + 3 > cap)
 				break;
 			memcpy(out + o, repl, 3);
 			o += 3;
 			off++;
 			continue;
 		}
-		if (o + k > max_bytes)
+		if (o + k > cap)
 			break;
 		memcpy(out + o, b + off, k);
 		o += k;

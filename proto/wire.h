@@ -17,7 +17,9 @@ void proto_buf_reset(struct proto_buf *b);
 /* Append n bytes (aborts on out of memory). */
 void proto_buf_append(struct proto_buf *b, const void *p, size_t n);
 
-/* Why a frame was refused: names the field (dotted path, e.g. "body.model") and the reason. */
+/* Why a frame was refused: the field as a dotted path and the reason, e.g.
+ * "job.p.dl[3]: expected string, got integer", "event: missing field \"seq\"". Structural
+ * errors (lengths, nesting, truncation) are named from "frame", e.g. "frame.x: ...". */
 struct proto_err {
 	char text[256];
 };
@@ -56,9 +58,11 @@ struct proto_reader {
 
 /* Start an empty reader; max_frame 0 means PROTO_FRAME_MAX_DEFAULT. */
 void proto_reader_init(struct proto_reader *r, size_t max_frame);
+/* Release the buffer; call proto_reader_init again before reusing r. */
 void proto_reader_free(struct proto_reader *r);
 /* Buffer `n` more bytes. Returns 0, or -1 with `err` set when the pending frame declares a
- * length over max_frame (nothing of that frame is buffered beyond its header). */
+ * length over max_frame (nothing of that frame is buffered beyond its header) or the reader
+ * already refused a frame. Memory grows with the bytes fed, never with a declared length. */
 int proto_reader_feed(struct proto_reader *r, const void *data, size_t n, struct proto_err *err);
 /* Take the next whole frame: 1 with `out` filled, 0 when more bytes are needed, -1 with
  * `err` set when the frame is malformed (the reader is then unusable: drop the peer). */

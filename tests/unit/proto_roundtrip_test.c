@@ -294,4 +294,7 @@ TEST(proto_utf8_clean_replaces_bad_bytes_and_cuts_at_a_character)
 	s = proto_utf8_clean("", 0);
 	CHECK_EQ_STR(s, "");
 	free(s);
+	s = proto_utf8_clean("\xff\xfe", SIZE_MAX); /* the limit is not an allocation size */
+	CHECK_EQ_STR(s, "\xef\xbf\xbd\xef\xbf\xbd");
+	free(s);
 }

@@ -44,12 +44,14 @@ static void list_fill(struct proto_strlist *l, size_t n, const char *prefix,
 		l->items[j] = xasprintf("%s%04zu%s", prefix, j, suffix);
 }
 
+/* Fill a hello of variant v. */
 static void build_hello(enum proto_sample_variant v, struct proto_hello *h)
 {
 	h->pid = num(v, 1, 4242, INT32_MAX);
 	h->sw_version = pick(v, "0.1.0", UTF8_TEXT);
 }
 
+/* Fill a job of variant v. */
 static void build_job(enum proto_sample_variant v, struct proto_job *j)
 {
 	size_t ndl = v == SAMPLE_MIN ? 0 : v == SAMPLE_TYPICAL ? 3 : PROTO_LIST_MAX;
@@ -90,12 +92,14 @@ static void build_job(enum proto_sample_variant v, struct proto_job *j)
 	j->dry_run = v == SAMPLE_MAX;
 }
 
+/* Fill a heartbeat of variant v. */
 static void build_heartbeat(enum proto_sample_variant v, struct proto_heartbeat *h)
 {
 	h->db_uuid = pick(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
 	h->attempt_id = unum(v, 17);
 }
 
+/* Fill an llm_usage body of variant v. */
 static void build_usage(enum proto_sample_variant v, struct proto_usage *u)
 {
 	u->provider = pick(v, "anthropic", "openai");
@@ -110,6 +114,7 @@ static void build_usage(enum proto_sample_variant v, struct proto_usage *u)
 	u->try_number = num(v, 1, 1, INT64_MAX);
 }
 
+/* Fill a token_estimation_v2 body of variant v. */
 static void build_estimation(enum proto_sample_variant v, struct proto_estimation *e)
 {
 	e->category = pick(v, "implementation", UTF8_TEXT);
@@ -131,6 +136,7 @@ static void build_estimation(enum proto_sample_variant v, struct proto_estimatio
 	e->sot_entry_count_hint = num(v, -1, 12, INT64_MAX);
 }
 
+/* Fill a result of variant v. */
 static void build_result(enum proto_sample_variant v, struct proto_result *r)
 {
 	r->db_uuid = pick(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
@@ -145,6 +151,7 @@ static void build_result(enum proto_sample_variant v, struct proto_result *r)
 	r->duration_ms = num(v, 0, 4200, INT64_MAX);
 }
 
+/* Fill a request of variant v. */
 static void build_request(enum proto_sample_variant v, struct proto_request *q)
 {
 	q->id = unum(v, 7);
@@ -153,6 +160,7 @@ static void build_request(enum proto_sample_variant v, struct proto_request *q)
 	q->expect_uuid = pick_opt(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
 }
 
+/* Fill a reply of variant v. */
 static void build_reply(enum proto_sample_variant v, struct proto_reply *p)
 {
 	p->id = unum(v, 7);

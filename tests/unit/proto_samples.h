@@ -11,6 +11,22 @@
 
 enum proto_sample_variant { SAMPLE_MIN, SAMPLE_TYPICAL, SAMPLE_MAX };
 
+/* The index of each sample, for proto_sample_build. */
+enum proto_sample_id {
+	SAMPLE_HELLO,
+	SAMPLE_JOB,
+	SAMPLE_HEARTBEAT,
+	SAMPLE_EVENT_USAGE,
+	SAMPLE_EVENT_ESTIMATION,
+	SAMPLE_EVENT_LOG,
+	SAMPLE_ACK,
+	SAMPLE_RESULT,
+	SAMPLE_CANCEL,
+	SAMPLE_SHUTDOWN,
+	SAMPLE_REQUEST,
+	SAMPLE_REPLY,
+};
+
 /* Number of samples per variant (one per type, one per event kind). */
 size_t proto_sample_count(void);
 /* Build sample i of variant v into m (heap strings: release with proto_msg_free); returns
