@@ -176,6 +176,12 @@ static int plan_insert_run(struct store *st, const json_t *r, const char *base_d
 
 	assert(base_dir != NULL || plan_str(r, "workspace")[0] == '/');
 	ws = store_path_absolute(plan_str(r, "workspace"), base_dir);
+	if ((rc = mkdir_p(ws, 0755)) != 0) {
+		store_fail(err, STORE_EINVAL, "cannot create workspace %s for run %s: %s", ws,
+		    plan_str(r, "run_id"), strerror(-rc));
+		free(ws);
+		return STORE_EINVAL;
+	}
 	rc = sqlite3_prepare_v2(st->db,
 	    "INSERT INTO runs (id, state, goal_anchor, workspace, safety_profile, run_scope, "
 	    "token_cap, max_phases, max_duration_minutes, created_at, updated_at) "

@@ -26,6 +26,9 @@ int64_t clock_wall_ms(void);
 /* Write the UTC time `ms` (epoch milliseconds) as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf. */
 void time_iso8601(int64_t ms, char buf[32]);
 
+/* Create directory `path` and its missing parents with `mode`. Returns 0 or -errno. */
+int mkdir_p(const char *path, unsigned mode);
+
 /* Copy src into dst of size n, always NUL-terminated; returns strlen(src). */
 size_t strlcpy_ap(char *dst, const char *src, size_t n);
 

@@ -46,7 +46,7 @@ static const char usage_text[] =
 "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
 "  --llm-provider anthropic|openai   (default anthropic)\n"
 "  --llm-base-url URL          provider endpoint (default https://api.anthropic.com, or\n"
-"                              https://api.openai.com for openai)\n"
+"                              https://api.openai.com/v1 for openai)\n"
 "  --model NAME                model (default claude-sonnet-4-5)\n"
 "  --llm-timeout-seconds S     one HTTP call (default 120)\n"
 "  --llm-retries N             retries on 429/5xx/network errors (default 3)\n"
@@ -184,7 +184,7 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 	}
 	if (c->llm_base_url == NULL)
 		c->llm_base_url = strcmp(c->llm_provider, "openai") == 0 ?
-		    "https://api.openai.com" : "https://api.anthropic.com";
+		    "https://api.openai.com/v1" : "https://api.anthropic.com";
 }
 
 /* The worker binary: --worker, else autopack-worker beside this executable. */

@@ -326,7 +326,10 @@ def test_database_moved_away_stops_writes_with_an_error(tmp, llm):
     sup = llm_supervisor(tmp, url, llm, "--workers", 2)
     sup.wait_ready()
     wait_for(lambda: sup.status()["queue"]["in_flight"] >= 1, what="work in flight")
-    os.rename(path, path + ".moved")
+    # Move the database as an operator would, with its WAL files.
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.rename(path + suffix, path + ".moved" + suffix)
     # Something else appears at the path: the supervisor must not write into it.
     other = os.path.join(str(tmp), "other")
     os.mkdir(other)
@@ -337,3 +340,6 @@ def test_database_moved_away_stops_writes_with_an_error(tmp, llm):
     assert "DATABASE LOST" in sup.stderr()
     assert os.path.getsize(path) == size
     assert sql("sqlite:///" + path, "SELECT count(*) FROM attempts") == [(0,)]
+    # The moved database keeps every committed row.
+    assert sql("sqlite:///" + path + ".moved", "PRAGMA integrity_check") == [("ok",)]
+    assert sql("sqlite:///" + path + ".moved", "SELECT count(*) FROM attempts")[0][0] >= 1

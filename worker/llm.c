@@ -323,7 +323,10 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 	const struct llm_hooks *h = hooks != NULL ? hooks : &no_hooks;
 	char *url, *body;
 	struct curl_slist *headers;
-	int try_number;
+	int try_number, retries = cfg->max_retries > 0 ? cfg->max_retries : 0;
+
+	if (retries > LLM_RETRIES_MAX)
+		retries = LLM_RETRIES_MAX;
 
 	memset(out, 0, sizeof *out);
 	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
@@ -335,7 +338,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 	body = llm_body_build(cfg, req);
 	headers = llm_headers(cfg);
 
-	for (try_number = 1; try_number <= cfg->max_retries + 1; try_number++) {
+	for (try_number = 1; try_number <= retries + 1; try_number++) {
 		struct llm_xfer x = { .max = cfg->max_body ? cfg->max_body : LLM_BODY_MAX_DEFAULT,
 				      .retry_after_ms = -1 };
 		struct llm_try t = { .try_number = try_number, .prompt_tokens = -1,
@@ -410,7 +413,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 		t.error_class = cls;
 		llm_report(cfg, h, &t, msg);
 		llm_fail(cfg, out, cls, t.http_status, msg);
-		if (!llm_retryable(cls) || try_number > cfg->max_retries)
+		if (!llm_retryable(cls) || try_number > retries)
 			break;
 		{
 			int64_t wait = llm_backoff_ms(try_number + 1, llm_jitter(h), x.retry_after_ms);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #define LLM_BODY_MAX_DEFAULT (8u << 20)
+#define LLM_RETRIES_MAX 10 /* retries after the first try, whatever the job asks */
 #define LLM_BACKOFF_BASE_MS 500
 #define LLM_BACKOFF_MAX_MS 30000
 #define LLM_RETRY_AFTER_MAX_MS 60000
@@ -40,7 +41,7 @@ struct llm_config {
 	const char *model;
 	const char *api_key;       /* from the environment */
 	int64_t timeout_ms;        /* per try; bounded by the deadline */
-	int max_retries;           /* tries after the first */
+	int max_retries;           /* tries after the first, at most LLM_RETRIES_MAX */
 	size_t max_body;           /* 0: LLM_BODY_MAX_DEFAULT */
 	uint64_t deadline_mono_ms; /* clock_mono_ms() value nothing may pass; 0: none */
 	double temperature;

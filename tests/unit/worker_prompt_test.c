@@ -1,0 +1,112 @@
+/* The builder prompt and the v2 event's deliverables column. */
+#include "common/util.h"
+#include "tests/unit/test.h"
+#include "worker/events.h"
+#include "worker/prompt.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Write `text` to `path`. */
+static void put(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	CHECK(f != NULL);
+	fputs(text, f);
+	fclose(f);
+}
+
+TEST(worker_prompt_lists_phase_and_confined_context)
+{
+	static char *ro[] = { "lib/helper.py", "../secret.txt", "lib/link.txt", "lib/absent.py" };
+	static char *dl[] = { "lib/new.py", "lib/helper.py" };
+	static char *paths[] = { "lib/" };
+	struct proto_job j = { 0 };
+	struct prompt p;
+	char ws[4096];
+
+	mkdir("ws", 0755);
+	mkdir("ws/lib", 0755);
+	put("secret.txt", "TOP-SECRET\n");
+	put("ws/lib/helper.py", "def helper():\n    return 42\n");
+	CHECK(symlink("../../secret.txt", "ws/lib/link.txt") == 0);
+	CHECK(realpath("ws", ws) != NULL);
+	j.run_id = (char *)"r1";
+	j.phase_id = (char *)"p-9";
+	j.attempt_number = 2;
+	j.phase.name = (char *)"Helpers";
+	j.phase.description = (char *)"Use helper() in new.py.";
+	j.phase.task_category = (char *)"implementation";
+	j.phase.read_only_context.items = ro;
+	j.phase.read_only_context.n = 4;
+	j.phase.deliverables.items = dl;
+	j.phase.deliverables.n = 2;
+	j.phase.paths.items = paths;
+	j.phase.paths.n = 1;
+	j.workspace = ws;
+	prompt_build(&j, &p);
+	CHECK(strstr(p.system, "\"files\"") != NULL);
+	CHECK(strstr(p.user, "Phase id: p-9") != NULL);
+	CHECK(strstr(p.user, "## Deliverables\n- lib/new.py\n- lib/helper.py\n") != NULL);
+	CHECK(strstr(p.user, "Complexity: (unset)") != NULL);
+	CHECK(strstr(p.user, "return 42") != NULL);
+	CHECK(strstr(p.user, "TOP-SECRET") == NULL);
+	CHECK(strstr(p.user, "'..' components are not allowed") != NULL);
+	CHECK(strstr(p.user, "leaves the workspace") != NULL);
+	CHECK(strstr(p.user, "## Current content of existing deliverables") != NULL);
+	CHECK_EQ_INT(p.files_included, 2); /* helper.py as context and as a deliverable */
+	CHECK_EQ_INT(p.files_skipped, 3);
+	prompt_free(&p);
+}
+
+TEST(worker_prompt_bounds_each_file)
+{
+	static char *ro[] = { "big.txt" };
+	struct proto_job j = { 0 };
+	struct prompt p;
+	char ws[4096];
+	FILE *f;
+	size_t i;
+
+	mkdir("ws", 0755);
+	f = fopen("ws/big.txt", "w");
+	for (i = 0; i < 3 * PROMPT_FILE_MAX / 8; i++)
+		fputs("abcdefg\n", f);
+	fclose(f);
+	CHECK(realpath("ws", ws) != NULL);
+	j.run_id = (char *)"r";
+	j.phase_id = (char *)"p";
+	j.phase.read_only_context.items = ro;
+	j.phase.read_only_context.n = 1;
+	j.workspace = ws;
+	prompt_build(&j, &p);
+	CHECK(strstr(p.user, "[cut after 65536 bytes]") != NULL);
+	CHECK(strlen(p.user) < PROMPT_FILE_MAX + 4096);
+	prompt_free(&p);
+}
+
+TEST(worker_events_deliverables_json_keeps_20_cut_to_200_chars)
+{
+	char *items[25];
+	struct proto_strlist l = { items, 25 };
+	char longp[300], *json;
+	size_t i;
+
+	memset(longp, 'x', 250);
+	longp[250] = '\0';
+	for (i = 0; i < 25; i++)
+		items[i] = i == 0 ? longp : (char *)"a.py";
+	json = ev_deliverables_json(&l);
+	CHECK(strncmp(json, "[\"", 2) == 0);
+	CHECK(strstr(json, "xxx...\"") != NULL);
+	CHECK_EQ_INT(strchr(json + 2, '"') - (json + 2), 200);
+	{
+		size_t commas = 0;
+		for (i = 0; json[i] != '\0'; i++)
+			commas += json[i] == ',';
+		CHECK_EQ_INT(commas, 19);
+	}
+	free(json);
+}
