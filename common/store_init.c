@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 /* Write a random (version 4) UUID into out. */
-static int store_uuid_v4(char out[37], struct store_err *err)
+int store_uuid_v4(char out[37], struct store_err *err)
 {
 	unsigned char b[16];
 
@@ -29,7 +29,7 @@ static int store_uuid_v4(char out[37], struct store_err *err)
 }
 
 /* Describe who creates the database: "user@host autopack <version>". */
-static char *store_created_by(void)
+char *store_created_by(void)
 {
 	struct passwd *pw = getpwuid(geteuid());
 	char host[256];

@@ -36,6 +36,11 @@ size_t store_schema_tables(int version, const char **names, size_t cap);
 int store_init_sql(const char *path, const char *sql, int version, char uuid[37],
     struct store_err *err);
 
+/* Write a random (version 4) UUID into out; STORE_EIO if no randomness is available. */
+int store_uuid_v4(char out[37], struct store_err *err);
+/* Describe who writes: "user@host autopack <version>" (a heap string). */
+char *store_created_by(void);
+
 /* Write "<path>.v<version>-<UTC stamp>.bak" (made unique with a counter if needed). */
 char *store_backup_name(const char *path, int version);
 

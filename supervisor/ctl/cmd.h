@@ -45,6 +45,7 @@ extern const size_t cmd_table_size;
 extern const struct cmd_entry cmd_db_init_entry;
 extern const struct cmd_entry cmd_db_check_entry;
 extern const struct cmd_entry cmd_db_migrate_entry;
+extern const struct cmd_entry cmd_db_adopt_entry;
 extern const struct cmd_entry cmd_seed_telemetry_run_entry;
 extern const struct cmd_entry cmd_run_import_entry;
 extern const struct cmd_entry cmd_status_entry;
@@ -54,6 +55,8 @@ extern const struct cmd_entry cmd_resume_entry;
 extern const struct cmd_entry cmd_scale_entry;
 extern const struct cmd_entry cmd_stop_entry;
 extern const struct cmd_entry cmd_metrics_entry;
+extern const struct cmd_entry cmd_session_list_entry;
+extern const struct cmd_entry cmd_session_show_entry;
 
 /* Options every command accepts: --db URL, --json, --help. */
 #define CMD_OPTS_COMMON                                    \
