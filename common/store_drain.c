@@ -77,11 +77,12 @@ static const char *const drain_sql[S_COUNT] = {
 	    " CASE WHEN a.failure_reason IS NOT NULL AND a.message IS NOT NULL"
 	    "   THEN a.failure_reason || ': ' || a.message"
 	    "   ELSE COALESCE(a.failure_reason, a.message) END,"
-	    " a.ended_at, round(a.duration_ms / 1000.0, 2), a.fingerprint, a.events_committed,"
-	    " CASE WHEN a.events_committed > 0 AND a.duration_ms > 0"
-	    "   THEN round(a.events_committed * 60000.0 / a.duration_ms, 2) END,"
+	    " a.ended_at, round(a.duration_ms / 1000.0, 2), a.fingerprint, v.n,"
+	    " CASE WHEN v.n > 0 AND a.duration_ms > 0"
+	    "   THEN round(v.n * 60000.0 / a.duration_ms, 2) END,"
 	    " a.reached_llm_boundary, a.zero_yield_reason"
-	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
+	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id,"
+	    " (SELECT count(*) AS n FROM token_estimation_v2_events WHERE attempt_id = ?1) v"
 	    " WHERE a.attempt_id = ?1 AND a.session_id IS NOT NULL",
 	[S_CTL_LOG] =
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
@@ -202,11 +203,14 @@ void store_drain_rollback(struct store_drain *d)
 }
 
 int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
-    int (*fn)(void *arg, const struct drain_phase *p), void *arg, struct store_err *err)
+    const char *session_id, int (*fn)(void *arg, const struct drain_phase *p), void *arg,
+    struct store_err *err)
 {
 	static const char sql[] =
-	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index, p.builder_attempts,"
-	    " COALESCE(p.max_builder_attempts, 0)"
+	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
+	    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+	    "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
+	    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
 	    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
 	    " WHERE (p.state = 'QUEUED' OR (?2 AND p.state = 'FAILED'))"
 	    " AND (?1 IS NULL OR p.run_id = ?1)"
@@ -218,6 +222,7 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 		return drain_fail(d, err, "eligible phases");
 	bind_text(s, 1, run_filter);
 	sqlite3_bind_int(s, 2, with_failed);
+	bind_text(s, 3, session_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct drain_phase p = {
 			.run_id = (char *)sqlite3_column_text(s, 0),
@@ -226,6 +231,7 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 			.phase_index = sqlite3_column_int64(s, 3),
 			.attempts = sqlite3_column_int64(s, 4),
 			.max_attempts = sqlite3_column_int64(s, 5),
+			.last_failure_reason = (const char *)sqlite3_column_text(s, 6),
 		};
 		if (fn(arg, &p) != 0) {
 			rc = SQLITE_DONE;
@@ -671,6 +677,50 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 	    " VALUES (?1, ?2, CAST(?3 AS INTEGER))", session_id, now, spid,
 	    err) != 0 ? STORE_EIO : drain_run(d, "UPDATE drain_sessions SET settings_json = ?2"
 	    " WHERE session_id = ?1", session_id, settings_json, NULL, err);
+}
+
+int store_drain_session_state(struct store_drain *d, const char *session_id,
+    const char *state_json, struct store_err *err)
+{
+	return drain_run(d, "UPDATE drain_sessions SET state_json = ?2 WHERE session_id = ?1",
+	    session_id, state_json, NULL, err);
+}
+
+int store_drain_session_find_open(struct store_drain *d, char **session_id, char **state_json,
+    struct store_err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*session_id = *state_json = NULL;
+	if (sqlite3_prepare_v2(d->st->db, "SELECT session_id, state_json FROM drain_sessions"
+	    " WHERE completed_at IS NULL ORDER BY started_at DESC, rowid DESC LIMIT 1", -1, &s,
+	    NULL) != SQLITE_OK)
+		return drain_fail(d, err, "unfinished session");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*session_id = col_dup(s, 0);
+		*state_json = col_dup(s, 1);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return drain_fail(d, err, "unfinished session");
+	return 0;
+}
+
+int64_t store_drain_session_attempts(struct store_drain *d, const char *session_id)
+{
+	sqlite3_stmt *s;
+	int64_t n = 0;
+
+	if (sqlite3_prepare_v2(d->st->db, "SELECT count(*) FROM attempts WHERE session_id = ?1",
+	    -1, &s, NULL) != SQLITE_OK)
+		return 0;
+	bind_text(s, 1, session_id);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return n;
 }
 
 int store_drain_session_close(struct store_drain *d, const char *session_id,

@@ -80,7 +80,6 @@ int cmd_stop(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
 	bool now = false;
 	size_t i;
 
-	(void)c;
 	for (i = 0; i < req->args.n; i++) {
 		const char *a = req->args.items[i];
 
@@ -98,9 +97,9 @@ int cmd_stop(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
 	rep->body = json_pack("{s:s, s:i}", "mode", now ? "now" : "graceful", "in_flight",
 	    (int)s->in_flight);
 	if (now) {
-		sup_stop(s, 2);
+		sup_stop_because(s, 2, "stop --now by control request (pid %d)", (int)c->pid);
 	} else {
-		sup_stop(s, 1);
+		sup_stop_because(s, 1, "stop by control request (pid %d)", (int)c->pid);
 		if (timeout >= 0)
 			sup_stop_timeout(s, (uint64_t)timeout * 1000);
 	}

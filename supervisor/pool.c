@@ -415,6 +415,7 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 	w->run = r;
 	w->phase = p;
 	w->lease_ms = clock_mono_ms();
+	w->lease_v2 = 0;
 	w->end_outcome = NULL;
 	rc = store_drain_job_fill(s->sd, r->run_id, p->phase_id, j, &err);
 	if (rc != 0) {

@@ -39,12 +39,44 @@ struct sup_config {
 	int64_t llm_timeout_s;
 	int64_t llm_retries;
 	int64_t max_tokens_cap;
+	/* drain policies (facts §4) */
+	bool retry_failed;
+	bool resume;
+	const char **skip_prefixes;
+	size_t nskip;
+	int64_t max_total_minutes;         /* 0 = none */
+	int64_t max_timeouts_per_run;
+	int64_t max_fingerprint_repeats;
+	int64_t max_consecutive_zero_yield; /* 0 = none */
+};
+
+/* A set of names, kept in insertion order for the session record. */
+struct nameset {
+	char **v;
+	size_t n;
+};
+
+struct fp_count {
+	char *fp;
+	int64_t n;
+};
+
+/* Sample-first triage and stop rules, persisted with every commit (facts §4.4, §4.6). */
+struct policy {
+	struct fp_count *fps;
+	size_t nfps;
+	struct nameset stopped_fps;
+	struct nameset sampled, promising, deprioritized, stopped_runs;
+	int64_t consecutive_zero;
+	bool dirty;               /* changed since the last commit */
 };
 
 /* A phase waiting in its run's queue. */
 struct qphase {
 	char *phase_id;
-	int64_t attempts;
+	int64_t phase_index;
+	int bucket;               /* failure-reason bucket, facts §4.2 */
+	int64_t attempts;         /* in this session */
 	int64_t max_attempts;
 	struct qphase *next;
 };
@@ -56,6 +88,11 @@ struct run_q {
 	struct qphase *tail;
 	bool busy;
 	bool ready;                /* linked on sup.ready */
+	bool sampled;              /* its first result in this session is in */
+	bool promising;
+	bool skipped;              /* deprioritised or stopped: no more dispatch */
+	int64_t timeouts;          /* timeout results in this session */
+	uint64_t ready_seq;        /* when it became ready, for ties */
 	struct run_q *next;        /* all runs */
 	struct run_q *next_ready;
 };
@@ -82,6 +119,7 @@ struct worker {
 	bool killed;               /* we signalled it */
 	uint64_t born_ms;
 	uint64_t jobs_done;
+	int64_t lease_v2;          /* token_estimation_v2 events of the lease */
 	struct worker *next;
 };
 
@@ -143,6 +181,10 @@ struct sup {
 	struct run_q *runs;
 	struct run_q *ready_head;
 	struct run_q *ready_tail;
+	uint64_t ready_seq;
+	struct policy pol;
+	const char *stop_reason;  /* why the drain ended; static or pol-owned */
+	char stop_buf[160];
 	int64_t queued;           /* phases in run queues */
 	int64_t in_flight;
 	int64_t started;          /* attempts started this drain */
@@ -168,6 +210,7 @@ struct sup {
 	uv_signal_t sigint, sigterm;
 	uv_timer_t stop_timer;
 	uv_timer_t identity_timer;
+	uv_timer_t deadline_timer;
 	bool store_lost;
 
 	struct sup_counters n;
@@ -186,10 +229,21 @@ int sched_load(struct sup *s);
 void sched_kick(struct sup *s);
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p);
 void sched_release(struct sup *s, struct run_q *r);
+void sched_skip_run(struct sup *s, struct run_q *r);
 const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcome);
 bool sched_drained(struct sup *s);
 struct run_q *sched_run_find(struct sup *s, const char *run_id);
 void sched_free(struct sup *s);
+
+/* policy.c */
+int policy_bucket(const char *failure_reason);
+void policy_result(struct sup *s, struct run_q *r, const char *outcome, const char *fingerprint,
+    int64_t v2_events);
+char *policy_state_json(struct sup *s);
+int policy_load(struct sup *s, const char *state_json);
+void policy_apply_runs(struct sup *s);
+void policy_free(struct policy *p);
+bool nameset_has(const struct nameset *ns, const char *name);
 
 /* writer.c */
 void writer_init(struct sup *s);
@@ -204,6 +258,8 @@ void control_close(struct sup *s);
 
 /* main.c */
 void sup_stop(struct sup *s, int level);
+void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 void sup_stop_timeout(struct sup *s, uint64_t ms);
 void sup_check_done(struct sup *s);
 void sup_identity_check(struct sup *s);

@@ -204,7 +204,7 @@ def llm(tmp):
 def test_sigkill_of_random_workers_loses_no_phase(tmp, llm):
     url = new_db(tmp, runs=6, phases=4, check="sleep 0.3")
     sup = llm_supervisor(tmp, url, llm, "--workers", 4, "--exit-when-drained",
-                         "--max-attempts-per-phase", 20)
+                         "--max-attempts-per-phase", 20, "--max-fingerprint-repeats", 1000)
     sup.wait_ready()
     rng = random.Random(7)
     killed = 0
