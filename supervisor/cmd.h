@@ -38,6 +38,8 @@ int cmd_metrics(struct sup *, struct ctl_conn *, const struct proto_request *, s
 int cmd_pause(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_resume(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_scale(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_run_import(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_seed(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_stop(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 
 #endif

@@ -123,6 +123,8 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 			s->runs = r;
 		}
 	}
+	if (r->skipped)
+		return 0;
 	q = xcalloc(1, sizeof *q);
 	q->phase_id = xstrdup(p->phase_id);
 	q->phase_index = p->phase_index;
@@ -163,6 +165,49 @@ int sched_load(struct sup *s)
 	for (r = s->runs; r != NULL; r = r->next)
 		ready_push(s, r);
 	return 0;
+}
+
+void sched_reload_run(struct sup *s, const char *run_id)
+{
+	struct run_q *r = sched_run_find(s, run_id);
+	struct qphase *p, *next;
+	struct store_err err;
+	struct worker *w;
+
+	if (r != NULL) {
+		for (p = r->head; p != NULL; p = next) {
+			next = p->next;
+			free(p->phase_id);
+			free(p);
+			s->queued--;
+		}
+		r->head = r->tail = NULL;
+	}
+	if (store_drain_each_eligible(s->sd, run_id, s->cfg.retry_failed, s->session_id,
+	    sched_load_one, s, &err) != 0)
+		log_error("%s", err.text);
+	if ((r = sched_run_find(s, run_id)) == NULL)
+		return;
+	/* A leased phase may still be eligible (dry run): don't queue it twice. */
+	for (w = s->workers; w != NULL; w = w->next) {
+		struct qphase **pp;
+
+		if (w->run != r || w->phase == NULL)
+			continue;
+		for (pp = &r->head; *pp != NULL; pp = &(*pp)->next) {
+			if (strcmp((*pp)->phase_id, w->phase->phase_id) == 0) {
+				p = *pp;
+				*pp = p->next;
+				free(p->phase_id);
+				free(p);
+				s->queued--;
+				break;
+			}
+		}
+		for (r->tail = r->head; r->tail != NULL && r->tail->next != NULL;)
+			r->tail = r->tail->next;
+	}
+	ready_push(s, r);
 }
 
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p)

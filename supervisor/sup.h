@@ -230,6 +230,7 @@ void sched_kick(struct sup *s);
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p);
 void sched_release(struct sup *s, struct run_q *r);
 void sched_skip_run(struct sup *s, struct run_q *r);
+void sched_reload_run(struct sup *s, const char *run_id);
 const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcome);
 bool sched_drained(struct sup *s);
 struct run_q *sched_run_find(struct sup *s, const char *run_id);

@@ -343,3 +343,44 @@ def test_database_moved_away_stops_writes_with_an_error(tmp, llm):
     # The moved database keeps every committed row.
     assert sql("sqlite:///" + path + ".moved", "PRAGMA integrity_check") == [("ok",)]
     assert sql("sqlite:///" + path + ".moved", "SELECT count(*) FROM attempts")[0][0] >= 1
+
+
+def test_writes_from_ctl_go_through_the_running_supervisor(tmp, llm):
+    from supervisor_helpers import make_plan
+    url = new_db(tmp, runs=1, phases=1)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sql(url, "SELECT state FROM phases") == [("COMPLETE",)],
+                 what="the first run to complete")
+        os.mkdir(os.path.join(str(tmp), "more"))
+        plan = make_plan(os.path.join(str(tmp), "more", "plan.json"), 1, 1, 2)
+        # The plan's run id is taken; rename it so the import is new.
+        with open(plan) as f:
+            doc = json.load(f)
+        doc["runs"][0]["run_id"] = "late-run"
+        with open(plan, "w") as f:
+            json.dump(doc, f)
+        r = ctl("--db", url, "run", "import", plan)
+        assert r.rc == 0, r
+        assert "written by the supervisor (pid %d)" % sup.proc.pid in r.out
+        r = ctl("--db", url, "seed", "telemetry-run", "--workspace",
+                os.path.join(str(tmp), "seed-ws"))
+        assert r.rc == 0, r
+        # The new phases are drained without a restart.
+        wait_for(lambda: sql(url, "SELECT count(*) FROM phases WHERE run_id = 'late-run'"
+                             " AND state = 'COMPLETE'") == [(2,)], 60, what="late run drained")
+        assert sql(url, "SELECT count(*) FROM phases WHERE run_id = 'telemetry-collection-v4'")\
+            == [(10,)]
+        # A bad plan is refused by the supervisor, with its path, and nothing is written.
+        bad = os.path.join(str(tmp), "bad.json")
+        with open(bad, "w") as f:
+            f.write('{"runs": [{"run_id": 5}]}')
+        r = ctl("--db", url, "run", "import", bad)
+        assert r.rc != 0 and "runs[0]" in r.err, r
+        cmds = [c for (c,) in sql(url, "SELECT command FROM control_log ORDER BY id")]
+        assert cmds == ["run import", "seed telemetry-run", "run import"]
+    finally:
+        sup.signal(signal.SIGTERM)
+        sup.signal(signal.SIGTERM)
+        sup.wait()

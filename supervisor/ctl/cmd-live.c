@@ -5,6 +5,7 @@
 #include "supervisor/ctl/cmd.h"
 #include "supervisor/ctl/client.h"
 #include "common/dburl.h"
+#include "common/store_lock.h"
 #include "common/store_meta.h"
 #include "common/util.h"
 
@@ -185,6 +186,54 @@ static void show_done(json_t *b, FILE *out)
 
 	fprintf(out, "ok %s\n", s != NULL ? s : "");
 	free(s);
+}
+
+static void show_import(json_t *b, FILE *out)
+{
+	char *runs = json_dumps(json_object_get(b, "runs"), JSON_COMPACT);
+
+	fprintf(out, "written by the supervisor (pid %lld), the database's only writer: runs %s,"
+	    " %lld tier(s), %lld phase(s), all QUEUED and now eligible\n", jint(b, "supervisor_pid"),
+	    runs != NULL ? runs : "[]", jint(b, "tiers"), jint(b, "phases"));
+	free(runs);
+}
+
+int cmd_live_forward(struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs,
+    bool *forwarded)
+{
+	struct store st = { 0 };
+	struct store_err err;
+	char *path, *url, *sock = NULL;
+	pid_t holder = 0;
+	int64_t pid = 0;
+	int fd, rc;
+
+	*forwarded = false;
+	if (cmd_db_resolve(ctx, &path, &url) != 0) {
+		free(path);
+		free(url);
+		return 0;
+	}
+	fd = store_lock_acquire(path, &holder);
+	if (fd >= 0)
+		store_lock_release(fd);
+	if (fd >= 0 || holder <= 0 || store_open(&st, path, url, STORE_READ, &err) != 0) {
+		free(path);
+		free(url);
+		return 0;
+	}
+	free(path);
+	free(url);
+	rc = store_meta_supervisor(&st, &pid, &sock, &err);
+	store_close(&st);
+	if (rc != 0 || pid != holder || sock == NULL) {
+		free(sock);
+		return 0;
+	}
+	*forwarded = true;
+	rc = live_call(ctx, sock, cmd, args, nargs, show_import);
+	free(sock);
+	return rc;
 }
 
 /* Parse the options shared by live commands; collect flags to forward in args. */

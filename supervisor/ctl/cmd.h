@@ -98,6 +98,12 @@ void cmd_close_write(struct store *st, int lock_fd);
 /* Take the database lock for an offline write; 0 or an exit code. */
 int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd);
 
+/* If an autopack-supervisor holds the database, send it `cmd` with `args` (the write goes
+ * through the database's only writer) and print its answer; *forwarded says whether it
+ * did. Returns the exit code when forwarded, else 0. */
+int cmd_live_forward(struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs,
+    bool *forwarded);
+
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);
 /* Print `j` (stolen) as indented JSON on stdout. */
