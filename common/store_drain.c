@@ -777,3 +777,43 @@ int store_drain_active_coefs(struct store_drain *d, uint64_t *version,
 	json_decref(arr);
 	return 0;
 }
+
+int store_drain_phase_move(struct store_drain *d, const char *run_id, const char *phase_id,
+    const char *from, const char *to, struct store_err *err)
+{
+	sqlite3_stmt *s;
+	char *state = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(d->st->db, "SELECT state FROM phases WHERE run_id = ?1 AND"
+	    " phase_id = ?2", -1, &s, NULL) != SQLITE_OK)
+		return drain_fail(d, err, "phase state");
+	bind_text(s, 1, run_id);
+	bind_text(s, 2, phase_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		state = col_dup(s, 0);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return drain_fail(d, err, "phase state");
+	if (state == NULL) {
+		snprintf(err->text, sizeof err->text, "no phase %s in run %s", phase_id, run_id);
+		return STORE_EINVAL;
+	}
+	{
+		char *list = xasprintf(",%s,", from), *key = xasprintf(",%s,", state);
+		bool ok = strstr(list, key) != NULL;
+
+		free(list);
+		free(key);
+		if (!ok) {
+			snprintf(err->text, sizeof err->text, "phase %s/%s is %s, not %s", run_id,
+			    phase_id, state, from);
+			free(state);
+			return STORE_EINVAL;
+		}
+	}
+	free(state);
+	return drain_run(d, "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ')"
+	    " WHERE run_id = ?1 AND phase_id = ?2", run_id, phase_id, to, err);
+}

@@ -94,6 +94,12 @@ int store_drain_set_supervisor(struct store_drain *d, int64_t pid, const char *s
 int store_drain_phase_counts(struct store_drain *d, const char *const *names, int64_t *counts,
     int n, struct store_err *err);
 
+/* Move phase (run, phase) from one of the states in `from` (comma-separated, e.g.
+ * "FAILED,SKIPPED") to `to`. STORE_EINVAL names the phase's actual state when it is not in
+ * `from`, or says it does not exist. */
+int store_drain_phase_move(struct store_drain *d, const char *run_id, const char *phase_id,
+    const char *from, const char *to, struct store_err *err);
+
 /* Set PRAGMA synchronous to FULL or NORMAL. */
 int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_err *err);
 

@@ -40,6 +40,8 @@ int cmd_resume(struct sup *, struct ctl_conn *, const struct proto_request *, st
 int cmd_scale(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_run_import(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_seed(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_retry(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_cancel(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_stop(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 
 #endif

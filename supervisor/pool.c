@@ -383,6 +383,17 @@ void pool_scale(struct sup *s, int target, bool force)
 	}
 }
 
+void pool_cancel(struct worker *w)
+{
+	struct proto_msg m = { .type = PROTO_CANCEL };
+
+	m.u.cancel.attempt_id = w->attempt_id;
+	w->end_outcome = "cancelled";
+	worker_send(w, &m);
+	worker_kill(w, SIGTERM);
+	uv_timer_start(&w->phase_timer, worker_phase_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
+}
+
 void pool_kill_all(struct sup *s, int sig)
 {
 	struct worker *w;

@@ -238,6 +238,8 @@ const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcom
 		return "COMPLETE";
 	if (strcmp(outcome, "dry_run") == 0)
 		return NULL;
+	if (strcmp(outcome, "cancelled") == 0)
+		return "SKIPPED";
 	/* Stopping the supervisor is not the phase's fault: it goes back to the queue. */
 	if (strcmp(outcome, "supervisor_stopped") == 0)
 		return "QUEUED";

@@ -220,6 +220,7 @@ struct sup {
 void pool_init(struct sup *s);
 void pool_scale(struct sup *s, int target, bool force);
 void pool_kill_all(struct sup *s, int sig);
+void pool_cancel(struct worker *w);
 struct worker *pool_find(struct sup *s, int id);
 int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t attempt_id,
     int64_t attempt_number);

@@ -116,6 +116,16 @@ class Supervisor:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def stop_now(self, timeout=60):
+        """Two SIGTERMs, the second once the first was handled: a fast stop."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            wait_for(lambda: "stopping" in self.stderr() or self.proc.poll() is not None,
+                     30, what="the first SIGTERM handled")
+            if self.proc.poll() is None:
+                self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
     def stderr(self):
         with open(self.err_path) as f:
             return f.read()

@@ -381,6 +381,63 @@ def test_writes_from_ctl_go_through_the_running_supervisor(tmp, llm):
         cmds = [c for (c,) in sql(url, "SELECT command FROM control_log ORDER BY id")]
         assert cmds == ["run import", "seed telemetry-run", "run import"]
     finally:
-        sup.signal(signal.SIGTERM)
-        sup.signal(signal.SIGTERM)
-        sup.wait()
+        sup.stop_now()
+
+
+def test_retry_cancel_and_watch(tmp, llm):
+    url = new_db(tmp, runs=2, phases=2, check="sleep 30")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--max-attempts-per-phase", 1)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sup.status()["queue"]["in_flight"] == 1, what="one in flight")
+        [w] = [w for w in sup.status()["pool"]["workers"] if w["state"] == "busy"]
+        run, phase = w["run_id"], w["phase_id"]
+        r = sup.ctl("cancel", run, phase)
+        assert r.rc == 0, r
+        wait_for(lambda: sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = ?",
+                             run, phase) == [("SKIPPED",)], what="cancelled phase SKIPPED")
+        assert sql(url, "SELECT outcome FROM attempts WHERE run_id = ? AND phase_id = ?",
+                   run, phase) == [("cancelled",)]
+        # Cancel a queued phase of the other run, then bring it back.
+        other = "run-001" if run == "run-000" else "run-000"
+        assert sup.ctl("cancel", other, "p0-1").rc == 0
+        assert sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = 'p0-1'",
+                   other) == [("SKIPPED",)]
+        r = sup.ctl("retry", other, "p0-1")
+        assert r.rc == 0, r
+        assert sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = 'p0-1'",
+                   other) == [("QUEUED",)]
+        r = sup.ctl("retry", other, "p0-1")
+        assert r.rc != 0 and "is QUEUED" in r.err
+        r = sup.ctl("retry", "nope", "nope")
+        assert r.rc != 0 and "no phase nope" in r.err
+        r = sup.ctl("watch", "--count", "2", "--interval", "0.2")
+        assert r.rc == 0 and len(r.out.splitlines()) == 2 and "workers 1/1" in r.out, r
+    finally:
+        sup.stop_now()
+    cmds = [c for (c,) in sql(url, "SELECT command FROM control_log ORDER BY id")]
+    assert cmds == ["cancel", "cancel", "retry", "retry", "retry"]
+
+
+def test_first_signal_lets_in_flight_finish_second_stops_now(tmp, llm):
+    url = new_db(tmp, runs=3, phases=3, check="sleep 1")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    sup.wait_ready()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] == 2, what="2 in flight")
+    sup.signal(signal.SIGINT)
+    assert sup.wait(timeout=60) == 0
+    # The two attempts in flight finished; nothing else started.
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 2)]
+    assert sql(url, "SELECT stop_reason FROM drain_sessions") == [("received Interrupt",)]
+
+    url2 = new_db(os.path.join(str(tmp), "second") if os.mkdir(
+        os.path.join(str(tmp), "second")) is None else None, runs=2, phases=1,
+        check="sleep 60")
+    sup = llm_supervisor(tmp, url2, llm, "--workers", 2, name="second")
+    sup.wait_ready()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] == 2, what="2 in flight")
+    t0 = time.time()
+    assert sup.stop_now() == 0
+    assert time.time() - t0 < 20
+    assert sql(url2, "SELECT DISTINCT outcome FROM attempts") == [("supervisor_stopped",)]
+    assert sql(url2, "SELECT DISTINCT state FROM phases") == [("QUEUED",)]

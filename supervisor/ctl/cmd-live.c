@@ -10,6 +10,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,8 +63,8 @@ static int live_target(struct cmd_ctx *ctx, const char *control, char **sock, ch
 
 /* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
  * successful body as text. */
-static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
-    size_t nargs, void (*show)(json_t *body, FILE *out))
+static int live_call_as(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
+    size_t nargs, void (*show)(json_t *body, FILE *out), bool quiet)
 {
 	struct proto_request req = { .id = 1 };
 	struct ctl_client c;
@@ -105,13 +106,27 @@ static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, 
 		json_object_set_new(body, "db_uuid", json_string(m.u.reply.db_uuid));
 		cmd_json_print(body);
 	} else {
-		printf("supervisor of %s (uuid %s)\n", m.u.reply.db_url, m.u.reply.db_uuid);
+		if (!quiet)
+			printf("supervisor of %s (uuid %s)\n", m.u.reply.db_url, m.u.reply.db_uuid);
 		if (show != NULL)
 			show(body, stdout);
 		json_decref(body);
 	}
 	proto_msg_free(&m);
 	return CMD_EXIT_OK;
+}
+
+static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
+    size_t nargs, void (*show)(json_t *body, FILE *out))
+{
+	return live_call_as(ctx, control, cmd, args, nargs, show, false);
+}
+
+/* A status request whose reply is shown without the header line. */
+static int live_call_quiet(struct cmd_ctx *ctx, const char *control,
+    void (*show)(json_t *body, FILE *out))
+{
+	return live_call_as(ctx, control, "status", NULL, 0, show, true);
 }
 
 /* Integer member of a JSON object, 0 when absent. */
@@ -312,6 +327,86 @@ static int exec_scale(struct cmd_ctx *c, int argc, char **argv)
 	return live_exec(c, argc, argv, "scale", 1, show_done);
 }
 
+static int exec_retry(struct cmd_ctx *c, int argc, char **argv)
+{
+	return live_exec(c, argc, argv, "retry", 2, show_done);
+}
+
+static int exec_cancel(struct cmd_ctx *c, int argc, char **argv)
+{
+	return live_exec(c, argc, argv, "cancel", 2, show_done);
+}
+
+/* One progress line from a status body. */
+static void show_progress(json_t *b, FILE *out)
+{
+	json_t *ph = json_object_get(b, "phases"), *n = json_object_get(b, "counters");
+	json_t *q = json_object_get(b, "queue"), *pool = json_object_get(b, "pool");
+	char ts[32];
+
+	time_iso8601(clock_wall_ms(), ts);
+	fprintf(out, "%.19s %-9s workers %lld/%lld  queued %lld  in flight %lld  complete %lld"
+	    "  failed %lld  events %lld  rejected %lld\n", ts, jstr(b, "state"),
+	    jint(pool, "live"), jint(pool, "target"), jint(q, "phases_queued"),
+	    jint(q, "in_flight"), jint(ph, "COMPLETE"), jint(ph, "FAILED"),
+	    jint(n, "events_committed"), jint(n, "rejected_wrong_uuid") + jint(n, "rejected_stale"));
+	fflush(out);
+}
+
+/* watch: a progress line every interval until the supervisor exits. */
+static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CMD_OPTS_COMMON,
+		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "interval", required_argument, NULL, OPT_TIMEOUT },
+		{ "count", required_argument, NULL, OPT_NOW },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *control = NULL;
+	long interval_ms = 1000, count = 0, i;
+	int o, exit_code = 0, rc;
+
+	while ((o = cmd_getopt(ctx, argc, argv, opts, &exit_code)) != -1) {
+		char *end;
+		double v;
+
+		switch (o) {
+		case CMD_OPT_DONE:
+			return exit_code;
+		case OPT_CONTROL:
+			control = optarg;
+			break;
+		case OPT_TIMEOUT:
+			v = strtod(optarg, &end);
+			if (*end != '\0' || v < 0.1 || v > 3600)
+				return cmd_usage_error(ctx, "--interval: \"%s\" is not a number of"
+				    " seconds from 0.1 to 3600", optarg);
+			interval_ms = (long)(v * 1000);
+			break;
+		case OPT_NOW:
+			count = strtol(optarg, &end, 10);
+			if (*end != '\0' || count < 1)
+				return cmd_usage_error(ctx, "--count: \"%s\" is not a positive number",
+				    optarg);
+			break;
+		default:
+			return cmd_usage_error(ctx, "unexpected option");
+		}
+	}
+	if (optind != argc)
+		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+	ctx->json = false;
+	for (i = 0; count == 0 || i < count; i++) {
+		if (i > 0)
+			poll(NULL, 0, (int)interval_ms);
+		rc = live_call_quiet(ctx, control, show_progress);
+		if (rc != 0)
+			return i > 0 ? CMD_EXIT_OK : rc;
+	}
+	return CMD_EXIT_OK;
+}
+
 static int exec_stop(struct cmd_ctx *c, int argc, char **argv)
 {
 	return live_exec(c, argc, argv, "stop", 0, show_done);
@@ -353,6 +448,22 @@ const struct cmd_entry cmd_scale_entry = {
 	"Grow or shrink the pool to N workers. Shrinking retires idle workers first; busy\n"
 	"ones finish their phase, unless --force stops them (their phases are requeued).\n"
 	"Recorded in control_log.\n" LIVE_HELP_TAIL, exec_scale,
+};
+const struct cmd_entry cmd_retry_entry = {
+	"retry", "RUN PHASE [--control PATH]", "queue a FAILED or SKIPPED phase again",
+	"Put a FAILED or SKIPPED phase back in the queue of the running supervisor; it is\n"
+	"drained in its run's order. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_retry,
+};
+const struct cmd_entry cmd_cancel_entry = {
+	"cancel", "RUN PHASE [--control PATH]", "cancel a phase: SKIPPED, stopping it if running",
+	"Mark a queued or failed phase SKIPPED; a running one is stopped (its attempt ends as\n"
+	"cancelled) and then SKIPPED. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_cancel,
+};
+const struct cmd_entry cmd_watch_entry = {
+	"watch", "[--interval S] [--count N] [--control PATH]", "print live progress",
+	"Print one progress line (state, workers, queue, phases done and failed, events,\n"
+	"rejections) every --interval seconds (default 1) until the supervisor exits or N\n"
+	"lines are printed.\n" LIVE_HELP_TAIL, exec_watch,
 };
 const struct cmd_entry cmd_stop_entry = {
 	"stop", "[--timeout S | --now] [--control PATH]", "stop the supervisor",

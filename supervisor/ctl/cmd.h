@@ -54,6 +54,9 @@ extern const struct cmd_entry cmd_resume_entry;
 extern const struct cmd_entry cmd_scale_entry;
 extern const struct cmd_entry cmd_stop_entry;
 extern const struct cmd_entry cmd_metrics_entry;
+extern const struct cmd_entry cmd_retry_entry;
+extern const struct cmd_entry cmd_cancel_entry;
+extern const struct cmd_entry cmd_watch_entry;
 
 /* Options every command accepts: --db URL, --json, --help. */
 #define CMD_OPTS_COMMON                                    \

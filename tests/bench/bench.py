@@ -101,9 +101,7 @@ def bench_requeue(rows):
             con.close()
             t_req = time.time()
             samples.append((t_req - t_kill) * 1000)
-        sup.signal(signal.SIGTERM)
-        sup.signal(signal.SIGTERM)
-        sup.wait()
+        sup.stop_now()
     samples.sort()
     rows.append(("worker SIGKILL → attempt closed and phase requeued (5 kills)",
                  "median %.1f ms" % samples[len(samples) // 2],
