@@ -10,7 +10,7 @@
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_ATT_INSERT, S_ATT_PHASE, S_PHASE_EXEC, S_PHASE_FENCE,
-	S_EV_KEY, S_EV_USAGE, S_EV_EST, S_ATT_EVENTS,
+	S_EV_KEY, S_EV_USAGE, S_EV_EST,
 	S_ATT_GET, S_ATT_END, S_PHASE_SET,
 	S_RESULT_ROW, S_CTL_LOG, S_META_SUP,
 	S_JOB,
@@ -51,8 +51,6 @@ static const char *const drain_sql[S_COUNT] = {
 	    " sot_file_name, sot_entry_count_hint, attempt_id, seq, estimator_version)"
 	    " VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15,"
 	    " ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
-	[S_ATT_EVENTS] =
-	    "UPDATE attempts SET events_committed = events_committed + 1 WHERE attempt_id = ?1",
 	[S_ATT_GET] =
 	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL, p.current_attempt_id"
 	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
@@ -60,7 +58,9 @@ static const char *const drain_sql[S_COUNT] = {
 	[S_ATT_END] =
 	    "UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"
 	    " fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"
-	    " duration_ms = ?9 WHERE attempt_id = ?1",
+	    " duration_ms = ?9,"
+	    " events_committed = (SELECT count(*) FROM events WHERE attempt_id = ?1)"
+	    " WHERE attempt_id = ?1",
 	[S_PHASE_SET] =
 	    "UPDATE phases SET state = ?3, updated_at = ?4,"
 	    " last_failure_reason = CASE WHEN ?3 = 'COMPLETE' THEN last_failure_reason"
@@ -515,11 +515,7 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 		rc = event_usage(d, run_id, phase_id, ev, now, err);
 	else if (ev->kind == PROTO_EV_TOKEN_ESTIMATION)
 		rc = event_estimation(d, run_id, phase_id, ev, now, err);
-	if (rc != 0)
-		return rc;
-	s = drain_stmt(d, S_ATT_EVENTS);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
-	return drain_exec(d, S_ATT_EVENTS, s, err);
+	return rc;
 }
 
 int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct drain_close *c,
