@@ -229,19 +229,24 @@ int cmd_live_forward(struct cmd_ctx *ctx, const char *cmd, char **args, size_t n
 		free(url);
 		return 0;
 	}
-	fd = store_lock_acquire(path, &holder);
-	if (fd >= 0)
-		store_lock_release(fd);
-	if (fd >= 0 || holder <= 0 || store_open(&st, path, url, STORE_READ, &err) != 0) {
+	/* Only an autopack database whose meta names a live supervisor is a candidate;
+	 * anything else is left to the offline path, which reports it. */
+	rc = store_open(&st, path, url, STORE_READ, &err);
+	free(url);
+	if (rc == 0) {
+		rc = store_meta_supervisor(&st, &pid, &sock, &err);
+		store_close(&st);
+	}
+	if (rc != 0 || pid <= 0 || sock == NULL || kill((pid_t)pid, 0) != 0) {
 		free(path);
-		free(url);
+		free(sock);
 		return 0;
 	}
+	fd = store_lock_acquire(path, &holder);
 	free(path);
-	free(url);
-	rc = store_meta_supervisor(&st, &pid, &sock, &err);
-	store_close(&st);
-	if (rc != 0 || pid != holder || sock == NULL) {
+	if (fd >= 0)
+		store_lock_release(fd);
+	if (fd >= 0 || holder != (pid_t)pid) {
 		free(sock);
 		return 0;
 	}
