@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CRASH_LOOP_LIMIT 10     /* consecutive failed workers before giving up */
+#define CRASH_LOOP_LIMIT 5      /* consecutive failed workers before giving up */
 #define RESPAWN_MAX_MS 10000
 
 static void pool_spawn(struct sup *s);

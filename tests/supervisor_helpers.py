@@ -70,10 +70,10 @@ def sql(url, query, *args):
 class Supervisor:
     """A running autopack-supervisor; output goes to files in its directory."""
 
-    def __init__(self, tmp, url, *args, env=None, name="sup"):
+    def __init__(self, tmp, url, *args, env=None, name="sup", control=None):
         self.tmp = str(tmp)
         self.url = url
-        self.control = os.path.join(self.tmp, name + ".sock")
+        self.control = control or os.path.join(self.tmp, name + ".sock")
         self.out_path = os.path.join(self.tmp, name + ".out")
         self.err_path = os.path.join(self.tmp, name + ".err")
         full_env = dict(os.environ)

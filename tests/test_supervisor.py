@@ -441,3 +441,74 @@ def test_first_signal_lets_in_flight_finish_second_stops_now(tmp, llm):
     assert time.time() - t0 < 20
     assert sql(url2, "SELECT DISTINCT outcome FROM attempts") == [("supervisor_stopped",)]
     assert sql(url2, "SELECT DISTINCT state FROM phases") == [("QUEUED",)]
+
+
+def test_silent_worker_is_killed_at_the_heartbeat_deadline(tmp):
+    from conftest import ROOT
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 1, "--heartbeat-timeout-seconds", 1,
+                     "--max-attempts-per-phase", 1, "--exit-when-drained",
+                     "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
+                     env={"ROGUE_MODE": "silent"})
+    assert sup.wait(timeout=60) == 0, sup.stderr()
+    assert sql(url, "SELECT outcome, failure_reason FROM attempts") == \
+        [("heartbeat_lost", "HEARTBEAT_LOST")]
+    assert sql(url, "SELECT state FROM phases") == [("FAILED",)]
+    assert "no frame for 1s" in sup.stderr()
+
+
+def test_crash_loop_stops_respawning_and_shows_in_status(tmp):
+    from conftest import ROOT
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 2,
+                     "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
+                     env={"ROGUE_MODE": "exit"})
+    try:
+        sup.wait_ready()
+        st = wait_for(lambda: (lambda s: s if s["pool"]["crash_loop"] else None)(
+            sup.status()), 30, what="crash loop")
+        assert st["pool"]["live"] == 0
+        assert "crash loop" in sup.stderr()
+        r = sup.ctl("status")
+        assert "CRASH LOOP" in r.out
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another uid")
+def test_control_peer_of_another_uid_is_refused(tmp):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    url = new_db(tmp, runs=1)
+    open_dir = tempfile.mkdtemp(dir="/tmp")
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run",
+                     control=os.path.join(open_dir, "ctl.sock"))
+    try:
+        sup.wait_ready()
+        st = os.stat(sup.control)
+        assert st.st_mode & 0o777 == 0o600
+        # Open the way on purpose, so that only the credential check stands.
+        os.chmod(open_dir, 0o755)
+        os.chmod(sup.control, 0o666)
+        child = subprocess.run([sys.executable, "-c", """
+import os, socket, struct, sys
+import msgpack
+os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+body = msgpack.packb({"v": 1, "t": "request", "id": 1, "cmd": "status", "args": []})
+try:
+    s.sendall(struct.pack(">I", len(body)) + body)
+    print("closed" if s.recv(100) == b"" else "answered")
+except (BrokenPipeError, ConnectionResetError):
+    print("closed")
+""", sup.control], capture_output=True, text=True, timeout=30)
+        assert child.stdout.strip() == "closed", child
+        assert "has uid 65534" in sup.stderr()
+        assert sup.status()["db_uuid"]
+    finally:
+        sup.signal(signal.SIGTERM)
+        sup.wait()
+        shutil.rmtree(open_dir, ignore_errors=True)
