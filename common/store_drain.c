@@ -148,6 +148,27 @@ static int drain_exec(struct store_drain *d, int i, sqlite3_stmt *s, struct stor
 	return 0;
 }
 
+/* Step statement `s` that selects one phase row; STORE_EINVAL when there is no such phase,
+ * STORE_EIO on an SQLite error (the statement is then reset). */
+static int phase_row(struct store_drain *d, sqlite3_stmt *s, const char *run_id,
+    const char *phase_id, const char *what, struct store_err *err)
+{
+	int rc;
+
+	bind_text(s, 1, run_id);
+	bind_text(s, 2, phase_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE) {
+		snprintf(err->text, sizeof err->text, "phase %s/%s: no such phase", run_id,
+		    phase_id);
+		return STORE_EINVAL;
+	}
+	return drain_fail(d, err, what);
+}
+
 /* Copy a column as a heap string, or NULL. */
 static char *col_dup(sqlite3_stmt *s, int i)
 {
@@ -284,18 +305,8 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	int64_t made;
 	int rc;
 
-	bind_text(s, 1, run_id);
-	bind_text(s, 2, phase_id);
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(s);
-		if (rc == SQLITE_DONE) {
-			snprintf(err->text, sizeof err->text, "phase %s/%s: no such phase", run_id,
-			    phase_id);
-			return STORE_EINVAL;
-		}
-		return drain_fail(d, err, "attempt phase");
-	}
+	if ((rc = phase_row(d, s, run_id, phase_id, "attempt phase", err)) != 0)
+		return rc;
 	state = col_dup(s, 0);
 	made = sqlite3_column_int64(s, 1);
 	sqlite3_reset(s);
@@ -357,18 +368,8 @@ int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *
 	json_t *js = NULL;
 	int rc;
 
-	bind_text(s, 1, run_id);
-	bind_text(s, 2, phase_id);
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(s);
-		if (rc == SQLITE_DONE) {
-			snprintf(err->text, sizeof err->text, "phase %s/%s: no such phase", run_id,
-			    phase_id);
-			return STORE_EINVAL;
-		}
-		return drain_fail(d, err, "job");
-	}
+	if ((rc = phase_row(d, s, run_id, phase_id, "job", err)) != 0)
+		return rc;
 	job->run_id = xstrdup(run_id);
 	job->phase_id = xstrdup(phase_id);
 	p->name = col_dup(s, 0);

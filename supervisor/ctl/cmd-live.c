@@ -302,44 +302,34 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 	return live_call(ctx, control, cmd, args, n, show);
 }
 
-static int exec_status(struct cmd_ctx *c, int argc, char **argv)
-{
-	return live_exec(c, argc, argv, "status", 0, show_status);
-}
+/* The live commands that are one request and one reply: name, positional arguments, and
+ * how a reply is shown. */
+static const struct live_cmd {
+	const char *name;
+	int npos;
+	void (*show)(json_t *, FILE *);
+} live_cmds[] = {
+	{ "status", 0, show_status },
+	{ "workers", 0, show_workers_body },
+	{ "metrics", 0, show_metrics },
+	{ "pause", 0, show_done },
+	{ "resume", 0, show_done },
+	{ "scale", 1, show_done },
+	{ "stop", 0, show_done },
+	{ "retry", 2, show_done },
+	{ "cancel", 2, show_done },
+};
 
-static int exec_workers(struct cmd_ctx *c, int argc, char **argv)
+/* Run the live command this entry names. */
+static int exec_live(struct cmd_ctx *ctx, int argc, char **argv)
 {
-	return live_exec(c, argc, argv, "workers", 0, show_workers_body);
-}
+	size_t i;
 
-static int exec_metrics(struct cmd_ctx *c, int argc, char **argv)
-{
-	return live_exec(c, argc, argv, "metrics", 0, show_metrics);
-}
-
-static int exec_pause(struct cmd_ctx *c, int argc, char **argv)
-{
-	return live_exec(c, argc, argv, "pause", 0, show_done);
-}
-
-static int exec_resume(struct cmd_ctx *c, int argc, char **argv)
-{
-	return live_exec(c, argc, argv, "resume", 0, show_done);
-}
-
-static int exec_scale(struct cmd_ctx *c, int argc, char **argv)
-{
-	return live_exec(c, argc, argv, "scale", 1, show_done);
-}
-
-static int exec_retry(struct cmd_ctx *c, int argc, char **argv)
-{
-	return live_exec(c, argc, argv, "retry", 2, show_done);
-}
-
-static int exec_cancel(struct cmd_ctx *c, int argc, char **argv)
-{
-	return live_exec(c, argc, argv, "cancel", 2, show_done);
+	for (i = 0; i < ARRAY_SIZE(live_cmds); i++)
+		if (strcmp(live_cmds[i].name, ctx->entry->name) == 0)
+			return live_exec(ctx, argc, argv, live_cmds[i].name, live_cmds[i].npos,
+			    live_cmds[i].show);
+	return cmd_usage_error(ctx, "not a live command");
 }
 
 /* One progress line from a status body. */
@@ -412,11 +402,6 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 	return CMD_EXIT_OK;
 }
 
-static int exec_stop(struct cmd_ctx *c, int argc, char **argv)
-{
-	return live_exec(c, argc, argv, "stop", 0, show_done);
-}
-
 #define LIVE_HELP_TAIL \
 	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL),\n" \
 	"which records its control socket, or from --control PATH. With a database named,\n" \
@@ -426,43 +411,43 @@ const struct cmd_entry cmd_status_entry = {
 	"status", "[--json] [--control PATH]", "show a running supervisor's state",
 	"Show the database it holds, durability and group-commit settings, workers (pid,\n"
 	"state, attempt, age, RSS, jobs), phases by state, the queue, event and rejection\n"
-	"counters.\n" LIVE_HELP_TAIL, exec_status,
+	"counters.\n" LIVE_HELP_TAIL, exec_live,
 };
 const struct cmd_entry cmd_workers_entry = {
 	"workers", "[--json] [--control PATH]", "list a running supervisor's workers",
 	"List the worker processes with their state and current attempt.\n" LIVE_HELP_TAIL,
-	exec_workers,
+	exec_live,
 };
 const struct cmd_entry cmd_metrics_entry = {
 	"metrics", "[--control PATH]", "print counters in Prometheus text format",
 	"Print the supervisor's counters and gauges in Prometheus text format.\n" LIVE_HELP_TAIL,
-	exec_metrics,
+	exec_live,
 };
 const struct cmd_entry cmd_pause_entry = {
 	"pause", "[--control PATH]", "stop dispatching new phases",
 	"Stop dispatching; attempts in flight finish. Recorded in control_log.\n" LIVE_HELP_TAIL,
-	exec_pause,
+	exec_live,
 };
 const struct cmd_entry cmd_resume_entry = {
 	"resume", "[--control PATH]", "resume dispatching",
 	"Resume dispatching after pause. Recorded in control_log.\n" LIVE_HELP_TAIL,
-	exec_resume,
+	exec_live,
 };
 const struct cmd_entry cmd_scale_entry = {
 	"scale", "N [--force] [--control PATH]", "change the number of workers",
 	"Grow or shrink the pool to N workers. Shrinking retires idle workers first; busy\n"
 	"ones finish their phase, unless --force stops them (their phases are requeued).\n"
-	"Recorded in control_log.\n" LIVE_HELP_TAIL, exec_scale,
+	"Recorded in control_log.\n" LIVE_HELP_TAIL, exec_live,
 };
 const struct cmd_entry cmd_retry_entry = {
 	"retry", "RUN PHASE [--control PATH]", "queue a FAILED or SKIPPED phase again",
 	"Put a FAILED or SKIPPED phase back in the queue of the running supervisor; it is\n"
-	"drained in its run's order. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_retry,
+	"drained in its run's order. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_live,
 };
 const struct cmd_entry cmd_cancel_entry = {
 	"cancel", "RUN PHASE [--control PATH]", "cancel a phase: SKIPPED, stopping it if running",
 	"Mark a queued or failed phase SKIPPED; a running one is stopped (its attempt ends as\n"
-	"cancelled) and then SKIPPED. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_cancel,
+	"cancelled) and then SKIPPED. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_live,
 };
 const struct cmd_entry cmd_watch_entry = {
 	"watch", "[--interval S] [--count N] [--control PATH]", "print live progress",
@@ -474,5 +459,5 @@ const struct cmd_entry cmd_stop_entry = {
 	"stop", "[--timeout S | --now] [--control PATH]", "stop the supervisor",
 	"Stop dispatching and exit once attempts in flight finish; with --timeout S, kill\n"
 	"what is still running after S seconds; with --now, kill workers at once and requeue\n"
-	"their phases. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_stop,
+	"their phases. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_live,
 };
