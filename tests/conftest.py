@@ -9,6 +9,8 @@ BIN = os.environ.get("AUTOPACK_BIN") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "build", "rel", "bin"))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 DATA = os.path.join(ROOT, "tests", "data")
+# Unit tests that start tests/llm_standin.py find the source tree here.
+os.environ.setdefault("AUTOPACK_SRCDIR", ROOT)
 
 # Leaks are reported by LeakSanitizer in sanitizer builds; abort on the first report.
 os.environ.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
