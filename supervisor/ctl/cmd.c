@@ -8,5 +8,9 @@ const struct cmd_entry *const cmd_table[] = {
 	&cmd_db_migrate_entry,
 	&cmd_seed_telemetry_run_entry,
 	&cmd_run_import_entry,
+	&cmd_telemetry_report_entry,
+	&cmd_telemetry_import_entry,
+	&cmd_telemetry_export_entry,
+	&cmd_calibrate_entry,
 };
 const size_t cmd_table_size = ARRAY_SIZE(cmd_table);

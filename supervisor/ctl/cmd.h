@@ -47,6 +47,10 @@ extern const struct cmd_entry cmd_db_check_entry;
 extern const struct cmd_entry cmd_db_migrate_entry;
 extern const struct cmd_entry cmd_seed_telemetry_run_entry;
 extern const struct cmd_entry cmd_run_import_entry;
+extern const struct cmd_entry cmd_telemetry_report_entry;
+extern const struct cmd_entry cmd_telemetry_import_entry;
+extern const struct cmd_entry cmd_telemetry_export_entry;
+extern const struct cmd_entry cmd_calibrate_entry;
 
 /* Options every command accepts: --db URL, --json, --help. */
 #define CMD_OPTS_COMMON                                    \
