@@ -63,8 +63,10 @@ static int tsv_fail(struct tsv_line *l, int c, const char *fmt, ...)
 	if (c >= 0)
 		snprintf(l->err, l->errlen, "%s:%zu: column %s: %s", l->source, l->lineno,
 		    tsv_names[c], msg);
-	else
+	else if (l->lineno > 0)
 		snprintf(l->err, l->errlen, "%s:%zu: %s", l->source, l->lineno, msg);
+	else
+		snprintf(l->err, l->errlen, "%s: %s", l->source, msg);
 	return -1;
 }
 
@@ -282,8 +284,10 @@ int telem_tsv_parse(const char *text, size_t len, const char *source,
 	}
 	if (rc == 0 && l.lineno == 0)
 		rc = tsv_fail(&l, -1, "empty file; expected a header line");
-	if (rc == 0 && out->n == 0)
+	if (rc == 0 && out->n == 0) {
+		l.lineno = 0;
 		rc = tsv_fail(&l, -1, "no samples after the header");
+	}
 	free(buf);
 	if (rc != 0)
 		telem_samples_free(out);
