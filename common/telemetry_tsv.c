@@ -50,9 +50,8 @@ struct tsv_line {
 };
 
 /* Format "SOURCE:LINE: column NAME: message" into the error buffer; returns -1. */
-static int tsv_fail(struct tsv_line *l, int c, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int tsv_fail(struct tsv_line *l, int c, const char *fmt, ...)
+static int __attribute__((format(printf, 3, 4)))
+tsv_fail(struct tsv_line *l, int c, const char *fmt, ...)
 {
 	char msg[256];
 	va_list ap;

@@ -302,8 +302,15 @@ def test_calibrate_refuses_a_database_without_clean_samples(tmp):
     for mode in ((), ("--evaluate",), ("--apply",)):
         r = ctl("--db", url(db), "calibrate", *mode)
         assert r.rc == 1 and "no clean samples" in r.err, r
-    r = ctl("--db", url(imported_db(tmp, "i.db")), "calibrate", "--min-samples", "50")
+    db = imported_db(tmp, "i.db")
+    r = ctl("--db", url(db), "calibrate", "--min-samples", "50")
     assert r.rc == 1 and "no (category, complexity) group has 50 clean samples" in r.err
+    r = ctl("--db", url(db), "calibrate", "--run-id", "another-run", "--json")
+    assert r.rc == 1 and "for the given --run-id" in r.err
+    assert json.loads(r.out)["error"] == "EINVAL"
+    r, j = calibrate(db, "--run-id", "imported-autopack-v2-telemetry-samples", "--out", "o")
+    assert r.rc == 0 and j["proposal"]["metadata"]["runs"] == \
+        "imported-autopack-v2-telemetry-samples"
 
 
 def test_calibrate_usage_errors_and_help(tmp):
