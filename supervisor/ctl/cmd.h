@@ -57,6 +57,10 @@ extern const struct cmd_entry cmd_metrics_entry;
 extern const struct cmd_entry cmd_retry_entry;
 extern const struct cmd_entry cmd_cancel_entry;
 extern const struct cmd_entry cmd_watch_entry;
+extern const struct cmd_entry cmd_telemetry_report_entry;
+extern const struct cmd_entry cmd_telemetry_import_entry;
+extern const struct cmd_entry cmd_telemetry_export_entry;
+extern const struct cmd_entry cmd_calibrate_entry;
 
 /* Options every command accepts: --db URL, --json, --help. */
 #define CMD_OPTS_COMMON                                    \
