@@ -4,7 +4,8 @@
   2. events committed per second through the supervisor's writer, against a raw SQLite
      batched insert of the same rows (same schema, same durability, same batch size);
   3. time from a worker's SIGKILL to its attempt being closed and the phase requeued;
-  4. supervisor RSS with 64 workers.
+  4. supervisor RSS with 64 workers;
+  5. estimator calibration judged leave-one-out on the real telemetry samples.
 Prints a Markdown table. Figures vary with the machine's load: compare ratios within
 one run."""
 import json
@@ -20,6 +21,7 @@ from datetime import datetime, timezone
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import binpath  # noqa: E402
 from supervisor_helpers import Supervisor, make_plan, wait_for  # noqa: E402
+from bench.calib_bench import bench_calibration  # noqa: E402
 
 
 def iso(ts):
@@ -136,7 +138,7 @@ def bench_rss(rows):
 
 def main():
     rows = []
-    for fn in (bench_throughput, bench_writer, bench_requeue, bench_rss):
+    for fn in (bench_throughput, bench_writer, bench_requeue, bench_rss, bench_calibration):
         fn(rows)
         sys.stderr.write("done: %s\n" % fn.__name__)
     print("| measurement | result | note |")
