@@ -217,53 +217,90 @@ struct sup {
 };
 
 /* pool.c */
+/* Start cfg.workers workers. A worker that cannot be spawned is retried with backoff. */
 void pool_init(struct sup *s);
+/* Grow or shrink the pool to `target`: idle workers retire first, busy ones after their
+ * attempt, or at once (TERM, phase requeued) with `force`. */
 void pool_scale(struct sup *s, int target, bool force);
+/* Signal every worker with `sig`; 0 asks idle workers to shut down and busy ones to
+ * stop after their attempt. */
 void pool_kill_all(struct sup *s, int sig);
+/* Stop a busy worker's attempt, which then ends as `cancelled`. */
 void pool_cancel(struct worker *w);
+/* The live worker with this id, or NULL. */
 struct worker *pool_find(struct sup *s, int id);
+/* Lease (r, p) to idle worker w under `attempt_id` and send it the job. If the job cannot
+ * be built, the attempt is closed as failed and the worker stays idle. */
 int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t attempt_id,
     int64_t attempt_number);
 
 /* sched.c */
+/* Build the run queues from the database's eligible phases. Returns 0 or -1 (logged). */
 int sched_load(struct sup *s);
+/* Ask for a dispatch round in the next loop iteration. */
 void sched_kick(struct sup *s);
+/* Put a phase back at the head of its run's queue (dropped if the run is skipped). */
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p);
+/* End a run's lease: it becomes ready again if it has work. */
 void sched_release(struct sup *s, struct run_q *r);
+/* Drop a run's queue and dispatch nothing more of it in this session. */
 void sched_skip_run(struct sup *s, struct run_q *r);
+/* Reread a run's eligible phases (after an import, retry or cancel). */
 void sched_reload_run(struct sup *s, const char *run_id);
+/* The phase state an attempt's outcome leads to, or NULL to leave it (dry run). */
 const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcome);
+/* Nothing eligible (or the batch is spent), nothing in flight, nothing to commit. */
 bool sched_drained(struct sup *s);
+/* The run with this id, or NULL. */
 struct run_q *sched_run_find(struct sup *s, const char *run_id);
 void sched_free(struct sup *s);
 
 /* policy.c */
+/* The failure-reason bucket of facts §4.2: 0 unknown, 1 collection, 2 deliverable,
+ * 3 patch, 4 other, 5 timeout. */
 int policy_bucket(const char *failure_reason);
+/* Judge one attempt's end (triage, timeouts, zero-yield streak, fingerprints); may stop
+ * the run or the session. */
 void policy_result(struct sup *s, struct run_q *r, const char *outcome, const char *fingerprint,
     int64_t v2_events);
+/* The policy state as a JSON object (heap string), saved with each commit. */
 char *policy_state_json(struct sup *s);
+/* Restore the state saved by a session being resumed. Returns 0 or -1 (logged). */
 int policy_load(struct sup *s, const char *state_json);
+/* Mark loaded runs as the restored state says (sampled, promising, skipped). */
 void policy_apply_runs(struct sup *s);
 void policy_free(struct policy *p);
 bool nameset_has(const struct nameset *ns, const char *name);
 
 /* writer.c */
 void writer_init(struct sup *s);
+/* Queue an event of w's lease for the next commit; takes ownership of ev's contents. */
 void writer_event(struct sup *s, struct worker *w, struct proto_event *ev);
+/* End w's lease: queue the attempt's end (from result r, or from what the supervisor
+ * saw when r is NULL) and judge it by the drain policies. */
 void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
     const char *reason, const char *message, const struct proto_result *r);
+/* Commit everything queued in one transaction, then ack and apply its effects. A failed
+ * commit is rolled back and retried; the queue is kept. */
 void writer_flush(struct sup *s);
 
 /* control.c */
+/* Listen on the control socket. Returns 0 or -1 (logged). */
 int control_listen(struct sup *s);
+/* Stop listening, remove the socket and drop control connections. */
 void control_close(struct sup *s);
 
 /* main.c */
+/* Stop: level 1 lets attempts in flight finish, level 2 kills workers and requeues. */
 void sup_stop(struct sup *s, int level);
+/* Stop, recording the first reason given as the session's stop reason. */
 void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Turn a graceful stop into a fast one after `ms`. */
 void sup_stop_timeout(struct sup *s, uint64_t ms);
+/* Stop when drained (--exit-when-drained); end the loop once a stop has finished. */
 void sup_check_done(struct sup *s);
+/* If the database path no longer names the file opened, stop writing and exit 3. */
 void sup_identity_check(struct sup *s);
 
 #endif
