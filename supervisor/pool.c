@@ -244,7 +244,9 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 		writer_close_attempt(s, w, outcome, NULL, msg, NULL);
 		crashed = crashed || strcmp(outcome, "worker_crashed") == 0;
 	}
-	if (crashed || (w->killed && w->end_outcome != NULL)) {
+	/* A worker that died on its own or hung counts towards a crash loop; one we stopped
+	 * for its phase (deadline, cancel, scale) does not. */
+	if (crashed || (w->end_outcome != NULL && strcmp(w->end_outcome, "heartbeat_lost") == 0)) {
 		s->n.worker_crashes += crashed;
 		if (++s->crash_streak >= CRASH_LOOP_LIMIT && w->jobs_done == 0) {
 			s->crash_loop = true;

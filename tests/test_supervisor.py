@@ -512,3 +512,13 @@ except (BrokenPipeError, ConnectionResetError):
         sup.signal(signal.SIGTERM)
         sup.wait()
         shutil.rmtree(open_dir, ignore_errors=True)
+
+
+def test_phase_timeouts_in_a_row_are_not_a_crash_loop(tmp, llm):
+    url = new_db(tmp, runs=6, phases=1, check="sleep 30")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--exit-when-drained",
+                         "--phase-timeout-seconds", 1, "--max-attempts-per-phase", 1,
+                         "--max-fingerprint-repeats", 100)
+    assert sup.wait(timeout=120) == 0, sup.stderr()
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("timeout", 6)]
+    assert "crash loop" not in sup.stderr()
