@@ -15,6 +15,19 @@ from conftest import ctl
 from supervisor_helpers import (Standin, Supervisor, make_plan, new_db, sql, wait_for)
 
 
+def processes_in(directory):
+    """Pids of processes whose working directory is under `directory`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.readlink("/proc/%s/cwd" % pid).startswith(directory):
+                    found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
 def attempts(url):
     return sql(url, "SELECT attempt_id, run_id, phase_id, outcome, dry_run FROM attempts"
                " ORDER BY attempt_id")
@@ -522,3 +535,7 @@ def test_phase_timeouts_in_a_row_are_not_a_crash_loop(tmp, llm):
     assert sup.wait(timeout=120) == 0, sup.stderr()
     assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("timeout", 6)]
     assert "crash loop" not in sup.stderr()
+    # A stopped attempt leaves no check process behind.
+    mine = {os.getpid(), llm.proc.pid}
+    assert wait_for(lambda: not set(processes_in(str(tmp))) - mine, 10,
+                    what="check processes gone")
