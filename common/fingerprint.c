@@ -1,34 +1,12 @@
 /* The failure-message normaliser and fingerprints (see fingerprint.h for the fixes). */
 #include "common/fingerprint.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A growable string. */
-struct fp_buf {
-	char *s;
-	size_t len, cap;
-};
-
-/* Append n bytes to b. */
-static void fp_put(struct fp_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->s = xrealloc(b->s, b->cap);
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void fp_puts(struct fp_buf *b, const char *s)
-{
-	fp_put(b, s, strlen(s));
-}
 
 /* A word character of Python's \w: ASCII letters, digits, '_', and any non-ASCII byte. */
 static bool fp_word(unsigned char c)
@@ -187,17 +165,17 @@ static size_t fp_m_int(const char *s, size_t i)
 /* Replace every non-overlapping match of `m`, scanning left to right, with `rep`. */
 static char *fp_replace(char *in, fp_match_fn m, const char *rep)
 {
-	struct fp_buf b = { 0 };
+	struct strbuf b = { 0 };
 	size_t i = 0, len = strlen(in);
 
-	fp_put(&b, "", 0);
+	strbuf_put(&b, "", 0);
 	while (i < len) {
 		size_t k = m(in, i);
 		if (k > 0) {
-			fp_puts(&b, rep);
+			strbuf_puts(&b, rep);
 			i += k;
 		} else {
-			fp_put(&b, in + i, 1);
+			strbuf_put(&b, in + i, 1);
 			i++;
 		}
 	}
@@ -208,18 +186,18 @@ static char *fp_replace(char *in, fp_match_fn m, const char *rep)
 /* Replace session-like ids with "<word>-id". */
 static char *fp_replace_ids(char *in)
 {
-	struct fp_buf b = { 0 };
+	struct strbuf b = { 0 };
 	size_t i = 0, len = strlen(in), w = 0;
 
-	fp_put(&b, "", 0);
+	strbuf_put(&b, "", 0);
 	while (i < len) {
 		size_t k = fp_m_id(in, i, &w);
 		if (k > 0) {
-			fp_puts(&b, fp_id_words[w]);
-			fp_puts(&b, "-id");
+			strbuf_puts(&b, fp_id_words[w]);
+			strbuf_puts(&b, "-id");
 			i += k;
 		} else {
-			fp_put(&b, in + i, 1);
+			strbuf_put(&b, in + i, 1);
 			i++;
 		}
 	}
@@ -230,19 +208,19 @@ static char *fp_replace_ids(char *in)
 /* Collapse runs of whitespace to one space and trim both ends. */
 static char *fp_collapse(char *in)
 {
-	struct fp_buf b = { 0 };
+	struct strbuf b = { 0 };
 	const char *s = in;
 
-	fp_put(&b, "", 0);
+	strbuf_put(&b, "", 0);
 	while (*s != '\0') {
 		if (isspace((unsigned char)*s)) {
 			while (isspace((unsigned char)*s))
 				s++;
 			if (b.len > 0 && *s != '\0')
-				fp_put(&b, " ", 1);
+				strbuf_put(&b, " ", 1);
 			continue;
 		}
-		fp_put(&b, s, 1);
+		strbuf_put(&b, s, 1);
 		s++;
 	}
 	free(in);
@@ -301,23 +279,23 @@ void fp_rc_bucket(int rc, char *out, size_t n)
 size_t fp_fingerprint(const char *final_state, const char *bucket, const char *error, char *out,
 		      size_t n)
 {
-	struct fp_buf b = { 0 };
+	struct strbuf b = { 0 };
 	size_t len;
 
-	fp_put(&b, "", 0);
+	strbuf_put(&b, "", 0);
 	if (final_state != NULL && final_state[0] != '\0')
-		fp_puts(&b, final_state);
+		strbuf_puts(&b, final_state);
 	if (bucket != NULL && bucket[0] != '\0') {
 		if (b.len > 0)
-			fp_put(&b, "|", 1);
-		fp_puts(&b, bucket);
+			strbuf_put(&b, "|", 1);
+		strbuf_puts(&b, bucket);
 	}
 	if (error != NULL && error[0] != '\0') {
 		char norm[FP_MESSAGE_MAX + 1];
 		fp_normalise(error, norm, sizeof norm);
 		if (b.len > 0)
-			fp_put(&b, "|", 1);
-		fp_puts(&b, norm);
+			strbuf_put(&b, "|", 1);
+		strbuf_puts(&b, norm);
 	}
 	len = fp_copy_utf8(b.s, out, n);
 	free(b.s);

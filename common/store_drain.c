@@ -10,7 +10,7 @@
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_ATT_INSERT, S_ATT_PHASE, S_PHASE_EXEC, S_PHASE_FENCE,
-	S_EV_KEY, S_EV_USAGE, S_EV_EST, S_ATT_EVENTS,
+	S_EV_KEY, S_EV_USAGE, S_EV_EST,
 	S_ATT_GET, S_ATT_END, S_PHASE_SET,
 	S_RESULT_ROW, S_CTL_LOG, S_META_SUP,
 	S_JOB,
@@ -51,8 +51,6 @@ static const char *const drain_sql[S_COUNT] = {
 	    " sot_file_name, sot_entry_count_hint, attempt_id, seq, estimator_version)"
 	    " VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15,"
 	    " ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
-	[S_ATT_EVENTS] =
-	    "UPDATE attempts SET events_committed = events_committed + 1 WHERE attempt_id = ?1",
 	[S_ATT_GET] =
 	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL, p.current_attempt_id"
 	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
@@ -60,7 +58,9 @@ static const char *const drain_sql[S_COUNT] = {
 	[S_ATT_END] =
 	    "UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"
 	    " fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"
-	    " duration_ms = ?9 WHERE attempt_id = ?1",
+	    " duration_ms = ?9,"
+	    " events_committed = (SELECT count(*) FROM events WHERE attempt_id = ?1)"
+	    " WHERE attempt_id = ?1",
 	[S_PHASE_SET] =
 	    "UPDATE phases SET state = ?3, updated_at = ?4,"
 	    " last_failure_reason = CASE WHEN ?3 = 'COMPLETE' THEN last_failure_reason"
@@ -77,11 +77,12 @@ static const char *const drain_sql[S_COUNT] = {
 	    " CASE WHEN a.failure_reason IS NOT NULL AND a.message IS NOT NULL"
 	    "   THEN a.failure_reason || ': ' || a.message"
 	    "   ELSE COALESCE(a.failure_reason, a.message) END,"
-	    " a.ended_at, round(a.duration_ms / 1000.0, 2), a.fingerprint, a.events_committed,"
-	    " CASE WHEN a.events_committed > 0 AND a.duration_ms > 0"
-	    "   THEN round(a.events_committed * 60000.0 / a.duration_ms, 2) END,"
+	    " a.ended_at, round(a.duration_ms / 1000.0, 2), a.fingerprint, v.n,"
+	    " CASE WHEN v.n > 0 AND a.duration_ms > 0"
+	    "   THEN round(v.n * 60000.0 / a.duration_ms, 2) END,"
 	    " a.reached_llm_boundary, a.zero_yield_reason"
-	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
+	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id,"
+	    " (SELECT count(*) AS n FROM token_estimation_v2_events WHERE attempt_id = ?1) v"
 	    " WHERE a.attempt_id = ?1 AND a.session_id IS NOT NULL",
 	[S_CTL_LOG] =
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
@@ -147,6 +148,27 @@ static int drain_exec(struct store_drain *d, int i, sqlite3_stmt *s, struct stor
 	return 0;
 }
 
+/* Step statement `s` that selects one phase row; STORE_EINVAL when there is no such phase,
+ * STORE_EIO on an SQLite error (the statement is then reset). */
+static int phase_row(struct store_drain *d, sqlite3_stmt *s, const char *run_id,
+    const char *phase_id, const char *what, struct store_err *err)
+{
+	int rc;
+
+	bind_text(s, 1, run_id);
+	bind_text(s, 2, phase_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE) {
+		snprintf(err->text, sizeof err->text, "phase %s/%s: no such phase", run_id,
+		    phase_id);
+		return STORE_EINVAL;
+	}
+	return drain_fail(d, err, what);
+}
+
 /* Copy a column as a heap string, or NULL. */
 static char *col_dup(sqlite3_stmt *s, int i)
 {
@@ -202,11 +224,14 @@ void store_drain_rollback(struct store_drain *d)
 }
 
 int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
-    int (*fn)(void *arg, const struct drain_phase *p), void *arg, struct store_err *err)
+    const char *session_id, int (*fn)(void *arg, const struct drain_phase *p), void *arg,
+    struct store_err *err)
 {
 	static const char sql[] =
-	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index, p.builder_attempts,"
-	    " COALESCE(p.max_builder_attempts, 0)"
+	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
+	    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+	    "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
+	    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
 	    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
 	    " WHERE (p.state = 'QUEUED' OR (?2 AND p.state = 'FAILED'))"
 	    " AND (?1 IS NULL OR p.run_id = ?1)"
@@ -218,6 +243,7 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 		return drain_fail(d, err, "eligible phases");
 	bind_text(s, 1, run_filter);
 	sqlite3_bind_int(s, 2, with_failed);
+	bind_text(s, 3, session_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct drain_phase p = {
 			.run_id = (char *)sqlite3_column_text(s, 0),
@@ -226,6 +252,7 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 			.phase_index = sqlite3_column_int64(s, 3),
 			.attempts = sqlite3_column_int64(s, 4),
 			.max_attempts = sqlite3_column_int64(s, 5),
+			.last_failure_reason = (const char *)sqlite3_column_text(s, 6),
 		};
 		if (fn(arg, &p) != 0) {
 			rc = SQLITE_DONE;
@@ -278,18 +305,8 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	int64_t made;
 	int rc;
 
-	bind_text(s, 1, run_id);
-	bind_text(s, 2, phase_id);
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(s);
-		if (rc == SQLITE_DONE) {
-			snprintf(err->text, sizeof err->text, "phase %s/%s: no such phase", run_id,
-			    phase_id);
-			return STORE_EINVAL;
-		}
-		return drain_fail(d, err, "attempt phase");
-	}
+	if ((rc = phase_row(d, s, run_id, phase_id, "attempt phase", err)) != 0)
+		return rc;
 	state = col_dup(s, 0);
 	made = sqlite3_column_int64(s, 1);
 	sqlite3_reset(s);
@@ -351,18 +368,8 @@ int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *
 	json_t *js = NULL;
 	int rc;
 
-	bind_text(s, 1, run_id);
-	bind_text(s, 2, phase_id);
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(s);
-		if (rc == SQLITE_DONE) {
-			snprintf(err->text, sizeof err->text, "phase %s/%s: no such phase", run_id,
-			    phase_id);
-			return STORE_EINVAL;
-		}
-		return drain_fail(d, err, "job");
-	}
+	if ((rc = phase_row(d, s, run_id, phase_id, "job", err)) != 0)
+		return rc;
 	job->run_id = xstrdup(run_id);
 	job->phase_id = xstrdup(phase_id);
 	p->name = col_dup(s, 0);
@@ -509,11 +516,7 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 		rc = event_usage(d, run_id, phase_id, ev, now, err);
 	else if (ev->kind == PROTO_EV_TOKEN_ESTIMATION)
 		rc = event_estimation(d, run_id, phase_id, ev, now, err);
-	if (rc != 0)
-		return rc;
-	s = drain_stmt(d, S_ATT_EVENTS);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
-	return drain_exec(d, S_ATT_EVENTS, s, err);
+	return rc;
 }
 
 int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct drain_close *c,
@@ -673,6 +676,50 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 	    " WHERE session_id = ?1", session_id, settings_json, NULL, err);
 }
 
+int store_drain_session_state(struct store_drain *d, const char *session_id,
+    const char *state_json, struct store_err *err)
+{
+	return drain_run(d, "UPDATE drain_sessions SET state_json = ?2 WHERE session_id = ?1",
+	    session_id, state_json, NULL, err);
+}
+
+int store_drain_session_find_open(struct store_drain *d, char **session_id, char **state_json,
+    struct store_err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*session_id = *state_json = NULL;
+	if (sqlite3_prepare_v2(d->st->db, "SELECT session_id, state_json FROM drain_sessions"
+	    " WHERE completed_at IS NULL ORDER BY started_at DESC, rowid DESC LIMIT 1", -1, &s,
+	    NULL) != SQLITE_OK)
+		return drain_fail(d, err, "unfinished session");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*session_id = col_dup(s, 0);
+		*state_json = col_dup(s, 1);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return drain_fail(d, err, "unfinished session");
+	return 0;
+}
+
+int64_t store_drain_session_attempts(struct store_drain *d, const char *session_id)
+{
+	sqlite3_stmt *s;
+	int64_t n = 0;
+
+	if (sqlite3_prepare_v2(d->st->db, "SELECT count(*) FROM attempts WHERE session_id = ?1",
+	    -1, &s, NULL) != SQLITE_OK)
+		return 0;
+	bind_text(s, 1, session_id);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return n;
+}
+
 int store_drain_session_close(struct store_drain *d, const char *session_id,
     const char *stop_reason, struct store_err *err)
 {
@@ -726,4 +773,44 @@ int store_drain_active_coefs(struct store_drain *d, uint64_t *version,
 	}
 	json_decref(arr);
 	return 0;
+}
+
+int store_drain_phase_move(struct store_drain *d, const char *run_id, const char *phase_id,
+    const char *from, const char *to, struct store_err *err)
+{
+	sqlite3_stmt *s;
+	char *state = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(d->st->db, "SELECT state FROM phases WHERE run_id = ?1 AND"
+	    " phase_id = ?2", -1, &s, NULL) != SQLITE_OK)
+		return drain_fail(d, err, "phase state");
+	bind_text(s, 1, run_id);
+	bind_text(s, 2, phase_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		state = col_dup(s, 0);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return drain_fail(d, err, "phase state");
+	if (state == NULL) {
+		snprintf(err->text, sizeof err->text, "no phase %s in run %s", phase_id, run_id);
+		return STORE_EINVAL;
+	}
+	{
+		char *list = xasprintf(",%s,", from), *key = xasprintf(",%s,", state);
+		bool ok = strstr(list, key) != NULL;
+
+		free(list);
+		free(key);
+		if (!ok) {
+			snprintf(err->text, sizeof err->text, "phase %s/%s is %s, not %s", run_id,
+			    phase_id, state, from);
+			free(state);
+			return STORE_EINVAL;
+		}
+	}
+	free(state);
+	return drain_run(d, "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ')"
+	    " WHERE run_id = ?1 AND phase_id = ?2", run_id, phase_id, to, err);
 }

@@ -21,8 +21,9 @@ struct drain_phase {
 	char *phase_id;
 	int64_t tier_index;
 	int64_t phase_index;
-	int64_t attempts;      /* attempts already made (phases.builder_attempts) */
+	int64_t attempts;      /* attempts made in the given session */
 	int64_t max_attempts;  /* phases.max_builder_attempts, 0 if unset */
+	const char *last_failure_reason; /* nullable */
 };
 
 /* What an attempt ended as; states follow facts §1.1. */
@@ -46,9 +47,11 @@ int store_drain_commit(struct store_drain *d, struct store_err *err);
 void store_drain_rollback(struct store_drain *d);
 
 /* Call fn for every phase in state QUEUED (and FAILED when with_failed), optionally of
- * one run, ordered by run, tier index, phase index. A non-zero return from fn stops. */
+ * one run, ordered by run, tier index, phase index, with its attempts in `session_id`.
+ * A non-zero return from fn stops. */
 int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
-    int (*fn)(void *arg, const struct drain_phase *p), void *arg, struct store_err *err);
+    const char *session_id, int (*fn)(void *arg, const struct drain_phase *p), void *arg,
+    struct store_err *err);
 
 /* Close attempts left open by an earlier supervisor as `supervisor_restart` and put their
  * EXECUTING phases back to QUEUED. *closed receives the number closed. */
@@ -91,12 +94,30 @@ int store_drain_set_supervisor(struct store_drain *d, int64_t pid, const char *s
 int store_drain_phase_counts(struct store_drain *d, const char *const *names, int64_t *counts,
     int n, struct store_err *err);
 
+/* Move phase (run, phase) from one of the states in `from` (comma-separated, e.g.
+ * "FAILED,SKIPPED") to `to`. STORE_EINVAL names the phase's actual state when it is not in
+ * `from`, or says it does not exist. */
+int store_drain_phase_move(struct store_drain *d, const char *run_id, const char *phase_id,
+    const char *from, const char *to, struct store_err *err);
+
 /* Set PRAGMA synchronous to FULL or NORMAL. */
 int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_err *err);
 
 /* Record a new drain session with its settings (a JSON object). */
 int store_drain_session_open(struct store_drain *d, const char *session_id, int64_t pid,
     const char *settings_json, struct store_err *err);
+
+/* Save a session's policy state (a JSON object) with the current transaction. */
+int store_drain_session_state(struct store_drain *d, const char *session_id,
+    const char *state_json, struct store_err *err);
+
+/* Find the newest unfinished session: *session_id and *state_json are heap strings, both
+ * NULL when there is none. */
+int store_drain_session_find_open(struct store_drain *d, char **session_id, char **state_json,
+    struct store_err *err);
+
+/* The number of attempts made in a session (0 if unknown). */
+int64_t store_drain_session_attempts(struct store_drain *d, const char *session_id);
 
 /* Mark a drain session finished with the reason it stopped. */
 int store_drain_session_close(struct store_drain *d, const char *session_id,

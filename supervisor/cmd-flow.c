@@ -80,7 +80,6 @@ int cmd_stop(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
 	bool now = false;
 	size_t i;
 
-	(void)c;
 	for (i = 0; i < req->args.n; i++) {
 		const char *a = req->args.items[i];
 
@@ -98,11 +97,72 @@ int cmd_stop(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
 	rep->body = json_pack("{s:s, s:i}", "mode", now ? "now" : "graceful", "in_flight",
 	    (int)s->in_flight);
 	if (now) {
-		sup_stop(s, 2);
+		sup_stop_because(s, 2, "stop --now by control request (pid %d)", (int)c->pid);
 	} else {
-		sup_stop(s, 1);
+		sup_stop_because(s, 1, "stop by control request (pid %d)", (int)c->pid);
 		if (timeout >= 0)
 			sup_stop_timeout(s, (uint64_t)timeout * 1000);
 	}
+	return 0;
+}
+
+/* The worker holding (run, phase), or NULL. */
+static struct worker *lease_of(struct sup *s, const char *run, const char *phase)
+{
+	struct worker *w;
+
+	for (w = s->workers; w != NULL; w = w->next)
+		if (w->attempt_id != 0 && strcmp(w->run->run_id, run) == 0 &&
+		    strcmp(w->phase->phase_id, phase) == 0)
+			return w;
+	return NULL;
+}
+
+int cmd_retry(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
+    struct cmd_reply *rep)
+{
+	struct store_err err;
+	struct run_q *r;
+
+	(void)c;
+	if (req->args.n != 2)
+		return cmd_error(rep, "bad_argument", "retry: give RUN PHASE");
+	if (lease_of(s, req->args.items[0], req->args.items[1]) != NULL)
+		return cmd_error(rep, "in_flight", "retry: %s/%s is running now",
+		    req->args.items[0], req->args.items[1]);
+	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],
+	    "FAILED,SKIPPED", "QUEUED", &err) != 0)
+		return cmd_error(rep, "bad_state", "retry: %s", err.text);
+	if ((r = sched_run_find(s, req->args.items[0])) != NULL)
+		r->skipped = false;
+	sched_reload_run(s, req->args.items[0]);
+	sched_kick(s);
+	rep->body = json_pack("{s:s, s:s, s:s}", "run_id", req->args.items[0], "phase_id",
+	    req->args.items[1], "state", "QUEUED");
+	return 0;
+}
+
+int cmd_cancel(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
+    struct cmd_reply *rep)
+{
+	struct store_err err;
+	struct worker *w;
+
+	(void)c;
+	if (req->args.n != 2)
+		return cmd_error(rep, "bad_argument", "cancel: give RUN PHASE");
+	if ((w = lease_of(s, req->args.items[0], req->args.items[1])) != NULL) {
+		pool_cancel(w);
+		rep->body = json_pack("{s:s, s:s, s:s, s:I}", "run_id", req->args.items[0],
+		    "phase_id", req->args.items[1], "state", "cancelling", "attempt_id",
+		    (json_int_t)w->attempt_id);
+		return 0;
+	}
+	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],
+	    "QUEUED,FAILED", "SKIPPED", &err) != 0)
+		return cmd_error(rep, "bad_state", "cancel: %s", err.text);
+	sched_reload_run(s, req->args.items[0]);
+	rep->body = json_pack("{s:s, s:s, s:s}", "run_id", req->args.items[0], "phase_id",
+	    req->args.items[1], "state", "SKIPPED");
 	return 0;
 }

@@ -32,12 +32,18 @@ struct sup_cmd {
 int cmd_error(struct cmd_reply *rep, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* The commands. Each runs one request: it fills rep->body (a JSON object) and returns 0,
+ * or returns cmd_error(rep, code, message); the connection stays open either way. */
 int cmd_status(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_workers(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_metrics(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_pause(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_resume(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_scale(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_run_import(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_seed(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_retry(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_cancel(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_stop(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 
 #endif

@@ -7,6 +7,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -41,6 +42,18 @@ static const char usage_text[] =
 "  --dry-run                   workers estimate each phase and call no LLM; phase states\n"
 "                              are left unchanged\n"
 "  --allow-empty-db            start even if the database has no runs and no phases\n"
+"\n"
+"drain policies (the batch controller's rules; README \"Drain policies\"):\n"
+"  --retry-failed              FAILED phases are eligible too, not only QUEUED ones\n"
+"  --skip-run-prefix P         leave out runs whose id starts with P (repeatable)\n"
+"  --max-total-minutes M       stop dispatching after M minutes\n"
+"  --max-timeouts-per-run N    stop a run after N timeouts in the session (default 2)\n"
+"  --max-fingerprint-repeats N stop the run that repeats a failure fingerprint for the\n"
+"                              Nth time in the session (default 3)\n"
+"  --max-consecutive-zero-yield N  end the session after N attempts in a row that\n"
+"                              yield no telemetry (default: no limit)\n"
+"  --resume                    continue the newest unfinished drain session with its\n"
+"                              counters, triage and stopped runs\n"
 "  --control PATH              control socket (default /tmp/autopack-UID/UUID.sock)\n"
 "  --log-file PATH             append logs here instead of stderr\n"
 "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
@@ -61,6 +74,7 @@ enum {
 	OPT_DB = 256, OPT_WORKERS, OPT_RUN, OPT_BATCH, OPT_PTIMEOUT, OPT_MAXATT, OPT_SYNC,
 	OPT_WINDOW, OPT_CMAX, OPT_EXIT, OPT_DRY, OPT_EMPTY, OPT_CONTROL, OPT_LOG, OPT_HB,
 	OPT_PROV, OPT_URL, OPT_MODEL, OPT_LTMO, OPT_LRETRY, OPT_CAP, OPT_WORKER, OPT_HELP,
+	OPT_RETRYF, OPT_SKIPP, OPT_MAXMIN, OPT_MAXTO, OPT_MAXFP, OPT_MAXZY, OPT_RESUME,
 };
 
 static const struct option long_opts[] = {
@@ -87,6 +101,13 @@ static const struct option long_opts[] = {
 	{ "max-tokens-cap", required_argument, NULL, OPT_CAP },
 	{ "worker", required_argument, NULL, OPT_WORKER },
 	{ "help", no_argument, NULL, OPT_HELP },
+	{ "retry-failed", no_argument, NULL, OPT_RETRYF },
+	{ "skip-run-prefix", required_argument, NULL, OPT_SKIPP },
+	{ "max-total-minutes", required_argument, NULL, OPT_MAXMIN },
+	{ "max-timeouts-per-run", required_argument, NULL, OPT_MAXTO },
+	{ "max-fingerprint-repeats", required_argument, NULL, OPT_MAXFP },
+	{ "max-consecutive-zero-yield", required_argument, NULL, OPT_MAXZY },
+	{ "resume", no_argument, NULL, OPT_RESUME },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -116,6 +137,7 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		.heartbeat_timeout_s = 10, .kill_grace_ms = 5000, .commit_window_ms = 2,
 		.commit_max = 256, .llm_provider = "anthropic", .llm_model = "claude-sonnet-4-5",
 		.llm_timeout_s = 120, .llm_retries = 3, .max_tokens_cap = 64000,
+		.max_timeouts_per_run = 2, .max_fingerprint_repeats = 3,
 	};
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
@@ -167,6 +189,31 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		case OPT_CAP: c->max_tokens_cap = flag_int("max-tokens-cap", optarg, 1, 1000000); break;
 		case OPT_WORKER: c->worker_path = optarg; break;
 		case OPT_HELP: fputs(usage_text, stdout); exit(0);
+		case OPT_RETRYF: c->retry_failed = true; break;
+		case OPT_SKIPP:
+			if (*optarg == '\0') {
+				fprintf(stderr, "autopack-supervisor: --skip-run-prefix: empty prefix\n");
+				exit(2);
+			}
+			c->skip_prefixes = xrealloc(c->skip_prefixes,
+			    (c->nskip + 1) * sizeof *c->skip_prefixes);
+			c->skip_prefixes[c->nskip++] = optarg;
+			break;
+		case OPT_MAXMIN:
+			c->max_total_minutes = flag_int("max-total-minutes", optarg, 1, 525600);
+			break;
+		case OPT_MAXTO:
+			c->max_timeouts_per_run = flag_int("max-timeouts-per-run", optarg, 1, 1000000);
+			break;
+		case OPT_MAXFP:
+			c->max_fingerprint_repeats = flag_int("max-fingerprint-repeats", optarg, 1,
+			    1000000);
+			break;
+		case OPT_MAXZY:
+			c->max_consecutive_zero_yield = flag_int("max-consecutive-zero-yield", optarg,
+			    1, 1000000);
+			break;
+		case OPT_RESUME: c->resume = true; break;
 		default:
 			if (optopt != 0 && optopt < 256)
 				fprintf(stderr, "autopack-supervisor: unknown option -%c\n", optopt);
@@ -217,6 +264,15 @@ void sup_identity_check(struct sup *s)
 	sup_stop(s, 2);
 }
 
+/* The drain's time budget is spent: dispatch nothing more. */
+static void deadline_timer_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	sup_stop_because(s, 1, "%lld minutes elapsed (--max-total-minutes)",
+	    (long long)s->cfg.max_total_minutes);
+}
+
 static void identity_timer_cb(uv_timer_t *t)
 {
 	sup_identity_check(t->data);
@@ -234,6 +290,20 @@ static void stop_timer_cb(uv_timer_t *t)
 void sup_stop_timeout(struct sup *s, uint64_t ms)
 {
 	uv_timer_start(&s->stop_timer, stop_timer_cb, ms, 0);
+}
+
+void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->stop_reason == NULL) {
+		va_start(ap, fmt);
+		vsnprintf(s->stop_buf, sizeof s->stop_buf, fmt, ap);
+		va_end(ap);
+		s->stop_reason = s->stop_buf;
+		log_info("[STOP] %s", s->stop_buf);
+	}
+	sup_stop(s, level);
 }
 
 void sup_stop(struct sup *s, int level)
@@ -255,8 +325,7 @@ void sup_stop(struct sup *s, int level)
 void sup_check_done(struct sup *s)
 {
 	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {
-		log_info("drained: nothing eligible and nothing in flight");
-		sup_stop(s, 1);
+		sup_stop_because(s, 1, "drained");
 		return;
 	}
 	if (s->stopping && s->live == 0 && (s->ops_n == 0 || s->store_lost))
@@ -267,8 +336,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 {
 	struct sup *s = h->data;
 
-	log_info("received %s", strsignal(signum));
-	sup_stop(s, s->stopping ? 2 : 1);
+	sup_stop_because(s, s->stopping ? 2 : 1, "received %s", strsignal(signum));
 }
 
 static void close_walk_cb(uv_handle_t *h, void *arg)
@@ -350,13 +418,28 @@ static void sup_prepare(struct sup *s)
 	if (closed > 0)
 		log_warn("recovered %d attempt(s) left open by an earlier supervisor"
 		    " (closed as supervisor_restart, phases requeued)", closed);
-	time_iso8601(clock_wall_ms(), stamp);
-	s->session_id = xasprintf("drain-%.4s%.2s%.2s-%.2s%.2s%.2s-%d", stamp, stamp + 5,
-	    stamp + 8, stamp + 11, stamp + 14, stamp + 17, (int)getpid());
-	settings = settings_json(&s->cfg);
-	if (store_drain_session_open(s->sd, s->session_id, getpid(), settings, &err) != 0)
-		log_fatal(1, "%s", err.text);
-	free(settings);
+	if (s->cfg.resume) {
+		char *state = NULL;
+
+		if (store_drain_session_find_open(s->sd, &s->session_id, &state, &err) != 0)
+			log_fatal(1, "%s", err.text);
+		if (s->session_id == NULL)
+			log_fatal(1, "--resume: %s has no unfinished drain session", s->st->url);
+		if (policy_load(s, state) != 0)
+			exit(1);
+		free(state);
+		s->started = store_drain_session_attempts(s->sd, s->session_id);
+		log_info("resuming session %s (%lld attempt(s) already made)", s->session_id,
+		    (long long)s->started);
+	} else {
+		time_iso8601(clock_wall_ms(), stamp);
+		s->session_id = xasprintf("drain-%.4s%.2s%.2s-%.2s%.2s%.2s-%d", stamp, stamp + 5,
+		    stamp + 8, stamp + 11, stamp + 14, stamp + 17, (int)getpid());
+		settings = settings_json(&s->cfg);
+		if (store_drain_session_open(s->sd, s->session_id, getpid(), settings, &err) != 0)
+			log_fatal(1, "%s", err.text);
+		free(settings);
+	}
 	if (store_drain_active_coefs(s->sd, &s->coef_version, &s->coefs, &s->ncoefs, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	if (sched_load(s) != 0)
@@ -370,8 +453,8 @@ static void sup_prepare(struct sup *s)
 static void sup_finish(struct sup *s)
 {
 	struct store_err err;
-	const char *why = s->store_lost ? "database lost" : s->stopping == 2 ? "stopped now" :
-	    s->cfg.exit_when_drained && sched_drained(s) ? "drained" : "stopped";
+	const char *why = s->store_lost ? "database lost" : s->stop_reason != NULL ?
+	    s->stop_reason : "stopped";
 
 	if (!s->store_lost) {
 		writer_flush(s);
@@ -385,6 +468,7 @@ static void sup_finish(struct sup *s)
 	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale));
 	control_close(s);
 	sched_free(s);
+	policy_free(&s->pol);
 	store_drain_close(s->sd);
 	store_close(s->st);
 	free(s->st);
@@ -428,6 +512,12 @@ int main(int argc, char **argv)
 	uv_timer_init(&loop, &s->identity_timer);
 	s->identity_timer.data = s;
 	uv_timer_start(&s->identity_timer, identity_timer_cb, 1000, 1000);
+	if (s->cfg.max_total_minutes > 0) {
+		uv_timer_init(&loop, &s->deadline_timer);
+		s->deadline_timer.data = s;
+		uv_timer_start(&s->deadline_timer, deadline_timer_cb,
+		    (uint64_t)s->cfg.max_total_minutes * 60000, 0);
+	}
 	pool_init(s);
 	sched_kick(s);
 	sup_check_done(s);

@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CRASH_LOOP_LIMIT 10     /* consecutive failed workers before giving up */
+#define CRASH_LOOP_LIMIT 5      /* consecutive failed workers before giving up */
 #define RESPAWN_MAX_MS 10000
 
 static void pool_spawn(struct sup *s);
@@ -244,7 +244,9 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 		writer_close_attempt(s, w, outcome, NULL, msg, NULL);
 		crashed = crashed || strcmp(outcome, "worker_crashed") == 0;
 	}
-	if (crashed || (w->killed && w->end_outcome != NULL)) {
+	/* A worker that died on its own or hung counts towards a crash loop; one we stopped
+	 * for its phase (deadline, cancel, scale) does not. */
+	if (crashed || (w->end_outcome != NULL && strcmp(w->end_outcome, "heartbeat_lost") == 0)) {
 		s->n.worker_crashes += crashed;
 		if (++s->crash_streak >= CRASH_LOOP_LIMIT && w->jobs_done == 0) {
 			s->crash_loop = true;
@@ -383,6 +385,17 @@ void pool_scale(struct sup *s, int target, bool force)
 	}
 }
 
+void pool_cancel(struct worker *w)
+{
+	struct proto_msg m = { .type = PROTO_CANCEL };
+
+	m.u.cancel.attempt_id = w->attempt_id;
+	w->end_outcome = "cancelled";
+	worker_send(w, &m);
+	worker_kill(w, SIGTERM);
+	uv_timer_start(&w->phase_timer, worker_phase_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
+}
+
 void pool_kill_all(struct sup *s, int sig)
 {
 	struct worker *w;
@@ -415,6 +428,7 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 	w->run = r;
 	w->phase = p;
 	w->lease_ms = clock_mono_ms();
+	w->lease_v2 = 0;
 	w->end_outcome = NULL;
 	rc = store_drain_job_fill(s->sd, r->run_id, p->phase_id, j, &err);
 	if (rc != 0) {

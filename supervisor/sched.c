@@ -1,8 +1,11 @@
 /* The scheduler: a cache of eligible phases per run, rebuilt from the database at start,
  * and dispatch rounds that lease the head phase of ready runs to idle workers. Within a
  * run one phase is leased at a time, in (tier index, phase index) order; runs proceed in
- * parallel, served round-robin. Dispatch is event-driven: sched_kick arms one round for
- * the next loop iteration. */
+ * parallel. Among ready runs the next one is chosen as the batch controller chose its next
+ * phase (facts §4.2): runs not yet sampled first, then promising ones; then by the
+ * failure-reason bucket of the run's next phase (unknown, collection, deliverable, patch,
+ * other, timeout); then the lower phase index; then the run that has waited longest.
+ * Dispatch is event-driven: sched_kick arms one round for the next loop iteration. */
 #include "supervisor/sup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -23,9 +26,10 @@ struct run_q *sched_run_find(struct sup *s, const char *run_id)
 /* Append r to the ready list if it has work and no lease. */
 static void ready_push(struct sup *s, struct run_q *r)
 {
-	if (r->ready || r->busy || r->head == NULL)
+	if (r->ready || r->busy || r->skipped || r->head == NULL)
 		return;
 	r->ready = true;
+	r->ready_seq = ++s->ready_seq;
 	r->next_ready = NULL;
 	if (s->ready_tail != NULL)
 		s->ready_tail->next_ready = r;
@@ -34,18 +38,69 @@ static void ready_push(struct sup *s, struct run_q *r)
 	s->ready_tail = r;
 }
 
-/* Take the first ready run. */
+/* Unlink r (which follows prev, or heads the list) from the ready list. */
+static void ready_unlink(struct sup *s, struct run_q *prev, struct run_q *r)
+{
+	if (prev != NULL)
+		prev->next_ready = r->next_ready;
+	else
+		s->ready_head = r->next_ready;
+	if (s->ready_tail == r)
+		s->ready_tail = prev;
+	r->next_ready = NULL;
+	r->ready = false;
+}
+
+/* Is run a a better next choice than run b? */
+static bool run_before(const struct run_q *a, const struct run_q *b)
+{
+	int ga = !a->sampled ? 0 : a->promising ? 1 : 2;
+	int gb = !b->sampled ? 0 : b->promising ? 1 : 2;
+
+	if (ga != gb)
+		return ga < gb;
+	if (a->head->bucket != b->head->bucket)
+		return a->head->bucket < b->head->bucket;
+	if (a->head->phase_index != b->head->phase_index)
+		return a->head->phase_index < b->head->phase_index;
+	return a->ready_seq < b->ready_seq;
+}
+
+/* Take the best ready run. */
 static struct run_q *ready_pop(struct sup *s)
 {
-	struct run_q *r = s->ready_head;
+	struct run_q *r, *prev = NULL, *best = NULL, *best_prev = NULL;
 
-	if (r == NULL)
-		return NULL;
-	s->ready_head = r->next_ready;
-	if (s->ready_head == NULL)
-		s->ready_tail = NULL;
-	r->ready = false;
-	return r;
+	for (r = s->ready_head; r != NULL; prev = r, r = r->next_ready) {
+		if (best == NULL || run_before(r, best)) {
+			best = r;
+			best_prev = prev;
+		}
+	}
+	if (best != NULL)
+		ready_unlink(s, best_prev, best);
+	return best;
+}
+
+void sched_skip_run(struct sup *s, struct run_q *r)
+{
+	struct run_q *x, *prev = NULL;
+	struct qphase *p, *next;
+
+	r->skipped = true;
+	if (r->ready) {
+		for (x = s->ready_head; x != NULL && x != r; prev = x, x = x->next_ready)
+			;
+		if (x == r)
+			ready_unlink(s, prev, r);
+	}
+	for (p = r->head; p != NULL; p = next) {
+		next = p->next;
+		free(p->phase_id);
+		free(p);
+		s->queued--;
+	}
+	r->head = r->tail = NULL;
 }
 
 /* Add one eligible phase (store callback), creating its run on first sight. */
@@ -54,7 +109,11 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 	struct sup *s = arg;
 	struct run_q *r = s->runs;
 	struct qphase *q;
+	size_t i;
 
+	for (i = 0; i < s->cfg.nskip; i++)
+		if (strncmp(p->run_id, s->cfg.skip_prefixes[i], strlen(s->cfg.skip_prefixes[i])) == 0)
+			return 0;
 	if (r == NULL || strcmp(r->run_id, p->run_id) != 0) {
 		r = sched_run_find(s, p->run_id);
 		if (r == NULL) {
@@ -64,8 +123,12 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 			s->runs = r;
 		}
 	}
+	if (r->skipped)
+		return 0;
 	q = xcalloc(1, sizeof *q);
 	q->phase_id = xstrdup(p->phase_id);
+	q->phase_index = p->phase_index;
+	q->bucket = policy_bucket(p->last_failure_reason);
 	q->attempts = p->attempts;
 	q->max_attempts = p->max_attempts;
 	if (r->tail != NULL)
@@ -82,7 +145,8 @@ int sched_load(struct sup *s)
 	struct store_err err;
 	struct run_q *r;
 
-	if (store_drain_each_eligible(s->sd, s->cfg.run_id, false, sched_load_one, s, &err) != 0) {
+	if (store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
+	    sched_load_one, s, &err) != 0) {
 		log_error("%s", err.text);
 		return -1;
 	}
@@ -97,13 +161,62 @@ int sched_load(struct sup *s)
 		}
 		s->runs = prev;
 	}
+	policy_apply_runs(s);
 	for (r = s->runs; r != NULL; r = r->next)
 		ready_push(s, r);
 	return 0;
 }
 
+void sched_reload_run(struct sup *s, const char *run_id)
+{
+	struct run_q *r = sched_run_find(s, run_id);
+	struct qphase *p, *next;
+	struct store_err err;
+	struct worker *w;
+
+	if (r != NULL) {
+		for (p = r->head; p != NULL; p = next) {
+			next = p->next;
+			free(p->phase_id);
+			free(p);
+			s->queued--;
+		}
+		r->head = r->tail = NULL;
+	}
+	if (store_drain_each_eligible(s->sd, run_id, s->cfg.retry_failed, s->session_id,
+	    sched_load_one, s, &err) != 0)
+		log_error("%s", err.text);
+	if ((r = sched_run_find(s, run_id)) == NULL)
+		return;
+	/* A leased phase may still be eligible (dry run): don't queue it twice. */
+	for (w = s->workers; w != NULL; w = w->next) {
+		struct qphase **pp;
+
+		if (w->run != r || w->phase == NULL)
+			continue;
+		for (pp = &r->head; *pp != NULL; pp = &(*pp)->next) {
+			if (strcmp((*pp)->phase_id, w->phase->phase_id) == 0) {
+				p = *pp;
+				*pp = p->next;
+				free(p->phase_id);
+				free(p);
+				s->queued--;
+				break;
+			}
+		}
+		for (r->tail = r->head; r->tail != NULL && r->tail->next != NULL;)
+			r->tail = r->tail->next;
+	}
+	ready_push(s, r);
+}
+
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p)
 {
+	if (r->skipped) {
+		free(p->phase_id);
+		free(p);
+		return;
+	}
 	p->next = r->head;
 	r->head = p;
 	if (r->tail == NULL)
@@ -125,6 +238,8 @@ const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcom
 		return "COMPLETE";
 	if (strcmp(outcome, "dry_run") == 0)
 		return NULL;
+	if (strcmp(outcome, "cancelled") == 0)
+		return "SKIPPED";
 	/* Stopping the supervisor is not the phase's fault: it goes back to the queue. */
 	if (strcmp(outcome, "supervisor_stopped") == 0)
 		return "QUEUED";
@@ -173,8 +288,12 @@ static void sched_round(struct sup *s)
 		max++;
 	if (s->cfg.batch_size > 0 && max > s->cfg.batch_size - s->started)
 		max = (int)(s->cfg.batch_size - s->started);
-	if (max <= 0)
+	if (max <= 0) {
+		if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size && s->in_flight == 0)
+			sup_stop_because(s, 1, "batch size %lld reached (--batch-size)",
+			    (long long)s->cfg.batch_size);
 		return;
+	}
 	ls = xcalloc((size_t)max, sizeof *ls);
 	if (store_drain_begin(s->sd, &err) != 0)
 		goto fail;

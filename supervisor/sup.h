@@ -39,12 +39,44 @@ struct sup_config {
 	int64_t llm_timeout_s;
 	int64_t llm_retries;
 	int64_t max_tokens_cap;
+	/* drain policies (facts §4) */
+	bool retry_failed;
+	bool resume;
+	const char **skip_prefixes;
+	size_t nskip;
+	int64_t max_total_minutes;         /* 0 = none */
+	int64_t max_timeouts_per_run;
+	int64_t max_fingerprint_repeats;
+	int64_t max_consecutive_zero_yield; /* 0 = none */
+};
+
+/* A set of names, kept in insertion order for the session record. */
+struct nameset {
+	char **v;
+	size_t n;
+};
+
+struct fp_count {
+	char *fp;
+	int64_t n;
+};
+
+/* Sample-first triage and stop rules, persisted with every commit (facts §4.4, §4.6). */
+struct policy {
+	struct fp_count *fps;
+	size_t nfps;
+	struct nameset stopped_fps;
+	struct nameset sampled, promising, deprioritized, stopped_runs;
+	int64_t consecutive_zero;
+	bool dirty;               /* changed since the last commit */
 };
 
 /* A phase waiting in its run's queue. */
 struct qphase {
 	char *phase_id;
-	int64_t attempts;
+	int64_t phase_index;
+	int bucket;               /* failure-reason bucket, facts §4.2 */
+	int64_t attempts;         /* in this session */
 	int64_t max_attempts;
 	struct qphase *next;
 };
@@ -56,6 +88,11 @@ struct run_q {
 	struct qphase *tail;
 	bool busy;
 	bool ready;                /* linked on sup.ready */
+	bool sampled;              /* its first result in this session is in */
+	bool promising;
+	bool skipped;              /* deprioritised or stopped: no more dispatch */
+	int64_t timeouts;          /* timeout results in this session */
+	uint64_t ready_seq;        /* when it became ready, for ties */
 	struct run_q *next;        /* all runs */
 	struct run_q *next_ready;
 };
@@ -82,6 +119,7 @@ struct worker {
 	bool killed;               /* we signalled it */
 	uint64_t born_ms;
 	uint64_t jobs_done;
+	int64_t lease_v2;          /* token_estimation_v2 events of the lease */
 	struct worker *next;
 };
 
@@ -143,6 +181,10 @@ struct sup {
 	struct run_q *runs;
 	struct run_q *ready_head;
 	struct run_q *ready_tail;
+	uint64_t ready_seq;
+	struct policy pol;
+	const char *stop_reason;  /* why the drain ended; static or pol-owned */
+	char stop_buf[160];
 	int64_t queued;           /* phases in run queues */
 	int64_t in_flight;
 	int64_t started;          /* attempts started this drain */
@@ -168,44 +210,97 @@ struct sup {
 	uv_signal_t sigint, sigterm;
 	uv_timer_t stop_timer;
 	uv_timer_t identity_timer;
+	uv_timer_t deadline_timer;
 	bool store_lost;
 
 	struct sup_counters n;
 };
 
 /* pool.c */
+/* Start cfg.workers workers. A worker that cannot be spawned is retried with backoff. */
 void pool_init(struct sup *s);
+/* Grow or shrink the pool to `target`: idle workers retire first, busy ones after their
+ * attempt, or at once (TERM, phase requeued) with `force`. */
 void pool_scale(struct sup *s, int target, bool force);
+/* Signal every worker with `sig`; 0 asks idle workers to shut down and busy ones to
+ * stop after their attempt. */
 void pool_kill_all(struct sup *s, int sig);
+/* Stop a busy worker's attempt, which then ends as `cancelled`. */
+void pool_cancel(struct worker *w);
+/* The live worker with this id, or NULL. */
 struct worker *pool_find(struct sup *s, int id);
+/* Lease (r, p) to idle worker w under `attempt_id` and send it the job. If the job cannot
+ * be built, the attempt is closed as failed and the worker stays idle. */
 int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t attempt_id,
     int64_t attempt_number);
 
 /* sched.c */
+/* Build the run queues from the database's eligible phases. Returns 0 or -1 (logged). */
 int sched_load(struct sup *s);
+/* Ask for a dispatch round in the next loop iteration. */
 void sched_kick(struct sup *s);
+/* Put a phase back at the head of its run's queue (dropped if the run is skipped). */
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p);
+/* End a run's lease: it becomes ready again if it has work. */
 void sched_release(struct sup *s, struct run_q *r);
+/* Drop a run's queue and dispatch nothing more of it in this session. */
+void sched_skip_run(struct sup *s, struct run_q *r);
+/* Reread a run's eligible phases (after an import, retry or cancel). */
+void sched_reload_run(struct sup *s, const char *run_id);
+/* The phase state an attempt's outcome leads to, or NULL to leave it (dry run). */
 const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcome);
+/* Nothing eligible (or the batch is spent), nothing in flight, nothing to commit. */
 bool sched_drained(struct sup *s);
+/* The run with this id, or NULL. */
 struct run_q *sched_run_find(struct sup *s, const char *run_id);
 void sched_free(struct sup *s);
 
+/* policy.c */
+/* The failure-reason bucket of facts §4.2: 0 unknown, 1 collection, 2 deliverable,
+ * 3 patch, 4 other, 5 timeout. */
+int policy_bucket(const char *failure_reason);
+/* Judge one attempt's end (triage, timeouts, zero-yield streak, fingerprints); may stop
+ * the run or the session. */
+void policy_result(struct sup *s, struct run_q *r, const char *outcome, const char *fingerprint,
+    int64_t v2_events);
+/* The policy state as a JSON object (heap string), saved with each commit. */
+char *policy_state_json(struct sup *s);
+/* Restore the state saved by a session being resumed. Returns 0 or -1 (logged). */
+int policy_load(struct sup *s, const char *state_json);
+/* Mark loaded runs as the restored state says (sampled, promising, skipped). */
+void policy_apply_runs(struct sup *s);
+void policy_free(struct policy *p);
+bool nameset_has(const struct nameset *ns, const char *name);
+
 /* writer.c */
 void writer_init(struct sup *s);
+/* Queue an event of w's lease for the next commit; takes ownership of ev's contents. */
 void writer_event(struct sup *s, struct worker *w, struct proto_event *ev);
+/* End w's lease: queue the attempt's end (from result r, or from what the supervisor
+ * saw when r is NULL) and judge it by the drain policies. */
 void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
     const char *reason, const char *message, const struct proto_result *r);
+/* Commit everything queued in one transaction, then ack and apply its effects. A failed
+ * commit is rolled back and retried; the queue is kept. */
 void writer_flush(struct sup *s);
 
 /* control.c */
+/* Listen on the control socket. Returns 0 or -1 (logged). */
 int control_listen(struct sup *s);
+/* Stop listening, remove the socket and drop control connections. */
 void control_close(struct sup *s);
 
 /* main.c */
+/* Stop: level 1 lets attempts in flight finish, level 2 kills workers and requeues. */
 void sup_stop(struct sup *s, int level);
+/* Stop, recording the first reason given as the session's stop reason. */
+void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Turn a graceful stop into a fast one after `ms`. */
 void sup_stop_timeout(struct sup *s, uint64_t ms);
+/* Stop when drained (--exit-when-drained); end the loop once a stop has finished. */
 void sup_check_done(struct sup *s);
+/* If the database path no longer names the file opened, stop writing and exit 3. */
 void sup_identity_check(struct sup *s);
 
 #endif

@@ -4,6 +4,7 @@
  * the commit. A failed commit rolls back, keeps the queue and retries; in-memory effects
  * (requeue, run release) are applied only after a commit succeeds. */
 #include "supervisor/sup.h"
+#include "common/fingerprint.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -48,6 +49,8 @@ void writer_event(struct sup *s, struct worker *w, struct proto_event *ev)
 	o->phase_id = xstrdup(w->phase->phase_id);
 	o->ev = *ev;
 	memset(ev, 0, sizeof *ev);      /* the op owns the strings now */
+	if (o->ev.kind == PROTO_EV_TOKEN_ESTIMATION)
+		w->lease_v2++;
 	writer_push(s, o);
 }
 
@@ -87,13 +90,23 @@ void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
 		o->close.reached_llm_boundary = r->reached_llm_boundary;
 		o->close.duration_ms = r->duration_ms;
 	} else {
+		/* The supervisor saw the attempt end (crash, deadline, stop): it fingerprints it
+		 * from what it knows, as the worker would have. */
+		char fp[320];
+
 		o->close.duration_ms = (int64_t)(clock_mono_ms() - w->lease_ms);
+		if (fp_fingerprint(o->close.failure_reason, outcome, NULL, fp, sizeof fp) > 0)
+			o->close.fingerprint = op_str(o, 3, fp);
+		o->close.zero_yield_reason = op_str(o, 4, strcmp(outcome, "timeout") == 0 ?
+		    "timeout" : "execution_error");
 	}
 	state = sched_next_state(s, w->phase, outcome);
 	o->close.phase_state = state;
-	if (state != NULL && strcmp(state, "QUEUED") == 0)
+	policy_result(s, w->run, outcome, o->close.fingerprint, w->lease_v2);
+	if (state != NULL && strcmp(state, "QUEUED") == 0) {
 		o->requeue = w->phase;
-	else {
+		o->requeue->bucket = policy_bucket(o->close.failure_reason);
+	} else {
 		free(w->phase->phase_id);
 		free(w->phase);
 	}
@@ -190,8 +203,17 @@ void writer_flush(struct sup *s)
 	for (o = head; o != NULL; o = o->next)
 		if (op_apply(s, o, &err) != 0)
 			goto fail;
+	if (s->pol.dirty) {
+		char *state = policy_state_json(s);
+		int rc = store_drain_session_state(s->sd, s->session_id, state, &err);
+
+		free(state);
+		if (rc != 0)
+			goto fail;
+	}
 	if (store_drain_commit(s->sd, &err) != 0)
 		goto fail;
+	s->pol.dirty = false;
 	s->n.commits++;
 	s->last_commit_ms = clock_mono_ms();
 	s->ops_head = s->ops_tail = NULL;

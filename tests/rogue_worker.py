@@ -6,6 +6,8 @@ ROGUE_MODE says:
   abuse    for each job: an event naming another database, an event for another attempt,
            a valid event, the same event again, then a success result
   garbage  sends bytes that are not a frame after its hello
+  silent   takes a job and then sends nothing at all
+  exit     exits with status 3 right after its hello
 """
 import os
 import struct
@@ -47,6 +49,8 @@ def usage(uuid, att, seq):
 
 
 send({"t": "hello", "pid": os.getpid(), "sw": "0.1.0"})
+if mode == "exit":
+    sys.exit(3)
 if mode == "garbage":
     sock.write(b"\x00\x00\x00\x03\xc1\xc1\xc1")
     time.sleep(30)
@@ -57,6 +61,8 @@ while True:
     if m["t"] != "job":
         continue
     uuid, att = m["uuid"], m["att"]
+    if mode == "silent":
+        time.sleep(3600)
     send(usage("00000000-0000-4000-8000-000000000000", att, 1))
     send(usage(uuid, att + 1000, 1))
     send(usage(uuid, att, 1))

@@ -70,10 +70,10 @@ def sql(url, query, *args):
 class Supervisor:
     """A running autopack-supervisor; output goes to files in its directory."""
 
-    def __init__(self, tmp, url, *args, env=None, name="sup"):
+    def __init__(self, tmp, url, *args, env=None, name="sup", control=None):
         self.tmp = str(tmp)
         self.url = url
-        self.control = os.path.join(self.tmp, name + ".sock")
+        self.control = control or os.path.join(self.tmp, name + ".sock")
         self.out_path = os.path.join(self.tmp, name + ".out")
         self.err_path = os.path.join(self.tmp, name + ".err")
         full_env = dict(os.environ)
@@ -115,6 +115,16 @@ class Supervisor:
 
     def signal(self, sig):
         self.proc.send_signal(sig)
+
+    def stop_now(self, timeout=60):
+        """Two SIGTERMs, the second once the first was handled: a fast stop."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            wait_for(lambda: "stopping" in self.stderr() or self.proc.poll() is not None,
+                     30, what="the first SIGTERM handled")
+            if self.proc.poll() is None:
+                self.signal(signal.SIGTERM)
+        return self.wait(timeout)
 
     def stderr(self):
         with open(self.err_path) as f:

@@ -15,6 +15,19 @@ from conftest import ctl
 from supervisor_helpers import (Standin, Supervisor, make_plan, new_db, sql, wait_for)
 
 
+def processes_in(directory):
+    """Pids of processes whose working directory is under `directory`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.readlink("/proc/%s/cwd" % pid).startswith(directory):
+                    found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
 def attempts(url):
     return sql(url, "SELECT attempt_id, run_id, phase_id, outcome, dry_run FROM attempts"
                " ORDER BY attempt_id")
@@ -204,7 +217,7 @@ def llm(tmp):
 def test_sigkill_of_random_workers_loses_no_phase(tmp, llm):
     url = new_db(tmp, runs=6, phases=4, check="sleep 0.3")
     sup = llm_supervisor(tmp, url, llm, "--workers", 4, "--exit-when-drained",
-                         "--max-attempts-per-phase", 20)
+                         "--max-attempts-per-phase", 20, "--max-fingerprint-repeats", 1000)
     sup.wait_ready()
     rng = random.Random(7)
     killed = 0
@@ -343,3 +356,186 @@ def test_database_moved_away_stops_writes_with_an_error(tmp, llm):
     # The moved database keeps every committed row.
     assert sql("sqlite:///" + path + ".moved", "PRAGMA integrity_check") == [("ok",)]
     assert sql("sqlite:///" + path + ".moved", "SELECT count(*) FROM attempts")[0][0] >= 1
+
+
+def test_writes_from_ctl_go_through_the_running_supervisor(tmp, llm):
+    from supervisor_helpers import make_plan
+    url = new_db(tmp, runs=1, phases=1)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sql(url, "SELECT state FROM phases") == [("COMPLETE",)],
+                 what="the first run to complete")
+        os.mkdir(os.path.join(str(tmp), "more"))
+        plan = make_plan(os.path.join(str(tmp), "more", "plan.json"), 1, 1, 2)
+        # The plan's run id is taken; rename it so the import is new.
+        with open(plan) as f:
+            doc = json.load(f)
+        doc["runs"][0]["run_id"] = "late-run"
+        with open(plan, "w") as f:
+            json.dump(doc, f)
+        r = ctl("--db", url, "run", "import", plan)
+        assert r.rc == 0, r
+        assert "written by the supervisor (pid %d)" % sup.proc.pid in r.out
+        r = ctl("--db", url, "seed", "telemetry-run", "--workspace",
+                os.path.join(str(tmp), "seed-ws"))
+        assert r.rc == 0, r
+        # The new phases are drained without a restart.
+        wait_for(lambda: sql(url, "SELECT count(*) FROM phases WHERE run_id = 'late-run'"
+                             " AND state = 'COMPLETE'") == [(2,)], 60, what="late run drained")
+        assert sql(url, "SELECT count(*) FROM phases WHERE run_id = 'telemetry-collection-v4'")\
+            == [(10,)]
+        # A bad plan is refused by the supervisor, with its path, and nothing is written.
+        bad = os.path.join(str(tmp), "bad.json")
+        with open(bad, "w") as f:
+            f.write('{"runs": [{"run_id": 5}]}')
+        r = ctl("--db", url, "run", "import", bad)
+        assert r.rc != 0 and "runs[0]" in r.err, r
+        cmds = [c for (c,) in sql(url, "SELECT command FROM control_log ORDER BY id")]
+        assert cmds == ["run import", "seed telemetry-run", "run import"]
+    finally:
+        sup.stop_now()
+
+
+def test_retry_cancel_and_watch(tmp, llm):
+    url = new_db(tmp, runs=2, phases=2, check="sleep 30")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--max-attempts-per-phase", 1)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sup.status()["queue"]["in_flight"] == 1, what="one in flight")
+        [w] = [w for w in sup.status()["pool"]["workers"] if w["state"] == "busy"]
+        run, phase = w["run_id"], w["phase_id"]
+        r = sup.ctl("cancel", run, phase)
+        assert r.rc == 0, r
+        wait_for(lambda: sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = ?",
+                             run, phase) == [("SKIPPED",)], what="cancelled phase SKIPPED")
+        assert sql(url, "SELECT outcome FROM attempts WHERE run_id = ? AND phase_id = ?",
+                   run, phase) == [("cancelled",)]
+        # Cancel a queued phase of the other run, then bring it back.
+        other = "run-001" if run == "run-000" else "run-000"
+        assert sup.ctl("cancel", other, "p0-1").rc == 0
+        assert sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = 'p0-1'",
+                   other) == [("SKIPPED",)]
+        r = sup.ctl("retry", other, "p0-1")
+        assert r.rc == 0, r
+        assert sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = 'p0-1'",
+                   other) == [("QUEUED",)]
+        r = sup.ctl("retry", other, "p0-1")
+        assert r.rc != 0 and "is QUEUED" in r.err
+        r = sup.ctl("retry", "nope", "nope")
+        assert r.rc != 0 and "no phase nope" in r.err
+        r = sup.ctl("watch", "--count", "2", "--interval", "0.2")
+        assert r.rc == 0 and len(r.out.splitlines()) == 2 and "workers 1/1" in r.out, r
+    finally:
+        sup.stop_now()
+    cmds = [c for (c,) in sql(url, "SELECT command FROM control_log ORDER BY id")]
+    assert cmds == ["cancel", "cancel", "retry", "retry", "retry"]
+
+
+def test_first_signal_lets_in_flight_finish_second_stops_now(tmp, llm):
+    url = new_db(tmp, runs=3, phases=3, check="sleep 1")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    sup.wait_ready()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] == 2, what="2 in flight")
+    sup.signal(signal.SIGINT)
+    assert sup.wait(timeout=60) == 0
+    # The two attempts in flight finished; nothing else started.
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 2)]
+    assert sql(url, "SELECT stop_reason FROM drain_sessions") == [("received Interrupt",)]
+
+    url2 = new_db(os.path.join(str(tmp), "second") if os.mkdir(
+        os.path.join(str(tmp), "second")) is None else None, runs=2, phases=1,
+        check="sleep 60")
+    sup = llm_supervisor(tmp, url2, llm, "--workers", 2, name="second")
+    sup.wait_ready()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] == 2, what="2 in flight")
+    t0 = time.time()
+    assert sup.stop_now() == 0
+    assert time.time() - t0 < 20
+    assert sql(url2, "SELECT DISTINCT outcome FROM attempts") == [("supervisor_stopped",)]
+    assert sql(url2, "SELECT DISTINCT state FROM phases") == [("QUEUED",)]
+
+
+def test_silent_worker_is_killed_at_the_heartbeat_deadline(tmp):
+    from conftest import ROOT
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 1, "--heartbeat-timeout-seconds", 1,
+                     "--max-attempts-per-phase", 1, "--exit-when-drained",
+                     "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
+                     env={"ROGUE_MODE": "silent"})
+    assert sup.wait(timeout=60) == 0, sup.stderr()
+    assert sql(url, "SELECT outcome, failure_reason FROM attempts") == \
+        [("heartbeat_lost", "HEARTBEAT_LOST")]
+    assert sql(url, "SELECT state FROM phases") == [("FAILED",)]
+    assert "no frame for 1s" in sup.stderr()
+
+
+def test_crash_loop_stops_respawning_and_shows_in_status(tmp):
+    from conftest import ROOT
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 2,
+                     "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
+                     env={"ROGUE_MODE": "exit"})
+    try:
+        sup.wait_ready()
+        st = wait_for(lambda: (lambda s: s if s["pool"]["crash_loop"] else None)(
+            sup.status()), 30, what="crash loop")
+        assert st["pool"]["live"] == 0
+        assert "crash loop" in sup.stderr()
+        r = sup.ctl("status")
+        assert "CRASH LOOP" in r.out
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another uid")
+def test_control_peer_of_another_uid_is_refused(tmp):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    url = new_db(tmp, runs=1)
+    open_dir = tempfile.mkdtemp(dir="/tmp")
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run",
+                     control=os.path.join(open_dir, "ctl.sock"))
+    try:
+        sup.wait_ready()
+        st = os.stat(sup.control)
+        assert st.st_mode & 0o777 == 0o600
+        # Open the way on purpose, so that only the credential check stands.
+        os.chmod(open_dir, 0o755)
+        os.chmod(sup.control, 0o666)
+        child = subprocess.run([sys.executable, "-c", """
+import os, socket, struct, sys
+import msgpack
+os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+body = msgpack.packb({"v": 1, "t": "request", "id": 1, "cmd": "status", "args": []})
+try:
+    s.sendall(struct.pack(">I", len(body)) + body)
+    print("closed" if s.recv(100) == b"" else "answered")
+except (BrokenPipeError, ConnectionResetError):
+    print("closed")
+""", sup.control], capture_output=True, text=True, timeout=30)
+        assert child.stdout.strip() == "closed", child
+        assert "has uid 65534" in sup.stderr()
+        assert sup.status()["db_uuid"]
+    finally:
+        sup.signal(signal.SIGTERM)
+        sup.wait()
+        shutil.rmtree(open_dir, ignore_errors=True)
+
+
+def test_phase_timeouts_in_a_row_are_not_a_crash_loop(tmp, llm):
+    url = new_db(tmp, runs=6, phases=1, check="sleep 30")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--exit-when-drained",
+                         "--phase-timeout-seconds", 1, "--max-attempts-per-phase", 1,
+                         "--max-fingerprint-repeats", 100)
+    assert sup.wait(timeout=120) == 0, sup.stderr()
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("timeout", 6)]
+    assert "crash loop" not in sup.stderr()
+    # A stopped attempt leaves no check process behind.
+    mine = {os.getpid(), llm.proc.pid}
+    assert wait_for(lambda: not set(processes_in(str(tmp))) - mine, 10,
+                    what="check processes gone")

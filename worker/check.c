@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -77,12 +78,25 @@ static size_t check_tail(const char *path, char *out, size_t n)
 	return (size_t)r;
 }
 
+/* The process group of the check running now, for check_kill_running. */
+static volatile pid_t check_pgid;
+
+void check_kill_running(void)
+{
+	pid_t pg = check_pgid;
+
+	if (pg > 0)
+		kill(-pg, SIGKILL);
+}
+
 /* Child side: join a new process group, redirect, exec the shell. Never returns. */
 static void check_child(const struct check_spec *spec, int out_fd, int err_fd)
 {
 	int null_fd = open("/dev/null", O_RDONLY);
 
 	setpgid(0, 0);
+	/* If the worker dies (even by SIGKILL), so does the check's first process. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	/* The check runs code the model wrote: it gets no provider keys. */
 	unsetenv("ANTHROPIC_API_KEY");
 	unsetenv("OPENAI_API_KEY");
@@ -134,6 +148,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	if (pid == 0)
 		check_child(spec, out_fd, err_fd);
 	setpgid(pid, pid);
+	check_pgid = pid;
 	for (;;) {
 		uint64_t now;
 		pid_t w = waitpid(pid, &status, WNOHANG);
@@ -160,6 +175,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	}
 	/* Nothing the check started may outlive it. */
 	kill(-pid, SIGKILL);
+	check_pgid = 0;
 	if (WIFEXITED(status)) {
 		out->exit_code = WEXITSTATUS(status);
 	} else {

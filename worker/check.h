@@ -40,4 +40,8 @@ struct check_result {
 int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen);
 void check_result_free(struct check_result *r);
 
+/* Kill the process group of the check running now, if any. Async-signal-safe: the
+ * worker calls it from its SIGTERM handler so a stopped attempt leaves nothing behind. */
+void check_kill_running(void);
+
 #endif

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "proto/wire.h"
+#include "worker/check.h"
 #include "worker/phase.h"
 
 #include <errno.h>
@@ -31,6 +32,14 @@ static const char usage_text[] =
 "\n"
 "Runs phases for autopack-supervisor over the socket on file descriptor N. It is\n"
 "started by the supervisor; running it by hand is only useful for debugging.\n";
+
+/* SIGTERM/SIGINT: take the running check command down too, then die of the signal. */
+static void wk_term(int sig)
+{
+	check_kill_running();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
 
 /* Write the whole buffer; the supervisor being gone ends the worker. */
 static void wk_write(struct wk *w, const uint8_t *p, size_t n)
@@ -178,6 +187,8 @@ int main(int argc, char **argv)
 	int i, rc = 0;
 
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, wk_term);
+	signal(SIGINT, wk_term);
 	log_init("autopack-worker", LOG_INFO);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0) {

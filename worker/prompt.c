@@ -1,5 +1,6 @@
 /* Building the builder prompt from the phase and its context files. */
 #include "worker/prompt.h"
+#include "common/strbuf.h"
 #include "worker/deliverables.h"
 #include "common/util.h"
 
@@ -21,53 +22,20 @@ static const char prompt_system[] =
 	"write only the deliverables and files under the scope paths; never use absolute paths "
 	"or \"..\".";
 
-/* A growable string. */
-struct prompt_buf {
-	char *s;
-	size_t len, cap;
-};
-
-/* Append n bytes. */
-static void pb_put(struct prompt_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->s = xrealloc(b->s, b->cap);
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-/* Append formatted text. */
-__attribute__((format(printf, 2, 3))) static void pb_printf(struct prompt_buf *b,
-							     const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	pb_put(b, s, strlen(s));
-	free(s);
-}
-
 /* Append a list as "- item" lines. */
-static void pb_list(struct prompt_buf *b, const char *title, const struct proto_strlist *l)
+static void pb_list(struct strbuf *b, const char *title, const struct proto_strlist *l)
 {
 	size_t i;
 
-	pb_printf(b, "\n## %s\n", title);
+	strbuf_printf(b, "\n## %s\n", title);
 	if (l->n == 0)
-		pb_printf(b, "(none)\n");
+		strbuf_printf(b, "(none)\n");
 	for (i = 0; i < l->n; i++)
-		pb_printf(b, "- %s\n", l->items[i]);
+		strbuf_printf(b, "- %s\n", l->items[i]);
 }
 
 /* Append one workspace file as a fenced block, within the remaining budget. */
-static void pb_file(struct prompt_buf *b, const char *workspace, const char *path,
+static void pb_file(struct strbuf *b, const char *workspace, const char *path,
 		    size_t *budget, struct prompt *p, bool quiet_missing)
 {
 	char err[512];
@@ -78,14 +46,14 @@ static void pb_file(struct prompt_buf *b, const char *workspace, const char *pat
 
 	if (abs == NULL) {
 		if (!quiet_missing)
-			pb_printf(b, "\n### %s\n(not included: %s)\n", path, err);
+			strbuf_printf(b, "\n### %s\n(not included: %s)\n", path, err);
 		p->files_skipped++;
 		return;
 	}
 	fd = open(abs, O_RDONLY | O_CLOEXEC);
 	free(abs);
 	if (fd < 0) {
-		pb_printf(b, "\n### %s\n(not included: %s)\n", path, strerror(errno));
+		strbuf_printf(b, "\n### %s\n(not included: %s)\n", path, strerror(errno));
 		p->files_skipped++;
 		return;
 	}
@@ -102,14 +70,14 @@ static void pb_file(struct prompt_buf *b, const char *workspace, const char *pat
 	close(fd);
 	data[len] = '\0';
 	if (memchr(data, '\0', len) != NULL) {
-		pb_printf(b, "\n### %s\n(not included: binary file)\n", path);
+		strbuf_printf(b, "\n### %s\n(not included: binary file)\n", path);
 		p->files_skipped++;
 	} else {
-		pb_printf(b, "\n### %s\n```\n", path);
-		pb_put(b, data, len);
+		strbuf_printf(b, "\n### %s\n```\n", path);
+		strbuf_put(b, data, len);
 		if (len == cap)
-			pb_printf(b, "\n[cut after %zu bytes]", len);
-		pb_printf(b, "\n```\n");
+			strbuf_printf(b, "\n[cut after %zu bytes]", len);
+		strbuf_printf(b, "\n```\n");
 		*budget -= len;
 		p->files_included++;
 	}
@@ -119,32 +87,32 @@ static void pb_file(struct prompt_buf *b, const char *workspace, const char *pat
 void prompt_build(const struct proto_job *job, struct prompt *out)
 {
 	const struct proto_phase *ph = &job->phase;
-	struct prompt_buf b = { 0 };
+	struct strbuf b = { 0 };
 	size_t budget = PROMPT_CONTEXT_MAX, i;
 	bool header = false;
 
 	memset(out, 0, sizeof *out);
 	out->system = xstrdup(prompt_system);
-	pb_printf(&b, "# Phase: %s\n", ph->name != NULL ? ph->name : "(unnamed)");
-	pb_printf(&b, "Run: %s\nPhase id: %s\n", job->run_id, job->phase_id);
-	pb_printf(&b, "Category: %s\nComplexity: %s\nAttempt: %lld\n",
+	strbuf_printf(&b, "# Phase: %s\n", ph->name != NULL ? ph->name : "(unnamed)");
+	strbuf_printf(&b, "Run: %s\nPhase id: %s\n", job->run_id, job->phase_id);
+	strbuf_printf(&b, "Category: %s\nComplexity: %s\nAttempt: %lld\n",
 		  ph->task_category != NULL ? ph->task_category : "(unset)",
 		  ph->complexity != NULL ? ph->complexity : "(unset)",
 		  (long long)job->attempt_number);
-	pb_printf(&b, "\n## Description\n%s\n",
+	strbuf_printf(&b, "\n## Description\n%s\n",
 		  ph->description != NULL && ph->description[0] != '\0' ? ph->description
 									 : "(none)");
 	pb_list(&b, "Deliverables", &ph->deliverables);
 	pb_list(&b, "Scope", &ph->paths);
 	if (ph->check_command != NULL && ph->check_command[0] != '\0')
-		pb_printf(&b, "\n## Check\nAfterwards this command must exit 0 in the workspace: "
+		strbuf_printf(&b, "\n## Check\nAfterwards this command must exit 0 in the workspace: "
 			      "%s\n", ph->check_command);
 	if (job->workspace == NULL) {
 		out->user = b.s;
 		return;
 	}
 	if (ph->read_only_context.n > 0) {
-		pb_printf(&b, "\n## Read-only context\n");
+		strbuf_printf(&b, "\n## Read-only context\n");
 		for (i = 0; i < ph->read_only_context.n; i++)
 			pb_file(&b, job->workspace, ph->read_only_context.items[i], &budget, out,
 				false);
@@ -157,7 +125,7 @@ void prompt_build(const struct proto_job *job, struct prompt *out)
 			continue;
 		free(abs);
 		if (!header)
-			pb_printf(&b, "\n## Current content of existing deliverables\n");
+			strbuf_printf(&b, "\n## Current content of existing deliverables\n");
 		header = true;
 		pb_file(&b, job->workspace, ph->deliverables.items[i], &budget, out, true);
 	}

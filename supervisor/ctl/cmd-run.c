@@ -27,6 +27,15 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (optind + 1 != argc)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind + 1]);
 	plan = argv[optind];
+	{
+		char *abs = store_path_absolute(plan, NULL);
+		bool forwarded;
+
+		ret = cmd_live_forward(ctx, "run import", &abs, 1, &forwarded);
+		free(abs);
+		if (forwarded)
+			return ret;
+	}
 	ret = cmd_open_write(ctx, &st, &lock_fd);
 	if (ret != 0)
 		return ret;

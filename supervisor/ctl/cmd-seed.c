@@ -37,6 +37,15 @@ static int cmd_seed_telemetry_run_exec(struct cmd_ctx *ctx, int argc, char **arg
 	ws = store_path_absolute(ws_arg, NULL);
 	if (ws == NULL)
 		return cmd_fail(ctx, STORE_EIO, "cannot read the current directory");
+	{
+		bool forwarded;
+
+		ret = cmd_live_forward(ctx, "seed telemetry-run", &ws, 1, &forwarded);
+		if (forwarded) {
+			free(ws);
+			return ret;
+		}
+	}
 	ret = cmd_open_write(ctx, &st, &lock_fd);
 	if (ret != 0) {
 		free(ws);

@@ -55,6 +55,13 @@ extern const struct cmd_entry cmd_resume_entry;
 extern const struct cmd_entry cmd_scale_entry;
 extern const struct cmd_entry cmd_stop_entry;
 extern const struct cmd_entry cmd_metrics_entry;
+extern const struct cmd_entry cmd_retry_entry;
+extern const struct cmd_entry cmd_cancel_entry;
+extern const struct cmd_entry cmd_watch_entry;
+extern const struct cmd_entry cmd_telemetry_report_entry;
+extern const struct cmd_entry cmd_telemetry_import_entry;
+extern const struct cmd_entry cmd_telemetry_export_entry;
+extern const struct cmd_entry cmd_calibrate_entry;
 extern const struct cmd_entry cmd_session_list_entry;
 extern const struct cmd_entry cmd_session_show_entry;
 
@@ -100,6 +107,12 @@ int cmd_open_write(const struct cmd_ctx *ctx, struct store *st, int *lock_fd);
 void cmd_close_write(struct store *st, int lock_fd);
 /* Take the database lock for an offline write; 0 or an exit code. */
 int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd);
+
+/* If an autopack-supervisor holds the database, send it `cmd` with `args` (the write goes
+ * through the database's only writer) and print its answer; *forwarded says whether it
+ * did. Returns the exit code when forwarded, else 0. */
+int cmd_live_forward(struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs,
+    bool *forwarded);
 
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);

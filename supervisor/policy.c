@@ -1,0 +1,245 @@
+/* Drain policies (facts §4): failure-reason buckets, sample-first triage, and the stop and
+ * skip rules, applied as results arrive. With several workers, results are judged in the
+ * order the supervisor receives them; the state is saved with the commit that records
+ * each result, so a restarted drain (--resume) continues with the same counters. */
+#include "supervisor/sup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool nameset_has(const struct nameset *ns, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ns->n; i++)
+		if (strcmp(ns->v[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Add a name once. */
+static void nameset_add(struct nameset *ns, const char *name)
+{
+	if (nameset_has(ns, name))
+		return;
+	ns->v = xrealloc(ns->v, (ns->n + 1) * sizeof *ns->v);
+	ns->v[ns->n++] = xstrdup(name);
+}
+
+static void nameset_free(struct nameset *ns)
+{
+	size_t i;
+
+	for (i = 0; i < ns->n; i++)
+		free(ns->v[i]);
+	free(ns->v);
+	ns->v = NULL;
+	ns->n = 0;
+}
+
+/* Does the lowercased `hay` contain `needle`? */
+static bool has_ci(const char *hay, const char *needle)
+{
+	return strcasestr(hay, needle) != NULL;
+}
+
+int policy_bucket(const char *r)
+{
+	if (r == NULL || *r == '\0')
+		return 0;                                       /* unknown */
+	if (has_ci(r, "collection") || has_ci(r, "import"))
+		return 1;
+	if (has_ci(r, "deliverable") || has_ci(r, "missing"))
+		return 2;
+	if (has_ci(r, "patch") || has_ci(r, "no-op") || has_ci(r, "manifest"))
+		return 3;
+	if (has_ci(r, "timeout") || has_ci(r, "timed out"))
+		return 5;
+	return 4;                                               /* other */
+}
+
+/* The count of a fingerprint, creating it at 0. */
+static int64_t *fp_slot(struct policy *p, const char *fp)
+{
+	size_t i;
+
+	for (i = 0; i < p->nfps; i++)
+		if (strcmp(p->fps[i].fp, fp) == 0)
+			return &p->fps[i].n;
+	p->fps = xrealloc(p->fps, (p->nfps + 1) * sizeof *p->fps);
+	p->fps[p->nfps].fp = xstrdup(fp);
+	p->fps[p->nfps].n = 0;
+	return &p->fps[p->nfps++].n;
+}
+
+/* Has this fingerprint been counted in the session? */
+static bool fp_seen(struct policy *p, const char *fp)
+{
+	size_t i;
+
+	for (i = 0; i < p->nfps; i++)
+		if (strcmp(p->fps[i].fp, fp) == 0 && p->fps[i].n > 0)
+			return true;
+	return false;
+}
+
+/* Stop dispatching a run for the rest of the session. */
+static void run_stop(struct sup *s, struct run_q *r, const char *why)
+{
+	nameset_add(&s->pol.stopped_runs, r->run_id);
+	log_info("[STOP] run %s: %s", r->run_id, why);
+	sched_skip_run(s, r);
+}
+
+void policy_result(struct sup *s, struct run_q *r, const char *outcome, const char *fp,
+    int64_t v2)
+{
+	struct policy *p = &s->pol;
+	bool timeout = strcmp(outcome, "timeout") == 0;
+	bool success = strcmp(outcome, "success") == 0;
+
+	/* A dry run visits phases without judging them (facts §4.9, minus its side effects). */
+	if (strcmp(outcome, "dry_run") == 0)
+		return;
+	p->dirty = true;
+	if (timeout && ++r->timeouts >= s->cfg.max_timeouts_per_run && !r->skipped) {
+		char why[96];
+
+		snprintf(why, sizeof why, "%lld timeout(s) (--max-timeouts-per-run %lld)",
+		    (long long)r->timeouts, (long long)s->cfg.max_timeouts_per_run);
+		run_stop(s, r, why);
+	}
+	if (!r->sampled) {
+		r->sampled = true;
+		nameset_add(&p->sampled, r->run_id);
+		if (success || v2 > 0 || timeout || fp == NULL || !fp_seen(p, fp)) {
+			r->promising = true;
+			nameset_add(&p->promising, r->run_id);
+			log_info("[SAMPLE-OK] %s: promising", r->run_id);
+		} else {
+			nameset_add(&p->deprioritized, r->run_id);
+			log_info("[SAMPLE-SKIP] %s: deprioritised (repeating fingerprint: %.80s)",
+			    r->run_id, fp);
+			sched_skip_run(s, r);
+		}
+	}
+	p->consecutive_zero = v2 > 0 ? 0 : p->consecutive_zero + 1;
+	if (s->cfg.max_consecutive_zero_yield > 0 &&
+	    p->consecutive_zero >= s->cfg.max_consecutive_zero_yield) {
+		sup_stop_because(s, 1, "%lld consecutive attempts yielded no telemetry"
+		    " (--max-consecutive-zero-yield %lld)", (long long)p->consecutive_zero,
+		    (long long)s->cfg.max_consecutive_zero_yield);
+		return;
+	}
+	if (fp != NULL && !success) {
+		int64_t *n = fp_slot(p, fp);
+
+		if (++*n >= s->cfg.max_fingerprint_repeats) {
+			char why[320];
+
+			nameset_add(&p->stopped_fps, fp);
+			snprintf(why, sizeof why, "fingerprint seen %lld times"
+			    " (--max-fingerprint-repeats %lld): %.200s", (long long)*n,
+			    (long long)s->cfg.max_fingerprint_repeats, fp);
+			if (!r->skipped)
+				run_stop(s, r, why);
+		}
+	}
+}
+
+/* A JSON array of a name set. */
+static json_t *nameset_json(const struct nameset *ns)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; i < ns->n; i++)
+		json_array_append_new(a, json_string(ns->v[i]));
+	return a;
+}
+
+char *policy_state_json(struct sup *s)
+{
+	struct policy *p = &s->pol;
+	json_t *fps = json_object(), *j;
+	char *out;
+	size_t i;
+
+	for (i = 0; i < p->nfps; i++)
+		json_object_set_new(fps, p->fps[i].fp, json_integer(p->fps[i].n));
+	j = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I}",
+	    "fingerprint_counts", fps,
+	    "stopped_fingerprints", nameset_json(&p->stopped_fps),
+	    "stopped_runs", nameset_json(&p->stopped_runs),
+	    "sampled_runs", nameset_json(&p->sampled),
+	    "promising_runs", nameset_json(&p->promising),
+	    "deprioritized_runs", nameset_json(&p->deprioritized),
+	    "consecutive_zero_yield", (json_int_t)p->consecutive_zero);
+	out = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return out;
+}
+
+/* Load a JSON array of strings into a name set; anything else is ignored. */
+static void nameset_load(struct nameset *ns, json_t *a)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(a, i, v)
+		if (json_is_string(v))
+			nameset_add(ns, json_string_value(v));
+}
+
+int policy_load(struct sup *s, const char *state_json)
+{
+	struct policy *p = &s->pol;
+	json_t *j = json_loads(state_json != NULL ? state_json : "{}", 0, NULL), *v;
+	const char *k;
+
+	if (!json_is_object(j)) {
+		json_decref(j);
+		log_error("the session's saved state is not a JSON object; not resuming it");
+		return -1;
+	}
+	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v)
+		*fp_slot(p, k) = json_integer_value(v);
+	nameset_load(&p->stopped_fps, json_object_get(j, "stopped_fingerprints"));
+	nameset_load(&p->stopped_runs, json_object_get(j, "stopped_runs"));
+	nameset_load(&p->sampled, json_object_get(j, "sampled_runs"));
+	nameset_load(&p->promising, json_object_get(j, "promising_runs"));
+	nameset_load(&p->deprioritized, json_object_get(j, "deprioritized_runs"));
+	p->consecutive_zero = json_integer_value(json_object_get(j, "consecutive_zero_yield"));
+	json_decref(j);
+	return 0;
+}
+
+void policy_apply_runs(struct sup *s)
+{
+	struct run_q *r;
+
+	for (r = s->runs; r != NULL; r = r->next) {
+		r->sampled = nameset_has(&s->pol.sampled, r->run_id);
+		r->promising = nameset_has(&s->pol.promising, r->run_id);
+		if (nameset_has(&s->pol.stopped_runs, r->run_id) ||
+		    nameset_has(&s->pol.deprioritized, r->run_id))
+			sched_skip_run(s, r);
+	}
+}
+
+void policy_free(struct policy *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->nfps; i++)
+		free(p->fps[i].fp);
+	free(p->fps);
+	nameset_free(&p->stopped_fps);
+	nameset_free(&p->sampled);
+	nameset_free(&p->promising);
+	nameset_free(&p->deprioritized);
+	nameset_free(&p->stopped_runs);
+}

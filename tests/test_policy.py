@@ -1,0 +1,210 @@
+"""Drain policies on crafted backlogs: buckets, sample-first triage, stop and skip rules,
+resume after the supervisor is killed. The LLM stand-in fails chosen runs
+deterministically; everything else is real."""
+import json
+import os
+import signal
+import sqlite3
+
+import pytest
+
+from supervisor_helpers import Standin, Supervisor, new_db, sql, wait_for
+
+KEY = "sk-test-policy"
+
+
+def drain(tmp, url, llm, *args, name="sup", wait=True):
+    sup = Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
+                     "--llm-retries", 0, "--workers", 1, *args,
+                     env={"ANTHROPIC_API_KEY": KEY}, name=name)
+    if wait:
+        assert sup.wait(timeout=180) == 0, sup.stderr()
+    return sup
+
+
+def state(url):
+    rows = sql(url, "SELECT state_json, stop_reason FROM drain_sessions"
+               " ORDER BY started_at DESC, rowid DESC LIMIT 1")
+    return json.loads(rows[0][0]), rows[0][1]
+
+
+def fail_runs(tmp, *runs, mode=None):
+    """A stand-in that answers 500 to every phase of the given runs."""
+    spec = mode or {"mode": "status", "status": 500, "message": "upstream exploded"}
+    return Standin(tmp, script={"markers": {"%s_" % r: [spec] * 50 for r in runs}})
+
+
+def phase_states(url, run):
+    return [s for (s,) in sql(url, "SELECT state FROM phases WHERE run_id = ?"
+                              " ORDER BY phase_index", run)]
+
+
+def test_fingerprint_repeats_stop_the_run(tmp):
+    url = new_db(tmp, runs=3, phases=3)
+    llm = fail_runs(tmp, "run-000")
+    try:
+        sup = drain(tmp, url, llm, "--exit-when-drained", "--max-attempts-per-phase", 1,
+                    "--max-fingerprint-repeats", 2)
+    finally:
+        llm.stop()
+    st, reason = state(url)
+    assert reason == "drained"
+    assert st["stopped_runs"] == ["run-000"]
+    [fp] = st["stopped_fingerprints"]
+    assert fp.startswith("FAILED|provider_error") or "500" in fp, fp
+    assert st["fingerprint_counts"][fp] == 2
+    assert phase_states(url, "run-000") == ["FAILED", "FAILED", "QUEUED"]
+    assert phase_states(url, "run-001") == ["COMPLETE"] * 3
+    assert phase_states(url, "run-002") == ["COMPLETE"] * 3
+    assert "[STOP] run run-000: fingerprint seen 2 times" in sup.stderr()
+
+
+def test_sample_first_triage_deprioritises_a_run_repeating_a_known_failure(tmp):
+    url = new_db(tmp, runs=3, phases=2)
+    llm = fail_runs(tmp, "run-000", "run-001")
+    try:
+        sup = drain(tmp, url, llm, "--exit-when-drained", "--max-attempts-per-phase", 1,
+                    "--max-fingerprint-repeats", 100)
+    finally:
+        llm.stop()
+    st, _ = state(url)
+    # run-000's sample fails first with a new fingerprint: promising. run-001's sample
+    # repeats it: deprioritised, and nothing more of it runs. run-002 succeeds.
+    assert st["sampled_runs"] == ["run-000", "run-001", "run-002"]
+    assert st["promising_runs"] == ["run-000", "run-002"]
+    assert st["deprioritized_runs"] == ["run-001"]
+    assert phase_states(url, "run-000") == ["FAILED", "FAILED"]
+    assert phase_states(url, "run-001") == ["FAILED", "QUEUED"]
+    assert phase_states(url, "run-002") == ["COMPLETE", "COMPLETE"]
+    # Unsampled runs go first: the three samples are the first three attempts.
+    first = [r for (r,) in sql(url, "SELECT run_id FROM attempts ORDER BY attempt_id LIMIT 3")]
+    assert first == ["run-000", "run-001", "run-002"]
+    assert "[SAMPLE-SKIP] run-001" in sup.stderr()
+
+
+def test_failed_phases_are_taken_in_bucket_order(tmp):
+    url = new_db(tmp, runs=6, phases=1)
+    reasons = {"run-000": "Phase drain timed out after 30 minutes",
+               "run-001": "CI collection error: ImportError",
+               "run-002": None,
+               "run-003": "PATCH_FAILED",
+               "run-004": "DELIVERABLES_VALIDATION_FAILED",
+               "run-005": "EXCEPTION: ValueError"}
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    for run, why in reasons.items():
+        con.execute("UPDATE phases SET state = 'FAILED', last_failure_reason = ?"
+                    " WHERE run_id = ?", (why, run))
+    con.commit()
+    con.close()
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--retry-failed",
+                     "--exit-when-drained")
+    assert sup.wait() == 0, sup.stderr()
+    order = [r for (r,) in sql(url, "SELECT run_id FROM attempts ORDER BY attempt_id")]
+    # unknown → collection → deliverable → patch → other → timeout
+    assert order == ["run-002", "run-001", "run-004", "run-003", "run-005", "run-000"]
+    # A dry run leaves states, and triage, alone.
+    assert sql(url, "SELECT DISTINCT state FROM phases") == [("FAILED",)]
+    st, _ = state(url)
+    assert st == {} or st["sampled_runs"] == []
+
+
+def test_queued_only_without_retry_failed_and_skip_prefix(tmp):
+    url = new_db(tmp, runs=3, phases=2)
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    con.execute("UPDATE phases SET state = 'FAILED' WHERE run_id = 'run-001'")
+    con.commit()
+    con.close()
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     "--skip-run-prefix", "run-002")
+    assert sup.wait() == 0, sup.stderr()
+    assert sorted(set(r for (r,) in sql(url, "SELECT run_id FROM attempts"))) == ["run-000"]
+
+
+def test_timeouts_per_run_stop_the_run(tmp):
+    url = new_db(tmp, runs=2, phases=3, check="sleep 30")
+    llm = Standin(tmp)
+    try:
+        # run-001's checks pass quickly: give it its own check command.
+        con = sqlite3.connect(url[len("sqlite:///"):])
+        con.execute("UPDATE phases SET check_command = 'true' WHERE run_id = 'run-001'")
+        con.commit()
+        con.close()
+        drain(tmp, url, llm, "--exit-when-drained", "--phase-timeout-seconds", 2,
+              "--max-timeouts-per-run", 1, "--max-attempts-per-phase", 1)
+    finally:
+        llm.stop()
+    st, _ = state(url)
+    assert st["stopped_runs"] == ["run-000"]
+    assert phase_states(url, "run-000") == ["FAILED", "QUEUED", "QUEUED"]
+    assert sql(url, "SELECT outcome FROM attempts WHERE run_id = 'run-000'") == [("timeout",)]
+    assert phase_states(url, "run-001") == ["COMPLETE"] * 3
+
+
+def test_consecutive_zero_yield_ends_the_session(tmp):
+    url = new_db(tmp, runs=2, phases=4)
+    llm = fail_runs(tmp, "run-000", "run-001")
+    try:
+        sup = drain(tmp, url, llm, "--exit-when-drained", "--max-attempts-per-phase", 1,
+                    "--max-fingerprint-repeats", 100, "--max-consecutive-zero-yield", 3)
+    finally:
+        llm.stop()
+    st, reason = state(url)
+    assert "3 consecutive attempts yielded no telemetry" in reason
+    assert st["consecutive_zero_yield"] == 3
+    assert sql(url, "SELECT count(*) FROM attempts") == [(3,)]
+    assert "[STOP] 3 consecutive attempts" in sup.stderr()
+
+
+def test_batch_size_and_max_attempts_per_phase(tmp):
+    url = new_db(tmp, runs=1, phases=3)
+    llm = fail_runs(tmp, "run-000")
+    try:
+        drain(tmp, url, llm, "--exit-when-drained", "--max-attempts-per-phase", 2,
+              "--max-fingerprint-repeats", 100)
+        # Each phase failed twice in the session, then stayed FAILED.
+        assert sql(url, "SELECT phase_id, count(*) FROM attempts GROUP BY 1 ORDER BY 1") == \
+            [("p0-0", 2), ("p0-1", 2), ("p0-2", 2)]
+        assert phase_states(url, "run-000") == ["FAILED"] * 3
+        drain(tmp, url, llm, "--retry-failed", "--batch-size", 2,
+              "--max-fingerprint-repeats", 100, name="batch")
+    finally:
+        llm.stop()
+    st, reason = state(url)
+    assert reason == "batch size 2 reached (--batch-size)"
+    assert sql(url, "SELECT count(*) FROM attempts") == [(8,)]
+
+
+def test_resume_after_sigkill_keeps_counters_and_triage(tmp):
+    url = new_db(tmp, runs=4, phases=3, check="sleep 0.3")
+    llm = fail_runs(tmp, "run-000", "run-001")
+    try:
+        sup = drain(tmp, url, llm, "--max-attempts-per-phase", 1,
+                    "--max-fingerprint-repeats", 100, wait=False)
+        wait_for(lambda: sql(url, "SELECT count(*) FROM drain_session_results")[0][0] >= 5,
+                 what="five results")
+        sup.proc.kill()
+        sup.proc.wait()
+        saved, reason = state(url)
+        assert reason is None
+        [(sid,)] = sql(url, "SELECT session_id FROM drain_sessions")
+        made = sql(url, "SELECT count(*) FROM attempts")[0][0]
+        # Resume with a budget already spent: nothing runs, the state is what was saved.
+        again = drain(tmp, url, llm, "--resume", "--batch-size", made,
+                      "--max-fingerprint-repeats", 100, name="again")
+        assert "resuming session %s" % sid in again.stderr()
+        st, reason = state(url)
+        assert st == saved
+        assert reason.startswith("batch size")
+        assert sql(url, "SELECT count(*) FROM drain_sessions") == [(1,)]
+        assert sql(url, "SELECT count(*) FROM attempts WHERE outcome != 'supervisor_restart'"
+                   " OR outcome IS NULL")[0][0] <= made
+    finally:
+        llm.stop()
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_resume_without_an_unfinished_session_is_refused(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--resume")
+    assert sup.wait() == 1
+    assert "no unfinished drain session" in sup.stderr()

@@ -1,0 +1,208 @@
+"""autopack-ctl telemetry import / report / export on real SQLite files, checked against
+the Python original's formulas (facts §6.2) recomputed here with the statistics module."""
+import csv
+import fcntl
+import json
+import os
+import sqlite3
+import statistics
+
+from conftest import DATA, ctl
+
+SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
+RUN = "imported-autopack-v2-telemetry-samples"
+
+
+def url(path):
+    return "sqlite:///" + str(path)
+
+
+def rows(p, query):
+    con = sqlite3.connect(str(p))
+    out = con.execute(query).fetchall()
+    con.close()
+    return out
+
+
+def imported_db(tmp):
+    db = tmp / "t.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    r = ctl("--db", url(db), "telemetry", "import", SAMPLES)
+    assert r.rc == 0, r
+    return db
+
+
+def tsv_samples():
+    with open(SAMPLES) as f:
+        return [dict(r, predicted=int(r["predicted_output"]), actual=int(r["actual_output"]),
+                     success=r["success"] == "true", truncated=r["truncated"] == "true")
+                for r in csv.DictReader(f, delimiter="\t")]
+
+
+def v3_metrics(samples):
+    """The v3 analyser's numbers (scripts/analyze_token_telemetry_v3.py), recomputed."""
+    waste = [s["predicted"] / s["actual"] for s in samples]
+    smape = [200 * abs(s["actual"] - s["predicted"]) / (s["actual"] + s["predicted"])
+             for s in samples if not s["truncated"]]
+    n = len(samples)
+    return {
+        "under": 100 * sum(s["actual"] > s["predicted"] for s in samples) / n,
+        "trunc": 100 * sum(s["truncated"] for s in samples) / n,
+        "success": 100 * sum(s["success"] for s in samples) / n,
+        "waste_median": statistics.median(waste),
+        "waste_mean": statistics.mean(waste),
+        "waste_p90": statistics.quantiles(waste, n=10)[8] if n >= 10 else max(waste),
+        "smape_mean": statistics.mean(smape),
+        "smape_median": statistics.median(smape),
+        "smape_n": len(smape),
+    }
+
+
+def close(a, b):
+    return abs(a - b) < 1e-9 * max(1.0, abs(b))
+
+
+def test_import_of_the_real_samples_creates_a_run_with_one_phase_per_group(tmp):
+    db = imported_db(tmp)
+    assert rows(db, "SELECT id, state FROM runs") == [(RUN, "DONE_SUCCESS")]
+    assert rows(db, "SELECT count(*), sum(state = 'COMPLETE') FROM phases") == [(13, 13)]
+    assert rows(db, "SELECT count(*), sum(success), sum(truncated), "
+                    "count(estimator_version) FROM token_estimation_v2_events") == [
+        (64, 55, 7, 0)]
+    # The FK to phases holds for every event.
+    assert rows(db, "PRAGMA foreign_key_check") == []
+    # Derived as the supervisor derives them (facts §1.5).
+    (smape, waste, under), = rows(
+        db, "SELECT smape_percent, waste_ratio, underestimated FROM token_estimation_v2_events"
+            " WHERE predicted_output_tokens = 5200 AND actual_output_tokens = 1218")
+    assert round(smape, 1) == 124.1 and close(waste, 5200 / 1218) and under == 0
+
+
+def test_import_json_reports_counts_and_the_run(tmp):
+    db = tmp / "t.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    r = ctl("--db", url(db), "telemetry", "import", SAMPLES, "--run-id", "dec-2025", "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    assert (j["run_id"], j["samples"], j["clean"], j["phases"]) == ("dec-2025", 64, 55, 13)
+    assert "== autopack database ==" in r.err
+
+
+def test_import_refuses_a_malformed_tsv_naming_line_and_column_and_writes_nothing(tmp):
+    db = tmp / "t.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    lines = open(SAMPLES).read().splitlines(True)
+    bad = lines[:5] + [lines[5].replace("\t780\t", "\t78x\t")] + lines[6:]
+    assert bad[5] != lines[5]
+    (tmp / "bad.tsv").write_text("".join(bad))
+    r = ctl("--db", url(db), "telemetry", "import", "bad.tsv", "--json")
+    assert r.rc == 1, r
+    assert "bad.tsv:6: column predicted_output: expected a non-negative integer, got '78x'" \
+        in r.err
+    assert json.loads(r.out)["error"] == "EINVAL"
+    assert rows(db, "SELECT count(*) FROM runs") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM token_estimation_v2_events") == [(0,)]
+
+
+def test_import_twice_is_refused_and_changes_nothing(tmp):
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "telemetry", "import", SAMPLES)
+    assert r.rc == 1, r
+    assert "run %s already exists" % RUN in r.err
+    assert rows(db, "SELECT count(*) FROM token_estimation_v2_events") == [(64,)]
+
+
+def test_import_is_refused_while_another_process_holds_the_database(tmp):
+    db = tmp / "t.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    with open(str(db) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("%d\n" % os.getpid())
+        lock.flush()
+        r = ctl("--db", url(db), "telemetry", "import", SAMPLES)
+        assert r.rc == 1, r
+        assert "is held by" in r.err and "pid %d" % os.getpid() in r.err
+    assert rows(db, "SELECT count(*) FROM token_estimation_v2_events") == [(0,)]
+
+
+def test_report_matches_the_v3_analyser_formulas_on_the_real_samples(tmp):
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "telemetry", "report", "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    m = j["metrics"]
+    want = v3_metrics(tsv_samples())
+    assert m["samples"] == 64
+    assert close(m["underestimation"]["pct"], want["under"])
+    assert close(m["truncation"]["pct"], want["trunc"])
+    assert close(m["success"]["pct"], want["success"])
+    assert close(m["waste"]["median"], want["waste_median"])
+    assert close(m["waste"]["mean"], want["waste_mean"])
+    assert close(m["waste"]["p90"], want["waste_p90"])
+    assert m["smape"]["samples"] == want["smape_n"] == 57
+    assert close(m["smape"]["mean"], want["smape_mean"])
+    assert close(m["smape"]["median"], want["smape_median"])
+    assert m["truncated_lower_bounds"]["samples"] == 7
+    assert j["tuning_needed"] is True and m["underestimation"]["above_target"] is True
+    assert j["waste_definition"] == "predicted / actual"
+
+
+def test_report_success_only_and_stratified_by_category_complexity_and_bucket(tmp):
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "telemetry", "report", "--success-only", "--stratify", "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    clean = [s for s in tsv_samples() if s["success"]]
+    want = v3_metrics(clean)
+    assert j["metrics"]["samples"] == 55 and j["samples_read"] == 64
+    assert close(j["metrics"]["smape"]["mean"], want["smape_mean"])
+    cats = {s["key"]: s for s in j["strata"]["category"]}
+    impl = [s for s in clean if s["category"] == "implementation"]
+    assert cats["implementation"]["samples"] == len(impl) == 32
+    assert close(cats["implementation"]["waste"]["p90"], v3_metrics(impl)["waste_p90"])
+    assert [s["key"] for s in j["strata"]["deliverables"]] == ["0-1", "2-5"]
+    assert [s["key"] for s in j["strata"]["complexity"]] == ["high", "low", "medium"]
+    assert [s["key"] for s in j["strata"]["estimator_version"]] == ["unknown"]
+
+
+def test_report_text_shows_tiers_and_the_tuning_flag(tmp):
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "telemetry", "report", "--stratify")
+    assert r.rc == 0, r
+    assert "Tier 1: risk" in r.out and "Tier 2: cost" in r.out
+    assert "underestimation   50.0 %" in r.out
+    assert "Tuning decision: TUNING NEEDED; underestimation 50.0 % > 5 %; truncation " \
+           "10.9 % > 2 %" in r.out
+    assert "By deliverables" in r.out and "By estimator_version" in r.out
+
+
+def test_report_filters_by_run_and_refuses_when_nothing_matches(tmp):
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "telemetry", "report", "--run-id", "other", "--json")
+    assert r.rc == 1, r
+    assert "no token_estimation_v2 events" in r.err
+    r = ctl("--db", url(db), "telemetry", "report", "--run-id", RUN, "--json")
+    assert r.rc == 0 and json.loads(r.out)["metrics"]["samples"] == 64
+    r = ctl("--db", url(db), "telemetry", "report", "--under-multiplier", "0.5")
+    assert r.rc == 2 and "--under-multiplier needs a number from 1" in r.err
+
+
+def test_export_writes_every_event_as_ndjson(tmp):
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "telemetry", "export")
+    assert r.rc == 0, r
+    lines = r.out.splitlines()
+    assert len(lines) == 64
+    first = json.loads(lines[0])
+    assert first["run_id"] == RUN and first["success"] is False
+    assert first["predicted_output_tokens"] == 462 and first["estimator_version"] is None
+    assert "exported 64 token_estimation_v2 events" in r.err
+    assert "== autopack database ==" in r.err
+    r = ctl("--db", url(db), "telemetry", "export", "--run-id", "none", "--out", "e.ndjson")
+    assert r.rc == 0 and (tmp / "e.ndjson").read_text() == ""
+
+
+def test_every_telemetry_command_has_help(tmp):
+    for cmd in ("report", "import", "export"):
+        r = ctl("telemetry", cmd, "--help")
+        assert r.rc == 0 and r.out.startswith("usage: autopack-ctl [--db URL] telemetry " + cmd)

@@ -1,0 +1,307 @@
+/* Calibration groups and the proposal (facts §6.1, §3.3) against hand-computed values. */
+#include "common/calib.h"
+#include "common/util.h"
+#include "tests/unit/test.h"
+
+#include <math.h>
+
+/* A clean sample of (category, complexity) with the given counts; strings are literals
+ * that nothing frees. */
+static struct telem_sample mk(const char *cat, const char *cplx, int64_t predicted,
+    int64_t actual)
+{
+	return (struct telem_sample){ .category = (char *)cat, .complexity = (char *)cplx,
+		.deliverable_count = 1, .predicted = predicted, .actual = actual,
+		.selected_budget = 8192, .actual_max_tokens = -1, .success = true };
+}
+
+/* Pointers to n samples. */
+static const struct telem_sample **ptrs(struct telem_sample *s, size_t n)
+{
+	const struct telem_sample **p = xcalloc(n + 1, sizeof *p);
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = &s[i];
+	return p;
+}
+
+static const struct calib_opts opts5 = { 5, 0.7, CALIB_DAMP_SQRT };
+
+TEST(calib_group_figures_match_hand_computation)
+{
+	/* Ratios actual/predicted: 0.5, 1, 2, 0.25, 4. */
+	struct telem_sample s[] = {
+		mk("implementation", "low", 1000, 500), mk("implementation", "low", 1000, 1000),
+		mk("implementation", "low", 1000, 2000), mk("implementation", "low", 2000, 500),
+		mk("implementation", "low", 500, 2000),
+	};
+	const struct telem_sample **p = ptrs(s, 5);
+	struct calib_result r;
+	const struct calib_group *g;
+	double mean = (0.5 + 1 + 2 + 0.25 + 4) / 5, var = 0;
+	double rs[] = { 0.5, 1, 2, 0.25, 4 };
+
+	for (int i = 0; i < 5; i++)
+		var += (rs[i] - mean) * (rs[i] - mean);
+	calib_compute(p, 5, &opts5, &r);
+	CHECK_EQ_INT(r.n_groups, 1);
+	g = &r.groups[0];
+	CHECK_EQ_INT(g->n, 5);
+	CHECK_NEAR(g->avg_ratio, 1.55, 1e-12);
+	CHECK_NEAR(g->median_ratio, 1.0, 1e-12);     /* sorted[5 // 2] */
+	CHECK_NEAR(g->min_ratio, 0.25, 1e-12);
+	CHECK_NEAR(g->max_ratio, 4.0, 1e-12);
+	CHECK_NEAR(g->stdev_ratio, sqrt(var / 5), 1e-12);
+	CHECK_NEAR(g->confidence, 0.6 * 5.0 / 12.0 + 0.4 / (1 + sqrt(var / 5)), 1e-12);
+	CHECK_NEAR(g->multiplier, g->median_ratio, 1e-12);
+	CHECK_NEAR(g->avg_actual, 1200, 1e-9);
+	CHECK_NEAR(g->avg_estimated, 1100, 1e-9);
+	CHECK(g->status == CALIB_LOW_CONFIDENCE);     /* 0.25 + 0.4/(1+1.36) < 0.7 */
+	calib_result_free(&r);
+	free(p);
+}
+
+TEST(calib_group_median_ratio_is_the_upper_median_for_even_counts)
+{
+	struct telem_sample s[] = {
+		mk("a", "low", 100, 50), mk("a", "low", 100, 100), mk("a", "low", 100, 200),
+		mk("a", "low", 100, 400),
+	};
+	const struct telem_sample **p = ptrs(s, 4);
+	struct calib_opts o = { 1, 0.0, CALIB_DAMP_NONE };
+	struct calib_result r;
+
+	calib_compute(p, 4, &o, &r);
+	CHECK_NEAR(r.groups[0].median_ratio, 2.0, 1e-12); /* not (1 + 2) / 2 */
+	calib_result_free(&r);
+	free(p);
+}
+
+TEST(calib_group_waste_uses_actual_max_tokens_else_selected_budget)
+{
+	struct telem_sample s[] = {
+		mk("a", "low", 1000, 2048), mk("a", "low", 1000, 1024), mk("a", "low", 1000, 4096),
+	};
+	const struct telem_sample **p = ptrs(s, 3);
+	struct calib_opts o = { 1, 0.0, CALIB_DAMP_NONE };
+	struct calib_result r;
+
+	s[0].actual_max_tokens = 16384; /* 16384 / 2048 = 8 */
+	s[1].selected_budget = 4096;    /* 4096 / 1024 = 4 */
+	s[2].actual_max_tokens = 0;     /* 0 counts as absent: 8192 / 4096 = 2 */
+	calib_compute(p, 3, &o, &r);
+	CHECK_NEAR(r.groups[0].waste_median, 4.0, 1e-12);
+	CHECK_NEAR(r.groups[0].waste_p90, 8.0, 1e-12); /* sorted[int(2.7)] = sorted[2] */
+	CHECK_NEAR(r.groups[0].avg_selected_budget, (8192 + 4096 + 8192) / 3.0, 1e-9);
+	CHECK_EQ_INT(r.n_with_max_tokens, 1);
+	calib_result_free(&r);
+	free(p);
+}
+
+TEST(calib_group_statuses_follow_min_samples_and_inclusive_threshold)
+{
+	struct telem_sample s[14];
+	const struct telem_sample **p;
+	struct calib_opts o = { 12, 1.0, CALIB_DAMP_SQRT };
+	struct calib_result r;
+
+	/* Twelve identical ratios: confidence exactly 1.0, which meets a 1.0 threshold. */
+	for (int i = 0; i < 12; i++)
+		s[i] = mk("implementation", "medium", 1000, 500);
+	s[12] = mk("tests", "low", 1000, 500);
+	s[13] = mk("tests", "low", 1000, 500);
+	p = ptrs(s, 14);
+	calib_compute(p, 14, &o, &r);
+	CHECK_EQ_INT(r.n_groups, 2);
+	CHECK_EQ_STR(r.groups[0].category, "implementation"); /* most samples first */
+	CHECK(r.groups[0].status == CALIB_PROPOSED);
+	CHECK(r.groups[1].status == CALIB_BELOW_MIN);
+	CHECK_EQ_INT(r.n_eligible, 1);
+	CHECK_EQ_INT(r.n_high_confidence, 1);
+	calib_result_free(&r);
+	free(p);
+}
+
+TEST(calib_propose_reproduces_the_originals_sqrt_recalibration)
+{
+	/* Facts §3.3: implementation/low 1120 × sqrt(0.32) → 634, medium 1860 × sqrt(0.40)
+	 * → 1176. Start from a set with the old overheads. */
+	struct proto_coef old[] = {
+		{ "implementation", "low", 1120 }, { "implementation", "medium", 1860 },
+	};
+	struct telem_sample s[10];
+	const struct telem_sample **p;
+	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };
+	struct est_coefs cur, prop;
+	struct calib_result r;
+	char err[128];
+
+	est_coefs_default(&cur);
+	CHECK(est_coefs_apply(&cur, old, 2, 1, err, sizeof err) == 0);
+	for (int i = 0; i < 5; i++) {
+		s[i] = mk("implementation", "low", 10000, 3200);
+		s[5 + i] = mk("implementation", "medium", 10000, 4000);
+	}
+	p = ptrs(s, 10);
+	calib_compute(p, 10, &o, &r);
+	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
+	CHECK_EQ_INT(r.n_proposed, 2);
+	CHECK_EQ_INT(est_overhead_lookup(&prop, "implementation", "low"), 634);
+	CHECK_EQ_INT(est_overhead_lookup(&prop, "implementation", "medium"), 1176);
+	CHECK_EQ_INT(est_overhead_lookup(&prop, "implementation", "high"), 5000);
+	CHECK_EQ_INT(r.groups[0].old_overhead + r.groups[1].old_overhead, 1120 + 1860);
+	calib_result_free(&r);
+	free(p);
+}
+
+TEST(calib_propose_without_damping_multiplies_by_the_median_ratio)
+{
+	struct telem_sample s[5];
+	const struct telem_sample **p;
+	struct calib_opts o = { 5, 0.0, CALIB_DAMP_NONE };
+	struct est_coefs cur, prop;
+	struct calib_result r;
+	char err[128];
+
+	for (int i = 0; i < 5; i++)
+		s[i] = mk("implementation", "low", 1000, 250);
+	p = ptrs(s, 5);
+	est_coefs_default(&cur);
+	calib_compute(p, 5, &o, &r);
+	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
+	/* round(634 × 0.25) = round(158.5) = 159. */
+	CHECK_EQ_INT(r.groups[0].new_overhead, 159);
+	CHECK_NEAR(r.groups[0].factor, 0.25, 1e-12);
+	calib_result_free(&r);
+	o.damping = CALIB_DAMP_SQRT;
+	calib_compute(p, 5, &o, &r);
+	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
+	CHECK_EQ_INT(r.groups[0].new_overhead, 317); /* 634 × 0.5 */
+	calib_result_free(&r);
+	free(p);
+}
+
+TEST(calib_propose_maps_aliases_skips_doc_models_and_resolves_shared_rows)
+{
+	struct telem_sample s[26];
+	const struct telem_sample **p;
+	struct calib_opts o = { 5, 0.0, CALIB_DAMP_NONE };
+	struct est_coefs cur, prop;
+	struct calib_result r;
+	const struct calib_group *g;
+	char err[128];
+	int k = 0;
+
+	for (int i = 0; i < 5; i++) {
+		s[k++] = mk("tests", "low", 1000, 2000);             /* testing/low 915 × 2 */
+		s[k++] = mk("doc_synthesis", "low", 1000, 2000);     /* no overhead row */
+		s[k++] = mk("documentation", "low", 1000, 3000);     /* shares docs' row */
+		s[k++] = mk("IMPLEMENT_FEATURE", "high", 1000, 500); /* fallback 2000 */
+	}
+	for (int i = 0; i < 6; i++)
+		s[k++] = mk("docs", "low", 1000, 500);
+	p = ptrs(s, (size_t)k);
+	est_coefs_default(&cur);
+	calib_compute(p, (size_t)k, &o, &r);
+	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
+	g = calib_group_find(&r, "tests", "low");
+	CHECK(g != NULL && g->status == CALIB_PROPOSED);
+	CHECK_EQ_STR(g->row_category, "testing");
+	CHECK_EQ_INT(g->old_overhead, 915);
+	CHECK_EQ_INT(est_overhead_lookup(&prop, "testing", "low"), 1830);
+	CHECK_EQ_INT(est_overhead_lookup(&prop, "tests", "low"), 1830);
+	g = calib_group_find(&r, "doc_synthesis", "low");
+	CHECK(g != NULL && g->status == CALIB_NOT_OVERHEAD);
+	g = calib_group_find(&r, "documentation", "low");
+	CHECK(g != NULL && g->status == CALIB_SHARED_ROW);
+	g = calib_group_find(&r, "docs", "low");
+	CHECK(g != NULL && g->status == CALIB_PROPOSED && g->n == 6);
+	CHECK_EQ_INT(est_overhead_lookup(&prop, "documentation", "low"), 750); /* 1500 × 0.5 */
+	g = calib_group_find(&r, "IMPLEMENT_FEATURE", "high");
+	CHECK(g != NULL && g->old_overhead == 2000 && g->new_overhead == 1000);
+	CHECK_EQ_STR(g->row_category, "implement_feature");
+	CHECK_EQ_INT(est_overhead_lookup(&prop, "implement_feature", "high"), 1000);
+	CHECK_EQ_INT(prop.n_overhead, cur.n_overhead + 1);
+	CHECK_EQ_INT(r.n_proposed, 3);
+	calib_result_free(&r);
+	free(p);
+}
+
+TEST(calib_predict_replaces_the_overhead_when_the_set_is_known)
+{
+	/* implementation/low with one new .py: int((634 + 2000) × 1.3) = 3424 (facts §3.8). */
+	struct telem_sample s[5];
+	const struct telem_sample **p;
+	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };
+	struct est_coefs cur, prop;
+	struct calib_result r;
+	enum calib_pred_how how;
+	char err[128];
+
+	for (int i = 0; i < 5; i++)
+		s[i] = mk("implementation", "low", 3424, 856); /* ratio 0.25 → factor 0.5 */
+	p = ptrs(s, 5);
+	est_coefs_default(&cur);
+	calib_compute(p, 5, &o, &r);
+	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
+	CHECK_EQ_INT(r.groups[0].new_overhead, 317);
+	/* Known set: int((317 + 2000) × 1.3) = 3012. */
+	CHECK_EQ_INT(calib_predict(&r, &s[0], &prop, &cur, &how), 3012);
+	CHECK(how == CALIB_PRED_OVERHEAD);
+	/* Unknown set: the whole prediction × 0.5. */
+	CHECK_EQ_INT(calib_predict(&r, &s[0], &prop, NULL, &how), 1712);
+	CHECK(how == CALIB_PRED_SCALED);
+	/* A prediction no integer marginal explains (int(k × 1.3) skips 3427) falls back to
+	 * scaling. */
+	s[1].predicted = 3427;
+	CHECK_EQ_INT(calib_predict(&r, &s[1], &prop, &cur, &how), 1714); /* round(1713.5) */
+	CHECK(how == CALIB_PRED_SCALED);
+	/* No deliverables: the flat model, the overhead plays no part. */
+	s[2].deliverable_count = 0;
+	CHECK_EQ_INT(calib_predict(&r, &s[2], &prop, &cur, &how), 3424);
+	CHECK(how == CALIB_PRED_UNCHANGED);
+	calib_result_free(&r);
+	free(p);
+}
+
+TEST(calib_predict_leaves_groups_outside_the_proposal_alone)
+{
+	struct telem_sample s[5], other = mk("tests", "high", 5000, 100);
+	const struct telem_sample **p;
+	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };
+	struct est_coefs cur, prop;
+	struct calib_result r;
+	enum calib_pred_how how;
+	char err[128];
+
+	for (int i = 0; i < 5; i++)
+		s[i] = mk("implementation", "low", 3424, 856);
+	p = ptrs(s, 5);
+	est_coefs_default(&cur);
+	calib_compute(p, 5, &o, &r);
+	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
+	CHECK_EQ_INT(calib_predict(&r, &other, &prop, NULL, &how), 5000);
+	CHECK(how == CALIB_PRED_UNCHANGED);
+	calib_result_free(&r);
+	free(p);
+}
+
+TEST(calib_reexpress_moves_a_prediction_between_coefficient_sets)
+{
+	struct proto_coef old[] = { { "implementation", "low", 1120 } };
+	struct telem_sample s = mk("implementation", "low", 4056, 1000); /* (1120+2000)×1.3 */
+	struct est_coefs v1, v0;
+	bool moved;
+	char err[128];
+
+	est_coefs_default(&v1);
+	est_coefs_default(&v0);
+	CHECK(est_coefs_apply(&v0, old, 1, 7, err, sizeof err) == 0);
+	CHECK_EQ_INT(calib_reexpress(&s, &v0, &v1, &moved), 3424);
+	CHECK(moved);
+	CHECK_EQ_INT(calib_reexpress(&s, NULL, &v1, &moved), 4056);
+	CHECK(!moved);
+	s.category = (char *)"doc_sot_update";
+	CHECK_EQ_INT(calib_reexpress(&s, &v0, &v1, &moved), 4056);
+	CHECK(!moved);
+}
