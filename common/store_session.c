@@ -16,8 +16,8 @@
 	" (SELECT count(*) FROM drain_session_results r WHERE r.session_id = s.session_id)," \
 	" (SELECT coalesce(sum(r.success != 0), 0) FROM drain_session_results r"           \
 	"   WHERE r.session_id = s.session_id),"                                            \
-	" (SELECT coalesce(sum(a.events_committed), 0) FROM attempts a"                    \
-	"   WHERE a.session_id = s.session_id)"                                             \
+	" (SELECT coalesce(sum(r.telemetry_events_collected), 0)"                          \
+	"   FROM drain_session_results r WHERE r.session_id = s.session_id)"                \
 	" FROM drain_sessions s"
 
 /* Copy a text column, or NULL. */

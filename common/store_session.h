@@ -27,7 +27,7 @@ struct store_session {
 	int64_t open_attempts;  /* of which not ended */
 	int64_t results;        /* drain_session_results rows */
 	int64_t successes;      /* results with success */
-	int64_t events;         /* telemetry events committed by its attempts */
+	int64_t events;         /* Σ telemetry_events_collected of its results */
 };
 
 /* One result of a session: a drain_session_results row with its attempt's outcome. */
