@@ -278,7 +278,7 @@ static void cmd_session_print(const struct store_session *s,
 	printf("  Phases with events: %lld\n", (long long)m->with_events);
 	printf("  Total events:       %lld\n", (long long)m->events);
 	cmd_session_print_real("  Overall yield:     ", m->overall_yield, " events/min");
-	printf(" (%.2f min of non-timeout results)\n", m->minutes_non_timeout);
+	printf(" (over %.1f s of non-timeout results)\n", m->minutes_non_timeout * 60);
 	cmd_session_print_real("  Yield per minute:   median", m->yield_median, "");
 	cmd_session_print_real(", P90", m->yield_p90, "");
 	cmd_session_print_real(", max", m->yield_max, "\n");
