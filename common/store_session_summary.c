@@ -41,6 +41,13 @@ static int summary_count_cmp(const void *a, const void *b)
 	return strcmp(x->key, y->key);
 }
 
+/* Sort a count list most first, then by key. */
+static void summary_counts_sort(struct store_counts *c)
+{
+	if (c->n > 0)
+		qsort(c->items, c->n, sizeof *c->items, summary_count_cmp);
+}
+
 /* Order doubles ascending. */
 static int summary_double_cmp(const void *a, const void *b)
 {
@@ -182,14 +189,14 @@ void store_session_summarize(const struct store_session *s,
 	sum->overall_yield = sum->minutes_non_timeout > 0 ?
 	    (double)sum->events / sum->minutes_non_timeout : -1;
 	summary_yields(r, n, sum);
-	qsort(sum->zero_yield.items, sum->zero_yield.n, sizeof *sum->zero_yield.items,
-	    summary_count_cmp);
-	qsort(fps.items, fps.n, sizeof *fps.items, summary_count_cmp);
+	summary_counts_sort(&sum->zero_yield);
+	summary_counts_sort(&fps);
 	sum->unique_fingerprints = (int64_t)fps.n;
 	for (size_t i = 0; i < fps.n && i < STORE_SESSION_TOP_FINGERPRINTS; i++)
 		summary_count(&sum->top_fingerprints, fps.items[i].key, fps.items[i].n);
 	summary_counts_free(&fps);
-	qsort(sum->runs, sum->n_runs, sizeof *sum->runs, summary_run_cmp);
+	if (sum->n_runs > 0)
+		qsort(sum->runs, sum->n_runs, sizeof *sum->runs, summary_run_cmp);
 	for (size_t i = 0; i < sum->n_runs; i++) {
 		sum->runs[i].stopped = summary_json_has(stopped, sum->runs[i].run_id);
 		sum->runs_stopped += sum->runs[i].stopped;
