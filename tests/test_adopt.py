@@ -252,3 +252,22 @@ def test_adopt_refuses_phases_whose_run_and_phase_ids_repeat(tmp):
     con.commit()
     con.close()
     assert_refused_untouched(tmp, path, "(run_id, phase_id) pair")
+
+
+def test_adopted_backlog_with_retry_failed_visits_every_failed_and_queued_phase_once(tmp):
+    path, url, _ = legacy(tmp)
+    r, _ = adopt(url)
+    assert r.rc == 0, r
+    backlog = legacy_db.failed_backlog(path)
+    assert len(backlog) == 207
+    assert {b[4] for b in backlog} == set(legacy_db.TRIAGE_ORDER)
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--retry-failed",
+                     "--exit-when-drained")
+    assert sup.wait(timeout=180) == 0, sup.stderr()
+    visited = sql(url, "SELECT run_id, phase_id, initial_state FROM attempts")
+    assert len(visited) == 207 + 108
+    assert len({(a, b) for a, b, _ in visited}) == len(visited)
+    assert {(a, b) for a, b, s in visited if s == "FAILED"} == \
+        {(b[0], b[1]) for b in backlog}
+    # A dry run changes no state.
+    assert sql(url, "SELECT count(*) FROM phases WHERE state = 'FAILED'") == [(207,)]

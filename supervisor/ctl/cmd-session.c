@@ -143,11 +143,11 @@ const struct cmd_entry cmd_session_list_entry = {
 	.args = "[--json]",
 	.summary = "list the drain sessions, newest first",
 	.help =
-	    "Lists every drain session (one per supervisor run), newest first: its id, when it\n"
-	    "started, when it completed (or \"running\" while its supervisor is alive, or\n"
-	    "\"interrupted\" when the supervisor is gone without closing it), why it stopped,\n"
-	    "the attempts it started, how many succeeded, and the telemetry events committed.\n"
-	    "Reads only.\n"
+	    "Lists every drain session (one per supervisor run, continued by --resume), newest\n"
+	    "first: its id, when it started, when it completed (or \"running\" while its\n"
+	    "supervisor is alive, or \"interrupted\" when the supervisor is gone without\n"
+	    "closing it), why it stopped, the attempts it started, how many results succeeded,\n"
+	    "and the telemetry events its results collected. Reads only.\n"
 	    "\n"
 	    "  --json     print the list as JSON on stdout\n",
 	.exec = cmd_session_list_exec,
