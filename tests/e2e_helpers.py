@@ -129,25 +129,30 @@ def tree(top):
 # --- the frames between the supervisor and its workers, as the kernel saw them ---
 
 STRACE = shutil.which("strace") or "/usr/bin/strace"
-_STRACE_CALL = re.compile(r'^(?:\d+ +)?(read|write|readv|writev|sendmsg|recvmsg)\(\d+<UNIX')
+_STRACE_CALL = re.compile(r"^(?:\d+ +)?(read|write|readv|writev|sendmsg|recvmsg)\((\d+)<UNIX")
 _STRACE_STR = re.compile(r'"((?:\\x[0-9a-f]{2})*)"')
 
 
 def strace_prefix(out_path):
-    """A command prefix that records the supervisor's socket I/O, every byte in hex."""
+    """A command prefix that records the traced process's socket I/O, every byte in hex."""
     return [STRACE, "-yy", "-e", "trace=read,write,readv,writev,sendmsg,recvmsg",
             "-s", "1000000", "-xx", "-o", out_path]
 
 
-def unix_socket_bytes(capture_path):
-    """The bytes the traced process read from or wrote to Unix sockets, call by call."""
-    chunks = []
+def unix_socket_streams(capture_path):
+    """The bytes the traced process read from and wrote to each Unix socket, concatenated
+    in call order: {(fd, "in" | "out"): bytes}."""
+    streams = {}
     with open(capture_path) as f:
         for line in f:
-            if _STRACE_CALL.match(line):
-                for s in _STRACE_STR.findall(line):
-                    chunks.append(bytes.fromhex(s.replace("\\x", "")))
-    return chunks
+            m = _STRACE_CALL.match(line)
+            if m is None:
+                continue
+            direction = "in" if m.group(1).startswith(("read", "recv")) else "out"
+            buf = streams.setdefault((int(m.group(2)), direction), bytearray())
+            for s in _STRACE_STR.findall(line):
+                buf.extend(bytes.fromhex(s.replace("\\x", "")))
+    return {k: bytes(v) for k, v in streams.items()}
 
 
 # --- where a secret could hide ---
