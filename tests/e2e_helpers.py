@@ -164,14 +164,15 @@ def secret_forms(secret):
     return [raw, "".join("\\x%02x" % b for b in raw).encode(), raw[len(raw) // 2:]]
 
 
-def files_containing(top, secret):
-    """Files under `top` (recursively) holding any form of `secret`."""
+def files_containing(top, secret, exclude=()):
+    """Files under `top` (recursively), except those in `exclude`, holding any form of
+    `secret`."""
     forms = secret_forms(secret)
     hits = []
     for dirpath, _, filenames in os.walk(top):
         for n in filenames:
             p = os.path.join(dirpath, n)
-            if os.path.islink(p) or not os.path.isfile(p):
+            if p in exclude or os.path.islink(p) or not os.path.isfile(p):
                 continue
             with open(p, "rb") as f:
                 data = f.read()
