@@ -12,7 +12,7 @@ enum {
 	S_ATT_INSERT, S_ATT_PHASE, S_PHASE_EXEC, S_PHASE_FENCE,
 	S_EV_KEY, S_EV_USAGE, S_EV_EST,
 	S_ATT_GET, S_ATT_END, S_PHASE_SET,
-	S_RESULT_ROW, S_CTL_LOG, S_META_SUP,
+	S_RUN_STATE, S_RESULT_ROW, S_CTL_LOG, S_META_SUP,
 	S_JOB,
 	S_COUNT
 };
@@ -67,6 +67,13 @@ static const char *const drain_sql[S_COUNT] = {
 	    "   ELSE COALESCE(?5, last_failure_reason) END,"
 	    " completed_at = CASE WHEN ?3 IN ('COMPLETE', 'FAILED') THEN ?4 ELSE completed_at END"
 	    " WHERE run_id = ?1 AND phase_id = ?2",
+	[S_RUN_STATE] =
+	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
+	    " state = CASE WHEN d.open THEN 'PHASE_EXECUTION' ELSE 'DONE_SUCCESS' END,"
+	    " completed_at = CASE WHEN d.open THEN NULL ELSE ?2 END"
+	    " FROM (SELECT EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
+	    "   AND state NOT IN ('COMPLETE', 'SKIPPED')) AS open) d"
+	    " WHERE id = ?1",
 	[S_RESULT_ROW] =
 	    "INSERT OR REPLACE INTO drain_session_results (session_id, attempt_id, run_id,"
 	    " phase_id, phase_index, initial_state, final_state, success, error_message,"
@@ -567,6 +574,12 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 		bind_text(s, 4, now);
 		bind_text(s, 5, c->failure_reason);
 		if ((rc = drain_exec(d, S_PHASE_SET, s, err)) != 0)
+			goto out;
+		/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED. */
+		s = drain_stmt(d, S_RUN_STATE);
+		bind_text(s, 1, run_id);
+		bind_text(s, 2, now);
+		if ((rc = drain_exec(d, S_RUN_STATE, s, err)) != 0)
 			goto out;
 	}
 	s = drain_stmt(d, S_RESULT_ROW);

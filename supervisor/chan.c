@@ -62,7 +62,9 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 	if (n < 0) {
 		free(buf->base);
-		chan_close(c, n == UV_EOF ? NULL : uv_strerror((int)n));
+		/* A peer that exits with our frames unread resets the connection: that is
+		 * an end of stream like EOF, not a protocol error. */
+		chan_close(c, n == UV_EOF || n == UV_ECONNRESET ? NULL : uv_strerror((int)n));
 		return;
 	}
 	if (n > 0 && proto_reader_feed(&c->rd, buf->base, (size_t)n, &err) != 0) {

@@ -13,6 +13,7 @@
 
 #define CRASH_LOOP_LIMIT 5      /* consecutive failed workers before giving up */
 #define RESPAWN_MAX_MS 10000
+#define DEADLINE_GRACE_MS 2000  /* past the job's deadline before the supervisor kills */
 
 static void pool_spawn(struct sup *s);
 
@@ -464,6 +465,9 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 	j->dry_run = s->cfg.dry_run;
 	worker_send(w, &m);
 	proto_msg_free(&m);
-	uv_timer_start(&w->phase_timer, worker_phase_cb, (uint64_t)s->cfg.phase_timeout_s * 1000, 0);
+	/* The worker ends the attempt itself at the deadline and reports why; the supervisor
+	 * steps in only if that report does not come. */
+	uv_timer_start(&w->phase_timer, worker_phase_cb,
+	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
 	return 0;
 }

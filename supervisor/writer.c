@@ -100,6 +100,13 @@ void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
 		o->close.zero_yield_reason = op_str(o, 4, strcmp(outcome, "timeout") == 0 ?
 		    "timeout" : "execution_error");
 	}
+	log_msg(strcmp(outcome, "dry_run") == 0 ? LOG_DEBUG : LOG_INFO,
+	    "[%s] %s/%s attempt %llu: %s%s%s (%lld token-estimation event(s), %.1f s)",
+	    strcmp(outcome, "success") == 0 || strcmp(outcome, "dry_run") == 0 ? "OK" : "FAIL",
+	    w->run->run_id, w->phase->phase_id, (unsigned long long)w->attempt_id, outcome,
+	    o->close.failure_reason != NULL ? ": " : "",
+	    o->close.failure_reason != NULL ? o->close.failure_reason : "",
+	    (long long)w->lease_v2, (double)o->close.duration_ms / 1000.0);
 	state = sched_next_state(s, w->phase, outcome);
 	o->close.phase_state = state;
 	policy_result(s, w->run, outcome, o->close.fingerprint, w->lease_v2);

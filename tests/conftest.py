@@ -71,6 +71,9 @@ def pytest_terminal_summary(terminalreporter):
     line = "%d passed, %d failed" % (passed, failed)
     if skipped:
         line += ", %d skipped" % skipped
+    xfailed = len(stats.get("xfailed", []))
+    if xfailed:
+        line += ", %d expected failure%s" % (xfailed, "" if xfailed == 1 else "s")
     _summary.append(line)
 
 

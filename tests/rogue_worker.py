@@ -7,6 +7,7 @@ ROGUE_MODE says:
            a valid event, the same event again, then a success result
   garbage  sends bytes that are not a frame after its hello
   silent   takes a job and then sends nothing at all
+  hang     takes a job and sends heartbeats for it, but never a result
   exit     exits with status 3 right after its hello
 """
 import os
@@ -63,6 +64,9 @@ while True:
     uuid, att = m["uuid"], m["att"]
     if mode == "silent":
         time.sleep(3600)
+    while mode == "hang":
+        send({"t": "heartbeat", "uuid": uuid, "att": att})
+        time.sleep(0.3)
     send(usage("00000000-0000-4000-8000-000000000000", att, 1))
     send(usage(uuid, att + 1000, 1))
     send(usage(uuid, att, 1))

@@ -539,3 +539,18 @@ def test_phase_timeouts_in_a_row_are_not_a_crash_loop(tmp, llm):
     mine = {os.getpid(), llm.proc.pid}
     assert wait_for(lambda: not set(processes_in(str(tmp))) - mine, 10,
                     what="check processes gone")
+
+
+def test_worker_past_its_deadline_is_stopped_by_the_supervisor(tmp):
+    from conftest import ROOT
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 1, "--phase-timeout-seconds", 1,
+                     "--max-attempts-per-phase", 1, "--exit-when-drained",
+                     "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
+                     env={"ROGUE_MODE": "hang"})
+    assert sup.wait(timeout=60) == 0, sup.stderr()
+    # It heartbeats, so only the deadline (plus the grace the worker gets to report its
+    # own timeout) ends it.
+    assert sql(url, "SELECT outcome, failure_reason, fingerprint, zero_yield_reason"
+               " FROM attempts") == [("timeout", "TIMEOUT", "TIMEOUT|timeout", "timeout")]
+    assert "passed its deadline" in sup.stderr()

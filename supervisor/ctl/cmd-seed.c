@@ -84,7 +84,7 @@ const struct cmd_entry cmd_seed_telemetry_run_entry = {
 	    "\n"
 	    "  --workspace DIR  where deliverables are written (default ./"
 	    CMD_SEED_DEFAULT_WORKSPACE ",\n"
-	    "                   stored as an absolute path; not created here)\n"
+	    "                   stored as an absolute path, created if missing)\n"
 	    "  --json           print the result as JSON on stdout (the banner goes to stderr)\n",
 	.exec = cmd_seed_telemetry_run_exec,
 };

@@ -1,0 +1,205 @@
+"""Helpers for the end-to-end tests: the real supervisor and workers against the LLM
+stand-in, on real SQLite files, with one-phase plans for the scripted failures, a capture of
+the supervisor's frames, and a search for a secret in every byte a drain left behind."""
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+
+from conftest import ROOT, ctl
+from supervisor_helpers import PYTHON, Supervisor, db_url, wait_for
+
+SEED_RUN = "telemetry-collection-v4"
+SEED_DIR = "examples/telemetry_utils/"
+
+
+def init_db(tmp, name="autopack.db"):
+    """Create a database in tmp; return its URL."""
+    url = db_url(os.path.join(str(tmp), name))
+    r = ctl("--db", url, "db", "init")
+    assert r.rc == 0, r
+    return url
+
+
+def seed_db(tmp, workspace):
+    """Create a database in tmp holding the seeded telemetry run; return its URL."""
+    url = init_db(tmp)
+    r = ctl("--db", url, "seed", "telemetry-run", "--workspace", workspace)
+    assert r.rc == 0, r
+    return url
+
+
+def phase_spec(phase_id="p1", deliverables=("out/mod.py",), check=None, paths=("out/",),
+               category="implementation", complexity="low", description=None):
+    """One phase of a plan."""
+    ph = {"phase_id": phase_id, "name": "phase " + phase_id,
+          "description": description or "Create %s." % ", ".join(deliverables),
+          "task_category": category, "complexity": complexity,
+          "scope": {"paths": list(paths), "read_only_context": [],
+                    "deliverables": list(deliverables)}}
+    if check is not None:
+        ph["check_command"] = check
+    return ph
+
+
+def import_plan(tmp, url, runs):
+    """Import `runs` ([(run_id, workspace, [phase, ...]), ...]) as one plan."""
+    doc = {"runs": [{"run_id": run_id, "workspace": ws, "goal": "end-to-end test",
+                     "tiers": [{"tier_id": "T1", "name": "tier", "phases": phases}]}
+                    for run_id, ws, phases in runs]}
+    path = os.path.join(str(tmp), "plan-%d.json" % len(os.listdir(str(tmp))))
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    r = ctl("--db", url, "run", "import", path)
+    assert r.rc == 0, r
+
+
+class Standin:
+    """tests/llm_standin.py on a free loopback port, with any extra flags."""
+
+    def __init__(self, tmp, script=None, *extra, name="llm"):
+        tmp = str(tmp)
+        self.port_file = os.path.join(tmp, name + ".port")
+        self.log = os.path.join(tmp, name + ".log")
+        args = [PYTHON, os.path.join(ROOT, "tests", "llm_standin.py"),
+                "--port-file", self.port_file, "--log", self.log, "--max-seconds", "600"]
+        if script is not None:
+            spath = os.path.join(tmp, name + ".script.json")
+            with open(spath, "w") as f:
+                json.dump(script, f)
+            args += ["--script", spath]
+        self.proc = subprocess.Popen(args + list(extra),
+                                     stderr=open(os.path.join(tmp, name + ".err"), "w"))
+        self.port = int(wait_for(lambda: os.path.exists(self.port_file) and
+                                 open(self.port_file).read().strip(), 30,
+                                 what="stand-in port"))
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def requests(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def llm_args(llm, provider="anthropic"):
+    """Supervisor flags that point the workers at the stand-in."""
+    base = llm.url if provider == "anthropic" else llm.url + "/v1"
+    return ["--llm-provider", provider, "--llm-base-url", base]
+
+
+def drain(tmp, url, llm, *args, key="sk-ant-e2e-test-key", provider="anthropic",
+          timeout=180, name="sup"):
+    """Run the supervisor with 4 workers until the database is drained; return it."""
+    var = "ANTHROPIC_API_KEY" if provider == "anthropic" else "OPENAI_API_KEY"
+    sup = Supervisor(tmp, url, "--workers", 4, "--exit-when-drained",
+                     *(llm_args(llm, provider) + list(args)), env={var: key}, name=name)
+    rc = sup.wait(timeout=timeout)
+    assert rc == 0, "supervisor exited %d:\n%s" % (rc, sup.stderr())
+    return sup
+
+
+def rows(url, query, *args):
+    """Rows of a read-only query, as dicts."""
+    path = url[len("sqlite:///"):]
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute(query, args).fetchall()]
+    finally:
+        con.close()
+
+
+def tree(top):
+    """Every path under `top` (relative, sorted), symlinks not followed."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        for n in dirnames + filenames:
+            out.append(os.path.relpath(os.path.join(dirpath, n), top))
+    return sorted(out)
+
+
+# --- the frames between the supervisor and its workers, as the kernel saw them ---
+
+STRACE = shutil.which("strace") or "/usr/bin/strace"
+_STRACE_CALL = re.compile(r"^(?:\d+ +)?(read|write|readv|writev|sendmsg|recvmsg)\((\d+)<UNIX")
+_STRACE_STR = re.compile(r'"((?:\\x[0-9a-f]{2})*)"')
+
+
+def strace_prefix(out_path):
+    """A command prefix that records the traced process's socket I/O, every byte in hex."""
+    return [STRACE, "-yy", "-e", "trace=read,write,readv,writev,sendmsg,recvmsg",
+            "-s", "1000000", "-xx", "-o", out_path]
+
+
+def unix_socket_streams(capture_path):
+    """The bytes the traced process read from and wrote to each Unix socket, concatenated
+    in call order: {(fd, "in" | "out"): bytes}."""
+    streams = {}
+    with open(capture_path) as f:
+        for line in f:
+            m = _STRACE_CALL.match(line)
+            if m is None:
+                continue
+            direction = "in" if m.group(1).startswith(("read", "recv")) else "out"
+            buf = streams.setdefault((int(m.group(2)), direction), bytearray())
+            for s in _STRACE_STR.findall(line):
+                buf.extend(bytes.fromhex(s.replace("\\x", "")))
+    return {k: bytes(v) for k, v in streams.items()}
+
+
+# --- where a secret could hide ---
+
+def secret_forms(secret):
+    """The byte strings whose presence means `secret` leaked: itself, its hex escapes
+    (as strace or a repr would print it), and its second half alone."""
+    raw = secret.encode()
+    return [raw, "".join("\\x%02x" % b for b in raw).encode(), raw[len(raw) // 2:]]
+
+
+def files_containing(top, secret, exclude=()):
+    """Files under `top` (recursively), except those in `exclude`, holding any form of
+    `secret`."""
+    forms = secret_forms(secret)
+    hits = []
+    for dirpath, _, filenames in os.walk(top):
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            if p in exclude or os.path.islink(p) or not os.path.isfile(p):
+                continue
+            with open(p, "rb") as f:
+                data = f.read()
+            if any(form in data for form in forms):
+                hits.append(p)
+    return hits
+
+
+def text_cells_containing(url, secret):
+    """(table, column, value) of every text cell in the database that holds `secret`."""
+    path = url[len("sqlite:///"):]
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
+    hits = []
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for t in tables:
+            cols = [r[1] for r in con.execute('PRAGMA table_info("%s")' % t)]
+            for row in con.execute('SELECT * FROM "%s"' % t):
+                for c, v in zip(cols, row):
+                    if isinstance(v, (str, bytes)):
+                        b = v.encode() if isinstance(v, str) else v
+                        if any(form in b for form in secret_forms(secret)):
+                            hits.append((t, c, v))
+        dump = "\n".join(con.iterdump())
+    finally:
+        con.close()
+    if secret in dump:
+        hits.append(("iterdump", "", "the dump holds the secret"))
+    return hits

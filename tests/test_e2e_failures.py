@@ -1,0 +1,307 @@
+"""Every scripted failure of the LLM stand-in, drained by the real supervisor and workers:
+the attempt's outcome, failure reason, exact fingerprint and zero-yield reason, the LLM
+tries recorded, and the phase's final state with --max-attempts-per-phase 1."""
+import hashlib
+import os
+import re
+
+import pytest
+
+from e2e_helpers import Standin, drain, import_plan, init_db, phase_spec, rows, tree
+
+# Fingerprints are "STATE|reason|normalised message": the loopback URL of the stand-in
+# normalises to http://num.num.num.num:num/..., so they do not depend on the port.
+STANDIN_URL = "http://num.num.num.num:num/v1/messages"
+
+
+def one_phase(tmp, script, *sup_args, phase=None, prepare=None, max_attempts=1):
+    """Drain a database holding one run of one phase (workspace tmp/box/ws) against a
+    stand-in playing `script`; return what a test looks at."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "box", "ws")
+    os.makedirs(os.path.join(ws, "out"))
+    if prepare is not None:
+        prepare(tmp, ws)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase or phase_spec()])])
+    llm = Standin(tmp, script)
+    try:
+        sup = drain(tmp, url, llm, "--max-attempts-per-phase", max_attempts, *sup_args)
+    finally:
+        llm.stop()
+    return {
+        "url": url, "ws": ws, "llm": llm, "sup": sup,
+        "attempts": rows(url, "SELECT outcome, failure_reason, fingerprint,"
+                         " zero_yield_reason, message, ended_at IS NOT NULL AS ended"
+                         " FROM attempts ORDER BY attempt_id"),
+        "phase": rows(url, "SELECT state, last_failure_reason, builder_attempts"
+                      " FROM phases")[0],
+        "usage": rows(url, "SELECT try_number, http_status, error_class, status,"
+                      " prompt_tokens, completion_tokens FROM llm_usage_events ORDER BY id"),
+        "v2": rows(url, "SELECT predicted_output_tokens, selected_budget, actual_max_tokens,"
+                   " actual_output_tokens, truncated, success, stop_reason"
+                   " FROM token_estimation_v2_events ORDER BY event_id"),
+    }
+
+
+def attempt(r):
+    """The one attempt as (outcome, failure_reason, fingerprint, zero_yield_reason)."""
+    assert len(r["attempts"]) == 1, r["attempts"]
+    a = r["attempts"][0]
+    assert a["ended"] == 1
+    return (a["outcome"], a["failure_reason"], a["fingerprint"], a["zero_yield_reason"])
+
+
+def failed_phase(r, reason):
+    assert r["phase"] == {"state": "FAILED", "last_failure_reason": reason,
+                          "builder_attempts": 1}, r["phase"]
+
+
+def usage(r):
+    return [(u["try_number"], u["http_status"], u["error_class"]) for u in r["usage"]]
+
+
+# --- the provider misbehaves ---
+
+def test_429_then_success_completes_with_two_usage_rows_the_first_rate_limited(tmp):
+    r = one_phase(tmp, [{"mode": "status", "status": 429, "retry_after": "0"}],
+                  "--llm-retries", 1)
+    assert attempt(r) == ("success", None, None, None)
+    assert r["phase"] == {"state": "COMPLETE", "last_failure_reason": None,
+                          "builder_attempts": 1}
+    assert usage(r) == [(1, 429, "rate_limited"), (2, 200, None)]
+    assert [u["status"] for u in r["usage"]] == ["error", "ok"]
+    assert r["usage"][0]["completion_tokens"] is None
+    assert len(r["v2"]) == 1 and r["v2"][0]["success"] == 1
+    assert os.path.isfile(os.path.join(r["ws"], "out", "mod.py"))
+
+
+def test_500_every_time_fails_the_phase_as_provider_error_after_every_retry(tmp):
+    r = one_phase(tmp, {"default": {"mode": "status", "status": 500}}, "--llm-retries", 2)
+    assert attempt(r) == (
+        "failed", "PROVIDER_ERROR",
+        "FAILED|provider_error|server_error after num tries: %s: http num: scripted num"
+        % STANDIN_URL, "provider_error")
+    failed_phase(r, "PROVIDER_ERROR")
+    assert usage(r) == [(1, 500, "server_error"), (2, 500, "server_error"),
+                        (3, 500, "server_error")]
+    assert [q["status"] for q in r["llm"].requests()] == [500, 500, 500]
+    assert r["v2"] == []
+    assert "server_error after 3 tries" in r["attempts"][0]["message"]
+
+
+def test_failed_attempt_is_retried_as_a_new_attempt_when_the_phase_allows_it(tmp):
+    r = one_phase(tmp, [{"mode": "status", "status": 500}], "--llm-retries", 0,
+                  max_attempts=2)
+    assert [(a["outcome"], a["failure_reason"]) for a in r["attempts"]] == \
+        [("failed", "PROVIDER_ERROR"), ("success", None)]
+    # The phase keeps the reason of its last failure after it completes.
+    assert r["phase"] == {"state": "COMPLETE", "last_failure_reason": "PROVIDER_ERROR",
+                          "builder_attempts": 2}
+    assert usage(r) == [(1, 500, "server_error"), (1, 200, None)]
+
+
+def test_answer_slower_than_the_http_timeout_is_a_provider_timeout(tmp):
+    r = one_phase(tmp, [{"mode": "sleep", "seconds": 4}], "--llm-retries", 0,
+                  "--llm-timeout-seconds", 1)
+    assert attempt(r) == (
+        "failed", "PROVIDER_ERROR",
+        "FAILED|provider_error|timeout after num try: %s: operation timed out after num"
+        " milliseconds with num bytes received" % STANDIN_URL, "provider_error")
+    failed_phase(r, "PROVIDER_ERROR")
+    assert usage(r) == [(1, 0, "timeout")]
+    assert r["v2"] == []
+
+
+def test_malformed_json_is_a_provider_error_and_not_retried(tmp):
+    r = one_phase(tmp, {"default": {"mode": "malformed"}}, "--llm-retries", 2)
+    assert attempt(r) == (
+        "failed", "PROVIDER_ERROR",
+        "FAILED|provider_error|malformed_response after num try: %s: response is not a json"
+        " object (num bytes): invalid token near 'this'" % STANDIN_URL, "provider_error")
+    failed_phase(r, "PROVIDER_ERROR")
+    assert usage(r) == [(1, 200, "malformed_response")]
+    assert r["v2"] == []
+
+
+def test_body_of_several_mib_is_refused_at_the_cap_and_not_retried(tmp):
+    r = one_phase(tmp, {"default": {"mode": "huge", "size_mib": 9}}, "--llm-retries", 2)
+    assert attempt(r) == (
+        "failed", "PROVIDER_ERROR",
+        "FAILED|provider_error|response_too_large after num try: %s: response body over num"
+        " bytes" % STANDIN_URL, "provider_error")
+    assert "response body over 8388608 bytes" in r["attempts"][0]["message"]
+    failed_phase(r, "PROVIDER_ERROR")
+    assert usage(r) == [(1, 200, "response_too_large")]
+    assert r["v2"] == []
+
+
+# --- the answer tries to write where it must not ---
+
+def snapshot(top):
+    """Every path under `top` with a digest of each file's content."""
+    out = {}
+    for p in tree(top):
+        full = os.path.join(top, p)
+        if os.path.isfile(full) and not os.path.islink(full):
+            with open(full, "rb") as f:
+                out[p] = hashlib.sha256(f.read()).hexdigest()
+        else:
+            out[p] = os.readlink(full) if os.path.islink(full) else "dir"
+    return out
+
+
+def outside_link_dir(tmp, ws):
+    os.makedirs(os.path.join(tmp, "outside"))
+    os.symlink(os.path.join(tmp, "outside"), os.path.join(ws, "out", "link"))
+
+
+def outside_link_file(tmp, ws):
+    os.makedirs(os.path.join(tmp, "outside"))
+    with open(os.path.join(tmp, "outside", "target.py"), "w") as f:
+        f.write("# outside the workspace\n")
+    os.symlink(os.path.join(tmp, "outside", "target.py"), os.path.join(ws, "out", "mod.py"))
+
+
+HOSTILE = {
+    "dotdot": (["../../etc/x"], None,
+               "FAILED|scope_violation|path \"../../etc/x\": '..' components are not allowed"),
+    "absolute": (["{tmp}/abs.py"], None,
+                 "FAILED|scope_violation|path \"path\": absolute paths are not allowed"),
+    "etc_passwd": (["/etc/passwd"], None,
+                   "FAILED|scope_violation|path \"path\": absolute paths are not allowed"),
+    "symlinked_directory": (["out/link/escape.py"], outside_link_dir,
+                            "FAILED|scope_violation|path \"out/link/escape.py\": symlink"
+                            " out/link leaves the workspace (-> path)"),
+    # The normal answer writes the deliverable, which is a symlink to a file outside.
+    "symlinked_file": ([], outside_link_file,
+                       "FAILED|scope_violation|path \"out/mod.py\": symlink out/mod.py"
+                       " leaves the workspace (-> path)"),
+}
+
+
+# What a drain may leave at the top of the test directory besides box/ and outside/.
+OWN_FILES = re.compile(r"^(autopack\.db(-wal|-shm|\.lock)?|plan-\d+\.json|llm\..*|sup\..*)$")
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_path_is_refused_and_nothing_is_written_outside_the_workspace(tmp, case):
+    paths, prepare, fingerprint = HOSTILE[case]
+    tmp = str(tmp)
+    paths = [p.format(tmp=tmp) for p in paths]
+    parent = os.path.dirname(tmp)
+    with open("/etc/passwd", "rb") as f:
+        passwd = f.read()
+    parent_before = sorted(os.listdir(parent))
+    before = {}
+
+    def prep(t, ws):
+        if prepare is not None:
+            prepare(t, ws)
+        before.update(snapshot(t))
+
+    spec = {"mode": "hostile", "paths": paths} if paths else {"mode": "normal"}
+    r = one_phase(tmp, [spec], "--llm-retries", 0, prepare=prep)
+    outcome, reason, fp, zy = attempt(r)
+    assert (outcome, reason) == ("failed", "SCOPE_VIOLATION"), r["attempts"]
+    assert fp == fingerprint
+    # The builder call itself succeeded, so the attempt did yield a clean sample.
+    assert zy is None and len(r["v2"]) == 1 and r["v2"][0]["success"] == 1
+    failed_phase(r, "SCOPE_VIOLATION")
+    # Nothing was written: not the hostile file, not even the in-scope deliverable; only
+    # the attempt's check-log directory is new inside the workspace.
+    after = snapshot(tmp)
+    new = sorted(p for p in set(after) - set(before)
+                 if not p.startswith("box/ws/.autopack") and "/" in p)
+    assert new == [], new
+    assert {p: after.get(p) for p in before} == before
+    assert all(OWN_FILES.match(n) for n in os.listdir(tmp)
+               if n not in ("box", "outside")), os.listdir(tmp)
+    assert sorted(os.listdir(parent)) == parent_before
+    assert not os.path.lexists("/etc/x")
+    with open("/etc/passwd", "rb") as f:
+        assert f.read() == passwd
+
+
+def test_missing_deliverable_fails_the_phase_naming_it(tmp):
+    r = one_phase(tmp, [{"mode": "missing"}], "--llm-retries", 0,
+                  phase=phase_spec(deliverables=("out/a.py", "out/b.py")))
+    assert attempt(r) == (
+        "failed", "DELIVERABLES_MISSING",
+        "FAILED|deliverables_missing|num deliverable missing after the builder call:"
+        " out/b.py", None)
+    failed_phase(r, "DELIVERABLES_MISSING")
+    assert len(r["v2"]) == 1 and r["v2"][0]["success"] == 1
+    assert os.path.isfile(os.path.join(r["ws"], "out", "a.py"))
+
+
+def test_failing_check_command_fails_the_phase_with_its_stderr(tmp):
+    r = one_phase(tmp, [], "--llm-retries", 0,
+                  phase=phase_spec(check="echo 'boom at line 12' >&2; exit 3"))
+    assert attempt(r) == (
+        "failed", "CHECK_FAILED",
+        "FAILED|check_failed|check command exited num (stderr: path): boom at line num",
+        None)
+    failed_phase(r, "CHECK_FAILED")
+    log = os.path.join(r["ws"], ".autopack", "logs", "r1__p1__a1.stderr.txt")
+    assert r["attempts"][0]["message"] == \
+        "check command exited 3 (stderr: %s): boom at line 12\n" % log
+    with open(log) as f:
+        assert f.read() == "boom at line 12\n"
+
+
+# --- truncation and the ×1.25 retry ---
+
+def test_truncated_answer_is_retried_once_with_a_quarter_more_max_tokens(tmp):
+    r = one_phase(tmp, [{"mode": "truncated"}], "--llm-retries", 0)
+    assert attempt(r) == ("success", None, None, None)
+    assert r["phase"]["state"] == "COMPLETE"
+    # Two builder calls, two v2 events: 16384 truncated, then int(16384 × 1.25) = 20480.
+    assert [(v["predicted_output_tokens"], v["selected_budget"], v["actual_max_tokens"],
+             v["truncated"], v["success"], v["stop_reason"]) for v in r["v2"]] == \
+        [(3424, 8192, 16384, 1, 0, "max_tokens"), (3424, 8192, 20480, 0, 1, "end_turn")]
+    assert [q["max_tokens"] for q in r["llm"].requests()] == [16384, 20480]
+    assert r["v2"][0]["actual_output_tokens"] == 16384
+    assert usage(r) == [(1, 200, None), (1, 200, None)]
+
+
+def test_truncated_twice_fails_as_output_truncated_with_no_clean_sample(tmp):
+    r = one_phase(tmp, [{"mode": "truncated"}, {"mode": "truncated"}], "--llm-retries", 0)
+    assert attempt(r) == (
+        "failed", "OUTPUT_TRUNCATED",
+        "FAILED|output_truncated|output truncated at max_tokens num (max_tokens): no json"
+        " document with \"files\" found in the response (num bytes)", "parse_failed")
+    failed_phase(r, "OUTPUT_TRUNCATED")
+    assert [(v["actual_max_tokens"], v["truncated"]) for v in r["v2"]] == \
+        [(16384, 1), (20480, 1)]
+
+
+# --- the phase deadline ---
+
+DEADLINE = {
+    "llm_call": ([{"mode": "sleep", "seconds": 20}], phase_spec()),
+    "check_command": ([], phase_spec(check="sleep 30")),
+}
+
+
+@pytest.mark.parametrize("where", sorted(DEADLINE))
+def test_phase_deadline_ends_the_attempt_as_timeout_and_fails_the_phase(tmp, where):
+    script, phase = DEADLINE[where]
+    r = one_phase(tmp, script, "--llm-retries", 0, "--phase-timeout-seconds", 2,
+                  phase=phase)
+    outcome, reason, _, _ = attempt(r)
+    assert (outcome, reason) == ("timeout", "TIMEOUT")
+    failed_phase(r, "TIMEOUT")
+    # The worker ended the attempt at the deadline itself; the supervisor had no need to
+    # kill it.
+    assert "passed its deadline" not in r["sup"].stderr()
+
+
+@pytest.mark.parametrize("where", sorted(DEADLINE))
+def test_phase_deadline_attempt_has_a_timeout_fingerprint_and_zero_yield_reason(tmp, where):
+    script, phase = DEADLINE[where]
+    r = one_phase(tmp, script, "--llm-retries", 0, "--phase-timeout-seconds", 2,
+                  phase=phase)
+    _, _, fp, zy = attempt(r)
+    assert fp is not None and fp.startswith("TIMEOUT|timeout|"), fp
+    assert zy == ("timeout" if where == "llm_call" else None)
