@@ -86,14 +86,15 @@ static int adopt_fill_table(sqlite3 *db, sqlite3 *ref, const char *table, const 
 	return rc;
 }
 
-/* Put phases left EXECUTING by the original (no open autopack attempt) back to QUEUED;
- * their last_failure_reason stays. */
+/* Put phases the original left in flight (EXECUTING, GATE, CI_RUNNING; no open autopack
+ * attempt) back to QUEUED; their last_failure_reason stays. */
 static int adopt_requeue_executing(sqlite3 *db, const char *now,
     struct store_adopt_report *rep, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(db,
-	    "UPDATE phases SET state = 'QUEUED', updated_at = ?1 WHERE state = 'EXECUTING' AND "
+	    "UPDATE phases SET state = 'QUEUED', updated_at = ?1 WHERE state IN ('EXECUTING', 'GATE', "
+	    "'CI_RUNNING') AND "
 	    "(current_attempt_id IS NULL OR current_attempt_id NOT IN "
 	    " (SELECT attempt_id FROM attempts WHERE ended_at IS NULL))", -1, &q, NULL);
 

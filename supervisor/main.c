@@ -388,16 +388,27 @@ static void sup_open_store(struct sup *s)
 /* The drain's settings, recorded with its session. */
 static char *settings_json(const struct sup_config *c)
 {
-	json_t *j = json_pack("{s:i, s:s?, s:I, s:I, s:I, s:s, s:b, s:b, s:s, s:s, s:s}",
+	json_t *skip = json_array();
+	json_t *j;
+	char *out;
+	size_t i;
+
+	for (i = 0; i < c->nskip; i++)
+		json_array_append_new(skip, json_string(c->skip_prefixes[i]));
+	j = json_pack("{s:i, s:s?, s:I, s:I, s:I, s:s, s:b, s:b, s:s, s:s, s:s, s:b, s:o,"
+	    " s:I, s:I, s:I, s:I}",
 	    "workers", c->workers, "run_id", c->run_id, "batch_size", (json_int_t)c->batch_size,
 	    "phase_timeout_seconds", (json_int_t)c->phase_timeout_s,
 	    "max_attempts_per_phase", (json_int_t)c->max_attempts,
 	    "synchronous", c->sync_full ? "full" : "normal",
 	    "exit_when_drained", c->exit_when_drained, "dry_run", c->dry_run,
 	    "llm_provider", c->llm_provider, "llm_base_url", c->llm_base_url,
-	    "model", c->llm_model);
-	char *out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-
+	    "model", c->llm_model, "retry_failed", c->retry_failed, "skip_run_prefix", skip,
+	    "max_total_minutes", (json_int_t)c->max_total_minutes,
+	    "max_timeouts_per_run", (json_int_t)c->max_timeouts_per_run,
+	    "max_fingerprint_repeats", (json_int_t)c->max_fingerprint_repeats,
+	    "max_consecutive_zero_yield", (json_int_t)c->max_consecutive_zero_yield);
+	out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(j);
 	return out;
 }
