@@ -89,6 +89,8 @@ static bool fp_seen(struct policy *p, const char *fp)
 /* Stop dispatching a run for the rest of the session. */
 static void run_stop(struct sup *s, struct run_q *r, const char *why)
 {
+	if (nameset_has(&s->pol.stopped_runs, r->run_id))
+		return;
 	nameset_add(&s->pol.stopped_runs, r->run_id);
 	log_info("[STOP] run %s: %s", r->run_id, why);
 	sched_skip_run(s, r);
@@ -144,8 +146,7 @@ void policy_result(struct sup *s, struct run_q *r, const char *outcome, const ch
 			snprintf(why, sizeof why, "fingerprint seen %lld times"
 			    " (--max-fingerprint-repeats %lld): %.200s", (long long)*n,
 			    (long long)s->cfg.max_fingerprint_repeats, fp);
-			if (!r->skipped)
-				run_stop(s, r, why);
+			run_stop(s, r, why);
 		}
 	}
 }

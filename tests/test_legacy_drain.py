@@ -1,0 +1,83 @@
+"""An adopted Python-Autopack backlog (70 runs, 456 phases) drained with the triage rules:
+--retry-failed over FAILED and QUEUED phases, the LLM stand-in failing every run but the
+build1* ones. The drain's order and decisions are checked against the rules of facts §4
+replayed in Python over the attempt rows."""
+import json
+import os
+
+import legacy_db
+from conftest import ctl
+from supervisor_helpers import Standin, Supervisor, db_url, sql
+
+
+def test_adopted_backlog_drains_with_sample_first_triage_and_fingerprint_stops(tmp):
+    path = os.path.join(str(tmp), "autopack_legacy.db")
+    legacy_db.build(path)
+    url = db_url(path)
+    r = ctl("--db", url, "db", "adopt")
+    assert r.rc == 0, r
+    reasons = {(run, ph): why for run, ph, why in sql(
+        url, "SELECT run_id, phase_id, last_failure_reason FROM phases")}
+    eligible = {(run, ph) for run, ph in sql(
+        url, "SELECT run_id, phase_id FROM phases WHERE state IN ('QUEUED', 'FAILED')")}
+
+    llm = Standin(tmp, script={"markers": {"Run: build1": [{"mode": "normal"}] * 200},
+                               "default": {"mode": "status", "status": 500,
+                                           "message": "upstream exploded"}})
+    try:
+        sup = Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
+                         "--llm-retries", 0, "--workers", 1, "--retry-failed",
+                         "--exit-when-drained", "--max-attempts-per-phase", 1,
+                         "--max-fingerprint-repeats", 3, "--skip-run-prefix",
+                         "research-system", env={"ANTHROPIC_API_KEY": "k"})
+        assert sup.wait(timeout=300) == 0, sup.stderr()
+    finally:
+        llm.stop()
+
+    rows = sql(url, "SELECT a.run_id, a.phase_id, a.outcome, a.fingerprint, p.phase_index"
+               " FROM attempts a JOIN phases p USING (run_id, phase_id)"
+               " ORDER BY a.attempt_id")
+    state = json.loads(sql(url, "SELECT state_json FROM drain_sessions")[0][0])
+    assert rows and all((r, p) in eligible for r, p, _, _, _ in rows)
+    assert not any(r.startswith("research-system") for r, _, _, _, _ in rows)
+
+    # Unsampled runs first: the first attempts are one sample of every drained run...
+    runs = {r for r, _, _, _, _ in rows}
+    samples = rows[:len(runs)]
+    assert len({r for r, _, _, _, _ in samples}) == len(runs)
+    # ...taken in failure-reason bucket order, then phase index.
+    keys = [(legacy_db.TRIAGE_ORDER.index(legacy_db.triage_bucket(reasons[(r, p)])), i)
+            for r, p, _, _, i in samples]
+    assert keys == sorted(keys)
+
+    # Replay the rules over the attempts in order.
+    seen, counts = set(), {}
+    sampled, promising, deprioritized, stopped = [], [], [], []
+    for r, p, outcome, fp, _ in rows:
+        assert r not in deprioritized and r not in stopped, "%s ran after it was skipped" % r
+        if r not in sampled:
+            sampled.append(r)
+            if outcome == "success" or fp is None or fp not in seen:
+                promising.append(r)
+            else:
+                deprioritized.append(r)
+        if fp is not None and outcome != "success":
+            seen.add(fp)
+            counts[fp] = counts.get(fp, 0) + 1
+            if counts[fp] >= 3 and r not in stopped:
+                stopped.append(r)
+    assert state["sampled_runs"] == sampled
+    assert state["promising_runs"] == promising
+    assert state["deprioritized_runs"] == deprioritized
+    assert state["stopped_runs"] == stopped
+    assert state["fingerprint_counts"] == counts
+    assert deprioritized and stopped
+
+    # The build1 runs succeed and are drained to the end.
+    for r in runs:
+        if r.startswith("build1"):
+            assert r in promising
+            left = sql(url, "SELECT count(*) FROM phases WHERE run_id = ? AND state IN"
+                       " ('QUEUED', 'FAILED')", r)[0][0]
+            assert left == 0, r
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
