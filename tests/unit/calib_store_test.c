@@ -5,6 +5,7 @@
 #include "common/store_telemetry.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
+#include "tests/unit/testutil.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -19,29 +20,6 @@ static const char tsv[] =
     "2025-12-29T19:06:21Z\timplementation\tlow\t1\t5200\t1218\t8192\ttrue\tfalse\tend_turn\tm\n"
     "2025-12-29T20:14:55Z\tdocs\tlow\t1\t2600\t16384\t8192\tfalse\ttrue\tmax_tokens\tm\n"
     "2025-12-29T20:15:55Z\tdocs\tlow\t1\t0\t0\t8192\tfalse\tfalse\t\tm\n";
-
-/* Create a database in the current directory and open it for writing. */
-static void open_new(struct store *st)
-{
-	char cwd[PATH_MAX], *path;
-	struct store_err err;
-
-	CHECK(getcwd(cwd, sizeof cwd) != NULL);
-	path = xasprintf("%s/t.db", cwd);
-	CHECK(store_init(path, NULL, &err) == 0);
-	CHECK(store_open(st, path, "sqlite:///t.db", STORE_WRITE, &err) == 0);
-	free(path);
-}
-
-/* The integer result of `sql`. */
-static int64_t q(struct store *st, const char *sql)
-{
-	struct store_err err;
-	int64_t v = -1;
-
-	CHECK(store_query_int(st->db, sql, &v, &err) == 0);
-	return v;
-}
 
 /* Parse the test TSV. */
 static void parse(struct telem_samples *s)
@@ -58,32 +36,32 @@ TEST(calib_store_import_writes_a_run_phases_and_derived_columns)
 	struct store_err err;
 	struct store st;
 
-	open_new(&st);
+	test_store_new(&st, "t.db");
 	parse(&s);
 	CHECK(store_telemetry_import(&st, "imported-t", "t.tsv", &s, &sum, &err) == 0);
 	CHECK_EQ_INT(sum.samples, 5);
 	CHECK_EQ_INT(sum.phases, 3);
 	CHECK_EQ_INT(sum.clean, 3);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM runs WHERE id = 'imported-t' AND state = "
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM runs WHERE id = 'imported-t' AND state = "
 	    "'DONE_SUCCESS' AND workspace IS NULL"), 1);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM phases WHERE run_id = 'imported-t' AND "
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM phases WHERE run_id = 'imported-t' AND "
 	    "state = 'COMPLETE'"), 3);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM phases WHERE phase_id = 'p02-implementation-"
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM phases WHERE phase_id = 'p02-implementation-"
 	    "medium' AND task_category = 'implementation'"), 1);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM token_estimation_v2_events e JOIN phases p "
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM token_estimation_v2_events e JOIN phases p "
 	    "ON p.run_id = e.run_id AND p.phase_id = e.phase_id WHERE p.complexity = "
 	    "e.complexity AND p.task_category = e.category"), 5);
 	/* 200·4043/6357 = 127.2 %; waste 5200/1157; underestimated 0. */
-	CHECK_EQ_INT(q(&st, "SELECT round(smape_percent * 10) FROM token_estimation_v2_events "
+	CHECK_EQ_INT(test_query(&st, "SELECT round(smape_percent * 10) FROM token_estimation_v2_events "
 	    "WHERE event_id = 1"), 1272);
-	CHECK_EQ_INT(q(&st, "SELECT round(waste_ratio * 1000) FROM token_estimation_v2_events "
+	CHECK_EQ_INT(test_query(&st, "SELECT round(waste_ratio * 1000) FROM token_estimation_v2_events "
 	    "WHERE event_id = 1"), 4494);
-	CHECK_EQ_INT(q(&st, "SELECT underestimated FROM token_estimation_v2_events WHERE "
+	CHECK_EQ_INT(test_query(&st, "SELECT underestimated FROM token_estimation_v2_events WHERE "
 	    "event_id = 4"), 1);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM token_estimation_v2_events WHERE event_id = 5 "
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM token_estimation_v2_events WHERE event_id = 5 "
 	    "AND smape_percent IS NULL AND waste_ratio IS NULL AND underestimated IS NULL "
 	    "AND estimator_version IS NULL AND stop_reason IS NULL"), 1);
-	CHECK_EQ_INT(q(&st, "SELECT is_truncated_output FROM token_estimation_v2_events WHERE "
+	CHECK_EQ_INT(test_query(&st, "SELECT is_truncated_output FROM token_estimation_v2_events WHERE "
 	    "event_id = 4"), 1);
 	telem_samples_free(&s);
 	store_close(&st);
@@ -96,20 +74,20 @@ TEST(calib_store_import_is_all_or_nothing_and_refuses_an_existing_run)
 	struct store_err err;
 	struct store st;
 
-	open_new(&st);
+	test_store_new(&st, "t.db");
 	parse(&s);
 	CHECK(store_telemetry_import(&st, "imported-t", "t.tsv", &s, &sum, &err) == 0);
 	CHECK(store_telemetry_import(&st, "imported-t", "t.tsv", &s, &sum, &err) ==
 	    STORE_EEXIST);
 	CHECK(strstr(err.text, "run imported-t already exists") != NULL);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM token_estimation_v2_events"), 5);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM token_estimation_v2_events"), 5);
 	/* A failure half-way (a NULL model breaks NOT NULL) leaves nothing behind. */
 	free(s.v[4].model);
 	s.v[4].model = NULL;
 	CHECK(store_telemetry_import(&st, "imported-u", "t.tsv", &s, &sum, &err) == STORE_EIO);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM runs WHERE id = 'imported-u'"), 0);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM phases"), 3);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM token_estimation_v2_events"), 5);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM runs WHERE id = 'imported-u'"), 0);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM phases"), 3);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM token_estimation_v2_events"), 5);
 	telem_samples_free(&s);
 	store_close(&st);
 }
@@ -123,7 +101,7 @@ TEST(calib_store_read_returns_samples_filtered_by_run)
 	char *runs[] = { "imported-b" };
 	struct store_telem_filter all = { 0 }, only_b = { runs, 1 };
 
-	open_new(&st);
+	test_store_new(&st, "t.db");
 	parse(&s);
 	CHECK(store_telemetry_import(&st, "imported-a", "a.tsv", &s, &sum, &err) == 0);
 	CHECK(store_telemetry_import(&st, "imported-b", "b.tsv", &s, &sum, &err) == 0);
@@ -162,7 +140,7 @@ TEST(calib_store_export_gives_every_column_with_flags_as_booleans)
 	struct store st;
 	json_t *row = NULL;
 
-	open_new(&st);
+	test_store_new(&st, "t.db");
 	parse(&s);
 	CHECK(store_telemetry_import(&st, "imported-t", "t.tsv", &s, &sum, &err) == 0);
 	CHECK(store_telemetry_export(&st, &all, export_row, &row, &err) == 0);
@@ -187,7 +165,7 @@ TEST(calib_store_coefficient_sets_version_activate_and_roll_back)
 	size_t n;
 	bool found;
 
-	open_new(&st);
+	test_store_new(&st, "t.db");
 	CHECK(store_coef_active(&st, &set, &found, &err) == 0 && !found);
 	CHECK(store_coef_rollback(&st, &from, &now, &err) == STORE_EINVAL);
 	CHECK(strstr(err.text, "built-in defaults (version 1)") != NULL);
@@ -196,7 +174,7 @@ TEST(calib_store_coefficient_sets_version_activate_and_roll_back)
 	CHECK(v == 2 && parent == 1);
 	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
 	CHECK(v == 3 && parent == 2);
-	CHECK_EQ_INT(q(&st, "SELECT count(*) FROM estimator_coefficients WHERE active = 1"), 1);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM estimator_coefficients WHERE active = 1"), 1);
 	CHECK(store_coef_active(&st, &set, &found, &err) == 0 && found && set.version == 3);
 	store_coef_set_free(&set);
 	CHECK(store_coef_rollback(&st, &from, &now, &err) == 0);
@@ -226,14 +204,14 @@ TEST(calib_store_rollback_refuses_a_missing_parent_and_changes_nothing)
 	struct store st;
 	int64_t v, parent, from, now;
 
-	open_new(&st);
+	test_store_new(&st, "t.db");
 	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
 	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
 	CHECK(store_exec(st.db, "DELETE FROM estimator_coefficients WHERE version = 2", "x",
 	    &err) == 0);
 	CHECK(store_coef_rollback(&st, &from, &now, &err) == STORE_EINVAL);
 	CHECK(strstr(err.text, "names parent 2, which is not in the database") != NULL);
-	CHECK_EQ_INT(q(&st, "SELECT version FROM estimator_coefficients WHERE active = 1"), 3);
+	CHECK_EQ_INT(test_query(&st, "SELECT version FROM estimator_coefficients WHERE active = 1"), 3);
 	store_close(&st);
 }
 

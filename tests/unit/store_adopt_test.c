@@ -4,6 +4,7 @@
 #include "common/store_internal.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
+#include "tests/unit/testutil.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -26,50 +27,6 @@
 	" '{\"paths\":[\"src/\"],\"deliverables\":[\"src/a.py\"]}', NULL)," \
 	" (2, 'p2', 'alpha', 1, 1, 'second', 'EXECUTING', NULL, 'src/b.py', 'CI_FAILED')," \
 	" (3, 'p1', 'team/beta', 2, 0, 'other', 'QUEUED', 0, NULL, NULL);"
-
-/* The absolute path of `name` in the current directory (a fresh temp dir per test). */
-static char *here(const char *name)
-{
-	char cwd[PATH_MAX];
-
-	CHECK(getcwd(cwd, sizeof cwd) != NULL);
-	return xasprintf("%s/%s", cwd, name);
-}
-
-/* Read a whole file into a heap buffer. */
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = xmalloc(1 << 20);
-
-	CHECK(f != NULL);
-	*len = fread(buf, 1, 1 << 20, f);
-	fclose(f);
-	return buf;
-}
-
-/* Create an SQLite file holding `sql`. */
-static void make_db(const char *path, const char *sql)
-{
-	sqlite3 *db;
-
-	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) ==
-	    SQLITE_OK);
-	CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
-	CHECK(sqlite3_close(db) == SQLITE_OK);
-}
-
-/* Return the integer result of `sql` on the file at `path`, opened read-only. */
-static int64_t query_int(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	int64_t n = -1;
-
-	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-	CHECK(store_query_int(db, sql, &n, NULL) == 0);
-	sqlite3_close(db);
-	return n;
-}
 
 /* Return the column entry of the report for table.column, or NULL. */
 static const struct store_adopt_column *added(const struct store_adopt_report *r,
@@ -99,9 +56,9 @@ TEST(store_adopt_of_an_older_legacy_schema_adds_nullable_columns_and_stamps_null
 	const struct store_adopt_column *c;
 	const struct store_adopt_fill *f;
 	struct store_err err;
-	char *p = here("legacy.db"), *ws = here("ws");
+	char *p = test_path("legacy.db"), *ws = test_path("ws");
 
-	make_db(p, MINIMAL_LEGACY);
+	test_sql(p, MINIMAL_LEGACY);
 	CHECK_EQ_INT(store_adopt_check(p, &err), 0);
 	CHECK_EQ_INT(store_adopt(p, ws, &rep, &err), 0);
 	CHECK_EQ_INT(rep.runs, 2);
@@ -118,16 +75,16 @@ TEST(store_adopt_of_an_older_legacy_schema_adds_nullable_columns_and_stamps_null
 	/* NULL timestamps get the adoption time; NULL counters and states their default. */
 	f = filled(&rep, "phases", "created_at");
 	CHECK(f != NULL && f->rows == 3 && f->value != NULL);
-	CHECK_EQ_INT(query_int(p, "SELECT count(*) FROM phases, meta WHERE phases.created_at "
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM phases, meta WHERE phases.created_at "
 	    "= meta.created_at"), 3);
 	f = filled(&rep, "phases", "builder_attempts");
 	CHECK(f != NULL && f->rows == 1);
 	CHECK_EQ_STR(f->value, "0");
-	CHECK_EQ_INT(query_int(p, "SELECT count(*) FROM runs WHERE state = 'RUN_CREATED'"), 1);
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM runs WHERE state = 'RUN_CREATED'"), 1);
 	/* The pair became unique so attempts can reference it. */
-	CHECK_EQ_INT(query_int(p, "SELECT count(*) FROM sqlite_master WHERE name = "
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM sqlite_master WHERE name = "
 	    "'ux_phases_run_phase'"), 1);
-	CHECK_EQ_INT(query_int(p, "SELECT count(*) FROM phases WHERE phase_id = 'p2' AND "
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM phases WHERE phase_id = 'p2' AND "
 	    "state = 'QUEUED' AND last_failure_reason = 'CI_FAILED'"), 1);
 	/* Workspaces: plain ids as they are; others made safe and unique. */
 	{
@@ -136,7 +93,7 @@ TEST(store_adopt_of_an_older_legacy_schema_adds_nullable_columns_and_stamps_null
 		    " = '%s') OR (id = 'team/beta' AND workspace = '%s')", a, b);
 		struct stat sb;
 
-		CHECK_EQ_INT(query_int(p, q), 2);
+		CHECK_EQ_INT(test_count(p, q), 2);
 		CHECK(stat(a, &sb) == 0 && S_ISDIR(sb.st_mode));
 		CHECK(stat(b, &sb) == 0 && S_ISDIR(sb.st_mode));
 		free(q);
@@ -156,9 +113,9 @@ TEST(store_adopt_result_opens_for_writing_and_takes_attempts)
 	struct store st;
 	uint64_t att;
 	int64_t num;
-	char *p = here("legacy.db"), *ws = here("ws");
+	char *p = test_path("legacy.db"), *ws = test_path("ws");
 
-	make_db(p, MINIMAL_LEGACY);
+	test_sql(p, MINIMAL_LEGACY);
 	CHECK_EQ_INT(store_adopt(p, ws, &rep, &err), 0);
 	CHECK_EQ_INT(store_open(&st, p, "sqlite:///u", STORE_WRITE, &err), 0);
 	CHECK_EQ_INT(st.schema_version, SCHEMA_VERSION);
@@ -171,7 +128,7 @@ TEST(store_adopt_result_opens_for_writing_and_takes_attempts)
 	CHECK_EQ_INT(num, 1);
 	store_drain_close(d);
 	store_close(&st);
-	CHECK_EQ_INT(query_int(p, "SELECT count(*) FROM phases WHERE run_id = 'team/beta' AND "
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM phases WHERE run_id = 'team/beta' AND "
 	    "state = 'EXECUTING'"), 1);
 	store_adopt_report_free(&rep);
 	free(ws);
@@ -182,25 +139,25 @@ TEST(store_adopt_that_fails_midway_leaves_the_database_unchanged)
 {
 	struct store_adopt_report rep;
 	struct store_err err;
-	char *p = here("legacy.db"), *blocker = here("blocker"), *ws;
+	char *p = test_path("legacy.db"), *blocker = test_path("blocker"), *ws;
 	char *before, *after;
 	size_t n0, n1;
 	FILE *f;
 
-	make_db(p, MINIMAL_LEGACY);
+	test_sql(p, MINIMAL_LEGACY);
 	/* A workspace base under a regular file cannot be created: the last step fails. */
 	f = fopen(blocker, "w");
 	CHECK(f != NULL);
 	fclose(f);
 	ws = xasprintf("%s/ws", blocker);
-	before = slurp(p, &n0);
+	before = test_slurp(p, &n0);
 	CHECK_EQ_INT(store_adopt(p, ws, &rep, &err), STORE_EIO);
 	CHECK(strstr(err.text, "cannot create workspace") != NULL);
 	CHECK(strstr(err.text, "the database is unchanged") != NULL);
 	CHECK(strstr(err.text, ".pre-adopt-") != NULL);
-	after = slurp(p, &n1);
+	after = test_slurp(p, &n1);
 	CHECK(n0 == n1 && memcmp(before, after, n0) == 0);
-	CHECK_EQ_INT(query_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'"), 0);
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'"), 0);
 	CHECK_EQ_INT(store_adopt_check(p, &err), 0);
 	free(before);
 	free(after);
@@ -212,18 +169,18 @@ TEST(store_adopt_that_fails_midway_leaves_the_database_unchanged)
 TEST(store_adopt_check_names_missing_tables_and_columns_and_null_keys)
 {
 	struct store_err err;
-	char *a = here("a.db"), *b = here("b.db"), *c = here("c.db"), *d = here("d.db");
+	char *a = test_path("a.db"), *b = test_path("b.db"), *c = test_path("c.db"), *d = test_path("d.db");
 
-	make_db(a, "CREATE TABLE runs (id TEXT PRIMARY KEY, state TEXT);");
+	test_sql(a, "CREATE TABLE runs (id TEXT PRIMARY KEY, state TEXT);");
 	CHECK_EQ_INT(store_adopt_check(a, &err), STORE_ENOTDB);
 	CHECK(strstr(err.text, "no tiers, phases tables") != NULL);
-	make_db(b, "CREATE TABLE runs (id TEXT PRIMARY KEY);"
+	test_sql(b, "CREATE TABLE runs (id TEXT PRIMARY KEY);"
 	    "CREATE TABLE tiers (id INTEGER PRIMARY KEY, tier_id, run_id, tier_index, name);"
 	    "CREATE TABLE phases (id INTEGER PRIMARY KEY, phase_id, run_id, tier_id,"
 	    " phase_index, name, state);");
 	CHECK_EQ_INT(store_adopt_check(b, &err), STORE_ENOTDB);
 	CHECK(strstr(err.text, "table runs lacks column state") != NULL);
-	make_db(c, MINIMAL_LEGACY "UPDATE phases SET phase_id = NULL WHERE id = 3;");
+	test_sql(c, MINIMAL_LEGACY "UPDATE phases SET phase_id = NULL WHERE id = 3;");
 	CHECK_EQ_INT(store_adopt_check(c, &err), STORE_ENOTDB);
 	CHECK(strstr(err.text, "1 row of phases has NULL in phase_id") != NULL);
 	CHECK_EQ_INT(store_init(d, NULL, &err), 0);
@@ -239,12 +196,12 @@ TEST(store_adopt_skips_an_index_it_cannot_build_and_says_why)
 {
 	struct store_adopt_report rep;
 	struct store_err err;
-	char *p = here("legacy.db"), *ws = here("ws");
+	char *p = test_path("legacy.db"), *ws = test_path("ws");
 	bool seen = false;
 
 	/* Legacy usage rows that already carry duplicate (attempt_id, seq) keys: the unique
 	 * index on them cannot be built, everything else is. */
-	make_db(p, MINIMAL_LEGACY
+	test_sql(p, MINIMAL_LEGACY
 	    "CREATE TABLE llm_usage_events (id INTEGER PRIMARY KEY, provider, model, role,"
 	    " total_tokens, attempt_id, seq);"
 	    "INSERT INTO llm_usage_events VALUES (1, 'openai', 'm', 'builder', 5, 7, 1),"
@@ -256,7 +213,7 @@ TEST(store_adopt_skips_an_index_it_cannot_build_and_says_why)
 	CHECK(seen);
 	CHECK_EQ_INT(rep.n_indexes_skipped, 1);
 	CHECK_EQ_INT(rep.usage_without_split, 2);
-	CHECK_EQ_INT(query_int(p, "SELECT count(*) FROM sqlite_master WHERE name = "
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM sqlite_master WHERE name = "
 	    "'ux_v2_event'"), 1);
 	store_adopt_report_free(&rep);
 	free(ws);

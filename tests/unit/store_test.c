@@ -3,56 +3,12 @@
 #include "common/store_lock.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
+#include "tests/unit/testutil.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* The absolute path of `name` in the current directory (a fresh temp dir per test). */
-static char *here(const char *name)
-{
-	char cwd[PATH_MAX];
-
-	CHECK(getcwd(cwd, sizeof cwd) != NULL);
-	return xasprintf("%s/%s", cwd, name);
-}
-
-/* Read a whole file into a heap buffer. */
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = xmalloc(1 << 20);
-
-	CHECK(f != NULL);
-	*len = fread(buf, 1, 1 << 20, f);
-	fclose(f);
-	return buf;
-}
-
-/* Run SQL on a database file directly, outside the store. */
-static void raw_sql(const char *path, const char *sql)
-{
-	sqlite3 *db;
-
-	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) ==
-	    SQLITE_OK);
-	CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
-	CHECK(sqlite3_close(db) == SQLITE_OK);
-}
-
-/* Open `path` read-only and return the count from `sql`. */
-static int64_t raw_count(const char *path, const char *sql)
-{
-	struct store st;
-	struct store_err err;
-	int64_t n = -1;
-
-	CHECK(store_open(&st, path, "u", STORE_READ, &err) == 0);
-	CHECK(store_query_int(st.db, sql, &n, &err) == 0);
-	store_close(&st);
-	return n;
-}
 
 /* Check that opening (both modes) and initialising `path` fail with `code` and a message
  * holding `needle`, and leave the file byte for byte as it was. */
@@ -61,7 +17,7 @@ static void expect_refused_untouched(const char *path, int code, const char *nee
 	struct store_err err;
 	struct store st;
 	size_t n0, n1;
-	char *before = slurp(path, &n0), *after;
+	char *before = test_slurp(path, &n0), *after;
 
 	CHECK_EQ_INT(store_open(&st, path, "u", STORE_READ, &err), code);
 	CHECK(strstr(err.text, needle) != NULL);
@@ -69,7 +25,7 @@ static void expect_refused_untouched(const char *path, int code, const char *nee
 	CHECK(strstr(err.text, needle) != NULL);
 	CHECK_EQ_INT(store_init(path, NULL, &err), code);
 	CHECK(strstr(err.text, "refusing to initialise") != NULL);
-	after = slurp(path, &n1);
+	after = test_slurp(path, &n1);
 	CHECK_EQ_INT(n0, n1);
 	CHECK(memcmp(before, after, n0) == 0);
 	free(before);
@@ -82,7 +38,7 @@ TEST(store_init_creates_every_table_and_the_meta_row)
 	struct store_err err;
 	struct store st;
 	char uuid[37];
-	char *p = here("a.db");
+	char *p = test_path("a.db");
 	size_t n = store_schema_tables(SCHEMA_VERSION, names, ARRAY_SIZE(names));
 
 	CHECK_EQ_INT(store_init(p, uuid, &err), 0);
@@ -93,10 +49,10 @@ TEST(store_init_creates_every_table_and_the_meta_row)
 	CHECK_EQ_STR(st.uuid, uuid);
 	CHECK_EQ_INT(st.schema_version, SCHEMA_VERSION);
 	store_close(&st);
-	CHECK_EQ_INT(raw_count(p, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
 	    "AND name NOT LIKE 'sqlite_%'"), (int64_t)n);
-	CHECK_EQ_INT(raw_count(p, "SELECT count(*) FROM meta"), 1);
-	CHECK_EQ_INT(raw_count(p, "SELECT count(*) FROM meta WHERE created_by LIKE "
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM meta"), 1);
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM meta WHERE created_by LIKE "
 	    "'%@% autopack " AUTOPACK_VERSION "'"), 1);
 	free(p);
 }
@@ -105,16 +61,16 @@ TEST(store_init_twice_reports_the_existing_database_and_changes_nothing)
 {
 	struct store_err err;
 	char u1[37], u2[37];
-	char *p = here("a.db"), *b1, *b2;
+	char *p = test_path("a.db"), *b1, *b2;
 	size_t n1, n2;
 
 	CHECK_EQ_INT(store_init(p, u1, &err), 0);
-	b1 = slurp(p, &n1);
+	b1 = test_slurp(p, &n1);
 	CHECK_EQ_INT(store_init(p, u2, &err), STORE_EEXIST);
 	CHECK_EQ_STR(u1, u2);
 	CHECK(strstr(err.text, "already an autopack database") != NULL);
 	CHECK(strstr(err.text, u1) != NULL);
-	b2 = slurp(p, &n2);
+	b2 = test_slurp(p, &n2);
 	CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
 	free(b1);
 	free(b2);
@@ -125,7 +81,7 @@ TEST(store_open_missing_file_fails_and_creates_nothing)
 {
 	struct store_err err;
 	struct store st;
-	char *p = here("missing.db");
+	char *p = test_path("missing.db");
 
 	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_ENOENT);
 	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), STORE_ENOENT);
@@ -137,7 +93,7 @@ TEST(store_open_missing_file_fails_and_creates_nothing)
 
 TEST(store_refuses_a_non_sqlite_file_and_leaves_it_untouched)
 {
-	char *p = here("notes.db");
+	char *p = test_path("notes.db");
 	FILE *f = fopen(p, "w");
 
 	for (int i = 0; i < 200; i++)
@@ -149,7 +105,7 @@ TEST(store_refuses_a_non_sqlite_file_and_leaves_it_untouched)
 
 TEST(store_refuses_an_empty_file_and_leaves_it_untouched)
 {
-	char *p = here("empty.db");
+	char *p = test_path("empty.db");
 	FILE *f = fopen(p, "w");
 	struct store_err err;
 	struct store st;
@@ -163,9 +119,9 @@ TEST(store_refuses_an_empty_file_and_leaves_it_untouched)
 
 TEST(store_refuses_a_foreign_sqlite_database_and_leaves_it_untouched)
 {
-	char *p = here("other.db");
+	char *p = test_path("other.db");
 
-	raw_sql(p, "CREATE TABLE runs (id TEXT); INSERT INTO runs VALUES ('x');");
+	test_sql(p, "CREATE TABLE runs (id TEXT); INSERT INTO runs VALUES ('x');");
 	expect_refused_untouched(p, STORE_ENOTDB, "not an autopack database (no meta table)");
 	free(p);
 }
@@ -174,10 +130,10 @@ TEST(store_refuses_a_partial_schema_naming_the_missing_tables)
 {
 	struct store_err err;
 	struct store st;
-	char *p = here("a.db");
+	char *p = test_path("a.db");
 
 	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
-	raw_sql(p, "DROP TABLE drain_session_results; DROP TABLE token_estimation_v2_events;");
+	test_sql(p, "DROP TABLE drain_session_results; DROP TABLE token_estimation_v2_events;");
 	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_EPARTIAL);
 	CHECK(strstr(err.text, "missing 2 tables") != NULL);
 	CHECK(strstr(err.text, "token_estimation_v2_events, drain_session_results") != NULL);
@@ -189,10 +145,10 @@ TEST(store_refuses_a_newer_schema)
 {
 	struct store_err err;
 	struct store st;
-	char *p = here("a.db");
+	char *p = test_path("a.db");
 
 	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
-	raw_sql(p, "UPDATE meta SET schema_version = 99");
+	test_sql(p, "UPDATE meta SET schema_version = 99");
 	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_EVERSION);
 	CHECK(strstr(err.text, "schema version 99 is newer") != NULL);
 	free(p);
@@ -201,7 +157,7 @@ TEST(store_refuses_a_newer_schema)
 TEST(store_init_failure_removes_the_half_made_file)
 {
 	struct store_err err;
-	char *p = here("a.db");
+	char *p = test_path("a.db");
 
 	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL SCHEMA_V2_SQL "CREATE TABLE runs (x);",
 	    SCHEMA_VERSION, NULL, &err), STORE_EIO);
@@ -215,16 +171,16 @@ TEST(store_read_only_open_of_an_older_schema_changes_nothing)
 {
 	struct store_err err;
 	struct store st;
-	char *p = here("old.db"), *b1, *b2;
+	char *p = test_path("old.db"), *b1, *b2;
 	size_t n1, n2;
 
 	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL, 1, NULL, &err), 0);
-	b1 = slurp(p, &n1);
+	b1 = test_slurp(p, &n1);
 	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), 0);
 	CHECK_EQ_INT(st.schema_version, 1);
 	CHECK_EQ_INT(store_migrate(&st, &err), STORE_EINVAL);
 	store_close(&st);
-	b2 = slurp(p, &n2);
+	b2 = test_slurp(p, &n2);
 	CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
 	free(b1);
 	free(b2);
@@ -236,11 +192,11 @@ TEST(store_write_open_migrates_an_older_schema_after_a_backup)
 	struct store_err err;
 	struct store st, bk;
 	char uuid[37];
-	char *p = here("old.db"), *backup;
+	char *p = test_path("old.db"), *backup;
 	int64_t n = -1;
 
 	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL, 1, uuid, &err), 0);
-	raw_sql(p, "INSERT INTO runs (id, created_at, updated_at) VALUES ('r1', 'a', 'b')");
+	test_sql(p, "INSERT INTO runs (id, created_at, updated_at) VALUES ('r1', 'a', 'b')");
 	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
 	CHECK_EQ_INT(st.migrated_from, 1);
 	CHECK_EQ_INT(st.schema_version, SCHEMA_VERSION);
@@ -286,7 +242,7 @@ TEST(store_identity_changed_notices_replacement_and_removal)
 {
 	struct store_err err;
 	struct store st;
-	char *a = here("a.db"), *b = here("b.db");
+	char *a = test_path("a.db"), *b = test_path("b.db");
 
 	CHECK_EQ_INT(store_init(a, NULL, &err), 0);
 	CHECK_EQ_INT(store_init(b, NULL, &err), 0);
@@ -305,7 +261,7 @@ TEST(store_identity_changed_notices_replacement_and_removal)
 
 TEST(store_lock_second_taker_is_refused_with_the_holder_pid)
 {
-	char *p = here("a.db");
+	char *p = test_path("a.db");
 	pid_t holder = -1;
 	int fd = store_lock_acquire(p, &holder), fd2;
 
@@ -323,7 +279,7 @@ TEST(store_banner_names_the_database_and_its_counts)
 {
 	struct store_err err;
 	struct store st;
-	char *p = here("a.db"), *text = NULL;
+	char *p = test_path("a.db"), *text = NULL;
 	size_t len = 0;
 	FILE *out = open_memstream(&text, &len);
 
