@@ -274,6 +274,14 @@ struct lease {
 	int64_t attempt_number;
 };
 
+#define DISPATCH_RETRY_MS 200
+
+/* Try a dispatch round again after a failed one. */
+static void sched_retry_cb(uv_timer_t *t)
+{
+	sched_kick(t->data);
+}
+
 /* Lease ready runs' head phases to idle workers, all attempts in one transaction. */
 static void sched_round(struct sup *s)
 {
@@ -364,6 +372,9 @@ fail:
 	free(ls);
 	s->n.commit_failures++;
 	sup_identity_check(s);
+	/* Nothing else may come along to ask for another round: retry on a timer. */
+	if (!s->store_lost)
+		uv_timer_start(&s->dispatch_retry, sched_retry_cb, DISPATCH_RETRY_MS, 0);
 }
 
 /* Run one dispatch round per loop iteration in which it was asked for. */
@@ -384,6 +395,8 @@ void sched_kick(struct sup *s)
 	if (s->dispatch_idle.data == NULL) {
 		uv_idle_init(s->loop, &s->dispatch_idle);
 		s->dispatch_idle.data = s;
+		uv_timer_init(s->loop, &s->dispatch_retry);
+		s->dispatch_retry.data = s;
 	}
 	s->dispatch_armed = true;
 	uv_idle_start(&s->dispatch_idle, sched_idle_cb);

@@ -191,6 +191,7 @@ struct sup {
 	bool paused;
 	uv_idle_t dispatch_idle;
 	bool dispatch_armed;
+	uv_timer_t dispatch_retry;    /* after a failed dispatch transaction */
 
 	/* writer */
 	struct op *ops_head;

@@ -554,3 +554,66 @@ def test_worker_past_its_deadline_is_stopped_by_the_supervisor(tmp):
     assert sql(url, "SELECT outcome, failure_reason, fingerprint, zero_yield_reason"
                " FROM attempts") == [("timeout", "TIMEOUT", "TIMEOUT|timeout", "timeout")]
     assert "passed its deadline" in sup.stderr()
+
+
+def test_busy_database_delays_commits_and_loses_nothing(tmp, llm):
+    import subprocess
+    import sys
+    url = new_db(tmp, runs=2, phases=4, check="sleep 0.2")
+    path = url[len("sqlite:///"):]
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--exit-when-drained")
+    sup.wait_ready()
+    wait_for(lambda: sql(url, "SELECT count(*) FROM attempts")[0][0] >= 2, what="a start")
+    # Paused with nothing in flight, the next dispatch round is the only write to come:
+    # when it fails, the supervisor must retry it by itself.
+    assert sup.ctl("pause").rc == 0
+    wait_for(lambda: sup.status()["queue"]["in_flight"] == 0, what="nothing in flight")
+    # Another process takes SQLite's write lock for over twice the busy timeout (5 s):
+    # the control log write and then the dispatch round fail.
+    holder = subprocess.Popen([sys.executable, "-c", """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(12)
+con.execute("ROLLBACK")
+""", path], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    assert sup.ctl("resume").rc == 0
+    assert holder.wait(timeout=30) == 0
+    assert sup.wait(timeout=120) == 0, sup.stderr()
+    err = sup.stderr()
+    assert "database is locked" in err
+    # Every phase completed once, every attempt is closed, every event is there once.
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 8)]
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'") == [(8,)]
+    assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(8,)]
+    assert sql(url, "SELECT count(*) FROM token_estimation_v2_events") == [(8,)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_busy_database_mid_drain_keeps_every_event(tmp, llm):
+    import subprocess
+    import sys
+    url = new_db(tmp, runs=2, phases=4, check="sleep 0.2")
+    path = url[len("sqlite:///"):]
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--exit-when-drained")
+    sup.wait_ready()
+    wait_for(lambda: sql(url, "SELECT count(*) FROM attempts")[0][0] >= 2, what="a start")
+    # Results and events arrive while another process holds the write lock: the writer's
+    # commits fail, are rolled back and retried with nothing dropped.
+    holder = subprocess.Popen([sys.executable, "-c", """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+time.sleep(7)
+con.execute("ROLLBACK")
+""", path])
+    assert holder.wait(timeout=30) == 0
+    assert sup.wait(timeout=120) == 0, sup.stderr()
+    assert "database is locked" in sup.stderr()
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 8)]
+    assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'") == [(8,)]
+    assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(8,)]
+    assert sql(url, "SELECT count(*) FROM token_estimation_v2_events") == [(8,)]
