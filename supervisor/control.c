@@ -83,12 +83,10 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	else
 		rc = cmd->exec(s, c, req, &rep);
 	if (cmd != NULL && cmd->logged && !wrong_db) {
-		struct store_err err;
 		char *args = args_join(req);
 
-		if (store_drain_control_log(s->sd, c->pid, c->uid, req->command, args, rc == 0,
-		    rc == 0 ? "ok" : rep.message, &err) != 0)
-			log_error("control log: %s", err.text);
+		writer_control_log(s, c->pid, c->uid, req->command, args, rc == 0,
+		    rc == 0 ? "ok" : rep.message);
 		free(args);
 	}
 	if (rc == 0 && rep.body != NULL)

@@ -124,7 +124,7 @@ struct worker {
 };
 
 /* A write waiting for the next group commit. */
-enum op_kind { OP_EVENT, OP_CLOSE };
+enum op_kind { OP_EVENT, OP_CLOSE, OP_CTLLOG };
 
 struct op {
 	enum op_kind kind;
@@ -136,6 +136,8 @@ struct op {
 	struct drain_close close;  /* OP_CLOSE; strings owned below */
 	char *strs[5];
 	struct qphase *requeue;    /* OP_CLOSE: phase to put back at its run's head */
+	int64_t peer_pid, peer_uid; /* OP_CTLLOG; command, args, result in strs[0..2] */
+	bool ok;
 	struct run_q *run;         /* OP_CLOSE: run to release after commit */
 	struct op *next;
 };
@@ -281,6 +283,9 @@ void writer_event(struct sup *s, struct worker *w, struct proto_event *ev);
  * saw when r is NULL) and judge it by the drain policies. */
 void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
     const char *reason, const char *message, const struct proto_result *r);
+/* Queue a control_log row (command, arguments, outcome) for the next commit. */
+void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
+    const char *args, bool ok, const char *result);
 /* Commit everything queued in one transaction, then ack and apply its effects. A failed
  * commit is rolled back and retried; the queue is kept. */
 void writer_flush(struct sup *s);

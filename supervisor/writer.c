@@ -124,6 +124,21 @@ void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
 	writer_push(s, o);
 }
 
+void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
+    const char *args, bool ok, const char *result)
+{
+	struct op *o = xcalloc(1, sizeof *o);
+
+	o->kind = OP_CTLLOG;
+	o->peer_pid = peer_pid;
+	o->peer_uid = peer_uid;
+	o->ok = ok;
+	op_str(o, 0, command);
+	op_str(o, 1, args);
+	op_str(o, 2, result);
+	writer_push(s, o);
+}
+
 /* Release what an op owns. */
 static void op_free(struct op *o)
 {
@@ -147,6 +162,9 @@ static int op_apply(struct sup *s, struct op *o, struct store_err *err)
 	bool flag = false;
 	int rc;
 
+	if (o->kind == OP_CTLLOG)
+		return store_drain_control_log(s->sd, o->peer_pid, o->peer_uid, o->strs[0],
+		    o->strs[1], o->ok, o->strs[2], err);
 	if (o->kind == OP_EVENT) {
 		rc = store_drain_event_insert(s->sd, o->run_id, o->phase_id, &o->ev, &flag, err);
 		if (rc == 0 && flag)

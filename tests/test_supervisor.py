@@ -391,8 +391,12 @@ def test_writes_from_ctl_go_through_the_running_supervisor(tmp, llm):
             f.write('{"runs": [{"run_id": 5}]}')
         r = ctl("--db", url, "run", "import", bad)
         assert r.rc != 0 and "runs[0]" in r.err, r
-        cmds = [c for (c,) in sql(url, "SELECT command FROM control_log ORDER BY id")]
-        assert cmds == ["run import", "seed telemetry-run", "run import"]
+        # The control log is written with the supervisor's next group commit.
+        wait_for(lambda: [c for (c,) in sql(url, "SELECT command FROM control_log"
+                                            " ORDER BY id")] ==
+                 ["run import", "seed telemetry-run", "run import"], 10,
+                 what="three control_log rows")
+        assert sql(url, "SELECT ok FROM control_log ORDER BY id") == [(1,), (1,), (0,)]
     finally:
         sup.stop_now()
 
