@@ -643,13 +643,6 @@ int store_drain_phase_counts(struct store_drain *d, const char *const *names, in
 	return 0;
 }
 
-void drain_phase_free(struct drain_phase *p)
-{
-	free(p->run_id);
-	free(p->phase_id);
-	p->run_id = p->phase_id = NULL;
-}
-
 /* Run one statement with up to three text parameters (NULLs allowed) and no result. */
 static int drain_run(struct store_drain *d, const char *sql, const char *a, const char *b,
     const char *c, struct store_err *err)

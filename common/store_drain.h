@@ -129,6 +129,4 @@ int store_drain_session_close(struct store_drain *d, const char *session_id,
 int store_drain_active_coefs(struct store_drain *d, uint64_t *version,
     struct proto_coef **rows, size_t *n, struct store_err *err);
 
-void drain_phase_free(struct drain_phase *p);
-
 #endif

@@ -107,7 +107,7 @@ void sched_skip_run(struct sup *s, struct run_q *r)
 static int sched_load_one(void *arg, const struct drain_phase *p)
 {
 	struct sup *s = arg;
-	struct run_q *r = s->runs;
+	struct run_q *r = s->runs_tail;
 	struct qphase *q;
 	size_t i;
 
@@ -119,8 +119,11 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 		if (r == NULL) {
 			r = xcalloc(1, sizeof *r);
 			r->run_id = xstrdup(p->run_id);
-			r->next = s->runs;
-			s->runs = r;
+			if (s->runs_tail != NULL)
+				s->runs_tail->next = r;
+			else
+				s->runs = r;
+			s->runs_tail = r;
 		}
 	}
 	if (r->skipped)
@@ -149,17 +152,6 @@ int sched_load(struct sup *s)
 	    sched_load_one, s, &err) != 0) {
 		log_error("%s", err.text);
 		return -1;
-	}
-	/* Runs were prepended as they appeared; serve them in database order. */
-	{
-		struct run_q *prev = NULL, *next;
-
-		for (r = s->runs; r != NULL; r = next) {
-			next = r->next;
-			r->next = prev;
-			prev = r;
-		}
-		s->runs = prev;
 	}
 	policy_apply_runs(s);
 	for (r = s->runs; r != NULL; r = r->next)
@@ -417,5 +409,5 @@ void sched_free(struct sup *s)
 		free(r->run_id);
 		free(r);
 	}
-	s->runs = NULL;
+	s->runs = s->runs_tail = NULL;
 }

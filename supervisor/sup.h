@@ -180,7 +180,8 @@ struct sup {
 	uint64_t restarts;
 
 	/* scheduler */
-	struct run_q *runs;
+	struct run_q *runs;       /* in database order */
+	struct run_q *runs_tail;
 	struct run_q *ready_head;
 	struct run_q *ready_tail;
 	uint64_t ready_seq;
