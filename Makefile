@@ -30,17 +30,21 @@ LDFLAGS   += $(SANFLAGS)
 DEPCFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 
-LIB_SRC   := $(wildcard common/*.c proto/*.c)
-SUP_SRC   := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
-CTL_SRC   := $(filter-out supervisor/ctl/main.c,$(wildcard supervisor/ctl/*.c))
-WRK_SRC   := $(filter-out worker/main.c,$(wildcard worker/*.c))
+# One archive per library; each binary links the libraries it uses, users first.
+LIBS      := calib estimate store fingerprint proto common
+src_calib       := $(wildcard common/calib/*.c)
+src_estimate    := $(wildcard common/estimate/*.c)
+src_store       := $(wildcard common/store/*.c)
+src_fingerprint := $(wildcard common/fingerprint/*.c)
+src_proto       := $(wildcard proto/*.c)
+src_common      := $(wildcard common/*.c)
+src_supervisor  := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
+src_ctl         := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
+src_worker      := $(filter-out worker/main.c,$(wildcard worker/*.c))
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 
 obj        = $(patsubst %.c,$(O)/obj/%.o,$(1))
-LIB_A     := $(O)/lib/libautopack.a
-SUP_A     := $(O)/lib/libsupervisor.a
-CTL_A     := $(O)/lib/libctl.a
-WRK_A     := $(O)/lib/libworker.a
+lib        = $(foreach l,$(1),$(O)/lib/lib$(l).a)
 BINS      := $(O)/bin/autopack-supervisor $(O)/bin/autopack-worker $(O)/bin/autopack-ctl
 UNIT      := $(O)/bin/unit-tests
 TOOLS     := $(O)/bin/proto-tool
@@ -74,19 +78,16 @@ $(O)/obj/%.o: %.c | $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPCFLAGS) -MMD -MP -c -o $@ $<
 
-$(LIB_A): $(call obj,$(LIB_SRC))
-$(SUP_A): $(call obj,$(SUP_SRC))
-$(CTL_A): $(call obj,$(CTL_SRC))
-$(WRK_A): $(call obj,$(WRK_SRC))
+$(foreach l,$(LIBS) supervisor ctl worker,$(eval $(O)/lib/lib$(l).a: $(call obj,$(src_$(l)))))
 $(O)/lib/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(O)/bin/autopack-supervisor: $(call obj,supervisor/main.c) $(SUP_A) $(LIB_A)
-$(O)/bin/autopack-ctl: $(call obj,supervisor/ctl/main.c) $(CTL_A) $(LIB_A)
-$(O)/bin/autopack-worker: $(call obj,worker/main.c) $(WRK_A) $(LIB_A)
-$(UNIT): $(call obj,$(UNIT_SRC)) $(WRK_A) $(CTL_A) $(SUP_A) $(LIB_A)
-$(O)/bin/proto-tool: $(call obj,tests/tools/proto_tool.c tests/unit/proto_samples.c) $(LIB_A)
+$(O)/bin/autopack-supervisor: $(call obj,supervisor/main.c) $(call lib,supervisor store fingerprint proto common)
+$(O)/bin/autopack-ctl: $(call obj,ctl/main.c) $(call lib,ctl calib estimate store fingerprint proto common)
+$(O)/bin/autopack-worker: $(call obj,worker/main.c) $(call lib,worker estimate fingerprint proto common)
+$(UNIT): $(call obj,$(UNIT_SRC)) $(call lib,worker ctl supervisor $(LIBS))
+$(O)/bin/proto-tool: $(call obj,tests/tools/proto_tool.c tests/unit/proto_samples.c) $(call lib,proto common)
 $(O)/bin/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -100,8 +101,8 @@ fuzz: build/.test-deps-ok
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 BENCH_TOOLS := $(O)/bin/bench-worker $(O)/bin/raw-insert
-$(O)/bin/bench-worker: $(call obj,tests/bench/bench_worker.c) $(LIB_A)
-$(O)/bin/raw-insert: $(call obj,tests/bench/raw_insert.c) $(LIB_A)
+$(O)/bin/bench-worker: $(call obj,tests/bench/bench_worker.c) $(call lib,$(LIBS))
+$(O)/bin/raw-insert: $(call obj,tests/bench/raw_insert.c) $(call lib,$(LIBS))
 
 bench: $(BINS) $(BENCH_TOOLS) build/.test-deps-ok
 	@AUTOPACK_BIN=$(abspath $(O)/bin) $(PYTHON) tests/bench/bench.py

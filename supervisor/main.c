@@ -1,9 +1,9 @@
 /* autopack-supervisor: holds one autopack database as its only writer and drains its
  * queued phases with a pool of autopack-worker processes. */
 #include "supervisor/sup.h"
-#include "common/dburl.h"
+#include "common/store/dburl.h"
 #include "common/log.h"
-#include "common/store_lock.h"
+#include "common/store/store_lock.h"
 #include "common/util.h"
 
 #include <errno.h>

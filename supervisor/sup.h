@@ -10,8 +10,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
-#include "common/store.h"
-#include "common/store_drain.h"
+#include "common/store/store.h"
+#include "common/store/store_drain.h"
 #include "supervisor/chan.h"
 
 struct sup_config {

@@ -4,7 +4,7 @@
  * the commit. A failed commit rolls back, keeps the queue and retries; in-memory effects
  * (requeue, run release) are applied only after a commit succeeds. */
 #include "supervisor/sup.h"
-#include "common/fingerprint.h"
+#include "common/fingerprint/fingerprint.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include "common/estimator.h"
+#include "common/estimate/estimator.h"
 #include "proto/proto.h"
 #include "worker/llm.h"
 

@@ -1,7 +1,7 @@
 /* One phase attempt, end to end (see phase.h). */
 #include "worker/phase.h"
-#include "common/estimator.h"
-#include "common/fingerprint.h"
+#include "common/estimate/estimator.h"
+#include "common/fingerprint/fingerprint.h"
 #include "common/util.h"
 #include "worker/check.h"
 #include "worker/deliverables.h"

@@ -1,5 +1,5 @@
 /* Leave-one-out evaluation and coefficient sets as stored. */
-#include "common/calib.h"
+#include "common/calib/calib.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 

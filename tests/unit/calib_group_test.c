@@ -1,5 +1,5 @@
 /* Calibration groups and the proposal (facts §6.1, §3.3) against hand-computed values. */
-#include "common/calib.h"
+#include "common/calib/calib.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 

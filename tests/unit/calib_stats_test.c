@@ -1,7 +1,7 @@
 /* The formulas and statistics conventions of facts §1.5 and §6, against hand-computed
  * values (Python's statistics module gives the same numbers). */
-#include "common/calib.h"
-#include "common/telemetry.h"
+#include "common/calib/calib.h"
+#include "common/calib/telemetry.h"
 #include "tests/unit/test.h"
 
 TEST(calib_smape_matches_the_original_log_line)

@@ -1,8 +1,8 @@
 /* Telemetry and coefficient sets in a real SQLite database; the report writers. */
-#include "common/calib.h"
-#include "common/store_coef.h"
-#include "common/store_internal.h"
-#include "common/store_telemetry.h"
+#include "common/calib/calib.h"
+#include "common/store/store_coef.h"
+#include "common/store/store_internal.h"
+#include "common/store/store_telemetry.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 #include "tests/unit/testutil.h"

@@ -1,5 +1,5 @@
 /* The report metrics (facts §6.2) and the sample TSV parser. */
-#include "common/telemetry.h"
+#include "common/calib/telemetry.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 

@@ -1,4 +1,4 @@
-#include "common/dburl.h"
+#include "common/store/dburl.h"
 #include "tests/unit/test.h"
 
 #include <limits.h>

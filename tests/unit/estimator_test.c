@@ -1,5 +1,5 @@
 /* The estimator against the worked examples of the original (facts §3.8) and more. */
-#include "common/estimator.h"
+#include "common/estimate/estimator.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 

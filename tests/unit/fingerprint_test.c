@@ -1,5 +1,5 @@
 /* The failure normaliser and fingerprints against the worked examples (facts §4.5, §4.7). */
-#include "common/fingerprint.h"
+#include "common/fingerprint/fingerprint.h"
 #include "tests/unit/test.h"
 
 /* Normalise `in` into a static buffer. */

@@ -1,4 +1,4 @@
-#include "common/store_internal.h"
+#include "common/store/store_internal.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 #include "tests/unit/testutil.h"

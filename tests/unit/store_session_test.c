@@ -1,4 +1,4 @@
-#include "common/store_session.h"
+#include "common/store/store_session.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 

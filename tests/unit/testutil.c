@@ -1,5 +1,5 @@
 #include "tests/unit/testutil.h"
-#include "common/store_internal.h"
+#include "common/store/store_internal.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/store.h"
+#include "common/store/store.h"
 
 /* The absolute path of `name` in the current directory (heap string). */
 char *test_path(const char *name);

@@ -1,5 +1,5 @@
 /* The LLM client against the stand-in: both providers, retries, errors, truncation. */
-#include "common/estimator.h"
+#include "common/estimate/estimator.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 #include "tests/unit/worker_standin.h"

@@ -1,0 +1,170 @@
+/* Calibration groups: the figures of facts §6.1 for each (category, complexity). */
+#include "common/calib/calib.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Name a damping. */
+const char *calib_damping_name(enum calib_damping d)
+{
+	return d == CALIB_DAMP_NONE ? "none" : "sqrt";
+}
+
+/* Parse "sqrt" or "none"; -1 for anything else. */
+int calib_damping_parse(const char *name, enum calib_damping *d)
+{
+	if (strcmp(name, "sqrt") == 0)
+		*d = CALIB_DAMP_SQRT;
+	else if (strcmp(name, "none") == 0)
+		*d = CALIB_DAMP_NONE;
+	else
+		return -1;
+	return 0;
+}
+
+/* Name a group status. */
+const char *calib_status_name(enum calib_status s)
+{
+	switch (s) {
+	case CALIB_BELOW_MIN: return "below_min_samples";
+	case CALIB_LOW_CONFIDENCE: return "low_confidence";
+	case CALIB_PROPOSED: return "proposed";
+	case CALIB_NOT_OVERHEAD: return "not_an_overhead_row";
+	case CALIB_SHARED_ROW: return "row_set_by_larger_group";
+	}
+	return "?";
+}
+
+/* 0.6 × min(1, n/12) + 0.4 / (1 + sd). */
+double calib_confidence(size_t n, double sd)
+{
+	double count = (double)n / CALIB_SAMPLE_FULL;
+
+	return 0.6 * (count < 1.0 ? count : 1.0) + 0.4 / (1.0 + sd);
+}
+
+/* Compute one group's figures from its samples. */
+static void calib_group_fill(struct calib_group *g, const struct telem_sample *const *rows,
+    size_t n, const struct calib_opts *o)
+{
+	double *ratio = xcalloc(n + 1, sizeof *ratio);
+	double *waste = xcalloc(n + 1, sizeof *waste);
+	double *act = xcalloc(n + 1, sizeof *act);
+	double *est = xcalloc(n + 1, sizeof *est);
+	double *budget = xcalloc(n + 1, sizeof *budget);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct telem_sample *s = rows[i];
+		int64_t ceiling = s->actual_max_tokens > 0 ? s->actual_max_tokens :
+		    s->selected_budget;
+
+		act[i] = (double)s->actual;
+		est[i] = (double)s->predicted;
+		budget[i] = (double)s->selected_budget;
+		ratio[i] = s->predicted > 0 ? (double)s->actual / (double)s->predicted : 0.0;
+		waste[i] = s->actual > 0 ? (double)ceiling / (double)s->actual : 0.0;
+	}
+	g->n = n;
+	g->avg_actual = telem_mean(act, n);
+	g->avg_estimated = telem_mean(est, n);
+	g->avg_ratio = telem_mean(ratio, n);
+	g->avg_selected_budget = telem_mean(budget, n);
+	g->stdev_ratio = telem_pstdev(ratio, n);
+	g->confidence = calib_confidence(n, g->stdev_ratio);
+	telem_sort(ratio, n);
+	telem_sort(waste, n);
+	g->median_ratio = telem_upper_median(ratio, n);
+	g->min_ratio = ratio[0];
+	g->max_ratio = ratio[n - 1];
+	g->multiplier = g->median_ratio;
+	g->waste_median = telem_upper_median(waste, n);
+	g->waste_p90 = telem_p90_index(waste, n);
+	if ((int64_t)n < o->min_samples)
+		g->status = CALIB_BELOW_MIN;
+	else if (g->confidence < o->confidence_threshold)
+		g->status = CALIB_LOW_CONFIDENCE;
+	else
+		g->status = CALIB_PROPOSED;
+	free(ratio);
+	free(waste);
+	free(act);
+	free(est);
+	free(budget);
+}
+
+/* Order groups by sample count (most first), then category and complexity. */
+static int calib_group_cmp(const void *a, const void *b)
+{
+	const struct calib_group *x = a, *y = b;
+	int c;
+
+	if (x->n != y->n)
+		return x->n > y->n ? -1 : 1;
+	c = strcmp(x->category, y->category);
+	return c != 0 ? c : strcmp(x->complexity, y->complexity);
+}
+
+/* Group the samples and fill every group. */
+void calib_compute(const struct telem_sample *const *clean, size_t n,
+    const struct calib_opts *o, struct calib_result *r)
+{
+	const struct telem_sample **rows = xcalloc(n + 1, sizeof *rows);
+	size_t *group_of = xcalloc(n + 1, sizeof *group_of);
+
+	memset(r, 0, sizeof *r);
+	r->opts = *o;
+	r->n_clean = n;
+	r->groups = xcalloc(n + 1, sizeof *r->groups);
+	for (size_t i = 0; i < n; i++) {
+		size_t g;
+
+		r->n_with_max_tokens += clean[i]->actual_max_tokens > 0;
+		for (g = 0; g < r->n_groups; g++)
+			if (strcmp(r->groups[g].category, clean[i]->category) == 0 &&
+			    strcmp(r->groups[g].complexity, clean[i]->complexity) == 0)
+				break;
+		if (g == r->n_groups) {
+			r->groups[g].category = xstrdup(clean[i]->category);
+			r->groups[g].complexity = xstrdup(clean[i]->complexity);
+			r->n_groups++;
+		}
+		group_of[i] = g;
+	}
+	for (size_t g = 0; g < r->n_groups; g++) {
+		size_t k = 0;
+
+		for (size_t i = 0; i < n; i++)
+			if (group_of[i] == g)
+				rows[k++] = clean[i];
+		calib_group_fill(&r->groups[g], rows, k, o);
+		r->n_eligible += r->groups[g].status != CALIB_BELOW_MIN;
+		r->n_high_confidence += r->groups[g].status == CALIB_PROPOSED;
+	}
+	if (r->n_groups > 1)
+		qsort(r->groups, r->n_groups, sizeof *r->groups, calib_group_cmp);
+	free(rows);
+	free(group_of);
+}
+
+/* Find a group by its exact names. */
+const struct calib_group *calib_group_find(const struct calib_result *r,
+    const char *category, const char *complexity)
+{
+	for (size_t g = 0; g < r->n_groups; g++)
+		if (strcmp(r->groups[g].category, category) == 0 &&
+		    strcmp(r->groups[g].complexity, complexity) == 0)
+			return &r->groups[g];
+	return NULL;
+}
+
+/* Free the groups. */
+void calib_result_free(struct calib_result *r)
+{
+	for (size_t g = 0; g < r->n_groups; g++) {
+		free(r->groups[g].category);
+		free(r->groups[g].complexity);
+	}
+	free(r->groups);
+	memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,136 @@
+/* The formulas and statistics conventions of the Python original (facts §1.5, §6). */
+#include "common/calib/telemetry.h"
+#include "common/util.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Append a zeroed sample, growing the list. */
+struct telem_sample *telem_samples_add(struct telem_samples *s)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 64;
+		s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+	}
+	s->v[s->n] = (struct telem_sample){ .actual_max_tokens = -1 };
+	return &s->v[s->n++];
+}
+
+/* Free every sample's strings and the list itself. */
+void telem_samples_free(struct telem_samples *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct telem_sample *x = &s->v[i];
+
+		free(x->run_id);
+		free(x->phase_id);
+		free(x->timestamp);
+		free(x->category);
+		free(x->complexity);
+		free(x->stop_reason);
+		free(x->model);
+	}
+	free(s->v);
+	*s = (struct telem_samples){ 0 };
+}
+
+/* SMAPE in percent, guarded against a zero denominator. */
+double telem_smape(int64_t predicted, int64_t actual)
+{
+	double p = fabs((double)predicted), a = fabs((double)actual);
+	double den = (p + a) / 2.0;
+
+	return 100.0 * fabs((double)predicted - (double)actual) / (den < 1.0 ? 1.0 : den);
+}
+
+/* Whether the derived columns are defined for this pair. */
+bool telem_scored(int64_t predicted, int64_t actual)
+{
+	return predicted > 0 && actual > 0;
+}
+
+/* Whether a sample may be used for calibration. */
+bool telem_clean(const struct telem_sample *s)
+{
+	return s->success && !s->truncated && s->actual >= TELEM_CLEAN_MIN_ACTUAL;
+}
+
+/* Mean of n values, 0 when empty. */
+double telem_mean(const double *v, size_t n)
+{
+	double sum = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += v[i];
+	return n > 0 ? sum / (double)n : 0.0;
+}
+
+/* Population standard deviation, 0 when empty. */
+double telem_pstdev(const double *v, size_t n)
+{
+	double mean = telem_mean(v, n), sum = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += (v[i] - mean) * (v[i] - mean);
+	return n > 0 ? sqrt(sum / (double)n) : 0.0;
+}
+
+/* Order doubles ascending for qsort. */
+static int telem_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Sort ascending in place. */
+void telem_sort(double *v, size_t n)
+{
+	if (n > 1)
+		qsort(v, n, sizeof *v, telem_cmp_double);
+}
+
+/* The median, averaging the two middle values of an even count; 0 when empty. */
+double telem_median(const double *sorted, size_t n)
+{
+	if (n == 0)
+		return 0.0;
+	if (n % 2 == 1)
+		return sorted[n / 2];
+	return (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0;
+}
+
+/* The upper median sorted[n / 2]; 0 when empty. */
+double telem_upper_median(const double *sorted, size_t n)
+{
+	return n > 0 ? sorted[n / 2] : 0.0;
+}
+
+/* The ninth decile cut point of statistics.quantiles(n=10), exclusive method, for at
+ * least ten values; the maximum for fewer; 0 when empty. */
+double telem_p90_decile(const double *sorted, size_t n)
+{
+	size_t m = n + 1, j, delta;
+
+	if (n == 0)
+		return 0.0;
+	if (n < 10)
+		return sorted[n - 1];
+	j = 9 * m / 10;
+	if (j < 1)
+		j = 1;
+	if (j > n - 1)
+		j = n - 1;
+	delta = 9 * m - j * 10;
+	return (sorted[j - 1] * (double)(10 - delta) + sorted[j] * (double)delta) / 10.0;
+}
+
+/* sorted[int(0.9 n)], or the last value when that index is past the end; 0 when empty. */
+double telem_p90_index(const double *sorted, size_t n)
+{
+	size_t i = (size_t)((double)n * 0.9);
+
+	if (n == 0)
+		return 0.0;
+	return i < n ? sorted[i] : sorted[n - 1];
+}

@@ -1,0 +1,310 @@
+/* The estimator's models: flat, overhead + marginal, doc synthesis, SOT ledger update. */
+#include "common/estimate/estimator.h"
+#include "common/util.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *const est_ctx_names[EST_CTX_COUNT] = { "none", "some", "strong" };
+
+/* Lowercased copy of `s` (NULL → ""). */
+static char *est_lower(const char *s)
+{
+	char *p = xstrdup(s != NULL ? s : "");
+	size_t k;
+
+	for (k = 0; p[k] != '\0'; k++)
+		p[k] = (char)tolower((unsigned char)p[k]);
+	return p;
+}
+
+/* True when the deliverable text holds only whitespace. */
+static bool est_blank(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!isspace((unsigned char)*s))
+			return false;
+	return true;
+}
+
+/* True when the lowercased text contains any of the words. */
+static bool est_has_any(const char *low, const char *const *words, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strstr(low, words[i]) != NULL)
+			return true;
+	return false;
+}
+
+/* Normalise the complexity: low, medium or high; anything else is medium. */
+static enum est_cplx est_cplx_parse(const char *s)
+{
+	char *low = est_lower(s);
+	char *p = low, *e;
+	enum est_cplx c = EST_MEDIUM;
+
+	while (isspace((unsigned char)*p))
+		p++;
+	e = p + strlen(p);
+	while (e > p && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	if (strcmp(p, "low") == 0)
+		c = EST_LOW;
+	else if (strcmp(p, "high") == 0)
+		c = EST_HIGH;
+	free(low);
+	return c;
+}
+
+/* True when the deliverable's path exists under the workspace. Paths that could leave it
+ * (absolute, "..") count as absent. */
+static bool est_on_disk(const char *workspace, const char *path, char *full, size_t n)
+{
+	struct stat st;
+
+	if (workspace == NULL || path[0] == '\0' || path[0] == '/' || strstr(path, "..") != NULL)
+		return false;
+	if ((size_t)snprintf(full, n, "%s/%s", workspace, path) >= n)
+		return false;
+	return stat(full, &st) == 0;
+}
+
+/* Marginal cost of one deliverable. */
+static int est_marginal(const struct est_coefs *c, const char *text, const char *category,
+			const char *workspace)
+{
+	static const char *const verbs[] = { "create", "new", "add" };
+	char path[4096], full[8192];
+	char *low = est_lower(text);
+	bool is_new = est_has_any(low, verbs, ARRAY_SIZE(verbs));
+	enum est_class cls;
+	int tokens;
+
+	free(low);
+	est_deliverable_path(text, path, sizeof path);
+	if (!est_on_disk(workspace, path, full, sizeof full))
+		is_new = true;
+	cls = est_classify(path, category);
+	if (is_new)
+		return c->marginal_new[cls];
+	tokens = c->marginal_existing[cls];
+	return (int)(tokens * est_file_multiplier(c, full));
+}
+
+/* Confidence from how specific the deliverables are. */
+static double est_confidence(const struct est_coefs *c, char *const *d, size_t n)
+{
+	static const char *const verbs[] = { "create", "modify", "update", "add", "new" };
+	size_t i, counted = 0, ext = 0, verb = 0;
+	double conf;
+
+	for (i = 0; i < n; i++) {
+		const char *s = d[i], *dot;
+		char *low;
+
+		if (est_blank(s))
+			continue;
+		counted++;
+		for (dot = strchr(s, '.'); dot != NULL; dot = strchr(dot + 1, '.'))
+			if (isalnum((unsigned char)dot[1]) && isalnum((unsigned char)dot[2])) {
+				ext++;
+				break;
+			}
+		low = est_lower(s);
+		if (est_has_any(low, verbs, ARRAY_SIZE(verbs)))
+			verb++;
+		free(low);
+	}
+	if (counted == 0)
+		return 0.0;
+	conf = c->confidence_base + c->confidence_extension * (double)ext / (double)counted +
+	       c->confidence_verb * (double)verb / (double)counted;
+	return conf > 1.0 ? 1.0 : conf;
+}
+
+/* Documentation features from the deliverables and the description (PROTO_DOC_* bits). */
+static int est_doc_features(char *const *d, size_t n, const char *description)
+{
+	static const char *const api[] = { "api_reference", "api reference", "api.md",
+					   "endpoints", "rest api" };
+	static const char *const examples[] = { "examples.md", "example", "snippets",
+						"sample code", "usage example" };
+	static const char *const research[] = { "from scratch", "create documentation for",
+						"document the", "comprehensive", "investigate" };
+	static const char *const guide[] = { "usage_guide", "user guide", "getting started",
+					     "tutorial" };
+	char *task = est_lower(description);
+	size_t i, len = strlen(task) + 2;
+	char *all;
+	int f = 0;
+
+	for (i = 0; i < n; i++)
+		len += strlen(d[i]) + 1;
+	all = xmalloc(len);
+	all[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			strcat(all, " ");
+		strcat(all, d[i]);
+	}
+	strcat(all, " ");
+	strcat(all, task);
+	for (i = 0; all[i] != '\0'; i++)
+		all[i] = (char)tolower((unsigned char)all[i]);
+	if (est_has_any(all, api, ARRAY_SIZE(api)))
+		f |= PROTO_DOC_API_REFERENCE;
+	if (est_has_any(all, examples, ARRAY_SIZE(examples)))
+		f |= PROTO_DOC_EXAMPLES;
+	if (est_has_any(task, research, ARRAY_SIZE(research)))
+		f |= PROTO_DOC_RESEARCH;
+	if (est_has_any(all, guide, ARRAY_SIZE(guide)))
+		f |= PROTO_DOC_USAGE_GUIDE;
+	free(all);
+	free(task);
+	return f;
+}
+
+/* True when the features call for the doc-synthesis model. */
+static bool est_is_synthesis(int f)
+{
+	bool examples = (f & PROTO_DOC_EXAMPLES) != 0;
+
+	return (f & PROTO_DOC_API_REFERENCE) != 0 || (examples && (f & PROTO_DOC_RESEARCH) != 0) ||
+	       (examples && (f & PROTO_DOC_USAGE_GUIDE) != 0);
+}
+
+/* The SOT ledger basename (lowercased) of a deliverable, or NULL. */
+static const char *est_sot_name(const struct est_coefs *c, const char *text)
+{
+	char *low = est_lower(text);
+	const char *base;
+	size_t i, k;
+
+	for (k = 0; low[k] != '\0'; k++)
+		if (low[k] == '\\')
+			low[k] = '/';
+	base = strrchr(low, '/');
+	base = base != NULL ? base + 1 : low;
+	for (i = 0; i < c->n_sot_names; i++) {
+		if (strcmp(base, c->sot_names[i]) == 0) {
+			free(low);
+			return c->sot_names[i];
+		}
+	}
+	free(low);
+	return NULL;
+}
+
+/* Context quality from the number of scope paths. */
+static enum est_ctx est_context(const struct est_coefs *c, size_t n_scope)
+{
+	if (n_scope == 0)
+		return EST_CTX_NONE;
+	return (long)n_scope > c->context_strong_above ? EST_CTX_STRONG : EST_CTX_SOME;
+}
+
+/* Whether a category is one of the documentation names. */
+static bool est_doc_category(const char *cat)
+{
+	return strcmp(cat, "documentation") == 0 || strcmp(cat, "docs") == 0 ||
+	       strcmp(cat, "doc_synthesis") == 0 || strcmp(cat, "doc_sot_update") == 0;
+}
+
+void est_estimate(const struct est_coefs *c, const struct est_input *in, const char *workspace,
+		  struct est_output *out)
+{
+	static const char *const cplx_names[EST_CPLX_COUNT] = { "low", "medium", "high" };
+	size_t i, n = 0, docs = 0;
+	bool pure_doc;
+	char *cat;
+
+	memset(out, 0, sizeof *out);
+	out->doc_features = -1;
+	out->sot_entry_count_hint = -1;
+	out->cplx = est_cplx_parse(in->complexity);
+	strlcpy_ap(out->complexity, cplx_names[out->cplx], sizeof out->complexity);
+
+	for (i = 0; i < in->n_deliverables; i++) {
+		if (est_blank(in->deliverables[i]))
+			continue;
+		n++;
+		if (est_is_doc(in->deliverables[i]))
+			docs++;
+	}
+	pure_doc = n > 0 && docs == n;
+	out->deliverable_count = (int)n;
+
+	cat = est_lower(in->category);
+	if (est_blank(cat)) {
+		free(cat);
+		cat = xstrdup(pure_doc ? "documentation" : "implementation");
+	}
+	if (pure_doc && !est_doc_category(cat)) {
+		free(cat);
+		cat = xstrdup("documentation");
+	}
+	strlcpy_ap(out->category, cat, sizeof out->category);
+	free(cat);
+
+	if (n == 0) {
+		out->model = EST_MODEL_FLAT;
+		out->estimate = c->flat[out->cplx];
+		out->confidence = c->flat_confidence;
+		return;
+	}
+
+	if (pure_doc) {
+		enum est_ctx q = est_context(c, in->n_scope_paths);
+		const char *sot = NULL;
+
+		out->doc_features = est_doc_features(in->deliverables, in->n_deliverables,
+						     in->description);
+		out->context_quality = est_ctx_names[q];
+		for (i = 0; i < in->n_deliverables && sot == NULL; i++)
+			sot = est_sot_name(c, in->deliverables[i]);
+		if (sot != NULL) {
+			int write = c->sot_write_per_entry * (int)n;
+			int sum = c->sot_context[q] + write + (int)(c->sot_consistency * write);
+
+			out->model = EST_MODEL_DOC_SOT_UPDATE;
+			out->estimate = (int)(sum * c->safety_margin);
+			out->confidence = c->sot_confidence;
+			strlcpy_ap(out->category, "doc_sot_update", sizeof out->category);
+			strlcpy_ap(out->sot_file_name, sot, sizeof out->sot_file_name);
+			out->sot_entry_count_hint = (int)n;
+			return;
+		}
+		if ((strcmp(out->category, "documentation") == 0 ||
+		     strcmp(out->category, "docs") == 0) &&
+		    est_is_synthesis(out->doc_features)) {
+			int f = out->doc_features;
+			int write = c->syn_write_per_doc * (int)n;
+			int sum = c->syn_investigate[q] + write;
+
+			if (f & PROTO_DOC_API_REFERENCE)
+				sum += c->syn_api;
+			if (f & PROTO_DOC_EXAMPLES)
+				sum += c->syn_examples;
+			if ((int)n >= c->syn_coordination_min_docs)
+				sum += (int)(c->syn_coordination * write);
+			out->model = EST_MODEL_DOC_SYNTHESIS;
+			out->estimate = (int)(sum * c->safety_margin);
+			out->confidence = c->syn_confidence;
+			strlcpy_ap(out->category, "doc_synthesis", sizeof out->category);
+			return;
+		}
+	}
+
+	out->model = EST_MODEL_OVERHEAD;
+	out->overhead = est_overhead_lookup(c, out->category, out->complexity);
+	for (i = 0; i < in->n_deliverables; i++)
+		if (!est_blank(in->deliverables[i]))
+			out->marginal += est_marginal(c, in->deliverables[i], out->category, workspace);
+	out->estimate = (int)((out->overhead + out->marginal) * c->safety_margin);
+	out->confidence = est_confidence(c, in->deliverables, in->n_deliverables);
+}

@@ -1,0 +1,230 @@
+/* Deliverable paths, their classes, and the file multiplier of existing files. */
+#include "common/estimate/estimator.h"
+#include "common/util.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+/* True for the characters of a path in a deliverable text: [A-Za-z0-9_./-]. */
+static bool est_path_char(int ch)
+{
+	return isalnum(ch) || ch == '_' || ch == '-' || ch == '.' || ch == '/';
+}
+
+/* Copy at most n-1 bytes of s[0..len) into out. */
+static void est_copy_span(const char *s, size_t len, char *out, size_t n)
+{
+	if (n == 0)
+		return;
+	if (len >= n)
+		len = n - 1;
+	memcpy(out, s, len);
+	out[len] = '\0';
+}
+
+/*
+ * The first match of [A-Za-z0-9_./-]+\.[A-Za-z0-9]+ in the text; failing that, the
+ * lowercased text without a leading verb and a trailing parenthesis.
+ */
+void est_deliverable_path(const char *text, char *out, size_t n)
+{
+	static const char *const prefixes[] = { "create ", "modify ", "update ", "add ",
+						"new file: ", "new: " };
+	const unsigned char *s = (const unsigned char *)text;
+	size_t i = 0, len = strlen(text), k, start, end;
+	char *low;
+
+	while (i < len) {
+		size_t run_end, dot = 0;
+		bool found = false;
+
+		if (!est_path_char(s[i])) {
+			i++;
+			continue;
+		}
+		run_end = i;
+		while (run_end < len && est_path_char(s[run_end]))
+			run_end++;
+		/* The greedy prefix backtracks to the last '.' followed by an alnum. */
+		for (k = run_end - 1; k > i; k--) {
+			if (s[k] == '.' && k + 1 < run_end && isalnum(s[k + 1])) {
+				dot = k;
+				found = true;
+				break;
+			}
+		}
+		if (found) {
+			end = dot + 1;
+			while (end < run_end && isalnum(s[end]))
+				end++;
+			est_copy_span(text + i, end - i, out, n);
+			return;
+		}
+		i = run_end;
+	}
+
+	low = xstrdup(text);
+	for (k = 0; low[k] != '\0'; k++)
+		low[k] = (char)tolower((unsigned char)low[k]);
+	start = 0;
+	for (k = 0; k < ARRAY_SIZE(prefixes); k++)
+		if (strncmp(low + start, prefixes[k], strlen(prefixes[k])) == 0)
+			start += strlen(prefixes[k]);
+	end = strlen(low);
+	while (end > start && isspace((unsigned char)low[end - 1]))
+		end--;
+	if (end > start && low[end - 1] == ')') {
+		char *open = memrchr(low + start, '(', end - start);
+		if (open != NULL)
+			end = (size_t)(open - low);
+	}
+	while (start < end && isspace((unsigned char)low[start]))
+		start++;
+	while (end > start && isspace((unsigned char)low[end - 1]))
+		end--;
+	est_copy_span(low + start, end - start, out, n);
+	free(low);
+}
+
+/* True when `s` ends with `suffix`. */
+static bool est_ends(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+/* Lowercase `text` with backslashes as slashes into a fresh string. */
+static char *est_lower_path(const char *text)
+{
+	char *p = xstrdup(text);
+	size_t k;
+
+	for (k = 0; p[k] != '\0'; k++)
+		p[k] = p[k] == '\\' ? '/' : (char)tolower((unsigned char)p[k]);
+	return p;
+}
+
+bool est_is_doc(const char *text)
+{
+	char *p = est_lower_path(text);
+	const char *s = p;
+	bool doc;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	doc = strncmp(s, "docs/", 5) == 0 || est_ends(s, ".md");
+	free(p);
+	return doc;
+}
+
+enum est_class est_classify(const char *path, const char *category)
+{
+	static const char *const test_ends[] = { "_test.py", ".spec.ts", ".spec.tsx", ".test.ts",
+						 ".test.tsx" };
+	static const char *const config_ends[] = { ".yml", ".yaml", ".json", ".toml", ".txt",
+						   ".ini" };
+	static const char *const frontend_ends[] = { ".tsx", ".jsx", ".vue", ".svelte" };
+	char *p = est_lower_path(path);
+	const char *base = strrchr(p, '/');
+	enum est_class cls = EST_CLASS_OTHER;
+	size_t i;
+
+	base = base != NULL ? base + 1 : p;
+	if (strncmp(p, "tests/", 6) == 0 || strstr(p, "/tests/") != NULL ||
+	    strncmp(base, "test_", 5) == 0) {
+		cls = EST_CLASS_TEST;
+		goto out;
+	}
+	for (i = 0; i < ARRAY_SIZE(test_ends); i++)
+		if (est_ends(base, test_ends[i])) {
+			cls = EST_CLASS_TEST;
+			goto out;
+		}
+	if (strncmp(p, "docs/", 5) == 0 || est_ends(p, ".md")) {
+		cls = EST_CLASS_DOC;
+		goto out;
+	}
+	if (strstr(p, "alembic/versions") != NULL || strstr(p, "migration") != NULL) {
+		cls = EST_CLASS_CONFIG;
+		goto out;
+	}
+	for (i = 0; i < ARRAY_SIZE(config_ends); i++)
+		if (est_ends(p, config_ends[i])) {
+			cls = EST_CLASS_CONFIG;
+			goto out;
+		}
+	for (i = 0; i < ARRAY_SIZE(frontend_ends); i++)
+		if (est_ends(p, frontend_ends[i])) {
+			cls = EST_CLASS_FRONTEND;
+			goto out;
+		}
+	if (category != NULL && strcasecmp(category, "frontend") == 0)
+		cls = EST_CLASS_FRONTEND;
+	else if (est_ends(p, ".py") || est_ends(p, ".pyi"))
+		cls = EST_CLASS_PYTHON;
+	else if (est_ends(p, ".sql"))
+		cls = EST_CLASS_SQL;
+out:
+	free(p);
+	return cls;
+}
+
+/* The factor of the first step whose bound exceeds `v`. */
+static double est_step_factor(const struct est_step *steps, size_t n, long v)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v < steps[i].below)
+			return steps[i].factor;
+	return steps[n - 1].factor;
+}
+
+double est_file_multiplier(const struct est_coefs *c, const char *path)
+{
+	struct stat st;
+	FILE *f;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	long code = 0, imports = 0, indent = 0;
+	double m;
+
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (size_t)st.st_size > c->multiplier_max_bytes)
+		return 1.0;
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 1.0;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		long lead = 0;
+		const char *s;
+
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		for (s = line; *s == ' ' || *s == '\t' || *s == '\f' || *s == '\v'; s++)
+			lead++;
+		if (*s == '\0' || *s == '#')
+			continue;
+		code++;
+		if (strstr(line, "import ") != NULL)
+			imports++;
+		if (lead > indent)
+			indent = lead;
+	}
+	free(line);
+	fclose(f);
+	m = est_step_factor(c->loc_steps, ARRAY_SIZE(c->loc_steps), code) *
+	    est_step_factor(c->import_steps, ARRAY_SIZE(c->import_steps), imports) *
+	    est_step_factor(c->indent_steps, ARRAY_SIZE(c->indent_steps), indent);
+	if (m < c->multiplier_min)
+		m = c->multiplier_min;
+	if (m > c->multiplier_max)
+		m = c->multiplier_max;
+	return m;
+}

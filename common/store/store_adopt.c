@@ -1,0 +1,208 @@
+/* Adopting a Python-Autopack database: check, back up, then one transaction. */
+#include "common/store/schema.sql.h"
+#include "common/store/store_adopt_internal.h"
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define ADOPT_BUSY_TIMEOUT_MS 5000
+#define ADOPT_WORKSPACE_DIR "autopack-workspace"
+
+/* Append a heap copy of `s` to a string list. */
+void adopt_list_push(char ***items, size_t *n, const char *s)
+{
+	*items = xrealloc(*items, (*n + 1) * sizeof **items);
+	(*items)[(*n)++] = xstrdup(s);
+}
+
+/* Free a string list. */
+static void adopt_list_free(char **items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+}
+
+/* Free what an adoption recorded. */
+void store_adopt_report_free(struct store_adopt_report *rep)
+{
+	adopt_list_free(rep->tables_created, rep->n_tables_created);
+	adopt_list_free(rep->indexes_created, rep->n_indexes_created);
+	for (size_t i = 0; i < rep->n_columns_added; i++) {
+		free(rep->columns_added[i].table);
+		free(rep->columns_added[i].column);
+		free(rep->columns_added[i].decl);
+	}
+	free(rep->columns_added);
+	for (size_t i = 0; i < rep->n_indexes_skipped; i++) {
+		free(rep->indexes_skipped[i].name);
+		free(rep->indexes_skipped[i].why);
+	}
+	free(rep->indexes_skipped);
+	for (size_t i = 0; i < rep->n_fills; i++) {
+		free(rep->fills[i].table);
+		free(rep->fills[i].column);
+		free(rep->fills[i].value);
+	}
+	free(rep->fills);
+	free(rep->backup_path);
+	free(rep->workspace_base);
+	memset(rep, 0, sizeof *rep);
+}
+
+/* Name a backup file that does not exist yet: <path>.pre-adopt-<UTC stamp>.bak. */
+static char *adopt_backup_name(const char *path)
+{
+	time_t now = time(NULL);
+	struct stat sb;
+	struct tm tm;
+	char stamp[32];
+	char *name;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+	name = xasprintf("%s.pre-adopt-%s.bak", path, stamp);
+	for (int i = 1; lstat(name, &sb) == 0; i++) {
+		free(name);
+		name = xasprintf("%s.pre-adopt-%s-%d.bak", path, stamp, i);
+	}
+	return name;
+}
+
+/* Copy the committed database to `dest` with the backup API, over a second, read-only
+ * connection: the caller's connection holds the write lock, so nothing changes it
+ * meanwhile, and what is copied is exactly what the transaction starts from. */
+static int adopt_backup(const char *path, const char *dest, struct store_err *err)
+{
+	struct store src = { .path = (char *)path };
+	int rc;
+
+	if (sqlite3_open_v2(path, &src.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		rc = store_fail(err, STORE_EIO, "%s: cannot open for the backup: %s", path,
+		    src.db != NULL ? sqlite3_errmsg(src.db) : "out of memory");
+		sqlite3_close(src.db);
+		return rc;
+	}
+	sqlite3_busy_timeout(src.db, ADOPT_BUSY_TIMEOUT_MS);
+	rc = store_backup(&src, dest, err);
+	sqlite3_close(src.db);
+	return rc;
+}
+
+/* Insert the meta row: a new uuid, the adoption time, who adopted it. */
+static int adopt_meta_insert(sqlite3 *db, const char *now, char uuid[37],
+    struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	char *who, *by;
+	int rc = store_uuid_v4(uuid, err);
+
+	if (rc != 0)
+		return rc;
+	who = store_created_by();
+	by = xasprintf("%s, adopted from a Python Autopack database", who);
+	rc = sqlite3_prepare_v2(db, "INSERT INTO meta (id, db_uuid, created_at, created_by, "
+	    "schema_version) VALUES (1, ?1, ?2, ?3, ?4)", -1, &q, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, uuid, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, now, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, by, -1, SQLITE_STATIC);
+		sqlite3_bind_int(q, 4, SCHEMA_VERSION);
+		rc = sqlite3_step(q);
+	}
+	sqlite3_finalize(q);
+	free(who);
+	free(by);
+	if (rc != SQLITE_DONE)
+		return store_fail(err, STORE_EIO, "writing meta: %s", sqlite3_errmsg(db));
+	return 0;
+}
+
+/* Return <directory of path>/autopack-workspace. */
+static char *adopt_default_workspace(const char *path)
+{
+	char *copy = xstrdup(path);
+	char *dir = xasprintf("%s/%s", dirname(copy), ADOPT_WORKSPACE_DIR);
+
+	free(copy);
+	return dir;
+}
+
+/* Run the adoption steps inside the open transaction; the backup comes first. */
+static int adopt_steps(sqlite3 *db, const char *path, struct store_adopt_report *rep,
+    struct store_err *err)
+{
+	sqlite3 *ref = NULL;
+	char now[32], uuid[37];
+	int version, rc;
+
+	rc = adopt_shape_check(db, path, err);
+	if (rc != 0)
+		return rc;
+	rep->backup_path = adopt_backup_name(path);
+	rc = adopt_backup(path, rep->backup_path, err);
+	if (rc != 0) {
+		free(rep->backup_path);
+		rep->backup_path = NULL;
+		return rc;
+	}
+	time_iso8601(clock_wall_ms(), now);
+	rc = adopt_ref_open(&ref, err);
+	if (rc == 0)
+		rc = adopt_schema_extend(db, ref, rep, err);
+	if (rc == 0)
+		rc = adopt_repair(db, ref, rep->workspace_base, now, rep, err);
+	if (rc == 0)
+		rc = adopt_meta_insert(db, now, rep->uuid, err);
+	if (rc == 0)
+		rc = store_schema_check(db, path, &version, uuid, err);
+	sqlite3_close(ref);
+	return rc;
+}
+
+/* Adopt a legacy database: check, back up, migrate in one transaction. */
+int store_adopt(const char *path, const char *workspace_base, struct store_adopt_report *rep,
+    struct store_err *err)
+{
+	sqlite3 *db = NULL;
+	char *msg;
+	int rc;
+
+	memset(rep, 0, sizeof *rep);
+	rc = store_adopt_check(path, err);
+	if (rc != 0)
+		return rc;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		rc = store_fail(err, STORE_EIO, "%s: cannot open for writing: %s", path,
+		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return rc;
+	}
+	sqlite3_busy_timeout(db, ADOPT_BUSY_TIMEOUT_MS);
+	rep->workspace_base = workspace_base != NULL ? xstrdup(workspace_base) :
+	    adopt_default_workspace(path);
+	rc = store_exec(db, "BEGIN IMMEDIATE", "starting the adoption", err);
+	if (rc == 0)
+		rc = adopt_steps(db, path, rep, err);
+	if (rc == 0)
+		rc = store_exec(db, "COMMIT", "committing the adoption", err);
+	if (rc != 0)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	if (sqlite3_close(db) != SQLITE_OK && rc == 0)
+		rc = store_fail(err, STORE_EIO, "closing: %s", sqlite3_errmsg(db));
+	if (rc != 0) {
+		if (rep->backup_path != NULL) {
+			msg = xstrdup(err != NULL ? err->text : "");
+			store_fail(err, rc, "%s: adoption failed: %s; the database is unchanged (a "
+			    "copy taken before is at %s)", path, msg, rep->backup_path);
+			free(msg);
+		}
+		store_adopt_report_free(rep);
+	}
+	return rc;
+}

@@ -1,0 +1,84 @@
+/*
+ * Adopting a database made by the Python Autopack project: its runs, tiers, phases,
+ * llm_usage_events and token_estimation_v2_events tables (facts §1) become an autopack
+ * database in place. The file is copied first; then, in one transaction, every missing
+ * autopack table is created, every missing column added, the meta row written, and the
+ * legacy rows the autopack code cannot use as they are get the documented repairs.
+ * Every original row stays readable by the Python code.
+ */
+#ifndef AUTOPACK_STORE_ADOPT_H
+#define AUTOPACK_STORE_ADOPT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/store/store.h"
+
+/* A column added to an existing table. */
+struct store_adopt_column {
+	char *table;
+	char *column;
+	char *decl;          /* the declaration used: "TEXT", "TEXT NOT NULL DEFAULT 'ok'" */
+	bool relaxed;        /* autopack declares it NOT NULL without a default: added nullable */
+};
+
+/* An index of the autopack schema that could not be created, and why. */
+struct store_adopt_skip {
+	char *name;
+	char *why;
+};
+
+/* NULLs in a legacy column that the autopack schema declares NOT NULL, and what they
+ * became. `value` is NULL when the column has no default: the rows were left as they are. */
+struct store_adopt_fill {
+	char *table;
+	char *column;
+	int64_t rows;
+	char *value;
+};
+
+/* What an adoption did. */
+struct store_adopt_report {
+	char uuid[37];
+	char *backup_path;
+	char *workspace_base;            /* the directory new run workspaces were put under */
+	char **tables_created;
+	size_t n_tables_created;
+	struct store_adopt_column *columns_added;
+	size_t n_columns_added;
+	char **indexes_created;
+	size_t n_indexes_created;
+	struct store_adopt_skip *indexes_skipped;
+	size_t n_indexes_skipped;
+	struct store_adopt_fill *fills;
+	size_t n_fills;
+	/* the legacy rows found */
+	int64_t runs, tiers, phases, usage_events, v2_events;
+	/* the legacy data handling (README "Adopting a Python-Autopack database") */
+	int64_t executing_requeued;      /* EXECUTING phases with no attempt, now QUEUED */
+	int64_t workspaces_set;          /* runs without a workspace, given one */
+	int64_t bare_scopes;             /* phases whose scope is not a JSON object, kept */
+	int64_t usage_without_split;     /* usage rows with NULL prompt/completion, kept */
+};
+
+/* Check, reading only, that the file at `path` can be adopted: it exists, is SQLite,
+ * has no meta table, and holds the original's runs, tiers and phases with their key
+ * columns (and, if present, usage and estimation tables of the original's shape). An
+ * autopack database is reported with STORE_EEXIST. Otherwise STORE_ENOENT, STORE_ENOTDB
+ * (naming the table and its missing columns) or STORE_EIO; the file is never written. */
+int store_adopt_check(const char *path, struct store_err *err);
+
+/* Adopt the legacy database at canonical `path`: check it (as store_adopt_check), copy
+ * it with the sqlite3 backup API to <path>.pre-adopt-<UTC stamp>.bak, then migrate it
+ * in one BEGIN IMMEDIATE transaction. Runs without a workspace get
+ * <workspace_base>/<run id> (created; `workspace_base` NULL means
+ * <directory of path>/autopack-workspace). The caller holds the database lock. On
+ * failure nothing in the database has changed; a backup already taken is named in the
+ * message. `rep` is filled on success and must be freed with store_adopt_report_free. */
+int store_adopt(const char *path, const char *workspace_base, struct store_adopt_report *rep,
+    struct store_err *err);
+
+/* Free what store_adopt put in `rep`. */
+void store_adopt_report_free(struct store_adopt_report *rep);
+
+#endif

@@ -1,0 +1,34 @@
+/* The steps of an adoption (common/store_adopt*.c); nothing outside them includes this,
+ * except unit tests. */
+#ifndef AUTOPACK_STORE_ADOPT_INTERNAL_H
+#define AUTOPACK_STORE_ADOPT_INTERNAL_H
+
+#include "common/store/store_adopt.h"
+
+/* Check the open connection's schema and keys, reading only: STORE_EEXIST for an
+ * autopack database (uuid in the message), STORE_ENOTDB naming what does not match the
+ * original's shape, 0 if it can be adopted. `path` names the file in messages. */
+int adopt_shape_check(sqlite3 *db, const char *path, struct store_err *err);
+
+/* Open the reference: autopack's current schema (SCHEMA_SQL) built in a private
+ * in-memory database. */
+int adopt_ref_open(sqlite3 **ref, struct store_err *err);
+
+/* Inside the caller's transaction: create the tables of reference `ref` that db lacks,
+ * add the missing columns, make (run_id, phase_id) unique in phases, and create the
+ * reference's indexes that can be created. Records what it did in `rep`. */
+int adopt_schema_extend(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep,
+    struct store_err *err);
+
+/* Inside the caller's transaction: count the legacy rows; in runs, tiers and phases fill
+ * NULLs in columns the reference declares NOT NULL (created_at/updated_at with `now`,
+ * others with their default); put EXECUTING phases without an open attempt back to
+ * QUEUED; give runs without a workspace one under `ws_base` (directories are created).
+ * Records what it did in `rep`. */
+int adopt_repair(sqlite3 *db, sqlite3 *ref, const char *ws_base, const char *now,
+    struct store_adopt_report *rep, struct store_err *err);
+
+/* Append a heap copy of `s` to the list (*items, *n). */
+void adopt_list_push(char ***items, size_t *n, const char *s);
+
+#endif

@@ -1,0 +1,221 @@
+/* The legacy data handling of an adoption: what the autopack code needs that legacy rows
+ * may lack, changed as little as possible and reported. */
+#include "common/store/store_adopt_internal.h"
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The tables whose NOT NULL columns the drain code reads. */
+static const char *const adopt_fill_tables[] = { "runs", "tiers", "phases" };
+
+/* Record one fill in the report. */
+static void adopt_fill_push(struct store_adopt_report *rep, const char *table,
+    const char *column, int64_t rows, const char *value)
+{
+	struct store_adopt_fill *f;
+
+	rep->fills = xrealloc(rep->fills, (rep->n_fills + 1) * sizeof *rep->fills);
+	f = &rep->fills[rep->n_fills++];
+	f->table = xstrdup(table);
+	f->column = xstrdup(column);
+	f->rows = rows;
+	f->value = value != NULL ? xstrdup(value) : NULL;
+}
+
+/* Fill the NULLs of one column: timestamps get `now`, others their default `dflt` (SQL
+ * text from the reference schema); without a default they are left and reported. */
+static int adopt_fill_column(sqlite3 *db, const char *table, const char *column,
+    const char *dflt, const char *now, struct store_adopt_report *rep,
+    struct store_err *err)
+{
+	bool stamp = strcmp(column, "created_at") == 0 || strcmp(column, "updated_at") == 0;
+	sqlite3_stmt *q = NULL;
+	int64_t n = 0;
+	char *sql;
+	int rc;
+
+	sql = sqlite3_mprintf("SELECT count(*) FROM \"%w\" WHERE \"%w\" IS NULL", table, column);
+	rc = store_query_int(db, sql, &n, err);
+	sqlite3_free(sql);
+	if (rc != 0 || n == 0)
+		return rc;
+	if (!stamp && dflt == NULL) {
+		adopt_fill_push(rep, table, column, n, NULL);
+		return 0;
+	}
+	sql = sqlite3_mprintf("UPDATE \"%w\" SET \"%w\" = %s WHERE \"%w\" IS NULL", table, column,
+	    stamp ? "?1" : dflt, column);
+	rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
+	if (rc == SQLITE_OK) {
+		if (stamp)
+			sqlite3_bind_text(q, 1, now, -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+	}
+	sqlite3_finalize(q);
+	sqlite3_free(sql);
+	if (rc != SQLITE_DONE)
+		return store_fail(err, STORE_EIO, "filling %s.%s: %s", table, column,
+		    sqlite3_errmsg(db));
+	adopt_fill_push(rep, table, column, n, stamp ? now : dflt);
+	return 0;
+}
+
+/* Fill the NULLs of every column the reference declares NOT NULL in `table`. */
+static int adopt_fill_table(sqlite3 *db, sqlite3 *ref, const char *table, const char *now,
+    struct store_adopt_report *rep, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(ref, "SELECT name, dflt_value FROM pragma_table_info(?1) "
+	    "WHERE \"notnull\" = 1 AND pk = 0", -1, &q, NULL);
+	int step = SQLITE_DONE;
+
+	if (rc != SQLITE_OK)
+		return store_fail(err, STORE_EIO, "reading autopack's schema: %s",
+		    sqlite3_errmsg(ref));
+	sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+	rc = 0;
+	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW)
+		rc = adopt_fill_column(db, table, (const char *)sqlite3_column_text(q, 0),
+		    (const char *)sqlite3_column_text(q, 1), now, rep, err);
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = store_fail(err, STORE_EIO, "reading autopack's schema: %s",
+		    sqlite3_errmsg(ref));
+	sqlite3_finalize(q);
+	return rc;
+}
+
+/* Put phases the original left in flight (EXECUTING, GATE, CI_RUNNING; no open autopack
+ * attempt) back to QUEUED; their last_failure_reason stays. */
+static int adopt_requeue_executing(sqlite3 *db, const char *now,
+    struct store_adopt_report *rep, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db,
+	    "UPDATE phases SET state = 'QUEUED', updated_at = ?1 WHERE state IN ('EXECUTING', 'GATE', "
+	    "'CI_RUNNING') AND "
+	    "(current_attempt_id IS NULL OR current_attempt_id NOT IN "
+	    " (SELECT attempt_id FROM attempts WHERE ended_at IS NULL))", -1, &q, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, now, -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE)
+		return store_fail(err, STORE_EIO, "requeueing EXECUTING phases: %s",
+		    sqlite3_errmsg(db));
+	rep->executing_requeued = sqlite3_changes(db);
+	return 0;
+}
+
+/* Return a directory name for run `id`: the id itself when it is a plain name, else
+ * the id with other characters replaced and `n` appended so that it stays unique. */
+static char *adopt_run_dirname(const char *id, size_t n)
+{
+	char *s = xstrdup(id);
+	bool changed = s[0] == '\0' || s[0] == '.' || s[0] == '-';
+
+	for (char *p = s; *p != '\0'; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-')
+			continue;
+		*p = '_';
+		changed = true;
+	}
+	if (changed) {
+		char *t = xasprintf("run_%s-%zu", s, n);
+		free(s);
+		s = t;
+	}
+	return s;
+}
+
+/* Give every run without a workspace the directory <ws_base>/<run id>, created. */
+static int adopt_workspaces(sqlite3 *db, const char *ws_base,
+    struct store_adopt_report *rep, struct store_err *err)
+{
+	sqlite3_stmt *sel = NULL, *upd = NULL;
+	size_t n = 0;
+	int rc, step = SQLITE_DONE;
+
+	rc = sqlite3_prepare_v2(db, "SELECT id FROM runs WHERE workspace IS NULL OR "
+	    "workspace = '' ORDER BY id", -1, &sel, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "UPDATE runs SET workspace = ?1 WHERE id = ?2", -1,
+		    &upd, NULL);
+	if (rc != SQLITE_OK) {
+		rc = store_fail(err, STORE_EIO, "setting workspaces: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	while (rc == 0 && (step = sqlite3_step(sel)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(sel, 0);
+		char *name = adopt_run_dirname(id, ++n);
+		char *dir = xasprintf("%s/%s", ws_base, name);
+		int e = mkdir_p(dir, 0755);
+
+		free(name);
+		if (e != 0) {
+			rc = store_fail(err, STORE_EIO, "cannot create workspace %s for run %s: %s",
+			    dir, id, strerror(-e));
+			free(dir);
+			break;
+		}
+		sqlite3_reset(upd);
+		sqlite3_bind_text(upd, 1, dir, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(upd, 2, id, -1, SQLITE_TRANSIENT);
+		free(dir);
+		if (sqlite3_step(upd) != SQLITE_DONE)
+			rc = store_fail(err, STORE_EIO, "setting the workspace of run %s: %s", id,
+			    sqlite3_errmsg(db));
+		else
+			rep->workspaces_set++;
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = store_fail(err, STORE_EIO, "setting workspaces: %s", sqlite3_errmsg(db));
+out:
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	return rc;
+}
+
+/* Count the legacy rows and the rows kept as they are. */
+static int adopt_count(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+{
+	const struct {
+		const char *sql;
+		int64_t *out;
+	} q[] = {
+		{ "SELECT count(*) FROM runs", &rep->runs },
+		{ "SELECT count(*) FROM tiers", &rep->tiers },
+		{ "SELECT count(*) FROM phases", &rep->phases },
+		{ "SELECT count(*) FROM llm_usage_events", &rep->usage_events },
+		{ "SELECT count(*) FROM token_estimation_v2_events", &rep->v2_events },
+		{ "SELECT count(*) FROM phases WHERE scope IS NOT NULL AND CASE WHEN "
+		  "json_valid(scope) THEN json_type(scope) NOT IN ('object', 'null') ELSE 1 END",
+		  &rep->bare_scopes },
+		{ "SELECT count(*) FROM llm_usage_events WHERE prompt_tokens IS NULL OR "
+		  "completion_tokens IS NULL", &rep->usage_without_split },
+	};
+	int rc = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(q) && rc == 0; i++)
+		rc = store_query_int(db, q[i].sql, q[i].out, err);
+	return rc;
+}
+
+/* Apply the legacy data handling inside the caller's transaction. */
+int adopt_repair(sqlite3 *db, sqlite3 *ref, const char *ws_base, const char *now,
+    struct store_adopt_report *rep, struct store_err *err)
+{
+	int rc = adopt_count(db, rep, err);
+
+	for (size_t i = 0; i < ARRAY_SIZE(adopt_fill_tables) && rc == 0; i++)
+		rc = adopt_fill_table(db, ref, adopt_fill_tables[i], now, rep, err);
+	if (rc == 0)
+		rc = adopt_requeue_executing(db, now, rep, err);
+	if (rc == 0)
+		rc = adopt_workspaces(db, ws_base, rep, err);
+	return rc;
+}

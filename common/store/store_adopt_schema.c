@@ -1,0 +1,312 @@
+/* Extending a legacy schema to autopack's: the tables, columns and indexes it lacks,
+ * taken from the current schema built in a private in-memory database. */
+#include "common/store/schema.sql.h"
+#include "common/store/store_adopt_internal.h"
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* One column as pragma table_info describes it. */
+struct adopt_col {
+	char *name;
+	char *type;
+	char *dflt; /* SQL text of the default, or NULL */
+	bool notnull;
+	int pk;
+};
+
+/* The columns of one table. */
+struct adopt_cols {
+	struct adopt_col *items;
+	size_t n;
+};
+
+/* Copy a text column, or NULL. */
+static char *adopt_col_text(sqlite3_stmt *q, int i)
+{
+	const unsigned char *t = sqlite3_column_text(q, i);
+
+	return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+/* Free a column list. */
+static void adopt_cols_free(struct adopt_cols *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->items[i].name);
+		free(c->items[i].type);
+		free(c->items[i].dflt);
+	}
+	free(c->items);
+	c->items = NULL;
+	c->n = 0;
+}
+
+/* Read the columns of `table` in db. */
+static int adopt_cols_read(sqlite3 *db, const char *table, struct adopt_cols *c,
+    struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db, "SELECT name, type, \"notnull\", dflt_value, pk "
+	    "FROM pragma_table_info(?1)", -1, &q, NULL);
+
+	c->items = NULL;
+	c->n = 0;
+	if (rc == SQLITE_OK)
+		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct adopt_col *col;
+
+		c->items = xrealloc(c->items, (c->n + 1) * sizeof *c->items);
+		col = &c->items[c->n++];
+		col->name = adopt_col_text(q, 0);
+		col->type = adopt_col_text(q, 1);
+		col->notnull = sqlite3_column_int(q, 2) != 0;
+		col->dflt = adopt_col_text(q, 3);
+		col->pk = sqlite3_column_int(q, 4);
+		if (col->type == NULL)
+			col->type = xstrdup("");
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE) {
+		adopt_cols_free(c);
+		return store_fail(err, STORE_EIO, "reading the columns of %s: %s", table,
+		    sqlite3_errmsg(db));
+	}
+	return 0;
+}
+
+/* Return the column of `c` named `name` (case-insensitive), or NULL. */
+static const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const char *name)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->items[i].name != NULL && strcasecmp(c->items[i].name, name) == 0)
+			return &c->items[i];
+	return NULL;
+}
+
+/* Return 1 if an object (table, index, view, trigger) named `name` exists, 0 if not. */
+static int adopt_object_exists(sqlite3 *db, const char *name, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = ?1 "
+	    "COLLATE NOCASE", -1, &q, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+	}
+	sqlite3_finalize(q);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return store_fail(err, STORE_EIO, "reading the schema: %s", sqlite3_errmsg(db));
+}
+
+/* Add the columns of reference table `table` that db's table lacks. A NOT NULL column
+ * without a default cannot be added to a table with rows: it is added nullable. */
+static int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table,
+    struct store_adopt_report *rep, struct store_err *err)
+{
+	struct adopt_cols want, have;
+	int rc = adopt_cols_read(ref, table, &want, err);
+
+	if (rc != 0)
+		return rc;
+	rc = adopt_cols_read(db, table, &have, err);
+	for (size_t i = 0; rc == 0 && i < want.n; i++) {
+		const struct adopt_col *c = &want.items[i];
+		struct store_adopt_column *added;
+		bool relaxed = c->notnull && c->dflt == NULL;
+		char *decl, *sql;
+
+		if (adopt_cols_find(&have, c->name) != NULL)
+			continue;
+		if (c->pk > 0) {
+			rc = store_fail(err, STORE_ENOTDB, "table %s has no column %s, its primary "
+			    "key in autopack's schema; it cannot be added", table, c->name);
+			break;
+		}
+		decl = c->dflt != NULL ?
+		    xasprintf("%s%s DEFAULT %s", c->type, c->notnull ? " NOT NULL" : "", c->dflt) :
+		    xstrdup(c->type);
+		sql = sqlite3_mprintf("ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", table, c->name,
+		    decl);
+		rc = store_exec(db, sql, sql, err);
+		sqlite3_free(sql);
+		if (rc != 0) {
+			free(decl);
+			break;
+		}
+		rep->columns_added = xrealloc(rep->columns_added,
+		    (rep->n_columns_added + 1) * sizeof *rep->columns_added);
+		added = &rep->columns_added[rep->n_columns_added++];
+		added->table = xstrdup(table);
+		added->column = xstrdup(c->name);
+		added->decl = decl;
+		added->relaxed = relaxed;
+	}
+	adopt_cols_free(&want);
+	adopt_cols_free(&have);
+	return rc;
+}
+
+/* Create every reference table db lacks (whole, from the schema) and extend the others. */
+static int adopt_tables(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep,
+    struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(ref, "SELECT name, sql FROM sqlite_master WHERE type = "
+	    "'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid", -1, &q, NULL);
+	int step;
+
+	if (rc != SQLITE_OK)
+		return store_fail(err, STORE_EIO, "reading autopack's schema: %s",
+		    sqlite3_errmsg(ref));
+	rc = 0;
+	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(q, 0);
+		const char *sql = (const char *)sqlite3_column_text(q, 1);
+
+		rc = adopt_object_exists(db, name, err);
+		if (rc == 1)
+			rc = adopt_columns_add(db, ref, name, rep, err);
+		else if (rc == 0 && (rc = store_exec(db, sql, name, err)) == 0)
+			adopt_list_push(&rep->tables_created, &rep->n_tables_created, name);
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = store_fail(err, STORE_EIO, "reading autopack's schema: %s",
+		    sqlite3_errmsg(ref));
+	sqlite3_finalize(q);
+	return rc;
+}
+
+/* Return 1 if a unique index of `table` covers exactly columns a and b, else 0. */
+static int adopt_has_unique_pair(sqlite3 *db, const char *table, const char *a,
+    const char *b, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db,
+	    "SELECT 1 FROM pragma_index_list(?1) il WHERE il.\"unique\" = 1 AND il.partial = 0 "
+	    "AND (SELECT count(*) FROM pragma_index_info(il.name)) = 2 "
+	    "AND (SELECT count(*) FROM pragma_index_info(il.name) ii "
+	    "     WHERE ii.name IN (?2, ?3)) = 2", -1, &q, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, a, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, b, -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+	}
+	sqlite3_finalize(q);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return store_fail(err, STORE_EIO, "reading the indexes of %s: %s", table,
+	    sqlite3_errmsg(db));
+}
+
+/* Make (run_id, phase_id) unique in phases if nothing does yet: attempts and the
+ * estimation events reference that pair. */
+static int adopt_phase_key(sqlite3 *db, struct store_adopt_report *rep,
+    struct store_err *err)
+{
+	static const char name[] = "ux_phases_run_phase";
+	int rc = adopt_has_unique_pair(db, "phases", "run_id", "phase_id", err);
+
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	rc = store_exec(db, "CREATE UNIQUE INDEX ux_phases_run_phase ON phases(run_id, phase_id)",
+	    "making (run_id, phase_id) unique in phases", err);
+	if (rc == 0)
+		adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
+	return rc;
+}
+
+/* Create each reference index whose name is free; one that fails is rolled back alone
+ * and reported. */
+static int adopt_indexes(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep,
+    struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(ref, "SELECT name, sql FROM sqlite_master WHERE type = "
+	    "'index' AND sql IS NOT NULL ORDER BY rowid", -1, &q, NULL);
+	int step;
+
+	if (rc != SQLITE_OK)
+		return store_fail(err, STORE_EIO, "reading autopack's schema: %s",
+		    sqlite3_errmsg(ref));
+	rc = 0;
+	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(q, 0);
+		const char *sql = (const char *)sqlite3_column_text(q, 1);
+		struct store_adopt_skip *skip;
+		struct store_err why;
+
+		rc = adopt_object_exists(db, name, err);
+		if (rc != 0) {
+			rc = rc < 0 ? rc : 0;
+			continue;
+		}
+		rc = store_exec(db, "SAVEPOINT adopt_index", "savepoint", err);
+		if (rc != 0)
+			break;
+		if (store_exec(db, sql, name, &why) == 0) {
+			adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
+		} else {
+			rc = store_exec(db, "ROLLBACK TO adopt_index", "rollback to savepoint", err);
+			rep->indexes_skipped = xrealloc(rep->indexes_skipped,
+			    (rep->n_indexes_skipped + 1) * sizeof *rep->indexes_skipped);
+			skip = &rep->indexes_skipped[rep->n_indexes_skipped++];
+			skip->name = xstrdup(name);
+			skip->why = xstrdup(why.text);
+		}
+		if (rc == 0)
+			rc = store_exec(db, "RELEASE adopt_index", "release savepoint", err);
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = store_fail(err, STORE_EIO, "reading autopack's schema: %s",
+		    sqlite3_errmsg(ref));
+	sqlite3_finalize(q);
+	return rc;
+}
+
+/* Build the reference: the current schema in a private in-memory database. */
+int adopt_ref_open(sqlite3 **ref, struct store_err *err)
+{
+	int rc;
+
+	*ref = NULL;
+	if (sqlite3_open_v2(":memory:", ref, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		rc = store_fail(err, STORE_EIO, "cannot open an in-memory database: %s",
+		    *ref != NULL ? sqlite3_errmsg(*ref) : "out of memory");
+		sqlite3_close(*ref);
+		*ref = NULL;
+		return rc;
+	}
+	rc = store_exec(*ref, SCHEMA_SQL, "building autopack's schema", err);
+	if (rc != 0) {
+		sqlite3_close(*ref);
+		*ref = NULL;
+	}
+	return rc;
+}
+
+/* Extend db's schema to the reference's, inside the caller's transaction. */
+int adopt_schema_extend(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep,
+    struct store_err *err)
+{
+	int rc = adopt_tables(db, ref, rep, err);
+
+	if (rc == 0)
+		rc = adopt_phase_key(db, rep, err);
+	if (rc == 0)
+		rc = adopt_indexes(db, ref, rep, err);
+	return rc;
+}

@@ -1,0 +1,100 @@
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The tables counted in the banner, in enum store_table_count order. */
+static const char *const store_count_tables[STORE_COUNT_N] = {
+	"runs", "tiers", "phases", "attempts", "llm_usage_events",
+	"token_estimation_v2_events",
+};
+
+/* Read created_at and created_by from meta. */
+static int store_meta_creation(struct store *st, struct store_identity *id,
+    struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(st->db,
+	    "SELECT created_at, created_by FROM meta WHERE id = 1", -1, &q, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const unsigned char *at = sqlite3_column_text(q, 0);
+		const unsigned char *by = sqlite3_column_text(q, 1);
+
+		strlcpy_ap(id->created_at, at ? (const char *)at : "", sizeof id->created_at);
+		strlcpy_ap(id->created_by, by ? (const char *)by : "", sizeof id->created_by);
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_OK)
+		store_fail(err, STORE_EIO, "%s: reading meta: %s", st->path,
+		    sqlite3_errmsg(st->db));
+	sqlite3_finalize(q);
+	return rc == SQLITE_OK ? 0 : STORE_EIO;
+}
+
+/* Read size, creation and row counts; STORE_EIO if any part cannot be read. */
+int store_identity_read(struct store *st, struct store_identity *id, struct store_err *err)
+{
+	struct stat sb;
+	char *wal = xasprintf("%s-wal", st->path);
+	int rc = 0;
+
+	memset(id, 0, sizeof *id);
+	if (stat(st->path, &sb) == 0)
+		id->size = (int64_t)sb.st_size;
+	else
+		rc = store_fail(err, STORE_EIO, "%s: %s", st->path, strerror(errno));
+	if (stat(wal, &sb) == 0)
+		id->wal_size = (int64_t)sb.st_size;
+	free(wal);
+	if (rc == 0)
+		rc = store_meta_creation(st, id, err);
+	for (int i = 0; i < STORE_COUNT_N; i++) {
+		char *sql = xasprintf("SELECT count(*) FROM %s", store_count_tables[i]);
+
+		id->counts[i] = -1;
+		if (store_query_int(st->db, sql, &id->counts[i], rc == 0 ? err : NULL) != 0) {
+			id->counts[i] = -1;
+			rc = STORE_EIO;
+		}
+		free(sql);
+	}
+	return rc;
+}
+
+/* Return the name of banner count `i` (a table name). */
+const char *store_count_name(int i)
+{
+	return i >= 0 && i < STORE_COUNT_N ? store_count_tables[i] : "?";
+}
+
+/* Print the identity banner; unreadable parts print as "?" or empty. */
+void store_banner(struct store *st, FILE *out)
+{
+	struct store_identity id;
+
+	store_identity_read(st, &id, NULL);
+	fprintf(out, "== autopack database ==\n");
+	fprintf(out, "  url:            %s\n", st->url);
+	fprintf(out, "  file:           %s\n", st->path);
+	fprintf(out, "  size:           %lld bytes", (long long)id.size);
+	if (id.wal_size > 0)
+		fprintf(out, " (+ %lld bytes in %s-wal)", (long long)id.wal_size, st->path);
+	fprintf(out, "\n  device:inode:   %lu:%lu\n", (unsigned long)st->dev,
+	    (unsigned long)st->ino);
+	fprintf(out, "  uuid:           %s\n", st->uuid);
+	fprintf(out, "  schema version: %d\n", st->schema_version);
+	fprintf(out, "  created:        %s by %s\n", id.created_at, id.created_by);
+	fprintf(out, "  rows:          ");
+	for (int i = 0; i < STORE_COUNT_N; i++) {
+		if (id.counts[i] < 0)
+			fprintf(out, " %s ?", store_count_tables[i]);
+		else
+			fprintf(out, " %s %lld", store_count_tables[i], (long long)id.counts[i]);
+		fputc(i + 1 < STORE_COUNT_N ? ',' : '\n', out);
+	}
+	fflush(out);
+}

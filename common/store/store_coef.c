@@ -1,0 +1,215 @@
+/* Versioned estimator coefficient sets: read, add-and-activate, roll back. */
+#include "common/store/store_coef.h"
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COEF_COLUMNS \
+	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json " \
+	"FROM estimator_coefficients"
+
+/* Copy a text column ("" for NULL). */
+static char *coef_text(sqlite3_stmt *q, int i)
+{
+	const unsigned char *t = sqlite3_column_text(q, i);
+
+	return xstrdup(t != NULL ? (const char *)t : "");
+}
+
+/* Fill a set from the current row of a COEF_COLUMNS query. */
+static void coef_row(sqlite3_stmt *q, struct store_coef_set *set)
+{
+	set->version = sqlite3_column_int64(q, 0);
+	set->created_at = coef_text(q, 1);
+	set->active = sqlite3_column_int(q, 2) != 0;
+	set->parent_version = sqlite3_column_type(q, 3) == SQLITE_NULL ? STORE_COEF_BUILTIN :
+	    sqlite3_column_int64(q, 3);
+	set->provenance_json = coef_text(q, 4);
+	set->overhead_json = coef_text(q, 5);
+}
+
+/* Run a COEF_COLUMNS query that yields at most one row (parameter 1 = `arg` when >= 0). */
+static int coef_read_one(struct store *st, const char *sql, int64_t arg,
+    struct store_coef_set *set, bool *found, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
+
+	memset(set, 0, sizeof *set);
+	*found = false;
+	if (rc == SQLITE_OK) {
+		if (arg >= 0)
+			sqlite3_bind_int64(q, 1, arg);
+		rc = sqlite3_step(q);
+	}
+	if (rc == SQLITE_ROW) {
+		coef_row(q, set);
+		*found = true;
+		rc = SQLITE_DONE;
+	}
+	if (rc != SQLITE_DONE)
+		store_fail(err, STORE_EIO, "%s: reading estimator_coefficients: %s", st->path,
+		    sqlite3_errmsg(st->db));
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Read the active set, if any. */
+int store_coef_active(struct store *st, struct store_coef_set *set, bool *found,
+    struct store_err *err)
+{
+	return coef_read_one(st, COEF_COLUMNS " WHERE active = 1", -1, set, found, err);
+}
+
+/* Read one set by version. */
+int store_coef_get(struct store *st, int64_t version, struct store_coef_set *set,
+    bool *found, struct store_err *err)
+{
+	return coef_read_one(st, COEF_COLUMNS " WHERE version = ?1", version, set, found, err);
+}
+
+/* Read every set, newest first. */
+int store_coef_list(struct store *st, struct store_coef_set **sets, size_t *n,
+    struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(st->db, COEF_COLUMNS " ORDER BY version DESC", -1, &q, NULL);
+
+	*sets = NULL;
+	*n = 0;
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		*sets = xrealloc(*sets, (*n + 1) * sizeof **sets);
+		coef_row(q, &(*sets)[(*n)++]);
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_DONE) {
+		store_fail(err, STORE_EIO, "%s: reading estimator_coefficients: %s", st->path,
+		    sqlite3_errmsg(st->db));
+		store_coef_list_free(*sets, *n);
+		*sets = NULL;
+		*n = 0;
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Insert the new active row. */
+static int coef_insert(struct store *st, int64_t version, int64_t parent, const char *now,
+    const char *overhead_json, const char *provenance_json, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(st->db, "INSERT INTO estimator_coefficients (version, "
+	    "created_at, active, parent_version, provenance_json, overhead_json) "
+	    "VALUES (?1, ?2, 1, ?3, ?4, ?5)", -1, &q, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, version);
+		sqlite3_bind_text(q, 2, now, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 3, parent);
+		sqlite3_bind_text(q, 4, provenance_json, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 5, overhead_json, -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+	}
+	if (rc != SQLITE_DONE)
+		store_fail(err, STORE_EIO, "%s: writing coefficient set %lld: %s", st->path,
+		    (long long)version, sqlite3_errmsg(st->db));
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Add a set and activate it in one transaction. */
+int store_coef_activate_new(struct store *st, const char *overhead_json,
+    const char *provenance_json, int64_t *version, int64_t *parent, struct store_err *err)
+{
+	char now[32];
+	int rc;
+
+	assert(st->writable);
+	time_iso8601(clock_wall_ms(), now);
+	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the coefficient update", err);
+	if (rc != 0)
+		return rc;
+	rc = store_query_int(st->db, "SELECT coalesce((SELECT version FROM "
+	    "estimator_coefficients WHERE active = 1), 1)", parent, err);
+	if (rc == 0)
+		rc = store_query_int(st->db, "SELECT max(coalesce(max(version), 1), 1) + 1 FROM "
+		    "estimator_coefficients", version, err);
+	if (rc == 0)
+		rc = store_exec(st->db, "UPDATE estimator_coefficients SET active = 0 WHERE "
+		    "active = 1", "deactivating the previous set", err);
+	if (rc == 0)
+		rc = coef_insert(st, *version, *parent, now, overhead_json, provenance_json, err);
+	if (rc == 0)
+		rc = store_exec(st->db, "COMMIT", "committing the coefficient update", err);
+	if (rc != 0)
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* Reactivate the active set's parent in one transaction. */
+int store_coef_rollback(struct store *st, int64_t *from, int64_t *now,
+    struct store_err *err)
+{
+	struct store_coef_set cur, parent;
+	bool found = false, parent_found = false;
+	char *sql;
+	int rc;
+
+	assert(st->writable);
+	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the rollback", err);
+	if (rc != 0)
+		return rc;
+	rc = store_coef_active(st, &cur, &found, err);
+	if (rc == 0 && !found)
+		rc = store_fail(err, STORE_EINVAL, "%s: no calibrated coefficient set is active; "
+		    "the built-in defaults (version %d) are in use and there is nothing to roll "
+		    "back", st->url, STORE_COEF_BUILTIN);
+	if (rc == 0) {
+		*from = cur.version;
+		*now = cur.parent_version > STORE_COEF_BUILTIN ? cur.parent_version :
+		    STORE_COEF_BUILTIN;
+	}
+	if (rc == 0 && *now != STORE_COEF_BUILTIN) {
+		rc = store_coef_get(st, *now, &parent, &parent_found, err);
+		store_coef_set_free(&parent);
+		if (rc == 0 && !parent_found)
+			rc = store_fail(err, STORE_EINVAL, "%s: coefficient set %lld names parent "
+			    "%lld, which is not in the database; nothing changed", st->url,
+			    (long long)*from, (long long)*now);
+	}
+	if (rc == 0)
+		rc = store_exec(st->db, "UPDATE estimator_coefficients SET active = 0 WHERE "
+		    "active = 1", "deactivating the current set", err);
+	if (rc == 0 && *now != STORE_COEF_BUILTIN) {
+		sql = sqlite3_mprintf("UPDATE estimator_coefficients SET active = 1 WHERE "
+		    "version = %lld", (long long)*now);
+		rc = store_exec(st->db, sql, "reactivating the parent set", err);
+		sqlite3_free(sql);
+	}
+	if (rc == 0)
+		rc = store_exec(st->db, "COMMIT", "committing the rollback", err);
+	if (rc != 0)
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	store_coef_set_free(&cur);
+	return rc;
+}
+
+/* Free a set's strings. */
+void store_coef_set_free(struct store_coef_set *set)
+{
+	free(set->created_at);
+	free(set->provenance_json);
+	free(set->overhead_json);
+	memset(set, 0, sizeof *set);
+}
+
+/* Free a list of sets. */
+void store_coef_list_free(struct store_coef_set *sets, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		store_coef_set_free(&sets[i]);
+	free(sets);
+}

@@ -1,0 +1,158 @@
+#include "common/store/schema.sql.h"
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Write a random (version 4) UUID into out. */
+int store_uuid_v4(char out[37], struct store_err *err)
+{
+	unsigned char b[16];
+
+	if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+		return store_fail(err, STORE_EIO, "getrandom: %s", strerror(errno));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+	    b[12], b[13], b[14], b[15]);
+	return 0;
+}
+
+/* Describe who creates the database: "user@host autopack <version>". */
+char *store_created_by(void)
+{
+	struct passwd *pw = getpwuid(geteuid());
+	char host[256];
+
+	if (gethostname(host, sizeof host) != 0)
+		strlcpy_ap(host, "unknown-host", sizeof host);
+	host[sizeof host - 1] = '\0';
+	if (pw != NULL)
+		return xasprintf("%s@%s autopack %s", pw->pw_name, host, AUTOPACK_VERSION);
+	return xasprintf("uid%ld@%s autopack %s", (long)geteuid(), host, AUTOPACK_VERSION);
+}
+
+/* Insert the meta row. */
+static int store_meta_insert(sqlite3 *db, const char *uuid, int version,
+    struct store_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	char *by = store_created_by();
+	char now[32];
+	int rc;
+
+	time_iso8601(clock_wall_ms(), now);
+	rc = sqlite3_prepare_v2(db,
+	    "INSERT INTO meta (id, db_uuid, created_at, created_by, schema_version) "
+	    "VALUES (1, ?1, ?2, ?3, ?4)", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, by, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 4, version);
+		rc = sqlite3_step(st);
+	}
+	if (rc != SQLITE_DONE)
+		store_fail(err, STORE_EIO, "writing meta: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	free(by);
+	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Remove a half-made database and the files SQLite may have put beside it. */
+static void store_unlink_all(const char *path)
+{
+	static const char *suffix[] = { "", "-journal", "-wal", "-shm" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(suffix); i++) {
+		char *p = xasprintf("%s%s", path, suffix[i]);
+		unlink(p);
+		free(p);
+	}
+}
+
+/* Create the file exclusively and build `sql` in one transaction; remove it on failure. */
+int store_init_sql(const char *path, const char *sql, int version, char uuid[37],
+    struct store_err *err)
+{
+	sqlite3 *db = NULL;
+	char id[37];
+	int fd, rc;
+
+	rc = store_uuid_v4(id, err);
+	if (rc != 0)
+		return rc;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return store_fail(err, STORE_EEXIST,
+			    "%s: a file appeared there while initialising; nothing changed", path);
+		return store_fail(err, STORE_EIO, "%s: cannot create: %s", path, strerror(errno));
+	}
+	close(fd);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		rc = store_fail(err, STORE_EIO, "cannot open: %s",
+		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
+		goto out;
+	}
+	rc = store_exec(db, "BEGIN IMMEDIATE", "starting the schema transaction", err);
+	if (rc == 0)
+		rc = store_exec(db, sql, "creating the schema", err);
+	if (rc == 0)
+		rc = store_meta_insert(db, id, version, err);
+	if (rc == 0)
+		rc = store_exec(db, "COMMIT", "committing the schema", err);
+	if (rc == 0)
+		rc = store_exec(db, "PRAGMA journal_mode=WAL", "switching to WAL", err);
+out:
+	if (db != NULL && sqlite3_close(db) != SQLITE_OK && rc == 0)
+		rc = store_fail(err, STORE_EIO, "closing: %s", sqlite3_errmsg(db));
+	if (rc != 0) {
+		char *msg = xstrdup(err != NULL ? err->text : "");
+		store_unlink_all(path);
+		store_fail(err, rc, "%s: %s; the half-made file was removed", path, msg);
+		free(msg);
+		return rc;
+	}
+	if (uuid != NULL)
+		memcpy(uuid, id, sizeof id);
+	return 0;
+}
+
+/* Create a new database, or report (STORE_EEXIST) the autopack database already there. */
+int store_init(const char *path, char uuid[37], struct store_err *err)
+{
+	struct store st;
+	struct stat sb;
+	int rc;
+
+	if (lstat(path, &sb) == 0) {
+		rc = store_open(&st, path, path, STORE_READ, err);
+		if (rc == 0) {
+			if (uuid != NULL)
+				memcpy(uuid, st.uuid, sizeof st.uuid);
+			store_fail(err, STORE_EEXIST,
+			    "%s: already an autopack database (uuid %s, schema version %d), "
+			    "nothing changed", path, st.uuid, st.schema_version);
+			store_close(&st);
+			return STORE_EEXIST;
+		}
+		if (rc != STORE_ENOENT) {
+			char *msg = xstrdup(err != NULL ? err->text : "");
+			store_fail(err, rc, "refusing to initialise over an existing file: %s", msg);
+			free(msg);
+			return rc;
+		}
+	}
+	return store_init_sql(path, SCHEMA_SQL, SCHEMA_VERSION, uuid, err);
+}

@@ -1,0 +1,132 @@
+#include "common/store/schema.sql.h"
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The upgrade steps, in order: step `from` turns version from into from + 1. */
+const struct store_migration store_migrations[] = {
+	{ 1, SCHEMA_V2_SQL },
+};
+const size_t store_n_migrations = ARRAY_SIZE(store_migrations);
+
+/* Name a backup file that does not exist yet. */
+char *store_backup_name(const char *path, int version)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	struct stat sb;
+	char stamp[32];
+	char *name;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+	name = xasprintf("%s.v%d-%s.bak", path, version, stamp);
+	for (int i = 1; lstat(name, &sb) == 0; i++) {
+		free(name);
+		name = xasprintf("%s.v%d-%s-%d.bak", path, version, stamp, i);
+	}
+	return name;
+}
+
+/* Copy the database with the backup API; remove a partial copy on failure. */
+int store_backup(struct store *st, const char *dest, struct store_err *err)
+{
+	sqlite3 *out = NULL;
+	sqlite3_backup *bk;
+	int rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+
+	if (rc == SQLITE_OK) {
+		bk = sqlite3_backup_init(out, "main", st->db, "main");
+		if (bk == NULL) {
+			rc = sqlite3_errcode(out);
+		} else {
+			rc = sqlite3_backup_step(bk, -1);
+			if (rc == SQLITE_DONE)
+				rc = SQLITE_OK;
+			if (sqlite3_backup_finish(bk) != SQLITE_OK && rc == SQLITE_OK)
+				rc = sqlite3_errcode(out);
+		}
+	}
+	if (rc != SQLITE_OK)
+		store_fail(err, STORE_EIO, "%s: backup to %s failed: %s", st->path, dest,
+		    out != NULL ? sqlite3_errmsg(out) : sqlite3_errstr(rc));
+	if (out != NULL && sqlite3_close(out) != SQLITE_OK && rc == SQLITE_OK)
+		rc = store_fail(err, STORE_EIO, "%s: closing backup: %s", dest,
+		    sqlite3_errmsg(out));
+	if (rc != SQLITE_OK) {
+		unlink(dest);
+		return STORE_EIO;
+	}
+	return 0;
+}
+
+/* Apply every step from `from` up, and stamp the new version, in the open transaction. */
+static int store_migrate_steps(struct store *st, int from, struct store_err *err)
+{
+	char what[64];
+	char *sql;
+	int rc = 0, v = from;
+
+	for (size_t i = 0; i < store_n_migrations && rc == 0; i++) {
+		if (store_migrations[i].from != v)
+			continue;
+		snprintf(what, sizeof what, "migration step %d to %d", v, v + 1);
+		rc = store_exec(st->db, store_migrations[i].sql, what, err);
+		v++;
+	}
+	if (rc == 0 && v != SCHEMA_VERSION)
+		return store_fail(err, STORE_EVERSION,
+		    "no migration path from schema version %d to %d", v, SCHEMA_VERSION);
+	if (rc != 0)
+		return rc;
+	sql = xasprintf("UPDATE meta SET schema_version = %d WHERE id = 1", SCHEMA_VERSION);
+	rc = store_exec(st->db, sql, "stamping the new schema version", err);
+	free(sql);
+	return rc;
+}
+
+/* Back up, then upgrade to SCHEMA_VERSION in one transaction; nothing changes on failure. */
+int store_migrate(struct store *st, struct store_err *err)
+{
+	int64_t v = 0;
+	char *backup;
+	int rc;
+
+	if (st->schema_version >= SCHEMA_VERSION)
+		return 0;
+	if (!st->writable)
+		return store_fail(err, STORE_EINVAL,
+		    "%s: opened read-only; cannot migrate", st->path);
+	backup = store_backup_name(st->path, st->schema_version);
+	rc = store_backup(st, backup, err);
+	if (rc != 0) {
+		free(backup);
+		return rc;
+	}
+	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the migration", err);
+	if (rc == 0)
+		rc = store_query_int(st->db, "SELECT schema_version FROM meta", &v, err);
+	if (rc == 0)
+		rc = store_migrate_steps(st, (int)v, err);
+	if (rc == 0)
+		rc = store_exec(st->db, "COMMIT", "committing the migration", err);
+	if (rc != 0) {
+		char *msg = xstrdup(err != NULL ? err->text : "");
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		store_fail(err, rc, "%s: migrating from schema version %d failed: %s; the "
+		    "database is unchanged, a copy is at %s", st->path, st->schema_version,
+		    msg, backup);
+		free(msg);
+		free(backup);
+		return rc;
+	}
+	st->migrated_from = st->schema_version;
+	st->schema_version = SCHEMA_VERSION;
+	st->backup_path = backup;
+	return store_schema_check(st->db, st->path, &st->schema_version, st->uuid, err);
+}

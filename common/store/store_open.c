@@ -1,0 +1,156 @@
+#include "common/store/schema.sql.h"
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+/* Check that `path` names a non-empty regular file, filling *sb. */
+static int store_stat_file(const char *path, struct stat *sb, struct store_err *err)
+{
+	if (stat(path, sb) != 0) {
+		if (errno == ENOENT)
+			return store_fail(err, STORE_ENOENT,
+			    "%s: no such database file (nothing was created; make one with "
+			    "autopack-ctl --db sqlite:///%s db init)", path, path);
+		return store_fail(err, STORE_EIO, "%s: %s", path, strerror(errno));
+	}
+	if (!S_ISREG(sb->st_mode))
+		return store_fail(err, STORE_ENOTDB, "%s: not a regular file", path);
+	if (sb->st_size == 0)
+		return store_fail(err, STORE_ENOTDB,
+		    "%s: empty file, not an autopack database; the file was left untouched", path);
+	return 0;
+}
+
+/* Check that the connection reads an SQLite database at all. */
+static int store_check_sqlite(sqlite3 *db, const char *path, struct store_err *err)
+{
+	int64_t v;
+	int rc = store_query_int(db, "PRAGMA schema_version", &v, NULL);
+
+	if (rc == 0)
+		return 0;
+	if (sqlite3_errcode(db) == SQLITE_NOTADB)
+		return store_fail(err, STORE_ENOTDB,
+		    "%s: not an SQLite database; the file was left untouched", path);
+	return store_fail(err, STORE_EIO, "%s: cannot read: %s", path, sqlite3_errmsg(db));
+}
+
+/* Apply the connection settings of a write handle: WAL journal. */
+static int store_setup_writer(sqlite3 *db, const char *path, struct store_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+	const unsigned char *mode = NULL;
+
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		mode = sqlite3_column_text(st, 0);
+	rc = mode != NULL && strcmp((const char *)mode, "wal") == 0 ? 0 : STORE_EIO;
+	if (rc != 0)
+		store_fail(err, rc, "%s: cannot switch to WAL journal mode: %s", path,
+		    sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Open and check an existing autopack database; never creates or writes a foreign file. */
+int store_open(struct store *st, const char *path, const char *url, enum store_mode mode,
+    struct store_err *err)
+{
+	int flags = mode == STORE_WRITE ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
+	struct stat sb;
+	sqlite3 *db = NULL;
+	int rc;
+
+	memset(st, 0, sizeof *st);
+	rc = store_stat_file(path, &sb, err);
+	if (rc != 0)
+		return rc;
+	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+		rc = store_fail(err, STORE_EIO, "%s: cannot open: %s", path,
+		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+	rc = store_check_sqlite(db, path, err);
+	if (rc == 0)
+		rc = store_schema_check(db, path, &st->schema_version, st->uuid, err);
+	if (rc == 0 && stat(path, &sb) != 0)
+		rc = store_fail(err, STORE_EMOVED, "%s: removed while opening", path);
+	if (rc == 0)
+		rc = store_exec(db, "PRAGMA foreign_keys=ON", path, err);
+	if (rc == 0 && mode == STORE_WRITE)
+		rc = store_setup_writer(db, path, err);
+	if (rc != 0)
+		goto fail;
+	st->db = db;
+	st->path = xstrdup(path);
+	st->url = xstrdup(url);
+	st->dev = sb.st_dev;
+	st->ino = sb.st_ino;
+	st->writable = mode == STORE_WRITE;
+	if (mode == STORE_WRITE && st->schema_version < SCHEMA_VERSION) {
+		rc = store_migrate(st, err);
+		if (rc != 0) {
+			store_close(st);
+			return rc;
+		}
+	}
+	return 0;
+fail:
+	sqlite3_close(db);
+	return rc;
+}
+
+/* Close the connection and free the handle; safe on a zeroed handle. */
+void store_close(struct store *st)
+{
+	if (st->db != NULL)
+		sqlite3_close(st->db);
+	free(st->path);
+	free(st->url);
+	free(st->backup_path);
+	memset(st, 0, sizeof *st);
+}
+
+/* Report STORE_EMOVED if the path now names another file, or none. */
+int store_identity_changed(struct store *st, struct store_err *err)
+{
+	struct stat sb;
+
+	if (stat(st->path, &sb) != 0) {
+		if (errno == ENOENT)
+			return store_fail(err, STORE_EMOVED,
+			    "%s: the database file was removed after it was opened", st->path);
+		return store_fail(err, STORE_EIO, "%s: %s", st->path, strerror(errno));
+	}
+	if (sb.st_dev != st->dev || sb.st_ino != st->ino)
+		return store_fail(err, STORE_EMOVED,
+		    "%s: the database file was replaced after it was opened (device:inode "
+		    "%lu:%lu, opened as %lu:%lu)", st->path, (unsigned long)sb.st_dev,
+		    (unsigned long)sb.st_ino, (unsigned long)st->dev, (unsigned long)st->ino);
+	return 0;
+}
+
+/* Name a STORE_E* code. */
+const char *store_strerror(int code)
+{
+	switch (code) {
+	case STORE_OK: return "OK";
+	case STORE_ENOENT: return "ENOENT";
+	case STORE_ENOTDB: return "ENOTDB";
+	case STORE_EPARTIAL: return "EPARTIAL";
+	case STORE_EVERSION: return "EVERSION";
+	case STORE_EIO: return "EIO";
+	case STORE_EINVAL: return "EINVAL";
+	case STORE_EEXIST: return "EEXIST";
+	case STORE_EBUSY: return "EBUSY";
+	case STORE_EMOVED: return "EMOVED";
+	}
+	return "EUNKNOWN";
+}

@@ -1,0 +1,193 @@
+/* Reading drain sessions and their results. */
+#include "common/store/store_internal.h"
+#include "common/store/store_session.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSION_SELECT                                                                    \
+	"SELECT s.session_id, s.started_at, s.completed_at, s.stop_reason,"                \
+	" coalesce(s.supervisor_pid, 0), coalesce(s.settings_json, '{}'),"                 \
+	" coalesce(s.state_json, '{}'),"                                                    \
+	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id),"            \
+	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id"              \
+	"   AND a.ended_at IS NULL),"                                                       \
+	" (SELECT count(*) FROM drain_session_results r WHERE r.session_id = s.session_id)," \
+	" (SELECT coalesce(sum(r.success != 0), 0) FROM drain_session_results r"           \
+	"   WHERE r.session_id = s.session_id),"                                            \
+	" (SELECT coalesce(sum(r.telemetry_events_collected), 0)"                          \
+	"   FROM drain_session_results r WHERE r.session_id = s.session_id)"                \
+	" FROM drain_sessions s"
+
+/* Copy a text column, or NULL. */
+static char *session_text(sqlite3_stmt *q, int i)
+{
+	const unsigned char *t = sqlite3_column_text(q, i);
+
+	return t != NULL ? xstrndup((const char *)t, (size_t)sqlite3_column_bytes(q, i)) : NULL;
+}
+
+/* Fill `s` from the current row of a SESSION_SELECT query. */
+static void session_from_row(sqlite3_stmt *q, struct store_session *s)
+{
+	s->session_id = session_text(q, 0);
+	s->started_at = session_text(q, 1);
+	s->completed_at = session_text(q, 2);
+	s->stop_reason = session_text(q, 3);
+	s->supervisor_pid = sqlite3_column_int64(q, 4);
+	s->settings_json = session_text(q, 5);
+	s->state_json = session_text(q, 6);
+	s->attempts = sqlite3_column_int64(q, 7);
+	s->open_attempts = sqlite3_column_int64(q, 8);
+	s->results = sqlite3_column_int64(q, 9);
+	s->successes = sqlite3_column_int64(q, 10);
+	s->events = sqlite3_column_int64(q, 11);
+	if (s->session_id == NULL)
+		s->session_id = xstrdup("");
+	if (s->started_at == NULL)
+		s->started_at = xstrdup("");
+}
+
+/* List every session, newest first. */
+int store_session_list(struct store *st, struct store_session **out, size_t *n,
+    struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(st->db, SESSION_SELECT
+	    " ORDER BY s.started_at DESC, s.rowid DESC", -1, &q, NULL);
+
+	*out = NULL;
+	*n = 0;
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		*out = xrealloc(*out, (*n + 1) * sizeof **out);
+		memset(&(*out)[*n], 0, sizeof **out);
+		session_from_row(q, &(*out)[(*n)++]);
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_DONE) {
+		store_fail(err, STORE_EIO, "%s: reading drain sessions: %s", st->path,
+		    sqlite3_errmsg(st->db));
+		store_session_list_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Read one session, or the newest. */
+int store_session_get(struct store *st, const char *id, struct store_session *out,
+    struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(st->db, id != NULL ?
+	    SESSION_SELECT " WHERE s.session_id = ?1" :
+	    SESSION_SELECT " ORDER BY s.started_at DESC, s.rowid DESC LIMIT 1", -1, &q, NULL);
+
+	memset(out, 0, sizeof *out);
+	if (rc == SQLITE_OK) {
+		if (id != NULL)
+			sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+	}
+	if (rc == SQLITE_ROW)
+		session_from_row(q, out);
+	else if (rc == SQLITE_DONE && id != NULL)
+		store_fail(err, STORE_EINVAL, "%s: no drain session \"%s\" (autopack-ctl session "
+		    "list shows them)", st->path, id);
+	else if (rc == SQLITE_DONE)
+		store_fail(err, STORE_EINVAL, "%s: no drain sessions yet (a supervisor run "
+		    "records one)", st->path);
+	else
+		store_fail(err, STORE_EIO, "%s: reading drain sessions: %s", st->path,
+		    sqlite3_errmsg(st->db));
+	sqlite3_finalize(q);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? STORE_EINVAL : STORE_EIO;
+}
+
+/* Read the results of a session in attempt order. */
+int store_session_results(struct store *st, const char *id,
+    struct store_session_result **out, size_t *n, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(st->db,
+	    "SELECT r.run_id, r.phase_id, a.outcome, r.success, r.duration_seconds,"
+	    " coalesce(r.telemetry_events_collected, 0), r.telemetry_yield_per_minute,"
+	    " r.reached_llm_boundary, r.failure_fingerprint, r.zero_yield_reason"
+	    " FROM drain_session_results r LEFT JOIN attempts a ON a.attempt_id = r.attempt_id"
+	    " WHERE r.session_id = ?1 ORDER BY r.attempt_id", -1, &q, NULL);
+
+	*out = NULL;
+	*n = 0;
+	if (rc == SQLITE_OK)
+		sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_session_result *r;
+
+		*out = xrealloc(*out, (*n + 1) * sizeof **out);
+		r = &(*out)[(*n)++];
+		r->run_id = session_text(q, 0);
+		r->phase_id = session_text(q, 1);
+		r->outcome = session_text(q, 2);
+		r->success = sqlite3_column_int(q, 3) != 0;
+		r->timeout = r->outcome != NULL && strcmp(r->outcome, "timeout") == 0;
+		r->duration_s = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 :
+		    sqlite3_column_double(q, 4);
+		r->events = sqlite3_column_int64(q, 5);
+		r->yield_per_min = sqlite3_column_type(q, 6) == SQLITE_NULL ? -1 :
+		    sqlite3_column_double(q, 6);
+		r->boundary = sqlite3_column_int(q, 7) != 0;
+		r->fingerprint = session_text(q, 8);
+		r->zero_yield_reason = session_text(q, 9);
+		if (r->run_id == NULL)
+			r->run_id = xstrdup("");
+		if (r->phase_id == NULL)
+			r->phase_id = xstrdup("");
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_DONE) {
+		store_fail(err, STORE_EIO, "%s: reading the results of session %s: %s", st->path,
+		    id, sqlite3_errmsg(st->db));
+		store_session_results_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Free one session's strings. */
+void store_session_free(struct store_session *s)
+{
+	free(s->session_id);
+	free(s->started_at);
+	free(s->completed_at);
+	free(s->stop_reason);
+	free(s->settings_json);
+	free(s->state_json);
+	memset(s, 0, sizeof *s);
+}
+
+/* Free a session list. */
+void store_session_list_free(struct store_session *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		store_session_free(&list[i]);
+	free(list);
+}
+
+/* Free a result list. */
+void store_session_results_free(struct store_session_result *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(r[i].run_id);
+		free(r[i].phase_id);
+		free(r[i].outcome);
+		free(r[i].fingerprint);
+		free(r[i].zero_yield_reason);
+	}
+	free(r);
+}

@@ -1,0 +1,406 @@
+/* token_estimation_v2 events as samples: read, import, export. */
+#include "common/store/store_internal.h"
+#include "common/store/store_telemetry.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TELEM_SELECT                                                                       \
+	"SELECT run_id, phase_id, timestamp, category, complexity, deliverable_count, "    \
+	"predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, " \
+	"success, truncated, stop_reason, model, estimator_version "                      \
+	"FROM token_estimation_v2_events"
+
+/* Columns exported as booleans. */
+static const char *const telem_bool_cols[] = {
+	"success", "truncated", "is_truncated_output", "underestimated",
+	"api_reference_required", "examples_required", "research_required",
+	"usage_guide_required", "is_sot_file",
+};
+
+/* Prepare `select` with the filter's run ids as a WHERE clause, ordered by event. */
+static int telem_prepare(struct store *st, const char *select,
+    const struct store_telem_filter *f, sqlite3_stmt **q, struct store_err *err)
+{
+	size_t len = strlen(select) + 64 + 3 * f->n_run_ids;
+	char *sql = xmalloc(len);
+	int rc;
+
+	strcpy(sql, select);
+	if (f->n_run_ids > 0) {
+		strcat(sql, " WHERE run_id IN (?");
+		for (size_t i = 1; i < f->n_run_ids; i++)
+			strcat(sql, ",?");
+		strcat(sql, ")");
+	}
+	strcat(sql, " ORDER BY event_id");
+	rc = sqlite3_prepare_v2(st->db, sql, -1, q, NULL);
+	free(sql);
+	if (rc != SQLITE_OK)
+		return store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s",
+		    st->path, sqlite3_errmsg(st->db));
+	for (size_t i = 0; i < f->n_run_ids; i++)
+		sqlite3_bind_text(*q, (int)i + 1, f->run_ids[i], -1, SQLITE_STATIC);
+	return 0;
+}
+
+/* Copy a text column, NULL when the column is NULL. */
+static char *telem_col_text(sqlite3_stmt *q, int i)
+{
+	const unsigned char *t = sqlite3_column_text(q, i);
+
+	return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+/* Copy a text column that the schema declares NOT NULL ("" if it is NULL anyway). */
+static char *telem_col_text_nn(sqlite3_stmt *q, int i)
+{
+	char *t = telem_col_text(q, i);
+
+	return t != NULL ? t : xstrdup("");
+}
+
+/* Read the selected events as samples. */
+int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
+    struct telem_samples *out, struct store_err *err)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	rc = telem_prepare(st, TELEM_SELECT, f, &q, err);
+	if (rc != 0)
+		return rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct telem_sample *s = telem_samples_add(out);
+
+		s->run_id = telem_col_text_nn(q, 0);
+		s->phase_id = telem_col_text_nn(q, 1);
+		s->timestamp = telem_col_text_nn(q, 2);
+		s->category = telem_col_text_nn(q, 3);
+		s->complexity = telem_col_text_nn(q, 4);
+		s->deliverable_count = sqlite3_column_int64(q, 5);
+		s->predicted = sqlite3_column_int64(q, 6);
+		s->actual = sqlite3_column_int64(q, 7);
+		s->selected_budget = sqlite3_column_int64(q, 8);
+		s->actual_max_tokens = sqlite3_column_type(q, 9) == SQLITE_NULL ? -1 :
+		    sqlite3_column_int64(q, 9);
+		s->success = sqlite3_column_int(q, 10) != 0;
+		s->truncated = sqlite3_column_int(q, 11) != 0;
+		s->stop_reason = telem_col_text(q, 12);
+		s->model = telem_col_text_nn(q, 13);
+		s->estimator_version = sqlite3_column_int64(q, 14);
+	}
+	if (rc != SQLITE_DONE) {
+		store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s",
+		    st->path, sqlite3_errmsg(st->db));
+		telem_samples_free(out);
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Run one prepared statement to completion with its bound values; STORE_EIO naming
+ * `what` on failure. */
+static int telem_step(struct store *st, sqlite3_stmt *q, const char *what,
+    struct store_err *err)
+{
+	int rc = sqlite3_step(q);
+
+	if (rc != SQLITE_DONE)
+		return store_fail(err, STORE_EIO, "%s: %s: %s", st->path, what,
+		    sqlite3_errmsg(st->db));
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return 0;
+}
+
+/* Prepare a statement or fail naming `what`. */
+static int telem_prep(struct store *st, const char *sql, sqlite3_stmt **q, const char *what,
+    struct store_err *err)
+{
+	if (sqlite3_prepare_v2(st->db, sql, -1, q, NULL) != SQLITE_OK)
+		return store_fail(err, STORE_EIO, "%s: %s: %s", st->path, what,
+		    sqlite3_errmsg(st->db));
+	return 0;
+}
+
+/* Write the run and its tier; the tier's row id goes to *tier_row. */
+static int telem_import_run(struct store *st, const char *run_id, const char *source,
+    const char *now, int64_t *tier_row, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	char *goal = xasprintf("Token-estimation samples imported from %s", source);
+	int rc = telem_prep(st, "INSERT INTO runs (id, state, goal_anchor, created_at, "
+	    "updated_at, completed_at) VALUES (?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3)", &q,
+	    "writing the run", err);
+
+	if (rc == 0) {
+		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, goal, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, now, -1, SQLITE_STATIC);
+		rc = telem_step(st, q, "writing the run", err);
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	if (rc == 0)
+		rc = telem_prep(st, "INSERT INTO tiers (tier_id, run_id, tier_index, name, "
+		    "description, state, created_at, updated_at) VALUES ('imported', ?1, 0, "
+		    "'Imported telemetry samples', ?2, 'COMPLETE', ?3, ?3)", &q,
+		    "writing the tier", err);
+	if (rc == 0) {
+		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, goal, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, now, -1, SQLITE_STATIC);
+		rc = telem_step(st, q, "writing the tier", err);
+	}
+	*tier_row = sqlite3_last_insert_rowid(st->db);
+	sqlite3_finalize(q);
+	free(goal);
+	return rc;
+}
+
+/* Build the phase id of group `index`: "p<index>-<category>-<complexity>", with
+ * characters an id may not hold replaced by '-', at most 128 bytes. */
+static char *telem_phase_id(size_t index, const char *category, const char *complexity)
+{
+	char *id = xasprintf("p%02zu-%s-%s", index + 1, category, complexity);
+
+	if (strlen(id) > 128)
+		id[128] = '\0';
+	for (char *p = id; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			*p = '-';
+	return id;
+}
+
+/* Insert the phase row of one group: id `id`, the group of sample x. */
+static int telem_insert_phase(struct store *st, sqlite3_stmt *q, const char *run_id,
+    int64_t tier_row, int64_t index, const char *id, const struct telem_sample *x,
+    const char *now, struct store_err *err)
+{
+	char *name = xasprintf("%s/%s samples", x->category, x->complexity);
+	int rc;
+
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 3, tier_row);
+	sqlite3_bind_int64(q, 4, index);
+	sqlite3_bind_text(q, 5, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 6, x->category, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 7, x->complexity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 8, now, -1, SQLITE_STATIC);
+	rc = telem_step(st, q, "writing a phase", err);
+	free(name);
+	return rc;
+}
+
+/* Write one COMPLETE phase per distinct (category, complexity); phase_of[i] receives
+ * the index into ids[] (heap strings) of sample i's phase. */
+static int telem_import_phases(struct store *st, const char *run_id, int64_t tier_row,
+    const struct telem_samples *s, const char *now, size_t *phase_of, char **ids,
+    size_t *n_phases, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = telem_prep(st, "INSERT INTO phases (phase_id, run_id, tier_id, phase_index, "
+	    "name, description, state, task_category, complexity, scope, created_at, "
+	    "updated_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, 'Samples imported from "
+	    "another system', 'COMPLETE', ?6, ?7, "
+	    "'{\"paths\":[],\"read_only_context\":[],\"deliverables\":[]}', ?8, ?8, ?8)",
+	    &q, "writing a phase", err);
+
+	*n_phases = 0;
+	for (size_t i = 0; i < s->n && rc == 0; i++) {
+		const struct telem_sample *x = &s->v[i];
+		size_t p;
+
+		for (p = 0; p < i; p++)
+			if (strcmp(s->v[p].category, x->category) == 0 &&
+			    strcmp(s->v[p].complexity, x->complexity) == 0)
+				break;
+		if (p < i) {
+			phase_of[i] = phase_of[p];
+			continue;
+		}
+		phase_of[i] = *n_phases;
+		ids[*n_phases] = telem_phase_id(*n_phases, x->category, x->complexity);
+		rc = telem_insert_phase(st, q, run_id, tier_row, (int64_t)*n_phases,
+		    ids[*n_phases], x, now, err);
+		(*n_phases)++;
+	}
+	sqlite3_finalize(q);
+	return rc;
+}
+
+/* Write one event per sample. */
+static int telem_import_events(struct store *st, const char *run_id,
+    const struct telem_samples *s, const char *now, const size_t *phase_of, char **ids,
+    struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = telem_prep(st, "INSERT INTO token_estimation_v2_events (run_id, phase_id, "
+	    "timestamp, created_at, category, complexity, deliverable_count, deliverables_json, "
+	    "predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "
+	    "success, truncated, is_truncated_output, stop_reason, model, smape_percent, "
+	    "waste_ratio, underestimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '[]', ?8, ?9, "
+	    "?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)", &q, "writing an event", err);
+
+	for (size_t i = 0; i < s->n && rc == 0; i++) {
+		const struct telem_sample *x = &s->v[i];
+
+		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, ids[phase_of[i]], -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, x->timestamp, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 4, now, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 5, x->category, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 6, x->complexity, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 7, x->deliverable_count);
+		sqlite3_bind_int64(q, 8, x->predicted);
+		sqlite3_bind_int64(q, 9, x->actual);
+		sqlite3_bind_int64(q, 10, x->selected_budget);
+		if (x->actual_max_tokens >= 0)
+			sqlite3_bind_int64(q, 11, x->actual_max_tokens);
+		sqlite3_bind_int(q, 12, x->success);
+		sqlite3_bind_int(q, 13, x->truncated);
+		if (x->stop_reason != NULL)
+			sqlite3_bind_text(q, 14, x->stop_reason, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 15, x->model, -1, SQLITE_STATIC);
+		if (telem_scored(x->predicted, x->actual)) {
+			sqlite3_bind_double(q, 16, telem_smape(x->predicted, x->actual));
+			sqlite3_bind_double(q, 17, (double)x->predicted / (double)x->actual);
+			sqlite3_bind_int(q, 18, x->actual > x->predicted);
+		}
+		rc = telem_step(st, q, "writing an event", err);
+	}
+	sqlite3_finalize(q);
+	return rc;
+}
+
+/* Import samples as a run of their own, all or nothing. */
+int store_telemetry_import(struct store *st, const char *run_id, const char *source,
+    const struct telem_samples *s, struct store_telem_import *sum, struct store_err *err)
+{
+	size_t *phase_of = xcalloc(s->n + 1, sizeof *phase_of);
+	char **ids = xcalloc(s->n + 1, sizeof *ids);
+	size_t n_phases = 0;
+	int64_t exists = 0, tier_row = 0;
+	char now[32];
+	char *sql;
+	int rc;
+
+	assert(st->writable);
+	memset(sum, 0, sizeof *sum);
+	time_iso8601(clock_wall_ms(), now);
+	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the import", err);
+	if (rc != 0)
+		goto out;
+	sql = sqlite3_mprintf("SELECT count(*) FROM runs WHERE id = %Q", run_id);
+	rc = store_query_int(st->db, sql, &exists, err);
+	sqlite3_free(sql);
+	if (rc == 0 && exists)
+		rc = store_fail(err, STORE_EEXIST, "run %s already exists in %s; nothing was "
+		    "imported (choose another run id with --run-id)", run_id, st->url);
+	if (rc == 0)
+		rc = telem_import_run(st, run_id, source, now, &tier_row, err);
+	if (rc == 0)
+		rc = telem_import_phases(st, run_id, tier_row, s, now, phase_of, ids, &n_phases,
+		    err);
+	if (rc == 0)
+		rc = telem_import_events(st, run_id, s, now, phase_of, ids, err);
+	if (rc == 0)
+		rc = store_exec(st->db, "COMMIT", "committing the import", err);
+	if (rc != 0) {
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		goto out;
+	}
+	sum->samples = s->n;
+	sum->phases = n_phases;
+	for (size_t i = 0; i < s->n; i++)
+		sum->clean += telem_clean(&s->v[i]);
+out:
+	for (size_t i = 0; i < n_phases; i++)
+		free(ids[i]);
+	free(ids);
+	free(phase_of);
+	return rc;
+}
+
+/* Whether a column is exported as a boolean. */
+static bool telem_is_bool_col(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(telem_bool_cols); i++)
+		if (strcmp(telem_bool_cols[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* A text value as a JSON string; bytes that are not valid UTF-8 become '?'. */
+static json_t *telem_json_text(const unsigned char *t, int len)
+{
+	json_t *v = json_stringn((const char *)t, (size_t)len);
+	char *copy;
+
+	if (v != NULL)
+		return v;
+	copy = xstrndup((const char *)t, (size_t)len);
+	for (char *p = copy; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	v = json_string(copy);
+	free(copy);
+	return v;
+}
+
+/* Convert the current row to a JSON object of every column. */
+static json_t *telem_row_json(sqlite3_stmt *q)
+{
+	json_t *o = json_object();
+
+	for (int i = 0; i < sqlite3_column_count(q); i++) {
+		const char *name = sqlite3_column_name(q, i);
+		json_t *v;
+
+		switch (sqlite3_column_type(q, i)) {
+		case SQLITE_INTEGER:
+			v = telem_is_bool_col(name) ? json_boolean(sqlite3_column_int64(q, i)) :
+			    json_integer(sqlite3_column_int64(q, i));
+			break;
+		case SQLITE_FLOAT:
+			v = json_real(sqlite3_column_double(q, i));
+			break;
+		case SQLITE_TEXT:
+			v = telem_json_text(sqlite3_column_text(q, i), sqlite3_column_bytes(q, i));
+			break;
+		default:
+			v = json_null();
+		}
+		json_object_set_new(o, name, v);
+	}
+	return o;
+}
+
+/* Hand every selected event to `row`. */
+int store_telemetry_export(struct store *st, const struct store_telem_filter *f,
+    int (*row)(json_t *obj, void *arg), void *arg, struct store_err *err)
+{
+	sqlite3_stmt *q;
+	int rc, ret = 0;
+
+	rc = telem_prepare(st, "SELECT * FROM token_estimation_v2_events", f, &q, err);
+	if (rc != 0)
+		return rc;
+	while (ret == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		json_t *o = telem_row_json(q);
+
+		ret = row(o, arg);
+		json_decref(o);
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s",
+		    st->path, sqlite3_errmsg(st->db));
+	sqlite3_finalize(q);
+	return ret;
+}

@@ -1,0 +1,273 @@
+/* db adopt: turn a Python-Autopack database into an autopack database, in place. */
+#include "ctl/cmd.h"
+#include "common/store/dburl.h"
+#include "common/store/store_adopt.h"
+#include "common/store/store_lock.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { CMD_OPT_WORKSPACE = CMD_OPT_FIRST_OWN };
+
+static const struct option cmd_adopt_opts[] = {
+	CMD_OPTS_COMMON,
+	{ "workspace", required_argument, NULL, CMD_OPT_WORKSPACE },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Resolve the database from --db / the environment and an optional positional URL;
+ * two that name different files are refused. 0, or an exit code after reporting. */
+static int cmd_adopt_resolve(struct cmd_ctx *ctx, const char *positional, char **path,
+    char **url)
+{
+	char err[1024], *ppath, *purl;
+	int ret;
+
+	if (positional == NULL)
+		return cmd_db_resolve(ctx, path, url);
+	if (dburl_parse(positional, &ppath, &purl, err, sizeof err) != 0) {
+		cmd_fail(ctx, STORE_EINVAL, "%s", err);
+		return CMD_EXIT_UNUSABLE;
+	}
+	if (ctx->db_flag == NULL)
+		ctx->db_flag = positional;
+	ret = cmd_db_resolve(ctx, path, url);
+	if (ret == 0 && strcmp(*path, ppath) != 0) {
+		cmd_fail(ctx, STORE_EINVAL, "two databases named: %s (--db or the environment) "
+		    "and %s (the argument); name one", *url, purl);
+		free(*path);
+		free(*url);
+		ret = CMD_EXIT_UNUSABLE;
+	}
+	free(ppath);
+	free(purl);
+	return ret;
+}
+
+/* Say that the file already is an autopack database; exit 0, nothing changed. */
+static int cmd_adopt_exists(struct cmd_ctx *ctx, const char *path, const char *url)
+{
+	struct store_err err;
+	struct store st;
+	int rc = store_open(&st, path, url, STORE_READ, &err);
+
+	if (rc != 0)
+		return cmd_fail(ctx, rc, "%s", err.text);
+	store_banner(&st, cmd_text_out(ctx));
+	fprintf(cmd_text_out(ctx), "%s is already an autopack database (uuid %s), nothing "
+	    "changed\n", st.url, st.uuid);
+	if (ctx->json)
+		cmd_json_print(json_pack("{s:b, s:b, s:o}", "ok", 1, "adopted", 0, "database",
+		    cmd_identity_json(&st)));
+	store_close(&st);
+	return CMD_EXIT_OK;
+}
+
+/* Print a string list on one line, or "(none)". */
+static void cmd_adopt_print_list(FILE *out, const char *label, char **items, size_t n)
+{
+	fprintf(out, "%s:", label);
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "%s %s", i ? "," : "", items[i]);
+	fprintf(out, "%s\n", n == 0 ? " (none)" : "");
+}
+
+/* Print what the adoption did. */
+static void cmd_adopt_print(FILE *out, const struct store *st,
+    const struct store_adopt_report *r)
+{
+	bool relaxed = false;
+
+	fprintf(out, "adopted %s: new uuid %s, schema version %d\n", st->url, r->uuid,
+	    st->schema_version);
+	fprintf(out, "backup (taken first): %s\n", r->backup_path);
+	fprintf(out, "legacy rows kept: runs %lld, tiers %lld, phases %lld, llm_usage_events "
+	    "%lld, token_estimation_v2_events %lld\n", (long long)r->runs, (long long)r->tiers,
+	    (long long)r->phases, (long long)r->usage_events, (long long)r->v2_events);
+	cmd_adopt_print_list(out, "tables created", r->tables_created, r->n_tables_created);
+	fprintf(out, "columns added:");
+	for (size_t i = 0; i < r->n_columns_added; i++) {
+		fprintf(out, "%s %s.%s", i ? "," : "", r->columns_added[i].table,
+		    r->columns_added[i].column);
+		relaxed |= r->columns_added[i].relaxed;
+	}
+	fprintf(out, "%s\n", r->n_columns_added == 0 ? " (none)" : "");
+	if (relaxed) {
+		fprintf(out, "  added nullable (NOT NULL without a default in autopack's schema, "
+		    "which SQLite cannot add to a table with rows):");
+		for (size_t i = 0, k = 0; i < r->n_columns_added; i++)
+			if (r->columns_added[i].relaxed)
+				fprintf(out, "%s %s.%s", k++ ? "," : "", r->columns_added[i].table,
+				    r->columns_added[i].column);
+		fputc('\n', out);
+	}
+	cmd_adopt_print_list(out, "indexes created", r->indexes_created, r->n_indexes_created);
+	for (size_t i = 0; i < r->n_indexes_skipped; i++)
+		fprintf(out, "index not created: %s (%s)\n", r->indexes_skipped[i].name,
+		    r->indexes_skipped[i].why);
+	fprintf(out, "legacy data:\n");
+	fprintf(out, "  %lld phase(s) left EXECUTING by the original put back to QUEUED "
+	    "(last_failure_reason kept)\n", (long long)r->executing_requeued);
+	fprintf(out, "  %lld run(s) without a workspace now use %s/<run id> (created)\n",
+	    (long long)r->workspaces_set, r->workspace_base);
+	fprintf(out, "  %lld phase(s) with a bare-string scope kept (read as one scope path)\n",
+	    (long long)r->bare_scopes);
+	fprintf(out, "  %lld llm_usage_events row(s) without a prompt/completion split kept "
+	    "(NULLs stay NULL)\n", (long long)r->usage_without_split);
+	for (size_t i = 0; i < r->n_fills; i++) {
+		const struct store_adopt_fill *f = &r->fills[i];
+
+		if (f->value != NULL)
+			fprintf(out, "  %s.%s: %lld NULL value(s) set to %s\n", f->table, f->column,
+			    (long long)f->rows, f->value);
+		else
+			fprintf(out, "  %s.%s: %lld NULL value(s) left (no default)\n", f->table,
+			    f->column, (long long)f->rows);
+	}
+}
+
+/* Return what the adoption did as JSON. */
+static json_t *cmd_adopt_json(struct store *st, const struct store_adopt_report *r)
+{
+	json_t *cols = json_array(), *skipped = json_array(), *fills = json_array();
+	json_t *tables = json_array(), *indexes = json_array();
+
+	for (size_t i = 0; i < r->n_tables_created; i++)
+		json_array_append_new(tables, json_string(r->tables_created[i]));
+	for (size_t i = 0; i < r->n_indexes_created; i++)
+		json_array_append_new(indexes, json_string(r->indexes_created[i]));
+	for (size_t i = 0; i < r->n_columns_added; i++)
+		json_array_append_new(cols, json_pack("{s:s, s:s, s:s, s:b}",
+		    "table", r->columns_added[i].table, "column", r->columns_added[i].column,
+		    "declared", r->columns_added[i].decl, "added_nullable",
+		    r->columns_added[i].relaxed));
+	for (size_t i = 0; i < r->n_indexes_skipped; i++)
+		json_array_append_new(skipped, json_pack("{s:s, s:s}", "name",
+		    r->indexes_skipped[i].name, "reason", r->indexes_skipped[i].why));
+	for (size_t i = 0; i < r->n_fills; i++)
+		json_array_append_new(fills, json_pack("{s:s, s:s, s:I, s:s?}", "table",
+		    r->fills[i].table, "column", r->fills[i].column, "rows",
+		    (json_int_t)r->fills[i].rows, "value", r->fills[i].value));
+	return json_pack("{s:b, s:b, s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o, "
+	    "s:o, s:o, s:{s:I, s:I, s:I, s:I, s:o}, s:o}",
+	    "ok", 1, "adopted", 1, "uuid", r->uuid, "backup", r->backup_path,
+	    "workspace_base", r->workspace_base,
+	    "legacy_rows", "runs", (json_int_t)r->runs, "tiers", (json_int_t)r->tiers,
+	    "phases", (json_int_t)r->phases, "llm_usage_events", (json_int_t)r->usage_events,
+	    "token_estimation_v2_events", (json_int_t)r->v2_events,
+	    "tables_created", tables, "columns_added", cols, "indexes_created", indexes,
+	    "indexes_skipped", skipped,
+	    "legacy_data", "executing_requeued", (json_int_t)r->executing_requeued,
+	    "workspaces_set", (json_int_t)r->workspaces_set,
+	    "bare_string_scopes", (json_int_t)r->bare_scopes,
+	    "usage_without_split", (json_int_t)r->usage_without_split, "nulls_filled", fills,
+	    "database", cmd_identity_json(st));
+}
+
+/* Adopt under the lock, then report from a fresh read-only open. */
+static int cmd_adopt_run(struct cmd_ctx *ctx, const char *path, const char *url,
+    const char *ws)
+{
+	struct store_adopt_report rep;
+	struct store_err err;
+	struct store st;
+	int lock_fd, rc, ret;
+
+	ret = cmd_lock(ctx, path, &lock_fd);
+	if (ret != 0)
+		return ret;
+	rc = store_adopt(path, ws, &rep, &err);
+	if (rc == STORE_EEXIST) {
+		store_lock_release(lock_fd);
+		return cmd_adopt_exists(ctx, path, url);
+	}
+	if (rc != 0) {
+		store_lock_release(lock_fd);
+		return cmd_fail(ctx, rc, "%s", err.text);
+	}
+	rc = store_open(&st, path, url, STORE_READ, &err);
+	store_lock_release(lock_fd);
+	if (rc != 0) {
+		store_adopt_report_free(&rep);
+		return cmd_fail(ctx, rc, "adopted, but reopening failed: %s", err.text);
+	}
+	store_banner(&st, cmd_text_out(ctx));
+	cmd_adopt_print(cmd_text_out(ctx), &st, &rep);
+	if (ctx->json)
+		cmd_json_print(cmd_adopt_json(&st, &rep));
+	store_adopt_report_free(&rep);
+	store_close(&st);
+	return CMD_EXIT_OK;
+}
+
+/* db adopt: check, lock, back up, migrate; report. */
+static int cmd_db_adopt_exec(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	const char *ws_arg = NULL, *positional = NULL;
+	struct store_err err;
+	char *path, *url, *ws = NULL;
+	int c, rc, ret = CMD_EXIT_OK;
+
+	while ((c = cmd_getopt(ctx, argc, argv, cmd_adopt_opts, &ret)) != -1) {
+		if (c == CMD_OPT_DONE)
+			return ret;
+		ws_arg = optarg;
+	}
+	if (optind < argc)
+		positional = argv[optind++];
+	if (optind != argc)
+		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+	if (ws_arg != NULL && ws_arg[0] == '\0')
+		return cmd_usage_error(ctx, "--workspace needs a directory");
+	ret = cmd_adopt_resolve(ctx, positional, &path, &url);
+	if (ret != 0)
+		return ret;
+	rc = store_adopt_check(path, &err);
+	if (rc == STORE_EEXIST) {
+		ret = cmd_adopt_exists(ctx, path, url);
+	} else if (rc != 0) {
+		ret = cmd_fail(ctx, rc, "%s", err.text);
+	} else {
+		if (ws_arg != NULL && (ws = store_path_absolute(ws_arg, NULL)) == NULL)
+			ret = cmd_fail(ctx, STORE_EIO, "cannot read the current directory");
+		else
+			ret = cmd_adopt_run(ctx, path, url, ws);
+	}
+	free(ws);
+	free(path);
+	free(url);
+	return ret;
+}
+
+const struct cmd_entry cmd_db_adopt_entry = {
+	.name = "db adopt",
+	.args = "[sqlite:///PATH] [--workspace DIR] [--json]",
+	.summary = "make a Python-Autopack database an autopack database, in place",
+	.help =
+	    "Adopts a database created by the Python Autopack project (its runs, tiers, phases,\n"
+	    "llm_usage_events and token_estimation_v2_events tables), named by --db (or\n"
+	    "AUTOPACK_DB_URL / DATABASE_URL, or a URL argument; two that disagree are refused).\n"
+	    "First a copy is made with the sqlite3 backup API to <db>.pre-adopt-<UTC stamp>.bak;\n"
+	    "then, in one transaction: every missing autopack table is created, every missing\n"
+	    "column added (NOT NULL columns without a default are added nullable and listed),\n"
+	    "the autopack indexes that can be created are created, and a meta row with a new\n"
+	    "uuid is written. Every original row stays readable by the Python code.\n"
+	    "\n"
+	    "Legacy data: phases left EXECUTING go back to QUEUED (last_failure_reason kept);\n"
+	    "runs without a workspace get DIR/<run id>; NULL timestamps in runs, tiers and phases\n"
+	    "get the adoption time and other NULLs in NOT NULL columns their default; bare-string\n"
+	    "scopes and usage rows without a token split are kept as they are and counted.\n"
+	    "\n"
+	    "Refused, leaving the file untouched (exit 2): a missing file, a file that is not\n"
+	    "SQLite, an SQLite file without the original's runs, tiers and phases (or whose\n"
+	    "tables lack the original's key columns; the message names them). An autopack\n"
+	    "database is reported and left alone (exit 0). Refused while the database lock is\n"
+	    "held (exit 1).\n"
+	    "\n"
+	    "  --workspace DIR  where run workspaces go (default: autopack-workspace beside the\n"
+	    "                   database; each run gets DIR/<run id>, created)\n"
+	    "  --json           print the result as JSON on stdout (the banner goes to stderr)\n",
+	.exec = cmd_db_adopt_exec,
+};

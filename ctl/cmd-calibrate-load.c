@@ -1,0 +1,137 @@
+/* What every calibration reads: the active coefficient set, the samples, and the sets
+ * the samples were estimated with. */
+#include "ctl/cmd-calibrate.h"
+#include "common/store/store_coef.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Load the active set into d->current (the defaults when none is active). */
+static int cmd_calib_load_current(const struct cmd_ctx *ctx, struct store *st,
+    struct cmd_calib_data *d)
+{
+	struct store_coef_set set;
+	struct store_err err;
+	char msg[256];
+	bool found;
+	int rc = store_coef_active(st, &set, &found, &err);
+
+	if (rc != 0)
+		return cmd_fail(ctx, rc, "%s", err.text);
+	est_coefs_default(&d->current);
+	if (found && calib_coefs_from_json(set.overhead_json, (uint64_t)set.version,
+	    &d->current, msg, sizeof msg) != 0)
+		rc = cmd_fail(ctx, STORE_EINVAL, "%s: the active coefficient set is unusable: %s",
+		    st->url, msg);
+	store_coef_set_free(&set);
+	return rc;
+}
+
+/* Add the set of `version` to the catalogue if the database has it; false if not. */
+static bool cmd_calib_load_set(struct store *st, int64_t version, struct calib_coef_sets *cs)
+{
+	struct est_coefs *c = xmalloc(sizeof *c);
+	struct store_coef_set set;
+	struct store_err err;
+	char msg[256];
+	bool found = false;
+
+	if (version == STORE_COEF_BUILTIN) {
+		est_coefs_default(c);
+		found = true;
+	} else if (store_coef_get(st, version, &set, &found, &err) == 0 && found) {
+		found = calib_coefs_from_json(set.overhead_json, (uint64_t)version, c, msg,
+		    sizeof msg) == 0;
+		store_coef_set_free(&set);
+	}
+	if (found)
+		calib_coef_sets_add(cs, c);
+	free(c);
+	return found;
+}
+
+/* Move a clean sample's prediction onto the active set when the set it was estimated
+ * with is known and differs; count samples whose set is unknown. */
+static void cmd_calib_reexpress(struct store *st, struct cmd_calib_data *d,
+    struct telem_sample *s)
+{
+	const struct est_coefs *at;
+	int64_t v = s->estimator_version;
+	bool moved;
+
+	if (v <= 0 || (calib_coef_sets_find(&d->sets, v) == NULL &&
+	    !cmd_calib_load_set(st, v, &d->sets))) {
+		d->n_unknown_version++;
+		return;
+	}
+	if ((uint64_t)v == d->current.version)
+		return;
+	at = calib_coef_sets_find(&d->sets, v);
+	s->predicted = calib_reexpress(s, at, &d->current, &moved);
+	if (moved) {
+		s->estimator_version = (int64_t)d->current.version;
+		d->n_reexpressed++;
+	}
+}
+
+/* Read everything a calibration needs. */
+int cmd_calib_load(const struct cmd_ctx *ctx, struct store *st, const struct cmd_calib *c,
+    struct cmd_calib_data *d)
+{
+	struct store_err err;
+	int rc;
+
+	memset(d, 0, sizeof *d);
+	rc = cmd_calib_load_current(ctx, st, d);
+	if (rc != 0)
+		return rc;
+	rc = store_telemetry_read(st, &c->filter, &d->samples, &err);
+	if (rc != 0)
+		return cmd_fail(ctx, rc, "%s", err.text);
+	d->work = xcalloc(d->samples.n + 1, sizeof *d->work);
+	d->clean = xcalloc(d->samples.n + 1, sizeof *d->clean);
+	for (size_t i = 0; i < d->samples.n; i++) {
+		if (telem_clean(&d->samples.v[i])) {
+			d->work[d->n_clean] = d->samples.v[i];
+			d->clean[d->n_clean] = &d->work[d->n_clean];
+			d->n_clean++;
+		}
+	}
+	if (d->n_clean == 0) {
+		rc = cmd_fail(ctx, STORE_EINVAL, "no clean samples (success, not truncated, "
+		    "actual >= %d) among the %zu token_estimation_v2 events of %s%s; nothing to "
+		    "calibrate on", TELEM_CLEAN_MIN_ACTUAL, d->samples.n, st->url,
+		    c->filter.n_run_ids > 0 ? " for the given --run-id" : "");
+		cmd_calib_data_free(d);
+		return rc;
+	}
+	calib_coef_sets_add(&d->sets, &d->current);
+	for (size_t i = 0; i < d->n_clean; i++)
+		cmd_calib_reexpress(st, d, &d->work[i]);
+	return 0;
+}
+
+/* Free the loaded data. */
+void cmd_calib_data_free(struct cmd_calib_data *d)
+{
+	telem_samples_free(&d->samples);
+	free(d->work);
+	free(d->clean);
+	calib_coef_sets_free(&d->sets);
+	memset(d, 0, sizeof *d);
+}
+
+/* Describe the run filter. */
+char *cmd_calib_runs_text(const struct cmd_calib *c)
+{
+	char *s = xstrdup(c->filter.n_run_ids == 0 ? "all runs" : "");
+
+	for (size_t i = 0; i < c->filter.n_run_ids; i++) {
+		char *t = xasprintf("%s%s%s", s, i > 0 ? ", " : "", c->filter.run_ids[i]);
+
+		free(s);
+		s = t;
+	}
+	return s;
+}

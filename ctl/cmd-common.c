@@ -1,0 +1,246 @@
+/* What every command shares: option parsing, errors, opening the database. */
+#include "ctl/cmd.h"
+#include "common/store/dburl.h"
+#include "common/store/store_lock.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Print a command's usage line, summary and help text. */
+void cmd_print_help(const struct cmd_entry *e)
+{
+	printf("usage: autopack-ctl [--db URL] %s %s\n\n%s\n\n%s", e->name, e->args, e->summary,
+	    e->help);
+}
+
+/* Report a usage error with the command's usage line; returns 2. */
+int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "autopack-ctl %s: ", ctx->entry->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: autopack-ctl [--db URL] %s %s\n", ctx->entry->name,
+	    ctx->entry->args);
+	return CMD_EXIT_UNUSABLE;
+}
+
+/* Return the next command-specific option, handling the common ones. */
+int cmd_getopt(struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts,
+    int *exit_code)
+{
+	int c;
+
+	for (;;) {
+		c = getopt_long(argc, argv, "h", opts, NULL);
+		switch (c) {
+		case CMD_OPT_DB:
+			ctx->db_flag = optarg;
+			continue;
+		case CMD_OPT_JSON:
+			ctx->json = true;
+			continue;
+		case 'h':
+			cmd_print_help(ctx->entry);
+			*exit_code = CMD_EXIT_OK;
+			return CMD_OPT_DONE;
+		case '?':
+			if (optopt > 0 && optopt < CMD_OPT_DB)
+				*exit_code = cmd_usage_error(ctx, "unknown option '-%c'", optopt);
+			else
+				*exit_code = cmd_usage_error(ctx, "unknown option, or an option "
+				    "missing its value: '%s'", argv[optind - 1]);
+			return CMD_OPT_DONE;
+		default:
+			return c;
+		}
+	}
+}
+
+FILE *cmd_text_out(const struct cmd_ctx *ctx)
+{
+	return ctx->json ? stderr : stdout;
+}
+
+/* Map a store error to an exit code: 1 refused, 2 unusable. */
+int cmd_exit_code(int store_rc)
+{
+	switch (store_rc) {
+	case STORE_OK:
+		return CMD_EXIT_OK;
+	case STORE_EINVAL:
+	case STORE_EEXIST:
+	case STORE_EBUSY:
+		return CMD_EXIT_REFUSED;
+	default:
+		return CMD_EXIT_UNUSABLE;
+	}
+}
+
+/* Report an error on stderr, and as JSON with --json; returns the exit code. */
+int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "autopack-ctl: %s\n", msg);
+	if (ctx->json)
+		cmd_json_print(json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
+		    store_strerror(code), "message", msg));
+	return cmd_exit_code(code);
+}
+
+/* Resolve the database URL; exit code 2 after reporting a bad or missing one. */
+int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url)
+{
+	char err[1024];
+
+	if (dburl_resolve(ctx->db_flag, path, url, NULL, err, sizeof err) == 0)
+		return 0;
+	cmd_fail(ctx, STORE_EINVAL, "%s", err);
+	return CMD_EXIT_UNUSABLE;
+}
+
+/* Open read-only, reporting any failure; optionally print the banner. */
+int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner)
+{
+	struct store_err err;
+	char *path, *url;
+	int rc = cmd_db_resolve(ctx, &path, &url);
+
+	if (rc != 0)
+		return rc;
+	rc = store_open(st, path, url, STORE_READ, &err);
+	free(path);
+	free(url);
+	if (rc != 0)
+		return cmd_fail(ctx, rc, "%s", err.text);
+	if (banner)
+		store_banner(st, cmd_text_out(ctx));
+	return 0;
+}
+
+/* Name the process holding the lock, from /proc (autopack-supervisor if unknown). */
+static void cmd_holder_name(pid_t pid, char *buf, size_t len)
+{
+	char *p = xasprintf("/proc/%ld/comm", (long)pid);
+	FILE *f = fopen(p, "r");
+
+	free(p);
+	strlcpy_ap(buf, "autopack-supervisor", len);
+	if (f == NULL)
+		return;
+	if (fgets(buf, (int)len, f) != NULL)
+		buf[strcspn(buf, "\n")] = '\0';
+	if (strncmp(buf, "autopack-superv", 15) == 0)
+		strlcpy_ap(buf, "autopack-supervisor", len);
+	fclose(f);
+}
+
+/* Take the write lock, naming the holder if it is busy. */
+int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
+{
+	char name[64];
+	pid_t holder;
+	int fd = store_lock_acquire(path, &holder);
+
+	if (fd >= 0) {
+		*lock_fd = fd;
+		return 0;
+	}
+	if (fd == STORE_EBUSY) {
+		cmd_holder_name(holder, name, sizeof name);
+		return cmd_fail(ctx, STORE_EBUSY,
+		    "database %s is held by %s pid %ld; nothing was written (stop it first, "
+		    "or, for a supervisor, send the command through it)", path, name,
+		    (long)holder);
+	}
+	return cmd_fail(ctx, STORE_EIO, "cannot take the lock %s.lock: %s", path,
+	    strerror(errno));
+}
+
+/* Check, lock and open for writing (migrating if older); print the banner. */
+int cmd_open_write(const struct cmd_ctx *ctx, struct store *st, int *lock_fd)
+{
+	struct store_err err;
+	char *path, *url;
+	int ret, rc;
+
+	*lock_fd = -1;
+	ret = cmd_db_resolve(ctx, &path, &url);
+	if (ret != 0)
+		return ret;
+	rc = store_open(st, path, url, STORE_READ, &err);
+	if (rc == 0) {
+		store_close(st);
+		ret = cmd_lock(ctx, path, lock_fd);
+	}
+	if (rc == 0 && ret == 0) {
+		rc = store_open(st, path, url, STORE_WRITE, &err);
+		if (rc != 0) {
+			store_lock_release(*lock_fd);
+			*lock_fd = -1;
+		}
+	}
+	free(path);
+	free(url);
+	if (ret != 0)
+		return ret;
+	if (rc != 0)
+		return cmd_fail(ctx, rc, "%s", err.text);
+	store_banner(st, cmd_text_out(ctx));
+	if (st->migrated_from != 0)
+		fprintf(cmd_text_out(ctx), "migrated the schema from version %d to %d; the old "
+		    "database was copied to %s\n", st->migrated_from, st->schema_version,
+		    st->backup_path);
+	return 0;
+}
+
+/* Close the database and release the lock. */
+void cmd_close_write(struct store *st, int lock_fd)
+{
+	store_close(st);
+	store_lock_release(lock_fd);
+}
+
+/* Describe the open database as JSON. */
+json_t *cmd_identity_json(struct store *st)
+{
+	struct store_identity id;
+	json_t *counts = json_object();
+	char devino[64];
+
+	store_identity_read(st, &id, NULL);
+	for (int i = 0; i < STORE_COUNT_N; i++)
+		json_object_set_new(counts, store_count_name(i), json_integer(id.counts[i]));
+	snprintf(devino, sizeof devino, "%lu:%lu", (unsigned long)st->dev,
+	    (unsigned long)st->ino);
+	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:s, s:s, s:o}",
+	    "url", st->url, "path", st->path, "size", (json_int_t)id.size,
+	    "wal_size", (json_int_t)id.wal_size, "device_inode", devino, "uuid", st->uuid,
+	    "schema_version", st->schema_version, "created_at", id.created_at,
+	    "created_by", id.created_by, "rows", counts);
+}
+
+/* Print JSON on stdout and free it; exits if it could not be built. */
+void cmd_json_print(json_t *j)
+{
+	if (j == NULL) {
+		fprintf(stderr, "autopack-ctl: out of memory building JSON\n");
+		exit(CMD_EXIT_UNUSABLE);
+	}
+	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	fputc('\n', stdout);
+	fflush(stdout);
+	json_decref(j);
+}

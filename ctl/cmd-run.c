@@ -1,0 +1,84 @@
+/* The run commands: run import. */
+#include "ctl/cmd.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const struct option cmd_run_import_opts[] = {
+	CMD_OPTS_COMMON,
+	{ NULL, 0, NULL, 0 },
+};
+
+/* run import PLAN.json: load runs, tiers and phases from a plan, all or nothing. */
+static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct store_plan_summary sum;
+	struct store_err err;
+	struct store st;
+	const char *plan;
+	int c, lock_fd, rc, ret = CMD_EXIT_OK;
+
+	while ((c = cmd_getopt(ctx, argc, argv, cmd_run_import_opts, &ret)) != -1)
+		if (c == CMD_OPT_DONE)
+			return ret;
+	if (optind == argc)
+		return cmd_usage_error(ctx, "missing the plan file");
+	if (optind + 1 != argc)
+		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind + 1]);
+	plan = argv[optind];
+	{
+		char *abs = store_path_absolute(plan, NULL);
+		bool forwarded;
+
+		ret = cmd_live_forward(ctx, "run import", &abs, 1, &forwarded);
+		free(abs);
+		if (forwarded)
+			return ret;
+	}
+	ret = cmd_open_write(ctx, &st, &lock_fd);
+	if (ret != 0)
+		return ret;
+	rc = store_plan_import_file(&st, plan, &sum, &err);
+	if (rc != 0) {
+		ret = cmd_fail(ctx, rc, "%s%s", err.text,
+		    rc == STORE_EINVAL ? "; nothing was written" : "");
+	} else {
+		json_t *ids = json_array();
+		FILE *out = cmd_text_out(ctx);
+
+		fprintf(out, "imported %s: %zu run%s (", plan, sum.n_runs,
+		    sum.n_runs == 1 ? "" : "s");
+		for (size_t i = 0; i < sum.n_runs; i++) {
+			fprintf(out, "%s%s", i ? ", " : "", sum.run_ids[i]);
+			json_array_append_new(ids, json_string(sum.run_ids[i]));
+		}
+		fprintf(out, "), %lld tier%s, %lld phase%s, all QUEUED\n", (long long)sum.tiers,
+		    sum.tiers == 1 ? "" : "s", (long long)sum.phases, sum.phases == 1 ? "" : "s");
+		if (ctx->json)
+			cmd_json_print(json_pack("{s:b, s:o, s:I, s:I, s:o}", "ok", 1, "runs", ids,
+			    "tiers", (json_int_t)sum.tiers, "phases", (json_int_t)sum.phases,
+			    "database", cmd_identity_json(&st)));
+		else
+			json_decref(ids);
+		store_plan_summary_free(&sum);
+	}
+	cmd_close_write(&st, lock_fd);
+	return ret;
+}
+
+const struct cmd_entry cmd_run_import_entry = {
+	.name = "run import",
+	.args = "PLAN.json [--json]",
+	.summary = "load runs, tiers and phases from a JSON plan",
+	.help =
+	    "Loads a plan (README, \"Plan files\"). The whole plan is checked first, against the\n"
+	    "database too; the first error names its JSON path, e.g.\n"
+	    "  plan.json: runs[0].tiers[1].phases[2].scope.deliverables[0]: expected string\n"
+	    "and then nothing is written. Otherwise everything is written in one transaction.\n"
+	    "A run entry with \"append\": true adds tiers to an existing run. Relative\n"
+	    "workspaces are resolved against the plan file's directory.\n"
+	    "\n"
+	    "  --json     print the result as JSON on stdout (the banner goes to stderr)\n",
+	.exec = cmd_run_import_exec,
+};

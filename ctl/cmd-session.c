@@ -1,0 +1,400 @@
+/* The drain session reports: session list, session show. */
+#include "ctl/cmd.h"
+#include "common/store/store_session.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { CMD_OPT_LATEST = CMD_OPT_FIRST_OWN };
+
+static const struct option cmd_session_list_opts[] = {
+	CMD_OPTS_COMMON,
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct option cmd_session_show_opts[] = {
+	CMD_OPTS_COMMON,
+	{ "latest", no_argument, NULL, CMD_OPT_LATEST },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Return true if `pid` is a live autopack-supervisor process. */
+static bool cmd_session_pid_alive(int64_t pid)
+{
+	char comm[64] = "";
+	char *p;
+	FILE *f;
+
+	if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+		return false;
+	p = xasprintf("/proc/%lld/comm", (long long)pid);
+	f = fopen(p, "r");
+	free(p);
+	if (f == NULL)
+		return true;
+	if (fgets(comm, sizeof comm, f) == NULL)
+		comm[0] = '\0';
+	fclose(f);
+	return strncmp(comm, "autopack-superv", 15) == 0;
+}
+
+/* Describe where a session stands: completed, running, or interrupted (its supervisor
+ * is gone without closing it). */
+static const char *cmd_session_status(const struct store_session *s)
+{
+	if (s->completed_at != NULL)
+		return "completed";
+	return cmd_session_pid_alive(s->supervisor_pid) ? "running" : "interrupted";
+}
+
+/* Parse a JSON text column into a value; anything unparsable becomes an empty object. */
+static json_t *cmd_session_json_col(const char *text)
+{
+	json_t *j = text != NULL ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+
+	return j != NULL ? j : json_object();
+}
+
+/* Return one session's header as JSON. */
+static json_t *cmd_session_head_json(const struct store_session *s)
+{
+	return json_pack("{s:s, s:s, s:s?, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I}",
+	    "session_id", s->session_id, "started_at", s->started_at,
+	    "completed_at", s->completed_at, "status", cmd_session_status(s),
+	    "stop_reason", s->stop_reason, "supervisor_pid", (json_int_t)s->supervisor_pid,
+	    "attempts", (json_int_t)s->attempts, "open_attempts", (json_int_t)s->open_attempts,
+	    "results", (json_int_t)s->results, "successes", (json_int_t)s->successes,
+	    "events", (json_int_t)s->events);
+}
+
+/* Parse options of a session command: `opts`, at most one positional argument. */
+static int cmd_session_parse(struct cmd_ctx *ctx, int argc, char **argv,
+    const struct option *opts, bool *latest, const char **id, int *ret)
+{
+	int c;
+
+	*ret = CMD_EXIT_OK;
+	while ((c = cmd_getopt(ctx, argc, argv, opts, ret)) != -1) {
+		if (c == CMD_OPT_DONE)
+			return -1;
+		*latest = true;
+	}
+	if (optind < argc && id != NULL)
+		*id = argv[optind++];
+	if (optind != argc) {
+		*ret = cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+/* session list: every session, newest first. */
+static int cmd_session_list_exec(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct store_session *list;
+	struct store_err err;
+	struct store st;
+	bool latest = false;
+	size_t n;
+	int rc, ret;
+
+	if (cmd_session_parse(ctx, argc, argv, cmd_session_list_opts, &latest, NULL, &ret) != 0)
+		return ret;
+	ret = cmd_open_read(ctx, &st, true);
+	if (ret != 0)
+		return ret;
+	rc = store_session_list(&st, &list, &n, &err);
+	if (rc != 0) {
+		ret = cmd_fail(ctx, rc, "%s", err.text);
+		store_close(&st);
+		return ret;
+	}
+	if (ctx->json) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, cmd_session_head_json(&list[i]));
+		cmd_json_print(json_pack("{s:b, s:o, s:o}", "ok", 1, "sessions", arr,
+		    "database", cmd_identity_json(&st)));
+	} else if (n == 0) {
+		printf("\nno drain sessions yet (a supervisor run records one)\n");
+	} else {
+		printf("\n%-34s %-24s %-24s %-14s %8s %9s %7s\n", "SESSION", "STARTED",
+		    "COMPLETED", "STOP REASON", "ATTEMPTS", "SUCCESSES", "EVENTS");
+		for (size_t i = 0; i < n; i++)
+			printf("%-34s %-24s %-24s %-14s %8lld %9lld %7lld\n", list[i].session_id,
+			    list[i].started_at, list[i].completed_at != NULL ?
+			    list[i].completed_at : cmd_session_status(&list[i]),
+			    list[i].stop_reason != NULL ? list[i].stop_reason : "-",
+			    (long long)list[i].attempts, (long long)list[i].successes,
+			    (long long)list[i].events);
+	}
+	store_session_list_free(list, n);
+	store_close(&st);
+	return CMD_EXIT_OK;
+}
+
+const struct cmd_entry cmd_session_list_entry = {
+	.name = "session list",
+	.args = "[--json]",
+	.summary = "list the drain sessions, newest first",
+	.help =
+	    "Lists every drain session (one per supervisor run, continued by --resume), newest\n"
+	    "first: its id, when it started, when it completed (or \"running\" while its\n"
+	    "supervisor is alive, or \"interrupted\" when the supervisor is gone without\n"
+	    "closing it), why it stopped, the attempts it started, how many results succeeded,\n"
+	    "and the telemetry events its results collected. Reads only.\n"
+	    "\n"
+	    "  --json     print the list as JSON on stdout\n",
+	.exec = cmd_session_list_exec,
+};
+
+/* Return a count list as a JSON array of {key_name: key, "count": n}. */
+static json_t *cmd_session_counts_json(const struct store_counts *c, const char *key_name)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < c->n; i++)
+		json_array_append_new(arr, json_pack("{s:s, s:I}", key_name, c->items[i].key,
+		    "count", (json_int_t)c->items[i].n));
+	return arr;
+}
+
+/* Return a double as JSON, or null when negative (not computable). */
+static json_t *cmd_session_real(double v)
+{
+	return v < 0 ? json_null() : json_real(v);
+}
+
+/* Return the state_json list `key` (an array), or an empty array. */
+static json_t *cmd_session_state_list(json_t *state, const char *key)
+{
+	json_t *v = json_object_get(state, key);
+
+	return json_is_array(v) ? json_incref(v) : json_array();
+}
+
+/* Return the summary as JSON. */
+static json_t *cmd_session_summary_json(const struct store_session_summary *m)
+{
+	json_t *runs = json_array(), *recs = json_array(), *fpc, *czy;
+	json_t *stopped_fps = cmd_session_state_list(m->state, "stopped_fingerprints");
+
+	for (size_t i = 0; i < m->n_runs; i++)
+		json_array_append_new(runs, json_pack("{s:s, s:b, s:I, s:I, s:I, s:I}",
+		    "run_id", m->runs[i].run_id, "stopped", m->runs[i].stopped,
+		    "total", (json_int_t)m->runs[i].total,
+		    "succeeded", (json_int_t)m->runs[i].succeeded,
+		    "timeouts", (json_int_t)m->runs[i].timeouts,
+		    "events", (json_int_t)m->runs[i].events));
+	for (size_t i = 0; i < m->n_recs; i++)
+		json_array_append_new(recs, json_pack("{s:s, s:s}", "id", m->recs[i].id,
+		    "text", m->recs[i].text));
+	fpc = json_object_get(m->state, "fingerprint_counts");
+	fpc = json_is_object(fpc) ? json_incref(fpc) : json_object();
+	czy = json_object_get(m->state, "consecutive_zero_yield");
+	czy = json_is_integer(czy) ? json_incref(czy) : json_null();
+	return json_pack("{s:{s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:f, s:o, s:o, "
+	    "s:{s:o, s:o, s:o}, s:o, s:I, s:I, s:o}, "
+	    "s:{s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o}, s:o, s:o}",
+	    "summary",
+	    "total_processed", (json_int_t)m->processed,
+	    "succeeded", (json_int_t)m->succeeded,
+	    "failed", (json_int_t)m->failed,
+	    "timeouts", (json_int_t)m->timeouts,
+	    "success_rate_pct", m->success_pct,
+	    "total_events", (json_int_t)m->events,
+	    "phases_with_events", (json_int_t)m->with_events,
+	    "non_timeout_minutes", m->minutes_non_timeout,
+	    "overall_yield_per_minute", cmd_session_real(m->overall_yield),
+	    "zero_yield_breakdown", cmd_session_counts_json(&m->zero_yield, "reason"),
+	    "yield_per_minute", "median", cmd_session_real(m->yield_median),
+	    "p90", cmd_session_real(m->yield_p90), "max", cmd_session_real(m->yield_max),
+	    "top_fingerprints", cmd_session_counts_json(&m->top_fingerprints, "fingerprint"),
+	    "llm_boundary_hits", (json_int_t)m->boundary_hits,
+	    "unique_fingerprints", (json_int_t)m->unique_fingerprints,
+	    "timeout_rate_pct", json_real(m->timeout_pct),
+	    "stop_conditions",
+	    "stopped_runs", cmd_session_state_list(m->state, "stopped_runs"),
+	    "stopped_fingerprints", stopped_fps,
+	    "repeat_limit_hits", (json_int_t)json_array_size(stopped_fps),
+	    "fingerprint_counts", fpc,
+	    "consecutive_zero_yield", czy,
+	    "sampled_runs", cmd_session_state_list(m->state, "sampled_runs"),
+	    "promising_runs", cmd_session_state_list(m->state, "promising_runs"),
+	    "deprioritized_runs", cmd_session_state_list(m->state, "deprioritized_runs"),
+	    "runs", runs, "recommendations", recs);
+}
+
+/* Print a JSON array of strings on one line, or "(none)". */
+static void cmd_session_print_list(const char *label, json_t *arr)
+{
+	size_t i, k = 0;
+	json_t *v;
+
+	printf("  %s:", label);
+	json_array_foreach(arr, i, v) {
+		if (json_is_string(v))
+			printf("%s %s", k++ ? "," : "", json_string_value(v));
+	}
+	printf("%s\n", k == 0 ? " (none)" : "");
+}
+
+/* Print a yield figure, or "-" when it cannot be computed. */
+static void cmd_session_print_real(const char *label, double v, const char *unit)
+{
+	if (v < 0)
+		printf("%s -", label);
+	else
+		printf("%s %.2f%s", label, v, unit);
+}
+
+/* Print the summary as text, after the settings it ran with. */
+static void cmd_session_print(const struct store_session *s,
+    const struct store_session_summary *m, json_t *settings)
+{
+	json_t *stopped_fps = json_object_get(m->state, "stopped_fingerprints");
+	json_t *czy = json_object_get(m->state, "consecutive_zero_yield");
+	char *text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
+
+	printf("\n== drain session %s ==\n", s->session_id);
+	printf("  started:      %s\n", s->started_at);
+	printf("  completed:    %s\n", s->completed_at != NULL ? s->completed_at :
+	    cmd_session_status(s));
+	printf("  stop reason:  %s\n", s->stop_reason != NULL ? s->stop_reason : "-");
+	printf("  supervisor:   pid %lld\n", (long long)s->supervisor_pid);
+	printf("  settings:     %s\n", text != NULL ? text : "{}");
+	free(text);
+	printf("\nBATCH DRAIN SUMMARY\n");
+	printf("  Total processed:    %lld\n", (long long)m->processed);
+	printf("  Succeeded:          %lld\n", (long long)m->succeeded);
+	printf("  Failed:             %lld\n", (long long)m->failed);
+	printf("  Timeouts:           %lld\n", (long long)m->timeouts);
+	printf("  Success rate:       %.1f%%\n", m->success_pct);
+	printf("  Phases with events: %lld\n", (long long)m->with_events);
+	printf("  Total events:       %lld\n", (long long)m->events);
+	cmd_session_print_real("  Overall yield:     ", m->overall_yield, " events/min");
+	printf(" (over %.1f s of non-timeout results)\n", m->minutes_non_timeout * 60);
+	cmd_session_print_real("  Yield per minute:   median", m->yield_median, "");
+	cmd_session_print_real(", P90", m->yield_p90, "");
+	cmd_session_print_real(", max", m->yield_max, "\n");
+	if (m->yield_max < 0)
+		putchar('\n');
+	printf("\nZero-yield breakdown\n");
+	if (m->zero_yield.n == 0)
+		printf("  (none)\n");
+	for (size_t i = 0; i < m->zero_yield.n; i++)
+		printf("  %-22s %lld\n", m->zero_yield.items[i].key,
+		    (long long)m->zero_yield.items[i].n);
+	printf("LLM boundary hits: %lld\n", (long long)m->boundary_hits);
+	printf("\nStop conditions\n");
+	printf("  stop reason: %s\n", s->stop_reason != NULL ? s->stop_reason : "-");
+	cmd_session_print_list("stopped runs", json_object_get(m->state, "stopped_runs"));
+	cmd_session_print_list("stopped fingerprints", stopped_fps);
+	printf("  repeat limit hits: %zu\n", json_array_size(stopped_fps));
+	if (json_is_integer(czy))
+		printf("  consecutive zero-yield: %lld\n", (long long)json_integer_value(czy));
+	printf("  unique fingerprints: %lld\n", (long long)m->unique_fingerprints);
+	printf("\nTop fingerprints\n");
+	if (m->top_fingerprints.n == 0)
+		printf("  (none)\n");
+	for (size_t i = 0; i < m->top_fingerprints.n; i++)
+		printf("  %4lld  %s\n", (long long)m->top_fingerprints.items[i].n,
+		    m->top_fingerprints.items[i].key);
+	printf("\nResults by run\n");
+	if (m->n_runs == 0)
+		printf("  (none)\n");
+	for (size_t i = 0; i < m->n_runs; i++)
+		printf("  %s%s: %lld/%lld succeeded, %lld timeouts, %lld events\n",
+		    m->runs[i].run_id, m->runs[i].stopped ? " [STOPPED]" : "",
+		    (long long)m->runs[i].succeeded, (long long)m->runs[i].total,
+		    (long long)m->runs[i].timeouts, (long long)m->runs[i].events);
+	printf("\nRecommendations\n");
+	if (m->n_recs == 0)
+		printf("  (none: nothing processed yet)\n");
+	for (size_t i = 0; i < m->n_recs; i++)
+		printf("  - %s\n", m->recs[i].text);
+}
+
+/* session show: the summary of one session (default the newest). */
+static int cmd_session_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct store_session_summary sum;
+	struct store_session_result *res = NULL;
+	struct store_session sess;
+	struct store_err err;
+	struct store st;
+	const char *id = NULL;
+	bool latest = false;
+	json_t *settings;
+	size_t n = 0;
+	int rc, ret;
+
+	if (cmd_session_parse(ctx, argc, argv, cmd_session_show_opts, &latest, &id, &ret) != 0)
+		return ret;
+	if (latest && id != NULL)
+		return cmd_usage_error(ctx, "give a session id or --latest, not both");
+	ret = cmd_open_read(ctx, &st, true);
+	if (ret != 0)
+		return ret;
+	rc = store_session_get(&st, id, &sess, &err);
+	if (rc == 0) {
+		rc = store_session_results(&st, sess.session_id, &res, &n, &err);
+		if (rc != 0)
+			store_session_free(&sess);
+	}
+	if (rc != 0) {
+		ret = cmd_fail(ctx, rc, "%s", err.text);
+		store_close(&st);
+		return ret;
+	}
+	store_session_summarize(&sess, res, n, &sum);
+	settings = cmd_session_json_col(sess.settings_json);
+	if (ctx->json) {
+		json_t *j = cmd_session_summary_json(&sum);
+
+		json_object_set_new(json_object_get(j, "stop_conditions"), "stop_reason",
+		    sess.stop_reason != NULL ? json_string(sess.stop_reason) : json_null());
+		json_object_set_new(j, "session", cmd_session_head_json(&sess));
+		json_object_set(json_object_get(j, "session"), "settings", settings);
+		json_object_set_new(j, "ok", json_true());
+		json_object_set_new(j, "database", cmd_identity_json(&st));
+		cmd_json_print(j);
+	} else {
+		cmd_session_print(&sess, &sum, settings);
+	}
+	json_decref(settings);
+	store_session_summary_free(&sum);
+	store_session_results_free(res, n);
+	store_session_free(&sess);
+	store_close(&st);
+	return CMD_EXIT_OK;
+}
+
+const struct cmd_entry cmd_session_show_entry = {
+	.name = "session show",
+	.args = "[ID | --latest] [--json]",
+	.summary = "summarise a drain session (default the newest)",
+	.help =
+	    "Prints the summary of one drain session, computed from its result rows (one per\n"
+	    "attempt) and the drain policies' state: processed, succeeded, failed, timeouts,\n"
+	    "success rate, telemetry events and overall yield (events per minute of non-timeout\n"
+	    "results), median / P90 / max yield per minute (a result without events counts 0),\n"
+	    "the zero-yield breakdown, LLM boundary hits, stop conditions (stop reason, stopped\n"
+	    "runs and fingerprints), unique and top-5 fingerprints, results by run, the\n"
+	    "session's settings, and recommendations: timeouts above 30% suggest\n"
+	    "--phase-timeout-seconds 1200, below 10% suggest 600; under 1 event per phase is low\n"
+	    "yield, over 5 good; more than half the runs stopped suggests\n"
+	    "--max-fingerprint-repeats 5. Reads only.\n"
+	    "\n"
+	    "  ID         a session id from `autopack-ctl session list`\n"
+	    "  --latest   the newest session (the default)\n"
+	    "  --json     print the summary as JSON on stdout\n"
+	    "\n"
+	    "Exit status: 0 shown, 1 no such session (or none yet), 2 unusable database.\n",
+	.exec = cmd_session_show_exec,
+};

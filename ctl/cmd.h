@@ -1,0 +1,122 @@
+/*
+ * autopack-ctl's commands. Each command is a cmd_entry in one of the cmd-*.c files (one
+ * file per command group), gathered in cmd_table[] (cmd.c). A command's name is one or
+ * two words ("db check"); main.c matches the words, then calls exec with argv[0] set to
+ * the last word of the name and the command's own arguments after it.
+ */
+#ifndef AUTOPACK_CTL_CMD_H
+#define AUTOPACK_CTL_CMD_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "common/store/store.h"
+
+/* Exit codes of every command. */
+enum cmd_exit {
+	CMD_EXIT_OK = 0,
+	CMD_EXIT_REFUSED = 1, /* the command was refused: bad plan, run exists, busy, empty */
+	CMD_EXIT_UNUSABLE = 2, /* bad usage, bad URL, or a database that cannot be used */
+};
+
+struct cmd_entry;
+
+/* What a command runs with. */
+struct cmd_ctx {
+	const struct cmd_entry *entry;
+	const char *db_flag; /* --db URL, before or after the command name; NULL if none */
+	bool json;           /* --json: the result as JSON on stdout, everything else on stderr */
+};
+
+struct cmd_entry {
+	const char *name;    /* "db check" */
+	const char *args;    /* what follows the name in the usage line */
+	const char *summary; /* one line, for autopack-ctl --help */
+	const char *help;    /* the body of COMMAND --help */
+	int (*exec)(struct cmd_ctx *ctx, int argc, char **argv);
+};
+
+extern const struct cmd_entry *const cmd_table[];
+extern const size_t cmd_table_size;
+
+extern const struct cmd_entry cmd_db_init_entry;
+extern const struct cmd_entry cmd_db_check_entry;
+extern const struct cmd_entry cmd_db_migrate_entry;
+extern const struct cmd_entry cmd_db_adopt_entry;
+extern const struct cmd_entry cmd_seed_telemetry_run_entry;
+extern const struct cmd_entry cmd_run_import_entry;
+extern const struct cmd_entry cmd_status_entry;
+extern const struct cmd_entry cmd_workers_entry;
+extern const struct cmd_entry cmd_pause_entry;
+extern const struct cmd_entry cmd_resume_entry;
+extern const struct cmd_entry cmd_scale_entry;
+extern const struct cmd_entry cmd_stop_entry;
+extern const struct cmd_entry cmd_metrics_entry;
+extern const struct cmd_entry cmd_retry_entry;
+extern const struct cmd_entry cmd_cancel_entry;
+extern const struct cmd_entry cmd_watch_entry;
+extern const struct cmd_entry cmd_telemetry_report_entry;
+extern const struct cmd_entry cmd_telemetry_import_entry;
+extern const struct cmd_entry cmd_telemetry_export_entry;
+extern const struct cmd_entry cmd_calibrate_entry;
+extern const struct cmd_entry cmd_session_list_entry;
+extern const struct cmd_entry cmd_session_show_entry;
+
+/* Options every command accepts: --db URL, --json, --help. */
+#define CMD_OPTS_COMMON                                    \
+	{ "db", required_argument, NULL, CMD_OPT_DB },     \
+	{ "json", no_argument, NULL, CMD_OPT_JSON },       \
+	{ "help", no_argument, NULL, 'h' }
+
+enum { CMD_OPT_DB = 0x100, CMD_OPT_JSON, CMD_OPT_DONE, CMD_OPT_FIRST_OWN };
+
+/* Return the next command-specific option of argv (getopt_long over `opts`), or -1 at
+ * the end. Handles the common options itself; on --help or a bad option it prints what
+ * is due and returns CMD_OPT_DONE with the exit code in *exit_code. */
+int cmd_getopt(struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts,
+    int *exit_code);
+/* Print "autopack-ctl NAME: message" and the usage line to stderr; returns 2. */
+int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Print a command's --help to stdout. */
+void cmd_print_help(const struct cmd_entry *e);
+
+/* Map a STORE_E* code to the command's exit code. */
+int cmd_exit_code(int store_rc);
+/* Report a failure: "autopack-ctl: message" on stderr, and with --json an
+ * {"ok": false, "error", "message"} object on stdout. Returns cmd_exit_code(code). */
+int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The stream for human-readable text: stderr with --json, else stdout. */
+FILE *cmd_text_out(const struct cmd_ctx *ctx);
+
+/* Resolve the database from --db and the environment; 0, or an exit code after
+ * reporting the error. */
+int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url);
+/* Open the database read-only and, if `banner`, print its banner; 0 or an exit code. */
+int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner);
+/* Open the database for an offline write: check it without writing, take the lock
+ * (refusing while a supervisor holds it), open it for writing (which migrates an older
+ * schema after a backup, and says so) and print the banner. 0 or an exit code; on 0 the
+ * caller ends with cmd_close_write. */
+int cmd_open_write(const struct cmd_ctx *ctx, struct store *st, int *lock_fd);
+/* Close a database opened with cmd_open_write and release its lock. */
+void cmd_close_write(struct store *st, int lock_fd);
+/* Take the database lock for an offline write; 0 or an exit code. */
+int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd);
+
+/* If an autopack-supervisor holds the database, send it `cmd` with `args` (the write goes
+ * through the database's only writer) and print its answer; *forwarded says whether it
+ * did. Returns the exit code when forwarded, else 0. */
+int cmd_live_forward(struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs,
+    bool *forwarded);
+
+/* The identity of an open database as a JSON object. */
+json_t *cmd_identity_json(struct store *st);
+/* Print `j` (stolen) as indented JSON on stdout. */
+void cmd_json_print(json_t *j);
+
+#endif

@@ -1,0 +1,118 @@
+/* autopack-ctl: `autopack-ctl [--db URL] COMMAND [ARGS]`. Finds the command in
+ * cmd_table[] and runs it. */
+#include "common/log.h"
+#include "common/util.h"
+#include "ctl/cmd.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Print the global usage and the command list to `out`. */
+static void ctl_usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: autopack-ctl [--db URL] COMMAND [ARGS]\n"
+	    "       autopack-ctl COMMAND --help\n\n"
+	    "The database is named by --db URL, else AUTOPACK_DB_URL, else DATABASE_URL:\n"
+	    "sqlite:///relative/path.db or sqlite:////absolute/path.db. There is no default.\n\n"
+	    "Commands:\n");
+	for (size_t i = 0; i < cmd_table_size; i++)
+		fprintf(out, "  %-20s %s\n", cmd_table[i]->name, cmd_table[i]->summary);
+}
+
+/* Return how many words of argv (from argv[0]) the entry's name matches, or 0. */
+static int ctl_match(const struct cmd_entry *e, int argc, char **argv)
+{
+	const char *name = e->name;
+	int words = 0;
+
+	while (*name != '\0') {
+		size_t n = strcspn(name, " ");
+
+		if (words >= argc || strlen(argv[words]) != n || strncmp(argv[words], name, n) != 0)
+			return 0;
+		words++;
+		name += n;
+		name += *name == ' ';
+	}
+	return words;
+}
+
+/* Report a command that is not in the table, listing a group's commands if the first
+ * word names a group; returns the exit code. */
+static int ctl_unknown(int argc, char **argv)
+{
+	size_t n = strlen(argv[0]);
+	bool group = false;
+	bool help = argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+	FILE *out = help ? stdout : stderr;
+
+	for (size_t i = 0; i < cmd_table_size; i++) {
+		const char *name = cmd_table[i]->name;
+
+		if (strncmp(name, argv[0], n) == 0 && name[n] == ' ') {
+			if (!group)
+				fprintf(out, help ? "%s commands:\n" : "autopack-ctl: unknown %s "
+				    "command%s%s; %s commands are:\n", argv[0],
+				    argc > 1 && !help ? " " : "", argc > 1 && !help ? argv[1] : "",
+				    argv[0]);
+			group = true;
+			fprintf(out, "  autopack-ctl %-20s %s\n", name, cmd_table[i]->summary);
+		}
+	}
+	if (group)
+		return help ? CMD_EXIT_OK : CMD_EXIT_UNUSABLE;
+	fprintf(stderr, "autopack-ctl: unknown command '%s'\n", argv[0]);
+	ctl_usage(stderr);
+	return CMD_EXIT_UNUSABLE;
+}
+
+/* Parse the global options, find the command and run it. */
+int main(int argc, char **argv)
+{
+	struct cmd_ctx ctx = { 0 };
+	const struct cmd_entry *best = NULL;
+	int i, words = 0;
+
+	log_init("autopack-ctl", LOG_INFO);
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			ctl_usage(stdout);
+			return CMD_EXIT_OK;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("autopack-ctl %s\n", AUTOPACK_VERSION);
+			return CMD_EXIT_OK;
+		} else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+			ctx.db_flag = argv[++i];
+		} else if (strncmp(argv[i], "--db=", 5) == 0) {
+			ctx.db_flag = argv[i] + 5;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			ctx.json = true;
+		} else {
+			fprintf(stderr, "autopack-ctl: unknown option, or an option missing its "
+			    "value: '%s'\n", argv[i]);
+			ctl_usage(stderr);
+			return CMD_EXIT_UNUSABLE;
+		}
+	}
+	if (i == argc) {
+		fprintf(stderr, "autopack-ctl: no command given\n");
+		ctl_usage(stderr);
+		return CMD_EXIT_UNUSABLE;
+	}
+	for (size_t k = 0; k < cmd_table_size; k++) {
+		int w = ctl_match(cmd_table[k], argc - i, argv + i);
+
+		if (w > words) {
+			words = w;
+			best = cmd_table[k];
+		}
+	}
+	if (best == NULL)
+		return ctl_unknown(argc - i, argv + i);
+	ctx.entry = best;
+	optind = 0;
+	opterr = 0;
+	i += words - 1;
+	return best->exec(&ctx, argc - i, argv + i);
+}
