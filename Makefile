@@ -10,7 +10,7 @@ PKGS      := libuv sqlite3 msgpack libcurl jansson
 BUILD_DEBS := gcc make pkg-config libuv1-dev libsqlite3-dev libmsgpack-dev \
               libcurl4-openssl-dev libjansson-dev
 TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
-             python3-pytest-xdist clang libclang-rt-14-dev strace
+             python3-pytest-xdist clang libclang-rt-14-dev strace clang-format
 PYTHON    := /usr/bin/python3
 VERSION   := 0.1.0
 
@@ -50,7 +50,7 @@ UNIT      := $(O)/bin/unit-tests
 TOOLS     := $(O)/bin/proto-tool
 STAMP     := build/.deps-ok
 
-.PHONY: all deps check fuzz bench demo clean
+.PHONY: all deps check fuzz bench demo clean format format-check
 all: $(BINS)
 
 # Install the Debian packages in $(1) that are missing; as non-root, print the command.
@@ -92,7 +92,16 @@ $(O)/bin/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-check: $(BINS) $(UNIT) $(TOOLS) build/.test-deps-ok
+C_FILES    = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build/*')
+
+# Apply the one style (.clang-format) to every C file, or fail naming the files that differ.
+format: build/.test-deps-ok
+	clang-format -i $(C_FILES)
+format-check: build/.test-deps-ok
+	@clang-format --dry-run --Werror $(C_FILES) 2>&1 | grep -o '^[^:]*\.[ch]' | sort -u | \
+	  sed 's/^/autopack: not formatted (make format): /' | grep . >&2 && exit 1 || true
+
+check: $(BINS) $(UNIT) $(TOOLS) build/.test-deps-ok format-check
 	@AUTOPACK_BIN=$(abspath $(O)/bin) AUTOPACK_SANITIZE=$(SANITIZE) \
 	  $(PYTHON) -m pytest -c tests/pytest.ini tests
 

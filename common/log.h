@@ -3,17 +3,20 @@
 #ifndef AUTOPACK_LOG_H
 #define AUTOPACK_LOG_H
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_level {
+	LOG_DEBUG,
+	LOG_INFO,
+	LOG_WARN,
+	LOG_ERROR
+};
 
 /* Name the program in every line; lines below `min` are dropped. */
 void log_init(const char *program, enum log_level min);
 /* Send lines to `path` (appended) instead of stderr; returns 0 or -errno. */
 int log_open(const char *path);
-void log_msg(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Log at error level and exit(status). */
-void log_fatal(int status, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3), noreturn));
+void log_fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

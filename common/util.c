@@ -106,7 +106,7 @@ int mkdir_p(const char *path, unsigned mode)
 	char *p = xstrdup(path), *s;
 	int rc = 0;
 
-	for (s = p + 1; ; s++) {
+	for (s = p + 1;; s++) {
 		if (*s == '/' || *s == '\0') {
 			char c = *s;
 

@@ -9,8 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char *err,
-    size_t errlen)
+int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CMD_OPT_WORKSPACE = CMD_OPT_FIRST_OWN };
+enum {
+	CMD_OPT_WORKSPACE = CMD_OPT_FIRST_OWN
+};
 
 static const struct option cmd_adopt_opts[] = {
 	CMD_OPTS_COMMON,
@@ -19,8 +21,7 @@ static const struct option cmd_adopt_opts[] = {
 
 /* Resolve the database from --db / the environment and an optional positional URL;
  * two that name different files are refused. 0, or an exit code after reporting. */
-static int cmd_adopt_resolve(struct cmd_ctx *ctx, const char *positional, char **path,
-    char **url)
+static int cmd_adopt_resolve(struct cmd_ctx *ctx, const char *positional, char **path, char **url)
 {
 	char err[1024], *ppath, *purl;
 	int ret;
@@ -35,8 +36,10 @@ static int cmd_adopt_resolve(struct cmd_ctx *ctx, const char *positional, char *
 		ctx->db_flag = positional;
 	ret = cmd_db_resolve(ctx, path, url);
 	if (ret == 0 && strcmp(*path, ppath) != 0) {
-		cmd_fail(ctx, STORE_EINVAL, "two databases named: %s (--db or the environment) "
-		    "and %s (the argument); name one", *url, purl);
+		cmd_fail(ctx, STORE_EINVAL,
+		    "two databases named: %s (--db or the environment) "
+		    "and %s (the argument); name one",
+		    *url, purl);
 		free(*path);
 		free(*url);
 		ret = CMD_EXIT_UNUSABLE;
@@ -56,11 +59,13 @@ static int cmd_adopt_exists(struct cmd_ctx *ctx, const char *path, const char *u
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s", err.text);
 	store_banner(&st, cmd_text_out(ctx));
-	fprintf(cmd_text_out(ctx), "%s is already an autopack database (uuid %s), nothing "
-	    "changed\n", st.url, st.uuid);
+	fprintf(cmd_text_out(ctx),
+	    "%s is already an autopack database (uuid %s), nothing "
+	    "changed\n",
+	    st.url, st.uuid);
 	if (ctx->json)
-		cmd_json_print(json_pack("{s:b, s:b, s:o}", "ok", 1, "adopted", 0, "database",
-		    cmd_identity_json(&st)));
+		cmd_json_print(json_pack(
+		    "{s:b, s:b, s:o}", "ok", 1, "adopted", 0, "database", cmd_identity_json(&st)));
 	store_close(&st);
 	return CMD_EXIT_OK;
 }
@@ -75,17 +80,18 @@ static void cmd_adopt_print_list(FILE *out, const char *label, char **items, siz
 }
 
 /* Print what the adoption did. */
-static void cmd_adopt_print(FILE *out, const struct store *st,
-    const struct store_adopt_report *r)
+static void cmd_adopt_print(FILE *out, const struct store *st, const struct store_adopt_report *r)
 {
 	bool relaxed = false;
 
 	fprintf(out, "adopted %s: new uuid %s, schema version %d\n", st->url, r->uuid,
 	    st->schema_version);
 	fprintf(out, "backup (taken first): %s\n", r->backup_path);
-	fprintf(out, "legacy rows kept: runs %lld, tiers %lld, phases %lld, llm_usage_events "
-	    "%lld, token_estimation_v2_events %lld\n", (long long)r->runs, (long long)r->tiers,
-	    (long long)r->phases, (long long)r->usage_events, (long long)r->v2_events);
+	fprintf(out,
+	    "legacy rows kept: runs %lld, tiers %lld, phases %lld, llm_usage_events "
+	    "%lld, token_estimation_v2_events %lld\n",
+	    (long long)r->runs, (long long)r->tiers, (long long)r->phases,
+	    (long long)r->usage_events, (long long)r->v2_events);
 	cmd_adopt_print_list(out, "tables created", r->tables_created, r->n_tables_created);
 	fprintf(out, "columns added:");
 	for (size_t i = 0; i < r->n_columns_added; i++) {
@@ -95,7 +101,8 @@ static void cmd_adopt_print(FILE *out, const struct store *st,
 	}
 	fprintf(out, "%s\n", r->n_columns_added == 0 ? " (none)" : "");
 	if (relaxed) {
-		fprintf(out, "  added nullable (NOT NULL without a default in autopack's schema, "
+		fprintf(out,
+		    "  added nullable (NOT NULL without a default in autopack's schema, "
 		    "which SQLite cannot add to a table with rows):");
 		for (size_t i = 0, k = 0; i < r->n_columns_added; i++)
 			if (r->columns_added[i].relaxed)
@@ -108,14 +115,18 @@ static void cmd_adopt_print(FILE *out, const struct store *st,
 		fprintf(out, "index not created: %s (%s)\n", r->indexes_skipped[i].name,
 		    r->indexes_skipped[i].why);
 	fprintf(out, "legacy data:\n");
-	fprintf(out, "  %lld phase(s) left EXECUTING by the original put back to QUEUED "
-	    "(last_failure_reason kept)\n", (long long)r->executing_requeued);
+	fprintf(out,
+	    "  %lld phase(s) left EXECUTING by the original put back to QUEUED "
+	    "(last_failure_reason kept)\n",
+	    (long long)r->executing_requeued);
 	fprintf(out, "  %lld run(s) without a workspace now use %s/<run id> (created)\n",
 	    (long long)r->workspaces_set, r->workspace_base);
 	fprintf(out, "  %lld phase(s) with a bare-string scope kept (read as one scope path)\n",
 	    (long long)r->bare_scopes);
-	fprintf(out, "  %lld llm_usage_events row(s) without a prompt/completion split kept "
-	    "(NULLs stay NULL)\n", (long long)r->usage_without_split);
+	fprintf(out,
+	    "  %lld llm_usage_events row(s) without a prompt/completion split kept "
+	    "(NULLs stay NULL)\n",
+	    (long long)r->usage_without_split);
 	for (size_t i = 0; i < r->n_fills; i++) {
 		const struct store_adopt_fill *f = &r->fills[i];
 
@@ -139,36 +150,35 @@ static json_t *cmd_adopt_json(struct store *st, const struct store_adopt_report 
 	for (size_t i = 0; i < r->n_indexes_created; i++)
 		json_array_append_new(indexes, json_string(r->indexes_created[i]));
 	for (size_t i = 0; i < r->n_columns_added; i++)
-		json_array_append_new(cols, json_pack("{s:s, s:s, s:s, s:b}",
-		    "table", r->columns_added[i].table, "column", r->columns_added[i].column,
-		    "declared", r->columns_added[i].decl, "added_nullable",
-		    r->columns_added[i].relaxed));
+		json_array_append_new(cols,
+		    json_pack("{s:s, s:s, s:s, s:b}", "table", r->columns_added[i].table, "column",
+		        r->columns_added[i].column, "declared", r->columns_added[i].decl,
+		        "added_nullable", r->columns_added[i].relaxed));
 	for (size_t i = 0; i < r->n_indexes_skipped; i++)
-		json_array_append_new(skipped, json_pack("{s:s, s:s}", "name",
-		    r->indexes_skipped[i].name, "reason", r->indexes_skipped[i].why));
+		json_array_append_new(skipped,
+		    json_pack("{s:s, s:s}", "name", r->indexes_skipped[i].name, "reason",
+		        r->indexes_skipped[i].why));
 	for (size_t i = 0; i < r->n_fills; i++)
-		json_array_append_new(fills, json_pack("{s:s, s:s, s:I, s:s?}", "table",
-		    r->fills[i].table, "column", r->fills[i].column, "rows",
-		    (json_int_t)r->fills[i].rows, "value", r->fills[i].value));
+		json_array_append_new(fills,
+		    json_pack("{s:s, s:s, s:I, s:s?}", "table", r->fills[i].table, "column",
+		        r->fills[i].column, "rows", (json_int_t)r->fills[i].rows, "value",
+		        r->fills[i].value));
 	return json_pack("{s:b, s:b, s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o, "
-	    "s:o, s:o, s:{s:I, s:I, s:I, s:I, s:o}, s:o}",
-	    "ok", 1, "adopted", 1, "uuid", r->uuid, "backup", r->backup_path,
-	    "workspace_base", r->workspace_base,
-	    "legacy_rows", "runs", (json_int_t)r->runs, "tiers", (json_int_t)r->tiers,
-	    "phases", (json_int_t)r->phases, "llm_usage_events", (json_int_t)r->usage_events,
-	    "token_estimation_v2_events", (json_int_t)r->v2_events,
+	                 "s:o, s:o, s:{s:I, s:I, s:I, s:I, s:o}, s:o}",
+	    "ok", 1, "adopted", 1, "uuid", r->uuid, "backup", r->backup_path, "workspace_base",
+	    r->workspace_base, "legacy_rows", "runs", (json_int_t)r->runs, "tiers",
+	    (json_int_t)r->tiers, "phases", (json_int_t)r->phases, "llm_usage_events",
+	    (json_int_t)r->usage_events, "token_estimation_v2_events", (json_int_t)r->v2_events,
 	    "tables_created", tables, "columns_added", cols, "indexes_created", indexes,
-	    "indexes_skipped", skipped,
-	    "legacy_data", "executing_requeued", (json_int_t)r->executing_requeued,
-	    "workspaces_set", (json_int_t)r->workspaces_set,
-	    "bare_string_scopes", (json_int_t)r->bare_scopes,
-	    "usage_without_split", (json_int_t)r->usage_without_split, "nulls_filled", fills,
-	    "database", cmd_identity_json(st));
+	    "indexes_skipped", skipped, "legacy_data", "executing_requeued",
+	    (json_int_t)r->executing_requeued, "workspaces_set", (json_int_t)r->workspaces_set,
+	    "bare_string_scopes", (json_int_t)r->bare_scopes, "usage_without_split",
+	    (json_int_t)r->usage_without_split, "nulls_filled", fills, "database",
+	    cmd_identity_json(st));
 }
 
 /* Adopt under the lock, then report from a fresh read-only open. */
-static int cmd_adopt_run(struct cmd_ctx *ctx, const char *path, const char *url,
-    const char *ws)
+static int cmd_adopt_run(struct cmd_ctx *ctx, const char *path, const char *url, const char *ws)
 {
 	struct store_adopt_report rep;
 	struct store_err err;

@@ -8,8 +8,8 @@
 #include <string.h>
 
 /* Load the active set into d->current (the defaults when none is active). */
-static int cmd_calib_load_current(const struct cmd_ctx *ctx, struct store *st,
-    struct cmd_calib_data *d)
+static int cmd_calib_load_current(
+    const struct cmd_ctx *ctx, struct store *st, struct cmd_calib_data *d)
 {
 	struct store_coef_set set;
 	struct store_err err;
@@ -20,8 +20,9 @@ static int cmd_calib_load_current(const struct cmd_ctx *ctx, struct store *st,
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s", err.text);
 	est_coefs_default(&d->current);
-	if (found && calib_coefs_from_json(set.overhead_json, (uint64_t)set.version,
-	    &d->current, msg, sizeof msg) != 0)
+	if (found &&
+	    calib_coefs_from_json(
+	        set.overhead_json, (uint64_t)set.version, &d->current, msg, sizeof msg) != 0)
 		rc = cmd_fail(ctx, STORE_EINVAL, "%s: the active coefficient set is unusable: %s",
 		    st->url, msg);
 	store_coef_set_free(&set);
@@ -41,8 +42,8 @@ static bool cmd_calib_load_set(struct store *st, int64_t version, struct calib_c
 		est_coefs_default(c);
 		found = true;
 	} else if (store_coef_get(st, version, &set, &found, &err) == 0 && found) {
-		found = calib_coefs_from_json(set.overhead_json, (uint64_t)version, c, msg,
-		    sizeof msg) == 0;
+		found = calib_coefs_from_json(
+		            set.overhead_json, (uint64_t)version, c, msg, sizeof msg) == 0;
 		store_coef_set_free(&set);
 	}
 	if (found)
@@ -53,15 +54,14 @@ static bool cmd_calib_load_set(struct store *st, int64_t version, struct calib_c
 
 /* Move a clean sample's prediction onto the active set when the set it was estimated
  * with is known and differs; count samples whose set is unknown. */
-static void cmd_calib_reexpress(struct store *st, struct cmd_calib_data *d,
-    struct telem_sample *s)
+static void cmd_calib_reexpress(struct store *st, struct cmd_calib_data *d, struct telem_sample *s)
 {
 	const struct est_coefs *at;
 	int64_t v = s->estimator_version;
 	bool moved;
 
-	if (v <= 0 || (calib_coef_sets_find(&d->sets, v) == NULL &&
-	    !cmd_calib_load_set(st, v, &d->sets))) {
+	if (v <= 0 ||
+	    (calib_coef_sets_find(&d->sets, v) == NULL && !cmd_calib_load_set(st, v, &d->sets))) {
 		d->n_unknown_version++;
 		return;
 	}
@@ -99,9 +99,11 @@ int cmd_calib_load(const struct cmd_ctx *ctx, struct store *st, const struct cmd
 		}
 	}
 	if (d->n_clean == 0) {
-		rc = cmd_fail(ctx, STORE_EINVAL, "no clean samples (success, not truncated, "
+		rc = cmd_fail(ctx, STORE_EINVAL,
+		    "no clean samples (success, not truncated, "
 		    "actual >= %d) among the %zu token_estimation_v2 events of %s%s; nothing to "
-		    "calibrate on", TELEM_CLEAN_MIN_ACTUAL, d->samples.n, st->url,
+		    "calibrate on",
+		    TELEM_CLEAN_MIN_ACTUAL, d->samples.n, st->url,
 		    c->filter.n_run_ids > 0 ? " for the given --run-id" : "");
 		cmd_calib_data_free(d);
 		return rc;

@@ -20,15 +20,17 @@ int cmd_calib_rollback(struct cmd_ctx *ctx)
 	if (rc != 0) {
 		ret = cmd_fail(ctx, rc, "%s", err.text);
 	} else {
-		fprintf(cmd_text_out(ctx), "rolled back: coefficient set %lld is no longer "
+		fprintf(cmd_text_out(ctx),
+		    "rolled back: coefficient set %lld is no longer "
 		    "active; version %lld%s is active now (the supervisor picks it up at its next "
-		    "start)\n", (long long)from, (long long)now, now == STORE_COEF_BUILTIN ?
-		    " (the built-in defaults)" : "");
+		    "start)\n",
+		    (long long)from, (long long)now,
+		    now == STORE_COEF_BUILTIN ? " (the built-in defaults)" : "");
 		if (ctx->json)
-			cmd_json_print(json_pack("{s:b, s:I, s:I, s:b, s:o}", "ok", 1,
-			    "rolled_back_version", (json_int_t)from, "active_version",
-			    (json_int_t)now, "builtin", now == STORE_COEF_BUILTIN, "database",
-			    cmd_identity_json(&st)));
+			cmd_json_print(
+			    json_pack("{s:b, s:I, s:I, s:b, s:o}", "ok", 1, "rolled_back_version",
+			        (json_int_t)from, "active_version", (json_int_t)now, "builtin",
+			        now == STORE_COEF_BUILTIN, "database", cmd_identity_json(&st)));
 	}
 	cmd_close_write(&st, lock_fd);
 	return ret;
@@ -40,7 +42,8 @@ static void cmd_calib_print_changes(FILE *out, json_t *prov)
 	json_t *changes = json_object_get(prov, "changes"), *ch;
 	size_t i, k = 0;
 
-	json_array_foreach(changes, i, ch) {
+	json_array_foreach(changes, i, ch)
+	{
 		json_t *row = json_object_get(ch, "overhead_row");
 
 		if (!json_is_array(row))
@@ -76,8 +79,8 @@ int cmd_calib_list(struct cmd_ctx *ctx)
 		return ret;
 	}
 	arr = json_array();
-	fprintf(out, "\n  %-7s %-6s %-24s %-6s %-7s %s\n", "version", "active", "created",
-	    "parent", "samples", "changes");
+	fprintf(out, "\n  %-7s %-6s %-24s %-6s %-7s %s\n", "version", "active", "created", "parent",
+	    "samples", "changes");
 	for (size_t i = 0; i < n; i++) {
 		json_t *prov = json_loads(sets[i].provenance_json, 0, NULL);
 		json_t *oh = json_loads(sets[i].overhead_json, 0, NULL);
@@ -90,11 +93,12 @@ int cmd_calib_list(struct cmd_ctx *ctx)
 		    (long long)json_integer_value(json_object_get(prov, "samples_used")));
 		cmd_calib_print_changes(out, prov);
 		fputc('\n', out);
-		json_array_append_new(arr, json_pack("{s:I, s:b, s:s, s:I, s:o, s:o}", "version",
-		    (json_int_t)sets[i].version, "active", sets[i].active, "created_at",
-		    sets[i].created_at, "parent_version", (json_int_t)sets[i].parent_version,
-		    "provenance", prov != NULL ? prov : json_null(), "overhead",
-		    oh != NULL ? oh : json_null()));
+		json_array_append_new(arr,
+		    json_pack("{s:I, s:b, s:s, s:I, s:o, s:o}", "version",
+		        (json_int_t)sets[i].version, "active", sets[i].active, "created_at",
+		        sets[i].created_at, "parent_version", (json_int_t)sets[i].parent_version,
+		        "provenance", prov != NULL ? prov : json_null(), "overhead",
+		        oh != NULL ? oh : json_null()));
 	}
 	fprintf(out, "  %-7d %-6s %-24s %-6s %-7s %s\n", STORE_COEF_BUILTIN,
 	    active == STORE_COEF_BUILTIN ? "yes" : "", "(built-in defaults)", "-", "-", "-");

@@ -24,14 +24,14 @@ struct cmd_calib {
 
 /* What a calibration works from, read from the database. */
 struct cmd_calib_data {
-	struct est_coefs current;            /* the active set, or the built-in defaults */
-	struct telem_samples samples;        /* every event the filter selects */
-	struct telem_sample *work;           /* copies of the clean ones (strings shared) */
-	const struct telem_sample **clean;   /* pointers to the copies */
+	struct est_coefs current;          /* the active set, or the built-in defaults */
+	struct telem_samples samples;      /* every event the filter selects */
+	struct telem_sample *work;         /* copies of the clean ones (strings shared) */
+	const struct telem_sample **clean; /* pointers to the copies */
 	size_t n_clean;
-	struct calib_coef_sets sets;         /* the active set and those samples came from */
-	size_t n_unknown_version;            /* clean samples whose set is unknown */
-	size_t n_reexpressed;                /* clean samples moved onto the active set */
+	struct calib_coef_sets sets; /* the active set and those samples came from */
+	size_t n_unknown_version;    /* clean samples whose set is unknown */
+	size_t n_reexpressed;        /* clean samples moved onto the active set */
 };
 
 /* Read the active set, the samples and the sets they were estimated with; refuses

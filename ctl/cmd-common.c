@@ -27,26 +27,22 @@ int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nusage: autopack-ctl [--db URL] %s %s\n", ctx->entry->name,
-	    ctx->entry->args);
+	fprintf(
+	    stderr, "\nusage: autopack-ctl [--db URL] %s %s\n", ctx->entry->name, ctx->entry->args);
 	return CMD_EXIT_UNUSABLE;
 }
 
 /* Return the next command-specific option, handling the common ones. */
-int cmd_getopt(struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts,
-    int *exit_code)
+int cmd_getopt(
+    struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code)
 {
 	int c;
 
 	for (;;) {
 		c = getopt_long(argc, argv, "h", opts, NULL);
 		switch (c) {
-		case CMD_OPT_DB:
-			ctx->db_flag = optarg;
-			continue;
-		case CMD_OPT_JSON:
-			ctx->json = true;
-			continue;
+		case CMD_OPT_DB: ctx->db_flag = optarg; continue;
+		case CMD_OPT_JSON: ctx->json = true; continue;
 		case 'h':
 			cmd_print_help(ctx->entry);
 			*exit_code = CMD_EXIT_OK;
@@ -55,11 +51,12 @@ int cmd_getopt(struct cmd_ctx *ctx, int argc, char **argv, const struct option *
 			if (optopt > 0 && optopt < CMD_OPT_DB)
 				*exit_code = cmd_usage_error(ctx, "unknown option '-%c'", optopt);
 			else
-				*exit_code = cmd_usage_error(ctx, "unknown option, or an option "
-				    "missing its value: '%s'", argv[optind - 1]);
+				*exit_code = cmd_usage_error(ctx,
+				    "unknown option, or an option "
+				    "missing its value: '%s'",
+				    argv[optind - 1]);
 			return CMD_OPT_DONE;
-		default:
-			return c;
+		default: return c;
 		}
 	}
 }
@@ -73,14 +70,11 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx)
 int cmd_exit_code(int store_rc)
 {
 	switch (store_rc) {
-	case STORE_OK:
-		return CMD_EXIT_OK;
+	case STORE_OK: return CMD_EXIT_OK;
 	case STORE_EINVAL:
 	case STORE_EEXIST:
-	case STORE_EBUSY:
-		return CMD_EXIT_REFUSED;
-	default:
-		return CMD_EXIT_UNUSABLE;
+	case STORE_EBUSY: return CMD_EXIT_REFUSED;
+	default: return CMD_EXIT_UNUSABLE;
 	}
 }
 
@@ -95,8 +89,8 @@ int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "autopack-ctl: %s\n", msg);
 	if (ctx->json)
-		cmd_json_print(json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
-		    store_strerror(code), "message", msg));
+		cmd_json_print(json_pack(
+		    "{s:b, s:s, s:s}", "ok", 0, "error", store_strerror(code), "message", msg));
 	return cmd_exit_code(code);
 }
 
@@ -162,11 +156,10 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 		cmd_holder_name(holder, name, sizeof name);
 		return cmd_fail(ctx, STORE_EBUSY,
 		    "database %s is held by %s pid %ld; nothing was written (stop it first, "
-		    "or, for a supervisor, send the command through it)", path, name,
-		    (long)holder);
+		    "or, for a supervisor, send the command through it)",
+		    path, name, (long)holder);
 	}
-	return cmd_fail(ctx, STORE_EIO, "cannot take the lock %s.lock: %s", path,
-	    strerror(errno));
+	return cmd_fail(ctx, STORE_EIO, "cannot take the lock %s.lock: %s", path, strerror(errno));
 }
 
 /* Check, lock and open for writing (migrating if older); print the banner. */
@@ -200,9 +193,10 @@ int cmd_open_write(const struct cmd_ctx *ctx, struct store *st, int *lock_fd)
 		return cmd_fail(ctx, rc, "%s", err.text);
 	store_banner(st, cmd_text_out(ctx));
 	if (st->migrated_from != 0)
-		fprintf(cmd_text_out(ctx), "migrated the schema from version %d to %d; the old "
-		    "database was copied to %s\n", st->migrated_from, st->schema_version,
-		    st->backup_path);
+		fprintf(cmd_text_out(ctx),
+		    "migrated the schema from version %d to %d; the old "
+		    "database was copied to %s\n",
+		    st->migrated_from, st->schema_version, st->backup_path);
 	return 0;
 }
 
@@ -223,13 +217,11 @@ json_t *cmd_identity_json(struct store *st)
 	store_identity_read(st, &id, NULL);
 	for (int i = 0; i < STORE_COUNT_N; i++)
 		json_object_set_new(counts, store_count_name(i), json_integer(id.counts[i]));
-	snprintf(devino, sizeof devino, "%lu:%lu", (unsigned long)st->dev,
-	    (unsigned long)st->ino);
-	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:s, s:s, s:o}",
-	    "url", st->url, "path", st->path, "size", (json_int_t)id.size,
-	    "wal_size", (json_int_t)id.wal_size, "device_inode", devino, "uuid", st->uuid,
-	    "schema_version", st->schema_version, "created_at", id.created_at,
-	    "created_by", id.created_by, "rows", counts);
+	snprintf(devino, sizeof devino, "%lu:%lu", (unsigned long)st->dev, (unsigned long)st->ino);
+	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:s, s:s, s:o}", "url", st->url,
+	    "path", st->path, "size", (json_int_t)id.size, "wal_size", (json_int_t)id.wal_size,
+	    "device_inode", devino, "uuid", st->uuid, "schema_version", st->schema_version,
+	    "created_at", id.created_at, "created_by", id.created_by, "rows", counts);
 }
 
 /* Print JSON on stdout and free it; exits if it could not be built. */

@@ -14,7 +14,9 @@ static const struct option cmd_db_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-enum { CMD_OPT_ALLOW_EMPTY = CMD_OPT_FIRST_OWN };
+enum {
+	CMD_OPT_ALLOW_EMPTY = CMD_OPT_FIRST_OWN
+};
 
 static const struct option cmd_db_check_opts[] = {
 	CMD_OPTS_COMMON,
@@ -40,11 +42,13 @@ static int cmd_db_parse_plain(struct cmd_ctx *ctx, int argc, char **argv, int *r
 /* Report an existing autopack database that init leaves alone. */
 static int cmd_db_init_exists(struct cmd_ctx *ctx, struct store *st)
 {
-	fprintf(cmd_text_out(ctx), "%s is already an autopack database (uuid %s), nothing "
-	    "changed\n", st->url, st->uuid);
+	fprintf(cmd_text_out(ctx),
+	    "%s is already an autopack database (uuid %s), nothing "
+	    "changed\n",
+	    st->url, st->uuid);
 	if (ctx->json)
-		cmd_json_print(json_pack("{s:b, s:b, s:o}", "ok", 1, "created", 0,
-		    "database", cmd_identity_json(st)));
+		cmd_json_print(json_pack(
+		    "{s:b, s:b, s:o}", "ok", 1, "created", 0, "database", cmd_identity_json(st)));
 	return CMD_EXIT_OK;
 }
 
@@ -70,8 +74,8 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 			ret = cmd_db_init_exists(ctx, &st);
 			store_close(&st);
 		} else {
-			ret = cmd_fail(ctx, rc, "refusing to initialise over an existing file: %s",
-			    err.text);
+			ret = cmd_fail(
+			    ctx, rc, "refusing to initialise over an existing file: %s", err.text);
 		}
 		goto out;
 	}
@@ -93,8 +97,10 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (!created) {
 		ret = cmd_db_init_exists(ctx, &st);
 	} else {
-		fprintf(cmd_text_out(ctx), "created autopack database %s (uuid %s, schema "
-		    "version %d)\n", st.url, st.uuid, st.schema_version);
+		fprintf(cmd_text_out(ctx),
+		    "created autopack database %s (uuid %s, schema "
+		    "version %d)\n",
+		    st.url, st.uuid, st.schema_version);
 		if (ctx->json)
 			cmd_json_print(json_pack("{s:b, s:b, s:o}", "ok", 1, "created", 1,
 			    "database", cmd_identity_json(&st)));
@@ -135,8 +141,7 @@ static void cmd_print_counts(FILE *out, const char *label, const struct store_co
 	if (c->n == 0)
 		fprintf(out, " (none)");
 	for (size_t i = 0; i < c->n; i++)
-		fprintf(out, "%s %s %lld", i ? "," : "", c->items[i].key,
-		    (long long)c->items[i].n);
+		fprintf(out, "%s %s %lld", i ? "," : "", c->items[i].key, (long long)c->items[i].n);
 	fputc('\n', out);
 }
 
@@ -154,16 +159,18 @@ static void cmd_db_check_print(FILE *out, const struct store_stats *s)
 	for (size_t i = 0; i < s->n_runs; i++) {
 		const struct store_run_phases *r = &s->per_run[i];
 
-		fprintf(out, "  %s [%s]: %lld phases (%lld queued, %lld executing, %lld complete, "
-		    "%lld failed)\n", r->run_id, r->state, (long long)r->total,
-		    (long long)r->queued, (long long)r->executing, (long long)r->complete,
-		    (long long)r->failed);
+		fprintf(out,
+		    "  %s [%s]: %lld phases (%lld queued, %lld executing, %lld complete, "
+		    "%lld failed)\n",
+		    r->run_id, r->state, (long long)r->total, (long long)r->queued,
+		    (long long)r->executing, (long long)r->complete, (long long)r->failed);
 	}
 	fprintf(out, "\nTelemetry\n");
-	fprintf(out, "  token_estimation_v2_events: %lld (success %lld, %.1f%%; truncated "
-	    "%lld, %.1f%%)\n", (long long)s->v2_total, (long long)s->v2_success,
-	    cmd_pct(s->v2_success, s->v2_total), (long long)s->v2_truncated,
-	    cmd_pct(s->v2_truncated, s->v2_total));
+	fprintf(out,
+	    "  token_estimation_v2_events: %lld (success %lld, %.1f%%; truncated "
+	    "%lld, %.1f%%)\n",
+	    (long long)s->v2_total, (long long)s->v2_success, cmd_pct(s->v2_success, s->v2_total),
+	    (long long)s->v2_truncated, cmd_pct(s->v2_truncated, s->v2_total));
 	cmd_print_counts(out, "successful events by category", &s->v2_by_category);
 	cmd_print_counts(out, "successful events by complexity", &s->v2_by_complexity);
 	fprintf(out, "  llm_usage_events: %lld (%lld failed calls), %lld tokens\n",
@@ -188,25 +195,23 @@ static json_t *cmd_db_check_json(const struct store_stats *s)
 	for (size_t i = 0; i < s->n_runs; i++) {
 		const struct store_run_phases *r = &s->per_run[i];
 
-		json_array_append_new(per_run, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
-		    "run_id", r->run_id, "state", r->state, "phases", (json_int_t)r->total,
-		    "queued", (json_int_t)r->queued, "executing", (json_int_t)r->executing,
-		    "complete", (json_int_t)r->complete, "failed", (json_int_t)r->failed));
+		json_array_append_new(per_run,
+		    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "run_id", r->run_id, "state",
+		        r->state, "phases", (json_int_t)r->total, "queued", (json_int_t)r->queued,
+		        "executing", (json_int_t)r->executing, "complete", (json_int_t)r->complete,
+		        "failed", (json_int_t)r->failed));
 	}
 	return json_pack("{s:{s:o, s:I}, s:{s:I, s:o, s:o}, s:{s:{s:I, s:I, s:f, s:I, s:f, "
-	    "s:o, s:o}, s:{s:I, s:I, s:I}}}",
-	    "phases", "by_state", cmd_counts_json(&s->phase_states), "total",
-	    (json_int_t)s->phases,
+	                 "s:o, s:o}, s:{s:I, s:I, s:I}}}",
+	    "phases", "by_state", cmd_counts_json(&s->phase_states), "total", (json_int_t)s->phases,
 	    "runs", "total", (json_int_t)s->runs, "by_state", cmd_counts_json(&s->run_states),
-	    "per_run", per_run,
-	    "telemetry", "token_estimation_v2", "total", (json_int_t)s->v2_total,
-	    "success", (json_int_t)s->v2_success, "success_pct",
+	    "per_run", per_run, "telemetry", "token_estimation_v2", "total",
+	    (json_int_t)s->v2_total, "success", (json_int_t)s->v2_success, "success_pct",
 	    cmd_pct(s->v2_success, s->v2_total), "truncated", (json_int_t)s->v2_truncated,
-	    "truncated_pct", cmd_pct(s->v2_truncated, s->v2_total),
-	    "success_by_category", cmd_counts_json(&s->v2_by_category),
-	    "success_by_complexity", cmd_counts_json(&s->v2_by_complexity),
-	    "llm_usage", "total", (json_int_t)s->usage_total, "failed",
-	    (json_int_t)s->usage_failed, "tokens", (json_int_t)s->usage_tokens);
+	    "truncated_pct", cmd_pct(s->v2_truncated, s->v2_total), "success_by_category",
+	    cmd_counts_json(&s->v2_by_category), "success_by_complexity",
+	    cmd_counts_json(&s->v2_by_complexity), "llm_usage", "total", (json_int_t)s->usage_total,
+	    "failed", (json_int_t)s->usage_failed, "tokens", (json_int_t)s->usage_tokens);
 }
 
 /* Warn about an empty database (no runs and no phases) on stderr. */
@@ -220,11 +225,13 @@ static void cmd_db_check_warn_empty(struct store *st, bool allow)
 	    "    above is the one in use);\n"
 	    "  - the data was deleted, or the file was replaced.\n"
 	    "Next steps: add work (autopack-ctl seed telemetry-run, autopack-ctl run import\n"
-	    "PLAN.json) or restore a backup.\n", st->url);
+	    "PLAN.json) or restore a backup.\n",
+	    st->url);
 	if (allow)
 		fprintf(stderr, "Continuing because of --allow-empty-db.\n");
 	else
-		fprintf(stderr, "Exit status 1; pass --allow-empty-db to accept an empty "
+		fprintf(stderr,
+		    "Exit status 1; pass --allow-empty-db to accept an empty "
 		    "database.\n");
 }
 
@@ -249,7 +256,8 @@ static int cmd_db_check_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return ret;
 	old = st.schema_version < SCHEMA_VERSION;
 	if (old)
-		fprintf(cmd_text_out(ctx), "\nnote: schema version %d is older than this "
+		fprintf(cmd_text_out(ctx),
+		    "\nnote: schema version %d is older than this "
 		    "program's (%d); `autopack-ctl db migrate` upgrades it after a backup (the "
 		    "supervisor and the offline write commands do so too). Nothing was changed.\n",
 		    st.schema_version, SCHEMA_VERSION);
@@ -269,8 +277,9 @@ static int cmd_db_check_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		json_t *j = cmd_db_check_json(&stats);
 
 		json_object_set_new(j, "database", cmd_identity_json(&st));
-		json_object_set_new(j, "schema", json_pack("{s:i, s:i, s:b}", "version",
-		    st.schema_version, "current", SCHEMA_VERSION, "migration_needed", old));
+		json_object_set_new(j, "schema",
+		    json_pack("{s:i, s:i, s:b}", "version", st.schema_version, "current",
+		        SCHEMA_VERSION, "migration_needed", old));
 		json_object_set_new(j, "empty", json_boolean(empty));
 		json_object_set_new(j, "status", json_string(empty ? "empty" : "healthy"));
 		json_object_set_new(j, "ok", json_boolean(ret == CMD_EXIT_OK));

@@ -18,7 +18,12 @@
 
 #define LIVE_TIMEOUT_MS 30000
 
-enum { OPT_CONTROL = CMD_OPT_FIRST_OWN, OPT_FORCE, OPT_NOW, OPT_TIMEOUT };
+enum {
+	OPT_CONTROL = CMD_OPT_FIRST_OWN,
+	OPT_FORCE,
+	OPT_NOW,
+	OPT_TIMEOUT
+};
 
 /* Find the socket and the uuid to expect; 0 or an exit code after reporting. */
 static int live_target(struct cmd_ctx *ctx, const char *control, char **sock, char **uuid)
@@ -49,8 +54,8 @@ static int live_target(struct cmd_ctx *ctx, const char *control, char **sock, ch
 	} else if (store_meta_supervisor(&st, &pid, sock, &err) != 0) {
 		rc = cmd_fail(ctx, STORE_EIO, "%s", err.text);
 	} else if (pid <= 0 || *sock == NULL || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
-		rc = cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s%s",
-		    st.url, pid > 0 ? " (the last one has exited)" : "");
+		rc = cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s%s", st.url,
+		    pid > 0 ? " (the last one has exited)" : "");
 	}
 	store_close(&st);
 	if (rc != 0) {
@@ -123,8 +128,8 @@ static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, 
 }
 
 /* A status request whose reply is shown without the header line. */
-static int live_call_quiet(struct cmd_ctx *ctx, const char *control,
-    void (*show)(json_t *body, FILE *out))
+static int live_call_quiet(
+    struct cmd_ctx *ctx, const char *control, void (*show)(json_t *body, FILE *out))
 {
 	return live_call_as(ctx, control, "status", NULL, 0, show, true);
 }
@@ -149,7 +154,8 @@ static void show_workers(json_t *arr, FILE *out)
 
 	fprintf(out, "%-4s %-8s %-9s %-10s %-28s %-24s %8s %9s %5s\n", "id", "pid", "state",
 	    "attempt", "run", "phase", "age_s", "rss_kib", "jobs");
-	json_array_foreach(arr, i, w) {
+	json_array_foreach(arr, i, w)
+	{
 		fprintf(out, "%-4lld %-8lld %-9s %-10lld %-28s %-24s %8.1f %9lld %5lld\n",
 		    jint(w, "id"), jint(w, "pid"), jstr(w, "state"), jint(w, "attempt_id"),
 		    jstr(w, "run_id"), jstr(w, "phase_id"),
@@ -172,15 +178,17 @@ static void show_status(json_t *b, FILE *out)
 	    jstr(b, "synchronous"), jint(b, "commit_window_ms"), jint(b, "commit_max"));
 	fprintf(out, "workers: %lld live of %lld wanted%s\n", jint(pool, "live"),
 	    jint(pool, "target"),
-	    json_is_true(json_object_get(pool, "crash_loop")) ? " (CRASH LOOP: not respawning)" : "");
+	    json_is_true(json_object_get(pool, "crash_loop")) ? " (CRASH LOOP: not respawning)" :
+	                                                        "");
 	fprintf(out, "phases:");
-	json_object_foreach(ph, k, v)
-		if (json_integer_value(v) > 0)
-			fprintf(out, " %s %lld", k, (long long)json_integer_value(v));
+	json_object_foreach(ph, k, v) if (json_integer_value(v) > 0)
+	    fprintf(out, " %s %lld", k, (long long)json_integer_value(v));
 	fprintf(out, "\nqueue: %lld eligible, %lld in flight, %lld started\n",
 	    jint(q, "phases_queued"), jint(q, "in_flight"), jint(q, "started"));
-	fprintf(out, "events: %lld committed, %lld duplicate; rejected: %lld wrong database,"
-	    " %lld stale attempt\n", jint(n, "events_committed"), jint(n, "events_duplicate"),
+	fprintf(out,
+	    "events: %lld committed, %lld duplicate; rejected: %lld wrong database,"
+	    " %lld stale attempt\n",
+	    jint(n, "events_committed"), jint(n, "events_duplicate"),
 	    jint(n, "rejected_wrong_uuid"), jint(n, "rejected_stale"));
 	show_workers(json_object_get(pool, "workers"), out);
 }
@@ -207,14 +215,16 @@ static void show_import(json_t *b, FILE *out)
 {
 	char *runs = json_dumps(json_object_get(b, "runs"), JSON_COMPACT);
 
-	fprintf(out, "written by the supervisor (pid %lld), the database's only writer: runs %s,"
-	    " %lld tier(s), %lld phase(s), all QUEUED and now eligible\n", jint(b, "supervisor_pid"),
-	    runs != NULL ? runs : "[]", jint(b, "tiers"), jint(b, "phases"));
+	fprintf(out,
+	    "written by the supervisor (pid %lld), the database's only writer: runs %s,"
+	    " %lld tier(s), %lld phase(s), all QUEUED and now eligible\n",
+	    jint(b, "supervisor_pid"), runs != NULL ? runs : "[]", jint(b, "tiers"),
+	    jint(b, "phases"));
 	free(runs);
 }
 
-int cmd_live_forward(struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs,
-    bool *forwarded)
+int cmd_live_forward(
+    struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs, bool *forwarded)
 {
 	struct store st = { 0 };
 	struct store_err err;
@@ -257,8 +267,8 @@ int cmd_live_forward(struct cmd_ctx *ctx, const char *cmd, char **args, size_t n
 }
 
 /* Parse the options shared by live commands; collect flags to forward in args. */
-static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd,
-    int npos, void (*show)(json_t *, FILE *))
+static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd, int npos,
+    void (*show)(json_t *, FILE *))
 {
 	static const struct option opts[] = {
 		CMD_OPTS_COMMON,
@@ -275,24 +285,24 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 
 	while ((o = cmd_getopt(ctx, argc, argv, opts, &exit_code)) != -1) {
 		switch (o) {
-		case CMD_OPT_DONE:
-			return exit_code;
-		case OPT_CONTROL:
-			control = optarg;
-			break;
+		case CMD_OPT_DONE: return exit_code;
+		case OPT_CONTROL: control = optarg; break;
 		case OPT_FORCE:
 		case OPT_NOW:
 		case OPT_TIMEOUT:
 			if ((o == OPT_FORCE && strcmp(cmd, "scale") != 0) ||
 			    (o != OPT_FORCE && strcmp(cmd, "stop") != 0))
 				return cmd_usage_error(ctx, "option --%s does not apply here",
-				    o == OPT_FORCE ? "force" : o == OPT_NOW ? "now" : "timeout");
-			args[n++] = o == OPT_FORCE ? "--force" : o == OPT_NOW ? "--now" : "--timeout";
+				    o == OPT_FORCE   ? "force" :
+				        o == OPT_NOW ? "now" :
+				                       "timeout");
+			args[n++] = o == OPT_FORCE ? "--force" :
+			    o == OPT_NOW           ? "--now" :
+			                             "--timeout";
 			if (o == OPT_TIMEOUT)
 				args[n++] = optarg;
 			break;
-		default:
-			return cmd_usage_error(ctx, "unexpected option");
+		default: return cmd_usage_error(ctx, "unexpected option");
 		}
 	}
 	if (argc - optind != npos)
@@ -340,11 +350,13 @@ static void show_progress(json_t *b, FILE *out)
 	char ts[32];
 
 	time_iso8601(clock_wall_ms(), ts);
-	fprintf(out, "%.19s %-9s workers %lld/%lld  queued %lld  in flight %lld  complete %lld"
-	    "  failed %lld  events %lld  rejected %lld\n", ts, jstr(b, "state"),
-	    jint(pool, "live"), jint(pool, "target"), jint(q, "phases_queued"),
-	    jint(q, "in_flight"), jint(ph, "COMPLETE"), jint(ph, "FAILED"),
-	    jint(n, "events_committed"), jint(n, "rejected_wrong_uuid") + jint(n, "rejected_stale"));
+	fprintf(out,
+	    "%.19s %-9s workers %lld/%lld  queued %lld  in flight %lld  complete %lld"
+	    "  failed %lld  events %lld  rejected %lld\n",
+	    ts, jstr(b, "state"), jint(pool, "live"), jint(pool, "target"),
+	    jint(q, "phases_queued"), jint(q, "in_flight"), jint(ph, "COMPLETE"),
+	    jint(ph, "FAILED"), jint(n, "events_committed"),
+	    jint(n, "rejected_wrong_uuid") + jint(n, "rejected_stale"));
 	fflush(out);
 }
 
@@ -367,26 +379,24 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 		double v;
 
 		switch (o) {
-		case CMD_OPT_DONE:
-			return exit_code;
-		case OPT_CONTROL:
-			control = optarg;
-			break;
+		case CMD_OPT_DONE: return exit_code;
+		case OPT_CONTROL: control = optarg; break;
 		case OPT_TIMEOUT:
 			v = strtod(optarg, &end);
 			if (*end != '\0' || v < 0.1 || v > 3600)
-				return cmd_usage_error(ctx, "--interval: \"%s\" is not a number of"
-				    " seconds from 0.1 to 3600", optarg);
+				return cmd_usage_error(ctx,
+				    "--interval: \"%s\" is not a number of"
+				    " seconds from 0.1 to 3600",
+				    optarg);
 			interval_ms = (long)(v * 1000);
 			break;
 		case OPT_NOW:
 			count = strtol(optarg, &end, 10);
 			if (*end != '\0' || count < 1)
-				return cmd_usage_error(ctx, "--count: \"%s\" is not a positive number",
-				    optarg);
+				return cmd_usage_error(
+				    ctx, "--count: \"%s\" is not a positive number", optarg);
 			break;
-		default:
-			return cmd_usage_error(ctx, "unexpected option");
+		default: return cmd_usage_error(ctx, "unexpected option");
 		}
 	}
 	if (optind != argc)
@@ -402,62 +412,88 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 	return CMD_EXIT_OK;
 }
 
-#define LIVE_HELP_TAIL \
-	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL),\n" \
-	"which records its control socket, or from --control PATH. With a database named,\n" \
+#define LIVE_HELP_TAIL                                                                             \
+	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL),\n"   \
+	"which records its control socket, or from --control PATH. With a database named,\n"       \
 	"the supervisor refuses the request if it holds a different database.\n"
 
 const struct cmd_entry cmd_status_entry = {
-	"status", "[--json] [--control PATH]", "show a running supervisor's state",
+	"status",
+	"[--json] [--control PATH]",
+	"show a running supervisor's state",
 	"Show the database it holds, durability and group-commit settings, workers (pid,\n"
 	"state, attempt, age, RSS, jobs), phases by state, the queue, event and rejection\n"
-	"counters.\n" LIVE_HELP_TAIL, exec_live,
+	"counters.\n" LIVE_HELP_TAIL,
+	exec_live,
 };
 const struct cmd_entry cmd_workers_entry = {
-	"workers", "[--json] [--control PATH]", "list a running supervisor's workers",
+	"workers",
+	"[--json] [--control PATH]",
+	"list a running supervisor's workers",
 	"List the worker processes with their state and current attempt.\n" LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_metrics_entry = {
-	"metrics", "[--control PATH]", "print counters in Prometheus text format",
+	"metrics",
+	"[--control PATH]",
+	"print counters in Prometheus text format",
 	"Print the supervisor's counters and gauges in Prometheus text format.\n" LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_pause_entry = {
-	"pause", "[--control PATH]", "stop dispatching new phases",
+	"pause",
+	"[--control PATH]",
+	"stop dispatching new phases",
 	"Stop dispatching; attempts in flight finish. Recorded in control_log.\n" LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_resume_entry = {
-	"resume", "[--control PATH]", "resume dispatching",
+	"resume",
+	"[--control PATH]",
+	"resume dispatching",
 	"Resume dispatching after pause. Recorded in control_log.\n" LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_scale_entry = {
-	"scale", "N [--force] [--control PATH]", "change the number of workers",
+	"scale",
+	"N [--force] [--control PATH]",
+	"change the number of workers",
 	"Grow or shrink the pool to N workers. Shrinking retires idle workers first; busy\n"
 	"ones finish their phase, unless --force stops them (their phases are requeued).\n"
-	"Recorded in control_log.\n" LIVE_HELP_TAIL, exec_live,
+	"Recorded in control_log.\n" LIVE_HELP_TAIL,
+	exec_live,
 };
 const struct cmd_entry cmd_retry_entry = {
-	"retry", "RUN PHASE [--control PATH]", "queue a FAILED or SKIPPED phase again",
+	"retry",
+	"RUN PHASE [--control PATH]",
+	"queue a FAILED or SKIPPED phase again",
 	"Put a FAILED or SKIPPED phase back in the queue of the running supervisor; it is\n"
-	"drained in its run's order. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_live,
+	"drained in its run's order. Recorded in control_log.\n" LIVE_HELP_TAIL,
+	exec_live,
 };
 const struct cmd_entry cmd_cancel_entry = {
-	"cancel", "RUN PHASE [--control PATH]", "cancel a phase: SKIPPED, stopping it if running",
+	"cancel",
+	"RUN PHASE [--control PATH]",
+	"cancel a phase: SKIPPED, stopping it if running",
 	"Mark a queued or failed phase SKIPPED; a running one is stopped (its attempt ends as\n"
-	"cancelled) and then SKIPPED. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_live,
+	"cancelled) and then SKIPPED. Recorded in control_log.\n" LIVE_HELP_TAIL,
+	exec_live,
 };
 const struct cmd_entry cmd_watch_entry = {
-	"watch", "[--interval S] [--count N] [--control PATH]", "print live progress",
+	"watch",
+	"[--interval S] [--count N] [--control PATH]",
+	"print live progress",
 	"Print one progress line (state, workers, queue, phases done and failed, events,\n"
 	"rejections) every --interval seconds (default 1) until the supervisor exits or N\n"
-	"lines are printed.\n" LIVE_HELP_TAIL, exec_watch,
+	"lines are printed.\n" LIVE_HELP_TAIL,
+	exec_watch,
 };
 const struct cmd_entry cmd_stop_entry = {
-	"stop", "[--timeout S | --now] [--control PATH]", "stop the supervisor",
+	"stop",
+	"[--timeout S | --now] [--control PATH]",
+	"stop the supervisor",
 	"Stop dispatching and exit once attempts in flight finish; with --timeout S, kill\n"
 	"what is still running after S seconds; with --now, kill workers at once and requeue\n"
-	"their phases. Recorded in control_log.\n" LIVE_HELP_TAIL, exec_live,
+	"their phases. Recorded in control_log.\n" LIVE_HELP_TAIL,
+	exec_live,
 };

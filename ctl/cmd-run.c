@@ -41,14 +41,14 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return ret;
 	rc = store_plan_import_file(&st, plan, &sum, &err);
 	if (rc != 0) {
-		ret = cmd_fail(ctx, rc, "%s%s", err.text,
-		    rc == STORE_EINVAL ? "; nothing was written" : "");
+		ret = cmd_fail(
+		    ctx, rc, "%s%s", err.text, rc == STORE_EINVAL ? "; nothing was written" : "");
 	} else {
 		json_t *ids = json_array();
 		FILE *out = cmd_text_out(ctx);
 
-		fprintf(out, "imported %s: %zu run%s (", plan, sum.n_runs,
-		    sum.n_runs == 1 ? "" : "s");
+		fprintf(
+		    out, "imported %s: %zu run%s (", plan, sum.n_runs, sum.n_runs == 1 ? "" : "s");
 		for (size_t i = 0; i < sum.n_runs; i++) {
 			fprintf(out, "%s%s", i ? ", " : "", sum.run_ids[i]);
 			json_array_append_new(ids, json_string(sum.run_ids[i]));

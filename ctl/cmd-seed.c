@@ -7,7 +7,9 @@
 
 #define CMD_SEED_DEFAULT_WORKSPACE "autopack-workspace"
 
-enum { CMD_OPT_WORKSPACE = CMD_OPT_FIRST_OWN };
+enum {
+	CMD_OPT_WORKSPACE = CMD_OPT_FIRST_OWN
+};
 
 static const struct option cmd_seed_opts[] = {
 	CMD_OPTS_COMMON,
@@ -58,8 +60,8 @@ static int cmd_seed_telemetry_run_exec(struct cmd_ctx *ctx, int argc, char **arg
 		fprintf(cmd_text_out(ctx),
 		    "seeded run %s: %lld tier, %lld phases (implementation 6, tests 3, docs 1), "
 		    "all QUEUED\nworkspace: %s (deliverables go under "
-		    "examples/telemetry_utils/ there)\n", STORE_SEED_RUN_ID,
-		    (long long)sum.tiers, (long long)sum.phases, ws);
+		    "examples/telemetry_utils/ there)\n",
+		    STORE_SEED_RUN_ID, (long long)sum.tiers, (long long)sum.phases, ws);
 		if (ctx->json)
 			cmd_json_print(json_pack("{s:b, s:s, s:I, s:I, s:s, s:o}", "ok", 1,
 			    "run_id", STORE_SEED_RUN_ID, "tiers", (json_int_t)sum.tiers, "phases",
@@ -82,8 +84,8 @@ const struct cmd_entry cmd_seed_telemetry_run_entry = {
 	    "tests, one docs) whose deliverables go under examples/telemetry_utils/ in the\n"
 	    "workspace, each with a python3 check command. Refused if the run exists.\n"
 	    "\n"
-	    "  --workspace DIR  where deliverables are written (default ./"
-	    CMD_SEED_DEFAULT_WORKSPACE ",\n"
+	    "  --workspace DIR  where deliverables are written (default ./" CMD_SEED_DEFAULT_WORKSPACE
+	    ",\n"
 	    "                   stored as an absolute path, created if missing)\n"
 	    "  --json           print the result as JSON on stdout (the banner goes to stderr)\n",
 	.exec = cmd_seed_telemetry_run_exec,

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CMD_OPT_LATEST = CMD_OPT_FIRST_OWN };
+enum {
+	CMD_OPT_LATEST = CMD_OPT_FIRST_OWN
+};
 
 static const struct option cmd_session_list_opts[] = {
 	CMD_OPTS_COMMON,
@@ -62,18 +64,17 @@ static json_t *cmd_session_json_col(const char *text)
 /* Return one session's header as JSON. */
 static json_t *cmd_session_head_json(const struct store_session *s)
 {
-	return json_pack("{s:s, s:s, s:s?, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I}",
-	    "session_id", s->session_id, "started_at", s->started_at,
-	    "completed_at", s->completed_at, "status", cmd_session_status(s),
-	    "stop_reason", s->stop_reason, "supervisor_pid", (json_int_t)s->supervisor_pid,
-	    "attempts", (json_int_t)s->attempts, "open_attempts", (json_int_t)s->open_attempts,
-	    "results", (json_int_t)s->results, "successes", (json_int_t)s->successes,
-	    "events", (json_int_t)s->events);
+	return json_pack("{s:s, s:s, s:s?, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I}", "session_id",
+	    s->session_id, "started_at", s->started_at, "completed_at", s->completed_at, "status",
+	    cmd_session_status(s), "stop_reason", s->stop_reason, "supervisor_pid",
+	    (json_int_t)s->supervisor_pid, "attempts", (json_int_t)s->attempts, "open_attempts",
+	    (json_int_t)s->open_attempts, "results", (json_int_t)s->results, "successes",
+	    (json_int_t)s->successes, "events", (json_int_t)s->events);
 }
 
 /* Parse options of a session command: `opts`, at most one positional argument. */
-static int cmd_session_parse(struct cmd_ctx *ctx, int argc, char **argv,
-    const struct option *opts, bool *latest, const char **id, int *ret)
+static int cmd_session_parse(struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts,
+    bool *latest, const char **id, int *ret)
 {
 	int c;
 
@@ -118,17 +119,18 @@ static int cmd_session_list_exec(struct cmd_ctx *ctx, int argc, char **argv)
 
 		for (size_t i = 0; i < n; i++)
 			json_array_append_new(arr, cmd_session_head_json(&list[i]));
-		cmd_json_print(json_pack("{s:b, s:o, s:o}", "ok", 1, "sessions", arr,
-		    "database", cmd_identity_json(&st)));
+		cmd_json_print(json_pack("{s:b, s:o, s:o}", "ok", 1, "sessions", arr, "database",
+		    cmd_identity_json(&st)));
 	} else if (n == 0) {
 		printf("\nno drain sessions yet (a supervisor run records one)\n");
 	} else {
-		printf("\n%-34s %-24s %-24s %-14s %8s %9s %7s\n", "SESSION", "STARTED",
-		    "COMPLETED", "STOP REASON", "ATTEMPTS", "SUCCESSES", "EVENTS");
+		printf("\n%-34s %-24s %-24s %-14s %8s %9s %7s\n", "SESSION", "STARTED", "COMPLETED",
+		    "STOP REASON", "ATTEMPTS", "SUCCESSES", "EVENTS");
 		for (size_t i = 0; i < n; i++)
 			printf("%-34s %-24s %-24s %-14s %8lld %9lld %7lld\n", list[i].session_id,
-			    list[i].started_at, list[i].completed_at != NULL ?
-			    list[i].completed_at : cmd_session_status(&list[i]),
+			    list[i].started_at,
+			    list[i].completed_at != NULL ? list[i].completed_at :
+			                                   cmd_session_status(&list[i]),
 			    list[i].stop_reason != NULL ? list[i].stop_reason : "-",
 			    (long long)list[i].attempts, (long long)list[i].successes,
 			    (long long)list[i].events);
@@ -159,8 +161,9 @@ static json_t *cmd_session_counts_json(const struct store_counts *c, const char 
 	json_t *arr = json_array();
 
 	for (size_t i = 0; i < c->n; i++)
-		json_array_append_new(arr, json_pack("{s:s, s:I}", key_name, c->items[i].key,
-		    "count", (json_int_t)c->items[i].n));
+		json_array_append_new(arr,
+		    json_pack("{s:s, s:I}", key_name, c->items[i].key, "count",
+		        (json_int_t)c->items[i].n));
 	return arr;
 }
 
@@ -185,49 +188,40 @@ static json_t *cmd_session_summary_json(const struct store_session_summary *m)
 	json_t *stopped_fps = cmd_session_state_list(m->state, "stopped_fingerprints");
 
 	for (size_t i = 0; i < m->n_runs; i++)
-		json_array_append_new(runs, json_pack("{s:s, s:b, s:I, s:I, s:I, s:I}",
-		    "run_id", m->runs[i].run_id, "stopped", m->runs[i].stopped,
-		    "total", (json_int_t)m->runs[i].total,
-		    "succeeded", (json_int_t)m->runs[i].succeeded,
-		    "timeouts", (json_int_t)m->runs[i].timeouts,
-		    "events", (json_int_t)m->runs[i].events));
+		json_array_append_new(runs,
+		    json_pack("{s:s, s:b, s:I, s:I, s:I, s:I}", "run_id", m->runs[i].run_id,
+		        "stopped", m->runs[i].stopped, "total", (json_int_t)m->runs[i].total,
+		        "succeeded", (json_int_t)m->runs[i].succeeded, "timeouts",
+		        (json_int_t)m->runs[i].timeouts, "events", (json_int_t)m->runs[i].events));
 	for (size_t i = 0; i < m->n_recs; i++)
-		json_array_append_new(recs, json_pack("{s:s, s:s}", "id", m->recs[i].id,
-		    "text", m->recs[i].text));
+		json_array_append_new(
+		    recs, json_pack("{s:s, s:s}", "id", m->recs[i].id, "text", m->recs[i].text));
 	fpc = json_object_get(m->state, "fingerprint_counts");
 	fpc = json_is_object(fpc) ? json_incref(fpc) : json_object();
 	czy = json_object_get(m->state, "consecutive_zero_yield");
 	czy = json_is_integer(czy) ? json_incref(czy) : json_null();
 	return json_pack("{s:{s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:f, s:o, s:o, "
-	    "s:{s:o, s:o, s:o}, s:o, s:I, s:I, s:o}, "
-	    "s:{s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o}, s:o, s:o}",
-	    "summary",
-	    "total_processed", (json_int_t)m->processed,
-	    "succeeded", (json_int_t)m->succeeded,
-	    "failed", (json_int_t)m->failed,
-	    "timeouts", (json_int_t)m->timeouts,
-	    "success_rate_pct", m->success_pct,
-	    "total_events", (json_int_t)m->events,
-	    "phases_with_events", (json_int_t)m->with_events,
-	    "non_timeout_minutes", m->minutes_non_timeout,
-	    "overall_yield_per_minute", cmd_session_real(m->overall_yield),
-	    "zero_yield_breakdown", cmd_session_counts_json(&m->zero_yield, "reason"),
-	    "yield_per_minute", "median", cmd_session_real(m->yield_median),
-	    "p90", cmd_session_real(m->yield_p90), "max", cmd_session_real(m->yield_max),
-	    "top_fingerprints", cmd_session_counts_json(&m->top_fingerprints, "fingerprint"),
-	    "llm_boundary_hits", (json_int_t)m->boundary_hits,
-	    "unique_fingerprints", (json_int_t)m->unique_fingerprints,
-	    "timeout_rate_pct", json_real(m->timeout_pct),
-	    "stop_conditions",
-	    "stopped_runs", cmd_session_state_list(m->state, "stopped_runs"),
-	    "stopped_fingerprints", stopped_fps,
-	    "repeat_limit_hits", (json_int_t)json_array_size(stopped_fps),
-	    "fingerprint_counts", fpc,
-	    "consecutive_zero_yield", czy,
-	    "sampled_runs", cmd_session_state_list(m->state, "sampled_runs"),
-	    "promising_runs", cmd_session_state_list(m->state, "promising_runs"),
-	    "deprioritized_runs", cmd_session_state_list(m->state, "deprioritized_runs"),
-	    "runs", runs, "recommendations", recs);
+	                 "s:{s:o, s:o, s:o}, s:o, s:I, s:I, s:o}, "
+	                 "s:{s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o}, s:o, s:o}",
+	    "summary", "total_processed", (json_int_t)m->processed, "succeeded",
+	    (json_int_t)m->succeeded, "failed", (json_int_t)m->failed, "timeouts",
+	    (json_int_t)m->timeouts, "success_rate_pct", m->success_pct, "total_events",
+	    (json_int_t)m->events, "phases_with_events", (json_int_t)m->with_events,
+	    "non_timeout_minutes", m->minutes_non_timeout, "overall_yield_per_minute",
+	    cmd_session_real(m->overall_yield), "zero_yield_breakdown",
+	    cmd_session_counts_json(&m->zero_yield, "reason"), "yield_per_minute", "median",
+	    cmd_session_real(m->yield_median), "p90", cmd_session_real(m->yield_p90), "max",
+	    cmd_session_real(m->yield_max), "top_fingerprints",
+	    cmd_session_counts_json(&m->top_fingerprints, "fingerprint"), "llm_boundary_hits",
+	    (json_int_t)m->boundary_hits, "unique_fingerprints", (json_int_t)m->unique_fingerprints,
+	    "timeout_rate_pct", json_real(m->timeout_pct), "stop_conditions", "stopped_runs",
+	    cmd_session_state_list(m->state, "stopped_runs"), "stopped_fingerprints", stopped_fps,
+	    "repeat_limit_hits", (json_int_t)json_array_size(stopped_fps), "fingerprint_counts",
+	    fpc, "consecutive_zero_yield", czy, "sampled_runs",
+	    cmd_session_state_list(m->state, "sampled_runs"), "promising_runs",
+	    cmd_session_state_list(m->state, "promising_runs"), "deprioritized_runs",
+	    cmd_session_state_list(m->state, "deprioritized_runs"), "runs", runs, "recommendations",
+	    recs);
 }
 
 /* Print a JSON array of strings on one line, or "(none)". */
@@ -237,7 +231,8 @@ static void cmd_session_print_list(const char *label, json_t *arr)
 	json_t *v;
 
 	printf("  %s:", label);
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		if (json_is_string(v))
 			printf("%s %s", k++ ? "," : "", json_string_value(v));
 	}
@@ -254,8 +249,8 @@ static void cmd_session_print_real(const char *label, double v, const char *unit
 }
 
 /* Print the summary as text, after the settings it ran with. */
-static void cmd_session_print(const struct store_session *s,
-    const struct store_session_summary *m, json_t *settings)
+static void cmd_session_print(
+    const struct store_session *s, const struct store_session_summary *m, json_t *settings)
 {
 	json_t *stopped_fps = json_object_get(m->state, "stopped_fingerprints");
 	json_t *czy = json_object_get(m->state, "consecutive_zero_yield");
@@ -263,8 +258,8 @@ static void cmd_session_print(const struct store_session *s,
 
 	printf("\n== drain session %s ==\n", s->session_id);
 	printf("  started:      %s\n", s->started_at);
-	printf("  completed:    %s\n", s->completed_at != NULL ? s->completed_at :
-	    cmd_session_status(s));
+	printf("  completed:    %s\n",
+	    s->completed_at != NULL ? s->completed_at : cmd_session_status(s));
 	printf("  stop reason:  %s\n", s->stop_reason != NULL ? s->stop_reason : "-");
 	printf("  supervisor:   pid %lld\n", (long long)s->supervisor_pid);
 	printf("  settings:     %s\n", text != NULL ? text : "{}");

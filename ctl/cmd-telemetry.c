@@ -56,26 +56,21 @@ static json_t *cmd_telem_runs_json(const struct store_telem_filter *f)
 static json_t *cmd_telem_metrics_json(const struct telem_metrics *m)
 {
 	return json_pack("{s:I, s:{s:f, s:I, s:b}, s:{s:f, s:I, s:b}, s:{s:f, s:I}, "
-	    "s:{s:I, s:f, s:f, s:f, s:b}, s:{s:I, s:f, s:f, s:f, s:f}, "
-	    "s:{s:f, s:f, s:f, s:f}, s:{s:I, s:f, s:f, s:f}, s:b}",
-	    "samples", (json_int_t)m->n,
-	    "underestimation", "pct", m->under_pct, "count", (json_int_t)m->underestimated,
-	    "above_target", m->under_above_target,
-	    "truncation", "pct", m->trunc_pct, "count", (json_int_t)m->truncated,
-	    "above_target", m->trunc_above_target,
-	    "success", "pct", m->success_pct, "count", (json_int_t)m->success,
-	    "waste", "samples", (json_int_t)m->n_waste, "median", m->waste_median,
-	    "mean", m->waste_mean, "p90", m->waste_p90, "p90_above_target",
-	    m->waste_above_target,
-	    "smape", "samples", (json_int_t)m->n_smape, "mean", m->smape_mean,
-	    "median", m->smape_median, "min", m->smape_min, "max", m->smape_max,
-	    "tokens", "predicted_mean", m->predicted_mean, "predicted_median",
-	    m->predicted_median, "actual_mean", m->actual_mean, "actual_median",
-	    m->actual_median,
+	                 "s:{s:I, s:f, s:f, s:f, s:b}, s:{s:I, s:f, s:f, s:f, s:f}, "
+	                 "s:{s:f, s:f, s:f, s:f}, s:{s:I, s:f, s:f, s:f}, s:b}",
+	    "samples", (json_int_t)m->n, "underestimation", "pct", m->under_pct, "count",
+	    (json_int_t)m->underestimated, "above_target", m->under_above_target, "truncation",
+	    "pct", m->trunc_pct, "count", (json_int_t)m->truncated, "above_target",
+	    m->trunc_above_target, "success", "pct", m->success_pct, "count",
+	    (json_int_t)m->success, "waste", "samples", (json_int_t)m->n_waste, "median",
+	    m->waste_median, "mean", m->waste_mean, "p90", m->waste_p90, "p90_above_target",
+	    m->waste_above_target, "smape", "samples", (json_int_t)m->n_smape, "mean",
+	    m->smape_mean, "median", m->smape_median, "min", m->smape_min, "max", m->smape_max,
+	    "tokens", "predicted_mean", m->predicted_mean, "predicted_median", m->predicted_median,
+	    "actual_mean", m->actual_mean, "actual_median", m->actual_median,
 	    "truncated_lower_bounds", "samples", (json_int_t)m->truncated, "predicted_mean",
 	    m->trunc_predicted_mean, "actual_mean_lower_bound", m->trunc_actual_mean,
-	    "underestimated_pct", m->trunc_under_pct,
-	    "tuning_needed", m->tuning_needed);
+	    "underestimated_pct", m->trunc_under_pct, "tuning_needed", m->tuning_needed);
 }
 
 /* The whole report as JSON. */
@@ -84,14 +79,12 @@ static json_t *cmd_telem_report_json(const struct telem_report *r,
 {
 	json_t *strata = json_object();
 	json_t *j = json_pack("{s:b, s:{s:b, s:o, s:f}, s:I, s:s, s:{s:f, s:f, s:f}, s:o, s:b}",
-	    "ok", 1, "filter", "success_only", o->success_only, "run_ids",
-	    cmd_telem_runs_json(f), "under_multiplier", r->under_multiplier,
-	    "samples_read", (json_int_t)r->n_read,
-	    "waste_definition", "predicted / actual",
-	    "targets", "underestimation_pct_max", TELEM_TARGET_UNDER_PCT, "truncation_pct_max",
-	    TELEM_TARGET_TRUNC_PCT, "waste_p90_below", TELEM_TARGET_WASTE_P90,
-	    "metrics", cmd_telem_metrics_json(&r->all),
-	    "tuning_needed", r->all.tuning_needed);
+	    "ok", 1, "filter", "success_only", o->success_only, "run_ids", cmd_telem_runs_json(f),
+	    "under_multiplier", r->under_multiplier, "samples_read", (json_int_t)r->n_read,
+	    "waste_definition", "predicted / actual", "targets", "underestimation_pct_max",
+	    TELEM_TARGET_UNDER_PCT, "truncation_pct_max", TELEM_TARGET_TRUNC_PCT, "waste_p90_below",
+	    TELEM_TARGET_WASTE_P90, "metrics", cmd_telem_metrics_json(&r->all), "tuning_needed",
+	    r->all.tuning_needed);
 
 	for (size_t i = 0; i < r->n_strata; i++) {
 		const char *dim = telem_dim_name(r->strata[i].dim);
@@ -119,26 +112,30 @@ static const char *cmd_telem_status(bool above)
 }
 
 /* Print the overall metrics as text. */
-static void cmd_telem_print_all(FILE *out, const struct telem_report *r,
-    const struct telem_report_opts *o)
+static void cmd_telem_print_all(
+    FILE *out, const struct telem_report *r, const struct telem_report_opts *o)
 {
 	const struct telem_metrics *m = &r->all;
 
 	fprintf(out, "\nToken estimation telemetry (token_estimation_v2_events)\n");
-	fprintf(out, "  filter:  %s\n", o->success_only ? "successful builder calls only "
-	    "(for tuning decisions)" : "all samples (use --success-only for tuning decisions)");
-	fprintf(out, "  samples: %zu analysed of %zu read; underestimated means actual > "
-	    "predicted × %.2f\n", m->n, r->n_read, r->under_multiplier);
+	fprintf(out, "  filter:  %s\n",
+	    o->success_only ? "successful builder calls only "
+	                      "(for tuning decisions)" :
+	                      "all samples (use --success-only for tuning decisions)");
+	fprintf(out,
+	    "  samples: %zu analysed of %zu read; underestimated means actual > "
+	    "predicted × %.2f\n",
+	    m->n, r->n_read, r->under_multiplier);
 	fprintf(out, "\nTier 1: risk\n");
-	fprintf(out, "  underestimation  %5.1f %%  (%4zu)   target <= %.0f %%   %s\n",
-	    m->under_pct, m->underestimated, TELEM_TARGET_UNDER_PCT,
-	    cmd_telem_status(m->under_above_target));
-	fprintf(out, "  truncation       %5.1f %%  (%4zu)   target <= %.0f %%   %s\n",
-	    m->trunc_pct, m->truncated, TELEM_TARGET_TRUNC_PCT,
-	    cmd_telem_status(m->trunc_above_target));
+	fprintf(out, "  underestimation  %5.1f %%  (%4zu)   target <= %.0f %%   %s\n", m->under_pct,
+	    m->underestimated, TELEM_TARGET_UNDER_PCT, cmd_telem_status(m->under_above_target));
+	fprintf(out, "  truncation       %5.1f %%  (%4zu)   target <= %.0f %%   %s\n", m->trunc_pct,
+	    m->truncated, TELEM_TARGET_TRUNC_PCT, cmd_telem_status(m->trunc_above_target));
 	fprintf(out, "  success          %5.1f %%  (%4zu)\n", m->success_pct, m->success);
-	fprintf(out, "\nTier 2: cost (waste = predicted ÷ actual, over %zu samples; "
-	    "budgets are not used here)\n", m->n_waste);
+	fprintf(out,
+	    "\nTier 2: cost (waste = predicted ÷ actual, over %zu samples; "
+	    "budgets are not used here)\n",
+	    m->n_waste);
 	fprintf(out, "  waste median %.2fx, mean %.2fx, p90 %.2fx   target p90 < %.0fx   %s\n",
 	    m->waste_median, m->waste_mean, m->waste_p90, TELEM_TARGET_WASTE_P90,
 	    cmd_telem_status(m->waste_above_target));
@@ -151,13 +148,14 @@ static void cmd_telem_print_all(FILE *out, const struct telem_report *r,
 	if (m->truncated > 0)
 		fprintf(out, "  predicted mean %.0f, actual mean >= %.0f, underestimated %.1f %%\n",
 		    m->trunc_predicted_mean, m->trunc_actual_mean, m->trunc_under_pct);
-	fprintf(out, "\nTuning decision: %s", m->tuning_needed ? "TUNING NEEDED" :
-	    "within targets");
+	fprintf(
+	    out, "\nTuning decision: %s", m->tuning_needed ? "TUNING NEEDED" : "within targets");
 	if (m->under_above_target)
 		fprintf(out, "; underestimation %.1f %% > %.0f %%", m->under_pct,
 		    TELEM_TARGET_UNDER_PCT);
 	if (m->trunc_above_target)
-		fprintf(out, "; truncation %.1f %% > %.0f %%", m->trunc_pct, TELEM_TARGET_TRUNC_PCT);
+		fprintf(
+		    out, "; truncation %.1f %% > %.0f %%", m->trunc_pct, TELEM_TARGET_TRUNC_PCT);
 	fputc('\n', out);
 }
 
@@ -172,16 +170,15 @@ static void cmd_telem_print_strata(FILE *out, const struct telem_report *r)
 
 		if ((int)s->dim != last) {
 			fprintf(out, "\nBy %s\n  %-20s %5s %7s %7s %8s %9s %9s %10s  %s\n",
-			    telem_dim_name(s->dim), telem_dim_name(s->dim), "n", "under%",
-			    "trunc%", "success%", "waste med", "waste p90", "SMAPE mean", "flags");
+			    telem_dim_name(s->dim), telem_dim_name(s->dim), "n", "under%", "trunc%",
+			    "success%", "waste med", "waste p90", "SMAPE mean", "flags");
 			last = (int)s->dim;
 		}
 		if (s->m.n_smape > 0)
 			snprintf(smape, sizeof smape, "%.1f%%", s->m.smape_mean);
-		fprintf(out, "  %-20s %5zu %7.1f %7.1f %8.1f %8.2fx %8.2fx %10s  %s%s%s\n",
-		    s->key, s->m.n, s->m.under_pct, s->m.trunc_pct, s->m.success_pct,
-		    s->m.waste_median, s->m.waste_p90, smape,
-		    s->m.tuning_needed ? "TUNING NEEDED" : "",
+		fprintf(out, "  %-20s %5zu %7.1f %7.1f %8.1f %8.2fx %8.2fx %10s  %s%s%s\n", s->key,
+		    s->m.n, s->m.under_pct, s->m.trunc_pct, s->m.success_pct, s->m.waste_median,
+		    s->m.waste_p90, smape, s->m.tuning_needed ? "TUNING NEEDED" : "",
 		    s->m.tuning_needed && s->m.waste_above_target ? ", " : "",
 		    s->m.waste_above_target ? "waste p90 >= 3x" : "");
 	}
@@ -218,10 +215,12 @@ static int cmd_telem_report_exec(struct cmd_ctx *ctx, int argc, char **argv)
 			o.stratify = true;
 		else if (c == CMD_OPT_UNDER) {
 			o.under_multiplier = strtod(optarg, &end);
-			if (*end != '\0' || end == optarg || !(o.under_multiplier >= 1.0 &&
-			    o.under_multiplier <= 100.0)) {
-				ret = cmd_usage_error(ctx, "--under-multiplier needs a number from 1 "
-				    "to 100, got '%s'", optarg);
+			if (*end != '\0' || end == optarg ||
+			    !(o.under_multiplier >= 1.0 && o.under_multiplier <= 100.0)) {
+				ret = cmd_usage_error(ctx,
+				    "--under-multiplier needs a number from 1 "
+				    "to 100, got '%s'",
+				    optarg);
 				goto out;
 			}
 		}
@@ -241,9 +240,11 @@ static int cmd_telem_report_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	telem_report_build(&s, &o, &r);
 	if (r.all.n == 0) {
-		ret = cmd_fail(ctx, STORE_EINVAL, "no %stoken_estimation_v2 events in %s%s; "
+		ret = cmd_fail(ctx, STORE_EINVAL,
+		    "no %stoken_estimation_v2 events in %s%s; "
 		    "nothing to report (record some with a drain, or `autopack-ctl telemetry "
-		    "import FILE.tsv`)", o.success_only ? "successful " : "", st.url,
+		    "import FILE.tsv`)",
+		    o.success_only ? "successful " : "", st.url,
 		    f.n_run_ids > 0 ? " for the given --run-id" : "");
 	} else if (ctx->json) {
 		json_t *j = cmd_telem_report_json(&r, &o, &f);
@@ -266,27 +267,26 @@ const struct cmd_entry cmd_telemetry_report_entry = {
 	.name = "telemetry report",
 	.args = "[--success-only] [--stratify] [--run-id R]... [--under-multiplier X] [--json]",
 	.summary = "token estimation accuracy, risk and cost from the database",
-	.help =
-	    "Reads token_estimation_v2 events from the database and reports, as the original\n"
-	    "analyser did from log files:\n"
-	    "  tier 1 (risk): underestimation rate (actual > predicted × X; target <= 5 %),\n"
-	    "    truncation rate (target <= 2 %), success rate;\n"
-	    "  tier 2 (cost): waste = predicted ÷ actual: median, mean, p90 (target < 3x);\n"
-	    "  diagnostic: SMAPE mean/median/min/max over non-truncated samples; truncated\n"
-	    "    samples reported apart, their actuals being lower bounds;\n"
-	    "  TUNING NEEDED when underestimation > 5 % or truncation > 2 %.\n"
-	    "Medians average the middle two; p90 is the ninth decile cut point\n"
-	    "(statistics.quantiles) for 10 or more samples, else the maximum.\n"
-	    "\n"
-	    "  --success-only        only successful builder calls (for tuning decisions)\n"
-	    "  --stratify            also by category, complexity, deliverable count (0-1,\n"
-	    "                        2-5, 6+) and estimator version\n"
-	    "  --run-id R            only events of run R (repeatable)\n"
-	    "  --under-multiplier X  tolerance: underestimated when actual > predicted × X\n"
-	    "                        (default 1)\n"
-	    "  --json                the report as JSON on stdout (the banner goes to stderr)\n"
-	    "\n"
-	    "Exit status: 0 reported, 1 no events to report, 2 unusable database or usage.\n",
+	.help = "Reads token_estimation_v2 events from the database and reports, as the original\n"
+	        "analyser did from log files:\n"
+	        "  tier 1 (risk): underestimation rate (actual > predicted × X; target <= 5 %),\n"
+	        "    truncation rate (target <= 2 %), success rate;\n"
+	        "  tier 2 (cost): waste = predicted ÷ actual: median, mean, p90 (target < 3x);\n"
+	        "  diagnostic: SMAPE mean/median/min/max over non-truncated samples; truncated\n"
+	        "    samples reported apart, their actuals being lower bounds;\n"
+	        "  TUNING NEEDED when underestimation > 5 % or truncation > 2 %.\n"
+	        "Medians average the middle two; p90 is the ninth decile cut point\n"
+	        "(statistics.quantiles) for 10 or more samples, else the maximum.\n"
+	        "\n"
+	        "  --success-only        only successful builder calls (for tuning decisions)\n"
+	        "  --stratify            also by category, complexity, deliverable count (0-1,\n"
+	        "                        2-5, 6+) and estimator version\n"
+	        "  --run-id R            only events of run R (repeatable)\n"
+	        "  --under-multiplier X  tolerance: underestimated when actual > predicted × X\n"
+	        "                        (default 1)\n"
+	        "  --json                the report as JSON on stdout (the banner goes to stderr)\n"
+	        "\n"
+	        "Exit status: 0 reported, 1 no events to report, 2 unusable database or usage.\n",
 	.exec = cmd_telem_report_exec,
 };
 
@@ -307,13 +307,16 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		run_arg = optarg;
 	}
 	if (optind + 1 != argc)
-		return cmd_usage_error(ctx, optind == argc ? "which file? give one TSV file" :
-		    "unexpected argument '%s'", argv[optind + (optind < argc)]);
+		return cmd_usage_error(ctx,
+		    optind == argc ? "which file? give one TSV file" : "unexpected argument '%s'",
+		    argv[optind + (optind < argc)]);
 	file = argv[optind];
 	run_id = run_arg != NULL ? xstrdup(run_arg) : telem_import_run_id(file);
 	if (!telem_id_valid(run_id)) {
-		ret = cmd_usage_error(ctx, "run id '%s' is not valid: 1-128 of A-Z a-z 0-9 . _ -, "
-		    "not starting with . or -", run_id);
+		ret = cmd_usage_error(ctx,
+		    "run id '%s' is not valid: 1-128 of A-Z a-z 0-9 . _ -, "
+		    "not starting with . or -",
+		    run_id);
 		goto out;
 	}
 	if (telem_tsv_read_file(file, &s, msg, sizeof msg) != 0) {
@@ -327,10 +330,11 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (rc != 0) {
 		ret = cmd_fail(ctx, rc, "%s", err.text);
 	} else {
-		fprintf(cmd_text_out(ctx), "imported %zu samples (%zu clean: success, not "
+		fprintf(cmd_text_out(ctx),
+		    "imported %zu samples (%zu clean: success, not "
 		    "truncated, actual >= %d) from %s into run %s: 1 tier, %zu phases (one per "
-		    "category and complexity, COMPLETE)\n", sum.samples, sum.clean,
-		    TELEM_CLEAN_MIN_ACTUAL, file, run_id, sum.phases);
+		    "category and complexity, COMPLETE)\n",
+		    sum.samples, sum.clean, TELEM_CLEAN_MIN_ACTUAL, file, run_id, sum.phases);
 		if (ctx->json)
 			cmd_json_print(json_pack("{s:b, s:s, s:s, s:I, s:I, s:I, s:o}", "ok", 1,
 			    "run_id", run_id, "file", file, "samples", (json_int_t)sum.samples,
@@ -409,8 +413,7 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		goto out;
 	store_banner(&st, stderr);
 	if (out_path != NULL && (state.out = fopen(out_path, "w")) == NULL) {
-		ret = cmd_fail(ctx, STORE_EINVAL, "cannot write %s: %s", out_path,
-		    strerror(errno));
+		ret = cmd_fail(ctx, STORE_EINVAL, "cannot write %s: %s", out_path, strerror(errno));
 		store_close(&st);
 		goto out;
 	}
@@ -420,8 +423,8 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (out_path != NULL && fclose(state.out) != 0 && rc == 0)
 		rc = 1;
 	if (rc > 0)
-		ret = cmd_fail(ctx, STORE_EIO, "writing %s failed: %s", out_path ? out_path :
-		    "standard output", strerror(errno));
+		ret = cmd_fail(ctx, STORE_EIO, "writing %s failed: %s",
+		    out_path ? out_path : "standard output", strerror(errno));
 	else if (rc != 0)
 		ret = cmd_fail(ctx, rc, "%s", err.text);
 	else

@@ -18,7 +18,7 @@
 /* Exit codes of every command. */
 enum cmd_exit {
 	CMD_EXIT_OK = 0,
-	CMD_EXIT_REFUSED = 1, /* the command was refused: bad plan, run exists, busy, empty */
+	CMD_EXIT_REFUSED = 1,  /* the command was refused: bad plan, run exists, busy, empty */
 	CMD_EXIT_UNUSABLE = 2, /* bad usage, bad URL, or a database that cannot be used */
 };
 
@@ -66,21 +66,28 @@ extern const struct cmd_entry cmd_session_list_entry;
 extern const struct cmd_entry cmd_session_show_entry;
 
 /* Options every command accepts: --db URL, --json, --help. */
-#define CMD_OPTS_COMMON                                    \
-	{ "db", required_argument, NULL, CMD_OPT_DB },     \
-	{ "json", no_argument, NULL, CMD_OPT_JSON },       \
-	{ "help", no_argument, NULL, 'h' }
+#define CMD_OPTS_COMMON                                                                            \
+	{ "db", required_argument, NULL, CMD_OPT_DB },                                             \
+	    { "json", no_argument, NULL, CMD_OPT_JSON },                                           \
+	{                                                                                          \
+		"help", no_argument, NULL, 'h'                                                     \
+	}
 
-enum { CMD_OPT_DB = 0x100, CMD_OPT_JSON, CMD_OPT_DONE, CMD_OPT_FIRST_OWN };
+enum {
+	CMD_OPT_DB = 0x100,
+	CMD_OPT_JSON,
+	CMD_OPT_DONE,
+	CMD_OPT_FIRST_OWN
+};
 
 /* Return the next command-specific option of argv (getopt_long over `opts`), or -1 at
  * the end. Handles the common options itself; on --help or a bad option it prints what
  * is due and returns CMD_OPT_DONE with the exit code in *exit_code. */
-int cmd_getopt(struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts,
-    int *exit_code);
+int cmd_getopt(
+    struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code);
 /* Print "autopack-ctl NAME: message" and the usage line to stderr; returns 2. */
 int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* Print a command's --help to stdout. */
 void cmd_print_help(const struct cmd_entry *e);
 
@@ -89,7 +96,7 @@ int cmd_exit_code(int store_rc);
 /* Report a failure: "autopack-ctl: message" on stderr, and with --json an
  * {"ok": false, "error", "message"} object on stdout. Returns cmd_exit_code(code). */
 int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* The stream for human-readable text: stderr with --json, else stdout. */
 FILE *cmd_text_out(const struct cmd_ctx *ctx);
 
@@ -111,8 +118,8 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd);
 /* If an autopack-supervisor holds the database, send it `cmd` with `args` (the write goes
  * through the database's only writer) and print its answer; *forwarded says whether it
  * did. Returns the exit code when forwarded, else 0. */
-int cmd_live_forward(struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs,
-    bool *forwarded);
+int cmd_live_forward(
+    struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs, bool *forwarded);
 
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);

@@ -52,10 +52,12 @@ static int ctl_unknown(int argc, char **argv)
 
 		if (strncmp(name, argv[0], n) == 0 && name[n] == ' ') {
 			if (!group)
-				fprintf(out, help ? "%s commands:\n" : "autopack-ctl: unknown %s "
-				    "command%s%s; %s commands are:\n", argv[0],
-				    argc > 1 && !help ? " " : "", argc > 1 && !help ? argv[1] : "",
-				    argv[0]);
+				fprintf(out,
+				    help ? "%s commands:\n" :
+				           "autopack-ctl: unknown %s "
+				           "command%s%s; %s commands are:\n",
+				    argv[0], argc > 1 && !help ? " " : "",
+				    argc > 1 && !help ? argv[1] : "", argv[0]);
 			group = true;
 			fprintf(out, "  autopack-ctl %-20s %s\n", name, cmd_table[i]->summary);
 		}
@@ -89,8 +91,10 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--json") == 0) {
 			ctx.json = true;
 		} else {
-			fprintf(stderr, "autopack-ctl: unknown option, or an option missing its "
-			    "value: '%s'\n", argv[i]);
+			fprintf(stderr,
+			    "autopack-ctl: unknown option, or an option missing its "
+			    "value: '%s'\n",
+			    argv[i]);
 			ctl_usage(stderr);
 			return CMD_EXIT_UNUSABLE;
 		}

@@ -29,8 +29,8 @@ int proto_check_str(const struct proto_field *f, const void *s, size_t n,
 	return 0;
 }
 
-int proto_check_i64(const struct proto_field *f, int64_t v, const struct proto_path *p,
-    struct proto_err *err)
+int proto_check_i64(
+    const struct proto_field *f, int64_t v, const struct proto_path *p, struct proto_err *err)
 {
 	if (v < f->min || v > f->max) {
 		proto_errf(err, p, "integer %lld out of range [%lld, %lld]", (long long)v,

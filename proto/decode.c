@@ -30,8 +30,7 @@ static int dec_type_err(struct dec *d, const char *want, const struct mp_item *i
 }
 
 /* Copy out the string item `it` after checking it against field f. */
-static int dec_str(struct dec *d, const struct proto_field *f, const struct mp_item *it,
-    char **out)
+static int dec_str(struct dec *d, const struct proto_field *f, const struct mp_item *it, char **out)
 {
 	if (it->kind != MP_STR)
 		return dec_type_err(d, f->kind == PF_STR_OPT ? "string or nil" : "string", it);
@@ -42,15 +41,16 @@ static int dec_str(struct dec *d, const struct proto_field *f, const struct mp_i
 }
 
 /* Convert the integer item `it` for field f, checking its range. */
-static int dec_i64(struct dec *d, const struct proto_field *f, const struct mp_item *it,
-    int64_t *out)
+static int dec_i64(
+    struct dec *d, const struct proto_field *f, const struct mp_item *it, int64_t *out)
 {
 	if (it->kind == MP_NINT) {
 		*out = it->i;
 	} else if (it->kind == MP_UINT) {
 		if (it->u > (uint64_t)INT64_MAX)
-			return proto_errf(d->err, &d->path, "integer %llu out of range [%lld, %lld]",
-			    (unsigned long long)it->u, (long long)f->min, (long long)f->max);
+			return proto_errf(d->err, &d->path,
+			    "integer %llu out of range [%lld, %lld]", (unsigned long long)it->u,
+			    (long long)f->min, (long long)f->max);
 		*out = (int64_t)it->u;
 	} else {
 		return dec_type_err(d, f->kind == PF_I64_OPT ? "integer or nil" : "integer", it);
@@ -59,8 +59,8 @@ static int dec_i64(struct dec *d, const struct proto_field *f, const struct mp_i
 }
 
 /* Decode an array of strings into l; l->n counts the items copied so far. */
-static int dec_list(struct dec *d, const struct proto_field *f, const struct mp_item *arr,
-    struct proto_strlist *l)
+static int dec_list(
+    struct dec *d, const struct proto_field *f, const struct mp_item *arr, struct proto_strlist *l)
 {
 	struct mp_item it;
 
@@ -110,8 +110,7 @@ static int dec_coef(struct dec *d, struct proto_coef *c)
 }
 
 /* Decode the estimator's overhead table into *rows / *n; *n counts whole rows so far. */
-static int dec_coefs(struct dec *d, const struct mp_item *arr, struct proto_coef **rows,
-    size_t *n)
+static int dec_coefs(struct dec *d, const struct mp_item *arr, struct proto_coef **rows, size_t *n)
 {
 	if (arr->kind != MP_ARRAY)
 		return dec_type_err(d, "array", arr);
@@ -135,8 +134,8 @@ static int dec_coefs(struct dec *d, const struct mp_item *arr, struct proto_coef
 static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, uint32_t n);
 
 /* Decode the value of field f (its first item already read into `it`) into base. */
-static int dec_field(struct dec *d, const struct proto_field *f, const struct mp_item *it,
-    char *base)
+static int dec_field(
+    struct dec *d, const struct proto_field *f, const struct mp_item *it, char *base)
 {
 	void *at = base + f->off;
 	enum proto_event_kind kind;
@@ -146,21 +145,19 @@ static int dec_field(struct dec *d, const struct proto_field *f, const struct mp
 		if (it->kind == MP_NIL)
 			return 0;
 		/* fall through */
-	case PF_STR:
-		return dec_str(d, f, it, at);
+	case PF_STR: return dec_str(d, f, it, at);
 	case PF_I64_OPT:
 		if (it->kind == MP_NIL) {
 			*(int64_t *)at = -1;
 			return 0;
 		}
 		/* fall through */
-	case PF_I64:
-		return dec_i64(d, f, it, at);
+	case PF_I64: return dec_i64(d, f, it, at);
 	case PF_U64:
 		if (it->kind != MP_UINT)
 			return it->kind == MP_NINT ?
 			    proto_errf(d->err, &d->path, "integer %lld out of range [0, %llu]",
-				(long long)it->i, (unsigned long long)UINT64_MAX) :
+			        (long long)it->i, (unsigned long long)UINT64_MAX) :
 			    dec_type_err(d, "integer", it);
 		*(uint64_t *)at = it->u;
 		return 0;
@@ -169,14 +166,12 @@ static int dec_field(struct dec *d, const struct proto_field *f, const struct mp
 			return dec_type_err(d, "boolean", it);
 		*(bool *)at = it->b;
 		return 0;
-	case PF_LIST:
-		return dec_list(d, f, it, at);
+	case PF_LIST: return dec_list(d, f, it, at);
 	case PF_MAP:
 		if (it->kind != MP_MAP)
 			return dec_type_err(d, "map", it);
 		return dec_entries(d, f->sub, at, it->len);
-	case PF_COEFS:
-		return dec_coefs(d, it, at, (size_t *)(base + f->off2));
+	case PF_COEFS: return dec_coefs(d, it, at, (size_t *)(base + f->off2));
 	case PF_KIND: {
 		char shown[80];
 
@@ -190,8 +185,7 @@ static int dec_field(struct dec *d, const struct proto_field *f, const struct mp
 		*(enum proto_event_kind *)at = kind;
 		return 0;
 	}
-	case PF_BODY:
-		break;
+	case PF_BODY: break;
 	}
 	return proto_errf(d->err, &d->path, "internal: field kind %d", (int)f->kind);
 }

@@ -47,10 +47,10 @@ static int64_t sext(uint64_t v, unsigned bits)
 /* The shape of a type byte: how many header bytes follow and what they mean. */
 struct mp_shape {
 	enum mp_kind kind;
-	uint8_t extra;    /* header bytes after the type byte */
-	bool sized;       /* extra holds a length / count */
-	uint8_t fixed;    /* fixext payload size */
-	bool is_signed;   /* extra holds a signed integer */
+	uint8_t extra;  /* header bytes after the type byte */
+	bool sized;     /* extra holds a length / count */
+	uint8_t fixed;  /* fixext payload size */
+	bool is_signed; /* extra holds a signed integer */
 };
 
 /* Describe the type byte b; returns false for the reserved 0xc1. */
@@ -75,35 +75,142 @@ static bool shape_of(uint8_t b, struct mp_shape *s)
 	}
 	switch (b) {
 	case 0xc0: s->kind = MP_NIL; return true;
-	case 0xc2: case 0xc3: s->kind = MP_BOOL; return true;
-	case 0xc4: s->kind = MP_BIN; s->extra = 1; s->sized = true; return true;
-	case 0xc5: s->kind = MP_BIN; s->extra = 2; s->sized = true; return true;
-	case 0xc6: s->kind = MP_BIN; s->extra = 4; s->sized = true; return true;
-	case 0xc7: s->kind = MP_EXT; s->extra = 2; s->sized = true; return true;
-	case 0xc8: s->kind = MP_EXT; s->extra = 3; s->sized = true; return true;
-	case 0xc9: s->kind = MP_EXT; s->extra = 5; s->sized = true; return true;
-	case 0xca: s->kind = MP_FLOAT; s->extra = 4; return true;
-	case 0xcb: s->kind = MP_FLOAT; s->extra = 8; return true;
-	case 0xcc: s->kind = MP_UINT; s->extra = 1; return true;
-	case 0xcd: s->kind = MP_UINT; s->extra = 2; return true;
-	case 0xce: s->kind = MP_UINT; s->extra = 4; return true;
-	case 0xcf: s->kind = MP_UINT; s->extra = 8; return true;
-	case 0xd0: s->kind = MP_UINT; s->extra = 1; s->is_signed = true; return true;
-	case 0xd1: s->kind = MP_UINT; s->extra = 2; s->is_signed = true; return true;
-	case 0xd2: s->kind = MP_UINT; s->extra = 4; s->is_signed = true; return true;
-	case 0xd3: s->kind = MP_UINT; s->extra = 8; s->is_signed = true; return true;
-	case 0xd4: s->kind = MP_EXT; s->extra = 1; s->fixed = 1; return true;
-	case 0xd5: s->kind = MP_EXT; s->extra = 1; s->fixed = 2; return true;
-	case 0xd6: s->kind = MP_EXT; s->extra = 1; s->fixed = 4; return true;
-	case 0xd7: s->kind = MP_EXT; s->extra = 1; s->fixed = 8; return true;
-	case 0xd8: s->kind = MP_EXT; s->extra = 1; s->fixed = 16; return true;
-	case 0xd9: s->kind = MP_STR; s->extra = 1; s->sized = true; return true;
-	case 0xda: s->kind = MP_STR; s->extra = 2; s->sized = true; return true;
-	case 0xdb: s->kind = MP_STR; s->extra = 4; s->sized = true; return true;
-	case 0xdc: s->kind = MP_ARRAY; s->extra = 2; s->sized = true; return true;
-	case 0xdd: s->kind = MP_ARRAY; s->extra = 4; s->sized = true; return true;
-	case 0xde: s->kind = MP_MAP; s->extra = 2; s->sized = true; return true;
-	case 0xdf: s->kind = MP_MAP; s->extra = 4; s->sized = true; return true;
+	case 0xc2:
+	case 0xc3: s->kind = MP_BOOL; return true;
+	case 0xc4:
+		s->kind = MP_BIN;
+		s->extra = 1;
+		s->sized = true;
+		return true;
+	case 0xc5:
+		s->kind = MP_BIN;
+		s->extra = 2;
+		s->sized = true;
+		return true;
+	case 0xc6:
+		s->kind = MP_BIN;
+		s->extra = 4;
+		s->sized = true;
+		return true;
+	case 0xc7:
+		s->kind = MP_EXT;
+		s->extra = 2;
+		s->sized = true;
+		return true;
+	case 0xc8:
+		s->kind = MP_EXT;
+		s->extra = 3;
+		s->sized = true;
+		return true;
+	case 0xc9:
+		s->kind = MP_EXT;
+		s->extra = 5;
+		s->sized = true;
+		return true;
+	case 0xca:
+		s->kind = MP_FLOAT;
+		s->extra = 4;
+		return true;
+	case 0xcb:
+		s->kind = MP_FLOAT;
+		s->extra = 8;
+		return true;
+	case 0xcc:
+		s->kind = MP_UINT;
+		s->extra = 1;
+		return true;
+	case 0xcd:
+		s->kind = MP_UINT;
+		s->extra = 2;
+		return true;
+	case 0xce:
+		s->kind = MP_UINT;
+		s->extra = 4;
+		return true;
+	case 0xcf:
+		s->kind = MP_UINT;
+		s->extra = 8;
+		return true;
+	case 0xd0:
+		s->kind = MP_UINT;
+		s->extra = 1;
+		s->is_signed = true;
+		return true;
+	case 0xd1:
+		s->kind = MP_UINT;
+		s->extra = 2;
+		s->is_signed = true;
+		return true;
+	case 0xd2:
+		s->kind = MP_UINT;
+		s->extra = 4;
+		s->is_signed = true;
+		return true;
+	case 0xd3:
+		s->kind = MP_UINT;
+		s->extra = 8;
+		s->is_signed = true;
+		return true;
+	case 0xd4:
+		s->kind = MP_EXT;
+		s->extra = 1;
+		s->fixed = 1;
+		return true;
+	case 0xd5:
+		s->kind = MP_EXT;
+		s->extra = 1;
+		s->fixed = 2;
+		return true;
+	case 0xd6:
+		s->kind = MP_EXT;
+		s->extra = 1;
+		s->fixed = 4;
+		return true;
+	case 0xd7:
+		s->kind = MP_EXT;
+		s->extra = 1;
+		s->fixed = 8;
+		return true;
+	case 0xd8:
+		s->kind = MP_EXT;
+		s->extra = 1;
+		s->fixed = 16;
+		return true;
+	case 0xd9:
+		s->kind = MP_STR;
+		s->extra = 1;
+		s->sized = true;
+		return true;
+	case 0xda:
+		s->kind = MP_STR;
+		s->extra = 2;
+		s->sized = true;
+		return true;
+	case 0xdb:
+		s->kind = MP_STR;
+		s->extra = 4;
+		s->sized = true;
+		return true;
+	case 0xdc:
+		s->kind = MP_ARRAY;
+		s->extra = 2;
+		s->sized = true;
+		return true;
+	case 0xdd:
+		s->kind = MP_ARRAY;
+		s->extra = 4;
+		s->sized = true;
+		return true;
+	case 0xde:
+		s->kind = MP_MAP;
+		s->extra = 2;
+		s->sized = true;
+		return true;
+	case 0xdf:
+		s->kind = MP_MAP;
+		s->extra = 4;
+		s->sized = true;
+		return true;
 	default: return false; /* 0xc1 */
 	}
 }
@@ -126,11 +233,8 @@ int mp_next(struct mp_cur *c, struct mp_item *it)
 	memset(it, 0, sizeof *it);
 	it->kind = s.kind;
 	switch (s.kind) {
-	case MP_NIL:
-		break;
-	case MP_BOOL:
-		it->b = b == 0xc3;
-		break;
+	case MP_NIL: break;
+	case MP_BOOL: it->b = b == 0xc3; break;
 	case MP_UINT:
 		if (s.extra == 0)
 			set_int(it, (int8_t)b);
@@ -139,8 +243,7 @@ int mp_next(struct mp_cur *c, struct mp_item *it)
 		else
 			it->u = be(p + 1, s.extra);
 		break;
-	case MP_FLOAT:
-		break;
+	case MP_FLOAT: break;
 	case MP_STR:
 	case MP_BIN:
 	case MP_ARRAY:
@@ -157,8 +260,7 @@ int mp_next(struct mp_cur *c, struct mp_item *it)
 		it->len = s.fixed ? s.fixed : (uint32_t)be(p + 1, s.extra - 1u);
 		payload = it->len;
 		break;
-	case MP_NINT:
-		break;
+	case MP_NINT: break;
 	}
 	it->ptr = p + hdr;
 	if (payload > left - hdr)

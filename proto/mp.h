@@ -10,8 +10,8 @@
 enum mp_kind {
 	MP_NIL,
 	MP_BOOL,
-	MP_UINT,  /* any integer >= 0, whatever its encoding */
-	MP_NINT,  /* any integer < 0 */
+	MP_UINT, /* any integer >= 0, whatever its encoding */
+	MP_NINT, /* any integer < 0 */
 	MP_FLOAT,
 	MP_STR,
 	MP_BIN,

@@ -57,15 +57,9 @@ static void fields_free(const struct proto_schema *s, char *base)
 
 		switch (f->kind) {
 		case PF_STR:
-		case PF_STR_OPT:
-			free(*(char **)at);
-			break;
-		case PF_LIST:
-			list_free(at);
-			break;
-		case PF_MAP:
-			fields_free(f->sub, at);
-			break;
+		case PF_STR_OPT: free(*(char **)at); break;
+		case PF_LIST: list_free(at); break;
+		case PF_MAP: fields_free(f->sub, at); break;
 		case PF_COEFS:
 			rows = *(struct proto_coef **)at;
 			n = *(size_t *)(base + f->off2);
@@ -83,8 +77,7 @@ static void fields_free(const struct proto_schema *s, char *base)
 				fields_free(b, at);
 			break;
 		}
-		default:
-			break;
+		default: break;
 		}
 	}
 }
@@ -139,29 +132,17 @@ static bool fields_eq(const struct proto_schema *s, const char *a, const char *b
 
 		switch (f->kind) {
 		case PF_STR:
-		case PF_STR_OPT:
-			eq = str_eq(*(char *const *)x, *(char *const *)y);
-			break;
+		case PF_STR_OPT: eq = str_eq(*(char *const *)x, *(char *const *)y); break;
 		case PF_I64:
-		case PF_I64_OPT:
-			eq = *(const int64_t *)x == *(const int64_t *)y;
-			break;
-		case PF_U64:
-			eq = *(const uint64_t *)x == *(const uint64_t *)y;
-			break;
-		case PF_BOOL:
-			eq = *(const bool *)x == *(const bool *)y;
-			break;
-		case PF_LIST:
-			eq = list_eq(x, y);
-			break;
-		case PF_MAP:
-			eq = fields_eq(f->sub, x, y);
-			break;
+		case PF_I64_OPT: eq = *(const int64_t *)x == *(const int64_t *)y; break;
+		case PF_U64: eq = *(const uint64_t *)x == *(const uint64_t *)y; break;
+		case PF_BOOL: eq = *(const bool *)x == *(const bool *)y; break;
+		case PF_LIST: eq = list_eq(x, y); break;
+		case PF_MAP: eq = fields_eq(f->sub, x, y); break;
 		case PF_COEFS:
 			eq = *(const size_t *)(a + f->off2) == *(const size_t *)(b + f->off2) &&
 			    coefs_eq(*(struct proto_coef *const *)x, *(struct proto_coef *const *)y,
-				*(const size_t *)(a + f->off2));
+			        *(const size_t *)(a + f->off2));
 			break;
 		case PF_KIND:
 			eq = *(const enum proto_event_kind *)x == *(const enum proto_event_kind *)y;

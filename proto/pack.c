@@ -79,8 +79,8 @@ static int pk_list(struct pk *k, const struct proto_field *f, const struct proto
 static int pk_coefs(struct pk *k, const struct proto_coef *rows, size_t n)
 {
 	if (n > PROTO_LIST_MAX) {
-		proto_errf(k->err, &k->path, "array of %zu elements exceeds limit %d", n,
-		    PROTO_LIST_MAX);
+		proto_errf(
+		    k->err, &k->path, "array of %zu elements exceeds limit %d", n, PROTO_LIST_MAX);
 		return -EMSGSIZE;
 	}
 	if (n > 0 && rows == NULL) {
@@ -133,27 +133,21 @@ static int pk_field(struct pk *k, const struct proto_field *f, const char *base)
 
 	switch (f->kind) {
 	case PF_STR:
-	case PF_STR_OPT:
-		return pk_str(k, f, *(char *const *)at);
+	case PF_STR_OPT: return pk_str(k, f, *(char *const *)at);
 	case PF_I64:
-	case PF_I64_OPT:
-		return pk_i64(k, f, *(const int64_t *)at);
-	case PF_U64:
-		msgpack_pack_uint64(&k->mp, *(const uint64_t *)at);
-		return 0;
+	case PF_I64_OPT: return pk_i64(k, f, *(const int64_t *)at);
+	case PF_U64: msgpack_pack_uint64(&k->mp, *(const uint64_t *)at); return 0;
 	case PF_BOOL:
 		if (*(const bool *)at)
 			msgpack_pack_true(&k->mp);
 		else
 			msgpack_pack_false(&k->mp);
 		return 0;
-	case PF_LIST:
-		return pk_list(k, f, at);
-	case PF_MAP:
-		return pk_map(k, f->sub, at, 0);
+	case PF_LIST: return pk_list(k, f, at);
+	case PF_MAP: return pk_map(k, f->sub, at, 0);
 	case PF_COEFS:
-		return pk_coefs(k, *(struct proto_coef *const *)at,
-		    *(const size_t *)(base + f->off2));
+		return pk_coefs(
+		    k, *(struct proto_coef *const *)at, *(const size_t *)(base + f->off2));
 	case PF_KIND:
 		if (proto_schema_of_kind(ev->kind) == NULL)
 			break;

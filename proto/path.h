@@ -25,7 +25,7 @@ size_t proto_path_push_index(struct proto_path *p, uint64_t i);
 void proto_path_pop(struct proto_path *p, size_t len);
 /* Set err to "<path>: <formatted reason>"; returns -1. */
 int proto_errf(struct proto_err *err, const struct proto_path *p, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Write at most `max` bytes of s[0..n) into out (size outsz) with non-printable bytes,
  * quotes and backslashes escaped, and "..." when shortened. */
 void proto_escape(char *out, size_t outsz, const void *s, size_t n, size_t max);

@@ -83,12 +83,12 @@ struct proto_strlist {
 struct proto_phase {
 	char *name;
 	char *description;
-	char *task_category;      /* nullable */
-	char *complexity;         /* nullable */
+	char *task_category; /* nullable */
+	char *complexity;    /* nullable */
 	struct proto_strlist paths;
 	struct proto_strlist read_only_context;
 	struct proto_strlist deliverables;
-	char *check_command;      /* nullable */
+	char *check_command; /* nullable */
 	int64_t max_builder_attempts;
 };
 
@@ -100,7 +100,7 @@ struct proto_coef {
 };
 
 struct proto_llm {
-	char *provider;   /* "anthropic" | "openai" */
+	char *provider; /* "anthropic" | "openai" */
 	char *base_url;
 	char *model;
 	int64_t timeout_ms;
@@ -110,20 +110,20 @@ struct proto_llm {
 /* "job": {db, uuid, att, run, phase, p{...}, n, deadline, cap, llm{...},
  *         est{ver, oh[[cat, cplx, n]...]}, ws, dry} */
 struct proto_job {
-	char *db_url;        /* canonical sqlite:////abs/path.db */
+	char *db_url; /* canonical sqlite:////abs/path.db */
 	char *db_uuid;
 	uint64_t attempt_id;
 	char *run_id;
 	char *phase_id;
 	struct proto_phase phase;
-	int64_t attempt_number;  /* 1-based */
-	int64_t deadline_ms;     /* wall-clock epoch ms by which the attempt must end */
-	int64_t max_tokens_cap;  /* upper bound on any max_tokens sent */
+	int64_t attempt_number; /* 1-based */
+	int64_t deadline_ms;    /* wall-clock epoch ms by which the attempt must end */
+	int64_t max_tokens_cap; /* upper bound on any max_tokens sent */
 	struct proto_llm llm;
 	uint64_t coef_version;
 	struct proto_coef *coefs;
 	size_t ncoefs;
-	char *workspace;     /* absolute */
+	char *workspace; /* absolute */
 	bool dry_run;
 };
 
@@ -143,14 +143,14 @@ enum proto_event_kind {
 struct proto_usage {
 	char *provider;
 	char *model;
-	char *role;              /* builder, auditor, ... */
-	int64_t prompt_tokens;   /* -1 = unknown */
+	char *role;                /* builder, auditor, ... */
+	int64_t prompt_tokens;     /* -1 = unknown */
 	int64_t completion_tokens; /* -1 = unknown */
 	int64_t total_tokens;
 	int64_t latency_ms;
-	int64_t http_status;     /* 0 = no HTTP response */
-	char *error_class;       /* nullable: NULL when the call succeeded */
-	int64_t try_number;      /* 1-based within the builder call */
+	int64_t http_status; /* 0 = no HTTP response */
+	char *error_class;   /* nullable: NULL when the call succeeded */
+	int64_t try_number;  /* 1-based within the builder call */
 };
 
 /* kind "token_estimation_v2": one builder call with an estimate. */
@@ -162,15 +162,15 @@ struct proto_estimation {
 	int64_t predicted_output_tokens;
 	int64_t actual_output_tokens;
 	int64_t selected_budget;
-	int64_t actual_max_tokens;  /* -1 = unknown */
+	int64_t actual_max_tokens; /* -1 = unknown */
 	bool success;
 	bool truncated;
-	char *stop_reason;          /* nullable */
+	char *stop_reason; /* nullable */
 	char *model;
 	uint64_t estimator_version;
-	int64_t doc_features;       /* bit set of PROTO_DOC_*; -1 = not computed */
-	char *context_quality;      /* nullable: none|some|strong */
-	char *sot_file_name;        /* nullable: set when the deliverable is a SOT ledger */
+	int64_t doc_features;         /* bit set of PROTO_DOC_*; -1 = not computed */
+	char *context_quality;        /* nullable: none|some|strong */
+	char *sot_file_name;          /* nullable: set when the deliverable is a SOT ledger */
 	int64_t sot_entry_count_hint; /* -1 = none */
 };
 
@@ -181,7 +181,7 @@ struct proto_estimation {
 
 /* kind "log" */
 struct proto_log {
-	char *level;   /* debug|info|warn|error */
+	char *level; /* debug|info|warn|error */
 	char *message;
 };
 
@@ -189,7 +189,7 @@ struct proto_log {
 struct proto_event {
 	char *db_uuid;
 	uint64_t attempt_id;
-	uint64_t seq;            /* 1-based, increasing within the attempt */
+	uint64_t seq; /* 1-based, increasing within the attempt */
 	enum proto_event_kind kind;
 	union {
 		struct proto_usage usage;
@@ -233,19 +233,19 @@ struct proto_request {
 	uint64_t id;
 	char *command;
 	struct proto_strlist args;
-	char *expect_uuid;  /* nullable: refuse unless the supervisor's database has it */
+	char *expect_uuid; /* nullable: refuse unless the supervisor's database has it */
 };
 
 /* "reply": {id, ok, code?, msg?, db, uuid, body?, more} */
 struct proto_reply {
 	uint64_t id;
 	bool ok;
-	char *code;         /* nullable: machine-readable error code when !ok */
-	char *message;      /* nullable: human-readable */
+	char *code;    /* nullable: machine-readable error code when !ok */
+	char *message; /* nullable: human-readable */
 	char *db_url;
 	char *db_uuid;
-	char *body;         /* nullable: a JSON document */
-	bool more;          /* a stream: further replies with this id follow */
+	char *body; /* nullable: a JSON document */
+	bool more;  /* a stream: further replies with this id follow */
 };
 
 struct proto_msg {

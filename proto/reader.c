@@ -55,8 +55,7 @@ static int reader_dead(struct proto_err *err)
 	return -1;
 }
 
-int proto_reader_feed(struct proto_reader *r, const void *data, size_t n,
-    struct proto_err *err)
+int proto_reader_feed(struct proto_reader *r, const void *data, size_t n, struct proto_err *err)
 {
 	const uint8_t *p = data;
 

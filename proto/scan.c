@@ -15,16 +15,13 @@ static int scan_item(struct scan *s, struct mp_item *it)
 	int rc = mp_next(&s->cur, it);
 
 	switch (rc) {
-	case MP_OK:
-		return 0;
+	case MP_OK: return 0;
 	case MP_ETRUNC:
 		return proto_errf(s->err, &s->path, "truncated: the frame ends inside a value");
-	case MP_ERESERVED:
-		return proto_errf(s->err, &s->path, "invalid type byte 0xc1");
+	case MP_ERESERVED: return proto_errf(s->err, &s->path, "invalid type byte 0xc1");
 	default:
 		return proto_errf(s->err, &s->path, "%s declares %lu bytes but only %zu remain",
-		    mp_kind_name(it->kind), (unsigned long)it->len,
-		    (size_t)(s->cur.end - it->ptr));
+		    mp_kind_name(it->kind), (unsigned long)it->len, (size_t)(s->cur.end - it->ptr));
 	}
 }
 
@@ -79,12 +76,12 @@ static int scan_value(struct scan *s, int depth)
 	left = mp_cur_left(&s->cur);
 	if (it.kind == MP_ARRAY && it.len > left)
 		return proto_errf(s->err, &s->path,
-		    "array declares %lu elements but only %zu bytes remain",
-		    (unsigned long)it.len, left);
+		    "array declares %lu elements but only %zu bytes remain", (unsigned long)it.len,
+		    left);
 	if (it.kind == MP_MAP && 2ull * it.len > left)
 		return proto_errf(s->err, &s->path,
-		    "map declares %lu entries but only %zu bytes remain",
-		    (unsigned long)it.len, left);
+		    "map declares %lu entries but only %zu bytes remain", (unsigned long)it.len,
+		    left);
 	if (it.kind == MP_ARRAY)
 		return scan_array(s, &it, depth + 1);
 	return scan_map(s, &it, depth + 1);
@@ -105,7 +102,7 @@ int proto_scan(const void *p, size_t len, struct proto_err *err)
 	if (scan_value(&s, 0) < 0)
 		return -1;
 	if (mp_cur_left(&s.cur) > 0)
-		return proto_errf(err, &s.path, "%zu bytes after the end of the map",
-		    mp_cur_left(&s.cur));
+		return proto_errf(
+		    err, &s.path, "%zu bytes after the end of the map", mp_cur_left(&s.cur));
 	return 0;
 }

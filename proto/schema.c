@@ -5,9 +5,10 @@
 #include "common/util.h"
 #include "proto/wire.h"
 
-
-#define FIELD(k, kind, type, member, ...) \
-	{ k, kind, offsetof(type, member), 0, __VA_ARGS__ }
+#define FIELD(k, kind, type, member, ...)                                                          \
+	{                                                                                          \
+		k, kind, offsetof(type, member), 0, __VA_ARGS__                                    \
+	}
 #define STR(k, type, member, limit) FIELD(k, PF_STR, type, member, 0, limit, NULL)
 #define STR_OPT(k, type, member, limit) FIELD(k, PF_STR_OPT, type, member, 0, limit, NULL)
 #define I64(k, type, member, lo, hi) FIELD(k, PF_I64, type, member, lo, hi, NULL)
@@ -17,7 +18,7 @@
 #define BOOL(k, type, member) FIELD(k, PF_BOOL, type, member, 0, 0, NULL)
 #define LIST(k, type, member, limit) FIELD(k, PF_LIST, type, member, 0, limit, NULL)
 #define MAP(k, type, member, schema) FIELD(k, PF_MAP, type, member, 0, 0, &schema)
-#define SCHEMA(var, name, fields) \
+#define SCHEMA(var, name, fields)                                                                  \
 	static const struct proto_schema var = { name, fields, ARRAY_SIZE(fields) }
 
 static const struct proto_field hello_fields[] = {
@@ -57,8 +58,8 @@ const struct proto_field proto_coef_fields[3] = {
 /* Lives in struct proto_job itself: "est" groups the estimator's fields on the wire. */
 static const struct proto_field est_fields[] = {
 	U64("ver", struct proto_job, coef_version),
-	{ "oh", PF_COEFS, offsetof(struct proto_job, coefs), offsetof(struct proto_job, ncoefs),
-	    0, 0, NULL },
+	{ "oh", PF_COEFS, offsetof(struct proto_job, coefs), offsetof(struct proto_job, ncoefs), 0,
+	    0, NULL },
 };
 SCHEMA(est_schema, "est", est_fields);
 

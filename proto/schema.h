@@ -31,8 +31,8 @@ struct proto_field {
 	enum proto_fkind kind;
 	size_t off;
 	size_t off2;
-	int64_t min;  /* PF_I64*: smallest value */
-	int64_t max;  /* PF_I64*: largest value; PF_STR*, PF_LIST: bytes per string */
+	int64_t min; /* PF_I64*: smallest value */
+	int64_t max; /* PF_I64*: largest value; PF_STR*, PF_LIST: bytes per string */
 	const struct proto_schema *sub;
 };
 
@@ -62,7 +62,7 @@ struct proto_err;
 int proto_check_str(const struct proto_field *f, const void *s, size_t n,
     const struct proto_path *p, struct proto_err *err);
 /* Check that v lies in [f->min, f->max]. Returns 0, or -EINVAL with err set. */
-int proto_check_i64(const struct proto_field *f, int64_t v, const struct proto_path *p,
-    struct proto_err *err);
+int proto_check_i64(
+    const struct proto_field *f, int64_t v, const struct proto_path *p, struct proto_err *err);
 
 #endif

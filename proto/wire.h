@@ -48,8 +48,8 @@ bool proto_msg_equal(const struct proto_msg *a, const struct proto_msg *b);
 /* Incremental frame reader: feed bytes as they arrive, in pieces of any size. */
 struct proto_reader {
 	uint8_t *buf;
-	size_t len;       /* bytes buffered */
-	size_t off;       /* start of the next unread frame */
+	size_t len; /* bytes buffered */
+	size_t off; /* start of the next unread frame */
 	size_t cap;
 	size_t max_frame; /* largest map accepted */
 	size_t scan;      /* end of the last frame known to be whole */

@@ -11,8 +11,8 @@ struct chan_write {
 	struct proto_buf buf;
 };
 
-int chan_init(uv_loop_t *loop, struct chan *c, size_t max_frame, chan_msg_cb on_msg,
-    chan_close_cb on_close)
+int chan_init(
+    uv_loop_t *loop, struct chan *c, size_t max_frame, chan_msg_cb on_msg, chan_close_cb on_close)
 {
 	memset(c, 0, sizeof *c);
 	proto_reader_init(&c->rd, max_frame);
@@ -110,8 +110,7 @@ int chan_send(struct chan *c, const struct proto_msg *m)
 	w->c = c;
 	proto_buf_init(&w->buf);
 	if ((rc = proto_pack(m, &w->buf)) != 0) {
-		log_error("cannot encode %s message: %s", proto_type_name(m->type),
-		    strerror(-rc));
+		log_error("cannot encode %s message: %s", proto_type_name(m->type), strerror(-rc));
 		proto_buf_free(&w->buf);
 		free(w);
 		return rc;

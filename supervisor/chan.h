@@ -24,12 +24,12 @@ struct chan {
 	bool open;
 	bool closing;
 	char *why;
-	size_t queued;    /* bytes written but not yet flushed */
+	size_t queued; /* bytes written but not yet flushed */
 };
 
 /* Initialise `c` on `loop`; the pipe still has to be opened or accepted into. */
-int chan_init(uv_loop_t *loop, struct chan *c, size_t max_frame, chan_msg_cb on_msg,
-    chan_close_cb on_close);
+int chan_init(
+    uv_loop_t *loop, struct chan *c, size_t max_frame, chan_msg_cb on_msg, chan_close_cb on_close);
 /* Start reading. Returns 0 or a libuv error. */
 int chan_start(struct chan *c);
 /* Send one message. Returns 0, or a negative error (the channel is then closing). */

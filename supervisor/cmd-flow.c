@@ -20,8 +20,8 @@ static bool parse_count(const char *s, long max, long *out)
 	return true;
 }
 
-int cmd_pause(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
-    struct cmd_reply *rep)
+int cmd_pause(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	(void)c;
 	(void)req;
@@ -32,8 +32,8 @@ int cmd_pause(struct sup *s, struct ctl_conn *c, const struct proto_request *req
 	return 0;
 }
 
-int cmd_resume(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
-    struct cmd_reply *rep)
+int cmd_resume(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	(void)c;
 	(void)req;
@@ -45,8 +45,8 @@ int cmd_resume(struct sup *s, struct ctl_conn *c, const struct proto_request *re
 	return 0;
 }
 
-int cmd_scale(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
-    struct cmd_reply *rep)
+int cmd_scale(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	bool force = false;
 	long n = -1;
@@ -58,8 +58,10 @@ int cmd_scale(struct sup *s, struct ctl_conn *c, const struct proto_request *req
 		if (strcmp(req->args.items[i], "--force") == 0)
 			force = true;
 		else if (!parse_count(req->args.items[i], 1024, &n))
-			return cmd_error(rep, "bad_argument", "scale: \"%s\" is not a worker count"
-			    " from 0 to 1024", req->args.items[i]);
+			return cmd_error(rep, "bad_argument",
+			    "scale: \"%s\" is not a worker count"
+			    " from 0 to 1024",
+			    req->args.items[i]);
 	}
 	if (n < 0)
 		return cmd_error(rep, "bad_argument", "scale: give the number of workers");
@@ -73,8 +75,8 @@ int cmd_scale(struct sup *s, struct ctl_conn *c, const struct proto_request *req
 	return 0;
 }
 
-int cmd_stop(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
-    struct cmd_reply *rep)
+int cmd_stop(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	long timeout = -1;
 	bool now = false;
@@ -89,13 +91,16 @@ int cmd_stop(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
 		    parse_count(req->args.items[i + 1], 86400, &timeout))
 			i++;
 		else
-			return cmd_error(rep, "bad_argument", "stop: unexpected argument \"%s\""
-			    " (use --timeout SECONDS or --now)", a);
+			return cmd_error(rep, "bad_argument",
+			    "stop: unexpected argument \"%s\""
+			    " (use --timeout SECONDS or --now)",
+			    a);
 	}
 	if (now && timeout >= 0)
-		return cmd_error(rep, "bad_argument", "stop: --now and --timeout exclude each other");
-	rep->body = json_pack("{s:s, s:i}", "mode", now ? "now" : "graceful", "in_flight",
-	    (int)s->in_flight);
+		return cmd_error(
+		    rep, "bad_argument", "stop: --now and --timeout exclude each other");
+	rep->body = json_pack(
+	    "{s:s, s:i}", "mode", now ? "now" : "graceful", "in_flight", (int)s->in_flight);
 	if (now) {
 		sup_stop_because(s, 2, "stop --now by control request (pid %d)", (int)c->pid);
 	} else {
@@ -118,8 +123,8 @@ static struct worker *lease_of(struct sup *s, const char *run, const char *phase
 	return NULL;
 }
 
-int cmd_retry(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
-    struct cmd_reply *rep)
+int cmd_retry(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	struct store_err err;
 	struct run_q *r;
@@ -130,8 +135,8 @@ int cmd_retry(struct sup *s, struct ctl_conn *c, const struct proto_request *req
 	if (lease_of(s, req->args.items[0], req->args.items[1]) != NULL)
 		return cmd_error(rep, "in_flight", "retry: %s/%s is running now",
 		    req->args.items[0], req->args.items[1]);
-	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],
-	    "FAILED,SKIPPED", "QUEUED", &err) != 0)
+	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1], "FAILED,SKIPPED",
+	        "QUEUED", &err) != 0)
 		return cmd_error(rep, "bad_state", "retry: %s", err.text);
 	if ((r = sched_run_find(s, req->args.items[0])) != NULL)
 		r->skipped = false;
@@ -142,8 +147,8 @@ int cmd_retry(struct sup *s, struct ctl_conn *c, const struct proto_request *req
 	return 0;
 }
 
-int cmd_cancel(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
-    struct cmd_reply *rep)
+int cmd_cancel(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	struct store_err err;
 	struct worker *w;
@@ -158,8 +163,8 @@ int cmd_cancel(struct sup *s, struct ctl_conn *c, const struct proto_request *re
 		    (json_int_t)w->attempt_id);
 		return 0;
 	}
-	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],
-	    "QUEUED,FAILED", "SKIPPED", &err) != 0)
+	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1], "QUEUED,FAILED",
+	        "SKIPPED", &err) != 0)
 		return cmd_error(rep, "bad_state", "cancel: %s", err.text);
 	sched_reload_run(s, req->args.items[0]);
 	rep->body = json_pack("{s:s, s:s, s:s}", "run_id", req->args.items[0], "phase_id",

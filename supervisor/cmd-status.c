@@ -7,7 +7,13 @@
 #include <unistd.h>
 
 static const char *const phase_states[] = {
-	"QUEUED", "EXECUTING", "COMPLETE", "FAILED", "SKIPPED", "GATE", "CI_RUNNING",
+	"QUEUED",
+	"EXECUTING",
+	"COMPLETE",
+	"FAILED",
+	"SKIPPED",
+	"GATE",
+	"CI_RUNNING",
 };
 
 static const char *worker_state_name(const struct worker *w)
@@ -43,20 +49,20 @@ static json_t *workers_json(struct sup *s)
 	for (w = s->workers; w != NULL; w = w->next) {
 		if (w->state == W_EXITED)
 			continue;
-		json_array_append_new(a, json_pack("{s:i, s:i, s:s, s:s?, s:s?, s:I, s:f, s:I, s:I}",
-		    "id", w->id, "pid", (int)w->pid, "state", worker_state_name(w),
-		    "run_id", w->run != NULL ? w->run->run_id : NULL,
-		    "phase_id", w->phase != NULL ? w->phase->phase_id : NULL,
-		    "attempt_id", (json_int_t)w->attempt_id,
-		    "age_seconds", (double)(now - w->born_ms) / 1000.0,
-		    "rss_kib", (json_int_t)rss_kib(w->pid),
-		    "jobs_done", (json_int_t)w->jobs_done));
+		json_array_append_new(a,
+		    json_pack("{s:i, s:i, s:s, s:s?, s:s?, s:I, s:f, s:I, s:I}", "id", w->id, "pid",
+		        (int)w->pid, "state", worker_state_name(w), "run_id",
+		        w->run != NULL ? w->run->run_id : NULL, "phase_id",
+		        w->phase != NULL ? w->phase->phase_id : NULL, "attempt_id",
+		        (json_int_t)w->attempt_id, "age_seconds",
+		        (double)(now - w->born_ms) / 1000.0, "rss_kib", (json_int_t)rss_kib(w->pid),
+		        "jobs_done", (json_int_t)w->jobs_done));
 	}
 	return a;
 }
 
-int cmd_workers(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
-    struct cmd_reply *rep)
+int cmd_workers(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	(void)c;
 	(void)req;
@@ -65,8 +71,8 @@ int cmd_workers(struct sup *s, struct ctl_conn *c, const struct proto_request *r
 	return 0;
 }
 
-int cmd_status(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
-    struct cmd_reply *rep)
+int cmd_status(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	int64_t counts[ARRAY_SIZE(phase_states)];
 	json_t *phases = json_object(), *inflight = json_array();
@@ -77,8 +83,8 @@ int cmd_status(struct sup *s, struct ctl_conn *c, const struct proto_request *re
 
 	(void)c;
 	(void)req;
-	if (store_drain_phase_counts(s->sd, phase_states, counts, ARRAY_SIZE(phase_states),
-	    &err) != 0) {
+	if (store_drain_phase_counts(s->sd, phase_states, counts, ARRAY_SIZE(phase_states), &err) !=
+	    0) {
 		json_decref(phases);
 		json_decref(inflight);
 		return cmd_error(rep, "store_error", "%s", err.text);
@@ -88,48 +94,44 @@ int cmd_status(struct sup *s, struct ctl_conn *c, const struct proto_request *re
 	for (w = s->workers; w != NULL; w = w->next) {
 		if (w->attempt_id == 0)
 			continue;
-		json_array_append_new(inflight, json_pack("{s:I, s:s, s:s, s:i, s:f}",
-		    "attempt_id", (json_int_t)w->attempt_id, "run_id", w->run->run_id,
-		    "phase_id", w->phase->phase_id, "worker_id", w->id,
-		    "seconds", (double)(clock_mono_ms() - w->lease_ms) / 1000.0));
+		json_array_append_new(inflight,
+		    json_pack("{s:I, s:s, s:s, s:i, s:f}", "attempt_id", (json_int_t)w->attempt_id,
+		        "run_id", w->run->run_id, "phase_id", w->phase->phase_id, "worker_id",
+		        w->id, "seconds", (double)(clock_mono_ms() - w->lease_ms) / 1000.0));
 	}
 	rep->body = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
-	    " s:{s:i, s:i, s:b, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
-	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
-	    " s:{s:f, s:f}}",
-	    "db_url", s->st->url, "db_uuid", s->st->uuid, "pid", (int)getpid(),
-	    "version", AUTOPACK_VERSION, "session_id", s->session_id,
-	    "uptime_seconds", up,
-	    "synchronous", s->cfg.sync_full ? "full" : "normal",
-	    "commit_window_ms", (json_int_t)s->cfg.commit_window_ms,
-	    "commit_max", (json_int_t)s->cfg.commit_max,
-	    "paused", s->paused,
-	    "state", s->store_lost ? "store_lost" : s->stopping == 2 ? "stopping_now" :
-	        s->stopping ? "stopping" : s->paused ? "paused" : "running",
-	    "dry_run", s->cfg.dry_run,
-	    "pool", "target", s->target, "live", s->live, "crash_loop", s->crash_loop,
-	        "restarts", (json_int_t)s->n.worker_crashes, "workers", workers_json(s),
-	    "phases", phases,
-	    "in_flight", inflight,
-	    "queue", "phases_queued", (json_int_t)s->queued,
-	        "in_flight", (json_int_t)s->in_flight, "started", (json_int_t)s->started,
-	    "counters", "dispatched", (json_int_t)s->n.dispatched,
-	        "results", (json_int_t)s->n.results,
-	        "events_committed", (json_int_t)s->n.events_committed,
-	        "events_duplicate", (json_int_t)s->n.events_duplicate,
-	        "rejected_wrong_uuid", (json_int_t)s->n.rejected_uuid,
-	        "rejected_stale", (json_int_t)s->n.rejected_stale,
-	        "worker_crashes", (json_int_t)s->n.worker_crashes,
-	        "worker_timeouts", (json_int_t)s->n.worker_timeouts,
-	        "commits", (json_int_t)s->n.commits,
-	        "commit_failures", (json_int_t)s->n.commit_failures,
-	    "rates", "results_per_second", up > 0 ? (double)s->n.results / up : 0.0,
-	        "events_per_second", up > 0 ? (double)s->n.events_committed / up : 0.0);
+	                      " s:{s:i, s:i, s:b, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
+	                      " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	                      " s:{s:f, s:f}}",
+	    "db_url", s->st->url, "db_uuid", s->st->uuid, "pid", (int)getpid(), "version",
+	    AUTOPACK_VERSION, "session_id", s->session_id, "uptime_seconds", up, "synchronous",
+	    s->cfg.sync_full ? "full" : "normal", "commit_window_ms",
+	    (json_int_t)s->cfg.commit_window_ms, "commit_max", (json_int_t)s->cfg.commit_max,
+	    "paused", s->paused, "state",
+	    s->store_lost        ? "store_lost" :
+	        s->stopping == 2 ? "stopping_now" :
+	        s->stopping      ? "stopping" :
+	        s->paused        ? "paused" :
+	                           "running",
+	    "dry_run", s->cfg.dry_run, "pool", "target", s->target, "live", s->live, "crash_loop",
+	    s->crash_loop, "restarts", (json_int_t)s->n.worker_crashes, "workers", workers_json(s),
+	    "phases", phases, "in_flight", inflight, "queue", "phases_queued",
+	    (json_int_t)s->queued, "in_flight", (json_int_t)s->in_flight, "started",
+	    (json_int_t)s->started, "counters", "dispatched", (json_int_t)s->n.dispatched,
+	    "results", (json_int_t)s->n.results, "events_committed",
+	    (json_int_t)s->n.events_committed, "events_duplicate",
+	    (json_int_t)s->n.events_duplicate, "rejected_wrong_uuid",
+	    (json_int_t)s->n.rejected_uuid, "rejected_stale", (json_int_t)s->n.rejected_stale,
+	    "worker_crashes", (json_int_t)s->n.worker_crashes, "worker_timeouts",
+	    (json_int_t)s->n.worker_timeouts, "commits", (json_int_t)s->n.commits,
+	    "commit_failures", (json_int_t)s->n.commit_failures, "rates", "results_per_second",
+	    up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
+	    up > 0 ? (double)s->n.events_committed / up : 0.0);
 	return 0;
 }
 
-int cmd_metrics(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
-    struct cmd_reply *rep)
+int cmd_metrics(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	char *text;
 
@@ -149,11 +151,10 @@ int cmd_metrics(struct sup *s, struct ctl_conn *c, const struct proto_request *r
 	    "# TYPE autopack_in_flight gauge\nautopack_in_flight %lld\n"
 	    "# TYPE autopack_workers gauge\nautopack_workers %d\n",
 	    (unsigned long long)s->n.dispatched, (unsigned long long)s->n.results,
-	    (unsigned long long)s->n.events_committed,
-	    (unsigned long long)s->n.events_duplicate, (unsigned long long)s->n.rejected_uuid,
-	    (unsigned long long)s->n.rejected_stale, (unsigned long long)s->n.worker_crashes,
-	    (unsigned long long)s->n.commits, (long long)s->queued, (long long)s->in_flight,
-	    s->live);
+	    (unsigned long long)s->n.events_committed, (unsigned long long)s->n.events_duplicate,
+	    (unsigned long long)s->n.rejected_uuid, (unsigned long long)s->n.rejected_stale,
+	    (unsigned long long)s->n.worker_crashes, (unsigned long long)s->n.commits,
+	    (long long)s->queued, (long long)s->in_flight, s->live);
 	rep->body = json_pack("{s:s}", "text", text);
 	free(text);
 	return 0;

@@ -23,14 +23,14 @@ struct cmd_reply {
 
 struct sup_cmd {
 	const char *name;
-	bool logged;          /* recorded in control_log */
+	bool logged; /* recorded in control_log */
 	int (*exec)(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
 	    struct cmd_reply *rep);
 };
 
 /* Fail a command with a code and a formatted message; returns -1. */
 int cmd_error(struct cmd_reply *rep, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* The commands. Each runs one request: it fills rep->body (a JSON object) and returns 0,
  * or returns cmd_error(rep, code, message); the connection stays open either way. */
@@ -40,7 +40,8 @@ int cmd_metrics(struct sup *, struct ctl_conn *, const struct proto_request *, s
 int cmd_pause(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_resume(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_scale(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
-int cmd_run_import(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
+int cmd_run_import(
+    struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_seed(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_retry(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);
 int cmd_cancel(struct sup *, struct ctl_conn *, const struct proto_request *, struct cmd_reply *);

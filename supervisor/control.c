@@ -76,8 +76,10 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 		if (strcmp(sup_cmds[i].name, req->command) == 0)
 			cmd = &sup_cmds[i];
 	if (wrong_db)
-		rc = cmd_error(&rep, "wrong_database", "this supervisor holds database %s (uuid %s),"
-		    " not uuid %s", s->st->url, s->st->uuid, req->expect_uuid);
+		rc = cmd_error(&rep, "wrong_database",
+		    "this supervisor holds database %s (uuid %s),"
+		    " not uuid %s",
+		    s->st->url, s->st->uuid, req->expect_uuid);
 	else if (cmd == NULL)
 		rc = cmd_error(&rep, "unknown_command", "unknown command \"%s\"", req->command);
 	else
@@ -85,8 +87,8 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	if (cmd != NULL && cmd->logged && !wrong_db) {
 		char *args = args_join(req);
 
-		writer_control_log(s, c->pid, c->uid, req->command, args, rc == 0,
-		    rc == 0 ? "ok" : rep.message);
+		writer_control_log(
+		    s, c->pid, c->uid, req->command, args, rc == 0, rc == 0 ? "ok" : rep.message);
 		free(args);
 	}
 	if (rc == 0 && rep.body != NULL)

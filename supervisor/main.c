@@ -19,62 +19,88 @@
 #include <unistd.h>
 
 static const char usage_text[] =
-"usage: autopack-supervisor --db URL [options]\n"
-"\n"
-"Drain the queued phases of one autopack database with a pool of workers. The\n"
-"supervisor is the database's only writer; it refuses to start on a database another\n"
-"supervisor holds. The database comes from --db, else AUTOPACK_DB_URL, else\n"
-"DATABASE_URL; two that disagree are an error. URL forms: sqlite:///relative.db,\n"
-"sqlite:////absolute.db.\n"
-"\n"
-"options:\n"
-"  --db URL                    the database (created beforehand with autopack-ctl db init)\n"
-"  --workers N                 worker processes (default 4)\n"
-"  --run-id ID                 drain only this run\n"
-"  --batch-size N              start at most N attempts (default: no limit)\n"
-"  --phase-timeout-seconds S   wall-clock limit of one attempt (default 900)\n"
-"  --max-attempts-per-phase N  attempts before a phase is FAILED (default 3; a phase's\n"
-"                              own max_builder_attempts lowers it)\n"
-"  --synchronous full|normal   SQLite durability of each commit (default full)\n"
-"  --commit-window-ms MS       group commit window (default 2)\n"
-"  --commit-max N              writes that force a commit (default 256)\n"
-"  --exit-when-drained         exit 0 once nothing is eligible and nothing is in flight\n"
-"  --dry-run                   workers estimate each phase and call no LLM; phase states\n"
-"                              are left unchanged\n"
-"  --allow-empty-db            start even if the database has no runs and no phases\n"
-"\n"
-"drain policies (the batch controller's rules; README \"Drain policies\"):\n"
-"  --retry-failed              FAILED phases are eligible too, not only QUEUED ones\n"
-"  --skip-run-prefix P         leave out runs whose id starts with P (repeatable)\n"
-"  --max-total-minutes M       stop dispatching after M minutes\n"
-"  --max-timeouts-per-run N    stop a run after N timeouts in the session (default 2)\n"
-"  --max-fingerprint-repeats N stop the run that repeats a failure fingerprint for the\n"
-"                              Nth time in the session (default 3)\n"
-"  --max-consecutive-zero-yield N  end the session after N attempts in a row that\n"
-"                              yield no telemetry (default: no limit)\n"
-"  --resume                    continue the newest unfinished drain session with its\n"
-"                              counters, triage and stopped runs\n"
-"  --control PATH              control socket (default /tmp/autopack-UID/UUID.sock)\n"
-"  --log-file PATH             append logs here instead of stderr\n"
-"  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
-"  --llm-provider anthropic|openai   (default anthropic)\n"
-"  --llm-base-url URL          provider endpoint (default https://api.anthropic.com, or\n"
-"                              https://api.openai.com/v1 for openai)\n"
-"  --model NAME                model (default claude-sonnet-4-5)\n"
-"  --llm-timeout-seconds S     one HTTP call (default 120)\n"
-"  --llm-retries N             retries on 429/5xx/network errors (default 3)\n"
-"  --max-tokens-cap N          upper bound of any max_tokens (default 64000)\n"
-"  --help                      this text\n"
-"\n"
-"Signals: the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts finish;\n"
-"a second one kills the workers, requeues their phases and exits.\n"
-"Exit status: 0 stopped or drained, 1 refused to start, 2 usage, 3 database lost.\n";
+    "usage: autopack-supervisor --db URL [options]\n"
+    "\n"
+    "Drain the queued phases of one autopack database with a pool of workers. The\n"
+    "supervisor is the database's only writer; it refuses to start on a database another\n"
+    "supervisor holds. The database comes from --db, else AUTOPACK_DB_URL, else\n"
+    "DATABASE_URL; two that disagree are an error. URL forms: sqlite:///relative.db,\n"
+    "sqlite:////absolute.db.\n"
+    "\n"
+    "options:\n"
+    "  --db URL                    the database (created beforehand with autopack-ctl db init)\n"
+    "  --workers N                 worker processes (default 4)\n"
+    "  --run-id ID                 drain only this run\n"
+    "  --batch-size N              start at most N attempts (default: no limit)\n"
+    "  --phase-timeout-seconds S   wall-clock limit of one attempt (default 900)\n"
+    "  --max-attempts-per-phase N  attempts before a phase is FAILED (default 3; a phase's\n"
+    "                              own max_builder_attempts lowers it)\n"
+    "  --synchronous full|normal   SQLite durability of each commit (default full)\n"
+    "  --commit-window-ms MS       group commit window (default 2)\n"
+    "  --commit-max N              writes that force a commit (default 256)\n"
+    "  --exit-when-drained         exit 0 once nothing is eligible and nothing is in flight\n"
+    "  --dry-run                   workers estimate each phase and call no LLM; phase states\n"
+    "                              are left unchanged\n"
+    "  --allow-empty-db            start even if the database has no runs and no phases\n"
+    "\n"
+    "drain policies (the batch controller's rules; README \"Drain policies\"):\n"
+    "  --retry-failed              FAILED phases are eligible too, not only QUEUED ones\n"
+    "  --skip-run-prefix P         leave out runs whose id starts with P (repeatable)\n"
+    "  --max-total-minutes M       stop dispatching after M minutes\n"
+    "  --max-timeouts-per-run N    stop a run after N timeouts in the session (default 2)\n"
+    "  --max-fingerprint-repeats N stop the run that repeats a failure fingerprint for the\n"
+    "                              Nth time in the session (default 3)\n"
+    "  --max-consecutive-zero-yield N  end the session after N attempts in a row that\n"
+    "                              yield no telemetry (default: no limit)\n"
+    "  --resume                    continue the newest unfinished drain session with its\n"
+    "                              counters, triage and stopped runs\n"
+    "  --control PATH              control socket (default /tmp/autopack-UID/UUID.sock)\n"
+    "  --log-file PATH             append logs here instead of stderr\n"
+    "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
+    "  --llm-provider anthropic|openai   (default anthropic)\n"
+    "  --llm-base-url URL          provider endpoint (default https://api.anthropic.com, or\n"
+    "                              https://api.openai.com/v1 for openai)\n"
+    "  --model NAME                model (default claude-sonnet-4-5)\n"
+    "  --llm-timeout-seconds S     one HTTP call (default 120)\n"
+    "  --llm-retries N             retries on 429/5xx/network errors (default 3)\n"
+    "  --max-tokens-cap N          upper bound of any max_tokens (default 64000)\n"
+    "  --help                      this text\n"
+    "\n"
+    "Signals: the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts finish;\n"
+    "a second one kills the workers, requeues their phases and exits.\n"
+    "Exit status: 0 stopped or drained, 1 refused to start, 2 usage, 3 database lost.\n";
 
 enum {
-	OPT_DB = 256, OPT_WORKERS, OPT_RUN, OPT_BATCH, OPT_PTIMEOUT, OPT_MAXATT, OPT_SYNC,
-	OPT_WINDOW, OPT_CMAX, OPT_EXIT, OPT_DRY, OPT_EMPTY, OPT_CONTROL, OPT_LOG, OPT_HB,
-	OPT_PROV, OPT_URL, OPT_MODEL, OPT_LTMO, OPT_LRETRY, OPT_CAP, OPT_WORKER, OPT_HELP,
-	OPT_RETRYF, OPT_SKIPP, OPT_MAXMIN, OPT_MAXTO, OPT_MAXFP, OPT_MAXZY, OPT_RESUME,
+	OPT_DB = 256,
+	OPT_WORKERS,
+	OPT_RUN,
+	OPT_BATCH,
+	OPT_PTIMEOUT,
+	OPT_MAXATT,
+	OPT_SYNC,
+	OPT_WINDOW,
+	OPT_CMAX,
+	OPT_EXIT,
+	OPT_DRY,
+	OPT_EMPTY,
+	OPT_CONTROL,
+	OPT_LOG,
+	OPT_HB,
+	OPT_PROV,
+	OPT_URL,
+	OPT_MODEL,
+	OPT_LTMO,
+	OPT_LRETRY,
+	OPT_CAP,
+	OPT_WORKER,
+	OPT_HELP,
+	OPT_RETRYF,
+	OPT_SKIPP,
+	OPT_MAXMIN,
+	OPT_MAXTO,
+	OPT_MAXFP,
+	OPT_MAXZY,
+	OPT_RESUME,
 };
 
 static const struct option long_opts[] = {
@@ -120,8 +146,10 @@ static int64_t flag_int(const char *name, const char *v, int64_t min, int64_t ma
 	errno = 0;
 	n = strtoll(v, &end, 10);
 	if (errno != 0 || end == v || *end != '\0' || n < min || n > max) {
-		fprintf(stderr, "autopack-supervisor: --%s: \"%s\" is not a whole number from %lld"
-		    " to %lld\n", name, v, (long long)min, (long long)max);
+		fprintf(stderr,
+		    "autopack-supervisor: --%s: \"%s\" is not a whole number from %lld"
+		    " to %lld\n",
+		    name, v, (long long)min, (long long)max);
 		exit(2);
 	}
 	return n;
@@ -133,11 +161,21 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 	int o;
 
 	*c = (struct sup_config){
-		.workers = 4, .phase_timeout_s = 900, .max_attempts = 3, .sync_full = true,
-		.heartbeat_timeout_s = 10, .kill_grace_ms = 5000, .commit_window_ms = 2,
-		.commit_max = 256, .llm_provider = "anthropic", .llm_model = "claude-sonnet-4-5",
-		.llm_timeout_s = 120, .llm_retries = 3, .max_tokens_cap = 64000,
-		.max_timeouts_per_run = 2, .max_fingerprint_repeats = 3,
+		.workers = 4,
+		.phase_timeout_s = 900,
+		.max_attempts = 3,
+		.sync_full = true,
+		.heartbeat_timeout_s = 10,
+		.kill_grace_ms = 5000,
+		.commit_window_ms = 2,
+		.commit_max = 256,
+		.llm_provider = "anthropic",
+		.llm_model = "claude-sonnet-4-5",
+		.llm_timeout_s = 120,
+		.llm_retries = 3,
+		.max_tokens_cap = 64000,
+		.max_timeouts_per_run = 2,
+		.max_fingerprint_repeats = 3,
 	};
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
@@ -154,8 +192,10 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 			break;
 		case OPT_SYNC:
 			if (strcmp(optarg, "full") != 0 && strcmp(optarg, "normal") != 0) {
-				fprintf(stderr, "autopack-supervisor: --synchronous: \"%s\" is not"
-				    " full or normal\n", optarg);
+				fprintf(stderr,
+				    "autopack-supervisor: --synchronous: \"%s\" is not"
+				    " full or normal\n",
+				    optarg);
 				exit(2);
 			}
 			c->sync_full = strcmp(optarg, "full") == 0;
@@ -170,12 +210,15 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		case OPT_CONTROL: c->control_path = optarg; break;
 		case OPT_LOG: c->log_file = optarg; break;
 		case OPT_HB:
-			c->heartbeat_timeout_s = flag_int("heartbeat-timeout-seconds", optarg, 1, 3600);
+			c->heartbeat_timeout_s = flag_int(
+			    "heartbeat-timeout-seconds", optarg, 1, 3600);
 			break;
 		case OPT_PROV:
 			if (strcmp(optarg, "anthropic") != 0 && strcmp(optarg, "openai") != 0) {
-				fprintf(stderr, "autopack-supervisor: --llm-provider: \"%s\" is not"
-				    " anthropic or openai\n", optarg);
+				fprintf(stderr,
+				    "autopack-supervisor: --llm-provider: \"%s\" is not"
+				    " anthropic or openai\n",
+				    optarg);
 				exit(2);
 			}
 			c->llm_provider = optarg;
@@ -186,52 +229,62 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 			c->llm_timeout_s = flag_int("llm-timeout-seconds", optarg, 1, 3600);
 			break;
 		case OPT_LRETRY: c->llm_retries = flag_int("llm-retries", optarg, 0, 20); break;
-		case OPT_CAP: c->max_tokens_cap = flag_int("max-tokens-cap", optarg, 1, 1000000); break;
+		case OPT_CAP:
+			c->max_tokens_cap = flag_int("max-tokens-cap", optarg, 1, 1000000);
+			break;
 		case OPT_WORKER: c->worker_path = optarg; break;
 		case OPT_HELP: fputs(usage_text, stdout); exit(0);
 		case OPT_RETRYF: c->retry_failed = true; break;
 		case OPT_SKIPP:
 			if (*optarg == '\0') {
-				fprintf(stderr, "autopack-supervisor: --skip-run-prefix: empty prefix\n");
+				fprintf(stderr,
+				    "autopack-supervisor: --skip-run-prefix: empty prefix\n");
 				exit(2);
 			}
-			c->skip_prefixes = xrealloc(c->skip_prefixes,
-			    (c->nskip + 1) * sizeof *c->skip_prefixes);
+			c->skip_prefixes = xrealloc(
+			    c->skip_prefixes, (c->nskip + 1) * sizeof *c->skip_prefixes);
 			c->skip_prefixes[c->nskip++] = optarg;
 			break;
 		case OPT_MAXMIN:
 			c->max_total_minutes = flag_int("max-total-minutes", optarg, 1, 525600);
 			break;
 		case OPT_MAXTO:
-			c->max_timeouts_per_run = flag_int("max-timeouts-per-run", optarg, 1, 1000000);
+			c->max_timeouts_per_run = flag_int(
+			    "max-timeouts-per-run", optarg, 1, 1000000);
 			break;
 		case OPT_MAXFP:
-			c->max_fingerprint_repeats = flag_int("max-fingerprint-repeats", optarg, 1,
-			    1000000);
+			c->max_fingerprint_repeats = flag_int(
+			    "max-fingerprint-repeats", optarg, 1, 1000000);
 			break;
 		case OPT_MAXZY:
-			c->max_consecutive_zero_yield = flag_int("max-consecutive-zero-yield", optarg,
-			    1, 1000000);
+			c->max_consecutive_zero_yield = flag_int(
+			    "max-consecutive-zero-yield", optarg, 1, 1000000);
 			break;
 		case OPT_RESUME: c->resume = true; break;
 		default:
 			if (optopt != 0 && optopt < 256)
-				fprintf(stderr, "autopack-supervisor: unknown option -%c\n", optopt);
+				fprintf(
+				    stderr, "autopack-supervisor: unknown option -%c\n", optopt);
 			else
-				fprintf(stderr, "autopack-supervisor: unknown or incomplete option"
-				    " \"%s\"\n", argv[optind - 1]);
+				fprintf(stderr,
+				    "autopack-supervisor: unknown or incomplete option"
+				    " \"%s\"\n",
+				    argv[optind - 1]);
 			fputs("Try 'autopack-supervisor --help'.\n", stderr);
 			exit(2);
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "autopack-supervisor: unexpected argument \"%s\"\nTry"
-		    " 'autopack-supervisor --help'.\n", argv[optind]);
+		fprintf(stderr,
+		    "autopack-supervisor: unexpected argument \"%s\"\nTry"
+		    " 'autopack-supervisor --help'.\n",
+		    argv[optind]);
 		exit(2);
 	}
 	if (c->llm_base_url == NULL)
 		c->llm_base_url = strcmp(c->llm_provider, "openai") == 0 ?
-		    "https://api.openai.com/v1" : "https://api.anthropic.com";
+		    "https://api.openai.com/v1" :
+		    "https://api.anthropic.com";
 }
 
 /* The worker binary: --worker, else autopack-worker beside this executable. */
@@ -260,7 +313,8 @@ void sup_identity_check(struct sup *s)
 	s->store_lost = true;
 	s->exit_code = 3;
 	log_error("DATABASE LOST: %s; no further writes or dispatches. Workers are stopped;"
-	    " open attempts are recovered by the next supervisor on that database.", err.text);
+	          " open attempts are recovered by the next supervisor on that database.",
+	    err.text);
 	sup_stop(s, 2);
 }
 
@@ -359,13 +413,17 @@ static void sup_open_store(struct sup *s)
 	if (dburl_resolve(s->cfg.db_flag, &path, &url, NULL, msg, sizeof msg) != 0)
 		log_fatal(1, "%s", msg);
 	if (stat(path, &sb) != 0)
-		log_fatal(1, "database %s does not exist (%s); create it with: autopack-ctl"
-		    " --db %s db init", url, strerror(errno), url);
+		log_fatal(1,
+		    "database %s does not exist (%s); create it with: autopack-ctl"
+		    " --db %s db init",
+		    url, strerror(errno), url);
 	s->lock_fd = store_lock_acquire(path, &holder);
 	if (s->lock_fd < 0) {
 		if (holder > 0)
-			log_fatal(1, "database %s is held by autopack-supervisor pid %d; refusing to"
-			    " start a second writer", url, (int)holder);
+			log_fatal(1,
+			    "database %s is held by autopack-supervisor pid %d; refusing to"
+			    " start a second writer",
+			    url, (int)holder);
 		log_fatal(1, "cannot lock %s.lock", path);
 	}
 	s->st = xcalloc(1, sizeof *s->st);
@@ -379,10 +437,12 @@ static void sup_open_store(struct sup *s)
 		log_fatal(1, "%s", err.text);
 	if (id.counts[STORE_COUNT_RUNS] == 0 && id.counts[STORE_COUNT_PHASES] == 0 &&
 	    !s->cfg.allow_empty_db)
-		log_fatal(1, "database %s is empty (no runs, no phases). Likely causes: a fresh"
+		log_fatal(1,
+		    "database %s is empty (no runs, no phases). Likely causes: a fresh"
 		    " database, the wrong --db / AUTOPACK_DB_URL / DATABASE_URL, or deleted data."
 		    " Seed it (autopack-ctl seed telemetry-run, autopack-ctl run import PLAN.json)"
-		    " or pass --allow-empty-db.", s->st->url);
+		    " or pass --allow-empty-db.",
+		    s->st->url);
 }
 
 /* The drain's settings, recorded with its session. */
@@ -396,18 +456,17 @@ static char *settings_json(const struct sup_config *c)
 	for (i = 0; i < c->nskip; i++)
 		json_array_append_new(skip, json_string(c->skip_prefixes[i]));
 	j = json_pack("{s:i, s:s?, s:I, s:I, s:I, s:s, s:b, s:b, s:s, s:s, s:s, s:b, s:o,"
-	    " s:I, s:I, s:I, s:I}",
+	              " s:I, s:I, s:I, s:I}",
 	    "workers", c->workers, "run_id", c->run_id, "batch_size", (json_int_t)c->batch_size,
-	    "phase_timeout_seconds", (json_int_t)c->phase_timeout_s,
-	    "max_attempts_per_phase", (json_int_t)c->max_attempts,
-	    "synchronous", c->sync_full ? "full" : "normal",
-	    "exit_when_drained", c->exit_when_drained, "dry_run", c->dry_run,
-	    "llm_provider", c->llm_provider, "llm_base_url", c->llm_base_url,
-	    "model", c->llm_model, "retry_failed", c->retry_failed, "skip_run_prefix", skip,
-	    "max_total_minutes", (json_int_t)c->max_total_minutes,
-	    "max_timeouts_per_run", (json_int_t)c->max_timeouts_per_run,
-	    "max_fingerprint_repeats", (json_int_t)c->max_fingerprint_repeats,
-	    "max_consecutive_zero_yield", (json_int_t)c->max_consecutive_zero_yield);
+	    "phase_timeout_seconds", (json_int_t)c->phase_timeout_s, "max_attempts_per_phase",
+	    (json_int_t)c->max_attempts, "synchronous", c->sync_full ? "full" : "normal",
+	    "exit_when_drained", c->exit_when_drained, "dry_run", c->dry_run, "llm_provider",
+	    c->llm_provider, "llm_base_url", c->llm_base_url, "model", c->llm_model, "retry_failed",
+	    c->retry_failed, "skip_run_prefix", skip, "max_total_minutes",
+	    (json_int_t)c->max_total_minutes, "max_timeouts_per_run",
+	    (json_int_t)c->max_timeouts_per_run, "max_fingerprint_repeats",
+	    (json_int_t)c->max_fingerprint_repeats, "max_consecutive_zero_yield",
+	    (json_int_t)c->max_consecutive_zero_yield);
 	out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(j);
 	return out;
@@ -422,13 +481,13 @@ static void sup_prepare(struct sup *s)
 
 	if (store_drain_open(s->st, &s->sd, &err) != 0 ||
 	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0 ||
-	    store_drain_begin(s->sd, &err) != 0 ||
-	    store_drain_recover(s->sd, &closed, &err) != 0 ||
+	    store_drain_begin(s->sd, &err) != 0 || store_drain_recover(s->sd, &closed, &err) != 0 ||
 	    store_drain_commit(s->sd, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	if (closed > 0)
 		log_warn("recovered %d attempt(s) left open by an earlier supervisor"
-		    " (closed as supervisor_restart, phases requeued)", closed);
+		         " (closed as supervisor_restart, phases requeued)",
+		    closed);
 	if (s->cfg.resume) {
 		char *state = NULL;
 
@@ -464,8 +523,9 @@ static void sup_prepare(struct sup *s)
 static void sup_finish(struct sup *s)
 {
 	struct store_err err;
-	const char *why = s->store_lost ? "database lost" : s->stop_reason != NULL ?
-	    s->stop_reason : "stopped";
+	const char *why = s->store_lost ? "database lost" :
+	    s->stop_reason != NULL      ? s->stop_reason :
+	                                  "stopped";
 
 	if (!s->store_lost) {
 		writer_flush(s);
@@ -474,7 +534,8 @@ static void sup_finish(struct sup *s)
 			log_error("%s", err.text);
 	}
 	log_info("session %s ended (%s): %llu attempt(s), %llu event(s) committed, %llu"
-	    " rejected", s->session_id, why, (unsigned long long)s->n.results,
+	         " rejected",
+	    s->session_id, why, (unsigned long long)s->n.results,
 	    (unsigned long long)s->n.events_committed,
 	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale));
 	control_close(s);

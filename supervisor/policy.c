@@ -49,7 +49,7 @@ static bool has_ci(const char *hay, const char *needle)
 int policy_bucket(const char *r)
 {
 	if (r == NULL || *r == '\0')
-		return 0;                                       /* unknown */
+		return 0; /* unknown */
 	if (has_ci(r, "collection") || has_ci(r, "import"))
 		return 1;
 	if (has_ci(r, "deliverable") || has_ci(r, "missing"))
@@ -58,7 +58,7 @@ int policy_bucket(const char *r)
 		return 3;
 	if (has_ci(r, "timeout") || has_ci(r, "timed out"))
 		return 5;
-	return 4;                                               /* other */
+	return 4; /* other */
 }
 
 /* The count of a fingerprint, creating it at 0. */
@@ -96,8 +96,7 @@ static void run_stop(struct sup *s, struct run_q *r, const char *why)
 	sched_skip_run(s, r);
 }
 
-void policy_result(struct sup *s, struct run_q *r, const char *outcome, const char *fp,
-    int64_t v2)
+void policy_result(struct sup *s, struct run_q *r, const char *outcome, const char *fp, int64_t v2)
 {
 	struct policy *p = &s->pol;
 	bool timeout = strcmp(outcome, "timeout") == 0;
@@ -131,9 +130,10 @@ void policy_result(struct sup *s, struct run_q *r, const char *outcome, const ch
 	p->consecutive_zero = v2 > 0 ? 0 : p->consecutive_zero + 1;
 	if (s->cfg.max_consecutive_zero_yield > 0 &&
 	    p->consecutive_zero >= s->cfg.max_consecutive_zero_yield) {
-		sup_stop_because(s, 1, "%lld consecutive attempts yielded no telemetry"
-		    " (--max-consecutive-zero-yield %lld)", (long long)p->consecutive_zero,
-		    (long long)s->cfg.max_consecutive_zero_yield);
+		sup_stop_because(s, 1,
+		    "%lld consecutive attempts yielded no telemetry"
+		    " (--max-consecutive-zero-yield %lld)",
+		    (long long)p->consecutive_zero, (long long)s->cfg.max_consecutive_zero_yield);
 		return;
 	}
 	if (fp != NULL && !success) {
@@ -143,9 +143,10 @@ void policy_result(struct sup *s, struct run_q *r, const char *outcome, const ch
 			char why[320];
 
 			nameset_add(&p->stopped_fps, fp);
-			snprintf(why, sizeof why, "fingerprint seen %lld times"
-			    " (--max-fingerprint-repeats %lld): %.200s", (long long)*n,
-			    (long long)s->cfg.max_fingerprint_repeats, fp);
+			snprintf(why, sizeof why,
+			    "fingerprint seen %lld times"
+			    " (--max-fingerprint-repeats %lld): %.200s",
+			    (long long)*n, (long long)s->cfg.max_fingerprint_repeats, fp);
 			run_stop(s, r, why);
 		}
 	}
@@ -171,14 +172,12 @@ char *policy_state_json(struct sup *s)
 
 	for (i = 0; i < p->nfps; i++)
 		json_object_set_new(fps, p->fps[i].fp, json_integer(p->fps[i].n));
-	j = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I}",
-	    "fingerprint_counts", fps,
-	    "stopped_fingerprints", nameset_json(&p->stopped_fps),
-	    "stopped_runs", nameset_json(&p->stopped_runs),
-	    "sampled_runs", nameset_json(&p->sampled),
-	    "promising_runs", nameset_json(&p->promising),
-	    "deprioritized_runs", nameset_json(&p->deprioritized),
-	    "consecutive_zero_yield", (json_int_t)p->consecutive_zero);
+	j = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "fingerprint_counts", fps,
+	    "stopped_fingerprints", nameset_json(&p->stopped_fps), "stopped_runs",
+	    nameset_json(&p->stopped_runs), "sampled_runs", nameset_json(&p->sampled),
+	    "promising_runs", nameset_json(&p->promising), "deprioritized_runs",
+	    nameset_json(&p->deprioritized), "consecutive_zero_yield",
+	    (json_int_t)p->consecutive_zero);
 	out = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return out;
@@ -190,9 +189,7 @@ static void nameset_load(struct nameset *ns, json_t *a)
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(a, i, v)
-		if (json_is_string(v))
-			nameset_add(ns, json_string_value(v));
+	json_array_foreach(a, i, v) if (json_is_string(v)) nameset_add(ns, json_string_value(v));
 }
 
 int policy_load(struct sup *s, const char *state_json)
@@ -206,8 +203,8 @@ int policy_load(struct sup *s, const char *state_json)
 		log_error("the session's saved state is not a JSON object; not resuming it");
 		return -1;
 	}
-	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v)
-		*fp_slot(p, k) = json_integer_value(v);
+	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v) *
+	    fp_slot(p, k) = json_integer_value(v);
 	nameset_load(&p->stopped_fps, json_object_get(j, "stopped_fingerprints"));
 	nameset_load(&p->stopped_runs, json_object_get(j, "stopped_runs"));
 	nameset_load(&p->sampled, json_object_get(j, "sampled_runs"));

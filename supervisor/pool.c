@@ -11,9 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CRASH_LOOP_LIMIT 5      /* consecutive failed workers before giving up */
+#define CRASH_LOOP_LIMIT 5 /* consecutive failed workers before giving up */
 #define RESPAWN_MAX_MS 10000
-#define DEADLINE_GRACE_MS 2000  /* past the job's deadline before the supervisor kills */
+#define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
 
 static void pool_spawn(struct sup *s);
 
@@ -126,7 +126,8 @@ static bool worker_fenced(struct worker *w, const char *uuid, uint64_t att, cons
 	if (strcmp(uuid, s->st->uuid) != 0 && !(att == 0 && uuid[0] == '\0')) {
 		s->n.rejected_uuid++;
 		log_error("REJECTED %s from worker %d: database uuid %s is not this database's %s"
-		    " (%s)", what, w->id, uuid, s->st->uuid, s->st->url);
+		          " (%s)",
+		    what, w->id, uuid, s->st->uuid, s->st->url);
 		return false;
 	}
 	if (att != w->attempt_id) {
@@ -169,12 +170,12 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 		break;
 	case PROTO_HEARTBEAT:
 		if (m->u.heartbeat.attempt_id != 0)
-			worker_fenced(w, m->u.heartbeat.db_uuid, m->u.heartbeat.attempt_id,
-			    "heartbeat");
+			worker_fenced(
+			    w, m->u.heartbeat.db_uuid, m->u.heartbeat.attempt_id, "heartbeat");
 		break;
 	case PROTO_EVENT:
-		if (w->state == W_BUSY && worker_fenced(w, m->u.event.db_uuid,
-		    m->u.event.attempt_id, "event")) {
+		if (w->state == W_BUSY &&
+		    worker_fenced(w, m->u.event.db_uuid, m->u.event.attempt_id, "event")) {
 			writer_event(w->sup, w, &m->u.event);
 		} else if (w->state != W_BUSY) {
 			w->sup->n.rejected_stale++;
@@ -183,8 +184,8 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 		}
 		break;
 	case PROTO_RESULT:
-		if (w->state == W_BUSY && worker_fenced(w, m->u.result.db_uuid,
-		    m->u.result.attempt_id, "result"))
+		if (w->state == W_BUSY &&
+		    worker_fenced(w, m->u.result.db_uuid, m->u.result.attempt_id, "result"))
 			worker_result(w, &m->u.result);
 		else if (w->state != W_BUSY)
 			w->sup->n.rejected_stale++;
@@ -206,8 +207,8 @@ static void worker_chan_close_cb(struct chan *c, const char *why)
 	/* On a clean EOF the exit callback follows; a process that lingers without its
 	 * socket is caught by the heartbeat deadline. */
 	if (why != NULL && w->state != W_EXITED) {
-		log_error("worker %d (pid %d): bad channel: %s; killing it", w->id, (int)w->pid,
-		    why);
+		log_error(
+		    "worker %d (pid %d): bad channel: %s; killing it", w->id, (int)w->pid, why);
 		worker_kill(w, SIGKILL);
 	}
 	worker_handle_closed((uv_handle_t *)&c->pipe);
@@ -237,7 +238,8 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	uv_timer_stop(&w->phase_timer);
 	if (w->attempt_id != 0) {
 		const char *outcome = w->end_outcome != NULL ? w->end_outcome :
-		    s->stopping == 2 ? "supervisor_stopped" : "worker_crashed";
+		    s->stopping == 2                         ? "supervisor_stopped" :
+		                                               "worker_crashed";
 		char msg[96];
 
 		snprintf(msg, sizeof msg, "worker pid %d ended: status %lld, signal %d",

@@ -112,7 +112,8 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 	size_t i;
 
 	for (i = 0; i < s->cfg.nskip; i++)
-		if (strncmp(p->run_id, s->cfg.skip_prefixes[i], strlen(s->cfg.skip_prefixes[i])) == 0)
+		if (strncmp(p->run_id, s->cfg.skip_prefixes[i], strlen(s->cfg.skip_prefixes[i])) ==
+		    0)
 			return 0;
 	if (r == NULL || strcmp(r->run_id, p->run_id) != 0) {
 		r = sched_run_find(s, p->run_id);
@@ -149,7 +150,7 @@ int sched_load(struct sup *s)
 	struct run_q *r;
 
 	if (store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
-	    sched_load_one, s, &err) != 0) {
+	        sched_load_one, s, &err) != 0) {
 		log_error("%s", err.text);
 		return -1;
 	}
@@ -175,8 +176,8 @@ void sched_reload_run(struct sup *s, const char *run_id)
 		}
 		r->head = r->tail = NULL;
 	}
-	if (store_drain_each_eligible(s->sd, run_id, s->cfg.retry_failed, s->session_id,
-	    sched_load_one, s, &err) != 0)
+	if (store_drain_each_eligible(
+	        s->sd, run_id, s->cfg.retry_failed, s->session_id, sched_load_one, s, &err) != 0)
 		log_error("%s", err.text);
 	if ((r = sched_run_find(s, run_id)) == NULL)
 		return;
@@ -304,8 +305,8 @@ static void sched_round(struct sup *s)
 		struct lease *l = &ls[n];
 		int rc;
 
-		rc = store_drain_attempt_open(s->sd, r->run_id, p->phase_id, w->pid,
-		    s->session_id, s->cfg.dry_run, &l->attempt_id, &l->attempt_number, &err);
+		rc = store_drain_attempt_open(s->sd, r->run_id, p->phase_id, w->pid, s->session_id,
+		    s->cfg.dry_run, &l->attempt_id, &l->attempt_number, &err);
 		if (rc == STORE_EINVAL) {
 			/* No longer eligible (changed by a control command): drop it. */
 			log_warn("%s", err.text);

@@ -18,9 +18,9 @@ struct sup_config {
 	const char *db_flag;
 	int workers;
 	const char *run_id;
-	int64_t batch_size;           /* attempts to start; 0 = no limit */
+	int64_t batch_size; /* attempts to start; 0 = no limit */
 	int64_t phase_timeout_s;
-	int64_t max_attempts;         /* per phase, across drains */
+	int64_t max_attempts; /* per phase, across drains */
 	bool sync_full;
 	bool exit_when_drained;
 	bool dry_run;
@@ -44,7 +44,7 @@ struct sup_config {
 	bool resume;
 	const char **skip_prefixes;
 	size_t nskip;
-	int64_t max_total_minutes;         /* 0 = none */
+	int64_t max_total_minutes; /* 0 = none */
 	int64_t max_timeouts_per_run;
 	int64_t max_fingerprint_repeats;
 	int64_t max_consecutive_zero_yield; /* 0 = none */
@@ -68,15 +68,15 @@ struct policy {
 	struct nameset stopped_fps;
 	struct nameset sampled, promising, deprioritized, stopped_runs;
 	int64_t consecutive_zero;
-	bool dirty;               /* changed since the last commit */
+	bool dirty; /* changed since the last commit */
 };
 
 /* A phase waiting in its run's queue. */
 struct qphase {
 	char *phase_id;
 	int64_t phase_index;
-	int bucket;               /* failure-reason bucket, facts §4.2 */
-	int64_t attempts;         /* in this session */
+	int bucket;       /* failure-reason bucket, facts §4.2 */
+	int64_t attempts; /* in this session */
 	int64_t max_attempts;
 	struct qphase *next;
 };
@@ -87,17 +87,22 @@ struct run_q {
 	struct qphase *head;
 	struct qphase *tail;
 	bool busy;
-	bool ready;                /* linked on sup.ready */
-	bool sampled;              /* its first result in this session is in */
+	bool ready;   /* linked on sup.ready */
+	bool sampled; /* its first result in this session is in */
 	bool promising;
-	bool skipped;              /* deprioritised or stopped: no more dispatch */
-	int64_t timeouts;          /* timeout results in this session */
-	uint64_t ready_seq;        /* when it became ready, for ties */
-	struct run_q *next;        /* all runs */
+	bool skipped;       /* deprioritised or stopped: no more dispatch */
+	int64_t timeouts;   /* timeout results in this session */
+	uint64_t ready_seq; /* when it became ready, for ties */
+	struct run_q *next; /* all runs */
 	struct run_q *next_ready;
 };
 
-enum worker_state { W_STARTING, W_IDLE, W_BUSY, W_EXITED };
+enum worker_state {
+	W_STARTING,
+	W_IDLE,
+	W_BUSY,
+	W_EXITED
+};
 
 struct worker {
 	struct sup *sup;
@@ -106,39 +111,43 @@ struct worker {
 	enum worker_state state;
 	uv_process_t proc;
 	struct chan chan;
-	uv_timer_t hb_timer;       /* heartbeat deadline */
-	uv_timer_t phase_timer;    /* phase deadline, then kill grace */
-	int handles;               /* open handles; freed when it reaches 0 */
+	uv_timer_t hb_timer;    /* heartbeat deadline */
+	uv_timer_t phase_timer; /* phase deadline, then kill grace */
+	int handles;            /* open handles; freed when it reaches 0 */
 	/* the lease */
 	uint64_t attempt_id;
 	struct run_q *run;
 	struct qphase *phase;
 	uint64_t lease_ms;
-	const char *end_outcome;   /* why we are killing it (timeout, heartbeat_lost, ...) */
-	bool retire;               /* shut down once idle */
-	bool killed;               /* we signalled it */
+	const char *end_outcome; /* why we are killing it (timeout, heartbeat_lost, ...) */
+	bool retire;             /* shut down once idle */
+	bool killed;             /* we signalled it */
 	uint64_t born_ms;
 	uint64_t jobs_done;
-	int64_t lease_v2;          /* token_estimation_v2 events of the lease */
+	int64_t lease_v2; /* token_estimation_v2 events of the lease */
 	struct worker *next;
 };
 
 /* A write waiting for the next group commit. */
-enum op_kind { OP_EVENT, OP_CLOSE, OP_CTLLOG };
+enum op_kind {
+	OP_EVENT,
+	OP_CLOSE,
+	OP_CTLLOG
+};
 
 struct op {
 	enum op_kind kind;
-	int worker_id;             /* for the ack; 0 = none */
+	int worker_id; /* for the ack; 0 = none */
 	char *run_id;
 	char *phase_id;
-	struct proto_event ev;     /* OP_EVENT */
-	uint64_t attempt_id;       /* OP_CLOSE */
-	struct drain_close close;  /* OP_CLOSE; strings owned below */
+	struct proto_event ev;    /* OP_EVENT */
+	uint64_t attempt_id;      /* OP_CLOSE */
+	struct drain_close close; /* OP_CLOSE; strings owned below */
 	char *strs[5];
-	struct qphase *requeue;    /* OP_CLOSE: phase to put back at its run's head */
+	struct qphase *requeue;     /* OP_CLOSE: phase to put back at its run's head */
 	int64_t peer_pid, peer_uid; /* OP_CTLLOG; command, args, result in strs[0..2] */
 	bool ok;
-	struct run_q *run;         /* OP_CLOSE: run to release after commit */
+	struct run_q *run; /* OP_CLOSE: run to release after commit */
 	struct op *next;
 };
 
@@ -165,7 +174,7 @@ struct sup {
 	char *worker_path;
 	char *control_path;
 	uint64_t started_ms;
-	uint64_t coef_version;    /* estimator coefficients sent in every job */
+	uint64_t coef_version; /* estimator coefficients sent in every job */
 	struct proto_coef *coefs;
 	size_t ncoefs;
 
@@ -180,21 +189,21 @@ struct sup {
 	uint64_t restarts;
 
 	/* scheduler */
-	struct run_q *runs;       /* in database order */
+	struct run_q *runs; /* in database order */
 	struct run_q *runs_tail;
 	struct run_q *ready_head;
 	struct run_q *ready_tail;
 	uint64_t ready_seq;
 	struct policy pol;
-	const char *stop_reason;  /* why the drain ended; static or pol-owned */
+	const char *stop_reason; /* why the drain ended; static or pol-owned */
 	char stop_buf[160];
-	int64_t queued;           /* phases in run queues */
+	int64_t queued; /* phases in run queues */
 	int64_t in_flight;
-	int64_t started;          /* attempts started this drain */
+	int64_t started; /* attempts started this drain */
 	bool paused;
 	uv_idle_t dispatch_idle;
 	bool dispatch_armed;
-	uv_timer_t dispatch_retry;    /* after a failed dispatch transaction */
+	uv_timer_t dispatch_retry; /* after a failed dispatch transaction */
 
 	/* writer */
 	struct op *ops_head;
@@ -209,7 +218,7 @@ struct sup {
 	bool ctl_open;
 
 	/* shutdown */
-	int stopping;             /* 0 running, 1 graceful, 2 fast */
+	int stopping; /* 0 running, 1 graceful, 2 fast */
 	int exit_code;
 	uv_signal_t sigint, sigterm;
 	uv_timer_t stop_timer;
@@ -282,8 +291,8 @@ void writer_init(struct sup *s);
 void writer_event(struct sup *s, struct worker *w, struct proto_event *ev);
 /* End w's lease: queue the attempt's end (from result r, or from what the supervisor
  * saw when r is NULL) and judge it by the drain policies. */
-void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
-    const char *reason, const char *message, const struct proto_result *r);
+void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome, const char *reason,
+    const char *message, const struct proto_result *r);
 /* Queue a control_log row (command, arguments, outcome) for the next commit. */
 void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
     const char *args, bool ok, const char *result);
@@ -302,7 +311,7 @@ void control_close(struct sup *s);
 void sup_stop(struct sup *s, int level);
 /* Stop, recording the first reason given as the session's stop reason. */
 void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Turn a graceful stop into a fast one after `ms`. */
 void sup_stop_timeout(struct sup *s, uint64_t ms);
 /* Stop when drained (--exit-when-drained); end the loop once a stop has finished. */

@@ -35,7 +35,8 @@ static void writer_push(struct sup *s, struct op *o)
 		writer_flush(s);
 	} else if (!s->commit_armed) {
 		s->commit_armed = true;
-		uv_timer_start(&s->commit_timer, writer_timer_cb, (uint64_t)s->cfg.commit_window_ms, 0);
+		uv_timer_start(
+		    &s->commit_timer, writer_timer_cb, (uint64_t)s->cfg.commit_window_ms, 0);
 	}
 }
 
@@ -48,7 +49,7 @@ void writer_event(struct sup *s, struct worker *w, struct proto_event *ev)
 	o->run_id = xstrdup(w->run->run_id);
 	o->phase_id = xstrdup(w->phase->phase_id);
 	o->ev = *ev;
-	memset(ev, 0, sizeof *ev);      /* the op owns the strings now */
+	memset(ev, 0, sizeof *ev); /* the op owns the strings now */
 	if (o->ev.kind == PROTO_EV_TOKEN_ESTIMATION)
 		w->lease_v2++;
 	writer_push(s, o);
@@ -61,8 +62,8 @@ static const char *op_str(struct op *o, int i, const char *v)
 	return o->strs[i];
 }
 
-void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
-    const char *reason, const char *message, const struct proto_result *r)
+void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome, const char *reason,
+    const char *message, const struct proto_result *r)
 {
 	struct op *o = xcalloc(1, sizeof *o);
 	const char *state;
@@ -77,8 +78,8 @@ void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
 		size_t i;
 
 		for (i = 0; outcome[i] != '\0' && i < sizeof up - 1; i++)
-			up[i] = (char)(outcome[i] >= 'a' && outcome[i] <= 'z' ?
-			    outcome[i] - 32 : outcome[i]);
+			up[i] = (char)(outcome[i] >= 'a' && outcome[i] <= 'z' ? outcome[i] - 32 :
+			                                                        outcome[i]);
 		up[i] = '\0';
 		reason = up;
 	}
@@ -97,16 +98,16 @@ void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome,
 		o->close.duration_ms = (int64_t)(clock_mono_ms() - w->lease_ms);
 		if (fp_fingerprint(o->close.failure_reason, outcome, NULL, fp, sizeof fp) > 0)
 			o->close.fingerprint = op_str(o, 3, fp);
-		o->close.zero_yield_reason = op_str(o, 4, strcmp(outcome, "timeout") == 0 ?
-		    "timeout" : "execution_error");
+		o->close.zero_yield_reason = op_str(
+		    o, 4, strcmp(outcome, "timeout") == 0 ? "timeout" : "execution_error");
 	}
 	log_msg(strcmp(outcome, "dry_run") == 0 ? LOG_DEBUG : LOG_INFO,
 	    "[%s] %s/%s attempt %llu: %s%s%s (%lld token-estimation event(s), %.1f s)",
 	    strcmp(outcome, "success") == 0 || strcmp(outcome, "dry_run") == 0 ? "OK" : "FAIL",
 	    w->run->run_id, w->phase->phase_id, (unsigned long long)w->attempt_id, outcome,
 	    o->close.failure_reason != NULL ? ": " : "",
-	    o->close.failure_reason != NULL ? o->close.failure_reason : "",
-	    (long long)w->lease_v2, (double)o->close.duration_ms / 1000.0);
+	    o->close.failure_reason != NULL ? o->close.failure_reason : "", (long long)w->lease_v2,
+	    (double)o->close.duration_ms / 1000.0);
 	state = sched_next_state(s, w->phase, outcome);
 	o->close.phase_state = state;
 	policy_result(s, w->run, outcome, o->close.fingerprint, w->lease_v2);

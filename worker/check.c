@@ -105,7 +105,7 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd)
 	signal(SIGINT, SIG_DFL);
 	if (chdir(spec->workspace) != 0) {
 		dprintf(err_fd, "autopack: cannot enter workspace %s: %s\n", spec->workspace,
-			strerror(errno));
+		    strerror(errno));
 		_exit(126);
 	}
 	if (null_fd >= 0)
@@ -126,9 +126,9 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 
 	memset(out, 0, sizeof *out);
 	out->stdout_path = xasprintf("%s/.autopack/logs/%s__%s__a%lld.stdout.txt", spec->workspace,
-				     run, phase, (long long)spec->attempt);
+	    run, phase, (long long)spec->attempt);
 	out->stderr_path = xasprintf("%s/.autopack/logs/%s__%s__a%lld.stderr.txt", spec->workspace,
-				     run, phase, (long long)spec->attempt);
+	    run, phase, (long long)spec->attempt);
 	free(run);
 	free(phase);
 	if (check_mkdirs(spec->workspace, err, errlen) < 0)
@@ -137,7 +137,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	err_fd = open(out->stderr_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (out_fd < 0 || err_fd < 0) {
 		snprintf(err, errlen, "cannot open check logs under %s/.autopack/logs: %s",
-			 spec->workspace, strerror(errno));
+		    spec->workspace, strerror(errno));
 		goto out;
 	}
 	pid = fork();

@@ -20,18 +20,18 @@ struct check_spec {
 	const char *run_id;
 	const char *phase_id;
 	int64_t attempt;
-	uint64_t deadline_mono_ms;  /* clock_mono_ms() value by which the command must end */
+	uint64_t deadline_mono_ms; /* clock_mono_ms() value by which the command must end */
 	void *ctx;
 	void (*heartbeat)(void *ctx); /* nullable: called at least every second */
 };
 
 struct check_result {
-	int exit_code;      /* 0..255, or -1 when killed by a signal */
-	int term_signal;    /* the signal that ended it, else 0 */
+	int exit_code;   /* 0..255, or -1 when killed by a signal */
+	int term_signal; /* the signal that ended it, else 0 */
 	bool timed_out;
 	int64_t duration_ms;
-	char *stdout_path;  /* heap */
-	char *stderr_path;  /* heap */
+	char *stdout_path;               /* heap */
+	char *stderr_path;               /* heap */
 	char excerpt[CHECK_EXCERPT_MAX]; /* tail of stderr, else of stdout */
 };
 

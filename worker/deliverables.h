@@ -14,12 +14,16 @@
 
 #define DLV_FILES_MAX 256
 
-enum dlv_mode { DLV_CREATE, DLV_MODIFY, DLV_DELETE };
+enum dlv_mode {
+	DLV_CREATE,
+	DLV_MODIFY,
+	DLV_DELETE
+};
 
 struct dlv_file {
 	char *path;
 	enum dlv_mode mode;
-	char *content;      /* NULL for delete */
+	char *content; /* NULL for delete */
 	size_t content_len;
 };
 
@@ -54,12 +58,12 @@ void dlv_set_free(struct dlv_set *s);
  * fsync, rename) or delete each. Returns DLV_OK, DLV_ESCOPE (nothing written) or DLV_EIO,
  * with `err` naming the path and the rule or the system error. */
 int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
-	      char *err, size_t errlen);
+    char *err, size_t errlen);
 
 /* Check one relative path against the workspace and scope without writing. Returns DLV_OK
  * or DLV_ESCOPE with `err` set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
-		   char *err, size_t errlen);
+    char *err, size_t errlen);
 
 /* Resolve a relative path for reading: it must name an existing regular file whose real
  * location is inside the workspace. Returns a heap absolute path, or NULL with `err`. */
@@ -67,7 +71,7 @@ char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_
 
 /* Count the deliverables (paths relative to the workspace) that do not exist as files, and
  * list them comma-separated in `names`. */
-size_t dlv_missing(const char *workspace, char *const *deliverables, size_t n, char *names,
-		   size_t namelen);
+size_t dlv_missing(
+    const char *workspace, char *const *deliverables, size_t n, char *names, size_t namelen);
 
 #endif

@@ -81,8 +81,8 @@ static bool dlv_in_scope(const struct dlv_scope *scope, const char *rel)
 	size_t i;
 
 	for (i = 0; i < scope->npaths + scope->ndeliverables; i++) {
-		const char *raw = i < scope->npaths ? scope->paths[i]
-						    : scope->deliverables[i - scope->npaths];
+		const char *raw = i < scope->npaths ? scope->paths[i] :
+		                                      scope->deliverables[i - scope->npaths];
 		const char *s = raw;
 
 		while (*s == '.' && s[1] == '/')
@@ -103,7 +103,7 @@ static char *dlv_workspace_real(const char *workspace, char *err, size_t errlen)
 
 	if (real == NULL || stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "workspace %s: %s", workspace,
-			 real == NULL ? strerror(errno) : "not a directory");
+		    real == NULL ? strerror(errno) : "not a directory");
 		free(real);
 		return NULL;
 	}
@@ -127,7 +127,7 @@ static const char *dlv_inside(const char *ws_real, const char *real)
 /* Check a symlink at workspace-relative `prefix`: its real target must be inside the
  * workspace and, joined with `rest`, in scope. Returns 0 or -1 with `err`. */
 static int dlv_check_link(const char *ws_real, const struct dlv_scope *scope, const char *path,
-			  const char *prefix, const char *rest, char *err, size_t errlen)
+    const char *prefix, const char *rest, char *err, size_t errlen)
 {
 	char *full = xasprintf("%s/%s", ws_real, prefix);
 	char *target = realpath(full, NULL);
@@ -139,15 +139,15 @@ static int dlv_check_link(const char *ws_real, const struct dlv_scope *scope, co
 		rc = -1;
 	} else if ((inside = dlv_inside(ws_real, target)) == NULL) {
 		snprintf(err, errlen, "path \"%s\": symlink %s leaves the workspace (-> %s)", path,
-			 prefix, target);
+		    prefix, target);
 		rc = -1;
 	} else {
-		char *joined = xasprintf("%s%s%s", inside, inside[0] != '\0' && rest[0] ? "/" : "",
-					 rest);
+		char *joined = xasprintf(
+		    "%s%s%s", inside, inside[0] != '\0' && rest[0] ? "/" : "", rest);
 		if (!dlv_in_scope(scope, joined)) {
 			snprintf(err, errlen,
-				 "path \"%s\": symlink %s leads outside the phase's scope (-> %s)",
-				 path, prefix, joined);
+			    "path \"%s\": symlink %s leads outside the phase's scope (-> %s)", path,
+			    prefix, joined);
 			rc = -1;
 		}
 		free(joined);
@@ -162,9 +162,8 @@ static int dlv_check_link(const char *ws_real, const struct dlv_scope *scope, co
  * make missing directories. Returns an open descriptor of the parent directory (its last
  * component goes to *name), -2 when a directory is missing and !create, or -1 with `err`.
  */
-static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope,
-		    const char *path, char *rel, bool create, const char **name, char *err,
-		    size_t errlen)
+static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope, const char *path,
+    char *rel, bool create, const char **name, char *err, size_t errlen)
 {
 	int dirfd = dup(wsfd);
 	char *comp = rel, *slash;
@@ -180,8 +179,8 @@ static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope
 		*slash = '\0';
 		if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 			if (errno != ENOENT) {
-				snprintf(err, errlen, "path \"%s\": %s: %s", path, rel,
-					 strerror(errno));
+				snprintf(
+				    err, errlen, "path \"%s\": %s: %s", path, rel, strerror(errno));
 				goto fail;
 			}
 			if (!create) {
@@ -191,7 +190,7 @@ static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope
 			}
 			if (mkdirat(dirfd, comp, 0755) != 0 && errno != EEXIST) {
 				snprintf(err, errlen, "path \"%s\": cannot create directory %s: %s",
-					 path, rel, strerror(errno));
+				    path, rel, strerror(errno));
 				goto fail;
 			}
 			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -207,7 +206,7 @@ static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope
 		}
 		if (next < 0) {
 			snprintf(err, errlen, "path \"%s\": cannot open %s: %s", path, rel,
-				 strerror(errno));
+			    strerror(errno));
 			goto fail;
 		}
 		close(dirfd);
@@ -238,8 +237,8 @@ fail:
 }
 
 /* Check normalised rules and scope of one path. Returns 0 or -1 with `err`. */
-static int dlv_check_rules(const struct dlv_scope *scope, const char *path, char *rel,
-			   size_t n, char *err, size_t errlen)
+static int dlv_check_rules(
+    const struct dlv_scope *scope, const char *path, char *rel, size_t n, char *err, size_t errlen)
 {
 	const char *rule = dlv_norm(path, rel, n);
 
@@ -255,7 +254,7 @@ static int dlv_check_rules(const struct dlv_scope *scope, const char *path, char
 }
 
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
-		   char *err, size_t errlen)
+    char *err, size_t errlen)
 {
 	char rel[PATH_MAX];
 	const char *name;
@@ -284,8 +283,8 @@ int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const c
 }
 
 /* Write `f` under directory `dirfd` as `name`: temporary file, fsync, rename. */
-static int dlv_write(int dirfd, const char *name, const struct dlv_file *f, char *err,
-		     size_t errlen)
+static int dlv_write(
+    int dirfd, const char *name, const struct dlv_file *f, char *err, size_t errlen)
 {
 	static unsigned counter;
 	struct stat st;
@@ -331,7 +330,7 @@ fail:
 }
 
 int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
-	      char *err, size_t errlen)
+    char *err, size_t errlen)
 {
 	char rel[PATH_MAX];
 	const char *name;
@@ -361,8 +360,8 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 			rc = DLV_ESCOPE;
 			break;
 		}
-		dirfd = dlv_walk(ws_real, wsfd, scope, f->path, rel, f->mode != DLV_DELETE, &name,
-				 err, errlen);
+		dirfd = dlv_walk(
+		    ws_real, wsfd, scope, f->path, rel, f->mode != DLV_DELETE, &name, err, errlen);
 		if (dirfd == -2)
 			continue; /* deleting under a directory that does not exist */
 		if (dirfd < 0) {
@@ -372,7 +371,7 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 		if (f->mode == DLV_DELETE) {
 			if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT) {
 				snprintf(err, errlen, "path \"%s\": cannot delete: %s", f->path,
-					 strerror(errno));
+				    strerror(errno));
 				rc = DLV_EIO;
 			}
 		} else if (dlv_write(dirfd, name, f, err, errlen) < 0) {
@@ -417,8 +416,8 @@ char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_
 	return real;
 }
 
-size_t dlv_missing(const char *workspace, char *const *deliverables, size_t n, char *names,
-		   size_t namelen)
+size_t dlv_missing(
+    const char *workspace, char *const *deliverables, size_t n, char *names, size_t namelen)
 {
 	size_t i, missing = 0, used = 0;
 
@@ -436,8 +435,8 @@ size_t dlv_missing(const char *workspace, char *const *deliverables, size_t n, c
 			size_t k = strlen(deliverables[i]);
 			bool dir = deliverables[i][k - 1] == '/';
 			full = xasprintf("%s/%s", workspace, rel);
-			present = stat(full, &st) == 0 && (dir ? S_ISDIR(st.st_mode)
-							    : S_ISREG(st.st_mode));
+			present = stat(full, &st) == 0 &&
+			    (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
 			free(full);
 		}
 		if (present)
@@ -445,7 +444,7 @@ size_t dlv_missing(const char *workspace, char *const *deliverables, size_t n, c
 		missing++;
 		if (used < namelen) {
 			int w = snprintf(names + used, namelen - used, "%s%s",
-					 missing > 1 ? ", " : "", deliverables[i]);
+			    missing > 1 ? ", " : "", deliverables[i]);
 			used += w > 0 ? (size_t)w : 0;
 		}
 	}

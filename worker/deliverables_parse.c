@@ -104,8 +104,8 @@ static int dlv_file_parse(json_t *e, size_t i, struct dlv_file *f, char *err, si
 	}
 	if (mode != NULL && !json_is_null(mode)) {
 		if (!json_is_string(mode) || (m = dlv_mode_parse(json_string_value(mode))) < 0) {
-			snprintf(err, errlen,
-				 "files[%zu].mode: expected create, modify or delete", i);
+			snprintf(
+			    err, errlen, "files[%zu].mode: expected create, modify or delete", i);
 			return -1;
 		}
 	}
@@ -113,7 +113,7 @@ static int dlv_file_parse(json_t *e, size_t i, struct dlv_file *f, char *err, si
 		content = json_object_get(e, "content");
 	if (m != DLV_DELETE && !json_is_string(content)) {
 		snprintf(err, errlen, "files[%zu].new_content: missing or not a string (path %s)",
-			 i, json_string_value(path));
+		    i, json_string_value(path));
 		return -1;
 	}
 	f->path = xstrdup(json_string_value(path));
@@ -137,8 +137,8 @@ int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
 	root = dlv_find_document(text != NULL ? text : "");
 	if (root == NULL) {
 		snprintf(err, errlen,
-			 "no JSON document with \"files\" found in the response (%zu bytes)",
-			 text != NULL ? strlen(text) : 0);
+		    "no JSON document with \"files\" found in the response (%zu bytes)",
+		    text != NULL ? strlen(text) : 0);
 		return DLV_EPARSE;
 	}
 	files = json_object_get(root, "files");
@@ -148,7 +148,7 @@ int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
 	}
 	if (json_array_size(files) > DLV_FILES_MAX) {
 		snprintf(err, errlen, "files: %zu entries exceed the limit of %d",
-			 json_array_size(files), DLV_FILES_MAX);
+		    json_array_size(files), DLV_FILES_MAX);
 		goto fail;
 	}
 	out->files = xcalloc(json_array_size(files) + 1, sizeof *out->files);
@@ -159,7 +159,7 @@ int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
 		for (j = 0; j < i; j++) {
 			if (strcmp(out->files[j].path, out->files[i].path) == 0) {
 				snprintf(err, errlen, "files[%zu].path: %s appears twice", i,
-					 out->files[i].path);
+				    out->files[i].path);
 				goto fail;
 			}
 		}

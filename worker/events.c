@@ -43,8 +43,8 @@ char *ev_deliverables_json(const struct proto_strlist *d)
 	return out != NULL ? out : xstrdup("[]");
 }
 
-void ev_usage_fill(struct proto_event *ev, const char *provider, const char *model,
-		   const struct llm_try *t)
+void ev_usage_fill(
+    struct proto_event *ev, const char *provider, const char *model, const struct llm_try *t)
 {
 	struct proto_usage *u = &ev->body.usage;
 

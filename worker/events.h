@@ -13,8 +13,8 @@
 char *ev_deliverables_json(const struct proto_strlist *d);
 
 /* Fill an llm_usage event for one try. Strings are borrowed from the arguments. */
-void ev_usage_fill(struct proto_event *ev, const char *provider, const char *model,
-		   const struct llm_try *t);
+void ev_usage_fill(
+    struct proto_event *ev, const char *provider, const char *model, const struct llm_try *t);
 
 /* What a builder call produced, for its token_estimation_v2 event. */
 struct ev_builder_call {

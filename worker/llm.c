@@ -160,8 +160,8 @@ static void llm_sleep(const struct llm_hooks *h, int64_t ms)
 
 		if (now >= end)
 			break;
-		slice = (int64_t)(end - now) > LLM_HEARTBEAT_MS ? LLM_HEARTBEAT_MS
-							       : (int64_t)(end - now);
+		slice = (int64_t)(end - now) > LLM_HEARTBEAT_MS ? LLM_HEARTBEAT_MS :
+		                                                  (int64_t)(end - now);
 		ts.tv_sec = slice / 1000;
 		ts.tv_nsec = (slice % 1000) * 1000000L;
 		nanosleep(&ts, NULL);
@@ -235,7 +235,7 @@ static const char *llm_curl_class(CURLcode rc, const struct llm_xfer *x)
 static bool llm_retryable(const char *cls)
 {
 	return strcmp(cls, LLM_E_RATE_LIMITED) == 0 || strcmp(cls, LLM_E_SERVER) == 0 ||
-	       strcmp(cls, LLM_E_TIMEOUT) == 0 || strcmp(cls, LLM_E_NETWORK) == 0;
+	    strcmp(cls, LLM_E_TIMEOUT) == 0 || strcmp(cls, LLM_E_NETWORK) == 0;
 }
 
 /* The endpoint URL for the provider. */
@@ -246,7 +246,7 @@ static char *llm_url(const struct llm_config *cfg)
 	while (n > 0 && cfg->base_url[n - 1] == '/')
 		n--;
 	return xasprintf("%.*s%s", (int)n, cfg->base_url,
-			 cfg->provider == LLM_ANTHROPIC ? "/v1/messages" : "/chat/completions");
+	    cfg->provider == LLM_ANTHROPIC ? "/v1/messages" : "/chat/completions");
 }
 
 /* Headers of a request, the key among them. */
@@ -271,7 +271,7 @@ static struct curl_slist *llm_headers(const struct llm_config *cfg)
 
 /* Set up `easy` for one try. */
 static void llm_easy_setup(CURL *easy, const char *url, struct curl_slist *headers,
-			   const char *body, struct llm_xfer *x, int64_t timeout_ms, char *errbuf)
+    const char *body, struct llm_xfer *x, int64_t timeout_ms, char *errbuf)
 {
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -286,16 +286,15 @@ static void llm_easy_setup(CURL *easy, const char *url, struct curl_slist *heade
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-			 (long)(timeout_ms < LLM_CONNECT_TIMEOUT_MS ? timeout_ms
-								    : LLM_CONNECT_TIMEOUT_MS));
+	    (long)(timeout_ms < LLM_CONNECT_TIMEOUT_MS ? timeout_ms : LLM_CONNECT_TIMEOUT_MS));
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "autopack-worker/" AUTOPACK_VERSION);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
 }
 
 /* Report a try through the hook, with the error scrubbed. */
-static void llm_report(const struct llm_config *cfg, const struct llm_hooks *h,
-		       struct llm_try *t, char *error)
+static void llm_report(
+    const struct llm_config *cfg, const struct llm_hooks *h, struct llm_try *t, char *error)
 {
 	if (error != NULL)
 		llm_scrub(error, cfg->api_key);
@@ -306,7 +305,7 @@ static void llm_report(const struct llm_config *cfg, const struct llm_hooks *h,
 
 /* Set the response's final error. */
 static void llm_fail(const struct llm_config *cfg, struct llm_response *out, const char *cls,
-		     long status, const char *msg)
+    long status, const char *msg)
 {
 	out->ok = false;
 	out->error_class = cls;
@@ -316,7 +315,7 @@ static void llm_fail(const struct llm_config *cfg, struct llm_response *out, con
 }
 
 int llm_call(const struct llm_config *cfg, const struct llm_request *req,
-	     const struct llm_hooks *hooks, struct llm_response *out)
+    const struct llm_hooks *hooks, struct llm_response *out)
 {
 	static bool curl_ready;
 	static const struct llm_hooks no_hooks;
@@ -340,9 +339,11 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 
 	for (try_number = 1; try_number <= retries + 1; try_number++) {
 		struct llm_xfer x = { .max = cfg->max_body ? cfg->max_body : LLM_BODY_MAX_DEFAULT,
-				      .retry_after_ms = -1 };
-		struct llm_try t = { .try_number = try_number, .prompt_tokens = -1,
-				     .completion_tokens = -1, .total_tokens = -1 };
+			.retry_after_ms = -1 };
+		struct llm_try t = { .try_number = try_number,
+			.prompt_tokens = -1,
+			.completion_tokens = -1,
+			.total_tokens = -1 };
 		char errbuf[CURL_ERROR_SIZE] = "", msg[640];
 		int64_t timeout = cfg->timeout_ms > 0 ? cfg->timeout_ms : 120000;
 		uint64_t start = clock_mono_ms();
@@ -354,7 +355,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			int64_t left = (int64_t)cfg->deadline_mono_ms - (int64_t)start;
 			if (left <= 0) {
 				llm_fail(cfg, out, LLM_E_TIMEOUT, 0,
-					 "the attempt's deadline passed before the request");
+				    "the attempt's deadline passed before the request");
 				break;
 			}
 			if (left < timeout)
@@ -377,14 +378,14 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			cls = llm_curl_class(rc, &x);
 			if (x.too_large)
 				snprintf(msg, sizeof msg, "%s: response body over %zu bytes", url,
-					 x.max);
+				    x.max);
 			else
 				snprintf(msg, sizeof msg, "%s: %s", url,
-					 errbuf[0] ? errbuf : curl_easy_strerror(rc));
+				    errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		} else if (t.http_status >= 200 && t.http_status < 300) {
 			char perr[256];
 			if (llm_body_parse(cfg->provider, x.body ? x.body : "", x.len, out, perr,
-					   sizeof perr) == 0) {
+			        sizeof perr) == 0) {
 				t.prompt_tokens = out->prompt_tokens;
 				t.completion_tokens = out->completion_tokens;
 				t.total_tokens = out->total_tokens;
@@ -404,9 +405,9 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 		} else {
 			char etext[400];
 			llm_error_text(x.body ? x.body : "", x.len, etext, sizeof etext);
-			cls = t.http_status == 429   ? LLM_E_RATE_LIMITED
-			      : t.http_status >= 500 ? LLM_E_SERVER
-						     : LLM_E_CLIENT;
+			cls = t.http_status == 429 ? LLM_E_RATE_LIMITED :
+			    t.http_status >= 500   ? LLM_E_SERVER :
+			                             LLM_E_CLIENT;
 			snprintf(msg, sizeof msg, "%s: HTTP %ld: %s", url, t.http_status, etext);
 		}
 		free(x.body);
@@ -416,12 +417,13 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 		if (!llm_retryable(cls) || try_number > retries)
 			break;
 		{
-			int64_t wait = llm_backoff_ms(try_number + 1, llm_jitter(h), x.retry_after_ms);
+			int64_t wait = llm_backoff_ms(
+			    try_number + 1, llm_jitter(h), x.retry_after_ms);
 			if (cfg->deadline_mono_ms != 0 &&
 			    clock_mono_ms() + (uint64_t)wait >= cfg->deadline_mono_ms) {
 				size_t k = strlen(out->error);
 				snprintf(out->error + k, sizeof out->error - k,
-					 " (no time left for another try)");
+				    " (no time left for another try)");
 				break;
 			}
 			llm_sleep(h, wait);

@@ -24,7 +24,10 @@
 #define LLM_BACKOFF_MAX_MS 30000
 #define LLM_RETRY_AFTER_MAX_MS 60000
 
-enum llm_provider { LLM_ANTHROPIC, LLM_OPENAI };
+enum llm_provider {
+	LLM_ANTHROPIC,
+	LLM_OPENAI
+};
 
 /* Error classes (NULL when a try succeeded). */
 #define LLM_E_RATE_LIMITED "rate_limited"
@@ -37,7 +40,7 @@ enum llm_provider { LLM_ANTHROPIC, LLM_OPENAI };
 
 struct llm_config {
 	enum llm_provider provider;
-	const char *base_url;      /* without the endpoint path */
+	const char *base_url; /* without the endpoint path */
 	const char *model;
 	const char *api_key;       /* from the environment */
 	int64_t timeout_ms;        /* per try; bounded by the deadline */
@@ -48,42 +51,42 @@ struct llm_config {
 };
 
 struct llm_request {
-	const char *system;  /* nullable */
+	const char *system; /* nullable */
 	const char *prompt;
 	int max_tokens;
 };
 
 /* One HTTP try, reported as it ends. */
 struct llm_try {
-	int try_number;             /* 1-based */
-	long http_status;           /* 0: no response */
-	int64_t prompt_tokens;      /* -1: unknown */
-	int64_t completion_tokens;  /* -1: unknown */
-	int64_t total_tokens;       /* -1: unknown */
+	int try_number;            /* 1-based */
+	long http_status;          /* 0: no response */
+	int64_t prompt_tokens;     /* -1: unknown */
+	int64_t completion_tokens; /* -1: unknown */
+	int64_t total_tokens;      /* -1: unknown */
 	int64_t latency_ms;
-	const char *error_class;    /* NULL: success */
-	const char *error;          /* NULL on success: what went wrong, key scrubbed */
+	const char *error_class; /* NULL: success */
+	const char *error;       /* NULL on success: what went wrong, key scrubbed */
 };
 
 struct llm_hooks {
 	void *ctx;
-	void (*on_try)(void *ctx, const struct llm_try *t);      /* nullable */
-	void (*heartbeat)(void *ctx);                            /* nullable: at least every second */
-	void (*sleep_ms)(void *ctx, int64_t ms);                 /* nullable: backoff waits */
-	double (*jitter)(void *ctx);                             /* nullable: a value in [0, 1) */
+	void (*on_try)(void *ctx, const struct llm_try *t); /* nullable */
+	void (*heartbeat)(void *ctx);                       /* nullable: at least every second */
+	void (*sleep_ms)(void *ctx, int64_t ms);            /* nullable: backoff waits */
+	double (*jitter)(void *ctx);                        /* nullable: a value in [0, 1) */
 };
 
 struct llm_response {
 	bool ok;
-	char *text;                 /* heap: the model's text when ok */
-	int64_t prompt_tokens;      /* -1: unknown */
-	int64_t completion_tokens;  /* -1: unknown */
-	int64_t total_tokens;       /* -1: unknown */
-	char *stop_reason;          /* heap, nullable: end_turn, max_tokens, stop, length, ... */
-	bool truncated;             /* stop_reason max_tokens (anthropic) or length (openai) */
-	long http_status;           /* of the last try */
-	const char *error_class;    /* of the last try when !ok */
-	char error[512];            /* when !ok: key scrubbed */
+	char *text;                /* heap: the model's text when ok */
+	int64_t prompt_tokens;     /* -1: unknown */
+	int64_t completion_tokens; /* -1: unknown */
+	int64_t total_tokens;      /* -1: unknown */
+	char *stop_reason;         /* heap, nullable: end_turn, max_tokens, stop, length, ... */
+	bool truncated;            /* stop_reason max_tokens (anthropic) or length (openai) */
+	long http_status;          /* of the last try */
+	const char *error_class;   /* of the last try when !ok */
+	char error[512];           /* when !ok: key scrubbed */
 	int tries;
 };
 
@@ -97,7 +100,7 @@ const char *llm_key_variable(enum llm_provider p);
  * usable message, or -1 with out->error_class and out->error set. Free with
  * llm_response_free either way. */
 int llm_call(const struct llm_config *cfg, const struct llm_request *req,
-	     const struct llm_hooks *hooks, struct llm_response *out);
+    const struct llm_hooks *hooks, struct llm_response *out);
 void llm_response_free(struct llm_response *r);
 
 /* Internal to the client, shared with its tests. */
@@ -106,7 +109,7 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 /* Read a 2xx response body into out (text, usage, stop reason). Returns 0, or -1 with
  * `err` saying why the body is not a usable message. */
 int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm_response *out,
-		   char *err, size_t errlen);
+    char *err, size_t errlen);
 /* The provider's error message from an error body, else its printable start. */
 void llm_error_text(const char *body, size_t len, char *out, size_t n);
 

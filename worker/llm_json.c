@@ -66,11 +66,11 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 		if (req->system != NULL)
 			json_object_set_new(root, "system", llm_jstr(req->system));
 	} else if (req->system != NULL) {
-		json_array_append_new(msgs, json_pack("{s:s, s:o}", "role", "system", "content",
-						      llm_jstr(req->system)));
+		json_array_append_new(msgs,
+		    json_pack("{s:s, s:o}", "role", "system", "content", llm_jstr(req->system)));
 	}
-	json_array_append_new(msgs, json_pack("{s:s, s:o}", "role", "user", "content",
-					      llm_jstr(req->prompt)));
+	json_array_append_new(
+	    msgs, json_pack("{s:s, s:o}", "role", "user", "content", llm_jstr(req->prompt)));
 	json_object_set_new(root, "messages", msgs);
 	out = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
@@ -84,8 +84,8 @@ static int64_t llm_int(json_t *obj, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 
-	return json_is_integer(v) && json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v)
-								: -1;
+	return json_is_integer(v) && json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) :
+	                                                          -1;
 }
 
 /* Fill usage from the provider's usage object. */
@@ -116,14 +116,16 @@ static int llm_anthropic_text(json_t *root, struct llm_response *out, char *err,
 		snprintf(err, errlen, "response has no \"content\" array");
 		return -1;
 	}
-	json_array_foreach(content, i, block) {
+	json_array_foreach(content, i, block)
+	{
 		json_t *t = json_object_get(block, "text");
 		if (json_is_string(t))
 			len += json_string_length(t);
 	}
 	out->text = xmalloc(len + 1);
 	len = 0;
-	json_array_foreach(content, i, block) {
+	json_array_foreach(content, i, block)
+	{
 		json_t *t = json_object_get(block, "text");
 		if (json_is_string(t)) {
 			memcpy(out->text + len, json_string_value(t), json_string_length(t));
@@ -172,7 +174,7 @@ static int llm_openai_text(json_t *root, struct llm_response *out, char *err, si
 }
 
 int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm_response *out,
-		   char *err, size_t errlen)
+    char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(body, len, 0, &jerr);
@@ -180,13 +182,13 @@ int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm
 
 	if (root == NULL || !json_is_object(root)) {
 		snprintf(err, errlen, "response is not a JSON object (%zu bytes): %s", len,
-			 root == NULL ? jerr.text : "wrong type");
+		    root == NULL ? jerr.text : "wrong type");
 		json_decref(root);
 		return -1;
 	}
 	llm_usage_read(p, json_object_get(root, "usage"), out);
-	rc = p == LLM_ANTHROPIC ? llm_anthropic_text(root, out, err, errlen)
-				: llm_openai_text(root, out, err, errlen);
+	rc = p == LLM_ANTHROPIC ? llm_anthropic_text(root, out, err, errlen) :
+	                          llm_openai_text(root, out, err, errlen);
 	json_decref(root);
 	return rc;
 }

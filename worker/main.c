@@ -21,17 +21,17 @@
 struct wk {
 	int fd;
 	struct proto_reader rd;
-	const struct proto_job *job;  /* the job being run, or NULL */
-	uint64_t seq;                 /* last event seq sent in this job */
+	const struct proto_job *job; /* the job being run, or NULL */
+	uint64_t seq;                /* last event seq sent in this job */
 	uint64_t last_beat;
 	bool shutdown;
 };
 
 static const char usage_text[] =
-"usage: autopack-worker --fd N [--log-file PATH]\n"
-"\n"
-"Runs phases for autopack-supervisor over the socket on file descriptor N. It is\n"
-"started by the supervisor; running it by hand is only useful for debugging.\n";
+    "usage: autopack-worker --fd N [--log-file PATH]\n"
+    "\n"
+    "Runs phases for autopack-supervisor over the socket on file descriptor N. It is\n"
+    "started by the supervisor; running it by hand is only useful for debugging.\n";
 
 /* SIGTERM/SIGINT: take the running check command down too, then die of the signal. */
 static void wk_term(int sig)
@@ -110,11 +110,8 @@ static void wk_drain_async(struct wk *w)
 
 	while ((rc = proto_reader_next(&w->rd, &m, &err)) == 1) {
 		switch (m.type) {
-		case PROTO_ACK:
-			break;
-		case PROTO_SHUTDOWN:
-			w->shutdown = true;
-			break;
+		case PROTO_ACK: break;
+		case PROTO_SHUTDOWN: w->shutdown = true; break;
 		case PROTO_CANCEL:
 			if (w->job != NULL && m.u.cancel.attempt_id == w->job->attempt_id) {
 				log_info("attempt %llu cancelled by the supervisor",
@@ -230,8 +227,10 @@ int main(int argc, char **argv)
 			else if (m.type == PROTO_SHUTDOWN)
 				w.shutdown = true;
 			else if (m.type != PROTO_ACK && m.type != PROTO_CANCEL)
-				log_fatal(1, "the supervisor sent a %s message, which workers do not"
-				    " take", proto_type_name(m.type));
+				log_fatal(1,
+				    "the supervisor sent a %s message, which workers do not"
+				    " take",
+				    proto_type_name(m.type));
 			proto_msg_free(&m);
 		}
 		if (rc < 0)

@@ -24,13 +24,13 @@ struct phase_ctx {
 	struct est_output est;
 	int budget;
 	uint64_t start;
-	uint64_t deadline;     /* clock_mono_ms() value; 0: none */
+	uint64_t deadline; /* clock_mono_ms() value; 0: none */
 	const char *api_key;
 	const char *provider;
 	bool link_lost;
-	int samples;           /* clean v2 samples */
+	int samples; /* clean v2 samples */
 	enum fp_stage stage;
-	const char *outcome;   /* NULL while running */
+	const char *outcome; /* NULL while running */
 	const char *reason;
 	char message[PHASE_MESSAGE_MAX + 1];
 	bool boundary;
@@ -46,9 +46,8 @@ static void phase_emit(struct phase_ctx *pc, struct proto_event *ev)
 }
 
 /* Emit a log event with a formatted message (key scrubbed). */
-__attribute__((format(printf, 3, 4))) static void phase_log(struct phase_ctx *pc,
-							    const char *level,
-							    const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void phase_log(
+    struct phase_ctx *pc, const char *level, const char *fmt, ...)
 {
 	struct proto_event ev;
 	va_list ap;
@@ -66,10 +65,7 @@ __attribute__((format(printf, 3, 4))) static void phase_log(struct phase_ctx *pc
 
 /* End the attempt with `outcome`, `reason` and a formatted message. */
 __attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc,
-							    const char *outcome,
-							    const char *reason,
-							    enum fp_stage stage,
-							    const char *fmt, ...)
+    const char *outcome, const char *reason, enum fp_stage stage, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -96,7 +92,7 @@ static bool phase_expired(struct phase_ctx *pc, const char *what)
 	if (phase_left(pc) > 0)
 		return false;
 	phase_end(pc, "timeout", PHASE_R_TIMEOUT, pc->stage,
-		  "the attempt's deadline passed before %s", what);
+	    "the attempt's deadline passed before %s", what);
 	return true;
 }
 
@@ -118,7 +114,7 @@ static void phase_on_try(void *ctx, const struct llm_try *t)
 	phase_emit(pc, &ev);
 	if (t->error_class != NULL)
 		phase_log(pc, "warn", "LLM try %d failed (%s): %s", t->try_number, t->error_class,
-			  t->error != NULL ? t->error : "");
+		    t->error != NULL ? t->error : "");
 }
 
 /* Set up coefficients, estimate and budget. Returns false (attempt ended) on a bad job. */
@@ -139,9 +135,9 @@ static bool phase_estimate(struct phase_ctx *pc)
 	est_coefs_default(&pc->coefs);
 	if (job->ncoefs > 0 || job->coef_version > 0) {
 		if (est_coefs_apply(&pc->coefs, job->coefs, job->ncoefs,
-				    job->coef_version > 0 ? job->coef_version : 1, err,
-				    sizeof err) < 0) {
-			phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
+		        job->coef_version > 0 ? job->coef_version : 1, err, sizeof err) < 0) {
+			phase_end(
+			    pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
 			return false;
 		}
 	}
@@ -160,27 +156,27 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 
 	if (p < 0) {
 		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM,
-			  "unknown LLM provider \"%s\" (expected anthropic or openai)",
-			  job->llm.provider != NULL ? job->llm.provider : "");
+		    "unknown LLM provider \"%s\" (expected anthropic or openai)",
+		    job->llm.provider != NULL ? job->llm.provider : "");
 		return false;
 	}
 	if (job->llm.base_url == NULL || job->llm.base_url[0] == '\0' || job->llm.model == NULL ||
 	    job->llm.model[0] == '\0') {
 		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM,
-			  "the job names no LLM base URL or model");
+		    "the job names no LLM base URL or model");
 		return false;
 	}
 	if (job->workspace == NULL || stat(job->workspace, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM,
-			  "workspace %s is not a directory",
-			  job->workspace != NULL ? job->workspace : "(none)");
+		    "workspace %s is not a directory",
+		    job->workspace != NULL ? job->workspace : "(none)");
 		return false;
 	}
 	key = getenv(llm_key_variable((enum llm_provider)p));
 	if (key == NULL || key[0] == '\0') {
 		phase_end(pc, "failed", PHASE_R_NO_API_KEY, FP_STAGE_BEFORE_LLM,
-			  "%s is not set: the worker takes provider keys only from its environment",
-			  llm_key_variable((enum llm_provider)p));
+		    "%s is not set: the worker takes provider keys only from its environment",
+		    llm_key_variable((enum llm_provider)p));
 		return false;
 	}
 	pc->api_key = key;
@@ -202,14 +198,15 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
  * parse. Emits a v2 event per call whose output tokens are known. Returns true with `set`
  * filled, or false with the attempt ended.
  */
-static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg,
-			const struct prompt *pr, struct dlv_set *set)
+static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, const struct prompt *pr,
+    struct dlv_set *set)
 {
-	struct llm_hooks hooks = { .ctx = pc, .on_try = phase_on_try,
-				   .heartbeat = phase_heartbeat };
+	struct llm_hooks hooks = {
+		.ctx = pc, .on_try = phase_on_try, .heartbeat = phase_heartbeat
+	};
 	char *dl_json = ev_deliverables_json(&pc->job->phase.deliverables);
-	int max_tokens = est_max_tokens(&pc->coefs, &pc->est, pc->budget, 0,
-					(int)pc->job->max_tokens_cap);
+	int max_tokens = est_max_tokens(
+	    &pc->coefs, &pc->est, pc->budget, 0, (int)pc->job->max_tokens_cap);
 	bool done = false;
 	int call;
 
@@ -226,20 +223,18 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg,
 			pc->boundary = fp_llm_boundary(resp.error);
 			if (strcmp(resp.error_class, LLM_E_TIMEOUT) == 0 && phase_left(pc) <= 1000)
 				phase_end(pc, "timeout", PHASE_R_TIMEOUT, FP_STAGE_PROVIDER,
-					  "LLM call timed out at the attempt's deadline: %s",
-					  resp.error);
+				    "LLM call timed out at the attempt's deadline: %s", resp.error);
 			else
 				phase_end(pc, "failed", PHASE_R_PROVIDER, FP_STAGE_PROVIDER,
-					  "%s after %d tr%s: %s", resp.error_class, resp.tries,
-					  resp.tries == 1 ? "y" : "ies", resp.error);
+				    "%s after %d tr%s: %s", resp.error_class, resp.tries,
+				    resp.tries == 1 ? "y" : "ies", resp.error);
 			llm_response_free(&resp);
 			break;
 		}
 		parsed = dlv_parse(resp.text, set, perr, sizeof perr) == DLV_OK;
 		if (resp.completion_tokens >= 0) {
 			struct ev_builder_call bc = { &pc->est, pc->coefs.version, pc->budget,
-						      max_tokens, cfg->model, &resp, parsed,
-						      dl_json };
+				max_tokens, cfg->model, &resp, parsed, dl_json };
 			struct proto_event ev;
 			ev_estimation_fill(&ev, &bc);
 			phase_emit(pc, &ev);
@@ -251,13 +246,13 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg,
 			done = true;
 		} else if (resp.truncated && call == 1 && next > max_tokens) {
 			phase_log(pc, "warn",
-				  "output truncated at max_tokens %d (%s); retrying once with %d",
-				  max_tokens, resp.stop_reason, next);
+			    "output truncated at max_tokens %d (%s); retrying once with %d",
+			    max_tokens, resp.stop_reason, next);
 			max_tokens = next;
 		} else if (resp.truncated) {
 			phase_end(pc, "failed", PHASE_R_TRUNCATED, FP_STAGE_PARSE,
-				  "output truncated at max_tokens %d (%s): %s", max_tokens,
-				  resp.stop_reason, perr);
+			    "output truncated at max_tokens %d (%s): %s", max_tokens,
+			    resp.stop_reason, perr);
 		} else {
 			phase_end(pc, "failed", PHASE_R_PARSE, FP_STAGE_PARSE, "%s", perr);
 		}
@@ -276,7 +271,7 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 {
 	const struct proto_phase *ph = &pc->job->phase;
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
-				   ph->deliverables.n };
+		ph->deliverables.n };
 	char err[1024], names[PHASE_MESSAGE_MAX - 64];
 	size_t missing;
 	int rc;
@@ -286,19 +281,19 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 	rc = dlv_apply(pc->job->workspace, &scope, set, err, sizeof err);
 	if (rc != DLV_OK) {
 		phase_end(pc, "failed", rc == DLV_ESCOPE ? PHASE_R_SCOPE : PHASE_R_WRITE,
-			  FP_STAGE_APPLY, "%s", err);
+		    FP_STAGE_APPLY, "%s", err);
 		return false;
 	}
-	missing = dlv_missing(pc->job->workspace, ph->deliverables.items, ph->deliverables.n,
-			      names, sizeof names);
+	missing = dlv_missing(
+	    pc->job->workspace, ph->deliverables.items, ph->deliverables.n, names, sizeof names);
 	if (missing > 0) {
 		phase_end(pc, "failed", PHASE_R_MISSING, FP_STAGE_APPLY,
-			  "%zu deliverable%s missing after the builder call: %s", missing,
-			  missing == 1 ? "" : "s", names);
+		    "%zu deliverable%s missing after the builder call: %s", missing,
+		    missing == 1 ? "" : "s", names);
 		return false;
 	}
-	phase_log(pc, "info", "wrote %zu file%s into the workspace", set->n,
-		  set->n == 1 ? "" : "s");
+	phase_log(
+	    pc, "info", "wrote %zu file%s into the workspace", set->n, set->n == 1 ? "" : "s");
 	return !pc->link_lost;
 }
 
@@ -307,7 +302,7 @@ static bool phase_check(struct phase_ctx *pc)
 {
 	const struct proto_job *job = pc->job;
 	struct check_spec spec = { job->phase.check_command, job->workspace, job->run_id,
-				   job->phase_id, job->attempt_number, 0, pc, phase_heartbeat };
+		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat };
 	struct check_result r;
 	char err[512];
 
@@ -323,13 +318,13 @@ static bool phase_check(struct phase_ctx *pc)
 	}
 	if (r.timed_out)
 		phase_end(pc, "timeout", PHASE_R_TIMEOUT, FP_STAGE_CHECK,
-			  "check command killed at the attempt's deadline after %lld ms (see %s)",
-			  (long long)r.duration_ms, r.stderr_path);
+		    "check command killed at the attempt's deadline after %lld ms (see %s)",
+		    (long long)r.duration_ms, r.stderr_path);
 	else if (r.exit_code != 0)
 		phase_end(pc, "failed", PHASE_R_CHECK, FP_STAGE_CHECK,
-			  "check command %s %d (stderr: %s): %s",
-			  r.exit_code < 0 ? "killed by signal" : "exited",
-			  r.exit_code < 0 ? r.term_signal : r.exit_code, r.stderr_path, r.excerpt);
+		    "check command %s %d (stderr: %s): %s",
+		    r.exit_code < 0 ? "killed by signal" : "exited",
+		    r.exit_code < 0 ? r.term_signal : r.exit_code, r.stderr_path, r.excerpt);
 	else
 		phase_log(pc, "info", "check command passed in %lld ms", (long long)r.duration_ms);
 	check_result_free(&r);
@@ -344,8 +339,8 @@ static void phase_result(struct phase_ctx *pc, struct proto_result *out)
 
 	memset(out, 0, sizeof *out);
 	if (pc->link_lost && pc->outcome == NULL)
-		phase_end(pc, "failed", PHASE_R_LINK, pc->stage,
-			  "the supervisor stopped taking events");
+		phase_end(
+		    pc, "failed", PHASE_R_LINK, pc->stage, "the supervisor stopped taking events");
 	out->outcome = xstrdup(pc->outcome);
 	if (pc->reason != NULL)
 		out->failure_reason = xstrdup(pc->reason);
@@ -359,7 +354,7 @@ static void phase_result(struct phase_ctx *pc, struct proto_result *out)
 			bucket[i] = (char)tolower((unsigned char)pc->reason[i]);
 		bucket[i] = '\0';
 		fp_fingerprint(strcmp(pc->outcome, "timeout") == 0 ? "TIMEOUT" : "FAILED", bucket,
-			       pc->message, fp, sizeof fp);
+		    pc->message, fp, sizeof fp);
 		out->fingerprint = xstrdup(fp);
 	}
 	y.samples = pc->samples;
@@ -375,8 +370,8 @@ static void phase_result(struct phase_ctx *pc, struct proto_result *out)
 	out->duration_ms = (int64_t)(clock_mono_ms() - pc->start);
 }
 
-int phase_run(const struct proto_job *job, const struct phase_hooks *hooks,
-	      struct proto_result *out)
+int phase_run(
+    const struct proto_job *job, const struct phase_hooks *hooks, struct proto_result *out)
 {
 	struct phase_ctx pc = { .job = job, .hooks = hooks, .start = clock_mono_ms() };
 	struct llm_config cfg;
@@ -392,11 +387,11 @@ int phase_run(const struct proto_job *job, const struct phase_hooks *hooks,
 		goto done;
 	if (job->dry_run) {
 		phase_log(&pc, "info",
-			  "dry run: estimate %d tokens (%s/%s, confidence %.2f, estimator v%llu), "
-			  "selected budget %d, max_tokens %d; no LLM call, nothing written",
-			  pc.est.estimate, pc.est.category, pc.est.complexity, pc.est.confidence,
-			  (unsigned long long)pc.coefs.version, pc.budget,
-			  est_max_tokens(&pc.coefs, &pc.est, pc.budget, 0, (int)job->max_tokens_cap));
+		    "dry run: estimate %d tokens (%s/%s, confidence %.2f, estimator v%llu), "
+		    "selected budget %d, max_tokens %d; no LLM call, nothing written",
+		    pc.est.estimate, pc.est.category, pc.est.complexity, pc.est.confidence,
+		    (unsigned long long)pc.coefs.version, pc.budget,
+		    est_max_tokens(&pc.coefs, &pc.est, pc.budget, 0, (int)job->max_tokens_cap));
 		pc.outcome = "dry_run";
 		goto done;
 	}

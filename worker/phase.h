@@ -40,8 +40,8 @@ struct phase_hooks {
  * reason, message, fingerprint, zero-yield reason, reached_llm_boundary, duration; every
  * string on the heap; db_uuid, attempt_id and final_seq are left for the caller). Returns
  * 0, or -1 when an emit failed (out then says SUPERVISOR_LINK_LOST). */
-int phase_run(const struct proto_job *job, const struct phase_hooks *hooks,
-	      struct proto_result *out);
+int phase_run(
+    const struct proto_job *job, const struct phase_hooks *hooks, struct proto_result *out);
 
 /* Free the strings phase_run put in `r` (outcome, failure_reason, message, fingerprint,
  * zero_yield_reason) and clear them. */

@@ -13,14 +13,14 @@
 #include <unistd.h>
 
 static const char prompt_system[] =
-	"You are the builder in an automated build pipeline. You receive one phase of work "
-	"and write the files it asks for.\n"
-	"Answer with exactly one JSON document and nothing else:\n"
-	"{\"files\": [{\"path\": \"relative/path\", \"mode\": \"create\" | \"modify\" | "
-	"\"delete\", \"new_content\": \"the complete file content\"}]}\n"
-	"Rules: paths are relative to the workspace root; write every deliverable in full; "
-	"write only the deliverables and files under the scope paths; never use absolute paths "
-	"or \"..\".";
+    "You are the builder in an automated build pipeline. You receive one phase of work "
+    "and write the files it asks for.\n"
+    "Answer with exactly one JSON document and nothing else:\n"
+    "{\"files\": [{\"path\": \"relative/path\", \"mode\": \"create\" | \"modify\" | "
+    "\"delete\", \"new_content\": \"the complete file content\"}]}\n"
+    "Rules: paths are relative to the workspace root; write every deliverable in full; "
+    "write only the deliverables and files under the scope paths; never use absolute paths "
+    "or \"..\".";
 
 /* Append a list as "- item" lines. */
 static void pb_list(struct strbuf *b, const char *title, const struct proto_strlist *l)
@@ -35,8 +35,8 @@ static void pb_list(struct strbuf *b, const char *title, const struct proto_strl
 }
 
 /* Append one workspace file as a fenced block, within the remaining budget. */
-static void pb_file(struct strbuf *b, const char *workspace, const char *path,
-		    size_t *budget, struct prompt *p, bool quiet_missing)
+static void pb_file(struct strbuf *b, const char *workspace, const char *path, size_t *budget,
+    struct prompt *p, bool quiet_missing)
 {
 	char err[512];
 	char *abs = dlv_resolve_read(workspace, path, err, sizeof err);
@@ -96,17 +96,17 @@ void prompt_build(const struct proto_job *job, struct prompt *out)
 	strbuf_printf(&b, "# Phase: %s\n", ph->name != NULL ? ph->name : "(unnamed)");
 	strbuf_printf(&b, "Run: %s\nPhase id: %s\n", job->run_id, job->phase_id);
 	strbuf_printf(&b, "Category: %s\nComplexity: %s\nAttempt: %lld\n",
-		  ph->task_category != NULL ? ph->task_category : "(unset)",
-		  ph->complexity != NULL ? ph->complexity : "(unset)",
-		  (long long)job->attempt_number);
+	    ph->task_category != NULL ? ph->task_category : "(unset)",
+	    ph->complexity != NULL ? ph->complexity : "(unset)", (long long)job->attempt_number);
 	strbuf_printf(&b, "\n## Description\n%s\n",
-		  ph->description != NULL && ph->description[0] != '\0' ? ph->description
-									 : "(none)");
+	    ph->description != NULL && ph->description[0] != '\0' ? ph->description : "(none)");
 	pb_list(&b, "Deliverables", &ph->deliverables);
 	pb_list(&b, "Scope", &ph->paths);
 	if (ph->check_command != NULL && ph->check_command[0] != '\0')
-		strbuf_printf(&b, "\n## Check\nAfterwards this command must exit 0 in the workspace: "
-			      "%s\n", ph->check_command);
+		strbuf_printf(&b,
+		    "\n## Check\nAfterwards this command must exit 0 in the workspace: "
+		    "%s\n",
+		    ph->check_command);
 	if (job->workspace == NULL) {
 		out->user = b.s;
 		return;
@@ -115,12 +115,12 @@ void prompt_build(const struct proto_job *job, struct prompt *out)
 		strbuf_printf(&b, "\n## Read-only context\n");
 		for (i = 0; i < ph->read_only_context.n; i++)
 			pb_file(&b, job->workspace, ph->read_only_context.items[i], &budget, out,
-				false);
+			    false);
 	}
 	for (i = 0; i < ph->deliverables.n; i++) {
 		char err[64];
-		char *abs = dlv_resolve_read(job->workspace, ph->deliverables.items[i], err,
-					     sizeof err);
+		char *abs = dlv_resolve_read(
+		    job->workspace, ph->deliverables.items[i], err, sizeof err);
 		if (abs == NULL)
 			continue;
 		free(abs);

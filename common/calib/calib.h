@@ -26,8 +26,8 @@
 
 #define CALIB_DEFAULT_MIN_SAMPLES 5
 #define CALIB_DEFAULT_THRESHOLD 0.7
-#define CALIB_SAMPLE_FULL 12          /* sample-count confidence saturates here */
-#define CALIB_OVERHEAD_MIN 1          /* a new overhead is clamped to this range */
+#define CALIB_SAMPLE_FULL 12 /* sample-count confidence saturates here */
+#define CALIB_OVERHEAD_MIN 1 /* a new overhead is clamped to this range */
 #define CALIB_OVERHEAD_MAX 1000000
 
 /* How a group's multiplier reaches its overhead row. */
@@ -58,15 +58,15 @@ struct calib_group {
 	double avg_actual, avg_estimated, avg_ratio;
 	double median_ratio, min_ratio, max_ratio, stdev_ratio;
 	double confidence;
-	double multiplier;          /* proposed_multiplier = median_ratio */
-	double waste_median;        /* (actual_max_tokens or selected_budget) ÷ actual */
+	double multiplier;   /* proposed_multiplier = median_ratio */
+	double waste_median; /* (actual_max_tokens or selected_budget) ÷ actual */
 	double waste_p90;
 	double avg_selected_budget;
 	enum calib_status status;
 	/* Set by calib_propose for high-confidence groups. */
 	char row_category[EST_NAME_MAX]; /* the overhead row the group's samples used */
 	char row_complexity[EST_NAME_MAX];
-	double factor;              /* the multiplier after damping */
+	double factor; /* the multiplier after damping */
 	int old_overhead, new_overhead;
 };
 
@@ -76,9 +76,9 @@ struct calib_result {
 	size_t n_with_max_tokens;   /* of those, samples that carry actual_max_tokens */
 	struct calib_group *groups; /* by sample count (most first), category, complexity */
 	size_t n_groups;
-	size_t n_eligible;          /* groups with at least min_samples */
-	size_t n_high_confidence;   /* eligible groups at or above the threshold */
-	size_t n_proposed;          /* groups whose row changes */
+	size_t n_eligible;        /* groups with at least min_samples */
+	size_t n_high_confidence; /* eligible groups at or above the threshold */
+	size_t n_proposed;        /* groups whose row changes */
 };
 
 /* --- common/calib_group.c --- */
@@ -92,11 +92,11 @@ const char *calib_status_name(enum calib_status s);
 double calib_confidence(size_t n, double sd);
 /* Group the clean samples and compute every group's figures; statuses are BELOW_MIN,
  * LOW_CONFIDENCE or PROPOSED until calib_propose refines them. */
-void calib_compute(const struct telem_sample *const *clean, size_t n,
-    const struct calib_opts *o, struct calib_result *r);
+void calib_compute(const struct telem_sample *const *clean, size_t n, const struct calib_opts *o,
+    struct calib_result *r);
 /* The group of (category, complexity), or NULL. */
-const struct calib_group *calib_group_find(const struct calib_result *r,
-    const char *category, const char *complexity);
+const struct calib_group *calib_group_find(
+    const struct calib_result *r, const char *category, const char *complexity);
 /* Free a result's groups. */
 void calib_result_free(struct calib_result *r);
 
@@ -132,8 +132,7 @@ int64_t calib_reexpress(const struct telem_sample *s, const struct est_coefs *at
  * marginal part is recovered exactly and the new overhead put in its place; without
  * them the whole prediction is scaled. */
 int64_t calib_predict(const struct calib_result *r, const struct telem_sample *s,
-    const struct est_coefs *proposed, const struct est_coefs *at,
-    enum calib_pred_how *how);
+    const struct est_coefs *proposed, const struct est_coefs *at, enum calib_pred_how *how);
 
 /* --- common/calib_coefs.c: coefficient sets as stored (overhead_json) --- */
 
@@ -146,36 +145,35 @@ struct calib_coef_sets {
 /* Build a set from the built-in defaults plus an overhead_json array of
  * [category, complexity, overhead] triples. Returns 0, or -1 with err naming the first
  * bad element. */
-int calib_coefs_from_json(const char *overhead_json, uint64_t version, struct est_coefs *c,
-    char *err, size_t errlen);
+int calib_coefs_from_json(
+    const char *overhead_json, uint64_t version, struct est_coefs *c, char *err, size_t errlen);
 /* The full overhead table of `c` as compact overhead_json text (heap). */
 char *calib_coefs_to_json(const struct est_coefs *c);
 /* Add a set (copied) to the catalogue. */
 void calib_coef_sets_add(struct calib_coef_sets *cs, const struct est_coefs *c);
 /* The set of `version`, or NULL. */
-const struct est_coefs *calib_coef_sets_find(const struct calib_coef_sets *cs,
-    int64_t version);
+const struct est_coefs *calib_coef_sets_find(const struct calib_coef_sets *cs, int64_t version);
 /* Free the catalogue. */
 void calib_coef_sets_free(struct calib_coef_sets *cs);
 
 /* --- common/calib_eval.c --- */
 
 struct calib_eval {
-	size_t n;                   /* clean samples, each held out once */
-	size_t n_changed;           /* held-out predictions that moved */
-	size_t n_overhead;          /* of those, moved by recovering the overhead part */
-	size_t n_scaled;            /* of those, moved by scaling the whole prediction */
-	size_t n_folds_empty;       /* folds whose training part proposed nothing */
+	size_t n;             /* clean samples, each held out once */
+	size_t n_changed;     /* held-out predictions that moved */
+	size_t n_overhead;    /* of those, moved by recovering the overhead part */
+	size_t n_scaled;      /* of those, moved by scaling the whole prediction */
+	size_t n_folds_empty; /* folds whose training part proposed nothing */
 	struct telem_metrics before, after;
-	int64_t *after_pred;        /* per sample, in input order */
+	int64_t *after_pred; /* per sample, in input order */
 };
 
 /* Leave-one-out: for each clean sample, calibrate on the others (same options, on top
  * of `current`) and predict the held-out sample; then score before and after. Returns
  * 0, or -1 with err. */
-int calib_evaluate(const struct telem_sample *const *clean, size_t n,
-    const struct calib_opts *o, const struct est_coefs *current,
-    const struct calib_coef_sets *sets, struct calib_eval *e, char *err, size_t errlen);
+int calib_evaluate(const struct telem_sample *const *clean, size_t n, const struct calib_opts *o,
+    const struct est_coefs *current, const struct calib_coef_sets *sets, struct calib_eval *e,
+    char *err, size_t errlen);
 /* Free an evaluation. */
 void calib_eval_free(struct calib_eval *e);
 
@@ -192,14 +190,14 @@ int calib_svg_write(FILE *f, const struct telem_sample *const *samples, const in
 
 /* What the outputs say besides the result. */
 struct calib_meta {
-	const char *generated_at;   /* UTC, ISO 8601 */
+	const char *generated_at; /* UTC, ISO 8601 */
 	const char *db_url;
-	const char *runs;           /* "all runs" or the --run-id list */
-	size_t n_read;              /* samples read before the clean filter */
-	uint64_t current_version;   /* the active coefficient set */
-	size_t n_reexpressed;       /* samples moved onto the active set (calib_reexpress) */
-	size_t n_unknown_version;   /* samples whose coefficient set is unknown */
-	const char *svg_name;       /* the plot's file name, linked from the report; nullable */
+	const char *runs;         /* "all runs" or the --run-id list */
+	size_t n_read;            /* samples read before the clean filter */
+	uint64_t current_version; /* the active coefficient set */
+	size_t n_reexpressed;     /* samples moved onto the active set (calib_reexpress) */
+	size_t n_unknown_version; /* samples whose coefficient set is unknown */
+	const char *svg_name;     /* the plot's file name, linked from the report; nullable */
 	const struct telem_metrics *in_before; /* in-sample metrics; nullable */
 	const struct telem_metrics *in_after;
 };

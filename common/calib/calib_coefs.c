@@ -8,8 +8,8 @@
 #include <string.h>
 
 /* Parse overhead_json onto the defaults. */
-int calib_coefs_from_json(const char *overhead_json, uint64_t version, struct est_coefs *c,
-    char *err, size_t errlen)
+int calib_coefs_from_json(
+    const char *overhead_json, uint64_t version, struct est_coefs *c, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *arr = json_loads(overhead_json, 0, &jerr), *row;
@@ -26,15 +26,18 @@ int calib_coefs_from_json(const char *overhead_json, uint64_t version, struct es
 		return -1;
 	}
 	rows = xcalloc(json_array_size(arr) + 1, sizeof *rows);
-	json_array_foreach(arr, i, row) {
+	json_array_foreach(arr, i, row)
+	{
 		const char *cat = json_string_value(json_array_get(row, 0));
 		const char *cplx = json_string_value(json_array_get(row, 1));
 		json_t *v = json_array_get(row, 2);
 
 		if (json_array_size(row) != 3 || cat == NULL || cplx == NULL ||
 		    !json_is_integer(v)) {
-			snprintf(err, errlen, "overhead_json of set %llu: element %zu is not "
-			    "[category, complexity, overhead]", (unsigned long long)version, i);
+			snprintf(err, errlen,
+			    "overhead_json of set %llu: element %zu is not "
+			    "[category, complexity, overhead]",
+			    (unsigned long long)version, i);
 			rc = -1;
 			break;
 		}
@@ -59,8 +62,9 @@ char *calib_coefs_to_json(const struct est_coefs *c)
 	char *text;
 
 	for (size_t i = 0; i < c->n_overhead; i++)
-		json_array_append_new(arr, json_pack("[s, s, i]", c->overhead[i].category,
-		    c->overhead[i].complexity, c->overhead[i].overhead));
+		json_array_append_new(arr,
+		    json_pack("[s, s, i]", c->overhead[i].category, c->overhead[i].complexity,
+		        c->overhead[i].overhead));
 	text = json_dumps(arr, JSON_COMPACT);
 	json_decref(arr);
 	if (text == NULL) {
@@ -78,8 +82,7 @@ void calib_coef_sets_add(struct calib_coef_sets *cs, const struct est_coefs *c)
 }
 
 /* Find a set by version. */
-const struct est_coefs *calib_coef_sets_find(const struct calib_coef_sets *cs,
-    int64_t version)
+const struct est_coefs *calib_coef_sets_find(const struct calib_coef_sets *cs, int64_t version)
 {
 	for (size_t i = 0; i < cs->n; i++)
 		if (version > 0 && cs->sets[i].version == (uint64_t)version)

@@ -8,9 +8,8 @@
 
 /* Calibrate on all samples but `out` and predict that one; -1 with err on failure. */
 static int calib_eval_one(const struct telem_sample *const *clean, size_t n, size_t out,
-    const struct calib_opts *o, const struct est_coefs *current,
-    const struct calib_coef_sets *sets, const struct telem_sample **train,
-    struct calib_eval *e, char *err, size_t errlen)
+    const struct calib_opts *o, const struct est_coefs *current, const struct calib_coef_sets *sets,
+    const struct telem_sample **train, struct calib_eval *e, char *err, size_t errlen)
 {
 	const struct telem_sample *s = clean[out];
 	struct calib_result r;
@@ -25,8 +24,8 @@ static int calib_eval_one(const struct telem_sample *const *clean, size_t n, siz
 	calib_compute(train, k, o, &r);
 	rc = calib_propose(&r, current, proposed, err, errlen);
 	if (rc == 0) {
-		e->after_pred[out] = calib_predict(&r, s, proposed,
-		    calib_coef_sets_find(sets, s->estimator_version), &how);
+		e->after_pred[out] = calib_predict(
+		    &r, s, proposed, calib_coef_sets_find(sets, s->estimator_version), &how);
 		e->n_folds_empty += r.n_proposed == 0;
 		if (e->after_pred[out] != s->predicted) {
 			e->n_changed++;
@@ -40,9 +39,9 @@ static int calib_eval_one(const struct telem_sample *const *clean, size_t n, siz
 }
 
 /* Run every fold, then score the recorded and the held-out predictions. */
-int calib_evaluate(const struct telem_sample *const *clean, size_t n,
-    const struct calib_opts *o, const struct est_coefs *current,
-    const struct calib_coef_sets *sets, struct calib_eval *e, char *err, size_t errlen)
+int calib_evaluate(const struct telem_sample *const *clean, size_t n, const struct calib_opts *o,
+    const struct est_coefs *current, const struct calib_coef_sets *sets, struct calib_eval *e,
+    char *err, size_t errlen)
 {
 	const struct telem_sample **train = xcalloc(n + 1, sizeof *train);
 	struct telem_sample *moved = xcalloc(n + 1, sizeof *moved);

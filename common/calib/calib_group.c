@@ -57,7 +57,7 @@ static void calib_group_fill(struct calib_group *g, const struct telem_sample *c
 	for (size_t i = 0; i < n; i++) {
 		const struct telem_sample *s = rows[i];
 		int64_t ceiling = s->actual_max_tokens > 0 ? s->actual_max_tokens :
-		    s->selected_budget;
+		                                             s->selected_budget;
 
 		act[i] = (double)s->actual;
 		est[i] = (double)s->predicted;
@@ -106,8 +106,8 @@ static int calib_group_cmp(const void *a, const void *b)
 }
 
 /* Group the samples and fill every group. */
-void calib_compute(const struct telem_sample *const *clean, size_t n,
-    const struct calib_opts *o, struct calib_result *r)
+void calib_compute(const struct telem_sample *const *clean, size_t n, const struct calib_opts *o,
+    struct calib_result *r)
 {
 	const struct telem_sample **rows = xcalloc(n + 1, sizeof *rows);
 	size_t *group_of = xcalloc(n + 1, sizeof *group_of);
@@ -148,8 +148,8 @@ void calib_compute(const struct telem_sample *const *clean, size_t n,
 }
 
 /* Find a group by its exact names. */
-const struct calib_group *calib_group_find(const struct calib_result *r,
-    const char *category, const char *complexity)
+const struct calib_group *calib_group_find(
+    const struct calib_result *r, const char *category, const char *complexity)
 {
 	for (size_t g = 0; g < r->n_groups; g++)
 		if (strcmp(r->groups[g].category, category) == 0 &&

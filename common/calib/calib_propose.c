@@ -36,7 +36,8 @@ static void calib_row_name(const struct est_coefs *c, struct calib_group *g)
 	calib_name_copy(g->complexity, g->row_complexity, sizeof g->row_complexity);
 	for (size_t i = 0; i < c->n_overhead_alias; i++) {
 		if (strcmp(c->overhead_alias[i].from, g->row_category) == 0) {
-			strlcpy_ap(g->row_category, c->overhead_alias[i].to, sizeof g->row_category);
+			strlcpy_ap(
+			    g->row_category, c->overhead_alias[i].to, sizeof g->row_category);
 			break;
 		}
 	}
@@ -93,11 +94,12 @@ int calib_propose(struct calib_result *r, const struct est_coefs *current,
 		if (g->status != CALIB_PROPOSED)
 			continue;
 		g->factor = r->opts.damping == CALIB_DAMP_SQRT ? sqrt(g->multiplier) :
-		    g->multiplier;
+		                                                 g->multiplier;
 		g->old_overhead = est_overhead_lookup(current, g->row_category, g->row_complexity);
 		v = round((double)g->old_overhead * g->factor);
 		g->new_overhead = v < CALIB_OVERHEAD_MIN ? CALIB_OVERHEAD_MIN :
-		    v > CALIB_OVERHEAD_MAX ? CALIB_OVERHEAD_MAX : (int)v;
+		    v > CALIB_OVERHEAD_MAX               ? CALIB_OVERHEAD_MAX :
+		                                           (int)v;
 		rows[n].category = g->row_category;
 		rows[n].complexity = g->row_complexity;
 		rows[n].overhead = g->new_overhead;
@@ -138,8 +140,8 @@ int64_t calib_reexpress(const struct telem_sample *s, const struct est_coefs *at
 	*moved = false;
 	if (at == NULL || s->deliverable_count == 0 || calib_doc_model(s->category))
 		return s->predicted;
-	m = calib_marginal(s->predicted, est_overhead_lookup(at, s->category, s->complexity),
-	    at->safety_margin);
+	m = calib_marginal(
+	    s->predicted, est_overhead_lookup(at, s->category, s->complexity), at->safety_margin);
 	if (m < 0)
 		return s->predicted;
 	*moved = true;
@@ -149,8 +151,7 @@ int64_t calib_reexpress(const struct telem_sample *s, const struct est_coefs *at
 
 /* Predict a sample under the proposal (see calib.h). */
 int64_t calib_predict(const struct calib_result *r, const struct telem_sample *s,
-    const struct est_coefs *proposed, const struct est_coefs *at,
-    enum calib_pred_how *how)
+    const struct est_coefs *proposed, const struct est_coefs *at, enum calib_pred_how *how)
 {
 	const struct calib_group *g = calib_group_find(r, s->category, s->complexity);
 	int64_t v;

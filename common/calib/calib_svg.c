@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SVG_LEFT 90.0      /* plot area origin and size, in pixels */
+#define SVG_LEFT 90.0 /* plot area origin and size, in pixels */
 #define SVG_TOP 78.0
 #define SVG_SIZE 560.0
 #define SVG_LEGEND_W 260.0
@@ -17,13 +17,21 @@
 
 /* Tableau 10: distinct, colour-blind friendly hues. */
 static const char *const svg_palette[] = {
-	"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-	"#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+	"#4e79a7",
+	"#f28e2b",
+	"#e15759",
+	"#76b7b2",
+	"#59a14f",
+	"#edc948",
+	"#b07aa1",
+	"#ff9da7",
+	"#9c755f",
+	"#bab0ac",
 };
 
 /* The plot's log10 range: whole decades around every value. */
 struct svg_axes {
-	double lo, hi;  /* log10 of the ends */
+	double lo, hi; /* log10 of the ends */
 };
 
 /* A category with its colour and sample count. */
@@ -81,14 +89,14 @@ static double svg_snap(double v, int dir)
 
 /* Find a range that holds every value with a little room, snapped to whole multiples
  * of powers of ten. */
-static void svg_range(const struct telem_sample *const *s, const int64_t *after, size_t n,
-    struct svg_axes *a)
+static void svg_range(
+    const struct telem_sample *const *s, const int64_t *after, size_t n, struct svg_axes *a)
 {
 	double mn = 1e18, mx = 1.0;
 
 	for (size_t i = 0; i < n; i++) {
 		double v[3] = { (double)s[i]->predicted, (double)s[i]->actual,
-				after != NULL ? (double)after[i] : (double)s[i]->predicted };
+			after != NULL ? (double)after[i] : (double)s[i]->predicted };
 
 		for (int k = 0; k < 3; k++) {
 			double x = v[k] < 1 ? 1 : v[k];
@@ -119,25 +127,31 @@ static void svg_grid(FILE *f, const struct svg_axes *a)
 
 			if (log10(v) < a->lo - 1e-9 || log10(v) > a->hi + 1e-9)
 				continue;
-			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-			    "stroke=\"%s\" stroke-width=\"1\"/>\n", x, SVG_TOP, x, SVG_TOP + SVG_SIZE,
-			    major ? "#c8c8c8" : "#ececec");
-			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-			    "stroke=\"%s\" stroke-width=\"1\"/>\n", SVG_LEFT, y, SVG_LEFT + SVG_SIZE, y,
-			    major ? "#c8c8c8" : "#ececec");
-			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+			fprintf(f,
+			    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+			    "stroke=\"%s\" stroke-width=\"1\"/>\n",
+			    x, SVG_TOP, x, SVG_TOP + SVG_SIZE, major ? "#c8c8c8" : "#ececec");
+			fprintf(f,
+			    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+			    "stroke=\"%s\" stroke-width=\"1\"/>\n",
+			    SVG_LEFT, y, SVG_LEFT + SVG_SIZE, y, major ? "#c8c8c8" : "#ececec");
+			fprintf(f,
+			    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
 			    "stroke=\"#333\"/>\n<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-			    "stroke=\"#333\"/>\n", x, SVG_TOP + SVG_SIZE, x,
-			    SVG_TOP + SVG_SIZE + (major ? 7 : 4), SVG_LEFT - (major ? 7 : 4), y,
-			    SVG_LEFT, y);
+			    "stroke=\"#333\"/>\n",
+			    x, SVG_TOP + SVG_SIZE, x, SVG_TOP + SVG_SIZE + (major ? 7 : 4),
+			    SVG_LEFT - (major ? 7 : 4), y, SVG_LEFT, y);
 			if (!major && !(label_minor && (m == 2 || m == 5)))
 				continue;
 			svg_tick_label(v, lab, sizeof lab);
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
-			    "font-size=\"%d\">%s</text>\n", x, SVG_TOP + SVG_SIZE + 22, major ? 13 : 11,
-			    lab);
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" "
-			    "font-size=\"%d\">%s</text>\n", SVG_LEFT - 11, y + 4, major ? 13 : 11, lab);
+			fprintf(f,
+			    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
+			    "font-size=\"%d\">%s</text>\n",
+			    x, SVG_TOP + SVG_SIZE + 22, major ? 13 : 11, lab);
+			fprintf(f,
+			    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" "
+			    "font-size=\"%d\">%s</text>\n",
+			    SVG_LEFT - 11, y + 4, major ? 13 : 11, lab);
 		}
 	}
 }
@@ -147,28 +161,35 @@ static void svg_frame(FILE *f, const struct svg_axes *a)
 {
 	double lo = pow(10.0, a->lo), hi = pow(10.0, a->hi);
 
-	fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
-	    "stroke=\"#333\"/>\n", SVG_LEFT, SVG_TOP, SVG_SIZE, SVG_SIZE);
-	fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" "
-	    "stroke-width=\"1.5\" stroke-dasharray=\"7 5\"/>\n", svg_x(a, lo), svg_y(a, lo),
-	    svg_x(a, hi), svg_y(a, hi));
-	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"#777\" "
+	fprintf(f,
+	    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+	    "stroke=\"#333\"/>\n",
+	    SVG_LEFT, SVG_TOP, SVG_SIZE, SVG_SIZE);
+	fprintf(f,
+	    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" "
+	    "stroke-width=\"1.5\" stroke-dasharray=\"7 5\"/>\n",
+	    svg_x(a, lo), svg_y(a, lo), svg_x(a, hi), svg_y(a, hi));
+	fprintf(f,
+	    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"#777\" "
 	    "font-style=\"italic\">underestimated: actual &gt; predicted</text>\n",
 	    SVG_LEFT + 10, SVG_TOP + 20);
-	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"#777\" "
+	fprintf(f,
+	    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"#777\" "
 	    "font-style=\"italic\" text-anchor=\"end\">overestimated: predicted &gt; "
-	    "actual</text>\n", SVG_LEFT + SVG_SIZE - 10, SVG_TOP + SVG_SIZE - 12);
-	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"14\">"
-	    "predicted output tokens (log scale)</text>\n", SVG_LEFT + SVG_SIZE / 2,
-	    SVG_TOP + SVG_SIZE + 50);
-	fprintf(f, "<text transform=\"translate(%.1f %.1f) rotate(-90)\" text-anchor=\"middle\" "
-	    "font-size=\"14\">actual output tokens (log scale)</text>\n", SVG_LEFT - 60,
-	    SVG_TOP + SVG_SIZE / 2);
+	    "actual</text>\n",
+	    SVG_LEFT + SVG_SIZE - 10, SVG_TOP + SVG_SIZE - 12);
+	fprintf(f,
+	    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"14\">"
+	    "predicted output tokens (log scale)</text>\n",
+	    SVG_LEFT + SVG_SIZE / 2, SVG_TOP + SVG_SIZE + 50);
+	fprintf(f,
+	    "<text transform=\"translate(%.1f %.1f) rotate(-90)\" text-anchor=\"middle\" "
+	    "font-size=\"14\">actual output tokens (log scale)</text>\n",
+	    SVG_LEFT - 60, SVG_TOP + SVG_SIZE / 2);
 }
 
 /* Collect the categories, most samples first, then by name. */
-static size_t svg_categories(const struct telem_sample *const *s, size_t n,
-    struct svg_cat *cats)
+static size_t svg_categories(const struct telem_sample *const *s, size_t n, struct svg_cat *cats)
 {
 	size_t nc = 0;
 
@@ -182,8 +203,11 @@ static size_t svg_categories(const struct telem_sample *const *s, size_t n,
 		cats[c].n++;
 	}
 	for (size_t i = 1; i < nc; i++)
-		for (size_t j = i; j > 0 && (cats[j - 1].n < cats[j].n || (cats[j - 1].n ==
-		    cats[j].n && strcmp(cats[j - 1].name, cats[j].name) > 0)); j--) {
+		for (size_t j = i; j > 0 &&
+		     (cats[j - 1].n < cats[j].n ||
+		         (cats[j - 1].n == cats[j].n &&
+		             strcmp(cats[j - 1].name, cats[j].name) > 0));
+		     j--) {
 			struct svg_cat t = cats[j];
 
 			cats[j] = cats[j - 1];
@@ -212,11 +236,14 @@ static void svg_points(FILE *f, const struct svg_axes *a, const struct telem_sam
 		double xb = svg_x(a, (double)s[i]->predicted);
 
 		if (after != NULL && after[i] != s[i]->predicted)
-			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-			    "stroke=\"%s\" stroke-width=\"1.2\" stroke-opacity=\"0.55\"/>\n", xb, y,
-			    svg_x(a, (double)after[i]), y, col);
-		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"white\" "
-		    "fill-opacity=\"0.6\" stroke=\"%s\" stroke-width=\"2\"><title>", xb, y, col);
+			fprintf(f,
+			    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+			    "stroke=\"%s\" stroke-width=\"1.2\" stroke-opacity=\"0.55\"/>\n",
+			    xb, y, svg_x(a, (double)after[i]), y, col);
+		fprintf(f,
+		    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"white\" "
+		    "fill-opacity=\"0.6\" stroke=\"%s\" stroke-width=\"2\"><title>",
+		    xb, y, col);
 		svg_text(f, s[i]->category);
 		fputc('/', f);
 		svg_text(f, s[i]->complexity);
@@ -224,9 +251,11 @@ static void svg_points(FILE *f, const struct svg_axes *a, const struct telem_sam
 		    (long long)s[i]->predicted, (long long)s[i]->actual);
 	}
 	for (size_t i = 0; i < n && after != NULL; i++) {
-		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" "
-		    "fill-opacity=\"0.9\"><title>", svg_x(a, (double)after[i]),
-		    svg_y(a, (double)s[i]->actual), svg_colour(cats, nc, s[i]->category));
+		fprintf(f,
+		    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" "
+		    "fill-opacity=\"0.9\"><title>",
+		    svg_x(a, (double)after[i]), svg_y(a, (double)s[i]->actual),
+		    svg_colour(cats, nc, s[i]->category));
 		svg_text(f, s[i]->category);
 		fputc('/', f);
 		svg_text(f, s[i]->complexity);
@@ -240,36 +269,45 @@ static void svg_legend(FILE *f, const struct svg_cat *cats, size_t nc, bool afte
 {
 	double x = SVG_LEFT + SVG_SIZE + 30, y = SVG_TOP + 10;
 
-	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\">"
-	    "category (samples)</text>\n", x, y);
+	fprintf(f,
+	    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\">"
+	    "category (samples)</text>\n",
+	    x, y);
 	for (size_t c = 0; c < nc; c++) {
 		y += 24;
-		fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>\n"
-		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">", x, y - 11,
-		    svg_palette[c % ARRAY_SIZE(svg_palette)], x + 22, y);
+		fprintf(f,
+		    "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>\n"
+		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">",
+		    x, y - 11, svg_palette[c % ARRAY_SIZE(svg_palette)], x + 22, y);
 		svg_text(f, cats[c].name);
 		fprintf(f, " (%zu)</text>\n", cats[c].n);
 	}
 	y += 44;
-	fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"white\" stroke=\"#333\" "
+	fprintf(f,
+	    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"white\" stroke=\"#333\" "
 	    "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">recorded "
-	    "prediction (before)</text>\n", x + 7, y - 4, x + 22, y);
+	    "prediction (before)</text>\n",
+	    x + 7, y - 4, x + 22, y);
 	if (after) {
 		y += 24;
-		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"#333\"/>\n"
+		fprintf(f,
+		    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"#333\"/>\n"
 		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">proposed prediction "
-		    "(after)</text>\n", x + 7, y - 4, x + 22, y);
+		    "(after)</text>\n",
+		    x + 7, y - 4, x + 22, y);
 		y += 24;
-		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+		fprintf(f,
+		    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
 		    "stroke=\"#333\" stroke-width=\"1.2\" stroke-opacity=\"0.55\"/>\n"
 		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">moved by the proposal</text>\n",
 		    x, y - 4, x + 16, y - 4, x + 22, y);
 	}
 	y += 24;
-	fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" "
+	fprintf(f,
+	    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" "
 	    "stroke-width=\"1.5\" stroke-dasharray=\"7 5\"/>\n<text x=\"%.1f\" y=\"%.1f\" "
-	    "font-size=\"13\">y = x: exact prediction</text>\n", x, y - 4, x + 16, y - 4,
-	    x + 22, y);
+	    "font-size=\"13\">y = x: exact prediction</text>\n",
+	    x, y - 4, x + 16, y - 4, x + 22, y);
 }
 
 /* Write the whole plot. */
@@ -281,18 +319,23 @@ int calib_svg_write(FILE *f, const struct telem_sample *const *samples, const in
 	size_t nc = svg_categories(samples, n, cats);
 
 	svg_range(samples, after, n, &a);
-	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	fprintf(f,
+	    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 	    "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
 	    "viewBox=\"0 0 %.0f %.0f\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n"
-	    "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", SVG_WIDTH, SVG_HEIGHT,
-	    SVG_WIDTH, SVG_HEIGHT);
-	fprintf(f, "<text x=\"%.1f\" y=\"32\" text-anchor=\"middle\" font-size=\"18\" "
-	    "font-weight=\"bold\">", SVG_WIDTH / 2);
+	    "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+	    SVG_WIDTH, SVG_HEIGHT, SVG_WIDTH, SVG_HEIGHT);
+	fprintf(f,
+	    "<text x=\"%.1f\" y=\"32\" text-anchor=\"middle\" font-size=\"18\" "
+	    "font-weight=\"bold\">",
+	    SVG_WIDTH / 2);
 	svg_text(f, title);
-	fprintf(f, "</text>\n<text x=\"%.1f\" y=\"54\" text-anchor=\"middle\" font-size=\"13\" "
-	    "fill=\"#555\">%zu samples; %s</text>\n", SVG_WIDTH / 2, n, after != NULL ?
-	    "hollow: recorded prediction, filled: under the proposal" :
-	    "recorded predictions");
+	fprintf(f,
+	    "</text>\n<text x=\"%.1f\" y=\"54\" text-anchor=\"middle\" font-size=\"13\" "
+	    "fill=\"#555\">%zu samples; %s</text>\n",
+	    SVG_WIDTH / 2, n,
+	    after != NULL ? "hollow: recorded prediction, filled: under the proposal" :
+	                    "recorded predictions");
 	svg_grid(f, &a);
 	svg_frame(f, &a);
 	svg_points(f, &a, samples, after, n, cats, nc);

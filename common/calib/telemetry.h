@@ -15,21 +15,21 @@
 
 /* One token_estimation_v2 event. */
 struct telem_sample {
-	char *run_id;               /* NULL for a sample parsed from a TSV file */
-	char *phase_id;             /* NULL for a sample parsed from a TSV file */
+	char *run_id;   /* NULL for a sample parsed from a TSV file */
+	char *phase_id; /* NULL for a sample parsed from a TSV file */
 	char *timestamp;
 	char *category;
 	char *complexity;
 	int64_t deliverable_count;
-	int64_t predicted;          /* predicted_output_tokens */
-	int64_t actual;             /* actual_output_tokens */
+	int64_t predicted; /* predicted_output_tokens */
+	int64_t actual;    /* actual_output_tokens */
 	int64_t selected_budget;
-	int64_t actual_max_tokens;  /* -1 = unknown */
+	int64_t actual_max_tokens; /* -1 = unknown */
 	bool success;
 	bool truncated;
-	char *stop_reason;          /* nullable */
+	char *stop_reason; /* nullable */
 	char *model;
-	int64_t estimator_version;  /* 0 = unknown (samples recorded elsewhere) */
+	int64_t estimator_version; /* 0 = unknown (samples recorded elsewhere) */
 };
 
 /* A growable list of samples that owns their strings. */
@@ -74,27 +74,27 @@ double telem_p90_index(const double *sorted, size_t n);
 
 /* --- common/telemetry_report.c: the metrics of `telemetry report` (facts §6.2) --- */
 
-#define TELEM_TARGET_UNDER_PCT 5.0   /* underestimation above this: tuning needed */
-#define TELEM_TARGET_TRUNC_PCT 2.0   /* truncation above this: tuning needed */
-#define TELEM_TARGET_WASTE_P90 3.0   /* waste p90 at or above this: cost worth a look */
+#define TELEM_TARGET_UNDER_PCT 5.0 /* underestimation above this: tuning needed */
+#define TELEM_TARGET_TRUNC_PCT 2.0 /* truncation above this: tuning needed */
+#define TELEM_TARGET_WASTE_P90 3.0 /* waste p90 at or above this: cost worth a look */
 
 /* The metrics of one set of samples. Waste is predicted ÷ actual. */
 struct telem_metrics {
 	size_t n;
-	size_t underestimated;      /* actual > predicted × under_multiplier */
+	size_t underestimated; /* actual > predicted × under_multiplier */
 	size_t truncated;
 	size_t success;
 	double under_pct, trunc_pct, success_pct;
-	size_t n_waste;             /* samples with a waste ratio (telem_scored) */
+	size_t n_waste; /* samples with a waste ratio (telem_scored) */
 	double waste_median, waste_mean, waste_p90;
-	size_t n_smape;             /* non-truncated scored samples */
+	size_t n_smape; /* non-truncated scored samples */
 	double smape_mean, smape_median, smape_min, smape_max;
 	double predicted_mean, predicted_median, actual_mean, actual_median; /* non-truncated */
 	double trunc_predicted_mean;
-	double trunc_actual_mean;   /* a lower bound: truncated output was cut off */
-	double trunc_under_pct;     /* truncated samples with actual > predicted */
+	double trunc_actual_mean; /* a lower bound: truncated output was cut off */
+	double trunc_under_pct;   /* truncated samples with actual > predicted */
 	bool under_above_target, trunc_above_target, waste_above_target;
-	bool tuning_needed;         /* underestimation > 5 % or truncation > 2 % */
+	bool tuning_needed; /* underestimation > 5 % or truncation > 2 % */
 };
 
 /* Compute the metrics of `rows`. */
@@ -105,8 +105,8 @@ void telem_metrics_compute(const struct telem_sample *const *rows, size_t n,
 enum telem_dim {
 	TELEM_DIM_CATEGORY,
 	TELEM_DIM_COMPLEXITY,
-	TELEM_DIM_DELIVERABLES,     /* buckets 0-1, 2-5, 6+ */
-	TELEM_DIM_VERSION,          /* estimator version; "unknown" for imported samples */
+	TELEM_DIM_DELIVERABLES, /* buckets 0-1, 2-5, 6+ */
+	TELEM_DIM_VERSION,      /* estimator version; "unknown" for imported samples */
 	TELEM_DIM_COUNT,
 };
 
@@ -119,11 +119,11 @@ struct telem_stratum {
 struct telem_report_opts {
 	bool success_only;
 	bool stratify;
-	double under_multiplier;    /* >= 1 is tolerance; <= 0 means 1 */
+	double under_multiplier; /* >= 1 is tolerance; <= 0 means 1 */
 };
 
 struct telem_report {
-	size_t n_read;              /* samples before --success-only */
+	size_t n_read; /* samples before --success-only */
 	struct telem_metrics all;
 	struct telem_stratum *strata; /* by dimension, then key */
 	size_t n_strata;
@@ -135,8 +135,8 @@ const char *telem_dim_name(enum telem_dim d);
 /* Bucket label of a deliverable count: "0-1", "2-5" or "6+". */
 const char *telem_deliverable_bucket(int64_t count);
 /* Build the report of `s` under `o`. */
-void telem_report_build(const struct telem_samples *s, const struct telem_report_opts *o,
-    struct telem_report *r);
+void telem_report_build(
+    const struct telem_samples *s, const struct telem_report_opts *o, struct telem_report *r);
 /* Free what telem_report_build allocated. */
 void telem_report_free(struct telem_report *r);
 
@@ -147,11 +147,10 @@ void telem_report_free(struct telem_report *r);
  * stop_reason, model (any order; actual_max_tokens optional), then one sample a line.
  * All or nothing: on the first bad line returns -1 with "SOURCE:LINE: column NAME: what
  * was wrong" in err and leaves `out` empty. */
-int telem_tsv_parse(const char *text, size_t len, const char *source,
-    struct telem_samples *out, char *err, size_t errlen);
+int telem_tsv_parse(const char *text, size_t len, const char *source, struct telem_samples *out,
+    char *err, size_t errlen);
 /* Read and parse the TSV file at `path`; -1 with a message on failure. */
-int telem_tsv_read_file(const char *path, struct telem_samples *out, char *err,
-    size_t errlen);
+int telem_tsv_read_file(const char *path, struct telem_samples *out, char *err, size_t errlen);
 /* The run id an import of `path` gets: "imported-<file name without extension>", with
  * characters an id may not hold replaced by '-' (heap). */
 char *telem_import_run_id(const char *path);

@@ -15,8 +15,8 @@ static double telem_pct(size_t k, size_t n)
 }
 
 /* Fill the SMAPE and token-distribution fields from the non-truncated scored rows. */
-static void telem_metrics_smape(const struct telem_sample *const *rows, size_t n,
-    struct telem_metrics *m)
+static void telem_metrics_smape(
+    const struct telem_sample *const *rows, size_t n, struct telem_metrics *m)
 {
 	double *smape = xcalloc(n + 1, sizeof *smape);
 	double *pred = xcalloc(n + 1, sizeof *pred);
@@ -52,8 +52,8 @@ static void telem_metrics_smape(const struct telem_sample *const *rows, size_t n
 
 /* Fill the waste fields (predicted ÷ actual over scored rows) and the truncated
  * lower-bound fields. */
-static void telem_metrics_waste(const struct telem_sample *const *rows, size_t n,
-    struct telem_metrics *m)
+static void telem_metrics_waste(
+    const struct telem_sample *const *rows, size_t n, struct telem_metrics *m)
 {
 	double *waste = xcalloc(n + 1, sizeof *waste);
 	double tp = 0.0, ta = 0.0;
@@ -113,7 +113,10 @@ void telem_metrics_compute(const struct telem_sample *const *rows, size_t n,
 const char *telem_dim_name(enum telem_dim d)
 {
 	static const char *const names[TELEM_DIM_COUNT] = {
-		"category", "complexity", "deliverables", "estimator_version",
+		"category",
+		"complexity",
+		"deliverables",
+		"estimator_version",
 	};
 
 	return names[d];
@@ -130,23 +133,18 @@ const char *telem_deliverable_bucket(int64_t count)
 }
 
 /* The key of a sample in dimension d, in buf. */
-static const char *telem_key(const struct telem_sample *s, enum telem_dim d, char *buf,
-    size_t len)
+static const char *telem_key(const struct telem_sample *s, enum telem_dim d, char *buf, size_t len)
 {
 	switch (d) {
-	case TELEM_DIM_CATEGORY:
-		return s->category;
-	case TELEM_DIM_COMPLEXITY:
-		return s->complexity;
-	case TELEM_DIM_DELIVERABLES:
-		return telem_deliverable_bucket(s->deliverable_count);
+	case TELEM_DIM_CATEGORY: return s->category;
+	case TELEM_DIM_COMPLEXITY: return s->complexity;
+	case TELEM_DIM_DELIVERABLES: return telem_deliverable_bucket(s->deliverable_count);
 	case TELEM_DIM_VERSION:
 		if (s->estimator_version <= 0)
 			return "unknown";
 		snprintf(buf, len, "%" PRId64, s->estimator_version);
 		return buf;
-	case TELEM_DIM_COUNT:
-		break;
+	case TELEM_DIM_COUNT: break;
 	}
 	return "";
 }
@@ -206,8 +204,8 @@ static void telem_stratify(const struct telem_sample *const *rows, size_t n, enu
 }
 
 /* Build the overall metrics and, if asked, the strata. */
-void telem_report_build(const struct telem_samples *s, const struct telem_report_opts *o,
-    struct telem_report *r)
+void telem_report_build(
+    const struct telem_samples *s, const struct telem_report_opts *o, struct telem_report *r)
 {
 	const struct telem_sample **rows = xcalloc(s->n + 1, sizeof *rows);
 	size_t n = 0;

@@ -11,8 +11,8 @@
 #include <string.h>
 
 #define TSV_MAX_COLS 32
-#define TSV_NAME_MAX 128        /* bytes in a category, complexity, model or stop reason */
-#define TSV_INT_MAX 1000000000  /* no token count or deliverable count above this */
+#define TSV_NAME_MAX 128       /* bytes in a category, complexity, model or stop reason */
+#define TSV_INT_MAX 1000000000 /* no token count or deliverable count above this */
 #define TSV_FILE_MAX (64u << 20)
 #define TELEM_ID_MAX 128
 
@@ -28,13 +28,22 @@ enum tsv_col {
 	TSV_TRUNCATED,
 	TSV_STOP_REASON,
 	TSV_MODEL,
-	TSV_MAX_TOKENS,         /* optional */
+	TSV_MAX_TOKENS, /* optional */
 	TSV_NCOLS,
 };
 
 static const char *const tsv_names[TSV_NCOLS] = {
-	"timestamp", "category", "complexity", "deliverables", "predicted_output",
-	"actual_output", "selected_budget", "success", "truncated", "stop_reason", "model",
+	"timestamp",
+	"category",
+	"complexity",
+	"deliverables",
+	"predicted_output",
+	"actual_output",
+	"selected_budget",
+	"success",
+	"truncated",
+	"stop_reason",
+	"model",
 	"actual_max_tokens",
 };
 
@@ -44,7 +53,7 @@ struct tsv_line {
 	size_t lineno;
 	char *fields[TSV_MAX_COLS];
 	size_t nfields;
-	int pos[TSV_NCOLS];     /* field index of each column, -1 if absent */
+	int pos[TSV_NCOLS]; /* field index of each column, -1 if absent */
 	char *err;
 	size_t errlen;
 };
@@ -97,13 +106,15 @@ static int tsv_header(struct tsv_line *l)
 		for (c = 0; c < TSV_NCOLS && strcmp(l->fields[i], tsv_names[c]) != 0; c++)
 			;
 		if (c == TSV_NCOLS)
-			return tsv_fail(l, -1, "unknown column '%s' in the header (expected "
+			return tsv_fail(l, -1,
+			    "unknown column '%s' in the header (expected "
 			    "timestamp, category, complexity, deliverables, predicted_output, "
 			    "actual_output, selected_budget, success, truncated, stop_reason, "
-			    "model and optionally actual_max_tokens)", l->fields[i]);
+			    "model and optionally actual_max_tokens)",
+			    l->fields[i]);
 		if (l->pos[c] >= 0)
-			return tsv_fail(l, -1, "column '%s' appears twice in the header",
-			    tsv_names[c]);
+			return tsv_fail(
+			    l, -1, "column '%s' appears twice in the header", tsv_names[c]);
 		l->pos[c] = (int)i;
 	}
 	for (int c = 0; c < TSV_MAX_TOKENS; c++)
@@ -192,16 +203,18 @@ static int tsv_timestamp(struct tsv_line *l, char **out)
 			p++;
 	}
 	if (ok && (*p == '+' || *p == '-'))
-		ok = isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) &&
-		    p[3] == ':' && isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5]) &&
+		ok = isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) && p[3] == ':' &&
+		    isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5]) &&
 		    (p += 6, *p == '\0');
 	else if (ok && *p == 'Z')
 		ok = p[1] == '\0';
 	else if (ok)
 		ok = *p == '\0';
 	if (!ok)
-		return tsv_fail(l, TSV_TIMESTAMP, "expected a UTC time like "
-		    "2025-12-23T22:06:12Z, got '%.40s'", s);
+		return tsv_fail(l, TSV_TIMESTAMP,
+		    "expected a UTC time like "
+		    "2025-12-23T22:06:12Z, got '%.40s'",
+		    s);
 	*out = xstrdup(s);
 	return 0;
 }
@@ -220,8 +233,10 @@ static int tsv_sample(struct tsv_line *l, size_t ncols, struct telem_samples *ou
 			    l->nfields, ncols);
 		for (i = 0; i < TSV_NCOLS && l->pos[i] != (int)l->nfields; i++)
 			;
-		return tsv_fail(l, i < TSV_NCOLS ? (int)i : -1, "missing (the line has %zu "
-		    "tab-separated fields, the header %zu)", l->nfields, ncols);
+		return tsv_fail(l, i < TSV_NCOLS ? (int)i : -1,
+		    "missing (the line has %zu "
+		    "tab-separated fields, the header %zu)",
+		    l->nfields, ncols);
 	}
 	s = telem_samples_add(out);
 	if (tsv_timestamp(l, &s->timestamp) != 0 ||
@@ -244,8 +259,8 @@ static int tsv_sample(struct tsv_line *l, size_t ncols, struct telem_samples *ou
 }
 
 /* Parse the whole text; on failure free what was parsed. */
-int telem_tsv_parse(const char *text, size_t len, const char *source,
-    struct telem_samples *out, char *err, size_t errlen)
+int telem_tsv_parse(const char *text, size_t len, const char *source, struct telem_samples *out,
+    char *err, size_t errlen)
 {
 	struct tsv_line l = { .source = source, .err = err, .errlen = errlen };
 	char *buf = xmalloc(len + 1);
@@ -294,8 +309,7 @@ int telem_tsv_parse(const char *text, size_t len, const char *source,
 }
 
 /* Read a TSV file whole and parse it. */
-int telem_tsv_read_file(const char *path, struct telem_samples *out, char *err,
-    size_t errlen)
+int telem_tsv_read_file(const char *path, struct telem_samples *out, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
 	char *text = NULL;
@@ -316,8 +330,8 @@ int telem_tsv_read_file(const char *path, struct telem_samples *out, char *err,
 		len += n;
 	} while (n > 0 && len <= TSV_FILE_MAX);
 	if (ferror(f) || len > TSV_FILE_MAX) {
-		snprintf(err, errlen, "%s: %s", path, ferror(f) ? "read error" :
-		    "larger than 64 MiB");
+		snprintf(
+		    err, errlen, "%s: %s", path, ferror(f) ? "read error" : "larger than 64 MiB");
 		rc = -1;
 	} else {
 		rc = telem_tsv_parse(text, len, path, out, err, errlen);

@@ -75,8 +75,8 @@ static bool est_on_disk(const char *workspace, const char *path, char *full, siz
 }
 
 /* Marginal cost of one deliverable. */
-static int est_marginal(const struct est_coefs *c, const char *text, const char *category,
-			const char *workspace)
+static int est_marginal(
+    const struct est_coefs *c, const char *text, const char *category, const char *workspace)
 {
 	static const char *const verbs[] = { "create", "new", "add" };
 	char path[4096], full[8192];
@@ -123,21 +123,21 @@ static double est_confidence(const struct est_coefs *c, char *const *d, size_t n
 	if (counted == 0)
 		return 0.0;
 	conf = c->confidence_base + c->confidence_extension * (double)ext / (double)counted +
-	       c->confidence_verb * (double)verb / (double)counted;
+	    c->confidence_verb * (double)verb / (double)counted;
 	return conf > 1.0 ? 1.0 : conf;
 }
 
 /* Documentation features from the deliverables and the description (PROTO_DOC_* bits). */
 static int est_doc_features(char *const *d, size_t n, const char *description)
 {
-	static const char *const api[] = { "api_reference", "api reference", "api.md",
-					   "endpoints", "rest api" };
-	static const char *const examples[] = { "examples.md", "example", "snippets",
-						"sample code", "usage example" };
+	static const char *const api[] = { "api_reference", "api reference", "api.md", "endpoints",
+		"rest api" };
+	static const char *const examples[] = { "examples.md", "example", "snippets", "sample code",
+		"usage example" };
 	static const char *const research[] = { "from scratch", "create documentation for",
-						"document the", "comprehensive", "investigate" };
+		"document the", "comprehensive", "investigate" };
 	static const char *const guide[] = { "usage_guide", "user guide", "getting started",
-					     "tutorial" };
+		"tutorial" };
 	char *task = est_lower(description);
 	size_t i, len = strlen(task) + 2;
 	char *all;
@@ -175,7 +175,7 @@ static bool est_is_synthesis(int f)
 	bool examples = (f & PROTO_DOC_EXAMPLES) != 0;
 
 	return (f & PROTO_DOC_API_REFERENCE) != 0 || (examples && (f & PROTO_DOC_RESEARCH) != 0) ||
-	       (examples && (f & PROTO_DOC_USAGE_GUIDE) != 0);
+	    (examples && (f & PROTO_DOC_USAGE_GUIDE) != 0);
 }
 
 /* The SOT ledger basename (lowercased) of a deliverable, or NULL. */
@@ -212,11 +212,11 @@ static enum est_ctx est_context(const struct est_coefs *c, size_t n_scope)
 static bool est_doc_category(const char *cat)
 {
 	return strcmp(cat, "documentation") == 0 || strcmp(cat, "docs") == 0 ||
-	       strcmp(cat, "doc_synthesis") == 0 || strcmp(cat, "doc_sot_update") == 0;
+	    strcmp(cat, "doc_synthesis") == 0 || strcmp(cat, "doc_sot_update") == 0;
 }
 
 void est_estimate(const struct est_coefs *c, const struct est_input *in, const char *workspace,
-		  struct est_output *out)
+    struct est_output *out)
 {
 	static const char *const cplx_names[EST_CPLX_COUNT] = { "low", "medium", "high" };
 	size_t i, n = 0, docs = 0;
@@ -262,8 +262,8 @@ void est_estimate(const struct est_coefs *c, const struct est_input *in, const c
 		enum est_ctx q = est_context(c, in->n_scope_paths);
 		const char *sot = NULL;
 
-		out->doc_features = est_doc_features(in->deliverables, in->n_deliverables,
-						     in->description);
+		out->doc_features = est_doc_features(
+		    in->deliverables, in->n_deliverables, in->description);
 		out->context_quality = est_ctx_names[q];
 		for (i = 0; i < in->n_deliverables && sot == NULL; i++)
 			sot = est_sot_name(c, in->deliverables[i]);
@@ -280,7 +280,7 @@ void est_estimate(const struct est_coefs *c, const struct est_input *in, const c
 			return;
 		}
 		if ((strcmp(out->category, "documentation") == 0 ||
-		     strcmp(out->category, "docs") == 0) &&
+		        strcmp(out->category, "docs") == 0) &&
 		    est_is_synthesis(out->doc_features)) {
 			int f = out->doc_features;
 			int write = c->syn_write_per_doc * (int)n;
@@ -304,7 +304,8 @@ void est_estimate(const struct est_coefs *c, const struct est_input *in, const c
 	out->overhead = est_overhead_lookup(c, out->category, out->complexity);
 	for (i = 0; i < in->n_deliverables; i++)
 		if (!est_blank(in->deliverables[i]))
-			out->marginal += est_marginal(c, in->deliverables[i], out->category, workspace);
+			out->marginal += est_marginal(
+			    c, in->deliverables[i], out->category, workspace);
 	out->estimate = (int)((out->overhead + out->marginal) * c->safety_margin);
 	out->confidence = est_confidence(c, in->deliverables, in->n_deliverables);
 }

@@ -27,35 +27,45 @@
 
 #include "proto/proto.h"
 
-#define EST_NAME_MAX 32        /* bytes in a category or complexity name, NUL included */
-#define EST_OVERHEAD_MAX 96    /* rows in the overhead table */
-#define EST_ALIAS_MAX 16       /* rows in each alias table */
+#define EST_NAME_MAX 32     /* bytes in a category or complexity name, NUL included */
+#define EST_OVERHEAD_MAX 96 /* rows in the overhead table */
+#define EST_ALIAS_MAX 16    /* rows in each alias table */
 #define EST_SOT_NAMES_MAX 8
 
-enum est_cplx { EST_LOW, EST_MEDIUM, EST_HIGH, EST_CPLX_COUNT };
+enum est_cplx {
+	EST_LOW,
+	EST_MEDIUM,
+	EST_HIGH,
+	EST_CPLX_COUNT
+};
 
 /* Deliverable classes of the marginal model, in the order they are tested. */
 enum est_class {
 	EST_CLASS_TEST,
 	EST_CLASS_DOC,
-	EST_CLASS_CONFIG,   /* config files and migrations */
+	EST_CLASS_CONFIG, /* config files and migrations */
 	EST_CLASS_FRONTEND,
-	EST_CLASS_PYTHON,   /* .py, .pyi */
+	EST_CLASS_PYTHON, /* .py, .pyi */
 	EST_CLASS_SQL,
 	EST_CLASS_OTHER,
 	EST_CLASS_COUNT,
 };
 
 enum est_model {
-	EST_MODEL_FLAT,           /* no deliverables */
-	EST_MODEL_OVERHEAD,       /* overhead + marginal */
+	EST_MODEL_FLAT,     /* no deliverables */
+	EST_MODEL_OVERHEAD, /* overhead + marginal */
 	EST_MODEL_DOC_SYNTHESIS,
 	EST_MODEL_DOC_SOT_UPDATE,
 };
 
 /* Context quality from the number of scope paths: none (0), some (1..strong_above),
  * strong (more). */
-enum est_ctx { EST_CTX_NONE, EST_CTX_SOME, EST_CTX_STRONG, EST_CTX_COUNT };
+enum est_ctx {
+	EST_CTX_NONE,
+	EST_CTX_SOME,
+	EST_CTX_STRONG,
+	EST_CTX_COUNT
+};
 
 struct est_overhead_row {
 	char category[EST_NAME_MAX];
@@ -83,18 +93,18 @@ struct est_coefs {
 	size_t n_overhead;
 	struct est_alias overhead_alias[EST_ALIAS_MAX]; /* applied before the row lookup */
 	size_t n_overhead_alias;
-	int overhead_fallback;                  /* no row for (category, complexity) */
+	int overhead_fallback; /* no row for (category, complexity) */
 	int marginal_new[EST_CLASS_COUNT];
 	int marginal_existing[EST_CLASS_COUNT]; /* × file multiplier */
 	double safety_margin;
 
 	/* File multiplier of existing deliverables: factor of the first step whose `below`
 	 * exceeds the value; the last step's `below` is INT32_MAX. */
-	struct est_step loc_steps[4];     /* code lines (non-blank, not starting '#') */
-	struct est_step import_steps[3];  /* code lines containing "import " */
-	struct est_step indent_steps[3];  /* widest leading whitespace of a code line */
+	struct est_step loc_steps[4];    /* code lines (non-blank, not starting '#') */
+	struct est_step import_steps[3]; /* code lines containing "import " */
+	struct est_step indent_steps[3]; /* widest leading whitespace of a code line */
 	double multiplier_min, multiplier_max;
-	size_t multiplier_max_bytes;      /* larger files are not read: multiplier 1.0 */
+	size_t multiplier_max_bytes; /* larger files are not read: multiplier 1.0 */
 
 	/* No deliverables. */
 	int flat[EST_CPLX_COUNT];
@@ -129,47 +139,47 @@ struct est_coefs {
 	int floor_docs[EST_CPLX_COUNT];
 	int floor_tests[EST_CPLX_COUNT];
 	int floor_other[EST_CPLX_COUNT];
-	double buffer;                    /* base buffer */
-	double buffer_low_confidence;     /* when confidence < low_confidence_below */
+	double buffer;                /* base buffer */
+	double buffer_low_confidence; /* when confidence < low_confidence_below */
 	double low_confidence_below;
-	double buffer_many_deliverables;  /* when deliverable_count >= many_deliverables */
+	double buffer_many_deliverables; /* when deliverable_count >= many_deliverables */
 	int many_deliverables;
-	double buffer_high_risk;          /* a high_risk category at high complexity */
-	char high_risk[4][EST_NAME_MAX];  /* after budget_alias */
+	double buffer_high_risk;         /* a high_risk category at high complexity */
+	char high_risk[4][EST_NAME_MAX]; /* after budget_alias */
 	size_t n_high_risk;
-	double buffer_doc_model;          /* doc_synthesis and doc_sot_update: exactly this */
-	int cap;                          /* no budget or max_tokens above this */
+	double buffer_doc_model; /* doc_synthesis and doc_sot_update: exactly this */
+	int cap;                 /* no budget or max_tokens above this */
 
 	/* Final max_tokens. */
-	int full_file_floor;              /* floor for full-file output, docs exempt below it */
-	int nonpositive_fallback;         /* a max_tokens <= 0 becomes this */
-	double escalation_factor;         /* truncation retry: budget × this, capped */
+	int full_file_floor;      /* floor for full-file output, docs exempt below it */
+	int nonpositive_fallback; /* a max_tokens <= 0 becomes this */
+	double escalation_factor; /* truncation retry: budget × this, capped */
 };
 
 struct est_input {
 	char *const *deliverables;
 	size_t n_deliverables;
-	const char *category;    /* nullable: inferred from the deliverables */
-	const char *complexity;  /* nullable: "medium" */
+	const char *category;   /* nullable: inferred from the deliverables */
+	const char *complexity; /* nullable: "medium" */
 	char *const *scope_paths;
 	size_t n_scope_paths;
 	const char *description; /* nullable */
 };
 
 struct est_output {
-	int estimate;                     /* predicted output tokens */
+	int estimate; /* predicted output tokens */
 	enum est_model model;
-	char category[EST_NAME_MAX];      /* effective category (doc_synthesis, doc_sot_update, ...) */
-	char complexity[EST_NAME_MAX];    /* normalised: low|medium|high */
+	char category[EST_NAME_MAX];   /* effective category (doc_synthesis, doc_sot_update, ...) */
+	char complexity[EST_NAME_MAX]; /* normalised: low|medium|high */
 	enum est_cplx cplx;
 	double confidence;
 	int deliverable_count;
-	int overhead;                     /* overhead row used (overhead model), else 0 */
-	int marginal;                     /* Σ marginal (overhead model), else 0 */
-	int doc_features;                 /* PROTO_DOC_* bits; -1 when the phase is not pure doc */
-	const char *context_quality;      /* "none"|"some"|"strong"; NULL when not pure doc */
-	char sot_file_name[128];          /* "" unless the SOT model was chosen */
-	int sot_entry_count_hint;         /* -1 unless the SOT model was chosen */
+	int overhead;                /* overhead row used (overhead model), else 0 */
+	int marginal;                /* Σ marginal (overhead model), else 0 */
+	int doc_features;            /* PROTO_DOC_* bits; -1 when the phase is not pure doc */
+	const char *context_quality; /* "none"|"some"|"strong"; NULL when not pure doc */
+	char sot_file_name[128];     /* "" unless the SOT model was chosen */
+	int sot_entry_count_hint;    /* -1 unless the SOT model was chosen */
 };
 
 /* Fill `c` with the default coefficients (version 1). */
@@ -178,8 +188,8 @@ void est_coefs_default(struct est_coefs *c);
 /* Apply calibrated overhead rows from the wire on top of `c` (names are matched after the
  * overhead aliases, so a "tests" row replaces the shared "testing" row) and set its
  * version. Returns 0, or -1 with `err` naming the first bad row (nothing is changed). */
-int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n,
-		    uint64_t version, char *err, size_t errlen);
+int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n, uint64_t version,
+    char *err, size_t errlen);
 
 /* Overhead of (category, complexity) after aliasing, or the fallback. */
 int est_overhead_lookup(const struct est_coefs *c, const char *category, const char *complexity);
@@ -187,7 +197,7 @@ int est_overhead_lookup(const struct est_coefs *c, const char *category, const c
 /* Estimate one builder call. `workspace` (nullable) is where existing deliverables are
  * looked up; paths that are absolute or contain ".." are treated as not on disk. */
 void est_estimate(const struct est_coefs *c, const struct est_input *in, const char *workspace,
-		  struct est_output *out);
+    struct est_output *out);
 
 /* The budget for an estimate: max(floor, int(estimate × buffer)), capped. */
 int est_select_budget(const struct est_coefs *c, const struct est_output *est);
@@ -196,7 +206,7 @@ int est_select_budget(const struct est_coefs *c, const struct est_output *est);
  * `selected_budget`; raised to the full-file floor except for docs-like categories below
  * it; at least selected_budget; at most min(cap, hard_cap) (hard_cap <= 0: none). */
 int est_max_tokens(const struct est_coefs *c, const struct est_output *est, int selected_budget,
-		   int requested, int hard_cap);
+    int requested, int hard_cap);
 
 /* The max_tokens for the retry after a truncated call that used `used`. */
 int est_escalate(const struct est_coefs *c, int used, int hard_cap);

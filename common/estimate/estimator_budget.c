@@ -63,11 +63,11 @@ static int est_cap(const struct est_coefs *c, int hard_cap)
 }
 
 int est_max_tokens(const struct est_coefs *c, const struct est_output *est, int selected_budget,
-		   int requested, int hard_cap)
+    int requested, int hard_cap)
 {
 	const char *cat = est->category;
 	bool docs_like = strcmp(cat, "docs") == 0 || strcmp(cat, "documentation") == 0 ||
-			 strcmp(cat, "doc_synthesis") == 0 || strcmp(cat, "doc_sot_update") == 0;
+	    strcmp(cat, "doc_synthesis") == 0 || strcmp(cat, "doc_sot_update") == 0;
 	int cap = est_cap(c, hard_cap);
 	int m = requested > 0 ? requested : selected_budget;
 

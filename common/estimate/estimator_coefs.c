@@ -46,7 +46,7 @@ static const char *const est_cplx_names[EST_CPLX_COUNT] = { "low", "medium", "hi
 void est_coefs_default(struct est_coefs *c)
 {
 	static const char *const sot[] = { "build_log.md", "build_history.md", "changelog.md",
-					   "history.md", "release_notes.md" };
+		"history.md", "release_notes.md" };
 	size_t i, k;
 
 	memset(c, 0, sizeof *c);
@@ -176,8 +176,7 @@ static const char *est_overhead_name(const struct est_coefs *c, const char *cate
 }
 
 /* Index of the overhead row of (category, complexity) after aliasing, or -1. */
-static int est_row_index(const struct est_coefs *c, const char *category,
-			 const char *complexity)
+static int est_row_index(const struct est_coefs *c, const char *category, const char *complexity)
 {
 	char cat[EST_NAME_MAX], cplx[EST_NAME_MAX];
 	const char *name;
@@ -201,8 +200,8 @@ int est_overhead_lookup(const struct est_coefs *c, const char *category, const c
 	return i >= 0 ? c->overhead[i].overhead : c->overhead_fallback;
 }
 
-int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n,
-		    uint64_t version, char *err, size_t errlen)
+int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n, uint64_t version,
+    char *err, size_t errlen)
 {
 	size_t i, extra = 0;
 
@@ -215,13 +214,13 @@ int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n
 		}
 		if (strlen(p->category) >= EST_NAME_MAX || strlen(p->complexity) >= EST_NAME_MAX) {
 			snprintf(err, errlen, "estimator row %zu: name longer than %d bytes", i,
-				 EST_NAME_MAX - 1);
+			    EST_NAME_MAX - 1);
 			return -1;
 		}
 		if (p->overhead <= 0 || p->overhead > 1000000) {
 			snprintf(err, errlen,
-				 "estimator row %zu (%s/%s): overhead %lld outside 1..1000000", i,
-				 p->category, p->complexity, (long long)p->overhead);
+			    "estimator row %zu (%s/%s): overhead %lld outside 1..1000000", i,
+			    p->category, p->complexity, (long long)p->overhead);
 			return -1;
 		}
 		if (est_row_index(c, p->category, p->complexity) < 0)
@@ -229,7 +228,7 @@ int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n
 	}
 	if (c->n_overhead + extra > EST_OVERHEAD_MAX) {
 		snprintf(err, errlen, "estimator table: %zu rows exceed the limit of %d",
-			 c->n_overhead + extra, EST_OVERHEAD_MAX);
+		    c->n_overhead + extra, EST_OVERHEAD_MAX);
 		return -1;
 	}
 	for (i = 0; i < n; i++) {

@@ -33,7 +33,7 @@ static void est_copy_span(const char *s, size_t len, char *out, size_t n)
 void est_deliverable_path(const char *text, char *out, size_t n)
 {
 	static const char *const prefixes[] = { "create ", "modify ", "update ", "add ",
-						"new file: ", "new: " };
+		"new file: ", "new: " };
 	const unsigned char *s = (const unsigned char *)text;
 	size_t i = 0, len = strlen(text), k, start, end;
 	char *low;
@@ -125,9 +125,9 @@ bool est_is_doc(const char *text)
 enum est_class est_classify(const char *path, const char *category)
 {
 	static const char *const test_ends[] = { "_test.py", ".spec.ts", ".spec.tsx", ".test.ts",
-						 ".test.tsx" };
+		".test.tsx" };
 	static const char *const config_ends[] = { ".yml", ".yaml", ".json", ".toml", ".txt",
-						   ".ini" };
+		".ini" };
 	static const char *const frontend_ends[] = { ".tsx", ".jsx", ".vue", ".svelte" };
 	char *p = est_lower_path(path);
 	const char *base = strrchr(p, '/');

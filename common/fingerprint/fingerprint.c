@@ -276,8 +276,8 @@ void fp_rc_bucket(int rc, char *out, size_t n)
 		snprintf(out, n, "rc%d", rc);
 }
 
-size_t fp_fingerprint(const char *final_state, const char *bucket, const char *error, char *out,
-		      size_t n)
+size_t fp_fingerprint(
+    const char *final_state, const char *bucket, const char *error, char *out, size_t n)
 {
 	struct strbuf b = { 0 };
 	size_t len;
@@ -305,9 +305,15 @@ size_t fp_fingerprint(const char *final_state, const char *bucket, const char *e
 bool fp_llm_boundary(const char *text)
 {
 	static const char *const marks[] = {
-		"max_turns", "message limit", "context_length_exceeded", "maximum context",
-		"token limit exceeded", "max tokens", "context window exceeded",
-		"conversation too long", "exceeded maximum",
+		"max_turns",
+		"message limit",
+		"context_length_exceeded",
+		"maximum context",
+		"token limit exceeded",
+		"max tokens",
+		"context window exceeded",
+		"conversation too long",
+		"exceeded maximum",
 	};
 	char *low;
 	size_t i;
@@ -328,8 +334,14 @@ bool fp_llm_boundary(const char *text)
 static bool fp_before_llm_text(const char *text)
 {
 	static const char *const marks[] = {
-		"validation error", "schema error", "missing required field", "invalid phase",
-		"phase not found", "run not found", "database error", "connection error",
+		"validation error",
+		"schema error",
+		"missing required field",
+		"invalid phase",
+		"phase not found",
+		"run not found",
+		"database error",
+		"connection error",
 		"permission denied",
 	};
 	char *low;
@@ -358,20 +370,13 @@ const char *fp_zero_yield_reason(const struct fp_yield *y)
 	if (y->boundary)
 		return "llm_boundary_hit";
 	switch (y->stage) {
-	case FP_STAGE_BEFORE_LLM:
-		return "failed_before_llm";
-	case FP_STAGE_PROVIDER:
-		return "provider_error";
-	case FP_STAGE_PARSE:
-		return "parse_failed";
-	case FP_STAGE_APPLY:
-		return "deliverables_failed";
-	case FP_STAGE_CHECK:
-		return "check_failed";
-	case FP_STAGE_DONE:
-		return "success_no_llm_calls";
-	case FP_STAGE_UNKNOWN:
-		break;
+	case FP_STAGE_BEFORE_LLM: return "failed_before_llm";
+	case FP_STAGE_PROVIDER: return "provider_error";
+	case FP_STAGE_PARSE: return "parse_failed";
+	case FP_STAGE_APPLY: return "deliverables_failed";
+	case FP_STAGE_CHECK: return "check_failed";
+	case FP_STAGE_DONE: return "success_no_llm_calls";
+	case FP_STAGE_UNKNOWN: break;
 	}
 	if (fp_before_llm_text(y->output))
 		return "failed_before_llm";

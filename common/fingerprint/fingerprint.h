@@ -29,8 +29,8 @@ void fp_rc_bucket(int rc, char *out, size_t n);
 /* "final_state|bucket|normalised(error)[:200]"; each part only when its input is non-NULL
  * and non-empty. `bucket` is an rc bucket (fp_rc_bucket) or a lowercased failure reason.
  * Returns strlen(out); 0 when every part is missing. */
-size_t fp_fingerprint(const char *final_state, const char *bucket, const char *error, char *out,
-		      size_t n);
+size_t fp_fingerprint(
+    const char *final_state, const char *bucket, const char *error, char *out, size_t n);
 
 /* True when the text shows the LLM hit a context or turn limit. */
 bool fp_llm_boundary(const char *text);
@@ -47,13 +47,13 @@ enum fp_stage {
 };
 
 struct fp_yield {
-	int samples;          /* clean samples: v2 events with success and not truncated */
+	int samples; /* clean samples: v2 events with success and not truncated */
 	bool success;
 	bool timed_out;
-	bool boundary;        /* fp_llm_boundary on the attempt's messages */
+	bool boundary; /* fp_llm_boundary on the attempt's messages */
 	bool dry_run;
 	enum fp_stage stage;
-	const char *output;   /* nullable: text to judge when stage is unknown */
+	const char *output; /* nullable: text to judge when stage is unknown */
 	bool has_rc;
 	int rc;
 };

@@ -10,13 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DBURL_EXAMPLE \
-	"sqlite:///autopack.db (relative to the current directory) or " \
+#define DBURL_EXAMPLE                                                                              \
+	"sqlite:///autopack.db (relative to the current directory) or "                            \
 	"sqlite:////var/lib/autopack/autopack.db (absolute)"
 
 /* Format an error message into err. Always returns -1. */
-__attribute__((format(printf, 3, 4)))
-static int dburl_fail(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int dburl_fail(
+    char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -39,13 +39,13 @@ static int dburl_refuse_scheme(const char *url, char *err, size_t errlen)
 		    "'%s' is a bare path, not a database URL; write sqlite:///%s", url, url);
 	n = sep != NULL ? (size_t)(sep - url) : (size_t)(colon - url);
 	if ((n == 10 && strncmp(url, "postgresql", 10) == 0) ||
-	    (n == 8 && strncmp(url, "postgres", 8) == 0) ||
-	    strncmp(url, "postgresql+", 11) == 0)
+	    (n == 8 && strncmp(url, "postgres", 8) == 0) || strncmp(url, "postgresql+", 11) == 0)
 		return dburl_fail(err, errlen,
 		    "'%.*s' URLs are reserved for the multi-host backend, not supported yet; "
-		    "use %s", (int)n, url, DBURL_EXAMPLE);
-	return dburl_fail(err, errlen, "unsupported URL scheme '%.*s' in '%s'; use %s",
-	    (int)n, url, url, DBURL_EXAMPLE);
+		    "use %s",
+		    (int)n, url, DBURL_EXAMPLE);
+	return dburl_fail(err, errlen, "unsupported URL scheme '%.*s' in '%s'; use %s", (int)n, url,
+	    url, DBURL_EXAMPLE);
 }
 
 /* Check the path part of a sqlite:/// URL for forms that name no file. */
@@ -54,12 +54,13 @@ static int dburl_check_path(const char *url, const char *path, char *err, size_t
 	if (path[0] == '\0')
 		return dburl_fail(err, errlen, "'%s' names no file; use %s", url, DBURL_EXAMPLE);
 	if (strchr(path, '?') != NULL)
-		return dburl_fail(err, errlen,
-		    "'%s': query strings are not supported; use %s", url, DBURL_EXAMPLE);
+		return dburl_fail(err, errlen, "'%s': query strings are not supported; use %s", url,
+		    DBURL_EXAMPLE);
 	if (strcmp(path, ":memory:") == 0)
 		return dburl_fail(err, errlen,
 		    "'%s': in-memory databases are not supported (every process must reach "
-		    "the same file); use %s", url, DBURL_EXAMPLE);
+		    "the same file); use %s",
+		    url, DBURL_EXAMPLE);
 	if (path[strlen(path) - 1] == '/')
 		return dburl_fail(err, errlen,
 		    "'%s' names a directory, not a database file; use %s", url, DBURL_EXAMPLE);
@@ -77,8 +78,8 @@ static char *dburl_canonical(const char *url, const char *path, char *err, size_
 		abs = xstrdup(path);
 	} else {
 		if (getcwd(cwd, sizeof cwd) == NULL) {
-			dburl_fail(err, errlen, "'%s': cannot read the current directory: %s",
-			    url, strerror(errno));
+			dburl_fail(err, errlen, "'%s': cannot read the current directory: %s", url,
+			    strerror(errno));
 			return NULL;
 		}
 		abs = xasprintf("%s/%s", cwd, path);
@@ -88,16 +89,16 @@ static char *dburl_canonical(const char *url, const char *path, char *err, size_
 	dir = slash == abs ? xstrdup("/") : xstrndup(abs, (size_t)(slash - abs));
 	full = NULL;
 	if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
-		dburl_fail(err, errlen, "'%s' names a directory, not a database file; use %s",
-		    url, DBURL_EXAMPLE);
+		dburl_fail(err, errlen, "'%s' names a directory, not a database file; use %s", url,
+		    DBURL_EXAMPLE);
 	} else if (realpath(dir, real) == NULL) {
 		dburl_fail(err, errlen, "'%s': directory %s: %s", url, dir,
 		    errno == ENOENT ? "does not exist" : strerror(errno));
 	} else if (stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
 		dburl_fail(err, errlen, "'%s': %s is not a directory", url, dir);
 	} else {
-		full = strcmp(real, "/") == 0 ? xasprintf("/%s", base)
-					      : xasprintf("%s/%s", real, base);
+		full = strcmp(real, "/") == 0 ? xasprintf("/%s", base) :
+		                                xasprintf("%s/%s", real, base);
 		if (realpath(full, real) != NULL) {
 			free(full);
 			full = xstrdup(real);
@@ -109,8 +110,8 @@ static char *dburl_canonical(const char *url, const char *path, char *err, size_
 }
 
 /* Parse and canonicalise one URL; -1 with a message naming the problem. */
-int dburl_parse(const char *url, char **canonical_path, char **canonical_url, char *err,
-    size_t errlen)
+int dburl_parse(
+    const char *url, char **canonical_path, char **canonical_url, char *err, size_t errlen)
 {
 	static const char prefix[] = "sqlite://";
 	const char *rest;
@@ -123,7 +124,8 @@ int dburl_parse(const char *url, char **canonical_path, char **canonical_url, ch
 	if (strcmp(url, ":memory:") == 0)
 		return dburl_fail(err, errlen,
 		    "':memory:' is not supported (every process must reach the same file); "
-		    "use %s", DBURL_EXAMPLE);
+		    "use %s",
+		    DBURL_EXAMPLE);
 	if (strncmp(url, prefix, sizeof prefix - 1) != 0)
 		return dburl_refuse_scheme(url, err, errlen);
 	rest = url + sizeof prefix - 1;
@@ -132,7 +134,8 @@ int dburl_parse(const char *url, char **canonical_path, char **canonical_url, ch
 	if (rest[0] != '/')
 		return dburl_fail(err, errlen,
 		    "'%s': sqlite URLs take no host part (sqlite:// is followed by a third "
-		    "slash, then the path); use %s", url, DBURL_EXAMPLE);
+		    "slash, then the path); use %s",
+		    url, DBURL_EXAMPLE);
 	if (dburl_check_path(url, rest + 1, err, errlen) != 0)
 		return -1;
 	path = dburl_canonical(url, rest + 1, err, errlen);
@@ -176,7 +179,8 @@ int dburl_resolve(const char *flag_value, char **canonical_path, char **canonica
 		if (strcmp(p, path) != 0) {
 			dburl_fail(err, errlen,
 			    "%s names %s but %s names %s; set only one, or make them name the "
-			    "same file", names[first], curl, names[i], u);
+			    "same file",
+			    names[first], curl, names[i], u);
 			free(p);
 			free(u);
 			free(path);
@@ -189,7 +193,8 @@ int dburl_resolve(const char *flag_value, char **canonical_path, char **canonica
 	if (first < 0)
 		return dburl_fail(err, errlen,
 		    "no database named: pass --db with %s, or set %s (or %s); there is no "
-		    "default database", DBURL_EXAMPLE, DBURL_ENV_PRIMARY, DBURL_ENV_LEGACY);
+		    "default database",
+		    DBURL_EXAMPLE, DBURL_ENV_PRIMARY, DBURL_ENV_LEGACY);
 	*canonical_path = path;
 	*canonical_url = curl;
 	if (source != NULL)

@@ -19,8 +19,8 @@
 
 /* Parse `url` and resolve it to a canonical absolute path and URL (heap strings the
  * caller frees). On failure both outputs are NULL. */
-int dburl_parse(const char *url, char **canonical_path, char **canonical_url, char *err,
-    size_t errlen);
+int dburl_parse(
+    const char *url, char **canonical_path, char **canonical_url, char *err, size_t errlen);
 
 /* Resolve the database named by `flag_value` (the --db flag, or NULL), AUTOPACK_DB_URL
  * and DATABASE_URL (empty values count as unset). Refuses when none is set and when two

@@ -34,15 +34,15 @@ struct store_err {
 
 struct store {
 	sqlite3 *db;
-	char *path;           /* canonical absolute path */
-	char *url;            /* canonical URL: sqlite:////abs/path.db */
+	char *path; /* canonical absolute path */
+	char *url;  /* canonical URL: sqlite:////abs/path.db */
 	char uuid[37];
 	int schema_version;
-	dev_t dev;            /* identity of the file at open */
+	dev_t dev; /* identity of the file at open */
 	ino_t ino;
-	bool writable;        /* opened with STORE_WRITE */
-	int migrated_from;    /* schema version this open upgraded from, or 0 */
-	char *backup_path;    /* copy taken before that upgrade, or NULL */
+	bool writable;     /* opened with STORE_WRITE */
+	int migrated_from; /* schema version this open upgraded from, or 0 */
+	char *backup_path; /* copy taken before that upgrade, or NULL */
 };
 
 enum store_mode {
@@ -63,8 +63,8 @@ enum store_table_count {
 
 /* What a banner shows: where the database is and what it holds. */
 struct store_identity {
-	int64_t size;         /* bytes in the main file */
-	int64_t wal_size;     /* bytes in <db>-wal, 0 if absent */
+	int64_t size;     /* bytes in the main file */
+	int64_t wal_size; /* bytes in <db>-wal, 0 if absent */
 	char created_at[40];
 	char created_by[200];
 	int64_t counts[STORE_COUNT_N];
@@ -174,8 +174,8 @@ int store_plan_import(struct store *st, const char *text, size_t len, const char
     const char *source, struct store_plan_summary *sum, struct store_err *err);
 /* Read the plan file at `path` and import it, resolving workspaces against its
  * directory. */
-int store_plan_import_file(struct store *st, const char *path,
-    struct store_plan_summary *sum, struct store_err *err);
+int store_plan_import_file(
+    struct store *st, const char *path, struct store_plan_summary *sum, struct store_err *err);
 /* Make `path` absolute against `base_dir` (NULL: the current directory) and collapse
  * "." and ".." lexically; the path need not exist. NULL if the cwd cannot be read. */
 char *store_path_absolute(const char *path, const char *base_dir);
@@ -189,8 +189,8 @@ void store_plan_summary_free(struct store_plan_summary *sum);
 /* Add the telemetry seed run (ten small phases; README "Offline database commands")
  * with its deliverables written under the absolute directory `workspace`. Refuses with
  * STORE_EEXIST if the run exists. */
-int store_seed_telemetry_run(struct store *st, const char *workspace,
-    struct store_plan_summary *sum, struct store_err *err);
+int store_seed_telemetry_run(
+    struct store *st, const char *workspace, struct store_plan_summary *sum, struct store_err *err);
 
 /* Return a short name for a STORE_E* code ("ENOTDB"). */
 const char *store_strerror(int code);

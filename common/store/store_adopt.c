@@ -95,8 +95,7 @@ static int adopt_backup(const char *path, const char *dest, struct store_err *er
 }
 
 /* Insert the meta row: a new uuid, the adoption time, who adopted it. */
-static int adopt_meta_insert(sqlite3 *db, const char *now, char uuid[37],
-    struct store_err *err)
+static int adopt_meta_insert(sqlite3 *db, const char *now, char uuid[37], struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	char *who, *by;
@@ -106,8 +105,10 @@ static int adopt_meta_insert(sqlite3 *db, const char *now, char uuid[37],
 		return rc;
 	who = store_created_by();
 	by = xasprintf("%s, adopted from a Python Autopack database", who);
-	rc = sqlite3_prepare_v2(db, "INSERT INTO meta (id, db_uuid, created_at, created_by, "
-	    "schema_version) VALUES (1, ?1, ?2, ?3, ?4)", -1, &q, NULL);
+	rc = sqlite3_prepare_v2(db,
+	    "INSERT INTO meta (id, db_uuid, created_at, created_by, "
+	    "schema_version) VALUES (1, ?1, ?2, ?3, ?4)",
+	    -1, &q, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(q, 1, uuid, -1, SQLITE_STATIC);
 		sqlite3_bind_text(q, 2, now, -1, SQLITE_STATIC);
@@ -134,8 +135,8 @@ static char *adopt_default_workspace(const char *path)
 }
 
 /* Run the adoption steps inside the open transaction; the backup comes first. */
-static int adopt_steps(sqlite3 *db, const char *path, struct store_adopt_report *rep,
-    struct store_err *err)
+static int adopt_steps(
+    sqlite3 *db, const char *path, struct store_adopt_report *rep, struct store_err *err)
 {
 	sqlite3 *ref = NULL;
 	char now[32], uuid[37];
@@ -185,7 +186,7 @@ int store_adopt(const char *path, const char *workspace_base, struct store_adopt
 	}
 	sqlite3_busy_timeout(db, ADOPT_BUSY_TIMEOUT_MS);
 	rep->workspace_base = workspace_base != NULL ? xstrdup(workspace_base) :
-	    adopt_default_workspace(path);
+	                                               adopt_default_workspace(path);
 	rc = store_exec(db, "BEGIN IMMEDIATE", "starting the adoption", err);
 	if (rc == 0)
 		rc = adopt_steps(db, path, rep, err);
@@ -198,8 +199,10 @@ int store_adopt(const char *path, const char *workspace_base, struct store_adopt
 	if (rc != 0) {
 		if (rep->backup_path != NULL) {
 			msg = xstrdup(err != NULL ? err->text : "");
-			store_fail(err, rc, "%s: adoption failed: %s; the database is unchanged (a "
-			    "copy taken before is at %s)", path, msg, rep->backup_path);
+			store_fail(err, rc,
+			    "%s: adoption failed: %s; the database is unchanged (a "
+			    "copy taken before is at %s)",
+			    path, msg, rep->backup_path);
 			free(msg);
 		}
 		store_adopt_report_free(rep);

@@ -18,8 +18,8 @@
 struct store_adopt_column {
 	char *table;
 	char *column;
-	char *decl;          /* the declaration used: "TEXT", "TEXT NOT NULL DEFAULT 'ok'" */
-	bool relaxed;        /* autopack declares it NOT NULL without a default: added nullable */
+	char *decl;   /* the declaration used: "TEXT", "TEXT NOT NULL DEFAULT 'ok'" */
+	bool relaxed; /* autopack declares it NOT NULL without a default: added nullable */
 };
 
 /* An index of the autopack schema that could not be created, and why. */
@@ -41,7 +41,7 @@ struct store_adopt_fill {
 struct store_adopt_report {
 	char uuid[37];
 	char *backup_path;
-	char *workspace_base;            /* the directory new run workspaces were put under */
+	char *workspace_base; /* the directory new run workspaces were put under */
 	char **tables_created;
 	size_t n_tables_created;
 	struct store_adopt_column *columns_added;
@@ -55,10 +55,10 @@ struct store_adopt_report {
 	/* the legacy rows found */
 	int64_t runs, tiers, phases, usage_events, v2_events;
 	/* the legacy data handling (README "Adopting a Python-Autopack database") */
-	int64_t executing_requeued;      /* EXECUTING phases with no attempt, now QUEUED */
-	int64_t workspaces_set;          /* runs without a workspace, given one */
-	int64_t bare_scopes;             /* phases whose scope is not a JSON object, kept */
-	int64_t usage_without_split;     /* usage rows with NULL prompt/completion, kept */
+	int64_t executing_requeued;  /* EXECUTING phases with no attempt, now QUEUED */
+	int64_t workspaces_set;      /* runs without a workspace, given one */
+	int64_t bare_scopes;         /* phases whose scope is not a JSON object, kept */
+	int64_t usage_without_split; /* usage rows with NULL prompt/completion, kept */
 };
 
 /* Check, reading only, that the file at `path` can be adopted: it exists, is SQLite,

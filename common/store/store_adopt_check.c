@@ -19,17 +19,40 @@ struct adopt_legacy_table {
 
 static const char *const adopt_runs_cols[] = { "id", "state", NULL };
 static const char *const adopt_tiers_cols[] = {
-	"id", "tier_id", "run_id", "tier_index", "name", NULL,
+	"id",
+	"tier_id",
+	"run_id",
+	"tier_index",
+	"name",
+	NULL,
 };
 static const char *const adopt_phases_cols[] = {
-	"id", "phase_id", "run_id", "tier_id", "phase_index", "name", "state", NULL,
+	"id",
+	"phase_id",
+	"run_id",
+	"tier_id",
+	"phase_index",
+	"name",
+	"state",
+	NULL,
 };
 static const char *const adopt_usage_cols[] = {
-	"id", "provider", "model", "role", "total_tokens", NULL,
+	"id",
+	"provider",
+	"model",
+	"role",
+	"total_tokens",
+	NULL,
 };
 static const char *const adopt_v2_cols[] = {
-	"event_id", "run_id", "phase_id", "category", "complexity",
-	"predicted_output_tokens", "actual_output_tokens", NULL,
+	"event_id",
+	"run_id",
+	"phase_id",
+	"category",
+	"complexity",
+	"predicted_output_tokens",
+	"actual_output_tokens",
+	NULL,
 };
 
 static const struct adopt_legacy_table adopt_legacy_tables[] = {
@@ -55,8 +78,8 @@ static int adopt_table_exists(sqlite3 *db, const char *name, struct store_err *e
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(db,
-	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
-	    -1, &q, NULL);
+	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE", -1, &q,
+	    NULL);
 
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
@@ -72,17 +95,19 @@ static int adopt_table_exists(sqlite3 *db, const char *name, struct store_err *e
 
 /* Append the required columns of `t` that the table lacks to `missing` (", "-separated);
  * returns how many, or STORE_EIO. */
-static int adopt_missing_columns(sqlite3 *db, const struct adopt_legacy_table *t,
-    char *missing, size_t cap, struct store_err *err)
+static int adopt_missing_columns(sqlite3 *db, const struct adopt_legacy_table *t, char *missing,
+    size_t cap, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	size_t len = 0;
 	int n = 0, rc;
 
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 "
-	    "COLLATE NOCASE", -1, &q, NULL) != SQLITE_OK)
-		return store_fail(err, STORE_EIO, "reading the columns of %s: %s", t->name,
-		    sqlite3_errmsg(db));
+	if (sqlite3_prepare_v2(db,
+	        "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 "
+	        "COLLATE NOCASE",
+	        -1, &q, NULL) != SQLITE_OK)
+		return store_fail(
+		    err, STORE_EIO, "reading the columns of %s: %s", t->name, sqlite3_errmsg(db));
 	missing[0] = '\0';
 	for (const char *const *c = t->columns; *c != NULL; c++) {
 		sqlite3_reset(q);
@@ -97,7 +122,8 @@ static int adopt_missing_columns(sqlite3 *db, const struct adopt_legacy_table *t
 			    sqlite3_errmsg(db));
 		}
 		if (len < cap)
-			len += (size_t)snprintf(missing + len, cap - len, "%s%s", n ? ", " : "", *c);
+			len += (size_t)snprintf(
+			    missing + len, cap - len, "%s%s", n ? ", " : "", *c);
 		n++;
 	}
 	sqlite3_finalize(q);
@@ -126,7 +152,8 @@ static int adopt_tables_check(sqlite3 *db, const char *path, struct store_err *e
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: SQLite database but not a Python-Autopack database: it has no %s table%s "
 		    "(adoption needs the original's runs, tiers and phases); the file was left "
-		    "untouched", path, absent, nabsent == 1 ? "" : "s");
+		    "untouched",
+		    path, absent, nabsent == 1 ? "" : "s");
 	for (size_t i = 0; i < ARRAY_SIZE(adopt_legacy_tables); i++) {
 		const struct adopt_legacy_table *t = &adopt_legacy_tables[i];
 
@@ -138,8 +165,8 @@ static int adopt_tables_check(sqlite3 *db, const char *path, struct store_err *e
 		if (rc > 0)
 			return store_fail(err, STORE_ENOTDB,
 			    "%s: not a Python-Autopack database: table %s lacks column%s %s, which "
-			    "the original's %s has; the file was left untouched", path, t->name,
-			    rc == 1 ? "" : "s", missing, t->name);
+			    "the original's %s has; the file was left untouched",
+			    path, t->name, rc == 1 ? "" : "s", missing, t->name);
 	}
 	return 0;
 }
@@ -162,20 +189,22 @@ static int adopt_keys_check(sqlite3 *db, const char *path, struct store_err *err
 		if (n > 0)
 			return store_fail(err, STORE_ENOTDB,
 			    "%s: %lld row%s of %s %s NULL in %s; autopack keys every row by it. Fix "
-			    "or delete those rows first; the file was left untouched", path,
-			    (long long)n, n == 1 ? "" : "s", adopt_keys[i].table,
+			    "or delete those rows first; the file was left untouched",
+			    path, (long long)n, n == 1 ? "" : "s", adopt_keys[i].table,
 			    n == 1 ? "has" : "have", adopt_keys[i].column);
 	}
-	rc = store_query_int(db, "SELECT count(*) FROM (SELECT 1 FROM phases GROUP BY run_id, "
-	    "phase_id HAVING count(*) > 1)", &n, err);
+	rc = store_query_int(db,
+	    "SELECT count(*) FROM (SELECT 1 FROM phases GROUP BY run_id, "
+	    "phase_id HAVING count(*) > 1)",
+	    &n, err);
 	if (rc != 0)
 		return rc;
 	if (n > 0)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: %lld (run_id, phase_id) pair%s of phases %s more than one row; autopack "
 		    "keys phases by the pair (as the original's unique constraint does). Fix "
-		    "those rows first; the file was left untouched", path, (long long)n,
-		    n == 1 ? "" : "s", n == 1 ? "names" : "name");
+		    "those rows first; the file was left untouched",
+		    path, (long long)n, n == 1 ? "" : "s", n == 1 ? "names" : "name");
 	return 0;
 }
 
@@ -194,9 +223,12 @@ static int adopt_integrity_check(sqlite3 *db, const char *path, struct store_err
 		return STORE_EIO;
 	}
 	t = sqlite3_column_text(q, 0);
-	rc = t != NULL && strcmp((const char *)t, "ok") == 0 ? 0 :
-	    store_fail(err, STORE_ENOTDB, "%s: SQLite reports damage (%s); refusing to adopt "
-	    "it; the file was left untouched", path, t != NULL ? (const char *)t : "?");
+	rc = t != NULL && strcmp((const char *)t, "ok") == 0 ?
+	    0 :
+	    store_fail(err, STORE_ENOTDB,
+	        "%s: SQLite reports damage (%s); refusing to adopt "
+	        "it; the file was left untouched",
+	        path, t != NULL ? (const char *)t : "?");
 	sqlite3_finalize(q);
 	return rc;
 }
@@ -221,8 +253,10 @@ int adopt_shape_check(sqlite3 *db, const char *path, struct store_err *err)
 		rc = store_schema_check(db, path, &version, uuid, err);
 		if (rc != 0)
 			return rc;
-		return store_fail(err, STORE_EEXIST, "%s: already an autopack database (uuid %s, "
-		    "schema version %d), nothing changed", path, uuid, version);
+		return store_fail(err, STORE_EEXIST,
+		    "%s: already an autopack database (uuid %s, "
+		    "schema version %d), nothing changed",
+		    path, uuid, version);
 	}
 	rc = adopt_tables_check(db, path, err);
 	if (rc == 0)
@@ -247,8 +281,10 @@ int store_adopt_check(const char *path, struct store_err *err)
 	if (!S_ISREG(sb.st_mode))
 		return store_fail(err, STORE_ENOTDB, "%s: not a regular file", path);
 	if (sb.st_size == 0)
-		return store_fail(err, STORE_ENOTDB, "%s: empty file, not a Python-Autopack "
-		    "database; the file was left untouched", path);
+		return store_fail(err, STORE_ENOTDB,
+		    "%s: empty file, not a Python-Autopack "
+		    "database; the file was left untouched",
+		    path);
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
 		rc = store_fail(err, STORE_EIO, "%s: cannot open: %s", path,
 		    db != NULL ? sqlite3_errmsg(db) : "out of memory");

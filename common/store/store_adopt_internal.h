@@ -17,8 +17,8 @@ int adopt_ref_open(sqlite3 **ref, struct store_err *err);
 /* Inside the caller's transaction: create the tables of reference `ref` that db lacks,
  * add the missing columns, make (run_id, phase_id) unique in phases, and create the
  * reference's indexes that can be created. Records what it did in `rep`. */
-int adopt_schema_extend(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep,
-    struct store_err *err);
+int adopt_schema_extend(
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err);
 
 /* Inside the caller's transaction: count the legacy rows; in runs, tiers and phases fill
  * NULLs in columns the reference declares NOT NULL (created_at/updated_at with `now`,

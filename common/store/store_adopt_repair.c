@@ -11,8 +11,8 @@
 static const char *const adopt_fill_tables[] = { "runs", "tiers", "phases" };
 
 /* Record one fill in the report. */
-static void adopt_fill_push(struct store_adopt_report *rep, const char *table,
-    const char *column, int64_t rows, const char *value)
+static void adopt_fill_push(struct store_adopt_report *rep, const char *table, const char *column,
+    int64_t rows, const char *value)
 {
 	struct store_adopt_fill *f;
 
@@ -26,9 +26,8 @@ static void adopt_fill_push(struct store_adopt_report *rep, const char *table,
 
 /* Fill the NULLs of one column: timestamps get `now`, others their default `dflt` (SQL
  * text from the reference schema); without a default they are left and reported. */
-static int adopt_fill_column(sqlite3 *db, const char *table, const char *column,
-    const char *dflt, const char *now, struct store_adopt_report *rep,
-    struct store_err *err)
+static int adopt_fill_column(sqlite3 *db, const char *table, const char *column, const char *dflt,
+    const char *now, struct store_adopt_report *rep, struct store_err *err)
 {
 	bool stamp = strcmp(column, "created_at") == 0 || strcmp(column, "updated_at") == 0;
 	sqlite3_stmt *q = NULL;
@@ -56,8 +55,8 @@ static int adopt_fill_column(sqlite3 *db, const char *table, const char *column,
 	sqlite3_finalize(q);
 	sqlite3_free(sql);
 	if (rc != SQLITE_DONE)
-		return store_fail(err, STORE_EIO, "filling %s.%s: %s", table, column,
-		    sqlite3_errmsg(db));
+		return store_fail(
+		    err, STORE_EIO, "filling %s.%s: %s", table, column, sqlite3_errmsg(db));
 	adopt_fill_push(rep, table, column, n, stamp ? now : dflt);
 	return 0;
 }
@@ -67,36 +66,39 @@ static int adopt_fill_table(sqlite3 *db, sqlite3 *ref, const char *table, const 
     struct store_adopt_report *rep, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(ref, "SELECT name, dflt_value FROM pragma_table_info(?1) "
-	    "WHERE \"notnull\" = 1 AND pk = 0", -1, &q, NULL);
+	int rc = sqlite3_prepare_v2(ref,
+	    "SELECT name, dflt_value FROM pragma_table_info(?1) "
+	    "WHERE \"notnull\" = 1 AND pk = 0",
+	    -1, &q, NULL);
 	int step = SQLITE_DONE;
 
 	if (rc != SQLITE_OK)
-		return store_fail(err, STORE_EIO, "reading autopack's schema: %s",
-		    sqlite3_errmsg(ref));
+		return store_fail(
+		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
 	sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
 	rc = 0;
 	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW)
 		rc = adopt_fill_column(db, table, (const char *)sqlite3_column_text(q, 0),
 		    (const char *)sqlite3_column_text(q, 1), now, rep, err);
 	if (rc == 0 && step != SQLITE_DONE)
-		rc = store_fail(err, STORE_EIO, "reading autopack's schema: %s",
-		    sqlite3_errmsg(ref));
+		rc = store_fail(
+		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
 	sqlite3_finalize(q);
 	return rc;
 }
 
 /* Put phases the original left in flight (EXECUTING, GATE, CI_RUNNING; no open autopack
  * attempt) back to QUEUED; their last_failure_reason stays. */
-static int adopt_requeue_executing(sqlite3 *db, const char *now,
-    struct store_adopt_report *rep, struct store_err *err)
+static int adopt_requeue_executing(
+    sqlite3 *db, const char *now, struct store_adopt_report *rep, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(db,
 	    "UPDATE phases SET state = 'QUEUED', updated_at = ?1 WHERE state IN ('EXECUTING', 'GATE', "
 	    "'CI_RUNNING') AND "
 	    "(current_attempt_id IS NULL OR current_attempt_id NOT IN "
-	    " (SELECT attempt_id FROM attempts WHERE ended_at IS NULL))", -1, &q, NULL);
+	    " (SELECT attempt_id FROM attempts WHERE ended_at IS NULL))",
+	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(q, 1, now, -1, SQLITE_STATIC);
@@ -104,8 +106,8 @@ static int adopt_requeue_executing(sqlite3 *db, const char *now,
 	}
 	sqlite3_finalize(q);
 	if (rc != SQLITE_DONE)
-		return store_fail(err, STORE_EIO, "requeueing EXECUTING phases: %s",
-		    sqlite3_errmsg(db));
+		return store_fail(
+		    err, STORE_EIO, "requeueing EXECUTING phases: %s", sqlite3_errmsg(db));
 	rep->executing_requeued = sqlite3_changes(db);
 	return 0;
 }
@@ -133,18 +135,20 @@ static char *adopt_run_dirname(const char *id, size_t n)
 }
 
 /* Give every run without a workspace the directory <ws_base>/<run id>, created. */
-static int adopt_workspaces(sqlite3 *db, const char *ws_base,
-    struct store_adopt_report *rep, struct store_err *err)
+static int adopt_workspaces(
+    sqlite3 *db, const char *ws_base, struct store_adopt_report *rep, struct store_err *err)
 {
 	sqlite3_stmt *sel = NULL, *upd = NULL;
 	size_t n = 0;
 	int rc, step = SQLITE_DONE;
 
-	rc = sqlite3_prepare_v2(db, "SELECT id FROM runs WHERE workspace IS NULL OR "
-	    "workspace = '' ORDER BY id", -1, &sel, NULL);
+	rc = sqlite3_prepare_v2(db,
+	    "SELECT id FROM runs WHERE workspace IS NULL OR "
+	    "workspace = '' ORDER BY id",
+	    -1, &sel, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(db, "UPDATE runs SET workspace = ?1 WHERE id = ?2", -1,
-		    &upd, NULL);
+		rc = sqlite3_prepare_v2(
+		    db, "UPDATE runs SET workspace = ?1 WHERE id = ?2", -1, &upd, NULL);
 	if (rc != SQLITE_OK) {
 		rc = store_fail(err, STORE_EIO, "setting workspaces: %s", sqlite3_errmsg(db));
 		goto out;
@@ -194,9 +198,10 @@ static int adopt_count(sqlite3 *db, struct store_adopt_report *rep, struct store
 		{ "SELECT count(*) FROM token_estimation_v2_events", &rep->v2_events },
 		{ "SELECT count(*) FROM phases WHERE scope IS NOT NULL AND CASE WHEN "
 		  "json_valid(scope) THEN json_type(scope) NOT IN ('object', 'null') ELSE 1 END",
-		  &rep->bare_scopes },
+		    &rep->bare_scopes },
 		{ "SELECT count(*) FROM llm_usage_events WHERE prompt_tokens IS NULL OR "
-		  "completion_tokens IS NULL", &rep->usage_without_split },
+		  "completion_tokens IS NULL",
+		    &rep->usage_without_split },
 	};
 	int rc = 0;
 

@@ -46,12 +46,14 @@ static void adopt_cols_free(struct adopt_cols *c)
 }
 
 /* Read the columns of `table` in db. */
-static int adopt_cols_read(sqlite3 *db, const char *table, struct adopt_cols *c,
-    struct store_err *err)
+static int adopt_cols_read(
+    sqlite3 *db, const char *table, struct adopt_cols *c, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db, "SELECT name, type, \"notnull\", dflt_value, pk "
-	    "FROM pragma_table_info(?1)", -1, &q, NULL);
+	int rc = sqlite3_prepare_v2(db,
+	    "SELECT name, type, \"notnull\", dflt_value, pk "
+	    "FROM pragma_table_info(?1)",
+	    -1, &q, NULL);
 
 	c->items = NULL;
 	c->n = 0;
@@ -74,8 +76,8 @@ static int adopt_cols_read(sqlite3 *db, const char *table, struct adopt_cols *c,
 	sqlite3_finalize(q);
 	if (rc != SQLITE_DONE) {
 		adopt_cols_free(c);
-		return store_fail(err, STORE_EIO, "reading the columns of %s: %s", table,
-		    sqlite3_errmsg(db));
+		return store_fail(
+		    err, STORE_EIO, "reading the columns of %s: %s", table, sqlite3_errmsg(db));
 	}
 	return 0;
 }
@@ -93,8 +95,10 @@ static const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const
 static int adopt_object_exists(sqlite3 *db, const char *name, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = ?1 "
-	    "COLLATE NOCASE", -1, &q, NULL);
+	int rc = sqlite3_prepare_v2(db,
+	    "SELECT 1 FROM sqlite_master WHERE name = ?1 "
+	    "COLLATE NOCASE",
+	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
@@ -128,23 +132,25 @@ static int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table,
 		if (adopt_cols_find(&have, c->name) != NULL)
 			continue;
 		if (c->pk > 0) {
-			rc = store_fail(err, STORE_ENOTDB, "table %s has no column %s, its primary "
-			    "key in autopack's schema; it cannot be added", table, c->name);
+			rc = store_fail(err, STORE_ENOTDB,
+			    "table %s has no column %s, its primary "
+			    "key in autopack's schema; it cannot be added",
+			    table, c->name);
 			break;
 		}
 		decl = c->dflt != NULL ?
 		    xasprintf("%s%s DEFAULT %s", c->type, c->notnull ? " NOT NULL" : "", c->dflt) :
 		    xstrdup(c->type);
-		sql = sqlite3_mprintf("ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", table, c->name,
-		    decl);
+		sql = sqlite3_mprintf(
+		    "ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", table, c->name, decl);
 		rc = store_exec(db, sql, sql, err);
 		sqlite3_free(sql);
 		if (rc != 0) {
 			free(decl);
 			break;
 		}
-		rep->columns_added = xrealloc(rep->columns_added,
-		    (rep->n_columns_added + 1) * sizeof *rep->columns_added);
+		rep->columns_added = xrealloc(
+		    rep->columns_added, (rep->n_columns_added + 1) * sizeof *rep->columns_added);
 		added = &rep->columns_added[rep->n_columns_added++];
 		added->table = xstrdup(table);
 		added->column = xstrdup(c->name);
@@ -157,17 +163,19 @@ static int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table,
 }
 
 /* Create every reference table db lacks (whole, from the schema) and extend the others. */
-static int adopt_tables(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep,
-    struct store_err *err)
+static int adopt_tables(
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(ref, "SELECT name, sql FROM sqlite_master WHERE type = "
-	    "'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid", -1, &q, NULL);
+	int rc = sqlite3_prepare_v2(ref,
+	    "SELECT name, sql FROM sqlite_master WHERE type = "
+	    "'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
+	    -1, &q, NULL);
 	int step;
 
 	if (rc != SQLITE_OK)
-		return store_fail(err, STORE_EIO, "reading autopack's schema: %s",
-		    sqlite3_errmsg(ref));
+		return store_fail(
+		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
 	rc = 0;
 	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(q, 0);
@@ -180,22 +188,23 @@ static int adopt_tables(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *re
 			adopt_list_push(&rep->tables_created, &rep->n_tables_created, name);
 	}
 	if (rc == 0 && step != SQLITE_DONE)
-		rc = store_fail(err, STORE_EIO, "reading autopack's schema: %s",
-		    sqlite3_errmsg(ref));
+		rc = store_fail(
+		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
 	sqlite3_finalize(q);
 	return rc;
 }
 
 /* Return 1 if a unique index of `table` covers exactly columns a and b, else 0. */
-static int adopt_has_unique_pair(sqlite3 *db, const char *table, const char *a,
-    const char *b, struct store_err *err)
+static int adopt_has_unique_pair(
+    sqlite3 *db, const char *table, const char *a, const char *b, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(db,
 	    "SELECT 1 FROM pragma_index_list(?1) il WHERE il.\"unique\" = 1 AND il.partial = 0 "
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name)) = 2 "
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name) ii "
-	    "     WHERE ii.name IN (?2, ?3)) = 2", -1, &q, NULL);
+	    "     WHERE ii.name IN (?2, ?3)) = 2",
+	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
@@ -208,14 +217,13 @@ static int adopt_has_unique_pair(sqlite3 *db, const char *table, const char *a,
 		return 1;
 	if (rc == SQLITE_DONE)
 		return 0;
-	return store_fail(err, STORE_EIO, "reading the indexes of %s: %s", table,
-	    sqlite3_errmsg(db));
+	return store_fail(
+	    err, STORE_EIO, "reading the indexes of %s: %s", table, sqlite3_errmsg(db));
 }
 
 /* Make (run_id, phase_id) unique in phases if nothing does yet: attempts and the
  * estimation events reference that pair. */
-static int adopt_phase_key(sqlite3 *db, struct store_adopt_report *rep,
-    struct store_err *err)
+static int adopt_phase_key(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
 {
 	static const char name[] = "ux_phases_run_phase";
 	int rc = adopt_has_unique_pair(db, "phases", "run_id", "phase_id", err);
@@ -231,17 +239,19 @@ static int adopt_phase_key(sqlite3 *db, struct store_adopt_report *rep,
 
 /* Create each reference index whose name is free; one that fails is rolled back alone
  * and reported. */
-static int adopt_indexes(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep,
-    struct store_err *err)
+static int adopt_indexes(
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(ref, "SELECT name, sql FROM sqlite_master WHERE type = "
-	    "'index' AND sql IS NOT NULL ORDER BY rowid", -1, &q, NULL);
+	int rc = sqlite3_prepare_v2(ref,
+	    "SELECT name, sql FROM sqlite_master WHERE type = "
+	    "'index' AND sql IS NOT NULL ORDER BY rowid",
+	    -1, &q, NULL);
 	int step;
 
 	if (rc != SQLITE_OK)
-		return store_fail(err, STORE_EIO, "reading autopack's schema: %s",
-		    sqlite3_errmsg(ref));
+		return store_fail(
+		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
 	rc = 0;
 	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(q, 0);
@@ -260,7 +270,8 @@ static int adopt_indexes(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *r
 		if (store_exec(db, sql, name, &why) == 0) {
 			adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
 		} else {
-			rc = store_exec(db, "ROLLBACK TO adopt_index", "rollback to savepoint", err);
+			rc = store_exec(
+			    db, "ROLLBACK TO adopt_index", "rollback to savepoint", err);
 			rep->indexes_skipped = xrealloc(rep->indexes_skipped,
 			    (rep->n_indexes_skipped + 1) * sizeof *rep->indexes_skipped);
 			skip = &rep->indexes_skipped[rep->n_indexes_skipped++];
@@ -271,8 +282,8 @@ static int adopt_indexes(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *r
 			rc = store_exec(db, "RELEASE adopt_index", "release savepoint", err);
 	}
 	if (rc == 0 && step != SQLITE_DONE)
-		rc = store_fail(err, STORE_EIO, "reading autopack's schema: %s",
-		    sqlite3_errmsg(ref));
+		rc = store_fail(
+		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
 	sqlite3_finalize(q);
 	return rc;
 }
@@ -299,8 +310,8 @@ int adopt_ref_open(sqlite3 **ref, struct store_err *err)
 }
 
 /* Extend db's schema to the reference's, inside the caller's transaction. */
-int adopt_schema_extend(sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep,
-    struct store_err *err)
+int adopt_schema_extend(
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err)
 {
 	int rc = adopt_tables(db, ref, rep, err);
 

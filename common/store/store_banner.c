@@ -8,17 +8,20 @@
 
 /* The tables counted in the banner, in enum store_table_count order. */
 static const char *const store_count_tables[STORE_COUNT_N] = {
-	"runs", "tiers", "phases", "attempts", "llm_usage_events",
+	"runs",
+	"tiers",
+	"phases",
+	"attempts",
+	"llm_usage_events",
 	"token_estimation_v2_events",
 };
 
 /* Read created_at and created_by from meta. */
-static int store_meta_creation(struct store *st, struct store_identity *id,
-    struct store_err *err)
+static int store_meta_creation(struct store *st, struct store_identity *id, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db,
-	    "SELECT created_at, created_by FROM meta WHERE id = 1", -1, &q, NULL);
+	int rc = sqlite3_prepare_v2(
+	    st->db, "SELECT created_at, created_by FROM meta WHERE id = 1", -1, &q, NULL);
 
 	if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
 		const unsigned char *at = sqlite3_column_text(q, 0);
@@ -29,8 +32,8 @@ static int store_meta_creation(struct store *st, struct store_identity *id,
 		rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_OK)
-		store_fail(err, STORE_EIO, "%s: reading meta: %s", st->path,
-		    sqlite3_errmsg(st->db));
+		store_fail(
+		    err, STORE_EIO, "%s: reading meta: %s", st->path, sqlite3_errmsg(st->db));
 	sqlite3_finalize(q);
 	return rc == SQLITE_OK ? 0 : STORE_EIO;
 }
@@ -83,8 +86,8 @@ void store_banner(struct store *st, FILE *out)
 	fprintf(out, "  size:           %lld bytes", (long long)id.size);
 	if (id.wal_size > 0)
 		fprintf(out, " (+ %lld bytes in %s-wal)", (long long)id.wal_size, st->path);
-	fprintf(out, "\n  device:inode:   %lu:%lu\n", (unsigned long)st->dev,
-	    (unsigned long)st->ino);
+	fprintf(
+	    out, "\n  device:inode:   %lu:%lu\n", (unsigned long)st->dev, (unsigned long)st->ino);
 	fprintf(out, "  uuid:           %s\n", st->uuid);
 	fprintf(out, "  schema version: %d\n", st->schema_version);
 	fprintf(out, "  created:        %s by %s\n", id.created_at, id.created_by);

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COEF_COLUMNS \
-	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json " \
+#define COEF_COLUMNS                                                                               \
+	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json "      \
 	"FROM estimator_coefficients"
 
 /* Copy a text column ("" for NULL). */
@@ -26,14 +26,14 @@ static void coef_row(sqlite3_stmt *q, struct store_coef_set *set)
 	set->created_at = coef_text(q, 1);
 	set->active = sqlite3_column_int(q, 2) != 0;
 	set->parent_version = sqlite3_column_type(q, 3) == SQLITE_NULL ? STORE_COEF_BUILTIN :
-	    sqlite3_column_int64(q, 3);
+	                                                                 sqlite3_column_int64(q, 3);
 	set->provenance_json = coef_text(q, 4);
 	set->overhead_json = coef_text(q, 5);
 }
 
 /* Run a COEF_COLUMNS query that yields at most one row (parameter 1 = `arg` when >= 0). */
-static int coef_read_one(struct store *st, const char *sql, int64_t arg,
-    struct store_coef_set *set, bool *found, struct store_err *err)
+static int coef_read_one(struct store *st, const char *sql, int64_t arg, struct store_coef_set *set,
+    bool *found, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
@@ -58,22 +58,22 @@ static int coef_read_one(struct store *st, const char *sql, int64_t arg,
 }
 
 /* Read the active set, if any. */
-int store_coef_active(struct store *st, struct store_coef_set *set, bool *found,
-    struct store_err *err)
+int store_coef_active(
+    struct store *st, struct store_coef_set *set, bool *found, struct store_err *err)
 {
 	return coef_read_one(st, COEF_COLUMNS " WHERE active = 1", -1, set, found, err);
 }
 
 /* Read one set by version. */
-int store_coef_get(struct store *st, int64_t version, struct store_coef_set *set,
-    bool *found, struct store_err *err)
+int store_coef_get(struct store *st, int64_t version, struct store_coef_set *set, bool *found,
+    struct store_err *err)
 {
 	return coef_read_one(st, COEF_COLUMNS " WHERE version = ?1", version, set, found, err);
 }
 
 /* Read every set, newest first. */
-int store_coef_list(struct store *st, struct store_coef_set **sets, size_t *n,
-    struct store_err *err)
+int store_coef_list(
+    struct store *st, struct store_coef_set **sets, size_t *n, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db, COEF_COLUMNS " ORDER BY version DESC", -1, &q, NULL);
@@ -101,9 +101,11 @@ static int coef_insert(struct store *st, int64_t version, int64_t parent, const 
     const char *overhead_json, const char *provenance_json, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db, "INSERT INTO estimator_coefficients (version, "
+	int rc = sqlite3_prepare_v2(st->db,
+	    "INSERT INTO estimator_coefficients (version, "
 	    "created_at, active, parent_version, provenance_json, overhead_json) "
-	    "VALUES (?1, ?2, 1, ?3, ?4, ?5)", -1, &q, NULL);
+	    "VALUES (?1, ?2, 1, ?3, ?4, ?5)",
+	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(q, 1, version);
@@ -132,14 +134,20 @@ int store_coef_activate_new(struct store *st, const char *overhead_json,
 	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the coefficient update", err);
 	if (rc != 0)
 		return rc;
-	rc = store_query_int(st->db, "SELECT coalesce((SELECT version FROM "
-	    "estimator_coefficients WHERE active = 1), 1)", parent, err);
+	rc = store_query_int(st->db,
+	    "SELECT coalesce((SELECT version FROM "
+	    "estimator_coefficients WHERE active = 1), 1)",
+	    parent, err);
 	if (rc == 0)
-		rc = store_query_int(st->db, "SELECT max(coalesce(max(version), 1), 1) + 1 FROM "
-		    "estimator_coefficients", version, err);
+		rc = store_query_int(st->db,
+		    "SELECT max(coalesce(max(version), 1), 1) + 1 FROM "
+		    "estimator_coefficients",
+		    version, err);
 	if (rc == 0)
-		rc = store_exec(st->db, "UPDATE estimator_coefficients SET active = 0 WHERE "
-		    "active = 1", "deactivating the previous set", err);
+		rc = store_exec(st->db,
+		    "UPDATE estimator_coefficients SET active = 0 WHERE "
+		    "active = 1",
+		    "deactivating the previous set", err);
 	if (rc == 0)
 		rc = coef_insert(st, *version, *parent, now, overhead_json, provenance_json, err);
 	if (rc == 0)
@@ -150,8 +158,7 @@ int store_coef_activate_new(struct store *st, const char *overhead_json,
 }
 
 /* Reactivate the active set's parent in one transaction. */
-int store_coef_rollback(struct store *st, int64_t *from, int64_t *now,
-    struct store_err *err)
+int store_coef_rollback(struct store *st, int64_t *from, int64_t *now, struct store_err *err)
 {
 	struct store_coef_set cur, parent;
 	bool found = false, parent_found = false;
@@ -164,28 +171,34 @@ int store_coef_rollback(struct store *st, int64_t *from, int64_t *now,
 		return rc;
 	rc = store_coef_active(st, &cur, &found, err);
 	if (rc == 0 && !found)
-		rc = store_fail(err, STORE_EINVAL, "%s: no calibrated coefficient set is active; "
+		rc = store_fail(err, STORE_EINVAL,
+		    "%s: no calibrated coefficient set is active; "
 		    "the built-in defaults (version %d) are in use and there is nothing to roll "
-		    "back", st->url, STORE_COEF_BUILTIN);
+		    "back",
+		    st->url, STORE_COEF_BUILTIN);
 	if (rc == 0) {
 		*from = cur.version;
 		*now = cur.parent_version > STORE_COEF_BUILTIN ? cur.parent_version :
-		    STORE_COEF_BUILTIN;
+		                                                 STORE_COEF_BUILTIN;
 	}
 	if (rc == 0 && *now != STORE_COEF_BUILTIN) {
 		rc = store_coef_get(st, *now, &parent, &parent_found, err);
 		store_coef_set_free(&parent);
 		if (rc == 0 && !parent_found)
-			rc = store_fail(err, STORE_EINVAL, "%s: coefficient set %lld names parent "
-			    "%lld, which is not in the database; nothing changed", st->url,
-			    (long long)*from, (long long)*now);
+			rc = store_fail(err, STORE_EINVAL,
+			    "%s: coefficient set %lld names parent "
+			    "%lld, which is not in the database; nothing changed",
+			    st->url, (long long)*from, (long long)*now);
 	}
 	if (rc == 0)
-		rc = store_exec(st->db, "UPDATE estimator_coefficients SET active = 0 WHERE "
-		    "active = 1", "deactivating the current set", err);
+		rc = store_exec(st->db,
+		    "UPDATE estimator_coefficients SET active = 0 WHERE "
+		    "active = 1",
+		    "deactivating the current set", err);
 	if (rc == 0 && *now != STORE_COEF_BUILTIN) {
 		sql = sqlite3_mprintf("UPDATE estimator_coefficients SET active = 1 WHERE "
-		    "version = %lld", (long long)*now);
+		                      "version = %lld",
+		    (long long)*now);
 		rc = store_exec(st->db, sql, "reactivating the parent set", err);
 		sqlite3_free(sql);
 	}

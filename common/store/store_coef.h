@@ -21,20 +21,20 @@ struct store_coef_set {
 	int64_t version;
 	char *created_at;
 	bool active;
-	int64_t parent_version;     /* STORE_COEF_BUILTIN when the parent is the defaults */
+	int64_t parent_version; /* STORE_COEF_BUILTIN when the parent is the defaults */
 	char *provenance_json;
 	char *overhead_json;
 };
 
 /* Read the active set into `set`; *found is false (and `set` empty) when none is active. */
-int store_coef_active(struct store *st, struct store_coef_set *set, bool *found,
-    struct store_err *err);
+int store_coef_active(
+    struct store *st, struct store_coef_set *set, bool *found, struct store_err *err);
 /* Read the set of `version`; *found is false when there is none. */
-int store_coef_get(struct store *st, int64_t version, struct store_coef_set *set,
-    bool *found, struct store_err *err);
-/* Read every set, newest first. */
-int store_coef_list(struct store *st, struct store_coef_set **sets, size_t *n,
+int store_coef_get(struct store *st, int64_t version, struct store_coef_set *set, bool *found,
     struct store_err *err);
+/* Read every set, newest first. */
+int store_coef_list(
+    struct store *st, struct store_coef_set **sets, size_t *n, struct store_err *err);
 
 /* Store a new set and make it the active one, in one transaction: version
  * max(version, 1) + 1, parent the previously active set (or 1), the previous set made
@@ -45,8 +45,7 @@ int store_coef_activate_new(struct store *st, const char *overhead_json,
 /* Make the active set's parent active again (none active when the parent is 1), in one
  * transaction. *from receives the version that was active, *now the one active after.
  * With no set active: STORE_EINVAL, nothing to roll back. */
-int store_coef_rollback(struct store *st, int64_t *from, int64_t *now,
-    struct store_err *err);
+int store_coef_rollback(struct store *st, int64_t *from, int64_t *now, struct store_err *err);
 
 /* Free a set's strings; free a list from store_coef_list. */
 void store_coef_set_free(struct store_coef_set *set);

@@ -8,11 +8,23 @@
 #include <jansson.h>
 
 enum {
-	S_BEGIN, S_COMMIT, S_ROLLBACK,
-	S_ATT_INSERT, S_ATT_PHASE, S_PHASE_EXEC, S_PHASE_FENCE,
-	S_EV_KEY, S_EV_USAGE, S_EV_EST,
-	S_ATT_GET, S_ATT_END, S_PHASE_SET,
-	S_RUN_STATE, S_RESULT_ROW, S_CTL_LOG, S_META_SUP,
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_ATT_INSERT,
+	S_ATT_PHASE,
+	S_PHASE_EXEC,
+	S_PHASE_FENCE,
+	S_EV_KEY,
+	S_EV_USAGE,
+	S_EV_EST,
+	S_ATT_GET,
+	S_ATT_END,
+	S_PHASE_SET,
+	S_RUN_STATE,
+	S_RESULT_ROW,
+	S_CTL_LOG,
+	S_META_SUP,
 	S_JOB,
 	S_COUNT
 };
@@ -26,11 +38,10 @@ static const char *const drain_sql[S_COUNT] = {
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_ATT_PHASE] =
 	    "SELECT state, builder_attempts FROM phases WHERE run_id = ?1 AND phase_id = ?2",
-	[S_PHASE_EXEC] =
-	    "UPDATE phases SET state = 'EXECUTING', current_attempt_id = ?3,"
-	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?4,"
-	    " started_at = COALESCE(started_at, ?4), updated_at = ?4"
-	    " WHERE run_id = ?1 AND phase_id = ?2",
+	[S_PHASE_EXEC] = "UPDATE phases SET state = 'EXECUTING', current_attempt_id = ?3,"
+	                 " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?4,"
+	                 " started_at = COALESCE(started_at, ?4), updated_at = ?4"
+	                 " WHERE run_id = ?1 AND phase_id = ?2",
 	[S_PHASE_FENCE] =
 	    "UPDATE phases SET current_attempt_id = ?3 WHERE run_id = ?1 AND phase_id = ?2",
 	[S_EV_KEY] =
@@ -67,13 +78,12 @@ static const char *const drain_sql[S_COUNT] = {
 	    "   ELSE COALESCE(?5, last_failure_reason) END,"
 	    " completed_at = CASE WHEN ?3 IN ('COMPLETE', 'FAILED') THEN ?4 ELSE completed_at END"
 	    " WHERE run_id = ?1 AND phase_id = ?2",
-	[S_RUN_STATE] =
-	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
-	    " state = CASE WHEN d.open THEN 'PHASE_EXECUTION' ELSE 'DONE_SUCCESS' END,"
-	    " completed_at = CASE WHEN d.open THEN NULL ELSE ?2 END"
-	    " FROM (SELECT EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state NOT IN ('COMPLETE', 'SKIPPED')) AS open) d"
-	    " WHERE id = ?1",
+	[S_RUN_STATE] = "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
+	                " state = CASE WHEN d.open THEN 'PHASE_EXECUTION' ELSE 'DONE_SUCCESS' END,"
+	                " completed_at = CASE WHEN d.open THEN NULL ELSE ?2 END"
+	                " FROM (SELECT EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
+	                "   AND state NOT IN ('COMPLETE', 'SKIPPED')) AS open) d"
+	                " WHERE id = ?1",
 	[S_RESULT_ROW] =
 	    "INSERT OR REPLACE INTO drain_session_results (session_id, attempt_id, run_id,"
 	    " phase_id, phase_index, initial_state, final_state, success, error_message,"
@@ -91,16 +101,13 @@ static const char *const drain_sql[S_COUNT] = {
 	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id,"
 	    " (SELECT count(*) AS n FROM token_estimation_v2_events WHERE attempt_id = ?1) v"
 	    " WHERE a.attempt_id = ?1 AND a.session_id IS NOT NULL",
-	[S_CTL_LOG] =
-	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	[S_META_SUP] =
-	    "UPDATE meta SET supervisor_pid = ?1, control_socket = ?2 WHERE id = 1",
-	[S_JOB] =
-	    "SELECT p.name, p.description, p.task_category, p.complexity, p.scope,"
-	    " p.check_command, p.max_builder_attempts, r.workspace"
-	    " FROM phases p JOIN runs r ON r.id = p.run_id"
-	    " WHERE p.run_id = ?1 AND p.phase_id = ?2",
+	[S_CTL_LOG] = "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
+	              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[S_META_SUP] = "UPDATE meta SET supervisor_pid = ?1, control_socket = ?2 WHERE id = 1",
+	[S_JOB] = "SELECT p.name, p.description, p.task_category, p.complexity, p.scope,"
+	          " p.check_command, p.max_builder_attempts, r.workspace"
+	          " FROM phases p JOIN runs r ON r.id = p.run_id"
+	          " WHERE p.run_id = ?1 AND p.phase_id = ?2",
 };
 
 struct store_drain {
@@ -169,8 +176,8 @@ static int phase_row(struct store_drain *d, sqlite3_stmt *s, const char *run_id,
 		return 0;
 	sqlite3_reset(s);
 	if (rc == SQLITE_DONE) {
-		snprintf(err->text, sizeof err->text, "phase %s/%s: no such phase", run_id,
-		    phase_id);
+		snprintf(
+		    err->text, sizeof err->text, "phase %s/%s: no such phase", run_id, phase_id);
 		return STORE_EINVAL;
 	}
 	return drain_fail(d, err, what);
@@ -192,7 +199,7 @@ int store_drain_open(struct store *st, struct store_drain **out, struct store_er
 	d->st = st;
 	for (i = 0; i < S_COUNT; i++) {
 		if (sqlite3_prepare_v3(st->db, drain_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-		    &d->stmt[i], NULL) != SQLITE_OK) {
+		        &d->stmt[i], NULL) != SQLITE_OK) {
 			drain_fail(d, err, "prepare");
 			store_drain_close(d);
 			return STORE_EIO;
@@ -234,15 +241,14 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
     const char *session_id, int (*fn)(void *arg, const struct drain_phase *p), void *arg,
     struct store_err *err)
 {
-	static const char sql[] =
-	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
-	    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
-	    "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
-	    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
-	    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
-	    " WHERE (p.state = 'QUEUED' OR (?2 AND p.state = 'FAILED'))"
-	    " AND (?1 IS NULL OR p.run_id = ?1)"
-	    " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+	static const char sql[] = "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
+	                          " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+	                          "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
+	                          " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
+	                          " FROM phases p JOIN tiers t ON t.id = p.tier_id"
+	                          " WHERE (p.state = 'QUEUED' OR (?2 AND p.state = 'FAILED'))"
+	                          " AND (?1 IS NULL OR p.run_id = ?1)"
+	                          " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
 	sqlite3_stmt *s;
 	int rc;
 
@@ -359,7 +365,8 @@ static void strlist_from_json(json_t *arr, struct proto_strlist *l)
 	if (!json_is_array(arr))
 		return;
 	l->items = xcalloc(json_array_size(arr) + 1, sizeof *l->items);
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		if (json_is_string(v))
 			l->items[n++] = xstrndup(json_string_value(v), json_string_length(v));
 	}
@@ -507,8 +514,10 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 	time_iso8601(clock_wall_ms(), now);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->seq);
-	bind_text(s, 3, ev->kind == PROTO_EV_LLM_USAGE ? "llm_usage" :
-	    ev->kind == PROTO_EV_TOKEN_ESTIMATION ? "token_estimation_v2" : "log");
+	bind_text(s, 3,
+	    ev->kind == PROTO_EV_LLM_USAGE            ? "llm_usage" :
+	        ev->kind == PROTO_EV_TOKEN_ESTIMATION ? "token_estimation_v2" :
+	                                                "log");
 	bind_text(s, 4, now);
 	if (ev->kind == PROTO_EV_LOG) {
 		bind_text(s, 5, ev->body.log.level);
@@ -592,8 +601,7 @@ out:
 }
 
 int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t peer_uid,
-    const char *command, const char *args, bool ok, const char *result,
-    struct store_err *err)
+    const char *command, const char *args, bool ok, const char *result, struct store_err *err)
 {
 	sqlite3_stmt *s = drain_stmt(d, S_CTL_LOG);
 	char now[32];
@@ -609,8 +617,8 @@ int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t pee
 	return drain_exec(d, S_CTL_LOG, s, err);
 }
 
-int store_drain_set_supervisor(struct store_drain *d, int64_t pid, const char *socket_path,
-    struct store_err *err)
+int store_drain_set_supervisor(
+    struct store_drain *d, int64_t pid, const char *socket_path, struct store_err *err)
 {
 	sqlite3_stmt *s = drain_stmt(d, S_META_SUP);
 
@@ -620,14 +628,14 @@ int store_drain_set_supervisor(struct store_drain *d, int64_t pid, const char *s
 	return drain_exec(d, S_META_SUP, s, err);
 }
 
-int store_drain_phase_counts(struct store_drain *d, const char *const *names, int64_t *counts,
-    int n, struct store_err *err)
+int store_drain_phase_counts(
+    struct store_drain *d, const char *const *names, int64_t *counts, int n, struct store_err *err)
 {
 	sqlite3_stmt *s;
 	int rc, i;
 
-	if (sqlite3_prepare_v2(d->st->db, "SELECT state, count(*) FROM phases GROUP BY state",
-	    -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(d->st->db, "SELECT state, count(*) FROM phases GROUP BY state", -1,
+	        &s, NULL) != SQLITE_OK)
 		return drain_fail(d, err, "phase counts");
 	for (i = 0; i < n; i++)
 		counts[i] = 0;
@@ -675,30 +683,36 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 
 	time_iso8601(clock_wall_ms(), now);
 	snprintf(spid, sizeof spid, "%lld", (long long)pid);
-	return drain_run(d, "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid"
-	    ")"
-	    " VALUES (?1, ?2, CAST(?3 AS INTEGER))", session_id, now, spid,
-	    err) != 0 ? STORE_EIO : drain_run(d, "UPDATE drain_sessions SET settings_json = ?2"
-	    " WHERE session_id = ?1", session_id, settings_json, NULL, err);
+	return drain_run(d,
+	           "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid"
+	           ")"
+	           " VALUES (?1, ?2, CAST(?3 AS INTEGER))",
+	           session_id, now, spid, err) != 0 ?
+	    STORE_EIO :
+	    drain_run(d,
+	        "UPDATE drain_sessions SET settings_json = ?2"
+	        " WHERE session_id = ?1",
+	        session_id, settings_json, NULL, err);
 }
 
-int store_drain_session_state(struct store_drain *d, const char *session_id,
-    const char *state_json, struct store_err *err)
+int store_drain_session_state(
+    struct store_drain *d, const char *session_id, const char *state_json, struct store_err *err)
 {
 	return drain_run(d, "UPDATE drain_sessions SET state_json = ?2 WHERE session_id = ?1",
 	    session_id, state_json, NULL, err);
 }
 
-int store_drain_session_find_open(struct store_drain *d, char **session_id, char **state_json,
-    struct store_err *err)
+int store_drain_session_find_open(
+    struct store_drain *d, char **session_id, char **state_json, struct store_err *err)
 {
 	sqlite3_stmt *s;
 	int rc;
 
 	*session_id = *state_json = NULL;
-	if (sqlite3_prepare_v2(d->st->db, "SELECT session_id, state_json FROM drain_sessions"
-	    " WHERE completed_at IS NULL ORDER BY started_at DESC, rowid DESC LIMIT 1", -1, &s,
-	    NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(d->st->db,
+	        "SELECT session_id, state_json FROM drain_sessions"
+	        " WHERE completed_at IS NULL ORDER BY started_at DESC, rowid DESC LIMIT 1",
+	        -1, &s, NULL) != SQLITE_OK)
 		return drain_fail(d, err, "unfinished session");
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -716,8 +730,8 @@ int64_t store_drain_session_attempts(struct store_drain *d, const char *session_
 	sqlite3_stmt *s;
 	int64_t n = 0;
 
-	if (sqlite3_prepare_v2(d->st->db, "SELECT count(*) FROM attempts WHERE session_id = ?1",
-	    -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(d->st->db, "SELECT count(*) FROM attempts WHERE session_id = ?1", -1,
+	        &s, NULL) != SQLITE_OK)
 		return 0;
 	bind_text(s, 1, session_id);
 	if (sqlite3_step(s) == SQLITE_ROW)
@@ -726,18 +740,20 @@ int64_t store_drain_session_attempts(struct store_drain *d, const char *session_
 	return n;
 }
 
-int store_drain_session_close(struct store_drain *d, const char *session_id,
-    const char *stop_reason, struct store_err *err)
+int store_drain_session_close(
+    struct store_drain *d, const char *session_id, const char *stop_reason, struct store_err *err)
 {
 	char now[32];
 
 	time_iso8601(clock_wall_ms(), now);
-	return drain_run(d, "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3"
-	    " WHERE session_id = ?1", session_id, now, stop_reason, err);
+	return drain_run(d,
+	    "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3"
+	    " WHERE session_id = ?1",
+	    session_id, now, stop_reason, err);
 }
 
-int store_drain_active_coefs(struct store_drain *d, uint64_t *version,
-    struct proto_coef **rows, size_t *n, struct store_err *err)
+int store_drain_active_coefs(struct store_drain *d, uint64_t *version, struct proto_coef **rows,
+    size_t *n, struct store_err *err)
 {
 	sqlite3_stmt *s;
 	json_t *arr = NULL, *row;
@@ -747,8 +763,10 @@ int store_drain_active_coefs(struct store_drain *d, uint64_t *version,
 	*version = 1;
 	*rows = NULL;
 	*n = 0;
-	if (sqlite3_prepare_v2(d->st->db, "SELECT version, overhead_json FROM"
-	    " estimator_coefficients WHERE active = 1", -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(d->st->db,
+	        "SELECT version, overhead_json FROM"
+	        " estimator_coefficients WHERE active = 1",
+	        -1, &s, NULL) != SQLITE_OK)
 		return drain_fail(d, err, "estimator coefficients");
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -760,12 +778,15 @@ int store_drain_active_coefs(struct store_drain *d, uint64_t *version,
 		return drain_fail(d, err, "estimator coefficients");
 	if (rc == SQLITE_ROW && !json_is_array(arr)) {
 		json_decref(arr);
-		snprintf(err->text, sizeof err->text, "%s: estimator coefficient set %llu:"
-		    " overhead_json is not an array", d->st->path, (unsigned long long)*version);
+		snprintf(err->text, sizeof err->text,
+		    "%s: estimator coefficient set %llu:"
+		    " overhead_json is not an array",
+		    d->st->path, (unsigned long long)*version);
 		return STORE_EINVAL;
 	}
 	*rows = xcalloc(json_array_size(arr) + 1, sizeof **rows);
-	json_array_foreach(arr, i, row) {
+	json_array_foreach(arr, i, row)
+	{
 		const char *cat = json_string_value(json_array_get(row, 0));
 		const char *cplx = json_string_value(json_array_get(row, 1));
 		json_t *v = json_array_get(row, 2);
@@ -788,8 +809,10 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	char *state = NULL;
 	int rc;
 
-	if (sqlite3_prepare_v2(d->st->db, "SELECT state FROM phases WHERE run_id = ?1 AND"
-	    " phase_id = ?2", -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(d->st->db,
+	        "SELECT state FROM phases WHERE run_id = ?1 AND"
+	        " phase_id = ?2",
+	        -1, &s, NULL) != SQLITE_OK)
 		return drain_fail(d, err, "phase state");
 	bind_text(s, 1, run_id);
 	bind_text(s, 2, phase_id);
@@ -817,6 +840,8 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 		}
 	}
 	free(state);
-	return drain_run(d, "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ')"
-	    " WHERE run_id = ?1 AND phase_id = ?2", run_id, phase_id, to, err);
+	return drain_run(d,
+	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ')"
+	    " WHERE run_id = ?1 AND phase_id = ?2",
+	    run_id, phase_id, to, err);
 }

@@ -21,21 +21,21 @@ struct drain_phase {
 	char *phase_id;
 	int64_t tier_index;
 	int64_t phase_index;
-	int64_t attempts;      /* attempts made in the given session */
-	int64_t max_attempts;  /* phases.max_builder_attempts, 0 if unset */
+	int64_t attempts;                /* attempts made in the given session */
+	int64_t max_attempts;            /* phases.max_builder_attempts, 0 if unset */
 	const char *last_failure_reason; /* nullable */
 };
 
 /* What an attempt ended as; states follow facts §1.1. */
 struct drain_close {
-	const char *outcome;        /* success|failed|timeout|dry_run|worker_crashed|... */
-	const char *failure_reason; /* nullable */
-	const char *message;        /* nullable */
-	const char *fingerprint;    /* nullable */
+	const char *outcome;           /* success|failed|timeout|dry_run|worker_crashed|... */
+	const char *failure_reason;    /* nullable */
+	const char *message;           /* nullable */
+	const char *fingerprint;       /* nullable */
 	const char *zero_yield_reason; /* nullable */
 	bool reached_llm_boundary;
 	int64_t duration_ms;
-	const char *phase_state;    /* new phases.state, or NULL to leave it */
+	const char *phase_state; /* new phases.state, or NULL to leave it */
 };
 
 /* Prepare the statements. Returns 0, or STORE_EIO with err set. */
@@ -83,16 +83,15 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 
 /* Append a row to control_log. */
 int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t peer_uid,
-    const char *command, const char *args, bool ok, const char *result,
-    struct store_err *err);
+    const char *command, const char *args, bool ok, const char *result, struct store_err *err);
 
 /* Record (or clear, with pid 0) the running supervisor and its control socket in meta. */
-int store_drain_set_supervisor(struct store_drain *d, int64_t pid, const char *socket_path,
-    struct store_err *err);
+int store_drain_set_supervisor(
+    struct store_drain *d, int64_t pid, const char *socket_path, struct store_err *err);
 
 /* Count phases by state; fills counts[] for names[] (n entries); others ignored. */
-int store_drain_phase_counts(struct store_drain *d, const char *const *names, int64_t *counts,
-    int n, struct store_err *err);
+int store_drain_phase_counts(
+    struct store_drain *d, const char *const *names, int64_t *counts, int n, struct store_err *err);
 
 /* Move phase (run, phase) from one of the states in `from` (comma-separated, e.g.
  * "FAILED,SKIPPED") to `to`. STORE_EINVAL names the phase's actual state when it is not in
@@ -108,25 +107,25 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
     const char *settings_json, struct store_err *err);
 
 /* Save a session's policy state (a JSON object) with the current transaction. */
-int store_drain_session_state(struct store_drain *d, const char *session_id,
-    const char *state_json, struct store_err *err);
+int store_drain_session_state(
+    struct store_drain *d, const char *session_id, const char *state_json, struct store_err *err);
 
 /* Find the newest unfinished session: *session_id and *state_json are heap strings, both
  * NULL when there is none. */
-int store_drain_session_find_open(struct store_drain *d, char **session_id, char **state_json,
-    struct store_err *err);
+int store_drain_session_find_open(
+    struct store_drain *d, char **session_id, char **state_json, struct store_err *err);
 
 /* The number of attempts made in a session (0 if unknown). */
 int64_t store_drain_session_attempts(struct store_drain *d, const char *session_id);
 
 /* Mark a drain session finished with the reason it stopped. */
-int store_drain_session_close(struct store_drain *d, const char *session_id,
-    const char *stop_reason, struct store_err *err);
+int store_drain_session_close(
+    struct store_drain *d, const char *session_id, const char *stop_reason, struct store_err *err);
 
 /* Load the active estimator coefficient set: its version and overhead rows (from
  * estimator_coefficients.overhead_json, an array of [category, complexity, overhead]).
  * With no active set, *version is 1 (the built-in defaults) and there are no rows. */
-int store_drain_active_coefs(struct store_drain *d, uint64_t *version,
-    struct proto_coef **rows, size_t *n, struct store_err *err);
+int store_drain_active_coefs(struct store_drain *d, uint64_t *version, struct proto_coef **rows,
+    size_t *n, struct store_err *err);
 
 #endif

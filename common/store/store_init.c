@@ -21,10 +21,9 @@ int store_uuid_v4(char out[37], struct store_err *err)
 		return store_fail(err, STORE_EIO, "getrandom: %s", strerror(errno));
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-	    b[12], b[13], b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+	    b[14], b[15]);
 	return 0;
 }
 
@@ -43,8 +42,7 @@ char *store_created_by(void)
 }
 
 /* Insert the meta row. */
-static int store_meta_insert(sqlite3 *db, const char *uuid, int version,
-    struct store_err *err)
+static int store_meta_insert(sqlite3 *db, const char *uuid, int version, struct store_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	char *by = store_created_by();
@@ -54,7 +52,8 @@ static int store_meta_insert(sqlite3 *db, const char *uuid, int version,
 	time_iso8601(clock_wall_ms(), now);
 	rc = sqlite3_prepare_v2(db,
 	    "INSERT INTO meta (id, db_uuid, created_at, created_by, schema_version) "
-	    "VALUES (1, ?1, ?2, ?3, ?4)", -1, &st, NULL);
+	    "VALUES (1, ?1, ?2, ?3, ?4)",
+	    -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
@@ -82,8 +81,8 @@ static void store_unlink_all(const char *path)
 }
 
 /* Create the file exclusively and build `sql` in one transaction; remove it on failure. */
-int store_init_sql(const char *path, const char *sql, int version, char uuid[37],
-    struct store_err *err)
+int store_init_sql(
+    const char *path, const char *sql, int version, char uuid[37], struct store_err *err)
 {
 	sqlite3 *db = NULL;
 	char id[37];
@@ -143,13 +142,15 @@ int store_init(const char *path, char uuid[37], struct store_err *err)
 				memcpy(uuid, st.uuid, sizeof st.uuid);
 			store_fail(err, STORE_EEXIST,
 			    "%s: already an autopack database (uuid %s, schema version %d), "
-			    "nothing changed", path, st.uuid, st.schema_version);
+			    "nothing changed",
+			    path, st.uuid, st.schema_version);
 			store_close(&st);
 			return STORE_EEXIST;
 		}
 		if (rc != STORE_ENOENT) {
 			char *msg = xstrdup(err != NULL ? err->text : "");
-			store_fail(err, rc, "refusing to initialise over an existing file: %s", msg);
+			store_fail(
+			    err, rc, "refusing to initialise over an existing file: %s", msg);
 			free(msg);
 			return rc;
 		}

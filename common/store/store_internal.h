@@ -16,7 +16,7 @@ extern const size_t store_n_migrations;
 
 /* Format a message into err (if not NULL) and return `code`. */
 int store_fail(struct store_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Run SQL with no result rows; on failure STORE_EIO with "<what>: <sqlite message>". */
 int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err *err);
 /* Run a single-value integer query; returns 0 and *out, or STORE_EIO. */
@@ -25,16 +25,16 @@ int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err
 /* Check that the open connection holds an autopack database of a version this program
  * knows with every table that version has; fills *version and uuid. Reads only.
  * `path` names the database in messages. */
-int store_schema_check(sqlite3 *db, const char *path, int *version, char uuid[37],
-    struct store_err *err);
+int store_schema_check(
+    sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err);
 /* The tables of schema `version`, NULL-terminated, into names (capacity cap); returns
  * how many. */
 size_t store_schema_tables(int version, const char **names, size_t cap);
 
 /* Create a database at `path` from `sql`, stamped with `version` (store_init's body; a
  * seam for tests that need an older schema or a failing one). */
-int store_init_sql(const char *path, const char *sql, int version, char uuid[37],
-    struct store_err *err);
+int store_init_sql(
+    const char *path, const char *sql, int version, char uuid[37], struct store_err *err);
 
 /* Write a random (version 4) UUID into out; STORE_EIO if no randomness is available. */
 int store_uuid_v4(char out[37], struct store_err *err);

@@ -10,8 +10,10 @@ int store_meta_supervisor(struct store *st, int64_t *pid, char **socket, struct 
 
 	*pid = 0;
 	*socket = NULL;
-	if (sqlite3_prepare_v2(st->db, "SELECT supervisor_pid, control_socket FROM meta"
-	    " WHERE id = 1", -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db,
+	        "SELECT supervisor_pid, control_socket FROM meta"
+	        " WHERE id = 1",
+	        -1, &s, NULL) != SQLITE_OK)
 		goto fail;
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -25,7 +27,7 @@ int store_meta_supervisor(struct store *st, int64_t *pid, char **socket, struct 
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
 		return 0;
 fail:
-	snprintf(err->text, sizeof err->text, "%s: reading meta: %s", st->path,
-	    sqlite3_errmsg(st->db));
+	snprintf(
+	    err->text, sizeof err->text, "%s: reading meta: %s", st->path, sqlite3_errmsg(st->db));
 	return STORE_EIO;
 }

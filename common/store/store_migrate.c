@@ -56,8 +56,8 @@ int store_backup(struct store *st, const char *dest, struct store_err *err)
 		store_fail(err, STORE_EIO, "%s: backup to %s failed: %s", st->path, dest,
 		    out != NULL ? sqlite3_errmsg(out) : sqlite3_errstr(rc));
 	if (out != NULL && sqlite3_close(out) != SQLITE_OK && rc == SQLITE_OK)
-		rc = store_fail(err, STORE_EIO, "%s: closing backup: %s", dest,
-		    sqlite3_errmsg(out));
+		rc = store_fail(
+		    err, STORE_EIO, "%s: closing backup: %s", dest, sqlite3_errmsg(out));
 	if (rc != SQLITE_OK) {
 		unlink(dest);
 		return STORE_EIO;
@@ -100,8 +100,8 @@ int store_migrate(struct store *st, struct store_err *err)
 	if (st->schema_version >= SCHEMA_VERSION)
 		return 0;
 	if (!st->writable)
-		return store_fail(err, STORE_EINVAL,
-		    "%s: opened read-only; cannot migrate", st->path);
+		return store_fail(
+		    err, STORE_EINVAL, "%s: opened read-only; cannot migrate", st->path);
 	backup = store_backup_name(st->path, st->schema_version);
 	rc = store_backup(st, backup, err);
 	if (rc != 0) {
@@ -118,9 +118,10 @@ int store_migrate(struct store *st, struct store_err *err)
 	if (rc != 0) {
 		char *msg = xstrdup(err != NULL ? err->text : "");
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-		store_fail(err, rc, "%s: migrating from schema version %d failed: %s; the "
-		    "database is unchanged, a copy is at %s", st->path, st->schema_version,
-		    msg, backup);
+		store_fail(err, rc,
+		    "%s: migrating from schema version %d failed: %s; the "
+		    "database is unchanged, a copy is at %s",
+		    st->path, st->schema_version, msg, backup);
 		free(msg);
 		free(backup);
 		return rc;

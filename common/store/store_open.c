@@ -16,7 +16,8 @@ static int store_stat_file(const char *path, struct stat *sb, struct store_err *
 		if (errno == ENOENT)
 			return store_fail(err, STORE_ENOENT,
 			    "%s: no such database file (nothing was created; make one with "
-			    "autopack-ctl --db sqlite:///%s db init)", path, path);
+			    "autopack-ctl --db sqlite:///%s db init)",
+			    path, path);
 		return store_fail(err, STORE_EIO, "%s: %s", path, strerror(errno));
 	}
 	if (!S_ISREG(sb->st_mode))
@@ -52,8 +53,8 @@ static int store_setup_writer(sqlite3 *db, const char *path, struct store_err *e
 		mode = sqlite3_column_text(st, 0);
 	rc = mode != NULL && strcmp((const char *)mode, "wal") == 0 ? 0 : STORE_EIO;
 	if (rc != 0)
-		store_fail(err, rc, "%s: cannot switch to WAL journal mode: %s", path,
-		    sqlite3_errmsg(db));
+		store_fail(
+		    err, rc, "%s: cannot switch to WAL journal mode: %s", path, sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -132,8 +133,9 @@ int store_identity_changed(struct store *st, struct store_err *err)
 	if (sb.st_dev != st->dev || sb.st_ino != st->ino)
 		return store_fail(err, STORE_EMOVED,
 		    "%s: the database file was replaced after it was opened (device:inode "
-		    "%lu:%lu, opened as %lu:%lu)", st->path, (unsigned long)sb.st_dev,
-		    (unsigned long)sb.st_ino, (unsigned long)st->dev, (unsigned long)st->ino);
+		    "%lu:%lu, opened as %lu:%lu)",
+		    st->path, (unsigned long)sb.st_dev, (unsigned long)sb.st_ino,
+		    (unsigned long)st->dev, (unsigned long)st->ino);
 	return 0;
 }
 

@@ -25,8 +25,7 @@ static const char *plan_str(const json_t *o, const char *key)
 }
 
 /* Bind o[key] (an integer or absent) to parameter i, defaulting to `def` (< 0: NULL). */
-static void plan_bind_int(sqlite3_stmt *q, int i, const json_t *o, const char *key,
-    int64_t def)
+static void plan_bind_int(sqlite3_stmt *q, int i, const json_t *o, const char *key, int64_t def)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -101,8 +100,8 @@ char *store_path_absolute(const char *path, const char *base_dir)
 
 /* Return 1 if the query with text parameters a (and b) yields a row, 0 if not, or
  * STORE_EIO. */
-static int plan_exists(struct store *st, const char *sql, const char *a, const char *b,
-    struct store_err *err)
+static int plan_exists(
+    struct store *st, const char *sql, const char *a, const char *b, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
@@ -123,14 +122,15 @@ static int plan_exists(struct store *st, const char *sql, const char *a, const c
 
 /* Check the plan against the database: new runs must not exist, appended runs must,
  * and appended phases must not collide with the run's phases. */
-static int plan_check_db(struct store *st, const json_t *doc, const char *source,
-    struct store_err *err)
+static int plan_check_db(
+    struct store *st, const json_t *doc, const char *source, struct store_err *err)
 {
 	json_t *r, *t, *ph;
 	size_t i, j, k;
 	int rc;
 
-	json_array_foreach(json_object_get(doc, "runs"), i, r) {
+	json_array_foreach(json_object_get(doc, "runs"), i, r)
+	{
 		const char *run_id = plan_str(r, "run_id");
 		bool append = json_is_true(json_object_get(r, "append"));
 
@@ -140,25 +140,32 @@ static int plan_check_db(struct store *st, const json_t *doc, const char *source
 		if (rc == 1 && !append)
 			return store_fail(err, STORE_EINVAL,
 			    "%s: runs[%zu].run_id: run \"%s\" already exists in %s (to add tiers "
-			    "to it, give the entry \"append\": true)", source, i, run_id, st->url);
+			    "to it, give the entry \"append\": true)",
+			    source, i, run_id, st->url);
 		if (rc == 0 && append)
 			return store_fail(err, STORE_EINVAL,
 			    "%s: runs[%zu].run_id: unknown run \"%s\": \"append\": true adds tiers "
-			    "to an existing run, and %s has no such run", source, i, run_id, st->url);
+			    "to an existing run, and %s has no such run",
+			    source, i, run_id, st->url);
 		if (!append)
 			continue;
-		json_array_foreach(json_object_get(r, "tiers"), j, t) {
-			json_array_foreach(json_object_get(t, "phases"), k, ph) {
+		json_array_foreach(json_object_get(r, "tiers"), j, t)
+		{
+			json_array_foreach(json_object_get(t, "phases"), k, ph)
+			{
 				const char *pid = plan_str(ph, "phase_id");
 
-				rc = plan_exists(st, "SELECT 1 FROM phases WHERE run_id = ?1 AND "
-				    "phase_id = ?2", run_id, pid, err);
+				rc = plan_exists(st,
+				    "SELECT 1 FROM phases WHERE run_id = ?1 AND "
+				    "phase_id = ?2",
+				    run_id, pid, err);
 				if (rc < 0)
 					return rc;
 				if (rc == 1)
 					return store_fail(err, STORE_EINVAL,
 					    "%s: runs[%zu].tiers[%zu].phases[%zu].phase_id: phase \"%s\" "
-					    "already exists in run \"%s\"", source, i, j, k, pid, run_id);
+					    "already exists in run \"%s\"",
+					    source, i, j, k, pid, run_id);
 			}
 		}
 	}
@@ -166,8 +173,8 @@ static int plan_check_db(struct store *st, const json_t *doc, const char *source
 }
 
 /* Insert a new run row. */
-static int plan_insert_run(struct store *st, const json_t *r, const char *base_dir,
-    const char *now, struct store_err *err)
+static int plan_insert_run(
+    struct store *st, const json_t *r, const char *base_dir, const char *now, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	char *ws;
@@ -185,7 +192,8 @@ static int plan_insert_run(struct store *st, const json_t *r, const char *base_d
 	rc = sqlite3_prepare_v2(st->db,
 	    "INSERT INTO runs (id, state, goal_anchor, workspace, safety_profile, run_scope, "
 	    "token_cap, max_phases, max_duration_minutes, created_at, updated_at) "
-	    "VALUES (?1, 'RUN_CREATED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)", -1, &q, NULL);
+	    "VALUES (?1, 'RUN_CREATED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		plan_bind_str(q, 1, plan_str(r, "run_id"));
@@ -210,14 +218,15 @@ static int plan_insert_run(struct store *st, const json_t *r, const char *base_d
 }
 
 /* Insert a tier row at `index`; its row id goes to *tier_row. */
-static int plan_insert_tier(struct store *st, const char *run_id, const json_t *t,
-    int64_t index, const char *now, int64_t *tier_row, struct store_err *err)
+static int plan_insert_tier(struct store *st, const char *run_id, const json_t *t, int64_t index,
+    const char *now, int64_t *tier_row, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db,
 	    "INSERT INTO tiers (tier_id, run_id, tier_index, name, description, state, "
 	    "token_cap, ci_run_cap, created_at, updated_at) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8)", -1, &q, NULL);
+	    "VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8)",
+	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		plan_bind_str(q, 1, plan_str(t, "tier_id"));
@@ -248,8 +257,8 @@ static char *plan_scope_json(const json_t *scope)
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
 		json_t *v = json_object_get(scope, keys[i]);
 
-		json_object_set_new(out, keys[i], json_is_array(v) ? json_deep_copy(v)
-								    : json_array());
+		json_object_set_new(
+		    out, keys[i], json_is_array(v) ? json_deep_copy(v) : json_array());
 	}
 	text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(out);
@@ -271,7 +280,8 @@ static int plan_insert_phase(struct store *st, const char *run_id, int64_t tier_
 	    "state, task_category, complexity, builder_mode, phase_type, scope, check_command, "
 	    "max_builder_attempts, max_auditor_attempts, incident_token_cap, created_at, "
 	    "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'QUEUED', ?7, ?8, ?9, ?10, ?11, ?12, "
-	    "?13, ?14, ?15, ?16, ?16)", -1, &q, NULL);
+	    "?13, ?14, ?15, ?16, ?16)",
+	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		plan_bind_str(q, 1, plan_str(ph, "phase_id"));
@@ -301,8 +311,8 @@ static int plan_insert_phase(struct store *st, const char *run_id, int64_t tier_
 }
 
 /* Write one run entry: the run (unless appending), then its tiers and phases. */
-static int plan_write_run(struct store *st, const json_t *r, const char *base_dir,
-    const char *now, struct store_plan_summary *sum, struct store_err *err)
+static int plan_write_run(struct store *st, const json_t *r, const char *base_dir, const char *now,
+    struct store_plan_summary *sum, struct store_err *err)
 {
 	const char *run_id = plan_str(r, "run_id");
 	int64_t base = 0, tier_row = 0;
@@ -313,18 +323,23 @@ static int plan_write_run(struct store *st, const json_t *r, const char *base_di
 
 	if (json_is_true(json_object_get(r, "append"))) {
 		sql = sqlite3_mprintf("SELECT coalesce(max(tier_index) + 1, 0) FROM tiers "
-		    "WHERE run_id = %Q", run_id);
+		                      "WHERE run_id = %Q",
+		    run_id);
 		rc = store_query_int(st->db, sql, &base, err);
 		sqlite3_free(sql);
 	} else {
 		rc = plan_insert_run(st, r, base_dir, now, err);
 	}
-	json_array_foreach(json_object_get(r, "tiers"), i, t) {
+	json_array_foreach(json_object_get(r, "tiers"), i, t)
+	{
 		if (rc == 0)
-			rc = plan_insert_tier(st, run_id, t, base + (int64_t)i, now, &tier_row, err);
-		json_array_foreach(json_object_get(t, "phases"), j, ph) {
+			rc = plan_insert_tier(
+			    st, run_id, t, base + (int64_t)i, now, &tier_row, err);
+		json_array_foreach(json_object_get(t, "phases"), j, ph)
+		{
 			if (rc == 0)
-				rc = plan_insert_phase(st, run_id, tier_row, ph, (int64_t)j, now, err);
+				rc = plan_insert_phase(
+				    st, run_id, tier_row, ph, (int64_t)j, now, err);
 			sum->phases += rc == 0;
 		}
 		sum->tiers += rc == 0;
@@ -333,8 +348,8 @@ static int plan_write_run(struct store *st, const json_t *r, const char *base_di
 }
 
 /* Check the plan (shape, then database), then write it in one transaction. */
-int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir,
-    const char *source, struct store_plan_summary *sum, struct store_err *err)
+int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, const char *source,
+    struct store_plan_summary *sum, struct store_err *err)
 {
 	char now[32];
 	json_t *r;
@@ -351,7 +366,8 @@ int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir,
 		return rc;
 	rc = plan_check_db(st, doc, source, err);
 	time_iso8601(clock_wall_ms(), now);
-	json_array_foreach(json_object_get(doc, "runs"), i, r) {
+	json_array_foreach(json_object_get(doc, "runs"), i, r)
+	{
 		if (rc != 0)
 			break;
 		rc = plan_write_run(st, r, base_dir, now, sum, err);
@@ -366,7 +382,7 @@ int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir,
 	sum->n_runs = json_array_size(json_object_get(doc, "runs"));
 	sum->run_ids = xcalloc(sum->n_runs, sizeof *sum->run_ids);
 	json_array_foreach(json_object_get(doc, "runs"), i, r)
-		sum->run_ids[i] = xstrdup(plan_str(r, "run_id"));
+	    sum->run_ids[i] = xstrdup(plan_str(r, "run_id"));
 	return 0;
 }
 
@@ -389,8 +405,8 @@ int store_plan_import(struct store *st, const char *text, size_t len, const char
 }
 
 /* Read a plan file and import it relative to its directory. */
-int store_plan_import_file(struct store *st, const char *path,
-    struct store_plan_summary *sum, struct store_err *err)
+int store_plan_import_file(
+    struct store *st, const char *path, struct store_plan_summary *sum, struct store_err *err)
 {
 	char real[PATH_MAX];
 	char *dir, *slash, *text = NULL;
@@ -400,8 +416,8 @@ int store_plan_import_file(struct store *st, const char *path,
 
 	memset(sum, 0, sizeof *sum);
 	if (realpath(path, real) == NULL || (f = fopen(real, "r")) == NULL)
-		return store_fail(err, STORE_EINVAL, "%s: cannot read the plan: %s", path,
-		    strerror(errno));
+		return store_fail(
+		    err, STORE_EINVAL, "%s: cannot read the plan: %s", path, strerror(errno));
 	for (;;) {
 		size_t n;
 
@@ -414,8 +430,9 @@ int store_plan_import_file(struct store *st, const char *path,
 		if (n == 0)
 			break;
 	}
-	rc = ferror(f) ? store_fail(err, STORE_EINVAL, "%s: cannot read the plan: %s", path,
-	    strerror(errno)) : 0;
+	rc = ferror(f) ?
+	    store_fail(err, STORE_EINVAL, "%s: cannot read the plan: %s", path, strerror(errno)) :
+	    0;
 	fclose(f);
 	slash = strrchr(real, '/');
 	dir = slash == real ? xstrdup("/") : xstrndup(real, (size_t)(slash - real));

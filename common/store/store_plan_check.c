@@ -12,15 +12,15 @@
 #define PLAN_PATH_MAX 200
 
 enum plan_kind {
-	PLAN_ID,      /* [A-Za-z0-9._-], 1..128, not starting with '.' or '-' */
-	PLAN_TEXT,    /* non-empty string */
-	PLAN_STRING,  /* any string */
-	PLAN_POSINT,  /* integer >= 1 */
+	PLAN_ID,     /* [A-Za-z0-9._-], 1..128, not starting with '.' or '-' */
+	PLAN_TEXT,   /* non-empty string */
+	PLAN_STRING, /* any string */
+	PLAN_POSINT, /* integer >= 1 */
 	PLAN_BOOL,
-	PLAN_CHOICE,  /* one of `choices` */
-	PLAN_ARRAY,   /* non-empty array, checked by the caller */
-	PLAN_OBJECT,  /* object, checked by the caller */
-	PLAN_PATHS,   /* array of relative paths */
+	PLAN_CHOICE, /* one of `choices` */
+	PLAN_ARRAY,  /* non-empty array, checked by the caller */
+	PLAN_OBJECT, /* object, checked by the caller */
+	PLAN_PATHS,  /* array of relative paths */
 };
 
 struct plan_field {
@@ -53,8 +53,14 @@ static const struct plan_field plan_run_fields[] = {
 
 /* Fields of a run that an append entry may not set: the run keeps its own. */
 static const char *const plan_run_only[] = {
-	"workspace", "goal", "safety_profile", "run_scope", "token_cap", "max_phases",
-	"max_duration_minutes", NULL,
+	"workspace",
+	"goal",
+	"safety_profile",
+	"run_scope",
+	"token_cap",
+	"max_phases",
+	"max_duration_minutes",
+	NULL,
 };
 
 static const struct plan_field plan_tier_fields[] = {
@@ -94,9 +100,8 @@ struct plan_seen {
 };
 
 /* Report "<source>: <path>: <message>" and return STORE_EINVAL. */
-__attribute__((format(printf, 4, 5)))
-static int plan_fail(struct store_err *err, const char *source, const char *path,
-    const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int plan_fail(
+    struct store_err *err, const char *source, const char *path, const char *fmt, ...)
 {
 	char msg[300];
 	va_list ap;
@@ -108,8 +113,7 @@ static int plan_fail(struct store_err *err, const char *source, const char *path
 }
 
 /* Format a JSON path into dst (PLAN_PATH_MAX bytes); a path that long is cut. */
-__attribute__((format(printf, 2, 3)))
-static void plan_path(char *dst, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void plan_path(char *dst, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -127,15 +131,16 @@ static const char *plan_type_name(const json_t *v)
 	case JSON_STRING: return "string";
 	case JSON_INTEGER: return "integer";
 	case JSON_REAL: return "number";
-	case JSON_TRUE: case JSON_FALSE: return "boolean";
+	case JSON_TRUE:
+	case JSON_FALSE: return "boolean";
 	case JSON_NULL: return "null";
 	}
 	return "value";
 }
 
 /* Check a string value: no NUL bytes, and non-empty unless `allow_empty`. */
-static int plan_check_string(const json_t *v, bool allow_empty, const char *source,
-    const char *path, struct store_err *err)
+static int plan_check_string(
+    const json_t *v, bool allow_empty, const char *source, const char *path, struct store_err *err)
 {
 	if (!json_is_string(v))
 		return plan_fail(err, source, path, "expected string, got %s", plan_type_name(v));
@@ -147,8 +152,8 @@ static int plan_check_string(const json_t *v, bool allow_empty, const char *sour
 }
 
 /* Check an identifier (run_id, tier_id, phase_id). */
-static int plan_check_id(const json_t *v, const char *source, const char *path,
-    struct store_err *err)
+static int plan_check_id(
+    const json_t *v, const char *source, const char *path, struct store_err *err)
 {
 	const char *s;
 	int rc = plan_check_string(v, false, source, path, err);
@@ -158,16 +163,17 @@ static int plan_check_id(const json_t *v, const char *source, const char *path,
 	s = json_string_value(v);
 	if (strlen(s) > PLAN_ID_MAX || s[0] == '.' || s[0] == '-' ||
 	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
-		strlen(s))
+	        strlen(s))
 		return plan_fail(err, source, path,
 		    "\"%.60s\" is not a valid id (1-%d of A-Z a-z 0-9 . _ -, not starting with "
-		    ". or -)", s, PLAN_ID_MAX);
+		    ". or -)",
+		    s, PLAN_ID_MAX);
 	return 0;
 }
 
 /* Check a path inside the workspace: relative, without "..". */
-static int plan_check_relpath(const json_t *v, const char *source, const char *path,
-    struct store_err *err)
+static int plan_check_relpath(
+    const json_t *v, const char *source, const char *path, struct store_err *err)
 {
 	const char *s, *p;
 	int rc = plan_check_string(v, false, source, path, err);
@@ -186,8 +192,8 @@ static int plan_check_relpath(const json_t *v, const char *source, const char *p
 }
 
 /* Check an array of workspace paths. */
-static int plan_check_paths(const json_t *v, const char *source, const char *path,
-    struct store_err *err)
+static int plan_check_paths(
+    const json_t *v, const char *source, const char *path, struct store_err *err)
 {
 	char sub[PLAN_PATH_MAX];
 	size_t i;
@@ -195,9 +201,10 @@ static int plan_check_paths(const json_t *v, const char *source, const char *pat
 	int rc;
 
 	if (!json_is_array(v))
-		return plan_fail(err, source, path, "expected array of strings, got %s",
-		    plan_type_name(v));
-	json_array_foreach(v, i, e) {
+		return plan_fail(
+		    err, source, path, "expected array of strings, got %s", plan_type_name(v));
+	json_array_foreach(v, i, e)
+	{
 		plan_path(sub, "%s[%zu]", path, i);
 		rc = plan_check_relpath(e, source, sub, err);
 		if (rc != 0)
@@ -211,11 +218,9 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
     const char *path, struct store_err *err)
 {
 	switch (f->kind) {
-	case PLAN_ID:
-		return plan_check_id(v, source, path, err);
+	case PLAN_ID: return plan_check_id(v, source, path, err);
 	case PLAN_TEXT:
-	case PLAN_STRING:
-		return plan_check_string(v, f->kind == PLAN_STRING, source, path, err);
+	case PLAN_STRING: return plan_check_string(v, f->kind == PLAN_STRING, source, path, err);
 	case PLAN_POSINT:
 		if (!json_is_integer(v) || json_integer_value(v) < 1)
 			return plan_fail(err, source, path, "expected a positive integer, got %s",
@@ -223,8 +228,8 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
 		return 0;
 	case PLAN_BOOL:
 		if (!json_is_boolean(v))
-			return plan_fail(err, source, path, "expected true or false, got %s",
-			    plan_type_name(v));
+			return plan_fail(
+			    err, source, path, "expected true or false, got %s", plan_type_name(v));
 		return 0;
 	case PLAN_CHOICE: {
 		char list[120] = "";
@@ -238,23 +243,22 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
 			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
 			    c == f->choices ? "" : ", ", *c);
 		}
-		return plan_fail(err, source, path, "\"%.60s\" is not one of %s",
-		    json_string_value(v), list);
+		return plan_fail(
+		    err, source, path, "\"%.60s\" is not one of %s", json_string_value(v), list);
 	}
 	case PLAN_ARRAY:
 		if (!json_is_array(v))
-			return plan_fail(err, source, path, "expected array, got %s",
-			    plan_type_name(v));
+			return plan_fail(
+			    err, source, path, "expected array, got %s", plan_type_name(v));
 		if (json_array_size(v) == 0)
 			return plan_fail(err, source, path, "expected a non-empty array");
 		return 0;
 	case PLAN_OBJECT:
 		if (!json_is_object(v))
-			return plan_fail(err, source, path, "expected object, got %s",
-			    plan_type_name(v));
+			return plan_fail(
+			    err, source, path, "expected object, got %s", plan_type_name(v));
 		return 0;
-	case PLAN_PATHS:
-		return plan_check_paths(v, source, path, err);
+	case PLAN_PATHS: return plan_check_paths(v, source, path, err);
 	}
 	return 0;
 }
@@ -272,7 +276,8 @@ static int plan_check_object(const json_t *obj, const struct plan_field *fields,
 	if (!json_is_object(obj))
 		return plan_fail(err, source, path[0] ? path : "(top level)",
 		    "expected object, got %s", plan_type_name(obj));
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		size_t i;
 
 		for (i = 0; i < n && strcmp(fields[i].name, key) != 0; i++)
@@ -305,7 +310,8 @@ static int plan_in_scope(const json_t *paths, const char *d)
 
 	if (paths == NULL || json_array_size(paths) == 0)
 		return 1;
-	json_array_foreach(paths, i, e) {
+	json_array_foreach(paths, i, e)
+	{
 		const char *p = json_string_value(e);
 		size_t n = strlen(p);
 
@@ -318,16 +324,16 @@ static int plan_in_scope(const json_t *paths, const char *d)
 }
 
 /* Check a phase's scope: its fields, and every deliverable inside scope.paths. */
-static int plan_check_scope(const json_t *scope, const char *source, const char *path,
-    struct store_err *err)
+static int plan_check_scope(
+    const json_t *scope, const char *source, const char *path, struct store_err *err)
 {
 	char sub[PLAN_PATH_MAX];
 	json_t *paths, *dels, *e;
 	size_t i;
 	int rc;
 
-	rc = plan_check_object(scope, plan_scope_fields, ARRAY_SIZE(plan_scope_fields), source,
-	    path, err);
+	rc = plan_check_object(
+	    scope, plan_scope_fields, ARRAY_SIZE(plan_scope_fields), source, path, err);
 	if (rc != 0)
 		return rc;
 	paths = json_object_get(scope, "paths");
@@ -336,7 +342,8 @@ static int plan_check_scope(const json_t *scope, const char *source, const char 
 		plan_path(sub, "%s.deliverables", path);
 		return plan_fail(err, source, sub, "expected a non-empty array");
 	}
-	json_array_foreach(dels, i, e) {
+	json_array_foreach(dels, i, e)
+	{
 		if (!plan_in_scope(json_is_array(paths) ? paths : NULL, json_string_value(e))) {
 			plan_path(sub, "%s.deliverables[%zu]", path, i);
 			return plan_fail(err, source, sub, "\"%.100s\" is outside scope.paths",
@@ -354,8 +361,8 @@ static int plan_check_phase(const json_t *ph, const char *source, const char *pa
 	const char *id;
 	int rc;
 
-	rc = plan_check_object(ph, plan_phase_fields, ARRAY_SIZE(plan_phase_fields), source,
-	    path, err);
+	rc = plan_check_object(
+	    ph, plan_phase_fields, ARRAY_SIZE(plan_phase_fields), source, path, err);
 	if (rc != 0)
 		return rc;
 	id = json_string_value(json_object_get(ph, "phase_id"));
@@ -378,14 +385,13 @@ static size_t plan_count_phases(const json_t *tiers)
 	size_t i, n = 0;
 	json_t *t;
 
-	json_array_foreach(tiers, i, t)
-		n += json_array_size(json_object_get(t, "phases"));
+	json_array_foreach(tiers, i, t) n += json_array_size(json_object_get(t, "phases"));
 	return n;
 }
 
 /* Check one run entry, its tiers and phases. */
-static int plan_check_run(const json_t *run, const char *source, const char *path,
-    struct store_err *err)
+static int plan_check_run(
+    const json_t *run, const char *source, const char *path, struct store_err *err)
 {
 	char sub[PLAN_PATH_MAX], sub2[PLAN_PATH_MAX];
 	struct plan_seen *seen = NULL;
@@ -394,8 +400,8 @@ static int plan_check_run(const json_t *run, const char *source, const char *pat
 	size_t i, j, nseen = 0;
 	int rc;
 
-	rc = plan_check_object(run, plan_run_fields, ARRAY_SIZE(plan_run_fields), source, path,
-	    err);
+	rc = plan_check_object(
+	    run, plan_run_fields, ARRAY_SIZE(plan_run_fields), source, path, err);
 	if (rc != 0)
 		return rc;
 	run_id = json_string_value(json_object_get(run, "run_id"));
@@ -414,25 +420,30 @@ static int plan_check_run(const json_t *run, const char *source, const char *pat
 		    "missing (required: the directory deliverables are written into)");
 	}
 	tiers = json_object_get(run, "tiers");
-	json_array_foreach(tiers, i, t) {
+	json_array_foreach(tiers, i, t)
+	{
 		plan_path(sub, "%s.tiers[%zu]", path, i);
-		rc = plan_check_object(t, plan_tier_fields, ARRAY_SIZE(plan_tier_fields), source,
-		    sub, err);
+		rc = plan_check_object(
+		    t, plan_tier_fields, ARRAY_SIZE(plan_tier_fields), source, sub, err);
 		for (j = 0; rc == 0 && j < i; j++) {
 			if (strcmp(json_string_value(json_object_get(t, "tier_id")),
-			    json_string_value(json_object_get(json_array_get(tiers, j), "tier_id"))) == 0) {
+			        json_string_value(
+			            json_object_get(json_array_get(tiers, j), "tier_id"))) == 0) {
 				plan_path(sub2, "%s.tier_id", sub);
-				rc = plan_fail(err, source, sub2, "duplicate tier_id \"%s\" (also at "
-				    "%s.tiers[%zu])", json_string_value(json_object_get(t, "tier_id")),
-				    path, j);
+				rc = plan_fail(err, source, sub2,
+				    "duplicate tier_id \"%s\" (also at "
+				    "%s.tiers[%zu])",
+				    json_string_value(json_object_get(t, "tier_id")), path, j);
 			}
 		}
 		if (rc != 0)
 			goto out;
 	}
 	seen = xcalloc(plan_count_phases(tiers), sizeof *seen);
-	json_array_foreach(tiers, i, t) {
-		json_array_foreach(json_object_get(t, "phases"), j, ph) {
+	json_array_foreach(tiers, i, t)
+	{
+		json_array_foreach(json_object_get(t, "phases"), j, ph)
+		{
 			plan_path(sub, "%s.tiers[%zu].phases[%zu]", path, i, j);
 			rc = plan_check_phase(ph, source, sub, seen, &nseen, run_id, err);
 			if (rc != 0)
@@ -452,20 +463,20 @@ int store_plan_check(const json_t *doc, const char *source, struct store_err *er
 	size_t i, j;
 	int rc;
 
-	rc = plan_check_object(doc, plan_top_fields, ARRAY_SIZE(plan_top_fields), source, "",
-	    err);
+	rc = plan_check_object(doc, plan_top_fields, ARRAY_SIZE(plan_top_fields), source, "", err);
 	if (rc != 0)
 		return rc;
 	runs = json_object_get(doc, "runs");
-	json_array_foreach(runs, i, r) {
+	json_array_foreach(runs, i, r)
+	{
 		plan_path(sub, "runs[%zu]", i);
 		rc = plan_check_run(r, source, sub, err);
 		if (rc != 0)
 			return rc;
 		for (j = 0; j < i; j++) {
 			const char *a = json_string_value(json_object_get(r, "run_id"));
-			const char *b = json_string_value(json_object_get(json_array_get(runs, j),
-			    "run_id"));
+			const char *b = json_string_value(
+			    json_object_get(json_array_get(runs, j), "run_id"));
 
 			if (strcmp(a, b) == 0) {
 				plan_path(sub, "runs[%zu].run_id", i);

@@ -87,8 +87,8 @@ size_t store_schema_tables(int version, const char **names, size_t cap)
 static int store_table_exists(sqlite3 *db, const char *name, struct store_err *err)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(db,
-	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(
+	    db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &st, NULL);
 
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -103,20 +103,20 @@ static int store_table_exists(sqlite3 *db, const char *name, struct store_err *e
 }
 
 /* Read the single meta row: its uuid and schema version. */
-static int store_meta_read(sqlite3 *db, const char *path, int *version, char uuid[37],
-    struct store_err *err)
+static int store_meta_read(
+    sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t rows = 0;
 	int rc;
 
-	rc = sqlite3_prepare_v2(db,
-	    "SELECT count(*), max(db_uuid), max(schema_version) FROM meta", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+	    db, "SELECT count(*), max(db_uuid), max(schema_version) FROM meta", -1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		store_fail(err, STORE_ENOTDB,
 		    "%s: SQLite database but not an autopack database (its meta table has "
-		    "no db_uuid/schema_version: %s); the file was left untouched", path,
-		    sqlite3_errmsg(db));
+		    "no db_uuid/schema_version: %s); the file was left untouched",
+		    path, sqlite3_errmsg(db));
 		sqlite3_finalize(st);
 		return STORE_ENOTDB;
 	}
@@ -134,11 +134,13 @@ static int store_meta_read(sqlite3 *db, const char *path, int *version, char uui
 	if (rows != 1)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: SQLite database but not a usable autopack database (meta holds %lld "
-		    "rows, expected 1); the file was left untouched", path, (long long)rows);
+		    "rows, expected 1); the file was left untouched",
+		    path, (long long)rows);
 	if (*version > SCHEMA_VERSION)
 		return store_fail(err, STORE_EVERSION,
 		    "%s: schema version %d is newer than this program's (%d); use a newer "
-		    "autopack", path, *version, SCHEMA_VERSION);
+		    "autopack",
+		    path, *version, SCHEMA_VERSION);
 	if (*version < 1)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: meta.schema_version is %d, not a valid autopack version", path, *version);
@@ -146,8 +148,8 @@ static int store_meta_read(sqlite3 *db, const char *path, int *version, char uui
 }
 
 /* Check meta, version and tables, reading only; ENOTDB, EVERSION or EPARTIAL. */
-int store_schema_check(sqlite3 *db, const char *path, int *version, char uuid[37],
-    struct store_err *err)
+int store_schema_check(
+    sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err)
 {
 	const char *names[ARRAY_SIZE(store_tables) + 1];
 	char missing[300] = "";
@@ -160,7 +162,8 @@ int store_schema_check(sqlite3 *db, const char *path, int *version, char uuid[37
 	if (rc == 0)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: SQLite database but not an autopack database (no meta table); the file "
-		    "was left untouched", path);
+		    "was left untouched",
+		    path);
 	rc = store_meta_read(db, path, version, uuid, err);
 	if (rc != 0)
 		return rc;
@@ -179,7 +182,7 @@ int store_schema_check(sqlite3 *db, const char *path, int *version, char uuid[37
 	if (nmissing > 0)
 		return store_fail(err, STORE_EPARTIAL,
 		    "%s: autopack database (uuid %s) is missing %zu table%s of schema version "
-		    "%d: %s; refusing to use a partial schema", path, uuid, nmissing,
-		    nmissing == 1 ? "" : "s", *version, missing);
+		    "%d: %s; refusing to use a partial schema",
+		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing);
 	return 0;
 }

@@ -6,18 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SESSION_SELECT                                                                    \
-	"SELECT s.session_id, s.started_at, s.completed_at, s.stop_reason,"                \
-	" coalesce(s.supervisor_pid, 0), coalesce(s.settings_json, '{}'),"                 \
-	" coalesce(s.state_json, '{}'),"                                                    \
-	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id),"            \
-	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id"              \
-	"   AND a.ended_at IS NULL),"                                                       \
-	" (SELECT count(*) FROM drain_session_results r WHERE r.session_id = s.session_id)," \
-	" (SELECT coalesce(sum(r.success != 0), 0) FROM drain_session_results r"           \
-	"   WHERE r.session_id = s.session_id),"                                            \
-	" (SELECT coalesce(sum(r.telemetry_events_collected), 0)"                          \
-	"   FROM drain_session_results r WHERE r.session_id = s.session_id)"                \
+#define SESSION_SELECT                                                                             \
+	"SELECT s.session_id, s.started_at, s.completed_at, s.stop_reason,"                        \
+	" coalesce(s.supervisor_pid, 0), coalesce(s.settings_json, '{}'),"                         \
+	" coalesce(s.state_json, '{}'),"                                                           \
+	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id),"                    \
+	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id"                      \
+	"   AND a.ended_at IS NULL),"                                                              \
+	" (SELECT count(*) FROM drain_session_results r WHERE r.session_id = s.session_id),"       \
+	" (SELECT coalesce(sum(r.success != 0), 0) FROM drain_session_results r"                   \
+	"   WHERE r.session_id = s.session_id),"                                                   \
+	" (SELECT coalesce(sum(r.telemetry_events_collected), 0)"                                  \
+	"   FROM drain_session_results r WHERE r.session_id = s.session_id)"                       \
 	" FROM drain_sessions s"
 
 /* Copy a text column, or NULL. */
@@ -50,12 +50,12 @@ static void session_from_row(sqlite3_stmt *q, struct store_session *s)
 }
 
 /* List every session, newest first. */
-int store_session_list(struct store *st, struct store_session **out, size_t *n,
-    struct store_err *err)
+int store_session_list(
+    struct store *st, struct store_session **out, size_t *n, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db, SESSION_SELECT
-	    " ORDER BY s.started_at DESC, s.rowid DESC", -1, &q, NULL);
+	int rc = sqlite3_prepare_v2(
+	    st->db, SESSION_SELECT " ORDER BY s.started_at DESC, s.rowid DESC", -1, &q, NULL);
 
 	*out = NULL;
 	*n = 0;
@@ -77,13 +77,14 @@ int store_session_list(struct store *st, struct store_session **out, size_t *n,
 }
 
 /* Read one session, or the newest. */
-int store_session_get(struct store *st, const char *id, struct store_session *out,
-    struct store_err *err)
+int store_session_get(
+    struct store *st, const char *id, struct store_session *out, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db, id != NULL ?
-	    SESSION_SELECT " WHERE s.session_id = ?1" :
-	    SESSION_SELECT " ORDER BY s.started_at DESC, s.rowid DESC LIMIT 1", -1, &q, NULL);
+	int rc = sqlite3_prepare_v2(st->db,
+	    id != NULL ? SESSION_SELECT " WHERE s.session_id = ?1" :
+	                 SESSION_SELECT " ORDER BY s.started_at DESC, s.rowid DESC LIMIT 1",
+	    -1, &q, NULL);
 
 	memset(out, 0, sizeof *out);
 	if (rc == SQLITE_OK) {
@@ -94,11 +95,15 @@ int store_session_get(struct store *st, const char *id, struct store_session *ou
 	if (rc == SQLITE_ROW)
 		session_from_row(q, out);
 	else if (rc == SQLITE_DONE && id != NULL)
-		store_fail(err, STORE_EINVAL, "%s: no drain session \"%s\" (autopack-ctl session "
-		    "list shows them)", st->path, id);
+		store_fail(err, STORE_EINVAL,
+		    "%s: no drain session \"%s\" (autopack-ctl session "
+		    "list shows them)",
+		    st->path, id);
 	else if (rc == SQLITE_DONE)
-		store_fail(err, STORE_EINVAL, "%s: no drain sessions yet (a supervisor run "
-		    "records one)", st->path);
+		store_fail(err, STORE_EINVAL,
+		    "%s: no drain sessions yet (a supervisor run "
+		    "records one)",
+		    st->path);
 	else
 		store_fail(err, STORE_EIO, "%s: reading drain sessions: %s", st->path,
 		    sqlite3_errmsg(st->db));
@@ -109,8 +114,8 @@ int store_session_get(struct store *st, const char *id, struct store_session *ou
 }
 
 /* Read the results of a session in attempt order. */
-int store_session_results(struct store *st, const char *id,
-    struct store_session_result **out, size_t *n, struct store_err *err)
+int store_session_results(struct store *st, const char *id, struct store_session_result **out,
+    size_t *n, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db,
@@ -118,7 +123,8 @@ int store_session_results(struct store *st, const char *id,
 	    " coalesce(r.telemetry_events_collected, 0), r.telemetry_yield_per_minute,"
 	    " r.reached_llm_boundary, r.failure_fingerprint, r.zero_yield_reason"
 	    " FROM drain_session_results r LEFT JOIN attempts a ON a.attempt_id = r.attempt_id"
-	    " WHERE r.session_id = ?1 ORDER BY r.attempt_id", -1, &q, NULL);
+	    " WHERE r.session_id = ?1 ORDER BY r.attempt_id",
+	    -1, &q, NULL);
 
 	*out = NULL;
 	*n = 0;
@@ -134,10 +140,12 @@ int store_session_results(struct store *st, const char *id,
 		r->outcome = session_text(q, 2);
 		r->success = sqlite3_column_int(q, 3) != 0;
 		r->timeout = r->outcome != NULL && strcmp(r->outcome, "timeout") == 0;
-		r->duration_s = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 :
+		r->duration_s = sqlite3_column_type(q, 4) == SQLITE_NULL ?
+		    -1 :
 		    sqlite3_column_double(q, 4);
 		r->events = sqlite3_column_int64(q, 5);
-		r->yield_per_min = sqlite3_column_type(q, 6) == SQLITE_NULL ? -1 :
+		r->yield_per_min = sqlite3_column_type(q, 6) == SQLITE_NULL ?
+		    -1 :
 		    sqlite3_column_double(q, 6);
 		r->boundary = sqlite3_column_int(q, 7) != 0;
 		r->fingerprint = session_text(q, 8);

@@ -34,7 +34,7 @@ struct store_session {
 struct store_session_result {
 	char *run_id;
 	char *phase_id;
-	char *outcome;           /* attempts.outcome: success, failed, timeout, dry_run, ... */
+	char *outcome; /* attempts.outcome: success, failed, timeout, dry_run, ... */
 	bool success;
 	bool timeout;            /* outcome "timeout" */
 	double duration_s;       /* -1 if unknown */
@@ -48,35 +48,35 @@ struct store_session_result {
 /* Results of one run in a session. */
 struct store_session_run {
 	char *run_id;
-	bool stopped;            /* listed in state_json stopped_runs */
+	bool stopped; /* listed in state_json stopped_runs */
 	int64_t total, succeeded, timeouts, events;
 };
 
 /* A recommendation of analyze_batch_session. */
 struct store_session_rec {
-	const char *id;          /* timeouts_high, timeouts_low, yield_low, yield_good, ... */
+	const char *id; /* timeouts_high, timeouts_low, yield_low, yield_good, ... */
 	char *text;
 };
 
 /* The summary of a session, computed from its results and state (facts §4.9, §9). */
 struct store_session_summary {
 	int64_t processed, succeeded, failed, timeouts;
-	double success_pct;            /* 0 with nothing processed */
+	double success_pct; /* 0 with nothing processed */
 	double timeout_pct;
-	int64_t events;                /* Σ telemetry events */
-	int64_t with_events;           /* results with at least one event */
+	int64_t events;      /* Σ telemetry events */
+	int64_t with_events; /* results with at least one event */
 	double events_per_phase;
-	double minutes_non_timeout;    /* Σ duration of non-timeout results, minutes */
-	double overall_yield;          /* events ÷ minutes_non_timeout; -1 if no minutes */
+	double minutes_non_timeout; /* Σ duration of non-timeout results, minutes */
+	double overall_yield;       /* events ÷ minutes_non_timeout; -1 if no minutes */
 	double yield_median, yield_p90, yield_max; /* per result, no events = 0; -1 if none */
-	struct store_counts zero_yield;        /* per reason, most first */
+	struct store_counts zero_yield;            /* per reason, most first */
 	int64_t boundary_hits;
 	int64_t unique_fingerprints;
-	struct store_counts top_fingerprints;  /* at most 5, most first */
-	struct store_session_run *runs;        /* ordered by run id */
+	struct store_counts top_fingerprints; /* at most 5, most first */
+	struct store_session_run *runs;       /* ordered by run id */
 	size_t n_runs;
-	int64_t runs_stopped;                  /* runs of this session in stopped_runs */
-	json_t *state;                         /* state_json parsed; an object, maybe empty */
+	int64_t runs_stopped; /* runs of this session in stopped_runs */
+	json_t *state;        /* state_json parsed; an object, maybe empty */
 	struct store_session_rec *recs;
 	size_t n_recs;
 };
@@ -84,19 +84,19 @@ struct store_session_summary {
 #define STORE_SESSION_TOP_FINGERPRINTS 5
 
 /* List every drain session, newest first. */
-int store_session_list(struct store *st, struct store_session **out, size_t *n,
-    struct store_err *err);
+int store_session_list(
+    struct store *st, struct store_session **out, size_t *n, struct store_err *err);
 /* Read session `id`, or the newest with id NULL. A missing id (or no session at all)
  * is STORE_EINVAL with a message naming it. */
-int store_session_get(struct store *st, const char *id, struct store_session *out,
-    struct store_err *err);
+int store_session_get(
+    struct store *st, const char *id, struct store_session *out, struct store_err *err);
 /* Read the results of session `id` in attempt order. */
-int store_session_results(struct store *st, const char *id,
-    struct store_session_result **out, size_t *n, struct store_err *err);
+int store_session_results(struct store *st, const char *id, struct store_session_result **out,
+    size_t *n, struct store_err *err);
 
 /* Compute the summary of session `s` from its results. */
-void store_session_summarize(const struct store_session *s,
-    const struct store_session_result *r, size_t n, struct store_session_summary *sum);
+void store_session_summarize(const struct store_session *s, const struct store_session_result *r,
+    size_t n, struct store_session_summary *sum);
 
 void store_session_free(struct store_session *s);
 void store_session_list_free(struct store_session *list, size_t n);

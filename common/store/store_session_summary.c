@@ -70,7 +70,8 @@ static bool summary_json_has(json_t *arr, const char *s)
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
 			return true;
 	}
@@ -78,8 +79,7 @@ static bool summary_json_has(json_t *arr, const char *s)
 }
 
 /* Return the entry of run `id`, appending it if absent. */
-static struct store_session_run *summary_run(struct store_session_summary *sum,
-    const char *id)
+static struct store_session_run *summary_run(struct store_session_summary *sum, const char *id)
 {
 	struct store_session_run *r;
 
@@ -103,8 +103,8 @@ static void summary_rec(struct store_session_summary *sum, const char *id, char 
 }
 
 /* Median, nearest-rank 90th percentile and maximum of the per-result yields. */
-static void summary_yields(const struct store_session_result *r, size_t n,
-    struct store_session_summary *sum)
+static void summary_yields(
+    const struct store_session_result *r, size_t n, struct store_session_summary *sum)
 {
 	double *y;
 
@@ -127,28 +127,35 @@ static void summary_recommend(struct store_session_summary *sum)
 	if (sum->processed == 0)
 		return;
 	if (sum->timeout_pct > 30)
-		summary_rec(sum, "timeouts_high", xasprintf("timeouts are frequent (%.1f%% of "
-		    "phases): try --phase-timeout-seconds 1200", sum->timeout_pct));
+		summary_rec(sum, "timeouts_high",
+		    xasprintf("timeouts are frequent (%.1f%% of "
+		              "phases): try --phase-timeout-seconds 1200",
+		        sum->timeout_pct));
 	else if (sum->timeout_pct < 10)
-		summary_rec(sum, "timeouts_low", xasprintf("few timeouts (%.1f%% of phases): "
-		    "--phase-timeout-seconds 600 would stop stuck phases sooner",
-		    sum->timeout_pct));
+		summary_rec(sum, "timeouts_low",
+		    xasprintf("few timeouts (%.1f%% of phases): "
+		              "--phase-timeout-seconds 600 would stop stuck phases sooner",
+		        sum->timeout_pct));
 	if (sum->events_per_phase < 1)
-		summary_rec(sum, "yield_low", xasprintf("low yield: %.2f telemetry events per "
-		    "phase; check the LLM settings and the top fingerprints",
-		    sum->events_per_phase));
+		summary_rec(sum, "yield_low",
+		    xasprintf("low yield: %.2f telemetry events per "
+		              "phase; check the LLM settings and the top fingerprints",
+		        sum->events_per_phase));
 	else if (sum->events_per_phase > 5)
-		summary_rec(sum, "yield_good", xasprintf("good yield: %.2f telemetry events per "
-		    "phase", sum->events_per_phase));
+		summary_rec(sum, "yield_good",
+		    xasprintf("good yield: %.2f telemetry events per "
+		              "phase",
+		        sum->events_per_phase));
 	if (sum->n_runs > 0 && sum->runs_stopped * 2 > (int64_t)sum->n_runs)
-		summary_rec(sum, "runs_stopped", xasprintf("%lld of %zu runs were stopped by "
-		    "repeating fingerprints: try --max-fingerprint-repeats 5",
-		    (long long)sum->runs_stopped, sum->n_runs));
+		summary_rec(sum, "runs_stopped",
+		    xasprintf("%lld of %zu runs were stopped by "
+		              "repeating fingerprints: try --max-fingerprint-repeats 5",
+		        (long long)sum->runs_stopped, sum->n_runs));
 }
 
 /* Compute every figure of the summary. */
-void store_session_summarize(const struct store_session *s,
-    const struct store_session_result *r, size_t n, struct store_session_summary *sum)
+void store_session_summarize(const struct store_session *s, const struct store_session_result *r,
+    size_t n, struct store_session_summary *sum)
 {
 	struct store_counts fps = { 0 };
 	json_t *stopped;
@@ -187,7 +194,8 @@ void store_session_summarize(const struct store_session *s,
 		sum->events_per_phase = (double)sum->events / (double)sum->processed;
 	}
 	sum->overall_yield = sum->minutes_non_timeout > 0 ?
-	    (double)sum->events / sum->minutes_non_timeout : -1;
+	    (double)sum->events / sum->minutes_non_timeout :
+	    -1;
 	summary_yields(r, n, sum);
 	summary_counts_sort(&sum->zero_yield);
 	summary_counts_sort(&fps);

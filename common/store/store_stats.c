@@ -6,7 +6,13 @@
 
 /* Every PhaseState, in the order db check prints them. */
 static const char *const store_phase_states[] = {
-	"QUEUED", "EXECUTING", "GATE", "CI_RUNNING", "COMPLETE", "FAILED", "SKIPPED",
+	"QUEUED",
+	"EXECUTING",
+	"GATE",
+	"CI_RUNNING",
+	"COMPLETE",
+	"FAILED",
+	"SKIPPED",
 };
 
 /* Append (key, n) to the list. */
@@ -51,8 +57,8 @@ static int store_counts_query(struct store *st, const char *sql, const char *nul
 	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
 		const unsigned char *k = sqlite3_column_text(q, 0);
 
-		store_counts_bump(c, k != NULL ? (const char *)k : null_key,
-		    sqlite3_column_int64(q, 1));
+		store_counts_bump(
+		    c, k != NULL ? (const char *)k : null_key, sqlite3_column_int64(q, 1));
 		rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_DONE)
@@ -93,36 +99,47 @@ static int store_per_run_read(struct store *st, struct store_stats *s, struct st
 }
 
 /* Read the telemetry totals. */
-static int store_telemetry_read(struct store *st, struct store_stats *s,
-    struct store_err *err)
+static int store_telemetry_read(struct store *st, struct store_stats *s, struct store_err *err)
 {
 	int rc;
 
-	rc = store_query_int(st->db, "SELECT count(*) FROM token_estimation_v2_events",
-	    &s->v2_total, err);
+	rc = store_query_int(
+	    st->db, "SELECT count(*) FROM token_estimation_v2_events", &s->v2_total, err);
 	if (rc == 0)
-		rc = store_query_int(st->db, "SELECT count(*) FROM token_estimation_v2_events "
-		    "WHERE success != 0", &s->v2_success, err);
+		rc = store_query_int(st->db,
+		    "SELECT count(*) FROM token_estimation_v2_events "
+		    "WHERE success != 0",
+		    &s->v2_success, err);
 	if (rc == 0)
-		rc = store_query_int(st->db, "SELECT count(*) FROM token_estimation_v2_events "
-		    "WHERE truncated != 0", &s->v2_truncated, err);
+		rc = store_query_int(st->db,
+		    "SELECT count(*) FROM token_estimation_v2_events "
+		    "WHERE truncated != 0",
+		    &s->v2_truncated, err);
 	if (rc == 0)
-		rc = store_counts_query(st, "SELECT category, count(*) FROM "
+		rc = store_counts_query(st,
+		    "SELECT category, count(*) FROM "
 		    "token_estimation_v2_events WHERE success != 0 GROUP BY category "
-		    "ORDER BY count(*) DESC, category", "(none)", &s->v2_by_category, err);
+		    "ORDER BY count(*) DESC, category",
+		    "(none)", &s->v2_by_category, err);
 	if (rc == 0)
-		rc = store_counts_query(st, "SELECT complexity, count(*) FROM "
+		rc = store_counts_query(st,
+		    "SELECT complexity, count(*) FROM "
 		    "token_estimation_v2_events WHERE success != 0 GROUP BY complexity "
-		    "ORDER BY count(*) DESC, complexity", "(none)", &s->v2_by_complexity, err);
+		    "ORDER BY count(*) DESC, complexity",
+		    "(none)", &s->v2_by_complexity, err);
 	if (rc == 0)
-		rc = store_query_int(st->db, "SELECT count(*) FROM llm_usage_events",
-		    &s->usage_total, err);
+		rc = store_query_int(
+		    st->db, "SELECT count(*) FROM llm_usage_events", &s->usage_total, err);
 	if (rc == 0)
-		rc = store_query_int(st->db, "SELECT count(*) FROM llm_usage_events "
-		    "WHERE status != 'ok'", &s->usage_failed, err);
+		rc = store_query_int(st->db,
+		    "SELECT count(*) FROM llm_usage_events "
+		    "WHERE status != 'ok'",
+		    &s->usage_failed, err);
 	if (rc == 0)
-		rc = store_query_int(st->db, "SELECT coalesce(sum(total_tokens), 0) FROM "
-		    "llm_usage_events", &s->usage_tokens, err);
+		rc = store_query_int(st->db,
+		    "SELECT coalesce(sum(total_tokens), 0) FROM "
+		    "llm_usage_events",
+		    &s->usage_tokens, err);
 	return rc;
 }
 
@@ -138,11 +155,15 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 	if (rc == 0)
 		rc = store_query_int(st->db, "SELECT count(*) FROM phases", &s->phases, err);
 	if (rc == 0)
-		rc = store_counts_query(st, "SELECT state, count(*) FROM phases GROUP BY state "
-		    "ORDER BY state", "(null)", &s->phase_states, err);
+		rc = store_counts_query(st,
+		    "SELECT state, count(*) FROM phases GROUP BY state "
+		    "ORDER BY state",
+		    "(null)", &s->phase_states, err);
 	if (rc == 0)
-		rc = store_counts_query(st, "SELECT state, count(*) FROM runs GROUP BY state "
-		    "ORDER BY count(*) DESC, state", "(null)", &s->run_states, err);
+		rc = store_counts_query(st,
+		    "SELECT state, count(*) FROM runs GROUP BY state "
+		    "ORDER BY count(*) DESC, state",
+		    "(null)", &s->run_states, err);
 	if (rc == 0)
 		rc = store_per_run_read(st, s, err);
 	if (rc == 0)

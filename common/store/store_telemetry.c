@@ -7,22 +7,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TELEM_SELECT                                                                       \
-	"SELECT run_id, phase_id, timestamp, category, complexity, deliverable_count, "    \
-	"predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, " \
-	"success, truncated, stop_reason, model, estimator_version "                      \
+#define TELEM_SELECT                                                                               \
+	"SELECT run_id, phase_id, timestamp, category, complexity, deliverable_count, "            \
+	"predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "      \
+	"success, truncated, stop_reason, model, estimator_version "                               \
 	"FROM token_estimation_v2_events"
 
 /* Columns exported as booleans. */
 static const char *const telem_bool_cols[] = {
-	"success", "truncated", "is_truncated_output", "underestimated",
-	"api_reference_required", "examples_required", "research_required",
-	"usage_guide_required", "is_sot_file",
+	"success",
+	"truncated",
+	"is_truncated_output",
+	"underestimated",
+	"api_reference_required",
+	"examples_required",
+	"research_required",
+	"usage_guide_required",
+	"is_sot_file",
 };
 
 /* Prepare `select` with the filter's run ids as a WHERE clause, ordered by event. */
-static int telem_prepare(struct store *st, const char *select,
-    const struct store_telem_filter *f, sqlite3_stmt **q, struct store_err *err)
+static int telem_prepare(struct store *st, const char *select, const struct store_telem_filter *f,
+    sqlite3_stmt **q, struct store_err *err)
 {
 	size_t len = strlen(select) + 64 + 3 * f->n_run_ids;
 	char *sql = xmalloc(len);
@@ -85,7 +91,8 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 		s->predicted = sqlite3_column_int64(q, 6);
 		s->actual = sqlite3_column_int64(q, 7);
 		s->selected_budget = sqlite3_column_int64(q, 8);
-		s->actual_max_tokens = sqlite3_column_type(q, 9) == SQLITE_NULL ? -1 :
+		s->actual_max_tokens = sqlite3_column_type(q, 9) == SQLITE_NULL ?
+		    -1 :
 		    sqlite3_column_int64(q, 9);
 		s->success = sqlite3_column_int(q, 10) != 0;
 		s->truncated = sqlite3_column_int(q, 11) != 0;
@@ -94,8 +101,8 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 		s->estimator_version = sqlite3_column_int64(q, 14);
 	}
 	if (rc != SQLITE_DONE) {
-		store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s",
-		    st->path, sqlite3_errmsg(st->db));
+		store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s", st->path,
+		    sqlite3_errmsg(st->db));
 		telem_samples_free(out);
 	}
 	sqlite3_finalize(q);
@@ -104,26 +111,25 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 
 /* Run one prepared statement to completion with its bound values; STORE_EIO naming
  * `what` on failure. */
-static int telem_step(struct store *st, sqlite3_stmt *q, const char *what,
-    struct store_err *err)
+static int telem_step(struct store *st, sqlite3_stmt *q, const char *what, struct store_err *err)
 {
 	int rc = sqlite3_step(q);
 
 	if (rc != SQLITE_DONE)
-		return store_fail(err, STORE_EIO, "%s: %s: %s", st->path, what,
-		    sqlite3_errmsg(st->db));
+		return store_fail(
+		    err, STORE_EIO, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
 	return 0;
 }
 
 /* Prepare a statement or fail naming `what`. */
-static int telem_prep(struct store *st, const char *sql, sqlite3_stmt **q, const char *what,
-    struct store_err *err)
+static int telem_prep(
+    struct store *st, const char *sql, sqlite3_stmt **q, const char *what, struct store_err *err)
 {
 	if (sqlite3_prepare_v2(st->db, sql, -1, q, NULL) != SQLITE_OK)
-		return store_fail(err, STORE_EIO, "%s: %s: %s", st->path, what,
-		    sqlite3_errmsg(st->db));
+		return store_fail(
+		    err, STORE_EIO, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
 	return 0;
 }
 
@@ -133,9 +139,10 @@ static int telem_import_run(struct store *st, const char *run_id, const char *so
 {
 	sqlite3_stmt *q = NULL;
 	char *goal = xasprintf("Token-estimation samples imported from %s", source);
-	int rc = telem_prep(st, "INSERT INTO runs (id, state, goal_anchor, created_at, "
-	    "updated_at, completed_at) VALUES (?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3)", &q,
-	    "writing the run", err);
+	int rc = telem_prep(st,
+	    "INSERT INTO runs (id, state, goal_anchor, created_at, "
+	    "updated_at, completed_at) VALUES (?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3)",
+	    &q, "writing the run", err);
 
 	if (rc == 0) {
 		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
@@ -146,10 +153,11 @@ static int telem_import_run(struct store *st, const char *run_id, const char *so
 	sqlite3_finalize(q);
 	q = NULL;
 	if (rc == 0)
-		rc = telem_prep(st, "INSERT INTO tiers (tier_id, run_id, tier_index, name, "
+		rc = telem_prep(st,
+		    "INSERT INTO tiers (tier_id, run_id, tier_index, name, "
 		    "description, state, created_at, updated_at) VALUES ('imported', ?1, 0, "
-		    "'Imported telemetry samples', ?2, 'COMPLETE', ?3, ?3)", &q,
-		    "writing the tier", err);
+		    "'Imported telemetry samples', ?2, 'COMPLETE', ?3, ?3)",
+		    &q, "writing the tier", err);
 	if (rc == 0) {
 		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(q, 2, goal, -1, SQLITE_STATIC);
@@ -172,15 +180,15 @@ static char *telem_phase_id(size_t index, const char *category, const char *comp
 		id[128] = '\0';
 	for (char *p = id; *p != '\0'; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+		        (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
 			*p = '-';
 	return id;
 }
 
 /* Insert the phase row of one group: id `id`, the group of sample x. */
 static int telem_insert_phase(struct store *st, sqlite3_stmt *q, const char *run_id,
-    int64_t tier_row, int64_t index, const char *id, const struct telem_sample *x,
-    const char *now, struct store_err *err)
+    int64_t tier_row, int64_t index, const char *id, const struct telem_sample *x, const char *now,
+    struct store_err *err)
 {
 	char *name = xasprintf("%s/%s samples", x->category, x->complexity);
 	int rc;
@@ -201,11 +209,12 @@ static int telem_insert_phase(struct store *st, sqlite3_stmt *q, const char *run
 /* Write one COMPLETE phase per distinct (category, complexity); phase_of[i] receives
  * the index into ids[] (heap strings) of sample i's phase. */
 static int telem_import_phases(struct store *st, const char *run_id, int64_t tier_row,
-    const struct telem_samples *s, const char *now, size_t *phase_of, char **ids,
-    size_t *n_phases, struct store_err *err)
+    const struct telem_samples *s, const char *now, size_t *phase_of, char **ids, size_t *n_phases,
+    struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = telem_prep(st, "INSERT INTO phases (phase_id, run_id, tier_id, phase_index, "
+	int rc = telem_prep(st,
+	    "INSERT INTO phases (phase_id, run_id, tier_id, phase_index, "
 	    "name, description, state, task_category, complexity, scope, created_at, "
 	    "updated_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, 'Samples imported from "
 	    "another system', 'COMPLETE', ?6, ?7, "
@@ -227,8 +236,8 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
 		}
 		phase_of[i] = *n_phases;
 		ids[*n_phases] = telem_phase_id(*n_phases, x->category, x->complexity);
-		rc = telem_insert_phase(st, q, run_id, tier_row, (int64_t)*n_phases,
-		    ids[*n_phases], x, now, err);
+		rc = telem_insert_phase(
+		    st, q, run_id, tier_row, (int64_t)*n_phases, ids[*n_phases], x, now, err);
 		(*n_phases)++;
 	}
 	sqlite3_finalize(q);
@@ -236,17 +245,18 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
 }
 
 /* Write one event per sample. */
-static int telem_import_events(struct store *st, const char *run_id,
-    const struct telem_samples *s, const char *now, const size_t *phase_of, char **ids,
-    struct store_err *err)
+static int telem_import_events(struct store *st, const char *run_id, const struct telem_samples *s,
+    const char *now, const size_t *phase_of, char **ids, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = telem_prep(st, "INSERT INTO token_estimation_v2_events (run_id, phase_id, "
+	int rc = telem_prep(st,
+	    "INSERT INTO token_estimation_v2_events (run_id, phase_id, "
 	    "timestamp, created_at, category, complexity, deliverable_count, deliverables_json, "
 	    "predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "
 	    "success, truncated, is_truncated_output, stop_reason, model, smape_percent, "
 	    "waste_ratio, underestimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '[]', ?8, ?9, "
-	    "?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)", &q, "writing an event", err);
+	    "?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)",
+	    &q, "writing an event", err);
 
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
 		const struct telem_sample *x = &s->v[i];
@@ -301,13 +311,15 @@ int store_telemetry_import(struct store *st, const char *run_id, const char *sou
 	rc = store_query_int(st->db, sql, &exists, err);
 	sqlite3_free(sql);
 	if (rc == 0 && exists)
-		rc = store_fail(err, STORE_EEXIST, "run %s already exists in %s; nothing was "
-		    "imported (choose another run id with --run-id)", run_id, st->url);
+		rc = store_fail(err, STORE_EEXIST,
+		    "run %s already exists in %s; nothing was "
+		    "imported (choose another run id with --run-id)",
+		    run_id, st->url);
 	if (rc == 0)
 		rc = telem_import_run(st, run_id, source, now, &tier_row, err);
 	if (rc == 0)
-		rc = telem_import_phases(st, run_id, tier_row, s, now, phase_of, ids, &n_phases,
-		    err);
+		rc = telem_import_phases(
+		    st, run_id, tier_row, s, now, phase_of, ids, &n_phases, err);
 	if (rc == 0)
 		rc = telem_import_events(st, run_id, s, now, phase_of, ids, err);
 	if (rc == 0)
@@ -366,16 +378,13 @@ static json_t *telem_row_json(sqlite3_stmt *q)
 		switch (sqlite3_column_type(q, i)) {
 		case SQLITE_INTEGER:
 			v = telem_is_bool_col(name) ? json_boolean(sqlite3_column_int64(q, i)) :
-			    json_integer(sqlite3_column_int64(q, i));
+			                              json_integer(sqlite3_column_int64(q, i));
 			break;
-		case SQLITE_FLOAT:
-			v = json_real(sqlite3_column_double(q, i));
-			break;
+		case SQLITE_FLOAT: v = json_real(sqlite3_column_double(q, i)); break;
 		case SQLITE_TEXT:
 			v = telem_json_text(sqlite3_column_text(q, i), sqlite3_column_bytes(q, i));
 			break;
-		default:
-			v = json_null();
+		default: v = json_null();
 		}
 		json_object_set_new(o, name, v);
 	}

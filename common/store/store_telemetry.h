@@ -17,9 +17,9 @@ struct store_telem_filter {
 
 /* What an import wrote. */
 struct store_telem_import {
-	size_t samples;     /* token_estimation_v2 events */
-	size_t phases;      /* one per distinct (category, complexity) */
-	size_t clean;       /* samples calibration can use */
+	size_t samples; /* token_estimation_v2 events */
+	size_t phases;  /* one per distinct (category, complexity) */
+	size_t clean;   /* samples calibration can use */
 };
 
 /* Read the events the filter selects, in event order, into `out`. */

@@ -39,8 +39,11 @@ static void send_msg(const struct proto_msg *m)
 
 int main(void)
 {
-	long nevents = getenv("AUTOPACK_BENCH_EVENTS") ? atol(getenv("AUTOPACK_BENCH_EVENTS")) : 100;
-	long sleep_ms = getenv("AUTOPACK_BENCH_SLEEP_MS") ? atol(getenv("AUTOPACK_BENCH_SLEEP_MS")) : 0;
+	long nevents = getenv("AUTOPACK_BENCH_EVENTS") ? atol(getenv("AUTOPACK_BENCH_EVENTS")) :
+	                                                 100;
+	long sleep_ms = getenv("AUTOPACK_BENCH_SLEEP_MS") ?
+	    atol(getenv("AUTOPACK_BENCH_SLEEP_MS")) :
+	    0;
 	struct proto_reader rd;
 	struct proto_err err;
 	struct proto_msg m = { .type = PROTO_HELLO };
@@ -70,14 +73,21 @@ int main(void)
 
 				for (i = 1; i <= nevents; i++) {
 					e.u.event = (struct proto_event){
-						.db_uuid = m.u.job.db_uuid, .attempt_id = m.u.job.attempt_id,
-						.seq = (uint64_t)i, .kind = PROTO_EV_LLM_USAGE,
+						.db_uuid = m.u.job.db_uuid,
+						.attempt_id = m.u.job.attempt_id,
+						.seq = (uint64_t)i,
+						.kind = PROTO_EV_LLM_USAGE,
 					};
 					e.u.event.body.usage = (struct proto_usage){
-						.provider = "anthropic", .model = "claude-sonnet-4-5",
-						.role = "builder", .prompt_tokens = 1200 + i,
-						.completion_tokens = 800 + i, .total_tokens = 2000 + 2 * i,
-						.latency_ms = 900, .http_status = 200, .try_number = 1,
+						.provider = "anthropic",
+						.model = "claude-sonnet-4-5",
+						.role = "builder",
+						.prompt_tokens = 1200 + i,
+						.completion_tokens = 800 + i,
+						.total_tokens = 2000 + 2 * i,
+						.latency_ms = 900,
+						.http_status = 200,
+						.try_number = 1,
 					};
 					send_msg(&e);
 				}
@@ -88,11 +98,14 @@ int main(void)
 					hb.u.heartbeat.attempt_id = m.u.job.attempt_id;
 					send_msg(&hb);
 					flush_out();
-					poll(NULL, 0, (int)(sleep_ms - i < 500 ? sleep_ms - i : 500));
+					poll(NULL, 0,
+					    (int)(sleep_ms - i < 500 ? sleep_ms - i : 500));
 				}
 				r.u.result = (struct proto_result){
-					.db_uuid = m.u.job.db_uuid, .attempt_id = m.u.job.attempt_id,
-					.final_seq = (uint64_t)nevents, .outcome = "dry_run",
+					.db_uuid = m.u.job.db_uuid,
+					.attempt_id = m.u.job.attempt_id,
+					.final_seq = (uint64_t)nevents,
+					.outcome = "dry_run",
 					.duration_ms = sleep_ms,
 				};
 				send_msg(&r);

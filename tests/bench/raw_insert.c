@@ -27,21 +27,27 @@ int main(int argc, char **argv)
 	snprintf(sync, sizeof sync, "PRAGMA synchronous=%s", argv[4]);
 	sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
 	sqlite3_exec(db, sync, NULL, NULL, NULL);
-	sqlite3_exec(db, "INSERT INTO drain_sessions(session_id, started_at) VALUES ('raw', 'x');"
+	sqlite3_exec(db,
+	    "INSERT INTO drain_sessions(session_id, started_at) VALUES ('raw', 'x');"
 	    "INSERT INTO runs(id, created_at, updated_at) VALUES ('raw', 'x', 'x');"
 	    "INSERT INTO tiers(id, tier_id, run_id, tier_index, name, created_at, updated_at)"
 	    " VALUES (999999, 'T', 'raw', 0, 't', 'x', 'x');"
 	    "INSERT INTO phases(phase_id, run_id, tier_id, phase_index, name, created_at,"
 	    " updated_at) VALUES ('raw', 'raw', 999999, 0, 'p', 'x', 'x');"
 	    "INSERT INTO attempts(attempt_id, run_id, phase_id, attempt_number, started_at)"
-	    " VALUES (999999, 'raw', 'raw', 1, 'x');", NULL, NULL, NULL);
-	sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO events (attempt_id, seq, kind, created_at)"
-	    " VALUES (999999, ?1, 'llm_usage', ?2)", -1, &ev, NULL);
-	sqlite3_prepare_v2(db, "INSERT INTO llm_usage_events (provider, model, run_id, phase_id,"
+	    " VALUES (999999, 'raw', 'raw', 1, 'x');",
+	    NULL, NULL, NULL);
+	sqlite3_prepare_v2(db,
+	    "INSERT OR IGNORE INTO events (attempt_id, seq, kind, created_at)"
+	    " VALUES (999999, ?1, 'llm_usage', ?2)",
+	    -1, &ev, NULL);
+	sqlite3_prepare_v2(db,
+	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id,"
 	    " role, total_tokens, prompt_tokens, completion_tokens, created_at, attempt_id, seq,"
 	    " status, http_status, latency_ms, try_number) VALUES ('anthropic',"
 	    " 'claude-sonnet-4-5', 'raw', 'raw', 'builder', ?1, ?2, ?3, ?4, 999999, ?5, 'ok', 200,"
-	    " 900, 1)", -1, &us, NULL);
+	    " 900, 1)",
+	    -1, &us, NULL);
 	t0 = clock_mono_ms();
 	for (i = 1; i <= n; i++) {
 		char now[32];

@@ -110,10 +110,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fail("split feed", "one-piece and split feeds disagree on failure");
 	if (whole.count > split.count || whole.frames.len > split.frames.len ||
 	    (whole.frames.len > 0 &&
-		memcmp(whole.frames.data, split.frames.data, whole.frames.len) != 0))
+	        memcmp(whole.frames.data, split.frames.data, whole.frames.len) != 0))
 		fail("split feed", "one-piece frames are not a prefix of the split frames");
-	if (!whole.failed && (whole.count != split.count ||
-	    whole.frames.len != split.frames.len))
+	if (!whole.failed && (whole.count != split.count || whole.frames.len != split.frames.len))
 		fail("split feed", "one-piece and split feeds yield different frames");
 	proto_buf_free(&whole.frames);
 	proto_buf_free(&split.frames);

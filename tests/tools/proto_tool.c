@@ -15,15 +15,15 @@
 #include "tests/unit/proto_samples.h"
 
 static const char usage[] =
-	"usage: proto-tool recode [--max BYTES]\n"
-	"       proto-tool samples min|typical|max\n"
-	"       proto-tool corpus DIR\n"
-	"\n"
-	"recode   read frames on stdin, decode each strictly, pack it again to stdout;\n"
-	"         a refused frame prints its reason on stderr and exits 1\n"
-	"samples  write every sample message of one variant as frames to stdout\n"
-	"corpus   write the fuzzer's seed corpus (one file per message type, plus\n"
-	"         malformed streams) into DIR\n";
+    "usage: proto-tool recode [--max BYTES]\n"
+    "       proto-tool samples min|typical|max\n"
+    "       proto-tool corpus DIR\n"
+    "\n"
+    "recode   read frames on stdin, decode each strictly, pack it again to stdout;\n"
+    "         a refused frame prints its reason on stderr and exits 1\n"
+    "samples  write every sample message of one variant as frames to stdout\n"
+    "corpus   write the fuzzer's seed corpus (one file per message type, plus\n"
+    "         malformed streams) into DIR\n";
 
 /* Write all n bytes to fd; returns 0 or -errno. */
 static int write_all(int fd, const void *p, size_t n)
@@ -151,13 +151,21 @@ static const struct {
 	const char *bytes;
 } malformed[] = {
 	{ "bad-oversize-header", 8, "\x7f\xff\xff\xff\x80\x80\x80\x80" },
-	{ "bad-huge-array", 21, "\x00\x00\x00\x11\x83\xa1v\x01\xa1t\xa3" "ack\xa1x\xdd\xff\xff\xff\xff" },
+	{ "bad-huge-array", 21,
+	    "\x00\x00\x00\x11\x83\xa1v\x01\xa1t\xa3"
+	    "ack\xa1x\xdd\xff\xff\xff\xff" },
 	{ "bad-huge-map", 9, "\x00\x00\x00\x05\xdf\xff\xff\xff\xff" },
 	{ "bad-deep-nesting", 14, "\x00\x00\x00\x0a\x81\xa1x\x91\x91\x91\x91\x91\x91\x00" },
 	{ "bad-unknown-type", 15, "\x00\x00\x00\x0b\x82\xa1v\x01\xa1t\xa4nope" },
-	{ "bad-version", 14, "\x00\x00\x00\x0a\x82\xa1v\x02\xa1t\xa3" "ack" },
+	{ "bad-version", 14,
+	    "\x00\x00\x00\x0a\x82\xa1v\x02\xa1t\xa3"
+	    "ack" },
 	{ "bad-truncated", 10, "\x00\x00\x00\x06\x83\xa1v\x01\xa1t" },
-	{ "bad-mistyped", 25, "\x00\x00\x00\x15\x84\xa1v\x01\xa1t\xa3" "ack\xa3" "att\xa1" "1\xa3seq\x01" },
+	{ "bad-mistyped", 25,
+	    "\x00\x00\x00\x15\x84\xa1v\x01\xa1t\xa3"
+	    "ack\xa3"
+	    "att\xa1"
+	    "1\xa3seq\x01" },
 };
 
 /* Write the seed corpus into dir. */

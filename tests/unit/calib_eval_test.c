@@ -11,8 +11,12 @@ static void six(struct telem_sample *s, const struct telem_sample **p)
 {
 	for (int i = 0; i < 6; i++) {
 		s[i] = (struct telem_sample){ .category = (char *)"implementation",
-			.complexity = (char *)"low", .deliverable_count = 1, .predicted = 1000,
-			.actual = 500 + 100 * i, .selected_budget = 8192, .actual_max_tokens = -1,
+			.complexity = (char *)"low",
+			.deliverable_count = 1,
+			.predicted = 1000,
+			.actual = 500 + 100 * i,
+			.selected_budget = 8192,
+			.actual_max_tokens = -1,
 			.success = true };
 		p[i] = &s[i];
 	}
@@ -42,8 +46,8 @@ TEST(calib_eval_predicts_each_sample_from_the_others_only)
 	/* Before: every prediction 1000 ≥ actual; after: 800, 900 and 1000 exceed 700. */
 	CHECK_NEAR(e.before.under_pct, 0.0, 1e-12);
 	CHECK_NEAR(e.after.under_pct, 50.0, 1e-12);
-	CHECK_NEAR(e.before.waste_mean, (2.0 + 1000.0 / 600 + 1000.0 / 700 + 1.25 +
-	    1000.0 / 900 + 1.0) / 6, 1e-9);
+	CHECK_NEAR(e.before.waste_mean,
+	    (2.0 + 1000.0 / 600 + 1000.0 / 700 + 1.25 + 1000.0 / 900 + 1.0) / 6, 1e-9);
 	/* After: SMAPE 46.2, 28.6, 13.3, 13.3, 25.0, 35.3; the middle pair is 25.0, 28.6. */
 	CHECK_NEAR(e.after.smape_median, (200.0 * 200 / 1600 + 200.0 * 200 / 1400) / 2, 1e-9);
 	calib_eval_free(&e);
@@ -81,7 +85,7 @@ TEST(calib_eval_recovers_the_overhead_part_for_samples_of_a_known_set)
 	six(s, p);
 	est_coefs_default(&cur);
 	for (int i = 0; i < 6; i++) {
-		s[i].predicted = 3424;          /* int((634 + 2000) × 1.3) */
+		s[i].predicted = 3424; /* int((634 + 2000) × 1.3) */
 		s[i].actual = 1712 + 342 * i;
 		s[i].estimator_version = 1;
 	}
@@ -98,7 +102,7 @@ TEST(calib_eval_recovers_the_overhead_part_for_samples_of_a_known_set)
 TEST(calib_coefs_round_trip_through_overhead_json)
 {
 	struct proto_coef rows[] = { { "implementation", "low", 370 },
-				     { "implement_feature", "high", 1000 } };
+		{ "implement_feature", "high", 1000 } };
 	struct est_coefs a, b;
 	char err[128], *text;
 
@@ -110,8 +114,9 @@ TEST(calib_coefs_round_trip_through_overhead_json)
 	CHECK_EQ_INT(b.version, 5);
 	CHECK_EQ_INT(b.n_overhead, a.n_overhead);
 	for (size_t i = 0; i < a.n_overhead; i++)
-		CHECK_EQ_INT(est_overhead_lookup(&b, a.overhead[i].category,
-		    a.overhead[i].complexity), a.overhead[i].overhead);
+		CHECK_EQ_INT(
+		    est_overhead_lookup(&b, a.overhead[i].category, a.overhead[i].complexity),
+		    a.overhead[i].overhead);
 	free(text);
 }
 
@@ -122,8 +127,8 @@ TEST(calib_coefs_from_json_names_the_bad_element)
 
 	CHECK(calib_coefs_from_json("{}", 3, &c, err, sizeof err) == -1);
 	CHECK(strstr(err, "set 3 is not a JSON array") != NULL);
-	CHECK(calib_coefs_from_json("[[\"a\",\"low\",5],[\"b\",\"low\"]]", 3, &c, err,
-	    sizeof err) == -1);
+	CHECK(calib_coefs_from_json(
+	          "[[\"a\",\"low\",5],[\"b\",\"low\"]]", 3, &c, err, sizeof err) == -1);
 	CHECK(strstr(err, "element 1") != NULL);
 	CHECK(calib_coefs_from_json("[[\"a\",\"low\",0]]", 3, &c, err, sizeof err) == -1);
 	CHECK(strstr(err, "outside 1..1000000") != NULL);

@@ -7,12 +7,16 @@
 
 /* A clean sample of (category, complexity) with the given counts; strings are literals
  * that nothing frees. */
-static struct telem_sample mk(const char *cat, const char *cplx, int64_t predicted,
-    int64_t actual)
+static struct telem_sample mk(const char *cat, const char *cplx, int64_t predicted, int64_t actual)
 {
-	return (struct telem_sample){ .category = (char *)cat, .complexity = (char *)cplx,
-		.deliverable_count = 1, .predicted = predicted, .actual = actual,
-		.selected_budget = 8192, .actual_max_tokens = -1, .success = true };
+	return (struct telem_sample){ .category = (char *)cat,
+		.complexity = (char *)cplx,
+		.deliverable_count = 1,
+		.predicted = predicted,
+		.actual = actual,
+		.selected_budget = 8192,
+		.actual_max_tokens = -1,
+		.success = true };
 }
 
 /* Pointers to n samples. */
@@ -31,8 +35,10 @@ TEST(calib_group_figures_match_hand_computation)
 {
 	/* Ratios actual/predicted: 0.5, 1, 2, 0.25, 4. */
 	struct telem_sample s[] = {
-		mk("implementation", "low", 1000, 500), mk("implementation", "low", 1000, 1000),
-		mk("implementation", "low", 1000, 2000), mk("implementation", "low", 2000, 500),
+		mk("implementation", "low", 1000, 500),
+		mk("implementation", "low", 1000, 1000),
+		mk("implementation", "low", 1000, 2000),
+		mk("implementation", "low", 2000, 500),
 		mk("implementation", "low", 500, 2000),
 	};
 	const struct telem_sample **p = ptrs(s, 5);
@@ -48,7 +54,7 @@ TEST(calib_group_figures_match_hand_computation)
 	g = &r.groups[0];
 	CHECK_EQ_INT(g->n, 5);
 	CHECK_NEAR(g->avg_ratio, 1.55, 1e-12);
-	CHECK_NEAR(g->median_ratio, 1.0, 1e-12);     /* sorted[5 // 2] */
+	CHECK_NEAR(g->median_ratio, 1.0, 1e-12); /* sorted[5 // 2] */
 	CHECK_NEAR(g->min_ratio, 0.25, 1e-12);
 	CHECK_NEAR(g->max_ratio, 4.0, 1e-12);
 	CHECK_NEAR(g->stdev_ratio, sqrt(var / 5), 1e-12);
@@ -56,7 +62,7 @@ TEST(calib_group_figures_match_hand_computation)
 	CHECK_NEAR(g->multiplier, g->median_ratio, 1e-12);
 	CHECK_NEAR(g->avg_actual, 1200, 1e-9);
 	CHECK_NEAR(g->avg_estimated, 1100, 1e-9);
-	CHECK(g->status == CALIB_LOW_CONFIDENCE);     /* 0.25 + 0.4/(1+1.36) < 0.7 */
+	CHECK(g->status == CALIB_LOW_CONFIDENCE); /* 0.25 + 0.4/(1+1.36) < 0.7 */
 	calib_result_free(&r);
 	free(p);
 }
@@ -64,7 +70,9 @@ TEST(calib_group_figures_match_hand_computation)
 TEST(calib_group_median_ratio_is_the_upper_median_for_even_counts)
 {
 	struct telem_sample s[] = {
-		mk("a", "low", 100, 50), mk("a", "low", 100, 100), mk("a", "low", 100, 200),
+		mk("a", "low", 100, 50),
+		mk("a", "low", 100, 100),
+		mk("a", "low", 100, 200),
 		mk("a", "low", 100, 400),
 	};
 	const struct telem_sample **p = ptrs(s, 4);
@@ -80,7 +88,9 @@ TEST(calib_group_median_ratio_is_the_upper_median_for_even_counts)
 TEST(calib_group_waste_uses_actual_max_tokens_else_selected_budget)
 {
 	struct telem_sample s[] = {
-		mk("a", "low", 1000, 2048), mk("a", "low", 1000, 1024), mk("a", "low", 1000, 4096),
+		mk("a", "low", 1000, 2048),
+		mk("a", "low", 1000, 1024),
+		mk("a", "low", 1000, 4096),
 	};
 	const struct telem_sample **p = ptrs(s, 3);
 	struct calib_opts o = { 1, 0.0, CALIB_DAMP_NONE };
@@ -127,7 +137,8 @@ TEST(calib_propose_reproduces_the_originals_sqrt_recalibration)
 	/* Facts §3.3: implementation/low 1120 × sqrt(0.32) → 634, medium 1860 × sqrt(0.40)
 	 * → 1176. Start from a set with the old overheads. */
 	struct proto_coef old[] = {
-		{ "implementation", "low", 1120 }, { "implementation", "medium", 1860 },
+		{ "implementation", "low", 1120 },
+		{ "implementation", "medium", 1860 },
 	};
 	struct telem_sample s[10];
 	const struct telem_sample **p;

@@ -42,27 +42,46 @@ TEST(calib_store_import_writes_a_run_phases_and_derived_columns)
 	CHECK_EQ_INT(sum.samples, 5);
 	CHECK_EQ_INT(sum.phases, 3);
 	CHECK_EQ_INT(sum.clean, 3);
-	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM runs WHERE id = 'imported-t' AND state = "
-	    "'DONE_SUCCESS' AND workspace IS NULL"), 1);
-	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM phases WHERE run_id = 'imported-t' AND "
-	    "state = 'COMPLETE'"), 3);
-	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM phases WHERE phase_id = 'p02-implementation-"
-	    "medium' AND task_category = 'implementation'"), 1);
-	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM token_estimation_v2_events e JOIN phases p "
-	    "ON p.run_id = e.run_id AND p.phase_id = e.phase_id WHERE p.complexity = "
-	    "e.complexity AND p.task_category = e.category"), 5);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM runs WHERE id = 'imported-t' AND state = "
+	                 "'DONE_SUCCESS' AND workspace IS NULL"),
+	    1);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM phases WHERE run_id = 'imported-t' AND "
+	                 "state = 'COMPLETE'"),
+	    3);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM phases WHERE phase_id = 'p02-implementation-"
+	                 "medium' AND task_category = 'implementation'"),
+	    1);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM token_estimation_v2_events e JOIN phases p "
+	                 "ON p.run_id = e.run_id AND p.phase_id = e.phase_id WHERE p.complexity = "
+	                 "e.complexity AND p.task_category = e.category"),
+	    5);
 	/* 200·4043/6357 = 127.2 %; waste 5200/1157; underestimated 0. */
-	CHECK_EQ_INT(test_query(&st, "SELECT round(smape_percent * 10) FROM token_estimation_v2_events "
-	    "WHERE event_id = 1"), 1272);
-	CHECK_EQ_INT(test_query(&st, "SELECT round(waste_ratio * 1000) FROM token_estimation_v2_events "
-	    "WHERE event_id = 1"), 4494);
-	CHECK_EQ_INT(test_query(&st, "SELECT underestimated FROM token_estimation_v2_events WHERE "
-	    "event_id = 4"), 1);
-	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM token_estimation_v2_events WHERE event_id = 5 "
-	    "AND smape_percent IS NULL AND waste_ratio IS NULL AND underestimated IS NULL "
-	    "AND estimator_version IS NULL AND stop_reason IS NULL"), 1);
-	CHECK_EQ_INT(test_query(&st, "SELECT is_truncated_output FROM token_estimation_v2_events WHERE "
-	    "event_id = 4"), 1);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT round(smape_percent * 10) FROM token_estimation_v2_events "
+	                 "WHERE event_id = 1"),
+	    1272);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT round(waste_ratio * 1000) FROM token_estimation_v2_events "
+	                 "WHERE event_id = 1"),
+	    4494);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT underestimated FROM token_estimation_v2_events WHERE "
+	                 "event_id = 4"),
+	    1);
+	CHECK_EQ_INT(
+	    test_query(&st,
+	        "SELECT count(*) FROM token_estimation_v2_events WHERE event_id = 5 "
+	        "AND smape_percent IS NULL AND waste_ratio IS NULL AND underestimated IS NULL "
+	        "AND estimator_version IS NULL AND stop_reason IS NULL"),
+	    1);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT is_truncated_output FROM token_estimation_v2_events WHERE "
+	                 "event_id = 4"),
+	    1);
 	telem_samples_free(&s);
 	store_close(&st);
 }
@@ -77,8 +96,7 @@ TEST(calib_store_import_is_all_or_nothing_and_refuses_an_existing_run)
 	test_store_new(&st, "t.db");
 	parse(&s);
 	CHECK(store_telemetry_import(&st, "imported-t", "t.tsv", &s, &sum, &err) == 0);
-	CHECK(store_telemetry_import(&st, "imported-t", "t.tsv", &s, &sum, &err) ==
-	    STORE_EEXIST);
+	CHECK(store_telemetry_import(&st, "imported-t", "t.tsv", &s, &sum, &err) == STORE_EEXIST);
 	CHECK(strstr(err.text, "run imported-t already exists") != NULL);
 	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM token_estimation_v2_events"), 5);
 	/* A failure half-way (a NULL model breaks NOT NULL) leaves nothing behind. */
@@ -169,12 +187,13 @@ TEST(calib_store_coefficient_sets_version_activate_and_roll_back)
 	CHECK(store_coef_active(&st, &set, &found, &err) == 0 && !found);
 	CHECK(store_coef_rollback(&st, &from, &now, &err) == STORE_EINVAL);
 	CHECK(strstr(err.text, "built-in defaults (version 1)") != NULL);
-	CHECK(store_coef_activate_new(&st, "[[\"implementation\",\"low\",370]]", "{\"n\":1}",
-	    &v, &parent, &err) == 0);
+	CHECK(store_coef_activate_new(
+	          &st, "[[\"implementation\",\"low\",370]]", "{\"n\":1}", &v, &parent, &err) == 0);
 	CHECK(v == 2 && parent == 1);
 	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
 	CHECK(v == 3 && parent == 2);
-	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM estimator_coefficients WHERE active = 1"), 1);
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT count(*) FROM estimator_coefficients WHERE active = 1"), 1);
 	CHECK(store_coef_active(&st, &set, &found, &err) == 0 && found && set.version == 3);
 	store_coef_set_free(&set);
 	CHECK(store_coef_rollback(&st, &from, &now, &err) == 0);
@@ -207,11 +226,12 @@ TEST(calib_store_rollback_refuses_a_missing_parent_and_changes_nothing)
 	test_store_new(&st, "t.db");
 	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
 	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
-	CHECK(store_exec(st.db, "DELETE FROM estimator_coefficients WHERE version = 2", "x",
-	    &err) == 0);
+	CHECK(store_exec(
+	          st.db, "DELETE FROM estimator_coefficients WHERE version = 2", "x", &err) == 0);
 	CHECK(store_coef_rollback(&st, &from, &now, &err) == STORE_EINVAL);
 	CHECK(strstr(err.text, "names parent 2, which is not in the database") != NULL);
-	CHECK_EQ_INT(test_query(&st, "SELECT version FROM estimator_coefficients WHERE active = 1"), 3);
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT version FROM estimator_coefficients WHERE active = 1"), 3);
 	store_close(&st);
 }
 
@@ -232,10 +252,14 @@ static char *slurp(FILE *f)
 TEST(calib_svg_plot_has_axes_legend_markers_and_escapes_names)
 {
 	struct telem_sample s[] = {
-		{ .category = (char *)"R&D <x>", .complexity = (char *)"low", .predicted = 5200,
-		  .actual = 1218 },
-		{ .category = (char *)"tests", .complexity = (char *)"low", .predicted = 4420,
-		  .actual = 1448 },
+		{ .category = (char *)"R&D <x>",
+		    .complexity = (char *)"low",
+		    .predicted = 5200,
+		    .actual = 1218 },
+		{ .category = (char *)"tests",
+		    .complexity = (char *)"low",
+		    .predicted = 4420,
+		    .actual = 1448 },
 	};
 	const struct telem_sample *p[] = { &s[0], &s[1] };
 	int64_t after[] = { 2600, 4420 };
@@ -248,7 +272,7 @@ TEST(calib_svg_plot_has_axes_legend_markers_and_escapes_names)
 	CHECK(strstr(svg, "</svg>\n") != NULL);
 	CHECK(strstr(svg, "Plot &amp; title") != NULL);
 	CHECK(strstr(svg, "R&amp;D &lt;x&gt; (1)") != NULL);
-	CHECK(strstr(svg, "stroke-dasharray") != NULL);          /* y = x */
+	CHECK(strstr(svg, "stroke-dasharray") != NULL); /* y = x */
 	CHECK(strstr(svg, "predicted output tokens (log scale)") != NULL);
 	CHECK(strstr(svg, ">1k</text>") != NULL && strstr(svg, ">5k</text>") != NULL);
 	CHECK(strstr(svg, "proposed 2600 (recorded 5200)") != NULL);
@@ -265,9 +289,14 @@ TEST(calib_markdown_and_json_outputs_carry_the_proposal)
 	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };
 	struct est_coefs cur, prop;
 	struct telem_metrics m;
-	struct calib_meta meta = { .generated_at = "2026-01-01T00:00:00Z", .db_url = "sqlite:///x",
-		.runs = "all runs", .n_read = 7, .current_version = 1, .svg_name = "plot.svg",
-		.in_before = &m, .in_after = &m };
+	struct calib_meta meta = { .generated_at = "2026-01-01T00:00:00Z",
+		.db_url = "sqlite:///x",
+		.runs = "all runs",
+		.n_read = 7,
+		.current_version = 1,
+		.svg_name = "plot.svg",
+		.in_before = &m,
+		.in_after = &m };
 	struct calib_result r;
 	FILE *f = tmpfile();
 	json_t *j, *ch;
@@ -275,8 +304,12 @@ TEST(calib_markdown_and_json_outputs_carry_the_proposal)
 
 	for (int i = 0; i < 5; i++) {
 		s[i] = (struct telem_sample){ .category = (char *)"implementation",
-			.complexity = (char *)"low", .deliverable_count = 1, .predicted = 3424,
-			.actual = 856, .selected_budget = 8192, .actual_max_tokens = -1,
+			.complexity = (char *)"low",
+			.deliverable_count = 1,
+			.predicted = 3424,
+			.actual = 856,
+			.selected_budget = 8192,
+			.actual_max_tokens = -1,
 			.success = true };
 		p[i] = &s[i];
 	}
@@ -292,8 +325,9 @@ TEST(calib_markdown_and_json_outputs_carry_the_proposal)
 	CHECK(strstr(md, "![predicted vs actual output tokens](plot.svg)") != NULL);
 	CHECK(strstr(md, "only 0 of 5 samples carry actual_max_tokens") != NULL);
 	j = calib_json_proposal(&r, &meta);
-	CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(j, "metadata"),
-	    "high_confidence_groups")), 1);
+	CHECK_EQ_INT(json_integer_value(
+	                 json_object_get(json_object_get(j, "metadata"), "high_confidence_groups")),
+	    1);
 	ch = json_array_get(json_object_get(j, "proposed_changes"), 0);
 	CHECK_EQ_STR(json_string_value(json_object_get(ch, "action")),
 	    "multiply PHASE_OVERHEAD[(category, complexity)] by proposed_multiplier");

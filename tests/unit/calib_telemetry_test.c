@@ -7,19 +7,26 @@
 #include <string.h>
 
 /* A sample with literal strings. */
-static struct telem_sample mk(const char *cat, int64_t p, int64_t a, bool success,
-    bool truncated, int64_t deliverables)
+static struct telem_sample mk(
+    const char *cat, int64_t p, int64_t a, bool success, bool truncated, int64_t deliverables)
 {
-	return (struct telem_sample){ .category = (char *)cat, .complexity = (char *)"low",
-		.deliverable_count = deliverables, .predicted = p, .actual = a,
-		.actual_max_tokens = -1, .success = success, .truncated = truncated };
+	return (struct telem_sample){ .category = (char *)cat,
+		.complexity = (char *)"low",
+		.deliverable_count = deliverables,
+		.predicted = p,
+		.actual = a,
+		.actual_max_tokens = -1,
+		.success = success,
+		.truncated = truncated };
 }
 
 TEST(calib_report_metrics_match_hand_computation)
 {
 	struct telem_sample s[] = {
-		mk("a", 100, 200, true, false, 1), mk("a", 200, 100, true, false, 1),
-		mk("b", 100, 100, true, false, 3), mk("b", 50, 400, false, true, 8),
+		mk("a", 100, 200, true, false, 1),
+		mk("a", 200, 100, true, false, 1),
+		mk("b", 100, 100, true, false, 3),
+		mk("b", 50, 400, false, true, 8),
 	};
 	const struct telem_sample *p[] = { &s[0], &s[1], &s[2], &s[3] };
 	struct telem_metrics m;
@@ -50,7 +57,7 @@ TEST(calib_report_metrics_match_hand_computation)
 TEST(calib_report_under_multiplier_adds_tolerance)
 {
 	struct telem_sample s[] = { mk("a", 100, 200, true, false, 1),
-				    mk("a", 50, 400, true, false, 1) };
+		mk("a", 50, 400, true, false, 1) };
 	const struct telem_sample *p[] = { &s[0], &s[1] };
 	struct telem_metrics m;
 
@@ -172,7 +179,8 @@ static void expect_bad(const char *text, const char *needle)
 	expect_bad_n(text, strlen(text), needle);
 }
 
-#define HEADER "timestamp\tcategory\tcomplexity\tdeliverables\tpredicted_output\t" \
+#define HEADER                                                                                     \
+	"timestamp\tcategory\tcomplexity\tdeliverables\tpredicted_output\t"                        \
 	"actual_output\tselected_budget\tsuccess\ttruncated\tstop_reason\tmodel\n"
 #define ROW "2025-12-23T22:06:12Z\tdocs\tlow\t2\t462\t742\t8192\ttrue\tfalse\tend_turn\tm\n"
 
@@ -181,10 +189,11 @@ TEST(calib_tsv_refuses_bad_lines_with_line_and_column)
 	static const char nul[] = HEADER ROW "x\0y\n";
 
 	expect_bad(HEADER ROW "2025-12-23T22:06:12Z\tdocs\tlow\t2\tabc\t742\t8192\ttrue\t"
-	    "false\tend_turn\tm\n",
+	                      "false\tend_turn\tm\n",
 	    "bad.tsv:3: column predicted_output: expected a non-negative integer, got 'abc'");
 	expect_bad(HEADER ROW "2025-12-23T22:06:12Z\tdocs\tlow\t2\t4\t742\t8192\tyes\tfalse\t"
-	    "end_turn\tm\n", "bad.tsv:3: column success: expected true or false, got 'yes'");
+	                      "end_turn\tm\n",
+	    "bad.tsv:3: column success: expected true or false, got 'yes'");
 	expect_bad(HEADER "yesterday\tdocs\tlow\t2\t4\t742\t8192\ttrue\tfalse\tend_turn\tm\n",
 	    "bad.tsv:2: column timestamp: expected a UTC time");
 	expect_bad(HEADER "2025-12-23T22:06:12Z\tdocs\tlow\t2\t462\t742\t8192\ttrue\tfalse\n",
@@ -192,15 +201,18 @@ TEST(calib_tsv_refuses_bad_lines_with_line_and_column)
 	expect_bad(HEADER "2025-12-23T22:06:12Z\t\tlow\t2\t4\t742\t8192\ttrue\tfalse\tx\tm\n",
 	    "bad.tsv:2: column category: empty");
 	expect_bad(HEADER "2025-12-23T22:06:12Z\tdocs\tlow\t-2\t4\t742\t8192\ttrue\tfalse\tx\t"
-	    "m\n", "bad.tsv:2: column deliverables: expected a non-negative integer, got '-2'");
+	                  "m\n",
+	    "bad.tsv:2: column deliverables: expected a non-negative integer, got '-2'");
 	expect_bad(HEADER "2025-12-23T22:06:12Z\tdocs\tlow\t2\t4\t742\t8192\ttrue\tfalse\tx\tm\t"
-	    "extra\n", "bad.tsv:2: 12 tab-separated fields, the header has 11");
+	                  "extra\n",
+	    "bad.tsv:2: 12 tab-separated fields, the header has 11");
 	expect_bad_n(nul, sizeof nul - 1, "bad.tsv:3: contains a NUL byte");
 }
 
 TEST(calib_tsv_refuses_bad_headers_and_empty_files)
 {
-	expect_bad("timestamp\tcategory\n", "bad.tsv:1: the header has no column "
+	expect_bad("timestamp\tcategory\n",
+	    "bad.tsv:1: the header has no column "
 	    "'complexity'");
 	expect_bad("", "bad.tsv: empty file");
 	expect_bad(HEADER, "bad.tsv: no samples after the header");

@@ -8,11 +8,14 @@
 
 /* Estimate a phase of `n` deliverables in the current directory; fill budget and max. */
 static void estimate(const char *cat, const char *cplx, char **d, size_t n, const char *desc,
-		     struct est_output *out, int *budget, int *max_tokens)
+    struct est_output *out, int *budget, int *max_tokens)
 {
 	struct est_coefs c;
-	struct est_input in = { .deliverables = d, .n_deliverables = n, .category = cat,
-				.complexity = cplx, .description = desc };
+	struct est_input in = { .deliverables = d,
+		.n_deliverables = n,
+		.category = cat,
+		.complexity = cplx,
+		.description = desc };
 
 	est_coefs_default(&c);
 	est_estimate(&c, &in, ".", out);
@@ -87,8 +90,9 @@ TEST(estimator_original_tests_figures_without_alias)
 {
 	struct est_coefs c;
 	char *d[] = { "test_x.py", "conftest.py" };
-	struct est_input in = { .deliverables = d, .n_deliverables = 2, .category = "tests",
-				.complexity = "medium" };
+	struct est_input in = {
+		.deliverables = d, .n_deliverables = 2, .category = "tests", .complexity = "medium"
+	};
 	struct est_output o;
 
 	est_coefs_default(&c);
@@ -104,8 +108,8 @@ TEST(estimator_docs_low_readme_examples_not_synthesis)
 	struct est_output o;
 	int b, m;
 
-	estimate("docs", "low", d, 1, "Write a README with usage examples for the helpers", &o, &b,
-		 &m);
+	estimate(
+	    "docs", "low", d, 1, "Write a README with usage examples for the helpers", &o, &b, &m);
 	CHECK_EQ_INT(o.model, EST_MODEL_OVERHEAD);
 	CHECK_EQ_INT(o.estimate, 2600);
 	CHECK_EQ_INT(b, 4096);
@@ -163,8 +167,12 @@ TEST(estimator_sot_ledger_model)
 	char *d[] = { "docs/CHANGELOG.md" };
 	char *scope[] = { "docs/" };
 	struct est_coefs c;
-	struct est_input in = { .deliverables = d, .n_deliverables = 1, .category = "docs",
-				.complexity = "low", .scope_paths = scope, .n_scope_paths = 1 };
+	struct est_input in = { .deliverables = d,
+		.n_deliverables = 1,
+		.category = "docs",
+		.complexity = "low",
+		.scope_paths = scope,
+		.n_scope_paths = 1 };
 	struct est_output o;
 
 	est_coefs_default(&c);
@@ -184,11 +192,13 @@ TEST(estimator_sot_ledger_model)
 
 TEST(estimator_doc_synthesis_model)
 {
-	char *d[] = { "docs/API_REFERENCE.md", "docs/a.md", "docs/b.md", "docs/c.md",
-		      "docs/d.md" };
+	char *d[] = { "docs/API_REFERENCE.md", "docs/a.md", "docs/b.md", "docs/c.md", "docs/d.md" };
 	struct est_coefs c;
-	struct est_input in = { .deliverables = d, .n_deliverables = 5, .category = "documentation",
-				.complexity = "medium", .description = "Document the REST API" };
+	struct est_input in = { .deliverables = d,
+		.n_deliverables = 5,
+		.category = "documentation",
+		.complexity = "medium",
+		.description = "Document the REST API" };
 	struct est_output o;
 
 	est_coefs_default(&c);
@@ -206,8 +216,10 @@ TEST(estimator_buffers_many_deliverables_and_high_risk)
 {
 	char *d[] = { "a.py", "b.py", "c.py", "d.py", "e.py", "f.py", "g.py", "h.py" };
 	struct est_coefs c;
-	struct est_input in = { .deliverables = d, .n_deliverables = 8, .category = "integration",
-				.complexity = "low" };
+	struct est_input in = { .deliverables = d,
+		.n_deliverables = 8,
+		.category = "integration",
+		.complexity = "low" };
 	struct est_output o;
 
 	est_coefs_default(&c);
@@ -228,8 +240,10 @@ TEST(estimator_budget_and_max_tokens_capped_at_64000)
 {
 	char *d[40];
 	struct est_coefs c;
-	struct est_input in = { .deliverables = d, .n_deliverables = 40, .category = "frontend",
-				.complexity = "high" };
+	struct est_input in = { .deliverables = d,
+		.n_deliverables = 40,
+		.category = "frontend",
+		.complexity = "high" };
 	struct est_output o;
 	int i, b;
 

@@ -14,35 +14,36 @@ static const char *norm(const char *in)
 TEST(fingerprint_worked_example_windows_path_and_line)
 {
 	CHECK_EQ_STR(norm("ImportError at line 123: cannot import module from "
-			  "c:\\dev\\Autopack\\file.py:456"),
-		     "importerror at line num: cannot import module from path:num");
+	                  "c:\\dev\\Autopack\\file.py:456"),
+	    "importerror at line num: cannot import module from path:num");
 }
 
 TEST(fingerprint_worked_example_timeout)
 {
 	char fp[256];
 
-	fp_fingerprint("TIMEOUT", "timeout", "Phase drain timed out after 30 minutes (see logs)", fp,
-		       sizeof fp);
+	fp_fingerprint("TIMEOUT", "timeout", "Phase drain timed out after 30 minutes (see logs)",
+	    fp, sizeof fp);
 	CHECK_EQ_STR(fp, "TIMEOUT|timeout|phase drain timed out after num minutes (see logs)");
 }
 
 TEST(fingerprint_slash_inside_a_word_is_not_a_path)
 {
 	CHECK_EQ_STR(norm("CI collection/import errors"), "ci collection/import errors");
-	CHECK_EQ_STR(norm("No module named foo in /usr/lib/python3/x.py"),
-		     "no module named foo in path");
+	CHECK_EQ_STR(
+	    norm("No module named foo in /usr/lib/python3/x.py"), "no module named foo in path");
 	CHECK_EQ_STR(norm("open('/tmp/a b.txt') failed"), "open('path b.txt') failed");
 	CHECK_EQ_STR(norm("path=/var/log/x.log"), "path=path");
 }
 
 TEST(fingerprint_dates_times_addresses_ids_numbers)
 {
-	CHECK_EQ_STR(norm("at 2025-12-29 10:11:12 object at 0x7fff12ab"),
-		     "at date time object at addr");
-	CHECK_EQ_STR(norm("session batch-drain-20251229-101112 failed"),
-		     "session batch-drain-id failed");
-	CHECK_EQ_STR(norm("exit 2 after 15 tries, abc123 kept"), "exit num after num tries, abc123 kept");
+	CHECK_EQ_STR(
+	    norm("at 2025-12-29 10:11:12 object at 0x7fff12ab"), "at date time object at addr");
+	CHECK_EQ_STR(
+	    norm("session batch-drain-20251229-101112 failed"), "session batch-drain-id failed");
+	CHECK_EQ_STR(
+	    norm("exit 2 after 15 tries, abc123 kept"), "exit num after num tries, abc123 kept");
 	CHECK_EQ_STR(norm("x.py:12:  \t  error\n\n"), "x.py:num: error");
 }
 

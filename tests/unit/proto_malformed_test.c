@@ -25,7 +25,7 @@ static void mut_start(struct mut *m, enum proto_sample_id id)
 	proto_msg_free(&msg);
 	msgpack_unpacked_init(&m->up);
 	CHECK(msgpack_unpack_next(&m->up, (const char *)m->packed.data + 4, m->packed.len - 4,
-	    NULL) == MSGPACK_UNPACK_SUCCESS);
+	          NULL) == MSGPACK_UNPACK_SUCCESS);
 	msgpack_sbuffer_init(&m->out);
 }
 
@@ -317,7 +317,8 @@ TEST(proto_refuses_integers_that_do_not_fit_the_field)
 	mut_expect(&m, "ack.att: integer -1 out of range [0, 18446744073709551615]");
 	mut_start(&m, SAMPLE_JOB);
 	*mut_at(&m, "deadline") = o_u64(1ull << 63);
-	mut_expect(&m, "job.deadline: integer 9223372036854775808 out of range "
+	mut_expect(&m,
+	    "job.deadline: integer 9223372036854775808 out of range "
 	    "[0, 9223372036854775807]");
 	mut_start(&m, SAMPLE_HELLO);
 	*mut_at(&m, "pid") = o_int(0);
@@ -330,9 +331,9 @@ TEST(proto_refuses_integers_that_do_not_fit_the_field)
 TEST(proto_accepts_any_integer_encoding_that_fits)
 {
 	/* {v: int8 1, t: "ack", att: int64 5, seq: uint16 7} */
-	static const uint8_t map[] = { 0x84, 0xa1, 'v', 0xd0, 0x01, 0xa1, 't', 0xa3, 'a', 'c',
-		'k', 0xa3, 'a', 't', 't', 0xd3, 0, 0, 0, 0, 0, 0, 0, 5, 0xa3, 's', 'e', 'q', 0xcd,
-		0x00, 0x07 };
+	static const uint8_t map[] = { 0x84, 0xa1, 'v', 0xd0, 0x01, 0xa1, 't', 0xa3, 'a', 'c', 'k',
+		0xa3, 'a', 't', 't', 0xd3, 0, 0, 0, 0, 0, 0, 0, 5, 0xa3, 's', 'e', 'q', 0xcd, 0x00,
+		0x07 };
 	struct proto_msg out;
 	struct proto_err err;
 
@@ -413,7 +414,8 @@ TEST(proto_refuses_unknown_event_kind_and_malformed_coefficient_rows)
 	mut_expect(&m, "event.kind: unknown event kind \"llm_usage_v9\"");
 	mut_start(&m, SAMPLE_JOB);
 	mut_at(&m, "est.oh[1]")->via.array.size = 2;
-	mut_expect(&m, "job.est.oh[1]: expected 3 elements [category, complexity, overhead], "
+	mut_expect(&m,
+	    "job.est.oh[1]: expected 3 elements [category, complexity, overhead], "
 	    "got 2");
 	mut_start(&m, SAMPLE_JOB);
 	*mut_at(&m, "est.oh[0][2]") = o_str("2000");
@@ -483,10 +485,10 @@ TEST(proto_refuses_huge_declared_containers_without_allocating)
 	/* a 5-byte map asking for 2^32-1 entries */
 	static const uint8_t huge_map[] = { 0xdf, 0xff, 0xff, 0xff, 0xff };
 	/* {v:1, t:"ack", x: array32 of 2^32-1 elements} with nothing after */
-	static const uint8_t huge_array[] = { 0x83, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3, 'a', 'c',
-		'k', 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff };
-	static const uint8_t huge_str[] = { 0x83, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3, 'a', 'c',
-		'k', 0xa1, 'x', 0xdb, 0xff, 0xff, 0xff, 0xff, 'a' };
+	static const uint8_t huge_array[] = { 0x83, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3, 'a', 'c', 'k',
+		0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t huge_str[] = { 0x83, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3, 'a', 'c', 'k',
+		0xa1, 'x', 0xdb, 0xff, 0xff, 0xff, 0xff, 'a' };
 	static const uint8_t huge_bin[] = { 0x81, 0xa1, 'x', 0xc6, 0x7f, 0xff, 0xff, 0xff };
 	static const uint8_t huge_ext[] = { 0x81, 0xa1, 'x', 0xc9, 0xff, 0xff, 0xff, 0xff, 1 };
 	static const uint8_t top_array[] = { 0xdd, 0xff, 0xff, 0xff, 0xff };
@@ -517,9 +519,8 @@ TEST(proto_refuses_map_whose_entries_outnumber_its_bytes)
 TEST(proto_refuses_nesting_deeper_than_the_bound)
 {
 	/* {v:1, t:"ack", att:1, seq:1, x: [[[[[0]]]]]} is depth 6: allowed */
-	uint8_t ok[] = { 0x85, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3, 'a', 'c', 'k', 0xa3, 'a', 't',
-		't', 0x01, 0xa3, 's', 'e', 'q', 0x01, 0xa1, 'x', 0x91, 0x91, 0x91, 0x91, 0x91,
-		0x00 };
+	uint8_t ok[] = { 0x85, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3, 'a', 'c', 'k', 0xa3, 'a', 't', 't',
+		0x01, 0xa3, 's', 'e', 'q', 0x01, 0xa1, 'x', 0x91, 0x91, 0x91, 0x91, 0x91, 0x00 };
 	/* one level more */
 	uint8_t deep[] = { 0x81, 0xa1, 'x', 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x00 };
 	struct proto_msg out;

@@ -190,8 +190,8 @@ TEST(proto_reader_does_not_allocate_what_a_header_declares)
 TEST(proto_reader_closes_after_a_malformed_frame)
 {
 	/* a valid cancel, then a frame holding {"v": 1, "t": "nope"} */
-	static const uint8_t nope[] = { 0x00, 0x00, 0x00, 0x0b, 0x82, 0xa1, 'v', 0x01, 0xa1,
-		't', 0xa4, 'n', 'o', 'p', 'e' };
+	static const uint8_t nope[] = { 0x00, 0x00, 0x00, 0x0b, 0x82, 0xa1, 'v', 0x01, 0xa1, 't',
+		0xa4, 'n', 'o', 'p', 'e' };
 	struct proto_msg m = { .type = PROTO_CANCEL }, back;
 	struct proto_buf b;
 	struct proto_reader r;

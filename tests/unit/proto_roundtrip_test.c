@@ -70,8 +70,8 @@ TEST(proto_roundtrip_keeps_utf8_and_long_lists)
 	CHECK_EQ_INT(proto_decode(b.data + 4, b.len - 4, &back, &err), 0);
 	CHECK_EQ_INT(back.type, PROTO_JOB);
 	CHECK_EQ_INT(back.u.job.phase.deliverables.n, PROTO_LIST_MAX);
-	CHECK_EQ_STR(back.u.job.phase.deliverables.items[PROTO_LIST_MAX - 1],
-	    "src/dir0/module_4095.py");
+	CHECK_EQ_STR(
+	    back.u.job.phase.deliverables.items[PROTO_LIST_MAX - 1], "src/dir0/module_4095.py");
 	CHECK_EQ_STR(back.u.job.run_id, "Ünïcödé ✓ 𝄞 日本語");
 	CHECK(back.u.job.attempt_id == UINT64_MAX);
 	CHECK(back.u.job.deadline_ms == INT64_MAX);
@@ -275,18 +275,22 @@ TEST(proto_msg_equal_sees_one_changed_field)
 TEST(proto_utf8_check_refuses_overlong_surrogate_and_truncated_forms)
 {
 	CHECK_EQ_INT(proto_utf8_check("abc", 3), 3);
-	CHECK_EQ_INT(proto_utf8_check("\xf0\x9d\x84\x9e", 4), 4);   /* U+1D11E */
-	CHECK_EQ_INT(proto_utf8_check("a\xc0\xaf", 3), 1);          /* overlong '/' */
-	CHECK_EQ_INT(proto_utf8_check("ab\xed\xa0\x80", 5), 2);     /* surrogate */
-	CHECK_EQ_INT(proto_utf8_check("\xf4\x90\x80\x80", 4), 0);   /* past U+10FFFF */
-	CHECK_EQ_INT(proto_utf8_check("x\xe6\x97", 3), 1);          /* cut off */
+	CHECK_EQ_INT(proto_utf8_check("\xf0\x9d\x84\x9e", 4), 4); /* U+1D11E */
+	CHECK_EQ_INT(proto_utf8_check("a\xc0\xaf", 3), 1);        /* overlong '/' */
+	CHECK_EQ_INT(proto_utf8_check("ab\xed\xa0\x80", 5), 2);   /* surrogate */
+	CHECK_EQ_INT(proto_utf8_check("\xf4\x90\x80\x80", 4), 0); /* past U+10FFFF */
+	CHECK_EQ_INT(proto_utf8_check("x\xe6\x97", 3), 1);        /* cut off */
 }
 
 TEST(proto_utf8_clean_replaces_bad_bytes_and_cuts_at_a_character)
 {
-	char *s = proto_utf8_clean("a\xff" "b", 100);
+	char *s = proto_utf8_clean("a\xff"
+	                           "b",
+	    100);
 
-	CHECK_EQ_STR(s, "a\xef\xbf\xbd" "b");
+	CHECK_EQ_STR(s,
+	    "a\xef\xbf\xbd"
+	    "b");
 	free(s);
 	s = proto_utf8_clean("ab日本", 6); /* 日 fits in 5 bytes, 本 would need 8 */
 	CHECK_EQ_STR(s, "ab日");

@@ -35,8 +35,7 @@ static uint64_t unum(enum proto_sample_variant v, uint64_t typical)
 }
 
 /* A list of n strings "<prefix><index><suffix>". */
-static void list_fill(struct proto_strlist *l, size_t n, const char *prefix,
-    const char *suffix)
+static void list_fill(struct proto_strlist *l, size_t n, const char *prefix, const char *suffix)
 {
 	l->n = n;
 	l->items = xcalloc(n, sizeof *l->items);
@@ -56,14 +55,16 @@ static void build_job(enum proto_sample_variant v, struct proto_job *j)
 {
 	size_t ndl = v == SAMPLE_MIN ? 0 : v == SAMPLE_TYPICAL ? 3 : PROTO_LIST_MAX;
 
-	j->db_url = pick(v, "sqlite:////tmp/autopack/autopack.db", "sqlite:////tmp/" UTF8_TEXT ".db");
-	j->db_uuid = pick(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", "ffffffff-ffff-ffff-ffff-ffffffffffff");
+	j->db_url = pick(
+	    v, "sqlite:////tmp/autopack/autopack.db", "sqlite:////tmp/" UTF8_TEXT ".db");
+	j->db_uuid = pick(
+	    v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", "ffffffff-ffff-ffff-ffff-ffffffffffff");
 	j->attempt_id = unum(v, 17);
 	j->run_id = pick(v, "demo-1", UTF8_TEXT);
 	j->phase_id = pick(v, "p1-strings", UTF8_TEXT);
 	j->phase.name = pick(v, "String helpers", UTF8_TEXT);
-	j->phase.description = pick(v, "Create string_helper.py with capitalize_words.",
-	    "Line one\nLine two\t" UTF8_TEXT);
+	j->phase.description = pick(
+	    v, "Create string_helper.py with capitalize_words.", "Line one\nLine two\t" UTF8_TEXT);
 	j->phase.task_category = pick_opt(v, "implementation", UTF8_TEXT);
 	j->phase.complexity = pick_opt(v, "low", "high");
 	list_fill(&j->phase.paths, v == SAMPLE_MIN ? 0 : 2, "src/dir", "/");
@@ -86,7 +87,8 @@ static void build_job(enum proto_sample_variant v, struct proto_job *j)
 		j->coefs[r].category = pick(v, "implementation", UTF8_TEXT);
 		j->coefs[r].complexity = pick(v, r ? "medium" : "low", "high");
 		j->coefs[r].overhead = v == SAMPLE_TYPICAL ? 2000 + 500 * (int64_t)r :
-		    r ? INT64_MAX : INT64_MIN;
+		    r                                      ? INT64_MAX :
+		                                             INT64_MIN;
 	}
 	j->workspace = pick(v, "/tmp/autopack/demo-workspace", "/tmp/" UTF8_TEXT);
 	j->dry_run = v == SAMPLE_MAX;
@@ -145,7 +147,8 @@ static void build_result(enum proto_sample_variant v, struct proto_result *r)
 	r->outcome = pick(v, "failed", "success");
 	r->failure_reason = pick_opt(v, "check_failed", UTF8_TEXT);
 	r->message = pick_opt(v, "AssertionError: expected 'Ab' got 'ab'", UTF8_TEXT);
-	r->fingerprint = pick_opt(v, "check_failed:assertionerror expected <str> got <str>", UTF8_TEXT);
+	r->fingerprint = pick_opt(
+	    v, "check_failed:assertionerror expected <str> got <str>", UTF8_TEXT);
 	r->zero_yield_reason = pick_opt(v, "no_deliverables", UTF8_TEXT);
 	r->reached_llm_boundary = v != SAMPLE_MIN;
 	r->duration_ms = num(v, 0, 4200, INT64_MAX);
@@ -174,8 +177,7 @@ static void build_reply(enum proto_sample_variant v, struct proto_reply *p)
 }
 
 /* Fill the event header and the body of kind k. */
-static void build_event(enum proto_sample_variant v, enum proto_event_kind k,
-    struct proto_event *e)
+static void build_event(enum proto_sample_variant v, enum proto_event_kind k, struct proto_event *e)
 {
 	e->db_uuid = pick(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
 	e->attempt_id = unum(v, 17);
@@ -192,8 +194,18 @@ static void build_event(enum proto_sample_variant v, enum proto_event_kind k,
 }
 
 static const char *const names[] = {
-	"hello", "job", "heartbeat", "event_llm_usage", "event_token_estimation_v2",
-	"event_log", "ack", "result", "cancel", "shutdown", "request", "reply",
+	"hello",
+	"job",
+	"heartbeat",
+	"event_llm_usage",
+	"event_token_estimation_v2",
+	"event_log",
+	"ack",
+	"result",
+	"cancel",
+	"shutdown",
+	"request",
+	"reply",
 };
 
 size_t proto_sample_count(void)
@@ -205,26 +217,50 @@ const char *proto_sample_build(size_t i, enum proto_sample_variant v, struct pro
 {
 	memset(m, 0, sizeof *m);
 	switch (i) {
-	case 0: m->type = PROTO_HELLO; build_hello(v, &m->u.hello); break;
-	case 1: m->type = PROTO_JOB; build_job(v, &m->u.job); break;
-	case 2: m->type = PROTO_HEARTBEAT; build_heartbeat(v, &m->u.heartbeat); break;
+	case 0:
+		m->type = PROTO_HELLO;
+		build_hello(v, &m->u.hello);
+		break;
+	case 1:
+		m->type = PROTO_JOB;
+		build_job(v, &m->u.job);
+		break;
+	case 2:
+		m->type = PROTO_HEARTBEAT;
+		build_heartbeat(v, &m->u.heartbeat);
+		break;
 	case 3:
 	case 4:
 	case 5:
 		m->type = PROTO_EVENT;
-		build_event(v, (enum proto_event_kind)(PROTO_EV_LLM_USAGE + (int)(i - 3)),
-		    &m->u.event);
+		build_event(
+		    v, (enum proto_event_kind)(PROTO_EV_LLM_USAGE + (int)(i - 3)), &m->u.event);
 		break;
 	case 6:
 		m->type = PROTO_ACK;
 		m->u.ack.attempt_id = unum(v, 17);
 		m->u.ack.seq = unum(v, 3);
 		break;
-	case 7: m->type = PROTO_RESULT; build_result(v, &m->u.result); break;
-	case 8: m->type = PROTO_CANCEL; m->u.cancel.attempt_id = unum(v, 17); break;
-	case 9: m->type = PROTO_SHUTDOWN; m->u.shutdown.reason = pick_opt(v, "drained", UTF8_TEXT); break;
-	case 10: m->type = PROTO_REQUEST; build_request(v, &m->u.request); break;
-	case 11: m->type = PROTO_REPLY; build_reply(v, &m->u.reply); break;
+	case 7:
+		m->type = PROTO_RESULT;
+		build_result(v, &m->u.result);
+		break;
+	case 8:
+		m->type = PROTO_CANCEL;
+		m->u.cancel.attempt_id = unum(v, 17);
+		break;
+	case 9:
+		m->type = PROTO_SHUTDOWN;
+		m->u.shutdown.reason = pick_opt(v, "drained", UTF8_TEXT);
+		break;
+	case 10:
+		m->type = PROTO_REQUEST;
+		build_request(v, &m->u.request);
+		break;
+	case 11:
+		m->type = PROTO_REPLY;
+		build_reply(v, &m->u.reply);
+		break;
 	default: return NULL;
 	}
 	return names[i];

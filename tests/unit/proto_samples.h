@@ -9,7 +9,11 @@
 
 #include "proto/proto.h"
 
-enum proto_sample_variant { SAMPLE_MIN, SAMPLE_TYPICAL, SAMPLE_MAX };
+enum proto_sample_variant {
+	SAMPLE_MIN,
+	SAMPLE_TYPICAL,
+	SAMPLE_MAX
+};
 
 /* The index of each sample, for proto_sample_build. */
 enum proto_sample_id {

@@ -2,7 +2,6 @@
 #include "common/util.h"
 #include "tests/unit/test.h"
 
-
 /* A result row for the summary: run, outcome, seconds, events, yield (-1 = NULL),
  * fingerprint, zero-yield reason. */
 static struct store_session_result row(const char *run, const char *outcome, double secs,

@@ -49,11 +49,15 @@ TEST(store_init_creates_every_table_and_the_meta_row)
 	CHECK_EQ_STR(st.uuid, uuid);
 	CHECK_EQ_INT(st.schema_version, SCHEMA_VERSION);
 	store_close(&st);
-	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-	    "AND name NOT LIKE 'sqlite_%'"), (int64_t)n);
+	CHECK_EQ_INT(test_count(p,
+	                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+	                 "AND name NOT LIKE 'sqlite_%'"),
+	    (int64_t)n);
 	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM meta"), 1);
-	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM meta WHERE created_by LIKE "
-	    "'%@% autopack " AUTOPACK_VERSION "'"), 1);
+	CHECK_EQ_INT(test_count(p,
+	                 "SELECT count(*) FROM meta WHERE created_by LIKE "
+	                 "'%@% autopack " AUTOPACK_VERSION "'"),
+	    1);
 	free(p);
 }
 
@@ -160,7 +164,8 @@ TEST(store_init_failure_removes_the_half_made_file)
 	char *p = test_path("a.db");
 
 	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL SCHEMA_V2_SQL "CREATE TABLE runs (x);",
-	    SCHEMA_VERSION, NULL, &err), STORE_EIO);
+	                 SCHEMA_VERSION, NULL, &err),
+	    STORE_EIO);
 	CHECK(strstr(err.text, "creating the schema") != NULL);
 	CHECK(strstr(err.text, "half-made file was removed") != NULL);
 	CHECK(access(p, F_OK) != 0);
@@ -204,8 +209,7 @@ TEST(store_write_open_migrates_an_older_schema_after_a_backup)
 	CHECK(strncmp(st.backup_path, p, strlen(p)) == 0);
 	CHECK(strncmp(st.backup_path + strlen(p), ".v1-", 4) == 0);
 	CHECK(strcmp(st.backup_path + strlen(st.backup_path) - 4, ".bak") == 0);
-	CHECK(store_query_int(st.db, "SELECT count(*) FROM estimator_coefficients", &n,
-	    &err) == 0);
+	CHECK(store_query_int(st.db, "SELECT count(*) FROM estimator_coefficients", &n, &err) == 0);
 	backup = xstrdup(st.backup_path);
 	store_close(&st);
 
@@ -214,8 +218,7 @@ TEST(store_write_open_migrates_an_older_schema_after_a_backup)
 	CHECK_EQ_STR(bk.uuid, uuid);
 	CHECK(store_query_int(bk.db, "SELECT count(*) FROM runs", &n, &err) == 0);
 	CHECK_EQ_INT(n, 1);
-	CHECK(store_query_int(bk.db, "SELECT count(*) FROM estimator_coefficients", &n,
-	    NULL) != 0);
+	CHECK(store_query_int(bk.db, "SELECT count(*) FROM estimator_coefficients", &n, NULL) != 0);
 	store_close(&bk);
 
 	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), 0);
@@ -291,8 +294,9 @@ TEST(store_banner_names_the_database_and_its_counts)
 	CHECK(strstr(text, st.uuid) != NULL);
 	CHECK(strstr(text, "schema version: 2\n") != NULL);
 	CHECK(strstr(text, "device:inode:") != NULL);
-	CHECK(strstr(text, "runs 0, tiers 0, phases 0, attempts 0, llm_usage_events 0, "
-	    "token_estimation_v2_events 0\n") != NULL);
+	CHECK(strstr(text,
+	          "runs 0, tiers 0, phases 0, attempts 0, llm_usage_events 0, "
+	          "token_estimation_v2_events 0\n") != NULL);
 	store_close(&st);
 	free(text);
 	free(p);

@@ -43,9 +43,10 @@ TEST(worker_deliverables_parse_bare_document)
 {
 	struct dlv_set s;
 
-	parse_ok("{\"files\":[{\"path\":\"a/b.py\",\"mode\":\"create\",\"new_content\":\"x = 1\\n\"},"
-		 "{\"path\":\"old.txt\",\"mode\":\"delete\"}]}",
-		 &s);
+	parse_ok(
+	    "{\"files\":[{\"path\":\"a/b.py\",\"mode\":\"create\",\"new_content\":\"x = 1\\n\"},"
+	    "{\"path\":\"old.txt\",\"mode\":\"delete\"}]}",
+	    &s);
 	CHECK_EQ_INT(s.n, 2);
 	CHECK_EQ_STR(s.files[0].path, "a/b.py");
 	CHECK_EQ_STR(s.files[0].content, "x = 1\n");
@@ -59,15 +60,16 @@ TEST(worker_deliverables_parse_fenced_document_with_prose)
 	struct dlv_set s;
 
 	parse_ok("Sure! Here it is:\n\n```json\n{\"files\": [{\"path\": \"x.py\", \"new_content\": "
-		 "\"pass\\n\"}]}\n```\nLet me know.",
-		 &s);
+	         "\"pass\\n\"}]}\n```\nLet me know.",
+	    &s);
 	CHECK_EQ_INT(s.n, 1);
 	CHECK_EQ_INT(s.files[0].mode, DLV_CREATE);
 	dlv_set_free(&s);
 	parse_ok("```\n{\"files\": []}\n```", &s);
 	CHECK_EQ_INT(s.n, 0);
 	dlv_set_free(&s);
-	parse_ok("The answer is {\"files\": [{\"path\": \"y\", \"new_content\": \"\"}]} as asked", &s);
+	parse_ok(
+	    "The answer is {\"files\": [{\"path\": \"y\", \"new_content\": \"\"}]} as asked", &s);
 	CHECK_EQ_INT(s.n, 1);
 	dlv_set_free(&s);
 }
@@ -81,21 +83,22 @@ TEST(worker_deliverables_parse_errors_say_what_is_wrong)
 	CHECK(strstr(err, "no JSON document") != NULL);
 	CHECK_EQ_INT(dlv_parse("{\"files\": {}}", &s, err, sizeof err), DLV_EPARSE);
 	CHECK(strstr(err, "expected an array") != NULL);
-	CHECK_EQ_INT(dlv_parse("{\"files\": [{\"path\": \"a\"}]}", &s, err, sizeof err), DLV_EPARSE);
+	CHECK_EQ_INT(
+	    dlv_parse("{\"files\": [{\"path\": \"a\"}]}", &s, err, sizeof err), DLV_EPARSE);
 	CHECK(strstr(err, "files[0].new_content") != NULL);
 	CHECK_EQ_INT(dlv_parse("{\"files\": [{\"path\": \"a\", \"mode\": \"chmod\", "
-			       "\"new_content\": \"\"}]}",
-			       &s, err, sizeof err),
-		     DLV_EPARSE);
+	                       "\"new_content\": \"\"}]}",
+	                 &s, err, sizeof err),
+	    DLV_EPARSE);
 	CHECK(strstr(err, "files[0].mode") != NULL);
-	CHECK_EQ_INT(dlv_parse("{\"files\": [{\"path\": \"a\\u0000b\", \"new_content\": \"\"}]}", &s,
-			       err, sizeof err),
-		     DLV_EPARSE);
+	CHECK_EQ_INT(dlv_parse("{\"files\": [{\"path\": \"a\\u0000b\", \"new_content\": \"\"}]}",
+	                 &s, err, sizeof err),
+	    DLV_EPARSE);
 	CHECK(strstr(err, "NUL") != NULL);
 	CHECK_EQ_INT(dlv_parse("{\"files\": [{\"path\": \"a\", \"new_content\": \"1\"},"
-			       "{\"path\": \"a\", \"new_content\": \"2\"}]}",
-			       &s, err, sizeof err),
-		     DLV_EPARSE);
+	                       "{\"path\": \"a\", \"new_content\": \"2\"}]}",
+	                 &s, err, sizeof err),
+	    DLV_EPARSE);
 	CHECK(strstr(err, "twice") != NULL);
 	CHECK_EQ_INT(s.n, 0);
 }
@@ -124,8 +127,8 @@ TEST(worker_deliverables_write_in_scope_atomically)
 {
 	struct dlv_scope scope = scope_utils();
 	struct dlv_file f[] = { { (char *)"utils/h.py", DLV_CREATE, (char *)"A\n", 2 },
-				{ (char *)"utils/deep/er/x.py", DLV_CREATE, (char *)"B\n", 2 },
-				{ (char *)"./README.md", DLV_MODIFY, (char *)"C\n", 2 } };
+		{ (char *)"utils/deep/er/x.py", DLV_CREATE, (char *)"B\n", 2 },
+		{ (char *)"./README.md", DLV_MODIFY, (char *)"C\n", 2 } };
 	struct dlv_set set = { f, 3 };
 	char err[256];
 	DIR *d;
@@ -153,7 +156,8 @@ TEST(worker_deliverables_write_in_scope_atomically)
 			entries++;
 	closedir(d);
 	CHECK_EQ_INT(entries, 2); /* h.py and deep/, no temporary files left */
-	CHECK_EQ_INT(dlv_missing("ws", scope.deliverables, scope.ndeliverables, err, sizeof err), 0);
+	CHECK_EQ_INT(
+	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, err, sizeof err), 0);
 }
 
 TEST(worker_deliverables_refuse_absolute_and_dotdot)
@@ -225,7 +229,7 @@ TEST(worker_deliverables_one_refusal_writes_nothing)
 {
 	struct dlv_scope scope = scope_utils();
 	struct dlv_file f[] = { { (char *)"utils/h.py", DLV_CREATE, (char *)"A\n", 2 },
-				{ (char *)"../../etc/x", DLV_CREATE, (char *)"B\n", 2 } };
+		{ (char *)"../../etc/x", DLV_CREATE, (char *)"B\n", 2 } };
 	struct dlv_set set = { f, 2 };
 	char err[256];
 
@@ -238,8 +242,8 @@ TEST(worker_deliverables_missing_are_named)
 	struct dlv_scope scope = scope_utils();
 	char names[256];
 
-	CHECK_EQ_INT(dlv_missing("ws", scope.deliverables, scope.ndeliverables, names, sizeof names),
-		     2);
+	CHECK_EQ_INT(
+	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, names, sizeof names), 2);
 	CHECK_EQ_STR(names, "utils/h.py, README.md");
 }
 

@@ -25,7 +25,7 @@ static void on_try(void *ctx, const struct llm_try *t)
 		s->t[s->tries] = *t;
 		snprintf(s->errors[s->tries], sizeof s->errors[0], "%s", t->error ? t->error : "");
 		snprintf(s->classes[s->tries], sizeof s->classes[0], "%s",
-			 t->error_class ? t->error_class : "");
+		    t->error_class ? t->error_class : "");
 		s->t[s->tries].error = s->errors[s->tries];
 		s->t[s->tries].error_class = s->classes[s->tries];
 	}
@@ -48,13 +48,17 @@ static double full_jitter(void *ctx)
 
 /* One call with the test hooks. */
 static int call(enum llm_provider p, const char *base, int max_retries, int64_t timeout_ms,
-		int max_tokens, struct seen *s, struct llm_response *r)
+    int max_tokens, struct seen *s, struct llm_response *r)
 {
-	struct llm_config cfg = { .provider = p, .base_url = base, .model = "test-model",
-				  .api_key = KEY, .timeout_ms = timeout_ms,
-				  .max_retries = max_retries, .temperature = 0.2 };
+	struct llm_config cfg = { .provider = p,
+		.base_url = base,
+		.model = "test-model",
+		.api_key = KEY,
+		.timeout_ms = timeout_ms,
+		.max_retries = max_retries,
+		.temperature = 0.2 };
 	struct llm_request req = { "You are a builder.",
-				   "## Deliverables\n- utils/a.py\n\nWrite it.", max_tokens };
+		"## Deliverables\n- utils/a.py\n\nWrite it.", max_tokens };
 	struct llm_hooks h = { s, on_try, NULL, fake_sleep, full_jitter };
 
 	memset(s, 0, sizeof *s);
@@ -94,9 +98,9 @@ TEST(worker_llm_anthropic_normal_call_reads_text_usage_and_stop_reason)
 	CHECK_EQ_INT(s.t[0].completion_tokens, r.completion_tokens);
 	CHECK_EQ_INT(log_int(log, 0, "max_tokens", NULL), 4096);
 	CHECK(json_is_true(json_object_get(json_array_get(log, 0), "key_ok")));
-	CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(log, 0),
-						       "anthropic_version")),
-		     "2023-06-01");
+	CHECK_EQ_STR(
+	    json_string_value(json_object_get(json_array_get(log, 0), "anthropic_version")),
+	    "2023-06-01");
 	json_decref(log);
 	llm_response_free(&r);
 	standin_stop(&sd);
@@ -115,7 +119,7 @@ TEST(worker_llm_openai_normal_call_reads_choices_and_usage)
 	CHECK_EQ_STR(r.stop_reason, "stop");
 	log = standin_log();
 	CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(log, 0), "path")),
-		     "/v1/chat/completions");
+	    "/v1/chat/completions");
 	CHECK(json_is_true(json_object_get(json_array_get(log, 0), "key_ok")));
 	CHECK_EQ_INT(r.completion_tokens, log_int(log, 0, "usage", "completion_tokens"));
 	CHECK_EQ_INT(r.total_tokens, r.prompt_tokens + r.completion_tokens);
@@ -236,8 +240,8 @@ TEST(worker_llm_truncation_escalates_by_a_quarter_capped_at_64000)
 	int next;
 
 	est_coefs_default(&c);
-	standin_start(&sd, "[{\"mode\":\"truncated\"},{\"mode\":\"normal\"},{\"mode\":\"truncated\"}]",
-		      KEY);
+	standin_start(
+	    &sd, "[{\"mode\":\"truncated\"},{\"mode\":\"normal\"},{\"mode\":\"truncated\"}]", KEY);
 	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, 16384, &s, &r), 0);
 	CHECK(r.truncated);
 	CHECK_EQ_STR(r.stop_reason, "max_tokens");

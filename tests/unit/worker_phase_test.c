@@ -15,8 +15,8 @@
 struct rec {
 	enum proto_event_kind kind;
 	char level[16];
-	char *text;          /* log message, or usage error class */
-	int64_t a, b, c, d;  /* usage: prompt, completion, status, try; est: predicted, actual,
+	char *text;         /* log message, or usage error class */
+	int64_t a, b, c, d; /* usage: prompt, completion, status, try; est: predicted, actual,
 				budget, max_tokens */
 	bool success, truncated;
 	char category[32];
@@ -27,8 +27,8 @@ struct recorder {
 	struct rec ev[EV_MAX];
 	int n;
 	int beats;
-	int fail_after;      /* emit returns -1 from this event on (0: never) */
-	char all[65536];     /* every string seen, for the key check */
+	int fail_after;  /* emit returns -1 from this event on (0: never) */
+	char all[65536]; /* every string seen, for the key check */
 	size_t all_len;
 };
 
@@ -217,7 +217,7 @@ TEST(worker_phase_success_emits_usage_v2_and_passes_the_check)
 	CHECK_EQ_INT(u->c, 200);
 	CHECK_EQ_INT(u->d, 1);
 	v = rec_nth(&r, PROTO_EV_TOKEN_ESTIMATION, 0);
-	CHECK_EQ_INT(v->a, 3424);  /* int((634 + 2000) × 1.3) */
+	CHECK_EQ_INT(v->a, 3424); /* int((634 + 2000) × 1.3) */
 	CHECK_EQ_INT(v->b, log_usage(log, 0, "completion_tokens"));
 	CHECK_EQ_INT(v->c, 8192);
 	CHECK_EQ_INT(v->d, 16384);
@@ -334,7 +334,8 @@ TEST(worker_phase_provider_errors_exhausted_is_zero_yield)
 	CHECK_EQ_STR(res.failure_reason, "PROVIDER_ERROR");
 	CHECK_EQ_STR(res.zero_yield_reason, "provider_error");
 	CHECK(strstr(res.message, "server_error after 2 tries") != NULL);
-	CHECK(strncmp(res.fingerprint, "FAILED|provider_error|server_error after num tries", 50) == 0);
+	CHECK(strncmp(res.fingerprint, "FAILED|provider_error|server_error after num tries", 50) ==
+	    0);
 	CHECK_EQ_INT(rec_count(&r, PROTO_EV_LLM_USAGE), 2);
 	CHECK_EQ_INT(rec_count(&r, PROTO_EV_TOKEN_ESTIMATION), 0);
 	phase_result_clear(&res);
@@ -426,8 +427,8 @@ TEST(worker_phase_check_failure_is_reported_with_its_log)
 	CHECK(strstr(res.message, "exited 1") != NULL);
 	CHECK(strstr(res.message, "ModuleNotFoundError") != NULL);
 	CHECK(strstr(res.message, ".autopack/logs/demo-1__p1-strings__a1.stderr.txt") != NULL);
-	CHECK(strncmp(res.fingerprint, "FAILED|check_failed|check command exited num (stderr: path)",
-		      59) == 0);
+	CHECK(strncmp(res.fingerprint,
+	          "FAILED|check_failed|check command exited num (stderr: path)", 59) == 0);
 	phase_result_clear(&res);
 	rec_free(&r);
 	standin_stop(&sd);

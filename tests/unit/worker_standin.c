@@ -64,8 +64,8 @@ void standin_start(struct standin *s, const char *script, const char *key)
 		dup2(log, 1);
 		dup2(log, 2);
 		execl("/usr/bin/python3", "python3", path, "--port-file", "/dev/fd/3", "--script",
-		      "script.json", "--log", "standin.log", "--expect-key", key, "--max-seconds",
-		      "120", (char *)NULL);
+		    "script.json", "--log", "standin.log", "--expect-key", key, "--max-seconds",
+		    "120", (char *)NULL);
 		_exit(127);
 	}
 	standin_pid = s->pid;

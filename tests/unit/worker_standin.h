@@ -8,8 +8,8 @@
 struct standin {
 	pid_t pid;
 	int port;
-	char base[64];      /* http://127.0.0.1:PORT */
-	char base_v1[64];   /* http://127.0.0.1:PORT/v1, the OpenAI-style base */
+	char base[64];    /* http://127.0.0.1:PORT */
+	char base_v1[64]; /* http://127.0.0.1:PORT/v1, the OpenAI-style base */
 };
 
 /* Start the stand-in with `script` (JSON text) expecting `key`; blocks until it listens.
