@@ -94,7 +94,7 @@ static const char *const drain_sql[S_COUNT] = {
 	    " CASE WHEN a.failure_reason IS NOT NULL AND a.message IS NOT NULL"
 	    "   THEN a.failure_reason || ': ' || a.message"
 	    "   ELSE COALESCE(a.failure_reason, a.message) END,"
-	    " a.ended_at, round(a.duration_ms / 1000.0, 2), a.fingerprint, v.n,"
+	    " a.ended_at, a.duration_ms / 1000.0, a.fingerprint, v.n,"
 	    " CASE WHEN v.n > 0 AND a.duration_ms > 0"
 	    "   THEN round(v.n * 60000.0 / a.duration_ms, 2) END,"
 	    " a.reached_llm_boundary, a.zero_yield_reason"
