@@ -21,7 +21,7 @@ struct sup_config {
 	const char *run_id;
 	int64_t batch_size; /* attempts to start; 0 = no limit */
 	int64_t phase_timeout_s;
-	int64_t max_attempts; /* per phase, across drains */
+	int64_t max_attempts; /* per phase in one session */
 	bool sync_full;
 	bool exit_when_drained;
 	bool dry_run;
@@ -40,7 +40,7 @@ struct sup_config {
 	int64_t llm_timeout_s;
 	int64_t llm_retries;
 	int64_t max_tokens_cap;
-	/* drain policies (facts §4) */
+	/* drain policies (docs/drain-rules.md) */
 	bool retry_failed;
 	bool resume;
 	const char **skip_prefixes;
@@ -62,7 +62,7 @@ struct fp_count {
 	int64_t n;
 };
 
-/* Sample-first triage and stop rules, persisted with every commit (facts §4.4, §4.6). */
+/* Sample-first triage and stop rules, persisted with every commit (docs/drain-rules.md). */
 struct policy {
 	struct fp_count *fps;
 	size_t nfps;
@@ -76,7 +76,7 @@ struct policy {
 struct qphase {
 	char *phase_id;
 	int64_t phase_index;
-	enum bucket bucket; /* of its last failure reason */
+	enum bucket bucket; /* of its last failure reason (docs/drain-rules.md) */
 	int64_t attempts;   /* in this session */
 	int64_t max_attempts;
 	struct qphase *next;
@@ -272,7 +272,8 @@ struct run_q *sched_run_find(struct sup *s, const char *run_id);
 void sched_free(struct sup *s);
 
 /* policy.c */
-/* The bucket of a failure reason (free text: adopted databases hold the original's). */
+/* The bucket of a failure reason (docs/drain-rules.md); free text, since adopted databases
+ * hold the original's reasons. */
 enum bucket policy_bucket(const char *failure_reason);
 /* Judge one attempt's end (triage, timeouts, zero-yield streak, fingerprints); may stop
  * the run or the session. */

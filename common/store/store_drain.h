@@ -27,7 +27,7 @@ struct drain_phase {
 	const char *last_failure_reason; /* nullable */
 };
 
-/* What an attempt ended as. */
+/* What an attempt ended as (docs/data-model.md, "Drains"). */
 struct drain_close {
 	enum outcome outcome;
 	enum reason reason;      /* REASON_NONE: none */
