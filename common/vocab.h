@@ -4,8 +4,8 @@
  * runs and tiers, the kinds of telemetry event, the supervisor's stop levels and the drain
  * policy's failure-reason buckets. Each is an enum with one name table (vocab.c); code
  * compares the enums, and every one of these strings written to the database or shown to
- * a user comes from the tables here. README.md ("How failures end up", "Drain policies")
- * says what the values mean to an operator.
+ * a user comes from the tables here. docs/data-model.md and docs/drain-rules.md say what
+ * the values mean.
  *
  * Parsing returns the *_NONE value of the enum for a name that is not in the table, so
  * text from a peer or an older database is never trusted as a value.
