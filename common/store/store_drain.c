@@ -290,7 +290,7 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	char now[32];
 	size_t i;
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	*closed = 0;
 	for (i = 0; i < ARRAY_SIZE(sql); i++) {
 		sqlite3_stmt *s;
@@ -330,7 +330,7 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 		return STORE_EINVAL;
 	}
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	s = drain_stmt(d, S_ATT_INSERT);
 	bind_text(s, 1, run_id);
 	bind_text(s, 2, phase_id);
@@ -511,7 +511,7 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 	char now[32];
 	int rc;
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->seq);
 	bind_text(s, 3,
@@ -562,7 +562,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	if (*stale)
 		goto out;
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	s = drain_stmt(d, S_ATT_END);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
 	bind_text(s, 2, now);
@@ -606,7 +606,7 @@ int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t pee
 	sqlite3_stmt *s = drain_stmt(d, S_CTL_LOG);
 	char now[32];
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	bind_text(s, 1, now);
 	sqlite3_bind_int64(s, 2, peer_pid);
 	sqlite3_bind_int64(s, 3, peer_uid);
@@ -681,7 +681,7 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 {
 	char now[32], spid[24];
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	snprintf(spid, sizeof spid, "%lld", (long long)pid);
 	return drain_run(d,
 	           "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid"
@@ -745,7 +745,7 @@ int store_drain_session_close(
 {
 	char now[32];
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	return drain_run(d,
 	    "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3"
 	    " WHERE session_id = ?1",
@@ -841,7 +841,7 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	}
 	free(state);
 	return drain_run(d,
-	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ')"
+	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%d %H:%M:%f000')"
 	    " WHERE run_id = ?1 AND phase_id = ?2",
 	    run_id, phase_id, to, err);
 }

@@ -49,7 +49,7 @@ static int store_meta_insert(sqlite3 *db, const char *uuid, int version, struct 
 	char now[32];
 	int rc;
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	rc = sqlite3_prepare_v2(db,
 	    "INSERT INTO meta (id, db_uuid, created_at, created_by, schema_version) "
 	    "VALUES (1, ?1, ?2, ?3, ?4)",
