@@ -28,20 +28,9 @@ static void adopt_fill_push(struct store_adopt_report *rep, const char *table, c
 static int adopt_has_column(
     sqlite3 *db, const char *table, const char *column, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(
-	    db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE", -1, &q, NULL);
-
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, column, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-		return rc == SQLITE_ROW;
-	return store_fail(
-	    err, STORE_EIO, "reading the columns of %s: %s", table, sqlite3_errmsg(db));
+	return store_row_exists(db, err,
+	    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+	    (const char *const[]){ table, column, NULL }, "reading the columns of %s", table);
 }
 
 /* Count the NULLs of one column; a column the adoption has yet to add holds a NULL in

@@ -14,21 +14,10 @@
 static int survey_bare_not_null(
     sqlite3 *db, const char *table, const char *column, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
+	return store_row_exists(db, err,
 	    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE"
 	    " AND \"notnull\" = 1 AND dflt_value IS NULL AND pk = 0",
-	    -1, &q, NULL);
-
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, column, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-		return rc == SQLITE_ROW;
-	return store_fail(err, STORE_EIO, "reading the columns of %s: %s", table, sqlite3_errmsg(db));
+	    (const char *const[]){ table, column, NULL }, "reading the columns of %s", table);
 }
 
 /* List the original's Python-side columns that this database leaves without a default. */
@@ -54,8 +43,8 @@ static int survey_insert_cols(sqlite3 *db, struct store_adopt_report *rep, struc
 }
 
 /* Append a phase to a report list. */
-static void survey_phase_push(struct store_adopt_phase **list, size_t *n, sqlite3_stmt *q,
-    const char *why)
+static void survey_phase_push(
+    struct store_adopt_phase **list, size_t *n, sqlite3_stmt *q, const char *why)
 {
 	struct store_adopt_phase *p;
 	const unsigned char *state = sqlite3_column_text(q, 2);
@@ -87,8 +76,8 @@ static int survey_scopes(sqlite3 *db, struct store_adopt_report *rep, struct sto
 		char why[256];
 
 		rc = SQLITE_OK;
-		if (store_scope_parse_text((const char *)sqlite3_column_text(q, 3), &sc, why,
-		        sizeof why) != 0) {
+		if (store_scope_parse_text(
+		        (const char *)sqlite3_column_text(q, 3), &sc, why, sizeof why) != 0) {
 			survey_phase_push(&rep->bad_scopes, &rep->n_bad_scopes, q, why);
 			continue;
 		}
@@ -100,7 +89,8 @@ static int survey_scopes(sqlite3 *db, struct store_adopt_report *rep, struct sto
 	}
 	sqlite3_finalize(q);
 	if (rc != SQLITE_DONE)
-		return store_fail(err, STORE_EIO, "reading the scopes of phases: %s", sqlite3_errmsg(db));
+		return store_fail(
+		    err, STORE_EIO, "reading the scopes of phases: %s", sqlite3_errmsg(db));
 	rep->bare_scopes = rep->scope_forms[STORE_SCOPE_PATH];
 	return 0;
 }

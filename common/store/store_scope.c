@@ -85,8 +85,8 @@ static bool scope_is_path(const char *s, size_t len)
 }
 
 /* Add a string path to `l`, refusing other values and empty strings. */
-static int scope_add_string(struct store_scope_list *l, const json_t *v, const char *where,
-    char *why, size_t whylen)
+static int scope_add_string(
+    struct store_scope_list *l, const json_t *v, const char *where, char *why, size_t whylen)
 {
 	if (!json_is_string(v))
 		return scope_fail(why, whylen, "%s: expected a path string", where);
@@ -98,8 +98,8 @@ static int scope_add_string(struct store_scope_list *l, const json_t *v, const c
 
 /* Add paths from `v`: a string, or an array of strings (arrays nested in it are
  * flattened). */
-static int scope_add_paths(struct store_scope_list *l, const json_t *v, const char *where,
-    char *why, size_t whylen)
+static int scope_add_paths(
+    struct store_scope_list *l, const json_t *v, const char *where, char *why, size_t whylen)
 {
 	char sub[256];
 	json_t *e;
@@ -117,8 +117,7 @@ static int scope_add_paths(struct store_scope_list *l, const json_t *v, const ch
 }
 
 /* Read read_only_context: strings, or objects naming a "path". */
-static int scope_add_context(
-    struct store_scope_list *l, const json_t *v, char *why, size_t whylen)
+static int scope_add_context(struct store_scope_list *l, const json_t *v, char *why, size_t whylen)
 {
 	char sub[256];
 	json_t *e;
@@ -143,8 +142,7 @@ static int scope_add_context(
 }
 
 /* Read deliverables: a list, or an object of buckets whose lists are joined. */
-static int scope_add_deliverables(
-    struct store_scope *sc, const json_t *v, char *why, size_t whylen)
+static int scope_add_deliverables(struct store_scope *sc, const json_t *v, char *why, size_t whylen)
 {
 	char sub[256];
 	const char *key;
@@ -214,7 +212,9 @@ static int scope_parse_value(
 	}
 	if (!json_is_string(v))
 		return scope_fail(why, whylen, "a JSON %s, not a scope object or a path",
-		    json_is_array(v) ? "array" : json_is_number(v) ? "number" : "boolean");
+		    json_is_array(v)      ? "array" :
+		        json_is_number(v) ? "number" :
+		                            "boolean");
 	s = json_string_value(v);
 	len = json_string_length(v);
 	inner = json_loadb(s, len, JSON_DECODE_ANY, &jerr);

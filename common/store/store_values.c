@@ -43,10 +43,10 @@ static const struct {
 static const char *const values_run_states[] = { "QUEUED", "PLAN_BOOTSTRAP", "RUN_CREATED",
 	"PHASE_QUEUEING", "PHASE_EXECUTION", "GATE", "CI_RUNNING", "SNAPSHOT_CREATED",
 	"DONE_SUCCESS", NULL };
-static const char *const values_tier_states[] = { "PENDING", "IN_PROGRESS", "COMPLETE",
-	"FAILED", "SKIPPED", NULL };
-static const char *const values_phase_states[] = { "QUEUED", "EXECUTING", "GATE",
-	"CI_RUNNING", "COMPLETE", "FAILED", "SKIPPED", NULL };
+static const char *const values_tier_states[] = { "PENDING", "IN_PROGRESS", "COMPLETE", "FAILED",
+	"SKIPPED", NULL };
+static const char *const values_phase_states[] = { "QUEUED", "EXECUTING", "GATE", "CI_RUNNING",
+	"COMPLETE", "FAILED", "SKIPPED", NULL };
 
 static const struct {
 	const char *table;
@@ -167,7 +167,8 @@ int store_values_register(sqlite3 *db, struct store_err *err)
 	if (sqlite3_create_function_v2(db, "autopack_value", 2,
 	        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL, values_sql_fn, NULL,
 	        NULL, NULL) != SQLITE_OK)
-		return store_fail(err, STORE_EIO, "registering autopack_value: %s", sqlite3_errmsg(db));
+		return store_fail(
+		    err, STORE_EIO, "registering autopack_value: %s", sqlite3_errmsg(db));
 	return 0;
 }
 
@@ -218,7 +219,8 @@ int store_values_columns(
 
 	memset(out, 0, sizeof *out);
 	for (size_t i = 0; i < ARRAY_SIZE(values_time_cols); i++) {
-		char *type = values_column_type(db, values_time_cols[i].table, values_time_cols[i].column);
+		char *type = values_column_type(
+		    db, values_time_cols[i].table, values_time_cols[i].column);
 
 		if (type != NULL)
 			values_push(out, values_time_cols[i].table, values_time_cols[i].column,
@@ -243,21 +245,23 @@ int store_values_columns(
 	sqlite3_finalize(q);
 	if (rc != SQLITE_DONE) {
 		store_value_cols_free(out);
-		return store_fail(err, STORE_EIO, "reading the column types: %s", sqlite3_errmsg(db));
+		return store_fail(
+		    err, STORE_EIO, "reading the column types: %s", sqlite3_errmsg(db));
 	}
 	for (size_t i = 0; legacy && i < ARRAY_SIZE(values_state_cols); i++) {
 		char *type = values_column_type(db, values_state_cols[i].table, "state");
 
 		if (type != NULL)
-			values_push(out, values_state_cols[i].table, "state", values_state_cols[i].kind);
+			values_push(
+			    out, values_state_cols[i].table, "state", values_state_cols[i].kind);
 		free(type);
 	}
 	return 0;
 }
 
 /* Run a query with one row of (count, example value[, its rewrite]) into the column. */
-static int values_count(sqlite3 *db, const char *sql, int64_t *n, char **from, char **to,
-    struct store_err *err)
+static int values_count(
+    sqlite3 *db, const char *sql, int64_t *n, char **from, char **to, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
@@ -278,8 +282,8 @@ static int values_count(sqlite3 *db, const char *sql, int64_t *n, char **from, c
 }
 
 /* The condition "this value is read, and differs from its rewrite". */
-#define VALUES_REWRITE_WHERE \
-	"\"%w\" IS NOT NULL AND autopack_value(%d, \"%w\") IS NOT NULL" \
+#define VALUES_REWRITE_WHERE                                                                       \
+	"\"%w\" IS NOT NULL AND autopack_value(%d, \"%w\") IS NOT NULL"                            \
 	" AND autopack_value(%d, \"%w\") IS NOT \"%w\""
 
 /* Count one column's values to rewrite and unreadable ones, with an example of each. */
@@ -288,8 +292,9 @@ static int values_survey_col(sqlite3 *db, struct store_value_col *c, struct stor
 	char *sql;
 	int rc;
 
-	sql = sqlite3_mprintf("SELECT count(*), min(CAST(\"%w\" AS TEXT)),"
-	                      " autopack_value(%d, min(\"%w\")) FROM \"%w\" WHERE " VALUES_REWRITE_WHERE,
+	sql = sqlite3_mprintf(
+	    "SELECT count(*), min(CAST(\"%w\" AS TEXT)),"
+	    " autopack_value(%d, min(\"%w\")) FROM \"%w\" WHERE " VALUES_REWRITE_WHERE,
 	    c->column, c->kind, c->column, c->table, c->column, c->kind, c->column, c->kind,
 	    c->column, c->column);
 	rc = values_count(db, sql, &c->rewrite, &c->from, &c->to, err);

@@ -109,13 +109,14 @@ TEST(scope_that_cannot_be_interpreted_says_why)
 
 TEST(original_inserts_name_every_python_side_value)
 {
-	char *sql = store_original_insert_sql("runs", "id, state, created_at, updated_at",
-	    "?1, 'DONE_SUCCESS', ?2, ?2");
+	char *sql = store_original_insert_sql(
+	    "runs", "id, state, created_at, updated_at", "?1, 'DONE_SUCCESS', ?2, ?2");
 
 	CHECK(strstr(sql, "INSERT INTO runs (id, state, created_at, updated_at, safety_profile,") ==
 	    sql);
-	CHECK(strstr(sql, "promotion_eligible_to_main) VALUES (?1, 'DONE_SUCCESS', ?2, ?2, "
-	                  "'normal',") != NULL);
+	CHECK(strstr(sql,
+	          "promotion_eligible_to_main) VALUES (?1, 'DONE_SUCCESS', ?2, ?2, "
+	          "'normal',") != NULL);
 	CHECK(strstr(sql, "'RUN_CREATED'") == NULL);
 	free(sql);
 }
@@ -130,18 +131,21 @@ TEST(original_values_are_the_defaults_of_autopacks_schema)
 		sqlite3_stmt *q = NULL;
 
 		if (f->value == NULL || strcmp(f->column, "deliverables_json") == 0 ||
-		    strcmp(f->column, "truncated") == 0 || strcmp(f->column, "is_truncated_output") == 0)
+		    strcmp(f->column, "truncated") == 0 ||
+		    strcmp(f->column, "is_truncated_output") == 0)
 			continue;
-		CHECK(sqlite3_prepare_v2(st.db,
-		          "SELECT dflt_value FROM pragma_table_info(?1) WHERE name = ?2 AND \"notnull\"",
-		          -1, &q, NULL) == SQLITE_OK);
+		CHECK(
+		    sqlite3_prepare_v2(st.db,
+		        "SELECT dflt_value FROM pragma_table_info(?1) WHERE name = ?2 AND \"notnull\"",
+		        -1, &q, NULL) == SQLITE_OK);
 		sqlite3_bind_text(q, 1, f->table, -1, SQLITE_STATIC);
 		sqlite3_bind_text(q, 2, f->column, -1, SQLITE_STATIC);
 		if (sqlite3_step(q) != SQLITE_ROW || sqlite3_column_text(q, 0) == NULL ||
 		    strcmp((const char *)sqlite3_column_text(q, 0), f->value) != 0) {
 			fprintf(stderr, "%s.%s: default %s, the original writes %s\n", f->table,
 			    f->column,
-			    sqlite3_column_text(q, 0) ? (const char *)sqlite3_column_text(q, 0) : "-",
+			    sqlite3_column_text(q, 0) ? (const char *)sqlite3_column_text(q, 0) :
+			                                "-",
 			    f->value);
 			CHECK(0);
 		}
@@ -220,12 +224,14 @@ TEST(migration_to_v3_adds_the_originals_columns_and_rewrites_timestamps)
 	    " ('anthropic', 'm', 'builder', '2026-12-01T19:31:27.482Z');");
 	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
 	CHECK_EQ_INT(st.migrated_from, 2);
-	CHECK_EQ_INT(test_query(&st,
-	                 "SELECT count(*) FROM meta WHERE created_at = '2026-11-30 08:00:00.001000'"),
+	CHECK_EQ_INT(
+	    test_query(
+	        &st, "SELECT count(*) FROM meta WHERE created_at = '2026-11-30 08:00:00.001000'"),
 	    1);
-	CHECK_EQ_INT(test_query(&st,
-	                 "SELECT count(*) FROM phases WHERE updated_at = '2026-12-01 23:59:59.999000'"
-	                 " AND issue_state = 'no_issues' AND quality_blocked = 0"),
+	CHECK_EQ_INT(
+	    test_query(&st,
+	        "SELECT count(*) FROM phases WHERE updated_at = '2026-12-01 23:59:59.999000'"
+	        " AND issue_state = 'no_issues' AND quality_blocked = 0"),
 	    1);
 	CHECK_EQ_INT(test_query(&st,
 	                 "SELECT count(*) FROM llm_usage_events WHERE is_doctor_call = 0"
