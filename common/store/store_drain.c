@@ -1,4 +1,5 @@
 #include "common/store/store_drain.h"
+#include "common/store/store_scope.h"
 #include "common/util.h"
 
 #include <stdarg.h>
@@ -354,23 +355,15 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	return drain_exec(d, dry_run ? S_PHASE_FENCE : S_PHASE_EXEC, s, err);
 }
 
-/* Copy a JSON array of strings into `l`; anything else leaves it empty. */
-static void strlist_from_json(json_t *arr, struct proto_strlist *l)
+/* Move a scope list into a wire list (the items change owner). */
+static void strlist_take(struct store_scope_list *from, struct proto_strlist *l)
 {
-	size_t i, n = 0;
-	json_t *v;
-
-	l->items = NULL;
-	l->n = 0;
-	if (!json_is_array(arr))
-		return;
-	l->items = xcalloc(json_array_size(arr) + 1, sizeof *l->items);
-	json_array_foreach(arr, i, v)
-	{
-		if (json_is_string(v))
-			l->items[n++] = xstrndup(json_string_value(v), json_string_length(v));
-	}
-	l->n = n;
+	l->items = from->items != NULL ? from->items : xcalloc(1, sizeof *l->items);
+	l->n = from->n;
+	for (size_t i = 0; i < from->n; i++)
+		free(from->where[i]);
+	free(from->where);
+	memset(from, 0, sizeof *from);
 }
 
 int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *phase_id,
@@ -378,8 +371,8 @@ int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *
 {
 	sqlite3_stmt *s = drain_stmt(d, S_JOB);
 	struct proto_phase *p = &job->phase;
-	const char *scope;
-	json_t *js = NULL;
+	struct store_scope sc;
+	char why[256];
 	int rc;
 
 	if ((rc = phase_row(d, s, run_id, phase_id, "job", err)) != 0)
@@ -394,20 +387,15 @@ int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *
 		p->description = xstrdup("");
 	p->task_category = col_dup(s, 2);
 	p->complexity = col_dup(s, 3);
-	scope = (const char *)sqlite3_column_text(s, 4);
-	if (scope != NULL)
-		js = json_loads(scope, JSON_DECODE_ANY, NULL);
-	if (json_is_object(js)) {
-		strlist_from_json(json_object_get(js, "paths"), &p->paths);
-		strlist_from_json(json_object_get(js, "read_only_context"), &p->read_only_context);
-		strlist_from_json(json_object_get(js, "deliverables"), &p->deliverables);
-	} else if (scope != NULL && !json_is_null(js)) {
-		/* A legacy bare-string scope names one path. */
-		p->paths.items = xcalloc(2, sizeof *p->paths.items);
-		p->paths.items[0] = xstrdup(json_is_string(js) ? json_string_value(js) : scope);
-		p->paths.n = 1;
+	/* Every scope shape of docs/adoption.md; one that cannot be interpreted gives no
+	 * deliverables, and the worker fails the phase without calling the LLM. */
+	if (store_scope_parse_text((const char *)sqlite3_column_text(s, 4), &sc, why, sizeof why) ==
+	    0) {
+		strlist_take(&sc.paths, &p->paths);
+		strlist_take(&sc.context, &p->read_only_context);
+		strlist_take(&sc.deliverables, &p->deliverables);
 	}
-	json_decref(js);
+	store_scope_free(&sc);
 	p->check_command = col_dup(s, 5);
 	p->max_builder_attempts = sqlite3_column_int64(s, 6);
 	job->workspace = col_dup(s, 7);
