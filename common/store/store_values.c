@@ -2,6 +2,7 @@
 #include "common/store/store_values.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
+#include "common/vocab.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -39,15 +40,7 @@ static const struct {
 	{ "estimator_coefficients", "created_at" },
 };
 
-/* The state columns and the member names the original stores in them. */
-static const char *const values_run_states[] = { "QUEUED", "PLAN_BOOTSTRAP", "RUN_CREATED",
-	"PHASE_QUEUEING", "PHASE_EXECUTION", "GATE", "CI_RUNNING", "SNAPSHOT_CREATED",
-	"DONE_SUCCESS", NULL };
-static const char *const values_tier_states[] = { "PENDING", "IN_PROGRESS", "COMPLETE", "FAILED",
-	"SKIPPED", NULL };
-static const char *const values_phase_states[] = { "QUEUED", "EXECUTING", "GATE", "CI_RUNNING",
-	"COMPLETE", "FAILED", "SKIPPED", NULL };
-
+/* The state columns; their member names are the vocabulary's (common/vocab.h). */
 static const struct {
 	const char *table;
 	enum store_value_kind kind;
@@ -99,9 +92,9 @@ static int values_bool_text(const char *s)
  * into out, or return -1 if it names no state of the kind. */
 static int values_state_text(enum store_value_kind kind, const char *s, char out[64])
 {
-	const char *const *names = kind == STORE_VALUE_RUN_STATE ? values_run_states :
-	    kind == STORE_VALUE_TIER_STATE                       ? values_tier_states :
-	                                                           values_phase_states;
+	int n_names = kind == STORE_VALUE_RUN_STATE ? RUN_STATE_COUNT :
+	    kind == STORE_VALUE_TIER_STATE          ? TIER_STATE_COUNT :
+	                                              PHASE_STATE_COUNT;
 	const char *dot = strrchr(s, '.');
 	size_t n;
 
@@ -119,9 +112,15 @@ static int values_state_text(enum store_value_kind kind, const char *s, char out
 	out[n] = '\0';
 	if (kind == STORE_VALUE_RUN_STATE && strncmp(out, "DONE_FAILED_", 12) == 0 && n > 12)
 		return 0;
-	for (; *names != NULL; names++)
-		if (strcmp(*names, out) == 0)
+	for (int i = 1; i < n_names; i++) {
+		const char *name = kind == STORE_VALUE_RUN_STATE ?
+		    run_state_name((enum run_state)i) :
+		    kind == STORE_VALUE_TIER_STATE ? tier_state_name((enum tier_state)i) :
+		                                     phase_state_name((enum phase_state)i);
+
+		if (strcmp(name, out) == 0)
 			return 0;
+	}
 	return -1;
 }
 
