@@ -1,4 +1,5 @@
 #include "common/store/store_drain.h"
+#include "common/store/store_scope.h"
 #include "common/util.h"
 
 #include <stdarg.h>
@@ -295,7 +296,7 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	char now[32];
 	size_t i;
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	*closed = 0;
 	for (i = 0; i < ARRAY_SIZE(sql); i++) {
 		sqlite3_stmt *s;
@@ -340,7 +341,7 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	}
 	free(state);
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	s = drain_stmt(d, S_ATT_INSERT);
 	bind_text(s, 1, run_id);
 	bind_text(s, 2, phase_id);
@@ -365,23 +366,15 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	return drain_exec(d, dry_run ? S_PHASE_FENCE : S_PHASE_EXEC, s, err);
 }
 
-/* Copy a JSON array of strings into `l`; anything else leaves it empty. */
-static void strlist_from_json(json_t *arr, struct proto_strlist *l)
+/* Move a scope list into a wire list (the items change owner). */
+static void strlist_take(struct store_scope_list *from, struct proto_strlist *l)
 {
-	size_t i, n = 0;
-	json_t *v;
-
-	l->items = NULL;
-	l->n = 0;
-	if (!json_is_array(arr))
-		return;
-	l->items = xcalloc(json_array_size(arr) + 1, sizeof *l->items);
-	json_array_foreach(arr, i, v)
-	{
-		if (json_is_string(v))
-			l->items[n++] = xstrndup(json_string_value(v), json_string_length(v));
-	}
-	l->n = n;
+	l->items = from->items != NULL ? from->items : xcalloc(1, sizeof *l->items);
+	l->n = from->n;
+	for (size_t i = 0; i < from->n; i++)
+		free(from->where[i]);
+	free(from->where);
+	memset(from, 0, sizeof *from);
 }
 
 int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *phase_id,
@@ -389,8 +382,8 @@ int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *
 {
 	sqlite3_stmt *s = drain_stmt(d, S_JOB);
 	struct proto_phase *p = &job->phase;
-	const char *scope;
-	json_t *js = NULL;
+	struct store_scope sc;
+	char why[256];
 	int rc;
 
 	if ((rc = phase_row(d, s, run_id, phase_id, "job", err)) != 0)
@@ -405,20 +398,15 @@ int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *
 		p->description = xstrdup("");
 	p->task_category = col_dup(s, 2);
 	p->complexity = col_dup(s, 3);
-	scope = (const char *)sqlite3_column_text(s, 4);
-	if (scope != NULL)
-		js = json_loads(scope, JSON_DECODE_ANY, NULL);
-	if (json_is_object(js)) {
-		strlist_from_json(json_object_get(js, "paths"), &p->paths);
-		strlist_from_json(json_object_get(js, "read_only_context"), &p->read_only_context);
-		strlist_from_json(json_object_get(js, "deliverables"), &p->deliverables);
-	} else if (scope != NULL && !json_is_null(js)) {
-		/* A legacy bare-string scope names one path. */
-		p->paths.items = xcalloc(2, sizeof *p->paths.items);
-		p->paths.items[0] = xstrdup(json_is_string(js) ? json_string_value(js) : scope);
-		p->paths.n = 1;
+	/* Every scope shape of docs/adoption.md; one that cannot be interpreted gives no
+	 * deliverables, and the worker fails the phase without calling the LLM. */
+	if (store_scope_parse_text((const char *)sqlite3_column_text(s, 4), &sc, why, sizeof why) ==
+	    0) {
+		strlist_take(&sc.paths, &p->paths);
+		strlist_take(&sc.context, &p->read_only_context);
+		strlist_take(&sc.deliverables, &p->deliverables);
 	}
-	json_decref(js);
+	store_scope_free(&sc);
 	p->check_command = col_dup(s, 5);
 	p->max_builder_attempts = sqlite3_column_int64(s, 6);
 	job->workspace = col_dup(s, 7);
@@ -522,7 +510,7 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 	char now[32];
 	int rc;
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->seq);
 	bind_text(s, 3, event_kind_name((enum event_kind)ev->kind));
@@ -570,7 +558,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	if (*stale)
 		goto out;
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	s = drain_stmt(d, S_ATT_END);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
 	bind_text(s, 2, now);
@@ -624,7 +612,7 @@ int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t pee
 	sqlite3_stmt *s = drain_stmt(d, S_CTL_LOG);
 	char now[32];
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	bind_text(s, 1, now);
 	sqlite3_bind_int64(s, 2, peer_pid);
 	sqlite3_bind_int64(s, 3, peer_uid);
@@ -696,7 +684,7 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 {
 	char now[32], spid[24];
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	snprintf(spid, sizeof spid, "%lld", (long long)pid);
 	return drain_run(d,
 	           "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid"
@@ -760,7 +748,7 @@ int store_drain_session_close(
 {
 	char now[32];
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	return drain_run(d,
 	    "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3"
 	    " WHERE session_id = ?1",
@@ -870,7 +858,7 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	}
 	free(state);
 	return drain_run(d,
-	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ')"
+	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%d %H:%M:%f000')"
 	    " WHERE run_id = ?1 AND phase_id = ?2",
 	    run_id, phase_id, phase_state_name(to), err);
 }
