@@ -87,7 +87,8 @@ static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char 
 		return 0;
 	sqlite3_reset(s);
 	if (rc == SQLITE_DONE)
-		return store_fail(err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
+		return store_fail(
+		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
 	return drain_fail(d, err, d->sql[i]);
 }
 
@@ -184,7 +185,8 @@ int store_drain_spec(struct store_drain *d, const char *run_id, const char *phas
 		js = json_loads(scope, JSON_DECODE_ANY, NULL);
 	if (json_is_object(js)) {
 		drain_strs_from_json(json_object_get(js, "paths"), &out->paths);
-		drain_strs_from_json(json_object_get(js, "read_only_context"), &out->read_only_context);
+		drain_strs_from_json(
+		    json_object_get(js, "read_only_context"), &out->read_only_context);
 		drain_strs_from_json(json_object_get(js, "deliverables"), &out->deliverables);
 	} else if (scope != NULL && !json_is_null(js)) {
 		/* A legacy bare-string scope names one path. */

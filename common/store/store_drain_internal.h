@@ -60,7 +60,7 @@ sqlite3_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i);
 int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err);
 /* Run one statement prepared for the call, with up to three text parameters (NULLs
  * allowed) and no result rows. */
-int drain_run(struct store_drain *d, const char *sql, const char *a, const char *b,
-    const char *c, struct store_err *err);
+int drain_run(struct store_drain *d, const char *sql, const char *a, const char *b, const char *c,
+    struct store_err *err);
 
 #endif

@@ -120,7 +120,9 @@ static void state_set_text(unsigned set, char *buf, size_t n)
 			continue;
 		left--;
 		len += (size_t)snprintf(buf + len, n - len, "%s%s", phase_state_name(i),
-		    left > 1 ? ", " : left == 1 ? " or " : "");
+		    left > 1      ? ", " :
+		        left == 1 ? " or " :
+		                    "");
 	}
 }
 
@@ -134,8 +136,9 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	int rc;
 
 	assert(sqlite3_get_autocommit(d->st->db));
-	if (sqlite3_prepare_v2(d->st->db, "SELECT state FROM phases WHERE run_id = ?1 AND phase_id = ?2",
-	        -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(d->st->db,
+	        "SELECT state FROM phases WHERE run_id = ?1 AND phase_id = ?2", -1, &s,
+	        NULL) != SQLITE_OK)
 		return drain_fail(d, err, "phase state");
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, phase_id);

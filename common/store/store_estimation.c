@@ -21,8 +21,9 @@ int store_estimation_prepare(struct store *st, sqlite3_stmt **q, struct store_er
 	    SQLITE_OK) {
 		sqlite3_finalize(*q);
 		*q = NULL;
-		return store_fail(err, STORE_EIO, "%s: preparing the token_estimation_v2 insert: %s",
-		    st->path, sqlite3_errmsg(st->db));
+		return store_fail(err, STORE_EIO,
+		    "%s: preparing the token_estimation_v2 insert: %s", st->path,
+		    sqlite3_errmsg(st->db));
 	}
 	return 0;
 }
@@ -55,8 +56,8 @@ static double estimation_smape(double a, double p)
 }
 
 /* Insert one row; STORE_EIO on failure. */
-int store_estimation_insert(struct store *st, sqlite3_stmt *q, const struct store_estimation *e,
-    struct store_err *err)
+int store_estimation_insert(
+    struct store *st, sqlite3_stmt *q, const struct store_estimation *e, struct store_err *err)
 {
 	double a = (double)e->actual_output_tokens, p = (double)e->predicted_output_tokens;
 	int rc;

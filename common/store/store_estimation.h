@@ -31,7 +31,7 @@ struct store_estimation {
 	bool truncated;
 	const char *stop_reason; /* nullable */
 	const char *model;
-	int64_t doc_features;    /* enum doc_feature bits; -1: not computed */
+	int64_t doc_features;         /* enum doc_feature bits; -1: not computed */
 	const char *context_quality;  /* nullable */
 	const char *sot_file_name;    /* nullable: set for a SOT ledger deliverable */
 	int64_t sot_entry_count_hint; /* -1: none */
@@ -45,7 +45,7 @@ struct store_estimation {
 int store_estimation_prepare(struct store *st, sqlite3_stmt **q, struct store_err *err);
 /* Insert one row with statement q from store_estimation_prepare. Returns 0, or STORE_EIO
  * with err set (a repeated (attempt_id, seq) is such an error). */
-int store_estimation_insert(struct store *st, sqlite3_stmt *q, const struct store_estimation *e,
-    struct store_err *err);
+int store_estimation_insert(
+    struct store *st, sqlite3_stmt *q, const struct store_estimation *e, struct store_err *err);
 
 #endif

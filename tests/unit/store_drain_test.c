@@ -148,8 +148,8 @@ TEST(store_drain_attempt_close_moves_phase_and_run_once)
 	                 "SELECT count(*) FROM phases WHERE phase_id = '" P1 "' AND state ="
 	                 " 'FAILED' AND last_failure_reason = 'CHECK_FAILED'"),
 	    1);
-	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM runs WHERE state = 'PHASE_EXECUTION'"),
-	    1);
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT count(*) FROM runs WHERE state = 'PHASE_EXECUTION'"), 1);
 	store_drain_close(d);
 	store_close(&st);
 }
@@ -162,14 +162,15 @@ TEST(store_drain_phase_move_names_the_states)
 	struct store st;
 
 	drain_setup(&st, &d);
-	CHECK_EQ_INT(store_drain_phase_move(d, RUN, P1, 1u << PHASE_FAILED | 1u << PHASE_SKIPPED,
-	                 PHASE_QUEUED, &err),
+	CHECK_EQ_INT(store_drain_phase_move(
+	                 d, RUN, P1, 1u << PHASE_FAILED | 1u << PHASE_SKIPPED, PHASE_QUEUED, &err),
 	    STORE_EINVAL);
 	CHECK_EQ_STR(err.text, "phase " RUN "/" P1 " is QUEUED, not FAILED or SKIPPED");
-	CHECK_EQ_INT(store_drain_phase_move(d, RUN, P1, 1u << PHASE_QUEUED | 1u << PHASE_FAILED,
-	                 PHASE_SKIPPED, &err),
+	CHECK_EQ_INT(store_drain_phase_move(
+	                 d, RUN, P1, 1u << PHASE_QUEUED | 1u << PHASE_FAILED, PHASE_SKIPPED, &err),
 	    0);
-	CHECK_EQ_INT(store_drain_phase_move(d, RUN, "nope", 1u << PHASE_QUEUED, PHASE_SKIPPED, &err),
+	CHECK_EQ_INT(
+	    store_drain_phase_move(d, RUN, "nope", 1u << PHASE_QUEUED, PHASE_SKIPPED, &err),
 	    STORE_EINVAL);
 	CHECK_EQ_INT(store_drain_phase_counts(d, counts, &err), 0);
 	CHECK_EQ_INT(counts[PHASE_SKIPPED], 1);
