@@ -119,7 +119,7 @@ int store_coef_activate_new(struct store *st, const char *overhead_json,
 	int rc;
 
 	assert(st->writable);
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the coefficient update", err);
 	if (rc != 0)
 		return rc;

@@ -3,10 +3,10 @@
  * spec a job is built from, and closing one (its end, the phase's and run's new states and
  * its drain_session_results row, in the group that commits it). */
 #include "common/store/store_drain_internal.h"
+#include "common/store/store_scope.h"
 #include "common/util.h"
 
 #include <assert.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +120,7 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	}
 	free(state);
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	s = drain_stmt(d, DS_ATT_INSERT);
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, phase_id);
@@ -145,23 +145,15 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	return drain_exec(d, fence, err);
 }
 
-/* Copy a JSON array of strings into `l`; anything else leaves it empty. */
-static void drain_strs_from_json(json_t *arr, struct store_strs *l)
+/* Move a scope list into a list of the spec (the items change owner). */
+static void drain_strs_take(struct store_scope_list *from, struct store_strs *to)
 {
-	size_t i, n = 0;
-	json_t *v;
-
-	l->v = NULL;
-	l->n = 0;
-	if (!json_is_array(arr))
-		return;
-	l->v = xcalloc(json_array_size(arr) + 1, sizeof *l->v);
-	json_array_foreach(arr, i, v)
-	{
-		if (json_is_string(v))
-			l->v[n++] = xstrndup(json_string_value(v), json_string_length(v));
-	}
-	l->n = n;
+	to->v = from->items != NULL ? from->items : xcalloc(1, sizeof *to->v);
+	to->n = from->n;
+	for (size_t i = 0; i < from->n; i++)
+		free(from->where[i]);
+	free(from->where);
+	memset(from, 0, sizeof *from);
 }
 
 /* Read a phase's spec; STORE_EINVAL when there is no such phase. */
@@ -169,8 +161,8 @@ int store_drain_spec(struct store_drain *d, const char *run_id, const char *phas
     struct drain_spec *out, struct store_err *err)
 {
 	sqlite3_stmt *s = d->stmt[DS_SPEC];
-	const char *scope;
-	json_t *js = NULL;
+	struct store_scope sc;
+	char why[256];
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -180,21 +172,15 @@ int store_drain_spec(struct store_drain *d, const char *run_id, const char *phas
 	out->description = store_col_text(s, 1, "");
 	out->task_category = store_col_text(s, 2, NULL);
 	out->complexity = store_col_text(s, 3, NULL);
-	scope = (const char *)sqlite3_column_text(s, 4);
-	if (scope != NULL)
-		js = json_loads(scope, JSON_DECODE_ANY, NULL);
-	if (json_is_object(js)) {
-		drain_strs_from_json(json_object_get(js, "paths"), &out->paths);
-		drain_strs_from_json(
-		    json_object_get(js, "read_only_context"), &out->read_only_context);
-		drain_strs_from_json(json_object_get(js, "deliverables"), &out->deliverables);
-	} else if (scope != NULL && !json_is_null(js)) {
-		/* A legacy bare-string scope names one path. */
-		out->paths.v = xcalloc(2, sizeof *out->paths.v);
-		out->paths.v[0] = xstrdup(json_is_string(js) ? json_string_value(js) : scope);
-		out->paths.n = 1;
+	/* Every scope shape of docs/adoption.md; one that cannot be interpreted gives no
+	 * deliverables, and the worker fails the phase without calling the LLM. */
+	if (store_scope_parse_text((const char *)sqlite3_column_text(s, 4), &sc, why, sizeof why) ==
+	    0) {
+		drain_strs_take(&sc.paths, &out->paths);
+		drain_strs_take(&sc.context, &out->read_only_context);
+		drain_strs_take(&sc.deliverables, &out->deliverables);
 	}
-	json_decref(js);
+	store_scope_free(&sc);
 	out->check_command = store_col_text(s, 5, NULL);
 	out->max_builder_attempts = sqlite3_column_int64(s, 6);
 	out->workspace = store_col_text(s, 7, "");
@@ -280,7 +266,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	if (*stale)
 		goto out;
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	s = drain_stmt(d, DS_ATT_END);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
 	store_bind_text(s, 2, now);

@@ -99,7 +99,7 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 
 	assert(!sqlite3_get_autocommit(d->st->db));
 	assert(ev->kind > EVENT_KIND_NONE && ev->kind < EVENT_KIND_COUNT);
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->seq);
 	store_bind_text(s, 3, event_kind_name(ev->kind));
@@ -128,7 +128,7 @@ int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t pee
 	char now[32];
 
 	assert(!sqlite3_get_autocommit(d->st->db));
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	store_bind_text(s, 1, now);
 	sqlite3_bind_int64(s, 2, peer_pid);
 	sqlite3_bind_int64(s, 3, peer_uid);

@@ -70,7 +70,7 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	char now[32];
 	int rc;
 
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	*closed = 0;
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
@@ -160,7 +160,7 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	}
 	free(state);
 	return drain_run(d,
-	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ')"
+	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%d %H:%M:%f000')"
 	    " WHERE run_id = ?1 AND phase_id = ?2",
 	    run_id, phase_id, phase_state_name(to), err);
 }

@@ -13,7 +13,7 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 	char now[32], spid[24];
 
 	assert(sqlite3_get_autocommit(d->st->db));
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	snprintf(spid, sizeof spid, "%lld", (long long)pid);
 	if (drain_run(d,
 	        "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
@@ -83,7 +83,7 @@ int store_drain_session_close(
 	char now[32];
 
 	assert(sqlite3_get_autocommit(d->st->db));
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	return drain_run(d,
 	    "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3 WHERE session_id = ?1",
 	    session_id, now, stop_reason, err);

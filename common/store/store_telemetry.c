@@ -1,6 +1,7 @@
 /* token_estimation_v2 events as samples: read, import, export. */
 #include "common/store/store_estimation.h"
 #include "common/store/store_internal.h"
+#include "common/store/store_original.h"
 #include "common/store/store_telemetry.h"
 #include "common/util.h"
 
@@ -122,32 +123,33 @@ static int telem_prep(
 static int telem_import_run(struct store *st, const char *run_id, const char *source,
     const char *now, int64_t *tier_row, struct store_err *err)
 {
-	static const struct {
-		const char *sql, *what;
-	} rows[] = {
-		{ "INSERT INTO runs (id, state, goal_anchor, created_at, updated_at, completed_at) "
-		  "VALUES (?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3)",
-		    "writing the run" },
-		{ "INSERT INTO tiers (tier_id, run_id, tier_index, name, description, state, "
-		  "created_at, updated_at) VALUES ('imported', ?1, 0, 'Imported telemetry samples', "
-		  "?2, 'COMPLETE', ?3, ?3)",
-		    "writing the tier" },
+	char *sql[] = {
+		store_original_insert_sql("runs",
+		    "id, state, goal_anchor, created_at, updated_at, completed_at",
+		    "?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3"),
+		store_original_insert_sql("tiers",
+		    "tier_id, run_id, tier_index, name, description, state, created_at, updated_at, "
+		    "completed_at",
+		    "'imported', ?1, 0, 'Imported telemetry samples', ?2, 'COMPLETE', ?3, ?3, ?3"),
 	};
+	static const char *const what[] = { "writing the run", "writing the tier" };
 	char *goal = xasprintf("Token-estimation samples imported from %s", source);
 	int rc = 0;
 
-	for (size_t i = 0; i < ARRAY_SIZE(rows) && rc == 0; i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
 		sqlite3_stmt *q = NULL;
 
-		rc = sqlite3_prepare_v2(st->db, rows[i].sql, -1, &q, NULL);
+		rc = sqlite3_prepare_v2(st->db, sql[i], -1, &q, NULL);
 		if (rc == SQLITE_OK) {
 			store_bind_text(q, 1, run_id);
 			store_bind_text(q, 2, goal);
 			store_bind_text(q, 3, now);
 		}
-		rc = store_step_done(st->db, q, rc, err, "%s: %s", st->path, rows[i].what);
+		rc = store_step_done(st->db, q, rc, err, "%s: %s", st->path, what[i]);
 	}
 	*tier_row = sqlite3_last_insert_rowid(st->db);
+	for (size_t i = 0; i < ARRAY_SIZE(sql); i++)
+		free(sql[i]);
 	free(goal);
 	return rc;
 }
@@ -195,13 +197,12 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
     struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = telem_prep(st,
-	    "INSERT INTO phases (phase_id, run_id, tier_id, phase_index, "
-	    "name, description, state, task_category, complexity, scope, created_at, "
-	    "updated_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, 'Samples imported from "
-	    "another system', 'COMPLETE', ?6, ?7, "
-	    "'{\"paths\":[],\"read_only_context\":[],\"deliverables\":[]}', ?8, ?8, ?8)",
-	    &q, "writing a phase", err);
+	char *sql = store_original_insert_sql("phases",
+	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
+	    "complexity, scope, created_at, updated_at, completed_at",
+	    "?1, ?2, ?3, ?4, ?5, 'Samples imported from another system', 'COMPLETE', ?6, ?7, "
+	    "'{\"paths\":[],\"read_only_context\":[],\"deliverables\":[]}', ?8, ?8, ?8");
+	int rc = telem_prep(st, sql, &q, "writing a phase", err);
 
 	*n_phases = 0;
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
@@ -223,6 +224,7 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
 		(*n_phases)++;
 	}
 	sqlite3_finalize(q);
+	free(sql);
 	return rc;
 }
 
@@ -235,10 +237,15 @@ static int telem_import_events(struct store *st, const char *run_id, const struc
 
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
 		const struct telem_sample *x = &s->v[i];
-		struct store_estimation e = {
+		char stamp[32];
+		struct store_estimation e;
+
+		if (time_db_parse(x->timestamp, stamp) != 0)
+			strlcpy_ap(stamp, x->timestamp, sizeof stamp);
+		e = (struct store_estimation){
 			.run_id = run_id,
 			.phase_id = ids[phase_of[i]],
-			.timestamp = x->timestamp,
+			.timestamp = stamp,
 			.created_at = now,
 			.category = x->category,
 			.complexity = x->complexity,
@@ -254,7 +261,6 @@ static int telem_import_events(struct store *st, const char *run_id, const struc
 			.doc_features = -1,
 			.sot_entry_count_hint = -1,
 		};
-
 		rc = store_estimation_insert(st, q, &e, err);
 	}
 	sqlite3_finalize(q);
@@ -275,7 +281,7 @@ int store_telemetry_import(struct store *st, const char *run_id, const char *sou
 
 	assert(st->writable);
 	memset(sum, 0, sizeof *sum);
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the import", err);
 	if (rc != 0)
 		goto out;
