@@ -1,4 +1,5 @@
 /* token_estimation_v2 events as samples: read, import, export. */
+#include "common/store/store_estimation.h"
 #include "common/store/store_internal.h"
 #include "common/store/store_original.h"
 #include "common/store/store_telemetry.h"
@@ -234,44 +235,35 @@ static int telem_import_events(struct store *st, const char *run_id, const struc
     const char *now, const size_t *phase_of, char **ids, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = telem_prep(st,
-	    "INSERT INTO token_estimation_v2_events (run_id, phase_id, "
-	    "timestamp, created_at, category, complexity, deliverable_count, deliverables_json, "
-	    "predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "
-	    "success, truncated, is_truncated_output, stop_reason, model, smape_percent, "
-	    "waste_ratio, underestimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '[]', ?8, ?9, "
-	    "?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)",
-	    &q, "writing an event", err);
+	int rc = store_estimation_prepare(st, &q, err);
 
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
 		const struct telem_sample *x = &s->v[i];
 		char stamp[32];
+		struct store_estimation e;
 
 		if (time_db_parse(x->timestamp, stamp) != 0)
 			strlcpy_ap(stamp, x->timestamp, sizeof stamp);
-		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, ids[phase_of[i]], -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, stamp, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(q, 4, now, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 5, x->category, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 6, x->complexity, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(q, 7, x->deliverable_count);
-		sqlite3_bind_int64(q, 8, x->predicted);
-		sqlite3_bind_int64(q, 9, x->actual);
-		sqlite3_bind_int64(q, 10, x->selected_budget);
-		if (x->actual_max_tokens >= 0)
-			sqlite3_bind_int64(q, 11, x->actual_max_tokens);
-		sqlite3_bind_int(q, 12, x->success);
-		sqlite3_bind_int(q, 13, x->truncated);
-		if (x->stop_reason != NULL)
-			sqlite3_bind_text(q, 14, x->stop_reason, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 15, x->model, -1, SQLITE_STATIC);
-		if (telem_scored(x->predicted, x->actual)) {
-			sqlite3_bind_double(q, 16, telem_smape(x->predicted, x->actual));
-			sqlite3_bind_double(q, 17, (double)x->predicted / (double)x->actual);
-			sqlite3_bind_int(q, 18, x->actual > x->predicted);
-		}
-		rc = telem_step(st, q, "writing an event", err);
+		e = (struct store_estimation){
+			.run_id = run_id,
+			.phase_id = ids[phase_of[i]],
+			.timestamp = stamp,
+			.created_at = now,
+			.category = x->category,
+			.complexity = x->complexity,
+			.deliverable_count = x->deliverable_count,
+			.predicted_output_tokens = x->predicted,
+			.actual_output_tokens = x->actual,
+			.selected_budget = x->selected_budget,
+			.actual_max_tokens = x->actual_max_tokens,
+			.success = x->success,
+			.truncated = x->truncated,
+			.stop_reason = x->stop_reason,
+			.model = x->model,
+			.doc_features = -1,
+			.sot_entry_count_hint = -1,
+		};
+		rc = store_estimation_insert(st, q, &e, err);
 	}
 	sqlite3_finalize(q);
 	return rc;
