@@ -19,6 +19,10 @@ def test_crashed_attempts_count_toward_the_attempt_limit_then_failed(tmp):
     url = new_db(tmp, runs=1, phases=2)
     sup = rogue_supervisor(tmp, url, "crash", "--workers", 1, "--exit-when-drained",
                            "--max-attempts-per-phase", 2, "--max-fingerprint-repeats", 100)
+    # Four crashes drain it; a fifth would be a crash loop and it would never drain.
+    wait_for(lambda: sup.proc.poll() is not None or "crash loop" in sup.stderr(), 120,
+             what="the drain to end")
+    assert "crash loop" not in sup.stderr()
     assert sup.wait() == 0, sup.stderr()
     # Each phase was leased twice, each lease died with its worker, then the phase FAILED.
     assert sql(url, "SELECT phase_id, attempt_number, outcome, failure_reason FROM attempts"
