@@ -315,7 +315,7 @@ void sup_identity_check(struct sup *s)
 	log_error("DATABASE LOST: %s; no further writes or dispatches. Workers are stopped;"
 	          " open attempts are recovered by the next supervisor on that database.",
 	    err.text);
-	sup_stop(s, 2);
+	sup_stop(s, STOP_NOW);
 }
 
 /* The drain's time budget is spent: dispatch nothing more. */
@@ -323,7 +323,7 @@ static void deadline_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
 
-	sup_stop_because(s, 1, "%lld minutes elapsed (--max-total-minutes)",
+	sup_stop_because(s, STOP_GRACEFUL, "%lld minutes elapsed (--max-total-minutes)",
 	    (long long)s->cfg.max_total_minutes);
 }
 
@@ -338,7 +338,7 @@ static void stop_timer_cb(uv_timer_t *t)
 	struct sup *s = t->data;
 
 	log_warn("graceful stop timed out; stopping now");
-	sup_stop(s, 2);
+	sup_stop(s, STOP_NOW);
 }
 
 void sup_stop_timeout(struct sup *s, uint64_t ms)
@@ -346,7 +346,7 @@ void sup_stop_timeout(struct sup *s, uint64_t ms)
 	uv_timer_start(&s->stop_timer, stop_timer_cb, ms, 0);
 }
 
-void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
+void sup_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -360,12 +360,12 @@ void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
 	sup_stop(s, level);
 }
 
-void sup_stop(struct sup *s, int level)
+void sup_stop(struct sup *s, enum stop_level level)
 {
 	if (level <= s->stopping)
 		return;
 	s->stopping = level;
-	if (level == 1) {
+	if (level == STOP_GRACEFUL) {
 		log_info("stopping: no new dispatch; %lld attempt(s) in flight finish first",
 		    (long long)s->in_flight);
 		pool_kill_all(s, 0);
@@ -379,7 +379,7 @@ void sup_stop(struct sup *s, int level)
 void sup_check_done(struct sup *s)
 {
 	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {
-		sup_stop_because(s, 1, "drained");
+		sup_stop_because(s, STOP_GRACEFUL, "drained");
 		return;
 	}
 	if (s->stopping && s->live == 0 && (s->ops_n == 0 || s->store_lost))
@@ -390,7 +390,8 @@ static void signal_cb(uv_signal_t *h, int signum)
 {
 	struct sup *s = h->data;
 
-	sup_stop_because(s, s->stopping ? 2 : 1, "received %s", strsignal(signum));
+	sup_stop_because(
+	    s, s->stopping ? STOP_NOW : STOP_GRACEFUL, "received %s", strsignal(signum));
 }
 
 static void close_walk_cb(uv_handle_t *h, void *arg)
@@ -472,6 +473,22 @@ static char *settings_json(const struct sup_config *c)
 	return out;
 }
 
+/* Read the active estimator coefficient set, sent with every job. Exits 1 on failure. */
+static void sup_load_coefs(struct sup *s)
+{
+	struct store_coef_set set;
+	struct store_err err;
+	bool found;
+
+	if (store_coef_active(s->st, &set, &found, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	s->coef_version = found ? (uint64_t)set.version : STORE_COEF_BUILTIN;
+	if (found &&
+	    store_coef_rows(set.overhead_json, set.version, &s->coefs, &s->ncoefs, &err) != 0)
+		log_fatal(1, "%s: %s", s->st->url, err.text);
+	store_coef_set_free(&set);
+}
+
 /* Prepare the drain: statements, recovery, session, queue. Exits 1 on failure. */
 static void sup_prepare(struct sup *s)
 {
@@ -481,8 +498,7 @@ static void sup_prepare(struct sup *s)
 
 	if (store_drain_open(s->st, &s->sd, &err) != 0 ||
 	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0 ||
-	    store_drain_begin(s->sd, &err) != 0 || store_drain_recover(s->sd, &closed, &err) != 0 ||
-	    store_drain_commit(s->sd, &err) != 0)
+	    store_drain_recover(s->sd, &closed, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	if (closed > 0)
 		log_warn("recovered %d attempt(s) left open by an earlier supervisor"
@@ -498,7 +514,8 @@ static void sup_prepare(struct sup *s)
 		if (policy_load(s, state) != 0)
 			exit(1);
 		free(state);
-		s->started = store_drain_session_attempts(s->sd, s->session_id);
+		if (store_drain_session_attempts(s->sd, s->session_id, &s->started, &err) != 0)
+			log_fatal(1, "%s", err.text);
 		log_info("resuming session %s (%lld attempt(s) already made)", s->session_id,
 		    (long long)s->started);
 	} else {
@@ -510,8 +527,7 @@ static void sup_prepare(struct sup *s)
 			log_fatal(1, "%s", err.text);
 		free(settings);
 	}
-	if (store_drain_active_coefs(s->sd, &s->coef_version, &s->coefs, &s->ncoefs, &err) != 0)
-		log_fatal(1, "%s", err.text);
+	sup_load_coefs(s);
 	if (sched_load(s) != 0)
 		exit(1);
 	log_info("session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s",
@@ -603,14 +619,6 @@ int main(int argc, char **argv)
 	free(s->worker_path);
 	free(s->control_path);
 	free(s->session_id);
-	{
-		size_t i;
-
-		for (i = 0; i < s->ncoefs; i++) {
-			free(s->coefs[i].category);
-			free(s->coefs[i].complexity);
-		}
-		free(s->coefs);
-	}
+	store_coef_rows_free(s->coefs, s->ncoefs);
 	return s->exit_code;
 }

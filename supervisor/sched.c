@@ -2,7 +2,7 @@
  * and dispatch rounds that lease the head phase of ready runs to idle workers. Within a
  * run one phase is leased at a time, in (tier index, phase index) order; runs proceed in
  * parallel. Among ready runs the next one is chosen as the batch controller chose its next
- * phase (facts §4.2): runs not yet sampled first, then promising ones; then by the
+ * phase (docs/drain-rules.md, "Which run goes next"): runs not yet sampled first, then promising ones; then by the
  * failure-reason bucket of the run's next phase (unknown, collection, deliverable, patch,
  * other, timeout); then the lower phase index; then the run that has waited longest.
  * Dispatch is event-driven: sched_kick arms one round for the next loop iteration. */
@@ -223,22 +223,21 @@ void sched_release(struct sup *s, struct run_q *r)
 	ready_push(s, r);
 }
 
-const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcome)
+enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome outcome)
 {
 	int64_t limit = s->cfg.max_attempts;
 
-	if (strcmp(outcome, "success") == 0)
-		return "COMPLETE";
-	if (strcmp(outcome, "dry_run") == 0)
-		return NULL;
-	if (strcmp(outcome, "cancelled") == 0)
-		return "SKIPPED";
+	switch (outcome) {
+	case OUTCOME_SUCCESS: return PHASE_COMPLETE;
+	case OUTCOME_DRY_RUN: return PHASE_STATE_NONE;
+	case OUTCOME_CANCELLED: return PHASE_SKIPPED;
 	/* Stopping the supervisor is not the phase's fault: it goes back to the queue. */
-	if (strcmp(outcome, "supervisor_stopped") == 0)
-		return "QUEUED";
+	case OUTCOME_SUPERVISOR_STOPPED: return PHASE_QUEUED;
+	default: break;
+	}
 	if (p->max_attempts > 0 && p->max_attempts < limit)
 		limit = p->max_attempts;
-	return p->attempts >= limit ? "FAILED" : "QUEUED";
+	return p->attempts >= limit ? PHASE_FAILED : PHASE_QUEUED;
 }
 
 bool sched_drained(struct sup *s)
@@ -291,7 +290,7 @@ static void sched_round(struct sup *s)
 		max = (int)(s->cfg.batch_size - s->started);
 	if (max <= 0) {
 		if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size && s->in_flight == 0)
-			sup_stop_because(s, 1, "batch size %lld reached (--batch-size)",
+			sup_stop_because(s, STOP_GRACEFUL, "batch size %lld reached (--batch-size)",
 			    (long long)s->cfg.batch_size);
 		return;
 	}

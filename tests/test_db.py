@@ -260,7 +260,7 @@ def test_db_check_reports_an_older_schema_without_changing_it(tmp):
     assert read_bytes(p) == before
     assert glob.glob(str(tmp / "*.bak")) == []
     j = json.loads(ctl("--db", url(p), "db", "check", "--json").out)
-    assert j["schema"] == {"version": 1, "current": 2, "migration_needed": True}
+    assert j["schema"] == {"version": 1, "current": 3, "migration_needed": True}
 
 
 def test_db_migrate_backs_up_then_upgrades_an_older_schema(tmp):
@@ -270,7 +270,7 @@ def test_db_migrate_backs_up_then_upgrades_an_older_schema(tmp):
     r = ctl("--db", url(p), "db", "migrate", "--json")
     assert r.rc == 0, r
     j = json.loads(r.out)
-    assert j["migrated"] is True and j["from"] == 1 and j["to"] == 2
+    assert j["migrated"] is True and j["from"] == 1 and j["to"] == 3
     backups = glob.glob(str(tmp / "old.db.v1-*.bak"))
     assert backups == [j["backup"]]
     con = sqlite3.connect(backups[0])
@@ -280,7 +280,7 @@ def test_db_migrate_backs_up_then_upgrades_an_older_schema(tmp):
                        "'estimator_coefficients'").fetchone() == (0,)
     con.close()
     con = sqlite3.connect(str(p))
-    assert con.execute("SELECT schema_version, db_uuid FROM meta").fetchone() == (2, u)
+    assert con.execute("SELECT schema_version, db_uuid FROM meta").fetchone() == (3, u)
     assert con.execute("SELECT count(*) FROM estimator_coefficients").fetchone() == (0,)
     assert con.execute("SELECT id FROM runs").fetchall() == [("old-run",)]
     con.close()
@@ -293,7 +293,7 @@ def test_offline_write_commands_migrate_first_and_say_so(tmp):
     make_v1(p)
     r = ctl("--db", url(p), "seed", "telemetry-run")
     assert r.rc == 0, r
-    assert "migrated the schema from version 1 to 2" in r.out
+    assert "migrated the schema from version 1 to 3" in r.out
     assert len(glob.glob(str(tmp / "old.db.v1-*.bak"))) == 1
 
 

@@ -536,8 +536,11 @@ def test_worker_past_its_deadline_is_terminated_then_killed(tmp):
     assert sup.wait(timeout=40) == 0, sup.stderr()
     # It heartbeats, so only the deadline (plus the grace the worker gets to report its
     # own timeout) ends it; it shrugs off SIGTERM, so SIGKILL follows the kill grace.
+    # The supervisor fingerprints the end it saw as the worker would have: outcome, reason,
+    # normalised message.
     assert sql(url, "SELECT outcome, failure_reason, fingerprint, zero_yield_reason"
-               " FROM attempts") == [("timeout", "TIMEOUT", "TIMEOUT|timeout", "timeout")]
+               " FROM attempts") == [("timeout", "TIMEOUT", "TIMEOUT|timeout|worker pid num"
+                                      " ended: status num, signal num", "timeout")]
     err = sup.stderr()
     assert "passed its deadline" in err
     [job] = rogue_notes(tmp, event="job")

@@ -1,5 +1,5 @@
 /*
- * Estimator calibration (facts §6.1): group the clean samples by (category, complexity),
+ * Estimator calibration (docs/telemetry.md): group the clean samples by (category, complexity),
  * measure actual ÷ predicted per group, and propose a multiplier for the overhead row of
  * every group with enough samples and enough confidence. The proposal is a whole
  * coefficient set (struct est_coefs) that `calibrate --apply` stores as a new version.
@@ -81,7 +81,7 @@ struct calib_result {
 	size_t n_proposed;        /* groups whose row changes */
 };
 
-/* --- common/calib_group.c --- */
+/* --- common/calib/calib_group.c --- */
 
 /* Name a damping ("sqrt"); calib_damping_parse returns -1 for an unknown name. */
 const char *calib_damping_name(enum calib_damping d);
@@ -100,7 +100,7 @@ const struct calib_group *calib_group_find(
 /* Free a result's groups. */
 void calib_result_free(struct calib_result *r);
 
-/* --- common/calib_propose.c --- */
+/* --- common/calib/calib_propose.c --- */
 
 /* Turn the high-confidence groups into changes on top of `current`: each group's
  * overhead row (after the estimator's aliases) gets round(old × factor), clamped to
@@ -134,7 +134,7 @@ int64_t calib_reexpress(const struct telem_sample *s, const struct est_coefs *at
 int64_t calib_predict(const struct calib_result *r, const struct telem_sample *s,
     const struct est_coefs *proposed, const struct est_coefs *at, enum calib_pred_how *how);
 
-/* --- common/calib_coefs.c: coefficient sets as stored (overhead_json) --- */
+/* --- common/calib/calib_coefs.c: coefficient sets as stored (overhead_json) --- */
 
 /* Coefficient sets by version, to find what a sample was estimated with. */
 struct calib_coef_sets {
@@ -156,7 +156,7 @@ const struct est_coefs *calib_coef_sets_find(const struct calib_coef_sets *cs, i
 /* Free the catalogue. */
 void calib_coef_sets_free(struct calib_coef_sets *cs);
 
-/* --- common/calib_eval.c --- */
+/* --- common/calib/calib_eval.c --- */
 
 struct calib_eval {
 	size_t n;             /* clean samples, each held out once */
@@ -177,7 +177,7 @@ int calib_evaluate(const struct telem_sample *const *clean, size_t n, const stru
 /* Free an evaluation. */
 void calib_eval_free(struct calib_eval *e);
 
-/* --- common/calib_svg.c --- */
+/* --- common/calib/calib_svg.c --- */
 
 /* Write an SVG scatter plot: predicted (x) against actual (y) output tokens on log
  * axes, one colour per category, the recorded prediction as a hollow circle and the
@@ -186,7 +186,7 @@ void calib_eval_free(struct calib_eval *e);
 int calib_svg_write(FILE *f, const struct telem_sample *const *samples, const int64_t *after,
     size_t n, const char *title);
 
-/* --- common/calib_report.c: the Markdown report and the JSON proposal --- */
+/* --- common/calib/calib_report.c: the Markdown report and the JSON proposal --- */
 
 /* What the outputs say besides the result. */
 struct calib_meta {

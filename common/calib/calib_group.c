@@ -1,4 +1,4 @@
-/* Calibration groups: the figures of facts §6.1 for each (category, complexity). */
+/* Calibration groups: the figures of docs/telemetry.md for each (category, complexity). */
 #include "common/calib/calib.h"
 #include "common/util.h"
 

@@ -1,4 +1,4 @@
-/* The outputs of `calibrate`: the Markdown report and the JSON proposal (facts §6.1). */
+/* The outputs of `calibrate`: the Markdown report and the JSON proposal (docs/telemetry.md). */
 #include "common/calib/calib.h"
 #include "common/util.h"
 

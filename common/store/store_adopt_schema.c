@@ -24,14 +24,6 @@ struct adopt_cols {
 	size_t n;
 };
 
-/* Copy a text column, or NULL. */
-static char *adopt_col_text(sqlite3_stmt *q, int i)
-{
-	const unsigned char *t = sqlite3_column_text(q, i);
-
-	return t != NULL ? xstrdup((const char *)t) : NULL;
-}
-
 /* Free a column list. */
 static void adopt_cols_free(struct adopt_cols *c)
 {
@@ -64,13 +56,11 @@ static int adopt_cols_read(
 
 		c->items = xrealloc(c->items, (c->n + 1) * sizeof *c->items);
 		col = &c->items[c->n++];
-		col->name = adopt_col_text(q, 0);
-		col->type = adopt_col_text(q, 1);
+		col->name = store_col_text(q, 0, NULL);
+		col->type = store_col_text(q, 1, "");
 		col->notnull = sqlite3_column_int(q, 2) != 0;
-		col->dflt = adopt_col_text(q, 3);
+		col->dflt = store_col_text(q, 3, NULL);
 		col->pk = sqlite3_column_int(q, 4);
-		if (col->type == NULL)
-			col->type = xstrdup("");
 		rc = SQLITE_OK;
 	}
 	sqlite3_finalize(q);
@@ -94,28 +84,15 @@ static const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const
 /* Return 1 if an object (table, index, view, trigger) named `name` exists, 0 if not. */
 static int adopt_object_exists(sqlite3 *db, const char *name, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
-	    "SELECT 1 FROM sqlite_master WHERE name = ?1 "
-	    "COLLATE NOCASE",
-	    -1, &q, NULL);
-
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return store_fail(err, STORE_EIO, "reading the schema: %s", sqlite3_errmsg(db));
+	return store_row_exists(db, err,
+	    "SELECT 1 FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
+	    (const char *const[]){ name, NULL }, "reading the schema");
 }
 
-/* Add the columns of reference table `table` that db's table lacks. A NOT NULL column
- * without a default cannot be added to a table with rows: it is added nullable. */
-static int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table,
-    struct store_adopt_report *rep, struct store_err *err)
+/* Add (or, without `apply`, list) the reference's columns that db's table lacks; NOT NULL
+ * without a default: nullable. */
+int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table, struct store_adopt_report *rep,
+    bool apply, struct store_err *err)
 {
 	struct adopt_cols want, have;
 	int rc = adopt_cols_read(ref, table, &want, err);
@@ -143,11 +120,12 @@ static int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table,
 		    xstrdup(c->type);
 		sql = sqlite3_mprintf(
 		    "ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", table, c->name, decl);
-		rc = store_exec(db, sql, sql, err);
+		if (apply)
+			rc = store_exec(db, sql, sql, err);
 		sqlite3_free(sql);
-		if (rc != 0) {
+		if (rc != 0 || rep == NULL) {
 			free(decl);
-			break;
+			continue;
 		}
 		rep->columns_added = xrealloc(
 		    rep->columns_added, (rep->n_columns_added + 1) * sizeof *rep->columns_added);
@@ -162,9 +140,10 @@ static int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table,
 	return rc;
 }
 
-/* Create every reference table db lacks (whole, from the schema) and extend the others. */
+/* Create every reference table db lacks (whole, from the schema) and extend the others;
+ * without `apply`, list them. */
 static int adopt_tables(
-    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err)
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(ref,
@@ -183,8 +162,8 @@ static int adopt_tables(
 
 		rc = adopt_object_exists(db, name, err);
 		if (rc == 1)
-			rc = adopt_columns_add(db, ref, name, rep, err);
-		else if (rc == 0 && (rc = store_exec(db, sql, name, err)) == 0)
+			rc = adopt_columns_add(db, ref, name, rep, apply, err);
+		else if (rc == 0 && (!apply || (rc = store_exec(db, sql, name, err)) == 0))
 			adopt_list_push(&rep->tables_created, &rep->n_tables_created, name);
 	}
 	if (rc == 0 && step != SQLITE_DONE)
@@ -198,49 +177,37 @@ static int adopt_tables(
 static int adopt_has_unique_pair(
     sqlite3 *db, const char *table, const char *a, const char *b, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
+	return store_row_exists(db, err,
 	    "SELECT 1 FROM pragma_index_list(?1) il WHERE il.\"unique\" = 1 AND il.partial = 0 "
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name)) = 2 "
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name) ii "
 	    "     WHERE ii.name IN (?2, ?3)) = 2",
-	    -1, &q, NULL);
-
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, a, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, b, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return store_fail(
-	    err, STORE_EIO, "reading the indexes of %s: %s", table, sqlite3_errmsg(db));
+	    (const char *const[]){ table, a, b, NULL }, "reading the indexes of %s", table);
 }
 
 /* Make (run_id, phase_id) unique in phases if nothing does yet: attempts and the
  * estimation events reference that pair. */
-static int adopt_phase_key(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+static int adopt_phase_key(
+    sqlite3 *db, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	static const char name[] = "ux_phases_run_phase";
 	int rc = adopt_has_unique_pair(db, "phases", "run_id", "phase_id", err);
 
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
-	rc = store_exec(db, "CREATE UNIQUE INDEX ux_phases_run_phase ON phases(run_id, phase_id)",
-	    "making (run_id, phase_id) unique in phases", err);
+	if (apply)
+		rc = store_exec(db,
+		    "CREATE UNIQUE INDEX ux_phases_run_phase ON phases(run_id, phase_id)",
+		    "making (run_id, phase_id) unique in phases", err);
 	if (rc == 0)
 		adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
 	return rc;
 }
 
-/* Create each reference index whose name is free; one that fails is rolled back alone
- * and reported. */
+/* Create (without `apply`, list) each reference index whose name is free; one that fails
+ * is rolled back alone and reported. */
 static int adopt_indexes(
-    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err)
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(ref,
@@ -260,7 +227,10 @@ static int adopt_indexes(
 		struct store_err why;
 
 		rc = adopt_object_exists(db, name, err);
-		if (rc != 0) {
+		if (rc != 0 || !apply) {
+			if (rc == 0)
+				adopt_list_push(
+				    &rep->indexes_created, &rep->n_indexes_created, name);
 			rc = rc < 0 ? rc : 0;
 			continue;
 		}
@@ -309,15 +279,16 @@ int adopt_ref_open(sqlite3 **ref, struct store_err *err)
 	return rc;
 }
 
-/* Extend db's schema to the reference's, inside the caller's transaction. */
+/* Extend db's schema to the reference's inside the caller's transaction, or list what
+ * that would do. */
 int adopt_schema_extend(
-    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err)
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
-	int rc = adopt_tables(db, ref, rep, err);
+	int rc = adopt_tables(db, ref, rep, apply, err);
 
 	if (rc == 0)
-		rc = adopt_phase_key(db, rep, err);
+		rc = adopt_phase_key(db, rep, apply, err);
 	if (rc == 0)
-		rc = adopt_indexes(db, ref, rep, err);
+		rc = adopt_indexes(db, ref, rep, apply, err);
 	return rc;
 }

@@ -1,26 +1,82 @@
-/* Helpers shared by the store's files (common/store*.c); nothing outside the store
+/* Helpers shared by the store's files in common/store/; nothing outside the store
  * includes this, except unit tests that need its seams. */
 #ifndef AUTOPACK_STORE_INTERNAL_H
 #define AUTOPACK_STORE_INTERNAL_H
 
 #include "common/store/store.h"
 
-/* One step of the migration list: the SQL that upgrades version `from` to from + 1. */
+/* One step of the migration list: what upgrades version `from` to from + 1, the SQL
+ * (or NULL) and then the function (or NULL), both inside the migration's transaction. */
 struct store_migration {
 	int from;
 	const char *sql;
+	int (*fn)(sqlite3 *db, struct store_err *err);
 };
 
 extern const struct store_migration store_migrations[];
 extern const size_t store_n_migrations;
 
-/* Format a message into err (if not NULL) and return `code`. */
+/* --- common/store/store_sql.c: the SQL helpers every store file uses --- */
+
+/* Format a message into err (if not NULL) and return `code` (non-zero). */
 int store_fail(struct store_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Run SQL with no result rows; on failure STORE_EIO with "<what>: <sqlite message>". */
 int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err *err);
 /* Run a single-value integer query; returns 0 and *out, or STORE_EIO. */
 int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err *err);
+/* Run `sql` with the NULL-terminated text parameters `args` (?1, ?2, ...; args may be
+ * NULL); return 1 if it yields a row, 0 if not, or STORE_EIO with the formatted context,
+ * ": " and SQLite's message. */
+int store_row_exists(sqlite3 *db, struct store_err *err, const char *sql, const char *const *args,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Return 1 if `name` is a table of db (names compare as SQLite compares them, without
+ * case), 0 if not, or STORE_EIO. */
+int store_table_exists(sqlite3 *db, const char *name, struct store_err *err);
+/* Step q, prepared when rc is SQLITE_OK (rc is what sqlite3_prepare_v2 returned), to its
+ * end and finalize it; on failure STORE_EIO with the formatted context, ": " and
+ * SQLite's message. */
+int store_step_done(sqlite3 *db, sqlite3_stmt *q, int rc, struct store_err *err, const char *fmt,
+    ...) __attribute__((format(printf, 5, 6)));
+/* An array of rows read by store_rows_read: n items of `size` bytes at v (a heap array the
+ * caller takes over), each filled from its row by `fill` and released by `item_free`. */
+struct store_rows {
+	void *v;
+	size_t n, size;
+	void (*fill)(sqlite3_stmt *q, void *item);
+	void (*item_free)(void *item);
+};
+/* Append a zeroed item to r and return it. */
+void *store_rows_add(struct store_rows *r);
+/* Read every row of q, prepared when rc is SQLITE_OK, into r (empty on entry), and
+ * finalize q. On failure the items read are released, r is left empty and STORE_EIO
+ * returned with the formatted context, ": " and SQLite's message. */
+int store_rows_read(sqlite3 *db, sqlite3_stmt *q, int rc, struct store_rows *r,
+    struct store_err *err, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Step q, prepared when rc is SQLITE_OK, through all its rows, calling row(q, arg) for
+ * each until one returns non-zero, and finalize it. Returns 0, that non-zero value, or
+ * STORE_EIO with the formatted context, ": " and SQLite's message. */
+int store_each_row(sqlite3 *db, sqlite3_stmt *q, int rc, int (*row)(sqlite3_stmt *q, void *arg),
+    void *arg, struct store_err *err, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* Free an array of n items of `size` bytes, releasing each with item_free first. */
+void store_rows_free(void *v, size_t n, size_t size, void (*item_free)(void *item));
+/* Prepare `sql` (no parameters) and read its rows into r as store_rows_read does. */
+int store_rows_query(sqlite3 *db, const char *sql, struct store_rows *r, struct store_err *err,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Copy text column i of the current row to the heap; a NULL column gives a copy of
+ * if_null, or NULL when if_null is NULL. */
+char *store_col_text(sqlite3_stmt *q, int i, const char *if_null);
+/* Bind text parameter i (SQLite copies it); NULL binds SQL NULL. */
+void store_bind_text(sqlite3_stmt *q, int i, const char *s);
+
+/* --- common/store/store_stats.c: labelled counts --- */
+
+/* Append (key, n) to the list. */
+void store_counts_add(struct store_counts *c, const char *key, int64_t n);
+/* Add n to the entry `key`, appending it if absent. */
+void store_counts_bump(struct store_counts *c, const char *key, int64_t n);
+/* Free a list's keys and items, leaving it empty. */
+void store_counts_free(struct store_counts *c);
 
 /* Check that the open connection holds an autopack database of a version this program
  * knows with every table that version has; fills *version and uuid. Reads only.
@@ -41,7 +97,11 @@ int store_uuid_v4(char out[37], struct store_err *err);
 /* Describe who writes: "user@host autopack <version>" (a heap string). */
 char *store_created_by(void);
 
-/* Write "<path>.v<version>-<UTC stamp>.bak" (made unique with a counter if needed). */
-char *store_backup_name(const char *path, int version);
+/* Name a backup file that does not exist yet: "<path>.<tag>-<UTC stamp>.bak", made unique
+ * with a counter if needed (a heap string). */
+char *store_backup_name(const char *path, const char *tag);
+/* Insert meta's one row: uuid, creation time, creator and schema version. */
+int store_meta_insert(sqlite3 *db, const char *uuid, const char *now, const char *by, int version,
+    struct store_err *err);
 
 #endif

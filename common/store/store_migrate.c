@@ -1,5 +1,7 @@
 #include "common/store/schema.sql.h"
+#include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
+#include "common/store/store_values.h"
 #include "common/util.h"
 
 #include <stdlib.h>
@@ -8,14 +10,42 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The tables the Python original shares with autopack. */
+static const char *const migrate_shared_tables[] = { "runs", "tiers", "phases", "llm_usage_events",
+	"token_estimation_v2_events" };
+
+/* Upgrade version 2 to 3: give the shared tables the columns of the current schema they
+ * lack (an adopted database has the original's already, so this adds only what is
+ * missing), then rewrite the timestamps earlier versions stored as
+ * "YYYY-MM-DDTHH:MM:SS.mmmZ" into the original's format. */
+static int store_migrate_v3(sqlite3 *db, struct store_err *err)
+{
+	struct store_value_cols cols = { 0 };
+	sqlite3 *ref = NULL;
+	int rc = adopt_ref_open(&ref, err);
+
+	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(migrate_shared_tables); i++)
+		rc = adopt_columns_add(db, ref, migrate_shared_tables[i], NULL, true, err);
+	sqlite3_close(ref);
+	if (rc == 0)
+		rc = store_values_register(db, err);
+	if (rc == 0)
+		rc = store_values_columns(db, false, &cols, err);
+	if (rc == 0)
+		rc = store_values_rewrite(db, &cols, err);
+	store_value_cols_free(&cols);
+	return rc;
+}
+
 /* The upgrade steps, in order: step `from` turns version from into from + 1. */
 const struct store_migration store_migrations[] = {
-	{ 1, SCHEMA_V2_SQL },
+	{ 1, SCHEMA_V2_SQL, NULL },
+	{ 2, NULL, store_migrate_v3 },
 };
 const size_t store_n_migrations = ARRAY_SIZE(store_migrations);
 
 /* Name a backup file that does not exist yet. */
-char *store_backup_name(const char *path, int version)
+char *store_backup_name(const char *path, const char *tag)
 {
 	time_t now = time(NULL);
 	struct tm tm;
@@ -25,10 +55,10 @@ char *store_backup_name(const char *path, int version)
 
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-	name = xasprintf("%s.v%d-%s.bak", path, version, stamp);
+	name = xasprintf("%s.%s-%s.bak", path, tag, stamp);
 	for (int i = 1; lstat(name, &sb) == 0; i++) {
 		free(name);
-		name = xasprintf("%s.v%d-%s-%d.bak", path, version, stamp, i);
+		name = xasprintf("%s.%s-%s-%d.bak", path, tag, stamp, i);
 	}
 	return name;
 }
@@ -76,7 +106,10 @@ static int store_migrate_steps(struct store *st, int from, struct store_err *err
 		if (store_migrations[i].from != v)
 			continue;
 		snprintf(what, sizeof what, "migration step %d to %d", v, v + 1);
-		rc = store_exec(st->db, store_migrations[i].sql, what, err);
+		if (store_migrations[i].sql != NULL)
+			rc = store_exec(st->db, store_migrations[i].sql, what, err);
+		if (rc == 0 && store_migrations[i].fn != NULL)
+			rc = store_migrations[i].fn(st->db, err);
 		v++;
 	}
 	if (rc == 0 && v != SCHEMA_VERSION)
@@ -94,6 +127,7 @@ static int store_migrate_steps(struct store *st, int from, struct store_err *err
 int store_migrate(struct store *st, struct store_err *err)
 {
 	int64_t v = 0;
+	char tag[16];
 	char *backup;
 	int rc;
 
@@ -102,7 +136,8 @@ int store_migrate(struct store *st, struct store_err *err)
 	if (!st->writable)
 		return store_fail(
 		    err, STORE_EINVAL, "%s: opened read-only; cannot migrate", st->path);
-	backup = store_backup_name(st->path, st->schema_version);
+	snprintf(tag, sizeof tag, "v%d", st->schema_version);
+	backup = store_backup_name(st->path, tag);
 	rc = store_backup(st, backup, err);
 	if (rc != 0) {
 		free(backup);

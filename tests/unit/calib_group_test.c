@@ -1,4 +1,4 @@
-/* Calibration groups and the proposal (facts §6.1, §3.3) against hand-computed values. */
+/* Calibration groups and the proposal (docs/telemetry.md) against hand-computed values. */
 #include "common/calib/calib.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
@@ -136,7 +136,7 @@ TEST(calib_propose_reproduces_the_originals_sqrt_recalibration)
 {
 	/* Facts §3.3: implementation/low 1120 × sqrt(0.32) → 634, medium 1860 × sqrt(0.40)
 	 * → 1176. Start from a set with the old overheads. */
-	struct proto_coef old[] = {
+	struct est_coef_row old[] = {
 		{ "implementation", "low", 1120 },
 		{ "implementation", "medium", 1860 },
 	};
@@ -240,7 +240,7 @@ TEST(calib_propose_maps_aliases_skips_doc_models_and_resolves_shared_rows)
 
 TEST(calib_predict_replaces_the_overhead_when_the_set_is_known)
 {
-	/* implementation/low with one new .py: int((634 + 2000) × 1.3) = 3424 (facts §3.8). */
+	/* implementation/low with one new .py: int((634 + 2000) × 1.3) = 3424 (docs/estimator.md). */
 	struct telem_sample s[5];
 	const struct telem_sample **p;
 	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };
@@ -299,7 +299,7 @@ TEST(calib_predict_leaves_groups_outside_the_proposal_alone)
 
 TEST(calib_reexpress_moves_a_prediction_between_coefficient_sets)
 {
-	struct proto_coef old[] = { { "implementation", "low", 1120 } };
+	struct est_coef_row old[] = { { "implementation", "low", 1120 } };
 	struct telem_sample s = mk("implementation", "low", 4056, 1000); /* (1120+2000)×1.3 */
 	struct est_coefs v1, v0;
 	bool moved;

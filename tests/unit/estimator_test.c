@@ -1,4 +1,4 @@
-/* The estimator against the worked examples of the original (facts §3.8) and more. */
+/* The estimator against the worked examples of docs/estimator.md and more. */
 #include "common/estimate/estimator.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
@@ -114,8 +114,8 @@ TEST(estimator_docs_low_readme_examples_not_synthesis)
 	CHECK_EQ_INT(o.estimate, 2600);
 	CHECK_EQ_INT(b, 4096);
 	CHECK_EQ_INT(m, 4096);
-	CHECK(o.doc_features & PROTO_DOC_EXAMPLES);
-	CHECK(!(o.doc_features & PROTO_DOC_RESEARCH));
+	CHECK(o.doc_features & DOC_EXAMPLES);
+	CHECK(!(o.doc_features & DOC_RESEARCH));
 	CHECK_EQ_STR(o.context_quality, "none");
 }
 
@@ -204,8 +204,8 @@ TEST(estimator_doc_synthesis_model)
 	est_coefs_default(&c);
 	est_estimate(&c, &in, ".", &o);
 	CHECK_EQ_INT(o.model, EST_MODEL_DOC_SYNTHESIS);
-	CHECK(o.doc_features & PROTO_DOC_API_REFERENCE);
-	CHECK(o.doc_features & PROTO_DOC_RESEARCH);
+	CHECK(o.doc_features & DOC_API_REFERENCE);
+	CHECK(o.doc_features & DOC_RESEARCH);
 	/* 2500 + 1200 + 850×5 + int(0.12 × 4250) = 510 → 8460 × 1.3 = 10998 */
 	CHECK_EQ_INT(o.estimate, 10998);
 	CHECK_EQ_STR(o.category, "doc_synthesis");
@@ -341,8 +341,8 @@ TEST(estimator_wire_rows_replace_defaults_through_aliases)
 	struct est_coefs c;
 	char err[128];
 	char name_cat[] = "tests", name_cplx[] = "low", new_cat[] = "ml", new_cplx[] = "high";
-	struct proto_coef rows[] = { { name_cat, name_cplx, 700 }, { new_cat, new_cplx, 4200 } };
-	struct proto_coef bad[] = { { name_cat, name_cplx, 0 } };
+	struct est_coef_row rows[] = { { name_cat, name_cplx, 700 }, { new_cat, new_cplx, 4200 } };
+	struct est_coef_row bad[] = { { name_cat, name_cplx, 0 } };
 
 	est_coefs_default(&c);
 	CHECK_EQ_INT(est_coefs_apply(&c, rows, 2, 7, err, sizeof err), 0);
