@@ -8,8 +8,8 @@
 #define JOB_STR_OVERHEAD 5 /* the largest msgpack string header */
 
 /* Check one string field against `max` bytes; add its encoded size to *total. */
-static int job_field(const char *name, const char *v, size_t max, size_t *total, char *why,
-    size_t n)
+static int job_field(
+    const char *name, const char *v, size_t max, size_t *total, char *why, size_t n)
 {
 	size_t len = v != NULL ? strlen(v) : 0;
 
@@ -23,8 +23,8 @@ static int job_field(const char *name, const char *v, size_t max, size_t *total,
 
 /* Check a scope list: entries, each entry's length, and (for `rules`) the path rules. A
  * scope path of "." grants the whole workspace and is allowed. */
-static int job_list(const char *name, const char *const *v, size_t count, bool rules,
-    bool dot_ok, size_t *total, char *why, size_t n)
+static int job_list(const char *name, const char *const *v, size_t count, bool rules, bool dot_ok,
+    size_t *total, char *why, size_t n)
 {
 	char norm[JOB_PATH_MAX + 1];
 	size_t i;
@@ -41,8 +41,8 @@ static int job_list(const char *name, const char *const *v, size_t count, bool r
 
 		*total += len + JOB_STR_OVERHEAD;
 		if (len > JOB_PATH_MAX) {
-			snprintf(why, n, "scope.%s[%zu]: %zu bytes; a path is at most %u bytes", name,
-			    i, len, JOB_PATH_MAX);
+			snprintf(why, n, "scope.%s[%zu]: %zu bytes; a path is at most %u bytes",
+			    name, i, len, JOB_PATH_MAX);
 			return -1;
 		}
 		if (!rules || (dot_ok && (strcmp(v[i], ".") == 0 || strcmp(v[i], "./") == 0)))
@@ -75,8 +75,8 @@ int job_limits_check(const struct job_phase_text *p, char *why, size_t n)
 	        n) != 0)
 		return -1;
 	if (total > JOB_PHASE_BYTES_MAX) {
-		snprintf(why, n, "the phase's text comes to %zu bytes; a job carries at most %u", total,
-		    JOB_PHASE_BYTES_MAX);
+		snprintf(why, n, "the phase's text comes to %zu bytes; a job carries at most %u",
+		    total, JOB_PHASE_BYTES_MAX);
 		return -1;
 	}
 	return 0;

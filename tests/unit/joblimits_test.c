@@ -8,8 +8,12 @@
 /* A phase of one deliverable that fits. */
 static struct job_phase_text small_phase(const char *const *dl, size_t ndl)
 {
-	return (struct job_phase_text){ .run_id = "r1", .phase_id = "p1", .name = "n",
-		.description = "d", .deliverables = dl, .ndeliverables = ndl };
+	return (struct job_phase_text){ .run_id = "r1",
+		.phase_id = "p1",
+		.name = "n",
+		.description = "d",
+		.deliverables = dl,
+		.ndeliverables = ndl };
 }
 
 TEST(joblimits_equal_the_wire_limits)
