@@ -42,23 +42,16 @@ static bool est_has_any(const char *low, const char *const *words, size_t n)
 }
 
 /* Normalise the complexity: low, medium or high; anything else is medium. */
-static enum est_cplx est_cplx_parse(const char *s)
+enum est_cplx est_cplx_of(const char *s)
 {
-	char *low = est_lower(s);
-	char *p = low, *e;
-	enum est_cplx c = EST_MEDIUM;
+	char name[EST_NAME_MAX];
 
-	while (isspace((unsigned char)*p))
-		p++;
-	e = p + strlen(p);
-	while (e > p && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	if (strcmp(p, "low") == 0)
-		c = EST_LOW;
-	else if (strcmp(p, "high") == 0)
-		c = EST_HIGH;
-	free(low);
-	return c;
+	est_name_normalise(s != NULL ? s : "", name, sizeof name);
+	if (strcmp(name, "low") == 0)
+		return EST_LOW;
+	if (strcmp(name, "high") == 0)
+		return EST_HIGH;
+	return EST_MEDIUM;
 }
 
 /* True when the deliverable's path exists under the workspace. Paths that could leave it
@@ -215,8 +208,9 @@ static bool est_doc_category(const char *cat)
 	    strcmp(cat, "doc_synthesis") == 0 || strcmp(cat, "doc_sot_update") == 0;
 }
 
-void est_estimate(const struct est_coefs *c, const struct est_input *in, const char *workspace,
-    struct est_output *out)
+/* The original's models: flat, SOT ledger, doc synthesis, overhead + marginal. */
+static void est_estimate_original(const struct est_coefs *c, const struct est_input *in,
+    const char *workspace, struct est_output *out)
 {
 	static const char *const cplx_names[EST_CPLX_COUNT] = { "low", "medium", "high" };
 	size_t i, n = 0, docs = 0;
@@ -226,7 +220,7 @@ void est_estimate(const struct est_coefs *c, const struct est_input *in, const c
 	memset(out, 0, sizeof *out);
 	out->doc_features = -1;
 	out->sot_entry_count_hint = -1;
-	out->cplx = est_cplx_parse(in->complexity);
+	out->cplx = est_cplx_of(in->complexity);
 	strlcpy_ap(out->complexity, cplx_names[out->cplx], sizeof out->complexity);
 
 	for (i = 0; i < in->n_deliverables; i++) {
@@ -308,4 +302,18 @@ void est_estimate(const struct est_coefs *c, const struct est_input *in, const c
 			    c, in->deliverables[i], out->category, workspace);
 	out->estimate = (int)((out->overhead + out->marginal) * c->safety_margin);
 	out->confidence = est_confidence(c, in->deliverables, in->n_deliverables);
+}
+
+/* Estimate with the set's fitted model when it has one, else with the original's models. */
+void est_estimate(const struct est_coefs *c, const struct est_input *in, const char *workspace,
+    struct est_output *out)
+{
+	est_estimate_original(c, in, workspace, out);
+	if (!c->fit.active)
+		return;
+	out->model = EST_MODEL_FITTED;
+	out->overhead = 0;
+	out->marginal = 0;
+	out->estimate =
+	    est_fit_estimate(&c->fit, out->category, out->complexity, out->deliverable_count);
 }

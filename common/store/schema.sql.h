@@ -10,7 +10,7 @@
 #ifndef AUTOPACK_SCHEMA_SQL_H
 #define AUTOPACK_SCHEMA_SQL_H
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 #define SCHEMA_V1_SQL                                                                                                    \
 	"CREATE TABLE meta (\n"                                                                                          \
@@ -230,6 +230,13 @@
 	");\n"                                                                                     \
 	"CREATE UNIQUE INDEX ux_coef_active ON estimator_coefficients(active) WHERE active = 1;\n"
 
-static const char SCHEMA_SQL[] = SCHEMA_V1_SQL SCHEMA_V2_SQL;
+/* Version 3: fitted estimator models, and what the next model may use in the telemetry:
+ * the call's input tokens and, per deliverable, its kind and existing size. */
+#define SCHEMA_V3_SQL                                                                              \
+	"ALTER TABLE estimator_coefficients ADD COLUMN model_json TEXT;\n"                         \
+	"ALTER TABLE token_estimation_v2_events ADD COLUMN input_tokens INTEGER;\n"                \
+	"ALTER TABLE token_estimation_v2_events ADD COLUMN deliverables_detail_json TEXT;\n"
+
+static const char SCHEMA_SQL[] = SCHEMA_V1_SQL SCHEMA_V2_SQL SCHEMA_V3_SQL;
 
 #endif

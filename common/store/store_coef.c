@@ -8,8 +8,8 @@
 #include <string.h>
 
 #define COEF_COLUMNS                                                                               \
-	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json "      \
-	"FROM estimator_coefficients"
+	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json, "     \
+	"model_json FROM estimator_coefficients"
 
 /* Copy a text column ("" for NULL). */
 static char *coef_text(sqlite3_stmt *q, int i)
@@ -29,6 +29,7 @@ static void coef_row(sqlite3_stmt *q, struct store_coef_set *set)
 	                                                                 sqlite3_column_int64(q, 3);
 	set->provenance_json = coef_text(q, 4);
 	set->overhead_json = coef_text(q, 5);
+	set->model_json = sqlite3_column_type(q, 6) == SQLITE_NULL ? NULL : coef_text(q, 6);
 }
 
 /* Run a COEF_COLUMNS query that yields at most one row (parameter 1 = `arg` when >= 0). */
@@ -98,13 +99,14 @@ int store_coef_list(
 
 /* Insert the new active row. */
 static int coef_insert(struct store *st, int64_t version, int64_t parent, const char *now,
-    const char *overhead_json, const char *provenance_json, struct store_err *err)
+    const char *overhead_json, const char *model_json, const char *provenance_json,
+    struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db,
 	    "INSERT INTO estimator_coefficients (version, "
-	    "created_at, active, parent_version, provenance_json, overhead_json) "
-	    "VALUES (?1, ?2, 1, ?3, ?4, ?5)",
+	    "created_at, active, parent_version, provenance_json, overhead_json, model_json) "
+	    "VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)",
 	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
@@ -113,6 +115,8 @@ static int coef_insert(struct store *st, int64_t version, int64_t parent, const 
 		sqlite3_bind_int64(q, 3, parent);
 		sqlite3_bind_text(q, 4, provenance_json, -1, SQLITE_STATIC);
 		sqlite3_bind_text(q, 5, overhead_json, -1, SQLITE_STATIC);
+		if (model_json != NULL)
+			sqlite3_bind_text(q, 6, model_json, -1, SQLITE_STATIC);
 		rc = sqlite3_step(q);
 	}
 	if (rc != SQLITE_DONE)
@@ -123,7 +127,7 @@ static int coef_insert(struct store *st, int64_t version, int64_t parent, const 
 }
 
 /* Add a set and activate it in one transaction. */
-int store_coef_activate_new(struct store *st, const char *overhead_json,
+int store_coef_activate_new(struct store *st, const char *overhead_json, const char *model_json,
     const char *provenance_json, int64_t *version, int64_t *parent, struct store_err *err)
 {
 	char now[32];
@@ -149,7 +153,8 @@ int store_coef_activate_new(struct store *st, const char *overhead_json,
 		    "active = 1",
 		    "deactivating the previous set", err);
 	if (rc == 0)
-		rc = coef_insert(st, *version, *parent, now, overhead_json, provenance_json, err);
+		rc = coef_insert(
+		    st, *version, *parent, now, overhead_json, model_json, provenance_json, err);
 	if (rc == 0)
 		rc = store_exec(st->db, "COMMIT", "committing the coefficient update", err);
 	if (rc != 0)
@@ -216,6 +221,7 @@ void store_coef_set_free(struct store_coef_set *set)
 	free(set->created_at);
 	free(set->provenance_json);
 	free(set->overhead_json);
+	free(set->model_json);
 	memset(set, 0, sizeof *set);
 }
 

@@ -11,6 +11,7 @@
 /* The upgrade steps, in order: step `from` turns version from into from + 1. */
 const struct store_migration store_migrations[] = {
 	{ 1, SCHEMA_V2_SQL },
+	{ 2, SCHEMA_V3_SQL },
 };
 const size_t store_n_migrations = ARRAY_SIZE(store_migrations);
 

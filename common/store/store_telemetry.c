@@ -10,7 +10,7 @@
 #define TELEM_SELECT                                                                               \
 	"SELECT run_id, phase_id, timestamp, category, complexity, deliverable_count, "            \
 	"predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "      \
-	"success, truncated, stop_reason, model, estimator_version "                               \
+	"success, truncated, stop_reason, model, estimator_version, attempt_id "                   \
 	"FROM token_estimation_v2_events"
 
 /* Columns exported as booleans. */
@@ -99,6 +99,7 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 		s->stop_reason = telem_col_text(q, 12);
 		s->model = telem_col_text_nn(q, 13);
 		s->estimator_version = sqlite3_column_int64(q, 14);
+		s->attempt_id = sqlite3_column_int64(q, 15);
 	}
 	if (rc != SQLITE_DONE) {
 		store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s", st->path,
