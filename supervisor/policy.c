@@ -1,4 +1,4 @@
-/* Drain policies (facts §4): failure-reason buckets, sample-first triage, and the stop and
+/* Drain policies (docs/drain-rules.md): failure-reason buckets, sample-first triage, and the stop and
  * skip rules, applied as results arrive. With several workers, results are judged in the
  * order the supervisor receives them; the state is saved with the commit that records
  * each result, so a restarted drain (--resume) continues with the same counters. */
@@ -102,7 +102,7 @@ void policy_result(struct sup *s, struct run_q *r, const char *outcome, const ch
 	bool timeout = strcmp(outcome, "timeout") == 0;
 	bool success = strcmp(outcome, "success") == 0;
 
-	/* A dry run visits phases without judging them (facts §4.9, minus its side effects). */
+	/* A dry run visits phases without judging them (docs/drain-rules.md, "Stop rules"). */
 	if (strcmp(outcome, "dry_run") == 0)
 		return;
 	p->dirty = true;

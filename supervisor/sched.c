@@ -2,7 +2,7 @@
  * and dispatch rounds that lease the head phase of ready runs to idle workers. Within a
  * run one phase is leased at a time, in (tier index, phase index) order; runs proceed in
  * parallel. Among ready runs the next one is chosen as the batch controller chose its next
- * phase (facts §4.2): runs not yet sampled first, then promising ones; then by the
+ * phase (docs/drain-rules.md, "Which run goes next"): runs not yet sampled first, then promising ones; then by the
  * failure-reason bucket of the run's next phase (unknown, collection, deliverable, patch,
  * other, timeout); then the lower phase index; then the run that has waited longest.
  * Dispatch is event-driven: sched_kick arms one round for the next loop iteration. */

@@ -20,7 +20,7 @@ struct sup_config {
 	const char *run_id;
 	int64_t batch_size; /* attempts to start; 0 = no limit */
 	int64_t phase_timeout_s;
-	int64_t max_attempts; /* per phase, across drains */
+	int64_t max_attempts; /* per phase in one session */
 	bool sync_full;
 	bool exit_when_drained;
 	bool dry_run;
@@ -39,7 +39,7 @@ struct sup_config {
 	int64_t llm_timeout_s;
 	int64_t llm_retries;
 	int64_t max_tokens_cap;
-	/* drain policies (facts §4) */
+	/* drain policies (docs/drain-rules.md) */
 	bool retry_failed;
 	bool resume;
 	const char **skip_prefixes;
@@ -61,7 +61,7 @@ struct fp_count {
 	int64_t n;
 };
 
-/* Sample-first triage and stop rules, persisted with every commit (facts §4.4, §4.6). */
+/* Sample-first triage and stop rules, persisted with every commit (docs/drain-rules.md). */
 struct policy {
 	struct fp_count *fps;
 	size_t nfps;
@@ -75,7 +75,7 @@ struct policy {
 struct qphase {
 	char *phase_id;
 	int64_t phase_index;
-	int bucket;       /* failure-reason bucket, facts §4.2 */
+	int bucket;       /* failure-reason bucket (docs/drain-rules.md) */
 	int64_t attempts; /* in this session */
 	int64_t max_attempts;
 	struct qphase *next;
@@ -269,7 +269,7 @@ struct run_q *sched_run_find(struct sup *s, const char *run_id);
 void sched_free(struct sup *s);
 
 /* policy.c */
-/* The failure-reason bucket of facts §4.2: 0 unknown, 1 collection, 2 deliverable,
+/* The failure-reason bucket (docs/drain-rules.md): 0 unknown, 1 collection, 2 deliverable,
  * 3 patch, 4 other, 5 timeout. */
 int policy_bucket(const char *failure_reason);
 /* Judge one attempt's end (triage, timeouts, zero-yield streak, fingerprints); may stop

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A database as the Python Autopack project made it (facts §1), for the tests of
+"""A database as the Python Autopack project made it (docs/adoption.md), for the tests of
 `autopack-ctl db adopt`, and helpers for tests that drain such a database.
 
 The DDL is what SQLAlchemy emits for the original's models on SQLite: `runs.id` a text
@@ -198,7 +198,8 @@ ORIGINAL_TABLES = ("runs", "tiers", "phases", "llm_usage_events",
 STATE_COUNTS = {"FAILED": 207, "QUEUED": 107, "COMPLETE": 141, "EXECUTING": 1}
 N_RUNS = 70
 
-# last_failure_reason values of the original (facts §1.4, §4.2), with their bucket.
+# last_failure_reason values of the original (docs/adoption.md), with their bucket
+# (docs/drain-rules.md).
 FAILURE_REASONS = [
     None, "FAILED", "PATCH_FAILED", "CI_FAILED", "DELIVERABLES_VALIDATION_FAILED",
     "TOKEN_ESCALATION", "EXCEPTION: ImportError", "EXCEPTION: TimeoutError",
@@ -218,7 +219,7 @@ COMPLEXITIES = ("low", "medium", "high", None)
 
 
 def triage_bucket(reason):
-    """The bucket of facts §4.2 step 3 for a last_failure_reason."""
+    """The failure-reason bucket (docs/drain-rules.md) of a last_failure_reason."""
     r = (reason or "").lower()
     if not r:
         return "unknown"

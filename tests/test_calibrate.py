@@ -1,5 +1,5 @@
-"""autopack-ctl calibrate on real SQLite files: the calibration script's formulas (facts
-§6.1, recomputed here), the report / proposal / plot, --apply with provenance, --rollback,
+"""autopack-ctl calibrate on real SQLite files: the calibration formulas (docs/telemetry.md,
+recomputed here), the report / proposal / plot, --apply with provenance, --rollback,
 --list and the leave-one-out --evaluate, on the project's real samples."""
 import csv
 import fcntl

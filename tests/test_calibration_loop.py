@@ -55,7 +55,7 @@ def test_drain_calibrate_apply_drain_again_rollback(tmp):
         assert version == 2 and active == 1
         rows = {(c, x): n for c, x, n in json.loads(overhead_json)}
         new_oh = rows[("implementation", "low")]
-        # sqrt damping of the median ratio 1200 / 3424 (facts §3.3).
+        # sqrt damping of the median ratio 1200 / 3424 (docs/telemetry.md).
         assert new_oh == round(634 * (1200 / 3424) ** 0.5)
         prov = json.loads(provenance)
         assert prov["samples_used"] == 8 and prov["damping"] == "sqrt"

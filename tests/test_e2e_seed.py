@@ -9,7 +9,7 @@ import pytest
 from conftest import ctl
 from e2e_helpers import SEED_DIR, SEED_RUN, Standin, drain, rows, seed_db, tree
 
-# What the estimator must predict for each seed phase (facts §3.2, §3.6-3.8; every
+# What the estimator must predict for each seed phase (docs/estimator.md; every
 # deliverable is new when its phase runs, confidence 0.8, so the buffer is 1.2):
 #   implementation/low,    1 new .py : int((634 + 2000) × 1.3)        = 3424, floor 8192
 #   implementation/medium, 1 new .py : int((1176 + 2000) × 1.3)       = 4128, floor 12288

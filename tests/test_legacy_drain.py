@@ -1,6 +1,6 @@
 """An adopted Python-Autopack backlog (70 runs, 456 phases) drained with the triage rules:
 --retry-failed over FAILED and QUEUED phases, the LLM stand-in failing every run but the
-build1* ones. The drain's order and decisions are checked against the rules of facts §4
+build1* ones. The drain's order and decisions are checked against the rules of docs/drain-rules.md
 replayed in Python over the attempt rows."""
 import json
 import os

@@ -26,7 +26,7 @@ def listing(url):
 
 
 def recompute(url, sid):
-    """The summary of session `sid`, from the rows, as facts §4.9 / §9 define it."""
+    """The summary of session `sid`, from the rows, as docs/drain-rules.md defines it."""
     rows = sql(url, "SELECT r.run_id, r.success, a.outcome, r.duration_seconds,"
                " coalesce(r.telemetry_events_collected, 0), r.telemetry_yield_per_minute,"
                " r.reached_llm_boundary, r.failure_fingerprint, r.zero_yield_reason"

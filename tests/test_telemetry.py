@@ -1,5 +1,5 @@
 """autopack-ctl telemetry import / report / export on real SQLite files, checked against
-the Python original's formulas (facts §6.2) recomputed here with the statistics module."""
+the formulas of docs/telemetry.md recomputed here with the statistics module."""
 import csv
 import fcntl
 import json
@@ -71,7 +71,7 @@ def test_import_of_the_real_samples_creates_a_run_with_one_phase_per_group(tmp):
         (64, 55, 7, 0)]
     # The FK to phases holds for every event.
     assert rows(db, "PRAGMA foreign_key_check") == []
-    # Derived as the supervisor derives them (facts §1.5).
+    # Derived as the supervisor derives them (docs/data-model.md).
     (smape, waste, under), = rows(
         db, "SELECT smape_percent, waste_ratio, underestimated FROM token_estimation_v2_events"
             " WHERE predicted_output_tokens = 5200 AND actual_output_tokens = 1218")

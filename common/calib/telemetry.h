@@ -1,9 +1,9 @@
 /*
  * Token-estimation telemetry: samples (one builder call each: predicted and actual output
  * tokens), the statistics conventions of the Python original, the report metrics of its
- * v3 analyser (facts §6.2) and the TSV sample format.
+ * v3 analyser (docs/telemetry.md) and the TSV sample format.
  *
- * Pure: nothing here touches the database (common/store_telemetry.h reads and writes
+ * Pure: nothing here touches the database (common/store/store_telemetry.h reads and writes
  * samples) or the file system, except telem_tsv_read_file which reads the named file.
  */
 #ifndef AUTOPACK_TELEMETRY_H
@@ -44,15 +44,15 @@ struct telem_sample *telem_samples_add(struct telem_samples *s);
 /* Free every sample's strings and the list. */
 void telem_samples_free(struct telem_samples *s);
 
-/* --- common/telemetry_stats.c: formulas and conventions (facts §1.5, §6) --- */
+/* --- common/calib/telemetry_stats.c: formulas and conventions (docs/telemetry.md) --- */
 
 /* Smallest actual a clean sample may have (the original never recorded fewer). */
 #define TELEM_CLEAN_MIN_ACTUAL 50
 
-/* SMAPE in percent: 100·|p−a| / max(1, (|p|+|a|)/2) (facts §6.3). */
+/* SMAPE in percent: 100·|p−a| / max(1, (|p|+|a|)/2). */
 double telem_smape(int64_t predicted, int64_t actual);
 /* True when SMAPE, waste and underestimation are defined for a row: actual > 0 and
- * predicted > 0 (facts §1.5; otherwise the columns are NULL). */
+ * predicted > 0 (otherwise the columns are NULL; docs/data-model.md). */
 bool telem_scored(int64_t predicted, int64_t actual);
 /* True for a calibration sample: success, not truncated, actual >= TELEM_CLEAN_MIN_ACTUAL. */
 bool telem_clean(const struct telem_sample *s);
@@ -73,7 +73,7 @@ double telem_p90_decile(const double *sorted, size_t n);
  * last value. */
 double telem_p90_index(const double *sorted, size_t n);
 
-/* --- common/telemetry_report.c: the metrics of `telemetry report` (facts §6.2) --- */
+/* --- common/calib/telemetry_report.c: the metrics of `telemetry report` --- */
 
 #define TELEM_TARGET_UNDER_PCT 5.0 /* underestimation above this: tuning needed */
 #define TELEM_TARGET_TRUNC_PCT 2.0 /* truncation above this: tuning needed */
@@ -141,7 +141,7 @@ void telem_report_build(
 /* Free what telem_report_build allocated. */
 void telem_report_free(struct telem_report *r);
 
-/* --- common/telemetry_tsv.c: the sample TSV (tests/data/autopack-v2-telemetry-samples.tsv) --- */
+/* --- common/calib/telemetry_tsv.c: the sample TSV (tests/data/autopack-v2-telemetry-samples.tsv) --- */
 
 /* Parse TSV text: a header naming the columns timestamp, category, complexity,
  * deliverables, predicted_output, actual_output, selected_budget, success, truncated,

@@ -1,4 +1,4 @@
-/* The metrics of `telemetry report`: the v3 analyser's tiers (facts §6.2), over samples
+/* The metrics of `telemetry report` (docs/telemetry.md, "The report"), over samples
  * read from the database. */
 #include "common/calib/telemetry.h"
 #include "common/util.h"

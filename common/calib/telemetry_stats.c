@@ -1,4 +1,4 @@
-/* The formulas and statistics conventions of the Python original (facts §1.5, §6). */
+/* The formulas and statistics conventions of the Python original (docs/telemetry.md). */
 #include "common/calib/telemetry.h"
 #include "common/util.h"
 

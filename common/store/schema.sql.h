@@ -4,7 +4,7 @@
  * database keeps working for both. Created whole in one transaction by store_init.
  *
  * SCHEMA_V1_SQL is version 1; each later version adds SCHEMA_V<n>_SQL, which is also the
- * SQL of the migration step from version n-1 (common/store_migrate.c). SCHEMA_SQL is the
+ * SQL of the migration step from version n-1 (common/store/store_migrate.c). SCHEMA_SQL is the
  * whole current schema.
  */
 #ifndef AUTOPACK_SCHEMA_SQL_H

@@ -70,7 +70,7 @@ struct store_identity {
 	int64_t counts[STORE_COUNT_N];
 };
 
-/* --- common/store_open.c --- */
+/* --- common/store/store_open.c --- */
 
 /* Open the autopack database at canonical `path` (named by canonical `url`) into `st`.
  * Never creates a file. Refuses a missing file (STORE_ENOENT), a file that is not SQLite
@@ -85,7 +85,7 @@ void store_close(struct store *st);
  * replaced (a different device:inode), STORE_EIO if it cannot be checked. */
 int store_identity_changed(struct store *st, struct store_err *err);
 
-/* --- common/store_init.c --- */
+/* --- common/store/store_init.c --- */
 
 /* Create a new autopack database at `path`: the whole schema and the meta row in one
  * transaction. An existing autopack database is left alone: STORE_EEXIST, with its uuid
@@ -94,7 +94,7 @@ int store_identity_changed(struct store *st, struct store_err *err);
  * file is removed. On success `uuid` receives the new database's uuid. */
 int store_init(const char *path, char uuid[37], struct store_err *err);
 
-/* --- common/store_migrate.c --- */
+/* --- common/store/store_migrate.c --- */
 
 /* Upgrade an older schema to SCHEMA_VERSION: copy the database to
  * <path>.v<old>-<UTC stamp>.bak with the sqlite3 backup API, then apply every migration
@@ -106,7 +106,7 @@ int store_migrate(struct store *st, struct store_err *err);
  * copy is removed on failure. */
 int store_backup(struct store *st, const char *dest, struct store_err *err);
 
-/* --- common/store_banner.c --- */
+/* --- common/store/store_banner.c --- */
 
 /* Return the table name of banner count `i` (enum store_table_count). */
 const char *store_count_name(int i);
@@ -116,7 +116,7 @@ int store_identity_read(struct store *st, struct store_identity *id, struct stor
  * version, creation, row counts. A count that cannot be read prints as "?". */
 void store_banner(struct store *st, FILE *out);
 
-/* --- common/store_stats.c --- */
+/* --- common/store/store_stats.c --- */
 
 /* One labelled count. */
 struct store_count {
@@ -155,7 +155,7 @@ int store_stats_read(struct store *st, struct store_stats *stats, struct store_e
 /* Free what store_stats_read allocated. */
 void store_stats_free(struct store_stats *stats);
 
-/* --- common/store_plan.c --- */
+/* --- common/store/store_plan.c --- */
 
 /* What an import wrote. */
 struct store_plan_summary {
@@ -182,7 +182,7 @@ char *store_path_absolute(const char *path, const char *base_dir);
 /* Free what an import put in `sum`. */
 void store_plan_summary_free(struct store_plan_summary *sum);
 
-/* --- common/store_seed.c --- */
+/* --- common/store/store_seed.c --- */
 
 #define STORE_SEED_RUN_ID "telemetry-collection-v4"
 

@@ -55,25 +55,6 @@ void store_adopt_report_free(struct store_adopt_report *rep)
 	memset(rep, 0, sizeof *rep);
 }
 
-/* Name a backup file that does not exist yet: <path>.pre-adopt-<UTC stamp>.bak. */
-static char *adopt_backup_name(const char *path)
-{
-	time_t now = time(NULL);
-	struct stat sb;
-	struct tm tm;
-	char stamp[32];
-	char *name;
-
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-	name = xasprintf("%s.pre-adopt-%s.bak", path, stamp);
-	for (int i = 1; lstat(name, &sb) == 0; i++) {
-		free(name);
-		name = xasprintf("%s.pre-adopt-%s-%d.bak", path, stamp, i);
-	}
-	return name;
-}
-
 /* Copy the committed database to `dest` with the backup API, over a second, read-only
  * connection: the caller's connection holds the write lock, so nothing changes it
  * meanwhile, and what is copied is exactly what the transaction starts from. */
@@ -97,7 +78,6 @@ static int adopt_backup(const char *path, const char *dest, struct store_err *er
 /* Insert the meta row: a new uuid, the adoption time, who adopted it. */
 static int adopt_meta_insert(sqlite3 *db, const char *now, char uuid[37], struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
 	char *who, *by;
 	int rc = store_uuid_v4(uuid, err);
 
@@ -105,23 +85,10 @@ static int adopt_meta_insert(sqlite3 *db, const char *now, char uuid[37], struct
 		return rc;
 	who = store_created_by();
 	by = xasprintf("%s, adopted from a Python Autopack database", who);
-	rc = sqlite3_prepare_v2(db,
-	    "INSERT INTO meta (id, db_uuid, created_at, created_by, "
-	    "schema_version) VALUES (1, ?1, ?2, ?3, ?4)",
-	    -1, &q, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, uuid, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, now, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, by, -1, SQLITE_STATIC);
-		sqlite3_bind_int(q, 4, SCHEMA_VERSION);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
+	rc = store_meta_insert(db, uuid, now, by, SCHEMA_VERSION, err);
 	free(who);
 	free(by);
-	if (rc != SQLITE_DONE)
-		return store_fail(err, STORE_EIO, "writing meta: %s", sqlite3_errmsg(db));
-	return 0;
+	return rc;
 }
 
 /* Return <directory of path>/autopack-workspace. */
@@ -145,7 +112,7 @@ static int adopt_steps(
 	rc = adopt_shape_check(db, path, err);
 	if (rc != 0)
 		return rc;
-	rep->backup_path = adopt_backup_name(path);
+	rep->backup_path = store_backup_name(path, "pre-adopt");
 	rc = adopt_backup(path, rep->backup_path, err);
 	if (rc != 0) {
 		free(rep->backup_path);

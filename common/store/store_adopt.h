@@ -1,6 +1,6 @@
 /*
  * Adopting a database made by the Python Autopack project: its runs, tiers, phases,
- * llm_usage_events and token_estimation_v2_events tables (facts §1) become an autopack
+ * llm_usage_events and token_estimation_v2_events tables (docs/adoption.md) become an autopack
  * database in place. The file is copied first; then, in one transaction, every missing
  * autopack table is created, every missing column added, the meta row written, and the
  * legacy rows the autopack code cannot use as they are get the documented repairs.

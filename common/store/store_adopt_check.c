@@ -73,26 +73,6 @@ static const struct {
 	{ "phases", "phase_id" },
 };
 
-/* Return 1 if `name` is a table of db, 0 if not, STORE_EIO on error. */
-static int adopt_table_exists(sqlite3 *db, const char *name, struct store_err *err)
-{
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
-	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE", -1, &q,
-	    NULL);
-
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return store_fail(err, STORE_EIO, "reading the table list: %s", sqlite3_errmsg(db));
-}
-
 /* Append the required columns of `t` that the table lacks to `missing` (", "-separated);
  * returns how many, or STORE_EIO. */
 static int adopt_missing_columns(sqlite3 *db, const struct adopt_legacy_table *t, char *missing,
@@ -141,7 +121,7 @@ static int adopt_tables_check(sqlite3 *db, const char *path, struct store_err *e
 	for (size_t i = 0; i < ARRAY_SIZE(adopt_legacy_tables); i++) {
 		const struct adopt_legacy_table *t = &adopt_legacy_tables[i];
 
-		rc = adopt_table_exists(db, t->name, err);
+		rc = store_table_exists(db, t->name, err);
 		if (rc < 0)
 			return rc;
 		if (rc == 0 && t->core)
@@ -157,7 +137,7 @@ static int adopt_tables_check(sqlite3 *db, const char *path, struct store_err *e
 	for (size_t i = 0; i < ARRAY_SIZE(adopt_legacy_tables); i++) {
 		const struct adopt_legacy_table *t = &adopt_legacy_tables[i];
 
-		rc = adopt_table_exists(db, t->name, err);
+		rc = store_table_exists(db, t->name, err);
 		if (rc == 1)
 			rc = adopt_missing_columns(db, t, missing, sizeof missing, err);
 		if (rc < 0)
@@ -246,7 +226,7 @@ int adopt_shape_check(sqlite3 *db, const char *path, struct store_err *err)
 			    "%s: not an SQLite database; the file was left untouched", path);
 		return store_fail(err, STORE_EIO, "%s: cannot read: %s", path, sqlite3_errmsg(db));
 	}
-	rc = adopt_table_exists(db, "meta", err);
+	rc = store_table_exists(db, "meta", err);
 	if (rc < 0)
 		return rc;
 	if (rc == 1) {

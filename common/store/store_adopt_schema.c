@@ -24,14 +24,6 @@ struct adopt_cols {
 	size_t n;
 };
 
-/* Copy a text column, or NULL. */
-static char *adopt_col_text(sqlite3_stmt *q, int i)
-{
-	const unsigned char *t = sqlite3_column_text(q, i);
-
-	return t != NULL ? xstrdup((const char *)t) : NULL;
-}
-
 /* Free a column list. */
 static void adopt_cols_free(struct adopt_cols *c)
 {
@@ -64,13 +56,11 @@ static int adopt_cols_read(
 
 		c->items = xrealloc(c->items, (c->n + 1) * sizeof *c->items);
 		col = &c->items[c->n++];
-		col->name = adopt_col_text(q, 0);
-		col->type = adopt_col_text(q, 1);
+		col->name = store_col_text(q, 0, NULL);
+		col->type = store_col_text(q, 1, "");
 		col->notnull = sqlite3_column_int(q, 2) != 0;
-		col->dflt = adopt_col_text(q, 3);
+		col->dflt = store_col_text(q, 3, NULL);
 		col->pk = sqlite3_column_int(q, 4);
-		if (col->type == NULL)
-			col->type = xstrdup("");
 		rc = SQLITE_OK;
 	}
 	sqlite3_finalize(q);
@@ -94,22 +84,9 @@ static const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const
 /* Return 1 if an object (table, index, view, trigger) named `name` exists, 0 if not. */
 static int adopt_object_exists(sqlite3 *db, const char *name, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
-	    "SELECT 1 FROM sqlite_master WHERE name = ?1 "
-	    "COLLATE NOCASE",
-	    -1, &q, NULL);
-
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return store_fail(err, STORE_EIO, "reading the schema: %s", sqlite3_errmsg(db));
+	return store_row_exists(db, err,
+	    "SELECT 1 FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
+	    (const char *const[]){ name, NULL }, "reading the schema");
 }
 
 /* Add the columns of reference table `table` that db's table lacks. A NOT NULL column
@@ -198,27 +175,12 @@ static int adopt_tables(
 static int adopt_has_unique_pair(
     sqlite3 *db, const char *table, const char *a, const char *b, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
+	return store_row_exists(db, err,
 	    "SELECT 1 FROM pragma_index_list(?1) il WHERE il.\"unique\" = 1 AND il.partial = 0 "
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name)) = 2 "
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name) ii "
 	    "     WHERE ii.name IN (?2, ?3)) = 2",
-	    -1, &q, NULL);
-
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, a, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, b, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return store_fail(
-	    err, STORE_EIO, "reading the indexes of %s: %s", table, sqlite3_errmsg(db));
+	    (const char *const[]){ table, a, b, NULL }, "reading the indexes of %s", table);
 }
 
 /* Make (run_id, phase_id) unique in phases if nothing does yet: attempts and the

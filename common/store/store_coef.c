@@ -11,25 +11,17 @@
 	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json, "     \
 	"model_json FROM estimator_coefficients"
 
-/* Copy a text column ("" for NULL). */
-static char *coef_text(sqlite3_stmt *q, int i)
-{
-	const unsigned char *t = sqlite3_column_text(q, i);
-
-	return xstrdup(t != NULL ? (const char *)t : "");
-}
-
 /* Fill a set from the current row of a COEF_COLUMNS query. */
 static void coef_row(sqlite3_stmt *q, struct store_coef_set *set)
 {
 	set->version = sqlite3_column_int64(q, 0);
-	set->created_at = coef_text(q, 1);
+	set->created_at = store_col_text(q, 1, "");
 	set->active = sqlite3_column_int(q, 2) != 0;
 	set->parent_version = sqlite3_column_type(q, 3) == SQLITE_NULL ? STORE_COEF_BUILTIN :
 	                                                                 sqlite3_column_int64(q, 3);
-	set->provenance_json = coef_text(q, 4);
-	set->overhead_json = coef_text(q, 5);
-	set->model_json = sqlite3_column_type(q, 6) == SQLITE_NULL ? NULL : coef_text(q, 6);
+	set->provenance_json = store_col_text(q, 4, "");
+	set->overhead_json = store_col_text(q, 5, "");
+	set->model_json = store_col_text(q, 6, NULL);
 }
 
 /* Run a COEF_COLUMNS query that yields at most one row (parameter 1 = `arg` when >= 0). */
@@ -111,19 +103,14 @@ static int coef_insert(struct store *st, int64_t version, int64_t parent, const 
 
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(q, 1, version);
-		sqlite3_bind_text(q, 2, now, -1, SQLITE_STATIC);
+		store_bind_text(q, 2, now);
 		sqlite3_bind_int64(q, 3, parent);
-		sqlite3_bind_text(q, 4, provenance_json, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 5, overhead_json, -1, SQLITE_STATIC);
-		if (model_json != NULL)
-			sqlite3_bind_text(q, 6, model_json, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
+		store_bind_text(q, 4, provenance_json);
+		store_bind_text(q, 5, overhead_json);
+		store_bind_text(q, 6, model_json);
 	}
-	if (rc != SQLITE_DONE)
-		store_fail(err, STORE_EIO, "%s: writing coefficient set %lld: %s", st->path,
-		    (long long)version, sqlite3_errmsg(st->db));
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	return store_step_done(
+	    st->db, q, rc, err, "%s: writing coefficient set %lld", st->path, (long long)version);
 }
 
 /* Add a set and activate it in one transaction. */

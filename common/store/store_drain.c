@@ -417,7 +417,7 @@ int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *
 	return 0;
 }
 
-/* Percent error symmetric in a and p (facts §1.5). */
+/* Percent error symmetric in a and p (docs/data-model.md, "Telemetry"). */
 static double smape(double a, double p)
 {
 	double den = (a + p) / 2.0;
@@ -461,7 +461,7 @@ static void bind_feature(sqlite3_stmt *s, int i, int64_t set, int bit)
 }
 
 /* Insert the typed row of a token_estimation_v2 event; SMAPE, waste and underestimation
- * are derived here, and only when both counts are positive (facts §1.5). */
+ * are derived here, and only when both counts are positive (docs/data-model.md). */
 static int event_estimation(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct proto_event *ev, const char *now, struct store_err *err)
 {

@@ -26,7 +26,7 @@ struct drain_phase {
 	const char *last_failure_reason; /* nullable */
 };
 
-/* What an attempt ended as; states follow facts §1.1. */
+/* What an attempt ended as (docs/data-model.md, "Drains"). */
 struct drain_close {
 	const char *outcome;           /* success|failed|timeout|dry_run|worker_crashed|... */
 	const char *failure_reason;    /* nullable */

@@ -42,30 +42,22 @@ char *store_created_by(void)
 }
 
 /* Insert the meta row. */
-static int store_meta_insert(sqlite3 *db, const char *uuid, int version, struct store_err *err)
+int store_meta_insert(sqlite3 *db, const char *uuid, const char *now, const char *by, int version,
+    struct store_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	char *by = store_created_by();
-	char now[32];
-	int rc;
-
-	time_iso8601(clock_wall_ms(), now);
-	rc = sqlite3_prepare_v2(db,
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db,
 	    "INSERT INTO meta (id, db_uuid, created_at, created_by, schema_version) "
 	    "VALUES (1, ?1, ?2, ?3, ?4)",
-	    -1, &st, NULL);
+	    -1, &q, NULL);
+
 	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, by, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 4, version);
-		rc = sqlite3_step(st);
+		store_bind_text(q, 1, uuid);
+		store_bind_text(q, 2, now);
+		store_bind_text(q, 3, by);
+		sqlite3_bind_int(q, 4, version);
 	}
-	if (rc != SQLITE_DONE)
-		store_fail(err, STORE_EIO, "writing meta: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	free(by);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	return store_step_done(db, q, rc, err, "writing meta");
 }
 
 /* Remove a half-made database and the files SQLite may have put beside it. */
@@ -85,7 +77,8 @@ int store_init_sql(
     const char *path, const char *sql, int version, char uuid[37], struct store_err *err)
 {
 	sqlite3 *db = NULL;
-	char id[37];
+	char id[37], now[32];
+	char *by = NULL;
 	int fd, rc;
 
 	rc = store_uuid_v4(id, err);
@@ -99,6 +92,8 @@ int store_init_sql(
 		return store_fail(err, STORE_EIO, "%s: cannot create: %s", path, strerror(errno));
 	}
 	close(fd);
+	by = store_created_by();
+	time_iso8601(clock_wall_ms(), now);
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
 		rc = store_fail(err, STORE_EIO, "cannot open: %s",
 		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
@@ -108,7 +103,7 @@ int store_init_sql(
 	if (rc == 0)
 		rc = store_exec(db, sql, "creating the schema", err);
 	if (rc == 0)
-		rc = store_meta_insert(db, id, version, err);
+		rc = store_meta_insert(db, id, now, by, version, err);
 	if (rc == 0)
 		rc = store_exec(db, "COMMIT", "committing the schema", err);
 	if (rc == 0)
@@ -116,6 +111,7 @@ int store_init_sql(
 out:
 	if (db != NULL && sqlite3_close(db) != SQLITE_OK && rc == 0)
 		rc = store_fail(err, STORE_EIO, "closing: %s", sqlite3_errmsg(db));
+	free(by);
 	if (rc != 0) {
 		char *msg = xstrdup(err != NULL ? err->text : "");
 		store_unlink_all(path);

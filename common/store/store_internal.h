@@ -1,4 +1,4 @@
-/* Helpers shared by the store's files (common/store*.c); nothing outside the store
+/* Helpers shared by the store's files in common/store/; nothing outside the store
  * includes this, except unit tests that need its seams. */
 #ifndef AUTOPACK_STORE_INTERNAL_H
 #define AUTOPACK_STORE_INTERNAL_H
@@ -14,13 +14,33 @@ struct store_migration {
 extern const struct store_migration store_migrations[];
 extern const size_t store_n_migrations;
 
-/* Format a message into err (if not NULL) and return `code`. */
+/* --- common/store/store_sql.c: the SQL helpers every store file uses --- */
+
+/* Format a message into err (if not NULL) and return `code` (non-zero). */
 int store_fail(struct store_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Run SQL with no result rows; on failure STORE_EIO with "<what>: <sqlite message>". */
 int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err *err);
 /* Run a single-value integer query; returns 0 and *out, or STORE_EIO. */
 int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err *err);
+/* Run `sql` with the NULL-terminated text parameters `args` (?1, ?2, ...; args may be
+ * NULL); return 1 if it yields a row, 0 if not, or STORE_EIO with the formatted context,
+ * ": " and SQLite's message. */
+int store_row_exists(sqlite3 *db, struct store_err *err, const char *sql, const char *const *args,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Return 1 if `name` is a table of db (names compare as SQLite compares them, without
+ * case), 0 if not, or STORE_EIO. */
+int store_table_exists(sqlite3 *db, const char *name, struct store_err *err);
+/* Step q, prepared when rc is SQLITE_OK (rc is what sqlite3_prepare_v2 returned), to its
+ * end and finalize it; on failure STORE_EIO with the formatted context, ": " and
+ * SQLite's message. */
+int store_step_done(sqlite3 *db, sqlite3_stmt *q, int rc, struct store_err *err, const char *fmt,
+    ...) __attribute__((format(printf, 5, 6)));
+/* Copy text column i of the current row to the heap; a NULL column gives a copy of
+ * if_null, or NULL when if_null is NULL. */
+char *store_col_text(sqlite3_stmt *q, int i, const char *if_null);
+/* Bind text parameter i (SQLite copies it); NULL binds SQL NULL. */
+void store_bind_text(sqlite3_stmt *q, int i, const char *s);
 
 /* Check that the open connection holds an autopack database of a version this program
  * knows with every table that version has; fills *version and uuid. Reads only.
@@ -41,7 +61,11 @@ int store_uuid_v4(char out[37], struct store_err *err);
 /* Describe who writes: "user@host autopack <version>" (a heap string). */
 char *store_created_by(void);
 
-/* Write "<path>.v<version>-<UTC stamp>.bak" (made unique with a counter if needed). */
-char *store_backup_name(const char *path, int version);
+/* Name a backup file that does not exist yet: "<path>.<tag>-<UTC stamp>.bak", made unique
+ * with a counter if needed (a heap string). */
+char *store_backup_name(const char *path, const char *tag);
+/* Insert meta's one row: uuid, creation time, creator and schema version. */
+int store_meta_insert(sqlite3 *db, const char *uuid, const char *now, const char *by, int version,
+    struct store_err *err);
 
 #endif

@@ -16,7 +16,7 @@ const struct store_migration store_migrations[] = {
 const size_t store_n_migrations = ARRAY_SIZE(store_migrations);
 
 /* Name a backup file that does not exist yet. */
-char *store_backup_name(const char *path, int version)
+char *store_backup_name(const char *path, const char *tag)
 {
 	time_t now = time(NULL);
 	struct tm tm;
@@ -26,10 +26,10 @@ char *store_backup_name(const char *path, int version)
 
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-	name = xasprintf("%s.v%d-%s.bak", path, version, stamp);
+	name = xasprintf("%s.%s-%s.bak", path, tag, stamp);
 	for (int i = 1; lstat(name, &sb) == 0; i++) {
 		free(name);
-		name = xasprintf("%s.v%d-%s-%d.bak", path, version, stamp, i);
+		name = xasprintf("%s.%s-%s-%d.bak", path, tag, stamp, i);
 	}
 	return name;
 }
@@ -95,6 +95,7 @@ static int store_migrate_steps(struct store *st, int from, struct store_err *err
 int store_migrate(struct store *st, struct store_err *err)
 {
 	int64_t v = 0;
+	char tag[16];
 	char *backup;
 	int rc;
 
@@ -103,7 +104,8 @@ int store_migrate(struct store *st, struct store_err *err)
 	if (!st->writable)
 		return store_fail(
 		    err, STORE_EINVAL, "%s: opened read-only; cannot migrate", st->path);
-	backup = store_backup_name(st->path, st->schema_version);
+	snprintf(tag, sizeof tag, "v%d", st->schema_version);
+	backup = store_backup_name(st->path, tag);
 	rc = store_backup(st, backup, err);
 	if (rc != 0) {
 		free(backup);

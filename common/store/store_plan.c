@@ -37,15 +37,6 @@ static void plan_bind_int(sqlite3_stmt *q, int i, const json_t *o, const char *k
 		sqlite3_bind_null(q, i);
 }
 
-/* Bind a string (NULL binds NULL). */
-static void plan_bind_str(sqlite3_stmt *q, int i, const char *s)
-{
-	if (s != NULL)
-		sqlite3_bind_text(q, i, s, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(q, i);
-}
-
 /* Collapse "." and ".." components of an absolute path, lexically. */
 static char *plan_normalize(const char *abs)
 {
@@ -98,28 +89,6 @@ char *store_path_absolute(const char *path, const char *base_dir)
 	return out;
 }
 
-/* Return 1 if the query with text parameters a (and b) yields a row, 0 if not, or
- * STORE_EIO. */
-static int plan_exists(
-    struct store *st, const char *sql, const char *a, const char *b, struct store_err *err)
-{
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
-
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, a, -1, SQLITE_STATIC);
-		if (b != NULL)
-			sqlite3_bind_text(q, 2, b, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return store_fail(err, STORE_EIO, "%s: %s", st->path, sqlite3_errstr(rc));
-}
-
 /* Check the plan against the database: new runs must not exist, appended runs must,
  * and appended phases must not collide with the run's phases. */
 static int plan_check_db(
@@ -134,7 +103,8 @@ static int plan_check_db(
 		const char *run_id = plan_str(r, "run_id");
 		bool append = json_is_true(json_object_get(r, "append"));
 
-		rc = plan_exists(st, "SELECT 1 FROM runs WHERE id = ?1", run_id, NULL, err);
+		rc = store_row_exists(st->db, err, "SELECT 1 FROM runs WHERE id = ?1",
+		    (const char *const[]){ run_id, NULL }, "%s", st->path);
 		if (rc < 0)
 			return rc;
 		if (rc == 1 && !append)
@@ -155,10 +125,9 @@ static int plan_check_db(
 			{
 				const char *pid = plan_str(ph, "phase_id");
 
-				rc = plan_exists(st,
-				    "SELECT 1 FROM phases WHERE run_id = ?1 AND "
-				    "phase_id = ?2",
-				    run_id, pid, err);
+				rc = store_row_exists(st->db, err,
+				    "SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2",
+				    (const char *const[]){ run_id, pid, NULL }, "%s", st->path);
 				if (rc < 0)
 					return rc;
 				if (rc == 1)
@@ -196,25 +165,22 @@ static int plan_insert_run(
 	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
-		plan_bind_str(q, 1, plan_str(r, "run_id"));
-		plan_bind_str(q, 2, plan_str(r, "goal"));
-		plan_bind_str(q, 3, ws);
+		store_bind_text(q, 1, plan_str(r, "run_id"));
+		store_bind_text(q, 2, plan_str(r, "goal"));
+		store_bind_text(q, 3, ws);
 		s = plan_str(r, "safety_profile");
-		plan_bind_str(q, 4, s != NULL ? s : PLAN_DEFAULT_SAFETY);
+		store_bind_text(q, 4, s != NULL ? s : PLAN_DEFAULT_SAFETY);
 		s = plan_str(r, "run_scope");
-		plan_bind_str(q, 5, s != NULL ? s : PLAN_DEFAULT_SCOPE);
+		store_bind_text(q, 5, s != NULL ? s : PLAN_DEFAULT_SCOPE);
 		plan_bind_int(q, 6, r, "token_cap", PLAN_DEFAULT_TOKEN_CAP);
 		plan_bind_int(q, 7, r, "max_phases", PLAN_DEFAULT_MAX_PHASES);
 		plan_bind_int(q, 8, r, "max_duration_minutes", PLAN_DEFAULT_MAX_MINUTES);
-		plan_bind_str(q, 9, now);
-		rc = sqlite3_step(q);
+		store_bind_text(q, 9, now);
 	}
-	if (rc != SQLITE_DONE)
-		store_fail(err, STORE_EIO, "%s: writing run %s: %s", st->path,
-		    plan_str(r, "run_id"), sqlite3_errmsg(st->db));
-	sqlite3_finalize(q);
+	rc = store_step_done(
+	    st->db, q, rc, err, "%s: writing run %s", st->path, plan_str(r, "run_id"));
 	free(ws);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	return rc;
 }
 
 /* Insert a tier row at `index`; its row id goes to *tier_row. */
@@ -229,22 +195,19 @@ static int plan_insert_tier(struct store *st, const char *run_id, const json_t *
 	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
-		plan_bind_str(q, 1, plan_str(t, "tier_id"));
-		plan_bind_str(q, 2, run_id);
+		store_bind_text(q, 1, plan_str(t, "tier_id"));
+		store_bind_text(q, 2, run_id);
 		sqlite3_bind_int64(q, 3, index);
-		plan_bind_str(q, 4, plan_str(t, "name"));
-		plan_bind_str(q, 5, plan_str(t, "description"));
+		store_bind_text(q, 4, plan_str(t, "name"));
+		store_bind_text(q, 5, plan_str(t, "description"));
 		plan_bind_int(q, 6, t, "token_cap", -1);
 		plan_bind_int(q, 7, t, "ci_run_cap", -1);
-		plan_bind_str(q, 8, now);
-		rc = sqlite3_step(q);
+		store_bind_text(q, 8, now);
 	}
-	if (rc != SQLITE_DONE)
-		store_fail(err, STORE_EIO, "%s: writing tier %s of run %s: %s", st->path,
-		    plan_str(t, "tier_id"), run_id, sqlite3_errmsg(st->db));
+	rc = store_step_done(st->db, q, rc, err, "%s: writing tier %s of run %s", st->path,
+	    plan_str(t, "tier_id"), run_id);
 	*tier_row = sqlite3_last_insert_rowid(st->db);
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	return rc;
 }
 
 /* Serialise a phase's scope with all three lists present. */
@@ -284,30 +247,27 @@ static int plan_insert_phase(struct store *st, const char *run_id, int64_t tier_
 	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
-		plan_bind_str(q, 1, plan_str(ph, "phase_id"));
-		plan_bind_str(q, 2, run_id);
+		store_bind_text(q, 1, plan_str(ph, "phase_id"));
+		store_bind_text(q, 2, run_id);
 		sqlite3_bind_int64(q, 3, tier_row);
 		sqlite3_bind_int64(q, 4, index);
-		plan_bind_str(q, 5, plan_str(ph, "name"));
-		plan_bind_str(q, 6, plan_str(ph, "description"));
-		plan_bind_str(q, 7, plan_str(ph, "task_category"));
-		plan_bind_str(q, 8, plan_str(ph, "complexity"));
-		plan_bind_str(q, 9, plan_str(ph, "builder_mode"));
-		plan_bind_str(q, 10, plan_str(ph, "phase_type"));
-		plan_bind_str(q, 11, scope);
-		plan_bind_str(q, 12, plan_str(ph, "check_command"));
+		store_bind_text(q, 5, plan_str(ph, "name"));
+		store_bind_text(q, 6, plan_str(ph, "description"));
+		store_bind_text(q, 7, plan_str(ph, "task_category"));
+		store_bind_text(q, 8, plan_str(ph, "complexity"));
+		store_bind_text(q, 9, plan_str(ph, "builder_mode"));
+		store_bind_text(q, 10, plan_str(ph, "phase_type"));
+		store_bind_text(q, 11, scope);
+		store_bind_text(q, 12, plan_str(ph, "check_command"));
 		plan_bind_int(q, 13, ph, "max_builder_attempts", -1);
 		plan_bind_int(q, 14, ph, "max_auditor_attempts", -1);
 		plan_bind_int(q, 15, ph, "incident_token_cap", -1);
-		plan_bind_str(q, 16, now);
-		rc = sqlite3_step(q);
+		store_bind_text(q, 16, now);
 	}
-	if (rc != SQLITE_DONE)
-		store_fail(err, STORE_EIO, "%s: writing phase %s of run %s: %s", st->path,
-		    plan_str(ph, "phase_id"), run_id, sqlite3_errmsg(st->db));
-	sqlite3_finalize(q);
+	rc = store_step_done(st->db, q, rc, err, "%s: writing phase %s of run %s", st->path,
+	    plan_str(ph, "phase_id"), run_id);
 	free(scope);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	return rc;
 }
 
 /* Write one run entry: the run (unless appending), then its tiers and phases. */

@@ -1,5 +1,5 @@
 /* Plan import from a parsed JSON document, for callers that build the plan themselves
- * (the seed run). Everything else uses store_plan_import in common/store.h. */
+ * (the seed run). Everything else uses store_plan_import in common/store/store.h. */
 #ifndef AUTOPACK_STORE_PLAN_H
 #define AUTOPACK_STORE_PLAN_H
 

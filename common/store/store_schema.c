@@ -2,7 +2,6 @@
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,52 +24,6 @@ static const struct {
 	{ "estimator_coefficients", 2 },
 };
 
-/* Format an error message and return its code. */
-int store_fail(struct store_err *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(err->text, sizeof err->text, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
-/* Run SQL without results; STORE_EIO with the SQLite message on failure. */
-int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err *err)
-{
-	char *msg = NULL;
-	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-
-	if (rc != SQLITE_OK) {
-		store_fail(err, STORE_EIO, "%s: %s", what, msg != NULL ? msg : sqlite3_errstr(rc));
-		sqlite3_free(msg);
-		return STORE_EIO;
-	}
-	return 0;
-}
-
-/* Run a one-integer query; STORE_EIO on failure. */
-int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*out = sqlite3_column_int64(st, 0);
-			rc = SQLITE_OK;
-		}
-	}
-	if (rc != SQLITE_OK)
-		store_fail(err, STORE_EIO, "%s: %s", sql, sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	return rc == SQLITE_OK ? 0 : STORE_EIO;
-}
-
 /* List the tables of a schema version. */
 size_t store_schema_tables(int version, const char **names, size_t cap)
 {
@@ -81,25 +34,6 @@ size_t store_schema_tables(int version, const char **names, size_t cap)
 			names[n++] = store_tables[i].name;
 	names[n] = NULL;
 	return n;
-}
-
-/* Return 1 if `name` is a table of the open database, 0 if not, STORE_EIO on error. */
-static int store_table_exists(sqlite3 *db, const char *name, struct store_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(
-	    db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &st, NULL);
-
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return store_fail(err, STORE_EIO, "reading the table list: %s", sqlite3_errstr(rc));
 }
 
 /* Read the single meta row: its uuid and schema version. */

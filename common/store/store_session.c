@@ -20,33 +20,21 @@
 	"   FROM drain_session_results r WHERE r.session_id = s.session_id)"                       \
 	" FROM drain_sessions s"
 
-/* Copy a text column, or NULL. */
-static char *session_text(sqlite3_stmt *q, int i)
-{
-	const unsigned char *t = sqlite3_column_text(q, i);
-
-	return t != NULL ? xstrndup((const char *)t, (size_t)sqlite3_column_bytes(q, i)) : NULL;
-}
-
 /* Fill `s` from the current row of a SESSION_SELECT query. */
 static void session_from_row(sqlite3_stmt *q, struct store_session *s)
 {
-	s->session_id = session_text(q, 0);
-	s->started_at = session_text(q, 1);
-	s->completed_at = session_text(q, 2);
-	s->stop_reason = session_text(q, 3);
+	s->session_id = store_col_text(q, 0, "");
+	s->started_at = store_col_text(q, 1, "");
+	s->completed_at = store_col_text(q, 2, NULL);
+	s->stop_reason = store_col_text(q, 3, NULL);
 	s->supervisor_pid = sqlite3_column_int64(q, 4);
-	s->settings_json = session_text(q, 5);
-	s->state_json = session_text(q, 6);
+	s->settings_json = store_col_text(q, 5, NULL);
+	s->state_json = store_col_text(q, 6, NULL);
 	s->attempts = sqlite3_column_int64(q, 7);
 	s->open_attempts = sqlite3_column_int64(q, 8);
 	s->results = sqlite3_column_int64(q, 9);
 	s->successes = sqlite3_column_int64(q, 10);
 	s->events = sqlite3_column_int64(q, 11);
-	if (s->session_id == NULL)
-		s->session_id = xstrdup("");
-	if (s->started_at == NULL)
-		s->started_at = xstrdup("");
 }
 
 /* List every session, newest first. */
@@ -135,9 +123,9 @@ int store_session_results(struct store *st, const char *id, struct store_session
 
 		*out = xrealloc(*out, (*n + 1) * sizeof **out);
 		r = &(*out)[(*n)++];
-		r->run_id = session_text(q, 0);
-		r->phase_id = session_text(q, 1);
-		r->outcome = session_text(q, 2);
+		r->run_id = store_col_text(q, 0, "");
+		r->phase_id = store_col_text(q, 1, "");
+		r->outcome = store_col_text(q, 2, NULL);
 		r->success = sqlite3_column_int(q, 3) != 0;
 		r->timeout = r->outcome != NULL && strcmp(r->outcome, "timeout") == 0;
 		r->duration_s = sqlite3_column_type(q, 4) == SQLITE_NULL ?
@@ -148,12 +136,8 @@ int store_session_results(struct store *st, const char *id, struct store_session
 		    -1 :
 		    sqlite3_column_double(q, 6);
 		r->boundary = sqlite3_column_int(q, 7) != 0;
-		r->fingerprint = session_text(q, 8);
-		r->zero_yield_reason = session_text(q, 9);
-		if (r->run_id == NULL)
-			r->run_id = xstrdup("");
-		if (r->phase_id == NULL)
-			r->phase_id = xstrdup("");
+		r->fingerprint = store_col_text(q, 8, NULL);
+		r->zero_yield_reason = store_col_text(q, 9, NULL);
 		rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_DONE) {

@@ -2,7 +2,7 @@
  * Drain sessions as the supervisor records them (a drain_sessions row per supervisor run,
  * a drain_session_results row per attempt written with the attempt's end), read back and
  * summarised as the Python controller's "BATCH DRAIN SUMMARY" and analyze_batch_session
- * did (facts §4.9, §9). Reads only.
+ * did (docs/drain-rules.md, "The session summary"). Reads only.
  */
 #ifndef AUTOPACK_STORE_SESSION_H
 #define AUTOPACK_STORE_SESSION_H
@@ -58,7 +58,7 @@ struct store_session_rec {
 	char *text;
 };
 
-/* The summary of a session, computed from its results and state (facts §4.9, §9). */
+/* The summary of a session, computed from its results and state (docs/drain-rules.md). */
 struct store_session_summary {
 	int64_t processed, succeeded, failed, timeouts;
 	double success_pct; /* 0 with nothing processed */

@@ -121,7 +121,7 @@ static void summary_yields(
 	free(y);
 }
 
-/* The recommendations of analyze_batch_session (facts §9). */
+/* The recommendations of the session summary (docs/drain-rules.md). */
 static void summary_recommend(struct store_session_summary *sum)
 {
 	if (sum->processed == 0)

@@ -52,22 +52,6 @@ static int telem_prepare(struct store *st, const char *select, const struct stor
 	return 0;
 }
 
-/* Copy a text column, NULL when the column is NULL. */
-static char *telem_col_text(sqlite3_stmt *q, int i)
-{
-	const unsigned char *t = sqlite3_column_text(q, i);
-
-	return t != NULL ? xstrdup((const char *)t) : NULL;
-}
-
-/* Copy a text column that the schema declares NOT NULL ("" if it is NULL anyway). */
-static char *telem_col_text_nn(sqlite3_stmt *q, int i)
-{
-	char *t = telem_col_text(q, i);
-
-	return t != NULL ? t : xstrdup("");
-}
-
 /* Read the selected events as samples. */
 int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
     struct telem_samples *out, struct store_err *err)
@@ -82,11 +66,11 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		struct telem_sample *s = telem_samples_add(out);
 
-		s->run_id = telem_col_text_nn(q, 0);
-		s->phase_id = telem_col_text_nn(q, 1);
-		s->timestamp = telem_col_text_nn(q, 2);
-		s->category = telem_col_text_nn(q, 3);
-		s->complexity = telem_col_text_nn(q, 4);
+		s->run_id = store_col_text(q, 0, "");
+		s->phase_id = store_col_text(q, 1, "");
+		s->timestamp = store_col_text(q, 2, "");
+		s->category = store_col_text(q, 3, "");
+		s->complexity = store_col_text(q, 4, "");
 		s->deliverable_count = sqlite3_column_int64(q, 5);
 		s->predicted = sqlite3_column_int64(q, 6);
 		s->actual = sqlite3_column_int64(q, 7);
@@ -96,8 +80,8 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 		    sqlite3_column_int64(q, 9);
 		s->success = sqlite3_column_int(q, 10) != 0;
 		s->truncated = sqlite3_column_int(q, 11) != 0;
-		s->stop_reason = telem_col_text(q, 12);
-		s->model = telem_col_text_nn(q, 13);
+		s->stop_reason = store_col_text(q, 12, NULL);
+		s->model = store_col_text(q, 13, "");
 		s->estimator_version = sqlite3_column_int64(q, 14);
 		s->attempt_id = sqlite3_column_int64(q, 15);
 	}
@@ -138,35 +122,32 @@ static int telem_prep(
 static int telem_import_run(struct store *st, const char *run_id, const char *source,
     const char *now, int64_t *tier_row, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	static const struct {
+		const char *sql, *what;
+	} rows[] = {
+		{ "INSERT INTO runs (id, state, goal_anchor, created_at, updated_at, completed_at) "
+		  "VALUES (?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3)",
+		    "writing the run" },
+		{ "INSERT INTO tiers (tier_id, run_id, tier_index, name, description, state, "
+		  "created_at, updated_at) VALUES ('imported', ?1, 0, 'Imported telemetry samples', "
+		  "?2, 'COMPLETE', ?3, ?3)",
+		    "writing the tier" },
+	};
 	char *goal = xasprintf("Token-estimation samples imported from %s", source);
-	int rc = telem_prep(st,
-	    "INSERT INTO runs (id, state, goal_anchor, created_at, "
-	    "updated_at, completed_at) VALUES (?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3)",
-	    &q, "writing the run", err);
+	int rc = 0;
 
-	if (rc == 0) {
-		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, goal, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, now, -1, SQLITE_STATIC);
-		rc = telem_step(st, q, "writing the run", err);
-	}
-	sqlite3_finalize(q);
-	q = NULL;
-	if (rc == 0)
-		rc = telem_prep(st,
-		    "INSERT INTO tiers (tier_id, run_id, tier_index, name, "
-		    "description, state, created_at, updated_at) VALUES ('imported', ?1, 0, "
-		    "'Imported telemetry samples', ?2, 'COMPLETE', ?3, ?3)",
-		    &q, "writing the tier", err);
-	if (rc == 0) {
-		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, goal, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, now, -1, SQLITE_STATIC);
-		rc = telem_step(st, q, "writing the tier", err);
+	for (size_t i = 0; i < ARRAY_SIZE(rows) && rc == 0; i++) {
+		sqlite3_stmt *q = NULL;
+
+		rc = sqlite3_prepare_v2(st->db, rows[i].sql, -1, &q, NULL);
+		if (rc == SQLITE_OK) {
+			store_bind_text(q, 1, run_id);
+			store_bind_text(q, 2, goal);
+			store_bind_text(q, 3, now);
+		}
+		rc = store_step_done(st->db, q, rc, err, "%s: %s", st->path, rows[i].what);
 	}
 	*tier_row = sqlite3_last_insert_rowid(st->db);
-	sqlite3_finalize(q);
 	free(goal);
 	return rc;
 }

@@ -29,7 +29,7 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 /* Import samples recorded elsewhere, in one transaction: run `run_id` (state
  * DONE_SUCCESS, no workspace, goal naming `source`), tier "imported", one COMPLETE phase
  * per distinct (category, complexity), and one event per sample with SMAPE, waste and
- * underestimation derived as the supervisor derives them (facts §1.5) and no estimator
+ * underestimation derived as the supervisor derives them (docs/data-model.md) and no estimator
  * version (unknown). Refuses an existing run (STORE_EEXIST); nothing is written on any
  * failure. */
 int store_telemetry_import(struct store *st, const char *run_id, const char *source,

@@ -1,4 +1,4 @@
-/* Calibration groups and the proposal (facts §6.1, §3.3) against hand-computed values. */
+/* Calibration groups and the proposal (docs/telemetry.md) against hand-computed values. */
 #include "common/calib/calib.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
@@ -240,7 +240,7 @@ TEST(calib_propose_maps_aliases_skips_doc_models_and_resolves_shared_rows)
 
 TEST(calib_predict_replaces_the_overhead_when_the_set_is_known)
 {
-	/* implementation/low with one new .py: int((634 + 2000) × 1.3) = 3424 (facts §3.8). */
+	/* implementation/low with one new .py: int((634 + 2000) × 1.3) = 3424 (docs/estimator.md). */
 	struct telem_sample s[5];
 	const struct telem_sample **p;
 	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };

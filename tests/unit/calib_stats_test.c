@@ -1,4 +1,4 @@
-/* The formulas and statistics conventions of facts §1.5 and §6, against hand-computed
+/* The formulas and statistics conventions of docs/telemetry.md, against hand-computed
  * values (Python's statistics module gives the same numbers). */
 #include "common/calib/calib.h"
 #include "common/calib/telemetry.h"
@@ -6,7 +6,7 @@
 
 TEST(calib_smape_matches_the_original_log_line)
 {
-	/* "predicted 5200 actual 1218 smape 124.1%" (facts §3.8): 200·3982/6418. */
+	/* "predicted 5200 actual 1218 smape 124.1%" (docs/estimator.md): 200·3982/6418. */
 	CHECK_NEAR(telem_smape(5200, 1218), 124.0885, 1e-3);
 	CHECK_NEAR(telem_smape(1218, 5200), 124.0885, 1e-3);
 	CHECK_NEAR(telem_smape(100, 100), 0.0, 1e-12);

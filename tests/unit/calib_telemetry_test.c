@@ -1,4 +1,4 @@
-/* The report metrics (facts §6.2) and the sample TSV parser. */
+/* The report metrics (docs/telemetry.md) and the sample TSV parser. */
 #include "common/calib/telemetry.h"
 #include "common/util.h"
 #include "tests/unit/test.h"

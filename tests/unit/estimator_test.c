@@ -1,4 +1,4 @@
-/* The estimator against the worked examples of the original (facts §3.8) and more. */
+/* The estimator against the worked examples of docs/estimator.md and more. */
 #include "common/estimate/estimator.h"
 #include "common/util.h"
 #include "tests/unit/test.h"

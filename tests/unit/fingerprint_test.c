@@ -1,4 +1,4 @@
-/* The failure normaliser and fingerprints against the worked examples (facts §4.5, §4.7). */
+/* The failure normaliser and fingerprints against worked examples (docs/drain-rules.md). */
 #include "common/fingerprint/fingerprint.h"
 #include "tests/unit/test.h"
 

@@ -1,0 +1,136 @@
+/* The store's small SQL helpers, one home each: error messages, statements without
+ * rows, single values, row existence, text column copies and text binds. */
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Format an error message and return its code. */
+int store_fail(struct store_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	assert(code != 0);
+	if (err != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(err->text, sizeof err->text, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* Run SQL without results; STORE_EIO with the SQLite message on failure. */
+int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err *err)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		store_fail(err, STORE_EIO, "%s: %s", what, msg != NULL ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return STORE_EIO;
+	}
+	return 0;
+}
+
+/* Run a one-integer query; STORE_EIO on failure. */
+int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*out = sqlite3_column_int64(st, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	if (rc != SQLITE_OK)
+		store_fail(err, STORE_EIO, "%s: %s", sql, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? 0 : STORE_EIO;
+}
+
+/* Fill err with the formatted context, ": " and SQLite's message; return STORE_EIO. */
+static int store_fail_sqlite(sqlite3 *db, struct store_err *err, const char *fmt, va_list ap)
+{
+	char what[sizeof err->text];
+
+	if (err != NULL) {
+		vsnprintf(what, sizeof what, fmt, ap);
+		store_fail(err, STORE_EIO, "%s: %s", what, sqlite3_errmsg(db));
+	}
+	return STORE_EIO;
+}
+
+/* Check a query with text parameters for a row; STORE_EIO on failure. */
+int store_row_exists(sqlite3 *db, struct store_err *err, const char *sql, const char *const *args,
+    const char *fmt, ...)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
+	va_list ap;
+
+	if (rc == SQLITE_OK) {
+		for (int i = 0; args != NULL && args[i] != NULL; i++)
+			sqlite3_bind_text(q, i + 1, args[i], -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+	}
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+		sqlite3_finalize(q);
+		return rc == SQLITE_ROW;
+	}
+	va_start(ap, fmt);
+	store_fail_sqlite(db, err, fmt, ap);
+	va_end(ap);
+	sqlite3_finalize(q);
+	return STORE_EIO;
+}
+
+/* Check sqlite_master for a table; STORE_EIO on failure. */
+int store_table_exists(sqlite3 *db, const char *name, struct store_err *err)
+{
+	return store_row_exists(db, err,
+	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+	    (const char *const[]){ name, NULL }, "reading the table list");
+}
+
+/* Step a statement to its end and finalize it; STORE_EIO on failure. */
+int store_step_done(
+    sqlite3 *db, sqlite3_stmt *q, int rc, struct store_err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(q);
+	if (rc != SQLITE_DONE) {
+		va_start(ap, fmt);
+		store_fail_sqlite(db, err, fmt, ap);
+		va_end(ap);
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Copy a text column to the heap; a NULL column gives a copy of if_null, or NULL. */
+char *store_col_text(sqlite3_stmt *q, int i, const char *if_null)
+{
+	const unsigned char *t = sqlite3_column_text(q, i);
+
+	if (t == NULL)
+		return if_null != NULL ? xstrdup(if_null) : NULL;
+	return xstrndup((const char *)t, (size_t)sqlite3_column_bytes(q, i));
+}
+
+/* Bind a text parameter (copied); NULL binds SQL NULL. */
+void store_bind_text(sqlite3_stmt *q, int i, const char *s)
+{
+	if (s != NULL)
+		sqlite3_bind_text(q, i, s, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(q, i);
+}
