@@ -1,6 +1,7 @@
 /* autopack-supervisor: holds one autopack database as its only writer and drains its
  * queued phases with a pool of autopack-worker processes. */
 #include "supervisor/sup.h"
+#include "common/estimate/estimator.h"
 #include "common/store/dburl.h"
 #include "common/log.h"
 #include "common/store/store_lock.h"
@@ -476,6 +477,7 @@ static char *settings_json(const struct sup_config *c)
 static void sup_prepare(struct sup *s)
 {
 	struct store_err err;
+	struct est_fit fit;
 	char stamp[32], *settings;
 	int closed = 0;
 
@@ -510,13 +512,20 @@ static void sup_prepare(struct sup *s)
 			log_fatal(1, "%s", err.text);
 		free(settings);
 	}
-	if (store_drain_active_coefs(s->sd, &s->coef_version, &s->coefs, &s->ncoefs, &err) != 0)
+	if (store_drain_active_coefs(
+	        s->sd, &s->coef_version, &s->coefs, &s->ncoefs, &s->fit_json, &err) != 0)
 		log_fatal(1, "%s", err.text);
+	if (s->fit_json != NULL &&
+	    est_fit_from_json(s->fit_json, &fit, err.text, sizeof err.text) != 0)
+		log_fatal(1, "estimator coefficient set %llu: %s; roll it back with autopack-ctl "
+		             "calibrate --rollback",
+		    (unsigned long long)s->coef_version, err.text);
 	if (sched_load(s) != 0)
 		exit(1);
-	log_info("session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s",
+	log_info("session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s%s",
 	    s->session_id, (long long)s->queued, s->cfg.workers,
-	    (unsigned long long)s->coef_version, s->cfg.dry_run ? ", dry run" : "");
+	    (unsigned long long)s->coef_version, s->fit_json != NULL ? " (fitted model)" : "",
+	    s->cfg.dry_run ? ", dry run" : "");
 }
 
 /* Record the end of the session and release the database. */
@@ -611,6 +620,7 @@ int main(int argc, char **argv)
 			free(s->coefs[i].complexity);
 		}
 		free(s->coefs);
+		free(s->fit_json);
 	}
 	return s->exit_code;
 }

@@ -464,6 +464,8 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 		}
 		j->ncoefs = s->ncoefs;
 	}
+	if (s->fit_json != NULL)
+		j->fit_json = xstrdup(s->fit_json);
 	j->dry_run = s->cfg.dry_run;
 	worker_send(w, &m);
 	proto_msg_free(&m);

@@ -67,26 +67,61 @@ static bool est_on_disk(const char *workspace, const char *path, char *full, siz
 	return stat(full, &st) == 0;
 }
 
+/* Whether the deliverable is new: a creating verb, or no file under the workspace; fills
+ * its path and full path. */
+static bool est_is_new(const char *text, const char *workspace, char *path, size_t n_path,
+    char *full, size_t n_full, int64_t *bytes)
+{
+	static const char *const verbs[] = { "create", "new", "add" };
+	char *low = est_lower(text);
+	bool is_new = est_has_any(low, verbs, ARRAY_SIZE(verbs));
+	struct stat st;
+
+	free(low);
+	*bytes = -1;
+	est_deliverable_path(text, path, n_path);
+	if (!est_on_disk(workspace, path, full, n_full))
+		return true;
+	if (stat(full, &st) == 0 && S_ISREG(st.st_mode))
+		*bytes = (int64_t)st.st_size;
+	return is_new;
+}
+
 /* Marginal cost of one deliverable. */
 static int est_marginal(
     const struct est_coefs *c, const char *text, const char *category, const char *workspace)
 {
-	static const char *const verbs[] = { "create", "new", "add" };
 	char path[4096], full[8192];
-	char *low = est_lower(text);
-	bool is_new = est_has_any(low, verbs, ARRAY_SIZE(verbs));
-	enum est_class cls;
-	int tokens;
+	int64_t bytes;
+	bool is_new = est_is_new(text, workspace, path, sizeof path, full, sizeof full, &bytes);
+	enum est_class cls = est_classify(path, category);
 
-	free(low);
-	est_deliverable_path(text, path, sizeof path);
-	if (!est_on_disk(workspace, path, full, sizeof full))
-		is_new = true;
-	cls = est_classify(path, category);
 	if (is_new)
 		return c->marginal_new[cls];
-	tokens = c->marginal_existing[cls];
-	return (int)(tokens * est_file_multiplier(c, full));
+	return (int)(c->marginal_existing[cls] * est_file_multiplier(c, full));
+}
+
+/* The kind and existing size of a deliverable. */
+enum est_dlv_kind est_deliverable_kind(
+    const char *text, const char *category, const char *workspace, int64_t *bytes)
+{
+	char path[4096], full[8192];
+	bool is_new = est_is_new(text, workspace, path, sizeof path, full, sizeof full, bytes);
+	enum est_class cls = est_classify(path, category);
+
+	if (cls == EST_CLASS_TEST)
+		return EST_DLV_TEST;
+	if (cls == EST_CLASS_DOC)
+		return EST_DLV_DOC;
+	return is_new ? EST_DLV_NEW : EST_DLV_MODIFY;
+}
+
+/* Name a deliverable kind. */
+const char *est_dlv_kind_name(enum est_dlv_kind k)
+{
+	static const char *const names[] = { "new", "modify", "test", "doc" };
+
+	return (size_t)k < ARRAY_SIZE(names) ? names[k] : "?";
 }
 
 /* Confidence from how specific the deliverables are. */

@@ -295,6 +295,22 @@ int est_escalate(const struct est_coefs *c, int used, int hard_cap);
 /* File multiplier of the file at `path` (1.0 when it cannot be read). */
 double est_file_multiplier(const struct est_coefs *c, const char *path);
 
+/* What a deliverable is, for the telemetry of the next model. */
+enum est_dlv_kind {
+	EST_DLV_NEW,    /* a new file */
+	EST_DLV_MODIFY, /* a change to an existing file */
+	EST_DLV_TEST,
+	EST_DLV_DOC,
+};
+
+/* The kind of a deliverable (tests and docs by path, else new or modification as the
+ * marginal model decides) and the size in bytes of the file it names under the workspace
+ * (-1 when there is none). */
+enum est_dlv_kind est_deliverable_kind(
+    const char *text, const char *category, const char *workspace, int64_t *bytes);
+/* Name a kind: "new", "modify", "test", "doc". */
+const char *est_dlv_kind_name(enum est_dlv_kind k);
+
 /* Deliverable helpers shared with the worker. */
 /* Copy the path named by a deliverable text ("Create src/a.py" → "src/a.py") into out. */
 void est_deliverable_path(const char *text, char *out, size_t n);

@@ -1,4 +1,5 @@
 #include "common/store/store_drain.h"
+#include "common/calib/telemetry.h"
 #include "common/util.h"
 
 #include <stdarg.h>
@@ -59,9 +60,10 @@ static const char *const drain_sql[S_COUNT] = {
 	    " success, truncated, is_truncated_output, stop_reason, model, smape_percent,"
 	    " waste_ratio, underestimated, api_reference_required, examples_required,"
 	    " research_required, usage_guide_required, context_quality, is_sot_file,"
-	    " sot_file_name, sot_entry_count_hint, attempt_id, seq, estimator_version)"
+	    " sot_file_name, sot_entry_count_hint, attempt_id, seq, estimator_version,"
+	    " input_tokens, deliverables_detail_json)"
 	    " VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15,"
-	    " ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+	    " ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
 	[S_ATT_GET] =
 	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL, p.current_attempt_id"
 	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
@@ -417,14 +419,6 @@ int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *
 	return 0;
 }
 
-/* Percent error symmetric in a and p (docs/data-model.md, "Telemetry"). */
-static double smape(double a, double p)
-{
-	double den = (a + p) / 2.0;
-
-	return 100.0 * (a > p ? a - p : p - a) / (den < 1.0 ? 1.0 : den);
-}
-
 /* Insert the typed row of an llm_usage event. */
 static int event_usage(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct proto_event *ev, const char *now, struct store_err *err)
@@ -485,7 +479,7 @@ static int event_estimation(struct store_drain *d, const char *run_id, const cha
 	bind_text(s, 14, e->stop_reason);
 	bind_text(s, 15, e->model);
 	if (a > 0 && p > 0) {
-		sqlite3_bind_double(s, 16, smape(a, p));
+		sqlite3_bind_double(s, 16, telem_smape(e->predicted_output_tokens, e->actual_output_tokens));
 		sqlite3_bind_double(s, 17, p / a);
 		sqlite3_bind_int(s, 18, a > p);
 	}
@@ -501,6 +495,8 @@ static int event_estimation(struct store_drain *d, const char *run_id, const cha
 	sqlite3_bind_int64(s, 27, (sqlite3_int64)ev->attempt_id);
 	sqlite3_bind_int64(s, 28, (sqlite3_int64)ev->seq);
 	sqlite3_bind_int64(s, 29, (sqlite3_int64)e->estimator_version);
+	bind_count(s, 30, e->input_tokens);
+	bind_text(s, 31, e->deliverables_detail_json);
 	return drain_exec(d, S_EV_EST, s, err);
 }
 
@@ -753,7 +749,7 @@ int store_drain_session_close(
 }
 
 int store_drain_active_coefs(struct store_drain *d, uint64_t *version, struct proto_coef **rows,
-    size_t *n, struct store_err *err)
+    size_t *n, char **model_json, struct store_err *err)
 {
 	sqlite3_stmt *s;
 	json_t *arr = NULL, *row;
@@ -763,8 +759,9 @@ int store_drain_active_coefs(struct store_drain *d, uint64_t *version, struct pr
 	*version = 1;
 	*rows = NULL;
 	*n = 0;
+	*model_json = NULL;
 	if (sqlite3_prepare_v2(d->st->db,
-	        "SELECT version, overhead_json FROM"
+	        "SELECT version, overhead_json, model_json FROM"
 	        " estimator_coefficients WHERE active = 1",
 	        -1, &s, NULL) != SQLITE_OK)
 		return drain_fail(d, err, "estimator coefficients");
@@ -772,6 +769,7 @@ int store_drain_active_coefs(struct store_drain *d, uint64_t *version, struct pr
 	if (rc == SQLITE_ROW) {
 		*version = (uint64_t)sqlite3_column_int64(s, 0);
 		arr = json_loads((const char *)sqlite3_column_text(s, 1), 0, NULL);
+		*model_json = col_dup(s, 2);
 	}
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)

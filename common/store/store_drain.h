@@ -122,10 +122,11 @@ int64_t store_drain_session_attempts(struct store_drain *d, const char *session_
 int store_drain_session_close(
     struct store_drain *d, const char *session_id, const char *stop_reason, struct store_err *err);
 
-/* Load the active estimator coefficient set: its version and overhead rows (from
- * estimator_coefficients.overhead_json, an array of [category, complexity, overhead]).
- * With no active set, *version is 1 (the built-in defaults) and there are no rows. */
+/* Load the active estimator coefficient set: its version, overhead rows (from
+ * estimator_coefficients.overhead_json, an array of [category, complexity, overhead]) and
+ * its fitted model's JSON (heap; NULL for none). With no active set, *version is 1 (the
+ * built-in defaults) and there are no rows. */
 int store_drain_active_coefs(struct store_drain *d, uint64_t *version, struct proto_coef **rows,
-    size_t *n, struct store_err *err);
+    size_t *n, char **model_json, struct store_err *err);
 
 #endif
