@@ -41,7 +41,8 @@ void cmd_calib_eval_print(FILE *out, const struct cmd_calib *c, const struct cmd
 	    "SMAPE mean", "truncation", "waste p50", "waste p90", "n");
 	for (int m = 0; m < CALIB_METHOD_COUNT; m++) {
 		if (!e->proposed[m].available) {
-			fprintf(out, "  %-18s not run: %s\n", cmd_calib_method_titles[m], e->why[m]);
+			fprintf(
+			    out, "  %-18s not run: %s\n", cmd_calib_method_titles[m], e->why[m]);
 			continue;
 		}
 		cmd_calib_score_print(out, cmd_calib_method_titles[m], "active", &e->current[m]);
@@ -70,8 +71,9 @@ int cmd_calib_evaluate(struct cmd_ctx *ctx, const struct cmd_calib *c)
 	if (ret == 0) {
 		cmd_calib_eval_print(cmd_text_out(ctx), c, &d, &res);
 		if (ctx->json)
-			cmd_json_print(json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:{s:f, s:i, s:i}, "
-			                         "s:I, s:o, s:o, s:o}",
+			cmd_json_print(json_pack(
+			    "{s:b, s:s, s:I, s:I, s:I, s:I, s:{s:f, s:i, s:i}, "
+			    "s:I, s:o, s:o, s:o}",
 			    "ok", 1, "runs", runs, "samples_read", (json_int_t)d.samples.n,
 			    "samples_used", (json_int_t)d.fs.n_clean, "duplicates_dropped",
 			    (json_int_t)d.fs.n_duplicates, "truncated_events",

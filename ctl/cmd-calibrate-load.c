@@ -42,8 +42,8 @@ static bool cmd_calib_load_set(struct store *st, int64_t version, struct calib_c
 		est_coefs_default(c);
 		found = true;
 	} else if (store_coef_get(st, version, &set, &found, &err) == 0 && found) {
-		found = est_coefs_from_json(set.overhead_json, set.model_json, (uint64_t)version,
-		            c, msg, sizeof msg) == 0;
+		found = est_coefs_from_json(set.overhead_json, set.model_json, (uint64_t)version, c,
+		            msg, sizeof msg) == 0;
 		store_coef_set_free(&set);
 	}
 	if (found)
@@ -147,8 +147,8 @@ int cmd_calib_compute(const struct cmd_ctx *ctx, const struct cmd_calib *c,
 	if (calib_fit(d->fs.clean, d->fs.n_clean, c->eval.coverage, &res->fit, msg, sizeof msg) !=
 	    0)
 		return cmd_fail(ctx, STORE_EINVAL, "cannot fit the estimator: %s", msg);
-	if (calib_evaluate(&d->fs, &d->current, &res->fit, &c->eval, &res->eval, msg,
-	        sizeof msg) != 0)
+	if (calib_evaluate(&d->fs, &d->current, &res->fit, &c->eval, &res->eval, msg, sizeof msg) !=
+	    0)
 		return cmd_fail(ctx, STORE_EINVAL, "evaluation failed: %s", msg);
 	calib_compute(d->fs.clean, d->fs.n_clean, &c->opts, &res->groups);
 	return 0;

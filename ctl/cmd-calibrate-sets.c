@@ -91,8 +91,9 @@ int cmd_calib_list(struct cmd_ctx *ctx)
 	for (size_t i = 0; i < n; i++) {
 		json_t *prov = json_loads(sets[i].provenance_json, 0, NULL);
 		json_t *oh = json_loads(sets[i].overhead_json, 0, NULL);
-		json_t *model =
-		    sets[i].model_json != NULL ? json_loads(sets[i].model_json, 0, NULL) : NULL;
+		json_t *model = sets[i].model_json != NULL ?
+		    json_loads(sets[i].model_json, 0, NULL) :
+		    NULL;
 
 		if (sets[i].active)
 			active = sets[i].version;
@@ -107,7 +108,8 @@ int cmd_calib_list(struct cmd_ctx *ctx)
 		        (json_int_t)sets[i].version, "active", sets[i].active, "created_at",
 		        sets[i].created_at, "parent_version", (json_int_t)sets[i].parent_version,
 		        "provenance", prov != NULL ? prov : json_null(), "overhead",
-		        oh != NULL ? oh : json_null(), "model", model != NULL ? model : json_null()));
+		        oh != NULL ? oh : json_null(), "model",
+		        model != NULL ? model : json_null()));
 	}
 	fprintf(out, "  %-7d %-6s %-24s %-6s %-7s %s\n", STORE_COEF_BUILTIN,
 	    active == STORE_COEF_BUILTIN ? "yes" : "", "(built-in defaults)", "-", "-", "-");

@@ -60,8 +60,8 @@ static int cmd_calib_int(struct cmd_ctx *ctx, const char *name, long lo, long hi
 	long v = strtol(optarg, &end, 10);
 
 	if (*end != '\0' || end == optarg || v < lo || v > hi)
-		return cmd_usage_error(
-		    ctx, "--%s needs a whole number from %ld to %ld, got '%s'", name, lo, hi, optarg);
+		return cmd_usage_error(ctx, "--%s needs a whole number from %ld to %ld, got '%s'",
+		    name, lo, hi, optarg);
 	*out = (int)v;
 	return 0;
 }
@@ -276,8 +276,8 @@ static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cmd_
 		json_t *v;
 
 		if (d->fs.clean[i]->estimator_version > 0)
-			snprintf(key, sizeof key, "%lld",
-			    (long long)d->fs.clean[i]->estimator_version);
+			snprintf(
+			    key, sizeof key, "%lld", (long long)d->fs.clean[i]->estimator_version);
 		else
 			strlcpy_ap(key, "unknown", sizeof key);
 		v = json_object_get(versions, key);
@@ -289,23 +289,23 @@ static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cmd_
 	p = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:i, s:i, "
 	              "s:b, s:o, s:s, s:s, s:s}",
 	    "created_at", m->generated_at, "created_by", who, "method",
-	    "autopack-ctl calibrate --apply: ridge fit and conformal budget factor", "based_on_version",
-	    (json_int_t)d->current.version, "samples_used", (json_int_t)d->fs.n_clean,
-	    "samples_read", (json_int_t)m->n_read, "duplicates_dropped",
+	    "autopack-ctl calibrate --apply: ridge fit and conformal budget factor",
+	    "based_on_version", (json_int_t)d->current.version, "samples_used",
+	    (json_int_t)d->fs.n_clean, "samples_read", (json_int_t)m->n_read, "duplicates_dropped",
 	    (json_int_t)d->fs.n_duplicates, "truncated_events", (json_int_t)d->fs.n_truncated,
 	    "runs", runs, "sample_estimator_versions", versions, "coverage", c->eval.coverage,
 	    "factor", res->fit.factor, "folds", c->eval.folds, "repeats", c->eval.repeats, "forced",
 	    c->force && cmd_calib_worse(&res->eval), "evaluation",
-	    calib_json_evaluation(&res->eval), "report", files->md, "proposal", files->json,
-	    "plot", files->svg);
+	    calib_json_evaluation(&res->eval), "report", files->md, "proposal", files->json, "plot",
+	    files->svg);
 	free(who);
 	return p;
 }
 
 /* Refuse a proposal that scores worse than the active set unless --force; 0 or an exit
  * code. */
-static int cmd_calib_check(const struct cmd_ctx *ctx, const struct cmd_calib *c,
-    const struct calib_eval *e)
+static int cmd_calib_check(
+    const struct cmd_ctx *ctx, const struct cmd_calib *c, const struct calib_eval *e)
 {
 	enum calib_method m = cmd_calib_check_method(e);
 	const struct calib_score *p = &e->proposed[m], *a = &e->current[m];

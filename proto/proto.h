@@ -172,11 +172,11 @@ struct proto_estimation {
 	char *stop_reason; /* nullable */
 	char *model;
 	uint64_t estimator_version;
-	int64_t doc_features;         /* bit set of PROTO_DOC_*; -1 = not computed */
-	char *context_quality;        /* nullable: none|some|strong */
-	char *sot_file_name;          /* nullable: set when the deliverable is a SOT ledger */
-	int64_t sot_entry_count_hint; /* -1 = none */
-	int64_t input_tokens;         /* -1 = unknown */
+	int64_t doc_features;           /* bit set of PROTO_DOC_*; -1 = not computed */
+	char *context_quality;          /* nullable: none|some|strong */
+	char *sot_file_name;            /* nullable: set when the deliverable is a SOT ledger */
+	int64_t sot_entry_count_hint;   /* -1 = none */
+	int64_t input_tokens;           /* -1 = unknown */
 	char *deliverables_detail_json; /* nullable: [{"kind", "bytes"}, ...] as in dl */
 };
 

@@ -517,12 +517,14 @@ static void sup_prepare(struct sup *s)
 		log_fatal(1, "%s", err.text);
 	if (s->fit_json != NULL &&
 	    est_fit_from_json(s->fit_json, &fit, err.text, sizeof err.text) != 0)
-		log_fatal(1, "estimator coefficient set %llu: %s; roll it back with autopack-ctl "
-		             "calibrate --rollback",
+		log_fatal(1,
+		    "estimator coefficient set %llu: %s; roll it back with autopack-ctl "
+		    "calibrate --rollback",
 		    (unsigned long long)s->coef_version, err.text);
 	if (sched_load(s) != 0)
 		exit(1);
-	log_info("session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s%s",
+	log_info(
+	    "session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s%s",
 	    s->session_id, (long long)s->queued, s->cfg.workers,
 	    (unsigned long long)s->coef_version, s->fit_json != NULL ? " (fitted model)" : "",
 	    s->cfg.dry_run ? ", dry run" : "");

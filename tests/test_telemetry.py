@@ -170,8 +170,9 @@ def test_report_text_shows_tiers_and_the_tuning_flag(tmp):
     r = ctl("--db", url(db), "telemetry", "report", "--stratify")
     assert r.rc == 0, r
     assert "Tier 1: risk" in r.out and "Tier 2: cost" in r.out
-    assert "underestimation   50.0 %" in r.out
-    assert "Tuning decision: TUNING NEEDED; underestimation 50.0 % > 5 %; truncation " \
+    assert "under-predicted   50.0 %" in r.out
+    assert "predicted/actual median" in r.out and "waste" not in r.out
+    assert "Tuning decision: TUNING NEEDED; under-predicted 50.0 % > 5 %; truncation " \
            "10.9 % > 2 %" in r.out
     assert "By deliverables" in r.out and "By estimator_version" in r.out
 

@@ -52,7 +52,8 @@ char *ev_deliverables_detail_json(
 
 	for (i = 0; i < d->n && i < EV_DELIVERABLES_KEPT; i++) {
 		int64_t bytes;
-		enum est_dlv_kind k = est_deliverable_kind(d->items[i], category, workspace, &bytes);
+		enum est_dlv_kind k = est_deliverable_kind(
+		    d->items[i], category, workspace, &bytes);
 
 		json_array_append_new(arr,
 		    json_pack("{s:s, s:o}", "kind", est_dlv_kind_name(k), "bytes",

@@ -159,7 +159,7 @@ struct calib_eval {
 	struct calib_score current[CALIB_METHOD_COUNT];
 	struct calib_score proposed[CALIB_METHOD_COUNT];
 	char why[CALIB_METHOD_COUNT][160]; /* why a method is unavailable */
-	size_t n_runs_eligible;           /* runs with CALIB_LORUN_MIN clean samples */
+	size_t n_runs_eligible;            /* runs with CALIB_LORUN_MIN clean samples */
 	/* Curves over budget factors of the held-out (leave-one-out) predictions of the
 	 * proposal and of the current set's predictions; the chosen points are the budgets
 	 * each set would really give. */
@@ -176,15 +176,15 @@ const char *calib_method_name(enum calib_method m);
  * the chosen point of its curve. Returns 0, or -1 with err when a fit
  * fails. */
 int calib_evaluate(const struct calib_fitset *fs, const struct est_coefs *current,
-    const struct est_fit *proposal,
-    const struct calib_eval_opts *o, struct calib_eval *e, char *err, size_t errlen);
+    const struct est_fit *proposal, const struct calib_eval_opts *o, struct calib_eval *e,
+    char *err, size_t errlen);
 /* Free an evaluation. */
 void calib_eval_free(struct calib_eval *e);
 /* Score budgets and estimates: SMAPE of the clean ones, truncation (clean: actual >
  * budget; truncated: budget <= recorded actual), waste budget ÷ actual (p50 the median,
  * p90 sorted[int(0.9 n)]). A sample marked truncated is a recorded truncated event. */
-void calib_score_compute(const struct telem_sample *const *s,
-    const int64_t *estimate, const int64_t *budget, size_t n, struct calib_score *out);
+void calib_score_compute(const struct telem_sample *const *s, const int64_t *estimate,
+    const int64_t *budget, size_t n, struct calib_score *out);
 /* A score as the JSON object of the evaluation: smape_median, smape_mean,
  * truncation_rate, waste_p50, waste_p90, n. */
 json_t *calib_json_score(const struct calib_score *s);

@@ -105,8 +105,8 @@ void calib_set_budget(
 	struct est_output est = { 0 };
 
 	if (c->fit.active) {
-		*estimate = est_fit_estimate(&c->fit, s->category, s->complexity,
-		    s->deliverable_count);
+		*estimate = est_fit_estimate(
+		    &c->fit, s->category, s->complexity, s->deliverable_count);
 		*budget = est_fit_budget(&c->fit, (int)*estimate, c->cap);
 		return;
 	}
@@ -115,7 +115,7 @@ void calib_set_budget(
 	est.cplx = est_cplx_of(s->complexity);
 	est.confidence = 1.0;
 	est.deliverable_count = s->deliverable_count > INT32_MAX ? INT32_MAX :
-	                                                          (int)s->deliverable_count;
+	                                                           (int)s->deliverable_count;
 	*estimate = s->predicted;
 	*budget = est_max_tokens(c, &est, est_select_budget(c, &est), 0, 0);
 }

@@ -230,8 +230,8 @@ static size_t calib_runs(const struct calib_fitset *fs, const char **runs)
 
 /* Leave one run out, over the runs of CALIB_LORUN_MIN samples; their truncated events
  * are scored with them. */
-static int calib_lorun(struct calib_run *r, const char **runs, size_t n_runs,
-    struct calib_pool *pool)
+static int calib_lorun(
+    struct calib_run *r, const char **runs, size_t n_runs, struct calib_pool *pool)
 {
 	const struct calib_fitset *fs = r->fs;
 	const struct telem_sample **tr = xcalloc(fs->n_truncated + 1, sizeof *tr);
@@ -257,7 +257,8 @@ static int calib_lorun(struct calib_run *r, const char **runs, size_t n_runs,
 static void calib_score_both(const struct calib_pool *pool, const struct est_coefs *current,
     size_t distinct, struct calib_score *cur, struct calib_score *prop)
 {
-	int64_t *est = xcalloc(pool->n + 1, sizeof *est), *budget = xcalloc(pool->n + 1, sizeof *budget);
+	int64_t *est = xcalloc(pool->n + 1, sizeof *est),
+	        *budget = xcalloc(pool->n + 1, sizeof *budget);
 
 	calib_score_compute(pool->s, pool->est, pool->budget, pool->n, prop);
 	for (size_t i = 0; i < pool->n; i++)
@@ -289,7 +290,8 @@ static struct calib_curve_point calib_curve_at(
 static void calib_curves(const struct calib_pool *pool, const struct est_coefs *current,
     const struct est_fit *proposal, struct calib_eval *e)
 {
-	int64_t *est = xcalloc(pool->n + 1, sizeof *est), *budget = xcalloc(pool->n + 1, sizeof *budget);
+	int64_t *est = xcalloc(pool->n + 1, sizeof *est),
+	        *budget = xcalloc(pool->n + 1, sizeof *budget);
 	struct calib_score sc;
 
 	for (size_t i = 0; i < pool->n; i++)
@@ -301,8 +303,9 @@ static void calib_curves(const struct calib_pool *pool, const struct est_coefs *
 		e->curve_proposed[k] = calib_curve_at(pool, pool->est, factor, current->cap);
 	}
 	calib_score_compute(pool->s, est, budget, pool->n, &sc);
-	e->chosen_current = (struct calib_curve_point){ current->fit.active ? current->fit.factor : 0,
-		sc.truncation_rate, sc.waste_p90 };
+	e->chosen_current = (struct calib_curve_point){
+		current->fit.active ? current->fit.factor : 0, sc.truncation_rate, sc.waste_p90
+	};
 	e->chosen_proposed = calib_curve_at(pool, pool->est, proposal->factor, current->cap);
 	free(est);
 	free(budget);

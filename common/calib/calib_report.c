@@ -211,8 +211,9 @@ static json_t *calib_json_groups(const struct calib_result *r)
 		        g->avg_actual, "avg_predicted", g->avg_estimated, "avg_ratio", g->avg_ratio,
 		        "median_ratio", g->median_ratio, "min_ratio", g->min_ratio, "max_ratio",
 		        g->max_ratio, "stdev_ratio", g->stdev_ratio, "confidence", g->confidence,
-		        "median_max_tokens_per_actual", g->waste_median, "p90_max_tokens_per_actual",
-		        g->waste_p90, "avg_selected_budget", g->avg_selected_budget));
+		        "median_max_tokens_per_actual", g->waste_median,
+		        "p90_max_tokens_per_actual", g->waste_p90, "avg_selected_budget",
+		        g->avg_selected_budget));
 	}
 	return a;
 }
@@ -223,12 +224,12 @@ static json_t *calib_json_curves(const struct calib_eval *e)
 	json_t *cur = json_array(), *prop = json_array();
 
 	for (int k = 0; k < CALIB_CURVE_POINTS; k++) {
-		json_array_append_new(cur, json_pack("[f, f, f]", e->curve_current[k].factor,
-		                               e->curve_current[k].truncation_rate,
-		                               e->curve_current[k].waste_p90));
-		json_array_append_new(prop, json_pack("[f, f, f]", e->curve_proposed[k].factor,
-		                                e->curve_proposed[k].truncation_rate,
-		                                e->curve_proposed[k].waste_p90));
+		json_array_append_new(cur,
+		    json_pack("[f, f, f]", e->curve_current[k].factor,
+		        e->curve_current[k].truncation_rate, e->curve_current[k].waste_p90));
+		json_array_append_new(prop,
+		    json_pack("[f, f, f]", e->curve_proposed[k].factor,
+		        e->curve_proposed[k].truncation_rate, e->curve_proposed[k].waste_p90));
 	}
 	return json_pack("{s:s, s:o, s:o, s:{s:f, s:f}, s:{s:f, s:f, s:f}}", "points",
 	    "[budget factor, truncation rate, waste p90] over the leave-one-out estimates",
@@ -245,8 +246,8 @@ json_t *calib_json_proposal(const struct calib_result *r, const struct calib_met
 	                 "s:i}, s:o, s:o, s:o, s:o}",
 	    "metadata", "generated_at", m->generated_at, "database", m->db_url, "runs", m->runs,
 	    "current_version", (json_int_t)m->current->version, "samples_read",
-	    (json_int_t)m->n_read, "samples_used", (json_int_t)m->fs->n_clean,
-	    "duplicates_dropped", (json_int_t)m->fs->n_duplicates, "attempt_repeats_dropped",
+	    (json_int_t)m->n_read, "samples_used", (json_int_t)m->fs->n_clean, "duplicates_dropped",
+	    (json_int_t)m->fs->n_duplicates, "attempt_repeats_dropped",
 	    (json_int_t)m->fs->n_repeats, "truncated_events", (json_int_t)m->fs->n_truncated,
 	    "samples_reexpressed", (json_int_t)m->n_reexpressed, "samples_unknown_version",
 	    (json_int_t)m->n_unknown_version, "coverage", m->eo->coverage, "folds", m->eo->folds,

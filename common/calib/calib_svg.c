@@ -290,15 +290,15 @@ static void svg_legend(FILE *f, const struct svg_cat *cats, size_t nc, bool afte
 	y += 44;
 	fprintf(f,
 	    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"white\" stroke=\"#333\" "
-	    "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">recorded "
-	    "prediction (before)</text>\n",
+	    "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">the active "
+	    "set's estimate</text>\n",
 	    x + 7, y - 4, x + 22, y);
 	if (after) {
 		y += 24;
 		fprintf(f,
 		    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"#333\"/>\n"
-		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">proposed prediction "
-		    "(after)</text>\n",
+		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">the proposal's "
+		    "(held out)</text>\n",
 		    x + 7, y - 4, x + 22, y);
 		y += 24;
 		fprintf(f,
@@ -325,7 +325,8 @@ static void svg_curve_range(const struct calib_eval *e, double *wmax, double *tm
 	for (int c = 0; c < 2; c++)
 		for (int k = 0; k < CALIB_CURVE_POINTS; k++) {
 			*wmax = pts[c][k].waste_p90 > *wmax ? pts[c][k].waste_p90 : *wmax;
-			*tmax = pts[c][k].truncation_rate > *tmax ? pts[c][k].truncation_rate : *tmax;
+			*tmax = pts[c][k].truncation_rate > *tmax ? pts[c][k].truncation_rate :
+			                                            *tmax;
 		}
 	*wmax = e->chosen_current.waste_p90 > *wmax ? e->chosen_current.waste_p90 : *wmax;
 	*wmax = ceil(*wmax / 2.0) * 2.0;
@@ -347,7 +348,9 @@ static void svg_curve_axes(FILE *f, double wmax, double tmax)
 	    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"14\" "
 	    "font-weight=\"bold\">truncation against waste, by budget factor</text>\n",
 	    SVG_CURVE_LEFT + SVG_CURVE_W / 2, SVG_TOP - 12);
-	for (int k = 0; k <= (int)wmax; k++) {
+	int step = wmax <= 10 ? 1 : wmax <= 20 ? 2 : wmax <= 50 ? 5 : 10;
+
+	for (int k = 0; k <= (int)wmax; k += step) {
 		double x = SVG_CURVE_LEFT + k / wmax * SVG_CURVE_W;
 
 		fprintf(f,
@@ -420,8 +423,8 @@ static void svg_curve(FILE *f, const struct calib_eval *e)
 	svg_curve_axes(f, wmax, tmax);
 	svg_curve_line(f, e->curve_current, &e->chosen_current, wmax, tmax, SVG_CURRENT_COLOUR,
 	    "active set", 0);
-	svg_curve_line(f, e->curve_proposed, &e->chosen_proposed, wmax, tmax,
-	    SVG_PROPOSED_COLOUR, "proposal", 1);
+	svg_curve_line(f, e->curve_proposed, &e->chosen_proposed, wmax, tmax, SVG_PROPOSED_COLOUR,
+	    "proposal", 1);
 }
 
 /* Write the whole plot. */

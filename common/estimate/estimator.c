@@ -349,6 +349,6 @@ void est_estimate(const struct est_coefs *c, const struct est_input *in, const c
 	out->model = EST_MODEL_FITTED;
 	out->overhead = 0;
 	out->marginal = 0;
-	out->estimate =
-	    est_fit_estimate(&c->fit, out->category, out->complexity, out->deliverable_count);
+	out->estimate = est_fit_estimate(
+	    &c->fit, out->category, out->complexity, out->deliverable_count);
 }

@@ -92,9 +92,9 @@ struct est_step {
 };
 
 #define EST_FIT_CATS_MAX 64
-#define EST_FIT_MIN_SAMPLES 20  /* a fit refuses fewer clean samples */
-#define EST_FIT_LAMBDA 1.0      /* ridge penalty, fixed in advance */
-#define EST_FIT_COVERAGE 0.95   /* default coverage τ of the conformal factor */
+#define EST_FIT_MIN_SAMPLES 20 /* a fit refuses fewer clean samples */
+#define EST_FIT_LAMBDA 1.0     /* ridge penalty, fixed in advance */
+#define EST_FIT_COVERAGE 0.95  /* default coverage τ of the conformal factor */
 
 /* The fitted model: ln(estimate) = intercept + w_cat[category] + w_cplx[complexity] +
  * w_deliverables × ln(1 + deliverable count); a category not in cats adds nothing. */

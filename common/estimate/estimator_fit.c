@@ -195,8 +195,8 @@ int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double
 	}
 	for (size_t i = 0; i < n && rc == 0; i++)
 		if (obs[i].actual <= 0) {
-			snprintf(err, errlen, "sample %zu has actual output %lld; must be positive", i,
-			    (long long)obs[i].actual);
+			snprintf(err, errlen, "sample %zu has actual output %lld; must be positive",
+			    i, (long long)obs[i].actual);
 			rc = -1;
 		}
 	if (rc == 0)
@@ -218,8 +218,8 @@ int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double
 		est_normal_add(loo, &x[i * EST_FIT_COLS], y, -1.0);
 		part = *f;
 		if (est_fit_weights(loo, lambda, &part) != 0) {
-			snprintf(err, errlen, "the normal equations without sample %zu are singular",
-			    i);
+			snprintf(
+			    err, errlen, "the normal equations without sample %zu are singular", i);
 			rc = -1;
 			break;
 		}

@@ -76,8 +76,8 @@ static int est_json_number(
 
 	if (!json_is_number(j) || !isfinite(json_number_value(j)) || json_number_value(j) < lo ||
 	    json_number_value(j) > hi) {
-		snprintf(err, errlen, "fitted model: \"%s\" is not a number from %g to %g", key, lo,
-		    hi);
+		snprintf(
+		    err, errlen, "fitted model: \"%s\" is not a number from %g to %g", key, lo, hi);
 		return -1;
 	}
 	*v = json_number_value(j);
@@ -111,7 +111,8 @@ static int est_fit_cats_from_json(json_t *cats, struct est_fit *f, char *err, si
 		}
 		if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
 		    fabs(json_number_value(v)) > EST_FIT_WEIGHT_MAX) {
-			snprintf(err, errlen, "fitted model: the weight of category \"%s\" is not a "
+			snprintf(err, errlen,
+			    "fitted model: the weight of category \"%s\" is not a "
 			    "number from -100 to 100",
 			    name);
 			return -1;

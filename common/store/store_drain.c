@@ -479,7 +479,8 @@ static int event_estimation(struct store_drain *d, const char *run_id, const cha
 	bind_text(s, 14, e->stop_reason);
 	bind_text(s, 15, e->model);
 	if (a > 0 && p > 0) {
-		sqlite3_bind_double(s, 16, telem_smape(e->predicted_output_tokens, e->actual_output_tokens));
+		sqlite3_bind_double(
+		    s, 16, telem_smape(e->predicted_output_tokens, e->actual_output_tokens));
 		sqlite3_bind_double(s, 17, p / a);
 		sqlite3_bind_int(s, 18, a > p);
 	}

@@ -8,8 +8,8 @@
 #include <math.h>
 
 /* A clean sample; strings are literals that nothing frees. */
-static struct telem_sample mk(const char *run, const char *cat, const char *cplx, int64_t d,
-    int64_t actual)
+static struct telem_sample mk(
+    const char *run, const char *cat, const char *cplx, int64_t d, int64_t actual)
 {
 	return (struct telem_sample){ .run_id = (char *)run,
 		.phase_id = (char *)"p",
@@ -203,8 +203,8 @@ TEST(calib_score_counts_truncations_waste_and_smape_by_hand)
 TEST(calib_fitset_drops_duplicates_and_earlier_calls_of_an_attempt)
 {
 	struct telem_sample s[6] = { mk("r", "a", "low", 1, 700), mk("r", "a", "low", 1, 700),
-		mk("r", "a", "low", 1, 800), mk("r", "a", "low", 1, 900), mk("r", "a", "low", 1, 60),
-		mk("r", "a", "low", 1, 990) };
+		mk("r", "a", "low", 1, 800), mk("r", "a", "low", 1, 900),
+		mk("r", "a", "low", 1, 60), mk("r", "a", "low", 1, 990) };
 	const struct telem_sample *p[6];
 	struct calib_fitset fs;
 

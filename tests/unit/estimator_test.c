@@ -364,13 +364,14 @@ TEST(estimator_deliverable_kinds_and_existing_sizes)
 	CHECK(f != NULL);
 	fputs("x = 1\n", f);
 	fclose(f);
-	CHECK_EQ_INT(est_deliverable_kind("Modify old.py", "implementation", ".", &bytes),
-	    EST_DLV_MODIFY);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("Modify old.py", "implementation", ".", &bytes), EST_DLV_MODIFY);
 	CHECK_EQ_INT(bytes, 6);
-	CHECK_EQ_INT(est_deliverable_kind("Create old.py", "implementation", ".", &bytes),
-	    EST_DLV_NEW);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("Create old.py", "implementation", ".", &bytes), EST_DLV_NEW);
 	CHECK_EQ_INT(bytes, 6);
-	CHECK_EQ_INT(est_deliverable_kind("src/new.py", "implementation", ".", &bytes), EST_DLV_NEW);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("src/new.py", "implementation", ".", &bytes), EST_DLV_NEW);
 	CHECK_EQ_INT(bytes, -1);
 	CHECK_EQ_INT(est_deliverable_kind("tests/test_a.py", "tests", ".", &bytes), EST_DLV_TEST);
 	CHECK_EQ_INT(est_deliverable_kind("docs/guide.md", "docs", ".", &bytes), EST_DLV_DOC);
