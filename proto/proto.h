@@ -27,9 +27,9 @@
  *                          try (>= 1)
  *     token_estimation_v2  cat, cplx, ndl, dl (deliverables JSON), pred, actual, budget,
  *                          maxt?, success (bool), truncated (bool), stop?, model, ver,
- *                          doc? (0..15, PROTO_DOC_*), ctxq?, sot?, sotn?, in? (the
- *                          call's input tokens), dlx? (JSON: per deliverable its kind and
- *                          existing size)
+ *                          doc? (0..15, enum doc_feature bits), ctxq?, sot?, sotn?,
+ *                          in? (the call's input tokens), dlx? (JSON: per deliverable
+ *                          its kind and existing size)
  *     log                  lvl, msg
  *   ack        att, seq
  *   result     uuid, att, seq (final), outcome, why?, msg?, fp?, zy?, llm (bool), dur
@@ -49,6 +49,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/vocab.h"
 
 #define PROTO_VERSION 1
 #define PROTO_FRAME_MAX_DEFAULT (4u << 20) /* bytes of msgpack after the length */
@@ -137,10 +139,11 @@ struct proto_heartbeat {
 	uint64_t attempt_id;
 };
 
+/* The event kinds of the vocabulary, named on the wire by their vocabulary names. */
 enum proto_event_kind {
-	PROTO_EV_LLM_USAGE = 1,
-	PROTO_EV_TOKEN_ESTIMATION,
-	PROTO_EV_LOG,
+	PROTO_EV_LLM_USAGE = EVENT_LLM_USAGE,
+	PROTO_EV_TOKEN_ESTIMATION = EVENT_TOKEN_ESTIMATION_V2,
+	PROTO_EV_LOG = EVENT_LOG,
 };
 
 /* kind "llm_usage": one HTTP call to a provider, failed calls included. */
@@ -172,18 +175,13 @@ struct proto_estimation {
 	char *stop_reason; /* nullable */
 	char *model;
 	uint64_t estimator_version;
-	int64_t doc_features;           /* bit set of PROTO_DOC_*; -1 = not computed */
+	int64_t doc_features;           /* bit set of enum doc_feature; -1 = not computed */
 	char *context_quality;          /* nullable: none|some|strong */
 	char *sot_file_name;            /* nullable: set when the deliverable is a SOT ledger */
 	int64_t sot_entry_count_hint;   /* -1 = none */
 	int64_t input_tokens;           /* -1 = unknown */
 	char *deliverables_detail_json; /* nullable: [{"kind", "bytes"}, ...] as in dl */
 };
-
-#define PROTO_DOC_API_REFERENCE (1 << 0)
-#define PROTO_DOC_EXAMPLES (1 << 1)
-#define PROTO_DOC_RESEARCH (1 << 2)
-#define PROTO_DOC_USAGE_GUIDE (1 << 3)
 
 /* kind "log" */
 struct proto_log {

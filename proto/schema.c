@@ -115,7 +115,7 @@ static const struct proto_field estimation_fields[] = {
 	STR_OPT("stop", struct proto_estimation, stop_reason, PROTO_NAME_MAX),
 	STR("model", struct proto_estimation, model, PROTO_NAME_MAX),
 	U64("ver", struct proto_estimation, estimator_version),
-	I64_OPT("doc", struct proto_estimation, doc_features, 15),
+	I64_OPT("doc", struct proto_estimation, doc_features, DOC_FEATURES_ALL),
 	STR_OPT("ctxq", struct proto_estimation, context_quality, PROTO_NAME_MAX),
 	STR_OPT("sot", struct proto_estimation, sot_file_name, PROTO_PATH_MAX),
 	I64_OPT("sotn", struct proto_estimation, sot_entry_count_hint, INT64_MAX),
@@ -202,12 +202,6 @@ static const struct proto_schema *const type_schemas[] = {
 	[PROTO_REPLY] = &reply_schema,
 };
 
-static const char *const kind_names[] = {
-	[PROTO_EV_LLM_USAGE] = "llm_usage",
-	[PROTO_EV_TOKEN_ESTIMATION] = "token_estimation_v2",
-	[PROTO_EV_LOG] = "log",
-};
-
 static const struct proto_schema *const kind_schemas[] = {
 	[PROTO_EV_LLM_USAGE] = &usage_schema,
 	[PROTO_EV_TOKEN_ESTIMATION] = &estimation_schema,
@@ -237,9 +231,9 @@ const char *proto_type_name(enum proto_type t)
 
 const char *proto_event_kind_name(enum proto_event_kind k)
 {
-	if ((size_t)k >= ARRAY_SIZE(kind_names) || kind_names[k] == NULL)
+	if (proto_schema_of_kind(k) == NULL)
 		return "unknown";
-	return kind_names[k];
+	return event_kind_name((enum event_kind)k);
 }
 
 enum proto_type proto_type_lookup(const void *s, size_t n)
@@ -255,8 +249,10 @@ enum proto_type proto_type_lookup(const void *s, size_t n)
 
 enum proto_event_kind proto_kind_lookup(const void *s, size_t n)
 {
-	for (size_t k = 1; k < ARRAY_SIZE(kind_names); k++) {
-		if (strlen(kind_names[k]) == n && memcmp(kind_names[k], s, n) == 0)
+	for (size_t k = 1; k < ARRAY_SIZE(kind_schemas); k++) {
+		const char *name = event_kind_name((enum event_kind)k);
+
+		if (kind_schemas[k] != NULL && strlen(name) == n && memcmp(name, s, n) == 0)
 			return (enum proto_event_kind)k;
 	}
 	return 0;

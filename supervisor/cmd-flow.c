@@ -99,12 +99,13 @@ int cmd_stop(
 	if (now && timeout >= 0)
 		return cmd_error(
 		    rep, "bad_argument", "stop: --now and --timeout exclude each other");
-	rep->body = json_pack(
-	    "{s:s, s:i}", "mode", now ? "now" : "graceful", "in_flight", (int)s->in_flight);
+	rep->body = json_pack("{s:s, s:i}", "mode", stop_level_name(now ? STOP_NOW : STOP_GRACEFUL),
+	    "in_flight", (int)s->in_flight);
 	if (now) {
-		sup_stop_because(s, 2, "stop --now by control request (pid %d)", (int)c->pid);
+		sup_stop_because(
+		    s, STOP_NOW, "stop --now by control request (pid %d)", (int)c->pid);
 	} else {
-		sup_stop_because(s, 1, "stop by control request (pid %d)", (int)c->pid);
+		sup_stop_because(s, STOP_GRACEFUL, "stop by control request (pid %d)", (int)c->pid);
 		if (timeout >= 0)
 			sup_stop_timeout(s, (uint64_t)timeout * 1000);
 	}
@@ -135,15 +136,15 @@ int cmd_retry(
 	if (lease_of(s, req->args.items[0], req->args.items[1]) != NULL)
 		return cmd_error(rep, "in_flight", "retry: %s/%s is running now",
 		    req->args.items[0], req->args.items[1]);
-	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1], "FAILED,SKIPPED",
-	        "QUEUED", &err) != 0)
+	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],
+	        1u << PHASE_FAILED | 1u << PHASE_SKIPPED, PHASE_QUEUED, &err) != 0)
 		return cmd_error(rep, "bad_state", "retry: %s", err.text);
 	if ((r = sched_run_find(s, req->args.items[0])) != NULL)
 		r->skipped = false;
 	sched_reload_run(s, req->args.items[0]);
 	sched_kick(s);
 	rep->body = json_pack("{s:s, s:s, s:s}", "run_id", req->args.items[0], "phase_id",
-	    req->args.items[1], "state", "QUEUED");
+	    req->args.items[1], "state", phase_state_name(PHASE_QUEUED));
 	return 0;
 }
 
@@ -163,11 +164,11 @@ int cmd_cancel(
 		    (json_int_t)w->attempt_id);
 		return 0;
 	}
-	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1], "QUEUED,FAILED",
-	        "SKIPPED", &err) != 0)
+	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],
+	        1u << PHASE_QUEUED | 1u << PHASE_FAILED, PHASE_SKIPPED, &err) != 0)
 		return cmd_error(rep, "bad_state", "cancel: %s", err.text);
 	sched_reload_run(s, req->args.items[0]);
 	rep->body = json_pack("{s:s, s:s, s:s}", "run_id", req->args.items[0], "phase_id",
-	    req->args.items[1], "state", "SKIPPED");
+	    req->args.items[1], "state", phase_state_name(PHASE_SKIPPED));
 	return 0;
 }

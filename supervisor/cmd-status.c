@@ -6,16 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const phase_states[] = {
-	"QUEUED",
-	"EXECUTING",
-	"COMPLETE",
-	"FAILED",
-	"SKIPPED",
-	"GATE",
-	"CI_RUNNING",
-};
-
 static const char *worker_state_name(const struct worker *w)
 {
 	static const char *const names[] = { "starting", "idle", "busy", "exited" };
@@ -74,7 +64,7 @@ int cmd_workers(
 int cmd_status(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
-	int64_t counts[ARRAY_SIZE(phase_states)];
+	int64_t counts[PHASE_STATE_COUNT];
 	json_t *phases = json_object(), *inflight = json_array();
 	double up = (double)(clock_mono_ms() - s->started_ms) / 1000.0;
 	struct store_err err;
@@ -83,14 +73,13 @@ int cmd_status(
 
 	(void)c;
 	(void)req;
-	if (store_drain_phase_counts(s->sd, phase_states, counts, ARRAY_SIZE(phase_states), &err) !=
-	    0) {
+	if (store_drain_phase_counts(s->sd, counts, &err) != 0) {
 		json_decref(phases);
 		json_decref(inflight);
 		return cmd_error(rep, "store_error", "%s", err.text);
 	}
-	for (i = 0; i < ARRAY_SIZE(phase_states); i++)
-		json_object_set_new(phases, phase_states[i], json_integer(counts[i]));
+	for (i = PHASE_STATE_NONE + 1; i < PHASE_STATE_COUNT; i++)
+		json_object_set_new(phases, phase_state_name(i), json_integer(counts[i]));
 	for (w = s->workers; w != NULL; w = w->next) {
 		if (w->attempt_id == 0)
 			continue;
@@ -108,11 +97,11 @@ int cmd_status(
 	    s->cfg.sync_full ? "full" : "normal", "commit_window_ms",
 	    (json_int_t)s->cfg.commit_window_ms, "commit_max", (json_int_t)s->cfg.commit_max,
 	    "paused", s->paused, "state",
-	    s->store_lost        ? "store_lost" :
-	        s->stopping == 2 ? "stopping_now" :
-	        s->stopping      ? "stopping" :
-	        s->paused        ? "paused" :
-	                           "running",
+	    s->store_lost               ? "store_lost" :
+	        s->stopping == STOP_NOW ? "stopping_now" :
+	        s->stopping             ? "stopping" :
+	        s->paused               ? "paused" :
+	                                  "running",
 	    "dry_run", s->cfg.dry_run, "pool", "target", s->target, "live", s->live, "crash_loop",
 	    s->crash_loop, "restarts", (json_int_t)s->n.worker_crashes, "workers", workers_json(s),
 	    "phases", phases, "in_flight", inflight, "queue", "phases_queued",

@@ -316,7 +316,7 @@ void sup_identity_check(struct sup *s)
 	log_error("DATABASE LOST: %s; no further writes or dispatches. Workers are stopped;"
 	          " open attempts are recovered by the next supervisor on that database.",
 	    err.text);
-	sup_stop(s, 2);
+	sup_stop(s, STOP_NOW);
 }
 
 /* The drain's time budget is spent: dispatch nothing more. */
@@ -324,7 +324,7 @@ static void deadline_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
 
-	sup_stop_because(s, 1, "%lld minutes elapsed (--max-total-minutes)",
+	sup_stop_because(s, STOP_GRACEFUL, "%lld minutes elapsed (--max-total-minutes)",
 	    (long long)s->cfg.max_total_minutes);
 }
 
@@ -339,7 +339,7 @@ static void stop_timer_cb(uv_timer_t *t)
 	struct sup *s = t->data;
 
 	log_warn("graceful stop timed out; stopping now");
-	sup_stop(s, 2);
+	sup_stop(s, STOP_NOW);
 }
 
 void sup_stop_timeout(struct sup *s, uint64_t ms)
@@ -347,7 +347,7 @@ void sup_stop_timeout(struct sup *s, uint64_t ms)
 	uv_timer_start(&s->stop_timer, stop_timer_cb, ms, 0);
 }
 
-void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
+void sup_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -361,12 +361,12 @@ void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
 	sup_stop(s, level);
 }
 
-void sup_stop(struct sup *s, int level)
+void sup_stop(struct sup *s, enum stop_level level)
 {
 	if (level <= s->stopping)
 		return;
 	s->stopping = level;
-	if (level == 1) {
+	if (level == STOP_GRACEFUL) {
 		log_info("stopping: no new dispatch; %lld attempt(s) in flight finish first",
 		    (long long)s->in_flight);
 		pool_kill_all(s, 0);
@@ -380,7 +380,7 @@ void sup_stop(struct sup *s, int level)
 void sup_check_done(struct sup *s)
 {
 	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {
-		sup_stop_because(s, 1, "drained");
+		sup_stop_because(s, STOP_GRACEFUL, "drained");
 		return;
 	}
 	if (s->stopping && s->live == 0 && (s->ops_n == 0 || s->store_lost))
@@ -391,7 +391,8 @@ static void signal_cb(uv_signal_t *h, int signum)
 {
 	struct sup *s = h->data;
 
-	sup_stop_because(s, s->stopping ? 2 : 1, "received %s", strsignal(signum));
+	sup_stop_because(
+	    s, s->stopping ? STOP_NOW : STOP_GRACEFUL, "received %s", strsignal(signum));
 }
 
 static void close_walk_cb(uv_handle_t *h, void *arg)

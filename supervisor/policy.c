@@ -46,19 +46,19 @@ static bool has_ci(const char *hay, const char *needle)
 	return strcasestr(hay, needle) != NULL;
 }
 
-int policy_bucket(const char *r)
+enum bucket policy_bucket(const char *r)
 {
 	if (r == NULL || *r == '\0')
-		return 0; /* unknown */
+		return BUCKET_UNKNOWN;
 	if (has_ci(r, "collection") || has_ci(r, "import"))
-		return 1;
+		return BUCKET_COLLECTION;
 	if (has_ci(r, "deliverable") || has_ci(r, "missing"))
-		return 2;
+		return BUCKET_DELIVERABLE;
 	if (has_ci(r, "patch") || has_ci(r, "no-op") || has_ci(r, "manifest"))
-		return 3;
+		return BUCKET_PATCH;
 	if (has_ci(r, "timeout") || has_ci(r, "timed out"))
-		return 5;
-	return 4; /* other */
+		return BUCKET_TIMEOUT;
+	return BUCKET_OTHER;
 }
 
 /* The count of a fingerprint, creating it at 0. */
@@ -96,14 +96,14 @@ static void run_stop(struct sup *s, struct run_q *r, const char *why)
 	sched_skip_run(s, r);
 }
 
-void policy_result(struct sup *s, struct run_q *r, const char *outcome, const char *fp, int64_t v2)
+void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const char *fp, int64_t v2)
 {
 	struct policy *p = &s->pol;
-	bool timeout = strcmp(outcome, "timeout") == 0;
-	bool success = strcmp(outcome, "success") == 0;
+	bool timeout = outcome == OUTCOME_TIMEOUT;
+	bool success = outcome == OUTCOME_SUCCESS;
 
 	/* A dry run visits phases without judging them (docs/drain-rules.md, "Stop rules"). */
-	if (strcmp(outcome, "dry_run") == 0)
+	if (outcome == OUTCOME_DRY_RUN)
 		return;
 	p->dirty = true;
 	if (timeout && ++r->timeouts >= s->cfg.max_timeouts_per_run && !r->skipped) {
@@ -130,7 +130,7 @@ void policy_result(struct sup *s, struct run_q *r, const char *outcome, const ch
 	p->consecutive_zero = v2 > 0 ? 0 : p->consecutive_zero + 1;
 	if (s->cfg.max_consecutive_zero_yield > 0 &&
 	    p->consecutive_zero >= s->cfg.max_consecutive_zero_yield) {
-		sup_stop_because(s, 1,
+		sup_stop_because(s, STOP_GRACEFUL,
 		    "%lld consecutive attempts yielded no telemetry"
 		    " (--max-consecutive-zero-yield %lld)",
 		    (long long)p->consecutive_zero, (long long)s->cfg.max_consecutive_zero_yield);

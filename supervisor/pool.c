@@ -95,8 +95,8 @@ static void worker_hb_cb(uv_timer_t *t)
 
 	log_warn("worker %d (pid %d): no frame for %llds; killing it", w->id, (int)w->pid,
 	    (long long)w->sup->cfg.heartbeat_timeout_s);
-	if (w->end_outcome == NULL)
-		w->end_outcome = "heartbeat_lost";
+	if (w->end_outcome == OUTCOME_NONE)
+		w->end_outcome = OUTCOME_HEARTBEAT_LOST;
 	worker_kill(w, SIGKILL);
 }
 
@@ -105,14 +105,14 @@ static void worker_phase_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
 
-	if (w->end_outcome != NULL && w->killed) {
+	if (w->end_outcome != OUTCOME_NONE && w->killed) {
 		worker_kill(w, SIGKILL);
 		return;
 	}
 	log_warn("worker %d (pid %d): attempt %llu passed its deadline; stopping it", w->id,
 	    (int)w->pid, (unsigned long long)w->attempt_id);
-	if (w->end_outcome == NULL)
-		w->end_outcome = "timeout";
+	if (w->end_outcome == OUTCOME_NONE)
+		w->end_outcome = OUTCOME_TIMEOUT;
 	w->sup->n.worker_timeouts++;
 	worker_kill(w, SIGTERM);
 	uv_timer_start(&w->phase_timer, worker_phase_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
@@ -139,11 +139,28 @@ static bool worker_fenced(struct worker *w, const char *uuid, uint64_t att, cons
 	return true;
 }
 
-/* End the worker's lease after a result: record it and free the worker. */
+/* End the worker's lease after a result: record it and free the worker. A result whose
+ * outcome or reason is not in the vocabulary is a protocol violation: the worker is
+ * killed and the attempt ends as worker_crashed. */
 static void worker_result(struct worker *w, struct proto_result *r)
 {
+	enum outcome outcome = outcome_parse(r->outcome);
+	enum reason reason = reason_parse(r->failure_reason);
+	bool zy_known = r->zero_yield_reason == NULL ||
+	    zero_yield_parse(r->zero_yield_reason) != ZERO_YIELD_NONE;
+
+	if (!outcome_reportable(outcome) || (r->failure_reason != NULL && reason == REASON_NONE) ||
+	    !zy_known) {
+		log_error(
+		    "worker %d sent a result (outcome \"%s\", failure reason \"%s\", zero-yield"
+		    " reason \"%s\") with a value outside the vocabulary; killing it",
+		    w->id, r->outcome, r->failure_reason != NULL ? r->failure_reason : "",
+		    r->zero_yield_reason != NULL ? r->zero_yield_reason : "");
+		worker_kill(w, SIGKILL);
+		return;
+	}
 	uv_timer_stop(&w->phase_timer);
-	writer_close_attempt(w->sup, w, r->outcome, r->failure_reason, r->message, r);
+	writer_close_attempt(w->sup, w, outcome, reason, r->message, r);
 	w->jobs_done++;
 	w->sup->crash_streak = 0;
 	worker_idle(w);
@@ -237,19 +254,19 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	uv_timer_stop(&w->hb_timer);
 	uv_timer_stop(&w->phase_timer);
 	if (w->attempt_id != 0) {
-		const char *outcome = w->end_outcome != NULL ? w->end_outcome :
-		    s->stopping == 2                         ? "supervisor_stopped" :
-		                                               "worker_crashed";
+		enum outcome outcome = w->end_outcome != OUTCOME_NONE ? w->end_outcome :
+		    s->stopping == STOP_NOW                           ? OUTCOME_SUPERVISOR_STOPPED :
+		                                                        OUTCOME_WORKER_CRASHED;
 		char msg[96];
 
 		snprintf(msg, sizeof msg, "worker pid %d ended: status %lld, signal %d",
 		    (int)w->pid, (long long)status, sig);
-		writer_close_attempt(s, w, outcome, NULL, msg, NULL);
-		crashed = crashed || strcmp(outcome, "worker_crashed") == 0;
+		writer_close_attempt(s, w, outcome, outcome_reason(outcome), msg, NULL);
+		crashed = crashed || outcome == OUTCOME_WORKER_CRASHED;
 	}
 	/* A worker that died on its own or hung counts towards a crash loop; one we stopped
 	 * for its phase (deadline, cancel, scale) does not. */
-	if (crashed || (w->end_outcome != NULL && strcmp(w->end_outcome, "heartbeat_lost") == 0)) {
+	if (crashed || w->end_outcome == OUTCOME_HEARTBEAT_LOST) {
 		s->n.worker_crashes += crashed;
 		if (++s->crash_streak >= CRASH_LOOP_LIMIT && w->jobs_done == 0) {
 			s->crash_loop = true;
@@ -375,7 +392,7 @@ void pool_scale(struct sup *s, int target, bool force)
 			w->retire = true;
 			active--;
 			if (force && w->state == W_BUSY) {
-				w->end_outcome = "scaled_down";
+				w->end_outcome = OUTCOME_SCALED_DOWN;
 				worker_kill(w, SIGTERM);
 			}
 		}
@@ -393,7 +410,7 @@ void pool_cancel(struct worker *w)
 	struct proto_msg m = { .type = PROTO_CANCEL };
 
 	m.u.cancel.attempt_id = w->attempt_id;
-	w->end_outcome = "cancelled";
+	w->end_outcome = OUTCOME_CANCELLED;
 	worker_send(w, &m);
 	worker_kill(w, SIGTERM);
 	uv_timer_start(&w->phase_timer, worker_phase_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
@@ -432,11 +449,12 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 	w->phase = p;
 	w->lease_ms = clock_mono_ms();
 	w->lease_v2 = 0;
-	w->end_outcome = NULL;
+	w->lease_samples = 0;
+	w->end_outcome = OUTCOME_NONE;
 	rc = store_drain_job_fill(s->sd, r->run_id, p->phase_id, j, &err);
 	if (rc != 0) {
 		log_error("attempt %llu: %s", (unsigned long long)attempt_id, err.text);
-		writer_close_attempt(s, w, "failed", "JOB_BUILD_FAILED", err.text, NULL);
+		writer_close_attempt(s, w, OUTCOME_FAILED, REASON_JOB_BUILD_FAILED, err.text, NULL);
 		proto_msg_free(&m);
 		worker_idle(w);
 		return rc;

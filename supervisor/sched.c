@@ -223,22 +223,21 @@ void sched_release(struct sup *s, struct run_q *r)
 	ready_push(s, r);
 }
 
-const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcome)
+enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome outcome)
 {
 	int64_t limit = s->cfg.max_attempts;
 
-	if (strcmp(outcome, "success") == 0)
-		return "COMPLETE";
-	if (strcmp(outcome, "dry_run") == 0)
-		return NULL;
-	if (strcmp(outcome, "cancelled") == 0)
-		return "SKIPPED";
+	switch (outcome) {
+	case OUTCOME_SUCCESS: return PHASE_COMPLETE;
+	case OUTCOME_DRY_RUN: return PHASE_STATE_NONE;
+	case OUTCOME_CANCELLED: return PHASE_SKIPPED;
 	/* Stopping the supervisor is not the phase's fault: it goes back to the queue. */
-	if (strcmp(outcome, "supervisor_stopped") == 0)
-		return "QUEUED";
+	case OUTCOME_SUPERVISOR_STOPPED: return PHASE_QUEUED;
+	default: break;
+	}
 	if (p->max_attempts > 0 && p->max_attempts < limit)
 		limit = p->max_attempts;
-	return p->attempts >= limit ? "FAILED" : "QUEUED";
+	return p->attempts >= limit ? PHASE_FAILED : PHASE_QUEUED;
 }
 
 bool sched_drained(struct sup *s)
@@ -291,7 +290,7 @@ static void sched_round(struct sup *s)
 		max = (int)(s->cfg.batch_size - s->started);
 	if (max <= 0) {
 		if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size && s->in_flight == 0)
-			sup_stop_because(s, 1, "batch size %lld reached (--batch-size)",
+			sup_stop_because(s, STOP_GRACEFUL, "batch size %lld reached (--batch-size)",
 			    (long long)s->cfg.batch_size);
 		return;
 	}

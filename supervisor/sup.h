@@ -12,6 +12,7 @@
 
 #include "common/store/store.h"
 #include "common/store/store_drain.h"
+#include "common/vocab.h"
 #include "supervisor/chan.h"
 
 struct sup_config {
@@ -75,8 +76,8 @@ struct policy {
 struct qphase {
 	char *phase_id;
 	int64_t phase_index;
-	int bucket;       /* failure-reason bucket (docs/drain-rules.md) */
-	int64_t attempts; /* in this session */
+	enum bucket bucket; /* of its last failure reason (docs/drain-rules.md) */
+	int64_t attempts;   /* in this session */
 	int64_t max_attempts;
 	struct qphase *next;
 };
@@ -119,12 +120,13 @@ struct worker {
 	struct run_q *run;
 	struct qphase *phase;
 	uint64_t lease_ms;
-	const char *end_outcome; /* why we are killing it (timeout, heartbeat_lost, ...) */
-	bool retire;             /* shut down once idle */
-	bool killed;             /* we signalled it */
+	enum outcome end_outcome; /* why we are killing it (timeout, heartbeat_lost, ...) */
+	bool retire;              /* shut down once idle */
+	bool killed;              /* we signalled it */
 	uint64_t born_ms;
 	uint64_t jobs_done;
-	int64_t lease_v2; /* token_estimation_v2 events of the lease */
+	int64_t lease_v2;      /* token_estimation_v2 events of the lease */
+	int64_t lease_samples; /* of those, clean estimator samples */
 	struct worker *next;
 };
 
@@ -219,7 +221,7 @@ struct sup {
 	bool ctl_open;
 
 	/* shutdown */
-	int stopping; /* 0 running, 1 graceful, 2 fast */
+	enum stop_level stopping;
 	int exit_code;
 	uv_signal_t sigint, sigterm;
 	uv_timer_t stop_timer;
@@ -261,8 +263,9 @@ void sched_release(struct sup *s, struct run_q *r);
 void sched_skip_run(struct sup *s, struct run_q *r);
 /* Reread a run's eligible phases (after an import, retry or cancel). */
 void sched_reload_run(struct sup *s, const char *run_id);
-/* The phase state an attempt's outcome leads to, or NULL to leave it (dry run). */
-const char *sched_next_state(struct sup *s, struct qphase *p, const char *outcome);
+/* The phase state an attempt's outcome leads to, or PHASE_STATE_NONE to leave it (dry
+ * run). */
+enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome outcome);
 /* Nothing eligible (or the batch is spent), nothing in flight, nothing to commit. */
 bool sched_drained(struct sup *s);
 /* The run with this id, or NULL. */
@@ -270,12 +273,12 @@ struct run_q *sched_run_find(struct sup *s, const char *run_id);
 void sched_free(struct sup *s);
 
 /* policy.c */
-/* The failure-reason bucket (docs/drain-rules.md): 0 unknown, 1 collection, 2 deliverable,
- * 3 patch, 4 other, 5 timeout. */
-int policy_bucket(const char *failure_reason);
+/* The bucket of a failure reason (docs/drain-rules.md); free text, since adopted databases
+ * hold the original's reasons. */
+enum bucket policy_bucket(const char *failure_reason);
 /* Judge one attempt's end (triage, timeouts, zero-yield streak, fingerprints); may stop
  * the run or the session. */
-void policy_result(struct sup *s, struct run_q *r, const char *outcome, const char *fingerprint,
+void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const char *fingerprint,
     int64_t v2_events);
 /* The policy state as a JSON object (heap string), saved with each commit. */
 char *policy_state_json(struct sup *s);
@@ -292,7 +295,7 @@ void writer_init(struct sup *s);
 void writer_event(struct sup *s, struct worker *w, struct proto_event *ev);
 /* End w's lease: queue the attempt's end (from result r, or from what the supervisor
  * saw when r is NULL) and judge it by the drain policies. */
-void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome, const char *reason,
+void writer_close_attempt(struct sup *s, struct worker *w, enum outcome outcome, enum reason reason,
     const char *message, const struct proto_result *r);
 /* Queue a control_log row (command, arguments, outcome) for the next commit. */
 void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
@@ -308,10 +311,11 @@ int control_listen(struct sup *s);
 void control_close(struct sup *s);
 
 /* main.c */
-/* Stop: level 1 lets attempts in flight finish, level 2 kills workers and requeues. */
-void sup_stop(struct sup *s, int level);
+/* Stop at `level` (levels only rise): graceful lets attempts in flight finish, now kills
+ * the workers and requeues their phases. */
+void sup_stop(struct sup *s, enum stop_level level);
 /* Stop, recording the first reason given as the session's stop reason. */
-void sup_stop_because(struct sup *s, int level, const char *fmt, ...)
+void sup_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Turn a graceful stop into a fast one after `ms`. */
 void sup_stop_timeout(struct sup *s, uint64_t ms);

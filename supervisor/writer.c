@@ -50,8 +50,10 @@ void writer_event(struct sup *s, struct worker *w, struct proto_event *ev)
 	o->phase_id = xstrdup(w->phase->phase_id);
 	o->ev = *ev;
 	memset(ev, 0, sizeof *ev); /* the op owns the strings now */
-	if (o->ev.kind == PROTO_EV_TOKEN_ESTIMATION)
+	if (o->ev.kind == PROTO_EV_TOKEN_ESTIMATION) {
 		w->lease_v2++;
+		w->lease_samples += o->ev.body.est.success && !o->ev.body.est.truncated;
+	}
 	writer_push(s, o);
 }
 
@@ -62,58 +64,50 @@ static const char *op_str(struct op *o, int i, const char *v)
 	return o->strs[i];
 }
 
-void writer_close_attempt(struct sup *s, struct worker *w, const char *outcome, const char *reason,
+void writer_close_attempt(struct sup *s, struct worker *w, enum outcome outcome, enum reason reason,
     const char *message, const struct proto_result *r)
 {
 	struct op *o = xcalloc(1, sizeof *o);
-	const char *state;
+	enum phase_state state;
 
 	o->kind = OP_CLOSE;
 	o->worker_id = w->id;
 	o->attempt_id = w->attempt_id;
 	o->run = w->run;
-	o->close.outcome = op_str(o, 0, outcome);
-	if (reason == NULL && strcmp(outcome, "success") != 0 && strcmp(outcome, "dry_run") != 0) {
-		static char up[32];
-		size_t i;
-
-		for (i = 0; outcome[i] != '\0' && i < sizeof up - 1; i++)
-			up[i] = (char)(outcome[i] >= 'a' && outcome[i] <= 'z' ? outcome[i] - 32 :
-			                                                        outcome[i]);
-		up[i] = '\0';
-		reason = up;
-	}
-	o->close.failure_reason = op_str(o, 1, reason);
+	o->close.outcome = outcome;
+	o->close.reason = reason;
 	o->close.message = op_str(o, 2, message);
 	if (r != NULL) {
 		o->close.fingerprint = op_str(o, 3, r->fingerprint);
-		o->close.zero_yield_reason = op_str(o, 4, r->zero_yield_reason);
+		o->close.zero_yield = zero_yield_parse(r->zero_yield_reason);
 		o->close.reached_llm_boundary = r->reached_llm_boundary;
 		o->close.duration_ms = r->duration_ms;
 	} else {
-		/* The supervisor saw the attempt end (crash, deadline, stop): it fingerprints it
-		 * from what it knows, as the worker would have. */
+		/* The supervisor saw the attempt end (crash, deadline, stop): it judges it by the
+		 * rules the worker uses, from what it knows. */
+		struct fp_yield y = { .samples = (int)w->lease_samples,
+			.timed_out = outcome == OUTCOME_TIMEOUT,
+			.has_rc = true,
+			.rc = 1 };
 		char fp[320];
 
 		o->close.duration_ms = (int64_t)(clock_mono_ms() - w->lease_ms);
-		if (fp_fingerprint(o->close.failure_reason, outcome, NULL, fp, sizeof fp) > 0)
+		if (fp_attempt(outcome, reason, message, fp, sizeof fp) > 0)
 			o->close.fingerprint = op_str(o, 3, fp);
-		o->close.zero_yield_reason = op_str(
-		    o, 4, strcmp(outcome, "timeout") == 0 ? "timeout" : "execution_error");
+		o->close.zero_yield = fp_zero_yield_reason(&y);
 	}
-	log_msg(strcmp(outcome, "dry_run") == 0 ? LOG_DEBUG : LOG_INFO,
+	log_msg(outcome == OUTCOME_DRY_RUN ? LOG_DEBUG : LOG_INFO,
 	    "[%s] %s/%s attempt %llu: %s%s%s (%lld token-estimation event(s), %.1f s)",
-	    strcmp(outcome, "success") == 0 || strcmp(outcome, "dry_run") == 0 ? "OK" : "FAIL",
-	    w->run->run_id, w->phase->phase_id, (unsigned long long)w->attempt_id, outcome,
-	    o->close.failure_reason != NULL ? ": " : "",
-	    o->close.failure_reason != NULL ? o->close.failure_reason : "", (long long)w->lease_v2,
-	    (double)o->close.duration_ms / 1000.0);
+	    outcome_ok(outcome) ? "OK" : "FAIL", w->run->run_id, w->phase->phase_id,
+	    (unsigned long long)w->attempt_id, outcome_name(outcome),
+	    reason != REASON_NONE ? ": " : "", reason != REASON_NONE ? reason_name(reason) : "",
+	    (long long)w->lease_v2, (double)o->close.duration_ms / 1000.0);
 	state = sched_next_state(s, w->phase, outcome);
 	o->close.phase_state = state;
 	policy_result(s, w->run, outcome, o->close.fingerprint, w->lease_v2);
-	if (state != NULL && strcmp(state, "QUEUED") == 0) {
+	if (state == PHASE_QUEUED) {
 		o->requeue = w->phase;
-		o->requeue->bucket = policy_bucket(o->close.failure_reason);
+		o->requeue->bucket = policy_bucket(reason_name(reason));
 	} else {
 		free(w->phase->phase_id);
 		free(w->phase);
@@ -177,7 +171,7 @@ static int op_apply(struct sup *s, struct op *o, struct store_err *err)
 	rc = store_drain_attempt_close(s->sd, o->attempt_id, &o->close, &flag, err);
 	if (rc == 0 && flag)
 		log_warn("attempt %llu was already closed; its end (%s) is not recorded",
-		    (unsigned long long)o->attempt_id, o->close.outcome);
+		    (unsigned long long)o->attempt_id, outcome_name(o->close.outcome));
 	return rc;
 }
 
@@ -269,7 +263,7 @@ fail:
 		log_error("giving up after %llu failed commits; stopping",
 		    (unsigned long long)s->n.commit_failures);
 		s->exit_code = 3;
-		sup_stop(s, 2);
+		sup_stop(s, STOP_NOW);
 		return;
 	}
 	s->commit_armed = true;

@@ -555,8 +555,11 @@ def test_worker_past_its_deadline_is_stopped_by_the_supervisor(tmp):
     assert sup.wait(timeout=60) == 0, sup.stderr()
     # It heartbeats, so only the deadline (plus the grace the worker gets to report its
     # own timeout) ends it.
+    # The supervisor fingerprints the end it saw as the worker would have: outcome, reason,
+    # normalised message.
     assert sql(url, "SELECT outcome, failure_reason, fingerprint, zero_yield_reason"
-               " FROM attempts") == [("timeout", "TIMEOUT", "TIMEOUT|timeout", "timeout")]
+               " FROM attempts") == [("timeout", "TIMEOUT", "TIMEOUT|timeout|worker pid num"
+                                      " ended: status num, signal num", "timeout")]
     assert "passed its deadline" in sup.stderr()
 
 

@@ -9,7 +9,6 @@
 #include "worker/llm.h"
 #include "worker/prompt.h"
 
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +29,8 @@ struct phase_ctx {
 	bool link_lost;
 	int samples; /* clean v2 samples */
 	enum fp_stage stage;
-	const char *outcome; /* NULL while running */
-	const char *reason;
+	enum outcome outcome; /* OUTCOME_NONE while running */
+	enum reason reason;
 	char message[PHASE_MESSAGE_MAX + 1];
 	bool boundary;
 };
@@ -65,7 +64,7 @@ __attribute__((format(printf, 3, 4))) static void phase_log(
 
 /* End the attempt with `outcome`, `reason` and a formatted message. */
 __attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc,
-    const char *outcome, const char *reason, enum fp_stage stage, const char *fmt, ...)
+    enum outcome outcome, enum reason reason, enum fp_stage stage, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -91,7 +90,7 @@ static bool phase_expired(struct phase_ctx *pc, const char *what)
 {
 	if (phase_left(pc) > 0)
 		return false;
-	phase_end(pc, "timeout", PHASE_R_TIMEOUT, pc->stage,
+	phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, pc->stage,
 	    "the attempt's deadline passed before %s", what);
 	return true;
 }
@@ -137,7 +136,7 @@ static bool phase_estimate(struct phase_ctx *pc)
 		if (est_coefs_apply(&pc->coefs, job->coefs, job->ncoefs,
 		        job->coef_version > 0 ? job->coef_version : 1, err, sizeof err) < 0) {
 			phase_end(
-			    pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
+			    pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
 			return false;
 		}
 	}
@@ -160,26 +159,26 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 	const char *key;
 
 	if (p < 0) {
-		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM,
+		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "unknown LLM provider \"%s\" (expected anthropic or openai)",
 		    job->llm.provider != NULL ? job->llm.provider : "");
 		return false;
 	}
 	if (job->llm.base_url == NULL || job->llm.base_url[0] == '\0' || job->llm.model == NULL ||
 	    job->llm.model[0] == '\0') {
-		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM,
+		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "the job names no LLM base URL or model");
 		return false;
 	}
 	if (job->workspace == NULL || stat(job->workspace, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM,
+		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "workspace %s is not a directory",
 		    job->workspace != NULL ? job->workspace : "(none)");
 		return false;
 	}
 	key = getenv(llm_key_variable((enum llm_provider)p));
 	if (key == NULL || key[0] == '\0') {
-		phase_end(pc, "failed", PHASE_R_NO_API_KEY, FP_STAGE_BEFORE_LLM,
+		phase_end(pc, OUTCOME_FAILED, REASON_NO_API_KEY, FP_STAGE_BEFORE_LLM,
 		    "%s is not set: the worker takes provider keys only from its environment",
 		    llm_key_variable((enum llm_provider)p));
 		return false;
@@ -229,12 +228,12 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 		if (llm_call(cfg, &req, &hooks, &resp) != 0) {
 			pc->boundary = fp_llm_boundary(resp.error);
 			if (strcmp(resp.error_class, LLM_E_TIMEOUT) == 0 && phase_left(pc) <= 1000)
-				phase_end(pc, "timeout", PHASE_R_TIMEOUT, FP_STAGE_PROVIDER,
+				phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, FP_STAGE_PROVIDER,
 				    "LLM call timed out at the attempt's deadline: %s", resp.error);
 			else
-				phase_end(pc, "failed", PHASE_R_PROVIDER, FP_STAGE_PROVIDER,
-				    "%s after %d tr%s: %s", resp.error_class, resp.tries,
-				    resp.tries == 1 ? "y" : "ies", resp.error);
+				phase_end(pc, OUTCOME_FAILED, REASON_PROVIDER_ERROR,
+				    FP_STAGE_PROVIDER, "%s after %d tr%s: %s", resp.error_class,
+				    resp.tries, resp.tries == 1 ? "y" : "ies", resp.error);
 			llm_response_free(&resp);
 			break;
 		}
@@ -257,14 +256,15 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 			    max_tokens, resp.stop_reason, next);
 			max_tokens = next;
 		} else if (resp.truncated) {
-			phase_end(pc, "failed", PHASE_R_TRUNCATED, FP_STAGE_PARSE,
+			phase_end(pc, OUTCOME_FAILED, REASON_OUTPUT_TRUNCATED, FP_STAGE_PARSE,
 			    "output truncated at max_tokens %d (%s): %s", max_tokens,
 			    resp.stop_reason, perr);
 		} else {
-			phase_end(pc, "failed", PHASE_R_PARSE, FP_STAGE_PARSE, "%s", perr);
+			phase_end(
+			    pc, OUTCOME_FAILED, REASON_PARSE_FAILED, FP_STAGE_PARSE, "%s", perr);
 		}
 		llm_response_free(&resp);
-		if (pc->outcome != NULL || pc->link_lost)
+		if (pc->outcome != OUTCOME_NONE || pc->link_lost)
 			break;
 	}
 	free(dl_json);
@@ -288,14 +288,15 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 		return false;
 	rc = dlv_apply(pc->job->workspace, &scope, set, err, sizeof err);
 	if (rc != DLV_OK) {
-		phase_end(pc, "failed", rc == DLV_ESCOPE ? PHASE_R_SCOPE : PHASE_R_WRITE,
-		    FP_STAGE_APPLY, "%s", err);
+		phase_end(pc, OUTCOME_FAILED,
+		    rc == DLV_ESCOPE ? REASON_SCOPE_VIOLATION : REASON_WRITE_FAILED, FP_STAGE_APPLY,
+		    "%s", err);
 		return false;
 	}
 	missing = dlv_missing(
 	    pc->job->workspace, ph->deliverables.items, ph->deliverables.n, names, sizeof names);
 	if (missing > 0) {
-		phase_end(pc, "failed", PHASE_R_MISSING, FP_STAGE_APPLY,
+		phase_end(pc, OUTCOME_FAILED, REASON_DELIVERABLES_MISSING, FP_STAGE_APPLY,
 		    "%zu deliverable%s missing after the builder call: %s", missing,
 		    missing == 1 ? "" : "s", names);
 		return false;
@@ -320,60 +321,52 @@ static bool phase_check(struct phase_ctx *pc)
 		return false;
 	spec.deadline_mono_ms = pc->deadline != 0 ? pc->deadline : UINT64_MAX;
 	if (check_run(&spec, &r, err, sizeof err) < 0) {
-		phase_end(pc, "failed", PHASE_R_CHECK_ERROR, FP_STAGE_CHECK, "%s", err);
+		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_NOT_RUN, FP_STAGE_CHECK, "%s", err);
 		check_result_free(&r);
 		return false;
 	}
 	if (r.timed_out)
-		phase_end(pc, "timeout", PHASE_R_TIMEOUT, FP_STAGE_CHECK,
+		phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, FP_STAGE_CHECK,
 		    "check command killed at the attempt's deadline after %lld ms (see %s)",
 		    (long long)r.duration_ms, r.stderr_path);
 	else if (r.exit_code != 0)
-		phase_end(pc, "failed", PHASE_R_CHECK, FP_STAGE_CHECK,
+		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_FAILED, FP_STAGE_CHECK,
 		    "check command %s %d (stderr: %s): %s",
 		    r.exit_code < 0 ? "killed by signal" : "exited",
 		    r.exit_code < 0 ? r.term_signal : r.exit_code, r.stderr_path, r.excerpt);
 	else
 		phase_log(pc, "info", "check command passed in %lld ms", (long long)r.duration_ms);
 	check_result_free(&r);
-	return pc->outcome == NULL && !pc->link_lost;
+	return pc->outcome == OUTCOME_NONE && !pc->link_lost;
 }
 
 /* Fill the result from the finished attempt. */
 static void phase_result(struct phase_ctx *pc, struct proto_result *out)
 {
 	struct fp_yield y = { 0 };
-	const char *zy;
+	enum zero_yield zy;
+	char fp[512];
 
 	memset(out, 0, sizeof *out);
-	if (pc->link_lost && pc->outcome == NULL)
-		phase_end(
-		    pc, "failed", PHASE_R_LINK, pc->stage, "the supervisor stopped taking events");
-	out->outcome = xstrdup(pc->outcome);
-	if (pc->reason != NULL)
-		out->failure_reason = xstrdup(pc->reason);
+	if (pc->link_lost && pc->outcome == OUTCOME_NONE)
+		phase_end(pc, OUTCOME_FAILED, REASON_SUPERVISOR_LINK_LOST, pc->stage,
+		    "the supervisor stopped taking events");
+	out->outcome = xstrdup(outcome_name(pc->outcome));
+	if (pc->reason != REASON_NONE)
+		out->failure_reason = xstrdup(reason_name(pc->reason));
 	if (pc->message[0] != '\0')
 		out->message = xstrdup(pc->message);
-	if (strcmp(pc->outcome, "failed") == 0 || strcmp(pc->outcome, "timeout") == 0) {
-		char fp[512], bucket[64];
-		size_t i;
-
-		for (i = 0; pc->reason[i] != '\0' && i + 1 < sizeof bucket; i++)
-			bucket[i] = (char)tolower((unsigned char)pc->reason[i]);
-		bucket[i] = '\0';
-		fp_fingerprint(strcmp(pc->outcome, "timeout") == 0 ? "TIMEOUT" : "FAILED", bucket,
-		    pc->message, fp, sizeof fp);
+	if (fp_attempt(pc->outcome, pc->reason, pc->message, fp, sizeof fp) > 0)
 		out->fingerprint = xstrdup(fp);
-	}
 	y.samples = pc->samples;
-	y.success = strcmp(pc->outcome, "success") == 0;
-	y.timed_out = strcmp(pc->outcome, "timeout") == 0;
-	y.dry_run = strcmp(pc->outcome, "dry_run") == 0;
+	y.success = pc->outcome == OUTCOME_SUCCESS;
+	y.timed_out = pc->outcome == OUTCOME_TIMEOUT;
+	y.dry_run = pc->outcome == OUTCOME_DRY_RUN;
 	y.boundary = pc->boundary;
 	y.stage = pc->stage;
 	zy = fp_zero_yield_reason(&y);
-	if (zy != NULL)
-		out->zero_yield_reason = xstrdup(zy);
+	if (zy != ZERO_YIELD_NONE)
+		out->zero_yield_reason = xstrdup(zero_yield_name(zy));
 	out->reached_llm_boundary = pc->boundary;
 	out->duration_ms = (int64_t)(clock_mono_ms() - pc->start);
 }
@@ -400,7 +393,7 @@ int phase_run(
 		    pc.est.estimate, pc.est.category, pc.est.complexity, pc.est.confidence,
 		    (unsigned long long)pc.coefs.version, pc.budget,
 		    est_max_tokens(&pc.coefs, &pc.est, pc.budget, 0, (int)job->max_tokens_cap));
-		pc.outcome = "dry_run";
+		pc.outcome = OUTCOME_DRY_RUN;
 		goto done;
 	}
 	if (!phase_llm_ready(&pc, &cfg))
@@ -415,8 +408,8 @@ int phase_run(
 	pc.stage = FP_STAGE_CHECK;
 	if (!phase_check(&pc))
 		goto done;
-	if (pc.outcome == NULL && !pc.link_lost) {
-		pc.outcome = "success";
+	if (pc.outcome == OUTCOME_NONE && !pc.link_lost) {
+		pc.outcome = OUTCOME_SUCCESS;
 		pc.stage = FP_STAGE_DONE;
 	}
 done:

@@ -20,20 +20,6 @@ struct phase_hooks {
 	void (*heartbeat)(void *ctx);
 };
 
-/* Failure reasons of a result. */
-#define PHASE_R_INVALID_JOB "INVALID_JOB"
-#define PHASE_R_NO_API_KEY "NO_API_KEY"
-#define PHASE_R_PROVIDER "PROVIDER_ERROR"
-#define PHASE_R_TRUNCATED "OUTPUT_TRUNCATED"
-#define PHASE_R_PARSE "PARSE_FAILED"
-#define PHASE_R_SCOPE "SCOPE_VIOLATION"
-#define PHASE_R_WRITE "WRITE_FAILED"
-#define PHASE_R_MISSING "DELIVERABLES_MISSING"
-#define PHASE_R_CHECK "CHECK_FAILED"
-#define PHASE_R_CHECK_ERROR "CHECK_NOT_RUN"
-#define PHASE_R_TIMEOUT "TIMEOUT"
-#define PHASE_R_LINK "SUPERVISOR_LINK_LOST"
-
 #define PHASE_MESSAGE_MAX 1000 /* bytes of the result's message */
 
 /* Run one attempt of `job`. Fills `out` (outcome success|failed|timeout|dry_run, failure

@@ -155,7 +155,7 @@ static double est_confidence(const struct est_coefs *c, char *const *d, size_t n
 	return conf > 1.0 ? 1.0 : conf;
 }
 
-/* Documentation features from the deliverables and the description (PROTO_DOC_* bits). */
+/* Documentation features from the deliverables and the description (enum doc_feature bits). */
 static int est_doc_features(char *const *d, size_t n, const char *description)
 {
 	static const char *const api[] = { "api_reference", "api reference", "api.md", "endpoints",
@@ -185,13 +185,13 @@ static int est_doc_features(char *const *d, size_t n, const char *description)
 	for (i = 0; all[i] != '\0'; i++)
 		all[i] = (char)tolower((unsigned char)all[i]);
 	if (est_has_any(all, api, ARRAY_SIZE(api)))
-		f |= PROTO_DOC_API_REFERENCE;
+		f |= DOC_API_REFERENCE;
 	if (est_has_any(all, examples, ARRAY_SIZE(examples)))
-		f |= PROTO_DOC_EXAMPLES;
+		f |= DOC_EXAMPLES;
 	if (est_has_any(task, research, ARRAY_SIZE(research)))
-		f |= PROTO_DOC_RESEARCH;
+		f |= DOC_RESEARCH;
 	if (est_has_any(all, guide, ARRAY_SIZE(guide)))
-		f |= PROTO_DOC_USAGE_GUIDE;
+		f |= DOC_USAGE_GUIDE;
 	free(all);
 	free(task);
 	return f;
@@ -200,10 +200,10 @@ static int est_doc_features(char *const *d, size_t n, const char *description)
 /* True when the features call for the doc-synthesis model. */
 static bool est_is_synthesis(int f)
 {
-	bool examples = (f & PROTO_DOC_EXAMPLES) != 0;
+	bool examples = (f & DOC_EXAMPLES) != 0;
 
-	return (f & PROTO_DOC_API_REFERENCE) != 0 || (examples && (f & PROTO_DOC_RESEARCH) != 0) ||
-	    (examples && (f & PROTO_DOC_USAGE_GUIDE) != 0);
+	return (f & DOC_API_REFERENCE) != 0 || (examples && (f & DOC_RESEARCH) != 0) ||
+	    (examples && (f & DOC_USAGE_GUIDE) != 0);
 }
 
 /* The SOT ledger basename (lowercased) of a deliverable, or NULL. */
@@ -315,9 +315,9 @@ static void est_estimate_original(const struct est_coefs *c, const struct est_in
 			int write = c->syn_write_per_doc * (int)n;
 			int sum = c->syn_investigate[q] + write;
 
-			if (f & PROTO_DOC_API_REFERENCE)
+			if (f & DOC_API_REFERENCE)
 				sum += c->syn_api;
-			if (f & PROTO_DOC_EXAMPLES)
+			if (f & DOC_EXAMPLES)
 				sum += c->syn_examples;
 			if ((int)n >= c->syn_coordination_min_docs)
 				sum += (int)(c->syn_coordination * write);

@@ -212,7 +212,7 @@ struct est_output {
 	int deliverable_count;
 	int overhead;                /* overhead row used (overhead model), else 0 */
 	int marginal;                /* Σ marginal (overhead model), else 0 */
-	int doc_features;            /* PROTO_DOC_* bits; -1 when the phase is not pure doc */
+	int doc_features;            /* enum doc_feature bits; -1 when the phase is not pure doc */
 	const char *context_quality; /* "none"|"some"|"strong"; NULL when not pure doc */
 	char sot_file_name[128];     /* "" unless the SOT model was chosen */
 	int sot_entry_count_hint;    /* -1 unless the SOT model was chosen */

@@ -302,6 +302,24 @@ size_t fp_fingerprint(
 	return len;
 }
 
+/* Fingerprint an attempt's end from its outcome, reason and message. */
+size_t fp_attempt(enum outcome o, enum reason r, const char *message, char *out, size_t n)
+{
+	const char *name = reason_name(r);
+	char bucket[64];
+	size_t i = 0;
+
+	if (outcome_ok(o) || o == OUTCOME_NONE) {
+		if (n > 0)
+			out[0] = '\0';
+		return 0;
+	}
+	for (; name != NULL && name[i] != '\0' && i + 1 < sizeof bucket; i++)
+		bucket[i] = (char)tolower((unsigned char)name[i]);
+	bucket[i] = '\0';
+	return fp_fingerprint(outcome_label(o), bucket, message, out, n);
+}
+
 bool fp_llm_boundary(const char *text)
 {
 	static const char *const marks[] = {
@@ -359,28 +377,28 @@ static bool fp_before_llm_text(const char *text)
 	return hit;
 }
 
-const char *fp_zero_yield_reason(const struct fp_yield *y)
+enum zero_yield fp_zero_yield_reason(const struct fp_yield *y)
 {
 	if (y->dry_run || y->samples > 0)
-		return NULL;
+		return ZERO_YIELD_NONE;
 	if (y->success)
-		return "success_no_llm_calls";
+		return ZERO_YIELD_SUCCESS_NO_LLM_CALLS;
 	if (y->timed_out || (y->has_rc && (y->rc == -1 || y->rc == 143)))
-		return "timeout";
+		return ZERO_YIELD_TIMEOUT;
 	if (y->boundary)
-		return "llm_boundary_hit";
+		return ZERO_YIELD_LLM_BOUNDARY_HIT;
 	switch (y->stage) {
-	case FP_STAGE_BEFORE_LLM: return "failed_before_llm";
-	case FP_STAGE_PROVIDER: return "provider_error";
-	case FP_STAGE_PARSE: return "parse_failed";
-	case FP_STAGE_APPLY: return "deliverables_failed";
-	case FP_STAGE_CHECK: return "check_failed";
-	case FP_STAGE_DONE: return "success_no_llm_calls";
+	case FP_STAGE_BEFORE_LLM: return ZERO_YIELD_FAILED_BEFORE_LLM;
+	case FP_STAGE_PROVIDER: return ZERO_YIELD_PROVIDER_ERROR;
+	case FP_STAGE_PARSE: return ZERO_YIELD_PARSE_FAILED;
+	case FP_STAGE_APPLY: return ZERO_YIELD_DELIVERABLES_FAILED;
+	case FP_STAGE_CHECK: return ZERO_YIELD_CHECK_FAILED;
+	case FP_STAGE_DONE: return ZERO_YIELD_SUCCESS_NO_LLM_CALLS;
 	case FP_STAGE_UNKNOWN: break;
 	}
 	if (fp_before_llm_text(y->output))
-		return "failed_before_llm";
+		return ZERO_YIELD_FAILED_BEFORE_LLM;
 	if (y->has_rc && y->rc != 0)
-		return "execution_error";
-	return "unknown";
+		return ZERO_YIELD_EXECUTION_ERROR;
+	return ZERO_YIELD_UNKNOWN;
 }

@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/vocab.h"
+
 #define FP_MESSAGE_MAX 200 /* bytes of the normalised message kept in a fingerprint */
 
 /* Normalise an error message (lowercase; dates, times, paths, addresses, line numbers,
@@ -31,6 +33,14 @@ void fp_rc_bucket(int rc, char *out, size_t n);
  * Returns strlen(out); 0 when every part is missing. */
 size_t fp_fingerprint(
     const char *final_state, const char *bucket, const char *error, char *out, size_t n);
+
+/* The fingerprint of an attempt's end, one format whoever computes it (the worker for the
+ * ends it reports, the supervisor for those it sees itself): fp_fingerprint of the
+ * outcome's label, the failure reason in lower case and the attempt's message, e.g.
+ * "FAILED|check_failed|check command exited num ..." or
+ * "WORKER_CRASHED|worker_crashed|worker pid num ended: status num, signal num".
+ * Writes "" and returns 0 for an outcome without a fingerprint (success, dry run). */
+size_t fp_attempt(enum outcome o, enum reason r, const char *message, char *out, size_t n);
 
 /* True when the text shows the LLM hit a context or turn limit. */
 bool fp_llm_boundary(const char *text);
@@ -58,11 +68,11 @@ struct fp_yield {
 	int rc;
 };
 
-/* Why the attempt yielded no clean estimator sample, or NULL when it yielded one (or was a
- * dry run). First match: success_no_llm_calls, timeout, llm_boundary_hit, then by stage
+/* Why the attempt yielded no clean estimator sample, or ZERO_YIELD_NONE when it yielded one
+ * (or was a dry run). First match: success_no_llm_calls, timeout, llm_boundary_hit, then by stage
  * failed_before_llm, provider_error, parse_failed, deliverables_failed, check_failed; for
  * an unknown stage the original's text rules: failed_before_llm, execution_error
  * (rc not 0, -1, 143), unknown. */
-const char *fp_zero_yield_reason(const struct fp_yield *y);
+enum zero_yield fp_zero_yield_reason(const struct fp_yield *y);
 
 #endif

@@ -1,4 +1,4 @@
-/* The steps of an adoption (common/store_adopt*.c); nothing outside them includes this,
+/* The steps of an adoption (common/store/store_adopt*.c); nothing outside them includes this,
  * except unit tests. */
 #ifndef AUTOPACK_STORE_ADOPT_INTERNAL_H
 #define AUTOPACK_STORE_ADOPT_INTERNAL_H

@@ -39,7 +39,7 @@ static const char *const drain_sql[S_COUNT] = {
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_ATT_PHASE] =
 	    "SELECT state, builder_attempts FROM phases WHERE run_id = ?1 AND phase_id = ?2",
-	[S_PHASE_EXEC] = "UPDATE phases SET state = 'EXECUTING', current_attempt_id = ?3,"
+	[S_PHASE_EXEC] = "UPDATE phases SET state = ?5, current_attempt_id = ?3,"
 	                 " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?4,"
 	                 " started_at = COALESCE(started_at, ?4), updated_at = ?4"
 	                 " WHERE run_id = ?1 AND phase_id = ?2",
@@ -74,17 +74,15 @@ static const char *const drain_sql[S_COUNT] = {
 	    " duration_ms = ?9,"
 	    " events_committed = (SELECT count(*) FROM events WHERE attempt_id = ?1)"
 	    " WHERE attempt_id = ?1",
-	[S_PHASE_SET] =
-	    "UPDATE phases SET state = ?3, updated_at = ?4,"
-	    " last_failure_reason = CASE WHEN ?3 = 'COMPLETE' THEN last_failure_reason"
-	    "   ELSE COALESCE(?5, last_failure_reason) END,"
-	    " completed_at = CASE WHEN ?3 IN ('COMPLETE', 'FAILED') THEN ?4 ELSE completed_at END"
-	    " WHERE run_id = ?1 AND phase_id = ?2",
+	[S_PHASE_SET] = "UPDATE phases SET state = ?3, updated_at = ?4,"
+	                " last_failure_reason = COALESCE(?5, last_failure_reason),"
+	                " completed_at = CASE WHEN ?6 THEN ?4 ELSE completed_at END"
+	                " WHERE run_id = ?1 AND phase_id = ?2",
 	[S_RUN_STATE] = "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
-	                " state = CASE WHEN d.open THEN 'PHASE_EXECUTION' ELSE 'DONE_SUCCESS' END,"
+	                " state = CASE WHEN d.open THEN ?3 ELSE ?4 END,"
 	                " completed_at = CASE WHEN d.open THEN NULL ELSE ?2 END"
 	                " FROM (SELECT EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	                "   AND state NOT IN ('COMPLETE', 'SKIPPED')) AS open) d"
+	                "   AND state NOT IN (?5, ?6)) AS open) d"
 	                " WHERE id = ?1",
 	[S_RESULT_ROW] =
 	    "INSERT OR REPLACE INTO drain_session_results (session_id, attempt_id, run_id,"
@@ -92,7 +90,7 @@ static const char *const drain_sql[S_COUNT] = {
 	    " timestamp, duration_seconds, failure_fingerprint, telemetry_events_collected,"
 	    " telemetry_yield_per_minute, reached_llm_boundary, zero_yield_reason)"
 	    " SELECT a.session_id, a.attempt_id, a.run_id, a.phase_id, p.phase_index,"
-	    " a.initial_state, p.state, a.outcome IN ('success', 'dry_run'),"
+	    " a.initial_state, p.state, ?2,"
 	    " CASE WHEN a.failure_reason IS NOT NULL AND a.message IS NOT NULL"
 	    "   THEN a.failure_reason || ': ' || a.message"
 	    "   ELSE COALESCE(a.failure_reason, a.message) END,"
@@ -248,7 +246,7 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	                          "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
 	                          " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
 	                          " FROM phases p JOIN tiers t ON t.id = p.tier_id"
-	                          " WHERE (p.state = 'QUEUED' OR (?2 AND p.state = 'FAILED'))"
+	                          " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
 	                          " AND (?1 IS NULL OR p.run_id = ?1)"
 	                          " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
 	sqlite3_stmt *s;
@@ -259,6 +257,8 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	bind_text(s, 1, run_filter);
 	sqlite3_bind_int(s, 2, with_failed);
 	bind_text(s, 3, session_id);
+	bind_text(s, 4, phase_state_name(PHASE_QUEUED));
+	bind_text(s, 5, phase_state_name(PHASE_FAILED));
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct drain_phase p = {
 			.run_id = (char *)sqlite3_column_text(s, 0),
@@ -283,11 +283,16 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err)
 {
 	static const char *const sql[] = {
-		"UPDATE phases SET state = 'QUEUED', updated_at = ?1"
-		" WHERE state = 'EXECUTING' AND current_attempt_id IN"
+		"UPDATE phases SET state = ?2, updated_at = ?1"
+		" WHERE state = ?3 AND current_attempt_id IN"
 		" (SELECT attempt_id FROM attempts WHERE ended_at IS NULL)",
-		"UPDATE attempts SET ended_at = ?1, outcome = 'supervisor_restart',"
-		" failure_reason = 'SUPERVISOR_RESTART' WHERE ended_at IS NULL",
+		"UPDATE attempts SET ended_at = ?1, outcome = ?2,"
+		" failure_reason = ?3 WHERE ended_at IS NULL",
+	};
+	const char *const args[][2] = {
+		{ phase_state_name(PHASE_QUEUED), phase_state_name(PHASE_EXECUTING) },
+		{ outcome_name(OUTCOME_SUPERVISOR_RESTART),
+		    reason_name(outcome_reason(OUTCOME_SUPERVISOR_RESTART)) },
 	};
 	char now[32];
 	size_t i;
@@ -301,6 +306,8 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 		if (sqlite3_prepare_v2(d->st->db, sql[i], -1, &s, NULL) != SQLITE_OK)
 			return drain_fail(d, err, "recover");
 		sqlite3_bind_text(s, 1, now, -1, SQLITE_TRANSIENT);
+		bind_text(s, 2, args[i][0]);
+		bind_text(s, 3, args[i][1]);
 		rc = sqlite3_step(s);
 		sqlite3_finalize(s);
 		if (rc != SQLITE_DONE)
@@ -316,6 +323,7 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
     int64_t *attempt_number, struct store_err *err)
 {
 	sqlite3_stmt *s = drain_stmt(d, S_ATT_PHASE);
+	enum phase_state initial;
 	char now[32], *state;
 	int64_t made;
 	int rc;
@@ -325,12 +333,14 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	state = col_dup(s, 0);
 	made = sqlite3_column_int64(s, 1);
 	sqlite3_reset(s);
-	if (strcmp(state, "QUEUED") != 0 && strcmp(state, "FAILED") != 0) {
+	initial = phase_state_parse(state);
+	if (initial != PHASE_QUEUED && initial != PHASE_FAILED) {
 		snprintf(err->text, sizeof err->text, "phase %s/%s: state %s is not dispatchable",
-		    run_id, phase_id, state);
+		    run_id, phase_id, state != NULL ? state : "NULL");
 		free(state);
 		return STORE_EINVAL;
 	}
+	free(state);
 
 	time_iso8601(clock_wall_ms(), now);
 	s = drain_stmt(d, S_ATT_INSERT);
@@ -340,9 +350,8 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	bind_text(s, 4, session_id);
 	sqlite3_bind_int64(s, 5, worker_pid);
 	sqlite3_bind_int(s, 6, dry_run);
-	bind_text(s, 7, state);
+	bind_text(s, 7, phase_state_name(initial));
 	bind_text(s, 8, now);
-	free(state);
 	if ((rc = drain_exec(d, S_ATT_INSERT, s, err)) != 0)
 		return rc;
 	*attempt_id = (uint64_t)sqlite3_last_insert_rowid(d->st->db);
@@ -353,6 +362,8 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	bind_text(s, 2, phase_id);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)*attempt_id);
 	bind_text(s, 4, now);
+	if (!dry_run)
+		bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
 	return drain_exec(d, dry_run ? S_PHASE_FENCE : S_PHASE_EXEC, s, err);
 }
 
@@ -484,10 +495,10 @@ static int event_estimation(struct store_drain *d, const char *run_id, const cha
 		sqlite3_bind_double(s, 17, p / a);
 		sqlite3_bind_int(s, 18, a > p);
 	}
-	bind_feature(s, 19, e->doc_features, PROTO_DOC_API_REFERENCE);
-	bind_feature(s, 20, e->doc_features, PROTO_DOC_EXAMPLES);
-	bind_feature(s, 21, e->doc_features, PROTO_DOC_RESEARCH);
-	bind_feature(s, 22, e->doc_features, PROTO_DOC_USAGE_GUIDE);
+	bind_feature(s, 19, e->doc_features, DOC_API_REFERENCE);
+	bind_feature(s, 20, e->doc_features, DOC_EXAMPLES);
+	bind_feature(s, 21, e->doc_features, DOC_RESEARCH);
+	bind_feature(s, 22, e->doc_features, DOC_USAGE_GUIDE);
 	bind_text(s, 23, e->context_quality);
 	if (e->sot_file_name != NULL)
 		sqlite3_bind_int(s, 24, 1);
@@ -511,10 +522,7 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 	time_iso8601(clock_wall_ms(), now);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->seq);
-	bind_text(s, 3,
-	    ev->kind == PROTO_EV_LLM_USAGE            ? "llm_usage" :
-	        ev->kind == PROTO_EV_TOKEN_ESTIMATION ? "token_estimation_v2" :
-	                                                "log");
+	bind_text(s, 3, event_kind_name((enum event_kind)ev->kind));
 	bind_text(s, 4, now);
 	if (ev->kind == PROTO_EV_LOG) {
 		bind_text(s, 5, ev->body.log.level);
@@ -563,33 +571,43 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	s = drain_stmt(d, S_ATT_END);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
 	bind_text(s, 2, now);
-	bind_text(s, 3, c->outcome);
-	bind_text(s, 4, c->failure_reason);
+	bind_text(s, 3, outcome_name(c->outcome));
+	bind_text(s, 4, reason_name(c->reason));
 	bind_text(s, 5, c->message);
 	bind_text(s, 6, c->fingerprint);
-	bind_text(s, 7, c->zero_yield_reason);
+	bind_text(s, 7, zero_yield_name(c->zero_yield));
 	sqlite3_bind_int(s, 8, c->reached_llm_boundary);
 	sqlite3_bind_int64(s, 9, c->duration_ms);
 	if ((rc = drain_exec(d, S_ATT_END, s, err)) != 0)
 		goto out;
-	if (c->phase_state != NULL) {
+	if (c->phase_state != PHASE_STATE_NONE) {
+		bool done = c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED;
+
 		s = drain_stmt(d, S_PHASE_SET);
 		bind_text(s, 1, run_id);
 		bind_text(s, 2, phase_id);
-		bind_text(s, 3, c->phase_state);
+		bind_text(s, 3, phase_state_name(c->phase_state));
 		bind_text(s, 4, now);
-		bind_text(s, 5, c->failure_reason);
+		/* A completed phase keeps the reason of its last failure. */
+		if (c->phase_state != PHASE_COMPLETE)
+			bind_text(s, 5, reason_name(c->reason));
+		sqlite3_bind_int(s, 6, done);
 		if ((rc = drain_exec(d, S_PHASE_SET, s, err)) != 0)
 			goto out;
 		/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED. */
 		s = drain_stmt(d, S_RUN_STATE);
 		bind_text(s, 1, run_id);
 		bind_text(s, 2, now);
+		bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
+		bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
+		bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
+		bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
 		if ((rc = drain_exec(d, S_RUN_STATE, s, err)) != 0)
 			goto out;
 	}
 	s = drain_stmt(d, S_RESULT_ROW);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	sqlite3_bind_int(s, 2, outcome_ok(c->outcome));
 	rc = drain_exec(d, S_RESULT_ROW, s, err);
 out:
 	free(run_id);
@@ -626,7 +644,7 @@ int store_drain_set_supervisor(
 }
 
 int store_drain_phase_counts(
-    struct store_drain *d, const char *const *names, int64_t *counts, int n, struct store_err *err)
+    struct store_drain *d, int64_t counts[PHASE_STATE_COUNT], struct store_err *err)
 {
 	sqlite3_stmt *s;
 	int rc, i;
@@ -634,14 +652,11 @@ int store_drain_phase_counts(
 	if (sqlite3_prepare_v2(d->st->db, "SELECT state, count(*) FROM phases GROUP BY state", -1,
 	        &s, NULL) != SQLITE_OK)
 		return drain_fail(d, err, "phase counts");
-	for (i = 0; i < n; i++)
+	for (i = 0; i < PHASE_STATE_COUNT; i++)
 		counts[i] = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *st = (const char *)sqlite3_column_text(s, 0);
-		for (i = 0; st != NULL && i < n; i++)
-			if (strcmp(st, names[i]) == 0)
-				counts[i] = sqlite3_column_int64(s, 1);
-	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		counts[phase_state_parse((const char *)sqlite3_column_text(s, 0))] +=
+		    sqlite3_column_int64(s, 1);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE)
 		return drain_fail(d, err, "phase counts");
@@ -801,11 +816,31 @@ int store_drain_active_coefs(struct store_drain *d, uint64_t *version, struct pr
 	return 0;
 }
 
+/* Write the names of the states in `set` as "A, B or C" into buf. */
+static void state_set_text(unsigned set, char *buf, size_t n)
+{
+	size_t len = 0, left = 0;
+	int i;
+
+	for (i = 1; i < PHASE_STATE_COUNT; i++)
+		left += (set >> i) & 1u;
+	buf[0] = '\0';
+	for (i = 1; i < PHASE_STATE_COUNT && len < n; i++) {
+		if (!((set >> i) & 1u))
+			continue;
+		left--;
+		len += (size_t)snprintf(buf + len, n - len, "%s%s", phase_state_name(i),
+		    left > 1      ? ", " :
+		        left == 1 ? " or " :
+		                    "");
+	}
+}
+
 int store_drain_phase_move(struct store_drain *d, const char *run_id, const char *phase_id,
-    const char *from, const char *to, struct store_err *err)
+    unsigned from, enum phase_state to, struct store_err *err)
 {
 	sqlite3_stmt *s;
-	char *state = NULL;
+	char *state = NULL, allowed[128];
 	int rc;
 
 	if (sqlite3_prepare_v2(d->st->db,
@@ -821,26 +856,20 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return drain_fail(d, err, "phase state");
-	if (state == NULL) {
+	if (rc == SQLITE_DONE) {
 		snprintf(err->text, sizeof err->text, "no phase %s in run %s", phase_id, run_id);
 		return STORE_EINVAL;
 	}
-	{
-		char *list = xasprintf(",%s,", from), *key = xasprintf(",%s,", state);
-		bool ok = strstr(list, key) != NULL;
-
-		free(list);
-		free(key);
-		if (!ok) {
-			snprintf(err->text, sizeof err->text, "phase %s/%s is %s, not %s", run_id,
-			    phase_id, state, from);
-			free(state);
-			return STORE_EINVAL;
-		}
+	if (!((from >> phase_state_parse(state)) & 1u) || phase_state_parse(state) == 0) {
+		state_set_text(from, allowed, sizeof allowed);
+		snprintf(err->text, sizeof err->text, "phase %s/%s is %s, not %s", run_id, phase_id,
+		    state != NULL ? state : "NULL", allowed);
+		free(state);
+		return STORE_EINVAL;
 	}
 	free(state);
 	return drain_run(d,
 	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ')"
 	    " WHERE run_id = ?1 AND phase_id = ?2",
-	    run_id, phase_id, to, err);
+	    run_id, phase_id, phase_state_name(to), err);
 }

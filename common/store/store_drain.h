@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/store/store.h"
+#include "common/vocab.h"
 #include "proto/proto.h"
 
 struct store_drain;
@@ -28,14 +29,14 @@ struct drain_phase {
 
 /* What an attempt ended as (docs/data-model.md, "Drains"). */
 struct drain_close {
-	const char *outcome;           /* success|failed|timeout|dry_run|worker_crashed|... */
-	const char *failure_reason;    /* nullable */
-	const char *message;           /* nullable */
-	const char *fingerprint;       /* nullable */
-	const char *zero_yield_reason; /* nullable */
+	enum outcome outcome;
+	enum reason reason;      /* REASON_NONE: none */
+	const char *message;     /* nullable */
+	const char *fingerprint; /* nullable */
+	enum zero_yield zero_yield;
 	bool reached_llm_boundary;
 	int64_t duration_ms;
-	const char *phase_state; /* new phases.state, or NULL to leave it */
+	enum phase_state phase_state; /* new phases.state, or PHASE_STATE_NONE to leave it */
 };
 
 /* Prepare the statements. Returns 0, or STORE_EIO with err set. */
@@ -89,15 +90,16 @@ int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t pee
 int store_drain_set_supervisor(
     struct store_drain *d, int64_t pid, const char *socket_path, struct store_err *err);
 
-/* Count phases by state; fills counts[] for names[] (n entries); others ignored. */
+/* Count phases by state into counts[state]; states outside the vocabulary are counted in
+ * counts[PHASE_STATE_NONE]. */
 int store_drain_phase_counts(
-    struct store_drain *d, const char *const *names, int64_t *counts, int n, struct store_err *err);
+    struct store_drain *d, int64_t counts[PHASE_STATE_COUNT], struct store_err *err);
 
-/* Move phase (run, phase) from one of the states in `from` (comma-separated, e.g.
- * "FAILED,SKIPPED") to `to`. STORE_EINVAL names the phase's actual state when it is not in
- * `from`, or says it does not exist. */
+/* Move phase (run, phase) from one of the states in `from` (a set of 1u << state bits) to
+ * `to`. STORE_EINVAL names the phase's actual state when it is not in `from`, or says it
+ * does not exist. */
 int store_drain_phase_move(struct store_drain *d, const char *run_id, const char *phase_id,
-    const char *from, const char *to, struct store_err *err);
+    unsigned from, enum phase_state to, struct store_err *err);
 
 /* Set PRAGMA synchronous to FULL or NORMAL. */
 int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_err *err);

@@ -1,6 +1,7 @@
 /* Reading drain sessions and their results. */
 #include "common/store/store_internal.h"
 #include "common/store/store_session.h"
+#include "common/vocab.h"
 #include "common/util.h"
 
 #include <stdlib.h>
@@ -127,7 +128,7 @@ int store_session_results(struct store *st, const char *id, struct store_session
 		r->phase_id = store_col_text(q, 1, "");
 		r->outcome = store_col_text(q, 2, NULL);
 		r->success = sqlite3_column_int(q, 3) != 0;
-		r->timeout = r->outcome != NULL && strcmp(r->outcome, "timeout") == 0;
+		r->timeout = outcome_parse(r->outcome) == OUTCOME_TIMEOUT;
 		r->duration_s = sqlite3_column_type(q, 4) == SQLITE_NULL ?
 		    -1 :
 		    sqlite3_column_double(q, 4);

@@ -1,19 +1,9 @@
 #include "common/store/store_internal.h"
 #include "common/util.h"
+#include "common/vocab.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Every PhaseState, in the order db check prints them. */
-static const char *const store_phase_states[] = {
-	"QUEUED",
-	"EXECUTING",
-	"GATE",
-	"CI_RUNNING",
-	"COMPLETE",
-	"FAILED",
-	"SKIPPED",
-};
 
 /* Append (key, n) to the list. */
 static void store_counts_add(struct store_counts *c, const char *key, int64_t n)
@@ -149,8 +139,8 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 	int rc;
 
 	memset(s, 0, sizeof *s);
-	for (size_t i = 0; i < ARRAY_SIZE(store_phase_states); i++)
-		store_counts_add(&s->phase_states, store_phase_states[i], 0);
+	for (int i = PHASE_STATE_NONE + 1; i < PHASE_STATE_COUNT; i++)
+		store_counts_add(&s->phase_states, phase_state_name(i), 0);
 	rc = store_query_int(st->db, "SELECT count(*) FROM runs", &s->runs, err);
 	if (rc == 0)
 		rc = store_query_int(st->db, "SELECT count(*) FROM phases", &s->phases, err);

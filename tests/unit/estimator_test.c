@@ -114,8 +114,8 @@ TEST(estimator_docs_low_readme_examples_not_synthesis)
 	CHECK_EQ_INT(o.estimate, 2600);
 	CHECK_EQ_INT(b, 4096);
 	CHECK_EQ_INT(m, 4096);
-	CHECK(o.doc_features & PROTO_DOC_EXAMPLES);
-	CHECK(!(o.doc_features & PROTO_DOC_RESEARCH));
+	CHECK(o.doc_features & DOC_EXAMPLES);
+	CHECK(!(o.doc_features & DOC_RESEARCH));
 	CHECK_EQ_STR(o.context_quality, "none");
 }
 
@@ -204,8 +204,8 @@ TEST(estimator_doc_synthesis_model)
 	est_coefs_default(&c);
 	est_estimate(&c, &in, ".", &o);
 	CHECK_EQ_INT(o.model, EST_MODEL_DOC_SYNTHESIS);
-	CHECK(o.doc_features & PROTO_DOC_API_REFERENCE);
-	CHECK(o.doc_features & PROTO_DOC_RESEARCH);
+	CHECK(o.doc_features & DOC_API_REFERENCE);
+	CHECK(o.doc_features & DOC_RESEARCH);
 	/* 2500 + 1200 + 850×5 + int(0.12 × 4250) = 510 → 8460 × 1.3 = 10998 */
 	CHECK_EQ_INT(o.estimate, 10998);
 	CHECK_EQ_STR(o.category, "doc_synthesis");

@@ -93,37 +93,58 @@ TEST(fingerprint_zero_yield_reasons)
 	struct fp_yield y = { 0 };
 
 	y.samples = 1;
-	CHECK(fp_zero_yield_reason(&y) == NULL);
+	CHECK(fp_zero_yield_reason(&y) == ZERO_YIELD_NONE);
 	y.samples = 0;
 	y.dry_run = true;
-	CHECK(fp_zero_yield_reason(&y) == NULL);
+	CHECK(fp_zero_yield_reason(&y) == ZERO_YIELD_NONE);
 	y.dry_run = false;
 	y.success = true;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "success_no_llm_calls");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "success_no_llm_calls");
 	y.success = false;
 	y.timed_out = true;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "timeout");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "timeout");
 	y.timed_out = false;
 	y.boundary = true;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "llm_boundary_hit");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "llm_boundary_hit");
 	y.boundary = false;
 	y.stage = FP_STAGE_BEFORE_LLM;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "failed_before_llm");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "failed_before_llm");
 	y.stage = FP_STAGE_PROVIDER;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "provider_error");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "provider_error");
 	y.stage = FP_STAGE_PARSE;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "parse_failed");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "parse_failed");
 	y.stage = FP_STAGE_CHECK;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "check_failed");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "check_failed");
 	y.stage = FP_STAGE_UNKNOWN;
 	y.output = "sqlite: Database Error while reading";
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "failed_before_llm");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "failed_before_llm");
 	y.output = "Traceback";
 	y.has_rc = true;
 	y.rc = 2;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "execution_error");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "execution_error");
 	y.rc = 143;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "timeout");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "timeout");
 	y.rc = 0;
-	CHECK_EQ_STR(fp_zero_yield_reason(&y), "unknown");
+	CHECK_EQ_STR(zero_yield_name(fp_zero_yield_reason(&y)), "unknown");
+}
+
+TEST(fingerprint_of_an_attempt_has_one_format_whoever_computes_it)
+{
+	char fp[256];
+
+	/* The worker's end. */
+	fp_attempt(OUTCOME_FAILED, REASON_CHECK_FAILED, "check command exited 1 (stderr: /w/x)", fp,
+	    sizeof fp);
+	CHECK_EQ_STR(fp, "FAILED|check_failed|check command exited num (stderr: path)");
+	/* An end the supervisor saw: the same three parts. */
+	fp_attempt(OUTCOME_WORKER_CRASHED, outcome_reason(OUTCOME_WORKER_CRASHED),
+	    "worker pid 4242 ended: status 0, signal 9", fp, sizeof fp);
+	CHECK_EQ_STR(
+	    fp, "WORKER_CRASHED|worker_crashed|worker pid num ended: status num, signal num");
+	fp_attempt(OUTCOME_TIMEOUT, REASON_TIMEOUT, NULL, fp, sizeof fp);
+	CHECK_EQ_STR(fp, "TIMEOUT|timeout");
+	/* No fingerprint for what succeeded. */
+	CHECK_EQ_INT(fp_attempt(OUTCOME_SUCCESS, REASON_NONE, "fine", fp, sizeof fp), 0);
+	CHECK_EQ_STR(fp, "");
+	CHECK_EQ_INT(fp_attempt(OUTCOME_DRY_RUN, REASON_NONE, NULL, fp, sizeof fp), 0);
 }

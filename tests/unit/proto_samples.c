@@ -132,7 +132,7 @@ static void build_estimation(enum proto_sample_variant v, struct proto_estimatio
 	e->stop_reason = pick_opt(v, "end_turn", "max_tokens");
 	e->model = pick(v, "claude-sonnet-4-5", UTF8_TEXT);
 	e->estimator_version = unum(v, 2);
-	e->doc_features = num(v, -1, PROTO_DOC_EXAMPLES, 15);
+	e->doc_features = num(v, -1, DOC_EXAMPLES, 15);
 	e->context_quality = pick_opt(v, "some", "strong");
 	e->sot_file_name = pick_opt(v, "BUILD_HISTORY.md", UTF8_TEXT);
 	e->sot_entry_count_hint = num(v, -1, 12, INT64_MAX);
