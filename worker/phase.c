@@ -142,7 +142,7 @@ static bool phase_estimate(struct phase_ctx *pc)
 	}
 	if (job->fit_json != NULL &&
 	    est_fit_from_json(job->fit_json, &pc->coefs.fit, err, sizeof err) != 0) {
-		phase_end(pc, "failed", PHASE_R_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
+		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
 		return false;
 	}
 	est_estimate(&pc->coefs, &in, job->workspace, &pc->est);
