@@ -8,34 +8,13 @@ import glob
 import json
 import math
 import os
-import sqlite3
 import xml.etree.ElementTree as ET
-from collections import defaultdict
 
-from conftest import DATA, ctl
+from conftest import ctl
+from telemetry_helpers import SAMPLES, close, imported_db, rows, url
 
-SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
 KEYS = {"smape_median", "smape_mean", "truncation_rate", "waste_p50", "waste_p90", "n"}
 MASK = (1 << 64) - 1
-
-
-def url(path):
-    return "sqlite:///" + str(path)
-
-
-def rows(p, query):
-    con = sqlite3.connect(str(p))
-    out = con.execute(query).fetchall()
-    con.close()
-    return out
-
-
-def imported_db(tmp, name="t.db", runs=("imported",), path=SAMPLES):
-    db = tmp / name
-    assert ctl("--db", url(db), "db", "init").rc == 0
-    for run in runs:
-        assert ctl("--db", url(db), "telemetry", "import", path, "--run-id", run).rc == 0
-    return db
 
 
 def samples():
@@ -159,10 +138,6 @@ def reference_kfold(clean, trunc, folds, repeats):
             for t in trunc[k::folds]:
                 pool.append((t, *budget_of(predict, factor, t), True))
     return score(pool)
-
-
-def close(a, b, tol=1e-9):
-    return abs(a - b) <= tol * max(1.0, abs(b))
 
 
 def calibrate(db, *args):
