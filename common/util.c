@@ -1,5 +1,6 @@
 #include "common/util.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,13 @@ int64_t clock_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t clock_wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void time_iso8601(int64_t ms, char buf[32])
 {
 	time_t t = (time_t)(ms / 1000);
@@ -87,6 +95,115 @@ void time_iso8601(int64_t ms, char buf[32])
 	gmtime_r(&t, &tm);
 	n = strftime(buf, 24, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf + n, 32 - n, ".%03uZ", (unsigned)(((ms % 1000) + 1000) % 1000));
+}
+
+void time_db(int64_t us, char buf[32])
+{
+	int64_t frac = ((us % 1000000) + 1000000) % 1000000;
+	time_t t = (time_t)((us - frac) / 1000000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&t, &tm);
+	n = strftime(buf, 24, "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(buf + n, 32 - n, ".%06lld", (long long)frac);
+}
+
+void time_db_now(char buf[32])
+{
+	time_db(clock_wall_us(), buf);
+}
+
+/* Read exactly `n` digits at *p into *out and advance; -1 if they are not all digits. */
+static int time_digits(const char **p, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)(*p)[i]))
+			return -1;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*out = v;
+	return 0;
+}
+
+/* Read an optional zone suffix at p (Z, +HH:MM, -HH:MM, +HHMM, +HH) into *offset_s,
+ * seconds east of UTC; -1 if p holds anything else. */
+static int time_zone_parse(const char *p, long *offset_s)
+{
+	int sign, h, m = 0;
+
+	*offset_s = 0;
+	while (*p == ' ')
+		p++;
+	if (*p == '\0')
+		return 0;
+	if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+		return 0;
+	if (*p != '+' && *p != '-')
+		return -1;
+	sign = *p++ == '-' ? -1 : 1;
+	if (time_digits(&p, 2, &h) != 0 || h > 23)
+		return -1;
+	if (*p == ':')
+		p++;
+	if (*p != '\0' && (time_digits(&p, 2, &m) != 0 || m > 59))
+		return -1;
+	if (*p != '\0')
+		return -1;
+	*offset_s = sign * (h * 3600L + m * 60L);
+	return 0;
+}
+
+int time_db_parse(const char *in, char out[32])
+{
+	int y, mo, d, h = 0, mi = 0, sec = 0;
+	long us = 0, offset;
+	const char *p = in;
+	struct tm tm = { 0 }, back;
+	time_t t;
+
+	out[0] = '\0';
+	if (time_digits(&p, 4, &y) != 0 || *p++ != '-' || time_digits(&p, 2, &mo) != 0 ||
+	    *p++ != '-' || time_digits(&p, 2, &d) != 0)
+		return -1;
+	if (*p == 'T' || *p == 't' || (*p == ' ' && isdigit((unsigned char)p[1]))) {
+		p++;
+		if (time_digits(&p, 2, &h) != 0 || *p++ != ':' || time_digits(&p, 2, &mi) != 0)
+			return -1;
+		if (*p == ':') {
+			p++;
+			if (time_digits(&p, 2, &sec) != 0)
+				return -1;
+			if (*p == '.' || *p == ',') {
+				int k = 0;
+
+				if (!isdigit((unsigned char)*++p))
+					return -1;
+				for (; isdigit((unsigned char)*p); p++, k++)
+					if (k < 6)
+						us = us * 10 + (*p - '0');
+				for (; k < 6; k++)
+					us *= 10;
+			}
+		}
+	}
+	if (time_zone_parse(p, &offset) != 0 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 ||
+	    sec > 59)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = timegm(&tm);
+	if (gmtime_r(&t, &back) == NULL || back.tm_mday != d || back.tm_mon != mo - 1)
+		return -1;
+	time_db(((int64_t)t - offset) * 1000000 + us, out);
+	return 0;
 }
 
 size_t strlcpy_ap(char *dst, const char *src, size_t n)

@@ -22,8 +22,25 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 uint64_t clock_mono_ms(void);
 /* Milliseconds since the Unix epoch. */
 int64_t clock_wall_ms(void);
-/* Write the UTC time `ms` (epoch milliseconds) as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf. */
+/* Microseconds since the Unix epoch. */
+int64_t clock_wall_us(void);
+/* Write the UTC time `ms` (epoch milliseconds) as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf
+ * (log lines and file names). */
 void time_iso8601(int64_t ms, char buf[32]);
+
+/* Length of a database timestamp: "YYYY-MM-DD HH:MM:SS.ffffff". */
+#define TIME_DB_LEN 26
+/* Write the UTC time `us` (epoch microseconds) as "YYYY-MM-DD HH:MM:SS.ffffff" into buf:
+ * the one timestamp format of every database column (the Python original's, which its
+ * readers parse and compare as text; docs/adoption.md). */
+void time_db(int64_t us, char buf[32]);
+/* Write the current UTC time into buf as time_db does. */
+void time_db_now(char buf[32]);
+/* Rewrite timestamp text `in` (ISO 8601 with 'T' or ' ', optional seconds, any number of
+ * fractional digits, optional 'Z' or +HH:MM / -HH:MM / +HHMM offset, or a date alone) as
+ * time_db's UTC format into out. Returns 0, or -1 if `in` is not such a timestamp (out
+ * is then empty). */
+int time_db_parse(const char *in, char out[32]);
 
 /* Create directory `path` and its missing parents with `mode`. Returns 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);

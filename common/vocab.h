@@ -38,9 +38,11 @@ enum reason {
 	/* reported by the worker */
 	REASON_INVALID_JOB,
 	REASON_NO_API_KEY,
+	REASON_NO_DELIVERABLES, /* the phase's scope names none: no LLM call */
 	REASON_PROVIDER_ERROR,
 	REASON_OUTPUT_TRUNCATED,
 	REASON_PARSE_FAILED,
+	REASON_NO_DELIVERABLES_WRITTEN, /* the answer writes none of them: nothing written */
 	REASON_SCOPE_VIOLATION,
 	REASON_WRITE_FAILED,
 	REASON_DELIVERABLES_MISSING,

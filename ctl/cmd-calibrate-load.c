@@ -21,7 +21,7 @@ static int cmd_calib_load_current(
 		return cmd_fail(ctx, rc, "%s", err.text);
 	est_coefs_default(&d->current);
 	if (found &&
-	    est_coefs_from_json(set.overhead_json, set.model_json, (uint64_t)set.version,
+	    calib_coefs_from_json(set.overhead_json, set.model_json, (uint64_t)set.version,
 	        &d->current, msg, sizeof msg) != 0)
 		rc = cmd_fail(ctx, STORE_EINVAL, "%s: the active coefficient set is unusable: %s",
 		    st->url, msg);
@@ -42,8 +42,8 @@ static bool cmd_calib_load_set(struct store *st, int64_t version, struct calib_c
 		est_coefs_default(c);
 		found = true;
 	} else if (store_coef_get(st, version, &set, &found, &err) == 0 && found) {
-		found = est_coefs_from_json(set.overhead_json, set.model_json, (uint64_t)version, c,
-		            msg, sizeof msg) == 0;
+		found = calib_coefs_from_json(set.overhead_json, set.model_json, (uint64_t)version,
+		            c, msg, sizeof msg) == 0;
 		store_coef_set_free(&set);
 	}
 	if (found)

@@ -334,7 +334,7 @@ static int cmd_calib_store(const struct cmd_ctx *ctx, struct store *st, const st
 {
 	json_t *prov = cmd_calib_provenance(c, res, m, d, files);
 	char *prov_text = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	char *overhead = est_overhead_to_json(&d->current);
+	char *overhead = calib_coefs_to_json(&d->current);
 	char *model = est_fit_to_json(&res->fit);
 	struct store_err err;
 	int64_t version = 0, parent = 0;

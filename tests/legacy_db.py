@@ -13,11 +13,15 @@ v2 events, and a few NULLs the original tolerated.
 
     /usr/bin/python3 tests/legacy_db.py autopack_legacy.db
 """
+import datetime
 import json
 import os
 import random
 import sqlite3
 import sys
+
+SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                           "autopack-py-sqlite-schema.sql")
 
 LEGACY_DDL = """
 CREATE TABLE runs (
@@ -438,6 +442,189 @@ def failed_backlog(path):
         con.close()
     out = [(r, p, i, why, triage_bucket(why)) for r, p, i, why in rows]
     return sorted(out, key=lambda x: (TRIAGE_ORDER.index(x[4]), x[2]))
+
+
+# --- the original's real shape -------------------------------------------------------------
+
+RUN_STATES = ("QUEUED", "PLAN_BOOTSTRAP", "RUN_CREATED", "PHASE_QUEUEING", "PHASE_EXECUTION",
+              "GATE", "CI_RUNNING", "SNAPSHOT_CREATED", "DONE_SUCCESS",
+              "DONE_FAILED_BUDGET_EXHAUSTED", "DONE_FAILED_POLICY_VIOLATION",
+              "DONE_FAILED_REQUIRES_HUMAN_REVIEW", "DONE_FAILED_ENVIRONMENT")
+TIER_STATES = ("PENDING", "IN_PROGRESS", "COMPLETE", "FAILED", "SKIPPED")
+PHASE_STATES = ("QUEUED", "EXECUTING", "GATE", "CI_RUNNING", "COMPLETE", "FAILED", "SKIPPED")
+
+
+def stamp(dt):
+    """A datetime as the original stores it: UTC, a space, six fractional digits."""
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def original_scope(kind, base, n):
+    """A scope of shape `kind` for a phase writing under `base`."""
+    one = "%s/part_%d.py" % (base, n)
+    if kind == "object":
+        return json.dumps({"paths": [base + "/"],
+                           "read_only_context": ["README.md",
+                                                 {"path": "docs/style.md",
+                                                  "reason": "house style"}],
+                           "deliverables": [one]})
+    if kind == "buckets":
+        return json.dumps({"paths": [base + "/", "tests/"],
+                           "deliverables": {"code": [one],
+                                            "tests": ["tests/test_part_%d.py" % n],
+                                            "docs": []}})
+    if kind == "no_deliverables":
+        return json.dumps({"paths": [base + "/"]})
+    if kind == "encoded":
+        return json.dumps(json.dumps({"paths": [base + "/"], "deliverables": [one]}))
+    if kind == "encoded_buckets":
+        return json.dumps(json.dumps({"paths": [base + "/"],
+                                      "deliverables": {"code": [one]}}))
+    if kind == "path":
+        return json.dumps("docs/%s_%d.md" % (base.replace("/", "_"), n))
+    if kind == "directory":
+        return json.dumps("docs/")
+    if kind == "uninterpretable":
+        return json.dumps([one])
+    if kind == "null":
+        return None
+    raise ValueError(kind)
+
+
+# (run id, run state, [(tier state, [(phase state, scope kind, last_failure_reason)])])
+ORIGINAL_RUNS = [
+    ("build1-original", "PHASE_EXECUTION", [
+        ("COMPLETE", [("COMPLETE", "object", None), ("COMPLETE", "buckets", None)]),
+        ("IN_PROGRESS", [("QUEUED", "object", None), ("QUEUED", "encoded", None),
+                         ("QUEUED", "path", None), ("QUEUED", "buckets", None)]),
+    ]),
+    ("research-original", "DONE_FAILED_REQUIRES_HUMAN_REVIEW", [
+        ("FAILED", [("FAILED", "object", "PATCH_FAILED"),
+                    ("FAILED", "encoded_buckets", "CI_FAILED"),
+                    ("FAILED", "path", "EXCEPTION: ImportError"),
+                    ("SKIPPED", "object", None)]),
+    ]),
+    ("stalled-original", "GATE", [
+        ("IN_PROGRESS", [("EXECUTING", "object", None), ("GATE", "buckets", None),
+                         ("CI_RUNNING", "encoded", "CI_FAILED")]),
+    ]),
+    ("unscoped-original", "RUN_CREATED", [
+        ("PENDING", [("QUEUED", "no_deliverables", None), ("QUEUED", "null", None),
+                     ("QUEUED", "uninterpretable", None), ("QUEUED", "directory", None)]),
+    ]),
+]
+for _i, _state in enumerate(s for s in RUN_STATES
+                            if s not in ("PHASE_EXECUTION", "DONE_FAILED_REQUIRES_HUMAN_REVIEW",
+                                         "GATE", "RUN_CREATED")):
+    ORIGINAL_RUNS.append(("state-%s" % _state.lower().replace("_", "-"), _state, [
+        (TIER_STATES[_i % len(TIER_STATES)],
+         [("COMPLETE" if _i % 2 else "SKIPPED", "object", None)])]))
+
+
+def _insert(con, table, row):
+    cols = ", ".join('"%s"' % c for c in row)
+    con.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, cols, ", ".join("?" * len(row))),
+                list(row.values()))
+
+
+def original_run(run_id, state, at):
+    """A runs row with every value the original's model supplies."""
+    return {"id": run_id, "state": state, "created_at": stamp(at), "updated_at": stamp(at),
+            "started_at": None if state in ("QUEUED", "RUN_CREATED") else stamp(at),
+            "safety_profile": "normal", "run_scope": "multi_tier", "token_cap": 5000000,
+            "max_phases": 25, "max_duration_minutes": 120, "tokens_used": 0,
+            "ci_runs_used": 0, "minor_issues_count": 0, "major_issues_count": 0,
+            "promotion_eligible_to_main": "false", "goal_anchor": "goal of " + run_id}
+
+
+def original_tier(run_id, index, state, at):
+    """A tiers row with every value the original's model supplies."""
+    return {"tier_id": "T%d" % (index + 1), "run_id": run_id, "tier_index": index,
+            "name": "Tier %d" % (index + 1), "description": None, "state": state,
+            "max_major_issues_tolerated": 0, "tokens_used": 0, "ci_runs_used": 0,
+            "minor_issues_count": 0, "major_issues_count": 0, "cleanliness": "clean",
+            "created_at": stamp(at), "updated_at": stamp(at)}
+
+
+def original_phase(run_id, phase_id, tier_pk, index, state, scope, at, reason=None):
+    """A phases row with every value the original's model supplies."""
+    return {"phase_id": phase_id, "run_id": run_id, "tier_id": tier_pk, "phase_index": index,
+            "name": "%s of %s" % (phase_id, run_id),
+            "description": "Implement %s of %s." % (phase_id, run_id), "state": state,
+            "task_category": "implementation", "complexity": "low", "scope": scope,
+            "builder_attempts": 0 if state == "QUEUED" else 1, "auditor_attempts": 0,
+            "tokens_used": 0, "minor_issues_count": 0, "major_issues_count": 0,
+            "issue_state": "no_issues", "quality_blocked": 0, "retry_attempt": 0,
+            "revision_epoch": 0, "escalation_level": 0, "last_failure_reason": reason,
+            "created_at": stamp(at), "updated_at": stamp(at),
+            "started_at": None if state == "QUEUED" else stamp(at),
+            "completed_at": stamp(at) if state in ("COMPLETE", "FAILED") else None}
+
+
+def build_original(path, at=None):
+    """Create a database at `path` from the original's verbatim schema, filled as its ORM
+    fills it; return {"runs": [...], "phases": [(run, phase, state, scope kind)], ...}.
+    Timestamps are a few minutes before `at` (default now), all on its day where possible."""
+    at = at or utcnow()
+    with open(SCHEMA_FILE) as f:
+        ddl = f.read()
+    con = sqlite3.connect(path)
+    con.executescript(ddl)
+    info = {"runs": [], "phases": [], "tiers": 0}
+    minute = 0
+
+    def when():
+        nonlocal minute
+        minute += 1
+        return max(at - datetime.timedelta(seconds=600 - minute),
+                   at.replace(hour=0, minute=0, second=0, microsecond=0))
+
+    for run_id, run_state, tiers in ORIGINAL_RUNS:
+        _insert(con, "runs", original_run(run_id, run_state, when()))
+        info["runs"].append(run_id)
+        for t, (tier_state, phases) in enumerate(tiers):
+            _insert(con, "tiers", original_tier(run_id, t, tier_state, when()))
+            tier_pk = con.execute("SELECT last_insert_rowid()").fetchone()[0]
+            info["tiers"] += 1
+            for k, (state, kind, reason) in enumerate(phases):
+                phase_id = "t%d-p%d" % (t + 1, k + 1)
+                _insert(con, "phases", original_phase(
+                    run_id, phase_id, tier_pk, k, state,
+                    original_scope(kind, "src/%s" % run_id.split("-")[0],
+                                   len(info["phases"])),
+                    when(), reason))
+                info["phases"].append((run_id, phase_id, state, kind))
+    for i, (run_id, phase_id, _, _) in enumerate(info["phases"][:6]):
+        _insert(con, "llm_usage_events", {
+            "provider": "anthropic", "model": "claude-sonnet-4-5", "run_id": run_id,
+            "phase_id": phase_id, "role": "doctor" if i == 5 else "builder",
+            "total_tokens": 1000 + i, "prompt_tokens": None if i == 4 else 700,
+            "completion_tokens": None if i == 4 else 300 + i, "created_at": stamp(when()),
+            "is_doctor_call": 1 if i == 5 else 0,
+            "doctor_model": "cheap" if i == 5 else None})
+    for run_id, phase_id, state, _ in info["phases"]:
+        if state != "COMPLETE":
+            continue
+        _insert(con, "token_estimation_v2_events", {
+            "run_id": run_id, "phase_id": phase_id, "timestamp": stamp(when()),
+            "category": "implementation", "complexity": "low", "deliverable_count": 1,
+            "deliverables_json": json.dumps(["src/x.py"]), "predicted_output_tokens": 3424,
+            "actual_output_tokens": 2000, "selected_budget": 8192, "actual_max_tokens": 16384,
+            "success": 1, "truncated": 0, "stop_reason": "end_turn",
+            "model": "claude-sonnet-4-5", "smape_percent": 52.5, "waste_ratio": 1.712,
+            "underestimated": 0, "is_truncated_output": 0, "created_at": stamp(when())})
+    _insert(con, "phase_outcome_events", {
+        "run_id": info["runs"][1], "phase_id": "t1-p1", "phase_type": "implementation",
+        "phase_outcome": "FAILED", "stop_reason": "max_attempts", "tokens_used": 12000,
+        "duration_seconds": 310.5, "model_used": "claude-sonnet-4-5",
+        "timestamp": stamp(when()), "context_injected": 0, "context_item_count": 0})
+    con.commit()
+    con.close()
+    return info
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def test_adopt_keeps_every_legacy_row_backs_up_first_and_drains_the_queued_backl
     # Every original row is still there, with its values, but for the documented changes.
     adopted_at, uuid, version, by = sql(url, "SELECT created_at, db_uuid, schema_version,"
                                         " created_by FROM meta")[0]
-    assert uuid == j["uuid"] and version == 3 and "adopted" in by
+    assert uuid == j["uuid"] and version == 4 and "adopted" in by
     assert legacy_db.dump(path, before) == legacy_db.expected_after_adopt(before, adopted_at)
 
     # What it reports about the legacy data matches the data.
@@ -271,3 +271,174 @@ def test_adopted_backlog_with_retry_failed_visits_every_failed_and_queued_phase_
         {(b[0], b[1]) for b in backlog}
     # A dry run changes no state.
     assert sql(url, "SELECT count(*) FROM phases WHERE state = 'FAILED'") == [(207,)]
+
+
+# --- the original's real shape (tests/data/autopack-py-sqlite-schema.sql) ------------------
+
+# The NOT NULL columns without an SQL default in the original's schema that autopack writes
+# into, with the values the original's Python models write (docs/adoption.md).
+ORIGINAL_PYTHON_VALUES = {
+    ("runs", "state"): "'RUN_CREATED'", ("runs", "created_at"): None,
+    ("runs", "updated_at"): None, ("runs", "safety_profile"): "'normal'",
+    ("runs", "run_scope"): "'multi_tier'", ("runs", "token_cap"): "5000000",
+    ("runs", "max_phases"): "25", ("runs", "max_duration_minutes"): "120",
+    ("runs", "tokens_used"): "0", ("runs", "ci_runs_used"): "0",
+    ("runs", "minor_issues_count"): "0", ("runs", "major_issues_count"): "0",
+    ("runs", "promotion_eligible_to_main"): "'false'",
+    ("tiers", "state"): "'PENDING'", ("tiers", "max_major_issues_tolerated"): "0",
+    ("tiers", "tokens_used"): "0", ("tiers", "ci_runs_used"): "0",
+    ("tiers", "minor_issues_count"): "0", ("tiers", "major_issues_count"): "0",
+    ("tiers", "cleanliness"): "'clean'", ("tiers", "created_at"): None,
+    ("tiers", "updated_at"): None,
+    ("phases", "state"): "'QUEUED'", ("phases", "builder_attempts"): "0",
+    ("phases", "auditor_attempts"): "0", ("phases", "tokens_used"): "0",
+    ("phases", "minor_issues_count"): "0", ("phases", "major_issues_count"): "0",
+    ("phases", "issue_state"): "'no_issues'", ("phases", "quality_blocked"): "0",
+    ("phases", "retry_attempt"): "0", ("phases", "revision_epoch"): "0",
+    ("phases", "escalation_level"): "0", ("phases", "created_at"): None,
+    ("phases", "updated_at"): None,
+    ("llm_usage_events", "total_tokens"): "0", ("llm_usage_events", "is_doctor_call"): "0",
+    ("llm_usage_events", "created_at"): None,
+    ("token_estimation_v2_events", "truncated"): "0",
+    ("token_estimation_v2_events", "is_truncated_output"): "0",
+    ("token_estimation_v2_events", "deliverables_json"): "'[]'",
+    ("token_estimation_v2_events", "timestamp"): None,
+    ("token_estimation_v2_events", "created_at"): None,
+}
+
+STAMP_GLOB = ("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+              ".[0-9][0-9][0-9][0-9][0-9][0-9]")
+
+
+def original(tmp, name="original.db"):
+    path = os.path.join(str(tmp), name)
+    info = legacy_db.build_original(path)
+    return path, db_url(path), info
+
+
+def bad_stamps(path):
+    """(table, column, value) of every DATETIME value not in the original's format."""
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        out = []
+        for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            for c in con.execute("SELECT name FROM pragma_table_info(?) WHERE"
+                                 " upper(type) = 'DATETIME' OR name IN ('created_at',"
+                                 " 'updated_at', 'started_at', 'ended_at', 'completed_at')",
+                                 (t,)).fetchall():
+                out += [(t, c[0], v) for (v,) in con.execute(
+                    'SELECT "%s" FROM "%s" WHERE "%s" IS NOT NULL AND "%s" NOT GLOB ?'
+                    % (c[0], t, c[0], c[0]), (STAMP_GLOB,))]
+        return out
+    finally:
+        con.close()
+
+
+def test_dry_run_reports_what_adoption_will_do_and_changes_nothing(tmp):
+    path, url, info = original(tmp)
+    # Values an earlier writer left in other formats, and one nobody can read.
+    sql_rw = sqlite3.connect(path)
+    sql_rw.executescript(
+        "UPDATE runs SET updated_at = '2026-12-01T19:31:27.480Z' WHERE id = 'build1-original';"
+        "UPDATE phases SET state = 'PhaseState.queued' WHERE run_id = 'build1-original'"
+        " AND phase_id = 't2-p1';"
+        "UPDATE llm_usage_events SET is_doctor_call = 'false' WHERE id = 1;"
+        "UPDATE phase_outcome_events SET timestamp = 'yesterday';")
+    sql_rw.close()
+    before = read(path)
+    r = ctl("--db", url, "db", "adopt", "--dry-run", "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    assert read(path) == before
+    assert sorted(os.listdir(str(tmp))) == ["original.db"]
+    assert j["dry_run"] is True and j["adopted"] is False and j["uuid"] is None
+
+    # Every NOT NULL column without an SQL default that autopack writes, with its value.
+    got = {(c["table"], c["column"]): c["value"] for c in j["insert_columns"]}
+    assert got == ORIGINAL_PYTHON_VALUES
+
+    # Every value it will rewrite, with an example, and the one it cannot read.
+    rewritten = {(v["table"], v["column"]): (v["kind"], v["rows"], v["example"],
+                                             v["rewritten_as"])
+                 for v in j["values"]["rewritten"]}
+    assert rewritten == {
+        ("runs", "updated_at"): ("timestamp", 1, "2026-12-01T19:31:27.480Z",
+                                 "2026-12-01 19:31:27.480000"),
+        ("phases", "state"): ("phase state", 1, "PhaseState.queued", "QUEUED"),
+        ("llm_usage_events", "is_doctor_call"): ("boolean", 1, "false", "0")}
+    assert [(v["table"], v["column"], v["rows"], v["example"])
+            for v in j["values"]["left_unreadable"]] == [
+        ("phase_outcome_events", "timestamp", 1, "yesterday")]
+
+    # Scopes: how they are stored, the ones it cannot interpret and those naming nothing.
+    sc = j["scopes"]
+    kinds = [k for _, _, _, k in info["phases"]]
+    assert sc["encoded"] == kinds.count("encoded") + kinds.count("encoded_buckets")
+    assert sc["path"] == kinds.count("path") + kinds.count("directory")
+    assert sc["none"] == kinds.count("null")
+    assert sc["buckets"] == kinds.count("buckets") + kinds.count("encoded_buckets")
+    assert [(p["run_id"], p["phase_id"], p["state"]) for p in sc["uninterpretable"]] == [
+        ("unscoped-original", "t1-p3", "QUEUED")]
+    assert "a JSON array" in sc["uninterpretable"][0]["why"]
+    assert [(p["run_id"], p["phase_id"]) for p in sc["no_deliverables"]] == [
+        ("unscoped-original", "t1-p1"), ("unscoped-original", "t1-p2"),
+        ("unscoped-original", "t1-p4")]
+    assert j["legacy_data"]["executing_requeued"] == 3
+    assert "unscoped-original/t1-p3 (QUEUED): a JSON array" in r.err
+    assert "dry run: nothing was changed" in r.err
+
+    # The adoption then does what the survey said.
+    r, j2 = adopt(url)
+    assert r.rc == 0, r
+    assert j2["adopted"] is True
+    assert {(v["table"], v["column"]): v["rows"] for v in j2["values"]["rewritten"]} == {
+        k: v[1] for k, v in rewritten.items()}
+    assert sql(url, "SELECT updated_at FROM runs WHERE id = 'build1-original'") == [
+        ("2026-12-01 19:31:27.480000",)]
+    assert sql(url, "SELECT state FROM phases WHERE run_id = 'build1-original'"
+               " AND phase_id = 't2-p1'") == [("QUEUED",)]
+    assert sql(url, "SELECT is_doctor_call, typeof(is_doctor_call) FROM llm_usage_events"
+               " WHERE id = 1") == [(0, "integer")]
+    assert sql(url, "SELECT timestamp FROM phase_outcome_events") == [("yesterday",)]
+    assert [b for b in bad_stamps(path) if b[0] != "phase_outcome_events"] == []
+    assert sql(url, "SELECT count(*) FROM phases WHERE state IN ('EXECUTING', 'GATE',"
+               " 'CI_RUNNING')") == [(0,)]
+
+
+def test_import_and_seed_on_an_adopted_database_of_the_originals_shape(tmp):
+    path, url, _ = original(tmp)
+    r, _ = adopt(url)
+    assert r.rc == 0, r
+    plan = os.path.join(str(tmp), "plan.json")
+    with open(plan, "w") as f:
+        json.dump({"runs": [{"run_id": "imported", "workspace": "ws-imported", "tiers": [
+            {"tier_id": "T1", "name": "t", "phases": [
+                {"phase_id": "p1", "name": "n", "scope": {
+                    "paths": ["src/"], "deliverables": {"code": ["src/a.py"],
+                                                        "tests": ["src/test_a.py"]}}},
+                {"phase_id": "p2", "name": "n", "scope": json.dumps(
+                    {"paths": ["src/"], "deliverables": ["src/b.py"]})}]}]}]}, f)
+    r = ctl("--db", url, "run", "import", plan)
+    assert r.rc == 0, r
+    r = ctl("--db", url, "seed", "telemetry-run")
+    assert r.rc == 0, r
+    # Every NOT NULL column holds the original's value, every timestamp its format.
+    for run in ("imported", "telemetry-collection-v4"):
+        assert sql(url, "SELECT state, safety_profile, run_scope, tokens_used, ci_runs_used,"
+                   " minor_issues_count, major_issues_count, promotion_eligible_to_main"
+                   " FROM runs WHERE id = ?", run) == [
+            ("RUN_CREATED", "normal", "multi_tier", 0, 0, 0, 0, "false")]
+        assert sql(url, "SELECT DISTINCT state, max_major_issues_tolerated, tokens_used,"
+                   " ci_runs_used, minor_issues_count, major_issues_count, cleanliness"
+                   " FROM tiers WHERE run_id = ?", run) == [
+            ("PENDING", 0, 0, 0, 0, 0, "clean")]
+        assert sql(url, "SELECT DISTINCT state, builder_attempts, auditor_attempts,"
+                   " tokens_used, minor_issues_count, major_issues_count, issue_state,"
+                   " quality_blocked, retry_attempt, revision_epoch, escalation_level"
+                   " FROM phases WHERE run_id = ?", run) == [
+            ("QUEUED", 0, 0, 0, 0, 0, "no_issues", 0, 0, 0, 0)]
+    assert json.loads(sql(url, "SELECT scope FROM phases WHERE run_id = 'imported'"
+                          " AND phase_id = 'p1'")[0][0])["deliverables"] == [
+        "src/a.py", "src/test_a.py"]
+    assert bad_stamps(path) == []
+    assert os.path.isdir(os.path.join(str(tmp), "ws-imported"))

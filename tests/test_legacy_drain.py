@@ -4,9 +4,11 @@ build1* ones. The drain's order and decisions are checked against the rules of d
 replayed in Python over the attempt rows."""
 import json
 import os
+import sqlite3
 
 import legacy_db
 from conftest import ctl
+from e2e_helpers import Standin as E2EStandin, drain, import_plan, init_db, phase_spec, rows
 from supervisor_helpers import Standin, Supervisor, db_url, sql
 
 
@@ -81,3 +83,47 @@ def test_adopted_backlog_drains_with_sample_first_triage_and_fingerprint_stops(t
                        " ('QUEUED', 'FAILED')", r)[0][0]
             assert left == 0, r
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_phase_never_ends_complete_without_writing_its_deliverables(tmp):
+    """An answer that writes none of the phase's deliverables (though they exist already)
+    fails NO_DELIVERABLES_WRITTEN and writes nothing; a phase whose scope names none fails
+    NO_DELIVERABLES without an LLM call; the others complete."""
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(os.path.join(ws, "out"))
+    with open(os.path.join(ws, "out", "old.py"), "w") as f:
+        f.write("# written long ago\n")
+    url = init_db(str(tmp))
+    import_plan(str(tmp), url, [("r1", ws, [
+        phase_spec("p-none-written", deliverables=("out/old.py",)),
+        phase_spec("p-fine", deliverables=("out/fine.py",))])])
+    # A phase written by another program, whose scope names no deliverables.
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    con.execute("INSERT INTO phases (phase_id, run_id, tier_id, phase_index, name, state,"
+                " scope, created_at, updated_at) SELECT 'p-unscoped', 'r1', id, 5, 'n',"
+                " 'QUEUED', '{\"paths\": [\"out/\"]}', created_at, created_at FROM tiers")
+    con.commit()
+    con.close()
+    llm = E2EStandin(str(tmp), {"markers": {"p-none-written": [{"mode": "normal", "files": [
+        {"path": "out/other.py", "mode": "create", "new_content": "x = 1\n"}]}]},
+        "default": {"mode": "normal"}})
+    try:
+        drain(str(tmp), url, llm, "--max-attempts-per-phase", 1)
+    finally:
+        llm.stop()
+    got = {r["phase_id"]: (r["state"], r["last_failure_reason"]) for r in rows(
+        url, "SELECT phase_id, state, last_failure_reason FROM phases")}
+    assert got == {"p-none-written": ("FAILED", "NO_DELIVERABLES_WRITTEN"),
+                   "p-fine": ("COMPLETE", None),
+                   "p-unscoped": ("FAILED", "NO_DELIVERABLES")}
+    assert not os.path.exists(os.path.join(ws, "out", "other.py"))
+    with open(os.path.join(ws, "out", "old.py")) as f:
+        assert f.read() == "# written long ago\n"
+    prompts = [r.get("marker") for r in llm.requests()]
+    assert len(prompts) == 2
+    assert rows(url, "SELECT count(*) AS n FROM llm_usage_events WHERE phase_id ="
+                " 'p-unscoped'") == [{"n": 0}]
+    [a] = rows(url, "SELECT message, zero_yield_reason FROM attempts WHERE phase_id ="
+               " 'p-unscoped'")
+    assert "names no deliverables" in a["message"]
+    assert a["zero_yield_reason"] == "failed_before_llm"

@@ -142,3 +142,73 @@ def test_missing_plan_file_and_missing_argument(db, tmp):
     assert r.rc == 1 and "cannot read the plan" in r.err
     r = ctl("--db", url(db), "run", "import")
     assert r.rc == 2 and "missing the plan file" in r.err and "usage:" in r.err
+
+
+def scope_of(db, pid):
+    return json.loads(rows(db, "SELECT scope FROM phases WHERE phase_id = '%s'" % pid)[0][0])
+
+
+def test_scopes_in_every_shape_the_original_stores_import_as_the_usual_object(db, tmp):
+    inner = {"paths": ["src/auth/"], "deliverables": ["src/auth/session.py"]}
+    doc = plan(run_entry(
+        "r1",
+        phase("p-buckets", scope={"paths": ["src/", "tests/"],
+                                  "deliverables": {"code": ["src/a.py"],
+                                                   "tests": ["tests/test_a.py", "src/a.py"],
+                                                   "docs": []}}),
+        phase("p-encoded", scope=json.dumps(inner)),
+        phase("p-path", scope="docs/auth.md"),
+        phase("p-context", scope={"paths": ["src/"], "deliverables": ["src/b.py"],
+                                  "read_only_context": ["README.md",
+                                                        {"path": "docs/x.md",
+                                                         "reason": "style guide"}]})))
+    r = ctl("--db", url(db), "run", "import", write_plan(tmp, doc))
+    assert r.rc == 0, r
+    assert scope_of(db, "p-buckets") == {"paths": ["src/", "tests/"], "read_only_context": [],
+                                         "deliverables": ["src/a.py", "tests/test_a.py"]}
+    assert scope_of(db, "p-encoded") == dict(inner, read_only_context=[])
+    assert scope_of(db, "p-path") == {"paths": ["docs/auth.md"], "read_only_context": [],
+                                      "deliverables": ["docs/auth.md"]}
+    assert scope_of(db, "p-context")["read_only_context"] == [
+        "README.md", {"path": "docs/x.md", "reason": "style guide"}]
+
+
+@pytest.mark.parametrize("scope,message", [
+    ({"paths": ["src/"]},
+     "scope.deliverables: missing (required: a phase must name at least one deliverable)"),
+    ({"paths": ["src/"], "deliverables": {"code": [], "tests": []}},
+     "scope.deliverables: expected a non-empty array"),
+    ("docs/", 'scope: "docs/" names a directory: a phase must name at least one deliverable'),
+    (json.dumps({"paths": ["src/"]}), "scope.deliverables: missing (required"),
+    ({"deliverables": {"code": ["src/a.py", 3]}},
+     "scope.deliverables.code[1]: expected string, got integer"),
+    ({"deliverables": {"code": ["../a.py"]}},
+     'scope.deliverables.code[0]: "../a.py" leaves the workspace'),
+    ({"paths": ["src/"], "deliverables": {"tests": ["tests/t.py"]}},
+     'scope.deliverables.tests[0]: "tests/t.py" is outside scope.paths'),
+    ({"read_only_context": [{"reason": "r"}], "deliverables": ["a.py"]},
+     "scope.read_only_context[0].path: missing (required)"),
+    (["a.py"], "scope: expected an object (or a string holding one, or one path), got array"),
+], ids=["no-deliverables-key", "empty-buckets", "directory-path", "encoded-no-deliverables",
+        "bucket-wrong-type", "bucket-escape", "bucket-outside-scope", "context-object",
+        "array"])
+def test_a_phase_without_deliverables_or_with_a_bad_scope_is_refused(db, tmp, scope, message):
+    p = write_plan(tmp, plan(run_entry("r1", phase("p1", scope=scope))))
+    r = ctl("--db", url(db), "run", "import", p)
+    assert r.rc == 1, r
+    assert "runs[0].tiers[0].phases[0]." + message in r.err, r.err
+    assert counts(db) == (0, 0, 0)
+    assert not (tmp / "ws").exists()
+
+
+def test_an_import_that_fails_in_the_database_leaves_no_workspace_behind(db, tmp):
+    con = sqlite3.connect(str(db))
+    con.execute("CREATE TRIGGER refuse BEFORE INSERT ON phases"
+                " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
+    con.commit()
+    con.close()
+    doc = plan(run_entry("r1", phase("p1"), workspace="deep/er/ws"))
+    r = ctl("--db", url(db), "run", "import", write_plan(tmp, doc))
+    assert r.rc != 0 and "refused by a trigger" in r.err, r
+    assert counts(db) == (0, 0, 0)
+    assert not (tmp / "deep").exists()

@@ -49,6 +49,11 @@ enum dlv_status {
 	DLV_EMISSING = -4, /* deliverables absent after writing */
 };
 
+/* Count the deliverables (paths relative to the workspace) that `set` creates or
+ * modifies; "./a.py" and "a//b.py" name "a.py" and "a/b.py". A set that writes none of a
+ * phase's deliverables does not complete it (NO_DELIVERABLES_WRITTEN). */
+size_t dlv_count_written(const struct dlv_set *set, char *const *deliverables, size_t n);
+
 /* Parse the model's text into `out`. Returns DLV_OK, or DLV_EPARSE with `err` saying what
  * was wrong (out is then empty). */
 int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen);

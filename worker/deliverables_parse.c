@@ -3,6 +3,7 @@
 #include "common/util.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,54 @@ void dlv_set_free(struct dlv_set *s)
 	free(s->files);
 	s->files = NULL;
 	s->n = 0;
+}
+
+/* Copy a relative path without "./" components, repeated slashes or a trailing slash. */
+static char *dlv_path_plain(const char *path)
+{
+	char *out = xmalloc(strlen(path) + 1);
+	size_t len = 0;
+
+	for (const char *p = path; *p != '\0';) {
+		size_t n = strcspn(p, "/");
+
+		if (n > 0 && !(n == 1 && p[0] == '.')) {
+			if (len > 0)
+				out[len++] = '/';
+			memcpy(out + len, p, n);
+			len += n;
+		}
+		p += n;
+		p += strspn(p, "/");
+	}
+	out[len] = '\0';
+	return out;
+}
+
+size_t dlv_count_written(const struct dlv_set *set, char *const *deliverables, size_t n)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char *want = dlv_path_plain(deliverables[i]);
+
+		for (size_t j = 0; j < set->n; j++) {
+			char *got;
+			bool same;
+
+			if (set->files[j].mode == DLV_DELETE)
+				continue;
+			got = dlv_path_plain(set->files[j].path);
+			same = strcmp(got, want) == 0;
+			free(got);
+			if (same) {
+				count++;
+				break;
+			}
+		}
+		free(want);
+	}
+	return count;
 }
 
 /* Parse `len` bytes as JSON; NULL unless it is an object holding "files". */

@@ -133,8 +133,16 @@ static bool phase_estimate(struct phase_ctx *pc)
 
 	est_coefs_default(&pc->coefs);
 	if (job->ncoefs > 0 || job->coef_version > 0) {
-		if (est_coefs_apply(&pc->coefs, job->coefs, job->ncoefs,
-		        job->coef_version > 0 ? job->coef_version : 1, err, sizeof err) < 0) {
+		struct est_coef_row *rows = xcalloc(job->ncoefs + 1, sizeof *rows);
+		int rc;
+
+		for (size_t i = 0; i < job->ncoefs; i++)
+			rows[i] = (struct est_coef_row){ job->coefs[i].category,
+				job->coefs[i].complexity, job->coefs[i].overhead };
+		rc = est_coefs_apply(&pc->coefs, rows, job->ncoefs,
+		    job->coef_version > 0 ? job->coef_version : 1, err, sizeof err);
+		free(rows);
+		if (rc < 0) {
 			phase_end(
 			    pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
 			return false;
@@ -286,6 +294,14 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 
 	if (phase_expired(pc, "writing the deliverables"))
 		return false;
+	if (dlv_count_written(set, ph->deliverables.items, ph->deliverables.n) == 0) {
+		phase_end(pc, OUTCOME_FAILED, REASON_NO_DELIVERABLES_WRITTEN, FP_STAGE_APPLY,
+		    "the builder's output (%zu file%s) writes none of the phase's %zu deliverable%s; "
+		    "nothing was written",
+		    set->n, set->n == 1 ? "" : "s", ph->deliverables.n,
+		    ph->deliverables.n == 1 ? "" : "s");
+		return false;
+	}
 	rc = dlv_apply(pc->job->workspace, &scope, set, err, sizeof err);
 	if (rc != DLV_OK) {
 		phase_end(pc, OUTCOME_FAILED,
@@ -394,6 +410,12 @@ int phase_run(
 		    (unsigned long long)pc.coefs.version, pc.budget,
 		    est_max_tokens(&pc.coefs, &pc.est, pc.budget, 0, (int)job->max_tokens_cap));
 		pc.outcome = OUTCOME_DRY_RUN;
+		goto done;
+	}
+	if (job->phase.deliverables.n == 0) {
+		phase_end(&pc, OUTCOME_FAILED, REASON_NO_DELIVERABLES, FP_STAGE_BEFORE_LLM,
+		    "the phase names no deliverables (its scope lists none, or cannot be read); "
+		    "not sent to the LLM");
 		goto done;
 	}
 	if (!phase_llm_ready(&pc, &cfg))

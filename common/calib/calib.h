@@ -189,7 +189,16 @@ void calib_score_compute(const struct telem_sample *const *s, const int64_t *est
  * truncation_rate, waste_p50, waste_p90, n. */
 json_t *calib_json_score(const struct calib_score *s);
 
-/* --- common/calib_coefs.c: a catalogue of coefficient sets --- */
+/* --- common/calib_coefs.c: coefficient sets as stored, and a catalogue of them --- */
+
+/* Build a set from the built-in defaults plus an overhead_json array of
+ * [category, complexity, overhead] triples and the fitted model of model_json (nullable:
+ * none). Returns 0, or -1 with err naming the first bad element (c then holds the
+ * defaults). */
+int calib_coefs_from_json(const char *overhead_json, const char *model_json, uint64_t version,
+    struct est_coefs *c, char *err, size_t errlen);
+/* The full overhead table of `c` as compact overhead_json text (heap). */
+char *calib_coefs_to_json(const struct est_coefs *c);
 
 /* Coefficient sets by version, to find what a sample was estimated with. */
 struct calib_coef_sets {

@@ -4,7 +4,7 @@
  * the max_tokens sent to the provider.
  *
  * Every number the model uses lives in a struct est_coefs, a table of data: the supervisor
- * sends the overhead rows in the job message (proto_coef) and calibration can replace them.
+ * sends the overhead rows with every job (est_coefs_apply) and calibration can replace them.
  * est_coefs_default() holds the coefficients the Python original shipped at its last
  * calibration (version 1).
  *
@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/proto.h"
+#include "common/vocab.h"
 
 #define EST_NAME_MAX 32     /* bytes in a category or complexity name, NUL included */
 #define EST_OVERHEAD_MAX 96 /* rows in the overhead table */
@@ -218,14 +218,21 @@ struct est_output {
 	int sot_entry_count_hint;    /* -1 unless the SOT model was chosen */
 };
 
+/* One calibrated overhead row, as a job or a stored coefficient set gives it. */
+struct est_coef_row {
+	const char *category;
+	const char *complexity;
+	int64_t overhead;
+};
+
 /* Fill `c` with the default coefficients (version 1). */
 void est_coefs_default(struct est_coefs *c);
 
 /* Apply calibrated overhead rows from the wire on top of `c` (names are matched after the
  * overhead aliases, so a "tests" row replaces the shared "testing" row) and set its
  * version. Returns 0, or -1 with `err` naming the first bad row (nothing is changed). */
-int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n, uint64_t version,
-    char *err, size_t errlen);
+int est_coefs_apply(struct est_coefs *c, const struct est_coef_row *rows, size_t n,
+    uint64_t version, char *err, size_t errlen);
 
 /* Copy `s` lowercased and trimmed into out (size n), as names are matched. */
 void est_name_normalise(const char *s, char *out, size_t n);
@@ -256,17 +263,10 @@ int est_fit_estimate(
 /* The budget min(cap, ⌈estimate × F⌉) (cap <= 0: none), at least 1. */
 int est_fit_budget(const struct est_fit *f, int estimate, int cap);
 
-/* --- estimator_json.c: coefficient sets as stored and sent --- */
+/* --- estimator_json.c: the fitted model as stored and sent --- */
 
-/* Build a set: the built-in defaults, the overhead_json array of [category, complexity,
- * overhead] triples on top, and the fitted model of model_json (nullable: none). Returns
- * 0, or -1 with err naming the first bad element (`c` then holds the defaults). */
-int est_coefs_from_json(const char *overhead_json, const char *model_json, uint64_t version,
-    struct est_coefs *c, char *err, size_t errlen);
 /* Parse a fitted model's JSON into f. Returns 0, or -1 with err naming what is wrong. */
 int est_fit_from_json(const char *text, struct est_fit *f, char *err, size_t errlen);
-/* The full overhead table of `c` as compact JSON (heap). */
-char *est_overhead_to_json(const struct est_coefs *c);
 /* The fitted model as compact JSON (heap). */
 char *est_fit_to_json(const struct est_fit *f);
 

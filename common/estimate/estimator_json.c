@@ -1,7 +1,6 @@
 /*
- * Coefficient sets as JSON, the one reader and writer of the stored form: the overhead
- * table as an array of [category, complexity, overhead] triples on top of the built-in
- * defaults, and the fitted model as an object (docs/calibration.md):
+ * The fitted model as JSON, the one reader and writer of its stored form (model_json of
+ * a coefficient set, and the job's est.fit; docs/calibration.md):
  *
  *   {"model": "ridge_log", "lambda": 1, "coverage": 0.95, "factor": 2.87,
  *    "samples": 51, "intercept": 7.9, "deliverables": 0.41,
@@ -22,51 +21,6 @@
 #define EST_FIT_WEIGHT_MAX 100.0
 
 static const char *const est_cplx_names[EST_CPLX_COUNT] = { "low", "medium", "high" };
-
-/* Parse overhead_json onto the defaults in c. */
-static int est_overhead_from_json(
-    const char *overhead_json, uint64_t version, struct est_coefs *c, char *err, size_t errlen)
-{
-	json_error_t jerr;
-	json_t *arr = json_loads(overhead_json != NULL ? overhead_json : "", 0, &jerr), *row;
-	struct proto_coef *rows;
-	size_t i, n = 0;
-	int rc = 0;
-
-	if (!json_is_array(arr)) {
-		snprintf(err, errlen, "overhead_json of set %llu is not a JSON array%s%s",
-		    (unsigned long long)version, arr == NULL ? ": " : "",
-		    arr == NULL ? jerr.text : "");
-		json_decref(arr);
-		return -1;
-	}
-	rows = xcalloc(json_array_size(arr) + 1, sizeof *rows);
-	json_array_foreach(arr, i, row)
-	{
-		const char *cat = json_string_value(json_array_get(row, 0));
-		const char *cplx = json_string_value(json_array_get(row, 1));
-		json_t *v = json_array_get(row, 2);
-
-		if (json_array_size(row) != 3 || cat == NULL || cplx == NULL ||
-		    !json_is_integer(v)) {
-			snprintf(err, errlen,
-			    "overhead_json of set %llu: element %zu is not "
-			    "[category, complexity, overhead]",
-			    (unsigned long long)version, i);
-			rc = -1;
-			break;
-		}
-		rows[n].category = (char *)cat;
-		rows[n].complexity = (char *)cplx;
-		rows[n].overhead = json_integer_value(v);
-		n++;
-	}
-	if (rc == 0)
-		rc = est_coefs_apply(c, rows, n, version, err, errlen);
-	free(rows);
-	json_decref(arr);
-	return rc;
-}
 
 /* Read the finite number `key` of o into *v within [lo, hi]; -1 with err if not. */
 static int est_json_number(
@@ -168,21 +122,6 @@ int est_fit_from_json(const char *text, struct est_fit *f, char *err, size_t err
 	return rc;
 }
 
-/* Build a set from its stored JSON. */
-int est_coefs_from_json(const char *overhead_json, const char *model_json, uint64_t version,
-    struct est_coefs *c, char *err, size_t errlen)
-{
-	int rc;
-
-	est_coefs_default(c);
-	rc = est_overhead_from_json(overhead_json, version, c, err, errlen);
-	if (rc == 0 && model_json != NULL)
-		rc = est_fit_from_json(model_json, &c->fit, err, errlen);
-	if (rc != 0)
-		est_coefs_default(c);
-	return rc;
-}
-
 /* Serialise a JSON value compactly, keys in insertion order; aborts when out of memory. */
 static char *est_json_text(json_t *j)
 {
@@ -190,22 +129,10 @@ static char *est_json_text(json_t *j)
 
 	json_decref(j);
 	if (text == NULL) {
-		fprintf(stderr, "autopack: out of memory serialising coefficients\n");
+		fprintf(stderr, "autopack: out of memory serialising a fitted model\n");
 		abort();
 	}
 	return text;
-}
-
-/* Serialise every overhead row. */
-char *est_overhead_to_json(const struct est_coefs *c)
-{
-	json_t *arr = json_array();
-
-	for (size_t i = 0; i < c->n_overhead; i++)
-		json_array_append_new(arr,
-		    json_pack("[s, s, i]", c->overhead[i].category, c->overhead[i].complexity,
-		        c->overhead[i].overhead));
-	return est_json_text(arr);
 }
 
 /* Serialise a fitted model. */

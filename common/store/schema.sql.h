@@ -10,7 +10,7 @@
 #ifndef AUTOPACK_SCHEMA_SQL_H
 #define AUTOPACK_SCHEMA_SQL_H
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 #define SCHEMA_V1_SQL                                                                                                    \
 	"CREATE TABLE meta (\n"                                                                                          \
@@ -230,13 +230,48 @@
 	");\n"                                                                                     \
 	"CREATE UNIQUE INDEX ux_coef_active ON estimator_coefficients(active) WHERE active = 1;\n"
 
-/* Version 3: fitted estimator models, and what the next model may use in the telemetry:
- * the call's input tokens and, per deliverable, its kind and existing size. */
+/* Version 3: the shared tables get every column of the Python original's, with the values
+ * its Python models write as defaults (common/store/store_original.c), so that autopack
+ * writes the same rows into a database of either origin. The step from version 2 also
+ * rewrites stored timestamps into the original's format (store_migrate.c). */
 #define SCHEMA_V3_SQL                                                                              \
+	"ALTER TABLE runs ADD COLUMN max_minor_issues_total INTEGER;\n"                            \
+	"ALTER TABLE runs ADD COLUMN ci_runs_used INTEGER NOT NULL DEFAULT 0;\n"                   \
+	"ALTER TABLE runs ADD COLUMN minor_issues_count INTEGER NOT NULL DEFAULT 0;\n"             \
+	"ALTER TABLE runs ADD COLUMN major_issues_count INTEGER NOT NULL DEFAULT 0;\n"             \
+	"ALTER TABLE runs ADD COLUMN promotion_eligible_to_main TEXT NOT NULL DEFAULT 'false';\n"  \
+	"ALTER TABLE runs ADD COLUMN debt_status TEXT;\n"                                          \
+	"ALTER TABLE tiers ADD COLUMN max_minor_issues_tolerated INTEGER;\n"                       \
+	"ALTER TABLE tiers ADD COLUMN max_major_issues_tolerated INTEGER NOT NULL DEFAULT 0;\n"    \
+	"ALTER TABLE tiers ADD COLUMN ci_runs_used INTEGER NOT NULL DEFAULT 0;\n"                  \
+	"ALTER TABLE tiers ADD COLUMN minor_issues_count INTEGER NOT NULL DEFAULT 0;\n"            \
+	"ALTER TABLE tiers ADD COLUMN major_issues_count INTEGER NOT NULL DEFAULT 0;\n"            \
+	"ALTER TABLE tiers ADD COLUMN cleanliness TEXT NOT NULL DEFAULT 'clean';\n"                \
+	"ALTER TABLE tiers ADD COLUMN started_at TEXT;\n"                                          \
+	"ALTER TABLE tiers ADD COLUMN completed_at TEXT;\n"                                        \
+	"ALTER TABLE phases ADD COLUMN deployment_config TEXT;\n"                                  \
+	"ALTER TABLE phases ADD COLUMN auditor_attempts INTEGER NOT NULL DEFAULT 0;\n"             \
+	"ALTER TABLE phases ADD COLUMN minor_issues_count INTEGER NOT NULL DEFAULT 0;\n"           \
+	"ALTER TABLE phases ADD COLUMN major_issues_count INTEGER NOT NULL DEFAULT 0;\n"           \
+	"ALTER TABLE phases ADD COLUMN issue_state TEXT NOT NULL DEFAULT 'no_issues';\n"           \
+	"ALTER TABLE phases ADD COLUMN quality_level TEXT;\n"                                      \
+	"ALTER TABLE phases ADD COLUMN quality_blocked INTEGER NOT NULL DEFAULT 0;\n"              \
+	"ALTER TABLE phases ADD COLUMN revision_epoch INTEGER NOT NULL DEFAULT 0;\n"               \
+	"ALTER TABLE phases ADD COLUMN escalation_level INTEGER NOT NULL DEFAULT 0;\n"             \
+	"ALTER TABLE llm_usage_events ADD COLUMN client_id TEXT;\n"                                \
+	"ALTER TABLE llm_usage_events ADD COLUMN is_doctor_call INTEGER NOT NULL DEFAULT 0;\n"     \
+	"ALTER TABLE llm_usage_events ADD COLUMN doctor_model TEXT;\n"                             \
+	"ALTER TABLE llm_usage_events ADD COLUMN doctor_action TEXT;\n"                            \
+	"ALTER TABLE llm_usage_events ADD COLUMN phase_type TEXT;\n"                               \
+	"ALTER TABLE llm_usage_events ADD COLUMN intent TEXT;\n"
+
+/* Version 4: fitted estimator models, and what the next model may use in the telemetry:
+ * the call's input tokens and, per deliverable, its kind and existing size. */
+#define SCHEMA_V4_SQL                                                                              \
 	"ALTER TABLE estimator_coefficients ADD COLUMN model_json TEXT;\n"                         \
 	"ALTER TABLE token_estimation_v2_events ADD COLUMN input_tokens INTEGER;\n"                \
 	"ALTER TABLE token_estimation_v2_events ADD COLUMN deliverables_detail_json TEXT;\n"
 
-static const char SCHEMA_SQL[] = SCHEMA_V1_SQL SCHEMA_V2_SQL SCHEMA_V3_SQL;
+static const char SCHEMA_SQL[] = SCHEMA_V1_SQL SCHEMA_V2_SQL SCHEMA_V3_SQL SCHEMA_V4_SQL;
 
 #endif

@@ -28,8 +28,9 @@ static void adopt_list_free(char **items, size_t n)
 	free(items);
 }
 
-/* Free what an adoption recorded. */
-void store_adopt_report_free(struct store_adopt_report *rep)
+/* Free the schema changes and NULL fills of a report: the survey lists what the
+ * transaction then records again as done. */
+static void adopt_report_free_changes(struct store_adopt_report *rep)
 {
 	adopt_list_free(rep->tables_created, rep->n_tables_created);
 	adopt_list_free(rep->indexes_created, rep->n_indexes_created);
@@ -50,6 +51,41 @@ void store_adopt_report_free(struct store_adopt_report *rep)
 		free(rep->fills[i].value);
 	}
 	free(rep->fills);
+	rep->tables_created = rep->indexes_created = NULL;
+	rep->n_tables_created = rep->n_indexes_created = 0;
+	rep->columns_added = NULL;
+	rep->n_columns_added = 0;
+	rep->indexes_skipped = NULL;
+	rep->n_indexes_skipped = 0;
+	rep->fills = NULL;
+	rep->n_fills = 0;
+}
+
+/* Free a list of reported phases. */
+static void adopt_phases_free(struct store_adopt_phase *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(p[i].run_id);
+		free(p[i].phase_id);
+		free(p[i].state);
+		free(p[i].why);
+	}
+	free(p);
+}
+
+/* Free what an adoption recorded. */
+void store_adopt_report_free(struct store_adopt_report *rep)
+{
+	adopt_report_free_changes(rep);
+	for (size_t i = 0; i < rep->n_insert_cols; i++) {
+		free(rep->insert_cols[i].table);
+		free(rep->insert_cols[i].column);
+		free(rep->insert_cols[i].value);
+	}
+	free(rep->insert_cols);
+	store_value_cols_free(&rep->values);
+	adopt_phases_free(rep->bad_scopes, rep->n_bad_scopes);
+	adopt_phases_free(rep->no_deliverables, rep->n_no_deliverables);
 	free(rep->backup_path);
 	free(rep->workspace_base);
 	memset(rep, 0, sizeof *rep);
@@ -101,7 +137,21 @@ static char *adopt_default_workspace(const char *path)
 	return dir;
 }
 
-/* Run the adoption steps inside the open transaction; the backup comes first. */
+/* Survey: what the adoption will do, reading only. */
+static int adopt_plan(sqlite3 *db, sqlite3 *ref, const char *now, struct store_adopt_report *rep,
+    struct store_err *err)
+{
+	int rc = adopt_survey(db, rep, err);
+
+	if (rc == 0)
+		rc = adopt_schema_extend(db, ref, rep, false, err);
+	if (rc == 0)
+		rc = adopt_repair(db, ref, rep->workspace_base, now, rep, false, err);
+	return rc;
+}
+
+/* Run the adoption steps inside the open transaction: the survey, the backup, then the
+ * changes. */
 static int adopt_steps(
     sqlite3 *db, const char *path, struct store_adopt_report *rep, struct store_err *err)
 {
@@ -112,24 +162,67 @@ static int adopt_steps(
 	rc = adopt_shape_check(db, path, err);
 	if (rc != 0)
 		return rc;
-	rep->backup_path = store_backup_name(path, "pre-adopt");
-	rc = adopt_backup(path, rep->backup_path, err);
-	if (rc != 0) {
-		free(rep->backup_path);
-		rep->backup_path = NULL;
-		return rc;
-	}
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	rc = adopt_ref_open(&ref, err);
 	if (rc == 0)
-		rc = adopt_schema_extend(db, ref, rep, err);
+		rc = adopt_plan(db, ref, now, rep, err);
+	if (rc == 0) {
+		rep->backup_path = store_backup_name(path, "pre-adopt");
+		rc = adopt_backup(path, rep->backup_path, err);
+		if (rc != 0) {
+			free(rep->backup_path);
+			rep->backup_path = NULL;
+		}
+	}
+	if (rc == 0) {
+		adopt_report_free_changes(rep);
+		rc = adopt_schema_extend(db, ref, rep, true, err);
+	}
 	if (rc == 0)
-		rc = adopt_repair(db, ref, rep->workspace_base, now, rep, err);
+		rc = store_values_rewrite(db, &rep->values, err);
+	if (rc == 0)
+		rc = adopt_repair(db, ref, rep->workspace_base, now, rep, true, err);
 	if (rc == 0)
 		rc = adopt_meta_insert(db, now, rep->uuid, err);
 	if (rc == 0)
 		rc = store_schema_check(db, path, &version, uuid, err);
 	sqlite3_close(ref);
+	rep->done = rc == 0;
+	return rc;
+}
+
+/* Survey a legacy database, reading only. */
+int store_adopt_survey(const char *path, const char *workspace_base, struct store_adopt_report *rep,
+    struct store_err *err)
+{
+	sqlite3 *db = NULL, *ref = NULL;
+	char now[32];
+	int rc;
+
+	memset(rep, 0, sizeof *rep);
+	rc = store_adopt_check(path, err);
+	if (rc != 0)
+		return rc;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		rc = store_fail(err, STORE_EIO, "%s: cannot open: %s", path,
+		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return rc;
+	}
+	sqlite3_busy_timeout(db, ADOPT_BUSY_TIMEOUT_MS);
+	rep->workspace_base = workspace_base != NULL ? xstrdup(workspace_base) :
+	                                               adopt_default_workspace(path);
+	time_db_now(now);
+	rc = store_exec(db, "BEGIN", "reading the database", err);
+	if (rc == 0)
+		rc = adopt_ref_open(&ref, err);
+	if (rc == 0)
+		rc = adopt_plan(db, ref, now, rep, err);
+	sqlite3_close(ref);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(db);
+	if (rc != 0)
+		store_adopt_report_free(rep);
 	return rc;
 }
 

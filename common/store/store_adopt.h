@@ -1,8 +1,11 @@
 /*
  * Adopting a database made by the Python Autopack project: its runs, tiers, phases,
- * llm_usage_events and token_estimation_v2_events tables (docs/adoption.md) become an autopack
- * database in place. The file is copied first; then, in one transaction, every missing
- * autopack table is created, every missing column added, the meta row written, and the
+ * llm_usage_events and token_estimation_v2_events tables become an autopack database in
+ * place (docs/adoption.md). First a survey, reading only, finds everything the adoption
+ * will do: tables, columns and indexes to add, the columns autopack must fill on every
+ * insert, the values it will rewrite into the original's formats, the scopes it cannot
+ * interpret and the phases without deliverables. Then the file is copied, and in one
+ * transaction the schema is extended, the values rewritten, the meta row written and the
  * legacy rows the autopack code cannot use as they are get the documented repairs.
  * Every original row stays readable by the Python code.
  */
@@ -13,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/store/store.h"
+#include "common/store/store_values.h"
 
 /* A column added to an existing table. */
 struct store_adopt_column {
@@ -37,8 +41,25 @@ struct store_adopt_fill {
 	char *value;
 };
 
-/* What an adoption did. */
+/* A NOT NULL column without an SQL default in the legacy table: autopack names it in
+ * every insert, with the value the original's Python models write. */
+struct store_adopt_insert_col {
+	char *table;
+	char *column;
+	char *value; /* an SQL literal, or NULL for the time of the write */
+};
+
+/* A phase adoption reports for its scope. */
+struct store_adopt_phase {
+	char *run_id;
+	char *phase_id;
+	char *state;
+	char *why; /* what cannot be interpreted; NULL for a phase without deliverables */
+};
+
+/* What an adoption will do (a survey) or did. */
 struct store_adopt_report {
+	bool done; /* false: a survey; nothing was changed */
 	char uuid[37];
 	char *backup_path;
 	char *workspace_base; /* the directory new run workspaces were put under */
@@ -59,6 +80,18 @@ struct store_adopt_report {
 	int64_t workspaces_set;      /* runs without a workspace, given one */
 	int64_t bare_scopes;         /* phases whose scope is not a JSON object, kept */
 	int64_t usage_without_split; /* usage rows with NULL prompt/completion, kept */
+	/* NOT NULL columns autopack fills on every insert */
+	struct store_adopt_insert_col *insert_cols;
+	size_t n_insert_cols;
+	/* values not in the original's formats: rewritten, or left when unreadable */
+	struct store_value_cols values;
+	/* scopes, by how they are stored (enum store_scope_form), and those with buckets */
+	int64_t scope_forms[4];
+	int64_t scope_buckets;
+	struct store_adopt_phase *bad_scopes; /* cannot be interpreted */
+	size_t n_bad_scopes;
+	struct store_adopt_phase *no_deliverables; /* readable, but naming no deliverable */
+	size_t n_no_deliverables;
 };
 
 /* Check, reading only, that the file at `path` can be adopted: it exists, is SQLite,
@@ -67,6 +100,12 @@ struct store_adopt_report {
  * autopack database is reported with STORE_EEXIST. Otherwise STORE_ENOENT, STORE_ENOTDB
  * (naming the table and its missing columns) or STORE_EIO; the file is never written. */
 int store_adopt_check(const char *path, struct store_err *err);
+
+/* Survey the legacy database at canonical `path`, reading only: check it (as
+ * store_adopt_check) and fill `rep` (done = false) with everything store_adopt would do.
+ * The file is never written. `rep` must be freed with store_adopt_report_free. */
+int store_adopt_survey(const char *path, const char *workspace_base, struct store_adopt_report *rep,
+    struct store_err *err);
 
 /* Adopt the legacy database at canonical `path`: check it (as store_adopt_check), copy
  * it with the sqlite3 backup API to <path>.pre-adopt-<UTC stamp>.bak, then migrate it

@@ -24,10 +24,39 @@ static void adopt_fill_push(struct store_adopt_report *rep, const char *table, c
 	f->value = value != NULL ? xstrdup(value) : NULL;
 }
 
+/* Return 1 if db's table has the column, 0 if not, STORE_EIO on error. */
+static int adopt_has_column(
+    sqlite3 *db, const char *table, const char *column, struct store_err *err)
+{
+	return store_row_exists(db, err,
+	    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+	    (const char *const[]){ table, column, NULL }, "reading the columns of %s", table);
+}
+
+/* Count the NULLs of one column; a column the adoption has yet to add holds a NULL in
+ * every row unless it gets a default. */
+static int adopt_count_nulls(sqlite3 *db, const char *table, const char *column, const char *dflt,
+    int64_t *n, struct store_err *err)
+{
+	int rc = adopt_has_column(db, table, column, err);
+	char *sql;
+
+	*n = 0;
+	if (rc < 0 || (rc == 0 && dflt != NULL))
+		return rc < 0 ? rc : 0;
+	sql = rc == 1 ?
+	    sqlite3_mprintf("SELECT count(*) FROM \"%w\" WHERE \"%w\" IS NULL", table, column) :
+	    sqlite3_mprintf("SELECT count(*) FROM \"%w\"", table);
+	rc = store_query_int(db, sql, n, err);
+	sqlite3_free(sql);
+	return rc;
+}
+
 /* Fill the NULLs of one column: timestamps get `now`, others their default `dflt` (SQL
- * text from the reference schema); without a default they are left and reported. */
+ * text from the reference schema); without a default they are left and reported.
+ * Without `apply` they are only counted. */
 static int adopt_fill_column(sqlite3 *db, const char *table, const char *column, const char *dflt,
-    const char *now, struct store_adopt_report *rep, struct store_err *err)
+    const char *now, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	bool stamp = strcmp(column, "created_at") == 0 || strcmp(column, "updated_at") == 0;
 	sqlite3_stmt *q = NULL;
@@ -35,13 +64,11 @@ static int adopt_fill_column(sqlite3 *db, const char *table, const char *column,
 	char *sql;
 	int rc;
 
-	sql = sqlite3_mprintf("SELECT count(*) FROM \"%w\" WHERE \"%w\" IS NULL", table, column);
-	rc = store_query_int(db, sql, &n, err);
-	sqlite3_free(sql);
+	rc = adopt_count_nulls(db, table, column, dflt, &n, err);
 	if (rc != 0 || n == 0)
 		return rc;
-	if (!stamp && dflt == NULL) {
-		adopt_fill_push(rep, table, column, n, NULL);
+	if ((!stamp && dflt == NULL) || !apply) {
+		adopt_fill_push(rep, table, column, n, stamp ? now : dflt);
 		return 0;
 	}
 	sql = sqlite3_mprintf("UPDATE \"%w\" SET \"%w\" = %s WHERE \"%w\" IS NULL", table, column,
@@ -61,9 +88,9 @@ static int adopt_fill_column(sqlite3 *db, const char *table, const char *column,
 	return 0;
 }
 
-/* Fill the NULLs of every column the reference declares NOT NULL in `table`. */
+/* Fill (or count) the NULLs of every column the reference declares NOT NULL in `table`. */
 static int adopt_fill_table(sqlite3 *db, sqlite3 *ref, const char *table, const char *now,
-    struct store_adopt_report *rep, struct store_err *err)
+    struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(ref,
@@ -79,7 +106,7 @@ static int adopt_fill_table(sqlite3 *db, sqlite3 *ref, const char *table, const 
 	rc = 0;
 	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW)
 		rc = adopt_fill_column(db, table, (const char *)sqlite3_column_text(q, 0),
-		    (const char *)sqlite3_column_text(q, 1), now, rep, err);
+		    (const char *)sqlite3_column_text(q, 1), now, rep, apply, err);
 	if (rc == 0 && step != SQLITE_DONE)
 		rc = store_fail(
 		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
@@ -88,12 +115,18 @@ static int adopt_fill_table(sqlite3 *db, sqlite3 *ref, const char *table, const 
 }
 
 /* Put phases the original left in flight (EXECUTING, GATE, CI_RUNNING; no open autopack
- * attempt) back to QUEUED; their last_failure_reason stays. */
+ * attempt) back to QUEUED; their last_failure_reason stays. Without `apply`, count them. */
 static int adopt_requeue_executing(
-    sqlite3 *db, const char *now, struct store_adopt_report *rep, struct store_err *err)
+    sqlite3 *db, const char *now, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
+	int rc;
+
+	if (!apply)
+		return store_query_int(db,
+		    "SELECT count(*) FROM phases WHERE state IN ('EXECUTING', 'GATE', 'CI_RUNNING')",
+		    &rep->executing_requeued, err);
+	rc = sqlite3_prepare_v2(db,
 	    "UPDATE phases SET state = 'QUEUED', updated_at = ?1 WHERE state IN ('EXECUTING', 'GATE', "
 	    "'CI_RUNNING') AND "
 	    "(current_attempt_id IS NULL OR current_attempt_id NOT IN "
@@ -184,43 +217,69 @@ out:
 	return rc;
 }
 
-/* Count the legacy rows and the rows kept as they are. */
+/* Count the legacy rows and the rows kept as they are (tables the adoption has yet to
+ * create have none); runs without a workspace are all of them while the column is still
+ * to be added. */
 static int adopt_count(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
 {
 	const struct {
-		const char *sql;
+		const char *table, *sql;
 		int64_t *out;
 	} q[] = {
-		{ "SELECT count(*) FROM runs", &rep->runs },
-		{ "SELECT count(*) FROM tiers", &rep->tiers },
-		{ "SELECT count(*) FROM phases", &rep->phases },
-		{ "SELECT count(*) FROM llm_usage_events", &rep->usage_events },
-		{ "SELECT count(*) FROM token_estimation_v2_events", &rep->v2_events },
-		{ "SELECT count(*) FROM phases WHERE scope IS NOT NULL AND CASE WHEN "
-		  "json_valid(scope) THEN json_type(scope) NOT IN ('object', 'null') ELSE 1 END",
-		    &rep->bare_scopes },
-		{ "SELECT count(*) FROM llm_usage_events WHERE prompt_tokens IS NULL OR "
-		  "completion_tokens IS NULL",
-		    &rep->usage_without_split },
+		{ "runs", "SELECT count(*) FROM runs", &rep->runs },
+		{ "tiers", "SELECT count(*) FROM tiers", &rep->tiers },
+		{ "phases", "SELECT count(*) FROM phases", &rep->phases },
+		{ "runs", "SELECT count(*) FROM runs", &rep->workspaces_set },
+		{ "llm_usage_events", "SELECT count(*) FROM llm_usage_events", &rep->usage_events },
+		{ "token_estimation_v2_events", "SELECT count(*) FROM token_estimation_v2_events",
+		    &rep->v2_events },
 	};
+	int64_t nulls = 0;
 	int rc = 0;
 
-	for (size_t i = 0; i < ARRAY_SIZE(q) && rc == 0; i++)
-		rc = store_query_int(db, q[i].sql, q[i].out, err);
+	for (size_t i = 0; i < ARRAY_SIZE(q) && rc == 0; i++) {
+		char *sql = sqlite3_mprintf(
+		    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = %Q",
+		    q[i].table);
+		int64_t exists = 0;
+
+		*q[i].out = 0;
+		rc = store_query_int(db, sql, &exists, err);
+		sqlite3_free(sql);
+		if (rc == 0 && exists)
+			rc = store_query_int(db, q[i].sql, q[i].out, err);
+	}
+	/* Token splits the adoption has yet to add are NULL in every row. */
+	rep->usage_without_split = 0;
+	for (size_t i = 0; i < 2 && rc == 0 && rep->usage_events > 0; i++) {
+		rc = adopt_count_nulls(db, "llm_usage_events",
+		    i == 0 ? "prompt_tokens" : "completion_tokens", NULL, &nulls, err);
+		if (nulls > rep->usage_without_split)
+			rep->usage_without_split = nulls;
+	}
+	if (rc == 0 && rep->usage_events > 0 &&
+	    adopt_has_column(db, "llm_usage_events", "prompt_tokens", NULL) == 1 &&
+	    adopt_has_column(db, "llm_usage_events", "completion_tokens", NULL) == 1)
+		rc = store_query_int(db,
+		    "SELECT count(*) FROM llm_usage_events WHERE prompt_tokens IS NULL OR "
+		    "completion_tokens IS NULL",
+		    &rep->usage_without_split, err);
 	return rc;
 }
 
-/* Apply the legacy data handling inside the caller's transaction. */
+/* Apply the legacy data handling inside the caller's transaction, or count it. */
 int adopt_repair(sqlite3 *db, sqlite3 *ref, const char *ws_base, const char *now,
-    struct store_adopt_report *rep, struct store_err *err)
+    struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	int rc = adopt_count(db, rep, err);
 
+	if (apply)
+		rep->workspaces_set = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(adopt_fill_tables) && rc == 0; i++)
-		rc = adopt_fill_table(db, ref, adopt_fill_tables[i], now, rep, err);
+		rc = adopt_fill_table(db, ref, adopt_fill_tables[i], now, rep, apply, err);
 	if (rc == 0)
-		rc = adopt_requeue_executing(db, now, rep, err);
-	if (rc == 0)
+		rc = adopt_requeue_executing(db, now, rep, apply, err);
+	if (rc == 0 && apply)
 		rc = adopt_workspaces(db, ws_base, rep, err);
 	return rc;
 }

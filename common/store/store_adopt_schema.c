@@ -89,10 +89,10 @@ static int adopt_object_exists(sqlite3 *db, const char *name, struct store_err *
 	    (const char *const[]){ name, NULL }, "reading the schema");
 }
 
-/* Add the columns of reference table `table` that db's table lacks. A NOT NULL column
- * without a default cannot be added to a table with rows: it is added nullable. */
-static int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table,
-    struct store_adopt_report *rep, struct store_err *err)
+/* Add (or, without `apply`, list) the reference's columns that db's table lacks; NOT NULL
+ * without a default: nullable. */
+int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table, struct store_adopt_report *rep,
+    bool apply, struct store_err *err)
 {
 	struct adopt_cols want, have;
 	int rc = adopt_cols_read(ref, table, &want, err);
@@ -120,11 +120,12 @@ static int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table,
 		    xstrdup(c->type);
 		sql = sqlite3_mprintf(
 		    "ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", table, c->name, decl);
-		rc = store_exec(db, sql, sql, err);
+		if (apply)
+			rc = store_exec(db, sql, sql, err);
 		sqlite3_free(sql);
-		if (rc != 0) {
+		if (rc != 0 || rep == NULL) {
 			free(decl);
-			break;
+			continue;
 		}
 		rep->columns_added = xrealloc(
 		    rep->columns_added, (rep->n_columns_added + 1) * sizeof *rep->columns_added);
@@ -139,9 +140,10 @@ static int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table,
 	return rc;
 }
 
-/* Create every reference table db lacks (whole, from the schema) and extend the others. */
+/* Create every reference table db lacks (whole, from the schema) and extend the others;
+ * without `apply`, list them. */
 static int adopt_tables(
-    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err)
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(ref,
@@ -160,8 +162,8 @@ static int adopt_tables(
 
 		rc = adopt_object_exists(db, name, err);
 		if (rc == 1)
-			rc = adopt_columns_add(db, ref, name, rep, err);
-		else if (rc == 0 && (rc = store_exec(db, sql, name, err)) == 0)
+			rc = adopt_columns_add(db, ref, name, rep, apply, err);
+		else if (rc == 0 && (!apply || (rc = store_exec(db, sql, name, err)) == 0))
 			adopt_list_push(&rep->tables_created, &rep->n_tables_created, name);
 	}
 	if (rc == 0 && step != SQLITE_DONE)
@@ -185,24 +187,27 @@ static int adopt_has_unique_pair(
 
 /* Make (run_id, phase_id) unique in phases if nothing does yet: attempts and the
  * estimation events reference that pair. */
-static int adopt_phase_key(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+static int adopt_phase_key(
+    sqlite3 *db, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	static const char name[] = "ux_phases_run_phase";
 	int rc = adopt_has_unique_pair(db, "phases", "run_id", "phase_id", err);
 
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
-	rc = store_exec(db, "CREATE UNIQUE INDEX ux_phases_run_phase ON phases(run_id, phase_id)",
-	    "making (run_id, phase_id) unique in phases", err);
+	if (apply)
+		rc = store_exec(db,
+		    "CREATE UNIQUE INDEX ux_phases_run_phase ON phases(run_id, phase_id)",
+		    "making (run_id, phase_id) unique in phases", err);
 	if (rc == 0)
 		adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
 	return rc;
 }
 
-/* Create each reference index whose name is free; one that fails is rolled back alone
- * and reported. */
+/* Create (without `apply`, list) each reference index whose name is free; one that fails
+ * is rolled back alone and reported. */
 static int adopt_indexes(
-    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err)
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(ref,
@@ -222,7 +227,10 @@ static int adopt_indexes(
 		struct store_err why;
 
 		rc = adopt_object_exists(db, name, err);
-		if (rc != 0) {
+		if (rc != 0 || !apply) {
+			if (rc == 0)
+				adopt_list_push(
+				    &rep->indexes_created, &rep->n_indexes_created, name);
 			rc = rc < 0 ? rc : 0;
 			continue;
 		}
@@ -271,15 +279,16 @@ int adopt_ref_open(sqlite3 **ref, struct store_err *err)
 	return rc;
 }
 
-/* Extend db's schema to the reference's, inside the caller's transaction. */
+/* Extend db's schema to the reference's inside the caller's transaction, or list what
+ * that would do. */
 int adopt_schema_extend(
-    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, struct store_err *err)
+    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
-	int rc = adopt_tables(db, ref, rep, err);
+	int rc = adopt_tables(db, ref, rep, apply, err);
 
 	if (rc == 0)
-		rc = adopt_phase_key(db, rep, err);
+		rc = adopt_phase_key(db, rep, apply, err);
 	if (rc == 0)
-		rc = adopt_indexes(db, ref, rep, err);
+		rc = adopt_indexes(db, ref, rep, apply, err);
 	return rc;
 }

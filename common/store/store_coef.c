@@ -4,6 +4,7 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,7 +122,7 @@ int store_coef_activate_new(struct store *st, const char *overhead_json, const c
 	int rc;
 
 	assert(st->writable);
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the coefficient update", err);
 	if (rc != 0)
 		return rc;
@@ -218,4 +219,61 @@ void store_coef_list_free(struct store_coef_set *sets, size_t n)
 	for (size_t i = 0; i < n; i++)
 		store_coef_set_free(&sets[i]);
 	free(sets);
+}
+
+/* Parse an overhead table; STORE_EINVAL on the first element that is not a triple. */
+int store_coef_rows(const char *overhead_json, int64_t version, struct store_coef_row **rows,
+    size_t *n, struct store_err *err)
+{
+	json_error_t jerr;
+	json_t *arr = json_loads(overhead_json != NULL ? overhead_json : "", 0, &jerr), *row;
+	size_t i;
+	int rc = 0;
+
+	*rows = NULL;
+	*n = 0;
+	if (!json_is_array(arr)) {
+		rc = store_fail(err, STORE_EINVAL,
+		    "overhead_json of set %lld is not a JSON array%s%s", (long long)version,
+		    arr == NULL ? ": " : "", arr == NULL ? jerr.text : "");
+		json_decref(arr);
+		return rc;
+	}
+	*rows = xcalloc(json_array_size(arr) + 1, sizeof **rows);
+	json_array_foreach(arr, i, row)
+	{
+		const char *cat = json_string_value(json_array_get(row, 0));
+		const char *cplx = json_string_value(json_array_get(row, 1));
+		json_t *v = json_array_get(row, 2);
+
+		if (json_array_size(row) != 3 || cat == NULL || cplx == NULL ||
+		    !json_is_integer(v)) {
+			rc = store_fail(err, STORE_EINVAL,
+			    "overhead_json of set %lld: element %zu is not [category, complexity,"
+			    " overhead]",
+			    (long long)version, i);
+			break;
+		}
+		(*rows)[*n].category = xstrdup(cat);
+		(*rows)[*n].complexity = xstrdup(cplx);
+		(*rows)[*n].overhead = json_integer_value(v);
+		(*n)++;
+	}
+	json_decref(arr);
+	if (rc != 0) {
+		store_coef_rows_free(*rows, *n);
+		*rows = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+/* Free parsed rows. */
+void store_coef_rows_free(struct store_coef_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(rows[i].category);
+		free(rows[i].complexity);
+	}
+	free(rows);
 }

@@ -93,7 +93,7 @@ int store_init_sql(
 	}
 	close(fd);
 	by = store_created_by();
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
 		rc = store_fail(err, STORE_EIO, "cannot open: %s",
 		    db != NULL ? sqlite3_errmsg(db) : "out of memory");

@@ -5,10 +5,12 @@
 
 #include "common/store/store.h"
 
-/* One step of the migration list: the SQL that upgrades version `from` to from + 1. */
+/* One step of the migration list: what upgrades version `from` to from + 1, the SQL
+ * (or NULL) and then the function (or NULL), both inside the migration's transaction. */
 struct store_migration {
 	int from;
 	const char *sql;
+	int (*fn)(sqlite3 *db, struct store_err *err);
 };
 
 extern const struct store_migration store_migrations[];

@@ -1,5 +1,7 @@
 #include "common/store/schema.sql.h"
+#include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
+#include "common/store/store_values.h"
 #include "common/util.h"
 
 #include <stdlib.h>
@@ -8,10 +10,38 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The tables the Python original shares with autopack. */
+static const char *const migrate_shared_tables[] = { "runs", "tiers", "phases", "llm_usage_events",
+	"token_estimation_v2_events" };
+
+/* Upgrade version 2 to 3: give the shared tables the columns of the current schema they
+ * lack (an adopted database has the original's already, so this adds only what is
+ * missing), then rewrite the timestamps earlier versions stored as
+ * "YYYY-MM-DDTHH:MM:SS.mmmZ" into the original's format. */
+static int store_migrate_v3(sqlite3 *db, struct store_err *err)
+{
+	struct store_value_cols cols = { 0 };
+	sqlite3 *ref = NULL;
+	int rc = adopt_ref_open(&ref, err);
+
+	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(migrate_shared_tables); i++)
+		rc = adopt_columns_add(db, ref, migrate_shared_tables[i], NULL, true, err);
+	sqlite3_close(ref);
+	if (rc == 0)
+		rc = store_values_register(db, err);
+	if (rc == 0)
+		rc = store_values_columns(db, false, &cols, err);
+	if (rc == 0)
+		rc = store_values_rewrite(db, &cols, err);
+	store_value_cols_free(&cols);
+	return rc;
+}
+
 /* The upgrade steps, in order: step `from` turns version from into from + 1. */
 const struct store_migration store_migrations[] = {
-	{ 1, SCHEMA_V2_SQL },
-	{ 2, SCHEMA_V3_SQL },
+	{ 1, SCHEMA_V2_SQL, NULL },
+	{ 2, NULL, store_migrate_v3 },
+	{ 3, SCHEMA_V4_SQL, NULL },
 };
 const size_t store_n_migrations = ARRAY_SIZE(store_migrations);
 
@@ -77,7 +107,10 @@ static int store_migrate_steps(struct store *st, int from, struct store_err *err
 		if (store_migrations[i].from != v)
 			continue;
 		snprintf(what, sizeof what, "migration step %d to %d", v, v + 1);
-		rc = store_exec(st->db, store_migrations[i].sql, what, err);
+		if (store_migrations[i].sql != NULL)
+			rc = store_exec(st->db, store_migrations[i].sql, what, err);
+		if (rc == 0 && store_migrations[i].fn != NULL)
+			rc = store_migrations[i].fn(st->db, err);
 		v++;
 	}
 	if (rc == 0 && v != SCHEMA_VERSION)

@@ -1,6 +1,8 @@
 /* Plan import: the database-side checks and the all-or-nothing write. */
 #include "common/store/store_internal.h"
+#include "common/store/store_original.h"
 #include "common/store/store_plan.h"
+#include "common/store/store_scope.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Defaults of the data model for fields a plan leaves out. */
@@ -141,28 +144,25 @@ static int plan_check_db(
 	return 0;
 }
 
+/* Return the absolute workspace of run entry `r`. */
+static char *plan_workspace(const json_t *r, const char *base_dir)
+{
+	assert(base_dir != NULL || plan_str(r, "workspace")[0] == '/');
+	return store_path_absolute(plan_str(r, "workspace"), base_dir);
+}
+
 /* Insert a new run row. */
 static int plan_insert_run(
     struct store *st, const json_t *r, const char *base_dir, const char *now, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	char *ws;
+	char *ws = plan_workspace(r, base_dir);
+	char *sql = store_original_insert_sql("runs",
+	    "id, state, goal_anchor, workspace, safety_profile, run_scope, token_cap, max_phases, "
+	    "max_duration_minutes, created_at, updated_at",
+	    "?1, 'RUN_CREATED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9");
 	const char *s;
-	int rc;
-
-	assert(base_dir != NULL || plan_str(r, "workspace")[0] == '/');
-	ws = store_path_absolute(plan_str(r, "workspace"), base_dir);
-	if ((rc = mkdir_p(ws, 0755)) != 0) {
-		store_fail(err, STORE_EINVAL, "cannot create workspace %s for run %s: %s", ws,
-		    plan_str(r, "run_id"), strerror(-rc));
-		free(ws);
-		return STORE_EINVAL;
-	}
-	rc = sqlite3_prepare_v2(st->db,
-	    "INSERT INTO runs (id, state, goal_anchor, workspace, safety_profile, run_scope, "
-	    "token_cap, max_phases, max_duration_minutes, created_at, updated_at) "
-	    "VALUES (?1, 'RUN_CREATED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-	    -1, &q, NULL);
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		store_bind_text(q, 1, plan_str(r, "run_id"));
@@ -179,8 +179,71 @@ static int plan_insert_run(
 	}
 	rc = store_step_done(
 	    st->db, q, rc, err, "%s: writing run %s", st->path, plan_str(r, "run_id"));
+	free(sql);
 	free(ws);
 	return rc;
+}
+
+/* Directories an import created, removed again if it fails. */
+struct plan_dirs {
+	char **made; /* pairs: a workspace created, then the outermost directory made for it */
+	size_t n;
+};
+
+/* Return the outermost missing directory on the way to `dir` (heap), NULL if it exists. */
+static char *plan_first_missing(const char *dir)
+{
+	char *p = xstrdup(dir), *missing = NULL, *slash;
+	struct stat sb;
+
+	while (stat(p, &sb) != 0) {
+		free(missing);
+		missing = xstrdup(p);
+		slash = strrchr(p, '/');
+		if (slash == NULL || slash == p)
+			break;
+		*slash = '\0';
+	}
+	free(p);
+	return missing;
+}
+
+/* Create run `run_id`'s workspace `dir` and its missing parents, remembering which were
+ * new. */
+static int plan_mkdir(
+    struct plan_dirs *dirs, const char *dir, const char *run_id, struct store_err *err)
+{
+	char *top = plan_first_missing(dir);
+	int rc = mkdir_p(dir, 0755);
+
+	if (rc != 0) {
+		free(top);
+		return store_fail(err, STORE_EINVAL, "cannot create workspace %s for run %s: %s",
+		    dir, run_id, strerror(-rc));
+	}
+	if (top != NULL) {
+		dirs->made = xrealloc(dirs->made, (dirs->n + 2) * sizeof *dirs->made);
+		dirs->made[dirs->n++] = xstrdup(dir);
+		dirs->made[dirs->n++] = top;
+	}
+	return 0;
+}
+
+/* Remove the directories an import created (those still empty), then forget them. */
+static void plan_dirs_undo(struct plan_dirs *dirs, bool remove)
+{
+	for (size_t i = 0; i + 1 < dirs->n; i += 2) {
+		char *d = dirs->made[i], *slash;
+		const char *top = dirs->made[i + 1];
+
+		while (remove && rmdir(d) == 0 && strcmp(d, top) != 0 &&
+		    (slash = strrchr(d, '/')) != NULL)
+			*slash = '\0';
+		free(dirs->made[i]);
+		free(dirs->made[i + 1]);
+	}
+	free(dirs->made);
+	memset(dirs, 0, sizeof *dirs);
 }
 
 /* Insert a tier row at `index`; its row id goes to *tier_row. */
@@ -188,11 +251,11 @@ static int plan_insert_tier(struct store *st, const char *run_id, const json_t *
     const char *now, int64_t *tier_row, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db,
-	    "INSERT INTO tiers (tier_id, run_id, tier_index, name, description, state, "
-	    "token_cap, ci_run_cap, created_at, updated_at) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8)",
-	    -1, &q, NULL);
+	char *sql = store_original_insert_sql("tiers",
+	    "tier_id, run_id, tier_index, name, description, state, token_cap, ci_run_cap, "
+	    "created_at, updated_at",
+	    "?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8");
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		store_bind_text(q, 1, plan_str(t, "tier_id"));
@@ -207,24 +270,43 @@ static int plan_insert_tier(struct store *st, const char *run_id, const json_t *
 	rc = store_step_done(st->db, q, rc, err, "%s: writing tier %s of run %s", st->path,
 	    plan_str(t, "tier_id"), run_id);
 	*tier_row = sqlite3_last_insert_rowid(st->db);
+	free(sql);
 	return rc;
 }
 
-/* Serialise a phase's scope with all three lists present. */
+/* Return a JSON array of the list's paths. */
+static json_t *plan_list_json(const struct store_scope_list *l)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < l->n; i++)
+		json_array_append_new(a, json_string(l->items[i]));
+	return a;
+}
+
+/* Serialise a phase's scope (any shape, already checked) as the usual object: paths,
+ * read_only_context as given, deliverables as one list. */
 static char *plan_scope_json(const json_t *scope)
 {
-	static const char *const keys[] = { "paths", "read_only_context", "deliverables" };
-	json_t *out = json_object();
-	char *text;
+	json_t *out = json_object(), *inner = NULL, *ctx;
+	const json_t *obj = scope;
+	struct store_scope sc;
+	char why[256], *text;
 
-	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
-		json_t *v = json_object_get(scope, keys[i]);
-
-		json_object_set_new(
-		    out, keys[i], json_is_array(v) ? json_deep_copy(v) : json_array());
-	}
+	if (store_scope_parse_json(scope, &sc, why, sizeof why) != 0)
+		abort(); /* store_plan_check accepted it */
+	if (json_is_string(scope) &&
+	    (inner = json_loads(json_string_value(scope), 0, NULL)) != NULL)
+		obj = inner;
+	ctx = json_object_get(obj, "read_only_context");
+	json_object_set_new(out, "paths", plan_list_json(&sc.paths));
+	json_object_set_new(out, "read_only_context",
+	    json_is_array(ctx) ? json_deep_copy(ctx) : plan_list_json(&sc.context));
+	json_object_set_new(out, "deliverables", plan_list_json(&sc.deliverables));
 	text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(out);
+	json_decref(inner);
+	store_scope_free(&sc);
 	if (text == NULL) {
 		fprintf(stderr, "autopack: out of memory serialising a scope\n");
 		abort();
@@ -238,13 +320,12 @@ static int plan_insert_phase(struct store *st, const char *run_id, int64_t tier_
 {
 	sqlite3_stmt *q = NULL;
 	char *scope = plan_scope_json(json_object_get(ph, "scope"));
-	int rc = sqlite3_prepare_v2(st->db,
-	    "INSERT INTO phases (phase_id, run_id, tier_id, phase_index, name, description, "
-	    "state, task_category, complexity, builder_mode, phase_type, scope, check_command, "
-	    "max_builder_attempts, max_auditor_attempts, incident_token_cap, created_at, "
-	    "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'QUEUED', ?7, ?8, ?9, ?10, ?11, ?12, "
-	    "?13, ?14, ?15, ?16, ?16)",
-	    -1, &q, NULL);
+	char *sql = store_original_insert_sql("phases",
+	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
+	    "complexity, builder_mode, phase_type, scope, check_command, max_builder_attempts, "
+	    "max_auditor_attempts, incident_token_cap, created_at, updated_at",
+	    "?1, ?2, ?3, ?4, ?5, ?6, 'QUEUED', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16");
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
 		store_bind_text(q, 1, plan_str(ph, "phase_id"));
@@ -266,6 +347,7 @@ static int plan_insert_phase(struct store *st, const char *run_id, int64_t tier_
 	}
 	rc = store_step_done(st->db, q, rc, err, "%s: writing phase %s of run %s", st->path,
 	    plan_str(ph, "phase_id"), run_id);
+	free(sql);
 	free(scope);
 	return rc;
 }
@@ -311,6 +393,7 @@ static int plan_write_run(struct store *st, const json_t *r, const char *base_di
 int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, const char *source,
     struct store_plan_summary *sum, struct store_err *err)
 {
+	struct plan_dirs dirs = { 0 };
 	char now[32];
 	json_t *r;
 	size_t i;
@@ -325,15 +408,26 @@ int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, 
 	if (rc != 0)
 		return rc;
 	rc = plan_check_db(st, doc, source, err);
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	json_array_foreach(json_object_get(doc, "runs"), i, r)
 	{
 		if (rc != 0)
 			break;
 		rc = plan_write_run(st, r, base_dir, now, sum, err);
 	}
+	json_array_foreach(json_object_get(doc, "runs"), i, r)
+	{
+		char *ws;
+
+		if (rc != 0 || json_is_true(json_object_get(r, "append")))
+			continue;
+		ws = plan_workspace(r, base_dir);
+		rc = plan_mkdir(&dirs, ws, plan_str(r, "run_id"), err);
+		free(ws);
+	}
 	if (rc == 0)
 		rc = store_exec(st->db, "COMMIT", "committing the import", err);
+	plan_dirs_undo(&dirs, rc != 0);
 	if (rc != 0) {
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 		store_plan_summary_free(sum);

@@ -2,6 +2,7 @@
  * scope paths and duplicates. The first error names its JSON path. */
 #include "common/store/store_internal.h"
 #include "common/store/store_plan.h"
+#include "common/store/store_scope.h"
 #include "common/util.h"
 
 #include <stdarg.h>
@@ -17,10 +18,13 @@ enum plan_kind {
 	PLAN_STRING, /* any string */
 	PLAN_POSINT, /* integer >= 1 */
 	PLAN_BOOL,
-	PLAN_CHOICE, /* one of `choices` */
-	PLAN_ARRAY,  /* non-empty array, checked by the caller */
-	PLAN_OBJECT, /* object, checked by the caller */
-	PLAN_PATHS,  /* array of relative paths */
+	PLAN_CHOICE,       /* one of `choices` */
+	PLAN_ARRAY,        /* non-empty array, checked by the caller */
+	PLAN_OBJECT,       /* object, checked by the caller */
+	PLAN_PATHS,        /* array of relative paths */
+	PLAN_SCOPE,        /* a scope: object, or a string (a JSON object, or one path) */
+	PLAN_CONTEXT,      /* array of relative paths or {"path", "reason"} objects */
+	PLAN_DELIVERABLES, /* array of relative paths, or an object of such arrays */
 };
 
 struct plan_field {
@@ -80,7 +84,7 @@ static const struct plan_field plan_phase_fields[] = {
 	{ "complexity", PLAN_CHOICE, false, plan_complexity },
 	{ "builder_mode", PLAN_TEXT, false, NULL },
 	{ "phase_type", PLAN_TEXT, false, NULL },
-	{ "scope", PLAN_OBJECT, true, NULL },
+	{ "scope", PLAN_SCOPE, true, NULL },
 	{ "check_command", PLAN_TEXT, false, NULL },
 	{ "max_builder_attempts", PLAN_POSINT, false, NULL },
 	{ "max_auditor_attempts", PLAN_POSINT, false, NULL },
@@ -89,8 +93,13 @@ static const struct plan_field plan_phase_fields[] = {
 
 static const struct plan_field plan_scope_fields[] = {
 	{ "paths", PLAN_PATHS, false, NULL },
-	{ "read_only_context", PLAN_PATHS, false, NULL },
-	{ "deliverables", PLAN_PATHS, true, NULL },
+	{ "read_only_context", PLAN_CONTEXT, false, NULL },
+	{ "deliverables", PLAN_DELIVERABLES, true, NULL },
+};
+
+static const struct plan_field plan_context_fields[] = {
+	{ "path", PLAN_TEXT, true, NULL },
+	{ "reason", PLAN_STRING, false, NULL },
 };
 
 /* A phase_id seen in the run being checked, and where. */
@@ -213,6 +222,64 @@ static int plan_check_paths(
 	return 0;
 }
 
+static int plan_check_object(const json_t *obj, const struct plan_field *fields, size_t n,
+    const char *source, const char *path, struct store_err *err);
+static int plan_check_scope(
+    const json_t *scope, const char *source, const char *path, struct store_err *err);
+
+/* Check read_only_context: relative paths, or {"path", "reason"} objects. */
+static int plan_check_context(
+    const json_t *v, const char *source, const char *path, struct store_err *err)
+{
+	char sub[PLAN_PATH_MAX];
+	size_t i;
+	json_t *e;
+	int rc;
+
+	if (!json_is_array(v))
+		return plan_fail(
+		    err, source, path, "expected array of paths, got %s", plan_type_name(v));
+	json_array_foreach(v, i, e)
+	{
+		plan_path(sub, "%s[%zu]", path, i);
+		if (json_is_object(e)) {
+			rc = plan_check_object(e, plan_context_fields,
+			    ARRAY_SIZE(plan_context_fields), source, sub, err);
+			plan_path(sub, "%s[%zu].path", path, i);
+			if (rc == 0)
+				rc = plan_check_relpath(
+				    json_object_get(e, "path"), source, sub, err);
+		} else {
+			rc = plan_check_relpath(e, source, sub, err);
+		}
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Check deliverables: an array of relative paths, or an object of buckets, each such an
+ * array ({"code": [...], "tests": [...]}). */
+static int plan_check_deliverables(
+    const json_t *v, const char *source, const char *path, struct store_err *err)
+{
+	char sub[PLAN_PATH_MAX];
+	const char *key;
+	json_t *e;
+	int rc;
+
+	if (!json_is_object(v))
+		return plan_check_paths(v, source, path, err);
+	json_object_foreach((json_t *)v, key, e)
+	{
+		plan_path(sub, "%s.%.60s", path, key);
+		rc = plan_check_paths(e, source, sub, err);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* Check one field's value against its kind. */
 static int plan_check_field(const struct plan_field *f, const json_t *v, const char *source,
     const char *path, struct store_err *err)
@@ -259,6 +326,9 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
 			    err, source, path, "expected object, got %s", plan_type_name(v));
 		return 0;
 	case PLAN_PATHS: return plan_check_paths(v, source, path, err);
+	case PLAN_SCOPE: return plan_check_scope(v, source, path, err);
+	case PLAN_CONTEXT: return plan_check_context(v, source, path, err);
+	case PLAN_DELIVERABLES: return plan_check_deliverables(v, source, path, err);
 	}
 	return 0;
 }
@@ -303,16 +373,12 @@ static int plan_check_object(const json_t *obj, const struct plan_field *fields,
 }
 
 /* Return 1 if deliverable `d` lies under one of the scope paths (or there are none). */
-static int plan_in_scope(const json_t *paths, const char *d)
+static int plan_in_scope(const struct store_scope_list *paths, const char *d)
 {
-	size_t i;
-	json_t *e;
-
-	if (paths == NULL || json_array_size(paths) == 0)
+	if (paths->n == 0)
 		return 1;
-	json_array_foreach(paths, i, e)
-	{
-		const char *p = json_string_value(e);
+	for (size_t i = 0; i < paths->n; i++) {
+		const char *p = paths->items[i];
 		size_t n = strlen(p);
 
 		if (strcmp(d, p) == 0)
@@ -323,34 +389,68 @@ static int plan_in_scope(const json_t *paths, const char *d)
 	return 0;
 }
 
-/* Check a phase's scope: its fields, and every deliverable inside scope.paths. */
-static int plan_check_scope(
+/* Check a scope object's fields. */
+static int plan_check_scope_object(
     const json_t *scope, const char *source, const char *path, struct store_err *err)
 {
 	char sub[PLAN_PATH_MAX];
-	json_t *paths, *dels, *e;
-	size_t i;
+	const json_t *dels = json_object_get(scope, "deliverables");
+
+	if (json_is_object(scope) && (dels == NULL || json_is_null(dels))) {
+		plan_path(sub, "%s.deliverables", path);
+		return plan_fail(err, source, sub,
+		    "missing (required: a phase must name at least one deliverable)");
+	}
+	return plan_check_object(
+	    scope, plan_scope_fields, ARRAY_SIZE(plan_scope_fields), source, path, err);
+}
+
+/* Check a phase's scope in any of the shapes of docs/adoption.md: its fields, at least
+ * one deliverable, and every deliverable inside scope.paths. */
+static int plan_check_scope(
+    const json_t *scope, const char *source, const char *path, struct store_err *err)
+{
+	char sub[PLAN_PATH_MAX], why[256];
+	struct store_scope sc;
+	json_t *inner = NULL;
+	const json_t *obj = scope;
 	int rc;
 
-	rc = plan_check_object(
-	    scope, plan_scope_fields, ARRAY_SIZE(plan_scope_fields), source, path, err);
+	if (json_is_string(scope)) {
+		inner = json_loads(json_string_value(scope), 0, NULL);
+		if (inner != NULL)
+			obj = inner;
+	}
+	if (json_is_object(obj))
+		rc = plan_check_scope_object(obj, source, path, err);
+	else if (json_is_string(obj))
+		rc = plan_check_relpath(obj, source, path, err);
+	else
+		rc = plan_fail(err, source, path,
+		    "expected an object (or a string holding one, or one path), got %s",
+		    plan_type_name(obj));
+	if (rc == 0 && store_scope_parse_json(scope, &sc, why, sizeof why) != 0)
+		rc = plan_fail(err, source, path, "%s", why);
+	json_decref(inner);
 	if (rc != 0)
 		return rc;
-	paths = json_object_get(scope, "paths");
-	dels = json_object_get(scope, "deliverables");
-	if (json_array_size(dels) == 0) {
-		plan_path(sub, "%s.deliverables", path);
-		return plan_fail(err, source, sub, "expected a non-empty array");
+	if (sc.deliverables.n == 0) {
+		plan_path(sub, "%s%s", path, json_is_string(obj) ? "" : ".deliverables");
+		rc = plan_fail(err, source, sub,
+		    json_is_string(obj) ? "\"%.100s\" names a directory: a phase must name at "
+		                          "least one deliverable" :
+		                          "expected a non-empty array%.0s",
+		    json_is_string(obj) ? json_string_value(obj) : "");
 	}
-	json_array_foreach(dels, i, e)
-	{
-		if (!plan_in_scope(json_is_array(paths) ? paths : NULL, json_string_value(e))) {
-			plan_path(sub, "%s.deliverables[%zu]", path, i);
-			return plan_fail(err, source, sub, "\"%.100s\" is outside scope.paths",
-			    json_string_value(e));
+	for (size_t i = 0; rc == 0 && i < sc.deliverables.n; i++) {
+		if (!plan_in_scope(&sc.paths, sc.deliverables.items[i])) {
+			plan_path(sub, "%s.%s", path, sc.deliverables.where[i]);
+			rc = plan_fail(err, source, sub, "\"%.100s\" is outside scope.paths",
+			    sc.deliverables.items[i]);
 		}
 	}
-	return 0;
+	store_scope_free(&sc);
+	return rc;
 }
 
 /* Check one phase; `seen` collects the run's phase ids to catch duplicates. */
@@ -375,8 +475,7 @@ static int plan_check_phase(const json_t *ph, const char *source, const char *pa
 	seen[*nseen].id = id;
 	strlcpy_ap(seen[*nseen].path, sub, sizeof seen[*nseen].path);
 	(*nseen)++;
-	plan_path(sub, "%s.scope", path);
-	return plan_check_scope(json_object_get(ph, "scope"), source, sub, err);
+	return 0;
 }
 
 /* Count the phases of a run entry (its tiers must be arrays of arrays, or 0). */

@@ -1,5 +1,7 @@
 /* token_estimation_v2 events as samples: read, import, export. */
+#include "common/store/store_estimation.h"
 #include "common/store/store_internal.h"
+#include "common/store/store_original.h"
 #include "common/store/store_telemetry.h"
 #include "common/util.h"
 
@@ -122,32 +124,33 @@ static int telem_prep(
 static int telem_import_run(struct store *st, const char *run_id, const char *source,
     const char *now, int64_t *tier_row, struct store_err *err)
 {
-	static const struct {
-		const char *sql, *what;
-	} rows[] = {
-		{ "INSERT INTO runs (id, state, goal_anchor, created_at, updated_at, completed_at) "
-		  "VALUES (?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3)",
-		    "writing the run" },
-		{ "INSERT INTO tiers (tier_id, run_id, tier_index, name, description, state, "
-		  "created_at, updated_at) VALUES ('imported', ?1, 0, 'Imported telemetry samples', "
-		  "?2, 'COMPLETE', ?3, ?3)",
-		    "writing the tier" },
+	char *sql[] = {
+		store_original_insert_sql("runs",
+		    "id, state, goal_anchor, created_at, updated_at, completed_at",
+		    "?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3"),
+		store_original_insert_sql("tiers",
+		    "tier_id, run_id, tier_index, name, description, state, created_at, updated_at, "
+		    "completed_at",
+		    "'imported', ?1, 0, 'Imported telemetry samples', ?2, 'COMPLETE', ?3, ?3, ?3"),
 	};
+	static const char *const what[] = { "writing the run", "writing the tier" };
 	char *goal = xasprintf("Token-estimation samples imported from %s", source);
 	int rc = 0;
 
-	for (size_t i = 0; i < ARRAY_SIZE(rows) && rc == 0; i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
 		sqlite3_stmt *q = NULL;
 
-		rc = sqlite3_prepare_v2(st->db, rows[i].sql, -1, &q, NULL);
+		rc = sqlite3_prepare_v2(st->db, sql[i], -1, &q, NULL);
 		if (rc == SQLITE_OK) {
 			store_bind_text(q, 1, run_id);
 			store_bind_text(q, 2, goal);
 			store_bind_text(q, 3, now);
 		}
-		rc = store_step_done(st->db, q, rc, err, "%s: %s", st->path, rows[i].what);
+		rc = store_step_done(st->db, q, rc, err, "%s: %s", st->path, what[i]);
 	}
 	*tier_row = sqlite3_last_insert_rowid(st->db);
+	for (size_t i = 0; i < ARRAY_SIZE(sql); i++)
+		free(sql[i]);
 	free(goal);
 	return rc;
 }
@@ -195,13 +198,12 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
     struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = telem_prep(st,
-	    "INSERT INTO phases (phase_id, run_id, tier_id, phase_index, "
-	    "name, description, state, task_category, complexity, scope, created_at, "
-	    "updated_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, 'Samples imported from "
-	    "another system', 'COMPLETE', ?6, ?7, "
-	    "'{\"paths\":[],\"read_only_context\":[],\"deliverables\":[]}', ?8, ?8, ?8)",
-	    &q, "writing a phase", err);
+	char *sql = store_original_insert_sql("phases",
+	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
+	    "complexity, scope, created_at, updated_at, completed_at",
+	    "?1, ?2, ?3, ?4, ?5, 'Samples imported from another system', 'COMPLETE', ?6, ?7, "
+	    "'{\"paths\":[],\"read_only_context\":[],\"deliverables\":[]}', ?8, ?8, ?8");
+	int rc = telem_prep(st, sql, &q, "writing a phase", err);
 
 	*n_phases = 0;
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
@@ -223,6 +225,7 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
 		(*n_phases)++;
 	}
 	sqlite3_finalize(q);
+	free(sql);
 	return rc;
 }
 
@@ -231,41 +234,36 @@ static int telem_import_events(struct store *st, const char *run_id, const struc
     const char *now, const size_t *phase_of, char **ids, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = telem_prep(st,
-	    "INSERT INTO token_estimation_v2_events (run_id, phase_id, "
-	    "timestamp, created_at, category, complexity, deliverable_count, deliverables_json, "
-	    "predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "
-	    "success, truncated, is_truncated_output, stop_reason, model, smape_percent, "
-	    "waste_ratio, underestimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '[]', ?8, ?9, "
-	    "?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)",
-	    &q, "writing an event", err);
+	int rc = store_estimation_prepare(st, &q, err);
 
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
 		const struct telem_sample *x = &s->v[i];
+		char stamp[32];
+		struct store_estimation e;
 
-		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, ids[phase_of[i]], -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, x->timestamp, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 4, now, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 5, x->category, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 6, x->complexity, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(q, 7, x->deliverable_count);
-		sqlite3_bind_int64(q, 8, x->predicted);
-		sqlite3_bind_int64(q, 9, x->actual);
-		sqlite3_bind_int64(q, 10, x->selected_budget);
-		if (x->actual_max_tokens >= 0)
-			sqlite3_bind_int64(q, 11, x->actual_max_tokens);
-		sqlite3_bind_int(q, 12, x->success);
-		sqlite3_bind_int(q, 13, x->truncated);
-		if (x->stop_reason != NULL)
-			sqlite3_bind_text(q, 14, x->stop_reason, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 15, x->model, -1, SQLITE_STATIC);
-		if (telem_scored(x->predicted, x->actual)) {
-			sqlite3_bind_double(q, 16, telem_smape(x->predicted, x->actual));
-			sqlite3_bind_double(q, 17, (double)x->predicted / (double)x->actual);
-			sqlite3_bind_int(q, 18, x->actual > x->predicted);
-		}
-		rc = telem_step(st, q, "writing an event", err);
+		if (time_db_parse(x->timestamp, stamp) != 0)
+			strlcpy_ap(stamp, x->timestamp, sizeof stamp);
+		e = (struct store_estimation){
+			.run_id = run_id,
+			.phase_id = ids[phase_of[i]],
+			.timestamp = stamp,
+			.created_at = now,
+			.category = x->category,
+			.complexity = x->complexity,
+			.deliverable_count = x->deliverable_count,
+			.predicted_output_tokens = x->predicted,
+			.actual_output_tokens = x->actual,
+			.selected_budget = x->selected_budget,
+			.actual_max_tokens = x->actual_max_tokens,
+			.success = x->success,
+			.truncated = x->truncated,
+			.stop_reason = x->stop_reason,
+			.model = x->model,
+			.doc_features = -1,
+			.sot_entry_count_hint = -1,
+			.input_tokens = -1,
+		};
+		rc = store_estimation_insert(st, q, &e, err);
 	}
 	sqlite3_finalize(q);
 	return rc;
@@ -285,7 +283,7 @@ int store_telemetry_import(struct store *st, const char *run_id, const char *sou
 
 	assert(st->writable);
 	memset(sum, 0, sizeof *sum);
-	time_iso8601(clock_wall_ms(), now);
+	time_db_now(now);
 	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the import", err);
 	if (rc != 0)
 		goto out;

@@ -25,7 +25,7 @@ from bench.calib_bench import bench_calibration  # noqa: E402
 
 
 def iso(ts):
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+    return datetime.strptime(ts, "%Y-%m-%d %H:%M:%S.%f").replace(
         tzinfo=timezone.utc).timestamp()
 
 

@@ -54,7 +54,7 @@ int main(int argc, char **argv)
 
 		if ((i - 1) % batch == 0)
 			sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-		time_iso8601(clock_wall_ms(), now);
+		time_db_now(now);
 		sqlite3_bind_int64(ev, 1, i);
 		sqlite3_bind_text(ev, 2, now, -1, SQLITE_TRANSIENT);
 		sqlite3_step(ev);

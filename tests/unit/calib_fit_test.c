@@ -157,7 +157,7 @@ TEST(est_fit_json_round_trips_and_names_what_is_wrong)
 	CHECK_NEAR(g.factor, f.factor, 0);
 	CHECK_NEAR(g.intercept, f.intercept, 0);
 	CHECK_NEAR(g.w_deliverables, f.w_deliverables, 0);
-	CHECK(est_coefs_from_json("[]", text, 4, &c, err, sizeof err) == 0);
+	CHECK(calib_coefs_from_json("[]", text, 4, &c, err, sizeof err) == 0);
 	CHECK(c.fit.active && c.version == 4);
 	free(text);
 	CHECK(est_fit_from_json("[1]", &g, err, sizeof err) == -1 && !g.active);
@@ -173,9 +173,9 @@ TEST(est_fit_json_round_trips_and_names_what_is_wrong)
 	                        "\"categories\":{\"Docs\":1}}",
 	          &g, err, sizeof err) == -1);
 	CHECK(strstr(err, "Docs") != NULL);
-	CHECK(est_coefs_from_json("{}", NULL, 3, &c, err, sizeof err) == -1);
+	CHECK(calib_coefs_from_json("{}", NULL, 3, &c, err, sizeof err) == -1);
 	CHECK(strstr(err, "not a JSON array") != NULL);
-	CHECK(est_coefs_from_json("[[\"a\",\"low\",0]]", NULL, 3, &c, err, sizeof err) == -1);
+	CHECK(calib_coefs_from_json("[[\"a\",\"low\",0]]", NULL, 3, &c, err, sizeof err) == -1);
 	CHECK(!c.fit.active && c.version == 1);
 }
 

@@ -133,7 +133,7 @@ TEST(calib_group_statuses_follow_min_samples_and_inclusive_threshold)
 
 TEST(calib_reexpress_moves_a_prediction_between_coefficient_sets)
 {
-	struct proto_coef old[] = { { "implementation", "low", 1120 } };
+	struct est_coef_row old[] = { { "implementation", "low", 1120 } };
 	struct telem_sample s = mk("implementation", "low", 4056, 1000); /* (1120+2000)×1.3 */
 	struct est_coefs v1, v0;
 	bool moved;

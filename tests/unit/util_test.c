@@ -18,3 +18,44 @@ TEST(util_strlcpy_truncates)
 	CHECK_EQ_INT(strlcpy_ap(buf, "abcdef", sizeof buf), 6);
 	CHECK_EQ_STR(buf, "abc");
 }
+
+TEST(util_time_db_is_the_originals_format)
+{
+	char buf[32];
+
+	time_db(0, buf);
+	CHECK_EQ_STR(buf, "1970-01-01 00:00:00.000000");
+	time_db(1766527572123456LL, buf);
+	CHECK_EQ_STR(buf, "2025-12-23 22:06:12.123456");
+	CHECK_EQ_INT(strlen(buf), TIME_DB_LEN);
+	time_db_now(buf);
+	CHECK_EQ_INT(strlen(buf), TIME_DB_LEN);
+	CHECK(buf[10] == ' ' && buf[19] == '.');
+}
+
+TEST(util_time_db_parse_rewrites_what_earlier_writers_stored)
+{
+	static const struct {
+		const char *in, *out;
+	} ok[] = {
+		{ "2026-12-01T19:31:27.480Z", "2026-12-01 19:31:27.480000" },
+		{ "2026-12-01 19:31:27.480000", "2026-12-01 19:31:27.480000" },
+		{ "2025-12-29T19:04:18Z", "2025-12-29 19:04:18.000000" },
+		{ "2025-12-29T19:04:18.1234567Z", "2025-12-29 19:04:18.123456" },
+		{ "2025-12-29 19:04", "2025-12-29 19:04:00.000000" },
+		{ "2025-12-29", "2025-12-29 00:00:00.000000" },
+		{ "2025-12-31T23:30:00+01:00", "2025-12-31 22:30:00.000000" },
+		{ "2025-12-31T23:30:00.5-0130", "2026-01-01 01:00:00.500000" },
+	};
+	static const char *const bad[] = { "", "yesterday", "2025-13-01 00:00:00",
+		"2025-02-30 10:00:00", "2025-12-29T19:04:18Q", "2025-12-29T19:04:18.", "20251229",
+		"2025-12-29T25:00:00" };
+	char buf[32];
+
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		CHECK_EQ_INT(time_db_parse(ok[i].in, buf), 0);
+		CHECK_EQ_STR(buf, ok[i].out);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		CHECK_EQ_INT(time_db_parse(bad[i], buf), -1);
+}

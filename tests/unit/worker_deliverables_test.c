@@ -263,3 +263,19 @@ TEST(worker_deliverables_read_resolution_is_confined)
 	CHECK(dlv_resolve_read("ws", "../ws/a/f.txt", err, sizeof err) == NULL);
 	CHECK(dlv_resolve_read("ws", "a", err, sizeof err) == NULL);
 }
+
+TEST(dlv_count_written_counts_created_or_modified_deliverables)
+{
+	struct dlv_file files[] = {
+		{ "./src/a.py", DLV_CREATE, "x", 1 },
+		{ "src//b.py", DLV_MODIFY, "y", 1 },
+		{ "src/c.py", DLV_DELETE, NULL, 0 },
+		{ "src/other.py", DLV_CREATE, "z", 1 },
+	};
+	struct dlv_set set = { files, 4 };
+	char *dels[] = { "src/a.py", "src/b.py", "src/c.py", "docs/d.md" };
+
+	CHECK_EQ_INT(dlv_count_written(&set, dels, 4), 2);
+	CHECK_EQ_INT(dlv_count_written(&set, dels + 2, 2), 0);
+	CHECK_EQ_INT(dlv_count_written(&set, dels, 0), 0);
+}

@@ -1,0 +1,112 @@
+/* What an adoption finds before changing anything: the columns autopack must fill on
+ * every insert, the values not in the original's formats, and every phase's scope. */
+#include "common/store/store_adopt_internal.h"
+#include "common/store/store_internal.h"
+#include "common/store/store_original.h"
+#include "common/store/store_scope.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Return 1 if table.column is NOT NULL without a default in db, 0 if not (or absent),
+ * STORE_EIO on error. */
+static int survey_bare_not_null(
+    sqlite3 *db, const char *table, const char *column, struct store_err *err)
+{
+	return store_row_exists(db, err,
+	    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE"
+	    " AND \"notnull\" = 1 AND dflt_value IS NULL AND pk = 0",
+	    (const char *const[]){ table, column, NULL }, "reading the columns of %s", table);
+}
+
+/* List the original's Python-side columns that this database leaves without a default. */
+static int survey_insert_cols(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+{
+	for (size_t i = 0; i < store_n_original_fills; i++) {
+		const struct store_original_fill *f = &store_original_fills[i];
+		struct store_adopt_insert_col *c;
+		int rc = survey_bare_not_null(db, f->table, f->column, err);
+
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		rep->insert_cols = xrealloc(
+		    rep->insert_cols, (rep->n_insert_cols + 1) * sizeof *rep->insert_cols);
+		c = &rep->insert_cols[rep->n_insert_cols++];
+		c->table = xstrdup(f->table);
+		c->column = xstrdup(f->column);
+		c->value = f->value != NULL ? xstrdup(f->value) : NULL;
+	}
+	return 0;
+}
+
+/* Append a phase to a report list. */
+static void survey_phase_push(
+    struct store_adopt_phase **list, size_t *n, sqlite3_stmt *q, const char *why)
+{
+	struct store_adopt_phase *p;
+	const unsigned char *state = sqlite3_column_text(q, 2);
+
+	*list = xrealloc(*list, (*n + 1) * sizeof **list);
+	p = &(*list)[(*n)++];
+	p->run_id = xstrdup((const char *)sqlite3_column_text(q, 0));
+	p->phase_id = xstrdup((const char *)sqlite3_column_text(q, 1));
+	p->state = xstrdup(state != NULL ? (const char *)state : "");
+	p->why = why != NULL ? xstrdup(why) : NULL;
+}
+
+/* Read every phase's scope: count the forms, list the ones that cannot be interpreted
+ * and those naming no deliverable. */
+static int survey_scopes(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db,
+	    "SELECT run_id, phase_id, state, scope FROM phases ORDER BY run_id, phase_index, id",
+	    -1, &q, NULL);
+
+	if (rc != SQLITE_OK) /* an older legacy table without scope: none has one */
+		rc = sqlite3_prepare_v2(db,
+		    "SELECT run_id, phase_id, state, NULL FROM phases"
+		    " ORDER BY run_id, phase_index, id",
+		    -1, &q, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_scope sc;
+		char why[256];
+
+		rc = SQLITE_OK;
+		if (store_scope_parse_text(
+		        (const char *)sqlite3_column_text(q, 3), &sc, why, sizeof why) != 0) {
+			survey_phase_push(&rep->bad_scopes, &rep->n_bad_scopes, q, why);
+			continue;
+		}
+		rep->scope_forms[sc.form]++;
+		rep->scope_buckets += sc.buckets;
+		if (sc.deliverables.n == 0)
+			survey_phase_push(&rep->no_deliverables, &rep->n_no_deliverables, q, NULL);
+		store_scope_free(&sc);
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE)
+		return store_fail(
+		    err, STORE_EIO, "reading the scopes of phases: %s", sqlite3_errmsg(db));
+	rep->bare_scopes = rep->scope_forms[STORE_SCOPE_PATH];
+	return 0;
+}
+
+/* Survey what the adoption must know before it changes anything. */
+int adopt_survey(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+{
+	int rc = survey_insert_cols(db, rep, err);
+
+	if (rc == 0)
+		rc = store_values_register(db, err);
+	if (rc == 0)
+		rc = store_values_columns(db, true, &rep->values, err);
+	if (rc == 0)
+		rc = store_values_survey(db, &rep->values, err);
+	if (rc == 0)
+		rc = survey_scopes(db, rep, err);
+	return rc;
+}

@@ -1,0 +1,270 @@
+/* Reading a phase's scope in every shape the original stores. */
+#include "common/store/store_scope.h"
+#include "common/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Double-encoded scopes are decoded at most this many times. */
+#define SCOPE_DECODE_MAX 3
+/* A bare (non-JSON) text longer than this is not taken for a path. */
+#define SCOPE_BARE_PATH_MAX 4096
+
+/* Format `why` and return -1. */
+__attribute__((format(printf, 3, 4))) static int scope_fail(
+    char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Append `path` (found at `where`) unless the list holds it already. */
+static void scope_list_add(struct store_scope_list *l, const char *path, const char *where)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->items[i], path) == 0)
+			return;
+	l->items = xrealloc(l->items, (l->n + 2) * sizeof *l->items);
+	l->where = xrealloc(l->where, (l->n + 2) * sizeof *l->where);
+	l->items[l->n] = xstrdup(path);
+	l->where[l->n] = xstrdup(where);
+	l->n++;
+	l->items[l->n] = NULL;
+	l->where[l->n] = NULL;
+}
+
+/* Free a list. */
+static void scope_list_free(struct store_scope_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i]);
+		free(l->where[i]);
+	}
+	free(l->items);
+	free(l->where);
+	memset(l, 0, sizeof *l);
+}
+
+void store_scope_free(struct store_scope *sc)
+{
+	scope_list_free(&sc->paths);
+	scope_list_free(&sc->context);
+	scope_list_free(&sc->deliverables);
+	memset(sc, 0, sizeof *sc);
+}
+
+const char *store_scope_form_name(enum store_scope_form form)
+{
+	switch (form) {
+	case STORE_SCOPE_NONE: return "none";
+	case STORE_SCOPE_OBJECT: return "object";
+	case STORE_SCOPE_ENCODED: return "encoded";
+	case STORE_SCOPE_PATH: return "path";
+	}
+	return "?";
+}
+
+/* Return true if `s` (len bytes) can be a single path: non-empty, one line, no spaces,
+ * none of the characters a JSON document starts with. */
+static bool scope_is_path(const char *s, size_t len)
+{
+	if (len == 0 || len > SCOPE_BARE_PATH_MAX || strlen(s) != len)
+		return false;
+	if (strchr("{[\"", s[0]) != NULL)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* Add a string path to `l`, refusing other values and empty strings. */
+static int scope_add_string(
+    struct store_scope_list *l, const json_t *v, const char *where, char *why, size_t whylen)
+{
+	if (!json_is_string(v))
+		return scope_fail(why, whylen, "%s: expected a path string", where);
+	if (json_string_length(v) == 0 || strlen(json_string_value(v)) != json_string_length(v))
+		return scope_fail(why, whylen, "%s: expected a non-empty path", where);
+	scope_list_add(l, json_string_value(v), where);
+	return 0;
+}
+
+/* Add paths from `v`: a string, or an array of strings (arrays nested in it are
+ * flattened). */
+static int scope_add_paths(
+    struct store_scope_list *l, const json_t *v, const char *where, char *why, size_t whylen)
+{
+	char sub[256];
+	json_t *e;
+	size_t i;
+
+	if (!json_is_array(v))
+		return scope_add_string(l, v, where, why, whylen);
+	json_array_foreach(v, i, e)
+	{
+		snprintf(sub, sizeof sub, "%s[%zu]", where, i);
+		if (scope_add_paths(l, e, sub, why, whylen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Read read_only_context: strings, or objects naming a "path". */
+static int scope_add_context(struct store_scope_list *l, const json_t *v, char *why, size_t whylen)
+{
+	char sub[256];
+	json_t *e;
+	size_t i;
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_array(v))
+		return scope_add_string(l, v, "read_only_context", why, whylen);
+	json_array_foreach(v, i, e)
+	{
+		if (json_is_object(e)) {
+			snprintf(sub, sizeof sub, "read_only_context[%zu].path", i);
+			e = json_object_get(e, "path");
+		} else {
+			snprintf(sub, sizeof sub, "read_only_context[%zu]", i);
+		}
+		if (scope_add_string(l, e, sub, why, whylen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Read deliverables: a list, or an object of buckets whose lists are joined. */
+static int scope_add_deliverables(struct store_scope *sc, const json_t *v, char *why, size_t whylen)
+{
+	char sub[256];
+	const char *key;
+	json_t *e;
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_object(v))
+		return scope_add_paths(&sc->deliverables, v, "deliverables", why, whylen);
+	sc->buckets = true;
+	json_object_foreach((json_t *)v, key, e)
+	{
+		snprintf(sub, sizeof sub, "deliverables.%.60s", key);
+		if (json_is_null(e))
+			continue;
+		if (scope_add_paths(&sc->deliverables, e, sub, why, whylen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Read a scope object. */
+static int scope_parse_object(struct store_scope *sc, const json_t *o, char *why, size_t whylen)
+{
+	const json_t *paths = json_object_get(o, "paths");
+
+	if (paths != NULL && !json_is_null(paths) &&
+	    scope_add_paths(&sc->paths, paths, "paths", why, whylen) != 0)
+		return -1;
+	if (scope_add_context(&sc->context, json_object_get(o, "read_only_context"), why, whylen) !=
+	    0)
+		return -1;
+	return scope_add_deliverables(sc, json_object_get(o, "deliverables"), why, whylen);
+}
+
+/* Read a single path: a file is the scope and the one deliverable, a directory
+ * ("dir/") only the scope. */
+static void scope_single_path(struct store_scope *sc, const char *path)
+{
+	size_t n = strlen(path);
+
+	sc->form = STORE_SCOPE_PATH;
+	scope_list_add(&sc->paths, path, "scope");
+	if (path[n - 1] != '/')
+		scope_list_add(&sc->deliverables, path, "scope");
+}
+
+/* Read a scope value, decoding JSON strings that hold one. */
+static int scope_parse_value(
+    struct store_scope *sc, const json_t *v, int depth, char *why, size_t whylen)
+{
+	json_error_t jerr;
+	json_t *inner;
+	const char *s;
+	size_t len;
+	int rc;
+
+	if (v == NULL || json_is_null(v)) {
+		if (depth > 0)
+			return scope_fail(why, whylen, "a JSON string holding null");
+		sc->form = STORE_SCOPE_NONE;
+		return 0;
+	}
+	if (json_is_object(v)) {
+		sc->form = depth > 0 ? STORE_SCOPE_ENCODED : STORE_SCOPE_OBJECT;
+		return scope_parse_object(sc, v, why, whylen);
+	}
+	if (!json_is_string(v))
+		return scope_fail(why, whylen, "a JSON %s, not a scope object or a path",
+		    json_is_array(v)      ? "array" :
+		        json_is_number(v) ? "number" :
+		                            "boolean");
+	s = json_string_value(v);
+	len = json_string_length(v);
+	inner = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
+	if (inner == NULL || json_is_number(inner)) {
+		json_decref(inner);
+		if (scope_is_path(s, len)) {
+			scope_single_path(sc, s);
+			return 0;
+		}
+		return scope_fail(why, whylen,
+		    "a string that is neither a path nor JSON (\"%.60s%s\")", s,
+		    len > 60 ? "..." : "");
+	}
+	if (depth + 1 >= SCOPE_DECODE_MAX) {
+		json_decref(inner);
+		return scope_fail(why, whylen, "JSON encoded more than %d times", SCOPE_DECODE_MAX);
+	}
+	rc = scope_parse_value(sc, inner, depth + 1, why, whylen);
+	json_decref(inner);
+	return rc;
+}
+
+int store_scope_parse_json(const json_t *v, struct store_scope *sc, char *why, size_t whylen)
+{
+	memset(sc, 0, sizeof *sc);
+	if (scope_parse_value(sc, v, 0, why, whylen) == 0)
+		return 0;
+	store_scope_free(sc);
+	return -1;
+}
+
+int store_scope_parse_text(const char *text, struct store_scope *sc, char *why, size_t whylen)
+{
+	json_error_t jerr;
+	json_t *v;
+	int rc;
+
+	memset(sc, 0, sizeof *sc);
+	if (text == NULL)
+		return 0;
+	v = json_loads(text, JSON_DECODE_ANY, &jerr);
+	if (v == NULL) {
+		if (scope_is_path(text, strlen(text))) {
+			scope_single_path(sc, text);
+			return 0;
+		}
+		return scope_fail(why, whylen, "not JSON and not a path (\"%.60s%s\")", text,
+		    strlen(text) > 60 ? "..." : "");
+	}
+	rc = store_scope_parse_json(v, sc, why, whylen);
+	json_decref(v);
+	return rc;
+}

@@ -1,0 +1,252 @@
+#include "common/store/schema.sql.h"
+#include "common/store/store_internal.h"
+#include "common/store/store_original.h"
+#include "common/store/store_scope.h"
+#include "common/store/store_values.h"
+#include "common/util.h"
+#include "tests/unit/test.h"
+#include "tests/unit/testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The integer result of `sql` on an open connection. */
+static int64_t test_count_db(sqlite3 *db, const char *sql)
+{
+	int64_t n = -1;
+
+	CHECK_EQ_INT(store_query_int(db, sql, &n, NULL), 0);
+	return n;
+}
+
+/* Parse `text` as a stored scope, expecting success; return the deliverables joined by
+ * ',' (static buffer) and the form in *form. */
+static const char *scope_dels(const char *text, enum store_scope_form *form)
+{
+	static char out[512];
+	struct store_scope sc;
+	char why[256] = "";
+
+	if (store_scope_parse_text(text, &sc, why, sizeof why) != 0) {
+		fprintf(stderr, "scope %s: %s\n", text, why);
+		CHECK(0);
+	}
+	out[0] = '\0';
+	for (size_t i = 0; i < sc.deliverables.n; i++)
+		snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? "," : "",
+		    sc.deliverables.items[i]);
+	*form = sc.form;
+	store_scope_free(&sc);
+	return out;
+}
+
+TEST(scope_every_shape_the_original_stores_is_read)
+{
+	enum store_scope_form f;
+	struct store_scope sc;
+	char why[256];
+
+	CHECK_EQ_STR(scope_dels("{\"paths\": [\"src/\"], \"read_only_context\": [\"README.md\", "
+	                        "{\"path\": \"docs/a.md\", \"reason\": \"style\"}], "
+	                        "\"deliverables\": [\"src/a.py\", \"src/b.py\"]}",
+	                 &f),
+	    "src/a.py,src/b.py");
+	CHECK_EQ_INT(f, STORE_SCOPE_OBJECT);
+	CHECK_EQ_STR(scope_dels("{\"deliverables\": {\"code\": [\"src/a.py\"], \"tests\": "
+	                        "[\"tests/test_a.py\", \"src/a.py\"], \"docs\": []}}",
+	                 &f),
+	    "src/a.py,tests/test_a.py");
+	CHECK_EQ_STR(scope_dels("{\"paths\": [\"src/\"]}", &f), "");
+	CHECK_EQ_STR(scope_dels("\"{\\\"paths\\\": [\\\"src/auth/\\\"], \\\"deliverables\\\": "
+	                        "[\\\"src/auth/session.py\\\"]}\"",
+	                 &f),
+	    "src/auth/session.py");
+	CHECK_EQ_INT(f, STORE_SCOPE_ENCODED);
+	CHECK_EQ_STR(scope_dels("\"docs/auth.md\"", &f), "docs/auth.md");
+	CHECK_EQ_INT(f, STORE_SCOPE_PATH);
+	CHECK_EQ_STR(scope_dels("src/bare.py", &f), "src/bare.py");
+	CHECK_EQ_STR(scope_dels("\"docs/\"", &f), "");
+	CHECK_EQ_STR(scope_dels(NULL, &f), "");
+	CHECK_EQ_INT(f, STORE_SCOPE_NONE);
+	CHECK_EQ_STR(scope_dels("null", &f), "");
+
+	CHECK_EQ_INT(store_scope_parse_text("{\"paths\": [\"a/\"], \"read_only_context\": "
+	                                    "[\"x\"], \"deliverables\": [\"a/b.py\"]}",
+	                 &sc, why, sizeof why),
+	    0);
+	CHECK_EQ_INT(sc.paths.n, 1);
+	CHECK_EQ_STR(sc.context.items[0], "x");
+	CHECK(sc.deliverables.items[1] == NULL);
+	store_scope_free(&sc);
+}
+
+TEST(scope_that_cannot_be_interpreted_says_why)
+{
+	static const struct {
+		const char *text, *why;
+	} bad[] = {
+		{ "[\"a.py\"]", "a JSON array" },
+		{ "42", "a JSON number" },
+		{ "{\"deliverables\": [\"a.py\", 7]}", "deliverables[1]: expected a path string" },
+		{ "{\"deliverables\": {\"code\": [{\"x\": 1}]}}", "deliverables.code[0]" },
+		{ "{\"read_only_context\": [{\"reason\": \"r\"}]}", "read_only_context[0].path" },
+		{ "\"not json {\"", "neither a path nor JSON" },
+		{ "this is prose", "not JSON and not a path" },
+		{ "\"null\"", "holding null" },
+	};
+	struct store_scope sc;
+	char why[256];
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		CHECK_EQ_INT(store_scope_parse_text(bad[i].text, &sc, why, sizeof why), -1);
+		if (strstr(why, bad[i].why) == NULL) {
+			fprintf(stderr, "%s: %s\n", bad[i].text, why);
+			CHECK(0);
+		}
+		CHECK(sc.deliverables.n == 0 && sc.deliverables.items == NULL);
+	}
+}
+
+TEST(original_inserts_name_every_python_side_value)
+{
+	char *sql = store_original_insert_sql(
+	    "runs", "id, state, created_at, updated_at", "?1, 'DONE_SUCCESS', ?2, ?2");
+
+	CHECK(strstr(sql, "INSERT INTO runs (id, state, created_at, updated_at, safety_profile,") ==
+	    sql);
+	CHECK(strstr(sql,
+	          "promotion_eligible_to_main) VALUES (?1, 'DONE_SUCCESS', ?2, ?2, "
+	          "'normal',") != NULL);
+	CHECK(strstr(sql, "'RUN_CREATED'") == NULL);
+	free(sql);
+}
+
+TEST(original_values_are_the_defaults_of_autopacks_schema)
+{
+	struct store st;
+
+	test_store_new(&st, "fresh.db");
+	for (size_t i = 0; i < store_n_original_fills; i++) {
+		const struct store_original_fill *f = &store_original_fills[i];
+		sqlite3_stmt *q = NULL;
+
+		if (f->value == NULL || strcmp(f->column, "deliverables_json") == 0 ||
+		    strcmp(f->column, "truncated") == 0 ||
+		    strcmp(f->column, "is_truncated_output") == 0)
+			continue;
+		CHECK(
+		    sqlite3_prepare_v2(st.db,
+		        "SELECT dflt_value FROM pragma_table_info(?1) WHERE name = ?2 AND \"notnull\"",
+		        -1, &q, NULL) == SQLITE_OK);
+		sqlite3_bind_text(q, 1, f->table, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, f->column, -1, SQLITE_STATIC);
+		if (sqlite3_step(q) != SQLITE_ROW || sqlite3_column_text(q, 0) == NULL ||
+		    strcmp((const char *)sqlite3_column_text(q, 0), f->value) != 0) {
+			fprintf(stderr, "%s.%s: default %s, the original writes %s\n", f->table,
+			    f->column,
+			    sqlite3_column_text(q, 0) ? (const char *)sqlite3_column_text(q, 0) :
+			                                "-",
+			    f->value);
+			CHECK(0);
+		}
+		sqlite3_finalize(q);
+	}
+	store_close(&st);
+}
+
+TEST(values_are_rewritten_into_the_originals_formats)
+{
+	struct store_value_cols cols;
+	struct store_err err;
+	sqlite3 *db = NULL;
+
+	CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK);
+	CHECK_EQ_INT(store_values_register(db, &err), 0);
+	CHECK_EQ_INT(store_exec(db,
+	                 "CREATE TABLE runs (id TEXT, state VARCHAR, created_at DATETIME);"
+	                 "CREATE TABLE flags (ok BOOLEAN, at DATETIME);"
+	                 "INSERT INTO runs VALUES ('a', 'RunState.phase_execution', "
+	                 "'2026-12-01T19:31:27.480Z'), ('b', 'DONE_FAILED_X', "
+	                 "'2026-12-01 19:31:27.480000'), ('c', 'WHATEVER', 'soon');"
+	                 "INSERT INTO flags VALUES ('true', NULL), (1, NULL), ('maybe', NULL), "
+	                 "(0.0, NULL);",
+	                 "setup", &err),
+	    0);
+	CHECK_EQ_INT(store_values_columns(db, true, &cols, &err), 0);
+	CHECK_EQ_INT(store_values_survey(db, &cols, &err), 0);
+	CHECK_EQ_INT(cols.n, 3);
+	CHECK_EQ_STR(cols.items[0].column, "created_at");
+	CHECK_EQ_INT(cols.items[0].rewrite, 1);
+	CHECK_EQ_STR(cols.items[0].from, "2026-12-01T19:31:27.480Z");
+	CHECK_EQ_STR(cols.items[0].to, "2026-12-01 19:31:27.480000");
+	CHECK_EQ_INT(cols.items[0].unreadable, 1);
+	CHECK_EQ_STR(cols.items[0].bad, "soon");
+	CHECK_EQ_STR(cols.items[1].column, "ok");
+	CHECK_EQ_INT(cols.items[1].rewrite, 1);
+	CHECK_EQ_INT(cols.items[1].unreadable, 1);
+	CHECK_EQ_INT(cols.items[2].kind, STORE_VALUE_RUN_STATE);
+	CHECK_EQ_INT(cols.items[2].rewrite, 1);
+	CHECK_EQ_STR(cols.items[2].to, "PHASE_EXECUTION");
+	CHECK_EQ_INT(cols.items[2].unreadable, 1);
+	CHECK_EQ_INT(store_values_rewrite(db, &cols, &err), 0);
+	CHECK_EQ_INT(cols.items[1].rewrite, 1);
+	CHECK_EQ_INT(test_count_db(db, "SELECT count(*) FROM flags WHERE ok = 1"), 2);
+	store_value_cols_free(&cols);
+	CHECK_EQ_INT(store_values_columns(db, true, &cols, &err), 0);
+	CHECK_EQ_INT(store_values_survey(db, &cols, &err), 0);
+	for (size_t i = 0; i < cols.n; i++)
+		CHECK_EQ_INT(cols.items[i].rewrite, 0);
+	store_value_cols_free(&cols);
+	sqlite3_close(db);
+}
+
+TEST(migration_to_v3_adds_the_originals_columns_and_rewrites_timestamps)
+{
+	struct store_err err;
+	struct store st;
+	char *p = test_path("v2.db");
+
+	CHECK_EQ_INT(store_init_sql(p, SCHEMA_V1_SQL SCHEMA_V2_SQL, 2, NULL, &err), 0);
+	test_sql(p,
+	    "UPDATE meta SET created_at = '2026-11-30T08:00:00.001Z';"
+	    "INSERT INTO runs (id, created_at, updated_at) VALUES ('r',"
+	    " '2026-12-01T19:31:27.480Z', '2026-12-01T19:31:28.000Z');"
+	    "INSERT INTO tiers (tier_id, run_id, tier_index, name, created_at, updated_at)"
+	    " VALUES ('T1', 'r', 0, 't', '2026-12-01T19:31:27.480Z', '2026-12-01T19:31:27.480Z');"
+	    "INSERT INTO phases (phase_id, run_id, tier_id, phase_index, name, created_at,"
+	    " updated_at) VALUES ('p', 'r', 1, 0, 'p', '2026-12-01T19:31:27.480Z',"
+	    " '2026-12-01T23:59:59.999Z');"
+	    "INSERT INTO attempts (run_id, phase_id, attempt_number, started_at, ended_at)"
+	    " VALUES ('r', 'p', 1, '2026-12-01T19:31:27.480Z', '2026-12-01T19:31:29.480Z');"
+	    "INSERT INTO events (attempt_id, seq, kind, created_at) VALUES"
+	    " (1, 1, 'log', '2026-12-01T19:31:27.481Z');"
+	    "INSERT INTO llm_usage_events (provider, model, role, created_at) VALUES"
+	    " ('anthropic', 'm', 'builder', '2026-12-01T19:31:27.482Z');");
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
+	CHECK_EQ_INT(st.migrated_from, 2);
+	CHECK_EQ_INT(
+	    test_query(
+	        &st, "SELECT count(*) FROM meta WHERE created_at = '2026-11-30 08:00:00.001000'"),
+	    1);
+	CHECK_EQ_INT(
+	    test_query(&st,
+	        "SELECT count(*) FROM phases WHERE updated_at = '2026-12-01 23:59:59.999000'"
+	        " AND issue_state = 'no_issues' AND quality_blocked = 0"),
+	    1);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM llm_usage_events WHERE is_doctor_call = 0"
+	                 " AND created_at = '2026-12-01 19:31:27.482000'"),
+	    1);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM runs WHERE ci_runs_used = 0"
+	                 " AND promotion_eligible_to_main = 'false'"),
+	    1);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM tiers WHERE cleanliness = 'clean'"), 1);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT (SELECT count(*) FROM attempts WHERE ended_at LIKE '%T%')"
+	                 " + (SELECT count(*) FROM events WHERE created_at LIKE '%Z')"
+	                 " + (SELECT count(*) FROM runs WHERE updated_at LIKE '%T%')"),
+	    0);
+	store_close(&st);
+	free(p);
+}
