@@ -266,7 +266,8 @@
 	"ALTER TABLE llm_usage_events ADD COLUMN intent TEXT;\n"
 
 /* Version 4: fitted estimator models, and what the next model may use in the telemetry:
- * the call's input tokens and, per deliverable, its kind and existing size. */
+ * the call's input tokens and, per deliverable, its kind and existing size. The step from
+ * version 3 adds these columns where missing (store_migrate.c). */
 #define SCHEMA_V4_SQL                                                                              \
 	"ALTER TABLE estimator_coefficients ADD COLUMN model_json TEXT;\n"                         \
 	"ALTER TABLE token_estimation_v2_events ADD COLUMN input_tokens INTEGER;\n"                \
