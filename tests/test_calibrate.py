@@ -332,11 +332,19 @@ def test_calibrate_usage_errors_and_help(tmp):
     r = ctl("calibrate", "--help")
     assert r.rc == 0 and "--rollback" in r.out and "conformal" in r.out
     assert "evaluation.<current|proposed>.<loo|kfold|lorun>" in r.out
-    assert ctl("calibrate", "--apply", "--rollback").rc == 2
-    assert ctl("calibrate", "--coverage", "1").rc == 2
-    assert ctl("calibrate", "--coverage", "x").rc == 2
-    assert ctl("calibrate", "--folds", "1").rc == 2
-    assert ctl("calibrate", "--repeats", "0").rc == 2
-    assert ctl("calibrate", "--force").rc == 2
-    assert ctl("calibrate", "--damping", "sqrt").rc == 2
-    assert ctl("calibrate", "--min-samples", "0").rc == 2
+    # A database that calibrates: each bad value alone makes the exit 2, naming the flag,
+    # and the same flag with a good value calibrates (exit 0).
+    db = imported_db(tmp)
+    for bad, msg, good in [(("--apply", "--rollback"), "exclude one another", ("--evaluate",)),
+                           (("--coverage", "1"), "--coverage needs", ("--coverage", "0.9")),
+                           (("--coverage", "x"), "--coverage needs", ("--coverage", "0.5")),
+                           (("--folds", "1"), "--folds needs", ("--folds", "3")),
+                           (("--repeats", "0"), "--repeats needs", ("--repeats", "2")),
+                           (("--force",), "--force goes with --apply", ("--apply", "--force")),
+                           (("--damping", "sqrt"), "unknown option", ()),
+                           (("--min-samples", "0"), "--min-samples needs",
+                            ("--min-samples", "1"))]:
+        r = ctl("--db", url(db), "calibrate", *bad, "--out", "o")
+        assert r.rc == 2 and msg in r.err, (bad, r)
+        r = ctl("--db", url(db), "calibrate", *good, "--out", "o", "--repeats", "1")
+        assert r.rc == 0, (good, r)
