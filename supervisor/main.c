@@ -1,6 +1,7 @@
 /* autopack-supervisor: holds one autopack database as its only writer and drains its
  * queued phases with a pool of autopack-worker processes. */
 #include "supervisor/sup.h"
+#include "supervisor/observe.h"
 #include "common/estimate/estimator.h"
 #include "common/store/dburl.h"
 #include "common/log.h"
@@ -57,6 +58,9 @@ static const char usage_text[] =
     "                              counters, triage and stopped runs\n"
     "  --control PATH              control socket (default /tmp/autopack-UID/UUID.sock)\n"
     "  --log-file PATH             append logs here instead of stderr\n"
+    "  --http ADDR:PORT            serve a dashboard (/), health (/healthz), Prometheus\n"
+    "                              metrics (/metrics) and the status (/api/status) there,\n"
+    "                              read-only; e.g. 127.0.0.1:9464 (default: off)\n"
     "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
     "  --llm-provider anthropic|openai   (default anthropic)\n"
     "  --llm-base-url URL          provider endpoint (default https://api.anthropic.com, or\n"
@@ -102,6 +106,7 @@ enum {
 	OPT_MAXFP,
 	OPT_MAXZY,
 	OPT_RESUME,
+	OPT_HTTP,
 };
 
 static const struct option long_opts[] = {
@@ -135,6 +140,7 @@ static const struct option long_opts[] = {
 	{ "max-fingerprint-repeats", required_argument, NULL, OPT_MAXFP },
 	{ "max-consecutive-zero-yield", required_argument, NULL, OPT_MAXZY },
 	{ "resume", no_argument, NULL, OPT_RESUME },
+	{ "http", required_argument, NULL, OPT_HTTP },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -262,6 +268,16 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 			    "max-consecutive-zero-yield", optarg, 1, 1000000);
 			break;
 		case OPT_RESUME: c->resume = true; break;
+		case OPT_HTTP: {
+			char err[512];
+
+			if (http_addr_check(optarg, err, sizeof err) != 0) {
+				fprintf(stderr, "autopack-supervisor: --http: %s\n", err);
+				exit(2);
+			}
+			c->http_addr = optarg;
+			break;
+		}
 		default:
 			if (optopt != 0 && optopt < 256)
 				fprintf(
@@ -562,6 +578,7 @@ static void sup_finish(struct sup *s)
 		    store_drain_set_supervisor(s->sd, 0, NULL, &err) != 0)
 			log_error("%s", err.text);
 	}
+	http_stop(s);
 	log_info("session %s ended (%s): %llu attempt(s), %llu event(s) committed, %llu"
 	         " rejected",
 	    s->session_id, why, (unsigned long long)s->n.results,
@@ -598,7 +615,9 @@ int main(int argc, char **argv)
 	s->loop = &loop;
 	s->started_ms = clock_mono_ms();
 	writer_init(s);
-	if (control_listen(s) != 0)
+	metrics_init(s);
+	progress_init(s);
+	if (control_listen(s) != 0 || http_start(s) != 0)
 		exit(1);
 	if (store_drain_set_supervisor(s->sd, getpid(), s->control_path, &err) != 0)
 		log_fatal(1, "%s", err.text);
@@ -629,6 +648,9 @@ int main(int argc, char **argv)
 	uv_walk(&loop, close_walk_cb, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
+	http_free(s);
+	metrics_free(s);
+	progress_free(s);
 	free(s->worker_path);
 	free(s->control_path);
 	free(s->session_id);

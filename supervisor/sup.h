@@ -51,6 +51,7 @@ struct sup_config {
 	int64_t max_timeouts_per_run;
 	int64_t max_fingerprint_repeats;
 	int64_t max_consecutive_zero_yield; /* 0 = none */
+	const char *http_addr;              /* --http ADDR:PORT; NULL = off */
 };
 
 /* A set of names, kept in insertion order for the session record. */
@@ -232,7 +233,16 @@ struct sup {
 	bool store_lost;
 
 	struct sup_counters n;
+
+	/* watching (supervisor/observe.h) */
+	struct metrics *metrics;
+	struct progress_state *progress;
+	struct http *http;
 };
+
+/* cmd-status.c */
+/* A worker's state as status shows it: starting, idle, busy, retiring, exited. */
+const char *worker_state_name(const struct worker *w);
 
 /* pool.c */
 /* Start cfg.workers workers. A worker that cannot be spawned is retried with backoff. */

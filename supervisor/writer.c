@@ -4,6 +4,7 @@
  * the commit. A failed commit rolls back, keeps the queue and retries; in-memory effects
  * (requeue, run release) are applied only after a commit succeeds. */
 #include "supervisor/sup.h"
+#include "supervisor/observe.h"
 #include "common/fingerprint/fingerprint.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -165,6 +166,8 @@ static int op_apply(struct sup *s, struct op *o, struct store_err *err)
 
 		convert_event_to_row(&o->ev, &row);
 		rc = store_drain_event_insert(s->sd, o->run_id, o->phase_id, &row, &flag, err);
+		if (rc == 0)
+			metrics_stage_event(s, &row, flag);
 		if (rc == 0 && flag)
 			s->n.events_duplicate++;
 		else if (rc == 0)
@@ -172,6 +175,8 @@ static int op_apply(struct sup *s, struct op *o, struct store_err *err)
 		return rc;
 	}
 	rc = store_drain_attempt_close(s->sd, o->attempt_id, &o->close, &flag, err);
+	if (rc == 0 && !flag)
+		metrics_stage_close(s, o->attempt_id, &o->close);
 	if (rc == 0 && flag)
 		log_warn("attempt %llu was already closed; its end (%s) is not recorded",
 		    (unsigned long long)o->attempt_id, outcome_name(o->close.outcome));
@@ -210,6 +215,7 @@ static void writer_ack(struct sup *s, struct op *head)
 void writer_flush(struct sup *s)
 {
 	struct op *head = s->ops_head, *o, *next;
+	uint64_t began = uv_hrtime();
 	struct store_err err;
 
 	if (s->commit_armed) {
@@ -236,6 +242,7 @@ void writer_flush(struct sup *s)
 	}
 	if (store_drain_commit(s->sd, &err) != 0)
 		goto fail;
+	metrics_commit(s, began, true);
 	s->pol.dirty = false;
 	s->n.commits++;
 	s->last_commit_ms = clock_mono_ms();
@@ -257,6 +264,7 @@ void writer_flush(struct sup *s)
 	return;
 fail:
 	store_drain_rollback(s->sd);
+	metrics_commit(s, began, false);
 	s->n.commit_failures++;
 	log_error("commit of %lld writes failed: %s", (long long)s->ops_n, err.text);
 	sup_identity_check(s);

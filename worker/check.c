@@ -1,8 +1,8 @@
 /* Running a phase's check command with a deadline. */
 #include "worker/check.h"
+#include "common/attemptlog.h"
 #include "common/util.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -14,20 +14,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-/* Copy `s` into a file-name-safe form: [A-Za-z0-9._-], others as '_'. */
-static char *check_safe_name(const char *s)
-{
-	char *p = xstrdup(s != NULL && s[0] != '\0' ? s : "none");
-	size_t i;
-
-	for (i = 0; p[i] != '\0'; i++)
-		if (!isalnum((unsigned char)p[i]) && p[i] != '.' && p[i] != '-' && p[i] != '_')
-			p[i] = '_';
-	if (p[0] == '.')
-		p[0] = '_';
-	return p;
-}
 
 /* Create <workspace>/.autopack/logs. Returns 0 or -1 with `err`. */
 static int check_mkdirs(const char *workspace, char *err, size_t errlen)
@@ -119,18 +105,15 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd)
 
 int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen)
 {
-	char *run = check_safe_name(spec->run_id), *phase = check_safe_name(spec->phase_id);
 	uint64_t start = clock_mono_ms(), last_beat = start, term_at = 0;
 	int out_fd = -1, err_fd = -1, status = 0, rc = -1;
 	pid_t pid;
 
 	memset(out, 0, sizeof *out);
-	out->stdout_path = xasprintf("%s/.autopack/logs/%s__%s__a%lld.stdout.txt", spec->workspace,
-	    run, phase, (long long)spec->attempt);
-	out->stderr_path = xasprintf("%s/.autopack/logs/%s__%s__a%lld.stderr.txt", spec->workspace,
-	    run, phase, (long long)spec->attempt);
-	free(run);
-	free(phase);
+	out->stdout_path = attemptlog_path(
+	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stdout");
+	out->stderr_path = attemptlog_path(
+	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stderr");
 	if (check_mkdirs(spec->workspace, err, errlen) < 0)
 		goto out;
 	out_fd = open(out->stdout_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
