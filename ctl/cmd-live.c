@@ -241,10 +241,12 @@ static void show_failures(json_t *arr, FILE *out)
 	json_array_foreach(arr, i, f)
 	{
 		bool reason = json_is_string(json_object_get(f, "reason"));
+		const char *msg = jstr(f, "message");
+		int len = (int)strcspn(msg, "\n");
 
-		fprintf(out, "  %s %s/%s a%lld %s%s%s: %.160s\n", jstr(f, "ended_at"),
+		fprintf(out, "  %s %s/%s a%lld %s%s%s: %.*s\n", jstr(f, "ended_at"),
 		    jstr(f, "run_id"), jstr(f, "phase_id"), jint(f, "attempt"), jstr(f, "outcome"),
-		    reason ? " " : "", reason ? jstr(f, "reason") : "", jstr(f, "message"));
+		    reason ? " " : "", reason ? jstr(f, "reason") : "", len < 200 ? len : 200, msg);
 		if (json_is_string(json_object_get(f, "log_path")))
 			fprintf(out, "    log: %s\n", jstr(f, "log_path"));
 	}

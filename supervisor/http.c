@@ -24,9 +24,10 @@
 
 #define HTTP_SNAPSHOT_MS 1000
 #define HTTP_STALE_MS 15000
-#define HTTP_CONNECTIONS 64          /* at once; more are refused at accept */
+#define HTTP_CONNECTIONS 128         /* at once; more are refused at accept */
 #define HTTP_TIMEOUT_S 10            /* an idle or slow connection is closed after this */
 #define HTTP_CONNECTION_MEMORY 32768 /* a request's line and headers must fit */
+#define HTTP_LOG_BURST 10            /* libmicrohttpd messages logged a minute */
 
 /* What the loop published; immutable once published, freed with its last reference. */
 struct http_snap {
@@ -44,6 +45,8 @@ struct http {
 	pthread_mutex_t lock;
 	struct http_snap *snap;
 	char *url;
+	uint64_t log_window_ms; /* the log limit's minute, under lock */
+	unsigned log_count, log_dropped;
 	/* constant while serving; read by the thread */
 	char *db_path;
 	dev_t dev;
@@ -326,13 +329,40 @@ static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, cons
 	return rc;
 }
 
-/* Route libmicrohttpd's messages into the log. */
+/* Leave the path as sent: every path served is plain ASCII, so an escape (%00, %2e) can
+ * only name something that is not served. */
+static size_t http_unescape_cb(void *cls, struct MHD_Connection *c, char *s)
+{
+	(void)cls;
+	(void)c;
+	return strlen(s);
+}
+
+/* Route libmicrohttpd's messages into the log, at most HTTP_LOG_BURST a minute: a client
+ * sending junk must not flood it. */
 static void http_log_cb(void *cls, const char *fmt, va_list ap)
 {
+	struct http *h = cls;
+	uint64_t now = clock_mono_ms();
+	unsigned dropped = 0;
 	char msg[512];
 	size_t n;
 
-	(void)cls;
+	pthread_mutex_lock(&h->lock);
+	if (now - h->log_window_ms >= 60000) {
+		dropped = h->log_dropped;
+		h->log_window_ms = now;
+		h->log_count = h->log_dropped = 0;
+	}
+	if (h->log_count >= HTTP_LOG_BURST) {
+		h->log_dropped++;
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	h->log_count++;
+	pthread_mutex_unlock(&h->lock);
+	if (dropped > 0)
+		log_warn("http: %u more message(s) about bad requests not shown", dropped);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	n = strlen(msg);
 	while (n > 0 && msg[n - 1] == '\n')
@@ -366,10 +396,11 @@ int http_start(struct sup *s)
 	http_publish(s);
 	h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
 	        MHD_USE_ERROR_LOG | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-	    0, NULL, NULL, http_request_cb, h, MHD_OPTION_EXTERNAL_LOGGER, http_log_cb, NULL,
+	    0, NULL, NULL, http_request_cb, h, MHD_OPTION_EXTERNAL_LOGGER, http_log_cb, h,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		log_error("--http %s: cannot listen there (in use, or not an address of this host)",
 		    s->cfg.http_addr);

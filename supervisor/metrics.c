@@ -108,6 +108,7 @@ void metrics_init(struct sup *s)
 
 	s->metrics = m;
 	m->started_wall_ms = clock_wall_ms();
+	m->last_commit_wall_ms = m->started_wall_ms;
 	uv_timer_init(s->loop, &m->lag_timer);
 	m->lag_timer.data = m;
 	m->lag_due_ms = uv_now(s->loop) + LAG_PERIOD_MS;
@@ -474,7 +475,7 @@ static void metrics_work(struct sup *s, struct metrics *m, struct strbuf *b)
 	hist_samples(b, "autopack_commit_duration_seconds", NULL, NULL, &m->commit, commit_bounds,
 	    ARRAY_SIZE(commit_bounds));
 	family(b, "autopack_last_commit_timestamp_seconds", "gauge",
-	    "Unix time of the last group commit (0: none yet).");
+	    "Unix time of the last group commit (before the first: the start time).");
 	sample(b, "autopack_last_commit_timestamp_seconds", NULL, NULL, NULL, NULL, NULL, NULL,
 	    (double)(m->last_commit_wall_ms / 1000));
 	family(b, "autopack_writer_queue_writes", "gauge", "Writes queued for the next commit.");
@@ -509,10 +510,10 @@ static void metrics_llm(struct metrics *m, struct strbuf *b)
 			uint64_t sum = 0;
 			bool first = true;
 
-			for (size_t j = 0; j < m->nllm && first; j++)
+			for (size_t j = 0; j < i && first; j++)
 				if (strcmp(m->llm[j].provider, m->llm[i].provider) == 0 &&
 				    strcmp(m->llm[j].model, m->llm[i].model) == 0)
-					first = j == i;
+					first = false;
 			if (!first)
 				continue;
 			for (size_t j = i; j < m->nllm; j++)

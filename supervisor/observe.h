@@ -59,7 +59,7 @@ void metrics_stage_close(struct sup *s, uint64_t attempt_id, const struct drain_
 void metrics_commit(struct sup *s, uint64_t began_ns, bool ok);
 /* Failed commits since the last one that succeeded. */
 int metrics_commit_fail_streak(struct sup *s);
-/* Unix time in ms of the last commit; 0 before the first. */
+/* Unix time in ms of the last commit; the start time before the first. */
 int64_t metrics_last_commit_wall_ms(struct sup *s);
 /* The longest the loop ran a timer late over the last 10 seconds, in seconds. */
 double metrics_loop_lag(struct sup *s);
