@@ -198,6 +198,8 @@ static int lease_job(
 	j->llm.max_retries = s->cfg.llm_retries;
 	j->coef_version = s->coef_version;
 	convert_coefs_to_job(s->coefs, s->ncoefs, j);
+	if (s->fit_json != NULL)
+		j->fit_json = xstrdup(s->fit_json);
 	j->dry_run = s->cfg.dry_run;
 	return 0;
 }

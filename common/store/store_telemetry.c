@@ -12,7 +12,7 @@
 #define TELEM_SELECT                                                                               \
 	"SELECT run_id, phase_id, timestamp, category, complexity, deliverable_count, "            \
 	"predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "      \
-	"success, truncated, stop_reason, model, estimator_version "                               \
+	"success, truncated, stop_reason, model, estimator_version, attempt_id "                   \
 	"FROM token_estimation_v2_events"
 
 /* Columns exported as booleans. */
@@ -54,6 +54,32 @@ static int telem_prepare(struct store *st, const char *select, const struct stor
 	return 0;
 }
 
+/* Append the current event to the telem_samples at arg. */
+static int telem_read_row(sqlite3_stmt *q, void *arg)
+{
+	struct telem_sample *s = telem_samples_add(arg);
+
+	s->run_id = store_col_text(q, 0, "");
+	s->phase_id = store_col_text(q, 1, "");
+	s->timestamp = store_col_text(q, 2, "");
+	s->category = store_col_text(q, 3, "");
+	s->complexity = store_col_text(q, 4, "");
+	s->deliverable_count = sqlite3_column_int64(q, 5);
+	s->predicted = sqlite3_column_int64(q, 6);
+	s->actual = sqlite3_column_int64(q, 7);
+	s->selected_budget = sqlite3_column_int64(q, 8);
+	s->actual_max_tokens = sqlite3_column_type(q, 9) == SQLITE_NULL ?
+	    -1 :
+	    sqlite3_column_int64(q, 9);
+	s->success = sqlite3_column_int(q, 10) != 0;
+	s->truncated = sqlite3_column_int(q, 11) != 0;
+	s->stop_reason = store_col_text(q, 12, NULL);
+	s->model = store_col_text(q, 13, "");
+	s->estimator_version = sqlite3_column_int64(q, 14);
+	s->attempt_id = sqlite3_column_int64(q, 15);
+	return 0;
+}
+
 /* Read the selected events as samples. */
 int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
     struct telem_samples *out, struct store_err *err)
@@ -65,34 +91,11 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 	rc = telem_prepare(st, TELEM_SELECT, f, &q, err);
 	if (rc != 0)
 		return rc;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct telem_sample *s = telem_samples_add(out);
-
-		s->run_id = store_col_text(q, 0, "");
-		s->phase_id = store_col_text(q, 1, "");
-		s->timestamp = store_col_text(q, 2, "");
-		s->category = store_col_text(q, 3, "");
-		s->complexity = store_col_text(q, 4, "");
-		s->deliverable_count = sqlite3_column_int64(q, 5);
-		s->predicted = sqlite3_column_int64(q, 6);
-		s->actual = sqlite3_column_int64(q, 7);
-		s->selected_budget = sqlite3_column_int64(q, 8);
-		s->actual_max_tokens = sqlite3_column_type(q, 9) == SQLITE_NULL ?
-		    -1 :
-		    sqlite3_column_int64(q, 9);
-		s->success = sqlite3_column_int(q, 10) != 0;
-		s->truncated = sqlite3_column_int(q, 11) != 0;
-		s->stop_reason = store_col_text(q, 12, NULL);
-		s->model = store_col_text(q, 13, "");
-		s->estimator_version = sqlite3_column_int64(q, 14);
-	}
-	if (rc != SQLITE_DONE) {
-		store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s", st->path,
-		    sqlite3_errmsg(st->db));
+	rc = store_each_row(st->db, q, SQLITE_OK, telem_read_row, out, err,
+	    "%s: reading token_estimation_v2_events", st->path);
+	if (rc != 0)
 		telem_samples_free(out);
-	}
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	return rc;
 }
 
 /* Run one prepared statement to completion with its bound values; STORE_EIO naming
@@ -260,6 +263,7 @@ static int telem_import_events(struct store *st, const char *run_id, const struc
 			.model = x->model,
 			.doc_features = -1,
 			.sot_entry_count_hint = -1,
+			.input_tokens = -1,
 		};
 		rc = store_estimation_insert(st, q, &e, err);
 	}
@@ -369,25 +373,34 @@ static json_t *telem_row_json(sqlite3_stmt *q)
 	return o;
 }
 
+/* The caller's row function and argument of an export. */
+struct telem_export {
+	int (*row)(json_t *obj, void *arg);
+	void *arg;
+};
+
+/* Hand the current event, as JSON, to the export's row function. */
+static int telem_export_row(sqlite3_stmt *q, void *arg)
+{
+	struct telem_export *x = arg;
+	json_t *o = telem_row_json(q);
+	int ret = x->row(o, x->arg);
+
+	json_decref(o);
+	return ret;
+}
+
 /* Hand every selected event to `row`. */
 int store_telemetry_export(struct store *st, const struct store_telem_filter *f,
     int (*row)(json_t *obj, void *arg), void *arg, struct store_err *err)
 {
+	struct telem_export x = { row, arg };
 	sqlite3_stmt *q;
-	int rc, ret = 0;
+	int rc;
 
 	rc = telem_prepare(st, "SELECT * FROM token_estimation_v2_events", f, &q, err);
 	if (rc != 0)
 		return rc;
-	while (ret == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		json_t *o = telem_row_json(q);
-
-		ret = row(o, arg);
-		json_decref(o);
-	}
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s",
-		    st->path, sqlite3_errmsg(st->db));
-	sqlite3_finalize(q);
-	return ret;
+	return store_each_row(st->db, q, SQLITE_OK, telem_export_row, &x, err,
+	    "%s: reading token_estimation_v2_events", st->path);
 }
