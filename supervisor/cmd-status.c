@@ -7,13 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-const char *worker_state_name(const struct worker *w)
-{
-	static const char *const names[] = { "starting", "idle", "busy", "exited" };
-
-	return w->retire && w->state != W_EXITED ? "retiring" : names[w->state];
-}
-
 /* Resident set size of a process in KiB, or -1. */
 static long rss_kib(pid_t pid)
 {
@@ -43,12 +36,13 @@ static json_t *workers_json(struct sup *s)
 		json_array_append_new(a,
 		    json_pack("{s:i, s:i, s:s, s:s?, s:s?, s:I, s:f, s:o, s:I, s:I}", "id", w->id,
 		        "pid", (int)w->pid, "state", worker_state_name(w), "run_id",
-		        w->run != NULL ? w->run->run_id : NULL, "phase_id",
-		        w->phase != NULL ? w->phase->phase_id : NULL, "attempt_id",
-		        (json_int_t)w->attempt_id, "age_seconds",
+		        w->lease.run != NULL ? w->lease.run->run_id : NULL, "phase_id",
+		        w->lease.phase != NULL ? w->lease.phase->phase_id : NULL, "attempt_id",
+		        (json_int_t)w->lease.attempt_id, "age_seconds",
 		        (double)(now - w->born_ms) / 1000.0, "phase_age_seconds",
-		        w->attempt_id != 0 ? json_real((double)(now - w->lease_ms) / 1000.0) :
-		                             json_null(),
+		        w->lease.attempt_id != 0 ?
+		            json_real((double)(now - w->lease.started_ms) / 1000.0) :
+		            json_null(),
 		        "rss_kib", (json_int_t)rss_kib(w->pid), "jobs_done",
 		        (json_int_t)w->jobs_done));
 	}
@@ -63,6 +57,34 @@ int cmd_workers(
 	rep->body = json_pack("{s:o, s:i, s:b}", "workers", workers_json(s), "target", s->target,
 	    "crash_loop", s->crash_loop);
 	return 0;
+}
+
+/* Add what watching needs: progress and ETA, recent failures, tokens, health. */
+static void status_extend(struct sup *s, json_t *doc)
+{
+	int64_t last = metrics_last_commit_wall_ms(s);
+	uint64_t in, out, calls;
+	struct progress p;
+	json_t *reasons = status_health_reasons(s);
+
+	progress_compute(s, &p);
+	metrics_tokens(s, &in, &out, &calls);
+	json_object_set_new(doc, "progress", progress_to_json(&p));
+	json_object_set_new(doc, "attempt_median_seconds", progress_medians_json(s));
+	json_object_set_new(doc, "failures_recent", progress_failures_json(s));
+	json_object_set_new(doc, "tokens",
+	    json_pack("{s:I, s:I, s:I}", "input", (json_int_t)in, "output", (json_int_t)out,
+	        "llm_calls", (json_int_t)calls));
+	json_object_set_new(doc, "health",
+	    json_pack("{s:b, s:o}", "ok", json_array_size(reasons) == 0, "reasons", reasons));
+	json_object_set_new(doc, "last_commit_age_seconds",
+	    last > 0 ? json_real((double)(clock_wall_ms() - last) / 1000.0) : json_null());
+	json_object_set_new(doc, "writer_queue_writes", json_integer(s->ops_n));
+	json_object_set_new(doc, "loop_lag_seconds", json_real(metrics_loop_lag(s)));
+	json_object_set_new(
+	    doc, "http_url", s->http_url != NULL ? json_string(s->http_url) : json_null());
+	json_object_set_new(
+	    doc, "log_file", s->cfg.log_file != NULL ? json_string(s->cfg.log_file) : json_null());
 }
 
 json_t *status_doc(struct sup *s, struct store_err *err)
@@ -80,16 +102,17 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 	for (i = PHASE_STATE_NONE + 1; i < PHASE_STATE_COUNT; i++)
 		json_object_set_new(phases, phase_state_name(i), json_integer(counts[i]));
 	for (w = s->workers; w != NULL; w = w->next) {
-		if (w->attempt_id == 0)
+		if (w->lease.attempt_id == 0)
 			continue;
 		json_array_append_new(inflight,
-		    json_pack("{s:I, s:s, s:s, s:i, s:f}", "attempt_id", (json_int_t)w->attempt_id,
-		        "run_id", w->run->run_id, "phase_id", w->phase->phase_id, "worker_id",
-		        w->id, "seconds", (double)(clock_mono_ms() - w->lease_ms) / 1000.0));
+		    json_pack("{s:I, s:s, s:s, s:i, s:f}", "attempt_id",
+		        (json_int_t)w->lease.attempt_id, "run_id", w->lease.run->run_id, "phase_id",
+		        w->lease.phase->phase_id, "worker_id", w->id, "seconds",
+		        (double)(clock_mono_ms() - w->lease.started_ms) / 1000.0));
 	}
 	doc = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
 	                " s:{s:i, s:i, s:b, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
-	                " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	                " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	                " s:{s:f, s:f}}",
 	    "db_url", s->st->url, "db_uuid", s->st->uuid, "pid", (int)getpid(), "version",
 	    AUTOPACK_VERSION, "session_id", s->session_id, "uptime_seconds", up, "synchronous",
@@ -102,12 +125,12 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 	    (json_int_t)s->in_flight, "started", (json_int_t)s->started, "counters", "dispatched",
 	    (json_int_t)s->n.dispatched, "results", (json_int_t)s->n.results, "events_committed",
 	    (json_int_t)s->n.events_committed, "events_duplicate",
-	    (json_int_t)s->n.events_duplicate, "rejected_wrong_uuid",
-	    (json_int_t)s->n.rejected_uuid, "rejected_stale", (json_int_t)s->n.rejected_stale,
-	    "worker_crashes", (json_int_t)s->n.worker_crashes, "worker_timeouts",
-	    (json_int_t)s->n.worker_timeouts, "commits", (json_int_t)s->n.commits,
-	    "commit_failures", (json_int_t)s->n.commit_failures, "rates", "results_per_second",
-	    up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
+	    (json_int_t)s->n.events_duplicate, "events_missing", (json_int_t)s->n.events_missing,
+	    "rejected_wrong_uuid", (json_int_t)s->n.rejected_uuid, "rejected_stale",
+	    (json_int_t)s->n.rejected_stale, "worker_crashes", (json_int_t)s->n.worker_crashes,
+	    "worker_timeouts", (json_int_t)s->n.worker_timeouts, "commits",
+	    (json_int_t)s->n.commits, "commit_failures", (json_int_t)s->n.commit_failures, "rates",
+	    "results_per_second", up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
 	    up > 0 ? (double)s->n.events_committed / up : 0.0);
 	status_extend(s, doc);
 	return doc;

@@ -425,11 +425,6 @@ int http_start(struct sup *s)
 	return 0;
 }
 
-const char *http_url(struct sup *s)
-{
-	return s->http != NULL ? s->http->url : NULL;
-}
-
 void http_stop(struct sup *s)
 {
 	struct http *h = s->http;
@@ -455,4 +450,5 @@ void http_free(struct sup *s)
 	free(h->url);
 	free(h);
 	s->http = NULL;
+	s->http_url = NULL;
 }

@@ -70,7 +70,6 @@ struct metrics {
 	struct staged_close *staged;
 	size_t nstaged, capstaged;
 	struct hist commit;
-	int commit_fail_streak;
 	int64_t last_commit_wall_ms;
 	int64_t started_wall_ms;
 	uv_timer_t lag_timer;
@@ -256,7 +255,6 @@ void metrics_commit(struct sup *s, uint64_t began_ns, bool ok)
 	if (ok) {
 		hist_observe(&m->commit, commit_bounds, ARRAY_SIZE(commit_bounds),
 		    (double)(uv_hrtime() - began_ns) / 1e9);
-		m->commit_fail_streak = 0;
 		m->last_commit_wall_ms = clock_wall_ms();
 		for (int k = 0; k < EVENT_KIND_COUNT; k++)
 			m->events[k] += m->p_events[k];
@@ -267,19 +265,12 @@ void metrics_commit(struct sup *s, uint64_t began_ns, bool ok)
 			m->llm[i].out += m->llm[i].p_out;
 		}
 		metrics_settle_closes(s, m);
-	} else {
-		m->commit_fail_streak++;
 	}
 	memset(m->p_events, 0, sizeof m->p_events);
 	m->p_duplicates = 0;
 	for (size_t i = 0; i < m->nllm; i++)
 		m->llm[i].p_calls = m->llm[i].p_in = m->llm[i].p_out = 0;
 	m->nstaged = 0;
-}
-
-int metrics_commit_fail_streak(struct sup *s)
-{
-	return s->metrics != NULL ? s->metrics->commit_fail_streak : 0;
 }
 
 void metrics_tokens(struct sup *s, uint64_t *input, uint64_t *output, uint64_t *calls)

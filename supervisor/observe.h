@@ -22,9 +22,6 @@ int status_phase_counts(struct sup *s, int64_t counts[PHASE_STATE_COUNT], struct
 /* Why the supervisor is unhealthy, as a JSON array of {code, message} (empty: healthy):
  * the database lost, commits failing, a crash loop. */
 json_t *status_health_reasons(struct sup *s);
-/* Add to a status document what watching needs: progress and ETA, recent failures,
- * tokens, health, the HTTP address. */
-void status_extend(struct sup *s, json_t *doc);
 /* The status document that `autopack-ctl status --json` and GET /api/status return, or
  * NULL with err set when the database cannot be read (cmd-status.c). */
 json_t *status_doc(struct sup *s, struct store_err *err);
@@ -55,10 +52,8 @@ void metrics_stage_event(struct sup *s, const struct drain_event *row, bool dupl
 /* Stage an attempt end written in the open transaction. */
 void metrics_stage_close(struct sup *s, uint64_t attempt_id, const struct drain_close *end);
 /* Settle what was staged: counted when the transaction begun at began_ns (uv_hrtime)
- * committed, dropped when it failed. */
+ * committed, dropped when it failed (began_ns unused). */
 void metrics_commit(struct sup *s, uint64_t began_ns, bool ok);
-/* Failed commits since the last one that succeeded. */
-int metrics_commit_fail_streak(struct sup *s);
 /* Unix time in ms of the last commit; the start time before the first. */
 int64_t metrics_last_commit_wall_ms(struct sup *s);
 /* The longest the loop ran a timer late over the last 10 seconds, in seconds. */
@@ -72,10 +67,9 @@ char *metrics_text(struct sup *s);
 
 /* Check an --http ADDR:PORT value; 0, or -1 with a message in err. */
 int http_addr_check(const char *spec, char *err, size_t errlen);
-/* Serve --http from a thread of its own. Returns 0 or -1 (logged). */
+/* Serve --http from a thread of its own; s->http_url names what it serves. Returns 0 or
+ * -1 (logged). */
 int http_start(struct sup *s);
-/* The URL being served, or NULL. */
-const char *http_url(struct sup *s);
 /* Stop serving (the thread ends; the loop's handles stay until closed). */
 void http_stop(struct sup *s);
 /* Free the server (after the loop's handles are closed). */

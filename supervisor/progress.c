@@ -290,9 +290,9 @@ static double progress_eta(struct sup *s, const struct progress_state *ps, int64
 		for (struct worker *w = s->workers; w != NULL; w = w->next) {
 			double left;
 
-			if (w->attempt_id == 0 || w->run != r)
+			if (w->lease.attempt_id == 0 || w->lease.run != r)
 				continue;
-			left = each - (double)(now - w->lease_ms) / 1000.0;
+			left = each - (double)(now - w->lease.started_ms) / 1000.0;
 			work += left > 0 ? left : 0;
 		}
 		total += work;

@@ -1,6 +1,6 @@
-/* What the status document adds for those watching a drain: the supervisor's state, the
- * phase counts (read at most every STATUS_COUNTS_MS however often it is asked), health,
- * progress and ETA, recent failures and tokens. */
+/* What the status document, the metrics and /healthz share: the supervisor's state, the
+ * phase counts (read at most every STATUS_COUNTS_MS however often they are asked) and the
+ * reasons it is unhealthy. */
 #include "supervisor/observe.h"
 #include "common/util.h"
 
@@ -57,7 +57,7 @@ static void reason_add(json_t *a, const char *code, const char *fmt, ...)
 json_t *status_health_reasons(struct sup *s)
 {
 	json_t *a = json_array();
-	int streak = metrics_commit_fail_streak(s);
+	int streak = s->commit_fail_streak;
 
 	if (s->store_lost)
 		reason_add(a, "database_lost",
@@ -70,31 +70,4 @@ json_t *status_health_reasons(struct sup *s)
 		    "workers keep crashing; the pool stopped respawning them (%llu crashes)",
 		    (unsigned long long)s->n.worker_crashes);
 	return a;
-}
-
-void status_extend(struct sup *s, json_t *doc)
-{
-	int64_t last = metrics_last_commit_wall_ms(s);
-	uint64_t in, out, calls;
-	struct progress p;
-	json_t *reasons = status_health_reasons(s);
-	const char *url = http_url(s);
-
-	progress_compute(s, &p);
-	metrics_tokens(s, &in, &out, &calls);
-	json_object_set_new(doc, "progress", progress_to_json(&p));
-	json_object_set_new(doc, "attempt_median_seconds", progress_medians_json(s));
-	json_object_set_new(doc, "failures_recent", progress_failures_json(s));
-	json_object_set_new(doc, "tokens",
-	    json_pack("{s:I, s:I, s:I}", "input", (json_int_t)in, "output", (json_int_t)out,
-	        "llm_calls", (json_int_t)calls));
-	json_object_set_new(doc, "health",
-	    json_pack("{s:b, s:o}", "ok", json_array_size(reasons) == 0, "reasons", reasons));
-	json_object_set_new(doc, "last_commit_age_seconds",
-	    last > 0 ? json_real((double)(clock_wall_ms() - last) / 1000.0) : json_null());
-	json_object_set_new(doc, "writer_queue_writes", json_integer(s->ops_n));
-	json_object_set_new(doc, "loop_lag_seconds", json_real(metrics_loop_lag(s)));
-	json_object_set_new(doc, "http_url", url != NULL ? json_string(url) : json_null());
-	json_object_set_new(
-	    doc, "log_file", s->cfg.log_file != NULL ? json_string(s->cfg.log_file) : json_null());
 }
