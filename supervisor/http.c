@@ -414,6 +414,8 @@ int http_start(struct sup *s)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, host, sizeof host);
 	h->url = xasprintf(
 	    sa.ss_family == AF_INET ? "http://%s:%u/" : "http://[%s]:%u/", host, port);
+	s->http_url = h->url;
+	http_publish(s); /* with the URL */
 	uv_timer_start(&h->timer, http_timer_cb, HTTP_SNAPSHOT_MS, HTTP_SNAPSHOT_MS);
 	uv_unref((uv_handle_t *)&h->timer);
 	if (!http_loopback(&sa))

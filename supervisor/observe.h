@@ -17,7 +17,8 @@
 
 /* The supervisor's state: running, paused, stopping, stopping_now or store_lost. */
 const char *status_state_name(struct sup *s);
-/* Phases by state (store_drain_phase_counts), read at most every 250 ms. */
+/* Phases by state (store_drain_phase_counts), read again after a commit or a dispatch,
+ * else at most every 250 ms. */
 int status_phase_counts(struct sup *s, int64_t counts[PHASE_STATE_COUNT], struct store_err *err);
 /* Why the supervisor is unhealthy, as a JSON array of {code, message} (empty: healthy):
  * the database lost, commits failing, a crash loop. */

@@ -1,6 +1,6 @@
 /* What the status document, the metrics and /healthz share: the supervisor's state, the
- * phase counts (read at most every STATUS_COUNTS_MS however often they are asked) and the
- * reasons it is unhealthy. */
+ * phase counts (read again after a commit or a dispatch, else at most every
+ * STATUS_COUNTS_MS, however often they are asked) and the reasons it is unhealthy. */
 #include "supervisor/observe.h"
 #include "common/util.h"
 
@@ -23,18 +23,21 @@ const char *status_state_name(struct sup *s)
 int status_phase_counts(struct sup *s, int64_t counts[PHASE_STATE_COUNT], struct store_err *err)
 {
 	static int64_t cached[PHASE_STATE_COUNT];
-	static uint64_t read_ms;
+	static uint64_t read_ms, read_commits, read_dispatched;
 	static bool have;
 	uint64_t now = clock_mono_ms();
 	int rc;
 
-	if (!have || now - read_ms >= STATUS_COUNTS_MS) {
+	if (!have || now - read_ms >= STATUS_COUNTS_MS || read_commits != s->n.commits ||
+	    read_dispatched != s->n.dispatched) {
 		if ((rc = store_drain_phase_counts(s->sd, cached, err)) != 0) {
 			have = false;
 			return rc;
 		}
 		have = true;
 		read_ms = now;
+		read_commits = s->n.commits;
+		read_dispatched = s->n.dispatched;
 	}
 	memcpy(counts, cached, sizeof cached);
 	return 0;

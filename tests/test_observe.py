@@ -218,6 +218,16 @@ def test_metrics_are_prometheus_text_and_count_what_the_database_holds(tmp, llm)
     finally:
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0, sup.stderr()
+    # Counters live in the process: the next supervisor starts them at 0.
+    again = Supervisor(tmp, url, "--workers", 0, "--http", "127.0.0.1:0", name="again")
+    try:
+        m = samples(request(http_base(again), "/metrics")[2])
+        assert sum(by(m, "autopack_attempts_total", "outcome", "reason").values()) == 0
+        assert m[("autopack_commits_total", ())] == 0
+        assert by(m, "autopack_phases", "state")[("COMPLETE",)] == 5
+    finally:
+        again.signal(signal.SIGTERM)
+        assert again.wait() == 0
 
 
 def test_healthz_answers_while_the_loop_is_stuck_and_fails_once_the_database_is_moved(tmp):
