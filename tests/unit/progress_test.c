@@ -22,17 +22,22 @@ TEST(progress_duration_text_reads_like_a_countdown)
 
 TEST(progress_line_and_json_round_trip)
 {
-	struct progress p = { .done = 12, .remaining = 28, .total = 40, .failed = 2,
-		.percent = 30.0, .per_minute = 3.25, .eta_seconds = 552,
+	struct progress p = { .done = 12,
+		.remaining = 28,
+		.total = 40,
+		.failed = 2,
+		.percent = 30.0,
+		.per_minute = 3.25,
+		.eta_seconds = 552,
 		.basis = PROGRESS_BASIS_MEDIAN },
-			q;
+	                q;
 	char line[128];
 	json_t *j = progress_to_json(&p);
 
 	progress_line(&p, line, sizeof line);
 	CHECK_EQ_STR(line, "12/40 phases (30.0%), 3.2/min, ETA 9m12s, 2 failed");
-	CHECK_EQ_STR(json_string_value(json_object_get(j, "eta_basis")),
-	    "median_duration_per_category");
+	CHECK_EQ_STR(
+	    json_string_value(json_object_get(j, "eta_basis")), "median_duration_per_category");
 	progress_from_json(j, &q);
 	CHECK(q.done == 12 && q.remaining == 28 && q.total == 40 && q.failed == 2);
 	CHECK(q.eta_seconds == 552 && q.basis == PROGRESS_BASIS_MEDIAN);
