@@ -316,7 +316,17 @@ def test_calibrate_refuses_a_database_without_clean_samples(tmp):
 def test_calibrate_usage_errors_and_help(tmp):
     r = ctl("calibrate", "--help")
     assert r.rc == 0 and "--rollback" in r.out and "leave-one-out" in r.out
-    assert ctl("calibrate", "--apply", "--rollback").rc == 2
-    assert ctl("calibrate", "--damping", "cube").rc == 2
-    assert ctl("calibrate", "--confidence-threshold", "2").rc == 2
-    assert ctl("calibrate", "--min-samples", "0").rc == 2
+    # A database that calibrates: each bad value alone makes the exit 2, naming the flag,
+    # and the same flag with a good value calibrates (exit 0).
+    db = imported_db(tmp)
+    for bad, msg, good in [(("--apply", "--rollback"), "exclude one another", ("--apply",)),
+                           (("--damping", "cube"), "--damping is sqrt or none",
+                            ("--damping", "sqrt")),
+                           (("--confidence-threshold", "2"), "--confidence-threshold needs",
+                            ("--confidence-threshold", "0.5")),
+                           (("--min-samples", "0"), "--min-samples needs",
+                            ("--min-samples", "1"))]:
+        r = ctl("--db", url(db), "calibrate", *bad, "--out", "o")
+        assert r.rc == 2 and msg in r.err, (bad, r)
+        r = ctl("--db", url(db), "calibrate", *good, "--out", "o")
+        assert r.rc == 0, (good, r)

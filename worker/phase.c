@@ -133,8 +133,16 @@ static bool phase_estimate(struct phase_ctx *pc)
 
 	est_coefs_default(&pc->coefs);
 	if (job->ncoefs > 0 || job->coef_version > 0) {
-		if (est_coefs_apply(&pc->coefs, job->coefs, job->ncoefs,
-		        job->coef_version > 0 ? job->coef_version : 1, err, sizeof err) < 0) {
+		struct est_coef_row *rows = xcalloc(job->ncoefs + 1, sizeof *rows);
+		int rc;
+
+		for (size_t i = 0; i < job->ncoefs; i++)
+			rows[i] = (struct est_coef_row){ job->coefs[i].category,
+				job->coefs[i].complexity, job->coefs[i].overhead };
+		rc = est_coefs_apply(&pc->coefs, rows, job->ncoefs,
+		    job->coef_version > 0 ? job->coef_version : 1, err, sizeof err);
+		free(rows);
+		if (rc < 0) {
 			phase_end(
 			    pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
 			return false;

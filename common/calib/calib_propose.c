@@ -82,7 +82,7 @@ static void calib_resolve(struct calib_result *r, const struct est_coefs *curren
 int calib_propose(struct calib_result *r, const struct est_coefs *current,
     struct est_coefs *proposed, char *err, size_t errlen)
 {
-	struct proto_coef *rows = xcalloc(r->n_groups + 1, sizeof *rows);
+	struct est_coef_row *rows = xcalloc(r->n_groups + 1, sizeof *rows);
 	size_t n = 0;
 	int rc;
 

@@ -4,7 +4,7 @@
  * the max_tokens sent to the provider.
  *
  * Every number the model uses lives in a struct est_coefs, a table of data: the supervisor
- * sends the overhead rows in the job message (proto_coef) and calibration can replace them.
+ * sends the overhead rows with every job (est_coefs_apply) and calibration can replace them.
  * est_coefs_default() holds the coefficients the Python original shipped at its last
  * calibration (version 1).
  *
@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/proto.h"
+#include "common/vocab.h"
 
 #define EST_NAME_MAX 32     /* bytes in a category or complexity name, NUL included */
 #define EST_OVERHEAD_MAX 96 /* rows in the overhead table */
@@ -182,14 +182,21 @@ struct est_output {
 	int sot_entry_count_hint;    /* -1 unless the SOT model was chosen */
 };
 
+/* One calibrated overhead row, as a job or a stored coefficient set gives it. */
+struct est_coef_row {
+	const char *category;
+	const char *complexity;
+	int64_t overhead;
+};
+
 /* Fill `c` with the default coefficients (version 1). */
 void est_coefs_default(struct est_coefs *c);
 
 /* Apply calibrated overhead rows from the wire on top of `c` (names are matched after the
  * overhead aliases, so a "tests" row replaces the shared "testing" row) and set its
  * version. Returns 0, or -1 with `err` naming the first bad row (nothing is changed). */
-int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n, uint64_t version,
-    char *err, size_t errlen);
+int est_coefs_apply(struct est_coefs *c, const struct est_coef_row *rows, size_t n,
+    uint64_t version, char *err, size_t errlen);
 
 /* Overhead of (category, complexity) after aliasing, or the fallback. */
 int est_overhead_lookup(const struct est_coefs *c, const char *category, const char *complexity);

@@ -200,13 +200,13 @@ int est_overhead_lookup(const struct est_coefs *c, const char *category, const c
 	return i >= 0 ? c->overhead[i].overhead : c->overhead_fallback;
 }
 
-int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n, uint64_t version,
-    char *err, size_t errlen)
+int est_coefs_apply(struct est_coefs *c, const struct est_coef_row *rows, size_t n,
+    uint64_t version, char *err, size_t errlen)
 {
 	size_t i, extra = 0;
 
 	for (i = 0; i < n; i++) {
-		const struct proto_coef *p = &rows[i];
+		const struct est_coef_row *p = &rows[i];
 		if (p->category == NULL || p->category[0] == '\0' || p->complexity == NULL ||
 		    p->complexity[0] == '\0') {
 			snprintf(err, errlen, "estimator row %zu: empty category or complexity", i);

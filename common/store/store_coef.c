@@ -4,6 +4,7 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,8 +13,10 @@
 	"FROM estimator_coefficients"
 
 /* Fill a set from the current row of a COEF_COLUMNS query. */
-static void coef_row(sqlite3_stmt *q, struct store_coef_set *set)
+static void coef_row(sqlite3_stmt *q, void *item)
 {
+	struct store_coef_set *set = item;
+
 	set->version = sqlite3_column_int64(q, 0);
 	set->created_at = store_col_text(q, 1, "");
 	set->active = sqlite3_column_int(q, 2) != 0;
@@ -21,6 +24,12 @@ static void coef_row(sqlite3_stmt *q, struct store_coef_set *set)
 	                                                                 sqlite3_column_int64(q, 3);
 	set->provenance_json = store_col_text(q, 4, "");
 	set->overhead_json = store_col_text(q, 5, "");
+}
+
+/* Free one set of a store_rows. */
+static void coef_item_free(void *set)
+{
+	store_coef_set_free(set);
 }
 
 /* Run a COEF_COLUMNS query that yields at most one row (parameter 1 = `arg` when >= 0). */
@@ -67,25 +76,15 @@ int store_coef_get(struct store *st, int64_t version, struct store_coef_set *set
 int store_coef_list(
     struct store *st, struct store_coef_set **sets, size_t *n, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db, COEF_COLUMNS " ORDER BY version DESC", -1, &q, NULL);
+	struct store_rows l = {
+		.size = sizeof **sets, .fill = coef_row, .item_free = coef_item_free
+	};
+	int rc = store_rows_query(st->db, COEF_COLUMNS " ORDER BY version DESC", &l, err,
+	    "%s: reading estimator_coefficients", st->path);
 
-	*sets = NULL;
-	*n = 0;
-	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		*sets = xrealloc(*sets, (*n + 1) * sizeof **sets);
-		coef_row(q, &(*sets)[(*n)++]);
-		rc = SQLITE_OK;
-	}
-	if (rc != SQLITE_DONE) {
-		store_fail(err, STORE_EIO, "%s: reading estimator_coefficients: %s", st->path,
-		    sqlite3_errmsg(st->db));
-		store_coef_list_free(*sets, *n);
-		*sets = NULL;
-		*n = 0;
-	}
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	*sets = l.v;
+	*n = l.n;
+	return rc;
 }
 
 /* Insert the new active row. */
@@ -210,7 +209,62 @@ void store_coef_set_free(struct store_coef_set *set)
 /* Free a list of sets. */
 void store_coef_list_free(struct store_coef_set *sets, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		store_coef_set_free(&sets[i]);
-	free(sets);
+	store_rows_free(sets, n, sizeof *sets, coef_item_free);
+}
+
+/* Parse an overhead table; STORE_EINVAL on the first element that is not a triple. */
+int store_coef_rows(const char *overhead_json, int64_t version, struct store_coef_row **rows,
+    size_t *n, struct store_err *err)
+{
+	json_error_t jerr;
+	json_t *arr = json_loads(overhead_json != NULL ? overhead_json : "", 0, &jerr), *row;
+	size_t i;
+	int rc = 0;
+
+	*rows = NULL;
+	*n = 0;
+	if (!json_is_array(arr)) {
+		rc = store_fail(err, STORE_EINVAL,
+		    "overhead_json of set %lld is not a JSON array%s%s", (long long)version,
+		    arr == NULL ? ": " : "", arr == NULL ? jerr.text : "");
+		json_decref(arr);
+		return rc;
+	}
+	*rows = xcalloc(json_array_size(arr) + 1, sizeof **rows);
+	json_array_foreach(arr, i, row)
+	{
+		const char *cat = json_string_value(json_array_get(row, 0));
+		const char *cplx = json_string_value(json_array_get(row, 1));
+		json_t *v = json_array_get(row, 2);
+
+		if (json_array_size(row) != 3 || cat == NULL || cplx == NULL ||
+		    !json_is_integer(v)) {
+			rc = store_fail(err, STORE_EINVAL,
+			    "overhead_json of set %lld: element %zu is not [category, complexity,"
+			    " overhead]",
+			    (long long)version, i);
+			break;
+		}
+		(*rows)[*n].category = xstrdup(cat);
+		(*rows)[*n].complexity = xstrdup(cplx);
+		(*rows)[*n].overhead = json_integer_value(v);
+		(*n)++;
+	}
+	json_decref(arr);
+	if (rc != 0) {
+		store_coef_rows_free(*rows, *n);
+		*rows = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+/* Free parsed rows. */
+void store_coef_rows_free(struct store_coef_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(rows[i].category);
+		free(rows[i].complexity);
+	}
+	free(rows);
 }

@@ -26,7 +26,16 @@ struct store_coef_set {
 	char *overhead_json;
 };
 
-/* Read the active set into `set`; *found is false (and `set` empty) when none is active. */
+/* One row of a set's overhead table. */
+struct store_coef_row {
+	char *category;
+	char *complexity;
+	int64_t overhead;
+};
+
+/* Read the active set into `set`; *found is false (and `set` empty) when none is active.
+ * This is the one reader of the active set (the supervisor's, sent with every job, and
+ * the calibration's). */
 int store_coef_active(
     struct store *st, struct store_coef_set *set, bool *found, struct store_err *err);
 /* Read the set of `version`; *found is false when there is none. */
@@ -46,6 +55,14 @@ int store_coef_activate_new(struct store *st, const char *overhead_json,
  * transaction. *from receives the version that was active, *now the one active after.
  * With no set active: STORE_EINVAL, nothing to roll back. */
 int store_coef_rollback(struct store *st, int64_t *from, int64_t *now, struct store_err *err);
+
+/* Parse the overhead_json of set `version`, a JSON array of [category, complexity,
+ * overhead] triples, into heap rows. STORE_EINVAL names the set and the first element that
+ * is not such a triple. */
+int store_coef_rows(const char *overhead_json, int64_t version, struct store_coef_row **rows,
+    size_t *n, struct store_err *err);
+/* Free rows from store_coef_rows. */
+void store_coef_rows_free(struct store_coef_row *rows, size_t n);
 
 /* Free a set's strings; free a list from store_coef_list. */
 void store_coef_set_free(struct store_coef_set *set);

@@ -101,7 +101,7 @@ TEST(calib_eval_recovers_the_overhead_part_for_samples_of_a_known_set)
 
 TEST(calib_coefs_round_trip_through_overhead_json)
 {
-	struct proto_coef rows[] = { { "implementation", "low", 370 },
+	struct est_coef_row rows[] = { { "implementation", "low", 370 },
 		{ "implement_feature", "high", 1000 } };
 	struct est_coefs a, b;
 	char err[128], *text;

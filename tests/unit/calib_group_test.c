@@ -136,7 +136,7 @@ TEST(calib_propose_reproduces_the_originals_sqrt_recalibration)
 {
 	/* Facts §3.3: implementation/low 1120 × sqrt(0.32) → 634, medium 1860 × sqrt(0.40)
 	 * → 1176. Start from a set with the old overheads. */
-	struct proto_coef old[] = {
+	struct est_coef_row old[] = {
 		{ "implementation", "low", 1120 },
 		{ "implementation", "medium", 1860 },
 	};
@@ -299,7 +299,7 @@ TEST(calib_predict_leaves_groups_outside_the_proposal_alone)
 
 TEST(calib_reexpress_moves_a_prediction_between_coefficient_sets)
 {
-	struct proto_coef old[] = { { "implementation", "low", 1120 } };
+	struct est_coef_row old[] = { { "implementation", "low", 1120 } };
 	struct telem_sample s = mk("implementation", "low", 4056, 1000); /* (1120+2000)×1.3 */
 	struct est_coefs v1, v0;
 	bool moved;

@@ -341,8 +341,8 @@ TEST(estimator_wire_rows_replace_defaults_through_aliases)
 	struct est_coefs c;
 	char err[128];
 	char name_cat[] = "tests", name_cplx[] = "low", new_cat[] = "ml", new_cplx[] = "high";
-	struct proto_coef rows[] = { { name_cat, name_cplx, 700 }, { new_cat, new_cplx, 4200 } };
-	struct proto_coef bad[] = { { name_cat, name_cplx, 0 } };
+	struct est_coef_row rows[] = { { name_cat, name_cplx, 700 }, { new_cat, new_cplx, 4200 } };
+	struct est_coef_row bad[] = { { name_cat, name_cplx, 0 } };
 
 	est_coefs_default(&c);
 	CHECK_EQ_INT(est_coefs_apply(&c, rows, 2, 7, err, sizeof err), 0);
