@@ -79,7 +79,7 @@ endef
 deps: $(STAMP) build/.test-deps-ok
 $(STAMP):
 	$(call install_debs,$(BUILD_DEBS))
-build/.test-deps-ok: $(STAMP)
+build/.test-deps-ok: $(STAMP) Makefile
 	$(call install_debs,$(TEST_DEBS))
 
 $(O)/obj/%.o: %.c | $(STAMP)
@@ -91,7 +91,7 @@ $(O)/lib/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(O)/bin/autopack-supervisor: $(call obj,supervisor/main.c) $(call lib,supervisor store fingerprint proto common)
+$(O)/bin/autopack-supervisor: $(call obj,supervisor/main.c) $(call lib,supervisor store calib estimate fingerprint proto common)
 $(O)/bin/autopack-ctl: $(call obj,ctl/main.c) $(call lib,ctl calib estimate store fingerprint proto common)
 $(O)/bin/autopack-worker: $(call obj,worker/main.c) $(call lib,worker estimate fingerprint proto common)
 $(UNIT): $(call obj,$(UNIT_SRC)) $(call lib,worker ctl supervisor $(LIBS))

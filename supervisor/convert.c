@@ -88,6 +88,8 @@ void convert_event_to_row(const struct proto_event *ev, struct drain_event *row)
 			.context_quality = e->context_quality,
 			.sot_file_name = e->sot_file_name,
 			.sot_entry_count_hint = e->sot_entry_count_hint,
+			.input_tokens = e->input_tokens,
+			.deliverables_detail_json = e->deliverables_detail_json,
 		};
 		break;
 	}

@@ -476,6 +476,8 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 	j->llm.max_retries = s->cfg.llm_retries;
 	j->coef_version = s->coef_version;
 	convert_coefs_to_job(s->coefs, s->ncoefs, j);
+	if (s->fit_json != NULL)
+		j->fit_json = xstrdup(s->fit_json);
 	j->dry_run = s->cfg.dry_run;
 	worker_send(w, &m);
 	proto_msg_free(&m);

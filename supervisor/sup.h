@@ -181,6 +181,7 @@ struct sup {
 	uint64_t coef_version; /* estimator coefficients sent in every job */
 	struct store_coef_row *coefs;
 	size_t ncoefs;
+	char *fit_json; /* the active set's fitted model; NULL for none */
 
 	/* pool */
 	struct worker *workers;

@@ -1,5 +1,6 @@
 /* Coefficient sets as the database stores them: the full overhead table as a JSON array
- * of [category, complexity, overhead] triples on top of the built-in defaults. */
+ * of [category, complexity, overhead] triples on top of the built-in defaults, and the
+ * fitted model (estimator_json.c); and a catalogue of sets by version. */
 #include "common/calib/calib.h"
 #include "common/store/store_coef.h"
 #include "common/util.h"
@@ -8,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Parse overhead_json onto the defaults. */
-int calib_coefs_from_json(
-    const char *overhead_json, uint64_t version, struct est_coefs *c, char *err, size_t errlen)
+/* Parse overhead_json onto the defaults, then the fitted model. */
+int calib_coefs_from_json(const char *overhead_json, const char *model_json, uint64_t version,
+    struct est_coefs *c, char *err, size_t errlen)
 {
 	struct store_coef_row *rows;
 	struct est_coef_row *est;
@@ -28,6 +29,8 @@ int calib_coefs_from_json(
 		est[i] = (struct est_coef_row){ rows[i].category, rows[i].complexity,
 			rows[i].overhead };
 	rc = est_coefs_apply(c, est, n, version, err, errlen);
+	if (rc == 0 && model_json != NULL)
+		rc = est_fit_from_json(model_json, &c->fit, err, errlen);
 	free(est);
 	store_coef_rows_free(rows, n);
 	if (rc != 0)

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #define COEF_COLUMNS                                                                               \
-	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json "      \
-	"FROM estimator_coefficients"
+	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json, "     \
+	"model_json FROM estimator_coefficients"
 
 /* Fill a set from the current row of a COEF_COLUMNS query. */
 static void coef_row(sqlite3_stmt *q, void *item)
@@ -24,6 +24,7 @@ static void coef_row(sqlite3_stmt *q, void *item)
 	                                                                 sqlite3_column_int64(q, 3);
 	set->provenance_json = store_col_text(q, 4, "");
 	set->overhead_json = store_col_text(q, 5, "");
+	set->model_json = store_col_text(q, 6, NULL);
 }
 
 /* Free one set of a store_rows. */
@@ -89,13 +90,14 @@ int store_coef_list(
 
 /* Insert the new active row. */
 static int coef_insert(struct store *st, int64_t version, int64_t parent, const char *now,
-    const char *overhead_json, const char *provenance_json, struct store_err *err)
+    const char *overhead_json, const char *model_json, const char *provenance_json,
+    struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db,
 	    "INSERT INTO estimator_coefficients (version, "
-	    "created_at, active, parent_version, provenance_json, overhead_json) "
-	    "VALUES (?1, ?2, 1, ?3, ?4, ?5)",
+	    "created_at, active, parent_version, provenance_json, overhead_json, model_json) "
+	    "VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)",
 	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
@@ -104,13 +106,14 @@ static int coef_insert(struct store *st, int64_t version, int64_t parent, const 
 		sqlite3_bind_int64(q, 3, parent);
 		store_bind_text(q, 4, provenance_json);
 		store_bind_text(q, 5, overhead_json);
+		store_bind_text(q, 6, model_json);
 	}
 	return store_step_done(
 	    st->db, q, rc, err, "%s: writing coefficient set %lld", st->path, (long long)version);
 }
 
 /* Add a set and activate it in one transaction. */
-int store_coef_activate_new(struct store *st, const char *overhead_json,
+int store_coef_activate_new(struct store *st, const char *overhead_json, const char *model_json,
     const char *provenance_json, int64_t *version, int64_t *parent, struct store_err *err)
 {
 	char now[32];
@@ -136,7 +139,8 @@ int store_coef_activate_new(struct store *st, const char *overhead_json,
 		    "active = 1",
 		    "deactivating the previous set", err);
 	if (rc == 0)
-		rc = coef_insert(st, *version, *parent, now, overhead_json, provenance_json, err);
+		rc = coef_insert(
+		    st, *version, *parent, now, overhead_json, model_json, provenance_json, err);
 	if (rc == 0)
 		rc = store_exec(st->db, "COMMIT", "committing the coefficient update", err);
 	if (rc != 0)
@@ -203,6 +207,7 @@ void store_coef_set_free(struct store_coef_set *set)
 	free(set->created_at);
 	free(set->provenance_json);
 	free(set->overhead_json);
+	free(set->model_json);
 	memset(set, 0, sizeof *set);
 }
 

@@ -89,10 +89,12 @@ struct drain_estimation {
 	const char *stop_reason; /* nullable */
 	const char *model;
 	uint64_t estimator_version;
-	int64_t doc_features;         /* enum doc_feature bits; -1: not computed */
-	const char *context_quality;  /* nullable */
-	const char *sot_file_name;    /* nullable */
-	int64_t sot_entry_count_hint; /* -1: none */
+	int64_t doc_features;                 /* enum doc_feature bits; -1: not computed */
+	const char *context_quality;          /* nullable */
+	const char *sot_file_name;            /* nullable */
+	int64_t sot_entry_count_hint;         /* -1: none */
+	int64_t input_tokens;                 /* -1: unknown */
+	const char *deliverables_detail_json; /* nullable */
 };
 
 /* One telemetry event of an attempt. Strings are borrowed for the call. */

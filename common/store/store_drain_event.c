@@ -81,6 +81,8 @@ static int event_estimation(struct store_drain *d, const char *run_id, const cha
 		.context_quality = x->context_quality,
 		.sot_file_name = x->sot_file_name,
 		.sot_entry_count_hint = x->sot_entry_count_hint,
+		.input_tokens = x->input_tokens,
+		.deliverables_detail_json = x->deliverables_detail_json,
 		.attempt_id = ev->attempt_id,
 		.seq = ev->seq,
 		.estimator_version = x->estimator_version,

@@ -1,5 +1,6 @@
 /* The one insert into token_estimation_v2_events (see store_estimation.h). */
 #include "common/store/store_estimation.h"
+#include "common/calib/telemetry.h"
 #include "common/store/store_internal.h"
 #include "common/vocab.h"
 
@@ -10,9 +11,10 @@ static const char estimation_sql[] =
     " success, truncated, is_truncated_output, stop_reason, model, smape_percent,"
     " waste_ratio, underestimated, api_reference_required, examples_required,"
     " research_required, usage_guide_required, context_quality, is_sot_file,"
-    " sot_file_name, sot_entry_count_hint, attempt_id, seq, estimator_version)"
+    " sot_file_name, sot_entry_count_hint, attempt_id, seq, estimator_version,"
+    " input_tokens, deliverables_detail_json)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16,"
-    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
+    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
 
 /* Prepare the insert. */
 int store_estimation_prepare(struct store *st, sqlite3_stmt **q, struct store_err *err)
@@ -49,12 +51,6 @@ static void estimation_bind_feature(sqlite3_stmt *q, int i, int64_t set, int bit
 		sqlite3_bind_int(q, i, (set & bit) != 0);
 }
 
-/* Percent error symmetric in a and p, for positive a and p. */
-static double estimation_smape(double a, double p)
-{
-	return 100.0 * (a > p ? a - p : p - a) / ((a + p) / 2.0);
-}
-
 /* Insert one row; STORE_EIO on failure. */
 int store_estimation_insert(
     struct store *st, sqlite3_stmt *q, const struct store_estimation *e, struct store_err *err)
@@ -81,7 +77,8 @@ int store_estimation_insert(
 	store_bind_text(q, 15, e->stop_reason);
 	store_bind_text(q, 16, e->model);
 	if (a > 0 && p > 0) {
-		sqlite3_bind_double(q, 17, estimation_smape(a, p));
+		sqlite3_bind_double(
+		    q, 17, telem_smape(e->predicted_output_tokens, e->actual_output_tokens));
 		sqlite3_bind_double(q, 18, p / a);
 		sqlite3_bind_int(q, 19, a > p);
 	}
@@ -97,6 +94,8 @@ int store_estimation_insert(
 	estimation_bind_id(q, 28, e->attempt_id);
 	estimation_bind_id(q, 29, e->seq);
 	estimation_bind_id(q, 30, e->estimator_version);
+	estimation_bind_count(q, 31, e->input_tokens);
+	store_bind_text(q, 32, e->deliverables_detail_json);
 	rc = sqlite3_step(q);
 	sqlite3_reset(q);
 	if (rc != SQLITE_DONE)

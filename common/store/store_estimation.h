@@ -31,13 +31,15 @@ struct store_estimation {
 	bool truncated;
 	const char *stop_reason; /* nullable */
 	const char *model;
-	int64_t doc_features;         /* enum doc_feature bits; -1: not computed */
-	const char *context_quality;  /* nullable */
-	const char *sot_file_name;    /* nullable: set for a SOT ledger deliverable */
-	int64_t sot_entry_count_hint; /* -1: none */
-	uint64_t attempt_id;          /* 0: not from a drain */
-	uint64_t seq;                 /* 0: not from a drain */
-	uint64_t estimator_version;   /* 0: unknown */
+	int64_t doc_features;                 /* enum doc_feature bits; -1: not computed */
+	const char *context_quality;          /* nullable */
+	const char *sot_file_name;            /* nullable: set for a SOT ledger deliverable */
+	int64_t sot_entry_count_hint;         /* -1: none */
+	uint64_t attempt_id;                  /* 0: not from a drain */
+	uint64_t seq;                         /* 0: not from a drain */
+	uint64_t estimator_version;           /* 0: unknown */
+	int64_t input_tokens;                 /* -1: unknown */
+	const char *deliverables_detail_json; /* nullable: kind and size per deliverable */
 };
 
 /* Prepare the insert on `st` into *q (finalize it with sqlite3_finalize). Returns 0, or

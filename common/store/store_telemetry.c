@@ -12,7 +12,7 @@
 #define TELEM_SELECT                                                                               \
 	"SELECT run_id, phase_id, timestamp, category, complexity, deliverable_count, "            \
 	"predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "      \
-	"success, truncated, stop_reason, model, estimator_version "                               \
+	"success, truncated, stop_reason, model, estimator_version, attempt_id "                   \
 	"FROM token_estimation_v2_events"
 
 /* Columns exported as booleans. */
@@ -76,6 +76,7 @@ static int telem_read_row(sqlite3_stmt *q, void *arg)
 	s->stop_reason = store_col_text(q, 12, NULL);
 	s->model = store_col_text(q, 13, "");
 	s->estimator_version = sqlite3_column_int64(q, 14);
+	s->attempt_id = sqlite3_column_int64(q, 15);
 	return 0;
 }
 
@@ -262,6 +263,7 @@ static int telem_import_events(struct store *st, const char *run_id, const struc
 			.model = x->model,
 			.doc_features = -1,
 			.sot_entry_count_hint = -1,
+			.input_tokens = -1,
 		};
 		rc = store_estimation_insert(st, q, &e, err);
 	}

@@ -355,3 +355,25 @@ TEST(estimator_wire_rows_replace_defaults_through_aliases)
 	CHECK(strstr(err, "tests/low") != NULL);
 	CHECK_EQ_INT(c.version, 7);
 }
+
+TEST(estimator_deliverable_kinds_and_existing_sizes)
+{
+	FILE *f = fopen("old.py", "w");
+	int64_t bytes;
+
+	CHECK(f != NULL);
+	fputs("x = 1\n", f);
+	fclose(f);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("Modify old.py", "implementation", ".", &bytes), EST_DLV_MODIFY);
+	CHECK_EQ_INT(bytes, 6);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("Create old.py", "implementation", ".", &bytes), EST_DLV_NEW);
+	CHECK_EQ_INT(bytes, 6);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("src/new.py", "implementation", ".", &bytes), EST_DLV_NEW);
+	CHECK_EQ_INT(bytes, -1);
+	CHECK_EQ_INT(est_deliverable_kind("tests/test_a.py", "tests", ".", &bytes), EST_DLV_TEST);
+	CHECK_EQ_INT(est_deliverable_kind("docs/guide.md", "docs", ".", &bytes), EST_DLV_DOC);
+	CHECK_EQ_STR(est_dlv_kind_name(EST_DLV_MODIFY), "modify");
+}
