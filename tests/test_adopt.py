@@ -470,7 +470,7 @@ def test_migration_rewrites_what_an_earlier_autopack_wrote_into_an_adopted_datab
     r = ctl("--db", url, "db", "migrate", "--json")
     assert r.rc == 0, r
     j = json.loads(r.out)
-    assert j["from"] == 2 and j["to"] == 3
+    assert j["from"] == 2 and j["to"] >= 3
     assert bad_stamps(path) == []
     assert sql(url, "SELECT DISTINCT updated_at FROM phases WHERE run_id = 'build1-original'"
                ) == [("2026-11-30 08:00:00.001000",)]
