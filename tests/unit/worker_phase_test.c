@@ -163,9 +163,16 @@ static void job_init(struct proto_job *j, const char *provider, const char *base
 /* Run the job with a recorder. */
 static int run(const struct proto_job *j, struct recorder *r, struct proto_result *res)
 {
-	struct phase_hooks h = { r, rec_emit, rec_beat };
+	struct phase_hooks h = { .ctx = r, .emit = rec_emit, .heartbeat = rec_beat };
 
 	return phase_run(j, &h, res);
+}
+
+/* A supervisor_present hook that says the supervisor is gone. */
+static bool supervisor_gone(void *ctx)
+{
+	(void)ctx;
+	return false;
 }
 
 /* Check that the key is nowhere in what the phase produced. */
@@ -568,6 +575,32 @@ TEST(worker_phase_emit_failure_stops_the_attempt)
 	CHECK_EQ_INT(run(&j, &r, &res), -1);
 	CHECK_EQ_STR(res.failure_reason, "SUPERVISOR_LINK_LOST");
 	CHECK(stat("ws/utils/string_helper.py", &st) != 0);
+	phase_result_clear(&res);
+	rec_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_phase_writes_nothing_once_the_supervisor_is_gone)
+{
+	struct standin sd;
+	struct proto_job j;
+	struct recorder r = { 0 };
+	struct proto_result res;
+	struct phase_hooks h = { .ctx = &r,
+		.emit = rec_emit,
+		.heartbeat = rec_beat,
+		.supervisor_present = supervisor_gone };
+	struct stat st;
+	json_t *log;
+
+	standin_start(&sd, "[]", KEY);
+	job_init(&j, "anthropic", sd.base);
+	CHECK_EQ_INT(phase_run(&j, &h, &res), -1);
+	CHECK_EQ_STR(res.failure_reason, "SUPERVISOR_LINK_LOST");
+	log = standin_log();
+	CHECK_EQ_INT(json_array_size(log), 1);              /* the call was made, */
+	CHECK(stat("ws/utils/string_helper.py", &st) != 0); /* its files not written */
+	json_decref(log);
 	phase_result_clear(&res);
 	rec_free(&r);
 	standin_stop(&sd);
