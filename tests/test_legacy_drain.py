@@ -1,7 +1,13 @@
-"""An adopted Python-Autopack backlog (70 runs, 456 phases) drained with the triage rules:
---retry-failed over FAILED and QUEUED phases, the LLM stand-in failing every run but the
-build1* ones. The drain's order and decisions are checked against the rules of docs/drain-rules.md
-replayed in Python over the attempt rows."""
+"""Python-Autopack databases drained for real against the LLM stand-in.
+
+- The older hand-made backlog (70 runs, 456 phases) with the triage rules: --retry-failed
+  over FAILED and QUEUED phases, the stand-in failing every run but the build1* ones; the
+  drain's order and decisions are checked against the rules of docs/drain-rules.md
+  replayed in Python over the attempt rows.
+- The original's real shape (its verbatim schema): adopted, imported into, seeded, drained
+  and retried, then read back by the original's own reader (tests/original_reader.py:
+  python3-sqlalchemy), its text comparisons, a row it inserts, and the next drain.
+- No phase ends COMPLETE without writing its deliverables."""
 import json
 import os
 import sqlite3
@@ -150,6 +156,16 @@ def scope_deliverables(text):
     return list(dict.fromkeys(d))
 
 
+def progress(url, run_id):
+    """The original's run-progress view: tiers done (COMPLETE or SKIPPED), and the current
+    tier: the first other one by tier_index (None when all are done)."""
+    tiers = sql(url, "SELECT tier_id, state FROM tiers WHERE run_id = ? ORDER BY tier_index",
+                run_id)
+    done = [t for t, s in tiers if s in ("COMPLETE", "SKIPPED")]
+    rest = [t for t, s in tiers if s not in ("COMPLETE", "SKIPPED")]
+    return len(done), (rest[0] if rest else None)
+
+
 def test_the_originals_database_adopted_imported_seeded_drained_and_retried_reads_back(tmp):
     import original_reader
     path = os.path.join(str(tmp), "original.db")
@@ -189,10 +205,25 @@ def test_the_originals_database_adopted_imported_seeded_drained_and_retried_read
         assert states[key] == ("FAILED", "NO_DELIVERABLES"), key
     for r_, p, s, kind in info["phases"]:
         if s in ("QUEUED", "EXECUTING", "GATE", "CI_RUNNING") and (r_, p) not in unscoped:
-            assert states[(r_, p)] == ("COMPLETE", None), (r_, p, kind)
+            assert states[(r_, p)][0] == "COMPLETE", (r_, p, kind)
         if s in ("FAILED", "SKIPPED", "COMPLETE"):
             assert states[(r_, p)][0] == s, (r_, p)
     assert not any("unscoped-original" in json.dumps(q) for q in requests)
+    # Tiers and runs follow their phases.
+    assert sql(url, "SELECT tier_id, state FROM tiers WHERE run_id = 'build1-original'"
+               " ORDER BY tier_index") == [("T1", "COMPLETE"), ("T2", "COMPLETE")]
+    assert progress(url, "build1-original") == (2, None)
+    assert progress(url, "stalled-original") == (1, None)
+    assert progress(url, "unscoped-original") == (0, "T1")
+    assert sql(url, "SELECT state FROM tiers WHERE run_id = 'unscoped-original'") == [
+        ("FAILED",)]
+    for run in ("build1-original", "stalled-original", "imported", "telemetry-collection-v4"):
+        assert sql(url, "SELECT state FROM runs WHERE id = ?", run) == [("DONE_SUCCESS",)], run
+        assert sql(url, "SELECT DISTINCT state FROM tiers WHERE run_id = ?", run) == [
+            ("COMPLETE",)], run
+    assert sql(url, "SELECT state FROM runs WHERE id = 'unscoped-original'") == [
+        ("PHASE_EXECUTION",)]
+    assert progress(url, "research-original") == (0, "T1")
     assert sql(url, "SELECT count(*) FROM llm_usage_events WHERE run_id ="
                " 'unscoped-original'") == [(0,)]
     cutoff = original_reader.utcnow()
@@ -207,6 +238,9 @@ def test_the_originals_database_adopted_imported_seeded_drained_and_retried_read
     assert {k for k in unscoped if states[k] == "FAILED"} == unscoped
     assert sql(url, "SELECT count(*) FROM phases WHERE state NOT IN ('COMPLETE', 'FAILED',"
                " 'SKIPPED')") == [(0,)]
+    assert progress(url, "research-original") == (1, None)
+    assert sql(url, "SELECT state FROM runs WHERE id = 'research-original'") == [
+        ("DONE_SUCCESS",)]
 
     # No phase autopack completed lacks a deliverable on disk.
     done = sql(url, "SELECT p.run_id, p.phase_id, p.scope, r.workspace FROM phases p"
@@ -237,6 +271,9 @@ def test_the_originals_database_adopted_imported_seeded_drained_and_retried_read
     drain_once("--run-id", "build1-original")
     assert sql(url, "SELECT state FROM phases WHERE phase_id = 'added-by-original'") == [
         ("COMPLETE",)]
+    assert progress(url, "build1-original") == (3, None)
+    assert sql(url, "SELECT state FROM runs WHERE id = 'build1-original'") == [
+        ("DONE_SUCCESS",)]
     ws = sql(url, "SELECT workspace FROM runs WHERE id = 'build1-original'")[0][0]
     assert os.path.isfile(os.path.join(ws, "src", "added.py"))
     original_reader.read_everything(path)
