@@ -112,7 +112,7 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 	}
 	doc = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
 	                " s:{s:i, s:i, s:b, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
-	                " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	                " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	                " s:{s:f, s:f}}",
 	    "db_url", s->st->url, "db_uuid", s->st->uuid, "pid", (int)getpid(), "version",
 	    AUTOPACK_VERSION, "session_id", s->session_id, "uptime_seconds", up, "synchronous",
@@ -129,8 +129,9 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 	    "rejected_wrong_uuid", (json_int_t)s->n.rejected_uuid, "rejected_stale",
 	    (json_int_t)s->n.rejected_stale, "worker_crashes", (json_int_t)s->n.worker_crashes,
 	    "worker_timeouts", (json_int_t)s->n.worker_timeouts, "commits",
-	    (json_int_t)s->n.commits, "commit_failures", (json_int_t)s->n.commit_failures, "rates",
-	    "results_per_second", up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
+	    (json_int_t)s->n.commits, "commit_failures", (json_int_t)s->n.commit_failures,
+	    "writes_refused", (json_int_t)s->n.writes_refused, "rates", "results_per_second",
+	    up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
 	    up > 0 ? (double)s->n.events_committed / up : 0.0);
 	status_extend(s, doc);
 	return doc;

@@ -1,10 +1,8 @@
 /* The supervisor's metrics in the Prometheus text exposition format 0.0.4, for
  * `autopack-ctl metrics` and GET /metrics (docs/observe.md lists every family).
  *
- * Counters count what was committed: the writer stages each event and attempt end it
- * writes in a transaction (metrics_stage_event, metrics_stage_close) and settles them with
- * the transaction's outcome (metrics_commit), so a rolled-back and retried commit counts
- * once. They live in this process and restart at 0 with it, as Prometheus expects. Label
+ * Counters count what was committed: after each group commit the writer hands over every
+ * write it committed (metrics_op), so a rolled-back and retried commit counts once. They live in this process and restart at 0 with it, as Prometheus expects. Label
  * values come from the vocabulary (common/vocab.h) or, for provider, model and task
  * category, from the events and the database, cleaned to UTF-8 and capped in number. */
 #include "supervisor/observe.h"
@@ -35,13 +33,12 @@ static const double commit_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 static const double attempt_bounds[] = { 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600,
 	7200 };
 
-/* LLM calls of one (provider, model, HTTP status), with their tokens; p_* are staged. */
+/* LLM calls of one (provider, model, HTTP status), with their tokens. */
 struct llm_series {
 	char *provider;
 	char *model;
 	int64_t status;
 	uint64_t calls, in, out;
-	uint64_t p_calls, p_in, p_out;
 };
 
 /* Attempt durations of one task category. */
@@ -50,25 +47,14 @@ struct cat_series {
 	struct hist h;
 };
 
-/* An attempt end written in the open transaction. */
-struct staged_close {
-	uint64_t attempt_id;
-	enum outcome outcome;
-	enum reason reason;
-	int64_t duration_ms;
-	bool left_queue;
-};
-
 struct metrics {
 	uint64_t attempts[OUTCOME_COUNT][REASON_COUNT];
-	uint64_t events[EVENT_KIND_COUNT], p_events[EVENT_KIND_COUNT];
-	uint64_t duplicates, p_duplicates;
+	uint64_t events[EVENT_KIND_COUNT];
+	uint64_t duplicates;
 	struct llm_series *llm;
 	size_t nllm;
 	struct cat_series *cats;
 	size_t ncats;
-	struct staged_close *staged;
-	size_t nstaged, capstaged;
 	struct hist commit;
 	int64_t last_commit_wall_ms;
 	int64_t started_wall_ms;
@@ -129,7 +115,6 @@ void metrics_free(struct sup *s)
 	for (size_t i = 0; i < m->ncats; i++)
 		free(m->cats[i].category);
 	free(m->cats);
-	free(m->staged);
 	free(m);
 	s->metrics = NULL;
 }
@@ -185,92 +170,68 @@ static struct hist *cat_hist(struct metrics *m, const char *category)
 	return &m->cats[m->ncats++].h;
 }
 
-void metrics_stage_event(struct sup *s, const struct drain_event *row, bool duplicate)
+/* Count a committed event: by kind, and an LLM call with its tokens by provider, model
+ * and status. */
+static void metrics_event(struct metrics *m, const struct op *o)
 {
-	struct metrics *m = s->metrics;
+	const struct drain_event *row = &o->u.event.row;
 	struct llm_series *x;
 
-	if (m == NULL)
-		return;
-	if (duplicate) {
-		m->p_duplicates++;
+	if (o->dup) {
+		m->duplicates++;
 		return;
 	}
-	m->p_events[row->kind]++;
+	m->events[row->kind]++;
 	if (row->kind != EVENT_LLM_USAGE)
 		return;
 	x = llm_series(m, row->u.usage.provider, row->u.usage.model, row->u.usage.http_status);
-	x->p_calls++;
+	x->calls++;
 	if (row->u.usage.prompt_tokens > 0)
-		x->p_in += (uint64_t)row->u.usage.prompt_tokens;
+		x->in += (uint64_t)row->u.usage.prompt_tokens;
 	if (row->u.usage.completion_tokens > 0)
-		x->p_out += (uint64_t)row->u.usage.completion_tokens;
+		x->out += (uint64_t)row->u.usage.completion_tokens;
 }
 
-void metrics_stage_close(struct sup *s, uint64_t attempt_id, const struct drain_close *end)
+/* Count a committed attempt end: by outcome and reason, its duration by the phase's task
+ * category, and the drain's progress. */
+static void metrics_close(struct sup *s, struct metrics *m, const struct op *o)
 {
-	struct metrics *m = s->metrics;
-
-	if (m == NULL)
-		return;
-	if (m->nstaged == m->capstaged) {
-		m->capstaged = m->capstaged ? m->capstaged * 2 : 16;
-		m->staged = xrealloc(m->staged, m->capstaged * sizeof *m->staged);
-	}
-	m->staged[m->nstaged++] = (struct staged_close){
-		.attempt_id = attempt_id,
-		.outcome = end->outcome,
-		.reason = end->reason,
-		.duration_ms = end->duration_ms,
-		.left_queue = end->phase_state != PHASE_QUEUED,
-	};
-}
-
-/* Count the staged attempt ends: by outcome and reason, their durations by category, and
- * the drain's progress. */
-static void metrics_settle_closes(struct sup *s, struct metrics *m)
-{
+	const struct drain_close *end = &o->u.close.end;
 	struct store_err err;
+	char *category = NULL;
 
-	for (size_t i = 0; i < m->nstaged; i++) {
-		struct staged_close *c = &m->staged[i];
-		char *category = NULL;
-
-		if (store_drain_attempt_category(s->sd, c->attempt_id, &category, &err) != 0)
-			log_warn("metrics: %s", err.text);
-		m->attempts[c->outcome][c->reason]++;
-		hist_observe(cat_hist(m, category), attempt_bounds, ARRAY_SIZE(attempt_bounds),
-		    (double)c->duration_ms / 1000.0);
-		free(category);
-		progress_finished(s, c->left_queue, outcome_ok(c->outcome));
-	}
+	if (o->dup)
+		return;
+	if (store_drain_attempt_category(s->sd, o->u.close.attempt_id, &category, &err) != 0)
+		log_warn("metrics: %s", err.text);
+	m->attempts[end->outcome][end->reason]++;
+	hist_observe(cat_hist(m, category), attempt_bounds, ARRAY_SIZE(attempt_bounds),
+	    (double)end->duration_ms / 1000.0);
+	free(category);
+	progress_finished(s, end->phase_state != PHASE_QUEUED, outcome_ok(end->outcome));
 }
 
-void metrics_commit(struct sup *s, uint64_t began_ns, bool ok)
+void metrics_op(struct sup *s, const struct op *o)
 {
 	struct metrics *m = s->metrics;
 
 	if (m == NULL)
 		return;
-	if (ok) {
-		hist_observe(&m->commit, commit_bounds, ARRAY_SIZE(commit_bounds),
-		    (double)(uv_hrtime() - began_ns) / 1e9);
-		m->last_commit_wall_ms = clock_wall_ms();
-		for (int k = 0; k < EVENT_KIND_COUNT; k++)
-			m->events[k] += m->p_events[k];
-		m->duplicates += m->p_duplicates;
-		for (size_t i = 0; i < m->nllm; i++) {
-			m->llm[i].calls += m->llm[i].p_calls;
-			m->llm[i].in += m->llm[i].p_in;
-			m->llm[i].out += m->llm[i].p_out;
-		}
-		metrics_settle_closes(s, m);
-	}
-	memset(m->p_events, 0, sizeof m->p_events);
-	m->p_duplicates = 0;
-	for (size_t i = 0; i < m->nllm; i++)
-		m->llm[i].p_calls = m->llm[i].p_in = m->llm[i].p_out = 0;
-	m->nstaged = 0;
+	if (o->kind == OP_EVENT && o->refused == NULL)
+		metrics_event(m, o);
+	else if (o->kind == OP_CLOSE)
+		metrics_close(s, m, o);
+}
+
+void metrics_commit(struct sup *s, uint64_t began_ns)
+{
+	struct metrics *m = s->metrics;
+
+	if (m == NULL)
+		return;
+	hist_observe(&m->commit, commit_bounds, ARRAY_SIZE(commit_bounds),
+	    (double)(uv_hrtime() - began_ns) / 1e9);
+	m->last_commit_wall_ms = clock_wall_ms();
 }
 
 void metrics_tokens(struct sup *s, uint64_t *input, uint64_t *output, uint64_t *calls)
@@ -378,7 +339,7 @@ static void hist_samples(struct strbuf *b, const char *name, const char *k, cons
 static void metrics_drain(struct sup *s, struct strbuf *b)
 {
 	static const char *const states[] = { "running", "paused", "stopping", "stopping_now",
-		"store_lost" };
+		"store_lost", "store_failed" };
 	int64_t counts[PHASE_STATE_COUNT];
 	struct store_err err;
 	struct progress p;

@@ -15,7 +15,8 @@
 
 /* --- status.c and cmd-status.c: the status document --- */
 
-/* The supervisor's state: running, paused, stopping, stopping_now or store_lost. */
+/* The supervisor's state: running, paused, stopping, stopping_now, store_lost or
+ * store_failed (it gave up writing). */
 const char *status_state_name(struct sup *s);
 /* Phases by state (store_drain_phase_counts), read again after a commit or a dispatch,
  * else at most every 250 ms. */
@@ -48,13 +49,10 @@ void progress_free(struct sup *s);
 void metrics_init(struct sup *s);
 /* Free the metrics (after the loop's handles are closed). */
 void metrics_free(struct sup *s);
-/* Stage an event written in the open transaction (duplicate: already stored). */
-void metrics_stage_event(struct sup *s, const struct drain_event *row, bool duplicate);
-/* Stage an attempt end written in the open transaction. */
-void metrics_stage_close(struct sup *s, uint64_t attempt_id, const struct drain_close *end);
-/* Settle what was staged: counted when the transaction begun at began_ns (uv_hrtime)
- * committed, dropped when it failed (began_ns unused). */
-void metrics_commit(struct sup *s, uint64_t began_ns, bool ok);
+/* Count a group commit that began at began_ns (uv_hrtime) and has just succeeded. */
+void metrics_commit(struct sup *s, uint64_t began_ns);
+/* Count one write of the commit that just succeeded (its dup and refused flags set). */
+void metrics_op(struct sup *s, const struct op *o);
 /* Unix time in ms of the last commit; the start time before the first. */
 int64_t metrics_last_commit_wall_ms(struct sup *s);
 /* The longest the loop ran a timer late over the last 10 seconds, in seconds. */

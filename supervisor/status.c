@@ -14,6 +14,7 @@
 const char *status_state_name(struct sup *s)
 {
 	return s->store_lost        ? "store_lost" :
+	    s->writes_off           ? "store_failed" :
 	    s->stopping == STOP_NOW ? "stopping_now" :
 	    s->stopping             ? "stopping" :
 	    s->paused               ? "paused" :
@@ -66,7 +67,10 @@ json_t *status_health_reasons(struct sup *s)
 		reason_add(a, "database_lost",
 		    "the database file %s is no longer the one opened; no further writes",
 		    s->st->path);
-	if (streak >= 3)
+	if (s->writes_off && !s->store_lost)
+		reason_add(a, "writes_stopped", "the supervisor gave up on the database: %s",
+		    s->stop_reason != NULL ? s->stop_reason : "its writes failed");
+	else if (streak >= 3)
 		reason_add(a, "commits_failing", "the last %d group commits failed", streak);
 	if (s->crash_loop)
 		reason_add(a, "crash_loop",
