@@ -74,6 +74,7 @@ static int live_target(
 	return rc;
 }
 
+/* Send one request and read its reply without printing; 0 or a STORE_E* code. */
 int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, struct live_reply *out, char *err, size_t errlen)
 {
@@ -114,6 +115,7 @@ int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, ch
 	return 0;
 }
 
+/* Release a reply. */
 void cmd_live_reply_free(struct live_reply *r)
 {
 	json_decref(r->body);
@@ -122,6 +124,7 @@ void cmd_live_reply_free(struct live_reply *r)
 	memset(r, 0, sizeof *r);
 }
 
+/* Print a metrics reply (Prometheus text). */
 static void show_metrics(json_t *b, FILE *out);
 
 /* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
@@ -157,6 +160,7 @@ static long long jint(json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
+/* String member of a JSON object, "-" when absent. */
 static const char *jstr(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
@@ -170,6 +174,7 @@ static double jnum(json_t *o, const char *k)
 	return json_number_value(json_object_get(o, k));
 }
 
+/* Print the worker table. */
 static void show_workers(json_t *arr, FILE *out)
 {
 	char age[32];
@@ -252,6 +257,8 @@ static void show_failures(json_t *arr, FILE *out)
 	}
 }
 
+/* Print a status reply: state, durability, progress, rates, pool, phases, queue,
+ * counters, health, attempts in flight, failures, workers. */
 static void show_status(json_t *b, FILE *out)
 {
 	json_t *pool = json_object_get(b, "pool"), *ph = json_object_get(b, "phases");
@@ -296,16 +303,19 @@ static void show_status(json_t *b, FILE *out)
 	show_workers(json_object_get(pool, "workers"), out);
 }
 
+/* Print the worker table of a `workers` reply. */
 static void show_workers_body(json_t *b, FILE *out)
 {
 	show_workers(json_object_get(b, "workers"), out);
 }
 
+/* Print a metrics reply (Prometheus text). */
 static void show_metrics(json_t *b, FILE *out)
 {
 	fputs(jstr(b, "text"), out);
 }
 
+/* Print a reply that only confirms: "ok" and its body. */
 static void show_done(json_t *b, FILE *out)
 {
 	char *s = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
@@ -314,6 +324,7 @@ static void show_done(json_t *b, FILE *out)
 	free(s);
 }
 
+/* Print what a forwarded import or seed wrote. */
 static void show_import(json_t *b, FILE *out)
 {
 	char *runs = json_dumps(json_object_get(b, "runs"), JSON_COMPACT);
@@ -326,6 +337,8 @@ static void show_import(json_t *b, FILE *out)
 	free(runs);
 }
 
+/* Send a write to the supervisor holding the database, if one does; *forwarded says
+ * whether it did. Returns the exit code (0 when not forwarded). */
 int cmd_live_forward(
     struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs, bool *forwarded)
 {

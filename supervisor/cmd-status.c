@@ -49,6 +49,7 @@ static json_t *workers_json(struct sup *s)
 	return a;
 }
 
+/* Answer `workers`: the worker table. */
 int cmd_workers(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -87,6 +88,7 @@ static void status_extend(struct sup *s, json_t *doc)
 	    doc, "log_file", s->cfg.log_file != NULL ? json_string(s->cfg.log_file) : json_null());
 }
 
+/* Build the status document; NULL with err when the database cannot be read. */
 json_t *status_doc(struct sup *s, struct store_err *err)
 {
 	int64_t counts[PHASE_STATE_COUNT];
@@ -137,6 +139,7 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 	return doc;
 }
 
+/* Answer `status` with the status document. */
 int cmd_status(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -149,6 +152,7 @@ int cmd_status(
 	return 0;
 }
 
+/* Answer `metrics` with the exposition. */
 int cmd_metrics(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {

@@ -101,6 +101,7 @@ static int http_addr_parse(
 	return 0;
 }
 
+/* Check an --http value; 0 or -1 with err. */
 int http_addr_check(const char *spec, char *err, size_t errlen)
 {
 	struct sockaddr_storage sa;
@@ -180,6 +181,7 @@ static void http_publish(struct sup *s)
 	pthread_mutex_unlock(&h->lock);
 }
 
+/* Publish the next snapshot. */
 static void http_timer_cb(uv_timer_t *t)
 {
 	http_publish(t->data);
@@ -197,6 +199,7 @@ static struct http_snap *snap_get(struct http *h)
 	return sn;
 }
 
+/* Drop a reference taken with snap_get. */
 static void snap_release(struct http *h, struct http_snap *sn)
 {
 	pthread_mutex_lock(&h->lock);
@@ -370,6 +373,7 @@ static void http_log_cb(void *cls, const char *fmt, va_list ap)
 	log_warn("http: %s", msg);
 }
 
+/* Parse the address, publish a first snapshot and start the server thread. */
 int http_start(struct sup *s)
 {
 	struct sockaddr_storage sa;
@@ -427,6 +431,7 @@ int http_start(struct sup *s)
 	return 0;
 }
 
+/* Stop the server thread and the snapshots. */
 void http_stop(struct sup *s)
 {
 	struct http *h = s->http;
@@ -439,6 +444,7 @@ void http_stop(struct sup *s)
 	uv_timer_stop(&h->timer);
 }
 
+/* Free the server and its last snapshot. */
 void http_free(struct sup *s)
 {
 	struct http *h = s->http;

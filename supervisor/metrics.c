@@ -87,6 +87,7 @@ static void lag_cb(uv_timer_t *t)
 	uv_timer_start(t, lag_cb, LAG_PERIOD_MS, 0);
 }
 
+/* Create the metrics and start the loop-lag sampler. */
 void metrics_init(struct sup *s)
 {
 	struct metrics *m = xcalloc(1, sizeof *m);
@@ -101,6 +102,7 @@ void metrics_init(struct sup *s)
 	uv_unref((uv_handle_t *)&m->lag_timer);
 }
 
+/* Free the metrics (the loop's handles are closed by then). */
 void metrics_free(struct sup *s)
 {
 	struct metrics *m = s->metrics;
@@ -211,6 +213,7 @@ static void metrics_close(struct sup *s, struct metrics *m, const struct op *o)
 	progress_finished(s, end->phase_state != PHASE_QUEUED, outcome_ok(end->outcome));
 }
 
+/* Count one committed write. */
 void metrics_op(struct sup *s, const struct op *o)
 {
 	struct metrics *m = s->metrics;
@@ -223,6 +226,7 @@ void metrics_op(struct sup *s, const struct op *o)
 		metrics_close(s, m, o);
 }
 
+/* Count a group commit that just succeeded, with its duration. */
 void metrics_commit(struct sup *s, uint64_t began_ns)
 {
 	struct metrics *m = s->metrics;
@@ -234,6 +238,7 @@ void metrics_commit(struct sup *s, uint64_t began_ns)
 	m->last_commit_wall_ms = clock_wall_ms();
 }
 
+/* Sum the tokens and LLM calls counted so far. */
 void metrics_tokens(struct sup *s, uint64_t *input, uint64_t *output, uint64_t *calls)
 {
 	struct metrics *m = s->metrics;
@@ -246,6 +251,7 @@ void metrics_tokens(struct sup *s, uint64_t *input, uint64_t *output, uint64_t *
 	}
 }
 
+/* Say when the last commit was (the start before the first). */
 int64_t metrics_last_commit_wall_ms(struct sup *s)
 {
 	return s->metrics != NULL ? s->metrics->last_commit_wall_ms : 0;
@@ -510,6 +516,7 @@ static void metrics_pool(struct sup *s, struct strbuf *b)
 	    metrics_loop_lag(s));
 }
 
+/* Write the whole exposition into a heap string. */
 char *metrics_text(struct sup *s)
 {
 	struct metrics *m = s->metrics;

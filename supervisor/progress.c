@@ -84,6 +84,7 @@ void progress_init(struct sup *s)
 		log_warn("progress of the resumed session: %s", err.text);
 }
 
+/* Count a committed attempt end and, when its phase left the queue, when. */
 void progress_finished(struct sup *s, bool left_queue, bool ok)
 {
 	struct progress_state *ps = progress_state(s);
@@ -137,6 +138,7 @@ static int durations_add(void *arg, const char *category, int64_t ms)
 	return 0;
 }
 
+/* Order two int64_t for qsort. */
 static int int64_cmp(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -179,6 +181,7 @@ static int mix_add(void *arg, const char *run_id, const char *category, int64_t 
 	return 0;
 }
 
+/* Order two runs by id for qsort and bsearch. */
 static int mix_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct run_mix *)a)->run_id, ((const struct run_mix *)b)->run_id);
@@ -302,6 +305,7 @@ static double progress_eta(struct sup *s, const struct progress_state *ps, int64
 	return fmax(total / parallel, longest);
 }
 
+/* Fill p with the drain's progress and ETA now. */
 void progress_compute(struct sup *s, struct progress *p)
 {
 	struct progress_state *ps = progress_state(s);
@@ -389,6 +393,7 @@ static int failure_add(void *arg, const struct drain_failure *f)
 	return 0;
 }
 
+/* List the newest failures, reread only after a new one. */
 json_t *progress_failures_json(struct sup *s)
 {
 	struct progress_state *ps = progress_state(s);
@@ -409,6 +414,7 @@ json_t *progress_failures_json(struct sup *s)
 	return json_incref(ps->failures);
 }
 
+/* Free the progress state. */
 void progress_free(struct sup *s)
 {
 	if (s->progress == NULL)

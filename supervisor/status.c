@@ -11,6 +11,7 @@
 
 #define STATUS_COUNTS_MS 250
 
+/* Name the supervisor's state. */
 const char *status_state_name(struct sup *s)
 {
 	return s->store_lost        ? "store_lost" :
@@ -21,6 +22,7 @@ const char *status_state_name(struct sup *s)
 	                              "running";
 }
 
+/* Count phases by state, from the cache while it holds; STORE_E* on failure. */
 int status_phase_counts(struct sup *s, int64_t counts[PHASE_STATE_COUNT], struct store_err *err)
 {
 	static int64_t cached[PHASE_STATE_COUNT];
@@ -58,6 +60,7 @@ static void reason_add(json_t *a, const char *code, const char *fmt, ...)
 	json_array_append_new(a, json_pack("{s:s, s:s}", "code", code, "message", msg));
 }
 
+/* List the reasons the supervisor is unhealthy (empty when healthy). */
 json_t *status_health_reasons(struct sup *s)
 {
 	json_t *a = json_array();
