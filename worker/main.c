@@ -28,10 +28,15 @@ struct wk {
 };
 
 static const char usage_text[] =
-    "usage: autopack-worker --fd N [--log-file PATH]\n"
+    "usage: autopack-worker --fd N [--log-file PATH] [--log-level L] [--log-format F]\n"
+    "       autopack-worker --version | --help\n"
     "\n"
     "Runs phases for autopack-supervisor over the socket on file descriptor N. It is\n"
-    "started by the supervisor; running it by hand is only useful for debugging.\n";
+    "started by the supervisor; running it by hand is only useful for debugging.\n"
+    "\n"
+    "  --log-file PATH    append log lines here instead of stderr\n"
+    "  --log-level L      error, warn, info (default) or debug\n"
+    "  --log-format F     text (default) or json: one JSON object a line\n";
 
 /* SIGTERM/SIGINT: take the running check command down too, then die of the signal. */
 static void wk_term(int sig)
@@ -181,6 +186,8 @@ int main(int argc, char **argv)
 	struct wk w = { .fd = -1 };
 	struct proto_msg m;
 	struct proto_err err;
+	enum log_level level;
+	enum log_format format;
 	int i, rc = 0;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -188,9 +195,22 @@ int main(int argc, char **argv)
 	signal(SIGINT, wk_term);
 	log_init("autopack-worker", LOG_INFO);
 	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);
 			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("autopack-worker %s\n", AUTOPACK_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
+			if (log_level_parse(argv[++i], &level) != 0)
+				log_fatal(2,
+				    "--log-level: \"%s\" is not error, warn, info or debug",
+				    argv[i]);
+			log_configure(level, log_line_format());
+		} else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc) {
+			if (log_format_parse(argv[++i], &format) != 0)
+				log_fatal(2, "--log-format: \"%s\" is not text or json", argv[i]);
+			log_configure(log_min_level(), format);
 		} else if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) {
 			w.fd = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--log-file") == 0 && i + 1 < argc) {
