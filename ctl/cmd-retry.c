@@ -41,6 +41,10 @@ static void retry_show(json_t *b, FILE *out)
 	json_t *list = json_object_get(b, "retried"), *p;
 	size_t i;
 
+	if (json_array_size(list) == 0) {
+		fprintf(out, "nothing to retry: no FAILED phase matches\n");
+		return;
+	}
 	fprintf(out, "retried %lld phase%s through the supervisor (pid %lld), now QUEUED\n",
 	    (long long)json_array_size(list), json_array_size(list) == 1 ? "" : "s",
 	    (long long)json_integer_value(json_object_get(b, "supervisor_pid")));
