@@ -164,8 +164,8 @@ def test_retry_selectors_and_errors(tmp, llm):
 
 def test_failed_and_retry_while_a_supervisor_runs(tmp, llm):
     url, _ = failing_db(tmp, llm)
-    sup = Supervisor(tmp, url, "--workers", 2, *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY},
-                     name="live")
+    sup = Supervisor(tmp, url, "--workers", 2, "--max-attempts-per-phase", 1, *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": KEY}, name="live")
     try:
         sup.wait_ready()
         # Reads need no lock: the same answer while the supervisor holds the database.
@@ -178,6 +178,8 @@ def test_failed_and_retry_while_a_supervisor_runs(tmp, llm):
         wait_for(lambda: rows(url, "SELECT count(*) AS n FROM attempts WHERE run_id IN"
                                    " ('a1', 'a2') AND ended_at IS NOT NULL")[0]["n"] == 4,
                  60, what="the retried phases' second attempts")
+        wait_for(lambda: states(url)[("a1", "p1")] == states(url)[("a2", "p1")] == "FAILED",
+                 60, what="the retried phases FAILED again")
         log = rows(url, "SELECT peer_pid, args, result FROM control_log ORDER BY id")
         assert sorted(x["args"] for x in log) == ["a1 p1", "a2 p1"]
         for x in log:
