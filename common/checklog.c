@@ -20,8 +20,8 @@ static char *checklog_safe_name(const char *s)
 	return p;
 }
 
-char *checklog_path(
-    const char *workspace, const char *run_id, const char *phase_id, int64_t attempt, const char *stream)
+char *checklog_path(const char *workspace, const char *run_id, const char *phase_id,
+    int64_t attempt, const char *stream)
 {
 	char *run = checklog_safe_name(run_id), *phase = checklog_safe_name(phase_id);
 	char *path = xasprintf("%s/.autopack/logs/%s__%s__a%lld.%s.txt", workspace, run, phase,

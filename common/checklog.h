@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 /* The path of attempt `attempt`'s "stdout" or "stderr" log (heap string). */
-char *checklog_path(
-    const char *workspace, const char *run_id, const char *phase_id, int64_t attempt, const char *stream);
+char *checklog_path(const char *workspace, const char *run_id, const char *phase_id,
+    int64_t attempt, const char *stream);
 /* Read the last bytes of `path` (at most n - 1) into out, control characters but newlines
  * as spaces. Returns the number of bytes read; 0 with out empty when the file is missing,
  * empty or unreadable. */

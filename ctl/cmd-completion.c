@@ -13,8 +13,8 @@
 /* An option a command names. */
 struct comp_opt {
 	char name[40];
-	bool value;    /* takes a value */
-	bool is_file;  /* the value is a file or directory */
+	bool value;   /* takes a value */
+	bool is_file; /* the value is a file or directory */
 };
 
 struct comp_opts {
@@ -67,8 +67,8 @@ static void comp_scan(struct comp_opts *o, const char *text)
 			continue;
 		if ((*p == ' ' || *p == '=') && isupper((unsigned char)p[1])) {
 			value = true;
-			is_file = strncmp(p + 1, "PATH", 4) == 0 || strncmp(p + 1, "FILE", 4) == 0 ||
-			    strncmp(p + 1, "DIR", 3) == 0;
+			is_file = strncmp(p + 1, "PATH", 4) == 0 ||
+			    strncmp(p + 1, "FILE", 4) == 0 || strncmp(p + 1, "DIR", 3) == 0;
 		}
 		comp_add(o, name, len, value, is_file);
 	}
@@ -133,7 +133,8 @@ static void comp_print_bash(void)
 	for (i = 0; i < cmd_table_size; i++) {
 		comp_options(cmd_table[i], &o);
 		for (j = 0; j < o.n; j++)
-			comp_add(&all, o.v[j].name, strlen(o.v[j].name), o.v[j].value, o.v[j].is_file);
+			comp_add(
+			    &all, o.v[j].name, strlen(o.v[j].name), o.v[j].value, o.v[j].is_file);
 	}
 	printf("# bash completion for autopack-ctl %s, generated from its command table by\n"
 	       "# `autopack-ctl completion bash`.\n"
@@ -180,7 +181,8 @@ static void comp_print_bash(void)
 	for (i = 0; i < cmd_table_size; i++) {
 		const char *n = cmd_table[i]->name, *sp = strchr(n, ' ');
 
-		if (sp == NULL || (i > 0 && strncmp(cmd_table[i - 1]->name, n, (size_t)(sp - n + 1)) == 0))
+		if (sp == NULL ||
+		    (i > 0 && strncmp(cmd_table[i - 1]->name, n, (size_t)(sp - n + 1)) == 0))
 			continue;
 		printf("\t\t\t%.*s) COMPREPLY=($(compgen -W \"", (int)(sp - n), n);
 		for (j = i; j < cmd_table_size; j++)

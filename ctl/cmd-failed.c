@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FAILED_TAIL_JSON 2048 /* bytes of stderr in --json */
-#define FAILED_TAIL_LINES 6   /* lines of stderr in the text listing */
+#define FAILED_TAIL_JSON 2048  /* bytes of stderr in --json */
+#define FAILED_TAIL_LINES 6    /* lines of stderr in the text listing */
 #define FAILED_MESSAGE_MAX 400 /* bytes of a message in the text listing */
 
 enum {
@@ -208,7 +208,8 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 		if (v[first].fingerprint != NULL)
 			fprintf(out, "  retry them: autopack-ctl retry --fingerprint %s\n", id);
 		else if (v[first].reason != NULL)
-			fprintf(out, "  retry them: autopack-ctl retry --reason %s\n", v[first].reason);
+			fprintf(
+			    out, "  retry them: autopack-ctl retry --reason %s\n", v[first].reason);
 	}
 }
 
@@ -234,7 +235,8 @@ static json_t *failed_json(struct store *st, struct store_failed *v, size_t n, s
 			}
 			json_array_append_new(phases, failed_phase_json(&v[i]));
 		}
-		json_object_set_new(grp, "count", json_integer((json_int_t)json_array_size(phases)));
+		json_object_set_new(
+		    grp, "count", json_integer((json_int_t)json_array_size(phases)));
 		json_object_set_new(grp, "phases", phases);
 		json_array_append_new(groups, grp);
 	}

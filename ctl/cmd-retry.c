@@ -57,8 +57,8 @@ static void retry_show(json_t *b, FILE *out)
 }
 
 /* Print (or put in JSON) the phases of v that a retry took, or with dry_run, would take. */
-static int retry_report(struct cmd_ctx *ctx, struct store *st, const struct store_failed *v,
-    size_t n, bool dry_run)
+static int retry_report(
+    struct cmd_ctx *ctx, struct store *st, const struct store_failed *v, size_t n, bool dry_run)
 {
 	json_t *list = json_array();
 	size_t i, k = 0;
@@ -73,8 +73,8 @@ static int retry_report(struct cmd_ctx *ctx, struct store *st, const struct stor
 		        v[i].fingerprint));
 	}
 	if (ctx->json) {
-		cmd_json_print(json_pack("{s:b, s:b, s:s, s:I, s:o, s:o}", "ok", 1, "dry_run", dry_run,
-		    "via", dry_run ? "none" : "offline", "count", (json_int_t)k,
+		cmd_json_print(json_pack("{s:b, s:b, s:s, s:I, s:o, s:o}", "ok", 1, "dry_run",
+		    dry_run, "via", dry_run ? "none" : "offline", "count", (json_int_t)k,
 		    dry_run ? "would_retry" : "retried", list, "database", cmd_identity_json(st)));
 		return CMD_EXIT_OK;
 	}
@@ -89,7 +89,8 @@ static int retry_report(struct cmd_ctx *ctx, struct store *st, const struct stor
 	for (i = 0; i < n; i++)
 		if (dry_run || v[i].retried)
 			printf("  %s/%s (%s%s%s)\n", v[i].run_id, v[i].phase_id, v[i].state,
-			    v[i].reason != NULL ? ", " : "", v[i].reason != NULL ? v[i].reason : "");
+			    v[i].reason != NULL ? ", " : "",
+			    v[i].reason != NULL ? v[i].reason : "");
 	return CMD_EXIT_OK;
 }
 

@@ -80,8 +80,9 @@ int cmd_retry(
 	list = json_array();
 	for (i = 0; i < n; i++)
 		if (v[i].retried)
-			json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "run_id", v[i].run_id,
-			                                "phase_id", v[i].phase_id, "from", v[i].state));
+			json_array_append_new(list,
+			    json_pack("{s:s, s:s, s:s}", "run_id", v[i].run_id, "phase_id",
+			        v[i].phase_id, "from", v[i].state));
 	retry_requeue(s, v, n);
 	log_info("retry by control request (pid %d, %s): %zu phase(s) queued again", (int)c->pid,
 	    ra.selector, moved);

@@ -38,14 +38,16 @@ int notify_open(struct notify *n, char *err, size_t errlen)
 	memset(n, 0, sizeof *n);
 	n->fd = -1;
 	if (notify_watchdog(n) != 0) {
-		snprintf(err, errlen, "WATCHDOG_USEC=\"%s\" is not a positive number of microseconds",
+		snprintf(err, errlen,
+		    "WATCHDOG_USEC=\"%s\" is not a positive number of microseconds",
 		    getenv("WATCHDOG_USEC"));
 		rc = -1;
 	}
 	if (rc == 0 && name != NULL) {
 		len = strlen(name);
 		n->addr.sun_family = AF_UNIX;
-		if ((name[0] != '/' && name[0] != '@') || len < 2 || len >= sizeof n->addr.sun_path) {
+		if ((name[0] != '/' && name[0] != '@') || len < 2 ||
+		    len >= sizeof n->addr.sun_path) {
 			snprintf(err, errlen,
 			    "NOTIFY_SOCKET=\"%s\" is neither an absolute socket path nor an abstract"
 			    " \"@name\" of at most %zu bytes",

@@ -117,13 +117,15 @@ int store_retry_args_parse(
 		if (slot != &out->note)
 			len += (size_t)snprintf(out->selector + len,
 			    len < sizeof out->selector ? sizeof out->selector - len : 0, "%s%s%s%s",
-			    len > 0 ? " " : "", a, slot != NULL ? " " : "", slot != NULL ? *slot : "");
+			    len > 0 ? " " : "", a, slot != NULL ? " " : "",
+			    slot != NULL ? *slot : "");
 	}
 	if (npos == 1) {
 		snprintf(err, errlen, "retry: give RUN and PHASE, not only \"%s\"", pos[0]);
 		return -1;
 	}
-	if (npos == 2 && (all || f->run_id != NULL || f->fingerprint != NULL || f->reason != NULL)) {
+	if (npos == 2 &&
+	    (all || f->run_id != NULL || f->fingerprint != NULL || f->reason != NULL)) {
 		snprintf(err, errlen, "retry: RUN PHASE names one phase; drop the other selectors");
 		return -1;
 	}
@@ -147,8 +149,8 @@ int store_retry_args_parse(
 }
 
 /* Explain why phase (run, phase) cannot be retried: it does not exist, or its state. */
-static int failed_explain(struct store *st, const char *run_id, const char *phase_id,
-    struct store_err *err)
+static int failed_explain(
+    struct store *st, const char *run_id, const char *phase_id, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(
@@ -160,8 +162,8 @@ static int failed_explain(struct store *st, const char *run_id, const char *phas
 		rc = sqlite3_step(q);
 	}
 	if (rc == SQLITE_ROW)
-		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not FAILED or SKIPPED", run_id,
-		    phase_id, (const char *)sqlite3_column_text(q, 0));
+		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not FAILED or SKIPPED",
+		    run_id, phase_id, (const char *)sqlite3_column_text(q, 0));
 	else if (rc == SQLITE_DONE)
 		rc = store_fail(err, STORE_EINVAL, "no phase %s in run %s", phase_id, run_id);
 	else
@@ -188,7 +190,9 @@ static void failed_keep_fingerprint(struct store_failed *v, size_t *n, const cha
 int store_failed_list(struct store *st, const struct store_failed_filter *f,
     struct store_failed **out, size_t *n, struct store_err *err)
 {
-	struct store_rows l = { .size = sizeof **out, .fill = failed_row, .item_free = failed_item_free };
+	struct store_rows l = {
+		.size = sizeof **out, .fill = failed_row, .item_free = failed_item_free
+	};
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db, failed_sql, -1, &q, NULL);
 
@@ -236,8 +240,8 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 		store_bind_text(q, 6, phase_state_name(PHASE_FAILED));
 		store_bind_text(q, 7, phase_state_name(PHASE_SKIPPED));
 	}
-	rc = store_step_done(st->db, q, rc, err, "%s: queueing %s/%s again", st->path, f->run_id,
-	    f->phase_id);
+	rc = store_step_done(
+	    st->db, q, rc, err, "%s: queueing %s/%s again", st->path, f->run_id, f->phase_id);
 	f->retried = false;
 	if (rc != 0 || sqlite3_changes(st->db) != 1)
 		return rc;
@@ -256,7 +260,8 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 		store_bind_text(q, 4, args);
 		store_bind_text(q, 5, result);
 	}
-	rc = store_step_done(st->db, q, rc, err, "%s: recording the retry in control_log", st->path);
+	rc = store_step_done(
+	    st->db, q, rc, err, "%s: recording the retry in control_log", st->path);
 	free(args);
 	free(result);
 	f->retried = rc == 0;

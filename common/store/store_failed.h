@@ -20,8 +20,8 @@
 /* Which phases to list or retry; NULL members match everything. */
 struct store_failed_filter {
 	const char *run_id;
-	const char *phase_id;    /* with run_id: that one phase */
-	const char *since;       /* a database timestamp (time_db): last attempt ended at or after */
+	const char *phase_id; /* with run_id: that one phase */
+	const char *since;    /* a database timestamp (time_db): last attempt ended at or after */
 	const char *fingerprint; /* the whole fingerprint, or its id (fp_id_matches) */
 	const char *reason;      /* a failure reason, any case */
 	bool failed_only;        /* FAILED phases only (with phase_id: FAILED or SKIPPED) */
@@ -31,17 +31,17 @@ struct store_failed_filter {
 struct store_failed {
 	char *run_id;
 	char *phase_id;
-	char *state;           /* phases.state */
-	int64_t attempt_id;    /* 0: no attempt recorded (an adopted database) */
+	char *state;        /* phases.state */
+	int64_t attempt_id; /* 0: no attempt recorded (an adopted database) */
 	int64_t attempt_number;
 	char *outcome;
-	char *reason;          /* the attempt's failure reason, else phases.last_failure_reason */
+	char *reason; /* the attempt's failure reason, else phases.last_failure_reason */
 	char *message;
 	char *fingerprint;
-	char *ended_at;        /* database timestamp of the attempt's end (or the phase's update) */
+	char *ended_at; /* database timestamp of the attempt's end (or the phase's update) */
 	char *session_id;
-	char *workspace;       /* runs.workspace */
-	bool retried;          /* moved to QUEUED by store_failed_retry */
+	char *workspace; /* runs.workspace */
+	bool retried;    /* moved to QUEUED by store_failed_retry */
 };
 
 /* Who asks for a retry and why, for control_log. */
