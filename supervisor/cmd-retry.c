@@ -47,7 +47,7 @@ static void retry_requeue(struct sup *s, const struct store_failed *v, size_t n)
 			r->skipped = false;
 		sched_reload_run(s, v[i].run_id);
 	}
-	sched_kick(s);
+	lease_kick(s);
 }
 
 int cmd_retry(

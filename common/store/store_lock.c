@@ -3,6 +3,7 @@
 #include "common/store/store.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 	char buf[32];
 	int fd, len, saved;
 
+	assert(db_path != NULL && db_path[0] == '/');
 	*holder = 0;
 	fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	saved = errno;

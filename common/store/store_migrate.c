@@ -4,6 +4,7 @@
 #include "common/store/store_values.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -85,8 +86,10 @@ int store_backup(struct store *st, const char *dest, struct store_err *err)
 {
 	sqlite3 *out = NULL;
 	sqlite3_backup *bk;
-	int rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	int rc;
 
+	assert(st->db != NULL && dest != NULL && strcmp(dest, st->path) != 0);
+	rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc == SQLITE_OK) {
 		bk = sqlite3_backup_init(out, "main", st->db, "main");
 		if (bk == NULL) {
