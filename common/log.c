@@ -14,6 +14,7 @@ static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
 static enum log_format log_fmt = LOG_FORMAT_TEXT;
 static FILE *log_file;
+static char *log_path;       /* the file log_open opened, for log_reopen and log_follow */
 static int log_journal = -1; /* unknown until the first line */
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
@@ -43,7 +44,28 @@ int log_open(const char *path)
 	if (log_file != NULL)
 		fclose(log_file);
 	log_file = f;
+	if (log_path != path) {
+		free(log_path);
+		log_path = xstrdup(path);
+	}
 	return 0;
+}
+
+int log_reopen(void)
+{
+	return log_path != NULL ? log_open(log_path) : 0;
+}
+
+int log_follow(void)
+{
+	struct stat open_st, path_st;
+
+	if (log_path == NULL || log_file == NULL || fstat(fileno(log_file), &open_st) != 0)
+		return 0;
+	if (stat(log_path, &path_st) == 0 && path_st.st_dev == open_st.st_dev &&
+	    path_st.st_ino == open_st.st_ino)
+		return 0;
+	return log_open(log_path);
 }
 
 /* Look a name up in a table of n names; its index, or -1. */

@@ -37,6 +37,12 @@ void log_init(const char *program, enum log_level min);
 void log_configure(enum log_level min, enum log_format format);
 /* Send lines to `path` (appended) instead of stderr; returns 0 or -errno. */
 int log_open(const char *path);
+/* Open the log file again by its path (after a rotation moved it); 0 or -errno, the old
+ * file kept on failure. Nothing to do without a log file. */
+int log_reopen(void);
+/* Reopen the log file if its path no longer names the open file (it was rotated); 0 or
+ * -errno. */
+int log_follow(void);
 /* The level named "error", "warn", "info" or "debug" into *out; -1 for another name. */
 int log_level_parse(const char *name, enum log_level *out);
 /* The format named "text" or "json" into *out; -1 for another name. */
