@@ -91,7 +91,7 @@ static void service_watchdog_cb(uv_timer_t *t)
 	} else if (!s->svc.watchdog_missed) {
 		s->svc.watchdog_missed = true;
 		log_warn("not pinging the service manager's watchdog: %s",
-		    s->store_lost            ? "the database was lost" :
+		    s->store_lost             ? "the database was lost" :
 		        s->commit_fail_streak ? "commits are failing" :
 		                                "queued writes wait for a commit");
 	}
