@@ -206,6 +206,17 @@ int time_db_parse(const char *in, char out[32])
 	return 0;
 }
 
+/* Format a message into err and return -1. */
+int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
 size_t strlcpy_ap(char *dst, const char *src, size_t n)
 {
 	size_t len = strlen(src);

@@ -78,6 +78,12 @@ void store_counts_bump(struct store_counts *c, const char *key, int64_t n);
 /* Free a list's keys and items, leaving it empty. */
 void store_counts_free(struct store_counts *c);
 
+/* Open a connection to the existing file at `path` with sqlite3_open_v2 `flags` (never
+ * SQLITE_OPEN_CREATE) and the store's busy timeout. On failure STORE_EIO with
+ * "<path>: cannot open<purpose>: <reason>" and *db NULL. */
+int store_connect(
+    const char *path, int flags, const char *purpose, sqlite3 **db, struct store_err *err);
+
 /* Check that the open connection holds an autopack database of a version this program
  * knows with every table that version has; fills *version and uuid. Reads only.
  * `path` names the database in messages. */
