@@ -22,18 +22,21 @@ static const char *const format_names[] = { "text", "json" };
 /* syslog priorities: debug 7, info 6, warning 4, err 3 */
 static const int level_priority[] = { 7, 6, 4, 3 };
 
+/* Set the program name and the lowest level logged. */
 void log_init(const char *program, enum log_level min)
 {
 	log_program = program;
 	log_min = min;
 }
 
+/* Set the lowest level logged and the line format. */
 void log_configure(enum log_level min, enum log_format format)
 {
 	log_min = min;
 	log_fmt = format;
 }
 
+/* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened. */
 int log_open(const char *path)
 {
 	FILE *f = fopen(path, "a");
@@ -51,11 +54,13 @@ int log_open(const char *path)
 	return 0;
 }
 
+/* Reopen the log file by its path (after a rotation); 0 or -errno. */
 int log_reopen(void)
 {
 	return log_path != NULL ? log_open(log_path) : 0;
 }
 
+/* Reopen the log file if its path now names another file; 0 or -errno. */
 int log_follow(void)
 {
 	struct stat open_st, path_st;
@@ -77,6 +82,7 @@ static int log_name_find(const char *const *names, int n, const char *name)
 	return -1;
 }
 
+/* Read a level's name; -1 for a name that is not one. */
 int log_level_parse(const char *name, enum log_level *out)
 {
 	int i = log_name_find(level_names, (int)ARRAY_SIZE(level_names), name);
@@ -87,6 +93,7 @@ int log_level_parse(const char *name, enum log_level *out)
 	return 0;
 }
 
+/* Read a format's name; -1 for a name that is not one. */
 int log_format_parse(const char *name, enum log_format *out)
 {
 	int i = log_name_find(format_names, (int)ARRAY_SIZE(format_names), name);
@@ -97,21 +104,25 @@ int log_format_parse(const char *name, enum log_format *out)
 	return 0;
 }
 
+/* Name a level. */
 const char *log_level_name(enum log_level level)
 {
 	return level_names[level];
 }
 
+/* Name a format. */
 const char *log_format_name(enum log_format format)
 {
 	return format_names[format];
 }
 
+/* Return the lowest level logged. */
 enum log_level log_min_level(void)
 {
 	return log_min;
 }
 
+/* Return the line format. */
 enum log_format log_line_format(void)
 {
 	return log_fmt;
@@ -132,6 +143,7 @@ static bool log_stderr_is_journal(void)
 	return (unsigned long long)sb.st_dev == dev && (unsigned long long)sb.st_ino == ino;
 }
 
+/* Whether lines go to the journal: stderr is its stream and no log file is open. */
 bool log_to_journal(void)
 {
 	if (log_file != NULL)
@@ -231,6 +243,7 @@ static void log_vline(
 	free(msg);
 }
 
+/* Write one log line at `level`. */
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	va_list ap;
@@ -242,6 +255,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Write one log line at `level` about a session, run, phase, attempt or worker. */
 void log_about(enum log_level level, const struct log_about *about, const char *fmt, ...)
 {
 	va_list ap;
@@ -253,6 +267,7 @@ void log_about(enum log_level level, const struct log_about *about, const char *
 	va_end(ap);
 }
 
+/* Log an error and exit with `status`. */
 void log_fatal(int status, const char *fmt, ...)
 {
 	va_list ap;
