@@ -14,7 +14,7 @@
  * most every PROGRESS_REFRESH_MS, and only after new results, so watching costs the drain
  * next to nothing. */
 #include "supervisor/observe.h"
-#include "common/attemptlog.h"
+#include "common/checklog.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "proto/utf8.h"
@@ -363,7 +363,7 @@ static json_t *failure_log_json(const struct drain_failure *f)
 	if (f->workspace == NULL || f->workspace[0] == '\0')
 		return json_null();
 	for (size_t i = 0; i < ARRAY_SIZE(streams); i++) {
-		char *path = attemptlog_path(
+		char *path = checklog_path(
 		    f->workspace, f->run_id, f->phase_id, f->attempt_number, streams[i]);
 		char *abs = stat(path, &sb) == 0 ? realpath(path, NULL) : NULL;
 

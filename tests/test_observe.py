@@ -597,3 +597,22 @@ def test_the_documented_prometheus_config_and_rules_are_valid(tmp):
     r = subprocess.run(["promtool", "check", "config", os.path.join(str(tmp), "prometheus.yml")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r
+
+
+def test_the_service_managers_status_line_carries_the_progress(tmp):
+    from test_service import NotifySocket
+    url = new_db(tmp, runs=2, phases=2)
+    notify = NotifySocket(tmp)
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", env={"NOTIFY_SOCKET": notify.env})
+    try:
+        line = notify.wait(lambda d: d.startswith("STATUS=draining: 4/4 phases (100.0%)"),
+                           "the progress of the whole drain in STATUS=")
+        assert re.match(r"STATUS=draining: 4/4 phases \(100\.0%\), \d+\.\d/min, ETA done,"
+                        r" 0 failed$", line), line
+        # The same figures as status and watch.
+        p = sup.status()["progress"]
+        assert (p["done"], p["total"], p["failed"], p["eta_basis"]) == (4, 4, 0, "finished")
+    finally:
+        notify.close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0

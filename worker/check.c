@@ -1,7 +1,7 @@
 /* Running a phase's check command with a deadline, in a session of its own with a minimal
  * environment. */
 #include "worker/check.h"
-#include "common/attemptlog.h"
+#include "common/checklog.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -39,30 +39,6 @@ static void check_nap(long ms)
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
-}
-
-/* Read the last bytes of `path` into out (size n), spaces for control characters. */
-static size_t check_tail(const char *path, char *out, size_t n)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	off_t size, start;
-	ssize_t r;
-	size_t i;
-
-	out[0] = '\0';
-	if (fd < 0)
-		return 0;
-	size = lseek(fd, 0, SEEK_END);
-	start = size > (off_t)(n - 1) ? size - (off_t)(n - 1) : 0;
-	r = pread(fd, out, n - 1, start);
-	close(fd);
-	if (r <= 0)
-		return 0;
-	out[r] = '\0';
-	for (i = 0; i < (size_t)r; i++)
-		if ((unsigned char)out[i] < 0x20 && out[i] != '\n')
-			out[i] = ' ';
-	return (size_t)r;
 }
 
 /* The process group of the check running now, for check_kill_running. */
@@ -183,9 +159,9 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	pid_t pid;
 
 	memset(out, 0, sizeof *out);
-	out->stdout_path = attemptlog_path(
+	out->stdout_path = checklog_path(
 	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stdout");
-	out->stderr_path = attemptlog_path(
+	out->stderr_path = checklog_path(
 	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stderr");
 	if (check_mkdirs(spec->workspace, err, errlen) < 0)
 		goto out;
@@ -233,8 +209,8 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		out->term_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 	}
 	out->duration_ms = (int64_t)(clock_mono_ms() - start);
-	if (check_tail(out->stderr_path, out->excerpt, sizeof out->excerpt) == 0)
-		check_tail(out->stdout_path, out->excerpt, sizeof out->excerpt);
+	if (checklog_tail(out->stderr_path, out->excerpt, sizeof out->excerpt) == 0)
+		checklog_tail(out->stdout_path, out->excerpt, sizeof out->excerpt);
 	rc = 0;
 out:
 	if (out_fd >= 0)

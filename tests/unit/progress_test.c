@@ -1,4 +1,3 @@
-#include "common/attemptlog.h"
 #include "common/progress.h"
 #include "tests/unit/test.h"
 
@@ -56,15 +55,4 @@ TEST(progress_line_and_json_round_trip)
 	CHECK(strstr(line, "ETA done") != NULL);
 	progress_from_json(NULL, &q);
 	CHECK(q.done == 0 && q.eta_seconds < 0);
-}
-
-TEST(attemptlog_path_is_where_the_check_writes)
-{
-	char *p = attemptlog_path("ws", "run/1", ".hidden phase", 3, "stderr");
-
-	CHECK_EQ_STR(p, "ws/.autopack/logs/run_1___hidden_phase__a3.stderr.txt");
-	free(p);
-	p = attemptlog_path("/w", "", "p", 1, "stdout");
-	CHECK_EQ_STR(p, "/w/.autopack/logs/none__p__a1.stdout.txt");
-	free(p);
 }
