@@ -1,53 +1,98 @@
 /* autopack-worker: started by autopack-supervisor with one end of a socketpair. Runs one
  * phase at a time: reads a job, runs it (worker/phase.h), streams its events and keeps
  * each one until the supervisor acknowledges it (worker/outbox.h), then sends the result.
- * Never opens the database. Exits on EOF (the supervisor went away) and on shutdown. */
+ * Never opens the database. Dies with its supervisor (PR_SET_PDEATHSIG, and EOF on
+ * the socket), taking its check command with it; takes SIGTERM and SIGINT only from the
+ * supervisor; holds its provider keys in memory only (worker/keys.h) and cannot be read
+ * through /proc or a core dump (PR_SET_DUMPABLE 0). */
 #include "common/log.h"
 #include "common/util.h"
 #include "proto/fdio.h"
 #include "worker/check.h"
+#include "worker/keys.h"
 #include "worker/outbox.h"
 #include "worker/phase.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define HEARTBEAT_MS 1000
 
 struct wk {
 	struct proto_fd io;
-	struct outbox out;
+	struct outbox out;           /* the job's events not yet acknowledged */
 	const struct proto_job *job; /* the job being run, or NULL */
 	uint64_t last_beat;
 	bool shutdown;
 };
 
 static const char usage_text[] =
-    "usage: autopack-worker --fd N [--event-window N] [--log-file PATH]\n"
+    "usage: autopack-worker --fd N [--keys-fd K] [--event-window N] [--log-file PATH]\n"
     "\n"
-    "Runs phases for autopack-supervisor over the socket on file descriptor N. It is\n"
-    "started by the supervisor; running it by hand is only useful for debugging.\n"
+    "Runs phases for autopack-supervisor over the socket on file descriptor N, with the\n"
+    "provider keys read from descriptor K (NAME=value entries separated by NUL bytes) or\n"
+    "taken from its environment. It is started by the supervisor; running it by hand is\n"
+    "only useful for debugging.\n"
     "\n"
     "  --event-window N  events sent and not yet acknowledged at most (default 64, up\n"
     "                    to 4096); when the window is full the worker waits for acks\n";
 
-/* SIGTERM/SIGINT: take the running check command down too, then die of the signal. */
-static void wk_term(int sig)
+/* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
+static pid_t wk_supervisor;
+
+/* Write a decimal number to stderr (async-signal-safe). */
+static void wk_write_num(long v)
 {
+	char buf[24];
+	int i = (int)sizeof buf;
+
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0 && i > 0);
+	(void)!write(2, buf + i, sizeof buf - (size_t)i);
+}
+
+/* SIGTERM/SIGINT from the supervisor, or with the supervisor gone (PR_SET_PDEATHSIG):
+ * take the running check command down too, then die of the signal. From anyone else (a
+ * terminal's process group, a service manager signalling every process): ignored, since
+ * only the supervisor decides what happens to an attempt. */
+static void wk_term(int sig, siginfo_t *info, void *uctx)
+{
+	static const char ignored[] = "autopack-worker: ignoring a stop signal from pid ";
+	static const char why[] = " (workers stop when their supervisor says so)\n";
+
+	(void)uctx;
+	if (info->si_code <= 0 && info->si_pid != wk_supervisor && getppid() == wk_supervisor) {
+		(void)!write(2, ignored, sizeof ignored - 1);
+		wk_write_num((long)info->si_pid);
+		(void)!write(2, why, sizeof why - 1);
+		return;
+	}
 	check_kill_running();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
-/* The supervisor is gone: nothing more can be reported, so end the worker. */
-static void wk_gone(const char *why)
+/* Leave because the supervisor is gone or said so: the check command goes first. */
+__attribute__((noreturn)) static void wk_quit(void)
 {
-	log_info("supervisor went away (%s); exiting", why);
+	check_kill_running();
 	exit(0);
+}
+
+/* The supervisor is gone: nothing more can be reported, so end the worker. */
+__attribute__((noreturn)) static void wk_gone(const char *why)
+{
+	if (why != NULL)
+		log_info("supervisor went away (%s); exiting", why);
+	wk_quit();
 }
 
 /* Queue and write one message; an unencodable one is a bug, a failed write the end. */
@@ -62,8 +107,8 @@ static void wk_send(struct wk *w, const struct proto_msg *m)
 		wk_gone(strerror(-rc));
 }
 
-/* Send a heartbeat naming the current attempt (or none), and the last event seq the
- * worker waits to have acknowledged (-1: none). */
+/* Send a heartbeat naming the current attempt (or none) and the last event seq the worker
+ * waits to have acknowledged (-1: none). */
 static void wk_beat(struct wk *w, int64_t wait_seq)
 {
 	struct proto_msg m = { .type = PROTO_HEARTBEAT };
@@ -73,10 +118,12 @@ static void wk_beat(struct wk *w, int64_t wait_seq)
 	m.u.heartbeat.wait_seq = wait_seq;
 	wk_send(w, &m);
 	w->last_beat = clock_mono_ms();
+	/* A rotated --log-file is followed within a heartbeat. */
+	log_follow();
 }
 
 /* Handle a message that may arrive while a job runs: an ack, cancel or shutdown. */
-static void wk_async(struct wk *w, struct proto_msg *m)
+static void wk_async(struct wk *w, const struct proto_msg *m)
 {
 	switch (m->type) {
 	case PROTO_ACK:
@@ -92,7 +139,7 @@ static void wk_async(struct wk *w, struct proto_msg *m)
 		if (w->job != NULL && m->u.cancel.attempt_id == w->job->attempt_id) {
 			log_info("attempt %llu cancelled by the supervisor",
 			    (unsigned long long)m->u.cancel.attempt_id);
-			exit(0);
+			wk_quit();
 		}
 		break;
 	default:
@@ -101,7 +148,7 @@ static void wk_async(struct wk *w, struct proto_msg *m)
 	}
 }
 
-/* Read what the supervisor sent, waiting at most timeout_ms, and handle it. */
+/* Take what the supervisor sent, waiting at most timeout_ms for the first frame. */
 static void wk_poll(struct wk *w, int timeout_ms)
 {
 	struct proto_err err;
@@ -113,33 +160,42 @@ static void wk_poll(struct wk *w, int timeout_ms)
 		proto_msg_free(&m);
 		timeout_ms = 0;
 	}
-	if (rc == PROTO_FD_EOF)
-		wk_gone("end of stream");
+	if (rc == PROTO_FD_EOF) {
+		log_info("supervisor went away during attempt %llu; exiting",
+		    (unsigned long long)(w->job != NULL ? w->job->attempt_id : 0));
+		wk_quit();
+	}
 	if (rc < 0)
 		log_fatal(1, "bad frame from the supervisor: %s", err.text);
 }
 
-/* Wait until at most `pending` events are unacknowledged, heartbeating the seq awaited
- * (at once, then every second), so the supervisor commits without waiting its window. */
-static void wk_wait_acks(struct wk *w, size_t pending)
+/* Wait until at most `pending` events are unacknowledged, heartbeating the last seq sent
+ * (at once, then every second) so that the supervisor commits without waiting for its
+ * window. Returns 0, or -1 when `deadline` is set and the attempt's deadline passes
+ * first. */
+static int wk_wait_acks(struct wk *w, size_t pending, bool deadline)
 {
 	bool said = false;
 
 	while (outbox_pending(&w->out) > pending) {
-		uint64_t now = clock_mono_ms();
-		int left = HEARTBEAT_MS - (int)(now - w->last_beat);
+		int left = HEARTBEAT_MS - (int)(clock_mono_ms() - w->last_beat);
 
+		if (deadline && w->job->deadline_ms > 0 && clock_wall_ms() >= w->job->deadline_ms)
+			return -1;
 		if (!said || left <= 0) {
 			wk_beat(w, (int64_t)w->out.sent);
 			said = true;
 			left = HEARTBEAT_MS;
 		}
-		wk_poll(w, left);
+		wk_poll(w, deadline && left > 100 ? 100 : left);
 	}
+	return 0;
 }
 
-/* phase hook: stamp an event with the database, attempt and next seq, keep it, send it;
- * with the window full, wait for an ack first. */
+/* phase hook: stamp an event with the database, attempt and next seq, keep it and send
+ * it; with the window full, wait for an ack first. An announced LLM call is sent only once
+ * the supervisor has committed the announcement, so its cost is on record whatever
+ * happens next. */
 static int hook_emit(void *ctx, struct proto_event *ev)
 {
 	struct wk *w = ctx;
@@ -149,7 +205,7 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 	int rc;
 
 	if (outbox_full(&w->out))
-		wk_wait_acks(w, w->out.cap - 1);
+		wk_wait_acks(w, w->out.cap - 1, false);
 	m.u.event = *ev;
 	m.u.event.db_uuid = w->job->db_uuid;
 	m.u.event.attempt_id = w->job->attempt_id;
@@ -159,6 +215,8 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 	outbox_add(&w->out, w->io.out.data + start, w->io.out.len - start);
 	if ((rc = proto_fd_flush(&w->io)) != 0)
 		wk_gone(strerror(-rc));
+	if (ev->kind == PROTO_EV_LLM_REQUEST)
+		return wk_wait_acks(w, 0, true);
 	return 0;
 }
 
@@ -172,17 +230,56 @@ static void hook_heartbeat(void *ctx)
 	wk_poll(w, 0);
 }
 
+/* phase hook: is the supervisor still there (its socket open, still our parent)? */
+static bool hook_supervisor_present(void *ctx)
+{
+	struct wk *w = ctx;
+	struct pollfd pfd = { .fd = w->io.fd, .events = POLLIN };
+
+	if (getppid() != wk_supervisor ||
+	    (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0)) {
+		log_info("supervisor gone before attempt %llu wrote its deliverables; exiting",
+		    (unsigned long long)w->job->attempt_id);
+		wk_quit();
+	}
+	return true;
+}
+
+/* Guard the process: not dumpable (no core file, /proc/<pid>/mem and environ closed to
+ * other processes of the user), killed with its supervisor, stop signals filtered. Exits
+ * if the supervisor is already gone. */
+static void wk_guard(void)
+{
+	struct sigaction sa = { 0 };
+
+	wk_supervisor = getppid();
+	prctl(PR_SET_DUMPABLE, 0);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	sa.sa_sigaction = wk_term;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	if (getppid() != wk_supervisor)
+		exit(0);
+}
+
 /* Run one job and send its result once every event of it is acknowledged. */
 static void wk_run_job(struct wk *w, const struct proto_job *job)
 {
-	struct phase_hooks hooks = { .ctx = w, .emit = hook_emit, .heartbeat = hook_heartbeat };
+	struct phase_hooks hooks = { .ctx = w,
+		.emit = hook_emit,
+		.heartbeat = hook_heartbeat,
+		.supervisor_present = hook_supervisor_present };
 	struct proto_msg m = { .type = PROTO_RESULT };
 	struct proto_result *r = &m.u.result;
 
 	w->job = job;
 	outbox_start(&w->out, job->attempt_id);
 	phase_run(job, &hooks, r);
-	wk_wait_acks(w, 0);
+	wk_wait_acks(w, 0, false);
 	r->db_uuid = xstrdup(job->db_uuid);
 	r->attempt_id = job->attempt_id;
 	r->final_seq = w->out.sent;
@@ -191,8 +288,8 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 	w->job = NULL;
 }
 
-/* Parse the flags into w; exits 2 on a bad one. */
-static void wk_flags(struct wk *w, int argc, char **argv, size_t *window)
+/* Parse the flags; exits 2 on a bad one. */
+static void wk_flags(struct wk *w, int argc, char **argv, int *keys_fd, size_t *window)
 {
 	char *end;
 
@@ -202,6 +299,8 @@ static void wk_flags(struct wk *w, int argc, char **argv, size_t *window)
 			exit(0);
 		} else if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) {
 			w->io.fd = atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--keys-fd") == 0 && i + 1 < argc) {
+			*keys_fd = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--event-window") == 0 && i + 1 < argc) {
 			unsigned long n = strtoul(argv[++i], &end, 10);
 
@@ -229,7 +328,7 @@ static void wk_flags(struct wk *w, int argc, char **argv, size_t *window)
 }
 
 /* Say hello, then run jobs until shutdown or the end of the stream; exits 1 on a bad
- * frame from the supervisor, 2 on a bad flag. */
+ * frame from the supervisor or unreadable keys, 2 on a bad flag. */
 int main(int argc, char **argv)
 {
 	struct wk w = { 0 };
@@ -237,13 +336,15 @@ int main(int argc, char **argv)
 	struct proto_err err;
 	struct proto_msg m;
 	enum proto_fd_rc rc;
+	int keys_fd = -1;
+	char kerr[160];
 
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGTERM, wk_term);
-	signal(SIGINT, wk_term);
+	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
 	proto_fd_init(&w.io, -1, PROTO_FRAME_MAX_DEFAULT);
-	wk_flags(&w, argc, argv, &window);
+	wk_flags(&w, argc, argv, &keys_fd, &window);
+	if (keys_load(keys_fd, kerr, sizeof kerr) != 0)
+		log_fatal(1, "%s", kerr);
 	outbox_init(&w.out, window);
 	m = (struct proto_msg){ .type = PROTO_HELLO };
 	m.u.hello.pid = getpid();

@@ -59,11 +59,15 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 		"UPDATE phases SET state = ?2, updated_at = ?1"
 		" WHERE state = ?3 AND current_attempt_id IN"
 		" (SELECT attempt_id FROM attempts WHERE ended_at IS NULL)",
+		/* Calls those attempts had announced and never reported. */
+		"UPDATE llm_usage_events SET status = ?2 WHERE status = ?3 AND attempt_id IN"
+		" (SELECT attempt_id FROM attempts WHERE ended_at IS NULL)",
 		"UPDATE attempts SET ended_at = ?1, outcome = ?2,"
 		" failure_reason = ?3 WHERE ended_at IS NULL",
 	};
 	const char *const args[][2] = {
 		{ phase_state_name(PHASE_QUEUED), phase_state_name(PHASE_EXECUTING) },
+		{ usage_status_name(USAGE_LOST), usage_status_name(USAGE_SENT) },
 		{ outcome_name(OUTCOME_SUPERVISOR_RESTART),
 		    reason_name(outcome_reason(OUTCOME_SUPERVISOR_RESTART)) },
 	};
@@ -76,7 +80,7 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 		return rc;
 	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
 		rc = drain_run(d, sql[i], now, args[i][0], args[i][1], err);
-		if (rc == 0 && i == 1)
+		if (rc == 0 && i == ARRAY_SIZE(sql) - 1)
 			*closed = sqlite3_changes(d->st->db);
 	}
 	if (rc == 0)
@@ -131,7 +135,7 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
     unsigned from, enum phase_state to, struct store_err *err)
 {
 	sqlite3_stmt *s;
-	char *state = NULL, allowed[128];
+	char *state = NULL, allowed[128], stamp[32];
 	enum phase_state now;
 	int rc;
 
@@ -159,8 +163,25 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 		return rc;
 	}
 	free(state);
-	return drain_run(d,
-	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%d %H:%M:%f000')"
-	    " WHERE run_id = ?1 AND phase_id = ?2",
-	    run_id, phase_id, phase_state_name(to), err);
+	time_db_now(stamp);
+	if ((rc = store_drain_begin(d, err)) != 0)
+		return rc;
+	rc = sqlite3_prepare_v2(d->st->db,
+	    "UPDATE phases SET state = ?3, updated_at = ?4 WHERE run_id = ?1 AND phase_id = ?2", -1,
+	    &s, NULL);
+	if (rc == SQLITE_OK) {
+		store_bind_text(s, 1, run_id);
+		store_bind_text(s, 2, phase_id);
+		store_bind_text(s, 3, phase_state_name(to));
+		store_bind_text(s, 4, stamp);
+	}
+	rc = store_step_done(
+	    d->st->db, s, rc, err, "%s: moving phase %s/%s", d->st->path, run_id, phase_id);
+	if (rc == 0)
+		rc = drain_follow(d, run_id, phase_id, stamp, err);
+	if (rc == 0)
+		rc = store_drain_commit(d, err);
+	if (rc != 0)
+		store_drain_rollback(d);
+	return rc;
 }
