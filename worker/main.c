@@ -34,14 +34,19 @@ struct wk {
 
 static const char usage_text[] =
     "usage: autopack-worker --fd N [--keys-fd K] [--event-window N] [--log-file PATH]\n"
+    "                       [--log-level L] [--log-format F]\n"
+    "       autopack-worker --version | --help\n"
     "\n"
     "Runs phases for autopack-supervisor over the socket on file descriptor N, with the\n"
     "provider keys read from descriptor K (NAME=value entries separated by NUL bytes) or\n"
     "taken from its environment. It is started by the supervisor; running it by hand is\n"
     "only useful for debugging.\n"
     "\n"
-    "  --event-window N  events sent and not yet acknowledged at most (default 64, up\n"
-    "                    to 4096); when the window is full the worker waits for acks\n";
+    "  --event-window N   events sent and not yet acknowledged at most (default 64, up\n"
+    "                     to 4096); when the window is full the worker waits for acks\n"
+    "  --log-file PATH    append log lines here instead of stderr\n"
+    "  --log-level L      error, warn, info (default) or debug\n"
+    "  --log-format F     text (default) or json: one JSON object a line\n";
 
 /* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
 static pid_t wk_supervisor;
@@ -291,12 +296,27 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 /* Parse the flags; exits 2 on a bad one. */
 static void wk_flags(struct wk *w, int argc, char **argv, int *keys_fd, size_t *window)
 {
+	enum log_format format;
+	enum log_level level;
 	char *end;
 
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);
 			exit(0);
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("autopack-worker %s\n", AUTOPACK_VERSION);
+			exit(0);
+		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
+			if (log_level_parse(argv[++i], &level) != 0)
+				log_fatal(2,
+				    "--log-level: \"%s\" is not error, warn, info or debug",
+				    argv[i]);
+			log_configure(level, log_line_format());
+		} else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc) {
+			if (log_format_parse(argv[++i], &format) != 0)
+				log_fatal(2, "--log-format: \"%s\" is not text or json", argv[i]);
+			log_configure(log_min_level(), format);
 		} else if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) {
 			w->io.fd = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--keys-fd") == 0 && i + 1 < argc) {
