@@ -415,6 +415,10 @@ static void metrics_work(struct sup *s, struct metrics *m, struct strbuf *b)
 	    "Events received again after they were committed (not written twice).");
 	sample(b, "autopack_events_duplicate_total", NULL, NULL, NULL, NULL, NULL, NULL,
 	    (double)m->duplicates);
+	family(b, "autopack_events_missing_total", "counter",
+	    "Events a result's final seq says were sent but that never came.");
+	sample(b, "autopack_events_missing_total", NULL, NULL, NULL, NULL, NULL, NULL,
+	    (double)s->n.events_missing);
 	family(b, "autopack_events_rejected_total", "counter",
 	    "Events and results refused: for another database, or for an attempt not leased.");
 	sample(b, "autopack_events_rejected_total", "reason", "wrong_database", NULL, NULL, NULL,

@@ -34,6 +34,7 @@ FAMILIES = {
     "autopack_drain_eta_seconds", "autopack_attempts_dispatched_total",
     "autopack_attempts_total", "autopack_attempt_duration_seconds",
     "autopack_events_committed_total", "autopack_events_duplicate_total",
+    "autopack_events_missing_total",
     "autopack_events_rejected_total", "autopack_commits_total",
     "autopack_commit_failures_total", "autopack_commit_duration_seconds",
     "autopack_last_commit_timestamp_seconds", "autopack_writer_queue_writes",
