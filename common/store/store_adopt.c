@@ -101,6 +101,9 @@ static int adopt_backup(const char *path, const char *dest, struct store_err *er
 	struct store src = { .path = (char *)path };
 	int rc;
 
+#ifdef AUTOPACK_MUTANT_adopt_without_backup
+	return 0;
+#endif
 	if (sqlite3_open_v2(path, &src.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
 		rc = store_fail(err, STORE_EIO, "%s: cannot open for the backup: %s", path,
 		    src.db != NULL ? sqlite3_errmsg(src.db) : "out of memory");
