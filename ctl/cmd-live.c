@@ -66,6 +66,7 @@ static int live_target(struct cmd_ctx *ctx, const char *control, char **sock, ch
 	return rc;
 }
 
+/* Print a metrics reply (Prometheus text). */
 static void show_metrics(json_t *b, FILE *out);
 
 /* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
@@ -125,10 +126,17 @@ static int live_call_as(struct cmd_ctx *ctx, const char *control, const char *cm
 	return CMD_EXIT_OK;
 }
 
+/* Send one live request and show its reply with `show`; the exit code. */
 static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out))
 {
 	return live_call_as(ctx, control, cmd, args, nargs, show, false);
+}
+
+int cmd_live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
+    size_t nargs, void (*show)(json_t *body, FILE *out))
+{
+	return live_call(ctx, control, cmd, args, nargs, show);
 }
 
 /* A status request whose reply is shown without the header line. */
@@ -144,6 +152,7 @@ static long long jint(json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
+/* String member of a JSON object, "-" when absent. */
 static const char *jstr(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
@@ -151,6 +160,7 @@ static const char *jstr(json_t *o, const char *k)
 	return s != NULL ? s : "-";
 }
 
+/* Print the worker table. */
 static void show_workers(json_t *arr, FILE *out)
 {
 	size_t i;
@@ -168,6 +178,7 @@ static void show_workers(json_t *arr, FILE *out)
 	}
 }
 
+/* Print a status reply: state, durability, pool, phases, queue, counters, workers. */
 static void show_status(json_t *b, FILE *out)
 {
 	json_t *pool = json_object_get(b, "pool"), *ph = json_object_get(b, "phases");
@@ -197,16 +208,19 @@ static void show_status(json_t *b, FILE *out)
 	show_workers(json_object_get(pool, "workers"), out);
 }
 
+/* Print the worker table of a `workers` reply. */
 static void show_workers_body(json_t *b, FILE *out)
 {
 	show_workers(json_object_get(b, "workers"), out);
 }
 
+/* Print a metrics reply (Prometheus text). */
 static void show_metrics(json_t *b, FILE *out)
 {
 	fputs(jstr(b, "text"), out);
 }
 
+/* Print a reply that only confirms: "ok" and its body. */
 static void show_done(json_t *b, FILE *out)
 {
 	char *s = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
@@ -215,6 +229,7 @@ static void show_done(json_t *b, FILE *out)
 	free(s);
 }
 
+/* Print what a forwarded import or seed wrote. */
 static void show_import(json_t *b, FILE *out)
 {
 	char *runs = json_dumps(json_object_get(b, "runs"), JSON_COMPACT);
@@ -227,8 +242,16 @@ static void show_import(json_t *b, FILE *out)
 	free(runs);
 }
 
+/* Send a write to the supervisor holding the database, if one does; *forwarded says
+ * whether it did. Returns the exit code (0 when not forwarded). */
 int cmd_live_forward(
     struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs, bool *forwarded)
+{
+	return cmd_live_forward_show(ctx, cmd, args, nargs, show_import, forwarded);
+}
+
+int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs,
+    void (*show)(json_t *body, FILE *out), bool *forwarded)
 {
 	struct store st = { 0 };
 	struct store_err err;
@@ -265,7 +288,7 @@ int cmd_live_forward(
 		return 0;
 	}
 	*forwarded = true;
-	rc = live_call(ctx, sock, cmd, args, nargs, show_import);
+	rc = live_call(ctx, sock, cmd, args, nargs, show);
 	free(sock);
 	return rc;
 }
@@ -330,7 +353,6 @@ static const struct live_cmd {
 	{ "resume", 0, show_done },
 	{ "scale", 1, show_done },
 	{ "stop", 0, show_done },
-	{ "retry", 2, show_done },
 	{ "cancel", 2, show_done },
 };
 
@@ -465,14 +487,6 @@ const struct cmd_entry cmd_scale_entry = {
 	"Grow or shrink the pool to N workers. Shrinking retires idle workers first; busy\n"
 	"ones finish their phase, unless --force stops them (their phases are requeued).\n"
 	"Recorded in control_log.\n" LIVE_HELP_TAIL,
-	exec_live,
-};
-const struct cmd_entry cmd_retry_entry = {
-	"retry",
-	"RUN PHASE [--control PATH]",
-	"queue a FAILED or SKIPPED phase again",
-	"Put a FAILED or SKIPPED phase back in the queue of the running supervisor; it is\n"
-	"drained in its run's order. Recorded in control_log.\n" LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_cancel_entry = {

@@ -195,7 +195,7 @@ static void pool_spawn(struct sup *s)
 	struct worker *w = xcalloc(1, sizeof *w);
 	uv_process_options_t o = { 0 };
 	uv_stdio_container_t stdio[4];
-	char *args[6];
+	char *args[10];
 	int fds[2], rc, n = 0;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
@@ -214,6 +214,10 @@ static void pool_spawn(struct sup *s)
 		args[n++] = (char *)"--log-file";
 		args[n++] = (char *)s->cfg.log_file;
 	}
+	args[n++] = (char *)"--log-level";
+	args[n++] = (char *)log_level_name(log_min_level());
+	args[n++] = (char *)"--log-format";
+	args[n++] = (char *)log_format_name(log_line_format());
 	args[n] = NULL;
 	stdio[0].flags = UV_IGNORE;
 	stdio[1].flags = UV_INHERIT_FD;

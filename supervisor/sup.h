@@ -28,6 +28,7 @@
 #include "common/vocab.h"
 #include "proto/wire.h"
 #include "supervisor/chan.h"
+#include "supervisor/notify.h"
 
 struct sup;
 
@@ -139,6 +140,7 @@ struct lease {
 	int64_t samples;          /* of those, clean estimator samples */
 	uint64_t seq_max;         /* highest event seq received */
 	uint64_t seq_missing;     /* seqs skipped over so far */
+	char *check_log;          /* where the check's stderr goes (common/checklog.h); heap */
 };
 
 struct worker {
@@ -160,6 +162,10 @@ struct worker {
 	struct worker *next;
 };
 
+/* Failed transactions in a row (group commits and dispatch rounds) after which the
+ * supervisor gives up on the database (lifecycle_writes_failed). */
+#define COMMIT_MAX_FAILURES 50
+
 /* A write waiting for the next group commit: a tagged union. */
 enum op_kind {
 	OP_EVENT,
@@ -174,6 +180,10 @@ typedef void (*op_done_cb)(struct sup *s, struct op *o);
 struct op {
 	enum op_kind kind;
 	struct op *next;
+	/* The database refused the write (a constraint; SQLite's message, naming the table
+	 * and column): what is committed instead is a record of that error. */
+	char *refused;
+	bool dup; /* an event already stored, or an attempt already closed */
 	union {
 		/* OP_EVENT: one event of a lease; acknowledged after the commit. */
 		struct {
@@ -214,6 +224,18 @@ struct sup_counters {
 	uint64_t worker_timeouts;
 	uint64_t commits;
 	uint64_t commit_failures;
+	uint64_t writes_refused; /* writes a constraint refused, recorded as errors */
+};
+
+/* What the service manager is told (service.c). */
+struct service {
+	struct notify notify;
+	uv_check_t check;
+	uv_timer_t status_timer;
+	uv_timer_t watchdog_timer;
+	bool ready_sent;
+	bool stopping_sent;
+	bool watchdog_missed; /* the last ping was withheld (logged once) */
 };
 
 struct sup {
@@ -282,8 +304,12 @@ struct sup {
 	uv_timer_t identity_timer;
 	uv_timer_t deadline_timer;
 	bool store_lost;
+	/* Nothing more is written: the database was lost, refused COMMIT_MAX_FAILURES
+	 * commits in a row, or a signal during a fast stop abandoned the queue. */
+	bool writes_off;
 
 	struct sup_counters n;
+	struct service svc;
 };
 
 /* --- session.c: the database and the drain session around the loop --- */
@@ -296,6 +322,19 @@ void session_prepare(struct sup *s);
 /* After the loop: commit what is queued, record how the session ended, release the
  * database and everything the drain held. */
 void session_finish(struct sup *s);
+
+/* --- service.c: the service manager (systemd's notification protocol, notify.h) --- */
+
+/* Read what the service manager set in the environment (and remove it, so no worker
+ * inherits it); exits 1 when it is malformed. Before any worker starts. */
+void service_open(struct sup *s);
+/* Start telling the service manager: readiness, status, watchdog, stopping. After the
+ * loop exists; nothing when not under one. */
+void service_init(struct sup *s);
+/* Write the one-line status the service manager shows into buf (size n). */
+void service_status_line(struct sup *s, char *buf, size_t n);
+/* After the loop: the last status, and close. */
+void service_finish(struct sup *s);
 
 /* --- lifecycle.c: signals, stop levels, the end of the loop, the database's identity --- */
 
@@ -314,6 +353,10 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
+/* The database keeps refusing commits (`fmt` says how): write nothing more, stop the
+ * workers and exit 3 as soon as they are gone, releasing the lock. */
+void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* --- sched.c: the run queues and which run goes next --- */
 

@@ -33,12 +33,18 @@ struct wk {
 };
 
 static const char usage_text[] =
-    "usage: autopack-worker --fd N [--keys-fd K] [--log-file PATH]\n"
+    "usage: autopack-worker --fd N [--keys-fd K] [--log-file PATH] [--log-level L]\n"
+    "                       [--log-format F]\n"
+    "       autopack-worker --version | --help\n"
     "\n"
     "Runs phases for autopack-supervisor over the socket on file descriptor N, with the\n"
     "provider keys read from descriptor K (NAME=value entries separated by NUL bytes) or\n"
     "taken from its environment. It is started by the supervisor; running it by hand is\n"
-    "only useful for debugging.\n";
+    "only useful for debugging.\n"
+    "\n"
+    "  --log-file PATH    append log lines here instead of stderr\n"
+    "  --log-level L      error, warn, info (default) or debug\n"
+    "  --log-format F     text (default) or json: one JSON object a line\n";
 
 /* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
 static pid_t wk_supervisor;
@@ -293,15 +299,30 @@ int main(int argc, char **argv)
 	struct wk w = { .fd = -1 };
 	struct proto_msg m;
 	struct proto_err err;
+	enum log_level level;
+	enum log_format format;
 	char kerr[160];
 	int i, rc = 0, keys_fd = -1;
 
 	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
 	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);
 			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("autopack-worker %s\n", AUTOPACK_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
+			if (log_level_parse(argv[++i], &level) != 0)
+				log_fatal(2,
+				    "--log-level: \"%s\" is not error, warn, info or debug",
+				    argv[i]);
+			log_configure(level, log_line_format());
+		} else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc) {
+			if (log_format_parse(argv[++i], &format) != 0)
+				log_fatal(2, "--log-format: \"%s\" is not text or json", argv[i]);
+			log_configure(log_min_level(), format);
 		} else if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) {
 			w.fd = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--keys-fd") == 0 && i + 1 < argc) {

@@ -2,7 +2,6 @@
 #include "common/store/store_scope.h"
 #include "common/util.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,18 +10,6 @@
 #define SCOPE_DECODE_MAX 3
 /* A bare (non-JSON) text longer than this is not taken for a path. */
 #define SCOPE_BARE_PATH_MAX 4096
-
-/* Format `why` and return -1. */
-__attribute__((format(printf, 3, 4))) static int scope_fail(
-    char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 /* Append `path` (found at `where`) unless the list holds it already. */
 static void scope_list_add(struct store_scope_list *l, const char *path, const char *where)
@@ -51,6 +38,7 @@ static void scope_list_free(struct store_scope_list *l)
 	memset(l, 0, sizeof *l);
 }
 
+/* Free a parsed scope and clear it. */
 void store_scope_free(struct store_scope *sc)
 {
 	scope_list_free(&sc->paths);
@@ -59,6 +47,7 @@ void store_scope_free(struct store_scope *sc)
 	memset(sc, 0, sizeof *sc);
 }
 
+/* Name a scope form for reports. */
 const char *store_scope_form_name(enum store_scope_form form)
 {
 	switch (form) {
@@ -89,9 +78,9 @@ static int scope_add_string(
     struct store_scope_list *l, const json_t *v, const char *where, char *why, size_t whylen)
 {
 	if (!json_is_string(v))
-		return scope_fail(why, whylen, "%s: expected a path string", where);
+		return errbuf_fail(why, whylen, "%s: expected a path string", where);
 	if (json_string_length(v) == 0 || strlen(json_string_value(v)) != json_string_length(v))
-		return scope_fail(why, whylen, "%s: expected a non-empty path", where);
+		return errbuf_fail(why, whylen, "%s: expected a non-empty path", where);
 	scope_list_add(l, json_string_value(v), where);
 	return 0;
 }
@@ -202,7 +191,7 @@ static int scope_parse_value(
 
 	if (v == NULL || json_is_null(v)) {
 		if (depth > 0)
-			return scope_fail(why, whylen, "a JSON string holding null");
+			return errbuf_fail(why, whylen, "a JSON string holding null");
 		sc->form = STORE_SCOPE_NONE;
 		return 0;
 	}
@@ -211,7 +200,7 @@ static int scope_parse_value(
 		return scope_parse_object(sc, v, why, whylen);
 	}
 	if (!json_is_string(v))
-		return scope_fail(why, whylen, "a JSON %s, not a scope object or a path",
+		return errbuf_fail(why, whylen, "a JSON %s, not a scope object or a path",
 		    json_is_array(v)      ? "array" :
 		        json_is_number(v) ? "number" :
 		                            "boolean");
@@ -224,19 +213,21 @@ static int scope_parse_value(
 			scope_single_path(sc, s);
 			return 0;
 		}
-		return scope_fail(why, whylen,
+		return errbuf_fail(why, whylen,
 		    "a string that is neither a path nor JSON (\"%.60s%s\")", s,
 		    len > 60 ? "..." : "");
 	}
 	if (depth + 1 >= SCOPE_DECODE_MAX) {
 		json_decref(inner);
-		return scope_fail(why, whylen, "JSON encoded more than %d times", SCOPE_DECODE_MAX);
+		return errbuf_fail(
+		    why, whylen, "JSON encoded more than %d times", SCOPE_DECODE_MAX);
 	}
 	rc = scope_parse_value(sc, inner, depth + 1, why, whylen);
 	json_decref(inner);
 	return rc;
 }
 
+/* Read a scope given as JSON; -1 with `why` when it cannot be interpreted. */
 int store_scope_parse_json(const json_t *v, struct store_scope *sc, char *why, size_t whylen)
 {
 	memset(sc, 0, sizeof *sc);
@@ -246,6 +237,7 @@ int store_scope_parse_json(const json_t *v, struct store_scope *sc, char *why, s
 	return -1;
 }
 
+/* Read the stored text of phases.scope; -1 with `why` when it cannot be interpreted. */
 int store_scope_parse_text(const char *text, struct store_scope *sc, char *why, size_t whylen)
 {
 	json_error_t jerr;
@@ -261,7 +253,7 @@ int store_scope_parse_text(const char *text, struct store_scope *sc, char *why, 
 			scope_single_path(sc, text);
 			return 0;
 		}
-		return scope_fail(why, whylen, "not JSON and not a path (\"%.60s%s\")", text,
+		return errbuf_fail(why, whylen, "not JSON and not a path (\"%.60s%s\")", text,
 		    strlen(text) > 60 ? "..." : "");
 	}
 	rc = store_scope_parse_json(v, sc, why, whylen);
