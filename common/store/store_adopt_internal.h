@@ -40,7 +40,4 @@ int adopt_repair(struct db *db, struct db *ref, const char *ws_base, const char 
  * insert, the values not in the original's formats, and the scopes of every phase. */
 int adopt_survey(struct db *db, struct store_adopt_report *rep, struct store_err *err);
 
-/* Append a heap copy of `s` to the list (*items, *n). */
-void adopt_list_push(char ***items, size_t *n, const char *s);
-
 #endif
