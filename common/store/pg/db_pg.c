@@ -45,11 +45,11 @@ struct db_pg_stmt {
 	int nparams;
 	char **vals; /* heap text of each parameter, NULL for NULL */
 	bool persistent;
-	char name[24]; /* server-side name of a persistent statement, "" until prepared */
-	unsigned gen;  /* the connection generation it was prepared in */
-	PGresult *res; /* rows of the current run, NULL before it */
-	int row;       /* current row of res */
-	bool done;     /* the run reached its end: the next step runs it again */
+	char name[24];    /* server-side name of a persistent statement, "" until prepared */
+	unsigned gen;     /* the connection generation it was prepared in */
+	PGresult *res;    /* rows of the current run, NULL before it */
+	int row;          /* current row of res */
+	bool done;        /* the run reached its end: the next step runs it again */
 	char (*text)[32]; /* a column's value rewritten into the store's format */
 };
 
@@ -118,7 +118,10 @@ static void pg_fail(struct db_pg *d, const PGresult *res)
 		kind = "CHECK";
 	if (kind != NULL && table != NULL)
 		snprintf(d->err, sizeof d->err, "%s constraint failed: %s.%s (%s)", kind, table,
-		    col != NULL ? col : cons != NULL ? cons : "?", prim != NULL ? prim : "");
+		    col != NULL      ? col :
+		        cons != NULL ? cons :
+		                       "?",
+		    prim != NULL ? prim : "");
 	else if (prim != NULL)
 		snprintf(d->err, sizeof d->err, "%s", prim);
 	else

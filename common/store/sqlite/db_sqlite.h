@@ -10,8 +10,8 @@
 /* Open the existing file at `path` with sqlite3_open_v2 `flags` (never
  * SQLITE_OPEN_CREATE unless `create`) and a busy timeout of `busy_ms`. Returns DB_OK, or
  * DB_ERROR with SQLite's message in msg and *out NULL. */
-int db_sqlite_open(const char *path, int flags, int busy_ms, struct db **out, char *msg,
-    size_t msglen);
+int db_sqlite_open(
+    const char *path, int flags, int busy_ms, struct db **out, char *msg, size_t msglen);
 /* Wrap an open SQLite handle (the connection takes it over and closes it). */
 struct db *db_sqlite_wrap(sqlite3 *h);
 /* The SQLite handle of a connection of this backend. */
