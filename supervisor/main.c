@@ -325,6 +325,8 @@ int main(int argc, char **argv)
 	uv_loop_t loop;
 
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN); /* until lifecycle_init takes it */
+	secrets_take(s);
 	log_init("autopack-supervisor", LOG_INFO);
 	parse_flags(&s->cfg, argc, argv);
 	if (s->cfg.log_file != NULL && log_open(s->cfg.log_file) != 0)
@@ -360,5 +362,6 @@ int main(int argc, char **argv)
 	free(s->control_path);
 	free(s->session_id);
 	free(s->cfg.skip_prefixes);
+	secrets_free(s);
 	return s->exit_code;
 }
