@@ -13,12 +13,14 @@ static enum log_level log_min = LOG_INFO;
 static FILE *log_file;
 static char *log_path; /* the file log_open opened, for log_reopen and log_follow */
 
+/* Set the program name and the lowest level logged. */
 void log_init(const char *program, enum log_level min)
 {
 	log_program = program;
 	log_min = min;
 }
 
+/* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened. */
 int log_open(const char *path)
 {
 	FILE *f = fopen(path, "a");
@@ -36,11 +38,13 @@ int log_open(const char *path)
 	return 0;
 }
 
+/* Reopen the log file by its path (after a rotation); 0 or -errno. */
 int log_reopen(void)
 {
 	return log_path != NULL ? log_open(log_path) : 0;
 }
 
+/* Reopen the log file if its path now names another file; 0 or -errno. */
 int log_follow(void)
 {
 	struct stat open_st, path_st;
@@ -68,6 +72,7 @@ static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	funlockfile(out);
 }
 
+/* Write one log line at `level`. */
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	va_list ap;
@@ -79,6 +84,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Log an error and exit with `code`. */
 void log_fatal(int status, const char *fmt, ...)
 {
 	va_list ap;

@@ -178,7 +178,7 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 	int i;
 
 	line[0] = '\0';
-	if (s->store_lost)
+	if (s->writes_off)
 		return;
 	report_session_why(&rp);
 	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||

@@ -190,7 +190,7 @@ void session_finish(struct sup *s)
 	                                  "stopped";
 	char left[600] = "";
 
-	if (!s->store_lost) {
+	if (!s->writes_off) {
 		writer_flush(s);
 		report_drain_end(s, left, sizeof left);
 		if (store_drain_session_close(s->sd, s->session_id, why, &err) != 0 ||

@@ -182,6 +182,10 @@ struct worker {
 	struct worker *next;
 };
 
+/* Failed transactions in a row (group commits and dispatch rounds) after which the
+ * supervisor gives up on the database (lifecycle_writes_failed). */
+#define COMMIT_MAX_FAILURES 50
+
 /* A write waiting for the next group commit: a tagged union. */
 enum op_kind {
 	OP_EVENT,
@@ -196,6 +200,10 @@ typedef void (*op_done_cb)(struct sup *s, struct op *o);
 struct op {
 	enum op_kind kind;
 	struct op *next;
+	/* The database refused the write (a constraint; SQLite's message, naming the table
+	 * and column): what is committed instead is a record of that error. */
+	char *refused;
+	bool dup; /* an event already stored, or an attempt already closed */
 	union {
 		/* OP_EVENT: one event of a lease; acknowledged after the commit. */
 		struct {
@@ -237,6 +245,7 @@ struct sup_counters {
 	uint64_t spawn_failures; /* workers that could not be started */
 	uint64_t commits;
 	uint64_t commit_failures;
+	uint64_t writes_refused; /* writes a constraint refused, recorded as errors */
 };
 
 struct sup {
@@ -310,6 +319,9 @@ struct sup {
 	uv_timer_t identity_timer;
 	uv_timer_t deadline_timer;
 	bool store_lost;
+	/* Nothing more is written: the database was lost, refused COMMIT_MAX_FAILURES
+	 * commits in a row, or a signal during a fast stop abandoned the queue. */
+	bool writes_off;
 
 	struct sup_counters n;
 };
@@ -364,6 +376,10 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
+/* The database keeps refusing commits (`fmt` says how): write nothing more, stop the
+ * workers and exit 3 as soon as they are gone, releasing the lock. */
+void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* --- sched.c: the run queues and which run goes next --- */
 

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 
+/* Read the supervisor record of meta; STORE_EIO on failure. */
 int store_meta_supervisor(struct store *st, int64_t *pid, char **socket, struct store_err *err)
 {
 	sqlite3_stmt *s;
