@@ -113,9 +113,8 @@ int cmd_status(
 	    "worker_timeouts", (json_int_t)s->n.worker_timeouts, "spawn_failures",
 	    (json_int_t)s->n.spawn_failures, "commits", (json_int_t)s->n.commits, "commit_failures",
 	    (json_int_t)s->n.commit_failures, "writes_refused", (json_int_t)s->n.writes_refused,
-	    "rates", "results_per_second",
-	    up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
-	    up > 0 ? (double)s->n.events_committed / up : 0.0);
+	    "rates", "results_per_second", up > 0 ? (double)s->n.results / up : 0.0,
+	    "events_per_second", up > 0 ? (double)s->n.events_committed / up : 0.0);
 	return 0;
 }
 

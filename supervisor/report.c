@@ -69,8 +69,8 @@ static void report_session_why(struct report *rp)
 	rp->session_cause = s->stop_cause;
 	switch (s->stop_cause) {
 	case STOP_CAUSE_OPERATOR:
-		snprintf(rp->session_why, sizeof rp->session_why, "the operator stopped the drain (%s)",
-		    reason);
+		snprintf(rp->session_why, sizeof rp->session_why,
+		    "the operator stopped the drain (%s)", reason);
 		break;
 	case STOP_CAUSE_DRAINED:
 		if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size) {
@@ -87,23 +87,24 @@ static void report_session_why(struct report *rp)
 
 /* Note `n` phases of a run left for `why`, joining the run's last entry if it says the
  * same. */
-static void report_left(struct report *rp, const char *run_id, enum stop_cause cause,
-    const char *why, int64_t n)
+static void report_left(
+    struct report *rp, const char *run_id, enum stop_cause cause, const char *why, int64_t n)
 {
 	json_t *last = json_array_get(rp->left, json_array_size(rp->left) - 1);
 
 	if (cause == STOP_CAUSE_DRAINED)
 		cause = STOP_CAUSE_NONE;
 	rp->by_cause[cause] += n;
-	if (last != NULL && strcmp(json_string_value(json_object_get(last, "run_id")), run_id) == 0 &&
+	if (last != NULL &&
+	    strcmp(json_string_value(json_object_get(last, "run_id")), run_id) == 0 &&
 	    strcmp(json_string_value(json_object_get(last, "why")), why) == 0) {
 		json_object_set_new(last, "phases",
 		    json_integer(json_integer_value(json_object_get(last, "phases")) + n));
 		return;
 	}
-	json_array_append_new(rp->left, json_pack("{s:s, s:I, s:s, s:s}", "run_id", run_id,
-	                                    "phases", (json_int_t)n, "cause",
-	                                    report_causes[cause], "why", why));
+	json_array_append_new(rp->left,
+	    json_pack("{s:s, s:I, s:s, s:s}", "run_id", run_id, "phases", (json_int_t)n, "cause",
+	        report_causes[cause], "why", why));
 }
 
 /* Classify one eligible phase: left, and why, unless this session attempted it as often
@@ -138,7 +139,8 @@ static void report_log(const struct report *rp)
 	json_array_foreach(rp->left, i, e)
 	{
 		if (i == REPORT_RUNS_LOGGED) {
-			log_info("[LEFT] ... and %zu more (autopack-ctl session show lists them all)",
+			log_info(
+			    "[LEFT] ... and %zu more (autopack-ctl session show lists them all)",
 			    n - i);
 			break;
 		}
@@ -201,8 +203,8 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 		json_object_set_new(phases, phase_state_name(i), json_integer(rp.states[i]));
 		if (rp.states[i] > 0 && i != PHASE_COMPLETE && i != PHASE_FAILED &&
 		    i != PHASE_QUEUED && len < n)
-			len += (size_t)snprintf(line + len, n - len, ", %s %lld", phase_state_name(i),
-			    (long long)rp.states[i]);
+			len += (size_t)snprintf(line + len, n - len, ", %s %lld",
+			    phase_state_name(i), (long long)rp.states[i]);
 	}
 	for (i = 0; i <= STOP_CAUSE_BREAKER; i++)
 		if (rp.by_cause[i] > 0 && len < n)
@@ -214,8 +216,8 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 	    rp.left, "left_by", "policy", (json_int_t)rp.by_cause[STOP_CAUSE_POLICY], "operator",
 	    (json_int_t)rp.by_cause[STOP_CAUSE_OPERATOR], "breaker",
 	    (json_int_t)rp.by_cause[STOP_CAUSE_BREAKER], "other",
-	    (json_int_t)rp.by_cause[STOP_CAUSE_NONE],
-	    "stop_cause", report_stops[s->stop_cause], "exit_status", s->exit_code);
+	    (json_int_t)rp.by_cause[STOP_CAUSE_NONE], "stop_cause", report_stops[s->stop_cause],
+	    "exit_status", s->exit_code);
 	report_save(s, end);
 	json_decref(end);
 }
