@@ -11,7 +11,8 @@
 static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
 static FILE *log_file;
-static char *log_path; /* the file log_open opened, for log_reopen and log_follow */
+static char *log_path;     /* the file log_open opened, for log_reopen and log_follow */
+static bool log_following; /* log_follow before every line */
 
 /* Set the program name and the lowest level logged. */
 void log_init(const char *program, enum log_level min)
@@ -45,6 +46,11 @@ int log_reopen(void)
 }
 
 /* Reopen the log file if its path now names another file; 0 or -errno. */
+void log_set_follow(bool on)
+{
+	log_following = on;
+}
+
 int log_follow(void)
 {
 	struct stat open_st, path_st;
@@ -61,9 +67,12 @@ int log_follow(void)
 static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
 	static const char *names[] = { "debug", "info", "warn", "error" };
-	FILE *out = log_file != NULL ? log_file : stderr;
+	FILE *out;
 	char ts[32];
 
+	if (log_following)
+		log_follow();
+	out = log_file != NULL ? log_file : stderr;
 	time_iso8601(clock_wall_ms(), ts);
 	flockfile(out);
 	fprintf(out, "%s %s[%ld] %s: ", ts, log_program, (long)getpid(), names[level]);

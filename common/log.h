@@ -3,6 +3,8 @@
 #ifndef AUTOPACK_LOG_H
 #define AUTOPACK_LOG_H
 
+#include <stdbool.h>
+
 enum log_level {
 	LOG_DEBUG,
 	LOG_INFO,
@@ -20,6 +22,9 @@ int log_reopen(void);
 /* Reopen the log file if its path no longer names the open file (it was rotated); 0 or
  * -errno. */
 int log_follow(void);
+/* With `on`, log_follow before every line: a process that logs rarely follows a rotated
+ * file without being told. */
+void log_set_follow(bool on);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Log at error level and exit(status). */
 void log_fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));

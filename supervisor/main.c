@@ -63,9 +63,19 @@ static const char usage_text[] =
     "  --max-tokens-cap N          upper bound of any max_tokens (default 64000)\n"
     "  --help                      this text\n"
     "\n"
-    "Signals: the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts finish;\n"
-    "a second one kills the workers, requeues their phases and exits.\n"
-    "Exit status: 0 stopped or drained, 1 refused to start, 2 usage, 3 database lost.\n";
+    "API keys: ANTHROPIC_API_KEY / OPENAI_API_KEY in the environment; they are taken out\n"
+    "of it at start and handed to the workers on a pipe, so no process that runs a\n"
+    "phase's code can read them.\n"
+    "\n"
+    "Signals (workers run in sessions of their own and take stop signals only from the\n"
+    "supervisor): the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts\n"
+    "finish; a second one kills the workers, requeues their phases (supervisor_stopped)\n"
+    "and exits; SIGHUP reopens --log-file.\n"
+    "\n"
+    "Exit status: 0 drained, or stopped by the operator; 1 refused to start; 2 usage;\n"
+    "3 database lost or unwritable; 4 the breaker tripped (repeated infrastructure\n"
+    "failures, with --exit-when-drained); 5 the drain rules left eligible phases (a run\n"
+    "stopped or deprioritised, --batch-size, ...). The last log line says what is left.\n";
 
 enum {
 	OPT_DB = 256,

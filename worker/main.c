@@ -122,8 +122,6 @@ static void wk_beat(struct wk *w)
 	m.u.heartbeat.attempt_id = w->job != NULL ? w->job->attempt_id : 0;
 	wk_send(w, &m);
 	w->last_beat = clock_mono_ms();
-	/* A rotated --log-file is followed within a heartbeat. */
-	log_follow();
 }
 
 /* Read what the socket has (waiting up to timeout_ms); returns false on EOF. */
@@ -160,7 +158,11 @@ static void wk_drain_async(struct wk *w)
 			    m.u.ack.seq > w->acked)
 				w->acked = m.u.ack.seq;
 			break;
-		case PROTO_SHUTDOWN: w->shutdown = true; break;
+		case PROTO_SHUTDOWN:
+			log_info("the supervisor asked this worker to stop (%s) after its attempt",
+			    m.u.shutdown.reason != NULL ? m.u.shutdown.reason : "no reason given");
+			w->shutdown = true;
+			break;
 		case PROTO_CANCEL:
 			if (w->job != NULL && m.u.cancel.attempt_id == w->job->attempt_id) {
 				log_info("attempt %llu cancelled by the supervisor",
@@ -298,6 +300,7 @@ int main(int argc, char **argv)
 
 	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
+	log_set_follow(true); /* a rotated --log-file is followed at the next line */
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0) {
 			fputs(usage_text, stdout);
@@ -339,9 +342,12 @@ int main(int argc, char **argv)
 		while (!w.shutdown && (rc = proto_reader_next(&w.rd, &m, &err)) == 1) {
 			if (m.type == PROTO_JOB)
 				wk_run_job(&w, &m.u.job);
-			else if (m.type == PROTO_SHUTDOWN)
+			else if (m.type == PROTO_SHUTDOWN) {
+				log_info("the supervisor asked this worker to stop (%s)",
+				    m.u.shutdown.reason != NULL ? m.u.shutdown.reason :
+				                                  "no reason given");
 				w.shutdown = true;
-			else if (m.type != PROTO_ACK && m.type != PROTO_CANCEL)
+			} else if (m.type != PROTO_ACK && m.type != PROTO_CANCEL)
 				log_fatal(1,
 				    "the supervisor sent a %s message, which workers do not"
 				    " take",
