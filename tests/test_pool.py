@@ -158,8 +158,10 @@ def test_workers_lists_the_supervisors_real_children(tmp):
     sup = rogue_supervisor(tmp, url, "hang", "--workers", 3)
     try:
         sup.wait_ready()
-        status_when(sup, lambda s: s["queue"]["in_flight"] == 2 and s["pool"]["live"] == 3,
-                    what="two busy of three")
+        # Live counts a worker from its spawn; the third is idle once its hello is in.
+        status_when(sup, lambda s: s["queue"]["in_flight"] == 2 and s["pool"]["live"] == 3 and
+                    [w["state"] for w in s["pool"]["workers"]].count("idle") == 1,
+                    what="two busy of three, the third idle")
         r = sup.ctl("workers", "--json")
         assert r.rc == 0, r
         body = json.loads(r.out)
