@@ -18,6 +18,7 @@ const struct cmd_entry *const cmd_table[] = {
 	&cmd_scale_entry,
 	&cmd_stop_entry,
 	&cmd_metrics_entry,
+	&cmd_failed_entry,
 	&cmd_retry_entry,
 	&cmd_cancel_entry,
 	&cmd_watch_entry,
@@ -25,5 +26,6 @@ const struct cmd_entry *const cmd_table[] = {
 	&cmd_telemetry_import_entry,
 	&cmd_telemetry_export_entry,
 	&cmd_calibrate_entry,
+	&cmd_completion_entry,
 };
 const size_t cmd_table_size = ARRAY_SIZE(cmd_table);

@@ -29,6 +29,7 @@
 #include "common/vocab.h"
 #include "proto/wire.h"
 #include "supervisor/chan.h"
+#include "supervisor/notify.h"
 
 struct sup;
 
@@ -161,6 +162,7 @@ struct lease {
 	int64_t samples;          /* of those, clean estimator samples */
 	uint64_t seq_max;         /* highest event seq received */
 	uint64_t seq_missing;     /* seqs skipped over so far */
+	char *check_log;          /* where the check's stderr goes (common/checklog.h); heap */
 };
 
 struct worker {
@@ -248,6 +250,17 @@ struct sup_counters {
 	uint64_t writes_refused; /* writes a constraint refused, recorded as errors */
 };
 
+/* What the service manager is told (service.c). */
+struct service {
+	struct notify notify;
+	uv_check_t check;
+	uv_timer_t status_timer;
+	uv_timer_t watchdog_timer;
+	bool ready_sent;
+	bool stopping_sent;
+	bool watchdog_missed; /* the last ping was withheld (logged once) */
+};
+
 struct sup {
 	uv_loop_t *loop;
 	struct sup_config cfg;
@@ -324,6 +337,7 @@ struct sup {
 	bool writes_off;
 
 	struct sup_counters n;
+	struct service svc;
 };
 
 /* --- secrets.c: the provider keys --- */
@@ -355,6 +369,19 @@ void session_finish(struct sup *s);
  * session's state ("end") and set the exit status to SUP_EXIT_WORK_LEFT when the drain
  * rules left work. Writes the counts, as the end of the last log line, into `line`. */
 void report_drain_end(struct sup *s, char *line, size_t n);
+
+/* --- service.c: the service manager (systemd's notification protocol, notify.h) --- */
+
+/* Read what the service manager set in the environment (and remove it, so no worker
+ * inherits it); exits 1 when it is malformed. Before any worker starts. */
+void service_open(struct sup *s);
+/* Start telling the service manager: readiness, status, watchdog, stopping. After the
+ * loop exists; nothing when not under one. */
+void service_init(struct sup *s);
+/* Write the one-line status the service manager shows into buf (size n). */
+void service_status_line(struct sup *s, char *buf, size_t n);
+/* After the loop: the last status, and close. */
+void service_finish(struct sup *s);
 
 /* --- lifecycle.c: signals, stop levels, the end of the loop, the database's identity --- */
 
@@ -493,7 +520,8 @@ void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const
 /* Commit everything queued in one transaction, then acknowledge the events and call the
  * done callbacks. A failed commit is rolled back and retried later; the queue is kept. */
 void writer_flush(struct sup *s);
-/* Commit now unless a failed commit is waiting for its retry (a worker waits for acks). */
+/* Commit in the loop's next turn rather than at the end of the window, unless a failed
+ * commit is waiting for its retry (a worker waits for acks). */
 void writer_flush_early(struct sup *s);
 
 /* --- policy.c: the drain rules --- */
