@@ -156,6 +156,9 @@ static int64_t pool_respawn_later(struct sup *s)
 			delay *= 2;
 	if (delay > RESPAWN_MAX_MS)
 		delay = RESPAWN_MAX_MS;
+#ifdef AUTOPACK_MUTANT_respawn_without_backoff
+	delay = 0;
+#endif
 	/* Spawning takes time the loop's cached clock has not seen: count from now. */
 	uv_update_time(s->loop);
 	uv_timer_start(&s->respawn_timer, pool_respawn_cb, delay, 0);
