@@ -344,8 +344,8 @@ static void hist_samples(struct strbuf *b, const char *name, const char *k, cons
 /* Append the families of the database, the queue and the drain's progress. */
 static void metrics_drain(struct sup *s, struct strbuf *b)
 {
-	static const char *const states[] = { "running", "paused", "stopping", "stopping_now",
-		"store_lost", "store_failed" };
+	static const char *const states[] = { "running", "paused", "breaker", "stopping",
+		"stopping_now", "store_lost", "store_failed" };
 	int64_t counts[PHASE_STATE_COUNT];
 	struct store_err err;
 	struct progress p;

@@ -15,8 +15,8 @@
 
 /* --- status.c and cmd-status.c: the status document --- */
 
-/* The supervisor's state: running, paused, stopping, stopping_now, store_lost or
- * store_failed (it gave up writing). */
+/* The supervisor's state: running, paused, breaker (tripped), stopping, stopping_now,
+ * store_lost or store_failed (it gave up writing). */
 const char *status_state_name(struct sup *s);
 /* Phases by state (store_drain_phase_counts), read again after a commit or a dispatch,
  * else at most every 250 ms. */

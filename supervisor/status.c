@@ -18,6 +18,7 @@ const char *status_state_name(struct sup *s)
 	    s->writes_off           ? "store_failed" :
 	    s->stopping == STOP_NOW ? "stopping_now" :
 	    s->stopping             ? "stopping" :
+	    s->crash_loop           ? "breaker" :
 	    s->paused               ? "paused" :
 	                              "running";
 }
@@ -77,7 +78,8 @@ json_t *status_health_reasons(struct sup *s)
 		reason_add(a, "commits_failing", "the last %d group commits failed", streak);
 	if (s->crash_loop)
 		reason_add(a, "crash_loop",
-		    "workers keep crashing; the pool stopped respawning them (%llu crashes)",
-		    (unsigned long long)s->n.worker_crashes);
+		    "the breaker tripped: no dispatch and no respawn until `autopack-ctl resume` or"
+		    " `scale` (%s)",
+		    s->breaker);
 	return a;
 }

@@ -90,6 +90,33 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	return rc;
 }
 
+/* Call fn for each (run, state) with its phase count; STORE_EIO on failure. */
+int store_drain_each_run_state(struct store_drain *d, const char *run_filter,
+    int (*fn)(void *arg, const char *run_id, enum phase_state state, int64_t n), void *arg,
+    struct store_err *err)
+{
+	struct db_stmt *s;
+	int rc;
+
+	if (db_prepare(d->st->db,
+	        "SELECT run_id, state, count(*) FROM phases WHERE ?1 IS NULL OR run_id = ?1"
+	        " GROUP BY run_id, state ORDER BY run_id",
+	        &s) != DB_OK)
+		return drain_fail(d, err, "phase counts by run");
+	store_bind_text(s, 1, run_filter);
+	while ((rc = db_step(s)) == DB_ROW) {
+		if (fn(arg, db_column_text(s, 0), phase_state_parse(db_column_text(s, 1)),
+		        db_column_int64(s, 2)) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_finalize(s);
+	if (rc != DB_DONE)
+		return drain_fail(d, err, "phase counts by run");
+	return 0;
+}
+
 /* Count phases by state; STORE_EIO on failure. */
 int store_drain_phase_counts(
     struct store_drain *d, int64_t counts[PHASE_STATE_COUNT], struct store_err *err)
