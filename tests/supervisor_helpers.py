@@ -71,7 +71,11 @@ def sql(url, query, *args):
 class Supervisor:
     """A running autopack-supervisor; output goes to files in its directory."""
 
-    def __init__(self, tmp, url, *args, env=None, name="sup", control=None):
+    def __init__(self, tmp, url, *args, env=None, name="sup", control=None, prefix=(),
+                 session=False):
+        """`prefix`: a command the supervisor runs under (its argv follows); `session`: start
+        it in a session (and process group) of its own, as a terminal or a service manager
+        would."""
         self.tmp = str(tmp)
         self.url = url
         self.control = control or os.path.join(self.tmp, name + ".sock")
@@ -80,10 +84,10 @@ class Supervisor:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [binpath("autopack-supervisor"), "--db", url, "--control", self.control]
-            + [str(a) for a in args],
+            list(prefix) + [binpath("autopack-supervisor"), "--db", url, "--control",
+                            self.control] + [str(a) for a in args],
             stdout=open(self.out_path, "w"), stderr=open(self.err_path, "w"),
-            env=full_env, cwd=self.tmp)
+            env=full_env, cwd=self.tmp, start_new_session=session)
 
     def wait_ready(self, timeout=30):
         deadline = time.time() + timeout
@@ -186,6 +190,22 @@ def wait_for(pred, timeout=60, step=0.05, what="condition"):
             return v
         time.sleep(step)
     raise AssertionError("timed out waiting for " + what)
+
+
+KEY = "sk-test-supervisor-key-0123456789"
+
+
+def llm_supervisor(tmp, url, llm, *args, name="sup"):
+    """A supervisor whose real workers call the stand-in `llm` (Anthropic API, no retries)."""
+    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
+                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name)
+
+
+def gate_check(tmp):
+    """A check command that waits until the file `go` exists in tmp: phases stay in
+    flight until the test lets them finish. Returns (check command, go path)."""
+    go = os.path.join(str(tmp), "go")
+    return "while [ ! -e %s ]; do sleep 0.05; done" % go, go
 
 
 class Standin:
