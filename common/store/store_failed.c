@@ -249,6 +249,8 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 	f->retried = false;
 	if (rc != 0 || sqlite3_changes(st->db) != 1)
 		return rc;
+	if ((rc = store_tier_follow_phase(st->db, f->run_id, f->phase_id, now, err)) != 0)
+		return rc;
 	args = xasprintf("%s %s", f->run_id, f->phase_id);
 	result = xasprintf("%s -> %s; selected by: %s%s%s; via %s", f->state,
 	    phase_state_name(PHASE_QUEUED), who->selector, who->note != NULL ? "; note: " : "",
