@@ -99,6 +99,9 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 		if (m->u.heartbeat.attempt_id != 0)
 			lease_fenced(
 			    w, m->u.heartbeat.db_uuid, m->u.heartbeat.attempt_id, "heartbeat");
+		/* A worker waiting for acknowledgements gets its commit at once. */
+		if (m->u.heartbeat.wait_seq >= 0 && w->unacked > 0)
+			writer_flush_early(w->sup);
 		break;
 	case PROTO_EVENT: lease_event(w, &m->u.event); break;
 	case PROTO_RESULT:
@@ -181,6 +184,9 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 			delay = RESPAWN_MAX_MS;
 		if (s->crash_streak == 0)
 			delay = 0;
+#ifdef AUTOPACK_MUTANT_respawn_without_backoff
+		delay = 0;
+#endif
 		uv_timer_start(&s->respawn_timer, pool_respawn_cb, delay, 0);
 	}
 	lifecycle_check_done(s);

@@ -465,7 +465,8 @@ void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const
 /* Commit everything queued in one transaction, then acknowledge the events and call the
  * done callbacks. A failed commit is rolled back and retried later; the queue is kept. */
 void writer_flush(struct sup *s);
-/* Commit now unless a failed commit is waiting for its retry (a worker waits for acks). */
+/* Commit in the loop's next turn rather than at the end of the window, unless a failed
+ * commit is waiting for its retry (a worker waits for acks). */
 void writer_flush_early(struct sup *s);
 
 /* --- policy.c: the drain rules --- */
