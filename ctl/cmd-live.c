@@ -380,8 +380,9 @@ static void show_progress(json_t *b, FILE *out)
 	    "%.19s %-9s workers %lld/%lld  queued %lld  in flight %lld  complete %lld"
 	    "  failed %lld  events %lld  rejected %lld\n",
 	    ts, jstr(b, "state"), jint(pool, "live"), jint(pool, "target"),
-	    jint(q, "phases_queued"), jint(q, "in_flight"), jint(ph, "COMPLETE"),
-	    jint(ph, "FAILED"), jint(n, "events_committed"),
+	    jint(q, "phases_queued"), jint(q, "in_flight"),
+	    jint(ph, phase_state_name(PHASE_COMPLETE)), jint(ph, phase_state_name(PHASE_FAILED)),
+	    jint(n, "events_committed"),
 	    jint(n, "rejected_wrong_uuid") + jint(n, "rejected_stale"));
 	fflush(out);
 }

@@ -44,6 +44,7 @@ static json_t *workers_json(struct sup *s)
 	return a;
 }
 
+/* workers: the worker table. */
 int cmd_workers(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -54,6 +55,7 @@ int cmd_workers(
 	return 0;
 }
 
+/* status: the supervisor, its workers, the queue and its counters. */
 int cmd_status(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -115,6 +117,7 @@ int cmd_status(
 	return 0;
 }
 
+/* metrics: the counters in Prometheus text format. */
 int cmd_metrics(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {

@@ -57,6 +57,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 	    s, s->stopping ? STOP_NOW : STOP_GRACEFUL, "received %s", strsignal(signum));
 }
 
+/* Start the signal handlers and the lifecycle's timers. */
 void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop_level level))
 {
 	s->stop_workers = stop_workers;
@@ -77,6 +78,7 @@ void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop
 		    (uint64_t)s->cfg.max_total_minutes * 60000, 0);
 }
 
+/* Check that the database path still names the opened file; exit 3 if not. */
 void lifecycle_identity_check(struct sup *s)
 {
 	struct store_err err;
@@ -108,11 +110,13 @@ void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
 	    s, STOP_NOW, "the database refused %d commits in a row", s->commit_fail_streak);
 }
 
+/* Escalate a graceful stop after ms. */
 void lifecycle_stop_timeout(struct sup *s, uint64_t ms)
 {
 	uv_timer_start(&s->stop_timer, stop_timer_cb, ms, 0);
 }
 
+/* Stop, recording the first reason given. */
 void lifecycle_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
 {
 	va_list ap;
@@ -127,6 +131,7 @@ void lifecycle_stop_because(struct sup *s, enum stop_level level, const char *fm
 	lifecycle_stop(s, level);
 }
 
+/* Raise the stop level, stop the workers accordingly, and check for the end. */
 void lifecycle_stop(struct sup *s, enum stop_level level)
 {
 	assert(level > STOP_NONE && level < STOP_LEVEL_COUNT);
@@ -142,6 +147,7 @@ void lifecycle_stop(struct sup *s, enum stop_level level)
 	lifecycle_check_done(s);
 }
 
+/* Stop when drained; end the loop once the stop has finished. */
 void lifecycle_check_done(struct sup *s)
 {
 	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {

@@ -265,6 +265,7 @@ static void pool_spawn(struct sup *s)
 	log_info("worker %d started (pid %d)", w->id, (int)w->pid);
 }
 
+/* Initialise the respawn timer and start the workers. */
 void pool_init(struct sup *s)
 {
 	uv_timer_init(s->loop, &s->respawn_timer);
@@ -273,6 +274,7 @@ void pool_init(struct sup *s)
 	pool_scale(s, s->target, false);
 }
 
+/* Retire or start workers to reach target. */
 void pool_scale(struct sup *s, int target, bool force)
 {
 	struct worker *w;
@@ -307,6 +309,7 @@ void pool_scale(struct sup *s, int target, bool force)
 	}
 }
 
+/* Retire or kill the workers for a stop. */
 void pool_stop(struct sup *s, enum stop_level level)
 {
 	struct worker *w;

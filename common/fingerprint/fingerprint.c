@@ -14,6 +14,7 @@ static bool fp_word(unsigned char c)
 	return isalnum(c) || c == '_' || c >= 0x80;
 }
 
+/* Whether c is an ASCII digit. */
 static bool fp_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
@@ -244,6 +245,7 @@ static size_t fp_copy_utf8(const char *s, char *out, size_t n)
 	return len;
 }
 
+/* Normalise an error message into out; returns its length. */
 size_t fp_normalise(const char *in, char *out, size_t n)
 {
 	char *s = xstrdup(in != NULL ? in : "");
@@ -266,6 +268,7 @@ size_t fp_normalise(const char *in, char *out, size_t n)
 	return len;
 }
 
+/* Name the rc bucket of an exit status. */
 void fp_rc_bucket(int rc, char *out, size_t n)
 {
 	if (rc == -1)
@@ -276,6 +279,7 @@ void fp_rc_bucket(int rc, char *out, size_t n)
 		snprintf(out, n, "rc%d", rc);
 }
 
+/* Join the parts that are present into a fingerprint; returns its length. */
 size_t fp_fingerprint(
     const char *final_state, const char *bucket, const char *error, char *out, size_t n)
 {
@@ -320,6 +324,7 @@ size_t fp_attempt(enum outcome o, enum reason r, const char *message, char *out,
 	return fp_fingerprint(outcome_label(o), bucket, message, out, n);
 }
 
+/* Whether the text shows a context or turn limit. */
 bool fp_llm_boundary(const char *text)
 {
 	static const char *const marks[] = {
@@ -377,6 +382,7 @@ static bool fp_before_llm_text(const char *text)
 	return hit;
 }
 
+/* Say why an attempt yielded no clean sample (ZERO_YIELD_NONE if it did). */
 enum zero_yield fp_zero_yield_reason(const struct fp_yield *y)
 {
 	if (y->dry_run || y->samples > 0)
