@@ -73,7 +73,7 @@ void convert_event_to_row(const struct proto_event *ev, struct drain_event *row)
 	case PROTO_EV_TOKEN_ESTIMATION: {
 		const struct proto_estimation *e = &ev->body.est;
 
-		row->u.est = (struct drain_estimation){
+		row->u.est = (struct store_estimation){
 			.category = e->category,
 			.complexity = e->complexity,
 			.deliverable_count = e->deliverable_count,

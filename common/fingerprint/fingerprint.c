@@ -324,6 +324,24 @@ size_t fp_attempt(enum outcome o, enum reason r, const char *message, char *out,
 	return fp_fingerprint(outcome_label(o), bucket, message, out, n);
 }
 
+/* Whether the lowercased text contains one of the n lowercase marks (false for NULL). */
+static bool fp_has_mark(const char *text, const char *const *marks, size_t n)
+{
+	char *low;
+	size_t i;
+	bool hit = false;
+
+	if (text == NULL)
+		return false;
+	low = xstrdup(text);
+	for (i = 0; low[i] != '\0'; i++)
+		low[i] = (char)tolower((unsigned char)low[i]);
+	for (i = 0; i < n && !hit; i++)
+		hit = strstr(low, marks[i]) != NULL;
+	free(low);
+	return hit;
+}
+
 /* Whether the text shows a context or turn limit. */
 bool fp_llm_boundary(const char *text)
 {
@@ -338,19 +356,8 @@ bool fp_llm_boundary(const char *text)
 		"conversation too long",
 		"exceeded maximum",
 	};
-	char *low;
-	size_t i;
-	bool hit = false;
 
-	if (text == NULL)
-		return false;
-	low = xstrdup(text);
-	for (i = 0; low[i] != '\0'; i++)
-		low[i] = (char)tolower((unsigned char)low[i]);
-	for (i = 0; i < ARRAY_SIZE(marks) && !hit; i++)
-		hit = strstr(low, marks[i]) != NULL;
-	free(low);
-	return hit;
+	return fp_has_mark(text, marks, ARRAY_SIZE(marks));
 }
 
 /* True when the lowercased output shows a failure before any LLM call. */
@@ -367,19 +374,8 @@ static bool fp_before_llm_text(const char *text)
 		"connection error",
 		"permission denied",
 	};
-	char *low;
-	size_t i;
-	bool hit = false;
 
-	if (text == NULL)
-		return false;
-	low = xstrdup(text);
-	for (i = 0; low[i] != '\0'; i++)
-		low[i] = (char)tolower((unsigned char)low[i]);
-	for (i = 0; i < ARRAY_SIZE(marks) && !hit; i++)
-		hit = strstr(low, marks[i]) != NULL;
-	free(low);
-	return hit;
+	return fp_has_mark(text, marks, ARRAY_SIZE(marks));
 }
 
 /* Say why an attempt yielded no clean sample (ZERO_YIELD_NONE if it did). */
