@@ -143,6 +143,9 @@ int store_identity_changed(struct store *st, struct store_err *err)
 {
 	struct stat sb;
 
+#ifdef AUTOPACK_MUTANT_moved_database_unnoticed
+	return 0;
+#endif
 	if (stat(st->path, &sb) != 0) {
 		if (errno == ENOENT)
 			return store_fail(err, STORE_EMOVED,
