@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include <sqlite3.h>
+#include "common/store/db.h"
 
 enum store_errcode {
 	STORE_OK = 0,
@@ -33,7 +33,7 @@ struct store_err {
 };
 
 struct store {
-	sqlite3 *db;
+	struct db *db;
 	char *path; /* canonical absolute path */
 	char *url;  /* canonical URL: sqlite:////abs/path.db */
 	char uuid[37];

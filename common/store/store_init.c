@@ -1,3 +1,4 @@
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/schema.sql.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -42,20 +43,20 @@ char *store_created_by(void)
 }
 
 /* Insert the meta row. */
-int store_meta_insert(sqlite3 *db, const char *uuid, const char *now, const char *by, int version,
+int store_meta_insert(struct db *db, const char *uuid, const char *now, const char *by, int version,
     struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db,
 	    "INSERT INTO meta (id, db_uuid, created_at, created_by, schema_version) "
 	    "VALUES (1, ?1, ?2, ?3, ?4)",
-	    -1, &q, NULL);
+	    &q);
 
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, uuid);
 		store_bind_text(q, 2, now);
 		store_bind_text(q, 3, by);
-		sqlite3_bind_int(q, 4, version);
+		db_bind_int64(q, 4, version);
 	}
 	return store_step_done(db, q, rc, err, "writing meta");
 }
@@ -76,9 +77,9 @@ static void store_unlink_all(const char *path)
 int store_init_sql(
     const char *path, const char *sql, int version, char uuid[37], struct store_err *err)
 {
-	sqlite3 *db = NULL;
+	struct db *db = NULL;
 	char id[37], now[32];
-	char *by = NULL;
+	char *by = NULL, msg[512];
 	int fd, rc;
 
 	rc = store_uuid_v4(id, err);
@@ -94,29 +95,27 @@ int store_init_sql(
 	close(fd);
 	by = store_created_by();
 	time_db_now(now);
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "cannot open: %s",
-		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
+	if (db_sqlite_open(path, SQLITE_OPEN_READWRITE, 0, &db, msg, sizeof msg) != DB_OK) {
+		rc = store_fail(err, STORE_EIO, "cannot open: %s", msg);
 		goto out;
 	}
-	rc = store_exec(db, "BEGIN IMMEDIATE", "starting the schema transaction", err);
+	rc = store_begin(db, "starting the schema transaction", err);
 	if (rc == 0)
 		rc = store_exec(db, sql, "creating the schema", err);
 	if (rc == 0)
 		rc = store_meta_insert(db, id, now, by, version, err);
 	if (rc == 0)
-		rc = store_exec(db, "COMMIT", "committing the schema", err);
+		rc = store_commit(db, "committing the schema", err);
 	if (rc == 0)
 		rc = store_exec(db, "PRAGMA journal_mode=WAL", "switching to WAL", err);
 out:
-	if (db != NULL && sqlite3_close(db) != SQLITE_OK && rc == 0)
-		rc = store_fail(err, STORE_EIO, "closing: %s", sqlite3_errmsg(db));
+	db_close(db);
 	free(by);
 	if (rc != 0) {
-		char *msg = xstrdup(err != NULL ? err->text : "");
+		char *text = xstrdup(err != NULL ? err->text : "");
 		store_unlink_all(path);
-		store_fail(err, rc, "%s: %s; the half-made file was removed", path, msg);
-		free(msg);
+		store_fail(err, rc, "%s: %s; the half-made file was removed", path, text);
+		free(text);
 		return rc;
 	}
 	if (uuid != NULL)

@@ -40,33 +40,32 @@ size_t store_schema_tables(int version, const char **names, size_t cap)
 
 /* Read the single meta row: its uuid and schema version. */
 static int store_meta_read(
-    sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err)
+    struct db *db, const char *path, int *version, char uuid[37], struct store_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int64_t rows = 0;
 	int rc;
 
-	rc = sqlite3_prepare_v2(
-	    db, "SELECT count(*), max(db_uuid), max(schema_version) FROM meta", -1, &st, NULL);
-	if (rc != SQLITE_OK) {
+	rc = db_prepare(db, "SELECT count(*), max(db_uuid), max(schema_version) FROM meta", &st);
+	if (rc != DB_OK) {
 		store_fail(err, STORE_ENOTDB,
 		    "%s: SQLite database but not an autopack database (its meta table has "
 		    "no db_uuid/schema_version: %s); the file was left untouched",
-		    path, sqlite3_errmsg(db));
-		sqlite3_finalize(st);
+		    path, db_errmsg(db));
+		db_finalize(st);
 		return STORE_ENOTDB;
 	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		const unsigned char *u = sqlite3_column_text(st, 1);
+	rc = db_step(st);
+	if (rc == DB_ROW) {
+		const char *u = db_column_text(st, 1);
 
-		rows = sqlite3_column_int64(st, 0);
-		*version = sqlite3_column_int(st, 2);
+		rows = db_column_int64(st, 0);
+		*version = db_column_int64(st, 2);
 		strlcpy_ap(uuid, u != NULL ? (const char *)u : "", 37);
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW)
-		return store_fail(err, STORE_EIO, "%s: reading meta: %s", path, sqlite3_errstr(rc));
+	db_finalize(st);
+	if (rc != DB_ROW)
+		return store_fail(err, STORE_EIO, "%s: reading meta: %s", path, db_errmsg(db));
 	if (rows != 1)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: SQLite database but not a usable autopack database (meta holds %lld "
@@ -85,7 +84,7 @@ static int store_meta_read(
 
 /* Check meta, version and tables, reading only; ENOTDB, EVERSION or EPARTIAL. */
 int store_schema_check(
-    sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err)
+    struct db *db, const char *path, int *version, char uuid[37], struct store_err *err)
 {
 	const char *names[ARRAY_SIZE(store_tables) + 1];
 	char missing[300] = "";
