@@ -90,6 +90,34 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	return rc;
 }
 
+/* Call fn for each (run, state) with its phase count; STORE_EIO on failure. */
+int store_drain_each_run_state(struct store_drain *d, const char *run_filter,
+    int (*fn)(void *arg, const char *run_id, enum phase_state state, int64_t n), void *arg,
+    struct store_err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(d->st->db,
+	        "SELECT run_id, state, count(*) FROM phases WHERE ?1 IS NULL OR run_id = ?1"
+	        " GROUP BY run_id, state ORDER BY run_id",
+	        -1, &s, NULL) != SQLITE_OK)
+		return drain_fail(d, err, "phase counts by run");
+	store_bind_text(s, 1, run_filter);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (fn(arg, (const char *)sqlite3_column_text(s, 0),
+		        phase_state_parse((const char *)sqlite3_column_text(s, 1)),
+		        sqlite3_column_int64(s, 2)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return drain_fail(d, err, "phase counts by run");
+	return 0;
+}
+
 /* Count phases by state; STORE_EIO on failure. */
 int store_drain_phase_counts(
     struct store_drain *d, int64_t counts[PHASE_STATE_COUNT], struct store_err *err)
