@@ -117,8 +117,8 @@ static int dburl_pg_check_keys(
 }
 
 /* Write the canonical URL of a parsed option list completed with libpq's defaults. */
-static char *dburl_pg_compose(const PQconninfoOption *o, const char *user, const char *host,
-    const char *port)
+static char *dburl_pg_compose(
+    const PQconninfoOption *o, const char *user, const char *host, const char *port)
 {
 	struct strbuf b = { 0 };
 	char sep = '?';
@@ -186,8 +186,8 @@ int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errl
 	*canonical_url = NULL;
 	libpq_url = xasprintf("postgresql%s", rest != NULL ? rest : "");
 	if (rest == NULL || strncmp(rest, "://", 3) != 0) {
-		errbuf_fail(err, errlen, "'%s' is not a PostgreSQL URL; use %s", shown,
-		    DBURL_PG_EXAMPLE);
+		errbuf_fail(
+		    err, errlen, "'%s' is not a PostgreSQL URL; use %s", shown, DBURL_PG_EXAMPLE);
 		goto out;
 	}
 	if (strchr(url, '#') != NULL) {

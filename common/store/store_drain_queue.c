@@ -18,7 +18,7 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	                          " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
 	                          " FROM phases p JOIN tiers t ON t.id = p.tier_id"
 	                          " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-	                          " AND (?1 IS NULL OR p.run_id = ?1)"
+	                          " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
 	                          " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
 	struct db_stmt *s;
 	int rc;
@@ -95,25 +95,24 @@ int store_drain_each_run_state(struct store_drain *d, const char *run_filter,
     int (*fn)(void *arg, const char *run_id, enum phase_state state, int64_t n), void *arg,
     struct store_err *err)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	int rc;
 
-	if (sqlite3_prepare_v2(d->st->db,
-	        "SELECT run_id, state, count(*) FROM phases WHERE ?1 IS NULL OR run_id = ?1"
+	if (db_prepare(d->st->db,
+	        "SELECT run_id, state, count(*) FROM phases WHERE CAST(?1 AS TEXT) IS NULL OR run_id = ?1"
 	        " GROUP BY run_id, state ORDER BY run_id",
-	        -1, &s, NULL) != SQLITE_OK)
+	        &s) != DB_OK)
 		return drain_fail(d, err, "phase counts by run");
 	store_bind_text(s, 1, run_filter);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (fn(arg, (const char *)sqlite3_column_text(s, 0),
-		        phase_state_parse((const char *)sqlite3_column_text(s, 1)),
-		        sqlite3_column_int64(s, 2)) != 0) {
-			rc = SQLITE_DONE;
+	while ((rc = db_step(s)) == DB_ROW) {
+		if (fn(arg, db_column_text(s, 0), phase_state_parse(db_column_text(s, 1)),
+		        db_column_int64(s, 2)) != 0) {
+			rc = DB_DONE;
 			break;
 		}
 	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
+	db_finalize(s);
+	if (rc != DB_DONE)
 		return drain_fail(d, err, "phase counts by run");
 	return 0;
 }

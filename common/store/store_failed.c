@@ -24,10 +24,10 @@ static const char failed_sql[] =
     " WHERE (p.state = ?6"
     "   OR (NOT ?5 AND p.state IN (?7, ?8) AND a.outcome IS NOT NULL"
     "     AND a.outcome NOT IN (?9, ?10) AND p.updated_at <= a.ended_at)"
-    "   OR (?5 AND ?2 IS NOT NULL AND p.state = ?8))"
-    " AND (?1 IS NULL OR p.run_id = ?1) AND (?2 IS NULL OR p.phase_id = ?2)"
-    " AND (?3 IS NULL OR " FAILED_ENDED " >= ?3)"
-    " AND (?4 IS NULL OR upper(" FAILED_REASON ") = upper(?4))"
+    "   OR (?5 AND CAST(?2 AS TEXT) IS NOT NULL AND p.state = ?8))"
+    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR p.phase_id = ?2)"
+    " AND (CAST(?3 AS TEXT) IS NULL OR " FAILED_ENDED " >= ?3)"
+    " AND (CAST(?4 AS TEXT) IS NULL OR upper(" FAILED_REASON ") = upper(?4))"
     " ORDER BY " FAILED_ENDED " DESC, p.run_id, p.phase_id";
 
 /* Fill a listed phase from the current row (a store_rows fill). */

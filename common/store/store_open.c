@@ -145,6 +145,8 @@ int store_identity_changed(struct store *st, struct store_err *err)
 #ifdef AUTOPACK_MUTANT_moved_database_unnoticed
 	return 0;
 #endif
+	if (st->backend == DB_PG)
+		return store_pg_identity_changed(st, err);
 	if (stat(st->path, &sb) != 0) {
 		if (errno == ENOENT)
 			return store_fail(err, STORE_EMOVED,

@@ -15,11 +15,12 @@
 	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id"                      \
 	"   AND a.ended_at IS NULL),"                                                              \
 	" (SELECT count(*) FROM drain_session_results r WHERE r.session_id = s.session_id),"       \
-	" (SELECT coalesce(sum(r.success != 0), 0) FROM drain_session_results r"                   \
-	"   WHERE r.session_id = s.session_id),"                                                   \
-	" (SELECT coalesce(sum(r.telemetry_events_collected), 0)"                                  \
-	"   FROM drain_session_results r WHERE r.session_id = s.session_id)"                       \
-	" FROM drain_sessions s"
+	" (SELECT coalesce(" SQL_SUM_IF(                                                           \
+	    "r.success != 0") ", 0) FROM drain_session_results r"                                  \
+	                      "   WHERE r.session_id = s.session_id),"                             \
+	                      " (SELECT coalesce(sum(r.telemetry_events_collected), 0)"            \
+	                      "   FROM drain_session_results r WHERE r.session_id = s.session_id)" \
+	                      " FROM drain_sessions s"
 
 /* Free one session of a store_rows. */
 static void session_item_free(void *s)

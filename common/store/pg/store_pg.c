@@ -17,8 +17,8 @@ int store_pg_connect(const char *url, struct db **db, struct store_err *err)
 	enum db_fault fault;
 	char msg[600];
 
-	if (db_pg_connect(url, dburl_pg_password(url), program_invocation_short_name, db,
-	        &fault, msg, sizeof msg) == DB_OK)
+	if (db_pg_connect(url, dburl_pg_password(url), program_invocation_short_name, db, &fault,
+	        msg, sizeof msg) == DB_OK)
 		return 0;
 	if (fault == DB_FAULT_NOTDB)
 		return store_fail(err, STORE_ENOENT,
@@ -59,7 +59,8 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 	if (rc != 0)
 		return rc;
 	if (mode == STORE_READ)
-		rc = store_exec(db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", url, err);
+		rc = store_exec(
+		    db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", url, err);
 	if (rc == 0)
 		rc = store_schema_check(db, url, &st->schema_version, st->uuid, err);
 	if (rc == 0 && mode != STORE_READ && st->schema_version < SCHEMA_VERSION)
@@ -105,11 +106,13 @@ static int store_pg_check_empty(struct db *db, const char *url, struct store_err
 		if (t == NULL)
 			continue;
 		if (len < sizeof found)
-			len += (size_t)snprintf(found + len, sizeof found - len, "%s%s", n ? ", " : "", t);
+			len += (size_t)snprintf(
+			    found + len, sizeof found - len, "%s%s", n ? ", " : "", t);
 		n++;
 	}
 	if (rc != DB_DONE)
-		rc = store_fail(err, STORE_EIO, "%s: reading the table list: %s", url, db_errmsg(db));
+		rc = store_fail(
+		    err, STORE_EIO, "%s: reading the table list: %s", url, db_errmsg(db));
 	else if (schema_copy == NULL)
 		rc = store_fail(err, STORE_ENOTDB,
 		    "%s: no schema to create the tables in (none of the search_path exists); "
@@ -173,4 +176,33 @@ int store_pg_init(const char *url, char uuid[37], struct store_err *err)
 	if (uuid != NULL)
 		memcpy(uuid, id, sizeof id);
 	return 0;
+}
+
+/* Compare meta's uuid and the server's identity with the ones opened. */
+int store_pg_identity_changed(struct store *st, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	char uuid[37] = "", *id = NULL;
+	int rc;
+
+	if (db_in_transaction(st->db))
+		return 0;
+	rc = db_prepare(st->db, "SELECT db_uuid FROM meta WHERE id = 1", &q);
+	if (rc == DB_OK && db_step(q) == DB_ROW && db_column_text(q, 0) != NULL)
+		strlcpy_ap(uuid, db_column_text(q, 0), sizeof uuid);
+	db_finalize(q);
+	if (uuid[0] == '\0' || store_pg_server_id(st->db, st->url, &id, NULL) != 0)
+		return 0;
+	rc = 0;
+	if (strcmp(uuid, st->uuid) != 0)
+		rc = store_fail(err, STORE_EMOVED,
+		    "%s: the database's uuid changed from %s to %s after it was opened", st->url,
+		    st->uuid, uuid);
+	else if (strcmp(id, st->server_id) != 0)
+		rc = store_fail(err, STORE_EMOVED,
+		    "%s: the connection now reaches another database (server/database %s, opened "
+		    "as %s)",
+		    st->url, id, st->server_id);
+	free(id);
+	return rc;
 }

@@ -17,6 +17,10 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 /* store_init for a PostgreSQL URL: the whole schema and the meta row in one transaction
  * in the connection's current schema, which must hold no table. */
 int store_pg_init(const char *url, char uuid[37], struct store_err *err);
+/* store_identity_changed for PostgreSQL: STORE_EMOVED when meta's uuid, the server's
+ * system identifier or the database name is no longer the one opened; 0 otherwise, also
+ * when they cannot be read (a lost connection is the writer's to notice). */
+int store_pg_identity_changed(struct store *st, struct store_err *err);
 /* Read the server's identity of the connection: "<system identifier>/<database name>"
  * (heap). */
 int store_pg_server_id(struct db *db, const char *url, char **id, struct store_err *err);
