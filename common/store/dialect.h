@@ -14,6 +14,8 @@ struct db_dialect {
 	 * commit that a power loss may undo while the database stays whole. */
 	const char *sync_full;
 	const char *sync_normal;
+	/* What orders drain sessions started at the same time (newest last). */
+	const char *session_order;
 	/* A row if ?1 names a table (names compare without case). */
 	const char *table_exists;
 };

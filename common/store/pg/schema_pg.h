@@ -4,9 +4,9 @@
  * The tables the Python original shares (runs, tiers, phases, llm_usage_events,
  * token_estimation_v2_events) have the column types its SQLAlchemy models create on
  * PostgreSQL (TIMESTAMP, BOOLEAN, JSON, INTEGER, SERIAL keys), so the original reads and
- * writes them as its own; autopack's own tables keep SQLite's types (TEXT timestamps,
- * BIGINT flags). Created whole in one transaction by db init; never migrated: no older
- * PostgreSQL schema exists.
+ * writes them as its own. autopack's own tables keep SQLite's types (BIGINT flags), but
+ * for their times: TIMESTAMP, so that times compare across tables. Created whole in one
+ * transaction by db init; never migrated: no older PostgreSQL schema exists.
  */
 #ifndef AUTOPACK_SCHEMA_PG_H
 #define AUTOPACK_SCHEMA_PG_H
@@ -15,7 +15,7 @@
 	"CREATE TABLE meta (\n"                                                                    \
 	"  id BIGINT PRIMARY KEY CHECK (id = 1),\n"                                                \
 	"  db_uuid TEXT NOT NULL,\n"                                                               \
-	"  created_at TEXT NOT NULL,\n"                                                            \
+	"  created_at TIMESTAMP NOT NULL,\n"                                                       \
 	"  created_by TEXT NOT NULL,\n"                                                            \
 	"  schema_version BIGINT NOT NULL,\n"                                                      \
 	"  supervisor_pid BIGINT,\n"                                                               \
@@ -111,8 +111,8 @@
 	"CREATE INDEX ix_phases_state_started ON phases(state, started_at);\n"                     \
 	"CREATE TABLE drain_sessions (\n"                                                          \
 	"  session_id TEXT PRIMARY KEY,\n"                                                         \
-	"  started_at TEXT NOT NULL,\n"                                                            \
-	"  completed_at TEXT,\n"                                                                   \
+	"  started_at TIMESTAMP NOT NULL,\n"                                                       \
+	"  completed_at TIMESTAMP,\n"                                                              \
 	"  supervisor_pid BIGINT,\n"                                                               \
 	"  settings_json TEXT NOT NULL DEFAULT '{}',\n"                                            \
 	"  state_json TEXT NOT NULL DEFAULT '{}',\n"                                               \
@@ -127,8 +127,8 @@
 	"  worker_pid BIGINT,\n"                                                                   \
 	"  dry_run BIGINT NOT NULL DEFAULT 0,\n"                                                   \
 	"  initial_state TEXT,\n"                                                                  \
-	"  started_at TEXT NOT NULL,\n"                                                            \
-	"  ended_at TEXT,\n"                                                                       \
+	"  started_at TIMESTAMP NOT NULL,\n"                                                       \
+	"  ended_at TIMESTAMP,\n"                                                                  \
 	"  outcome TEXT,\n"                                                                        \
 	"  failure_reason TEXT,\n"                                                                 \
 	"  message TEXT,\n"                                                                        \
@@ -146,7 +146,7 @@
 	"  attempt_id BIGINT NOT NULL REFERENCES attempts(attempt_id) ON DELETE CASCADE,\n"        \
 	"  seq BIGINT NOT NULL,\n"                                                                 \
 	"  kind TEXT NOT NULL,\n"                                                                  \
-	"  created_at TEXT NOT NULL,\n"                                                            \
+	"  created_at TIMESTAMP NOT NULL,\n"                                                       \
 	"  level TEXT,\n"                                                                          \
 	"  message TEXT,\n"                                                                        \
 	"  PRIMARY KEY (attempt_id, seq)\n"                                                        \
@@ -231,7 +231,7 @@
 	"  final_state TEXT,\n"                                                                    \
 	"  success BIGINT NOT NULL,\n"                                                             \
 	"  error_message TEXT,\n"                                                                  \
-	"  timestamp TEXT NOT NULL,\n"                                                             \
+	"  timestamp TIMESTAMP NOT NULL,\n"                                                        \
 	"  duration_seconds DOUBLE PRECISION,\n"                                                   \
 	"  failure_fingerprint TEXT,\n"                                                            \
 	"  telemetry_events_collected BIGINT,\n"                                                   \
@@ -242,7 +242,7 @@
 	");\n"                                                                                     \
 	"CREATE TABLE control_log (\n"                                                             \
 	"  id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,\n"                              \
-	"  at TEXT NOT NULL,\n"                                                                    \
+	"  at TIMESTAMP NOT NULL,\n"                                                               \
 	"  peer_pid BIGINT,\n"                                                                     \
 	"  peer_uid BIGINT,\n"                                                                     \
 	"  command TEXT NOT NULL,\n"                                                               \
@@ -252,7 +252,7 @@
 	");\n"                                                                                     \
 	"CREATE TABLE estimator_coefficients (\n"                                                  \
 	"  version BIGINT PRIMARY KEY,\n"                                                          \
-	"  created_at TEXT NOT NULL,\n"                                                            \
+	"  created_at TIMESTAMP NOT NULL,\n"                                                       \
 	"  active BIGINT NOT NULL DEFAULT 0,\n"                                                    \
 	"  parent_version BIGINT,\n"                                                               \
 	"  provenance_json TEXT NOT NULL DEFAULT '{}',\n"                                          \
