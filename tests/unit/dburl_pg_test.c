@@ -40,8 +40,8 @@ static void expect_refused(const char *url, const char *needle)
 
 TEST(dburl_pg_canonical_forms)
 {
-	expect_canonical("postgresql://u@Db.Example:5433/autopack",
-	    "postgresql://u@db.example:5433/autopack");
+	expect_canonical(
+	    "postgresql://u@Db.Example:5433/autopack", "postgresql://u@db.example:5433/autopack");
 	expect_canonical("postgres://u@h/autopack", "postgresql://u@h:5432/autopack");
 	expect_canonical("postgresql+psycopg2://u@h/autopack", "postgresql://u@h:5432/autopack");
 	expect_canonical("postgresql://h/autopack", "postgresql://envuser@h:5432/autopack");
@@ -64,8 +64,8 @@ TEST(dburl_pg_password_is_kept_out_of_the_canonical_url)
 	CHECK(dburl_pg_password("postgresql://u@h:5432/other") == NULL);
 	free(path);
 	free(url);
-	CHECK(dburl_parse("postgresql://u@h/db2?password=secret", &path, &url, err, sizeof err) ==
-	    0);
+	CHECK(
+	    dburl_parse("postgresql://u@h/db2?password=secret", &path, &url, err, sizeof err) == 0);
 	CHECK_EQ_STR(url, "postgresql://u@h:5432/db2");
 	CHECK_EQ_STR(dburl_pg_password(url), "secret");
 	free(path);
