@@ -195,6 +195,22 @@ def wait_for(pred, timeout=60, step=0.05, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+KEY = "sk-test-supervisor-key-0123456789"
+
+
+def llm_supervisor(tmp, url, llm, *args, name="sup"):
+    """A supervisor whose real workers call the stand-in `llm` (Anthropic API, no retries)."""
+    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
+                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name)
+
+
+def gate_check(tmp):
+    """A check command that waits until the file `go` exists in tmp: phases stay in
+    flight until the test lets them finish. Returns (check command, go path)."""
+    go = os.path.join(str(tmp), "go")
+    return "while [ ! -e %s ]; do sleep 0.05; done" % go, go
+
+
 class Standin:
     """The LLM stand-in server on a free loopback port."""
 
