@@ -405,6 +405,7 @@ enum zero_yield fp_zero_yield_reason(const struct fp_yield *y)
 	return ZERO_YIELD_UNKNOWN;
 }
 
+/* Name a fingerprint by the hex digits of its hash. */
 void fp_id(const char *fingerprint, char out[FP_ID_LEN + 1])
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
@@ -417,6 +418,7 @@ void fp_id(const char *fingerprint, char out[FP_ID_LEN + 1])
 	snprintf(out, FP_ID_LEN + 1, "%012llx", (unsigned long long)(h >> 16));
 }
 
+/* Whether `name` is the fingerprint or a prefix of its id. */
 bool fp_id_matches(const char *fingerprint, const char *name)
 {
 	char id[FP_ID_LEN + 1];
