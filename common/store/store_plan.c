@@ -219,17 +219,23 @@ static char *plan_first_missing(const char *dir)
 }
 
 /* Create run `run_id`'s workspace `dir` and its missing parents, remembering which were
- * new. */
+ * new; STORE_EINVAL when it cannot be made or exists as something else than a directory. */
 static int plan_mkdir(
     struct plan_dirs *dirs, const char *dir, const char *run_id, struct store_err *err)
 {
 	char *top = plan_first_missing(dir);
 	int rc = mkdir_p(dir, 0755);
+	struct stat sb;
 
 	if (rc != 0) {
 		free(top);
 		return store_fail(err, STORE_EINVAL, "cannot create workspace %s for run %s: %s",
 		    dir, run_id, strerror(-rc));
+	}
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		free(top);
+		return store_fail(err, STORE_EINVAL,
+		    "workspace %s for run %s exists and is not a directory", dir, run_id);
 	}
 	if (top != NULL) {
 		dirs->made = xrealloc(dirs->made, (dirs->n + 2) * sizeof *dirs->made);
