@@ -468,7 +468,8 @@ int store_plan_import(struct store *st, const char *text, size_t len, const char
 
 	memset(sum, 0, sizeof *sum);
 	if (len == bom)
-		return store_fail(err, STORE_EINVAL, "%s: empty file, expected a JSON plan", source);
+		return store_fail(
+		    err, STORE_EINVAL, "%s: empty file, expected a JSON plan", source);
 	doc = json_loadb(text + bom, len - bom, JSON_REJECT_DUPLICATES, &jerr);
 	if (doc == NULL)
 		return store_fail(err, STORE_EINVAL, "%s:%d:%d: invalid JSON: %s", source,
@@ -494,7 +495,8 @@ int store_plan_read(const char *path, struct store_plan_text *pt, struct store_e
 		    err, STORE_EINVAL, "%s: cannot read the plan: %s", path, strerror(-rc));
 	if (pt->regular && realpath(path, real) != NULL) {
 		slash = strrchr(real, '/');
-		pt->base_dir = slash == real ? xstrdup("/") : xstrndup(real, (size_t)(slash - real));
+		pt->base_dir = slash == real ? xstrdup("/") :
+		                               xstrndup(real, (size_t)(slash - real));
 	} else {
 		pt->base_dir = store_path_absolute(".", NULL);
 		if (pt->base_dir == NULL) {
