@@ -160,3 +160,22 @@ def test_telemetry_import_refuses_two_run_ids(db, tmp):
     assert r.rc == 2, r
     assert "--run-id given twice" in r.err, r
     assert count(db, "runs") == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["--db", "sqlite:///a.db", "--db", "sqlite:///b.db", "db", "check"],
+    ["--db=sqlite:///a.db", "db", "check", "--db", "sqlite:///b.db"],
+    ["db", "check", "--db", "sqlite:///a.db", "--db=sqlite:///b.db"],
+])
+def test_two_different_db_flags_are_refused(tmp, args):
+    for name in ("a.db", "b.db"):
+        assert ctl("--db", url(name), "db", "init").rc == 0
+    r = ctl(*args)
+    assert r.rc == 2, r
+    assert "--db given twice with different URLs" in r.err, r
+    assert "== autopack database ==" not in r.out
+
+
+def test_the_same_db_flag_twice_is_fine(db):
+    r = ctl("--db", url(db), "db", "check", "--db", url(db), "--allow-empty-db")
+    assert r.rc == 0, r
