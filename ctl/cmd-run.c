@@ -28,7 +28,12 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (optind + 1 != argc)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind + 1]);
 	plan = argv[optind];
-	/* Read first: a plan on a pipe may wait for its writer, and nothing is locked then. */
+	/* The database must be usable; then the plan is read before anything is locked, as a
+	 * plan on a pipe may wait for its writer. */
+	ret = cmd_open_read(ctx, &st, false);
+	if (ret != 0)
+		return ret;
+	store_close(&st);
 	rc = store_plan_read(plan, &pt, &err);
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s; nothing was written", err.text);
