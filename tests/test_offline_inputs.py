@@ -179,3 +179,13 @@ def test_two_different_db_flags_are_refused(tmp, args):
 def test_the_same_db_flag_twice_is_fine(db):
     r = ctl("--db", url(db), "db", "check", "--db", url(db), "--allow-empty-db")
     assert r.rc == 0, r
+
+
+def test_db_init_through_a_dangling_symlink_names_the_symlink(tmp):
+    os.symlink("elsewhere/missing.db", tmp / "link.db")
+    r = ctl("--db", url("link.db"), "db", "init")
+    assert r.rc == 2, r
+    assert "%s is a symbolic link to elsewhere/missing.db, which does not exist" % (
+        tmp / "link.db") in r.err, r
+    assert "db init)" not in r.err, r
+    assert os.path.islink(tmp / "link.db") and not (tmp / "elsewhere").exists()
