@@ -60,6 +60,9 @@ def new_db(tmp, runs=2, tiers=1, phases=3, **kw):
 
 
 def sql(url, query, *args):
+    if url.startswith("postgresql://"):
+        import pg_cluster
+        return pg_cluster.query(url, query, *args)
     path = url[len("sqlite:///"):]
     con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
     try:
@@ -235,3 +238,23 @@ class Standin:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+def hold_write_lock(path):
+    """Another process that takes SQLite's write lock on path and holds it until release."""
+    holder = subprocess.Popen([sys.executable, "-c", """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+con.execute("ROLLBACK")
+""", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def release(holder):
+    """Let a hold_write_lock holder roll back and exit."""
+    holder.communicate("\n", timeout=30)
+    assert holder.returncode == 0
