@@ -52,9 +52,14 @@ def llm(tmp):
     s.stop()
 
 
-def plan_db(tmp, runs):
-    """A database holding `runs`: {run_id: [(phase_id, category, check or None, text)]}."""
-    url = new_db(tmp, runs=0)
+def plan_db(tmp, runs, url=None):
+    """A database holding `runs`: {run_id: [(phase_id, category, check or None, text)]};
+    a new SQLite file in tmp, or `url` initialised."""
+    if url is None:
+        url = new_db(tmp, runs=0)
+    else:
+        r = ctl("--db", url, "db", "init")
+        assert r.rc == 0, r
     doc = {"runs": []}
     for run_id, phases in runs.items():
         tier = {"tier_id": "T1", "name": "tier", "phases": []}
@@ -275,6 +280,37 @@ def test_healthz_answers_while_the_loop_is_stuck_and_fails_once_the_database_is_
             holder.close()
     assert sup.wait(timeout=60) == 3
     assert "DATABASE LOST" in sup.stderr()
+
+
+def test_healthz_and_metrics_on_postgresql(tmp, llm, pg_url):
+    # No file to watch: the identity is the server's, checked by the loop every second.
+    url = plan_db(tmp, {"run-a": [("p0", "implementation", None, ""),
+                                  ("p1", "tests", "exit 3", "")]}, url=pg_url)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--http", "127.0.0.1:0",
+                         "--max-attempts-per-phase", 1)
+    try:
+        base = http_base(sup)
+        st = status_when(sup, lambda s: s["progress"]["remaining"] == 0 and
+                         s["writer_queue_writes"] == 0, what="the drain done and committed")
+        status, _, body = request(base, "/healthz")
+        h = json.loads(body)
+        assert status == 200 and h["status"] == "ok" and h["reasons"] == [], body
+        assert h["db_url"] == st["db_url"] and h["db_uuid"] == st["db_uuid"]
+        assert h["device_inode"] is None
+        system_id, dbname = h["server_id"].split("/")
+        assert system_id.isdigit() and dbname == pg_url.rsplit("/", 1)[1]
+        want = {(o, r or "none"): n for o, r, n in sql(
+            url, "SELECT outcome, failure_reason, count(*) FROM attempts GROUP BY 1, 2")}
+        assert want == {("success", "none"): 1, ("failed", "CHECK_FAILED"): 1}
+        m = wait_for(lambda: (lambda m: m if {k: v for k, v in by(
+            m, "autopack_attempts_total", "outcome", "reason").items() if v} == want
+            else None)(samples(request(base, "/metrics")[2])),
+            what="/metrics counting both attempts")
+        assert by(m, "autopack_phases", "state")[("COMPLETE",)] == 1
+        assert by(m, "autopack_phases", "state")[("FAILED",)] == 1
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
 
 
 def test_healthz_fails_on_a_crash_loop(tmp):
