@@ -23,8 +23,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, binpath, ctl, run
-from supervisor_helpers import (Standin, Supervisor, gate_check, llm_supervisor, new_db, sql,
-                                status_when, wait_for)
+from supervisor_helpers import (Standin, Supervisor, gate_check, hold_write_lock,
+                                llm_supervisor, new_db, release, sql, status_when, wait_for)
 
 ARTIFACTS = os.path.join(ROOT, "build", "test-artifacts")
 FAMILIES = {
@@ -280,6 +280,41 @@ def test_healthz_answers_while_the_loop_is_stuck_and_fails_once_the_database_is_
             holder.close()
     assert sup.wait(timeout=60) == 3
     assert "DATABASE LOST" in sup.stderr()
+
+
+def test_healthz_fails_while_commits_keep_failing_and_recovers(tmp):
+    url = new_db(tmp, runs=1)
+    path = url[len("sqlite:///"):]
+    sup = Supervisor(tmp, url, "--workers", 0, "--http", "127.0.0.1:0")
+    holder = None
+    try:
+        base = http_base(sup)
+        assert request(base, "/healthz")[0] == 200
+        # Another process holds the write lock: each commit of the `pause` logged waits
+        # out the busy timeout and fails, and is retried.
+        holder = hold_write_lock(path)
+        assert sup.ctl("pause").rc == 0
+        status, _, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(
+            request(base, "/healthz")), timeout=120, what="/healthz failing")
+        h = json.loads(body)
+        assert h["status"] == "unhealthy" and h["writer_queue_writes"] == 1, h
+        assert [r["code"] for r in h["reasons"]] == ["commits_failing"], h
+        assert re.match(r"the last \d+ group commits failed$", h["reasons"][0]["message"])
+        m = samples(request(base, "/metrics")[2])
+        assert m[("autopack_commit_failures_total", ())] >= 3
+        assert "database is locked" in sup.stderr()
+        release(holder)
+        holder = None
+        status, _, body = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+            request(base, "/healthz")), what="/healthz ok again")
+        h = json.loads(body)
+        assert h["reasons"] == [] and h["paused"] and h["writer_queue_writes"] == 0, h
+        assert sql(url, "SELECT command FROM control_log") == [("pause",)]
+    finally:
+        if holder is not None:
+            release(holder)
+        sup.signal(signal.SIGTERM)
+    assert sup.wait() == 0, sup.stderr()
 
 
 def test_healthz_and_metrics_on_postgresql(tmp, llm, pg_url):
