@@ -576,9 +576,36 @@ def test_watch_shows_progress_and_the_final_counts(tmp, llm):
         assert sup.wait() == 0
         last = out.splitlines()[-1]
         assert re.match(r"supervisor pid %d exited; session drain-\S+ ended \(drained\):"
-                        r" 4 attempt\(s\), 4 succeeded, 0 failed$" % sup.proc.pid, last), out
+                        r" 4 attempt\(s\), 4 succeeded, 0 failed; exit status 0$" %
+                        sup.proc.pid, last), out
         # One line per interval in a pipe.
         assert all(re.match(r"\d{4}-\d\d-\d\dT", ln) for ln in (text + out).splitlines()[:-1])
+    finally:
+        open(go, "w").close()
+        w.kill()
+        sup.kill()
+
+
+def test_watch_exits_with_the_status_the_supervisor_recorded(tmp, llm):
+    # --batch-size leaves eligible work: the supervisor exits 5, and so does watch.
+    check, go = gate_check(tmp)
+    url = plan_db(tmp, {"run-%d" % r: [("p0", "implementation", check, "")] for r in range(3)})
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--batch-size", 1, "--exit-when-drained")
+    sup.wait_ready()
+    w = subprocess.Popen([binpath("autopack-ctl"), "--db", url, "watch", "--json",
+                          "--interval", "0.2", "--control", sup.control],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        read_watch(w, lambda t: '"in_flight":1' in t)
+        open(go, "w").close()
+        out, err = w.communicate(timeout=120)
+        assert sup.wait() == 5, sup.stderr()
+        assert w.returncode == 5, (out, err)
+        final = json.loads(out.splitlines()[-1])
+        assert final["final"] and final["completed"] and final["exit_status"] == 5, final
+        assert final["stop_reason"] == "drained", final
+        assert (final["attempts"], final["succeeded"], final["failed"]) == (1, 1, 0)
+        assert err == ""
     finally:
         open(go, "w").close()
         w.kill()
