@@ -371,9 +371,12 @@ def test_healthz_fails_on_a_crash_loop(tmp):
 
 def test_dashboard_in_headless_chromium_shows_workers_and_progress(tmp, llm):
     check, go = gate_check(tmp)
-    url = plan_db(tmp, {"run-%d" % r: [("first", "implementation", None, ""),
-                                       ("second", "tests", check, "")] for r in range(3)})
-    sup = llm_supervisor(tmp, url, llm, "--workers", 3, "--http", "127.0.0.1:0")
+    runs = {"run-%d" % r: [("first", "implementation", None, ""),
+                           ("second", "tests", check, "")] for r in range(3)}
+    runs["run-f"] = [("bad", "docs", "echo dashboard-shows-this >&2; exit 3", "")]
+    url = plan_db(tmp, runs)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 3, "--http", "127.0.0.1:0",
+                         "--max-attempts-per-phase", 1)
     try:
         base = http_base(sup)
         status, headers, page = request(base, "/")
@@ -381,9 +384,10 @@ def test_dashboard_in_headless_chromium_shows_workers_and_progress(tmp, llm):
         # One self-contained file: nothing is loaded from anywhere else.
         assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page), page
         assert "<link" not in page and "@import" not in page
-        wait_for(lambda: (lambda s: s if s["progress"]["done"] == 3 and
-                          s["queue"]["in_flight"] == 3 else None)(
-            json.loads(request(base, "/api/status")[2])), what="3 done, 3 in flight")
+        st = wait_for(lambda: (lambda s: s if s["progress"]["done"] == 4 and
+                               s["queue"]["in_flight"] == 3 and
+                               s["writer_queue_writes"] == 0 else None)(
+            json.loads(request(base, "/api/status")[2])), what="4 done, 3 in flight")
         r = chromium("--virtual-time-budget=5000", "--dump-dom", base)
         assert r.returncode == 0, r.stderr
         dom = r.stdout
@@ -392,10 +396,24 @@ def test_dashboard_in_headless_chromium_shows_workers_and_progress(tmp, llm):
         assert len(workers) == 3, dom
         for _, row in workers:
             assert "busy" in row and "second" in row, row
+            # The phase's age, ticking in the page between polls.
+            assert re.search(r'<td class="num">\d+s</td>', row), row
         assert sorted(re.findall(r"<td>(run-\d)</td>", dom)) == ["run-0", "run-1", "run-2"]
-        assert re.search(r'id="progress-text">3 / 6<', dom), dom
-        assert 'aria-valuenow="50.0"' in dom
+        assert re.search(r'id="progress-text">4 / 7<', dom), dom
+        assert 'aria-valuenow="57.1"' in dom
         assert re.search(r'id="state" class="badge ok">running<', dom)
+        assert re.search(r'id="eta">\d+(s|m\d\ds)<', dom), dom
+        # Phases by state, tokens spent, and the failure with its message and log.
+        assert re.search(r"<td>COMPLETE</td><td class=\"num\">3</td>", dom), dom
+        assert re.search(r"<td>FAILED</td><td class=\"num\">1</td>", dom), dom
+        tokens = st["tokens"]
+        assert tokens["input"] > 0 and tokens["output"] > 0
+        assert 'id="tokens">{:,} / {:,}<'.format(tokens["input"], tokens["output"]) in dom, dom
+        assert 'id="calls">{:,}<'.format(tokens["llm_calls"]) in dom, dom
+        failures = re.findall(r'<ul class="failures" id="failures">(.*?)</ul>', dom, re.S)[0]
+        assert "run-f / bad" in failures and "CHECK_FAILED" in failures, failures
+        assert "dashboard-shows-this" in failures, failures
+        assert re.search(r"log: \S*/run-f__bad__a1\.stderr\.txt<", failures), failures
         # A picture of it, kept with the build.
         os.makedirs(ARTIFACTS, exist_ok=True)
         shot = os.path.join(ARTIFACTS, "dashboard.png")
