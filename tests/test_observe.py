@@ -20,6 +20,7 @@ import time
 import urllib.parse
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, binpath, ctl, run
@@ -715,6 +716,15 @@ def test_the_documented_prometheus_config_and_rules_are_valid(tmp):
     r = subprocess.run(["promtool", "check", "rules", path], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "3 rules found" in r.stdout + r.stderr, r
+    # The excerpt's alerts are the file's, word for word.
+    with open(os.path.join(docs, "autopack-rules.yml")) as f:
+        whole = {a["alert"]: a for a in yaml.safe_load(f)["groups"][0]["rules"]}
+    for a in yaml.safe_load(rules)["groups"][0]["rules"]:
+        assert (a["expr"], a["for"]) == (whole[a["alert"]]["expr"], whole[a["alert"]]["for"]), a
+    # The alerts fire when they should, and not otherwise (promtool's rule unit tests).
+    r = subprocess.run(["promtool", "test", "rules", "autopack-rules.test.yml"], cwd=docs,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r
     with open(os.path.join(str(tmp), "prometheus.yml"), "w") as f:
         f.write(scrape)
     r = subprocess.run(["promtool", "check", "config", os.path.join(str(tmp), "prometheus.yml")],
