@@ -12,7 +12,8 @@ enum log_level {
 
 /* Name the program in every line; lines below `min` are dropped. */
 void log_init(const char *program, enum log_level min);
-/* Send lines to `path` (appended) instead of stderr; returns 0 or -errno. */
+/* Send lines to `path` (appended; created 0600 less what the umask removes) instead of
+ * stderr; returns 0 or -errno. */
 int log_open(const char *path);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Log at error level and exit(status). */

@@ -41,7 +41,15 @@ int cmd_getopt(
 	for (;;) {
 		c = getopt_long(argc, argv, "h", opts, NULL);
 		switch (c) {
-		case CMD_OPT_DB: ctx->db_flag = optarg; continue;
+		case CMD_OPT_DB:
+			if (ctx->db_flag != NULL) {
+				*exit_code = cmd_usage_error(ctx,
+				    "--db given twice (%s and %s); name one database", ctx->db_flag,
+				    optarg);
+				return CMD_OPT_DONE;
+			}
+			ctx->db_flag = optarg;
+			continue;
 		case CMD_OPT_JSON: ctx->json = true; continue;
 		case 'h':
 			cmd_print_help(ctx->entry);
@@ -159,7 +167,7 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 		    "or, for a supervisor, send the command through it)",
 		    path, name, (long)holder);
 	}
-	return cmd_fail(ctx, STORE_EIO, "cannot take the lock %s.lock: %s", path, strerror(errno));
+	return cmd_fail(ctx, fd, "cannot lock the database file %s: %s", path, strerror(errno));
 }
 
 /* Check, lock and open for writing (migrating if older); print the banner. */
@@ -180,6 +188,8 @@ int cmd_open_write(const struct cmd_ctx *ctx, struct store *st, int *lock_fd)
 	}
 	if (rc == 0 && ret == 0) {
 		rc = store_open(st, path, url, STORE_WRITE, &err);
+		if (rc == 0 && (rc = store_lock_check(*lock_fd, st, &err)) != 0)
+			store_close(st);
 		if (rc != 0) {
 			store_lock_release(*lock_fd);
 			*lock_fd = -1;

@@ -1,7 +1,6 @@
 /* The database commands: db init, db check, db migrate. */
 #include "ctl/cmd.h"
 #include "common/store/schema.sql.h"
-#include "common/store/store_lock.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -59,7 +58,7 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store st;
 	struct stat sb;
 	char *path = NULL, *url = NULL;
-	int lock_fd = -1, rc, ret;
+	int rc, ret;
 	bool created;
 
 	if (cmd_db_parse_plain(ctx, argc, argv, &ret) != 0)
@@ -79,9 +78,8 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		}
 		goto out;
 	}
-	ret = cmd_lock(ctx, path, &lock_fd);
-	if (ret != 0)
-		goto out;
+	/* store_init builds the file under a private name and gives it its name in one step,
+	 * never over an existing file: no lock is needed, and nobody sees it half-made. */
 	rc = store_init(path, NULL, &err);
 	if (rc != 0 && rc != STORE_EEXIST) {
 		ret = cmd_fail(ctx, rc, "%s", err.text);
@@ -107,7 +105,6 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	store_close(&st);
 out:
-	store_lock_release(lock_fd);
 	free(path);
 	free(url);
 	return ret;

@@ -23,9 +23,9 @@ static const char usage_text[] =
     "\n"
     "Drain the queued phases of one autopack database with a pool of workers. The\n"
     "supervisor is the database's only writer; it refuses to start on a database another\n"
-    "supervisor holds. The database comes from --db, else AUTOPACK_DB_URL, else\n"
-    "DATABASE_URL; two that disagree are an error. URL forms: sqlite:///relative.db,\n"
-    "sqlite:////absolute.db.\n"
+    "supervisor holds. The database comes from --db (given once), else AUTOPACK_DB_URL,\n"
+    "else DATABASE_URL; the two variables set to different databases are an error. URL\n"
+    "forms: sqlite:///relative.db, sqlite:////absolute.db.\n"
     "\n"
     "options:\n"
     "  --db URL                    the database (created beforehand with autopack-ctl db init)\n"
@@ -180,7 +180,16 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		switch (o) {
-		case OPT_DB: c->db_flag = optarg; break;
+		case OPT_DB:
+			if (c->db_flag != NULL) {
+				fprintf(stderr,
+				    "autopack-supervisor: --db given twice (%s and %s); name one"
+				    " database\n",
+				    c->db_flag, optarg);
+				exit(2);
+			}
+			c->db_flag = optarg;
+			break;
 		case OPT_WORKERS: c->workers = (int)flag_int("workers", optarg, 0, 1024); break;
 		case OPT_RUN: c->run_id = optarg; break;
 		case OPT_BATCH: c->batch_size = flag_int("batch-size", optarg, 1, INT64_MAX); break;
@@ -425,10 +434,11 @@ static void sup_open_store(struct sup *s)
 			    "database %s is held by autopack-supervisor pid %d; refusing to"
 			    " start a second writer",
 			    url, (int)holder);
-		log_fatal(1, "cannot lock %s.lock", path);
+		log_fatal(1, "cannot lock the database file %s: %s", path, strerror(errno));
 	}
 	s->st = xcalloc(1, sizeof *s->st);
-	if ((rc = store_open(s->st, path, url, STORE_WRITE, &err)) != 0)
+	if ((rc = store_open(s->st, path, url, STORE_WRITE, &err)) != 0 ||
+	    (rc = store_lock_check(s->lock_fd, s->st, &err)) != 0)
 		log_fatal(1, "%s", err.text);
 	free(path);
 	free(url);

@@ -1,6 +1,5 @@
 /* Extending a legacy schema to autopack's: the tables, columns and indexes it lacks,
  * taken from the current schema built in a private in-memory database. */
-#include "common/store/schema.sql.h"
 #include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -255,27 +254,6 @@ static int adopt_indexes(
 		rc = store_fail(
 		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
 	sqlite3_finalize(q);
-	return rc;
-}
-
-/* Build the reference: the current schema in a private in-memory database. */
-int adopt_ref_open(sqlite3 **ref, struct store_err *err)
-{
-	int rc;
-
-	*ref = NULL;
-	if (sqlite3_open_v2(":memory:", ref, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "cannot open an in-memory database: %s",
-		    *ref != NULL ? sqlite3_errmsg(*ref) : "out of memory");
-		sqlite3_close(*ref);
-		*ref = NULL;
-		return rc;
-	}
-	rc = store_exec(*ref, SCHEMA_SQL, "building autopack's schema", err);
-	if (rc != 0) {
-		sqlite3_close(*ref);
-		*ref = NULL;
-	}
 	return rc;
 }
 

@@ -72,29 +72,17 @@ static void store_unlink_all(const char *path)
 	}
 }
 
-/* Create the file exclusively and build `sql` in one transaction; remove it on failure. */
-int store_init_sql(
-    const char *path, const char *sql, int version, char uuid[37], struct store_err *err)
+/* Build `sql` and the meta row in the new file `tmp` in one transaction, then switch it
+ * to WAL. */
+static int store_init_build(
+    const char *tmp, const char *sql, int version, const char *id, struct store_err *err)
 {
 	sqlite3 *db = NULL;
-	char id[37], now[32];
-	char *by = NULL;
-	int fd, rc;
+	char now[32], *by = store_created_by();
+	int rc;
 
-	rc = store_uuid_v4(id, err);
-	if (rc != 0)
-		return rc;
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		if (errno == EEXIST)
-			return store_fail(err, STORE_EEXIST,
-			    "%s: a file appeared there while initialising; nothing changed", path);
-		return store_fail(err, STORE_EIO, "%s: cannot create: %s", path, strerror(errno));
-	}
-	close(fd);
-	by = store_created_by();
 	time_db_now(now);
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
 		rc = store_fail(err, STORE_EIO, "cannot open: %s",
 		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
 		goto out;
@@ -112,10 +100,51 @@ out:
 	if (db != NULL && sqlite3_close(db) != SQLITE_OK && rc == 0)
 		rc = store_fail(err, STORE_EIO, "closing: %s", sqlite3_errmsg(db));
 	free(by);
+	return rc;
+}
+
+/* Give the finished file `tmp` the name `path` unless something has that name already. */
+static int store_init_publish(const char *tmp, const char *path, struct store_err *err)
+{
+	int rc = link(tmp, path);
+
+	if (rc != 0 && (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS))
+		rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE);
+	if (rc == 0)
+		return 0;
+	if (errno == EEXIST)
+		return store_fail(err, STORE_EEXIST, "a file appeared there while initialising");
+	return store_fail(err, STORE_EIO, "cannot create: %s", strerror(errno));
+}
+
+/* Build the database under a private temporary name beside `path` (mode 0600, less what
+ * the umask removes), then give it its name in one step: nobody sees a half-made file, and
+ * an existing file is never replaced. */
+int store_init_sql(
+    const char *path, const char *sql, int version, char uuid[37], struct store_err *err)
+{
+	char id[37], *tmp;
+	int fd, rc;
+
+	rc = store_uuid_v4(id, err);
+	if (rc != 0)
+		return rc;
+	tmp = xasprintf("%s.init-XXXXXX", path);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		rc = store_fail(err, STORE_EIO, "%s: cannot create: %s", path, strerror(errno));
+		free(tmp);
+		return rc;
+	}
+	close(fd);
+	rc = store_init_build(tmp, sql, version, id, err);
+	if (rc == 0)
+		rc = store_init_publish(tmp, path, err);
+	store_unlink_all(tmp);
+	free(tmp);
 	if (rc != 0) {
 		char *msg = xstrdup(err != NULL ? err->text : "");
-		store_unlink_all(path);
-		store_fail(err, rc, "%s: %s; the half-made file was removed", path, msg);
+		store_fail(err, rc, "%s: %s; nothing was created", path, msg);
 		free(msg);
 		return rc;
 	}

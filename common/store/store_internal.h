@@ -45,10 +45,18 @@ char *store_col_text(sqlite3_stmt *q, int i, const char *if_null);
 void store_bind_text(sqlite3_stmt *q, int i, const char *s);
 
 /* Check that the open connection holds an autopack database of a version this program
- * knows with every table that version has; fills *version and uuid. Reads only.
- * `path` names the database in messages. */
+ * knows with every table and column that version has, and a canonical uuid; fills
+ * *version and uuid (the stored text, cut to 36 characters, even when it is refused with
+ * STORE_EIDENT, which is checked last). Reads only. `path` names the database in
+ * messages. */
 int store_schema_check(
     sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err);
+/* Build schema `version` (1 up to SCHEMA_VERSION) in a private in-memory database: the
+ * reference the open checks columns against, and that adoption and migration extend
+ * tables from. */
+int store_schema_ref_open(int version, sqlite3 **ref, struct store_err *err);
+/* Return true if `s` is a UUID in canonical form (8-4-4-4-12 lowercase hex digits). */
+bool store_uuid_valid(const char *s);
 /* The tables of schema `version`, NULL-terminated, into names (capacity cap); returns
  * how many. */
 size_t store_schema_tables(int version, const char **names, size_t cap);

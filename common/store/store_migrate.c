@@ -4,6 +4,8 @@
 #include "common/store/store_values.h"
 #include "common/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,7 +16,7 @@
 static const char *const migrate_shared_tables[] = { "runs", "tiers", "phases", "llm_usage_events",
 	"token_estimation_v2_events" };
 
-/* Upgrade version 2 to 3: give the shared tables the columns of the current schema they
+/* Upgrade version 2 to 3: give the shared tables the columns of schema version 3 they
  * lack (an adopted database has the original's already, so this adds only what is
  * missing), then rewrite the timestamps earlier versions stored as
  * "YYYY-MM-DDTHH:MM:SS.mmmZ" into the original's format. */
@@ -22,7 +24,7 @@ static int store_migrate_v3(sqlite3 *db, struct store_err *err)
 {
 	struct store_value_cols cols = { 0 };
 	sqlite3 *ref = NULL;
-	int rc = adopt_ref_open(&ref, err);
+	int rc = store_schema_ref_open(3, &ref, err);
 
 	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(migrate_shared_tables); i++)
 		rc = adopt_columns_add(db, ref, migrate_shared_tables[i], NULL, true, err);
@@ -68,7 +70,15 @@ int store_backup(struct store *st, const char *dest, struct store_err *err)
 {
 	sqlite3 *out = NULL;
 	sqlite3_backup *bk;
-	int rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	int fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), rc;
+
+	/* The copy holds what the database holds: created 0600 (less what the umask removes),
+	 * and never over an existing file. */
+	if (fd < 0)
+		return store_fail(
+		    err, STORE_EIO, "%s: backup to %s failed: %s", st->path, dest, strerror(errno));
+	close(fd);
+	rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE, NULL);
 
 	if (rc == SQLITE_OK) {
 		bk = sqlite3_backup_init(out, "main", st->db, "main");

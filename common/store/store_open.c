@@ -9,7 +9,41 @@
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
-/* Check that `path` names a non-empty regular file, filling *sb. */
+/* Return the directory where the file system holding `path` is mounted (a heap string). */
+static char *store_mount_point(const char *path, dev_t dev)
+{
+	char *dir = xstrdup(path), *slash;
+	struct stat sb;
+
+	while ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (stat(dir, &sb) != 0 || sb.st_dev != dev) {
+			*slash = '/';
+			slash[1] = '\0';
+			return dir;
+		}
+	}
+	free(dir);
+	return xstrdup("/");
+}
+
+/* Refuse a file with more than one name, naming the count and how to fix it. */
+static int store_refuse_links(const char *path, const struct stat *sb, struct store_err *err)
+{
+	char *mnt = store_mount_point(path, sb->st_dev);
+	int rc = store_fail(err, STORE_ELINKED,
+	    "%s: the file has %lu names (hard links); SQLite keeps a database's write-ahead "
+	    "log and locks per name, so two names are two databases writing one file, which "
+	    "corrupts it. Keep one name: list them with `find %s -xdev -samefile %s` and "
+	    "remove the others (for an independent copy use cp, then autopack-ctl db "
+	    "reidentify on the copy); nothing was written",
+	    path, (unsigned long)sb->st_nlink, mnt, path);
+
+	free(mnt);
+	return rc;
+}
+
+/* Check that `path` names a non-empty regular file with one name, filling *sb. */
 static int store_stat_file(const char *path, struct stat *sb, struct store_err *err)
 {
 	if (stat(path, sb) != 0) {
@@ -25,6 +59,8 @@ static int store_stat_file(const char *path, struct stat *sb, struct store_err *
 	if (sb->st_size == 0)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: empty file, not an autopack database; the file was left untouched", path);
+	if (sb->st_nlink > 1)
+		return store_refuse_links(path, sb, err);
 	return 0;
 }
 
@@ -57,6 +93,21 @@ static int store_setup_writer(sqlite3 *db, const char *path, struct store_err *e
 		    err, rc, "%s: cannot switch to WAL journal mode: %s", path, sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 	return rc;
+}
+
+/* Record the device:inode of <path><suffix>; ino 0 if it does not exist. */
+static void store_side_stat(const char *path, const char *suffix, dev_t *dev, ino_t *ino)
+{
+	char *p = xasprintf("%s%s", path, suffix);
+	struct stat sb;
+
+	*dev = 0;
+	*ino = 0;
+	if (stat(p, &sb) == 0) {
+		*dev = sb.st_dev;
+		*ino = sb.st_ino;
+	}
+	free(p);
 }
 
 /* Open and check an existing autopack database; never creates or writes a foreign file. */
@@ -95,6 +146,10 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	st->dev = sb.st_dev;
 	st->ino = sb.st_ino;
 	st->writable = mode == STORE_WRITE;
+	if (mode == STORE_WRITE) {
+		store_side_stat(path, "-wal", &st->wal_dev, &st->wal_ino);
+		store_side_stat(path, "-shm", &st->shm_dev, &st->shm_ino);
+	}
 	if (mode == STORE_WRITE && st->schema_version < SCHEMA_VERSION) {
 		rc = store_migrate(st, err);
 		if (rc != 0) {
@@ -119,24 +174,85 @@ void store_close(struct store *st)
 	memset(st, 0, sizeof *st);
 }
 
-/* Report STORE_EMOVED if the path now names another file, or none. */
+/* Describe how <path><suffix> differs from the device:inode recorded at open into buf;
+ * "" if it is the same file. */
+static void store_side_changed(const char *path, const char *suffix, dev_t dev, ino_t ino,
+    const char *what, char *buf, size_t len)
+{
+	char *p = xasprintf("%s%s", path, suffix);
+	struct stat sb;
+
+	buf[0] = '\0';
+	if (stat(p, &sb) != 0)
+		snprintf(buf, len, "%s: %s was removed after the database was opened%s%s", p, what,
+		    errno == ENOENT ? "" : ": ", errno == ENOENT ? "" : strerror(errno));
+	else if (sb.st_dev != dev || sb.st_ino != ino)
+		snprintf(buf, len,
+		    "%s: %s was replaced after the database was opened (device:inode %lu:%lu, "
+		    "opened as %lu:%lu)",
+		    p, what, (unsigned long)sb.st_dev, (unsigned long)sb.st_ino, (unsigned long)dev,
+		    (unsigned long)ino);
+	free(p);
+}
+
+/* Mark the handle lost: from now on closing it deletes no file by name, and what is
+ * committed but only in the write-ahead log it has open is copied into the database
+ * file it has open. Describes the outcome into buf. */
+static void store_mark_lost(struct store *st, char *buf, size_t len)
+{
+	int on = 1, frames = -1, done = -1, rc;
+
+	st->lost = true;
+	buf[0] = '\0';
+	if (st->db == NULL || !st->writable)
+		return;
+	sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+	if (!sqlite3_get_autocommit(st->db)) {
+		snprintf(buf, len, "; a transaction was open, nothing more is committed");
+		return;
+	}
+	rc = sqlite3_wal_checkpoint_v2(st->db, "main", SQLITE_CHECKPOINT_TRUNCATE, &frames, &done);
+	if (rc == SQLITE_OK)
+		snprintf(buf, len,
+		    "; everything committed was checkpointed into the database file opened "
+		    "(%d WAL frame(s) copied)",
+		    done > 0 ? done : 0);
+	else
+		snprintf(buf, len,
+		    "; checkpointing the committed write-ahead log into the database file "
+		    "failed: %s",
+		    sqlite3_errmsg(st->db));
+}
+
+/* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
+ * file, or none. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
+	char what[400] = "", salvage[200];
 	struct stat sb;
 
 	if (stat(st->path, &sb) != 0) {
-		if (errno == ENOENT)
-			return store_fail(err, STORE_EMOVED,
-			    "%s: the database file was removed after it was opened", st->path);
-		return store_fail(err, STORE_EIO, "%s: %s", st->path, strerror(errno));
-	}
-	if (sb.st_dev != st->dev || sb.st_ino != st->ino)
-		return store_fail(err, STORE_EMOVED,
+		if (errno != ENOENT)
+			return store_fail(err, STORE_EIO, "%s: %s", st->path, strerror(errno));
+		snprintf(what, sizeof what, "%s: the database file was removed after it was opened",
+		    st->path);
+	} else if (sb.st_dev != st->dev || sb.st_ino != st->ino) {
+		snprintf(what, sizeof what,
 		    "%s: the database file was replaced after it was opened (device:inode "
 		    "%lu:%lu, opened as %lu:%lu)",
 		    st->path, (unsigned long)sb.st_dev, (unsigned long)sb.st_ino,
 		    (unsigned long)st->dev, (unsigned long)st->ino);
-	return 0;
+	}
+	if (what[0] == '\0' && st->wal_ino != 0)
+		store_side_changed(st->path, "-wal", st->wal_dev, st->wal_ino,
+		    "its write-ahead log", what, sizeof what);
+	if (what[0] == '\0' && st->shm_ino != 0)
+		store_side_changed(st->path, "-shm", st->shm_dev, st->shm_ino,
+		    "its shared-memory index", what, sizeof what);
+	if (what[0] == '\0')
+		return 0;
+	store_mark_lost(st, salvage, sizeof salvage);
+	return store_fail(err, STORE_EMOVED, "%s%s", what, salvage);
 }
 
 /* Name a STORE_E* code. */
@@ -153,6 +269,8 @@ const char *store_strerror(int code)
 	case STORE_EEXIST: return "EEXIST";
 	case STORE_EBUSY: return "EBUSY";
 	case STORE_EMOVED: return "EMOVED";
+	case STORE_ELINKED: return "ELINKED";
+	case STORE_EIDENT: return "EIDENT";
 	}
 	return "EUNKNOWN";
 }

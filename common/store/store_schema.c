@@ -1,8 +1,10 @@
 #include "common/store/schema.sql.h"
 #include "common/store/store_internal.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Every table of the schema, with the version that added it. */
@@ -36,9 +38,29 @@ size_t store_schema_tables(int version, const char **names, size_t cap)
 	return n;
 }
 
-/* Read the single meta row: its uuid and schema version. */
+/* The SQL that builds each schema version from the one before: version v is the first v
+ * entries. */
+static const char *const store_schema_steps[] = { SCHEMA_V1_SQL, SCHEMA_V2_SQL, SCHEMA_V3_SQL };
+_Static_assert(ARRAY_SIZE(store_schema_steps) == SCHEMA_VERSION,
+    "store_schema_steps must hold one entry per schema version");
+
+/* Return true if `s` is a UUID in canonical form: 36 characters, lowercase hex digits in
+ * groups of 8-4-4-4-12 separated by hyphens. */
+bool store_uuid_valid(const char *s)
+{
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? s[i] != '-' :
+		           !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	}
+	return s[36] == '\0';
+}
+
+/* Read the single meta row: its uuid (as stored, cut to fit `uuid`) and schema version. */
 static int store_meta_read(
-    sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err)
+    sqlite3 *db, const char *path, int *version, char *uuid, size_t len, struct store_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t rows = 0;
@@ -60,7 +82,7 @@ static int store_meta_read(
 
 		rows = sqlite3_column_int64(st, 0);
 		*version = sqlite3_column_int(st, 2);
-		strlcpy_ap(uuid, u != NULL ? (const char *)u : "", 37);
+		strlcpy_ap(uuid, u != NULL ? (const char *)u : "", len);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
@@ -81,13 +103,68 @@ static int store_meta_read(
 	return 0;
 }
 
-/* Check meta, version and tables, reading only; ENOTDB, EVERSION or EPARTIAL. */
+/* Build schema `version` in a private in-memory database. */
+int store_schema_ref_open(int version, sqlite3 **ref, struct store_err *err)
+{
+	int rc = 0;
+
+	*ref = NULL;
+	if (sqlite3_open_v2(":memory:", ref, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		rc = store_fail(err, STORE_EIO, "cannot open an in-memory database: %s",
+		    *ref != NULL ? sqlite3_errmsg(*ref) : "out of memory");
+		sqlite3_close(*ref);
+		*ref = NULL;
+		return rc;
+	}
+	for (int v = 0; rc == 0 && v < version && v < (int)ARRAY_SIZE(store_schema_steps); v++)
+		rc = store_exec(*ref, store_schema_steps[v], "building autopack's schema", err);
+	if (rc != 0) {
+		sqlite3_close(*ref);
+		*ref = NULL;
+	}
+	return rc;
+}
+
+/* Append "table.column" to `out` (", "-separated) for every column of ref's `table` that
+ * db's table lacks, counting them in *n. */
+static int store_columns_missing(sqlite3 *db, sqlite3 *ref, const char *table, struct strbuf *out,
+    size_t *n, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(ref, "SELECT name FROM pragma_table_info(?1)", -1, &q, NULL);
+
+	if (rc == SQLITE_OK)
+		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *col = (const char *)sqlite3_column_text(q, 0);
+		int have = store_row_exists(db, err,
+		    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+		    (const char *const[]){ table, col, NULL }, "reading the columns of %s", table);
+
+		if (have < 0) {
+			sqlite3_finalize(q);
+			return have;
+		}
+		if (have == 0)
+			strbuf_printf(out, "%s%s.%s", (*n)++ ? ", " : "", table, col);
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_DONE)
+		store_fail(err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Check meta, version, tables, columns and uuid, reading only; ENOTDB, EVERSION,
+ * EPARTIAL or EIDENT. */
 int store_schema_check(
     sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err)
 {
 	const char *names[ARRAY_SIZE(store_tables) + 1];
-	char missing[300] = "";
-	size_t n, len = 0, nmissing = 0;
+	struct strbuf missing = { 0 };
+	char stored[48];
+	sqlite3 *ref = NULL;
+	size_t n, nmissing = 0;
 	int rc;
 
 	rc = store_table_exists(db, "meta", err);
@@ -98,25 +175,52 @@ int store_schema_check(
 		    "%s: SQLite database but not an autopack database (no meta table); the file "
 		    "was left untouched",
 		    path);
-	rc = store_meta_read(db, path, version, uuid, err);
+	rc = store_meta_read(db, path, version, stored, sizeof stored, err);
 	if (rc != 0)
 		return rc;
+	strlcpy_ap(uuid, stored, 37);
 	n = store_schema_tables(*version, names, ARRAY_SIZE(names));
 	for (size_t i = 0; i < n; i++) {
 		rc = store_table_exists(db, names[i], err);
 		if (rc < 0)
-			return rc;
-		if (rc == 1)
-			continue;
-		if (len < sizeof missing)
-			len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%s",
-			    nmissing ? ", " : "", names[i]);
-		nmissing++;
+			goto out;
+		if (rc == 0)
+			strbuf_printf(&missing, "%s%s", nmissing++ ? ", " : "", names[i]);
 	}
-	if (nmissing > 0)
-		return store_fail(err, STORE_EPARTIAL,
+	rc = 0;
+	if (nmissing > 0) {
+		rc = store_fail(err, STORE_EPARTIAL,
 		    "%s: autopack database (uuid %s) is missing %zu table%s of schema version "
 		    "%d: %s; refusing to use a partial schema",
-		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing);
-	return 0;
+		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing.s);
+		goto out;
+	}
+	rc = store_schema_ref_open(*version, &ref, err);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = store_columns_missing(db, ref, names[i], &missing, &nmissing, err);
+	if (rc == 0 && nmissing > 0) {
+		rc = store_fail(err, STORE_EPARTIAL,
+		    "%s: autopack database (uuid %s) is missing %zu column%s of schema version "
+		    "%d: %s; autopack reads or writes each of them, so it refuses to use the "
+		    "database (restore it from a backup)",
+		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing.s);
+		goto out;
+	}
+	/* The uuid names the database in messages, jobs and the control socket's file name:
+	 * anything but the canonical form (a path, a glob, an empty string) is refused. */
+	if (rc == 0 && !store_uuid_valid(stored)) {
+		for (char *c = stored; *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+				*c = '?';
+		rc = store_fail(err, STORE_EIDENT,
+		    "%s: meta.db_uuid \"%s%s\" is not a canonical UUID (36 characters: lowercase "
+		    "hex digits in groups of 8-4-4-4-12 joined by '-'), so the database cannot be "
+		    "identified; give it a fresh identity with autopack-ctl --db sqlite:///%s db "
+		    "reidentify",
+		    path, stored, strlen(stored) >= sizeof stored - 1 ? "..." : "", path);
+	}
+out:
+	sqlite3_close(ref);
+	free(missing.s);
+	return rc;
 }
