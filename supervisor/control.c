@@ -60,6 +60,30 @@ static char *args_join(const struct proto_request *req)
 	return out;
 }
 
+/* Describe how the request's expected database differs from this one into buf (size
+ * len); false if it names this one (the parts it leaves out match anything). */
+static bool control_wrong_db(
+    struct sup *s, const struct proto_request *req, const char *devino, char *buf, size_t len)
+{
+	const char *part = NULL;
+
+	if (req->expect_uuid != NULL && strcmp(req->expect_uuid, s->st->uuid) != 0)
+		part = "uuid";
+	else if (req->expect_url != NULL && strcmp(req->expect_url, s->st->url) != 0)
+		part = "file";
+	else if (req->expect_devino != NULL && strcmp(req->expect_devino, devino) != 0)
+		part = "device:inode";
+	if (part == NULL)
+		return false;
+	snprintf(buf, len,
+	    "this supervisor holds database %s (uuid %s, device:inode %s), not %s (uuid %s, "
+	    "device:inode %s): the %s differs",
+	    s->st->url, s->st->uuid, devino, req->expect_url != NULL ? req->expect_url : "?",
+	    req->expect_uuid != NULL ? req->expect_uuid : "?",
+	    req->expect_devino != NULL ? req->expect_devino : "?", part);
+	return true;
+}
+
 /* Run a request and send its reply. */
 static void control_request(struct ctl_conn *c, const struct proto_request *req)
 {
@@ -67,19 +91,20 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	struct proto_msg m = { .type = PROTO_REPLY };
 	struct cmd_reply rep = { 0 };
 	const struct sup_cmd *cmd = NULL;
-	bool wrong_db = req->expect_uuid != NULL && strcmp(req->expect_uuid, s->st->uuid) != 0;
+	char devino[64], why[1024];
+	bool wrong_db;
 	char *body = NULL;
 	size_t i;
 	int rc;
 
+	snprintf(devino, sizeof devino, "%lu:%lu", (unsigned long)s->st->dev,
+	    (unsigned long)s->st->ino);
+	wrong_db = control_wrong_db(s, req, devino, why, sizeof why);
 	for (i = 0; i < ARRAY_SIZE(sup_cmds); i++)
 		if (strcmp(sup_cmds[i].name, req->command) == 0)
 			cmd = &sup_cmds[i];
 	if (wrong_db)
-		rc = cmd_error(&rep, "wrong_database",
-		    "this supervisor holds database %s (uuid %s),"
-		    " not uuid %s",
-		    s->st->url, s->st->uuid, req->expect_uuid);
+		rc = cmd_error(&rep, "wrong_database", "%s", why);
 	else if (cmd == NULL)
 		rc = cmd_error(&rep, "unknown_command", "unknown command \"%s\"", req->command);
 	else
@@ -99,6 +124,7 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	m.u.reply.message = rep.message;
 	m.u.reply.db_url = s->st->url;
 	m.u.reply.db_uuid = s->st->uuid;
+	m.u.reply.db_devino = devino;
 	m.u.reply.body = body;
 	chan_send(&c->chan, &m);
 	free(body);
