@@ -3,6 +3,9 @@
 #   make check      build and run every test (SANITIZE=1: under ASan+UBSan)
 #   make fuzz       run the protocol fuzzer (FUZZ_SECONDS, default 60)
 #   make bench      run the benchmarks
+#   make check-mutants  prove the tests catch a break of each key guarantee
+#   make MUTANT=name    build with one guarantee broken (-DAUTOPACK_MUTANT_name) into
+#                   build/mutant-name
 #   make demo       the main job: a batch drain on an embedded SQLite database
 #   make deps       install missing Debian packages (root), or print the apt command
 
@@ -10,10 +13,15 @@ PKGS      := libuv sqlite3 msgpack libcurl jansson
 BUILD_DEBS := gcc make pkg-config libuv1-dev libsqlite3-dev libmsgpack-dev \
               libcurl4-openssl-dev libjansson-dev
 TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
-             python3-pytest-xdist clang libclang-rt-14-dev strace clang-format
+             python3-pytest-xdist clang libclang-rt-14-dev strace clang-format \
+             python3-prometheus-client python3-jsonschema python3-yaml
 PYTHON    := /usr/bin/python3
 VERSION   := 0.1.0
 
+ifneq ($(MUTANT),)
+O         ?= build/mutant-$(MUTANT)
+MUTFLAGS  := -DAUTOPACK_MUTANT_$(MUTANT)
+endif
 ifeq ($(SANITIZE),1)
 O         ?= build/san
 SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -25,7 +33,7 @@ endif
 CC        ?= cc
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wshadow -Werror \
-             -I. -DAUTOPACK_VERSION='"$(VERSION)"' $(SANFLAGS)
+             -I. -DAUTOPACK_VERSION='"$(VERSION)"' $(SANFLAGS) $(MUTFLAGS)
 LDFLAGS   += $(SANFLAGS)
 DEPCFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
@@ -50,7 +58,7 @@ UNIT      := $(O)/bin/unit-tests
 TOOLS     := $(O)/bin/proto-tool
 STAMP     := build/.deps-ok
 
-.PHONY: all deps check fuzz bench demo clean format format-check
+.PHONY: all deps check check-mutants unit-tests fuzz bench demo clean format format-check
 all: $(BINS)
 
 # Install the Debian packages in $(1) that are missing; as non-root, print the command.
@@ -83,7 +91,7 @@ $(O)/lib/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(O)/bin/autopack-supervisor: $(call obj,supervisor/main.c) $(call lib,supervisor store fingerprint proto common)
+$(O)/bin/autopack-supervisor: $(call obj,supervisor/main.c) $(call lib,supervisor store calib estimate fingerprint proto common)
 $(O)/bin/autopack-ctl: $(call obj,ctl/main.c) $(call lib,ctl calib estimate store fingerprint proto common)
 $(O)/bin/autopack-worker: $(call obj,worker/main.c) $(call lib,worker estimate fingerprint proto common)
 $(UNIT): $(call obj,$(UNIT_SRC)) $(call lib,worker ctl supervisor $(LIBS))
@@ -104,6 +112,12 @@ format-check: build/.test-deps-ok
 check: $(BINS) $(UNIT) $(TOOLS) build/.test-deps-ok format-check
 	@AUTOPACK_BIN=$(abspath $(O)/bin) AUTOPACK_SANITIZE=$(SANITIZE) \
 	  $(PYTHON) -m pytest -c tests/pytest.ini tests
+
+unit-tests: $(UNIT) $(TOOLS)
+
+# Build each mutant (tests/mutants.py) and prove that the tests guarding it fail.
+check-mutants: build/.test-deps-ok
+	@$(PYTHON) tests/mutants.py
 
 FUZZ_SECONDS ?= 60
 fuzz: build/.test-deps-ok

@@ -1,5 +1,5 @@
-/* What every calibration reads: the active coefficient set, the samples, and the sets
- * the samples were estimated with. */
+/* What every calibration reads (the active coefficient set, the samples, and the sets
+ * the samples were estimated with) and what it computes from them. */
 #include "ctl/cmd-calibrate.h"
 #include "common/store/store_coef.h"
 #include "common/util.h"
@@ -21,8 +21,8 @@ static int cmd_calib_load_current(
 		return cmd_fail(ctx, rc, "%s", err.text);
 	est_coefs_default(&d->current);
 	if (found &&
-	    calib_coefs_from_json(
-	        set.overhead_json, (uint64_t)set.version, &d->current, msg, sizeof msg) != 0)
+	    calib_coefs_from_json(set.overhead_json, set.model_json, (uint64_t)set.version,
+	        &d->current, msg, sizeof msg) != 0)
 		rc = cmd_fail(ctx, STORE_EINVAL, "%s: the active coefficient set is unusable: %s",
 		    st->url, msg);
 	store_coef_set_free(&set);
@@ -42,8 +42,8 @@ static bool cmd_calib_load_set(struct store *st, int64_t version, struct calib_c
 		est_coefs_default(c);
 		found = true;
 	} else if (store_coef_get(st, version, &set, &found, &err) == 0 && found) {
-		found = calib_coefs_from_json(
-		            set.overhead_json, (uint64_t)version, c, msg, sizeof msg) == 0;
+		found = calib_coefs_from_json(set.overhead_json, set.model_json, (uint64_t)version,
+		            c, msg, sizeof msg) == 0;
 		store_coef_set_free(&set);
 	}
 	if (found)
@@ -52,8 +52,8 @@ static bool cmd_calib_load_set(struct store *st, int64_t version, struct calib_c
 	return found;
 }
 
-/* Move a clean sample's prediction onto the active set when the set it was estimated
- * with is known and differs; count samples whose set is unknown. */
+/* Move a sample's prediction onto the active set when the set it was estimated with is
+ * known and differs; count samples whose set is unknown. */
 static void cmd_calib_reexpress(struct store *st, struct cmd_calib_data *d, struct telem_sample *s)
 {
 	const struct est_coefs *at;
@@ -90,15 +90,16 @@ int cmd_calib_load(const struct cmd_ctx *ctx, struct store *st, const struct cmd
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s", err.text);
 	d->work = xcalloc(d->samples.n + 1, sizeof *d->work);
-	d->clean = xcalloc(d->samples.n + 1, sizeof *d->clean);
+	d->ptrs = xcalloc(d->samples.n + 1, sizeof *d->ptrs);
+	calib_coef_sets_add(&d->sets, &d->current);
 	for (size_t i = 0; i < d->samples.n; i++) {
-		if (telem_clean(&d->samples.v[i])) {
-			d->work[d->n_clean] = d->samples.v[i];
-			d->clean[d->n_clean] = &d->work[d->n_clean];
-			d->n_clean++;
-		}
+		d->work[i] = d->samples.v[i];
+		d->ptrs[i] = &d->work[i];
+		if (telem_clean(&d->work[i]) || d->work[i].truncated)
+			cmd_calib_reexpress(st, d, &d->work[i]);
 	}
-	if (d->n_clean == 0) {
+	calib_fitset_select(d->ptrs, d->samples.n, &d->fs);
+	if (d->fs.n_clean == 0) {
 		rc = cmd_fail(ctx, STORE_EINVAL,
 		    "no clean samples (success, not truncated, "
 		    "actual >= %d) among the %zu token_estimation_v2 events of %s%s; nothing to "
@@ -108,9 +109,6 @@ int cmd_calib_load(const struct cmd_ctx *ctx, struct store *st, const struct cmd
 		cmd_calib_data_free(d);
 		return rc;
 	}
-	calib_coef_sets_add(&d->sets, &d->current);
-	for (size_t i = 0; i < d->n_clean; i++)
-		cmd_calib_reexpress(st, d, &d->work[i]);
 	return 0;
 }
 
@@ -119,7 +117,8 @@ void cmd_calib_data_free(struct cmd_calib_data *d)
 {
 	telem_samples_free(&d->samples);
 	free(d->work);
-	free(d->clean);
+	free(d->ptrs);
+	calib_fitset_free(&d->fs);
 	calib_coef_sets_free(&d->sets);
 	memset(d, 0, sizeof *d);
 }
@@ -136,4 +135,28 @@ char *cmd_calib_runs_text(const struct cmd_calib *c)
 		s = t;
 	}
 	return s;
+}
+
+/* Fit, evaluate and group. */
+int cmd_calib_compute(const struct cmd_ctx *ctx, const struct cmd_calib *c,
+    const struct cmd_calib_data *d, struct cmd_calib_result *res)
+{
+	char msg[256];
+
+	memset(res, 0, sizeof *res);
+	if (calib_fit(d->fs.clean, d->fs.n_clean, c->eval.coverage, &res->fit, msg, sizeof msg) !=
+	    0)
+		return cmd_fail(ctx, STORE_EINVAL, "cannot fit the estimator: %s", msg);
+	if (calib_evaluate(&d->fs, &d->current, &res->fit, &c->eval, &res->eval, msg, sizeof msg) !=
+	    0)
+		return cmd_fail(ctx, STORE_EINVAL, "evaluation failed: %s", msg);
+	calib_compute(d->fs.clean, d->fs.n_clean, &c->opts, &res->groups);
+	return 0;
+}
+
+/* Free a computed calibration. */
+void cmd_calib_result_free(struct cmd_calib_result *res)
+{
+	calib_eval_free(&res->eval);
+	calib_result_free(&res->groups);
 }

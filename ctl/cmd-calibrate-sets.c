@@ -36,12 +36,19 @@ int cmd_calib_rollback(struct cmd_ctx *ctx)
 	return ret;
 }
 
-/* Summarise a set's changes from its provenance: "implementation/low 634->370, ...". */
-static void cmd_calib_print_changes(FILE *out, json_t *prov)
+/* Summarise a set: its fitted model ("fitted: F 2.979, 51 samples"), or the overhead
+ * changes of its provenance ("implementation/low 634->370, ..."). */
+static void cmd_calib_print_changes(FILE *out, json_t *prov, json_t *model)
 {
 	json_t *changes = json_object_get(prov, "changes"), *ch;
 	size_t i, k = 0;
 
+	if (model != NULL) {
+		fprintf(out, "fitted: F %.3f, %lld samples",
+		    json_number_value(json_object_get(model, "factor")),
+		    (long long)json_integer_value(json_object_get(model, "samples")));
+		return;
+	}
 	json_array_foreach(changes, i, ch)
 	{
 		json_t *row = json_object_get(ch, "overhead_row");
@@ -84,6 +91,9 @@ int cmd_calib_list(struct cmd_ctx *ctx)
 	for (size_t i = 0; i < n; i++) {
 		json_t *prov = json_loads(sets[i].provenance_json, 0, NULL);
 		json_t *oh = json_loads(sets[i].overhead_json, 0, NULL);
+		json_t *model = sets[i].model_json != NULL ?
+		    json_loads(sets[i].model_json, 0, NULL) :
+		    NULL;
 
 		if (sets[i].active)
 			active = sets[i].version;
@@ -91,14 +101,15 @@ int cmd_calib_list(struct cmd_ctx *ctx)
 		    sets[i].active ? "yes" : "", sets[i].created_at,
 		    (long long)sets[i].parent_version,
 		    (long long)json_integer_value(json_object_get(prov, "samples_used")));
-		cmd_calib_print_changes(out, prov);
+		cmd_calib_print_changes(out, prov, model);
 		fputc('\n', out);
 		json_array_append_new(arr,
-		    json_pack("{s:I, s:b, s:s, s:I, s:o, s:o}", "version",
+		    json_pack("{s:I, s:b, s:s, s:I, s:o, s:o, s:o}", "version",
 		        (json_int_t)sets[i].version, "active", sets[i].active, "created_at",
 		        sets[i].created_at, "parent_version", (json_int_t)sets[i].parent_version,
 		        "provenance", prov != NULL ? prov : json_null(), "overhead",
-		        oh != NULL ? oh : json_null()));
+		        oh != NULL ? oh : json_null(), "model",
+		        model != NULL ? model : json_null()));
 	}
 	fprintf(out, "  %-7d %-6s %-24s %-6s %-7s %s\n", STORE_COEF_BUILTIN,
 	    active == STORE_COEF_BUILTIN ? "yes" : "", "(built-in defaults)", "-", "-", "-");

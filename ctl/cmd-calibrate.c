@@ -18,7 +18,10 @@
 enum {
 	CMD_OPT_MIN_SAMPLES = CMD_OPT_FIRST_OWN,
 	CMD_OPT_THRESHOLD,
-	CMD_OPT_DAMPING,
+	CMD_OPT_COVERAGE,
+	CMD_OPT_FOLDS,
+	CMD_OPT_REPEATS,
+	CMD_OPT_FORCE,
 	CMD_OPT_OUT,
 	CMD_OPT_RUN_ID,
 	CMD_OPT_APPLY,
@@ -31,7 +34,10 @@ static const struct option cmd_calib_opts[] = {
 	CMD_OPTS_COMMON,
 	{ "min-samples", required_argument, NULL, CMD_OPT_MIN_SAMPLES },
 	{ "confidence-threshold", required_argument, NULL, CMD_OPT_THRESHOLD },
-	{ "damping", required_argument, NULL, CMD_OPT_DAMPING },
+	{ "coverage", required_argument, NULL, CMD_OPT_COVERAGE },
+	{ "folds", required_argument, NULL, CMD_OPT_FOLDS },
+	{ "repeats", required_argument, NULL, CMD_OPT_REPEATS },
+	{ "force", no_argument, NULL, CMD_OPT_FORCE },
 	{ "out", required_argument, NULL, CMD_OPT_OUT },
 	{ "run-id", required_argument, NULL, CMD_OPT_RUN_ID },
 	{ "apply", no_argument, NULL, CMD_OPT_APPLY },
@@ -47,6 +53,19 @@ struct cmd_calib_files {
 	char *svg_name; /* the plot's name as the report links it */
 };
 
+/* Parse a whole number from lo to hi for option `name`; 0, or an exit code. */
+static int cmd_calib_int(struct cmd_ctx *ctx, const char *name, long lo, long hi, int *out)
+{
+	char *end;
+	long v = strtol(optarg, &end, 10);
+
+	if (*end != '\0' || end == optarg || v < lo || v > hi)
+		return cmd_usage_error(ctx, "--%s needs a whole number from %ld to %ld, got '%s'",
+		    name, lo, hi, optarg);
+	*out = (int)v;
+	return 0;
+}
+
 /* Parse one option of calibrate into c; 0, or an exit code after a usage error. */
 static int cmd_calib_option(
     struct cmd_ctx *ctx, struct cmd_calib *c, int opt, char **ids, int *modes)
@@ -54,17 +73,19 @@ static int cmd_calib_option(
 	char *end;
 
 	switch (opt) {
-	case CMD_OPT_MIN_SAMPLES: {
-		long v = strtol(optarg, &end, 10);
-
-		if (*end != '\0' || end == optarg || v < 1 || v > 1000000)
+	case CMD_OPT_MIN_SAMPLES:
+		return cmd_calib_int(ctx, "min-samples", 1, 1000000, &c->opts.min_samples);
+	case CMD_OPT_FOLDS: return cmd_calib_int(ctx, "folds", 2, 100, &c->eval.folds);
+	case CMD_OPT_REPEATS: return cmd_calib_int(ctx, "repeats", 1, 1000, &c->eval.repeats);
+	case CMD_OPT_COVERAGE:
+		c->eval.coverage = strtod(optarg, &end);
+		if (*end != '\0' || end == optarg ||
+		    !(c->eval.coverage > 0.0 && c->eval.coverage < 1.0))
 			return cmd_usage_error(ctx,
-			    "--min-samples needs a whole number from 1, "
-			    "got '%s'",
+			    "--coverage needs a number between 0 and 1 (exclusive), got '%s'",
 			    optarg);
-		c->opts.min_samples = (int)v;
 		return 0;
-	}
+	case CMD_OPT_FORCE: c->force = true; return 0;
 	case CMD_OPT_THRESHOLD:
 		c->opts.confidence_threshold = strtod(optarg, &end);
 		if (*end != '\0' || end == optarg ||
@@ -73,10 +94,6 @@ static int cmd_calib_option(
 			    "--confidence-threshold needs a number from 0 "
 			    "to 1, got '%s'",
 			    optarg);
-		return 0;
-	case CMD_OPT_DAMPING:
-		if (calib_damping_parse(optarg, &c->opts.damping) != 0)
-			return cmd_usage_error(ctx, "--damping is sqrt or none, got '%s'", optarg);
 		return 0;
 	case CMD_OPT_OUT: c->out_dir = optarg; return 0;
 	case CMD_OPT_RUN_ID:
@@ -135,25 +152,36 @@ static FILE *cmd_calib_open_report(
 	return NULL;
 }
 
-/* Write the plot to files->svg; 0 or -1 with errno. */
-static int cmd_calib_write_svg(
-    const struct cmd_calib_files *files, const struct cmd_calib_data *d, const int64_t *after)
+/* Write the plot to files->svg: the active set's estimate of each clean sample against
+ * the proposal's held-out one, and the curves. 0 or -1 with errno. */
+static int cmd_calib_write_svg(const struct cmd_calib_files *files, const struct cmd_calib_data *d,
+    const struct cmd_calib_result *res)
 {
+	struct telem_sample *cur = xcalloc(d->fs.n_clean + 1, sizeof *cur);
+	const struct telem_sample **rows = xcalloc(d->fs.n_clean + 1, sizeof *rows);
 	FILE *f = fopen(files->svg, "w");
-	int rc;
+	int64_t budget;
+	int rc = -1;
 
-	if (f == NULL)
-		return -1;
-	rc = calib_svg_write(f, d->clean, after, d->n_clean,
-	    "Token estimator calibration: predicted vs actual output tokens");
-	if (fclose(f) != 0)
-		rc = -1;
+	for (size_t i = 0; i < d->fs.n_clean; i++) {
+		cur[i] = *d->fs.clean[i];
+		calib_set_budget(&d->current, d->fs.clean[i], &cur[i].predicted, &budget);
+		rows[i] = &cur[i];
+	}
+	if (f != NULL) {
+		rc = calib_svg_write(f, rows, res->eval.loo_pred, d->fs.n_clean, &res->eval,
+		    "Token estimator calibration: estimates, truncation and waste");
+		if (fclose(f) != 0)
+			rc = -1;
+	}
+	free(cur);
+	free(rows);
 	return rc;
 }
 
 /* Write the report, the proposal and the plot into dir; 0 or an exit code. */
-static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir, const struct calib_result *r,
-    struct calib_meta *m, const struct cmd_calib_data *d, const int64_t *after,
+static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
+    const struct cmd_calib_result *res, struct calib_meta *m, const struct cmd_calib_data *d,
     struct cmd_calib_files *files)
 {
 	char stamp[32];
@@ -173,16 +201,16 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir, const str
 		return cmd_fail(
 		    ctx, STORE_EINVAL, "cannot write the report in %s: %s", dir, strerror(errno));
 	m->svg_name = files->svg_name;
-	calib_md_write(f, r, m);
+	calib_md_write(f, &res->groups, m);
 	rc = fclose(f);
-	j = calib_json_proposal(r, m);
+	j = calib_json_proposal(&res->groups, m);
 	if (rc == 0 &&
 	    json_dump_file(j, files->json,
 	        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) != 0)
 		rc = -1;
 	json_decref(j);
 	if (rc == 0)
-		rc = cmd_calib_write_svg(files, d, after);
+		rc = cmd_calib_write_svg(files, d, res);
 	if (rc != 0)
 		return cmd_fail(ctx, STORE_EINVAL,
 		    "writing the calibration outputs in %s failed: "
@@ -200,97 +228,56 @@ static void cmd_calib_files_free(struct cmd_calib_files *files)
 	free(files->svg_name);
 }
 
-/* Print the groups, the cost table, the groups short of samples and the in-sample
- * effect. */
-static void cmd_calib_print(FILE *out, const struct calib_result *r, const struct calib_meta *m)
+/* Print the proposal: the fitted model's terms. */
+static void cmd_calib_fit_print(FILE *out, const struct est_fit *f, int cap)
 {
+	static const char *const cplx[EST_CPLX_COUNT] = { "low", "medium", "high" };
+
 	fprintf(out,
-	    "\nCalibration on %zu clean samples (success, not truncated, actual >= %d) "
-	    "of %zu read; %s\nactive coefficient set: version %llu%s\noptions: min samples %d, "
-	    "confidence threshold %.2f, damping %s\n\n",
-	    r->n_clean, TELEM_CLEAN_MIN_ACTUAL, m->n_read, m->runs,
-	    (unsigned long long)m->current_version,
-	    m->current_version == STORE_COEF_BUILTIN ? " (built-in defaults)" : "",
-	    r->opts.min_samples, r->opts.confidence_threshold, calib_damping_name(r->opts.damping));
-	fprintf(out, "  %-28s %4s %12s %10s  %-24s %s\n", "group", "n", "median ratio",
-	    "confidence", "status", "overhead");
-	for (size_t i = 0; i < r->n_groups; i++) {
-		const struct calib_group *g = &r->groups[i];
-		char name[96];
-
-		if (g->status == CALIB_BELOW_MIN)
-			continue;
-		snprintf(name, sizeof name, "%s/%s", g->category, g->complexity);
-		fprintf(out, "  %-28s %4zu %11.2fx %9.1f%%  %-24s", name, g->n, g->median_ratio,
-		    g->confidence * 100, calib_status_name(g->status));
-		if (g->status == CALIB_PROPOSED)
-			fprintf(out, " %d -> %d", g->old_overhead, g->new_overhead);
-		fputc('\n', out);
-	}
+	    "\nProposal: ln(estimate) = %.3f%+.3f x ln(1 + deliverables) + complexity + "
+	    "category (ridge, lambda %g, %zu samples)\n  complexity:",
+	    f->intercept, f->w_deliverables, f->lambda, f->n_samples);
+	for (int k = 0; k < EST_CPLX_COUNT; k++)
+		fprintf(out, " %s %+.3f", cplx[k], f->w_cplx[k]);
+	fprintf(out, "\n  category:");
+	for (size_t k = 0; k < f->n_cats; k++)
+		fprintf(out, "%s %s %+.3f", k > 0 ? "," : "", f->cats[k], f->w_cat[k]);
 	fprintf(out,
-	    "\nCost: budget waste = (actual_max_tokens or selected_budget) / actual\n"
-	    "  %-28s %7s %7s %11s %11s\n",
-	    "group", "median", "p90", "avg budget", "avg actual");
-	for (size_t i = 0; i < r->n_groups; i++) {
-		const struct calib_group *g = &r->groups[i];
-		char name[96];
+	    "\n  budget = min(%d, ceil(estimate x F)), F = %.3f (coverage %.2f of the "
+	    "leave-one-out residuals); no floors\n",
+	    cap, f->factor, f->coverage);
+}
 
-		if (g->status == CALIB_BELOW_MIN)
-			continue;
-		snprintf(name, sizeof name, "%s/%s", g->category, g->complexity);
-		fprintf(out, "  %-28s %6.2fx %6.2fx %11.0f %11.0f\n", name, g->waste_median,
-		    g->waste_p90, g->avg_selected_budget, g->avg_actual);
-	}
-	if (m->n_reexpressed > 0)
-		fprintf(out,
-		    "%zu samples estimated with older coefficient sets were re-expressed "
-		    "under set %llu (marginal part recovered, overhead replaced)\n",
-		    m->n_reexpressed, (unsigned long long)m->current_version);
-	if (m->n_unknown_version > 0)
-		fprintf(out,
-		    "%zu samples carry no known coefficient set (imported): their "
-		    "recorded predictions are used as they are\n",
-		    m->n_unknown_version);
-	if (r->n_with_max_tokens * 5 < r->n_clean * 4)
-		fprintf(out,
-		    "warning: only %zu of %zu samples carry actual_max_tokens; their "
-		    "budget waste uses selected_budget\n",
-		    r->n_with_max_tokens, r->n_clean);
-	fprintf(out, "\nGroups short of samples (fewer than %d):", r->opts.min_samples);
-	for (size_t i = 0, k = 0; i < r->n_groups; i++) {
-		const struct calib_group *g = &r->groups[i];
+/* The method the apply check compares: k-fold when it ran, else leave-one-out. */
+static enum calib_method cmd_calib_check_method(const struct calib_eval *e)
+{
+	return e->proposed[CALIB_KFOLD].available ? CALIB_KFOLD : CALIB_LOO;
+}
 
-		if (g->status == CALIB_BELOW_MIN)
-			fprintf(out, "%s %s/%s %zu (%zu more)", k++ ? "," : "", g->category,
-			    g->complexity, g->n, (size_t)r->opts.min_samples - g->n);
-	}
-	if (r->n_eligible == r->n_groups)
-		fprintf(out, " none");
-	fputc('\n', out);
-	if (m->in_before != NULL)
-		fprintf(out,
-		    "\nIn-sample effect (fitted and scored on the same samples; "
-		    "--evaluate holds each one out): SMAPE mean %.1f %% -> %.1f %%, waste p90 "
-		    "%.2fx -> %.2fx, underestimation %.1f %% -> %.1f %%\n",
-		    m->in_before->smape_mean, m->in_after->smape_mean, m->in_before->waste_p90,
-		    m->in_after->waste_p90, m->in_before->under_pct, m->in_after->under_pct);
+/* Whether the proposal's held-out truncation or waste p90 is worse than the active set's. */
+static bool cmd_calib_worse(const struct calib_eval *e)
+{
+	enum calib_method m = cmd_calib_check_method(e);
+
+	return e->proposed[m].truncation_rate > e->current[m].truncation_rate + 1e-12 ||
+	    e->proposed[m].waste_p90 > e->current[m].waste_p90 + 1e-12;
 }
 
 /* The provenance of a set about to be stored. */
-static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct calib_result *r,
+static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cmd_calib_result *res,
     const struct calib_meta *m, const struct cmd_calib_data *d, const struct cmd_calib_files *files)
 {
 	json_t *versions = json_object(), *runs;
 	char *who = cmd_calib_who();
 	json_t *p;
 
-	for (size_t i = 0; i < d->n_clean; i++) {
+	for (size_t i = 0; i < d->fs.n_clean; i++) {
 		char key[32];
 		json_t *v;
 
-		if (d->clean[i]->estimator_version > 0)
+		if (d->fs.clean[i]->estimator_version > 0)
 			snprintf(
-			    key, sizeof key, "%lld", (long long)d->clean[i]->estimator_version);
+			    key, sizeof key, "%lld", (long long)d->fs.clean[i]->estimator_version);
 		else
 			strlcpy_ap(key, "unknown", sizeof key);
 		v = json_object_get(versions, key);
@@ -299,80 +286,76 @@ static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cali
 	runs = json_array();
 	for (size_t i = 0; i < c->filter.n_run_ids; i++)
 		json_array_append_new(runs, json_string(c->filter.run_ids[i]));
-	p = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:i, s:f, s:s, s:o, s:s, "
-	              "s:s, s:s}",
+	p = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:i, s:i, "
+	              "s:b, s:o, s:s, s:s, s:s}",
 	    "created_at", m->generated_at, "created_by", who, "method",
-	    "autopack-ctl calibrate --apply", "based_on_version", (json_int_t)m->current_version,
-	    "samples_used", (json_int_t)r->n_clean, "samples_read", (json_int_t)m->n_read,
-	    "samples_reexpressed", (json_int_t)m->n_reexpressed, "runs", runs,
-	    "sample_estimator_versions", versions, "min_samples", r->opts.min_samples,
-	    "confidence_threshold", r->opts.confidence_threshold, "damping",
-	    calib_damping_name(r->opts.damping), "changes", calib_json_changes(r), "report",
-	    files->md, "proposal", files->json, "plot", files->svg);
+	    "autopack-ctl calibrate --apply: ridge fit and conformal budget factor",
+	    "based_on_version", (json_int_t)d->current.version, "samples_used",
+	    (json_int_t)d->fs.n_clean, "samples_read", (json_int_t)m->n_read, "duplicates_dropped",
+	    (json_int_t)d->fs.n_duplicates, "truncated_events", (json_int_t)d->fs.n_truncated,
+	    "runs", runs, "sample_estimator_versions", versions, "coverage", c->eval.coverage,
+	    "factor", res->fit.factor, "folds", c->eval.folds, "repeats", c->eval.repeats, "forced",
+	    c->force && cmd_calib_worse(&res->eval), "evaluation",
+	    calib_json_evaluation(&res->eval), "report", files->md, "proposal", files->json, "plot",
+	    files->svg);
 	free(who);
 	return p;
 }
 
+/* Refuse a proposal that scores worse than the active set unless --force; 0 or an exit
+ * code. */
+static int cmd_calib_check(
+    const struct cmd_ctx *ctx, const struct cmd_calib *c, const struct calib_eval *e)
+{
+	enum calib_method m = cmd_calib_check_method(e);
+	const struct calib_score *p = &e->proposed[m], *a = &e->current[m];
+
+	if (!cmd_calib_worse(e))
+		return 0;
+	if (c->force) {
+		fprintf(cmd_text_out(ctx),
+		    "\nwarning: the proposal's held-out (%s) figures are worse than the active "
+		    "set's; applied anyway (--force)\n",
+		    calib_method_name(m));
+		return 0;
+	}
+	return cmd_fail(ctx, STORE_EINVAL,
+	    "the proposal is worse than the active set on held-out samples (%s): truncation "
+	    "%.1f %% against %.1f %%, waste p90 %.2fx against %.2fx; nothing was applied "
+	    "(--force applies it anyway)",
+	    calib_method_name(m), p->truncation_rate * 100.0, a->truncation_rate * 100.0,
+	    p->waste_p90, a->waste_p90);
+}
+
 /* Store the proposal as the new active set and say so; 0 or an exit code. */
 static int cmd_calib_store(const struct cmd_ctx *ctx, struct store *st, const struct cmd_calib *c,
-    const struct calib_result *r, const struct calib_meta *m, const struct cmd_calib_data *d,
-    const struct est_coefs *proposed, const struct cmd_calib_files *files, json_t *out)
+    const struct cmd_calib_result *res, const struct calib_meta *m, const struct cmd_calib_data *d,
+    const struct cmd_calib_files *files, json_t *out)
 {
-	json_t *prov = cmd_calib_provenance(c, r, m, d, files);
+	json_t *prov = cmd_calib_provenance(c, res, m, d, files);
 	char *prov_text = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	char *overhead = calib_coefs_to_json(proposed);
+	char *overhead = calib_coefs_to_json(&d->current);
+	char *model = est_fit_to_json(&res->fit);
 	struct store_err err;
 	int64_t version = 0, parent = 0;
-	int rc = store_coef_activate_new(st, overhead, prov_text, &version, &parent, &err);
+	int rc = store_coef_activate_new(st, overhead, model, prov_text, &version, &parent, &err);
 
 	free(overhead);
+	free(model);
 	free(prov_text);
 	json_decref(prov);
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s", err.text);
 	fprintf(cmd_text_out(ctx),
-	    "\nestimator coefficient set version %lld is now active "
-	    "(parent %lld%s); the supervisor sends it with every job from its next start:\n",
+	    "\nestimator coefficient set version %lld is now active (parent %lld%s): the fitted "
+	    "model with F = %.3f; the supervisor sends it with every job from its next start\n"
+	    "undo with: autopack-ctl calibrate --rollback\n",
 	    (long long)version, (long long)parent,
-	    parent == STORE_COEF_BUILTIN ? ", the built-in defaults" : "");
-	for (size_t i = 0; i < r->n_groups; i++) {
-		const struct calib_group *g = &r->groups[i];
-
-		if (g->status == CALIB_PROPOSED)
-			fprintf(cmd_text_out(ctx),
-			    "  overhead %s/%s: %d -> %d (%zu samples, "
-			    "median ratio %.2f, %s damping)\n",
-			    g->row_category, g->row_complexity, g->old_overhead, g->new_overhead,
-			    g->n, g->median_ratio, calib_damping_name(r->opts.damping));
-	}
-	fprintf(cmd_text_out(ctx), "undo with: autopack-ctl calibrate --rollback\n");
+	    parent == STORE_COEF_BUILTIN ? ", the built-in defaults" : "", res->fit.factor);
 	json_object_set_new(out, "applied",
-	    json_pack("{s:I, s:I}", "version", (json_int_t)version, "parent_version",
-	        (json_int_t)parent));
+	    json_pack("{s:I, s:I, s:f}", "version", (json_int_t)version, "parent_version",
+	        (json_int_t)parent, "factor", res->fit.factor));
 	return 0;
-}
-
-/* Score the clean samples before and after the proposal, in sample. */
-static int64_t *cmd_calib_in_sample(const struct calib_result *r, const struct cmd_calib_data *d,
-    const struct est_coefs *proposed, struct telem_metrics *before, struct telem_metrics *after)
-{
-	int64_t *pred = xcalloc(d->n_clean + 1, sizeof *pred);
-	struct telem_sample *moved = xcalloc(d->n_clean + 1, sizeof *moved);
-	const struct telem_sample **rows = xcalloc(d->n_clean + 1, sizeof *rows);
-	enum calib_pred_how how;
-
-	for (size_t i = 0; i < d->n_clean; i++) {
-		pred[i] = calib_predict(r, d->clean[i], proposed,
-		    calib_coef_sets_find(&d->sets, d->clean[i]->estimator_version), &how);
-		moved[i] = *d->clean[i];
-		moved[i].predicted = pred[i];
-		rows[i] = &moved[i];
-	}
-	telem_metrics_compute(d->clean, d->n_clean, 1.0, before);
-	telem_metrics_compute(rows, d->n_clean, 1.0, after);
-	free(moved);
-	free(rows);
-	return pred;
 }
 
 /* Compute, write and print the proposal, and store it with --apply. The database is
@@ -380,59 +363,45 @@ static int64_t *cmd_calib_in_sample(const struct calib_result *r, const struct c
 static int cmd_calib_run(struct cmd_ctx *ctx, struct store *st, const struct cmd_calib *c)
 {
 	struct cmd_calib_files files = { 0 };
-	struct telem_metrics before, after;
-	struct est_coefs *proposed = xmalloc(sizeof *proposed);
+	struct cmd_calib_result res = { 0 };
 	struct cmd_calib_data d;
-	struct calib_result r = { 0 };
 	struct calib_meta m = { 0 };
-	char now[32], msg[256], *runs = cmd_calib_runs_text(c);
-	int64_t *pred = NULL;
+	char now[32], *runs = cmd_calib_runs_text(c);
 	json_t *out = NULL;
 	int ret = cmd_calib_load(ctx, st, c, &d);
 
 	if (ret != 0)
 		goto out_free;
+	ret = cmd_calib_compute(ctx, c, &d, &res);
+	if (ret != 0)
+		goto out;
 	time_iso8601(clock_wall_ms(), now);
 	m = (struct calib_meta){ .generated_at = now,
 		.db_url = st->url,
 		.runs = runs,
 		.n_read = d.samples.n,
-		.current_version = d.current.version,
+		.current = &d.current,
+		.fs = &d.fs,
+		.proposal = &res.fit,
+		.eval = &res.eval,
+		.eo = &c->eval,
 		.n_reexpressed = d.n_reexpressed,
-		.n_unknown_version = d.n_unknown_version,
-		.in_before = &before,
-		.in_after = &after };
-	calib_compute(d.clean, d.n_clean, &c->opts, &r);
-	if (r.n_eligible == 0) {
-		m.in_before = NULL;
-		cmd_calib_print(cmd_text_out(ctx), &r, &m);
-		ret = cmd_fail(ctx, STORE_EINVAL,
-		    "no (category, complexity) group has %d clean "
-		    "samples (--min-samples); nothing to calibrate",
-		    c->opts.min_samples);
-		goto out;
-	}
-	if (calib_propose(&r, &d.current, proposed, msg, sizeof msg) != 0) {
-		ret = cmd_fail(ctx, STORE_EINVAL, "cannot build the proposal: %s", msg);
-		goto out;
-	}
-	pred = cmd_calib_in_sample(&r, &d, proposed, &before, &after);
-	ret = cmd_calib_write(ctx, c->out_dir, &r, &m, &d, pred, &files);
+		.n_unknown_version = d.n_unknown_version };
+	ret = cmd_calib_write(ctx, c->out_dir, &res, &m, &d, &files);
 	if (ret != 0)
 		goto out;
-	cmd_calib_print(cmd_text_out(ctx), &r, &m);
+	cmd_calib_fit_print(cmd_text_out(ctx), &res.fit, d.current.cap);
+	cmd_calib_eval_print(cmd_text_out(ctx), c, &d, &res);
 	fprintf(cmd_text_out(ctx), "\nreport:   %s\nproposal: %s\nplot:     %s\n", files.md,
 	    files.json, files.svg);
 	out = json_pack("{s:b, s:o, s:{s:s, s:s, s:s}, s:n}", "ok", 1, "proposal",
-	    calib_json_proposal(&r, &m), "files", "report", files.md, "proposal", files.json,
-	    "plot", files.svg, "applied");
-	if (c->mode == CMD_CALIB_APPLY && r.n_proposed == 0)
-		ret = cmd_fail(ctx, STORE_EINVAL,
-		    "no group reached confidence %.2f with an "
-		    "overhead row to change; nothing was applied (the report says why)",
-		    c->opts.confidence_threshold);
-	else if (c->mode == CMD_CALIB_APPLY)
-		ret = cmd_calib_store(ctx, st, c, &r, &m, &d, proposed, &files, out);
+	    calib_json_proposal(&res.groups, &m), "files", "report", files.md, "proposal",
+	    files.json, "plot", files.svg, "applied");
+	json_object_set_new(out, "evaluation", calib_json_evaluation(&res.eval));
+	if (c->mode == CMD_CALIB_APPLY)
+		ret = cmd_calib_check(ctx, c, &res.eval);
+	if (ret == 0 && c->mode == CMD_CALIB_APPLY)
+		ret = cmd_calib_store(ctx, st, c, &res, &m, &d, &files, out);
 	if (ret == 0 && ctx->json) {
 		json_object_set_new(out, "database", cmd_identity_json(st));
 		cmd_json_print(out);
@@ -440,13 +409,11 @@ static int cmd_calib_run(struct cmd_ctx *ctx, struct store *st, const struct cmd
 	}
 out:
 	json_decref(out);
-	free(pred);
-	calib_result_free(&r);
+	cmd_calib_result_free(&res);
 	cmd_calib_files_free(&files);
 	cmd_calib_data_free(&d);
 out_free:
 	free(runs);
-	free(proposed);
 	return ret;
 }
 
@@ -473,7 +440,8 @@ static int cmd_calibrate_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct cmd_calib c = {
 		.mode = CMD_CALIB_PROPOSE,
-		.opts = { CALIB_DEFAULT_MIN_SAMPLES, CALIB_DEFAULT_THRESHOLD, CALIB_DAMP_SQRT },
+		.opts = { CALIB_DEFAULT_MIN_SAMPLES, CALIB_DEFAULT_THRESHOLD },
+		.eval = { EST_FIT_COVERAGE, CALIB_DEFAULT_FOLDS, CALIB_DEFAULT_REPEATS },
 		.out_dir = ".",
 	};
 	char **ids = xcalloc((size_t)argc + 1, sizeof *ids);
@@ -492,6 +460,8 @@ static int cmd_calibrate_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		ret = cmd_usage_error(ctx,
 		    "--apply, --rollback, --evaluate and --list exclude "
 		    "one another");
+	else if (c.force && c.mode != CMD_CALIB_APPLY)
+		ret = cmd_usage_error(ctx, "--force goes with --apply");
 	else if (c.out_dir[0] == '\0')
 		ret = cmd_usage_error(ctx, "--out needs a directory");
 	else if (c.mode == CMD_CALIB_ROLLBACK)
@@ -509,38 +479,49 @@ out:
 
 const struct cmd_entry cmd_calibrate_entry = {
 	.name = "calibrate",
-	.args = "[--apply [--damping sqrt|none] | --evaluate | --rollback | --list]\n"
-	        "       [--min-samples N] [--confidence-threshold X] [--run-id R]... [--out DIR] "
-	        "[--json]",
-	.summary = "calibrate the token estimator from the recorded telemetry",
+	.args = "[--apply [--force] | --evaluate | --rollback | --list] [--coverage T]\n"
+	        "       [--folds K] [--repeats R] [--min-samples N] [--confidence-threshold X]\n"
+	        "       [--run-id R]... [--out DIR] [--json]",
+	.summary = "fit the token estimator to the recorded telemetry and evaluate it held out",
 	.help =
-	    "Groups the clean token_estimation_v2 samples (success, not truncated, actual >= 50)\n"
-	    "by category and complexity. For each group with --min-samples samples: the ratio\n"
-	    "actual ÷ predicted (median = upper median), confidence = 0.6 × min(1, n/12) +\n"
-	    "0.4 / (1 + σ), budget waste = (actual_max_tokens or selected_budget) ÷ actual.\n"
-	    "Groups at or above --confidence-threshold propose multiplying their overhead row\n"
-	    "by the median ratio (damped: --damping sqrt, the default, multiplies by its square\n"
-	    "root). Writes token_estimator_calibration_<UTC stamp>.md (the report), .json (the\n"
-	    "proposal) and .svg (predicted vs actual per category, before and after) in --out.\n"
+	    "Fits the token estimator to the clean token_estimation_v2 samples (success, not\n"
+	    "truncated, actual >= 50; one per attempt; exact duplicates dropped; at least 20):\n"
+	    "ln(actual) = w.x with x = [1, category one-hot, complexity one-hot,\n"
+	    "ln(1 + deliverables)], ridge regression with lambda 1. The budget is\n"
+	    "min(cap, ceil(estimate x F)) with F the conformal factor: the ceil((n+1) x T)-th\n"
+	    "smallest leave-one-out residual, exponentiated, so about a fraction T of new calls\n"
+	    "fit in their budget. The active set and the proposal are scored on held-out\n"
+	    "samples: leave-one-out, --folds x --repeats k-fold with fixed seeds, and\n"
+	    "leave-one-run-out when three runs have ten clean samples. Writes\n"
+	    "token_estimator_calibration_<UTC stamp>.md (the report), .json (the proposal) and\n"
+	    ".svg (estimates; truncation against waste by budget factor) in --out.\n"
+	    "See docs/calibration.md.\n"
 	    "\n"
 	    "  --apply           also store the proposal as a new, versioned coefficient set and\n"
-	    "                    make it active (with its provenance); the supervisor sends the\n"
-	    "                    active set with every job. Refused while a supervisor runs.\n"
+	    "                    make it active (with its provenance); refused when its k-fold\n"
+	    "                    truncation rate or waste p90 is worse than the active set's.\n"
+	    "                    Refused while a supervisor runs.\n"
+	    "  --force           with --apply: store it even when it scores worse\n"
 	    "  --rollback        make the active set's parent active again (version 1: the\n"
 	    "                    built-in defaults)\n"
-	    "  --evaluate        leave-one-out: predict each clean sample from a proposal\n"
-	    "                    fitted on the others; SMAPE, waste and underestimation before\n"
-	    "                    and after\n"
+	    "  --evaluate        only the held-out figures of the active set and the proposal\n"
 	    "  --list            the stored coefficient sets and which one is active\n"
-	    "  --min-samples N   samples a group needs (default 5)\n"
-	    "  --confidence-threshold X  confidence a group needs to change (default 0.7)\n"
-	    "  --damping D       sqrt (default) or none\n"
+	    "  --coverage T      the share of calls the budget should hold, 0 < T < 1\n"
+	    "                    (default 0.95)\n"
+	    "  --folds K         k-fold folds (default 5)\n"
+	    "  --repeats R       k-fold repeats, seeds 1..R (default 20)\n"
+	    "  --min-samples N   samples a group needs in the group table (default 5)\n"
+	    "  --confidence-threshold X  confidence a group needs to be high-confidence in the\n"
+	    "                    group table (default 0.7)\n"
 	    "  --run-id R        only samples of run R (repeatable)\n"
 	    "  --out DIR         where the report, proposal and plot go (default .)\n"
-	    "  --json            the result as JSON on stdout (the banner goes to stderr)\n"
+	    "  --json            the result as JSON on stdout (the banner goes to stderr);\n"
+	    "                    evaluation.<current|proposed>.<loo|kfold|lorun> holds\n"
+	    "                    smape_median, smape_mean, truncation_rate, waste_p50,\n"
+	    "                    waste_p90 and n (null when the method could not run)\n"
 	    "\n"
-	    "Exit status: 0 done; 1 refused (no clean samples, no group with enough samples,\n"
-	    "nothing to apply or roll back, database held by a supervisor); 2 unusable database\n"
-	    "or usage.\n",
+	    "Exit status: 0 done; 1 refused (too few clean samples, a proposal worse than the\n"
+	    "active set, nothing to roll back, database held by a supervisor); 2 unusable\n"
+	    "database or usage.\n",
 	.exec = cmd_calibrate_exec,
 };

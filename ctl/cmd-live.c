@@ -66,6 +66,8 @@ static int live_target(struct cmd_ctx *ctx, const char *control, char **sock, ch
 	return rc;
 }
 
+static void show_metrics(json_t *b, FILE *out);
+
 /* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
  * successful body as text. */
 static int live_call_as(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
@@ -111,8 +113,10 @@ static int live_call_as(struct cmd_ctx *ctx, const char *control, const char *cm
 		json_object_set_new(body, "db_uuid", json_string(m.u.reply.db_uuid));
 		cmd_json_print(body);
 	} else {
+		/* Metrics stay Prometheus text: the header is a comment line there. */
 		if (!quiet)
-			printf("supervisor of %s (uuid %s)\n", m.u.reply.db_url, m.u.reply.db_uuid);
+			printf("%ssupervisor of %s (uuid %s)\n", show == show_metrics ? "# " : "",
+			    m.u.reply.db_url, m.u.reply.db_uuid);
 		if (show != NULL)
 			show(body, stdout);
 		json_decref(body);

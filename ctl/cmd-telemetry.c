@@ -123,20 +123,21 @@ static void cmd_telem_print_all(
 	                      "(for tuning decisions)" :
 	                      "all samples (use --success-only for tuning decisions)");
 	fprintf(out,
-	    "  samples: %zu analysed of %zu read; underestimated means actual > "
+	    "  samples: %zu analysed of %zu read; under-predicted means actual > "
 	    "predicted × %.2f\n",
 	    m->n, r->n_read, r->under_multiplier);
 	fprintf(out, "\nTier 1: risk\n");
-	fprintf(out, "  underestimation  %5.1f %%  (%4zu)   target <= %.0f %%   %s\n", m->under_pct,
+	fprintf(out, "  under-predicted  %5.1f %%  (%4zu)   target <= %.0f %%   %s\n", m->under_pct,
 	    m->underestimated, TELEM_TARGET_UNDER_PCT, cmd_telem_status(m->under_above_target));
 	fprintf(out, "  truncation       %5.1f %%  (%4zu)   target <= %.0f %%   %s\n", m->trunc_pct,
 	    m->truncated, TELEM_TARGET_TRUNC_PCT, cmd_telem_status(m->trunc_above_target));
 	fprintf(out, "  success          %5.1f %%  (%4zu)\n", m->success_pct, m->success);
 	fprintf(out,
-	    "\nTier 2: cost (waste = predicted ÷ actual, over %zu samples; "
-	    "budgets are not used here)\n",
+	    "\nTier 2: over-prediction (predicted ÷ actual, over %zu samples; not the "
+	    "budget: calibrate measures budget ÷ actual)\n",
 	    m->n_waste);
-	fprintf(out, "  waste median %.2fx, mean %.2fx, p90 %.2fx   target p90 < %.0fx   %s\n",
+	fprintf(out,
+	    "  predicted/actual median %.2fx, mean %.2fx, p90 %.2fx   target p90 < %.0fx   %s\n",
 	    m->waste_median, m->waste_mean, m->waste_p90, TELEM_TARGET_WASTE_P90,
 	    cmd_telem_status(m->waste_above_target));
 	fprintf(out, "\nDiagnostic: SMAPE over %zu non-truncated samples\n", m->n_smape);
@@ -146,12 +147,13 @@ static void cmd_telem_print_all(
 	    m->predicted_mean, m->predicted_median, m->actual_mean, m->actual_median);
 	fprintf(out, "Truncated samples (actual is only a lower bound): %zu\n", m->truncated);
 	if (m->truncated > 0)
-		fprintf(out, "  predicted mean %.0f, actual mean >= %.0f, underestimated %.1f %%\n",
+		fprintf(out,
+		    "  predicted mean %.0f, actual mean >= %.0f, under-predicted %.1f %%\n",
 		    m->trunc_predicted_mean, m->trunc_actual_mean, m->trunc_under_pct);
 	fprintf(
 	    out, "\nTuning decision: %s", m->tuning_needed ? "TUNING NEEDED" : "within targets");
 	if (m->under_above_target)
-		fprintf(out, "; underestimation %.1f %% > %.0f %%", m->under_pct,
+		fprintf(out, "; under-predicted %.1f %% > %.0f %%", m->under_pct,
 		    TELEM_TARGET_UNDER_PCT);
 	if (m->trunc_above_target)
 		fprintf(
@@ -171,7 +173,7 @@ static void cmd_telem_print_strata(FILE *out, const struct telem_report *r)
 		if ((int)s->dim != last) {
 			fprintf(out, "\nBy %s\n  %-20s %5s %7s %7s %8s %9s %9s %10s  %s\n",
 			    telem_dim_name(s->dim), telem_dim_name(s->dim), "n", "under%", "trunc%",
-			    "success%", "waste med", "waste p90", "SMAPE mean", "flags");
+			    "success%", "p/a med", "p/a p90", "SMAPE mean", "flags");
 			last = (int)s->dim;
 		}
 		if (s->m.n_smape > 0)
@@ -180,7 +182,7 @@ static void cmd_telem_print_strata(FILE *out, const struct telem_report *r)
 		    s->m.n, s->m.under_pct, s->m.trunc_pct, s->m.success_pct, s->m.waste_median,
 		    s->m.waste_p90, smape, s->m.tuning_needed ? "TUNING NEEDED" : "",
 		    s->m.tuning_needed && s->m.waste_above_target ? ", " : "",
-		    s->m.waste_above_target ? "waste p90 >= 3x" : "");
+		    s->m.waste_above_target ? "predicted/actual p90 >= 3x" : "");
 	}
 }
 
@@ -269,12 +271,13 @@ const struct cmd_entry cmd_telemetry_report_entry = {
 	.summary = "token estimation accuracy, risk and cost from the database",
 	.help = "Reads token_estimation_v2 events from the database and reports, as the original\n"
 	        "analyser did from log files:\n"
-	        "  tier 1 (risk): underestimation rate (actual > predicted × X; target <= 5 %),\n"
+	        "  tier 1 (risk): under-prediction rate (actual > predicted × X; target <= 5 %),\n"
 	        "    truncation rate (target <= 2 %), success rate;\n"
-	        "  tier 2 (cost): waste = predicted ÷ actual: median, mean, p90 (target < 3x);\n"
+	        "  tier 2: over-prediction, predicted ÷ actual: median, mean, p90 (target < 3x;\n"
+	        "    the original called it waste; calibrate measures budget ÷ actual);\n"
 	        "  diagnostic: SMAPE mean/median/min/max over non-truncated samples; truncated\n"
 	        "    samples reported apart, their actuals being lower bounds;\n"
-	        "  TUNING NEEDED when underestimation > 5 % or truncation > 2 %.\n"
+	        "  TUNING NEEDED when under-prediction > 5 % or truncation > 2 %.\n"
 	        "Medians average the middle two; p90 is the ninth decile cut point\n"
 	        "(statistics.quantiles) for 10 or more samples, else the maximum.\n"
 	        "\n"
@@ -282,7 +285,7 @@ const struct cmd_entry cmd_telemetry_report_entry = {
 	        "  --stratify            also by category, complexity, deliverable count (0-1,\n"
 	        "                        2-5, 6+) and estimator version\n"
 	        "  --run-id R            only events of run R (repeatable)\n"
-	        "  --under-multiplier X  tolerance: underestimated when actual > predicted × X\n"
+	        "  --under-multiplier X  tolerance: under-predicted when actual > predicted × X\n"
 	        "                        (default 1)\n"
 	        "  --json                the report as JSON on stdout (the banner goes to stderr)\n"
 	        "\n"

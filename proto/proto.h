@@ -19,14 +19,17 @@
  *              deadline (epoch ms), cap (max_tokens cap), llm{...}, est{...}, ws, dry (bool)
  *     p        name, desc, cat?, cplx?, paths[], ro[], dl[], check?, maxa
  *     llm      prov, url, model, tmo (ms), retries
- *     est      ver, oh [[category, complexity, overhead], ...]
+ *     est      ver, oh [[category, complexity, overhead], ...], fit? (the fitted model's
+ *              JSON, docs/calibration.md)
  *   heartbeat  uuid, att
  *   event      uuid, att, seq, kind, body{...}; kind names the body:
  *     llm_usage            prov, model, role, in?, out?, total, lat, http (0..999), err?,
  *                          try (>= 1)
  *     token_estimation_v2  cat, cplx, ndl, dl (deliverables JSON), pred, actual, budget,
  *                          maxt?, success (bool), truncated (bool), stop?, model, ver,
- *                          doc? (0..15, enum doc_feature bits), ctxq?, sot?, sotn?
+ *                          doc? (0..15, enum doc_feature bits), ctxq?, sot?, sotn?,
+ *                          in? (the call's input tokens), dlx? (JSON: per deliverable
+ *                          its kind and existing size)
  *     log                  lvl, msg
  *   ack        att, seq
  *   result     uuid, att, seq (final), outcome, why?, msg?, fp?, zy?, llm (bool), dur
@@ -126,6 +129,7 @@ struct proto_job {
 	uint64_t coef_version;
 	struct proto_coef *coefs;
 	size_t ncoefs;
+	char *fit_json;  /* nullable: the active set's fitted model */
 	char *workspace; /* absolute */
 	bool dry_run;
 };
@@ -172,10 +176,12 @@ struct proto_estimation {
 	char *stop_reason; /* nullable */
 	char *model;
 	uint64_t estimator_version;
-	int64_t doc_features;         /* bit set of enum doc_feature; -1 = not computed */
-	char *context_quality;        /* nullable: none|some|strong */
-	char *sot_file_name;          /* nullable: set when the deliverable is a SOT ledger */
-	int64_t sot_entry_count_hint; /* -1 = none */
+	int64_t doc_features;           /* bit set of enum doc_feature; -1 = not computed */
+	char *context_quality;          /* nullable: none|some|strong */
+	char *sot_file_name;            /* nullable: set when the deliverable is a SOT ledger */
+	int64_t sot_entry_count_hint;   /* -1 = none */
+	int64_t input_tokens;           /* -1 = unknown */
+	char *deliverables_detail_json; /* nullable: [{"kind", "bytes"}, ...] as in dl */
 };
 
 /* kind "log" */

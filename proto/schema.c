@@ -60,6 +60,7 @@ static const struct proto_field est_fields[] = {
 	U64("ver", struct proto_job, coef_version),
 	{ "oh", PF_COEFS, offsetof(struct proto_job, coefs), offsetof(struct proto_job, ncoefs), 0,
 	    0, NULL },
+	STR_OPT("fit", struct proto_job, fit_json, PROTO_STR_MAX),
 };
 SCHEMA(est_schema, "est", est_fields);
 
@@ -118,6 +119,8 @@ static const struct proto_field estimation_fields[] = {
 	STR_OPT("ctxq", struct proto_estimation, context_quality, PROTO_NAME_MAX),
 	STR_OPT("sot", struct proto_estimation, sot_file_name, PROTO_PATH_MAX),
 	I64_OPT("sotn", struct proto_estimation, sot_entry_count_hint, INT64_MAX),
+	I64_OPT("in", struct proto_estimation, input_tokens, INT64_MAX),
+	STR_OPT("dlx", struct proto_estimation, deliverables_detail_json, PROTO_STR_MAX),
 };
 SCHEMA(estimation_schema, "body", estimation_fields);
 

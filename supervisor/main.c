@@ -1,6 +1,7 @@
 /* autopack-supervisor: holds one autopack database as its only writer and drains its
  * queued phases with a pool of autopack-worker processes. */
 #include "supervisor/sup.h"
+#include "common/estimate/estimator.h"
 #include "common/store/dburl.h"
 #include "common/log.h"
 #include "common/store/store_lock.h"
@@ -483,6 +484,32 @@ static char *settings_json(const struct sup_config *c)
 	return out;
 }
 
+/* Read the active estimator coefficient set, sent with every job; a fitted model must
+ * parse. Exits 1 on failure. */
+static void sup_load_coefs(struct sup *s)
+{
+	struct store_coef_set set;
+	struct store_err err;
+	struct est_fit fit;
+	bool found;
+
+	if (store_coef_active(s->st, &set, &found, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	s->coef_version = found ? (uint64_t)set.version : STORE_COEF_BUILTIN;
+	if (found &&
+	    store_coef_rows(set.overhead_json, set.version, &s->coefs, &s->ncoefs, &err) != 0)
+		log_fatal(1, "%s: %s", s->st->url, err.text);
+	if (found && set.model_json != NULL &&
+	    est_fit_from_json(set.model_json, &fit, err.text, sizeof err.text) != 0)
+		log_fatal(1,
+		    "%s: estimator coefficient set %lld: %s; roll it back with autopack-ctl "
+		    "calibrate --rollback",
+		    s->st->url, (long long)set.version, err.text);
+	if (found && set.model_json != NULL)
+		s->fit_json = xstrdup(set.model_json);
+	store_coef_set_free(&set);
+}
+
 /* Prepare the drain: statements, recovery, session, queue. Exits 1 on failure. */
 static void sup_prepare(struct sup *s)
 {
@@ -492,8 +519,7 @@ static void sup_prepare(struct sup *s)
 
 	if (store_drain_open(s->st, &s->sd, &err) != 0 ||
 	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0 ||
-	    store_drain_begin(s->sd, &err) != 0 || store_drain_recover(s->sd, &closed, &err) != 0 ||
-	    store_drain_commit(s->sd, &err) != 0)
+	    store_drain_recover(s->sd, &closed, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	if (closed > 0)
 		log_warn("recovered %d attempt(s) left open by an earlier supervisor"
@@ -509,7 +535,8 @@ static void sup_prepare(struct sup *s)
 		if (policy_load(s, state) != 0)
 			exit(1);
 		free(state);
-		s->started = store_drain_session_attempts(s->sd, s->session_id);
+		if (store_drain_session_attempts(s->sd, s->session_id, &s->started, &err) != 0)
+			log_fatal(1, "%s", err.text);
 		log_info("resuming session %s (%lld attempt(s) already made)", s->session_id,
 		    (long long)s->started);
 	} else {
@@ -521,13 +548,14 @@ static void sup_prepare(struct sup *s)
 			log_fatal(1, "%s", err.text);
 		free(settings);
 	}
-	if (store_drain_active_coefs(s->sd, &s->coef_version, &s->coefs, &s->ncoefs, &err) != 0)
-		log_fatal(1, "%s", err.text);
+	sup_load_coefs(s);
 	if (sched_load(s) != 0)
 		exit(1);
-	log_info("session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s",
+	log_info(
+	    "session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s%s",
 	    s->session_id, (long long)s->queued, s->cfg.workers,
-	    (unsigned long long)s->coef_version, s->cfg.dry_run ? ", dry run" : "");
+	    (unsigned long long)s->coef_version, s->fit_json != NULL ? " (fitted model)" : "",
+	    s->cfg.dry_run ? ", dry run" : "");
 }
 
 /* Record the end of the session and release the database. */
@@ -614,14 +642,7 @@ int main(int argc, char **argv)
 	free(s->worker_path);
 	free(s->control_path);
 	free(s->session_id);
-	{
-		size_t i;
-
-		for (i = 0; i < s->ncoefs; i++) {
-			free(s->coefs[i].category);
-			free(s->coefs[i].complexity);
-		}
-		free(s->coefs);
-	}
+	store_coef_rows_free(s->coefs, s->ncoefs);
+	free(s->fit_json);
 	return s->exit_code;
 }

@@ -440,6 +440,7 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 	struct sup *s = w->sup;
 	struct proto_msg m = { .type = PROTO_JOB };
 	struct proto_job *j = &m.u.job;
+	struct drain_spec spec;
 	struct store_err err;
 	int rc;
 
@@ -451,7 +452,7 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 	w->lease_v2 = 0;
 	w->lease_samples = 0;
 	w->end_outcome = OUTCOME_NONE;
-	rc = store_drain_job_fill(s->sd, r->run_id, p->phase_id, j, &err);
+	rc = store_drain_spec(s->sd, r->run_id, p->phase_id, &spec, &err);
 	if (rc != 0) {
 		log_error("attempt %llu: %s", (unsigned long long)attempt_id, err.text);
 		writer_close_attempt(s, w, OUTCOME_FAILED, REASON_JOB_BUILD_FAILED, err.text, NULL);
@@ -459,6 +460,9 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 		worker_idle(w);
 		return rc;
 	}
+	convert_spec_to_job(&spec, j);
+	j->run_id = xstrdup(r->run_id);
+	j->phase_id = xstrdup(p->phase_id);
 	j->db_url = xstrdup(s->st->url);
 	j->db_uuid = xstrdup(s->st->uuid);
 	j->attempt_id = attempt_id;
@@ -471,17 +475,9 @@ int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t 
 	j->llm.timeout_ms = s->cfg.llm_timeout_s * 1000;
 	j->llm.max_retries = s->cfg.llm_retries;
 	j->coef_version = s->coef_version;
-	if (s->ncoefs > 0) {
-		size_t i;
-
-		j->coefs = xcalloc(s->ncoefs, sizeof *j->coefs);
-		for (i = 0; i < s->ncoefs; i++) {
-			j->coefs[i].category = xstrdup(s->coefs[i].category);
-			j->coefs[i].complexity = xstrdup(s->coefs[i].complexity);
-			j->coefs[i].overhead = s->coefs[i].overhead;
-		}
-		j->ncoefs = s->ncoefs;
-	}
+	convert_coefs_to_job(s->coefs, s->ncoefs, j);
+	if (s->fit_json != NULL)
+		j->fit_json = xstrdup(s->fit_json);
 	j->dry_run = s->cfg.dry_run;
 	worker_send(w, &m);
 	proto_msg_free(&m);

@@ -11,8 +11,10 @@
 #include <uv.h>
 
 #include "common/store/store.h"
+#include "common/store/store_coef.h"
 #include "common/store/store_drain.h"
 #include "common/vocab.h"
+#include "proto/wire.h"
 #include "supervisor/chan.h"
 
 struct sup_config {
@@ -177,8 +179,9 @@ struct sup {
 	char *control_path;
 	uint64_t started_ms;
 	uint64_t coef_version; /* estimator coefficients sent in every job */
-	struct proto_coef *coefs;
+	struct store_coef_row *coefs;
 	size_t ncoefs;
+	char *fit_json; /* the active set's fitted model; NULL for none */
 
 	/* pool */
 	struct worker *workers;
@@ -302,6 +305,15 @@ void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const
 /* Commit everything queued in one transaction, then ack and apply its effects. A failed
  * commit is rolled back and retried; the queue is kept. */
 void writer_flush(struct sup *s);
+
+/* convert.c */
+/* Move a phase spec's strings into the phase-specific fields of a job (spec is left
+ * empty). */
+void convert_spec_to_job(struct drain_spec *spec, struct proto_job *job);
+/* Copy a coefficient set's rows into a job. */
+void convert_coefs_to_job(const struct store_coef_row *rows, size_t n, struct proto_job *job);
+/* View an event from a worker as the row the store records (strings borrowed from ev). */
+void convert_event_to_row(const struct proto_event *ev, struct drain_event *row);
 
 /* control.c */
 /* Listen on the control socket. Returns 0 or -1 (logged). */

@@ -161,7 +161,10 @@ static int op_apply(struct sup *s, struct op *o, struct store_err *err)
 		return store_drain_control_log(s->sd, o->peer_pid, o->peer_uid, o->strs[0],
 		    o->strs[1], o->ok, o->strs[2], err);
 	if (o->kind == OP_EVENT) {
-		rc = store_drain_event_insert(s->sd, o->run_id, o->phase_id, &o->ev, &flag, err);
+		struct drain_event row;
+
+		convert_event_to_row(&o->ev, &row);
+		rc = store_drain_event_insert(s->sd, o->run_id, o->phase_id, &row, &flag, err);
 		if (rc == 0 && flag)
 			s->n.events_duplicate++;
 		else if (rc == 0)

@@ -1,16 +1,33 @@
 #!/usr/bin/python3
-"""A hostile worker for protocol tests: started by the supervisor in place of
-autopack-worker (--worker), it speaks the real wire format on fd 3 and misbehaves as
+"""A scripted worker for protocol tests: started by the supervisor in place of
+autopack-worker (--worker), it speaks the real wire format on fd 3 and behaves as
 ROGUE_MODE says:
 
-  abuse    for each job: an event naming another database, an event for another attempt,
-           a valid event, the same event again, then a success result
-  garbage  sends bytes that are not a frame after its hello
-  silent   takes a job and then sends nothing at all
-  hang     takes a job and sends heartbeats for it, but never a result
-  exit     exits with status 3 right after its hello
+  abuse      for each job: an event naming another database, an event for another
+             attempt, a valid event, the same event again, then a success result
+  good       for each job: one valid event, then a success result
+  garbage    sends bytes that are not a frame after its hello
+  silent     takes a job and then sends nothing at all
+  hang       takes a job and sends heartbeats for it, but never a result
+  hang_term  as hang, and ignores SIGTERM (writes "term <pid>" to ROGUE_LOG when one comes)
+  exit       exits with status 3 right after its hello
+  crash      takes a job and dies of SIGKILL while holding it
+  batch      for each job: events seq 1..3, then an event for another attempt (a fence
+             the test can see in the stale counter), then heartbeats until the file
+             ROGUE_GO exists, then a success result
+  ackcheck   for each job: (once ROGUE_GO exists, if set) events seq 1..3, then waits for acks until seq 3 is acked; at
+             each ack it reads the database named in the job (read-only) and writes
+             {"ack": seq, "rows": [seqs of the attempt's rows]} to ROGUE_LOG; then a
+             success result
+
+If the file ROGUE_CRASH_FILE exists when it starts, it exits with status 3 after its hello
+whatever the mode. ROGUE_LOG, when set, receives one JSON line per noteworthy thing.
 """
+import json
 import os
+import select
+import signal
+import sqlite3
 import struct
 import sys
 import time
@@ -19,6 +36,14 @@ import msgpack
 
 sock = os.fdopen(3, "r+b", buffering=0)
 mode = os.environ.get("ROGUE_MODE", "abuse")
+log_path = os.environ.get("ROGUE_LOG")
+FOREIGN_UUID = "00000000-0000-4000-8000-000000000000"
+
+
+def note(obj):
+    if log_path:
+        with open(log_path, "a") as f:
+            f.write(json.dumps(dict(obj, pid=os.getpid())) + "\n")
 
 
 def send(msg):
@@ -26,21 +51,23 @@ def send(msg):
     sock.write(struct.pack(">I", len(body)) + body)
 
 
-def recv():
-    hdr = b""
-    while len(hdr) < 4:
-        chunk = sock.read(4 - len(hdr))
+def read_exactly(n, beat):
+    """n bytes from the supervisor, heartbeating `beat` (uuid, attempt) while waiting."""
+    data = b""
+    while len(data) < n:
+        if not select.select([sock], [], [], 0.5)[0]:
+            send({"t": "heartbeat", "uuid": beat[0], "att": beat[1]})
+            continue
+        chunk = sock.read(n - len(data))
         if not chunk:
             sys.exit(0)
-        hdr += chunk
-    n = struct.unpack(">I", hdr)[0]
-    body = b""
-    while len(body) < n:
-        chunk = sock.read(n - len(body))
-        if not chunk:
-            sys.exit(0)
-        body += chunk
-    return msgpack.unpackb(body, raw=False)
+        data += chunk
+    return data
+
+
+def recv(beat=("", 0)):
+    n = struct.unpack(">I", read_exactly(4, beat))[0]
+    return msgpack.unpackb(read_exactly(n, beat), raw=False)
 
 
 def usage(uuid, att, seq):
@@ -49,12 +76,42 @@ def usage(uuid, att, seq):
                      "out": 20, "total": 30, "lat": 5, "http": 200, "try": 1}}
 
 
+def result(uuid, att, seq):
+    send({"t": "result", "uuid": uuid, "att": att, "seq": seq, "outcome": "success",
+          "llm": False, "dur": 1})
+
+
+def rows_of(db_url, att):
+    path = db_url[len("sqlite:///"):]
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
+    try:
+        return [s for (s,) in con.execute("SELECT seq FROM llm_usage_events"
+                                          " WHERE attempt_id = ? ORDER BY seq", (att,))]
+    finally:
+        con.close()
+
+
+def wait_go(uuid, att):
+    """Heartbeat until the file ROGUE_GO exists (at once when it is not set)."""
+    go = os.environ.get("ROGUE_GO")
+    while go and not os.path.exists(go):
+        send({"t": "heartbeat", "uuid": uuid, "att": att})
+        time.sleep(0.05)
+
+
+def on_term(sig, frame):
+    note({"event": "term"})
+
+
 send({"t": "hello", "pid": os.getpid(), "sw": "0.1.0"})
-if mode == "exit":
+crash_file = os.environ.get("ROGUE_CRASH_FILE")
+if mode == "exit" or (crash_file and os.path.exists(crash_file)):
     sys.exit(3)
 if mode == "garbage":
     sock.write(b"\x00\x00\x00\x03\xc1\xc1\xc1")
     time.sleep(30)
+if mode == "hang_term":
+    signal.signal(signal.SIGTERM, on_term)
 while True:
     m = recv()
     if m["t"] == "shutdown":
@@ -62,14 +119,39 @@ while True:
     if m["t"] != "job":
         continue
     uuid, att = m["uuid"], m["att"]
+    note({"event": "job", "att": att, "run": m["run"], "phase": m["phase"]})
     if mode == "silent":
         time.sleep(3600)
-    while mode == "hang":
+    if mode == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    while mode in ("hang", "hang_term"):
         send({"t": "heartbeat", "uuid": uuid, "att": att})
         time.sleep(0.3)
-    send(usage("00000000-0000-4000-8000-000000000000", att, 1))
-    send(usage(uuid, att + 1000, 1))
-    send(usage(uuid, att, 1))
-    send(usage(uuid, att, 1))
-    send({"t": "result", "uuid": uuid, "att": att, "seq": 1, "outcome": "success",
-          "llm": False, "dur": 1})
+    if mode == "good":
+        send(usage(uuid, att, 1))
+        result(uuid, att, 1)
+    elif mode == "batch":
+        for seq in (1, 2, 3):
+            send(usage(uuid, att, seq))
+        send(usage(uuid, att + 1000, 1))
+        wait_go(uuid, att)
+        result(uuid, att, 3)
+    elif mode == "ackcheck":
+        wait_go(uuid, att)
+        for seq in (1, 2, 3):
+            send(usage(uuid, att, seq))
+        acked = 0
+        while acked < 3:
+            a = recv((uuid, att))
+            if a["t"] != "ack":
+                continue
+            acked = a["seq"]
+            note({"event": "ack", "att": a["att"], "ack": acked,
+                  "rows": rows_of(m["db"], att)})
+        result(uuid, att, 3)
+    else:
+        send(usage(FOREIGN_UUID, att, 1))
+        send(usage(uuid, att + 1000, 1))
+        send(usage(uuid, att, 1))
+        send(usage(uuid, att, 1))
+        result(uuid, att, 1)

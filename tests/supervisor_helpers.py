@@ -11,6 +11,7 @@ import time
 from conftest import BIN, ROOT, binpath, ctl
 
 PYTHON = "/usr/bin/python3"
+ROGUE = os.path.join(ROOT, "tests", "rogue_worker.py")
 
 
 def db_url(path):
@@ -138,6 +139,43 @@ class Supervisor:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def rogue_supervisor(tmp, url, mode, *args, env=None, name="sup"):
+    """A supervisor whose workers are tests/rogue_worker.py in ROGUE_MODE `mode`; the
+    rogue's notes go to <name>.rogue.log (read them with rogue_notes)."""
+    full = {"ROGUE_MODE": mode, "ROGUE_LOG": os.path.join(str(tmp), name + ".rogue.log")}
+    full.update(env or {})
+    return Supervisor(tmp, url, "--worker", ROGUE, *args, env=full, name=name)
+
+
+def rogue_notes(tmp, name="sup", event=None):
+    """The rogue workers' notes so far, optionally only those of one event."""
+    path = os.path.join(str(tmp), name + ".rogue.log")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        notes = [json.loads(line) for line in f if line.strip()]
+    return [n for n in notes if event is None or n["event"] == event]
+
+
+def status_when(sup, pred, timeout=60, what="status"):
+    """Poll status until pred(status) holds; return that status."""
+    sup.wait_ready()
+    return wait_for(lambda: (lambda s: s if pred(s) else None)(sup.status()), timeout,
+                    what=what)
+
+
+def log_times(text, needle):
+    """Monotonic-enough seconds (from the log's UTC stamps) of the lines containing needle."""
+    import datetime
+    out = []
+    for line in text.splitlines():
+        if needle in line:
+            stamp = line.split(" ", 1)[0]
+            t = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+            out.append(t.timestamp())
+    return out
 
 
 def wait_for(pred, timeout=60, step=0.05, what="condition"):

@@ -51,7 +51,8 @@ def test_fingerprint_repeats_stop_the_run(tmp):
     assert reason == "drained"
     assert st["stopped_runs"] == ["run-000"]
     [fp] = st["stopped_fingerprints"]
-    assert fp.startswith("FAILED|provider_error") or "500" in fp, fp
+    assert fp == ("FAILED|provider_error|server_error after num try:"
+                  " http://num.num.num.num:num/v1/messages: http num: upstream exploded"), fp
     assert st["fingerprint_counts"][fp] == 2
     assert phase_states(url, "run-000") == ["FAILED", "FAILED", "QUEUED"]
     assert phase_states(url, "run-001") == ["COMPLETE"] * 3
@@ -174,32 +175,60 @@ def test_batch_size_and_max_attempts_per_phase(tmp):
     assert sql(url, "SELECT count(*) FROM attempts") == [(8,)]
 
 
+def failed(url):
+    """Failed attempts per run."""
+    return dict(sql(url, "SELECT r.id, count(a.attempt_id) FROM runs r LEFT JOIN"
+                    " attempts a ON a.run_id = r.id AND a.outcome = 'failed'"
+                    " GROUP BY 1"))
+
+
 def test_resume_after_sigkill_keeps_counters_and_triage(tmp):
-    url = new_db(tmp, runs=4, phases=3, check="sleep 0.3")
+    # run-000 fails every phase with one fingerprint; the rule stops it at the 4th
+    # repeat, counted across the kill. run-001 fails too, but its sample repeats the
+    # fingerprint, so triage deprioritises it: it never runs again. run-002 succeeds.
+    url = new_db(tmp, runs=3, phases=6, check="sleep 0.2")
     llm = fail_runs(tmp, "run-000", "run-001")
     try:
         sup = drain(tmp, url, llm, "--max-attempts-per-phase", 1,
-                    "--max-fingerprint-repeats", 100, wait=False)
-        wait_for(lambda: sql(url, "SELECT count(*) FROM drain_session_results")[0][0] >= 5,
-                 what="five results")
+                    "--max-fingerprint-repeats", 4, wait=False)
+
+        def saved_enough():
+            if not sql(url, "SELECT count(*) FROM drain_sessions")[0][0]:
+                return False
+            st = state(url)[0]
+            return sum(st.get("fingerprint_counts", {}).values()) >= 2 and \
+                len(st.get("sampled_runs", [])) == 3
+        wait_for(saved_enough, what="two repeats and three samples saved")
         sup.proc.kill()
         sup.proc.wait()
         saved, reason = state(url)
         assert reason is None
+        [fp] = saved["fingerprint_counts"]
+        before = saved["fingerprint_counts"][fp]
+        assert before < 4, saved
+        assert saved["deprioritized_runs"] == ["run-001"]
         [(sid,)] = sql(url, "SELECT session_id FROM drain_sessions")
-        made = sql(url, "SELECT count(*) FROM attempts")[0][0]
-        # Resume with a budget already spent: nothing runs, the state is what was saved.
-        again = drain(tmp, url, llm, "--resume", "--batch-size", made,
-                      "--max-fingerprint-repeats", 100, name="again")
+        failed_before = failed(url)
+        again = drain(tmp, url, llm, "--resume", "--exit-when-drained",
+                      "--max-attempts-per-phase", 1, "--max-fingerprint-repeats", 4,
+                      name="again")
         assert "resuming session %s" % sid in again.stderr()
-        st, reason = state(url)
-        assert st == saved
-        assert reason.startswith("batch size")
-        assert sql(url, "SELECT count(*) FROM drain_sessions") == [(1,)]
-        assert sql(url, "SELECT count(*) FROM attempts WHERE outcome != 'supervisor_restart'"
-                   " OR outcome IS NULL")[0][0] <= made
     finally:
         llm.stop()
+    st, reason = state(url)
+    assert reason == "drained"
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(1,)]
+    # The count went on from the saved one: exactly 4 - before more failures of run-000.
+    failed_after = failed(url)
+    assert st["fingerprint_counts"] == {fp: 4}
+    assert failed_after["run-000"] - failed_before["run-000"] == 4 - before, \
+        (failed_before, failed_after, saved)
+    assert st["stopped_runs"] == ["run-000"]
+    # Triage held: run-001 was not sampled again nor drained further.
+    assert failed_after["run-001"] == failed_before["run-001"] == 1
+    assert st["sampled_runs"] == saved["sampled_runs"]
+    assert st["deprioritized_runs"] == ["run-001"]
+    assert phase_states(url, "run-002") == ["COMPLETE"] * 6
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
 
 

@@ -4,32 +4,12 @@ import csv
 import fcntl
 import json
 import os
-import sqlite3
 import statistics
 
-from conftest import DATA, ctl
+from conftest import ctl
+from telemetry_helpers import SAMPLES, close, imported_db, rows, url
 
-SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
 RUN = "imported-autopack-v2-telemetry-samples"
-
-
-def url(path):
-    return "sqlite:///" + str(path)
-
-
-def rows(p, query):
-    con = sqlite3.connect(str(p))
-    out = con.execute(query).fetchall()
-    con.close()
-    return out
-
-
-def imported_db(tmp):
-    db = tmp / "t.db"
-    assert ctl("--db", url(db), "db", "init").rc == 0
-    r = ctl("--db", url(db), "telemetry", "import", SAMPLES)
-    assert r.rc == 0, r
-    return db
 
 
 def tsv_samples():
@@ -56,10 +36,6 @@ def v3_metrics(samples):
         "smape_median": statistics.median(smape),
         "smape_n": len(smape),
     }
-
-
-def close(a, b):
-    return abs(a - b) < 1e-9 * max(1.0, abs(b))
 
 
 def test_import_of_the_real_samples_creates_a_run_with_one_phase_per_group(tmp):
@@ -167,9 +143,10 @@ def test_report_text_shows_tiers_and_the_tuning_flag(tmp):
     db = imported_db(tmp)
     r = ctl("--db", url(db), "telemetry", "report", "--stratify")
     assert r.rc == 0, r
-    assert "Tier 1: risk" in r.out and "Tier 2: cost" in r.out
-    assert "underestimation   50.0 %" in r.out
-    assert "Tuning decision: TUNING NEEDED; underestimation 50.0 % > 5 %; truncation " \
+    assert "Tier 1: risk" in r.out and "Tier 2: over-prediction (predicted ÷ actual" in r.out
+    assert "under-predicted   50.0 %" in r.out
+    assert "predicted/actual median" in r.out and "waste" not in r.out
+    assert "Tuning decision: TUNING NEEDED; under-predicted 50.0 % > 5 %; truncation " \
            "10.9 % > 2 %" in r.out
     assert "By deliverables" in r.out and "By estimator_version" in r.out
 

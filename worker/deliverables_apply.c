@@ -110,6 +110,24 @@ static char *dlv_workspace_real(const char *workspace, char *err, size_t errlen)
 	return real;
 }
 
+/* Open the workspace directory by its real path (returned in *ws_real, a heap string);
+ * -1 with err set on failure (nothing to free). */
+static int dlv_workspace_open(const char *workspace, char **ws_real, char *err, size_t errlen)
+{
+	int fd;
+
+	*ws_real = dlv_workspace_real(workspace, err, errlen);
+	if (*ws_real == NULL)
+		return -1;
+	fd = open(*ws_real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "workspace %s: %s", *ws_real, strerror(errno));
+		free(*ws_real);
+		*ws_real = NULL;
+	}
+	return fd;
+}
+
 /* Relative part of `real` inside `ws_real`, or NULL when it is outside. */
 static const char *dlv_inside(const char *ws_real, const char *real)
 {
@@ -263,15 +281,9 @@ int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const c
 
 	if (dlv_check_rules(scope, path, rel, sizeof rel, err, errlen) < 0)
 		return DLV_ESCOPE;
-	ws_real = dlv_workspace_real(workspace, err, errlen);
-	if (ws_real == NULL)
+	wsfd = dlv_workspace_open(workspace, &ws_real, err, errlen);
+	if (wsfd < 0)
 		return DLV_EIO;
-	wsfd = open(ws_real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (wsfd < 0) {
-		snprintf(err, errlen, "workspace %s: %s", ws_real, strerror(errno));
-		free(ws_real);
-		return DLV_EIO;
-	}
 	fd = dlv_walk(ws_real, wsfd, scope, path, rel, false, &name, err, errlen);
 	if (fd >= 0)
 		close(fd);
@@ -343,15 +355,9 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 		if (rc != DLV_OK)
 			return rc;
 	}
-	ws_real = dlv_workspace_real(workspace, err, errlen);
-	if (ws_real == NULL)
+	wsfd = dlv_workspace_open(workspace, &ws_real, err, errlen);
+	if (wsfd < 0)
 		return DLV_EIO;
-	wsfd = open(ws_real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (wsfd < 0) {
-		snprintf(err, errlen, "workspace %s: %s", ws_real, strerror(errno));
-		free(ws_real);
-		return DLV_EIO;
-	}
 	for (i = 0; i < set->n && rc == DLV_OK; i++) {
 		const struct dlv_file *f = &set->files[i];
 		int dirfd;

@@ -43,6 +43,27 @@ char *ev_deliverables_json(const struct proto_strlist *d)
 	return out != NULL ? out : xstrdup("[]");
 }
 
+char *ev_deliverables_detail_json(
+    const struct proto_strlist *d, const char *category, const char *workspace)
+{
+	json_t *arr = json_array();
+	size_t i;
+	char *out;
+
+	for (i = 0; i < d->n && i < EV_DELIVERABLES_KEPT; i++) {
+		int64_t bytes;
+		enum est_dlv_kind k = est_deliverable_kind(
+		    d->items[i], category, workspace, &bytes);
+
+		json_array_append_new(arr,
+		    json_pack("{s:s, s:o}", "kind", est_dlv_kind_name(k), "bytes",
+		        bytes >= 0 ? json_integer(bytes) : json_null()));
+	}
+	out = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(arr);
+	return out != NULL ? out : xstrdup("[]");
+}
+
 void ev_usage_fill(
     struct proto_event *ev, const char *provider, const char *model, const struct llm_try *t)
 {
@@ -86,6 +107,8 @@ void ev_estimation_fill(struct proto_event *ev, const struct ev_builder_call *c)
 	e->context_quality = (char *)est->context_quality;
 	e->sot_file_name = est->sot_file_name[0] != '\0' ? (char *)est->sot_file_name : NULL;
 	e->sot_entry_count_hint = est->sot_entry_count_hint;
+	e->input_tokens = c->resp->prompt_tokens >= 0 ? c->resp->prompt_tokens : -1;
+	e->deliverables_detail_json = c->deliverables_detail_json;
 }
 
 void ev_log_fill(struct proto_event *ev, const char *level, char *message)

@@ -12,6 +12,11 @@
  * 200 characters (197 and "..."). Heap. */
 char *ev_deliverables_json(const struct proto_strlist *d);
 
+/* Per deliverable of the same first 20, its kind and existing size, as a JSON array
+ * [{"kind": "new"|"modify"|"test"|"doc", "bytes": N or null}, ...]. Heap. */
+char *ev_deliverables_detail_json(
+    const struct proto_strlist *d, const char *category, const char *workspace);
+
 /* Fill an llm_usage event for one try. Strings are borrowed from the arguments. */
 void ev_usage_fill(
     struct proto_event *ev, const char *provider, const char *model, const struct llm_try *t);
@@ -25,7 +30,8 @@ struct ev_builder_call {
 	const char *model;
 	const struct llm_response *resp;
 	bool parsed;
-	char *deliverables_json; /* from ev_deliverables_json */
+	char *deliverables_json;        /* from ev_deliverables_json */
+	char *deliverables_detail_json; /* from ev_deliverables_detail_json */
 };
 
 /* Fill a token_estimation_v2 event. Strings are borrowed from `c`. */

@@ -133,12 +133,25 @@ static bool phase_estimate(struct phase_ctx *pc)
 
 	est_coefs_default(&pc->coefs);
 	if (job->ncoefs > 0 || job->coef_version > 0) {
-		if (est_coefs_apply(&pc->coefs, job->coefs, job->ncoefs,
-		        job->coef_version > 0 ? job->coef_version : 1, err, sizeof err) < 0) {
+		struct est_coef_row *rows = xcalloc(job->ncoefs + 1, sizeof *rows);
+		int rc;
+
+		for (size_t i = 0; i < job->ncoefs; i++)
+			rows[i] = (struct est_coef_row){ job->coefs[i].category,
+				job->coefs[i].complexity, job->coefs[i].overhead };
+		rc = est_coefs_apply(&pc->coefs, rows, job->ncoefs,
+		    job->coef_version > 0 ? job->coef_version : 1, err, sizeof err);
+		free(rows);
+		if (rc < 0) {
 			phase_end(
 			    pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
 			return false;
 		}
+	}
+	if (job->fit_json != NULL &&
+	    est_fit_from_json(job->fit_json, &pc->coefs.fit, err, sizeof err) != 0) {
+		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
+		return false;
 	}
 	est_estimate(&pc->coefs, &in, job->workspace, &pc->est);
 	pc->budget = est_select_budget(&pc->coefs, &pc->est);
@@ -204,6 +217,8 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 		.ctx = pc, .on_try = phase_on_try, .heartbeat = phase_heartbeat
 	};
 	char *dl_json = ev_deliverables_json(&pc->job->phase.deliverables);
+	char *dlx_json = ev_deliverables_detail_json(
+	    &pc->job->phase.deliverables, pc->est.category, pc->job->workspace);
 	int max_tokens = est_max_tokens(
 	    &pc->coefs, &pc->est, pc->budget, 0, (int)pc->job->max_tokens_cap);
 	bool done = false;
@@ -233,7 +248,7 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 		parsed = dlv_parse(resp.text, set, perr, sizeof perr) == DLV_OK;
 		if (resp.completion_tokens >= 0) {
 			struct ev_builder_call bc = { &pc->est, pc->coefs.version, pc->budget,
-				max_tokens, cfg->model, &resp, parsed, dl_json };
+				max_tokens, cfg->model, &resp, parsed, dl_json, dlx_json };
 			struct proto_event ev;
 			ev_estimation_fill(&ev, &bc);
 			phase_emit(pc, &ev);
@@ -261,6 +276,7 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 			break;
 	}
 	free(dl_json);
+	free(dlx_json);
 	if (!done)
 		dlv_set_free(set);
 	return done && !pc->link_lost;

@@ -1,13 +1,14 @@
 /*
- * Estimator calibration (docs/telemetry.md): group the clean samples by (category, complexity),
- * measure actual ÷ predicted per group, and propose a multiplier for the overhead row of
- * every group with enough samples and enough confidence. The proposal is a whole
- * coefficient set (struct est_coefs) that `calibrate --apply` stores as a new version.
+ * Estimator calibration (docs/calibration.md): select the clean samples, fit the model
+ * (common/estimate/estimator_fit.c) with its conformal budget factor, score the active
+ * set and the proposal on held-out samples, and write the report, the JSON proposal and
+ * the plot. The per-group figures of the active set (actual ÷ predicted by category and
+ * complexity) stay as diagnostics.
  *
- * Conventions kept from the original: median ratio = sorted[n/2] (upper median),
- * confidence = 0.6 × min(1, n/12) + 0.4 / (1 + σ) with σ the population standard
- * deviation of the ratios, budget waste = (actual_max_tokens or selected_budget) ÷ actual
- * with p90 = sorted[int(0.9 n)].
+ * Conventions kept from the original for the group figures: median ratio = sorted[n/2]
+ * (upper median), confidence = 0.6 × min(1, n/12) + 0.4 / (1 + σ) with σ the population
+ * standard deviation of the ratios, budget waste = (actual_max_tokens or selected_budget)
+ * ÷ actual with p90 = sorted[int(0.9 n)].
  *
  * Pure: no database, no files, except the writers that take a FILE.
  */
@@ -26,29 +27,20 @@
 
 #define CALIB_DEFAULT_MIN_SAMPLES 5
 #define CALIB_DEFAULT_THRESHOLD 0.7
+#define CALIB_DEFAULT_FOLDS 5
+#define CALIB_DEFAULT_REPEATS 20
 #define CALIB_SAMPLE_FULL 12 /* sample-count confidence saturates here */
-#define CALIB_OVERHEAD_MIN 1 /* a new overhead is clamped to this range */
-#define CALIB_OVERHEAD_MAX 1000000
-
-/* How a group's multiplier reaches its overhead row. */
-enum calib_damping {
-	CALIB_DAMP_SQRT, /* new = round(old × sqrt(multiplier)), as the original did by hand */
-	CALIB_DAMP_NONE, /* new = round(old × multiplier) */
-};
 
 struct calib_opts {
-	int min_samples;
-	double confidence_threshold;
-	enum calib_damping damping;
+	int min_samples;             /* a group with fewer is listed as short of samples */
+	double confidence_threshold; /* a group at or above it is high-confidence */
 };
 
-/* What happens to a group. */
+/* How a group stands. */
 enum calib_status {
-	CALIB_BELOW_MIN,      /* fewer samples than min_samples: no result */
-	CALIB_LOW_CONFIDENCE, /* confidence below the threshold: reported, not proposed */
-	CALIB_PROPOSED,       /* its overhead row changes */
-	CALIB_NOT_OVERHEAD,   /* doc_synthesis / doc_sot_update: no overhead row to change */
-	CALIB_SHARED_ROW,     /* its row is set by another group with more samples */
+	CALIB_BELOW_MIN,       /* fewer samples than min_samples: no figures shown */
+	CALIB_LOW_CONFIDENCE,  /* confidence below the threshold */
+	CALIB_HIGH_CONFIDENCE, /* at or above the threshold */
 };
 
 struct calib_group {
@@ -58,16 +50,10 @@ struct calib_group {
 	double avg_actual, avg_estimated, avg_ratio;
 	double median_ratio, min_ratio, max_ratio, stdev_ratio;
 	double confidence;
-	double multiplier;   /* proposed_multiplier = median_ratio */
 	double waste_median; /* (actual_max_tokens or selected_budget) ÷ actual */
 	double waste_p90;
 	double avg_selected_budget;
 	enum calib_status status;
-	/* Set by calib_propose for high-confidence groups. */
-	char row_category[EST_NAME_MAX]; /* the overhead row the group's samples used */
-	char row_complexity[EST_NAME_MAX];
-	double factor; /* the multiplier after damping */
-	int old_overhead, new_overhead;
 };
 
 struct calib_result {
@@ -78,63 +64,141 @@ struct calib_result {
 	size_t n_groups;
 	size_t n_eligible;        /* groups with at least min_samples */
 	size_t n_high_confidence; /* eligible groups at or above the threshold */
-	size_t n_proposed;        /* groups whose row changes */
 };
 
-/* --- common/calib/calib_group.c --- */
+/* --- common/calib_group.c --- */
 
-/* Name a damping ("sqrt"); calib_damping_parse returns -1 for an unknown name. */
-const char *calib_damping_name(enum calib_damping d);
-int calib_damping_parse(const char *name, enum calib_damping *d);
-/* Name a group status ("proposed"). */
+/* Name a group status ("high_confidence"). */
 const char *calib_status_name(enum calib_status s);
 /* The confidence of a group of n samples whose ratios have population stdev `sd`. */
 double calib_confidence(size_t n, double sd);
-/* Group the clean samples and compute every group's figures; statuses are BELOW_MIN,
- * LOW_CONFIDENCE or PROPOSED until calib_propose refines them. */
+/* Group the clean samples and compute every group's figures and status. */
 void calib_compute(const struct telem_sample *const *clean, size_t n, const struct calib_opts *o,
     struct calib_result *r);
-/* The group of (category, complexity), or NULL. */
-const struct calib_group *calib_group_find(
-    const struct calib_result *r, const char *category, const char *complexity);
 /* Free a result's groups. */
 void calib_result_free(struct calib_result *r);
 
-/* --- common/calib/calib_propose.c --- */
-
-/* Turn the high-confidence groups into changes on top of `current`: each group's
- * overhead row (after the estimator's aliases) gets round(old × factor), clamped to
- * CALIB_OVERHEAD_MIN..MAX; groups without an overhead row and groups whose row another
- * group with more samples sets are marked so. Writes the whole proposed set (current
- * plus the changes, version unchanged) to `proposed`. Returns 0, or -1 with err if the
- * table would overflow (nothing proposed). */
-int calib_propose(struct calib_result *r, const struct est_coefs *current,
-    struct est_coefs *proposed, char *err, size_t errlen);
-
-/* How calib_predict moved a sample. */
-enum calib_pred_how {
-	CALIB_PRED_UNCHANGED, /* its group is not in the proposal, or overhead plays no part */
-	CALIB_PRED_OVERHEAD,  /* overhead part recovered: int((new overhead + marginal) × m) */
-	CALIB_PRED_SCALED,    /* split unknown: predicted × the group's damped factor */
-};
+/* --- common/calib_reexpress.c --- */
 
 /* The sample's prediction re-expressed under coefficient set `to`: its marginal part
  * recovered exactly with `at`, the set it was estimated with (the integer m with
  * int((overhead_at + m) × margin_at) == predicted), then int((overhead_to + m) ×
- * margin_to). Returns the recorded prediction, *moved false, when `at` is NULL, the
- * sample has no deliverables or a documentation-model category (overhead plays no
+ * margin_to). Returns the recorded prediction, *moved false, when `at` is NULL, either
+ * set has a fitted model, the sample has no deliverables or a documentation-model category (overhead plays no
  * part), or no such m exists. */
 int64_t calib_reexpress(const struct telem_sample *s, const struct est_coefs *at,
     const struct est_coefs *to, bool *moved);
 
-/* The sample's prediction under the proposal. `at` holds the coefficients the sample
- * was estimated with (NULL when unknown, as for imported samples): with them the
- * marginal part is recovered exactly and the new overhead put in its place; without
- * them the whole prediction is scaled. */
-int64_t calib_predict(const struct calib_result *r, const struct telem_sample *s,
-    const struct est_coefs *proposed, const struct est_coefs *at, enum calib_pred_how *how);
+/* --- common/calib_fit.c: the samples a fit uses, and the fit --- */
 
-/* --- common/calib/calib_coefs.c: coefficient sets as stored (overhead_json) --- */
+/* The samples of a calibration: the clean ones the model is fitted on, and the
+ * recorded truncated events, which only count for truncation. */
+struct calib_fitset {
+	const struct telem_sample **clean; /* one per (phase, attempt), duplicates dropped */
+	size_t n_clean;
+	const struct telem_sample **truncated; /* truncated events (actual is a lower bound) */
+	size_t n_truncated;
+	size_t n_duplicates; /* clean events dropped as exact duplicates */
+	size_t n_repeats;    /* clean events dropped: a later one of the same attempt is kept */
+};
+
+/* Select from the samples: clean (telem_clean), the last of each (run, phase, attempt)
+ * when the attempt is known, and no exact duplicate (every recorded field the same but
+ * the time and the attempt); truncated events go to `truncated`. Pointers into `s`. */
+void calib_fitset_select(const struct telem_sample *const *s, size_t n, struct calib_fitset *fs);
+/* Free the selection's arrays. */
+void calib_fitset_free(struct calib_fitset *fs);
+/* Fit the model on n clean samples with `coverage`. Refuses fewer than
+ * EST_FIT_MIN_SAMPLES. Returns 0, or -1 with err. */
+int calib_fit(const struct telem_sample *const *clean, size_t n, double coverage, struct est_fit *f,
+    char *err, size_t errlen);
+/* The estimate and the budget set `c` gives a sample: the fitted model's when c has one;
+ * otherwise the recorded prediction (already expressed under c) and the max_tokens the
+ * original's rules choose for it (floors included; confidence taken as high). */
+void calib_set_budget(
+    const struct est_coefs *c, const struct telem_sample *s, int64_t *estimate, int64_t *budget);
+
+/* --- common/calib_holdout.c: held-out evaluation --- */
+
+enum calib_method {
+	CALIB_LOO,   /* leave one sample out */
+	CALIB_KFOLD, /* k folds, repeated with fixed seeds */
+	CALIB_LORUN, /* leave one run out: runs of CALIB_LORUN_MIN samples, at least three */
+	CALIB_METHOD_COUNT,
+};
+
+#define CALIB_LORUN_MIN 10
+#define CALIB_LORUN_RUNS 3
+#define CALIB_CURVE_POINTS 41 /* budget factors 1 to 8, log-spaced */
+
+struct calib_eval_opts {
+	double coverage; /* τ */
+	int folds;
+	int repeats;
+};
+
+/* The figures of one set under one method. */
+struct calib_score {
+	bool available;     /* false: the method could not run (see calib_eval.why) */
+	size_t n;           /* distinct samples scored: clean and truncated */
+	size_t predictions; /* held-out predictions pooled (k-fold: n × repeats) */
+	size_t truncations;
+	double smape_median, smape_mean; /* of the clean samples' predictions */
+	double truncation_rate;          /* 0..1 */
+	double waste_p50, waste_p90;     /* budget ÷ actual of the clean samples */
+};
+
+/* One point of a truncation-against-waste curve. */
+struct calib_curve_point {
+	double factor;
+	double truncation_rate;
+	double waste_p90;
+};
+
+struct calib_eval {
+	struct calib_score current[CALIB_METHOD_COUNT];
+	struct calib_score proposed[CALIB_METHOD_COUNT];
+	char why[CALIB_METHOD_COUNT][160]; /* why a method is unavailable */
+	size_t n_runs_eligible;            /* runs with CALIB_LORUN_MIN clean samples */
+	/* Curves over budget factors of the held-out (leave-one-out) predictions of the
+	 * proposal and of the current set's predictions; the chosen points are the budgets
+	 * each set would really give. */
+	struct calib_curve_point curve_current[CALIB_CURVE_POINTS];
+	struct calib_curve_point curve_proposed[CALIB_CURVE_POINTS];
+	struct calib_curve_point chosen_current, chosen_proposed;
+	int64_t *loo_pred; /* per clean sample: the proposal's leave-one-out estimate */
+};
+
+/* Name a method as the JSON does: "loo", "kfold", "lorun". */
+const char *calib_method_name(enum calib_method m);
+/* Score the current set `current` (fixed) and the proposal (refitted on each training
+ * part with o->coverage) on the samples of fs; `proposal`, the fit on all of them, gives
+ * the chosen point of its curve. Returns 0, or -1 with err when a fit
+ * fails. */
+int calib_evaluate(const struct calib_fitset *fs, const struct est_coefs *current,
+    const struct est_fit *proposal, const struct calib_eval_opts *o, struct calib_eval *e,
+    char *err, size_t errlen);
+/* Free an evaluation. */
+void calib_eval_free(struct calib_eval *e);
+/* Score budgets and estimates: SMAPE of the clean ones, truncation (clean: actual >
+ * budget; truncated: budget <= recorded actual), waste budget ÷ actual (p50 the median,
+ * p90 sorted[int(0.9 n)]). A sample marked truncated is a recorded truncated event. */
+void calib_score_compute(const struct telem_sample *const *s, const int64_t *estimate,
+    const int64_t *budget, size_t n, struct calib_score *out);
+/* A score as the JSON object of the evaluation: smape_median, smape_mean,
+ * truncation_rate, waste_p50, waste_p90, n. */
+json_t *calib_json_score(const struct calib_score *s);
+
+/* --- common/calib_coefs.c: coefficient sets as stored, and a catalogue of them --- */
+
+/* Build a set from the built-in defaults plus an overhead_json array of
+ * [category, complexity, overhead] triples and the fitted model of model_json (nullable:
+ * none). Returns 0, or -1 with err naming the first bad element (c then holds the
+ * defaults). */
+int calib_coefs_from_json(const char *overhead_json, const char *model_json, uint64_t version,
+    struct est_coefs *c, char *err, size_t errlen);
+/* The full overhead table of `c` as compact overhead_json text (heap). */
+char *calib_coefs_to_json(const struct est_coefs *c);
 
 /* Coefficient sets by version, to find what a sample was estimated with. */
 struct calib_coef_sets {
@@ -142,13 +206,6 @@ struct calib_coef_sets {
 	size_t n;
 };
 
-/* Build a set from the built-in defaults plus an overhead_json array of
- * [category, complexity, overhead] triples. Returns 0, or -1 with err naming the first
- * bad element. */
-int calib_coefs_from_json(
-    const char *overhead_json, uint64_t version, struct est_coefs *c, char *err, size_t errlen);
-/* The full overhead table of `c` as compact overhead_json text (heap). */
-char *calib_coefs_to_json(const struct est_coefs *c);
 /* Add a set (copied) to the catalogue. */
 void calib_coef_sets_add(struct calib_coef_sets *cs, const struct est_coefs *c);
 /* The set of `version`, or NULL. */
@@ -156,61 +213,43 @@ const struct est_coefs *calib_coef_sets_find(const struct calib_coef_sets *cs, i
 /* Free the catalogue. */
 void calib_coef_sets_free(struct calib_coef_sets *cs);
 
-/* --- common/calib/calib_eval.c --- */
+/* --- common/calib_svg.c --- */
 
-struct calib_eval {
-	size_t n;             /* clean samples, each held out once */
-	size_t n_changed;     /* held-out predictions that moved */
-	size_t n_overhead;    /* of those, moved by recovering the overhead part */
-	size_t n_scaled;      /* of those, moved by scaling the whole prediction */
-	size_t n_folds_empty; /* folds whose training part proposed nothing */
-	struct telem_metrics before, after;
-	int64_t *after_pred; /* per sample, in input order */
-};
-
-/* Leave-one-out: for each clean sample, calibrate on the others (same options, on top
- * of `current`) and predict the held-out sample; then score before and after. Returns
- * 0, or -1 with err. */
-int calib_evaluate(const struct telem_sample *const *clean, size_t n, const struct calib_opts *o,
-    const struct est_coefs *current, const struct calib_coef_sets *sets, struct calib_eval *e,
-    char *err, size_t errlen);
-/* Free an evaluation. */
-void calib_eval_free(struct calib_eval *e);
-
-/* --- common/calib/calib_svg.c --- */
-
-/* Write an SVG scatter plot: predicted (x) against actual (y) output tokens on log
+/* Write the SVG plot: on the left predicted (x) against actual (y) output tokens on log
  * axes, one colour per category, the recorded prediction as a hollow circle and the
- * proposed one as a filled dot (joined when they differ), the y = x line, a legend and
- * `title`. `after` may be NULL (before only). Returns 0, or -1 on a write error. */
+ * proposed one as a filled dot (joined when they differ), the y = x line and a legend;
+ * on the right, when `e` is given, truncation rate against waste p90 over budget factors
+ * for the current and the proposed set, each chosen point marked. `after` may be NULL
+ * (before only). Returns 0, or -1 on a write error. */
 int calib_svg_write(FILE *f, const struct telem_sample *const *samples, const int64_t *after,
-    size_t n, const char *title);
+    size_t n, const struct calib_eval *e, const char *title);
 
-/* --- common/calib/calib_report.c: the Markdown report and the JSON proposal --- */
+/* --- common/calib_report.c: the Markdown report and the JSON proposal --- */
 
-/* What the outputs say besides the result. */
+/* What the outputs say besides the group figures. */
 struct calib_meta {
 	const char *generated_at; /* UTC, ISO 8601 */
 	const char *db_url;
-	const char *runs;         /* "all runs" or the --run-id list */
-	size_t n_read;            /* samples read before the clean filter */
-	uint64_t current_version; /* the active coefficient set */
-	size_t n_reexpressed;     /* samples moved onto the active set (calib_reexpress) */
-	size_t n_unknown_version; /* samples whose coefficient set is unknown */
-	const char *svg_name;     /* the plot's file name, linked from the report; nullable */
-	const struct telem_metrics *in_before; /* in-sample metrics; nullable */
-	const struct telem_metrics *in_after;
+	const char *runs;                 /* "all runs" or the --run-id list */
+	size_t n_read;                    /* samples read before the clean filter */
+	const struct est_coefs *current;  /* the active set */
+	const struct calib_fitset *fs;    /* the samples used */
+	const struct est_fit *proposal;   /* the fit on all of them */
+	const struct calib_eval *eval;    /* its held-out evaluation */
+	const struct calib_eval_opts *eo; /* coverage, folds, repeats */
+	size_t n_reexpressed;             /* samples moved onto the active set (calib_reexpress) */
+	size_t n_unknown_version;         /* samples whose coefficient set is unknown */
+	const char *svg_name; /* the plot's file name, linked from the report; nullable */
 };
 
-/* Write the Markdown report: summary, recommendations, detailed results, cost,
- * groups short of samples, the proposal, notes and the plot. */
+/* Write the Markdown report: summary, the proposal, its held-out evaluation against the
+ * active set, the active set's figures by group, the plot and notes. */
 void calib_md_write(FILE *f, const struct calib_result *r, const struct calib_meta *m);
-/* The JSON proposal: metadata and proposed_changes (the original's fields plus the
- * overhead row, damping, old and new overhead and status). */
+/* The JSON proposal: metadata, the fitted model, the evaluation and the groups. */
 json_t *calib_json_proposal(const struct calib_result *r, const struct calib_meta *m);
-/* The changes of the proposal alone, as stored in a set's provenance. */
-json_t *calib_json_changes(const struct calib_result *r);
-/* A metrics object: n, SMAPE mean/median, waste mean/median/p90, underestimation %. */
-json_t *calib_json_metrics(const struct telem_metrics *m);
+/* The evaluation object: {current|proposed: {loo|kfold|lorun: score or null}}. */
+json_t *calib_json_evaluation(const struct calib_eval *e);
+/* The fitted model as a JSON object (as stored in model_json). */
+json_t *calib_json_fit(const struct est_fit *f);
 
 #endif

@@ -1,55 +1,38 @@
 /* Coefficient sets as the database stores them: the full overhead table as a JSON array
- * of [category, complexity, overhead] triples on top of the built-in defaults. */
+ * of [category, complexity, overhead] triples on top of the built-in defaults, and the
+ * fitted model (estimator_json.c); and a catalogue of sets by version. */
 #include "common/calib/calib.h"
+#include "common/store/store_coef.h"
 #include "common/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Parse overhead_json onto the defaults. */
-int calib_coefs_from_json(
-    const char *overhead_json, uint64_t version, struct est_coefs *c, char *err, size_t errlen)
+/* Parse overhead_json onto the defaults, then the fitted model. */
+int calib_coefs_from_json(const char *overhead_json, const char *model_json, uint64_t version,
+    struct est_coefs *c, char *err, size_t errlen)
 {
-	json_error_t jerr;
-	json_t *arr = json_loads(overhead_json, 0, &jerr), *row;
-	struct proto_coef *rows;
-	size_t i, n = 0;
-	int rc = 0;
+	struct store_coef_row *rows;
+	struct est_coef_row *est;
+	struct store_err serr;
+	size_t n;
+	int rc;
 
 	est_coefs_default(c);
-	if (!json_is_array(arr)) {
-		snprintf(err, errlen, "overhead_json of set %llu is not a JSON array%s%s",
-		    (unsigned long long)version, arr == NULL ? ": " : "",
-		    arr == NULL ? jerr.text : "");
-		json_decref(arr);
+	if (store_coef_rows(overhead_json, (int64_t)version, &rows, &n, &serr) != 0) {
+		snprintf(err, errlen, "%s", serr.text);
 		return -1;
 	}
-	rows = xcalloc(json_array_size(arr) + 1, sizeof *rows);
-	json_array_foreach(arr, i, row)
-	{
-		const char *cat = json_string_value(json_array_get(row, 0));
-		const char *cplx = json_string_value(json_array_get(row, 1));
-		json_t *v = json_array_get(row, 2);
-
-		if (json_array_size(row) != 3 || cat == NULL || cplx == NULL ||
-		    !json_is_integer(v)) {
-			snprintf(err, errlen,
-			    "overhead_json of set %llu: element %zu is not "
-			    "[category, complexity, overhead]",
-			    (unsigned long long)version, i);
-			rc = -1;
-			break;
-		}
-		rows[n].category = (char *)cat;
-		rows[n].complexity = (char *)cplx;
-		rows[n].overhead = json_integer_value(v);
-		n++;
-	}
-	if (rc == 0)
-		rc = est_coefs_apply(c, rows, n, version, err, errlen);
-	free(rows);
-	json_decref(arr);
+	est = xcalloc(n + 1, sizeof *est);
+	for (size_t i = 0; i < n; i++)
+		est[i] = (struct est_coef_row){ rows[i].category, rows[i].complexity,
+			rows[i].overhead };
+	rc = est_coefs_apply(c, est, n, version, err, errlen);
+	if (rc == 0 && model_json != NULL)
+		rc = est_fit_from_json(model_json, &c->fit, err, errlen);
+	free(est);
+	store_coef_rows_free(rows, n);
 	if (rc != 0)
 		est_coefs_default(c);
 	return rc;

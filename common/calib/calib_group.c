@@ -1,27 +1,10 @@
-/* Calibration groups: the figures of docs/telemetry.md for each (category, complexity). */
+/* Calibration groups: actual ÷ predicted of the active set for each (category,
+ * complexity), with the original's statistics conventions (docs/calibration.md). */
 #include "common/calib/calib.h"
 #include "common/util.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Name a damping. */
-const char *calib_damping_name(enum calib_damping d)
-{
-	return d == CALIB_DAMP_NONE ? "none" : "sqrt";
-}
-
-/* Parse "sqrt" or "none"; -1 for anything else. */
-int calib_damping_parse(const char *name, enum calib_damping *d)
-{
-	if (strcmp(name, "sqrt") == 0)
-		*d = CALIB_DAMP_SQRT;
-	else if (strcmp(name, "none") == 0)
-		*d = CALIB_DAMP_NONE;
-	else
-		return -1;
-	return 0;
-}
 
 /* Name a group status. */
 const char *calib_status_name(enum calib_status s)
@@ -29,9 +12,7 @@ const char *calib_status_name(enum calib_status s)
 	switch (s) {
 	case CALIB_BELOW_MIN: return "below_min_samples";
 	case CALIB_LOW_CONFIDENCE: return "low_confidence";
-	case CALIB_PROPOSED: return "proposed";
-	case CALIB_NOT_OVERHEAD: return "not_an_overhead_row";
-	case CALIB_SHARED_ROW: return "row_set_by_larger_group";
+	case CALIB_HIGH_CONFIDENCE: return "high_confidence";
 	}
 	return "?";
 }
@@ -77,7 +58,6 @@ static void calib_group_fill(struct calib_group *g, const struct telem_sample *c
 	g->median_ratio = telem_upper_median(ratio, n);
 	g->min_ratio = ratio[0];
 	g->max_ratio = ratio[n - 1];
-	g->multiplier = g->median_ratio;
 	g->waste_median = telem_upper_median(waste, n);
 	g->waste_p90 = telem_p90_index(waste, n);
 	if ((int64_t)n < o->min_samples)
@@ -85,7 +65,7 @@ static void calib_group_fill(struct calib_group *g, const struct telem_sample *c
 	else if (g->confidence < o->confidence_threshold)
 		g->status = CALIB_LOW_CONFIDENCE;
 	else
-		g->status = CALIB_PROPOSED;
+		g->status = CALIB_HIGH_CONFIDENCE;
 	free(ratio);
 	free(waste);
 	free(act);
@@ -139,23 +119,12 @@ void calib_compute(const struct telem_sample *const *clean, size_t n, const stru
 				rows[k++] = clean[i];
 		calib_group_fill(&r->groups[g], rows, k, o);
 		r->n_eligible += r->groups[g].status != CALIB_BELOW_MIN;
-		r->n_high_confidence += r->groups[g].status == CALIB_PROPOSED;
+		r->n_high_confidence += r->groups[g].status == CALIB_HIGH_CONFIDENCE;
 	}
 	if (r->n_groups > 1)
 		qsort(r->groups, r->n_groups, sizeof *r->groups, calib_group_cmp);
 	free(rows);
 	free(group_of);
-}
-
-/* Find a group by its exact names. */
-const struct calib_group *calib_group_find(
-    const struct calib_result *r, const char *category, const char *complexity)
-{
-	for (size_t g = 0; g < r->n_groups; g++)
-		if (strcmp(r->groups[g].category, category) == 0 &&
-		    strcmp(r->groups[g].complexity, complexity) == 0)
-			return &r->groups[g];
-	return NULL;
 }
 
 /* Free the groups. */

@@ -1,4 +1,5 @@
-/* The outputs of `calibrate`: the Markdown report and the JSON proposal (docs/telemetry.md). */
+/* The outputs of `calibrate`: the Markdown report and the JSON proposal
+ * (docs/calibration.md). */
 #include "common/calib/calib.h"
 #include "common/util.h"
 
@@ -6,128 +7,90 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Round to three decimals, as the original's JSON does. */
-static double calib_r3(double v)
-{
-	return round(v * 1000.0) / 1000.0;
-}
+static const char *const calib_method_titles[CALIB_METHOD_COUNT] = {
+	"leave-one-out",
+	"k-fold",
+	"leave-one-run-out",
+};
 
-/* Write the recommended action for a group's median ratio. */
-static void calib_md_action(FILE *f, const struct calib_group *g)
+/* Write the fitted model's weights. */
+static void calib_md_fit(FILE *f, const struct est_fit *fit, double cap)
 {
-	if (g->median_ratio > 1.2)
-		fprintf(f, "- **Action**: increase by %.0f%%\n", (g->multiplier - 1.0) * 100.0);
-	else if (g->median_ratio < 0.8)
-		fprintf(f, "- **Action**: decrease by %.0f%%\n", (1.0 - g->multiplier) * 100.0);
-	else
-		fprintf(f, "- **Action**: none needed (within ±20%%)\n");
-}
+	static const char *const cplx[EST_CPLX_COUNT] = { "low", "medium", "high" };
 
-/* Write one high-confidence group's recommendation. */
-static void calib_md_recommendation(FILE *f, const struct calib_group *g, enum calib_damping d)
-{
-	fprintf(f, "### %s / %s\n\n", g->category, g->complexity);
-	fprintf(f, "- **Samples**: %zu\n- **Confidence**: %.1f%%\n", g->n, g->confidence * 100);
-	fprintf(f, "- **Current avg estimate**: %.0f tokens\n- **Actual avg**: %.0f tokens\n",
-	    g->avg_estimated, g->avg_actual);
-	fprintf(f, "- **Median ratio** (actual/estimated): %.2fx\n", g->median_ratio);
-	fprintf(f, "- **Proposed multiplier**: %.2fx\n", g->multiplier);
-	calib_md_action(f, g);
-	if (g->status == CALIB_PROPOSED)
-		fprintf(f, "- **Overhead row %s/%s**: %d → %d (%s damping: × %.3f)\n",
-		    g->row_category, g->row_complexity, g->old_overhead, g->new_overhead,
-		    calib_damping_name(d), g->factor);
-	else
-		fprintf(f, "- **Not applied**: %s\n",
-		    g->status == CALIB_NOT_OVERHEAD ?
-		        "this category is estimated by a documentation model, not an overhead row" :
-		        "another group with more samples sets the same overhead row");
+	fprintf(f,
+	    "## Proposal: fitted model\n\n"
+	    "ln(estimate) = intercept + w(category) + w(complexity) + w_d × ln(1 + deliverables), "
+	    "ridge regression with λ = %g on %zu samples (an unseen category adds nothing). "
+	    "Budget = min(%.0f, ⌈estimate × F⌉) with the conformal factor **F = %.3f** "
+	    "(coverage τ = %.2f of the leave-one-out residuals); no floors.\n\n"
+	    "| term | weight |\n|---|---|\n| intercept | %.4f |\n| ln(1 + deliverables) | %.4f "
+	    "|\n",
+	    fit->lambda, fit->n_samples, cap, fit->factor, fit->coverage, fit->intercept,
+	    fit->w_deliverables);
+	for (int k = 0; k < EST_CPLX_COUNT; k++)
+		fprintf(f, "| complexity %s | %.4f |\n", cplx[k], fit->w_cplx[k]);
+	for (size_t k = 0; k < fit->n_cats; k++)
+		fprintf(f, "| category %s | %.4f |\n", fit->cats[k], fit->w_cat[k]);
 	fputc('\n', f);
 }
 
-/* Whether a group reached the confidence threshold (proposed or not). */
-static bool calib_high_conf(const struct calib_group *g)
+/* Write one evaluation row. */
+static void calib_md_score(FILE *f, const char *set, const struct calib_score *s)
 {
-	return g->status == CALIB_PROPOSED || g->status == CALIB_NOT_OVERHEAD ||
-	    g->status == CALIB_SHARED_ROW;
+	fprintf(f, "| %s | %.1f %% | %.1f %% | %.1f %% | %.2fx | %.2fx | %zu |\n", set,
+	    s->smape_median, s->smape_mean, s->truncation_rate * 100.0, s->waste_p50, s->waste_p90,
+	    s->n);
 }
 
-/* Write the high-confidence groups' recommendations, most confident first. */
-static void calib_md_recommendations(FILE *f, const struct calib_result *r)
-{
-	const struct calib_group **hc = xcalloc(r->n_groups + 1, sizeof *hc);
-	size_t k = 0;
-
-	if (r->n_high_confidence == 0)
-		fprintf(f,
-		    "No group met the confidence threshold. Collect more samples or "
-		    "lower --confidence-threshold.\n\n");
-	for (size_t i = 0; i < r->n_groups; i++)
-		if (calib_high_conf(&r->groups[i]))
-			hc[k++] = &r->groups[i];
-	for (size_t i = 1; i < k; i++)
-		for (size_t j = i; j > 0 && hc[j - 1]->confidence < hc[j]->confidence; j--) {
-			const struct calib_group *t = hc[j];
-
-			hc[j] = hc[j - 1];
-			hc[j - 1] = t;
-		}
-	for (size_t i = 0; i < k; i++)
-		calib_md_recommendation(f, hc[i], r->opts.damping);
-	free(hc);
-}
-
-/* Write the before/after table of the in-sample effect. */
-static void calib_md_effect(FILE *f, const struct telem_metrics *b, const struct telem_metrics *a)
+/* Write the held-out evaluation. */
+static void calib_md_eval(FILE *f, const struct calib_eval *e, const struct calib_eval_opts *o)
 {
 	fprintf(f,
-	    "## Effect on these samples (in-sample)\n\n"
-	    "Fitted and scored on the same %zu samples, so this flatters the proposal; "
-	    "`autopack-ctl calibrate --evaluate` reports leave-one-out figures on samples each "
-	    "fold did not see. Waste here is predicted ÷ actual.\n\n"
-	    "| metric | before | after |\n|---|---|---|\n",
-	    b->n);
-	fprintf(f, "| SMAPE mean | %.1f %% | %.1f %% |\n", b->smape_mean, a->smape_mean);
-	fprintf(f, "| SMAPE median | %.1f %% | %.1f %% |\n", b->smape_median, a->smape_median);
-	fprintf(f, "| waste mean | %.2fx | %.2fx |\n", b->waste_mean, a->waste_mean);
-	fprintf(f, "| waste median | %.2fx | %.2fx |\n", b->waste_median, a->waste_median);
-	fprintf(f, "| waste p90 | %.2fx | %.2fx |\n", b->waste_p90, a->waste_p90);
-	fprintf(f, "| underestimation | %.1f %% | %.1f %% |\n\n", b->under_pct, a->under_pct);
+	    "## Held-out evaluation\n\n"
+	    "The proposal is refitted on each training part and scored on the samples it did "
+	    "not see; the active set is scored as it is. SMAPE is of the estimate; a "
+	    "truncation is an actual output above the budget (a recorded truncated call counts "
+	    "when the budget is at or below its recorded output); waste is budget ÷ actual. "
+	    "k-fold: %d folds × %d repeats with fixed seeds.\n\n"
+	    "| method | set | SMAPE median | SMAPE mean | truncation | waste p50 | waste p90 | n "
+	    "|\n|---|---|---|---|---|---|---|---|\n",
+	    o->folds, o->repeats);
+	for (int m = 0; m < CALIB_METHOD_COUNT; m++) {
+		if (!e->proposed[m].available) {
+			fprintf(f, "| %s | – | not run: %s | | | | | |\n", calib_method_titles[m],
+			    e->why[m]);
+			continue;
+		}
+		fprintf(f, "| %s ", calib_method_titles[m]);
+		calib_md_score(f, "active", &e->current[m]);
+		fprintf(f, "| %s ", calib_method_titles[m]);
+		calib_md_score(f, "proposed", &e->proposed[m]);
+	}
+	fputc('\n', f);
 }
 
-/* Write the detailed, cost and short-of-samples sections. */
-static void calib_md_tables(FILE *f, const struct calib_result *r)
+/* Write the group table of the active set and the groups short of samples. */
+static void calib_md_groups(FILE *f, const struct calib_result *r)
 {
 	bool short_any = false;
 
 	fprintf(f,
-	    "## Detailed results\n\nEvery group with at least %d samples, "
-	    "low-confidence ones included:\n\n| Category | Complexity | Samples | Avg actual | "
-	    "Avg est | Median ratio | Confidence | Proposed mult | Status |\n"
-	    "|---|---|---|---|---|---|---|---|---|\n",
+	    "## The active set by group\n\nEvery group with at least %d samples: actual ÷ "
+	    "predicted of the active set (median = sorted[n/2]), confidence = 0.6 × min(1, "
+	    "n/12) + 0.4 / (1 + σ), and the recorded max_tokens (else selected budget) ÷ "
+	    "actual.\n\n| Category | Complexity | Samples | Avg actual | Avg predicted | Median "
+	    "actual ÷ predicted | Confidence | Median max_tokens ÷ actual | p90 max_tokens ÷ "
+	    "actual |\n|---|---|---|---|---|---|---|---|---|\n",
 	    r->opts.min_samples);
 	for (size_t i = 0; i < r->n_groups; i++) {
 		const struct calib_group *g = &r->groups[i];
 
-		if (g->status == CALIB_BELOW_MIN)
-			continue;
-		fprintf(f, "| %s | %s | %zu | %.0f | %.0f | %.2fx | %.1f%% | %.2fx | %s |\n",
-		    g->category, g->complexity, g->n, g->avg_actual, g->avg_estimated,
-		    g->median_ratio, g->confidence * 100, g->multiplier,
-		    calib_status_name(g->status));
-	}
-	fprintf(f,
-	    "\n## Cost\n\nBudget waste = (actual_max_tokens, else selected_budget) ÷ "
-	    "actual; median = sorted[n/2], p90 = sorted[int(0.9 n)].\n\n"
-	    "| group | median waste | p90 waste | avg budget | avg actual |\n"
-	    "|---|---|---|---|---|\n");
-	for (size_t i = 0; i < r->n_groups; i++) {
-		const struct calib_group *g = &r->groups[i];
-
 		if (g->status != CALIB_BELOW_MIN)
-			fprintf(f, "| %s/%s | %.2fx | %.2fx | %.0f | %.0f |\n", g->category,
-			    g->complexity, g->waste_median, g->waste_p90, g->avg_selected_budget,
-			    g->avg_actual);
+			fprintf(f,
+			    "| %s | %s | %zu | %.0f | %.0f | %.2fx | %.1f%% | %.2fx | %.2fx |\n",
+			    g->category, g->complexity, g->n, g->avg_actual, g->avg_estimated,
+			    g->median_ratio, g->confidence * 100, g->waste_median, g->waste_p90);
 	}
 	fprintf(f, "\n## Groups short of samples\n\n");
 	for (size_t i = 0; i < r->n_groups; i++) {
@@ -135,8 +98,8 @@ static void calib_md_tables(FILE *f, const struct calib_result *r)
 
 		if (g->status != CALIB_BELOW_MIN)
 			continue;
-		fprintf(f, "- %s/%s: %zu of %d (%zu more needed)\n", g->category, g->complexity,
-		    g->n, r->opts.min_samples, (size_t)r->opts.min_samples - g->n);
+		fprintf(f, "- %s/%s: %zu of %d\n", g->category, g->complexity, g->n,
+		    r->opts.min_samples);
 		short_any = true;
 	}
 	if (!short_any)
@@ -144,109 +107,92 @@ static void calib_md_tables(FILE *f, const struct calib_result *r)
 	fputc('\n', f);
 }
 
+/* Describe the active set. */
+static void calib_md_current(FILE *f, const struct est_coefs *c)
+{
+	fprintf(f, "- Active coefficient set: version %llu, ", (unsigned long long)c->version);
+	if (c->fit.active)
+		fprintf(f, "fitted model (F = %.3f, τ = %.2f, %zu samples)\n", c->fit.factor,
+		    c->fit.coverage, c->fit.n_samples);
+	else
+		fprintf(f, "overhead + marginal model%s\n",
+		    c->version == 1 ? " (built-in defaults)" : "");
+}
+
 /* Write the whole Markdown report. */
 void calib_md_write(FILE *f, const struct calib_result *r, const struct calib_meta *m)
 {
+	const struct calib_fitset *fs = m->fs;
+
 	fprintf(f, "# Token estimator calibration report\n\n");
 	fprintf(f, "- Generated: %s\n- Database: `%s`\n- Runs: %s\n", m->generated_at, m->db_url,
 	    m->runs);
-	fprintf(f, "- Active coefficient set: version %llu%s\n",
-	    (unsigned long long)m->current_version,
-	    m->current_version == 1 ? " (built-in defaults)" : "");
-	fprintf(f, "- Options: min samples %d, confidence threshold %.0f%%, damping %s\n\n",
-	    r->opts.min_samples, r->opts.confidence_threshold * 100,
-	    calib_damping_name(r->opts.damping));
+	calib_md_current(f, m->current);
 	fprintf(f,
-	    "## Summary\n\n- Total samples analysed: %zu clean (success, not "
-	    "truncated, actual ≥ %d) of %zu read\n",
-	    r->n_clean, TELEM_CLEAN_MIN_ACTUAL, m->n_read);
-	fprintf(f, "- Groups: %zu (%zu with at least %d samples)\n", r->n_groups, r->n_eligible,
-	    r->opts.min_samples);
-	fprintf(f,
-	    "- High-confidence groups (≥ %.0f%%): %zu\n- Overhead rows changed by the "
-	    "proposal: %zu\n",
-	    r->opts.confidence_threshold * 100, r->n_high_confidence, r->n_proposed);
+	    "\n## Summary\n\n- Samples read: %zu\n- Clean samples used (success, not "
+	    "truncated, actual ≥ %d; one per attempt; exact duplicates dropped): %zu\n"
+	    "- Dropped: %zu exact duplicates, %zu earlier calls of the same attempt\n"
+	    "- Recorded truncated calls (scored for truncation only): %zu\n",
+	    m->n_read, TELEM_CLEAN_MIN_ACTUAL, fs->n_clean, fs->n_duplicates, fs->n_repeats,
+	    fs->n_truncated);
 	if (m->n_reexpressed > 0)
 		fprintf(f,
-		    "- %zu samples estimated with an older coefficient set were "
-		    "re-expressed under the active set (marginal part recovered, overhead "
-		    "replaced), so every ratio is measured against what the active set predicts\n",
+		    "- %zu samples estimated with an older coefficient set were re-expressed "
+		    "under the active set (marginal part recovered, overhead replaced)\n",
 		    m->n_reexpressed);
 	if (m->n_unknown_version > 0)
 		fprintf(f,
-		    "- %zu samples carry no known coefficient set (imported); their "
-		    "recorded predictions are used as they are, so applying a proposal twice on "
-		    "the same samples compounds\n",
+		    "- %zu samples carry no known coefficient set (imported); the active set "
+		    "is scored on their recorded predictions\n",
 		    m->n_unknown_version);
-	if (r->n_clean > 0 && r->n_with_max_tokens * 5 < r->n_clean * 4)
-		fprintf(f,
-		    "- Warning: only %zu of %zu samples carry actual_max_tokens; their "
-		    "budget waste uses selected_budget\n",
-		    r->n_with_max_tokens, r->n_clean);
-	fprintf(f, "\n## Recommendations\n\n");
-	calib_md_recommendations(f, r);
-	calib_md_tables(f, r);
-	if (m->in_before != NULL && m->in_after != NULL)
-		calib_md_effect(f, m->in_before, m->in_after);
+	fputc('\n', f);
+	calib_md_fit(f, m->proposal, m->current->cap);
+	calib_md_eval(f, m->eval, m->eo);
+	calib_md_groups(f, r);
 	if (m->svg_name != NULL)
 		fprintf(f,
-		    "## Plot\n\nPredicted against actual output tokens, log axes; hollow: "
-		    "recorded prediction, filled: under the proposal.\n\n![predicted vs actual "
-		    "output tokens](%s)\n\n",
+		    "## Plot\n\nLeft: estimate against actual output tokens, log axes; hollow: "
+		    "the active set's estimate, filled: the proposal's leave-one-out estimate. "
+		    "Right: truncation rate against waste p90 as the budget factor goes from 1 to "
+		    "8, each set's chosen budget marked.\n\n![calibration plot](%s)\n\n",
 		    m->svg_name);
 	fprintf(f,
 	    "## Notes\n\n"
-	    "- Median ratio > 1: underestimating (raise the overhead); < 1: overestimating.\n"
-	    "- Confidence = 0.6 × min(1, n/12) + 0.4 / (1 + σ of the ratios).\n"
-	    "- The multiplier applies to the group's overhead row only (damped: %s); the "
-	    "per-deliverable marginal costs are unchanged.\n"
 	    "- `autopack-ctl calibrate --apply` stores the proposal as a new coefficient set "
-	    "that the supervisor sends with every job; `calibrate --rollback` returns to the "
-	    "previous set.\n",
-	    calib_damping_name(r->opts.damping));
+	    "(refused when its k-fold truncation or waste p90 is worse than the active set's, "
+	    "unless `--force`); the supervisor sends the active set with every job from its "
+	    "next start. `calibrate --rollback` returns to the previous set.\n"
+	    "- A truncated call is retried once with max_tokens × 1.25.\n");
 }
 
-/* A metrics object for the JSON outputs. */
-json_t *calib_json_metrics(const struct telem_metrics *m)
+/* One method's score, or null when it did not run. */
+static json_t *calib_json_score_or_null(const struct calib_score *s)
 {
-	return json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "samples", (json_int_t)m->n,
-	    "smape_mean_pct", m->smape_mean, "smape_median_pct", m->smape_median, "waste_mean",
-	    m->waste_mean, "waste_median", m->waste_median, "waste_p90", m->waste_p90,
-	    "underestimation_pct", m->under_pct);
+	return s->available ? calib_json_score(s) : json_null();
 }
 
-/* One high-confidence group as a proposed change. */
-static json_t *calib_json_change(const struct calib_group *g, enum calib_damping d)
+/* The evaluation object. */
+json_t *calib_json_evaluation(const struct calib_eval *e)
 {
-	char reasoning[128];
-	json_t *c;
+	json_t *cur = json_object(), *prop = json_object();
 
-	snprintf(reasoning, sizeof reasoning, "Actual tokens are %.2fx estimated (median)",
-	    g->median_ratio);
-	c = json_pack("{s:s, s:s, s:I, s:f, s:f, s:f, s:s, s:s, s:s}", "category", g->category,
-	    "complexity", g->complexity, "sample_count", (json_int_t)g->n, "confidence",
-	    calib_r3(g->confidence), "median_ratio", calib_r3(g->median_ratio),
-	    "proposed_multiplier", calib_r3(g->multiplier), "action",
-	    "multiply PHASE_OVERHEAD[(category, complexity)] by proposed_multiplier", "reasoning",
-	    reasoning, "status", calib_status_name(g->status));
-	if (g->status == CALIB_PROPOSED)
-		json_object_update_new(c,
-		    json_pack("{s:[s, s], s:s, s:f, s:i, s:i}", "overhead_row", g->row_category,
-		        g->row_complexity, "damping", calib_damping_name(d), "applied_factor",
-		        calib_r3(g->factor), "old_overhead", g->old_overhead, "new_overhead",
-		        g->new_overhead));
-	return c;
+	for (int m = 0; m < CALIB_METHOD_COUNT; m++) {
+		json_object_set_new(
+		    cur, calib_method_name(m), calib_json_score_or_null(&e->current[m]));
+		json_object_set_new(
+		    prop, calib_method_name(m), calib_json_score_or_null(&e->proposed[m]));
+	}
+	return json_pack("{s:o, s:o}", "current", cur, "proposed", prop);
 }
 
-/* The high-confidence groups as changes. */
-json_t *calib_json_changes(const struct calib_result *r)
+/* The fitted model as JSON. */
+json_t *calib_json_fit(const struct est_fit *f)
 {
-	json_t *a = json_array();
+	char *text = est_fit_to_json(f);
+	json_t *j = json_loads(text, 0, NULL);
 
-	for (size_t i = 0; i < r->n_groups; i++)
-		if (calib_high_conf(&r->groups[i]))
-			json_array_append_new(a, calib_json_change(&r->groups[i], r->opts.damping));
-	return a;
+	free(text);
+	return j;
 }
 
 /* Every group with its figures. */
@@ -258,39 +204,54 @@ static json_t *calib_json_groups(const struct calib_result *r)
 		const struct calib_group *g = &r->groups[i];
 
 		json_array_append_new(a,
-		    json_pack("{s:s, s:s, s:I, s:s, s:f, s:f, s:f, s:f, "
-		              "s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+		    json_pack("{s:s, s:s, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+		              "s:f, s:f}",
 		        "category", g->category, "complexity", g->complexity, "sample_count",
 		        (json_int_t)g->n, "status", calib_status_name(g->status), "avg_actual",
-		        g->avg_actual, "avg_estimated", g->avg_estimated, "avg_ratio", g->avg_ratio,
+		        g->avg_actual, "avg_predicted", g->avg_estimated, "avg_ratio", g->avg_ratio,
 		        "median_ratio", g->median_ratio, "min_ratio", g->min_ratio, "max_ratio",
-		        g->max_ratio, "confidence", g->confidence, "proposed_multiplier",
-		        g->multiplier, "median_budget_waste", g->waste_median, "p90_budget_waste",
-		        g->waste_p90, "avg_selected_budget", g->avg_selected_budget));
+		        g->max_ratio, "stdev_ratio", g->stdev_ratio, "confidence", g->confidence,
+		        "median_max_tokens_per_actual", g->waste_median,
+		        "p90_max_tokens_per_actual", g->waste_p90, "avg_selected_budget",
+		        g->avg_selected_budget));
 	}
 	return a;
+}
+
+/* The chosen points and curves of the evaluation. */
+static json_t *calib_json_curves(const struct calib_eval *e)
+{
+	json_t *cur = json_array(), *prop = json_array();
+
+	for (int k = 0; k < CALIB_CURVE_POINTS; k++) {
+		json_array_append_new(cur,
+		    json_pack("[f, f, f]", e->curve_current[k].factor,
+		        e->curve_current[k].truncation_rate, e->curve_current[k].waste_p90));
+		json_array_append_new(prop,
+		    json_pack("[f, f, f]", e->curve_proposed[k].factor,
+		        e->curve_proposed[k].truncation_rate, e->curve_proposed[k].waste_p90));
+	}
+	return json_pack("{s:s, s:o, s:o, s:{s:f, s:f}, s:{s:f, s:f, s:f}}", "points",
+	    "[budget factor, truncation rate, waste p90] over the leave-one-out estimates",
+	    "current", cur, "proposed", prop, "current_chosen", "truncation_rate",
+	    e->chosen_current.truncation_rate, "waste_p90", e->chosen_current.waste_p90,
+	    "proposed_chosen", "factor", e->chosen_proposed.factor, "truncation_rate",
+	    e->chosen_proposed.truncation_rate, "waste_p90", e->chosen_proposed.waste_p90);
 }
 
 /* The whole JSON proposal. */
 json_t *calib_json_proposal(const struct calib_result *r, const struct calib_meta *m)
 {
-	json_t *j = json_pack("{s:{s:s, s:s, s:s, s:f, s:i, s:s, s:I, s:I, s:I, s:I, s:I, "
-	                      "s:I, s:I, s:s, s:s}, s:o, s:o}",
+	return json_pack("{s:{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:i, "
+	                 "s:i}, s:o, s:o, s:o, s:o}",
 	    "metadata", "generated_at", m->generated_at, "database", m->db_url, "runs", m->runs,
-	    "confidence_threshold", r->opts.confidence_threshold, "min_samples",
-	    r->opts.min_samples, "damping", calib_damping_name(r->opts.damping), "total_samples",
-	    (json_int_t)r->n_clean, "samples_read", (json_int_t)m->n_read, "high_confidence_groups",
-	    (json_int_t)r->n_high_confidence, "proposed_groups", (json_int_t)r->n_proposed,
-	    "current_version", (json_int_t)m->current_version, "samples_reexpressed",
-	    (json_int_t)m->n_reexpressed, "samples_unknown_version",
-	    (json_int_t)m->n_unknown_version, "waste_rule",
-	    "(actual_max_tokens or selected_budget) / actual", "median_rule",
-	    "upper median sorted[n//2]; p90 sorted[int(0.9n)]", "proposed_changes",
-	    calib_json_changes(r), "groups", calib_json_groups(r));
-
-	if (j != NULL && m->in_before != NULL && m->in_after != NULL)
-		json_object_set_new(j, "in_sample",
-		    json_pack("{s:o, s:o}", "before", calib_json_metrics(m->in_before), "after",
-		        calib_json_metrics(m->in_after)));
-	return j;
+	    "current_version", (json_int_t)m->current->version, "samples_read",
+	    (json_int_t)m->n_read, "samples_used", (json_int_t)m->fs->n_clean, "duplicates_dropped",
+	    (json_int_t)m->fs->n_duplicates, "attempt_repeats_dropped",
+	    (json_int_t)m->fs->n_repeats, "truncated_events", (json_int_t)m->fs->n_truncated,
+	    "samples_reexpressed", (json_int_t)m->n_reexpressed, "samples_unknown_version",
+	    (json_int_t)m->n_unknown_version, "coverage", m->eo->coverage, "folds", m->eo->folds,
+	    "repeats", m->eo->repeats, "model", calib_json_fit(m->proposal), "evaluation",
+	    calib_json_evaluation(m->eval), "curves", calib_json_curves(m->eval), "groups",
+	    calib_json_groups(r));
 }

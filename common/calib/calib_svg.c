@@ -1,5 +1,5 @@
-/* The calibration plot: predicted against actual output tokens on log-log axes, written
- * as plain SVG. */
+/* The calibration plot, plain SVG: estimated against actual output tokens on log-log
+ * axes, and truncation against waste over budget factors. */
 #include "common/calib/calib.h"
 #include "common/util.h"
 
@@ -14,6 +14,11 @@
 #define SVG_BOTTOM 72.0
 #define SVG_WIDTH (SVG_LEFT + SVG_SIZE + SVG_LEGEND_W)
 #define SVG_HEIGHT (SVG_TOP + SVG_SIZE + SVG_BOTTOM)
+#define SVG_CURVE_LEFT (SVG_WIDTH + 70.0) /* the truncation-against-waste panel */
+#define SVG_CURVE_W 440.0
+#define SVG_CURVE_WIDTH (SVG_CURVE_LEFT + SVG_CURVE_W + 40.0)
+#define SVG_CURRENT_COLOUR "#e15759"
+#define SVG_PROPOSED_COLOUR "#4e79a7"
 
 /* Tableau 10: distinct, colour-blind friendly hues. */
 static const char *const svg_palette[] = {
@@ -285,15 +290,15 @@ static void svg_legend(FILE *f, const struct svg_cat *cats, size_t nc, bool afte
 	y += 44;
 	fprintf(f,
 	    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"white\" stroke=\"#333\" "
-	    "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">recorded "
-	    "prediction (before)</text>\n",
+	    "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">the active "
+	    "set's estimate</text>\n",
 	    x + 7, y - 4, x + 22, y);
 	if (after) {
 		y += 24;
 		fprintf(f,
 		    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"#333\"/>\n"
-		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">proposed prediction "
-		    "(after)</text>\n",
+		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">the proposal's "
+		    "(held out)</text>\n",
 		    x + 7, y - 4, x + 22, y);
 		y += 24;
 		fprintf(f,
@@ -310,13 +315,126 @@ static void svg_legend(FILE *f, const struct svg_cat *cats, size_t nc, bool afte
 	    x, y - 4, x + 16, y - 4, x + 22, y);
 }
 
+/* The ranges of the curve panel: waste p90 from 0 and truncation % from 0, rounded up. */
+static void svg_curve_range(const struct calib_eval *e, double *wmax, double *tmax)
+{
+	const struct calib_curve_point *pts[] = { e->curve_current, e->curve_proposed };
+
+	*wmax = 4.0;
+	*tmax = 0.05;
+	for (int c = 0; c < 2; c++)
+		for (int k = 0; k < CALIB_CURVE_POINTS; k++) {
+			*wmax = pts[c][k].waste_p90 > *wmax ? pts[c][k].waste_p90 : *wmax;
+			*tmax = pts[c][k].truncation_rate > *tmax ? pts[c][k].truncation_rate :
+			                                            *tmax;
+		}
+	*wmax = e->chosen_current.waste_p90 > *wmax ? e->chosen_current.waste_p90 : *wmax;
+	*wmax = ceil(*wmax / 2.0) * 2.0;
+	*tmax = ceil(*tmax * 10.0) / 10.0;
+}
+
+/* Pixel position of a curve point. */
+static void svg_curve_xy(
+    const struct calib_curve_point *p, double wmax, double tmax, double *x, double *y)
+{
+	*x = SVG_CURVE_LEFT + p->waste_p90 / wmax * SVG_CURVE_W;
+	*y = SVG_TOP + SVG_SIZE - p->truncation_rate / tmax * SVG_SIZE;
+}
+
+/* Draw the panel's frame, grid and axis titles. */
+static void svg_curve_axes(FILE *f, double wmax, double tmax)
+{
+	fprintf(f,
+	    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"14\" "
+	    "font-weight=\"bold\">truncation against waste, by budget factor</text>\n",
+	    SVG_CURVE_LEFT + SVG_CURVE_W / 2, SVG_TOP - 12);
+	int step = wmax <= 10 ? 1 : wmax <= 20 ? 2 : wmax <= 50 ? 5 : 10;
+
+	for (int k = 0; k <= (int)wmax; k += step) {
+		double x = SVG_CURVE_LEFT + k / wmax * SVG_CURVE_W;
+
+		fprintf(f,
+		    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ececec\"/>\n"
+		    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">%dx</text>\n",
+		    x, SVG_TOP, x, SVG_TOP + SVG_SIZE, x, SVG_TOP + SVG_SIZE + 20, k);
+	}
+	for (int k = 0; k <= 10; k++) {
+		double y = SVG_TOP + SVG_SIZE - k / 10.0 * SVG_SIZE;
+
+		fprintf(f,
+		    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ececec\"/>\n"
+		    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\">%g %%</text>\n",
+		    SVG_CURVE_LEFT, y, SVG_CURVE_LEFT + SVG_CURVE_W, y, SVG_CURVE_LEFT - 8, y + 4,
+		    round(tmax * k * 10.0 * 10.0) / 10.0);
+	}
+	fprintf(f,
+	    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+	    "stroke=\"#333\"/>\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
+	    "font-size=\"14\">waste p90 (budget ÷ actual)</text>\n<text transform=\"translate(%.1f "
+	    "%.1f) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">truncation rate "
+	    "(held out)</text>\n",
+	    SVG_CURVE_LEFT, SVG_TOP, SVG_CURVE_W, SVG_SIZE, SVG_CURVE_LEFT + SVG_CURVE_W / 2,
+	    SVG_TOP + SVG_SIZE + 50, SVG_CURVE_LEFT - 55, SVG_TOP + SVG_SIZE / 2);
+}
+
+/* Draw one set's curve, its chosen point and its legend line. */
+static void svg_curve_line(FILE *f, const struct calib_curve_point *pts,
+    const struct calib_curve_point *chosen, double wmax, double tmax, const char *colour,
+    const char *label, int row)
+{
+	double x, y;
+
+	fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colour);
+	for (int k = 0; k < CALIB_CURVE_POINTS; k++) {
+		svg_curve_xy(&pts[k], wmax, tmax, &x, &y);
+		fprintf(f, "%s%.1f,%.1f", k > 0 ? " " : "", x, y);
+	}
+	fprintf(f, "\"/>\n");
+	for (int k = 0; k < CALIB_CURVE_POINTS; k += 10) {
+		svg_curve_xy(&pts[k], wmax, tmax, &x, &y);
+		fprintf(f,
+		    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/><text x=\"%.1f\" "
+		    "y=\"%.1f\" font-size=\"11\" fill=\"%s\">×%.2g</text>\n",
+		    x, y, colour, x + 5, y - 5, colour, pts[k].factor);
+	}
+	svg_curve_xy(chosen, wmax, tmax, &x, &y);
+	fprintf(f,
+	    "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\" stroke=\"#000\" "
+	    "transform=\"rotate(45 %.1f %.1f)\"><title>%s: truncation %.1f %%, waste p90 "
+	    "%.2fx</title></rect>\n",
+	    x - 6, y - 6, colour, x, y, label, chosen->truncation_rate * 100.0, chosen->waste_p90);
+	y = SVG_TOP + 24 + 22 * row;
+	fprintf(f,
+	    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+	    "stroke-width=\"2\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">",
+	    SVG_CURVE_LEFT + SVG_CURVE_W - 250, y - 4, SVG_CURVE_LEFT + SVG_CURVE_W - 230, y - 4,
+	    colour, SVG_CURVE_LEFT + SVG_CURVE_W - 224, y);
+	svg_text(f, label);
+	fprintf(f, " (◆ chosen: %.1f %%, %.2fx)</text>\n", chosen->truncation_rate * 100.0,
+	    chosen->waste_p90);
+}
+
+/* Draw the truncation-against-waste panel. */
+static void svg_curve(FILE *f, const struct calib_eval *e)
+{
+	double wmax, tmax;
+
+	svg_curve_range(e, &wmax, &tmax);
+	svg_curve_axes(f, wmax, tmax);
+	svg_curve_line(f, e->curve_current, &e->chosen_current, wmax, tmax, SVG_CURRENT_COLOUR,
+	    "active set", 0);
+	svg_curve_line(f, e->curve_proposed, &e->chosen_proposed, wmax, tmax, SVG_PROPOSED_COLOUR,
+	    "proposal", 1);
+}
+
 /* Write the whole plot. */
 int calib_svg_write(FILE *f, const struct telem_sample *const *samples, const int64_t *after,
-    size_t n, const char *title)
+    size_t n, const struct calib_eval *e, const char *title)
 {
 	struct svg_cat *cats = xcalloc(n + 1, sizeof *cats);
 	struct svg_axes a;
 	size_t nc = svg_categories(samples, n, cats);
+	double width = e != NULL ? SVG_CURVE_WIDTH : SVG_WIDTH;
 
 	svg_range(samples, after, n, &a);
 	fprintf(f,
@@ -324,22 +442,24 @@ int calib_svg_write(FILE *f, const struct telem_sample *const *samples, const in
 	    "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
 	    "viewBox=\"0 0 %.0f %.0f\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n"
 	    "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-	    SVG_WIDTH, SVG_HEIGHT, SVG_WIDTH, SVG_HEIGHT);
+	    width, SVG_HEIGHT, width, SVG_HEIGHT);
 	fprintf(f,
 	    "<text x=\"%.1f\" y=\"32\" text-anchor=\"middle\" font-size=\"18\" "
 	    "font-weight=\"bold\">",
-	    SVG_WIDTH / 2);
+	    width / 2);
 	svg_text(f, title);
 	fprintf(f,
 	    "</text>\n<text x=\"%.1f\" y=\"54\" text-anchor=\"middle\" font-size=\"13\" "
 	    "fill=\"#555\">%zu samples; %s</text>\n",
-	    SVG_WIDTH / 2, n,
-	    after != NULL ? "hollow: recorded prediction, filled: under the proposal" :
+	    width / 2, n,
+	    after != NULL ? "hollow: the active set's estimate, filled: the proposal's, held out" :
 	                    "recorded predictions");
 	svg_grid(f, &a);
 	svg_frame(f, &a);
 	svg_points(f, &a, samples, after, n, cats, nc);
 	svg_legend(f, cats, nc, after != NULL);
+	if (e != NULL)
+		svg_curve(f, e);
 	fputs("</svg>\n", f);
 	free(cats);
 	return ferror(f) ? -1 : 0;

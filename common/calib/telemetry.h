@@ -30,6 +30,7 @@ struct telem_sample {
 	char *stop_reason; /* nullable */
 	char *model;
 	int64_t estimator_version; /* 0 = unknown (samples recorded elsewhere) */
+	int64_t attempt_id;        /* 0 = unknown */
 };
 
 /* A growable list of samples that owns their strings. */

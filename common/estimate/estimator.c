@@ -42,23 +42,16 @@ static bool est_has_any(const char *low, const char *const *words, size_t n)
 }
 
 /* Normalise the complexity: low, medium or high; anything else is medium. */
-static enum est_cplx est_cplx_parse(const char *s)
+enum est_cplx est_cplx_of(const char *s)
 {
-	char *low = est_lower(s);
-	char *p = low, *e;
-	enum est_cplx c = EST_MEDIUM;
+	char name[EST_NAME_MAX];
 
-	while (isspace((unsigned char)*p))
-		p++;
-	e = p + strlen(p);
-	while (e > p && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	if (strcmp(p, "low") == 0)
-		c = EST_LOW;
-	else if (strcmp(p, "high") == 0)
-		c = EST_HIGH;
-	free(low);
-	return c;
+	est_name_normalise(s != NULL ? s : "", name, sizeof name);
+	if (strcmp(name, "low") == 0)
+		return EST_LOW;
+	if (strcmp(name, "high") == 0)
+		return EST_HIGH;
+	return EST_MEDIUM;
 }
 
 /* True when the deliverable's path exists under the workspace. Paths that could leave it
@@ -74,26 +67,61 @@ static bool est_on_disk(const char *workspace, const char *path, char *full, siz
 	return stat(full, &st) == 0;
 }
 
+/* Whether the deliverable is new: a creating verb, or no file under the workspace; fills
+ * its path and full path. */
+static bool est_is_new(const char *text, const char *workspace, char *path, size_t n_path,
+    char *full, size_t n_full, int64_t *bytes)
+{
+	static const char *const verbs[] = { "create", "new", "add" };
+	char *low = est_lower(text);
+	bool is_new = est_has_any(low, verbs, ARRAY_SIZE(verbs));
+	struct stat st;
+
+	free(low);
+	*bytes = -1;
+	est_deliverable_path(text, path, n_path);
+	if (!est_on_disk(workspace, path, full, n_full))
+		return true;
+	if (stat(full, &st) == 0 && S_ISREG(st.st_mode))
+		*bytes = (int64_t)st.st_size;
+	return is_new;
+}
+
 /* Marginal cost of one deliverable. */
 static int est_marginal(
     const struct est_coefs *c, const char *text, const char *category, const char *workspace)
 {
-	static const char *const verbs[] = { "create", "new", "add" };
 	char path[4096], full[8192];
-	char *low = est_lower(text);
-	bool is_new = est_has_any(low, verbs, ARRAY_SIZE(verbs));
-	enum est_class cls;
-	int tokens;
+	int64_t bytes;
+	bool is_new = est_is_new(text, workspace, path, sizeof path, full, sizeof full, &bytes);
+	enum est_class cls = est_classify(path, category);
 
-	free(low);
-	est_deliverable_path(text, path, sizeof path);
-	if (!est_on_disk(workspace, path, full, sizeof full))
-		is_new = true;
-	cls = est_classify(path, category);
 	if (is_new)
 		return c->marginal_new[cls];
-	tokens = c->marginal_existing[cls];
-	return (int)(tokens * est_file_multiplier(c, full));
+	return (int)(c->marginal_existing[cls] * est_file_multiplier(c, full));
+}
+
+/* The kind and existing size of a deliverable. */
+enum est_dlv_kind est_deliverable_kind(
+    const char *text, const char *category, const char *workspace, int64_t *bytes)
+{
+	char path[4096], full[8192];
+	bool is_new = est_is_new(text, workspace, path, sizeof path, full, sizeof full, bytes);
+	enum est_class cls = est_classify(path, category);
+
+	if (cls == EST_CLASS_TEST)
+		return EST_DLV_TEST;
+	if (cls == EST_CLASS_DOC)
+		return EST_DLV_DOC;
+	return is_new ? EST_DLV_NEW : EST_DLV_MODIFY;
+}
+
+/* Name a deliverable kind. */
+const char *est_dlv_kind_name(enum est_dlv_kind k)
+{
+	static const char *const names[] = { "new", "modify", "test", "doc" };
+
+	return (size_t)k < ARRAY_SIZE(names) ? names[k] : "?";
 }
 
 /* Confidence from how specific the deliverables are. */
@@ -215,8 +243,9 @@ static bool est_doc_category(const char *cat)
 	    strcmp(cat, "doc_synthesis") == 0 || strcmp(cat, "doc_sot_update") == 0;
 }
 
-void est_estimate(const struct est_coefs *c, const struct est_input *in, const char *workspace,
-    struct est_output *out)
+/* The original's models: flat, SOT ledger, doc synthesis, overhead + marginal. */
+static void est_estimate_original(const struct est_coefs *c, const struct est_input *in,
+    const char *workspace, struct est_output *out)
 {
 	static const char *const cplx_names[EST_CPLX_COUNT] = { "low", "medium", "high" };
 	size_t i, n = 0, docs = 0;
@@ -226,7 +255,7 @@ void est_estimate(const struct est_coefs *c, const struct est_input *in, const c
 	memset(out, 0, sizeof *out);
 	out->doc_features = -1;
 	out->sot_entry_count_hint = -1;
-	out->cplx = est_cplx_parse(in->complexity);
+	out->cplx = est_cplx_of(in->complexity);
 	strlcpy_ap(out->complexity, cplx_names[out->cplx], sizeof out->complexity);
 
 	for (i = 0; i < in->n_deliverables; i++) {
@@ -308,4 +337,18 @@ void est_estimate(const struct est_coefs *c, const struct est_input *in, const c
 			    c, in->deliverables[i], out->category, workspace);
 	out->estimate = (int)((out->overhead + out->marginal) * c->safety_margin);
 	out->confidence = est_confidence(c, in->deliverables, in->n_deliverables);
+}
+
+/* Estimate with the set's fitted model when it has one, else with the original's models. */
+void est_estimate(const struct est_coefs *c, const struct est_input *in, const char *workspace,
+    struct est_output *out)
+{
+	est_estimate_original(c, in, workspace, out);
+	if (!c->fit.active)
+		return;
+	out->model = EST_MODEL_FITTED;
+	out->overhead = 0;
+	out->marginal = 0;
+	out->estimate = est_fit_estimate(
+	    &c->fit, out->category, out->complexity, out->deliverable_count);
 }

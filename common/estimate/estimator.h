@@ -4,11 +4,16 @@
  * the max_tokens sent to the provider.
  *
  * Every number the model uses lives in a struct est_coefs, a table of data: the supervisor
- * sends the overhead rows in the job message (proto_coef) and calibration can replace them.
+ * sends the overhead rows with every job (est_coefs_apply) and calibration can replace them.
  * est_coefs_default() holds the coefficients the Python original shipped at its last
  * calibration (version 1).
  *
- * Models, chosen in this order:
+ * A coefficient set is either the overhead table alone (the original's model, the
+ * default) or that table plus a fitted model (struct est_fit, docs/calibration.md): with
+ * a fitted model the estimate is exp(w·x) and the budget min(cap, ⌈estimate × F⌉), with
+ * no floors; the truncation retry (× escalation_factor) stays.
+ *
+ * Models of the original, chosen in this order:
  *   no deliverables      flat budget by complexity, confidence 0.5
  *   pure-doc + SOT file  sot_context[q] + sot_write × max(1,n) + int(sot_consistency × write)
  *   pure-doc + synthesis investigate[q] + api + examples + write × n (+ coordination, n ≥ 5)
@@ -25,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/proto.h"
+#include "common/vocab.h"
 
 #define EST_NAME_MAX 32     /* bytes in a category or complexity name, NUL included */
 #define EST_OVERHEAD_MAX 96 /* rows in the overhead table */
@@ -52,6 +57,7 @@ enum est_class {
 };
 
 enum est_model {
+	EST_MODEL_FITTED,   /* the fitted model of a calibrated set */
 	EST_MODEL_FLAT,     /* no deliverables */
 	EST_MODEL_OVERHEAD, /* overhead + marginal */
 	EST_MODEL_DOC_SYNTHESIS,
@@ -85,8 +91,38 @@ struct est_step {
 	double factor;
 };
 
+#define EST_FIT_CATS_MAX 64
+#define EST_FIT_MIN_SAMPLES 20 /* a fit refuses fewer clean samples */
+#define EST_FIT_LAMBDA 1.0     /* ridge penalty, fixed in advance */
+#define EST_FIT_COVERAGE 0.95  /* default coverage τ of the conformal factor */
+
+/* The fitted model: ln(estimate) = intercept + w_cat[category] + w_cplx[complexity] +
+ * w_deliverables × ln(1 + deliverable count); a category not in cats adds nothing. */
+struct est_fit {
+	bool active; /* false: the overhead model is in use */
+	double lambda;
+	double coverage; /* τ */
+	double factor;   /* F: budget = min(cap, ⌈estimate × F⌉) */
+	size_t n_samples;
+	double intercept;
+	double w_cplx[EST_CPLX_COUNT];
+	double w_deliverables;
+	size_t n_cats;
+	char cats[EST_FIT_CATS_MAX][EST_NAME_MAX]; /* normalised (lowercased, trimmed), sorted */
+	double w_cat[EST_FIT_CATS_MAX];
+};
+
+/* One training sample of the fit. */
+struct est_fit_obs {
+	const char *category;
+	const char *complexity;
+	int64_t deliverables;
+	int64_t actual; /* > 0 */
+};
+
 struct est_coefs {
 	uint64_t version;
+	struct est_fit fit;
 
 	/* Overhead + marginal model. */
 	struct est_overhead_row overhead[EST_OVERHEAD_MAX];
@@ -182,14 +218,57 @@ struct est_output {
 	int sot_entry_count_hint;    /* -1 unless the SOT model was chosen */
 };
 
+/* One calibrated overhead row, as a job or a stored coefficient set gives it. */
+struct est_coef_row {
+	const char *category;
+	const char *complexity;
+	int64_t overhead;
+};
+
 /* Fill `c` with the default coefficients (version 1). */
 void est_coefs_default(struct est_coefs *c);
 
 /* Apply calibrated overhead rows from the wire on top of `c` (names are matched after the
  * overhead aliases, so a "tests" row replaces the shared "testing" row) and set its
  * version. Returns 0, or -1 with `err` naming the first bad row (nothing is changed). */
-int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n, uint64_t version,
-    char *err, size_t errlen);
+int est_coefs_apply(struct est_coefs *c, const struct est_coef_row *rows, size_t n,
+    uint64_t version, char *err, size_t errlen);
+
+/* Copy `s` lowercased and trimmed into out (size n), as names are matched. */
+void est_name_normalise(const char *s, char *out, size_t n);
+/* The complexity of a name: low, medium or high; anything else is medium. */
+enum est_cplx est_cplx_of(const char *s);
+
+/* --- estimator_fit.c --- */
+
+/* Solve (A + λD)w = b for the p×p symmetric matrix a (row-major), D the identity but
+ * 0 for the intercept (index 0), by Cholesky. Returns 0, or -1 when the matrix is not
+ * positive definite (w unchanged). */
+int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, double *w);
+/* The conformal factor exp(r_(k)) with k = ⌈(n + 1) × coverage⌉ clamped to 1..n, of n
+ * residuals (sorted in place); 1 for none. */
+double est_conformal_factor(double *residuals, size_t n, double coverage);
+/* Fit the model on n samples: the ridge weights with `lambda`, then the conformal factor
+ * of `coverage` from the leave-one-out residuals ln(actual) − ln(prediction without the
+ * sample). Returns 0 with f active, or -1 with err (fewer than two samples, a
+ * non-positive actual, too many categories, singular equations). */
+int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
+    struct est_fit *f, char *err, size_t errlen);
+/* w·x of a phase. */
+double est_fit_log_predict(
+    const struct est_fit *f, const char *category, const char *complexity, int64_t deliverables);
+/* The estimate exp(w·x), rounded, at least 1. */
+int est_fit_estimate(
+    const struct est_fit *f, const char *category, const char *complexity, int64_t deliverables);
+/* The budget min(cap, ⌈estimate × F⌉) (cap <= 0: none), at least 1. */
+int est_fit_budget(const struct est_fit *f, int estimate, int cap);
+
+/* --- estimator_json.c: the fitted model as stored and sent --- */
+
+/* Parse a fitted model's JSON into f. Returns 0, or -1 with err naming what is wrong. */
+int est_fit_from_json(const char *text, struct est_fit *f, char *err, size_t errlen);
+/* The fitted model as compact JSON (heap). */
+char *est_fit_to_json(const struct est_fit *f);
 
 /* Overhead of (category, complexity) after aliasing, or the fallback. */
 int est_overhead_lookup(const struct est_coefs *c, const char *category, const char *complexity);
@@ -199,12 +278,14 @@ int est_overhead_lookup(const struct est_coefs *c, const char *category, const c
 void est_estimate(const struct est_coefs *c, const struct est_input *in, const char *workspace,
     struct est_output *out);
 
-/* The budget for an estimate: max(floor, int(estimate × buffer)), capped. */
+/* The budget for an estimate: with a fitted model min(cap, ⌈estimate × F⌉); otherwise
+ * max(floor, int(estimate × buffer)), capped. */
 int est_select_budget(const struct est_coefs *c, const struct est_output *est);
 
 /* The max_tokens for a call: `requested` (a truncation retry; 0 = none), else
- * `selected_budget`; raised to the full-file floor except for docs-like categories below
- * it; at least selected_budget; at most min(cap, hard_cap) (hard_cap <= 0: none). */
+ * `selected_budget`; without a fitted model raised to the full-file floor except for
+ * docs-like categories below it; at least selected_budget; at most min(cap, hard_cap)
+ * (hard_cap <= 0: none). */
 int est_max_tokens(const struct est_coefs *c, const struct est_output *est, int selected_budget,
     int requested, int hard_cap);
 
@@ -213,6 +294,22 @@ int est_escalate(const struct est_coefs *c, int used, int hard_cap);
 
 /* File multiplier of the file at `path` (1.0 when it cannot be read). */
 double est_file_multiplier(const struct est_coefs *c, const char *path);
+
+/* What a deliverable is, for the telemetry of the next model. */
+enum est_dlv_kind {
+	EST_DLV_NEW,    /* a new file */
+	EST_DLV_MODIFY, /* a change to an existing file */
+	EST_DLV_TEST,
+	EST_DLV_DOC,
+};
+
+/* The kind of a deliverable (tests and docs by path, else new or modification as the
+ * marginal model decides) and the size in bytes of the file it names under the workspace
+ * (-1 when there is none). */
+enum est_dlv_kind est_deliverable_kind(
+    const char *text, const char *category, const char *workspace, int64_t *bytes);
+/* Name a kind: "new", "modify", "test", "doc". */
+const char *est_dlv_kind_name(enum est_dlv_kind k);
 
 /* Deliverable helpers shared with the worker. */
 /* Copy the path named by a deliverable text ("Create src/a.py" → "src/a.py") into out. */

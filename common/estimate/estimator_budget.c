@@ -6,7 +6,8 @@
  * call here asks for whole files (docs-like categories below the floor are exempt);
  * (5) a value <= 0 becomes the fallback; (6) never below the selected budget; (7) the
  * cap. The rules driven by builder_mode, change_size and scope contents (2, 3) belong to
- * machinery this program does not have.
+ * machinery this program does not have. A fitted set has no floors: its budget is
+ * min(cap, ⌈estimate × F⌉) and rule (4) does not apply.
  */
 #include "common/estimate/estimator.h"
 #include "common/util.h"
@@ -32,6 +33,8 @@ int est_select_budget(const struct est_coefs *c, const struct est_output *est)
 	long budget;
 	size_t i;
 
+	if (c->fit.active)
+		return est_fit_budget(&c->fit, est->estimate, c->cap);
 	if (strcmp(cat, "docs") == 0)
 		floors = c->floor_docs;
 	else if (strcmp(cat, "tests") == 0)
@@ -71,7 +74,8 @@ int est_max_tokens(const struct est_coefs *c, const struct est_output *est, int 
 	int cap = est_cap(c, hard_cap);
 	int m = requested > 0 ? requested : selected_budget;
 
-	if (m < c->full_file_floor && !(docs_like && selected_budget < c->full_file_floor))
+	if (!c->fit.active && m < c->full_file_floor &&
+	    !(docs_like && selected_budget < c->full_file_floor))
 		m = c->full_file_floor;
 	if (m <= 0)
 		m = c->nonpositive_fallback;

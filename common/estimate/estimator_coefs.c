@@ -150,7 +150,7 @@ void est_coefs_default(struct est_coefs *c)
 }
 
 /* Copy `s` lowercased and trimmed into out (size n). */
-static void est_name_copy(const char *s, char *out, size_t n)
+void est_name_normalise(const char *s, char *out, size_t n)
 {
 	size_t len, k = 0;
 
@@ -182,8 +182,8 @@ static int est_row_index(const struct est_coefs *c, const char *category, const 
 	const char *name;
 	size_t i;
 
-	est_name_copy(category, cat, sizeof cat);
-	est_name_copy(complexity, cplx, sizeof cplx);
+	est_name_normalise(category, cat, sizeof cat);
+	est_name_normalise(complexity, cplx, sizeof cplx);
 	name = est_overhead_name(c, cat);
 	for (i = 0; i < c->n_overhead; i++) {
 		const struct est_overhead_row *r = &c->overhead[i];
@@ -200,13 +200,13 @@ int est_overhead_lookup(const struct est_coefs *c, const char *category, const c
 	return i >= 0 ? c->overhead[i].overhead : c->overhead_fallback;
 }
 
-int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n, uint64_t version,
-    char *err, size_t errlen)
+int est_coefs_apply(struct est_coefs *c, const struct est_coef_row *rows, size_t n,
+    uint64_t version, char *err, size_t errlen)
 {
 	size_t i, extra = 0;
 
 	for (i = 0; i < n; i++) {
-		const struct proto_coef *p = &rows[i];
+		const struct est_coef_row *p = &rows[i];
 		if (p->category == NULL || p->category[0] == '\0' || p->complexity == NULL ||
 		    p->complexity[0] == '\0') {
 			snprintf(err, errlen, "estimator row %zu: empty category or complexity", i);
@@ -239,9 +239,9 @@ int est_coefs_apply(struct est_coefs *c, const struct proto_coef *rows, size_t n
 		} else {
 			char cat[EST_NAME_MAX];
 			r = &c->overhead[c->n_overhead++];
-			est_name_copy(rows[i].category, cat, sizeof cat);
+			est_name_normalise(rows[i].category, cat, sizeof cat);
 			strlcpy_ap(r->category, est_overhead_name(c, cat), EST_NAME_MAX);
-			est_name_copy(rows[i].complexity, r->complexity, EST_NAME_MAX);
+			est_name_normalise(rows[i].complexity, r->complexity, EST_NAME_MAX);
 		}
 		r->overhead = (int)rows[i].overhead;
 	}

@@ -10,7 +10,7 @@
 #ifndef AUTOPACK_SCHEMA_SQL_H
 #define AUTOPACK_SCHEMA_SQL_H
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 #define SCHEMA_V1_SQL                                                                                                    \
 	"CREATE TABLE meta (\n"                                                                                          \
@@ -265,6 +265,14 @@
 	"ALTER TABLE llm_usage_events ADD COLUMN phase_type TEXT;\n"                               \
 	"ALTER TABLE llm_usage_events ADD COLUMN intent TEXT;\n"
 
-static const char SCHEMA_SQL[] = SCHEMA_V1_SQL SCHEMA_V2_SQL SCHEMA_V3_SQL;
+/* Version 4: fitted estimator models, and what the next model may use in the telemetry:
+ * the call's input tokens and, per deliverable, its kind and existing size. The step from
+ * version 3 adds these columns where missing (store_migrate.c). */
+#define SCHEMA_V4_SQL                                                                              \
+	"ALTER TABLE estimator_coefficients ADD COLUMN model_json TEXT;\n"                         \
+	"ALTER TABLE token_estimation_v2_events ADD COLUMN input_tokens INTEGER;\n"                \
+	"ALTER TABLE token_estimation_v2_events ADD COLUMN deliverables_detail_json TEXT;\n"
+
+static const char SCHEMA_SQL[] = SCHEMA_V1_SQL SCHEMA_V2_SQL SCHEMA_V3_SQL SCHEMA_V4_SQL;
 
 #endif

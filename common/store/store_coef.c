@@ -4,16 +4,19 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define COEF_COLUMNS                                                                               \
-	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json "      \
-	"FROM estimator_coefficients"
+	"SELECT version, created_at, active, parent_version, provenance_json, overhead_json, "     \
+	"model_json FROM estimator_coefficients"
 
 /* Fill a set from the current row of a COEF_COLUMNS query. */
-static void coef_row(sqlite3_stmt *q, struct store_coef_set *set)
+static void coef_row(sqlite3_stmt *q, void *item)
 {
+	struct store_coef_set *set = item;
+
 	set->version = sqlite3_column_int64(q, 0);
 	set->created_at = store_col_text(q, 1, "");
 	set->active = sqlite3_column_int(q, 2) != 0;
@@ -21,6 +24,13 @@ static void coef_row(sqlite3_stmt *q, struct store_coef_set *set)
 	                                                                 sqlite3_column_int64(q, 3);
 	set->provenance_json = store_col_text(q, 4, "");
 	set->overhead_json = store_col_text(q, 5, "");
+	set->model_json = store_col_text(q, 6, NULL);
+}
+
+/* Free one set of a store_rows. */
+static void coef_item_free(void *set)
+{
+	store_coef_set_free(set);
 }
 
 /* Run a COEF_COLUMNS query that yields at most one row (parameter 1 = `arg` when >= 0). */
@@ -67,36 +77,27 @@ int store_coef_get(struct store *st, int64_t version, struct store_coef_set *set
 int store_coef_list(
     struct store *st, struct store_coef_set **sets, size_t *n, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db, COEF_COLUMNS " ORDER BY version DESC", -1, &q, NULL);
+	struct store_rows l = {
+		.size = sizeof **sets, .fill = coef_row, .item_free = coef_item_free
+	};
+	int rc = store_rows_query(st->db, COEF_COLUMNS " ORDER BY version DESC", &l, err,
+	    "%s: reading estimator_coefficients", st->path);
 
-	*sets = NULL;
-	*n = 0;
-	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		*sets = xrealloc(*sets, (*n + 1) * sizeof **sets);
-		coef_row(q, &(*sets)[(*n)++]);
-		rc = SQLITE_OK;
-	}
-	if (rc != SQLITE_DONE) {
-		store_fail(err, STORE_EIO, "%s: reading estimator_coefficients: %s", st->path,
-		    sqlite3_errmsg(st->db));
-		store_coef_list_free(*sets, *n);
-		*sets = NULL;
-		*n = 0;
-	}
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	*sets = l.v;
+	*n = l.n;
+	return rc;
 }
 
 /* Insert the new active row. */
 static int coef_insert(struct store *st, int64_t version, int64_t parent, const char *now,
-    const char *overhead_json, const char *provenance_json, struct store_err *err)
+    const char *overhead_json, const char *model_json, const char *provenance_json,
+    struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db,
 	    "INSERT INTO estimator_coefficients (version, "
-	    "created_at, active, parent_version, provenance_json, overhead_json) "
-	    "VALUES (?1, ?2, 1, ?3, ?4, ?5)",
+	    "created_at, active, parent_version, provenance_json, overhead_json, model_json) "
+	    "VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)",
 	    -1, &q, NULL);
 
 	if (rc == SQLITE_OK) {
@@ -105,13 +106,14 @@ static int coef_insert(struct store *st, int64_t version, int64_t parent, const 
 		sqlite3_bind_int64(q, 3, parent);
 		store_bind_text(q, 4, provenance_json);
 		store_bind_text(q, 5, overhead_json);
+		store_bind_text(q, 6, model_json);
 	}
 	return store_step_done(
 	    st->db, q, rc, err, "%s: writing coefficient set %lld", st->path, (long long)version);
 }
 
 /* Add a set and activate it in one transaction. */
-int store_coef_activate_new(struct store *st, const char *overhead_json,
+int store_coef_activate_new(struct store *st, const char *overhead_json, const char *model_json,
     const char *provenance_json, int64_t *version, int64_t *parent, struct store_err *err)
 {
 	char now[32];
@@ -137,7 +139,8 @@ int store_coef_activate_new(struct store *st, const char *overhead_json,
 		    "active = 1",
 		    "deactivating the previous set", err);
 	if (rc == 0)
-		rc = coef_insert(st, *version, *parent, now, overhead_json, provenance_json, err);
+		rc = coef_insert(
+		    st, *version, *parent, now, overhead_json, model_json, provenance_json, err);
 	if (rc == 0)
 		rc = store_exec(st->db, "COMMIT", "committing the coefficient update", err);
 	if (rc != 0)
@@ -204,13 +207,69 @@ void store_coef_set_free(struct store_coef_set *set)
 	free(set->created_at);
 	free(set->provenance_json);
 	free(set->overhead_json);
+	free(set->model_json);
 	memset(set, 0, sizeof *set);
 }
 
 /* Free a list of sets. */
 void store_coef_list_free(struct store_coef_set *sets, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		store_coef_set_free(&sets[i]);
-	free(sets);
+	store_rows_free(sets, n, sizeof *sets, coef_item_free);
+}
+
+/* Parse an overhead table; STORE_EINVAL on the first element that is not a triple. */
+int store_coef_rows(const char *overhead_json, int64_t version, struct store_coef_row **rows,
+    size_t *n, struct store_err *err)
+{
+	json_error_t jerr;
+	json_t *arr = json_loads(overhead_json != NULL ? overhead_json : "", 0, &jerr), *row;
+	size_t i;
+	int rc = 0;
+
+	*rows = NULL;
+	*n = 0;
+	if (!json_is_array(arr)) {
+		rc = store_fail(err, STORE_EINVAL,
+		    "overhead_json of set %lld is not a JSON array%s%s", (long long)version,
+		    arr == NULL ? ": " : "", arr == NULL ? jerr.text : "");
+		json_decref(arr);
+		return rc;
+	}
+	*rows = xcalloc(json_array_size(arr) + 1, sizeof **rows);
+	json_array_foreach(arr, i, row)
+	{
+		const char *cat = json_string_value(json_array_get(row, 0));
+		const char *cplx = json_string_value(json_array_get(row, 1));
+		json_t *v = json_array_get(row, 2);
+
+		if (json_array_size(row) != 3 || cat == NULL || cplx == NULL ||
+		    !json_is_integer(v)) {
+			rc = store_fail(err, STORE_EINVAL,
+			    "overhead_json of set %lld: element %zu is not [category, complexity,"
+			    " overhead]",
+			    (long long)version, i);
+			break;
+		}
+		(*rows)[*n].category = xstrdup(cat);
+		(*rows)[*n].complexity = xstrdup(cplx);
+		(*rows)[*n].overhead = json_integer_value(v);
+		(*n)++;
+	}
+	json_decref(arr);
+	if (rc != 0) {
+		store_coef_rows_free(*rows, *n);
+		*rows = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+/* Free parsed rows. */
+void store_coef_rows_free(struct store_coef_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(rows[i].category);
+		free(rows[i].complexity);
+	}
+	free(rows);
 }

@@ -1,8 +1,20 @@
 /*
- * The supervisor's queries: the eligible-phase queue, attempts (the lease fence), events
- * and results. Everything here runs inside a transaction the caller opens with
- * store_drain_begin and ends with store_drain_commit or store_drain_rollback, so that one
- * commit carries a whole group of events, results and dispatches.
+ * The drain's store: the supervisor's side of the database, in the store's own types. It
+ * is the seam a second database backend plugs into: the supervisor uses nothing else of
+ * the store while it drains (besides opening, identity and the coefficient set).
+ *
+ *   store_drain.c          statements, transactions, meta, durability
+ *   store_drain_queue.c    eligible phases, restart recovery, phase counts and moves
+ *   store_drain_attempt.c  attempts: open (the lease fence), the phase spec, close
+ *   store_drain_event.c    telemetry events and control_log rows
+ *   store_drain_session.c  drain sessions
+ *
+ * Transactions: a group commit is store_drain_begin, then any number of
+ * store_drain_attempt_open, store_drain_event_insert, store_drain_attempt_close,
+ * store_drain_control_log and store_drain_session_state calls, then store_drain_commit (or
+ * store_drain_rollback). Those five write only inside such a transaction. Every other
+ * function here is a statement of its own and must be called outside one; each says so.
+ * The tables and their values: docs/data-model.md.
  */
 #ifndef AUTOPACK_STORE_DRAIN_H
 #define AUTOPACK_STORE_DRAIN_H
@@ -12,14 +24,19 @@
 
 #include "common/store/store.h"
 #include "common/vocab.h"
-#include "proto/proto.h"
 
 struct store_drain;
 
+/* A list of heap strings handed out by the store. */
+struct store_strs {
+	char **v;
+	size_t n;
+};
+
 /* A phase that may be dispatched, in (run, tier index, phase index) order. */
 struct drain_phase {
-	char *run_id;
-	char *phase_id;
+	const char *run_id;
+	const char *phase_id;
 	int64_t tier_index;
 	int64_t phase_index;
 	int64_t attempts;                /* attempts made in the given session */
@@ -27,7 +44,75 @@ struct drain_phase {
 	const char *last_failure_reason; /* nullable */
 };
 
-/* What an attempt ended as (docs/data-model.md, "Drains"). */
+/* What the database says about a phase to run: everything of a job that is the phase's
+ * own. Heap strings, released by store_drain_spec_free. */
+struct drain_spec {
+	char *name;          /* phases.name, else the phase id */
+	char *description;   /* "" when unset */
+	char *task_category; /* nullable */
+	char *complexity;    /* nullable */
+	struct store_strs paths;
+	struct store_strs read_only_context;
+	struct store_strs deliverables;
+	char *check_command; /* nullable */
+	int64_t max_builder_attempts;
+	char *workspace; /* runs.workspace, "" when unset */
+};
+
+/* One HTTP try of an LLM call: a row in llm_usage_events. */
+struct drain_usage {
+	const char *provider;
+	const char *model;
+	const char *role;
+	int64_t prompt_tokens;     /* -1: unknown */
+	int64_t completion_tokens; /* -1: unknown */
+	int64_t total_tokens;
+	int64_t latency_ms;
+	int64_t http_status;     /* 0: no HTTP response */
+	const char *error_class; /* NULL when the try succeeded */
+	int64_t try_number;
+};
+
+/* One builder call: a row in token_estimation_v2_events (the attempt's run, phase, ids
+ * and times are filled in by store_drain_event_insert). */
+struct drain_estimation {
+	const char *category;
+	const char *complexity;
+	int64_t deliverable_count;
+	const char *deliverables_json;
+	int64_t predicted_output_tokens;
+	int64_t actual_output_tokens;
+	int64_t selected_budget;
+	int64_t actual_max_tokens; /* -1: unknown */
+	bool success;
+	bool truncated;
+	const char *stop_reason; /* nullable */
+	const char *model;
+	uint64_t estimator_version;
+	int64_t doc_features;                 /* enum doc_feature bits; -1: not computed */
+	const char *context_quality;          /* nullable */
+	const char *sot_file_name;            /* nullable */
+	int64_t sot_entry_count_hint;         /* -1: none */
+	int64_t input_tokens;                 /* -1: unknown */
+	const char *deliverables_detail_json; /* nullable */
+};
+
+/* One telemetry event of an attempt. Strings are borrowed for the call. */
+struct drain_event {
+	uint64_t attempt_id;
+	uint64_t seq; /* 1-based within the attempt; (attempt_id, seq) is the event's key */
+	enum event_kind kind;
+	union {
+		struct drain_usage usage;    /* EVENT_LLM_USAGE */
+		struct drain_estimation est; /* EVENT_TOKEN_ESTIMATION_V2 */
+		struct {
+			const char *level;
+			const char *message;
+		} log; /* EVENT_LOG */
+	} u;
+};
+
+/* What an attempt ended as. */
 struct drain_close {
 	enum outcome outcome;
 	enum reason reason;      /* REASON_NONE: none */
@@ -39,95 +124,96 @@ struct drain_close {
 	enum phase_state phase_state; /* new phases.state, or PHASE_STATE_NONE to leave it */
 };
 
-/* Prepare the statements. Returns 0, or STORE_EIO with err set. */
+/* --- common/store/store_drain.c --- */
+
+/* Prepare the drain's statements on `st`. Returns 0, or STORE_EIO with err set. */
 int store_drain_open(struct store *st, struct store_drain **out, struct store_err *err);
+/* Release the statements (NULL is ignored). */
 void store_drain_close(struct store_drain *d);
-
+/* Start a group commit (BEGIN IMMEDIATE). Returns 0, or STORE_EIO (a busy database). */
 int store_drain_begin(struct store_drain *d, struct store_err *err);
+/* Commit the group. Returns 0, or STORE_EIO; then call store_drain_rollback. */
 int store_drain_commit(struct store_drain *d, struct store_err *err);
+/* Roll back the open group, if any. */
 void store_drain_rollback(struct store_drain *d);
-
-/* Call fn for every phase in state QUEUED (and FAILED when with_failed), optionally of
- * one run, ordered by run, tier index, phase index, with its attempts in `session_id`.
- * A non-zero return from fn stops. */
-int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
-    const char *session_id, int (*fn)(void *arg, const struct drain_phase *p), void *arg,
-    struct store_err *err);
-
-/* Close attempts left open by an earlier supervisor as `supervisor_restart` and put their
- * EXECUTING phases back to QUEUED. *closed receives the number closed. */
-int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err);
-
-/* Create an attempt for (run, phase) and make it the phase's current attempt; unless
- * dry_run, move the phase to EXECUTING. Fails with STORE_EINVAL if the phase is not in an
- * eligible state. */
-int store_drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
-    int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
-    int64_t *attempt_number, struct store_err *err);
-
-/* Fill the phase-specific parts of a job (run, phase, phase spec, workspace) from the
- * database. Strings are heap copies owned by the job. */
-int store_drain_job_fill(struct store_drain *d, const char *run_id, const char *phase_id,
-    struct proto_job *job, struct store_err *err);
-
-/* Insert one event of attempt `att`. *dup is set when (attempt, seq) was already stored,
- * in which case nothing is written. */
-int store_drain_event_insert(struct store_drain *d, const char *run_id, const char *phase_id,
-    const struct proto_event *ev, bool *dup, struct store_err *err);
-
-/* End attempt `att` and, if it is still its phase's current attempt, apply c->phase_state
- * and record the attempt's drain_session_results row.
- * *stale is set when the attempt was already closed or is no longer current; then nothing
- * is written. */
-int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct drain_close *c,
-    bool *stale, struct store_err *err);
-
-/* Append a row to control_log. */
-int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t peer_uid,
-    const char *command, const char *args, bool ok, const char *result, struct store_err *err);
-
-/* Record (or clear, with pid 0) the running supervisor and its control socket in meta. */
+/* Set PRAGMA synchronous to FULL or NORMAL (outside a transaction). */
+int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_err *err);
+/* Record (or clear, with pid 0) the running supervisor and its control socket in meta
+ * (outside a transaction). */
 int store_drain_set_supervisor(
     struct store_drain *d, int64_t pid, const char *socket_path, struct store_err *err);
 
-/* Count phases by state into counts[state]; states outside the vocabulary are counted in
- * counts[PHASE_STATE_NONE]. */
+/* --- common/store/store_drain_queue.c --- */
+
+/* Call fn for every phase in state QUEUED (and FAILED when with_failed), optionally of
+ * one run, ordered by run, tier index, phase index, with its attempts in `session_id`
+ * (outside a transaction). The phase is borrowed for the call; a non-zero return from fn
+ * stops. */
+int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
+    const char *session_id, int (*fn)(void *arg, const struct drain_phase *p), void *arg,
+    struct store_err *err);
+/* Close attempts left open by an earlier supervisor as `supervisor_restart` and put their
+ * EXECUTING phases back to QUEUED, in one transaction of its own. *closed receives the
+ * number closed. */
+int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err);
+/* Count phases by state into counts[state] (outside a transaction); states outside the
+ * vocabulary are counted in counts[PHASE_STATE_NONE]. */
 int store_drain_phase_counts(
     struct store_drain *d, int64_t counts[PHASE_STATE_COUNT], struct store_err *err);
-
 /* Move phase (run, phase) from one of the states in `from` (a set of 1u << state bits) to
- * `to`. STORE_EINVAL names the phase's actual state when it is not in `from`, or says it
- * does not exist. */
+ * `to` (outside a transaction). STORE_EINVAL names the phase's actual state when it is not
+ * in `from`, or says it does not exist. */
 int store_drain_phase_move(struct store_drain *d, const char *run_id, const char *phase_id,
     unsigned from, enum phase_state to, struct store_err *err);
 
-/* Set PRAGMA synchronous to FULL or NORMAL. */
-int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_err *err);
+/* --- common/store/store_drain_attempt.c --- */
 
-/* Record a new drain session with its settings (a JSON object). */
+/* In the group: create an attempt for (run, phase) and make it the phase's current
+ * attempt; unless dry_run, move the phase to EXECUTING. Fails with STORE_EINVAL if the
+ * phase is not QUEUED or FAILED. */
+int store_drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
+    int64_t *attempt_number, struct store_err *err);
+/* Read what a job of (run, phase) needs from the database into `out` (outside a
+ * transaction, or inside one). STORE_EINVAL when there is no such phase. */
+int store_drain_spec(struct store_drain *d, const char *run_id, const char *phase_id,
+    struct drain_spec *out, struct store_err *err);
+/* Release a spec's strings and zero it. */
+void store_drain_spec_free(struct drain_spec *s);
+/* In the group: end attempt `att` and, if it is still its phase's current attempt, apply
+ * c->phase_state, update the run's state and record the attempt's drain_session_results
+ * row. *stale is set when the attempt was already closed or is no longer current; then
+ * nothing is written. */
+int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct drain_close *c,
+    bool *stale, struct store_err *err);
+
+/* --- common/store/store_drain_event.c --- */
+
+/* In the group: insert one event of an attempt of (run, phase). *dup is set when
+ * (attempt, seq) was already stored, in which case nothing is written. */
+int store_drain_event_insert(struct store_drain *d, const char *run_id, const char *phase_id,
+    const struct drain_event *ev, bool *dup, struct store_err *err);
+/* In the group: append a row to control_log. */
+int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t peer_uid,
+    const char *command, const char *args, bool ok, const char *result, struct store_err *err);
+
+/* --- common/store/store_drain_session.c --- */
+
+/* Record a new drain session with its settings, a JSON object (outside a transaction). */
 int store_drain_session_open(struct store_drain *d, const char *session_id, int64_t pid,
     const char *settings_json, struct store_err *err);
-
-/* Save a session's policy state (a JSON object) with the current transaction. */
+/* In the group: save a session's policy state (a JSON object). */
 int store_drain_session_state(
     struct store_drain *d, const char *session_id, const char *state_json, struct store_err *err);
-
-/* Find the newest unfinished session: *session_id and *state_json are heap strings, both
- * NULL when there is none. */
+/* Find the newest unfinished session (outside a transaction): *session_id and
+ * *state_json are heap strings, both NULL when there is none. */
 int store_drain_session_find_open(
     struct store_drain *d, char **session_id, char **state_json, struct store_err *err);
-
-/* The number of attempts made in a session (0 if unknown). */
-int64_t store_drain_session_attempts(struct store_drain *d, const char *session_id);
-
-/* Mark a drain session finished with the reason it stopped. */
+/* The number of attempts made in a session (outside a transaction). */
+int store_drain_session_attempts(
+    struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err);
+/* Mark a drain session finished with the reason it stopped (outside a transaction). */
 int store_drain_session_close(
     struct store_drain *d, const char *session_id, const char *stop_reason, struct store_err *err);
-
-/* Load the active estimator coefficient set: its version and overhead rows (from
- * estimator_coefficients.overhead_json, an array of [category, complexity, overhead]).
- * With no active set, *version is 1 (the built-in defaults) and there are no rows. */
-int store_drain_active_coefs(struct store_drain *d, uint64_t *version, struct proto_coef **rows,
-    size_t *n, struct store_err *err);
 
 #endif

@@ -38,11 +38,45 @@ int store_table_exists(sqlite3 *db, const char *name, struct store_err *err);
  * SQLite's message. */
 int store_step_done(sqlite3 *db, sqlite3_stmt *q, int rc, struct store_err *err, const char *fmt,
     ...) __attribute__((format(printf, 5, 6)));
+/* An array of rows read by store_rows_read: n items of `size` bytes at v (a heap array the
+ * caller takes over), each filled from its row by `fill` and released by `item_free`. */
+struct store_rows {
+	void *v;
+	size_t n, size;
+	void (*fill)(sqlite3_stmt *q, void *item);
+	void (*item_free)(void *item);
+};
+/* Append a zeroed item to r and return it. */
+void *store_rows_add(struct store_rows *r);
+/* Read every row of q, prepared when rc is SQLITE_OK, into r (empty on entry), and
+ * finalize q. On failure the items read are released, r is left empty and STORE_EIO
+ * returned with the formatted context, ": " and SQLite's message. */
+int store_rows_read(sqlite3 *db, sqlite3_stmt *q, int rc, struct store_rows *r,
+    struct store_err *err, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Step q, prepared when rc is SQLITE_OK, through all its rows, calling row(q, arg) for
+ * each until one returns non-zero, and finalize it. Returns 0, that non-zero value, or
+ * STORE_EIO with the formatted context, ": " and SQLite's message. */
+int store_each_row(sqlite3 *db, sqlite3_stmt *q, int rc, int (*row)(sqlite3_stmt *q, void *arg),
+    void *arg, struct store_err *err, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* Free an array of n items of `size` bytes, releasing each with item_free first. */
+void store_rows_free(void *v, size_t n, size_t size, void (*item_free)(void *item));
+/* Prepare `sql` (no parameters) and read its rows into r as store_rows_read does. */
+int store_rows_query(sqlite3 *db, const char *sql, struct store_rows *r, struct store_err *err,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Copy text column i of the current row to the heap; a NULL column gives a copy of
  * if_null, or NULL when if_null is NULL. */
 char *store_col_text(sqlite3_stmt *q, int i, const char *if_null);
 /* Bind text parameter i (SQLite copies it); NULL binds SQL NULL. */
 void store_bind_text(sqlite3_stmt *q, int i, const char *s);
+
+/* --- common/store/store_stats.c: labelled counts --- */
+
+/* Append (key, n) to the list. */
+void store_counts_add(struct store_counts *c, const char *key, int64_t n);
+/* Add n to the entry `key`, appending it if absent. */
+void store_counts_bump(struct store_counts *c, const char *key, int64_t n);
+/* Free a list's keys and items, leaving it empty. */
+void store_counts_free(struct store_counts *c);
 
 /* Check that the open connection holds an autopack database of a version this program
  * knows with every table and column that version has, and a canonical uuid; fills

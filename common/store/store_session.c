@@ -21,9 +21,17 @@
 	"   FROM drain_session_results r WHERE r.session_id = s.session_id)"                       \
 	" FROM drain_sessions s"
 
-/* Fill `s` from the current row of a SESSION_SELECT query. */
-static void session_from_row(sqlite3_stmt *q, struct store_session *s)
+/* Free one session of a store_rows. */
+static void session_item_free(void *s)
 {
+	store_session_free(s);
+}
+
+/* Fill `s` from the current row of a SESSION_SELECT query. */
+static void session_from_row(sqlite3_stmt *q, void *item)
+{
+	struct store_session *s = item;
+
 	s->session_id = store_col_text(q, 0, "");
 	s->started_at = store_col_text(q, 1, "");
 	s->completed_at = store_col_text(q, 2, NULL);
@@ -42,27 +50,16 @@ static void session_from_row(sqlite3_stmt *q, struct store_session *s)
 int store_session_list(
     struct store *st, struct store_session **out, size_t *n, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(
-	    st->db, SESSION_SELECT " ORDER BY s.started_at DESC, s.rowid DESC", -1, &q, NULL);
+	struct store_rows l = {
+		.size = sizeof **out, .fill = session_from_row, .item_free = session_item_free
+	};
+	int rc = store_rows_query(st->db,
+	    SESSION_SELECT " ORDER BY s.started_at DESC, s.rowid DESC", &l, err,
+	    "%s: reading drain sessions", st->path);
 
-	*out = NULL;
-	*n = 0;
-	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		*out = xrealloc(*out, (*n + 1) * sizeof **out);
-		memset(&(*out)[*n], 0, sizeof **out);
-		session_from_row(q, &(*out)[(*n)++]);
-		rc = SQLITE_OK;
-	}
-	if (rc != SQLITE_DONE) {
-		store_fail(err, STORE_EIO, "%s: reading drain sessions: %s", st->path,
-		    sqlite3_errmsg(st->db));
-		store_session_list_free(*out, *n);
-		*out = NULL;
-		*n = 0;
-	}
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	*out = l.v;
+	*n = l.n;
+	return rc;
 }
 
 /* Read one session, or the newest. */
@@ -102,10 +99,44 @@ int store_session_get(
 	return rc == SQLITE_DONE ? STORE_EINVAL : STORE_EIO;
 }
 
+/* Fill a result from the current row (a store_rows fill). */
+static void session_result_row(sqlite3_stmt *q, void *item)
+{
+	struct store_session_result *r = item;
+
+	r->run_id = store_col_text(q, 0, "");
+	r->phase_id = store_col_text(q, 1, "");
+	r->outcome = store_col_text(q, 2, NULL);
+	r->success = sqlite3_column_int(q, 3) != 0;
+	r->timeout = outcome_parse(r->outcome) == OUTCOME_TIMEOUT;
+	r->duration_s = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 4);
+	r->events = sqlite3_column_int64(q, 5);
+	r->yield_per_min = sqlite3_column_type(q, 6) == SQLITE_NULL ? -1 :
+	                                                              sqlite3_column_double(q, 6);
+	r->boundary = sqlite3_column_int(q, 7) != 0;
+	r->fingerprint = store_col_text(q, 8, NULL);
+	r->zero_yield_reason = store_col_text(q, 9, NULL);
+}
+
+/* Free one result's strings. */
+static void session_result_free(void *item)
+{
+	struct store_session_result *r = item;
+
+	free(r->run_id);
+	free(r->phase_id);
+	free(r->outcome);
+	free(r->fingerprint);
+	free(r->zero_yield_reason);
+}
+
 /* Read the results of a session in attempt order. */
 int store_session_results(struct store *st, const char *id, struct store_session_result **out,
     size_t *n, struct store_err *err)
 {
+	struct store_rows l = {
+		.size = sizeof **out, .fill = session_result_row, .item_free = session_result_free
+	};
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(st->db,
 	    "SELECT r.run_id, r.phase_id, a.outcome, r.success, r.duration_seconds,"
@@ -115,41 +146,13 @@ int store_session_results(struct store *st, const char *id, struct store_session
 	    " WHERE r.session_id = ?1 ORDER BY r.attempt_id",
 	    -1, &q, NULL);
 
-	*out = NULL;
-	*n = 0;
 	if (rc == SQLITE_OK)
-		sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct store_session_result *r;
-
-		*out = xrealloc(*out, (*n + 1) * sizeof **out);
-		r = &(*out)[(*n)++];
-		r->run_id = store_col_text(q, 0, "");
-		r->phase_id = store_col_text(q, 1, "");
-		r->outcome = store_col_text(q, 2, NULL);
-		r->success = sqlite3_column_int(q, 3) != 0;
-		r->timeout = outcome_parse(r->outcome) == OUTCOME_TIMEOUT;
-		r->duration_s = sqlite3_column_type(q, 4) == SQLITE_NULL ?
-		    -1 :
-		    sqlite3_column_double(q, 4);
-		r->events = sqlite3_column_int64(q, 5);
-		r->yield_per_min = sqlite3_column_type(q, 6) == SQLITE_NULL ?
-		    -1 :
-		    sqlite3_column_double(q, 6);
-		r->boundary = sqlite3_column_int(q, 7) != 0;
-		r->fingerprint = store_col_text(q, 8, NULL);
-		r->zero_yield_reason = store_col_text(q, 9, NULL);
-		rc = SQLITE_OK;
-	}
-	if (rc != SQLITE_DONE) {
-		store_fail(err, STORE_EIO, "%s: reading the results of session %s: %s", st->path,
-		    id, sqlite3_errmsg(st->db));
-		store_session_results_free(*out, *n);
-		*out = NULL;
-		*n = 0;
-	}
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+		store_bind_text(q, 1, id);
+	rc = store_rows_read(
+	    st->db, q, rc, &l, err, "%s: reading the results of session %s", st->path, id);
+	*out = l.v;
+	*n = l.n;
+	return rc;
 }
 
 /* Free one session's strings. */
@@ -167,20 +170,11 @@ void store_session_free(struct store_session *s)
 /* Free a session list. */
 void store_session_list_free(struct store_session *list, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		store_session_free(&list[i]);
-	free(list);
+	store_rows_free(list, n, sizeof *list, session_item_free);
 }
 
 /* Free a result list. */
 void store_session_results_free(struct store_session_result *r, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(r[i].run_id);
-		free(r[i].phase_id);
-		free(r[i].outcome);
-		free(r[i].fingerprint);
-		free(r[i].zero_yield_reason);
-	}
-	free(r);
+	store_rows_free(r, n, sizeof *r, session_result_free);
 }

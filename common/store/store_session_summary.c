@@ -1,35 +1,11 @@
 /* The summary of a drain session, computed from its result rows and its state. */
+#include "common/store/store_internal.h"
 #include "common/store/store_session.h"
 #include "common/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Add n to the count of `key`, appending it if absent. */
-static void summary_count(struct store_counts *c, const char *key, int64_t n)
-{
-	for (size_t i = 0; i < c->n; i++) {
-		if (strcmp(c->items[i].key, key) == 0) {
-			c->items[i].n += n;
-			return;
-		}
-	}
-	c->items = xrealloc(c->items, (c->n + 1) * sizeof *c->items);
-	c->items[c->n].key = xstrdup(key);
-	c->items[c->n].n = n;
-	c->n++;
-}
-
-/* Free a count list. */
-static void summary_counts_free(struct store_counts *c)
-{
-	for (size_t i = 0; i < c->n; i++)
-		free(c->items[i].key);
-	free(c->items);
-	c->items = NULL;
-	c->n = 0;
-}
 
 /* Order counts most first, then by key. */
 static int summary_count_cmp(const void *a, const void *b)
@@ -179,9 +155,9 @@ void store_session_summarize(const struct store_session *s, const struct store_s
 		if (!r[i].timeout && r[i].duration_s > 0)
 			sum->minutes_non_timeout += r[i].duration_s / 60.0;
 		if (r[i].zero_yield_reason != NULL)
-			summary_count(&sum->zero_yield, r[i].zero_yield_reason, 1);
+			store_counts_bump(&sum->zero_yield, r[i].zero_yield_reason, 1);
 		if (r[i].fingerprint != NULL)
-			summary_count(&fps, r[i].fingerprint, 1);
+			store_counts_bump(&fps, r[i].fingerprint, 1);
 		run->total++;
 		run->succeeded += r[i].success;
 		run->timeouts += r[i].timeout;
@@ -201,8 +177,8 @@ void store_session_summarize(const struct store_session *s, const struct store_s
 	summary_counts_sort(&fps);
 	sum->unique_fingerprints = (int64_t)fps.n;
 	for (size_t i = 0; i < fps.n && i < STORE_SESSION_TOP_FINGERPRINTS; i++)
-		summary_count(&sum->top_fingerprints, fps.items[i].key, fps.items[i].n);
-	summary_counts_free(&fps);
+		store_counts_bump(&sum->top_fingerprints, fps.items[i].key, fps.items[i].n);
+	store_counts_free(&fps);
 	if (sum->n_runs > 0)
 		qsort(sum->runs, sum->n_runs, sizeof *sum->runs, summary_run_cmp);
 	for (size_t i = 0; i < sum->n_runs; i++) {
@@ -215,8 +191,8 @@ void store_session_summarize(const struct store_session *s, const struct store_s
 /* Free what store_session_summarize allocated. */
 void store_session_summary_free(struct store_session_summary *sum)
 {
-	summary_counts_free(&sum->zero_yield);
-	summary_counts_free(&sum->top_fingerprints);
+	store_counts_free(&sum->zero_yield);
+	store_counts_free(&sum->top_fingerprints);
 	for (size_t i = 0; i < sum->n_runs; i++)
 		free(sum->runs[i].run_id);
 	free(sum->runs);

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Format an error message and return its code. */
@@ -114,6 +115,93 @@ int store_step_done(
 	}
 	sqlite3_finalize(q);
 	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+}
+
+/* Step a statement through its rows, handing each to `row`; STORE_EIO on failure. */
+int store_each_row(sqlite3 *db, sqlite3_stmt *q, int rc, int (*row)(sqlite3_stmt *q, void *arg),
+    void *arg, struct store_err *err, const char *fmt, ...)
+{
+	int ret = 0;
+	va_list ap;
+
+	assert(row != NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		ret = row(q, arg);
+		rc = SQLITE_OK;
+		if (ret != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE) {
+		va_start(ap, fmt);
+		ret = store_fail_sqlite(db, err, fmt, ap);
+		va_end(ap);
+	}
+	sqlite3_finalize(q);
+	return ret;
+}
+
+/* Append a zeroed row to a row array; the array grows as needed. */
+void *store_rows_add(struct store_rows *r)
+{
+	char *item;
+
+	assert(r->size > 0);
+	r->v = xrealloc(r->v, (r->n + 1) * r->size);
+	item = (char *)r->v + r->n++ * r->size;
+	memset(item, 0, r->size);
+	return item;
+}
+
+/* The store_each_row callback of store_rows_read. */
+static int store_rows_row(sqlite3_stmt *q, void *arg)
+{
+	struct store_rows *r = arg;
+
+	r->fill(q, store_rows_add(r));
+	return 0;
+}
+
+/* Read every row into a row array; on failure it is emptied and STORE_EIO returned. */
+int store_rows_read(sqlite3 *db, sqlite3_stmt *q, int rc, struct store_rows *r,
+    struct store_err *err, const char *fmt, ...)
+{
+	char what[sizeof err->text];
+	va_list ap;
+
+	assert(r->fill != NULL && r->item_free != NULL && r->n == 0);
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	rc = store_each_row(db, q, rc, store_rows_row, r, err, "%s", what);
+	if (rc != 0) {
+		store_rows_free(r->v, r->n, r->size, r->item_free);
+		r->v = NULL;
+		r->n = 0;
+	}
+	return rc;
+}
+
+/* Free an array of n items of `size` bytes, each released with item_free first. */
+void store_rows_free(void *v, size_t n, size_t size, void (*item_free)(void *item))
+{
+	for (size_t i = 0; i < n; i++)
+		item_free((char *)v + i * size);
+	free(v);
+}
+
+/* Run a query without parameters and read every row into a row array. */
+int store_rows_query(
+    sqlite3 *db, const char *sql, struct store_rows *r, struct store_err *err, const char *fmt, ...)
+{
+	char what[sizeof err->text];
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	return store_rows_read(db, q, rc, r, err, "%s", what);
 }
 
 /* Copy a text column to the heap; a NULL column gives a copy of if_null, or NULL. */

@@ -1,4 +1,5 @@
 /* token_estimation_v2 events as samples: read, import, export. */
+#include "common/store/store_estimation.h"
 #include "common/store/store_internal.h"
 #include "common/store/store_original.h"
 #include "common/store/store_telemetry.h"
@@ -11,7 +12,7 @@
 #define TELEM_SELECT                                                                               \
 	"SELECT run_id, phase_id, timestamp, category, complexity, deliverable_count, "            \
 	"predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "      \
-	"success, truncated, stop_reason, model, estimator_version "                               \
+	"success, truncated, stop_reason, model, estimator_version, attempt_id "                   \
 	"FROM token_estimation_v2_events"
 
 /* Columns exported as booleans. */
@@ -53,6 +54,32 @@ static int telem_prepare(struct store *st, const char *select, const struct stor
 	return 0;
 }
 
+/* Append the current event to the telem_samples at arg. */
+static int telem_read_row(sqlite3_stmt *q, void *arg)
+{
+	struct telem_sample *s = telem_samples_add(arg);
+
+	s->run_id = store_col_text(q, 0, "");
+	s->phase_id = store_col_text(q, 1, "");
+	s->timestamp = store_col_text(q, 2, "");
+	s->category = store_col_text(q, 3, "");
+	s->complexity = store_col_text(q, 4, "");
+	s->deliverable_count = sqlite3_column_int64(q, 5);
+	s->predicted = sqlite3_column_int64(q, 6);
+	s->actual = sqlite3_column_int64(q, 7);
+	s->selected_budget = sqlite3_column_int64(q, 8);
+	s->actual_max_tokens = sqlite3_column_type(q, 9) == SQLITE_NULL ?
+	    -1 :
+	    sqlite3_column_int64(q, 9);
+	s->success = sqlite3_column_int(q, 10) != 0;
+	s->truncated = sqlite3_column_int(q, 11) != 0;
+	s->stop_reason = store_col_text(q, 12, NULL);
+	s->model = store_col_text(q, 13, "");
+	s->estimator_version = sqlite3_column_int64(q, 14);
+	s->attempt_id = sqlite3_column_int64(q, 15);
+	return 0;
+}
+
 /* Read the selected events as samples. */
 int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
     struct telem_samples *out, struct store_err *err)
@@ -64,34 +91,11 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 	rc = telem_prepare(st, TELEM_SELECT, f, &q, err);
 	if (rc != 0)
 		return rc;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct telem_sample *s = telem_samples_add(out);
-
-		s->run_id = store_col_text(q, 0, "");
-		s->phase_id = store_col_text(q, 1, "");
-		s->timestamp = store_col_text(q, 2, "");
-		s->category = store_col_text(q, 3, "");
-		s->complexity = store_col_text(q, 4, "");
-		s->deliverable_count = sqlite3_column_int64(q, 5);
-		s->predicted = sqlite3_column_int64(q, 6);
-		s->actual = sqlite3_column_int64(q, 7);
-		s->selected_budget = sqlite3_column_int64(q, 8);
-		s->actual_max_tokens = sqlite3_column_type(q, 9) == SQLITE_NULL ?
-		    -1 :
-		    sqlite3_column_int64(q, 9);
-		s->success = sqlite3_column_int(q, 10) != 0;
-		s->truncated = sqlite3_column_int(q, 11) != 0;
-		s->stop_reason = store_col_text(q, 12, NULL);
-		s->model = store_col_text(q, 13, "");
-		s->estimator_version = sqlite3_column_int64(q, 14);
-	}
-	if (rc != SQLITE_DONE) {
-		store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s", st->path,
-		    sqlite3_errmsg(st->db));
+	rc = store_each_row(st->db, q, SQLITE_OK, telem_read_row, out, err,
+	    "%s: reading token_estimation_v2_events", st->path);
+	if (rc != 0)
 		telem_samples_free(out);
-	}
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	return rc;
 }
 
 /* Run one prepared statement to completion with its bound values; STORE_EIO naming
@@ -232,44 +236,36 @@ static int telem_import_events(struct store *st, const char *run_id, const struc
     const char *now, const size_t *phase_of, char **ids, struct store_err *err)
 {
 	sqlite3_stmt *q = NULL;
-	int rc = telem_prep(st,
-	    "INSERT INTO token_estimation_v2_events (run_id, phase_id, "
-	    "timestamp, created_at, category, complexity, deliverable_count, deliverables_json, "
-	    "predicted_output_tokens, actual_output_tokens, selected_budget, actual_max_tokens, "
-	    "success, truncated, is_truncated_output, stop_reason, model, smape_percent, "
-	    "waste_ratio, underestimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '[]', ?8, ?9, "
-	    "?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)",
-	    &q, "writing an event", err);
+	int rc = store_estimation_prepare(st, &q, err);
 
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
 		const struct telem_sample *x = &s->v[i];
 		char stamp[32];
+		struct store_estimation e;
 
 		if (time_db_parse(x->timestamp, stamp) != 0)
 			strlcpy_ap(stamp, x->timestamp, sizeof stamp);
-		sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, ids[phase_of[i]], -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, stamp, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(q, 4, now, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 5, x->category, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 6, x->complexity, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(q, 7, x->deliverable_count);
-		sqlite3_bind_int64(q, 8, x->predicted);
-		sqlite3_bind_int64(q, 9, x->actual);
-		sqlite3_bind_int64(q, 10, x->selected_budget);
-		if (x->actual_max_tokens >= 0)
-			sqlite3_bind_int64(q, 11, x->actual_max_tokens);
-		sqlite3_bind_int(q, 12, x->success);
-		sqlite3_bind_int(q, 13, x->truncated);
-		if (x->stop_reason != NULL)
-			sqlite3_bind_text(q, 14, x->stop_reason, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 15, x->model, -1, SQLITE_STATIC);
-		if (telem_scored(x->predicted, x->actual)) {
-			sqlite3_bind_double(q, 16, telem_smape(x->predicted, x->actual));
-			sqlite3_bind_double(q, 17, (double)x->predicted / (double)x->actual);
-			sqlite3_bind_int(q, 18, x->actual > x->predicted);
-		}
-		rc = telem_step(st, q, "writing an event", err);
+		e = (struct store_estimation){
+			.run_id = run_id,
+			.phase_id = ids[phase_of[i]],
+			.timestamp = stamp,
+			.created_at = now,
+			.category = x->category,
+			.complexity = x->complexity,
+			.deliverable_count = x->deliverable_count,
+			.predicted_output_tokens = x->predicted,
+			.actual_output_tokens = x->actual,
+			.selected_budget = x->selected_budget,
+			.actual_max_tokens = x->actual_max_tokens,
+			.success = x->success,
+			.truncated = x->truncated,
+			.stop_reason = x->stop_reason,
+			.model = x->model,
+			.doc_features = -1,
+			.sot_entry_count_hint = -1,
+			.input_tokens = -1,
+		};
+		rc = store_estimation_insert(st, q, &e, err);
 	}
 	sqlite3_finalize(q);
 	return rc;
@@ -377,25 +373,34 @@ static json_t *telem_row_json(sqlite3_stmt *q)
 	return o;
 }
 
+/* The caller's row function and argument of an export. */
+struct telem_export {
+	int (*row)(json_t *obj, void *arg);
+	void *arg;
+};
+
+/* Hand the current event, as JSON, to the export's row function. */
+static int telem_export_row(sqlite3_stmt *q, void *arg)
+{
+	struct telem_export *x = arg;
+	json_t *o = telem_row_json(q);
+	int ret = x->row(o, x->arg);
+
+	json_decref(o);
+	return ret;
+}
+
 /* Hand every selected event to `row`. */
 int store_telemetry_export(struct store *st, const struct store_telem_filter *f,
     int (*row)(json_t *obj, void *arg), void *arg, struct store_err *err)
 {
+	struct telem_export x = { row, arg };
 	sqlite3_stmt *q;
-	int rc, ret = 0;
+	int rc;
 
 	rc = telem_prepare(st, "SELECT * FROM token_estimation_v2_events", f, &q, err);
 	if (rc != 0)
 		return rc;
-	while (ret == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		json_t *o = telem_row_json(q);
-
-		ret = row(o, arg);
-		json_decref(o);
-	}
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s",
-		    st->path, sqlite3_errmsg(st->db));
-	sqlite3_finalize(q);
-	return ret;
+	return store_each_row(st->db, q, SQLITE_OK, telem_export_row, &x, err,
+	    "%s: reading token_estimation_v2_events", st->path);
 }

@@ -1,4 +1,4 @@
-/* Calibration groups and the proposal (docs/telemetry.md) against hand-computed values. */
+/* Calibration groups and re-expression (docs/telemetry.md) against hand-computed values. */
 #include "common/calib/calib.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
@@ -29,7 +29,7 @@ static const struct telem_sample **ptrs(struct telem_sample *s, size_t n)
 	return p;
 }
 
-static const struct calib_opts opts5 = { 5, 0.7, CALIB_DAMP_SQRT };
+static const struct calib_opts opts5 = { 5, 0.7 };
 
 TEST(calib_group_figures_match_hand_computation)
 {
@@ -59,7 +59,6 @@ TEST(calib_group_figures_match_hand_computation)
 	CHECK_NEAR(g->max_ratio, 4.0, 1e-12);
 	CHECK_NEAR(g->stdev_ratio, sqrt(var / 5), 1e-12);
 	CHECK_NEAR(g->confidence, 0.6 * 5.0 / 12.0 + 0.4 / (1 + sqrt(var / 5)), 1e-12);
-	CHECK_NEAR(g->multiplier, g->median_ratio, 1e-12);
 	CHECK_NEAR(g->avg_actual, 1200, 1e-9);
 	CHECK_NEAR(g->avg_estimated, 1100, 1e-9);
 	CHECK(g->status == CALIB_LOW_CONFIDENCE); /* 0.25 + 0.4/(1+1.36) < 0.7 */
@@ -76,7 +75,7 @@ TEST(calib_group_median_ratio_is_the_upper_median_for_even_counts)
 		mk("a", "low", 100, 400),
 	};
 	const struct telem_sample **p = ptrs(s, 4);
-	struct calib_opts o = { 1, 0.0, CALIB_DAMP_NONE };
+	struct calib_opts o = { 1, 0.0 };
 	struct calib_result r;
 
 	calib_compute(p, 4, &o, &r);
@@ -93,7 +92,7 @@ TEST(calib_group_waste_uses_actual_max_tokens_else_selected_budget)
 		mk("a", "low", 1000, 4096),
 	};
 	const struct telem_sample **p = ptrs(s, 3);
-	struct calib_opts o = { 1, 0.0, CALIB_DAMP_NONE };
+	struct calib_opts o = { 1, 0.0 };
 	struct calib_result r;
 
 	s[0].actual_max_tokens = 16384; /* 16384 / 2048 = 8 */
@@ -112,7 +111,7 @@ TEST(calib_group_statuses_follow_min_samples_and_inclusive_threshold)
 {
 	struct telem_sample s[14];
 	const struct telem_sample **p;
-	struct calib_opts o = { 12, 1.0, CALIB_DAMP_SQRT };
+	struct calib_opts o = { 12, 1.0 };
 	struct calib_result r;
 
 	/* Twelve identical ratios: confidence exactly 1.0, which meets a 1.0 threshold. */
@@ -124,7 +123,7 @@ TEST(calib_group_statuses_follow_min_samples_and_inclusive_threshold)
 	calib_compute(p, 14, &o, &r);
 	CHECK_EQ_INT(r.n_groups, 2);
 	CHECK_EQ_STR(r.groups[0].category, "implementation"); /* most samples first */
-	CHECK(r.groups[0].status == CALIB_PROPOSED);
+	CHECK(r.groups[0].status == CALIB_HIGH_CONFIDENCE);
 	CHECK(r.groups[1].status == CALIB_BELOW_MIN);
 	CHECK_EQ_INT(r.n_eligible, 1);
 	CHECK_EQ_INT(r.n_high_confidence, 1);
@@ -132,174 +131,9 @@ TEST(calib_group_statuses_follow_min_samples_and_inclusive_threshold)
 	free(p);
 }
 
-TEST(calib_propose_reproduces_the_originals_sqrt_recalibration)
-{
-	/* Facts §3.3: implementation/low 1120 × sqrt(0.32) → 634, medium 1860 × sqrt(0.40)
-	 * → 1176. Start from a set with the old overheads. */
-	struct proto_coef old[] = {
-		{ "implementation", "low", 1120 },
-		{ "implementation", "medium", 1860 },
-	};
-	struct telem_sample s[10];
-	const struct telem_sample **p;
-	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };
-	struct est_coefs cur, prop;
-	struct calib_result r;
-	char err[128];
-
-	est_coefs_default(&cur);
-	CHECK(est_coefs_apply(&cur, old, 2, 1, err, sizeof err) == 0);
-	for (int i = 0; i < 5; i++) {
-		s[i] = mk("implementation", "low", 10000, 3200);
-		s[5 + i] = mk("implementation", "medium", 10000, 4000);
-	}
-	p = ptrs(s, 10);
-	calib_compute(p, 10, &o, &r);
-	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
-	CHECK_EQ_INT(r.n_proposed, 2);
-	CHECK_EQ_INT(est_overhead_lookup(&prop, "implementation", "low"), 634);
-	CHECK_EQ_INT(est_overhead_lookup(&prop, "implementation", "medium"), 1176);
-	CHECK_EQ_INT(est_overhead_lookup(&prop, "implementation", "high"), 5000);
-	CHECK_EQ_INT(r.groups[0].old_overhead + r.groups[1].old_overhead, 1120 + 1860);
-	calib_result_free(&r);
-	free(p);
-}
-
-TEST(calib_propose_without_damping_multiplies_by_the_median_ratio)
-{
-	struct telem_sample s[5];
-	const struct telem_sample **p;
-	struct calib_opts o = { 5, 0.0, CALIB_DAMP_NONE };
-	struct est_coefs cur, prop;
-	struct calib_result r;
-	char err[128];
-
-	for (int i = 0; i < 5; i++)
-		s[i] = mk("implementation", "low", 1000, 250);
-	p = ptrs(s, 5);
-	est_coefs_default(&cur);
-	calib_compute(p, 5, &o, &r);
-	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
-	/* round(634 × 0.25) = round(158.5) = 159. */
-	CHECK_EQ_INT(r.groups[0].new_overhead, 159);
-	CHECK_NEAR(r.groups[0].factor, 0.25, 1e-12);
-	calib_result_free(&r);
-	o.damping = CALIB_DAMP_SQRT;
-	calib_compute(p, 5, &o, &r);
-	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
-	CHECK_EQ_INT(r.groups[0].new_overhead, 317); /* 634 × 0.5 */
-	calib_result_free(&r);
-	free(p);
-}
-
-TEST(calib_propose_maps_aliases_skips_doc_models_and_resolves_shared_rows)
-{
-	struct telem_sample s[26];
-	const struct telem_sample **p;
-	struct calib_opts o = { 5, 0.0, CALIB_DAMP_NONE };
-	struct est_coefs cur, prop;
-	struct calib_result r;
-	const struct calib_group *g;
-	char err[128];
-	int k = 0;
-
-	for (int i = 0; i < 5; i++) {
-		s[k++] = mk("tests", "low", 1000, 2000);             /* testing/low 915 × 2 */
-		s[k++] = mk("doc_synthesis", "low", 1000, 2000);     /* no overhead row */
-		s[k++] = mk("documentation", "low", 1000, 3000);     /* shares docs' row */
-		s[k++] = mk("IMPLEMENT_FEATURE", "high", 1000, 500); /* fallback 2000 */
-	}
-	for (int i = 0; i < 6; i++)
-		s[k++] = mk("docs", "low", 1000, 500);
-	p = ptrs(s, (size_t)k);
-	est_coefs_default(&cur);
-	calib_compute(p, (size_t)k, &o, &r);
-	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
-	g = calib_group_find(&r, "tests", "low");
-	CHECK(g != NULL && g->status == CALIB_PROPOSED);
-	CHECK_EQ_STR(g->row_category, "testing");
-	CHECK_EQ_INT(g->old_overhead, 915);
-	CHECK_EQ_INT(est_overhead_lookup(&prop, "testing", "low"), 1830);
-	CHECK_EQ_INT(est_overhead_lookup(&prop, "tests", "low"), 1830);
-	g = calib_group_find(&r, "doc_synthesis", "low");
-	CHECK(g != NULL && g->status == CALIB_NOT_OVERHEAD);
-	g = calib_group_find(&r, "documentation", "low");
-	CHECK(g != NULL && g->status == CALIB_SHARED_ROW);
-	g = calib_group_find(&r, "docs", "low");
-	CHECK(g != NULL && g->status == CALIB_PROPOSED && g->n == 6);
-	CHECK_EQ_INT(est_overhead_lookup(&prop, "documentation", "low"), 750); /* 1500 × 0.5 */
-	g = calib_group_find(&r, "IMPLEMENT_FEATURE", "high");
-	CHECK(g != NULL && g->old_overhead == 2000 && g->new_overhead == 1000);
-	CHECK_EQ_STR(g->row_category, "implement_feature");
-	CHECK_EQ_INT(est_overhead_lookup(&prop, "implement_feature", "high"), 1000);
-	CHECK_EQ_INT(prop.n_overhead, cur.n_overhead + 1);
-	CHECK_EQ_INT(r.n_proposed, 3);
-	calib_result_free(&r);
-	free(p);
-}
-
-TEST(calib_predict_replaces_the_overhead_when_the_set_is_known)
-{
-	/* implementation/low with one new .py: int((634 + 2000) × 1.3) = 3424 (docs/estimator.md). */
-	struct telem_sample s[5];
-	const struct telem_sample **p;
-	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };
-	struct est_coefs cur, prop;
-	struct calib_result r;
-	enum calib_pred_how how;
-	char err[128];
-
-	for (int i = 0; i < 5; i++)
-		s[i] = mk("implementation", "low", 3424, 856); /* ratio 0.25 → factor 0.5 */
-	p = ptrs(s, 5);
-	est_coefs_default(&cur);
-	calib_compute(p, 5, &o, &r);
-	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
-	CHECK_EQ_INT(r.groups[0].new_overhead, 317);
-	/* Known set: int((317 + 2000) × 1.3) = 3012. */
-	CHECK_EQ_INT(calib_predict(&r, &s[0], &prop, &cur, &how), 3012);
-	CHECK(how == CALIB_PRED_OVERHEAD);
-	/* Unknown set: the whole prediction × 0.5. */
-	CHECK_EQ_INT(calib_predict(&r, &s[0], &prop, NULL, &how), 1712);
-	CHECK(how == CALIB_PRED_SCALED);
-	/* A prediction no integer marginal explains (int(k × 1.3) skips 3427) falls back to
-	 * scaling. */
-	s[1].predicted = 3427;
-	CHECK_EQ_INT(calib_predict(&r, &s[1], &prop, &cur, &how), 1714); /* round(1713.5) */
-	CHECK(how == CALIB_PRED_SCALED);
-	/* No deliverables: the flat model, the overhead plays no part. */
-	s[2].deliverable_count = 0;
-	CHECK_EQ_INT(calib_predict(&r, &s[2], &prop, &cur, &how), 3424);
-	CHECK(how == CALIB_PRED_UNCHANGED);
-	calib_result_free(&r);
-	free(p);
-}
-
-TEST(calib_predict_leaves_groups_outside_the_proposal_alone)
-{
-	struct telem_sample s[5], other = mk("tests", "high", 5000, 100);
-	const struct telem_sample **p;
-	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };
-	struct est_coefs cur, prop;
-	struct calib_result r;
-	enum calib_pred_how how;
-	char err[128];
-
-	for (int i = 0; i < 5; i++)
-		s[i] = mk("implementation", "low", 3424, 856);
-	p = ptrs(s, 5);
-	est_coefs_default(&cur);
-	calib_compute(p, 5, &o, &r);
-	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
-	CHECK_EQ_INT(calib_predict(&r, &other, &prop, NULL, &how), 5000);
-	CHECK(how == CALIB_PRED_UNCHANGED);
-	calib_result_free(&r);
-	free(p);
-}
-
 TEST(calib_reexpress_moves_a_prediction_between_coefficient_sets)
 {
-	struct proto_coef old[] = { { "implementation", "low", 1120 } };
+	struct est_coef_row old[] = { { "implementation", "low", 1120 } };
 	struct telem_sample s = mk("implementation", "low", 4056, 1000); /* (1120+2000)×1.3 */
 	struct est_coefs v1, v0;
 	bool moved;
@@ -314,5 +148,21 @@ TEST(calib_reexpress_moves_a_prediction_between_coefficient_sets)
 	CHECK(!moved);
 	s.category = (char *)"doc_sot_update";
 	CHECK_EQ_INT(calib_reexpress(&s, &v0, &v1, &moved), 4056);
+	CHECK(!moved);
+}
+
+TEST(calib_reexpress_leaves_fitted_sets_alone)
+{
+	struct telem_sample s = mk("implementation", "low", 4056, 1000);
+	struct est_coefs a, b;
+	bool moved;
+
+	est_coefs_default(&a);
+	est_coefs_default(&b);
+	b.fit.active = true;
+	b.fit.factor = 2.0;
+	CHECK_EQ_INT(calib_reexpress(&s, &a, &b, &moved), 4056);
+	CHECK(!moved);
+	CHECK_EQ_INT(calib_reexpress(&s, &b, &a, &moved), 4056);
 	CHECK(!moved);
 }

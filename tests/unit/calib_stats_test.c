@@ -100,13 +100,3 @@ TEST(calib_confidence_weights_count_and_spread_60_40)
 	 * 0.4/(1+σ) = 0.371, σ ≈ 0.078. */
 	CHECK_NEAR(calib_confidence(8, 0.0782), 0.771, 1e-3);
 }
-
-TEST(calib_damping_names_parse_both_ways)
-{
-	enum calib_damping d;
-
-	CHECK(calib_damping_parse("none", &d) == 0 && d == CALIB_DAMP_NONE);
-	CHECK(calib_damping_parse("sqrt", &d) == 0 && d == CALIB_DAMP_SQRT);
-	CHECK(calib_damping_parse("half", &d) == -1);
-	CHECK_EQ_STR(calib_damping_name(CALIB_DAMP_NONE), "none");
-}

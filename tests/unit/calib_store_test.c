@@ -187,10 +187,10 @@ TEST(calib_store_coefficient_sets_version_activate_and_roll_back)
 	CHECK(store_coef_active(&st, &set, &found, &err) == 0 && !found);
 	CHECK(store_coef_rollback(&st, &from, &now, &err) == STORE_EINVAL);
 	CHECK(strstr(err.text, "built-in defaults (version 1)") != NULL);
-	CHECK(store_coef_activate_new(
-	          &st, "[[\"implementation\",\"low\",370]]", "{\"n\":1}", &v, &parent, &err) == 0);
+	CHECK(store_coef_activate_new(&st, "[[\"implementation\",\"low\",370]]", "{\"model\":1}",
+	          "{\"n\":1}", &v, &parent, &err) == 0);
 	CHECK(v == 2 && parent == 1);
-	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
+	CHECK(store_coef_activate_new(&st, "[]", NULL, "{}", &v, &parent, &err) == 0);
 	CHECK(v == 3 && parent == 2);
 	CHECK_EQ_INT(
 	    test_query(&st, "SELECT count(*) FROM estimator_coefficients WHERE active = 1"), 1);
@@ -201,17 +201,19 @@ TEST(calib_store_coefficient_sets_version_activate_and_roll_back)
 	CHECK(store_coef_active(&st, &set, &found, &err) == 0 && found && set.version == 2);
 	CHECK_EQ_STR(set.overhead_json, "[[\"implementation\",\"low\",370]]");
 	CHECK_EQ_STR(set.provenance_json, "{\"n\":1}");
+	CHECK_EQ_STR(set.model_json, "{\"model\":1}");
 	store_coef_set_free(&set);
 	CHECK(store_coef_rollback(&st, &from, &now, &err) == 0);
 	CHECK(from == 2 && now == 1);
 	CHECK(store_coef_active(&st, &set, &found, &err) == 0 && !found);
 	/* A new set after rolling back to the defaults: next version, parent 1. */
-	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
+	CHECK(store_coef_activate_new(&st, "[]", NULL, "{}", &v, &parent, &err) == 0);
 	CHECK(v == 4 && parent == 1);
 	CHECK(store_coef_list(&st, &list, &n, &err) == 0);
 	CHECK_EQ_INT(n, 3);
 	CHECK(list[0].version == 4 && list[0].active && !list[1].active);
 	CHECK(store_coef_get(&st, 3, &set, &found, &err) == 0 && found && set.parent_version == 2);
+	CHECK(set.model_json == NULL);
 	store_coef_set_free(&set);
 	store_coef_list_free(list, n);
 	store_close(&st);
@@ -224,8 +226,8 @@ TEST(calib_store_rollback_refuses_a_missing_parent_and_changes_nothing)
 	int64_t v, parent, from, now;
 
 	test_store_new(&st, "t.db");
-	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
-	CHECK(store_coef_activate_new(&st, "[]", "{}", &v, &parent, &err) == 0);
+	CHECK(store_coef_activate_new(&st, "[]", NULL, "{}", &v, &parent, &err) == 0);
+	CHECK(store_coef_activate_new(&st, "[]", NULL, "{}", &v, &parent, &err) == 0);
 	CHECK(store_exec(
 	          st.db, "DELETE FROM estimator_coefficients WHERE version = 2", "x", &err) == 0);
 	CHECK(store_coef_rollback(&st, &from, &now, &err) == STORE_EINVAL);
@@ -266,7 +268,7 @@ TEST(calib_svg_plot_has_axes_legend_markers_and_escapes_names)
 	FILE *f = tmpfile();
 	char *svg;
 
-	CHECK(calib_svg_write(f, p, after, 2, "Plot & title") == 0);
+	CHECK(calib_svg_write(f, p, after, 2, NULL, "Plot & title") == 0);
 	svg = slurp(f);
 	CHECK(strncmp(svg, "<?xml", 5) == 0);
 	CHECK(strstr(svg, "</svg>\n") != NULL);
@@ -282,60 +284,74 @@ TEST(calib_svg_plot_has_axes_legend_markers_and_escapes_names)
 	fclose(f);
 }
 
-TEST(calib_markdown_and_json_outputs_carry_the_proposal)
+TEST(calib_markdown_json_and_plot_carry_the_fit_and_its_evaluation)
 {
-	struct telem_sample s[5];
-	const struct telem_sample *p[5];
-	struct calib_opts o = { 5, 0.0, CALIB_DAMP_SQRT };
-	struct est_coefs cur, prop;
-	struct telem_metrics m;
+	struct telem_sample s[24];
+	const struct telem_sample *p[24];
+	struct calib_opts o = { 5, 0.0 };
+	struct calib_eval_opts eo = { 0.95, 5, 3 };
+	struct calib_fitset fs;
+	struct calib_eval e;
+	struct est_coefs cur;
+	struct est_fit fit;
 	struct calib_meta meta = { .generated_at = "2026-01-01T00:00:00Z",
 		.db_url = "sqlite:///x",
 		.runs = "all runs",
-		.n_read = 7,
-		.current_version = 1,
-		.svg_name = "plot.svg",
-		.in_before = &m,
-		.in_after = &m };
+		.n_read = 24,
+		.current = &cur,
+		.fs = &fs,
+		.proposal = &fit,
+		.eval = &e,
+		.eo = &eo,
+		.svg_name = "plot.svg" };
 	struct calib_result r;
-	FILE *f = tmpfile();
-	json_t *j, *ch;
-	char err[128], *md;
+	FILE *f = tmpfile(), *g = tmpfile();
+	json_t *j, *ev;
+	char err[128], *md, *svg;
 
-	for (int i = 0; i < 5; i++) {
-		s[i] = (struct telem_sample){ .category = (char *)"implementation",
+	for (int i = 0; i < 24; i++) {
+		s[i] = (struct telem_sample){ .run_id = (char *)"r",
+			.category = (char *)(i % 2 ? "implementation" : "tests"),
 			.complexity = (char *)"low",
-			.deliverable_count = 1,
+			.deliverable_count = 1 + i % 3,
 			.predicted = 3424,
-			.actual = 856,
+			.actual = 800 + 50 * i,
 			.selected_budget = 8192,
 			.actual_max_tokens = -1,
 			.success = true };
 		p[i] = &s[i];
 	}
 	est_coefs_default(&cur);
-	calib_compute(p, 5, &o, &r);
-	CHECK(calib_propose(&r, &cur, &prop, err, sizeof err) == 0);
-	telem_metrics_compute(p, 5, 1.0, &m);
+	calib_fitset_select(p, 24, &fs);
+	CHECK(calib_fit(fs.clean, fs.n_clean, eo.coverage, &fit, err, sizeof err) == 0);
+	CHECK(calib_evaluate(&fs, &cur, &fit, &eo, &e, err, sizeof err) == 0);
+	calib_compute(fs.clean, fs.n_clean, &o, &r);
 	calib_md_write(f, &r, &meta);
 	md = slurp(f);
-	CHECK(strstr(md, "## Recommendations") != NULL);
-	CHECK(strstr(md, "**Overhead row implementation/low**: 634 → 317") != NULL);
-	CHECK(strstr(md, "**Action**: decrease by 75%") != NULL);
-	CHECK(strstr(md, "![predicted vs actual output tokens](plot.svg)") != NULL);
-	CHECK(strstr(md, "only 0 of 5 samples carry actual_max_tokens") != NULL);
+	CHECK(strstr(md, "## Proposal: fitted model") != NULL);
+	CHECK(strstr(md, "| category implementation |") != NULL);
+	CHECK(strstr(md, "## Held-out evaluation") != NULL);
+	CHECK(strstr(md, "| leave-one-run-out | – | not run: needs 3 runs") != NULL);
+	CHECK(strstr(md, "![calibration plot](plot.svg)") != NULL);
 	j = calib_json_proposal(&r, &meta);
-	CHECK_EQ_INT(json_integer_value(
-	                 json_object_get(json_object_get(j, "metadata"), "high_confidence_groups")),
-	    1);
-	ch = json_array_get(json_object_get(j, "proposed_changes"), 0);
-	CHECK_EQ_STR(json_string_value(json_object_get(ch, "action")),
-	    "multiply PHASE_OVERHEAD[(category, complexity)] by proposed_multiplier");
-	CHECK_NEAR(json_real_value(json_object_get(ch, "proposed_multiplier")), 0.25, 1e-12);
-	CHECK_EQ_INT(json_integer_value(json_object_get(ch, "new_overhead")), 317);
-	CHECK(json_object_get(j, "in_sample") != NULL);
+	ev = json_object_get(json_object_get(j, "evaluation"), "proposed");
+	CHECK_EQ_INT(json_object_size(json_object_get(ev, "kfold")), 6);
+	CHECK(json_is_real(json_object_get(json_object_get(ev, "kfold"), "waste_p90")));
+	CHECK(json_is_null(json_object_get(ev, "lorun")));
+	CHECK_NEAR(json_real_value(json_object_get(json_object_get(j, "model"), "factor")),
+	    fit.factor, 1e-12);
 	json_decref(j);
+	CHECK(calib_svg_write(g, fs.clean, e.loo_pred, fs.n_clean, &e, "t") == 0);
+	svg = slurp(g);
+	CHECK(strstr(svg, "truncation against waste, by budget factor") != NULL);
+	CHECK(strstr(svg, "<polyline") != NULL);
+	CHECK(strstr(svg, "active set (◆ chosen") != NULL);
+	CHECK(strstr(svg, "proposal (◆ chosen") != NULL);
+	free(svg);
+	calib_eval_free(&e);
 	calib_result_free(&r);
+	calib_fitset_free(&fs);
 	free(md);
 	fclose(f);
+	fclose(g);
 }

@@ -341,8 +341,8 @@ TEST(estimator_wire_rows_replace_defaults_through_aliases)
 	struct est_coefs c;
 	char err[128];
 	char name_cat[] = "tests", name_cplx[] = "low", new_cat[] = "ml", new_cplx[] = "high";
-	struct proto_coef rows[] = { { name_cat, name_cplx, 700 }, { new_cat, new_cplx, 4200 } };
-	struct proto_coef bad[] = { { name_cat, name_cplx, 0 } };
+	struct est_coef_row rows[] = { { name_cat, name_cplx, 700 }, { new_cat, new_cplx, 4200 } };
+	struct est_coef_row bad[] = { { name_cat, name_cplx, 0 } };
 
 	est_coefs_default(&c);
 	CHECK_EQ_INT(est_coefs_apply(&c, rows, 2, 7, err, sizeof err), 0);
@@ -354,4 +354,26 @@ TEST(estimator_wire_rows_replace_defaults_through_aliases)
 	CHECK_EQ_INT(est_coefs_apply(&c, bad, 1, 8, err, sizeof err), -1);
 	CHECK(strstr(err, "tests/low") != NULL);
 	CHECK_EQ_INT(c.version, 7);
+}
+
+TEST(estimator_deliverable_kinds_and_existing_sizes)
+{
+	FILE *f = fopen("old.py", "w");
+	int64_t bytes;
+
+	CHECK(f != NULL);
+	fputs("x = 1\n", f);
+	fclose(f);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("Modify old.py", "implementation", ".", &bytes), EST_DLV_MODIFY);
+	CHECK_EQ_INT(bytes, 6);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("Create old.py", "implementation", ".", &bytes), EST_DLV_NEW);
+	CHECK_EQ_INT(bytes, 6);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("src/new.py", "implementation", ".", &bytes), EST_DLV_NEW);
+	CHECK_EQ_INT(bytes, -1);
+	CHECK_EQ_INT(est_deliverable_kind("tests/test_a.py", "tests", ".", &bytes), EST_DLV_TEST);
+	CHECK_EQ_INT(est_deliverable_kind("docs/guide.md", "docs", ".", &bytes), EST_DLV_DOC);
+	CHECK_EQ_STR(est_dlv_kind_name(EST_DLV_MODIFY), "modify");
 }

@@ -90,6 +90,7 @@ static void build_job(enum proto_sample_variant v, struct proto_job *j)
 		    r                                      ? INT64_MAX :
 		                                             INT64_MIN;
 	}
+	j->fit_json = pick_opt(v, "{\"model\":\"ridge_log\",\"factor\":2.9}", UTF8_TEXT);
 	j->workspace = pick(v, "/tmp/autopack/demo-workspace", "/tmp/" UTF8_TEXT);
 	j->dry_run = v == SAMPLE_MAX;
 }
@@ -136,6 +137,9 @@ static void build_estimation(enum proto_sample_variant v, struct proto_estimatio
 	e->context_quality = pick_opt(v, "some", "strong");
 	e->sot_file_name = pick_opt(v, "BUILD_HISTORY.md", UTF8_TEXT);
 	e->sot_entry_count_hint = num(v, -1, 12, INT64_MAX);
+	e->input_tokens = num(v, -1, 2100, INT64_MAX);
+	e->deliverables_detail_json = pick_opt(
+	    v, "[{\"kind\":\"new\",\"bytes\":null}]", "[{\"kind\":\"modify\",\"bytes\":4096}]");
 }
 
 /* Fill a result of variant v. */

@@ -1,0 +1,275 @@
+/*
+ * The fitted model (docs/calibration.md): ln(actual) = w·x with x = [1, category one-hot,
+ * complexity one-hot, ln(1 + deliverable count)], solved as ridge regression
+ * (XᵀX + λD)w = Xᵀy with the intercept not penalised, and the conformal budget factor F
+ * from its leave-one-out residuals.
+ */
+#include "common/estimate/estimator.h"
+#include "common/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EST_FIT_COLS (1 + EST_FIT_CATS_MAX + EST_CPLX_COUNT + 1)
+#define EST_FIT_ESTIMATE_MAX 10000000.0 /* no prediction above this many tokens */
+
+/* The normal equations of one design: A = XᵀX (without λ), b = Xᵀy. */
+struct est_normal {
+	size_t p;
+	double a[EST_FIT_COLS][EST_FIT_COLS];
+	double b[EST_FIT_COLS];
+};
+
+/* Index of a normalised category in the fit's list, or -1. */
+static int est_fit_cat_index(const struct est_fit *f, const char *norm)
+{
+	for (size_t i = 0; i < f->n_cats; i++)
+		if (strcmp(f->cats[i], norm) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Order doubles ascending for qsort. */
+static int est_fit_double_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Order category names for qsort. */
+static int est_fit_cat_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* The design row of one observation under the fit's category list; returns p. */
+static size_t est_fit_row(
+    const struct est_fit *f, const char *category, const char *complexity, int64_t d, double *x)
+{
+	char norm[EST_NAME_MAX];
+	size_t p = 1 + f->n_cats + EST_CPLX_COUNT + 1;
+	int k;
+
+	memset(x, 0, p * sizeof *x);
+	x[0] = 1.0;
+	est_name_normalise(category, norm, sizeof norm);
+	k = est_fit_cat_index(f, norm);
+	if (k >= 0)
+		x[1 + k] = 1.0;
+	x[1 + f->n_cats + est_cplx_of(complexity)] = 1.0;
+	x[p - 1] = log1p((double)(d > 0 ? d : 0));
+	return p;
+}
+
+/* Add (sign = 1) or remove (sign = -1) one observation from the normal equations. */
+static void est_normal_add(struct est_normal *ne, const double *x, double y, double sign)
+{
+	for (size_t i = 0; i < ne->p; i++) {
+		if (x[i] == 0.0)
+			continue;
+		ne->b[i] += sign * x[i] * y;
+		for (size_t j = 0; j < ne->p; j++)
+			ne->a[i][j] += sign * x[i] * x[j];
+	}
+}
+
+int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, double *w)
+{
+	double *l = xcalloc(p * p + 1, sizeof *l), *z = xcalloc(p + 1, sizeof *z);
+	int rc = 0;
+
+	/* Cholesky factor L of A + λD (D = identity but for the intercept). */
+	for (size_t i = 0; i < p && rc == 0; i++) {
+		for (size_t j = 0; j <= i; j++) {
+			double s = a[i * p + j] + (i == j && i > 0 ? lambda : 0.0);
+
+			for (size_t k = 0; k < j; k++)
+				s -= l[i * p + k] * l[j * p + k];
+			if (i == j) {
+				if (!(s > 1e-12)) {
+					rc = -1;
+					break;
+				}
+				l[i * p + i] = sqrt(s);
+			} else {
+				l[i * p + j] = s / l[j * p + j];
+			}
+		}
+	}
+	for (size_t i = 0; i < p && rc == 0; i++) {
+		double s = b[i];
+
+		for (size_t k = 0; k < i; k++)
+			s -= l[i * p + k] * z[k];
+		z[i] = s / l[i * p + i];
+	}
+	for (size_t i = p; i-- > 0 && rc == 0;) {
+		double s = z[i];
+
+		for (size_t k = i + 1; k < p; k++)
+			s -= l[k * p + i] * w[k];
+		w[i] = s / l[i * p + i];
+	}
+	free(l);
+	free(z);
+	return rc;
+}
+
+/* Solve the normal equations into the fit's weights; -1 when they are singular. */
+static int est_fit_weights(const struct est_normal *ne, double lambda, struct est_fit *f)
+{
+	double *a = xcalloc(ne->p * ne->p, sizeof *a), w[EST_FIT_COLS] = { 0 };
+	int rc;
+
+	for (size_t i = 0; i < ne->p; i++)
+		for (size_t j = 0; j < ne->p; j++)
+			a[i * ne->p + j] = ne->a[i][j];
+	rc = est_ridge_solve(a, ne->b, ne->p, lambda, w);
+	free(a);
+	if (rc != 0)
+		return -1;
+	f->intercept = w[0];
+	for (size_t k = 0; k < f->n_cats; k++)
+		f->w_cat[k] = w[1 + k];
+	for (size_t k = 0; k < EST_CPLX_COUNT; k++)
+		f->w_cplx[k] = w[1 + f->n_cats + k];
+	f->w_deliverables = w[ne->p - 1];
+	return 0;
+}
+
+double est_conformal_factor(double *residuals, size_t n, double coverage)
+{
+	size_t k;
+
+	if (n == 0)
+		return 1.0;
+	qsort(residuals, n, sizeof *residuals, est_fit_double_cmp);
+	k = (size_t)ceil((double)(n + 1) * coverage - 1e-9);
+	if (k < 1)
+		k = 1;
+	if (k > n)
+		k = n;
+	return exp(residuals[k - 1]);
+}
+
+/* Collect the distinct normalised categories of the observations, sorted. */
+static int est_fit_categories(
+    const struct est_fit_obs *obs, size_t n, struct est_fit *f, char *err, size_t errlen)
+{
+	char norm[EST_NAME_MAX];
+
+	f->n_cats = 0;
+	for (size_t i = 0; i < n; i++) {
+		est_name_normalise(obs[i].category, norm, sizeof norm);
+		if (est_fit_cat_index(f, norm) >= 0)
+			continue;
+		if (f->n_cats == EST_FIT_CATS_MAX) {
+			snprintf(err, errlen, "more than %d distinct categories; cannot fit",
+			    EST_FIT_CATS_MAX);
+			return -1;
+		}
+		strlcpy_ap(f->cats[f->n_cats++], norm, EST_NAME_MAX);
+	}
+	qsort(f->cats, f->n_cats, sizeof f->cats[0], est_fit_cat_cmp);
+	return 0;
+}
+
+int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
+    struct est_fit *f, char *err, size_t errlen)
+{
+	struct est_normal *ne = xcalloc(1, sizeof *ne), *loo = xmalloc(sizeof *loo);
+	double *x = xcalloc(n * EST_FIT_COLS + 1, sizeof *x), *r = xcalloc(n + 1, sizeof *r);
+	struct est_fit part;
+	int rc = 0;
+
+	memset(f, 0, sizeof *f);
+	f->lambda = lambda;
+	f->coverage = coverage;
+	f->n_samples = n;
+	if (n < 2) {
+		snprintf(err, errlen, "%zu samples; the fit needs at least 2", n);
+		rc = -1;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (obs[i].actual <= 0) {
+			snprintf(err, errlen, "sample %zu has actual output %lld; must be positive",
+			    i, (long long)obs[i].actual);
+			rc = -1;
+		}
+	if (rc == 0)
+		rc = est_fit_categories(obs, n, f, err, errlen);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		ne->p = est_fit_row(f, obs[i].category, obs[i].complexity, obs[i].deliverables,
+		    &x[i * EST_FIT_COLS]);
+		est_normal_add(ne, &x[i * EST_FIT_COLS], log((double)obs[i].actual), 1.0);
+	}
+	if (rc == 0 && est_fit_weights(ne, lambda, f) != 0) {
+		snprintf(err, errlen, "the normal equations are singular");
+		rc = -1;
+	}
+	/* Leave-one-out residuals: remove each observation from the normal equations. */
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		double y = log((double)obs[i].actual), s = 0.0;
+
+		*loo = *ne;
+		est_normal_add(loo, &x[i * EST_FIT_COLS], y, -1.0);
+		part = *f;
+		if (est_fit_weights(loo, lambda, &part) != 0) {
+			snprintf(
+			    err, errlen, "the normal equations without sample %zu are singular", i);
+			rc = -1;
+			break;
+		}
+		s = est_fit_log_predict(
+		    &part, obs[i].category, obs[i].complexity, obs[i].deliverables);
+		r[i] = y - s;
+	}
+	if (rc == 0) {
+		f->factor = est_conformal_factor(r, n, coverage);
+		f->active = true;
+	}
+	free(ne);
+	free(loo);
+	free(x);
+	free(r);
+	return rc;
+}
+
+double est_fit_log_predict(
+    const struct est_fit *f, const char *category, const char *complexity, int64_t deliverables)
+{
+	double x[EST_FIT_COLS], w[EST_FIT_COLS], s = 0.0;
+	size_t p = est_fit_row(f, category, complexity, deliverables, x);
+
+	w[0] = f->intercept;
+	for (size_t k = 0; k < f->n_cats; k++)
+		w[1 + k] = f->w_cat[k];
+	for (size_t k = 0; k < EST_CPLX_COUNT; k++)
+		w[1 + f->n_cats + k] = f->w_cplx[k];
+	w[p - 1] = f->w_deliverables;
+	for (size_t i = 0; i < p; i++)
+		s += w[i] * x[i];
+	return s;
+}
+
+int est_fit_estimate(
+    const struct est_fit *f, const char *category, const char *complexity, int64_t deliverables)
+{
+	double v = exp(est_fit_log_predict(f, category, complexity, deliverables));
+
+	if (!(v >= 1.0))
+		return 1;
+	return v > EST_FIT_ESTIMATE_MAX ? (int)EST_FIT_ESTIMATE_MAX : (int)lround(v);
+}
+
+int est_fit_budget(const struct est_fit *f, int estimate, int cap)
+{
+	double v = ceil((double)estimate * f->factor - 1e-9);
+
+	if (cap > 0 && v > (double)cap)
+		return cap;
+	return v < 1.0 ? 1 : (int)v;
+}

@@ -1,0 +1,293 @@
+/* Attempts in the drain's store: opening one (the lease fence: an attempt row and the
+ * phase's current_attempt_id in the same transaction as the move to EXECUTING), the phase
+ * spec a job is built from, and closing one (its end, the phase's and run's new states and
+ * its drain_session_results row, in the group that commits it). */
+#include "common/store/store_drain_internal.h"
+#include "common/store/store_scope.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const struct drain_sql drain_sql_attempt[] = {
+	{ DS_ATT_PHASE,
+	    "SELECT state, builder_attempts FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
+	{ DS_ATT_INSERT,
+	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
+	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
+	{ DS_PHASE_EXEC,
+	    "UPDATE phases SET state = ?5, current_attempt_id = ?3,"
+	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?4,"
+	    " started_at = COALESCE(started_at, ?4), updated_at = ?4"
+	    " WHERE run_id = ?1 AND phase_id = ?2" },
+	{ DS_PHASE_FENCE,
+	    "UPDATE phases SET current_attempt_id = ?3 WHERE run_id = ?1 AND phase_id = ?2" },
+	{ DS_SPEC,
+	    "SELECT p.name, p.description, p.task_category, p.complexity, p.scope,"
+	    " p.check_command, p.max_builder_attempts, r.workspace"
+	    " FROM phases p JOIN runs r ON r.id = p.run_id"
+	    " WHERE p.run_id = ?1 AND p.phase_id = ?2" },
+	{ DS_ATT_GET,
+	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL, p.current_attempt_id"
+	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
+	    " WHERE a.attempt_id = ?1" },
+	{ DS_ATT_END,
+	    "UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"
+	    " fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"
+	    " duration_ms = ?9,"
+	    " events_committed = (SELECT count(*) FROM events WHERE attempt_id = ?1)"
+	    " WHERE attempt_id = ?1" },
+	{ DS_PHASE_SET,
+	    "UPDATE phases SET state = ?3, updated_at = ?4,"
+	    " last_failure_reason = COALESCE(?5, last_failure_reason),"
+	    " completed_at = CASE WHEN ?6 THEN ?4 ELSE completed_at END"
+	    " WHERE run_id = ?1 AND phase_id = ?2" },
+	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED. */
+	{ DS_RUN_STATE,
+	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
+	    " state = CASE WHEN d.open THEN ?3 ELSE ?4 END,"
+	    " completed_at = CASE WHEN d.open THEN NULL ELSE ?2 END"
+	    " FROM (SELECT EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
+	    "   AND state NOT IN (?5, ?6)) AS open) d"
+	    " WHERE id = ?1" },
+	{ DS_RESULT_ROW,
+	    "INSERT OR REPLACE INTO drain_session_results (session_id, attempt_id, run_id,"
+	    " phase_id, phase_index, initial_state, final_state, success, error_message,"
+	    " timestamp, duration_seconds, failure_fingerprint, telemetry_events_collected,"
+	    " telemetry_yield_per_minute, reached_llm_boundary, zero_yield_reason)"
+	    " SELECT a.session_id, a.attempt_id, a.run_id, a.phase_id, p.phase_index,"
+	    " a.initial_state, p.state, ?2,"
+	    " CASE WHEN a.failure_reason IS NOT NULL AND a.message IS NOT NULL"
+	    "   THEN a.failure_reason || ': ' || a.message"
+	    "   ELSE COALESCE(a.failure_reason, a.message) END,"
+	    " a.ended_at, a.duration_ms / 1000.0, a.fingerprint, v.n,"
+	    " CASE WHEN v.n > 0 AND a.duration_ms > 0"
+	    "   THEN round(v.n * 60000.0 / a.duration_ms, 2) END,"
+	    " a.reached_llm_boundary, a.zero_yield_reason"
+	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id,"
+	    " (SELECT count(*) AS n FROM token_estimation_v2_events WHERE attempt_id = ?1) v"
+	    " WHERE a.attempt_id = ?1 AND a.session_id IS NOT NULL" },
+};
+const size_t drain_sql_attempt_n = ARRAY_SIZE(drain_sql_attempt);
+
+/* Step statement `i` that selects one phase row by (run, phase); STORE_EINVAL when there
+ * is no such phase, STORE_EIO on an SQLite error (the statement is then reset). */
+static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char *run_id,
+    const char *phase_id, struct store_err *err)
+{
+	sqlite3_stmt *s = drain_stmt(d, i);
+	int rc;
+
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE)
+		return store_fail(
+		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
+	return drain_fail(d, err, d->sql[i]);
+}
+
+/* Open an attempt of an eligible phase inside the group; STORE_EINVAL if not eligible. */
+int store_drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
+    int64_t *attempt_number, struct store_err *err)
+{
+	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
+	enum phase_state initial;
+	sqlite3_stmt *s;
+	char now[32], *state;
+	int64_t made;
+	int rc;
+
+	assert(!sqlite3_get_autocommit(d->st->db));
+	if ((rc = drain_phase_row(d, DS_ATT_PHASE, run_id, phase_id, err)) != 0)
+		return rc;
+	s = d->stmt[DS_ATT_PHASE];
+	state = store_col_text(s, 0, "NULL");
+	made = sqlite3_column_int64(s, 1);
+	sqlite3_reset(s);
+	initial = phase_state_parse(state);
+	if (initial != PHASE_QUEUED && initial != PHASE_FAILED) {
+		rc = store_fail(err, STORE_EINVAL, "phase %s/%s: state %s is not dispatchable",
+		    run_id, phase_id, state);
+		free(state);
+		return rc;
+	}
+	free(state);
+
+	time_db_now(now);
+	s = drain_stmt(d, DS_ATT_INSERT);
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	sqlite3_bind_int64(s, 3, made + 1);
+	store_bind_text(s, 4, session_id);
+	sqlite3_bind_int64(s, 5, worker_pid);
+	sqlite3_bind_int(s, 6, dry_run);
+	store_bind_text(s, 7, phase_state_name(initial));
+	store_bind_text(s, 8, now);
+	if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0)
+		return rc;
+	*attempt_id = (uint64_t)sqlite3_last_insert_rowid(d->st->db);
+	*attempt_number = made + 1;
+
+	s = drain_stmt(d, fence);
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)*attempt_id);
+	store_bind_text(s, 4, now);
+	if (!dry_run)
+		store_bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
+	return drain_exec(d, fence, err);
+}
+
+/* Move a scope list into a list of the spec (the items change owner). */
+static void drain_strs_take(struct store_scope_list *from, struct store_strs *to)
+{
+	to->v = from->items != NULL ? from->items : xcalloc(1, sizeof *to->v);
+	to->n = from->n;
+	for (size_t i = 0; i < from->n; i++)
+		free(from->where[i]);
+	free(from->where);
+	memset(from, 0, sizeof *from);
+}
+
+/* Read a phase's spec; STORE_EINVAL when there is no such phase. */
+int store_drain_spec(struct store_drain *d, const char *run_id, const char *phase_id,
+    struct drain_spec *out, struct store_err *err)
+{
+	sqlite3_stmt *s = d->stmt[DS_SPEC];
+	struct store_scope sc;
+	char why[256];
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if ((rc = drain_phase_row(d, DS_SPEC, run_id, phase_id, err)) != 0)
+		return rc;
+	out->name = store_col_text(s, 0, phase_id);
+	out->description = store_col_text(s, 1, "");
+	out->task_category = store_col_text(s, 2, NULL);
+	out->complexity = store_col_text(s, 3, NULL);
+	/* Every scope shape of docs/adoption.md; one that cannot be interpreted gives no
+	 * deliverables, and the worker fails the phase without calling the LLM. */
+	if (store_scope_parse_text((const char *)sqlite3_column_text(s, 4), &sc, why, sizeof why) ==
+	    0) {
+		drain_strs_take(&sc.paths, &out->paths);
+		drain_strs_take(&sc.context, &out->read_only_context);
+		drain_strs_take(&sc.deliverables, &out->deliverables);
+	}
+	store_scope_free(&sc);
+	out->check_command = store_col_text(s, 5, NULL);
+	out->max_builder_attempts = sqlite3_column_int64(s, 6);
+	out->workspace = store_col_text(s, 7, "");
+	sqlite3_reset(s);
+	return 0;
+}
+
+/* Free a list of strings. */
+static void drain_strs_free(struct store_strs *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+/* Release a spec. */
+void store_drain_spec_free(struct drain_spec *s)
+{
+	free(s->name);
+	free(s->description);
+	free(s->task_category);
+	free(s->complexity);
+	drain_strs_free(&s->paths);
+	drain_strs_free(&s->read_only_context);
+	drain_strs_free(&s->deliverables);
+	free(s->check_command);
+	free(s->workspace);
+	memset(s, 0, sizeof *s);
+}
+
+/* Apply an attempt's end to its phase and the phase's run. */
+static int drain_phase_end(struct store_drain *d, const char *run_id, const char *phase_id,
+    const struct drain_close *c, const char *now, struct store_err *err)
+{
+	sqlite3_stmt *s = drain_stmt(d, DS_PHASE_SET);
+	int rc;
+
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	store_bind_text(s, 3, phase_state_name(c->phase_state));
+	store_bind_text(s, 4, now);
+	/* A completed phase keeps the reason of its last failure. */
+	if (c->phase_state != PHASE_COMPLETE)
+		store_bind_text(s, 5, reason_name(c->reason));
+	sqlite3_bind_int(s, 6, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
+	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
+		return rc;
+	s = drain_stmt(d, DS_RUN_STATE);
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, now);
+	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
+	store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
+	store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
+	store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
+	return drain_exec(d, DS_RUN_STATE, err);
+}
+
+/* Close an attempt inside the group; nothing is written for a stale one. */
+int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct drain_close *c,
+    bool *stale, struct store_err *err)
+{
+	sqlite3_stmt *s = drain_stmt(d, DS_ATT_GET);
+	char now[32], *run_id, *phase_id;
+	bool open, current;
+	int rc;
+
+	assert(!sqlite3_get_autocommit(d->st->db));
+	assert(c->outcome != OUTCOME_NONE);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		*stale = rc == SQLITE_DONE;
+		return rc == SQLITE_DONE ? 0 : drain_fail(d, err, "attempt lookup");
+	}
+	run_id = store_col_text(s, 0, "");
+	phase_id = store_col_text(s, 1, "");
+	open = sqlite3_column_int(s, 2) != 0;
+	current = (uint64_t)sqlite3_column_int64(s, 3) == att;
+	sqlite3_reset(s);
+	*stale = !open || !current;
+	rc = 0;
+	if (*stale)
+		goto out;
+
+	time_db_now(now);
+	s = drain_stmt(d, DS_ATT_END);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	store_bind_text(s, 2, now);
+	store_bind_text(s, 3, outcome_name(c->outcome));
+	store_bind_text(s, 4, reason_name(c->reason));
+	store_bind_text(s, 5, c->message);
+	store_bind_text(s, 6, c->fingerprint);
+	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
+	sqlite3_bind_int(s, 8, c->reached_llm_boundary);
+	sqlite3_bind_int64(s, 9, c->duration_ms);
+	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0)
+		goto out;
+	if (c->phase_state != PHASE_STATE_NONE &&
+	    (rc = drain_phase_end(d, run_id, phase_id, c, now, err)) != 0)
+		goto out;
+	s = drain_stmt(d, DS_RESULT_ROW);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	sqlite3_bind_int(s, 2, outcome_ok(c->outcome));
+	rc = drain_exec(d, DS_RESULT_ROW, err);
+out:
+	free(run_id);
+	free(phase_id);
+	return rc;
+}

@@ -1,0 +1,142 @@
+/* Rows the writer commits besides attempt ends: telemetry events (keyed by (attempt, seq),
+ * so a repeat is ignored; an llm_usage or token_estimation_v2 event also gets its typed
+ * row) and control_log rows. */
+#include "common/store/store_drain_internal.h"
+#include "common/store/store_estimation.h"
+#include "common/util.h"
+
+#include <assert.h>
+
+const struct drain_sql drain_sql_event[] = {
+	{ DS_EV_KEY,
+	    "INSERT OR IGNORE INTO events (attempt_id, seq, kind, created_at, level, message)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)" },
+	{ DS_EV_USAGE,
+	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
+	    " prompt_tokens, completion_tokens, created_at, attempt_id, seq, status, http_status,"
+	    " error_class, latency_ms, try_number)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)" },
+	{ DS_CTL_LOG,
+	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)" },
+};
+const size_t drain_sql_event_n = ARRAY_SIZE(drain_sql_event);
+
+/* Bind a count, or NULL when it is negative (unknown). */
+static void bind_count(sqlite3_stmt *s, int i, int64_t v)
+{
+	if (v >= 0)
+		sqlite3_bind_int64(s, i, v);
+}
+
+/* Insert the typed row of an llm_usage event. */
+static int event_usage(struct store_drain *d, const char *run_id, const char *phase_id,
+    const struct drain_event *ev, const char *now, struct store_err *err)
+{
+	const struct drain_usage *u = &ev->u.usage;
+	sqlite3_stmt *s = drain_stmt(d, DS_EV_USAGE);
+
+	store_bind_text(s, 1, u->provider);
+	store_bind_text(s, 2, u->model);
+	store_bind_text(s, 3, run_id);
+	store_bind_text(s, 4, phase_id);
+	store_bind_text(s, 5, u->role);
+	sqlite3_bind_int64(s, 6, u->total_tokens < 0 ? 0 : u->total_tokens);
+	bind_count(s, 7, u->prompt_tokens);
+	bind_count(s, 8, u->completion_tokens);
+	store_bind_text(s, 9, now);
+	sqlite3_bind_int64(s, 10, (sqlite3_int64)ev->attempt_id);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)ev->seq);
+	store_bind_text(s, 12, u->error_class == NULL ? "ok" : "error");
+	bind_count(s, 13, u->http_status);
+	store_bind_text(s, 14, u->error_class);
+	bind_count(s, 15, u->latency_ms);
+	bind_count(s, 16, u->try_number);
+	return drain_exec(d, DS_EV_USAGE, err);
+}
+
+/* Insert the typed row of a token_estimation_v2 event. */
+static int event_estimation(struct store_drain *d, const char *run_id, const char *phase_id,
+    const struct drain_event *ev, const char *now, struct store_err *err)
+{
+	const struct drain_estimation *x = &ev->u.est;
+	struct store_estimation e = {
+		.run_id = run_id,
+		.phase_id = phase_id,
+		.timestamp = now,
+		.created_at = now,
+		.category = x->category,
+		.complexity = x->complexity,
+		.deliverable_count = x->deliverable_count,
+		.deliverables_json = x->deliverables_json,
+		.predicted_output_tokens = x->predicted_output_tokens,
+		.actual_output_tokens = x->actual_output_tokens,
+		.selected_budget = x->selected_budget,
+		.actual_max_tokens = x->actual_max_tokens,
+		.success = x->success,
+		.truncated = x->truncated,
+		.stop_reason = x->stop_reason,
+		.model = x->model,
+		.doc_features = x->doc_features,
+		.context_quality = x->context_quality,
+		.sot_file_name = x->sot_file_name,
+		.sot_entry_count_hint = x->sot_entry_count_hint,
+		.input_tokens = x->input_tokens,
+		.deliverables_detail_json = x->deliverables_detail_json,
+		.attempt_id = ev->attempt_id,
+		.seq = ev->seq,
+		.estimator_version = x->estimator_version,
+	};
+
+	return store_estimation_insert(d->st, d->estimation, &e, err);
+}
+
+/* Insert an event inside the group; a repeated (attempt, seq) sets *dup. */
+int store_drain_event_insert(struct store_drain *d, const char *run_id, const char *phase_id,
+    const struct drain_event *ev, bool *dup, struct store_err *err)
+{
+	sqlite3_stmt *s = drain_stmt(d, DS_EV_KEY);
+	char now[32];
+	int rc;
+
+	assert(!sqlite3_get_autocommit(d->st->db));
+	assert(ev->kind > EVENT_KIND_NONE && ev->kind < EVENT_KIND_COUNT);
+	time_db_now(now);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->seq);
+	store_bind_text(s, 3, event_kind_name(ev->kind));
+	store_bind_text(s, 4, now);
+	if (ev->kind == EVENT_LOG) {
+		store_bind_text(s, 5, ev->u.log.level);
+		store_bind_text(s, 6, ev->u.log.message);
+	}
+	if ((rc = drain_exec(d, DS_EV_KEY, err)) != 0)
+		return rc;
+	*dup = sqlite3_changes(d->st->db) == 0;
+	if (*dup)
+		return 0;
+	if (ev->kind == EVENT_LLM_USAGE)
+		rc = event_usage(d, run_id, phase_id, ev, now, err);
+	else if (ev->kind == EVENT_TOKEN_ESTIMATION_V2)
+		rc = event_estimation(d, run_id, phase_id, ev, now, err);
+	return rc;
+}
+
+/* Append a control_log row inside the group. */
+int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t peer_uid,
+    const char *command, const char *args, bool ok, const char *result, struct store_err *err)
+{
+	sqlite3_stmt *s = drain_stmt(d, DS_CTL_LOG);
+	char now[32];
+
+	assert(!sqlite3_get_autocommit(d->st->db));
+	time_db_now(now);
+	store_bind_text(s, 1, now);
+	sqlite3_bind_int64(s, 2, peer_pid);
+	sqlite3_bind_int64(s, 3, peer_uid);
+	store_bind_text(s, 4, command);
+	store_bind_text(s, 5, args);
+	sqlite3_bind_int(s, 6, ok);
+	store_bind_text(s, 7, result);
+	return drain_exec(d, DS_CTL_LOG, err);
+}

@@ -1,0 +1,66 @@
+/* What the files of the drain's store (common/store/store_drain*.c) share: the prepared
+ * statements, each file's SQL, and the helpers that run them. Nothing else includes it. */
+#ifndef AUTOPACK_STORE_DRAIN_INTERNAL_H
+#define AUTOPACK_STORE_DRAIN_INTERNAL_H
+
+#include "common/store/store_drain.h"
+#include "common/store/store_internal.h"
+
+/* The persistent statements, grouped by the file whose SQL they are. */
+enum drain_stmt {
+	/* store_drain.c */
+	DS_BEGIN,
+	DS_COMMIT,
+	DS_ROLLBACK,
+	DS_META_SUP,
+	/* store_drain_attempt.c */
+	DS_ATT_PHASE,
+	DS_ATT_INSERT,
+	DS_PHASE_EXEC,
+	DS_PHASE_FENCE,
+	DS_SPEC,
+	DS_ATT_GET,
+	DS_ATT_END,
+	DS_PHASE_SET,
+	DS_RUN_STATE,
+	DS_RESULT_ROW,
+	/* store_drain_event.c */
+	DS_EV_KEY,
+	DS_EV_USAGE,
+	DS_CTL_LOG,
+	DS_COUNT
+};
+
+/* One statement's SQL. */
+struct drain_sql {
+	enum drain_stmt id;
+	const char *sql;
+};
+
+/* Each file's statements. */
+extern const struct drain_sql drain_sql_main[];
+extern const size_t drain_sql_main_n;
+extern const struct drain_sql drain_sql_attempt[];
+extern const size_t drain_sql_attempt_n;
+extern const struct drain_sql drain_sql_event[];
+extern const size_t drain_sql_event_n;
+
+struct store_drain {
+	struct store *st;
+	sqlite3_stmt *stmt[DS_COUNT];
+	const char *sql[DS_COUNT];
+	sqlite3_stmt *estimation; /* store_estimation_insert */
+};
+
+/* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
+int drain_fail(struct store_drain *d, struct store_err *err, const char *what);
+/* Take statement `i`, reset and unbound. */
+sqlite3_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i);
+/* Step statement `i` (from drain_stmt), which returns no row, and reset it. */
+int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err);
+/* Run one statement prepared for the call, with up to three text parameters (NULLs
+ * allowed) and no result rows. */
+int drain_run(struct store_drain *d, const char *sql, const char *a, const char *b, const char *c,
+    struct store_err *err);
+
+#endif

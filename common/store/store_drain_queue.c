@@ -1,0 +1,166 @@
+/* The drain's queue in the database: eligible phases, recovery of attempts an earlier
+ * supervisor left open, phase counts by state, and the control commands' phase moves. */
+#include "common/store/store_drain_internal.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Call fn for each eligible phase; STORE_EIO on failure. */
+int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
+    const char *session_id, int (*fn)(void *arg, const struct drain_phase *p), void *arg,
+    struct store_err *err)
+{
+	static const char sql[] = "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
+	                          " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+	                          "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
+	                          " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
+	                          " FROM phases p JOIN tiers t ON t.id = p.tier_id"
+	                          " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
+	                          " AND (?1 IS NULL OR p.run_id = ?1)"
+	                          " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(d->st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return drain_fail(d, err, "eligible phases");
+	store_bind_text(s, 1, run_filter);
+	sqlite3_bind_int(s, 2, with_failed);
+	store_bind_text(s, 3, session_id);
+	store_bind_text(s, 4, phase_state_name(PHASE_QUEUED));
+	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct drain_phase p = {
+			.run_id = (const char *)sqlite3_column_text(s, 0),
+			.phase_id = (const char *)sqlite3_column_text(s, 1),
+			.tier_index = sqlite3_column_int64(s, 2),
+			.phase_index = sqlite3_column_int64(s, 3),
+			.attempts = sqlite3_column_int64(s, 4),
+			.max_attempts = sqlite3_column_int64(s, 5),
+			.last_failure_reason = (const char *)sqlite3_column_text(s, 6),
+		};
+		if (fn(arg, &p) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return drain_fail(d, err, "eligible phases");
+	return 0;
+}
+
+/* Close the attempts an earlier supervisor left open and requeue their phases, in one
+ * transaction; STORE_EIO on failure (rolled back). */
+int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err)
+{
+	static const char *const sql[] = {
+		"UPDATE phases SET state = ?2, updated_at = ?1"
+		" WHERE state = ?3 AND current_attempt_id IN"
+		" (SELECT attempt_id FROM attempts WHERE ended_at IS NULL)",
+		"UPDATE attempts SET ended_at = ?1, outcome = ?2,"
+		" failure_reason = ?3 WHERE ended_at IS NULL",
+	};
+	const char *const args[][2] = {
+		{ phase_state_name(PHASE_QUEUED), phase_state_name(PHASE_EXECUTING) },
+		{ outcome_name(OUTCOME_SUPERVISOR_RESTART),
+		    reason_name(outcome_reason(OUTCOME_SUPERVISOR_RESTART)) },
+	};
+	char now[32];
+	int rc;
+
+	time_db_now(now);
+	*closed = 0;
+	if ((rc = store_drain_begin(d, err)) != 0)
+		return rc;
+	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
+		rc = drain_run(d, sql[i], now, args[i][0], args[i][1], err);
+		if (rc == 0 && i == 1)
+			*closed = sqlite3_changes(d->st->db);
+	}
+	if (rc == 0)
+		rc = store_drain_commit(d, err);
+	if (rc != 0)
+		store_drain_rollback(d);
+	return rc;
+}
+
+/* Count phases by state; STORE_EIO on failure. */
+int store_drain_phase_counts(
+    struct store_drain *d, int64_t counts[PHASE_STATE_COUNT], struct store_err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(d->st->db, "SELECT state, count(*) FROM phases GROUP BY state", -1,
+	        &s, NULL) != SQLITE_OK)
+		return drain_fail(d, err, "phase counts");
+	for (int i = 0; i < PHASE_STATE_COUNT; i++)
+		counts[i] = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		counts[phase_state_parse((const char *)sqlite3_column_text(s, 0))] +=
+		    sqlite3_column_int64(s, 1);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return drain_fail(d, err, "phase counts");
+	return 0;
+}
+
+/* Write the names of the states in `set` as "A, B or C" into buf. */
+static void state_set_text(unsigned set, char *buf, size_t n)
+{
+	size_t len = 0, left = 0;
+
+	for (int i = 1; i < PHASE_STATE_COUNT; i++)
+		left += (set >> i) & 1u;
+	buf[0] = '\0';
+	for (int i = 1; i < PHASE_STATE_COUNT && len < n; i++) {
+		if (!((set >> i) & 1u))
+			continue;
+		left--;
+		len += (size_t)snprintf(buf + len, n - len, "%s%s", phase_state_name(i),
+		    left > 1      ? ", " :
+		        left == 1 ? " or " :
+		                    "");
+	}
+}
+
+/* Move one phase between states; STORE_EINVAL when it is in none of `from`. */
+int store_drain_phase_move(struct store_drain *d, const char *run_id, const char *phase_id,
+    unsigned from, enum phase_state to, struct store_err *err)
+{
+	sqlite3_stmt *s;
+	char *state = NULL, allowed[128];
+	enum phase_state now;
+	int rc;
+
+	assert(sqlite3_get_autocommit(d->st->db));
+	if (sqlite3_prepare_v2(d->st->db,
+	        "SELECT state FROM phases WHERE run_id = ?1 AND phase_id = ?2", -1, &s,
+	        NULL) != SQLITE_OK)
+		return drain_fail(d, err, "phase state");
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		state = store_col_text(s, 0, "NULL");
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return drain_fail(d, err, "phase state");
+	if (rc == SQLITE_DONE)
+		return store_fail(err, STORE_EINVAL, "no phase %s in run %s", phase_id, run_id);
+	now = phase_state_parse(state);
+	if (now == PHASE_STATE_NONE || !((from >> now) & 1u)) {
+		state_set_text(from, allowed, sizeof allowed);
+		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not %s", run_id, phase_id,
+		    state, allowed);
+		free(state);
+		return rc;
+	}
+	free(state);
+	return drain_run(d,
+	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%d %H:%M:%f000')"
+	    " WHERE run_id = ?1 AND phase_id = ?2",
+	    run_id, phase_id, phase_state_name(to), err);
+}

@@ -1,0 +1,90 @@
+/* Drain sessions in the drain's store: one drain_sessions row per drain, its policy state
+ * saved with every group commit, and how it ended (docs/drain-rules.md, "Sessions"). */
+#include "common/store/store_drain_internal.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <stdio.h>
+
+/* Insert a session row with its settings; STORE_EIO on failure. */
+int store_drain_session_open(struct store_drain *d, const char *session_id, int64_t pid,
+    const char *settings_json, struct store_err *err)
+{
+	char now[32], spid[24];
+
+	assert(sqlite3_get_autocommit(d->st->db));
+	time_db_now(now);
+	snprintf(spid, sizeof spid, "%lld", (long long)pid);
+	if (drain_run(d,
+	        "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
+	        " VALUES (?1, ?2, CAST(?3 AS INTEGER))",
+	        session_id, now, spid, err) != 0)
+		return STORE_EIO;
+	return drain_run(d, "UPDATE drain_sessions SET settings_json = ?2 WHERE session_id = ?1",
+	    session_id, settings_json, NULL, err);
+}
+
+/* Save the policy state inside the group; STORE_EIO on failure. */
+int store_drain_session_state(
+    struct store_drain *d, const char *session_id, const char *state_json, struct store_err *err)
+{
+	assert(!sqlite3_get_autocommit(d->st->db));
+	return drain_run(d, "UPDATE drain_sessions SET state_json = ?2 WHERE session_id = ?1",
+	    session_id, state_json, NULL, err);
+}
+
+/* Find the newest unfinished session; STORE_EIO on failure. */
+int store_drain_session_find_open(
+    struct store_drain *d, char **session_id, char **state_json, struct store_err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*session_id = *state_json = NULL;
+	if (sqlite3_prepare_v2(d->st->db,
+	        "SELECT session_id, state_json FROM drain_sessions"
+	        " WHERE completed_at IS NULL ORDER BY started_at DESC, rowid DESC LIMIT 1",
+	        -1, &s, NULL) != SQLITE_OK)
+		return drain_fail(d, err, "unfinished session");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*session_id = store_col_text(s, 0, "");
+		*state_json = store_col_text(s, 1, NULL);
+	}
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : drain_fail(d, err, "unfinished session");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Count a session's attempts; STORE_EIO on failure. */
+int store_drain_session_attempts(
+    struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*n = 0;
+	if (sqlite3_prepare_v2(d->st->db, "SELECT count(*) FROM attempts WHERE session_id = ?1", -1,
+	        &s, NULL) != SQLITE_OK)
+		return drain_fail(d, err, "session attempts");
+	store_bind_text(s, 1, session_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*n = sqlite3_column_int64(s, 0);
+	rc = rc == SQLITE_ROW ? 0 : drain_fail(d, err, "session attempts");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Mark a session finished; STORE_EIO on failure. */
+int store_drain_session_close(
+    struct store_drain *d, const char *session_id, const char *stop_reason, struct store_err *err)
+{
+	char now[32];
+
+	assert(sqlite3_get_autocommit(d->st->db));
+	time_db_now(now);
+	return drain_run(d,
+	    "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3 WHERE session_id = ?1",
+	    session_id, now, stop_reason, err);
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""make check-mutants: proves that the suite catches a break of each key guarantee.
+
+Each mutant is a one-line `#ifdef AUTOPACK_MUTANT_<name>` in the source that breaks one
+guarantee where it is kept. For each, the binaries are built with that flag into
+build/mutant-<name>/ (`make MUTANT=<name>`) and the tests that guard the guarantee are run
+against them: every one of those runs must fail. Prints one line per mutant (the tests
+that caught it) and exits 1 if a mutant survived or is missing from the source.
+
+usage: tests/mutants.py [NAME...]     (default: every mutant)
+"""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+PYTHON = "/usr/bin/python3"
+
+# name, the guarantee it breaks, the tests that must catch it (pytest node ids; a unit
+# test is tests/test_unit.py::test_unit[<name>]).
+MUTANTS = [
+    ("foreign_uuid_accepted", "an event naming another database is refused",
+     ["tests/test_writer.py::test_stale_and_foreign_events_are_counted_in_status_and_metrics",
+      "tests/test_supervisor.py::"
+      "test_events_naming_another_database_or_attempt_are_rejected_and_counted"]),
+    ("stale_attempt_accepted", "an event or result of another attempt is refused (fence)",
+     ["tests/test_writer.py::test_stale_and_foreign_events_are_counted_in_status_and_metrics",
+      "tests/test_supervisor.py::"
+      "test_events_naming_another_database_or_attempt_are_rejected_and_counted"]),
+    ("duplicate_events_written", "an event is written once (attempt, seq)",
+     ["tests/test_writer.py::test_stale_and_foreign_events_are_counted_in_status_and_metrics",
+      "tests/test_supervisor.py::"
+      "test_events_naming_another_database_or_attempt_are_rejected_and_counted"]),
+    ("ack_on_receipt", "an ack is sent only after the commit",
+     ["tests/test_writer.py::test_acks_come_only_after_the_commit",
+      "tests/test_writer.py::test_a_failed_commit_sends_no_ack_and_is_retried"]),
+    ("commit_max_ignored", "--commit-max forces a commit",
+     ["tests/test_writer.py::"
+      "test_commit_max_commits_a_full_queue_and_the_window_holds_the_rest"]),
+    ("requeue_dropped", "a dead worker's phase is requeued",
+     ["tests/test_supervisor.py::test_sigkill_of_busy_workers_loses_no_phase",
+      "tests/test_pool.py::test_crashed_attempts_count_toward_the_attempt_limit_then_failed"]),
+    ("crash_costs_no_attempt", "a crashed attempt counts toward the attempt limit",
+     ["tests/test_pool.py::test_crashed_attempts_count_toward_the_attempt_limit_then_failed"]),
+    ("respawn_without_backoff", "dead workers are replaced with doubling backoff",
+     ["tests/test_pool.py::"
+      "test_dead_workers_are_replaced_with_doubling_backoff_until_a_crash_loop"]),
+    ("deadline_never_kills", "a worker past its deadline gets SIGTERM, then SIGKILL",
+     ["tests/test_supervisor.py::test_worker_past_its_deadline_is_terminated_then_killed"]),
+    ("resume_forgets_state", "--resume continues the saved counters and triage",
+     ["tests/test_policy.py::test_resume_after_sigkill_keeps_counters_and_triage"]),
+    ("moved_database_unnoticed", "a moved or replaced database stops all writes",
+     ["tests/test_supervisor.py::test_database_moved_away_stops_writes_with_an_error"]),
+    ("worker_opens_database", "workers never open the database",
+     ["tests/test_isolation.py::test_workers_never_open_the_database"]),
+]
+
+
+def present(name):
+    """True when the mutant's #ifdef is in the source."""
+    out = subprocess.run(["git", "grep", "-l", "AUTOPACK_MUTANT_" + name, "--", "*.c", "*.h"],
+                         cwd=ROOT, capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+def run_mutant(name, tests):
+    """Build the mutant and run its tests; return (built, failed test ids, log)."""
+    b = subprocess.run(["make", "-s", "-j2", "MUTANT=" + name, "all", "unit-tests"],
+                       cwd=ROOT, capture_output=True, text=True)
+    if b.returncode != 0:
+        return False, [], b.stdout + b.stderr
+    env = dict(os.environ, AUTOPACK_BIN=os.path.join(ROOT, "build", "mutant-" + name, "bin"))
+    r = subprocess.run([PYTHON, "-m", "pytest", "-c", "tests/pytest.ini", "-rf"] + tests, cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    failed = re.findall(r"^FAILED (\S+)", r.stdout, re.M)
+    return True, failed, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def main(argv):
+    names = argv[1:] or [m[0] for m in MUTANTS]
+    table = {m[0]: m for m in MUTANTS}
+    bad = 0
+    for name in names:
+        if name not in table:
+            print("mutants: no mutant %s" % name)
+            return 2
+        _, guarantee, tests = table[name]
+        if not present(name):
+            print("MISSING   %-26s no #ifdef AUTOPACK_MUTANT_%s in the source" % (name, name))
+            bad += 1
+            continue
+        built, failed, log = run_mutant(name, tests)
+        if not built:
+            print("BROKEN    %-26s does not build:\n%s" % (name, log))
+            bad += 1
+        elif sorted(failed) != sorted(tests):
+            survived = sorted(set(tests) - set(failed))
+            print("SURVIVED  %-26s %s; passing: %s" % (name, guarantee, ", ".join(survived)))
+            print(log)
+            bad += 1
+        else:
+            print("caught    %-26s %s: %s" % (name, guarantee,
+                                             ", ".join(t.split("::")[-1] for t in failed)))
+    print("%d mutant(s), %d caught, %d not" % (len(names), len(names) - bad, bad))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

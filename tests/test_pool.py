@@ -1,0 +1,182 @@
+"""The worker pool's promises, each against real processes: a worker that dies holding a
+phase costs the phase an attempt; dead workers are replaced with exponential backoff; a
+crash loop stops respawning until `scale`; `scale --force` stops busy workers; `stop
+--now` kills and requeues; `workers` shows the real child processes."""
+import json
+import os
+import signal
+
+from supervisor_helpers import (log_times, new_db, rogue_notes, rogue_supervisor, sql,
+                                status_when, wait_for)
+
+
+def ppid_of(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_crashed_attempts_count_toward_the_attempt_limit_then_failed(tmp):
+    url = new_db(tmp, runs=1, phases=2)
+    sup = rogue_supervisor(tmp, url, "crash", "--workers", 1, "--exit-when-drained",
+                           "--max-attempts-per-phase", 2, "--max-fingerprint-repeats", 100)
+    # Four crashes drain it; a fifth would be a crash loop and it would never drain.
+    wait_for(lambda: sup.proc.poll() is not None or "crash loop" in sup.stderr(), 120,
+             what="the drain to end")
+    assert "crash loop" not in sup.stderr()
+    assert sup.wait() == 0, sup.stderr()
+    # Each phase was leased twice, each lease died with its worker, then the phase FAILED.
+    assert sql(url, "SELECT phase_id, attempt_number, outcome, failure_reason FROM attempts"
+               " ORDER BY attempt_id") == [
+        ("p0-0", 1, "worker_crashed", "WORKER_CRASHED"),
+        ("p0-0", 2, "worker_crashed", "WORKER_CRASHED"),
+        ("p0-1", 1, "worker_crashed", "WORKER_CRASHED"),
+        ("p0-1", 2, "worker_crashed", "WORKER_CRASHED")]
+    assert sql(url, "SELECT phase_id, state, last_failure_reason FROM phases"
+               " ORDER BY phase_index") == [("p0-0", "FAILED", "WORKER_CRASHED"),
+                                            ("p0-1", "FAILED", "WORKER_CRASHED")]
+    assert len(rogue_notes(tmp, event="job")) == 4
+
+
+def test_dead_workers_are_replaced_with_doubling_backoff_until_a_crash_loop(tmp):
+    url = new_db(tmp, runs=0)
+    sup = rogue_supervisor(tmp, url, "exit", "--workers", 1, "--allow-empty-db")
+    try:
+        status_when(sup, lambda s: s["pool"]["crash_loop"] and s["pool"]["live"] == 0,
+                    what="a crash loop")
+        err = sup.stderr()
+        starts = log_times(err, " started (pid ")
+        assert len(starts) == 5, err
+        assert err.count("exited: status 3, signal 0") == 5
+        # Each replacement waited at least 0.1 s, 0.2 s, 0.4 s, 0.8 s after the death
+        # before it (lower bounds only: a loaded machine makes the gaps longer).
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        for gap, least in zip(gaps, (0.1, 0.2, 0.4, 0.8)):
+            assert gap >= least - 0.002, (gaps, err)
+        assert "5 workers in a row failed; not respawning (crash loop)" in err
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+def test_crash_loop_stops_respawning_and_scale_clears_it(tmp):
+    url = new_db(tmp, runs=1, phases=2)
+    crash = os.path.join(str(tmp), "crash")
+    open(crash, "w").close()
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--max-attempts-per-phase", 20,
+                           "--max-fingerprint-repeats", 100, env={"ROGUE_CRASH_FILE": crash})
+    try:
+        sup.wait_ready()
+        status_when(sup, lambda s: s["pool"]["crash_loop"] and s["pool"]["live"] == 0,
+                    what="crash loop with no worker left")
+        assert "crash loop" in sup.stderr()
+        r = sup.ctl("status")
+        assert "CRASH LOOP" in r.out, r
+        crashed = sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'worker_crashed'")
+        # The cause is gone; scale is what brings the pool back.
+        os.unlink(crash)
+        r = sup.ctl("scale", "2")
+        assert r.rc == 0, r
+        st = status_when(sup, lambda s: s["pool"]["live"] == 2 and not s["pool"]["crash_loop"],
+                         what="two workers after scale")
+        assert st["pool"]["target"] == 2
+        wait_for(lambda: sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") ==
+                 [("COMPLETE", 2)], what="the run drained by the new workers")
+        # The leases the crashing workers held were closed, and nothing else failed.
+        assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'worker_crashed'") == \
+            crashed
+        assert "CRASH LOOP" not in sup.ctl("status").out
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+def test_scale_force_stops_a_busy_worker_and_requeues_its_phase(tmp):
+    url = new_db(tmp, runs=2, phases=1)
+    sup = rogue_supervisor(tmp, url, "hang", "--workers", 2)
+    try:
+        sup.wait_ready()
+        status_when(sup, lambda s: s["queue"]["in_flight"] == 2, what="two in flight")
+        r = sup.ctl("scale", "1", "--force")
+        assert r.rc == 0, r
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE outcome IS NOT NULL")
+                 == [(1,)], what="one attempt ended")
+        [(att, run, outcome)] = sql(url, "SELECT attempt_id, run_id, outcome FROM attempts"
+                                    " WHERE outcome IS NOT NULL")
+        assert outcome == "scaled_down"
+        assert sql(url, "SELECT state FROM phases WHERE run_id = ?", run) == [("QUEUED",)]
+        st = status_when(sup, lambda s: s["pool"]["live"] == 1, what="one worker left")
+        assert st["pool"]["target"] == 1
+        # The other lease was not touched.
+        assert st["queue"]["in_flight"] == 1
+        assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(1,)]
+        assert "scaled from 2 to 1 workers (forced)" in sup.stderr()
+    finally:
+        sup.stop_now()
+
+
+def test_scale_without_force_lets_busy_workers_finish(tmp):
+    url = new_db(tmp, runs=2, phases=1)
+    go = os.path.join(str(tmp), "go")
+    sup = rogue_supervisor(tmp, url, "batch", "--workers", 2, "--exit-when-drained",
+                           env={"ROGUE_GO": go})
+    sup.wait_ready()
+    status_when(sup, lambda s: s["counters"]["rejected_stale"] == 2, what="both leases busy")
+    r = sup.ctl("scale", "1")
+    assert r.rc == 0, r
+    st = sup.status()
+    states = sorted(w["state"] for w in st["pool"]["workers"])
+    assert states == ["busy", "retiring"], st["pool"]
+    assert st["queue"]["in_flight"] == 2
+    open(go, "w").close()
+    assert sup.wait() == 0, sup.stderr()
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 2)]
+
+
+def test_stop_now_kills_workers_and_requeues_their_phases(tmp):
+    url = new_db(tmp, runs=2, phases=2)
+    sup = rogue_supervisor(tmp, url, "hang", "--workers", 2)
+    sup.wait_ready()
+    status_when(sup, lambda s: s["queue"]["in_flight"] == 2, what="two in flight")
+    pids = [w["pid"] for w in sup.status()["pool"]["workers"]]
+    r = sup.ctl("stop", "--now")
+    assert r.rc == 0, r
+    assert sup.wait() == 0, sup.stderr()
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == \
+        [("supervisor_stopped", 2)]
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") == [("QUEUED", 4)]
+    [(reason,)] = sql(url, "SELECT stop_reason FROM drain_sessions")
+    assert reason.startswith("stop --now by control request"), reason
+    assert sql(url, "SELECT command, args FROM control_log") == [("stop", "--now")]
+    for pid in pids:
+        assert not os.path.exists("/proc/%d" % pid) or \
+            open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_workers_lists_the_supervisors_real_children(tmp):
+    url = new_db(tmp, runs=2, phases=1)
+    sup = rogue_supervisor(tmp, url, "hang", "--workers", 3)
+    try:
+        sup.wait_ready()
+        status_when(sup, lambda s: s["queue"]["in_flight"] == 2 and s["pool"]["live"] == 3,
+                    what="two busy of three")
+        r = sup.ctl("workers", "--json")
+        assert r.rc == 0, r
+        body = json.loads(r.out)
+        workers = body["workers"]
+        assert body["target"] == 3 and body["crash_loop"] is False
+        assert len(workers) == 3
+        for w in workers:
+            assert ppid_of(w["pid"]) == sup.proc.pid
+            with open("/proc/%d/cmdline" % w["pid"]) as f:
+                assert "rogue_worker.py" in f.read()
+        busy = sorted((w["attempt_id"], w["run_id"], w["phase_id"]) for w in workers
+                      if w["state"] == "busy")
+        assert busy == sql(url, "SELECT attempt_id, run_id, phase_id FROM attempts"
+                           " WHERE ended_at IS NULL ORDER BY attempt_id")
+        assert [w["state"] for w in workers].count("idle") == 1
+        text = sup.ctl("workers")
+        assert text.rc == 0
+        for w in workers:
+            assert str(w["pid"]) in text.out
+    finally:
+        sup.stop_now()
