@@ -160,6 +160,11 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 		*lock_fd = fd;
 		return 0;
 	}
+	if (fd == STORE_ENOENT)
+		return cmd_fail(ctx, STORE_ENOENT,
+		    "%s: no such database file (nothing was created; make one with autopack-ctl "
+		    "--db sqlite:///%s db init)",
+		    path, path);
 	if (fd == STORE_EBUSY) {
 		cmd_holder_name(holder, name, sizeof name);
 		return cmd_fail(ctx, STORE_EBUSY,
@@ -222,12 +227,12 @@ json_t *cmd_identity_json(struct store *st)
 {
 	struct store_identity id;
 	json_t *counts = json_object();
-	char devino[64];
+	char devino[48];
 
 	store_identity_read(st, &id, NULL);
 	for (int i = 0; i < STORE_COUNT_N; i++)
 		json_object_set_new(counts, store_count_name(i), json_integer(id.counts[i]));
-	snprintf(devino, sizeof devino, "%lu:%lu", (unsigned long)st->dev, (unsigned long)st->ino);
+	store_devino(st, devino);
 	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:s, s:s, s:o}", "url", st->url,
 	    "path", st->path, "size", (json_int_t)id.size, "wal_size", (json_int_t)id.wal_size,
 	    "device_inode", devino, "uuid", st->uuid, "schema_version", st->schema_version,

@@ -1,12 +1,15 @@
 /* Live commands: they talk to a running supervisor over its control socket. The socket
- * is found from the database (the supervisor records it in meta) or given with
- * --control. With a database named, the request carries its uuid and the supervisor
- * refuses it if it holds another database. */
+ * is given with --control, or found from the database: the supervisor that holds its lock
+ * records its socket in meta, else it listens on the default socket named by the
+ * database's uuid and file. With a database named, the request carries its canonical URL,
+ * uuid and device:inode, the supervisor refuses it if it holds another database, and a
+ * reply that names another database is refused here too. */
 #include "ctl/cmd.h"
 #include "ctl/client.h"
 #include "common/store/dburl.h"
 #include "common/store/store_lock.h"
 #include "common/store/store_meta.h"
+#include "common/store/store_runtime.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -25,45 +28,106 @@ enum {
 	OPT_TIMEOUT
 };
 
-/* Find the socket and the uuid to expect; 0 or an exit code after reporting. */
-static int live_target(struct cmd_ctx *ctx, const char *control, char **sock, char **uuid)
+/* Where to send a request, and the database its reply must name. */
+struct live_target {
+	char *sock;
+	bool identified; /* a database was named: the reply must be about it */
+	char url[4200];
+	char uuid[37];
+	char devino[48];
+};
+
+/* Pick the socket of the supervisor holding the lock of the database file at `path`:
+ * the one meta records if that supervisor recorded it, else the default one; or fail
+ * naming why none answers. Takes `meta_sock`. */
+static int live_socket(struct cmd_ctx *ctx, const char *path, int64_t meta_pid, char *meta_sock,
+    const char *default_sock, struct live_target *t)
+{
+	pid_t holder = 0;
+	int fd = store_lock_acquire(path, &holder);
+
+	if (fd != STORE_EBUSY) {
+		store_lock_release(fd);
+		free(meta_sock);
+		return cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s%s",
+		    t->url, meta_pid > 0 ? " (the last one has exited)" : "");
+	}
+	if (meta_sock != NULL && holder > 0 && holder == (pid_t)meta_pid) {
+		t->sock = meta_sock;
+		return 0;
+	}
+	free(meta_sock);
+	t->sock = xstrdup(default_sock);
+	return 0;
+}
+
+/* Find the socket and the database to expect; 0 or an exit code after reporting. */
+static int live_target(struct cmd_ctx *ctx, const char *control, struct live_target *t)
 {
 	struct store st = { 0 };
 	struct store_err err;
-	int64_t pid = 0;
-	char *path, *url;
+	char *path, *url, *meta_sock = NULL, *default_sock = NULL;
+	int64_t meta_pid = 0;
 	int rc;
 
-	*sock = NULL;
-	*uuid = NULL;
+	memset(t, 0, sizeof *t);
 	if (control != NULL && ctx->db_flag == NULL && getenv(DBURL_ENV_PRIMARY) == NULL &&
 	    getenv(DBURL_ENV_LEGACY) == NULL) {
-		*sock = xstrdup(control);
+		t->sock = xstrdup(control);
 		return 0;
 	}
 	if ((rc = cmd_db_resolve(ctx, &path, &url)) != 0)
 		return rc;
 	rc = store_open(&st, path, url, STORE_READ, &err);
-	free(path);
 	free(url);
-	if (rc != 0)
-		return cmd_fail(ctx, rc, "%s", err.text);
-	*uuid = xstrdup(st.uuid);
-	if (control != NULL) {
-		*sock = xstrdup(control);
-	} else if (store_meta_supervisor(&st, &pid, sock, &err) != 0) {
-		rc = cmd_fail(ctx, STORE_EIO, "%s", err.text);
-	} else if (pid <= 0 || *sock == NULL || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
-		rc = cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s%s", st.url,
-		    pid > 0 ? " (the last one has exited)" : "");
-	}
-	store_close(&st);
 	if (rc != 0) {
-		free(*uuid);
-		free(*sock);
-		*uuid = *sock = NULL;
+		free(path);
+		return cmd_fail(ctx, rc, "%s", err.text);
 	}
+	t->identified = true;
+	strlcpy_ap(t->url, st.url, sizeof t->url);
+	strlcpy_ap(t->uuid, st.uuid, sizeof t->uuid);
+	store_devino(&st, t->devino);
+	if (control == NULL && (rc = store_meta_supervisor(&st, &meta_pid, &meta_sock, &err)) != 0)
+		rc = cmd_fail(ctx, rc, "%s", err.text);
+	if (control == NULL)
+		default_sock = store_runtime_socket(&st);
+	/* The lock is probed after the connection closes: closing a descriptor of the file
+	 * would drop SQLite's own locks on it. */
+	store_close(&st);
+	if (rc == 0 && control != NULL)
+		t->sock = xstrdup(control);
+	else if (rc == 0)
+		rc = live_socket(ctx, path, meta_pid, meta_sock, default_sock, t);
+	else
+		free(meta_sock);
+	free(default_sock);
+	free(path);
 	return rc;
+}
+
+/* Refuse a reply about another database than the one asked about; 0 if it matches. */
+static int live_reply_check(
+    struct cmd_ctx *ctx, const struct live_target *t, const struct proto_reply *r)
+{
+	const char *part = NULL;
+
+	if (!t->identified)
+		return 0;
+	if (strcmp(r->db_url, t->url) != 0)
+		part = "its file";
+	else if (strcmp(r->db_devino, t->devino) != 0)
+		part = "its device:inode";
+	else if (strcmp(r->db_uuid, t->uuid) != 0)
+		part = "its uuid";
+	if (part == NULL)
+		return 0;
+	return cmd_fail(ctx, STORE_EINVAL,
+	    "the supervisor at %s answered for database %s (uuid %s, device:inode %s), not for "
+	    "%s (uuid %s, device:inode %s), which was asked about: %s differs. Its reply is "
+	    "refused; name the socket of %s's own supervisor with --control, or check which "
+	    "database you meant",
+	    t->sock, r->db_url, r->db_uuid, r->db_devino, t->url, t->uuid, t->devino, part, t->url);
 }
 
 static void show_metrics(json_t *b, FILE *out);
@@ -74,29 +138,37 @@ static int live_call_as(struct cmd_ctx *ctx, const char *control, const char *cm
     size_t nargs, void (*show)(json_t *body, FILE *out), bool quiet)
 {
 	struct proto_request req = { .id = 1 };
+	struct live_target t;
 	struct ctl_client c;
 	struct proto_msg m;
-	char *sock, *uuid, err[512];
+	char err[512];
 	json_t *body = NULL;
 	int rc;
 
-	if ((rc = live_target(ctx, control, &sock, &uuid)) != 0)
+	if ((rc = live_target(ctx, control, &t)) != 0)
 		return rc;
 	req.command = (char *)cmd;
 	req.args.items = args;
 	req.args.n = nargs;
-	req.expect_uuid = uuid;
-	if (client_connect(&c, sock, LIVE_TIMEOUT_MS, err, sizeof err) != 0 ||
+	if (t.identified) {
+		req.expect_uuid = t.uuid;
+		req.expect_url = t.url;
+		req.expect_devino = t.devino;
+	}
+	if (client_connect(&c, t.sock, LIVE_TIMEOUT_MS, err, sizeof err) != 0 ||
 	    client_send(&c, &req, err, sizeof err) != 0 ||
 	    client_recv(&c, &m, err, sizeof err) != 0) {
 		client_close(&c);
-		free(sock);
-		free(uuid);
+		free(t.sock);
 		return cmd_fail(ctx, STORE_EBUSY, "%s", err);
 	}
 	client_close(&c);
-	free(sock);
-	free(uuid);
+	rc = live_reply_check(ctx, &t, &m.u.reply);
+	free(t.sock);
+	if (rc != 0) {
+		proto_msg_free(&m);
+		return rc;
+	}
 	if (!m.u.reply.ok) {
 		rc = cmd_fail(ctx, STORE_EINVAL, "%s: %s (supervisor of %s)",
 		    m.u.reply.code != NULL ? m.u.reply.code : "error",
@@ -111,6 +183,7 @@ static int live_call_as(struct cmd_ctx *ctx, const char *control, const char *cm
 	if (ctx->json) {
 		json_object_set_new(body, "db_url", json_string(m.u.reply.db_url));
 		json_object_set_new(body, "db_uuid", json_string(m.u.reply.db_uuid));
+		json_object_set_new(body, "db_device_inode", json_string(m.u.reply.db_devino));
 		cmd_json_print(body);
 	} else {
 		/* Metrics stay Prometheus text: the header is a comment line there. */

@@ -45,6 +45,7 @@ extern const size_t cmd_table_size;
 extern const struct cmd_entry cmd_db_init_entry;
 extern const struct cmd_entry cmd_db_check_entry;
 extern const struct cmd_entry cmd_db_migrate_entry;
+extern const struct cmd_entry cmd_db_reidentify_entry;
 extern const struct cmd_entry cmd_db_adopt_entry;
 extern const struct cmd_entry cmd_seed_telemetry_run_entry;
 extern const struct cmd_entry cmd_run_import_entry;

@@ -254,7 +254,7 @@ struct proto_reply {
 	char *db_uuid;
 	char *db_devino; /* "device:inode" of the database file */
 	char *body;      /* nullable: a JSON document */
-	bool more;  /* a stream: further replies with this id follow */
+	bool more;       /* a stream: further replies with this id follow */
 };
 
 struct proto_msg {

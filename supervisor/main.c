@@ -5,6 +5,7 @@
 #include "common/store/dburl.h"
 #include "common/log.h"
 #include "common/store/store_lock.h"
+#include "common/store/store_runtime.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -440,6 +441,10 @@ static void sup_open_store(struct sup *s)
 	s->st = xcalloc(1, sizeof *s->st);
 	if ((rc = store_open(s->st, path, url, STORE_WRITE, &err)) != 0 ||
 	    (rc = store_lock_check(s->lock_fd, s->st, &err)) != 0)
+		log_fatal(1, "%s", err.text);
+	/* One live supervisor per uuid: a copy of a database being served is refused. The
+	 * claim lasts as long as this process. */
+	if (store_runtime_claim(s->st, &err) < 0)
 		log_fatal(1, "%s", err.text);
 	free(path);
 	free(url);

@@ -51,8 +51,10 @@ struct store {
 };
 
 enum store_mode {
-	STORE_READ,  /* read-only; an older schema is reported, not changed */
-	STORE_WRITE, /* read-write, WAL; an older schema is backed up, then migrated */
+	STORE_READ,             /* read-only; an older schema is reported, not changed */
+	STORE_WRITE,            /* read-write, WAL; an older schema is backed up, then migrated */
+	STORE_WRITE_REIDENTIFY, /* STORE_WRITE that also takes a meta.db_uuid that is not
+	                           canonical (db reidentify replaces it) */
 };
 
 /* Tables counted in the identity banner, in banner order. */
@@ -88,6 +90,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
     struct store_err *err);
 /* Close the database and free the handle's strings; safe on a zeroed handle. */
 void store_close(struct store *st);
+/* Write the open file's identity as "device:inode" (decimal) into buf. */
+void store_devino(const struct store *st, char buf[48]);
 /* Re-stat the path, and for a write handle its -wal and -shm: 0 if each is still the file
  * opened, STORE_EMOVED if one was removed or replaced (a different device:inode),
  * STORE_EIO if it cannot be checked. On STORE_EMOVED the handle is marked lost: what is

@@ -78,6 +78,7 @@ const char *store_count_name(int i)
 void store_banner(struct store *st, FILE *out)
 {
 	struct store_identity id;
+	char devino[48];
 
 	store_identity_read(st, &id, NULL);
 	fprintf(out, "== autopack database ==\n");
@@ -86,8 +87,8 @@ void store_banner(struct store *st, FILE *out)
 	fprintf(out, "  size:           %lld bytes", (long long)id.size);
 	if (id.wal_size > 0)
 		fprintf(out, " (+ %lld bytes in %s-wal)", (long long)id.wal_size, st->path);
-	fprintf(
-	    out, "\n  device:inode:   %lu:%lu\n", (unsigned long)st->dev, (unsigned long)st->ino);
+	store_devino(st, devino);
+	fprintf(out, "\n  device:inode:   %s\n", devino);
 	fprintf(out, "  uuid:           %s\n", st->uuid);
 	fprintf(out, "  schema version: %d\n", st->schema_version);
 	fprintf(out, "  created:        %s by %s\n", id.created_at, id.created_by);

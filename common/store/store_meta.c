@@ -1,8 +1,12 @@
 #include "common/store/store_meta.h"
+#include "common/store/store_internal.h"
 #include "common/util.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
+/* Read the pid and control socket the last supervisor recorded. */
 int store_meta_supervisor(struct store *st, int64_t *pid, char **socket, struct store_err *err)
 {
 	sqlite3_stmt *s;
@@ -30,4 +34,59 @@ fail:
 	snprintf(
 	    err->text, sizeof err->text, "%s: reading meta: %s", st->path, sqlite3_errmsg(st->db));
 	return STORE_EIO;
+}
+
+/* Write the new uuid, clear the supervisor record and log the change, in one transaction. */
+static int store_meta_reidentify_tx(
+    struct store *st, const char *uuid, const char *result, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	char now[32];
+	int rc = sqlite3_prepare_v2(st->db,
+	    "UPDATE meta SET db_uuid = ?1, supervisor_pid = NULL, control_socket = NULL"
+	    " WHERE id = 1",
+	    -1, &q, NULL);
+
+	if (rc == SQLITE_OK)
+		store_bind_text(q, 1, uuid);
+	rc = store_step_done(st->db, q, rc, err, "%s: writing the new uuid", st->path);
+	if (rc != 0)
+		return rc;
+	time_db_now(now);
+	rc = sqlite3_prepare_v2(st->db,
+	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
+	    " VALUES (?1, ?2, ?3, 'db reidentify', ?4, 1, ?5)",
+	    -1, &q, NULL);
+	if (rc == SQLITE_OK) {
+		store_bind_text(q, 1, now);
+		sqlite3_bind_int64(q, 2, (int64_t)getpid());
+		sqlite3_bind_int64(q, 3, (int64_t)getuid());
+		store_bind_text(q, 4, st->uuid);
+		store_bind_text(q, 5, result);
+	}
+	return store_step_done(st->db, q, rc, err, "%s: recording the change", st->path);
+}
+
+/* Replace meta.db_uuid with a fresh one, recording the previous one in control_log. */
+int store_meta_reidentify(struct store *st, char previous[37], struct store_err *err)
+{
+	char uuid[37], result[160];
+	int rc = store_uuid_v4(uuid, err);
+
+	if (rc != 0)
+		return rc;
+	snprintf(result, sizeof result, "uuid %s replaced %s (the database it was copied from)",
+	    uuid, st->uuid);
+	rc = store_exec(st->db, "BEGIN IMMEDIATE", st->path, err);
+	if (rc == 0)
+		rc = store_meta_reidentify_tx(st, uuid, result, err);
+	if (rc == 0)
+		rc = store_exec(st->db, "COMMIT", st->path, err);
+	if (rc != 0) {
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	memcpy(previous, st->uuid, 37);
+	memcpy(st->uuid, uuid, sizeof uuid);
+	return 0;
 }

@@ -40,14 +40,13 @@ static int store_migrate_v3(sqlite3 *db, struct store_err *err)
 }
 
 /* Upgrade version 3 to 4: the columns of the fitted estimator and its telemetry
- * (SCHEMA_V4_SQL), added where missing (the step from 2 adds the current schema's columns
- * of the shared tables, token_estimation_v2_events among them). */
+ * (SCHEMA_V4_SQL), added where missing. */
 static int store_migrate_v4(sqlite3 *db, struct store_err *err)
 {
 	static const char *const tables[] = { "token_estimation_v2_events",
 		"estimator_coefficients" };
 	sqlite3 *ref = NULL;
-	int rc = adopt_ref_open(&ref, err);
+	int rc = store_schema_ref_open(4, &ref, err);
 
 	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(tables); i++)
 		rc = adopt_columns_add(db, ref, tables[i], NULL, true, err);

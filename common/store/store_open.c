@@ -114,7 +114,8 @@ static void store_side_stat(const char *path, const char *suffix, dev_t *dev, in
 int store_open(struct store *st, const char *path, const char *url, enum store_mode mode,
     struct store_err *err)
 {
-	int flags = mode == STORE_WRITE ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
+	bool write = mode != STORE_READ;
+	int flags = write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
 	struct stat sb;
 	sqlite3 *db = NULL;
 	int rc;
@@ -132,11 +133,13 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	rc = store_check_sqlite(db, path, err);
 	if (rc == 0)
 		rc = store_schema_check(db, path, &st->schema_version, st->uuid, err);
+	if (rc == STORE_EIDENT && mode == STORE_WRITE_REIDENTIFY)
+		rc = 0;
 	if (rc == 0 && stat(path, &sb) != 0)
 		rc = store_fail(err, STORE_EMOVED, "%s: removed while opening", path);
 	if (rc == 0)
 		rc = store_exec(db, "PRAGMA foreign_keys=ON", path, err);
-	if (rc == 0 && mode == STORE_WRITE)
+	if (rc == 0 && write)
 		rc = store_setup_writer(db, path, err);
 	if (rc != 0)
 		goto fail;
@@ -145,12 +148,12 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	st->url = xstrdup(url);
 	st->dev = sb.st_dev;
 	st->ino = sb.st_ino;
-	st->writable = mode == STORE_WRITE;
-	if (mode == STORE_WRITE) {
+	st->writable = write;
+	if (write) {
 		store_side_stat(path, "-wal", &st->wal_dev, &st->wal_ino);
 		store_side_stat(path, "-shm", &st->shm_dev, &st->shm_ino);
 	}
-	if (mode == STORE_WRITE && st->schema_version < SCHEMA_VERSION) {
+	if (write && st->schema_version < SCHEMA_VERSION) {
 		rc = store_migrate(st, err);
 		if (rc != 0) {
 			store_close(st);
@@ -172,6 +175,12 @@ void store_close(struct store *st)
 	free(st->url);
 	free(st->backup_path);
 	memset(st, 0, sizeof *st);
+}
+
+/* Format the file's device:inode. */
+void store_devino(const struct store *st, char buf[48])
+{
+	snprintf(buf, 48, "%lu:%lu", (unsigned long)st->dev, (unsigned long)st->ino);
 }
 
 /* Describe how <path><suffix> differs from the device:inode recorded at open into buf;
