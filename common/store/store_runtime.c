@@ -42,16 +42,16 @@ char *store_runtime_dir(struct store_err *err)
 char *store_runtime_socket(const struct store *st)
 {
 	char *dir = store_runtime_dir_name();
-	char *sock = xasprintf("%s/%s-%lu-%lu.sock", dir, st->uuid, (unsigned long)st->dev,
-	    (unsigned long)st->ino);
+	char *sock = xasprintf(
+	    "%s/%s-%lu-%lu.sock", dir, st->uuid, (unsigned long)st->dev, (unsigned long)st->ino);
 
 	free(dir);
 	return sock;
 }
 
 /* Refuse the claim held by another process, naming it from what it wrote. */
-static int store_runtime_claim_busy(int fd, const char *claim, const struct store *st,
-    struct store_err *err)
+static int store_runtime_claim_busy(
+    int fd, const char *claim, const struct store *st, struct store_err *err)
 {
 	char buf[4200] = "", *save = NULL, *pid, *url, *devino;
 	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
@@ -91,9 +91,9 @@ int store_runtime_claim(const struct store *st, struct store_err *err)
 			goto out;
 		}
 		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-			rc = errno == EWOULDBLOCK ? store_runtime_claim_busy(fd, claim, st, err) :
-			                            store_fail(err, STORE_EIO, "%s: %s", claim,
-			                                strerror(errno));
+			rc = errno == EWOULDBLOCK ?
+			    store_runtime_claim_busy(fd, claim, st, err) :
+			    store_fail(err, STORE_EIO, "%s: %s", claim, strerror(errno));
 			goto out;
 		}
 		if (fstat(fd, &fsb) == 0 && stat(claim, &psb) == 0 && fsb.st_dev == psb.st_dev &&
