@@ -50,7 +50,10 @@ static int live_socket(struct cmd_ctx *ctx, const char *path, int64_t meta_pid, 
 		store_lock_release(fd);
 		free(meta_sock);
 		return cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s%s",
-		    t->url, meta_pid > 0 ? " (the last one has exited)" : "");
+		    t->url,
+		    meta_pid > 0 && kill((pid_t)meta_pid, 0) != 0 && errno == ESRCH ?
+		        " (the last one has exited)" :
+		        "");
 	}
 	if (meta_sock != NULL && holder > 0 && holder == (pid_t)meta_pid) {
 		t->sock = meta_sock;
@@ -163,16 +166,16 @@ static int live_call_as(struct cmd_ctx *ctx, const char *control, const char *cm
 		return cmd_fail(ctx, STORE_EBUSY, "%s", err);
 	}
 	client_close(&c);
-	rc = live_reply_check(ctx, &t, &m.u.reply);
-	free(t.sock);
-	if (rc != 0) {
-		proto_msg_free(&m);
-		return rc;
-	}
-	if (!m.u.reply.ok) {
+	/* A refusal is shown as it is (the supervisor names its own database); a success
+	 * about another database than the one asked about is refused. */
+	if (!m.u.reply.ok)
 		rc = cmd_fail(ctx, STORE_EINVAL, "%s: %s (supervisor of %s)",
 		    m.u.reply.code != NULL ? m.u.reply.code : "error",
 		    m.u.reply.message != NULL ? m.u.reply.message : "failed", m.u.reply.db_url);
+	else
+		rc = live_reply_check(ctx, &t, &m.u.reply);
+	free(t.sock);
+	if (rc != 0) {
 		proto_msg_free(&m);
 		return rc;
 	}

@@ -72,15 +72,19 @@ class Supervisor:
     """A running autopack-supervisor; output goes to files in its directory."""
 
     def __init__(self, tmp, url, *args, env=None, name="sup", control=None):
+        """control: the --control path (default NAME.sock in tmp); False for none, so the
+        supervisor uses its default socket and ctl finds it from the database."""
         self.tmp = str(tmp)
         self.url = url
-        self.control = control or os.path.join(self.tmp, name + ".sock")
+        self.control = None if control is False else (
+            control or os.path.join(self.tmp, name + ".sock"))
         self.out_path = os.path.join(self.tmp, name + ".out")
         self.err_path = os.path.join(self.tmp, name + ".err")
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [binpath("autopack-supervisor"), "--db", url, "--control", self.control]
+            [binpath("autopack-supervisor"), "--db", url]
+            + (["--control", self.control] if self.control else [])
             + [str(a) for a in args],
             stdout=open(self.out_path, "w"), stderr=open(self.err_path, "w"),
             env=full_env, cwd=self.tmp)
@@ -88,7 +92,7 @@ class Supervisor:
     def wait_ready(self, timeout=30):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if os.path.exists(self.control):
+            if self.control is None or os.path.exists(self.control):
                 r = self.ctl("status", "--json")
                 if r.rc == 0:
                     return json.loads(r.out)
@@ -99,7 +103,8 @@ class Supervisor:
         raise AssertionError("supervisor not ready:\n" + self.stderr())
 
     def ctl(self, cmd, *args, **kw):
-        return ctl("--db", self.url, cmd, "--control", self.control, *args, **kw)
+        control = ["--control", self.control] if self.control else []
+        return ctl("--db", self.url, cmd, *control, *args, **kw)
 
     def status(self):
         r = self.ctl("status", "--json")

@@ -31,7 +31,7 @@ enum store_errcode {
 };
 
 struct store_err {
-	char text[512];
+	char text[1024];
 };
 
 struct store {

@@ -50,8 +50,7 @@ char *store_runtime_socket(const struct store *st)
 }
 
 /* Refuse the claim held by another process, naming it from what it wrote. */
-static int store_runtime_claim_busy(
-    int fd, const char *claim, const struct store *st, struct store_err *err)
+static int store_runtime_claim_busy(int fd, const struct store *st, struct store_err *err)
 {
 	char buf[4200] = "", *save = NULL, *pid, *url, *devino;
 	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
@@ -63,11 +62,10 @@ static int store_runtime_claim_busy(
 	devino = strtok_r(NULL, "\n", &save);
 	return store_fail(err, STORE_EBUSY,
 	    "%s: uuid %s is already served by autopack-supervisor pid %s of %s (device:inode "
-	    "%s; claim %s): this file is a copy of that database, or that one of this. Give "
-	    "the copy its own identity with autopack-ctl --db %s db reidentify (while no "
-	    "supervisor holds it)",
+	    "%s): one file is a copy of the other. Give the copy its own identity with "
+	    "autopack-ctl --db %s db reidentify (while no supervisor holds it)",
 	    st->url, st->uuid, pid != NULL ? pid : "?", url != NULL ? url : "?",
-	    devino != NULL ? devino : "?", claim, st->url);
+	    devino != NULL ? devino : "?", st->url);
 }
 
 /* Lock <dir>/<uuid>.claim and write who holds it. */
@@ -92,7 +90,7 @@ int store_runtime_claim(const struct store *st, struct store_err *err)
 		}
 		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 			rc = errno == EWOULDBLOCK ?
-			    store_runtime_claim_busy(fd, claim, st, err) :
+			    store_runtime_claim_busy(fd, st, err) :
 			    store_fail(err, STORE_EIO, "%s: %s", claim, strerror(errno));
 			goto out;
 		}
