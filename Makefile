@@ -79,7 +79,7 @@ endef
 deps: $(STAMP) build/.test-deps-ok
 $(STAMP):
 	$(call install_debs,$(BUILD_DEBS))
-build/.test-deps-ok: $(STAMP)
+build/.test-deps-ok: $(STAMP) Makefile
 	$(call install_debs,$(TEST_DEBS))
 
 $(O)/obj/%.o: %.c | $(STAMP)

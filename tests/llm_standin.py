@@ -24,25 +24,163 @@ object with "mode" and options:
   echo_key   401 whose message repeats the key the client sent
   no_usage   normal files but no usage object
 
+Requests are checked as the real APIs check them, and refused with 400 in the real API's
+error shape before any script applies:
+  Anthropic  the anthropic-version header is a published version (2023-06-01, 2023-01-01);
+             Content-Type is application/json; the body is a JSON object with model
+             (string), max_tokens (integer >= 1) and messages (non-empty array), and no
+             other fields than the Messages API defines; system is a string or a list of
+             text blocks (never a message role); each message is {role: user|assistant,
+             content: a non-empty string or list of content blocks of a known type}, the
+             first one from the user; temperature is within 0..1.
+             Error: {"type": "error", "error": {"type": "invalid_request_error",
+             "message": ...}, "request_id": ...}, and a request-id header.
+  OpenAI     the body is valid against CreateChatCompletionRequest of OpenAI's own OpenAPI
+             document (tests/data/openai-chat-completions.yaml) and has no argument it
+             does not define. Error: {"error": {"message": ..., "type":
+             "invalid_request_error", "param": ..., "code": ...}}.
+A refused request is logged with "status": 400 and "refused": the message.
+
+  openapi_random  (OpenAI) a random response that OpenAI's CreateChatCompletionResponse
+             schema accepts, from "seed" plus the request's number; with "files": true
+             (the default) each choice's message content is, by chance, the files document
+             instead of random text. The log entry holds the whole "response".
+
 Token counts are deterministic: prompt tokens = characters of system + user text // 4,
 completion tokens = characters of the answer text // 4 (at least 1 each).
 
 --log FILE appends one JSON line per request: path, provider, whether a key was present
-and whether it matched --expect-key (never the key itself), the other headers, model,
-max_tokens, the marker and spec used, the status sent and the usage returned.
+and whether it matched --expect-key (never the key itself), whether the key also appeared
+anywhere else in the request (another header, the path or the body: "key_elsewhere"), the
+other headers, model, max_tokens, the marker and spec used, the status sent and the usage
+returned.
 
 Stops on SIGTERM, and by itself after --max-seconds (default 600).
 """
 import argparse
 import http.server
+import itertools
 import json
 import os
+import random
 import signal
 import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openai_schema  # noqa: E402
+
 KEY_HEADERS = ("x-api-key", "authorization")
+ANTHROPIC_VERSIONS = ("2023-06-01", "2023-01-01")
+# The Messages API's request fields.
+ANTHROPIC_FIELDS = {"model", "max_tokens", "messages", "system", "temperature", "top_p",
+                    "top_k", "stop_sequences", "stream", "metadata", "tools", "tool_choice",
+                    "thinking", "service_tier", "container", "mcp_servers"}
+ANTHROPIC_BLOCKS = {"text", "image", "document", "search_result", "tool_use", "tool_result",
+                    "thinking", "redacted_thinking", "server_tool_use",
+                    "web_search_tool_result", "container_upload"}
+request_numbers = itertools.count()
+random_numbers = itertools.count()
+
+
+def anthropic_block_error(where, block):
+    if not isinstance(block, dict):
+        return "%s: Input should be a valid dictionary" % where
+    kind = block.get("type")
+    if kind not in ANTHROPIC_BLOCKS:
+        return "%s.type: Input tag '%s' found using 'type' does not match any of the " \
+            "expected tags" % (where, kind)
+    if kind == "text":
+        if not isinstance(block.get("text"), str):
+            return "%s.text: Field required" % where
+        if not block["text"]:
+            return "%s: text content blocks must be non-empty" % where
+    return None
+
+
+def anthropic_request_error(headers, req):
+    """Why the Messages API would refuse this request, or None."""
+    version = headers.get("anthropic-version")
+    if not version:
+        return "anthropic-version: header is required"
+    if version not in ANTHROPIC_VERSIONS:
+        return "anthropic-version: unknown version '%s'" % version
+    ctype = (headers.get("content-type") or "").split(";")[0].strip()
+    if ctype != "application/json":
+        return "content-type: expected application/json, got '%s'" % ctype
+    if not isinstance(req, dict):
+        return "The request body is not valid JSON"
+    for k in req:
+        if k not in ANTHROPIC_FIELDS:
+            return "%s: Extra inputs are not permitted" % k
+    if not isinstance(req.get("model"), str):
+        return "model: Field required" if "model" not in req else \
+            "model: Input should be a valid string"
+    mt = req.get("max_tokens")
+    if mt is None:
+        return "max_tokens: Field required"
+    if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+        return "max_tokens: Input should be a valid integer greater than or equal to 1"
+    if "temperature" in req:
+        t = req["temperature"]
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 1:
+            return "temperature: Input should be less than or equal to 1"
+    if "system" in req:
+        system = req["system"]
+        if isinstance(system, list):
+            for i, block in enumerate(system):
+                if not isinstance(block, dict) or block.get("type") != "text":
+                    return "system.%d: Input should be a text block" % i
+                err = anthropic_block_error("system.%d" % i, block)
+                if err:
+                    return err
+        elif not isinstance(system, str):
+            return "system: Input should be a valid string or a list of text blocks"
+    msgs = req.get("messages")
+    if not isinstance(msgs, list):
+        return "messages: Field required" if msgs is None else \
+            "messages: Input should be a valid list"
+    if not msgs:
+        return "messages: at least one message is required"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            return "messages.%d: Input should be a valid dictionary" % i
+        for k in m:
+            if k not in ("role", "content"):
+                return "messages.%d.%s: Extra inputs are not permitted" % (i, k)
+        role = m.get("role")
+        if role == "system":
+            return ('messages: Unexpected role "system". The Messages API accepts a '
+                    'top-level `system` parameter, not "system" as an input message role.')
+        if role not in ("user", "assistant"):
+            return "messages.%d.role: Input should be 'user' or 'assistant'" % i
+        content = m.get("content")
+        if isinstance(content, str):
+            if not content and not (role == "assistant" and i == len(msgs) - 1):
+                return "messages.%d: all messages must have non-empty content except for " \
+                    "the optional final assistant message" % i
+        elif isinstance(content, list):
+            if not content:
+                return "messages.%d: all messages must have non-empty content" % i
+            for j, block in enumerate(content):
+                err = anthropic_block_error("messages.%d.content.%d" % (i, j), block)
+                if err:
+                    return err
+        else:
+            return "messages.%d.content: Field required" % i
+    if msgs[0]["role"] != "user":
+        return "messages: first message must use the \"user\" role"
+    return None
+
+
+def key_elsewhere(key, path, headers, raw, key_header):
+    """Whether the key shows anywhere but its own header."""
+    if not key:
+        return False
+    if key in path or key.encode() in raw:
+        return True
+    return any(key in v for k, v in headers.items() if k.lower() != key_header)
 
 
 class Script:
@@ -134,16 +272,49 @@ def make_handler(args, script, log_lock):
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
+        def send_random(self, entry, provider, spec, deliverables):
+            """A random schema-valid chat completion (see openapi_random)."""
+            if provider != "openai":
+                entry["status"] = 500
+                self.write_log(entry)
+                self.send_json(500, {"error": {"message": "openapi_random is for OpenAI"}})
+                return
+            seed = int(spec.get("seed", 0)) * 1000003 + next(random_numbers)
+            body = openai_schema.random_response(seed)
+            rng = random.Random(seed)
+            for choice in body.get("choices", []):
+                if spec.get("files", True) and rng.random() < 0.5:
+                    choice["message"]["content"] = files_document({}, deliverables)
+            entry.update(status=200, response=body, seed=seed, deliverables=deliverables)
+            self.write_log(entry)
+            self.send_json(200, body)
+
+        def refuse(self, entry, provider, message):
+            """Answer 400 as the provider does, and log why."""
+            entry.update(status=400, refused=message)
+            self.write_log(entry)
+            if provider == "anthropic":
+                rid = "req_standin%06d" % next(request_numbers)
+                self.send_json(400, {"type": "error", "error": {
+                    "type": "invalid_request_error", "message": message},
+                    "request_id": rid}, {"request-id": rid})
+            else:
+                self.send_json(400, {"error": {
+                    "message": message, "type": "invalid_request_error",
+                    "param": None, "code": None}})
+
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             if self.path == "/v1/messages":
                 provider = "anthropic"
                 key = self.headers.get("x-api-key")
+                key_header = "x-api-key"
             elif self.path == "/v1/chat/completions":
                 provider = "openai"
                 auth = self.headers.get("Authorization") or ""
                 key = auth[7:] if auth.startswith("Bearer ") else None
+                key_header = "authorization"
             else:
                 self.send_json(404, {"error": {"message": "no route %s" % self.path}})
                 return
@@ -151,6 +322,7 @@ def make_handler(args, script, log_lock):
                 "path": self.path, "provider": provider,
                 "key_present": bool(key),
                 "key_ok": bool(key) and (args.expect_key is None or key == args.expect_key),
+                "key_elsewhere": key_elsewhere(key, self.path, self.headers, raw, key_header),
                 "headers": {k.lower(): v for k, v in self.headers.items()
                             if k.lower() not in KEY_HEADERS},
                 "anthropic_version": self.headers.get("anthropic-version"),
@@ -160,9 +332,7 @@ def make_handler(args, script, log_lock):
             except ValueError:
                 req = None
             if not isinstance(req, dict):
-                entry.update(status=400, mode="bad_request")
-                self.write_log(entry)
-                self.send_json(400, {"error": {"message": "request body is not JSON"}})
+                self.refuse(entry, provider, "The request body is not a JSON object")
                 return
             system = req.get("system") or ""
             prompt_parts = [system] if isinstance(system, str) else []
@@ -189,12 +359,12 @@ def make_handler(args, script, log_lock):
                 self.send_json(401, {"type": "error", "error": {
                     "type": "authentication_error", "message": "invalid or missing API key"}})
                 return
-            if provider == "anthropic" and not entry["anthropic_version"]:
-                entry["status"] = 400
-                self.write_log(entry)
-                self.send_json(400, {"type": "error", "error": {
-                    "type": "invalid_request_error",
-                    "message": "anthropic-version header is required"}})
+            if provider == "anthropic":
+                refused = anthropic_request_error(self.headers, req)
+            else:
+                refused = "; ".join(openai_schema.request_errors(req)[:5]) or None
+            if refused:
+                self.refuse(entry, provider, refused)
                 return
             if mode == "status":
                 status = int(spec.get("status", 500))
@@ -235,6 +405,9 @@ def make_handler(args, script, log_lock):
                 return
             if mode == "sleep":
                 time.sleep(float(spec.get("seconds", 5)))
+            if mode == "openapi_random":
+                self.send_random(entry, provider, spec, deliverables_of(prompt))
+                return
 
             deliverables = deliverables_of(prompt)
             text = files_document(spec, deliverables)

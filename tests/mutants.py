@@ -52,6 +52,19 @@ MUTANTS = [
      ["tests/test_policy.py::test_resume_after_sigkill_keeps_counters_and_triage"]),
     ("moved_database_unnoticed", "a moved or replaced database stops all writes",
      ["tests/test_supervisor.py::test_database_moved_away_stops_writes_with_an_error"]),
+    ("anthropic_system_as_message", "Anthropic requests have the Messages API's shape",
+     ["tests/test_unit.py::test_unit[worker_llm_anthropic_normal_call_reads_text_usage_and_"
+      "stop_reason]",
+      "tests/test_unit.py::test_unit[worker_phase_success_emits_usage_v2_and_passes_the_check]",
+      "tests/test_e2e_seed.py::test_seed_run_drains_to_ten_complete_phases_with_files_in_the_"
+      "workspace[anthropic]"]),
+    ("openai_usage_misread", "the tokens recorded are the response's own",
+     ["tests/test_unit.py::test_unit[worker_llm_openai_normal_call_reads_choices_and_usage]",
+      "tests/test_e2e_openai_schema.py::"
+      "test_random_schema_valid_responses_through_the_real_worker[11]"]),
+    ("key_in_another_header", "the API key travels only in its own header",
+     ["tests/test_unit.py::test_unit[worker_llm_key_never_appears_in_any_output]",
+      "tests/test_unit.py::test_unit[worker_phase_key_never_leaves_the_process]"]),
     ("worker_opens_database", "workers never open the database",
      ["tests/test_isolation.py::test_workers_never_open_the_database"]),
 ]

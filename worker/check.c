@@ -1,4 +1,5 @@
-/* Running a phase's check command with a deadline. */
+/* Running a phase's check command with a deadline, in a session of its own with a minimal
+ * environment. */
 #include "worker/check.h"
 #include "common/util.h"
 
@@ -89,32 +90,104 @@ void check_kill_running(void)
 		kill(-pg, SIGKILL);
 }
 
-/* Child side: join a new process group, redirect, exec the shell. Never returns. */
-static void check_child(const struct check_spec *spec, int out_fd, int err_fd)
+/* The variables a check command gets from the worker's environment; nothing else. */
+static const char *const check_env_kept[] = { "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL",
+	"LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR", NULL };
+#define CHECK_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+
+extern char **environ;
+
+/* Build the check's minimal environment into env (room for `max` entries). */
+static void check_env(char **env, size_t max)
 {
+	size_t n = 0, i, k;
+	char **e;
+
+	for (i = 0; check_env_kept[i] != NULL && n + 2 < max; i++) {
+		k = strlen(check_env_kept[i]);
+		for (e = environ; *e != NULL; e++) {
+			if (strncmp(*e, check_env_kept[i], k) == 0 && (*e)[k] == '=') {
+				env[n++] = *e;
+				break;
+			}
+		}
+		if (*e == NULL && i == 0)
+			env[n++] = (char *)"PATH=" CHECK_DEFAULT_PATH;
+	}
+	env[n] = NULL;
+}
+
+/* Child side: a session of its own (no terminal, its own process group), killed with the
+ * worker, a minimal environment, output to the logs, then the shell. Reports a failure
+ * to start on `status_fd` (close-on-exec) and exits 126/127. Never returns. */
+static void check_child(
+    const struct check_spec *spec, int out_fd, int err_fd, int status_fd, pid_t worker)
+{
+	char *env[16];
 	int null_fd = open("/dev/null", O_RDONLY);
 
-	setpgid(0, 0);
-	/* If the worker dies (even by SIGKILL), so does the check's first process. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	/* The check runs code the model wrote: it gets no provider keys. */
-	unsetenv("ANTHROPIC_API_KEY");
-	unsetenv("OPENAI_API_KEY");
+	if (setsid() < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != worker) {
+		dprintf(status_fd, "cannot detach the check command: %s", strerror(errno));
+		_exit(126);
+	}
 	signal(SIGPIPE, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	if (chdir(spec->workspace) != 0) {
-		dprintf(err_fd, "autopack: cannot enter workspace %s: %s\n", spec->workspace,
-		    strerror(errno));
+		dprintf(
+		    status_fd, "cannot enter workspace %s: %s", spec->workspace, strerror(errno));
 		_exit(126);
 	}
 	if (null_fd >= 0)
 		dup2(null_fd, 0);
 	dup2(out_fd, 1);
 	dup2(err_fd, 2);
-	execl("/bin/sh", "sh", "-c", spec->command, (char *)NULL);
-	dprintf(2, "autopack: cannot run /bin/sh: %s\n", strerror(errno));
+	check_env(env, ARRAY_SIZE(env));
+	execve("/bin/sh",
+	    (char *const[]){ (char *)"sh", (char *)"-c", (char *)spec->command, NULL }, env);
+	dprintf(status_fd, "cannot run /bin/sh: %s", strerror(errno));
 	_exit(127);
+}
+
+/* Fork the check; wait until it runs the shell (its session made) or failed to start.
+ * Returns the pid, or -1 with `err`. */
+static pid_t check_start(
+    const struct check_spec *spec, int out_fd, int err_fd, char *err, size_t errlen)
+{
+	int sp[2], status;
+	char msg[256];
+	ssize_t n;
+	pid_t pid, self = getpid();
+
+	if (pipe2(sp, O_CLOEXEC) != 0) {
+		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sp[0]);
+		check_child(spec, out_fd, err_fd, sp[1], self);
+	}
+	close(sp[1]);
+	check_pgid = pid;
+	while ((n = read(sp[0], msg, sizeof msg - 1)) < 0 && errno == EINTR)
+		;
+	close(sp[0]);
+	if (n <= 0)
+		return pid; /* the exec closed the pipe: the shell runs */
+	msg[n] = '\0';
+	snprintf(err, errlen, "%s", msg);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	check_pgid = 0;
+	return -1;
 }
 
 int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen)
@@ -140,15 +213,9 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		    spec->workspace, strerror(errno));
 		goto out;
 	}
-	pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
+	pid = check_start(spec, out_fd, err_fd, err, errlen);
+	if (pid < 0)
 		goto out;
-	}
-	if (pid == 0)
-		check_child(spec, out_fd, err_fd);
-	setpgid(pid, pid);
-	check_pgid = pid;
 	for (;;) {
 		uint64_t now;
 		pid_t w = waitpid(pid, &status, WNOHANG);

@@ -1,8 +1,10 @@
 /*
- * The phase's check command: `/bin/sh -c COMMAND` in the workspace, in its own process
- * group, with a deadline (SIGTERM to the group, then SIGKILL after a grace period). Output
- * goes to <workspace>/.autopack/logs/<run>__<phase>__a<attempt>.{stdout,stderr}.txt.
- * The command runs without the provider keys in its environment.
+ * The phase's check command: `/bin/sh -c COMMAND` in the workspace, in a session of its
+ * own (no terminal; its own process group), killed if the worker dies, with a deadline
+ * (SIGTERM to the group, then SIGKILL after a grace period). Output goes to
+ * <workspace>/.autopack/logs/<run>__<phase>__a<attempt>.{stdout,stderr}.txt. Its
+ * environment is minimal: PATH (a default when unset), HOME, USER, LOGNAME, LANG, LC_ALL,
+ * LC_CTYPE, LC_MESSAGES, TZ and TMPDIR from the worker's, nothing else.
  */
 #ifndef AUTOPACK_CHECK_H
 #define AUTOPACK_CHECK_H

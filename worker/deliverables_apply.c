@@ -10,6 +10,7 @@
  * temporary name in the same directory, synced and renamed over the target.
  */
 #include "worker/deliverables.h"
+#include "common/relpath.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -20,58 +21,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* Normalise a relative path into out: drop empty and "." components. Returns NULL, or
- * the rule the path breaks. */
-static const char *dlv_norm(const char *in, char *out, size_t n)
-{
-	const char *s = in;
-	size_t len = 0;
-
-	if (in[0] == '\0')
-		return "empty path";
-	if (in[0] == '/')
-		return "absolute paths are not allowed";
-	for (; *s != '\0'; s++) {
-		if (*s == '\\')
-			return "backslashes are not allowed";
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return "control characters are not allowed";
-	}
-	s = in;
-	while (*s != '\0') {
-		const char *e = strchr(s, '/');
-		size_t k = e != NULL ? (size_t)(e - s) : strlen(s);
-
-		if (k == 2 && s[0] == '.' && s[1] == '.')
-			return "'..' components are not allowed";
-		if (k == 4 && memcmp(s, ".git", 4) == 0)
-			return "the .git directory is reserved";
-		if (k == 9 && memcmp(s, ".autopack", 9) == 0 && len == 0)
-			return "the .autopack directory is reserved";
-		if (k > 0 && !(k == 1 && s[0] == '.')) {
-			if (len + k + 2 > n)
-				return "path too long";
-			if (len > 0)
-				out[len++] = '/';
-			memcpy(out + len, s, k);
-			len += k;
-		}
-		s += k;
-		if (*s == '/')
-			s++;
-	}
-	out[len] = '\0';
-	return len == 0 ? "empty path" : NULL;
-}
-
-/* True when normalised `rel` equals `entry` or lies under it. */
-static bool dlv_under(const char *rel, const char *entry)
-{
-	size_t k = strlen(entry);
-
-	return strncmp(rel, entry, k) == 0 && (rel[k] == '\0' || rel[k] == '/');
-}
 
 /* True when normalised `rel` is inside one of the scope's entries. An entry of "" or "."
  * grants the whole workspace; malformed entries grant nothing. */
@@ -89,7 +38,7 @@ static bool dlv_in_scope(const struct dlv_scope *scope, const char *rel)
 			s += 2;
 		if (s[0] == '\0' || strcmp(s, ".") == 0)
 			return true;
-		if (dlv_norm(raw, e, sizeof e) == NULL && dlv_under(rel, e))
+		if (relpath_norm(raw, e, sizeof e) == NULL && relpath_under(rel, e))
 			return true;
 	}
 	return false;
@@ -258,7 +207,7 @@ fail:
 static int dlv_check_rules(
     const struct dlv_scope *scope, const char *path, char *rel, size_t n, char *err, size_t errlen)
 {
-	const char *rule = dlv_norm(path, rel, n);
+	const char *rule = relpath_norm(path, rel, n);
 
 	if (rule != NULL) {
 		snprintf(err, errlen, "path \"%s\": %s", path, rule);
@@ -393,7 +342,7 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_t errlen)
 {
 	char rel[PATH_MAX];
-	const char *rule = dlv_norm(path, rel, sizeof rel);
+	const char *rule = relpath_norm(path, rel, sizeof rel);
 	char *ws_real, *full, *real = NULL;
 	struct stat st;
 
@@ -437,7 +386,7 @@ size_t dlv_missing(
 
 		if (deliverables[i][0] == '\0')
 			continue;
-		if (dlv_norm(deliverables[i], rel, sizeof rel) == NULL) {
+		if (relpath_norm(deliverables[i], rel, sizeof rel) == NULL) {
 			size_t k = strlen(deliverables[i]);
 			bool dir = deliverables[i][k - 1] == '/';
 			full = xasprintf("%s/%s", workspace, rel);

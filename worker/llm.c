@@ -264,6 +264,9 @@ static struct curl_slist *llm_headers(const struct llm_config *cfg)
 		kh = xasprintf("Authorization: Bearer %s", cfg->api_key);
 	}
 	h = curl_slist_append(h, kh);
+#ifdef AUTOPACK_MUTANT_key_in_another_header
+	h = curl_slist_append(h, kh + 2); /* the key under another header's name */
+#endif
 	explicit_bzero(kh, strlen(kh));
 	free(kh);
 	return h;

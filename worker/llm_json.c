@@ -65,6 +65,10 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 	if (cfg->provider == LLM_ANTHROPIC) {
 		if (req->system != NULL)
 			json_object_set_new(root, "system", llm_jstr(req->system));
+#ifdef AUTOPACK_MUTANT_anthropic_system_as_message
+		json_array_append_new(
+		    msgs, json_pack("{s:s, s:s}", "role", "system", "content", "x"));
+#endif
 	} else if (req->system != NULL) {
 		json_array_append_new(msgs,
 		    json_pack("{s:s, s:o}", "role", "system", "content", llm_jstr(req->system)));
@@ -100,6 +104,9 @@ static void llm_usage_read(enum llm_provider p, json_t *usage, struct llm_respon
 	} else {
 		out->prompt_tokens = llm_int(usage, "prompt_tokens");
 		out->completion_tokens = llm_int(usage, "completion_tokens");
+#ifdef AUTOPACK_MUTANT_openai_usage_misread
+		out->completion_tokens = llm_int(usage, "total_tokens");
+#endif
 		out->total_tokens = llm_int(usage, "total_tokens");
 	}
 	if (out->total_tokens < 0 && out->prompt_tokens >= 0 && out->completion_tokens >= 0)

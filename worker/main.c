@@ -1,11 +1,14 @@
 /* autopack-worker: started by autopack-supervisor with one end of a socketpair. Runs one
  * phase at a time: reads a job, runs it (worker/phase.h), streams its events, sends the
- * result. Never opens the database. Exits on EOF (the supervisor went away) and on
- * shutdown. */
+ * result. Never opens the database. Dies with its supervisor (PR_SET_PDEATHSIG, and EOF on
+ * the socket), taking its check command with it; takes SIGTERM and SIGINT only from the
+ * supervisor; holds its provider keys in memory only (worker/keys.h) and cannot be read
+ * through /proc or a core dump (PR_SET_DUMPABLE 0). */
 #include "common/log.h"
 #include "common/util.h"
 #include "proto/wire.h"
 #include "worker/check.h"
+#include "worker/keys.h"
 #include "worker/phase.h"
 
 #include <errno.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define HEARTBEAT_MS 1000
@@ -28,17 +32,55 @@ struct wk {
 };
 
 static const char usage_text[] =
-    "usage: autopack-worker --fd N [--log-file PATH]\n"
+    "usage: autopack-worker --fd N [--keys-fd K] [--log-file PATH]\n"
     "\n"
-    "Runs phases for autopack-supervisor over the socket on file descriptor N. It is\n"
-    "started by the supervisor; running it by hand is only useful for debugging.\n";
+    "Runs phases for autopack-supervisor over the socket on file descriptor N, with the\n"
+    "provider keys read from descriptor K (NAME=value entries separated by NUL bytes) or\n"
+    "taken from its environment. It is started by the supervisor; running it by hand is\n"
+    "only useful for debugging.\n";
 
-/* SIGTERM/SIGINT: take the running check command down too, then die of the signal. */
-static void wk_term(int sig)
+/* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
+static pid_t wk_supervisor;
+
+/* Write a decimal number to stderr (async-signal-safe). */
+static void wk_write_num(long v)
 {
+	char buf[24];
+	int i = (int)sizeof buf;
+
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0 && i > 0);
+	(void)!write(2, buf + i, sizeof buf - (size_t)i);
+}
+
+/* SIGTERM/SIGINT from the supervisor, or with the supervisor gone (PR_SET_PDEATHSIG):
+ * take the running check command down too, then die of the signal. From anyone else (a
+ * terminal's process group, a service manager signalling every process): ignored, since
+ * only the supervisor decides what happens to an attempt. */
+static void wk_term(int sig, siginfo_t *info, void *uctx)
+{
+	static const char ignored[] = "autopack-worker: ignoring a stop signal from pid ";
+	static const char why[] = " (workers stop when their supervisor says so)\n";
+
+	(void)uctx;
+	if (info->si_code <= 0 && info->si_pid != wk_supervisor && getppid() == wk_supervisor) {
+		(void)!write(2, ignored, sizeof ignored - 1);
+		wk_write_num((long)info->si_pid);
+		(void)!write(2, why, sizeof why - 1);
+		return;
+	}
 	check_kill_running();
 	signal(sig, SIG_DFL);
 	raise(sig);
+}
+
+/* Leave because the supervisor is gone or said so: the check command goes first. */
+__attribute__((noreturn)) static void wk_quit(void)
+{
+	check_kill_running();
+	exit(0);
 }
 
 /* Write the whole buffer; the supervisor being gone ends the worker. */
@@ -51,7 +93,7 @@ static void wk_write(struct wk *w, const uint8_t *p, size_t n)
 			continue;
 		if (k <= 0) {
 			log_info("supervisor went away (%s); exiting", strerror(errno));
-			exit(0);
+			wk_quit();
 		}
 		p += k;
 		n -= (size_t)k;
@@ -116,7 +158,7 @@ static void wk_drain_async(struct wk *w)
 			if (w->job != NULL && m.u.cancel.attempt_id == w->job->attempt_id) {
 				log_info("attempt %llu cancelled by the supervisor",
 				    (unsigned long long)m.u.cancel.attempt_id);
-				exit(0);
+				wk_quit();
 			}
 			break;
 		default:
@@ -153,15 +195,54 @@ static void hook_heartbeat(void *ctx)
 	if (!wk_fill(w, 0)) {
 		log_info("supervisor went away during attempt %llu; exiting",
 		    (unsigned long long)w->job->attempt_id);
-		exit(0);
+		wk_quit();
 	}
 	wk_drain_async(w);
+}
+
+/* phase hook: is the supervisor still there (its socket open, still our parent)? */
+static bool hook_supervisor_present(void *ctx)
+{
+	struct wk *w = ctx;
+	struct pollfd pfd = { .fd = w->fd, .events = POLLIN };
+
+	if (getppid() != wk_supervisor ||
+	    (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0)) {
+		log_info("supervisor gone before attempt %llu wrote its deliverables; exiting",
+		    (unsigned long long)w->job->attempt_id);
+		wk_quit();
+	}
+	return true;
+}
+
+/* Guard the process: not dumpable (no core file, /proc/<pid>/mem and environ closed to
+ * other processes of the user), killed with its supervisor, stop signals filtered. Exits
+ * if the supervisor is already gone. */
+static void wk_guard(void)
+{
+	struct sigaction sa = { 0 };
+
+	wk_supervisor = getppid();
+	prctl(PR_SET_DUMPABLE, 0);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	sa.sa_sigaction = wk_term;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	if (getppid() != wk_supervisor)
+		exit(0);
 }
 
 /* Run one job and send its result after its last event. */
 static void wk_run_job(struct wk *w, const struct proto_job *job)
 {
-	struct phase_hooks hooks = { .ctx = w, .emit = hook_emit, .heartbeat = hook_heartbeat };
+	struct phase_hooks hooks = { .ctx = w,
+		.emit = hook_emit,
+		.heartbeat = hook_heartbeat,
+		.supervisor_present = hook_supervisor_present };
 	struct proto_msg m = { .type = PROTO_RESULT };
 	struct proto_result *r = &m.u.result;
 
@@ -181,11 +262,10 @@ int main(int argc, char **argv)
 	struct wk w = { .fd = -1 };
 	struct proto_msg m;
 	struct proto_err err;
-	int i, rc = 0;
+	char kerr[160];
+	int i, rc = 0, keys_fd = -1;
 
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGTERM, wk_term);
-	signal(SIGINT, wk_term);
+	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0) {
@@ -193,6 +273,8 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) {
 			w.fd = atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--keys-fd") == 0 && i + 1 < argc) {
+			keys_fd = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--log-file") == 0 && i + 1 < argc) {
 			if (log_open(argv[++i]) != 0)
 				log_fatal(1, "cannot open log file %s", argv[i]);
@@ -206,6 +288,8 @@ int main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return 2;
 	}
+	if (keys_load(keys_fd, kerr, sizeof kerr) != 0)
+		log_fatal(1, "%s", kerr);
 	proto_reader_init(&w.rd, PROTO_FRAME_MAX_DEFAULT);
 	m = (struct proto_msg){ .type = PROTO_HELLO };
 	m.u.hello.pid = getpid();

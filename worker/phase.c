@@ -6,6 +6,7 @@
 #include "worker/check.h"
 #include "worker/deliverables.h"
 #include "worker/events.h"
+#include "worker/keys.h"
 #include "worker/llm.h"
 #include "worker/prompt.h"
 
@@ -184,10 +185,10 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 		    job->workspace != NULL ? job->workspace : "(none)");
 		return false;
 	}
-	key = getenv(llm_key_variable((enum llm_provider)p));
+	key = keys_get(llm_key_variable((enum llm_provider)p));
 	if (key == NULL || key[0] == '\0') {
 		phase_end(pc, OUTCOME_FAILED, REASON_NO_API_KEY, FP_STAGE_BEFORE_LLM,
-		    "%s is not set: the worker takes provider keys only from its environment",
+		    "%s is not set: the worker takes provider keys only from the supervisor's environment",
 		    llm_key_variable((enum llm_provider)p));
 		return false;
 	}
@@ -294,6 +295,12 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 
 	if (phase_expired(pc, "writing the deliverables"))
 		return false;
+	/* Nothing is written for a supervisor that is gone: it could not record it. */
+	if (pc->hooks != NULL && pc->hooks->supervisor_present != NULL &&
+	    !pc->hooks->supervisor_present(pc->hooks->ctx)) {
+		pc->link_lost = true;
+		return false;
+	}
 	if (dlv_count_written(set, ph->deliverables.items, ph->deliverables.n) == 0) {
 		phase_end(pc, OUTCOME_FAILED, REASON_NO_DELIVERABLES_WRITTEN, FP_STAGE_APPLY,
 		    "the builder's output (%zu file%s) writes none of the phase's %zu deliverable%s; "

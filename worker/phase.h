@@ -18,6 +18,9 @@ struct phase_hooks {
 	int (*emit)(void *ctx, struct proto_event *ev);
 	/* Called at least every second while waiting on HTTP or the check command. */
 	void (*heartbeat)(void *ctx);
+	/* Nullable: whether the supervisor is still there, asked right before the
+	 * deliverables are written; false ends the attempt with nothing written. */
+	bool (*supervisor_present)(void *ctx);
 };
 
 #define PHASE_MESSAGE_MAX 1000 /* bytes of the result's message */

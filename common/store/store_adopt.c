@@ -86,6 +86,7 @@ void store_adopt_report_free(struct store_adopt_report *rep)
 	store_value_cols_free(&rep->values);
 	adopt_phases_free(rep->bad_scopes, rep->n_bad_scopes);
 	adopt_phases_free(rep->no_deliverables, rep->n_no_deliverables);
+	adopt_phases_free(rep->unsendable, rep->n_unsendable);
 	free(rep->backup_path);
 	free(rep->workspace_base);
 	memset(rep, 0, sizeof *rep);

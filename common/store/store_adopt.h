@@ -54,7 +54,7 @@ struct store_adopt_phase {
 	char *run_id;
 	char *phase_id;
 	char *state;
-	char *why; /* what cannot be interpreted; NULL for a phase without deliverables */
+	char *why; /* what cannot be interpreted or sent; NULL for a phase without deliverables */
 };
 
 /* What an adoption will do (a survey) or did. */
@@ -92,6 +92,9 @@ struct store_adopt_report {
 	size_t n_bad_scopes;
 	struct store_adopt_phase *no_deliverables; /* readable, but naming no deliverable */
 	size_t n_no_deliverables;
+	/* breaking a limit of the job message or a deliverable rule (common/joblimits.h) */
+	struct store_adopt_phase *unsendable;
+	size_t n_unsendable;
 };
 
 /* Check, reading only, that the file at `path` can be adopted: it exists, is SQLite,

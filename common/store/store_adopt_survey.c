@@ -4,6 +4,7 @@
 #include "common/store/store_internal.h"
 #include "common/store/store_original.h"
 #include "common/store/store_scope.h"
+#include "common/joblimits.h"
 #include "common/util.h"
 
 #include <stdlib.h>
@@ -57,23 +58,50 @@ static void survey_phase_push(
 	p->why = why != NULL ? xstrdup(why) : NULL;
 }
 
-/* Read every phase's scope: count the forms, list the ones that cannot be interpreted
- * and those naming no deliverable. */
+/* Check that a phase read by survey_scopes (columns run_id, phase_id, state, scope, name,
+ * description, task_category, complexity) can travel in a job and be run by a worker.
+ * Returns 0, or -1 with `why` naming the limit or rule it breaks. */
+static int survey_sendable(sqlite3_stmt *q, const struct store_scope *sc, char *why, size_t n)
+{
+	struct job_phase_text t = {
+		.run_id = (const char *)sqlite3_column_text(q, 0),
+		.phase_id = (const char *)sqlite3_column_text(q, 1),
+		.name = (const char *)sqlite3_column_text(q, 4),
+		.description = (const char *)sqlite3_column_text(q, 5),
+		.category = (const char *)sqlite3_column_text(q, 6),
+		.complexity = (const char *)sqlite3_column_text(q, 7),
+		.paths = (const char *const *)sc->paths.items,
+		.npaths = sc->paths.n,
+		.context = (const char *const *)sc->context.items,
+		.ncontext = sc->context.n,
+		.deliverables = (const char *const *)sc->deliverables.items,
+		.ndeliverables = sc->deliverables.n,
+	};
+
+	return job_limits_check(&t, why, n);
+}
+
+/* Read every phase's scope: count the forms, list the ones that cannot be interpreted,
+ * those naming no deliverable, and those that cannot be sent to a worker. */
 static int survey_scopes(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
 {
+	/* Older legacy tables lack some of these columns: each is then read as NULL. */
+	static const char *const selects[] = {
+		"SELECT run_id, phase_id, state, scope, name, description, task_category,"
+		" complexity FROM phases ORDER BY run_id, phase_index, id",
+		"SELECT run_id, phase_id, state, scope, NULL, NULL, NULL, NULL FROM phases"
+		" ORDER BY run_id, phase_index, id",
+		"SELECT run_id, phase_id, state, NULL, NULL, NULL, NULL, NULL FROM phases"
+		" ORDER BY run_id, phase_index, id",
+	};
 	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
-	    "SELECT run_id, phase_id, state, scope FROM phases ORDER BY run_id, phase_index, id",
-	    -1, &q, NULL);
+	int rc = SQLITE_ERROR;
 
-	if (rc != SQLITE_OK) /* an older legacy table without scope: none has one */
-		rc = sqlite3_prepare_v2(db,
-		    "SELECT run_id, phase_id, state, NULL FROM phases"
-		    " ORDER BY run_id, phase_index, id",
-		    -1, &q, NULL);
+	for (size_t i = 0; i < ARRAY_SIZE(selects) && rc != SQLITE_OK; i++)
+		rc = sqlite3_prepare_v2(db, selects[i], -1, &q, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
 		struct store_scope sc;
-		char why[256];
+		char why[320];
 
 		rc = SQLITE_OK;
 		if (store_scope_parse_text(
@@ -85,6 +113,8 @@ static int survey_scopes(sqlite3 *db, struct store_adopt_report *rep, struct sto
 		rep->scope_buckets += sc.buckets;
 		if (sc.deliverables.n == 0)
 			survey_phase_push(&rep->no_deliverables, &rep->n_no_deliverables, q, NULL);
+		else if (survey_sendable(q, &sc, why, sizeof why) != 0)
+			survey_phase_push(&rep->unsendable, &rep->n_unsendable, q, why);
 		store_scope_free(&sc);
 	}
 	sqlite3_finalize(q);

@@ -3,6 +3,7 @@
 #include "common/store/store_original.h"
 #include "common/store/store_plan.h"
 #include "common/store/store_scope.h"
+#include "common/joblimits.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -162,8 +163,17 @@ static int plan_insert_run(
 	    "max_duration_minutes, created_at, updated_at",
 	    "?1, 'RUN_CREATED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9");
 	const char *s;
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
+	int rc;
 
+	if (strlen(ws) > JOB_PATH_MAX) {
+		rc = store_fail(err, STORE_EINVAL,
+		    "run %s: workspace %.100s... is %zu bytes; a job carries at most %u",
+		    plan_str(r, "run_id"), ws, strlen(ws), JOB_PATH_MAX);
+		free(ws);
+		free(sql);
+		return rc;
+	}
+	rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
 	if (rc == SQLITE_OK) {
 		store_bind_text(q, 1, plan_str(r, "run_id"));
 		store_bind_text(q, 2, plan_str(r, "goal"));

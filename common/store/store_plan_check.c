@@ -3,6 +3,8 @@
 #include "common/store/store_internal.h"
 #include "common/store/store_plan.h"
 #include "common/store/store_scope.h"
+#include "common/joblimits.h"
+#include "common/relpath.h"
 #include "common/util.h"
 
 #include <stdarg.h>
@@ -112,7 +114,7 @@ struct plan_seen {
 __attribute__((format(printf, 4, 5))) static int plan_fail(
     struct store_err *err, const char *source, const char *path, const char *fmt, ...)
 {
-	char msg[300];
+	char msg[640];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -372,18 +374,22 @@ static int plan_check_object(const json_t *obj, const struct plan_field *fields,
 	return 0;
 }
 
-/* Return 1 if deliverable `d` lies under one of the scope paths (or there are none). */
+/* Return 1 if deliverable `d` lies under one of the scope paths (or there are none), as
+ * the worker judges it: normalised paths, "." granting the whole workspace. */
 static int plan_in_scope(const struct store_scope_list *paths, const char *d)
 {
+	char nd[JOB_PATH_MAX + 1], np[JOB_PATH_MAX + 1];
+
 	if (paths->n == 0)
 		return 1;
+	if (relpath_norm(d, nd, sizeof nd) != NULL)
+		return 1; /* refused by the path rules, with a better message */
 	for (size_t i = 0; i < paths->n; i++) {
 		const char *p = paths->items[i];
-		size_t n = strlen(p);
 
-		if (strcmp(d, p) == 0)
+		if (strcmp(p, ".") == 0 || strcmp(p, "./") == 0)
 			return 1;
-		if (strncmp(d, p, n) == 0 && (p[n - 1] == '/' || d[n] == '/'))
+		if (relpath_norm(p, np, sizeof np) == NULL && relpath_under(nd, np))
 			return 1;
 	}
 	return 0;
@@ -453,6 +459,45 @@ static int plan_check_scope(
 	return rc;
 }
 
+/* A nullable string field of a JSON object. */
+static const char *plan_opt_str(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+/* Check that a phase can travel in a job and be run by a worker: every wire limit and
+ * deliverable rule (common/joblimits.h), named with the phase. */
+static int plan_check_limits(const json_t *ph, const char *run_id, const char *source,
+    const char *path, struct store_err *err)
+{
+	struct job_phase_text t = {
+		.run_id = run_id,
+		.phase_id = plan_opt_str(ph, "phase_id"),
+		.name = plan_opt_str(ph, "name"),
+		.description = plan_opt_str(ph, "description"),
+		.category = plan_opt_str(ph, "task_category"),
+		.complexity = plan_opt_str(ph, "complexity"),
+		.check = plan_opt_str(ph, "check_command"),
+	};
+	struct store_scope sc;
+	char why[300];
+	int rc = 0;
+
+	if (store_scope_parse_json(json_object_get(ph, "scope"), &sc, why, sizeof why) != 0)
+		return plan_fail(err, source, path, "scope: %s", why);
+	t.paths = (const char *const *)sc.paths.items;
+	t.npaths = sc.paths.n;
+	t.context = (const char *const *)sc.context.items;
+	t.ncontext = sc.context.n;
+	t.deliverables = (const char *const *)sc.deliverables.items;
+	t.ndeliverables = sc.deliverables.n;
+	if (job_limits_check(&t, why, sizeof why) != 0)
+		rc = plan_fail(err, source, path, "phase \"%s\" cannot be sent to a worker: %s",
+		    t.phase_id, why);
+	store_scope_free(&sc);
+	return rc;
+}
+
 /* Check one phase; `seen` collects the run's phase ids to catch duplicates. */
 static int plan_check_phase(const json_t *ph, const char *source, const char *path,
     struct plan_seen *seen, size_t *nseen, const char *run_id, struct store_err *err)
@@ -463,6 +508,8 @@ static int plan_check_phase(const json_t *ph, const char *source, const char *pa
 
 	rc = plan_check_object(
 	    ph, plan_phase_fields, ARRAY_SIZE(plan_phase_fields), source, path, err);
+	if (rc == 0)
+		rc = plan_check_limits(ph, run_id, source, path, err);
 	if (rc != 0)
 		return rc;
 	id = json_string_value(json_object_get(ph, "phase_id"));

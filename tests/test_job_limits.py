@@ -1,0 +1,96 @@
+"""A phase that could never be sent to a worker is refused where it enters: plan import
+(and so seed) and adoption name the phase and the limit or rule it breaks, and nothing is
+written. A job that still cannot be encoded at dispatch fails as INVALID_JOB without
+touching a worker."""
+import json
+import os
+import sqlite3
+
+import pytest
+
+import legacy_db
+from conftest import ctl
+from supervisor_helpers import db_url, sql
+
+PHASE_PATH = "runs[0].tiers[0].phases[0]"
+
+
+def plan_with(tmp, **fields):
+    """A plan of one run with one phase, `fields` overriding the phase's."""
+    phase = {"phase_id": "p-big", "name": "big phase", "description": "d",
+             "scope": {"paths": [], "deliverables": ["out/a.py"]}}
+    phase.update(fields)
+    doc = {"runs": [{"run_id": "r1", "workspace": "ws",
+                     "tiers": [{"tier_id": "T1", "name": "t", "phases": [phase]}]}]}
+    path = os.path.join(str(tmp), "plan.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
+REFUSED = [
+    ({"scope": {"deliverables": ["d/f%d.py" % i for i in range(5000)]}},
+     "scope.deliverables: 5000 entries; a job carries at most 4096"),
+    ({"description": "x" * (20 << 20)},
+     "description: 20971520 bytes; a job carries at most 1048576"),
+    ({"scope": {"deliverables": ["a/" + "b" * 5000]}},
+     "scope.deliverables[0]: 5002 bytes; a path is at most 4096 bytes"),
+    ({"scope": {"paths": ["a/" + "b" * 5000 + "/"], "deliverables": ["a/%s/x" % ("b" * 5000)]}},
+     "scope.paths[0]: 5003 bytes; a path is at most 4096 bytes"),
+    ({"scope": {"deliverables": ["a\\..\\x"]}}, "backslashes are not allowed"),
+    ({"scope": {"deliverables": [".git/config"]}}, "the .git directory is reserved"),
+    ({"scope": {"deliverables": [".autopack/x"]}}, "the .autopack directory is reserved"),
+    ({"scope": {"deliverables": ["."]}}, "names the workspace itself, not a file in it"),
+    ({"task_category": "c" * 300}, "task_category: 300 bytes; a job carries at most 256"),
+    ({"description": "x" * (1 << 20), "check_command": "y" * (1 << 20),
+      "name": "z" * (1 << 20)}, "the phase's text comes to"),
+]
+
+
+@pytest.mark.parametrize("fields,why", REFUSED, ids=[
+    "5000-deliverables", "20MiB-description", "5000-byte-deliverable", "5000-byte-scope-path",
+    "backslash", "git", "autopack", "dot", "long-category", "3MiB-together"])
+def test_import_refuses_a_phase_no_worker_could_be_sent(tmp, fields, why):
+    url = db_url(os.path.join(str(tmp), "a.db"))
+    assert ctl("--db", url, "db", "init").rc == 0
+    r = ctl("--db", url, "run", "import", plan_with(tmp, **fields))
+    assert r.rc == 1, r
+    assert "plan.json: %s: phase \"p-big\" cannot be sent to a worker: " % PHASE_PATH in r.err
+    assert why in r.err, r.err
+    assert "nothing was written" in r.err
+    assert sql(url, "SELECT count(*) FROM phases") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_import_takes_a_phase_at_the_limits(tmp):
+    url = db_url(os.path.join(str(tmp), "a.db"))
+    assert ctl("--db", url, "db", "init").rc == 0
+    r = ctl("--db", url, "run", "import", plan_with(
+        tmp, description="x" * (1 << 20),
+        scope={"paths": ["."], "deliverables": ["d/f%d.py" % i for i in range(4096)]}))
+    assert r.rc == 0, r
+    assert sql(url, "SELECT count(*) FROM phases") == [(1,)]
+
+
+def test_adoption_survey_names_phases_that_cannot_be_sent(tmp):
+    path = os.path.join(str(tmp), "original.db")
+    legacy_db.build_original(path)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE phases SET scope = ? WHERE run_id = 'build1-original'"
+                " AND phase_id = 't1-p1'", (json.dumps({"deliverables": [".git/config"]}),))
+    con.execute("UPDATE phases SET description = ? WHERE run_id = 'build1-original'"
+                " AND phase_id = 't2-p1'", ("x" * (2 << 20),))
+    con.commit()
+    con.close()
+    r = ctl("--db", db_url(path), "db", "adopt", "--dry-run", "--json")
+    assert r.rc == 0, r
+    got = {(p["run_id"], p["phase_id"]): p["why"]
+           for p in json.loads(r.out)["scopes"]["unsendable"]}
+    assert got == {
+        ("build1-original", "t1-p1"):
+            'scope.deliverables[0] ".git/config": the .git directory is reserved',
+        ("build1-original", "t2-p1"):
+            "description: 2097152 bytes; a job carries at most 1048576"}
+    r = ctl("--db", db_url(path), "db", "adopt", "--dry-run")
+    assert "phases that cannot be sent to a worker" in r.out
+    assert "build1-original/t1-p1 (COMPLETE): scope.deliverables[0]" in r.out
