@@ -4,6 +4,7 @@
 #include "common/store/store_lock.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -92,6 +93,7 @@ int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 	char msg[1024];
 	va_list ap;
 
+	assert(code != STORE_OK); /* a failure must not exit 0 */
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
@@ -229,6 +231,7 @@ json_t *cmd_identity_json(struct store *st)
 	json_t *counts = json_object();
 	char devino[48];
 
+	assert(st->db != NULL);
 	store_identity_read(st, &id, NULL);
 	for (int i = 0; i < STORE_COUNT_N; i++)
 		json_object_set_new(counts, store_count_name(i), json_integer(id.counts[i]));

@@ -52,6 +52,16 @@ MUTANTS = [
      ["tests/test_policy.py::test_resume_after_sigkill_keeps_counters_and_triage"]),
     ("moved_database_unnoticed", "a moved or replaced database stops all writes",
      ["tests/test_supervisor.py::test_database_moved_away_stops_writes_with_an_error"]),
+    ("calib_apply_not_activated", "calibrate --apply makes the new set the active one",
+     ["tests/test_unit.py::test_unit[calib_store_coefficient_sets_version_activate_and_roll_"
+      "back]",
+      "tests/test_calibrate.py::"
+      "test_apply_stores_the_fitted_set_with_provenance_and_rollback_restores_defaults",
+      "tests/test_calibration_loop.py::"
+      "test_drain_calibrate_apply_fitted_model_drain_again_rollback"]),
+    ("calib_rollback_forgets_parent", "calibrate --rollback reactivates the parent set",
+     ["tests/test_unit.py::test_unit[calib_store_coefficient_sets_version_activate_and_roll_"
+      "back]"]),
     ("anthropic_system_as_message", "Anthropic requests have the Messages API's shape",
      ["tests/test_unit.py::test_unit[worker_llm_anthropic_normal_call_reads_text_usage_and_"
       "stop_reason]",

@@ -13,6 +13,7 @@
 #include "common/relpath.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -254,6 +255,8 @@ static int dlv_write(
 	size_t off = 0;
 	int fd;
 
+	assert(f->mode != DLV_DELETE && (f->content != NULL || f->content_len == 0));
+	assert(strchr(name, '/') == NULL); /* dlv_walk hands over the last component */
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
 		mode = st.st_mode & 07777;
 	tmp = xasprintf(".%s.autopack-%ld-%u.tmp", name, (long)getpid(), counter++);

@@ -4,6 +4,7 @@
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,7 @@ int store_adopt(const char *path, const char *workspace_base, struct store_adopt
 	char *msg;
 	int rc;
 
+	assert(path != NULL && path[0] == '/');
 	memset(rep, 0, sizeof *rep);
 	rc = store_adopt_check(path, err);
 	if (rc != 0)

@@ -1,6 +1,7 @@
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,7 @@ void store_banner(struct store *st, FILE *out)
 	struct store_identity id;
 	char devino[48];
 
+	assert(st->db != NULL && st->path != NULL && st->url != NULL);
 	store_identity_read(st, &id, NULL);
 	fprintf(out, "== autopack database ==\n");
 	fprintf(out, "  url:            %s\n", st->url);

@@ -141,6 +141,10 @@ int store_coef_activate_new(struct store *st, const char *overhead_json, const c
 	if (rc == 0)
 		rc = coef_insert(
 		    st, *version, *parent, now, overhead_json, model_json, provenance_json, err);
+#ifdef AUTOPACK_MUTANT_calib_apply_not_activated
+	rc = rc != 0 ? rc :
+	               store_exec(st->db, "UPDATE estimator_coefficients SET active = 0", "", err);
+#endif
 	if (rc == 0)
 		rc = store_exec(st->db, "COMMIT", "committing the coefficient update", err);
 	if (rc != 0)
@@ -193,6 +197,10 @@ int store_coef_rollback(struct store *st, int64_t *from, int64_t *now, struct st
 		rc = store_exec(st->db, sql, "reactivating the parent set", err);
 		sqlite3_free(sql);
 	}
+#ifdef AUTOPACK_MUTANT_calib_rollback_forgets_parent
+	rc = rc != 0 ? rc :
+	               store_exec(st->db, "UPDATE estimator_coefficients SET active = 0", "", err);
+#endif
 	if (rc == 0)
 		rc = store_exec(st->db, "COMMIT", "committing the rollback", err);
 	if (rc != 0)

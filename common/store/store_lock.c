@@ -1,6 +1,7 @@
 #include "common/store/store_lock.h"
 #include "common/store/store_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 	struct stat sb;
 	int fd, saved;
 
+	assert(db_path != NULL && db_path[0] == '/');
 	*holder = 0;
 	fd = open(db_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)

@@ -4,6 +4,7 @@
 #include "common/store/store_values.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -86,16 +87,17 @@ int store_backup(struct store *st, const char *dest, struct store_err *err)
 {
 	sqlite3 *out = NULL;
 	sqlite3_backup *bk;
-	int fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), rc;
+	int fd, rc;
 
+	assert(st->db != NULL && dest != NULL && strcmp(dest, st->path) != 0);
 	/* The copy holds what the database holds: created 0600 (less what the umask removes),
 	 * and never over an existing file. */
+	fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return store_fail(
 		    err, STORE_EIO, "%s: backup to %s failed: %s", st->path, dest, strerror(errno));
 	close(fd);
 	rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE, NULL);
-
 	if (rc == SQLITE_OK) {
 		bk = sqlite3_backup_init(out, "main", st->db, "main");
 		if (bk == NULL) {

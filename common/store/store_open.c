@@ -2,6 +2,7 @@
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	sqlite3 *db = NULL;
 	int rc;
 
+	/* Callers resolve the URL first (dburl_resolve): the path is canonical. */
+	assert(path != NULL && path[0] == '/' && url != NULL);
 	memset(st, 0, sizeof *st);
 	rc = store_stat_file(path, &sb, err);
 	if (rc != 0)

@@ -3,6 +3,7 @@
 #include "common/strbuf.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ size_t store_schema_tables(int version, const char **names, size_t cap)
 {
 	size_t n = 0;
 
+	assert(cap >= 1);
 	for (size_t i = 0; i < ARRAY_SIZE(store_tables) && n + 1 < cap; i++)
 		if (store_tables[i].since <= version)
 			names[n++] = store_tables[i].name;

@@ -3,6 +3,7 @@
 #include "common/store/store_session.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,7 @@ void store_session_summarize(const struct store_session *s, const struct store_s
 	struct store_counts fps = { 0 };
 	json_t *stopped;
 
+	assert(n == 0 || r != NULL);
 	memset(sum, 0, sizeof *sum);
 	sum->state = s->state_json != NULL ? json_loads(s->state_json, 0, NULL) : NULL;
 	if (!json_is_object(sum->state)) {

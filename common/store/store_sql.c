@@ -43,7 +43,9 @@ int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 
+	assert(out != NULL);
 	if (rc == SQLITE_OK) {
+		assert(sqlite3_column_count(st) == 1 && sqlite3_bind_parameter_count(st) == 0);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			*out = sqlite3_column_int64(st, 0);
@@ -77,8 +79,10 @@ int store_row_exists(sqlite3 *db, struct store_err *err, const char *sql, const 
 	va_list ap;
 
 	if (rc == SQLITE_OK) {
-		for (int i = 0; args != NULL && args[i] != NULL; i++)
+		for (int i = 0; args != NULL && args[i] != NULL; i++) {
+			assert(i < sqlite3_bind_parameter_count(q));
 			sqlite3_bind_text(q, i + 1, args[i], -1, SQLITE_STATIC);
+		}
 		rc = sqlite3_step(q);
 	}
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
@@ -106,6 +110,7 @@ int store_step_done(
 {
 	va_list ap;
 
+	assert(rc != SQLITE_OK || q != NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(q);
 	if (rc != SQLITE_DONE) {
@@ -207,8 +212,10 @@ int store_rows_query(
 /* Copy a text column to the heap; a NULL column gives a copy of if_null, or NULL. */
 char *store_col_text(sqlite3_stmt *q, int i, const char *if_null)
 {
-	const unsigned char *t = sqlite3_column_text(q, i);
+	const unsigned char *t;
 
+	assert(i >= 0 && i < sqlite3_column_count(q));
+	t = sqlite3_column_text(q, i);
 	if (t == NULL)
 		return if_null != NULL ? xstrdup(if_null) : NULL;
 	return xstrndup((const char *)t, (size_t)sqlite3_column_bytes(q, i));
@@ -217,6 +224,7 @@ char *store_col_text(sqlite3_stmt *q, int i, const char *if_null)
 /* Bind a text parameter (copied); NULL binds SQL NULL. */
 void store_bind_text(sqlite3_stmt *q, int i, const char *s)
 {
+	assert(q != NULL && i >= 1);
 	if (s != NULL)
 		sqlite3_bind_text(q, i, s, -1, SQLITE_TRANSIENT);
 	else

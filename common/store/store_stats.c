@@ -4,12 +4,14 @@
 #include "common/util.h"
 #include "common/vocab.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Append (key, n) to the list. */
 void store_counts_add(struct store_counts *c, const char *key, int64_t n)
 {
+	assert(key != NULL);
 	c->items = xrealloc(c->items, (c->n + 1) * sizeof *c->items);
 	c->items[c->n].key = xstrdup(key);
 	c->items[c->n].n = n;
