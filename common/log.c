@@ -6,11 +6,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
 static FILE *log_file;
+static char *log_path; /* the file log_open opened, for log_reopen and log_follow */
 
 void log_init(const char *program, enum log_level min)
 {
@@ -34,7 +36,28 @@ int log_open(const char *path)
 	if (log_file != NULL)
 		fclose(log_file);
 	log_file = f;
+	if (log_path != path) {
+		free(log_path);
+		log_path = xstrdup(path);
+	}
 	return 0;
+}
+
+int log_reopen(void)
+{
+	return log_path != NULL ? log_open(log_path) : 0;
+}
+
+int log_follow(void)
+{
+	struct stat open_st, path_st;
+
+	if (log_path == NULL || log_file == NULL || fstat(fileno(log_file), &open_st) != 0)
+		return 0;
+	if (stat(log_path, &path_st) == 0 && path_st.st_dev == open_st.st_dev &&
+	    path_st.st_ino == open_st.st_ino)
+		return 0;
+	return log_open(log_path);
 }
 
 /* Write one formatted line at `level`. */

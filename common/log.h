@@ -15,6 +15,12 @@ void log_init(const char *program, enum log_level min);
 /* Send lines to `path` (appended; created 0600 less what the umask removes) instead of
  * stderr; returns 0 or -errno. */
 int log_open(const char *path);
+/* Open the log file again by its path (after a rotation moved it); 0 or -errno, the old
+ * file kept on failure. Nothing to do without a log file. */
+int log_reopen(void);
+/* Reopen the log file if its path no longer names the open file (it was rotated); 0 or
+ * -errno. */
+int log_follow(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Log at error level and exit(status). */
 void log_fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));

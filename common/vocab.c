@@ -106,6 +106,14 @@ static const char *const event_kinds[EVENT_KIND_COUNT] = {
 	[EVENT_LLM_USAGE] = "llm_usage",
 	[EVENT_TOKEN_ESTIMATION_V2] = "token_estimation_v2",
 	[EVENT_LOG] = "log",
+	[EVENT_LLM_REQUEST] = "llm_request",
+};
+
+static const char *const usage_statuses[USAGE_STATUS_COUNT] = {
+	[USAGE_OK] = "ok",
+	[USAGE_ERROR] = "error",
+	[USAGE_SENT] = "sent",
+	[USAGE_LOST] = "lost",
 };
 
 static const char *const stop_levels[STOP_LEVEL_COUNT] = {
@@ -177,6 +185,12 @@ const char *tier_state_name(enum tier_state s)
 const char *event_kind_name(enum event_kind k)
 {
 	return VOCAB_NAME(event_kinds, k);
+}
+
+/* Name an LLM call's status. */
+const char *usage_status_name(enum usage_status u)
+{
+	return VOCAB_NAME(usage_statuses, u);
 }
 
 /* Name a stop level. */

@@ -126,7 +126,20 @@ enum event_kind {
 	EVENT_LLM_USAGE,           /* one HTTP try: a row in llm_usage_events */
 	EVENT_TOKEN_ESTIMATION_V2, /* one builder call: a row in token_estimation_v2_events */
 	EVENT_LOG,                 /* a line of the attempt's log: events.level, events.message */
+	EVENT_LLM_REQUEST, /* an HTTP try about to be sent: its llm_usage_events row, 'sent' */
 	EVENT_KIND_COUNT
+};
+
+/* llm_usage_events.status: how one HTTP try to a provider ended. A try is recorded as
+ * 'sent' before it leaves the worker, and becomes 'ok' or 'error' when the worker reports
+ * it, or 'lost' when its attempt ends without that report (the worker died). */
+enum usage_status {
+	USAGE_STATUS_NONE,
+	USAGE_OK,
+	USAGE_ERROR,
+	USAGE_SENT,
+	USAGE_LOST,
+	USAGE_STATUS_COUNT
 };
 
 /* Documentation features of a pure-doc phase, as bits (the *_required columns). */
@@ -165,6 +178,7 @@ const char *phase_state_name(enum phase_state s);
 const char *run_state_name(enum run_state s);
 const char *tier_state_name(enum tier_state s);
 const char *event_kind_name(enum event_kind k);
+const char *usage_status_name(enum usage_status u);
 const char *stop_level_name(enum stop_level l);
 const char *bucket_name(enum bucket b);
 

@@ -31,6 +31,7 @@
  *                          in? (the call's input tokens), dlx? (JSON: per deliverable
  *                          its kind and existing size)
  *     log                  lvl, msg
+ *     llm_request          prov, model, role, maxt (>= 1), try (>= 1)
  *   ack        att, seq
  *   result     uuid, att, seq (final), outcome, why?, msg?, fp?, zy?, llm (bool), dur
  *   cancel     att
@@ -145,6 +146,7 @@ enum proto_event_kind {
 	PROTO_EV_LLM_USAGE = EVENT_LLM_USAGE,
 	PROTO_EV_TOKEN_ESTIMATION = EVENT_TOKEN_ESTIMATION_V2,
 	PROTO_EV_LOG = EVENT_LOG,
+	PROTO_EV_LLM_REQUEST = EVENT_LLM_REQUEST,
 };
 
 /* kind "llm_usage": one HTTP call to a provider, failed calls included. */
@@ -184,6 +186,15 @@ struct proto_estimation {
 	char *deliverables_detail_json; /* nullable: [{"kind", "bytes"}, ...] as in dl */
 };
 
+/* kind "llm_request": an HTTP try to a provider, announced before it is sent. */
+struct proto_llm_request {
+	char *provider;
+	char *model;
+	char *role;         /* builder, auditor, ... */
+	int64_t max_tokens; /* >= 1 */
+	int64_t try_number; /* 1-based within the builder call */
+};
+
 /* kind "log" */
 struct proto_log {
 	char *level; /* debug|info|warn|error */
@@ -200,6 +211,7 @@ struct proto_event {
 		struct proto_usage usage;
 		struct proto_estimation est;
 		struct proto_log log;
+		struct proto_llm_request request;
 	} body;
 };
 

@@ -130,6 +130,15 @@ static const struct proto_field log_fields[] = {
 };
 SCHEMA(log_schema, "body", log_fields);
 
+static const struct proto_field request_ev_fields[] = {
+	STR("prov", struct proto_llm_request, provider, PROTO_NAME_MAX),
+	STR("model", struct proto_llm_request, model, PROTO_NAME_MAX),
+	STR("role", struct proto_llm_request, role, PROTO_NAME_MAX),
+	I64("maxt", struct proto_llm_request, max_tokens, 1, INT64_MAX),
+	I64("try", struct proto_llm_request, try_number, 1, INT64_MAX),
+};
+SCHEMA(request_ev_schema, "body", request_ev_fields);
+
 static const struct proto_field event_fields[] = {
 	STR("uuid", struct proto_event, db_uuid, PROTO_NAME_MAX),
 	U64("att", struct proto_event, attempt_id),
@@ -209,6 +218,7 @@ static const struct proto_schema *const kind_schemas[] = {
 	[PROTO_EV_LLM_USAGE] = &usage_schema,
 	[PROTO_EV_TOKEN_ESTIMATION] = &estimation_schema,
 	[PROTO_EV_LOG] = &log_schema,
+	[PROTO_EV_LLM_REQUEST] = &request_ev_schema,
 };
 
 const struct proto_schema *proto_schema_of_type(enum proto_type t)

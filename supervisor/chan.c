@@ -2,6 +2,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,7 @@ static void chan_write_cb(uv_write_t *req, int status)
 {
 	struct chan_write *w = container_of(req, struct chan_write, req);
 
+	assert(w->c->queued >= w->buf.len);
 	w->c->queued -= w->buf.len;
 	if (status < 0 && status != UV_ECANCELED)
 		chan_close(w->c, uv_strerror(status));
@@ -98,9 +100,10 @@ static void chan_write_cb(uv_write_t *req, int status)
 	free(w);
 }
 
-int chan_send(struct chan *c, const struct proto_msg *m)
+int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err)
 {
 	struct chan_write *w;
+	struct proto_err perr;
 	uv_buf_t b;
 	int rc;
 
@@ -109,8 +112,9 @@ int chan_send(struct chan *c, const struct proto_msg *m)
 	w = xcalloc(1, sizeof *w);
 	w->c = c;
 	proto_buf_init(&w->buf);
-	if ((rc = proto_pack(m, &w->buf)) != 0) {
-		log_error("cannot encode %s message: %s", proto_type_name(m->type), strerror(-rc));
+	if ((rc = proto_msg_pack(m, &w->buf, err != NULL ? err : &perr)) != 0) {
+		log_error("cannot encode a %s message: %s", proto_type_name(m->type),
+		    (err != NULL ? err : &perr)->text);
 		proto_buf_free(&w->buf);
 		free(w);
 		return rc;

@@ -32,8 +32,10 @@ int chan_init(
     uv_loop_t *loop, struct chan *c, size_t max_frame, chan_msg_cb on_msg, chan_close_cb on_close);
 /* Start reading. Returns 0 or a libuv error. */
 int chan_start(struct chan *c);
-/* Send one message. Returns 0, or a negative error (the channel is then closing). */
-int chan_send(struct chan *c, const struct proto_msg *m);
+/* Send one message. Returns 0; a negative errno from proto_msg_pack when it cannot be
+ * encoded (nothing is sent, the channel stays open, and err, if not NULL, says why); or a
+ * libuv error, after which the channel is closing. */
+int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err);
 /* Close the channel with a reason (NULL for a clean close); on_close follows. */
 void chan_close(struct chan *c, const char *why);
 

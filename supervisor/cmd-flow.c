@@ -41,7 +41,7 @@ int cmd_resume(
 	if (s->paused)
 		log_info("resumed by control request");
 	s->paused = false;
-	sched_kick(s);
+	lease_kick(s);
 	return 0;
 }
 
@@ -102,26 +102,15 @@ int cmd_stop(
 	rep->body = json_pack("{s:s, s:i}", "mode", stop_level_name(now ? STOP_NOW : STOP_GRACEFUL),
 	    "in_flight", (int)s->in_flight);
 	if (now) {
-		sup_stop_because(
+		lifecycle_stop_because(
 		    s, STOP_NOW, "stop --now by control request (pid %d)", (int)c->pid);
 	} else {
-		sup_stop_because(s, STOP_GRACEFUL, "stop by control request (pid %d)", (int)c->pid);
+		lifecycle_stop_because(
+		    s, STOP_GRACEFUL, "stop by control request (pid %d)", (int)c->pid);
 		if (timeout >= 0)
-			sup_stop_timeout(s, (uint64_t)timeout * 1000);
+			lifecycle_stop_timeout(s, (uint64_t)timeout * 1000);
 	}
 	return 0;
-}
-
-/* The worker holding (run, phase), or NULL. */
-static struct worker *lease_of(struct sup *s, const char *run, const char *phase)
-{
-	struct worker *w;
-
-	for (w = s->workers; w != NULL; w = w->next)
-		if (w->attempt_id != 0 && strcmp(w->run->run_id, run) == 0 &&
-		    strcmp(w->phase->phase_id, phase) == 0)
-			return w;
-	return NULL;
 }
 
 int cmd_retry(
@@ -133,7 +122,7 @@ int cmd_retry(
 	(void)c;
 	if (req->args.n != 2)
 		return cmd_error(rep, "bad_argument", "retry: give RUN PHASE");
-	if (lease_of(s, req->args.items[0], req->args.items[1]) != NULL)
+	if (lease_find(s, req->args.items[0], req->args.items[1]) != NULL)
 		return cmd_error(rep, "in_flight", "retry: %s/%s is running now",
 		    req->args.items[0], req->args.items[1]);
 	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],
@@ -142,7 +131,7 @@ int cmd_retry(
 	if ((r = sched_run_find(s, req->args.items[0])) != NULL)
 		r->skipped = false;
 	sched_reload_run(s, req->args.items[0]);
-	sched_kick(s);
+	lease_kick(s);
 	rep->body = json_pack("{s:s, s:s, s:s}", "run_id", req->args.items[0], "phase_id",
 	    req->args.items[1], "state", phase_state_name(PHASE_QUEUED));
 	return 0;
@@ -157,11 +146,11 @@ int cmd_cancel(
 	(void)c;
 	if (req->args.n != 2)
 		return cmd_error(rep, "bad_argument", "cancel: give RUN PHASE");
-	if ((w = lease_of(s, req->args.items[0], req->args.items[1])) != NULL) {
-		pool_cancel(w);
+	if ((w = lease_find(s, req->args.items[0], req->args.items[1])) != NULL) {
+		lease_cancel(w);
 		rep->body = json_pack("{s:s, s:s, s:s, s:I}", "run_id", req->args.items[0],
 		    "phase_id", req->args.items[1], "state", "cancelling", "attempt_id",
-		    (json_int_t)w->attempt_id);
+		    (json_int_t)w->lease.attempt_id);
 		return 0;
 	}
 	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],

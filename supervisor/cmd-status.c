@@ -6,13 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *worker_state_name(const struct worker *w)
-{
-	static const char *const names[] = { "starting", "idle", "busy", "exited" };
-
-	return w->retire && w->state != W_EXITED ? "retiring" : names[w->state];
-}
-
 /* Resident set size of a process in KiB, or -1. */
 static long rss_kib(pid_t pid)
 {
@@ -42,9 +35,9 @@ static json_t *workers_json(struct sup *s)
 		json_array_append_new(a,
 		    json_pack("{s:i, s:i, s:s, s:s?, s:s?, s:I, s:f, s:I, s:I}", "id", w->id, "pid",
 		        (int)w->pid, "state", worker_state_name(w), "run_id",
-		        w->run != NULL ? w->run->run_id : NULL, "phase_id",
-		        w->phase != NULL ? w->phase->phase_id : NULL, "attempt_id",
-		        (json_int_t)w->attempt_id, "age_seconds",
+		        w->lease.run != NULL ? w->lease.run->run_id : NULL, "phase_id",
+		        w->lease.phase != NULL ? w->lease.phase->phase_id : NULL, "attempt_id",
+		        (json_int_t)w->lease.attempt_id, "age_seconds",
 		        (double)(now - w->born_ms) / 1000.0, "rss_kib", (json_int_t)rss_kib(w->pid),
 		        "jobs_done", (json_int_t)w->jobs_done));
 	}
@@ -81,16 +74,17 @@ int cmd_status(
 	for (i = PHASE_STATE_NONE + 1; i < PHASE_STATE_COUNT; i++)
 		json_object_set_new(phases, phase_state_name(i), json_integer(counts[i]));
 	for (w = s->workers; w != NULL; w = w->next) {
-		if (w->attempt_id == 0)
+		if (w->lease.attempt_id == 0)
 			continue;
 		json_array_append_new(inflight,
-		    json_pack("{s:I, s:s, s:s, s:i, s:f}", "attempt_id", (json_int_t)w->attempt_id,
-		        "run_id", w->run->run_id, "phase_id", w->phase->phase_id, "worker_id",
-		        w->id, "seconds", (double)(clock_mono_ms() - w->lease_ms) / 1000.0));
+		    json_pack("{s:I, s:s, s:s, s:i, s:f}", "attempt_id",
+		        (json_int_t)w->lease.attempt_id, "run_id", w->lease.run->run_id, "phase_id",
+		        w->lease.phase->phase_id, "worker_id", w->id, "seconds",
+		        (double)(clock_mono_ms() - w->lease.started_ms) / 1000.0));
 	}
 	rep->body = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
 	                      " s:{s:i, s:i, s:b, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
-	                      " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	                      " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	                      " s:{s:f, s:f}}",
 	    "db_url", s->st->url, "db_uuid", s->st->uuid, "pid", (int)getpid(), "version",
 	    AUTOPACK_VERSION, "session_id", s->session_id, "uptime_seconds", up, "synchronous",
@@ -109,12 +103,12 @@ int cmd_status(
 	    (json_int_t)s->started, "counters", "dispatched", (json_int_t)s->n.dispatched,
 	    "results", (json_int_t)s->n.results, "events_committed",
 	    (json_int_t)s->n.events_committed, "events_duplicate",
-	    (json_int_t)s->n.events_duplicate, "rejected_wrong_uuid",
-	    (json_int_t)s->n.rejected_uuid, "rejected_stale", (json_int_t)s->n.rejected_stale,
-	    "worker_crashes", (json_int_t)s->n.worker_crashes, "worker_timeouts",
-	    (json_int_t)s->n.worker_timeouts, "commits", (json_int_t)s->n.commits,
-	    "commit_failures", (json_int_t)s->n.commit_failures, "rates", "results_per_second",
-	    up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
+	    (json_int_t)s->n.events_duplicate, "events_missing", (json_int_t)s->n.events_missing,
+	    "rejected_wrong_uuid", (json_int_t)s->n.rejected_uuid, "rejected_stale",
+	    (json_int_t)s->n.rejected_stale, "worker_crashes", (json_int_t)s->n.worker_crashes,
+	    "worker_timeouts", (json_int_t)s->n.worker_timeouts, "commits",
+	    (json_int_t)s->n.commits, "commit_failures", (json_int_t)s->n.commit_failures, "rates",
+	    "results_per_second", up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
 	    up > 0 ? (double)s->n.events_committed / up : 0.0);
 	return 0;
 }
@@ -131,6 +125,7 @@ int cmd_metrics(
 	    "# TYPE autopack_results_total counter\nautopack_results_total %llu\n"
 	    "# TYPE autopack_events_committed_total counter\nautopack_events_committed_total %llu\n"
 	    "# TYPE autopack_events_duplicate_total counter\nautopack_events_duplicate_total %llu\n"
+	    "# TYPE autopack_events_missing_total counter\nautopack_events_missing_total %llu\n"
 	    "# TYPE autopack_rejected_total counter\n"
 	    "autopack_rejected_total{reason=\"wrong_uuid\"} %llu\n"
 	    "autopack_rejected_total{reason=\"stale_attempt\"} %llu\n"
@@ -141,9 +136,10 @@ int cmd_metrics(
 	    "# TYPE autopack_workers gauge\nautopack_workers %d\n",
 	    (unsigned long long)s->n.dispatched, (unsigned long long)s->n.results,
 	    (unsigned long long)s->n.events_committed, (unsigned long long)s->n.events_duplicate,
-	    (unsigned long long)s->n.rejected_uuid, (unsigned long long)s->n.rejected_stale,
-	    (unsigned long long)s->n.worker_crashes, (unsigned long long)s->n.commits,
-	    (long long)s->queued, (long long)s->in_flight, s->live);
+	    (unsigned long long)s->n.events_missing, (unsigned long long)s->n.rejected_uuid,
+	    (unsigned long long)s->n.rejected_stale, (unsigned long long)s->n.worker_crashes,
+	    (unsigned long long)s->n.commits, (long long)s->queued, (long long)s->in_flight,
+	    s->live);
 	rep->body = json_pack("{s:s}", "text", text);
 	free(text);
 	return 0;

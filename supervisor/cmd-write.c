@@ -20,7 +20,7 @@ static int write_done(struct sup *s, struct store_plan_summary *sum, struct cmd_
 	rep->body = json_pack("{s:o, s:I, s:I, s:i}", "runs", ids, "tiers", (json_int_t)sum->tiers,
 	    "phases", (json_int_t)sum->phases, "supervisor_pid", (int)getpid());
 	store_plan_summary_free(sum);
-	sched_kick(s);
+	lease_kick(s);
 	return 0;
 }
 

@@ -8,7 +8,6 @@
 #include "common/util.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,18 +33,6 @@ static const struct sup_cmd sup_cmds[] = {
 static struct ctl_conn *conns;
 static dev_t ctl_dev; /* the published socket, so that only it is removed at the end */
 static ino_t ctl_ino;
-
-int cmd_error(struct cmd_reply *rep, const char *code, const char *fmt, ...)
-{
-	va_list ap;
-
-	rep->code = code;
-	va_start(ap, fmt);
-	if (vasprintf(&rep->message, fmt, ap) < 0)
-		rep->message = NULL;
-	va_end(ap);
-	return -1;
-}
 
 /* Join the request arguments with spaces for the control log. */
 static char *args_join(const struct proto_request *req)
@@ -129,7 +116,7 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	m.u.reply.db_uuid = s->st->uuid;
 	m.u.reply.db_devino = devino;
 	m.u.reply.body = body;
-	chan_send(&c->chan, &m);
+	chan_send(&c->chan, &m, NULL);
 	free(body);
 	free(rep.message);
 	json_decref(rep.body);

@@ -97,5 +97,17 @@ void convert_event_to_row(const struct proto_event *ev, struct drain_event *row)
 		row->u.log.level = ev->body.log.level;
 		row->u.log.message = ev->body.log.message;
 		break;
+	case PROTO_EV_LLM_REQUEST: {
+		const struct proto_llm_request *q = &ev->body.request;
+
+		row->u.request = (struct drain_request){
+			.provider = q->provider,
+			.model = q->model,
+			.role = q->role,
+			.max_tokens = q->max_tokens,
+			.try_number = q->try_number,
+		};
+		break;
+	}
 	}
 }

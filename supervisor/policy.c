@@ -1,7 +1,9 @@
-/* Drain policies (docs/drain-rules.md): failure-reason buckets, sample-first triage, and the stop and
- * skip rules, applied as results arrive. With several workers, results are judged in the
- * order the supervisor receives them; the state is saved with the commit that records
- * each result, so a restarted drain (--resume) continues with the same counters. */
+/* Drain policies (docs/drain-rules.md): failure-reason buckets, sample-first triage, and
+ * the stop and skip rules, applied as results arrive. With several workers, results are
+ * judged in the order the supervisor receives them; the state is saved with the commit
+ * that records each result, so a restarted drain (--resume) continues with the same
+ * counters. The rules only judge: a verdict says what follows (a run skipped, the
+ * session stopped), and lease.c carries it out. */
 #include "supervisor/sup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -86,22 +88,25 @@ static bool fp_seen(struct policy *p, const char *fp)
 	return false;
 }
 
-/* Stop dispatching a run for the rest of the session. */
-static void run_stop(struct sup *s, struct run_q *r, const char *why)
+/* Record that a run is stopped for the rest of the session. */
+static void run_stop(struct sup *s, struct run_q *r, const char *why, struct policy_verdict *v)
 {
 	if (nameset_has(&s->pol.stopped_runs, r->run_id))
 		return;
 	nameset_add(&s->pol.stopped_runs, r->run_id);
 	log_info("[STOP] run %s: %s", r->run_id, why);
-	sched_skip_run(s, r);
+	v->skip_run = true;
 }
 
-void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const char *fp, int64_t v2)
+/* Judge one result of run r; the verdict says what the caller must do. */
+void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const char *fp, int64_t v2,
+    struct policy_verdict *v)
 {
 	struct policy *p = &s->pol;
 	bool timeout = outcome == OUTCOME_TIMEOUT;
 	bool success = outcome == OUTCOME_SUCCESS;
 
+	*v = (struct policy_verdict){ 0 };
 	/* A dry run visits phases without judging them (docs/drain-rules.md, "Stop rules"). */
 	if (outcome == OUTCOME_DRY_RUN)
 		return;
@@ -111,7 +116,7 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 
 		snprintf(why, sizeof why, "%lld timeout(s) (--max-timeouts-per-run %lld)",
 		    (long long)r->timeouts, (long long)s->cfg.max_timeouts_per_run);
-		run_stop(s, r, why);
+		run_stop(s, r, why, v);
 	}
 	if (!r->sampled) {
 		r->sampled = true;
@@ -124,13 +129,14 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 			nameset_add(&p->deprioritized, r->run_id);
 			log_info("[SAMPLE-SKIP] %s: deprioritised (repeating fingerprint: %.80s)",
 			    r->run_id, fp);
-			sched_skip_run(s, r);
+			v->skip_run = true;
 		}
 	}
 	p->consecutive_zero = v2 > 0 ? 0 : p->consecutive_zero + 1;
 	if (s->cfg.max_consecutive_zero_yield > 0 &&
 	    p->consecutive_zero >= s->cfg.max_consecutive_zero_yield) {
-		sup_stop_because(s, STOP_GRACEFUL,
+		v->stop_session = true;
+		snprintf(v->why, sizeof v->why,
 		    "%lld consecutive attempts yielded no telemetry"
 		    " (--max-consecutive-zero-yield %lld)",
 		    (long long)p->consecutive_zero, (long long)s->cfg.max_consecutive_zero_yield);
@@ -147,7 +153,7 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 			    "fingerprint seen %lld times"
 			    " (--max-fingerprint-repeats %lld): %.200s",
 			    (long long)*n, (long long)s->cfg.max_fingerprint_repeats, fp);
-			run_stop(s, r, why);
+			run_stop(s, r, why, v);
 		}
 	}
 }
@@ -213,19 +219,6 @@ int policy_load(struct sup *s, const char *state_json)
 	p->consecutive_zero = json_integer_value(json_object_get(j, "consecutive_zero_yield"));
 	json_decref(j);
 	return 0;
-}
-
-void policy_apply_runs(struct sup *s)
-{
-	struct run_q *r;
-
-	for (r = s->runs; r != NULL; r = r->next) {
-		r->sampled = nameset_has(&s->pol.sampled, r->run_id);
-		r->promising = nameset_has(&s->pol.promising, r->run_id);
-		if (nameset_has(&s->pol.stopped_runs, r->run_id) ||
-		    nameset_has(&s->pol.deprioritized, r->run_id))
-			sched_skip_run(s, r);
-	}
 }
 
 void policy_free(struct policy *p)

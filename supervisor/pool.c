@@ -1,9 +1,11 @@
-/* The worker pool: spawning, handshake, heartbeat and phase deadlines, exits, respawn
- * with backoff, and scaling. */
+/* The worker pool: spawning, the handshake, the heartbeat deadline, the frames a worker
+ * sends (its lease's events and result go to lease.c), exits, respawn with backoff, and
+ * scaling. */
 #include "supervisor/sup.h"
 #include "common/log.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -13,7 +15,6 @@
 
 #define CRASH_LOOP_LIMIT 5 /* consecutive failed workers before giving up */
 #define RESPAWN_MAX_MS 10000
-#define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
 
 static void pool_spawn(struct sup *s);
 
@@ -23,6 +24,7 @@ static void worker_handle_closed(uv_handle_t *h)
 	struct worker *w = h->data;
 	struct worker **pp;
 
+	assert(w->handles > 0);
 	if (--w->handles > 0)
 		return;
 	for (pp = &w->sup->workers; *pp != NULL; pp = &(*pp)->next) {
@@ -34,32 +36,6 @@ static void worker_handle_closed(uv_handle_t *h)
 	free(w);
 }
 
-struct worker *pool_find(struct sup *s, int id)
-{
-	struct worker *w;
-
-	for (w = s->workers; w != NULL; w = w->next)
-		if (w->id == id && w->state != W_EXITED)
-			return w;
-	return NULL;
-}
-
-/* Signal the worker's process, remembering that we did. */
-static void worker_kill(struct worker *w, int sig)
-{
-	if (w->state == W_EXITED || w->pid <= 0)
-		return;
-	w->killed = true;
-	uv_process_kill(&w->proc, sig);
-}
-
-/* Send a message; a worker we cannot write to is killed. */
-static void worker_send(struct worker *w, const struct proto_msg *m)
-{
-	if (chan_send(&w->chan, m) != 0)
-		worker_kill(w, SIGKILL);
-}
-
 /* Ask an idle worker to exit. */
 static void worker_retire(struct worker *w)
 {
@@ -67,7 +43,7 @@ static void worker_retire(struct worker *w)
 
 	m.u.shutdown.reason = (char *)"scale";
 	w->retire = true;
-	worker_send(w, &m);
+	worker_send(w, &m, NULL);
 }
 
 /* Tell the scheduler a worker is free, or retire it if the pool is too big. */
@@ -85,7 +61,7 @@ static void worker_idle(struct worker *w)
 		worker_retire(w);
 		return;
 	}
-	sched_kick(s);
+	lease_kick(s);
 }
 
 /* The heartbeat deadline passed: the worker is hung. */
@@ -95,75 +71,9 @@ static void worker_hb_cb(uv_timer_t *t)
 
 	log_warn("worker %d (pid %d): no frame for %llds; killing it", w->id, (int)w->pid,
 	    (long long)w->sup->cfg.heartbeat_timeout_s);
-	if (w->end_outcome == OUTCOME_NONE)
-		w->end_outcome = OUTCOME_HEARTBEAT_LOST;
+	if (w->lease.end_outcome == OUTCOME_NONE)
+		w->lease.end_outcome = OUTCOME_HEARTBEAT_LOST;
 	worker_kill(w, SIGKILL);
-}
-
-/* The phase deadline passed: TERM now, KILL after the grace period. */
-static void worker_phase_cb(uv_timer_t *t)
-{
-	struct worker *w = t->data;
-
-	if (w->end_outcome != OUTCOME_NONE && w->killed) {
-		worker_kill(w, SIGKILL);
-		return;
-	}
-	log_warn("worker %d (pid %d): attempt %llu passed its deadline; stopping it", w->id,
-	    (int)w->pid, (unsigned long long)w->attempt_id);
-	if (w->end_outcome == OUTCOME_NONE)
-		w->end_outcome = OUTCOME_TIMEOUT;
-	w->sup->n.worker_timeouts++;
-	worker_kill(w, SIGTERM);
-	uv_timer_start(&w->phase_timer, worker_phase_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
-}
-
-/* Check that an event, heartbeat or result belongs to this worker's lease and database. */
-static bool worker_fenced(struct worker *w, const char *uuid, uint64_t att, const char *what)
-{
-	struct sup *s = w->sup;
-
-	if (strcmp(uuid, s->st->uuid) != 0 && !(att == 0 && uuid[0] == '\0')) {
-		s->n.rejected_uuid++;
-		log_error("REJECTED %s from worker %d: database uuid %s is not this database's %s"
-		          " (%s)",
-		    what, w->id, uuid, s->st->uuid, s->st->url);
-		return false;
-	}
-	if (att != w->attempt_id) {
-		s->n.rejected_stale++;
-		log_warn("rejected %s from worker %d: attempt %llu is not its current attempt %llu",
-		    what, w->id, (unsigned long long)att, (unsigned long long)w->attempt_id);
-		return false;
-	}
-	return true;
-}
-
-/* End the worker's lease after a result: record it and free the worker. A result whose
- * outcome or reason is not in the vocabulary is a protocol violation: the worker is
- * killed and the attempt ends as worker_crashed. */
-static void worker_result(struct worker *w, struct proto_result *r)
-{
-	enum outcome outcome = outcome_parse(r->outcome);
-	enum reason reason = reason_parse(r->failure_reason);
-	bool zy_known = r->zero_yield_reason == NULL ||
-	    zero_yield_parse(r->zero_yield_reason) != ZERO_YIELD_NONE;
-
-	if (!outcome_reportable(outcome) || (r->failure_reason != NULL && reason == REASON_NONE) ||
-	    !zy_known) {
-		log_error(
-		    "worker %d sent a result (outcome \"%s\", failure reason \"%s\", zero-yield"
-		    " reason \"%s\") with a value outside the vocabulary; killing it",
-		    w->id, r->outcome, r->failure_reason != NULL ? r->failure_reason : "",
-		    r->zero_yield_reason != NULL ? r->zero_yield_reason : "");
-		worker_kill(w, SIGKILL);
-		return;
-	}
-	uv_timer_stop(&w->phase_timer);
-	writer_close_attempt(w->sup, w, outcome, reason, r->message, r);
-	w->jobs_done++;
-	w->sup->crash_streak = 0;
-	worker_idle(w);
 }
 
 /* Handle one frame from a worker. */
@@ -187,25 +97,16 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 		break;
 	case PROTO_HEARTBEAT:
 		if (m->u.heartbeat.attempt_id != 0)
-			worker_fenced(
+			lease_fenced(
 			    w, m->u.heartbeat.db_uuid, m->u.heartbeat.attempt_id, "heartbeat");
 		break;
-	case PROTO_EVENT:
-		if (w->state == W_BUSY &&
-		    worker_fenced(w, m->u.event.db_uuid, m->u.event.attempt_id, "event")) {
-			writer_event(w->sup, w, &m->u.event);
-		} else if (w->state != W_BUSY) {
-			w->sup->n.rejected_stale++;
-			log_warn("rejected event from idle worker %d (attempt %llu)", w->id,
-			    (unsigned long long)m->u.event.attempt_id);
-		}
-		break;
+	case PROTO_EVENT: lease_event(w, &m->u.event); break;
 	case PROTO_RESULT:
-		if (w->state == W_BUSY &&
-		    worker_fenced(w, m->u.result.db_uuid, m->u.result.attempt_id, "result"))
-			worker_result(w, &m->u.result);
-		else if (w->state != W_BUSY)
-			w->sup->n.rejected_stale++;
+		if (lease_result(w, &m->u.result)) {
+			w->jobs_done++;
+			w->sup->crash_streak = 0;
+			worker_idle(w);
+		}
 		break;
 	default:
 		log_error("worker %d sent a %s message, which workers may not send; killing it",
@@ -244,7 +145,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
 	struct worker *w = container_of(p, struct worker, proc);
 	struct sup *s = w->sup;
-	bool crashed = !w->killed && !w->retire && (status != 0 || sig != 0);
+	bool crashed = !w->killed && !w->retire && (status != 0 || sig != 0), hung;
 
 	if (sig != 0 || status != 0)
 		log_warn("worker %d (pid %d) exited: status %lld, signal %d", w->id, (int)w->pid,
@@ -253,20 +154,12 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	s->live--;
 	uv_timer_stop(&w->hb_timer);
 	uv_timer_stop(&w->phase_timer);
-	if (w->attempt_id != 0) {
-		enum outcome outcome = w->end_outcome != OUTCOME_NONE ? w->end_outcome :
-		    s->stopping == STOP_NOW                           ? OUTCOME_SUPERVISOR_STOPPED :
-		                                                        OUTCOME_WORKER_CRASHED;
-		char msg[96];
-
-		snprintf(msg, sizeof msg, "worker pid %d ended: status %lld, signal %d",
-		    (int)w->pid, (long long)status, sig);
-		writer_close_attempt(s, w, outcome, outcome_reason(outcome), msg, NULL);
-		crashed = crashed || outcome == OUTCOME_WORKER_CRASHED;
-	}
+	hung = w->lease.end_outcome == OUTCOME_HEARTBEAT_LOST;
+	if (w->lease.attempt_id != 0)
+		crashed = lease_abort(w, status, sig) == OUTCOME_WORKER_CRASHED || crashed;
 	/* A worker that died on its own or hung counts towards a crash loop; one we stopped
 	 * for its phase (deadline, cancel, scale) does not. */
-	if (crashed || w->end_outcome == OUTCOME_HEARTBEAT_LOST) {
+	if (crashed || hung) {
 		s->n.worker_crashes += crashed;
 		if (++s->crash_streak >= CRASH_LOOP_LIMIT && w->jobs_done == 0) {
 			s->crash_loop = true;
@@ -290,7 +183,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 			delay = 0;
 		uv_timer_start(&s->respawn_timer, pool_respawn_cb, delay, 0);
 	}
-	sup_check_done(s);
+	lifecycle_check_done(s);
 }
 
 /* Start one worker process with one end of a fresh socketpair as its fd 3. */
@@ -336,8 +229,10 @@ static void pool_spawn(struct sup *s)
 	if (rc != 0) {
 		log_error("cannot start worker %s: %s", s->worker_path, uv_strerror(rc));
 		close(fds[0]);
-		uv_close((uv_handle_t *)&w->proc, NULL);
-		free(w);
+		/* The handle is released in its close callback, not before. */
+		w->proc.data = w;
+		w->handles = 1;
+		uv_close((uv_handle_t *)&w->proc, worker_handle_closed);
 		s->crash_streak++;
 		if (s->crash_streak >= CRASH_LOOP_LIMIT)
 			s->crash_loop = true;
@@ -392,7 +287,7 @@ void pool_scale(struct sup *s, int target, bool force)
 			w->retire = true;
 			active--;
 			if (force && w->state == W_BUSY) {
-				w->end_outcome = OUTCOME_SCALED_DOWN;
+				w->lease.end_outcome = OUTCOME_SCALED_DOWN;
 				worker_kill(w, SIGTERM);
 			}
 		}
@@ -405,85 +300,18 @@ void pool_scale(struct sup *s, int target, bool force)
 	}
 }
 
-void pool_cancel(struct worker *w)
-{
-	struct proto_msg m = { .type = PROTO_CANCEL };
-
-	m.u.cancel.attempt_id = w->attempt_id;
-	w->end_outcome = OUTCOME_CANCELLED;
-	worker_send(w, &m);
-	worker_kill(w, SIGTERM);
-	uv_timer_start(&w->phase_timer, worker_phase_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
-}
-
-void pool_kill_all(struct sup *s, int sig)
+void pool_stop(struct sup *s, enum stop_level level)
 {
 	struct worker *w;
 
 	for (w = s->workers; w != NULL; w = w->next) {
 		if (w->state == W_EXITED)
 			continue;
-		if (sig == 0) {
-			if (w->state == W_IDLE || w->state == W_STARTING)
-				worker_retire(w);
-			else
-				w->retire = true;
-		} else {
-			worker_kill(w, sig);
-		}
+		if (level == STOP_NOW)
+			worker_kill(w, SIGKILL);
+		else if (w->state == W_IDLE || w->state == W_STARTING)
+			worker_retire(w);
+		else
+			w->retire = true;
 	}
-}
-
-int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t attempt_id,
-    int64_t attempt_number)
-{
-	struct sup *s = w->sup;
-	struct proto_msg m = { .type = PROTO_JOB };
-	struct proto_job *j = &m.u.job;
-	struct drain_spec spec;
-	struct store_err err;
-	int rc;
-
-	w->state = W_BUSY;
-	w->attempt_id = attempt_id;
-	w->run = r;
-	w->phase = p;
-	w->lease_ms = clock_mono_ms();
-	w->lease_v2 = 0;
-	w->lease_samples = 0;
-	w->end_outcome = OUTCOME_NONE;
-	rc = store_drain_spec(s->sd, r->run_id, p->phase_id, &spec, &err);
-	if (rc != 0) {
-		log_error("attempt %llu: %s", (unsigned long long)attempt_id, err.text);
-		writer_close_attempt(s, w, OUTCOME_FAILED, REASON_JOB_BUILD_FAILED, err.text, NULL);
-		proto_msg_free(&m);
-		worker_idle(w);
-		return rc;
-	}
-	convert_spec_to_job(&spec, j);
-	j->run_id = xstrdup(r->run_id);
-	j->phase_id = xstrdup(p->phase_id);
-	j->db_url = xstrdup(s->st->url);
-	j->db_uuid = xstrdup(s->st->uuid);
-	j->attempt_id = attempt_id;
-	j->attempt_number = attempt_number;
-	j->deadline_ms = clock_wall_ms() + s->cfg.phase_timeout_s * 1000;
-	j->max_tokens_cap = s->cfg.max_tokens_cap;
-	j->llm.provider = xstrdup(s->cfg.llm_provider);
-	j->llm.base_url = xstrdup(s->cfg.llm_base_url);
-	j->llm.model = xstrdup(s->cfg.llm_model);
-	j->llm.timeout_ms = s->cfg.llm_timeout_s * 1000;
-	j->llm.max_retries = s->cfg.llm_retries;
-	j->coef_version = s->coef_version;
-	convert_coefs_to_job(s->coefs, s->ncoefs, j);
-	if (s->fit_json != NULL)
-		j->fit_json = xstrdup(s->fit_json);
-	j->dry_run = s->cfg.dry_run;
-	worker_send(w, &m);
-	proto_msg_free(&m);
-	/* The worker ends the attempt itself at the deadline and reports why; the supervisor
-	 * steps in only if that report does not come. */
-	uv_timer_start(&w->phase_timer, worker_phase_cb,
-	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
-	return 0;
 }

@@ -1,15 +1,15 @@
 /* The scheduler: a cache of eligible phases per run, rebuilt from the database at start,
- * and dispatch rounds that lease the head phase of ready runs to idle workers. Within a
- * run one phase is leased at a time, in (tier index, phase index) order; runs proceed in
- * parallel. Among ready runs the next one is chosen as the batch controller chose its next
- * phase (docs/drain-rules.md, "Which run goes next"): runs not yet sampled first, then promising ones; then by the
- * failure-reason bucket of the run's next phase (unknown, collection, deliverable, patch,
- * other, timeout); then the lower phase index; then the run that has waited longest.
- * Dispatch is event-driven: sched_kick arms one round for the next loop iteration. */
+ * and the choice of the next run. Within a run one phase is leased at a time, in (tier
+ * index, phase index) order; runs proceed in parallel. Among ready runs the next one is
+ * chosen as the batch controller chose its next phase (docs/drain-rules.md): runs not yet
+ * sampled first, then promising ones; then by the failure-reason bucket of the run's next
+ * phase; then the lower phase index; then the run that has waited longest. The dispatch
+ * rounds that take runs from here are in lease.c. */
 #include "supervisor/sup.h"
 #include "common/log.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,8 +66,7 @@ static bool run_before(const struct run_q *a, const struct run_q *b)
 	return a->ready_seq < b->ready_seq;
 }
 
-/* Take the best ready run. */
-static struct run_q *ready_pop(struct sup *s)
+struct run_q *sched_pop(struct sup *s)
 {
 	struct run_q *r, *prev = NULL, *best = NULL, *best_prev = NULL;
 
@@ -82,10 +81,29 @@ static struct run_q *ready_pop(struct sup *s)
 	return best;
 }
 
+void sched_phase_free(struct qphase *p)
+{
+	free(p->phase_id);
+	free(p);
+}
+
+/* Free a run's queued phases, counting them out of the queue. */
+static void sched_clear_run(struct sup *s, struct run_q *r)
+{
+	struct qphase *p, *next;
+
+	for (p = r->head; p != NULL; p = next) {
+		next = p->next;
+		sched_phase_free(p);
+		s->queued--;
+	}
+	assert(s->queued >= 0);
+	r->head = r->tail = NULL;
+}
+
 void sched_skip_run(struct sup *s, struct run_q *r)
 {
 	struct run_q *x, *prev = NULL;
-	struct qphase *p, *next;
 
 	r->skipped = true;
 	if (r->ready) {
@@ -94,13 +112,7 @@ void sched_skip_run(struct sup *s, struct run_q *r)
 		if (x == r)
 			ready_unlink(s, prev, r);
 	}
-	for (p = r->head; p != NULL; p = next) {
-		next = p->next;
-		free(p->phase_id);
-		free(p);
-		s->queued--;
-	}
-	r->head = r->tail = NULL;
+	sched_clear_run(s, r);
 }
 
 /* Add one eligible phase (store callback), creating its run on first sight. */
@@ -154,28 +166,27 @@ int sched_load(struct sup *s)
 		log_error("%s", err.text);
 		return -1;
 	}
-	policy_apply_runs(s);
-	for (r = s->runs; r != NULL; r = r->next)
+	/* A resumed session keeps its triage: sampled, promising and skipped runs. */
+	for (r = s->runs; r != NULL; r = r->next) {
+		r->sampled = nameset_has(&s->pol.sampled, r->run_id);
+		r->promising = nameset_has(&s->pol.promising, r->run_id);
+		if (nameset_has(&s->pol.stopped_runs, r->run_id) ||
+		    nameset_has(&s->pol.deprioritized, r->run_id))
+			sched_skip_run(s, r);
 		ready_push(s, r);
+	}
 	return 0;
 }
 
 void sched_reload_run(struct sup *s, const char *run_id)
 {
 	struct run_q *r = sched_run_find(s, run_id);
-	struct qphase *p, *next;
 	struct store_err err;
+	struct qphase *p;
 	struct worker *w;
 
-	if (r != NULL) {
-		for (p = r->head; p != NULL; p = next) {
-			next = p->next;
-			free(p->phase_id);
-			free(p);
-			s->queued--;
-		}
-		r->head = r->tail = NULL;
-	}
+	if (r != NULL)
+		sched_clear_run(s, r);
 	if (store_drain_each_eligible(
 	        s->sd, run_id, s->cfg.retry_failed, s->session_id, sched_load_one, s, &err) != 0)
 		log_error("%s", err.text);
@@ -185,14 +196,13 @@ void sched_reload_run(struct sup *s, const char *run_id)
 	for (w = s->workers; w != NULL; w = w->next) {
 		struct qphase **pp;
 
-		if (w->run != r || w->phase == NULL)
+		if (w->lease.run != r || w->lease.phase == NULL)
 			continue;
 		for (pp = &r->head; *pp != NULL; pp = &(*pp)->next) {
-			if (strcmp((*pp)->phase_id, w->phase->phase_id) == 0) {
+			if (strcmp((*pp)->phase_id, w->lease.phase->phase_id) == 0) {
 				p = *pp;
 				*pp = p->next;
-				free(p->phase_id);
-				free(p);
+				sched_phase_free(p);
 				s->queued--;
 				break;
 			}
@@ -206,8 +216,7 @@ void sched_reload_run(struct sup *s, const char *run_id)
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p)
 {
 	if (r->skipped) {
-		free(p->phase_id);
-		free(p);
+		sched_phase_free(p);
 		return;
 	}
 	p->next = r->head;
@@ -247,151 +256,33 @@ bool sched_drained(struct sup *s)
 	return s->in_flight == 0 && s->ops_n == 0 && (s->queued == 0 || capped);
 }
 
-/* Find an idle worker not marked to retire. */
-static struct worker *idle_worker(struct sup *s, struct worker *after)
+struct qphase *sched_take(struct sup *s, struct run_q *r)
 {
-	struct worker *w = after != NULL ? after->next : s->workers;
+	struct qphase *p = r->head;
 
-	for (; w != NULL; w = w->next)
-		if (w->state == W_IDLE && !w->retire)
-			return w;
-	return NULL;
+	assert(p != NULL && !r->busy && !r->ready);
+	r->head = p->next;
+	if (r->head == NULL)
+		r->tail = NULL;
+	p->next = NULL;
+	r->busy = true;
+	s->queued--;
+	assert(s->queued >= 0);
+	return p;
 }
 
-struct lease {
-	struct worker *w;
-	struct run_q *r;
-	struct qphase *p;
-	uint64_t attempt_id;
-	int64_t attempt_number;
-};
-
-#define DISPATCH_RETRY_MS 200
-
-/* Try a dispatch round again after a failed one. */
-static void sched_retry_cb(uv_timer_t *t)
+void sched_drop_head(struct sup *s, struct run_q *r)
 {
-	sched_kick(t->data);
-}
+	struct qphase *p = r->head;
 
-/* Lease ready runs' head phases to idle workers, all attempts in one transaction. */
-static void sched_round(struct sup *s)
-{
-	struct lease *ls;
-	struct worker *w = NULL;
-	struct store_err err;
-	int n = 0, max = 0, i;
-
-	if (s->paused || s->stopping || s->store_lost || s->ready_head == NULL)
-		return;
-	for (w = idle_worker(s, NULL); w != NULL; w = idle_worker(s, w))
-		max++;
-	if (s->cfg.batch_size > 0 && max > s->cfg.batch_size - s->started)
-		max = (int)(s->cfg.batch_size - s->started);
-	if (max <= 0) {
-		if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size && s->in_flight == 0)
-			sup_stop_because(s, STOP_GRACEFUL, "batch size %lld reached (--batch-size)",
-			    (long long)s->cfg.batch_size);
-		return;
-	}
-	ls = xcalloc((size_t)max, sizeof *ls);
-	if (store_drain_begin(s->sd, &err) != 0)
-		goto fail;
-	w = idle_worker(s, NULL);
-	while (n < max && w != NULL && s->ready_head != NULL) {
-		struct run_q *r = ready_pop(s);
-		struct qphase *p = r->head;
-		struct lease *l = &ls[n];
-		int rc;
-
-		rc = store_drain_attempt_open(s->sd, r->run_id, p->phase_id, w->pid, s->session_id,
-		    s->cfg.dry_run, &l->attempt_id, &l->attempt_number, &err);
-		if (rc == STORE_EINVAL) {
-			/* No longer eligible (changed by a control command): drop it. */
-			log_warn("%s", err.text);
-			r->head = p->next;
-			if (r->head == NULL)
-				r->tail = NULL;
-			s->queued--;
-			free(p->phase_id);
-			free(p);
-			ready_push(s, r);
-			continue;
-		}
-		if (rc != 0) {
-			ready_push(s, r);
-			goto fail;
-		}
-		r->head = p->next;
-		if (r->head == NULL)
-			r->tail = NULL;
-		p->next = NULL;
-		r->busy = true;
-		l->w = w;
-		l->r = r;
-		l->p = p;
-		n++;
-		w = idle_worker(s, w);
-	}
-	if (store_drain_commit(s->sd, &err) != 0)
-		goto fail;
-	for (i = 0; i < n; i++) {
-		struct lease *l = &ls[i];
-
-		s->queued--;
-		s->in_flight++;
-		s->started++;
-		s->n.dispatched++;
-		l->p->attempts++;
-		pool_send_job(l->w, l->r, l->p, l->attempt_id, l->attempt_number);
-	}
-	free(ls);
-	return;
-fail:
-	log_error("dispatch: %s", err.text);
-	store_drain_rollback(s->sd);
-	/* Undo the leases taken in memory; the database rolled back. */
-	for (i = 0; i < n; i++) {
-		struct lease *l = &ls[i];
-
-		l->p->next = l->r->head;
-		l->r->head = l->p;
-		if (l->r->tail == NULL)
-			l->r->tail = l->p;
-		l->r->busy = false;
-		ready_push(s, l->r);
-	}
-	free(ls);
-	s->n.commit_failures++;
-	sup_identity_check(s);
-	/* Nothing else may come along to ask for another round: retry on a timer. */
-	if (!s->store_lost)
-		uv_timer_start(&s->dispatch_retry, sched_retry_cb, DISPATCH_RETRY_MS, 0);
-}
-
-/* Run one dispatch round per loop iteration in which it was asked for. */
-static void sched_idle_cb(uv_idle_t *h)
-{
-	struct sup *s = h->data;
-
-	uv_idle_stop(h);
-	s->dispatch_armed = false;
-	sched_round(s);
-	sup_check_done(s);
-}
-
-void sched_kick(struct sup *s)
-{
-	if (s->dispatch_armed)
-		return;
-	if (s->dispatch_idle.data == NULL) {
-		uv_idle_init(s->loop, &s->dispatch_idle);
-		s->dispatch_idle.data = s;
-		uv_timer_init(s->loop, &s->dispatch_retry);
-		s->dispatch_retry.data = s;
-	}
-	s->dispatch_armed = true;
-	uv_idle_start(&s->dispatch_idle, sched_idle_cb);
+	assert(p != NULL && !r->busy && !r->ready);
+	r->head = p->next;
+	if (r->head == NULL)
+		r->tail = NULL;
+	sched_phase_free(p);
+	s->queued--;
+	assert(s->queued >= 0);
+	ready_push(s, r);
 }
 
 void sched_free(struct sup *s)
@@ -403,8 +294,7 @@ void sched_free(struct sup *s)
 		rn = r->next;
 		for (p = r->head; p != NULL; p = pn) {
 			pn = p->next;
-			free(p->phase_id);
-			free(p);
+			sched_phase_free(p);
 		}
 		free(r->run_id);
 		free(r);

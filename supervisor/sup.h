@@ -1,6 +1,18 @@
 /*
  * The supervisor: one libuv loop that owns the database (the only writer), the worker
- * pool, the scheduler, the group-commit writer and the control server.
+ * pool, the scheduler, the group-commit writer and the control server. This header holds
+ * the state they share and every function one file offers another, file by file, in the
+ * order a phase passes through them (supervisor/README.md).
+ *
+ * Who calls whom (no cycles; tests/tools/callgraph.py checks it on the objects):
+ *   main → session, lifecycle, writer, lease, pool, control
+ *   control → cmd-*, writer;  cmd-* → pool, lease, lifecycle, sched
+ *   pool → lease, lifecycle, worker;  lease → sched, policy, writer, lifecycle, worker,
+ *   convert;  writer → lifecycle, worker, policy;  lifecycle → sched;  sched → policy
+ * Calls the other way go through callbacks wired by main.c or carried by a queued write:
+ * lifecycle stops the workers through its stop_workers callback (pool_stop), and the
+ * writer hands a committed attempt end back through the op's done callback
+ * (lease_committed).
  */
 #ifndef AUTOPACK_SUP_H
 #define AUTOPACK_SUP_H
@@ -16,6 +28,8 @@
 #include "common/vocab.h"
 #include "proto/wire.h"
 #include "supervisor/chan.h"
+
+struct sup;
 
 struct sup_config {
 	const char *db_flag;
@@ -74,6 +88,13 @@ struct policy {
 	bool dirty; /* changed since the last commit */
 };
 
+/* What the drain rules decided about one result. */
+struct policy_verdict {
+	bool skip_run;     /* dispatch nothing more of the run in this session */
+	bool stop_session; /* stop the drain gracefully */
+	char why[320];     /* the session's stop reason */
+};
+
 /* A phase waiting in its run's queue. */
 struct qphase {
 	char *phase_id;
@@ -107,6 +128,19 @@ enum worker_state {
 	W_EXITED
 };
 
+/* A worker's lease: the attempt it runs, from dispatch to close. */
+struct lease {
+	uint64_t attempt_id; /* 0: none */
+	struct run_q *run;
+	struct qphase *phase;
+	uint64_t started_ms;
+	enum outcome end_outcome; /* why the supervisor is ending it (timeout, cancelled, ...) */
+	int64_t v2;               /* token_estimation_v2 events received */
+	int64_t samples;          /* of those, clean estimator samples */
+	uint64_t seq_max;         /* highest event seq received */
+	uint64_t seq_missing;     /* seqs skipped over so far */
+};
+
 struct worker {
 	struct sup *sup;
 	int id;
@@ -117,42 +151,55 @@ struct worker {
 	uv_timer_t hb_timer;    /* heartbeat deadline */
 	uv_timer_t phase_timer; /* phase deadline, then kill grace */
 	int handles;            /* open handles; freed when it reaches 0 */
-	/* the lease */
-	uint64_t attempt_id;
-	struct run_q *run;
-	struct qphase *phase;
-	uint64_t lease_ms;
-	enum outcome end_outcome; /* why we are killing it (timeout, heartbeat_lost, ...) */
-	bool retire;              /* shut down once idle */
-	bool killed;              /* we signalled it */
+	struct lease lease;
+	int64_t unacked; /* events queued for the writer, not yet committed */
+	bool retire;     /* shut down once idle */
+	bool killed;     /* we signalled it */
 	uint64_t born_ms;
 	uint64_t jobs_done;
-	int64_t lease_v2;      /* token_estimation_v2 events of the lease */
-	int64_t lease_samples; /* of those, clean estimator samples */
 	struct worker *next;
 };
 
-/* A write waiting for the next group commit. */
+/* A write waiting for the next group commit: a tagged union. */
 enum op_kind {
 	OP_EVENT,
 	OP_CLOSE,
 	OP_CTLLOG
 };
 
+struct op;
+/* Called once the commit that wrote the op succeeded. */
+typedef void (*op_done_cb)(struct sup *s, struct op *o);
+
 struct op {
 	enum op_kind kind;
-	int worker_id; /* for the ack; 0 = none */
-	char *run_id;
-	char *phase_id;
-	struct proto_event ev;    /* OP_EVENT */
-	uint64_t attempt_id;      /* OP_CLOSE */
-	struct drain_close close; /* OP_CLOSE; strings owned below */
-	char *strs[5];
-	struct qphase *requeue;     /* OP_CLOSE: phase to put back at its run's head */
-	int64_t peer_pid, peer_uid; /* OP_CTLLOG; command, args, result in strs[0..2] */
-	bool ok;
-	struct run_q *run; /* OP_CLOSE: run to release after commit */
 	struct op *next;
+	union {
+		/* OP_EVENT: one event of a lease; acknowledged after the commit. */
+		struct {
+			int worker_id;
+			char *run_id;
+			char *phase_id;
+			struct proto_event wire; /* owned */
+			struct drain_event row;  /* the row, viewing `wire` */
+		} event;
+		/* OP_CLOSE: the end of an attempt. */
+		struct {
+			uint64_t attempt_id;
+			struct drain_close end; /* message and fingerprint owned */
+			op_done_cb done;
+			void *ctx; /* the done callback's */
+		} close;
+		/* OP_CTLLOG: a control_log row. */
+		struct {
+			int64_t peer_pid;
+			int64_t peer_uid;
+			char *command;
+			char *args;
+			char *result;
+			bool ok;
+		} ctllog;
+	} u;
 };
 
 struct sup_counters {
@@ -160,6 +207,7 @@ struct sup_counters {
 	uint64_t results;
 	uint64_t events_committed;
 	uint64_t events_duplicate;
+	uint64_t events_missing; /* seqs a result's final seq says were sent but never came */
 	uint64_t rejected_uuid;
 	uint64_t rejected_stale;
 	uint64_t worker_crashes;
@@ -191,7 +239,6 @@ struct sup {
 	int crash_streak;
 	bool crash_loop;
 	uv_timer_t respawn_timer;
-	uint64_t restarts;
 
 	/* scheduler */
 	struct run_q *runs; /* in database order */
@@ -200,12 +247,12 @@ struct sup {
 	struct run_q *ready_tail;
 	uint64_t ready_seq;
 	struct policy pol;
-	const char *stop_reason; /* why the drain ended; static or pol-owned */
-	char stop_buf[160];
 	int64_t queued; /* phases in run queues */
 	int64_t in_flight;
 	int64_t started; /* attempts started this drain */
 	bool paused;
+
+	/* lease: dispatch rounds */
 	uv_idle_t dispatch_idle;
 	bool dispatch_armed;
 	uv_timer_t dispatch_retry; /* after a failed dispatch transaction */
@@ -216,14 +263,19 @@ struct sup {
 	int64_t ops_n;
 	uv_timer_t commit_timer;
 	bool commit_armed;
+	bool commit_retrying; /* the timer waits to retry a failed commit */
+	int commit_fail_streak;
 	uint64_t last_commit_ms;
 
 	/* control */
 	uv_pipe_t ctl_server;
 	bool ctl_open;
 
-	/* shutdown */
+	/* lifecycle */
 	enum stop_level stopping;
+	void (*stop_workers)(struct sup *s, enum stop_level level);
+	const char *stop_reason; /* why the drain ended; points at stop_buf */
+	char stop_buf[320];
 	int exit_code;
 	uv_signal_t sigint, sigterm;
 	uv_timer_t stop_timer;
@@ -234,37 +286,54 @@ struct sup {
 	struct sup_counters n;
 };
 
-/* pool.c */
-/* Start cfg.workers workers. A worker that cannot be spawned is retried with backoff. */
-void pool_init(struct sup *s);
-/* Grow or shrink the pool to `target`: idle workers retire first, busy ones after their
- * attempt, or at once (TERM, phase requeued) with `force`. */
-void pool_scale(struct sup *s, int target, bool force);
-/* Signal every worker with `sig`; 0 asks idle workers to shut down and busy ones to
- * stop after their attempt. */
-void pool_kill_all(struct sup *s, int sig);
-/* Stop a busy worker's attempt, which then ends as `cancelled`. */
-void pool_cancel(struct worker *w);
-/* The live worker with this id, or NULL. */
-struct worker *pool_find(struct sup *s, int id);
-/* Lease (r, p) to idle worker w under `attempt_id` and send it the job. If the job cannot
- * be built, the attempt is closed as failed and the worker stays idle. */
-int pool_send_job(struct worker *w, struct run_q *r, struct qphase *p, uint64_t attempt_id,
-    int64_t attempt_number);
+/* --- session.c: the database and the drain session around the loop --- */
 
-/* sched.c */
-/* Build the run queues from the database's eligible phases. Returns 0 or -1 (logged). */
+/* Open, check and lock the database, print its banner; exits 1 naming what is wrong. */
+void session_open_store(struct sup *s);
+/* Prepare the drain: statements, recovery of attempts left open, the session (new or
+ * resumed), the coefficient set, the queue. Exits 1 on failure. */
+void session_prepare(struct sup *s);
+/* After the loop: commit what is queued, record how the session ended, release the
+ * database and everything the drain held. */
+void session_finish(struct sup *s);
+
+/* --- lifecycle.c: signals, stop levels, the end of the loop, the database's identity --- */
+
+/* Start the signal handlers and the lifecycle's timers; `stop_workers` is how a stop
+ * reaches the pool. */
+void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop_level level));
+/* Stop at `level` (levels only rise): graceful lets attempts in flight finish, now kills
+ * the workers and requeues their phases. */
+void lifecycle_stop(struct sup *s, enum stop_level level);
+/* Stop, recording the first reason given as the session's stop reason. */
+void lifecycle_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Turn a graceful stop into a fast one after `ms`. */
+void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
+/* Stop when drained (--exit-when-drained); end the loop once a stop has finished. */
+void lifecycle_check_done(struct sup *s);
+/* If the database path no longer names the file opened, stop writing and exit 3. */
+void lifecycle_identity_check(struct sup *s);
+
+/* --- sched.c: the run queues and which run goes next --- */
+
+/* Build the run queues from the database's eligible phases and the restored triage.
+ * Returns 0 or -1 (logged). */
 int sched_load(struct sup *s);
-/* Ask for a dispatch round in the next loop iteration. */
-void sched_kick(struct sup *s);
+/* Reread a run's eligible phases (after an import, retry or cancel). */
+void sched_reload_run(struct sup *s, const char *run_id);
+/* Take the best ready run (NULL when none); the caller leases its head phase. */
+struct run_q *sched_pop(struct sup *s);
+/* Take a ready run's head phase for a lease: the run is busy until released. */
+struct qphase *sched_take(struct sup *s, struct run_q *r);
+/* Drop a run's head phase, which is no longer eligible; the run stays ready. */
+void sched_drop_head(struct sup *s, struct run_q *r);
 /* Put a phase back at the head of its run's queue (dropped if the run is skipped). */
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p);
 /* End a run's lease: it becomes ready again if it has work. */
 void sched_release(struct sup *s, struct run_q *r);
 /* Drop a run's queue and dispatch nothing more of it in this session. */
 void sched_skip_run(struct sup *s, struct run_q *r);
-/* Reread a run's eligible phases (after an import, retry or cancel). */
-void sched_reload_run(struct sup *s, const char *run_id);
 /* The phase state an attempt's outcome leads to, or PHASE_STATE_NONE to leave it (dry
  * run). */
 enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome outcome);
@@ -272,41 +341,61 @@ enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome 
 bool sched_drained(struct sup *s);
 /* The run with this id, or NULL. */
 struct run_q *sched_run_find(struct sup *s, const char *run_id);
+/* Free a queued phase. */
+void sched_phase_free(struct qphase *p);
+/* Free every run and queued phase. */
 void sched_free(struct sup *s);
 
-/* policy.c */
-/* The bucket of a failure reason (docs/drain-rules.md); free text, since adopted databases
- * hold the original's reasons. */
-enum bucket policy_bucket(const char *failure_reason);
-/* Judge one attempt's end (triage, timeouts, zero-yield streak, fingerprints); may stop
- * the run or the session. */
-void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const char *fingerprint,
-    int64_t v2_events);
-/* The policy state as a JSON object (heap string), saved with each commit. */
-char *policy_state_json(struct sup *s);
-/* Restore the state saved by a session being resumed. Returns 0 or -1 (logged). */
-int policy_load(struct sup *s, const char *state_json);
-/* Mark loaded runs as the restored state says (sampled, promising, skipped). */
-void policy_apply_runs(struct sup *s);
-void policy_free(struct policy *p);
-bool nameset_has(const struct nameset *ns, const char *name);
+/* --- lease.c: one attempt from dispatch to close --- */
 
-/* writer.c */
-void writer_init(struct sup *s);
-/* Queue an event of w's lease for the next commit; takes ownership of ev's contents. */
-void writer_event(struct sup *s, struct worker *w, struct proto_event *ev);
-/* End w's lease: queue the attempt's end (from result r, or from what the supervisor
- * saw when r is NULL) and judge it by the drain policies. */
-void writer_close_attempt(struct sup *s, struct worker *w, enum outcome outcome, enum reason reason,
-    const char *message, const struct proto_result *r);
-/* Queue a control_log row (command, arguments, outcome) for the next commit. */
-void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
-    const char *args, bool ok, const char *result);
-/* Commit everything queued in one transaction, then ack and apply its effects. A failed
- * commit is rolled back and retried; the queue is kept. */
-void writer_flush(struct sup *s);
+/* Initialise the dispatch handles. */
+void lease_init(struct sup *s);
+/* Ask for a dispatch round in the next loop iteration. */
+void lease_kick(struct sup *s);
+/* Take an event of w's lease (fenced, then queued for the writer; ev's contents are taken
+ * over). */
+void lease_event(struct worker *w, struct proto_event *ev);
+/* Take w's result. Returns true when it ended the lease; false when it was refused (a
+ * stale or foreign result, or a value outside the vocabulary: the worker is then
+ * killed). */
+bool lease_result(struct worker *w, struct proto_result *r);
+/* The worker process of a lease ended: close the attempt as what the supervisor saw
+ * (timeout, heartbeat_lost, cancelled, supervisor_stopped, worker_crashed, ...). Returns
+ * that outcome. */
+enum outcome lease_abort(struct worker *w, int64_t status, int sig);
+/* Stop a busy worker's attempt, which then ends as `cancelled`. */
+void lease_cancel(struct worker *w);
+/* Check that a frame belongs to w's lease and this database; counts and logs a refusal. */
+bool lease_fenced(struct worker *w, const char *uuid, uint64_t att, const char *what);
+/* The worker holding (run, phase), or NULL. */
+struct worker *lease_find(struct sup *s, const char *run_id, const char *phase_id);
 
-/* convert.c */
+/* --- pool.c: the worker processes --- */
+
+/* Start cfg.workers workers. A worker that cannot be spawned is retried with backoff. */
+void pool_init(struct sup *s);
+/* Grow or shrink the pool to `target`: idle workers retire first, busy ones after their
+ * attempt, or at once (TERM, phase requeued) with `force`. */
+void pool_scale(struct sup *s, int target, bool force);
+/* Stop the workers for a stop at `level`: graceful retires idle workers and lets busy
+ * ones finish; now kills them all. */
+void pool_stop(struct sup *s, enum stop_level level);
+
+/* --- worker.c: one worker process --- */
+
+/* The live worker with this id, or NULL. */
+struct worker *worker_find(struct sup *s, int id);
+/* Signal the worker's process, remembering that we did. */
+void worker_kill(struct worker *w, int sig);
+/* Send a message. Returns 0; or a negative errno when it cannot be encoded (nothing sent,
+ * the worker is fine, and err, if not NULL, says why); or a libuv error when the channel
+ * failed (the worker is then killed). */
+int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *err);
+/* A worker's state as status shows it: starting, idle, busy, retiring, exited. */
+const char *worker_state_name(const struct worker *w);
+
+/* --- convert.c: between the store's types and the wire's --- */
+
 /* Move a phase spec's strings into the phase-specific fields of a job (spec is left
  * empty). */
 void convert_spec_to_job(struct drain_spec *spec, struct proto_job *job);
@@ -315,24 +404,50 @@ void convert_coefs_to_job(const struct store_coef_row *rows, size_t n, struct pr
 /* View an event from a worker as the row the store records (strings borrowed from ev). */
 void convert_event_to_row(const struct proto_event *ev, struct drain_event *row);
 
-/* control.c */
+/* --- writer.c: the group commit --- */
+
+/* Initialise the commit timer. */
+void writer_init(struct sup *s);
+/* Queue an event of an attempt of (run, phase), acknowledged to `ack_to` after the commit
+ * (NULL: to nobody); takes over ev's contents. */
+void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
+    struct proto_event *ev);
+/* Queue an attempt's end; `done` (with `ctx`) is called after the commit that records
+ * it. The message and fingerprint are copied. */
+void writer_close(
+    struct sup *s, uint64_t attempt_id, const struct drain_close *end, op_done_cb done, void *ctx);
+/* Queue a control_log row (command, arguments, outcome). */
+void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
+    const char *args, bool ok, const char *result);
+/* Commit everything queued in one transaction, then acknowledge the events and call the
+ * done callbacks. A failed commit is rolled back and retried later; the queue is kept. */
+void writer_flush(struct sup *s);
+/* Commit now unless a failed commit is waiting for its retry (a worker waits for acks). */
+void writer_flush_early(struct sup *s);
+
+/* --- policy.c: the drain rules --- */
+
+/* The bucket of a failure reason (docs/drain-rules.md); free text, since adopted
+ * databases hold the original's reasons. */
+enum bucket policy_bucket(const char *failure_reason);
+/* Judge one attempt's end of run r (triage, timeouts, zero-yield streak, fingerprints)
+ * and say what follows. */
+void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const char *fingerprint,
+    int64_t v2_events, struct policy_verdict *v);
+/* The policy state as a JSON object (heap string), saved with each commit. */
+char *policy_state_json(struct sup *s);
+/* Restore the state saved by a session being resumed. Returns 0 or -1 (logged). */
+int policy_load(struct sup *s, const char *state_json);
+/* Release the policy state. */
+void policy_free(struct policy *p);
+/* Whether a name set holds `name`. */
+bool nameset_has(const struct nameset *ns, const char *name);
+
+/* --- control.c: the control server --- */
+
 /* Listen on the control socket. Returns 0 or -1 (logged). */
 int control_listen(struct sup *s);
 /* Stop listening, remove the socket and drop control connections. */
 void control_close(struct sup *s);
-
-/* main.c */
-/* Stop at `level` (levels only rise): graceful lets attempts in flight finish, now kills
- * the workers and requeues their phases. */
-void sup_stop(struct sup *s, enum stop_level level);
-/* Stop, recording the first reason given as the session's stop reason. */
-void sup_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Turn a graceful stop into a fast one after `ms`. */
-void sup_stop_timeout(struct sup *s, uint64_t ms);
-/* Stop when drained (--exit-when-drained); end the loop once a stop has finished. */
-void sup_check_done(struct sup *s);
-/* If the database path no longer names the file opened, stop writing and exit 3. */
-void sup_identity_check(struct sup *s);
 
 #endif

@@ -58,7 +58,7 @@ def test_adopt_keeps_every_legacy_row_backs_up_first_and_drains_the_queued_backl
     # Every original row is still there, with its values, but for the documented changes.
     adopted_at, uuid, version, by = sql(url, "SELECT created_at, db_uuid, schema_version,"
                                         " created_by FROM meta")[0]
-    assert uuid == j["uuid"] and version == 4 and "adopted" in by
+    assert uuid == j["uuid"] and version == 5 and "adopted" in by
     assert legacy_db.dump(path, before) == legacy_db.expected_after_adopt(before, adopted_at)
 
     # What it reports about the legacy data matches the data.

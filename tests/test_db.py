@@ -273,12 +273,13 @@ def test_db_check_reports_states_runs_and_telemetry(tmp):
 
 
 def make_v1(p):
-    """A hand-made version-1 database: the current schema less what versions 2 and 4
+    """A hand-made version-1 database: the current schema less what versions 2, 4 and 5
     added."""
     init(p)
     sql(p, "DROP TABLE estimator_coefficients; UPDATE meta SET schema_version = 1;"
            "ALTER TABLE token_estimation_v2_events DROP COLUMN input_tokens;"
            "ALTER TABLE token_estimation_v2_events DROP COLUMN deliverables_detail_json;"
+           "ALTER TABLE llm_usage_events DROP COLUMN max_tokens;"
            "INSERT INTO runs (id, created_at, updated_at) VALUES ('old-run', 'a', 'b');"
            "PRAGMA journal_mode=DELETE;")
 
@@ -293,7 +294,7 @@ def test_db_check_reports_an_older_schema_without_changing_it(tmp):
     assert read_bytes(p) == before
     assert glob.glob(str(tmp / "*.bak")) == []
     j = json.loads(ctl("--db", url(p), "db", "check", "--json").out)
-    assert j["schema"] == {"version": 1, "current": 4, "migration_needed": True}
+    assert j["schema"] == {"version": 1, "current": 5, "migration_needed": True}
 
 
 def test_db_migrate_backs_up_then_upgrades_an_older_schema(tmp):
@@ -303,7 +304,7 @@ def test_db_migrate_backs_up_then_upgrades_an_older_schema(tmp):
     r = ctl("--db", url(p), "db", "migrate", "--json")
     assert r.rc == 0, r
     j = json.loads(r.out)
-    assert j["migrated"] is True and j["from"] == 1 and j["to"] == 4
+    assert j["migrated"] is True and j["from"] == 1 and j["to"] == 5
     backups = glob.glob(str(tmp / "old.db.v1-*.bak"))
     assert backups == [j["backup"]]
     con = sqlite3.connect(backups[0])
@@ -313,7 +314,7 @@ def test_db_migrate_backs_up_then_upgrades_an_older_schema(tmp):
                        "'estimator_coefficients'").fetchone() == (0,)
     con.close()
     con = sqlite3.connect(str(p))
-    assert con.execute("SELECT schema_version, db_uuid FROM meta").fetchone() == (4, u)
+    assert con.execute("SELECT schema_version, db_uuid FROM meta").fetchone() == (5, u)
     assert con.execute("SELECT count(*) FROM estimator_coefficients").fetchone() == (0,)
     assert con.execute("SELECT count(*) FROM pragma_table_info('token_estimation_v2_events')"
                        " WHERE name IN ('input_tokens', 'deliverables_detail_json')"
@@ -331,7 +332,7 @@ def test_offline_write_commands_migrate_first_and_say_so(tmp):
     make_v1(p)
     r = ctl("--db", url(p), "seed", "telemetry-run")
     assert r.rc == 0, r
-    assert "migrated the schema from version 1 to 4" in r.out
+    assert "migrated the schema from version 1 to 5" in r.out
     assert len(glob.glob(str(tmp / "old.db.v1-*.bak"))) == 1
 
 

@@ -27,10 +27,10 @@ def test_make_demo_drains_the_seed_run_in_a_fresh_directory_and_exits_0(tmp):
                  "==> autopack-ctl db check", "==> summary"):
         assert step in out, step
     assert "phases by state:  COMPLETE 10" in out
-    assert "events committed: 40 (llm_usage 10, log 20, token_estimation_v2 10)" in out
+    assert "events committed: 50 (llm_request 10, llm_usage 10, log 20, token_estimation_v2 10)" in out
     assert "files written:    demo/workspace/examples/telemetry_utils/ (11)" in out
     assert "The drain completed every phase." in out
-    assert "ended (drained): 10 attempt(s), 40 event(s) committed, 0 rejected" in r.stderr
+    assert "ended (drained): 10 attempt(s), 50 event(s) committed, 0 rejected" in r.stderr
     demo = os.path.join(str(tmp), "demo")
     assert os.path.isfile(os.path.join(demo, "workspace", "examples", "telemetry_utils",
                                        "string_helper.py"))

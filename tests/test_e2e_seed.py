@@ -77,8 +77,8 @@ def test_seed_run_drains_to_ten_complete_phases_with_files_in_the_workspace(drai
     for a in att:
         assert (a["attempt_number"], a["outcome"], a["failure_reason"], a["fingerprint"],
                 a["zero_yield_reason"], a["ended"]) == (1, "success", None, None, None, 1), a
-        # usage, v2 estimate, "wrote 1 file", "check command passed"
-        assert a["events_committed"] == 4, a
+        # the call announced, its usage, v2 estimate, "wrote 1 file", "check command passed"
+        assert a["events_committed"] == 5, a
     assert rows(url, "SELECT stop_reason FROM drain_sessions") == [{"stop_reason": "drained"}]
     # Every deliverable was written, with the stand-in's content, and nothing else but the
     # check logs.
@@ -142,8 +142,9 @@ def test_seed_run_usage_events_match_the_standins_request_log_exactly(drained):
         want = (phase_of[json.dumps(r["deliverables"])], drained["provider"],
                 "model-under-test", SEED_RUN, "builder", 200, None, 1, "ok",
                 r["usage"]["prompt_tokens"], r["usage"]["completion_tokens"],
-                r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"])
+                r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"], r["max_tokens"])
         got = (u["phase_id"], u["provider"], u["model"], u["run_id"], u["role"],
                u["http_status"], u["error_class"], u["try_number"], u["status"],
-               u["prompt_tokens"], u["completion_tokens"], u["total_tokens"])
+               u["prompt_tokens"], u["completion_tokens"], u["total_tokens"],
+               u["max_tokens"])
         assert got == want, (u, r)

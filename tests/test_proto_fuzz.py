@@ -45,7 +45,7 @@ def test_seed_corpus_matches_the_generator(tmp):
         "tests/fuzz/corpus is stale: regenerate with proto-tool corpus tests/fuzz/corpus"
     _, mismatch, errors = filecmp.cmpfiles(tmp, CORPUS, made, shallow=False)
     assert not mismatch and not errors, "stale seeds: %s" % (mismatch + errors)
-    assert len([n for n in made if n.startswith("msg-")]) == 12
+    assert len([n for n in made if n.startswith("msg-")]) == 13
     assert len([n for n in made if n.startswith("bad-")]) >= 5
 
 

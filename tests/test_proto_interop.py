@@ -96,6 +96,10 @@ MESSAGES = {
                  "doc": 15, "ctxq": None, "sot": "BUILD_HISTORY.md", "sotn": 0}},
     "event_log": {"v": 1, "t": "event", "uuid": UUID, "att": 1, "seq": 2, "kind": "log",
                   "body": {"lvl": "warn", "msg": TEXT * 100}},
+    "event_llm_request": {"v": 1, "t": "event", "uuid": UUID, "att": 3, "seq": 4,
+                          "kind": "llm_request",
+                          "body": {"prov": "openai", "model": TEXT, "role": "builder",
+                                   "maxt": I64_MAX, "try": 1}},
     "ack": {"v": 1, "t": "ack", "att": U64_MAX, "seq": 0},
     "result": {"v": 1, "t": "result", "uuid": UUID, "att": 17, "seq": 3,
                "outcome": "failed", "why": "check_failed", "msg": None, "fp": TEXT,
@@ -132,7 +136,7 @@ def test_c_samples_decode_in_python_and_come_back_unchanged(variant):
     msgs = unframe(res.stdout)
     assert [m["t"] for m in msgs] == ["hello", "job", "heartbeat", "event", "event",
                                       "event", "ack", "result", "cancel", "shutdown",
-                                      "request", "reply"]
+                                      "request", "reply", "event"]
     assert all(m["v"] == 1 for m in msgs)
     if variant == "max":
         assert msgs[1]["att"] == U64_MAX and msgs[1]["deadline"] == I64_MAX

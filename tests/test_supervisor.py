@@ -7,6 +7,8 @@ import signal
 import socket
 import sqlite3
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -551,9 +553,26 @@ def test_worker_past_its_deadline_is_terminated_then_killed(tmp):
     assert killed_at - term_at >= 5 - 0.002    # the kill grace, a lower bound
 
 
+def hold_write_lock(path):
+    """Another process that takes SQLite's write lock on path and holds it until release."""
+    holder = subprocess.Popen([sys.executable, "-c", """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+con.execute("ROLLBACK")
+""", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def release(holder):
+    holder.communicate("\n", timeout=30)
+    assert holder.returncode == 0
+
+
 def test_busy_database_delays_commits_and_loses_nothing(tmp, llm):
-    import subprocess
-    import sys
     url = new_db(tmp, runs=2, phases=4, check="sleep 0.2")
     path = url[len("sqlite:///"):]
     sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--exit-when-drained")
@@ -563,19 +582,11 @@ def test_busy_database_delays_commits_and_loses_nothing(tmp, llm):
     # when it fails, the supervisor must retry it by itself.
     assert sup.ctl("pause").rc == 0
     wait_for(lambda: sup.status()["queue"]["in_flight"] == 0, what="nothing in flight")
-    # Another process takes SQLite's write lock for over twice the busy timeout (5 s):
-    # the control log write and then the dispatch round fail.
-    holder = subprocess.Popen([sys.executable, "-c", """
-import sqlite3, sys, time
-con = sqlite3.connect(sys.argv[1], isolation_level=None)
-con.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(12)
-con.execute("ROLLBACK")
-""", path], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
+    # Another process holds SQLite's write lock until the dispatch round has failed.
+    holder = hold_write_lock(path)
     assert sup.ctl("resume").rc == 0
-    assert holder.wait(timeout=30) == 0
+    wait_for(lambda: "dispatch: " in sup.stderr(), 60, what="a failed dispatch round")
+    release(holder)
     assert sup.wait(timeout=120) == 0, sup.stderr()
     err = sup.stderr()
     assert "database is locked" in err
@@ -589,8 +600,6 @@ con.execute("ROLLBACK")
 
 
 def test_busy_database_mid_drain_keeps_every_event(tmp, llm):
-    import subprocess
-    import sys
     url = new_db(tmp, runs=2, phases=4, check="sleep 0.2")
     path = url[len("sqlite:///"):]
     sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--exit-when-drained")
@@ -598,14 +607,9 @@ def test_busy_database_mid_drain_keeps_every_event(tmp, llm):
     wait_for(lambda: sql(url, "SELECT count(*) FROM attempts")[0][0] >= 2, what="a start")
     # Results and events arrive while another process holds the write lock: the writer's
     # commits fail, are rolled back and retried with nothing dropped.
-    holder = subprocess.Popen([sys.executable, "-c", """
-import sqlite3, sys, time
-con = sqlite3.connect(sys.argv[1], isolation_level=None)
-con.execute("BEGIN IMMEDIATE")
-time.sleep(7)
-con.execute("ROLLBACK")
-""", path])
-    assert holder.wait(timeout=30) == 0
+    holder = hold_write_lock(path)
+    wait_for(lambda: "writes failed" in sup.stderr(), 60, what="a failed commit")
+    release(holder)
     assert sup.wait(timeout=120) == 0, sup.stderr()
     assert "database is locked" in sup.stderr()
     assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 8)]

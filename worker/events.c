@@ -64,6 +64,20 @@ char *ev_deliverables_detail_json(
 	return out != NULL ? out : xstrdup("[]");
 }
 
+void ev_request_fill(struct proto_event *ev, const char *provider, const char *model,
+    int64_t max_tokens, int try_number)
+{
+	struct proto_llm_request *q = &ev->body.request;
+
+	memset(ev, 0, sizeof *ev);
+	ev->kind = PROTO_EV_LLM_REQUEST;
+	q->provider = (char *)provider;
+	q->model = (char *)model;
+	q->role = (char *)"builder";
+	q->max_tokens = max_tokens;
+	q->try_number = try_number;
+}
+
 void ev_usage_fill(
     struct proto_event *ev, const char *provider, const char *model, const struct llm_try *t)
 {

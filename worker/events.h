@@ -17,6 +17,10 @@ char *ev_deliverables_json(const struct proto_strlist *d);
 char *ev_deliverables_detail_json(
     const struct proto_strlist *d, const char *category, const char *workspace);
 
+/* Fill an llm_request event: try `try_number` of a builder call, about to be sent with
+ * `max_tokens`. Strings are borrowed from the arguments. */
+void ev_request_fill(struct proto_event *ev, const char *provider, const char *model,
+    int64_t max_tokens, int try_number);
 /* Fill an llm_usage event for one try. Strings are borrowed from the arguments. */
 void ev_usage_fill(
     struct proto_event *ev, const char *provider, const char *model, const struct llm_try *t);

@@ -364,6 +364,11 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			if (left < timeout)
 				timeout = left;
 		}
+		if (h->on_send != NULL && h->on_send(h->ctx, try_number) != 0) {
+			llm_fail(cfg, out, LLM_E_NETWORK, 0,
+			    "not sent: the supervisor did not take the call's announcement");
+			break;
+		}
 		easy = curl_easy_init();
 		if (easy == NULL) {
 			llm_fail(cfg, out, LLM_E_NETWORK, 0, "cannot create an HTTP handle");

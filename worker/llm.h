@@ -8,7 +8,8 @@
  *
  * Retried, with exponential backoff and jitter (or the server's retry-after when longer):
  * 429, 5xx, connection errors and timeouts, up to max_retries extra tries and never past
- * the deadline. Every try is reported through on_try. The API key is sent in its header and
+ * the deadline. Every try is announced through on_send before it is sent and reported
+ * through on_try after. The API key is sent in its header and
  * nowhere else: every message this module produces has the key scrubbed out.
  */
 #ifndef AUTOPACK_LLM_H
@@ -70,6 +71,9 @@ struct llm_try {
 
 struct llm_hooks {
 	void *ctx;
+	/* Nullable: called before try `try_number` is sent; a nonzero return sends nothing
+	 * and ends the call. */
+	int (*on_send)(void *ctx, int try_number);
 	void (*on_try)(void *ctx, const struct llm_try *t); /* nullable */
 	void (*heartbeat)(void *ctx);                       /* nullable: at least every second */
 	void (*sleep_ms)(void *ctx, int64_t ms);            /* nullable: backoff waits */

@@ -27,6 +27,7 @@ struct wk {
 	struct proto_reader rd;
 	const struct proto_job *job; /* the job being run, or NULL */
 	uint64_t seq;                /* last event seq sent in this job */
+	uint64_t acked;              /* every event of this job up to here is committed */
 	uint64_t last_beat;
 	bool shutdown;
 };
@@ -121,6 +122,8 @@ static void wk_beat(struct wk *w)
 	m.u.heartbeat.attempt_id = w->job != NULL ? w->job->attempt_id : 0;
 	wk_send(w, &m);
 	w->last_beat = clock_mono_ms();
+	/* A rotated --log-file is followed within a heartbeat. */
+	log_follow();
 }
 
 /* Read what the socket has (waiting up to timeout_ms); returns false on EOF. */
@@ -152,7 +155,11 @@ static void wk_drain_async(struct wk *w)
 
 	while ((rc = proto_reader_next(&w->rd, &m, &err)) == 1) {
 		switch (m.type) {
-		case PROTO_ACK: break;
+		case PROTO_ACK:
+			if (w->job != NULL && m.u.ack.attempt_id == w->job->attempt_id &&
+			    m.u.ack.seq > w->acked)
+				w->acked = m.u.ack.seq;
+			break;
 		case PROTO_SHUTDOWN: w->shutdown = true; break;
 		case PROTO_CANCEL:
 			if (w->job != NULL && m.u.cancel.attempt_id == w->job->attempt_id) {
@@ -171,7 +178,28 @@ static void wk_drain_async(struct wk *w)
 		log_fatal(1, "bad frame from the supervisor: %s", err.text);
 }
 
-/* phase hook: stamp an event with the database, attempt and next seq, and send it. */
+/* Wait until the supervisor acknowledges event `seq` of the job (it is committed),
+ * heartbeating meanwhile. Returns 0, or -1 when the attempt's deadline passes first. */
+static int wk_wait_ack(struct wk *w, uint64_t seq)
+{
+	while (w->acked < seq) {
+		if (w->job->deadline_ms > 0 && clock_wall_ms() >= w->job->deadline_ms)
+			return -1;
+		if (clock_mono_ms() - w->last_beat >= HEARTBEAT_MS)
+			wk_beat(w);
+		if (!wk_fill(w, 100)) {
+			log_info("supervisor went away during attempt %llu; exiting",
+			    (unsigned long long)w->job->attempt_id);
+			wk_quit();
+		}
+		wk_drain_async(w);
+	}
+	return 0;
+}
+
+/* phase hook: stamp an event with the database, attempt and next seq, and send it. An
+ * announced LLM call is sent only once the supervisor has committed the announcement, so
+ * its cost is on record whatever happens next. */
 static int hook_emit(void *ctx, struct proto_event *ev)
 {
 	struct wk *w = ctx;
@@ -182,6 +210,8 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 	m.u.event.attempt_id = w->job->attempt_id;
 	m.u.event.seq = ++w->seq;
 	wk_send(w, &m);
+	if (ev->kind == PROTO_EV_LLM_REQUEST)
+		return wk_wait_ack(w, m.u.event.seq);
 	return 0;
 }
 
@@ -248,6 +278,7 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 
 	w->job = job;
 	w->seq = 0;
+	w->acked = 0;
 	phase_run(job, &hooks, r);
 	r->db_uuid = xstrdup(job->db_uuid);
 	r->attempt_id = job->attempt_id;

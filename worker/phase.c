@@ -27,6 +27,7 @@ struct phase_ctx {
 	uint64_t deadline; /* clock_mono_ms() value; 0: none */
 	const char *api_key;
 	const char *provider;
+	int call_max_tokens; /* of the builder call being made */
 	bool link_lost;
 	int samples; /* clean v2 samples */
 	enum fp_stage stage;
@@ -102,6 +103,18 @@ static void phase_heartbeat(void *ctx)
 
 	if (pc->hooks != NULL && pc->hooks->heartbeat != NULL)
 		pc->hooks->heartbeat(pc->hooks->ctx);
+}
+
+/* Announce one HTTP try before it is sent; nonzero (nothing sent) when the supervisor
+ * cannot take the announcement. */
+static int phase_on_send(void *ctx, int try_number)
+{
+	struct phase_ctx *pc = ctx;
+	struct proto_event ev;
+
+	ev_request_fill(&ev, pc->provider, pc->job->llm.model, pc->call_max_tokens, try_number);
+	phase_emit(pc, &ev);
+	return pc->link_lost ? -1 : 0;
 }
 
 /* Report one HTTP try: a usage event, and a warning for a failed one. */
@@ -214,9 +227,10 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, const struct prompt *pr,
     struct dlv_set *set)
 {
-	struct llm_hooks hooks = {
-		.ctx = pc, .on_try = phase_on_try, .heartbeat = phase_heartbeat
-	};
+	struct llm_hooks hooks = { .ctx = pc,
+		.on_send = phase_on_send,
+		.on_try = phase_on_try,
+		.heartbeat = phase_heartbeat };
 	char *dl_json = ev_deliverables_json(&pc->job->phase.deliverables);
 	char *dlx_json = ev_deliverables_detail_json(
 	    &pc->job->phase.deliverables, pc->est.category, pc->job->workspace);
@@ -234,7 +248,12 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 
 		if (phase_expired(pc, "the LLM call"))
 			break;
+		pc->call_max_tokens = max_tokens;
 		if (llm_call(cfg, &req, &hooks, &resp) != 0) {
+			if (pc->link_lost) {
+				llm_response_free(&resp);
+				break;
+			}
 			pc->boundary = fp_llm_boundary(resp.error);
 			if (strcmp(resp.error_class, LLM_E_TIMEOUT) == 0 && phase_left(pc) <= 1000)
 				phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, FP_STAGE_PROVIDER,

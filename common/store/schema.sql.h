@@ -10,7 +10,7 @@
 #ifndef AUTOPACK_SCHEMA_SQL_H
 #define AUTOPACK_SCHEMA_SQL_H
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 #define SCHEMA_V1_SQL                                                                                                    \
 	"CREATE TABLE meta (\n"                                                                                          \
@@ -273,6 +273,12 @@
 	"ALTER TABLE token_estimation_v2_events ADD COLUMN input_tokens INTEGER;\n"                \
 	"ALTER TABLE token_estimation_v2_events ADD COLUMN deliverables_detail_json TEXT;\n"
 
-static const char SCHEMA_SQL[] = SCHEMA_V1_SQL SCHEMA_V2_SQL SCHEMA_V3_SQL SCHEMA_V4_SQL;
+/* Version 5: the max_tokens of every LLM try, recorded when the try is announced, before
+ * it is sent; a try whose worker died before reporting it stays as status 'lost' with its
+ * max_tokens, so no spend is invisible. */
+#define SCHEMA_V5_SQL "ALTER TABLE llm_usage_events ADD COLUMN max_tokens INTEGER;\n"
+
+static const char SCHEMA_SQL[] =
+    SCHEMA_V1_SQL SCHEMA_V2_SQL SCHEMA_V3_SQL SCHEMA_V4_SQL SCHEMA_V5_SQL;
 
 #endif

@@ -163,6 +163,7 @@ struct store_stats {
 	struct store_counts v2_by_category;   /* successful events */
 	struct store_counts v2_by_complexity; /* successful events */
 	int64_t usage_total, usage_failed, usage_tokens;
+	int64_t usage_lost; /* of the failed: tries whose worker died before reporting them */
 };
 
 /* Read every statistic db check prints. */

@@ -73,6 +73,16 @@ struct drain_usage {
 	int64_t try_number;
 };
 
+/* One HTTP try announced before it is sent: its llm_usage_events row, status 'sent', which
+ * the try's drain_usage completes. */
+struct drain_request {
+	const char *provider;
+	const char *model;
+	const char *role;
+	int64_t max_tokens;
+	int64_t try_number;
+};
+
 /* One builder call: a row in token_estimation_v2_events (the attempt's run, phase, ids
  * and times are filled in by store_drain_event_insert). */
 struct drain_estimation {
@@ -108,7 +118,8 @@ struct drain_event {
 		struct {
 			const char *level;
 			const char *message;
-		} log; /* EVENT_LOG */
+		} log;                        /* EVENT_LOG */
+		struct drain_request request; /* EVENT_LLM_REQUEST */
 	} u;
 };
 

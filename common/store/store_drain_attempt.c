@@ -39,6 +39,9 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " duration_ms = ?9,"
 	    " events_committed = (SELECT count(*) FROM events WHERE attempt_id = ?1)"
 	    " WHERE attempt_id = ?1" },
+	/* The tries the attempt announced and never reported: its worker died. */
+	{ DS_ATT_LOST,
+	    "UPDATE llm_usage_events SET status = ?2 WHERE attempt_id = ?1 AND status = ?3" },
 	{ DS_PHASE_SET,
 	    "UPDATE phases SET state = ?3, updated_at = ?4,"
 	    " last_failure_reason = COALESCE(?5, last_failure_reason),"
@@ -278,6 +281,12 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	sqlite3_bind_int(s, 8, c->reached_llm_boundary);
 	sqlite3_bind_int64(s, 9, c->duration_ms);
 	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0)
+		goto out;
+	s = drain_stmt(d, DS_ATT_LOST);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	store_bind_text(s, 2, usage_status_name(USAGE_LOST));
+	store_bind_text(s, 3, usage_status_name(USAGE_SENT));
+	if ((rc = drain_exec(d, DS_ATT_LOST, err)) != 0)
 		goto out;
 	if (c->phase_state != PHASE_STATE_NONE &&
 	    (rc = drain_phase_end(d, run_id, phase_id, c, now, err)) != 0)

@@ -1,6 +1,9 @@
 /* Rows the writer commits besides attempt ends: telemetry events (keyed by (attempt, seq),
- * so a repeat is ignored; an llm_usage or token_estimation_v2 event also gets its typed
- * row) and control_log rows. */
+ * so a repeat is ignored; an llm_request, llm_usage or token_estimation_v2 event also gets
+ * its typed row) and control_log rows. An HTTP try is announced by an llm_request event
+ * before it is sent: its llm_usage_events row is written then, status 'sent', and the
+ * try's llm_usage event completes that row (store_drain_attempt.c turns the rows still
+ * 'sent' when the attempt ends into 'lost'). */
 #include "common/store/store_drain_internal.h"
 #include "common/store/store_estimation.h"
 #include "common/util.h"
@@ -16,6 +19,17 @@ const struct drain_sql drain_sql_event[] = {
 	    " prompt_tokens, completion_tokens, created_at, attempt_id, seq, status, http_status,"
 	    " error_class, latency_ms, try_number)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)" },
+	{ DS_EV_SENT,
+	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
+	    " created_at, attempt_id, seq, status, max_tokens, try_number)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11)" },
+	/* The try's own row, announced last: the newest 'sent' row of the attempt. */
+	{ DS_EV_DONE,
+	    "UPDATE llm_usage_events SET total_tokens = ?2, prompt_tokens = ?3,"
+	    " completion_tokens = ?4, status = ?5, http_status = ?6, error_class = ?7,"
+	    " latency_ms = ?8"
+	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?9"
+	    "   AND try_number = ?10 ORDER BY seq DESC LIMIT 1)" },
 	{ DS_CTL_LOG,
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)" },
@@ -29,13 +43,63 @@ static void bind_count(sqlite3_stmt *s, int i, int64_t v)
 		sqlite3_bind_int64(s, i, v);
 }
 
-/* Insert the typed row of an llm_usage event. */
+/* Insert the 'sent' row of an announced try. */
+static int event_request(struct store_drain *d, const char *run_id, const char *phase_id,
+    const struct drain_event *ev, const char *now, struct store_err *err)
+{
+	const struct drain_request *q = &ev->u.request;
+	sqlite3_stmt *s = drain_stmt(d, DS_EV_SENT);
+
+	store_bind_text(s, 1, q->provider);
+	store_bind_text(s, 2, q->model);
+	store_bind_text(s, 3, run_id);
+	store_bind_text(s, 4, phase_id);
+	store_bind_text(s, 5, q->role);
+	store_bind_text(s, 6, now);
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)ev->attempt_id);
+	sqlite3_bind_int64(s, 8, (sqlite3_int64)ev->seq);
+	store_bind_text(s, 9, usage_status_name(USAGE_SENT));
+	sqlite3_bind_int64(s, 10, q->max_tokens);
+	sqlite3_bind_int64(s, 11, q->try_number);
+	return drain_exec(d, DS_EV_SENT, err);
+}
+
+/* Complete the announced row of a try with its usage; sets *done when there was one. */
+static int event_usage_done(
+    struct store_drain *d, const struct drain_event *ev, bool *done, struct store_err *err)
+{
+	const struct drain_usage *u = &ev->u.usage;
+	sqlite3_stmt *s = drain_stmt(d, DS_EV_DONE);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
+	sqlite3_bind_int64(s, 2, u->total_tokens < 0 ? 0 : u->total_tokens);
+	bind_count(s, 3, u->prompt_tokens);
+	bind_count(s, 4, u->completion_tokens);
+	store_bind_text(s, 5, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
+	bind_count(s, 6, u->http_status);
+	store_bind_text(s, 7, u->error_class);
+	bind_count(s, 8, u->latency_ms);
+	store_bind_text(s, 9, usage_status_name(USAGE_SENT));
+	sqlite3_bind_int64(s, 10, u->try_number);
+	rc = drain_exec(d, DS_EV_DONE, err);
+	*done = rc == 0 && sqlite3_changes(d->st->db) == 1;
+	return rc;
+}
+
+/* Record the typed row of an llm_usage event: complete its announced row, or insert one
+ * (a try that was not announced). */
 static int event_usage(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_event *ev, const char *now, struct store_err *err)
 {
 	const struct drain_usage *u = &ev->u.usage;
-	sqlite3_stmt *s = drain_stmt(d, DS_EV_USAGE);
+	sqlite3_stmt *s;
+	bool done = false;
+	int rc = event_usage_done(d, ev, &done, err);
 
+	if (rc != 0 || done)
+		return rc;
+	s = drain_stmt(d, DS_EV_USAGE);
 	store_bind_text(s, 1, u->provider);
 	store_bind_text(s, 2, u->model);
 	store_bind_text(s, 3, run_id);
@@ -47,7 +111,7 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
 	store_bind_text(s, 9, now);
 	sqlite3_bind_int64(s, 10, (sqlite3_int64)ev->attempt_id);
 	sqlite3_bind_int64(s, 11, (sqlite3_int64)ev->seq);
-	store_bind_text(s, 12, u->error_class == NULL ? "ok" : "error");
+	store_bind_text(s, 12, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
 	bind_count(s, 13, u->http_status);
 	store_bind_text(s, 14, u->error_class);
 	bind_count(s, 15, u->latency_ms);
@@ -117,6 +181,8 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 		return 0;
 	if (ev->kind == EVENT_LLM_USAGE)
 		rc = event_usage(d, run_id, phase_id, ev, now, err);
+	else if (ev->kind == EVENT_LLM_REQUEST)
+		rc = event_request(d, run_id, phase_id, ev, now, err);
 	else if (ev->kind == EVENT_TOKEN_ESTIMATION_V2)
 		rc = event_estimation(d, run_id, phase_id, ev, now, err);
 	return rc;

@@ -21,12 +21,15 @@ enum drain_stmt {
 	DS_SPEC,
 	DS_ATT_GET,
 	DS_ATT_END,
+	DS_ATT_LOST,
 	DS_PHASE_SET,
 	DS_RUN_STATE,
 	DS_RESULT_ROW,
 	/* store_drain_event.c */
 	DS_EV_KEY,
 	DS_EV_USAGE,
+	DS_EV_SENT,
+	DS_EV_DONE,
 	DS_CTL_LOG,
 	DS_COUNT
 };

@@ -59,11 +59,15 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 		"UPDATE phases SET state = ?2, updated_at = ?1"
 		" WHERE state = ?3 AND current_attempt_id IN"
 		" (SELECT attempt_id FROM attempts WHERE ended_at IS NULL)",
+		/* Calls those attempts had announced and never reported. */
+		"UPDATE llm_usage_events SET status = ?2 WHERE status = ?3 AND attempt_id IN"
+		" (SELECT attempt_id FROM attempts WHERE ended_at IS NULL)",
 		"UPDATE attempts SET ended_at = ?1, outcome = ?2,"
 		" failure_reason = ?3 WHERE ended_at IS NULL",
 	};
 	const char *const args[][2] = {
 		{ phase_state_name(PHASE_QUEUED), phase_state_name(PHASE_EXECUTING) },
+		{ usage_status_name(USAGE_LOST), usage_status_name(USAGE_SENT) },
 		{ outcome_name(OUTCOME_SUPERVISOR_RESTART),
 		    reason_name(outcome_reason(OUTCOME_SUPERVISOR_RESTART)) },
 	};
@@ -76,7 +80,7 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 		return rc;
 	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
 		rc = drain_run(d, sql[i], now, args[i][0], args[i][1], err);
-		if (rc == 0 && i == 1)
+		if (rc == 0 && i == ARRAY_SIZE(sql) - 1)
 			*closed = sqlite3_changes(d->st->db);
 	}
 	if (rc == 0)

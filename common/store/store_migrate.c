@@ -17,19 +17,29 @@
 static const char *const migrate_shared_tables[] = { "runs", "tiers", "phases", "llm_usage_events",
 	"token_estimation_v2_events" };
 
-/* Upgrade version 2 to 3: give the shared tables the columns of schema version 3 they
+/* Give `n` tables the current schema's columns they lack. */
+static int store_migrate_columns(
+    sqlite3 *db, const char *const *tables, size_t n, struct store_err *err)
+{
+	sqlite3 *ref = NULL;
+	int rc = store_schema_ref_open(SCHEMA_VERSION, &ref, err);
+
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = adopt_columns_add(db, ref, tables[i], NULL, true, err);
+	sqlite3_close(ref);
+	return rc;
+}
+
+/* Upgrade version 2 to 3: give the shared tables the columns of the current schema they
  * lack (an adopted database has the original's already, so this adds only what is
  * missing), then rewrite the timestamps earlier versions stored as
  * "YYYY-MM-DDTHH:MM:SS.mmmZ" into the original's format. */
 static int store_migrate_v3(sqlite3 *db, struct store_err *err)
 {
 	struct store_value_cols cols = { 0 };
-	sqlite3 *ref = NULL;
-	int rc = store_schema_ref_open(3, &ref, err);
+	int rc = store_migrate_columns(
+	    db, migrate_shared_tables, ARRAY_SIZE(migrate_shared_tables), err);
 
-	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(migrate_shared_tables); i++)
-		rc = adopt_columns_add(db, ref, migrate_shared_tables[i], NULL, true, err);
-	sqlite3_close(ref);
 	if (rc == 0)
 		rc = store_values_register(db, err);
 	if (rc == 0)
@@ -46,13 +56,17 @@ static int store_migrate_v4(sqlite3 *db, struct store_err *err)
 {
 	static const char *const tables[] = { "token_estimation_v2_events",
 		"estimator_coefficients" };
-	sqlite3 *ref = NULL;
-	int rc = store_schema_ref_open(4, &ref, err);
 
-	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(tables); i++)
-		rc = adopt_columns_add(db, ref, tables[i], NULL, true, err);
-	sqlite3_close(ref);
-	return rc;
+	return store_migrate_columns(db, tables, ARRAY_SIZE(tables), err);
+}
+
+/* Upgrade version 4 to 5: llm_usage_events.max_tokens (SCHEMA_V5_SQL), added where
+ * missing. */
+static int store_migrate_v5(sqlite3 *db, struct store_err *err)
+{
+	static const char *const tables[] = { "llm_usage_events" };
+
+	return store_migrate_columns(db, tables, ARRAY_SIZE(tables), err);
 }
 
 /* The upgrade steps, in order: step `from` turns version from into from + 1. */
@@ -60,6 +74,7 @@ const struct store_migration store_migrations[] = {
 	{ 1, SCHEMA_V2_SQL, NULL },
 	{ 2, NULL, store_migrate_v3 },
 	{ 3, NULL, store_migrate_v4 },
+	{ 4, NULL, store_migrate_v5 },
 };
 const size_t store_n_migrations = ARRAY_SIZE(store_migrations);
 

@@ -43,7 +43,7 @@ size_t store_schema_tables(int version, const char **names, size_t cap)
 /* The SQL that builds each schema version from the one before: version v is the first v
  * entries. */
 static const char *const store_schema_steps[] = { SCHEMA_V1_SQL, SCHEMA_V2_SQL, SCHEMA_V3_SQL,
-	SCHEMA_V4_SQL };
+	SCHEMA_V4_SQL, SCHEMA_V5_SQL };
 _Static_assert(ARRAY_SIZE(store_schema_steps) == SCHEMA_VERSION,
     "store_schema_steps must hold one entry per schema version");
 

@@ -114,6 +114,7 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 		    &s->v2_truncated },
 		{ "SELECT count(*) FROM llm_usage_events", &s->usage_total },
 		{ "SELECT count(*) FROM llm_usage_events WHERE status != 'ok'", &s->usage_failed },
+		{ "SELECT count(*) FROM llm_usage_events WHERE status = 'lost'", &s->usage_lost },
 		{ "SELECT coalesce(sum(total_tokens), 0) FROM llm_usage_events", &s->usage_tokens },
 	};
 	const struct {

@@ -194,6 +194,12 @@ static void build_event(enum proto_sample_variant v, enum proto_event_kind k, st
 		build_usage(v, &e->body.usage);
 	} else if (k == PROTO_EV_TOKEN_ESTIMATION) {
 		build_estimation(v, &e->body.est);
+	} else if (k == PROTO_EV_LLM_REQUEST) {
+		e->body.request.provider = pick(v, "anthropic", UTF8_TEXT);
+		e->body.request.model = pick(v, "claude-sonnet-4-5", UTF8_TEXT);
+		e->body.request.role = pick(v, "builder", UTF8_TEXT);
+		e->body.request.max_tokens = num(v, 1, 16384, INT64_MAX);
+		e->body.request.try_number = num(v, 1, 2, INT64_MAX);
 	} else {
 		e->body.log.level = pick(v, "info", "error");
 		e->body.log.message = pick(v, "calling the model", UTF8_TEXT);
@@ -213,6 +219,7 @@ static const char *const names[] = {
 	"shutdown",
 	"request",
 	"reply",
+	"event_llm_request",
 };
 
 size_t proto_sample_count(void)
@@ -267,6 +274,10 @@ const char *proto_sample_build(size_t i, enum proto_sample_variant v, struct pro
 	case 11:
 		m->type = PROTO_REPLY;
 		build_reply(v, &m->u.reply);
+		break;
+	case 12:
+		m->type = PROTO_EVENT;
+		build_event(v, PROTO_EV_LLM_REQUEST, &m->u.event);
 		break;
 	default: return NULL;
 	}

@@ -404,7 +404,7 @@ TEST(store_banner_names_the_database_and_its_counts)
 	fclose(out);
 	CHECK(strstr(text, "url:            sqlite:////x/a.db\n") != NULL);
 	CHECK(strstr(text, st.uuid) != NULL);
-	CHECK(strstr(text, "schema version: 4\n") != NULL);
+	CHECK(strstr(text, "schema version: 5\n") != NULL);
 	CHECK(strstr(text, "device:inode:") != NULL);
 	CHECK(strstr(text,
 	          "runs 0, tiers 0, phases 0, attempts 0, llm_usage_events 0, "

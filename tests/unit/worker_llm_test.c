@@ -9,6 +9,8 @@
 
 /* What the hooks saw. */
 struct seen {
+	int announced; /* tries announced by on_send */
+	bool refuse;   /* on_send refuses */
 	int tries;
 	struct llm_try t[8];
 	char errors[8][600];
@@ -16,6 +18,17 @@ struct seen {
 	int nsleeps;
 	char classes[8][32];
 };
+
+/* Each try is announced once, before it is reported. */
+static int on_send(void *ctx, int try_number)
+{
+	struct seen *s = ctx;
+
+	CHECK_EQ_INT(try_number, s->tries + 1);
+	CHECK_EQ_INT(s->announced, s->tries);
+	s->announced++;
+	return s->refuse ? -1 : 0;
+}
 
 static void on_try(void *ctx, const struct llm_try *t)
 {
@@ -59,9 +72,11 @@ static int call(enum llm_provider p, const char *base, int max_retries, int64_t 
 		.temperature = 0.2 };
 	struct llm_request req = { "You are a builder.",
 		"## Deliverables\n- utils/a.py\n\nWrite it.", max_tokens };
-	struct llm_hooks h = { s, on_try, NULL, fake_sleep, full_jitter };
+	struct llm_hooks h = { s, on_send, on_try, NULL, fake_sleep, full_jitter };
+	bool refuse = s->refuse;
 
 	memset(s, 0, sizeof *s);
+	s->refuse = refuse;
 	return llm_call(&cfg, &req, &h, r);
 }
 
@@ -78,7 +93,7 @@ static long long log_int(json_t *log, size_t i, const char *a, const char *b)
 TEST(worker_llm_anthropic_normal_call_reads_text_usage_and_stop_reason)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 	json_t *log;
 
@@ -109,7 +124,7 @@ TEST(worker_llm_anthropic_normal_call_reads_text_usage_and_stop_reason)
 TEST(worker_llm_openai_normal_call_reads_choices_and_usage)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 	json_t *log;
 
@@ -131,7 +146,7 @@ TEST(worker_llm_openai_normal_call_reads_choices_and_usage)
 TEST(worker_llm_429_then_success_honours_retry_after)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 
 	standin_start(&sd, "[{\"mode\":\"status\",\"status\":429,\"retry_after\":\"7\"}]", KEY);
@@ -151,7 +166,7 @@ TEST(worker_llm_429_then_success_honours_retry_after)
 TEST(worker_llm_500_exhausts_bounded_retries_with_growing_backoff)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 
 	standin_start(&sd, "{\"default\":{\"mode\":\"status\",\"status\":500}}", KEY);
@@ -160,6 +175,7 @@ TEST(worker_llm_500_exhausts_bounded_retries_with_growing_backoff)
 	CHECK_EQ_INT(s.tries, 3);
 	CHECK_EQ_STR(r.error_class, LLM_E_SERVER);
 	CHECK_EQ_INT(r.http_status, 500);
+	CHECK_EQ_INT(s.announced, 3);
 	CHECK(strstr(r.error, "HTTP 500") != NULL);
 	CHECK(strstr(r.error, "scripted 500") != NULL);
 	CHECK_EQ_INT(s.nsleeps, 2);
@@ -172,7 +188,7 @@ TEST(worker_llm_500_exhausts_bounded_retries_with_growing_backoff)
 TEST(worker_llm_timeout_is_classed_and_retried)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 
 	/* The stand-in answers only after 30 s: a client that did not give up at its timeout
@@ -191,7 +207,7 @@ TEST(worker_llm_timeout_is_classed_and_retried)
 TEST(worker_llm_malformed_json_is_not_retried)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 
 	standin_start(&sd, "{\"default\":{\"mode\":\"malformed\"}}", KEY);
@@ -206,7 +222,7 @@ TEST(worker_llm_malformed_json_is_not_retried)
 TEST(worker_llm_huge_body_is_refused_at_the_cap)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 
 	standin_start(&sd, "{\"default\":{\"mode\":\"huge\",\"size_mib\":9}}", KEY);
@@ -220,7 +236,7 @@ TEST(worker_llm_huge_body_is_refused_at_the_cap)
 
 TEST(worker_llm_connection_refused_is_a_network_error)
 {
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 	char *base = xasprintf("http://127.0.0.1:%d", standin_dead_port());
 
@@ -235,7 +251,7 @@ TEST(worker_llm_connection_refused_is_a_network_error)
 TEST(worker_llm_truncation_is_read_from_both_providers)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 
 	standin_start(
@@ -273,7 +289,7 @@ TEST(worker_llm_escalation_is_a_quarter_more_capped_at_64000)
 TEST(worker_llm_key_never_appears_in_any_output)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 	json_t *log;
 	int i;
@@ -306,7 +322,7 @@ TEST(worker_llm_key_never_appears_in_any_output)
 TEST(worker_llm_wrong_key_is_a_client_error)
 {
 	struct standin sd;
-	struct seen s;
+	struct seen s = { 0 };
 	struct llm_response r;
 
 	standin_start(&sd, "[]", "sk-some-other-key");
@@ -328,4 +344,23 @@ TEST(worker_llm_backoff_and_retry_after_parsing)
 	CHECK_EQ_INT(llm_parse_retry_after(" 12 "), 12000);
 	CHECK_EQ_INT(llm_parse_retry_after("soon"), -1);
 	CHECK_EQ_INT(llm_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0);
+}
+
+TEST(worker_llm_a_try_whose_announcement_is_refused_is_not_sent)
+{
+	struct standin sd;
+	struct seen s = { .refuse = true };
+	struct llm_response r;
+	json_t *log;
+
+	standin_start(&sd, "[]", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 2, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_INT(s.announced, 1);
+	CHECK_EQ_INT(s.tries, 0);
+	CHECK(strstr(r.error, "not sent") != NULL);
+	log = standin_log();
+	CHECK_EQ_INT(json_array_size(log), 0);
+	json_decref(log);
+	llm_response_free(&r);
+	standin_stop(&sd);
 }

@@ -70,6 +70,13 @@ static int rec_emit(void *ctx, struct proto_event *ev)
 		CHECK_EQ_STR(u->role, "builder");
 		rec_text(r, u->provider);
 		rec_text(r, u->model);
+	} else if (ev->kind == PROTO_EV_LLM_REQUEST) {
+		struct proto_llm_request *q = &ev->body.request;
+		e->a = q->max_tokens;
+		e->d = q->try_number;
+		CHECK_EQ_STR(q->role, "builder");
+		rec_text(r, q->provider);
+		rec_text(r, q->model);
 	} else {
 		struct proto_estimation *t = &ev->body.est;
 		e->a = t->predicted_output_tokens;
@@ -232,8 +239,12 @@ TEST(worker_phase_success_emits_usage_v2_and_passes_the_check)
 	CHECK_EQ_INT(v->version, 1);
 	CHECK_EQ_STR(v->category, "implementation");
 	CHECK_EQ_STR(v->text, "[\"utils/string_helper.py\"]");
-	/* The usage event came before the v2 event, and both before the last log. */
-	CHECK(r.ev[0].kind == PROTO_EV_LLM_USAGE);
+	/* The call was announced with its max_tokens before it was sent; its usage event came
+	 * before the v2 event, and both before the last log. */
+	CHECK(r.ev[0].kind == PROTO_EV_LLM_REQUEST);
+	CHECK_EQ_INT(r.ev[0].a, 16384);
+	CHECK_EQ_INT(r.ev[0].d, 1);
+	CHECK(r.ev[1].kind == PROTO_EV_LLM_USAGE);
 	CHECK(r.ev[r.n - 1].kind == PROTO_EV_LOG && strstr(r.ev[r.n - 1].text, "check"));
 	check_no_key(&r, &res);
 	json_decref(log);

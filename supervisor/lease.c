@@ -1,0 +1,462 @@
+/* One attempt from dispatch to close, in the order it happens:
+ *   1. a dispatch round (lease_kick → lease_round) opens, in one transaction, an attempt
+ *      for the head phase of the best ready run for each idle worker (the fence);
+ *   2. after the commit each worker gets its job (lease_start), built from the store's
+ *      phase spec, and a deadline;
+ *   3. the worker's events are fenced and queued for the writer (lease_event);
+ *   4. the lease ends with the worker's result (lease_result), or with what the supervisor
+ *      saw (lease_abort: a crash, the deadline, a lost heartbeat, a cancel, a stop); the
+ *      end is judged by the drain rules and queued for the writer (lease_close);
+ *   5. once the writer has committed the end, the phase goes back to its run's queue or
+ *      leaves it, and the run is released for the next round (lease_committed). */
+#include "supervisor/sup.h"
+#include "common/fingerprint/fingerprint.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DISPATCH_RETRY_MS 200  /* after a failed dispatch transaction */
+#define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
+
+/* What a committed attempt end hands back to its lease. */
+struct lease_end {
+	struct run_q *run;      /* released after the commit */
+	struct qphase *requeue; /* put back at its run's head, or NULL */
+};
+
+/* An attempt opened in a dispatch round, waiting for the round's commit. */
+struct grant {
+	struct worker *w;
+	struct run_q *r;
+	struct qphase *p;
+	uint64_t attempt_id;
+	int64_t attempt_number;
+};
+
+static void lease_round(struct sup *s);
+
+/* Run one dispatch round per loop iteration in which it was asked for. */
+static void dispatch_idle_cb(uv_idle_t *h)
+{
+	struct sup *s = h->data;
+
+	uv_idle_stop(h);
+	s->dispatch_armed = false;
+	lease_round(s);
+	lifecycle_check_done(s);
+}
+
+/* Try a dispatch round again after a failed one. */
+static void dispatch_retry_cb(uv_timer_t *t)
+{
+	lease_kick(t->data);
+}
+
+/* Initialise the dispatch round's handles. */
+void lease_init(struct sup *s)
+{
+	uv_idle_init(s->loop, &s->dispatch_idle);
+	s->dispatch_idle.data = s;
+	uv_timer_init(s->loop, &s->dispatch_retry);
+	s->dispatch_retry.data = s;
+}
+
+/* Arm a dispatch round for the next loop iteration. */
+void lease_kick(struct sup *s)
+{
+	assert(s->dispatch_idle.data == s);
+	if (s->dispatch_armed)
+		return;
+	s->dispatch_armed = true;
+	uv_idle_start(&s->dispatch_idle, dispatch_idle_cb);
+}
+
+/* Find the next idle worker not marked to retire, after `after` (NULL: the first). */
+static struct worker *idle_worker(struct sup *s, struct worker *after)
+{
+	struct worker *w = after != NULL ? after->next : s->workers;
+
+	for (; w != NULL; w = w->next)
+		if (w->state == W_IDLE && !w->retire)
+			return w;
+	return NULL;
+}
+
+/* Put a phase that goes back to QUEUED at its run's head, and release the run. */
+static void lease_committed(struct sup *s, struct op *o)
+{
+	struct lease_end *end = o->u.close.ctx;
+
+	s->in_flight--;
+	assert(s->in_flight >= 0);
+	if (end->requeue != NULL)
+		sched_requeue(s, end->run, end->requeue);
+	sched_release(s, end->run);
+	free(end);
+	lease_kick(s);
+}
+
+/* End w's lease: judge the end by the drain rules and queue it for the writer, from
+ * result r or, when r is NULL, from what the supervisor saw. */
+static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, enum reason reason,
+    const char *message, const struct proto_result *r)
+{
+	struct lease *l = &w->lease;
+	struct lease_end *end = xcalloc(1, sizeof *end);
+	struct drain_close c = { .outcome = outcome, .reason = reason, .message = message };
+	struct policy_verdict v;
+	char fp[320];
+
+	assert(l->attempt_id != 0 && l->run != NULL && l->phase != NULL);
+	if (r != NULL) {
+		c.fingerprint = r->fingerprint;
+		c.zero_yield = zero_yield_parse(r->zero_yield_reason);
+		c.reached_llm_boundary = r->reached_llm_boundary;
+		c.duration_ms = r->duration_ms;
+	} else {
+		/* The supervisor saw the attempt end: it judges it by the worker's rules. */
+		struct fp_yield y = { .samples = (int)l->samples,
+			.timed_out = outcome == OUTCOME_TIMEOUT,
+			.has_rc = true,
+			.rc = 1 };
+
+		c.duration_ms = (int64_t)(clock_mono_ms() - l->started_ms);
+		if (fp_attempt(outcome, reason, message, fp, sizeof fp) > 0)
+			c.fingerprint = fp;
+		c.zero_yield = fp_zero_yield_reason(&y);
+	}
+	log_msg(outcome == OUTCOME_DRY_RUN ? LOG_DEBUG : LOG_INFO,
+	    "[%s] %s/%s attempt %llu: %s%s%s (%lld token-estimation event(s), %.1f s)",
+	    outcome_ok(outcome) ? "OK" : "FAIL", l->run->run_id, l->phase->phase_id,
+	    (unsigned long long)l->attempt_id, outcome_name(outcome),
+	    reason != REASON_NONE ? ": " : "", reason != REASON_NONE ? reason_name(reason) : "",
+	    (long long)l->v2, (double)c.duration_ms / 1000.0);
+	c.phase_state = sched_next_state(s, l->phase, outcome);
+	policy_result(s, l->run, outcome, c.fingerprint, l->v2, &v);
+	end->run = l->run;
+	if (c.phase_state == PHASE_QUEUED) {
+		end->requeue = l->phase;
+		end->requeue->bucket = policy_bucket(reason_name(reason));
+	} else {
+		sched_phase_free(l->phase);
+	}
+	if (v.skip_run)
+		sched_skip_run(s, l->run);
+	writer_close(s, l->attempt_id, &c, lease_committed, end);
+	*l = (struct lease){ 0 };
+	s->n.results++;
+	if (v.stop_session)
+		lifecycle_stop_because(s, STOP_GRACEFUL, "%s", v.why);
+}
+
+/* The phase deadline passed: TERM now, KILL after the grace period. */
+static void lease_deadline_cb(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	if (w->lease.end_outcome != OUTCOME_NONE && w->killed) {
+		worker_kill(w, SIGKILL);
+		return;
+	}
+	log_warn("worker %d (pid %d): attempt %llu passed its deadline; stopping it", w->id,
+	    (int)w->pid, (unsigned long long)w->lease.attempt_id);
+	if (w->lease.end_outcome == OUTCOME_NONE)
+		w->lease.end_outcome = OUTCOME_TIMEOUT;
+	w->sup->n.worker_timeouts++;
+	worker_kill(w, SIGTERM);
+	uv_timer_start(&w->phase_timer, lease_deadline_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
+}
+
+/* Build the job of a grant: the phase spec from the store, the database's name and
+ * identity, the deadline, the LLM settings and the coefficient set. */
+static int lease_job(
+    struct sup *s, const struct grant *g, struct proto_job *j, struct store_err *err)
+{
+	struct drain_spec spec;
+	int rc = store_drain_spec(s->sd, g->r->run_id, g->p->phase_id, &spec, err);
+
+	if (rc != 0)
+		return rc;
+	convert_spec_to_job(&spec, j);
+	j->run_id = xstrdup(g->r->run_id);
+	j->phase_id = xstrdup(g->p->phase_id);
+	j->db_url = xstrdup(s->st->url);
+	j->db_uuid = xstrdup(s->st->uuid);
+	j->attempt_id = g->attempt_id;
+	j->attempt_number = g->attempt_number;
+	j->deadline_ms = clock_wall_ms() + s->cfg.phase_timeout_s * 1000;
+	j->max_tokens_cap = s->cfg.max_tokens_cap;
+	j->llm.provider = xstrdup(s->cfg.llm_provider);
+	j->llm.base_url = xstrdup(s->cfg.llm_base_url);
+	j->llm.model = xstrdup(s->cfg.llm_model);
+	j->llm.timeout_ms = s->cfg.llm_timeout_s * 1000;
+	j->llm.max_retries = s->cfg.llm_retries;
+	j->coef_version = s->coef_version;
+	convert_coefs_to_job(s->coefs, s->ncoefs, j);
+	if (s->fit_json != NULL)
+		j->fit_json = xstrdup(s->fit_json);
+	j->dry_run = s->cfg.dry_run;
+	return 0;
+}
+
+/* Hand a committed grant to its worker: the job, then the deadline. A job that cannot be
+ * built or encoded ends the attempt as failed (JOB_BUILD_FAILED) and the worker stays
+ * idle; a worker that cannot be written to is killed, and its exit ends the lease. */
+static void lease_start(struct sup *s, const struct grant *g)
+{
+	struct proto_msg m = { .type = PROTO_JOB };
+	struct worker *w = g->w;
+	struct proto_err perr;
+	struct store_err err;
+	int rc;
+
+	w->state = W_BUSY;
+	w->lease = (struct lease){ .attempt_id = g->attempt_id,
+		.run = g->r,
+		.phase = g->p,
+		.started_ms = clock_mono_ms() };
+	rc = lease_job(s, g, &m.u.job, &err);
+	if (rc == 0 && (rc = worker_send(w, &m, &perr)) != 0 && !w->chan.closing)
+		snprintf(err.text, sizeof err.text, "the job cannot be encoded: %s", perr.text);
+	else if (rc != 0 && w->chan.closing)
+		rc = 0;
+	proto_msg_free(&m);
+	if (rc != 0) {
+		log_error("attempt %llu: %s", (unsigned long long)g->attempt_id, err.text);
+		/* The worker never took the job: it is idle again (and retired if a stop comes
+		 * of this end). */
+		w->state = W_IDLE;
+		lease_close(s, w, OUTCOME_FAILED, REASON_JOB_BUILD_FAILED, err.text, NULL);
+		lease_kick(s);
+		return;
+	}
+	/* The worker ends the attempt itself at the deadline and reports why; the supervisor
+	 * steps in only if that report does not come. */
+	uv_timer_start(&w->phase_timer, lease_deadline_cb,
+	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
+}
+
+/* How many attempts a round may open: idle workers, within the batch. */
+static int lease_round_size(struct sup *s)
+{
+	struct worker *w;
+	int max = 0;
+
+	for (w = idle_worker(s, NULL); w != NULL; w = idle_worker(s, w))
+		max++;
+	if (s->cfg.batch_size > 0 && max > s->cfg.batch_size - s->started)
+		max = (int)(s->cfg.batch_size - s->started);
+	if (max <= 0 && s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size &&
+	    s->in_flight == 0)
+		lifecycle_stop_because(s, STOP_GRACEFUL, "batch size %lld reached (--batch-size)",
+		    (long long)s->cfg.batch_size);
+	return max;
+}
+
+/* Lease ready runs' head phases to idle workers, all attempts in one transaction. A
+ * failed transaction is rolled back, the queue restored and the round retried later. */
+static void lease_round(struct sup *s)
+{
+	struct worker *w;
+	struct store_err err;
+	struct grant *gs;
+	int n = 0, max, i;
+
+	if (s->paused || s->stopping || s->store_lost || s->ready_head == NULL)
+		return;
+	if ((max = lease_round_size(s)) <= 0)
+		return;
+	gs = xcalloc((size_t)max, sizeof *gs);
+	if (store_drain_begin(s->sd, &err) != 0)
+		goto fail;
+	w = idle_worker(s, NULL);
+	while (n < max && w != NULL && s->ready_head != NULL) {
+		struct run_q *r = sched_pop(s);
+		struct grant *g = &gs[n];
+		int rc;
+
+		rc = store_drain_attempt_open(s->sd, r->run_id, r->head->phase_id, w->pid,
+		    s->session_id, s->cfg.dry_run, &g->attempt_id, &g->attempt_number, &err);
+		if (rc == STORE_EINVAL) {
+			/* No longer eligible (changed by a control command): drop it. */
+			log_warn("%s", err.text);
+			sched_drop_head(s, r);
+			continue;
+		}
+		if (rc != 0) {
+			sched_release(s, r);
+			goto fail;
+		}
+		g->w = w;
+		g->r = r;
+		g->p = sched_take(s, r);
+		n++;
+		w = idle_worker(s, w);
+	}
+	if (store_drain_commit(s->sd, &err) != 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		s->in_flight++;
+		s->started++;
+		s->n.dispatched++;
+		gs[i].p->attempts++;
+		lease_start(s, &gs[i]);
+	}
+	free(gs);
+	return;
+fail:
+	log_error("dispatch: %s", err.text);
+	store_drain_rollback(s->sd);
+	/* Undo the leases taken in memory; the database rolled back. */
+	for (i = 0; i < n; i++) {
+		sched_requeue(s, gs[i].r, gs[i].p);
+		sched_release(s, gs[i].r);
+	}
+	free(gs);
+	s->n.commit_failures++;
+	lifecycle_identity_check(s);
+	/* Nothing else may come along to ask for another round: retry on a timer. */
+	if (!s->store_lost)
+		uv_timer_start(&s->dispatch_retry, dispatch_retry_cb, DISPATCH_RETRY_MS, 0);
+}
+
+/* Check a frame's database and attempt against w's lease; count and log a refusal. */
+bool lease_fenced(struct worker *w, const char *uuid, uint64_t att, const char *what)
+{
+	struct sup *s = w->sup;
+
+	if (strcmp(uuid, s->st->uuid) != 0 && !(att == 0 && uuid[0] == '\0')) {
+		s->n.rejected_uuid++;
+		log_error("REJECTED %s from worker %d: database uuid %s is not this database's %s"
+		          " (%s)",
+		    what, w->id, uuid, s->st->uuid, s->st->url);
+		return false;
+	}
+	if (att != w->lease.attempt_id) {
+		s->n.rejected_stale++;
+		log_warn("rejected %s from worker %d: attempt %llu is not its current attempt %llu",
+		    what, w->id, (unsigned long long)att, (unsigned long long)w->lease.attempt_id);
+		return false;
+	}
+	return true;
+}
+
+/* Fence an event, note its seq, and queue it to be committed and acknowledged. */
+void lease_event(struct worker *w, struct proto_event *ev)
+{
+	struct lease *l = &w->lease;
+
+	if (w->state != W_BUSY) {
+		w->sup->n.rejected_stale++;
+		log_warn("rejected event from idle worker %d (attempt %llu)", w->id,
+		    (unsigned long long)ev->attempt_id);
+		return;
+	}
+	if (!lease_fenced(w, ev->db_uuid, ev->attempt_id, "event"))
+		return;
+	if (ev->seq > l->seq_max + 1)
+		l->seq_missing += ev->seq - l->seq_max - 1;
+	if (ev->seq > l->seq_max)
+		l->seq_max = ev->seq;
+	if (ev->kind == PROTO_EV_TOKEN_ESTIMATION) {
+		l->v2++;
+		l->samples += ev->body.est.success && !ev->body.est.truncated;
+	}
+	writer_event(w->sup, w, l->run->run_id, l->phase->phase_id, ev);
+}
+
+/* Compare a result's final seq with the events received; record a gap as an error: in
+ * the log, in the events_missing counter, and as an error event (seq 0) of the attempt. */
+static void lease_check_seq(struct worker *w, uint64_t final_seq)
+{
+	struct lease *l = &w->lease;
+	uint64_t missing = l->seq_missing + (final_seq > l->seq_max ? final_seq - l->seq_max : 0);
+	struct proto_event ev = { .attempt_id = l->attempt_id, .kind = PROTO_EV_LOG };
+
+	if (missing == 0 && l->seq_max <= final_seq)
+		return;
+	w->sup->n.events_missing += missing;
+	ev.body.log.level = xstrdup("error");
+	ev.body.log.message = xasprintf("telemetry gap: the result's final seq is %llu, events"
+	                                " up to seq %llu arrived, %llu missing",
+	    (unsigned long long)final_seq, (unsigned long long)l->seq_max,
+	    (unsigned long long)missing);
+	log_error("attempt %llu (worker %d): %s", (unsigned long long)l->attempt_id, w->id,
+	    ev.body.log.message);
+	ev.db_uuid = xstrdup(w->sup->st->uuid);
+	writer_event(w->sup, NULL, l->run->run_id, l->phase->phase_id, &ev);
+}
+
+/* Fence and check a result, then end the lease with it. */
+bool lease_result(struct worker *w, struct proto_result *r)
+{
+	enum outcome outcome = outcome_parse(r->outcome);
+	enum reason reason = reason_parse(r->failure_reason);
+	bool zy_known = r->zero_yield_reason == NULL ||
+	    zero_yield_parse(r->zero_yield_reason) != ZERO_YIELD_NONE;
+
+	if (w->state != W_BUSY) {
+		w->sup->n.rejected_stale++;
+		return false;
+	}
+	if (!lease_fenced(w, r->db_uuid, r->attempt_id, "result"))
+		return false;
+	if (!outcome_reportable(outcome) || (r->failure_reason != NULL && reason == REASON_NONE) ||
+	    !zy_known) {
+		log_error(
+		    "worker %d sent a result (outcome \"%s\", failure reason \"%s\", zero-yield"
+		    " reason \"%s\") with a value outside the vocabulary; killing it",
+		    w->id, r->outcome, r->failure_reason != NULL ? r->failure_reason : "",
+		    r->zero_yield_reason != NULL ? r->zero_yield_reason : "");
+		worker_kill(w, SIGKILL);
+		return false;
+	}
+	lease_check_seq(w, r->final_seq);
+	uv_timer_stop(&w->phase_timer);
+	lease_close(w->sup, w, outcome, reason, r->message, r);
+	return true;
+}
+
+/* End the lease of a worker whose process ended, as what the supervisor saw. */
+enum outcome lease_abort(struct worker *w, int64_t status, int sig)
+{
+	struct sup *s = w->sup;
+	enum outcome outcome = w->lease.end_outcome != OUTCOME_NONE ? w->lease.end_outcome :
+	    s->stopping == STOP_NOW                                 ? OUTCOME_SUPERVISOR_STOPPED :
+	                                                              OUTCOME_WORKER_CRASHED;
+	char msg[96];
+
+	snprintf(msg, sizeof msg, "worker pid %d ended: status %lld, signal %d", (int)w->pid,
+	    (long long)status, sig);
+	lease_close(s, w, outcome, outcome_reason(outcome), msg, NULL);
+	return outcome;
+}
+
+/* Ask a busy worker to drop its attempt, and make sure it does. */
+void lease_cancel(struct worker *w)
+{
+	struct proto_msg m = { .type = PROTO_CANCEL };
+
+	m.u.cancel.attempt_id = w->lease.attempt_id;
+	w->lease.end_outcome = OUTCOME_CANCELLED;
+	worker_send(w, &m, NULL);
+	worker_kill(w, SIGTERM);
+	uv_timer_start(&w->phase_timer, lease_deadline_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
+}
+
+/* Find the worker leasing (run, phase). */
+struct worker *lease_find(struct sup *s, const char *run_id, const char *phase_id)
+{
+	struct worker *w;
+
+	for (w = s->workers; w != NULL; w = w->next)
+		if (w->lease.attempt_id != 0 && strcmp(w->lease.run->run_id, run_id) == 0 &&
+		    strcmp(w->lease.phase->phase_id, phase_id) == 0)
+			return w;
+	return NULL;
+}

@@ -1,0 +1,125 @@
+/* The supervisor's lifecycle: the signals, the stop levels (graceful: dispatch nothing new
+ * and let the attempts in flight finish; now: kill the workers, requeue their phases), the
+ * drain's time budget, the end of the loop once a stop has finished, and the check that
+ * the database path still names the file that was opened. */
+#include "supervisor/sup.h"
+#include "common/log.h"
+
+#include <assert.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define IDENTITY_CHECK_MS 1000
+
+/* The drain's time budget is spent: dispatch nothing more. */
+static void deadline_timer_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	lifecycle_stop_because(s, STOP_GRACEFUL, "%lld minutes elapsed (--max-total-minutes)",
+	    (long long)s->cfg.max_total_minutes);
+}
+
+/* Check the database's identity once a second. */
+static void identity_timer_cb(uv_timer_t *t)
+{
+	lifecycle_identity_check(t->data);
+}
+
+/* Escalate a graceful stop that took too long. */
+static void stop_timer_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	log_warn("graceful stop timed out; stopping now");
+	lifecycle_stop(s, STOP_NOW);
+}
+
+/* The first SIGINT/SIGTERM stops gracefully, the second at once. */
+static void signal_cb(uv_signal_t *h, int signum)
+{
+	struct sup *s = h->data;
+
+	lifecycle_stop_because(
+	    s, s->stopping ? STOP_NOW : STOP_GRACEFUL, "received %s", strsignal(signum));
+}
+
+void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop_level level))
+{
+	s->stop_workers = stop_workers;
+	uv_signal_init(s->loop, &s->sigint);
+	uv_signal_init(s->loop, &s->sigterm);
+	s->sigint.data = s->sigterm.data = s;
+	uv_signal_start(&s->sigint, signal_cb, SIGINT);
+	uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+	uv_timer_init(s->loop, &s->stop_timer);
+	s->stop_timer.data = s;
+	uv_timer_init(s->loop, &s->identity_timer);
+	s->identity_timer.data = s;
+	uv_timer_start(&s->identity_timer, identity_timer_cb, IDENTITY_CHECK_MS, IDENTITY_CHECK_MS);
+	uv_timer_init(s->loop, &s->deadline_timer);
+	s->deadline_timer.data = s;
+	if (s->cfg.max_total_minutes > 0)
+		uv_timer_start(&s->deadline_timer, deadline_timer_cb,
+		    (uint64_t)s->cfg.max_total_minutes * 60000, 0);
+}
+
+void lifecycle_identity_check(struct sup *s)
+{
+	struct store_err err;
+
+	if (s->store_lost || store_identity_changed(s->st, &err) == 0)
+		return;
+	s->store_lost = true;
+	s->exit_code = 3;
+	log_error("DATABASE LOST: %s; no further writes or dispatches. Workers are stopped;"
+	          " open attempts are recovered by the next supervisor on that database.",
+	    err.text);
+	lifecycle_stop(s, STOP_NOW);
+}
+
+void lifecycle_stop_timeout(struct sup *s, uint64_t ms)
+{
+	uv_timer_start(&s->stop_timer, stop_timer_cb, ms, 0);
+}
+
+void lifecycle_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->stop_reason == NULL) {
+		va_start(ap, fmt);
+		vsnprintf(s->stop_buf, sizeof s->stop_buf, fmt, ap);
+		va_end(ap);
+		s->stop_reason = s->stop_buf;
+		log_info("[STOP] %s", s->stop_buf);
+	}
+	lifecycle_stop(s, level);
+}
+
+void lifecycle_stop(struct sup *s, enum stop_level level)
+{
+	assert(level > STOP_NONE && level < STOP_LEVEL_COUNT);
+	if (level <= s->stopping)
+		return;
+	s->stopping = level;
+	if (level == STOP_GRACEFUL)
+		log_info("stopping: no new dispatch; %lld attempt(s) in flight finish first",
+		    (long long)s->in_flight);
+	else
+		log_info("stopping now: killing workers and requeueing their phases");
+	s->stop_workers(s, level);
+	lifecycle_check_done(s);
+}
+
+void lifecycle_check_done(struct sup *s)
+{
+	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {
+		lifecycle_stop_because(s, STOP_GRACEFUL, "drained");
+		return;
+	}
+	if (s->stopping && s->live == 0 && (s->ops_n == 0 || s->store_lost))
+		uv_stop(s->loop);
+}

@@ -1,0 +1,221 @@
+/* The database and the drain session around the loop: opening and locking the database,
+ * recovering what an earlier supervisor left open, opening (or resuming) the session with
+ * its settings, reading the coefficient set and the queue; and at the end recording how
+ * the session ended and releasing it all. */
+#include "supervisor/sup.h"
+#include "common/estimate/estimator.h"
+#include "common/log.h"
+#include "common/store/dburl.h"
+#include "common/store/store_lock.h"
+#include "common/store/store_runtime.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Refuse an empty database unless --allow-empty-db; exits 1. */
+static void session_refuse_empty(struct sup *s)
+{
+	struct store_identity id;
+	struct store_err err;
+
+	if (store_identity_read(s->st, &id, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	if (id.counts[STORE_COUNT_RUNS] == 0 && id.counts[STORE_COUNT_PHASES] == 0 &&
+	    !s->cfg.allow_empty_db)
+		log_fatal(1,
+		    "database %s is empty (no runs, no phases). Likely causes: a fresh"
+		    " database, the wrong --db / AUTOPACK_DB_URL / DATABASE_URL, or deleted data."
+		    " Seed it (autopack-ctl seed telemetry-run, autopack-ctl run import PLAN.json)"
+		    " or pass --allow-empty-db.",
+		    s->st->url);
+}
+
+void session_open_store(struct sup *s)
+{
+	struct store_err err;
+	char *path, *url, msg[512];
+	pid_t holder = 0;
+	struct stat sb;
+
+	if (dburl_resolve(s->cfg.db_flag, &path, &url, NULL, msg, sizeof msg) != 0)
+		log_fatal(1, "%s", msg);
+	if (stat(path, &sb) != 0)
+		log_fatal(1,
+		    "database %s does not exist (%s); create it with: autopack-ctl"
+		    " --db %s db init",
+		    url, strerror(errno), url);
+	s->lock_fd = store_lock_acquire(path, &holder);
+	if (s->lock_fd < 0) {
+		if (holder > 0)
+			log_fatal(1,
+			    "database %s is held by autopack-supervisor pid %d; refusing to"
+			    " start a second writer",
+			    url, (int)holder);
+		log_fatal(1, "cannot lock the database file %s: %s", path, strerror(errno));
+	}
+	s->st = xcalloc(1, sizeof *s->st);
+	if (store_open(s->st, path, url, STORE_WRITE, &err) != 0 ||
+	    store_lock_check(s->lock_fd, s->st, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	/* One live supervisor per uuid: a copy of a database being served is refused. The
+	 * claim lasts as long as this process. */
+	if (store_runtime_claim(s->st, &err) < 0)
+		log_fatal(1, "%s", err.text);
+	free(path);
+	free(url);
+	store_banner(s->st, stdout);
+	fflush(stdout);
+	session_refuse_empty(s);
+}
+
+/* The drain's settings, recorded with its session. */
+static char *session_settings_json(const struct sup_config *c)
+{
+	json_t *skip = json_array();
+	json_t *j;
+	char *out;
+	size_t i;
+
+	for (i = 0; i < c->nskip; i++)
+		json_array_append_new(skip, json_string(c->skip_prefixes[i]));
+	j = json_pack("{s:i, s:s?, s:I, s:I, s:I, s:s, s:b, s:b, s:s, s:s, s:s, s:b, s:o,"
+	              " s:I, s:I, s:I, s:I}",
+	    "workers", c->workers, "run_id", c->run_id, "batch_size", (json_int_t)c->batch_size,
+	    "phase_timeout_seconds", (json_int_t)c->phase_timeout_s, "max_attempts_per_phase",
+	    (json_int_t)c->max_attempts, "synchronous", c->sync_full ? "full" : "normal",
+	    "exit_when_drained", c->exit_when_drained, "dry_run", c->dry_run, "llm_provider",
+	    c->llm_provider, "llm_base_url", c->llm_base_url, "model", c->llm_model, "retry_failed",
+	    c->retry_failed, "skip_run_prefix", skip, "max_total_minutes",
+	    (json_int_t)c->max_total_minutes, "max_timeouts_per_run",
+	    (json_int_t)c->max_timeouts_per_run, "max_fingerprint_repeats",
+	    (json_int_t)c->max_fingerprint_repeats, "max_consecutive_zero_yield",
+	    (json_int_t)c->max_consecutive_zero_yield);
+	out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	return out;
+}
+
+/* Read the active estimator coefficient set, sent with every job; a fitted model must
+ * parse. Exits 1 on failure. */
+static void session_load_coefs(struct sup *s)
+{
+	struct store_coef_set set;
+	struct store_err err;
+	struct est_fit fit;
+	bool found;
+
+	if (store_coef_active(s->st, &set, &found, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	s->coef_version = found ? (uint64_t)set.version : STORE_COEF_BUILTIN;
+	if (found &&
+	    store_coef_rows(set.overhead_json, set.version, &s->coefs, &s->ncoefs, &err) != 0)
+		log_fatal(1, "%s: %s", s->st->url, err.text);
+	if (found && set.model_json != NULL &&
+	    est_fit_from_json(set.model_json, &fit, err.text, sizeof err.text) != 0)
+		log_fatal(1,
+		    "%s: estimator coefficient set %lld: %s; roll it back with autopack-ctl "
+		    "calibrate --rollback",
+		    s->st->url, (long long)set.version, err.text);
+	if (found && set.model_json != NULL)
+		s->fit_json = xstrdup(set.model_json);
+	store_coef_set_free(&set);
+}
+
+/* Continue the newest unfinished session (--resume). Exits 1 on failure. */
+static void session_resume(struct sup *s)
+{
+	struct store_err err;
+	char *state = NULL;
+
+	if (store_drain_session_find_open(s->sd, &s->session_id, &state, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	if (s->session_id == NULL)
+		log_fatal(1, "--resume: %s has no unfinished drain session", s->st->url);
+	if (policy_load(s, state) != 0)
+		exit(1);
+	free(state);
+	if (store_drain_session_attempts(s->sd, s->session_id, &s->started, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	log_info("resuming session %s (%lld attempt(s) already made)", s->session_id,
+	    (long long)s->started);
+}
+
+/* Start a new session named after the time and pid. Exits 1 on failure. */
+static void session_new(struct sup *s)
+{
+	struct store_err err;
+	char stamp[32], *settings;
+
+	time_iso8601(clock_wall_ms(), stamp);
+	s->session_id = xasprintf("drain-%.4s%.2s%.2s-%.2s%.2s%.2s-%d", stamp, stamp + 5, stamp + 8,
+	    stamp + 11, stamp + 14, stamp + 17, (int)getpid());
+	settings = session_settings_json(&s->cfg);
+	if (store_drain_session_open(s->sd, s->session_id, getpid(), settings, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	free(settings);
+}
+
+void session_prepare(struct sup *s)
+{
+	struct store_err err;
+	int closed = 0;
+
+	if (store_drain_open(s->st, &s->sd, &err) != 0 ||
+	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0 ||
+	    store_drain_recover(s->sd, &closed, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	if (closed > 0)
+		log_warn("recovered %d attempt(s) left open by an earlier supervisor"
+		         " (closed as supervisor_restart, phases requeued)",
+		    closed);
+	if (s->cfg.resume)
+		session_resume(s);
+	else
+		session_new(s);
+	session_load_coefs(s);
+	if (sched_load(s) != 0)
+		exit(1);
+	log_info(
+	    "session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s%s",
+	    s->session_id, (long long)s->queued, s->cfg.workers,
+	    (unsigned long long)s->coef_version, s->fit_json != NULL ? " (fitted model)" : "",
+	    s->cfg.dry_run ? ", dry run" : "");
+}
+
+void session_finish(struct sup *s)
+{
+	struct store_err err;
+	const char *why = s->store_lost ? "database lost" :
+	    s->stop_reason != NULL      ? s->stop_reason :
+	                                  "stopped";
+
+	if (!s->store_lost) {
+		writer_flush(s);
+		if (store_drain_session_close(s->sd, s->session_id, why, &err) != 0 ||
+		    store_drain_set_supervisor(s->sd, 0, NULL, &err) != 0)
+			log_error("%s", err.text);
+	}
+	log_info("session %s ended (%s): %llu attempt(s), %llu event(s) committed, %llu"
+	         " rejected",
+	    s->session_id, why, (unsigned long long)s->n.results,
+	    (unsigned long long)s->n.events_committed,
+	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale));
+	control_close(s);
+	sched_free(s);
+	policy_free(&s->pol);
+	store_drain_close(s->sd);
+	store_close(s->st);
+	free(s->st);
+	store_lock_release(s->lock_fd);
+	store_coef_rows_free(s->coefs, s->ncoefs);
+	s->coefs = NULL;
+	s->ncoefs = 0;
+	free(s->fit_json);
+	s->fit_json = NULL;
+}
