@@ -350,6 +350,7 @@ int main(int argc, char **argv)
 	writer_init(s);
 	lease_init(s);
 	lifecycle_init(s, pool_stop);
+	lag_init(s);
 	if (control_listen(s) != 0)
 		exit(1);
 	if (store_drain_set_supervisor(s->sd, getpid(), s->control_path, &err) != 0)

@@ -5,10 +5,11 @@
  * order a phase passes through them (supervisor/README.md).
  *
  * Who calls whom (no cycles; tests/tools/callgraph.py checks it on the objects):
- *   main → session, lifecycle, writer, lease, pool, control
+ *   main → session, lifecycle, lag, writer, lease, pool, control
  *   control → cmd-*, writer;  cmd-* → pool, lease, lifecycle, sched
- *   pool → lease, lifecycle, worker;  lease → sched, policy, writer, lifecycle, worker,
- *   convert;  writer → lifecycle, worker, policy;  lifecycle → sched;  sched → policy
+ *   pool → lease, lifecycle, lag, worker;  lease → sched, policy, writer, lifecycle, lag,
+ *   worker, convert;  writer → lifecycle, worker, policy;  lifecycle → sched;
+ *   sched → policy
  * Calls the other way go through callbacks wired by main.c or carried by a queued write:
  * lifecycle stops the workers through its stop_workers callback (pool_stop), and the
  * writer hands a committed attempt end back through the op's done callback
@@ -139,6 +140,8 @@ struct lease {
 	int64_t samples;          /* of those, clean estimator samples */
 	uint64_t seq_max;         /* highest event seq received */
 	uint64_t seq_missing;     /* seqs skipped over so far */
+	uint64_t armed_ms;        /* loop time and loop lag when its deadline was armed */
+	uint64_t armed_lag;
 };
 
 struct worker {
@@ -152,9 +155,11 @@ struct worker {
 	uv_timer_t phase_timer; /* phase deadline, then kill grace */
 	int handles;            /* open handles; freed when it reaches 0 */
 	struct lease lease;
-	int64_t unacked; /* events queued for the writer, not yet committed */
-	bool retire;     /* shut down once idle */
-	bool killed;     /* we signalled it */
+	int64_t unacked;   /* events queued for the writer, not yet committed */
+	uint64_t heard_ms; /* loop time and loop lag at its last frame (or its start) */
+	uint64_t heard_lag;
+	bool retire; /* shut down once idle */
+	bool killed; /* we signalled it */
 	uint64_t born_ms;
 	uint64_t jobs_done;
 	struct worker *next;
@@ -214,6 +219,7 @@ struct sup_counters {
 	uint64_t worker_timeouts;
 	uint64_t commits;
 	uint64_t commit_failures;
+	uint64_t stalls; /* the supervisor's own loop stalled (lag.c) */
 };
 
 struct sup {
@@ -283,6 +289,12 @@ struct sup {
 	uv_timer_t deadline_timer;
 	bool store_lost;
 
+	/* lag: the loop's own lateness */
+	uv_timer_t lag_timer;
+	uint64_t lag_last_ms;    /* loop time of the last measurement */
+	uint64_t lag_total_ms;   /* lateness so far */
+	uint64_t judge_after_ms; /* after a stall: no worker is judged before this */
+
 	struct sup_counters n;
 };
 
@@ -314,6 +326,18 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
+
+/* --- lag.c: the loop's own lag (a stalled supervisor is not a hung worker) --- */
+
+/* Start measuring the loop's lag. */
+void lag_init(struct sup *s);
+/* Measure the lag now; returns the lag so far (ms). A stall is logged and counted, and
+ * holds off judging workers until their frames are read. */
+uint64_t lag_note(struct sup *s);
+/* How long to wait before judging a deadline of `span_ms` armed at loop time `since_ms`,
+ * when the lag was `lag_at`: the span counts only time the loop ran, and nobody is judged
+ * right after a stall. 0: judge now. */
+uint64_t lag_wait_ms(struct sup *s, uint64_t since_ms, uint64_t lag_at, uint64_t span_ms);
 
 /* --- sched.c: the run queues and which run goes next --- */
 
