@@ -36,9 +36,10 @@ uint64_t lag_note(struct sup *s)
 		if (late >= LAG_STALL_MS) {
 			s->n.stalls++;
 			s->judge_after_ms = now + LAG_READ_MS;
-			log_warn("the supervisor itself stalled for %.1f s (stopped, starved or "
-			         "blocked); the workers' deadlines are extended by it, and what they "
-			         "sent meanwhile is read before any of them is judged",
+			log_warn(
+			    "the supervisor itself stalled for %.1f s (stopped, starved or "
+			    "blocked); the workers' deadlines are extended by it, and what they "
+			    "sent meanwhile is read before any of them is judged",
 			    (double)late / 1000.0);
 		}
 	}

@@ -413,3 +413,26 @@ TEST(store_banner_names_the_database_and_its_counts)
 	free(text);
 	free(p);
 }
+
+TEST(store_backup_and_init_create_files_only_their_owner_reads)
+{
+	struct store_err err;
+	struct store st;
+	struct stat sb;
+	char *p = test_path("a.db"), *b = test_path("a.db.bak");
+	mode_t old = umask(022);
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	CHECK(stat(p, &sb) == 0);
+	CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
+	CHECK_EQ_INT(store_backup(&st, b, &err), 0);
+	CHECK(stat(b, &sb) == 0);
+	CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+	/* An existing file is never overwritten by a backup. */
+	CHECK_EQ_INT(store_backup(&st, b, &err), STORE_EIO);
+	store_close(&st);
+	umask(old);
+	free(p);
+	free(b);
+}
