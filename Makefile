@@ -13,8 +13,8 @@ PKGS      := libuv sqlite3 msgpack libcurl jansson
 BUILD_DEBS := gcc make pkg-config libuv1-dev libsqlite3-dev libmsgpack-dev \
               libcurl4-openssl-dev libjansson-dev
 TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
-             python3-pytest-xdist clang libclang-rt-14-dev strace clang-format \
-             python3-prometheus-client python3-jsonschema python3-yaml
+             python3-pytest-xdist python3-sqlalchemy clang libclang-rt-14-dev strace \
+             clang-format python3-prometheus-client python3-jsonschema python3-yaml
 PYTHON    := /usr/bin/python3
 VERSION   := 0.1.0
 

@@ -14,12 +14,14 @@ static enum log_level log_min = LOG_INFO;
 static FILE *log_file;
 static char *log_path; /* the file log_open opened, for log_reopen and log_follow */
 
+/* Set the program name and the lowest level logged. */
 void log_init(const char *program, enum log_level min)
 {
 	log_program = program;
 	log_min = min;
 }
 
+/* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened. */
 int log_open(const char *path)
 {
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
@@ -43,11 +45,13 @@ int log_open(const char *path)
 	return 0;
 }
 
+/* Reopen the log file by its path (after a rotation); 0 or -errno. */
 int log_reopen(void)
 {
 	return log_path != NULL ? log_open(log_path) : 0;
 }
 
+/* Reopen the log file if its path now names another file; 0 or -errno. */
 int log_follow(void)
 {
 	struct stat open_st, path_st;
@@ -75,6 +79,7 @@ static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	funlockfile(out);
 }
 
+/* Write one log line at `level`. */
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	va_list ap;
@@ -86,6 +91,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Log an error and exit with `code`. */
 void log_fatal(int status, const char *fmt, ...)
 {
 	va_list ap;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Append n bytes. */
 void strbuf_put(struct strbuf *b, const char *p, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
@@ -17,11 +18,13 @@ void strbuf_put(struct strbuf *b, const char *p, size_t n)
 	b->s[b->len] = '\0';
 }
 
+/* Append a string. */
 void strbuf_puts(struct strbuf *b, const char *s)
 {
 	strbuf_put(b, s, strlen(s));
 }
 
+/* Append formatted text. */
 void strbuf_printf(struct strbuf *b, const char *fmt, ...)
 {
 	va_list ap;

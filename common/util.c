@@ -16,6 +16,7 @@ static void oom(size_t n)
 	abort();
 }
 
+/* Allocate n bytes or abort. */
 void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
@@ -24,6 +25,7 @@ void *xmalloc(size_t n)
 	return p;
 }
 
+/* Allocate zeroed memory or abort. */
 void *xcalloc(size_t nmemb, size_t size)
 {
 	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
@@ -32,6 +34,7 @@ void *xcalloc(size_t nmemb, size_t size)
 	return p;
 }
 
+/* Resize an allocation or abort. */
 void *xrealloc(void *p, size_t n)
 {
 	void *q = realloc(p, n ? n : 1);
@@ -40,11 +43,13 @@ void *xrealloc(void *p, size_t n)
 	return q;
 }
 
+/* Copy a string or abort. */
 char *xstrdup(const char *s)
 {
 	return xstrndup(s, strlen(s));
 }
 
+/* Copy at most n bytes of a string or abort. */
 char *xstrndup(const char *s, size_t n)
 {
 	char *p = xmalloc(n + 1);
@@ -53,6 +58,7 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
+/* Format into a new heap string or abort. */
 char *xasprintf(const char *fmt, ...)
 {
 	va_list ap;
@@ -65,6 +71,7 @@ char *xasprintf(const char *fmt, ...)
 	return s;
 }
 
+/* Read the monotonic clock in milliseconds. */
 uint64_t clock_mono_ms(void)
 {
 	struct timespec ts;
@@ -72,6 +79,7 @@ uint64_t clock_mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Read the wall clock in milliseconds since the epoch. */
 int64_t clock_wall_ms(void)
 {
 	struct timespec ts;
@@ -79,6 +87,7 @@ int64_t clock_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Read the wall clock in microseconds since the epoch. */
 int64_t clock_wall_us(void)
 {
 	struct timespec ts;
@@ -86,6 +95,7 @@ int64_t clock_wall_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Format epoch milliseconds as ISO 8601 UTC with a Z. */
 void time_iso8601(int64_t ms, char buf[32])
 {
 	time_t t = (time_t)(ms / 1000);
@@ -97,6 +107,7 @@ void time_iso8601(int64_t ms, char buf[32])
 	snprintf(buf + n, 32 - n, ".%03uZ", (unsigned)(((ms % 1000) + 1000) % 1000));
 }
 
+/* Format epoch microseconds in the database timestamp format. */
 void time_db(int64_t us, char buf[32])
 {
 	int64_t frac = ((us % 1000000) + 1000000) % 1000000;
@@ -109,6 +120,7 @@ void time_db(int64_t us, char buf[32])
 	snprintf(buf + n, 32 - n, ".%06lld", (long long)frac);
 }
 
+/* Format the current time in the database timestamp format. */
 void time_db_now(char buf[32])
 {
 	time_db(clock_wall_us(), buf);
@@ -157,6 +169,7 @@ static int time_zone_parse(const char *p, long *offset_s)
 	return 0;
 }
 
+/* Rewrite an ISO 8601 timestamp in the database format; -1 if it is not one. */
 int time_db_parse(const char *in, char out[32])
 {
 	int y, mo, d, h = 0, mi = 0, sec = 0;
@@ -206,6 +219,18 @@ int time_db_parse(const char *in, char out[32])
 	return 0;
 }
 
+/* Format a message into err and return -1. */
+int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Copy a string into a bounded buffer, always terminated; returns strlen(src). */
 size_t strlcpy_ap(char *dst, const char *src, size_t n)
 {
 	size_t len = strlen(src);
@@ -218,6 +243,7 @@ size_t strlcpy_ap(char *dst, const char *src, size_t n)
 	return len;
 }
 
+/* Create a directory and its missing parents; 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode)
 {
 	char *p = xstrdup(path), *s;

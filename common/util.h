@@ -45,6 +45,11 @@ int time_db_parse(const char *in, char out[32]);
 /* Create directory `path` and its missing parents with `mode`. Returns 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
 
+/* Format a message into err (size errlen) and return -1: the failure path of functions
+ * that report into a caller's buffer. */
+int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Copy src into dst of size n, always NUL-terminated; returns strlen(src). */
 size_t strlcpy_ap(char *dst, const char *src, size_t n);
 

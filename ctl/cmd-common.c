@@ -70,6 +70,7 @@ int cmd_getopt(
 	}
 }
 
+/* The stream for human-readable text: stderr when --json owns stdout, else stdout. */
 FILE *cmd_text_out(const struct cmd_ctx *ctx)
 {
 	return ctx->json ? stderr : stdout;

@@ -133,6 +133,7 @@ static int live_reply_check(
 	    t->sock, r->db_url, r->db_uuid, r->db_devino, t->url, t->uuid, t->devino, part, t->url);
 }
 
+/* Print a metrics reply (Prometheus text). */
 static void show_metrics(json_t *b, FILE *out);
 
 /* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
@@ -201,6 +202,7 @@ static int live_call_as(struct cmd_ctx *ctx, const char *control, const char *cm
 	return CMD_EXIT_OK;
 }
 
+/* Send one live request and show its reply with `show`; the exit code. */
 static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out))
 {
@@ -220,6 +222,7 @@ static long long jint(json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
+/* String member of a JSON object, "-" when absent. */
 static const char *jstr(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
@@ -227,6 +230,7 @@ static const char *jstr(json_t *o, const char *k)
 	return s != NULL ? s : "-";
 }
 
+/* Print the worker table. */
 static void show_workers(json_t *arr, FILE *out)
 {
 	size_t i;
@@ -244,6 +248,7 @@ static void show_workers(json_t *arr, FILE *out)
 	}
 }
 
+/* Print a status reply: state, durability, pool, phases, queue, counters, workers. */
 static void show_status(json_t *b, FILE *out)
 {
 	json_t *pool = json_object_get(b, "pool"), *ph = json_object_get(b, "phases");
@@ -273,16 +278,19 @@ static void show_status(json_t *b, FILE *out)
 	show_workers(json_object_get(pool, "workers"), out);
 }
 
+/* Print the worker table of a `workers` reply. */
 static void show_workers_body(json_t *b, FILE *out)
 {
 	show_workers(json_object_get(b, "workers"), out);
 }
 
+/* Print a metrics reply (Prometheus text). */
 static void show_metrics(json_t *b, FILE *out)
 {
 	fputs(jstr(b, "text"), out);
 }
 
+/* Print a reply that only confirms: "ok" and its body. */
 static void show_done(json_t *b, FILE *out)
 {
 	char *s = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
@@ -291,6 +299,7 @@ static void show_done(json_t *b, FILE *out)
 	free(s);
 }
 
+/* Print what a forwarded import or seed wrote. */
 static void show_import(json_t *b, FILE *out)
 {
 	char *runs = json_dumps(json_object_get(b, "runs"), JSON_COMPACT);
@@ -303,6 +312,8 @@ static void show_import(json_t *b, FILE *out)
 	free(runs);
 }
 
+/* Send a write to the supervisor holding the database, if one does; *forwarded says
+ * whether it did. Returns the exit code (0 when not forwarded). */
 int cmd_live_forward(
     struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs, bool *forwarded)
 {

@@ -84,7 +84,7 @@ int cmd_status(
 	}
 	rep->body = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
 	                      " s:{s:i, s:i, s:b, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
-	                      " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	                      " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	                      " s:{s:f, s:f}}",
 	    "db_url", s->st->url, "db_uuid", s->st->uuid, "pid", (int)getpid(), "version",
 	    AUTOPACK_VERSION, "session_id", s->session_id, "uptime_seconds", up, "synchronous",
@@ -92,6 +92,7 @@ int cmd_status(
 	    (json_int_t)s->cfg.commit_window_ms, "commit_max", (json_int_t)s->cfg.commit_max,
 	    "paused", s->paused, "state",
 	    s->store_lost               ? "store_lost" :
+	        s->writes_off           ? "store_failed" :
 	        s->stopping == STOP_NOW ? "stopping_now" :
 	        s->stopping             ? "stopping" :
 	        s->paused               ? "paused" :
@@ -107,8 +108,9 @@ int cmd_status(
 	    "rejected_wrong_uuid", (json_int_t)s->n.rejected_uuid, "rejected_stale",
 	    (json_int_t)s->n.rejected_stale, "worker_crashes", (json_int_t)s->n.worker_crashes,
 	    "worker_timeouts", (json_int_t)s->n.worker_timeouts, "commits",
-	    (json_int_t)s->n.commits, "commit_failures", (json_int_t)s->n.commit_failures, "rates",
-	    "results_per_second", up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
+	    (json_int_t)s->n.commits, "commit_failures", (json_int_t)s->n.commit_failures,
+	    "writes_refused", (json_int_t)s->n.writes_refused, "rates", "results_per_second",
+	    up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
 	    up > 0 ? (double)s->n.events_committed / up : 0.0);
 	return 0;
 }

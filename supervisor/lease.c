@@ -279,7 +279,7 @@ static void lease_round(struct sup *s)
 	struct grant *gs;
 	int n = 0, max, i;
 
-	if (s->paused || s->stopping || s->store_lost || s->ready_head == NULL)
+	if (s->paused || s->stopping || s->writes_off || s->ready_head == NULL)
 		return;
 	if ((max = lease_round_size(s)) <= 0)
 		return;
@@ -312,6 +312,7 @@ static void lease_round(struct sup *s)
 	}
 	if (store_drain_commit(s->sd, &err) != 0)
 		goto fail;
+	s->commit_fail_streak = 0;
 	for (i = 0; i < n; i++) {
 		s->in_flight++;
 		s->started++;
@@ -332,8 +333,12 @@ fail:
 	free(gs);
 	s->n.commit_failures++;
 	lifecycle_identity_check(s);
+	if (!s->writes_off && ++s->commit_fail_streak >= COMMIT_MAX_FAILURES)
+		lifecycle_writes_failed(s,
+		    "%d transactions failed in a row, the last a dispatch: %s",
+		    s->commit_fail_streak, err.text);
 	/* Nothing else may come along to ask for another round: retry on a timer. */
-	if (!s->store_lost)
+	if (!s->writes_off)
 		uv_timer_start(&s->dispatch_retry, dispatch_retry_cb, DISPATCH_RETRY_MS, 0);
 }
 

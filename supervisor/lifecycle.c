@@ -37,11 +37,22 @@ static void stop_timer_cb(uv_timer_t *t)
 	lifecycle_stop(s, STOP_NOW);
 }
 
-/* The first SIGINT/SIGTERM stops gracefully, the second at once. */
+/* The first SIGINT/SIGTERM stops gracefully, the second at once; one more while the
+ * fast stop still waits for its writes to commit gives them up: the supervisor exits 3
+ * as soon as its workers are gone. */
 static void signal_cb(uv_signal_t *h, int signum)
 {
 	struct sup *s = h->data;
 
+	if (s->stopping == STOP_NOW && !s->writes_off && s->ops_n > 0) {
+		log_error("received %s while stopping now: exiting without the %lld write(s) not"
+		          " yet committed; the next supervisor recovers their attempts",
+		    strsignal(signum), (long long)s->ops_n);
+		s->writes_off = true;
+		s->exit_code = 3;
+		lifecycle_check_done(s);
+		return;
+	}
 	lifecycle_stop_because(
 	    s, s->stopping ? STOP_NOW : STOP_GRACEFUL, "received %s", strsignal(signum));
 }
@@ -72,12 +83,29 @@ void lifecycle_identity_check(struct sup *s)
 
 	if (s->store_lost || store_identity_changed(s->st, &err) == 0)
 		return;
-	s->store_lost = true;
+	s->store_lost = s->writes_off = true;
 	s->exit_code = 3;
 	log_error("DATABASE LOST: %s; no further writes or dispatches. Workers are stopped;"
 	          " open attempts are recovered by the next supervisor on that database.",
 	    err.text);
 	lifecycle_stop(s, STOP_NOW);
+}
+
+void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
+{
+	char why[sizeof s->stop_buf];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	s->writes_off = true;
+	s->exit_code = 3;
+	log_error("giving up on the database: %s; no further writes. Workers are stopped; open"
+	          " attempts are recovered by the next supervisor on that database.",
+	    why);
+	lifecycle_stop_because(
+	    s, STOP_NOW, "the database refused %d commits in a row", s->commit_fail_streak);
 }
 
 void lifecycle_stop_timeout(struct sup *s, uint64_t ms)
@@ -120,6 +148,6 @@ void lifecycle_check_done(struct sup *s)
 		lifecycle_stop_because(s, STOP_GRACEFUL, "drained");
 		return;
 	}
-	if (s->stopping && s->live == 0 && (s->ops_n == 0 || s->store_lost))
+	if (s->stopping && s->live == 0 && (s->ops_n == 0 || s->writes_off))
 		uv_stop(s->loop);
 }

@@ -195,7 +195,7 @@ void session_finish(struct sup *s)
 	    s->stop_reason != NULL      ? s->stop_reason :
 	                                  "stopped";
 
-	if (!s->store_lost) {
+	if (!s->writes_off) {
 		writer_flush(s);
 		if (store_drain_session_close(s->sd, s->session_id, why, &err) != 0 ||
 		    store_drain_set_supervisor(s->sd, 0, NULL, &err) != 0)

@@ -165,6 +165,10 @@ struct worker {
 	struct worker *next;
 };
 
+/* Failed transactions in a row (group commits and dispatch rounds) after which the
+ * supervisor gives up on the database (lifecycle_writes_failed). */
+#define COMMIT_MAX_FAILURES 50
+
 /* A write waiting for the next group commit: a tagged union. */
 enum op_kind {
 	OP_EVENT,
@@ -179,6 +183,10 @@ typedef void (*op_done_cb)(struct sup *s, struct op *o);
 struct op {
 	enum op_kind kind;
 	struct op *next;
+	/* The database refused the write (a constraint; SQLite's message, naming the table
+	 * and column): what is committed instead is a record of that error. */
+	char *refused;
+	bool dup; /* an event already stored, or an attempt already closed */
 	union {
 		/* OP_EVENT: one event of a lease; acknowledged after the commit. */
 		struct {
@@ -219,7 +227,8 @@ struct sup_counters {
 	uint64_t worker_timeouts;
 	uint64_t commits;
 	uint64_t commit_failures;
-	uint64_t stalls; /* the supervisor's own loop stalled (lag.c) */
+	uint64_t writes_refused; /* writes a constraint refused, recorded as errors */
+	uint64_t stalls;         /* the supervisor's own loop stalled (lag.c) */
 };
 
 struct sup {
@@ -288,6 +297,9 @@ struct sup {
 	uv_timer_t identity_timer;
 	uv_timer_t deadline_timer;
 	bool store_lost;
+	/* Nothing more is written: the database was lost, refused COMMIT_MAX_FAILURES
+	 * commits in a row, or a signal during a fast stop abandoned the queue. */
+	bool writes_off;
 
 	/* lag: the loop's own lateness */
 	uv_timer_t lag_timer;
@@ -326,6 +338,10 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
+/* The database keeps refusing commits (`fmt` says how): write nothing more, stop the
+ * workers and exit 3 as soon as they are gone, releasing the lock. */
+void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* --- lag.c: the loop's own lag (a stalled supervisor is not a hung worker) --- */
 

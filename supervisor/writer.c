@@ -4,8 +4,11 @@
  * write, whichever comes first; a worker waiting for acknowledgements (a heartbeat while
  * its events are queued) gets its commit at once. Acknowledgements go out only after the
  * commit, and a committed attempt end is handed back to its lease (the op's done
- * callback). A failed commit rolls back, keeps the queue and is retried; after
- * COMMIT_MAX_FAILURES failures in a row the supervisor stops (exit 3). */
+ * callback). A write the database refuses for a constraint is isolated: the group is
+ * rolled back and written again with a record of that error in its place (an error event,
+ * an attempt end noting it), so the other writes commit and it is never retried. Any other
+ * failed commit rolls back, keeps the queue and is retried; after COMMIT_MAX_FAILURES
+ * failures in a row the supervisor writes nothing more and exits 3. */
 #include "supervisor/sup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -15,7 +18,6 @@
 #include <string.h>
 
 #define COMMIT_RETRY_MS 200
-#define COMMIT_MAX_FAILURES 50 /* in a row */
 
 static void writer_timer_cb(uv_timer_t *t);
 
@@ -100,6 +102,7 @@ static void op_free(struct op *o)
 {
 	struct proto_msg m = { .type = PROTO_EVENT };
 
+	free(o->refused);
 	switch (o->kind) {
 	case OP_EVENT:
 		free(o->u.event.run_id);
@@ -120,35 +123,78 @@ static void op_free(struct op *o)
 	free(o);
 }
 
-/* Write one op inside the open transaction. */
+/* Write the record of a refused op inside the open transaction: an error event under
+ * the event's key, or the attempt's end without its phase's new state; a control_log row
+ * is only logged. */
+static int op_apply_refused(struct sup *s, struct op *o, struct store_err *err)
+{
+	switch (o->kind) {
+	case OP_EVENT:
+		return store_drain_event_refused(s->sd, &o->u.event.row, o->refused, &o->dup, err);
+	case OP_CLOSE:
+		return store_drain_attempt_close_bare(
+		    s->sd, o->u.close.attempt_id, &o->u.close.end, o->refused, &o->dup, err);
+	case OP_CTLLOG: return 0;
+	}
+	return 0;
+}
+
+/* Write one op (or the record of its refusal) inside the open transaction. */
 static int op_apply(struct sup *s, struct op *o, struct store_err *err)
 {
-	bool flag = false;
-	int rc = 0;
+	o->dup = false;
+	if (o->refused != NULL)
+		return op_apply_refused(s, o, err);
+	switch (o->kind) {
+	case OP_EVENT:
+		return store_drain_event_insert(
+		    s->sd, o->u.event.run_id, o->u.event.phase_id, &o->u.event.row, &o->dup, err);
+	case OP_CLOSE:
+		return store_drain_attempt_close(
+		    s->sd, o->u.close.attempt_id, &o->u.close.end, &o->dup, err);
+	case OP_CTLLOG:
+		return store_drain_control_log(s->sd, o->u.ctllog.peer_pid, o->u.ctllog.peer_uid,
+		    o->u.ctllog.command, o->u.ctllog.args, o->u.ctllog.ok, o->u.ctllog.result, err);
+	}
+	return 0;
+}
+
+/* Mark an op the database refused (`why`: SQLite's message) and say so. */
+static void op_refuse(struct sup *s, struct op *o, const char *why)
+{
+	char what[160];
 
 	switch (o->kind) {
 	case OP_EVENT:
-		rc = store_drain_event_insert(
-		    s->sd, o->u.event.run_id, o->u.event.phase_id, &o->u.event.row, &flag, err);
-		if (rc == 0 && flag)
-			s->n.events_duplicate++;
-		else if (rc == 0)
-			s->n.events_committed++;
+		snprintf(what, sizeof what, "the %s event %llu/%llu of %s/%s",
+		    event_kind_name(o->u.event.row.kind),
+		    (unsigned long long)o->u.event.row.attempt_id,
+		    (unsigned long long)o->u.event.row.seq, o->u.event.run_id, o->u.event.phase_id);
 		break;
 	case OP_CLOSE:
-		rc = store_drain_attempt_close(
-		    s->sd, o->u.close.attempt_id, &o->u.close.end, &flag, err);
-		if (rc == 0 && flag)
-			log_warn("attempt %llu was already closed; its end (%s) is not recorded",
-			    (unsigned long long)o->u.close.attempt_id,
-			    outcome_name(o->u.close.end.outcome));
+		snprintf(what, sizeof what, "the end of attempt %llu",
+		    (unsigned long long)o->u.close.attempt_id);
 		break;
 	case OP_CTLLOG:
-		rc = store_drain_control_log(s->sd, o->u.ctllog.peer_pid, o->u.ctllog.peer_uid,
-		    o->u.ctllog.command, o->u.ctllog.args, o->u.ctllog.ok, o->u.ctllog.result, err);
+		snprintf(what, sizeof what, "the control_log row of \"%s\"", o->u.ctllog.command);
 		break;
 	}
-	return rc;
+	o->refused = xstrdup(why);
+	s->n.writes_refused++;
+	log_error("the database refused %s: %s; it is recorded as an error and not retried, the"
+	          " other writes of the group commit",
+	    what, why);
+}
+
+/* Count what a committed op wrote. */
+static void op_count(struct sup *s, const struct op *o)
+{
+	if (o->kind == OP_EVENT && o->refused == NULL)
+		*(o->dup ? &s->n.events_duplicate : &s->n.events_committed) += 1;
+	else if (o->kind == OP_CLOSE && o->dup)
+		log_warn("attempt %llu was already closed; its end (%s) is not recorded",
+		    (unsigned long long)o->u.close.attempt_id,
+		    outcome_name(o->u.close.end.outcome));
 }
 
 /* Send one ack per (worker, attempt) for the highest committed seq. */
@@ -193,13 +239,11 @@ static void writer_failed(struct sup *s, const struct store_err *err)
 	s->commit_fail_streak++;
 	log_error("commit of %lld writes failed: %s", (long long)s->ops_n, err->text);
 	lifecycle_identity_check(s);
-	if (s->store_lost)
+	if (s->writes_off)
 		return;
 	if (s->commit_fail_streak >= COMMIT_MAX_FAILURES) {
-		log_error(
-		    "giving up after %d failed commits in a row; stopping", s->commit_fail_streak);
-		s->exit_code = 3;
-		lifecycle_stop(s, STOP_NOW);
+		lifecycle_writes_failed(s, "%d commits failed in a row, the last: %s",
+		    s->commit_fail_streak, err->text);
 		return;
 	}
 	s->commit_retrying = true;
@@ -216,16 +260,26 @@ void writer_flush(struct sup *s)
 		s->commit_armed = false;
 	}
 	s->commit_retrying = false;
-	if (head == NULL || s->store_lost)
+	if (head == NULL || s->writes_off)
 		return;
 	lifecycle_identity_check(s);
-	if (s->store_lost)
+	if (s->writes_off)
 		return;
+again:
 	if (store_drain_begin(s->sd, &err) != 0)
 		goto fail;
-	for (o = head; o != NULL; o = o->next)
-		if (op_apply(s, o, &err) != 0)
+	for (o = head; o != NULL; o = o->next) {
+		char why[300];
+
+		if (op_apply(s, o, &err) == 0)
+			continue;
+		if (o->refused != NULL || !store_drain_constraint_failed(s->sd, why, sizeof why))
 			goto fail;
+		/* Write the group again with the error recorded in this op's place. */
+		store_drain_rollback(s->sd);
+		op_refuse(s, o, why);
+		goto again;
+	}
 	if (s->pol.dirty) {
 		char *state = policy_state_json(s);
 		int rc = store_drain_session_state(s->sd, s->session_id, state, &err);
@@ -245,6 +299,7 @@ void writer_flush(struct sup *s)
 	writer_ack(s, head);
 	for (o = head; o != NULL; o = next) {
 		next = o->next;
+		op_count(s, o);
 		if (o->kind == OP_CLOSE && o->u.close.done != NULL)
 			o->u.close.done(s, o);
 		op_free(o);

@@ -439,3 +439,38 @@ def test_import_and_seed_on_an_adopted_database_of_the_originals_shape(tmp):
         "src/a.py", "src/test_a.py"]
     assert bad_stamps(path) == []
     assert os.path.isdir(os.path.join(str(tmp), "ws-imported"))
+
+
+def test_migration_rewrites_what_an_earlier_autopack_wrote_into_an_adopted_database(tmp):
+    """An adopted database an earlier version (schema 2) drained: its rows carry
+    "YYYY-MM-DDTHH:MM:SS.mmmZ" stamps; migrating to version 3 rewrites every one."""
+    path, url, _ = original(tmp)
+    r, _ = adopt(url)
+    assert r.rc == 0, r
+    early = "2026-11-30T08:00:00.001Z"
+    con = sqlite3.connect(path)
+    con.executescript(
+        "UPDATE meta SET schema_version = 2, created_at = '%(t)s';"
+        "UPDATE phases SET updated_at = '%(t)s', last_attempt_timestamp = '%(t)s'"
+        " WHERE run_id = 'build1-original';"
+        "UPDATE runs SET updated_at = '%(t)s', started_at = '%(t)s';"
+        "INSERT INTO drain_sessions (session_id, started_at, completed_at)"
+        " VALUES ('s', '%(t)s', '%(t)s');"
+        "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, started_at,"
+        " ended_at) VALUES ('build1-original', 't1-p1', 1, 's', '%(t)s', '%(t)s');"
+        "INSERT INTO events (attempt_id, seq, kind, created_at) VALUES (1, 1, 'log', '%(t)s');"
+        "INSERT INTO llm_usage_events (provider, model, role, total_tokens, created_at,"
+        " is_doctor_call, attempt_id, seq) VALUES ('anthropic', 'm', 'builder', 5, '%(t)s', 0,"
+        " 1, 2);" % {"t": early})
+    con.close()
+    assert bad_stamps(path)
+    r = ctl("--db", url, "db", "migrate", "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    assert j["from"] == 2 and j["to"] >= 3
+    assert bad_stamps(path) == []
+    assert sql(url, "SELECT DISTINCT updated_at FROM phases WHERE run_id = 'build1-original'"
+               ) == [("2026-11-30 08:00:00.001000",)]
+    assert sql(url, "SELECT created_at FROM meta") == [("2026-11-30 08:00:00.001000",)]
+    import original_reader
+    original_reader.read_everything(path)

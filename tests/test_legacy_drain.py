@@ -1,7 +1,13 @@
-"""An adopted Python-Autopack backlog (70 runs, 456 phases) drained with the triage rules:
---retry-failed over FAILED and QUEUED phases, the LLM stand-in failing every run but the
-build1* ones. The drain's order and decisions are checked against the rules of docs/drain-rules.md
-replayed in Python over the attempt rows."""
+"""Python-Autopack databases drained for real against the LLM stand-in.
+
+- The older hand-made backlog (70 runs, 456 phases) with the triage rules: --retry-failed
+  over FAILED and QUEUED phases, the stand-in failing every run but the build1* ones; the
+  drain's order and decisions are checked against the rules of docs/drain-rules.md
+  replayed in Python over the attempt rows.
+- The original's real shape (its verbatim schema): adopted, imported into, seeded, drained
+  and retried, then read back by the original's own reader (tests/original_reader.py:
+  python3-sqlalchemy), its text comparisons, a row it inserts, and the next drain.
+- No phase ends COMPLETE without writing its deliverables."""
 import json
 import os
 import sqlite3
@@ -127,3 +133,149 @@ def test_a_phase_never_ends_complete_without_writing_its_deliverables(tmp):
                " 'p-unscoped'")
     assert "names no deliverables" in a["message"]
     assert a["zero_yield_reason"] == "failed_before_llm"
+
+
+def scope_deliverables(text):
+    """The deliverables of a stored scope, read independently of autopack (the shapes of
+    docs/adoption.md)."""
+    if text is None:
+        return []
+    v = json.loads(text)
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return [] if v.endswith("/") else [v]
+        if isinstance(v, str):
+            return [] if v.endswith("/") else [v]
+    if not isinstance(v, dict):
+        return []
+    d = v.get("deliverables") or []
+    if isinstance(d, dict):
+        d = [p for bucket in d.values() for p in bucket]
+    return list(dict.fromkeys(d))
+
+
+def progress(url, run_id):
+    """The original's run-progress view: tiers done (COMPLETE or SKIPPED), and the current
+    tier: the first other one by tier_index (None when all are done)."""
+    tiers = sql(url, "SELECT tier_id, state FROM tiers WHERE run_id = ? ORDER BY tier_index",
+                run_id)
+    done = [t for t, s in tiers if s in ("COMPLETE", "SKIPPED")]
+    rest = [t for t, s in tiers if s not in ("COMPLETE", "SKIPPED")]
+    return len(done), (rest[0] if rest else None)
+
+
+def test_the_originals_database_adopted_imported_seeded_drained_and_retried_reads_back(tmp):
+    import original_reader
+    path = os.path.join(str(tmp), "original.db")
+    info = legacy_db.build_original(path)
+    url = db_url(path)
+    r = ctl("--db", url, "db", "adopt", "--json")
+    assert r.rc == 0, r
+    plan = os.path.join(str(tmp), "plan.json")
+    with open(plan, "w") as f:
+        json.dump({"runs": [{"run_id": "imported", "workspace": "ws-imported", "tiers": [
+            {"tier_id": "T1", "name": "t", "phases": [
+                {"phase_id": "p1", "name": "n", "scope": {
+                    "paths": ["src/"], "deliverables": {"code": ["src/a.py"],
+                                                        "tests": ["src/test_a.py"]}}},
+                {"phase_id": "p2", "name": "n", "scope": "src/b.py"}]}]}]}, f)
+    assert ctl("--db", url, "run", "import", plan).rc == 0
+    assert ctl("--db", url, "seed", "telemetry-run").rc == 0
+    unscoped = {(r_, p) for r_, p, _, k in info["phases"] if r_ == "unscoped-original"}
+
+    def drain_once(*args):
+        llm = Standin(tmp, name="llm%d" % len(args))
+        try:
+            sup = Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url",
+                             llm.url, "--workers", 2, "--exit-when-drained",
+                             "--max-attempts-per-phase", 1, "--max-fingerprint-repeats", 100,
+                             *args, env={"ANTHROPIC_API_KEY": "k"}, name="sup%d" % len(args))
+            assert sup.wait(timeout=300) == 0, sup.stderr()
+        finally:
+            llm.stop()
+        return llm.requests()
+
+    # The first drain: QUEUED phases (and those the original left in flight).
+    requests = drain_once()
+    states = dict(((r_, p), (s, why)) for r_, p, s, why in sql(
+        url, "SELECT run_id, phase_id, state, last_failure_reason FROM phases"))
+    for key in unscoped:
+        assert states[key] == ("FAILED", "NO_DELIVERABLES"), key
+    for r_, p, s, kind in info["phases"]:
+        if s in ("QUEUED", "EXECUTING", "GATE", "CI_RUNNING") and (r_, p) not in unscoped:
+            assert states[(r_, p)][0] == "COMPLETE", (r_, p, kind)
+        if s in ("FAILED", "SKIPPED", "COMPLETE"):
+            assert states[(r_, p)][0] == s, (r_, p)
+    assert not any("unscoped-original" in json.dumps(q) for q in requests)
+    # Tiers and runs follow their phases.
+    assert sql(url, "SELECT tier_id, state FROM tiers WHERE run_id = 'build1-original'"
+               " ORDER BY tier_index") == [("T1", "COMPLETE"), ("T2", "COMPLETE")]
+    assert progress(url, "build1-original") == (2, None)
+    assert progress(url, "stalled-original") == (1, None)
+    assert progress(url, "unscoped-original") == (0, "T1")
+    assert sql(url, "SELECT state FROM tiers WHERE run_id = 'unscoped-original'") == [
+        ("FAILED",)]
+    for run in ("build1-original", "stalled-original", "imported", "telemetry-collection-v4"):
+        assert sql(url, "SELECT state FROM runs WHERE id = ?", run) == [("DONE_SUCCESS",)], run
+        assert sql(url, "SELECT DISTINCT state FROM tiers WHERE run_id = ?", run) == [
+            ("COMPLETE",)], run
+    assert sql(url, "SELECT state FROM runs WHERE id = 'unscoped-original'") == [
+        ("PHASE_EXECUTION",)]
+    assert progress(url, "research-original") == (0, "T1")
+    assert sql(url, "SELECT count(*) FROM llm_usage_events WHERE run_id ="
+               " 'unscoped-original'") == [(0,)]
+    cutoff = original_reader.utcnow()
+
+    # The second drain retries the FAILED backlog.
+    drain_once("--retry-failed")
+    states = dict(((r_, p), s) for r_, p, s in sql(
+        url, "SELECT run_id, phase_id, state FROM phases"))
+    for r_, p, s, kind in info["phases"]:
+        if r_ == "research-original" and s == "FAILED":
+            assert states[(r_, p)] == "COMPLETE", (r_, p, kind)
+    assert {k for k in unscoped if states[k] == "FAILED"} == unscoped
+    assert sql(url, "SELECT count(*) FROM phases WHERE state NOT IN ('COMPLETE', 'FAILED',"
+               " 'SKIPPED')") == [(0,)]
+    assert progress(url, "research-original") == (1, None)
+    assert sql(url, "SELECT state FROM runs WHERE id = 'research-original'") == [
+        ("DONE_SUCCESS",)]
+
+    # No phase autopack completed lacks a deliverable on disk.
+    done = sql(url, "SELECT p.run_id, p.phase_id, p.scope, r.workspace FROM phases p"
+               " JOIN runs r ON r.id = p.run_id WHERE p.state = 'COMPLETE' AND EXISTS"
+               " (SELECT 1 FROM attempts a WHERE a.run_id = p.run_id AND"
+               " a.phase_id = p.phase_id AND a.outcome = 'success')")
+    assert len(done) > 20
+    for r_, p, scope, ws in done:
+        dels = scope_deliverables(scope)
+        assert dels, (r_, p, scope)
+        for d in dels:
+            assert os.path.isfile(os.path.join(ws, d)), (r_, p, d)
+
+    # The original reads every row, and its text comparisons give the right rows.
+    original_reader.read_everything(path)
+    second = {i for (i,) in sql(
+        url, "SELECT u.id FROM llm_usage_events u JOIN attempts a ON a.attempt_id ="
+        " u.attempt_id JOIN drain_sessions s ON s.session_id = a.session_id WHERE"
+        " s.started_at = (SELECT max(started_at) FROM drain_sessions)")}
+    assert second
+    assert {row.id for row in original_reader.recent(path, "llm_usage_events", "created_at",
+                                                     cutoff)} == second
+    # A phase the original adds now is the newest row, and the next drain builds it.
+    original_reader.insert_phase(path, "build1-original", "added-by-original",
+                                 "src/added.py")
+    [newest] = original_reader.newest(path, "phases", 1)
+    assert (newest.run_id, newest.phase_id) == ("build1-original", "added-by-original")
+    drain_once("--run-id", "build1-original")
+    assert sql(url, "SELECT state FROM phases WHERE phase_id = 'added-by-original'") == [
+        ("COMPLETE",)]
+    assert progress(url, "build1-original") == (3, None)
+    assert sql(url, "SELECT state FROM runs WHERE id = 'build1-original'") == [
+        ("DONE_SUCCESS",)]
+    ws = sql(url, "SELECT workspace FROM runs WHERE id = 'build1-original'")[0][0]
+    assert os.path.isfile(os.path.join(ws, "src", "added.py"))
+    original_reader.read_everything(path)
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+    assert sql(url, "PRAGMA foreign_key_check") == []

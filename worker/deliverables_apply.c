@@ -221,6 +221,8 @@ static int dlv_check_rules(
 	return 0;
 }
 
+/* Check that `path` may be written under the workspace within the scope; DLV_ESCOPE or
+ * DLV_EIO with err set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen)
 {
@@ -293,6 +295,8 @@ fail:
 	return -1;
 }
 
+/* Write or delete every file of the set in the workspace, all paths checked first;
+ * DLV_ESCOPE or DLV_EIO with err set at the first failure. */
 int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
     char *err, size_t errlen)
 {
@@ -342,6 +346,8 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 	return rc;
 }
 
+/* Resolve a workspace-relative path to a regular file inside the workspace for reading;
+ * NULL with err set otherwise. */
 char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_t errlen)
 {
 	char rel[PATH_MAX];
@@ -374,6 +380,7 @@ char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_
 	return real;
 }
 
+/* Count the deliverables absent from the workspace, naming them in `names`. */
 size_t dlv_missing(
     const char *workspace, char *const *deliverables, size_t n, char *names, size_t namelen)
 {

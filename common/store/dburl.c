@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +13,6 @@
 	"sqlite:///autopack.db (relative to the current directory) or "                            \
 	"sqlite:////var/lib/autopack/autopack.db (absolute)"
 
-/* Format an error message into err. Always returns -1. */
-__attribute__((format(printf, 3, 4))) static int dburl_fail(
-    char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* Refuse a URL that does not use the sqlite scheme, naming the scheme it used. */
 static int dburl_refuse_scheme(const char *url, char *err, size_t errlen)
 {
@@ -35,45 +22,45 @@ static int dburl_refuse_scheme(const char *url, char *err, size_t errlen)
 	size_t n;
 
 	if (sep == NULL && (colon == NULL || (slash != NULL && slash < colon)))
-		return dburl_fail(err, errlen,
+		return errbuf_fail(err, errlen,
 		    "'%s' is a bare path, not a database URL; write sqlite:///%s", url, url);
 	n = sep != NULL ? (size_t)(sep - url) : (size_t)(colon - url);
 	if ((n == 10 && strncmp(url, "postgresql", 10) == 0) ||
 	    (n == 8 && strncmp(url, "postgres", 8) == 0) || strncmp(url, "postgresql+", 11) == 0)
-		return dburl_fail(err, errlen,
+		return errbuf_fail(err, errlen,
 		    "'%.*s' URLs are reserved for the multi-host backend, not supported yet; "
 		    "use %s",
 		    (int)n, url, DBURL_EXAMPLE);
-	return dburl_fail(err, errlen, "unsupported URL scheme '%.*s' in '%s'; use %s", (int)n, url,
-	    url, DBURL_EXAMPLE);
+	return errbuf_fail(err, errlen, "unsupported URL scheme '%.*s' in '%s'; use %s", (int)n,
+	    url, url, DBURL_EXAMPLE);
 }
 
 /* Check the path part of a sqlite:/// URL for forms that name no file. */
 static int dburl_check_path(const char *url, const char *path, char *err, size_t errlen)
 {
 	if (path[0] == '\0')
-		return dburl_fail(err, errlen, "'%s' names no file; use %s", url, DBURL_EXAMPLE);
+		return errbuf_fail(err, errlen, "'%s' names no file; use %s", url, DBURL_EXAMPLE);
 	if (strchr(path, '?') != NULL)
-		return dburl_fail(err, errlen, "'%s': query strings are not supported; use %s", url,
-		    DBURL_EXAMPLE);
+		return errbuf_fail(err, errlen, "'%s': query strings are not supported; use %s",
+		    url, DBURL_EXAMPLE);
 	if (strchr(path, '#') != NULL)
-		return dburl_fail(err, errlen,
+		return errbuf_fail(err, errlen,
 		    "'%s': fragments ('#...') are not supported, and a file name with '#' cannot "
 		    "be named by a URL; use %s",
 		    url, DBURL_EXAMPLE);
 	if (strchr(path, '%') != NULL)
-		return dburl_fail(err, errlen,
+		return errbuf_fail(err, errlen,
 		    "'%s': percent-escapes ('%%20' ...) are not decoded and a file name with '%%' "
 		    "cannot be named by a URL; write the path as it is (sqlite:///a b.db names "
 		    "the file 'a b.db'); use %s",
 		    url, DBURL_EXAMPLE);
 	if (strcmp(path, ":memory:") == 0)
-		return dburl_fail(err, errlen,
+		return errbuf_fail(err, errlen,
 		    "'%s': in-memory databases are not supported (every process must reach "
 		    "the same file); use %s",
 		    url, DBURL_EXAMPLE);
 	if (path[strlen(path) - 1] == '/')
-		return dburl_fail(err, errlen,
+		return errbuf_fail(err, errlen,
 		    "'%s' names a directory, not a database file; use %s", url, DBURL_EXAMPLE);
 	return 0;
 }
@@ -89,7 +76,7 @@ static char *dburl_canonical(const char *url, const char *path, char *err, size_
 		abs = xstrdup(path);
 	} else {
 		if (getcwd(cwd, sizeof cwd) == NULL) {
-			dburl_fail(err, errlen, "'%s': cannot read the current directory: %s", url,
+			errbuf_fail(err, errlen, "'%s': cannot read the current directory: %s", url,
 			    strerror(errno));
 			return NULL;
 		}
@@ -100,13 +87,13 @@ static char *dburl_canonical(const char *url, const char *path, char *err, size_
 	dir = slash == abs ? xstrdup("/") : xstrndup(abs, (size_t)(slash - abs));
 	full = NULL;
 	if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
-		dburl_fail(err, errlen, "'%s' names a directory, not a database file; use %s", url,
+		errbuf_fail(err, errlen, "'%s' names a directory, not a database file; use %s", url,
 		    DBURL_EXAMPLE);
 	} else if (realpath(dir, real) == NULL) {
-		dburl_fail(err, errlen, "'%s': directory %s: %s", url, dir,
+		errbuf_fail(err, errlen, "'%s': directory %s: %s", url, dir,
 		    errno == ENOENT ? "does not exist" : strerror(errno));
 	} else if (stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		dburl_fail(err, errlen, "'%s': %s is not a directory", url, dir);
+		errbuf_fail(err, errlen, "'%s': %s is not a directory", url, dir);
 	} else {
 		full = strcmp(real, "/") == 0 ? xasprintf("/%s", base) :
 		                                xasprintf("%s/%s", real, base);
@@ -131,9 +118,9 @@ int dburl_parse(
 	*canonical_path = NULL;
 	*canonical_url = NULL;
 	if (url == NULL || url[0] == '\0')
-		return dburl_fail(err, errlen, "empty database URL; use %s", DBURL_EXAMPLE);
+		return errbuf_fail(err, errlen, "empty database URL; use %s", DBURL_EXAMPLE);
 	if (strcmp(url, ":memory:") == 0)
-		return dburl_fail(err, errlen,
+		return errbuf_fail(err, errlen,
 		    "':memory:' is not supported (every process must reach the same file); "
 		    "use %s",
 		    DBURL_EXAMPLE);
@@ -141,9 +128,9 @@ int dburl_parse(
 		return dburl_refuse_scheme(url, err, errlen);
 	rest = url + sizeof prefix - 1;
 	if (rest[0] == '\0')
-		return dburl_fail(err, errlen, "'%s' names no file; use %s", url, DBURL_EXAMPLE);
+		return errbuf_fail(err, errlen, "'%s' names no file; use %s", url, DBURL_EXAMPLE);
 	if (rest[0] != '/')
-		return dburl_fail(err, errlen,
+		return errbuf_fail(err, errlen,
 		    "'%s': sqlite URLs take no host part (sqlite:// is followed by a third "
 		    "slash, then the path); use %s",
 		    url, DBURL_EXAMPLE);
@@ -165,7 +152,7 @@ static int dburl_parse_named(
 
 	if (dburl_parse(value, path, url, sub, sizeof sub) == 0)
 		return 0;
-	return dburl_fail(err, errlen, "%s: %s", name, sub);
+	return errbuf_fail(err, errlen, "%s: %s", name, sub);
 }
 
 /* Pick the database: --db, else the environment, where two that disagree are refused. */
@@ -191,7 +178,7 @@ int dburl_resolve(const char *flag_value, char **canonical_path, char **canonica
 		    "--db", flag_value, canonical_path, canonical_url, err, errlen);
 	}
 	if (primary == NULL && legacy == NULL)
-		return dburl_fail(err, errlen,
+		return errbuf_fail(err, errlen,
 		    "no database named: pass --db with %s, or set %s (or %s); there is no "
 		    "default database",
 		    DBURL_EXAMPLE, DBURL_ENV_PRIMARY, DBURL_ENV_LEGACY);
@@ -205,12 +192,12 @@ int dburl_resolve(const char *flag_value, char **canonical_path, char **canonica
 	 * scheme alone: it may carry a password. */
 	if (dburl_parse(legacy, &p2, &u2, err, errlen) != 0 || strcmp(p2, *canonical_path) != 0) {
 		if (u2 != NULL)
-			dburl_fail(err, errlen,
+			errbuf_fail(err, errlen,
 			    "%s names %s but %s names %s; set only one, make them name the same "
 			    "file, or pass --db (which outranks both)",
 			    DBURL_ENV_PRIMARY, *canonical_url, DBURL_ENV_LEGACY, u2);
 		else
-			dburl_fail(err, errlen,
+			errbuf_fail(err, errlen,
 			    "%s names %s but %s is set to another database (a '%.*s' URL); unset "
 			    "one of them, or pass --db (which outranks both)",
 			    DBURL_ENV_PRIMARY, *canonical_url, DBURL_ENV_LEGACY,

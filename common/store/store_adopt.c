@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define ADOPT_BUSY_TIMEOUT_MS 5000
 #define ADOPT_WORKSPACE_DIR "autopack-workspace"
 
 /* Append a heap copy of `s` to a string list. */
@@ -101,13 +100,9 @@ static int adopt_backup(const char *path, const char *dest, struct store_err *er
 	struct store src = { .path = (char *)path };
 	int rc;
 
-	if (sqlite3_open_v2(path, &src.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "%s: cannot open for the backup: %s", path,
-		    src.db != NULL ? sqlite3_errmsg(src.db) : "out of memory");
-		sqlite3_close(src.db);
+	rc = store_connect(path, SQLITE_OPEN_READONLY, " for the backup", &src.db, err);
+	if (rc != 0)
 		return rc;
-	}
-	sqlite3_busy_timeout(src.db, ADOPT_BUSY_TIMEOUT_MS);
 	rc = store_backup(&src, dest, err);
 	sqlite3_close(src.db);
 	return rc;
@@ -205,13 +200,9 @@ int store_adopt_survey(const char *path, const char *workspace_base, struct stor
 	rc = store_adopt_check(path, err);
 	if (rc != 0)
 		return rc;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "%s: cannot open: %s", path,
-		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
-		sqlite3_close(db);
+	rc = store_connect(path, SQLITE_OPEN_READONLY, "", &db, err);
+	if (rc != 0)
 		return rc;
-	}
-	sqlite3_busy_timeout(db, ADOPT_BUSY_TIMEOUT_MS);
 	rep->workspace_base = workspace_base != NULL ? xstrdup(workspace_base) :
 	                                               adopt_default_workspace(path);
 	time_db_now(now);
@@ -241,13 +232,9 @@ int store_adopt(const char *path, const char *workspace_base, struct store_adopt
 	rc = store_adopt_check(path, err);
 	if (rc != 0)
 		return rc;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "%s: cannot open for writing: %s", path,
-		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
-		sqlite3_close(db);
+	rc = store_connect(path, SQLITE_OPEN_READWRITE, " for writing", &db, err);
+	if (rc != 0)
 		return rc;
-	}
-	sqlite3_busy_timeout(db, ADOPT_BUSY_TIMEOUT_MS);
 	rep->workspace_base = workspace_base != NULL ? xstrdup(workspace_base) :
 	                                               adopt_default_workspace(path);
 	rc = store_exec(db, "BEGIN IMMEDIATE", "starting the adoption", err);

@@ -8,8 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define ADOPT_BUSY_TIMEOUT_MS 5000
-
 /* A table of the original and the columns adoption relies on. */
 struct adopt_legacy_table {
 	const char *name;
@@ -265,13 +263,9 @@ int store_adopt_check(const char *path, struct store_err *err)
 		    "%s: empty file, not a Python-Autopack "
 		    "database; the file was left untouched",
 		    path);
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "%s: cannot open: %s", path,
-		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
-		sqlite3_close(db);
+	rc = store_connect(path, SQLITE_OPEN_READONLY, "", &db, err);
+	if (rc != 0)
 		return rc;
-	}
-	sqlite3_busy_timeout(db, ADOPT_BUSY_TIMEOUT_MS);
 	rc = adopt_shape_check(db, path, err);
 	sqlite3_close(db);
 	return rc;

@@ -74,44 +74,47 @@ static int adopt_fill_column(sqlite3 *db, const char *table, const char *column,
 	sql = sqlite3_mprintf("UPDATE \"%w\" SET \"%w\" = %s WHERE \"%w\" IS NULL", table, column,
 	    stamp ? "?1" : dflt, column);
 	rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
-	if (rc == SQLITE_OK) {
-		if (stamp)
-			sqlite3_bind_text(q, 1, now, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
+	if (rc == SQLITE_OK && stamp)
+		store_bind_text(q, 1, now);
+	rc = store_step_done(db, q, rc, err, "filling %s.%s", table, column);
 	sqlite3_free(sql);
-	if (rc != SQLITE_DONE)
-		return store_fail(
-		    err, STORE_EIO, "filling %s.%s: %s", table, column, sqlite3_errmsg(db));
-	adopt_fill_push(rep, table, column, n, stamp ? now : dflt);
-	return 0;
+	if (rc == 0)
+		adopt_fill_push(rep, table, column, n, stamp ? now : dflt);
+	return rc;
+}
+
+/* What adopt_fill_row works on: one table of db, and the adoption's report. */
+struct adopt_fill {
+	sqlite3 *db;
+	const char *table, *now;
+	struct store_adopt_report *rep;
+	bool apply;
+	struct store_err *err;
+};
+
+/* Fill (or count) the NULLs of the reference column of the current row. */
+static int adopt_fill_row(sqlite3_stmt *q, void *arg)
+{
+	struct adopt_fill *f = arg;
+
+	return adopt_fill_column(f->db, f->table, (const char *)sqlite3_column_text(q, 0),
+	    (const char *)sqlite3_column_text(q, 1), f->now, f->rep, f->apply, f->err);
 }
 
 /* Fill (or count) the NULLs of every column the reference declares NOT NULL in `table`. */
 static int adopt_fill_table(sqlite3 *db, sqlite3 *ref, const char *table, const char *now,
     struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
+	struct adopt_fill f = { db, table, now, rep, apply, err };
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(ref,
 	    "SELECT name, dflt_value FROM pragma_table_info(?1) "
 	    "WHERE \"notnull\" = 1 AND pk = 0",
 	    -1, &q, NULL);
-	int step = SQLITE_DONE;
 
-	if (rc != SQLITE_OK)
-		return store_fail(
-		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
-	sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-	rc = 0;
-	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW)
-		rc = adopt_fill_column(db, table, (const char *)sqlite3_column_text(q, 0),
-		    (const char *)sqlite3_column_text(q, 1), now, rep, apply, err);
-	if (rc == 0 && step != SQLITE_DONE)
-		rc = store_fail(
-		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
-	sqlite3_finalize(q);
-	return rc;
+	if (rc == SQLITE_OK)
+		store_bind_text(q, 1, table);
+	return store_each_row(ref, q, rc, adopt_fill_row, &f, err, "reading autopack's schema");
 }
 
 /* Put phases the original left in flight (EXECUTING, GATE, CI_RUNNING; no open autopack
@@ -133,16 +136,12 @@ static int adopt_requeue_executing(
 	    " (SELECT attempt_id FROM attempts WHERE ended_at IS NULL))",
 	    -1, &q, NULL);
 
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, now, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	if (rc != SQLITE_DONE)
-		return store_fail(
-		    err, STORE_EIO, "requeueing EXECUTING phases: %s", sqlite3_errmsg(db));
-	rep->executing_requeued = sqlite3_changes(db);
-	return 0;
+	if (rc == SQLITE_OK)
+		store_bind_text(q, 1, now);
+	rc = store_step_done(db, q, rc, err, "requeueing EXECUTING phases");
+	if (rc == 0)
+		rep->executing_requeued = sqlite3_changes(db);
+	return rc;
 }
 
 /* Return a directory name for run `id`: the id itself when it is a plain name, else

@@ -139,36 +139,26 @@ int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table, struct store
 	return rc;
 }
 
-/* Create every reference table db lacks (whole, from the schema) and extend the others;
- * without `apply`, list them. */
-static int adopt_tables(
-    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
+/* What the per-row steps of adopt_tables and adopt_indexes work on. */
+struct adopt_pass {
+	sqlite3 *db, *ref;
+	struct store_adopt_report *rep;
+	bool apply;
+	struct store_err *err;
+};
+
+/* Create the reference table of the current row if db lacks it, else extend db's. */
+static int adopt_table_row(sqlite3_stmt *q, void *arg)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(ref,
-	    "SELECT name, sql FROM sqlite_master WHERE type = "
-	    "'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
-	    -1, &q, NULL);
-	int step;
+	struct adopt_pass *a = arg;
+	const char *name = (const char *)sqlite3_column_text(q, 0);
+	const char *sql = (const char *)sqlite3_column_text(q, 1);
+	int rc = adopt_object_exists(a->db, name, a->err);
 
-	if (rc != SQLITE_OK)
-		return store_fail(
-		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
-	rc = 0;
-	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW) {
-		const char *name = (const char *)sqlite3_column_text(q, 0);
-		const char *sql = (const char *)sqlite3_column_text(q, 1);
-
-		rc = adopt_object_exists(db, name, err);
-		if (rc == 1)
-			rc = adopt_columns_add(db, ref, name, rep, apply, err);
-		else if (rc == 0 && (!apply || (rc = store_exec(db, sql, name, err)) == 0))
-			adopt_list_push(&rep->tables_created, &rep->n_tables_created, name);
-	}
-	if (rc == 0 && step != SQLITE_DONE)
-		rc = store_fail(
-		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
-	sqlite3_finalize(q);
+	if (rc == 1)
+		return adopt_columns_add(a->db, a->ref, name, a->rep, a->apply, a->err);
+	if (rc == 0 && (!a->apply || (rc = store_exec(a->db, sql, name, a->err)) == 0))
+		adopt_list_push(&a->rep->tables_created, &a->rep->n_tables_created, name);
 	return rc;
 }
 
@@ -203,57 +193,38 @@ static int adopt_phase_key(
 	return rc;
 }
 
-/* Create (without `apply`, list) each reference index whose name is free; one that fails
- * is rolled back alone and reported. */
-static int adopt_indexes(
-    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
+/* Create (without `apply`, list) the reference index of the current row if its name is
+ * free; one that fails is rolled back alone and reported. */
+static int adopt_index_row(sqlite3_stmt *q, void *arg)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(ref,
-	    "SELECT name, sql FROM sqlite_master WHERE type = "
-	    "'index' AND sql IS NOT NULL ORDER BY rowid",
-	    -1, &q, NULL);
-	int step;
+	struct adopt_pass *a = arg;
+	struct store_adopt_report *rep = a->rep;
+	const char *name = (const char *)sqlite3_column_text(q, 0);
+	const char *sql = (const char *)sqlite3_column_text(q, 1);
+	struct store_adopt_skip *skip;
+	struct store_err why;
+	int rc = adopt_object_exists(a->db, name, a->err);
 
-	if (rc != SQLITE_OK)
-		return store_fail(
-		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
-	rc = 0;
-	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW) {
-		const char *name = (const char *)sqlite3_column_text(q, 0);
-		const char *sql = (const char *)sqlite3_column_text(q, 1);
-		struct store_adopt_skip *skip;
-		struct store_err why;
-
-		rc = adopt_object_exists(db, name, err);
-		if (rc != 0 || !apply) {
-			if (rc == 0)
-				adopt_list_push(
-				    &rep->indexes_created, &rep->n_indexes_created, name);
-			rc = rc < 0 ? rc : 0;
-			continue;
-		}
-		rc = store_exec(db, "SAVEPOINT adopt_index", "savepoint", err);
-		if (rc != 0)
-			break;
-		if (store_exec(db, sql, name, &why) == 0) {
-			adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
-		} else {
-			rc = store_exec(
-			    db, "ROLLBACK TO adopt_index", "rollback to savepoint", err);
-			rep->indexes_skipped = xrealloc(rep->indexes_skipped,
-			    (rep->n_indexes_skipped + 1) * sizeof *rep->indexes_skipped);
-			skip = &rep->indexes_skipped[rep->n_indexes_skipped++];
-			skip->name = xstrdup(name);
-			skip->why = xstrdup(why.text);
-		}
+	if (rc != 0 || !a->apply) {
 		if (rc == 0)
-			rc = store_exec(db, "RELEASE adopt_index", "release savepoint", err);
+			adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
+		return rc < 0 ? rc : 0;
 	}
-	if (rc == 0 && step != SQLITE_DONE)
-		rc = store_fail(
-		    err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
-	sqlite3_finalize(q);
+	rc = store_exec(a->db, "SAVEPOINT adopt_index", "savepoint", a->err);
+	if (rc != 0)
+		return rc;
+	if (store_exec(a->db, sql, name, &why) == 0) {
+		adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
+	} else {
+		rc = store_exec(a->db, "ROLLBACK TO adopt_index", "rollback to savepoint", a->err);
+		rep->indexes_skipped = xrealloc(rep->indexes_skipped,
+		    (rep->n_indexes_skipped + 1) * sizeof *rep->indexes_skipped);
+		skip = &rep->indexes_skipped[rep->n_indexes_skipped++];
+		skip->name = xstrdup(name);
+		skip->why = xstrdup(why.text);
+	}
+	if (rc == 0)
+		rc = store_exec(a->db, "RELEASE adopt_index", "release savepoint", a->err);
 	return rc;
 }
 
@@ -262,11 +233,30 @@ static int adopt_indexes(
 int adopt_schema_extend(
     sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
-	int rc = adopt_tables(db, ref, rep, apply, err);
+	/* Tables first (created whole or extended), then indexes, whose names must be free. */
+	static const struct {
+		const char *sql;
+		int (*row)(sqlite3_stmt *q, void *arg);
+	} passes[] = {
+		{ "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+		  "'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
+		    adopt_table_row },
+		{ "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+		  "ORDER BY rowid",
+		    adopt_index_row },
+	};
+	struct adopt_pass a = { db, ref, rep, apply, err };
+	int rc = 0;
 
-	if (rc == 0)
-		rc = adopt_phase_key(db, rep, apply, err);
-	if (rc == 0)
-		rc = adopt_indexes(db, ref, rep, apply, err);
+	for (size_t i = 0; i < ARRAY_SIZE(passes) && rc == 0; i++) {
+		sqlite3_stmt *q = NULL;
+
+		rc = sqlite3_prepare_v2(ref, passes[i].sql, -1, &q, NULL);
+		rc = store_each_row(
+		    ref, q, rc, passes[i].row, &a, err, "reading autopack's schema");
+		/* Before the indexes: (run_id, phase_id) unique in phases if nothing makes it so. */
+		if (rc == 0 && i == 0)
+			rc = adopt_phase_key(db, rep, apply, err);
+	}
 	return rc;
 }

@@ -60,6 +60,15 @@ int drain_run(struct store_drain *d, const char *sql, const char *a, const char 
 	return store_step_done(d->st->db, s, rc, err, "%s: %.120s", d->st->path, sql);
 }
 
+/* Report whether the last error was a constraint violation, with SQLite's message. */
+bool store_drain_constraint_failed(struct store_drain *d, char *why, size_t whylen)
+{
+	if ((sqlite3_extended_errcode(d->st->db) & 0xff) != SQLITE_CONSTRAINT)
+		return false;
+	snprintf(why, whylen, "%s", sqlite3_errmsg(d->st->db));
+	return true;
+}
+
 /* Prepare one file's statements. */
 static int drain_prepare(
     struct store_drain *d, const struct drain_sql *sql, size_t n, struct store_err *err)

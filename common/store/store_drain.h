@@ -147,6 +147,11 @@ int store_drain_begin(struct store_drain *d, struct store_err *err);
 int store_drain_commit(struct store_drain *d, struct store_err *err);
 /* Roll back the open group, if any. */
 void store_drain_rollback(struct store_drain *d);
+/* Whether the last failed call broke a database constraint (NOT NULL, UNIQUE, CHECK,
+ * FOREIGN KEY, a trigger's RAISE): the write, not the database, is at fault, so the
+ * writer isolates it. If so, SQLite's message (which names the table and column, e.g.
+ * "NOT NULL constraint failed: llm_usage_events.is_doctor_call") goes to `why`. */
+bool store_drain_constraint_failed(struct store_drain *d, char *why, size_t whylen);
 /* Set PRAGMA synchronous to FULL or NORMAL (outside a transaction). */
 int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_err *err);
 /* Record (or clear, with pid 0) the running supervisor and its control socket in meta
@@ -198,8 +203,20 @@ void store_drain_spec_free(struct drain_spec *s);
 int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct drain_close *c,
     bool *stale, struct store_err *err);
 
+/* In the group: record that attempt `att`'s end could not be written as it was (`why`):
+ * the attempt ends with its outcome, reason and fingerprint, the message noting `why`,
+ * and its phase goes back to QUEUED if the attempt is still its current one; the tier,
+ * run and session result are not touched. *stale as for store_drain_attempt_close. */
+int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const struct drain_close *c,
+    const char *why, bool *stale, struct store_err *err);
+
 /* --- common/store/store_drain_event.c --- */
 
+/* In the group: record event `ev` as not stored because of `why` (an error row in
+ * events under its (attempt, seq) key, so a repeat is a duplicate); *dup as for
+ * store_drain_event_insert. */
+int store_drain_event_refused(struct store_drain *d, const struct drain_event *ev, const char *why,
+    bool *dup, struct store_err *err);
 /* In the group: insert one event of an attempt of (run, phase). *dup is set when
  * (attempt, seq) was already stored, in which case nothing is written. */
 int store_drain_event_insert(struct store_drain *d, const char *run_id, const char *phase_id,

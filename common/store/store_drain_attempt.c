@@ -47,7 +47,8 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " last_failure_reason = COALESCE(?5, last_failure_reason),"
 	    " completed_at = CASE WHEN ?6 THEN ?4 ELSE completed_at END"
 	    " WHERE run_id = ?1 AND phase_id = ?2" },
-	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED. */
+	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED, PHASE_EXECUTION
+	 * before (docs/data-model.md, "Work"). */
 	{ DS_RUN_STATE,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
 	    " state = CASE WHEN d.open THEN ?3 ELSE ?4 END,"
@@ -145,7 +146,9 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	store_bind_text(s, 4, now);
 	if (!dry_run)
 		store_bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
-	return drain_exec(d, fence, err);
+	if ((rc = drain_exec(d, fence, err)) != 0 || dry_run)
+		return rc;
+	return drain_follow(d, run_id, phase_id, now, err);
 }
 
 /* Move a scope list into a list of the spec (the items change owner). */
@@ -214,7 +217,26 @@ void store_drain_spec_free(struct drain_spec *s)
 	memset(s, 0, sizeof *s);
 }
 
-/* Apply an attempt's end to its phase and the phase's run. */
+/* Let the tier and the run of a phase follow its new state. */
+int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id, const char *now,
+    struct store_err *err)
+{
+	sqlite3_stmt *s;
+	int rc = store_tier_follow_phase(d->st->db, run_id, phase_id, now, err);
+
+	if (rc != 0)
+		return rc;
+	s = drain_stmt(d, DS_RUN_STATE);
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, now);
+	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
+	store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
+	store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
+	store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
+	return drain_exec(d, DS_RUN_STATE, err);
+}
+
+/* Apply an attempt's end to its phase, the phase's tier and its run. */
 static int drain_phase_end(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_close *c, const char *now, struct store_err *err)
 {
@@ -231,42 +253,91 @@ static int drain_phase_end(struct store_drain *d, const char *run_id, const char
 	sqlite3_bind_int(s, 6, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
 	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
 		return rc;
-	s = drain_stmt(d, DS_RUN_STATE);
-	store_bind_text(s, 1, run_id);
+	return drain_follow(d, run_id, phase_id, now, err);
+}
+
+/* Look up attempt `att`: its run and phase (heap), and whether it is open and its phase's
+ * current one. *found is false when there is no such attempt. */
+static int drain_attempt_get(struct store_drain *d, uint64_t att, char **run_id, char **phase_id,
+    bool *found, bool *live, struct store_err *err)
+{
+	sqlite3_stmt *s = drain_stmt(d, DS_ATT_GET);
+	int rc;
+
+	*run_id = *phase_id = NULL;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	rc = sqlite3_step(s);
+	*found = rc == SQLITE_ROW;
+	*live = false;
+	if (rc == SQLITE_ROW) {
+		*run_id = store_col_text(s, 0, "");
+		*phase_id = store_col_text(s, 1, "");
+		*live = sqlite3_column_int(s, 2) != 0 &&
+		    (uint64_t)sqlite3_column_int64(s, 3) == att;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : drain_fail(d, err, "attempt lookup");
+}
+
+/* End an attempt whose full close cannot be written: the attempt row, and its phase
+ * back to QUEUED. */
+int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const struct drain_close *c,
+    const char *why, bool *stale, struct store_err *err)
+{
+	char now[32], *run_id, *phase_id, *msg;
+	sqlite3_stmt *s;
+	bool found, live;
+	int rc;
+
+	assert(!sqlite3_get_autocommit(d->st->db));
+	rc = drain_attempt_get(d, att, &run_id, &phase_id, &found, &live, err);
+	*stale = !live;
+	if (rc != 0 || !live)
+		goto out;
+	time_db_now(now);
+	msg = xasprintf("%s%s[its end could not be recorded in full: %s]",
+	    c->message != NULL ? c->message : "", c->message != NULL ? " " : "", why);
+	s = drain_stmt(d, DS_ATT_END);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
 	store_bind_text(s, 2, now);
-	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
-	store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
-	store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
-	store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
-	return drain_exec(d, DS_RUN_STATE, err);
+	store_bind_text(s, 3, outcome_name(c->outcome));
+	store_bind_text(s, 4, reason_name(c->reason));
+	store_bind_text(s, 5, msg);
+	store_bind_text(s, 6, c->fingerprint);
+	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
+	sqlite3_bind_int(s, 8, c->reached_llm_boundary);
+	sqlite3_bind_int64(s, 9, c->duration_ms);
+	free(msg);
+	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0)
+		goto out;
+	s = drain_stmt(d, DS_PHASE_SET);
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
+	store_bind_text(s, 4, now);
+	store_bind_text(s, 5, reason_name(c->reason));
+	sqlite3_bind_int(s, 6, 0);
+	rc = drain_exec(d, DS_PHASE_SET, err);
+out:
+	free(run_id);
+	free(phase_id);
+	return rc;
 }
 
 /* Close an attempt inside the group; nothing is written for a stale one. */
 int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct drain_close *c,
     bool *stale, struct store_err *err)
 {
-	sqlite3_stmt *s = drain_stmt(d, DS_ATT_GET);
 	char now[32], *run_id, *phase_id;
-	bool open, current;
+	sqlite3_stmt *s;
+	bool found, live;
 	int rc;
 
 	assert(!sqlite3_get_autocommit(d->st->db));
 	assert(c->outcome != OUTCOME_NONE);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(s);
-		*stale = rc == SQLITE_DONE;
-		return rc == SQLITE_DONE ? 0 : drain_fail(d, err, "attempt lookup");
-	}
-	run_id = store_col_text(s, 0, "");
-	phase_id = store_col_text(s, 1, "");
-	open = sqlite3_column_int(s, 2) != 0;
-	current = (uint64_t)sqlite3_column_int64(s, 3) == att;
-	sqlite3_reset(s);
-	*stale = !open || !current;
-	rc = 0;
-	if (*stale)
+	rc = drain_attempt_get(d, att, &run_id, &phase_id, &found, &live, err);
+	*stale = !live;
+	if (rc != 0 || *stale)
 		goto out;
 
 	time_db_now(now);

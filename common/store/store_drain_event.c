@@ -9,20 +9,24 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <stdlib.h>
 
 const struct drain_sql drain_sql_event[] = {
+	/* Only a repeated key is ignored: any other constraint failure is an error. */
 	{ DS_EV_KEY,
-	    "INSERT OR IGNORE INTO events (attempt_id, seq, kind, created_at, level, message)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)" },
+	    "INSERT INTO events (attempt_id, seq, kind, created_at, level, message)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (attempt_id, seq) DO NOTHING" },
+	/* is_doctor_call in both inserts: the original's value (common/store/store_original.c);
+	 * an adopted table has no SQL default for it. */
 	{ DS_EV_USAGE,
 	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
 	    " prompt_tokens, completion_tokens, created_at, attempt_id, seq, status, http_status,"
-	    " error_class, latency_ms, try_number)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)" },
+	    " error_class, latency_ms, try_number, is_doctor_call)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0)" },
 	{ DS_EV_SENT,
 	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
-	    " created_at, attempt_id, seq, status, max_tokens, try_number)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11)" },
+	    " created_at, attempt_id, seq, status, max_tokens, try_number, is_doctor_call)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, 0)" },
 	/* The try's own row, announced last: the newest 'sent' row of the attempt. */
 	{ DS_EV_DONE,
 	    "UPDATE llm_usage_events SET total_tokens = ?2, prompt_tokens = ?3,"
@@ -153,6 +157,28 @@ static int event_estimation(struct store_drain *d, const char *run_id, const cha
 	};
 
 	return store_estimation_insert(d->st, d->estimation, &e, err);
+}
+
+/* Record an event that cannot be stored, as an error row under its key. */
+int store_drain_event_refused(struct store_drain *d, const struct drain_event *ev, const char *why,
+    bool *dup, struct store_err *err)
+{
+	sqlite3_stmt *s = drain_stmt(d, DS_EV_KEY);
+	char now[32], *msg = xasprintf("not stored: %s", why);
+	int rc;
+
+	assert(!sqlite3_get_autocommit(d->st->db));
+	time_db_now(now);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->seq);
+	store_bind_text(s, 3, event_kind_name(ev->kind));
+	store_bind_text(s, 4, now);
+	store_bind_text(s, 5, "error");
+	store_bind_text(s, 6, msg);
+	free(msg);
+	if ((rc = drain_exec(d, DS_EV_KEY, err)) == 0)
+		*dup = sqlite3_changes(d->st->db) == 0;
+	return rc;
 }
 
 /* Insert an event inside the group; a repeated (attempt, seq) sets *dup. */

@@ -61,6 +61,11 @@ int drain_fail(struct store_drain *d, struct store_err *err, const char *what);
 sqlite3_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i);
 /* Step statement `i` (from drain_stmt), which returns no row, and reset it. */
 int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err);
+/* Inside the caller's transaction, set the state of the tier and the run of phase
+ * (run_id, phase_id) from their phases (store_tier_follow; the run is DONE_SUCCESS once
+ * every phase is COMPLETE or SKIPPED, PHASE_EXECUTION before). */
+int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id, const char *now,
+    struct store_err *err);
 /* Run one statement prepared for the call, with up to three text parameters (NULLs
  * allowed) and no result rows. */
 int drain_run(struct store_drain *d, const char *sql, const char *a, const char *b, const char *c,

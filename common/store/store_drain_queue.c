@@ -135,7 +135,7 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
     unsigned from, enum phase_state to, struct store_err *err)
 {
 	sqlite3_stmt *s;
-	char *state = NULL, allowed[128];
+	char *state = NULL, allowed[128], stamp[32];
 	enum phase_state now;
 	int rc;
 
@@ -163,8 +163,25 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 		return rc;
 	}
 	free(state);
-	return drain_run(d,
-	    "UPDATE phases SET state = ?3, updated_at = strftime('%Y-%m-%d %H:%M:%f000')"
-	    " WHERE run_id = ?1 AND phase_id = ?2",
-	    run_id, phase_id, phase_state_name(to), err);
+	time_db_now(stamp);
+	if ((rc = store_drain_begin(d, err)) != 0)
+		return rc;
+	rc = sqlite3_prepare_v2(d->st->db,
+	    "UPDATE phases SET state = ?3, updated_at = ?4 WHERE run_id = ?1 AND phase_id = ?2", -1,
+	    &s, NULL);
+	if (rc == SQLITE_OK) {
+		store_bind_text(s, 1, run_id);
+		store_bind_text(s, 2, phase_id);
+		store_bind_text(s, 3, phase_state_name(to));
+		store_bind_text(s, 4, stamp);
+	}
+	rc = store_step_done(
+	    d->st->db, s, rc, err, "%s: moving phase %s/%s", d->st->path, run_id, phase_id);
+	if (rc == 0)
+		rc = drain_follow(d, run_id, phase_id, stamp, err);
+	if (rc == 0)
+		rc = store_drain_commit(d, err);
+	if (rc != 0)
+		store_drain_rollback(d);
+	return rc;
 }

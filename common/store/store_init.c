@@ -82,12 +82,9 @@ static int store_init_build(
 	int rc;
 
 	time_db_now(now);
-	if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "cannot open: %s",
-		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
-		goto out;
-	}
-	rc = store_exec(db, "BEGIN IMMEDIATE", "starting the schema transaction", err);
+	rc = store_connect(tmp, SQLITE_OPEN_READWRITE, "", &db, err);
+	if (rc == 0)
+		rc = store_exec(db, "BEGIN IMMEDIATE", "starting the schema transaction", err);
 	if (rc == 0)
 		rc = store_exec(db, sql, "creating the schema", err);
 	if (rc == 0)
@@ -96,7 +93,6 @@ static int store_init_build(
 		rc = store_exec(db, "COMMIT", "committing the schema", err);
 	if (rc == 0)
 		rc = store_exec(db, "PRAGMA journal_mode=WAL", "switching to WAL", err);
-out:
 	if (db != NULL && sqlite3_close(db) != SQLITE_OK && rc == 0)
 		rc = store_fail(err, STORE_EIO, "closing: %s", sqlite3_errmsg(db));
 	free(by);

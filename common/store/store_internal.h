@@ -69,6 +69,18 @@ char *store_col_text(sqlite3_stmt *q, int i, const char *if_null);
 /* Bind text parameter i (SQLite copies it); NULL binds SQL NULL. */
 void store_bind_text(sqlite3_stmt *q, int i, const char *s);
 
+/* --- common/store/store_tier.c --- */
+
+/* Set tier `tier_row`'s state from its phases, as the original's progress view expects:
+ * COMPLETE when every phase is COMPLETE or SKIPPED (SKIPPED when all are), FAILED when the
+ * others are FAILED, IN_PROGRESS while a phase runs or some have ended and others wait;
+ * a tier whose phases are all QUEUED again is PENDING. updated_at, started_at and
+ * completed_at move with the state (`now`); a tier that already follows is not written. */
+int store_tier_follow(sqlite3 *db, int64_t tier_row, const char *now, struct store_err *err);
+/* Do store_tier_follow for the tier of phase (run_id, phase_id); 0 if there is none. */
+int store_tier_follow_phase(
+    sqlite3 *db, const char *run_id, const char *phase_id, const char *now, struct store_err *err);
+
 /* --- common/store/store_stats.c: labelled counts --- */
 
 /* Append (key, n) to the list. */
@@ -77,6 +89,12 @@ void store_counts_add(struct store_counts *c, const char *key, int64_t n);
 void store_counts_bump(struct store_counts *c, const char *key, int64_t n);
 /* Free a list's keys and items, leaving it empty. */
 void store_counts_free(struct store_counts *c);
+
+/* Open a connection to the existing file at `path` with sqlite3_open_v2 `flags` (never
+ * SQLITE_OPEN_CREATE) and the store's busy timeout. On failure STORE_EIO with
+ * "<path>: cannot open<purpose>: <reason>" and *db NULL. */
+int store_connect(
+    const char *path, int flags, const char *purpose, sqlite3 **db, struct store_err *err);
 
 /* Check that the open connection holds an autopack database of a version this program
  * knows with every table and column that version has, and a canonical uuid; fills

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Read the pid and control socket the last supervisor recorded. */
+/* Read the supervisor record of meta; STORE_EIO on failure. */
 int store_meta_supervisor(struct store *st, int64_t *pid, char **socket, struct store_err *err)
 {
 	sqlite3_stmt *s;

@@ -111,6 +111,25 @@ static void store_side_stat(const char *path, const char *suffix, dev_t *dev, in
 	free(p);
 }
 
+/* Open a connection with the store's busy timeout; STORE_EIO naming the file on failure. */
+int store_connect(
+    const char *path, int flags, const char *purpose, sqlite3 **db, struct store_err *err)
+{
+	int rc;
+
+	assert((flags & SQLITE_OPEN_CREATE) == 0); /* opening never creates a file */
+	*db = NULL;
+	if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK) {
+		rc = store_fail(err, STORE_EIO, "%s: cannot open%s: %s", path, purpose,
+		    *db != NULL ? sqlite3_errmsg(*db) : "out of memory");
+		sqlite3_close(*db);
+		*db = NULL;
+		return rc;
+	}
+	sqlite3_busy_timeout(*db, STORE_BUSY_TIMEOUT_MS);
+	return 0;
+}
+
 /* Open and check an existing autopack database; never creates or writes a foreign file. */
 int store_open(struct store *st, const char *path, const char *url, enum store_mode mode,
     struct store_err *err)
@@ -127,12 +146,9 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	rc = store_stat_file(path, &sb, err);
 	if (rc != 0)
 		return rc;
-	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "%s: cannot open: %s", path,
-		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
-		goto fail;
-	}
-	sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+	rc = store_connect(path, flags, "", &db, err);
+	if (rc != 0)
+		return rc;
 	rc = store_check_sqlite(db, path, err);
 	if (rc == 0)
 		rc = store_schema_check(db, path, &st->schema_version, st->uuid, err);

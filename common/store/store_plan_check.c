@@ -202,36 +202,15 @@ static int plan_check_relpath(
 	return 0;
 }
 
-/* Check an array of workspace paths. */
-static int plan_check_paths(
-    const json_t *v, const char *source, const char *path, struct store_err *err)
-{
-	char sub[PLAN_PATH_MAX];
-	size_t i;
-	json_t *e;
-	int rc;
-
-	if (!json_is_array(v))
-		return plan_fail(
-		    err, source, path, "expected array of strings, got %s", plan_type_name(v));
-	json_array_foreach(v, i, e)
-	{
-		plan_path(sub, "%s[%zu]", path, i);
-		rc = plan_check_relpath(e, source, sub, err);
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
-}
-
 static int plan_check_object(const json_t *obj, const struct plan_field *fields, size_t n,
     const char *source, const char *path, struct store_err *err);
 static int plan_check_scope(
     const json_t *scope, const char *source, const char *path, struct store_err *err);
 
-/* Check read_only_context: relative paths, or {"path", "reason"} objects. */
-static int plan_check_context(
-    const json_t *v, const char *source, const char *path, struct store_err *err)
+/* Check an array of workspace paths; with `objects` an entry may also be a {"path",
+ * "reason"} object (read_only_context). */
+static int plan_check_path_array(
+    const json_t *v, bool objects, const char *source, const char *path, struct store_err *err)
 {
 	char sub[PLAN_PATH_MAX];
 	size_t i;
@@ -239,12 +218,12 @@ static int plan_check_context(
 	int rc;
 
 	if (!json_is_array(v))
-		return plan_fail(
-		    err, source, path, "expected array of paths, got %s", plan_type_name(v));
+		return plan_fail(err, source, path, "expected array of %s, got %s",
+		    objects ? "paths" : "strings", plan_type_name(v));
 	json_array_foreach(v, i, e)
 	{
 		plan_path(sub, "%s[%zu]", path, i);
-		if (json_is_object(e)) {
+		if (objects && json_is_object(e)) {
 			rc = plan_check_object(e, plan_context_fields,
 			    ARRAY_SIZE(plan_context_fields), source, sub, err);
 			plan_path(sub, "%s[%zu].path", path, i);
@@ -271,11 +250,11 @@ static int plan_check_deliverables(
 	int rc;
 
 	if (!json_is_object(v))
-		return plan_check_paths(v, source, path, err);
+		return plan_check_path_array(v, false, source, path, err);
 	json_object_foreach((json_t *)v, key, e)
 	{
 		plan_path(sub, "%s.%.60s", path, key);
-		rc = plan_check_paths(e, source, sub, err);
+		rc = plan_check_path_array(e, false, source, sub, err);
 		if (rc != 0)
 			return rc;
 	}
@@ -327,9 +306,9 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
 			return plan_fail(
 			    err, source, path, "expected object, got %s", plan_type_name(v));
 		return 0;
-	case PLAN_PATHS: return plan_check_paths(v, source, path, err);
+	case PLAN_PATHS: return plan_check_path_array(v, false, source, path, err);
 	case PLAN_SCOPE: return plan_check_scope(v, source, path, err);
-	case PLAN_CONTEXT: return plan_check_context(v, source, path, err);
+	case PLAN_CONTEXT: return plan_check_path_array(v, true, source, path, err);
 	case PLAN_DELIVERABLES: return plan_check_deliverables(v, source, path, err);
 	}
 	return 0;

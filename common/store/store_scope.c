@@ -2,7 +2,6 @@
 #include "common/store/store_scope.h"
 #include "common/util.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,18 +10,6 @@
 #define SCOPE_DECODE_MAX 3
 /* A bare (non-JSON) text longer than this is not taken for a path. */
 #define SCOPE_BARE_PATH_MAX 4096
-
-/* Format `why` and return -1. */
-__attribute__((format(printf, 3, 4))) static int scope_fail(
-    char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 /* Append `path` (found at `where`) unless the list holds it already. */
 static void scope_list_add(struct store_scope_list *l, const char *path, const char *where)
@@ -89,9 +76,9 @@ static int scope_add_string(
     struct store_scope_list *l, const json_t *v, const char *where, char *why, size_t whylen)
 {
 	if (!json_is_string(v))
-		return scope_fail(why, whylen, "%s: expected a path string", where);
+		return errbuf_fail(why, whylen, "%s: expected a path string", where);
 	if (json_string_length(v) == 0 || strlen(json_string_value(v)) != json_string_length(v))
-		return scope_fail(why, whylen, "%s: expected a non-empty path", where);
+		return errbuf_fail(why, whylen, "%s: expected a non-empty path", where);
 	scope_list_add(l, json_string_value(v), where);
 	return 0;
 }
@@ -202,7 +189,7 @@ static int scope_parse_value(
 
 	if (v == NULL || json_is_null(v)) {
 		if (depth > 0)
-			return scope_fail(why, whylen, "a JSON string holding null");
+			return errbuf_fail(why, whylen, "a JSON string holding null");
 		sc->form = STORE_SCOPE_NONE;
 		return 0;
 	}
@@ -211,7 +198,7 @@ static int scope_parse_value(
 		return scope_parse_object(sc, v, why, whylen);
 	}
 	if (!json_is_string(v))
-		return scope_fail(why, whylen, "a JSON %s, not a scope object or a path",
+		return errbuf_fail(why, whylen, "a JSON %s, not a scope object or a path",
 		    json_is_array(v)      ? "array" :
 		        json_is_number(v) ? "number" :
 		                            "boolean");
@@ -224,13 +211,14 @@ static int scope_parse_value(
 			scope_single_path(sc, s);
 			return 0;
 		}
-		return scope_fail(why, whylen,
+		return errbuf_fail(why, whylen,
 		    "a string that is neither a path nor JSON (\"%.60s%s\")", s,
 		    len > 60 ? "..." : "");
 	}
 	if (depth + 1 >= SCOPE_DECODE_MAX) {
 		json_decref(inner);
-		return scope_fail(why, whylen, "JSON encoded more than %d times", SCOPE_DECODE_MAX);
+		return errbuf_fail(
+		    why, whylen, "JSON encoded more than %d times", SCOPE_DECODE_MAX);
 	}
 	rc = scope_parse_value(sc, inner, depth + 1, why, whylen);
 	json_decref(inner);
@@ -261,7 +249,7 @@ int store_scope_parse_text(const char *text, struct store_scope *sc, char *why, 
 			scope_single_path(sc, text);
 			return 0;
 		}
-		return scope_fail(why, whylen, "not JSON and not a path (\"%.60s%s\")", text,
+		return errbuf_fail(why, whylen, "not JSON and not a path (\"%.60s%s\")", text,
 		    strlen(text) > 60 ? "..." : "");
 	}
 	rc = store_scope_parse_json(v, sc, why, whylen);

@@ -250,3 +250,72 @@ TEST(migration_to_v3_adds_the_originals_columns_and_rewrites_timestamps)
 	store_close(&st);
 	free(p);
 }
+
+/* Set the phases of tier 1 to `states` (comma-separated, one per phase p1, p2, ...), let
+ * the tier follow, and return its state (static buffer). */
+static const char *tier_after(struct store *st, const char *tier_state, const char *states)
+{
+	static char out[32];
+	struct store_err err;
+	sqlite3_stmt *q = NULL;
+	char *copy = xstrdup(states), *save = NULL, *sql;
+	int i = 0;
+
+	sql = sqlite3_mprintf("DELETE FROM phases; UPDATE tiers SET state = %Q, completed_at = NULL"
+	                      " WHERE id = 1",
+	    tier_state);
+	CHECK_EQ_INT(store_exec(st->db, sql, "reset", &err), 0);
+	sqlite3_free(sql);
+	for (char *s = strtok_r(copy, ",", &save); s != NULL; s = strtok_r(NULL, ",", &save)) {
+		sql = sqlite3_mprintf(
+		    "INSERT INTO phases (phase_id, run_id, tier_id, phase_index,"
+		    " name, state, created_at, updated_at) VALUES ('p%d', 'r', 1, %d,"
+		    " 'n', %Q, 'x', 'x')",
+		    i, i, s);
+		CHECK_EQ_INT(store_exec(st->db, sql, "phase", &err), 0);
+		sqlite3_free(sql);
+		i++;
+	}
+	free(copy);
+	CHECK_EQ_INT(store_tier_follow(st->db, 1, "2026-12-01 10:00:00.000000", &err), 0);
+	CHECK(sqlite3_prepare_v2(st->db, "SELECT state FROM tiers WHERE id = 1", -1, &q, NULL) ==
+	    SQLITE_OK);
+	CHECK(sqlite3_step(q) == SQLITE_ROW);
+	snprintf(out, sizeof out, "%s", (const char *)sqlite3_column_text(q, 0));
+	sqlite3_finalize(q);
+	return out;
+}
+
+TEST(tier_state_follows_its_phases)
+{
+	struct store_err err;
+	struct store st;
+
+	test_store_new(&st, "tiers.db");
+	CHECK_EQ_INT(store_exec(st.db,
+	                 "INSERT INTO runs (id, created_at, updated_at) VALUES ('r', 'x', 'x');"
+	                 "INSERT INTO tiers (id, tier_id, run_id, tier_index, name, created_at,"
+	                 " updated_at) VALUES (1, 'T1', 'r', 0, 't', 'x', 'x')",
+	                 "setup", &err),
+	    0);
+	CHECK_EQ_STR(tier_after(&st, "PENDING", "QUEUED,QUEUED"), "PENDING");
+	CHECK_EQ_STR(tier_after(&st, "PENDING", "EXECUTING,QUEUED"), "IN_PROGRESS");
+	CHECK_EQ_STR(tier_after(&st, "PENDING", "COMPLETE,QUEUED"), "IN_PROGRESS");
+	CHECK_EQ_STR(tier_after(&st, "PENDING", "FAILED,QUEUED"), "IN_PROGRESS");
+	CHECK_EQ_STR(tier_after(&st, "IN_PROGRESS", "COMPLETE,SKIPPED"), "COMPLETE");
+	CHECK_EQ_STR(tier_after(&st, "PENDING", "SKIPPED,SKIPPED"), "SKIPPED");
+	CHECK_EQ_STR(tier_after(&st, "IN_PROGRESS", "COMPLETE,FAILED"), "FAILED");
+	CHECK_EQ_STR(tier_after(&st, "FAILED", "QUEUED,QUEUED"), "PENDING");
+	CHECK_EQ_STR(tier_after(&st, "IN_PROGRESS", "QUEUED"), "IN_PROGRESS");
+	CHECK_EQ_INT(
+	    test_query(&st,
+	        "SELECT count(*) FROM tiers WHERE updated_at = '2026-12-01 10:00:00.000000'"
+	        " AND started_at IS NOT NULL AND completed_at IS NULL"),
+	    1);
+	tier_after(&st, "IN_PROGRESS", "COMPLETE");
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM tiers WHERE state = 'COMPLETE' AND completed_at ="
+	                 " '2026-12-01 10:00:00.000000'"),
+	    1);
+	store_close(&st);
+}

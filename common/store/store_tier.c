@@ -1,0 +1,60 @@
+/* Tier states that follow their phases, as the original's progress view reads them
+ * (docs/data-model.md, "Work"). */
+#include "common/store/store_internal.h"
+
+/* The state a tier's phases put it in; NULL leaves it. All QUEUED leaves a tier that has
+ * not ended as it is (PENDING, or IN_PROGRESS after a requeue) and puts an ended one back
+ * to PENDING. */
+#define TIER_FOLLOW_SQL                                                                            \
+	"UPDATE tiers SET state = f.state, updated_at = ?2,"                                       \
+	" started_at = CASE WHEN f.state IN ('IN_PROGRESS', 'COMPLETE', 'FAILED')"                 \
+	"   THEN COALESCE(started_at, ?2) ELSE started_at END,"                                    \
+	" completed_at = CASE WHEN f.state IN ('COMPLETE', 'FAILED', 'SKIPPED') THEN ?2 END"       \
+	" FROM (SELECT CASE"                                                                       \
+	"   WHEN count(*) = 0 THEN NULL"                                                           \
+	"   WHEN sum(p.state = 'SKIPPED') = count(*) THEN 'SKIPPED'"                               \
+	"   WHEN sum(p.state IN ('COMPLETE', 'SKIPPED')) = count(*) THEN 'COMPLETE'"               \
+	"   WHEN sum(p.state IN ('EXECUTING', 'GATE', 'CI_RUNNING')) > 0 THEN 'IN_PROGRESS'"       \
+	"   WHEN sum(p.state = 'QUEUED') = count(*) THEN"                                          \
+	"     CASE WHEN t.state IN ('COMPLETE', 'FAILED', 'SKIPPED') THEN 'PENDING' END"           \
+	"   WHEN sum(p.state = 'QUEUED') = 0 THEN 'FAILED'"                                        \
+	"   ELSE 'IN_PROGRESS' END AS state"                                                       \
+	"   FROM tiers t LEFT JOIN phases p ON p.tier_id = t.id WHERE t.id = ?1) f"                \
+	" WHERE tiers.id = ?1 AND f.state IS NOT NULL AND tiers.state IS NOT f.state"
+
+/* Set a tier's state from its phases; changes nothing when it already follows them. */
+int store_tier_follow(sqlite3 *db, int64_t tier_row, const char *now, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db, TIER_FOLLOW_SQL, -1, &q, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, tier_row);
+		store_bind_text(q, 2, now);
+	}
+	return store_step_done(
+	    db, q, rc, err, "setting the state of tier %lld", (long long)tier_row);
+}
+
+/* Set the state of the tier holding phase (run_id, phase_id) from its phases. */
+int store_tier_follow_phase(
+    sqlite3 *db, const char *run_id, const char *phase_id, const char *now, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int64_t tier_row = -1;
+	int rc = sqlite3_prepare_v2(
+	    db, "SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2", -1, &q, NULL);
+
+	if (rc == SQLITE_OK) {
+		store_bind_text(q, 1, run_id);
+		store_bind_text(q, 2, phase_id);
+		rc = sqlite3_step(q);
+		if (rc == SQLITE_ROW)
+			tier_row = sqlite3_column_int64(q, 0);
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_fail(err, STORE_EIO, "finding the tier of phase %s/%s: %s", run_id,
+		    phase_id, sqlite3_errmsg(db));
+	return tier_row < 0 ? 0 : store_tier_follow(db, tier_row, now, err);
+}
