@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DISPATCH_RETRY_MS 200  /* after a failed dispatch transaction */
 #define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
 
 /* What a committed attempt end hands back to its lease. */
@@ -277,6 +276,7 @@ static void lease_round(struct sup *s)
 	struct worker *w;
 	struct store_err err;
 	struct grant *gs;
+	uint64_t delay;
 	int n = 0, max, i;
 
 	if (s->paused || s->stopping || s->writes_off || s->ready_head == NULL)
@@ -331,15 +331,11 @@ fail:
 		sched_release(s, gs[i].r);
 	}
 	free(gs);
-	s->n.commit_failures++;
-	lifecycle_identity_check(s);
-	if (!s->writes_off && ++s->commit_fail_streak >= COMMIT_MAX_FAILURES)
-		lifecycle_writes_failed(s,
-		    "%d transactions failed in a row, the last a dispatch: %s",
-		    s->commit_fail_streak, err.text);
-	/* Nothing else may come along to ask for another round: retry on a timer. */
-	if (!s->writes_off)
-		uv_timer_start(&s->dispatch_retry, dispatch_retry_cb, DISPATCH_RETRY_MS, 0);
+	/* Nothing else may come along to ask for another round: retry on a timer, later
+	 * each time, or give up. */
+	delay = lifecycle_write_failed(s, "a dispatch round", &err);
+	if (delay > 0)
+		uv_timer_start(&s->dispatch_retry, dispatch_retry_cb, delay, 0);
 }
 
 /* Check a frame's database and attempt against w's lease; count and log a refusal. */

@@ -166,8 +166,13 @@ struct worker {
 };
 
 /* Failed transactions in a row (group commits and dispatch rounds) after which the
- * supervisor gives up on the database (lifecycle_writes_failed). */
+ * supervisor gives up on the database (lifecycle_write_failed): many while another
+ * connection keeps it busy, a few for anything else (a full disk, an I/O error, a
+ * constraint, a read-only file), retried with a delay that doubles. */
 #define COMMIT_MAX_FAILURES 50
+#define COMMIT_MAX_HARD_FAILURES 8
+#define COMMIT_RETRY_MS 200
+#define COMMIT_RETRY_MAX_MS 2000
 
 /* A write waiting for the next group commit: a tagged union. */
 enum op_kind {
@@ -297,8 +302,8 @@ struct sup {
 	uv_timer_t identity_timer;
 	uv_timer_t deadline_timer;
 	bool store_lost;
-	/* Nothing more is written: the database was lost, refused COMMIT_MAX_FAILURES
-	 * commits in a row, or a signal during a fast stop abandoned the queue. */
+	/* Nothing more is written: the database was lost, kept refusing commits
+	 * (lifecycle_write_failed), or a signal during a fast stop abandoned the queue. */
 	bool writes_off;
 
 	/* lag: the loop's own lateness */
@@ -338,10 +343,13 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
-/* The database keeps refusing commits (`fmt` says how): write nothing more, stop the
- * workers and exit 3 as soon as they are gone, releasing the lock. */
-void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* A transaction (`what`: a group commit, a dispatch round) failed with err, after its
+ * rollback: count it in the streak of failures in a row, and return the delay before the
+ * retry; or give up on the database at the streak's limit (COMMIT_MAX_FAILURES when the
+ * database is busy, else COMMIT_MAX_HARD_FAILURES): write nothing more, stop the workers
+ * and exit 3 once they are gone, releasing the lock; then 0 (also when the database was
+ * found lost). */
+uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct store_err *err);
 
 /* --- lag.c: the loop's own lag (a stalled supervisor is not a hung worker) --- */
 

@@ -32,6 +32,7 @@ enum store_errcode {
 
 struct store_err {
 	char text[1024];
+	int sqlite_code; /* SQLite's primary result code of the failure; 0 if not SQLite's */
 };
 
 struct store {
@@ -207,6 +208,10 @@ void store_plan_summary_free(struct store_plan_summary *sum);
  * STORE_EEXIST if the run exists. */
 int store_seed_telemetry_run(
     struct store *st, const char *workspace, struct store_plan_summary *sum, struct store_err *err);
+
+/* Return true if the failure in `err` is a busy or locked database: another connection
+ * holds it for now, and a retry may well succeed. */
+bool store_err_busy(const struct store_err *err);
 
 /* Return a short name for a STORE_E* code ("ENOTDB"). */
 const char *store_strerror(int code);

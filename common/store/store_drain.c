@@ -19,8 +19,10 @@ const size_t drain_sql_main_n = ARRAY_SIZE(drain_sql_main);
 /* Name the failed step and SQLite's message. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what)
 {
-	return store_fail(
-	    err, STORE_EIO, "%s: %.120s: %s", d->st->path, what, sqlite3_errmsg(d->st->db));
+	store_fail(err, STORE_EIO, "%s: %.120s: %s", d->st->path, what, sqlite3_errmsg(d->st->db));
+	if (err != NULL)
+		err->sqlite_code = sqlite3_errcode(d->st->db) & 0xff;
+	return STORE_EIO;
 }
 
 /* Reset and unbind a prepared statement. */

@@ -283,6 +283,12 @@ int store_identity_changed(struct store *st, struct store_err *err)
 	return store_fail(err, STORE_EMOVED, "%s%s", what, salvage);
 }
 
+/* Tell a busy or locked database from other failures. */
+bool store_err_busy(const struct store_err *err)
+{
+	return err->sqlite_code == SQLITE_BUSY || err->sqlite_code == SQLITE_LOCKED;
+}
+
 /* Name a STORE_E* code. */
 const char *store_strerror(int code)
 {

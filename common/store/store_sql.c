@@ -19,6 +19,7 @@ int store_fail(struct store_err *err, int code, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err->text, sizeof err->text, fmt, ap);
 		va_end(ap);
+		err->sqlite_code = 0;
 	}
 	return code;
 }
@@ -31,6 +32,8 @@ int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err 
 
 	if (rc != SQLITE_OK) {
 		store_fail(err, STORE_EIO, "%s: %s", what, msg != NULL ? msg : sqlite3_errstr(rc));
+		if (err != NULL)
+			err->sqlite_code = rc & 0xff;
 		sqlite3_free(msg);
 		return STORE_EIO;
 	}
@@ -66,6 +69,7 @@ static int store_fail_sqlite(sqlite3 *db, struct store_err *err, const char *fmt
 	if (err != NULL) {
 		vsnprintf(what, sizeof what, fmt, ap);
 		store_fail(err, STORE_EIO, "%s: %s", what, sqlite3_errmsg(db));
+		err->sqlite_code = sqlite3_errcode(db) & 0xff;
 	}
 	return STORE_EIO;
 }
