@@ -66,7 +66,7 @@ struct calib_result {
 	size_t n_high_confidence; /* eligible groups at or above the threshold */
 };
 
-/* --- common/calib_group.c --- */
+/* --- common/calib/calib_group.c --- */
 
 /* Name a group status ("high_confidence"). */
 const char *calib_status_name(enum calib_status s);
@@ -78,7 +78,7 @@ void calib_compute(const struct telem_sample *const *clean, size_t n, const stru
 /* Free a result's groups. */
 void calib_result_free(struct calib_result *r);
 
-/* --- common/calib_reexpress.c --- */
+/* --- common/calib/calib_reexpress.c --- */
 
 /* The sample's prediction re-expressed under coefficient set `to`: its marginal part
  * recovered exactly with `at`, the set it was estimated with (the integer m with
@@ -89,7 +89,7 @@ void calib_result_free(struct calib_result *r);
 int64_t calib_reexpress(const struct telem_sample *s, const struct est_coefs *at,
     const struct est_coefs *to, bool *moved);
 
-/* --- common/calib_fit.c: the samples a fit uses, and the fit --- */
+/* --- common/calib/calib_fit.c: the samples a fit uses, and the fit --- */
 
 /* The samples of a calibration: the clean ones the model is fitted on, and the
  * recorded truncated events, which only count for truncation. */
@@ -118,7 +118,7 @@ int calib_fit(const struct telem_sample *const *clean, size_t n, double coverage
 void calib_set_budget(
     const struct est_coefs *c, const struct telem_sample *s, int64_t *estimate, int64_t *budget);
 
-/* --- common/calib_holdout.c: held-out evaluation --- */
+/* --- common/calib/calib_holdout.c: held-out evaluation --- */
 
 enum calib_method {
 	CALIB_LOO,   /* leave one sample out */
@@ -189,7 +189,7 @@ void calib_score_compute(const struct telem_sample *const *s, const int64_t *est
  * truncation_rate, waste_p50, waste_p90, n. */
 json_t *calib_json_score(const struct calib_score *s);
 
-/* --- common/calib_coefs.c: coefficient sets as stored, and a catalogue of them --- */
+/* --- common/calib/calib_coefs.c: coefficient sets as stored, and a catalogue of them --- */
 
 /* Build a set from the built-in defaults plus an overhead_json array of
  * [category, complexity, overhead] triples and the fitted model of model_json (nullable:
@@ -213,7 +213,7 @@ const struct est_coefs *calib_coef_sets_find(const struct calib_coef_sets *cs, i
 /* Free the catalogue. */
 void calib_coef_sets_free(struct calib_coef_sets *cs);
 
-/* --- common/calib_svg.c --- */
+/* --- common/calib/calib_svg.c --- */
 
 /* Write the SVG plot: on the left predicted (x) against actual (y) output tokens on log
  * axes, one colour per category, the recorded prediction as a hollow circle and the
@@ -224,7 +224,7 @@ void calib_coef_sets_free(struct calib_coef_sets *cs);
 int calib_svg_write(FILE *f, const struct telem_sample *const *samples, const int64_t *after,
     size_t n, const struct calib_eval *e, const char *title);
 
-/* --- common/calib_report.c: the Markdown report and the JSON proposal --- */
+/* --- common/calib/calib_report.c: the Markdown report and the JSON proposal --- */
 
 /* What the outputs say besides the group figures. */
 struct calib_meta {

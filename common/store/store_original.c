@@ -69,6 +69,7 @@ static bool original_names(const char *cols, const char *column)
 	return false;
 }
 
+/* Build an INSERT that also fills the original's Python-side NOT NULL columns. */
 char *store_original_insert_sql(const char *table, const char *cols, const char *vals)
 {
 	struct strbuf c = { 0 }, v = { 0 };

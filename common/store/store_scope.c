@@ -38,6 +38,7 @@ static void scope_list_free(struct store_scope_list *l)
 	memset(l, 0, sizeof *l);
 }
 
+/* Free a parsed scope and clear it. */
 void store_scope_free(struct store_scope *sc)
 {
 	scope_list_free(&sc->paths);
@@ -46,6 +47,7 @@ void store_scope_free(struct store_scope *sc)
 	memset(sc, 0, sizeof *sc);
 }
 
+/* Name a scope form for reports. */
 const char *store_scope_form_name(enum store_scope_form form)
 {
 	switch (form) {
@@ -225,6 +227,7 @@ static int scope_parse_value(
 	return rc;
 }
 
+/* Read a scope given as JSON; -1 with `why` when it cannot be interpreted. */
 int store_scope_parse_json(const json_t *v, struct store_scope *sc, char *why, size_t whylen)
 {
 	memset(sc, 0, sizeof *sc);
@@ -234,6 +237,7 @@ int store_scope_parse_json(const json_t *v, struct store_scope *sc, char *why, s
 	return -1;
 }
 
+/* Read the stored text of phases.scope; -1 with `why` when it cannot be interpreted. */
 int store_scope_parse_text(const char *text, struct store_scope *sc, char *why, size_t whylen)
 {
 	json_error_t jerr;

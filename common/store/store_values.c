@@ -50,6 +50,7 @@ static const struct {
 	{ "phases", STORE_VALUE_PHASE_STATE },
 };
 
+/* Name a value kind for reports. */
 const char *store_value_kind_name(enum store_value_kind kind)
 {
 	switch (kind) {
@@ -161,6 +162,7 @@ static void values_sql_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	}
 }
 
+/* Register autopack_value() on the connection; STORE_EIO on failure. */
 int store_values_register(sqlite3 *db, struct store_err *err)
 {
 	if (sqlite3_create_function_v2(db, "autopack_value", 2,
@@ -210,6 +212,7 @@ static char *values_column_type(sqlite3 *db, const char *table, const char *colu
 	return type;
 }
 
+/* Collect the columns whose values are checked; STORE_EIO on failure. */
 int store_values_columns(
     sqlite3 *db, bool legacy, struct store_value_cols *out, struct store_err *err)
 {
@@ -308,6 +311,7 @@ static int values_survey_col(sqlite3 *db, struct store_value_col *c, struct stor
 	return rc;
 }
 
+/* Count the values to rewrite and those unreadable, reading only; STORE_EIO on failure. */
 int store_values_survey(sqlite3 *db, struct store_value_cols *cols, struct store_err *err)
 {
 	struct store_value_cols kept = { 0 };
@@ -334,6 +338,7 @@ int store_values_survey(sqlite3 *db, struct store_value_cols *cols, struct store
 	return rc;
 }
 
+/* Rewrite the readable values of each column; STORE_EIO on failure. */
 int store_values_rewrite(sqlite3 *db, struct store_value_cols *cols, struct store_err *err)
 {
 	for (size_t i = 0; i < cols->n; i++) {
@@ -354,6 +359,7 @@ int store_values_rewrite(sqlite3 *db, struct store_value_cols *cols, struct stor
 	return 0;
 }
 
+/* Free a column list. */
 void store_value_cols_free(struct store_value_cols *cols)
 {
 	for (size_t i = 0; i < cols->n; i++) {
