@@ -8,15 +8,25 @@
 #                   build/mutant-name
 #   make demo       the main job: a batch drain on an embedded SQLite database
 #   make deps       install missing Debian packages (root), or print the apt command
+#   make install    install the binaries, man pages, bash completion and the systemd unit
+#                   under $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
 
 PKGS      := libuv sqlite3 msgpack libcurl jansson
 BUILD_DEBS := gcc make pkg-config libuv1-dev libsqlite3-dev libmsgpack-dev \
               libcurl4-openssl-dev libjansson-dev
 TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              python3-pytest-xdist python3-sqlalchemy clang libclang-rt-14-dev strace \
-             clang-format python3-prometheus-client python3-jsonschema python3-yaml
+             clang-format python3-prometheus-client python3-jsonschema python3-yaml \
+             systemd man-db groff-base
 PYTHON    := /usr/bin/python3
 VERSION   := 0.1.0
+
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+COMPDIR   ?= $(PREFIX)/share/bash-completion/completions
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
 
 ifneq ($(MUTANT),)
 O         ?= build/mutant-$(MUTANT)
@@ -58,7 +68,8 @@ UNIT      := $(O)/bin/unit-tests
 TOOLS     := $(O)/bin/proto-tool
 STAMP     := build/.deps-ok
 
-.PHONY: all deps check check-mutants unit-tests fuzz bench demo clean format format-check
+.PHONY: all deps check check-mutants unit-tests fuzz bench demo clean format format-check \
+        install uninstall
 all: $(BINS)
 
 # Install the Debian packages in $(1) that are missing; as non-root, print the command.
@@ -132,6 +143,37 @@ bench: $(BINS) $(BENCH_TOOLS) build/.test-deps-ok
 
 demo: $(BINS)
 	@AUTOPACK_BIN=$(abspath $(O)/bin) sh tests/demo.sh
+
+# What `make install` puts where, besides the binaries.
+MAN1       := docs/man/autopack-supervisor.1 docs/man/autopack-ctl.1
+MAN7       := docs/man/autopack.7
+COMPLETION := $(O)/share/autopack-ctl.bash
+SERVICE    := $(O)/share/autopack-supervisor@.service
+INSTALLED  := $(addprefix $(BINDIR)/,$(notdir $(BINS))) \
+              $(addprefix $(MANDIR)/man1/,$(notdir $(MAN1))) \
+              $(addprefix $(MANDIR)/man7/,$(notdir $(MAN7))) \
+              $(COMPDIR)/autopack-ctl $(UNITDIR)/autopack-supervisor@.service
+
+# The bash completion comes from autopack-ctl's own command table.
+$(COMPLETION): $(O)/bin/autopack-ctl
+	@mkdir -p $(dir $@)
+	$< completion bash > $@.tmp && mv $@.tmp $@
+# The unit names the installed supervisor.
+$(SERVICE): contrib/autopack-supervisor@.service
+	@mkdir -p $(dir $@)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' $< > $@
+
+install: $(BINS) $(COMPLETION) $(SERVICE)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+	  $(DESTDIR)$(COMPDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MAN7) $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 $(COMPLETION) $(DESTDIR)$(COMPDIR)/autopack-ctl
+	install -m 0644 $(SERVICE) $(DESTDIR)$(UNITDIR)/autopack-supervisor@.service
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 clean:
 	rm -rf build

@@ -1,4 +1,5 @@
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -6,19 +7,34 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
+static enum log_format log_fmt = LOG_FORMAT_TEXT;
 static FILE *log_file;
-static char *log_path; /* the file log_open opened, for log_reopen and log_follow */
+static char *log_path;       /* the file log_open opened, for log_reopen and log_follow */
+static int log_journal = -1; /* unknown until the first line */
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+static const char *const format_names[] = { "text", "json" };
+/* syslog priorities: debug 7, info 6, warning 4, err 3 */
+static const int level_priority[] = { 7, 6, 4, 3 };
 
 /* Set the program name and the lowest level logged. */
 void log_init(const char *program, enum log_level min)
 {
 	log_program = program;
 	log_min = min;
+}
+
+/* Set the lowest level logged and the line format. */
+void log_configure(enum log_level min, enum log_format format)
+{
+	log_min = min;
+	log_fmt = format;
 }
 
 /* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened. */
@@ -64,19 +80,174 @@ int log_follow(void)
 	return log_open(log_path);
 }
 
-/* Write one formatted line at `level`. */
-static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+/* Look a name up in a table of n names; its index, or -1. */
+static int log_name_find(const char *const *names, int n, const char *name)
 {
-	static const char *names[] = { "debug", "info", "warn", "error" };
-	FILE *out = log_file != NULL ? log_file : stderr;
-	char ts[32];
+	for (int i = 0; name != NULL && i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return i;
+	return -1;
+}
 
-	time_iso8601(clock_wall_ms(), ts);
+/* Read a level's name; -1 for a name that is not one. */
+int log_level_parse(const char *name, enum log_level *out)
+{
+	int i = log_name_find(level_names, (int)ARRAY_SIZE(level_names), name);
+
+	if (i < 0)
+		return -1;
+	*out = (enum log_level)i;
+	return 0;
+}
+
+/* Read a format's name; -1 for a name that is not one. */
+int log_format_parse(const char *name, enum log_format *out)
+{
+	int i = log_name_find(format_names, (int)ARRAY_SIZE(format_names), name);
+
+	if (i < 0)
+		return -1;
+	*out = (enum log_format)i;
+	return 0;
+}
+
+/* Name a level. */
+const char *log_level_name(enum log_level level)
+{
+	return level_names[level];
+}
+
+/* Name a format. */
+const char *log_format_name(enum log_format format)
+{
+	return format_names[format];
+}
+
+/* Return the lowest level logged. */
+enum log_level log_min_level(void)
+{
+	return log_min;
+}
+
+/* Return the line format. */
+enum log_format log_line_format(void)
+{
+	return log_fmt;
+}
+
+/* Whether stderr is the stream JOURNAL_STREAM ("device:inode") names. */
+static bool log_stderr_is_journal(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat sb;
+	char end;
+
+	if (v == NULL || sscanf(v, "%llu:%llu%c", &dev, &ino, &end) != 2)
+		return false;
+	if (fstat(STDERR_FILENO, &sb) != 0)
+		return false;
+	return (unsigned long long)sb.st_dev == dev && (unsigned long long)sb.st_ino == ino;
+}
+
+/* Whether lines go to the journal: stderr is its stream and no log file is open. */
+bool log_to_journal(void)
+{
+	if (log_file != NULL)
+		return false;
+	if (log_journal < 0)
+		log_journal = log_stderr_is_journal();
+	return log_journal == 1;
+}
+
+/* Append s as a JSON string (quoted, escaped; bytes >= 0x80 pass through). */
+static void log_json_str(struct strbuf *b, const char *s)
+{
+	strbuf_put(b, "\"", 1);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			char esc[2] = { '\\', (char)c };
+			strbuf_put(b, esc, 2);
+		} else if (c == '\n') {
+			strbuf_puts(b, "\\n");
+		} else if (c == '\t') {
+			strbuf_puts(b, "\\t");
+		} else if (c < 0x20 || c == 0x7f) {
+			strbuf_printf(b, "\\u%04x", c);
+		} else {
+			strbuf_put(b, s, 1);
+		}
+	}
+	strbuf_put(b, "\"", 1);
+}
+
+/* Append one "key":"value" member when value is set. */
+static void log_json_member(struct strbuf *b, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	strbuf_printf(b, ",\"%s\":", key);
+	log_json_str(b, value);
+}
+
+/* Append the message as one line: newlines inside it become spaces. */
+static void log_text_msg(struct strbuf *b, const char *msg)
+{
+	for (; *msg != '\0'; msg++)
+		strbuf_put(b, *msg == '\n' || *msg == '\r' ? " " : msg, 1);
+}
+
+/* Build and write one line at `level`. */
+static void log_vline(
+    enum log_level level, const struct log_about *about, const char *fmt, va_list ap)
+{
+	FILE *out = log_file != NULL ? log_file : stderr;
+	bool journal = log_to_journal();
+	struct strbuf b = { 0 };
+	char ts[32], *msg;
+
+	if (vasprintf(&msg, fmt, ap) < 0)
+		abort();
+	if (journal)
+		strbuf_printf(&b, "<%d>", level_priority[level]);
+	if (log_fmt == LOG_FORMAT_JSON) {
+		strbuf_puts(&b, "{");
+		if (!journal) {
+			time_iso8601(clock_wall_ms(), ts);
+			strbuf_printf(&b, "\"ts\":\"%s\",", ts);
+		}
+		strbuf_printf(&b,
+		    "\"level\":\"%s\",\"program\":\"%s\",\"pid\":%ld,\"msg\":", level_names[level],
+		    log_program, (long)getpid());
+		log_json_str(&b, msg);
+		if (about != NULL) {
+			log_json_member(&b, "session", about->session);
+			log_json_member(&b, "run", about->run);
+			log_json_member(&b, "phase", about->phase);
+			if (about->attempt != 0)
+				strbuf_printf(
+				    &b, ",\"attempt\":%llu", (unsigned long long)about->attempt);
+			if (about->worker != 0)
+				strbuf_printf(&b, ",\"worker\":%d", about->worker);
+		}
+		strbuf_puts(&b, "}\n");
+	} else {
+		if (!journal) {
+			time_iso8601(clock_wall_ms(), ts);
+			strbuf_printf(&b, "%s %s[%ld] %s: ", ts, log_program, (long)getpid(),
+			    level_names[level]);
+		}
+		log_text_msg(&b, msg);
+		strbuf_puts(&b, "\n");
+	}
 	flockfile(out);
-	fprintf(out, "%s %s[%ld] %s: ", ts, log_program, (long)getpid(), names[level]);
-	vfprintf(out, fmt, ap);
-	fputc('\n', out);
+	fwrite(b.s, 1, b.len, out);
+	fflush(out);
 	funlockfile(out);
+	free(b.s);
+	free(msg);
 }
 
 /* Write one log line at `level`. */
@@ -87,17 +258,29 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (level < log_min)
 		return;
 	va_start(ap, fmt);
-	log_vmsg(level, fmt, ap);
+	log_vline(level, NULL, fmt, ap);
 	va_end(ap);
 }
 
-/* Log an error and exit with `code`. */
+/* Write one log line at `level` about a session, run, phase, attempt or worker. */
+void log_about(enum log_level level, const struct log_about *about, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level < log_min)
+		return;
+	va_start(ap, fmt);
+	log_vline(level, about, fmt, ap);
+	va_end(ap);
+}
+
+/* Log an error and exit with `status`. */
 void log_fatal(int status, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vmsg(LOG_ERROR, fmt, ap);
+	log_vline(LOG_ERROR, NULL, fmt, ap);
 	va_end(ap);
 	exit(status);
 }

@@ -1,7 +1,14 @@
-/* Logging: one line per message, "<time> <program>[pid] <level>: text", to stderr or a
- * file chosen with log_open. Assertion failures log and abort. */
+/* Logging: one line per message to stderr or a file chosen with log_open. A line is text,
+ * "<time> <program>[pid] <level>: message", or one JSON object {"ts", "level", "msg", and
+ * "run", "phase", "attempt", "session", "worker" where the message is about them}. When
+ * stderr is the systemd journal (JOURNAL_STREAM names it) and no log file is open, a line
+ * starts with the syslog priority "<N>" instead of a time and level, as journald expects
+ * (README.md, "Logs"). */
 #ifndef AUTOPACK_LOG_H
 #define AUTOPACK_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 enum log_level {
 	LOG_DEBUG,
@@ -10,8 +17,24 @@ enum log_level {
 	LOG_ERROR
 };
 
+enum log_format {
+	LOG_FORMAT_TEXT,
+	LOG_FORMAT_JSON
+};
+
+/* What a line is about; NULL strings and zero numbers are left out. */
+struct log_about {
+	const char *session;
+	const char *run;
+	const char *phase;
+	uint64_t attempt;
+	int worker;
+};
+
 /* Name the program in every line; lines below `min` are dropped. */
 void log_init(const char *program, enum log_level min);
+/* Set the lowest level written and the line format. */
+void log_configure(enum log_level min, enum log_format format);
 /* Send lines to `path` (appended; created 0600 less what the umask removes) instead of
  * stderr; returns 0 or -errno. */
 int log_open(const char *path);
@@ -21,7 +44,22 @@ int log_reopen(void);
 /* Reopen the log file if its path no longer names the open file (it was rotated); 0 or
  * -errno. */
 int log_follow(void);
+/* The level named "error", "warn", "info" or "debug" into *out; -1 for another name. */
+int log_level_parse(const char *name, enum log_level *out);
+/* The format named "text" or "json" into *out; -1 for another name. */
+int log_format_parse(const char *name, enum log_format *out);
+const char *log_level_name(enum log_level level);
+const char *log_format_name(enum log_format format);
+/* The lowest level written, and the format (to pass both on to child processes). */
+enum log_level log_min_level(void);
+enum log_format log_line_format(void);
+/* Whether lines go to the journal (they carry "<N>" priorities, no time). */
+bool log_to_journal(void);
+
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Log a line about a session, run, phase, attempt or worker. */
+void log_about(enum log_level level, const struct log_about *about, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Log at error level and exit(status). */
 void log_fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 

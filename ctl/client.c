@@ -1,28 +1,29 @@
+/* The control client (see client.h). */
 #include "ctl/client.h"
-#include "common/util.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+/* Connect to the supervisor's control socket; -1 with err set on failure. */
 int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
 
-	c->fd = -1;
 	c->timeout_ms = timeout_ms;
-	proto_reader_init(&c->rd, PROTO_FRAME_MAX_DEFAULT);
+	proto_fd_init(&c->io, -1, PROTO_FRAME_MAX_DEFAULT);
 	if (strlen(path) >= sizeof sa.sun_path) {
 		snprintf(err, errlen, "control socket path too long: %s", path);
 		return -1;
 	}
 	strcpy(sa.sun_path, path);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c->io.fd = fd;
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
 		snprintf(err, errlen, "cannot connect to the supervisor at %s: %s", path,
 		    strerror(errno));
 		return -1;
@@ -30,89 +31,57 @@ int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char 
 	return 0;
 }
 
+/* Send one request; -1 with err set on failure. */
 int client_send(struct ctl_client *c, const struct proto_request *req, char *err, size_t errlen)
 {
 	struct proto_msg m = { .type = PROTO_REQUEST };
-	struct proto_buf b;
-	size_t off = 0;
+	struct proto_err perr;
+	int rc;
 
 	m.u.request = *req;
-	proto_buf_init(&b);
-	if (proto_pack(&m, &b) != 0) {
-		snprintf(err, errlen, "request too large to encode");
-		proto_buf_free(&b);
+	if (proto_fd_queue(&c->io, &m, &perr) != 0) {
+		snprintf(err, errlen, "the request cannot be encoded: %s", perr.text);
 		return -1;
 	}
-	while (off < b.len) {
-		ssize_t n = send(c->fd, b.data + off, b.len - off, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(err, errlen, "sending to the supervisor: %s", strerror(errno));
-			proto_buf_free(&b);
-			return -1;
-		}
-		off += (size_t)n;
+	if ((rc = proto_fd_flush(&c->io)) != 0) {
+		snprintf(err, errlen, "sending to the supervisor: %s", strerror(-rc));
+		return -1;
 	}
-	proto_buf_free(&b);
 	return 0;
 }
 
+/* Read the next reply within the client's timeout; -1 with err set on failure. */
 int client_recv(struct ctl_client *c, struct proto_msg *m, char *err, size_t errlen)
 {
-	uint64_t deadline = clock_mono_ms() + (uint64_t)c->timeout_ms;
 	struct proto_err perr;
-	uint8_t buf[65536];
 
-	for (;;) {
-		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-		int64_t left = (int64_t)(deadline - clock_mono_ms());
-		ssize_t n;
-		int rc = proto_reader_next(&c->rd, m, &perr);
-
-		if (rc < 0) {
-			snprintf(err, errlen, "bad frame from the supervisor: %s", perr.text);
-			return -1;
-		}
-		if (rc == 1) {
-			if (m->type == PROTO_REPLY)
-				return 0;
-			snprintf(err, errlen, "the supervisor sent a %s message instead of a reply",
-			    proto_type_name(m->type));
-			proto_msg_free(m);
-			return -1;
-		}
-		if (c->timeout_ms > 0 && left <= 0) {
-			snprintf(err, errlen, "no reply from the supervisor within %d ms",
-			    c->timeout_ms);
-			return -1;
-		}
-		if (poll(&pfd, 1, c->timeout_ms > 0 ? (int)left : -1) < 0 && errno != EINTR) {
-			snprintf(err, errlen, "waiting for the supervisor: %s", strerror(errno));
-			return -1;
-		}
-		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		n = read(c->fd, buf, sizeof buf);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(err, errlen, "the supervisor closed the connection%s%s",
-			    n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
-			return -1;
-		}
-		if (proto_reader_feed(&c->rd, buf, (size_t)n, &perr) != 0) {
-			snprintf(err, errlen, "bad frame from the supervisor: %s", perr.text);
-			return -1;
-		}
+	switch (proto_fd_recv(&c->io, m, c->timeout_ms > 0 ? c->timeout_ms : -1, &perr)) {
+	case PROTO_FD_MSG:
+		if (m->type == PROTO_REPLY)
+			return 0;
+		snprintf(err, errlen, "the supervisor sent a %s message instead of a reply",
+		    proto_type_name(m->type));
+		proto_msg_free(m);
+		return -1;
+	case PROTO_FD_TIMEOUT:
+		snprintf(err, errlen, "no reply from the supervisor within %d ms", c->timeout_ms);
+		return -1;
+	case PROTO_FD_EOF: snprintf(err, errlen, "the supervisor closed the connection"); return -1;
+	case PROTO_FD_EBADFRAME:
+		snprintf(err, errlen, "bad frame from the supervisor: %s", perr.text);
+		return -1;
+	case PROTO_FD_EIO:
+		snprintf(err, errlen, "waiting for the supervisor: %s", perr.text);
+		return -1;
 	}
+	return -1;
 }
 
+/* Close the socket and free the buffers. */
 void client_close(struct ctl_client *c)
 {
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	proto_reader_free(&c->rd);
+	if (c->io.fd >= 0)
+		close(c->io.fd);
+	c->io.fd = -1;
+	proto_fd_free(&c->io);
 }

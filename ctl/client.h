@@ -1,15 +1,14 @@
-/* The control client: finds a running supervisor's socket, sends a request, reads
- * replies. Blocking I/O with a deadline. */
+/* The control client: connects to a running supervisor's socket, sends a request, reads
+ * replies. Blocking I/O with a deadline, through proto/fdio.h. */
 #ifndef AUTOPACK_CTL_CLIENT_H
 #define AUTOPACK_CTL_CLIENT_H
 
 #include <stddef.h>
 
-#include "proto/wire.h"
+#include "proto/fdio.h"
 
 struct ctl_client {
-	int fd;
-	struct proto_reader rd;
+	struct proto_fd io;
 	int timeout_ms;
 };
 
@@ -21,6 +20,7 @@ int client_send(struct ctl_client *c, const struct proto_request *req, char *err
 /* Read the next reply into `m`. Returns 0, or -1 with err set (timeout, EOF, bad frame,
  * a message that is not a reply). */
 int client_recv(struct ctl_client *c, struct proto_msg *m, char *err, size_t errlen);
+/* Close the connection. */
 void client_close(struct ctl_client *c);
 
 #endif

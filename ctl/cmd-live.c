@@ -209,6 +209,12 @@ static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, 
 	return live_call_as(ctx, control, cmd, args, nargs, show, false);
 }
 
+int cmd_live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
+    size_t nargs, void (*show)(json_t *body, FILE *out))
+{
+	return live_call(ctx, control, cmd, args, nargs, show);
+}
+
 /* A status request whose reply is shown without the header line. */
 static int live_call_quiet(
     struct cmd_ctx *ctx, const char *control, void (*show)(json_t *body, FILE *out))
@@ -317,6 +323,12 @@ static void show_import(json_t *b, FILE *out)
 int cmd_live_forward(
     struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs, bool *forwarded)
 {
+	return cmd_live_forward_show(ctx, cmd, args, nargs, show_import, forwarded);
+}
+
+int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs,
+    void (*show)(json_t *body, FILE *out), bool *forwarded)
+{
 	struct store st = { 0 };
 	struct store_err err;
 	char *path, *url, *sock = NULL;
@@ -352,7 +364,7 @@ int cmd_live_forward(
 		return 0;
 	}
 	*forwarded = true;
-	rc = live_call(ctx, sock, cmd, args, nargs, show_import);
+	rc = live_call(ctx, sock, cmd, args, nargs, show);
 	free(sock);
 	return rc;
 }
@@ -417,7 +429,6 @@ static const struct live_cmd {
 	{ "resume", 0, show_done },
 	{ "scale", 1, show_done },
 	{ "stop", 0, show_done },
-	{ "retry", 2, show_done },
 	{ "cancel", 2, show_done },
 };
 
@@ -552,14 +563,6 @@ const struct cmd_entry cmd_scale_entry = {
 	"Grow or shrink the pool to N workers. Shrinking retires idle workers first; busy\n"
 	"ones finish their phase, unless --force stops them (their phases are requeued).\n"
 	"Recorded in control_log.\n" LIVE_HELP_TAIL,
-	exec_live,
-};
-const struct cmd_entry cmd_retry_entry = {
-	"retry",
-	"RUN PHASE [--control PATH]",
-	"queue a FAILED or SKIPPED phase again",
-	"Put a FAILED or SKIPPED phase back in the queue of the running supervisor; it is\n"
-	"drained in its run's order. Recorded in control_log.\n" LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_cancel_entry = {

@@ -19,6 +19,7 @@ const struct cmd_entry *const cmd_table[] = {
 	&cmd_scale_entry,
 	&cmd_stop_entry,
 	&cmd_metrics_entry,
+	&cmd_failed_entry,
 	&cmd_retry_entry,
 	&cmd_cancel_entry,
 	&cmd_watch_entry,
@@ -26,5 +27,6 @@ const struct cmd_entry *const cmd_table[] = {
 	&cmd_telemetry_import_entry,
 	&cmd_telemetry_export_entry,
 	&cmd_calibrate_entry,
+	&cmd_completion_entry,
 };
 const size_t cmd_table_size = ARRAY_SIZE(cmd_table);

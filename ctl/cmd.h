@@ -57,6 +57,8 @@ extern const struct cmd_entry cmd_scale_entry;
 extern const struct cmd_entry cmd_stop_entry;
 extern const struct cmd_entry cmd_metrics_entry;
 extern const struct cmd_entry cmd_retry_entry;
+extern const struct cmd_entry cmd_failed_entry;
+extern const struct cmd_entry cmd_completion_entry;
 extern const struct cmd_entry cmd_cancel_entry;
 extern const struct cmd_entry cmd_watch_entry;
 extern const struct cmd_entry cmd_telemetry_report_entry;
@@ -121,6 +123,16 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd);
  * did. Returns the exit code when forwarded, else 0. */
 int cmd_live_forward(
     struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs, bool *forwarded);
+
+/* cmd_live_forward with the supervisor's answer shown by `show` (its JSON body, to
+ * `out`). */
+int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, size_t nargs,
+    void (*show)(json_t *body, FILE *out), bool *forwarded);
+
+/* Send `cmd` with `args` to the supervisor at socket `control` (NULL: the one the
+ * database names) and show its answer with `show`; returns the exit code. */
+int cmd_live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
+    size_t nargs, void (*show)(json_t *body, FILE *out));
 
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);

@@ -1,5 +1,6 @@
 /* Strict decoding of one scanned msgpack map into a struct proto_msg, driven by the key
  * table in schema.c. */
+#include <assert.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -229,6 +230,9 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 	struct mp_cur body_at = { 0 };
 	const struct proto_field *body = NULL;
 	struct mp_item key, it;
+
+	/* Every field has a bit in `seen` (schema.c asserts this for each table). */
+	assert(s->nfields <= PROTO_FIELDS_MAX && PROTO_FIELDS_MAX <= 8 * sizeof seen);
 
 	for (uint32_t k = 0; k < n; k++) {
 		const struct proto_field *f;

@@ -21,7 +21,7 @@
  *     llm      prov, url, model, tmo (ms), retries
  *     est      ver, oh [[category, complexity, overhead], ...], fit? (the fitted model's
  *              JSON, docs/calibration.md)
- *   heartbeat  uuid, att
+ *   heartbeat  uuid, att, wait? (the last event seq the worker waits to have acknowledged)
  *   event      uuid, att, seq, kind, body{...}; kind names the body:
  *     llm_usage            prov, model, role, in?, out?, total, lat, http (0..999), err?,
  *                          try (>= 1)
@@ -61,6 +61,7 @@
 #define PROTO_LIST_MAX 4096                /* elements in any one array */
 #define PROTO_NAME_MAX 256                 /* bytes in an identifier */
 #define PROTO_PATH_MAX 4096                /* bytes in a URL or a path */
+#define PROTO_FIELDS_MAX 32                /* fields of one map: the decoder's seen-bitmask */
 
 enum proto_type {
 	PROTO_HELLO = 1, /* worker → supervisor, first frame */
@@ -135,10 +136,14 @@ struct proto_job {
 	bool dry_run;
 };
 
-/* "heartbeat": {uuid, att} — att 0 and uuid "" while idle. */
+/* "heartbeat": {uuid, att, wait?} — att 0 and uuid "" while idle. A worker whose window of
+ * unacknowledged events is full, or that is about to send its result, waits for its acks
+ * and says so with a heartbeat naming the last seq it sent; the supervisor then commits
+ * at once instead of at the end of its commit window. */
 struct proto_heartbeat {
 	char *db_uuid;
 	uint64_t attempt_id;
+	int64_t wait_seq; /* -1: not waiting */
 };
 
 /* The event kinds of the vocabulary, named on the wire by their vocabulary names. */
@@ -215,7 +220,8 @@ struct proto_event {
 	} body;
 };
 
-/* "ack": {att, seq} — every event of the attempt up to seq is committed. */
+/* "ack": {att, seq} — every event of the attempt up to seq is committed. The worker keeps
+ * each event until it is acknowledged (worker/outbox.h). */
 struct proto_ack {
 	uint64_t attempt_id;
 	uint64_t seq;
@@ -225,7 +231,8 @@ struct proto_ack {
 struct proto_result {
 	char *db_uuid;
 	uint64_t attempt_id;
-	uint64_t final_seq;      /* seq of the last event sent, 0 if none */
+	uint64_t final_seq;      /* seq of the last event sent, 0 if none; the supervisor
+	                          * records a gap between it and the events it received */
 	char *outcome;           /* success|failed|timeout|dry_run */
 	char *failure_reason;    /* nullable */
 	char *message;           /* nullable: excerpt of what went wrong */

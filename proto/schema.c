@@ -19,6 +19,7 @@
 #define LIST(k, type, member, limit) FIELD(k, PF_LIST, type, member, 0, limit, NULL)
 #define MAP(k, type, member, schema) FIELD(k, PF_MAP, type, member, 0, 0, &schema)
 #define SCHEMA(var, name, fields)                                                                  \
+	_Static_assert(ARRAY_SIZE(fields) <= PROTO_FIELDS_MAX, "too many fields in " name);        \
 	static const struct proto_schema var = { name, fields, ARRAY_SIZE(fields) }
 
 static const struct proto_field hello_fields[] = {
@@ -84,6 +85,7 @@ SCHEMA(job_schema, "job", job_fields);
 static const struct proto_field heartbeat_fields[] = {
 	STR("uuid", struct proto_heartbeat, db_uuid, PROTO_NAME_MAX),
 	U64("att", struct proto_heartbeat, attempt_id),
+	I64_OPT("wait", struct proto_heartbeat, wait_seq, INT64_MAX),
 };
 SCHEMA(heartbeat_schema, "heartbeat", heartbeat_fields);
 

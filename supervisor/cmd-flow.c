@@ -113,30 +113,6 @@ int cmd_stop(
 	return 0;
 }
 
-int cmd_retry(
-    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
-{
-	struct store_err err;
-	struct run_q *r;
-
-	(void)c;
-	if (req->args.n != 2)
-		return cmd_error(rep, "bad_argument", "retry: give RUN PHASE");
-	if (lease_find(s, req->args.items[0], req->args.items[1]) != NULL)
-		return cmd_error(rep, "in_flight", "retry: %s/%s is running now",
-		    req->args.items[0], req->args.items[1]);
-	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],
-	        1u << PHASE_FAILED | 1u << PHASE_SKIPPED, PHASE_QUEUED, &err) != 0)
-		return cmd_error(rep, "bad_state", "retry: %s", err.text);
-	if ((r = sched_run_find(s, req->args.items[0])) != NULL)
-		r->skipped = false;
-	sched_reload_run(s, req->args.items[0]);
-	lease_kick(s);
-	rep->body = json_pack("{s:s, s:s, s:s}", "run_id", req->args.items[0], "phase_id",
-	    req->args.items[1], "state", phase_state_name(PHASE_QUEUED));
-	return 0;
-}
-
 int cmd_cancel(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {

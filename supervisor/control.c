@@ -24,7 +24,7 @@ static const struct sup_cmd sup_cmds[] = {
 	{ "resume", true, cmd_resume },
 	{ "scale", true, cmd_scale },
 	{ "stop", true, cmd_stop },
-	{ "retry", true, cmd_retry },
+	{ "retry", false, cmd_retry }, /* logs each phase itself */
 	{ "cancel", true, cmd_cancel },
 	{ "run import", true, cmd_run_import },
 	{ "seed telemetry-run", true, cmd_seed },

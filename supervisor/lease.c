@@ -10,15 +10,18 @@
  *   5. once the writer has committed the end, the phase goes back to its run's queue or
  *      leaves it, and the run is released for the next round (lease_committed). */
 #include "supervisor/sup.h"
+#include "common/checklog.h"
 #include "common/fingerprint/fingerprint.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
 
@@ -100,6 +103,44 @@ static void lease_committed(struct sup *s, struct op *o)
 	lease_kick(s);
 }
 
+/* What a log line about w's lease is about. */
+static struct log_about lease_about(struct sup *s, struct worker *w)
+{
+	return (struct log_about){ .session = s->session_id,
+		.run = w->lease.run->run_id,
+		.phase = w->lease.phase->phase_id,
+		.attempt = w->lease.attempt_id,
+		.worker = w->id };
+}
+
+/* Log the end of w's lease: a success at info (a dry run at debug); anything else at
+ * warn with its message and, when the check ran, its log. */
+static void lease_log_end(struct sup *s, struct worker *w, const struct drain_close *c)
+{
+	struct lease *l = &w->lease;
+	struct log_about about = lease_about(s, w);
+	bool ok = outcome_ok(c->outcome);
+	const char *msg = !ok && c->message != NULL ? c->message : "";
+	int mlen = (int)strlen(msg);
+	/* The check's log, unless the message names it already. */
+	bool has_log = !ok && l->check_log != NULL && strstr(msg, l->check_log) == NULL &&
+	    access(l->check_log, F_OK) == 0;
+
+	while (mlen > 0 && isspace((unsigned char)msg[mlen - 1]))
+		mlen--;
+	log_about(c->outcome == OUTCOME_DRY_RUN ? LOG_DEBUG :
+	        ok                              ? LOG_INFO :
+	                                          LOG_WARN,
+	    &about,
+	    "[%s] %s/%s attempt %llu: %s%s%s%s%.*s%s%s (%lld token-estimation event(s), %.1f s)",
+	    ok ? "OK" : "FAIL", l->run->run_id, l->phase->phase_id,
+	    (unsigned long long)l->attempt_id, outcome_name(c->outcome),
+	    c->reason != REASON_NONE ? ": " : "",
+	    c->reason != REASON_NONE ? reason_name(c->reason) : "", mlen > 0 ? ": " : "", mlen, msg,
+	    has_log ? "; check log " : "", has_log ? l->check_log : "", (long long)l->v2,
+	    (double)c->duration_ms / 1000.0);
+}
+
 /* End w's lease: judge the end by the drain rules and queue it for the writer, from
  * result r or, when r is NULL, from what the supervisor saw. */
 static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, enum reason reason,
@@ -129,12 +170,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 			c.fingerprint = fp;
 		c.zero_yield = fp_zero_yield_reason(&y);
 	}
-	log_msg(outcome == OUTCOME_DRY_RUN ? LOG_DEBUG : LOG_INFO,
-	    "[%s] %s/%s attempt %llu: %s%s%s (%lld token-estimation event(s), %.1f s)",
-	    outcome_ok(outcome) ? "OK" : "FAIL", l->run->run_id, l->phase->phase_id,
-	    (unsigned long long)l->attempt_id, outcome_name(outcome),
-	    reason != REASON_NONE ? ": " : "", reason != REASON_NONE ? reason_name(reason) : "",
-	    (long long)l->v2, (double)c.duration_ms / 1000.0);
+	lease_log_end(s, w, &c);
 	c.phase_state = sched_next_state(s, l->phase, outcome);
 	policy_result(s, l->run, outcome, c.fingerprint, l->v2, &v);
 	end->run = l->run;
@@ -147,6 +183,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 	if (v.skip_run)
 		sched_skip_run(s, l->run);
 	writer_close(s, l->attempt_id, &c, lease_committed, end);
+	free(l->check_log);
 	*l = (struct lease){ 0 };
 	s->n.results++;
 	if (v.stop_session)
@@ -230,6 +267,9 @@ static void lease_start(struct sup *s, const struct grant *g)
 		.phase = g->p,
 		.started_ms = clock_mono_ms() };
 	rc = lease_job(s, g, &m.u.job, &err);
+	if (rc == 0 && m.u.job.workspace != NULL && m.u.job.workspace[0] != '\0')
+		w->lease.check_log = checklog_path(
+		    m.u.job.workspace, g->r->run_id, g->p->phase_id, g->attempt_number, "stderr");
 	if (rc == 0 && (rc = worker_send(w, &m, &perr)) != 0 && !w->chan.closing)
 		snprintf(err.text, sizeof err.text, "the job cannot be encoded: %s", perr.text);
 	else if (rc != 0 && w->chan.closing)
@@ -359,6 +399,18 @@ bool lease_fenced(struct worker *w, const char *uuid, uint64_t att, const char *
 	return true;
 }
 
+/* Copy a worker's log event into the supervisor's log, at the level it names (info when
+ * it names none the log knows). */
+static void lease_log_event(struct worker *w, const struct proto_log *e)
+{
+	struct log_about about = lease_about(w->sup, w);
+	enum log_level level = LOG_INFO;
+
+	log_level_parse(e->level, &level);
+	log_about(level, &about, "%s/%s attempt %llu: %s", about.run, about.phase,
+	    (unsigned long long)about.attempt, e->message);
+}
+
 /* Fence an event, note its seq, and queue it to be committed and acknowledged. */
 void lease_event(struct worker *w, struct proto_event *ev)
 {
@@ -380,6 +432,8 @@ void lease_event(struct worker *w, struct proto_event *ev)
 		l->v2++;
 		l->samples += ev->body.est.success && !ev->body.est.truncated;
 	}
+	if (ev->kind == PROTO_EV_LOG)
+		lease_log_event(w, &ev->body.log);
 	writer_event(w->sup, w, l->run->run_id, l->phase->phase_id, ev);
 }
 

@@ -53,6 +53,9 @@ static const char usage_text[] =
     "                              counters, triage and stopped runs\n"
     "  --control PATH              control socket (default /tmp/autopack-UID/UUID.sock)\n"
     "  --log-file PATH             append logs here instead of stderr\n"
+    "  --log-level L               error, warn, info (default) or debug\n"
+    "  --log-format F              text (default), or json: one object a line with ts,\n"
+    "                              level, msg, and run, phase, attempt, session, worker\n"
     "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
     "  --llm-provider anthropic|openai   (default anthropic)\n"
     "  --llm-base-url URL          provider endpoint (default https://api.anthropic.com, or\n"
@@ -61,7 +64,8 @@ static const char usage_text[] =
     "  --llm-timeout-seconds S     one HTTP call (default 120)\n"
     "  --llm-retries N             retries on 429/5xx/network errors (default 3)\n"
     "  --max-tokens-cap N          upper bound of any max_tokens (default 64000)\n"
-    "  --help                      this text\n"
+    "  --version                   print the version\n"
+    "  -h, --help                  this text\n"
     "\n"
     "Signals: the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts finish;\n"
     "a second one kills the workers, requeues their phases and exits.\n"
@@ -98,6 +102,9 @@ enum {
 	OPT_MAXFP,
 	OPT_MAXZY,
 	OPT_RESUME,
+	OPT_LOGLEVEL,
+	OPT_LOGFORMAT,
+	OPT_VERSION,
 };
 
 static const struct option long_opts[] = {
@@ -131,6 +138,9 @@ static const struct option long_opts[] = {
 	{ "max-fingerprint-repeats", required_argument, NULL, OPT_MAXFP },
 	{ "max-consecutive-zero-yield", required_argument, NULL, OPT_MAXZY },
 	{ "resume", no_argument, NULL, OPT_RESUME },
+	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
+	{ "log-format", required_argument, NULL, OPT_LOGFORMAT },
+	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -219,6 +229,8 @@ static void flag_unknown(char **argv)
 /* Fill cfg from argv; exits 2 on a bad flag. */
 static void parse_flags(struct sup_config *c, int argc, char **argv)
 {
+	enum log_level level;
+	enum log_format format;
 	int o;
 
 	*c = (struct sup_config){
@@ -239,7 +251,7 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		.max_fingerprint_repeats = 3,
 	};
 	opterr = 0;
-	while ((o = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		if (o != '?' && optarg != NULL && flag_int(c, o, optarg))
 			continue;
 		switch (o) {
@@ -270,7 +282,28 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		case OPT_URL: c->llm_base_url = optarg; break;
 		case OPT_MODEL: c->llm_model = optarg; break;
 		case OPT_WORKER: c->worker_path = optarg; break;
+		case 'h':
 		case OPT_HELP: fputs(usage_text, stdout); exit(0);
+		case OPT_VERSION: printf("autopack-supervisor %s\n", AUTOPACK_VERSION); exit(0);
+		case OPT_LOGLEVEL:
+			if (log_level_parse(optarg, &level) != 0) {
+				fprintf(stderr,
+				    "autopack-supervisor: --log-level: \"%s\" is not error, warn,"
+				    " info or debug\n",
+				    optarg);
+				exit(2);
+			}
+			log_configure(level, log_line_format());
+			break;
+		case OPT_LOGFORMAT:
+			if (log_format_parse(optarg, &format) != 0) {
+				fprintf(stderr,
+				    "autopack-supervisor: --log-format: \"%s\" is not text or json\n",
+				    optarg);
+				exit(2);
+			}
+			log_configure(log_min_level(), format);
+			break;
 		case OPT_RETRYF: c->retry_failed = true; break;
 		case OPT_SKIPP:
 			if (*optarg == '\0') {
@@ -338,6 +371,7 @@ int main(int argc, char **argv)
 	parse_flags(&s->cfg, argc, argv);
 	if (s->cfg.log_file != NULL && log_open(s->cfg.log_file) != 0)
 		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file, strerror(errno));
+	service_open(s);
 	session_open_store(s);
 	s->worker_path = worker_path(s->cfg.worker_path);
 	if (access(s->worker_path, X_OK) != 0)
@@ -348,6 +382,7 @@ int main(int argc, char **argv)
 	s->loop = &loop;
 	s->started_ms = clock_mono_ms();
 	writer_init(s);
+	service_init(s);
 	lease_init(s);
 	lifecycle_init(s, pool_stop);
 	lag_init(s);
@@ -363,6 +398,7 @@ int main(int argc, char **argv)
 	uv_run(&loop, UV_RUN_DEFAULT);
 
 	session_finish(s);
+	service_finish(s);
 	uv_walk(&loop, close_walk_cb, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);

@@ -94,7 +94,8 @@ static void run_stop(struct sup *s, struct run_q *r, const char *why, struct pol
 	if (nameset_has(&s->pol.stopped_runs, r->run_id))
 		return;
 	nameset_add(&s->pol.stopped_runs, r->run_id);
-	log_info("[STOP] run %s: %s", r->run_id, why);
+	log_about(LOG_INFO, &(struct log_about){ .session = s->session_id, .run = r->run_id },
+	    "[STOP] run %s: %s", r->run_id, why);
 	v->skip_run = true;
 }
 
@@ -124,10 +125,14 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 		if (success || v2 > 0 || timeout || fp == NULL || !fp_seen(p, fp)) {
 			r->promising = true;
 			nameset_add(&p->promising, r->run_id);
-			log_info("[SAMPLE-OK] %s: promising", r->run_id);
+			log_about(LOG_INFO,
+			    &(struct log_about){ .session = s->session_id, .run = r->run_id },
+			    "[SAMPLE-OK] %s: promising", r->run_id);
 		} else {
 			nameset_add(&p->deprioritized, r->run_id);
-			log_info("[SAMPLE-SKIP] %s: deprioritised (repeating fingerprint: %.80s)",
+			log_about(LOG_INFO,
+			    &(struct log_about){ .session = s->session_id, .run = r->run_id },
+			    "[SAMPLE-SKIP] %s: deprioritised (repeating fingerprint: %.80s)",
 			    r->run_id, fp);
 			v->skip_run = true;
 		}

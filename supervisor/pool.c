@@ -108,6 +108,9 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 		if (m->u.heartbeat.attempt_id != 0)
 			lease_fenced(
 			    w, m->u.heartbeat.db_uuid, m->u.heartbeat.attempt_id, "heartbeat");
+		/* A worker waiting for acknowledgements gets its commit at once. */
+		if (m->u.heartbeat.wait_seq >= 0 && w->unacked > 0)
+			writer_flush_early(w->sup);
 		break;
 	case PROTO_EVENT: lease_event(w, &m->u.event); break;
 	case PROTO_RESULT:
@@ -201,7 +204,7 @@ static void pool_spawn(struct sup *s)
 	struct worker *w = xcalloc(1, sizeof *w);
 	uv_process_options_t o = { 0 };
 	uv_stdio_container_t stdio[4];
-	char *args[6];
+	char *args[10];
 	int fds[2], rc, n = 0;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
@@ -220,6 +223,10 @@ static void pool_spawn(struct sup *s)
 		args[n++] = (char *)"--log-file";
 		args[n++] = (char *)s->cfg.log_file;
 	}
+	args[n++] = (char *)"--log-level";
+	args[n++] = (char *)log_level_name(log_min_level());
+	args[n++] = (char *)"--log-format";
+	args[n++] = (char *)log_format_name(log_line_format());
 	args[n] = NULL;
 	stdio[0].flags = UV_IGNORE;
 	stdio[1].flags = UV_INHERIT_FD;

@@ -29,6 +29,7 @@
 #include "common/vocab.h"
 #include "proto/wire.h"
 #include "supervisor/chan.h"
+#include "supervisor/notify.h"
 
 struct sup;
 
@@ -140,6 +141,7 @@ struct lease {
 	int64_t samples;          /* of those, clean estimator samples */
 	uint64_t seq_max;         /* highest event seq received */
 	uint64_t seq_missing;     /* seqs skipped over so far */
+	char *check_log;          /* where the check's stderr goes (common/checklog.h); heap */
 	uint64_t armed_ms;        /* loop time and loop lag when its deadline was armed */
 	uint64_t armed_lag;
 };
@@ -236,6 +238,17 @@ struct sup_counters {
 	uint64_t stalls;         /* the supervisor's own loop stalled (lag.c) */
 };
 
+/* What the service manager is told (service.c). */
+struct service {
+	struct notify notify;
+	uv_check_t check;
+	uv_timer_t status_timer;
+	uv_timer_t watchdog_timer;
+	bool ready_sent;
+	bool stopping_sent;
+	bool watchdog_missed; /* the last ping was withheld (logged once) */
+};
+
 struct sup {
 	uv_loop_t *loop;
 	struct sup_config cfg;
@@ -313,6 +326,7 @@ struct sup {
 	uint64_t judge_after_ms; /* after a stall: no worker is judged before this */
 
 	struct sup_counters n;
+	struct service svc;
 };
 
 /* --- session.c: the database and the drain session around the loop --- */
@@ -325,6 +339,19 @@ void session_prepare(struct sup *s);
 /* After the loop: commit what is queued, record how the session ended, release the
  * database and everything the drain held. */
 void session_finish(struct sup *s);
+
+/* --- service.c: the service manager (systemd's notification protocol, notify.h) --- */
+
+/* Read what the service manager set in the environment (and remove it, so no worker
+ * inherits it); exits 1 when it is malformed. Before any worker starts. */
+void service_open(struct sup *s);
+/* Start telling the service manager: readiness, status, watchdog, stopping. After the
+ * loop exists; nothing when not under one. */
+void service_init(struct sup *s);
+/* Write the one-line status the service manager shows into buf (size n). */
+void service_status_line(struct sup *s, char *buf, size_t n);
+/* After the loop: the last status, and close. */
+void service_finish(struct sup *s);
 
 /* --- lifecycle.c: signals, stop levels, the end of the loop, the database's identity --- */
 
@@ -470,7 +497,8 @@ void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const
 /* Commit everything queued in one transaction, then acknowledge the events and call the
  * done callbacks. A failed commit is rolled back and retried later; the queue is kept. */
 void writer_flush(struct sup *s);
-/* Commit now unless a failed commit is waiting for its retry (a worker waits for acks). */
+/* Commit in the loop's next turn rather than at the end of the window, unless a failed
+ * commit is waiting for its retry (a worker waits for acks). */
 void writer_flush_early(struct sup *s);
 
 /* --- policy.c: the drain rules --- */

@@ -305,8 +305,10 @@ fail:
 
 void writer_flush_early(struct sup *s)
 {
-	if (!s->commit_retrying)
-		writer_flush(s);
+	/* In the loop's next turn: the frames read in this one, from every worker, share
+	 * the commit. */
+	if (!s->commit_retrying && s->ops_n > 0)
+		writer_arm(s, 0);
 }
 
 /* The commit window (or the retry delay) is over: commit. */

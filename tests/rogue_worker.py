@@ -10,6 +10,8 @@ ROGUE_MODE says:
   silent     takes a job and then sends nothing at all
   hang       takes a job and sends heartbeats for it, but never a result
   hang_term  as hang, and ignores SIGTERM (writes "term <pid>" to ROGUE_LOG when one comes)
+  gap        for each job: events seq 1 and 3 (not 2), then a success result whose final
+             seq is 4
   exit       exits with status 3 right after its hello
   crash      takes a job and dies of SIGKILL while holding it
   batch      for each job: events seq 1..3, then an event for another attempt (a fence
@@ -130,6 +132,10 @@ while True:
     if mode == "good":
         send(usage(uuid, att, 1))
         result(uuid, att, 1)
+    elif mode == "gap":
+        send(usage(uuid, att, 1))
+        send(usage(uuid, att, 3))
+        result(uuid, att, 4)
     elif mode == "batch":
         for seq in (1, 2, 3):
             send(usage(uuid, att, seq))

@@ -144,3 +144,30 @@ def test_stale_and_foreign_events_are_counted_in_status_and_metrics(tmp):
     err = sup.stderr()
     assert err.count("REJECTED event") == 3, err
     assert "00000000-0000-4000-8000-000000000000" in err
+
+
+def test_a_result_whose_final_seq_names_events_never_received_is_recorded_as_a_gap(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    sup = rogue_supervisor(tmp, url, "gap", "--workers", 1, "--exit-when-drained")
+    assert sup.wait() == 0, sup.stderr()
+    # Seq 2 never came, nor seq 4 the result names as the last: two events missing. The
+    # gap is an error event (seq 0) of the attempt, next to the events that did come.
+    assert sql(url, "SELECT seq, kind, level FROM events ORDER BY seq") == [
+        (0, "log", "error"), (1, "llm_usage", None), (3, "llm_usage", None)]
+    [(msg,)] = sql(url, "SELECT message FROM events WHERE seq = 0")
+    assert msg == ("telemetry gap: the result's final seq is 4, events up to seq 3 arrived,"
+                   " 2 missing")
+    assert "telemetry gap" in sup.stderr()
+    assert sql(url, "SELECT outcome FROM attempts") == [("success",)]
+
+
+def test_events_missing_are_counted_in_status_and_metrics(tmp):
+    url = new_db(tmp, runs=1, phases=2)
+    sup = rogue_supervisor(tmp, url, "gap", "--workers", 1)
+    try:
+        st = status_when(sup, lambda s: s["counters"]["results"] == 2 and
+                         s["queue"]["in_flight"] == 0, what="two results committed")
+        assert st["counters"]["events_missing"] == 4
+        assert metrics(sup)["autopack_events_missing_total"] == 4
+    finally:
+        sup.stop_now()

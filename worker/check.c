@@ -1,9 +1,9 @@
 /* Running a phase's check command with a deadline, in a session of its own with a minimal
  * environment. */
 #include "worker/check.h"
+#include "common/checklog.h"
 #include "common/util.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,20 +15,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-/* Copy `s` into a file-name-safe form: [A-Za-z0-9._-], others as '_'. */
-static char *check_safe_name(const char *s)
-{
-	char *p = xstrdup(s != NULL && s[0] != '\0' ? s : "none");
-	size_t i;
-
-	for (i = 0; p[i] != '\0'; i++)
-		if (!isalnum((unsigned char)p[i]) && p[i] != '.' && p[i] != '-' && p[i] != '_')
-			p[i] = '_';
-	if (p[0] == '.')
-		p[0] = '_';
-	return p;
-}
 
 /* Create <workspace>/.autopack/logs. Returns 0 or -1 with `err`. */
 static int check_mkdirs(const char *workspace, char *err, size_t errlen)
@@ -53,30 +39,6 @@ static void check_nap(long ms)
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
-}
-
-/* Read the last bytes of `path` into out (size n), spaces for control characters. */
-static size_t check_tail(const char *path, char *out, size_t n)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	off_t size, start;
-	ssize_t r;
-	size_t i;
-
-	out[0] = '\0';
-	if (fd < 0)
-		return 0;
-	size = lseek(fd, 0, SEEK_END);
-	start = size > (off_t)(n - 1) ? size - (off_t)(n - 1) : 0;
-	r = pread(fd, out, n - 1, start);
-	close(fd);
-	if (r <= 0)
-		return 0;
-	out[r] = '\0';
-	for (i = 0; i < (size_t)r; i++)
-		if ((unsigned char)out[i] < 0x20 && out[i] != '\n')
-			out[i] = ' ';
-	return (size_t)r;
 }
 
 /* The process group of the check running now, for check_kill_running. */
@@ -192,18 +154,15 @@ static pid_t check_start(
 
 int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen)
 {
-	char *run = check_safe_name(spec->run_id), *phase = check_safe_name(spec->phase_id);
 	uint64_t start = clock_mono_ms(), last_beat = start, term_at = 0;
 	int out_fd = -1, err_fd = -1, status = 0, rc = -1;
 	pid_t pid;
 
 	memset(out, 0, sizeof *out);
-	out->stdout_path = xasprintf("%s/.autopack/logs/%s__%s__a%lld.stdout.txt", spec->workspace,
-	    run, phase, (long long)spec->attempt);
-	out->stderr_path = xasprintf("%s/.autopack/logs/%s__%s__a%lld.stderr.txt", spec->workspace,
-	    run, phase, (long long)spec->attempt);
-	free(run);
-	free(phase);
+	out->stdout_path = checklog_path(
+	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stdout");
+	out->stderr_path = checklog_path(
+	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stderr");
 	if (check_mkdirs(spec->workspace, err, errlen) < 0)
 		goto out;
 	out_fd = open(out->stdout_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -250,8 +209,8 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		out->term_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 	}
 	out->duration_ms = (int64_t)(clock_mono_ms() - start);
-	if (check_tail(out->stderr_path, out->excerpt, sizeof out->excerpt) == 0)
-		check_tail(out->stdout_path, out->excerpt, sizeof out->excerpt);
+	if (checklog_tail(out->stderr_path, out->excerpt, sizeof out->excerpt) == 0)
+		checklog_tail(out->stdout_path, out->excerpt, sizeof out->excerpt);
 	rc = 0;
 out:
 	if (out_fd >= 0)

@@ -1,14 +1,16 @@
 /* autopack-worker: started by autopack-supervisor with one end of a socketpair. Runs one
- * phase at a time: reads a job, runs it (worker/phase.h), streams its events, sends the
- * result. Never opens the database. Dies with its supervisor (PR_SET_PDEATHSIG, and EOF on
+ * phase at a time: reads a job, runs it (worker/phase.h), streams its events and keeps
+ * each one until the supervisor acknowledges it (worker/outbox.h), then sends the result.
+ * Never opens the database. Dies with its supervisor (PR_SET_PDEATHSIG, and EOF on
  * the socket), taking its check command with it; takes SIGTERM and SIGINT only from the
  * supervisor; holds its provider keys in memory only (worker/keys.h) and cannot be read
  * through /proc or a core dump (PR_SET_DUMPABLE 0). */
 #include "common/log.h"
 #include "common/util.h"
-#include "proto/wire.h"
+#include "proto/fdio.h"
 #include "worker/check.h"
 #include "worker/keys.h"
+#include "worker/outbox.h"
 #include "worker/phase.h"
 
 #include <errno.h>
@@ -23,22 +25,28 @@
 #define HEARTBEAT_MS 1000
 
 struct wk {
-	int fd;
-	struct proto_reader rd;
+	struct proto_fd io;
+	struct outbox out;           /* the job's events not yet acknowledged */
 	const struct proto_job *job; /* the job being run, or NULL */
-	uint64_t seq;                /* last event seq sent in this job */
-	uint64_t acked;              /* every event of this job up to here is committed */
 	uint64_t last_beat;
 	bool shutdown;
 };
 
 static const char usage_text[] =
-    "usage: autopack-worker --fd N [--keys-fd K] [--log-file PATH]\n"
+    "usage: autopack-worker --fd N [--keys-fd K] [--event-window N] [--log-file PATH]\n"
+    "                       [--log-level L] [--log-format F]\n"
+    "       autopack-worker --version | --help\n"
     "\n"
     "Runs phases for autopack-supervisor over the socket on file descriptor N, with the\n"
     "provider keys read from descriptor K (NAME=value entries separated by NUL bytes) or\n"
     "taken from its environment. It is started by the supervisor; running it by hand is\n"
-    "only useful for debugging.\n";
+    "only useful for debugging.\n"
+    "\n"
+    "  --event-window N   events sent and not yet acknowledged at most (default 64, up\n"
+    "                     to 4096); when the window is full the worker waits for acks\n"
+    "  --log-file PATH    append log lines here instead of stderr\n"
+    "  --log-level L      error, warn, info (default) or debug\n"
+    "  --log-format F     text (default) or json: one JSON object a line\n";
 
 /* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
 static pid_t wk_supervisor;
@@ -84,157 +92,154 @@ __attribute__((noreturn)) static void wk_quit(void)
 	exit(0);
 }
 
-/* Write the whole buffer; the supervisor being gone ends the worker. */
-static void wk_write(struct wk *w, const uint8_t *p, size_t n)
+/* The supervisor is gone: nothing more can be reported, so end the worker. */
+__attribute__((noreturn)) static void wk_gone(const char *why)
 {
-	while (n > 0) {
-		ssize_t k = write(w->fd, p, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			log_info("supervisor went away (%s); exiting", strerror(errno));
-			wk_quit();
-		}
-		p += k;
-		n -= (size_t)k;
-	}
+	if (why != NULL)
+		log_info("supervisor went away (%s); exiting", why);
+	wk_quit();
 }
 
-/* Encode and send one message. */
+/* Queue and write one message; an unencodable one is a bug, a failed write the end. */
 static void wk_send(struct wk *w, const struct proto_msg *m)
 {
-	struct proto_buf b;
+	struct proto_err err;
+	int rc = proto_fd_queue(&w->io, m, &err);
 
-	proto_buf_init(&b);
-	if (proto_pack(m, &b) != 0)
-		log_fatal(1, "cannot encode a %s message", proto_type_name(m->type));
-	wk_write(w, b.data, b.len);
-	proto_buf_free(&b);
+	if (rc != 0)
+		log_fatal(1, "cannot encode a %s message: %s", proto_type_name(m->type), err.text);
+	if ((rc = proto_fd_flush(&w->io)) != 0)
+		wk_gone(strerror(-rc));
 }
 
-/* Send a heartbeat naming the current attempt (or none). */
-static void wk_beat(struct wk *w)
+/* Send a heartbeat naming the current attempt (or none) and the last event seq the worker
+ * waits to have acknowledged (-1: none). */
+static void wk_beat(struct wk *w, int64_t wait_seq)
 {
 	struct proto_msg m = { .type = PROTO_HEARTBEAT };
 
 	m.u.heartbeat.db_uuid = w->job != NULL ? w->job->db_uuid : (char *)"";
 	m.u.heartbeat.attempt_id = w->job != NULL ? w->job->attempt_id : 0;
+	m.u.heartbeat.wait_seq = wait_seq;
 	wk_send(w, &m);
 	w->last_beat = clock_mono_ms();
 	/* A rotated --log-file is followed within a heartbeat. */
 	log_follow();
 }
 
-/* Read what the socket has (waiting up to timeout_ms); returns false on EOF. */
-static bool wk_fill(struct wk *w, int timeout_ms)
+/* Handle a message that may arrive while a job runs: an ack, cancel or shutdown. */
+static void wk_async(struct wk *w, const struct proto_msg *m)
 {
-	struct pollfd pfd = { .fd = w->fd, .events = POLLIN };
-	struct proto_err err;
-	uint8_t buf[65536];
-	ssize_t n;
-
-	if (poll(&pfd, 1, timeout_ms) <= 0)
-		return true;
-	n = read(w->fd, buf, sizeof buf);
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return true;
-	if (n <= 0)
-		return false;
-	if (proto_reader_feed(&w->rd, buf, (size_t)n, &err) != 0)
-		log_fatal(1, "bad frame from the supervisor: %s", err.text);
-	return true;
+	switch (m->type) {
+	case PROTO_ACK:
+		if (outbox_ack(&w->out, m->u.ack.attempt_id, m->u.ack.seq) != 0)
+			log_fatal(1,
+			    "the supervisor acknowledged event %llu of attempt %llu, which was"
+			    " never sent",
+			    (unsigned long long)m->u.ack.seq,
+			    (unsigned long long)m->u.ack.attempt_id);
+		break;
+	case PROTO_SHUTDOWN: w->shutdown = true; break;
+	case PROTO_CANCEL:
+		if (w->job != NULL && m->u.cancel.attempt_id == w->job->attempt_id) {
+			log_info("attempt %llu cancelled by the supervisor",
+			    (unsigned long long)m->u.cancel.attempt_id);
+			wk_quit();
+		}
+		break;
+	default:
+		log_fatal(1, "the supervisor sent a %s message while a job runs",
+		    proto_type_name(m->type));
+	}
 }
 
-/* Take messages that may arrive while a job runs: acks, cancel, shutdown. */
-static void wk_drain_async(struct wk *w)
+/* Take what the supervisor sent, waiting at most timeout_ms for the first frame. */
+static void wk_poll(struct wk *w, int timeout_ms)
 {
 	struct proto_err err;
 	struct proto_msg m;
-	int rc;
+	enum proto_fd_rc rc;
 
-	while ((rc = proto_reader_next(&w->rd, &m, &err)) == 1) {
-		switch (m.type) {
-		case PROTO_ACK:
-			if (w->job != NULL && m.u.ack.attempt_id == w->job->attempt_id &&
-			    m.u.ack.seq > w->acked)
-				w->acked = m.u.ack.seq;
-			break;
-		case PROTO_SHUTDOWN: w->shutdown = true; break;
-		case PROTO_CANCEL:
-			if (w->job != NULL && m.u.cancel.attempt_id == w->job->attempt_id) {
-				log_info("attempt %llu cancelled by the supervisor",
-				    (unsigned long long)m.u.cancel.attempt_id);
-				wk_quit();
-			}
-			break;
-		default:
-			log_fatal(1, "the supervisor sent a %s message while a job runs",
-			    proto_type_name(m.type));
-		}
+	while ((rc = proto_fd_recv(&w->io, &m, timeout_ms, &err)) == PROTO_FD_MSG) {
+		wk_async(w, &m);
 		proto_msg_free(&m);
+		timeout_ms = 0;
+	}
+	if (rc == PROTO_FD_EOF) {
+		log_info("supervisor went away during attempt %llu; exiting",
+		    (unsigned long long)(w->job != NULL ? w->job->attempt_id : 0));
+		wk_quit();
 	}
 	if (rc < 0)
 		log_fatal(1, "bad frame from the supervisor: %s", err.text);
 }
 
-/* Wait until the supervisor acknowledges event `seq` of the job (it is committed),
- * heartbeating meanwhile. Returns 0, or -1 when the attempt's deadline passes first. */
-static int wk_wait_ack(struct wk *w, uint64_t seq)
+/* Wait until at most `pending` events are unacknowledged, heartbeating the last seq sent
+ * (at once, then every second) so that the supervisor commits without waiting for its
+ * window. Returns 0, or -1 when `deadline` is set and the attempt's deadline passes
+ * first. */
+static int wk_wait_acks(struct wk *w, size_t pending, bool deadline)
 {
-	while (w->acked < seq) {
-		if (w->job->deadline_ms > 0 && clock_wall_ms() >= w->job->deadline_ms)
+	bool said = false;
+
+	while (outbox_pending(&w->out) > pending) {
+		int left = HEARTBEAT_MS - (int)(clock_mono_ms() - w->last_beat);
+
+		if (deadline && w->job->deadline_ms > 0 && clock_wall_ms() >= w->job->deadline_ms)
 			return -1;
-		if (clock_mono_ms() - w->last_beat >= HEARTBEAT_MS)
-			wk_beat(w);
-		if (!wk_fill(w, 100)) {
-			log_info("supervisor went away during attempt %llu; exiting",
-			    (unsigned long long)w->job->attempt_id);
-			wk_quit();
+		if (!said || left <= 0) {
+			wk_beat(w, (int64_t)w->out.sent);
+			said = true;
+			left = HEARTBEAT_MS;
 		}
-		wk_drain_async(w);
+		wk_poll(w, deadline && left > 100 ? 100 : left);
 	}
 	return 0;
 }
 
-/* phase hook: stamp an event with the database, attempt and next seq, and send it. An
- * announced LLM call is sent only once the supervisor has committed the announcement, so
- * its cost is on record whatever happens next. */
+/* phase hook: stamp an event with the database, attempt and next seq, keep it and send
+ * it; with the window full, wait for an ack first. An announced LLM call is sent only once
+ * the supervisor has committed the announcement, so its cost is on record whatever
+ * happens next. */
 static int hook_emit(void *ctx, struct proto_event *ev)
 {
 	struct wk *w = ctx;
 	struct proto_msg m = { .type = PROTO_EVENT };
+	size_t start = w->io.out.len;
+	struct proto_err err;
+	int rc;
 
+	if (outbox_full(&w->out))
+		wk_wait_acks(w, w->out.cap - 1, false);
 	m.u.event = *ev;
 	m.u.event.db_uuid = w->job->db_uuid;
 	m.u.event.attempt_id = w->job->attempt_id;
-	m.u.event.seq = ++w->seq;
-	wk_send(w, &m);
+	m.u.event.seq = outbox_next_seq(&w->out);
+	if ((rc = proto_fd_queue(&w->io, &m, &err)) != 0)
+		log_fatal(1, "cannot encode an event: %s", err.text);
+	outbox_add(&w->out, w->io.out.data + start, w->io.out.len - start);
+	if ((rc = proto_fd_flush(&w->io)) != 0)
+		wk_gone(strerror(-rc));
 	if (ev->kind == PROTO_EV_LLM_REQUEST)
-		return wk_wait_ack(w, m.u.event.seq);
+		return wk_wait_acks(w, 0, true);
 	return 0;
 }
 
-/* phase hook: keep the supervisor informed and notice it going away. */
+/* phase hook: keep the supervisor informed, take its acks and notice it going away. */
 static void hook_heartbeat(void *ctx)
 {
 	struct wk *w = ctx;
 
 	if (clock_mono_ms() - w->last_beat >= HEARTBEAT_MS)
-		wk_beat(w);
-	if (!wk_fill(w, 0)) {
-		log_info("supervisor went away during attempt %llu; exiting",
-		    (unsigned long long)w->job->attempt_id);
-		wk_quit();
-	}
-	wk_drain_async(w);
+		wk_beat(w, -1);
+	wk_poll(w, 0);
 }
 
 /* phase hook: is the supervisor still there (its socket open, still our parent)? */
 static bool hook_supervisor_present(void *ctx)
 {
 	struct wk *w = ctx;
-	struct pollfd pfd = { .fd = w->fd, .events = POLLIN };
+	struct pollfd pfd = { .fd = w->io.fd, .events = POLLIN };
 
 	if (getppid() != wk_supervisor ||
 	    (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0)) {
@@ -266,7 +271,7 @@ static void wk_guard(void)
 		exit(0);
 }
 
-/* Run one job and send its result after its last event. */
+/* Run one job and send its result once every event of it is acknowledged. */
 static void wk_run_job(struct wk *w, const struct proto_job *job)
 {
 	struct phase_hooks hooks = { .ctx = w,
@@ -277,80 +282,119 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 	struct proto_result *r = &m.u.result;
 
 	w->job = job;
-	w->seq = 0;
-	w->acked = 0;
+	outbox_start(&w->out, job->attempt_id);
 	phase_run(job, &hooks, r);
+	wk_wait_acks(w, 0, false);
 	r->db_uuid = xstrdup(job->db_uuid);
 	r->attempt_id = job->attempt_id;
-	r->final_seq = w->seq;
+	r->final_seq = w->out.sent;
 	wk_send(w, &m);
 	proto_msg_free(&m);
 	w->job = NULL;
 }
 
-int main(int argc, char **argv)
+/* Parse the flags; exits 2 on a bad one. */
+static void wk_flags(struct wk *w, int argc, char **argv, int *keys_fd, size_t *window)
 {
-	struct wk w = { .fd = -1 };
-	struct proto_msg m;
-	struct proto_err err;
-	char kerr[160];
-	int i, rc = 0, keys_fd = -1;
+	enum log_format format;
+	enum log_level level;
+	char *end;
 
-	wk_guard();
-	log_init("autopack-worker", LOG_INFO);
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0) {
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);
-			return 0;
+			exit(0);
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("autopack-worker %s\n", AUTOPACK_VERSION);
+			exit(0);
+		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
+			if (log_level_parse(argv[++i], &level) != 0)
+				log_fatal(2,
+				    "--log-level: \"%s\" is not error, warn, info or debug",
+				    argv[i]);
+			log_configure(level, log_line_format());
+		} else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc) {
+			if (log_format_parse(argv[++i], &format) != 0)
+				log_fatal(2, "--log-format: \"%s\" is not text or json", argv[i]);
+			log_configure(log_min_level(), format);
 		} else if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) {
-			w.fd = atoi(argv[++i]);
+			w->io.fd = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--keys-fd") == 0 && i + 1 < argc) {
-			keys_fd = atoi(argv[++i]);
+			*keys_fd = atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--event-window") == 0 && i + 1 < argc) {
+			unsigned long n = strtoul(argv[++i], &end, 10);
+
+			if (*end != '\0' || n < 1 || n > OUTBOX_CAP_MAX) {
+				fprintf(stderr,
+				    "autopack-worker: --event-window: \"%s\" is not a whole number"
+				    " from 1 to %d\n",
+				    argv[i], OUTBOX_CAP_MAX);
+				exit(2);
+			}
+			*window = n;
 		} else if (strcmp(argv[i], "--log-file") == 0 && i + 1 < argc) {
 			if (log_open(argv[++i]) != 0)
 				log_fatal(1, "cannot open log file %s", argv[i]);
 		} else {
 			fprintf(stderr, "autopack-worker: unexpected argument \"%s\"\n%s", argv[i],
 			    usage_text);
-			return 2;
+			exit(2);
 		}
 	}
-	if (w.fd < 0) {
+	if (w->io.fd < 0) {
 		fputs(usage_text, stderr);
-		return 2;
+		exit(2);
 	}
+}
+
+/* Say hello, then run jobs until shutdown or the end of the stream; exits 1 on a bad
+ * frame from the supervisor or unreadable keys, 2 on a bad flag. */
+int main(int argc, char **argv)
+{
+	struct wk w = { 0 };
+	size_t window = OUTBOX_CAP_DEFAULT;
+	struct proto_err err;
+	struct proto_msg m;
+	enum proto_fd_rc rc;
+	int keys_fd = -1;
+	char kerr[160];
+
+	wk_guard();
+	log_init("autopack-worker", LOG_INFO);
+	proto_fd_init(&w.io, -1, PROTO_FRAME_MAX_DEFAULT);
+	wk_flags(&w, argc, argv, &keys_fd, &window);
 	if (keys_load(keys_fd, kerr, sizeof kerr) != 0)
 		log_fatal(1, "%s", kerr);
-	proto_reader_init(&w.rd, PROTO_FRAME_MAX_DEFAULT);
+	outbox_init(&w.out, window);
 	m = (struct proto_msg){ .type = PROTO_HELLO };
 	m.u.hello.pid = getpid();
 	m.u.hello.sw_version = (char *)AUTOPACK_VERSION;
 	wk_send(&w, &m);
-	wk_beat(&w);
+	wk_beat(&w, -1);
 	while (!w.shutdown) {
 		int left = HEARTBEAT_MS - (int)(clock_mono_ms() - w.last_beat);
 
 		if (left <= 0) {
-			wk_beat(&w);
+			wk_beat(&w, -1);
 			left = HEARTBEAT_MS;
 		}
-		if (!wk_fill(&w, left))
+		rc = proto_fd_recv(&w.io, &m, left, &err);
+		if (rc == PROTO_FD_TIMEOUT)
+			continue;
+		if (rc == PROTO_FD_EOF)
 			break;
-		while (!w.shutdown && (rc = proto_reader_next(&w.rd, &m, &err)) == 1) {
-			if (m.type == PROTO_JOB)
-				wk_run_job(&w, &m.u.job);
-			else if (m.type == PROTO_SHUTDOWN)
-				w.shutdown = true;
-			else if (m.type != PROTO_ACK && m.type != PROTO_CANCEL)
-				log_fatal(1,
-				    "the supervisor sent a %s message, which workers do not"
-				    " take",
-				    proto_type_name(m.type));
-			proto_msg_free(&m);
-		}
 		if (rc < 0)
 			log_fatal(1, "bad frame from the supervisor: %s", err.text);
+		if (m.type == PROTO_JOB)
+			wk_run_job(&w, &m.u.job);
+		else if (m.type == PROTO_SHUTDOWN)
+			w.shutdown = true;
+		else if (m.type != PROTO_ACK && m.type != PROTO_CANCEL)
+			log_fatal(1, "the supervisor sent a %s message, which workers do not take",
+			    proto_type_name(m.type));
+		proto_msg_free(&m);
 	}
-	proto_reader_free(&w.rd);
+	outbox_free(&w.out);
+	proto_fd_free(&w.io);
 	return 0;
 }

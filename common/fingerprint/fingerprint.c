@@ -402,3 +402,28 @@ enum zero_yield fp_zero_yield_reason(const struct fp_yield *y)
 		return ZERO_YIELD_EXECUTION_ERROR;
 	return ZERO_YIELD_UNKNOWN;
 }
+
+void fp_id(const char *fingerprint, char out[FP_ID_LEN + 1])
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)fingerprint; *p != '\0'; p++) {
+		h ^= *p;
+		h *= 0x100000001b3ULL;
+	}
+	snprintf(out, FP_ID_LEN + 1, "%012llx", (unsigned long long)(h >> 16));
+}
+
+bool fp_id_matches(const char *fingerprint, const char *name)
+{
+	char id[FP_ID_LEN + 1];
+	size_t n = strlen(name);
+
+	if (strcmp(fingerprint, name) == 0)
+		return true;
+	if (n < 6 || n > FP_ID_LEN || strspn(name, "0123456789abcdef") != n)
+		return false;
+	fp_id(fingerprint, id);
+	return strncmp(id, name, n) == 0;
+}

@@ -42,6 +42,15 @@ size_t fp_fingerprint(
  * Writes "" and returns 0 for an outcome without a fingerprint (success, dry run). */
 size_t fp_attempt(enum outcome o, enum reason r, const char *message, char *out, size_t n);
 
+#define FP_ID_LEN 12 /* hex digits of a fingerprint's id */
+
+/* A short name for a fingerprint: the first FP_ID_LEN hex digits of its 64-bit FNV-1a
+ * hash, so an operator can name a class of failures on a command line. */
+void fp_id(const char *fingerprint, char out[FP_ID_LEN + 1]);
+/* Whether `name` names `fingerprint`: the whole text, or a prefix of at least 6 hex digits
+ * of its id. */
+bool fp_id_matches(const char *fingerprint, const char *name);
+
 /* True when the text shows the LLM hit a context or turn limit. */
 bool fp_llm_boundary(const char *text);
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "proto/wire.h"
+#include "proto/fdio.h"
 #include "tests/unit/proto_samples.h"
 
 static const char usage[] =
@@ -25,74 +25,40 @@ static const char usage[] =
     "corpus   write the fuzzer's seed corpus (one file per message type, plus\n"
     "         malformed streams) into DIR\n";
 
-/* Write all n bytes to fd; returns 0 or -errno. */
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n > 0) {
-		ssize_t k = write(fd, c, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		c += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-/* Re-pack every whole frame the reader holds into out; returns 0 or -1 with err set. */
-static int recode_ready(struct proto_reader *r, struct proto_buf *out, struct proto_err *err)
-{
-	struct proto_msg m;
-	int rc;
-
-	while ((rc = proto_reader_next(r, &m, err)) == 1) {
-		rc = proto_msg_pack(&m, out, err);
-		proto_msg_free(&m);
-		if (rc < 0)
-			return -1;
-	}
-	return rc;
-}
-
 /* Decode the frames on stdin and write them re-packed to stdout. */
 static int cmd_recode(size_t max)
 {
-	struct proto_reader r;
-	struct proto_buf out;
+	struct proto_fd in, out;
+	enum proto_fd_rc got;
 	struct proto_err err;
-	char chunk[65536];
-	ssize_t k;
+	struct proto_msg m;
 	int rc = 0;
 
-	proto_reader_init(&r, max);
-	proto_buf_init(&out);
-	while (rc == 0 && (k = read(0, chunk, sizeof chunk)) != 0) {
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			fprintf(stderr, "proto-tool: reading stdin: %s\n", strerror(errno));
-			rc = 2;
-		} else if (proto_reader_feed(&r, chunk, (size_t)k, &err) < 0 ||
-		    recode_ready(&r, &out, &err) < 0) {
-			fprintf(stderr, "proto-tool: %s\n", err.text);
-			rc = 1;
-		}
+	proto_fd_init(&in, 0, max);
+	proto_fd_init(&out, 1, 0);
+	while ((got = proto_fd_recv(&in, &m, -1, &err)) == PROTO_FD_MSG) {
+		rc = proto_fd_queue(&out, &m, &err) < 0;
+		proto_msg_free(&m);
+		if (rc != 0)
+			break;
 	}
-	if (rc == 0 && r.len > r.off) {
+	if (rc != 0 || got == PROTO_FD_EBADFRAME) {
+		fprintf(stderr, "proto-tool: %s\n", err.text);
+		rc = 1;
+	} else if (got == PROTO_FD_EIO) {
+		fprintf(stderr, "proto-tool: stdin: %s\n", err.text);
+		rc = 2;
+	} else if (in.rd.len > in.rd.off) {
 		fprintf(stderr, "proto-tool: %zu bytes of an unfinished frame at end of input\n",
-		    r.len - r.off);
+		    in.rd.len - in.rd.off);
 		rc = 1;
 	}
-	if (rc == 0 && write_all(1, out.data, out.len) < 0) {
+	if (rc == 0 && proto_fd_flush(&out) < 0) {
 		fprintf(stderr, "proto-tool: writing stdout: %s\n", strerror(errno));
 		rc = 2;
 	}
-	proto_buf_free(&out);
-	proto_reader_free(&r);
+	proto_fd_free(&in);
+	proto_fd_free(&out);
 	return rc;
 }
 
@@ -115,16 +81,16 @@ static void pack_samples(enum proto_sample_variant v, struct proto_buf *b)
 static int cmd_samples(const char *variant)
 {
 	static const char *const names[] = { "min", "typical", "max" };
-	struct proto_buf b;
+	struct proto_fd out;
 	int rc;
 
 	for (size_t v = 0; v < ARRAY_SIZE(names); v++) {
 		if (strcmp(variant, names[v]) != 0)
 			continue;
-		proto_buf_init(&b);
-		pack_samples((enum proto_sample_variant)v, &b);
-		rc = write_all(1, b.data, b.len);
-		proto_buf_free(&b);
+		proto_fd_init(&out, 1, 0);
+		pack_samples((enum proto_sample_variant)v, &out.out);
+		rc = proto_fd_flush(&out);
+		proto_fd_free(&out);
 		return rc < 0 ? 2 : 0;
 	}
 	fprintf(stderr, "proto-tool: unknown variant \"%s\" (min, typical or max)\n", variant);

@@ -100,6 +100,7 @@ static void build_heartbeat(enum proto_sample_variant v, struct proto_heartbeat 
 {
 	h->db_uuid = pick(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
 	h->attempt_id = unum(v, 17);
+	h->wait_seq = num(v, -1, 12, INT64_MAX);
 }
 
 /* Fill an llm_usage body of variant v. */

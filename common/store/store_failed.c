@@ -1,0 +1,293 @@
+/* Failed and stopped phases with their last attempt, and retrying them. */
+#include "common/store/store_failed.h"
+#include "common/store/store_internal.h"
+#include "common/fingerprint/fingerprint.h"
+#include "common/util.h"
+#include "common/vocab.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The time a phase's listing is ordered and filtered by. */
+#define FAILED_ENDED "coalesce(a.ended_at, p.last_attempt_timestamp, p.updated_at)"
+/* Its failure reason. */
+#define FAILED_REASON "coalesce(a.failure_reason, p.last_failure_reason)"
+
+static const char failed_sql[] =
+    "SELECT p.run_id, p.phase_id, p.state, a.attempt_id, a.attempt_number, a.outcome,"
+    " " FAILED_REASON ", a.message, a.fingerprint, " FAILED_ENDED ", a.session_id, r.workspace"
+    " FROM phases p JOIN runs r ON r.id = p.run_id"
+    " LEFT JOIN attempts a ON a.attempt_id = (SELECT max(x.attempt_id) FROM attempts x"
+    "   WHERE x.run_id = p.run_id AND x.phase_id = p.phase_id AND x.ended_at IS NOT NULL"
+    "   AND x.dry_run = 0)"
+    " WHERE (p.state = ?6"
+    "   OR (NOT ?5 AND p.state IN (?7, ?8) AND a.outcome IS NOT NULL"
+    "     AND a.outcome NOT IN (?9, ?10) AND p.updated_at <= a.ended_at)"
+    "   OR (?5 AND ?2 IS NOT NULL AND p.state = ?8))"
+    " AND (?1 IS NULL OR p.run_id = ?1) AND (?2 IS NULL OR p.phase_id = ?2)"
+    " AND (?3 IS NULL OR " FAILED_ENDED " >= ?3)"
+    " AND (?4 IS NULL OR upper(" FAILED_REASON ") = upper(?4))"
+    " ORDER BY " FAILED_ENDED " DESC, p.run_id, p.phase_id";
+
+/* Fill a listed phase from the current row (a store_rows fill). */
+static void failed_row(sqlite3_stmt *q, void *item)
+{
+	struct store_failed *f = item;
+
+	f->run_id = store_col_text(q, 0, "");
+	f->phase_id = store_col_text(q, 1, "");
+	f->state = store_col_text(q, 2, "");
+	f->attempt_id = sqlite3_column_int64(q, 3);
+	f->attempt_number = sqlite3_column_int64(q, 4);
+	f->outcome = store_col_text(q, 5, NULL);
+	f->reason = store_col_text(q, 6, NULL);
+	f->message = store_col_text(q, 7, NULL);
+	f->fingerprint = store_col_text(q, 8, NULL);
+	f->ended_at = store_col_text(q, 9, NULL);
+	f->session_id = store_col_text(q, 10, NULL);
+	f->workspace = store_col_text(q, 11, NULL);
+}
+
+/* Free one listed phase's strings. */
+static void failed_item_free(void *item)
+{
+	struct store_failed *f = item;
+
+	free(f->run_id);
+	free(f->phase_id);
+	free(f->state);
+	free(f->outcome);
+	free(f->reason);
+	free(f->message);
+	free(f->fingerprint);
+	free(f->ended_at);
+	free(f->session_id);
+	free(f->workspace);
+}
+
+void store_failed_free(struct store_failed *v, size_t n)
+{
+	store_rows_free(v, n, sizeof *v, failed_item_free);
+}
+
+int store_retry_args_parse(
+    char *const *args, size_t n, struct store_retry_args *out, char *err, size_t errlen)
+{
+	struct store_failed_filter *f = &out->filter;
+	const char *pos[2] = { NULL, NULL };
+	size_t i, npos = 0, len = 0;
+	bool all = false;
+
+	memset(out, 0, sizeof *out);
+	f->failed_only = true;
+	for (i = 0; i < n; i++) {
+		const char *a = args[i], **slot = NULL;
+
+		if (strcmp(a, "--all-failed") == 0) {
+			all = true;
+		} else if (strcmp(a, "--run") == 0) {
+			slot = &f->run_id;
+		} else if (strcmp(a, "--fingerprint") == 0) {
+			slot = &f->fingerprint;
+		} else if (strcmp(a, "--reason") == 0) {
+			slot = &f->reason;
+		} else if (strcmp(a, "--note") == 0) {
+			slot = &out->note;
+		} else if (a[0] == '-' && a[1] == '-') {
+			snprintf(err, errlen, "retry: unknown option \"%s\"", a);
+			return -1;
+		} else if (npos < 2) {
+			pos[npos++] = a;
+			continue;
+		} else {
+			snprintf(err, errlen, "retry: unexpected argument \"%s\"", a);
+			return -1;
+		}
+		if (slot != NULL && (i + 1 == n || args[i + 1][0] == '\0')) {
+			snprintf(err, errlen, "retry: %s needs a value", a);
+			return -1;
+		}
+		if (slot != NULL && *slot != NULL) {
+			snprintf(err, errlen, "retry: %s given twice", a);
+			return -1;
+		}
+		if (slot != NULL)
+			*slot = args[++i];
+		if (slot != &out->note)
+			len += (size_t)snprintf(out->selector + len,
+			    len < sizeof out->selector ? sizeof out->selector - len : 0, "%s%s%s%s",
+			    len > 0 ? " " : "", a, slot != NULL ? " " : "",
+			    slot != NULL ? *slot : "");
+	}
+	if (npos == 1) {
+		snprintf(err, errlen, "retry: give RUN and PHASE, not only \"%s\"", pos[0]);
+		return -1;
+	}
+	if (npos == 2 &&
+	    (all || f->run_id != NULL || f->fingerprint != NULL || f->reason != NULL)) {
+		snprintf(err, errlen, "retry: RUN PHASE names one phase; drop the other selectors");
+		return -1;
+	}
+	if (all && (f->run_id != NULL || f->fingerprint != NULL || f->reason != NULL)) {
+		snprintf(err, errlen,
+		    "retry: --all-failed takes every FAILED phase; drop it or the other selectors");
+		return -1;
+	}
+	if (npos == 0 && !all && f->run_id == NULL && f->fingerprint == NULL && f->reason == NULL) {
+		snprintf(err, errlen,
+		    "retry: say what to retry: RUN PHASE, --run R, --fingerprint FP, --reason R"
+		    " or --all-failed");
+		return -1;
+	}
+	if (npos == 2) {
+		f->run_id = pos[0];
+		f->phase_id = pos[1];
+		snprintf(out->selector, sizeof out->selector, "%s %s", pos[0], pos[1]);
+	}
+	return 0;
+}
+
+/* Explain why phase (run, phase) cannot be retried: it does not exist, or its state. */
+static int failed_explain(
+    struct store *st, const char *run_id, const char *phase_id, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(
+	    st->db, "SELECT state FROM phases WHERE run_id = ?1 AND phase_id = ?2", -1, &q, NULL);
+
+	if (rc == SQLITE_OK) {
+		store_bind_text(q, 1, run_id);
+		store_bind_text(q, 2, phase_id);
+		rc = sqlite3_step(q);
+	}
+	if (rc == SQLITE_ROW)
+		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not FAILED or SKIPPED",
+		    run_id, phase_id, (const char *)sqlite3_column_text(q, 0));
+	else if (rc == SQLITE_DONE)
+		rc = store_fail(err, STORE_EINVAL, "no phase %s in run %s", phase_id, run_id);
+	else
+		rc = store_fail(err, STORE_EIO, "%s: reading phase %s/%s: %s", st->path, run_id,
+		    phase_id, sqlite3_errmsg(st->db));
+	sqlite3_finalize(q);
+	return rc;
+}
+
+/* Keep only the items whose fingerprint `name` names. */
+static void failed_keep_fingerprint(struct store_failed *v, size_t *n, const char *name)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < *n; i++) {
+		if (v[i].fingerprint != NULL && fp_id_matches(v[i].fingerprint, name))
+			v[k++] = v[i];
+		else
+			failed_item_free(&v[i]);
+	}
+	*n = k;
+}
+
+int store_failed_list(struct store *st, const struct store_failed_filter *f,
+    struct store_failed **out, size_t *n, struct store_err *err)
+{
+	struct store_rows l = {
+		.size = sizeof **out, .fill = failed_row, .item_free = failed_item_free
+	};
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(st->db, failed_sql, -1, &q, NULL);
+
+	if (rc == SQLITE_OK) {
+		store_bind_text(q, 1, f->run_id);
+		store_bind_text(q, 2, f->phase_id);
+		store_bind_text(q, 3, f->since);
+		store_bind_text(q, 4, f->reason);
+		sqlite3_bind_int(q, 5, f->failed_only);
+		store_bind_text(q, 6, phase_state_name(PHASE_FAILED));
+		store_bind_text(q, 7, phase_state_name(PHASE_QUEUED));
+		store_bind_text(q, 8, phase_state_name(PHASE_SKIPPED));
+		store_bind_text(q, 9, outcome_name(OUTCOME_SUCCESS));
+		store_bind_text(q, 10, outcome_name(OUTCOME_DRY_RUN));
+	}
+	rc = store_rows_read(st->db, q, rc, &l, err, "%s: reading failed phases", st->path);
+	*out = l.v;
+	*n = l.n;
+	if (rc == 0 && f->fingerprint != NULL)
+		failed_keep_fingerprint(*out, n, f->fingerprint);
+	if (rc == 0 && *n == 0 && f->phase_id != NULL && f->failed_only)
+		rc = failed_explain(st, f->run_id, f->phase_id, err);
+	return rc;
+}
+
+/* Inside the retry's transaction, move one phase from its listed state to QUEUED and log
+ * it; f->retried says whether it moved. */
+static int failed_retry_one(struct store *st, struct store_failed *f,
+    const struct store_retry_who *who, const char *now, struct store_err *err)
+{
+	sqlite3_stmt *q = NULL;
+	char *args, *result;
+	int rc;
+
+	rc = sqlite3_prepare_v2(st->db,
+	    "UPDATE phases SET state = ?3, updated_at = ?4"
+	    " WHERE run_id = ?1 AND phase_id = ?2 AND state = ?5 AND state IN (?6, ?7)",
+	    -1, &q, NULL);
+	if (rc == SQLITE_OK) {
+		store_bind_text(q, 1, f->run_id);
+		store_bind_text(q, 2, f->phase_id);
+		store_bind_text(q, 3, phase_state_name(PHASE_QUEUED));
+		store_bind_text(q, 4, now);
+		store_bind_text(q, 5, f->state);
+		store_bind_text(q, 6, phase_state_name(PHASE_FAILED));
+		store_bind_text(q, 7, phase_state_name(PHASE_SKIPPED));
+	}
+	rc = store_step_done(
+	    st->db, q, rc, err, "%s: queueing %s/%s again", st->path, f->run_id, f->phase_id);
+	f->retried = false;
+	if (rc != 0 || sqlite3_changes(st->db) != 1)
+		return rc;
+	args = xasprintf("%s %s", f->run_id, f->phase_id);
+	result = xasprintf("%s -> %s; selected by: %s%s%s; via %s", f->state,
+	    phase_state_name(PHASE_QUEUED), who->selector, who->note != NULL ? "; note: " : "",
+	    who->note != NULL ? who->note : "", who->via);
+	rc = sqlite3_prepare_v2(st->db,
+	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
+	    " VALUES (?1, ?2, ?3, 'retry', ?4, 1, ?5)",
+	    -1, &q, NULL);
+	if (rc == SQLITE_OK) {
+		store_bind_text(q, 1, now);
+		sqlite3_bind_int64(q, 2, who->pid);
+		sqlite3_bind_int64(q, 3, who->uid);
+		store_bind_text(q, 4, args);
+		store_bind_text(q, 5, result);
+	}
+	rc = store_step_done(
+	    st->db, q, rc, err, "%s: recording the retry in control_log", st->path);
+	free(args);
+	free(result);
+	f->retried = rc == 0;
+	return rc;
+}
+
+int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
+    const struct store_retry_who *who, size_t *moved, struct store_err *err)
+{
+	char now[32];
+	size_t i;
+	int rc;
+
+	*moved = 0;
+	time_db_now(now);
+	if ((rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the retry", err)) != 0)
+		return rc;
+	for (i = 0; i < n && rc == 0; i++)
+		rc = failed_retry_one(st, &v[i], who, now, err);
+	if (rc == 0)
+		rc = store_exec(st->db, "COMMIT", "committing the retry", err);
+	if (rc != 0)
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	for (i = 0; i < n; i++) {
+		v[i].retried = v[i].retried && rc == 0;
+		*moved += v[i].retried;
+	}
+	return rc;
+}

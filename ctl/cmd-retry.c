@@ -1,0 +1,211 @@
+/* retry: queue failed phases again: one (RUN PHASE), or a class of them (--run,
+ * --fingerprint, --reason, --all-failed). Through the supervisor when one holds the
+ * database, else offline under the database lock; either way in one transaction, each
+ * phase recorded in control_log with who asked and why. */
+#include "ctl/cmd.h"
+#include "common/store/store_failed.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RETRY_ARGS_MAX 16
+
+enum {
+	OPT_RUN = CMD_OPT_FIRST_OWN,
+	OPT_FINGERPRINT,
+	OPT_REASON,
+	OPT_ALL,
+	OPT_NOTE,
+	OPT_DRY,
+	OPT_CONTROL
+};
+
+static const struct option cmd_retry_opts[] = {
+	CMD_OPTS_COMMON,
+	{ "run", required_argument, NULL, OPT_RUN },
+	{ "fingerprint", required_argument, NULL, OPT_FINGERPRINT },
+	{ "reason", required_argument, NULL, OPT_REASON },
+	{ "all-failed", no_argument, NULL, OPT_ALL },
+	{ "note", required_argument, NULL, OPT_NOTE },
+	{ "dry-run", no_argument, NULL, OPT_DRY },
+	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Print what the supervisor retried. */
+static void retry_show(json_t *b, FILE *out)
+{
+	json_t *list = json_object_get(b, "retried"), *p;
+	size_t i;
+
+	if (json_array_size(list) == 0) {
+		fprintf(out, "nothing to retry: no FAILED phase matches\n");
+		return;
+	}
+	fprintf(out, "retried %lld phase%s through the supervisor (pid %lld), now QUEUED\n",
+	    (long long)json_array_size(list), json_array_size(list) == 1 ? "" : "s",
+	    (long long)json_integer_value(json_object_get(b, "supervisor_pid")));
+	json_array_foreach(list, i, p)
+	{
+		fprintf(out, "  %s/%s (was %s)\n", json_string_value(json_object_get(p, "run_id")),
+		    json_string_value(json_object_get(p, "phase_id")),
+		    json_string_value(json_object_get(p, "from")));
+	}
+}
+
+/* Print (or put in JSON) the phases of v that a retry took, or with dry_run, would take. */
+static int retry_report(
+    struct cmd_ctx *ctx, struct store *st, const struct store_failed *v, size_t n, bool dry_run)
+{
+	json_t *list = json_array();
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!dry_run && !v[i].retried)
+			continue;
+		k++;
+		json_array_append_new(list,
+		    json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "run_id", v[i].run_id, "phase_id",
+		        v[i].phase_id, "from", v[i].state, "reason", v[i].reason, "fingerprint",
+		        v[i].fingerprint));
+	}
+	if (ctx->json) {
+		cmd_json_print(json_pack("{s:b, s:b, s:s, s:I, s:o, s:o}", "ok", 1, "dry_run",
+		    dry_run, "via", dry_run ? "none" : "offline", "count", (json_int_t)k,
+		    dry_run ? "would_retry" : "retried", list, "database", cmd_identity_json(st)));
+		return CMD_EXIT_OK;
+	}
+	json_decref(list);
+	if (k == 0)
+		printf("nothing to retry: no FAILED phase matches\n");
+	else if (dry_run)
+		printf("would retry %zu phase%s (nothing written):\n", k, k == 1 ? "" : "s");
+	else
+		printf("retried %zu phase%s, now QUEUED (the next drain takes them):\n", k,
+		    k == 1 ? "" : "s");
+	for (i = 0; i < n; i++)
+		if (dry_run || v[i].retried)
+			printf("  %s/%s (%s%s%s)\n", v[i].run_id, v[i].phase_id, v[i].state,
+			    v[i].reason != NULL ? ", " : "",
+			    v[i].reason != NULL ? v[i].reason : "");
+	return CMD_EXIT_OK;
+}
+
+/* List what `ra` selects, and unless dry_run, retry it offline under the lock. */
+static int retry_local(struct cmd_ctx *ctx, const struct store_retry_args *ra, bool dry_run)
+{
+	struct store_retry_who who = { .pid = getpid(), .uid = getuid(), .via = "offline" };
+	struct store_failed *v = NULL;
+	struct store_err err;
+	struct store st;
+	size_t n = 0, moved;
+	int lock_fd = -1, ret, rc;
+
+	ret = dry_run ? cmd_open_read(ctx, &st, false) : cmd_open_write(ctx, &st, &lock_fd);
+	if (ret != 0)
+		return ret;
+	rc = store_failed_list(&st, &ra->filter, &v, &n, &err);
+	who.selector = ra->selector;
+	who.note = ra->note;
+	if (rc == 0 && !dry_run && n > 0)
+		rc = store_failed_retry(&st, v, n, &who, &moved, &err);
+	if (rc != 0)
+		ret = cmd_fail(ctx, rc, "%s", err.text);
+	else
+		ret = retry_report(ctx, &st, v, n, dry_run);
+	store_failed_free(v, n);
+	if (dry_run)
+		store_close(&st);
+	else
+		cmd_close_write(&st, lock_fd);
+	return ret;
+}
+
+/* retry: parse, then list (--dry-run), go through the supervisor, or retry offline. */
+static int cmd_retry_exec(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	static const char *const names[] = {
+		[OPT_RUN - OPT_RUN] = "--run",
+		[OPT_FINGERPRINT - OPT_RUN] = "--fingerprint",
+		[OPT_REASON - OPT_RUN] = "--reason",
+		[OPT_ALL - OPT_RUN] = "--all-failed",
+		[OPT_NOTE - OPT_RUN] = "--note",
+	};
+	struct store_retry_args ra;
+	char *args[RETRY_ARGS_MAX], err[512];
+	const char *control = NULL;
+	bool dry_run = false, forwarded;
+	size_t n = 0;
+	int c, ret = CMD_EXIT_OK;
+
+	while ((c = cmd_getopt(ctx, argc, argv, cmd_retry_opts, &ret)) != -1) {
+		switch (c) {
+		case CMD_OPT_DONE: return ret;
+		case OPT_DRY: dry_run = true; break;
+		case OPT_CONTROL: control = optarg; break;
+		case OPT_RUN:
+		case OPT_FINGERPRINT:
+		case OPT_REASON:
+		case OPT_ALL:
+		case OPT_NOTE:
+			if (n + 2 > RETRY_ARGS_MAX)
+				return cmd_usage_error(ctx, "too many options");
+			args[n++] = (char *)names[c - OPT_RUN];
+			if (c != OPT_ALL)
+				args[n++] = optarg;
+			break;
+		default: return cmd_usage_error(ctx, "unexpected option");
+		}
+	}
+	for (; optind < argc; optind++) {
+		if (n + 1 > RETRY_ARGS_MAX)
+			return cmd_usage_error(ctx, "too many arguments");
+		args[n++] = argv[optind];
+	}
+	if (store_retry_args_parse(args, n, &ra, err, sizeof err) != 0)
+		return cmd_usage_error(ctx, "%s", err + strlen("retry: "));
+	if (dry_run)
+		return retry_local(ctx, &ra, true);
+	if (control != NULL)
+		return cmd_live_call(ctx, control, "retry", args, n, retry_show);
+	ret = cmd_live_forward_show(ctx, "retry", args, n, retry_show, &forwarded);
+	if (forwarded)
+		return ret;
+	return retry_local(ctx, &ra, false);
+}
+
+const struct cmd_entry cmd_retry_entry = {
+	.name = "retry",
+	.args = "RUN PHASE | --run R | --fingerprint FP | --reason R | --all-failed"
+	        " [--note TEXT] [--dry-run] [--json] [--control PATH]",
+	.summary = "queue FAILED phases again: one, or a class of them",
+	.help = "Moves FAILED phases back to QUEUED, chosen by:\n"
+	        "  RUN PHASE           one phase (FAILED or SKIPPED)\n"
+	        "  --run R             the FAILED phases of run R\n"
+	        "  --fingerprint FP    those whose last attempt failed with fingerprint FP: the\n"
+	        "                      whole text, or the id autopack-ctl failed shows (6 to 12\n"
+	        "                      hex digits)\n"
+	        "  --reason R          those whose last failure reason is R (CHECK_FAILED,\n"
+	        "                      PROVIDER_ERROR, ...; any case)\n"
+	        "  --all-failed        every FAILED phase\n"
+	        "--run, --fingerprint and --reason combine: a phase must match each one given.\n"
+	        "\n"
+	        "  --note TEXT  why, recorded with each phase in control_log\n"
+	        "  --dry-run    list what would be retried; write nothing\n"
+	        "  --json       the result as JSON\n"
+	        "  --control PATH  the supervisor's control socket, when it is not the one the\n"
+	        "               database records\n"
+	        "\n"
+	        "While an autopack-supervisor holds the database the retry goes through it (the\n"
+	        "database keeps one writer) and its drain takes the phases at once, in their\n"
+	        "run's order, even in a run it had stopped; otherwise autopack-ctl takes the\n"
+	        "database lock and writes itself, and the next drain takes them. All phases are\n"
+	        "moved in one transaction; each gets a control_log row (time, pid and uid of\n"
+	        "who asked, \"RUN PHASE\", the former state, the selector, the note, and whether\n"
+	        "it went through the supervisor). Nothing matching is not an error (exit 0);\n"
+	        "a named phase that is not FAILED or SKIPPED is (exit 1).\n",
+	.exec = cmd_retry_exec,
+};

@@ -1,0 +1,107 @@
+/* The sd_notify datagram protocol (see notify.h). */
+#include "supervisor/notify.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Parse $WATCHDOG_USEC for this process into n->watchdog_usec; -1 if it is malformed. */
+static int notify_watchdog(struct notify *n)
+{
+	const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+	unsigned long long v;
+	char *end;
+
+	n->watchdog_usec = 0;
+	if (usec == NULL)
+		return 0;
+	if (pid != NULL && strtol(pid, NULL, 10) != (long)getpid())
+		return 0;
+	errno = 0;
+	v = strtoull(usec, &end, 10);
+	if (errno != 0 || end == usec || *end != '\0' || v == 0)
+		return -1;
+	n->watchdog_usec = v;
+	return 0;
+}
+
+int notify_open(struct notify *n, char *err, size_t errlen)
+{
+	const char *name = getenv("NOTIFY_SOCKET");
+	size_t len;
+	int rc = 0;
+
+	memset(n, 0, sizeof *n);
+	n->fd = -1;
+	if (notify_watchdog(n) != 0) {
+		snprintf(err, errlen,
+		    "WATCHDOG_USEC=\"%s\" is not a positive number of microseconds",
+		    getenv("WATCHDOG_USEC"));
+		rc = -1;
+	}
+	if (rc == 0 && name != NULL) {
+		len = strlen(name);
+		n->addr.sun_family = AF_UNIX;
+		if ((name[0] != '/' && name[0] != '@') || len < 2 ||
+		    len >= sizeof n->addr.sun_path) {
+			snprintf(err, errlen,
+			    "NOTIFY_SOCKET=\"%s\" is neither an absolute socket path nor an abstract"
+			    " \"@name\" of at most %zu bytes",
+			    name, sizeof n->addr.sun_path - 1);
+			rc = -1;
+		} else {
+			memcpy(n->addr.sun_path, name, len);
+			if (name[0] == '@')
+				n->addr.sun_path[0] = '\0';
+			n->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+			    (name[0] == '/'));
+			n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+			if (n->fd < 0) {
+				snprintf(err, errlen, "NOTIFY_SOCKET: cannot make a socket: %s",
+				    strerror(errno));
+				rc = -1;
+			}
+		}
+	}
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	if (rc != 0)
+		notify_close(n);
+	return rc;
+}
+
+int notify_send(struct notify *n, const char *assignments)
+{
+	ssize_t w;
+
+	if (n->fd < 0)
+		return 0;
+	do
+		w = sendto(n->fd, assignments, strlen(assignments), MSG_NOSIGNAL,
+		    (const struct sockaddr *)&n->addr, n->addr_len);
+	while (w < 0 && errno == EINTR);
+	return w < 0 ? -errno : 0;
+}
+
+int notify_status(struct notify *n, const char *text)
+{
+	char msg[sizeof n->last_status + 8];
+
+	if (n->fd < 0 || strcmp(text, n->last_status) == 0)
+		return 0;
+	strlcpy_ap(n->last_status, text, sizeof n->last_status);
+	snprintf(msg, sizeof msg, "STATUS=%s", n->last_status);
+	return notify_send(n, msg);
+}
+
+void notify_close(struct notify *n)
+{
+	if (n->fd >= 0)
+		close(n->fd);
+	n->fd = -1;
+}

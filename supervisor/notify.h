@@ -1,0 +1,37 @@
+/*
+ * systemd's service notification protocol (sd_notify(3)), spoken directly: each
+ * notification is one datagram of newline-separated VARIABLE=value assignments sent to
+ * the AF_UNIX socket named by $NOTIFY_SOCKET (a path, or "@name" in the abstract
+ * namespace). $WATCHDOG_USEC asks for WATCHDOG=1 at least that often, when
+ * $WATCHDOG_PID is unset or names this process. Without $NOTIFY_SOCKET every call does
+ * nothing.
+ */
+#ifndef AUTOPACK_NOTIFY_H
+#define AUTOPACK_NOTIFY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+struct notify {
+	int fd; /* -1: not under a service manager */
+	struct sockaddr_un addr;
+	socklen_t addr_len;
+	uint64_t watchdog_usec; /* 0: no watchdog */
+	char last_status[256];  /* the STATUS= sent last, to send only changes */
+};
+
+/* Read $NOTIFY_SOCKET, $WATCHDOG_USEC and $WATCHDOG_PID, then remove all three from the
+ * environment so that no child inherits them. Returns 0 (also when they are unset), or
+ * -1 with what was wrong in err: a socket name that is not a path or "@name", or too
+ * long; a socket that cannot be made; a WATCHDOG_USEC that is not a positive number. */
+int notify_open(struct notify *n, char *err, size_t errlen);
+/* Send one notification (the assignments, '\n'-separated). Returns 0, or -errno; does
+ * nothing and returns 0 when not under a service manager. */
+int notify_send(struct notify *n, const char *assignments);
+/* Send STATUS=text if it differs from the status sent last. */
+int notify_status(struct notify *n, const char *text);
+void notify_close(struct notify *n);
+
+#endif

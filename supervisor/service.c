@@ -1,0 +1,137 @@
+/* What the service manager sees (notify.h): READY=1 once the database is open, the
+ * control socket listens and every wanted worker has said hello; a STATUS= line; WATCHDOG=1
+ * every half WATCHDOG_USEC while the loop runs and the writer commits; STOPPING=1 when a
+ * stop begins. Readiness and stopping are noticed by a check handle that runs after every
+ * loop iteration, so no other part of the supervisor calls in here. */
+#include "supervisor/sup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SERVICE_STATUS_MS 1000
+
+/* Whether every wanted worker has started (said hello), or none is wanted. */
+static bool service_workers_up(struct sup *s)
+{
+	struct worker *w;
+	int up = 0;
+
+	for (w = s->workers; w != NULL; w = w->next)
+		up += w->state == W_IDLE || w->state == W_BUSY;
+	return up >= s->target;
+}
+
+/* Whether the writer keeps up: the database is there, the last commit did not fail, and
+ * nothing queued has waited a whole watchdog period without a commit. */
+static bool service_writer_healthy(struct sup *s)
+{
+	uint64_t period_ms = s->svc.notify.watchdog_usec / 1000;
+
+	if (s->store_lost || s->commit_fail_streak > 0)
+		return false;
+	return s->ops_n == 0 || clock_mono_ms() - s->last_commit_ms < period_ms;
+}
+
+void service_status_line(struct sup *s, char *buf, size_t n)
+{
+	const char *state = s->store_lost ? "database lost" :
+	    s->stopping                   ? "stopping" :
+	    s->paused                     ? "paused" :
+	    s->crash_loop                 ? "crash loop: workers not respawned" :
+	    s->svc.ready_sent             ? "draining" :
+	                                    "starting workers";
+
+	snprintf(buf, n, "%s", state);
+	if (s->stopping && s->stop_reason != NULL)
+		snprintf(buf, n, "stopping (%s)", s->stop_reason);
+}
+
+/* Send the status line when it changed. */
+static void service_status(struct sup *s)
+{
+	char line[256];
+
+	service_status_line(s, line, sizeof line);
+	notify_status(&s->svc.notify, line);
+}
+
+/* After each loop iteration: READY=1 and STOPPING=1 when they become true. */
+static void service_check_cb(uv_check_t *h)
+{
+	struct sup *s = h->data;
+
+	if (!s->svc.ready_sent && !s->stopping && service_workers_up(s)) {
+		s->svc.ready_sent = true;
+		service_status(s);
+		notify_send(&s->svc.notify, "READY=1");
+		log_debug("told the service manager: ready");
+	}
+	if (!s->svc.stopping_sent && s->stopping) {
+		s->svc.stopping_sent = true;
+		notify_send(&s->svc.notify, "STOPPING=1");
+		service_status(s);
+	}
+}
+
+static void service_status_cb(uv_timer_t *t)
+{
+	service_status(t->data);
+}
+
+/* Half a watchdog period: ping while healthy, say why not otherwise. */
+static void service_watchdog_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	if (service_writer_healthy(s)) {
+		notify_send(&s->svc.notify, "WATCHDOG=1");
+		s->svc.watchdog_missed = false;
+	} else if (!s->svc.watchdog_missed) {
+		s->svc.watchdog_missed = true;
+		log_warn("not pinging the service manager's watchdog: %s",
+		    s->store_lost             ? "the database was lost" :
+		        s->commit_fail_streak ? "commits are failing" :
+		                                "queued writes wait for a commit");
+	}
+}
+
+void service_open(struct sup *s)
+{
+	char err[256];
+
+	if (notify_open(&s->svc.notify, err, sizeof err) != 0)
+		log_fatal(1, "%s", err);
+}
+
+void service_init(struct sup *s)
+{
+	struct service *v = &s->svc;
+
+	uv_check_init(s->loop, &v->check);
+	uv_timer_init(s->loop, &v->status_timer);
+	uv_timer_init(s->loop, &v->watchdog_timer);
+	v->check.data = v->status_timer.data = v->watchdog_timer.data = s;
+	if (v->notify.fd < 0)
+		return;
+	uv_check_start(&v->check, service_check_cb);
+	uv_timer_start(&v->status_timer, service_status_cb, SERVICE_STATUS_MS, SERVICE_STATUS_MS);
+	if (v->notify.watchdog_usec > 0) {
+		uint64_t half = v->notify.watchdog_usec / 2000;
+
+		uv_timer_start(&v->watchdog_timer, service_watchdog_cb, half > 0 ? half : 1,
+		    half > 0 ? half : 1);
+	}
+	uv_unref((uv_handle_t *)&v->check);
+	uv_unref((uv_handle_t *)&v->status_timer);
+	uv_unref((uv_handle_t *)&v->watchdog_timer);
+}
+
+void service_finish(struct sup *s)
+{
+	if (!s->svc.stopping_sent)
+		notify_send(&s->svc.notify, "STOPPING=1");
+	service_status(s);
+	notify_close(&s->svc.notify);
+}

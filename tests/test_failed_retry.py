@@ -1,0 +1,197 @@
+"""autopack-ctl failed and retry on databases a real drain left failures in: the classes
+by fingerprint with their check logs and stderr, newest first; retry by phase, run,
+fingerprint, reason or every failed phase, offline under the lock and through a running
+supervisor, each retried phase in control_log; --dry-run writes nothing."""
+import json
+import os
+import pytest
+
+from conftest import ctl
+from e2e_helpers import Standin, drain, import_plan, init_db, llm_args, phase_spec, rows
+from supervisor_helpers import Supervisor, wait_for
+
+KEY = "sk-ant-failed-retry-key"
+# Two failure classes: the same assertion in two runs, and a bare exit status in a third.
+CHECK_A = "echo 'AssertionError: expected 3, got 4' >&2; echo 'at line 12' >&2; exit 1"
+CHECK_B = "exit 7"
+
+
+def failing_db(tmp, llm):
+    """A drained database: a1/p1 and a2/p1 FAILED with CHECK_A, b1/p1 FAILED with CHECK_B
+    (after a1 and a2, so it is the newest class), ok/p1 COMPLETE."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(os.path.join(ws, "out"))
+    url = init_db(tmp)
+    import_plan(tmp, url, [
+        ("a1", ws, [phase_spec("p1", ("out/a1.py",), check=CHECK_A)]),
+        ("a2", ws, [phase_spec("p1", ("out/a2.py",), check=CHECK_A)]),
+        ("ok", ws, [phase_spec("p1", ("out/ok.py",), check="true")]),
+    ])
+    drain(tmp, url, llm, "--max-attempts-per-phase", 1, key=KEY)
+    import_plan(tmp, url, [("b1", ws, [phase_spec("p1", ("out/b1.py",), check=CHECK_B)])])
+    drain(tmp, url, llm, "--max-attempts-per-phase", 1, key=KEY, name="sup2")
+    return url, ws
+
+
+@pytest.fixture
+def llm(tmp):
+    s = Standin(tmp)
+    yield s
+    s.stop()
+
+
+def failed_json(url, *args):
+    r = ctl("--db", url, "failed", "--json", *args)
+    assert r.rc == 0, r
+    return json.loads(r.out)
+
+
+def states(url):
+    return {(r["run_id"], r["phase_id"]): r["state"]
+            for r in rows(url, "SELECT run_id, phase_id, state FROM phases")}
+
+
+def test_failed_groups_by_fingerprint_newest_first_with_logs_and_stderr(tmp, llm):
+    url, ws = failing_db(tmp, llm)
+    doc = failed_json(url)
+    assert (doc["failed"], doc["stopped"]) == (3, 0)
+    groups = doc["groups"]
+    assert [g["count"] for g in groups] == [1, 2]          # b1 failed last: its class first
+    assert [p["run_id"] for p in groups[0]["phases"]] == ["b1"]
+    assert sorted(p["run_id"] for p in groups[1]["phases"]) == ["a1", "a2"]
+    # The class is the attempts' own fingerprint, as the database holds it.
+    db = {(r["run_id"], r["fingerprint"]) for r in rows(
+        url, "SELECT run_id, fingerprint FROM attempts WHERE outcome = 'failed'")}
+    for g in groups:
+        assert g["reason"] == "CHECK_FAILED"
+        assert len(g["id"]) == 12
+        for p in g["phases"]:
+            assert (p["run_id"], g["fingerprint"]) in db
+            assert p["state"] == "FAILED" and p["status"] == "failed"
+            assert p["logs"]["stderr"] == os.path.join(
+                ws, ".autopack", "logs", "%s__p1__a1.stderr.txt" % p["run_id"])
+            assert os.path.exists(p["logs"]["stdout"])
+            assert p["message"].startswith("check command exited")
+    a = groups[1]["phases"][0]
+    assert a["stderr_tail"] == "AssertionError: expected 3, got 4\nat line 12\n"
+    assert groups[0]["phases"][0]["stderr_tail"] == ""
+    assert groups[0]["last_ended_at"] > groups[1]["last_ended_at"]
+
+    text = ctl("--db", url, "failed")
+    assert text.rc == 0, text
+    out = text.out
+    assert "3 failed, 0 stopped phases in 2 classes" in out
+    assert out.index("[%s]" % groups[0]["id"]) < out.index("[%s]" % groups[1]["id"])
+    assert "| AssertionError: expected 3, got 4" in out
+    assert "retry them: autopack-ctl retry --fingerprint %s" % groups[1]["id"] in out
+    assert a["logs"]["stderr"] in out
+
+
+def test_failed_filters_by_run_and_since(tmp, llm):
+    url, _ = failing_db(tmp, llm)
+    assert [p["run_id"] for g in failed_json(url, "--run", "a2")["groups"]
+            for p in g["phases"]] == ["a2"]
+    assert failed_json(url, "--since", "2h")["failed"] == 3
+    assert failed_json(url, "--since", "2099-01-01T00:00:00Z")["groups"] == []
+    b1_end = rows(url, "SELECT ended_at FROM attempts WHERE run_id = 'b1'")[0]["ended_at"]
+    only_b = failed_json(url, "--since", b1_end)
+    assert [p["run_id"] for g in only_b["groups"] for p in g["phases"]] == ["b1"]
+    for bad in ("yesterday", "5x", "-3h"):
+        r = ctl("--db", url, "failed", "--since", bad)
+        assert r.rc == 2 and "--since" in r.err, r
+
+
+def test_retry_dry_run_lists_and_writes_nothing(tmp, llm):
+    url, _ = failing_db(tmp, llm)
+    before = (states(url), rows(url, "SELECT count(*) AS n FROM control_log"))
+    r = ctl("--db", url, "retry", "--all-failed", "--dry-run", "--json")
+    assert r.rc == 0, r
+    doc = json.loads(r.out)
+    assert doc["dry_run"] is True and doc["count"] == 3
+    assert sorted(p["run_id"] for p in doc["would_retry"]) == ["a1", "a2", "b1"]
+    assert (states(url), rows(url, "SELECT count(*) AS n FROM control_log")) == before
+
+
+def test_retry_offline_by_fingerprint_id_records_who_and_why(tmp, llm):
+    url, _ = failing_db(tmp, llm)
+    cls = failed_json(url)["groups"][1]
+    r = ctl("--db", url, "retry", "--fingerprint", cls["id"][:8], "--note", "flaky fixture fixed")
+    assert r.rc == 0, r
+    assert "retried 2 phases" in r.out
+    s = states(url)
+    assert (s[("a1", "p1")], s[("a2", "p1")], s[("b1", "p1")]) == ("QUEUED", "QUEUED", "FAILED")
+    log = rows(url, "SELECT peer_pid, peer_uid, command, args, ok, result FROM control_log"
+                    " ORDER BY id")
+    assert sorted(x["args"] for x in log) == ["a1 p1", "a2 p1"]
+    for x in log:
+        assert x["command"] == "retry" and x["ok"] == 1
+        assert x["peer_uid"] == os.getuid() and x["peer_pid"] > 0
+        assert x["result"] == ("FAILED -> QUEUED; selected by: --fingerprint %s;"
+                               " note: flaky fixture fixed; via offline" % cls["id"][:8])
+    # Retried phases wait for a drain: neither failed nor stopped.
+    doc = failed_json(url)
+    assert (doc["failed"], doc["stopped"]) == (1, 0)
+    # The whole fingerprint text selects the same way.
+    r = ctl("--db", url, "retry", "--fingerprint", doc["groups"][0]["fingerprint"])
+    assert r.rc == 0 and states(url)[("b1", "p1")] == "QUEUED", r
+
+
+def test_retry_selectors_and_errors(tmp, llm):
+    url, _ = failing_db(tmp, llm)
+    r = ctl("--db", url, "retry", "--run", "a2")
+    assert r.rc == 0 and states(url)[("a2", "p1")] == "QUEUED", r
+    assert states(url)[("a1", "p1")] == "FAILED"
+    r = ctl("--db", url, "retry", "--reason", "check_failed", "--run", "b1")
+    assert r.rc == 0 and states(url)[("b1", "p1")] == "QUEUED", r
+    r = ctl("--db", url, "retry", "a1", "p1")
+    assert r.rc == 0 and states(url)[("a1", "p1")] == "QUEUED", r
+    r = ctl("--db", url, "retry", "--all-failed", "--json")
+    assert r.rc == 0 and json.loads(r.out)["count"] == 0, r
+    r = ctl("--db", url, "retry", "ok", "p1")
+    assert r.rc == 1 and "phase ok/p1 is COMPLETE, not FAILED or SKIPPED" in r.err, r
+    r = ctl("--db", url, "retry", "ok", "nope")
+    assert r.rc == 1 and "no phase nope in run ok" in r.err, r
+    for args, what in ((["retry"], "say what to retry"),
+                       (["retry", "a1"], "give RUN and PHASE"),
+                       (["retry", "--all-failed", "--run", "a1"], "--all-failed"),
+                       (["retry", "a1", "p1", "--reason", "X"], "RUN PHASE names one phase"),
+                       (["retry", "--bogus"], "unknown option")):
+        r = ctl("--db", url, *args)
+        assert r.rc == 2 and what in r.err, (args, r)
+    assert len(rows(url, "SELECT * FROM control_log")) == 3  # refusals write nothing
+
+
+def test_failed_and_retry_while_a_supervisor_runs(tmp, llm):
+    url, _ = failing_db(tmp, llm)
+    sup = Supervisor(tmp, url, "--workers", 2, "--max-attempts-per-phase", 1, *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": KEY}, name="live")
+    try:
+        sup.wait_ready()
+        # Reads need no lock: the same answer while the supervisor holds the database.
+        assert failed_json(url)["failed"] == 3
+        cls = failed_json(url)["groups"][1]
+        r = ctl("--db", url, "retry", "--fingerprint", cls["id"], "--note", "live")
+        assert r.rc == 0, r
+        assert "through the supervisor (pid %d)" % sup.proc.pid in r.out
+        # The supervisor drains them at once; the check still fails, so they fail again.
+        wait_for(lambda: rows(url, "SELECT count(*) AS n FROM attempts WHERE run_id IN"
+                                   " ('a1', 'a2') AND ended_at IS NOT NULL")[0]["n"] == 4,
+                 60, what="the retried phases' second attempts")
+        wait_for(lambda: states(url)[("a1", "p1")] == states(url)[("a2", "p1")] == "FAILED",
+                 60, what="the retried phases FAILED again")
+        log = rows(url, "SELECT peer_pid, args, result FROM control_log ORDER BY id")
+        assert sorted(x["args"] for x in log) == ["a1 p1", "a2 p1"]
+        for x in log:
+            assert x["result"].endswith("note: live; via supervisor pid %d" % sup.proc.pid)
+            assert x["peer_pid"] != sup.proc.pid
+        r = ctl("--db", url, "retry", "--all-failed", "--dry-run")
+        assert r.rc == 0 and "would retry" in r.out, r
+        # A refusal is recorded too, through the supervisor's writer.
+        r = ctl("--db", url, "retry", "ok", "p1")
+        assert r.rc == 1 and "phase ok/p1 is COMPLETE, not FAILED or SKIPPED" in r.err, r
+        wait_for(lambda: rows(url, "SELECT ok, result FROM control_log WHERE args = 'ok p1'"),
+                 30, what="the refusal's control_log row")
+        assert rows(url, "SELECT ok FROM control_log WHERE args = 'ok p1'") == [{"ok": 0}]
+    finally:
+        sup.stop_now()

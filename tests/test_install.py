@@ -1,0 +1,171 @@
+"""make install and uninstall into a DESTDIR; --version and -h of the three binaries; the
+man pages render and cover every flag and command; the systemd unit passes systemd's own
+verifier; the bash completion, generated from autopack-ctl's command table, completes
+commands and offers only options the commands take."""
+import os
+import re
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from conftest import BIN, ROOT, ctl, run
+
+PREFIX = "/usr/local"
+INSTALLED = {
+    "bin/autopack-supervisor": 0o755, "bin/autopack-worker": 0o755, "bin/autopack-ctl": 0o755,
+    "share/man/man1/autopack-supervisor.1": 0o644, "share/man/man1/autopack-ctl.1": 0o644,
+    "share/man/man7/autopack.7": 0o644,
+    "share/bash-completion/completions/autopack-ctl": 0o644,
+    "lib/systemd/system/autopack-supervisor@.service": 0o644,
+}
+MAN = os.path.join(ROOT, "docs", "man")
+
+
+def make(*args):
+    """Run make in the source tree on the build the tests use."""
+    env = dict(os.environ)
+    out_dir = os.path.dirname(BIN)
+    cmd = ["make", "-s", "-C", ROOT, "O=" + out_dir] + list(args)
+    if os.environ.get("AUTOPACK_SANITIZE") == "1":
+        cmd.append("SANITIZE=1")
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def files_under(top):
+    return sorted(os.path.relpath(os.path.join(d, f), top)
+                  for d, _, fs in os.walk(top) for f in fs)
+
+
+def test_make_install_and_uninstall(tmp):
+    dest = str(tmp / "root")
+    r = make("install", "DESTDIR=" + dest, "PREFIX=" + PREFIX)
+    assert r.returncode == 0, r.stderr
+    top = dest + PREFIX
+    assert files_under(dest) == sorted(os.path.join(PREFIX[1:], f) for f in INSTALLED)
+    for f, mode in INSTALLED.items():
+        assert stat.S_IMODE(os.stat(os.path.join(top, f)).st_mode) == mode, f
+    for b in ("autopack-supervisor", "autopack-worker", "autopack-ctl"):
+        v = subprocess.run([os.path.join(top, "bin", b), "--version"], capture_output=True,
+                           text=True)
+        assert v.returncode == 0 and v.stdout == "%s 0.1.0\n" % b, v
+    unit = open(os.path.join(top, "lib/systemd/system/autopack-supervisor@.service")).read()
+    assert "ExecStart=%s/bin/autopack-supervisor " % PREFIX in unit
+    assert "@BINDIR@" not in unit
+    comp = open(os.path.join(top, "share/bash-completion/completions/autopack-ctl")).read()
+    assert comp == ctl("completion", "bash").out
+    # The installed supervisor runs the installed worker, beside it.
+    url = "sqlite:///" + str(tmp / "d.db")
+    assert ctl("--db", url, "db", "init").rc == 0
+    assert ctl("--db", url, "seed", "telemetry-run", "--workspace", str(tmp / "ws")).rc == 0
+    p = subprocess.run([os.path.join(top, "bin", "autopack-supervisor"), "--db", url,
+                        "--dry-run", "--exit-when-drained", "--workers", "1",
+                        "--control", str(tmp / "c.sock")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    workers = re.findall(r"worker 1 started \(pid (\d+)\)", p.stderr)
+    assert workers, p.stderr
+
+    r = make("uninstall", "DESTDIR=" + dest, "PREFIX=" + PREFIX)
+    assert r.returncode == 0, r.stderr
+    assert files_under(dest) == []
+
+
+@pytest.mark.parametrize("binary", ["autopack-supervisor", "autopack-worker", "autopack-ctl"])
+def test_version_and_short_help(binary):
+    v = run(binary, "--version")
+    assert v.rc == 0 and v.out == "%s 0.1.0\n" % binary, v
+    h = run(binary, "-h")
+    assert h.rc == 0 and h.out.startswith("usage: %s" % binary), h
+    assert run(binary, "--help").out == h.out
+
+
+def man_text(page):
+    p = subprocess.run(["man", "--warnings", "-l", os.path.join(MAN, page)],
+                       env=dict(os.environ, MANWIDTH="200", LC_ALL="C.UTF-8"),
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    # Undo the hyphenation and the adjusting spaces man adds.
+    return re.sub(r"\s+", " ", re.sub(r"\u2010\n\s*", "", p.stdout))
+
+
+@pytest.mark.parametrize("page", ["autopack-supervisor.1", "autopack-ctl.1", "autopack.7"])
+def test_man_pages_render_without_warnings(page):
+    assert len(man_text(page)) > 1000
+
+
+def test_supervisor_man_page_names_every_flag():
+    page = man_text("autopack-supervisor.1")
+    flags = set(re.findall(r"^\s+(--[a-z][a-z-]+)", run("autopack-supervisor", "--help").out,
+                           re.M))
+    assert len(flags) > 25
+    missing = sorted(f for f in flags if f not in page)
+    assert missing == [], missing
+
+
+def test_ctl_man_page_names_every_command():
+    page = man_text("autopack-ctl.1")
+    names = re.findall(r"^  (\S+(?: \S+)?)\s{2,}", ctl("--help").out, re.M)
+    assert len(names) > 20
+    missing = [n for n in names if n not in page]
+    assert missing == [], missing
+
+
+def test_unit_passes_systemd_analyze_verify(tmp):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (make deps installs it)")
+    text = open(os.path.join(ROOT, "contrib", "autopack-supervisor@.service")).read()
+    unit = tmp / "autopack-supervisor@.service"
+    unit.write_text(text.replace("@BINDIR@", BIN))
+    os.symlink(str(unit), str(tmp / "autopack-supervisor@prod.service"))
+    p = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                        str(tmp / "autopack-supervisor@prod.service")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    for line in ("Type=notify", "KillMode=mixed", "NoNewPrivileges=yes",
+                 "ProtectSystem=strict", "PrivateTmp=yes", "ReadWritePaths=/var/lib/autopack",
+                 "WatchdogSec="):
+        assert "\n" + line in text, line
+    # Longer than a graceful stop can take with the default phase timeout (900 s).
+    m = re.search(r"\nTimeoutStopSec=(\d+)min", text)
+    assert m and int(m.group(1)) * 60 > 900
+
+
+def complete(line):
+    """What bash completes at the end of `line` with the generated script."""
+    script = ctl("completion", "bash").out
+    words = line.split(" ")
+    prog = ("%s\nCOMP_WORDS=(%s)\nCOMP_CWORD=%d\n_autopack_ctl\nprintf '%%s\\n' "
+            "\"${COMPREPLY[@]}\"\n" % (script, " ".join("'%s'" % w for w in words),
+                                      len(words) - 1))
+    p = subprocess.run(["bash", "-c", prog], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return sorted(x for x in p.stdout.split("\n") if x)
+
+
+def test_completion_completes_commands_and_their_options():
+    assert complete("autopack-ctl ret") == ["retry"]
+    assert complete("autopack-ctl db ") == ["adopt", "check", "init", "migrate"]
+    assert complete("autopack-ctl --db sqlite:///x.db tele") == ["telemetry"]
+    assert complete("autopack-ctl retry --fi") == ["--fingerprint"]
+    assert complete("autopack-ctl failed --") == ["--db", "--help", "--json", "--run",
+                                                  "--since"]
+    assert complete("autopack-ctl telemetry export --ou") == ["--out"]
+
+
+def test_completion_offers_only_options_each_command_takes():
+    names = re.findall(r"^  (\S+(?: \S+)?)\s{2,}", ctl("--help").out, re.M)
+    valued = set(re.findall(r"^\t\t(--[a-z-|]+)\) \(\(i\+\+\)\)", ctl("completion", "bash").out,
+                            re.M)[0].split("|"))
+    for name in names:
+        words = name.split(" ")
+        offered = complete("autopack-ctl %s --" % name)
+        assert "--help" in offered and "--json" in offered, name
+        for opt in offered:
+            args = words + [opt] + (["1"] if opt in valued else []) + ["--help"]
+            r = ctl(*args)
+            # Taken: the help, or a complaint about the value, never about the option.
+            assert "unknown option" not in r.err and "does not apply" not in r.err, (
+                name, opt, r)
+            assert r.rc == 0 or opt in valued, (name, opt, r)

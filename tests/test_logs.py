@@ -1,0 +1,148 @@
+"""The supervisor's log: --log-level, --log-format json (every line one object, with run,
+phase, attempt, session and worker where they apply), failures at warn with their message
+and check log, worker log events in the supervisor's log as well as the database, and the
+journald form (no time, "<N>" priorities) when stderr is the journal's stream."""
+import json
+import os
+import re
+
+import pytest
+
+from conftest import run
+from e2e_helpers import Standin, drain, import_plan, init_db, llm_args, phase_spec, rows
+from supervisor_helpers import Supervisor
+
+CHECK_FAIL = "echo 'ValueError: bad widget' >&2; exit 4"
+
+
+@pytest.fixture
+def llm(tmp):
+    s = Standin(tmp)
+    yield s
+    s.stop()
+
+
+def one_failure_db(tmp):
+    """A database with run r1: p1 fails its check, p2 succeeds."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(os.path.join(ws, "out"))
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec("p1", ("out/a.py",), check=CHECK_FAIL),
+                                       phase_spec("p2", ("out/b.py",), check="true")])])
+    return url, ws
+
+
+def test_json_lines_carry_fields_failures_warn_and_worker_events(tmp, llm):
+    url, ws = one_failure_db(tmp)
+    sup = drain(tmp, url, llm, "--max-attempts-per-phase", 1, "--log-format", "json")
+    lines = [json.loads(l) for l in sup.stderr().splitlines()]
+    assert len(lines) > 5
+    for l in lines:
+        assert l["level"] in ("debug", "info", "warn", "error")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", l["ts"]), l
+        assert l["program"] in ("autopack-supervisor", "autopack-worker") and l["pid"] > 0
+        assert isinstance(l["msg"], str)
+    session = rows(url, "SELECT session_id FROM drain_sessions")[0]["session_id"]
+    att = {r["phase_id"]: r for r in rows(
+        url, "SELECT attempt_id, phase_id, message FROM attempts")}
+
+    fail = [l for l in lines if l["msg"].startswith("[FAIL] r1/p1")]
+    assert len(fail) == 1, lines
+    fail = fail[0]
+    assert fail["level"] == "warn"
+    assert (fail["session"], fail["run"], fail["phase"], fail["attempt"]) == (
+        session, "r1", "p1", att["p1"]["attempt_id"])
+    assert fail["worker"] >= 1
+    # The failure's own message, which names the check's stderr log, is in the line.
+    assert att["p1"]["message"].rstrip() in fail["msg"]
+    assert os.path.join(ws, ".autopack/logs/r1__p1__a1.stderr.txt") in fail["msg"]
+    assert "ValueError: bad widget" in fail["msg"]
+
+    ok = [l for l in lines if l["msg"].startswith("[OK] r1/p2")]
+    assert len(ok) == 1 and ok[0]["level"] == "info" and ok[0]["phase"] == "p2"
+
+    # Every log event a worker sent is in the database and in the supervisor's log, with
+    # its attempt.
+    events = rows(url, "SELECT e.attempt_id, e.level, e.message, a.phase_id FROM events e"
+                       " JOIN attempts a USING (attempt_id) WHERE e.kind = 'log'")
+    assert events
+    for e in events:
+        match = [l for l in lines if l.get("attempt") == e["attempt_id"]
+                 and l["msg"].endswith(e["message"]) and l["program"] == "autopack-supervisor"]
+        assert len(match) == 1, (e, lines)
+        assert match[0]["phase"] == e["phase_id"]
+        assert match[0]["level"] == {"warn": "warn", "error": "error"}.get(e["level"], "info")
+
+
+def test_log_level_warn_keeps_failures_only(tmp, llm):
+    url, _ = one_failure_db(tmp)
+    sup = drain(tmp, url, llm, "--max-attempts-per-phase", 1, "--log-level", "warn")
+    err = sup.stderr()
+    assert " warn: [FAIL] r1/p1 attempt " in err
+    assert " info: " not in err and "[OK]" not in err
+
+
+def test_log_level_error_hides_failures_of_phases(tmp, llm):
+    url, _ = one_failure_db(tmp)
+    sup = drain(tmp, url, llm, "--max-attempts-per-phase", 1, "--log-level", "error")
+    assert sup.stderr() == ""
+
+
+def test_text_lines_and_debug(tmp, llm):
+    url, _ = one_failure_db(tmp)
+    sup = drain(tmp, url, llm, "--max-attempts-per-phase", 1, "--log-level", "debug")
+    err = sup.stderr()
+    for line in err.splitlines():
+        assert re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z autopack-(supervisor|worker)\[\d+\] "
+                        r"(debug|info|warn|error): \S", line), line
+    fail = [l for l in err.splitlines() if "[FAIL] r1/p1" in l]
+    # One line, even though the message holds the check's multi-line stderr.
+    assert len(fail) == 1 and "ValueError: bad widget" in fail[0]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_journal_stream_gets_priorities_and_no_time(tmp, llm, fmt):
+    url, _ = one_failure_db(tmp)
+    # stderr is the file the Supervisor helper writes: tell the binaries it is the
+    # journal's stream, as systemd does with JOURNAL_STREAM=device:inode.
+    err_path = os.path.join(str(tmp), "journal.err")
+    open(err_path, "w").close()
+    st = os.stat(err_path)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--max-attempts-per-phase",
+                     1, "--log-format", fmt, *llm_args(llm), name="journal",
+                     env={"ANTHROPIC_API_KEY": "sk-ant-journal-key",
+                          "JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
+    assert sup.wait() == 0, sup.stderr()
+    lines = sup.stderr().splitlines()
+    assert lines
+    for line in lines:
+        m = re.match(r"<([3467])>(.*)$", line)
+        assert m, line
+        body = m.group(2)
+        assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", body.split(" ")[0]), line
+        if fmt == "json":
+            doc = json.loads(body)
+            assert "ts" not in doc
+            assert {"3": "error", "4": "warn", "6": "info", "7": "debug"}[m.group(1)] == \
+                doc["level"]
+    fail = [l for l in lines if "[FAIL] r1/p1" in l]
+    assert len(fail) == 1 and fail[0].startswith("<4>")
+
+
+def test_journal_stream_of_another_file_is_not_the_journal(tmp, llm):
+    url, _ = one_failure_db(tmp)
+    other = os.stat(str(tmp))
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     name="notjournal", env={"ANTHROPIC_API_KEY": "sk-ant-x-key",
+                                             "JOURNAL_STREAM": "%d:%d" % (other.st_dev,
+                                                                          other.st_ino)})
+    assert sup.wait() == 0
+    lines = sup.stderr().splitlines()
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\dT", l) for l in lines), lines
+
+
+@pytest.mark.parametrize("flag,value", [("--log-level", "verbose"), ("--log-format", "xml")])
+def test_bad_log_flags_exit_2(tmp, flag, value):
+    r = run("autopack-supervisor", flag, value)
+    assert r.rc == 2 and flag in r.err and value in r.err, r

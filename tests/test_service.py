@@ -1,0 +1,199 @@
+"""The supervisor under a service manager: systemd's notification protocol on a real
+NOTIFY_SOCKET datagram socket the test binds (a path, and the abstract namespace):
+READY=1 only once the control socket answers and every worker is up, STATUS= lines,
+WATCHDOG=1 every half WATCHDOG_USEC and none while commits fail, STOPPING=1 at a stop; the
+variables never reach a worker."""
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from supervisor_helpers import Supervisor, new_db, wait_for
+
+
+class NotifySocket:
+    """A datagram socket playing the service manager's end."""
+
+    def __init__(self, tmp, abstract=False):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract:
+            name = "autopack-test-" + uuid.uuid4().hex
+            self.sock.bind("\0" + name)
+            self.env = "@" + name
+        else:
+            path = os.path.join(str(tmp), "notify.sock")
+            self.sock.bind(path)
+            self.env = path
+        self.got = []  # every datagram, in order, as text
+
+    def read(self, timeout=0.2):
+        """Take the datagrams waiting (waiting up to `timeout` for the first)."""
+        self.sock.settimeout(timeout)
+        new = []
+        try:
+            while True:
+                new.append(self.sock.recv(4096).decode())
+                self.sock.settimeout(0)
+        except (socket.timeout, BlockingIOError):
+            pass
+        self.got += new
+        return new
+
+    def wait(self, pred, what, timeout=60):
+        """Read until a datagram satisfies pred; return it."""
+        def seen():
+            for d in self.read():
+                if pred(d):
+                    return d
+            return None
+        return wait_for(seen, timeout, step=0, what=what)
+
+    def close(self):
+        self.sock.close()
+
+
+def supervise(tmp, url, notify, *args, watchdog_usec=None):
+    env = {"NOTIFY_SOCKET": notify.env}
+    if watchdog_usec is not None:
+        env["WATCHDOG_USEC"] = str(watchdog_usec)
+    return Supervisor(tmp, url, *args, env=env)
+
+
+def environ_of(pid):
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        return [e.decode(errors="replace").split("=", 1)[0] for e in f.read().split(b"\0") if e]
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+def test_ready_status_watchdog_stopping(tmp, abstract):
+    url = new_db(tmp, runs=2, phases=2)
+    notify = NotifySocket(tmp, abstract)
+    sup = supervise(tmp, url, notify, "--workers", 3, "--dry-run", watchdog_usec=200000)
+    try:
+        notify.wait(lambda d: "READY=1" in d.split("\n"), "READY=1")
+        # Ready means: the control socket answers, and every wanted worker said hello.
+        st = sup.status()
+        assert st["pool"]["live"] == 3
+        assert all(w["state"] in ("idle", "busy") for w in st["pool"]["workers"]), st
+        assert [d for d in notify.got if d.startswith("STATUS=")], notify.got
+        # The status line precedes readiness, and a watchdog ping follows it.
+        assert notify.got.index("READY=1") > 0
+        pings = lambda: sum(d == "WATCHDOG=1" for d in notify.got)
+        notify.wait(lambda d: d == "WATCHDOG=1", "a watchdog ping")
+        n = pings()
+        notify.wait(lambda d: d == "WATCHDOG=1" and pings() >= n + 3, "three more pings")
+        # The service manager's variables reach no worker.
+        for w in st["pool"]["workers"]:
+            names = environ_of(w["pid"])
+            for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+                assert var not in names, (var, w)
+        assert sup.ctl("stop").rc == 0
+        notify.wait(lambda d: d == "STOPPING=1", "STOPPING=1")
+        assert sup.wait() == 0, sup.stderr()
+        after = notify.read()
+        assert "READY=1" not in after and notify.got.count("READY=1") == 1
+        assert notify.got.count("STOPPING=1") == 1
+        assert any(d.startswith("STATUS=stopping") for d in notify.got), notify.got
+    finally:
+        sup.kill()
+        notify.close()
+
+
+def test_no_ready_before_workers_are_up(tmp):
+    """A worker binary that never says hello: the supervisor runs, the control socket
+    answers, but the service manager is never told it is ready."""
+    url = new_db(tmp, runs=1, phases=1)
+    silent = os.path.join(str(tmp), "silent-worker")
+    with open(silent, "w") as f:
+        f.write("#!/bin/sh\nexec sleep 600\n")
+    os.chmod(silent, 0o755)
+    notify = NotifySocket(tmp)
+    sup = supervise(tmp, url, notify, "--workers", 2, "--worker", silent,
+                    "--heartbeat-timeout-seconds", 3600)
+    try:
+        sup.wait_ready()
+        notify.wait(lambda d: d.startswith("STATUS=starting"), "the starting status")
+        assert sup.status()["pool"]["live"] == 2
+        # Status and control work; readiness waits for the workers' hello.
+        assert "READY=1" not in notify.read()
+        assert sup.ctl("stop", "--now").rc == 0
+        notify.wait(lambda d: d == "STOPPING=1", "STOPPING=1")
+        sup.wait()
+        assert "READY=1" not in notify.got
+    finally:
+        sup.kill()
+        notify.close()
+
+
+def hold_write_lock(path):
+    holder = subprocess.Popen([sys.executable, "-c", """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+con.execute("ROLLBACK")
+""", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_watchdog_withheld_while_commits_fail(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    notify = NotifySocket(tmp)
+    sup = supervise(tmp, url, notify, "--workers", 1, "--dry-run", watchdog_usec=400000)
+    try:
+        notify.wait(lambda d: d == "WATCHDOG=1", "a watchdog ping")
+        holder = hold_write_lock(url[len("sqlite:///"):])
+        # pause is answered at once; its control_log row is a write that cannot commit.
+        assert sup.ctl("pause").rc == 0
+        wait_for(lambda: "not pinging the service manager's watchdog" in sup.stderr(), 60,
+                 what="the watchdog withheld")
+        notify.read()
+        failures = sup.stderr().count("writes failed")
+        wait_for(lambda: sup.stderr().count("writes failed") >= failures + 1, 60,
+                 what="another failed commit")
+        assert "WATCHDOG=1" not in notify.read(), "pinged while commits were failing"
+        holder.communicate("\n", timeout=30)
+        notify.wait(lambda d: d == "WATCHDOG=1", "pings once commits succeed again")
+        assert sup.stop_now() == 0
+    finally:
+        sup.kill()
+        notify.close()
+
+
+@pytest.mark.parametrize("env,what", [
+    ({"NOTIFY_SOCKET": "relative/path"}, "NOTIFY_SOCKET"),
+    ({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "soon"}, "WATCHDOG_USEC"),
+])
+def test_malformed_service_environment_is_refused(tmp, env, what):
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 1, env=env)
+    assert sup.wait() == 1
+    assert what in sup.stderr()
+
+
+def test_watchdog_for_another_pid_is_ignored(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    notify = NotifySocket(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run",
+                     env={"NOTIFY_SOCKET": notify.env, "WATCHDOG_USEC": "100000",
+                          "WATCHDOG_PID": "1"})
+    try:
+        notify.wait(lambda d: d == "READY=1", "READY=1")
+        # Two status changes (sent at most once a second) while pings, were they due,
+        # would come every 50 ms.
+        assert sup.ctl("pause").rc == 0
+        notify.wait(lambda d: d == "STATUS=paused", "the paused status")
+        assert sup.ctl("resume").rc == 0
+        notify.wait(lambda d: d.startswith("STATUS=") and d != "STATUS=paused", "resumed")
+        assert sup.ctl("stop").rc == 0
+        notify.wait(lambda d: d == "STOPPING=1", "STOPPING=1")
+        assert sup.wait() == 0
+        assert "WATCHDOG=1" not in notify.got
+    finally:
+        sup.kill()
+        notify.close()
