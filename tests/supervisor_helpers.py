@@ -183,6 +183,15 @@ def log_times(text, needle):
     return out
 
 
+def llm_supervisor(tmp, url, llm, *args, name="sup", control=None,
+                   key="sk-test-supervisor-key-0123456789"):
+    """A supervisor whose workers call the LLM stand-in `llm` with the key in their
+    environment."""
+    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
+                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": key}, name=name,
+                      control=control)
+
+
 def wait_for(pred, timeout=60, step=0.05, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:

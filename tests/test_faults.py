@@ -10,16 +10,8 @@ import time
 
 import pytest
 
-from conftest import ctl
-from supervisor_helpers import Standin, Supervisor, new_db, sql, status_when, wait_for
-
-KEY = "sk-test-faults-key-0123456789"
-
-
-def llm_supervisor(tmp, url, llm, *args, name="sup"):
-    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
-                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name)
-
+from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, sql, status_when,
+                                wait_for)
 
 @pytest.fixture
 def llm(tmp):
@@ -125,7 +117,7 @@ def test_4_a_full_disk_before_the_first_dispatch_backs_off_and_gives_up(tmp, sma
     sup = Supervisor(tmp, url, "--workers", 0, "--dry-run")
     sup.wait_ready()
     fill(small_disk)
-    r = sup.ctl("scale", 2)   # now the dispatch rounds fail
+    sup.ctl("scale", 2)   # now the dispatch rounds fail
     assert sup.wait(timeout=120) == 3, sup.stderr()
     err = sup.stderr()
     assert "giving up on the database" in err and "full" in err, err

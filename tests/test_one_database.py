@@ -15,10 +15,7 @@ import msgpack
 import pytest
 
 from conftest import ctl, run
-from supervisor_helpers import Standin, Supervisor, new_db, sql, wait_for
-
-KEY = "sk-test-one-database-key-0123456789"
-
+from supervisor_helpers import Standin, Supervisor, llm_supervisor, new_db, sql, wait_for
 
 def path_of(url):
     return url[len("sqlite:///"):]
@@ -47,12 +44,6 @@ def read_sql(path, query):
 
 def uuid_of(url):
     return sql(url, "SELECT db_uuid FROM meta")[0][0]
-
-
-def llm_supervisor(tmp, url, llm, *args, name="sup", control=None):
-    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
-                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name,
-                      control=control)
 
 
 @pytest.fixture

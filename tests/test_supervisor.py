@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import (Standin, Supervisor, log_times, new_db, rogue_notes,
-                                rogue_supervisor, sql, status_when, wait_for)
+from supervisor_helpers import (Standin, Supervisor, llm_supervisor, log_times, new_db,
+                                rogue_notes, rogue_supervisor, sql, status_when, wait_for)
 
 
 def processes_in(directory):
@@ -193,14 +193,6 @@ def test_worker_sending_garbage_is_killed_and_replaced(tmp):
 
 
 # --- real phases: the real worker against the LLM stand-in, with a slow check command ---
-
-KEY = "sk-test-supervisor-key-0123456789"
-
-
-def llm_supervisor(tmp, url, llm, *args, name="sup"):
-    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
-                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name)
-
 
 @pytest.fixture
 def llm(tmp):
