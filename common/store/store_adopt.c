@@ -13,13 +13,6 @@
 
 #define ADOPT_WORKSPACE_DIR "autopack-workspace"
 
-/* Append a heap copy of `s` to a string list. */
-void adopt_list_push(char ***items, size_t *n, const char *s)
-{
-	*items = xrealloc(*items, (*n + 1) * sizeof **items);
-	(*items)[(*n)++] = xstrdup(s);
-}
-
 /* Free a string list. */
 static void adopt_list_free(char **items, size_t n)
 {

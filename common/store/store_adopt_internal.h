@@ -36,7 +36,4 @@ int adopt_repair(sqlite3 *db, sqlite3 *ref, const char *ws_base, const char *now
  * insert, the values not in the original's formats, and the scopes of every phase. */
 int adopt_survey(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err);
 
-/* Append a heap copy of `s` to the list (*items, *n). */
-void adopt_list_push(char ***items, size_t *n, const char *s);
-
 #endif

@@ -23,6 +23,13 @@ struct adopt_cols {
 	size_t n;
 };
 
+/* Append a heap copy of `s` to a string list. */
+static void adopt_list_push(char ***items, size_t *n, const char *s)
+{
+	*items = xrealloc(*items, (*n + 1) * sizeof **items);
+	(*items)[(*n)++] = xstrdup(s);
+}
+
 /* Free a column list. */
 static void adopt_cols_free(struct adopt_cols *c)
 {
