@@ -96,6 +96,9 @@ static void lease_committed(struct sup *s, struct op *o)
 
 	s->in_flight--;
 	assert(s->in_flight >= 0);
+#ifdef AUTOPACK_MUTANT_requeue_dropped
+	end->requeue = NULL;
+#endif
 	if (end->requeue != NULL)
 		sched_requeue(s, end->run, end->requeue);
 	sched_release(s, end->run);
@@ -200,6 +203,9 @@ static void lease_deadline_cb(uv_timer_t *t)
 	uint64_t wait;
 
 	if (w->lease.end_outcome != OUTCOME_NONE && w->killed) {
+#ifdef AUTOPACK_MUTANT_deadline_never_kills
+		return;
+#endif
 		worker_kill(w, SIGKILL);
 		return;
 	}
@@ -383,6 +389,9 @@ bool lease_fenced(struct worker *w, const char *uuid, uint64_t att, const char *
 {
 	struct sup *s = w->sup;
 
+#ifdef AUTOPACK_MUTANT_foreign_uuid_accepted
+	uuid = s->st->uuid;
+#endif
 	if (strcmp(uuid, s->st->uuid) != 0 && !(att == 0 && uuid[0] == '\0')) {
 		s->n.rejected_uuid++;
 		log_error("REJECTED %s from worker %d: database uuid %s is not this database's %s"
@@ -390,6 +399,9 @@ bool lease_fenced(struct worker *w, const char *uuid, uint64_t att, const char *
 		    what, w->id, uuid, s->st->uuid, s->st->url);
 		return false;
 	}
+#ifdef AUTOPACK_MUTANT_stale_attempt_accepted
+	att = w->lease.attempt_id;
+#endif
 	if (att != w->lease.attempt_id) {
 		s->n.rejected_stale++;
 		log_warn("rejected %s from worker %d: attempt %llu is not its current attempt %llu",

@@ -214,6 +214,9 @@ int policy_load(struct sup *s, const char *state_json)
 		log_error("the session's saved state is not a JSON object; not resuming it");
 		return -1;
 	}
+#ifdef AUTOPACK_MUTANT_resume_forgets_state
+	json_object_clear(j);
+#endif
 	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v) *
 	    fp_slot(p, k) = json_integer_value(v);
 	nameset_load(&p->stopped_fps, json_object_get(j, "stopped_fingerprints"));

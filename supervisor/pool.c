@@ -193,6 +193,9 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 			delay = RESPAWN_MAX_MS;
 		if (s->crash_streak == 0)
 			delay = 0;
+#ifdef AUTOPACK_MUTANT_respawn_without_backoff
+		delay = 0;
+#endif
 		uv_timer_start(&s->respawn_timer, pool_respawn_cb, delay, 0);
 	}
 	lifecycle_check_done(s);

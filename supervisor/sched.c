@@ -242,6 +242,9 @@ enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome 
 	case OUTCOME_CANCELLED: return PHASE_SKIPPED;
 	/* Stopping the supervisor is not the phase's fault: it goes back to the queue. */
 	case OUTCOME_SUPERVISOR_STOPPED: return PHASE_QUEUED;
+#ifdef AUTOPACK_MUTANT_crash_costs_no_attempt
+	case OUTCOME_WORKER_CRASHED: return PHASE_QUEUED;
+#endif
 	default: break;
 	}
 	if (p->max_attempts > 0 && p->max_attempts < limit)

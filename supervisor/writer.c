@@ -41,7 +41,11 @@ static void writer_push(struct sup *s, struct op *o)
 		s->ops_head = o;
 	s->ops_tail = o;
 	s->ops_n++;
+#ifdef AUTOPACK_MUTANT_commit_max_ignored
+	if (0)
+#else
 	if (s->ops_n >= s->cfg.commit_max && !s->commit_retrying)
+#endif
 		writer_flush(s);
 	else if (!s->commit_armed)
 		writer_arm(s, (uint64_t)s->cfg.commit_window_ms);
@@ -61,6 +65,12 @@ void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, cons
 	if (ack_to != NULL) {
 		o->u.event.worker_id = ack_to->id;
 		ack_to->unacked++;
+#ifdef AUTOPACK_MUTANT_ack_on_receipt
+		worker_send(ack_to,
+		    &(struct proto_msg){ .type = PROTO_ACK,
+		        .u.ack = { o->u.event.wire.attempt_id, o->u.event.wire.seq } },
+		    NULL);
+#endif
 	}
 	writer_push(s, o);
 }

@@ -52,6 +52,12 @@ MUTANTS = [
      ["tests/test_policy.py::test_resume_after_sigkill_keeps_counters_and_triage"]),
     ("moved_database_unnoticed", "a moved or replaced database stops all writes",
      ["tests/test_supervisor.py::test_database_moved_away_stops_writes_with_an_error"]),
+    ("adopt_leaves_phases_in_flight", "adoption requeues what the original left in flight",
+     ["tests/test_adopt.py::"
+      "test_adopt_keeps_every_legacy_row_backs_up_first_and_drains_the_queued_backlog"]),
+    ("adopt_without_backup", "adoption backs the database up before changing it",
+     ["tests/test_adopt.py::"
+      "test_adopt_keeps_every_legacy_row_backs_up_first_and_drains_the_queued_backlog"]),
     ("calib_apply_not_activated", "calibrate --apply makes the new set the active one",
      ["tests/test_unit.py::test_unit[calib_store_coefficient_sets_version_activate_and_roll_"
       "back]",
@@ -110,21 +116,23 @@ def main(argv):
             return 2
         _, guarantee, tests = table[name]
         if not present(name):
-            print("MISSING   %-26s no #ifdef AUTOPACK_MUTANT_%s in the source" % (name, name))
+            print("MISSING   %-26s no #ifdef AUTOPACK_MUTANT_%s in the source" % (name, name),
+                  flush=True)
             bad += 1
             continue
         built, failed, log = run_mutant(name, tests)
         if not built:
-            print("BROKEN    %-26s does not build:\n%s" % (name, log))
+            print("BROKEN    %-26s does not build:\n%s" % (name, log), flush=True)
             bad += 1
         elif sorted(failed) != sorted(tests):
             survived = sorted(set(tests) - set(failed))
             print("SURVIVED  %-26s %s; passing: %s" % (name, guarantee, ", ".join(survived)))
-            print(log)
+            print(log, flush=True)
             bad += 1
         else:
             print("caught    %-26s %s: %s" % (name, guarantee,
-                                             ", ".join(t.split("::")[-1] for t in failed)))
+                                             ", ".join(t.split("::")[-1] for t in failed)),
+                  flush=True)
     print("%d mutant(s), %d caught, %d not" % (len(names), len(names) - bad, bad))
     return 1 if bad else 0
 

@@ -425,6 +425,9 @@ int phase_run(
 		int64_t left = job->deadline_ms - clock_wall_ms();
 		pc.deadline = pc.start + (uint64_t)(left > 1 ? left : 1);
 	}
+#ifdef AUTOPACK_MUTANT_worker_opens_database
+	(void)fopen(job->db_url + strlen("sqlite:///"), "r");
+#endif
 	pc.stage = FP_STAGE_BEFORE_LLM;
 	if (!phase_estimate(&pc))
 		goto done;

@@ -125,6 +125,9 @@ static int adopt_requeue_executing(
 	sqlite3_stmt *q = NULL;
 	int rc;
 
+#ifdef AUTOPACK_MUTANT_adopt_leaves_phases_in_flight
+	apply = false;
+#endif
 	if (!apply)
 		return store_query_int(db,
 		    "SELECT count(*) FROM phases WHERE state IN ('EXECUTING', 'GATE', 'CI_RUNNING')",

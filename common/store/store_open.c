@@ -259,6 +259,9 @@ int store_identity_changed(struct store *st, struct store_err *err)
 	char what[400] = "", salvage[200];
 	struct stat sb;
 
+#ifdef AUTOPACK_MUTANT_moved_database_unnoticed
+	return 0;
+#endif
 	if (stat(st->path, &sb) != 0) {
 		if (errno != ENOENT)
 			return store_fail(err, STORE_EIO, "%s: %s", st->path, strerror(errno));
