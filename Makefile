@@ -11,8 +11,8 @@
 #   make install    install the binaries, man pages, bash completion and the systemd unit
 #                   under $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
 
-PKGS      := libuv sqlite3 msgpack libcurl jansson
-BUILD_DEBS := gcc make pkg-config libuv1-dev libsqlite3-dev libmsgpack-dev \
+PKGS      := libuv sqlite3 libpq msgpack libcurl jansson
+BUILD_DEBS := gcc make pkg-config libuv1-dev libsqlite3-dev libpq-dev libmsgpack-dev \
               libcurl4-openssl-dev libjansson-dev
 TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              python3-pytest-xdist python3-sqlalchemy clang libclang-rt-14-dev strace \
@@ -52,7 +52,7 @@ LDLIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 LIBS      := calib estimate store fingerprint proto common
 src_calib       := $(wildcard common/calib/*.c)
 src_estimate    := $(wildcard common/estimate/*.c)
-src_store       := $(wildcard common/store/*.c)
+src_store       := $(wildcard common/store/*.c common/store/sqlite/*.c common/store/pg/*.c)
 src_fingerprint := $(wildcard common/fingerprint/*.c)
 src_proto       := $(wildcard proto/*.c)
 src_common      := $(wildcard common/*.c)

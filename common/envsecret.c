@@ -7,6 +7,8 @@
 
 extern char **environ;
 
+const char *const env_key_names[] = { "ANTHROPIC_API_KEY", "OPENAI_API_KEY", NULL };
+
 char *env_secret_take(const char *name)
 {
 	size_t k = strlen(name);

@@ -4,6 +4,9 @@
 #ifndef AUTOPACK_ENVSECRET_H
 #define AUTOPACK_ENVSECRET_H
 
+/* The environment variables that hold provider API keys, NULL-terminated. */
+extern const char *const env_key_names[];
+
 /* Return a heap copy of variable `name`'s value (NULL when unset), remove the variable,
  * and overwrite the value of every "name=" entry in place with NUL bytes. Children
  * spawned afterwards do not inherit it. */

@@ -17,6 +17,7 @@ static enum log_format log_fmt = LOG_FORMAT_TEXT;
 static FILE *log_file;
 static char *log_path;       /* the file log_open opened, for log_reopen and log_follow */
 static int log_journal = -1; /* unknown until the first line */
+static bool log_following;   /* log_follow before every line */
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 static const char *const format_names[] = { "text", "json" };
@@ -78,6 +79,12 @@ int log_follow(void)
 	    path_st.st_ino == open_st.st_ino)
 		return 0;
 	return log_open(log_path);
+}
+
+/* Follow a rotated log file at every line, or not. */
+void log_set_follow(bool on)
+{
+	log_following = on;
 }
 
 /* Look a name up in a table of n names; its index, or -1. */
@@ -203,11 +210,15 @@ static void log_text_msg(struct strbuf *b, const char *msg)
 static void log_vline(
     enum log_level level, const struct log_about *about, const char *fmt, va_list ap)
 {
-	FILE *out = log_file != NULL ? log_file : stderr;
-	bool journal = log_to_journal();
+	FILE *out;
+	bool journal;
 	struct strbuf b = { 0 };
 	char ts[32], *msg;
 
+	if (log_following)
+		log_follow();
+	out = log_file != NULL ? log_file : stderr;
+	journal = log_to_journal();
 	if (vasprintf(&msg, fmt, ap) < 0)
 		abort();
 	if (journal)

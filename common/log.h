@@ -44,6 +44,9 @@ int log_reopen(void);
 /* Reopen the log file if its path no longer names the open file (it was rotated); 0 or
  * -errno. */
 int log_follow(void);
+/* With `on`, log_follow before every line: a process that logs rarely follows a rotated
+ * file without being told. */
+void log_set_follow(bool on);
 /* The level named "error", "warn", "info" or "debug" into *out; -1 for another name. */
 int log_level_parse(const char *name, enum log_level *out);
 /* The format named "text" or "json" into *out; -1 for another name. */

@@ -271,6 +271,11 @@ static void show_status(json_t *b, FILE *out)
 	    jint(pool, "target"),
 	    json_is_true(json_object_get(pool, "crash_loop")) ? " (CRASH LOOP: not respawning)" :
 	                                                        "");
+	if (json_is_string(json_object_get(pool, "breaker")))
+		fprintf(out,
+		    "BREAKER: dispatch paused: %s\n  (autopack-ctl resume tries again once the cause"
+		    " is fixed)\n",
+		    jstr(pool, "breaker"));
 	fprintf(out, "phases:");
 	json_object_foreach(ph, k, v) if (json_integer_value(v) > 0)
 	    fprintf(out, " %s %lld", k, (long long)json_integer_value(v));

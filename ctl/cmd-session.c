@@ -224,6 +224,60 @@ static json_t *cmd_session_summary_json(const struct store_session_summary *m)
 	    recs);
 }
 
+/* What the drain left ("end" of its state, saved by the supervisor at its end), or JSON
+ * null when the session was not closed by its supervisor. Borrowed. */
+static json_t *cmd_session_end(json_t *state)
+{
+	json_t *end = json_object_get(state, "end");
+
+	return json_is_object(end) ? end : json_null();
+}
+
+/* Print what the drain left: counts by state, the phases left and why, the exit status. */
+static void cmd_session_print_end(json_t *state)
+{
+	static const char *const causes[][2] = { { "policy", "the drain rules" },
+		{ "operator", "the operator's stop" }, { "breaker", "the breaker" },
+		{ "other", "the stop" } };
+	json_t *end = cmd_session_end(state), *phases = json_object_get(end, "phases"), *v, *e;
+	const char *k;
+	size_t i;
+
+	printf("\nWhat is left\n");
+	if (!json_is_object(end)) {
+		printf("  not recorded: the supervisor did not end this session itself\n");
+		return;
+	}
+	printf("  phases: COMPLETE %lld, FAILED %lld, QUEUED %lld",
+	    (long long)json_integer_value(json_object_get(phases, "COMPLETE")),
+	    (long long)json_integer_value(json_object_get(phases, "FAILED")),
+	    (long long)json_integer_value(json_object_get(phases, "QUEUED")));
+	json_object_foreach(phases, k, v)
+	{
+		if (json_integer_value(v) > 0 && strcmp(k, "COMPLETE") != 0 &&
+		    strcmp(k, "FAILED") != 0 && strcmp(k, "QUEUED") != 0)
+			printf(", %s %lld", k, (long long)json_integer_value(v));
+	}
+	printf("\n");
+	if (json_array_size(json_object_get(end, "left")) == 0)
+		printf("  nothing eligible left\n");
+	json_array_foreach(json_object_get(end, "left"), i, e)
+	{
+		const char *cause = json_string_value(json_object_get(e, "cause"));
+		const char *text = cause != NULL ? cause : "?";
+
+		for (size_t c = 0; c < ARRAY_SIZE(causes); c++)
+			if (cause != NULL && strcmp(cause, causes[c][0]) == 0)
+				text = causes[c][1];
+		printf("  %s: %lld phase(s), %s: %s\n",
+		    json_string_value(json_object_get(e, "run_id")),
+		    (long long)json_integer_value(json_object_get(e, "phases")), text,
+		    json_string_value(json_object_get(e, "why")));
+	}
+	printf("  exit status: %lld\n",
+	    (long long)json_integer_value(json_object_get(end, "exit_status")));
+}
+
 /* Print a JSON array of strings on one line, or "(none)". */
 static void cmd_session_print_list(const char *label, json_t *arr)
 {
@@ -308,6 +362,7 @@ static void cmd_session_print(
 		    m->runs[i].run_id, m->runs[i].stopped ? " [STOPPED]" : "",
 		    (long long)m->runs[i].succeeded, (long long)m->runs[i].total,
 		    (long long)m->runs[i].timeouts, (long long)m->runs[i].events);
+	cmd_session_print_end(m->state);
 	printf("\nRecommendations\n");
 	if (m->n_recs == 0)
 		printf("  (none: nothing processed yet)\n");
@@ -355,6 +410,7 @@ static int cmd_session_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		json_object_set_new(json_object_get(j, "stop_conditions"), "stop_reason",
 		    sess.stop_reason != NULL ? json_string(sess.stop_reason) : json_null());
 		json_object_set_new(j, "session", cmd_session_head_json(&sess));
+		json_object_set(j, "end", cmd_session_end(sum.state));
 		json_object_set(json_object_get(j, "session"), "settings", settings);
 		json_object_set_new(j, "ok", json_true());
 		json_object_set_new(j, "database", cmd_identity_json(&st));
@@ -384,7 +440,10 @@ const struct cmd_entry cmd_session_show_entry = {
 	    "session's settings, and recommendations: timeouts above 30% suggest\n"
 	    "--phase-timeout-seconds 1200, below 10% suggest 600; under 1 event per phase is low\n"
 	    "yield, over 5 good; more than half the runs stopped suggests\n"
-	    "--max-fingerprint-repeats 5. Reads only.\n"
+	    "--max-fingerprint-repeats 5; and what the drain left: its runs' phases by state,\n"
+	    "every eligible phase it did not finish with why (a run the drain rules stopped or\n"
+	    "deprioritised, the batch size, the time budget, the breaker, the operator's stop)\n"
+	    "and the supervisor's exit status. Reads only.\n"
 	    "\n"
 	    "  ID         a session id from `autopack-ctl session list`\n"
 	    "  --latest   the newest session (the default)\n"

@@ -3,6 +3,7 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,6 +127,19 @@ int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err)
 		proto_buf_free(&w->buf);
 		free(w);
 		chan_close(c, uv_strerror(rc));
+		return rc;
 	}
-	return rc;
+	/* A peer that does not read what it asked for is dropped before its replies pile up
+	 * in memory. */
+	if (c->max_queued > 0 &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > c->max_queued) {
+		char why[160];
+
+		snprintf(why, sizeof why,
+		    "it does not read its replies (%zu bytes unread, the limit is %zu)",
+		    uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe), c->max_queued);
+		chan_close(c, why);
+		return UV_ENOBUFS;
+	}
+	return 0;
 }

@@ -24,7 +24,8 @@ struct chan {
 	bool open;
 	bool closing;
 	char *why;
-	size_t queued; /* bytes written but not yet flushed */
+	size_t queued;     /* bytes written but not yet flushed */
+	size_t max_queued; /* 0, or the output a peer may leave unread before it is dropped */
 };
 
 /* Initialise `c` on `loop`; the pipe still has to be opened or accepted into. */
@@ -34,7 +35,8 @@ int chan_init(
 int chan_start(struct chan *c);
 /* Send one message. Returns 0; a negative errno from proto_msg_pack when it cannot be
  * encoded (nothing is sent, the channel stays open, and err, if not NULL, says why); or a
- * libuv error, after which the channel is closing. */
+ * libuv error, after which the channel is closing (UV_ENOBUFS: more than max_queued bytes
+ * are waiting for a peer that does not read). */
 int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err);
 /* Close the channel with a reason (NULL for a clean close); on_close follows. */
 void chan_close(struct chan *c, const char *why);

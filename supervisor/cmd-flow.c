@@ -35,12 +35,21 @@ int cmd_pause(
 int cmd_resume(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
+	bool breaker;
+
 	(void)c;
 	(void)req;
-	rep->body = json_pack("{s:b}", "was_paused", s->paused);
+	if (s->stopping)
+		return cmd_error(rep, "stopping", "resume: the supervisor is stopping");
+	rep->body = json_pack(
+	    "{s:b, s:b}", "was_paused", s->paused, "breaker_reset", s->crash_loop);
 	if (s->paused)
 		log_info("resumed by control request");
 	s->paused = false;
+	/* A tripped breaker is reset too: the pool is brought back and dispatch goes on. */
+	breaker = pool_breaker_reset(s);
+	if (breaker)
+		pool_scale(s, s->target, false);
 	lease_kick(s);
 	return 0;
 }
@@ -67,8 +76,7 @@ int cmd_scale(
 		return cmd_error(rep, "bad_argument", "scale: give the number of workers");
 	if (s->stopping)
 		return cmd_error(rep, "stopping", "scale: the supervisor is stopping");
-	s->crash_loop = false;
-	s->crash_streak = 0;
+	pool_breaker_reset(s);
 	pool_scale(s, (int)n, force);
 	log_info("scaled from %d to %ld workers%s", old, n, force ? " (forced)" : "");
 	rep->body = json_pack("{s:i, s:i}", "from", old, "to", (int)n);
@@ -102,11 +110,11 @@ int cmd_stop(
 	rep->body = json_pack("{s:s, s:i}", "mode", stop_level_name(now ? STOP_NOW : STOP_GRACEFUL),
 	    "in_flight", (int)s->in_flight);
 	if (now) {
-		lifecycle_stop_because(
-		    s, STOP_NOW, "stop --now by control request (pid %d)", (int)c->pid);
+		lifecycle_stop_for(s, STOP_NOW, STOP_CAUSE_OPERATOR,
+		    "stop --now by control request (pid %d)", (int)c->pid);
 	} else {
-		lifecycle_stop_because(
-		    s, STOP_GRACEFUL, "stop by control request (pid %d)", (int)c->pid);
+		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_OPERATOR,
+		    "stop by control request (pid %d)", (int)c->pid);
 		if (timeout >= 0)
 			lifecycle_stop_timeout(s, (uint64_t)timeout * 1000);
 	}

@@ -49,8 +49,8 @@ int cmd_workers(
 {
 	(void)c;
 	(void)req;
-	rep->body = json_pack("{s:o, s:i, s:b}", "workers", workers_json(s), "target", s->target,
-	    "crash_loop", s->crash_loop);
+	rep->body = json_pack("{s:o, s:i, s:b, s:s?}", "workers", workers_json(s), "target",
+	    s->target, "crash_loop", s->crash_loop, "breaker", s->crash_loop ? s->breaker : NULL);
 	return 0;
 }
 
@@ -82,10 +82,11 @@ int cmd_status(
 		        w->lease.phase->phase_id, "worker_id", w->id, "seconds",
 		        (double)(clock_mono_ms() - w->lease.started_ms) / 1000.0));
 	}
-	rep->body = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
-	                      " s:{s:i, s:i, s:b, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
-	                      " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
-	                      " s:{s:f, s:f}}",
+	rep->body = json_pack(
+	    "{s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
+	    " s:{s:i, s:i, s:b, s:s?, s:I, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
+	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	    " s:{s:f, s:f}}",
 	    "db_url", s->st->url, "db_uuid", s->st->uuid, "pid", (int)getpid(), "version",
 	    AUTOPACK_VERSION, "session_id", s->session_id, "uptime_seconds", up, "synchronous",
 	    s->cfg.sync_full ? "full" : "normal", "commit_window_ms",
@@ -95,23 +96,25 @@ int cmd_status(
 	        s->writes_off           ? "store_failed" :
 	        s->stopping == STOP_NOW ? "stopping_now" :
 	        s->stopping             ? "stopping" :
+	        s->crash_loop           ? "breaker" :
 	        s->paused               ? "paused" :
 	                                  "running",
 	    "dry_run", s->cfg.dry_run, "pool", "target", s->target, "live", s->live, "crash_loop",
-	    s->crash_loop, "restarts", (json_int_t)s->n.worker_crashes, "workers", workers_json(s),
-	    "phases", phases, "in_flight", inflight, "queue", "phases_queued",
-	    (json_int_t)s->queued, "in_flight", (json_int_t)s->in_flight, "started",
-	    (json_int_t)s->started, "counters", "dispatched", (json_int_t)s->n.dispatched,
-	    "results", (json_int_t)s->n.results, "events_committed",
+	    s->crash_loop, "breaker", s->crash_loop ? s->breaker : NULL, "restarts",
+	    (json_int_t)s->n.worker_crashes, "spawn_failures", (json_int_t)s->n.spawn_failures,
+	    "workers", workers_json(s), "phases", phases, "in_flight", inflight, "queue",
+	    "phases_queued", (json_int_t)s->queued, "in_flight", (json_int_t)s->in_flight,
+	    "started", (json_int_t)s->started, "counters", "dispatched",
+	    (json_int_t)s->n.dispatched, "results", (json_int_t)s->n.results, "events_committed",
 	    (json_int_t)s->n.events_committed, "events_duplicate",
 	    (json_int_t)s->n.events_duplicate, "events_missing", (json_int_t)s->n.events_missing,
 	    "rejected_wrong_uuid", (json_int_t)s->n.rejected_uuid, "rejected_stale",
 	    (json_int_t)s->n.rejected_stale, "worker_crashes", (json_int_t)s->n.worker_crashes,
-	    "worker_timeouts", (json_int_t)s->n.worker_timeouts, "commits",
-	    (json_int_t)s->n.commits, "commit_failures", (json_int_t)s->n.commit_failures,
-	    "writes_refused", (json_int_t)s->n.writes_refused, "rates", "results_per_second",
-	    up > 0 ? (double)s->n.results / up : 0.0, "events_per_second",
-	    up > 0 ? (double)s->n.events_committed / up : 0.0);
+	    "worker_timeouts", (json_int_t)s->n.worker_timeouts, "spawn_failures",
+	    (json_int_t)s->n.spawn_failures, "commits", (json_int_t)s->n.commits, "commit_failures",
+	    (json_int_t)s->n.commit_failures, "writes_refused", (json_int_t)s->n.writes_refused,
+	    "rates", "results_per_second", up > 0 ? (double)s->n.results / up : 0.0,
+	    "events_per_second", up > 0 ? (double)s->n.events_committed / up : 0.0);
 	return 0;
 }
 

@@ -16,6 +16,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* Replies a control client may leave unread before it is dropped. */
+#define CONTROL_OUTPUT_MAX (8u << 20)
+
 static const struct sup_cmd sup_cmds[] = {
 	{ "status", false, cmd_status },
 	{ "workers", false, cmd_workers },
@@ -168,6 +171,7 @@ static void control_conn_cb(uv_stream_t *server, int status)
 	c = xcalloc(1, sizeof *c);
 	c->sup = s;
 	chan_init(s->loop, &c->chan, 1u << 20, control_msg_cb, control_close_cb);
+	c->chan.max_queued = CONTROL_OUTPUT_MAX;
 	if (uv_accept(server, (uv_stream_t *)&c->chan.pipe) != 0) {
 		chan_close(&c->chan, "accept failed");
 		c->next = conns;

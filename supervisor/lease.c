@@ -12,6 +12,7 @@
 #include "supervisor/sup.h"
 #include "common/checklog.h"
 #include "common/fingerprint/fingerprint.h"
+#include "common/joblimits.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -106,6 +107,13 @@ static void lease_committed(struct sup *s, struct op *o)
 	lease_kick(s);
 }
 
+/* Whether the drain rules judge an attempt that ended with `outcome`: what the worker
+ * reported, and the deadline the phase ran past. */
+static bool lease_judged(enum outcome outcome)
+{
+	return outcome_reportable(outcome) || outcome == OUTCOME_TIMEOUT;
+}
+
 /* What a log line about w's lease is about. */
 static struct log_about lease_about(struct sup *s, struct worker *w)
 {
@@ -174,8 +182,15 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 		c.zero_yield = fp_zero_yield_reason(&y);
 	}
 	lease_log_end(s, w, &c);
-	c.phase_state = sched_next_state(s, l->phase, outcome);
-	policy_result(s, l->run, outcome, c.fingerprint, l->v2, &v);
+	/* A job no worker can take never will: the phase fails at once. */
+	c.phase_state = reason == REASON_INVALID_JOB ? PHASE_FAILED :
+	                                               sched_next_state(s, l->phase, outcome);
+	/* The drain rules judge what a phase did, not what happened to its worker or what
+	 * the operator did: infrastructure failures (a crash, a lost heartbeat) and stops,
+	 * cancels and scale-downs count toward no fingerprint, triage or streak. */
+	memset(&v, 0, sizeof v);
+	if (lease_judged(outcome))
+		policy_result(s, l->run, outcome, c.fingerprint, l->v2, &v);
 	end->run = l->run;
 	if (c.phase_state == PHASE_QUEUED) {
 		end->requeue = l->phase;
@@ -184,13 +199,13 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 		sched_phase_free(l->phase);
 	}
 	if (v.skip_run)
-		sched_skip_run(s, l->run);
+		sched_skip_run(s, l->run, v.run_why);
 	writer_close(s, l->attempt_id, &c, lease_committed, end);
 	free(l->check_log);
 	*l = (struct lease){ 0 };
 	s->n.results++;
 	if (v.stop_session)
-		lifecycle_stop_because(s, STOP_GRACEFUL, "%s", v.why);
+		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY, "%s", v.why);
 }
 
 /* The phase deadline passed: TERM now, KILL after the grace period. The deadline counts
@@ -224,16 +239,53 @@ static void lease_deadline_cb(uv_timer_t *t)
 	uv_timer_start(&w->phase_timer, lease_deadline_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
 }
 
+/* Check a phase spec against every limit of the job message and every deliverable rule
+ * of the worker (common/joblimits.h). Returns 0, or -1 with `err`. */
+static int lease_job_check(
+    const struct grant *g, const struct drain_spec *spec, struct store_err *err)
+{
+	struct job_phase_text t = {
+		.run_id = g->r->run_id,
+		.phase_id = g->p->phase_id,
+		.name = spec->name,
+		.description = spec->description,
+		.category = spec->task_category,
+		.complexity = spec->complexity,
+		.check = spec->check_command,
+		.workspace = spec->workspace,
+		.paths = (const char *const *)spec->paths.v,
+		.npaths = spec->paths.n,
+		.context = (const char *const *)spec->read_only_context.v,
+		.ncontext = spec->read_only_context.n,
+		.deliverables = (const char *const *)spec->deliverables.v,
+		.ndeliverables = spec->deliverables.n,
+	};
+	char why[320];
+
+	if (job_limits_check(&t, why, sizeof why) == 0)
+		return 0;
+	snprintf(err->text, sizeof err->text, "phase %s/%s cannot be sent to a worker: %s",
+	    g->r->run_id, g->p->phase_id, why);
+	return -1;
+}
+
 /* Build the job of a grant: the phase spec from the store, the database's name and
- * identity, the deadline, the LLM settings and the coefficient set. */
-static int lease_job(
-    struct sup *s, const struct grant *g, struct proto_job *j, struct store_err *err)
+ * identity, the deadline, the LLM settings and the coefficient set. Returns 0, or -1 with
+ * `err` and *why: JOB_BUILD_FAILED when the store failed, INVALID_JOB when the phase
+ * breaks a limit of the job message or a deliverable rule. */
+static int lease_job(struct sup *s, const struct grant *g, struct proto_job *j, enum reason *why,
+    struct store_err *err)
 {
 	struct drain_spec spec;
-	int rc = store_drain_spec(s->sd, g->r->run_id, g->p->phase_id, &spec, err);
 
-	if (rc != 0)
-		return rc;
+	*why = REASON_JOB_BUILD_FAILED;
+	if (store_drain_spec(s->sd, g->r->run_id, g->p->phase_id, &spec, err) != 0)
+		return -1;
+	if (lease_job_check(g, &spec, err) != 0) {
+		*why = REASON_INVALID_JOB;
+		store_drain_spec_free(&spec);
+		return -1;
+	}
 	convert_spec_to_job(&spec, j);
 	j->run_id = xstrdup(g->r->run_id);
 	j->phase_id = xstrdup(g->p->phase_id);
@@ -257,14 +309,17 @@ static int lease_job(
 }
 
 /* Hand a committed grant to its worker: the job, then the deadline. A job that cannot be
- * built or encoded ends the attempt as failed (JOB_BUILD_FAILED) and the worker stays
- * idle; a worker that cannot be written to is killed, and its exit ends the lease. */
+ * built ends the attempt as failed (JOB_BUILD_FAILED), one that breaks a limit of the job
+ * message or cannot be encoded as failed with INVALID_JOB (the phase is then FAILED), and
+ * the worker, which saw nothing, stays idle; a worker that cannot be written to is
+ * killed, and its exit ends the lease. */
 static void lease_start(struct sup *s, const struct grant *g)
 {
 	struct proto_msg m = { .type = PROTO_JOB };
 	struct worker *w = g->w;
 	struct proto_err perr;
 	struct store_err err;
+	enum reason why;
 	int rc;
 
 	w->state = W_BUSY;
@@ -272,21 +327,24 @@ static void lease_start(struct sup *s, const struct grant *g)
 		.run = g->r,
 		.phase = g->p,
 		.started_ms = clock_mono_ms() };
-	rc = lease_job(s, g, &m.u.job, &err);
+	rc = lease_job(s, g, &m.u.job, &why, &err);
 	if (rc == 0 && m.u.job.workspace != NULL && m.u.job.workspace[0] != '\0')
 		w->lease.check_log = checklog_path(
 		    m.u.job.workspace, g->r->run_id, g->p->phase_id, g->attempt_number, "stderr");
-	if (rc == 0 && (rc = worker_send(w, &m, &perr)) != 0 && !w->chan.closing)
+	if (rc == 0 && (rc = worker_send(w, &m, &perr)) != 0) {
+		why = REASON_INVALID_JOB;
 		snprintf(err.text, sizeof err.text, "the job cannot be encoded: %s", perr.text);
-	else if (rc != 0 && w->chan.closing)
-		rc = 0;
+		/* Not an encoding failure: the worker is killed, and its exit ends the lease. */
+		if (w->chan.closing)
+			rc = 0;
+	}
 	proto_msg_free(&m);
 	if (rc != 0) {
 		log_error("attempt %llu: %s", (unsigned long long)g->attempt_id, err.text);
 		/* The worker never took the job: it is idle again (and retired if a stop comes
 		 * of this end). */
 		w->state = W_IDLE;
-		lease_close(s, w, OUTCOME_FAILED, REASON_JOB_BUILD_FAILED, err.text, NULL);
+		lease_close(s, w, OUTCOME_FAILED, why, err.text, NULL);
 		lease_kick(s);
 		return;
 	}
@@ -310,8 +368,8 @@ static int lease_round_size(struct sup *s)
 		max = (int)(s->cfg.batch_size - s->started);
 	if (max <= 0 && s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size &&
 	    s->in_flight == 0)
-		lifecycle_stop_because(s, STOP_GRACEFUL, "batch size %lld reached (--batch-size)",
-		    (long long)s->cfg.batch_size);
+		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY,
+		    "batch size %lld reached (--batch-size)", (long long)s->cfg.batch_size);
 	return max;
 }
 
@@ -325,7 +383,7 @@ static void lease_round(struct sup *s)
 	uint64_t delay;
 	int n = 0, max, i;
 
-	if (s->paused || s->stopping || s->writes_off || s->ready_head == NULL)
+	if (s->paused || s->crash_loop || s->stopping || s->writes_off || s->ready_head == NULL)
 		return;
 	if ((max = lease_round_size(s)) <= 0)
 		return;

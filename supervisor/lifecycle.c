@@ -18,8 +18,8 @@ static void deadline_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
 
-	lifecycle_stop_because(s, STOP_GRACEFUL, "%lld minutes elapsed (--max-total-minutes)",
-	    (long long)s->cfg.max_total_minutes);
+	lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY,
+	    "%lld minutes elapsed (--max-total-minutes)", (long long)s->cfg.max_total_minutes);
 }
 
 /* Check the database's identity once a second. */
@@ -53,8 +53,24 @@ static void signal_cb(uv_signal_t *h, int signum)
 		lifecycle_check_done(s);
 		return;
 	}
-	lifecycle_stop_because(
-	    s, s->stopping ? STOP_NOW : STOP_GRACEFUL, "received %s", strsignal(signum));
+	lifecycle_stop_for(s, s->stopping ? STOP_NOW : STOP_GRACEFUL, STOP_CAUSE_OPERATOR,
+	    "received %s", strsignal(signum));
+}
+
+/* SIGHUP: open --log-file again (log rotation); nothing else changes. */
+static void sighup_cb(uv_signal_t *h, int signum)
+{
+	struct sup *s = h->data;
+	int rc = log_reopen();
+
+	(void)signum;
+	if (s->cfg.log_file == NULL)
+		log_info("SIGHUP: no --log-file to reopen; nothing changes");
+	else if (rc != 0)
+		log_error("SIGHUP: cannot reopen the log file: %s; logging goes on to the old one",
+		    strerror(-rc));
+	else
+		log_info("SIGHUP: log file reopened");
 }
 
 void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop_level level))
@@ -62,9 +78,11 @@ void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop
 	s->stop_workers = stop_workers;
 	uv_signal_init(s->loop, &s->sigint);
 	uv_signal_init(s->loop, &s->sigterm);
-	s->sigint.data = s->sigterm.data = s;
+	uv_signal_init(s->loop, &s->sighup);
+	s->sigint.data = s->sigterm.data = s->sighup.data = s;
 	uv_signal_start(&s->sigint, signal_cb, SIGINT);
 	uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+	uv_signal_start(&s->sighup, sighup_cb, SIGHUP);
 	uv_timer_init(s->loop, &s->stop_timer);
 	s->stop_timer.data = s;
 	uv_timer_init(s->loop, &s->identity_timer);
@@ -123,18 +141,36 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms)
 	uv_timer_start(&s->stop_timer, stop_timer_cb, ms, 0);
 }
 
+/* Record the first stop's reason and cause, then stop at `level`. */
+static void lifecycle_vstop(
+    struct sup *s, enum stop_level level, enum stop_cause cause, const char *fmt, va_list ap)
+{
+	if (s->stop_reason == NULL) {
+		vsnprintf(s->stop_buf, sizeof s->stop_buf, fmt, ap);
+		s->stop_reason = s->stop_buf;
+		s->stop_cause = cause;
+		log_info("[STOP] %s", s->stop_buf);
+	}
+	lifecycle_stop(s, level);
+}
+
 void lifecycle_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (s->stop_reason == NULL) {
-		va_start(ap, fmt);
-		vsnprintf(s->stop_buf, sizeof s->stop_buf, fmt, ap);
-		va_end(ap);
-		s->stop_reason = s->stop_buf;
-		log_info("[STOP] %s", s->stop_buf);
-	}
-	lifecycle_stop(s, level);
+	va_start(ap, fmt);
+	lifecycle_vstop(s, level, STOP_CAUSE_NONE, fmt, ap);
+	va_end(ap);
+}
+
+void lifecycle_stop_for(
+    struct sup *s, enum stop_level level, enum stop_cause cause, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	lifecycle_vstop(s, level, cause, fmt, ap);
+	va_end(ap);
 }
 
 void lifecycle_stop(struct sup *s, enum stop_level level)
@@ -155,7 +191,7 @@ void lifecycle_stop(struct sup *s, enum stop_level level)
 void lifecycle_check_done(struct sup *s)
 {
 	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {
-		lifecycle_stop_because(s, STOP_GRACEFUL, "drained");
+		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_DRAINED, "drained");
 		return;
 	}
 	if (s->stopping && s->live == 0 && (s->ops_n == 0 || s->writes_off))

@@ -68,9 +68,19 @@ static const char usage_text[] =
     "  --version                   print the version\n"
     "  -h, --help                  this text\n"
     "\n"
-    "Signals: the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts finish;\n"
-    "a second one kills the workers, requeues their phases and exits.\n"
-    "Exit status: 0 stopped or drained, 1 refused to start, 2 usage, 3 database lost.\n";
+    "API keys: ANTHROPIC_API_KEY / OPENAI_API_KEY in the environment; they are taken out\n"
+    "of it at start and handed to the workers on a pipe, so no process that runs a\n"
+    "phase's code can read them.\n"
+    "\n"
+    "Signals (workers run in sessions of their own and take stop signals only from the\n"
+    "supervisor): the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts\n"
+    "finish; a second one kills the workers, requeues their phases (supervisor_stopped)\n"
+    "and exits; SIGHUP reopens --log-file.\n"
+    "\n"
+    "Exit status: 0 drained, or stopped by the operator; 1 refused to start; 2 usage;\n"
+    "3 database lost or unwritable; 4 the breaker tripped (repeated infrastructure\n"
+    "failures, with --exit-when-drained); 5 the drain rules left eligible phases (a run\n"
+    "stopped or deprioritised, --batch-size, ...). The last log line says what is left.\n";
 
 enum {
 	OPT_DB = 256,
@@ -368,6 +378,8 @@ int main(int argc, char **argv)
 	uv_loop_t loop;
 
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN); /* until lifecycle_init takes it */
+	secrets_take(s);
 	log_init("autopack-supervisor", LOG_INFO);
 	parse_flags(&s->cfg, argc, argv);
 	if (s->cfg.log_file != NULL && log_open(s->cfg.log_file) != 0)
@@ -407,5 +419,6 @@ int main(int argc, char **argv)
 	free(s->control_path);
 	free(s->session_id);
 	free(s->cfg.skip_prefixes);
+	secrets_free(s);
 	return s->exit_code;
 }

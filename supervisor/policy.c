@@ -97,6 +97,7 @@ static void run_stop(struct sup *s, struct run_q *r, const char *why, struct pol
 	log_about(LOG_INFO, &(struct log_about){ .session = s->session_id, .run = r->run_id },
 	    "[STOP] run %s: %s", r->run_id, why);
 	v->skip_run = true;
+	snprintf(v->run_why, sizeof v->run_why, "run stopped: %s", why);
 }
 
 /* Judge one result of run r; the verdict says what the caller must do. */
@@ -135,6 +136,10 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 			    "[SAMPLE-SKIP] %s: deprioritised (repeating fingerprint: %.80s)",
 			    r->run_id, fp);
 			v->skip_run = true;
+			snprintf(v->run_why, sizeof v->run_why,
+			    "run deprioritised by sample-first triage: its first result repeated"
+			    " fingerprint %.300s",
+			    fp);
 		}
 	}
 	p->consecutive_zero = v2 > 0 ? 0 : p->consecutive_zero + 1;

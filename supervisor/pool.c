@@ -13,10 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CRASH_LOOP_LIMIT 5 /* consecutive failed workers before giving up */
+#define BREAKER_LIMIT 5 /* infrastructure failures in a row that trip the breaker */
 #define RESPAWN_MAX_MS 10000
-
-static void pool_spawn(struct sup *s);
 
 /* Free the worker once its last handle has closed. */
 static void worker_handle_closed(uv_handle_t *h)
@@ -152,12 +150,74 @@ static void pool_respawn_cb(uv_timer_t *t)
 	pool_scale(s, s->target, false);
 }
 
-/* A worker process ended: account for its lease and replace it if still wanted. */
+/* Replace missing workers: at once after a clean exit, else after a delay that doubles
+ * with each failure in a row (worker deaths or failed spawns), 0.1 s up to 10 s. Returns
+ * the delay in ms, or -1 when nothing is to be respawned. */
+static int64_t pool_respawn_later(struct sup *s)
+{
+	int fails = s->crash_streak > s->spawn_fails ? s->crash_streak : s->spawn_fails;
+	uint64_t delay = 0;
+
+	if (s->stopping || s->crash_loop || s->live >= s->target)
+		return -1;
+	if (fails > 0)
+		for (delay = 100; fails > 1 && delay < RESPAWN_MAX_MS; fails--)
+			delay *= 2;
+	if (delay > RESPAWN_MAX_MS)
+		delay = RESPAWN_MAX_MS;
+#ifdef AUTOPACK_MUTANT_respawn_without_backoff
+	delay = 0;
+#endif
+	/* Spawning takes time the loop's cached clock has not seen: count from now. */
+	uv_update_time(s->loop);
+	uv_timer_start(&s->respawn_timer, pool_respawn_cb, delay, 0);
+	return (int64_t)delay;
+}
+
+/* Count one infrastructure failure, `what`. The BREAKER_LIMITth in a row with no attempt
+ * ended by a worker between them trips the breaker: no dispatch and no respawn until
+ * `resume` or `scale`; with --exit-when-drained the supervisor stops (exit status 4). */
+static void pool_infra_failure(struct sup *s, const char *what)
+{
+	if (++s->crash_streak < BREAKER_LIMIT || s->crash_loop)
+		return;
+	s->crash_loop = true;
+	snprintf(s->breaker, sizeof s->breaker, "%d infrastructure failures in a row, the last: %s",
+	    s->crash_streak, what);
+	log_error("[BREAKER] %s; dispatch paused, not respawning (crash loop); autopack-ctl resume"
+	          " tries again",
+	    s->breaker);
+	if (s->cfg.exit_when_drained) {
+		if (s->exit_code == SUP_EXIT_OK)
+			s->exit_code = SUP_EXIT_BREAKER;
+		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_BREAKER, "breaker: %s", s->breaker);
+	}
+}
+
+bool pool_breaker_reset(struct sup *s)
+{
+	bool was = s->crash_loop;
+
+	if (was)
+		log_info("breaker reset: dispatching and respawning again");
+	s->crash_loop = false;
+	s->crash_streak = 0;
+	s->spawn_fails = 0;
+	s->breaker[0] = '\0';
+	return was;
+}
+
+/* A worker process ended: account for its lease and replace it if still wanted. A
+ * worker that died on its own (a signal the supervisor did not send, an exit status it
+ * did not ask for) or stopped answering is an infrastructure failure: its attempt is
+ * requeued (lease_abort) and the failure counts toward the breaker. One the supervisor
+ * stopped for its phase (deadline, cancel, scale) is not. */
 static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
 	struct worker *w = container_of(p, struct worker, proc);
 	struct sup *s = w->sup;
 	bool crashed = !w->killed && !w->retire && (status != 0 || sig != 0), hung;
+	char what[128];
 
 	if (sig != 0 || status != 0)
 		log_warn("worker %d (pid %d) exited: status %lld, signal %d", w->id, (int)w->pid,
@@ -169,59 +229,78 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	hung = w->lease.end_outcome == OUTCOME_HEARTBEAT_LOST;
 	if (w->lease.attempt_id != 0)
 		crashed = lease_abort(w, status, sig) == OUTCOME_WORKER_CRASHED || crashed;
-	/* A worker that died on its own or hung counts towards a crash loop; one we stopped
-	 * for its phase (deadline, cancel, scale) does not. */
 	if (crashed || hung) {
 		s->n.worker_crashes += crashed;
-		if (++s->crash_streak >= CRASH_LOOP_LIMIT && w->jobs_done == 0) {
-			s->crash_loop = true;
-			log_error("%d workers in a row failed; not respawning (crash loop)",
-			    s->crash_streak);
-		}
+		if (hung)
+			snprintf(what, sizeof what, "worker %d (pid %d) stopped answering", w->id,
+			    (int)w->pid);
+		else
+			snprintf(what, sizeof what,
+			    "worker %d (pid %d) exited: status %lld, signal %d", w->id, (int)w->pid,
+			    (long long)status, sig);
+		pool_infra_failure(s, what);
 	}
 	uv_close((uv_handle_t *)&w->proc, worker_handle_closed);
 	uv_close((uv_handle_t *)&w->hb_timer, worker_handle_closed);
 	uv_close((uv_handle_t *)&w->phase_timer, worker_handle_closed);
 	chan_close(&w->chan, NULL);
-	if (!s->stopping && !s->crash_loop && s->live < s->target) {
-		uint64_t delay = 100;
-		int i;
-
-		for (i = 1; i < s->crash_streak && delay < RESPAWN_MAX_MS; i++)
-			delay *= 2;
-		if (delay > RESPAWN_MAX_MS)
-			delay = RESPAWN_MAX_MS;
-		if (s->crash_streak == 0)
-			delay = 0;
-#ifdef AUTOPACK_MUTANT_respawn_without_backoff
-		delay = 0;
-#endif
-		uv_timer_start(&s->respawn_timer, pool_respawn_cb, delay, 0);
-	}
+	pool_respawn_later(s);
 	lifecycle_check_done(s);
 }
 
-/* Start one worker process with one end of a fresh socketpair as its fd 3. */
-static void pool_spawn(struct sup *s)
+/* A worker could not be started (`why`): count it, try again after a backoff. With no
+ * worker running it is an infrastructure failure too. */
+static void pool_spawn_failed(struct sup *s, const char *why)
 {
-	struct worker *w = xcalloc(1, sizeof *w);
+	char what[200];
+	int64_t delay;
+
+	s->n.spawn_failures++;
+	s->spawn_fails++;
+	snprintf(what, sizeof what, "cannot start worker %s: %s", s->worker_path, why);
+	if (s->live == 0)
+		pool_infra_failure(s, what);
+	delay = pool_respawn_later(s);
+	if (delay >= 0)
+		log_error("%s (%d of %d workers running; trying again in %.1f s)", what, s->live,
+		    s->target, (double)delay / 1000.0);
+	else
+		log_error("%s (%d of %d workers running)", what, s->live, s->target);
+}
+
+/* Start one worker process in a session of its own (no terminal's or service manager's
+ * signal reaches it), with one end of a fresh socketpair as its fd 3 and the keys on a
+ * pipe as its fd 4. Returns 0, or -1 when it could not be started (counted, logged, and
+ * tried again later). */
+static int pool_spawn(struct sup *s)
+{
+	struct worker *w;
 	uv_process_options_t o = { 0 };
-	uv_stdio_container_t stdio[4];
-	char *args[10];
-	int fds[2], rc, n = 0;
+	uv_stdio_container_t stdio[5];
+	char *args[12];
+	int fds[2], keys_fd, rc, n = 0;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-		log_error("cannot create a worker socket: %s", strerror(errno));
-		free(w);
-		return;
+		pool_spawn_failed(s, strerror(errno));
+		return -1;
 	}
+	if ((rc = secrets_pipe(s, &keys_fd)) != 0) {
+		close(fds[0]);
+		close(fds[1]);
+		pool_spawn_failed(s, strerror(-rc));
+		return -1;
+	}
+	w = xcalloc(1, sizeof *w);
 	w->sup = s;
-	w->id = ++s->next_worker_id;
 	w->state = W_STARTING;
 	w->born_ms = clock_mono_ms();
 	args[n++] = s->worker_path;
 	args[n++] = (char *)"--fd";
 	args[n++] = (char *)"3";
+	if (keys_fd >= 0) {
+		args[n++] = (char *)"--keys-fd";
+		args[n++] = (char *)"4";
+	}
 	if (s->cfg.log_file != NULL) {
 		args[n++] = (char *)"--log-file";
 		args[n++] = (char *)s->cfg.log_file;
@@ -238,29 +317,29 @@ static void pool_spawn(struct sup *s)
 	stdio[2].data.fd = 2;
 	stdio[3].flags = UV_INHERIT_FD;
 	stdio[3].data.fd = fds[1];
+	stdio[4].flags = keys_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
+	stdio[4].data.fd = keys_fd;
 	o.file = s->worker_path;
 	o.args = args;
 	o.stdio = stdio;
-	o.stdio_count = 4;
+	o.stdio_count = keys_fd >= 0 ? 5 : 4;
+	o.flags = UV_PROCESS_DETACHED;
 	o.exit_cb = worker_exit_cb;
 	rc = uv_spawn(s->loop, &w->proc, &o);
 	close(fds[1]);
+	if (keys_fd >= 0)
+		close(keys_fd);
+	w->proc.data = w;
 	if (rc != 0) {
-		log_error("cannot start worker %s: %s", s->worker_path, uv_strerror(rc));
 		close(fds[0]);
 		/* The handle is released in its close callback, not before. */
-		w->proc.data = w;
 		w->handles = 1;
 		uv_close((uv_handle_t *)&w->proc, worker_handle_closed);
-		s->crash_streak++;
-		if (s->crash_streak >= CRASH_LOOP_LIMIT)
-			s->crash_loop = true;
-		else
-			uv_timer_start(&s->respawn_timer, pool_respawn_cb, 1000, 0);
-		return;
+		pool_spawn_failed(s, uv_strerror(rc));
+		return -1;
 	}
+	w->id = ++s->next_worker_id;
 	w->pid = w->proc.pid;
-	w->proc.data = w;
 	chan_init(s->loop, &w->chan, PROTO_FRAME_MAX_DEFAULT, worker_msg_cb, worker_chan_close_cb);
 	w->chan.pipe.data = w;
 	uv_pipe_open(&w->chan.pipe, fds[0]);
@@ -276,7 +355,9 @@ static void pool_spawn(struct sup *s)
 	w->next = s->workers;
 	s->workers = w;
 	s->live++;
+	s->spawn_fails = 0;
 	log_info("worker %d started (pid %d)", w->id, (int)w->pid);
+	return 0;
 }
 
 void pool_init(struct sup *s)
@@ -315,10 +396,8 @@ void pool_scale(struct sup *s, int target, bool force)
 	}
 	if (s->stopping || s->crash_loop)
 		return;
-	while (active < target) {
-		pool_spawn(s);
+	while (active < target && pool_spawn(s) == 0)
 		active++;
-	}
 }
 
 void pool_stop(struct sup *s, enum stop_level level)

@@ -101,11 +101,13 @@ static void sched_clear_run(struct sup *s, struct run_q *r)
 	r->head = r->tail = NULL;
 }
 
-void sched_skip_run(struct sup *s, struct run_q *r)
+void sched_skip_run(struct sup *s, struct run_q *r, const char *why)
 {
 	struct run_q *x, *prev = NULL;
 
 	r->skipped = true;
+	free(r->skip_why);
+	r->skip_why = xstrdup(why);
 	if (r->ready) {
 		for (x = s->ready_head; x != NULL && x != r; prev = x, x = x->next_ready)
 			;
@@ -115,18 +117,23 @@ void sched_skip_run(struct sup *s, struct run_q *r)
 	sched_clear_run(s, r);
 }
 
+bool sched_run_excluded(struct sup *s, const char *run_id)
+{
+	for (size_t i = 0; i < s->cfg.nskip; i++)
+		if (strncmp(run_id, s->cfg.skip_prefixes[i], strlen(s->cfg.skip_prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
 /* Add one eligible phase (store callback), creating its run on first sight. */
 static int sched_load_one(void *arg, const struct drain_phase *p)
 {
 	struct sup *s = arg;
 	struct run_q *r = s->runs_tail;
 	struct qphase *q;
-	size_t i;
 
-	for (i = 0; i < s->cfg.nskip; i++)
-		if (strncmp(p->run_id, s->cfg.skip_prefixes[i], strlen(s->cfg.skip_prefixes[i])) ==
-		    0)
-			return 0;
+	if (sched_run_excluded(s, p->run_id))
+		return 0;
 	if (r == NULL || strcmp(r->run_id, p->run_id) != 0) {
 		r = sched_run_find(s, p->run_id);
 		if (r == NULL) {
@@ -170,9 +177,10 @@ int sched_load(struct sup *s)
 	for (r = s->runs; r != NULL; r = r->next) {
 		r->sampled = nameset_has(&s->pol.sampled, r->run_id);
 		r->promising = nameset_has(&s->pol.promising, r->run_id);
-		if (nameset_has(&s->pol.stopped_runs, r->run_id) ||
-		    nameset_has(&s->pol.deprioritized, r->run_id))
-			sched_skip_run(s, r);
+		if (nameset_has(&s->pol.stopped_runs, r->run_id))
+			sched_skip_run(s, r, "run stopped earlier in this session (resumed)");
+		else if (nameset_has(&s->pol.deprioritized, r->run_id))
+			sched_skip_run(s, r, "run deprioritised earlier in this session (resumed)");
 		ready_push(s, r);
 	}
 	return 0;
@@ -300,6 +308,7 @@ void sched_free(struct sup *s)
 			sched_phase_free(p);
 		}
 		free(r->run_id);
+		free(r->skip_why);
 		free(r);
 	}
 	s->runs = s->runs_tail = NULL;

@@ -194,18 +194,21 @@ void session_finish(struct sup *s)
 	const char *why = s->store_lost ? "database lost" :
 	    s->stop_reason != NULL      ? s->stop_reason :
 	                                  "stopped";
+	char left[600] = "";
 
 	if (!s->writes_off) {
 		writer_flush(s);
+		report_drain_end(s, left, sizeof left);
 		if (store_drain_session_close(s->sd, s->session_id, why, &err) != 0 ||
 		    store_drain_set_supervisor(s->sd, 0, NULL, &err) != 0)
 			log_error("%s", err.text);
 	}
 	log_info("session %s ended (%s): %llu attempt(s), %llu event(s) committed, %llu"
-	         " rejected",
+	         " rejected%s%s",
 	    s->session_id, why, (unsigned long long)s->n.results,
 	    (unsigned long long)s->n.events_committed,
-	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale));
+	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale), left[0] ? "; " : "",
+	    left);
 	control_close(s);
 	sched_free(s);
 	policy_free(&s->pol);

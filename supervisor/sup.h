@@ -5,11 +5,12 @@
  * order a phase passes through them (supervisor/README.md).
  *
  * Who calls whom (no cycles; tests/tools/callgraph.py checks it on the objects):
- *   main → session, lifecycle, lag, writer, lease, pool, control
+ *   main → secrets, session, lifecycle, lag, writer, lease, pool, control;
+ *   session → report;  report → sched, policy
  *   control → cmd-*, writer;  cmd-* → pool, lease, lifecycle, sched
- *   pool → lease, lifecycle, lag, worker;  lease → sched, policy, writer, lifecycle, lag,
- *   worker, convert;  writer → lifecycle, worker, policy;  lifecycle → sched;
- *   sched → policy
+ *   pool → lease, lifecycle, lag, worker, secrets;  lease → sched, policy, writer,
+ *   lifecycle, lag, worker, convert;  writer → lifecycle, worker, policy;
+ *   lifecycle → sched;  sched → policy
  * Calls the other way go through callbacks wired by main.c or carried by a queued write:
  * lifecycle stops the workers through its stop_workers callback (pool_stop), and the
  * writer hands a committed attempt end back through the op's done callback
@@ -33,6 +34,25 @@
 
 struct sup;
 
+/* Why the drain stopped, for what its end reports (report.c) and its exit status. */
+enum stop_cause {
+	STOP_CAUSE_NONE,     /* not said */
+	STOP_CAUSE_DRAINED,  /* nothing eligible left to start */
+	STOP_CAUSE_OPERATOR, /* a signal, `autopack-ctl stop` */
+	STOP_CAUSE_POLICY,   /* a drain rule: batch size, time budget, zero-yield streak */
+	STOP_CAUSE_BREAKER,  /* repeated infrastructure failures */
+};
+
+/* The supervisor's exit statuses (README, "Exit status"). */
+enum sup_exit {
+	SUP_EXIT_OK = 0,        /* drained, or stopped by the operator */
+	SUP_EXIT_REFUSED = 1,   /* refused to start */
+	SUP_EXIT_USAGE = 2,     /* bad flags */
+	SUP_EXIT_STORE = 3,     /* the database was lost or cannot be written */
+	SUP_EXIT_BREAKER = 4,   /* infrastructure failures tripped the breaker */
+	SUP_EXIT_WORK_LEFT = 5, /* the drain rules left eligible phases unattempted */
+};
+
 struct sup_config {
 	const char *db_flag;
 	int workers;
@@ -51,7 +71,7 @@ struct sup_config {
 	int64_t kill_grace_ms;
 	int64_t commit_window_ms;
 	int64_t commit_max;
-	/* LLM settings sent in every job; keys stay in the environment. */
+	/* LLM settings sent in every job; the keys go to workers on a pipe (secrets.c). */
 	const char *llm_provider;
 	const char *llm_base_url;
 	const char *llm_model;
@@ -95,6 +115,7 @@ struct policy_verdict {
 	bool skip_run;     /* dispatch nothing more of the run in this session */
 	bool stop_session; /* stop the drain gracefully */
 	char why[320];     /* the session's stop reason */
+	char run_why[400]; /* why the run is skipped */
 };
 
 /* A phase waiting in its run's queue. */
@@ -117,6 +138,7 @@ struct run_q {
 	bool sampled; /* its first result in this session is in */
 	bool promising;
 	bool skipped;       /* deprioritised or stopped: no more dispatch */
+	char *skip_why;     /* why it was skipped (heap), for what the drain's end reports */
 	int64_t timeouts;   /* timeout results in this session */
 	uint64_t ready_seq; /* when it became ready, for ties */
 	struct run_q *next; /* all runs */
@@ -232,6 +254,7 @@ struct sup_counters {
 	uint64_t rejected_stale;
 	uint64_t worker_crashes;
 	uint64_t worker_timeouts;
+	uint64_t spawn_failures; /* workers that could not be started */
 	uint64_t commits;
 	uint64_t commit_failures;
 	uint64_t writes_refused; /* writes a constraint refused, recorded as errors */
@@ -269,9 +292,13 @@ struct sup {
 	int target;
 	int next_worker_id;
 	int live;
-	int crash_streak;
-	bool crash_loop;
+	int crash_streak;  /* infrastructure failures since the last attempt a worker ended */
+	int spawn_fails;   /* failed spawns in a row, for the respawn backoff */
+	bool crash_loop;   /* the breaker tripped: no dispatch, no respawn, until reset */
+	char breaker[256]; /* why it tripped */
 	uv_timer_t respawn_timer;
+	char *keys; /* the provider keys, "NAME=value" entries ending in NUL (secrets.c) */
+	size_t keys_len;
 
 	/* scheduler */
 	struct run_q *runs; /* in database order */
@@ -308,9 +335,10 @@ struct sup {
 	enum stop_level stopping;
 	void (*stop_workers)(struct sup *s, enum stop_level level);
 	const char *stop_reason; /* why the drain ended; points at stop_buf */
+	enum stop_cause stop_cause;
 	char stop_buf[320];
 	int exit_code;
-	uv_signal_t sigint, sigterm;
+	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t stop_timer;
 	uv_timer_t identity_timer;
 	uv_timer_t deadline_timer;
@@ -329,6 +357,17 @@ struct sup {
 	struct service svc;
 };
 
+/* --- secrets.c: the provider keys --- */
+
+/* Take the provider keys out of the environment (wiping it, /proc/<pid>/environ's block
+ * included) into s->keys, and make the process non-dumpable. */
+void secrets_take(struct sup *s);
+/* A pipe's read end holding the keys, for a worker to inherit: 0 with *fd set (-1 when
+ * there are no keys), or a negative errno. */
+int secrets_pipe(struct sup *s, int *fd);
+/* Wipe and free the keys. */
+void secrets_free(struct sup *s);
+
 /* --- session.c: the database and the drain session around the loop --- */
 
 /* Open, check and lock the database, print its banner; exits 1 naming what is wrong. */
@@ -339,6 +378,14 @@ void session_prepare(struct sup *s);
 /* After the loop: commit what is queued, record how the session ended, release the
  * database and everything the drain held. */
 void session_finish(struct sup *s);
+
+/* --- report.c: what a drain leaves --- */
+
+/* At the drain's end (after the last commit): count the drain's phases by state, find the
+ * eligible phases it did not attempt and why, log them, save the report with the
+ * session's state ("end") and set the exit status to SUP_EXIT_WORK_LEFT when the drain
+ * rules left work. Writes the counts, as the end of the last log line, into `line`. */
+void report_drain_end(struct sup *s, char *line, size_t n);
 
 /* --- service.c: the service manager (systemd's notification protocol, notify.h) --- */
 
@@ -364,6 +411,9 @@ void lifecycle_stop(struct sup *s, enum stop_level level);
 /* Stop, recording the first reason given as the session's stop reason. */
 void lifecycle_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same, with the stop's cause (what the drain's end reports, report.c). */
+void lifecycle_stop_for(struct sup *s, enum stop_level level, enum stop_cause cause,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Turn a graceful stop into a fast one after `ms`. */
 void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 /* Stop when drained (--exit-when-drained); end the loop once a stop has finished. */
@@ -407,8 +457,8 @@ void sched_drop_head(struct sup *s, struct run_q *r);
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p);
 /* End a run's lease: it becomes ready again if it has work. */
 void sched_release(struct sup *s, struct run_q *r);
-/* Drop a run's queue and dispatch nothing more of it in this session. */
-void sched_skip_run(struct sup *s, struct run_q *r);
+/* Drop a run's queue and dispatch nothing more of it in this session, because of `why`. */
+void sched_skip_run(struct sup *s, struct run_q *r, const char *why);
 /* The phase state an attempt's outcome leads to, or PHASE_STATE_NONE to leave it (dry
  * run). */
 enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome outcome);
@@ -416,6 +466,8 @@ enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome 
 bool sched_drained(struct sup *s);
 /* The run with this id, or NULL. */
 struct run_q *sched_run_find(struct sup *s, const char *run_id);
+/* Whether --skip-run-prefix leaves a run out of the drain. */
+bool sched_run_excluded(struct sup *s, const char *run_id);
 /* Free a queued phase. */
 void sched_phase_free(struct qphase *p);
 /* Free every run and queued phase. */
@@ -455,6 +507,9 @@ void pool_scale(struct sup *s, int target, bool force);
 /* Stop the workers for a stop at `level`: graceful retires idle workers and lets busy
  * ones finish; now kills them all. */
 void pool_stop(struct sup *s, enum stop_level level);
+/* Reset a tripped breaker: dispatch and respawn again (resume, scale). Returns whether it
+ * had tripped. */
+bool pool_breaker_reset(struct sup *s);
 
 /* --- worker.c: one worker process --- */
 

@@ -71,9 +71,13 @@ def sql(url, query, *args):
 class Supervisor:
     """A running autopack-supervisor; output goes to files in its directory."""
 
-    def __init__(self, tmp, url, *args, env=None, name="sup", control=None):
+    def __init__(self, tmp, url, *args, env=None, name="sup", control=None, prefix=(),
+                 session=False):
         """control: the --control path (default NAME.sock in tmp); False for none, so the
-        supervisor uses its default socket and ctl finds it from the database."""
+        supervisor uses its default socket and ctl finds it from the database. `prefix`: a
+        command the supervisor runs under (its argv follows); `session`: start it in a
+        session (and process group) of its own, as a terminal or a service manager
+        would."""
         self.tmp = str(tmp)
         self.url = url
         self.control = None if control is False else (
@@ -83,11 +87,11 @@ class Supervisor:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [binpath("autopack-supervisor"), "--db", url]
+            list(prefix) + [binpath("autopack-supervisor"), "--db", url]
             + (["--control", self.control] if self.control else [])
             + [str(a) for a in args],
             stdout=open(self.out_path, "w"), stderr=open(self.err_path, "w"),
-            env=full_env, cwd=self.tmp)
+            env=full_env, cwd=self.tmp, start_new_session=session)
 
     def wait_ready(self, timeout=30):
         deadline = time.time() + timeout

@@ -94,3 +94,48 @@ def test_adoption_survey_names_phases_that_cannot_be_sent(tmp):
     r = ctl("--db", db_url(path), "db", "adopt", "--dry-run")
     assert "phases that cannot be sent to a worker" in r.out
     assert "build1-original/t1-p1 (COMPLETE): scope.deliverables[0]" in r.out
+
+
+def test_a_phase_that_still_cannot_be_sent_fails_invalid_job_without_a_worker(tmp):
+    from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+    from supervisor_helpers import Supervisor
+
+    tmp = str(tmp)
+    url = init_db(tmp)
+    ws = os.path.join(tmp, "ws")
+    import_plan(tmp, url, [
+        ("r1", ws, [phase_spec("big", ("out/big.py",)), phase_spec("ok", ("out/ok.py",))]),
+        ("r2", ws, [phase_spec("git", ("out/git.py",))]),
+    ])
+    # Written behind the import's back, as an older autopack or another tool could have.
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    con.execute("UPDATE phases SET scope = ? WHERE phase_id = 'big'", (json.dumps(
+        {"deliverables": ["out/f%d.py" % i for i in range(5000)]}),))
+    con.execute("UPDATE phases SET scope = ? WHERE phase_id = 'git'", (json.dumps(
+        {"deliverables": [".git/config"]}),))
+    con.commit()
+    con.close()
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": "sk-ant-limits"})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    att = {a["phase_id"]: a for a in rows(
+        url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
+    assert (att["big"]["outcome"], att["big"]["failure_reason"]) == ("failed", "INVALID_JOB")
+    assert att["big"]["message"] == ("phase r1/big cannot be sent to a worker: "
+                                     "scope.deliverables: 5000 entries; a job carries at"
+                                     " most 4096")
+    assert att["git"]["failure_reason"] == "INVALID_JOB"
+    assert "the .git directory is reserved" in att["git"]["message"]
+    assert att["ok"]["outcome"] == "success"
+    assert rows(url, "SELECT phase_id, state FROM phases ORDER BY phase_id") == [
+        {"phase_id": "big", "state": "FAILED"}, {"phase_id": "git", "state": "FAILED"},
+        {"phase_id": "ok", "state": "COMPLETE"}]
+    # No worker saw them: one LLM call in all, one worker all along, no crash.
+    assert len(llm.requests()) == 1
+    assert sup.stderr().count(" started (pid ") == 1
+    assert "worker_crashed" not in sup.stderr()

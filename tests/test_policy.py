@@ -13,12 +13,14 @@ from supervisor_helpers import Standin, Supervisor, new_db, sql, wait_for
 KEY = "sk-test-policy"
 
 
-def drain(tmp, url, llm, *args, name="sup", wait=True):
+def drain(tmp, url, llm, *args, name="sup", wait=True, rc=0):
+    """Drain with one worker; with `wait`, expect exit status `rc` (5: the drain rules left
+    work)."""
     sup = Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
                      "--llm-retries", 0, "--workers", 1, *args,
                      env={"ANTHROPIC_API_KEY": KEY}, name=name)
     if wait:
-        assert sup.wait(timeout=180) == 0, sup.stderr()
+        assert sup.wait(timeout=180) == rc, sup.stderr()
     return sup
 
 
@@ -44,11 +46,26 @@ def test_fingerprint_repeats_stop_the_run(tmp):
     llm = fail_runs(tmp, "run-000")
     try:
         sup = drain(tmp, url, llm, "--exit-when-drained", "--max-attempts-per-phase", 1,
-                    "--max-fingerprint-repeats", 2)
+                    "--max-fingerprint-repeats", 2, rc=5)
     finally:
         llm.stop()
     st, reason = state(url)
     assert reason == "drained"
+    # What the drain left, and why: the last log line, and the session's record.
+    why = ("run stopped: fingerprint seen 2 times (--max-fingerprint-repeats 2): "
+           "FAILED|provider_error|server_error after num try:")
+    assert st["end"]["left"] == [{"run_id": "run-000", "phases": 1, "cause": "policy",
+                                  "why": st["end"]["left"][0]["why"]}]
+    assert st["end"]["left"][0]["why"].startswith(why)
+    assert st["end"]["left_by"] == {"policy": 1, "operator": 0, "breaker": 0, "other": 0}
+    assert (st["end"]["stop_cause"], st["end"]["exit_status"]) == ("drained", 5)
+    assert {k: v for k, v in st["end"]["phases"].items() if v} == {"COMPLETE": 6,
+                                                                    "FAILED": 2, "QUEUED": 1}
+    last = sup.stderr().rstrip("\n").rsplit("\n", 1)[1]
+    assert " ended (drained): 8 attempt(s), " in last, last
+    assert last.endswith("; phases COMPLETE 6, FAILED 2, QUEUED 1; 1 left by the drain rules;"
+                         " exit status 5"), last
+    assert "[LEFT] run-000: 1 phase(s) left: " + why in sup.stderr()
     assert st["stopped_runs"] == ["run-000"]
     [fp] = st["stopped_fingerprints"]
     assert fp == ("FAILED|provider_error|server_error after num try:"
@@ -65,10 +82,14 @@ def test_sample_first_triage_deprioritises_a_run_repeating_a_known_failure(tmp):
     llm = fail_runs(tmp, "run-000", "run-001")
     try:
         sup = drain(tmp, url, llm, "--exit-when-drained", "--max-attempts-per-phase", 1,
-                    "--max-fingerprint-repeats", 100)
+                    "--max-fingerprint-repeats", 100, rc=5)
     finally:
         llm.stop()
     st, _ = state(url)
+    assert [(e["run_id"], e["phases"], e["cause"]) for e in st["end"]["left"]] == [
+        ("run-001", 1, "policy")]
+    assert st["end"]["left"][0]["why"].startswith(
+        "run deprioritised by sample-first triage: its first result repeated fingerprint ")
     # run-000's sample fails first with a new fingerprint: promising. run-001's sample
     # repeats it: deprioritised, and nothing more of it runs. run-002 succeeds.
     assert st["sampled_runs"] == ["run-000", "run-001", "run-002"]
@@ -131,7 +152,7 @@ def test_timeouts_per_run_stop_the_run(tmp):
         con.commit()
         con.close()
         drain(tmp, url, llm, "--exit-when-drained", "--phase-timeout-seconds", 2,
-              "--max-timeouts-per-run", 1, "--max-attempts-per-phase", 1)
+              "--max-timeouts-per-run", 1, "--max-attempts-per-phase", 1, rc=5)
     finally:
         llm.stop()
     st, _ = state(url)
@@ -146,7 +167,7 @@ def test_consecutive_zero_yield_ends_the_session(tmp):
     llm = fail_runs(tmp, "run-000", "run-001")
     try:
         sup = drain(tmp, url, llm, "--exit-when-drained", "--max-attempts-per-phase", 1,
-                    "--max-fingerprint-repeats", 100, "--max-consecutive-zero-yield", 3)
+                    "--max-fingerprint-repeats", 100, "--max-consecutive-zero-yield", 3, rc=5)
     finally:
         llm.stop()
     st, reason = state(url)
@@ -167,11 +188,14 @@ def test_batch_size_and_max_attempts_per_phase(tmp):
             [("p0-0", 2), ("p0-1", 2), ("p0-2", 2)]
         assert phase_states(url, "run-000") == ["FAILED"] * 3
         drain(tmp, url, llm, "--retry-failed", "--batch-size", 2,
-              "--max-fingerprint-repeats", 100, name="batch")
+              "--max-fingerprint-repeats", 100, name="batch", rc=5)
     finally:
         llm.stop()
     st, reason = state(url)
     assert reason == "batch size 2 reached (--batch-size)"
+    # Two phases failed once more and went back to the queue, one was not reached.
+    assert st["end"]["left"] == [{"run_id": "run-000", "phases": 3, "cause": "policy",
+                                  "why": "batch size 2 reached (--batch-size)"}]
     assert sql(url, "SELECT count(*) FROM attempts") == [(8,)]
 
 
@@ -211,7 +235,7 @@ def test_resume_after_sigkill_keeps_counters_and_triage(tmp):
         failed_before = failed(url)
         again = drain(tmp, url, llm, "--resume", "--exit-when-drained",
                       "--max-attempts-per-phase", 1, "--max-fingerprint-repeats", 4,
-                      name="again")
+                      name="again", rc=5)
         assert "resuming session %s" % sid in again.stderr()
     finally:
         llm.stop()

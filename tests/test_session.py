@@ -125,7 +125,8 @@ def test_session_show_matches_the_rows_of_a_real_drain_with_failures(tmp):
                          "--llm-retries", 0, "--workers", 2, "--exit-when-drained",
                          "--max-attempts-per-phase", 1, "--max-fingerprint-repeats", 2,
                          "--phase-timeout-seconds", 3, env={"ANTHROPIC_API_KEY": KEY})
-        assert sup.wait(timeout=180) == 0, sup.stderr()
+        # run-000 is stopped with a phase left: exit status 5.
+        assert sup.wait(timeout=180) == 5, sup.stderr()
     finally:
         llm.stop()
     [(sid,)] = sql(url, "SELECT session_id FROM drain_sessions")
@@ -149,6 +150,15 @@ def test_session_show_matches_the_rows_of_a_real_drain_with_failures(tmp):
     assert sc["consecutive_zero_yield"] == state["consecutive_zero_yield"]
     assert sc["sampled_runs"] == state["sampled_runs"]
     assert [r["run_id"] for r in j["runs"] if r["stopped"]] == ["run-000"]
+    # What the drain left, and why.
+    end = j["end"]
+    assert end == state["end"]
+    left = {e["run_id"]: (e["phases"], e["cause"]) for e in end["left"]}
+    queued = sql(url, "SELECT run_id, count(*) FROM phases WHERE state = 'QUEUED'"
+                 " GROUP BY 1")
+    assert left == {run: (n, "policy") for run, n in queued} and "run-000" in left
+    assert end["phases"]["QUEUED"] == sum(n for _, n in queued)
+    assert (end["stop_cause"], end["exit_status"]) == ("drained", 5)
     # The session itself, with its settings.
     sess = j["session"]
     assert sess["session_id"] == sid and sess["status"] == "completed"
@@ -164,6 +174,11 @@ def test_session_show_matches_the_rows_of_a_real_drain_with_failures(tmp):
     assert "  run-000 [STOPPED]: %d/%d succeeded, %d timeouts, %d events" % (
         line["succeeded"], line["total"], line["timeouts"], line["events"]) in r.out
     assert "Total processed:    %d" % summary["total_processed"] in r.out
+    assert "What is left\n  phases: COMPLETE %d, FAILED %d, QUEUED %d" % (
+        end["phases"]["COMPLETE"], end["phases"]["FAILED"], end["phases"]["QUEUED"]) in r.out
+    assert "  run-000: %d phase(s), the drain rules: run stopped: fingerprint seen 2 times" % (
+        left["run-000"][0]) in r.out
+    assert "  exit status: 5" in r.out
     # session list agrees.
     [row] = listing(url)
     assert row["session_id"] == sid and row["status"] == "completed"

@@ -2,6 +2,7 @@
 #include "common/envsecret.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const keys_names[] = { "ANTHROPIC_API_KEY", "OPENAI_API_KEY" };
-static char *keys_values[ARRAY_SIZE(keys_names)];
+#define KEYS_N 2 /* the entries of env_key_names */
+static char *keys_values[KEYS_N];
 static bool keys_loaded;
 
 /* The slot of a variable name given as the first `n` bytes of `name`, or -1. */
@@ -18,8 +19,8 @@ static int keys_slot(const char *name, size_t n)
 {
 	size_t i;
 
-	for (i = 0; i < ARRAY_SIZE(keys_names); i++)
-		if (strlen(keys_names[i]) == n && memcmp(keys_names[i], name, n) == 0)
+	for (i = 0; i < KEYS_N; i++)
+		if (strlen(env_key_names[i]) == n && memcmp(env_key_names[i], name, n) == 0)
 			return (int)i;
 	return -1;
 }
@@ -60,8 +61,9 @@ int keys_load(int fd, char *err, size_t errlen)
 	size_t i, at;
 	int rc = 0;
 
-	for (i = 0; i < ARRAY_SIZE(keys_names); i++)
-		keys_set((int)i, env_secret_take(keys_names[i]));
+	assert(env_key_names[KEYS_N] == NULL);
+	for (i = 0; i < KEYS_N; i++)
+		keys_set((int)i, env_secret_take(env_key_names[i]));
 	keys_loaded = true;
 	if (fd < 0)
 		return 0;

@@ -123,8 +123,6 @@ static void wk_beat(struct wk *w, int64_t wait_seq)
 	m.u.heartbeat.wait_seq = wait_seq;
 	wk_send(w, &m);
 	w->last_beat = clock_mono_ms();
-	/* A rotated --log-file is followed within a heartbeat. */
-	log_follow();
 }
 
 /* Handle a message that may arrive while a job runs: an ack, cancel or shutdown. */
@@ -139,7 +137,11 @@ static void wk_async(struct wk *w, const struct proto_msg *m)
 			    (unsigned long long)m->u.ack.seq,
 			    (unsigned long long)m->u.ack.attempt_id);
 		break;
-	case PROTO_SHUTDOWN: w->shutdown = true; break;
+	case PROTO_SHUTDOWN:
+		log_info("the supervisor asked this worker to stop (%s) after its attempt",
+		    m->u.shutdown.reason != NULL ? m->u.shutdown.reason : "no reason given");
+		w->shutdown = true;
+		break;
 	case PROTO_CANCEL:
 		if (w->job != NULL && m->u.cancel.attempt_id == w->job->attempt_id) {
 			log_info("attempt %llu cancelled by the supervisor",
@@ -361,6 +363,7 @@ int main(int argc, char **argv)
 
 	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
+	log_set_follow(true); /* a rotated --log-file is followed at the next line */
 	proto_fd_init(&w.io, -1, PROTO_FRAME_MAX_DEFAULT);
 	wk_flags(&w, argc, argv, &keys_fd, &window);
 	if (keys_load(keys_fd, kerr, sizeof kerr) != 0)
@@ -387,9 +390,11 @@ int main(int argc, char **argv)
 			log_fatal(1, "bad frame from the supervisor: %s", err.text);
 		if (m.type == PROTO_JOB)
 			wk_run_job(&w, &m.u.job);
-		else if (m.type == PROTO_SHUTDOWN)
+		else if (m.type == PROTO_SHUTDOWN) {
+			log_info("the supervisor asked this worker to stop (%s)",
+			    m.u.shutdown.reason != NULL ? m.u.shutdown.reason : "no reason given");
 			w.shutdown = true;
-		else if (m.type != PROTO_ACK && m.type != PROTO_CANCEL)
+		} else if (m.type != PROTO_ACK && m.type != PROTO_CANCEL)
 			log_fatal(1, "the supervisor sent a %s message, which workers do not take",
 			    proto_type_name(m.type));
 		proto_msg_free(&m);

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include <sqlite3.h>
+#include "common/store/db.h"
 
 enum store_errcode {
 	STORE_OK = 0,
@@ -32,11 +32,11 @@ enum store_errcode {
 
 struct store_err {
 	char text[1024];
-	int sqlite_code; /* SQLite's primary result code of the failure; 0 if not SQLite's */
+	enum db_fault fault; /* the kind of the database's failure; DB_FAULT_NONE if not one */
 };
 
 struct store {
-	sqlite3 *db;
+	struct db *db;
 	char *path; /* canonical absolute path */
 	char *url;  /* canonical URL: sqlite:////abs/path.db */
 	char uuid[37];

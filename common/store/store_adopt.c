@@ -1,4 +1,5 @@
 /* Adopting a Python-Autopack database: check, back up, then one transaction. */
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/schema.sql.h"
 #include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
@@ -100,12 +101,12 @@ static int adopt_backup(const char *path, const char *dest, struct store_err *er
 	if (rc != 0)
 		return rc;
 	rc = store_backup(&src, dest, err);
-	sqlite3_close(src.db);
+	db_close(src.db);
 	return rc;
 }
 
 /* Insert the meta row: a new uuid, the adoption time, who adopted it. */
-static int adopt_meta_insert(sqlite3 *db, const char *now, char uuid[37], struct store_err *err)
+static int adopt_meta_insert(struct db *db, const char *now, char uuid[37], struct store_err *err)
 {
 	char *who, *by;
 	int rc = store_uuid_v4(uuid, err);
@@ -131,8 +132,8 @@ static char *adopt_default_workspace(const char *path)
 }
 
 /* Survey: what the adoption will do, reading only. */
-static int adopt_plan(sqlite3 *db, sqlite3 *ref, const char *now, struct store_adopt_report *rep,
-    struct store_err *err)
+static int adopt_plan(struct db *db, struct db *ref, const char *now,
+    struct store_adopt_report *rep, struct store_err *err)
 {
 	int rc = adopt_survey(db, rep, err);
 
@@ -146,9 +147,9 @@ static int adopt_plan(sqlite3 *db, sqlite3 *ref, const char *now, struct store_a
 /* Run the adoption steps inside the open transaction: the survey, the backup, then the
  * changes. */
 static int adopt_steps(
-    sqlite3 *db, const char *path, struct store_adopt_report *rep, struct store_err *err)
+    struct db *db, const char *path, struct store_adopt_report *rep, struct store_err *err)
 {
-	sqlite3 *ref = NULL;
+	struct db *ref = NULL;
 	char now[32], uuid[37];
 	int version, rc;
 
@@ -179,7 +180,7 @@ static int adopt_steps(
 		rc = adopt_meta_insert(db, now, rep->uuid, err);
 	if (rc == 0)
 		rc = store_schema_check(db, path, &version, uuid, err);
-	sqlite3_close(ref);
+	db_close(ref);
 	rep->done = rc == 0;
 	return rc;
 }
@@ -188,7 +189,7 @@ static int adopt_steps(
 int store_adopt_survey(const char *path, const char *workspace_base, struct store_adopt_report *rep,
     struct store_err *err)
 {
-	sqlite3 *db = NULL, *ref = NULL;
+	struct db *db = NULL, *ref = NULL;
 	char now[32];
 	int rc;
 
@@ -207,9 +208,9 @@ int store_adopt_survey(const char *path, const char *workspace_base, struct stor
 		rc = store_schema_ref_open(SCHEMA_VERSION, &ref, err);
 	if (rc == 0)
 		rc = adopt_plan(db, ref, now, rep, err);
-	sqlite3_close(ref);
-	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	sqlite3_close(db);
+	db_close(ref);
+	db_rollback(db);
+	db_close(db);
 	if (rc != 0)
 		store_adopt_report_free(rep);
 	return rc;
@@ -219,7 +220,7 @@ int store_adopt_survey(const char *path, const char *workspace_base, struct stor
 int store_adopt(const char *path, const char *workspace_base, struct store_adopt_report *rep,
     struct store_err *err)
 {
-	sqlite3 *db = NULL;
+	struct db *db = NULL;
 	char *msg;
 	int rc;
 
@@ -233,15 +234,14 @@ int store_adopt(const char *path, const char *workspace_base, struct store_adopt
 		return rc;
 	rep->workspace_base = workspace_base != NULL ? xstrdup(workspace_base) :
 	                                               adopt_default_workspace(path);
-	rc = store_exec(db, "BEGIN IMMEDIATE", "starting the adoption", err);
+	rc = store_begin(db, "starting the adoption", err);
 	if (rc == 0)
 		rc = adopt_steps(db, path, rep, err);
 	if (rc == 0)
-		rc = store_exec(db, "COMMIT", "committing the adoption", err);
+		rc = store_commit(db, "committing the adoption", err);
 	if (rc != 0)
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	if (sqlite3_close(db) != SQLITE_OK && rc == 0)
-		rc = store_fail(err, STORE_EIO, "closing: %s", sqlite3_errmsg(db));
+		db_rollback(db);
+	db_close(db);
 	if (rc != 0) {
 		if (rep->backup_path != NULL) {
 			msg = xstrdup(err != NULL ? err->text : "");

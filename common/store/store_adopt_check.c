@@ -1,4 +1,5 @@
 /* Whether a file is a Python-Autopack database that can be adopted (reading only). */
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -73,44 +74,44 @@ static const struct {
 
 /* Append the required columns of `t` that the table lacks to `missing` (", "-separated);
  * returns how many, or STORE_EIO. */
-static int adopt_missing_columns(sqlite3 *db, const struct adopt_legacy_table *t, char *missing,
+static int adopt_missing_columns(struct db *db, const struct adopt_legacy_table *t, char *missing,
     size_t cap, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	size_t len = 0;
 	int n = 0, rc;
 
-	if (sqlite3_prepare_v2(db,
+	if (db_prepare(db,
 	        "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 "
 	        "COLLATE NOCASE",
-	        -1, &q, NULL) != SQLITE_OK)
+	        &q) != DB_OK)
 		return store_fail(
-		    err, STORE_EIO, "reading the columns of %s: %s", t->name, sqlite3_errmsg(db));
+		    err, STORE_EIO, "reading the columns of %s: %s", t->name, db_errmsg(db));
 	missing[0] = '\0';
 	for (const char *const *c = t->columns; *c != NULL; c++) {
-		sqlite3_reset(q);
-		sqlite3_bind_text(q, 1, t->name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, *c, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-		if (rc == SQLITE_ROW)
+		db_reset(q);
+		db_bind_text(q, 1, t->name);
+		db_bind_text(q, 2, *c);
+		rc = db_step(q);
+		if (rc == DB_ROW)
 			continue;
-		if (rc != SQLITE_DONE) {
-			sqlite3_finalize(q);
+		if (rc != DB_DONE) {
+			db_finalize(q);
 			return store_fail(err, STORE_EIO, "reading the columns of %s: %s", t->name,
-			    sqlite3_errmsg(db));
+			    db_errmsg(db));
 		}
 		if (len < cap)
 			len += (size_t)snprintf(
 			    missing + len, cap - len, "%s%s", n ? ", " : "", *c);
 		n++;
 	}
-	sqlite3_finalize(q);
+	db_finalize(q);
 	return n;
 }
 
 /* Refuse a file whose tables are not the original's: missing core tables, or tables
  * missing the columns adoption relies on. */
-static int adopt_tables_check(sqlite3 *db, const char *path, struct store_err *err)
+static int adopt_tables_check(struct db *db, const char *path, struct store_err *err)
 {
 	char absent[128] = "", missing[256];
 	size_t len = 0;
@@ -151,17 +152,17 @@ static int adopt_tables_check(sqlite3 *db, const char *path, struct store_err *e
 
 /* Refuse rows the scheduler cannot key: NULL ids, and (run_id, phase_id) pairs that are
  * not unique. */
-static int adopt_keys_check(sqlite3 *db, const char *path, struct store_err *err)
+static int adopt_keys_check(struct db *db, const char *path, struct store_err *err)
 {
 	int64_t n = 0;
 	char *sql;
 	int rc;
 
 	for (size_t i = 0; i < ARRAY_SIZE(adopt_keys); i++) {
-		sql = sqlite3_mprintf("SELECT count(*) FROM \"%w\" WHERE \"%w\" IS NULL",
+		sql = db_sqlf("SELECT count(*) FROM \"%w\" WHERE \"%w\" IS NULL",
 		    adopt_keys[i].table, adopt_keys[i].column);
 		rc = store_query_int(db, sql, &n, err);
-		sqlite3_free(sql);
+		free(sql);
 		if (rc != 0)
 			return rc;
 		if (n > 0)
@@ -187,42 +188,42 @@ static int adopt_keys_check(sqlite3 *db, const char *path, struct store_err *err
 }
 
 /* Refuse a file SQLite's quick_check finds damaged. */
-static int adopt_integrity_check(sqlite3 *db, const char *path, struct store_err *err)
+static int adopt_integrity_check(struct db *db, const char *path, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	const unsigned char *t;
-	int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	const char *t;
+	int rc = db_prepare(db, "PRAGMA quick_check(1)", &q);
 
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(q);
-	if (rc != SQLITE_ROW) {
-		store_fail(err, STORE_EIO, "%s: cannot check: %s", path, sqlite3_errmsg(db));
-		sqlite3_finalize(q);
+	if (rc == DB_OK)
+		rc = db_step(q);
+	if (rc != DB_ROW) {
+		store_fail(err, STORE_EIO, "%s: cannot check: %s", path, db_errmsg(db));
+		db_finalize(q);
 		return STORE_EIO;
 	}
-	t = sqlite3_column_text(q, 0);
+	t = db_column_text(q, 0);
 	rc = t != NULL && strcmp((const char *)t, "ok") == 0 ?
 	    0 :
 	    store_fail(err, STORE_ENOTDB,
 	        "%s: SQLite reports damage (%s); refusing to adopt "
 	        "it; the file was left untouched",
 	        path, t != NULL ? (const char *)t : "?");
-	sqlite3_finalize(q);
+	db_finalize(q);
 	return rc;
 }
 
 /* Check that the connection holds a legacy database that can be adopted. */
-int adopt_shape_check(sqlite3 *db, const char *path, struct store_err *err)
+int adopt_shape_check(struct db *db, const char *path, struct store_err *err)
 {
 	char uuid[37];
 	int64_t v;
 	int version, rc;
 
 	if (store_query_int(db, "PRAGMA schema_version", &v, NULL) != 0) {
-		if (sqlite3_errcode(db) == SQLITE_NOTADB)
+		if (db_fault(db) == DB_FAULT_NOTDB)
 			return store_fail(err, STORE_ENOTDB,
 			    "%s: not an SQLite database; the file was left untouched", path);
-		return store_fail(err, STORE_EIO, "%s: cannot read: %s", path, sqlite3_errmsg(db));
+		return store_fail(err, STORE_EIO, "%s: cannot read: %s", path, db_errmsg(db));
 	}
 	rc = store_table_exists(db, "meta", err);
 	if (rc < 0)
@@ -248,7 +249,7 @@ int adopt_shape_check(sqlite3 *db, const char *path, struct store_err *err)
 int store_adopt_check(const char *path, struct store_err *err)
 {
 	struct stat sb;
-	sqlite3 *db = NULL;
+	struct db *db = NULL;
 	int rc;
 
 	if (stat(path, &sb) != 0) {
@@ -267,6 +268,6 @@ int store_adopt_check(const char *path, struct store_err *err)
 	if (rc != 0)
 		return rc;
 	rc = adopt_shape_check(db, path, err);
-	sqlite3_close(db);
+	db_close(db);
 	return rc;
 }

@@ -26,7 +26,7 @@ static void adopt_fill_push(struct store_adopt_report *rep, const char *table, c
 
 /* Return 1 if db's table has the column, 0 if not, STORE_EIO on error. */
 static int adopt_has_column(
-    sqlite3 *db, const char *table, const char *column, struct store_err *err)
+    struct db *db, const char *table, const char *column, struct store_err *err)
 {
 	return store_row_exists(db, err,
 	    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
@@ -35,7 +35,7 @@ static int adopt_has_column(
 
 /* Count the NULLs of one column; a column the adoption has yet to add holds a NULL in
  * every row unless it gets a default. */
-static int adopt_count_nulls(sqlite3 *db, const char *table, const char *column, const char *dflt,
+static int adopt_count_nulls(struct db *db, const char *table, const char *column, const char *dflt,
     int64_t *n, struct store_err *err)
 {
 	int rc = adopt_has_column(db, table, column, err);
@@ -44,22 +44,21 @@ static int adopt_count_nulls(sqlite3 *db, const char *table, const char *column,
 	*n = 0;
 	if (rc < 0 || (rc == 0 && dflt != NULL))
 		return rc < 0 ? rc : 0;
-	sql = rc == 1 ?
-	    sqlite3_mprintf("SELECT count(*) FROM \"%w\" WHERE \"%w\" IS NULL", table, column) :
-	    sqlite3_mprintf("SELECT count(*) FROM \"%w\"", table);
+	sql = rc == 1 ? db_sqlf("SELECT count(*) FROM \"%w\" WHERE \"%w\" IS NULL", table, column) :
+	                db_sqlf("SELECT count(*) FROM \"%w\"", table);
 	rc = store_query_int(db, sql, n, err);
-	sqlite3_free(sql);
+	free(sql);
 	return rc;
 }
 
 /* Fill the NULLs of one column: timestamps get `now`, others their default `dflt` (SQL
  * text from the reference schema); without a default they are left and reported.
  * Without `apply` they are only counted. */
-static int adopt_fill_column(sqlite3 *db, const char *table, const char *column, const char *dflt,
+static int adopt_fill_column(struct db *db, const char *table, const char *column, const char *dflt,
     const char *now, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	bool stamp = strcmp(column, "created_at") == 0 || strcmp(column, "updated_at") == 0;
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	int64_t n = 0;
 	char *sql;
 	int rc;
@@ -71,13 +70,13 @@ static int adopt_fill_column(sqlite3 *db, const char *table, const char *column,
 		adopt_fill_push(rep, table, column, n, stamp ? now : dflt);
 		return 0;
 	}
-	sql = sqlite3_mprintf("UPDATE \"%w\" SET \"%w\" = %s WHERE \"%w\" IS NULL", table, column,
+	sql = db_sqlf("UPDATE \"%w\" SET \"%w\" = %s WHERE \"%w\" IS NULL", table, column,
 	    stamp ? "?1" : dflt, column);
-	rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
-	if (rc == SQLITE_OK && stamp)
+	rc = db_prepare(db, sql, &q);
+	if (rc == DB_OK && stamp)
 		store_bind_text(q, 1, now);
 	rc = store_step_done(db, q, rc, err, "filling %s.%s", table, column);
-	sqlite3_free(sql);
+	free(sql);
 	if (rc == 0)
 		adopt_fill_push(rep, table, column, n, stamp ? now : dflt);
 	return rc;
@@ -85,7 +84,7 @@ static int adopt_fill_column(sqlite3 *db, const char *table, const char *column,
 
 /* What adopt_fill_row works on: one table of db, and the adoption's report. */
 struct adopt_fill {
-	sqlite3 *db;
+	struct db *db;
 	const char *table, *now;
 	struct store_adopt_report *rep;
 	bool apply;
@@ -93,36 +92,36 @@ struct adopt_fill {
 };
 
 /* Fill (or count) the NULLs of the reference column of the current row. */
-static int adopt_fill_row(sqlite3_stmt *q, void *arg)
+static int adopt_fill_row(struct db_stmt *q, void *arg)
 {
 	struct adopt_fill *f = arg;
 
-	return adopt_fill_column(f->db, f->table, (const char *)sqlite3_column_text(q, 0),
-	    (const char *)sqlite3_column_text(q, 1), f->now, f->rep, f->apply, f->err);
+	return adopt_fill_column(f->db, f->table, db_column_text(q, 0), db_column_text(q, 1),
+	    f->now, f->rep, f->apply, f->err);
 }
 
 /* Fill (or count) the NULLs of every column the reference declares NOT NULL in `table`. */
-static int adopt_fill_table(sqlite3 *db, sqlite3 *ref, const char *table, const char *now,
+static int adopt_fill_table(struct db *db, struct db *ref, const char *table, const char *now,
     struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	struct adopt_fill f = { db, table, now, rep, apply, err };
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(ref,
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(ref,
 	    "SELECT name, dflt_value FROM pragma_table_info(?1) "
 	    "WHERE \"notnull\" = 1 AND pk = 0",
-	    -1, &q, NULL);
+	    &q);
 
-	if (rc == SQLITE_OK)
+	if (rc == DB_OK)
 		store_bind_text(q, 1, table);
 	return store_each_row(ref, q, rc, adopt_fill_row, &f, err, "reading autopack's schema");
 }
 
 /* Put phases the original left in flight (EXECUTING, GATE, CI_RUNNING; no open autopack
  * attempt) back to QUEUED; their last_failure_reason stays. Without `apply`, count them. */
-static int adopt_requeue_executing(
-    sqlite3 *db, const char *now, struct store_adopt_report *rep, bool apply, struct store_err *err)
+static int adopt_requeue_executing(struct db *db, const char *now, struct store_adopt_report *rep,
+    bool apply, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	int rc;
 
 #ifdef AUTOPACK_MUTANT_adopt_leaves_phases_in_flight
@@ -132,18 +131,18 @@ static int adopt_requeue_executing(
 		return store_query_int(db,
 		    "SELECT count(*) FROM phases WHERE state IN ('EXECUTING', 'GATE', 'CI_RUNNING')",
 		    &rep->executing_requeued, err);
-	rc = sqlite3_prepare_v2(db,
+	rc = db_prepare(db,
 	    "UPDATE phases SET state = 'QUEUED', updated_at = ?1 WHERE state IN ('EXECUTING', 'GATE', "
 	    "'CI_RUNNING') AND "
 	    "(current_attempt_id IS NULL OR current_attempt_id NOT IN "
 	    " (SELECT attempt_id FROM attempts WHERE ended_at IS NULL))",
-	    -1, &q, NULL);
+	    &q);
 
-	if (rc == SQLITE_OK)
+	if (rc == DB_OK)
 		store_bind_text(q, 1, now);
 	rc = store_step_done(db, q, rc, err, "requeueing EXECUTING phases");
 	if (rc == 0)
-		rep->executing_requeued = sqlite3_changes(db);
+		rep->executing_requeued = db_changes(db);
 	return rc;
 }
 
@@ -171,25 +170,24 @@ static char *adopt_run_dirname(const char *id, size_t n)
 
 /* Give every run without a workspace the directory <ws_base>/<run id>, created. */
 static int adopt_workspaces(
-    sqlite3 *db, const char *ws_base, struct store_adopt_report *rep, struct store_err *err)
+    struct db *db, const char *ws_base, struct store_adopt_report *rep, struct store_err *err)
 {
-	sqlite3_stmt *sel = NULL, *upd = NULL;
+	struct db_stmt *sel = NULL, *upd = NULL;
 	size_t n = 0;
-	int rc, step = SQLITE_DONE;
+	int rc, step = DB_DONE;
 
-	rc = sqlite3_prepare_v2(db,
+	rc = db_prepare(db,
 	    "SELECT id FROM runs WHERE workspace IS NULL OR "
 	    "workspace = '' ORDER BY id",
-	    -1, &sel, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(
-		    db, "UPDATE runs SET workspace = ?1 WHERE id = ?2", -1, &upd, NULL);
-	if (rc != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "setting workspaces: %s", sqlite3_errmsg(db));
+	    &sel);
+	if (rc == DB_OK)
+		rc = db_prepare(db, "UPDATE runs SET workspace = ?1 WHERE id = ?2", &upd);
+	if (rc != DB_OK) {
+		rc = store_fail(err, STORE_EIO, "setting workspaces: %s", db_errmsg(db));
 		goto out;
 	}
-	while (rc == 0 && (step = sqlite3_step(sel)) == SQLITE_ROW) {
-		const char *id = (const char *)sqlite3_column_text(sel, 0);
+	while (rc == 0 && (step = db_step(sel)) == DB_ROW) {
+		const char *id = db_column_text(sel, 0);
 		char *name = adopt_run_dirname(id, ++n);
 		char *dir = xasprintf("%s/%s", ws_base, name);
 		int e = mkdir_p(dir, 0755);
@@ -201,28 +199,28 @@ static int adopt_workspaces(
 			free(dir);
 			break;
 		}
-		sqlite3_reset(upd);
-		sqlite3_bind_text(upd, 1, dir, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(upd, 2, id, -1, SQLITE_TRANSIENT);
+		db_reset(upd);
+		db_bind_text(upd, 1, dir);
+		db_bind_text(upd, 2, id);
 		free(dir);
-		if (sqlite3_step(upd) != SQLITE_DONE)
+		if (db_step(upd) != DB_DONE)
 			rc = store_fail(err, STORE_EIO, "setting the workspace of run %s: %s", id,
-			    sqlite3_errmsg(db));
+			    db_errmsg(db));
 		else
 			rep->workspaces_set++;
 	}
-	if (rc == 0 && step != SQLITE_DONE)
-		rc = store_fail(err, STORE_EIO, "setting workspaces: %s", sqlite3_errmsg(db));
+	if (rc == 0 && step != DB_DONE)
+		rc = store_fail(err, STORE_EIO, "setting workspaces: %s", db_errmsg(db));
 out:
-	sqlite3_finalize(sel);
-	sqlite3_finalize(upd);
+	db_finalize(sel);
+	db_finalize(upd);
 	return rc;
 }
 
 /* Count the legacy rows and the rows kept as they are (tables the adoption has yet to
  * create have none); runs without a workspace are all of them while the column is still
  * to be added. */
-static int adopt_count(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+static int adopt_count(struct db *db, struct store_adopt_report *rep, struct store_err *err)
 {
 	const struct {
 		const char *table, *sql;
@@ -240,14 +238,14 @@ static int adopt_count(sqlite3 *db, struct store_adopt_report *rep, struct store
 	int rc = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(q) && rc == 0; i++) {
-		char *sql = sqlite3_mprintf(
+		char *sql = db_sqlf(
 		    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = %Q",
 		    q[i].table);
 		int64_t exists = 0;
 
 		*q[i].out = 0;
 		rc = store_query_int(db, sql, &exists, err);
-		sqlite3_free(sql);
+		free(sql);
 		if (rc == 0 && exists)
 			rc = store_query_int(db, q[i].sql, q[i].out, err);
 	}
@@ -270,7 +268,7 @@ static int adopt_count(sqlite3 *db, struct store_adopt_report *rep, struct store
 }
 
 /* Apply the legacy data handling inside the caller's transaction, or count it. */
-int adopt_repair(sqlite3 *db, sqlite3 *ref, const char *ws_base, const char *now,
+int adopt_repair(struct db *db, struct db *ref, const char *ws_base, const char *now,
     struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	int rc = adopt_count(db, rep, err);

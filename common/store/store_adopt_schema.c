@@ -45,35 +45,35 @@ static void adopt_cols_free(struct adopt_cols *c)
 
 /* Read the columns of `table` in db. */
 static int adopt_cols_read(
-    sqlite3 *db, const char *table, struct adopt_cols *c, struct store_err *err)
+    struct db *db, const char *table, struct adopt_cols *c, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db,
 	    "SELECT name, type, \"notnull\", dflt_value, pk "
 	    "FROM pragma_table_info(?1)",
-	    -1, &q, NULL);
+	    &q);
 
 	c->items = NULL;
 	c->n = 0;
-	if (rc == SQLITE_OK)
-		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+	if (rc == DB_OK)
+		db_bind_text(q, 1, table);
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
 		struct adopt_col *col;
 
 		c->items = xrealloc(c->items, (c->n + 1) * sizeof *c->items);
 		col = &c->items[c->n++];
 		col->name = store_col_text(q, 0, NULL);
 		col->type = store_col_text(q, 1, "");
-		col->notnull = sqlite3_column_int(q, 2) != 0;
+		col->notnull = db_column_int64(q, 2) != 0;
 		col->dflt = store_col_text(q, 3, NULL);
-		col->pk = sqlite3_column_int(q, 4);
-		rc = SQLITE_OK;
+		col->pk = db_column_int64(q, 4);
+		rc = DB_OK;
 	}
-	sqlite3_finalize(q);
-	if (rc != SQLITE_DONE) {
+	db_finalize(q);
+	if (rc != DB_DONE) {
 		adopt_cols_free(c);
 		return store_fail(
-		    err, STORE_EIO, "reading the columns of %s: %s", table, sqlite3_errmsg(db));
+		    err, STORE_EIO, "reading the columns of %s: %s", table, db_errmsg(db));
 	}
 	return 0;
 }
@@ -88,7 +88,7 @@ static const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const
 }
 
 /* Return 1 if an object (table, index, view, trigger) named `name` exists, 0 if not. */
-static int adopt_object_exists(sqlite3 *db, const char *name, struct store_err *err)
+static int adopt_object_exists(struct db *db, const char *name, struct store_err *err)
 {
 	return store_row_exists(db, err,
 	    "SELECT 1 FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
@@ -97,8 +97,8 @@ static int adopt_object_exists(sqlite3 *db, const char *name, struct store_err *
 
 /* Add (or, without `apply`, list) the reference's columns that db's table lacks; NOT NULL
  * without a default: nullable. */
-int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table, struct store_adopt_report *rep,
-    bool apply, struct store_err *err)
+int adopt_columns_add(struct db *db, struct db *ref, const char *table,
+    struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	struct adopt_cols want, have;
 	int rc = adopt_cols_read(ref, table, &want, err);
@@ -124,11 +124,10 @@ int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table, struct store
 		decl = c->dflt != NULL ?
 		    xasprintf("%s%s DEFAULT %s", c->type, c->notnull ? " NOT NULL" : "", c->dflt) :
 		    xstrdup(c->type);
-		sql = sqlite3_mprintf(
-		    "ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", table, c->name, decl);
+		sql = db_sqlf("ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", table, c->name, decl);
 		if (apply)
 			rc = store_exec(db, sql, sql, err);
-		sqlite3_free(sql);
+		free(sql);
 		if (rc != 0 || rep == NULL) {
 			free(decl);
 			continue;
@@ -148,18 +147,18 @@ int adopt_columns_add(sqlite3 *db, sqlite3 *ref, const char *table, struct store
 
 /* What the per-row steps of adopt_tables and adopt_indexes work on. */
 struct adopt_pass {
-	sqlite3 *db, *ref;
+	struct db *db, *ref;
 	struct store_adopt_report *rep;
 	bool apply;
 	struct store_err *err;
 };
 
 /* Create the reference table of the current row if db lacks it, else extend db's. */
-static int adopt_table_row(sqlite3_stmt *q, void *arg)
+static int adopt_table_row(struct db_stmt *q, void *arg)
 {
 	struct adopt_pass *a = arg;
-	const char *name = (const char *)sqlite3_column_text(q, 0);
-	const char *sql = (const char *)sqlite3_column_text(q, 1);
+	const char *name = db_column_text(q, 0);
+	const char *sql = db_column_text(q, 1);
 	int rc = adopt_object_exists(a->db, name, a->err);
 
 	if (rc == 1)
@@ -171,7 +170,7 @@ static int adopt_table_row(sqlite3_stmt *q, void *arg)
 
 /* Return 1 if a unique index of `table` covers exactly columns a and b, else 0. */
 static int adopt_has_unique_pair(
-    sqlite3 *db, const char *table, const char *a, const char *b, struct store_err *err)
+    struct db *db, const char *table, const char *a, const char *b, struct store_err *err)
 {
 	return store_row_exists(db, err,
 	    "SELECT 1 FROM pragma_index_list(?1) il WHERE il.\"unique\" = 1 AND il.partial = 0 "
@@ -184,7 +183,7 @@ static int adopt_has_unique_pair(
 /* Make (run_id, phase_id) unique in phases if nothing does yet: attempts and the
  * estimation events reference that pair. */
 static int adopt_phase_key(
-    sqlite3 *db, struct store_adopt_report *rep, bool apply, struct store_err *err)
+    struct db *db, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	static const char name[] = "ux_phases_run_phase";
 	int rc = adopt_has_unique_pair(db, "phases", "run_id", "phase_id", err);
@@ -202,12 +201,12 @@ static int adopt_phase_key(
 
 /* Create (without `apply`, list) the reference index of the current row if its name is
  * free; one that fails is rolled back alone and reported. */
-static int adopt_index_row(sqlite3_stmt *q, void *arg)
+static int adopt_index_row(struct db_stmt *q, void *arg)
 {
 	struct adopt_pass *a = arg;
 	struct store_adopt_report *rep = a->rep;
-	const char *name = (const char *)sqlite3_column_text(q, 0);
-	const char *sql = (const char *)sqlite3_column_text(q, 1);
+	const char *name = db_column_text(q, 0);
+	const char *sql = db_column_text(q, 1);
 	struct store_adopt_skip *skip;
 	struct store_err why;
 	int rc = adopt_object_exists(a->db, name, a->err);
@@ -237,13 +236,13 @@ static int adopt_index_row(sqlite3_stmt *q, void *arg)
 
 /* Extend db's schema to the reference's inside the caller's transaction, or list what
  * that would do. */
-int adopt_schema_extend(
-    sqlite3 *db, sqlite3 *ref, struct store_adopt_report *rep, bool apply, struct store_err *err)
+int adopt_schema_extend(struct db *db, struct db *ref, struct store_adopt_report *rep, bool apply,
+    struct store_err *err)
 {
 	/* Tables first (created whole or extended), then indexes, whose names must be free. */
 	static const struct {
 		const char *sql;
-		int (*row)(sqlite3_stmt *q, void *arg);
+		int (*row)(struct db_stmt *q, void *arg);
 	} passes[] = {
 		{ "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
 		  "'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
@@ -256,9 +255,9 @@ int adopt_schema_extend(
 	int rc = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(passes) && rc == 0; i++) {
-		sqlite3_stmt *q = NULL;
+		struct db_stmt *q = NULL;
 
-		rc = sqlite3_prepare_v2(ref, passes[i].sql, -1, &q, NULL);
+		rc = db_prepare(ref, passes[i].sql, &q);
 		rc = store_each_row(
 		    ref, q, rc, passes[i].row, &a, err, "reading autopack's schema");
 		/* Before the indexes: (run_id, phase_id) unique in phases if nothing makes it so. */

@@ -13,7 +13,7 @@
 /* Return 1 if table.column is NOT NULL without a default in db, 0 if not (or absent),
  * STORE_EIO on error. */
 static int survey_bare_not_null(
-    sqlite3 *db, const char *table, const char *column, struct store_err *err)
+    struct db *db, const char *table, const char *column, struct store_err *err)
 {
 	return store_row_exists(db, err,
 	    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE"
@@ -22,7 +22,7 @@ static int survey_bare_not_null(
 }
 
 /* List the original's Python-side columns that this database leaves without a default. */
-static int survey_insert_cols(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+static int survey_insert_cols(struct db *db, struct store_adopt_report *rep, struct store_err *err)
 {
 	for (size_t i = 0; i < store_n_original_fills; i++) {
 		const struct store_original_fill *f = &store_original_fills[i];
@@ -45,15 +45,15 @@ static int survey_insert_cols(sqlite3 *db, struct store_adopt_report *rep, struc
 
 /* Append a phase to a report list. */
 static void survey_phase_push(
-    struct store_adopt_phase **list, size_t *n, sqlite3_stmt *q, const char *why)
+    struct store_adopt_phase **list, size_t *n, struct db_stmt *q, const char *why)
 {
 	struct store_adopt_phase *p;
-	const unsigned char *state = sqlite3_column_text(q, 2);
+	const char *state = db_column_text(q, 2);
 
 	*list = xrealloc(*list, (*n + 1) * sizeof **list);
 	p = &(*list)[(*n)++];
-	p->run_id = xstrdup((const char *)sqlite3_column_text(q, 0));
-	p->phase_id = xstrdup((const char *)sqlite3_column_text(q, 1));
+	p->run_id = xstrdup(db_column_text(q, 0));
+	p->phase_id = xstrdup(db_column_text(q, 1));
 	p->state = xstrdup(state != NULL ? (const char *)state : "");
 	p->why = why != NULL ? xstrdup(why) : NULL;
 }
@@ -61,15 +61,15 @@ static void survey_phase_push(
 /* Check that a phase read by survey_scopes (columns run_id, phase_id, state, scope, name,
  * description, task_category, complexity) can travel in a job and be run by a worker.
  * Returns 0, or -1 with `why` naming the limit or rule it breaks. */
-static int survey_sendable(sqlite3_stmt *q, const struct store_scope *sc, char *why, size_t n)
+static int survey_sendable(struct db_stmt *q, const struct store_scope *sc, char *why, size_t n)
 {
 	struct job_phase_text t = {
-		.run_id = (const char *)sqlite3_column_text(q, 0),
-		.phase_id = (const char *)sqlite3_column_text(q, 1),
-		.name = (const char *)sqlite3_column_text(q, 4),
-		.description = (const char *)sqlite3_column_text(q, 5),
-		.category = (const char *)sqlite3_column_text(q, 6),
-		.complexity = (const char *)sqlite3_column_text(q, 7),
+		.run_id = db_column_text(q, 0),
+		.phase_id = db_column_text(q, 1),
+		.name = db_column_text(q, 4),
+		.description = db_column_text(q, 5),
+		.category = db_column_text(q, 6),
+		.complexity = db_column_text(q, 7),
 		.paths = (const char *const *)sc->paths.items,
 		.npaths = sc->paths.n,
 		.context = (const char *const *)sc->context.items,
@@ -83,7 +83,7 @@ static int survey_sendable(sqlite3_stmt *q, const struct store_scope *sc, char *
 
 /* Read every phase's scope: count the forms, list the ones that cannot be interpreted,
  * those naming no deliverable, and those that cannot be sent to a worker. */
-static int survey_scopes(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+static int survey_scopes(struct db *db, struct store_adopt_report *rep, struct store_err *err)
 {
 	/* Older legacy tables lack some of these columns: each is then read as NULL. */
 	static const char *const selects[] = {
@@ -94,18 +94,17 @@ static int survey_scopes(sqlite3 *db, struct store_adopt_report *rep, struct sto
 		"SELECT run_id, phase_id, state, NULL, NULL, NULL, NULL, NULL FROM phases"
 		" ORDER BY run_id, phase_index, id",
 	};
-	sqlite3_stmt *q = NULL;
-	int rc = SQLITE_ERROR;
+	struct db_stmt *q = NULL;
+	int rc = DB_ERROR;
 
-	for (size_t i = 0; i < ARRAY_SIZE(selects) && rc != SQLITE_OK; i++)
-		rc = sqlite3_prepare_v2(db, selects[i], -1, &q, NULL);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+	for (size_t i = 0; i < ARRAY_SIZE(selects) && rc != DB_OK; i++)
+		rc = db_prepare(db, selects[i], &q);
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
 		struct store_scope sc;
 		char why[320];
 
-		rc = SQLITE_OK;
-		if (store_scope_parse_text(
-		        (const char *)sqlite3_column_text(q, 3), &sc, why, sizeof why) != 0) {
+		rc = DB_OK;
+		if (store_scope_parse_text(db_column_text(q, 3), &sc, why, sizeof why) != 0) {
 			survey_phase_push(&rep->bad_scopes, &rep->n_bad_scopes, q, why);
 			continue;
 		}
@@ -117,16 +116,16 @@ static int survey_scopes(sqlite3 *db, struct store_adopt_report *rep, struct sto
 			survey_phase_push(&rep->unsendable, &rep->n_unsendable, q, why);
 		store_scope_free(&sc);
 	}
-	sqlite3_finalize(q);
-	if (rc != SQLITE_DONE)
+	db_finalize(q);
+	if (rc != DB_DONE)
 		return store_fail(
-		    err, STORE_EIO, "reading the scopes of phases: %s", sqlite3_errmsg(db));
+		    err, STORE_EIO, "reading the scopes of phases: %s", db_errmsg(db));
 	rep->bare_scopes = rep->scope_forms[STORE_SCOPE_PATH];
 	return 0;
 }
 
 /* Survey what the adoption must know before it changes anything. */
-int adopt_survey(sqlite3 *db, struct store_adopt_report *rep, struct store_err *err)
+int adopt_survey(struct db *db, struct store_adopt_report *rep, struct store_err *err)
 {
 	int rc = survey_insert_cols(db, rep, err);
 

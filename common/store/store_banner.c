@@ -20,23 +20,21 @@ static const char *const store_count_tables[STORE_COUNT_N] = {
 /* Read created_at and created_by from meta. */
 static int store_meta_creation(struct store *st, struct store_identity *id, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(
-	    st->db, "SELECT created_at, created_by FROM meta WHERE id = 1", -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db, "SELECT created_at, created_by FROM meta WHERE id = 1", &q);
 
-	if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		const unsigned char *at = sqlite3_column_text(q, 0);
-		const unsigned char *by = sqlite3_column_text(q, 1);
+	if (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		const char *at = db_column_text(q, 0);
+		const char *by = db_column_text(q, 1);
 
 		strlcpy_ap(id->created_at, at ? (const char *)at : "", sizeof id->created_at);
 		strlcpy_ap(id->created_by, by ? (const char *)by : "", sizeof id->created_by);
-		rc = SQLITE_OK;
+		rc = DB_OK;
 	}
-	if (rc != SQLITE_OK)
-		store_fail(
-		    err, STORE_EIO, "%s: reading meta: %s", st->path, sqlite3_errmsg(st->db));
-	sqlite3_finalize(q);
-	return rc == SQLITE_OK ? 0 : STORE_EIO;
+	if (rc != DB_OK)
+		store_fail(err, STORE_EIO, "%s: reading meta: %s", st->path, db_errmsg(st->db));
+	db_finalize(q);
+	return rc == DB_OK ? 0 : STORE_EIO;
 }
 
 /* Read size, creation and row counts; STORE_EIO if any part cannot be read. */

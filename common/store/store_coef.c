@@ -13,15 +13,15 @@
 	"model_json FROM estimator_coefficients"
 
 /* Fill a set from the current row of a COEF_COLUMNS query. */
-static void coef_row(sqlite3_stmt *q, void *item)
+static void coef_row(struct db_stmt *q, void *item)
 {
 	struct store_coef_set *set = item;
 
-	set->version = sqlite3_column_int64(q, 0);
+	set->version = db_column_int64(q, 0);
 	set->created_at = store_col_text(q, 1, "");
-	set->active = sqlite3_column_int(q, 2) != 0;
-	set->parent_version = sqlite3_column_type(q, 3) == SQLITE_NULL ? STORE_COEF_BUILTIN :
-	                                                                 sqlite3_column_int64(q, 3);
+	set->active = db_column_int64(q, 2) != 0;
+	set->parent_version = db_column_type(q, 3) == DB_NULL ? STORE_COEF_BUILTIN :
+	                                                        db_column_int64(q, 3);
 	set->provenance_json = store_col_text(q, 4, "");
 	set->overhead_json = store_col_text(q, 5, "");
 	set->model_json = store_col_text(q, 6, NULL);
@@ -37,26 +37,26 @@ static void coef_item_free(void *set)
 static int coef_read_one(struct store *st, const char *sql, int64_t arg, struct store_coef_set *set,
     bool *found, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db, sql, &q);
 
 	memset(set, 0, sizeof *set);
 	*found = false;
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		if (arg >= 0)
-			sqlite3_bind_int64(q, 1, arg);
-		rc = sqlite3_step(q);
+			db_bind_int64(q, 1, arg);
+		rc = db_step(q);
 	}
-	if (rc == SQLITE_ROW) {
+	if (rc == DB_ROW) {
 		coef_row(q, set);
 		*found = true;
-		rc = SQLITE_DONE;
+		rc = DB_DONE;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		store_fail(err, STORE_EIO, "%s: reading estimator_coefficients: %s", st->path,
-		    sqlite3_errmsg(st->db));
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+		    db_errmsg(st->db));
+	db_finalize(q);
+	return rc == DB_DONE ? 0 : STORE_EIO;
 }
 
 /* Read the active set, if any. */
@@ -93,17 +93,17 @@ static int coef_insert(struct store *st, int64_t version, int64_t parent, const 
     const char *overhead_json, const char *model_json, const char *provenance_json,
     struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db,
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
 	    "INSERT INTO estimator_coefficients (version, "
 	    "created_at, active, parent_version, provenance_json, overhead_json, model_json) "
 	    "VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)",
-	    -1, &q, NULL);
+	    &q);
 
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(q, 1, version);
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, version);
 		store_bind_text(q, 2, now);
-		sqlite3_bind_int64(q, 3, parent);
+		db_bind_int64(q, 3, parent);
 		store_bind_text(q, 4, provenance_json);
 		store_bind_text(q, 5, overhead_json);
 		store_bind_text(q, 6, model_json);
@@ -121,7 +121,7 @@ int store_coef_activate_new(struct store *st, const char *overhead_json, const c
 
 	assert(st->writable);
 	time_db_now(now);
-	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the coefficient update", err);
+	rc = store_begin(st->db, "starting the coefficient update", err);
 	if (rc != 0)
 		return rc;
 	rc = store_query_int(st->db,
@@ -146,9 +146,9 @@ int store_coef_activate_new(struct store *st, const char *overhead_json, const c
 	               store_exec(st->db, "UPDATE estimator_coefficients SET active = 0", "", err);
 #endif
 	if (rc == 0)
-		rc = store_exec(st->db, "COMMIT", "committing the coefficient update", err);
+		rc = store_commit(st->db, "committing the coefficient update", err);
 	if (rc != 0)
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		db_rollback(st->db);
 	return rc;
 }
 
@@ -161,7 +161,7 @@ int store_coef_rollback(struct store *st, int64_t *from, int64_t *now, struct st
 	int rc;
 
 	assert(st->writable);
-	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the rollback", err);
+	rc = store_begin(st->db, "starting the rollback", err);
 	if (rc != 0)
 		return rc;
 	rc = store_coef_active(st, &cur, &found, err);
@@ -191,20 +191,20 @@ int store_coef_rollback(struct store *st, int64_t *from, int64_t *now, struct st
 		    "active = 1",
 		    "deactivating the current set", err);
 	if (rc == 0 && *now != STORE_COEF_BUILTIN) {
-		sql = sqlite3_mprintf("UPDATE estimator_coefficients SET active = 1 WHERE "
-		                      "version = %lld",
+		sql = db_sqlf("UPDATE estimator_coefficients SET active = 1 WHERE "
+		              "version = %lld",
 		    (long long)*now);
 		rc = store_exec(st->db, sql, "reactivating the parent set", err);
-		sqlite3_free(sql);
+		free(sql);
 	}
 #ifdef AUTOPACK_MUTANT_calib_rollback_forgets_parent
 	rc = rc != 0 ? rc :
 	               store_exec(st->db, "UPDATE estimator_coefficients SET active = 0", "", err);
 #endif
 	if (rc == 0)
-		rc = store_exec(st->db, "COMMIT", "committing the rollback", err);
+		rc = store_commit(st->db, "committing the rollback", err);
 	if (rc != 0)
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		db_rollback(st->db);
 	store_coef_set_free(&cur);
 	return rc;
 }

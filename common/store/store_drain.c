@@ -19,30 +19,30 @@ const size_t drain_sql_main_n = ARRAY_SIZE(drain_sql_main);
 /* Name the failed step and SQLite's message. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what)
 {
-	store_fail(err, STORE_EIO, "%s: %.120s: %s", d->st->path, what, sqlite3_errmsg(d->st->db));
+	store_fail(err, STORE_EIO, "%s: %.120s: %s", d->st->path, what, db_errmsg(d->st->db));
 	if (err != NULL)
-		err->sqlite_code = sqlite3_errcode(d->st->db) & 0xff;
+		err->fault = db_fault(d->st->db);
 	return STORE_EIO;
 }
 
 /* Reset and unbind a prepared statement. */
-sqlite3_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i)
+struct db_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i)
 {
-	sqlite3_stmt *s = d->stmt[i];
+	struct db_stmt *s = d->stmt[i];
 
 	assert(i < DS_COUNT && s != NULL);
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	db_reset(s);
+	db_clear_bindings(s);
 	return s;
 }
 
 /* Step a statement without rows; STORE_EIO on failure. */
 int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err)
 {
-	int rc = sqlite3_step(d->stmt[i]);
+	int rc = db_step(d->stmt[i]);
 
-	sqlite3_reset(d->stmt[i]);
-	if (rc != SQLITE_DONE)
+	db_reset(d->stmt[i]);
+	if (rc != DB_DONE)
 		return drain_fail(d, err, d->sql[i]);
 	return 0;
 }
@@ -51,10 +51,10 @@ int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err)
 int drain_run(struct store_drain *d, const char *sql, const char *a, const char *b, const char *c,
     struct store_err *err)
 {
-	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(d->st->db, sql, -1, &s, NULL);
+	struct db_stmt *s = NULL;
+	int rc = db_prepare(d->st->db, sql, &s);
 
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		store_bind_text(s, 1, a);
 		store_bind_text(s, 2, b);
 		store_bind_text(s, 3, c);
@@ -65,9 +65,9 @@ int drain_run(struct store_drain *d, const char *sql, const char *a, const char 
 /* Report whether the last error was a constraint violation, with SQLite's message. */
 bool store_drain_constraint_failed(struct store_drain *d, char *why, size_t whylen)
 {
-	if ((sqlite3_extended_errcode(d->st->db) & 0xff) != SQLITE_CONSTRAINT)
+	if (db_fault(d->st->db) != DB_FAULT_CONSTRAINT)
 		return false;
-	snprintf(why, whylen, "%s", sqlite3_errmsg(d->st->db));
+	snprintf(why, whylen, "%s", db_errmsg(d->st->db));
 	return true;
 }
 
@@ -80,8 +80,7 @@ static int drain_prepare(
 
 		assert(id < DS_COUNT && d->stmt[id] == NULL);
 		d->sql[id] = sql[i].sql;
-		if (sqlite3_prepare_v3(d->st->db, sql[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
-		        &d->stmt[id], NULL) != SQLITE_OK)
+		if (db_prepare_persistent(d->st->db, sql[i].sql, &d->stmt[id]) != DB_OK)
 			return drain_fail(d, err, sql[i].sql);
 	}
 	return 0;
@@ -117,15 +116,15 @@ void store_drain_close(struct store_drain *d)
 	if (d == NULL)
 		return;
 	for (int i = 0; i < DS_COUNT; i++)
-		sqlite3_finalize(d->stmt[i]);
-	sqlite3_finalize(d->estimation);
+		db_finalize(d->stmt[i]);
+	db_finalize(d->estimation);
 	free(d);
 }
 
 /* BEGIN IMMEDIATE; STORE_EIO on failure. */
 int store_drain_begin(struct store_drain *d, struct store_err *err)
 {
-	assert(sqlite3_get_autocommit(d->st->db));
+	assert(!db_in_transaction(d->st->db));
 	drain_stmt(d, DS_BEGIN);
 	return drain_exec(d, DS_BEGIN, err);
 }
@@ -140,15 +139,15 @@ int store_drain_commit(struct store_drain *d, struct store_err *err)
 /* ROLLBACK when a transaction is open. */
 void store_drain_rollback(struct store_drain *d)
 {
-	if (!sqlite3_get_autocommit(d->st->db))
-		sqlite3_step(drain_stmt(d, DS_ROLLBACK));
-	sqlite3_reset(d->stmt[DS_ROLLBACK]);
+	if (db_in_transaction(d->st->db))
+		db_step(drain_stmt(d, DS_ROLLBACK));
+	db_reset(d->stmt[DS_ROLLBACK]);
 }
 
 /* Set PRAGMA synchronous; STORE_EIO on failure. */
 int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_err *err)
 {
-	assert(sqlite3_get_autocommit(d->st->db));
+	assert(!db_in_transaction(d->st->db));
 	return drain_run(d, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
 	    NULL, NULL, NULL, err);
 }
@@ -157,11 +156,11 @@ int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_e
 int store_drain_set_supervisor(
     struct store_drain *d, int64_t pid, const char *socket_path, struct store_err *err)
 {
-	sqlite3_stmt *s = drain_stmt(d, DS_META_SUP);
+	struct db_stmt *s = drain_stmt(d, DS_META_SUP);
 
-	assert(sqlite3_get_autocommit(d->st->db));
+	assert(!db_in_transaction(d->st->db));
 	if (pid > 0)
-		sqlite3_bind_int64(s, 1, pid);
+		db_bind_int64(s, 1, pid);
 	store_bind_text(s, 2, pid > 0 ? socket_path : NULL);
 	return drain_exec(d, DS_META_SUP, err);
 }

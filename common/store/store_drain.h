@@ -172,6 +172,12 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
  * EXECUTING phases back to QUEUED, in one transaction of its own. *closed receives the
  * number closed. */
 int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err);
+/* Call fn with the number of phases in each (run, state), optionally of one run, ordered
+ * by run (outside a transaction); states outside the vocabulary are PHASE_STATE_NONE. A
+ * non-zero return from fn stops. */
+int store_drain_each_run_state(struct store_drain *d, const char *run_filter,
+    int (*fn)(void *arg, const char *run_id, enum phase_state state, int64_t n), void *arg,
+    struct store_err *err);
 /* Count phases by state into counts[state] (outside a transaction); states outside the
  * vocabulary are counted in counts[PHASE_STATE_NONE]. */
 int store_drain_phase_counts(

@@ -16,7 +16,8 @@ const struct drain_sql drain_sql_attempt[] = {
 	    "SELECT state, builder_attempts FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
-	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
+	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+	    " RETURNING attempt_id" },
 	{ DS_PHASE_EXEC,
 	    "UPDATE phases SET state = ?5, current_attempt_id = ?3,"
 	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?4,"
@@ -81,16 +82,16 @@ const size_t drain_sql_attempt_n = ARRAY_SIZE(drain_sql_attempt);
 static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char *run_id,
     const char *phase_id, struct store_err *err)
 {
-	sqlite3_stmt *s = drain_stmt(d, i);
+	struct db_stmt *s = drain_stmt(d, i);
 	int rc;
 
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, phase_id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	rc = db_step(s);
+	if (rc == DB_ROW)
 		return 0;
-	sqlite3_reset(s);
-	if (rc == SQLITE_DONE)
+	db_reset(s);
+	if (rc == DB_DONE)
 		return store_fail(
 		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
 	return drain_fail(d, err, d->sql[i]);
@@ -103,18 +104,18 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 {
 	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
 	enum phase_state initial;
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	char now[32], *state;
 	int64_t made;
 	int rc;
 
-	assert(!sqlite3_get_autocommit(d->st->db));
+	assert(db_in_transaction(d->st->db));
 	if ((rc = drain_phase_row(d, DS_ATT_PHASE, run_id, phase_id, err)) != 0)
 		return rc;
 	s = d->stmt[DS_ATT_PHASE];
 	state = store_col_text(s, 0, "NULL");
-	made = sqlite3_column_int64(s, 1);
-	sqlite3_reset(s);
+	made = db_column_int64(s, 1);
+	db_reset(s);
 	initial = phase_state_parse(state);
 	if (initial != PHASE_QUEUED && initial != PHASE_FAILED) {
 		rc = store_fail(err, STORE_EINVAL, "phase %s/%s: state %s is not dispatchable",
@@ -128,21 +129,25 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	s = drain_stmt(d, DS_ATT_INSERT);
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, phase_id);
-	sqlite3_bind_int64(s, 3, made + 1);
+	db_bind_int64(s, 3, made + 1);
 	store_bind_text(s, 4, session_id);
-	sqlite3_bind_int64(s, 5, worker_pid);
-	sqlite3_bind_int(s, 6, dry_run);
+	db_bind_int64(s, 5, worker_pid);
+	db_bind_int64(s, 6, dry_run);
 	store_bind_text(s, 7, phase_state_name(initial));
 	store_bind_text(s, 8, now);
-	if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0)
+	if (db_step(s) != DB_ROW) {
+		rc = drain_fail(d, err, d->sql[DS_ATT_INSERT]);
+		db_reset(s);
 		return rc;
-	*attempt_id = (uint64_t)sqlite3_last_insert_rowid(d->st->db);
+	}
+	*attempt_id = (uint64_t)db_column_int64(s, 0);
+	db_reset(s);
 	*attempt_number = made + 1;
 
 	s = drain_stmt(d, fence);
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, phase_id);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)*attempt_id);
+	db_bind_int64(s, 3, (int64_t)*attempt_id);
 	store_bind_text(s, 4, now);
 	if (!dry_run)
 		store_bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
@@ -166,7 +171,7 @@ static void drain_strs_take(struct store_scope_list *from, struct store_strs *to
 int store_drain_spec(struct store_drain *d, const char *run_id, const char *phase_id,
     struct drain_spec *out, struct store_err *err)
 {
-	sqlite3_stmt *s = d->stmt[DS_SPEC];
+	struct db_stmt *s = d->stmt[DS_SPEC];
 	struct store_scope sc;
 	char why[256];
 	int rc;
@@ -180,17 +185,16 @@ int store_drain_spec(struct store_drain *d, const char *run_id, const char *phas
 	out->complexity = store_col_text(s, 3, NULL);
 	/* Every scope shape of docs/adoption.md; one that cannot be interpreted gives no
 	 * deliverables, and the worker fails the phase without calling the LLM. */
-	if (store_scope_parse_text((const char *)sqlite3_column_text(s, 4), &sc, why, sizeof why) ==
-	    0) {
+	if (store_scope_parse_text(db_column_text(s, 4), &sc, why, sizeof why) == 0) {
 		drain_strs_take(&sc.paths, &out->paths);
 		drain_strs_take(&sc.context, &out->read_only_context);
 		drain_strs_take(&sc.deliverables, &out->deliverables);
 	}
 	store_scope_free(&sc);
 	out->check_command = store_col_text(s, 5, NULL);
-	out->max_builder_attempts = sqlite3_column_int64(s, 6);
+	out->max_builder_attempts = db_column_int64(s, 6);
 	out->workspace = store_col_text(s, 7, "");
-	sqlite3_reset(s);
+	db_reset(s);
 	return 0;
 }
 
@@ -221,7 +225,7 @@ void store_drain_spec_free(struct drain_spec *s)
 int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id, const char *now,
     struct store_err *err)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	int rc = store_tier_follow_phase(d->st->db, run_id, phase_id, now, err);
 
 	if (rc != 0)
@@ -240,7 +244,7 @@ int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id
 static int drain_phase_end(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_close *c, const char *now, struct store_err *err)
 {
-	sqlite3_stmt *s = drain_stmt(d, DS_PHASE_SET);
+	struct db_stmt *s = drain_stmt(d, DS_PHASE_SET);
 	int rc;
 
 	store_bind_text(s, 1, run_id);
@@ -250,7 +254,7 @@ static int drain_phase_end(struct store_drain *d, const char *run_id, const char
 	/* A completed phase keeps the reason of its last failure. */
 	if (c->phase_state != PHASE_COMPLETE)
 		store_bind_text(s, 5, reason_name(c->reason));
-	sqlite3_bind_int(s, 6, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
+	db_bind_int64(s, 6, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
 	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
 		return rc;
 	return drain_follow(d, run_id, phase_id, now, err);
@@ -261,22 +265,21 @@ static int drain_phase_end(struct store_drain *d, const char *run_id, const char
 static int drain_attempt_get(struct store_drain *d, uint64_t att, char **run_id, char **phase_id,
     bool *found, bool *live, struct store_err *err)
 {
-	sqlite3_stmt *s = drain_stmt(d, DS_ATT_GET);
+	struct db_stmt *s = drain_stmt(d, DS_ATT_GET);
 	int rc;
 
 	*run_id = *phase_id = NULL;
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
-	rc = sqlite3_step(s);
-	*found = rc == SQLITE_ROW;
+	db_bind_int64(s, 1, (int64_t)att);
+	rc = db_step(s);
+	*found = rc == DB_ROW;
 	*live = false;
-	if (rc == SQLITE_ROW) {
+	if (rc == DB_ROW) {
 		*run_id = store_col_text(s, 0, "");
 		*phase_id = store_col_text(s, 1, "");
-		*live = sqlite3_column_int(s, 2) != 0 &&
-		    (uint64_t)sqlite3_column_int64(s, 3) == att;
+		*live = db_column_int64(s, 2) != 0 && (uint64_t)db_column_int64(s, 3) == att;
 	}
-	sqlite3_reset(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : drain_fail(d, err, "attempt lookup");
+	db_reset(s);
+	return rc == DB_ROW || rc == DB_DONE ? 0 : drain_fail(d, err, "attempt lookup");
 }
 
 /* End an attempt whose full close cannot be written: the attempt row, and its phase
@@ -285,11 +288,11 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
     const char *why, bool *stale, struct store_err *err)
 {
 	char now[32], *run_id, *phase_id, *msg;
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	bool found, live;
 	int rc;
 
-	assert(!sqlite3_get_autocommit(d->st->db));
+	assert(db_in_transaction(d->st->db));
 	rc = drain_attempt_get(d, att, &run_id, &phase_id, &found, &live, err);
 	*stale = !live;
 	if (rc != 0 || !live)
@@ -298,15 +301,15 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	msg = xasprintf("%s%s[its end could not be recorded in full: %s]",
 	    c->message != NULL ? c->message : "", c->message != NULL ? " " : "", why);
 	s = drain_stmt(d, DS_ATT_END);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	db_bind_int64(s, 1, (int64_t)att);
 	store_bind_text(s, 2, now);
 	store_bind_text(s, 3, outcome_name(c->outcome));
 	store_bind_text(s, 4, reason_name(c->reason));
 	store_bind_text(s, 5, msg);
 	store_bind_text(s, 6, c->fingerprint);
 	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
-	sqlite3_bind_int(s, 8, c->reached_llm_boundary);
-	sqlite3_bind_int64(s, 9, c->duration_ms);
+	db_bind_int64(s, 8, c->reached_llm_boundary);
+	db_bind_int64(s, 9, c->duration_ms);
 	free(msg);
 	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0)
 		goto out;
@@ -316,7 +319,7 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
 	store_bind_text(s, 4, now);
 	store_bind_text(s, 5, reason_name(c->reason));
-	sqlite3_bind_int(s, 6, 0);
+	db_bind_int64(s, 6, 0);
 	rc = drain_exec(d, DS_PHASE_SET, err);
 out:
 	free(run_id);
@@ -329,11 +332,11 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
     bool *stale, struct store_err *err)
 {
 	char now[32], *run_id, *phase_id;
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	bool found, live;
 	int rc;
 
-	assert(!sqlite3_get_autocommit(d->st->db));
+	assert(db_in_transaction(d->st->db));
 	assert(c->outcome != OUTCOME_NONE);
 	rc = drain_attempt_get(d, att, &run_id, &phase_id, &found, &live, err);
 	*stale = !live;
@@ -342,19 +345,19 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 
 	time_db_now(now);
 	s = drain_stmt(d, DS_ATT_END);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	db_bind_int64(s, 1, (int64_t)att);
 	store_bind_text(s, 2, now);
 	store_bind_text(s, 3, outcome_name(c->outcome));
 	store_bind_text(s, 4, reason_name(c->reason));
 	store_bind_text(s, 5, c->message);
 	store_bind_text(s, 6, c->fingerprint);
 	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
-	sqlite3_bind_int(s, 8, c->reached_llm_boundary);
-	sqlite3_bind_int64(s, 9, c->duration_ms);
+	db_bind_int64(s, 8, c->reached_llm_boundary);
+	db_bind_int64(s, 9, c->duration_ms);
 	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0)
 		goto out;
 	s = drain_stmt(d, DS_ATT_LOST);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
+	db_bind_int64(s, 1, (int64_t)att);
 	store_bind_text(s, 2, usage_status_name(USAGE_LOST));
 	store_bind_text(s, 3, usage_status_name(USAGE_SENT));
 	if ((rc = drain_exec(d, DS_ATT_LOST, err)) != 0)
@@ -363,8 +366,8 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	    (rc = drain_phase_end(d, run_id, phase_id, c, now, err)) != 0)
 		goto out;
 	s = drain_stmt(d, DS_RESULT_ROW);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)att);
-	sqlite3_bind_int(s, 2, outcome_ok(c->outcome));
+	db_bind_int64(s, 1, (int64_t)att);
+	db_bind_int64(s, 2, outcome_ok(c->outcome));
 	rc = drain_exec(d, DS_RESULT_ROW, err);
 out:
 	free(run_id);

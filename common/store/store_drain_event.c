@@ -41,10 +41,10 @@ const struct drain_sql drain_sql_event[] = {
 const size_t drain_sql_event_n = ARRAY_SIZE(drain_sql_event);
 
 /* Bind a count, or NULL when it is negative (unknown). */
-static void bind_count(sqlite3_stmt *s, int i, int64_t v)
+static void bind_count(struct db_stmt *s, int i, int64_t v)
 {
 	if (v >= 0)
-		sqlite3_bind_int64(s, i, v);
+		db_bind_int64(s, i, v);
 }
 
 /* Insert the 'sent' row of an announced try. */
@@ -52,7 +52,7 @@ static int event_request(struct store_drain *d, const char *run_id, const char *
     const struct drain_event *ev, const char *now, struct store_err *err)
 {
 	const struct drain_request *q = &ev->u.request;
-	sqlite3_stmt *s = drain_stmt(d, DS_EV_SENT);
+	struct db_stmt *s = drain_stmt(d, DS_EV_SENT);
 
 	store_bind_text(s, 1, q->provider);
 	store_bind_text(s, 2, q->model);
@@ -60,11 +60,11 @@ static int event_request(struct store_drain *d, const char *run_id, const char *
 	store_bind_text(s, 4, phase_id);
 	store_bind_text(s, 5, q->role);
 	store_bind_text(s, 6, now);
-	sqlite3_bind_int64(s, 7, (sqlite3_int64)ev->attempt_id);
-	sqlite3_bind_int64(s, 8, (sqlite3_int64)ev->seq);
+	db_bind_int64(s, 7, (int64_t)ev->attempt_id);
+	db_bind_int64(s, 8, (int64_t)ev->seq);
 	store_bind_text(s, 9, usage_status_name(USAGE_SENT));
-	sqlite3_bind_int64(s, 10, q->max_tokens);
-	sqlite3_bind_int64(s, 11, q->try_number);
+	db_bind_int64(s, 10, q->max_tokens);
+	db_bind_int64(s, 11, q->try_number);
 	return drain_exec(d, DS_EV_SENT, err);
 }
 
@@ -73,11 +73,11 @@ static int event_usage_done(
     struct store_drain *d, const struct drain_event *ev, bool *done, struct store_err *err)
 {
 	const struct drain_usage *u = &ev->u.usage;
-	sqlite3_stmt *s = drain_stmt(d, DS_EV_DONE);
+	struct db_stmt *s = drain_stmt(d, DS_EV_DONE);
 	int rc;
 
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
-	sqlite3_bind_int64(s, 2, u->total_tokens < 0 ? 0 : u->total_tokens);
+	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
+	db_bind_int64(s, 2, u->total_tokens < 0 ? 0 : u->total_tokens);
 	bind_count(s, 3, u->prompt_tokens);
 	bind_count(s, 4, u->completion_tokens);
 	store_bind_text(s, 5, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
@@ -85,9 +85,9 @@ static int event_usage_done(
 	store_bind_text(s, 7, u->error_class);
 	bind_count(s, 8, u->latency_ms);
 	store_bind_text(s, 9, usage_status_name(USAGE_SENT));
-	sqlite3_bind_int64(s, 10, u->try_number);
+	db_bind_int64(s, 10, u->try_number);
 	rc = drain_exec(d, DS_EV_DONE, err);
-	*done = rc == 0 && sqlite3_changes(d->st->db) == 1;
+	*done = rc == 0 && db_changes(d->st->db) == 1;
 	return rc;
 }
 
@@ -97,7 +97,7 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
     const struct drain_event *ev, const char *now, struct store_err *err)
 {
 	const struct drain_usage *u = &ev->u.usage;
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	bool done = false;
 	int rc = event_usage_done(d, ev, &done, err);
 
@@ -109,12 +109,12 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
 	store_bind_text(s, 3, run_id);
 	store_bind_text(s, 4, phase_id);
 	store_bind_text(s, 5, u->role);
-	sqlite3_bind_int64(s, 6, u->total_tokens < 0 ? 0 : u->total_tokens);
+	db_bind_int64(s, 6, u->total_tokens < 0 ? 0 : u->total_tokens);
 	bind_count(s, 7, u->prompt_tokens);
 	bind_count(s, 8, u->completion_tokens);
 	store_bind_text(s, 9, now);
-	sqlite3_bind_int64(s, 10, (sqlite3_int64)ev->attempt_id);
-	sqlite3_bind_int64(s, 11, (sqlite3_int64)ev->seq);
+	db_bind_int64(s, 10, (int64_t)ev->attempt_id);
+	db_bind_int64(s, 11, (int64_t)ev->seq);
 	store_bind_text(s, 12, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
 	bind_count(s, 13, u->http_status);
 	store_bind_text(s, 14, u->error_class);
@@ -163,21 +163,21 @@ static int event_estimation(struct store_drain *d, const char *run_id, const cha
 int store_drain_event_refused(struct store_drain *d, const struct drain_event *ev, const char *why,
     bool *dup, struct store_err *err)
 {
-	sqlite3_stmt *s = drain_stmt(d, DS_EV_KEY);
+	struct db_stmt *s = drain_stmt(d, DS_EV_KEY);
 	char now[32], *msg = xasprintf("not stored: %s", why);
 	int rc;
 
-	assert(!sqlite3_get_autocommit(d->st->db));
+	assert(db_in_transaction(d->st->db));
 	time_db_now(now);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->seq);
+	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
+	db_bind_int64(s, 2, (int64_t)ev->seq);
 	store_bind_text(s, 3, event_kind_name(ev->kind));
 	store_bind_text(s, 4, now);
 	store_bind_text(s, 5, "error");
 	store_bind_text(s, 6, msg);
 	free(msg);
 	if ((rc = drain_exec(d, DS_EV_KEY, err)) == 0)
-		*dup = sqlite3_changes(d->st->db) == 0;
+		*dup = db_changes(d->st->db) == 0;
 	return rc;
 }
 
@@ -185,15 +185,15 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 int store_drain_event_insert(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_event *ev, bool *dup, struct store_err *err)
 {
-	sqlite3_stmt *s = drain_stmt(d, DS_EV_KEY);
+	struct db_stmt *s = drain_stmt(d, DS_EV_KEY);
 	char now[32];
 	int rc;
 
-	assert(!sqlite3_get_autocommit(d->st->db));
+	assert(db_in_transaction(d->st->db));
 	assert(ev->kind > EVENT_KIND_NONE && ev->kind < EVENT_KIND_COUNT);
 	time_db_now(now);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->attempt_id);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->seq);
+	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
+	db_bind_int64(s, 2, (int64_t)ev->seq);
 	store_bind_text(s, 3, event_kind_name(ev->kind));
 	store_bind_text(s, 4, now);
 	if (ev->kind == EVENT_LOG) {
@@ -202,7 +202,7 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 	}
 	if ((rc = drain_exec(d, DS_EV_KEY, err)) != 0)
 		return rc;
-	*dup = sqlite3_changes(d->st->db) == 0;
+	*dup = db_changes(d->st->db) == 0;
 #ifdef AUTOPACK_MUTANT_duplicate_events_written
 	*dup = false;
 #endif
@@ -221,17 +221,17 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t peer_uid,
     const char *command, const char *args, bool ok, const char *result, struct store_err *err)
 {
-	sqlite3_stmt *s = drain_stmt(d, DS_CTL_LOG);
+	struct db_stmt *s = drain_stmt(d, DS_CTL_LOG);
 	char now[32];
 
-	assert(!sqlite3_get_autocommit(d->st->db));
+	assert(db_in_transaction(d->st->db));
 	time_db_now(now);
 	store_bind_text(s, 1, now);
-	sqlite3_bind_int64(s, 2, peer_pid);
-	sqlite3_bind_int64(s, 3, peer_uid);
+	db_bind_int64(s, 2, peer_pid);
+	db_bind_int64(s, 3, peer_uid);
 	store_bind_text(s, 4, command);
 	store_bind_text(s, 5, args);
-	sqlite3_bind_int(s, 6, ok);
+	db_bind_int64(s, 6, ok);
 	store_bind_text(s, 7, result);
 	return drain_exec(d, DS_CTL_LOG, err);
 }

@@ -50,15 +50,15 @@ extern const size_t drain_sql_event_n;
 
 struct store_drain {
 	struct store *st;
-	sqlite3_stmt *stmt[DS_COUNT];
+	struct db_stmt *stmt[DS_COUNT];
 	const char *sql[DS_COUNT];
-	sqlite3_stmt *estimation; /* store_estimation_insert */
+	struct db_stmt *estimation; /* store_estimation_insert */
 };
 
 /* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what);
 /* Take statement `i`, reset and unbound. */
-sqlite3_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i);
+struct db_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i);
 /* Step statement `i` (from drain_stmt), which returns no row, and reset it. */
 int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err);
 /* Inside the caller's transaction, set the state of the tier and the run of phase

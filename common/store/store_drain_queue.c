@@ -20,33 +20,33 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	                          " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
 	                          " AND (?1 IS NULL OR p.run_id = ?1)"
 	                          " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	int rc;
 
-	if (sqlite3_prepare_v2(d->st->db, sql, -1, &s, NULL) != SQLITE_OK)
+	if (db_prepare(d->st->db, sql, &s) != DB_OK)
 		return drain_fail(d, err, "eligible phases");
 	store_bind_text(s, 1, run_filter);
-	sqlite3_bind_int(s, 2, with_failed);
+	db_bind_int64(s, 2, with_failed);
 	store_bind_text(s, 3, session_id);
 	store_bind_text(s, 4, phase_state_name(PHASE_QUEUED));
 	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = db_step(s)) == DB_ROW) {
 		struct drain_phase p = {
-			.run_id = (const char *)sqlite3_column_text(s, 0),
-			.phase_id = (const char *)sqlite3_column_text(s, 1),
-			.tier_index = sqlite3_column_int64(s, 2),
-			.phase_index = sqlite3_column_int64(s, 3),
-			.attempts = sqlite3_column_int64(s, 4),
-			.max_attempts = sqlite3_column_int64(s, 5),
-			.last_failure_reason = (const char *)sqlite3_column_text(s, 6),
+			.run_id = db_column_text(s, 0),
+			.phase_id = db_column_text(s, 1),
+			.tier_index = db_column_int64(s, 2),
+			.phase_index = db_column_int64(s, 3),
+			.attempts = db_column_int64(s, 4),
+			.max_attempts = db_column_int64(s, 5),
+			.last_failure_reason = db_column_text(s, 6),
 		};
 		if (fn(arg, &p) != 0) {
-			rc = SQLITE_DONE;
+			rc = DB_DONE;
 			break;
 		}
 	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
+	db_finalize(s);
+	if (rc != DB_DONE)
 		return drain_fail(d, err, "eligible phases");
 	return 0;
 }
@@ -81,7 +81,7 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
 		rc = drain_run(d, sql[i], now, args[i][0], args[i][1], err);
 		if (rc == 0 && i == ARRAY_SIZE(sql) - 1)
-			*closed = sqlite3_changes(d->st->db);
+			*closed = db_changes(d->st->db);
 	}
 	if (rc == 0)
 		rc = store_drain_commit(d, err);
@@ -90,23 +90,48 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	return rc;
 }
 
+/* Call fn for each (run, state) with its phase count; STORE_EIO on failure. */
+int store_drain_each_run_state(struct store_drain *d, const char *run_filter,
+    int (*fn)(void *arg, const char *run_id, enum phase_state state, int64_t n), void *arg,
+    struct store_err *err)
+{
+	struct db_stmt *s;
+	int rc;
+
+	if (db_prepare(d->st->db,
+	        "SELECT run_id, state, count(*) FROM phases WHERE ?1 IS NULL OR run_id = ?1"
+	        " GROUP BY run_id, state ORDER BY run_id",
+	        &s) != DB_OK)
+		return drain_fail(d, err, "phase counts by run");
+	store_bind_text(s, 1, run_filter);
+	while ((rc = db_step(s)) == DB_ROW) {
+		if (fn(arg, db_column_text(s, 0), phase_state_parse(db_column_text(s, 1)),
+		        db_column_int64(s, 2)) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_finalize(s);
+	if (rc != DB_DONE)
+		return drain_fail(d, err, "phase counts by run");
+	return 0;
+}
+
 /* Count phases by state; STORE_EIO on failure. */
 int store_drain_phase_counts(
     struct store_drain *d, int64_t counts[PHASE_STATE_COUNT], struct store_err *err)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	int rc;
 
-	if (sqlite3_prepare_v2(d->st->db, "SELECT state, count(*) FROM phases GROUP BY state", -1,
-	        &s, NULL) != SQLITE_OK)
+	if (db_prepare(d->st->db, "SELECT state, count(*) FROM phases GROUP BY state", &s) != DB_OK)
 		return drain_fail(d, err, "phase counts");
 	for (int i = 0; i < PHASE_STATE_COUNT; i++)
 		counts[i] = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		counts[phase_state_parse((const char *)sqlite3_column_text(s, 0))] +=
-		    sqlite3_column_int64(s, 1);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
+	while ((rc = db_step(s)) == DB_ROW)
+		counts[phase_state_parse(db_column_text(s, 0))] += db_column_int64(s, 1);
+	db_finalize(s);
+	if (rc != DB_DONE)
 		return drain_fail(d, err, "phase counts");
 	return 0;
 }
@@ -134,25 +159,24 @@ static void state_set_text(unsigned set, char *buf, size_t n)
 int store_drain_phase_move(struct store_drain *d, const char *run_id, const char *phase_id,
     unsigned from, enum phase_state to, struct store_err *err)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	char *state = NULL, allowed[128], stamp[32];
 	enum phase_state now;
 	int rc;
 
-	assert(sqlite3_get_autocommit(d->st->db));
-	if (sqlite3_prepare_v2(d->st->db,
-	        "SELECT state FROM phases WHERE run_id = ?1 AND phase_id = ?2", -1, &s,
-	        NULL) != SQLITE_OK)
+	assert(!db_in_transaction(d->st->db));
+	if (db_prepare(d->st->db, "SELECT state FROM phases WHERE run_id = ?1 AND phase_id = ?2",
+	        &s) != DB_OK)
 		return drain_fail(d, err, "phase state");
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, phase_id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	rc = db_step(s);
+	if (rc == DB_ROW)
 		state = store_col_text(s, 0, "NULL");
-	sqlite3_finalize(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	db_finalize(s);
+	if (rc != DB_ROW && rc != DB_DONE)
 		return drain_fail(d, err, "phase state");
-	if (rc == SQLITE_DONE)
+	if (rc == DB_DONE)
 		return store_fail(err, STORE_EINVAL, "no phase %s in run %s", phase_id, run_id);
 	now = phase_state_parse(state);
 	if (now == PHASE_STATE_NONE || !((from >> now) & 1u)) {
@@ -166,10 +190,10 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	time_db_now(stamp);
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
-	rc = sqlite3_prepare_v2(d->st->db,
-	    "UPDATE phases SET state = ?3, updated_at = ?4 WHERE run_id = ?1 AND phase_id = ?2", -1,
-	    &s, NULL);
-	if (rc == SQLITE_OK) {
+	rc = db_prepare(d->st->db,
+	    "UPDATE phases SET state = ?3, updated_at = ?4 WHERE run_id = ?1 AND phase_id = ?2",
+	    &s);
+	if (rc == DB_OK) {
 		store_bind_text(s, 1, run_id);
 		store_bind_text(s, 2, phase_id);
 		store_bind_text(s, 3, phase_state_name(to));

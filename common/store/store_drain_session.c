@@ -12,7 +12,7 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 {
 	char now[32], spid[24];
 
-	assert(sqlite3_get_autocommit(d->st->db));
+	assert(!db_in_transaction(d->st->db));
 	time_db_now(now);
 	snprintf(spid, sizeof spid, "%lld", (long long)pid);
 	if (drain_run(d,
@@ -28,7 +28,7 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 int store_drain_session_state(
     struct store_drain *d, const char *session_id, const char *state_json, struct store_err *err)
 {
-	assert(!sqlite3_get_autocommit(d->st->db));
+	assert(db_in_transaction(d->st->db));
 	return drain_run(d, "UPDATE drain_sessions SET state_json = ?2 WHERE session_id = ?1",
 	    session_id, state_json, NULL, err);
 }
@@ -37,22 +37,22 @@ int store_drain_session_state(
 int store_drain_session_find_open(
     struct store_drain *d, char **session_id, char **state_json, struct store_err *err)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	int rc;
 
 	*session_id = *state_json = NULL;
-	if (sqlite3_prepare_v2(d->st->db,
+	if (db_prepare(d->st->db,
 	        "SELECT session_id, state_json FROM drain_sessions"
 	        " WHERE completed_at IS NULL ORDER BY started_at DESC, rowid DESC LIMIT 1",
-	        -1, &s, NULL) != SQLITE_OK)
+	        &s) != DB_OK)
 		return drain_fail(d, err, "unfinished session");
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	rc = db_step(s);
+	if (rc == DB_ROW) {
 		*session_id = store_col_text(s, 0, "");
 		*state_json = store_col_text(s, 1, NULL);
 	}
-	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : drain_fail(d, err, "unfinished session");
-	sqlite3_finalize(s);
+	rc = rc == DB_ROW || rc == DB_DONE ? 0 : drain_fail(d, err, "unfinished session");
+	db_finalize(s);
 	return rc;
 }
 
@@ -60,19 +60,19 @@ int store_drain_session_find_open(
 int store_drain_session_attempts(
     struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	int rc;
 
 	*n = 0;
-	if (sqlite3_prepare_v2(d->st->db, "SELECT count(*) FROM attempts WHERE session_id = ?1", -1,
-	        &s, NULL) != SQLITE_OK)
+	if (db_prepare(d->st->db, "SELECT count(*) FROM attempts WHERE session_id = ?1", &s) !=
+	    DB_OK)
 		return drain_fail(d, err, "session attempts");
 	store_bind_text(s, 1, session_id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*n = sqlite3_column_int64(s, 0);
-	rc = rc == SQLITE_ROW ? 0 : drain_fail(d, err, "session attempts");
-	sqlite3_finalize(s);
+	rc = db_step(s);
+	if (rc == DB_ROW)
+		*n = db_column_int64(s, 0);
+	rc = rc == DB_ROW ? 0 : drain_fail(d, err, "session attempts");
+	db_finalize(s);
 	return rc;
 }
 
@@ -82,7 +82,7 @@ int store_drain_session_close(
 {
 	char now[32];
 
-	assert(sqlite3_get_autocommit(d->st->db));
+	assert(!db_in_transaction(d->st->db));
 	time_db_now(now);
 	return drain_run(d,
 	    "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3 WHERE session_id = ?1",

@@ -42,12 +42,12 @@ struct store_estimation {
 	const char *deliverables_detail_json; /* nullable: kind and size per deliverable */
 };
 
-/* Prepare the insert on `st` into *q (finalize it with sqlite3_finalize). Returns 0, or
+/* Prepare the insert on `st` into *q (finalize it with db_finalize). Returns 0, or
  * STORE_EIO with err set. */
-int store_estimation_prepare(struct store *st, sqlite3_stmt **q, struct store_err *err);
+int store_estimation_prepare(struct store *st, struct db_stmt **q, struct store_err *err);
 /* Insert one row with statement q from store_estimation_prepare. Returns 0, or STORE_EIO
  * with err set (a repeated (attempt_id, seq) is such an error). */
 int store_estimation_insert(
-    struct store *st, sqlite3_stmt *q, const struct store_estimation *e, struct store_err *err);
+    struct store *st, struct db_stmt *q, const struct store_estimation *e, struct store_err *err);
 
 #endif

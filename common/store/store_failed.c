@@ -31,15 +31,15 @@ static const char failed_sql[] =
     " ORDER BY " FAILED_ENDED " DESC, p.run_id, p.phase_id";
 
 /* Fill a listed phase from the current row (a store_rows fill). */
-static void failed_row(sqlite3_stmt *q, void *item)
+static void failed_row(struct db_stmt *q, void *item)
 {
 	struct store_failed *f = item;
 
 	f->run_id = store_col_text(q, 0, "");
 	f->phase_id = store_col_text(q, 1, "");
 	f->state = store_col_text(q, 2, "");
-	f->attempt_id = sqlite3_column_int64(q, 3);
-	f->attempt_number = sqlite3_column_int64(q, 4);
+	f->attempt_id = db_column_int64(q, 3);
+	f->attempt_number = db_column_int64(q, 4);
 	f->outcome = store_col_text(q, 5, NULL);
 	f->reason = store_col_text(q, 6, NULL);
 	f->message = store_col_text(q, 7, NULL);
@@ -152,24 +152,24 @@ int store_retry_args_parse(
 static int failed_explain(
     struct store *st, const char *run_id, const char *phase_id, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(
-	    st->db, "SELECT state FROM phases WHERE run_id = ?1 AND phase_id = ?2", -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(
+	    st->db, "SELECT state FROM phases WHERE run_id = ?1 AND phase_id = ?2", &q);
 
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, run_id);
 		store_bind_text(q, 2, phase_id);
-		rc = sqlite3_step(q);
+		rc = db_step(q);
 	}
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not FAILED or SKIPPED",
-		    run_id, phase_id, (const char *)sqlite3_column_text(q, 0));
-	else if (rc == SQLITE_DONE)
+		    run_id, phase_id, db_column_text(q, 0));
+	else if (rc == DB_DONE)
 		rc = store_fail(err, STORE_EINVAL, "no phase %s in run %s", phase_id, run_id);
 	else
 		rc = store_fail(err, STORE_EIO, "%s: reading phase %s/%s: %s", st->path, run_id,
-		    phase_id, sqlite3_errmsg(st->db));
-	sqlite3_finalize(q);
+		    phase_id, db_errmsg(st->db));
+	db_finalize(q);
 	return rc;
 }
 
@@ -193,15 +193,15 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 	struct store_rows l = {
 		.size = sizeof **out, .fill = failed_row, .item_free = failed_item_free
 	};
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db, failed_sql, -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db, failed_sql, &q);
 
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, f->run_id);
 		store_bind_text(q, 2, f->phase_id);
 		store_bind_text(q, 3, f->since);
 		store_bind_text(q, 4, f->reason);
-		sqlite3_bind_int(q, 5, f->failed_only);
+		db_bind_int64(q, 5, f->failed_only);
 		store_bind_text(q, 6, phase_state_name(PHASE_FAILED));
 		store_bind_text(q, 7, phase_state_name(PHASE_QUEUED));
 		store_bind_text(q, 8, phase_state_name(PHASE_SKIPPED));
@@ -223,15 +223,15 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 static int failed_retry_one(struct store *st, struct store_failed *f,
     const struct store_retry_who *who, const char *now, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	char *args, *result;
 	int rc;
 
-	rc = sqlite3_prepare_v2(st->db,
+	rc = db_prepare(st->db,
 	    "UPDATE phases SET state = ?3, updated_at = ?4"
 	    " WHERE run_id = ?1 AND phase_id = ?2 AND state = ?5 AND state IN (?6, ?7)",
-	    -1, &q, NULL);
-	if (rc == SQLITE_OK) {
+	    &q);
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, f->run_id);
 		store_bind_text(q, 2, f->phase_id);
 		store_bind_text(q, 3, phase_state_name(PHASE_QUEUED));
@@ -243,20 +243,20 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 	rc = store_step_done(
 	    st->db, q, rc, err, "%s: queueing %s/%s again", st->path, f->run_id, f->phase_id);
 	f->retried = false;
-	if (rc != 0 || sqlite3_changes(st->db) != 1)
+	if (rc != 0 || db_changes(st->db) != 1)
 		return rc;
 	args = xasprintf("%s %s", f->run_id, f->phase_id);
 	result = xasprintf("%s -> %s; selected by: %s%s%s; via %s", f->state,
 	    phase_state_name(PHASE_QUEUED), who->selector, who->note != NULL ? "; note: " : "",
 	    who->note != NULL ? who->note : "", who->via);
-	rc = sqlite3_prepare_v2(st->db,
+	rc = db_prepare(st->db,
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
 	    " VALUES (?1, ?2, ?3, 'retry', ?4, 1, ?5)",
-	    -1, &q, NULL);
-	if (rc == SQLITE_OK) {
+	    &q);
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, now);
-		sqlite3_bind_int64(q, 2, who->pid);
-		sqlite3_bind_int64(q, 3, who->uid);
+		db_bind_int64(q, 2, who->pid);
+		db_bind_int64(q, 3, who->uid);
 		store_bind_text(q, 4, args);
 		store_bind_text(q, 5, result);
 	}
@@ -277,14 +277,14 @@ int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
 
 	*moved = 0;
 	time_db_now(now);
-	if ((rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the retry", err)) != 0)
+	if ((rc = store_begin(st->db, "starting the retry", err)) != 0)
 		return rc;
 	for (i = 0; i < n && rc == 0; i++)
 		rc = failed_retry_one(st, &v[i], who, now, err);
 	if (rc == 0)
-		rc = store_exec(st->db, "COMMIT", "committing the retry", err);
+		rc = store_commit(st->db, "committing the retry", err);
 	if (rc != 0)
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		db_rollback(st->db);
 	for (i = 0; i < n; i++) {
 		v[i].retried = v[i].retried && rc == 0;
 		*moved += v[i].retried;

@@ -1,3 +1,4 @@
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/schema.sql.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -42,20 +43,20 @@ char *store_created_by(void)
 }
 
 /* Insert the meta row. */
-int store_meta_insert(sqlite3 *db, const char *uuid, const char *now, const char *by, int version,
+int store_meta_insert(struct db *db, const char *uuid, const char *now, const char *by, int version,
     struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db,
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db,
 	    "INSERT INTO meta (id, db_uuid, created_at, created_by, schema_version) "
 	    "VALUES (1, ?1, ?2, ?3, ?4)",
-	    -1, &q, NULL);
+	    &q);
 
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, uuid);
 		store_bind_text(q, 2, now);
 		store_bind_text(q, 3, by);
-		sqlite3_bind_int(q, 4, version);
+		db_bind_int64(q, 4, version);
 	}
 	return store_step_done(db, q, rc, err, "writing meta");
 }
@@ -77,24 +78,23 @@ static void store_unlink_all(const char *path)
 static int store_init_build(
     const char *tmp, const char *sql, int version, const char *id, struct store_err *err)
 {
-	sqlite3 *db = NULL;
+	struct db *db = NULL;
 	char now[32], *by = store_created_by();
 	int rc;
 
 	time_db_now(now);
 	rc = store_connect(tmp, SQLITE_OPEN_READWRITE, "", &db, err);
 	if (rc == 0)
-		rc = store_exec(db, "BEGIN IMMEDIATE", "starting the schema transaction", err);
+		rc = store_begin(db, "starting the schema transaction", err);
 	if (rc == 0)
 		rc = store_exec(db, sql, "creating the schema", err);
 	if (rc == 0)
 		rc = store_meta_insert(db, id, now, by, version, err);
 	if (rc == 0)
-		rc = store_exec(db, "COMMIT", "committing the schema", err);
+		rc = store_commit(db, "committing the schema", err);
 	if (rc == 0)
 		rc = store_exec(db, "PRAGMA journal_mode=WAL", "switching to WAL", err);
-	if (db != NULL && sqlite3_close(db) != SQLITE_OK && rc == 0)
-		rc = store_fail(err, STORE_EIO, "closing: %s", sqlite3_errmsg(db));
+	db_close(db);
 	free(by);
 	return rc;
 }

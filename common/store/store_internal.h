@@ -10,7 +10,7 @@
 struct store_migration {
 	int from;
 	const char *sql;
-	int (*fn)(sqlite3 *db, struct store_err *err);
+	int (*fn)(struct db *db, struct store_err *err);
 };
 
 extern const struct store_migration store_migrations[];
@@ -22,52 +22,61 @@ extern const size_t store_n_migrations;
 int store_fail(struct store_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Run SQL with no result rows; on failure STORE_EIO with "<what>: <sqlite message>". */
-int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err *err);
+int store_exec(struct db *db, const char *sql, const char *what, struct store_err *err);
+/* Begin an offline command's write transaction (db_begin DB_TX_WRITE), or commit the
+ * open transaction; on failure STORE_EIO with "<what>: <database message>". */
+int store_begin(struct db *db, const char *what, struct store_err *err);
+int store_commit(struct db *db, const char *what, struct store_err *err);
 /* Run a single-value integer query; returns 0 and *out, or STORE_EIO. */
-int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err *err);
+int store_query_int(struct db *db, const char *sql, int64_t *out, struct store_err *err);
 /* Run `sql` with the NULL-terminated text parameters `args` (?1, ?2, ...; args may be
  * NULL); return 1 if it yields a row, 0 if not, or STORE_EIO with the formatted context,
  * ": " and SQLite's message. */
-int store_row_exists(sqlite3 *db, struct store_err *err, const char *sql, const char *const *args,
+int store_row_exists(struct db *db, struct store_err *err, const char *sql, const char *const *args,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Return 1 if `name` is a table of db (names compare as SQLite compares them, without
  * case), 0 if not, or STORE_EIO. */
-int store_table_exists(sqlite3 *db, const char *name, struct store_err *err);
-/* Step q, prepared when rc is SQLITE_OK (rc is what sqlite3_prepare_v2 returned), to its
+int store_table_exists(struct db *db, const char *name, struct store_err *err);
+/* Step q, prepared when rc is DB_OK (rc is what db_prepare returned), to its
  * end and finalize it; on failure STORE_EIO with the formatted context, ": " and
  * SQLite's message. */
-int store_step_done(sqlite3 *db, sqlite3_stmt *q, int rc, struct store_err *err, const char *fmt,
-    ...) __attribute__((format(printf, 5, 6)));
+int store_step_done(struct db *db, struct db_stmt *q, int rc, struct store_err *err,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Step q, prepared when rc is DB_OK, which returns one row (INSERT ... RETURNING id):
+ * column 0 of that row goes to *id; finalize q. STORE_EIO as for store_step_done. */
+int store_step_id(struct db *db, struct db_stmt *q, int rc, int64_t *id, struct store_err *err,
+    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* An array of rows read by store_rows_read: n items of `size` bytes at v (a heap array the
  * caller takes over), each filled from its row by `fill` and released by `item_free`. */
 struct store_rows {
 	void *v;
 	size_t n, size;
-	void (*fill)(sqlite3_stmt *q, void *item);
+	void (*fill)(struct db_stmt *q, void *item);
 	void (*item_free)(void *item);
 };
 /* Append a zeroed item to r and return it. */
 void *store_rows_add(struct store_rows *r);
-/* Read every row of q, prepared when rc is SQLITE_OK, into r (empty on entry), and
+/* Read every row of q, prepared when rc is DB_OK, into r (empty on entry), and
  * finalize q. On failure the items read are released, r is left empty and STORE_EIO
  * returned with the formatted context, ": " and SQLite's message. */
-int store_rows_read(sqlite3 *db, sqlite3_stmt *q, int rc, struct store_rows *r,
+int store_rows_read(struct db *db, struct db_stmt *q, int rc, struct store_rows *r,
     struct store_err *err, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-/* Step q, prepared when rc is SQLITE_OK, through all its rows, calling row(q, arg) for
+/* Step q, prepared when rc is DB_OK, through all its rows, calling row(q, arg) for
  * each until one returns non-zero, and finalize it. Returns 0, that non-zero value, or
  * STORE_EIO with the formatted context, ": " and SQLite's message. */
-int store_each_row(sqlite3 *db, sqlite3_stmt *q, int rc, int (*row)(sqlite3_stmt *q, void *arg),
-    void *arg, struct store_err *err, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+int store_each_row(struct db *db, struct db_stmt *q, int rc,
+    int (*row)(struct db_stmt *q, void *arg), void *arg, struct store_err *err, const char *fmt,
+    ...) __attribute__((format(printf, 7, 8)));
 /* Free an array of n items of `size` bytes, releasing each with item_free first. */
 void store_rows_free(void *v, size_t n, size_t size, void (*item_free)(void *item));
 /* Prepare `sql` (no parameters) and read its rows into r as store_rows_read does. */
-int store_rows_query(sqlite3 *db, const char *sql, struct store_rows *r, struct store_err *err,
+int store_rows_query(struct db *db, const char *sql, struct store_rows *r, struct store_err *err,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Copy text column i of the current row to the heap; a NULL column gives a copy of
  * if_null, or NULL when if_null is NULL. */
-char *store_col_text(sqlite3_stmt *q, int i, const char *if_null);
+char *store_col_text(struct db_stmt *q, int i, const char *if_null);
 /* Bind text parameter i (SQLite copies it); NULL binds SQL NULL. */
-void store_bind_text(sqlite3_stmt *q, int i, const char *s);
+void store_bind_text(struct db_stmt *q, int i, const char *s);
 
 /* --- common/store/store_tier.c --- */
 
@@ -76,10 +85,10 @@ void store_bind_text(sqlite3_stmt *q, int i, const char *s);
  * others are FAILED, IN_PROGRESS while a phase runs or some have ended and others wait;
  * a tier whose phases are all QUEUED again is PENDING. updated_at, started_at and
  * completed_at move with the state (`now`); a tier that already follows is not written. */
-int store_tier_follow(sqlite3 *db, int64_t tier_row, const char *now, struct store_err *err);
+int store_tier_follow(struct db *db, int64_t tier_row, const char *now, struct store_err *err);
 /* Do store_tier_follow for the tier of phase (run_id, phase_id); 0 if there is none. */
-int store_tier_follow_phase(
-    sqlite3 *db, const char *run_id, const char *phase_id, const char *now, struct store_err *err);
+int store_tier_follow_phase(struct db *db, const char *run_id, const char *phase_id,
+    const char *now, struct store_err *err);
 
 /* --- common/store/store_stats.c: labelled counts --- */
 
@@ -90,11 +99,11 @@ void store_counts_bump(struct store_counts *c, const char *key, int64_t n);
 /* Free a list's keys and items, leaving it empty. */
 void store_counts_free(struct store_counts *c);
 
-/* Open a connection to the existing file at `path` with sqlite3_open_v2 `flags` (never
- * SQLITE_OPEN_CREATE) and the store's busy timeout. On failure STORE_EIO with
+/* Open a connection to the existing SQLite file at `path` with sqlite3_open_v2 `flags`
+ * (never SQLITE_OPEN_CREATE) and the store's busy timeout. On failure STORE_EIO with
  * "<path>: cannot open<purpose>: <reason>" and *db NULL. */
 int store_connect(
-    const char *path, int flags, const char *purpose, sqlite3 **db, struct store_err *err);
+    const char *path, int flags, const char *purpose, struct db **db, struct store_err *err);
 
 /* Check that the open connection holds an autopack database of a version this program
  * knows with every table and column that version has, and a canonical uuid; fills
@@ -102,11 +111,11 @@ int store_connect(
  * STORE_EIDENT, which is checked last). Reads only. `path` names the database in
  * messages. */
 int store_schema_check(
-    sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err);
-/* Build schema `version` (1 up to SCHEMA_VERSION) in a private in-memory database: the
- * reference the open checks columns against, and that adoption and migration extend
+    struct db *db, const char *path, int *version, char uuid[37], struct store_err *err);
+/* Build schema `version` (1 up to SCHEMA_VERSION) in a private in-memory SQLite database:
+ * the reference the open checks columns against, and that adoption and migration extend
  * tables from. */
-int store_schema_ref_open(int version, sqlite3 **ref, struct store_err *err);
+int store_schema_ref_open(int version, struct db **ref, struct store_err *err);
 /* Return true if `s` is a UUID in canonical form (8-4-4-4-12 lowercase hex digits). */
 bool store_uuid_valid(const char *s);
 /* The tables of schema `version`, NULL-terminated, into names (capacity cap); returns
@@ -127,7 +136,7 @@ char *store_created_by(void);
  * with a counter if needed (a heap string). */
 char *store_backup_name(const char *path, const char *tag);
 /* Insert meta's one row: uuid, creation time, creator and schema version. */
-int store_meta_insert(sqlite3 *db, const char *uuid, const char *now, const char *by, int version,
+int store_meta_insert(struct db *db, const char *uuid, const char *now, const char *by, int version,
     struct store_err *err);
 
 #endif

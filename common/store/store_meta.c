@@ -9,30 +9,29 @@
 /* Read the supervisor record of meta; STORE_EIO on failure. */
 int store_meta_supervisor(struct store *st, int64_t *pid, char **socket, struct store_err *err)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	int rc;
 
 	*pid = 0;
 	*socket = NULL;
-	if (sqlite3_prepare_v2(st->db,
+	if (db_prepare(st->db,
 	        "SELECT supervisor_pid, control_socket FROM meta"
 	        " WHERE id = 1",
-	        -1, &s, NULL) != SQLITE_OK)
+	        &s) != DB_OK)
 		goto fail;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		const unsigned char *t = sqlite3_column_text(s, 1);
+	rc = db_step(s);
+	if (rc == DB_ROW) {
+		const char *t = db_column_text(s, 1);
 
-		*pid = sqlite3_column_int64(s, 0);
+		*pid = db_column_int64(s, 0);
 		if (t != NULL)
 			*socket = xstrdup((const char *)t);
 	}
-	sqlite3_finalize(s);
-	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+	db_finalize(s);
+	if (rc == DB_ROW || rc == DB_DONE)
 		return 0;
 fail:
-	snprintf(
-	    err->text, sizeof err->text, "%s: reading meta: %s", st->path, sqlite3_errmsg(st->db));
+	snprintf(err->text, sizeof err->text, "%s: reading meta: %s", st->path, db_errmsg(st->db));
 	return STORE_EIO;
 }
 
@@ -40,27 +39,27 @@ fail:
 static int store_meta_reidentify_tx(
     struct store *st, const char *uuid, const char *result, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	char now[32];
-	int rc = sqlite3_prepare_v2(st->db,
+	int rc = db_prepare(st->db,
 	    "UPDATE meta SET db_uuid = ?1, supervisor_pid = NULL, control_socket = NULL"
 	    " WHERE id = 1",
-	    -1, &q, NULL);
+	    &q);
 
-	if (rc == SQLITE_OK)
+	if (rc == DB_OK)
 		store_bind_text(q, 1, uuid);
 	rc = store_step_done(st->db, q, rc, err, "%s: writing the new uuid", st->path);
 	if (rc != 0)
 		return rc;
 	time_db_now(now);
-	rc = sqlite3_prepare_v2(st->db,
+	rc = db_prepare(st->db,
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
 	    " VALUES (?1, ?2, ?3, 'db reidentify', ?4, 1, ?5)",
-	    -1, &q, NULL);
-	if (rc == SQLITE_OK) {
+	    &q);
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, now);
-		sqlite3_bind_int64(q, 2, (int64_t)getpid());
-		sqlite3_bind_int64(q, 3, (int64_t)getuid());
+		db_bind_int64(q, 2, (int64_t)getpid());
+		db_bind_int64(q, 3, (int64_t)getuid());
 		store_bind_text(q, 4, st->uuid);
 		store_bind_text(q, 5, result);
 	}
@@ -77,13 +76,13 @@ int store_meta_reidentify(struct store *st, char previous[37], struct store_err 
 		return rc;
 	snprintf(result, sizeof result, "uuid %s replaced %s (the database it was copied from)",
 	    uuid, st->uuid);
-	rc = store_exec(st->db, "BEGIN IMMEDIATE", st->path, err);
+	rc = store_begin(st->db, st->path, err);
 	if (rc == 0)
 		rc = store_meta_reidentify_tx(st, uuid, result, err);
 	if (rc == 0)
-		rc = store_exec(st->db, "COMMIT", st->path, err);
+		rc = store_commit(st->db, st->path, err);
 	if (rc != 0) {
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		db_rollback(st->db);
 		return rc;
 	}
 	memcpy(previous, st->uuid, 37);

@@ -1,4 +1,5 @@
 #include "common/store/schema.sql.h"
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
 #include "common/store/store_values.h"
@@ -19,14 +20,14 @@ static const char *const migrate_shared_tables[] = { "runs", "tiers", "phases", 
 
 /* Give `n` tables the current schema's columns they lack. */
 static int store_migrate_columns(
-    sqlite3 *db, const char *const *tables, size_t n, struct store_err *err)
+    struct db *db, const char *const *tables, size_t n, struct store_err *err)
 {
-	sqlite3 *ref = NULL;
+	struct db *ref = NULL;
 	int rc = store_schema_ref_open(SCHEMA_VERSION, &ref, err);
 
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = adopt_columns_add(db, ref, tables[i], NULL, true, err);
-	sqlite3_close(ref);
+	db_close(ref);
 	return rc;
 }
 
@@ -34,7 +35,7 @@ static int store_migrate_columns(
  * lack (an adopted database has the original's already, so this adds only what is
  * missing), then rewrite the timestamps earlier versions stored as
  * "YYYY-MM-DDTHH:MM:SS.mmmZ" into the original's format. */
-static int store_migrate_v3(sqlite3 *db, struct store_err *err)
+static int store_migrate_v3(struct db *db, struct store_err *err)
 {
 	struct store_value_cols cols = { 0 };
 	int rc = store_migrate_columns(
@@ -52,7 +53,7 @@ static int store_migrate_v3(sqlite3 *db, struct store_err *err)
 
 /* Upgrade version 3 to 4: the columns of the fitted estimator and its telemetry
  * (SCHEMA_V4_SQL), added where missing. */
-static int store_migrate_v4(sqlite3 *db, struct store_err *err)
+static int store_migrate_v4(struct db *db, struct store_err *err)
 {
 	static const char *const tables[] = { "token_estimation_v2_events",
 		"estimator_coefficients" };
@@ -62,7 +63,7 @@ static int store_migrate_v4(sqlite3 *db, struct store_err *err)
 
 /* Upgrade version 4 to 5: llm_usage_events.max_tokens (SCHEMA_V5_SQL), added where
  * missing. */
-static int store_migrate_v5(sqlite3 *db, struct store_err *err)
+static int store_migrate_v5(struct db *db, struct store_err *err)
 {
 	static const char *const tables[] = { "llm_usage_events" };
 
@@ -114,7 +115,7 @@ int store_backup(struct store *st, const char *dest, struct store_err *err)
 	close(fd);
 	rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE, NULL);
 	if (rc == SQLITE_OK) {
-		bk = sqlite3_backup_init(out, "main", st->db, "main");
+		bk = sqlite3_backup_init(out, "main", db_sqlite_handle(st->db), "main");
 		if (bk == NULL) {
 			rc = sqlite3_errcode(out);
 		} else {
@@ -186,16 +187,16 @@ int store_migrate(struct store *st, struct store_err *err)
 		free(backup);
 		return rc;
 	}
-	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the migration", err);
+	rc = store_begin(st->db, "starting the migration", err);
 	if (rc == 0)
 		rc = store_query_int(st->db, "SELECT schema_version FROM meta", &v, err);
 	if (rc == 0)
 		rc = store_migrate_steps(st, (int)v, err);
 	if (rc == 0)
-		rc = store_exec(st->db, "COMMIT", "committing the migration", err);
+		rc = store_commit(st->db, "committing the migration", err);
 	if (rc != 0) {
 		char *msg = xstrdup(err != NULL ? err->text : "");
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		db_rollback(st->db);
 		store_fail(err, rc,
 		    "%s: migrating from schema version %d failed: %s; the "
 		    "database is unchanged, a copy is at %s",

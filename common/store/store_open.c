@@ -1,3 +1,4 @@
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/schema.sql.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -66,33 +67,33 @@ static int store_stat_file(const char *path, struct stat *sb, struct store_err *
 }
 
 /* Check that the connection reads an SQLite database at all. */
-static int store_check_sqlite(sqlite3 *db, const char *path, struct store_err *err)
+static int store_check_sqlite(struct db *db, const char *path, struct store_err *err)
 {
 	int64_t v;
 	int rc = store_query_int(db, "PRAGMA schema_version", &v, NULL);
 
 	if (rc == 0)
 		return 0;
-	if (sqlite3_errcode(db) == SQLITE_NOTADB)
+	if (db_fault(db) == DB_FAULT_NOTDB)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: not an SQLite database; the file was left untouched", path);
-	return store_fail(err, STORE_EIO, "%s: cannot read: %s", path, sqlite3_errmsg(db));
+	return store_fail(err, STORE_EIO, "%s: cannot read: %s", path, db_errmsg(db));
 }
 
 /* Apply the connection settings of a write handle: WAL journal. */
-static int store_setup_writer(sqlite3 *db, const char *path, struct store_err *err)
+static int store_setup_writer(struct db *db, const char *path, struct store_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-	const unsigned char *mode = NULL;
+	struct db_stmt *st = NULL;
+	int rc = db_prepare(db, "PRAGMA journal_mode=WAL", &st);
+	const char *mode = NULL;
 
-	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		mode = sqlite3_column_text(st, 0);
+	if (rc == DB_OK && db_step(st) == DB_ROW)
+		mode = db_column_text(st, 0);
 	rc = mode != NULL && strcmp((const char *)mode, "wal") == 0 ? 0 : STORE_EIO;
 	if (rc != 0)
 		store_fail(
-		    err, rc, "%s: cannot switch to WAL journal mode: %s", path, sqlite3_errmsg(db));
-	sqlite3_finalize(st);
+		    err, rc, "%s: cannot switch to WAL journal mode: %s", path, db_errmsg(db));
+	db_finalize(st);
 	return rc;
 }
 
@@ -113,20 +114,13 @@ static void store_side_stat(const char *path, const char *suffix, dev_t *dev, in
 
 /* Open a connection with the store's busy timeout; STORE_EIO naming the file on failure. */
 int store_connect(
-    const char *path, int flags, const char *purpose, sqlite3 **db, struct store_err *err)
+    const char *path, int flags, const char *purpose, struct db **db, struct store_err *err)
 {
-	int rc;
+	char msg[512];
 
 	assert((flags & SQLITE_OPEN_CREATE) == 0); /* opening never creates a file */
-	*db = NULL;
-	if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "%s: cannot open%s: %s", path, purpose,
-		    *db != NULL ? sqlite3_errmsg(*db) : "out of memory");
-		sqlite3_close(*db);
-		*db = NULL;
-		return rc;
-	}
-	sqlite3_busy_timeout(*db, STORE_BUSY_TIMEOUT_MS);
+	if (db_sqlite_open(path, flags, STORE_BUSY_TIMEOUT_MS, db, msg, sizeof msg) != DB_OK)
+		return store_fail(err, STORE_EIO, "%s: cannot open%s: %s", path, purpose, msg);
 	return 0;
 }
 
@@ -137,7 +131,7 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	bool write = mode != STORE_READ;
 	int flags = write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
 	struct stat sb;
-	sqlite3 *db = NULL;
+	struct db *db = NULL;
 	int rc;
 
 	/* Callers resolve the URL first (dburl_resolve): the path is canonical. */
@@ -181,15 +175,14 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	}
 	return 0;
 fail:
-	sqlite3_close(db);
+	db_close(db);
 	return rc;
 }
 
 /* Close the connection and free the handle; safe on a zeroed handle. */
 void store_close(struct store *st)
 {
-	if (st->db != NULL)
-		sqlite3_close(st->db);
+	db_close(st->db);
 	free(st->path);
 	free(st->url);
 	free(st->backup_path);
@@ -229,17 +222,19 @@ static void store_side_changed(const char *path, const char *suffix, dev_t dev, 
 static void store_mark_lost(struct store *st, char *buf, size_t len)
 {
 	int on = 1, frames = -1, done = -1, rc;
+	sqlite3 *h;
 
 	st->lost = true;
 	buf[0] = '\0';
-	if (st->db == NULL || !st->writable)
+	if (st->db == NULL || !st->writable || st->db->backend != DB_SQLITE)
 		return;
-	sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
-	if (!sqlite3_get_autocommit(st->db)) {
+	h = db_sqlite_handle(st->db);
+	sqlite3_file_control(h, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+	if (db_in_transaction(st->db)) {
 		snprintf(buf, len, "; a transaction was open, nothing more is committed");
 		return;
 	}
-	rc = sqlite3_wal_checkpoint_v2(st->db, "main", SQLITE_CHECKPOINT_TRUNCATE, &frames, &done);
+	rc = sqlite3_wal_checkpoint_v2(h, "main", SQLITE_CHECKPOINT_TRUNCATE, &frames, &done);
 	if (rc == SQLITE_OK)
 		snprintf(buf, len,
 		    "; everything committed was checkpointed into the database file opened "
@@ -249,7 +244,7 @@ static void store_mark_lost(struct store *st, char *buf, size_t len)
 		snprintf(buf, len,
 		    "; checkpointing the committed write-ahead log into the database file "
 		    "failed: %s",
-		    sqlite3_errmsg(st->db));
+		    sqlite3_errmsg(h));
 }
 
 /* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
@@ -289,7 +284,7 @@ int store_identity_changed(struct store *st, struct store_err *err)
 /* Tell a busy or locked database from other failures. */
 bool store_err_busy(const struct store_err *err)
 {
-	return err->sqlite_code == SQLITE_BUSY || err->sqlite_code == SQLITE_LOCKED;
+	return err->fault == DB_FAULT_BUSY;
 }
 
 /* Name a STORE_E* code. */

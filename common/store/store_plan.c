@@ -29,16 +29,16 @@ static const char *plan_str(const json_t *o, const char *key)
 }
 
 /* Bind o[key] (an integer or absent) to parameter i, defaulting to `def` (< 0: NULL). */
-static void plan_bind_int(sqlite3_stmt *q, int i, const json_t *o, const char *key, int64_t def)
+static void plan_bind_int(struct db_stmt *q, int i, const json_t *o, const char *key, int64_t def)
 {
 	json_t *v = json_object_get(o, key);
 
 	if (json_is_integer(v))
-		sqlite3_bind_int64(q, i, json_integer_value(v));
+		db_bind_int64(q, i, json_integer_value(v));
 	else if (def >= 0)
-		sqlite3_bind_int64(q, i, def);
+		db_bind_int64(q, i, def);
 	else
-		sqlite3_bind_null(q, i);
+		db_bind_null(q, i);
 }
 
 /* Collapse "." and ".." components of an absolute path, lexically. */
@@ -156,7 +156,7 @@ static char *plan_workspace(const json_t *r, const char *base_dir)
 static int plan_insert_run(
     struct store *st, const json_t *r, const char *base_dir, const char *now, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	char *ws = plan_workspace(r, base_dir);
 	char *sql = store_original_insert_sql("runs",
 	    "id, state, goal_anchor, workspace, safety_profile, run_scope, token_cap, max_phases, "
@@ -173,8 +173,8 @@ static int plan_insert_run(
 		free(sql);
 		return rc;
 	}
-	rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
-	if (rc == SQLITE_OK) {
+	rc = db_prepare(st->db, sql, &q);
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, plan_str(r, "run_id"));
 		store_bind_text(q, 2, plan_str(r, "goal"));
 		store_bind_text(q, 3, ws);
@@ -260,26 +260,27 @@ static void plan_dirs_undo(struct plan_dirs *dirs, bool remove)
 static int plan_insert_tier(struct store *st, const char *run_id, const json_t *t, int64_t index,
     const char *now, int64_t *tier_row, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	char *sql = store_original_insert_sql("tiers",
+	struct db_stmt *q = NULL;
+	char *ins = store_original_insert_sql("tiers",
 	    "tier_id, run_id, tier_index, name, description, state, token_cap, ci_run_cap, "
 	    "created_at, updated_at",
 	    "?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8");
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
+	char *sql = xasprintf("%s RETURNING id", ins);
+	int rc = db_prepare(st->db, sql, &q);
 
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, plan_str(t, "tier_id"));
 		store_bind_text(q, 2, run_id);
-		sqlite3_bind_int64(q, 3, index);
+		db_bind_int64(q, 3, index);
 		store_bind_text(q, 4, plan_str(t, "name"));
 		store_bind_text(q, 5, plan_str(t, "description"));
 		plan_bind_int(q, 6, t, "token_cap", -1);
 		plan_bind_int(q, 7, t, "ci_run_cap", -1);
 		store_bind_text(q, 8, now);
 	}
-	rc = store_step_done(st->db, q, rc, err, "%s: writing tier %s of run %s", st->path,
+	rc = store_step_id(st->db, q, rc, tier_row, err, "%s: writing tier %s of run %s", st->path,
 	    plan_str(t, "tier_id"), run_id);
-	*tier_row = sqlite3_last_insert_rowid(st->db);
+	free(ins);
 	free(sql);
 	return rc;
 }
@@ -328,20 +329,20 @@ static char *plan_scope_json(const json_t *scope)
 static int plan_insert_phase(struct store *st, const char *run_id, int64_t tier_row,
     const json_t *ph, int64_t index, const char *now, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	char *scope = plan_scope_json(json_object_get(ph, "scope"));
 	char *sql = store_original_insert_sql("phases",
 	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
 	    "complexity, builder_mode, phase_type, scope, check_command, max_builder_attempts, "
 	    "max_auditor_attempts, incident_token_cap, created_at, updated_at",
 	    "?1, ?2, ?3, ?4, ?5, ?6, 'QUEUED', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16");
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
+	int rc = db_prepare(st->db, sql, &q);
 
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, plan_str(ph, "phase_id"));
 		store_bind_text(q, 2, run_id);
-		sqlite3_bind_int64(q, 3, tier_row);
-		sqlite3_bind_int64(q, 4, index);
+		db_bind_int64(q, 3, tier_row);
+		db_bind_int64(q, 4, index);
 		store_bind_text(q, 5, plan_str(ph, "name"));
 		store_bind_text(q, 6, plan_str(ph, "description"));
 		store_bind_text(q, 7, plan_str(ph, "task_category"));
@@ -374,11 +375,11 @@ static int plan_write_run(struct store *st, const json_t *r, const char *base_di
 	char *sql;
 
 	if (json_is_true(json_object_get(r, "append"))) {
-		sql = sqlite3_mprintf("SELECT coalesce(max(tier_index) + 1, 0) FROM tiers "
-		                      "WHERE run_id = %Q",
+		sql = db_sqlf("SELECT coalesce(max(tier_index) + 1, 0) FROM tiers "
+		              "WHERE run_id = %Q",
 		    run_id);
 		rc = store_query_int(st->db, sql, &base, err);
-		sqlite3_free(sql);
+		free(sql);
 	} else {
 		rc = plan_insert_run(st, r, base_dir, now, err);
 	}
@@ -414,7 +415,7 @@ int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, 
 	rc = store_plan_check(doc, source, err);
 	if (rc != 0)
 		return rc;
-	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the import", err);
+	rc = store_begin(st->db, "starting the import", err);
 	if (rc != 0)
 		return rc;
 	rc = plan_check_db(st, doc, source, err);
@@ -436,10 +437,10 @@ int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, 
 		free(ws);
 	}
 	if (rc == 0)
-		rc = store_exec(st->db, "COMMIT", "committing the import", err);
+		rc = store_commit(st->db, "committing the import", err);
 	plan_dirs_undo(&dirs, rc != 0);
 	if (rc != 0) {
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		db_rollback(st->db);
 		store_plan_summary_free(sum);
 		return rc;
 	}

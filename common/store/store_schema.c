@@ -1,4 +1,6 @@
+#include "common/store/dialect.h"
 #include "common/store/schema.sql.h"
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_internal.h"
 #include "common/strbuf.h"
 #include "common/util.h"
@@ -63,33 +65,32 @@ bool store_uuid_valid(const char *s)
 
 /* Read the single meta row: its uuid (as stored, cut to fit `uuid`) and schema version. */
 static int store_meta_read(
-    sqlite3 *db, const char *path, int *version, char *uuid, size_t len, struct store_err *err)
+    struct db *db, const char *path, int *version, char *uuid, size_t len, struct store_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int64_t rows = 0;
 	int rc;
 
-	rc = sqlite3_prepare_v2(
-	    db, "SELECT count(*), max(db_uuid), max(schema_version) FROM meta", -1, &st, NULL);
-	if (rc != SQLITE_OK) {
+	rc = db_prepare(db, "SELECT count(*), max(db_uuid), max(schema_version) FROM meta", &st);
+	if (rc != DB_OK) {
 		store_fail(err, STORE_ENOTDB,
 		    "%s: SQLite database but not an autopack database (its meta table has "
 		    "no db_uuid/schema_version: %s); the file was left untouched",
-		    path, sqlite3_errmsg(db));
-		sqlite3_finalize(st);
+		    path, db_errmsg(db));
+		db_finalize(st);
 		return STORE_ENOTDB;
 	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		const unsigned char *u = sqlite3_column_text(st, 1);
+	rc = db_step(st);
+	if (rc == DB_ROW) {
+		const char *u = db_column_text(st, 1);
 
-		rows = sqlite3_column_int64(st, 0);
-		*version = sqlite3_column_int(st, 2);
-		strlcpy_ap(uuid, u != NULL ? (const char *)u : "", len);
+		rows = db_column_int64(st, 0);
+		*version = (int)db_column_int64(st, 2);
+		strlcpy_ap(uuid, u != NULL ? u : "", len);
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW)
-		return store_fail(err, STORE_EIO, "%s: reading meta: %s", path, sqlite3_errstr(rc));
+	db_finalize(st);
+	if (rc != DB_ROW)
+		return store_fail(err, STORE_EIO, "%s: reading meta: %s", path, db_errmsg(db));
 	if (rows != 1)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: SQLite database but not a usable autopack database (meta holds %lld "
@@ -107,22 +108,17 @@ static int store_meta_read(
 }
 
 /* Build schema `version` in a private in-memory database. */
-int store_schema_ref_open(int version, sqlite3 **ref, struct store_err *err)
+int store_schema_ref_open(int version, struct db **ref, struct store_err *err)
 {
+	char msg[256];
 	int rc = 0;
 
-	*ref = NULL;
-	if (sqlite3_open_v2(":memory:", ref, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		rc = store_fail(err, STORE_EIO, "cannot open an in-memory database: %s",
-		    *ref != NULL ? sqlite3_errmsg(*ref) : "out of memory");
-		sqlite3_close(*ref);
-		*ref = NULL;
-		return rc;
-	}
+	if (db_sqlite_open(":memory:", SQLITE_OPEN_READWRITE, 0, ref, msg, sizeof msg) != DB_OK)
+		return store_fail(err, STORE_EIO, "cannot open an in-memory database: %s", msg);
 	for (int v = 0; rc == 0 && v < version && v < (int)ARRAY_SIZE(store_schema_steps); v++)
 		rc = store_exec(*ref, store_schema_steps[v], "building autopack's schema", err);
 	if (rc != 0) {
-		sqlite3_close(*ref);
+		db_close(*ref);
 		*ref = NULL;
 	}
 	return rc;
@@ -130,43 +126,42 @@ int store_schema_ref_open(int version, sqlite3 **ref, struct store_err *err)
 
 /* Append "table.column" to `out` (", "-separated) for every column of ref's `table` that
  * db's table lacks, counting them in *n. */
-static int store_columns_missing(sqlite3 *db, sqlite3 *ref, const char *table, struct strbuf *out,
-    size_t *n, struct store_err *err)
+static int store_columns_missing(struct db *db, struct db *ref, const char *table,
+    struct strbuf *out, size_t *n, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(ref, "SELECT name FROM pragma_table_info(?1)", -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(ref, "SELECT name FROM pragma_table_info(?1)", &q);
 
-	if (rc == SQLITE_OK)
-		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		const char *col = (const char *)sqlite3_column_text(q, 0);
-		int have = store_row_exists(db, err,
-		    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+	if (rc == DB_OK)
+		db_bind_text(q, 1, table);
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		const char *col = db_column_text(q, 0);
+		int have = store_row_exists(db, err, db->dialect->column_exists,
 		    (const char *const[]){ table, col, NULL }, "reading the columns of %s", table);
 
 		if (have < 0) {
-			sqlite3_finalize(q);
+			db_finalize(q);
 			return have;
 		}
 		if (have == 0)
 			strbuf_printf(out, "%s%s.%s", (*n)++ ? ", " : "", table, col);
-		rc = SQLITE_OK;
+		rc = DB_OK;
 	}
-	if (rc != SQLITE_DONE)
-		store_fail(err, STORE_EIO, "reading autopack's schema: %s", sqlite3_errmsg(ref));
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	if (rc != DB_DONE)
+		store_fail(err, STORE_EIO, "reading autopack's schema: %s", db_errmsg(ref));
+	db_finalize(q);
+	return rc == DB_DONE ? 0 : STORE_EIO;
 }
 
 /* Check meta, version, tables, columns and uuid, reading only; ENOTDB, EVERSION,
  * EPARTIAL or EIDENT. */
 int store_schema_check(
-    sqlite3 *db, const char *path, int *version, char uuid[37], struct store_err *err)
+    struct db *db, const char *path, int *version, char uuid[37], struct store_err *err)
 {
 	const char *names[ARRAY_SIZE(store_tables) + 1];
 	struct strbuf missing = { 0 };
 	char stored[48];
-	sqlite3 *ref = NULL;
+	struct db *ref = NULL;
 	size_t n, nmissing = 0;
 	int rc;
 
@@ -223,7 +218,7 @@ int store_schema_check(
 		    path, stored, strlen(stored) >= sizeof stored - 1 ? "..." : "", path);
 	}
 out:
-	sqlite3_close(ref);
+	db_close(ref);
 	free(missing.s);
 	return rc;
 }

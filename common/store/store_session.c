@@ -28,7 +28,7 @@ static void session_item_free(void *s)
 }
 
 /* Fill `s` from the current row of a SESSION_SELECT query. */
-static void session_from_row(sqlite3_stmt *q, void *item)
+static void session_from_row(struct db_stmt *q, void *item)
 {
 	struct store_session *s = item;
 
@@ -36,14 +36,14 @@ static void session_from_row(sqlite3_stmt *q, void *item)
 	s->started_at = store_col_text(q, 1, "");
 	s->completed_at = store_col_text(q, 2, NULL);
 	s->stop_reason = store_col_text(q, 3, NULL);
-	s->supervisor_pid = sqlite3_column_int64(q, 4);
+	s->supervisor_pid = db_column_int64(q, 4);
 	s->settings_json = store_col_text(q, 5, NULL);
 	s->state_json = store_col_text(q, 6, NULL);
-	s->attempts = sqlite3_column_int64(q, 7);
-	s->open_attempts = sqlite3_column_int64(q, 8);
-	s->results = sqlite3_column_int64(q, 9);
-	s->successes = sqlite3_column_int64(q, 10);
-	s->events = sqlite3_column_int64(q, 11);
+	s->attempts = db_column_int64(q, 7);
+	s->open_attempts = db_column_int64(q, 8);
+	s->results = db_column_int64(q, 9);
+	s->successes = db_column_int64(q, 10);
+	s->events = db_column_int64(q, 11);
 }
 
 /* List every session, newest first. */
@@ -66,54 +66,53 @@ int store_session_list(
 int store_session_get(
     struct store *st, const char *id, struct store_session *out, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db,
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
 	    id != NULL ? SESSION_SELECT " WHERE s.session_id = ?1" :
 	                 SESSION_SELECT " ORDER BY s.started_at DESC, s.rowid DESC LIMIT 1",
-	    -1, &q, NULL);
+	    &q);
 
 	memset(out, 0, sizeof *out);
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		if (id != NULL)
-			sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(q);
+			db_bind_text(q, 1, id);
+		rc = db_step(q);
 	}
-	if (rc == SQLITE_ROW)
+	if (rc == DB_ROW)
 		session_from_row(q, out);
-	else if (rc == SQLITE_DONE && id != NULL)
+	else if (rc == DB_DONE && id != NULL)
 		store_fail(err, STORE_EINVAL,
 		    "%s: no drain session \"%s\" (autopack-ctl session "
 		    "list shows them)",
 		    st->path, id);
-	else if (rc == SQLITE_DONE)
+	else if (rc == DB_DONE)
 		store_fail(err, STORE_EINVAL,
 		    "%s: no drain sessions yet (a supervisor run "
 		    "records one)",
 		    st->path);
 	else
-		store_fail(err, STORE_EIO, "%s: reading drain sessions: %s", st->path,
-		    sqlite3_errmsg(st->db));
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW)
+		store_fail(
+		    err, STORE_EIO, "%s: reading drain sessions: %s", st->path, db_errmsg(st->db));
+	db_finalize(q);
+	if (rc == DB_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? STORE_EINVAL : STORE_EIO;
+	return rc == DB_DONE ? STORE_EINVAL : STORE_EIO;
 }
 
 /* Fill a result from the current row (a store_rows fill). */
-static void session_result_row(sqlite3_stmt *q, void *item)
+static void session_result_row(struct db_stmt *q, void *item)
 {
 	struct store_session_result *r = item;
 
 	r->run_id = store_col_text(q, 0, "");
 	r->phase_id = store_col_text(q, 1, "");
 	r->outcome = store_col_text(q, 2, NULL);
-	r->success = sqlite3_column_int(q, 3) != 0;
+	r->success = db_column_int64(q, 3) != 0;
 	r->timeout = outcome_parse(r->outcome) == OUTCOME_TIMEOUT;
-	r->duration_s = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 4);
-	r->events = sqlite3_column_int64(q, 5);
-	r->yield_per_min = sqlite3_column_type(q, 6) == SQLITE_NULL ? -1 :
-	                                                              sqlite3_column_double(q, 6);
-	r->boundary = sqlite3_column_int(q, 7) != 0;
+	r->duration_s = db_column_type(q, 4) == DB_NULL ? -1 : db_column_double(q, 4);
+	r->events = db_column_int64(q, 5);
+	r->yield_per_min = db_column_type(q, 6) == DB_NULL ? -1 : db_column_double(q, 6);
+	r->boundary = db_column_int64(q, 7) != 0;
 	r->fingerprint = store_col_text(q, 8, NULL);
 	r->zero_yield_reason = store_col_text(q, 9, NULL);
 }
@@ -137,16 +136,16 @@ int store_session_results(struct store *st, const char *id, struct store_session
 	struct store_rows l = {
 		.size = sizeof **out, .fill = session_result_row, .item_free = session_result_free
 	};
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(st->db,
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
 	    "SELECT r.run_id, r.phase_id, a.outcome, r.success, r.duration_seconds,"
 	    " coalesce(r.telemetry_events_collected, 0), r.telemetry_yield_per_minute,"
 	    " r.reached_llm_boundary, r.failure_fingerprint, r.zero_yield_reason"
 	    " FROM drain_session_results r LEFT JOIN attempts a ON a.attempt_id = r.attempt_id"
 	    " WHERE r.session_id = ?1 ORDER BY r.attempt_id",
-	    -1, &q, NULL);
+	    &q);
 
-	if (rc == SQLITE_OK)
+	if (rc == DB_OK)
 		store_bind_text(q, 1, id);
 	rc = store_rows_read(
 	    st->db, q, rc, &l, err, "%s: reading the results of session %s", st->path, id);

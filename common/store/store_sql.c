@@ -1,5 +1,6 @@
 /* The store's small SQL helpers, one home each: error messages, statements without
  * rows, single values, row existence, text column copies and text binds. */
+#include "common/store/dialect.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
@@ -19,133 +20,165 @@ int store_fail(struct store_err *err, int code, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err->text, sizeof err->text, fmt, ap);
 		va_end(ap);
-		err->sqlite_code = 0;
+		err->fault = DB_FAULT_NONE;
 	}
 	return code;
 }
 
-/* Run SQL without results; STORE_EIO with the SQLite message on failure. */
-int store_exec(sqlite3 *db, const char *sql, const char *what, struct store_err *err)
+/* Report the database's last error after `what`, with its kind; returns STORE_EIO. */
+static int store_fail_db(struct db *db, const char *what, struct store_err *err)
 {
-	char *msg = NULL;
-	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-
-	if (rc != SQLITE_OK) {
-		store_fail(err, STORE_EIO, "%s: %s", what, msg != NULL ? msg : sqlite3_errstr(rc));
-		if (err != NULL)
-			err->sqlite_code = rc & 0xff;
-		sqlite3_free(msg);
-		return STORE_EIO;
-	}
-	return 0;
-}
-
-/* Run a one-integer query; STORE_EIO on failure. */
-int store_query_int(sqlite3 *db, const char *sql, int64_t *out, struct store_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-
-	assert(out != NULL);
-	if (rc == SQLITE_OK) {
-		assert(sqlite3_column_count(st) == 1 && sqlite3_bind_parameter_count(st) == 0);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*out = sqlite3_column_int64(st, 0);
-			rc = SQLITE_OK;
-		}
-	}
-	if (rc != SQLITE_OK)
-		store_fail(err, STORE_EIO, "%s: %s", sql, sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	return rc == SQLITE_OK ? 0 : STORE_EIO;
-}
-
-/* Fill err with the formatted context, ": " and SQLite's message; return STORE_EIO. */
-static int store_fail_sqlite(sqlite3 *db, struct store_err *err, const char *fmt, va_list ap)
-{
-	char what[sizeof err->text];
-
-	if (err != NULL) {
-		vsnprintf(what, sizeof what, fmt, ap);
-		store_fail(err, STORE_EIO, "%s: %s", what, sqlite3_errmsg(db));
-		err->sqlite_code = sqlite3_errcode(db) & 0xff;
-	}
+	store_fail(err, STORE_EIO, "%s: %s", what, db_errmsg(db));
+	if (err != NULL)
+		err->fault = db_fault(db);
 	return STORE_EIO;
 }
 
+/* Run SQL without results; STORE_EIO with the database's message on failure. */
+int store_exec(struct db *db, const char *sql, const char *what, struct store_err *err)
+{
+	return db_exec(db, sql) == DB_OK ? 0 : store_fail_db(db, what, err);
+}
+
+/* Begin an offline command's write transaction; STORE_EIO on failure. */
+int store_begin(struct db *db, const char *what, struct store_err *err)
+{
+	return db_begin(db, DB_TX_WRITE) == DB_OK ? 0 : store_fail_db(db, what, err);
+}
+
+/* Commit the open transaction; STORE_EIO on failure. */
+int store_commit(struct db *db, const char *what, struct store_err *err)
+{
+	return db_commit(db) == DB_OK ? 0 : store_fail_db(db, what, err);
+}
+
+/* Run a one-integer query; STORE_EIO on failure. */
+int store_query_int(struct db *db, const char *sql, int64_t *out, struct store_err *err)
+{
+	struct db_stmt *st = NULL;
+	int rc = db_prepare(db, sql, &st);
+
+	assert(out != NULL);
+	if (rc == DB_OK) {
+		assert(db_bind_count(st) == 0);
+		rc = db_step(st);
+		if (rc == DB_ROW) {
+			assert(db_column_count(st) == 1);
+			*out = db_column_int64(st, 0);
+			rc = DB_OK;
+		}
+	}
+	if (rc != DB_OK)
+		store_fail(err, STORE_EIO, "%s: %s", sql, db_errmsg(db));
+	db_finalize(st);
+	return rc == DB_OK ? 0 : STORE_EIO;
+}
+
+/* Fill err with the formatted context, ": " and SQLite's message; return STORE_EIO. */
+static int store_fail_sqlite(struct db *db, struct store_err *err, const char *fmt, va_list ap)
+{
+	char what[sizeof err->text] = "";
+
+	if (err != NULL)
+		vsnprintf(what, sizeof what, fmt, ap);
+	return store_fail_db(db, what, err);
+}
+
 /* Check a query with text parameters for a row; STORE_EIO on failure. */
-int store_row_exists(sqlite3 *db, struct store_err *err, const char *sql, const char *const *args,
+int store_row_exists(struct db *db, struct store_err *err, const char *sql, const char *const *args,
     const char *fmt, ...)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db, sql, &q);
 	va_list ap;
 
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		for (int i = 0; args != NULL && args[i] != NULL; i++) {
-			assert(i < sqlite3_bind_parameter_count(q));
-			sqlite3_bind_text(q, i + 1, args[i], -1, SQLITE_STATIC);
+			assert(i < db_bind_count(q));
+			db_bind_text(q, i + 1, args[i]);
 		}
-		rc = sqlite3_step(q);
+		rc = db_step(q);
 	}
-	if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
-		sqlite3_finalize(q);
-		return rc == SQLITE_ROW;
+	if (rc == DB_ROW || rc == DB_DONE) {
+		db_finalize(q);
+		return rc == DB_ROW;
 	}
 	va_start(ap, fmt);
 	store_fail_sqlite(db, err, fmt, ap);
 	va_end(ap);
-	sqlite3_finalize(q);
+	db_finalize(q);
 	return STORE_EIO;
 }
 
 /* Check sqlite_master for a table; STORE_EIO on failure. */
-int store_table_exists(sqlite3 *db, const char *name, struct store_err *err)
+int store_table_exists(struct db *db, const char *name, struct store_err *err)
 {
-	return store_row_exists(db, err,
-	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+	return store_row_exists(db, err, db->dialect->table_exists,
 	    (const char *const[]){ name, NULL }, "reading the table list");
 }
 
 /* Step a statement to its end and finalize it; STORE_EIO on failure. */
 int store_step_done(
-    sqlite3 *db, sqlite3_stmt *q, int rc, struct store_err *err, const char *fmt, ...)
+    struct db *db, struct db_stmt *q, int rc, struct store_err *err, const char *fmt, ...)
 {
 	va_list ap;
 
-	assert(rc != SQLITE_OK || q != NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(q);
-	if (rc != SQLITE_DONE) {
+	assert(rc != DB_OK || q != NULL);
+	if (rc == DB_OK)
+		rc = db_step(q);
+	if (rc != DB_DONE) {
 		va_start(ap, fmt);
 		store_fail_sqlite(db, err, fmt, ap);
 		va_end(ap);
 	}
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : STORE_EIO;
+	db_finalize(q);
+	return rc == DB_DONE ? 0 : STORE_EIO;
+}
+
+/* Step a statement to its one row, read the id in column 0, finalize it; STORE_EIO on
+ * failure. */
+int store_step_id(struct db *db, struct db_stmt *q, int rc, int64_t *id, struct store_err *err,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	assert(rc != DB_OK || q != NULL);
+	if (rc == DB_OK)
+		rc = db_step(q);
+	if (rc == DB_ROW) {
+		*id = db_column_int64(q, 0);
+		rc = db_step(q);
+	}
+	if (rc != DB_DONE) {
+		va_start(ap, fmt);
+		store_fail_sqlite(db, err, fmt, ap);
+		va_end(ap);
+	}
+	db_finalize(q);
+	return rc == DB_DONE ? 0 : STORE_EIO;
 }
 
 /* Step a statement through its rows, handing each to `row`; STORE_EIO on failure. */
-int store_each_row(sqlite3 *db, sqlite3_stmt *q, int rc, int (*row)(sqlite3_stmt *q, void *arg),
-    void *arg, struct store_err *err, const char *fmt, ...)
+int store_each_row(struct db *db, struct db_stmt *q, int rc,
+    int (*row)(struct db_stmt *q, void *arg), void *arg, struct store_err *err, const char *fmt,
+    ...)
 {
 	int ret = 0;
 	va_list ap;
 
 	assert(row != NULL);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
 		ret = row(q, arg);
-		rc = SQLITE_OK;
+		rc = DB_OK;
 		if (ret != 0)
 			break;
 	}
-	if (ret == 0 && rc != SQLITE_DONE) {
+	if (ret == 0 && rc != DB_DONE) {
 		va_start(ap, fmt);
 		ret = store_fail_sqlite(db, err, fmt, ap);
 		va_end(ap);
 	}
-	sqlite3_finalize(q);
+	db_finalize(q);
 	return ret;
 }
 
@@ -162,7 +195,7 @@ void *store_rows_add(struct store_rows *r)
 }
 
 /* The store_each_row callback of store_rows_read. */
-static int store_rows_row(sqlite3_stmt *q, void *arg)
+static int store_rows_row(struct db_stmt *q, void *arg)
 {
 	struct store_rows *r = arg;
 
@@ -171,7 +204,7 @@ static int store_rows_row(sqlite3_stmt *q, void *arg)
 }
 
 /* Read every row into a row array; on failure it is emptied and STORE_EIO returned. */
-int store_rows_read(sqlite3 *db, sqlite3_stmt *q, int rc, struct store_rows *r,
+int store_rows_read(struct db *db, struct db_stmt *q, int rc, struct store_rows *r,
     struct store_err *err, const char *fmt, ...)
 {
 	char what[sizeof err->text];
@@ -199,12 +232,12 @@ void store_rows_free(void *v, size_t n, size_t size, void (*item_free)(void *ite
 }
 
 /* Run a query without parameters and read every row into a row array. */
-int store_rows_query(
-    sqlite3 *db, const char *sql, struct store_rows *r, struct store_err *err, const char *fmt, ...)
+int store_rows_query(struct db *db, const char *sql, struct store_rows *r, struct store_err *err,
+    const char *fmt, ...)
 {
 	char what[sizeof err->text];
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db, sql, &q);
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -214,23 +247,23 @@ int store_rows_query(
 }
 
 /* Copy a text column to the heap; a NULL column gives a copy of if_null, or NULL. */
-char *store_col_text(sqlite3_stmt *q, int i, const char *if_null)
+char *store_col_text(struct db_stmt *q, int i, const char *if_null)
 {
-	const unsigned char *t;
+	const char *t;
 
-	assert(i >= 0 && i < sqlite3_column_count(q));
-	t = sqlite3_column_text(q, i);
+	assert(i >= 0 && i < db_column_count(q));
+	t = db_column_text(q, i);
 	if (t == NULL)
 		return if_null != NULL ? xstrdup(if_null) : NULL;
-	return xstrndup((const char *)t, (size_t)sqlite3_column_bytes(q, i));
+	return xstrdup(t);
 }
 
 /* Bind a text parameter (copied); NULL binds SQL NULL. */
-void store_bind_text(sqlite3_stmt *q, int i, const char *s)
+void store_bind_text(struct db_stmt *q, int i, const char *s)
 {
 	assert(q != NULL && i >= 1);
 	if (s != NULL)
-		sqlite3_bind_text(q, i, s, -1, SQLITE_TRANSIENT);
+		db_bind_text(q, i, s);
 	else
-		sqlite3_bind_null(q, i);
+		db_bind_null(q, i);
 }

@@ -47,28 +47,27 @@ struct counts_query {
 };
 
 /* Add the current (label, count) row to a counts_query's list. */
-static int store_counts_row(sqlite3_stmt *q, void *arg)
+static int store_counts_row(struct db_stmt *q, void *arg)
 {
 	struct counts_query *cq = arg;
-	const unsigned char *k = sqlite3_column_text(q, 0);
+	const char *k = db_column_text(q, 0);
 
-	store_counts_bump(
-	    cq->c, k != NULL ? (const char *)k : cq->null_key, sqlite3_column_int64(q, 1));
+	store_counts_bump(cq->c, k != NULL ? (const char *)k : cq->null_key, db_column_int64(q, 1));
 	return 0;
 }
 
 /* Fill one run's phase counts from the current row (a store_rows fill). */
-static void store_per_run_row(sqlite3_stmt *q, void *item)
+static void store_per_run_row(struct db_stmt *q, void *item)
 {
 	struct store_run_phases *r = item;
 
 	r->run_id = store_col_text(q, 0, "");
 	r->state = store_col_text(q, 1, "");
-	r->total = sqlite3_column_int64(q, 2);
-	r->queued = sqlite3_column_int64(q, 3);
-	r->executing = sqlite3_column_int64(q, 4);
-	r->complete = sqlite3_column_int64(q, 5);
-	r->failed = sqlite3_column_int64(q, 6);
+	r->total = db_column_int64(q, 2);
+	r->queued = db_column_int64(q, 3);
+	r->executing = db_column_int64(q, 4);
+	r->complete = db_column_int64(q, 5);
+	r->failed = db_column_int64(q, 6);
 }
 
 /* Free one run's phase counts. */
@@ -140,10 +139,10 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 	for (size_t i = 0; i < ARRAY_SIZE(totals) && rc == 0; i++)
 		rc = store_query_int(st->db, totals[i].sql, totals[i].out, err);
 	for (size_t i = 0; i < ARRAY_SIZE(lists) && rc == 0; i++) {
-		sqlite3_stmt *q = NULL;
+		struct db_stmt *q = NULL;
 		struct counts_query cq = lists[i].cq;
 
-		rc = sqlite3_prepare_v2(st->db, lists[i].sql, -1, &q, NULL);
+		rc = db_prepare(st->db, lists[i].sql, &q);
 		rc = store_each_row(st->db, q, rc, store_counts_row, &cq, err, "%s", st->path);
 	}
 	if (rc == 0)

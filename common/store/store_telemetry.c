@@ -30,7 +30,7 @@ static const char *const telem_bool_cols[] = {
 
 /* Prepare `select` with the filter's run ids as a WHERE clause, ordered by event. */
 static int telem_prepare(struct store *st, const char *select, const struct store_telem_filter *f,
-    sqlite3_stmt **q, struct store_err *err)
+    struct db_stmt **q, struct store_err *err)
 {
 	size_t len = strlen(select) + 64 + 3 * f->n_run_ids;
 	char *sql = xmalloc(len);
@@ -44,18 +44,18 @@ static int telem_prepare(struct store *st, const char *select, const struct stor
 		strcat(sql, ")");
 	}
 	strcat(sql, " ORDER BY event_id");
-	rc = sqlite3_prepare_v2(st->db, sql, -1, q, NULL);
+	rc = db_prepare(st->db, sql, q);
 	free(sql);
-	if (rc != SQLITE_OK)
+	if (rc != DB_OK)
 		return store_fail(err, STORE_EIO, "%s: reading token_estimation_v2_events: %s",
-		    st->path, sqlite3_errmsg(st->db));
+		    st->path, db_errmsg(st->db));
 	for (size_t i = 0; i < f->n_run_ids; i++)
-		sqlite3_bind_text(*q, (int)i + 1, f->run_ids[i], -1, SQLITE_STATIC);
+		db_bind_text(*q, (int)i + 1, f->run_ids[i]);
 	return 0;
 }
 
 /* Append the current event to the telem_samples at arg. */
-static int telem_read_row(sqlite3_stmt *q, void *arg)
+static int telem_read_row(struct db_stmt *q, void *arg)
 {
 	struct telem_sample *s = telem_samples_add(arg);
 
@@ -64,19 +64,17 @@ static int telem_read_row(sqlite3_stmt *q, void *arg)
 	s->timestamp = store_col_text(q, 2, "");
 	s->category = store_col_text(q, 3, "");
 	s->complexity = store_col_text(q, 4, "");
-	s->deliverable_count = sqlite3_column_int64(q, 5);
-	s->predicted = sqlite3_column_int64(q, 6);
-	s->actual = sqlite3_column_int64(q, 7);
-	s->selected_budget = sqlite3_column_int64(q, 8);
-	s->actual_max_tokens = sqlite3_column_type(q, 9) == SQLITE_NULL ?
-	    -1 :
-	    sqlite3_column_int64(q, 9);
-	s->success = sqlite3_column_int(q, 10) != 0;
-	s->truncated = sqlite3_column_int(q, 11) != 0;
+	s->deliverable_count = db_column_int64(q, 5);
+	s->predicted = db_column_int64(q, 6);
+	s->actual = db_column_int64(q, 7);
+	s->selected_budget = db_column_int64(q, 8);
+	s->actual_max_tokens = db_column_type(q, 9) == DB_NULL ? -1 : db_column_int64(q, 9);
+	s->success = db_column_int64(q, 10) != 0;
+	s->truncated = db_column_int64(q, 11) != 0;
 	s->stop_reason = store_col_text(q, 12, NULL);
 	s->model = store_col_text(q, 13, "");
-	s->estimator_version = sqlite3_column_int64(q, 14);
-	s->attempt_id = sqlite3_column_int64(q, 15);
+	s->estimator_version = db_column_int64(q, 14);
+	s->attempt_id = db_column_int64(q, 15);
 	return 0;
 }
 
@@ -84,14 +82,14 @@ static int telem_read_row(sqlite3_stmt *q, void *arg)
 int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
     struct telem_samples *out, struct store_err *err)
 {
-	sqlite3_stmt *q;
+	struct db_stmt *q;
 	int rc;
 
 	memset(out, 0, sizeof *out);
 	rc = telem_prepare(st, TELEM_SELECT, f, &q, err);
 	if (rc != 0)
 		return rc;
-	rc = store_each_row(st->db, q, SQLITE_OK, telem_read_row, out, err,
+	rc = store_each_row(st->db, q, DB_OK, telem_read_row, out, err,
 	    "%s: reading token_estimation_v2_events", st->path);
 	if (rc != 0)
 		telem_samples_free(out);
@@ -100,25 +98,23 @@ int store_telemetry_read(struct store *st, const struct store_telem_filter *f,
 
 /* Run one prepared statement to completion with its bound values; STORE_EIO naming
  * `what` on failure. */
-static int telem_step(struct store *st, sqlite3_stmt *q, const char *what, struct store_err *err)
+static int telem_step(struct store *st, struct db_stmt *q, const char *what, struct store_err *err)
 {
-	int rc = sqlite3_step(q);
+	int rc = db_step(q);
 
-	if (rc != SQLITE_DONE)
-		return store_fail(
-		    err, STORE_EIO, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
-	sqlite3_reset(q);
-	sqlite3_clear_bindings(q);
+	if (rc != DB_DONE)
+		return store_fail(err, STORE_EIO, "%s: %s: %s", st->path, what, db_errmsg(st->db));
+	db_reset(q);
+	db_clear_bindings(q);
 	return 0;
 }
 
 /* Prepare a statement or fail naming `what`. */
 static int telem_prep(
-    struct store *st, const char *sql, sqlite3_stmt **q, const char *what, struct store_err *err)
+    struct store *st, const char *sql, struct db_stmt **q, const char *what, struct store_err *err)
 {
-	if (sqlite3_prepare_v2(st->db, sql, -1, q, NULL) != SQLITE_OK)
-		return store_fail(
-		    err, STORE_EIO, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
+	if (db_prepare(st->db, sql, q) != DB_OK)
+		return store_fail(err, STORE_EIO, "%s: %s: %s", st->path, what, db_errmsg(st->db));
 	return 0;
 }
 
@@ -140,17 +136,24 @@ static int telem_import_run(struct store *st, const char *run_id, const char *so
 	int rc = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
-		sqlite3_stmt *q = NULL;
+		struct db_stmt *q = NULL;
+		char *ret = xasprintf(
+		    "%s%s", sql[i], i == ARRAY_SIZE(sql) - 1 ? " RETURNING id" : "");
 
-		rc = sqlite3_prepare_v2(st->db, sql[i], -1, &q, NULL);
-		if (rc == SQLITE_OK) {
+		rc = db_prepare(st->db, ret, &q);
+
+		free(ret);
+		if (rc == DB_OK) {
 			store_bind_text(q, 1, run_id);
 			store_bind_text(q, 2, goal);
 			store_bind_text(q, 3, now);
 		}
-		rc = store_step_done(st->db, q, rc, err, "%s: %s", st->path, what[i]);
+		if (i == ARRAY_SIZE(sql) - 1)
+			rc = store_step_id(
+			    st->db, q, rc, tier_row, err, "%s: %s", st->path, what[i]);
+		else
+			rc = store_step_done(st->db, q, rc, err, "%s: %s", st->path, what[i]);
 	}
-	*tier_row = sqlite3_last_insert_rowid(st->db);
 	for (size_t i = 0; i < ARRAY_SIZE(sql); i++)
 		free(sql[i]);
 	free(goal);
@@ -173,21 +176,21 @@ static char *telem_phase_id(size_t index, const char *category, const char *comp
 }
 
 /* Insert the phase row of one group: id `id`, the group of sample x. */
-static int telem_insert_phase(struct store *st, sqlite3_stmt *q, const char *run_id,
+static int telem_insert_phase(struct store *st, struct db_stmt *q, const char *run_id,
     int64_t tier_row, int64_t index, const char *id, const struct telem_sample *x, const char *now,
     struct store_err *err)
 {
 	char *name = xasprintf("%s/%s samples", x->category, x->complexity);
 	int rc;
 
-	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 2, run_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 3, tier_row);
-	sqlite3_bind_int64(q, 4, index);
-	sqlite3_bind_text(q, 5, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 6, x->category, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 7, x->complexity, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 8, now, -1, SQLITE_STATIC);
+	db_bind_text(q, 1, id);
+	db_bind_text(q, 2, run_id);
+	db_bind_int64(q, 3, tier_row);
+	db_bind_int64(q, 4, index);
+	db_bind_text(q, 5, name);
+	db_bind_text(q, 6, x->category);
+	db_bind_text(q, 7, x->complexity);
+	db_bind_text(q, 8, now);
 	rc = telem_step(st, q, "writing a phase", err);
 	free(name);
 	return rc;
@@ -199,7 +202,7 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
     const struct telem_samples *s, const char *now, size_t *phase_of, char **ids, size_t *n_phases,
     struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	char *sql = store_original_insert_sql("phases",
 	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
 	    "complexity, scope, created_at, updated_at, completed_at",
@@ -226,7 +229,7 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
 		    st, q, run_id, tier_row, (int64_t)*n_phases, ids[*n_phases], x, now, err);
 		(*n_phases)++;
 	}
-	sqlite3_finalize(q);
+	db_finalize(q);
 	free(sql);
 	return rc;
 }
@@ -235,7 +238,7 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
 static int telem_import_events(struct store *st, const char *run_id, const struct telem_samples *s,
     const char *now, const size_t *phase_of, char **ids, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	int rc = store_estimation_prepare(st, &q, err);
 
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
@@ -267,7 +270,7 @@ static int telem_import_events(struct store *st, const char *run_id, const struc
 		};
 		rc = store_estimation_insert(st, q, &e, err);
 	}
-	sqlite3_finalize(q);
+	db_finalize(q);
 	return rc;
 }
 
@@ -286,12 +289,12 @@ int store_telemetry_import(struct store *st, const char *run_id, const char *sou
 	assert(st->writable);
 	memset(sum, 0, sizeof *sum);
 	time_db_now(now);
-	rc = store_exec(st->db, "BEGIN IMMEDIATE", "starting the import", err);
+	rc = store_begin(st->db, "starting the import", err);
 	if (rc != 0)
 		goto out;
-	sql = sqlite3_mprintf("SELECT count(*) FROM runs WHERE id = %Q", run_id);
+	sql = db_sqlf("SELECT count(*) FROM runs WHERE id = %Q", run_id);
 	rc = store_query_int(st->db, sql, &exists, err);
-	sqlite3_free(sql);
+	free(sql);
 	if (rc == 0 && exists)
 		rc = store_fail(err, STORE_EEXIST,
 		    "run %s already exists in %s; nothing was "
@@ -305,9 +308,9 @@ int store_telemetry_import(struct store *st, const char *run_id, const char *sou
 	if (rc == 0)
 		rc = telem_import_events(st, run_id, s, now, phase_of, ids, err);
 	if (rc == 0)
-		rc = store_exec(st->db, "COMMIT", "committing the import", err);
+		rc = store_commit(st->db, "committing the import", err);
 	if (rc != 0) {
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		db_rollback(st->db);
 		goto out;
 	}
 	sum->samples = s->n;
@@ -332,7 +335,7 @@ static bool telem_is_bool_col(const char *name)
 }
 
 /* A text value as a JSON string; bytes that are not valid UTF-8 become '?'. */
-static json_t *telem_json_text(const unsigned char *t, int len)
+static json_t *telem_json_text(const char *t, int len)
 {
 	json_t *v = json_stringn((const char *)t, (size_t)len);
 	char *copy;
@@ -349,22 +352,22 @@ static json_t *telem_json_text(const unsigned char *t, int len)
 }
 
 /* Convert the current row to a JSON object of every column. */
-static json_t *telem_row_json(sqlite3_stmt *q)
+static json_t *telem_row_json(struct db_stmt *q)
 {
 	json_t *o = json_object();
 
-	for (int i = 0; i < sqlite3_column_count(q); i++) {
-		const char *name = sqlite3_column_name(q, i);
+	for (int i = 0; i < db_column_count(q); i++) {
+		const char *name = db_column_name(q, i);
 		json_t *v;
 
-		switch (sqlite3_column_type(q, i)) {
-		case SQLITE_INTEGER:
-			v = telem_is_bool_col(name) ? json_boolean(sqlite3_column_int64(q, i)) :
-			                              json_integer(sqlite3_column_int64(q, i));
+		switch (db_column_type(q, i)) {
+		case DB_INTEGER:
+			v = telem_is_bool_col(name) ? json_boolean(db_column_int64(q, i)) :
+			                              json_integer(db_column_int64(q, i));
 			break;
-		case SQLITE_FLOAT: v = json_real(sqlite3_column_double(q, i)); break;
-		case SQLITE_TEXT:
-			v = telem_json_text(sqlite3_column_text(q, i), sqlite3_column_bytes(q, i));
+		case DB_FLOAT: v = json_real(db_column_double(q, i)); break;
+		case DB_TEXT:
+			v = telem_json_text(db_column_text(q, i), strlen(db_column_text(q, i)));
 			break;
 		default: v = json_null();
 		}
@@ -380,7 +383,7 @@ struct telem_export {
 };
 
 /* Hand the current event, as JSON, to the export's row function. */
-static int telem_export_row(sqlite3_stmt *q, void *arg)
+static int telem_export_row(struct db_stmt *q, void *arg)
 {
 	struct telem_export *x = arg;
 	json_t *o = telem_row_json(q);
@@ -395,12 +398,12 @@ int store_telemetry_export(struct store *st, const struct store_telem_filter *f,
     int (*row)(json_t *obj, void *arg), void *arg, struct store_err *err)
 {
 	struct telem_export x = { row, arg };
-	sqlite3_stmt *q;
+	struct db_stmt *q;
 	int rc;
 
 	rc = telem_prepare(st, "SELECT * FROM token_estimation_v2_events", f, &q, err);
 	if (rc != 0)
 		return rc;
-	return store_each_row(st->db, q, SQLITE_OK, telem_export_row, &x, err,
+	return store_each_row(st->db, q, DB_OK, telem_export_row, &x, err,
 	    "%s: reading token_estimation_v2_events", st->path);
 }

@@ -23,13 +23,13 @@
 	" WHERE tiers.id = ?1 AND f.state IS NOT NULL AND tiers.state IS NOT f.state"
 
 /* Set a tier's state from its phases; changes nothing when it already follows them. */
-int store_tier_follow(sqlite3 *db, int64_t tier_row, const char *now, struct store_err *err)
+int store_tier_follow(struct db *db, int64_t tier_row, const char *now, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db, TIER_FOLLOW_SQL, -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db, TIER_FOLLOW_SQL, &q);
 
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(q, 1, tier_row);
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, tier_row);
 		store_bind_text(q, 2, now);
 	}
 	return store_step_done(
@@ -38,23 +38,23 @@ int store_tier_follow(sqlite3 *db, int64_t tier_row, const char *now, struct sto
 
 /* Set the state of the tier holding phase (run_id, phase_id) from its phases. */
 int store_tier_follow_phase(
-    sqlite3 *db, const char *run_id, const char *phase_id, const char *now, struct store_err *err)
+    struct db *db, const char *run_id, const char *phase_id, const char *now, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	int64_t tier_row = -1;
-	int rc = sqlite3_prepare_v2(
-	    db, "SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2", -1, &q, NULL);
+	int rc = db_prepare(
+	    db, "SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2", &q);
 
-	if (rc == SQLITE_OK) {
+	if (rc == DB_OK) {
 		store_bind_text(q, 1, run_id);
 		store_bind_text(q, 2, phase_id);
-		rc = sqlite3_step(q);
-		if (rc == SQLITE_ROW)
-			tier_row = sqlite3_column_int64(q, 0);
+		rc = db_step(q);
+		if (rc == DB_ROW)
+			tier_row = db_column_int64(q, 0);
 	}
-	sqlite3_finalize(q);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	db_finalize(q);
+	if (rc != DB_ROW && rc != DB_DONE)
 		return store_fail(err, STORE_EIO, "finding the tier of phase %s/%s: %s", run_id,
-		    phase_id, sqlite3_errmsg(db));
+		    phase_id, db_errmsg(db));
 	return tier_row < 0 ? 0 : store_tier_follow(db, tier_row, now, err);
 }

@@ -1,4 +1,5 @@
 /* Finding and rewriting stored values that are not in the original's formats. */
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_values.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -163,13 +164,12 @@ static void values_sql_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 }
 
 /* Register autopack_value() on the connection; STORE_EIO on failure. */
-int store_values_register(sqlite3 *db, struct store_err *err)
+int store_values_register(struct db *db, struct store_err *err)
 {
-	if (sqlite3_create_function_v2(db, "autopack_value", 2,
+	if (sqlite3_create_function_v2(db_sqlite_handle(db), "autopack_value", 2,
 	        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL, values_sql_fn, NULL,
 	        NULL, NULL) != SQLITE_OK)
-		return store_fail(
-		    err, STORE_EIO, "registering autopack_value: %s", sqlite3_errmsg(db));
+		return store_fail(err, STORE_EIO, "registering autopack_value: %s", db_errmsg(db));
 	return 0;
 }
 
@@ -193,30 +193,27 @@ static void values_push(
 
 /* Return the declared type of table.column (heap, "" if untyped), or NULL if there is no
  * such column. */
-static char *values_column_type(sqlite3 *db, const char *table, const char *column)
+static char *values_column_type(struct db *db, const char *table, const char *column)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	char *type = NULL;
 
-	if (sqlite3_prepare_v2(db,
-	        "SELECT type FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE", -1, &q,
-	        NULL) == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, column, -1, SQLITE_STATIC);
-		if (sqlite3_step(q) == SQLITE_ROW)
-			type = xstrdup(sqlite3_column_text(q, 0) != NULL ?
-			        (const char *)sqlite3_column_text(q, 0) :
-			        "");
+	if (db_prepare(db, "SELECT type FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+	        &q) == DB_OK) {
+		db_bind_text(q, 1, table);
+		db_bind_text(q, 2, column);
+		if (db_step(q) == DB_ROW)
+			type = xstrdup(db_column_text(q, 0) != NULL ? db_column_text(q, 0) : "");
 	}
-	sqlite3_finalize(q);
+	db_finalize(q);
 	return type;
 }
 
 /* Collect the columns whose values are checked; STORE_EIO on failure. */
 int store_values_columns(
-    sqlite3 *db, bool legacy, struct store_value_cols *out, struct store_err *err)
+    struct db *db, bool legacy, struct store_value_cols *out, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -229,26 +226,24 @@ int store_values_columns(
 			    STORE_VALUE_TIME);
 		free(type);
 	}
-	rc = sqlite3_prepare_v2(db,
+	rc = db_prepare(db,
 	    "SELECT m.name, c.name, upper(c.type) FROM sqlite_master m,"
 	    " pragma_table_info(m.name) c WHERE m.type = 'table'"
 	    " AND upper(c.type) IN ('DATETIME', 'TIMESTAMP', 'BOOLEAN') ORDER BY m.rowid, c.cid",
-	    -1, &q, NULL);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		const char *type = (const char *)sqlite3_column_text(q, 2);
+	    &q);
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		const char *type = db_column_text(q, 2);
 		bool is_bool = strcmp(type, "BOOLEAN") == 0;
 
 		if (!is_bool || legacy)
-			values_push(out, (const char *)sqlite3_column_text(q, 0),
-			    (const char *)sqlite3_column_text(q, 1),
+			values_push(out, db_column_text(q, 0), db_column_text(q, 1),
 			    is_bool ? STORE_VALUE_BOOL : STORE_VALUE_TIME);
-		rc = SQLITE_OK;
+		rc = DB_OK;
 	}
-	sqlite3_finalize(q);
-	if (rc != SQLITE_DONE) {
+	db_finalize(q);
+	if (rc != DB_DONE) {
 		store_value_cols_free(out);
-		return store_fail(
-		    err, STORE_EIO, "reading the column types: %s", sqlite3_errmsg(db));
+		return store_fail(err, STORE_EIO, "reading the column types: %s", db_errmsg(db));
 	}
 	for (size_t i = 0; legacy && i < ARRAY_SIZE(values_state_cols); i++) {
 		char *type = values_column_type(db, values_state_cols[i].table, "state");
@@ -263,24 +258,24 @@ int store_values_columns(
 
 /* Run a query with one row of (count, example value[, its rewrite]) into the column. */
 static int values_count(
-    sqlite3 *db, const char *sql, int64_t *n, char **from, char **to, struct store_err *err)
+    struct db *db, const char *sql, int64_t *n, char **from, char **to, struct store_err *err)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db, sql, &q);
 
-	if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		*n = sqlite3_column_int64(q, 0);
+	if (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		*n = db_column_int64(q, 0);
 		if (*n > 0) {
-			*from = xstrdup((const char *)sqlite3_column_text(q, 1));
+			*from = xstrdup(db_column_text(q, 1));
 			if (to != NULL)
-				*to = xstrdup((const char *)sqlite3_column_text(q, 2));
+				*to = xstrdup(db_column_text(q, 2));
 		}
-		rc = SQLITE_OK;
+		rc = DB_OK;
 	}
-	if (rc != SQLITE_OK)
-		store_fail(err, STORE_EIO, "checking stored values: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(q);
-	return rc == SQLITE_OK ? 0 : STORE_EIO;
+	if (rc != DB_OK)
+		store_fail(err, STORE_EIO, "checking stored values: %s", db_errmsg(db));
+	db_finalize(q);
+	return rc == DB_OK ? 0 : STORE_EIO;
 }
 
 /* The condition "this value is read, and differs from its rewrite". */
@@ -289,30 +284,29 @@ static int values_count(
 	" AND autopack_value(%d, \"%w\") IS NOT \"%w\""
 
 /* Count one column's values to rewrite and unreadable ones, with an example of each. */
-static int values_survey_col(sqlite3 *db, struct store_value_col *c, struct store_err *err)
+static int values_survey_col(struct db *db, struct store_value_col *c, struct store_err *err)
 {
 	char *sql;
 	int rc;
 
-	sql = sqlite3_mprintf(
-	    "SELECT count(*), min(CAST(\"%w\" AS TEXT)),"
-	    " autopack_value(%d, min(\"%w\")) FROM \"%w\" WHERE " VALUES_REWRITE_WHERE,
+	sql = db_sqlf("SELECT count(*), min(CAST(\"%w\" AS TEXT)),"
+	              " autopack_value(%d, min(\"%w\")) FROM \"%w\" WHERE " VALUES_REWRITE_WHERE,
 	    c->column, c->kind, c->column, c->table, c->column, c->kind, c->column, c->kind,
 	    c->column, c->column);
 	rc = values_count(db, sql, &c->rewrite, &c->from, &c->to, err);
-	sqlite3_free(sql);
+	free(sql);
 	if (rc != 0)
 		return rc;
-	sql = sqlite3_mprintf("SELECT count(*), min(CAST(\"%w\" AS TEXT)) FROM \"%w\" WHERE"
-	                      " \"%w\" IS NOT NULL AND autopack_value(%d, \"%w\") IS NULL",
+	sql = db_sqlf("SELECT count(*), min(CAST(\"%w\" AS TEXT)) FROM \"%w\" WHERE"
+	              " \"%w\" IS NOT NULL AND autopack_value(%d, \"%w\") IS NULL",
 	    c->column, c->table, c->column, c->kind, c->column);
 	rc = values_count(db, sql, &c->unreadable, &c->bad, NULL, err);
-	sqlite3_free(sql);
+	free(sql);
 	return rc;
 }
 
 /* Count the values to rewrite and those unreadable, reading only; STORE_EIO on failure. */
-int store_values_survey(sqlite3 *db, struct store_value_cols *cols, struct store_err *err)
+int store_values_survey(struct db *db, struct store_value_cols *cols, struct store_err *err)
 {
 	struct store_value_cols kept = { 0 };
 	int rc = 0;
@@ -339,22 +333,22 @@ int store_values_survey(sqlite3 *db, struct store_value_cols *cols, struct store
 }
 
 /* Rewrite the readable values of each column; STORE_EIO on failure. */
-int store_values_rewrite(sqlite3 *db, struct store_value_cols *cols, struct store_err *err)
+int store_values_rewrite(struct db *db, struct store_value_cols *cols, struct store_err *err)
 {
 	for (size_t i = 0; i < cols->n; i++) {
 		struct store_value_col *c = &cols->items[i];
-		char *sql = sqlite3_mprintf("UPDATE \"%w\" SET \"%w\" = autopack_value(%d, \"%w\")"
-		                            " WHERE " VALUES_REWRITE_WHERE,
+		char *sql = db_sqlf("UPDATE \"%w\" SET \"%w\" = autopack_value(%d, \"%w\")"
+		                    " WHERE " VALUES_REWRITE_WHERE,
 		    c->table, c->column, c->kind, c->column, c->column, c->kind, c->column, c->kind,
 		    c->column, c->column);
 		struct store_err why;
 		int rc = store_exec(db, sql, "SQLite", &why);
 
-		sqlite3_free(sql);
+		free(sql);
 		if (rc != 0)
 			return store_fail(
 			    err, rc, "rewriting %s.%s: %s", c->table, c->column, why.text);
-		c->rewrite = sqlite3_changes(db);
+		c->rewrite = db_changes(db);
 	}
 	return 0;
 }

@@ -39,18 +39,18 @@ struct store_value_cols {
 
 /* Register the SQL function autopack_value(kind, v) on db: v in the original's format
  * for kind, or NULL when v is not such a value. */
-int store_values_register(sqlite3 *db, struct store_err *err);
+int store_values_register(struct db *db, struct store_err *err);
 /* Collect the columns of db to check: autopack's own timestamp columns and every column
  * declared DATETIME; with `legacy` also every column declared BOOLEAN and the state
  * columns of runs, tiers and phases. */
 int store_values_columns(
-    sqlite3 *db, bool legacy, struct store_value_cols *out, struct store_err *err);
+    struct db *db, bool legacy, struct store_value_cols *out, struct store_err *err);
 /* Count, reading only, the values of each column that would be rewritten and those that
  * cannot be read, with an example of each; columns with neither are dropped. */
-int store_values_survey(sqlite3 *db, struct store_value_cols *cols, struct store_err *err);
+int store_values_survey(struct db *db, struct store_value_cols *cols, struct store_err *err);
 /* Rewrite the readable values in the caller's transaction; `rewrite` becomes the rows
  * changed. */
-int store_values_rewrite(sqlite3 *db, struct store_value_cols *cols, struct store_err *err);
+int store_values_rewrite(struct db *db, struct store_value_cols *cols, struct store_err *err);
 /* Free a column list. */
 void store_value_cols_free(struct store_value_cols *cols);
 /* Name a kind for reports: "timestamp", "boolean", "run state", ... */

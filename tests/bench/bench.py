@@ -4,8 +4,9 @@
   2. events committed per second through the supervisor's writer, against a raw SQLite
      batched insert of the same rows (same schema, same durability, same batch size);
   3. time from a worker's SIGKILL to its attempt being closed and the phase requeued;
-  4. supervisor RSS with 64 workers;
-  5. estimator calibration judged leave-one-out on the real telemetry samples.
+  4. time from the supervisor's SIGKILL to its last worker gone, workers in an LLM call;
+  5. supervisor RSS with 64 workers;
+  6. estimator calibration judged leave-one-out on the real telemetry samples.
 Prints a Markdown table. Figures vary with the machine's load: compare ratios within
 one run."""
 import json
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import binpath  # noqa: E402
-from supervisor_helpers import Supervisor, make_plan, wait_for  # noqa: E402
+from supervisor_helpers import Standin, Supervisor, make_plan, wait_for  # noqa: E402
 from bench.calib_bench import bench_calibration  # noqa: E402
 
 
@@ -119,6 +120,46 @@ def bench_requeue(rows):
                  "max %.1f ms (includes the observer's polling)" % samples[-1]))
 
 
+def gone(pid):
+    """True once `pid` has ended (a zombie waiting for its new parent counts)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def bench_orphans(rows):
+    samples = []
+    with tempfile.TemporaryDirectory() as d:
+        llm = Standin(d, {"default": {"mode": "sleep", "seconds": 600}})
+        try:
+            for i in range(5):
+                sub = os.path.join(d, "k%d" % i)
+                os.mkdir(sub)
+                url = fresh_db(sub, 4, 1)
+                sup = Supervisor(sub, url, "--workers", 4, "--llm-base-url", llm.url,
+                                 env={"ANTHROPIC_API_KEY": "bench"})
+                sup.wait_ready()
+                path = url[len("sqlite:///"):]
+                wait_for(lambda: sqlite3.connect(path).execute(
+                    "SELECT count(*) FROM llm_usage_events WHERE status = 'sent'")
+                    .fetchone()[0] == 4, what="four calls in flight")
+                pids = [w["pid"] for w in sup.status()["pool"]["workers"]]
+                t_kill = time.time()
+                sup.proc.kill()
+                while not all(gone(p) for p in pids):
+                    time.sleep(0.001)
+                samples.append((time.time() - t_kill) * 1000)
+                sup.proc.wait()
+        finally:
+            llm.stop()
+    samples.sort()
+    rows.append(("supervisor SIGKILL → its 4 workers gone, each in an LLM call (5 kills)",
+                 "median %.1f ms" % samples[len(samples) // 2],
+                 "max %.1f ms (includes the observer's polling)" % samples[-1]))
+
+
 def bench_rss(rows):
     with tempfile.TemporaryDirectory() as d:
         url = fresh_db(d, 0, 0)
@@ -138,7 +179,8 @@ def bench_rss(rows):
 
 def main():
     rows = []
-    for fn in (bench_throughput, bench_writer, bench_requeue, bench_rss, bench_calibration):
+    for fn in (bench_throughput, bench_writer, bench_requeue, bench_orphans, bench_rss,
+               bench_calibration):
         fn(rows)
         sys.stderr.write("done: %s\n" % fn.__name__)
     print("| measurement | result | note |")

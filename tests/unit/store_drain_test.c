@@ -51,7 +51,7 @@ TEST(store_drain_event_key_and_the_one_estimation_insert)
 	struct store_drain *d;
 	struct store_err err;
 	struct store st;
-	sqlite3_stmt *q;
+	struct db_stmt *q;
 	uint64_t att;
 	int64_t num;
 	bool dup;
@@ -104,7 +104,7 @@ TEST(store_drain_event_key_and_the_one_estimation_insert)
 	                     .sot_entry_count_hint = -1 },
 	                 &err),
 	    0);
-	sqlite3_finalize(q);
+	db_finalize(q);
 	CHECK_EQ_INT(test_query(&st,
 	                 "SELECT smape_percent IS NULL AND attempt_id IS NULL AND"
 	                 " estimator_version IS NULL AND examples_required IS NULL AND"

@@ -1,4 +1,5 @@
 #include "common/store/schema.sql.h"
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_internal.h"
 #include "common/store/store_original.h"
 #include "common/store/store_scope.h"
@@ -11,7 +12,7 @@
 #include <string.h>
 
 /* The integer result of `sql` on an open connection. */
-static int64_t test_count_db(sqlite3 *db, const char *sql)
+static int64_t test_count_db(struct db *db, const char *sql)
 {
 	int64_t n = -1;
 
@@ -128,28 +129,25 @@ TEST(original_values_are_the_defaults_of_autopacks_schema)
 	test_store_new(&st, "fresh.db");
 	for (size_t i = 0; i < store_n_original_fills; i++) {
 		const struct store_original_fill *f = &store_original_fills[i];
-		sqlite3_stmt *q = NULL;
+		struct db_stmt *q = NULL;
 
 		if (f->value == NULL || strcmp(f->column, "deliverables_json") == 0 ||
 		    strcmp(f->column, "truncated") == 0 ||
 		    strcmp(f->column, "is_truncated_output") == 0)
 			continue;
 		CHECK(
-		    sqlite3_prepare_v2(st.db,
+		    db_prepare(st.db,
 		        "SELECT dflt_value FROM pragma_table_info(?1) WHERE name = ?2 AND \"notnull\"",
-		        -1, &q, NULL) == SQLITE_OK);
-		sqlite3_bind_text(q, 1, f->table, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, f->column, -1, SQLITE_STATIC);
-		if (sqlite3_step(q) != SQLITE_ROW || sqlite3_column_text(q, 0) == NULL ||
-		    strcmp((const char *)sqlite3_column_text(q, 0), f->value) != 0) {
+		        &q) == DB_OK);
+		db_bind_text(q, 1, f->table);
+		db_bind_text(q, 2, f->column);
+		if (db_step(q) != DB_ROW || db_column_text(q, 0) == NULL ||
+		    strcmp(db_column_text(q, 0), f->value) != 0) {
 			fprintf(stderr, "%s.%s: default %s, the original writes %s\n", f->table,
-			    f->column,
-			    sqlite3_column_text(q, 0) ? (const char *)sqlite3_column_text(q, 0) :
-			                                "-",
-			    f->value);
+			    f->column, db_column_text(q, 0) ? db_column_text(q, 0) : "-", f->value);
 			CHECK(0);
 		}
-		sqlite3_finalize(q);
+		db_finalize(q);
 	}
 	store_close(&st);
 }
@@ -158,9 +156,10 @@ TEST(values_are_rewritten_into_the_originals_formats)
 {
 	struct store_value_cols cols;
 	struct store_err err;
-	sqlite3 *db = NULL;
+	struct db *db = NULL;
+	char msg[256];
 
-	CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK);
+	CHECK(db_sqlite_open(":memory:", SQLITE_OPEN_READWRITE, 0, &db, msg, sizeof msg) == DB_OK);
 	CHECK_EQ_INT(store_values_register(db, &err), 0);
 	CHECK_EQ_INT(store_exec(db,
 	                 "CREATE TABLE runs (id TEXT, state VARCHAR, created_at DATETIME);"
@@ -197,7 +196,7 @@ TEST(values_are_rewritten_into_the_originals_formats)
 	for (size_t i = 0; i < cols.n; i++)
 		CHECK_EQ_INT(cols.items[i].rewrite, 0);
 	store_value_cols_free(&cols);
-	sqlite3_close(db);
+	db_close(db);
 }
 
 TEST(migration_to_v3_adds_the_originals_columns_and_rewrites_timestamps)
@@ -257,32 +256,30 @@ static const char *tier_after(struct store *st, const char *tier_state, const ch
 {
 	static char out[32];
 	struct store_err err;
-	sqlite3_stmt *q = NULL;
+	struct db_stmt *q = NULL;
 	char *copy = xstrdup(states), *save = NULL, *sql;
 	int i = 0;
 
-	sql = sqlite3_mprintf("DELETE FROM phases; UPDATE tiers SET state = %Q, completed_at = NULL"
-	                      " WHERE id = 1",
+	sql = db_sqlf("DELETE FROM phases; UPDATE tiers SET state = %Q, completed_at = NULL"
+	              " WHERE id = 1",
 	    tier_state);
 	CHECK_EQ_INT(store_exec(st->db, sql, "reset", &err), 0);
-	sqlite3_free(sql);
+	free(sql);
 	for (char *s = strtok_r(copy, ",", &save); s != NULL; s = strtok_r(NULL, ",", &save)) {
-		sql = sqlite3_mprintf(
-		    "INSERT INTO phases (phase_id, run_id, tier_id, phase_index,"
-		    " name, state, created_at, updated_at) VALUES ('p%d', 'r', 1, %d,"
-		    " 'n', %Q, 'x', 'x')",
+		sql = db_sqlf("INSERT INTO phases (phase_id, run_id, tier_id, phase_index,"
+		              " name, state, created_at, updated_at) VALUES ('p%d', 'r', 1, %d,"
+		              " 'n', %Q, 'x', 'x')",
 		    i, i, s);
 		CHECK_EQ_INT(store_exec(st->db, sql, "phase", &err), 0);
-		sqlite3_free(sql);
+		free(sql);
 		i++;
 	}
 	free(copy);
 	CHECK_EQ_INT(store_tier_follow(st->db, 1, "2026-12-01 10:00:00.000000", &err), 0);
-	CHECK(sqlite3_prepare_v2(st->db, "SELECT state FROM tiers WHERE id = 1", -1, &q, NULL) ==
-	    SQLITE_OK);
-	CHECK(sqlite3_step(q) == SQLITE_ROW);
-	snprintf(out, sizeof out, "%s", (const char *)sqlite3_column_text(q, 0));
-	sqlite3_finalize(q);
+	CHECK(db_prepare(st->db, "SELECT state FROM tiers WHERE id = 1", &q) == DB_OK);
+	CHECK(db_step(q) == DB_ROW);
+	snprintf(out, sizeof out, "%s", db_column_text(q, 0));
+	db_finalize(q);
 	return out;
 }
 

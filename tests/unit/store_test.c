@@ -335,9 +335,9 @@ TEST(store_identity_changed_notices_a_removed_or_replaced_wal_and_saves_the_comm
 		CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
 		CHECK(access(side, F_OK) == 0);
 		CHECK_EQ_INT(store_identity_changed(&st, &err), 0);
-		CHECK(sqlite3_exec(st.db,
-		          "INSERT INTO runs (id, created_at, updated_at) VALUES ('r', 'x', 'x')",
-		          NULL, NULL, NULL) == SQLITE_OK);
+		CHECK(db_exec(st.db,
+		          "INSERT INTO runs (id, created_at, updated_at) VALUES ('r', 'x', "
+		          "'x')") == DB_OK);
 		CHECK(unlink(side) == 0);
 		CHECK_EQ_INT(store_identity_changed(&st, &err), STORE_EMOVED);
 		CHECK(strstr(err.text, "was removed") != NULL);
@@ -378,10 +378,10 @@ TEST(store_open_refuses_a_uuid_that_is_not_canonical)
 
 	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		char *q = sqlite3_mprintf("UPDATE meta SET db_uuid = %Q", bad[i]);
+		char *q = db_sqlf("UPDATE meta SET db_uuid = %Q", bad[i]);
 
 		test_sql(p, q);
-		sqlite3_free(q);
+		free(q);
 		CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_EIDENT);
 		CHECK(strstr(err.text, "not a canonical UUID") != NULL);
 		CHECK(strstr(err.text, "db reidentify") != NULL);

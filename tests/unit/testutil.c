@@ -1,4 +1,5 @@
 #include "tests/unit/testutil.h"
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
@@ -28,22 +29,25 @@ char *test_slurp(const char *path, size_t *len)
 
 void test_sql(const char *path, const char *sql)
 {
-	sqlite3 *db;
+	struct db *db;
 
-	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) ==
-	    SQLITE_OK);
-	CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
-	CHECK(sqlite3_close(db) == SQLITE_OK);
+	char msg[256];
+
+	CHECK(db_sqlite_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 0, &db, msg,
+	          sizeof msg) == DB_OK);
+	CHECK(db_exec(db, sql) == DB_OK);
+	db_close(db);
 }
 
 int64_t test_count(const char *path, const char *sql)
 {
-	sqlite3 *db;
+	struct db *db;
 	int64_t n = -1;
+	char msg[256];
 
-	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+	CHECK(db_sqlite_open(path, SQLITE_OPEN_READONLY, 0, &db, msg, sizeof msg) == DB_OK);
 	CHECK(store_query_int(db, sql, &n, NULL) == 0);
-	sqlite3_close(db);
+	db_close(db);
 	return n;
 }
 

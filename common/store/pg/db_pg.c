@@ -1,0 +1,626 @@
+/* The PostgreSQL backend: statements rewritten from ?N to $N placeholders, run with
+ * PQexecParams (one-off) or PQprepare + PQexecPrepared (persistent, prepared again after a
+ * reconnect), parameters and results as text; booleans read as 0/1 and timestamps in the
+ * store's one text format, so store code reads the same values from either backend. */
+#include "common/store/pg/db_pg.h"
+#include "common/store/pg/dialect_pg.h"
+#include "common/strbuf.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Type oids of pg_type.h (not installed with libpq). */
+#define PG_OID_BOOL 16
+#define PG_OID_INT8 20
+#define PG_OID_INT2 21
+#define PG_OID_INT4 23
+#define PG_OID_OID 26
+#define PG_OID_FLOAT4 700
+#define PG_OID_FLOAT8 701
+#define PG_OID_TIMESTAMP 1114
+#define PG_OID_TIMESTAMPTZ 1184
+#define PG_OID_NUMERIC 1700
+
+/* The advisory lock an offline command's write transaction holds: one autopack writer
+ * of that kind at a time, as SQLite's BEGIN IMMEDIATE gives. */
+#define PG_WRITE_LOCK_KEY 0x4150574cLL
+
+struct db_pg {
+	struct db base;
+	PGconn *c;
+	unsigned gen;        /* bumped at each reconnect: server-side statements are gone */
+	unsigned next_name;  /* names of server-side statements */
+	int64_t changes;     /* rows changed by the last command */
+	enum db_fault fault; /* of the last failure */
+	char err[1024];      /* message of the last failure */
+};
+
+struct db_pg_stmt {
+	struct db_stmt base;
+	char *sql; /* with $N placeholders */
+	int nparams;
+	char **vals; /* heap text of each parameter, NULL for NULL */
+	bool persistent;
+	char name[24];    /* server-side name of a persistent statement, "" until prepared */
+	unsigned gen;     /* the connection generation it was prepared in */
+	PGresult *res;    /* rows of the current run, NULL before it */
+	int row;          /* current row of res */
+	bool done;        /* the run reached its end: the next step runs it again */
+	char (*text)[32]; /* a column's value rewritten into the store's format */
+};
+
+/* The connection of the backend. */
+static struct db_pg *P(struct db *db)
+{
+	return container_of(db, struct db_pg, base);
+}
+
+/* The statement of the backend. */
+static struct db_pg_stmt *S(struct db_stmt *s)
+{
+	return container_of(s, struct db_pg_stmt, base);
+}
+
+/* Discard libpq's notices (NOTICE, WARNING): the store reports only errors. */
+static void pg_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+/* Classify a failure by its SQLSTATE and the connection's state. */
+static enum db_fault pg_fault_of(PGconn *c, const char *state)
+{
+	if (PQstatus(c) != CONNECTION_OK)
+		return DB_FAULT_LOST;
+	if (state == NULL)
+		return DB_FAULT_OTHER;
+	/* Class 23 (integrity), 22 (data: a value the column cannot hold) and a trigger's
+	 * RAISE: the write is at fault. */
+	if (strncmp(state, "23", 2) == 0 || strncmp(state, "22", 2) == 0 ||
+	    strcmp(state, "P0001") == 0)
+		return DB_FAULT_CONSTRAINT;
+	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+	    strcmp(state, "55P03") == 0)
+		return DB_FAULT_BUSY;
+	if (strcmp(state, "53100") == 0)
+		return DB_FAULT_FULL;
+	if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+	    strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0)
+		return DB_FAULT_LOST;
+	return DB_FAULT_OTHER;
+}
+
+/* Record the failure of `res` (or of the connection when res is NULL): a constraint
+ * failure is worded as SQLite words it, naming the table and the column or constraint. */
+static void pg_fail(struct db_pg *d, const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *prim = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *table = res != NULL ? PQresultErrorField(res, PG_DIAG_TABLE_NAME) : NULL;
+	const char *col = res != NULL ? PQresultErrorField(res, PG_DIAG_COLUMN_NAME) : NULL;
+	const char *cons = res != NULL ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+	const char *kind = NULL;
+	size_t n;
+
+	d->fault = pg_fault_of(d->c, state);
+	if (state != NULL && strcmp(state, "23502") == 0)
+		kind = "NOT NULL";
+	else if (state != NULL && strcmp(state, "23505") == 0)
+		kind = "UNIQUE";
+	else if (state != NULL && strcmp(state, "23503") == 0)
+		kind = "FOREIGN KEY";
+	else if (state != NULL && strcmp(state, "23514") == 0)
+		kind = "CHECK";
+	if (kind != NULL && table != NULL)
+		snprintf(d->err, sizeof d->err, "%s constraint failed: %s.%s (%s)", kind, table,
+		    col != NULL      ? col :
+		        cons != NULL ? cons :
+		                       "?",
+		    prim != NULL ? prim : "");
+	else if (prim != NULL)
+		snprintf(d->err, sizeof d->err, "%s", prim);
+	else
+		snprintf(d->err, sizeof d->err, "%s", PQerrorMessage(d->c));
+	n = strlen(d->err);
+	while (n > 0 && isspace((unsigned char)d->err[n - 1]))
+		d->err[--n] = '\0';
+	if (n == 0)
+		snprintf(d->err, sizeof d->err, "PostgreSQL error%s%s", state ? " " : "",
+		    state ? state : "");
+}
+
+/* Rewrite ?NNN and ? placeholders to $N outside literals, identifiers and comments; the
+ * number of parameters goes to *nparams. */
+static char *pg_rewrite(const char *sql, int *nparams)
+{
+	struct strbuf b = { 0 };
+	int max = 0;
+
+	for (const char *p = sql; *p != '\0';) {
+		if (*p == '\'' || *p == '"') {
+			const char *q = p + 1;
+			while (*q != '\0' && !(*q == *p && q[1] != *p))
+				q += *q == *p ? 2 : 1;
+			if (*q != '\0')
+				q++;
+			strbuf_put(&b, p, (size_t)(q - p));
+			p = q;
+		} else if (p[0] == '-' && p[1] == '-') {
+			const char *q = strchr(p, '\n');
+			q = q != NULL ? q : p + strlen(p);
+			strbuf_put(&b, p, (size_t)(q - p));
+			p = q;
+		} else if (*p == '?') {
+			int n = 0;
+			p++;
+			if (isdigit((unsigned char)*p))
+				while (isdigit((unsigned char)*p))
+					n = n * 10 + (*p++ - '0');
+			else
+				n = max + 1;
+			if (n > max)
+				max = n;
+			strbuf_printf(&b, "$%d", n);
+		} else {
+			strbuf_put(&b, p++, 1);
+		}
+	}
+	*nparams = max;
+	return b.s != NULL ? b.s : xstrdup("");
+}
+
+/* Keep the SQL; nothing reaches the server until the first step. */
+static int pg_prepare(struct db *db, const char *sql, bool persistent, struct db_stmt **out)
+{
+	struct db_pg_stmt *s = xcalloc(1, sizeof *s);
+
+	s->base.db = db;
+	s->sql = pg_rewrite(sql, &s->nparams);
+	s->vals = xcalloc((size_t)s->nparams + 1, sizeof *s->vals);
+	s->persistent = persistent;
+	*out = &s->base;
+	return DB_OK;
+}
+
+/* Drop the current run's rows. */
+static void pg_stmt_clear(struct db_pg_stmt *s)
+{
+	PQclear(s->res);
+	s->res = NULL;
+	free(s->text);
+	s->text = NULL;
+	s->row = 0;
+	s->done = false;
+}
+
+/* Run the statement on the server: its result, or NULL with the failure recorded. */
+static PGresult *pg_run(struct db_pg *d, struct db_pg_stmt *s)
+{
+	const char *const *vals = (const char *const *)s->vals;
+	PGresult *r;
+
+	if (!s->persistent)
+		return PQexecParams(d->c, s->sql, s->nparams, NULL, vals, NULL, NULL, 0);
+	if (s->name[0] == '\0' || s->gen != d->gen) {
+		snprintf(s->name, sizeof s->name, "autopack_%u", ++d->next_name);
+		r = PQprepare(d->c, s->name, s->sql, s->nparams, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			s->name[0] = '\0';
+			return r;
+		}
+		PQclear(r);
+		s->gen = d->gen;
+	}
+	return PQexecPrepared(d->c, s->name, s->nparams, vals, NULL, NULL, 0);
+}
+
+/* Run the statement at its first step, then move through its rows. */
+static int pg_step(struct db_stmt *st)
+{
+	struct db_pg_stmt *s = S(st);
+	struct db_pg *d = P(st->db);
+	ExecStatusType rs;
+	const char *n;
+
+	if (s->done)
+		pg_stmt_clear(s);
+	if (s->res != NULL) {
+		if (++s->row < PQntuples(s->res))
+			return DB_ROW;
+		s->done = true;
+		return DB_DONE;
+	}
+	s->res = pg_run(d, s);
+	rs = PQresultStatus(s->res);
+	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
+		pg_fail(d, s->res);
+		pg_stmt_clear(s);
+		return DB_ERROR;
+	}
+	d->fault = DB_FAULT_NONE;
+	n = PQcmdTuples(s->res);
+	if (n[0] != '\0')
+		d->changes = strtoll(n, NULL, 10);
+	if (PQntuples(s->res) > 0) {
+		s->text = xcalloc((size_t)PQnfields(s->res) + 1, sizeof *s->text);
+		return DB_ROW;
+	}
+	s->done = true;
+	return DB_DONE;
+}
+
+/* Forget the current run; the bindings stay. */
+static void pg_reset(struct db_stmt *s)
+{
+	pg_stmt_clear(S(s));
+}
+
+/* Set every parameter to NULL. */
+static void pg_clear_bindings(struct db_stmt *st)
+{
+	struct db_pg_stmt *s = S(st);
+
+	for (int i = 0; i < s->nparams; i++) {
+		free(s->vals[i]);
+		s->vals[i] = NULL;
+	}
+}
+
+/* Release the statement, and its server-side copy when that can be dropped now. */
+static void pg_finalize(struct db_stmt *st)
+{
+	struct db_pg_stmt *s = S(st);
+	struct db_pg *d = P(st->db);
+
+	if (s->name[0] != '\0' && s->gen == d->gen && PQstatus(d->c) == CONNECTION_OK &&
+	    PQtransactionStatus(d->c) == PQTRANS_IDLE) {
+		char *sql = xasprintf("DEALLOCATE %s", s->name);
+		PQclear(PQexec(d->c, sql));
+		free(sql);
+	}
+	pg_stmt_clear(s);
+	pg_clear_bindings(st);
+	free(s->vals);
+	free(s->sql);
+	free(s);
+}
+
+/* Store parameter i's text (taking v). */
+static void pg_bind(struct db_stmt *st, int i, char *v)
+{
+	struct db_pg_stmt *s = S(st);
+
+	assert(i >= 1 && i <= s->nparams);
+	free(s->vals[i - 1]);
+	s->vals[i - 1] = v;
+}
+
+/* Bind an integer as its decimal text. */
+static void pg_bind_int64(struct db_stmt *s, int i, int64_t v)
+{
+	pg_bind(s, i, xasprintf("%lld", (long long)v));
+}
+
+/* Bind a real as text that reads back to the same value. */
+static void pg_bind_double(struct db_stmt *s, int i, double v)
+{
+	pg_bind(s, i, xasprintf("%.17g", v));
+}
+
+/* Bind a copy of a text; NULL binds NULL. */
+static void pg_bind_text(struct db_stmt *s, int i, const char *v)
+{
+	pg_bind(s, i, v != NULL ? xstrdup(v) : NULL);
+}
+
+/* Bind NULL. */
+static void pg_bind_null(struct db_stmt *s, int i)
+{
+	pg_bind(s, i, NULL);
+}
+
+/* Count the parameters. */
+static int pg_bind_count(struct db_stmt *s)
+{
+	return S(s)->nparams;
+}
+
+/* Count the columns of the current run (0 before it). */
+static int pg_column_count(struct db_stmt *s)
+{
+	return S(s)->res != NULL ? PQnfields(S(s)->res) : 0;
+}
+
+/* Name a column of the current run. */
+static const char *pg_column_name(struct db_stmt *s, int i)
+{
+	return S(s)->res != NULL ? PQfname(S(s)->res, i) : NULL;
+}
+
+/* Whether column i of the current row is NULL (or there is no current row). */
+static bool pg_isnull(struct db_pg_stmt *s, int i)
+{
+	return s->res == NULL || s->done || s->row >= PQntuples(s->res) ||
+	    PQgetisnull(s->res, s->row, i);
+}
+
+/* Type a column's value by its type oid. */
+static enum db_type pg_column_type(struct db_stmt *st, int i)
+{
+	struct db_pg_stmt *s = S(st);
+
+	if (pg_isnull(s, i))
+		return DB_NULL;
+	switch (PQftype(s->res, i)) {
+	case PG_OID_BOOL:
+	case PG_OID_INT2:
+	case PG_OID_INT4:
+	case PG_OID_INT8:
+	case PG_OID_OID: return DB_INTEGER;
+	case PG_OID_FLOAT4:
+	case PG_OID_FLOAT8:
+	case PG_OID_NUMERIC: return DB_FLOAT;
+	default: return DB_TEXT;
+	}
+}
+
+/* Write timestamp text `in` (ISO, 0 to 6 fractional digits, maybe an offset) as
+ * "YYYY-MM-DD HH:MM:SS.ffffff" into out; anything else is copied. */
+static void pg_timestamp_text(const char *in, char out[32])
+{
+	size_t n = strspn(in, "0123456789-: ");
+	size_t frac = 0;
+
+	if (n != 19) {
+		strlcpy_ap(out, in, 32);
+		return;
+	}
+	memcpy(out, in, 19);
+	out[19] = '.';
+	if (in[19] == '.')
+		for (frac = 0; frac < 6 && isdigit((unsigned char)in[20 + frac]); frac++)
+			out[20 + frac] = in[20 + frac];
+	for (; frac < 6; frac++)
+		out[20 + frac] = '0';
+	out[26] = '\0';
+}
+
+/* Read a column as text: NULL for SQL NULL, a boolean as "1" or "0", a timestamp in the
+ * store's format. */
+static const char *pg_column_text(struct db_stmt *st, int i)
+{
+	struct db_pg_stmt *s = S(st);
+	const char *v;
+
+	if (pg_isnull(s, i))
+		return NULL;
+	v = PQgetvalue(s->res, s->row, i);
+	switch (PQftype(s->res, i)) {
+	case PG_OID_BOOL: return v[0] == 't' ? "1" : "0";
+	case PG_OID_TIMESTAMP:
+	case PG_OID_TIMESTAMPTZ: pg_timestamp_text(v, s->text[i]); return s->text[i];
+	default: return v;
+	}
+}
+
+/* Read a column as an integer: a boolean is 0 or 1, NULL and text are 0, a real is
+ * truncated. */
+static int64_t pg_column_int64(struct db_stmt *st, int i)
+{
+	struct db_pg_stmt *s = S(st);
+	const char *v;
+
+	if (pg_isnull(s, i))
+		return 0;
+	v = PQgetvalue(s->res, s->row, i);
+	if (PQftype(s->res, i) == PG_OID_BOOL)
+		return v[0] == 't';
+	if (PQftype(s->res, i) == PG_OID_FLOAT4 || PQftype(s->res, i) == PG_OID_FLOAT8 ||
+	    PQftype(s->res, i) == PG_OID_NUMERIC)
+		return (int64_t)strtod(v, NULL);
+	return strtoll(v, NULL, 10);
+}
+
+/* Read a column as a real; NULL is 0. */
+static double pg_column_double(struct db_stmt *st, int i)
+{
+	struct db_pg_stmt *s = S(st);
+	const char *v;
+
+	if (pg_isnull(s, i))
+		return 0;
+	v = PQgetvalue(s->res, s->row, i);
+	if (PQftype(s->res, i) == PG_OID_BOOL)
+		return v[0] == 't';
+	return strtod(v, NULL);
+}
+
+/* Run SQL without parameters (several statements allowed) with PQexec. */
+static int pg_exec(struct db *db, const char *sql)
+{
+	struct db_pg *d = P(db);
+	PGresult *r = PQexec(d->c, sql);
+	ExecStatusType rs = PQresultStatus(r);
+	int rc = DB_OK;
+
+	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
+		pg_fail(d, r);
+		rc = DB_ERROR;
+	} else {
+		d->fault = DB_FAULT_NONE;
+		if (PQcmdTuples(r)[0] != '\0')
+			d->changes = strtoll(PQcmdTuples(r), NULL, 10);
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* BEGIN; an offline command's write also takes the writers' advisory lock, waiting for
+ * it as SQLite waits for its write lock. */
+static int pg_begin(struct db *db, enum db_tx tx)
+{
+	static char write_sql[64];
+
+	if (tx == DB_TX_GROUP)
+		return pg_exec(db, "BEGIN");
+	if (write_sql[0] == '\0')
+		snprintf(write_sql, sizeof write_sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld)",
+		    PG_WRITE_LOCK_KEY);
+	return pg_exec(db, write_sql);
+}
+
+/* Report whether a transaction is open (or failed and not yet rolled back). */
+static bool pg_in_transaction(struct db *db)
+{
+	PGTransactionStatusType t = PQtransactionStatus(P(db)->c);
+
+	return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
+}
+
+/* Count the rows the last command changed. */
+static int64_t pg_changes(struct db *db)
+{
+	return P(db)->changes;
+}
+
+/* The last failure's message. */
+static const char *pg_errmsg(struct db *db)
+{
+	return P(db)->err[0] != '\0' ? P(db)->err : "not an error";
+}
+
+/* The last failure's kind. */
+static enum db_fault pg_fault(struct db *db)
+{
+	return P(db)->fault;
+}
+
+/* Close with PQfinish. */
+static void pg_close(struct db *db)
+{
+	PQfinish(P(db)->c);
+	free(P(db));
+}
+
+static const struct db_ops pg_ops = {
+	.prepare = pg_prepare,
+	.step = pg_step,
+	.reset = pg_reset,
+	.clear_bindings = pg_clear_bindings,
+	.finalize = pg_finalize,
+	.bind_int64 = pg_bind_int64,
+	.bind_double = pg_bind_double,
+	.bind_text = pg_bind_text,
+	.bind_null = pg_bind_null,
+	.bind_count = pg_bind_count,
+	.column_count = pg_column_count,
+	.column_name = pg_column_name,
+	.column_type = pg_column_type,
+	.column_int64 = pg_column_int64,
+	.column_double = pg_column_double,
+	.column_text = pg_column_text,
+	.exec = pg_exec,
+	.begin = pg_begin,
+	.in_transaction = pg_in_transaction,
+	.changes = pg_changes,
+	.errmsg = pg_errmsg,
+	.fault = pg_fault,
+	.close = pg_close,
+};
+
+/* Copy libpq's connection failure into msg without its trailing newline. */
+static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
+{
+	size_t n;
+
+	snprintf(msg, msglen, "%s", c != NULL ? PQerrorMessage(c) : "out of memory");
+	n = strlen(msg);
+	while (n > 0 && isspace((unsigned char)msg[n - 1]))
+		msg[--n] = '\0';
+}
+
+/* The session settings of every connection: UTC, ISO dates, quiet notices. */
+static const char pg_session_sql[] = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
+                                     " SET client_min_messages = warning;"
+                                     " SET standard_conforming_strings = on";
+
+/* Connect with libpq to the database of a connection URI. */
+int db_pg_connect(const char *uri, const char *password, const char *app, struct db **out,
+    enum db_fault *fault, char *msg, size_t msglen)
+{
+	const char *keys[] = { "dbname", "password", "application_name", "connect_timeout",
+		"keepalives_idle", "keepalives_interval", "keepalives_count", NULL };
+	const char *vals[] = { uri, password, app, "10", "10", "5", "3", NULL };
+	struct db_pg *d;
+	PGconn *c;
+	PGresult *r;
+
+	*out = NULL;
+	*fault = DB_FAULT_NONE;
+	c = PQconnectdbParams(keys, vals, 1);
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		pg_conn_msg(c, msg, msglen);
+		*fault = DB_FAULT_LOST;
+		if (c != NULL && strstr(PQerrorMessage(c), "does not exist") != NULL)
+			*fault = DB_FAULT_NOTDB;
+		PQfinish(c);
+		return DB_ERROR;
+	}
+	PQsetNoticeProcessor(c, pg_notice, NULL);
+	r = PQexec(c, pg_session_sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		pg_conn_msg(c, msg, msglen);
+		*fault = DB_FAULT_OTHER;
+		PQclear(r);
+		PQfinish(c);
+		return DB_ERROR;
+	}
+	PQclear(r);
+	d = xcalloc(1, sizeof *d);
+	d->base.ops = &pg_ops;
+	d->base.dialect = &dialect_pg;
+	d->base.backend = DB_PG;
+	d->c = c;
+	*out = &d->base;
+	return DB_OK;
+}
+
+/* The libpq connection. */
+PGconn *db_pg_conn(struct db *db)
+{
+	assert(db->backend == DB_PG);
+	return P(db)->c;
+}
+
+/* Reconnect with PQreset and apply the session settings again. */
+int db_pg_reset(struct db *db)
+{
+	struct db_pg *d = P(db);
+	PGresult *r;
+
+	PQreset(d->c);
+	d->gen++;
+	if (PQstatus(d->c) != CONNECTION_OK) {
+		pg_fail(d, NULL);
+		return DB_ERROR;
+	}
+	r = PQexec(d->c, pg_session_sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		pg_fail(d, r);
+		PQclear(r);
+		return DB_ERROR;
+	}
+	PQclear(r);
+	return DB_OK;
+}
+
+/* Whether the connection is up. */
+bool db_pg_connected(struct db *db)
+{
+	return PQstatus(P(db)->c) == CONNECTION_OK;
+}

@@ -1,0 +1,12 @@
+/* The PostgreSQL dialect of the store's SQL: the tables of the connection's current
+ * schema (the first of its search_path). */
+#include "common/store/pg/dialect_pg.h"
+
+const struct db_dialect dialect_pg = {
+	.name = "PostgreSQL",
+	.table_exists = "SELECT 1 FROM information_schema.tables WHERE table_schema ="
+	                " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT))",
+	.column_exists = "SELECT 1 FROM information_schema.columns WHERE table_schema ="
+	                 " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT)) AND"
+	                 " lower(column_name) = lower(CAST(?2 AS TEXT))",
+};

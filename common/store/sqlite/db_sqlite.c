@@ -1,0 +1,273 @@
+/* The SQLite backend: each call of common/store/db.h is the sqlite3 call of the same
+ * name. */
+#include "common/store/sqlite/db_sqlite.h"
+#include "common/store/sqlite/dialect_sqlite.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct db_sqlite {
+	struct db base;
+	sqlite3 *h;
+};
+
+struct db_sqlite_stmt {
+	struct db_stmt base;
+	sqlite3_stmt *q;
+};
+
+/* The handle of a connection. */
+static sqlite3 *H(struct db *db)
+{
+	return container_of(db, struct db_sqlite, base)->h;
+}
+
+/* The statement of a wrapper. */
+static sqlite3_stmt *Q(struct db_stmt *s)
+{
+	return container_of(s, struct db_sqlite_stmt, base)->q;
+}
+
+/* Prepare with sqlite3_prepare_v3. */
+static int sqlite_prepare(struct db *db, const char *sql, bool persistent, struct db_stmt **out)
+{
+	sqlite3_stmt *q = NULL;
+	struct db_sqlite_stmt *s;
+
+	*out = NULL;
+	if (sqlite3_prepare_v3(H(db), sql, -1, persistent ? SQLITE_PREPARE_PERSISTENT : 0, &q,
+	        NULL) != SQLITE_OK) {
+		sqlite3_finalize(q);
+		return DB_ERROR;
+	}
+	s = xcalloc(1, sizeof *s);
+	s->base.db = db;
+	s->q = q;
+	*out = &s->base;
+	return DB_OK;
+}
+
+/* Step with sqlite3_step. */
+static int sqlite_step(struct db_stmt *s)
+{
+	int rc = sqlite3_step(Q(s));
+
+	return rc == SQLITE_ROW ? DB_ROW : rc == SQLITE_DONE ? DB_DONE : DB_ERROR;
+}
+
+/* Reset with sqlite3_reset. */
+static void sqlite_reset(struct db_stmt *s)
+{
+	sqlite3_reset(Q(s));
+}
+
+/* Clear with sqlite3_clear_bindings. */
+static void sqlite_clear_bindings(struct db_stmt *s)
+{
+	sqlite3_clear_bindings(Q(s));
+}
+
+/* Finalize with sqlite3_finalize and free the wrapper. */
+static void sqlite_finalize(struct db_stmt *s)
+{
+	sqlite3_finalize(Q(s));
+	free(container_of(s, struct db_sqlite_stmt, base));
+}
+
+/* Bind with sqlite3_bind_int64. */
+static void sqlite_bind_int64(struct db_stmt *s, int i, int64_t v)
+{
+	sqlite3_bind_int64(Q(s), i, v);
+}
+
+/* Bind with sqlite3_bind_double. */
+static void sqlite_bind_double(struct db_stmt *s, int i, double v)
+{
+	sqlite3_bind_double(Q(s), i, v);
+}
+
+/* Bind a copy with sqlite3_bind_text; NULL binds NULL. */
+static void sqlite_bind_text(struct db_stmt *s, int i, const char *v)
+{
+	if (v != NULL)
+		sqlite3_bind_text(Q(s), i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(Q(s), i);
+}
+
+/* Bind with sqlite3_bind_null. */
+static void sqlite_bind_null(struct db_stmt *s, int i)
+{
+	sqlite3_bind_null(Q(s), i);
+}
+
+/* Count with sqlite3_bind_parameter_count. */
+static int sqlite_bind_count(struct db_stmt *s)
+{
+	return sqlite3_bind_parameter_count(Q(s));
+}
+
+/* Count with sqlite3_column_count. */
+static int sqlite_column_count(struct db_stmt *s)
+{
+	return sqlite3_column_count(Q(s));
+}
+
+/* Name with sqlite3_column_name. */
+static const char *sqlite_column_name(struct db_stmt *s, int i)
+{
+	return sqlite3_column_name(Q(s), i);
+}
+
+/* Type with sqlite3_column_type (a blob counts as text). */
+static enum db_type sqlite_column_type(struct db_stmt *s, int i)
+{
+	switch (sqlite3_column_type(Q(s), i)) {
+	case SQLITE_NULL: return DB_NULL;
+	case SQLITE_INTEGER: return DB_INTEGER;
+	case SQLITE_FLOAT: return DB_FLOAT;
+	default: return DB_TEXT;
+	}
+}
+
+/* Read with sqlite3_column_int64. */
+static int64_t sqlite_column_int64(struct db_stmt *s, int i)
+{
+	return sqlite3_column_int64(Q(s), i);
+}
+
+/* Read with sqlite3_column_double. */
+static double sqlite_column_double(struct db_stmt *s, int i)
+{
+	return sqlite3_column_double(Q(s), i);
+}
+
+/* Read with sqlite3_column_text. */
+static const char *sqlite_column_text(struct db_stmt *s, int i)
+{
+	return (const char *)sqlite3_column_text(Q(s), i);
+}
+
+/* Run with sqlite3_exec. */
+static int sqlite_exec(struct db *db, const char *sql)
+{
+	return sqlite3_exec(H(db), sql, NULL, NULL, NULL) == SQLITE_OK ? DB_OK : DB_ERROR;
+}
+
+/* BEGIN IMMEDIATE: the write lock is taken at once, for either kind of transaction. */
+static int sqlite_begin(struct db *db, enum db_tx tx)
+{
+	(void)tx;
+	return sqlite_exec(db, "BEGIN IMMEDIATE");
+}
+
+/* Report with sqlite3_get_autocommit. */
+static bool sqlite_in_transaction(struct db *db)
+{
+	return !sqlite3_get_autocommit(H(db));
+}
+
+/* Count with sqlite3_changes. */
+static int64_t sqlite_changes(struct db *db)
+{
+	return sqlite3_changes(H(db));
+}
+
+/* The message of sqlite3_errmsg. */
+static const char *sqlite_errmsg(struct db *db)
+{
+	return sqlite3_errmsg(H(db));
+}
+
+/* Classify sqlite3_extended_errcode. */
+static enum db_fault sqlite_fault(struct db *db)
+{
+	switch (sqlite3_extended_errcode(H(db)) & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE: return DB_FAULT_NONE;
+	case SQLITE_CONSTRAINT: return DB_FAULT_CONSTRAINT;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED: return DB_FAULT_BUSY;
+	case SQLITE_NOTADB: return DB_FAULT_NOTDB;
+	case SQLITE_FULL: return DB_FAULT_FULL;
+	default: return DB_FAULT_OTHER;
+	}
+}
+
+/* Close with sqlite3_close. */
+static void sqlite_close(struct db *db)
+{
+	sqlite3_close(H(db));
+	free(container_of(db, struct db_sqlite, base));
+}
+
+static const struct db_ops sqlite_ops = {
+	.prepare = sqlite_prepare,
+	.step = sqlite_step,
+	.reset = sqlite_reset,
+	.clear_bindings = sqlite_clear_bindings,
+	.finalize = sqlite_finalize,
+	.bind_int64 = sqlite_bind_int64,
+	.bind_double = sqlite_bind_double,
+	.bind_text = sqlite_bind_text,
+	.bind_null = sqlite_bind_null,
+	.bind_count = sqlite_bind_count,
+	.column_count = sqlite_column_count,
+	.column_name = sqlite_column_name,
+	.column_type = sqlite_column_type,
+	.column_int64 = sqlite_column_int64,
+	.column_double = sqlite_column_double,
+	.column_text = sqlite_column_text,
+	.exec = sqlite_exec,
+	.begin = sqlite_begin,
+	.in_transaction = sqlite_in_transaction,
+	.changes = sqlite_changes,
+	.errmsg = sqlite_errmsg,
+	.fault = sqlite_fault,
+	.close = sqlite_close,
+};
+
+/* Wrap an open handle. */
+struct db *db_sqlite_wrap(sqlite3 *h)
+{
+	struct db_sqlite *d = xcalloc(1, sizeof *d);
+
+	d->base.ops = &sqlite_ops;
+	d->base.dialect = &dialect_sqlite;
+	d->base.backend = DB_SQLITE;
+	d->h = h;
+	return &d->base;
+}
+
+/* Open a file with sqlite3_open_v2 and a busy timeout. */
+int db_sqlite_open(
+    const char *path, int flags, int busy_ms, struct db **out, char *msg, size_t msglen)
+{
+	sqlite3 *h = NULL;
+
+	*out = NULL;
+	if (sqlite3_open_v2(path, &h, flags, NULL) != SQLITE_OK) {
+		snprintf(msg, msglen, "%s", h != NULL ? sqlite3_errmsg(h) : "out of memory");
+		sqlite3_close(h);
+		return DB_ERROR;
+	}
+	sqlite3_busy_timeout(h, busy_ms);
+	*out = db_sqlite_wrap(h);
+	return DB_OK;
+}
+
+/* The handle of a connection of this backend. */
+sqlite3 *db_sqlite_handle(struct db *db)
+{
+	assert(db->backend == DB_SQLITE);
+	return H(db);
+}
+
+/* SQLite's primary result code of the last failure. */
+int db_sqlite_errcode(struct db *db)
+{
+	return sqlite3_errcode(db_sqlite_handle(db)) & 0xff;
+}

@@ -1,0 +1,22 @@
+/* The SQLite backend of the store's database access (common/store/db.h): a connection to
+ * one file. Only the store's SQLite-specific files use the raw handle. */
+#ifndef AUTOPACK_STORE_DB_SQLITE_H
+#define AUTOPACK_STORE_DB_SQLITE_H
+
+#include "common/store/db.h"
+
+#include <sqlite3.h>
+
+/* Open the existing file at `path` with sqlite3_open_v2 `flags` (never
+ * SQLITE_OPEN_CREATE unless `create`) and a busy timeout of `busy_ms`. Returns DB_OK, or
+ * DB_ERROR with SQLite's message in msg and *out NULL. */
+int db_sqlite_open(
+    const char *path, int flags, int busy_ms, struct db **out, char *msg, size_t msglen);
+/* Wrap an open SQLite handle (the connection takes it over and closes it). */
+struct db *db_sqlite_wrap(sqlite3 *h);
+/* The SQLite handle of a connection of this backend. */
+sqlite3 *db_sqlite_handle(struct db *db);
+/* SQLite's primary result code of the last failure (SQLITE_BUSY, ...). */
+int db_sqlite_errcode(struct db *db);
+
+#endif

@@ -1,0 +1,223 @@
+/* What a drain leaves, said at its end: the phases of the drain's runs by state, and for
+ * every eligible phase it did not get to, why — a run the drain rules stopped or
+ * deprioritised, or the session's own stop (a drain rule, the breaker, the operator). The
+ * report is logged (its figures end the last line), saved with the session's state for
+ * `autopack-ctl session show`, and decides the exit status: 5 when the drain rules left
+ * work that the operator did not stop. */
+#include "supervisor/sup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REPORT_RUNS_LOGGED 20 /* runs with phases left, named in the log */
+
+/* Why phases were left, as the report names it (STOP_CAUSE_NONE and DRAINED: "other"), and
+ * in the log line. */
+static const char *const report_causes[] = {
+	[STOP_CAUSE_NONE] = "other",
+	[STOP_CAUSE_DRAINED] = "other",
+	[STOP_CAUSE_OPERATOR] = "operator",
+	[STOP_CAUSE_POLICY] = "policy",
+	[STOP_CAUSE_BREAKER] = "breaker",
+};
+static const char *const report_cause_texts[] = {
+	[STOP_CAUSE_NONE] = "the stop",
+	[STOP_CAUSE_DRAINED] = "the stop",
+	[STOP_CAUSE_OPERATOR] = "the operator's stop",
+	[STOP_CAUSE_POLICY] = "the drain rules",
+	[STOP_CAUSE_BREAKER] = "the breaker",
+};
+/* How the drain stopped. */
+static const char *const report_stops[] = {
+	[STOP_CAUSE_NONE] = "other",
+	[STOP_CAUSE_DRAINED] = "drained",
+	[STOP_CAUSE_OPERATOR] = "operator",
+	[STOP_CAUSE_POLICY] = "policy",
+	[STOP_CAUSE_BREAKER] = "breaker",
+};
+
+/* The report being built. */
+struct report {
+	struct sup *s;
+	int64_t states[PHASE_STATE_COUNT];
+	int64_t by_cause[STOP_CAUSE_BREAKER + 1];
+	json_t *left; /* [{"run_id", "phases", "cause", "why"}], one per run and reason */
+	char session_why[400];
+	enum stop_cause session_cause;
+};
+
+/* Count one (run, state) of the drain's runs. */
+static int report_state(void *arg, const char *run_id, enum phase_state state, int64_t n)
+{
+	struct report *rp = arg;
+
+	if (!sched_run_excluded(rp->s, run_id))
+		rp->states[state] += n;
+	return 0;
+}
+
+/* Why an eligible phase of a run that was not skipped was left: the session's stop. */
+static void report_session_why(struct report *rp)
+{
+	struct sup *s = rp->s;
+	const char *reason = s->stop_reason != NULL ? s->stop_reason : "the drain stopped";
+
+	rp->session_cause = s->stop_cause;
+	switch (s->stop_cause) {
+	case STOP_CAUSE_OPERATOR:
+		snprintf(rp->session_why, sizeof rp->session_why,
+		    "the operator stopped the drain (%s)", reason);
+		break;
+	case STOP_CAUSE_DRAINED:
+		if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size) {
+			rp->session_cause = STOP_CAUSE_POLICY;
+			snprintf(rp->session_why, sizeof rp->session_why,
+			    "batch size %lld reached (--batch-size)", (long long)s->cfg.batch_size);
+		} else {
+			snprintf(rp->session_why, sizeof rp->session_why, "not dispatched");
+		}
+		break;
+	default: snprintf(rp->session_why, sizeof rp->session_why, "%s", reason); break;
+	}
+}
+
+/* Note `n` phases of a run left for `why`, joining the run's last entry if it says the
+ * same. */
+static void report_left(
+    struct report *rp, const char *run_id, enum stop_cause cause, const char *why, int64_t n)
+{
+	json_t *last = json_array_get(rp->left, json_array_size(rp->left) - 1);
+
+	if (cause == STOP_CAUSE_DRAINED)
+		cause = STOP_CAUSE_NONE;
+	rp->by_cause[cause] += n;
+	if (last != NULL &&
+	    strcmp(json_string_value(json_object_get(last, "run_id")), run_id) == 0 &&
+	    strcmp(json_string_value(json_object_get(last, "why")), why) == 0) {
+		json_object_set_new(last, "phases",
+		    json_integer(json_integer_value(json_object_get(last, "phases")) + n));
+		return;
+	}
+	json_array_append_new(rp->left,
+	    json_pack("{s:s, s:I, s:s, s:s}", "run_id", run_id, "phases", (json_int_t)n, "cause",
+	        report_causes[cause], "why", why));
+}
+
+/* Classify one eligible phase: left, and why, unless this session attempted it as often
+ * as it may (a dry run: at all). */
+static int report_eligible(void *arg, const struct drain_phase *p)
+{
+	struct report *rp = arg;
+	struct sup *s = rp->s;
+	int64_t limit = s->cfg.max_attempts;
+	struct run_q *r;
+
+	if (sched_run_excluded(s, p->run_id))
+		return 0;
+	if (p->max_attempts > 0 && p->max_attempts < limit)
+		limit = p->max_attempts;
+	if (s->cfg.dry_run ? p->attempts > 0 : p->attempts >= limit)
+		return 0;
+	r = sched_run_find(s, p->run_id);
+	if (r != NULL && r->skipped && r->skip_why != NULL)
+		report_left(rp, p->run_id, STOP_CAUSE_POLICY, r->skip_why, 1);
+	else
+		report_left(rp, p->run_id, rp->session_cause, rp->session_why, 1);
+	return 0;
+}
+
+/* Log what is left, one line per run and reason (the first REPORT_RUNS_LOGGED). */
+static void report_log(const struct report *rp)
+{
+	size_t i, n = json_array_size(rp->left);
+	json_t *e;
+
+	json_array_foreach(rp->left, i, e)
+	{
+		if (i == REPORT_RUNS_LOGGED) {
+			log_info(
+			    "[LEFT] ... and %zu more (autopack-ctl session show lists them all)",
+			    n - i);
+			break;
+		}
+		log_info("[LEFT] %s: %lld phase(s) left: %s",
+		    json_string_value(json_object_get(e, "run_id")),
+		    (long long)json_integer_value(json_object_get(e, "phases")),
+		    json_string_value(json_object_get(e, "why")));
+	}
+}
+
+/* Save the report with the session's state (its key "end"). */
+static void report_save(struct sup *s, json_t *end)
+{
+	char *policy = policy_state_json(s), *text;
+	json_t *state = json_loads(policy, 0, NULL);
+	struct store_err err;
+
+	json_object_set(state, "end", end);
+	text = json_dumps(state, JSON_COMPACT);
+	if (store_drain_begin(s->sd, &err) != 0 ||
+	    store_drain_session_state(s->sd, s->session_id, text, &err) != 0 ||
+	    store_drain_commit(s->sd, &err) != 0) {
+		log_error("cannot record what the drain left: %s", err.text);
+		store_drain_rollback(s->sd);
+	}
+	free(text);
+	free(policy);
+	json_decref(state);
+}
+
+void report_drain_end(struct sup *s, char *line, size_t n)
+{
+	struct report rp = { .s = s, .left = json_array() };
+	json_t *phases = json_object(), *end;
+	struct store_err err;
+	size_t len;
+	int i;
+
+	line[0] = '\0';
+	if (s->writes_off)
+		return;
+	report_session_why(&rp);
+	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||
+	    store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
+	        report_eligible, &rp, &err) != 0) {
+		log_error("cannot tell what the drain left: %s", err.text);
+		json_decref(rp.left);
+		json_decref(phases);
+		return;
+	}
+	/* Work the drain rules left, and the operator did not stop, is not a clean end. */
+	if (s->exit_code == SUP_EXIT_OK && rp.by_cause[STOP_CAUSE_POLICY] > 0)
+		s->exit_code = SUP_EXIT_WORK_LEFT;
+	report_log(&rp);
+	/* COMPLETE, FAILED and QUEUED always, then any other state that has phases. */
+	len = (size_t)snprintf(line, n, "phases COMPLETE %lld, FAILED %lld, QUEUED %lld",
+	    (long long)rp.states[PHASE_COMPLETE], (long long)rp.states[PHASE_FAILED],
+	    (long long)rp.states[PHASE_QUEUED]);
+	for (i = PHASE_STATE_NONE + 1; i < PHASE_STATE_COUNT; i++) {
+		json_object_set_new(phases, phase_state_name(i), json_integer(rp.states[i]));
+		if (rp.states[i] > 0 && i != PHASE_COMPLETE && i != PHASE_FAILED &&
+		    i != PHASE_QUEUED && len < n)
+			len += (size_t)snprintf(line + len, n - len, ", %s %lld",
+			    phase_state_name(i), (long long)rp.states[i]);
+	}
+	for (i = 0; i <= STOP_CAUSE_BREAKER; i++)
+		if (rp.by_cause[i] > 0 && len < n)
+			len += (size_t)snprintf(line + len, n - len, "; %lld left by %s",
+			    (long long)rp.by_cause[i], report_cause_texts[i]);
+	if (len < n)
+		snprintf(line + len, n - len, "; exit status %d", s->exit_code);
+	end = json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I}, s:s, s:i}", "phases", phases, "left",
+	    rp.left, "left_by", "policy", (json_int_t)rp.by_cause[STOP_CAUSE_POLICY], "operator",
+	    (json_int_t)rp.by_cause[STOP_CAUSE_OPERATOR], "breaker",
+	    (json_int_t)rp.by_cause[STOP_CAUSE_BREAKER], "other",
+	    (json_int_t)rp.by_cause[STOP_CAUSE_NONE], "stop_cause", report_stops[s->stop_cause],
+	    "exit_status", s->exit_code);
+	report_save(s, end);
+	json_decref(end);
+}

@@ -1,0 +1,77 @@
+/* The provider API keys, kept from every process that runs a phase's code: taken out of
+ * the supervisor's environment at start (and wiped from the block /proc/<pid>/environ
+ * shows), so no worker or check command inherits them; handed to each worker on a pipe
+ * it reads once at start (worker/keys.h), never in argv or a frame. */
+#include "supervisor/sup.h"
+#include "common/envsecret.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+void secrets_take(struct sup *s)
+{
+	size_t i;
+
+	/* Nothing else of this user reads the keys out of the supervisor's memory (or a core
+	 * file). */
+	prctl(PR_SET_DUMPABLE, 0);
+	for (i = 0; env_key_names[i] != NULL; i++) {
+		char *v = env_secret_take(env_key_names[i]);
+		size_t k = strlen(env_key_names[i]), n;
+
+		if (v == NULL)
+			continue;
+		n = strlen(v);
+		s->keys = xrealloc(s->keys, s->keys_len + k + n + 2);
+		memcpy(s->keys + s->keys_len, env_key_names[i], k);
+		s->keys[s->keys_len + k] = '=';
+		memcpy(s->keys + s->keys_len + k + 1, v, n + 1);
+		s->keys_len += k + n + 2;
+		explicit_bzero(v, n);
+		free(v);
+	}
+}
+
+int secrets_pipe(struct sup *s, int *fd)
+{
+	int p[2];
+	size_t at = 0;
+
+	*fd = -1;
+	if (s->keys_len == 0)
+		return 0;
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -errno;
+	while (at < s->keys_len) {
+		ssize_t k = write(p[1], s->keys + at, s->keys_len - at);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			int e = errno;
+
+			close(p[0]);
+			close(p[1]);
+			return -e;
+		}
+		at += (size_t)k;
+	}
+	close(p[1]);
+	*fd = p[0];
+	return 0;
+}
+
+void secrets_free(struct sup *s)
+{
+	if (s->keys != NULL)
+		explicit_bzero(s->keys, s->keys_len);
+	free(s->keys);
+	s->keys = NULL;
+	s->keys_len = 0;
+}

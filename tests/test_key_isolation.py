@@ -1,0 +1,91 @@
+"""No ancestor of a phase's code holds an API key readably. A check command that reads
+/proc/$PPID/environ and walks every ancestor, and LLM-written code that does the same,
+find the key in no environment and no command line: the supervisor took it out of its own
+environment (the block /proc shows included), its workers got it on a pipe, and the check
+runs in a session of its own with a minimal environment."""
+import os
+import uuid
+
+from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+from supervisor_helpers import Supervisor, wait_for
+
+# Walk from the shell up to pid 1: each process's environment and command line, raw.
+WALK = r'''
+p=$$
+while [ "$p" -gt 1 ]; do
+  echo "== pid $p"
+  echo "-- cmdline"; tr '\0' '\n' < /proc/$p/cmdline
+  echo "-- environ"; tr '\0' '\n' < /proc/$p/environ
+  p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status)
+done
+echo "== parent environ"; tr '\0' '\n' < /proc/$PPID/environ
+'''
+
+# The same walk, as code the model wrote: it leaves what it found in the workspace.
+HELPER = r'''
+import os
+found = []
+pid = os.getpid()
+while pid > 1:
+    for part in ("environ", "cmdline"):
+        with open("/proc/%d/%s" % (pid, part), "rb") as f:
+            found.append(b"== %d %s\n" % (pid, part.encode()) + f.read().replace(b"\0", b"\n"))
+    with open("/proc/%d/status" % pid) as f:
+        pid = int([l.split()[1] for l in f if l.startswith("PPid:")][0])
+with open("found.txt", "wb") as f:
+    f.write(b"\n".join(found))
+'''
+
+
+def test_no_ancestor_of_a_check_or_of_model_written_code_holds_the_key(tmp):
+    tmp = str(tmp)
+    key = "sk-ant-%s-SECRET" % uuid.uuid4().hex
+    other = "sk-oai-%s-SECRET" % uuid.uuid4().hex
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [
+        ("walk", ws, [phase_spec("p-walk", ("out/walk.py",), check=WALK)]),
+        ("helper", ws, [phase_spec("p-helper", ("helper.py",), paths=(".",),
+                                   check="/usr/bin/python3 helper.py")]),
+    ])
+    llm = Standin(tmp, {"markers": {"helper.py": [{"mode": "normal", "content": HELPER}]}},
+                  "--expect-key", key)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": key, "OPENAI_API_KEY": other})
+    try:
+        sup.wait_ready()
+        # While it runs: the supervisor's and the workers' own environments and command
+        # lines, as any process of the user (or root) reads them.
+        pids = [sup.proc.pid] + [w["pid"] for w in sup.status()["pool"]["workers"]]
+        for pid in pids:
+            for part in ("environ", "cmdline"):
+                with open("/proc/%d/%s" % (pid, part), "rb") as f:
+                    data = f.read()
+                assert key.encode() not in data and other.encode() not in data, (pid, part)
+        assert sup.wait(timeout=300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    # The key reached the provider: the workers held it.
+    assert llm.requests() and all(r["key_ok"] for r in llm.requests())
+    assert [r["outcome"] for r in rows(url, "SELECT outcome FROM attempts")] == [
+        "success", "success"]
+    with open(os.path.join(ws, ".autopack", "logs", "walk__p-walk__a1.stdout.txt")) as f:
+        walked = f.read()
+    with open(os.path.join(ws, "found.txt")) as f:
+        found = f.read()
+    # The walks went through the worker and the supervisor (so they could have found it).
+    for text in (walked, found):
+        assert "autopack-worker" in text and "autopack-supervisor" in text
+        assert "%d" % sup.proc.pid in text
+        assert key not in text and other not in text
+        assert "ANTHROPIC_API_KEY=sk" not in text and "OPENAI_API_KEY=sk" not in text
+    # The check's own environment is the minimal one.
+    lines = walked.splitlines()
+    start = lines.index("-- environ") + 1
+    mine = lines[start:next(i for i in range(start, len(lines))
+                            if lines[i].startswith("== pid "))]
+    names = {line.split("=", 1)[0] for line in mine if "=" in line}
+    assert names <= {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE",
+                     "LC_MESSAGES", "TZ", "TMPDIR", "PWD", "OLDPWD", "SHLVL", "_"}, names
+    assert "PATH" in names

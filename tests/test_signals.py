@@ -1,0 +1,156 @@
+"""Signals as a terminal and a service manager send them: Ctrl-C reaches the whole process
+group, `systemctl stop` (KillMode=control-group) signals every process of the service. The
+supervisor alone takes them: its workers run in sessions of their own and obey a stop
+signal only from their supervisor. The first SIGINT/SIGTERM lets the attempts in flight
+finish, the second requeues them as supervisor_stopped; SIGHUP reopens --log-file."""
+import json
+import os
+import signal
+
+from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+from supervisor_helpers import Supervisor, wait_for
+
+KEY = {"ANTHROPIC_API_KEY": "sk-ant-signals"}
+
+
+def two_runs(tmp, seconds):
+    """Two runs of two phases; every call takes `seconds` to answer."""
+    url = init_db(tmp)
+    ws = os.path.join(tmp, "ws")
+    import_plan(tmp, url, [
+        ("run-a", ws, [phase_spec("a1", ("out/a1.py",)), phase_spec("a2", ("out/a2.py",))]),
+        ("run-b", ws, [phase_spec("b1", ("out/b1.py",)), phase_spec("b2", ("out/b2.py",))]),
+    ])
+    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": seconds}})
+    return url, llm
+
+
+def two_in_flight(url):
+    """Both workers' calls are on record (announced before they were sent)."""
+    return len(rows(url, "SELECT id FROM llm_usage_events WHERE status = 'sent'")) == 2
+
+
+def end_of(url):
+    return json.loads(rows(url, "SELECT state_json FROM drain_sessions")[0]["state_json"])["end"]
+
+
+def test_ctrl_c_to_the_process_group_lets_the_attempts_finish(tmp):
+    tmp = str(tmp)
+    url, llm = two_runs(tmp, 3)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
+                     session=True)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: two_in_flight(url), 60, what="two calls in flight")
+        workers = [w["pid"] for w in sup.status()["pool"]["workers"]]
+        # Each worker leads a session of its own, outside the supervisor's group.
+        assert len(workers) == 2 and all(os.getsid(p) == p for p in workers)
+        assert os.getpgid(sup.proc.pid) == sup.proc.pid
+        # Ctrl-C: the terminal signals its foreground process group.
+        os.killpg(sup.proc.pid, signal.SIGINT)
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    att = rows(url, "SELECT run_id, phase_id, outcome FROM attempts ORDER BY attempt_id")
+    assert sorted((a["phase_id"], a["outcome"]) for a in att) == [("a1", "success"),
+                                                                   ("b1", "success")]
+    assert rows(url, "SELECT phase_id, state FROM phases ORDER BY phase_id") == [
+        {"phase_id": "a1", "state": "COMPLETE"}, {"phase_id": "a2", "state": "QUEUED"},
+        {"phase_id": "b1", "state": "COMPLETE"}, {"phase_id": "b2", "state": "QUEUED"}]
+    end = end_of(url)
+    assert end["left_by"] == {"policy": 0, "operator": 2, "breaker": 0, "other": 0}
+    assert (end["stop_cause"], end["exit_status"]) == ("operator", 0)
+    assert "[STOP] received Interrupt" in sup.stderr()
+    assert "ignoring" not in sup.stderr()  # the workers were not even signalled
+
+
+def test_a_second_signal_requeues_the_attempts_as_supervisor_stopped(tmp):
+    tmp = str(tmp)
+    url, llm = two_runs(tmp, 60)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
+                     session=True)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: two_in_flight(url), 60, what="two calls in flight")
+        os.killpg(sup.proc.pid, signal.SIGINT)
+        wait_for(lambda: "stopping: no new dispatch" in sup.stderr(), 30,
+                 what="the graceful stop")
+        os.killpg(sup.proc.pid, signal.SIGINT)
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    att = rows(url, "SELECT phase_id, outcome, failure_reason FROM attempts")
+    assert sorted((a["phase_id"], a["outcome"], a["failure_reason"]) for a in att) == [
+        ("a1", "supervisor_stopped", "SUPERVISOR_STOPPED"),
+        ("b1", "supervisor_stopped", "SUPERVISOR_STOPPED")]
+    assert {r["state"] for r in rows(url, "SELECT state FROM phases")} == {"QUEUED"}
+    # A stop is not the phases' doing: no fingerprint counted, no run judged.
+    state = json.loads(rows(url, "SELECT state_json FROM drain_sessions")[0]["state_json"])
+    assert state["fingerprint_counts"] == {} and state["sampled_runs"] == []
+    # Their calls were in flight: on record as lost, with their max_tokens.
+    assert sorted((u["status"], u["max_tokens"]) for u in rows(
+        url, "SELECT status, max_tokens FROM llm_usage_events")) == [("lost", 16384)] * 2
+
+
+def test_a_service_manager_signalling_every_process_stops_only_the_supervisor(tmp):
+    tmp = str(tmp)
+    url, llm = two_runs(tmp, 3)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
+                     session=True)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: two_in_flight(url), 60, what="two calls in flight")
+        workers = [w["pid"] for w in sup.status()["pool"]["workers"]]
+        # KillMode=control-group: SIGTERM to every process of the service, workers too.
+        for pid in [sup.proc.pid] + workers:
+            os.kill(pid, signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    assert sorted(a["outcome"] for a in rows(url, "SELECT outcome FROM attempts")) == [
+        "success", "success"]
+    err = sup.stderr()
+    assert err.count("autopack-worker: ignoring a stop signal from pid %d" % os.getpid()) == 2
+    assert "[STOP] received Terminated" in err
+
+
+def test_sighup_reopens_the_log_file_and_changes_nothing_else(tmp):
+    tmp = str(tmp)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run-a", os.path.join(tmp, "ws"),
+                            [phase_spec("a1", ("out/a1.py",))])])
+    log = os.path.join(tmp, "drain.log")
+    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 2}})
+    sup = Supervisor(tmp, url, "--workers", 1, "--log-file", log, *llm_args(llm), env=KEY)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: rows(url, "SELECT id FROM llm_usage_events WHERE status = 'sent'"),
+                 60, what="a call in flight")
+        before = sup.status()
+        os.rename(log, log + ".1")
+        sup.signal(signal.SIGHUP)
+        wait_for(lambda: os.path.exists(log) and "SIGHUP: log file reopened" in open(log).read(),
+                 30, what="the log reopened")
+        # Nothing else changed: the same process and session, the attempt in flight ends
+        # as it would have.
+        after = sup.status()
+        assert (after["pid"], after["session_id"]) == (before["pid"], before["session_id"])
+        assert after["state"] == "running"
+        wait_for(lambda: rows(url, "SELECT outcome FROM attempts WHERE outcome IS NOT NULL"),
+                 60, what="the attempt's end")
+        assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}]
+        assert "[OK] run-a/a1 attempt" in open(log).read()
+        # The worker follows the rotation too: what it logs now lands in the new file.
+        r = sup.ctl("scale", "0")
+        assert r.rc == 0, r
+        wait_for(lambda: "asked this worker to stop (scale)" in open(log).read(), 30,
+                 what="the worker's line in the new log")
+        assert "asked this worker to stop" not in open(log + ".1").read()
+    finally:
+        sup.stop_now()
+        llm.stop()
+    assert rows(url, "SELECT stop_reason FROM drain_sessions")[0]["stop_reason"] == \
+        "received Terminated"
