@@ -10,8 +10,8 @@ struct db_dialect {
 	const char *name; /* "SQLite", "PostgreSQL" */
 	/* A row if ?1 names a table (names compare without case). */
 	const char *table_exists;
-	/* A row if table ?1 has a column named ?2 (names compare without case). */
-	const char *column_exists;
+	/* The names of the columns of table ?1, one per row. */
+	const char *table_columns;
 };
 
 #endif

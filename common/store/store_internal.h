@@ -116,6 +116,16 @@ int store_schema_check(
  * the reference the open checks columns against, and that adoption and migration extend
  * tables from. */
 int store_schema_ref_open(int version, struct db **ref, struct store_err *err);
+/* A column of the schema. */
+struct store_column {
+	char table[64];
+	char column[64];
+};
+/* More than the columns of any schema version. */
+#define STORE_SCHEMA_COLUMNS_MAX 512
+/* The columns of schema `version`, read from its SQL (autopack's own, one column per
+ * line), into cols (capacity cap); returns how many. */
+size_t store_schema_columns(int version, struct store_column *cols, size_t cap);
 /* Return true if `s` is a UUID in canonical form (8-4-4-4-12 lowercase hex digits). */
 bool store_uuid_valid(const char *s);
 /* The tables of schema `version`, NULL-terminated, into names (capacity cap); returns

@@ -6,9 +6,11 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Every table of the schema, with the version that added it. */
 static const struct {
@@ -124,32 +126,112 @@ int store_schema_ref_open(int version, struct db **ref, struct store_err *err)
 	return rc;
 }
 
-/* Append "table.column" to `out` (", "-separated) for every column of ref's `table` that
- * db's table lacks, counting them in *n. */
-static int store_columns_missing(struct db *db, struct db *ref, const char *table,
-    struct strbuf *out, size_t *n, struct store_err *err)
+/* Copy the identifier at *p (letters, digits, '_') into buf and move *p past it; 0 if
+ * there is none. */
+static size_t store_ident(const char **p, char *buf, size_t cap)
 {
+	size_t n = 0;
+
+	while (**p == ' ')
+		(*p)++;
+	while ((isalnum((unsigned char)**p) || **p == '_') && n + 1 < cap)
+		buf[n++] = *(*p)++;
+	buf[n] = '\0';
+	return n;
+}
+
+/* Whether `s` starts with `word` followed by a space. */
+static bool store_word(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+
+	return strncmp(s, word, n) == 0 && s[n] == ' ';
+}
+
+size_t store_schema_columns(int version, struct store_column *cols, size_t cap)
+{
+	static const char *const constraints[] = { "PRIMARY", "UNIQUE", "FOREIGN", "CHECK",
+		"CONSTRAINT" };
+	size_t n = 0;
+
+	/* The schema's SQL is autopack's own, one statement or column per line:
+	 *   CREATE TABLE t (\n  column TYPE ...,\n  PRIMARY KEY (...)\n);
+	 *   ALTER TABLE t ADD COLUMN column TYPE ...; */
+	for (int v = 0; v < version && v < (int)ARRAY_SIZE(store_schema_steps); v++) {
+		const char *line = store_schema_steps[v];
+		char table[64] = "";
+
+		for (; *line != '\0'; line = strchr(line, '\n') + 1) {
+			const char *p = line;
+			char word[64];
+
+			if (store_word(p, "CREATE TABLE")) {
+				p += strlen("CREATE TABLE");
+				store_ident(&p, table, sizeof table);
+			} else if (strncmp(p, ");", 2) == 0) {
+				table[0] = '\0';
+			} else if (store_word(p, "ALTER TABLE")) {
+				p += strlen("ALTER TABLE");
+				store_ident(&p, word, sizeof word);
+				if (strncmp(p, " ADD COLUMN ", 12) == 0 && n < cap) {
+					p += 12;
+					strlcpy_ap(cols[n].table, word, sizeof cols[n].table);
+					store_ident(&p, cols[n].column, sizeof cols[n].column);
+					n++;
+				}
+			} else if (table[0] != '\0' && store_ident(&p, word, sizeof word) > 0) {
+				bool constraint = false;
+
+				for (size_t i = 0; i < ARRAY_SIZE(constraints); i++)
+					constraint = constraint ||
+					    strcmp(word, constraints[i]) == 0;
+				if (!constraint && n < cap) {
+					strlcpy_ap(cols[n].table, table, sizeof cols[n].table);
+					strlcpy_ap(cols[n].column, word, sizeof cols[n].column);
+					n++;
+				}
+			}
+			if (strchr(line, '\n') == NULL)
+				break;
+		}
+	}
+	return n;
+}
+
+/* Append "table.column" to `out` (", "-separated) for each of the `n` expected columns
+ * of `table` that db's table lacks, counting them in *missing. */
+static int store_columns_missing(struct db *db, const char *table, const struct store_column *want,
+    size_t n, struct strbuf *out, size_t *missing, struct store_err *err)
+{
+	char **have = NULL;
+	size_t nhave = 0;
 	struct db_stmt *q = NULL;
-	int rc = db_prepare(ref, "SELECT name FROM pragma_table_info(?1)", &q);
+	int rc = db_prepare(db, db->dialect->table_columns, &q);
 
 	if (rc == DB_OK)
 		db_bind_text(q, 1, table);
 	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
-		const char *col = db_column_text(q, 0);
-		int have = store_row_exists(db, err, db->dialect->column_exists,
-		    (const char *const[]){ table, col, NULL }, "reading the columns of %s", table);
-
-		if (have < 0) {
-			db_finalize(q);
-			return have;
-		}
-		if (have == 0)
-			strbuf_printf(out, "%s%s.%s", (*n)++ ? ", " : "", table, col);
+		have = xrealloc(have, (nhave + 1) * sizeof *have);
+		have[nhave++] = xstrdup(db_column_text(q, 0) != NULL ? db_column_text(q, 0) : "");
 		rc = DB_OK;
 	}
 	if (rc != DB_DONE)
-		store_fail(err, STORE_EIO, "reading autopack's schema: %s", db_errmsg(ref));
+		store_fail(err, STORE_EIO, "reading the columns of %s: %s", table, db_errmsg(db));
 	db_finalize(q);
+	for (size_t i = 0; rc == DB_DONE && i < n; i++) {
+		bool found = false;
+
+		if (strcmp(want[i].table, table) != 0)
+			continue;
+		for (size_t k = 0; k < nhave && !found; k++)
+			found = strcasecmp(have[k], want[i].column) == 0;
+		if (!found)
+			strbuf_printf(
+			    out, "%s%s.%s", (*missing)++ ? ", " : "", table, want[i].column);
+	}
+	for (size_t k = 0; k < nhave; k++)
+		free(have[k]);
+	free(have);
 	return rc == DB_DONE ? 0 : STORE_EIO;
 }
 
@@ -161,8 +243,8 @@ int store_schema_check(
 	const char *names[ARRAY_SIZE(store_tables) + 1];
 	struct strbuf missing = { 0 };
 	char stored[48];
-	struct db *ref = NULL;
-	size_t n, nmissing = 0;
+	struct store_column cols[STORE_SCHEMA_COLUMNS_MAX];
+	size_t n, ncols, nmissing = 0;
 	int rc;
 
 	rc = store_table_exists(db, "meta", err);
@@ -193,9 +275,9 @@ int store_schema_check(
 		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing.s);
 		goto out;
 	}
-	rc = store_schema_ref_open(*version, &ref, err);
+	ncols = store_schema_columns(*version, cols, ARRAY_SIZE(cols));
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = store_columns_missing(db, ref, names[i], &missing, &nmissing, err);
+		rc = store_columns_missing(db, names[i], cols, ncols, &missing, &nmissing, err);
 	if (rc == 0 && nmissing > 0) {
 		rc = store_fail(err, STORE_EPARTIAL,
 		    "%s: autopack database (uuid %s) is missing %zu column%s of schema version "
@@ -218,7 +300,6 @@ int store_schema_check(
 		    path, stored, strlen(stored) >= sizeof stored - 1 ? "..." : "", path);
 	}
 out:
-	db_close(ref);
 	free(missing.s);
 	return rc;
 }

@@ -436,3 +436,39 @@ TEST(store_backup_and_init_create_files_only_their_owner_reads)
 	free(p);
 	free(b);
 }
+
+TEST(store_schema_columns_read_from_the_sql_match_what_sqlite_builds)
+{
+	for (int v = 1; v <= SCHEMA_VERSION; v++) {
+		struct store_column *cols = calloc(STORE_SCHEMA_COLUMNS_MAX, sizeof *cols);
+		size_t n = store_schema_columns(v, cols, STORE_SCHEMA_COLUMNS_MAX);
+		struct store_err err;
+		struct db_stmt *q;
+		struct db *ref;
+		size_t built = 0;
+
+		CHECK(n > 50 && n < STORE_SCHEMA_COLUMNS_MAX);
+		CHECK_EQ_INT(store_schema_ref_open(v, &ref, &err), 0);
+		CHECK(
+		    db_prepare(ref,
+		        "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name)"
+		        " AS p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite%' ORDER BY m.name, p.cid",
+		        &q) == DB_OK);
+		while (db_step(q) == DB_ROW) {
+			bool found = false;
+
+			for (size_t i = 0; i < n && !found; i++)
+				found = strcmp(cols[i].table, db_column_text(q, 0)) == 0 &&
+				    strcmp(cols[i].column, db_column_text(q, 1)) == 0;
+			if (!found)
+				fprintf(stderr, "version %d: %s.%s not read from the SQL\n", v,
+				    db_column_text(q, 0), db_column_text(q, 1));
+			CHECK(found);
+			built++;
+		}
+		db_finalize(q);
+		db_close(ref);
+		CHECK_EQ_INT(built, n);
+		free(cols);
+	}
+}

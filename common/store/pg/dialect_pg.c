@@ -6,7 +6,6 @@ const struct db_dialect dialect_pg = {
 	.name = "PostgreSQL",
 	.table_exists = "SELECT 1 FROM information_schema.tables WHERE table_schema ="
 	                " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT))",
-	.column_exists = "SELECT 1 FROM information_schema.columns WHERE table_schema ="
-	                 " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT)) AND"
-	                 " lower(column_name) = lower(CAST(?2 AS TEXT))",
+	.table_columns = "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+	                 " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT))",
 };

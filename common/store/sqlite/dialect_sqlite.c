@@ -5,5 +5,5 @@ const struct db_dialect dialect_sqlite = {
 	.name = "SQLite",
 	.table_exists =
 	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
-	.column_exists = "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+	.table_columns = "SELECT name FROM pragma_table_info(?1)",
 };
