@@ -134,6 +134,28 @@ int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, siz
 int cmd_live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out));
 
+/* A running supervisor's reply: its body (a JSON object) and the database it holds. */
+struct live_reply {
+	json_t *body;
+	char *db_url;
+	char *db_uuid;
+	char *db_devino; /* "device:inode" of its file */
+};
+
+/* Send `cmd` with `args` to the supervisor found from the database (or at `control`) and
+ * read its reply, printing nothing. Returns 0, or a STORE_E* code with err set: no
+ * supervisor, no answer, the command refused (the supervisor's message), or a reply about
+ * another database than the one named (its URL, device:inode or uuid differs). */
+int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
+    size_t nargs, struct live_reply *out, char *err, size_t errlen);
+void cmd_live_reply_free(struct live_reply *r);
+/* The closing paragraph of every live command's help: how the supervisor is found. */
+#define CMD_LIVE_HELP_TAIL                                                                         \
+	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL):\n"   \
+	"the one holding its lock, at the socket it records or its default one; or from\n"         \
+	"--control PATH. With a database named, the supervisor refuses the request if it holds\n"  \
+	"a different database, and a reply about a different one is refused.\n"
+
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);
 /* Print `j` (stolen) as indented JSON on stdout. */

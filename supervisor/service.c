@@ -4,6 +4,7 @@
  * stop begins. Readiness and stopping are noticed by a check handle that runs after every
  * loop iteration, so no other part of the supervisor calls in here. */
 #include "supervisor/sup.h"
+#include "supervisor/observe.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -46,6 +47,14 @@ void service_status_line(struct sup *s, char *buf, size_t n)
 	snprintf(buf, n, "%s", state);
 	if (s->stopping && s->stop_reason != NULL)
 		snprintf(buf, n, "stopping (%s)", s->stop_reason);
+	else if (!s->store_lost && !s->paused && !s->crash_loop && s->svc.ready_sent) {
+		struct progress p;
+		char line[200];
+
+		progress_compute(s, &p);
+		progress_line(&p, line, sizeof line);
+		snprintf(buf, n, "%s: %s", state, line);
+	}
 }
 
 /* Send the status line when it changed. */

@@ -10,6 +10,7 @@
  * failed commit rolls back, keeps the queue and is retried; after COMMIT_MAX_FAILURES
  * failures in a row the supervisor writes nothing more and exits 3. */
 #include "supervisor/sup.h"
+#include "supervisor/observe.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -256,6 +257,7 @@ static void writer_failed(struct sup *s, const struct store_err *err)
 void writer_flush(struct sup *s)
 {
 	struct op *head = s->ops_head, *o, *next;
+	uint64_t began = uv_hrtime();
 	struct store_err err;
 
 	if (s->commit_armed) {
@@ -293,6 +295,7 @@ again:
 	}
 	if (store_drain_commit(s->sd, &err) != 0)
 		goto fail;
+	metrics_commit(s, began);
 	s->pol.dirty = false;
 	s->n.commits++;
 	s->commit_fail_streak = 0;
@@ -303,6 +306,7 @@ again:
 	for (o = head; o != NULL; o = next) {
 		next = o->next;
 		op_count(s, o);
+		metrics_op(s, o);
 		if (o->kind == OP_CLOSE && o->u.close.done != NULL)
 			o->u.close.done(s, o);
 		op_free(o);

@@ -187,15 +187,6 @@ def log_times(text, needle):
     return out
 
 
-def llm_supervisor(tmp, url, llm, *args, name="sup", control=None,
-                   key="sk-test-supervisor-key-0123456789"):
-    """A supervisor whose workers call the LLM stand-in `llm` with the key in their
-    environment."""
-    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
-                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": key}, name=name,
-                      control=control)
-
-
 def wait_for(pred, timeout=60, step=0.05, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -204,6 +195,24 @@ def wait_for(pred, timeout=60, step=0.05, what="condition"):
             return v
         time.sleep(step)
     raise AssertionError("timed out waiting for " + what)
+
+
+KEY = "sk-test-supervisor-key-0123456789"
+
+
+def llm_supervisor(tmp, url, llm, *args, name="sup", control=None):
+    """A supervisor whose real workers call the stand-in `llm` (Anthropic API, no retries);
+    `control` as for Supervisor."""
+    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
+                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name,
+                      control=control)
+
+
+def gate_check(tmp):
+    """A check command that waits until the file `go` exists in tmp: phases stay in
+    flight until the test lets them finish. Returns (check command, go path)."""
+    go = os.path.join(str(tmp), "go")
+    return "while [ ! -e %s ]; do sleep 0.05; done" % go, go
 
 
 class Standin:

@@ -13,8 +13,9 @@ import sys
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import (Standin, Supervisor, llm_supervisor, log_times, new_db,
-                                rogue_notes, rogue_supervisor, sql, status_when, wait_for)
+from supervisor_helpers import (Standin, Supervisor, gate_check, llm_supervisor,
+                                log_times, new_db, rogue_notes, rogue_supervisor, sql,
+                                status_when, wait_for)
 
 
 def processes_in(directory):
@@ -194,18 +195,13 @@ def test_worker_sending_garbage_is_killed_and_replaced(tmp):
 
 # --- real phases: the real worker against the LLM stand-in, with a slow check command ---
 
+
+
 @pytest.fixture
 def llm(tmp):
     s = Standin(tmp)
     yield s
     s.stop()
-
-
-def gate_check(tmp):
-    """A check command that waits until the file `go` exists in tmp: phases stay in
-    flight until the test lets them finish. Returns (check command, go path)."""
-    go = os.path.join(str(tmp), "go")
-    return "while [ ! -e %s ]; do sleep 0.05; done" % go, go
 
 
 def test_sigkill_of_busy_workers_loses_no_phase(tmp, llm):
