@@ -123,6 +123,9 @@ static int live_reply_check(
 {
 	const char *part = NULL;
 
+#ifdef AUTOPACK_MUTANT_reply_identity_unchecked
+	return 0;
+#endif
 	if (!t->identified)
 		return 0;
 	if (strcmp(r->db_url, t->url) != 0)

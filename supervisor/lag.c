@@ -53,6 +53,9 @@ uint64_t lag_wait_ms(struct sup *s, uint64_t since_ms, uint64_t lag_at, uint64_t
 	uint64_t lag = lag_note(s) - lag_at, now = uv_now(s->loop);
 	uint64_t ran = now > since_ms ? now - since_ms : 0, wait;
 
+#ifdef AUTOPACK_MUTANT_stall_judged_as_hang
+	return ran < span_ms ? span_ms - ran : 0;
+#endif
 	ran = ran > lag ? ran - lag : 0;
 	wait = ran < span_ms ? span_ms - ran : 0;
 	if (s->judge_after_ms > now && s->judge_after_ms - now > wait)

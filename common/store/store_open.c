@@ -61,8 +61,10 @@ static int store_stat_file(const char *path, struct stat *sb, struct store_err *
 	if (sb->st_size == 0)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: empty file, not an autopack database; the file was left untouched", path);
+#ifndef AUTOPACK_MUTANT_hard_link_accepted
 	if (sb->st_nlink > 1)
 		return store_refuse_links(path, sb, err);
+#endif
 	return 0;
 }
 
@@ -269,6 +271,9 @@ int store_identity_changed(struct store *st, struct store_err *err)
 		    st->path, (unsigned long)sb.st_dev, (unsigned long)sb.st_ino,
 		    (unsigned long)st->dev, (unsigned long)st->ino);
 	}
+#ifdef AUTOPACK_MUTANT_wal_loss_unnoticed
+	st->wal_ino = st->shm_ino = 0;
+#endif
 	if (what[0] == '\0' && st->wal_ino != 0)
 		store_side_changed(st->path, "-wal", st->wal_dev, st->wal_ino,
 		    "its write-ahead log", what, sizeof what);
