@@ -125,6 +125,7 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	json_decref(rep.body);
 }
 
+/* Serve one request; anything else drops the peer. */
 static void control_msg_cb(struct chan *ch, struct proto_msg *m)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
@@ -139,6 +140,7 @@ static void control_msg_cb(struct chan *ch, struct proto_msg *m)
 	proto_msg_free(m);
 }
 
+/* Forget a closed control connection. */
 static void control_close_cb(struct chan *ch, const char *why)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
@@ -278,6 +280,7 @@ static int control_publish(const char *tmp, const char *path, bool chosen)
 	return -1;
 }
 
+/* Bind and listen on the control socket; -1 (logged) on failure. */
 int control_listen(struct sup *s)
 {
 	struct sockaddr_un sa;
@@ -329,6 +332,7 @@ int control_listen(struct sup *s)
 	return 0;
 }
 
+/* Stop listening, remove the socket and close the connections. */
 void control_close(struct sup *s)
 {
 	struct ctl_conn *c, *next;

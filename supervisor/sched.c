@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Find a run by id. */
 struct run_q *sched_run_find(struct sup *s, const char *run_id)
 {
 	struct run_q *r;
@@ -66,6 +67,7 @@ static bool run_before(const struct run_q *a, const struct run_q *b)
 	return a->ready_seq < b->ready_seq;
 }
 
+/* Unlink and return the best ready run. */
 struct run_q *sched_pop(struct sup *s)
 {
 	struct run_q *r, *prev = NULL, *best = NULL, *best_prev = NULL;
@@ -81,6 +83,7 @@ struct run_q *sched_pop(struct sup *s)
 	return best;
 }
 
+/* Free a queued phase. */
 void sched_phase_free(struct qphase *p)
 {
 	free(p->phase_id);
@@ -101,6 +104,7 @@ static void sched_clear_run(struct sup *s, struct run_q *r)
 	r->head = r->tail = NULL;
 }
 
+/* Drop a run's queue for the rest of the session. */
 void sched_skip_run(struct sup *s, struct run_q *r, const char *why)
 {
 	struct run_q *x, *prev = NULL;
@@ -163,6 +167,7 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 	return 0;
 }
 
+/* Load the eligible phases and apply the restored triage; -1 (logged) on failure. */
 int sched_load(struct sup *s)
 {
 	struct store_err err;
@@ -186,6 +191,7 @@ int sched_load(struct sup *s)
 	return 0;
 }
 
+/* Reload one run's eligible phases, leaving out the one leased. */
 void sched_reload_run(struct sup *s, const char *run_id)
 {
 	struct run_q *r = sched_run_find(s, run_id);
@@ -221,6 +227,7 @@ void sched_reload_run(struct sup *s, const char *run_id)
 	ready_push(s, r);
 }
 
+/* Put a phase back at its run's head (freed if the run is skipped). */
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p)
 {
 	if (r->skipped) {
@@ -234,12 +241,14 @@ void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p)
 	s->queued++;
 }
 
+/* Release a run's lease. */
 void sched_release(struct sup *s, struct run_q *r)
 {
 	r->busy = false;
 	ready_push(s, r);
 }
 
+/* Map an outcome to the phase's next state. */
 enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome outcome)
 {
 	int64_t limit = s->cfg.max_attempts;
@@ -260,6 +269,7 @@ enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome 
 	return p->attempts >= limit ? PHASE_FAILED : PHASE_QUEUED;
 }
 
+/* Whether nothing is left to dispatch, run or commit. */
 bool sched_drained(struct sup *s)
 {
 	bool capped = s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size;
@@ -267,6 +277,7 @@ bool sched_drained(struct sup *s)
 	return s->in_flight == 0 && s->ops_n == 0 && (s->queued == 0 || capped);
 }
 
+/* Take a popped run's head phase for a lease. */
 struct qphase *sched_take(struct sup *s, struct run_q *r)
 {
 	struct qphase *p = r->head;
@@ -282,6 +293,7 @@ struct qphase *sched_take(struct sup *s, struct run_q *r)
 	return p;
 }
 
+/* Drop a popped run's head phase and make the run ready again. */
 void sched_drop_head(struct sup *s, struct run_q *r)
 {
 	struct qphase *p = r->head;
@@ -296,6 +308,7 @@ void sched_drop_head(struct sup *s, struct run_q *r)
 	ready_push(s, r);
 }
 
+/* Free every run and phase. */
 void sched_free(struct sup *s)
 {
 	struct run_q *r, *rn;

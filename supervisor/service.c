@@ -35,6 +35,7 @@ static bool service_writer_healthy(struct sup *s)
 	return s->ops_n == 0 || clock_mono_ms() - s->last_commit_ms < period_ms;
 }
 
+/* Describe the drain in one line for the service manager. */
 void service_status_line(struct sup *s, char *buf, size_t n)
 {
 	const char *state = s->store_lost ? "database lost" :
@@ -84,6 +85,7 @@ static void service_check_cb(uv_check_t *h)
 	}
 }
 
+/* Each second: send the status line if it changed. */
 static void service_status_cb(uv_timer_t *t)
 {
 	service_status(t->data);
@@ -106,6 +108,7 @@ static void service_watchdog_cb(uv_timer_t *t)
 	}
 }
 
+/* Read the service manager's variables; exit 1 when they are malformed. */
 void service_open(struct sup *s)
 {
 	char err[256];
@@ -114,6 +117,7 @@ void service_open(struct sup *s)
 		log_fatal(1, "%s", err);
 }
 
+/* Start the readiness check and the status and watchdog timers. */
 void service_init(struct sup *s)
 {
 	struct service *v = &s->svc;
@@ -137,6 +141,7 @@ void service_init(struct sup *s)
 	uv_unref((uv_handle_t *)&v->watchdog_timer);
 }
 
+/* Say STOPPING=1 if not yet said, send the last status and close. */
 void service_finish(struct sup *s)
 {
 	if (!s->svc.stopping_sent)

@@ -36,6 +36,7 @@ static void session_refuse_empty(struct sup *s)
 		    s->st->url);
 }
 
+/* Open, check and lock the database; exits 1 on failure. */
 void session_open_store(struct sup *s)
 {
 	struct store_err err;
@@ -161,6 +162,7 @@ static void session_new(struct sup *s)
 	free(settings);
 }
 
+/* Prepare the drain; exits 1 on failure. */
 void session_prepare(struct sup *s)
 {
 	struct store_err err;
@@ -188,6 +190,7 @@ void session_prepare(struct sup *s)
 	    s->cfg.dry_run ? ", dry run" : "");
 }
 
+/* Commit, record the session's end and release the database. */
 void session_finish(struct sup *s)
 {
 	struct store_err err;

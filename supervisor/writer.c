@@ -20,6 +20,7 @@
 
 static void writer_timer_cb(uv_timer_t *t);
 
+/* Initialise the commit timer. */
 void writer_init(struct sup *s)
 {
 	uv_timer_init(s->loop, &s->commit_timer);
@@ -52,6 +53,7 @@ static void writer_push(struct sup *s, struct op *o)
 		writer_arm(s, (uint64_t)s->cfg.commit_window_ms);
 }
 
+/* Queue an event. */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
     struct proto_event *ev)
 {
@@ -76,6 +78,7 @@ void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, cons
 	writer_push(s, o);
 }
 
+/* Queue an attempt's end. */
 void writer_close(
     struct sup *s, uint64_t attempt_id, const struct drain_close *end, op_done_cb done, void *ctx)
 {
@@ -91,6 +94,7 @@ void writer_close(
 	writer_push(s, o);
 }
 
+/* Queue a control_log row. */
 void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
     const char *args, bool ok, const char *result)
 {
@@ -254,6 +258,7 @@ static void writer_failed(struct sup *s, const struct store_err *err)
 	writer_arm(s, delay);
 }
 
+/* Commit the queue in one transaction, then ack and hand back ends. */
 void writer_flush(struct sup *s)
 {
 	struct op *head = s->ops_head, *o, *next;
@@ -317,6 +322,7 @@ fail:
 	writer_failed(s, &err);
 }
 
+/* Commit in the next loop turn for a worker waiting for acks. */
 void writer_flush_early(struct sup *s)
 {
 	/* In the loop's next turn: the frames read in this one, from every worker, share

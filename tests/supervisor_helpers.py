@@ -242,3 +242,23 @@ class Standin:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+def hold_write_lock(path):
+    """Another process that takes SQLite's write lock on path and holds it until release."""
+    holder = subprocess.Popen([sys.executable, "-c", """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+con.execute("ROLLBACK")
+""", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def release(holder):
+    """Let a hold_write_lock holder roll back and exit."""
+    holder.communicate("\n", timeout=30)
+    assert holder.returncode == 0

@@ -5,13 +5,11 @@ WATCHDOG=1 every half WATCHDOG_USEC and none while commits fail, STOPPING=1 at a
 variables never reach a worker."""
 import os
 import socket
-import subprocess
-import sys
 import uuid
 
 import pytest
 
-from supervisor_helpers import Supervisor, new_db, wait_for
+from supervisor_helpers import Supervisor, hold_write_lock, new_db, release, wait_for
 
 
 class NotifySocket:
@@ -128,19 +126,6 @@ def test_no_ready_before_workers_are_up(tmp):
         notify.close()
 
 
-def hold_write_lock(path):
-    holder = subprocess.Popen([sys.executable, "-c", """
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], isolation_level=None)
-con.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-con.execute("ROLLBACK")
-""", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
 def test_watchdog_withheld_while_commits_fail(tmp):
     url = new_db(tmp, runs=1, phases=1)
     notify = NotifySocket(tmp)
@@ -157,7 +142,7 @@ def test_watchdog_withheld_while_commits_fail(tmp):
         wait_for(lambda: sup.stderr().count("writes failed") >= failures + 1, 60,
                  what="another failed commit")
         assert "WATCHDOG=1" not in notify.read(), "pinged while commits were failing"
-        holder.communicate("\n", timeout=30)
+        release(holder)
         notify.wait(lambda d: d == "WATCHDOG=1", "pings once commits succeed again")
         assert sup.stop_now() == 0
     finally:

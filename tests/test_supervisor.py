@@ -13,9 +13,9 @@ import sys
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import (Standin, Supervisor, gate_check, llm_supervisor,
-                                log_times, new_db, rogue_notes, rogue_supervisor, sql,
-                                status_when, wait_for)
+from supervisor_helpers import (Standin, Supervisor, gate_check, hold_write_lock,
+                                llm_supervisor, log_times, new_db, release, rogue_notes,
+                                rogue_supervisor, sql, status_when, wait_for)
 
 
 def processes_in(directory):
@@ -539,25 +539,6 @@ def test_worker_past_its_deadline_is_terminated_then_killed(tmp):
     [term_at] = log_times(err, "passed its deadline")
     [killed_at] = log_times(err, "(pid %d) exited" % job["pid"])
     assert killed_at - term_at >= 5 - 0.002    # the kill grace, a lower bound
-
-
-def hold_write_lock(path):
-    """Another process that takes SQLite's write lock on path and holds it until release."""
-    holder = subprocess.Popen([sys.executable, "-c", """
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], isolation_level=None)
-con.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-con.execute("ROLLBACK")
-""", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
-def release(holder):
-    holder.communicate("\n", timeout=30)
-    assert holder.returncode == 0
 
 
 def test_busy_database_delays_commits_and_loses_nothing(tmp, llm):

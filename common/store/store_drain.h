@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "common/store/store.h"
+#include "common/store/store_estimation.h"
 #include "common/vocab.h"
 
 struct store_drain;
@@ -84,38 +85,16 @@ struct drain_request {
 	int64_t try_number;
 };
 
-/* One builder call: a row in token_estimation_v2_events (the attempt's run, phase, ids
- * and times are filled in by store_drain_event_insert). */
-struct drain_estimation {
-	const char *category;
-	const char *complexity;
-	int64_t deliverable_count;
-	const char *deliverables_json;
-	int64_t predicted_output_tokens;
-	int64_t actual_output_tokens;
-	int64_t selected_budget;
-	int64_t actual_max_tokens; /* -1: unknown */
-	bool success;
-	bool truncated;
-	const char *stop_reason; /* nullable */
-	const char *model;
-	uint64_t estimator_version;
-	int64_t doc_features;                 /* enum doc_feature bits; -1: not computed */
-	const char *context_quality;          /* nullable */
-	const char *sot_file_name;            /* nullable */
-	int64_t sot_entry_count_hint;         /* -1: none */
-	int64_t input_tokens;                 /* -1: unknown */
-	const char *deliverables_detail_json; /* nullable */
-};
-
 /* One telemetry event of an attempt. Strings are borrowed for the call. */
 struct drain_event {
 	uint64_t attempt_id;
 	uint64_t seq; /* 1-based within the attempt; (attempt_id, seq) is the event's key */
 	enum event_kind kind;
 	union {
-		struct drain_usage usage;    /* EVENT_LLM_USAGE */
-		struct drain_estimation est; /* EVENT_TOKEN_ESTIMATION_V2 */
+		struct drain_usage usage; /* EVENT_LLM_USAGE */
+		/* EVENT_TOKEN_ESTIMATION_V2: run, phase, times, attempt and seq are filled in
+		 * by store_drain_event_insert */
+		struct store_estimation est;
 		struct {
 			const char *level;
 			const char *message;

@@ -127,35 +127,13 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
 static int event_estimation(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_event *ev, const char *now, struct store_err *err)
 {
-	const struct drain_estimation *x = &ev->u.est;
-	struct store_estimation e = {
-		.run_id = run_id,
-		.phase_id = phase_id,
-		.timestamp = now,
-		.created_at = now,
-		.category = x->category,
-		.complexity = x->complexity,
-		.deliverable_count = x->deliverable_count,
-		.deliverables_json = x->deliverables_json,
-		.predicted_output_tokens = x->predicted_output_tokens,
-		.actual_output_tokens = x->actual_output_tokens,
-		.selected_budget = x->selected_budget,
-		.actual_max_tokens = x->actual_max_tokens,
-		.success = x->success,
-		.truncated = x->truncated,
-		.stop_reason = x->stop_reason,
-		.model = x->model,
-		.doc_features = x->doc_features,
-		.context_quality = x->context_quality,
-		.sot_file_name = x->sot_file_name,
-		.sot_entry_count_hint = x->sot_entry_count_hint,
-		.input_tokens = x->input_tokens,
-		.deliverables_detail_json = x->deliverables_detail_json,
-		.attempt_id = ev->attempt_id,
-		.seq = ev->seq,
-		.estimator_version = x->estimator_version,
-	};
+	struct store_estimation e = ev->u.est;
 
+	e.run_id = run_id;
+	e.phase_id = phase_id;
+	e.timestamp = e.created_at = now;
+	e.attempt_id = ev->attempt_id;
+	e.seq = ev->seq;
 	return store_estimation_insert(d->st, d->estimation, &e, err);
 }
 

@@ -66,11 +66,13 @@ static void failed_item_free(void *item)
 	free(f->workspace);
 }
 
+/* Free a list of failed phases. */
 void store_failed_free(struct store_failed *v, size_t n)
 {
 	store_rows_free(v, n, sizeof *v, failed_item_free);
 }
 
+/* Parse a retry's selectors and note; -1 with err naming what is wrong. */
 int store_retry_args_parse(
     char *const *args, size_t n, struct store_retry_args *out, char *err, size_t errlen)
 {
@@ -187,6 +189,8 @@ static void failed_keep_fingerprint(struct store_failed *v, size_t *n, const cha
 	*n = k;
 }
 
+/* List the failed and stopped phases a filter selects; STORE_EIO, or STORE_EINVAL for a named
+ * phase that cannot be retried. */
 int store_failed_list(struct store *st, const struct store_failed_filter *f,
     struct store_failed **out, size_t *n, struct store_err *err)
 {
@@ -245,6 +249,8 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 	f->retried = false;
 	if (rc != 0 || db_changes(st->db) != 1)
 		return rc;
+	if ((rc = store_tier_follow_phase(st->db, f->run_id, f->phase_id, now, err)) != 0)
+		return rc;
 	args = xasprintf("%s %s", f->run_id, f->phase_id);
 	result = xasprintf("%s -> %s; selected by: %s%s%s; via %s", f->state,
 	    phase_state_name(PHASE_QUEUED), who->selector, who->note != NULL ? "; note: " : "",
@@ -268,6 +274,7 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 	return rc;
 }
 
+/* Queue the listed phases again in one transaction; on failure nothing is written. */
 int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
     const struct store_retry_who *who, size_t *moved, struct store_err *err)
 {
