@@ -19,7 +19,7 @@ TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              python3-pytest-xdist python3-sqlalchemy clang libclang-rt-14-dev strace \
              clang-format python3-prometheus-client python3-jsonschema python3-yaml \
              systemd man-db groff-base \
-             chromium prometheus
+             chromium prometheus postgresql python3-psycopg2
 PYTHON    := /usr/bin/python3
 VERSION   := 0.1.0
 
@@ -93,7 +93,7 @@ define install_debs
 endef
 
 deps: $(STAMP) build/.test-deps-ok
-$(STAMP):
+$(STAMP): Makefile
 	$(call install_debs,$(BUILD_DEBS))
 build/.test-deps-ok: $(STAMP) Makefile
 	$(call install_debs,$(TEST_DEBS))

@@ -47,6 +47,12 @@ static int live_socket(const char *path, int64_t meta_pid, char *meta_sock,
 	pid_t holder = 0;
 	int fd = store_lock_acquire(path, &holder);
 
+	/* A PostgreSQL database has no lock to probe: the supervisor meta records, if alive. */
+	if (fd == STORE_LOCK_SERVER && meta_sock != NULL && meta_pid > 0 &&
+	    kill((pid_t)meta_pid, 0) == 0) {
+		t->sock = meta_sock;
+		return 0;
+	}
 	if (fd != STORE_EBUSY) {
 		store_lock_release(fd);
 		free(meta_sock);

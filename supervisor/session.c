@@ -6,6 +6,7 @@
 #include "common/estimate/estimator.h"
 #include "common/log.h"
 #include "common/store/dburl.h"
+#include "common/store/dburl_pg.h"
 #include "common/store/store_lock.h"
 #include "common/store/store_runtime.h"
 #include "common/util.h"
@@ -46,7 +47,7 @@ void session_open_store(struct sup *s)
 
 	if (dburl_resolve(s->cfg.db_flag, &path, &url, NULL, msg, sizeof msg) != 0)
 		log_fatal(1, "%s", msg);
-	if (stat(path, &sb) != 0)
+	if (!dburl_is_pg(url) && stat(path, &sb) != 0)
 		log_fatal(1,
 		    "database %s does not exist (%s); create it with: autopack-ctl"
 		    " --db %s db init",

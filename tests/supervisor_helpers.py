@@ -60,6 +60,9 @@ def new_db(tmp, runs=2, tiers=1, phases=3, **kw):
 
 
 def sql(url, query, *args):
+    if url.startswith("postgresql://"):
+        import pg_cluster
+        return pg_cluster.query(url, query, *args)
     path = url[len("sqlite:///"):]
     con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
     try:

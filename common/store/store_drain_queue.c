@@ -18,7 +18,7 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	                          " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
 	                          " FROM phases p JOIN tiers t ON t.id = p.tier_id"
 	                          " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-	                          " AND (?1 IS NULL OR p.run_id = ?1)"
+	                          " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
 	                          " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
 	struct db_stmt *s;
 	int rc;
@@ -99,7 +99,7 @@ int store_drain_each_run_state(struct store_drain *d, const char *run_filter,
 	int rc;
 
 	if (db_prepare(d->st->db,
-	        "SELECT run_id, state, count(*) FROM phases WHERE ?1 IS NULL OR run_id = ?1"
+	        "SELECT run_id, state, count(*) FROM phases WHERE CAST(?1 AS TEXT) IS NULL OR run_id = ?1"
 	        " GROUP BY run_id, state ORDER BY run_id",
 	        &s) != DB_OK)
 		return drain_fail(d, err, "phase counts by run");

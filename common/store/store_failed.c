@@ -24,10 +24,10 @@ static const char failed_sql[] =
     " WHERE (p.state = ?6"
     "   OR (NOT ?5 AND p.state IN (?7, ?8) AND a.outcome IS NOT NULL"
     "     AND a.outcome NOT IN (?9, ?10) AND p.updated_at <= a.ended_at)"
-    "   OR (?5 AND ?2 IS NOT NULL AND p.state = ?8))"
-    " AND (?1 IS NULL OR p.run_id = ?1) AND (?2 IS NULL OR p.phase_id = ?2)"
-    " AND (?3 IS NULL OR " FAILED_ENDED " >= ?3)"
-    " AND (?4 IS NULL OR upper(" FAILED_REASON ") = upper(?4))"
+    "   OR (?5 AND CAST(?2 AS TEXT) IS NOT NULL AND p.state = ?8))"
+    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR p.phase_id = ?2)"
+    " AND (CAST(?11 AS TEXT) IS NULL OR " FAILED_ENDED " >= ?3)"
+    " AND (CAST(?4 AS TEXT) IS NULL OR upper(" FAILED_REASON ") = upper(?4))"
     " ORDER BY " FAILED_ENDED " DESC, p.run_id, p.phase_id";
 
 /* Fill a listed phase from the current row (a store_rows fill). */
@@ -211,6 +211,8 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 		store_bind_text(q, 8, phase_state_name(PHASE_SKIPPED));
 		store_bind_text(q, 9, outcome_name(OUTCOME_SUCCESS));
 		store_bind_text(q, 10, outcome_name(OUTCOME_DRY_RUN));
+		/* ?3 again, tested for NULL as text: ?3 itself is a time on PostgreSQL. */
+		store_bind_text(q, 11, f->since);
 	}
 	rc = store_rows_read(st->db, q, rc, &l, err, "%s: reading failed phases", st->path);
 	*out = l.v;

@@ -1,4 +1,5 @@
 #include "common/store/store_lock.h"
+#include "common/store/dburl_pg.h"
 #include "common/store/store_internal.h"
 
 #include <assert.h>
@@ -44,8 +45,10 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 	struct stat sb;
 	int fd, saved;
 
-	assert(db_path != NULL && db_path[0] == '/');
 	*holder = 0;
+	if (dburl_is_pg(db_path))
+		return STORE_LOCK_SERVER;
+	assert(db_path != NULL && db_path[0] == '/');
 	fd = open(db_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return errno == ENOENT ? STORE_ENOENT : STORE_EIO;
@@ -62,7 +65,7 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 /* Drop the lock. */
 void store_lock_release(int fd)
 {
-	if (fd >= 0)
+	if (fd >= 0 && fd != STORE_LOCK_SERVER)
 		close(fd);
 }
 
@@ -71,6 +74,8 @@ int store_lock_check(int fd, const struct store *st, struct store_err *err)
 {
 	struct stat sb;
 
+	if (fd == STORE_LOCK_SERVER)
+		return 0;
 	if (fstat(fd, &sb) != 0)
 		return store_fail(
 		    err, STORE_EIO, "%s: checking the lock: %s", st->path, strerror(errno));

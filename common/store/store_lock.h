@@ -13,14 +13,19 @@
 #ifndef AUTOPACK_STORE_LOCK_H
 #define AUTOPACK_STORE_LOCK_H
 
+#include <limits.h>
 #include <sys/types.h>
 
 #include "common/store/store.h"
 
+/* What store_lock_acquire returns for a PostgreSQL database: no lock is taken, the server
+ * orders the writers (and several supervisors share the database). */
+#define STORE_LOCK_SERVER INT_MAX
+
 /* Take the lock on the database file at `db_path` without blocking. Returns the lock's
  * file descriptor (close-on-exec; the lock lasts until it is released), STORE_EBUSY with
  * the holder's pid in *holder (0 if it cannot be found), STORE_ENOENT if there is no such
- * file, or STORE_EIO with errno set. */
+ * file, or STORE_EIO with errno set; for a PostgreSQL URL, STORE_LOCK_SERVER. */
 int store_lock_acquire(const char *db_path, pid_t *holder);
 /* Release a lock taken by store_lock_acquire. */
 void store_lock_release(int fd);

@@ -158,7 +158,7 @@ static int plan_insert_run(
 {
 	struct db_stmt *q = NULL;
 	char *ws = plan_workspace(r, base_dir);
-	char *sql = store_original_insert_sql("runs",
+	char *sql = store_original_insert_sql(st->db, "runs",
 	    "id, state, goal_anchor, workspace, safety_profile, run_scope, token_cap, max_phases, "
 	    "max_duration_minutes, created_at, updated_at",
 	    "?1, 'RUN_CREATED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9");
@@ -261,7 +261,7 @@ static int plan_insert_tier(struct store *st, const char *run_id, const json_t *
     const char *now, int64_t *tier_row, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
-	char *ins = store_original_insert_sql("tiers",
+	char *ins = store_original_insert_sql(st->db, "tiers",
 	    "tier_id, run_id, tier_index, name, description, state, token_cap, ci_run_cap, "
 	    "created_at, updated_at",
 	    "?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8");
@@ -331,7 +331,7 @@ static int plan_insert_phase(struct store *st, const char *run_id, int64_t tier_
 {
 	struct db_stmt *q = NULL;
 	char *scope = plan_scope_json(json_object_get(ph, "scope"));
-	char *sql = store_original_insert_sql("phases",
+	char *sql = store_original_insert_sql(st->db, "phases",
 	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
 	    "complexity, builder_mode, phase_type, scope, check_command, max_builder_attempts, "
 	    "max_auditor_attempts, incident_token_cap, created_at, updated_at",

@@ -1,5 +1,6 @@
 #include "common/store/store_runtime.h"
 #include "common/store/store_internal.h"
+#include "common/store/store_lock.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -38,12 +39,14 @@ char *store_runtime_dir(struct store_err *err)
 	return dir;
 }
 
-/* Name the socket by the uuid and the file. */
+/* Name the socket by the uuid and the file (for PostgreSQL, the pid). */
 char *store_runtime_socket(const struct store *st)
 {
 	char *dir = store_runtime_dir_name();
-	char *sock = xasprintf(
-	    "%s/%s-%lu-%lu.sock", dir, st->uuid, (unsigned long)st->dev, (unsigned long)st->ino);
+	char *sock = st->backend == DB_PG ?
+	    xasprintf("%s/%s-pid%ld.sock", dir, st->uuid, (long)getpid()) :
+	    xasprintf("%s/%s-%lu-%lu.sock", dir, st->uuid, (unsigned long)st->dev,
+	        (unsigned long)st->ino);
 
 	free(dir);
 	return sock;
@@ -71,9 +74,13 @@ static int store_runtime_claim_busy(int fd, const struct store *st, struct store
 /* Lock <dir>/<uuid>.claim and write who holds it. */
 int store_runtime_claim(const struct store *st, struct store_err *err)
 {
-	char *dir = store_runtime_dir(err), *claim, line[4200];
+	char *dir, *claim, line[4200];
 	struct stat fsb, psb;
 	int fd = -1, rc = 0, len;
+
+	if (st->backend == DB_PG)
+		return STORE_LOCK_SERVER;
+	dir = store_runtime_dir(err);
 
 #ifdef AUTOPACK_MUTANT_uuid_served_twice
 	free(dir);

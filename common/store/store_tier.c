@@ -5,22 +5,28 @@
 /* The state a tier's phases put it in; NULL leaves it. All QUEUED leaves a tier that has
  * not ended as it is (PENDING, or IN_PROGRESS after a requeue) and puts an ended one back
  * to PENDING. */
-#define TIER_FOLLOW_SQL                                                                            \
-	"UPDATE tiers SET state = f.state, updated_at = ?2,"                                       \
-	" started_at = CASE WHEN f.state IN ('IN_PROGRESS', 'COMPLETE', 'FAILED')"                 \
-	"   THEN COALESCE(started_at, ?2) ELSE started_at END,"                                    \
-	" completed_at = CASE WHEN f.state IN ('COMPLETE', 'FAILED', 'SKIPPED') THEN ?2 END"       \
-	" FROM (SELECT CASE"                                                                       \
-	"   WHEN count(*) = 0 THEN NULL"                                                           \
-	"   WHEN sum(p.state = 'SKIPPED') = count(*) THEN 'SKIPPED'"                               \
-	"   WHEN sum(p.state IN ('COMPLETE', 'SKIPPED')) = count(*) THEN 'COMPLETE'"               \
-	"   WHEN sum(p.state IN ('EXECUTING', 'GATE', 'CI_RUNNING')) > 0 THEN 'IN_PROGRESS'"       \
-	"   WHEN sum(p.state = 'QUEUED') = count(*) THEN"                                          \
-	"     CASE WHEN t.state IN ('COMPLETE', 'FAILED', 'SKIPPED') THEN 'PENDING' END"           \
-	"   WHEN sum(p.state = 'QUEUED') = 0 THEN 'FAILED'"                                        \
-	"   ELSE 'IN_PROGRESS' END AS state"                                                       \
-	"   FROM tiers t LEFT JOIN phases p ON p.tier_id = t.id WHERE t.id = ?1) f"                \
-	" WHERE tiers.id = ?1 AND f.state IS NOT NULL AND tiers.state IS NOT f.state"
+#define TIER_FOLLOW_SQL                                                                                                                                                                                                                                                          \
+	"UPDATE tiers SET state = f.state, updated_at = ?2,"                                                                                                                                                                                                                     \
+	" started_at = CASE WHEN f.state IN ('IN_PROGRESS', 'COMPLETE', 'FAILED')"                                                                                                                                                                                               \
+	"   THEN COALESCE(started_at, ?2) ELSE started_at END,"                                                                                                                                                                                                                  \
+	" completed_at = CASE WHEN f.state IN ('COMPLETE', 'FAILED', 'SKIPPED') THEN ?2 END"                                                                                                                                                                                     \
+	" FROM (SELECT CASE"                                                                                                                                                                                                                                                     \
+	"   WHEN count(*) = 0 THEN NULL"                                                                                                                                                                                                                                         \
+	"   WHEN " SQL_SUM_IF(                                                                                                                                                                                                                                                   \
+	    "p.state = 'SKIPPED'") " = count(*) THEN 'SKIPPED'"                                                                                                                                                                                                                  \
+	                           "   WHEN " SQL_SUM_IF(                                                                                                                                                                                                                        \
+	                               "p.state IN ('COMPLETE', 'SKIPPED')") " = count(*) THEN 'COMPLETE'"                                                                                                                                                                       \
+	                                                                     "   WHEN " SQL_SUM_IF(                                                                                                                                                                              \
+	                                                                         "p.state IN ('EXECUTING', 'GATE', 'CI_RUNNING')") " > 0"                                                                                                                                        \
+	                                                                                                                           "     THEN 'IN_PROGRESS'"                                                                                                                     \
+	                                                                                                                           "   WHEN " SQL_SUM_IF(                                                                                                                        \
+	                                                                                                                               "p.state = 'QUEUED'") " = count(*) THEN"                                                                                                  \
+	                                                                                                                                                     "     CASE WHEN t.state IN ('COMPLETE', 'FAILED', 'SKIPPED') THEN 'PENDING' END"                                    \
+	                                                                                                                                                     "   WHEN " SQL_SUM_IF(                                                                                              \
+	                                                                                                                                                         "p.state = 'QUEUED'") " = 0 THEN 'FAILED'"                                                                      \
+	                                                                                                                                                                               "   ELSE 'IN_PROGRESS' END AS state"                                                      \
+	                                                                                                                                                                               "   FROM tiers t LEFT JOIN phases p ON p.tier_id = t.id WHERE t.id = ?1 GROUP BY t.id) f" \
+	                                                                                                                                                                               " WHERE tiers.id = ?1 AND f.state IS NOT NULL AND tiers.state IS DISTINCT FROM f.state"
 
 /* Set a tier's state from its phases; changes nothing when it already follows them. */
 int store_tier_follow(struct db *db, int64_t tier_row, const char *now, struct store_err *err)

@@ -95,8 +95,6 @@ TEST(dburl_refuses_other_forms_with_an_example)
 	expect_refused(":memory:", ":memory:");
 	expect_refused("sqlite:///:memory:", "in-memory");
 	expect_refused("sqlite:///x.db?mode=ro", "query strings");
-	expect_refused("postgresql://u@h/db", "reserved for the multi-host backend");
-	expect_refused("postgres://u@h/db", "reserved for the multi-host backend");
 	expect_refused("mysql://h/db", "unsupported URL scheme 'mysql'");
 	expect_refused("file:x.db", "unsupported URL scheme 'file'");
 	expect_refused("autopack.db", "write sqlite:///autopack.db");
@@ -125,7 +123,7 @@ TEST(dburl_resolve_flag_outranks_both_environment_variables_unread)
 	const char *source;
 
 	setenv(DBURL_ENV_PRIMARY, "sqlite:///b.db", 1);
-	setenv(DBURL_ENV_LEGACY, "postgresql://app:secret@db/app", 1);
+	setenv(DBURL_ENV_LEGACY, "mysql://app:secret@db/app", 1);
 	CHECK(dburl_resolve("sqlite:///a.db", &path, &url, &source, err, sizeof err) == 0);
 	CHECK_EQ_STR(source, "--db");
 	CHECK(strstr(path, "/a.db") != NULL);
@@ -151,10 +149,16 @@ TEST(dburl_resolve_two_environment_variables_disagreeing_refuse)
 	CHECK(strstr(err, "/a.db but " DBURL_ENV_LEGACY " names") != NULL);
 	CHECK(strstr(err, "/b.db") != NULL);
 	CHECK(path == NULL && url == NULL);
-	/* Another kind of database is shown by its scheme alone: its URL may hold a password. */
+	/* A PostgreSQL database is shown by its canonical URL, which holds no password; a
+	 * URL that does not parse, by its scheme alone. */
 	setenv(DBURL_ENV_LEGACY, "postgresql://app:secret@db/app", 1);
 	CHECK(dburl_resolve(NULL, &path, &url, NULL, err, sizeof err) == -1);
-	CHECK(strstr(err, "'postgresql' URL") != NULL);
+	CHECK(strstr(err, DBURL_ENV_LEGACY " names postgresql://") != NULL);
+	CHECK(strstr(err, "secret") == NULL);
+	CHECK(path == NULL && url == NULL);
+	setenv(DBURL_ENV_LEGACY, "mysql://app:secret@db/app", 1);
+	CHECK(dburl_resolve(NULL, &path, &url, NULL, err, sizeof err) == -1);
+	CHECK(strstr(err, "'mysql' URL") != NULL);
 	CHECK(strstr(err, "secret") == NULL);
 	CHECK(path == NULL && url == NULL);
 	unsetenv(DBURL_ENV_PRIMARY);
@@ -189,7 +193,7 @@ TEST(dburl_resolve_names_the_source_of_a_bad_url)
 	char err[512], *path, *url;
 
 	unsetenv(DBURL_ENV_PRIMARY);
-	setenv(DBURL_ENV_LEGACY, "postgresql://x/y", 1);
+	setenv(DBURL_ENV_LEGACY, "postgresql://x/y#z", 1);
 	CHECK(dburl_resolve(NULL, &path, &url, NULL, err, sizeof err) == -1);
 	CHECK(strncmp(err, DBURL_ENV_LEGACY ": ", strlen(DBURL_ENV_LEGACY) + 2) == 0);
 }
