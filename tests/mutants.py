@@ -103,6 +103,13 @@ MUTANTS = [
      ["tests/test_one_database.py::test_7_a_dropped_column_is_refused_naming_it"]),
     ("stall_judged_as_hang", "a stall of the supervisor's own never kills a worker",
      ["tests/test_faults.py::test_6_a_stopped_supervisor_judges_no_worker_by_its_own_gap"]),
+    ("healthz_ignores_the_file", "/healthz fails once the database file is moved away",
+     ["tests/test_observe.py::"
+      "test_healthz_answers_while_the_loop_is_stuck_and_fails_once_the_database_is_moved"]),
+    ("metrics_count_uncommitted", "the metrics count only what was committed, once",
+     ["tests/test_writer.py::test_stale_and_foreign_events_are_counted_in_status_and_metrics"]),
+    ("eta_runs_in_parallel", "the ETA lets a run go one phase at a time",
+     ["tests/test_observe.py::test_eta_comes_from_the_median_attempt_duration_per_category"]),
 ]
 
 
