@@ -33,6 +33,15 @@ int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 	return CMD_EXIT_UNUSABLE;
 }
 
+/* Record a --db value; false when another, different one was given before. */
+bool cmd_db_flag_set(struct cmd_ctx *ctx, const char *value)
+{
+	if (ctx->db_flag != NULL && strcmp(ctx->db_flag, value) != 0)
+		return false;
+	ctx->db_flag = value;
+	return true;
+}
+
 /* Return the next command-specific option, handling the common ones. */
 int cmd_getopt(
     struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code)
@@ -43,14 +52,12 @@ int cmd_getopt(
 		c = getopt_long(argc, argv, "h", opts, NULL);
 		switch (c) {
 		case CMD_OPT_DB:
-			if (ctx->db_flag != NULL) {
-				*exit_code = cmd_usage_error(ctx,
-				    "--db given twice (%s and %s); name one database", ctx->db_flag,
-				    optarg);
-				return CMD_OPT_DONE;
-			}
-			ctx->db_flag = optarg;
-			continue;
+			if (cmd_db_flag_set(ctx, optarg))
+				continue;
+			*exit_code = cmd_usage_error(ctx,
+			    "--db given twice with different URLs ('%s', '%s'); name one database",
+			    ctx->db_flag, optarg);
+			return CMD_OPT_DONE;
 		case CMD_OPT_JSON: ctx->json = true; continue;
 		case 'h':
 			cmd_print_help(ctx->entry);
@@ -163,11 +170,6 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 		*lock_fd = fd;
 		return 0;
 	}
-	if (fd == STORE_ENOENT)
-		return cmd_fail(ctx, STORE_ENOENT,
-		    "%s: no such database file (nothing was created; make one with autopack-ctl "
-		    "--db sqlite:///%s db init)",
-		    path, path);
 	if (fd == STORE_EBUSY) {
 		cmd_holder_name(holder, name, sizeof name);
 		return cmd_fail(ctx, STORE_EBUSY,
@@ -175,7 +177,7 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 		    "or, for a supervisor, send the command through it)",
 		    path, name, (long)holder);
 	}
-	return cmd_fail(ctx, fd, "cannot lock the database file %s: %s", path, strerror(errno));
+	return cmd_fail(ctx, STORE_EIO, "cannot take the lock %s.lock: %s", path, strerror(errno));
 }
 
 /* Check, lock and open for writing (migrating if older); print the banner. */
@@ -196,8 +198,6 @@ int cmd_open_write(const struct cmd_ctx *ctx, struct store *st, int *lock_fd)
 	}
 	if (rc == 0 && ret == 0) {
 		rc = store_open(st, path, url, STORE_WRITE, &err);
-		if (rc == 0 && (rc = store_lock_check(*lock_fd, st, &err)) != 0)
-			store_close(st);
 		if (rc != 0) {
 			store_lock_release(*lock_fd);
 			*lock_fd = -1;
@@ -230,13 +230,13 @@ json_t *cmd_identity_json(struct store *st)
 {
 	struct store_identity id;
 	json_t *counts = json_object();
-	char devino[48];
+	char devino[64];
 
 	assert(st->db != NULL);
 	store_identity_read(st, &id, NULL);
 	for (int i = 0; i < STORE_COUNT_N; i++)
 		json_object_set_new(counts, store_count_name(i), json_integer(id.counts[i]));
-	store_devino(st, devino);
+	snprintf(devino, sizeof devino, "%lu:%lu", (unsigned long)st->dev, (unsigned long)st->ino);
 	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:s, s:s, s:o}", "url", st->url,
 	    "path", st->path, "size", (json_int_t)id.size, "wal_size", (json_int_t)id.wal_size,
 	    "device_inode", devino, "uuid", st->uuid, "schema_version", st->schema_version,

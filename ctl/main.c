@@ -89,14 +89,13 @@ int main(int argc, char **argv)
 		    strncmp(argv[i], "--db=", 5) == 0) {
 			const char *v = argv[i][4] == '=' ? argv[i] + 5 : argv[++i];
 
-			if (ctx.db_flag != NULL) {
+			if (!cmd_db_flag_set(&ctx, v)) {
 				fprintf(stderr,
-				    "autopack-ctl: --db given twice (%s and %s); name one "
-				    "database\n",
+				    "autopack-ctl: --db given twice with different URLs ('%s', "
+				    "'%s'); name one database\n",
 				    ctx.db_flag, v);
 				return CMD_EXIT_UNUSABLE;
 			}
-			ctx.db_flag = v;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			ctx.json = true;
 		} else {

@@ -21,7 +21,7 @@ static const char usage_text[] =
     "\n"
     "Drain the queued phases of one autopack database with a pool of workers. The\n"
     "supervisor is the database's only writer; it refuses to start on a database another\n"
-    "supervisor holds. The database comes from --db (given once), else AUTOPACK_DB_URL,\n"
+    "supervisor holds. The database comes from --db, else AUTOPACK_DB_URL,\n"
     "else DATABASE_URL; the two variables set to different databases are an error. URL\n"
     "forms: sqlite:///relative.db, sqlite:////absolute.db.\n"
     "\n"
@@ -273,10 +273,10 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 			continue;
 		switch (o) {
 		case OPT_DB:
-			if (c->db_flag != NULL) {
+			if (c->db_flag != NULL && strcmp(c->db_flag, optarg) != 0) {
 				fprintf(stderr,
-				    "autopack-supervisor: --db given twice (%s and %s); name one"
-				    " database\n",
+				    "autopack-supervisor: --db given twice with different URLs"
+				    " ('%s', '%s'); name one database\n",
 				    c->db_flag, optarg);
 				exit(2);
 			}
