@@ -148,10 +148,11 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
 		rc = status;
 	if (json) {
 		json_t *o = json_pack("{s:b, s:I, s:s?, s:b, s:s?, s:o, s:I, s:I, s:I, s:O?}",
-		    "final", true, "supervisor_pid", (json_int_t)pid, "session_id", sid, "completed",
-		    have && ses.completed_at != NULL, "stop_reason", have ? ses.stop_reason : NULL,
-		    "exit_status", status >= 0 ? json_integer(status) : json_null(),
-		    "attempts", (json_int_t)(have ? ses.attempts : 0), "succeeded",
+		    "final", true, "supervisor_pid", (json_int_t)pid, "session_id", sid,
+		    "completed", have && ses.completed_at != NULL, "stop_reason",
+		    have ? ses.stop_reason : NULL, "exit_status",
+		    status >= 0 ? json_integer(status) : json_null(), "attempts",
+		    (json_int_t)(have ? ses.attempts : 0), "succeeded",
 		    (json_int_t)(have ? ses.successes : 0), "failed",
 		    (json_int_t)(have ? ses.results - ses.successes : 0), "progress",
 		    json_object_get(last, "progress"));

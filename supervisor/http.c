@@ -140,15 +140,16 @@ static char *http_health_json(struct sup *s)
 	json_t *reasons = status_health_reasons(s);
 	bool healthy = json_array_size(reasons) == 0;
 	bool pg = s->st->backend == DB_PG;
-	char devino[64], *text;
+	char devino[48], *text;
 	json_t *j;
 
-	snprintf(
-	    devino, sizeof devino, "%lu:%lu", (unsigned long)s->st->dev, (unsigned long)s->st->ino);
-	j = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s, s:b, s:i, s:s, s:o, s:I, s:{s:i, s:i}, s:o}",
+	store_devino(s->st, devino);
+	j = json_pack(
+	    "{s:s, s:s, s:s, s:s?, s:s?, s:s, s:b, s:i, s:s, s:o, s:I, s:{s:i, s:i}, s:o}",
 	    "status", healthy ? "ok" : "unhealthy", "db_url", s->st->url, "db_uuid", s->st->uuid,
-	    "device_inode", pg ? NULL : devino, "server_id", pg ? s->st->server_id : NULL, "state", status_state_name(s), "paused", s->paused, "pid",
-	    (int)getpid(), "version", AUTOPACK_VERSION, "last_commit_age_seconds",
+	    "device_inode", pg ? NULL : devino, "server_id", pg ? s->st->server_id : NULL, "state",
+	    status_state_name(s), "paused", s->paused, "pid", (int)getpid(), "version",
+	    AUTOPACK_VERSION, "last_commit_age_seconds",
 	    last > 0 ? json_real((double)(clock_wall_ms() - last) / 1000.0) : json_null(),
 	    "writer_queue_writes", (json_int_t)s->ops_n, "workers", "live", s->live, "wanted",
 	    s->target, "reasons", reasons);
