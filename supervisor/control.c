@@ -50,15 +50,12 @@ static char *args_join(const struct proto_request *req)
 	return out;
 }
 
-/* Run a request and send its reply. */
-static void control_request(struct ctl_conn *c, const struct proto_request *req)
+/* Run a request of connection c, logging it in control_log when the command is logged. */
+int control_run(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
-	struct sup *s = c->sup;
-	struct proto_msg m = { .type = PROTO_REPLY };
-	struct cmd_reply rep = { 0 };
 	const struct sup_cmd *cmd = NULL;
 	bool wrong_db = req->expect_uuid != NULL && strcmp(req->expect_uuid, s->st->uuid) != 0;
-	char *body = NULL;
 	size_t i;
 	int rc;
 
@@ -66,21 +63,33 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 		if (strcmp(sup_cmds[i].name, req->command) == 0)
 			cmd = &sup_cmds[i];
 	if (wrong_db)
-		rc = cmd_error(&rep, "wrong_database",
+		rc = cmd_error(rep, "wrong_database",
 		    "this supervisor holds database %s (uuid %s),"
 		    " not uuid %s",
 		    s->st->url, s->st->uuid, req->expect_uuid);
 	else if (cmd == NULL)
-		rc = cmd_error(&rep, "unknown_command", "unknown command \"%s\"", req->command);
+		rc = cmd_error(rep, "unknown_command", "unknown command \"%s\"", req->command);
 	else
-		rc = cmd->exec(s, c, req, &rep);
+		rc = cmd->exec(s, c, req, rep);
 	if (cmd != NULL && cmd->logged && !wrong_db) {
 		char *args = args_join(req);
 
 		writer_control_log(
-		    s, c->pid, c->uid, req->command, args, rc == 0, rc == 0 ? "ok" : rep.message);
+		    s, c->pid, c->uid, req->command, args, rc == 0, rc == 0 ? "ok" : rep->message);
 		free(args);
 	}
+	return rc;
+}
+
+/* Run a request and send its reply. */
+static void control_request(struct ctl_conn *c, const struct proto_request *req)
+{
+	struct sup *s = c->sup;
+	struct proto_msg m = { .type = PROTO_REPLY };
+	struct cmd_reply rep = { 0 };
+	char *body = NULL;
+	int rc = control_run(s, c, req, &rep);
+
 	if (rc == 0 && rep.body != NULL)
 		body = json_dumps(rep.body, JSON_COMPACT);
 	m.u.reply.id = req->id;
@@ -178,6 +187,10 @@ static char *control_path(struct sup *s)
 
 	if (s->cfg.control_path != NULL)
 		return xstrdup(s->cfg.control_path);
+	/* Several supervisors of one database may share a host: each has its own. */
+	if (s->fleet_id > 0)
+		return xasprintf("/tmp/autopack-%d/%s-supervisor-%lld.sock", (int)getuid(),
+		    s->st->uuid, (long long)s->fleet_id);
 	dir = xasprintf("/tmp/autopack-%d", (int)getuid());
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		log_error("cannot create %s: %s", dir, strerror(errno));

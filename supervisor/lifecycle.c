@@ -4,6 +4,7 @@
  * the database path still names the file that was opened. */
 #include "supervisor/sup.h"
 #include "common/log.h"
+#include "common/store/store_fleet.h"
 
 #include <assert.h>
 #include <signal.h>
@@ -109,6 +110,25 @@ void lifecycle_identity_check(struct sup *s)
 	          " open attempts are recovered by the next supervisor on that database.",
 	    err.text);
 	lifecycle_stop(s, STOP_NOW);
+}
+
+void lifecycle_declared_lost(struct sup *s, int64_t n)
+{
+	struct store_err err;
+
+	if (s->fleet_lost)
+		return;
+	s->fleet_lost = s->writes_off = true;
+	s->exit_code = 3;
+	s->n.rejected_lost += (uint64_t)n;
+	log_error("DECLARED LOST: another supervisor declared supervisor %lld lost (no heartbeat"
+	          " for longer than its lease timeout, %.1f s), closed its open attempts as"
+	          " supervisor_lost and requeued their phases; %lld late write(s) refused and"
+	          " nothing more is written. Workers are stopped; exiting with status 3.",
+	    (long long)s->fleet_id, (double)s->cfg.lease_timeout_ms / 1000.0, (long long)n);
+	if (store_fleet_count_rejected(s->sd, (int64_t)s->n.rejected_lost, &err) != 0)
+		log_error("%s", err.text);
+	lifecycle_stop_because(s, STOP_NOW, "declared lost by another supervisor");
 }
 
 void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)

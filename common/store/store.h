@@ -38,6 +38,8 @@ struct store {
 	char *path;      /* canonical absolute path; PostgreSQL: the canonical URL */
 	char *url;       /* canonical URL: sqlite:////abs/path.db, postgresql://user@host:5432/db */
 	char *server_id; /* PostgreSQL: "<system identifier>/<database name>"; else NULL */
+	uint64_t identity_checked_ms; /* PostgreSQL: the last store_identity_changed query */
+	unsigned conn_gen;            /* PostgreSQL: bumped at each store_reconnect */
 	char uuid[37];
 	int schema_version;
 	dev_t dev; /* identity of the file at open */
@@ -86,6 +88,12 @@ void store_close(struct store *st);
 /* Re-stat the path: 0 if it is still the file opened, STORE_EMOVED if it was removed or
  * replaced (a different device:inode), STORE_EIO if it cannot be checked. */
 int store_identity_changed(struct store *st, struct store_err *err);
+
+/* Whether the connection to a database server is gone (never for SQLite). */
+bool store_connection_lost(struct store *st);
+/* Connect again to the database opened (PostgreSQL): STORE_EIO when the server cannot be
+ * reached, STORE_EMOVED when the connection now reaches another database; 0 for SQLite. */
+int store_reconnect(struct store *st, struct store_err *err);
 
 /* --- common/store/store_init.c --- */
 
