@@ -273,9 +273,10 @@ static void fleet_rescue(struct sup *s)
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		log_warn("[LOST] supervisor %lld (%s pid %lld) sent no heartbeat for %.1f s: declared"
-		         " lost; its open attempts are closed as supervisor_lost and their phases"
-		         " requeued",
+		log_warn(
+		    "[LOST] supervisor %lld (%s pid %lld) sent no heartbeat for %.1f s: declared"
+		    " lost; its open attempts are closed as supervisor_lost and their phases"
+		    " requeued",
 		    (long long)lost[i].id, lost[i].host, (long long)lost[i].pid, lost[i].silent_s);
 	if (closed > 0) {
 		log_warn("closed %d attempt(s) of lost supervisors; their phases are queued again",
@@ -304,7 +305,8 @@ static void fleet_check_drained(struct sup *s)
 		return;
 	}
 	if (open > 0 && s->fleet_waiting_logged != open) {
-		log_info("nothing left here; waiting for %lld attempt(s) open elsewhere%s", (long long)open,
+		log_info("nothing left here; waiting for %lld attempt(s) open elsewhere%s",
+		    (long long)open,
 		    orphaned > 0 ? " (some of lost supervisors: rescued after the lease timeout)" :
 		                   "");
 		s->fleet_waiting_logged = open;

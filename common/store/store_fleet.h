@@ -90,8 +90,8 @@ int store_fleet_session_lock(struct store_drain *d, bool lock, struct store_err 
 int store_fleet_session_find(
     struct store_drain *d, const char *join_key, char **session_id, struct store_err *err);
 /* Record the session this supervisor drains in and its join key (outside a transaction). */
-int store_fleet_session_set(struct store_drain *d, const char *session_id, const char *join_key,
-    struct store_err *err);
+int store_fleet_session_set(
+    struct store_drain *d, const char *session_id, const char *join_key, struct store_err *err);
 /* How many other live supervisors drain in `session_id` (outside a transaction). */
 int store_fleet_session_others(
     struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err);
@@ -105,8 +105,8 @@ int store_fleet_heartbeat(
  * not live as supervisor_lost and put their EXECUTING phases back to QUEUED, and notify
  * the others when anything was closed. *lost (heap, *nlost items) lists the supervisors
  * declared lost now; *closed counts the attempts closed. */
-int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *nlost,
-    int *closed, struct store_err *err);
+int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *nlost, int *closed,
+    struct store_err *err);
 /* Free what store_fleet_rescue returned. */
 void store_fleet_lost_free(struct fleet_lost *v, size_t n);
 /* Count the open attempts of other supervisors, and of those the ones of supervisors no
@@ -138,8 +138,8 @@ int store_fleet_command_done(
 
 /* The supervisors of the database: every live one, and those that ended in the last
  * `recent_s` seconds, oldest first (heap, *n items). */
-int store_fleet_members(struct store *st, double recent_s, struct fleet_member **out, size_t *n,
-    struct store_err *err);
+int store_fleet_members(
+    struct store *st, double recent_s, struct fleet_member **out, size_t *n, struct store_err *err);
 /* Free members. */
 void store_fleet_members_free(struct fleet_member *v, size_t n);
 /* Send a command to supervisor `target` (0: every live one), with its arguments (a JSON
@@ -147,8 +147,8 @@ void store_fleet_members_free(struct fleet_member *v, size_t n);
 int store_fleet_command_send(struct store *st, int64_t target, const char *command,
     const char *args, const char *by, int64_t *id, struct store_err *err);
 /* The answers to command `id` so far (heap, *n items). */
-int store_fleet_command_results(struct store *st, int64_t id, struct fleet_result **out,
-    size_t *n, struct store_err *err);
+int store_fleet_command_results(
+    struct store *st, int64_t id, struct fleet_result **out, size_t *n, struct store_err *err);
 /* Free answers. */
 void store_fleet_results_free(struct fleet_result *v, size_t n);
 

@@ -98,7 +98,8 @@ int store_fleet_register(
 		db_bind_int64(q, 3, self->lease_timeout_ms);
 		store_bind_text(q, 4, self->control_socket);
 	}
-	rc = store_step_id(d->st->db, q, rc, id, err, "%s: registering this supervisor", d->st->url);
+	rc = store_step_id(
+	    d->st->db, q, rc, id, err, "%s: registering this supervisor", d->st->url);
 	if (rc == 0) {
 		d->supervisor_id = *id;
 		d->retry_failed = self->retry_failed;
@@ -237,14 +238,13 @@ void store_fleet_lost_free(struct fleet_lost *v, size_t n)
 	" AND (s.state IS NULL OR s.state <> 'live'))"
 
 /* Declare silent supervisors lost and close every orphaned attempt, in one transaction. */
-int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *nlost,
-    int *closed, struct store_err *err)
+int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *nlost, int *closed,
+    struct store_err *err)
 {
 	static const char *const sql[] = {
 		"UPDATE phases SET state = ?2, updated_at = ?4 WHERE state = ?3"
 		" AND current_attempt_id IN " FLEET_ORPHANS,
-		"UPDATE llm_usage_events SET status = ?5 WHERE status = ?6 AND attempt_id IN "
-		FLEET_ORPHANS,
+		"UPDATE llm_usage_events SET status = ?5 WHERE status = ?6 AND attempt_id IN " FLEET_ORPHANS,
 		"UPDATE attempts SET ended_at = ?4, outcome = ?7, failure_reason = ?8,"
 		" message = 'its supervisor ' || COALESCE(CAST(supervisor_id AS TEXT), '?')"
 		" || ' stopped heartbeating and was declared lost by supervisor '"
@@ -284,8 +284,10 @@ int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *
 			store_bind_text(q, 7, outcome_name(OUTCOME_SUPERVISOR_LOST));
 			store_bind_text(q, 8, reason_name(REASON_SUPERVISOR_LOST));
 		}
-		rc = store_step_done(d->st->db, q, rc, err, "%s: closing the attempts of lost"
-		                                            " supervisors", d->st->url);
+		rc = store_step_done(d->st->db, q, rc, err,
+		    "%s: closing the attempts of lost"
+		    " supervisors",
+		    d->st->url);
 		if (rc == 0 && i == ARRAY_SIZE(sql) - 1)
 			*closed = (int)db_changes(d->st->db);
 	}
@@ -349,8 +351,8 @@ int store_fleet_count_rejected(struct store_drain *d, int64_t n, struct store_er
 /* LISTEN on both channels; the connection's socket goes to *fd. */
 int store_fleet_listen(struct store_drain *d, int *fd, struct store_err *err)
 {
-	int rc = store_exec(d->st->db, "LISTEN " FLEET_CHANNEL_CONTROL "; LISTEN " FLEET_CHANNEL_QUEUE,
-	    d->st->url, err);
+	int rc = store_exec(d->st->db,
+	    "LISTEN " FLEET_CHANNEL_CONTROL "; LISTEN " FLEET_CHANNEL_QUEUE, d->st->url, err);
 
 	*fd = rc == 0 ? PQsocket(db_pg_conn(d->st->db)) : -1;
 	return rc;
@@ -406,9 +408,9 @@ void store_fleet_commands_free(struct fleet_command *v, size_t n)
 int store_fleet_commands_due(struct store_drain *d, int64_t after_id, struct fleet_command **out,
     size_t *n, struct store_err *err)
 {
-	struct store_rows r = {
-		.size = sizeof **out, .fill = fleet_command_fill, .item_free = fleet_command_item_free
-	};
+	struct store_rows r = { .size = sizeof **out,
+		.fill = fleet_command_fill,
+		.item_free = fleet_command_item_free };
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(d->st->db,
 	    "SELECT c.command_id, c.command, c.args FROM supervisor_commands c, supervisors s"
@@ -442,8 +444,8 @@ int store_fleet_command_done(
 		db_bind_int64(q, 3, ok);
 		store_bind_text(q, 4, result);
 	}
-	return store_step_done(d->st->db, q, rc, err, "%s: answering command %lld", d->st->url,
-	    (long long)id);
+	return store_step_done(
+	    d->st->db, q, rc, err, "%s: answering command %lld", d->st->url, (long long)id);
 }
 
 /* Read one supervisor's row (a store_rows fill). */
@@ -487,8 +489,8 @@ void store_fleet_members_free(struct fleet_member *v, size_t n)
 }
 
 /* The live supervisors and those that ended recently. */
-int store_fleet_members(struct store *st, double recent_s, struct fleet_member **out, size_t *n,
-    struct store_err *err)
+int store_fleet_members(
+    struct store *st, double recent_s, struct fleet_member **out, size_t *n, struct store_err *err)
 {
 	struct store_rows r = {
 		.size = sizeof **out, .fill = fleet_member_fill, .item_free = fleet_member_item_free
@@ -556,8 +558,8 @@ void store_fleet_results_free(struct fleet_result *v, size_t n)
 }
 
 /* The answers to a command so far. */
-int store_fleet_command_results(struct store *st, int64_t id, struct fleet_result **out,
-    size_t *n, struct store_err *err)
+int store_fleet_command_results(
+    struct store *st, int64_t id, struct fleet_result **out, size_t *n, struct store_err *err)
 {
 	struct store_rows r = {
 		.size = sizeof **out, .fill = fleet_result_fill, .item_free = fleet_result_item_free
