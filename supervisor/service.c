@@ -30,7 +30,7 @@ static bool service_writer_healthy(struct sup *s)
 {
 	uint64_t period_ms = s->svc.notify.watchdog_usec / 1000;
 
-	if (s->store_lost || s->commit_fail_streak > 0)
+	if (s->store_lost || s->writes_off || s->commit_fail_streak > 0)
 		return false;
 	return s->ops_n == 0 || clock_mono_ms() - s->last_commit_ms < period_ms;
 }
@@ -102,9 +102,9 @@ static void service_watchdog_cb(uv_timer_t *t)
 	} else if (!s->svc.watchdog_missed) {
 		s->svc.watchdog_missed = true;
 		log_warn("not pinging the service manager's watchdog: %s",
-		    s->store_lost             ? "the database was lost" :
-		        s->commit_fail_streak ? "commits are failing" :
-		                                "queued writes wait for a commit");
+		    s->store_lost || s->writes_off ? "the database was lost or cannot be written" :
+		        s->commit_fail_streak      ? "commits are failing" :
+		                                     "queued writes wait for a commit");
 	}
 }
 

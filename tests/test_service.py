@@ -4,6 +4,7 @@ READY=1 only once the control socket answers and every worker is up, STATUS= lin
 WATCHDOG=1 every half WATCHDOG_USEC and none while commits fail, STOPPING=1 at a stop; the
 variables never reach a worker."""
 import os
+import re
 import socket
 import uuid
 
@@ -77,6 +78,9 @@ def test_ready_status_watchdog_stopping(tmp, abstract):
         assert st["pool"]["live"] == 3
         assert all(w["state"] in ("idle", "busy") for w in st["pool"]["workers"]), st
         assert [d for d in notify.got if d.startswith("STATUS=")], notify.got
+        # While draining, the status line is the progress every reader shows.
+        notify.wait(lambda d: re.match(r"STATUS=draining: \d+/\d+ phases \(", d),
+                    "a progress status line")
         # The status line precedes readiness, and a watchdog ping follows it.
         assert notify.got.index("READY=1") > 0
         pings = lambda: sum(d == "WATCHDOG=1" for d in notify.got)
