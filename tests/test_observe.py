@@ -591,7 +591,7 @@ def test_the_documented_prometheus_config_and_rules_are_valid(tmp):
     # The README's excerpts are valid too.
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    section = readme.split("## Watching a drain", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("### Monitoring", 1)[1].split("\n### ", 1)[0]
     scrape, rules = re.findall(r"```yaml\n(.*?)```", section, re.S)
     path = os.path.join(str(tmp), "rules.yml")
     with open(path, "w") as f:

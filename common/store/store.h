@@ -197,7 +197,7 @@ void store_plan_summary_free(struct store_plan_summary *sum);
 
 #define STORE_SEED_RUN_ID "telemetry-collection-v4"
 
-/* Add the telemetry seed run (ten small phases; README "Offline database commands")
+/* Add the telemetry seed run (ten small phases; README, "autopack-ctl commands")
  * with its deliverables written under the absolute directory `workspace`. Refuses with
  * STORE_EEXIST if the run exists. */
 int store_seed_telemetry_run(
