@@ -219,17 +219,23 @@ static char *plan_first_missing(const char *dir)
 }
 
 /* Create run `run_id`'s workspace `dir` and its missing parents, remembering which were
- * new. */
+ * new; STORE_EINVAL when it cannot be made or exists as something else than a directory. */
 static int plan_mkdir(
     struct plan_dirs *dirs, const char *dir, const char *run_id, struct store_err *err)
 {
 	char *top = plan_first_missing(dir);
 	int rc = mkdir_p(dir, 0755);
+	struct stat sb;
 
 	if (rc != 0) {
 		free(top);
 		return store_fail(err, STORE_EINVAL, "cannot create workspace %s for run %s: %s",
 		    dir, run_id, strerror(-rc));
+	}
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		free(top);
+		return store_fail(err, STORE_EINVAL,
+		    "workspace %s for run %s exists and is not a directory", dir, run_id);
 	}
 	if (top != NULL) {
 		dirs->made = xrealloc(dirs->made, (dirs->n + 2) * sizeof *dirs->made);
@@ -455,12 +461,16 @@ int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, 
 int store_plan_import(struct store *st, const char *text, size_t len, const char *base_dir,
     const char *source, struct store_plan_summary *sum, struct store_err *err)
 {
+	size_t bom = utf8_bom_len(text, len);
 	json_error_t jerr;
 	json_t *doc;
 	int rc;
 
 	memset(sum, 0, sizeof *sum);
-	doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (len == bom)
+		return store_fail(
+		    err, STORE_EINVAL, "%s: empty file, expected a JSON plan", source);
+	doc = json_loadb(text + bom, len - bom, JSON_REJECT_DUPLICATES, &jerr);
 	if (doc == NULL)
 		return store_fail(err, STORE_EINVAL, "%s:%d:%d: invalid JSON: %s", source,
 		    jerr.line, jerr.column, jerr.text);
@@ -469,42 +479,57 @@ int store_plan_import(struct store *st, const char *text, size_t len, const char
 	return rc;
 }
 
+/* Read a plan file whole (a pipe too), up to STORE_PLAN_MAX bytes. */
+int store_plan_read(const char *path, struct store_plan_text *pt, struct store_err *err)
+{
+	char real[PATH_MAX], *slash;
+	int rc;
+
+	memset(pt, 0, sizeof *pt);
+	rc = file_read_all(path, STORE_PLAN_MAX, &pt->text, &pt->len, &pt->regular);
+	if (rc == -EFBIG)
+		return store_fail(err, STORE_EINVAL, "%s: the plan is larger than %d MiB", path,
+		    STORE_PLAN_MAX >> 20);
+	if (rc != 0)
+		return store_fail(
+		    err, STORE_EINVAL, "%s: cannot read the plan: %s", path, strerror(-rc));
+	if (pt->regular && realpath(path, real) != NULL) {
+		slash = strrchr(real, '/');
+		pt->base_dir = slash == real ? xstrdup("/") :
+		                               xstrndup(real, (size_t)(slash - real));
+	} else {
+		pt->base_dir = store_path_absolute(".", NULL);
+		if (pt->base_dir == NULL) {
+			store_plan_text_free(pt);
+			return store_fail(err, STORE_EINVAL,
+			    "%s: cannot resolve the plan's workspaces: the current directory "
+			    "cannot be read",
+			    path);
+		}
+	}
+	return 0;
+}
+
+/* Free what store_plan_read filled in. */
+void store_plan_text_free(struct store_plan_text *pt)
+{
+	free(pt->text);
+	free(pt->base_dir);
+	memset(pt, 0, sizeof *pt);
+}
+
 /* Read a plan file and import it relative to its directory. */
 int store_plan_import_file(
     struct store *st, const char *path, struct store_plan_summary *sum, struct store_err *err)
 {
-	char real[PATH_MAX];
-	char *dir, *slash, *text = NULL;
-	size_t len = 0, cap = 0;
-	FILE *f;
+	struct store_plan_text pt;
 	int rc;
 
 	memset(sum, 0, sizeof *sum);
-	if (realpath(path, real) == NULL || (f = fopen(real, "r")) == NULL)
-		return store_fail(
-		    err, STORE_EINVAL, "%s: cannot read the plan: %s", path, strerror(errno));
-	for (;;) {
-		size_t n;
-
-		if (cap - len < 4096) {
-			cap = cap ? cap * 2 : 8192;
-			text = xrealloc(text, cap);
-		}
-		n = fread(text + len, 1, cap - len, f);
-		len += n;
-		if (n == 0)
-			break;
-	}
-	rc = ferror(f) ?
-	    store_fail(err, STORE_EINVAL, "%s: cannot read the plan: %s", path, strerror(errno)) :
-	    0;
-	fclose(f);
-	slash = strrchr(real, '/');
-	dir = slash == real ? xstrdup("/") : xstrndup(real, (size_t)(slash - real));
+	rc = store_plan_read(path, &pt, err);
 	if (rc == 0)
-		rc = store_plan_import(st, text, len, dir, path, sum, err);
-	free(dir);
-	free(text);
+		rc = store_plan_import(st, pt.text, pt.len, pt.base_dir, path, sum, err);
+	store_plan_text_free(&pt);
 	return rc;
 }
 
