@@ -463,6 +463,10 @@ def test_misbehaving_http_clients_never_disturb_the_drain(tmp, llm):
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             status, headers, body = request(base, "/api/status", method, body="x" * 100)
             assert status == 405 and headers["allow"] == "GET, HEAD", body
+        # HEAD, as uptime checks send it: the headers of GET, no body.
+        for path, want in (("/healthz", 200), ("/metrics", 200), ("/nope", 404)):
+            status, headers, body = request(base, path, "HEAD")
+            assert (status, body) == (want, "") and int(headers["content-length"]) > 0, path
         # Huge headers are refused.
         try:
             status, _, _ = request(base, "/metrics", headers={"X-Big": "y" * 200000})
