@@ -6,16 +6,14 @@
 
 #include <string.h>
 
-/* Move a list of store strings into a wire list. */
-static void convert_strs(struct store_strs *from, struct proto_strlist *to)
+/* View a list of store strings as a wire list (borrowed). */
+static void convert_strs(const struct store_strs *from, struct proto_strlist *to)
 {
 	to->items = from->v;
 	to->n = from->n;
-	from->v = NULL;
-	from->n = 0;
 }
 
-void convert_spec_to_job(struct drain_spec *spec, struct proto_job *job)
+void convert_spec_to_job(const struct drain_spec *spec, struct proto_job *job)
 {
 	struct proto_phase *p = &job->phase;
 
@@ -29,7 +27,6 @@ void convert_spec_to_job(struct drain_spec *spec, struct proto_job *job)
 	p->check_command = spec->check_command;
 	p->max_builder_attempts = spec->max_builder_attempts;
 	job->workspace = spec->workspace;
-	memset(spec, 0, sizeof *spec);
 }
 
 void convert_coefs_to_job(const struct store_coef_row *rows, size_t n, struct proto_job *job)

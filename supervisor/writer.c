@@ -1,10 +1,12 @@
 /* The single writer: it queues, commits and acknowledges. Events, attempt ends and
  * control_log rows are queued and committed together in one BEGIN IMMEDIATE transaction
  * when the queue reaches cfg.commit_max or cfg.commit_window_ms after the first queued
- * write, whichever comes first; a worker waiting for acknowledgements (a heartbeat while
- * its events are queued) gets its commit at once. Acknowledgements go out only after the
- * commit, and a committed attempt end is handed back to its lease (the op's done
- * callback). A write the database refuses for a constraint is isolated: the group is
+ * write, whichever comes first, or at the end of the loop turn (a round) in which a lease
+ * can be opened, an attempt ended or a worker said it waits for acknowledgements. A
+ * round's transaction writes the queued writes first and then the leases of the round
+ * (round_hooks, lease.c): one commit, one fsync, for everything the turn produced.
+ * Acknowledgements go out only after the commit, then the jobs of the new leases, and a
+ * committed attempt end is handed back to its lease (the op's done callback). A write the database refuses for a constraint is isolated: the group is
  * rolled back and written again with a record of that error in its place (an error event,
  * an attempt end noting it), so the other writes commit and it is never retried. Any other
  * failed commit rolls back, keeps the queue and is retried; after COMMIT_MAX_FAILURES
@@ -25,6 +27,33 @@ void writer_init(struct sup *s)
 {
 	uv_timer_init(s->loop, &s->commit_timer);
 	s->commit_timer.data = s;
+	uv_check_init(s->loop, &s->round_check);
+	s->round_check.data = s;
+}
+
+/* The loop turn's I/O is done: commit its round if it has anything urgent or leases to
+ * open, then see whether the drain is over. */
+static void writer_round_cb(uv_check_t *h)
+{
+	struct sup *s = h->data;
+	bool urgent = s->round_urgent;
+
+	uv_check_stop(h);
+	s->round_armed = false;
+	s->round_urgent = false;
+	if (!s->commit_retrying && ((urgent && s->ops_n > 0) || s->round.want(s)))
+		writer_flush(s);
+	lifecycle_check_done(s);
+}
+
+void writer_round(struct sup *s, bool urgent)
+{
+	assert(s->round_check.data == s);
+	s->round_urgent |= urgent;
+	if (s->round_armed)
+		return;
+	s->round_armed = true;
+	uv_check_start(&s->round_check, writer_round_cb);
 }
 
 /* Arm the commit timer for `ms`. */
@@ -90,6 +119,8 @@ void writer_close(
 	o->u.close.done = done;
 	o->u.close.ctx = ctx;
 	writer_push(s, o);
+	/* Its run may go on, its worker take the next job: in this turn's round. */
+	writer_round(s, true);
 }
 
 void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
@@ -264,13 +295,17 @@ void writer_flush(struct sup *s)
 {
 	struct op *head = s->ops_head, *o, *next;
 	struct store_err err;
+	bool lease;
 
 	if (s->commit_armed) {
 		uv_timer_stop(&s->commit_timer);
 		s->commit_armed = false;
 	}
 	s->commit_retrying = false;
-	if (head == NULL || s->writes_off)
+	if (s->writes_off)
+		return;
+	lease = s->round.want != NULL && s->round.want(s);
+	if (head == NULL && !lease)
 		return;
 	lifecycle_identity_check(s);
 	if (s->writes_off)
@@ -290,6 +325,9 @@ again:
 		op_refuse(s, o, why);
 		goto again;
 	}
+	/* The round's leases, after the ends they may follow. */
+	if (lease && s->round.open(s, &err) != 0)
+		goto fail;
 	if (s->pol.dirty) {
 		char *state = policy_state_json(s);
 		int rc = store_drain_session_state(s->sd, s->session_id, state, &err);
@@ -307,6 +345,8 @@ again:
 	s->ops_head = s->ops_tail = NULL;
 	s->ops_n = 0;
 	writer_ack(s, head);
+	if (lease)
+		s->round.committed(s);
 	for (o = head; o != NULL; o = next) {
 		next = o->next;
 		op_count(s, o);
@@ -317,15 +357,17 @@ again:
 	lifecycle_check_done(s);
 	return;
 fail:
+	if (lease)
+		s->round.undo(s);
 	writer_failed(s, &err);
 }
 
 void writer_flush_early(struct sup *s)
 {
-	/* In the loop's next turn: the frames read in this one, from every worker, share
-	 * the commit. */
+	/* At the end of this loop turn: the frames read in it, from every worker, share the
+	 * commit. */
 	if (!s->commit_retrying && s->ops_n > 0)
-		writer_arm(s, 0);
+		writer_round(s, true);
 }
 
 /* The commit window (or the retry delay) is over: commit. */
