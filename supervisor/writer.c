@@ -272,13 +272,18 @@ static void writer_ack(struct sup *s, struct op *head)
 	}
 }
 
-/* The commit failed: roll back, keep the queue, retry later or give up. */
-static void writer_failed(struct sup *s, const struct store_err *err)
+/* The commit (with the round's leases when `lease`) failed: roll back, keep the queue,
+ * retry later or give up. */
+static void writer_failed(struct sup *s, bool lease, const struct store_err *err)
 {
 	store_drain_rollback(s->sd);
 	s->n.commit_failures++;
 	s->commit_fail_streak++;
-	log_error("commit of %lld writes failed: %s", (long long)s->ops_n, err->text);
+	if (lease)
+		log_error("dispatch: the round's leases and %lld writes failed: %s",
+		    (long long)s->ops_n, err->text);
+	else
+		log_error("commit of %lld writes failed: %s", (long long)s->ops_n, err->text);
 	lifecycle_identity_check(s);
 	if (s->writes_off)
 		return;
@@ -359,7 +364,7 @@ again:
 fail:
 	if (lease)
 		s->round.undo(s);
-	writer_failed(s, &err);
+	writer_failed(s, lease, &err);
 }
 
 void writer_flush_early(struct sup *s)
