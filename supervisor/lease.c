@@ -247,7 +247,8 @@ static int lease_job_check(
  * scheduler read with the queue (borrowed: nothing is allocated or read again), the
  * attempt and the deadline. Returns 0, or -1 with `err` when the phase breaks a limit of
  * the job message or a deliverable rule (INVALID_JOB). */
-static int lease_job(struct sup *s, const struct grant *g, struct proto_job *j, struct store_err *err)
+static int lease_job(
+    struct sup *s, const struct grant *g, struct proto_job *j, struct store_err *err)
 {
 	if (lease_job_check(g, &g->p->spec, err) != 0)
 		return -1;

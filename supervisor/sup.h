@@ -137,10 +137,10 @@ struct run_q {
 	size_t heap_at; /* its place in sup.heap plus one; 0: not ready */
 	bool sampled;   /* its first result in this session is in */
 	bool promising;
-	bool skipped;       /* deprioritised or stopped: no more dispatch */
-	char *skip_why;     /* why it was skipped (heap), for what the drain's end reports */
-	int64_t timeouts;   /* timeout results in this session */
-	uint64_t ready_seq; /* when it became ready, for ties */
+	bool skipped;             /* deprioritised or stopped: no more dispatch */
+	char *skip_why;           /* why it was skipped (heap), for what the drain's end reports */
+	int64_t timeouts;         /* timeout results in this session */
+	uint64_t ready_seq;       /* when it became ready, for ties */
 	struct run_q *next;       /* all runs */
 	struct run_q *next_by_id; /* in its bucket of sup.run_tab */
 };

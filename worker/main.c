@@ -394,8 +394,8 @@ int main(int argc, char **argv)
 			log_fatal(1,
 			    "the supervisor sent job %llu before acknowledging event %llu of attempt"
 			    " %llu",
-			    (unsigned long long)m.u.job.attempt_id,
-			    (unsigned long long)w.out.sent, (unsigned long long)w.out.attempt_id);
+			    (unsigned long long)m.u.job.attempt_id, (unsigned long long)w.out.sent,
+			    (unsigned long long)w.out.attempt_id);
 		if (m.type == PROTO_JOB)
 			wk_run_job(&w, &m.u.job);
 		else if (m.type == PROTO_ACK)

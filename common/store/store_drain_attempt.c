@@ -201,8 +201,8 @@ static void spec_put_list(
 void drain_spec_read(struct db_stmt *s, int col, const char *phase_id, struct drain_spec *out)
 {
 	const char *name = db_column_text(s, col), *desc = db_column_text(s, col + 1),
-		   *cat = db_column_text(s, col + 2), *cplx = db_column_text(s, col + 3),
-		   *check = db_column_text(s, col + 5), *ws = db_column_text(s, col + 7);
+	           *cat = db_column_text(s, col + 2), *cplx = db_column_text(s, col + 3),
+	           *check = db_column_text(s, col + 5), *ws = db_column_text(s, col + 7);
 	struct store_scope sc;
 	char why[256], *at, **ptrs;
 	size_t size;

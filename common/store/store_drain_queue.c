@@ -15,17 +15,18 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	/* Columns 7 on are those drain_spec_read reads. The session is compared through an
 	 * expression so that the attempts are found by their phase's index: by the session's,
 	 * each phase would count every attempt of the session (O(n²)). */
-	static const char sql[] = "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
-	                          " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
-	                          "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3),"
-	                          " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
-	                          " p.name, p.description, p.task_category, p.complexity,"
-	                          " p.scope, p.check_command, p.max_builder_attempts, r.workspace"
-	                          " FROM phases p JOIN tiers t ON t.id = p.tier_id"
-	                          " JOIN runs r ON r.id = p.run_id"
-	                          " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-	                          " AND (?1 IS NULL OR p.run_id = ?1)"
-	                          " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+	static const char sql[] =
+	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
+	    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+	    "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3),"
+	    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
+	    " p.name, p.description, p.task_category, p.complexity,"
+	    " p.scope, p.check_command, p.max_builder_attempts, r.workspace"
+	    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
+	    " JOIN runs r ON r.id = p.run_id"
+	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
+	    " AND (?1 IS NULL OR p.run_id = ?1)"
+	    " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
 	struct drain_spec spec;
 	struct db_stmt *s;
 	int rc;

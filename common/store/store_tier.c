@@ -22,8 +22,7 @@
 	" FROM tiers t LEFT JOIN phases p ON p.run_id = t.run_id AND p.tier_id = t.id"
 
 const char store_tier_state_sql[] = TIER_STATE_SELECT " WHERE t.id = ?1";
-const char store_tier_state_of_phase_sql[] =
-    TIER_STATE_SELECT
+const char store_tier_state_of_phase_sql[] = TIER_STATE_SELECT
     " WHERE t.id = (SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2)";
 /* updated_at, started_at and completed_at move with the state. */
 const char store_tier_set_sql[] =
