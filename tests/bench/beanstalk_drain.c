@@ -93,7 +93,8 @@ static void bs_fill(int port, long jobs)
 	body[BODY_LEN] = '\0';
 	while (got < jobs) {
 		for (; sent < jobs && sent - got < 256; sent++) {
-			int n = snprintf(cmd, sizeof cmd, "put 1024 0 600 %d\r\n%s\r\n", BODY_LEN, body);
+			int n = snprintf(
+			    cmd, sizeof cmd, "put 1024 0 600 %d\r\n%s\r\n", BODY_LEN, body);
 
 			bs_write(fd, cmd, (size_t)n);
 		}
