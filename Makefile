@@ -18,6 +18,7 @@ TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              python3-pytest-xdist python3-sqlalchemy clang libclang-rt-14-dev strace \
              clang-format python3-prometheus-client python3-jsonschema python3-yaml \
              systemd man-db groff-base
+BENCH_DEBS := beanstalkd
 PYTHON    := /usr/bin/python3
 VERSION   := 0.1.0
 
@@ -134,11 +135,17 @@ FUZZ_SECONDS ?= 60
 fuzz: build/.test-deps-ok
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(FUZZ_SECONDS)
 
-BENCH_TOOLS := $(O)/bin/bench-worker $(O)/bin/raw-insert
+BENCH_TOOLS := $(O)/bin/bench-worker $(O)/bin/raw-insert $(O)/bin/beanstalk-drain \
+               $(O)/bin/llm-server
 $(O)/bin/bench-worker: $(call obj,tests/bench/bench_worker.c) $(call lib,$(LIBS))
 $(O)/bin/raw-insert: $(call obj,tests/bench/raw_insert.c) $(call lib,$(LIBS))
+$(O)/bin/beanstalk-drain: $(call obj,tests/bench/beanstalk_drain.c) $(call lib,common)
+$(O)/bin/llm-server: $(call obj,tests/bench/llm_server.c)
+build/.bench-deps-ok: $(STAMP) Makefile
+	$(call install_debs,$(BENCH_DEBS))
 
-bench: $(BINS) $(BENCH_TOOLS) build/.test-deps-ok
+# AUTOPACK_BENCH_ONLY=bench_peers,bench_real runs only those; AUTOPACK_BENCH_REPEATS=N.
+bench: $(BINS) $(BENCH_TOOLS) build/.test-deps-ok build/.bench-deps-ok
 	@AUTOPACK_BIN=$(abspath $(O)/bin) $(PYTHON) tests/bench/bench.py
 
 demo: $(BINS)
