@@ -45,7 +45,9 @@ CC        ?= cc
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wshadow -Werror \
              -I. -DAUTOPACK_VERSION='"$(VERSION)"' $(SANFLAGS) $(MUTFLAGS)
-LDFLAGS   += $(SANFLAGS)
+# --as-needed: each binary loads only the shared libraries it calls (the worker neither
+# libpq nor SQLite nor libuv), which is most of a process's start-up.
+LDFLAGS   += $(SANFLAGS) -Wl,--as-needed
 DEPCFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 

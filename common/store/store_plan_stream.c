@@ -11,8 +11,8 @@
 
 #define STREAM_CHUNK 65536
 
-void plan_stream_init(struct plan_stream *ps, FILE *f, const char *text, size_t len,
-    const char *source)
+void plan_stream_init(
+    struct plan_stream *ps, FILE *f, const char *text, size_t len, const char *source)
 {
 	memset(ps, 0, sizeof *ps);
 	ps->f = f;
@@ -88,8 +88,8 @@ static int ps_fail(struct plan_stream *ps, struct store_err *err, const char *wh
 {
 	if (ps->io)
 		return store_fail(err, STORE_EINVAL, "%s: cannot read the plan", ps->source);
-	return store_fail(err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source, ps->line,
-	    ps->col, what);
+	return store_fail(
+	    err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source, ps->line, ps->col, what);
 }
 
 /* Take a string (the opening quote is next), escapes and all. */
@@ -134,8 +134,8 @@ static int ps_value(struct plan_stream *ps, struct store_err *err)
 			if (depth == 0)
 				return 0;
 			depth--;
-		} else if (depth == 0 && (c == ',' || c == ':' || c == ' ' || c == '\t' ||
-		                             c == '\n' || c == '\r')) {
+		} else if (depth == 0 &&
+		    (c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
 			return 0;
 		}
 		ps_take(ps);
@@ -148,11 +148,13 @@ static int ps_value(struct plan_stream *ps, struct store_err *err)
 static json_t *ps_parse(struct plan_stream *ps, size_t line, size_t col, struct store_err *err)
 {
 	json_error_t jerr;
-	json_t *v = json_loadb(ps->val, ps->val_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	json_t *v = json_loadb(
+	    ps->val, ps->val_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 
 	if (v == NULL)
 		store_fail(err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source,
-		    line + (size_t)jerr.line - 1, jerr.line == 1 ? col + (size_t)jerr.column - 1 : (size_t)jerr.column,
+		    line + (size_t)jerr.line - 1,
+		    jerr.line == 1 ? col + (size_t)jerr.column - 1 : (size_t)jerr.column,
 		    jerr.text);
 	return v;
 }
@@ -274,7 +276,8 @@ int plan_stream_next(struct plan_stream *ps, json_t **run, struct store_err *err
 			/* The checks see the array's size, not its runs. */
 			json_object_set_new(ps->top, "runs", json_array());
 			if (ps->nruns > 0)
-				json_array_append_new(json_object_get(ps->top, "runs"), json_null());
+				json_array_append_new(
+				    json_object_get(ps->top, "runs"), json_null());
 			continue;
 		}
 		if (!ps->first_run) {
