@@ -20,6 +20,7 @@ static char *checklog_safe_name(const char *s)
 	return p;
 }
 
+/* Build the path of an attempt's check log; never fails. */
 char *checklog_path(const char *workspace, const char *run_id, const char *phase_id,
     int64_t attempt, const char *stream)
 {
@@ -32,6 +33,7 @@ char *checklog_path(const char *workspace, const char *run_id, const char *phase
 	return path;
 }
 
+/* Read the end of a log file; 0 with out empty when it cannot be read. */
 size_t checklog_tail(const char *path, char *out, size_t n)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);

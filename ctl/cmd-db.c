@@ -123,7 +123,8 @@ const struct cmd_entry cmd_db_init_entry = {
 	    "that creates a database file. An existing autopack database is left alone (exit 0);\n"
 	    "any other existing file is refused and left untouched (exit 2).\n"
 	    "\n"
-	    "  --db URL   sqlite:///relative/path.db or sqlite:////absolute/path.db\n"
+	    "  --db URL   sqlite:///relative/path.db, sqlite:////absolute/path.db or\n"
+	    "             postgresql://user@host:port/dbname\n"
 	    "  --json     print the result as JSON on stdout (the banner goes to stderr)\n",
 	.exec = cmd_db_init_exec,
 };

@@ -4,6 +4,7 @@
  * refuses it if it holds another database. */
 #include "ctl/cmd.h"
 #include "ctl/client.h"
+#include "common/progress.h"
 #include "common/store/dburl.h"
 #include "common/store/store_lock.h"
 #include "common/store/store_meta.h"
@@ -25,13 +26,14 @@ enum {
 	OPT_TIMEOUT
 };
 
-/* Find the socket and the uuid to expect; 0 or an exit code after reporting. */
-static int live_target(struct cmd_ctx *ctx, const char *control, char **sock, char **uuid)
+/* Find the socket and the uuid to expect; 0, or a STORE_E* code with err set. */
+static int live_target(
+    struct cmd_ctx *ctx, const char *control, char **sock, char **uuid, char *err, size_t errlen)
 {
 	struct store st = { 0 };
-	struct store_err err;
+	struct store_err serr;
 	int64_t pid = 0;
-	char *path, *url;
+	char *path, *url, msg[512];
 	int rc;
 
 	*sock = NULL;
@@ -41,21 +43,27 @@ static int live_target(struct cmd_ctx *ctx, const char *control, char **sock, ch
 		*sock = xstrdup(control);
 		return 0;
 	}
-	if ((rc = cmd_db_resolve(ctx, &path, &url)) != 0)
-		return rc;
-	rc = store_open(&st, path, url, STORE_READ, &err);
+	if (dburl_resolve(ctx->db_flag, &path, &url, NULL, msg, sizeof msg) != 0) {
+		snprintf(err, errlen, "%s", msg);
+		return STORE_EIO; /* unusable, as any bad URL */
+	}
+	rc = store_open(&st, path, url, STORE_READ, &serr);
 	free(path);
 	free(url);
-	if (rc != 0)
-		return cmd_fail(ctx, rc, "%s", err.text);
+	if (rc != 0) {
+		snprintf(err, errlen, "%s", serr.text);
+		return rc;
+	}
 	*uuid = xstrdup(st.uuid);
 	if (control != NULL) {
 		*sock = xstrdup(control);
-	} else if (store_meta_supervisor(&st, &pid, sock, &err) != 0) {
-		rc = cmd_fail(ctx, STORE_EIO, "%s", err.text);
+	} else if (store_meta_supervisor(&st, &pid, sock, &serr) != 0) {
+		snprintf(err, errlen, "%s", serr.text);
+		rc = STORE_EIO;
 	} else if (pid <= 0 || *sock == NULL || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
-		rc = cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s%s", st.url,
+		snprintf(err, errlen, "no autopack-supervisor is running on %s%s", st.url,
 		    pid > 0 ? " (the last one has exited)" : "");
+		rc = STORE_EBUSY;
 	}
 	store_close(&st);
 	if (rc != 0) {
@@ -66,84 +74,91 @@ static int live_target(struct cmd_ctx *ctx, const char *control, char **sock, ch
 	return rc;
 }
 
-/* Print a metrics reply (Prometheus text). */
-static void show_metrics(json_t *b, FILE *out);
-
-/* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
- * successful body as text. */
-static int live_call_as(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
-    size_t nargs, void (*show)(json_t *body, FILE *out), bool quiet)
+/* Send one request and read its reply without printing; 0 or a STORE_E* code. */
+int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
+    size_t nargs, struct live_reply *out, char *err, size_t errlen)
 {
 	struct proto_request req = { .id = 1 };
 	struct ctl_client c;
 	struct proto_msg m;
-	char *sock, *uuid, err[512];
-	json_t *body = NULL;
+	char *sock, *uuid;
 	int rc;
 
-	if ((rc = live_target(ctx, control, &sock, &uuid)) != 0)
+	memset(out, 0, sizeof *out);
+	if ((rc = live_target(ctx, control, &sock, &uuid, err, errlen)) != 0)
 		return rc;
 	req.command = (char *)cmd;
 	req.args.items = args;
 	req.args.n = nargs;
 	req.expect_uuid = uuid;
-	if (client_connect(&c, sock, LIVE_TIMEOUT_MS, err, sizeof err) != 0 ||
-	    client_send(&c, &req, err, sizeof err) != 0 ||
-	    client_recv(&c, &m, err, sizeof err) != 0) {
-		client_close(&c);
-		free(sock);
-		free(uuid);
-		return cmd_fail(ctx, STORE_EBUSY, "%s", err);
-	}
+	rc = client_connect(&c, sock, LIVE_TIMEOUT_MS, err, errlen) != 0 ||
+	    client_send(&c, &req, err, errlen) != 0 || client_recv(&c, &m, err, errlen) != 0;
 	client_close(&c);
 	free(sock);
 	free(uuid);
+	if (rc != 0)
+		return STORE_EBUSY;
 	if (!m.u.reply.ok) {
-		rc = cmd_fail(ctx, STORE_EINVAL, "%s: %s (supervisor of %s)",
+		snprintf(err, errlen, "%s: %s (supervisor of %s)",
 		    m.u.reply.code != NULL ? m.u.reply.code : "error",
 		    m.u.reply.message != NULL ? m.u.reply.message : "failed", m.u.reply.db_url);
 		proto_msg_free(&m);
-		return rc;
+		return STORE_EINVAL;
 	}
 	if (m.u.reply.body != NULL)
-		body = json_loads(m.u.reply.body, 0, NULL);
-	if (body == NULL)
-		body = json_object();
-	if (ctx->json) {
-		json_object_set_new(body, "db_url", json_string(m.u.reply.db_url));
-		json_object_set_new(body, "db_uuid", json_string(m.u.reply.db_uuid));
-		cmd_json_print(body);
-	} else {
-		/* Metrics stay Prometheus text: the header is a comment line there. */
-		if (!quiet)
-			printf("%ssupervisor of %s (uuid %s)\n", show == show_metrics ? "# " : "",
-			    m.u.reply.db_url, m.u.reply.db_uuid);
-		if (show != NULL)
-			show(body, stdout);
-		json_decref(body);
-	}
+		out->body = json_loads(m.u.reply.body, 0, NULL);
+	if (out->body == NULL)
+		out->body = json_object();
+	out->db_url = xstrdup(m.u.reply.db_url != NULL ? m.u.reply.db_url : "");
+	out->db_uuid = xstrdup(m.u.reply.db_uuid != NULL ? m.u.reply.db_uuid : "");
 	proto_msg_free(&m);
-	return CMD_EXIT_OK;
+	return 0;
 }
 
-/* Send one live request and show its reply with `show`; the exit code. */
+/* Release a reply. */
+void cmd_live_reply_free(struct live_reply *r)
+{
+	json_decref(r->body);
+	free(r->db_url);
+	free(r->db_uuid);
+	memset(r, 0, sizeof *r);
+}
+
+/* Print a metrics reply (Prometheus text). */
+static void show_metrics(json_t *b, FILE *out);
+
+/* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
+ * successful body as text, after a line naming the supervisor's database (on stderr for
+ * metrics, whose stdout is Prometheus text only). */
 static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out))
 {
-	return live_call_as(ctx, control, cmd, args, nargs, show, false);
+	struct live_reply r;
+	char err[1024];
+	int rc;
+
+	if ((rc = cmd_live_fetch(ctx, control, cmd, args, nargs, &r, err, sizeof err)) != 0)
+		return cmd_fail(ctx, rc, "%s", err);
+	if (ctx->json) {
+		json_object_set_new(r.body, "db_url", json_string(r.db_url));
+		json_object_set_new(r.body, "db_uuid", json_string(r.db_uuid));
+		cmd_json_print(json_incref(r.body));
+	} else {
+		fprintf(show == show_metrics ? stderr : stdout, "supervisor of %s (uuid %s)\n",
+		    r.db_url, r.db_uuid);
+		fflush(stderr);
+		if (show != NULL)
+			show(r.body, stdout);
+	}
+	cmd_live_reply_free(&r);
+	return CMD_EXIT_OK;
 }
 
+/* Send a live request and show its reply; the exit code. */
 int cmd_live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out))
 {
 	return live_call(ctx, control, cmd, args, nargs, show);
-}
-
-/* A status request whose reply is shown without the header line. */
-static int live_call_quiet(
-    struct cmd_ctx *ctx, const char *control, void (*show)(json_t *body, FILE *out))
-{
-	return live_call_as(ctx, control, "status", NULL, 0, show, true);
 }
 
 /* Integer member of a JSON object, 0 when absent. */
@@ -160,37 +175,119 @@ static const char *jstr(json_t *o, const char *k)
 	return s != NULL ? s : "-";
 }
 
+/* A number member of a JSON object, 0 when absent. */
+static double jnum(json_t *o, const char *k)
+{
+	return json_number_value(json_object_get(o, k));
+}
+
 /* Print the worker table. */
 static void show_workers(json_t *arr, FILE *out)
 {
+	char age[32];
 	size_t i;
 	json_t *w;
 
-	fprintf(out, "%-4s %-8s %-9s %-10s %-28s %-24s %8s %9s %5s\n", "id", "pid", "state",
-	    "attempt", "run", "phase", "age_s", "rss_kib", "jobs");
+	fprintf(out, "%-4s %-8s %-9s %-10s %-28s %-24s %9s %8s %9s %5s\n", "id", "pid", "state",
+	    "attempt", "run", "phase", "phase_age", "age_s", "rss_kib", "jobs");
 	json_array_foreach(arr, i, w)
 	{
-		fprintf(out, "%-4lld %-8lld %-9s %-10lld %-28s %-24s %8.1f %9lld %5lld\n",
+		json_t *pa = json_object_get(w, "phase_age_seconds");
+
+		if (json_is_number(pa))
+			progress_duration_text(json_number_value(pa), age, sizeof age);
+		else
+			snprintf(age, sizeof age, "-");
+		fprintf(out, "%-4lld %-8lld %-9s %-10lld %-28s %-24s %9s %8.1f %9lld %5lld\n",
 		    jint(w, "id"), jint(w, "pid"), jstr(w, "state"), jint(w, "attempt_id"),
-		    jstr(w, "run_id"), jstr(w, "phase_id"),
-		    json_real_value(json_object_get(w, "age_seconds")), jint(w, "rss_kib"),
-		    jint(w, "jobs_done"));
+		    jstr(w, "run_id"), jstr(w, "phase_id"), age, jnum(w, "age_seconds"),
+		    jint(w, "rss_kib"), jint(w, "jobs_done"));
 	}
 }
 
-/* Print a status reply: state, durability, pool, phases, queue, counters, workers. */
+/* The attempts in flight, with the age of the phase each runs. */
+static void show_in_flight(json_t *arr, FILE *out)
+{
+	char age[32];
+	size_t i;
+	json_t *a;
+
+	if (json_array_size(arr) == 0)
+		return;
+	fprintf(out, "in flight:\n  %-10s %-6s %-28s %-24s %9s\n", "attempt", "worker", "run",
+	    "phase", "phase_age");
+	json_array_foreach(arr, i, a)
+	{
+		progress_duration_text(jnum(a, "seconds"), age, sizeof age);
+		fprintf(out, "  %-10lld %-6lld %-28s %-24s %9s\n", jint(a, "attempt_id"),
+		    jint(a, "worker_id"), jstr(a, "run_id"), jstr(a, "phase_id"), age);
+	}
+}
+
+/* The health verdict and its reasons. */
+static void show_health(json_t *h, FILE *out)
+{
+	json_t *reasons = json_object_get(h, "reasons"), *r;
+	size_t i;
+
+	if (h == NULL)
+		return;
+	if (json_array_size(reasons) == 0) {
+		fprintf(out, "health: ok\n");
+		return;
+	}
+	fprintf(out, "health: UNHEALTHY\n");
+	json_array_foreach(reasons, i, r)
+	    fprintf(out, "  %s: %s\n", jstr(r, "code"), jstr(r, "message"));
+}
+
+/* The newest failures, one line each, and the log to read. */
+static void show_failures(json_t *arr, FILE *out)
+{
+	size_t i;
+	json_t *f;
+
+	if (json_array_size(arr) == 0)
+		return;
+	fprintf(out, "recent failures:\n");
+	json_array_foreach(arr, i, f)
+	{
+		bool reason = json_is_string(json_object_get(f, "reason"));
+		const char *msg = jstr(f, "message");
+		int len = (int)strcspn(msg, "\n");
+
+		fprintf(out, "  %s %s/%s a%lld %s%s%s: %.*s\n", jstr(f, "ended_at"),
+		    jstr(f, "run_id"), jstr(f, "phase_id"), jint(f, "attempt"), jstr(f, "outcome"),
+		    reason ? " " : "", reason ? jstr(f, "reason") : "", len < 200 ? len : 200, msg);
+		if (json_is_string(json_object_get(f, "log_path")))
+			fprintf(out, "    log: %s\n", jstr(f, "log_path"));
+	}
+}
+
+/* Print a status reply: state, durability, progress, rates, pool, phases, queue,
+ * counters, health, attempts in flight, failures, workers. */
 static void show_status(json_t *b, FILE *out)
 {
 	json_t *pool = json_object_get(b, "pool"), *ph = json_object_get(b, "phases");
 	json_t *n = json_object_get(b, "counters"), *q = json_object_get(b, "queue");
+	json_t *rates = json_object_get(b, "rates"), *tok = json_object_get(b, "tokens");
+	struct progress p;
+	char line[256];
 	json_t *v;
 	const char *k;
 
 	fprintf(out, "state: %s   session: %s   pid: %lld   uptime: %.1fs\n", jstr(b, "state"),
-	    jstr(b, "session_id"), jint(b, "pid"),
-	    json_real_value(json_object_get(b, "uptime_seconds")));
+	    jstr(b, "session_id"), jint(b, "pid"), jnum(b, "uptime_seconds"));
 	fprintf(out, "durability: synchronous=%s, group commit %lld ms / %lld writes\n",
 	    jstr(b, "synchronous"), jint(b, "commit_window_ms"), jint(b, "commit_max"));
+	progress_from_json(json_object_get(b, "progress"), &p);
+	progress_line(&p, line, sizeof line);
+	fprintf(out, "progress: %s\n", line);
+	fprintf(out,
+	    "rates: %.1f phases/min, %.3f results/s, %.3f events/s; tokens: %lld in, %lld out"
+	    " (%lld LLM calls)\n",
+	    p.per_minute, jnum(rates, "results_per_second"), jnum(rates, "events_per_second"),
+	    jint(tok, "input"), jint(tok, "output"), jint(tok, "llm_calls"));
 	fprintf(out, "workers: %lld live of %lld wanted%s\n", jint(pool, "live"),
 	    jint(pool, "target"),
 	    json_is_true(json_object_get(pool, "crash_loop")) ? " (CRASH LOOP: not respawning)" :
@@ -210,6 +307,11 @@ static void show_status(json_t *b, FILE *out)
 	    " %lld stale attempt\n",
 	    jint(n, "events_committed"), jint(n, "events_duplicate"),
 	    jint(n, "rejected_wrong_uuid"), jint(n, "rejected_stale"));
+	show_health(json_object_get(b, "health"), out);
+	if (json_is_string(json_object_get(b, "http_url")))
+		fprintf(out, "dashboard: %s\n", jstr(b, "http_url"));
+	show_in_flight(json_object_get(b, "in_flight"), out);
+	show_failures(json_object_get(b, "failures_recent"), out);
 	show_workers(json_object_get(pool, "workers"), out);
 }
 
@@ -373,116 +475,45 @@ static int exec_live(struct cmd_ctx *ctx, int argc, char **argv)
 	return cmd_usage_error(ctx, "not a live command");
 }
 
-/* One progress line from a status body. */
-static void show_progress(json_t *b, FILE *out)
-{
-	json_t *ph = json_object_get(b, "phases"), *n = json_object_get(b, "counters");
-	json_t *q = json_object_get(b, "queue"), *pool = json_object_get(b, "pool");
-	char ts[32];
-
-	time_iso8601(clock_wall_ms(), ts);
-	fprintf(out,
-	    "%.19s %-9s workers %lld/%lld  queued %lld  in flight %lld  complete %lld"
-	    "  failed %lld  events %lld  rejected %lld\n",
-	    ts, jstr(b, "state"), jint(pool, "live"), jint(pool, "target"),
-	    jint(q, "phases_queued"), jint(q, "in_flight"), jint(ph, "COMPLETE"),
-	    jint(ph, "FAILED"), jint(n, "events_committed"),
-	    jint(n, "rejected_wrong_uuid") + jint(n, "rejected_stale"));
-	fflush(out);
-}
-
-/* watch: a progress line every interval until the supervisor exits. */
-static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		CMD_OPTS_COMMON,
-		{ "control", required_argument, NULL, OPT_CONTROL },
-		{ "interval", required_argument, NULL, OPT_TIMEOUT },
-		{ "count", required_argument, NULL, OPT_NOW },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *control = NULL;
-	long interval_ms = 1000, count = 0, i;
-	int o, exit_code = 0, rc;
-
-	while ((o = cmd_getopt(ctx, argc, argv, opts, &exit_code)) != -1) {
-		char *end;
-		double v;
-
-		switch (o) {
-		case CMD_OPT_DONE: return exit_code;
-		case OPT_CONTROL: control = optarg; break;
-		case OPT_TIMEOUT:
-			v = strtod(optarg, &end);
-			if (*end != '\0' || v < 0.1 || v > 3600)
-				return cmd_usage_error(ctx,
-				    "--interval: \"%s\" is not a number of"
-				    " seconds from 0.1 to 3600",
-				    optarg);
-			interval_ms = (long)(v * 1000);
-			break;
-		case OPT_NOW:
-			count = strtol(optarg, &end, 10);
-			if (*end != '\0' || count < 1)
-				return cmd_usage_error(
-				    ctx, "--count: \"%s\" is not a positive number", optarg);
-			break;
-		default: return cmd_usage_error(ctx, "unexpected option");
-		}
-	}
-	if (optind != argc)
-		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
-	ctx->json = false;
-	for (i = 0; count == 0 || i < count; i++) {
-		if (i > 0)
-			poll(NULL, 0, (int)interval_ms);
-		rc = live_call_quiet(ctx, control, show_progress);
-		if (rc != 0)
-			return i > 0 ? CMD_EXIT_OK : rc;
-	}
-	return CMD_EXIT_OK;
-}
-
-#define LIVE_HELP_TAIL                                                                             \
-	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL),\n"   \
-	"which records its control socket, or from --control PATH. With a database named,\n"       \
-	"the supervisor refuses the request if it holds a different database.\n"
-
 const struct cmd_entry cmd_status_entry = {
 	"status",
 	"[--json] [--control PATH]",
 	"show a running supervisor's state",
-	"Show the database it holds, durability and group-commit settings, workers (pid,\n"
-	"state, attempt, age, RSS, jobs), phases by state, the queue, event and rejection\n"
-	"counters.\n" LIVE_HELP_TAIL,
+	"Show the database it holds, durability and group-commit settings, the drain's\n"
+	"progress and ETA, rates and tokens, phases by state, the queue, event and rejection\n"
+	"counters, health, the attempts in flight with their phase's age, the newest\n"
+	"failures with their log, and the workers (pid, state, attempt, phase age, age, RSS,\n"
+	"jobs). --json prints the whole status document (the same as GET /api/status).\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_workers_entry = {
 	"workers",
 	"[--json] [--control PATH]",
 	"list a running supervisor's workers",
-	"List the worker processes with their state and current attempt.\n" LIVE_HELP_TAIL,
+	"List the worker processes with their state and current attempt.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_metrics_entry = {
 	"metrics",
 	"[--control PATH]",
-	"print counters in Prometheus text format",
-	"Print the supervisor's counters and gauges in Prometheus text format.\n" LIVE_HELP_TAIL,
+	"print the metrics in Prometheus text format",
+	"Print the supervisor's metrics as Prometheus text (exposition format 0.0.4), the same\n"
+	"as GET /metrics of --http: stdout holds only the exposition, the line naming the\n"
+	"supervisor's database goes to stderr. docs/observe.md lists the metrics.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_pause_entry = {
 	"pause",
 	"[--control PATH]",
 	"stop dispatching new phases",
-	"Stop dispatching; attempts in flight finish. Recorded in control_log.\n" LIVE_HELP_TAIL,
+	"Stop dispatching; attempts in flight finish. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_resume_entry = {
 	"resume",
 	"[--control PATH]",
 	"resume dispatching",
-	"Resume dispatching after pause. Recorded in control_log.\n" LIVE_HELP_TAIL,
+	"Resume dispatching after pause. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_scale_entry = {
@@ -491,7 +522,7 @@ const struct cmd_entry cmd_scale_entry = {
 	"change the number of workers",
 	"Grow or shrink the pool to N workers. Shrinking retires idle workers first; busy\n"
 	"ones finish their phase, unless --force stops them (their phases are requeued).\n"
-	"Recorded in control_log.\n" LIVE_HELP_TAIL,
+	"Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_cancel_entry = {
@@ -499,17 +530,8 @@ const struct cmd_entry cmd_cancel_entry = {
 	"RUN PHASE [--control PATH]",
 	"cancel a phase: SKIPPED, stopping it if running",
 	"Mark a queued or failed phase SKIPPED; a running one is stopped (its attempt ends as\n"
-	"cancelled) and then SKIPPED. Recorded in control_log.\n" LIVE_HELP_TAIL,
+	"cancelled) and then SKIPPED. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
-};
-const struct cmd_entry cmd_watch_entry = {
-	"watch",
-	"[--interval S] [--count N] [--control PATH]",
-	"print live progress",
-	"Print one progress line (state, workers, queue, phases done and failed, events,\n"
-	"rejections) every --interval seconds (default 1) until the supervisor exits or N\n"
-	"lines are printed.\n" LIVE_HELP_TAIL,
-	exec_watch,
 };
 const struct cmd_entry cmd_stop_entry = {
 	"stop",
@@ -517,6 +539,6 @@ const struct cmd_entry cmd_stop_entry = {
 	"stop the supervisor",
 	"Stop dispatching and exit once attempts in flight finish; with --timeout S, kill\n"
 	"what is still running after S seconds; with --now, kill workers at once and requeue\n"
-	"their phases. Recorded in control_log.\n" LIVE_HELP_TAIL,
+	"their phases. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };

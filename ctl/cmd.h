@@ -133,6 +133,25 @@ int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, siz
 int cmd_live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out));
 
+/* A running supervisor's reply: its body (a JSON object) and the database it holds. */
+struct live_reply {
+	json_t *body;
+	char *db_url;
+	char *db_uuid;
+};
+
+/* Send `cmd` with `args` to the supervisor found from the database (or at `control`) and
+ * read its reply, printing nothing. Returns 0, or a STORE_E* code with err set: no
+ * supervisor, no answer, or the command refused (the supervisor's message). */
+int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
+    size_t nargs, struct live_reply *out, char *err, size_t errlen);
+void cmd_live_reply_free(struct live_reply *r);
+/* The closing paragraph of every live command's help: how the supervisor is found. */
+#define CMD_LIVE_HELP_TAIL                                                                         \
+	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL),\n"   \
+	"which records its control socket, or from --control PATH. With a database named,\n"       \
+	"the supervisor refuses the request if it holds a different database.\n"
+
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);
 /* Print `j` (stolen) as indented JSON on stdout. */

@@ -14,7 +14,8 @@ static void ctl_usage(FILE *out)
 	    "usage: autopack-ctl [--db URL] COMMAND [ARGS]\n"
 	    "       autopack-ctl COMMAND --help\n\n"
 	    "The database is named by --db URL, else AUTOPACK_DB_URL, else DATABASE_URL:\n"
-	    "sqlite:///relative/path.db or sqlite:////absolute/path.db. There is no default.\n\n"
+	    "sqlite:///relative/path.db, sqlite:////absolute/path.db or\n"
+	    "postgresql://user@host:port/dbname. There is no default.\n\n"
 	    "Commands:\n");
 	for (size_t i = 0; i < cmd_table_size; i++)
 		fprintf(out, "  %-20s %s\n", cmd_table[i]->name, cmd_table[i]->summary);

@@ -5,6 +5,7 @@
 #include "proto/schema.h"
 #include "proto/utf8.h"
 
+/* Check a string's length, NUL bytes and UTF-8; a negative errno with err set. */
 int proto_check_str(const struct proto_field *f, const void *s, size_t n,
     const struct proto_path *p, struct proto_err *err)
 {
@@ -29,6 +30,7 @@ int proto_check_str(const struct proto_field *f, const void *s, size_t n,
 	return 0;
 }
 
+/* Check an integer against the field's range; -EINVAL with err set. */
 int proto_check_i64(
     const struct proto_field *f, int64_t v, const struct proto_path *p, struct proto_err *err)
 {

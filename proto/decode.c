@@ -334,6 +334,7 @@ static int dec_header(struct dec *d, uint32_t n, enum proto_type *type)
 	return 0;
 }
 
+/* Decode one map strictly; -1 with err set and nothing left allocated. */
 int proto_decode(const void *map, size_t len, struct proto_msg *out, struct proto_err *err)
 {
 	struct dec d = { .err = err };

@@ -11,6 +11,7 @@
 
 #define FDIO_READ_CHUNK 65536
 
+/* Start a channel on fd with empty buffers. */
 void proto_fd_init(struct proto_fd *c, int fd, size_t max_frame)
 {
 	c->fd = fd;
@@ -18,12 +19,14 @@ void proto_fd_init(struct proto_fd *c, int fd, size_t max_frame)
 	proto_buf_init(&c->out);
 }
 
+/* Free the buffers (the fd stays open). */
 void proto_fd_free(struct proto_fd *c)
 {
 	proto_reader_free(&c->rd);
 	proto_buf_free(&c->out);
 }
 
+/* Encode a message after the queued ones; a negative errno with err set. */
 int proto_fd_queue(struct proto_fd *c, const struct proto_msg *m, struct proto_err *err)
 {
 	return proto_msg_pack(m, &c->out, err);
@@ -39,6 +42,7 @@ static ssize_t fdio_write(int fd, const void *p, size_t n)
 	return k;
 }
 
+/* Write every queued frame; -errno when the peer cannot be written to. */
 int proto_fd_flush(struct proto_fd *c)
 {
 	size_t off = 0;
@@ -60,6 +64,7 @@ int proto_fd_flush(struct proto_fd *c)
 	return rc;
 }
 
+/* Queue and write one message. */
 int proto_fd_send(struct proto_fd *c, const struct proto_msg *m, struct proto_err *err)
 {
 	int rc = proto_fd_queue(c, m, err);
@@ -78,6 +83,7 @@ static int fdio_left(int timeout_ms, uint64_t deadline)
 	return now >= deadline ? 0 : (int)(deadline - now);
 }
 
+/* Take the next message, waiting at most timeout_ms for bytes. */
 enum proto_fd_rc proto_fd_recv(
     struct proto_fd *c, struct proto_msg *m, int timeout_ms, struct proto_err *err)
 {

@@ -2,12 +2,14 @@
 
 #include <string.h>
 
+/* Start a cursor over n bytes. */
 void mp_cur_init(struct mp_cur *c, const void *p, size_t n)
 {
 	c->p = p;
 	c->end = c->p + n;
 }
 
+/* Bytes left after the cursor. */
 size_t mp_cur_left(const struct mp_cur *c)
 {
 	return (size_t)(c->end - c->p);
@@ -215,6 +217,7 @@ static bool shape_of(uint8_t b, struct mp_shape *s)
 	}
 }
 
+/* Read the next item's header; an error code on a malformed or truncated item. */
 int mp_next(struct mp_cur *c, struct mp_item *it)
 {
 	struct mp_shape s;
@@ -269,6 +272,7 @@ int mp_next(struct mp_cur *c, struct mp_item *it)
 	return MP_OK;
 }
 
+/* Skip the next item and everything inside it; an error code when malformed. */
 int mp_skip(struct mp_cur *c)
 {
 	struct mp_cur save = *c;
@@ -292,6 +296,7 @@ int mp_skip(struct mp_cur *c)
 	return MP_OK;
 }
 
+/* Name an item kind for error messages. */
 const char *mp_kind_name(enum mp_kind k)
 {
 	switch (k) {

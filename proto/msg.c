@@ -6,22 +6,26 @@
 #include "proto/schema.h"
 #include "proto/wire.h"
 
+/* Start an empty buffer. */
 void proto_buf_init(struct proto_buf *b)
 {
 	memset(b, 0, sizeof *b);
 }
 
+/* Free a buffer's bytes and empty it. */
 void proto_buf_free(struct proto_buf *b)
 {
 	free(b->data);
 	proto_buf_init(b);
 }
 
+/* Empty a buffer, keeping its memory. */
 void proto_buf_reset(struct proto_buf *b)
 {
 	b->len = 0;
 }
 
+/* Append n bytes, growing the buffer (aborts when out of memory). */
 void proto_buf_append(struct proto_buf *b, const void *p, size_t n)
 {
 	if (n == 0)
@@ -82,6 +86,7 @@ static void fields_free(const struct proto_schema *s, char *base)
 	}
 }
 
+/* Free what a message owns and zero it. */
 void proto_msg_free(struct proto_msg *m)
 {
 	const struct proto_schema *s = proto_schema_of_type(m->type);
@@ -161,6 +166,7 @@ static bool fields_eq(const struct proto_schema *s, const char *a, const char *b
 	return true;
 }
 
+/* Compare two messages field by field. */
 bool proto_msg_equal(const struct proto_msg *a, const struct proto_msg *b)
 {
 	const struct proto_schema *s = proto_schema_of_type(a->type);

@@ -204,6 +204,7 @@ static void pk_length(struct proto_buf *b, size_t start, size_t len)
 	b->data[start + 3] = (uint8_t)len;
 }
 
+/* Append a message as a frame; a negative errno with err set, b unchanged. */
 int proto_msg_pack(const struct proto_msg *m, struct proto_buf *b, struct proto_err *err)
 {
 	const struct proto_schema *s = proto_schema_of_type(m->type);
@@ -242,6 +243,7 @@ int proto_msg_pack(const struct proto_msg *m, struct proto_buf *b, struct proto_
 	return 0;
 }
 
+/* Append a message as a frame; a negative errno, b unchanged. */
 int proto_pack(const struct proto_msg *m, struct proto_buf *b)
 {
 	struct proto_err err;

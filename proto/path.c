@@ -6,6 +6,7 @@
 
 #define KEY_SHOWN_MAX 40
 
+/* Start a path at the message's name. */
 void proto_path_init(struct proto_path *p, const char *root)
 {
 	p->len = 0;
@@ -25,6 +26,7 @@ static void append(struct proto_path *p, const char *t)
 	p->text[p->len] = '\0';
 }
 
+/* Append ".key" to the path; returns the mark to pop back to. */
 size_t proto_path_push_key(struct proto_path *p, const void *key, size_t n)
 {
 	size_t old = p->len;
@@ -37,6 +39,7 @@ size_t proto_path_push_key(struct proto_path *p, const void *key, size_t n)
 	return old;
 }
 
+/* Append "[k]" to the path; returns the mark to pop back to. */
 size_t proto_path_push_index(struct proto_path *p, uint64_t i)
 {
 	size_t old = p->len;
@@ -47,12 +50,14 @@ size_t proto_path_push_index(struct proto_path *p, uint64_t i)
 	return old;
 }
 
+/* Cut the path back to a mark. */
 void proto_path_pop(struct proto_path *p, size_t len)
 {
 	p->len = len;
 	p->text[len] = '\0';
 }
 
+/* Format an error naming the path; returns -1. */
 int proto_errf(struct proto_err *err, const struct proto_path *p, const char *fmt, ...)
 {
 	va_list ap;
@@ -67,6 +72,7 @@ int proto_errf(struct proto_err *err, const struct proto_path *p, const char *fm
 	return -1;
 }
 
+/* Copy bytes for an error message, escaping what is not printable. */
 void proto_escape(char *out, size_t outsz, const void *s, size_t n, size_t max)
 {
 	static const char hex[] = "0123456789abcdef";

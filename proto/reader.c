@@ -8,12 +8,14 @@
 
 #define READER_MIN_CAP 4096
 
+/* Start an empty reader. */
 void proto_reader_init(struct proto_reader *r, size_t max_frame)
 {
 	memset(r, 0, sizeof *r);
 	r->max_frame = max_frame ? max_frame : PROTO_FRAME_MAX_DEFAULT;
 }
 
+/* Free the reader's buffer. */
 void proto_reader_free(struct proto_reader *r)
 {
 	free(r->buf);
@@ -55,6 +57,7 @@ static int reader_dead(struct proto_err *err)
 	return -1;
 }
 
+/* Buffer bytes; -1 with err set on a length over the limit. */
 int proto_reader_feed(struct proto_reader *r, const void *data, size_t n, struct proto_err *err)
 {
 	const uint8_t *p = data;
@@ -92,6 +95,7 @@ int proto_reader_feed(struct proto_reader *r, const void *data, size_t n, struct
 	}
 }
 
+/* Decode the next whole frame: 1, 0 for none yet, -1 when malformed. */
 int proto_reader_next(struct proto_reader *r, struct proto_msg *out, struct proto_err *err)
 {
 	size_t len;

@@ -87,6 +87,7 @@ static int scan_value(struct scan *s, int depth)
 	return scan_map(s, &it, depth + 1);
 }
 
+/* Walk a map's declared lengths against its bytes without allocating; -1 with err set. */
 int proto_scan(const void *p, size_t len, struct proto_err *err)
 {
 	struct scan s = { .err = err };

@@ -220,6 +220,7 @@ static const struct proto_schema *const kind_schemas[] = {
 	[PROTO_EV_LLM_REQUEST] = &request_ev_schema,
 };
 
+/* The schema of a message type, or NULL. */
 const struct proto_schema *proto_schema_of_type(enum proto_type t)
 {
 	if ((size_t)t >= ARRAY_SIZE(type_schemas))
@@ -227,6 +228,7 @@ const struct proto_schema *proto_schema_of_type(enum proto_type t)
 	return type_schemas[t];
 }
 
+/* The schema of an event kind's body, or NULL. */
 const struct proto_schema *proto_schema_of_kind(enum proto_event_kind k)
 {
 	if ((size_t)k >= ARRAY_SIZE(kind_schemas))
@@ -234,6 +236,7 @@ const struct proto_schema *proto_schema_of_kind(enum proto_event_kind k)
 	return kind_schemas[k];
 }
 
+/* Name a message type ("unknown" for none). */
 const char *proto_type_name(enum proto_type t)
 {
 	const struct proto_schema *s = proto_schema_of_type(t);
@@ -241,6 +244,7 @@ const char *proto_type_name(enum proto_type t)
 	return s != NULL ? s->name : "unknown";
 }
 
+/* Name an event kind ("unknown" for none). */
 const char *proto_event_kind_name(enum proto_event_kind k)
 {
 	if (proto_schema_of_kind(k) == NULL)
@@ -248,6 +252,7 @@ const char *proto_event_kind_name(enum proto_event_kind k)
 	return event_kind_name((enum event_kind)k);
 }
 
+/* Find the message type a name stands for, or 0. */
 enum proto_type proto_type_lookup(const void *s, size_t n)
 {
 	for (size_t t = 1; t < ARRAY_SIZE(type_schemas); t++) {
@@ -259,6 +264,7 @@ enum proto_type proto_type_lookup(const void *s, size_t n)
 	return 0;
 }
 
+/* Find the event kind a name stands for, or 0. */
 enum proto_event_kind proto_kind_lookup(const void *s, size_t n)
 {
 	for (size_t k = 1; k < ARRAY_SIZE(kind_schemas); k++) {

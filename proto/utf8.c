@@ -39,6 +39,7 @@ static size_t seq_len(const uint8_t *s, size_t n)
 	return len;
 }
 
+/* Return the offset of the first invalid UTF-8 byte, or n. */
 size_t proto_utf8_check(const void *s, size_t n)
 {
 	const uint8_t *b = s;
@@ -53,6 +54,7 @@ size_t proto_utf8_check(const void *s, size_t n)
 	return n;
 }
 
+/* Replace invalid UTF-8 and NUL bytes so that the text can be sent. */
 char *proto_utf8_clean(const char *s, size_t max_bytes)
 {
 	static const char repl[] = "\xef\xbf\xbd";

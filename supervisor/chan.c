@@ -13,6 +13,7 @@ struct chan_write {
 	struct proto_buf buf;
 };
 
+/* Initialise a channel on the loop; its pipe is opened or accepted into next. */
 int chan_init(
     uv_loop_t *loop, struct chan *c, size_t max_frame, chan_msg_cb on_msg, chan_close_cb on_close)
 {
@@ -37,6 +38,7 @@ static void chan_closed_cb(uv_handle_t *h)
 	free(why);
 }
 
+/* Close the channel once, with a reason (NULL: clean). */
 void chan_close(struct chan *c, const char *why)
 {
 	if (c->closing)
@@ -46,6 +48,7 @@ void chan_close(struct chan *c, const char *why)
 	uv_close((uv_handle_t *)&c->pipe, chan_closed_cb);
 }
 
+/* Allocate a read buffer. */
 static void chan_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	(void)h;
@@ -84,11 +87,13 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 }
 
+/* Start reading; a libuv error. */
 int chan_start(struct chan *c)
 {
 	return uv_read_start((uv_stream_t *)&c->pipe, chan_alloc_cb, chan_read_cb);
 }
 
+/* Free a finished write; a failed one closes the channel. */
 static void chan_write_cb(uv_write_t *req, int status)
 {
 	struct chan_write *w = container_of(req, struct chan_write, req);
@@ -101,6 +106,7 @@ static void chan_write_cb(uv_write_t *req, int status)
 	free(w);
 }
 
+/* Encode and write one message; see chan.h for the errors. */
 int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err)
 {
 	struct chan_write *w;

@@ -20,6 +20,7 @@ static bool parse_count(const char *s, long max, long *out)
 	return true;
 }
 
+/* pause: dispatch nothing new. */
 int cmd_pause(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -32,6 +33,7 @@ int cmd_pause(
 	return 0;
 }
 
+/* resume: dispatch again. */
 int cmd_resume(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -54,6 +56,7 @@ int cmd_resume(
 	return 0;
 }
 
+/* scale N [--force]: grow or shrink the pool. */
 int cmd_scale(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -83,6 +86,7 @@ int cmd_scale(
 	return 0;
 }
 
+/* stop [--timeout S | --now]: stop the drain. */
 int cmd_stop(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -121,6 +125,7 @@ int cmd_stop(
 	return 0;
 }
 
+/* cancel RUN PHASE: stop its attempt, or move it to SKIPPED. */
 int cmd_cancel(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {

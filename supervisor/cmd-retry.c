@@ -50,6 +50,8 @@ static void retry_requeue(struct sup *s, const struct store_failed *v, size_t n)
 	lease_kick(s);
 }
 
+/* retry: queue the selected FAILED phases again and drain them; refused (and logged) on a bad
+ * selector or a failed write. */
 int cmd_retry(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {

@@ -24,6 +24,7 @@ static int write_done(struct sup *s, struct store_plan_summary *sum, struct cmd_
 	return 0;
 }
 
+/* run import PLAN: import a plan and queue its phases. */
 int cmd_run_import(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -43,6 +44,7 @@ int cmd_run_import(
 	return write_done(s, &sum, rep);
 }
 
+/* seed telemetry-run WORKSPACE: add the seed run and queue it. */
 int cmd_seed(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {

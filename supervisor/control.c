@@ -96,6 +96,7 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	json_decref(rep.body);
 }
 
+/* Serve one request; anything else drops the peer. */
 static void control_msg_cb(struct chan *ch, struct proto_msg *m)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
@@ -110,6 +111,7 @@ static void control_msg_cb(struct chan *ch, struct proto_msg *m)
 	proto_msg_free(m);
 }
 
+/* Forget a closed control connection. */
 static void control_close_cb(struct chan *ch, const char *why)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
@@ -193,6 +195,7 @@ static char *control_path(struct sup *s)
 	return xasprintf("/tmp/autopack-%d/%s.sock", (int)getuid(), s->st->uuid);
 }
 
+/* Bind and listen on the control socket; -1 (logged) on failure. */
 int control_listen(struct sup *s)
 {
 	struct stat sb;
@@ -232,6 +235,7 @@ int control_listen(struct sup *s)
 	return 0;
 }
 
+/* Stop listening, remove the socket and close the connections. */
 void control_close(struct sup *s)
 {
 	struct ctl_conn *c, *next;

@@ -13,6 +13,7 @@ static void convert_strs(const struct store_strs *from, struct proto_strlist *to
 	to->n = from->n;
 }
 
+/* Point a job's phase fields at a phase spec's strings (borrowed). */
 void convert_spec_to_job(const struct drain_spec *spec, struct proto_job *job)
 {
 	struct proto_phase *p = &job->phase;
@@ -29,6 +30,7 @@ void convert_spec_to_job(const struct drain_spec *spec, struct proto_job *job)
 	job->workspace = spec->workspace;
 }
 
+/* Copy the coefficient rows into a job. */
 void convert_coefs_to_job(const struct store_coef_row *rows, size_t n, struct proto_job *job)
 {
 	job->coefs = xcalloc(n + 1, sizeof *job->coefs);
@@ -40,6 +42,7 @@ void convert_coefs_to_job(const struct store_coef_row *rows, size_t n, struct pr
 	job->ncoefs = n;
 }
 
+/* View a wire event as a store row. */
 void convert_event_to_row(const struct proto_event *ev, struct drain_event *row)
 {
 	memset(row, 0, sizeof *row);
@@ -67,7 +70,7 @@ void convert_event_to_row(const struct proto_event *ev, struct drain_event *row)
 	case PROTO_EV_TOKEN_ESTIMATION: {
 		const struct proto_estimation *e = &ev->body.est;
 
-		row->u.est = (struct drain_estimation){
+		row->u.est = (struct store_estimation){
 			.category = e->category,
 			.complexity = e->complexity,
 			.deliverable_count = e->deliverable_count,

@@ -73,6 +73,7 @@ static void sighup_cb(uv_signal_t *h, int signum)
 		log_info("SIGHUP: log file reopened");
 }
 
+/* Start the signal handlers and the lifecycle's timers. */
 void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop_level level))
 {
 	s->stop_workers = stop_workers;
@@ -95,6 +96,7 @@ void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop
 		    (uint64_t)s->cfg.max_total_minutes * 60000, 0);
 }
 
+/* Check that the database path still names the opened file; exit 3 if not. */
 void lifecycle_identity_check(struct sup *s)
 {
 	struct store_err err;
@@ -126,6 +128,7 @@ void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
 	    s, STOP_NOW, "the database refused %d commits in a row", s->commit_fail_streak);
 }
 
+/* Escalate a graceful stop after ms. */
 void lifecycle_stop_timeout(struct sup *s, uint64_t ms)
 {
 	uv_timer_start(&s->stop_timer, stop_timer_cb, ms, 0);
@@ -144,6 +147,7 @@ static void lifecycle_vstop(
 	lifecycle_stop(s, level);
 }
 
+/* Stop, recording the first reason given. */
 void lifecycle_stop_because(struct sup *s, enum stop_level level, const char *fmt, ...)
 {
 	va_list ap;
@@ -153,6 +157,7 @@ void lifecycle_stop_because(struct sup *s, enum stop_level level, const char *fm
 	va_end(ap);
 }
 
+/* Stop, recording the first reason given and what caused it. */
 void lifecycle_stop_for(
     struct sup *s, enum stop_level level, enum stop_cause cause, const char *fmt, ...)
 {
@@ -163,6 +168,7 @@ void lifecycle_stop_for(
 	va_end(ap);
 }
 
+/* Raise the stop level, stop the workers accordingly, and check for the end. */
 void lifecycle_stop(struct sup *s, enum stop_level level)
 {
 	assert(level > STOP_NONE && level < STOP_LEVEL_COUNT);
@@ -178,6 +184,7 @@ void lifecycle_stop(struct sup *s, enum stop_level level)
 	lifecycle_check_done(s);
 }
 
+/* Stop when drained; end the loop once the stop has finished. */
 void lifecycle_check_done(struct sup *s)
 {
 	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {

@@ -2,6 +2,7 @@
  * queued phases with a pool of autopack-worker processes. This file parses the flags,
  * then starts the parts (supervisor/README.md) and wires them together. */
 #include "supervisor/sup.h"
+#include "supervisor/observe.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -56,6 +57,9 @@ static const char usage_text[] =
     "  --log-level L               error, warn, info (default) or debug\n"
     "  --log-format F              text (default), or json: one object a line with ts,\n"
     "                              level, msg, and run, phase, attempt, session, worker\n"
+    "  --http ADDR:PORT            serve a dashboard (/), health (/healthz), Prometheus\n"
+    "                              metrics (/metrics) and the status (/api/status) there,\n"
+    "                              read-only; e.g. 127.0.0.1:9464 (default: off)\n"
     "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
     "  --llm-provider anthropic|openai   (default anthropic)\n"
     "  --llm-base-url URL          provider endpoint (default https://api.anthropic.com, or\n"
@@ -115,6 +119,7 @@ enum {
 	OPT_LOGLEVEL,
 	OPT_LOGFORMAT,
 	OPT_VERSION,
+	OPT_HTTP,
 };
 
 static const struct option long_opts[] = {
@@ -151,6 +156,7 @@ static const struct option long_opts[] = {
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "log-format", required_argument, NULL, OPT_LOGFORMAT },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "http", required_argument, NULL, OPT_HTTP },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -317,6 +323,16 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 			c->skip_prefixes[c->nskip++] = optarg;
 			break;
 		case OPT_RESUME: c->resume = true; break;
+		case OPT_HTTP: {
+			char err[512];
+
+			if (http_addr_check(optarg, err, sizeof err) != 0) {
+				fprintf(stderr, "autopack-supervisor: --http: %s\n", err);
+				exit(2);
+			}
+			c->http_addr = optarg;
+			break;
+		}
 		default: flag_unknown(argv);
 		}
 	}
@@ -388,7 +404,9 @@ int main(int argc, char **argv)
 	service_init(s);
 	lease_init(s);
 	lifecycle_init(s, pool_stop);
-	if (control_listen(s) != 0)
+	metrics_init(s);
+	progress_init(s);
+	if (control_listen(s) != 0 || http_start(s) != 0)
 		exit(1);
 	if (store_drain_set_supervisor(s->sd, getpid(), s->control_path, &err) != 0)
 		log_fatal(1, "%s", err.text);
@@ -402,9 +420,13 @@ int main(int argc, char **argv)
 	session_finish(s);
 	lease_free(s);
 	service_finish(s);
+	http_stop(s);
 	uv_walk(&loop, close_walk_cb, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
+	http_free(s);
+	metrics_free(s);
+	progress_free(s);
 	free(s->worker_path);
 	free(s->control_path);
 	free(s->session_id);

@@ -29,6 +29,8 @@ static int notify_watchdog(struct notify *n)
 	return 0;
 }
 
+/* Read the service manager's variables and make the socket; -1 with err when they are
+ * malformed. */
 int notify_open(struct notify *n, char *err, size_t errlen)
 {
 	const char *name = getenv("NOTIFY_SOCKET");
@@ -75,6 +77,7 @@ int notify_open(struct notify *n, char *err, size_t errlen)
 	return rc;
 }
 
+/* Send one datagram of assignments; -errno when it cannot be sent. */
 int notify_send(struct notify *n, const char *assignments)
 {
 	ssize_t w;
@@ -88,6 +91,7 @@ int notify_send(struct notify *n, const char *assignments)
 	return w < 0 ? -errno : 0;
 }
 
+/* Send STATUS=text unless it was the last status sent; -errno on failure. */
 int notify_status(struct notify *n, const char *text)
 {
 	char msg[sizeof n->last_status + 8];
@@ -99,6 +103,7 @@ int notify_status(struct notify *n, const char *text)
 	return notify_send(n, msg);
 }
 
+/* Close the socket; nothing to do when none is open. */
 void notify_close(struct notify *n)
 {
 	if (n->fd >= 0)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether a set holds a name. */
 bool nameset_has(const struct nameset *ns, const char *name)
 {
 	size_t i;
@@ -31,6 +32,7 @@ static void nameset_add(struct nameset *ns, const char *name)
 	ns->v[ns->n++] = xstrdup(name);
 }
 
+/* Free a set's names. */
 static void nameset_free(struct nameset *ns)
 {
 	size_t i;
@@ -48,6 +50,7 @@ static bool has_ci(const char *hay, const char *needle)
 	return strcasestr(hay, needle) != NULL;
 }
 
+/* Bucket a failure reason by the words in it. */
 enum bucket policy_bucket(const char *r)
 {
 	if (r == NULL || *r == '\0')
@@ -179,6 +182,7 @@ static json_t *nameset_json(const struct nameset *ns)
 	return a;
 }
 
+/* Encode the policy state as JSON (heap). */
 char *policy_state_json(struct sup *s)
 {
 	struct policy *p = &s->pol;
@@ -208,6 +212,7 @@ static void nameset_load(struct nameset *ns, json_t *a)
 	json_array_foreach(a, i, v) if (json_is_string(v)) nameset_add(ns, json_string_value(v));
 }
 
+/* Restore a saved policy state; -1 (logged) when it is not a JSON object. */
 int policy_load(struct sup *s, const char *state_json)
 {
 	struct policy *p = &s->pol;
@@ -234,6 +239,7 @@ int policy_load(struct sup *s, const char *state_json)
 	return 0;
 }
 
+/* Free the policy state. */
 void policy_free(struct policy *p)
 {
 	size_t i;

@@ -353,6 +353,7 @@ static int pool_spawn(struct sup *s)
 	return 0;
 }
 
+/* Initialise the respawn timer and start the workers. */
 void pool_init(struct sup *s)
 {
 	uv_timer_init(s->loop, &s->respawn_timer);
@@ -361,6 +362,7 @@ void pool_init(struct sup *s)
 	pool_scale(s, s->target, false);
 }
 
+/* Retire or start workers to reach target. */
 void pool_scale(struct sup *s, int target, bool force)
 {
 	struct worker *w;
@@ -393,6 +395,7 @@ void pool_scale(struct sup *s, int target, bool force)
 		active++;
 }
 
+/* Retire or kill the workers for a stop. */
 void pool_stop(struct sup *s, enum stop_level level)
 {
 	struct worker *w;

@@ -25,6 +25,7 @@ static size_t run_hash(const char *id)
 	return (size_t)h;
 }
 
+/* Find a run by id. */
 struct run_q *sched_run_find(struct sup *s, const char *run_id)
 {
 	struct run_q *r;
@@ -151,6 +152,7 @@ static void ready_remove(struct sup *s, struct run_q *r)
 	heap_down(s, last->heap_at - 1);
 }
 
+/* Unlink and return the best ready run. */
 struct run_q *sched_pop(struct sup *s)
 {
 	struct run_q *best;
@@ -162,6 +164,7 @@ struct run_q *sched_pop(struct sup *s)
 	return best;
 }
 
+/* Free a queued phase. */
 void sched_phase_free(struct qphase *p)
 {
 	store_drain_spec_free(&p->spec);
@@ -183,6 +186,7 @@ static void sched_clear_run(struct sup *s, struct run_q *r)
 	r->head = r->tail = NULL;
 }
 
+/* Drop a run's queue for the rest of the session. */
 void sched_skip_run(struct sup *s, struct run_q *r, const char *why)
 {
 	r->skipped = true;
@@ -244,6 +248,7 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 	return 0;
 }
 
+/* Load the eligible phases and apply the restored triage; -1 (logged) on failure. */
 int sched_load(struct sup *s)
 {
 	struct store_err err;
@@ -267,6 +272,7 @@ int sched_load(struct sup *s)
 	return 0;
 }
 
+/* Reload one run's eligible phases, leaving out the one leased. */
 void sched_reload_run(struct sup *s, const char *run_id)
 {
 	struct run_q *r = sched_run_find(s, run_id);
@@ -305,6 +311,7 @@ void sched_reload_run(struct sup *s, const char *run_id)
 	ready_push(s, r);
 }
 
+/* Put a phase back at its run's head (freed if the run is skipped). */
 void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p)
 {
 	if (r->skipped) {
@@ -318,12 +325,14 @@ void sched_requeue(struct sup *s, struct run_q *r, struct qphase *p)
 	s->queued++;
 }
 
+/* Release a run's lease. */
 void sched_release(struct sup *s, struct run_q *r)
 {
 	r->busy = false;
 	ready_push(s, r);
 }
 
+/* Map an outcome to the phase's next state. */
 enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome outcome)
 {
 	int64_t limit = s->cfg.max_attempts;
@@ -344,6 +353,7 @@ enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome 
 	return p->attempts >= limit ? PHASE_FAILED : PHASE_QUEUED;
 }
 
+/* Whether nothing is left to dispatch, run or commit. */
 bool sched_drained(struct sup *s)
 {
 	bool capped = s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size;
@@ -351,6 +361,7 @@ bool sched_drained(struct sup *s)
 	return s->in_flight == 0 && s->ops_n == 0 && (s->queued == 0 || capped);
 }
 
+/* Take a popped run's head phase for a lease. */
 struct qphase *sched_take(struct sup *s, struct run_q *r)
 {
 	struct qphase *p = r->head;
@@ -366,6 +377,7 @@ struct qphase *sched_take(struct sup *s, struct run_q *r)
 	return p;
 }
 
+/* Drop a popped run's head phase and make the run ready again. */
 void sched_drop_head(struct sup *s, struct run_q *r)
 {
 	struct qphase *p = r->head;
@@ -380,6 +392,7 @@ void sched_drop_head(struct sup *s, struct run_q *r)
 	ready_push(s, r);
 }
 
+/* Free every run and phase. */
 void sched_free(struct sup *s)
 {
 	struct run_q *r, *rn;

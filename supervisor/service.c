@@ -4,6 +4,7 @@
  * stop begins. Readiness and stopping are noticed by a check handle that runs after every
  * loop iteration, so no other part of the supervisor calls in here. */
 #include "supervisor/sup.h"
+#include "supervisor/observe.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -29,11 +30,12 @@ static bool service_writer_healthy(struct sup *s)
 {
 	uint64_t period_ms = s->svc.notify.watchdog_usec / 1000;
 
-	if (s->store_lost || s->commit_fail_streak > 0)
+	if (s->store_lost || s->writes_off || s->commit_fail_streak > 0)
 		return false;
 	return s->ops_n == 0 || clock_mono_ms() - s->last_commit_ms < period_ms;
 }
 
+/* Describe the drain in one line for the service manager. */
 void service_status_line(struct sup *s, char *buf, size_t n)
 {
 	const char *state = s->store_lost ? "database lost" :
@@ -46,6 +48,14 @@ void service_status_line(struct sup *s, char *buf, size_t n)
 	snprintf(buf, n, "%s", state);
 	if (s->stopping && s->stop_reason != NULL)
 		snprintf(buf, n, "stopping (%s)", s->stop_reason);
+	else if (!s->store_lost && !s->paused && !s->crash_loop && s->svc.ready_sent) {
+		struct progress p;
+		char line[200];
+
+		progress_compute(s, &p);
+		progress_line(&p, line, sizeof line);
+		snprintf(buf, n, "%s: %s", state, line);
+	}
 }
 
 /* Send the status line when it changed. */
@@ -75,6 +85,7 @@ static void service_check_cb(uv_check_t *h)
 	}
 }
 
+/* Each second: send the status line if it changed. */
 static void service_status_cb(uv_timer_t *t)
 {
 	service_status(t->data);
@@ -91,12 +102,13 @@ static void service_watchdog_cb(uv_timer_t *t)
 	} else if (!s->svc.watchdog_missed) {
 		s->svc.watchdog_missed = true;
 		log_warn("not pinging the service manager's watchdog: %s",
-		    s->store_lost             ? "the database was lost" :
-		        s->commit_fail_streak ? "commits are failing" :
-		                                "queued writes wait for a commit");
+		    s->store_lost || s->writes_off ? "the database was lost or cannot be written" :
+		        s->commit_fail_streak      ? "commits are failing" :
+		                                     "queued writes wait for a commit");
 	}
 }
 
+/* Read the service manager's variables; exit 1 when they are malformed. */
 void service_open(struct sup *s)
 {
 	char err[256];
@@ -105,6 +117,7 @@ void service_open(struct sup *s)
 		log_fatal(1, "%s", err);
 }
 
+/* Start the readiness check and the status and watchdog timers. */
 void service_init(struct sup *s)
 {
 	struct service *v = &s->svc;
@@ -128,6 +141,7 @@ void service_init(struct sup *s)
 	uv_unref((uv_handle_t *)&v->watchdog_timer);
 }
 
+/* Say STOPPING=1 if not yet said, send the last status and close. */
 void service_finish(struct sup *s)
 {
 	if (!s->svc.stopping_sent)

@@ -6,6 +6,7 @@
 #include "common/estimate/estimator.h"
 #include "common/log.h"
 #include "common/store/dburl.h"
+#include "common/store/dburl_pg.h"
 #include "common/store/store_lock.h"
 #include "common/util.h"
 
@@ -35,6 +36,7 @@ static void session_refuse_empty(struct sup *s)
 		    s->st->url);
 }
 
+/* Open, check and lock the database; exits 1 on failure. */
 void session_open_store(struct sup *s)
 {
 	struct store_err err;
@@ -44,7 +46,7 @@ void session_open_store(struct sup *s)
 
 	if (dburl_resolve(s->cfg.db_flag, &path, &url, NULL, msg, sizeof msg) != 0)
 		log_fatal(1, "%s", msg);
-	if (stat(path, &sb) != 0)
+	if (!dburl_is_pg(url) && stat(path, &sb) != 0)
 		log_fatal(1,
 		    "database %s does not exist (%s); create it with: autopack-ctl"
 		    " --db %s db init",
@@ -155,6 +157,7 @@ static void session_new(struct sup *s)
 	free(settings);
 }
 
+/* Prepare the drain; exits 1 on failure. */
 void session_prepare(struct sup *s)
 {
 	struct store_err err;
@@ -182,6 +185,7 @@ void session_prepare(struct sup *s)
 	    s->cfg.dry_run ? ", dry run" : "");
 }
 
+/* Commit, record the session's end and release the database. */
 void session_finish(struct sup *s)
 {
 	struct store_err err;

@@ -10,6 +10,9 @@
  *   control → cmd-*, writer;  cmd-* → pool, lease, lifecycle, sched
  *   pool → lease, lifecycle, worker, secrets;  lease → sched, policy, writer, lifecycle, worker,
  *   convert;  writer → lifecycle, worker, policy;  lifecycle → sched;  sched → policy
+ * Watching (observe.h): main → metrics, progress, http;  writer → metrics;
+ *   cmd-status → status, metrics, progress;  http → cmd-status, status, metrics;
+ *   metrics → progress, status
  * Calls the other way go through callbacks wired by main.c or carried by a queued write:
  * lifecycle stops the workers through its stop_workers callback (pool_stop), and the
  * writer hands a committed attempt end back through the op's done callback
@@ -86,6 +89,7 @@ struct sup_config {
 	int64_t max_timeouts_per_run;
 	int64_t max_fingerprint_repeats;
 	int64_t max_consecutive_zero_yield; /* 0 = none */
+	const char *http_addr;              /* --http ADDR:PORT; NULL = off */
 };
 
 /* A set of names, kept in insertion order for the session record. */
@@ -378,6 +382,12 @@ struct sup {
 
 	struct sup_counters n;
 	struct service svc;
+
+	/* watching (supervisor/observe.h) */
+	struct metrics *metrics;
+	struct progress_state *progress;
+	struct http *http;
+	const char *http_url; /* what --http serves; NULL when off */
 };
 
 /* --- secrets.c: the provider keys --- */

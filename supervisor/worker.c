@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <string.h>
 
+/* Find a live worker by id. */
 struct worker *worker_find(struct sup *s, int id)
 {
 	struct worker *w;
@@ -86,6 +87,7 @@ struct worker *worker_idle_pop(struct sup *s)
 	return NULL;
 }
 
+/* Signal a live worker, remembering that we did. */
 void worker_kill(struct worker *w, int sig)
 {
 	if (w->state == W_EXITED || w->pid <= 0)
@@ -94,6 +96,7 @@ void worker_kill(struct worker *w, int sig)
 	uv_process_kill(&w->proc, sig);
 }
 
+/* Send a message; a worker that cannot be written to is killed. */
 int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *err)
 {
 	int rc = chan_send(&w->chan, m, err);
@@ -105,6 +108,7 @@ int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *e
 	return rc;
 }
 
+/* Name a worker's state for status. */
 const char *worker_state_name(const struct worker *w)
 {
 	static const char *const names[] = { "starting", "idle", "busy", "exited" };

@@ -12,6 +12,7 @@
  * failed commit rolls back, keeps the queue and is retried; after COMMIT_MAX_FAILURES
  * failures in a row the supervisor writes nothing more and exits 3. */
 #include "supervisor/sup.h"
+#include "supervisor/observe.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -23,6 +24,7 @@
 
 static void writer_timer_cb(uv_timer_t *t);
 
+/* Initialise the commit timer. */
 void writer_init(struct sup *s)
 {
 	uv_timer_init(s->loop, &s->commit_timer);
@@ -82,6 +84,7 @@ static void writer_push(struct sup *s, struct op *o)
 		writer_arm(s, (uint64_t)s->cfg.commit_window_ms);
 }
 
+/* Queue an event. */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
     struct proto_event *ev)
 {
@@ -106,6 +109,7 @@ void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, cons
 	writer_push(s, o);
 }
 
+/* Queue an attempt's end. */
 void writer_close(
     struct sup *s, uint64_t attempt_id, const struct drain_close *end, op_done_cb done, void *ctx)
 {
@@ -123,6 +127,7 @@ void writer_close(
 	writer_round(s, true);
 }
 
+/* Queue a control_log row. */
 void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
     const char *args, bool ok, const char *result)
 {
@@ -296,9 +301,11 @@ static void writer_failed(struct sup *s, bool lease, const struct store_err *err
 	writer_arm(s, COMMIT_RETRY_MS);
 }
 
+/* Commit the queue in one transaction, then ack and hand back ends. */
 void writer_flush(struct sup *s)
 {
 	struct op *head = s->ops_head, *o, *next;
+	uint64_t began = uv_hrtime();
 	struct store_err err;
 	bool lease;
 
@@ -343,6 +350,7 @@ again:
 	}
 	if (store_drain_commit(s->sd, &err) != 0)
 		goto fail;
+	metrics_commit(s, began);
 	s->pol.dirty = false;
 	s->n.commits++;
 	s->commit_fail_streak = 0;
@@ -355,6 +363,7 @@ again:
 	for (o = head; o != NULL; o = next) {
 		next = o->next;
 		op_count(s, o);
+		metrics_op(s, o);
 		if (o->kind == OP_CLOSE && o->u.close.done != NULL)
 			o->u.close.done(s, o);
 		op_free(o);
@@ -367,6 +376,7 @@ fail:
 	writer_failed(s, lease, &err);
 }
 
+/* Commit in the next loop turn for a worker waiting for acks. */
 void writer_flush_early(struct sup *s)
 {
 	/* At the end of this loop turn: the frames read in it, from every worker, share the

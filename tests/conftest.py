@@ -60,6 +60,32 @@ def tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """This test process's PostgreSQL server (tests/pg_cluster.py)."""
+    from pg_cluster import Cluster
+    c = Cluster()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def pg_url(pg_cluster):
+    """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    name = pg_cluster.new_database()
+    yield pg_cluster.url(name)
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def backend_url(request, tmp):
+    """A database URL on each backend, for `db init`: a file not made yet in tmp, or a
+    fresh empty PostgreSQL database."""
+    if request.param == "sqlite":
+        return "sqlite:///" + os.path.join(str(tmp), "autopack.db")
+    return request.getfixturevalue("pg_url")
+
+
 _summary = []
 
 

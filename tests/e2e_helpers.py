@@ -15,17 +15,19 @@ SEED_RUN = "telemetry-collection-v4"
 SEED_DIR = "examples/telemetry_utils/"
 
 
-def init_db(tmp, name="autopack.db"):
-    """Create a database in tmp; return its URL."""
-    url = db_url(os.path.join(str(tmp), name))
+def init_db(tmp, name="autopack.db", url=None):
+    """Create a database in tmp, or at `url` (an empty PostgreSQL database); return its
+    URL."""
+    url = url or db_url(os.path.join(str(tmp), name))
     r = ctl("--db", url, "db", "init")
     assert r.rc == 0, r
     return url
 
 
-def seed_db(tmp, workspace):
-    """Create a database in tmp holding the seeded telemetry run; return its URL."""
-    url = init_db(tmp)
+def seed_db(tmp, workspace, url=None):
+    """Create a database in tmp (or at `url`) holding the seeded telemetry run; return its
+    URL."""
+    url = init_db(tmp, url=url)
     r = ctl("--db", url, "seed", "telemetry-run", "--workspace", workspace)
     assert r.rc == 0, r
     return url
@@ -107,7 +109,10 @@ def drain(tmp, url, llm, *args, key="sk-ant-e2e-test-key", provider="anthropic",
 
 
 def rows(url, query, *args):
-    """Rows of a read-only query, as dicts."""
+    """Rows of a read-only query, as dicts (on either backend)."""
+    if url.startswith("postgresql://"):
+        import pg_cluster
+        return pg_cluster.query_dicts(url, query, *args)
     path = url[len("sqlite:///"):]
     con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
     con.row_factory = sqlite3.Row

@@ -53,7 +53,9 @@ completion tokens = characters of the answer text // 4 (at least 1 each).
 and whether it matched --expect-key (never the key itself), whether the key also appeared
 anywhere else in the request (another header, the path or the body: "key_elsewhere"), the
 other headers, model, max_tokens, the marker and spec used, the status sent and the usage
-returned.
+returned. It is written when the answer goes out; --received FILE appends one line per
+request ("path") as soon as its body is read, so a test can count the requests a provider
+saw even while their answers are still delayed.
 
 Stops on SIGTERM, and by itself after --max-seconds (default 600).
 """
@@ -306,6 +308,9 @@ def make_handler(args, script, log_lock):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if args.received:
+                with log_lock, open(args.received, "a") as f:
+                    f.write(json.dumps({"path": self.path}) + "\n")
             if self.path == "/v1/messages":
                 provider = "anthropic"
                 key = self.headers.get("x-api-key")
@@ -451,6 +456,7 @@ def main():
     ap.add_argument("--port-file", help="write the chosen port here")
     ap.add_argument("--script", help="JSON script of responses")
     ap.add_argument("--log", help="append one JSON line per request here")
+    ap.add_argument("--received", help="append one line per request here as it arrives")
     ap.add_argument("--expect-key", help="the API key requests must carry")
     ap.add_argument("--max-seconds", type=float, default=600)
     args = ap.parse_args()

@@ -60,6 +60,9 @@ def new_db(tmp, runs=2, tiers=1, phases=3, **kw):
 
 
 def sql(url, query, *args):
+    if url.startswith("postgresql://"):
+        import pg_cluster
+        return pg_cluster.query(url, query, *args)
     path = url[len("sqlite:///"):]
     con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
     try:
@@ -192,6 +195,22 @@ def wait_for(pred, timeout=60, step=0.05, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+KEY = "sk-test-supervisor-key-0123456789"
+
+
+def llm_supervisor(tmp, url, llm, *args, name="sup"):
+    """A supervisor whose real workers call the stand-in `llm` (Anthropic API, no retries)."""
+    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
+                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name)
+
+
+def gate_check(tmp):
+    """A check command that waits until the file `go` exists in tmp: phases stay in
+    flight until the test lets them finish. Returns (check command, go path)."""
+    go = os.path.join(str(tmp), "go")
+    return "while [ ! -e %s ]; do sleep 0.05; done" % go, go
+
+
 class Standin:
     """The LLM stand-in server on a free loopback port."""
 
@@ -219,3 +238,23 @@ class Standin:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+def hold_write_lock(path):
+    """Another process that takes SQLite's write lock on path and holds it until release."""
+    holder = subprocess.Popen([sys.executable, "-c", """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+con.execute("ROLLBACK")
+""", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def release(holder):
+    """Let a hold_write_lock holder roll back and exit."""
+    holder.communicate("\n", timeout=30)
+    assert holder.returncode == 0

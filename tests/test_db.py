@@ -80,7 +80,7 @@ def test_no_database_named_is_refused_with_an_example(tmp):
 
 
 @pytest.mark.parametrize("bad,needle", [
-    ("postgresql://u@h/db", "reserved for the multi-host backend"),
+    ("postgresql://u@h/db?search_path=x", 'invalid URI query parameter: "search_path"'),
     ("autopack.db", "write sqlite:///autopack.db"),
     ("sqlite:///:memory:", "in-memory"),
     ("sqlite:///x.db?mode=ro", "query strings"),

@@ -39,14 +39,20 @@ FILES = ["string_helper.py", "number_helper.py", "list_helper.py", "date_helper.
          "test_list_helper.py", "README.md", "file_helper.py"]
 
 
-@pytest.fixture(scope="module", params=["anthropic", "openai"])
+@pytest.fixture(scope="module", params=[("anthropic", "sqlite"), ("openai", "sqlite"),
+                                        ("anthropic", "pg")], ids=lambda p: "-".join(p))
 def drained(request, tmp_path_factory):
-    """The seed run drained against the stand-in speaking one provider's API."""
-    provider = request.param
-    tmp = tmp_path_factory.mktemp("seed-" + provider)
+    """The seed run drained against the stand-in speaking one provider's API, on one
+    backend."""
+    provider, backend = request.param
+    tmp = tmp_path_factory.mktemp("seed-%s-%s" % (provider, backend))
     key = "sk-e2e-seed-%s-key" % provider
     ws = os.path.join(str(tmp), "workspace")
-    url = seed_db(tmp, ws)
+    pg_url = None
+    if backend == "pg":
+        cluster = request.getfixturevalue("pg_cluster")
+        pg_url = cluster.url(cluster.new_database("seed"))
+    url = seed_db(tmp, ws, url=pg_url)
     llm = Standin(tmp, None, "--expect-key", key)
     try:
         sup = drain(tmp, url, llm, "--model", "model-under-test", key=key,

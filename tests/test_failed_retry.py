@@ -121,6 +121,9 @@ def test_retry_offline_by_fingerprint_id_records_who_and_why(tmp, llm):
     assert "retried 2 phases" in r.out
     s = states(url)
     assert (s[("a1", "p1")], s[("a2", "p1")], s[("b1", "p1")]) == ("QUEUED", "QUEUED", "FAILED")
+    # Their tiers follow them: no longer FAILED, waiting again.
+    tiers = {r["run_id"]: r["state"] for r in rows(url, "SELECT run_id, state FROM tiers")}
+    assert (tiers["a1"], tiers["a2"], tiers["b1"]) == ("PENDING", "PENDING", "FAILED"), tiers
     log = rows(url, "SELECT peer_pid, peer_uid, command, args, ok, result FROM control_log"
                     " ORDER BY id")
     assert sorted(x["args"] for x in log) == ["a1 p1", "a2 p1"]

@@ -4,14 +4,13 @@ READY=1 only once the control socket answers and every worker is up, STATUS= lin
 WATCHDOG=1 every half WATCHDOG_USEC and none while commits fail, STOPPING=1 at a stop; the
 variables never reach a worker."""
 import os
+import re
 import socket
-import subprocess
-import sys
 import uuid
 
 import pytest
 
-from supervisor_helpers import Supervisor, new_db, wait_for
+from supervisor_helpers import Supervisor, hold_write_lock, new_db, release, wait_for
 
 
 class NotifySocket:
@@ -79,6 +78,9 @@ def test_ready_status_watchdog_stopping(tmp, abstract):
         assert st["pool"]["live"] == 3
         assert all(w["state"] in ("idle", "busy") for w in st["pool"]["workers"]), st
         assert [d for d in notify.got if d.startswith("STATUS=")], notify.got
+        # While draining, the status line is the progress every reader shows.
+        notify.wait(lambda d: re.match(r"STATUS=draining: \d+/\d+ phases \(", d),
+                    "a progress status line")
         # The status line precedes readiness, and a watchdog ping follows it.
         assert notify.got.index("READY=1") > 0
         pings = lambda: sum(d == "WATCHDOG=1" for d in notify.got)
@@ -128,19 +130,6 @@ def test_no_ready_before_workers_are_up(tmp):
         notify.close()
 
 
-def hold_write_lock(path):
-    holder = subprocess.Popen([sys.executable, "-c", """
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], isolation_level=None)
-con.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-con.execute("ROLLBACK")
-""", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
 def test_watchdog_withheld_while_commits_fail(tmp):
     url = new_db(tmp, runs=1, phases=1)
     notify = NotifySocket(tmp)
@@ -157,7 +146,7 @@ def test_watchdog_withheld_while_commits_fail(tmp):
         wait_for(lambda: sup.stderr().count("writes failed") >= failures + 1, 60,
                  what="another failed commit")
         assert "WATCHDOG=1" not in notify.read(), "pinged while commits were failing"
-        holder.communicate("\n", timeout=30)
+        release(holder)
         notify.wait(lambda d: d == "WATCHDOG=1", "pings once commits succeed again")
         assert sup.stop_now() == 0
     finally:

@@ -96,7 +96,9 @@ def test_a_second_signal_requeues_the_attempts_as_supervisor_stopped(tmp):
 
 def test_a_service_manager_signalling_every_process_stops_only_the_supervisor(tmp):
     tmp = str(tmp)
-    url, llm = two_runs(tmp, 3)
+    # Calls long enough to be still in flight when the signals come, even on a slow
+    # (sanitizer) build.
+    url, llm = two_runs(tmp, 10)
     sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
                      session=True)
     try:

@@ -13,7 +13,8 @@ import sys
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import (Standin, Supervisor, log_times, new_db, rogue_notes,
+from supervisor_helpers import (Standin, Supervisor, gate_check, hold_write_lock,
+                                llm_supervisor, log_times, new_db, release, rogue_notes,
                                 rogue_supervisor, sql, status_when, wait_for)
 
 
@@ -194,12 +195,6 @@ def test_worker_sending_garbage_is_killed_and_replaced(tmp):
 
 # --- real phases: the real worker against the LLM stand-in, with a slow check command ---
 
-KEY = "sk-test-supervisor-key-0123456789"
-
-
-def llm_supervisor(tmp, url, llm, *args, name="sup"):
-    return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
-                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name)
 
 
 @pytest.fixture
@@ -207,13 +202,6 @@ def llm(tmp):
     s = Standin(tmp)
     yield s
     s.stop()
-
-
-def gate_check(tmp):
-    """A check command that waits until the file `go` exists in tmp: phases stay in
-    flight until the test lets them finish. Returns (check command, go path)."""
-    go = os.path.join(str(tmp), "go")
-    return "while [ ! -e %s ]; do sleep 0.05; done" % go, go
 
 
 def test_sigkill_of_busy_workers_loses_no_phase(tmp, llm):
@@ -551,25 +539,6 @@ def test_worker_past_its_deadline_is_terminated_then_killed(tmp):
     [term_at] = log_times(err, "passed its deadline")
     [killed_at] = log_times(err, "(pid %d) exited" % job["pid"])
     assert killed_at - term_at >= 5 - 0.002    # the kill grace, a lower bound
-
-
-def hold_write_lock(path):
-    """Another process that takes SQLite's write lock on path and holds it until release."""
-    holder = subprocess.Popen([sys.executable, "-c", """
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], isolation_level=None)
-con.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-con.execute("ROLLBACK")
-""", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
-def release(holder):
-    holder.communicate("\n", timeout=30)
-    assert holder.returncode == 0
 
 
 def test_busy_database_delays_commits_and_loses_nothing(tmp, llm):

@@ -130,16 +130,17 @@ def test_stale_and_foreign_events_are_counted_in_status_and_metrics(tmp):
         assert "events: 3 committed, 3 duplicate; rejected: 3 wrong database, 3 stale attempt" \
             in text, text
         m = metrics(sup)
-        assert m["autopack_rejected_total{reason=wrong_uuid}"] == 3
-        assert m["autopack_rejected_total{reason=stale_attempt}"] == 3
-        assert m["autopack_events_committed_total"] == 3
+        assert m["autopack_events_rejected_total{reason=wrong_database}"] == 3
+        assert m["autopack_events_rejected_total{reason=stale_attempt}"] == 3
+        assert sum(v for k, v in m.items()
+                   if k.startswith("autopack_events_committed_total{")) == 3
         assert m["autopack_events_duplicate_total"] == 3
-        assert m["autopack_results_total"] == 3
-        assert m["autopack_dispatched_total"] == c["dispatched"] == 3
+        assert sum(v for k, v in m.items() if k.startswith("autopack_attempts_total{")) == 3
+        assert m["autopack_attempts_dispatched_total"] == c["dispatched"] == 3
         assert m["autopack_commits_total"] == c["commits"] >= 1
-        assert m["autopack_workers"] == 1
-        assert m["autopack_in_flight"] == 0
-        assert m["autopack_phases_queued"] == 0
+        assert sum(v for k, v in m.items() if k.startswith("autopack_workers{")) == 1
+        assert m["autopack_queue_in_flight_attempts"] == 0
+        assert m["autopack_queue_eligible_phases"] == 0
         assert m["autopack_worker_crashes_total"] == 0
     finally:
         sup.stop_now()

@@ -26,6 +26,7 @@ static char *ev_cut_chars(const char *s, size_t max)
 	return xasprintf("%.*s...", (int)cut, s);
 }
 
+/* Encode the deliverables as the v2 table keeps them (heap). */
 char *ev_deliverables_json(const struct proto_strlist *d)
 {
 	json_t *arr = json_array();
@@ -78,6 +79,7 @@ void ev_request_fill(struct proto_event *ev, const char *provider, const char *m
 	q->try_number = try_number;
 }
 
+/* Fill an llm_usage event for one try. */
 void ev_usage_fill(
     struct proto_event *ev, const char *provider, const char *model, const struct llm_try *t)
 {
@@ -97,6 +99,7 @@ void ev_usage_fill(
 	u->try_number = t->try_number;
 }
 
+/* Fill a token_estimation_v2 event from a builder call. */
 void ev_estimation_fill(struct proto_event *ev, const struct ev_builder_call *c)
 {
 	struct proto_estimation *e = &ev->body.est;
@@ -125,6 +128,7 @@ void ev_estimation_fill(struct proto_event *ev, const struct ev_builder_call *c)
 	e->deliverables_detail_json = c->deliverables_detail_json;
 }
 
+/* Fill a log event. */
 void ev_log_fill(struct proto_event *ev, const char *level, char *message)
 {
 	memset(ev, 0, sizeof *ev);

@@ -14,6 +14,7 @@ static bool fp_word(unsigned char c)
 	return isalnum(c) || c == '_' || c >= 0x80;
 }
 
+/* Whether c is an ASCII digit. */
 static bool fp_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
@@ -244,6 +245,7 @@ static size_t fp_copy_utf8(const char *s, char *out, size_t n)
 	return len;
 }
 
+/* Normalise an error message into out; returns its length. */
 size_t fp_normalise(const char *in, char *out, size_t n)
 {
 	char *s = xstrdup(in != NULL ? in : "");
@@ -266,6 +268,7 @@ size_t fp_normalise(const char *in, char *out, size_t n)
 	return len;
 }
 
+/* Name the rc bucket of an exit status. */
 void fp_rc_bucket(int rc, char *out, size_t n)
 {
 	if (rc == -1)
@@ -276,6 +279,7 @@ void fp_rc_bucket(int rc, char *out, size_t n)
 		snprintf(out, n, "rc%d", rc);
 }
 
+/* Join the parts that are present into a fingerprint; returns its length. */
 size_t fp_fingerprint(
     const char *final_state, const char *bucket, const char *error, char *out, size_t n)
 {
@@ -320,6 +324,25 @@ size_t fp_attempt(enum outcome o, enum reason r, const char *message, char *out,
 	return fp_fingerprint(outcome_label(o), bucket, message, out, n);
 }
 
+/* Whether the lowercased text contains one of the n lowercase marks (false for NULL). */
+static bool fp_has_mark(const char *text, const char *const *marks, size_t n)
+{
+	char *low;
+	size_t i;
+	bool hit = false;
+
+	if (text == NULL)
+		return false;
+	low = xstrdup(text);
+	for (i = 0; low[i] != '\0'; i++)
+		low[i] = (char)tolower((unsigned char)low[i]);
+	for (i = 0; i < n && !hit; i++)
+		hit = strstr(low, marks[i]) != NULL;
+	free(low);
+	return hit;
+}
+
+/* Whether the text shows a context or turn limit. */
 bool fp_llm_boundary(const char *text)
 {
 	static const char *const marks[] = {
@@ -333,19 +356,8 @@ bool fp_llm_boundary(const char *text)
 		"conversation too long",
 		"exceeded maximum",
 	};
-	char *low;
-	size_t i;
-	bool hit = false;
 
-	if (text == NULL)
-		return false;
-	low = xstrdup(text);
-	for (i = 0; low[i] != '\0'; i++)
-		low[i] = (char)tolower((unsigned char)low[i]);
-	for (i = 0; i < ARRAY_SIZE(marks) && !hit; i++)
-		hit = strstr(low, marks[i]) != NULL;
-	free(low);
-	return hit;
+	return fp_has_mark(text, marks, ARRAY_SIZE(marks));
 }
 
 /* True when the lowercased output shows a failure before any LLM call. */
@@ -362,21 +374,11 @@ static bool fp_before_llm_text(const char *text)
 		"connection error",
 		"permission denied",
 	};
-	char *low;
-	size_t i;
-	bool hit = false;
 
-	if (text == NULL)
-		return false;
-	low = xstrdup(text);
-	for (i = 0; low[i] != '\0'; i++)
-		low[i] = (char)tolower((unsigned char)low[i]);
-	for (i = 0; i < ARRAY_SIZE(marks) && !hit; i++)
-		hit = strstr(low, marks[i]) != NULL;
-	free(low);
-	return hit;
+	return fp_has_mark(text, marks, ARRAY_SIZE(marks));
 }
 
+/* Say why an attempt yielded no clean sample (ZERO_YIELD_NONE if it did). */
 enum zero_yield fp_zero_yield_reason(const struct fp_yield *y)
 {
 	if (y->dry_run || y->samples > 0)
@@ -403,6 +405,7 @@ enum zero_yield fp_zero_yield_reason(const struct fp_yield *y)
 	return ZERO_YIELD_UNKNOWN;
 }
 
+/* Name a fingerprint by the hex digits of its hash. */
 void fp_id(const char *fingerprint, char out[FP_ID_LEN + 1])
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
@@ -415,6 +418,7 @@ void fp_id(const char *fingerprint, char out[FP_ID_LEN + 1])
 	snprintf(out, FP_ID_LEN + 1, "%012llx", (unsigned long long)(h >> 16));
 }
 
+/* Whether `name` is the fingerprint or a prefix of its id. */
 bool fp_id_matches(const char *fingerprint, const char *name)
 {
 	char id[FP_ID_LEN + 1];

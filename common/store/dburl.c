@@ -1,4 +1,5 @@
 #include "common/store/dburl.h"
+#include "common/store/dburl_pg.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -25,12 +26,6 @@ static int dburl_refuse_scheme(const char *url, char *err, size_t errlen)
 		return errbuf_fail(err, errlen,
 		    "'%s' is a bare path, not a database URL; write sqlite:///%s", url, url);
 	n = sep != NULL ? (size_t)(sep - url) : (size_t)(colon - url);
-	if ((n == 10 && strncmp(url, "postgresql", 10) == 0) ||
-	    (n == 8 && strncmp(url, "postgres", 8) == 0) || strncmp(url, "postgresql+", 11) == 0)
-		return errbuf_fail(err, errlen,
-		    "'%.*s' URLs are reserved for the multi-host backend, not supported yet; "
-		    "use %s",
-		    (int)n, url, DBURL_EXAMPLE);
 	return errbuf_fail(err, errlen, "unsupported URL scheme '%.*s' in '%s'; use %s", (int)n,
 	    url, url, DBURL_EXAMPLE);
 }
@@ -113,6 +108,12 @@ int dburl_parse(
 		    "':memory:' is not supported (every process must reach the same file); "
 		    "use %s",
 		    DBURL_EXAMPLE);
+	if (dburl_pg_scheme(url)) {
+		if (dburl_pg_parse(url, canonical_url, err, errlen) != 0)
+			return -1;
+		*canonical_path = xstrdup(*canonical_url);
+		return 0;
+	}
 	if (strncmp(url, prefix, sizeof prefix - 1) != 0)
 		return dburl_refuse_scheme(url, err, errlen);
 	rest = url + sizeof prefix - 1;

@@ -8,6 +8,14 @@
 
 struct db_dialect {
 	const char *name; /* "SQLite", "PostgreSQL" */
+	/* The literal a boolean column of the original's tables is false with. */
+	const char *false_literal;
+	/* The durability of each commit: every commit on disk before it returns, or a
+	 * commit that a power loss may undo while the database stays whole. */
+	const char *sync_full;
+	const char *sync_normal;
+	/* What orders drain sessions started at the same time (newest last). */
+	const char *session_order;
 	/* A row if ?1 names a table (names compare without case). */
 	const char *table_exists;
 };

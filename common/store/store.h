@@ -34,8 +34,10 @@ struct store_err {
 
 struct store {
 	struct db *db;
-	char *path; /* canonical absolute path */
-	char *url;  /* canonical URL: sqlite:////abs/path.db */
+	enum db_backend backend;
+	char *path;      /* canonical absolute path; PostgreSQL: the canonical URL */
+	char *url;       /* canonical URL: sqlite:////abs/path.db, postgresql://user@host:5432/db */
+	char *server_id; /* PostgreSQL: "<system identifier>/<database name>"; else NULL */
 	char uuid[37];
 	int schema_version;
 	dev_t dev; /* identity of the file at open */

@@ -45,7 +45,10 @@ int store_identity_read(struct store *st, struct store_identity *id, struct stor
 	int rc = 0;
 
 	memset(id, 0, sizeof *id);
-	if (stat(st->path, &sb) == 0)
+	if (st->backend == DB_PG)
+		rc = store_query_int(
+		    st->db, "SELECT pg_database_size(current_database())", &id->size, err);
+	else if (stat(st->path, &sb) == 0)
 		id->size = (int64_t)sb.st_size;
 	else
 		rc = store_fail(err, STORE_EIO, "%s: %s", st->path, strerror(errno));
@@ -82,12 +85,18 @@ void store_banner(struct store *st, FILE *out)
 	store_identity_read(st, &id, NULL);
 	fprintf(out, "== autopack database ==\n");
 	fprintf(out, "  url:            %s\n", st->url);
-	fprintf(out, "  file:           %s\n", st->path);
-	fprintf(out, "  size:           %lld bytes", (long long)id.size);
-	if (id.wal_size > 0)
-		fprintf(out, " (+ %lld bytes in %s-wal)", (long long)id.wal_size, st->path);
-	fprintf(
-	    out, "\n  device:inode:   %lu:%lu\n", (unsigned long)st->dev, (unsigned long)st->ino);
+	if (st->backend == DB_PG) {
+		fprintf(out, "  server:         PostgreSQL, system identifier/database %s\n",
+		    st->server_id);
+		fprintf(out, "  size:           %lld bytes\n", (long long)id.size);
+	} else {
+		fprintf(out, "  file:           %s\n", st->path);
+		fprintf(out, "  size:           %lld bytes", (long long)id.size);
+		if (id.wal_size > 0)
+			fprintf(out, " (+ %lld bytes in %s-wal)", (long long)id.wal_size, st->path);
+		fprintf(out, "\n  device:inode:   %lu:%lu\n", (unsigned long)st->dev,
+		    (unsigned long)st->ino);
+	}
 	fprintf(out, "  uuid:           %s\n", st->uuid);
 	fprintf(out, "  schema version: %d\n", st->schema_version);
 	fprintf(out, "  created:        %s by %s\n", id.created_at, id.created_by);

@@ -1,5 +1,6 @@
 /* The drain's store: its statements, group-commit transactions, the supervisor's entry in
  * meta and the durability setting (see store_drain.h). */
+#include "common/store/dialect.h"
 #include "common/store/store_drain_internal.h"
 #include "common/store/store_estimation.h"
 #include "common/util.h"
@@ -9,9 +10,6 @@
 #include <stdlib.h>
 
 const struct drain_sql drain_sql_main[] = {
-	{ DS_BEGIN, "BEGIN IMMEDIATE" },
-	{ DS_COMMIT, "COMMIT" },
-	{ DS_ROLLBACK, "ROLLBACK" },
 	{ DS_META_SUP, "UPDATE meta SET supervisor_pid = ?1, control_socket = ?2 WHERE id = 1" },
 };
 const size_t drain_sql_main_n = ARRAY_SIZE(drain_sql_main);
@@ -119,34 +117,34 @@ void store_drain_close(struct store_drain *d)
 	free(d);
 }
 
-/* BEGIN IMMEDIATE; STORE_EIO on failure. */
+/* Begin a group commit's transaction; STORE_EIO on failure. */
 int store_drain_begin(struct store_drain *d, struct store_err *err)
 {
 	assert(!db_in_transaction(d->st->db));
-	drain_stmt(d, DS_BEGIN);
-	return drain_exec(d, DS_BEGIN, err);
+	if (db_begin(d->st->db, DB_TX_GROUP) != DB_OK)
+		return drain_fail(d, err, "BEGIN");
+	return 0;
 }
 
 /* COMMIT; STORE_EIO on failure. */
 int store_drain_commit(struct store_drain *d, struct store_err *err)
 {
-	drain_stmt(d, DS_COMMIT);
-	return drain_exec(d, DS_COMMIT, err);
+	if (db_commit(d->st->db) != DB_OK)
+		return drain_fail(d, err, "COMMIT");
+	return 0;
 }
 
 /* ROLLBACK when a transaction is open. */
 void store_drain_rollback(struct store_drain *d)
 {
-	if (db_in_transaction(d->st->db))
-		db_step(drain_stmt(d, DS_ROLLBACK));
-	db_reset(d->stmt[DS_ROLLBACK]);
+	db_rollback(d->st->db);
 }
 
 /* Set PRAGMA synchronous; STORE_EIO on failure. */
 int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_err *err)
 {
 	assert(!db_in_transaction(d->st->db));
-	return drain_run(d, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+	return drain_run(d, full ? d->st->db->dialect->sync_full : d->st->db->dialect->sync_normal,
 	    NULL, NULL, NULL, err);
 }
 

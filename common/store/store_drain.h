@@ -8,6 +8,7 @@
  *   store_drain_attempt.c  attempts: open (the lease fence), the phase spec, close
  *   store_drain_event.c    telemetry events and control_log rows
  *   store_drain_session.c  drain sessions
+ *   store_drain_watch.c    what a drain's watchers read (progress, failures, durations)
  *
  * Transactions: a group commit is store_drain_begin, then any number of
  * store_drain_attempt_open, store_drain_event_insert, store_drain_attempt_close,
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "common/store/store.h"
+#include "common/store/store_estimation.h"
 #include "common/vocab.h"
 
 struct store_drain;
@@ -88,38 +90,16 @@ struct drain_request {
 	int64_t try_number;
 };
 
-/* One builder call: a row in token_estimation_v2_events (the attempt's run, phase, ids
- * and times are filled in by store_drain_event_insert). */
-struct drain_estimation {
-	const char *category;
-	const char *complexity;
-	int64_t deliverable_count;
-	const char *deliverables_json;
-	int64_t predicted_output_tokens;
-	int64_t actual_output_tokens;
-	int64_t selected_budget;
-	int64_t actual_max_tokens; /* -1: unknown */
-	bool success;
-	bool truncated;
-	const char *stop_reason; /* nullable */
-	const char *model;
-	uint64_t estimator_version;
-	int64_t doc_features;                 /* enum doc_feature bits; -1: not computed */
-	const char *context_quality;          /* nullable */
-	const char *sot_file_name;            /* nullable */
-	int64_t sot_entry_count_hint;         /* -1: none */
-	int64_t input_tokens;                 /* -1: unknown */
-	const char *deliverables_detail_json; /* nullable */
-};
-
 /* One telemetry event of an attempt. Strings are borrowed for the call. */
 struct drain_event {
 	uint64_t attempt_id;
 	uint64_t seq; /* 1-based within the attempt; (attempt_id, seq) is the event's key */
 	enum event_kind kind;
 	union {
-		struct drain_usage usage;    /* EVENT_LLM_USAGE */
-		struct drain_estimation est; /* EVENT_TOKEN_ESTIMATION_V2 */
+		struct drain_usage usage; /* EVENT_LLM_USAGE */
+		/* EVENT_TOKEN_ESTIMATION_V2: run, phase, times, attempt and seq are filled in
+		 * by store_drain_event_insert */
+		struct store_estimation est;
 		struct {
 			const char *level;
 			const char *message;
@@ -255,5 +235,46 @@ int store_drain_session_attempts(
 /* Mark a drain session finished with the reason it stopped (outside a transaction). */
 int store_drain_session_close(
     struct store_drain *d, const char *session_id, const char *stop_reason, struct store_err *err);
+
+/* --- common/store/store_drain_watch.c --- */
+
+/* An attempt that ended without doing what was asked. Strings are borrowed for the call. */
+struct drain_failure {
+	uint64_t attempt_id;
+	const char *run_id;
+	const char *phase_id;
+	int64_t attempt_number;
+	enum outcome outcome;
+	const char *reason;    /* nullable */
+	const char *message;   /* nullable */
+	const char *ended_at;  /* the stored timestamp */
+	const char *workspace; /* runs.workspace, "" when unset */
+};
+
+/* Call fn for each (run, task category) of the phases in state QUEUED (and FAILED when
+ * with_failed) with their count; category is NULL for phases without one (outside a
+ * transaction). */
+int store_drain_each_queued_category(struct store_drain *d, bool with_failed,
+    int (*fn)(void *arg, const char *run_id, const char *category, int64_t n), void *arg,
+    struct store_err *err);
+/* Call fn with the task category (nullable) and duration of each of the newest `limit`
+ * attempts that ran to an end of their own: success, failed, timeout, worker_crashed,
+ * heartbeat_lost; or only dry_run ones when dry_run (outside a transaction). */
+int store_drain_each_duration(struct store_drain *d, bool dry_run, int64_t limit,
+    int (*fn)(void *arg, const char *category, int64_t duration_ms), void *arg,
+    struct store_err *err);
+/* Call fn for the newest `limit` ended attempts whose outcome is neither success nor
+ * dry_run, newest first (outside a transaction). */
+int store_drain_each_failure(struct store_drain *d, int64_t limit,
+    int (*fn)(void *arg, const struct drain_failure *f), void *arg, struct store_err *err);
+/* Read the task category of attempt att's phase into *category, a heap string or NULL
+ * when the phase has none (outside a transaction). STORE_EINVAL: no such attempt. */
+int store_drain_attempt_category(
+    struct store_drain *d, uint64_t att, char **category, struct store_err *err);
+/* Count a session's attempts that left their phase for good (*done: the phase is
+ * COMPLETE, FAILED or SKIPPED after it, or it was a dry run) and those that did not do
+ * what was asked (*failed) (outside a transaction). */
+int store_drain_session_tally(struct store_drain *d, const char *session_id, int64_t *done,
+    int64_t *failed, struct store_err *err);
 
 #endif

@@ -58,7 +58,7 @@ const struct drain_sql drain_sql_attempt[] = {
 	    "   AND state NOT IN (?5, ?6)) AS open) d"
 	    " WHERE id = ?1" },
 	{ DS_RESULT_ROW,
-	    "INSERT OR REPLACE INTO drain_session_results (session_id, attempt_id, run_id,"
+	    "INSERT INTO drain_session_results (session_id, attempt_id, run_id,"
 	    " phase_id, phase_index, initial_state, final_state, success, error_message,"
 	    " timestamp, duration_seconds, failure_fingerprint, telemetry_events_collected,"
 	    " telemetry_yield_per_minute, reached_llm_boundary, zero_yield_reason)"
@@ -73,7 +73,17 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " a.reached_llm_boundary, a.zero_yield_reason"
 	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id,"
 	    " (SELECT count(*) AS n FROM token_estimation_v2_events WHERE attempt_id = ?1) v"
-	    " WHERE a.attempt_id = ?1 AND a.session_id IS NOT NULL" },
+	    " WHERE a.attempt_id = ?1 AND a.session_id IS NOT NULL"
+	    " ON CONFLICT (session_id, attempt_id) DO UPDATE SET run_id = excluded.run_id,"
+	    " phase_id = excluded.phase_id, phase_index = excluded.phase_index,"
+	    " initial_state = excluded.initial_state, final_state = excluded.final_state,"
+	    " success = excluded.success, error_message = excluded.error_message,"
+	    " timestamp = excluded.timestamp, duration_seconds = excluded.duration_seconds,"
+	    " failure_fingerprint = excluded.failure_fingerprint,"
+	    " telemetry_events_collected = excluded.telemetry_events_collected,"
+	    " telemetry_yield_per_minute = excluded.telemetry_yield_per_minute,"
+	    " reached_llm_boundary = excluded.reached_llm_boundary,"
+	    " zero_yield_reason = excluded.zero_yield_reason" },
 	{ DS_TIER_STATE, store_tier_state_of_phase_sql },
 	{ DS_TIER_SET, store_tier_set_sql },
 };

@@ -16,17 +16,17 @@ const struct drain_sql drain_sql_event[] = {
 	{ DS_EV_KEY,
 	    "INSERT INTO events (attempt_id, seq, kind, created_at, level, message)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (attempt_id, seq) DO NOTHING" },
-	/* is_doctor_call in both inserts: the original's value (common/store/store_original.c);
+	/* is_doctor_call in both inserts (false, bound as 0): the original's value (common/store/store_original.c);
 	 * an adopted table has no SQL default for it. */
 	{ DS_EV_USAGE,
 	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
 	    " prompt_tokens, completion_tokens, created_at, attempt_id, seq, status, http_status,"
 	    " error_class, latency_ms, try_number, is_doctor_call)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0)" },
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)" },
 	{ DS_EV_SENT,
 	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
 	    " created_at, attempt_id, seq, status, max_tokens, try_number, is_doctor_call)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, 0)" },
+	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12)" },
 	/* The try's own row, announced last: the newest 'sent' row of the attempt. */
 	{ DS_EV_DONE,
 	    "UPDATE llm_usage_events SET total_tokens = ?2, prompt_tokens = ?3,"
@@ -65,6 +65,7 @@ static int event_request(struct store_drain *d, const char *run_id, const char *
 	store_bind_text(s, 9, usage_status_name(USAGE_SENT));
 	db_bind_int64(s, 10, q->max_tokens);
 	db_bind_int64(s, 11, q->try_number);
+	db_bind_int64(s, 12, 0);
 	return drain_exec(d, DS_EV_SENT, err);
 }
 
@@ -120,6 +121,7 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
 	store_bind_text(s, 14, u->error_class);
 	bind_count(s, 15, u->latency_ms);
 	bind_count(s, 16, u->try_number);
+	db_bind_int64(s, 17, 0);
 	return drain_exec(d, DS_EV_USAGE, err);
 }
 
@@ -127,35 +129,13 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
 static int event_estimation(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_event *ev, const char *now, struct store_err *err)
 {
-	const struct drain_estimation *x = &ev->u.est;
-	struct store_estimation e = {
-		.run_id = run_id,
-		.phase_id = phase_id,
-		.timestamp = now,
-		.created_at = now,
-		.category = x->category,
-		.complexity = x->complexity,
-		.deliverable_count = x->deliverable_count,
-		.deliverables_json = x->deliverables_json,
-		.predicted_output_tokens = x->predicted_output_tokens,
-		.actual_output_tokens = x->actual_output_tokens,
-		.selected_budget = x->selected_budget,
-		.actual_max_tokens = x->actual_max_tokens,
-		.success = x->success,
-		.truncated = x->truncated,
-		.stop_reason = x->stop_reason,
-		.model = x->model,
-		.doc_features = x->doc_features,
-		.context_quality = x->context_quality,
-		.sot_file_name = x->sot_file_name,
-		.sot_entry_count_hint = x->sot_entry_count_hint,
-		.input_tokens = x->input_tokens,
-		.deliverables_detail_json = x->deliverables_detail_json,
-		.attempt_id = ev->attempt_id,
-		.seq = ev->seq,
-		.estimator_version = x->estimator_version,
-	};
+	struct store_estimation e = ev->u.est;
 
+	e.run_id = run_id;
+	e.phase_id = phase_id;
+	e.timestamp = e.created_at = now;
+	e.attempt_id = ev->attempt_id;
+	e.seq = ev->seq;
 	return store_estimation_insert(d->st, d->estimation, &e, err);
 }
 

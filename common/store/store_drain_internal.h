@@ -9,9 +9,6 @@
 /* The persistent statements, grouped by the file whose SQL they are. */
 enum drain_stmt {
 	/* store_drain.c */
-	DS_BEGIN,
-	DS_COMMIT,
-	DS_ROLLBACK,
 	DS_META_SUP,
 	/* store_drain_attempt.c */
 	DS_ATT_PHASE,

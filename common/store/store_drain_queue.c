@@ -25,7 +25,7 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
 	    " JOIN runs r ON r.id = p.run_id"
 	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-	    " AND (?1 IS NULL OR p.run_id = ?1)"
+	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
 	    " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
 	struct drain_spec spec;
 	struct db_stmt *s;
@@ -114,7 +114,7 @@ int store_drain_each_run_state(struct store_drain *d, const char *run_filter,
 	int rc;
 
 	if (db_prepare(d->st->db,
-	        "SELECT run_id, state, count(*) FROM phases WHERE ?1 IS NULL OR run_id = ?1"
+	        "SELECT run_id, state, count(*) FROM phases WHERE CAST(?1 AS TEXT) IS NULL OR run_id = ?1"
 	        " GROUP BY run_id, state ORDER BY run_id",
 	        &s) != DB_OK)
 		return drain_fail(d, err, "phase counts by run");

@@ -24,10 +24,10 @@ static const char failed_sql[] =
     " WHERE (p.state = ?6"
     "   OR (NOT ?5 AND p.state IN (?7, ?8) AND a.outcome IS NOT NULL"
     "     AND a.outcome NOT IN (?9, ?10) AND p.updated_at <= a.ended_at)"
-    "   OR (?5 AND ?2 IS NOT NULL AND p.state = ?8))"
-    " AND (?1 IS NULL OR p.run_id = ?1) AND (?2 IS NULL OR p.phase_id = ?2)"
-    " AND (?3 IS NULL OR " FAILED_ENDED " >= ?3)"
-    " AND (?4 IS NULL OR upper(" FAILED_REASON ") = upper(?4))"
+    "   OR (?5 AND CAST(?2 AS TEXT) IS NOT NULL AND p.state = ?8))"
+    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR p.phase_id = ?2)"
+    " AND (CAST(?11 AS TEXT) IS NULL OR " FAILED_ENDED " >= ?3)"
+    " AND (CAST(?4 AS TEXT) IS NULL OR upper(" FAILED_REASON ") = upper(?4))"
     " ORDER BY " FAILED_ENDED " DESC, p.run_id, p.phase_id";
 
 /* Fill a listed phase from the current row (a store_rows fill). */
@@ -66,11 +66,13 @@ static void failed_item_free(void *item)
 	free(f->workspace);
 }
 
+/* Free a list of failed phases. */
 void store_failed_free(struct store_failed *v, size_t n)
 {
 	store_rows_free(v, n, sizeof *v, failed_item_free);
 }
 
+/* Parse a retry's selectors and note; -1 with err naming what is wrong. */
 int store_retry_args_parse(
     char *const *args, size_t n, struct store_retry_args *out, char *err, size_t errlen)
 {
@@ -187,6 +189,8 @@ static void failed_keep_fingerprint(struct store_failed *v, size_t *n, const cha
 	*n = k;
 }
 
+/* List the failed and stopped phases a filter selects; STORE_EIO, or STORE_EINVAL for a named
+ * phase that cannot be retried. */
 int store_failed_list(struct store *st, const struct store_failed_filter *f,
     struct store_failed **out, size_t *n, struct store_err *err)
 {
@@ -207,6 +211,8 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 		store_bind_text(q, 8, phase_state_name(PHASE_SKIPPED));
 		store_bind_text(q, 9, outcome_name(OUTCOME_SUCCESS));
 		store_bind_text(q, 10, outcome_name(OUTCOME_DRY_RUN));
+		/* ?3 again, tested for NULL as text: ?3 itself is a time on PostgreSQL. */
+		store_bind_text(q, 11, f->since);
 	}
 	rc = store_rows_read(st->db, q, rc, &l, err, "%s: reading failed phases", st->path);
 	*out = l.v;
@@ -245,6 +251,8 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 	f->retried = false;
 	if (rc != 0 || db_changes(st->db) != 1)
 		return rc;
+	if ((rc = store_tier_follow_phase(st->db, f->run_id, f->phase_id, now, err)) != 0)
+		return rc;
 	args = xasprintf("%s %s", f->run_id, f->phase_id);
 	result = xasprintf("%s -> %s; selected by: %s%s%s; via %s", f->state,
 	    phase_state_name(PHASE_QUEUED), who->selector, who->note != NULL ? "; note: " : "",
@@ -268,6 +276,7 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 	return rc;
 }
 
+/* Queue the listed phases again in one transaction; on failure nothing is written. */
 int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
     const struct store_retry_who *who, size_t *moved, struct store_err *err)
 {

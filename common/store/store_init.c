@@ -1,4 +1,6 @@
 #include "common/store/sqlite/db_sqlite.h"
+#include "common/store/dburl_pg.h"
+#include "common/store/pg/store_pg.h"
 #include "common/store/schema.sql.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -130,6 +132,8 @@ int store_init(const char *path, char uuid[37], struct store_err *err)
 	struct stat sb;
 	int rc;
 
+	if (dburl_is_pg(path))
+		return store_pg_init(path, uuid, err);
 	if (lstat(path, &sb) == 0) {
 		rc = store_open(&st, path, path, STORE_READ, err);
 		if (rc == 0) {

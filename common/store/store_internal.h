@@ -16,6 +16,10 @@ struct store_migration {
 extern const struct store_migration store_migrations[];
 extern const size_t store_n_migrations;
 
+/* SQL for SQLite's sum(<condition>) on either backend: the number of rows where the
+ * condition holds, NULL when it is NULL on every row (a string literal). */
+#define SQL_SUM_IF(cond) "sum(CASE WHEN " cond " THEN 1 WHEN NOT (" cond ") THEN 0 END)"
+
 /* --- common/store/store_sql.c: the SQL helpers every store file uses --- */
 
 /* Format a message into err (if not NULL) and return `code` (non-zero). */

@@ -1,5 +1,6 @@
 #include "common/store/store_lock.h"
 #include "common/log.h"
+#include "common/store/dburl_pg.h"
 #include "common/store/store.h"
 #include "common/util.h"
 
@@ -33,8 +34,12 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 	char buf[32];
 	int fd, len, saved;
 
-	assert(db_path != NULL && db_path[0] == '/');
 	*holder = 0;
+	if (dburl_is_pg(db_path)) {
+		free(lock_path);
+		return STORE_LOCK_SERVER;
+	}
+	assert(db_path != NULL && db_path[0] == '/');
 	fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	saved = errno;
 	free(lock_path);
@@ -63,7 +68,7 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 /* Clear the recorded pid and drop the lock. */
 void store_lock_release(int fd)
 {
-	if (fd < 0)
+	if (fd < 0 || fd == STORE_LOCK_SERVER)
 		return;
 	/* A pid left in an unlocked file would be harmless: the flock is what counts. */
 	if (ftruncate(fd, 0) != 0)

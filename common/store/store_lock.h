@@ -6,7 +6,12 @@
 #ifndef AUTOPACK_STORE_LOCK_H
 #define AUTOPACK_STORE_LOCK_H
 
+#include <limits.h>
 #include <sys/types.h>
+
+/* What store_lock_acquire returns for a PostgreSQL database: no lock is taken, the server
+ * orders the writers (and several supervisors share the database). */
+#define STORE_LOCK_SERVER INT_MAX
 
 /* Take the lock for the database at `db_path` without blocking. Returns the lock's file
  * descriptor (close-on-exec; the lock lasts until it is released), STORE_EBUSY with the

@@ -1,4 +1,6 @@
 #include "common/store/sqlite/db_sqlite.h"
+#include "common/store/dburl_pg.h"
+#include "common/store/pg/store_pg.h"
 #include "common/store/schema.sql.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -82,6 +84,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	struct db *db = NULL;
 	int rc;
 
+	if (dburl_is_pg(url))
+		return store_pg_open(st, url, mode, err);
 	/* Callers resolve the URL first (dburl_resolve): the path is canonical. */
 	assert(path != NULL && path[0] == '/' && url != NULL);
 	memset(st, 0, sizeof *st);
@@ -103,6 +107,7 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	if (rc != 0)
 		goto fail;
 	st->db = db;
+	st->backend = DB_SQLITE;
 	st->path = xstrdup(path);
 	st->url = xstrdup(url);
 	st->dev = sb.st_dev;
@@ -128,6 +133,7 @@ void store_close(struct store *st)
 	free(st->path);
 	free(st->url);
 	free(st->backup_path);
+	free(st->server_id);
 	memset(st, 0, sizeof *st);
 }
 
@@ -139,6 +145,8 @@ int store_identity_changed(struct store *st, struct store_err *err)
 #ifdef AUTOPACK_MUTANT_moved_database_unnoticed
 	return 0;
 #endif
+	if (st->backend == DB_PG)
+		return store_pg_identity_changed(st, err);
 	if (stat(st->path, &sb) != 0) {
 		if (errno == ENOENT)
 			return store_fail(err, STORE_EMOVED,

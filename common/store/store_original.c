@@ -1,5 +1,6 @@
 /* The original's Python-side values for NOT NULL columns, and inserts that name them. */
 #include "common/store/store_original.h"
+#include "common/store/dialect.h"
 #include "common/strbuf.h"
 #include "common/util.h"
 
@@ -9,49 +10,49 @@
 #include <string.h>
 
 const struct store_original_fill store_original_fills[] = {
-	{ "runs", "state", "'RUN_CREATED'" },
-	{ "runs", "created_at", NULL },
-	{ "runs", "updated_at", NULL },
-	{ "runs", "safety_profile", "'normal'" },
-	{ "runs", "run_scope", "'multi_tier'" },
-	{ "runs", "token_cap", "5000000" },
-	{ "runs", "max_phases", "25" },
-	{ "runs", "max_duration_minutes", "120" },
-	{ "runs", "tokens_used", "0" },
-	{ "runs", "ci_runs_used", "0" },
-	{ "runs", "minor_issues_count", "0" },
-	{ "runs", "major_issues_count", "0" },
-	{ "runs", "promotion_eligible_to_main", "'false'" },
-	{ "tiers", "state", "'PENDING'" },
-	{ "tiers", "max_major_issues_tolerated", "0" },
-	{ "tiers", "tokens_used", "0" },
-	{ "tiers", "ci_runs_used", "0" },
-	{ "tiers", "minor_issues_count", "0" },
-	{ "tiers", "major_issues_count", "0" },
-	{ "tiers", "cleanliness", "'clean'" },
-	{ "tiers", "created_at", NULL },
-	{ "tiers", "updated_at", NULL },
-	{ "phases", "state", "'QUEUED'" },
-	{ "phases", "builder_attempts", "0" },
-	{ "phases", "auditor_attempts", "0" },
-	{ "phases", "tokens_used", "0" },
-	{ "phases", "minor_issues_count", "0" },
-	{ "phases", "major_issues_count", "0" },
-	{ "phases", "issue_state", "'no_issues'" },
-	{ "phases", "quality_blocked", "0" },
-	{ "phases", "retry_attempt", "0" },
-	{ "phases", "revision_epoch", "0" },
-	{ "phases", "escalation_level", "0" },
-	{ "phases", "created_at", NULL },
-	{ "phases", "updated_at", NULL },
-	{ "llm_usage_events", "total_tokens", "0" },
-	{ "llm_usage_events", "is_doctor_call", "0" },
-	{ "llm_usage_events", "created_at", NULL },
-	{ "token_estimation_v2_events", "truncated", "0" },
-	{ "token_estimation_v2_events", "is_truncated_output", "0" },
-	{ "token_estimation_v2_events", "deliverables_json", "'[]'" },
-	{ "token_estimation_v2_events", "timestamp", NULL },
-	{ "token_estimation_v2_events", "created_at", NULL },
+	{ "runs", "state", "'RUN_CREATED'", false },
+	{ "runs", "created_at", NULL, false },
+	{ "runs", "updated_at", NULL, false },
+	{ "runs", "safety_profile", "'normal'", false },
+	{ "runs", "run_scope", "'multi_tier'", false },
+	{ "runs", "token_cap", "5000000", false },
+	{ "runs", "max_phases", "25", false },
+	{ "runs", "max_duration_minutes", "120", false },
+	{ "runs", "tokens_used", "0", false },
+	{ "runs", "ci_runs_used", "0", false },
+	{ "runs", "minor_issues_count", "0", false },
+	{ "runs", "major_issues_count", "0", false },
+	{ "runs", "promotion_eligible_to_main", "'false'", false },
+	{ "tiers", "state", "'PENDING'", false },
+	{ "tiers", "max_major_issues_tolerated", "0", false },
+	{ "tiers", "tokens_used", "0", false },
+	{ "tiers", "ci_runs_used", "0", false },
+	{ "tiers", "minor_issues_count", "0", false },
+	{ "tiers", "major_issues_count", "0", false },
+	{ "tiers", "cleanliness", "'clean'", false },
+	{ "tiers", "created_at", NULL, false },
+	{ "tiers", "updated_at", NULL, false },
+	{ "phases", "state", "'QUEUED'", false },
+	{ "phases", "builder_attempts", "0", false },
+	{ "phases", "auditor_attempts", "0", false },
+	{ "phases", "tokens_used", "0", false },
+	{ "phases", "minor_issues_count", "0", false },
+	{ "phases", "major_issues_count", "0", false },
+	{ "phases", "issue_state", "'no_issues'", false },
+	{ "phases", "quality_blocked", "0", true },
+	{ "phases", "retry_attempt", "0", false },
+	{ "phases", "revision_epoch", "0", false },
+	{ "phases", "escalation_level", "0", false },
+	{ "phases", "created_at", NULL, false },
+	{ "phases", "updated_at", NULL, false },
+	{ "llm_usage_events", "total_tokens", "0", false },
+	{ "llm_usage_events", "is_doctor_call", "0", true },
+	{ "llm_usage_events", "created_at", NULL, false },
+	{ "token_estimation_v2_events", "truncated", "0", true },
+	{ "token_estimation_v2_events", "is_truncated_output", "0", true },
+	{ "token_estimation_v2_events", "deliverables_json", "'[]'", false },
+	{ "token_estimation_v2_events", "timestamp", NULL, false },
+	{ "token_estimation_v2_events", "created_at", NULL, false },
 };
 const size_t store_n_original_fills = ARRAY_SIZE(store_original_fills);
 
@@ -69,8 +70,15 @@ static bool original_names(const char *cols, const char *column)
 	return false;
 }
 
+/* The fill's literal in the connection's dialect. */
+const char *store_original_value(struct db *db, const struct store_original_fill *f)
+{
+	return f->boolean ? db->dialect->false_literal : f->value;
+}
+
 /* Build an INSERT that also fills the original's Python-side NOT NULL columns. */
-char *store_original_insert_sql(const char *table, const char *cols, const char *vals)
+char *store_original_insert_sql(
+    struct db *db, const char *table, const char *cols, const char *vals)
 {
 	struct strbuf c = { 0 }, v = { 0 };
 
@@ -83,7 +91,7 @@ char *store_original_insert_sql(const char *table, const char *cols, const char 
 			continue;
 		assert(f->value != NULL);
 		strbuf_printf(&c, ", %s", f->column);
-		strbuf_printf(&v, ", %s", f->value);
+		strbuf_printf(&v, ", %s", store_original_value(db, f));
 	}
 	strbuf_printf(&c, "%s)", v.s);
 	free(v.s);

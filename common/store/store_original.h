@@ -7,14 +7,19 @@
 #ifndef AUTOPACK_STORE_ORIGINAL_H
 #define AUTOPACK_STORE_ORIGINAL_H
 
+#include "common/store/db.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 
 /* One such column and its value as an SQL literal; NULL means the time of the write,
- * which the insert binds itself. */
+ * which the insert binds itself. A boolean column's value is false: "0" on SQLite, the
+ * dialect's false on a backend with a boolean type (store_original_value). */
 struct store_original_fill {
 	const char *table;
 	const char *column;
 	const char *value;
+	bool boolean;
 };
 
 extern const struct store_original_fill store_original_fills[];
@@ -23,6 +28,10 @@ extern const size_t store_n_original_fills;
 /* Return (heap) "INSERT INTO <table> (<cols>, ...) VALUES (<vals>, ...)" with every
  * column of `table` in store_original_fills that `cols` does not name appended with its
  * value. `cols` must name the time-of-write columns itself. */
-char *store_original_insert_sql(const char *table, const char *cols, const char *vals);
+char *store_original_insert_sql(
+    struct db *db, const char *table, const char *cols, const char *vals);
+/* The value of fill `f` as an SQL literal of the connection's dialect (NULL: the time of
+ * the write). */
+const char *store_original_value(struct db *db, const struct store_original_fill *f);
 
 #endif

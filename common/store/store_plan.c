@@ -344,24 +344,22 @@ static int plan_insert_phase(struct plan_writer *pw, const char *run_id, int64_t
 	char *scope = plan_scope_json(json_object_get(ph, "scope"));
 	int rc;
 
-	{
-		store_bind_text(q, 1, plan_str(ph, "phase_id"));
-		store_bind_text(q, 2, run_id);
-		db_bind_int64(q, 3, tier_row);
-		db_bind_int64(q, 4, index);
-		store_bind_text(q, 5, plan_str(ph, "name"));
-		store_bind_text(q, 6, plan_str(ph, "description"));
-		store_bind_text(q, 7, plan_str(ph, "task_category"));
-		store_bind_text(q, 8, plan_str(ph, "complexity"));
-		store_bind_text(q, 9, plan_str(ph, "builder_mode"));
-		store_bind_text(q, 10, plan_str(ph, "phase_type"));
-		store_bind_text(q, 11, scope);
-		store_bind_text(q, 12, plan_str(ph, "check_command"));
-		plan_bind_int(q, 13, ph, "max_builder_attempts", -1);
-		plan_bind_int(q, 14, ph, "max_auditor_attempts", -1);
-		plan_bind_int(q, 15, ph, "incident_token_cap", -1);
-		store_bind_text(q, 16, pw->now);
-	}
+	store_bind_text(q, 1, plan_str(ph, "phase_id"));
+	store_bind_text(q, 2, run_id);
+	db_bind_int64(q, 3, tier_row);
+	db_bind_int64(q, 4, index);
+	store_bind_text(q, 5, plan_str(ph, "name"));
+	store_bind_text(q, 6, plan_str(ph, "description"));
+	store_bind_text(q, 7, plan_str(ph, "task_category"));
+	store_bind_text(q, 8, plan_str(ph, "complexity"));
+	store_bind_text(q, 9, plan_str(ph, "builder_mode"));
+	store_bind_text(q, 10, plan_str(ph, "phase_type"));
+	store_bind_text(q, 11, scope);
+	store_bind_text(q, 12, plan_str(ph, "check_command"));
+	plan_bind_int(q, 13, ph, "max_builder_attempts", -1);
+	plan_bind_int(q, 14, ph, "max_auditor_attempts", -1);
+	plan_bind_int(q, 15, ph, "incident_token_cap", -1);
+	store_bind_text(q, 16, pw->now);
 	rc = plan_step(pw, q, NULL, "a phase", run_id, err);
 	free(scope);
 	return rc;
@@ -450,16 +448,16 @@ static size_t plan_id_add(struct plan_writer *pw, const char *run_id)
 static int plan_writer_open(struct plan_writer *pw, struct store *st, const char *base_dir,
     const char *source, struct store_plan_summary *sum, struct store_err *err)
 {
-	char *run = store_original_insert_sql("runs",
+	char *run = store_original_insert_sql(st->db, "runs",
 	    "id, state, goal_anchor, workspace, safety_profile, run_scope, token_cap, max_phases, "
 	    "max_duration_minutes, created_at, updated_at",
 	    "?1, 'RUN_CREATED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9");
-	char *tier = store_original_insert_sql("tiers",
+	char *tier = store_original_insert_sql(st->db, "tiers",
 	    "tier_id, run_id, tier_index, name, description, state, token_cap, ci_run_cap, "
 	    "created_at, updated_at",
 	    "?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8");
 	char *tier_id = xasprintf("%s RETURNING id", tier);
-	char *phase = store_original_insert_sql("phases",
+	char *phase = store_original_insert_sql(st->db, "phases",
 	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
 	    "complexity, builder_mode, phase_type, scope, check_command, max_builder_attempts, "
 	    "max_auditor_attempts, incident_token_cap, created_at, updated_at",

@@ -1,4 +1,5 @@
 /* Reading drain sessions and their results. */
+#include "common/store/dialect.h"
 #include "common/store/store_internal.h"
 #include "common/store/store_session.h"
 #include "common/vocab.h"
@@ -15,11 +16,12 @@
 	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id"                      \
 	"   AND a.ended_at IS NULL),"                                                              \
 	" (SELECT count(*) FROM drain_session_results r WHERE r.session_id = s.session_id),"       \
-	" (SELECT coalesce(sum(r.success != 0), 0) FROM drain_session_results r"                   \
-	"   WHERE r.session_id = s.session_id),"                                                   \
-	" (SELECT coalesce(sum(r.telemetry_events_collected), 0)"                                  \
-	"   FROM drain_session_results r WHERE r.session_id = s.session_id)"                       \
-	" FROM drain_sessions s"
+	" (SELECT coalesce(" SQL_SUM_IF(                                                           \
+	    "r.success != 0") ", 0) FROM drain_session_results r"                                  \
+	                      "   WHERE r.session_id = s.session_id),"                             \
+	                      " (SELECT coalesce(sum(r.telemetry_events_collected), 0)"            \
+	                      "   FROM drain_session_results r WHERE r.session_id = s.session_id)" \
+	                      " FROM drain_sessions s"
 
 /* Free one session of a store_rows. */
 static void session_item_free(void *s)
@@ -53,10 +55,11 @@ int store_session_list(
 	struct store_rows l = {
 		.size = sizeof **out, .fill = session_from_row, .item_free = session_item_free
 	};
-	int rc = store_rows_query(st->db,
-	    SESSION_SELECT " ORDER BY s.started_at DESC, s.rowid DESC", &l, err,
-	    "%s: reading drain sessions", st->path);
+	char *sql = xasprintf("%s ORDER BY s.started_at DESC, %s DESC", SESSION_SELECT,
+	    st->db->dialect->session_order);
+	int rc = store_rows_query(st->db, sql, &l, err, "%s: reading drain sessions", st->path);
 
+	free(sql);
 	*out = l.v;
 	*n = l.n;
 	return rc;
@@ -67,11 +70,12 @@ int store_session_get(
     struct store *st, const char *id, struct store_session *out, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
-	int rc = db_prepare(st->db,
-	    id != NULL ? SESSION_SELECT " WHERE s.session_id = ?1" :
-	                 SESSION_SELECT " ORDER BY s.started_at DESC, s.rowid DESC LIMIT 1",
-	    &q);
+	char *sql = id != NULL ? xstrdup(SESSION_SELECT " WHERE s.session_id = ?1") :
+	                         xasprintf("%s ORDER BY s.started_at DESC, %s DESC LIMIT 1",
+	                             SESSION_SELECT, st->db->dialect->session_order);
+	int rc = db_prepare(st->db, sql, &q);
 
+	free(sql);
 	memset(out, 0, sizeof *out);
 	if (rc == DB_OK) {
 		if (id != NULL)

@@ -87,9 +87,15 @@ static int store_per_run_read(struct store *st, struct store_stats *s, struct st
 		.item_free = store_per_run_free };
 	int rc = store_rows_query(st->db,
 	    "SELECT r.id, r.state, count(p.id), "
-	    "  coalesce(sum(p.state = 'QUEUED'), 0), coalesce(sum(p.state = 'EXECUTING'), 0), "
-	    "  coalesce(sum(p.state = 'COMPLETE'), 0), coalesce(sum(p.state = 'FAILED'), 0) "
-	    "FROM runs r LEFT JOIN phases p ON p.run_id = r.id GROUP BY r.id ORDER BY r.id",
+	    "  coalesce(" SQL_SUM_IF(
+	        "p.state = 'QUEUED'") ", 0),"
+	                              "  coalesce(" SQL_SUM_IF(
+	                                  "p.state = 'EXECUTING'") ", 0),"
+	                                                           "  coalesce(" SQL_SUM_IF(
+	                                                               "p.state = 'COMPLETE'") ", 0),"
+	                                                                                       "  coalesce(" SQL_SUM_IF(
+	                                                                                           "p.state = 'FAILED'") ", 0) "
+	                                                                                                                 "FROM runs r LEFT JOIN phases p ON p.run_id = r.id GROUP BY r.id ORDER BY r.id",
 	    &l, err, "%s", st->path);
 
 	s->per_run = l.v;
@@ -107,9 +113,9 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 		{ "SELECT count(*) FROM runs", &s->runs },
 		{ "SELECT count(*) FROM phases", &s->phases },
 		{ "SELECT count(*) FROM token_estimation_v2_events", &s->v2_total },
-		{ "SELECT count(*) FROM token_estimation_v2_events WHERE success != 0",
+		{ "SELECT count(*) FROM token_estimation_v2_events WHERE CAST(success AS INTEGER) != 0",
 		    &s->v2_success },
-		{ "SELECT count(*) FROM token_estimation_v2_events WHERE truncated != 0",
+		{ "SELECT count(*) FROM token_estimation_v2_events WHERE CAST(truncated AS INTEGER) != 0",
 		    &s->v2_truncated },
 		{ "SELECT count(*) FROM llm_usage_events", &s->usage_total },
 		{ "SELECT count(*) FROM llm_usage_events WHERE status != 'ok'", &s->usage_failed },
@@ -124,10 +130,10 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 		    { &s->phase_states, "(null)" } },
 		{ "SELECT state, count(*) FROM runs GROUP BY state ORDER BY count(*) DESC, state",
 		    { &s->run_states, "(null)" } },
-		{ "SELECT category, count(*) FROM token_estimation_v2_events WHERE success != 0 "
+		{ "SELECT category, count(*) FROM token_estimation_v2_events WHERE CAST(success AS INTEGER) != 0 "
 		  "GROUP BY category ORDER BY count(*) DESC, category",
 		    { &s->v2_by_category, "(none)" } },
-		{ "SELECT complexity, count(*) FROM token_estimation_v2_events WHERE success != 0 "
+		{ "SELECT complexity, count(*) FROM token_estimation_v2_events WHERE CAST(success AS INTEGER) != 0 "
 		  "GROUP BY complexity ORDER BY count(*) DESC, complexity",
 		    { &s->v2_by_complexity, "(none)" } },
 	};

@@ -123,10 +123,10 @@ static int telem_import_run(struct store *st, const char *run_id, const char *so
     const char *now, int64_t *tier_row, struct store_err *err)
 {
 	char *sql[] = {
-		store_original_insert_sql("runs",
+		store_original_insert_sql(st->db, "runs",
 		    "id, state, goal_anchor, created_at, updated_at, completed_at",
 		    "?1, 'DONE_SUCCESS', ?2, ?3, ?3, ?3"),
-		store_original_insert_sql("tiers",
+		store_original_insert_sql(st->db, "tiers",
 		    "tier_id, run_id, tier_index, name, description, state, created_at, updated_at, "
 		    "completed_at",
 		    "'imported', ?1, 0, 'Imported telemetry samples', ?2, 'COMPLETE', ?3, ?3, ?3"),
@@ -203,7 +203,7 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
     struct store_err *err)
 {
 	struct db_stmt *q = NULL;
-	char *sql = store_original_insert_sql("phases",
+	char *sql = store_original_insert_sql(st->db, "phases",
 	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
 	    "complexity, scope, created_at, updated_at, completed_at",
 	    "?1, ?2, ?3, ?4, ?5, 'Samples imported from another system', 'COMPLETE', ?6, ?7, "

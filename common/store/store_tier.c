@@ -9,21 +9,28 @@
  * or IN_PROGRESS after a requeue) and puts an ended one back to PENDING. The phases are
  * found through their run (the index on phases(run_id, state)): the cost is the run's
  * size, not the table's. */
-#define TIER_STATE_SELECT                                                                          \
-	"SELECT t.id, t.state, CASE"                                                               \
-	"   WHEN count(*) = 0 THEN NULL"                                                           \
-	"   WHEN sum(p.state = 'SKIPPED') = count(*) THEN 'SKIPPED'"                               \
-	"   WHEN sum(p.state IN ('COMPLETE', 'SKIPPED')) = count(*) THEN 'COMPLETE'"               \
-	"   WHEN sum(p.state IN ('EXECUTING', 'GATE', 'CI_RUNNING')) > 0 THEN 'IN_PROGRESS'"       \
-	"   WHEN sum(p.state = 'QUEUED') = count(*) THEN"                                          \
-	"     CASE WHEN t.state IN ('COMPLETE', 'FAILED', 'SKIPPED') THEN 'PENDING' END"           \
-	"   WHEN sum(p.state = 'QUEUED') = 0 THEN 'FAILED'"                                        \
-	"   ELSE 'IN_PROGRESS' END"                                                                \
-	" FROM tiers t LEFT JOIN phases p ON p.run_id = t.run_id AND p.tier_id = t.id"
+#define TIER_STATE_SELECT                                                                                                                                                                                                                     \
+	"SELECT t.id, t.state, CASE"                                                                                                                                                                                                          \
+	"   WHEN count(*) = 0 THEN NULL"                                                                                                                                                                                                      \
+	"   WHEN " SQL_SUM_IF(                                                                                                                                                                                                                \
+	    "p.state = 'SKIPPED'") " = count(*) THEN 'SKIPPED'"                                                                                                                                                                               \
+	                           "   WHEN " SQL_SUM_IF(                                                                                                                                                                                     \
+	                               "p.state IN ('COMPLETE', 'SKIPPED')") " = count(*) THEN 'COMPLETE'"                                                                                                                                    \
+	                                                                     "   WHEN " SQL_SUM_IF(                                                                                                                                           \
+	                                                                         "p.state IN ('EXECUTING', 'GATE', 'CI_RUNNING')") " > 0"                                                                                                     \
+	                                                                                                                           "     THEN 'IN_PROGRESS'"                                                                                  \
+	                                                                                                                           "   WHEN " SQL_SUM_IF(                                                                                     \
+	                                                                                                                               "p.state = 'QUEUED'") " = count(*) THEN"                                                               \
+	                                                                                                                                                     "     CASE WHEN t.state IN ('COMPLETE', 'FAILED', 'SKIPPED') THEN 'PENDING' END" \
+	                                                                                                                                                     "   WHEN " SQL_SUM_IF(                                                           \
+	                                                                                                                                                         "p.state = 'QUEUED'") " = 0 THEN 'FAILED'"                                   \
+	                                                                                                                                                                               "   ELSE 'IN_PROGRESS' END"                            \
+	                                                                                                                                                                               " FROM tiers t LEFT JOIN phases p ON p.run_id = t.run_id AND p.tier_id = t.id"
 
-const char store_tier_state_sql[] = TIER_STATE_SELECT " WHERE t.id = ?1";
+const char store_tier_state_sql[] = TIER_STATE_SELECT " WHERE t.id = ?1 GROUP BY t.id, t.state";
 const char store_tier_state_of_phase_sql[] = TIER_STATE_SELECT
-    " WHERE t.id = (SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2)";
+    " WHERE t.id = (SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2)"
+    " GROUP BY t.id, t.state";
 /* updated_at, started_at and completed_at move with the state. */
 const char store_tier_set_sql[] =
     "UPDATE tiers SET state = ?2, updated_at = ?3,"

@@ -95,8 +95,6 @@ TEST(dburl_refuses_other_forms_with_an_example)
 	expect_refused(":memory:", ":memory:");
 	expect_refused("sqlite:///:memory:", "in-memory");
 	expect_refused("sqlite:///x.db?mode=ro", "query strings");
-	expect_refused("postgresql://u@h/db", "reserved for the multi-host backend");
-	expect_refused("postgres://u@h/db", "reserved for the multi-host backend");
 	expect_refused("mysql://h/db", "unsupported URL scheme 'mysql'");
 	expect_refused("file:x.db", "unsupported URL scheme 'file'");
 	expect_refused("autopack.db", "write sqlite:///autopack.db");
@@ -156,7 +154,7 @@ TEST(dburl_resolve_names_the_source_of_a_bad_url)
 	char err[512], *path, *url;
 
 	unsetenv(DBURL_ENV_PRIMARY);
-	setenv(DBURL_ENV_LEGACY, "postgresql://x/y", 1);
+	setenv(DBURL_ENV_LEGACY, "postgresql://x/y#z", 1);
 	CHECK(dburl_resolve(NULL, &path, &url, NULL, err, sizeof err) == -1);
 	CHECK(strncmp(err, DBURL_ENV_LEGACY ": ", strlen(DBURL_ENV_LEGACY) + 2) == 0);
 }

@@ -60,7 +60,7 @@ TEST(store_drain_event_key_and_the_one_estimation_insert)
 	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
 	CHECK_EQ_INT(store_drain_attempt_open(d, RUN, P1, 1, NULL, false, &att, &num, &err), 0);
 	ev.attempt_id = att;
-	ev.u.est = (struct drain_estimation){ .category = "implementation",
+	ev.u.est = (struct store_estimation){ .category = "implementation",
 		.complexity = "low",
 		.deliverable_count = 1,
 		.deliverables_json = "[\"a.py\"]",

@@ -110,8 +110,13 @@ TEST(scope_that_cannot_be_interpreted_says_why)
 
 TEST(original_inserts_name_every_python_side_value)
 {
-	char *sql = store_original_insert_sql(
-	    "runs", "id, state, created_at, updated_at", "?1, 'DONE_SUCCESS', ?2, ?2");
+	struct db *db = NULL;
+	char msg[256], *sql;
+
+	CHECK(db_sqlite_open(":memory:", SQLITE_OPEN_READWRITE, 0, &db, msg, sizeof msg) == DB_OK);
+	sql = store_original_insert_sql(
+	    db, "runs", "id, state, created_at, updated_at", "?1, 'DONE_SUCCESS', ?2, ?2");
+	db_close(db);
 
 	CHECK(strstr(sql, "INSERT INTO runs (id, state, created_at, updated_at, safety_profile,") ==
 	    sql);

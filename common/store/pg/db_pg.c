@@ -18,6 +18,7 @@
 #define PG_OID_INT8 20
 #define PG_OID_INT2 21
 #define PG_OID_INT4 23
+#define PG_OID_TEXT 25
 #define PG_OID_OID 26
 #define PG_OID_FLOAT4 700
 #define PG_OID_FLOAT8 701
@@ -44,6 +45,7 @@ struct db_pg_stmt {
 	char *sql; /* with $N placeholders */
 	int nparams;
 	char **vals; /* heap text of each parameter, NULL for NULL */
+	Oid *types;  /* 0: inferred by the server; text for a number the SQL skips */
 	bool persistent;
 	char name[24];    /* server-side name of a persistent statement, "" until prepared */
 	unsigned gen;     /* the connection generation it was prepared in */
@@ -135,12 +137,13 @@ static void pg_fail(struct db_pg *d, const PGresult *res)
 }
 
 /* Rewrite ?NNN and ? placeholders to $N outside literals, identifiers and comments; the
- * number of parameters goes to *nparams. */
-static char *pg_rewrite(const char *sql, int *nparams)
+ * number of parameters goes to *nparams and the numbers used to `used` (1 << n). */
+static char *pg_rewrite(const char *sql, int *nparams, uint64_t *used)
 {
 	struct strbuf b = { 0 };
 	int max = 0;
 
+	*used = 0;
 	for (const char *p = sql; *p != '\0';) {
 		if (*p == '\'' || *p == '"') {
 			const char *q = p + 1;
@@ -165,6 +168,8 @@ static char *pg_rewrite(const char *sql, int *nparams)
 				n = max + 1;
 			if (n > max)
 				max = n;
+			if (n < 64)
+				*used |= (uint64_t)1 << n;
 			strbuf_printf(&b, "$%d", n);
 		} else {
 			strbuf_put(&b, p++, 1);
@@ -178,10 +183,16 @@ static char *pg_rewrite(const char *sql, int *nparams)
 static int pg_prepare(struct db *db, const char *sql, bool persistent, struct db_stmt **out)
 {
 	struct db_pg_stmt *s = xcalloc(1, sizeof *s);
+	uint64_t used;
 
 	s->base.db = db;
-	s->sql = pg_rewrite(sql, &s->nparams);
+	s->sql = pg_rewrite(sql, &s->nparams, &used);
 	s->vals = xcalloc((size_t)s->nparams + 1, sizeof *s->vals);
+	s->types = xcalloc((size_t)s->nparams + 1, sizeof *s->types);
+	/* A number the SQL skips has no type to infer: give it one (SQLite ignores it). */
+	for (int i = 1; i <= s->nparams && i < 64; i++)
+		if (!(used & ((uint64_t)1 << i)))
+			s->types[i - 1] = PG_OID_TEXT;
 	s->persistent = persistent;
 	*out = &s->base;
 	return DB_OK;
@@ -205,10 +216,10 @@ static PGresult *pg_run(struct db_pg *d, struct db_pg_stmt *s)
 	PGresult *r;
 
 	if (!s->persistent)
-		return PQexecParams(d->c, s->sql, s->nparams, NULL, vals, NULL, NULL, 0);
+		return PQexecParams(d->c, s->sql, s->nparams, s->types, vals, NULL, NULL, 0);
 	if (s->name[0] == '\0' || s->gen != d->gen) {
 		snprintf(s->name, sizeof s->name, "autopack_%u", ++d->next_name);
-		r = PQprepare(d->c, s->name, s->sql, s->nparams, NULL);
+		r = PQprepare(d->c, s->name, s->sql, s->nparams, s->types);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			s->name[0] = '\0';
 			return r;
@@ -286,16 +297,20 @@ static void pg_finalize(struct db_stmt *st)
 	pg_stmt_clear(s);
 	pg_clear_bindings(st);
 	free(s->vals);
+	free(s->types);
 	free(s->sql);
 	free(s);
 }
 
-/* Store parameter i's text (taking v). */
+/* Store parameter i's text (taking v); an index the statement lacks is ignored. */
 static void pg_bind(struct db_stmt *st, int i, char *v)
 {
 	struct db_pg_stmt *s = S(st);
 
-	assert(i >= 1 && i <= s->nparams);
+	if (i < 1 || i > s->nparams) { /* as SQLite: a parameter the SQL lacks is ignored */
+		free(v);
+		return;
+	}
 	free(s->vals[i - 1]);
 	s->vals[i - 1] = v;
 }

@@ -4,6 +4,10 @@
 
 const struct db_dialect dialect_pg = {
 	.name = "PostgreSQL",
+	.false_literal = "FALSE",
+	.sync_full = "SET synchronous_commit = on",
+	.sync_normal = "SET synchronous_commit = off",
+	.session_order = "s.session_id",
 	.table_exists = "SELECT 1 FROM information_schema.tables WHERE table_schema ="
 	                " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT))",
 };

@@ -3,6 +3,10 @@
 
 const struct db_dialect dialect_sqlite = {
 	.name = "SQLite",
+	.false_literal = "0",
+	.sync_full = "PRAGMA synchronous = FULL",
+	.sync_normal = "PRAGMA synchronous = NORMAL",
+	.session_order = "s.rowid",
 	.table_exists =
 	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
 };

@@ -1,0 +1,89 @@
+/* The drain's progress figures: their names, JSON form and one-line text. */
+#include "common/progress.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const basis_names[PROGRESS_BASIS_COUNT] = {
+	[PROGRESS_BASIS_NONE] = "none",
+	[PROGRESS_BASIS_MEDIAN] = "median_duration_per_category",
+	[PROGRESS_BASIS_RATE] = "rate",
+	[PROGRESS_BASIS_FINISHED] = "finished",
+};
+
+/* Name a basis; "none" for a value outside the table. */
+const char *progress_basis_name(enum progress_basis b)
+{
+	return (unsigned)b < PROGRESS_BASIS_COUNT ? basis_names[b] : basis_names[0];
+}
+
+/* Build the JSON object of the figures. */
+json_t *progress_to_json(const struct progress *p)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:o, s:s}", "done", (json_int_t)p->done,
+	    "remaining", (json_int_t)p->remaining, "total", (json_int_t)p->total, "failed",
+	    (json_int_t)p->failed, "percent", p->percent, "phases_per_minute", p->per_minute,
+	    "eta_seconds", p->eta_seconds < 0 ? json_null() : json_real(p->eta_seconds),
+	    "eta_basis", progress_basis_name(p->basis));
+}
+
+/* A number member of o as a double, `dflt` when absent or not a number. */
+static double member_number(json_t *o, const char *key, double dflt)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+/* Fill p from a progress_to_json object. */
+void progress_from_json(json_t *o, struct progress *p)
+{
+	const char *basis = json_string_value(json_object_get(o, "eta_basis"));
+
+	p->done = (int64_t)member_number(o, "done", 0);
+	p->remaining = (int64_t)member_number(o, "remaining", 0);
+	p->total = (int64_t)member_number(o, "total", 0);
+	p->failed = (int64_t)member_number(o, "failed", 0);
+	p->percent = member_number(o, "percent", 0);
+	p->per_minute = member_number(o, "phases_per_minute", 0);
+	p->eta_seconds = member_number(o, "eta_seconds", -1);
+	p->basis = PROGRESS_BASIS_NONE;
+	for (int i = 0; basis != NULL && i < PROGRESS_BASIS_COUNT; i++)
+		if (strcmp(basis, basis_names[i]) == 0)
+			p->basis = (enum progress_basis)i;
+}
+
+/* Format a duration the way a person reads a countdown. */
+void progress_duration_text(double seconds, char *buf, size_t n)
+{
+	long long s;
+
+	if (seconds < 0 || !isfinite(seconds)) {
+		snprintf(buf, n, "?");
+		return;
+	}
+	s = llround(seconds);
+	if (s < 60)
+		snprintf(buf, n, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, n, "%lldm%02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, n, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, n, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+}
+
+/* Write the one-line text of the figures. */
+int progress_line(const struct progress *p, char *buf, size_t n)
+{
+	char eta[32];
+
+	if (p->basis == PROGRESS_BASIS_FINISHED)
+		snprintf(eta, sizeof eta, "done");
+	else
+		progress_duration_text(p->eta_seconds, eta, sizeof eta);
+	return snprintf(buf, n, "%lld/%lld phases (%.1f%%), %.1f/min, ETA %s, %lld failed",
+	    (long long)p->done, (long long)p->total, p->percent, p->per_minute, eta,
+	    (long long)p->failed);
+}

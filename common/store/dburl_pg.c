@@ -1,0 +1,264 @@
+/* PostgreSQL database URLs, parsed by libpq (PQconninfoParse) and written back in one
+ * canonical form without a password. */
+#include "common/store/dburl_pg.h"
+#include "common/strbuf.h"
+#include "common/util.h"
+
+#include <ctype.h>
+#include <libpq-fe.h>
+#include <pg_config_manual.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DBURL_PG_EXAMPLE                                                                           \
+	"postgresql://autopack@db.example:5432/autopack or "                                       \
+	"postgresql://autopack@/autopack?host=/run/postgresql"
+
+/* The connection parameters a URL may set, and whether they go into the canonical URL. */
+static const struct {
+	const char *key;
+	bool canonical;
+} dburl_pg_keys[] = {
+	{ "user", true },
+	{ "password", false },
+	{ "dbname", true },
+	{ "host", true },
+	{ "port", true },
+	{ "sslmode", true },
+	{ "sslrootcert", true },
+	{ "sslcert", true },
+	{ "sslkey", true },
+	{ "sslcrl", true },
+	{ "passfile", true },
+	{ "target_session_attrs", true },
+	{ "connect_timeout", false },
+	{ "application_name", false },
+};
+
+/* The password of the one URL this process resolved with a password in it. */
+static char *dburl_pg_secret_url, *dburl_pg_secret;
+
+/* Return true if `url` uses a PostgreSQL scheme. */
+bool dburl_pg_scheme(const char *url)
+{
+	return strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0 ||
+	    strncmp(url, "postgresql+", 11) == 0 || strncmp(url, "postgres+", 9) == 0;
+}
+
+/* Return true if `url` is a canonical PostgreSQL URL. */
+bool dburl_is_pg(const char *url)
+{
+	return url != NULL && strncmp(url, "postgresql://", 13) == 0;
+}
+
+/* Write `url` into a heap string with the password of its user part, if any, replaced by
+ * "***": the form every message shows. */
+static char *dburl_pg_redact(const char *url)
+{
+	const char *auth = strstr(url, "://");
+	const char *end, *at, *colon;
+
+	if (auth == NULL)
+		return xstrdup(url);
+	auth += 3;
+	end = auth + strcspn(auth, "/?#");
+	at = memrchr(auth, '@', (size_t)(end - auth));
+	colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (colon == NULL)
+		return strstr(url, "password=") != NULL ?
+		    xasprintf("%.*s (its password hidden)", (int)(auth - url), url) :
+		    xstrdup(url);
+	return xasprintf("%.*s:***%s", (int)(colon - url), url, at);
+}
+
+/* Append `s` percent-encoded where a URL part needs it (`keep` lists the characters that
+ * may stay as they are besides letters, digits and -._~). */
+static void dburl_pg_encode(struct strbuf *b, const char *s, const char *keep)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (isalnum(c) || strchr("-._~", c) != NULL || strchr(keep, c) != NULL)
+			strbuf_put(b, s, 1);
+		else
+			strbuf_printf(b, "%%%02X", c);
+	}
+}
+
+/* The value of `key` in a parsed option list, or NULL. */
+static const char *dburl_pg_get(const PQconninfoOption *o, const char *key)
+{
+	for (; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, key) == 0)
+			return o->val != NULL && o->val[0] != '\0' ? o->val : NULL;
+	return NULL;
+}
+
+/* Check that every parameter set is one autopack accepts; -1 naming the first other. */
+static int dburl_pg_check_keys(
+    const PQconninfoOption *o, const char *shown, char *err, size_t errlen)
+{
+	for (; o->keyword != NULL; o++) {
+		size_t i;
+
+		if (o->val == NULL)
+			continue;
+		for (i = 0; i < ARRAY_SIZE(dburl_pg_keys); i++)
+			if (strcmp(o->keyword, dburl_pg_keys[i].key) == 0)
+				break;
+		if (i == ARRAY_SIZE(dburl_pg_keys))
+			return errbuf_fail(err, errlen,
+			    "'%s': the connection parameter '%s' is not supported (it could make "
+			    "the URL name another database than it shows); use %s",
+			    shown, o->keyword, DBURL_PG_EXAMPLE);
+	}
+	return 0;
+}
+
+/* Write the canonical URL of a parsed option list completed with libpq's defaults. */
+static char *dburl_pg_compose(
+    const PQconninfoOption *o, const char *user, const char *host, const char *port)
+{
+	struct strbuf b = { 0 };
+	char sep = '?';
+
+	strbuf_puts(&b, "postgresql://");
+	dburl_pg_encode(&b, user, "");
+	strbuf_puts(&b, "@");
+	if (host[0] != '/') {
+		if (strchr(host, ':') != NULL)
+			strbuf_printf(&b, "[%s]", host);
+		else
+			dburl_pg_encode(&b, host, "");
+		strbuf_printf(&b, ":%s", port);
+	}
+	strbuf_puts(&b, "/");
+	dburl_pg_encode(&b, dburl_pg_get(o, "dbname"), "");
+	if (host[0] == '/') {
+		strbuf_puts(&b, "?host=");
+		dburl_pg_encode(&b, host, "/");
+		strbuf_printf(&b, "&port=%s", port);
+		sep = '&';
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(dburl_pg_keys); i++) {
+		const char *k = dburl_pg_keys[i].key, *v = dburl_pg_get(o, k);
+
+		if (!dburl_pg_keys[i].canonical || v == NULL || strcmp(k, "user") == 0 ||
+		    strcmp(k, "dbname") == 0 || strcmp(k, "host") == 0 || strcmp(k, "port") == 0)
+			continue;
+		strbuf_printf(&b, "%c%s=", sep, k);
+		dburl_pg_encode(&b, v, "/");
+		sep = '&';
+	}
+	return b.s;
+}
+
+/* Check the host and port: one server, a numeric port. */
+static int dburl_pg_check_server(
+    const char *host, const char *port, const char *shown, char *err, size_t errlen)
+{
+	char *end;
+	long p;
+
+	if (strchr(host, ',') != NULL || strchr(port, ',') != NULL)
+		return errbuf_fail(err, errlen,
+		    "'%s' names several servers; name one (every supervisor must reach the same "
+		    "database); use %s",
+		    shown, DBURL_PG_EXAMPLE);
+	p = strtol(port, &end, 10);
+	if (*end != '\0' || p < 1 || p > 65535)
+		return errbuf_fail(err, errlen, "'%s': port '%s' is not a port number; use %s",
+		    shown, port, DBURL_PG_EXAMPLE);
+	return 0;
+}
+
+/* Parse and canonicalise a PostgreSQL URL; -1 with a message that hides the password. */
+int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errlen)
+{
+	PQconninfoOption *o = NULL, *defs = NULL;
+	const char *rest = strstr(url, "://");
+	char *shown = dburl_pg_redact(url), *libpq_url, *msg = NULL;
+	const char *user, *host, *port;
+	char lower[256];
+	int rc = -1;
+
+	*canonical_url = NULL;
+	libpq_url = xasprintf("postgresql%s", rest != NULL ? rest : "");
+	if (rest == NULL || strncmp(rest, "://", 3) != 0) {
+		errbuf_fail(
+		    err, errlen, "'%s' is not a PostgreSQL URL; use %s", shown, DBURL_PG_EXAMPLE);
+		goto out;
+	}
+	if (strchr(url, '#') != NULL) {
+		errbuf_fail(err, errlen, "'%s': fragments ('#...') are not supported; use %s",
+		    shown, DBURL_PG_EXAMPLE);
+		goto out;
+	}
+	o = PQconninfoParse(libpq_url, &msg);
+	if (o == NULL) {
+		size_t n = msg != NULL ? strlen(msg) : 0;
+
+		while (n > 0 && isspace((unsigned char)msg[n - 1]))
+			msg[--n] = '\0';
+		errbuf_fail(err, errlen, "'%s': %s; use %s", shown,
+		    msg != NULL ? msg : "cannot be parsed", DBURL_PG_EXAMPLE);
+		goto out;
+	}
+	if (dburl_pg_check_keys(o, shown, err, errlen) != 0)
+		goto out;
+	if (dburl_pg_get(o, "dbname") == NULL) {
+		errbuf_fail(err, errlen,
+		    "'%s' names no database (the path after the host is the database name); "
+		    "use %s",
+		    shown, DBURL_PG_EXAMPLE);
+		goto out;
+	}
+	defs = PQconndefaults();
+	user = dburl_pg_get(o, "user");
+	user = user != NULL ? user : defs != NULL ? dburl_pg_get(defs, "user") : NULL;
+	host = dburl_pg_get(o, "host");
+	host = host != NULL ? host : defs != NULL ? dburl_pg_get(defs, "host") : NULL;
+	host = host != NULL ? host : DEFAULT_PGSOCKET_DIR;
+	port = dburl_pg_get(o, "port");
+	port = port != NULL ? port : defs != NULL ? dburl_pg_get(defs, "port") : NULL;
+	port = port != NULL ? port : "5432";
+	if (user == NULL) {
+		errbuf_fail(err, errlen, "'%s' names no user and none is known; use %s", shown,
+		    DBURL_PG_EXAMPLE);
+		goto out;
+	}
+	if (dburl_pg_check_server(host, port, shown, err, errlen) != 0)
+		goto out;
+	if (host[0] != '/') {
+		size_t i;
+
+		for (i = 0; host[i] != '\0' && i + 1 < sizeof lower; i++)
+			lower[i] = (char)tolower((unsigned char)host[i]);
+		lower[i] = '\0';
+		host = lower;
+	}
+	*canonical_url = dburl_pg_compose(o, user, host, port);
+	if (dburl_pg_get(o, "password") != NULL) {
+		free(dburl_pg_secret_url);
+		free(dburl_pg_secret);
+		dburl_pg_secret_url = xstrdup(*canonical_url);
+		dburl_pg_secret = xstrdup(dburl_pg_get(o, "password"));
+	}
+	rc = 0;
+out:
+	PQconninfoFree(o);
+	PQconninfoFree(defs);
+	PQfreemem(msg);
+	free(libpq_url);
+	free(shown);
+	return rc;
+}
+
+/* The password given inside the URL that parsed to `canonical_url`, or NULL. */
+const char *dburl_pg_password(const char *canonical_url)
+{
+	if (dburl_pg_secret_url == NULL || strcmp(dburl_pg_secret_url, canonical_url) != 0)
+		return NULL;
+	return dburl_pg_secret;
+}

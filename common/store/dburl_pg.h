@@ -1,0 +1,29 @@
+/*
+ * PostgreSQL database URLs: postgresql://[user[:password]@]host[:port]/dbname[?params]
+ * (also postgres:// and SQLAlchemy's postgresql+<driver>://), a Unix-socket directory
+ * as ?host=/run/postgresql. The canonical form names everything libpq would otherwise
+ * take from the environment (user, host, port), and never a password:
+ *   postgresql://user@host:5432/dbname[?params]
+ *   postgresql://user@/dbname?host=/run/postgresql&port=5432[&params]
+ * A password given in the URL is accepted and kept in this process only
+ * (dburl_pg_password); PGPASSWORD, ~/.pgpass and PGPASSFILE are libpq's own sources.
+ */
+#ifndef AUTOPACK_DBURL_PG_H
+#define AUTOPACK_DBURL_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Return true if `url` uses a PostgreSQL scheme. */
+bool dburl_pg_scheme(const char *url);
+/* Parse a PostgreSQL URL into its canonical form (a heap string), remembering a password
+ * it holds for dburl_pg_password. -1 with a message in err that names what was wrong and
+ * never shows the password. */
+int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errlen);
+/* The password given inside the URL that parsed to `canonical_url` in this process, or
+ * NULL (libpq then reads PGPASSWORD or the password file). */
+const char *dburl_pg_password(const char *canonical_url);
+/* Return true if `url` is a canonical PostgreSQL URL (as dburl_pg_parse writes). */
+bool dburl_is_pg(const char *url);
+
+#endif

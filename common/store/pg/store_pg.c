@@ -1,0 +1,208 @@
+/* Opening and creating an autopack database on a PostgreSQL server. */
+#include "common/store/pg/store_pg.h"
+#include "common/store/dburl_pg.h"
+#include "common/store/pg/db_pg.h"
+#include "common/store/pg/schema_pg.h"
+#include "common/store/schema.sql.h"
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Connect with the URL's password, if it had one; STORE_ENOENT for a missing database. */
+int store_pg_connect(const char *url, struct db **db, struct store_err *err)
+{
+	enum db_fault fault;
+	char msg[600];
+
+	if (db_pg_connect(url, dburl_pg_password(url), program_invocation_short_name, db, &fault,
+	        msg, sizeof msg) == DB_OK)
+		return 0;
+	if (fault == DB_FAULT_NOTDB)
+		return store_fail(err, STORE_ENOENT,
+		    "%s: %s (autopack never creates a database: create it with createdb or "
+		    "CREATE DATABASE, then run autopack-ctl --db %s db init)",
+		    url, msg, url);
+	return store_fail(err, STORE_EIO, "%s: cannot connect: %s", url, msg);
+}
+
+/* Read the system identifier and the database name; STORE_EIO on failure. */
+int store_pg_server_id(struct db *db, const char *url, char **id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db,
+	    "SELECT CAST(system_identifier AS TEXT), current_database() FROM pg_control_system()",
+	    &q);
+
+	*id = NULL;
+	if (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		*id = xasprintf("%s/%s", db_column_text(q, 0), db_column_text(q, 1));
+		rc = DB_OK;
+	}
+	if (rc != DB_OK)
+		rc = store_fail(err, STORE_EIO, "%s: reading the server's system identifier: %s",
+		    url, db_errmsg(db));
+	db_finalize(q);
+	return rc;
+}
+
+/* Connect, check the schema and read the identity; read-only sessions for STORE_READ. */
+int store_pg_open(struct store *st, const char *url, enum store_mode mode, struct store_err *err)
+{
+	struct db *db = NULL;
+	int rc;
+
+	memset(st, 0, sizeof *st);
+	rc = store_pg_connect(url, &db, err);
+	if (rc != 0)
+		return rc;
+	if (mode == STORE_READ)
+		rc = store_exec(
+		    db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", url, err);
+	if (rc == 0)
+		rc = store_schema_check(db, url, &st->schema_version, st->uuid, err);
+	if (rc == 0 && mode != STORE_READ && st->schema_version < SCHEMA_VERSION)
+		rc = store_fail(err, STORE_EVERSION,
+		    "%s: schema version %d is older than this program's (%d) and PostgreSQL "
+		    "databases of that version cannot be upgraded",
+		    url, st->schema_version, SCHEMA_VERSION);
+	if (rc == 0)
+		rc = store_pg_server_id(db, url, &st->server_id, err);
+	if (rc != 0) {
+		db_close(db);
+		return rc;
+	}
+	st->db = db;
+	st->backend = DB_PG;
+	st->path = xstrdup(url);
+	st->url = xstrdup(url);
+	st->writable = mode != STORE_READ;
+	return 0;
+}
+
+/* Check that the current schema exists and holds no table; the tables found are named. */
+static int store_pg_check_empty(struct db *db, const char *url, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	char found[300] = "";
+	size_t len = 0, n = 0;
+	int rc = db_prepare(db,
+	    "SELECT current_schema(), table_name FROM information_schema.tables"
+	    " RIGHT JOIN (SELECT 1) one ON table_schema = current_schema()"
+	    " ORDER BY table_name",
+	    &q);
+	const char *schema = NULL;
+	char *schema_copy = NULL;
+
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		const char *t = db_column_text(q, 1);
+
+		rc = DB_OK;
+		schema = db_column_text(q, 0);
+		if (schema_copy == NULL && schema != NULL)
+			schema_copy = xstrdup(schema);
+		if (t == NULL)
+			continue;
+		if (len < sizeof found)
+			len += (size_t)snprintf(
+			    found + len, sizeof found - len, "%s%s", n ? ", " : "", t);
+		n++;
+	}
+	if (rc != DB_DONE)
+		rc = store_fail(
+		    err, STORE_EIO, "%s: reading the table list: %s", url, db_errmsg(db));
+	else if (schema_copy == NULL)
+		rc = store_fail(err, STORE_ENOTDB,
+		    "%s: no schema to create the tables in (none of the search_path exists); "
+		    "autopack never creates a schema: create it, or set the search_path",
+		    url);
+	else if (n > 0)
+		rc = store_fail(err, STORE_ENOTDB,
+		    "%s: schema %s already holds %zu table%s (%s) but no autopack meta table; "
+		    "db init needs an empty schema (a Python Autopack database is taken over with "
+		    "db adopt); nothing was changed",
+		    url, schema_copy, n, n == 1 ? "" : "s", found);
+	else
+		rc = 0;
+	free(schema_copy);
+	db_finalize(q);
+	return rc;
+}
+
+/* Create the schema and meta in one transaction, or report the database already there. */
+int store_pg_init(const char *url, char uuid[37], struct store_err *err)
+{
+	struct store st;
+	struct db *db = NULL;
+	char id[37], now[32], *by = NULL;
+	int rc = store_pg_open(&st, url, STORE_READ, err);
+
+	if (rc == 0) {
+		if (uuid != NULL)
+			memcpy(uuid, st.uuid, sizeof st.uuid);
+		store_fail(err, STORE_EEXIST,
+		    "%s: already an autopack database (uuid %s, schema version %d), nothing "
+		    "changed",
+		    url, st.uuid, st.schema_version);
+		store_close(&st);
+		return STORE_EEXIST;
+	}
+	if (rc != STORE_ENOTDB)
+		return rc;
+	rc = store_uuid_v4(id, err);
+	if (rc == 0)
+		rc = store_pg_connect(url, &db, err);
+	if (rc != 0)
+		return rc;
+	by = store_created_by();
+	time_db_now(now);
+	rc = store_begin(db, "starting the schema transaction", err);
+	if (rc == 0)
+		rc = store_pg_check_empty(db, url, err);
+	if (rc == 0)
+		rc = store_exec(db, SCHEMA_PG_SQL, "creating the schema", err);
+	if (rc == 0)
+		rc = store_meta_insert(db, id, now, by, SCHEMA_VERSION, err);
+	if (rc == 0)
+		rc = store_commit(db, "committing the schema", err);
+	if (rc != 0)
+		db_rollback(db);
+	db_close(db);
+	free(by);
+	if (rc != 0)
+		return rc;
+	if (uuid != NULL)
+		memcpy(uuid, id, sizeof id);
+	return 0;
+}
+
+/* Compare meta's uuid and the server's identity with the ones opened. */
+int store_pg_identity_changed(struct store *st, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	char uuid[37] = "", *id = NULL;
+	int rc;
+
+	if (db_in_transaction(st->db))
+		return 0;
+	rc = db_prepare(st->db, "SELECT db_uuid FROM meta WHERE id = 1", &q);
+	if (rc == DB_OK && db_step(q) == DB_ROW && db_column_text(q, 0) != NULL)
+		strlcpy_ap(uuid, db_column_text(q, 0), sizeof uuid);
+	db_finalize(q);
+	if (uuid[0] == '\0' || store_pg_server_id(st->db, st->url, &id, NULL) != 0)
+		return 0;
+	rc = 0;
+	if (strcmp(uuid, st->uuid) != 0)
+		rc = store_fail(err, STORE_EMOVED,
+		    "%s: the database's uuid changed from %s to %s after it was opened", st->url,
+		    st->uuid, uuid);
+	else if (strcmp(id, st->server_id) != 0)
+		rc = store_fail(err, STORE_EMOVED,
+		    "%s: the connection now reaches another database (server/database %s, opened "
+		    "as %s)",
+		    st->url, id, st->server_id);
+	free(id);
+	return rc;
+}

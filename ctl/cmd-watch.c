@@ -1,0 +1,256 @@
+/* watch: one live line of a running drain — done/total, percentage, phases per minute, ETA
+ * (the supervisor's, from the median attempt duration per task category), failures so far,
+ * workers. A terminal gets the line redrawn in place; a pipe or file one line per interval
+ * (--json: one JSON object per line). When the supervisor exits, the final counts of its
+ * session are read from the database and printed; the exit status says whether the
+ * session recorded its end. */
+#include "common/progress.h"
+#include "common/store/dburl.h"
+#include "common/store/store_session.h"
+#include "common/util.h"
+#include "ctl/cmd.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define WATCH_EXIT_WAIT_MS 30000 /* for the supervisor's process to go once it stopped answering */
+
+enum {
+	OPT_CONTROL = CMD_OPT_FIRST_OWN,
+	OPT_INTERVAL,
+	OPT_COUNT
+};
+
+/* Whether process pid is gone (or a zombie nobody reaped yet). */
+static bool watch_pid_gone(pid_t pid)
+{
+	char path[64], buf[512], *close_paren;
+	FILE *f;
+	size_t n;
+
+	if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
+		return true;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return true;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	close_paren = strrchr(buf, ')');
+	return close_paren != NULL && close_paren[1] == ' ' && close_paren[2] == 'Z';
+}
+
+/* The terminal's width, or 0 when stdout is not a terminal. */
+static int watch_tty_width(void)
+{
+	struct winsize ws;
+
+	if (!isatty(STDOUT_FILENO))
+		return 0;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0)
+		return 80;
+	return ws.ws_col;
+}
+
+/* Print one line (or JSON object) for a status body. */
+static void watch_show(json_t *b, bool json, int width)
+{
+	json_t *pool = json_object_get(b, "pool"), *q = json_object_get(b, "queue");
+	const char *state = json_string_value(json_object_get(b, "state"));
+	struct progress p;
+	char ts[32], prog[256], line[512];
+
+	time_iso8601(clock_wall_ms(), ts);
+	progress_from_json(json_object_get(b, "progress"), &p);
+	if (json) {
+		json_t *o = json_pack("{s:s, s:s?, s:O?, s:{s:I, s:I}, s:I}", "time", ts, "state",
+		    state, "progress", json_object_get(b, "progress"), "workers", "live",
+		    json_integer_value(json_object_get(pool, "live")), "wanted",
+		    json_integer_value(json_object_get(pool, "target")), "in_flight",
+		    json_integer_value(json_object_get(q, "in_flight")));
+		char *text = json_dumps(o, JSON_COMPACT);
+
+		printf("%s\n", text != NULL ? text : "{}");
+		free(text);
+		json_decref(o);
+		fflush(stdout);
+		return;
+	}
+	progress_line(&p, prog, sizeof prog);
+	snprintf(line, sizeof line, "%.19s %-9s %s  workers %lld/%lld  in flight %lld", ts,
+	    state != NULL ? state : "-", prog,
+	    (long long)json_integer_value(json_object_get(pool, "live")),
+	    (long long)json_integer_value(json_object_get(pool, "target")),
+	    (long long)json_integer_value(json_object_get(q, "in_flight")));
+	if (width > 0) {
+		if ((int)strlen(line) >= width)
+			line[width - 1] = '\0';
+		printf("\r%s\033[K", line);
+	} else {
+		printf("%s\n", line);
+	}
+	fflush(stdout);
+}
+
+/* The supervisor stopped answering: once its process is gone, print the final counts of
+ * its session and return the exit code; -1 while it is still there. */
+static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
+{
+	const char *sid = json_string_value(json_object_get(last, "session_id"));
+	pid_t pid = (pid_t)json_integer_value(json_object_get(last, "pid"));
+	uint64_t deadline = clock_mono_ms() + WATCH_EXIT_WAIT_MS;
+	struct store_session ses = { 0 };
+	struct store st = { 0 };
+	struct store_err err;
+	char *path = NULL, *url = NULL, msg[512];
+	bool have = false;
+	int rc = CMD_EXIT_OK;
+
+	while (!watch_pid_gone(pid)) {
+		if (clock_mono_ms() > deadline)
+			return -1;
+		poll(NULL, 0, 100);
+	}
+	if (width > 0)
+		printf("\n");
+	if (dburl_resolve(ctx->db_flag, &path, &url, NULL, msg, sizeof msg) == 0 &&
+	    store_open(&st, path, url, STORE_READ, &err) == 0) {
+		have = store_session_get(&st, sid, &ses, &err) == 0;
+		store_close(&st);
+	}
+	free(path);
+	free(url);
+	if (have && ses.completed_at == NULL)
+		rc = CMD_EXIT_REFUSED;
+	if (json) {
+		json_t *o = json_pack("{s:b, s:I, s:s?, s:b, s:s?, s:I, s:I, s:I, s:O?}", "final",
+		    true, "supervisor_pid", (json_int_t)pid, "session_id", sid, "completed",
+		    have && ses.completed_at != NULL, "stop_reason", have ? ses.stop_reason : NULL,
+		    "attempts", (json_int_t)(have ? ses.attempts : 0), "succeeded",
+		    (json_int_t)(have ? ses.successes : 0), "failed",
+		    (json_int_t)(have ? ses.results - ses.successes : 0), "progress",
+		    json_object_get(last, "progress"));
+		char *text = json_dumps(o, JSON_COMPACT);
+
+		printf("%s\n", text != NULL ? text : "{}");
+		free(text);
+		json_decref(o);
+	} else if (have) {
+		printf("supervisor pid %d exited; session %s %s (%s): %lld attempt(s), %lld"
+		       " succeeded, %lld failed\n",
+		    (int)pid, ses.session_id,
+		    ses.completed_at != NULL ? "ended" : "did not record its end",
+		    ses.stop_reason != NULL ? ses.stop_reason : "no stop reason",
+		    (long long)ses.attempts, (long long)ses.successes,
+		    (long long)(ses.results - ses.successes));
+	} else {
+		struct progress p;
+		char line[256];
+
+		progress_from_json(json_object_get(last, "progress"), &p);
+		progress_line(&p, line, sizeof line);
+		printf("supervisor pid %d exited; last seen: %s\n", (int)pid, line);
+	}
+	fflush(stdout);
+	if (rc != CMD_EXIT_OK)
+		fprintf(stderr,
+		    "autopack-ctl: the supervisor exited without recording the end of session %s"
+		    " (killed, crashed, or its database was lost); see its log\n",
+		    sid != NULL ? sid : "?");
+	if (have)
+		store_session_free(&ses);
+	return rc;
+}
+
+/* watch: a progress line every interval until the supervisor exits or N lines are shown. */
+static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CMD_OPTS_COMMON,
+		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "interval", required_argument, NULL, OPT_INTERVAL },
+		{ "count", required_argument, NULL, OPT_COUNT },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *control = NULL;
+	long interval_ms = 1000, count = 0, shown = 0;
+	int o, exit_code = 0, rc, width;
+	bool json = ctx->json;
+	json_t *last = NULL;
+	char err[1024];
+
+	while ((o = cmd_getopt(ctx, argc, argv, opts, &exit_code)) != -1) {
+		char *end;
+		double v;
+
+		switch (o) {
+		case CMD_OPT_DONE: return exit_code;
+		case OPT_CONTROL: control = optarg; break;
+		case OPT_INTERVAL:
+			v = strtod(optarg, &end);
+			if (*end != '\0' || end == optarg || v < 0.1 || v > 3600)
+				return cmd_usage_error(ctx,
+				    "--interval: \"%s\" is not a number of seconds from 0.1 to 3600",
+				    optarg);
+			interval_ms = (long)(v * 1000);
+			break;
+		case OPT_COUNT:
+			errno = 0;
+			count = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || end == optarg || count < 1)
+				return cmd_usage_error(
+				    ctx, "--count: \"%s\" is not a positive number", optarg);
+			break;
+		default: return cmd_usage_error(ctx, "unexpected option");
+		}
+	}
+	if (optind != argc)
+		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+	json = json || ctx->json;
+	ctx->json = false; /* failures are reported as text on stderr */
+	width = json ? 0 : watch_tty_width();
+	for (;;) {
+		struct live_reply r;
+
+		rc = cmd_live_fetch(ctx, control, "status", NULL, 0, &r, err, sizeof err);
+		if (rc == 0) {
+			json_decref(last);
+			last = json_incref(r.body);
+			cmd_live_reply_free(&r);
+			watch_show(last, json, width);
+			if (count > 0 && ++shown >= count)
+				break;
+		} else if (last == NULL) {
+			return cmd_fail(ctx, rc, "%s", err);
+		} else if ((rc = watch_final(ctx, last, json, width)) >= 0) {
+			json_decref(last);
+			return rc;
+		}
+		poll(NULL, 0, (int)interval_ms);
+	}
+	if (width > 0)
+		printf("\n");
+	json_decref(last);
+	return CMD_EXIT_OK;
+}
+
+const struct cmd_entry cmd_watch_entry = {
+	"watch",
+	"[--interval S] [--count N] [--json] [--control PATH]",
+	"one live line of a drain's progress and ETA",
+	"Show the drain's progress every --interval seconds (default 1): phases done of the\n"
+	"total, the percentage, phases finished per minute, the ETA (from the median attempt\n"
+	"duration per task category in this database), failed attempts so far, workers and\n"
+	"attempts in flight. A terminal gets one line redrawn in place; a pipe or a file one\n"
+	"line per interval; --json one JSON object per line. Stops after --count N lines, or\n"
+	"when the supervisor exits: then it prints the final counts of its session (read from\n"
+	"the database) and exits 0, or 1 when the session did not record its end (killed,\n"
+	"crashed, database lost).\n" CMD_LIVE_HELP_TAIL,
+	exec_watch,
+};

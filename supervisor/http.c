@@ -1,0 +1,462 @@
+/* The HTTP server of --http ADDR:PORT: GET /healthz, /metrics, /api/status and / (the
+ * dashboard), read-only. libmicrohttpd serves them from a thread of its own, so no client
+ * (slow, huge, many, malformed) can hold up the event loop or the writer: the thread never
+ * touches the supervisor's state or the database. Instead the loop publishes a snapshot
+ * every HTTP_SNAPSHOT_MS (the status document and the metrics, as text) and the thread
+ * answers from the newest one. Health is judged in the thread too, so it stays honest
+ * when the loop itself is stuck: the snapshot's own reasons, plus the database file
+ * checked by device:inode at each request, plus a snapshot older than HTTP_STALE_MS. */
+#include "supervisor/observe.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#define HTTP_SNAPSHOT_MS 1000
+#define HTTP_STALE_MS 15000
+#define HTTP_CONNECTIONS 128         /* at once; more are refused at accept */
+#define HTTP_TIMEOUT_S 10            /* an idle or slow connection is closed after this */
+#define HTTP_CONNECTION_MEMORY 32768 /* a request's line and headers must fit */
+#define HTTP_LOG_BURST 10            /* libmicrohttpd messages logged a minute */
+
+/* What the loop published; immutable once published, freed with its last reference. */
+struct http_snap {
+	int refs;
+	char *status;  /* the status document, JSON */
+	char *metrics; /* the exposition */
+	char *health;  /* the loop's part of /healthz, JSON, reasons included */
+	bool healthy;  /* the loop found no reason */
+	uint64_t made_ms;
+};
+
+struct http {
+	struct MHD_Daemon *daemon;
+	uv_timer_t timer;
+	pthread_mutex_t lock;
+	struct http_snap *snap;
+	char *url;
+	uint64_t log_window_ms; /* the log limit's minute, under lock */
+	unsigned log_count, log_dropped;
+	/* constant while serving; read by the thread */
+	char *db_path;
+	dev_t dev;
+	ino_t ino;
+};
+
+/* Parse ADDR:PORT (ADDR an IPv4 address, [IPv6] or localhost) into sa; 0 or -1 with err. */
+static int http_addr_parse(
+    const char *spec, struct sockaddr_storage *sa, socklen_t *len, char *err, size_t errlen)
+{
+	const char *whole = spec, *colon = strrchr(spec, ':');
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+		.ai_socktype = SOCK_STREAM },
+	                *res = NULL;
+	char host[256], *end;
+	size_t hl;
+	long port;
+
+	if (colon == NULL || colon == spec || colon[1] == '\0') {
+		snprintf(err, errlen, "\"%s\" is not ADDR:PORT (for example 127.0.0.1:9464)", spec);
+		return -1;
+	}
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || port < 0 || port > 65535) {
+		snprintf(err, errlen, "\"%s\": port \"%s\" is not a number from 0 to 65535", spec,
+		    colon + 1);
+		return -1;
+	}
+	hl = (size_t)(colon - spec);
+	if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
+		spec++;
+		hl -= 2;
+	}
+	if (hl >= sizeof host) {
+		snprintf(err, errlen, "address too long");
+		return -1;
+	}
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		strcpy(host, "127.0.0.1");
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL) {
+		snprintf(err, errlen,
+		    "\"%s\": \"%s\" is not an IPv4 address, a bracketed IPv6 address or localhost",
+		    whole, host);
+		return -1;
+	}
+	memcpy(sa, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+/* Check an --http value; 0 or -1 with err. */
+int http_addr_check(const char *spec, char *err, size_t errlen)
+{
+	struct sockaddr_storage sa;
+	socklen_t len;
+
+	return http_addr_parse(spec, &sa, &len, err, errlen);
+}
+
+/* Whether the address is a loopback one. */
+static bool http_loopback(const struct sockaddr_storage *sa)
+{
+	if (sa->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
+/* Drop a reference to a snapshot (under the lock). */
+static void snap_put(struct http_snap *sn)
+{
+	if (sn == NULL || --sn->refs > 0)
+		return;
+	free(sn->status);
+	free(sn->metrics);
+	free(sn->health);
+	free(sn);
+}
+
+/* Build the health document the loop can vouch for. */
+static char *http_health_json(struct sup *s, bool *healthy)
+{
+	int64_t last = metrics_last_commit_wall_ms(s);
+	json_t *reasons = status_health_reasons(s);
+	char devino[64], *text;
+	json_t *j;
+
+	*healthy = json_array_size(reasons) == 0;
+	snprintf(
+	    devino, sizeof devino, "%lu:%lu", (unsigned long)s->st->dev, (unsigned long)s->st->ino);
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:s, s:o, s:I, s:{s:i, s:i}, s:o}",
+	    "status", *healthy ? "ok" : "unhealthy", "db_url", s->st->url, "db_uuid", s->st->uuid,
+	    "device_inode", devino, "state", status_state_name(s), "paused", s->paused, "pid",
+	    (int)getpid(), "version", AUTOPACK_VERSION, "last_commit_age_seconds",
+	    last > 0 ? json_real((double)(clock_wall_ms() - last) / 1000.0) : json_null(),
+	    "writer_queue_writes", (json_int_t)s->ops_n, "workers", "live", s->live, "wanted",
+	    s->target, "reasons", reasons);
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return text;
+}
+
+/* Publish a new snapshot for the thread. */
+static void http_publish(struct sup *s)
+{
+	struct http *h = s->http;
+	struct http_snap *sn = xcalloc(1, sizeof *sn), *old;
+	struct store_err err;
+	json_t *doc = status_doc(s, &err);
+
+	sn->refs = 1;
+	if (doc != NULL) {
+		sn->status = json_dumps(doc, JSON_COMPACT);
+		json_decref(doc);
+	} else {
+		json_t *e = json_pack(
+		    "{s:b, s:s, s:s}", "ok", false, "error", "store_error", "message", err.text);
+
+		sn->status = json_dumps(e, JSON_COMPACT);
+		json_decref(e);
+	}
+	sn->metrics = metrics_text(s);
+	sn->health = http_health_json(s, &sn->healthy);
+	sn->made_ms = clock_mono_ms();
+	pthread_mutex_lock(&h->lock);
+	old = h->snap;
+	h->snap = sn;
+	snap_put(old);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Publish the next snapshot. */
+static void http_timer_cb(uv_timer_t *t)
+{
+	http_publish(t->data);
+}
+
+/* Take a reference to the newest snapshot. */
+static struct http_snap *snap_get(struct http *h)
+{
+	struct http_snap *sn;
+
+	pthread_mutex_lock(&h->lock);
+	sn = h->snap;
+	sn->refs++;
+	pthread_mutex_unlock(&h->lock);
+	return sn;
+}
+
+/* Drop a reference taken with snap_get. */
+static void snap_release(struct http *h, struct http_snap *sn)
+{
+	pthread_mutex_lock(&h->lock);
+	snap_put(sn);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Queue a response with the body copied, its type and the headers every answer has. */
+static enum MHD_Result http_send(
+    struct MHD_Connection *c, unsigned status, const char *type, const char *body, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+	    len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result rc;
+
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (strncmp(type, "text/html", 9) == 0)
+		MHD_add_response_header(r, "Content-Security-Policy",
+		    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline';"
+		    " connect-src 'self'; img-src data:; frame-ancestors 'none'");
+	rc = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+/* Queue a JSON error {ok: false, error, message}. */
+static enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static enum MHD_Result http_error(
+    struct MHD_Connection *c, unsigned status, const char *code, const char *fmt, ...)
+{
+	char msg[512], *text;
+	enum MHD_Result rc;
+	va_list ap;
+	json_t *j;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	j = json_pack("{s:b, s:s, s:s}", "ok", false, "error", code, "message", msg);
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	rc = text != NULL ? http_send(c, status, "application/json", text, strlen(text)) : MHD_NO;
+	free(text);
+	return rc;
+}
+
+/* Answer /healthz: the loop's verdict, the database file as it is now, the loop's
+ * liveness. */
+static enum MHD_Result http_healthz(struct http *h, struct MHD_Connection *c)
+{
+	struct http_snap *sn = snap_get(h);
+	json_t *j = json_loads(sn->health, 0, NULL), *reasons;
+	uint64_t age = clock_mono_ms() - sn->made_ms;
+	enum MHD_Result rc;
+	struct stat sb;
+	char msg[512], *text;
+
+	snap_release(h, sn);
+	if (j == NULL)
+		return http_error(c, 500, "internal", "health document unreadable");
+	reasons = json_object_get(j, "reasons");
+	if (stat(h->db_path, &sb) != 0 || sb.st_dev != h->dev || sb.st_ino != h->ino) {
+		if (stat(h->db_path, &sb) != 0)
+			snprintf(msg, sizeof msg,
+			    "%s: %s; the database file opened is gone from it", h->db_path,
+			    strerror(errno));
+		else
+			snprintf(msg, sizeof msg,
+			    "%s is now device:inode %lu:%lu, not the file opened (%lu:%lu)",
+			    h->db_path, (unsigned long)sb.st_dev, (unsigned long)sb.st_ino,
+			    (unsigned long)h->dev, (unsigned long)h->ino);
+		json_array_append_new(
+		    reasons, json_pack("{s:s, s:s}", "code", "database_lost", "message", msg));
+	}
+	if (age > HTTP_STALE_MS) {
+		snprintf(msg, sizeof msg, "the supervisor's event loop has not answered for %.1f s",
+		    (double)age / 1000.0);
+		json_array_append_new(
+		    reasons, json_pack("{s:s, s:s}", "code", "loop_stalled", "message", msg));
+	}
+	json_object_set_new(
+	    j, "status", json_string(json_array_size(reasons) ? "unhealthy" : "ok"));
+	json_object_set_new(j, "snapshot_age_seconds", json_real((double)age / 1000.0));
+	text = json_dumps(j, JSON_COMPACT);
+	rc = http_send(c, json_array_size(reasons) ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
+	    "application/json", text, strlen(text));
+	free(text);
+	json_decref(j);
+	return rc;
+}
+
+/* Answer one request; every path is read-only. */
+static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload, size_t *upload_size, void **state)
+{
+	struct http *h = cls;
+	struct http_snap *sn;
+	enum MHD_Result rc;
+
+	(void)version;
+	(void)upload;
+	(void)state;
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+		*upload_size = 0;
+		return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+		    "this server is read-only: GET or HEAD, not %.32s", method);
+	}
+	if (strcmp(url, "/healthz") == 0)
+		return http_healthz(h, c);
+	if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
+		return http_send(
+		    c, MHD_HTTP_OK, "text/html; charset=utf-8", dashboard_html, dashboard_html_len);
+	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/api/status") != 0)
+		return http_error(c, MHD_HTTP_NOT_FOUND, "not_found",
+		    "no such path; try /, /healthz, /metrics or /api/status");
+	sn = snap_get(h);
+	if (url[1] == 'm')
+		rc = http_send(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+		    sn->metrics, strlen(sn->metrics));
+	else
+		rc = http_send(c, MHD_HTTP_OK, "application/json", sn->status, strlen(sn->status));
+	snap_release(h, sn);
+	return rc;
+}
+
+/* Leave the path as sent: every path served is plain ASCII, so an escape (%00, %2e) can
+ * only name something that is not served. */
+static size_t http_unescape_cb(void *cls, struct MHD_Connection *c, char *s)
+{
+	(void)cls;
+	(void)c;
+	return strlen(s);
+}
+
+/* Route libmicrohttpd's messages into the log, at most HTTP_LOG_BURST a minute: a client
+ * sending junk must not flood it. */
+static void http_log_cb(void *cls, const char *fmt, va_list ap)
+{
+	struct http *h = cls;
+	uint64_t now = clock_mono_ms();
+	unsigned dropped = 0;
+	char msg[512];
+	size_t n;
+
+	pthread_mutex_lock(&h->lock);
+	if (now - h->log_window_ms >= 60000) {
+		dropped = h->log_dropped;
+		h->log_window_ms = now;
+		h->log_count = h->log_dropped = 0;
+	}
+	if (h->log_count >= HTTP_LOG_BURST) {
+		h->log_dropped++;
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	h->log_count++;
+	pthread_mutex_unlock(&h->lock);
+	if (dropped > 0)
+		log_warn("http: %u more message(s) about bad requests not shown", dropped);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	log_warn("http: %s", msg);
+}
+
+/* Parse the address, publish a first snapshot and start the server thread. */
+int http_start(struct sup *s)
+{
+	struct sockaddr_storage sa;
+	struct http *h;
+	const union MHD_DaemonInfo *info;
+	char err[512], host[INET6_ADDRSTRLEN];
+	socklen_t len;
+	unsigned port;
+
+	if (s->cfg.http_addr == NULL)
+		return 0;
+	if (http_addr_parse(s->cfg.http_addr, &sa, &len, err, sizeof err) != 0) {
+		log_error("--http: %s", err);
+		return -1;
+	}
+	h = xcalloc(1, sizeof *h);
+	s->http = h;
+	pthread_mutex_init(&h->lock, NULL);
+	h->db_path = xstrdup(s->st->path);
+	h->dev = s->st->dev;
+	h->ino = s->st->ino;
+	uv_timer_init(s->loop, &h->timer);
+	h->timer.data = s;
+	http_publish(s);
+	h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
+	        MHD_USE_ERROR_LOG | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+	    0, NULL, NULL, http_request_cb, h, MHD_OPTION_EXTERNAL_LOGGER, http_log_cb, h,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_END);
+	if (h->daemon == NULL) {
+		log_error("--http %s: cannot listen there (in use, or not an address of this host)",
+		    s->cfg.http_addr);
+		return -1;
+	}
+	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	port = info != NULL ? info->port : 0;
+	if (sa.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, host, sizeof host);
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, host, sizeof host);
+	h->url = xasprintf(
+	    sa.ss_family == AF_INET ? "http://%s:%u/" : "http://[%s]:%u/", host, port);
+	s->http_url = h->url;
+	http_publish(s); /* with the URL */
+	uv_timer_start(&h->timer, http_timer_cb, HTTP_SNAPSHOT_MS, HTTP_SNAPSHOT_MS);
+	uv_unref((uv_handle_t *)&h->timer);
+	if (!http_loopback(&sa))
+		log_warn(
+		    "--http %s is not a loopback address: anyone who can reach it can read"
+		    " this drain's status, failures and metrics (read-only, no authentication)",
+		    s->cfg.http_addr);
+	log_info("http: dashboard %s, metrics %smetrics, health %shealthz", h->url, h->url, h->url);
+	return 0;
+}
+
+/* Stop the server thread and the snapshots. */
+void http_stop(struct sup *s)
+{
+	struct http *h = s->http;
+
+	if (h == NULL)
+		return;
+	if (h->daemon != NULL)
+		MHD_stop_daemon(h->daemon);
+	h->daemon = NULL;
+	uv_timer_stop(&h->timer);
+}
+
+/* Free the server and its last snapshot. */
+void http_free(struct sup *s)
+{
+	struct http *h = s->http;
+
+	if (h == NULL)
+		return;
+	http_stop(s);
+	snap_put(h->snap);
+	pthread_mutex_destroy(&h->lock);
+	free(h->db_path);
+	free(h->url);
+	free(h);
+	s->http = NULL;
+	s->http_url = NULL;
+}

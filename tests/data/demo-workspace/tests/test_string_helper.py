@@ -1,0 +1,2 @@
+# tests/test_string_helper.py, written by the LLM stand-in
+VALUE = 1

@@ -1,0 +1,619 @@
+"""Watching a drain: --http's /healthz, /metrics (read by promtool and by the Prometheus
+client's parser, and checked against the database), /api/status and the dashboard (in
+headless Chromium); `autopack-ctl metrics`, `watch` and `status`; and HTTP clients that
+misbehave without disturbing the drain."""
+import fcntl
+import http.client
+import json
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import termios
+import threading
+import time
+import urllib.parse
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import ROOT, binpath, ctl, run
+from supervisor_helpers import (Standin, Supervisor, gate_check, llm_supervisor, new_db, sql,
+                                status_when, wait_for)
+
+ARTIFACTS = os.path.join(ROOT, "build", "test-artifacts")
+FAMILIES = {
+    "autopack_build_info", "autopack_start_time_seconds", "autopack_supervisor_state",
+    "autopack_phases", "autopack_queue_eligible_phases", "autopack_queue_in_flight_attempts",
+    "autopack_drain_done_phases", "autopack_drain_remaining_phases",
+    "autopack_drain_eta_seconds", "autopack_attempts_dispatched_total",
+    "autopack_attempts_total", "autopack_attempt_duration_seconds",
+    "autopack_events_committed_total", "autopack_events_duplicate_total",
+    "autopack_events_missing_total",
+    "autopack_events_rejected_total", "autopack_commits_total",
+    "autopack_commit_failures_total", "autopack_commit_duration_seconds",
+    "autopack_last_commit_timestamp_seconds", "autopack_writer_queue_writes",
+    "autopack_llm_calls_total", "autopack_llm_input_tokens_total",
+    "autopack_llm_output_tokens_total", "autopack_workers", "autopack_workers_wanted",
+    "autopack_worker_crashes_total", "autopack_worker_timeouts_total", "autopack_crash_loop",
+    "autopack_loop_lag_seconds"}
+
+
+@pytest.fixture
+def llm(tmp):
+    s = Standin(tmp, script={"markers": {"OBS_FLAKY": [
+        {"mode": "status", "status": 500, "message": "overloaded"}]}})
+    yield s
+    s.stop()
+
+
+def plan_db(tmp, runs):
+    """A database holding `runs`: {run_id: [(phase_id, category, check or None, text)]}."""
+    url = new_db(tmp, runs=0)
+    doc = {"runs": []}
+    for run_id, phases in runs.items():
+        tier = {"tier_id": "T1", "name": "tier", "phases": []}
+        for i, (pid, cat, check, text) in enumerate(phases):
+            out = "out/%s_%s.py" % (run_id, pid)
+            ph = {"phase_id": pid, "name": "phase " + pid, "task_category": cat,
+                  "complexity": "low", "description": "Create %s with f. %s" % (out, text),
+                  "scope": {"paths": ["out/"], "read_only_context": [], "deliverables": [out]}}
+            if check:
+                ph["check_command"] = check
+            tier["phases"].append(ph)
+        doc["runs"].append({"run_id": run_id, "workspace": "ws", "goal": "observe",
+                            "tiers": [tier]})
+    path = os.path.join(str(tmp), "plan.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    os.makedirs(os.path.join(str(tmp), "ws"), exist_ok=True)
+    r = ctl("--db", url, "run", "import", path)
+    assert r.rc == 0, r
+    return url
+
+
+def request(base, path, method="GET", headers=None, body=None, timeout=30):
+    """(status, headers, text) of one HTTP request to the supervisor."""
+    u = urllib.parse.urlsplit(base)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()
+    finally:
+        c.close()
+
+
+def http_base(sup):
+    st = sup.wait_ready()
+    assert st["http_url"].startswith("http://127.0.0.1:"), st["http_url"]
+    return st["http_url"]
+
+
+def samples(text):
+    """{(name, ((label, value), ...)): value} of an exposition, read by Prometheus's parser."""
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def by(samples_, name, *labels):
+    """The samples of one metric keyed by the values of `labels`."""
+    return {tuple(dict(k[1])[label] for label in labels): v
+            for k, v in samples_.items() if k[0] == name}
+
+
+def chromium(*args):
+    """Run headless Chromium as root in a fresh profile; returns the completed process."""
+    profile = os.path.join(os.getcwd(), "chromium-%d" % time.monotonic_ns())
+    cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--user-data-dir=" + profile] + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_metrics_are_prometheus_text_and_count_what_the_database_holds(tmp, llm):
+    url = plan_db(tmp, {
+        "run-a": [("p0", "implementation", None, ""),
+                  ("p1", "tests", "echo oops-from-check >&2; exit 3", ""),
+                  ("p2", "docs", None, "")],
+        "run-b": [("p0", "implementation", None, "OBS_FLAKY"),
+                  ("p1", "tests", None, ""),
+                  ("p2", "docs", None, "")]})
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--http", "127.0.0.1:0",
+                         "--max-attempts-per-phase", 2)
+    try:
+        base = http_base(sup)
+        status_when(sup, lambda s: s["progress"]["remaining"] == 0 and
+                    s["queue"]["in_flight"] == 0 and s["writer_queue_writes"] == 0,
+                    what="the drain done and committed")
+        n_attempts = sql(url, "SELECT count(*) FROM attempts")[0][0]
+        assert n_attempts == 8  # 6 phases, one retried after a 500, one failing twice
+        # The HTTP snapshot follows within a second; wait for it to hold every attempt.
+        text = wait_for(lambda: (lambda t: t if sum(by(samples(t), "autopack_attempts_total",
+                                                         "outcome", "reason").values()) ==
+                                 n_attempts
+                                 else None)(request(base, "/metrics")[2]),
+                        what="/metrics counting every attempt")
+        status, headers, _ = request(base, "/metrics")
+        assert status == 200
+        assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        # promtool, Prometheus's own linter: no problem at all.
+        lint = subprocess.run(["promtool", "check", "metrics"], input=text,
+                              capture_output=True, text=True, timeout=60)
+        assert lint.returncode == 0 and lint.stdout + lint.stderr == "", lint
+        # Every family has HELP and TYPE, and every family the issue lists is there.
+        types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+        assert set(re.findall(r"^# HELP (\S+) \S", text, re.M)) == set(types)
+        for name in re.findall(r"^([a-z_]+)[{ ]", text, re.M):
+            assert name in types or (re.sub(r"_(bucket|sum|count)$", "", name) in types and
+                                     types[re.sub(r"_(bucket|sum|count)$", "", name)] ==
+                                     "histogram"), name
+        assert FAMILIES <= set(types), FAMILIES - set(types)
+        m = samples(text)
+        # Against the database.
+        want = {}
+        for outcome, reason, n in sql(url, "SELECT outcome, failure_reason, count(*)"
+                                           " FROM attempts GROUP BY 1, 2"):
+            want[(outcome, reason or "none")] = n
+        got = {k: v for k, v in by(m, "autopack_attempts_total", "outcome", "reason").items()
+               if v > 0}
+        assert got == want
+        assert ("failed", "PROVIDER_ERROR") in got and ("failed", "CHECK_FAILED") in got
+        calls = {(p, mo, str(s) if s else "none"): n for p, mo, s, n in sql(
+            url, "SELECT provider, model, http_status, count(*) FROM llm_usage_events"
+                 " GROUP BY 1, 2, 3")}
+        assert by(m, "autopack_llm_calls_total", "provider", "model", "status") == calls
+        assert ("anthropic", "claude-sonnet-4-5", "500") in calls
+        for p, mo, tin, tout in sql(url, "SELECT provider, model, sum(prompt_tokens),"
+                                         " sum(completion_tokens) FROM llm_usage_events"
+                                         " GROUP BY 1, 2"):
+            assert by(m, "autopack_llm_input_tokens_total", "provider", "model")[(p, mo)] == tin
+            assert by(m, "autopack_llm_output_tokens_total", "provider", "model")[(p, mo)] == tout
+            assert tin > 0 and tout > 0
+        kinds = dict(sql(url, "SELECT kind, count(*) FROM events GROUP BY kind"))
+        committed = by(m, "autopack_events_committed_total", "kind")
+        assert {k[0]: v for k, v in committed.items() if v} == kinds
+        for cat, n, total_ms in sql(url, "SELECT p.task_category, count(*), sum(a.duration_ms)"
+                                         " FROM attempts a JOIN phases p USING (run_id, phase_id)"
+                                         " GROUP BY 1"):
+            assert by(m, "autopack_attempt_duration_seconds_count", "category")[(cat,)] == n
+            assert abs(by(m, "autopack_attempt_duration_seconds_sum", "category")[(cat,)]
+                       - total_ms / 1000) < 1e-6
+        phases = dict(sql(url, "SELECT state, count(*) FROM phases GROUP BY state"))
+        assert {k[0]: v for k, v in by(m, "autopack_phases", "state").items() if v} == phases
+        assert phases == {"COMPLETE": 5, "FAILED": 1}
+        assert m[("autopack_commit_duration_seconds_count", ())] == \
+            m[("autopack_commits_total", ())] > 0
+        assert m[("autopack_drain_done_phases", ())] == 6
+        assert m[("autopack_drain_remaining_phases", ())] == 0
+        assert m[("autopack_workers_wanted", ())] == 2
+        version = run("autopack-ctl", "--version").out.split()[-1]
+        assert m[("autopack_build_info", (("version", version),))] == 1
+        # autopack-ctl metrics: the same exposition on stdout, the banner on stderr.
+        r = sup.ctl("metrics")
+        assert r.rc == 0, r
+        assert "supervisor of" in r.err and "supervisor of" not in r.out
+        assert set(samples(r.out)) == set(m)
+        # /api/status is the document of status --json.
+        _, headers, body = request(base, "/api/status")
+        assert headers["content-type"] == "application/json"
+        doc, cli = json.loads(body), sup.status()
+        assert set(doc) == set(cli) and doc["db_uuid"] == cli["db_uuid"]
+        assert doc["session_id"] == cli["session_id"]
+        # The failing check left its log, and the dashboard's failures point at it.
+        fails = [f for f in doc["failures_recent"] if f["reason"] == "CHECK_FAILED"]
+        assert len(fails) == 2 and fails[0]["run_id"] == "run-a"
+        assert fails[0]["log_path"].endswith("run-a__p1__a2.stderr.txt")
+        with open(fails[0]["log_path"]) as f:
+            assert "oops-from-check" in f.read()
+        assert doc["tokens"]["input"] == sum(r[2] for r in sql(
+            url, "SELECT provider, model, sum(prompt_tokens) FROM llm_usage_events GROUP BY 1, 2"))
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    # Counters live in the process: the next supervisor starts them at 0.
+    again = Supervisor(tmp, url, "--workers", 0, "--http", "127.0.0.1:0", name="again")
+    try:
+        m = samples(request(http_base(again), "/metrics")[2])
+        assert sum(by(m, "autopack_attempts_total", "outcome", "reason").values()) == 0
+        assert m[("autopack_commits_total", ())] == 0
+        assert by(m, "autopack_phases", "state")[("COMPLETE",)] == 5
+    finally:
+        again.signal(signal.SIGTERM)
+        assert again.wait() == 0
+
+
+def test_healthz_answers_while_the_loop_is_stuck_and_fails_once_the_database_is_moved(tmp):
+    url = new_db(tmp, runs=1)
+    path = url[len("sqlite:///"):]
+    sup = Supervisor(tmp, url, "--workers", 0, "--http", "127.0.0.1:0")
+    holder = None
+    try:
+        base = http_base(sup)
+        status, headers, body = request(base, "/healthz")
+        h = json.loads(body)
+        st = os.stat(path)
+        assert status == 200 and headers["content-type"] == "application/json", body
+        assert h["status"] == "ok" and h["reasons"] == []
+        assert h["db_url"] == "sqlite:///" + os.path.realpath(path)
+        assert h["device_inode"] == "%d:%d" % (st.st_dev, st.st_ino)
+        assert h["state"] == "running" and h["workers"] == {"live": 0, "wanted": 0}
+        assert h["writer_queue_writes"] == 0
+        # Paused is healthy, and says so.
+        assert sup.ctl("pause").rc == 0
+        h = wait_for(lambda: (lambda x: x if x["paused"] else None)(
+            json.loads(request(base, "/healthz")[2])), what="paused in /healthz")
+        assert h["status"] == "ok" and h["state"] == "paused"
+        # Another process holds the write lock: the supervisor's next commit (the control
+        # log of `resume`) waits for it inside the event loop, which then publishes
+        # nothing. /healthz still answers from its own thread.
+        holder = sqlite3.connect(path, isolation_level=None, timeout=30)
+        holder.execute("BEGIN IMMEDIATE")
+        assert sup.ctl("resume").rc == 0
+        wait_for(lambda: json.loads(request(base, "/healthz")[2])["snapshot_age_seconds"] > 1.5,
+                 what="the loop stuck on the lock")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.rename(path + suffix, path + ".moved" + suffix)
+        status, _, body = request(base, "/healthz")
+        h = json.loads(body)
+        assert status == 503, body
+        assert h["status"] == "unhealthy"
+        lost = [r for r in h["reasons"] if r["code"] == "database_lost"]
+        assert lost and path in lost[0]["message"], h
+    finally:
+        if holder is not None:
+            holder.rollback()
+            holder.close()
+    assert sup.wait(timeout=60) == 3
+    assert "DATABASE LOST" in sup.stderr()
+
+
+def test_healthz_fails_on_a_crash_loop(tmp):
+    url = new_db(tmp, runs=0)
+    sup = Supervisor(tmp, url, "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
+                     "--workers", 1, "--allow-empty-db", "--http", "127.0.0.1:0",
+                     env={"ROGUE_MODE": "exit"})
+    try:
+        base = http_base(sup)
+        status_when(sup, lambda s: s["pool"]["crash_loop"], what="a crash loop")
+        status, _, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(
+            request(base, "/healthz")), what="/healthz failing")
+        assert [r["code"] for r in json.loads(body)["reasons"]] == ["crash_loop"]
+        m = samples(request(base, "/metrics")[2])
+        assert m[("autopack_crash_loop", ())] == 1
+        assert m[("autopack_worker_crashes_total", ())] == 5
+        r = sup.ctl("status")
+        assert "health: UNHEALTHY" in r.out and "crash_loop:" in r.out, r
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+def test_dashboard_in_headless_chromium_shows_workers_and_progress(tmp, llm):
+    check, go = gate_check(tmp)
+    url = plan_db(tmp, {"run-%d" % r: [("first", "implementation", None, ""),
+                                       ("second", "tests", check, "")] for r in range(3)})
+    sup = llm_supervisor(tmp, url, llm, "--workers", 3, "--http", "127.0.0.1:0")
+    try:
+        base = http_base(sup)
+        status, headers, page = request(base, "/")
+        assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+        # One self-contained file: nothing is loaded from anywhere else.
+        assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page), page
+        assert "<link" not in page and "@import" not in page
+        wait_for(lambda: (lambda s: s if s["progress"]["done"] == 3 and
+                          s["queue"]["in_flight"] == 3 else None)(
+            json.loads(request(base, "/api/status")[2])), what="3 done, 3 in flight")
+        r = chromium("--virtual-time-budget=5000", "--dump-dom", base)
+        assert r.returncode == 0, r.stderr
+        dom = r.stdout
+        assert 'data-loaded="1"' in dom, dom
+        workers = re.findall(r'<tr data-worker-id="(\d+)">(.*?)</tr>', dom)
+        assert len(workers) == 3, dom
+        for _, row in workers:
+            assert "busy" in row and "second" in row, row
+        assert sorted(re.findall(r"<td>(run-\d)</td>", dom)) == ["run-0", "run-1", "run-2"]
+        assert re.search(r'id="progress-text">3 / 6<', dom), dom
+        assert 'aria-valuenow="50.0"' in dom
+        assert re.search(r'id="state" class="badge ok">running<', dom)
+        # A picture of it, kept with the build.
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        shot = os.path.join(ARTIFACTS, "dashboard.png")
+        if os.path.exists(shot):
+            os.unlink(shot)
+        r = chromium("--virtual-time-budget=5000", "--window-size=1280,900",
+                     "--screenshot=" + shot, base)
+        assert r.returncode == 0, r.stderr
+        with open(shot, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert os.path.getsize(shot) > 20000
+        open(go, "w").close()
+        status_when(sup, lambda s: s["progress"]["remaining"] == 0, what="the drain done")
+    finally:
+        open(go, "w").close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+
+
+def slow_client(port, out):
+    """Open a request and never finish it; record whether the server hung up."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    try:
+        out.append(s.recv(1024) == b"")
+    except (ConnectionResetError, socket.timeout):
+        out.append(True)
+    finally:
+        s.close()
+
+
+def test_misbehaving_http_clients_never_disturb_the_drain(tmp, llm):
+    check, go = gate_check(tmp)
+    url = plan_db(tmp, {"run-%d" % r: [("p%d" % p, "implementation", check, "")
+                                       for p in range(3)] for r in range(3)})
+    sup = llm_supervisor(tmp, url, llm, "--workers", 3, "--http", "127.0.0.1:0")
+    try:
+        base = http_base(sup)
+        port = urllib.parse.urlsplit(base).port
+        status_when(sup, lambda s: s["queue"]["in_flight"] == 3, what="3 in flight")
+        # Unknown paths and tricks: a clear 404 in JSON.
+        for path in ("/nope", "/../../etc/passwd", "/metrics/x", "/api", "/%00", "/" + "a" * 4000):
+            status, headers, body = request(base, path)
+            assert status == 404 and json.loads(body)["error"] == "not_found", (path, body)
+        # Read-only: every other method is refused, and nothing is written.
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            status, headers, body = request(base, "/api/status", method, body="x" * 100)
+            assert status == 405 and headers["allow"] == "GET, HEAD", body
+        # Huge headers are refused.
+        try:
+            status, _, _ = request(base, "/metrics", headers={"X-Big": "y" * 200000})
+            assert status in (413, 431), status
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+            pass
+        # Garbage instead of HTTP.
+        g = socket.create_connection(("127.0.0.1", port), timeout=30)
+        g.sendall(bytes(range(256)) * 16)
+        try:
+            reply = g.recv(4096)
+            assert reply == b"" or reply.startswith(b"HTTP/1.1 400"), reply
+        except ConnectionResetError:
+            pass
+        g.close()
+        # Slow clients, and more connections than the server takes at once.
+        hung_up = []
+        slow = [threading.Thread(target=slow_client, args=(port, hung_up)) for _ in range(10)]
+        for t in slow:
+            t.start()
+        many = []
+        for _ in range(300):
+            try:
+                many.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except OSError:
+                break
+        # Meanwhile the drain goes on: the phases finish once let go.
+        open(go, "w").close()
+        st = status_when(sup, lambda s: s["progress"]["remaining"] == 0 and
+                         s["writer_queue_writes"] == 0, timeout=120, what="the drain done")
+        assert st["phases"]["COMPLETE"] == 9 and st["progress"]["failed"] == 0
+        for s in many:
+            s.close()
+        for t in slow:
+            t.join(timeout=90)
+        assert hung_up == [True] * 10  # the server closed every slow client itself
+        status, _, body = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+            request(base, "/healthz")), what="/healthz answering again")
+        assert json.loads(body)["status"] == "ok"
+        assert sql(url, "SELECT count(*) FROM control_log") == [(0,)]
+        assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 9)]
+        assert sql(url, "SELECT count(*) FROM llm_usage_events")[0][0] == len(llm.requests())
+    finally:
+        open(go, "w").close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+
+
+def test_eta_comes_from_the_median_attempt_duration_per_category(tmp, llm):
+    check, go = gate_check(tmp)
+    url = plan_db(tmp, {
+        "done": [("t%d" % i, "tests", None, "") for i in range(3)] +
+                [("d%d" % i, "docs", None, "") for i in range(3)],
+        "run-a": [("p%d" % i, "tests", check, "") for i in range(4)],
+        "run-b": [("p%d" % i, "docs", check, "") for i in range(3)]})
+    # History: the database already ran the "done" run; tests took 90-110 s, docs 5-15 s.
+    path = url[len("sqlite:///"):]
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE phases SET state = 'COMPLETE' WHERE run_id = 'done'")
+        for i, (pid, ms) in enumerate([("t0", 90000), ("t1", 110000), ("t2", 100000),
+                                       ("d0", 5000), ("d1", 15000), ("d2", 10000)]):
+            con.execute("INSERT INTO attempts (run_id, phase_id, attempt_number, started_at,"
+                        " ended_at, outcome, duration_ms) VALUES ('done', ?, 1,"
+                        " '2026-01-01 00:00:00.000000', '2026-01-01 00:02:00.000000',"
+                        " 'success', ?)", (pid, ms))
+    con.close()
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    try:
+        st = status_when(sup, lambda s: s["queue"]["in_flight"] == 2 and
+                         all(f["seconds"] > 0 for f in s["in_flight"]), what="2 in flight")
+        assert st["attempt_median_seconds"] == {"tests": 100.0, "docs": 10.0}
+        p = st["progress"]
+        assert (p["done"], p["remaining"], p["total"], p["failed"]) == (0, 7, 7, 0)
+        assert p["eta_basis"] == "median_duration_per_category"
+        # Run a, one phase at a time: 3 queued tests phases and the one in flight.
+        age_a = [f["seconds"] for f in st["in_flight"] if f["run_id"] == "run-a"][0]
+        assert abs(p["eta_seconds"] - (300 + max(100 - age_a, 0))) < 0.5, (p, age_a)
+        # status shows the attempts in flight with their phase's age, and the rates.
+        r = sup.ctl("status")
+        assert r.rc == 0, r
+        assert "progress: 0/7 phases (0.0%), 0.0/min, ETA " in r.out, r.out
+        assert "rates: " in r.out and "tokens: " in r.out
+        inflight = r.out.split("in flight:\n", 1)[1]
+        assert re.search(r"run-a\s+p0\s+\d+s", inflight) and re.search(r"run-b\s+p0\s+\d+s",
+                                                                       inflight), r.out
+        for w in st["pool"]["workers"]:
+            lease = [f for f in st["in_flight"] if f["worker_id"] == w["id"]][0]
+            assert abs(w["phase_age_seconds"] - lease["seconds"]) < 0.5
+            assert w["phase_age_seconds"] <= w["age_seconds"]
+    finally:
+        open(go, "w").close()
+        sup.stop_now()
+
+
+def read_watch(proc, until, timeout=60):
+    """Read watch's stdout until `until(text so far)` holds; return the text."""
+    text, deadline = "", time.time() + timeout
+    while time.time() < deadline and not until(text):
+        line = proc.stdout.readline()
+        if not line:
+            break
+        text += line
+    return text
+
+
+def test_watch_shows_progress_and_the_final_counts(tmp, llm):
+    check, go = gate_check(tmp)
+    url = plan_db(tmp, {"run-%d" % r: [("p0", "implementation", check, ""),
+                                       ("p1", "tests", None, "")] for r in range(2)})
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--exit-when-drained")
+    sup.wait_ready()
+    w = subprocess.Popen([binpath("autopack-ctl"),
+                          "--db", url, "watch", "--interval", "0.2", "--control", sup.control],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        text = read_watch(w, lambda t: "in flight 2" in t)
+        line = text.splitlines()[-1]
+        assert re.search(r" running +0/4 phases \(0\.0%\), 0\.0/min, ETA \?, 0 failed"
+                         r"  workers 2/2  in flight 2$", line), line
+        open(go, "w").close()
+        out, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err
+        assert sup.wait() == 0
+        last = out.splitlines()[-1]
+        assert re.match(r"supervisor pid %d exited; session drain-\S+ ended \(drained\):"
+                        r" 4 attempt\(s\), 4 succeeded, 0 failed$" % sup.proc.pid, last), out
+        # One line per interval in a pipe.
+        assert all(re.match(r"\d{4}-\d\d-\d\dT", ln) for ln in (text + out).splitlines()[:-1])
+    finally:
+        open(go, "w").close()
+        w.kill()
+        sup.kill()
+
+
+def test_watch_redraws_one_line_on_a_terminal_and_fails_when_the_session_did_not_end(tmp, llm):
+    check, go = gate_check(tmp)
+    url = plan_db(tmp, {"run-0": [("p0", "implementation", check, "")]})
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1)
+    sup.wait_ready()
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 200, 0, 0))
+    w = subprocess.Popen([binpath("autopack-ctl"),
+                          "--db", url, "watch", "--interval", "0.2"],
+                         stdout=slave, stderr=subprocess.PIPE, text=True)
+    os.close(slave)
+    seen = b""
+    try:
+        while seen.count(b"\r") < 3:
+            r, _, _ = select.select([master], [], [], 60)
+            assert r, seen
+            seen += os.read(master, 4096)
+        # Redrawn in place: carriage return, the line, clear to the end of the line.
+        assert b"\n" not in seen and b"\x1b[K" in seen, seen
+        assert b"in flight 1" in seen
+        sup.proc.kill()  # SIGKILL: the session cannot record its end
+        sup.proc.wait()
+        assert w.wait(timeout=60) == 1
+        tail = b""
+        while True:
+            r, _, _ = select.select([master], [], [], 5)
+            try:
+                chunk = os.read(master, 4096) if r else b""
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            tail += chunk
+        assert b"did not record its end" in tail, tail
+        assert "without recording the end of session" in w.stderr.read()
+    finally:
+        open(go, "w").close()
+        os.close(master)
+        w.kill()
+        sup.kill()
+
+
+def test_http_flag_is_checked_and_a_public_address_warned_about(tmp):
+    for bad in ("9464", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000", "example.org:80",
+                "[::1:80"):
+        r = run("autopack-supervisor", "--http", bad)
+        assert r.rc == 2 and "--http" in r.err and bad in r.err, (bad, r)
+    url = new_db(tmp, runs=1)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        sup = Supervisor(tmp, url, "--workers", 0, "--http",
+                         "127.0.0.1:%d" % busy.getsockname()[1], name="busy")
+        assert sup.wait() == 1
+        assert "--http 127.0.0.1:%d: cannot listen there" % busy.getsockname()[1] \
+            in sup.stderr()
+    finally:
+        busy.close()
+    sup = Supervisor(tmp, url, "--workers", 0, "--http", "0.0.0.0:0", name="public")
+    try:
+        st = sup.wait_ready()
+        assert st["http_url"].startswith("http://0.0.0.0:")
+        assert "is not a loopback address" in sup.stderr()
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+
+
+def test_the_documented_prometheus_config_and_rules_are_valid(tmp):
+    docs = os.path.join(ROOT, "docs", "prometheus")
+    r = subprocess.run(["promtool", "check", "config", os.path.join(docs, "prometheus.yml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "5 rules found" in r.stdout + r.stderr, r
+    # The README's excerpts are valid too.
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme.split("## Watching a drain", 1)[1].split("\n## ", 1)[0]
+    scrape, rules = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    path = os.path.join(str(tmp), "rules.yml")
+    with open(path, "w") as f:
+        f.write(rules)
+    r = subprocess.run(["promtool", "check", "rules", path], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "3 rules found" in r.stdout + r.stderr, r
+    with open(os.path.join(str(tmp), "prometheus.yml"), "w") as f:
+        f.write(scrape)
+    r = subprocess.run(["promtool", "check", "config", os.path.join(str(tmp), "prometheus.yml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r
+
+
+def test_the_service_managers_status_line_carries_the_progress(tmp):
+    from test_service import NotifySocket
+    url = new_db(tmp, runs=2, phases=2)
+    notify = NotifySocket(tmp)
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", env={"NOTIFY_SOCKET": notify.env})
+    try:
+        line = notify.wait(lambda d: d.startswith("STATUS=draining: 4/4 phases (100.0%)"),
+                           "the progress of the whole drain in STATUS=")
+        assert re.match(r"STATUS=draining: 4/4 phases \(100\.0%\), \d+\.\d/min, ETA done,"
+                        r" 0 failed$", line), line
+        # The same figures as status and watch.
+        p = sup.status()["progress"]
+        assert (p["done"], p["total"], p["failed"], p["eta_basis"]) == (4, 4, 0, "finished")
+    finally:
+        notify.close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
