@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 /* Report exhaustion and abort. */
@@ -241,6 +243,64 @@ size_t strlcpy_ap(char *dst, const char *src, size_t n)
 		dst[k] = '\0';
 	}
 	return len;
+}
+
+/* Read a file whole, up to `max` bytes; 0, -EFBIG or -errno. */
+int file_read_all(const char *path, size_t max, char **text, size_t *len, bool *regular)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t cap = 0, n = 0;
+	struct stat sb;
+	char *buf = NULL;
+	int rc = 0;
+
+	*text = NULL;
+	*len = 0;
+	*regular = false;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) == 0)
+		*regular = S_ISREG(sb.st_mode);
+	for (;;) {
+		ssize_t r;
+
+		if (cap - n < 65536) {
+			cap = cap ? cap * 2 : 65536;
+			if (cap > max + 2)
+				cap = max + 2;
+			buf = xrealloc(buf, cap);
+		}
+		if (n > max) {
+			rc = -EFBIG;
+			break;
+		}
+		r = read(fd, buf + n, cap - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	if (rc != 0) {
+		free(buf);
+		return rc;
+	}
+	buf = buf != NULL ? buf : xmalloc(1);
+	buf[n] = '\0';
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
+/* Return 3 when `s` starts with EF BB BF. */
+size_t utf8_bom_len(const char *s, size_t len)
+{
+	return len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
 }
 
 /* Create a directory and its missing parents; 0 or -errno. */

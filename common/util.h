@@ -3,6 +3,7 @@
 #ifndef AUTOPACK_UTIL_H
 #define AUTOPACK_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,14 @@ int time_db_parse(const char *in, char out[32]);
 
 /* Create directory `path` and its missing parents with `mode`. Returns 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
+
+/* Read the file or stream at `path` whole into *text (heap, NUL-terminated; *len bytes),
+ * reading at most `max` bytes; *regular says whether it is a regular file. Returns 0,
+ * -EFBIG when it holds more than `max` bytes, or -errno (*text is then NULL). */
+int file_read_all(const char *path, size_t max, char **text, size_t *len, bool *regular);
+
+/* Return the length of the UTF-8 byte order mark that starts `s` (3), or 0. */
+size_t utf8_bom_len(const char *s, size_t len);
 
 /* Format a message into err (size errlen) and return -1: the failure path of functions
  * that report into a caller's buffer. */

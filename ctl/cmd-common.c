@@ -33,6 +33,15 @@ int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 	return CMD_EXIT_UNUSABLE;
 }
 
+/* Record a --db value; false when another, different one was given before. */
+bool cmd_db_flag_set(struct cmd_ctx *ctx, const char *value)
+{
+	if (ctx->db_flag != NULL && strcmp(ctx->db_flag, value) != 0)
+		return false;
+	ctx->db_flag = value;
+	return true;
+}
+
 /* Return the next command-specific option, handling the common ones. */
 int cmd_getopt(
     struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code)
@@ -42,7 +51,13 @@ int cmd_getopt(
 	for (;;) {
 		c = getopt_long(argc, argv, "h", opts, NULL);
 		switch (c) {
-		case CMD_OPT_DB: ctx->db_flag = optarg; continue;
+		case CMD_OPT_DB:
+			if (cmd_db_flag_set(ctx, optarg))
+				continue;
+			*exit_code = cmd_usage_error(ctx,
+			    "--db given twice with different URLs ('%s', '%s'); name one database",
+			    ctx->db_flag, optarg);
+			return CMD_OPT_DONE;
 		case CMD_OPT_JSON: ctx->json = true; continue;
 		case 'h':
 			cmd_print_help(ctx->entry);

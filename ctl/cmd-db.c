@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const struct option cmd_db_opts[] = {
 	CMD_OPTS_COMMON,
@@ -68,6 +70,18 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (ret != 0)
 		return ret;
 	if (lstat(path, &sb) == 0) {
+		char target[PATH_MAX];
+		ssize_t n;
+
+		if (S_ISLNK(sb.st_mode) && stat(path, &sb) != 0 &&
+		    (n = readlink(path, target, sizeof target - 1)) >= 0) {
+			target[n] = '\0';
+			ret = cmd_fail(ctx, STORE_ENOTDB,
+			    "refusing to initialise: %s is a symbolic link to %s, which does not "
+			    "exist; name the file itself",
+			    path, target);
+			goto out;
+		}
 		rc = store_open(&st, path, url, STORE_READ, &err);
 		if (rc == 0) {
 			store_banner(&st, cmd_text_out(ctx));

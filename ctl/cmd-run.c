@@ -14,6 +14,7 @@ static const struct option cmd_run_import_opts[] = {
 static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct store_plan_summary sum;
+	struct store_plan_text pt;
 	struct store_err err;
 	struct store st;
 	const char *plan;
@@ -27,19 +28,37 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (optind + 1 != argc)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind + 1]);
 	plan = argv[optind];
-	{
+	/* The database must be usable; then the plan is read before anything is locked, as a
+	 * plan on a pipe may wait for its writer. */
+	ret = cmd_open_read(ctx, &st, false);
+	if (ret != 0)
+		return ret;
+	store_close(&st);
+	rc = store_plan_read(plan, &pt, &err);
+	if (rc != 0)
+		return cmd_fail(ctx, rc, "%s; nothing was written", err.text);
+	if (pt.regular) {
 		char *abs = store_path_absolute(plan, NULL);
 		bool forwarded;
 
 		ret = cmd_live_forward(ctx, "run import", &abs, 1, &forwarded);
 		free(abs);
-		if (forwarded)
+		if (forwarded) {
+			store_plan_text_free(&pt);
 			return ret;
+		}
 	}
 	ret = cmd_open_write(ctx, &st, &lock_fd);
-	if (ret != 0)
+	if (ret != 0) {
+		if (ret == CMD_EXIT_REFUSED && !pt.regular)
+			fprintf(stderr,
+			    "autopack-ctl: a running supervisor reads a plan from its file: write "
+			    "the plan to a file and import that\n");
+		store_plan_text_free(&pt);
 		return ret;
-	rc = store_plan_import_file(&st, plan, &sum, &err);
+	}
+	rc = store_plan_import(&st, pt.text, pt.len, pt.base_dir, plan, &sum, &err);
+	store_plan_text_free(&pt);
 	if (rc != 0) {
 		ret = cmd_fail(
 		    ctx, rc, "%s%s", err.text, rc == STORE_EINVAL ? "; nothing was written" : "");

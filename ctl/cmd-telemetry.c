@@ -307,6 +307,10 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	while ((c = cmd_getopt(ctx, argc, argv, cmd_telem_import_opts, &ret)) != -1) {
 		if (c == CMD_OPT_DONE)
 			return ret;
+		if (run_arg != NULL)
+			return cmd_usage_error(ctx,
+			    "--run-id given twice ('%s', '%s'): an import makes one run", run_arg,
+			    optarg);
 		run_arg = optarg;
 	}
 	if (optind + 1 != argc)

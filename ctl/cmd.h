@@ -82,6 +82,9 @@ enum {
 	CMD_OPT_FIRST_OWN
 };
 
+/* Record a --db value in ctx; false (nothing changed) when a different one was given
+ * before: two --db naming different URLs are refused. */
+bool cmd_db_flag_set(struct cmd_ctx *ctx, const char *value);
 /* Return the next command-specific option of argv (getopt_long over `opts`), or -1 at
  * the end. Handles the common options itself; on --help or a bad option it prints what
  * is due and returns CMD_OPT_DONE with the exit code in *exit_code. */

@@ -85,10 +85,17 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("autopack-ctl %s\n", AUTOPACK_VERSION);
 			return CMD_EXIT_OK;
-		} else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
-			ctx.db_flag = argv[++i];
-		} else if (strncmp(argv[i], "--db=", 5) == 0) {
-			ctx.db_flag = argv[i] + 5;
+		} else if ((strcmp(argv[i], "--db") == 0 && i + 1 < argc) ||
+		    strncmp(argv[i], "--db=", 5) == 0) {
+			const char *v = argv[i][4] == '=' ? argv[i] + 5 : argv[++i];
+
+			if (!cmd_db_flag_set(&ctx, v)) {
+				fprintf(stderr,
+				    "autopack-ctl: --db given twice with different URLs ('%s', "
+				    "'%s'); name one database\n",
+				    ctx.db_flag, v);
+				return CMD_EXIT_UNUSABLE;
+			}
 		} else if (strcmp(argv[i], "--json") == 0) {
 			ctx.json = true;
 		} else {

@@ -41,7 +41,7 @@ static const char usage_text[] =
     "                              are left unchanged\n"
     "  --allow-empty-db            start even if the database has no runs and no phases\n"
     "\n"
-    "drain policies (the batch controller's rules; README \"Drain policies\"):\n"
+    "drain policies (the batch controller's rules; docs/drain-rules.md):\n"
     "  --retry-failed              FAILED phases are eligible too, not only QUEUED ones\n"
     "  --skip-run-prefix P         leave out runs whose id starts with P (repeatable)\n"
     "  --max-total-minutes M       stop dispatching after M minutes\n"

@@ -35,12 +35,12 @@ static void worker_handle_closed(uv_handle_t *h)
 	free(w);
 }
 
-/* Ask an idle worker to exit. */
+/* Ask an idle worker to exit, saying why: the supervisor stops, or the pool shrinks. */
 static void worker_retire(struct worker *w)
 {
 	struct proto_msg m = { .type = PROTO_SHUTDOWN };
 
-	m.u.shutdown.reason = (char *)"scale";
+	m.u.shutdown.reason = (char *)(w->sup->stopping ? "stop" : "scale");
 	w->retire = true;
 	worker_send(w, &m, NULL);
 }

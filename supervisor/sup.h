@@ -45,7 +45,7 @@ enum stop_cause {
 	STOP_CAUSE_BREAKER,  /* repeated infrastructure failures */
 };
 
-/* The supervisor's exit statuses (README, "Exit status"). */
+/* The supervisor's exit statuses (README, "Exit statuses"). */
 enum sup_exit {
 	SUP_EXIT_OK = 0,        /* drained, or stopped by the operator */
 	SUP_EXIT_REFUSED = 1,   /* refused to start */

@@ -83,6 +83,13 @@ MUTANTS = [
       "tests/test_unit.py::test_unit[worker_phase_key_never_leaves_the_process]"]),
     ("worker_opens_database", "workers never open the database",
      ["tests/test_isolation.py::test_workers_never_open_the_database"]),
+    ("healthz_ignores_the_file", "/healthz fails once the database file is moved away",
+     ["tests/test_observe.py::"
+      "test_healthz_answers_while_the_loop_is_stuck_and_fails_once_the_database_is_moved"]),
+    ("metrics_count_uncommitted", "the metrics count only what was committed, once",
+     ["tests/test_writer.py::test_stale_and_foreign_events_are_counted_in_status_and_metrics"]),
+    ("eta_runs_in_parallel", "the ETA lets a run go one phase at a time",
+     ["tests/test_observe.py::test_eta_comes_from_the_median_attempt_duration_per_category"]),
 ]
 
 

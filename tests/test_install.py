@@ -169,3 +169,57 @@ def test_completion_offers_only_options_each_command_takes():
             assert "unknown option" not in r.err and "does not apply" not in r.err, (
                 name, opt, r)
             assert r.rc == 0 or opt in valued, (name, opt, r)
+
+
+def readme():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        return f.read()
+
+
+def test_readme_begins_with_the_two_commands():
+    lines = readme().split("\n")
+    assert lines[2] == "```sh"
+    assert lines[3].startswith("make demo ") and lines[4].startswith("make check ")
+    assert lines[5] == "```"
+
+
+def test_readme_contents_link_to_every_section():
+    text = readme()
+    anchors = set()
+    for title in re.findall(r"^#{2,3} (.+)$", text, re.M):
+        a = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+        anchors.add(a)
+    toc = text[text.index("## Contents"):text.index("## Quick start")]
+    links = re.findall(r"\]\(#([^)]+)\)", toc)
+    assert len(links) > 25
+    assert [l for l in links if l not in anchors] == []
+    for must in ("running-under-systemd", "logs", "backups", "upgrades", "monitoring",
+                 "why-did-my-drain-stop", "where-is-a-phases-error", "what-is-left",
+                 "seeing-what-failed", "retrying", "installing", "exit-statuses"):
+        assert must in links, must
+
+
+def test_readme_reference_names_every_command_flag_and_status():
+    text = readme()
+    ref = text[text.index("### autopack-ctl commands"):text.index("### Signals")]
+    for name in re.findall(r"^  (\S+(?: \S+)?)\s{2,}", ctl("--help").out, re.M):
+        assert "| `%s" % name in ref, name
+    flags = set(re.findall(r"^\s+(?:-h, )?(--[a-z][a-z-]+)", run("autopack-supervisor",
+                                                                   "--help").out, re.M))
+    table = ref[ref.index("### autopack-supervisor flags"):ref.index("### Exit statuses")]
+    assert [f for f in sorted(flags) if "`%s" % f not in table] == []
+    statuses = ref[ref.index("### Exit statuses"):]
+    for n in range(6):
+        assert "\n| %d |" % n in statuses, n
+
+
+def test_readme_links_resolve():
+    text = readme()
+    for target in re.findall(r"\]\(((?:docs|contrib|tests)/[^)#]*)\)", text):
+        assert os.path.exists(os.path.join(ROOT, target)), target
+    for page in os.listdir(os.path.join(ROOT, "docs")):
+        if not page.endswith(".md"):
+            continue
+        with open(os.path.join(ROOT, "docs", page)) as f:
+            for target in re.findall(r"\]\(([^)#:]+)\)", f.read()):
+                assert os.path.exists(os.path.join(ROOT, "docs", target)), (page, target)

@@ -493,6 +493,12 @@ def test_watch_shows_progress_and_the_final_counts(tmp, llm):
         line = text.splitlines()[-1]
         assert re.search(r" running +0/4 phases \(0\.0%\), 0\.0/min, ETA \?, 0 failed"
                          r"  workers 2/2  in flight 2$", line), line
+        # --json: one object a line, with the same figures.
+        r = ctl("--db", url, "watch", "--json", "--count", "1", "--control", sup.control)
+        assert r.rc == 0, r
+        j = json.loads(r.out)
+        assert j["state"] == "running" and j["in_flight"] == 2 and j["workers"]["live"] == 2
+        assert (j["progress"]["done"], j["progress"]["total"]) == (0, 4)
         open(go, "w").close()
         out, err = w.communicate(timeout=120)
         assert w.returncode == 0, err
@@ -585,7 +591,7 @@ def test_the_documented_prometheus_config_and_rules_are_valid(tmp):
     # The README's excerpts are valid too.
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    section = readme.split("## Watching a drain", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("### Monitoring", 1)[1].split("\n### ", 1)[0]
     scrape, rules = re.findall(r"```yaml\n(.*?)```", section, re.S)
     path = os.path.join(str(tmp), "rules.yml")
     with open(path, "w") as f:

@@ -2,6 +2,7 @@
  * (tests/data/autopack-v2-telemetry-samples.tsv). Parsed all or nothing. */
 #include "common/calib/telemetry.h"
 #include "common/util.h"
+#include "proto/utf8.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -177,6 +178,8 @@ static int tsv_text(struct tsv_line *l, enum tsv_col c, bool nullable, char **ou
 	for (size_t i = 0; i < n; i++)
 		if (iscntrl((unsigned char)s[i]))
 			return tsv_fail(l, c, "contains a control character");
+	if (proto_utf8_check(s, n) != n)
+		return tsv_fail(l, c, "not valid UTF-8 (byte %zu)", proto_utf8_check(s, n) + 1);
 	*out = xstrdup(s);
 	return 0;
 }
@@ -263,12 +266,15 @@ int telem_tsv_parse(const char *text, size_t len, const char *source, struct tel
     char *err, size_t errlen)
 {
 	struct tsv_line l = { .source = source, .err = err, .errlen = errlen };
-	char *buf = xmalloc(len + 1);
-	char *line = buf, *end = buf + len;
+	size_t bom = utf8_bom_len(text, len);
+	char *buf = xmalloc(len - bom + 1);
+	char *line = buf, *end = buf + len - bom;
 	size_t ncols = 0;
 	int rc = 0;
 
 	memset(out, 0, sizeof *out);
+	text += bom;
+	len -= bom;
 	memcpy(buf, text, len);
 	buf[len] = '\0';
 	if (memchr(buf, '\0', len) != NULL) {
@@ -311,32 +317,17 @@ int telem_tsv_parse(const char *text, size_t len, const char *source, struct tel
 /* Read a TSV file whole and parse it. */
 int telem_tsv_read_file(const char *path, struct telem_samples *out, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
-	char *text = NULL;
-	size_t len = 0, cap = 0, n;
-	int rc;
+	char *text;
+	size_t len;
+	bool regular;
+	int rc = file_read_all(path, TSV_FILE_MAX, &text, &len, &regular);
 
 	memset(out, 0, sizeof *out);
-	if (f == NULL) {
-		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-		return -1;
-	}
-	do {
-		if (cap - len < 8192) {
-			cap = cap ? cap * 2 : 65536;
-			text = xrealloc(text, cap);
-		}
-		n = fread(text + len, 1, cap - len, f);
-		len += n;
-	} while (n > 0 && len <= TSV_FILE_MAX);
-	if (ferror(f) || len > TSV_FILE_MAX) {
-		snprintf(
-		    err, errlen, "%s: %s", path, ferror(f) ? "read error" : "larger than 64 MiB");
-		rc = -1;
-	} else {
-		rc = telem_tsv_parse(text, len, path, out, err, errlen);
-	}
-	fclose(f);
+	if (rc == -EFBIG)
+		return errbuf_fail(err, errlen, "%s: larger than %u MiB", path, TSV_FILE_MAX >> 20);
+	if (rc != 0)
+		return errbuf_fail(err, errlen, "%s: cannot read: %s", path, strerror(-rc));
+	rc = telem_tsv_parse(text, len, path, out, err, errlen);
 	free(text);
 	return rc;
 }

@@ -175,8 +175,24 @@ struct store_plan_summary {
  * plan in messages. */
 int store_plan_import(struct store *st, const char *text, size_t len, const char *base_dir,
     const char *source, struct store_plan_summary *sum, struct store_err *err);
+/* The largest plan file read. */
+#define STORE_PLAN_MAX (256 << 20)
+
+/* A plan file's text, read whole before the database is touched. */
+struct store_plan_text {
+	char *text;
+	size_t len;
+	char *base_dir; /* the file's directory; the current one for a pipe */
+	bool regular;   /* a regular file (a pipe cannot be read twice) */
+};
+
+/* Read the plan at `path` (a file, or a pipe such as /dev/stdin), at most STORE_PLAN_MAX
+ * bytes. Returns 0 or STORE_EINVAL naming the path and why. */
+int store_plan_read(const char *path, struct store_plan_text *pt, struct store_err *err);
+/* Free what store_plan_read filled in; safe on a zeroed one. */
+void store_plan_text_free(struct store_plan_text *pt);
 /* Read the plan file at `path` and import it, resolving workspaces against its
- * directory. */
+ * directory (the current one for a pipe). */
 int store_plan_import_file(
     struct store *st, const char *path, struct store_plan_summary *sum, struct store_err *err);
 /* Make `path` absolute against `base_dir` (NULL: the current directory) and collapse
@@ -189,7 +205,7 @@ void store_plan_summary_free(struct store_plan_summary *sum);
 
 #define STORE_SEED_RUN_ID "telemetry-collection-v4"
 
-/* Add the telemetry seed run (ten small phases; README "Offline database commands")
+/* Add the telemetry seed run (ten small phases; README, "autopack-ctl commands")
  * with its deliverables written under the absolute directory `workspace`. Refuses with
  * STORE_EEXIST if the run exists. */
 int store_seed_telemetry_run(

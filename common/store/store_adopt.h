@@ -75,7 +75,7 @@ struct store_adopt_report {
 	size_t n_fills;
 	/* the legacy rows found */
 	int64_t runs, tiers, phases, usage_events, v2_events;
-	/* the legacy data handling (README "Adopting a Python-Autopack database") */
+	/* the legacy data handling (docs/adoption.md, "What adoption changes") */
 	int64_t executing_requeued;  /* EXECUTING phases with no attempt, now QUEUED */
 	int64_t workspaces_set;      /* runs without a workspace, given one */
 	int64_t bare_scopes;         /* phases whose scope is not a JSON object, kept */

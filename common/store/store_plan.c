@@ -242,17 +242,23 @@ static char *plan_first_missing(const char *dir)
 }
 
 /* Create run `run_id`'s workspace `dir` and its missing parents, remembering which were
- * new. */
+ * new; STORE_EINVAL when it cannot be made or exists as something else than a directory. */
 static int plan_mkdir(
     struct plan_dirs *dirs, const char *dir, const char *run_id, struct store_err *err)
 {
 	char *top = plan_first_missing(dir);
 	int rc = mkdir_p(dir, 0755);
+	struct stat sb;
 
 	if (rc != 0) {
 		free(top);
 		return store_fail(err, STORE_EINVAL, "cannot create workspace %s for run %s: %s",
 		    dir, run_id, strerror(-rc));
+	}
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		free(top);
+		return store_fail(err, STORE_EINVAL,
+		    "workspace %s for run %s exists and is not a directory", dir, run_id);
 	}
 	if (top != NULL) {
 		dirs->made = xrealloc(dirs->made, (dirs->n + 2) * sizeof *dirs->made);
@@ -589,36 +595,71 @@ static int plan_import_stream(struct store *st, struct plan_stream *ps, const ch
 int store_plan_import(struct store *st, const char *text, size_t len, const char *base_dir,
     const char *source, struct store_plan_summary *sum, struct store_err *err)
 {
+	size_t bom = utf8_bom_len(text, len);
 	struct plan_stream ps;
 	int rc;
 
-	plan_stream_init(&ps, NULL, text, len, source);
+	memset(sum, 0, sizeof *sum);
+	if (len == bom)
+		return store_fail(
+		    err, STORE_EINVAL, "%s: empty file, expected a JSON plan", source);
+	plan_stream_init(&ps, text + bom, len - bom, source);
 	rc = plan_import_stream(st, &ps, base_dir, sum, err);
 	plan_stream_free(&ps);
 	return rc;
 }
 
-/* Read a plan file as a stream and import it relative to its directory. */
+/* Read a plan file whole (a pipe too), up to STORE_PLAN_MAX bytes. */
+int store_plan_read(const char *path, struct store_plan_text *pt, struct store_err *err)
+{
+	char real[PATH_MAX], *slash;
+	int rc;
+
+	memset(pt, 0, sizeof *pt);
+	rc = file_read_all(path, STORE_PLAN_MAX, &pt->text, &pt->len, &pt->regular);
+	if (rc == -EFBIG)
+		return store_fail(err, STORE_EINVAL, "%s: the plan is larger than %d MiB", path,
+		    STORE_PLAN_MAX >> 20);
+	if (rc != 0)
+		return store_fail(
+		    err, STORE_EINVAL, "%s: cannot read the plan: %s", path, strerror(-rc));
+	if (pt->regular && realpath(path, real) != NULL) {
+		slash = strrchr(real, '/');
+		pt->base_dir = slash == real ? xstrdup("/") :
+		                               xstrndup(real, (size_t)(slash - real));
+	} else {
+		pt->base_dir = store_path_absolute(".", NULL);
+		if (pt->base_dir == NULL) {
+			store_plan_text_free(pt);
+			return store_fail(err, STORE_EINVAL,
+			    "%s: cannot resolve the plan's workspaces: the current directory "
+			    "cannot be read",
+			    path);
+		}
+	}
+	return 0;
+}
+
+/* Free what store_plan_read filled in. */
+void store_plan_text_free(struct store_plan_text *pt)
+{
+	free(pt->text);
+	free(pt->base_dir);
+	memset(pt, 0, sizeof *pt);
+}
+
+/* Read a plan file and import it relative to its directory. */
 int store_plan_import_file(
     struct store *st, const char *path, struct store_plan_summary *sum, struct store_err *err)
 {
-	char real[PATH_MAX];
-	struct plan_stream ps;
-	char *dir, *slash;
-	FILE *f;
+	struct store_plan_text pt;
 	int rc;
 
 	memset(sum, 0, sizeof *sum);
-	if (realpath(path, real) == NULL || (f = fopen(real, "r")) == NULL)
-		return store_fail(
-		    err, STORE_EINVAL, "%s: cannot read the plan: %s", path, strerror(errno));
-	slash = strrchr(real, '/');
-	dir = slash == real ? xstrdup("/") : xstrndup(real, (size_t)(slash - real));
-	plan_stream_init(&ps, f, NULL, 0, path);
-	rc = plan_import_stream(st, &ps, dir, sum, err);
-	plan_stream_free(&ps);
-	fclose(f);
-	free(dir);
+	rc = store_plan_read(path, &pt, err);
+	if (rc == 0)
+		rc = store_plan_import(st, pt.text, pt.len, pt.base_dir, path, sum, err);
+	store_plan_text_free(&pt);
 	return rc;
 }
 

@@ -1,6 +1,6 @@
 /* A plan read as a stream: the top-level object is scanned byte by byte and each element
  * of its "runs" array is handed out on its own, parsed by jansson, so an import holds one
- * run at a time however large the plan (common/store/store_plan.c writes it). Positions
+ * parsed run at a time however large the plan (common/store/store_plan.c writes it). Positions
  * in messages are those of the whole file. */
 #include "common/store/store_plan_stream.h"
 #include "common/util.h"
@@ -9,44 +9,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STREAM_CHUNK 65536
-
-void plan_stream_init(
-    struct plan_stream *ps, FILE *f, const char *text, size_t len, const char *source)
+void plan_stream_init(struct plan_stream *ps, const char *text, size_t len, const char *source)
 {
 	memset(ps, 0, sizeof *ps);
-	ps->f = f;
 	ps->text = text;
 	ps->text_len = len;
 	ps->source = source;
 	ps->line = 1;
 	ps->col = 1;
-	if (f != NULL)
-		ps->buf = xmalloc(STREAM_CHUNK);
 }
 
 void plan_stream_free(struct plan_stream *ps)
 {
-	free(ps->buf);
 	free(ps->val);
 	json_decref(ps->top);
 	memset(ps, 0, sizeof *ps);
 }
 
-/* The next byte without taking it, or -1 at the end (or a read error, in ps->io). */
+/* The next byte without taking it, or -1 at the end. */
 static int ps_peek(struct plan_stream *ps)
 {
-	if (ps->f == NULL)
-		return ps->pos < ps->text_len ? (unsigned char)ps->text[ps->pos] : -1;
-	if (ps->pos == ps->len) {
-		ps->len = fread(ps->buf, 1, STREAM_CHUNK, ps->f);
-		ps->pos = 0;
-		if (ps->len == 0) {
-			ps->io = ferror(ps->f) != 0;
-			return -1;
-		}
-	}
-	return (unsigned char)ps->buf[ps->pos];
+	return ps->pos < ps->text_len ? (unsigned char)ps->text[ps->pos] : -1;
 }
 
 /* Take the next byte, keeping it when a value is being captured; -1 at the end. */
@@ -86,8 +69,6 @@ static int ps_skip(struct plan_stream *ps)
 /* Fail with the position in the file. */
 static int ps_fail(struct plan_stream *ps, struct store_err *err, const char *what)
 {
-	if (ps->io)
-		return store_fail(err, STORE_EINVAL, "%s: cannot read the plan", ps->source);
 	return store_fail(
 	    err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source, ps->line, ps->col, what);
 }
@@ -236,8 +217,6 @@ static int ps_members(struct plan_stream *ps, struct store_err *err)
 	}
 	if (ps_skip(ps) >= 0)
 		return ps_fail(ps, err, "end of file expected");
-	if (ps->io)
-		return ps_fail(ps, err, "");
 	ps->done = true;
 	return 0;
 }

@@ -1,34 +1,29 @@
-/* A plan file read one run at a time (store_plan_stream.c), for the import to hold one run
- * in memory whatever the plan's size. */
+/* A plan's text parsed one run at a time (store_plan_stream.c), for the import to hold the
+ * parsed form of one run at a time whatever the plan's size. */
 #ifndef AUTOPACK_STORE_PLAN_STREAM_H
 #define AUTOPACK_STORE_PLAN_STREAM_H
 
 #include <jansson.h>
 #include <stdbool.h>
-#include <stdio.h>
 
 #include "common/store/store_internal.h"
 
 struct plan_stream {
-	FILE *f;          /* read in chunks, or */
-	const char *text; /* the whole text in memory */
-	size_t text_len;
+	const char *text; /* the plan's text */
+	size_t text_len, pos;
 	const char *source; /* the plan's name in messages */
-	char *buf;          /* the chunk being read (f) */
-	size_t len, pos;
 	size_t line, col; /* of the next byte, from 1 */
 	char *val;        /* the value being captured */
 	size_t val_len, val_cap;
 	bool capture;
 	json_t *top; /* the top level's members other than "runs" (its size, once read) */
 	size_t nruns;
-	bool had_member, saw_runs, in_runs, first_run, done, io;
+	bool had_member, saw_runs, in_runs, first_run, done;
 };
 
-/* Read the plan from `f` (or, when f is NULL, from `text`); `source` names it. */
-void plan_stream_init(
-    struct plan_stream *ps, FILE *f, const char *text, size_t len, const char *source);
-/* Release the stream (not the file). */
+/* Read the plan from `text`; `source` names it. */
+void plan_stream_init(struct plan_stream *ps, const char *text, size_t len, const char *source);
+/* Release the stream (not the text). */
 void plan_stream_free(struct plan_stream *ps);
 /* The next element of the top level's "runs" (a new reference in *run), or *run NULL at
  * the end of the plan, when ps->top holds the rest of the top level for its checks.
