@@ -92,7 +92,7 @@ void store_bind_text(struct db_stmt *q, int i, const char *s);
 int store_tier_follow(struct db *db, int64_t tier_row, const char *now, struct store_err *err);
 /* The statements behind store_tier_follow, for callers that keep them prepared: the
  * tier's row id, state and the state its phases put it in, by tier (?1 its row id) or by
- * phase (?1 run, ?2 phase); and the update (?1 row id, ?2 state, ?3 now). */
+ * phase (?1 run, ?2 phase); and the update store_tier_apply binds. */
 extern const char store_tier_state_sql[];
 extern const char store_tier_state_of_phase_sql[];
 extern const char store_tier_set_sql[];

@@ -31,13 +31,22 @@ const char store_tier_state_sql[] = TIER_STATE_SELECT " WHERE t.id = ?1 GROUP BY
 const char store_tier_state_of_phase_sql[] = TIER_STATE_SELECT
     " WHERE t.id = (SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2)"
     " GROUP BY t.id, t.state";
-/* updated_at, started_at and completed_at move with the state. */
-const char store_tier_set_sql[] =
-    "UPDATE tiers SET state = ?2, updated_at = ?3,"
-    " started_at = CASE WHEN ?2 IN ('IN_PROGRESS', 'COMPLETE', 'FAILED')"
-    "   THEN COALESCE(started_at, ?3) ELSE started_at END,"
-    " completed_at = CASE WHEN ?2 IN ('COMPLETE', 'FAILED', 'SKIPPED') THEN ?3 END"
-    " WHERE id = ?1";
+/* updated_at, started_at (?4: the state has started) and completed_at (?5: the state has
+ * ended) move with the state. */
+const char store_tier_set_sql[] = "UPDATE tiers SET state = ?2, updated_at = ?3,"
+                                  " started_at = CASE WHEN ?4 = 1"
+                                  "   THEN COALESCE(started_at, ?3) ELSE started_at END,"
+                                  " completed_at = CASE WHEN ?5 = 1 THEN ?3 END"
+                                  " WHERE id = ?1";
+
+/* Whether `state` is one of the NULL-ended list of names. */
+static bool tier_state_in(const char *state, const char *const *names)
+{
+	for (; *names != NULL; names++)
+		if (strcmp(state, *names) == 0)
+			return true;
+	return false;
+}
 
 /* Write the state `state` computed for its tier when the tier does not follow it yet. */
 int store_tier_apply(struct db *db, struct db_stmt *state, struct db_stmt *set, const char *now,
@@ -57,6 +66,10 @@ int store_tier_apply(struct db *db, struct db_stmt *state, struct db_stmt *set, 
 	db_bind_int64(set, 1, db_column_int64(state, 0));
 	store_bind_text(set, 2, new);
 	store_bind_text(set, 3, now);
+	db_bind_int64(set, 4,
+	    tier_state_in(new, (const char *const[]){ "IN_PROGRESS", "COMPLETE", "FAILED", NULL }));
+	db_bind_int64(set, 5,
+	    tier_state_in(new, (const char *const[]){ "COMPLETE", "FAILED", "SKIPPED", NULL }));
 	rc = db_step(set);
 	db_reset(set);
 	if (rc != DB_DONE)
