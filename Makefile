@@ -42,6 +42,9 @@ else
 O         ?= build/rel
 SANFLAGS  :=
 endif
+# One name per build directory (O=$PWD/build/rel is build/rel), so the dependency files
+# written under one name are read under the same one.
+override O := $(patsubst $(CURDIR)/%,%,$(abspath $(O)))
 
 CC        ?= cc
 CFLAGS    ?= -O2 -g
