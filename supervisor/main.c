@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,17 +220,6 @@ static bool flag_int(struct sup_config *c, int opt, const char *v)
 	return false;
 }
 
-/* Check a flag's value against its choices, or exit 2 naming them. */
-static const char *flag_choice(const char *name, const char *v, const char *a, const char *b)
-{
-	if (strcmp(v, a) != 0 && strcmp(v, b) != 0) {
-		fprintf(
-		    stderr, "autopack-supervisor: --%s: \"%s\" is not %s or %s\n", name, v, a, b);
-		exit(2);
-	}
-	return v;
-}
-
 /* Report an unknown or incomplete option and exit 2. */
 static void flag_unknown(char **argv)
 {
@@ -242,11 +232,115 @@ static void flag_unknown(char **argv)
 	exit(2);
 }
 
+/* A flag that sets a string or a switch of struct sup_config. */
+struct plain_flag {
+	int opt;
+	size_t off;   /* in struct sup_config */
+	bool is_bool; /* a switch (bool), else a string (const char *) */
+};
+
+static const struct plain_flag plain_flags[] = {
+	{ OPT_DB, CFG(db_flag), false },
+	{ OPT_RUN, CFG(run_id), false },
+	{ OPT_CONTROL, CFG(control_path), false },
+	{ OPT_LOG, CFG(log_file), false },
+	{ OPT_URL, CFG(llm_base_url), false },
+	{ OPT_MODEL, CFG(llm_model), false },
+	{ OPT_WORKER, CFG(worker_path), false },
+	{ OPT_EXIT, CFG(exit_when_drained), true },
+	{ OPT_DRY, CFG(dry_run), true },
+	{ OPT_EMPTY, CFG(allow_empty_db), true },
+	{ OPT_RETRYF, CFG(retry_failed), true },
+	{ OPT_RESUME, CFG(resume), true },
+};
+
+/* Store a string or switch flag. Returns false when `opt` is not one. */
+static bool flag_plain(struct sup_config *c, int opt, const char *v)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(plain_flags); i++) {
+		const struct plain_flag *f = &plain_flags[i];
+
+		if (f->opt != opt)
+			continue;
+		if (f->is_bool)
+			*(bool *)((char *)c + f->off) = true;
+		else
+			*(const char **)((char *)c + f->off) = v;
+		return true;
+	}
+	return false;
+}
+
+/* Exit 2 with a message about flag `name`. */
+__attribute__((noreturn, format(printf, 2, 3))) static void flag_fail(
+    const char *name, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "autopack-supervisor: --%s: ", name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+/* Check a flag's value against its choices, or exit 2 naming them. */
+static const char *flag_choice(const char *name, const char *v, const char *a, const char *b)
+{
+	if (strcmp(v, a) != 0 && strcmp(v, b) != 0)
+		flag_fail(name, "\"%s\" is not %s or %s", v, a, b);
+	return v;
+}
+
+/* Handle the flags that check or act on their value; exits 2 on a bad value or an
+ * unknown flag. */
+static void flag_other(struct sup_config *c, int o, char **argv)
+{
+	enum log_format format;
+	enum log_level level;
+	char err[512];
+
+	switch (o) {
+	case OPT_SYNC:
+		c->sync_full = strcmp(flag_choice("synchronous", optarg, "full", "normal"),
+		                   "full") == 0;
+		break;
+	case OPT_PROV:
+		c->llm_provider = flag_choice("llm-provider", optarg, "anthropic", "openai");
+		break;
+	case 'h':
+	case OPT_HELP: fputs(usage_text, stdout); exit(0);
+	case OPT_VERSION: printf("autopack-supervisor %s\n", AUTOPACK_VERSION); exit(0);
+	case OPT_LOGLEVEL:
+		if (log_level_parse(optarg, &level) != 0)
+			flag_fail("log-level", "\"%s\" is not error, warn, info or debug", optarg);
+		log_configure(level, log_line_format());
+		break;
+	case OPT_LOGFORMAT:
+		if (log_format_parse(optarg, &format) != 0)
+			flag_fail("log-format", "\"%s\" is not text or json", optarg);
+		log_configure(log_min_level(), format);
+		break;
+	case OPT_SKIPP:
+		if (*optarg == '\0')
+			flag_fail("skip-run-prefix", "empty prefix");
+		c->skip_prefixes = xrealloc(
+		    c->skip_prefixes, (c->nskip + 1) * sizeof *c->skip_prefixes);
+		c->skip_prefixes[c->nskip++] = optarg;
+		break;
+	case OPT_HTTP:
+		if (http_addr_check(optarg, err, sizeof err) != 0)
+			flag_fail("http", "%s", err);
+		c->http_addr = optarg;
+		break;
+	default: flag_unknown(argv);
+	}
+}
+
 /* Fill cfg from argv; exits 2 on a bad flag. */
 static void parse_flags(struct sup_config *c, int argc, char **argv)
 {
-	enum log_level level;
-	enum log_format format;
 	int o;
 
 	*c = (struct sup_config){
@@ -270,71 +364,9 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		if (o != '?' && optarg != NULL && flag_int(c, o, optarg))
 			continue;
-		switch (o) {
-		case OPT_DB: c->db_flag = optarg; break;
-		case OPT_RUN: c->run_id = optarg; break;
-		case OPT_SYNC:
-			c->sync_full = strcmp(flag_choice("synchronous", optarg, "full", "normal"),
-			                   "full") == 0;
-			break;
-		case OPT_EXIT: c->exit_when_drained = true; break;
-		case OPT_DRY: c->dry_run = true; break;
-		case OPT_EMPTY: c->allow_empty_db = true; break;
-		case OPT_CONTROL: c->control_path = optarg; break;
-		case OPT_LOG: c->log_file = optarg; break;
-		case OPT_PROV:
-			c->llm_provider = flag_choice(
-			    "llm-provider", optarg, "anthropic", "openai");
-			break;
-		case OPT_URL: c->llm_base_url = optarg; break;
-		case OPT_MODEL: c->llm_model = optarg; break;
-		case OPT_WORKER: c->worker_path = optarg; break;
-		case 'h':
-		case OPT_HELP: fputs(usage_text, stdout); exit(0);
-		case OPT_VERSION: printf("autopack-supervisor %s\n", AUTOPACK_VERSION); exit(0);
-		case OPT_LOGLEVEL:
-			if (log_level_parse(optarg, &level) != 0) {
-				fprintf(stderr,
-				    "autopack-supervisor: --log-level: \"%s\" is not error, warn,"
-				    " info or debug\n",
-				    optarg);
-				exit(2);
-			}
-			log_configure(level, log_line_format());
-			break;
-		case OPT_LOGFORMAT:
-			if (log_format_parse(optarg, &format) != 0) {
-				fprintf(stderr,
-				    "autopack-supervisor: --log-format: \"%s\" is not text or json\n",
-				    optarg);
-				exit(2);
-			}
-			log_configure(log_min_level(), format);
-			break;
-		case OPT_RETRYF: c->retry_failed = true; break;
-		case OPT_SKIPP:
-			if (*optarg == '\0') {
-				fprintf(stderr,
-				    "autopack-supervisor: --skip-run-prefix: empty prefix\n");
-				exit(2);
-			}
-			c->skip_prefixes = xrealloc(
-			    c->skip_prefixes, (c->nskip + 1) * sizeof *c->skip_prefixes);
-			c->skip_prefixes[c->nskip++] = optarg;
-			break;
-		case OPT_RESUME: c->resume = true; break;
-		case OPT_HTTP: {
-			char err[512];
-
-			if (http_addr_check(optarg, err, sizeof err) != 0) {
-				fprintf(stderr, "autopack-supervisor: --http: %s\n", err);
-				exit(2);
-			}
-			c->http_addr = optarg;
-			break;
-		}
-		default: flag_unknown(argv);
-		}
+		if (o != '?' && flag_plain(c, o, optarg))
+			continue;
+		flag_other(c, o, argv);
 	}
 	if (optind < argc) {
 		fprintf(stderr,

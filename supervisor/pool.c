@@ -262,32 +262,13 @@ static void pool_spawn_failed(struct sup *s, const char *why)
 		log_error("%s (%d of %d workers running)", what, s->live, s->target);
 }
 
-/* Start one worker process in a session of its own (no terminal's or service manager's
- * signal reaches it), with one end of a fresh socketpair as its fd 3 and the keys on a
- * pipe as its fd 4. Returns 0, or -1 when it could not be started (counted, logged, and
- * tried again later). */
-static int pool_spawn(struct sup *s)
+/* Fill the command line and descriptors of a worker: the socket's end `sock` as its fd 3,
+ * the keys' pipe (if any) as its fd 4. */
+static void pool_spawn_options(struct sup *s, int sock, int keys_fd, char *args[12],
+    uv_stdio_container_t stdio[5], uv_process_options_t *o)
 {
-	struct worker *w;
-	uv_process_options_t o = { 0 };
-	uv_stdio_container_t stdio[5];
-	char *args[12];
-	int fds[2], keys_fd, rc, n = 0;
+	int n = 0;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-		pool_spawn_failed(s, strerror(errno));
-		return -1;
-	}
-	if ((rc = secrets_pipe(s, &keys_fd)) != 0) {
-		close(fds[0]);
-		close(fds[1]);
-		pool_spawn_failed(s, strerror(-rc));
-		return -1;
-	}
-	w = xcalloc(1, sizeof *w);
-	w->sup = s;
-	w->state = W_STARTING;
-	w->born_ms = clock_mono_ms();
 	args[n++] = s->worker_path;
 	args[n++] = (char *)"--fd";
 	args[n++] = (char *)"3";
@@ -304,21 +285,74 @@ static int pool_spawn(struct sup *s)
 	args[n++] = (char *)"--log-format";
 	args[n++] = (char *)log_format_name(log_line_format());
 	args[n] = NULL;
+	assert(n < 12);
 	stdio[0].flags = UV_IGNORE;
 	stdio[1].flags = UV_INHERIT_FD;
 	stdio[1].data.fd = 1;
 	stdio[2].flags = UV_INHERIT_FD;
 	stdio[2].data.fd = 2;
 	stdio[3].flags = UV_INHERIT_FD;
-	stdio[3].data.fd = fds[1];
+	stdio[3].data.fd = sock;
 	stdio[4].flags = keys_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
 	stdio[4].data.fd = keys_fd;
-	o.file = s->worker_path;
-	o.args = args;
-	o.stdio = stdio;
-	o.stdio_count = keys_fd >= 0 ? 5 : 4;
-	o.flags = UV_PROCESS_DETACHED;
-	o.exit_cb = worker_exit_cb;
+	*o = (uv_process_options_t){ .file = s->worker_path,
+		.args = args,
+		.stdio = stdio,
+		.stdio_count = keys_fd >= 0 ? 5 : 4,
+		.flags = UV_PROCESS_DETACHED,
+		.exit_cb = worker_exit_cb };
+}
+
+/* Take a started worker into the pool: its channel on `sock`, its timers, the list. */
+static void pool_adopt(struct sup *s, struct worker *w, int sock)
+{
+	w->id = ++s->next_worker_id;
+	w->pid = w->proc.pid;
+	worker_register(w);
+	chan_init(s->loop, &w->chan, PROTO_FRAME_MAX_DEFAULT, worker_msg_cb, worker_chan_close_cb);
+	w->chan.pipe.data = w;
+	uv_pipe_open(&w->chan.pipe, sock);
+	uv_timer_init(s->loop, &w->hb_timer);
+	uv_timer_init(s->loop, &w->phase_timer);
+	w->hb_timer.data = w->phase_timer.data = w;
+	w->handles = 4;
+	uv_timer_start(&w->hb_timer, worker_hb_cb, (uint64_t)s->cfg.heartbeat_timeout_s * 1000,
+	    (uint64_t)s->cfg.heartbeat_timeout_s * 1000);
+	chan_start(&w->chan);
+	w->next = s->workers;
+	s->workers = w;
+	s->live++;
+	s->spawn_fails = 0;
+	log_info("worker %d started (pid %d)", w->id, (int)w->pid);
+}
+
+/* Start one worker process in a session of its own (no terminal's or service manager's
+ * signal reaches it), with one end of a fresh socketpair as its fd 3 and the keys on a
+ * pipe as its fd 4. Returns 0, or -1 when it could not be started (counted, logged, and
+ * tried again later). */
+static int pool_spawn(struct sup *s)
+{
+	struct worker *w;
+	uv_process_options_t o;
+	uv_stdio_container_t stdio[5];
+	char *args[12];
+	int fds[2], keys_fd, rc;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+		pool_spawn_failed(s, strerror(errno));
+		return -1;
+	}
+	if ((rc = secrets_pipe(s, &keys_fd)) != 0) {
+		close(fds[0]);
+		close(fds[1]);
+		pool_spawn_failed(s, strerror(-rc));
+		return -1;
+	}
+	w = xcalloc(1, sizeof *w);
+	w->sup = s;
+	w->state = W_STARTING;
+	w->born_ms = clock_mono_ms();
+	pool_spawn_options(s, fds[1], keys_fd, args, stdio, &o);
 	rc = uv_spawn(s->loop, &w->proc, &o);
 	close(fds[1]);
 	if (keys_fd >= 0)
@@ -332,24 +366,7 @@ static int pool_spawn(struct sup *s)
 		pool_spawn_failed(s, uv_strerror(rc));
 		return -1;
 	}
-	w->id = ++s->next_worker_id;
-	w->pid = w->proc.pid;
-	worker_register(w);
-	chan_init(s->loop, &w->chan, PROTO_FRAME_MAX_DEFAULT, worker_msg_cb, worker_chan_close_cb);
-	w->chan.pipe.data = w;
-	uv_pipe_open(&w->chan.pipe, fds[0]);
-	uv_timer_init(s->loop, &w->hb_timer);
-	uv_timer_init(s->loop, &w->phase_timer);
-	w->hb_timer.data = w->phase_timer.data = w;
-	w->handles = 4;
-	uv_timer_start(&w->hb_timer, worker_hb_cb, (uint64_t)s->cfg.heartbeat_timeout_s * 1000,
-	    (uint64_t)s->cfg.heartbeat_timeout_s * 1000);
-	chan_start(&w->chan);
-	w->next = s->workers;
-	s->workers = w;
-	s->live++;
-	s->spawn_fails = 0;
-	log_info("worker %d started (pid %d)", w->id, (int)w->pid);
+	pool_adopt(s, w, fds[0]);
 	return 0;
 }
 

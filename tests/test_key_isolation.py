@@ -48,12 +48,16 @@ def test_no_ancestor_of_a_check_or_of_model_written_code_holds_the_key(tmp):
         ("helper", ws, [phase_spec("p-helper", ("helper.py",), paths=(".",),
                                    check="/usr/bin/python3 helper.py")]),
     ])
-    llm = Standin(tmp, {"markers": {"helper.py": [{"mode": "normal", "content": HELPER}]}},
-                  "--expect-key", key)
+    # Calls that take a while: the processes are looked at while both are in flight.
+    llm = Standin(tmp, {"markers": {"helper.py": [{"mode": "sleep", "seconds": 5,
+                                                   "content": HELPER}]},
+                        "default": {"mode": "sleep", "seconds": 5}}, "--expect-key", key)
     sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm),
                      env={"ANTHROPIC_API_KEY": key, "OPENAI_API_KEY": other})
     try:
         sup.wait_ready()
+        wait_for(lambda: len(rows(url, "SELECT id FROM llm_usage_events WHERE status = 'sent'"))
+                 == 2, 60, what="both calls in flight")
         # While it runs: the supervisor's and the workers' own environments and command
         # lines, as any process of the user (or root) reads them.
         pids = [sup.proc.pid] + [w["pid"] for w in sup.status()["pool"]["workers"]]
