@@ -16,6 +16,7 @@
 #include "common/fingerprint/fingerprint.h"
 #include "common/joblimits.h"
 #include "common/log.h"
+#include "common/store/store_fleet.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -354,9 +355,21 @@ static int lease_open(struct sup *s, struct store_err *err)
 		rc = store_drain_attempt_open(s->sd, r->run_id, r->head->phase_id, w->pid,
 		    s->session_id, s->cfg.dry_run, &g->attempt_id, &g->attempt_number, err);
 		if (rc == STORE_EINVAL) {
-			/* No longer eligible (changed by a control command): drop it. */
-			log_warn("%s", err->text);
+			/* No longer eligible (changed by a control command or, with several
+			 * supervisors, by another one): drop it. */
+			if (s->fleet_id > 0)
+				log_debug("%s", err->text);
+			else
+				log_warn("%s", err->text);
 			sched_drop_head(s, r);
+			worker_idle_push(w);
+			continue;
+		}
+		if (rc == STORE_EBUSY) {
+			/* Another supervisor holds the run: leave it until the next refresh. */
+			log_debug("%s", err->text);
+			sched_park(s, r);
+			s->fleet_refresh_due = true;
 			worker_idle_push(w);
 			continue;
 		}
