@@ -72,6 +72,19 @@ def test_make_install_and_uninstall(tmp):
     assert files_under(dest) == []
 
 
+def test_each_install_names_its_own_prefix_in_the_unit(tmp):
+    """Installing again with another PREFIX (a staged package, then the real one) gives a
+    unit that runs the supervisor of that prefix, not of the one installed before."""
+    for prefix in ("/opt/stage", "/usr/local", "/opt/stage"):
+        dest = str(tmp / "root")
+        shutil.rmtree(dest, ignore_errors=True)
+        r = make("install", "DESTDIR=" + dest, "PREFIX=" + prefix)
+        assert r.returncode == 0, r.stderr
+        unit = open(dest + prefix + "/lib/systemd/system/autopack-supervisor@.service").read()
+        assert re.findall(r"^ExecStart=(\S+)", unit, re.M) == [
+            prefix + "/bin/autopack-supervisor"], (prefix, unit)
+
+
 @pytest.mark.parametrize("binary", ["autopack-supervisor", "autopack-worker", "autopack-ctl"])
 def test_version_and_short_help(binary):
     v = run(binary, "--version")
