@@ -155,6 +155,13 @@ def test_retry_selectors_and_errors(tmp, llm):
     assert r.rc == 1 and "phase ok/p1 is COMPLETE, not FAILED or SKIPPED" in r.err, r
     r = ctl("--db", url, "retry", "ok", "nope")
     assert r.rc == 1 and "no phase nope in run ok" in r.err, r
+    # A run the database does not hold is a mistake, not "nothing failed".
+    for args in (["retry", "--run", "a3"], ["retry", "--run", "a3", "--dry-run"],
+                 ["failed", "--run", "a3"], ["retry", "--run", "a3", "--reason", "x"]):
+        r = ctl("--db", url, *args)
+        assert r.rc == 1 and "no run a3 in the database" in r.err, (args, r)
+    r = ctl("--db", url, "failed", "--run", "ok", "--json")
+    assert r.rc == 0 and json.loads(r.out)["groups"] == [], r
     for args, what in ((["retry"], "say what to retry"),
                        (["retry", "a1"], "give RUN and PHASE"),
                        (["retry", "--all-failed", "--run", "a1"], "--all-failed"),
@@ -190,6 +197,8 @@ def test_failed_and_retry_while_a_supervisor_runs(tmp, llm):
             assert x["peer_pid"] != sup.proc.pid
         r = ctl("--db", url, "retry", "--all-failed", "--dry-run")
         assert r.rc == 0 and "would retry" in r.out, r
+        r = ctl("--db", url, "retry", "--run", "a3")
+        assert r.rc == 1 and "no run a3 in the database" in r.err, r
         # A refusal is recorded too, through the supervisor's writer.
         r = ctl("--db", url, "retry", "ok", "p1")
         assert r.rc == 1 and "phase ok/p1 is COMPLETE, not FAILED or SKIPPED" in r.err, r

@@ -165,6 +165,16 @@ def test_malformed_service_environment_is_refused(tmp, env, what):
     assert what in sup.stderr()
 
 
+def test_empty_notify_socket_is_no_service_manager(tmp):
+    """`NOTIFY_SOCKET= autopack-supervisor ...` (how a shell unsets it for one command)
+    runs without a service manager instead of refusing to start."""
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     env={"NOTIFY_SOCKET": ""})
+    assert sup.wait() == 0, sup.stderr()
+    assert "NOTIFY_SOCKET" not in sup.stderr()
+
+
 def test_watchdog_for_another_pid_is_ignored(tmp):
     url = new_db(tmp, runs=1, phases=1)
     notify = NotifySocket(tmp)
