@@ -136,11 +136,10 @@ static char *http_health_json(struct sup *s)
 	int64_t last = metrics_last_commit_wall_ms(s);
 	json_t *reasons = status_health_reasons(s);
 	bool healthy = json_array_size(reasons) == 0;
-	char devino[64], *text;
+	char devino[48], *text;
 	json_t *j;
 
-	snprintf(
-	    devino, sizeof devino, "%lu:%lu", (unsigned long)s->st->dev, (unsigned long)s->st->ino);
+	store_devino(s->st, devino);
 	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:s, s:o, s:I, s:{s:i, s:i}, s:o}",
 	    "status", healthy ? "ok" : "unhealthy", "db_url", s->st->url, "db_uuid", s->st->uuid,
 	    "device_inode", devino, "state", status_state_name(s), "paused", s->paused, "pid",

@@ -24,7 +24,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DISPATCH_RETRY_MS 200  /* after a failed dispatch transaction */
 #define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
 
 /* What a committed attempt end hands back to its lease. */
@@ -209,16 +208,26 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY, "%s", v.why);
 }
 
-/* The phase deadline passed: TERM now, KILL after the grace period. */
+/* The phase deadline passed: TERM now, KILL after the grace period. The deadline counts
+ * only the time the supervisor's loop ran, and after a stall what the worker sent is read
+ * first (its own report of the deadline may be among it). */
 static void lease_deadline_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
+	struct sup *s = w->sup;
+	uint64_t wait;
 
 	if (w->lease.end_outcome != OUTCOME_NONE && w->killed) {
 #ifdef AUTOPACK_MUTANT_deadline_never_kills
 		return;
 #endif
 		worker_kill(w, SIGKILL);
+		return;
+	}
+	wait = lag_wait_ms(s, w->lease.armed_ms, w->lease.armed_lag,
+	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS);
+	if (w->lease.end_outcome == OUTCOME_NONE && wait > 0) {
+		uv_timer_start(&w->phase_timer, lease_deadline_cb, wait, 0);
 		return;
 	}
 	log_warn("worker %d (pid %d): attempt %llu passed its deadline; stopping it", w->id,
@@ -341,6 +350,8 @@ static void lease_start(struct sup *s, const struct grant *g)
 	}
 	/* The worker ends the attempt itself at the deadline and reports why; the supervisor
 	 * steps in only if that report does not come. */
+	w->lease.armed_ms = uv_now(s->loop);
+	w->lease.armed_lag = lag_note(s);
 	uv_timer_start(&w->phase_timer, lease_deadline_cb,
 	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
 }
@@ -369,6 +380,7 @@ static void lease_round(struct sup *s)
 	struct worker *w;
 	struct store_err err;
 	struct grant *gs;
+	uint64_t delay;
 	int n = 0, max, i;
 
 	if (s->paused || s->crash_loop || s->stopping || s->writes_off || s->ready_head == NULL)
@@ -423,15 +435,11 @@ fail:
 		sched_release(s, gs[i].r);
 	}
 	free(gs);
-	s->n.commit_failures++;
-	lifecycle_identity_check(s);
-	if (!s->writes_off && ++s->commit_fail_streak >= COMMIT_MAX_FAILURES)
-		lifecycle_writes_failed(s,
-		    "%d transactions failed in a row, the last a dispatch: %s",
-		    s->commit_fail_streak, err.text);
-	/* Nothing else may come along to ask for another round: retry on a timer. */
-	if (!s->writes_off)
-		uv_timer_start(&s->dispatch_retry, dispatch_retry_cb, DISPATCH_RETRY_MS, 0);
+	/* Nothing else may come along to ask for another round: retry on a timer, later
+	 * each time, or give up. */
+	delay = lifecycle_write_failed(s, "a dispatch round", &err);
+	if (delay > 0)
+		uv_timer_start(&s->dispatch_retry, dispatch_retry_cb, delay, 0);
 }
 
 /* Check a frame's database and attempt against w's lease; count and log a refusal. */

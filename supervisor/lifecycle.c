@@ -111,21 +111,31 @@ void lifecycle_identity_check(struct sup *s)
 	lifecycle_stop(s, STOP_NOW);
 }
 
-void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
+uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct store_err *err)
 {
-	char why[sizeof s->stop_buf];
-	va_list ap;
+	bool busy = store_err_busy(err);
+	uint64_t delay = COMMIT_RETRY_MS;
 
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof why, fmt, ap);
-	va_end(ap);
-	s->writes_off = true;
-	s->exit_code = 3;
-	log_error("giving up on the database: %s; no further writes. Workers are stopped; open"
-	          " attempts are recovered by the next supervisor on that database.",
-	    why);
-	lifecycle_stop_because(
-	    s, STOP_NOW, "the database refused %d commits in a row", s->commit_fail_streak);
+	s->n.commit_failures++;
+	s->commit_fail_streak++;
+	lifecycle_identity_check(s);
+	if (s->writes_off)
+		return 0;
+	if (s->commit_fail_streak >= (busy ? COMMIT_MAX_FAILURES : COMMIT_MAX_HARD_FAILURES)) {
+		s->writes_off = true;
+		s->exit_code = 3;
+		log_error("giving up on the database: %d transactions failed in a row, the last %s:"
+		          " %s; no further writes. Workers are stopped; open attempts are recovered"
+		          " by the next supervisor on that database.",
+		    s->commit_fail_streak, what, err->text);
+		lifecycle_stop_because(
+		    s, STOP_NOW, "the database refused %d commits in a row", s->commit_fail_streak);
+		return 0;
+	}
+	/* A busy database already waited its busy timeout; anything else backs off. */
+	for (int i = 1; !busy && i < s->commit_fail_streak && delay < COMMIT_RETRY_MAX_MS; i++)
+		delay *= 2;
+	return delay < COMMIT_RETRY_MAX_MS ? delay : COMMIT_RETRY_MAX_MS;
 }
 
 /* Escalate a graceful stop after ms. */

@@ -22,9 +22,9 @@ static const char usage_text[] =
     "\n"
     "Drain the queued phases of one autopack database with a pool of workers. The\n"
     "supervisor is the database's only writer; it refuses to start on a database another\n"
-    "supervisor holds. The database comes from --db, else AUTOPACK_DB_URL, else\n"
-    "DATABASE_URL; two that disagree are an error. URL forms: sqlite:///relative.db,\n"
-    "sqlite:////absolute.db.\n"
+    "supervisor holds. The database comes from --db, else AUTOPACK_DB_URL,\n"
+    "else DATABASE_URL; the two variables set to different databases are an error. URL\n"
+    "forms: sqlite:///relative.db, sqlite:////absolute.db.\n"
     "\n"
     "options:\n"
     "  --db URL                    the database (created beforehand with autopack-ctl db init)\n"
@@ -53,7 +53,8 @@ static const char usage_text[] =
     "                              yield no telemetry (default: no limit)\n"
     "  --resume                    continue the newest unfinished drain session with its\n"
     "                              counters, triage and stopped runs\n"
-    "  --control PATH              control socket (default /tmp/autopack-UID/UUID.sock)\n"
+    "  --control PATH              control socket (default\n"
+    "                              /tmp/autopack-UID/UUID-DEVICE-INODE.sock)\n"
     "  --log-file PATH             append logs here instead of stderr\n"
     "  --log-level L               error, warn, info (default) or debug\n"
     "  --log-format F              text (default), or json: one object a line with ts,\n"
@@ -240,7 +241,6 @@ struct plain_flag {
 };
 
 static const struct plain_flag plain_flags[] = {
-	{ OPT_DB, CFG(db_flag), false },
 	{ OPT_RUN, CFG(run_id), false },
 	{ OPT_CONTROL, CFG(control_path), false },
 	{ OPT_LOG, CFG(log_file), false },
@@ -302,6 +302,16 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 	char err[512];
 
 	switch (o) {
+	case OPT_DB:
+		if (c->db_flag != NULL && strcmp(c->db_flag, optarg) != 0) {
+			fprintf(stderr,
+			    "autopack-supervisor: --db given twice with different URLs ('%s', '%s');"
+			    " name one database\n",
+			    c->db_flag, optarg);
+			exit(2);
+		}
+		c->db_flag = optarg;
+		break;
 	case OPT_SYNC:
 		c->sync_full = strcmp(flag_choice("synchronous", optarg, "full", "normal"),
 		                   "full") == 0;
@@ -436,6 +446,7 @@ int main(int argc, char **argv)
 	service_init(s);
 	lease_init(s);
 	lifecycle_init(s, pool_stop);
+	lag_init(s);
 	metrics_init(s);
 	progress_init(s);
 	if (control_listen(s) != 0 || http_start(s) != 0)

@@ -8,6 +8,7 @@
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
 #include "common/store/store_lock.h"
+#include "common/store/store_runtime.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -58,10 +59,15 @@ void session_open_store(struct sup *s)
 			    "database %s is held by autopack-supervisor pid %d; refusing to"
 			    " start a second writer",
 			    url, (int)holder);
-		log_fatal(1, "cannot lock %s.lock", path);
+		log_fatal(1, "cannot lock the database file %s: %s", path, strerror(errno));
 	}
 	s->st = xcalloc(1, sizeof *s->st);
-	if (store_open(s->st, path, url, STORE_WRITE, &err) != 0)
+	if (store_open(s->st, path, url, STORE_WRITE, &err) != 0 ||
+	    store_lock_check(s->lock_fd, s->st, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	/* One live supervisor per uuid: a copy of a database being served is refused. The
+	 * claim lasts as long as this process. */
+	if (store_runtime_claim(s->st, &err) < 0)
 		log_fatal(1, "%s", err.text);
 	free(path);
 	free(url);

@@ -5,11 +5,12 @@
  * order a phase passes through them (supervisor/README.md).
  *
  * Who calls whom (no cycles; tests/tools/callgraph.py checks it on the objects):
- *   main → secrets, session, lifecycle, writer, lease, pool, control;  session → report
- *   report → sched, policy
+ *   main → secrets, session, lifecycle, lag, writer, lease, pool, control;
+ *   session → report;  report → sched, policy
  *   control → cmd-*, writer;  cmd-* → pool, lease, lifecycle, sched
- *   pool → lease, lifecycle, worker, secrets;  lease → sched, policy, writer, lifecycle, worker,
- *   convert;  writer → lifecycle, worker, policy;  lifecycle → sched;  sched → policy
+ *   pool → lease, lifecycle, lag, worker, secrets;  lease → sched, policy, writer,
+ *   lifecycle, lag, worker, convert;  writer → lifecycle, worker, policy;
+ *   lifecycle → sched;  sched → policy
  * Watching (observe.h): main → metrics, progress, http;  writer → metrics;
  *   cmd-status → status, metrics, progress;  http → cmd-status, status, metrics;
  *   metrics → progress, status
@@ -167,6 +168,8 @@ struct lease {
 	uint64_t seq_max;         /* highest event seq received */
 	uint64_t seq_missing;     /* seqs skipped over so far */
 	char *check_log;          /* where the check's stderr goes (common/checklog.h); heap */
+	uint64_t armed_ms;        /* loop time and loop lag when its deadline was armed */
+	uint64_t armed_lag;
 };
 
 struct worker {
@@ -180,17 +183,24 @@ struct worker {
 	uv_timer_t phase_timer; /* phase deadline, then kill grace */
 	int handles;            /* open handles; freed when it reaches 0 */
 	struct lease lease;
-	int64_t unacked; /* events queued for the writer, not yet committed */
-	bool retire;     /* shut down once idle */
-	bool killed;     /* we signalled it */
+	int64_t unacked;   /* events queued for the writer, not yet committed */
+	uint64_t heard_ms; /* loop time and loop lag at its last frame (or its start) */
+	uint64_t heard_lag;
+	bool retire; /* shut down once idle */
+	bool killed; /* we signalled it */
 	uint64_t born_ms;
 	uint64_t jobs_done;
 	struct worker *next;
 };
 
 /* Failed transactions in a row (group commits and dispatch rounds) after which the
- * supervisor gives up on the database (lifecycle_writes_failed). */
+ * supervisor gives up on the database (lifecycle_write_failed): many while another
+ * connection keeps it busy, a few for anything else (a full disk, an I/O error, a
+ * constraint, a read-only file), retried with a delay that doubles. */
 #define COMMIT_MAX_FAILURES 50
+#define COMMIT_MAX_HARD_FAILURES 8
+#define COMMIT_RETRY_MS 200
+#define COMMIT_RETRY_MAX_MS 2000
 
 /* A write waiting for the next group commit: a tagged union. */
 enum op_kind {
@@ -252,6 +262,7 @@ struct sup_counters {
 	uint64_t commits;
 	uint64_t commit_failures;
 	uint64_t writes_refused; /* writes a constraint refused, recorded as errors */
+	uint64_t stalls;         /* the supervisor's own loop stalled (lag.c) */
 };
 
 /* What the service manager is told (service.c). */
@@ -336,9 +347,15 @@ struct sup {
 	uv_timer_t identity_timer;
 	uv_timer_t deadline_timer;
 	bool store_lost;
-	/* Nothing more is written: the database was lost, refused COMMIT_MAX_FAILURES
-	 * commits in a row, or a signal during a fast stop abandoned the queue. */
+	/* Nothing more is written: the database was lost, kept refusing commits
+	 * (lifecycle_write_failed), or a signal during a fast stop abandoned the queue. */
 	bool writes_off;
+
+	/* lag: the loop's own lateness */
+	uv_timer_t lag_timer;
+	uint64_t lag_last_ms;    /* loop time of the last measurement */
+	uint64_t lag_total_ms;   /* lateness so far */
+	uint64_t judge_after_ms; /* after a stall: no worker is judged before this */
 
 	struct sup_counters n;
 	struct service svc;
@@ -413,10 +430,25 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
-/* The database keeps refusing commits (`fmt` says how): write nothing more, stop the
- * workers and exit 3 as soon as they are gone, releasing the lock. */
-void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* A transaction (`what`: a group commit, a dispatch round) failed with err, after its
+ * rollback: count it in the streak of failures in a row, and return the delay before the
+ * retry; or give up on the database at the streak's limit (COMMIT_MAX_FAILURES when the
+ * database is busy, else COMMIT_MAX_HARD_FAILURES): write nothing more, stop the workers
+ * and exit 3 once they are gone, releasing the lock; then 0 (also when the database was
+ * found lost). */
+uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct store_err *err);
+
+/* --- lag.c: the loop's own lag (a stalled supervisor is not a hung worker) --- */
+
+/* Start measuring the loop's lag. */
+void lag_init(struct sup *s);
+/* Measure the lag now; returns the lag so far (ms). A stall is logged and counted, and
+ * holds off judging workers until their frames are read. */
+uint64_t lag_note(struct sup *s);
+/* How long to wait before judging a deadline of `span_ms` armed at loop time `since_ms`,
+ * when the lag was `lag_at`: the span counts only time the loop ran, and nobody is judged
+ * right after a stall. 0: judge now. */
+uint64_t lag_wait_ms(struct sup *s, uint64_t since_ms, uint64_t lag_at, uint64_t span_ms);
 
 /* --- sched.c: the run queues and which run goes next --- */
 

@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COMMIT_RETRY_MS 200
-
 static void writer_timer_cb(uv_timer_t *t);
 
 /* Initialise the commit timer. */
@@ -249,20 +247,15 @@ static void writer_ack(struct sup *s, struct op *head)
 /* The commit failed: roll back, keep the queue, retry later or give up. */
 static void writer_failed(struct sup *s, const struct store_err *err)
 {
+	uint64_t delay;
+
 	store_drain_rollback(s->sd);
-	s->n.commit_failures++;
-	s->commit_fail_streak++;
 	log_error("commit of %lld writes failed: %s", (long long)s->ops_n, err->text);
-	lifecycle_identity_check(s);
-	if (s->writes_off)
+	delay = lifecycle_write_failed(s, "a group commit", err);
+	if (delay == 0)
 		return;
-	if (s->commit_fail_streak >= COMMIT_MAX_FAILURES) {
-		lifecycle_writes_failed(s, "%d commits failed in a row, the last: %s",
-		    s->commit_fail_streak, err->text);
-		return;
-	}
 	s->commit_retrying = true;
-	writer_arm(s, COMMIT_RETRY_MS);
+	writer_arm(s, delay);
 }
 
 /* Commit the queue in one transaction, then ack and hand back ends. */

@@ -17,8 +17,10 @@ const size_t drain_sql_main_n = ARRAY_SIZE(drain_sql_main);
 /* Name the failed step and SQLite's message. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what)
 {
-	return store_fail(
-	    err, STORE_EIO, "%s: %.120s: %s", d->st->path, what, db_errmsg(d->st->db));
+	store_fail(err, STORE_EIO, "%s: %.120s: %s", d->st->path, what, db_errmsg(d->st->db));
+	if (err != NULL)
+		err->fault = db_fault(d->st->db);
+	return STORE_EIO;
 }
 
 /* Reset and unbind a prepared statement. */

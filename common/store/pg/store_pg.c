@@ -63,6 +63,8 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 		    db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", url, err);
 	if (rc == 0)
 		rc = store_schema_check(db, url, &st->schema_version, st->uuid, err);
+	if (rc == STORE_EIDENT && mode == STORE_WRITE_REIDENTIFY)
+		rc = 0;
 	if (rc == 0 && mode != STORE_READ && st->schema_version < SCHEMA_VERSION)
 		rc = store_fail(err, STORE_EVERSION,
 		    "%s: schema version %d is older than this program's (%d) and PostgreSQL "
