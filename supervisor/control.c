@@ -78,16 +78,13 @@ static bool control_wrong_db(
 	return true;
 }
 
-/* Run a request and send its reply. */
-static void control_request(struct ctl_conn *c, const struct proto_request *req)
+/* Run a request of connection c, logging it in control_log when the command is logged. */
+int control_run(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
-	struct sup *s = c->sup;
-	struct proto_msg m = { .type = PROTO_REPLY };
-	struct cmd_reply rep = { 0 };
 	const struct sup_cmd *cmd = NULL;
 	char devino[48], why[1024];
 	bool wrong_db;
-	char *body = NULL;
 	size_t i;
 	int rc;
 
@@ -97,18 +94,32 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 		if (strcmp(sup_cmds[i].name, req->command) == 0)
 			cmd = &sup_cmds[i];
 	if (wrong_db)
-		rc = cmd_error(&rep, "wrong_database", "%s", why);
+		rc = cmd_error(rep, "wrong_database", "%s", why);
 	else if (cmd == NULL)
-		rc = cmd_error(&rep, "unknown_command", "unknown command \"%s\"", req->command);
+		rc = cmd_error(rep, "unknown_command", "unknown command \"%s\"", req->command);
 	else
-		rc = cmd->exec(s, c, req, &rep);
+		rc = cmd->exec(s, c, req, rep);
 	if (cmd != NULL && cmd->logged && !wrong_db) {
 		char *args = args_join(req);
 
 		writer_control_log(
-		    s, c->pid, c->uid, req->command, args, rc == 0, rc == 0 ? "ok" : rep.message);
+		    s, c->pid, c->uid, req->command, args, rc == 0, rc == 0 ? "ok" : rep->message);
 		free(args);
 	}
+	return rc;
+}
+
+/* Run a request and send its reply. */
+static void control_request(struct ctl_conn *c, const struct proto_request *req)
+{
+	struct sup *s = c->sup;
+	struct proto_msg m = { .type = PROTO_REPLY };
+	struct cmd_reply rep = { 0 };
+	char devino[48];
+	char *body = NULL;
+	int rc = control_run(s, c, req, &rep);
+
+	store_devino(s->st, devino);
 	if (rc == 0 && rep.body != NULL)
 		body = json_dumps(rep.body, JSON_COMPACT);
 	m.u.reply.id = req->id;

@@ -14,6 +14,7 @@
 #include "common/fingerprint/fingerprint.h"
 #include "common/joblimits.h"
 #include "common/log.h"
+#include "common/store/store_fleet.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -381,6 +382,7 @@ static void lease_round(struct sup *s)
 	struct store_err err;
 	struct grant *gs;
 	uint64_t delay;
+	bool lost = false;
 	int n = 0, max, i;
 
 	if (s->paused || s->crash_loop || s->stopping || s->writes_off || s->ready_head == NULL)
@@ -390,6 +392,15 @@ static void lease_round(struct sup *s)
 	gs = xcalloc((size_t)max, sizeof *gs);
 	if (store_drain_begin(s->sd, &err) != 0)
 		goto fail;
+	/* Several supervisors: a supervisor declared lost opens nothing (the fence). */
+	if (s->fleet_id > 0 && store_fleet_heartbeat(s->sd, s->fleet_status, &lost, &err) != 0)
+		goto fail;
+	if (lost) {
+		store_drain_rollback(s->sd);
+		free(gs);
+		lifecycle_declared_lost(s, 0);
+		return;
+	}
 	w = idle_worker(s, NULL);
 	while (n < max && w != NULL && s->ready_head != NULL) {
 		struct run_q *r = sched_pop(s);
@@ -399,9 +410,20 @@ static void lease_round(struct sup *s)
 		rc = store_drain_attempt_open(s->sd, r->run_id, r->head->phase_id, w->pid,
 		    s->session_id, s->cfg.dry_run, &g->attempt_id, &g->attempt_number, &err);
 		if (rc == STORE_EINVAL) {
-			/* No longer eligible (changed by a control command): drop it. */
-			log_warn("%s", err.text);
+			/* No longer eligible (changed by a control command or, with several
+			 * supervisors, by another one): drop it. */
+			if (s->fleet_id > 0)
+				log_debug("%s", err.text);
+			else
+				log_warn("%s", err.text);
 			sched_drop_head(s, r);
+			continue;
+		}
+		if (rc == STORE_EBUSY) {
+			/* Another supervisor holds the run: leave it until the next refresh. */
+			log_debug("%s", err.text);
+			sched_park(s, r);
+			s->fleet_refresh_due = true;
 			continue;
 		}
 		if (rc != 0) {

@@ -41,6 +41,8 @@ struct store {
 	char *path;      /* canonical absolute path; PostgreSQL: the canonical URL */
 	char *url;       /* canonical URL: sqlite:////abs/path.db, postgresql://user@host:5432/db */
 	char *server_id; /* PostgreSQL: "<system identifier>/<database name>"; else NULL */
+	uint64_t identity_checked_ms; /* PostgreSQL: the last store_identity_changed query */
+	unsigned conn_gen;            /* PostgreSQL: bumped at each store_reconnect */
 	char uuid[37];
 	int schema_version;
 	dev_t dev; /* identity of the file at open */
@@ -102,6 +104,12 @@ void store_devino(const struct store *st, char buf[48]);
  * the database file it opened (a checkpoint; the message says how it went), and closing
  * it later deletes no file by name. */
 int store_identity_changed(struct store *st, struct store_err *err);
+
+/* Whether the connection to a database server is gone (never for SQLite). */
+bool store_connection_lost(struct store *st);
+/* Connect again to the database opened (PostgreSQL): STORE_EIO when the server cannot be
+ * reached, STORE_EMOVED when the connection now reaches another database; 0 for SQLite. */
+int store_reconnect(struct store *st, struct store_err *err);
 
 /* --- common/store/store_init.c --- */
 

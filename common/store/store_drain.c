@@ -78,8 +78,10 @@ static int drain_prepare(
 
 		assert(id < DS_COUNT && d->stmt[id] == NULL);
 		d->sql[id] = sql[i].sql;
-		if (db_prepare_persistent(d->st->db, sql[i].sql, &d->stmt[id]) != DB_OK)
-			return drain_fail(d, err, sql[i].sql);
+		if (d->st->backend == DB_PG && store_fleet_drain_sql(id) != NULL)
+			d->sql[id] = store_fleet_drain_sql(id);
+		if (db_prepare_persistent(d->st->db, d->sql[id], &d->stmt[id]) != DB_OK)
+			return drain_fail(d, err, d->sql[id]);
 	}
 	return 0;
 }
