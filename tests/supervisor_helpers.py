@@ -86,6 +86,10 @@ class Supervisor:
         self.err_path = os.path.join(self.tmp, name + ".err")
         full_env = dict(os.environ)
         full_env.update(env or {})
+        # A supervisor refuses to start without its provider's key; a test that gives none
+        # drains with workers that need none (dry runs, rogue workers, no LLM reached).
+        if not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY"} & set(env or {}):
+            full_env["ANTHROPIC_API_KEY"] = full_env["OPENAI_API_KEY"] = NO_LLM_KEY
         self.proc = subprocess.Popen(
             list(prefix) + [binpath("autopack-supervisor"), "--db", url, "--control",
                             self.control] + [str(a) for a in args],
@@ -196,6 +200,7 @@ def wait_for(pred, timeout=60, step=0.05, what="condition"):
 
 
 KEY = "sk-test-supervisor-key-0123456789"
+NO_LLM_KEY = "sk-test-no-llm-reached"
 
 
 def llm_supervisor(tmp, url, llm, *args, name="sup"):
