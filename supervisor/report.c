@@ -45,9 +45,7 @@ struct report {
 	struct sup *s;
 	int64_t states[PHASE_STATE_COUNT];
 	int64_t by_cause[STOP_CAUSE_BREAKER + 1];
-	json_t *left;        /* [{"run_id", "phases", "cause", "why"}], one per run and reason */
-	struct run_q **runs; /* the drain's run queues, sorted by id */
-	size_t nruns;
+	json_t *left; /* [{"run_id", "phases", "cause", "why"}], one per run and reason */
 	char session_why[400];
 	enum stop_cause session_cause;
 };
@@ -109,35 +107,6 @@ static void report_left(
 	        report_causes[cause], "why", why));
 }
 
-/* Order run queues by id. */
-static int report_run_cmp(const void *a, const void *b)
-{
-	return strcmp((*(struct run_q *const *)a)->run_id, (*(struct run_q *const *)b)->run_id);
-}
-
-/* Index the drain's run queues by id (heap array of rp->nruns, sorted). */
-static void report_index_runs(struct report *rp)
-{
-	struct run_q *r;
-	size_t n = 0;
-
-	for (r = rp->s->runs; r != NULL; r = r->next)
-		n++;
-	rp->runs = xcalloc(n + 1, sizeof *rp->runs);
-	for (r = rp->s->runs; r != NULL; r = r->next)
-		rp->runs[rp->nruns++] = r;
-	qsort(rp->runs, rp->nruns, sizeof *rp->runs, report_run_cmp);
-}
-
-/* The drain's queue of a run, or NULL. */
-static struct run_q *report_run(const struct report *rp, const char *run_id)
-{
-	struct run_q key = { .run_id = (char *)run_id }, *k = &key, **r;
-
-	r = bsearch(&k, rp->runs, rp->nruns, sizeof *rp->runs, report_run_cmp);
-	return r != NULL ? *r : NULL;
-}
-
 /* Say why a run's `n` eligible phases this session did not finish were left. */
 static int report_unfinished(void *arg, const char *run_id, int64_t n)
 {
@@ -146,7 +115,7 @@ static int report_unfinished(void *arg, const char *run_id, int64_t n)
 
 	if (sched_run_excluded(rp->s, run_id))
 		return 0;
-	r = report_run(rp, run_id);
+	r = sched_run_find(rp->s, run_id);
 	if (r != NULL && r->skipped && r->skip_why != NULL)
 		report_left(rp, run_id, STOP_CAUSE_POLICY, r->skip_why, n);
 	else
@@ -207,17 +176,14 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 	if (s->writes_off)
 		return;
 	report_session_why(&rp);
-	report_index_runs(&rp);
 	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||
 	    store_drain_each_unfinished(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
 	        s->cfg.max_attempts, s->cfg.dry_run, report_unfinished, &rp, &err) != 0) {
 		log_error("cannot tell what the drain left: %s", err.text);
-		free(rp.runs);
 		json_decref(rp.left);
 		json_decref(phases);
 		return;
 	}
-	free(rp.runs);
 	/* Work the drain rules left, and the operator did not stop, is not a clean end. */
 	if (s->exit_code == SUP_EXIT_OK && rp.by_cause[STOP_CAUSE_POLICY] > 0)
 		s->exit_code = SUP_EXIT_WORK_LEFT;

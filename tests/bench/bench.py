@@ -6,7 +6,8 @@
   3. time from a worker's SIGKILL to its attempt being closed and the phase requeued;
   4. time from the supervisor's SIGKILL to its last worker gone, workers in an LLM call;
   5. supervisor RSS with 64 workers;
-  6. estimator calibration judged leave-one-out on the real telemetry samples.
+  6. estimator calibration judged leave-one-out on the real telemetry samples;
+  7. the drain's end (what is left, per run) on 100,000 queued phases.
 Prints a Markdown table. Figures vary with the machine's load: compare ratios within
 one run."""
 import json
@@ -21,7 +22,8 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import binpath  # noqa: E402
-from supervisor_helpers import Standin, Supervisor, make_plan, wait_for  # noqa: E402
+from supervisor_helpers import (Standin, Supervisor, log_times, make_plan,  # noqa: E402
+                                wait_for)
 from bench.calib_bench import bench_calibration  # noqa: E402
 
 
@@ -177,10 +179,23 @@ def bench_rss(rows):
                  "worker RSS median %d KiB" % wrss[len(wrss) // 2]))
 
 
+def bench_drain_end(rows):
+    with tempfile.TemporaryDirectory() as d:
+        url = fresh_db(d, 100, 1000)
+        sup = Supervisor(d, url, "--exit-when-drained", "--workers", 1, "--dry-run",
+                         "--batch-size", 1)
+        if sup.wait(timeout=1800) != 5:
+            raise SystemExit("supervisor failed:\n" + sup.stderr())
+        err = sup.stderr()
+        dt = log_times(err, " ended (")[-1] - log_times(err, "[STOP]")[0]
+    rows.append(("the drain's end on 100,000 queued phases in 100 runs (what is left)",
+                 "%.0f ms" % (dt * 1000), "from its [STOP] line to its last line"))
+
+
 def main():
     rows = []
     for fn in (bench_throughput, bench_writer, bench_requeue, bench_orphans, bench_rss,
-               bench_calibration):
+               bench_calibration, bench_drain_end):
         fn(rows)
         sys.stderr.write("done: %s\n" % fn.__name__)
     print("| measurement | result | note |")
