@@ -3,6 +3,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,10 +41,16 @@ void log_configure(enum log_level min, enum log_format format)
 /* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened. */
 int log_open(const char *path)
 {
-	FILE *f = fopen(path, "a");
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
 
-	if (f == NULL)
-		return -errno;
+	if (f == NULL) {
+		int saved = errno;
+
+		if (fd >= 0)
+			close(fd);
+		return -saved;
+	}
 	setvbuf(f, NULL, _IOLBF, 0);
 	if (log_file != NULL)
 		fclose(log_file);

@@ -29,6 +29,8 @@ static const struct outcome_entry outcomes[OUTCOME_COUNT] = {
 	    REASON_SUPERVISOR_STOPPED, false, false },
 	[OUTCOME_SUPERVISOR_RESTART] = { "supervisor_restart", "SUPERVISOR_RESTART",
 	    REASON_SUPERVISOR_RESTART, false, false },
+	[OUTCOME_SUPERVISOR_LOST] = { "supervisor_lost", "SUPERVISOR_LOST", REASON_SUPERVISOR_LOST,
+	    false, false },
 };
 
 static const char *const reasons[REASON_COUNT] = {
@@ -53,6 +55,7 @@ static const char *const reasons[REASON_COUNT] = {
 	[REASON_SCALED_DOWN] = "SCALED_DOWN",
 	[REASON_SUPERVISOR_STOPPED] = "SUPERVISOR_STOPPED",
 	[REASON_SUPERVISOR_RESTART] = "SUPERVISOR_RESTART",
+	[REASON_SUPERVISOR_LOST] = "SUPERVISOR_LOST",
 };
 
 static const char *const zero_yields[ZERO_YIELD_COUNT] = {

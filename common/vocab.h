@@ -29,6 +29,7 @@ enum outcome {
 	OUTCOME_SCALED_DOWN,        /* `autopack-ctl scale N --force` */
 	OUTCOME_SUPERVISOR_STOPPED, /* a fast stop killed the worker */
 	OUTCOME_SUPERVISOR_RESTART, /* left open by an earlier supervisor, closed at start */
+	OUTCOME_SUPERVISOR_LOST,    /* its supervisor's heartbeat stopped; closed by another */
 	OUTCOME_COUNT
 };
 
@@ -58,6 +59,7 @@ enum reason {
 	REASON_SCALED_DOWN,
 	REASON_SUPERVISOR_STOPPED,
 	REASON_SUPERVISOR_RESTART,
+	REASON_SUPERVISOR_LOST,
 	REASON_COUNT
 };
 

@@ -407,9 +407,11 @@ static int cmd_adopt_run(struct cmd_ctx *ctx, const char *path, const char *url,
 		store_lock_release(lock_fd);
 		return cmd_fail(ctx, rc, "%s", err.text);
 	}
+	/* The lock is released after the connection closes: closing a descriptor of the
+	 * file would drop SQLite's own locks on it. */
 	rc = store_open(&st, path, url, STORE_READ, &err);
-	store_lock_release(lock_fd);
 	if (rc != 0) {
+		store_lock_release(lock_fd);
 		store_adopt_report_free(&rep);
 		return cmd_fail(ctx, rc, "adopted, but reopening failed: %s", err.text);
 	}
@@ -419,6 +421,7 @@ static int cmd_adopt_run(struct cmd_ctx *ctx, const char *path, const char *url,
 		cmd_json_print(cmd_adopt_json(&rep, cmd_identity_json(&st)));
 	store_adopt_report_free(&rep);
 	store_close(&st);
+	store_lock_release(lock_fd);
 	return CMD_EXIT_OK;
 }
 

@@ -1,7 +1,8 @@
-/* The database commands: db init, db check, db migrate. */
+/* The database commands: db init, db check, db migrate, db reidentify. */
 #include "ctl/cmd.h"
 #include "common/store/schema.sql.h"
 #include "common/store/store_lock.h"
+#include "common/store/store_meta.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -61,7 +62,7 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store st;
 	struct stat sb;
 	char *path = NULL, *url = NULL;
-	int lock_fd = -1, rc, ret;
+	int rc, ret;
 	bool created;
 
 	if (cmd_db_parse_plain(ctx, argc, argv, &ret) != 0)
@@ -93,9 +94,8 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		}
 		goto out;
 	}
-	ret = cmd_lock(ctx, path, &lock_fd);
-	if (ret != 0)
-		goto out;
+	/* store_init builds the file under a private name and gives it its name in one step,
+	 * never over an existing file: no lock is needed, and nobody sees it half-made. */
 	rc = store_init(path, NULL, &err);
 	if (rc != 0 && rc != STORE_EEXIST) {
 		ret = cmd_fail(ctx, rc, "%s", err.text);
@@ -121,7 +121,6 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	store_close(&st);
 out:
-	store_lock_release(lock_fd);
 	free(path);
 	free(url);
 	return ret;
@@ -374,4 +373,59 @@ const struct cmd_entry cmd_db_migrate_entry = {
 	    "\n"
 	    "  --json     print the result as JSON on stdout (the banner goes to stderr)\n",
 	.exec = cmd_db_migrate_exec,
+};
+
+/* db reidentify: give a copy of a database a fresh uuid, recording the one it came from. */
+static int cmd_db_reidentify_exec(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct store_err err;
+	struct store st;
+	char *path, *url, previous[37];
+	int lock_fd, rc, ret;
+
+	if (cmd_db_parse_plain(ctx, argc, argv, &ret) != 0)
+		return ret;
+	if ((ret = cmd_db_resolve(ctx, &path, &url)) != 0)
+		return ret;
+	ret = cmd_lock(ctx, path, &lock_fd);
+	if (ret == 0) {
+		rc = store_open(&st, path, url, STORE_WRITE_REIDENTIFY, &err);
+		if (rc == 0 && (rc = store_lock_check(lock_fd, &st, &err)) != 0)
+			store_close(&st);
+		if (rc == 0 && (rc = store_meta_reidentify(&st, previous, &err)) != 0)
+			store_close(&st);
+		if (rc != 0) {
+			ret = cmd_fail(ctx, rc, "%s", err.text);
+			store_lock_release(lock_fd);
+		}
+	}
+	free(path);
+	free(url);
+	if (ret != 0)
+		return ret;
+	store_banner(&st, cmd_text_out(ctx));
+	fprintf(cmd_text_out(ctx),
+	    "%s has the new uuid %s; its previous uuid %s is recorded in control_log\n", st.url,
+	    st.uuid, previous);
+	if (ctx->json)
+		cmd_json_print(json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "uuid", st.uuid,
+		    "previous_uuid", previous, "database", cmd_identity_json(&st)));
+	cmd_close_write(&st, lock_fd);
+	return CMD_EXIT_OK;
+}
+
+const struct cmd_entry cmd_db_reidentify_entry = {
+	.name = "db reidentify",
+	.args = "[--json]",
+	.summary = "give a copied database its own identity (a fresh uuid)",
+	.help =
+	    "A byte copy of a database (cp, a restored backup) carries the uuid of the database\n"
+	    "it was copied from; while a supervisor serves one of them, a supervisor of the\n"
+	    "other refuses to start. This gives the database named by --db a fresh random uuid,\n"
+	    "clears the supervisor record it copied, and records the previous uuid in\n"
+	    "control_log (command 'db reidentify'). It also repairs a meta.db_uuid that is not a\n"
+	    "canonical UUID. Refused while a supervisor holds the database.\n"
+	    "\n"
+	    "  --json     print the result as JSON on stdout (the banner goes to stderr)\n",
+	.exec = cmd_db_reidentify_exec,
 };

@@ -1,13 +1,16 @@
 /* Live commands: they talk to a running supervisor over its control socket. The socket
- * is found from the database (the supervisor records it in meta) or given with
- * --control. With a database named, the request carries its uuid and the supervisor
- * refuses it if it holds another database. */
+ * is given with --control, or found from the database: the supervisor that holds its lock
+ * records its socket in meta, else it listens on the default socket named by the
+ * database's uuid and file. With a database named, the request carries its canonical URL,
+ * uuid and device:inode, the supervisor refuses it if it holds another database, and a
+ * reply that names another database is refused here too. */
 #include "ctl/cmd.h"
 #include "ctl/client.h"
 #include "common/progress.h"
 #include "common/store/dburl.h"
 #include "common/store/store_lock.h"
 #include "common/store/store_meta.h"
+#include "common/store/store_runtime.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -26,21 +29,62 @@ enum {
 	OPT_TIMEOUT
 };
 
-/* Find the socket and the uuid to expect; 0, or a STORE_E* code with err set. */
+/* Where to send a request, and the database its reply must name. */
+struct live_target {
+	char *sock;
+	bool identified; /* a database was named: the reply must be about it */
+	char url[4200];
+	char uuid[37];
+	char devino[48];
+};
+
+/* Pick the socket of the supervisor holding the lock of the database file at `path`:
+ * the one meta records if that supervisor recorded it, else the default one. 0, or
+ * STORE_EBUSY with err set when none holds it. Takes `meta_sock`. */
+static int live_socket(const char *path, int64_t meta_pid, char *meta_sock,
+    const char *default_sock, struct live_target *t, char *err, size_t errlen)
+{
+	pid_t holder = 0;
+	int fd = store_lock_acquire(path, &holder);
+
+	/* A PostgreSQL database has no lock to probe: the supervisor meta records, if alive. */
+	if (fd == STORE_LOCK_SERVER && meta_sock != NULL && meta_pid > 0 &&
+	    kill((pid_t)meta_pid, 0) == 0) {
+		t->sock = meta_sock;
+		return 0;
+	}
+	if (fd != STORE_EBUSY) {
+		store_lock_release(fd);
+		free(meta_sock);
+		snprintf(err, errlen, "no autopack-supervisor is running on %s%s", t->url,
+		    meta_pid > 0 && kill((pid_t)meta_pid, 0) != 0 && errno == ESRCH ?
+		        " (the last one has exited)" :
+		        "");
+		return STORE_EBUSY;
+	}
+	if (meta_sock != NULL && holder > 0 && holder == (pid_t)meta_pid) {
+		t->sock = meta_sock;
+		return 0;
+	}
+	free(meta_sock);
+	t->sock = xstrdup(default_sock);
+	return 0;
+}
+
+/* Find the socket and the database to expect; 0, or a STORE_E* code with err set. */
 static int live_target(
-    struct cmd_ctx *ctx, const char *control, char **sock, char **uuid, char *err, size_t errlen)
+    struct cmd_ctx *ctx, const char *control, struct live_target *t, char *err, size_t errlen)
 {
 	struct store st = { 0 };
 	struct store_err serr;
-	int64_t pid = 0;
-	char *path, *url, msg[512];
+	char *path, *url, *meta_sock = NULL, *default_sock = NULL, msg[512];
+	int64_t meta_pid = 0;
 	int rc;
 
-	*sock = NULL;
-	*uuid = NULL;
+	memset(t, 0, sizeof *t);
 	if (control != NULL && ctx->db_flag == NULL && getenv(DBURL_ENV_PRIMARY) == NULL &&
 	    getenv(DBURL_ENV_LEGACY) == NULL) {
-		*sock = xstrdup(control);
+		t->sock = xstrdup(control);
 		return 0;
 	}
 	if (dburl_resolve(ctx->db_flag, &path, &url, NULL, msg, sizeof msg) != 0) {
@@ -48,30 +92,63 @@ static int live_target(
 		return STORE_EIO; /* unusable, as any bad URL */
 	}
 	rc = store_open(&st, path, url, STORE_READ, &serr);
-	free(path);
 	free(url);
 	if (rc != 0) {
+		free(path);
 		snprintf(err, errlen, "%s", serr.text);
 		return rc;
 	}
-	*uuid = xstrdup(st.uuid);
-	if (control != NULL) {
-		*sock = xstrdup(control);
-	} else if (store_meta_supervisor(&st, &pid, sock, &serr) != 0) {
+	t->identified = true;
+	strlcpy_ap(t->url, st.url, sizeof t->url);
+	strlcpy_ap(t->uuid, st.uuid, sizeof t->uuid);
+	store_devino(&st, t->devino);
+	if (control == NULL && store_meta_supervisor(&st, &meta_pid, &meta_sock, &serr) != 0) {
 		snprintf(err, errlen, "%s", serr.text);
 		rc = STORE_EIO;
-	} else if (pid <= 0 || *sock == NULL || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
-		snprintf(err, errlen, "no autopack-supervisor is running on %s%s", st.url,
-		    pid > 0 ? " (the last one has exited)" : "");
-		rc = STORE_EBUSY;
 	}
+	if (control == NULL)
+		default_sock = store_runtime_socket(&st);
+	/* The lock is probed after the connection closes: closing a descriptor of the file
+	 * would drop SQLite's own locks on it. */
 	store_close(&st);
-	if (rc != 0) {
-		free(*uuid);
-		free(*sock);
-		*uuid = *sock = NULL;
-	}
+	if (rc == 0 && control != NULL)
+		t->sock = xstrdup(control);
+	else if (rc == 0)
+		rc = live_socket(path, meta_pid, meta_sock, default_sock, t, err, errlen);
+	else
+		free(meta_sock);
+	free(default_sock);
+	free(path);
 	return rc;
+}
+
+/* Refuse a reply about another database than the one asked about: 0 if it matches, else
+ * STORE_EINVAL with err set. */
+static int live_reply_check(
+    const struct live_target *t, const struct proto_reply *r, char *err, size_t errlen)
+{
+	const char *part = NULL;
+
+#ifdef AUTOPACK_MUTANT_reply_identity_unchecked
+	return 0;
+#endif
+	if (!t->identified)
+		return 0;
+	if (strcmp(r->db_url, t->url) != 0)
+		part = "its file";
+	else if (strcmp(r->db_devino, t->devino) != 0)
+		part = "its device:inode";
+	else if (strcmp(r->db_uuid, t->uuid) != 0)
+		part = "its uuid";
+	if (part == NULL)
+		return 0;
+	snprintf(err, errlen,
+	    "the supervisor at %s answered for database %s (uuid %s, device:inode %s), not for "
+	    "%s (uuid %s, device:inode %s), which was asked about: %s differs. Its reply is "
+	    "refused; name the socket of %s's own supervisor with --control, or check which "
+	    "database you meant",
+	    t->sock, r->db_url, r->db_uuid, r->db_devino, t->url, t->uuid, t->devino, part, t->url);
+	return STORE_EINVAL;
 }
 
 /* Send one request and read its reply without printing; 0 or a STORE_E* code. */
@@ -79,31 +156,43 @@ int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, ch
     size_t nargs, struct live_reply *out, char *err, size_t errlen)
 {
 	struct proto_request req = { .id = 1 };
+	struct live_target t;
 	struct ctl_client c;
 	struct proto_msg m;
-	char *sock, *uuid;
 	int rc;
 
 	memset(out, 0, sizeof *out);
-	if ((rc = live_target(ctx, control, &sock, &uuid, err, errlen)) != 0)
+	if ((rc = live_target(ctx, control, &t, err, errlen)) != 0)
 		return rc;
 	req.command = (char *)cmd;
 	req.args.items = args;
 	req.args.n = nargs;
-	req.expect_uuid = uuid;
-	rc = client_connect(&c, sock, LIVE_TIMEOUT_MS, err, errlen) != 0 ||
+	if (t.identified) {
+		req.expect_uuid = t.uuid;
+		req.expect_url = t.url;
+		req.expect_devino = t.devino;
+	}
+	rc = client_connect(&c, t.sock, LIVE_TIMEOUT_MS, err, errlen) != 0 ||
 	    client_send(&c, &req, err, errlen) != 0 || client_recv(&c, &m, err, errlen) != 0;
 	client_close(&c);
-	free(sock);
-	free(uuid);
-	if (rc != 0)
+	if (rc != 0) {
+		free(t.sock);
 		return STORE_EBUSY;
+	}
+	/* A refusal is shown as it is (the supervisor names its own database); a success
+	 * about another database than the one asked about is refused. */
 	if (!m.u.reply.ok) {
 		snprintf(err, errlen, "%s: %s (supervisor of %s)",
 		    m.u.reply.code != NULL ? m.u.reply.code : "error",
 		    m.u.reply.message != NULL ? m.u.reply.message : "failed", m.u.reply.db_url);
+		rc = STORE_EINVAL;
+	} else {
+		rc = live_reply_check(&t, &m.u.reply, err, errlen);
+	}
+	free(t.sock);
+	if (rc != 0) {
 		proto_msg_free(&m);
-		return STORE_EINVAL;
+		return rc;
 	}
 	if (m.u.reply.body != NULL)
 		out->body = json_loads(m.u.reply.body, 0, NULL);
@@ -111,6 +200,7 @@ int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, ch
 		out->body = json_object();
 	out->db_url = xstrdup(m.u.reply.db_url != NULL ? m.u.reply.db_url : "");
 	out->db_uuid = xstrdup(m.u.reply.db_uuid != NULL ? m.u.reply.db_uuid : "");
+	out->db_devino = xstrdup(m.u.reply.db_devino != NULL ? m.u.reply.db_devino : "");
 	proto_msg_free(&m);
 	return 0;
 }
@@ -121,6 +211,7 @@ void cmd_live_reply_free(struct live_reply *r)
 	json_decref(r->body);
 	free(r->db_url);
 	free(r->db_uuid);
+	free(r->db_devino);
 	memset(r, 0, sizeof *r);
 }
 
@@ -142,6 +233,7 @@ static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, 
 	if (ctx->json) {
 		json_object_set_new(r.body, "db_url", json_string(r.db_url));
 		json_object_set_new(r.body, "db_uuid", json_string(r.db_uuid));
+		json_object_set_new(r.body, "db_device_inode", json_string(r.db_devino));
 		cmd_json_print(json_incref(r.body));
 	} else {
 		fprintf(show == show_metrics ? stderr : stdout, "supervisor of %s (uuid %s)\n",

@@ -6,6 +6,7 @@ const struct cmd_entry *const cmd_table[] = {
 	&cmd_db_init_entry,
 	&cmd_db_check_entry,
 	&cmd_db_migrate_entry,
+	&cmd_db_reidentify_entry,
 	&cmd_db_adopt_entry,
 	&cmd_seed_telemetry_run_entry,
 	&cmd_run_import_entry,

@@ -45,6 +45,7 @@ extern const size_t cmd_table_size;
 extern const struct cmd_entry cmd_db_init_entry;
 extern const struct cmd_entry cmd_db_check_entry;
 extern const struct cmd_entry cmd_db_migrate_entry;
+extern const struct cmd_entry cmd_db_reidentify_entry;
 extern const struct cmd_entry cmd_db_adopt_entry;
 extern const struct cmd_entry cmd_seed_telemetry_run_entry;
 extern const struct cmd_entry cmd_run_import_entry;
@@ -141,19 +142,22 @@ struct live_reply {
 	json_t *body;
 	char *db_url;
 	char *db_uuid;
+	char *db_devino; /* "device:inode" of its file */
 };
 
 /* Send `cmd` with `args` to the supervisor found from the database (or at `control`) and
  * read its reply, printing nothing. Returns 0, or a STORE_E* code with err set: no
- * supervisor, no answer, or the command refused (the supervisor's message). */
+ * supervisor, no answer, the command refused (the supervisor's message), or a reply about
+ * another database than the one named (its URL, device:inode or uuid differs). */
 int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, struct live_reply *out, char *err, size_t errlen);
 void cmd_live_reply_free(struct live_reply *r);
 /* The closing paragraph of every live command's help: how the supervisor is found. */
 #define CMD_LIVE_HELP_TAIL                                                                         \
-	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL),\n"   \
-	"which records its control socket, or from --control PATH. With a database named,\n"       \
-	"the supervisor refuses the request if it holds a different database.\n"
+	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL):\n"   \
+	"the one holding its lock, at the socket it records or its default one; or from\n"         \
+	"--control PATH. With a database named, the supervisor refuses the request if it holds\n"  \
+	"a different database, and a reply about a different one is refused.\n"
 
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);

@@ -36,11 +36,12 @@
  *   result     uuid, att, seq (final), outcome, why?, msg?, fp?, zy?, llm (bool), dur
  *   cancel     att
  *   shutdown   why?
- *   request    id, cmd, args[], uuid? (the database the client expects)
- *   reply      id, ok (bool), code?, msg?, db, uuid, body? (JSON), more (bool)
+ *   request    id, cmd, args[], uuid?, db?, dev? (the database the client expects: its
+ *              uuid, canonical URL and "device:inode")
+ *   reply      id, ok (bool), code?, msg?, db, uuid, dev, body? (JSON), more (bool)
  *
  * Integers are >= 0 unless a range is given (the overhead in est.oh is any int64).
- * Identifiers (uuid, run, phase, cat, cplx, prov, model, role, outcome, cmd, code, lvl,
+ * Identifiers (uuid, dev, run, phase, cat, cplx, prov, model, role, outcome, cmd, code, lvl,
  * stop, ctxq, sw, err, oh names) hold at most PROTO_NAME_MAX bytes; URLs and paths
  * (db, ws, url, paths, ro, dl, sot) PROTO_PATH_MAX; other text PROTO_STR_MAX.
  */
@@ -251,15 +252,18 @@ struct proto_shutdown {
 	char *reason; /* nullable */
 };
 
-/* "request": {id, cmd, args[...], uuid?} */
+/* "request": {id, cmd, args[...], uuid?, db?, dev?}: each of the expected identity's
+ * parts the supervisor's database must match, or the request is refused. */
 struct proto_request {
 	uint64_t id;
 	char *command;
 	struct proto_strlist args;
-	char *expect_uuid; /* nullable: refuse unless the supervisor's database has it */
+	char *expect_uuid;   /* nullable */
+	char *expect_url;    /* nullable: canonical sqlite:////abs/path.db */
+	char *expect_devino; /* nullable: "device:inode" of the database file */
 };
 
-/* "reply": {id, ok, code?, msg?, db, uuid, body?, more} */
+/* "reply": {id, ok, code?, msg?, db, uuid, dev, body?, more} */
 struct proto_reply {
 	uint64_t id;
 	bool ok;
@@ -267,8 +271,9 @@ struct proto_reply {
 	char *message; /* nullable: human-readable */
 	char *db_url;
 	char *db_uuid;
-	char *body; /* nullable: a JSON document */
-	bool more;  /* a stream: further replies with this id follow */
+	char *db_devino; /* "device:inode" of the database file */
+	char *body;      /* nullable: a JSON document */
+	bool more;       /* a stream: further replies with this id follow */
 };
 
 struct proto_msg {

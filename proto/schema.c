@@ -185,6 +185,8 @@ static const struct proto_field request_fields[] = {
 	STR("cmd", struct proto_request, command, PROTO_NAME_MAX),
 	LIST("args", struct proto_request, args, PROTO_STR_MAX),
 	STR_OPT("uuid", struct proto_request, expect_uuid, PROTO_NAME_MAX),
+	STR_OPT("db", struct proto_request, expect_url, PROTO_PATH_MAX),
+	STR_OPT("dev", struct proto_request, expect_devino, PROTO_NAME_MAX),
 };
 SCHEMA(request_schema, "request", request_fields);
 
@@ -195,6 +197,7 @@ static const struct proto_field reply_fields[] = {
 	STR_OPT("msg", struct proto_reply, message, PROTO_STR_MAX),
 	STR("db", struct proto_reply, db_url, PROTO_PATH_MAX),
 	STR("uuid", struct proto_reply, db_uuid, PROTO_NAME_MAX),
+	STR("dev", struct proto_reply, db_devino, PROTO_NAME_MAX),
 	STR_OPT("body", struct proto_reply, body, PROTO_STR_MAX),
 	BOOL("more", struct proto_reply, more),
 };

@@ -95,6 +95,7 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 	json_t *phases, *inflight, *doc;
 	double up = (double)(clock_mono_ms() - s->started_ms) / 1000.0;
 	struct worker *w;
+	char devino[48];
 	size_t i;
 
 	if (status_phase_counts(s, counts, err) != 0)
@@ -112,22 +113,24 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 		        w->lease.phase->phase_id, "worker_id", w->id, "seconds",
 		        (double)(clock_mono_ms() - w->lease.started_ms) / 1000.0));
 	}
-	doc = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
+	store_devino(s->st, devino);
+	doc = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
 	                " s:{s:i, s:i, s:b, s:s?, s:I, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
 	                " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	                " s:{s:f, s:f}}",
-	    "db_url", s->st->url, "db_uuid", s->st->uuid, "pid", (int)getpid(), "version",
-	    AUTOPACK_VERSION, "session_id", s->session_id, "uptime_seconds", up, "synchronous",
-	    s->cfg.sync_full ? "full" : "normal", "commit_window_ms",
-	    (json_int_t)s->cfg.commit_window_ms, "commit_max", (json_int_t)s->cfg.commit_max,
-	    "paused", s->paused, "state", status_state_name(s), "dry_run", s->cfg.dry_run, "pool",
-	    "target", s->target, "live", s->live, "crash_loop", s->crash_loop, "breaker",
-	    s->crash_loop ? s->breaker : NULL, "restarts", (json_int_t)s->n.worker_crashes,
-	    "spawn_failures", (json_int_t)s->n.spawn_failures, "workers", workers_json(s), "phases",
-	    phases, "in_flight", inflight, "queue", "phases_queued", (json_int_t)s->queued,
-	    "in_flight", (json_int_t)s->in_flight, "started", (json_int_t)s->started, "counters",
-	    "dispatched", (json_int_t)s->n.dispatched, "results", (json_int_t)s->n.results,
-	    "events_committed", (json_int_t)s->n.events_committed, "events_duplicate",
+	    "db_url", s->st->url, "db_uuid", s->st->uuid, "db_device_inode", devino, "pid",
+	    (int)getpid(), "version", AUTOPACK_VERSION, "session_id", s->session_id,
+	    "uptime_seconds", up, "synchronous", s->cfg.sync_full ? "full" : "normal",
+	    "commit_window_ms", (json_int_t)s->cfg.commit_window_ms, "commit_max",
+	    (json_int_t)s->cfg.commit_max, "paused", s->paused, "state", status_state_name(s),
+	    "dry_run", s->cfg.dry_run, "pool", "target", s->target, "live", s->live, "crash_loop",
+	    s->crash_loop, "breaker", s->crash_loop ? s->breaker : NULL, "restarts",
+	    (json_int_t)s->n.worker_crashes, "spawn_failures", (json_int_t)s->n.spawn_failures,
+	    "workers", workers_json(s), "phases", phases, "in_flight", inflight, "queue",
+	    "phases_queued", (json_int_t)s->queued, "in_flight", (json_int_t)s->in_flight,
+	    "started", (json_int_t)s->started, "counters", "dispatched",
+	    (json_int_t)s->n.dispatched, "results", (json_int_t)s->n.results, "events_committed",
+	    (json_int_t)s->n.events_committed, "events_duplicate",
 	    (json_int_t)s->n.events_duplicate, "events_missing", (json_int_t)s->n.events_missing,
 	    "rejected_wrong_uuid", (json_int_t)s->n.rejected_uuid, "rejected_stale",
 	    (json_int_t)s->n.rejected_stale, "worker_crashes", (json_int_t)s->n.worker_crashes,

@@ -4,6 +4,7 @@
  * connection stays. */
 #include "supervisor/cmd.h"
 #include "common/log.h"
+#include "common/store/store_runtime.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* Replies a control client may leave unread before it is dropped. */
@@ -32,6 +34,8 @@ static const struct sup_cmd sup_cmds[] = {
 };
 
 static struct ctl_conn *conns;
+static dev_t ctl_dev; /* the published socket, so that only it is removed at the end */
+static ino_t ctl_ino;
 
 /* Join the request arguments with spaces for the control log. */
 static char *args_join(const struct proto_request *req)
@@ -50,37 +54,72 @@ static char *args_join(const struct proto_request *req)
 	return out;
 }
 
+/* Describe how the request's expected database differs from this one into buf (size
+ * len); false if it names this one (the parts it leaves out match anything). */
+static bool control_wrong_db(
+    struct sup *s, const struct proto_request *req, const char *devino, char *buf, size_t len)
+{
+	const char *part = NULL;
+
+	if (req->expect_uuid != NULL && strcmp(req->expect_uuid, s->st->uuid) != 0)
+		part = "uuid";
+	else if (req->expect_url != NULL && strcmp(req->expect_url, s->st->url) != 0)
+		part = "file";
+	else if (req->expect_devino != NULL && strcmp(req->expect_devino, devino) != 0)
+		part = "device:inode";
+	if (part == NULL)
+		return false;
+	snprintf(buf, len,
+	    "this supervisor holds database %s (uuid %s, device:inode %s), not %s (uuid %s, "
+	    "device:inode %s): the %s differs",
+	    s->st->url, s->st->uuid, devino, req->expect_url != NULL ? req->expect_url : "?",
+	    req->expect_uuid != NULL ? req->expect_uuid : "?",
+	    req->expect_devino != NULL ? req->expect_devino : "?", part);
+	return true;
+}
+
+/* Run a request of connection c, logging it in control_log when the command is logged. */
+int control_run(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
+{
+	const struct sup_cmd *cmd = NULL;
+	char devino[48], why[1024];
+	bool wrong_db;
+	size_t i;
+	int rc;
+
+	store_devino(s->st, devino);
+	wrong_db = control_wrong_db(s, req, devino, why, sizeof why);
+	for (i = 0; i < ARRAY_SIZE(sup_cmds); i++)
+		if (strcmp(sup_cmds[i].name, req->command) == 0)
+			cmd = &sup_cmds[i];
+	if (wrong_db)
+		rc = cmd_error(rep, "wrong_database", "%s", why);
+	else if (cmd == NULL)
+		rc = cmd_error(rep, "unknown_command", "unknown command \"%s\"", req->command);
+	else
+		rc = cmd->exec(s, c, req, rep);
+	if (cmd != NULL && cmd->logged && !wrong_db) {
+		char *args = args_join(req);
+
+		writer_control_log(
+		    s, c->pid, c->uid, req->command, args, rc == 0, rc == 0 ? "ok" : rep->message);
+		free(args);
+	}
+	return rc;
+}
+
 /* Run a request and send its reply. */
 static void control_request(struct ctl_conn *c, const struct proto_request *req)
 {
 	struct sup *s = c->sup;
 	struct proto_msg m = { .type = PROTO_REPLY };
 	struct cmd_reply rep = { 0 };
-	const struct sup_cmd *cmd = NULL;
-	bool wrong_db = req->expect_uuid != NULL && strcmp(req->expect_uuid, s->st->uuid) != 0;
+	char devino[48];
 	char *body = NULL;
-	size_t i;
-	int rc;
+	int rc = control_run(s, c, req, &rep);
 
-	for (i = 0; i < ARRAY_SIZE(sup_cmds); i++)
-		if (strcmp(sup_cmds[i].name, req->command) == 0)
-			cmd = &sup_cmds[i];
-	if (wrong_db)
-		rc = cmd_error(&rep, "wrong_database",
-		    "this supervisor holds database %s (uuid %s),"
-		    " not uuid %s",
-		    s->st->url, s->st->uuid, req->expect_uuid);
-	else if (cmd == NULL)
-		rc = cmd_error(&rep, "unknown_command", "unknown command \"%s\"", req->command);
-	else
-		rc = cmd->exec(s, c, req, &rep);
-	if (cmd != NULL && cmd->logged && !wrong_db) {
-		char *args = args_join(req);
-
-		writer_control_log(
-		    s, c->pid, c->uid, req->command, args, rc == 0, rc == 0 ? "ok" : rep.message);
-		free(args);
-	}
+	store_devino(s->st, devino);
 	if (rc == 0 && rep.body != NULL)
 		body = json_dumps(rep.body, JSON_COMPACT);
 	m.u.reply.id = req->id;
@@ -89,6 +128,7 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	m.u.reply.message = rep.message;
 	m.u.reply.db_url = s->st->url;
 	m.u.reply.db_uuid = s->st->uuid;
+	m.u.reply.db_devino = devino;
 	m.u.reply.body = body;
 	chan_send(&c->chan, &m, NULL);
 	free(body);
@@ -169,68 +209,136 @@ static void control_conn_cb(uv_stream_t *server, int status)
 	chan_start(&c->chan);
 }
 
-/* Choose the socket path: the flag, else /tmp/autopack-<uid>/<uuid>.sock in a private
- * directory. Returns NULL with a message logged when the directory is unsafe. */
+/* Choose the socket path: the flag, else the default socket of the database (named by its
+ * uuid and file) in the private runtime directory. NULL with a message logged when the
+ * directory is unsafe. */
 static char *control_path(struct sup *s)
 {
+	struct store_err err;
 	char *dir;
-	struct stat sb;
 
 	if (s->cfg.control_path != NULL)
 		return xstrdup(s->cfg.control_path);
-	dir = xasprintf("/tmp/autopack-%d", (int)getuid());
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		log_error("cannot create %s: %s", dir, strerror(errno));
-		free(dir);
-		return NULL;
-	}
-	if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != getuid() ||
-	    (sb.st_mode & 077) != 0) {
-		log_error("%s is not a private directory of uid %d; use --control PATH", dir,
-		    (int)getuid());
-		free(dir);
+	if ((dir = store_runtime_dir(&err)) == NULL) {
+		log_error("%s; use --control PATH", err.text);
 		return NULL;
 	}
 	free(dir);
-	return xasprintf("/tmp/autopack-%d/%s.sock", (int)getuid(), s->st->uuid);
+	return store_runtime_socket(s->st);
+}
+
+/* Return 1 if a process accepts connections on the socket at `path`, 0 if none does (a
+ * socket left by a process that is gone), -1 if it cannot be told. Never blocks. */
+static int control_socket_live(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		return -1;
+	strlcpy_ap(sa.sun_path, path, sizeof sa.sun_path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+		rc = 1;
+	else if (errno == EAGAIN || errno == EINPROGRESS) /* a full backlog: live too */
+		rc = 1;
+	else if (errno == ECONNREFUSED || errno == ENOENT)
+		rc = 0;
+	else
+		rc = -1;
+	close(fd);
+	return rc;
+}
+
+/* Give the listening socket bound at `tmp` the name `path` in one step, never over a
+ * socket on which a live process answers: one left by a dead process is replaced. 0, or
+ * -1 with the reason logged. */
+static int control_publish(const char *tmp, const char *path, bool chosen)
+{
+	struct stat sb;
+
+	for (int tries = 0; tries < 5; tries++) {
+		int live;
+
+		if (link(tmp, path) == 0)
+			return 0;
+		if (errno != EEXIST) {
+			log_error("control socket %s: %s", path, strerror(errno));
+			return -1;
+		}
+		if (lstat(path, &sb) != 0)
+			continue;
+		if (!S_ISSOCK(sb.st_mode)) {
+			log_error("%s exists and is not a socket; refusing to replace it", path);
+			return -1;
+		}
+		live = control_socket_live(path);
+		if (live != 0) {
+			log_error("control socket %s: %s; refusing to replace it%s", path,
+			    live > 0 ? "another process (a live supervisor) answers on it" :
+			               "cannot tell whether a process answers on it",
+			    chosen ? " (choose another --control PATH)" : "");
+			return -1;
+		}
+		log_info(
+		    "control socket %s was left by a process that is gone; replacing it", path);
+		if (unlink(path) != 0 && errno != ENOENT) {
+			log_error(
+			    "removing the stale control socket %s: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	log_error("control socket %s keeps reappearing; refusing to replace it", path);
+	return -1;
 }
 
 /* Bind and listen on the control socket; -1 (logged) on failure. */
 int control_listen(struct sup *s)
 {
+	struct sockaddr_un sa;
 	struct stat sb;
+	size_t max;
+	char *tmp;
 	mode_t old;
 	int rc;
 
 	if ((s->control_path = control_path(s)) == NULL)
 		return -1;
-	if (strlen(s->control_path) >= 108) {
-		log_error("control socket path too long (%zu bytes, limit 107): %s",
-		    strlen(s->control_path), s->control_path);
+	tmp = xasprintf("%s.%ld.new", s->control_path, (long)getpid());
+	max = sizeof sa.sun_path - 1 - (strlen(tmp) - strlen(s->control_path));
+	if (strlen(s->control_path) > max) {
+		log_error("control socket path too long (%zu bytes, at most %zu): %s; use a "
+		          "shorter --control PATH",
+		    strlen(s->control_path), max, s->control_path);
+		free(tmp);
 		return -1;
 	}
-	/* We hold the database lock, so a socket left at this path is stale. */
-	if (lstat(s->control_path, &sb) == 0) {
-		if (!S_ISSOCK(sb.st_mode)) {
-			log_error("%s exists and is not a socket; refusing to replace it",
-			    s->control_path);
-			return -1;
-		}
-		unlink(s->control_path);
-	}
+	/* Bound and listening under a private name first, then linked into place: a client
+	 * never finds a socket that does not answer yet, and an existing one is never
+	 * replaced while it answers. */
+	unlink(tmp);
 	uv_pipe_init(s->loop, &s->ctl_server, 0);
 	s->ctl_server.data = s;
 	old = umask(077);
-	rc = uv_pipe_bind(&s->ctl_server, s->control_path);
+	rc = uv_pipe_bind(&s->ctl_server, tmp);
 	umask(old);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&s->ctl_server, 16, control_conn_cb);
 	if (rc != 0) {
-		log_error("control socket %s: %s", s->control_path, uv_strerror(rc));
+		log_error("control socket %s: %s", tmp, uv_strerror(rc));
+		uv_close((uv_handle_t *)&s->ctl_server, NULL);
+		free(tmp);
+		return -1;
+	}
+	chmod(tmp, 0600);
+	rc = control_publish(tmp, s->control_path, s->cfg.control_path != NULL);
+	unlink(tmp);
+	free(tmp);
+	if (rc != 0 || lstat(s->control_path, &sb) != 0) {
 		uv_close((uv_handle_t *)&s->ctl_server, NULL);
 		return -1;
 	}
-	chmod(s->control_path, 0600);
+	ctl_dev = sb.st_dev;
+	ctl_ino = sb.st_ino;
 	s->ctl_open = true;
 	return 0;
 }
@@ -239,12 +347,15 @@ int control_listen(struct sup *s)
 void control_close(struct sup *s)
 {
 	struct ctl_conn *c, *next;
+	struct stat sb;
 
 	if (!s->ctl_open)
 		return;
 	s->ctl_open = false;
 	uv_close((uv_handle_t *)&s->ctl_server, NULL);
-	unlink(s->control_path);
+	/* Only our own socket is removed, never one that replaced it. */
+	if (lstat(s->control_path, &sb) == 0 && sb.st_dev == ctl_dev && sb.st_ino == ctl_ino)
+		unlink(s->control_path);
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
 		chan_close(&c->chan, NULL);

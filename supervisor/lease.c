@@ -14,6 +14,7 @@
 #include "common/fingerprint/fingerprint.h"
 #include "common/joblimits.h"
 #include "common/log.h"
+#include "common/store/store_fleet.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -24,7 +25,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DISPATCH_RETRY_MS 200  /* after a failed dispatch transaction */
 #define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
 
 /* What a committed attempt end hands back to its lease. */
@@ -209,16 +209,26 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY, "%s", v.why);
 }
 
-/* The phase deadline passed: TERM now, KILL after the grace period. */
+/* The phase deadline passed: TERM now, KILL after the grace period. The deadline counts
+ * only the time the supervisor's loop ran, and after a stall what the worker sent is read
+ * first (its own report of the deadline may be among it). */
 static void lease_deadline_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
+	struct sup *s = w->sup;
+	uint64_t wait;
 
 	if (w->lease.end_outcome != OUTCOME_NONE && w->killed) {
 #ifdef AUTOPACK_MUTANT_deadline_never_kills
 		return;
 #endif
 		worker_kill(w, SIGKILL);
+		return;
+	}
+	wait = lag_wait_ms(s, w->lease.armed_ms, w->lease.armed_lag,
+	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS);
+	if (w->lease.end_outcome == OUTCOME_NONE && wait > 0) {
+		uv_timer_start(&w->phase_timer, lease_deadline_cb, wait, 0);
 		return;
 	}
 	log_warn("worker %d (pid %d): attempt %llu passed its deadline; stopping it", w->id,
@@ -341,6 +351,8 @@ static void lease_start(struct sup *s, const struct grant *g)
 	}
 	/* The worker ends the attempt itself at the deadline and reports why; the supervisor
 	 * steps in only if that report does not come. */
+	w->lease.armed_ms = uv_now(s->loop);
+	w->lease.armed_lag = lag_note(s);
 	uv_timer_start(&w->phase_timer, lease_deadline_cb,
 	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
 }
@@ -369,6 +381,8 @@ static void lease_round(struct sup *s)
 	struct worker *w;
 	struct store_err err;
 	struct grant *gs;
+	uint64_t delay;
+	bool lost = false;
 	int n = 0, max, i;
 
 	if (s->paused || s->crash_loop || s->stopping || s->writes_off || s->ready_head == NULL)
@@ -378,6 +392,15 @@ static void lease_round(struct sup *s)
 	gs = xcalloc((size_t)max, sizeof *gs);
 	if (store_drain_begin(s->sd, &err) != 0)
 		goto fail;
+	/* Several supervisors: a supervisor declared lost opens nothing (the fence). */
+	if (s->fleet_id > 0 && store_fleet_heartbeat(s->sd, s->fleet_status, &lost, &err) != 0)
+		goto fail;
+	if (lost) {
+		store_drain_rollback(s->sd);
+		free(gs);
+		lifecycle_declared_lost(s, 0);
+		return;
+	}
 	w = idle_worker(s, NULL);
 	while (n < max && w != NULL && s->ready_head != NULL) {
 		struct run_q *r = sched_pop(s);
@@ -387,9 +410,20 @@ static void lease_round(struct sup *s)
 		rc = store_drain_attempt_open(s->sd, r->run_id, r->head->phase_id, w->pid,
 		    s->session_id, s->cfg.dry_run, &g->attempt_id, &g->attempt_number, &err);
 		if (rc == STORE_EINVAL) {
-			/* No longer eligible (changed by a control command): drop it. */
-			log_warn("%s", err.text);
+			/* No longer eligible (changed by a control command or, with several
+			 * supervisors, by another one): drop it. */
+			if (s->fleet_id > 0)
+				log_debug("%s", err.text);
+			else
+				log_warn("%s", err.text);
 			sched_drop_head(s, r);
+			continue;
+		}
+		if (rc == STORE_EBUSY) {
+			/* Another supervisor holds the run: leave it until the next refresh. */
+			log_debug("%s", err.text);
+			sched_park(s, r);
+			s->fleet_refresh_due = true;
 			continue;
 		}
 		if (rc != 0) {
@@ -423,15 +457,11 @@ fail:
 		sched_release(s, gs[i].r);
 	}
 	free(gs);
-	s->n.commit_failures++;
-	lifecycle_identity_check(s);
-	if (!s->writes_off && ++s->commit_fail_streak >= COMMIT_MAX_FAILURES)
-		lifecycle_writes_failed(s,
-		    "%d transactions failed in a row, the last a dispatch: %s",
-		    s->commit_fail_streak, err.text);
-	/* Nothing else may come along to ask for another round: retry on a timer. */
-	if (!s->writes_off)
-		uv_timer_start(&s->dispatch_retry, dispatch_retry_cb, DISPATCH_RETRY_MS, 0);
+	/* Nothing else may come along to ask for another round: retry on a timer, later
+	 * each time, or give up. */
+	delay = lifecycle_write_failed(s, "a dispatch round", &err);
+	if (delay > 0)
+		uv_timer_start(&s->dispatch_retry, dispatch_retry_cb, delay, 0);
 }
 
 /* Check a frame's database and attempt against w's lease; count and log a refusal. */

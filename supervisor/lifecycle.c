@@ -4,6 +4,7 @@
  * the database path still names the file that was opened. */
 #include "supervisor/sup.h"
 #include "common/log.h"
+#include "common/store/store_fleet.h"
 
 #include <assert.h>
 #include <signal.h>
@@ -96,6 +97,17 @@ void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop
 		    (uint64_t)s->cfg.max_total_minutes * 60000, 0);
 }
 
+/* The database is no longer the one opened (err says how): write nothing more, exit 3. */
+static void lifecycle_store_lost(struct sup *s, const struct store_err *err)
+{
+	s->store_lost = s->writes_off = true;
+	s->exit_code = 3;
+	log_error("DATABASE LOST: %s; no further writes or dispatches. Workers are stopped;"
+	          " open attempts are recovered by the next supervisor on that database.",
+	    err->text);
+	lifecycle_stop(s, STOP_NOW);
+}
+
 /* Check that the database path still names the opened file; exit 3 if not. */
 void lifecycle_identity_check(struct sup *s)
 {
@@ -103,29 +115,75 @@ void lifecycle_identity_check(struct sup *s)
 
 	if (s->store_lost || store_identity_changed(s->st, &err) == 0)
 		return;
-	s->store_lost = s->writes_off = true;
-	s->exit_code = 3;
-	log_error("DATABASE LOST: %s; no further writes or dispatches. Workers are stopped;"
-	          " open attempts are recovered by the next supervisor on that database.",
-	    err.text);
-	lifecycle_stop(s, STOP_NOW);
+	lifecycle_store_lost(s, &err);
 }
 
-void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
+/* The connection to the database server is gone: connect again, and treat a server
+ * that now answers for another database as a lost database. Returns whether it was
+ * gone. */
+static bool lifecycle_reconnect(struct sup *s)
 {
-	char why[sizeof s->stop_buf];
-	va_list ap;
+	struct store_err err;
+	int rc;
 
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof why, fmt, ap);
-	va_end(ap);
-	s->writes_off = true;
+	if (!store_connection_lost(s->st))
+		return false;
+	rc = store_reconnect(s->st, &err);
+	if (rc == STORE_EMOVED)
+		lifecycle_store_lost(s, &err);
+	else if (rc != 0)
+		log_warn("the connection to the database is lost; %s (retrying)", err.text);
+	else
+		log_info("connected to %s again", s->st->url);
+	return true;
+}
+
+void lifecycle_declared_lost(struct sup *s, int64_t n)
+{
+	struct store_err err;
+
+	if (s->fleet_lost)
+		return;
+	s->fleet_lost = s->writes_off = true;
 	s->exit_code = 3;
-	log_error("giving up on the database: %s; no further writes. Workers are stopped; open"
-	          " attempts are recovered by the next supervisor on that database.",
-	    why);
-	lifecycle_stop_because(
-	    s, STOP_NOW, "the database refused %d commits in a row", s->commit_fail_streak);
+	s->n.rejected_lost += (uint64_t)n;
+	log_error("DECLARED LOST: another supervisor declared supervisor %lld lost (no heartbeat"
+	          " for longer than its lease timeout, %.1f s), closed its open attempts as"
+	          " supervisor_lost and requeued their phases; %lld late write(s) refused and"
+	          " nothing more is written. Workers are stopped; exiting with status 3.",
+	    (long long)s->fleet_id, (double)s->cfg.lease_timeout_ms / 1000.0, (long long)n);
+	if (store_fleet_count_rejected(s->sd, (int64_t)s->n.rejected_lost, &err) != 0)
+		log_error("%s", err.text);
+	lifecycle_stop_because(s, STOP_NOW, "declared lost by another supervisor");
+}
+
+uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct store_err *err)
+{
+	bool busy = store_err_busy(err), gone;
+	uint64_t delay = COMMIT_RETRY_MS;
+
+	s->n.commit_failures++;
+	s->commit_fail_streak++;
+	gone = lifecycle_reconnect(s);
+	lifecycle_identity_check(s);
+	if (s->writes_off)
+		return 0;
+	if (s->commit_fail_streak >=
+	    (busy || gone ? COMMIT_MAX_FAILURES : COMMIT_MAX_HARD_FAILURES)) {
+		s->writes_off = true;
+		s->exit_code = 3;
+		log_error("giving up on the database: %d transactions failed in a row, the last %s:"
+		          " %s; no further writes. Workers are stopped; open attempts are recovered"
+		          " by the next supervisor on that database.",
+		    s->commit_fail_streak, what, err->text);
+		lifecycle_stop_because(
+		    s, STOP_NOW, "the database refused %d commits in a row", s->commit_fail_streak);
+		return 0;
+	}
+	/* A busy database already waited its busy timeout; anything else backs off. */
+	for (int i = 1; !busy && i < s->commit_fail_streak && delay < COMMIT_RETRY_MAX_MS; i++)
+		delay *= 2;
+	return delay < COMMIT_RETRY_MAX_MS ? delay : COMMIT_RETRY_MAX_MS;
 }
 
 /* Escalate a graceful stop after ms. */

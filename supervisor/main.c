@@ -22,9 +22,11 @@ static const char usage_text[] =
     "\n"
     "Drain the queued phases of one autopack database with a pool of workers. The\n"
     "supervisor is the database's only writer; it refuses to start on a database another\n"
-    "supervisor holds. The database comes from --db, else AUTOPACK_DB_URL, else\n"
-    "DATABASE_URL; two that disagree are an error. URL forms: sqlite:///relative.db,\n"
-    "sqlite:////absolute.db.\n"
+    "supervisor holds. The database comes from --db, else AUTOPACK_DB_URL,\n"
+    "else DATABASE_URL; the two variables set to different databases are an error. URL\n"
+    "forms: sqlite:///relative.db, sqlite:////absolute.db,\n"
+    "postgresql://user@host:port/dbname. Several supervisors, on one host or many, may\n"
+    "drain one PostgreSQL database together (docs/postgresql.md).\n"
     "\n"
     "options:\n"
     "  --db URL                    the database (created beforehand with autopack-ctl db init)\n"
@@ -53,7 +55,8 @@ static const char usage_text[] =
     "                              yield no telemetry (default: no limit)\n"
     "  --resume                    continue the newest unfinished drain session with its\n"
     "                              counters, triage and stopped runs\n"
-    "  --control PATH              control socket (default /tmp/autopack-UID/UUID.sock)\n"
+    "  --control PATH              control socket (default\n"
+    "                              /tmp/autopack-UID/UUID-DEVICE-INODE.sock)\n"
     "  --log-file PATH             append logs here instead of stderr\n"
     "  --log-level L               error, warn, info (default) or debug\n"
     "  --log-format F              text (default), or json: one object a line with ts,\n"
@@ -62,6 +65,8 @@ static const char usage_text[] =
     "                              metrics (/metrics) and the status (/api/status) there,\n"
     "                              read-only; e.g. 127.0.0.1:9464 (default: off)\n"
     "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
+    "  --lease-timeout S           PostgreSQL: a supervisor silent this long is declared\n"
+    "                              lost and its attempts rescued by another (default 30)\n"
     "  --llm-provider anthropic|openai   (default anthropic)\n"
     "  --llm-base-url URL          provider endpoint (default https://api.anthropic.com, or\n"
     "                              https://api.openai.com/v1 for openai)\n"
@@ -122,6 +127,7 @@ enum {
 	OPT_LOGFORMAT,
 	OPT_VERSION,
 	OPT_HTTP,
+	OPT_LEASE,
 };
 
 static const struct option long_opts[] = {
@@ -159,6 +165,7 @@ static const struct option long_opts[] = {
 	{ "log-format", required_argument, NULL, OPT_LOGFORMAT },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "http", required_argument, NULL, OPT_HTTP },
+	{ "lease-timeout", required_argument, NULL, OPT_LEASE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -241,7 +248,6 @@ struct plain_flag {
 };
 
 static const struct plain_flag plain_flags[] = {
-	{ OPT_DB, CFG(db_flag), false },
 	{ OPT_RUN, CFG(run_id), false },
 	{ OPT_CONTROL, CFG(control_path), false },
 	{ OPT_LOG, CFG(log_file), false },
@@ -294,6 +300,20 @@ static const char *flag_choice(const char *name, const char *v, const char *a, c
 	return v;
 }
 
+/* A number of seconds (fractions allowed, 0.2 to 3600) in milliseconds, or exit 2 naming
+ * the flag. */
+static int64_t flag_seconds_ms(const char *name, const char *v)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno != 0 || end == v || *end != '\0' || !(d >= 0.2 && d <= 3600))
+		flag_fail(name, "\"%s\" is not a number of seconds from 0.2 to 3600", v);
+	return (int64_t)(d * 1000.0 + 0.5);
+}
+
 /* Handle the flags that check or act on their value; exits 2 on a bad value or an
  * unknown flag. */
 static void flag_other(struct sup_config *c, int o, char **argv)
@@ -303,6 +323,16 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 	char err[512];
 
 	switch (o) {
+	case OPT_DB:
+		if (c->db_flag != NULL && strcmp(c->db_flag, optarg) != 0) {
+			fprintf(stderr,
+			    "autopack-supervisor: --db given twice with different URLs ('%s', '%s');"
+			    " name one database\n",
+			    c->db_flag, optarg);
+			exit(2);
+		}
+		c->db_flag = optarg;
+		break;
 	case OPT_SYNC:
 		c->sync_full = strcmp(flag_choice("synchronous", optarg, "full", "normal"),
 		                   "full") == 0;
@@ -330,6 +360,7 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 		    c->skip_prefixes, (c->nskip + 1) * sizeof *c->skip_prefixes);
 		c->skip_prefixes[c->nskip++] = optarg;
 		break;
+	case OPT_LEASE: c->lease_timeout_ms = flag_seconds_ms("lease-timeout", optarg); break;
 	case OPT_HTTP:
 		if (http_addr_check(optarg, err, sizeof err) != 0)
 			flag_fail("http", "%s", err);
@@ -360,6 +391,7 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		.max_tokens_cap = 64000,
 		.max_timeouts_per_run = 2,
 		.max_fingerprint_repeats = 3,
+		.lease_timeout_ms = 30000,
 	};
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -458,11 +490,14 @@ int main(int argc, char **argv)
 	service_init(s);
 	lease_init(s);
 	lifecycle_init(s, pool_stop);
+	lag_init(s);
 	metrics_init(s);
 	progress_init(s);
 	if (control_listen(s) != 0 || http_start(s) != 0)
 		exit(1);
-	if (store_drain_set_supervisor(s->sd, getpid(), s->control_path, &err) != 0)
+	if (s->fleet_id > 0)
+		fleet_start(s);
+	else if (store_drain_set_supervisor(s->sd, getpid(), s->control_path, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	log_info("control socket %s", s->control_path);
 	pool_init(s);
@@ -472,6 +507,7 @@ int main(int argc, char **argv)
 	uv_run(&loop, UV_RUN_DEFAULT);
 
 	session_finish(s);
+	fleet_close(s);
 	service_finish(s);
 	http_stop(s);
 	uv_walk(&loop, close_walk_cb, NULL);

@@ -62,11 +62,18 @@ static void worker_idle(struct worker *w)
 	lease_kick(s);
 }
 
-/* The heartbeat deadline passed: the worker is hung. */
+/* The heartbeat deadline passed: the worker is hung, unless the silence was the
+ * supervisor's own stall (then the deadline is extended by it and the frames read first). */
 static void worker_hb_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
+	uint64_t span = (uint64_t)w->sup->cfg.heartbeat_timeout_s * 1000;
+	uint64_t wait = lag_wait_ms(w->sup, w->heard_ms, w->heard_lag, span);
 
+	if (wait > 0) {
+		uv_timer_start(&w->hb_timer, worker_hb_cb, wait, span);
+		return;
+	}
 	log_warn("worker %d (pid %d): no frame for %llds; killing it", w->id, (int)w->pid,
 	    (long long)w->sup->cfg.heartbeat_timeout_s);
 	if (w->lease.end_outcome == OUTCOME_NONE)
@@ -80,6 +87,8 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 	struct worker *w = container_of(c, struct worker, chan);
 
 	uv_timer_again(&w->hb_timer);
+	w->heard_ms = uv_now(w->sup->loop);
+	w->heard_lag = lag_note(w->sup);
 	switch (m->type) {
 	case PROTO_HELLO:
 		if (w->state != W_STARTING || m->u.hello.pid != w->pid) {
@@ -312,6 +321,8 @@ static void pool_adopt(struct sup *s, struct worker *w, int sock)
 	uv_timer_init(s->loop, &w->phase_timer);
 	w->hb_timer.data = w->phase_timer.data = w;
 	w->handles = 4;
+	w->heard_ms = uv_now(s->loop);
+	w->heard_lag = lag_note(s);
 	uv_timer_start(&w->hb_timer, worker_hb_cb, (uint64_t)s->cfg.heartbeat_timeout_s * 1000,
 	    (uint64_t)s->cfg.heartbeat_timeout_s * 1000);
 	chan_start(&w->chan);

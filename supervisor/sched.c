@@ -27,7 +27,7 @@ struct run_q *sched_run_find(struct sup *s, const char *run_id)
 /* Append r to the ready list if it has work and no lease. */
 static void ready_push(struct sup *s, struct run_q *r)
 {
-	if (r->ready || r->busy || r->skipped || r->head == NULL)
+	if (r->ready || r->busy || r->skipped || r->parked || r->head == NULL)
 		return;
 	r->ready = true;
 	r->ready_seq = ++s->ready_seq;
@@ -150,7 +150,8 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 			s->runs_tail = r;
 		}
 	}
-	if (r->skipped)
+	/* A refresh leaves the runs leased here as they are. */
+	if (r->skipped || (r->busy && s->refreshing))
 		return 0;
 	q = xcalloc(1, sizeof *q);
 	q->phase_id = xstrdup(p->phase_id);
@@ -189,6 +190,54 @@ int sched_load(struct sup *s)
 		ready_push(s, r);
 	}
 	return 0;
+}
+
+/* Unlink r from the ready list if it is on it. */
+static void ready_remove(struct sup *s, struct run_q *r)
+{
+	struct run_q *x, *prev = NULL;
+
+	if (!r->ready)
+		return;
+	for (x = s->ready_head; x != NULL && x != r; prev = x, x = x->next_ready)
+		;
+	if (x == r)
+		ready_unlink(s, prev, r);
+}
+
+/* Rebuild the queues of the runs not leased here from the eligible phases. */
+void sched_refresh(struct sup *s)
+{
+	struct store_err err;
+	struct run_q *r;
+
+	for (r = s->runs; r != NULL; r = r->next) {
+		if (r->busy || r->skipped)
+			continue;
+		ready_remove(s, r);
+		sched_clear_run(s, r);
+		r->parked = false;
+	}
+	s->refreshing = true;
+	if (store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
+	        sched_load_one, s, &err) != 0)
+		log_error("%s", err.text);
+	s->refreshing = false;
+	for (r = s->runs; r != NULL; r = r->next) {
+		if (!r->sampled && nameset_has(&s->pol.sampled, r->run_id))
+			r->sampled = true;
+		if (!r->promising && nameset_has(&s->pol.promising, r->run_id))
+			r->promising = true;
+		ready_push(s, r);
+	}
+}
+
+/* Leave a popped run out until the next refresh; its queue stays. */
+void sched_park(struct sup *s, struct run_q *r)
+{
+	assert(!r->busy && !r->ready);
+	(void)s;
+	r->parked = true;
 }
 
 /* Reload one run's eligible phases, leaving out the one leased. */
@@ -259,6 +308,7 @@ enum phase_state sched_next_state(struct sup *s, struct qphase *p, enum outcome 
 	case OUTCOME_CANCELLED: return PHASE_SKIPPED;
 	/* Stopping the supervisor is not the phase's fault: it goes back to the queue. */
 	case OUTCOME_SUPERVISOR_STOPPED: return PHASE_QUEUED;
+	case OUTCOME_SUPERVISOR_LOST: return PHASE_QUEUED;
 #ifdef AUTOPACK_MUTANT_crash_costs_no_attempt
 	case OUTCOME_WORKER_CRASHED: return PHASE_QUEUED;
 #endif
@@ -274,6 +324,8 @@ bool sched_drained(struct sup *s)
 {
 	bool capped = s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size;
 
+	if (s->fleet_id > 0 && s->fleet_busy) /* work eligible or open elsewhere (fleet.c) */
+		return false;
 	return s->in_flight == 0 && s->ops_n == 0 && (s->queued == 0 || capped);
 }
 

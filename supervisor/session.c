@@ -7,7 +7,9 @@
 #include "common/log.h"
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
+#include "common/store/store_fleet.h"
 #include "common/store/store_lock.h"
+#include "common/store/store_runtime.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -58,10 +60,15 @@ void session_open_store(struct sup *s)
 			    "database %s is held by autopack-supervisor pid %d; refusing to"
 			    " start a second writer",
 			    url, (int)holder);
-		log_fatal(1, "cannot lock %s.lock", path);
+		log_fatal(1, "cannot lock the database file %s: %s", path, strerror(errno));
 	}
 	s->st = xcalloc(1, sizeof *s->st);
-	if (store_open(s->st, path, url, STORE_WRITE, &err) != 0)
+	if (store_open(s->st, path, url, STORE_WRITE, &err) != 0 ||
+	    store_lock_check(s->lock_fd, s->st, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	/* One live supervisor per uuid: a copy of a database being served is refused. The
+	 * claim lasts as long as this process. */
+	if (store_runtime_claim(s->st, &err) < 0)
 		log_fatal(1, "%s", err.text);
 	free(path);
 	free(url);
@@ -164,8 +171,13 @@ void session_prepare(struct sup *s)
 	int closed = 0;
 
 	if (store_drain_open(s->st, &s->sd, &err) != 0 ||
-	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0 ||
-	    store_drain_recover(s->sd, &closed, &err) != 0)
+	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	/* Several supervisors: only the attempts of supervisors no longer live are closed,
+	 * once their lease has run out (fleet.c); the others' are theirs. */
+	if (store_fleet(s->st))
+		fleet_register(s);
+	else if (store_drain_recover(s->sd, &closed, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	if (closed > 0)
 		log_warn("recovered %d attempt(s) left open by an earlier supervisor"
@@ -173,8 +185,10 @@ void session_prepare(struct sup *s)
 		    closed);
 	if (s->cfg.resume)
 		session_resume(s);
-	else
+	else if (s->fleet_id == 0 || !fleet_join_session(s))
 		session_new(s);
+	if (s->fleet_id > 0)
+		fleet_session_set(s);
 	session_load_coefs(s);
 	if (sched_load(s) != 0)
 		exit(1);
@@ -197,16 +211,22 @@ void session_finish(struct sup *s)
 	if (!s->writes_off) {
 		writer_flush(s);
 		report_drain_end(s, left, sizeof left);
-		if (store_drain_session_close(s->sd, s->session_id, why, &err) != 0 ||
-		    store_drain_set_supervisor(s->sd, 0, NULL, &err) != 0)
+		/* Several supervisors: the last one to leave a shared session ends it. */
+		if ((s->fleet_id == 0 || fleet_finish(s)) &&
+		    store_drain_session_close(s->sd, s->session_id, why, &err) != 0)
 			log_error("%s", err.text);
+		if (s->fleet_id == 0 && store_drain_set_supervisor(s->sd, 0, NULL, &err) != 0)
+			log_error("%s", err.text);
+	} else if (s->fleet_lost &&
+	    store_fleet_count_rejected(s->sd, (int64_t)s->n.rejected_lost, &err) != 0) {
+		log_error("%s", err.text);
 	}
 	log_info("session %s ended (%s): %llu attempt(s), %llu event(s) committed, %llu"
 	         " rejected%s%s",
 	    s->session_id, why, (unsigned long long)s->n.results,
 	    (unsigned long long)s->n.events_committed,
-	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale), left[0] ? "; " : "",
-	    left);
+	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale + s->n.rejected_lost),
+	    left[0] ? "; " : "", left);
 	control_close(s);
 	sched_free(s);
 	policy_free(&s->pol);

@@ -5,11 +5,13 @@
  * order a phase passes through them (supervisor/README.md).
  *
  * Who calls whom (no cycles; tests/tools/callgraph.py checks it on the objects):
- *   main → secrets, session, lifecycle, writer, lease, pool, control;  session → report
+ *   main → secrets, session, lifecycle, lag, writer, lease, pool, control, fleet;
+ *   session → report, fleet;  fleet → control, sched, lease, writer, lifecycle
  *   report → sched, policy
  *   control → cmd-*, writer;  cmd-* → pool, lease, lifecycle, sched
- *   pool → lease, lifecycle, worker, secrets;  lease → sched, policy, writer, lifecycle, worker,
- *   convert;  writer → lifecycle, worker, policy;  lifecycle → sched;  sched → policy
+ *   pool → lease, lifecycle, lag, worker, secrets;  lease → sched, policy, writer,
+ *   lifecycle, lag, worker, convert;  writer → lifecycle, worker, policy;
+ *   lifecycle → sched;  sched → policy
  * Watching (observe.h): main → metrics, progress, http;  writer → metrics;
  *   cmd-status → status, metrics, progress;  http → cmd-status, status, metrics;
  *   metrics → progress, status
@@ -35,6 +37,8 @@
 #include "supervisor/notify.h"
 
 struct sup;
+struct ctl_conn;
+struct cmd_reply;
 
 /* Why the drain stopped, for what its end reports (report.c) and its exit status. */
 enum stop_cause {
@@ -90,6 +94,7 @@ struct sup_config {
 	int64_t max_fingerprint_repeats;
 	int64_t max_consecutive_zero_yield; /* 0 = none */
 	const char *http_addr;              /* --http ADDR:PORT; NULL = off */
+	int64_t lease_timeout_ms;           /* several supervisors: silent this long, one is lost */
 };
 
 /* A set of names, kept in insertion order for the session record. */
@@ -141,6 +146,7 @@ struct run_q {
 	bool sampled; /* its first result in this session is in */
 	bool promising;
 	bool skipped;       /* deprioritised or stopped: no more dispatch */
+	bool parked;        /* another supervisor holds it: left out until sched_refresh */
 	char *skip_why;     /* why it was skipped (heap), for what the drain's end reports */
 	int64_t timeouts;   /* timeout results in this session */
 	uint64_t ready_seq; /* when it became ready, for ties */
@@ -167,6 +173,8 @@ struct lease {
 	uint64_t seq_max;         /* highest event seq received */
 	uint64_t seq_missing;     /* seqs skipped over so far */
 	char *check_log;          /* where the check's stderr goes (common/checklog.h); heap */
+	uint64_t armed_ms;        /* loop time and loop lag when its deadline was armed */
+	uint64_t armed_lag;
 };
 
 struct worker {
@@ -180,17 +188,24 @@ struct worker {
 	uv_timer_t phase_timer; /* phase deadline, then kill grace */
 	int handles;            /* open handles; freed when it reaches 0 */
 	struct lease lease;
-	int64_t unacked; /* events queued for the writer, not yet committed */
-	bool retire;     /* shut down once idle */
-	bool killed;     /* we signalled it */
+	int64_t unacked;   /* events queued for the writer, not yet committed */
+	uint64_t heard_ms; /* loop time and loop lag at its last frame (or its start) */
+	uint64_t heard_lag;
+	bool retire; /* shut down once idle */
+	bool killed; /* we signalled it */
 	uint64_t born_ms;
 	uint64_t jobs_done;
 	struct worker *next;
 };
 
 /* Failed transactions in a row (group commits and dispatch rounds) after which the
- * supervisor gives up on the database (lifecycle_writes_failed). */
+ * supervisor gives up on the database (lifecycle_write_failed): many while another
+ * connection keeps it busy, a few for anything else (a full disk, an I/O error, a
+ * constraint, a read-only file), retried with a delay that doubles. */
 #define COMMIT_MAX_FAILURES 50
+#define COMMIT_MAX_HARD_FAILURES 8
+#define COMMIT_RETRY_MS 200
+#define COMMIT_RETRY_MAX_MS 2000
 
 /* A write waiting for the next group commit: a tagged union. */
 enum op_kind {
@@ -252,6 +267,8 @@ struct sup_counters {
 	uint64_t commits;
 	uint64_t commit_failures;
 	uint64_t writes_refused; /* writes a constraint refused, recorded as errors */
+	uint64_t rejected_lost;  /* writes refused because this supervisor was declared lost */
+	uint64_t stalls;         /* the supervisor's own loop stalled (lag.c) */
 };
 
 /* What the service manager is told (service.c). */
@@ -336,12 +353,34 @@ struct sup {
 	uv_timer_t identity_timer;
 	uv_timer_t deadline_timer;
 	bool store_lost;
-	/* Nothing more is written: the database was lost, refused COMMIT_MAX_FAILURES
-	 * commits in a row, or a signal during a fast stop abandoned the queue. */
+	/* Nothing more is written: the database was lost, kept refusing commits
+	 * (lifecycle_write_failed), or a signal during a fast stop abandoned the queue. */
 	bool writes_off;
+
+	/* lag: the loop's own lateness */
+	uv_timer_t lag_timer;
+	uint64_t lag_last_ms;    /* loop time of the last measurement */
+	uint64_t lag_total_ms;   /* lateness so far */
+	uint64_t judge_after_ms; /* after a stall: no worker is judged before this */
 
 	struct sup_counters n;
 	struct service svc;
+
+	/* several supervisors on one PostgreSQL database (fleet.c); fleet_id 0: alone */
+	int64_t fleet_id;
+	bool fleet_busy;        /* work open or eligible elsewhere: not drained */
+	bool fleet_lost;        /* another supervisor declared this one lost */
+	char *fleet_status;     /* written with each heartbeat (heap) */
+	uv_timer_t fleet_timer; /* heartbeat, rescue, queues, commands */
+	uv_poll_t *fleet_poll;  /* the connection's socket: notifications (heap) */
+	uint64_t fleet_connected_ms;
+	uint64_t fleet_refreshed_ms;
+	bool fleet_refresh_due;
+	int64_t fleet_cmd_after; /* the last command run */
+	int64_t fleet_waiting_logged;
+	bool refreshing;        /* sched_refresh is reading the eligible phases */
+	uint64_t fleet_beat_ms; /* the last beat of the fleet timer */
+	unsigned conn_gen;      /* the connection listened on (store.conn_gen) */
 
 	/* watching (supervisor/observe.h) */
 	struct metrics *metrics;
@@ -363,6 +402,25 @@ int secrets_pipe(struct sup *s, int *fd);
 const char *secrets_missing(const struct sup *s);
 /* Wipe and free the keys. */
 void secrets_free(struct sup *s);
+
+/* --- fleet.c: several supervisors on one PostgreSQL database --- */
+
+/* Register in the database's supervisors (before the recovery); exits 1 on failure. */
+void fleet_register(struct sup *s);
+/* Join the drain session of live supervisors that drain the same way: false when there
+ * is none. Exits 1 on failure. */
+bool fleet_join_session(struct sup *s);
+/* Record the session this supervisor drains in. Exits 1 on failure. */
+void fleet_session_set(struct sup *s);
+/* Start the fleet's timer and the watch on the connection for notifications. */
+void fleet_start(struct sup *s);
+/* Watch the connection again (after a reconnect). */
+void fleet_listen(struct sup *s);
+/* After the loop: leave. Returns whether no other supervisor drains in the session (the
+ * caller then ends it). */
+bool fleet_finish(struct sup *s);
+/* Close the fleet's handles and free its state, after the loop. */
+void fleet_close(struct sup *s);
 
 /* --- session.c: the database and the drain session around the loop --- */
 
@@ -416,16 +474,41 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
-/* The database keeps refusing commits (`fmt` says how): write nothing more, stop the
- * workers and exit 3 as soon as they are gone, releasing the lock. */
-void lifecycle_writes_failed(struct sup *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Another supervisor declared this one lost (its heartbeat stopped): the `n` writes
+ * waiting are refused and counted, nothing more is written, the workers are killed and
+ * the supervisor exits 3. */
+void lifecycle_declared_lost(struct sup *s, int64_t n);
+/* A transaction (`what`: a group commit, a dispatch round) failed with err, after its
+ * rollback: count it in the streak of failures in a row, and return the delay before the
+ * retry; or give up on the database at the streak's limit (COMMIT_MAX_FAILURES when the
+ * database is busy, else COMMIT_MAX_HARD_FAILURES): write nothing more, stop the workers
+ * and exit 3 once they are gone, releasing the lock; then 0 (also when the database was
+ * found lost). */
+uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct store_err *err);
+
+/* --- lag.c: the loop's own lag (a stalled supervisor is not a hung worker) --- */
+
+/* Start measuring the loop's lag. */
+void lag_init(struct sup *s);
+/* Measure the lag now; returns the lag so far (ms). A stall is logged and counted, and
+ * holds off judging workers until their frames are read. */
+uint64_t lag_note(struct sup *s);
+/* How long to wait before judging a deadline of `span_ms` armed at loop time `since_ms`,
+ * when the lag was `lag_at`: the span counts only time the loop ran, and nobody is judged
+ * right after a stall. 0: judge now. */
+uint64_t lag_wait_ms(struct sup *s, uint64_t since_ms, uint64_t lag_at, uint64_t span_ms);
 
 /* --- sched.c: the run queues and which run goes next --- */
 
 /* Build the run queues from the database's eligible phases and the restored triage.
  * Returns 0 or -1 (logged). */
 int sched_load(struct sup *s);
+/* Several supervisors: rebuild the queues of the runs not leased here from the database
+ * (other supervisors finish, requeue and rescue phases), leaving out the runs they lease. */
+void sched_refresh(struct sup *s);
+/* Several supervisors: another supervisor holds run r's next phase; leave the run out until
+ * the next sched_refresh. */
+void sched_park(struct sup *s, struct run_q *r);
 /* Reread a run's eligible phases (after an import, retry or cancel). */
 void sched_reload_run(struct sup *s, const char *run_id);
 /* Take the best ready run (NULL when none); the caller leases its head phase. */
@@ -533,6 +616,8 @@ void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const
 /* Commit everything queued in one transaction, then acknowledge the events and call the
  * done callbacks. A failed commit is rolled back and retried later; the queue is kept. */
 void writer_flush(struct sup *s);
+/* Several supervisors: commit the heartbeat alone when nothing else is queued. */
+void writer_heartbeat(struct sup *s);
 /* Commit in the loop's next turn rather than at the end of the window, unless a failed
  * commit is waiting for its retry (a worker waits for acks). */
 void writer_flush_early(struct sup *s);
@@ -559,6 +644,11 @@ bool nameset_has(const struct nameset *ns, const char *name);
 
 /* Listen on the control socket. Returns 0 or -1 (logged). */
 int control_listen(struct sup *s);
+/* Run one control request of connection c (a stand-in for requests that come through the
+ * database) and log it in control_log when the command is logged; 0 or -1 as the
+ * command returns. */
+int control_run(
+    struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep);
 /* Stop listening, remove the socket and drop control connections. */
 void control_close(struct sup *s);
 

@@ -12,15 +12,15 @@
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
 #include "common/log.h"
+#include "common/store/store_fleet.h"
 #include "common/util.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define COMMIT_RETRY_MS 200
-
 static void writer_timer_cb(uv_timer_t *t);
+static void writer_commit(struct sup *s, bool heartbeat);
 
 /* Initialise the commit timer. */
 void writer_init(struct sup *s)
@@ -45,6 +45,9 @@ static void writer_push(struct sup *s, struct op *o)
 		s->ops_head = o;
 	s->ops_tail = o;
 	s->ops_n++;
+	/* Declared lost: nothing is written any more; what still comes is refused. */
+	if (s->fleet_lost)
+		s->n.rejected_lost++;
 #ifdef AUTOPACK_MUTANT_commit_max_ignored
 	if (0)
 #else
@@ -246,38 +249,49 @@ static void writer_ack(struct sup *s, struct op *head)
 	}
 }
 
-/* The commit failed: roll back, keep the queue, retry later or give up. */
+/* The commit failed: roll back, keep the queue, retry later or give up (a lost
+ * connection to a database server is opened again first: lifecycle_write_failed). */
 static void writer_failed(struct sup *s, const struct store_err *err)
 {
+	uint64_t delay;
+
 	store_drain_rollback(s->sd);
-	s->n.commit_failures++;
-	s->commit_fail_streak++;
 	log_error("commit of %lld writes failed: %s", (long long)s->ops_n, err->text);
-	lifecycle_identity_check(s);
-	if (s->writes_off)
+	delay = lifecycle_write_failed(s, "a group commit", err);
+	if (delay == 0)
 		return;
-	if (s->commit_fail_streak >= COMMIT_MAX_FAILURES) {
-		lifecycle_writes_failed(s, "%d commits failed in a row, the last: %s",
-		    s->commit_fail_streak, err->text);
-		return;
-	}
 	s->commit_retrying = true;
-	writer_arm(s, COMMIT_RETRY_MS);
+	writer_arm(s, delay);
 }
 
 /* Commit the queue in one transaction, then ack and hand back ends. */
 void writer_flush(struct sup *s)
 {
+	writer_commit(s, false);
+}
+
+/* Commit the heartbeat alone when nothing else is queued (several supervisors). */
+void writer_heartbeat(struct sup *s)
+{
+	if (s->fleet_id > 0 && !s->commit_retrying)
+		writer_commit(s, s->ops_head == NULL);
+}
+
+/* Commit the queue (with the heartbeat of several supervisors, which fences the group:
+ * a supervisor declared lost writes nothing), or, with `heartbeat`, the heartbeat alone. */
+static void writer_commit(struct sup *s, bool heartbeat)
+{
 	struct op *head = s->ops_head, *o, *next;
 	uint64_t began = uv_hrtime();
 	struct store_err err;
+	bool lost = false;
 
 	if (s->commit_armed) {
 		uv_timer_stop(&s->commit_timer);
 		s->commit_armed = false;
 	}
 	s->commit_retrying = false;
-	if (head == NULL || s->writes_off)
+	if ((head == NULL && !heartbeat) || s->writes_off)
 		return;
 	lifecycle_identity_check(s);
 	if (s->writes_off)
@@ -285,6 +299,13 @@ void writer_flush(struct sup *s)
 again:
 	if (store_drain_begin(s->sd, &err) != 0)
 		goto fail;
+	if (s->fleet_id > 0 && store_fleet_heartbeat(s->sd, s->fleet_status, &lost, &err) != 0)
+		goto fail;
+	if (lost) {
+		store_drain_rollback(s->sd);
+		lifecycle_declared_lost(s, s->ops_n);
+		return;
+	}
 	for (o = head; o != NULL; o = o->next) {
 		char why[300];
 

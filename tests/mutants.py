@@ -83,6 +83,26 @@ MUTANTS = [
       "tests/test_unit.py::test_unit[worker_phase_key_never_leaves_the_process]"]),
     ("worker_opens_database", "workers never open the database",
      ["tests/test_isolation.py::test_workers_never_open_the_database"]),
+    ("hard_link_accepted", "a database file with more than one name is refused",
+     ["tests/test_one_database.py::"
+      "test_1_a_second_name_is_refused_and_the_lock_is_the_files_own",
+      "tests/test_unit.py::test_unit[store_open_refuses_a_file_with_two_names_naming_the_"
+      "count_and_the_fix]"]),
+    ("uuid_served_twice", "a supervisor of a copy is refused while the original is served",
+     ["tests/test_one_database.py::"
+      "test_2_a_copy_gets_no_control_of_the_original_and_its_own_identity"]),
+    ("reply_identity_unchecked", "autopack-ctl refuses a reply about another database",
+     ["tests/test_one_database.py::test_2_ctl_refuses_a_reply_about_another_database"]),
+    ("wal_loss_unnoticed", "a removed -wal or -shm is DATABASE LOST, commits kept",
+     ["tests/test_one_database.py::"
+      "test_3_a_removed_wal_or_shm_is_database_lost_with_every_commit_kept"]),
+    ("uuid_not_checked", "a meta.db_uuid that is not a canonical UUID is refused",
+     ["tests/test_one_database.py::"
+      "test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified"]),
+    ("columns_not_checked", "a database missing a column autopack uses is refused",
+     ["tests/test_one_database.py::test_7_a_dropped_column_is_refused_naming_it"]),
+    ("stall_judged_as_hang", "a stall of the supervisor's own never kills a worker",
+     ["tests/test_faults.py::test_6_a_stopped_supervisor_judges_no_worker_by_its_own_gap"]),
     ("healthz_ignores_the_file", "/healthz fails once the database file is moved away",
      ["tests/test_observe.py::"
       "test_healthz_answers_while_the_loop_is_stuck_and_fails_once_the_database_is_moved"]),

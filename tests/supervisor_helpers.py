@@ -76,12 +76,15 @@ class Supervisor:
 
     def __init__(self, tmp, url, *args, env=None, name="sup", control=None, prefix=(),
                  session=False):
-        """`prefix`: a command the supervisor runs under (its argv follows); `session`: start
-        it in a session (and process group) of its own, as a terminal or a service manager
+        """control: the --control path (default NAME.sock in tmp); False for none, so the
+        supervisor uses its default socket and ctl finds it from the database. `prefix`: a
+        command the supervisor runs under (its argv follows); `session`: start it in a
+        session (and process group) of its own, as a terminal or a service manager
         would."""
         self.tmp = str(tmp)
         self.url = url
-        self.control = control or os.path.join(self.tmp, name + ".sock")
+        self.control = None if control is False else (
+            control or os.path.join(self.tmp, name + ".sock"))
         self.out_path = os.path.join(self.tmp, name + ".out")
         self.err_path = os.path.join(self.tmp, name + ".err")
         full_env = dict(os.environ)
@@ -91,15 +94,16 @@ class Supervisor:
         if not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY"} & set(env or {}):
             full_env["ANTHROPIC_API_KEY"] = full_env["OPENAI_API_KEY"] = NO_LLM_KEY
         self.proc = subprocess.Popen(
-            list(prefix) + [binpath("autopack-supervisor"), "--db", url, "--control",
-                            self.control] + [str(a) for a in args],
+            list(prefix) + [binpath("autopack-supervisor"), "--db", url]
+            + (["--control", self.control] if self.control else [])
+            + [str(a) for a in args],
             stdout=open(self.out_path, "w"), stderr=open(self.err_path, "w"),
             env=full_env, cwd=self.tmp, start_new_session=session)
 
     def wait_ready(self, timeout=30):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if os.path.exists(self.control):
+            if self.control is None or os.path.exists(self.control):
                 r = self.ctl("status", "--json")
                 if r.rc == 0:
                     return json.loads(r.out)
@@ -110,7 +114,8 @@ class Supervisor:
         raise AssertionError("supervisor not ready:\n" + self.stderr())
 
     def ctl(self, cmd, *args, **kw):
-        return ctl("--db", self.url, cmd, "--control", self.control, *args, **kw)
+        control = ["--control", self.control] if self.control else []
+        return ctl("--db", self.url, cmd, *control, *args, **kw)
 
     def status(self):
         r = self.ctl("status", "--json")
@@ -203,10 +208,12 @@ KEY = "sk-test-supervisor-key-0123456789"
 NO_LLM_KEY = "sk-test-no-llm-reached"
 
 
-def llm_supervisor(tmp, url, llm, *args, name="sup"):
-    """A supervisor whose real workers call the stand-in `llm` (Anthropic API, no retries)."""
+def llm_supervisor(tmp, url, llm, *args, name="sup", control=None):
+    """A supervisor whose real workers call the stand-in `llm` (Anthropic API, no retries);
+    `control` as for Supervisor."""
     return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
-                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name)
+                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name,
+                      control=control)
 
 
 def gate_check(tmp):

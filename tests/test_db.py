@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from conftest import ctl
+from conftest import ctl, run
 
 
 def url(path):
@@ -117,16 +117,46 @@ def test_missing_database_is_refused_and_no_file_is_created(tmp, args):
     assert os.listdir(tmp) == []
 
 
-def test_flag_and_environment_naming_different_files_are_refused(tmp):
+def test_flag_outranks_the_environment_whose_two_variables_must_agree(tmp):
     init(tmp / "a.db")
     init(tmp / "b.db")
-    r = ctl("--db", "sqlite:///a.db", "db", "check", env={"AUTOPACK_DB_URL": "sqlite:///b.db"})
-    assert r.rc == 2
-    assert "--db names sqlite:///%s" % (tmp / "a.db") in r.err
-    assert "AUTOPACK_DB_URL names sqlite:///%s" % (tmp / "b.db") in r.err
+    other_app = "postgresql://app:s3cret@dbhost/app"   # set by another program
+    r = ctl("--db", "sqlite:///a.db", "db", "check", "--json", "--allow-empty-db",
+            env={"AUTOPACK_DB_URL": "sqlite:///b.db", "DATABASE_URL": other_app})
+    assert r.rc == 0, r
+    assert json.loads(r.out)["database"]["url"] == url(tmp / "a.db")
+    r = ctl("db", "check", "--json", "--allow-empty-db",
+            env={"AUTOPACK_DB_URL": "sqlite:///b.db"})
+    assert r.rc == 0 and json.loads(r.out)["database"]["url"] == url(tmp / "b.db"), r
     r = ctl("db", "check", env={"AUTOPACK_DB_URL": "sqlite:///a.db",
                                 "DATABASE_URL": "sqlite:///b.db"})
-    assert r.rc == 2 and "DATABASE_URL names" in r.err
+    assert r.rc == 2 and "DATABASE_URL names" in r.err, r
+    r = ctl("db", "check", env={"AUTOPACK_DB_URL": "sqlite:///a.db", "DATABASE_URL": other_app})
+    assert r.rc == 2 and "DATABASE_URL names postgresql://" in r.err, r
+    assert "s3cret" not in r.err, r
+
+
+def test_db_flag_given_twice_is_refused_naming_both(tmp):
+    init(tmp / "a.db")
+    for args in (["--db", "sqlite:///a.db", "--db", "sqlite:///b.db", "db", "check"],
+                 ["--db", "sqlite:///a.db", "db", "check", "--db", "sqlite:///b.db"]):
+        r = ctl(*args)
+        assert r.rc == 2 and "--db given twice" in r.err, (args, r)
+    r = run("autopack-supervisor", "--db", "sqlite:///a.db", "--db", "sqlite:///b.db")
+    assert r.rc == 2 and "--db given twice" in r.err, r
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ("sqlite:///a.db#x", "fragments"),
+    ("sqlite:///a%20b.db", "percent-escapes"),
+])
+def test_fragments_and_percent_escapes_are_refused_and_create_nothing(tmp, bad, needle):
+    for args in (["db", "init"], ["db", "check"]):
+        r = ctl("--db", bad, *args)
+        assert r.rc == 2 and needle in r.err, r
+    r = run("autopack-supervisor", "--db", bad)
+    assert r.rc == 1 and needle in r.err, r
+    assert os.listdir(tmp) == []
 
 
 def test_flag_and_environment_naming_the_same_file_agree(tmp):
@@ -309,10 +339,8 @@ def test_offline_write_commands_migrate_first_and_say_so(tmp):
 def test_writes_are_refused_while_another_process_holds_the_lock(tmp):
     p = tmp / "a.db"
     init(p)
-    with open(str(p) + ".lock", "w") as lock:
+    with open(str(p), "rb") as lock:   # the lock is the database file's own flock
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        lock.write("%d\n" % os.getpid())
-        lock.flush()
         r = ctl("--db", url(p), "seed", "telemetry-run")
         assert r.rc == 1, r
         assert "is held by" in r.err and "pid %d" % os.getpid() in r.err

@@ -146,7 +146,7 @@ def complete(line):
 
 def test_completion_completes_commands_and_their_options():
     assert complete("autopack-ctl ret") == ["retry"]
-    assert complete("autopack-ctl db ") == ["adopt", "check", "init", "migrate"]
+    assert complete("autopack-ctl db ") == ["adopt", "check", "init", "migrate", "reidentify"]
     assert complete("autopack-ctl --db sqlite:///x.db tele") == ["telemetry"]
     assert complete("autopack-ctl retry --fi") == ["--fingerprint"]
     assert complete("autopack-ctl failed --") == ["--db", "--help", "--json", "--run",

@@ -107,9 +107,9 @@ MESSAGES = {
     "cancel": {"v": 1, "t": "cancel", "att": 0},
     "shutdown": {"v": 1, "t": "shutdown"},
     "request": {"v": 1, "t": "request", "id": U64_MAX, "cmd": "status", "args": [],
-                "uuid": None},
+                "uuid": None, "db": "sqlite:////x.db", "dev": "65024:10953381"},
     "reply": {"v": 1, "t": "reply", "id": 0, "ok": False, "code": "db_mismatch",
-              "msg": TEXT, "db": "sqlite:////x.db", "uuid": UUID,
+              "msg": TEXT, "db": "sqlite:////x.db", "uuid": UUID, "dev": "65024:10953381",
               "body": '{"a": [1, 2]}', "more": True},
 }
 

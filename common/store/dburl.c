@@ -38,6 +38,17 @@ static int dburl_check_path(const char *url, const char *path, char *err, size_t
 	if (strchr(path, '?') != NULL)
 		return errbuf_fail(err, errlen, "'%s': query strings are not supported; use %s",
 		    url, DBURL_EXAMPLE);
+	if (strchr(path, '#') != NULL)
+		return errbuf_fail(err, errlen,
+		    "'%s': fragments ('#...') are not supported, and a file name with '#' cannot "
+		    "be named by a URL; use %s",
+		    url, DBURL_EXAMPLE);
+	if (strchr(path, '%') != NULL)
+		return errbuf_fail(err, errlen,
+		    "'%s': percent-escapes ('%%20' ...) are not decoded and a file name with '%%' "
+		    "cannot be named by a URL; write the path as it is (sqlite:///a b.db names "
+		    "the file 'a b.db'); use %s",
+		    url, DBURL_EXAMPLE);
 	if (strcmp(path, ":memory:") == 0)
 		return errbuf_fail(err, errlen,
 		    "'%s': in-memory databases are not supported (every process must reach "
@@ -134,58 +145,70 @@ int dburl_parse(
 	return 0;
 }
 
-/* Pick the database from --db and the environment; -1 if none, or two disagree. */
+/* Parse the value of `name`, or report it as the source of the error. */
+static int dburl_parse_named(
+    const char *name, const char *value, char **path, char **url, char *err, size_t errlen)
+{
+	char sub[400];
+
+	if (dburl_parse(value, path, url, sub, sizeof sub) == 0)
+		return 0;
+	return errbuf_fail(err, errlen, "%s: %s", name, sub);
+}
+
+/* Pick the database: --db, else the environment, where two that disagree are refused. */
 int dburl_resolve(const char *flag_value, char **canonical_path, char **canonical_url,
     const char **source, char *err, size_t errlen)
 {
-	const char *names[3] = { "--db", DBURL_ENV_PRIMARY, DBURL_ENV_LEGACY };
-	const char *values[3];
-	char *path = NULL, *curl = NULL, sub[400];
-	int first = -1;
+	const char *primary = getenv(DBURL_ENV_PRIMARY), *legacy = getenv(DBURL_ENV_LEGACY);
+	char *p2 = NULL, *u2 = NULL;
+	int rc;
 
-	values[0] = flag_value;
-	values[1] = getenv(DBURL_ENV_PRIMARY);
-	values[2] = getenv(DBURL_ENV_LEGACY);
 	*canonical_path = NULL;
 	*canonical_url = NULL;
-	for (int i = 0; i < 3; i++) {
-		char *p, *u;
-
-		if (values[i] == NULL || values[i][0] == '\0')
-			continue;
-		if (dburl_parse(values[i], &p, &u, sub, sizeof sub) != 0) {
-			free(path);
-			free(curl);
-			return errbuf_fail(err, errlen, "%s: %s", names[i], sub);
-		}
-		if (first < 0) {
-			first = i;
-			path = p;
-			curl = u;
-			continue;
-		}
-		if (strcmp(p, path) != 0) {
-			errbuf_fail(err, errlen,
-			    "%s names %s but %s names %s; set only one, or make them name the "
-			    "same file",
-			    names[first], curl, names[i], u);
-			free(p);
-			free(u);
-			free(path);
-			free(curl);
-			return -1;
-		}
-		free(p);
-		free(u);
+	if (primary != NULL && primary[0] == '\0')
+		primary = NULL;
+	if (legacy != NULL && legacy[0] == '\0')
+		legacy = NULL;
+	/* An explicit flag outranks the environment, which is not even read: DATABASE_URL
+	 * is often set for another program. */
+	if (flag_value != NULL) {
+		if (source != NULL)
+			*source = "--db";
+		return dburl_parse_named(
+		    "--db", flag_value, canonical_path, canonical_url, err, errlen);
 	}
-	if (first < 0)
+	if (primary == NULL && legacy == NULL)
 		return errbuf_fail(err, errlen,
 		    "no database named: pass --db with %s, or set %s (or %s); there is no "
 		    "default database",
 		    DBURL_EXAMPLE, DBURL_ENV_PRIMARY, DBURL_ENV_LEGACY);
-	*canonical_path = path;
-	*canonical_url = curl;
 	if (source != NULL)
-		*source = names[first];
-	return 0;
+		*source = primary != NULL ? DBURL_ENV_PRIMARY : DBURL_ENV_LEGACY;
+	rc = dburl_parse_named(primary != NULL ? DBURL_ENV_PRIMARY : DBURL_ENV_LEGACY,
+	    primary != NULL ? primary : legacy, canonical_path, canonical_url, err, errlen);
+	if (rc != 0 || primary == NULL || legacy == NULL)
+		return rc;
+	/* Both are set: they must name the same file. Another kind of URL is shown by its
+	 * scheme alone: it may carry a password. */
+	if (dburl_parse(legacy, &p2, &u2, err, errlen) != 0 || strcmp(p2, *canonical_path) != 0) {
+		if (u2 != NULL)
+			errbuf_fail(err, errlen,
+			    "%s names %s but %s names %s; set only one, make them name the same "
+			    "file, or pass --db (which outranks both)",
+			    DBURL_ENV_PRIMARY, *canonical_url, DBURL_ENV_LEGACY, u2);
+		else
+			errbuf_fail(err, errlen,
+			    "%s names %s but %s is set to another database (a '%.*s' URL); unset "
+			    "one of them, or pass --db (which outranks both)",
+			    DBURL_ENV_PRIMARY, *canonical_url, DBURL_ENV_LEGACY,
+			    (int)strcspn(legacy, ":/@"), legacy);
+		rc = -1;
+		free(*canonical_path);
+		free(*canonical_url);
+		*canonical_path = *canonical_url = NULL;
+	}
+	free(p2);
+	free(u2);
+	return rc;
 }

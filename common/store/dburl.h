@@ -13,7 +13,8 @@
 
 #include <stddef.h>
 
-/* The environment variables read by dburl_resolve, after the --db flag, in this order. */
+/* The environment variables read by dburl_resolve when there is no --db flag, in this
+ * order. */
 #define DBURL_ENV_PRIMARY "AUTOPACK_DB_URL"
 #define DBURL_ENV_LEGACY "DATABASE_URL"
 
@@ -22,10 +23,11 @@
 int dburl_parse(
     const char *url, char **canonical_path, char **canonical_url, char *err, size_t errlen);
 
-/* Resolve the database named by `flag_value` (the --db flag, or NULL), AUTOPACK_DB_URL
- * and DATABASE_URL (empty values count as unset). Refuses when none is set and when two
- * name different files; two that name the same file are fine. If `source` is not NULL
- * it receives a static description of the first source that was set ("--db", ...). */
+/* Resolve the database: `flag_value` (the --db flag) if not NULL, and then the
+ * environment is not read; else AUTOPACK_DB_URL, else DATABASE_URL (empty values count as
+ * unset). Refuses when none is set, and when both variables are set and do not name the
+ * same file (one that does not parse counts as naming another). If `source` is not NULL it
+ * receives a static description of the source used ("--db", ...). */
 int dburl_resolve(const char *flag_value, char **canonical_path, char **canonical_url,
     const char **source, char *err, size_t errlen);
 

@@ -18,6 +18,8 @@ struct db_dialect {
 	const char *session_order;
 	/* A row if ?1 names a table (names compare without case). */
 	const char *table_exists;
+	/* The names of the columns of table ?1, one per row. */
+	const char *table_columns;
 };
 
 #endif

@@ -25,11 +25,14 @@ enum store_errcode {
 	STORE_EINVAL = -6,   /* bad input (plan, arguments) */
 	STORE_EEXIST = -7,   /* already exists */
 	STORE_EBUSY = -8,    /* locked by another process */
-	STORE_EMOVED = -9,   /* the file was replaced or removed under us */
+	STORE_EMOVED = -9,   /* the file, its -wal or its -shm was replaced or removed under us */
+	STORE_ELINKED = -10, /* the file has more than one name (hard links) */
+	STORE_EIDENT = -11,  /* meta.db_uuid is not a canonical UUID */
 };
 
 struct store_err {
-	char text[512];
+	char text[1024];
+	enum db_fault fault; /* the kind of the database's failure; DB_FAULT_NONE if not one */
 };
 
 struct store {
@@ -38,18 +41,25 @@ struct store {
 	char *path;      /* canonical absolute path; PostgreSQL: the canonical URL */
 	char *url;       /* canonical URL: sqlite:////abs/path.db, postgresql://user@host:5432/db */
 	char *server_id; /* PostgreSQL: "<system identifier>/<database name>"; else NULL */
+	uint64_t identity_checked_ms; /* PostgreSQL: the last store_identity_changed query */
+	unsigned conn_gen;            /* PostgreSQL: bumped at each store_reconnect */
 	char uuid[37];
 	int schema_version;
 	dev_t dev; /* identity of the file at open */
 	ino_t ino;
-	bool writable;     /* opened with STORE_WRITE */
-	int migrated_from; /* schema version this open upgraded from, or 0 */
-	char *backup_path; /* copy taken before that upgrade, or NULL */
+	dev_t wal_dev, shm_dev; /* identity of <path>-wal and <path>-shm at a write open; */
+	ino_t wal_ino, shm_ino; /* ino 0: not checked */
+	bool lost;              /* store_identity_changed found the file or its WAL gone */
+	bool writable;          /* opened with STORE_WRITE */
+	int migrated_from;      /* schema version this open upgraded from, or 0 */
+	char *backup_path;      /* copy taken before that upgrade, or NULL */
 };
 
 enum store_mode {
-	STORE_READ,  /* read-only; an older schema is reported, not changed */
-	STORE_WRITE, /* read-write, WAL; an older schema is backed up, then migrated */
+	STORE_READ,             /* read-only; an older schema is reported, not changed */
+	STORE_WRITE,            /* read-write, WAL; an older schema is backed up, then migrated */
+	STORE_WRITE_REIDENTIFY, /* STORE_WRITE that also takes a meta.db_uuid that is not
+	                           canonical (db reidentify replaces it) */
 };
 
 /* Tables counted in the identity banner, in banner order. */
@@ -75,17 +85,31 @@ struct store_identity {
 /* --- common/store/store_open.c --- */
 
 /* Open the autopack database at canonical `path` (named by canonical `url`) into `st`.
- * Never creates a file. Refuses a missing file (STORE_ENOENT), a file that is not SQLite
- * or not autopack's (STORE_ENOTDB), missing tables (STORE_EPARTIAL, listed), and a newer
- * schema (STORE_EVERSION), all without writing to the file. STORE_WRITE upgrades an older
- * schema after a backup (store_migrate). On failure `st` holds nothing to close. */
+ * Never creates a file. Refuses a missing file (STORE_ENOENT), a file with more than one
+ * name (STORE_ELINKED, naming the count and the fix), a file that is not SQLite or not
+ * autopack's (STORE_ENOTDB), missing tables or columns (STORE_EPARTIAL, listed), a newer
+ * schema (STORE_EVERSION) and a meta.db_uuid that is not a canonical UUID (STORE_EIDENT),
+ * all without writing to the file. STORE_WRITE upgrades an older schema after a backup
+ * (store_migrate). On failure `st` holds nothing to close. */
 int store_open(struct store *st, const char *path, const char *url, enum store_mode mode,
     struct store_err *err);
 /* Close the database and free the handle's strings; safe on a zeroed handle. */
 void store_close(struct store *st);
-/* Re-stat the path: 0 if it is still the file opened, STORE_EMOVED if it was removed or
- * replaced (a different device:inode), STORE_EIO if it cannot be checked. */
+/* Write the open file's identity as "device:inode" (decimal) into buf. */
+void store_devino(const struct store *st, char buf[48]);
+/* Re-stat the path, and for a write handle its -wal and -shm: 0 if each is still the file
+ * opened, STORE_EMOVED if one was removed or replaced (a different device:inode),
+ * STORE_EIO if it cannot be checked. On STORE_EMOVED the handle is marked lost: what is
+ * committed but still only in the write-ahead log the connection has open is copied into
+ * the database file it opened (a checkpoint; the message says how it went), and closing
+ * it later deletes no file by name. */
 int store_identity_changed(struct store *st, struct store_err *err);
+
+/* Whether the connection to a database server is gone (never for SQLite). */
+bool store_connection_lost(struct store *st);
+/* Connect again to the database opened (PostgreSQL): STORE_EIO when the server cannot be
+ * reached, STORE_EMOVED when the connection now reaches another database; 0 for SQLite. */
+int store_reconnect(struct store *st, struct store_err *err);
 
 /* --- common/store/store_init.c --- */
 
@@ -210,6 +234,10 @@ void store_plan_summary_free(struct store_plan_summary *sum);
  * STORE_EEXIST if the run exists. */
 int store_seed_telemetry_run(
     struct store *st, const char *workspace, struct store_plan_summary *sum, struct store_err *err);
+
+/* Return true if the failure in `err` is a busy or locked database: another connection
+ * holds it for now, and a retry may well succeed. */
+bool store_err_busy(const struct store_err *err);
 
 /* Return a short name for a STORE_E* code ("ENOTDB"). */
 const char *store_strerror(int code);

@@ -157,7 +157,7 @@ static int adopt_steps(
 	if (rc != 0)
 		return rc;
 	time_db_now(now);
-	rc = adopt_ref_open(&ref, err);
+	rc = store_schema_ref_open(SCHEMA_VERSION, &ref, err);
 	if (rc == 0)
 		rc = adopt_plan(db, ref, now, rep, err);
 	if (rc == 0) {
@@ -205,7 +205,7 @@ int store_adopt_survey(const char *path, const char *workspace_base, struct stor
 	time_db_now(now);
 	rc = store_exec(db, "BEGIN", "reading the database", err);
 	if (rc == 0)
-		rc = adopt_ref_open(&ref, err);
+		rc = store_schema_ref_open(SCHEMA_VERSION, &ref, err);
 	if (rc == 0)
 		rc = adopt_plan(db, ref, now, rep, err);
 	db_close(ref);

@@ -10,10 +10,6 @@
  * original's shape, 0 if it can be adopted. `path` names the file in messages. */
 int adopt_shape_check(struct db *db, const char *path, struct store_err *err);
 
-/* Open the reference: autopack's current schema (SCHEMA_SQL) built in a private
- * in-memory database. */
-int adopt_ref_open(struct db **ref, struct store_err *err);
-
 /* Add the columns of reference table `table` that db's table lacks, recording them in
  * `rep` (if not NULL). A NOT NULL column without a default cannot be added to a table
  * with rows: it is added nullable. */

@@ -1,7 +1,5 @@
 /* Extending a legacy schema to autopack's: the tables, columns and indexes it lacks,
  * taken from the current schema built in a private in-memory database. */
-#include "common/store/sqlite/db_sqlite.h"
-#include "common/store/schema.sql.h"
 #include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -233,22 +231,6 @@ static int adopt_index_row(struct db_stmt *q, void *arg)
 	}
 	if (rc == 0)
 		rc = store_exec(a->db, "RELEASE adopt_index", "release savepoint", a->err);
-	return rc;
-}
-
-/* Build the reference: the current schema in a private in-memory database. */
-int adopt_ref_open(struct db **ref, struct store_err *err)
-{
-	char msg[256];
-	int rc;
-
-	if (db_sqlite_open(":memory:", SQLITE_OPEN_READWRITE, 0, ref, msg, sizeof msg) != DB_OK)
-		return store_fail(err, STORE_EIO, "cannot open an in-memory database: %s", msg);
-	rc = store_exec(*ref, SCHEMA_SQL, "building autopack's schema", err);
-	if (rc != 0) {
-		db_close(*ref);
-		*ref = NULL;
-	}
 	return rc;
 }
 

@@ -80,6 +80,7 @@ const char *store_count_name(int i)
 void store_banner(struct store *st, FILE *out)
 {
 	struct store_identity id;
+	char devino[48];
 
 	assert(st->db != NULL && st->path != NULL && st->url != NULL);
 	store_identity_read(st, &id, NULL);
@@ -94,8 +95,8 @@ void store_banner(struct store *st, FILE *out)
 		fprintf(out, "  size:           %lld bytes", (long long)id.size);
 		if (id.wal_size > 0)
 			fprintf(out, " (+ %lld bytes in %s-wal)", (long long)id.wal_size, st->path);
-		fprintf(out, "\n  device:inode:   %lu:%lu\n", (unsigned long)st->dev,
-		    (unsigned long)st->ino);
+		store_devino(st, devino);
+		fprintf(out, "\n  device:inode:   %s\n", devino);
 	}
 	fprintf(out, "  uuid:           %s\n", st->uuid);
 	fprintf(out, "  schema version: %d\n", st->schema_version);

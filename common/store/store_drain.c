@@ -17,8 +17,10 @@ const size_t drain_sql_main_n = ARRAY_SIZE(drain_sql_main);
 /* Name the failed step and SQLite's message. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what)
 {
-	return store_fail(
-	    err, STORE_EIO, "%s: %.120s: %s", d->st->path, what, db_errmsg(d->st->db));
+	store_fail(err, STORE_EIO, "%s: %.120s: %s", d->st->path, what, db_errmsg(d->st->db));
+	if (err != NULL)
+		err->fault = db_fault(d->st->db);
+	return STORE_EIO;
 }
 
 /* Reset and unbind a prepared statement. */
@@ -76,8 +78,10 @@ static int drain_prepare(
 
 		assert(id < DS_COUNT && d->stmt[id] == NULL);
 		d->sql[id] = sql[i].sql;
-		if (db_prepare_persistent(d->st->db, sql[i].sql, &d->stmt[id]) != DB_OK)
-			return drain_fail(d, err, sql[i].sql);
+		if (d->st->backend == DB_PG && store_fleet_drain_sql(id) != NULL)
+			d->sql[id] = store_fleet_drain_sql(id);
+		if (db_prepare_persistent(d->st->db, d->sql[id], &d->stmt[id]) != DB_OK)
+			return drain_fail(d, err, d->sql[id]);
 	}
 	return 0;
 }

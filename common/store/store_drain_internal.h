@@ -48,10 +48,18 @@ extern const size_t drain_sql_event_n;
 
 struct store_drain {
 	struct store *st;
+	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
+	bool retry_failed;     /* with supervisor_id: FAILED phases are eligible too */
 	struct db_stmt *stmt[DS_COUNT];
 	const char *sql[DS_COUNT];
 	struct db_stmt *estimation; /* store_estimation_insert */
 };
+
+/* The variant of drain statement `id` when several supervisors share the database
+ * (PostgreSQL), or NULL (common/store/pg/store_fleet.c). */
+const char *store_fleet_drain_sql(enum drain_stmt id);
+/* The eligible phases when several supervisors share the database. */
+const char *store_fleet_eligible_sql(void);
 
 /* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what);

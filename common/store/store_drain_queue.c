@@ -23,13 +23,18 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	struct db_stmt *s;
 	int rc;
 
-	if (db_prepare(d->st->db, sql, &s) != DB_OK)
+	if (db_prepare(d->st->db, d->supervisor_id > 0 ? store_fleet_eligible_sql() : sql, &s) !=
+	    DB_OK)
 		return drain_fail(d, err, "eligible phases");
 	store_bind_text(s, 1, run_filter);
 	db_bind_int64(s, 2, with_failed);
 	store_bind_text(s, 3, session_id);
 	store_bind_text(s, 4, phase_state_name(PHASE_QUEUED));
 	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
+	if (d->supervisor_id > 0) {
+		db_bind_int64(s, 6, d->supervisor_id);
+		store_bind_text(s, 7, run_filter);
+	}
 	while ((rc = db_step(s)) == DB_ROW) {
 		struct drain_phase p = {
 			.run_id = db_column_text(s, 0),

@@ -1,10 +1,12 @@
 /* Drain sessions in the drain's store: one drain_sessions row per drain, its policy state
  * saved with every group commit, and how it ended (docs/drain-rules.md, "Sessions"). */
+#include "common/store/dialect.h"
 #include "common/store/store_drain_internal.h"
 #include "common/util.h"
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Insert a session row with its settings; STORE_EIO on failure. */
 int store_drain_session_open(struct store_drain *d, const char *session_id, int64_t pid,
@@ -37,14 +39,17 @@ int store_drain_session_state(
 int store_drain_session_find_open(
     struct store_drain *d, char **session_id, char **state_json, struct store_err *err)
 {
+	char *sql = xasprintf("SELECT s.session_id, s.state_json FROM drain_sessions s"
+	                      " WHERE s.completed_at IS NULL ORDER BY s.started_at DESC, %s DESC"
+	                      " LIMIT 1",
+	    d->st->db->dialect->session_order);
 	struct db_stmt *s;
 	int rc;
 
 	*session_id = *state_json = NULL;
-	if (db_prepare(d->st->db,
-	        "SELECT session_id, state_json FROM drain_sessions"
-	        " WHERE completed_at IS NULL ORDER BY started_at DESC, rowid DESC LIMIT 1",
-	        &s) != DB_OK)
+	rc = db_prepare(d->st->db, sql, &s);
+	free(sql);
+	if (rc != DB_OK)
 		return drain_fail(d, err, "unfinished session");
 	rc = db_step(s);
 	if (rc == DB_ROW) {

@@ -75,33 +75,19 @@ static void store_unlink_all(const char *path)
 	}
 }
 
-/* Create the file exclusively and build `sql` in one transaction; remove it on failure. */
-int store_init_sql(
-    const char *path, const char *sql, int version, char uuid[37], struct store_err *err)
+/* Build `sql` and the meta row in the new file `tmp` in one transaction, then switch it
+ * to WAL. */
+static int store_init_build(
+    const char *tmp, const char *sql, int version, const char *id, struct store_err *err)
 {
 	struct db *db = NULL;
-	char id[37], now[32];
-	char *by = NULL, msg[512];
-	int fd, rc;
+	char now[32], *by = store_created_by();
+	int rc;
 
-	rc = store_uuid_v4(id, err);
-	if (rc != 0)
-		return rc;
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		if (errno == EEXIST)
-			return store_fail(err, STORE_EEXIST,
-			    "%s: a file appeared there while initialising; nothing changed", path);
-		return store_fail(err, STORE_EIO, "%s: cannot create: %s", path, strerror(errno));
-	}
-	close(fd);
-	by = store_created_by();
 	time_db_now(now);
-	if (db_sqlite_open(path, SQLITE_OPEN_READWRITE, 0, &db, msg, sizeof msg) != DB_OK) {
-		rc = store_fail(err, STORE_EIO, "cannot open: %s", msg);
-		goto out;
-	}
-	rc = store_begin(db, "starting the schema transaction", err);
+	rc = store_connect(tmp, SQLITE_OPEN_READWRITE, "", &db, err);
+	if (rc == 0)
+		rc = store_begin(db, "starting the schema transaction", err);
 	if (rc == 0)
 		rc = store_exec(db, sql, "creating the schema", err);
 	if (rc == 0)
@@ -110,14 +96,54 @@ int store_init_sql(
 		rc = store_commit(db, "committing the schema", err);
 	if (rc == 0)
 		rc = store_exec(db, "PRAGMA journal_mode=WAL", "switching to WAL", err);
-out:
 	db_close(db);
 	free(by);
+	return rc;
+}
+
+/* Give the finished file `tmp` the name `path` unless something has that name already. */
+static int store_init_publish(const char *tmp, const char *path, struct store_err *err)
+{
+	int rc = link(tmp, path);
+
+	if (rc != 0 && (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS))
+		rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE);
+	if (rc == 0)
+		return 0;
+	if (errno == EEXIST)
+		return store_fail(err, STORE_EEXIST, "a file appeared there while initialising");
+	return store_fail(err, STORE_EIO, "cannot create: %s", strerror(errno));
+}
+
+/* Build the database under a private temporary name beside `path` (mode 0600, less what
+ * the umask removes), then give it its name in one step: nobody sees a half-made file, and
+ * an existing file is never replaced. */
+int store_init_sql(
+    const char *path, const char *sql, int version, char uuid[37], struct store_err *err)
+{
+	char id[37], *tmp;
+	int fd, rc;
+
+	rc = store_uuid_v4(id, err);
+	if (rc != 0)
+		return rc;
+	tmp = xasprintf("%s.init-XXXXXX", path);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		rc = store_fail(err, STORE_EIO, "%s: cannot create: %s", path, strerror(errno));
+		free(tmp);
+		return rc;
+	}
+	close(fd);
+	rc = store_init_build(tmp, sql, version, id, err);
+	if (rc == 0)
+		rc = store_init_publish(tmp, path, err);
+	store_unlink_all(tmp);
+	free(tmp);
 	if (rc != 0) {
-		char *text = xstrdup(err != NULL ? err->text : "");
-		store_unlink_all(path);
-		store_fail(err, rc, "%s: %s; the half-made file was removed", path, text);
-		free(text);
+		char *msg = xstrdup(err != NULL ? err->text : "");
+		store_fail(err, rc, "%s: %s; nothing was created", path, msg);
+		free(msg);
 		return rc;
 	}
 	if (uuid != NULL)

@@ -110,10 +110,28 @@ int store_connect(
     const char *path, int flags, const char *purpose, struct db **db, struct store_err *err);
 
 /* Check that the open connection holds an autopack database of a version this program
- * knows with every table that version has; fills *version and uuid. Reads only.
- * `path` names the database in messages. */
+ * knows with every table and column that version has, and a canonical uuid; fills
+ * *version and uuid (the stored text, cut to 36 characters, even when it is refused with
+ * STORE_EIDENT, which is checked last). Reads only. `path` names the database in
+ * messages. */
 int store_schema_check(
     struct db *db, const char *path, int *version, char uuid[37], struct store_err *err);
+/* Build schema `version` (1 up to SCHEMA_VERSION) in a private in-memory SQLite database:
+ * the reference the open checks columns against, and that adoption and migration extend
+ * tables from. */
+int store_schema_ref_open(int version, struct db **ref, struct store_err *err);
+/* A column of the schema. */
+struct store_column {
+	char table[64];
+	char column[64];
+};
+/* More than the columns of any schema version. */
+#define STORE_SCHEMA_COLUMNS_MAX 512
+/* The columns of schema `version`, read from its SQL (autopack's own, one column per
+ * line), into cols (capacity cap); returns how many. */
+size_t store_schema_columns(int version, struct store_column *cols, size_t cap);
+/* Return true if `s` is a UUID in canonical form (8-4-4-4-12 lowercase hex digits). */
+bool store_uuid_valid(const char *s);
 /* The tables of schema `version`, NULL-terminated, into names (capacity cap); returns
  * how many. */
 size_t store_schema_tables(int version, const char **names, size_t cap);

@@ -1,77 +1,89 @@
 #include "common/store/store_lock.h"
-#include "common/log.h"
 #include "common/store/dburl_pg.h"
-#include "common/store/store.h"
-#include "common/util.h"
+#include "common/store/store_internal.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
-/* Read the pid recorded in the lock file open on `fd`; 0 if there is none. */
-static pid_t store_lock_holder(int fd)
+/* Find the pid of an exclusive flock on device:inode in /proc/locks; 0 if there is none. */
+pid_t store_lock_holder(dev_t dev, ino_t ino)
 {
-	char buf[32];
-	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-	long pid;
+	FILE *f = fopen("/proc/locks", "re");
+	char line[256];
+	pid_t pid = 0;
 
-	if (n <= 0)
+	if (f == NULL)
 		return 0;
-	buf[n] = '\0';
-	pid = strtol(buf, NULL, 10);
-	return pid > 0 ? (pid_t)pid : 0;
+	/* "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234567 0 EOF" (major:minor in hex) */
+	while (pid == 0 && fgets(line, sizeof line, f) != NULL) {
+		char kind[16], mode[16], access[16];
+		unsigned maj, min;
+		unsigned long long inode;
+		long p;
+
+		if (sscanf(line, "%*[^:]: %15s %15s %15s %ld %x:%x:%llu", kind, mode, access, &p,
+		        &maj, &min, &inode) != 7)
+			continue;
+		if (strcmp(kind, "FLOCK") == 0 && strcmp(access, "WRITE") == 0 &&
+		    maj == major(dev) && min == minor(dev) && inode == (unsigned long long)ino)
+			pid = (pid_t)p;
+	}
+	fclose(f);
+	return pid;
 }
 
-/* Take <db>.lock without blocking; STORE_EBUSY names the holder's pid. */
+/* Lock the database file's own inode without blocking. */
 int store_lock_acquire(const char *db_path, pid_t *holder)
 {
-	char *lock_path = xasprintf("%s.lock", db_path);
-	char buf[32];
-	int fd, len, saved;
+	struct stat sb;
+	int fd, saved;
 
 	*holder = 0;
-	if (dburl_is_pg(db_path)) {
-		free(lock_path);
+	if (dburl_is_pg(db_path))
 		return STORE_LOCK_SERVER;
-	}
 	assert(db_path != NULL && db_path[0] == '/');
-	fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(db_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return errno == ENOENT ? STORE_ENOENT : STORE_EIO;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return fd;
 	saved = errno;
-	free(lock_path);
-	if (fd < 0) {
-		errno = saved;
-		return STORE_EIO;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		saved = errno;
-		if (saved == EWOULDBLOCK)
-			*holder = store_lock_holder(fd);
-		close(fd);
-		errno = saved;
-		return saved == EWOULDBLOCK ? STORE_EBUSY : STORE_EIO;
-	}
-	len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return STORE_EIO;
-	}
-	return fd;
+	if (saved == EWOULDBLOCK && fstat(fd, &sb) == 0)
+		*holder = store_lock_holder(sb.st_dev, sb.st_ino);
+	close(fd);
+	errno = saved;
+	return saved == EWOULDBLOCK ? STORE_EBUSY : STORE_EIO;
 }
 
-/* Clear the recorded pid and drop the lock. */
+/* Drop the lock. */
 void store_lock_release(int fd)
 {
-	if (fd < 0 || fd == STORE_LOCK_SERVER)
-		return;
-	/* A pid left in an unlocked file would be harmless: the flock is what counts. */
-	if (ftruncate(fd, 0) != 0)
-		log_debug("clearing the lock file: %s", strerror(errno));
-	close(fd);
+	if (fd >= 0 && fd != STORE_LOCK_SERVER)
+		close(fd);
+}
+
+/* Compare the locked file with the open one. */
+int store_lock_check(int fd, const struct store *st, struct store_err *err)
+{
+	struct stat sb;
+
+	if (fd == STORE_LOCK_SERVER)
+		return 0;
+	if (fstat(fd, &sb) != 0)
+		return store_fail(
+		    err, STORE_EIO, "%s: checking the lock: %s", st->path, strerror(errno));
+	if (sb.st_dev != st->dev || sb.st_ino != st->ino)
+		return store_fail(err, STORE_EMOVED,
+		    "%s: the file was replaced while it was being opened (locked device:inode "
+		    "%lu:%lu, opened %lu:%lu); nothing was written",
+		    st->path, (unsigned long)sb.st_dev, (unsigned long)sb.st_ino,
+		    (unsigned long)st->dev, (unsigned long)st->ino);
+	return 0;
 }

@@ -1,7 +1,14 @@
 /*
- * The database lock: an exclusive flock on <db>.lock, held by autopack-supervisor for its
- * whole life and by autopack-ctl for the duration of an offline write. The holder's pid
- * is written into the file so a refused process can name it.
+ * The database lock: an exclusive flock on the database file itself, so it belongs to the
+ * file (its device:inode), not to a name — every hard link, and every path that reaches
+ * the file, shares the one lock, and no side file can be removed to defeat it. It is held
+ * by autopack-supervisor for its whole life and by autopack-ctl for the duration of an
+ * offline write. SQLite's own locks are POSIX fcntl locks, which do not interact with
+ * flock on Linux. The holder is named from /proc/locks.
+ *
+ * A process must not close the lock while it has an SQLite connection to the same file
+ * open: closing any descriptor of a file drops every POSIX lock the process holds on it.
+ * Take the lock before store_open and release it after store_close.
  */
 #ifndef AUTOPACK_STORE_LOCK_H
 #define AUTOPACK_STORE_LOCK_H
@@ -9,15 +16,24 @@
 #include <limits.h>
 #include <sys/types.h>
 
+#include "common/store/store.h"
+
 /* What store_lock_acquire returns for a PostgreSQL database: no lock is taken, the server
  * orders the writers (and several supervisors share the database). */
 #define STORE_LOCK_SERVER INT_MAX
 
-/* Take the lock for the database at `db_path` without blocking. Returns the lock's file
- * descriptor (close-on-exec; the lock lasts until it is released), STORE_EBUSY with the
- * holder's pid in *holder (0 if unreadable), or STORE_EIO with errno set. */
+/* Take the lock on the database file at `db_path` without blocking. Returns the lock's
+ * file descriptor (close-on-exec; the lock lasts until it is released), STORE_EBUSY with
+ * the holder's pid in *holder (0 if it cannot be found), STORE_ENOENT if there is no such
+ * file, or STORE_EIO with errno set; for a PostgreSQL URL, STORE_LOCK_SERVER. */
 int store_lock_acquire(const char *db_path, pid_t *holder);
-/* Release a lock taken by store_lock_acquire; the lock file stays. */
+/* Release a lock taken by store_lock_acquire. */
 void store_lock_release(int fd);
+/* Return 0 if the lock `fd` is on the file `st` has open, else STORE_EMOVED naming both
+ * (the file was replaced between locking and opening). */
+int store_lock_check(int fd, const struct store *st, struct store_err *err);
+/* The pid holding an exclusive flock on device:inode, from /proc/locks; 0 if none is
+ * found. */
+pid_t store_lock_holder(dev_t dev, ino_t ino);
 
 #endif

@@ -6,6 +6,8 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,7 +23,7 @@ static int store_migrate_columns(
     struct db *db, const char *const *tables, size_t n, struct store_err *err)
 {
 	struct db *ref = NULL;
-	int rc = adopt_ref_open(&ref, err);
+	int rc = store_schema_ref_open(SCHEMA_VERSION, &ref, err);
 
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = adopt_columns_add(db, ref, tables[i], NULL, true, err);
@@ -50,8 +52,7 @@ static int store_migrate_v3(struct db *db, struct store_err *err)
 }
 
 /* Upgrade version 3 to 4: the columns of the fitted estimator and its telemetry
- * (SCHEMA_V4_SQL), added where missing (the step from 2 adds the current schema's columns
- * of the shared tables, token_estimation_v2_events among them). */
+ * (SCHEMA_V4_SQL), added where missing. */
 static int store_migrate_v4(struct db *db, struct store_err *err)
 {
 	static const char *const tables[] = { "token_estimation_v2_events",
@@ -102,10 +103,17 @@ int store_backup(struct store *st, const char *dest, struct store_err *err)
 {
 	sqlite3 *out = NULL;
 	sqlite3_backup *bk;
-	int rc;
+	int fd, rc;
 
 	assert(st->db != NULL && dest != NULL && strcmp(dest, st->path) != 0);
-	rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	/* The copy holds what the database holds: created 0600 (less what the umask removes),
+	 * and never over an existing file. */
+	fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return store_fail(
+		    err, STORE_EIO, "%s: backup to %s failed: %s", st->path, dest, strerror(errno));
+	close(fd);
+	rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE, NULL);
 	if (rc == SQLITE_OK) {
 		bk = sqlite3_backup_init(out, "main", db_sqlite_handle(st->db), "main");
 		if (bk == NULL) {

@@ -13,7 +13,41 @@
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
-/* Check that `path` names a non-empty regular file, filling *sb. */
+/* Return the directory where the file system holding `path` is mounted (a heap string). */
+static char *store_mount_point(const char *path, dev_t dev)
+{
+	char *dir = xstrdup(path), *slash;
+	struct stat sb;
+
+	while ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (stat(dir, &sb) != 0 || sb.st_dev != dev) {
+			*slash = '/';
+			slash[1] = '\0';
+			return dir;
+		}
+	}
+	free(dir);
+	return xstrdup("/");
+}
+
+/* Refuse a file with more than one name, naming the count and how to fix it. */
+static int store_refuse_links(const char *path, const struct stat *sb, struct store_err *err)
+{
+	char *mnt = store_mount_point(path, sb->st_dev);
+	int rc = store_fail(err, STORE_ELINKED,
+	    "%s: the file has %lu names (hard links); SQLite keeps a database's write-ahead "
+	    "log and locks per name, so two names are two databases writing one file, which "
+	    "corrupts it. Keep one name: list them with `find %s -xdev -samefile %s` and "
+	    "remove the others (for an independent copy use cp, then autopack-ctl db "
+	    "reidentify on the copy); nothing was written",
+	    path, (unsigned long)sb->st_nlink, mnt, path);
+
+	free(mnt);
+	return rc;
+}
+
+/* Check that `path` names a non-empty regular file with one name, filling *sb. */
 static int store_stat_file(const char *path, struct stat *sb, struct store_err *err)
 {
 	if (stat(path, sb) != 0) {
@@ -29,6 +63,10 @@ static int store_stat_file(const char *path, struct stat *sb, struct store_err *
 	if (sb->st_size == 0)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: empty file, not an autopack database; the file was left untouched", path);
+#ifndef AUTOPACK_MUTANT_hard_link_accepted
+	if (sb->st_nlink > 1)
+		return store_refuse_links(path, sb, err);
+#endif
 	return 0;
 }
 
@@ -63,6 +101,21 @@ static int store_setup_writer(struct db *db, const char *path, struct store_err 
 	return rc;
 }
 
+/* Record the device:inode of <path><suffix>; ino 0 if it does not exist. */
+static void store_side_stat(const char *path, const char *suffix, dev_t *dev, ino_t *ino)
+{
+	char *p = xasprintf("%s%s", path, suffix);
+	struct stat sb;
+
+	*dev = 0;
+	*ino = 0;
+	if (stat(p, &sb) == 0) {
+		*dev = sb.st_dev;
+		*ino = sb.st_ino;
+	}
+	free(p);
+}
+
 /* Open a connection with the store's busy timeout; STORE_EIO naming the file on failure. */
 int store_connect(
     const char *path, int flags, const char *purpose, struct db **db, struct store_err *err)
@@ -79,7 +132,8 @@ int store_connect(
 int store_open(struct store *st, const char *path, const char *url, enum store_mode mode,
     struct store_err *err)
 {
-	int flags = mode == STORE_WRITE ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
+	bool write = mode != STORE_READ;
+	int flags = write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
 	struct stat sb;
 	struct db *db = NULL;
 	int rc;
@@ -98,11 +152,13 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	rc = store_check_sqlite(db, path, err);
 	if (rc == 0)
 		rc = store_schema_check(db, path, &st->schema_version, st->uuid, err);
+	if (rc == STORE_EIDENT && mode == STORE_WRITE_REIDENTIFY)
+		rc = 0;
 	if (rc == 0 && stat(path, &sb) != 0)
 		rc = store_fail(err, STORE_EMOVED, "%s: removed while opening", path);
 	if (rc == 0)
 		rc = store_exec(db, "PRAGMA foreign_keys=ON", path, err);
-	if (rc == 0 && mode == STORE_WRITE)
+	if (rc == 0 && write)
 		rc = store_setup_writer(db, path, err);
 	if (rc != 0)
 		goto fail;
@@ -112,8 +168,12 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	st->url = xstrdup(url);
 	st->dev = sb.st_dev;
 	st->ino = sb.st_ino;
-	st->writable = mode == STORE_WRITE;
-	if (mode == STORE_WRITE && st->schema_version < SCHEMA_VERSION) {
+	st->writable = write;
+	if (write) {
+		store_side_stat(path, "-wal", &st->wal_dev, &st->wal_ino);
+		store_side_stat(path, "-shm", &st->shm_dev, &st->shm_ino);
+	}
+	if (write && st->schema_version < SCHEMA_VERSION) {
 		rc = store_migrate(st, err);
 		if (rc != 0) {
 			store_close(st);
@@ -137,9 +197,69 @@ void store_close(struct store *st)
 	memset(st, 0, sizeof *st);
 }
 
-/* Report STORE_EMOVED if the path now names another file, or none. */
+/* Format the file's device:inode. */
+void store_devino(const struct store *st, char buf[48])
+{
+	snprintf(buf, 48, "%lu:%lu", (unsigned long)st->dev, (unsigned long)st->ino);
+}
+
+/* Describe how <path><suffix> differs from the device:inode recorded at open into buf;
+ * "" if it is the same file. */
+static void store_side_changed(const char *path, const char *suffix, dev_t dev, ino_t ino,
+    const char *what, char *buf, size_t len)
+{
+	char *p = xasprintf("%s%s", path, suffix);
+	struct stat sb;
+
+	buf[0] = '\0';
+	if (stat(p, &sb) != 0)
+		snprintf(buf, len, "%s: %s was removed after the database was opened%s%s", p, what,
+		    errno == ENOENT ? "" : ": ", errno == ENOENT ? "" : strerror(errno));
+	else if (sb.st_dev != dev || sb.st_ino != ino)
+		snprintf(buf, len,
+		    "%s: %s was replaced after the database was opened (device:inode %lu:%lu, "
+		    "opened as %lu:%lu)",
+		    p, what, (unsigned long)sb.st_dev, (unsigned long)sb.st_ino, (unsigned long)dev,
+		    (unsigned long)ino);
+	free(p);
+}
+
+/* Mark the handle lost: from now on closing it deletes no file by name, and what is
+ * committed but only in the write-ahead log it has open is copied into the database
+ * file it has open. Describes the outcome into buf. */
+static void store_mark_lost(struct store *st, char *buf, size_t len)
+{
+	int on = 1, frames = -1, done = -1, rc;
+	sqlite3 *h;
+
+	st->lost = true;
+	buf[0] = '\0';
+	if (st->db == NULL || !st->writable || st->db->backend != DB_SQLITE)
+		return;
+	h = db_sqlite_handle(st->db);
+	sqlite3_file_control(h, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+	if (db_in_transaction(st->db)) {
+		snprintf(buf, len, "; a transaction was open, nothing more is committed");
+		return;
+	}
+	rc = sqlite3_wal_checkpoint_v2(h, "main", SQLITE_CHECKPOINT_TRUNCATE, &frames, &done);
+	if (rc == SQLITE_OK)
+		snprintf(buf, len,
+		    "; everything committed was checkpointed into the database file opened "
+		    "(%d WAL frame(s) copied)",
+		    done > 0 ? done : 0);
+	else
+		snprintf(buf, len,
+		    "; checkpointing the committed write-ahead log into the database file "
+		    "failed: %s",
+		    sqlite3_errmsg(h));
+}
+
+/* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
+ * file, or none. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
+	char what[400] = "", salvage[200];
 	struct stat sb;
 
 #ifdef AUTOPACK_MUTANT_moved_database_unnoticed
@@ -148,18 +268,36 @@ int store_identity_changed(struct store *st, struct store_err *err)
 	if (st->backend == DB_PG)
 		return store_pg_identity_changed(st, err);
 	if (stat(st->path, &sb) != 0) {
-		if (errno == ENOENT)
-			return store_fail(err, STORE_EMOVED,
-			    "%s: the database file was removed after it was opened", st->path);
-		return store_fail(err, STORE_EIO, "%s: %s", st->path, strerror(errno));
-	}
-	if (sb.st_dev != st->dev || sb.st_ino != st->ino)
-		return store_fail(err, STORE_EMOVED,
+		if (errno != ENOENT)
+			return store_fail(err, STORE_EIO, "%s: %s", st->path, strerror(errno));
+		snprintf(what, sizeof what, "%s: the database file was removed after it was opened",
+		    st->path);
+	} else if (sb.st_dev != st->dev || sb.st_ino != st->ino) {
+		snprintf(what, sizeof what,
 		    "%s: the database file was replaced after it was opened (device:inode "
 		    "%lu:%lu, opened as %lu:%lu)",
 		    st->path, (unsigned long)sb.st_dev, (unsigned long)sb.st_ino,
 		    (unsigned long)st->dev, (unsigned long)st->ino);
-	return 0;
+	}
+#ifdef AUTOPACK_MUTANT_wal_loss_unnoticed
+	st->wal_ino = st->shm_ino = 0;
+#endif
+	if (what[0] == '\0' && st->wal_ino != 0)
+		store_side_changed(st->path, "-wal", st->wal_dev, st->wal_ino,
+		    "its write-ahead log", what, sizeof what);
+	if (what[0] == '\0' && st->shm_ino != 0)
+		store_side_changed(st->path, "-shm", st->shm_dev, st->shm_ino,
+		    "its shared-memory index", what, sizeof what);
+	if (what[0] == '\0')
+		return 0;
+	store_mark_lost(st, salvage, sizeof salvage);
+	return store_fail(err, STORE_EMOVED, "%s%s", what, salvage);
+}
+
+/* Tell a busy or locked database from other failures. */
+bool store_err_busy(const struct store_err *err)
+{
+	return err->fault == DB_FAULT_BUSY;
 }
 
 /* Name a STORE_E* code. */
@@ -176,6 +314,8 @@ const char *store_strerror(int code)
 	case STORE_EEXIST: return "EEXIST";
 	case STORE_EBUSY: return "EBUSY";
 	case STORE_EMOVED: return "EMOVED";
+	case STORE_ELINKED: return "ELINKED";
+	case STORE_EIDENT: return "EIDENT";
 	}
 	return "EUNKNOWN";
 }

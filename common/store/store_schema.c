@@ -1,10 +1,16 @@
+#include "common/store/dialect.h"
 #include "common/store/schema.sql.h"
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_internal.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Every table of the schema, with the version that added it. */
 static const struct {
@@ -38,9 +44,30 @@ size_t store_schema_tables(int version, const char **names, size_t cap)
 	return n;
 }
 
-/* Read the single meta row: its uuid and schema version. */
+/* The SQL that builds each schema version from the one before: version v is the first v
+ * entries. */
+static const char *const store_schema_steps[] = { SCHEMA_V1_SQL, SCHEMA_V2_SQL, SCHEMA_V3_SQL,
+	SCHEMA_V4_SQL, SCHEMA_V5_SQL };
+_Static_assert(ARRAY_SIZE(store_schema_steps) == SCHEMA_VERSION,
+    "store_schema_steps must hold one entry per schema version");
+
+/* Return true if `s` is a UUID in canonical form: 36 characters, lowercase hex digits in
+ * groups of 8-4-4-4-12 separated by hyphens. */
+bool store_uuid_valid(const char *s)
+{
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? s[i] != '-' :
+		           !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	}
+	return s[36] == '\0';
+}
+
+/* Read the single meta row: its uuid (as stored, cut to fit `uuid`) and schema version. */
 static int store_meta_read(
-    struct db *db, const char *path, int *version, char uuid[37], struct store_err *err)
+    struct db *db, const char *path, int *version, char *uuid, size_t len, struct store_err *err)
 {
 	struct db_stmt *st = NULL;
 	int64_t rows = 0;
@@ -60,8 +87,8 @@ static int store_meta_read(
 		const char *u = db_column_text(st, 1);
 
 		rows = db_column_int64(st, 0);
-		*version = db_column_int64(st, 2);
-		strlcpy_ap(uuid, u != NULL ? (const char *)u : "", 37);
+		*version = (int)db_column_int64(st, 2);
+		strlcpy_ap(uuid, u != NULL ? u : "", len);
 	}
 	db_finalize(st);
 	if (rc != DB_ROW)
@@ -82,13 +109,142 @@ static int store_meta_read(
 	return 0;
 }
 
-/* Check meta, version and tables, reading only; ENOTDB, EVERSION or EPARTIAL. */
+/* Build schema `version` in a private in-memory database. */
+int store_schema_ref_open(int version, struct db **ref, struct store_err *err)
+{
+	char msg[256];
+	int rc = 0;
+
+	if (db_sqlite_open(":memory:", SQLITE_OPEN_READWRITE, 0, ref, msg, sizeof msg) != DB_OK)
+		return store_fail(err, STORE_EIO, "cannot open an in-memory database: %s", msg);
+	for (int v = 0; rc == 0 && v < version && v < (int)ARRAY_SIZE(store_schema_steps); v++)
+		rc = store_exec(*ref, store_schema_steps[v], "building autopack's schema", err);
+	if (rc != 0) {
+		db_close(*ref);
+		*ref = NULL;
+	}
+	return rc;
+}
+
+/* Copy the identifier at *p (letters, digits, '_') into buf and move *p past it; 0 if
+ * there is none. */
+static size_t store_ident(const char **p, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	while (**p == ' ')
+		(*p)++;
+	while ((isalnum((unsigned char)**p) || **p == '_') && n + 1 < cap)
+		buf[n++] = *(*p)++;
+	buf[n] = '\0';
+	return n;
+}
+
+/* Whether `s` starts with `word` followed by a space. */
+static bool store_word(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+
+	return strncmp(s, word, n) == 0 && s[n] == ' ';
+}
+
+size_t store_schema_columns(int version, struct store_column *cols, size_t cap)
+{
+	static const char *const constraints[] = { "PRIMARY", "UNIQUE", "FOREIGN", "CHECK",
+		"CONSTRAINT" };
+	size_t n = 0;
+
+	/* The schema's SQL is autopack's own, one statement or column per line:
+	 *   CREATE TABLE t (\n  column TYPE ...,\n  PRIMARY KEY (...)\n);
+	 *   ALTER TABLE t ADD COLUMN column TYPE ...; */
+	for (int v = 0; v < version && v < (int)ARRAY_SIZE(store_schema_steps); v++) {
+		const char *line = store_schema_steps[v];
+		char table[64] = "";
+
+		for (; *line != '\0'; line = strchr(line, '\n') + 1) {
+			const char *p = line;
+			char word[64];
+
+			if (store_word(p, "CREATE TABLE")) {
+				p += strlen("CREATE TABLE");
+				store_ident(&p, table, sizeof table);
+			} else if (strncmp(p, ");", 2) == 0) {
+				table[0] = '\0';
+			} else if (store_word(p, "ALTER TABLE")) {
+				p += strlen("ALTER TABLE");
+				store_ident(&p, word, sizeof word);
+				if (strncmp(p, " ADD COLUMN ", 12) == 0 && n < cap) {
+					p += 12;
+					strlcpy_ap(cols[n].table, word, sizeof cols[n].table);
+					store_ident(&p, cols[n].column, sizeof cols[n].column);
+					n++;
+				}
+			} else if (table[0] != '\0' && store_ident(&p, word, sizeof word) > 0) {
+				bool constraint = false;
+
+				for (size_t i = 0; i < ARRAY_SIZE(constraints); i++)
+					constraint = constraint ||
+					    strcmp(word, constraints[i]) == 0;
+				if (!constraint && n < cap) {
+					strlcpy_ap(cols[n].table, table, sizeof cols[n].table);
+					strlcpy_ap(cols[n].column, word, sizeof cols[n].column);
+					n++;
+				}
+			}
+			if (strchr(line, '\n') == NULL)
+				break;
+		}
+	}
+	return n;
+}
+
+/* Append "table.column" to `out` (", "-separated) for each of the `n` expected columns
+ * of `table` that db's table lacks, counting them in *missing. */
+static int store_columns_missing(struct db *db, const char *table, const struct store_column *want,
+    size_t n, struct strbuf *out, size_t *missing, struct store_err *err)
+{
+	char **have = NULL;
+	size_t nhave = 0;
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db, db->dialect->table_columns, &q);
+
+	if (rc == DB_OK)
+		db_bind_text(q, 1, table);
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		have = xrealloc(have, (nhave + 1) * sizeof *have);
+		have[nhave++] = xstrdup(db_column_text(q, 0) != NULL ? db_column_text(q, 0) : "");
+		rc = DB_OK;
+	}
+	if (rc != DB_DONE)
+		store_fail(err, STORE_EIO, "reading the columns of %s: %s", table, db_errmsg(db));
+	db_finalize(q);
+	for (size_t i = 0; rc == DB_DONE && i < n; i++) {
+		bool found = false;
+
+		if (strcmp(want[i].table, table) != 0)
+			continue;
+		for (size_t k = 0; k < nhave && !found; k++)
+			found = strcasecmp(have[k], want[i].column) == 0;
+		if (!found)
+			strbuf_printf(
+			    out, "%s%s.%s", (*missing)++ ? ", " : "", table, want[i].column);
+	}
+	for (size_t k = 0; k < nhave; k++)
+		free(have[k]);
+	free(have);
+	return rc == DB_DONE ? 0 : STORE_EIO;
+}
+
+/* Check meta, version, tables, columns and uuid, reading only; ENOTDB, EVERSION,
+ * EPARTIAL or EIDENT. */
 int store_schema_check(
     struct db *db, const char *path, int *version, char uuid[37], struct store_err *err)
 {
 	const char *names[ARRAY_SIZE(store_tables) + 1];
-	char missing[300] = "";
-	size_t n, len = 0, nmissing = 0;
+	struct strbuf missing = { 0 };
+	char stored[48];
+	struct store_column cols[STORE_SCHEMA_COLUMNS_MAX];
+	size_t n, ncols, nmissing = 0;
 	int rc;
 
 	rc = store_table_exists(db, "meta", err);
@@ -99,25 +255,57 @@ int store_schema_check(
 		    "%s: SQLite database but not an autopack database (no meta table); the file "
 		    "was left untouched",
 		    path);
-	rc = store_meta_read(db, path, version, uuid, err);
+	rc = store_meta_read(db, path, version, stored, sizeof stored, err);
 	if (rc != 0)
 		return rc;
+	strlcpy_ap(uuid, stored, 37);
 	n = store_schema_tables(*version, names, ARRAY_SIZE(names));
 	for (size_t i = 0; i < n; i++) {
 		rc = store_table_exists(db, names[i], err);
 		if (rc < 0)
-			return rc;
-		if (rc == 1)
-			continue;
-		if (len < sizeof missing)
-			len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%s",
-			    nmissing ? ", " : "", names[i]);
-		nmissing++;
+			goto out;
+		if (rc == 0)
+			strbuf_printf(&missing, "%s%s", nmissing++ ? ", " : "", names[i]);
 	}
-	if (nmissing > 0)
-		return store_fail(err, STORE_EPARTIAL,
+	rc = 0;
+	if (nmissing > 0) {
+		rc = store_fail(err, STORE_EPARTIAL,
 		    "%s: autopack database (uuid %s) is missing %zu table%s of schema version "
 		    "%d: %s; refusing to use a partial schema",
-		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing);
-	return 0;
+		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing.s);
+		goto out;
+	}
+	ncols = store_schema_columns(*version, cols, ARRAY_SIZE(cols));
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = store_columns_missing(db, names[i], cols, ncols, &missing, &nmissing, err);
+#ifdef AUTOPACK_MUTANT_columns_not_checked
+	nmissing = 0;
+#endif
+	if (rc == 0 && nmissing > 0) {
+		rc = store_fail(err, STORE_EPARTIAL,
+		    "%s: autopack database (uuid %s) is missing %zu column%s of schema version "
+		    "%d: %s; autopack reads or writes each of them, so it refuses to use the "
+		    "database (restore it from a backup)",
+		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing.s);
+		goto out;
+	}
+	/* The uuid names the database in messages, jobs and the control socket's file name:
+	 * anything but the canonical form (a path, a glob, an empty string) is refused. */
+#ifdef AUTOPACK_MUTANT_uuid_not_checked
+	strlcpy_ap(stored, "00000000-0000-4000-8000-000000000000", sizeof stored);
+#endif
+	if (rc == 0 && !store_uuid_valid(stored)) {
+		for (char *c = stored; *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+				*c = '?';
+		rc = store_fail(err, STORE_EIDENT,
+		    "%s: meta.db_uuid \"%s%s\" is not a canonical UUID (36 characters: lowercase "
+		    "hex digits in groups of 8-4-4-4-12 joined by '-'), so the database cannot be "
+		    "identified; give it a fresh identity with autopack-ctl --db sqlite:///%s db "
+		    "reidentify",
+		    path, stored, strlen(stored) >= sizeof stored - 1 ? "..." : "", path);
+	}
+out:
+	free(missing.s);
+	return rc;
 }

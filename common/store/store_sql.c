@@ -20,32 +20,36 @@ int store_fail(struct store_err *err, int code, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err->text, sizeof err->text, fmt, ap);
 		va_end(ap);
+		err->fault = DB_FAULT_NONE;
 	}
 	return code;
+}
+
+/* Report the database's last error after `what`, with its kind; returns STORE_EIO. */
+static int store_fail_db(struct db *db, const char *what, struct store_err *err)
+{
+	store_fail(err, STORE_EIO, "%s: %s", what, db_errmsg(db));
+	if (err != NULL)
+		err->fault = db_fault(db);
+	return STORE_EIO;
 }
 
 /* Run SQL without results; STORE_EIO with the database's message on failure. */
 int store_exec(struct db *db, const char *sql, const char *what, struct store_err *err)
 {
-	if (db_exec(db, sql) != DB_OK)
-		return store_fail(err, STORE_EIO, "%s: %s", what, db_errmsg(db));
-	return 0;
+	return db_exec(db, sql) == DB_OK ? 0 : store_fail_db(db, what, err);
 }
 
 /* Begin an offline command's write transaction; STORE_EIO on failure. */
 int store_begin(struct db *db, const char *what, struct store_err *err)
 {
-	if (db_begin(db, DB_TX_WRITE) != DB_OK)
-		return store_fail(err, STORE_EIO, "%s: %s", what, db_errmsg(db));
-	return 0;
+	return db_begin(db, DB_TX_WRITE) == DB_OK ? 0 : store_fail_db(db, what, err);
 }
 
 /* Commit the open transaction; STORE_EIO on failure. */
 int store_commit(struct db *db, const char *what, struct store_err *err)
 {
-	if (db_commit(db) != DB_OK)
-		return store_fail(err, STORE_EIO, "%s: %s", what, db_errmsg(db));
-	return 0;
+	return db_commit(db) == DB_OK ? 0 : store_fail_db(db, what, err);
 }
 
 /* Run a one-integer query; STORE_EIO on failure. */
@@ -73,13 +77,11 @@ int store_query_int(struct db *db, const char *sql, int64_t *out, struct store_e
 /* Fill err with the formatted context, ": " and SQLite's message; return STORE_EIO. */
 static int store_fail_sqlite(struct db *db, struct store_err *err, const char *fmt, va_list ap)
 {
-	char what[sizeof err->text];
+	char what[sizeof err->text] = "";
 
-	if (err != NULL) {
+	if (err != NULL)
 		vsnprintf(what, sizeof what, fmt, ap);
-		store_fail(err, STORE_EIO, "%s: %s", what, db_errmsg(db));
-	}
-	return STORE_EIO;
+	return store_fail_db(db, what, err);
 }
 
 /* Check a query with text parameters for a row; STORE_EIO on failure. */

@@ -101,6 +101,9 @@ TEST(dburl_refuses_other_forms_with_an_example)
 	expect_refused("/var/x.db", "write sqlite:////var/x.db");
 	expect_refused("sqlite:///nodir/x.db", "does not exist");
 	expect_refused("sqlite:///dir/", "directory");
+	expect_refused("sqlite:///a.db#x", "fragments");
+	expect_refused("sqlite:///a%20b.db", "percent-escapes");
+	expect_refused("sqlite:///a%2Fb.db", "percent-escapes");
 }
 
 TEST(dburl_resolve_without_any_source_refuses)
@@ -114,16 +117,52 @@ TEST(dburl_resolve_without_any_source_refuses)
 	CHECK(strstr(err, "sqlite:///autopack.db") != NULL);
 }
 
-TEST(dburl_resolve_flag_and_environment_disagreeing_refuses)
+TEST(dburl_resolve_flag_outranks_both_environment_variables_unread)
+{
+	char err[512], *path, *url;
+	const char *source;
+
+	setenv(DBURL_ENV_PRIMARY, "sqlite:///b.db", 1);
+	setenv(DBURL_ENV_LEGACY, "mysql://app:secret@db/app", 1);
+	CHECK(dburl_resolve("sqlite:///a.db", &path, &url, &source, err, sizeof err) == 0);
+	CHECK_EQ_STR(source, "--db");
+	CHECK(strstr(path, "/a.db") != NULL);
+	free(path);
+	free(url);
+	unsetenv(DBURL_ENV_LEGACY);
+	CHECK(dburl_resolve(NULL, &path, &url, &source, err, sizeof err) == 0);
+	CHECK_EQ_STR(source, DBURL_ENV_PRIMARY);
+	CHECK(strstr(path, "/b.db") != NULL);
+	free(path);
+	free(url);
+	unsetenv(DBURL_ENV_PRIMARY);
+}
+
+TEST(dburl_resolve_two_environment_variables_disagreeing_refuse)
 {
 	char err[512], *path, *url;
 
-	setenv(DBURL_ENV_PRIMARY, "sqlite:///b.db", 1);
-	CHECK(dburl_resolve("sqlite:///a.db", &path, &url, NULL, err, sizeof err) == -1);
-	CHECK(strstr(err, "--db names") != NULL);
-	CHECK(strstr(err, "/a.db but " DBURL_ENV_PRIMARY " names") != NULL);
+	setenv(DBURL_ENV_PRIMARY, "sqlite:///a.db", 1);
+	setenv(DBURL_ENV_LEGACY, "sqlite:///b.db", 1);
+	CHECK(dburl_resolve(NULL, &path, &url, NULL, err, sizeof err) == -1);
+	CHECK(strstr(err, DBURL_ENV_PRIMARY " names") != NULL);
+	CHECK(strstr(err, "/a.db but " DBURL_ENV_LEGACY " names") != NULL);
 	CHECK(strstr(err, "/b.db") != NULL);
 	CHECK(path == NULL && url == NULL);
+	/* A PostgreSQL database is shown by its canonical URL, which holds no password; a
+	 * URL that does not parse, by its scheme alone. */
+	setenv(DBURL_ENV_LEGACY, "postgresql://app:secret@db/app", 1);
+	CHECK(dburl_resolve(NULL, &path, &url, NULL, err, sizeof err) == -1);
+	CHECK(strstr(err, DBURL_ENV_LEGACY " names postgresql://") != NULL);
+	CHECK(strstr(err, "secret") == NULL);
+	CHECK(path == NULL && url == NULL);
+	setenv(DBURL_ENV_LEGACY, "mysql://app:secret@db/app", 1);
+	CHECK(dburl_resolve(NULL, &path, &url, NULL, err, sizeof err) == -1);
+	CHECK(strstr(err, "'mysql' URL") != NULL);
+	CHECK(strstr(err, "secret") == NULL);
+	CHECK(path == NULL && url == NULL);
+	unsetenv(DBURL_ENV_PRIMARY);
+	unsetenv(DBURL_ENV_LEGACY);
 }
 
 TEST(dburl_resolve_sources_naming_one_file_agree)

@@ -166,6 +166,8 @@ static void build_request(enum proto_sample_variant v, struct proto_request *q)
 	q->command = pick(v, "status", UTF8_TEXT);
 	list_fill(&q->args, v == SAMPLE_MIN ? 0 : 2, "--arg", "");
 	q->expect_uuid = pick_opt(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
+	q->expect_url = pick_opt(v, "sqlite:////tmp/autopack/autopack.db", UTF8_TEXT);
+	q->expect_devino = pick_opt(v, "65024:10953381", UTF8_TEXT);
 }
 
 /* Fill a reply of variant v. */
@@ -177,6 +179,7 @@ static void build_reply(enum proto_sample_variant v, struct proto_reply *p)
 	p->message = pick_opt(v, "no phase p9 in run demo-1", UTF8_TEXT);
 	p->db_url = pick(v, "sqlite:////tmp/autopack/autopack.db", UTF8_TEXT);
 	p->db_uuid = pick(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
+	p->db_devino = pick(v, "65024:10953381", UTF8_TEXT);
 	p->body = pick_opt(v, "{\"workers\":2,\"paused\":false}", "{\"text\":\"" UTF8_TEXT "\"}");
 	p->more = v == SAMPLE_MAX;
 }

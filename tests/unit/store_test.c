@@ -167,7 +167,7 @@ TEST(store_init_failure_removes_the_half_made_file)
 	                 SCHEMA_VERSION, NULL, &err),
 	    STORE_EIO);
 	CHECK(strstr(err.text, "creating the schema") != NULL);
-	CHECK(strstr(err.text, "half-made file was removed") != NULL);
+	CHECK(strstr(err.text, "nothing was created") != NULL);
 	CHECK(access(p, F_OK) != 0);
 	free(p);
 }
@@ -264,10 +264,14 @@ TEST(store_identity_changed_notices_replacement_and_removal)
 
 TEST(store_lock_second_taker_is_refused_with_the_holder_pid)
 {
+	struct store_err err;
 	char *p = test_path("a.db");
 	pid_t holder = -1;
-	int fd = store_lock_acquire(p, &holder), fd2;
+	int fd, fd2;
 
+	CHECK_EQ_INT(store_lock_acquire(p, &holder), STORE_ENOENT);
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	fd = store_lock_acquire(p, &holder);
 	CHECK(fd >= 0);
 	CHECK_EQ_INT(store_lock_acquire(p, &holder), STORE_EBUSY);
 	CHECK_EQ_INT(holder, getpid());
@@ -275,6 +279,114 @@ TEST(store_lock_second_taker_is_refused_with_the_holder_pid)
 	fd2 = store_lock_acquire(p, &holder);
 	CHECK(fd2 >= 0);
 	store_lock_release(fd2);
+	free(p);
+}
+
+TEST(store_lock_belongs_to_the_file_not_the_name)
+{
+	struct store_err err;
+	char *p = test_path("a.db"), *hard = test_path("hard.db"), *side = test_path("a.db.lock");
+	pid_t holder = 0;
+	int fd;
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	fd = store_lock_acquire(p, &holder);
+	CHECK(fd >= 0);
+	CHECK(link(p, hard) == 0);
+	CHECK_EQ_INT(store_lock_acquire(hard, &holder), STORE_EBUSY);
+	CHECK_EQ_INT(holder, getpid());
+	CHECK(access(side, F_OK) != 0); /* no side file to remove */
+	store_lock_release(fd);
+	free(p);
+	free(hard);
+	free(side);
+}
+
+TEST(store_open_refuses_a_file_with_two_names_naming_the_count_and_the_fix)
+{
+	struct store_err err;
+	struct store st;
+	char *p = test_path("a.db"), *hard = test_path("hard.db");
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	CHECK(link(p, hard) == 0);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_ELINKED);
+	CHECK(strstr(err.text, "has 2 names") != NULL);
+	CHECK(strstr(err.text, "-samefile") != NULL);
+	CHECK_EQ_INT(store_open(&st, hard, "u", STORE_WRITE, &err), STORE_ELINKED);
+	CHECK(unlink(hard) == 0);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
+	store_close(&st);
+	free(p);
+	free(hard);
+}
+
+TEST(store_identity_changed_notices_a_removed_or_replaced_wal_and_saves_the_commits)
+{
+	static const char *const sides[] = { "-wal", "-shm" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(sides); i++) {
+		struct store_err err;
+		struct store st;
+		char *p = test_path(i == 0 ? "w.db" : "s.db");
+		char *side = xasprintf("%s%s", p, sides[i]);
+
+		CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+		CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
+		CHECK(access(side, F_OK) == 0);
+		CHECK_EQ_INT(store_identity_changed(&st, &err), 0);
+		CHECK(db_exec(st.db,
+		          "INSERT INTO runs (id, created_at, updated_at) VALUES ('r', 'x', "
+		          "'x')") == DB_OK);
+		CHECK(unlink(side) == 0);
+		CHECK_EQ_INT(store_identity_changed(&st, &err), STORE_EMOVED);
+		CHECK(strstr(err.text, "was removed") != NULL);
+		CHECK(strstr(err.text, sides[i]) != NULL);
+		CHECK(strstr(err.text, "checkpointed") != NULL);
+		CHECK(st.lost);
+		store_close(&st);
+		/* The committed row reached the database file itself. */
+		CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM runs"), 1);
+		free(side);
+		free(p);
+	}
+}
+
+TEST(store_open_refuses_a_missing_column_naming_it)
+{
+	struct store_err err;
+	struct store st;
+	char *p = test_path("a.db");
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	test_sql(p, "ALTER TABLE attempts DROP COLUMN fingerprint");
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_EPARTIAL);
+	CHECK(strstr(err.text, "missing 1 column of schema version") != NULL);
+	CHECK(strstr(err.text, "attempts.fingerprint") != NULL);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), STORE_EPARTIAL);
+	free(p);
+}
+
+TEST(store_open_refuses_a_uuid_that_is_not_canonical)
+{
+	static const char *const bad[] = { "../rt/c5/victim", "",
+		"B1A14DBA-4A29-45AB-A1CA-8611D78A8D10", "b1a14dba-4a29-45ab-a1ca-8611d78a8d1",
+		"b1a14dba-4a29-45ab-a1ca-8611d78a8d10x", "b1a14dba_4a29-45ab-a1ca-8611d78a8d10" };
+	struct store_err err;
+	struct store st;
+	char *p = test_path("a.db");
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char *q = db_sqlf("UPDATE meta SET db_uuid = %Q", bad[i]);
+
+		test_sql(p, q);
+		free(q);
+		CHECK_EQ_INT(store_open(&st, p, "u", STORE_READ, &err), STORE_EIDENT);
+		CHECK(strstr(err.text, "not a canonical UUID") != NULL);
+		CHECK(strstr(err.text, "db reidentify") != NULL);
+	}
+	CHECK(store_uuid_valid("b1a14dba-4a29-45ab-a1ca-8611d78a8d10"));
 	free(p);
 }
 
@@ -300,4 +412,63 @@ TEST(store_banner_names_the_database_and_its_counts)
 	store_close(&st);
 	free(text);
 	free(p);
+}
+
+TEST(store_backup_and_init_create_files_only_their_owner_reads)
+{
+	struct store_err err;
+	struct store st;
+	struct stat sb;
+	char *p = test_path("a.db"), *b = test_path("a.db.bak");
+	mode_t old = umask(022);
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	CHECK(stat(p, &sb) == 0);
+	CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
+	CHECK_EQ_INT(store_backup(&st, b, &err), 0);
+	CHECK(stat(b, &sb) == 0);
+	CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+	/* An existing file is never overwritten by a backup. */
+	CHECK_EQ_INT(store_backup(&st, b, &err), STORE_EIO);
+	store_close(&st);
+	umask(old);
+	free(p);
+	free(b);
+}
+
+TEST(store_schema_columns_read_from_the_sql_match_what_sqlite_builds)
+{
+	for (int v = 1; v <= SCHEMA_VERSION; v++) {
+		struct store_column *cols = calloc(STORE_SCHEMA_COLUMNS_MAX, sizeof *cols);
+		size_t n = store_schema_columns(v, cols, STORE_SCHEMA_COLUMNS_MAX);
+		struct store_err err;
+		struct db_stmt *q;
+		struct db *ref;
+		size_t built = 0;
+
+		CHECK(n > 50 && n < STORE_SCHEMA_COLUMNS_MAX);
+		CHECK_EQ_INT(store_schema_ref_open(v, &ref, &err), 0);
+		CHECK(
+		    db_prepare(ref,
+		        "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name)"
+		        " AS p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite%' ORDER BY m.name, p.cid",
+		        &q) == DB_OK);
+		while (db_step(q) == DB_ROW) {
+			bool found = false;
+
+			for (size_t i = 0; i < n && !found; i++)
+				found = strcmp(cols[i].table, db_column_text(q, 0)) == 0 &&
+				    strcmp(cols[i].column, db_column_text(q, 1)) == 0;
+			if (!found)
+				fprintf(stderr, "version %d: %s.%s not read from the SQL\n", v,
+				    db_column_text(q, 0), db_column_text(q, 1));
+			CHECK(found);
+			built++;
+		}
+		db_finalize(q);
+		db_close(ref);
+		CHECK_EQ_INT(built, n);
+		free(cols);
+	}
 }

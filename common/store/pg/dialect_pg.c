@@ -10,4 +10,6 @@ const struct db_dialect dialect_pg = {
 	.session_order = "s.session_id",
 	.table_exists = "SELECT 1 FROM information_schema.tables WHERE table_schema ="
 	                " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT))",
+	.table_columns = "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+	                 " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT))",
 };

@@ -63,6 +63,8 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 		    db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", url, err);
 	if (rc == 0)
 		rc = store_schema_check(db, url, &st->schema_version, st->uuid, err);
+	if (rc == STORE_EIDENT && mode == STORE_WRITE_REIDENTIFY)
+		rc = 0;
 	if (rc == 0 && mode != STORE_READ && st->schema_version < SCHEMA_VERSION)
 		rc = store_fail(err, STORE_EVERSION,
 		    "%s: schema version %d is older than this program's (%d) and PostgreSQL "
@@ -185,8 +187,9 @@ int store_pg_identity_changed(struct store *st, struct store_err *err)
 	char uuid[37] = "", *id = NULL;
 	int rc;
 
-	if (db_in_transaction(st->db))
+	if (db_in_transaction(st->db) || clock_mono_ms() - st->identity_checked_ms < 1000)
 		return 0;
+	st->identity_checked_ms = clock_mono_ms();
 	rc = db_prepare(st->db, "SELECT db_uuid FROM meta WHERE id = 1", &q);
 	if (rc == DB_OK && db_step(q) == DB_ROW && db_column_text(q, 0) != NULL)
 		strlcpy_ap(uuid, db_column_text(q, 0), sizeof uuid);
@@ -205,4 +208,23 @@ int store_pg_identity_changed(struct store *st, struct store_err *err)
 		    st->url, id, st->server_id);
 	free(id);
 	return rc;
+}
+
+/* Whether the connection to the server is gone. */
+bool store_connection_lost(struct store *st)
+{
+	return st->backend == DB_PG && !db_pg_connected(st->db);
+}
+
+/* Connect again and check that it is the same database. */
+int store_reconnect(struct store *st, struct store_err *err)
+{
+	if (st->backend != DB_PG)
+		return 0;
+	if (db_pg_reset(st->db) != DB_OK)
+		return store_fail(
+		    err, STORE_EIO, "%s: cannot connect again: %s", st->url, db_errmsg(st->db));
+	st->identity_checked_ms = 0;
+	st->conn_gen++;
+	return store_pg_identity_changed(st, err);
 }

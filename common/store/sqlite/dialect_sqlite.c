@@ -9,4 +9,5 @@ const struct db_dialect dialect_sqlite = {
 	.session_order = "s.rowid",
 	.table_exists =
 	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+	.table_columns = "SELECT name FROM pragma_table_info(?1)",
 };

@@ -1,0 +1,579 @@
+/* Several supervisors on one PostgreSQL database (common/store/store_fleet.h): the
+ * registry, the heartbeat that is also the fence, the rescue of a lost supervisor's
+ * attempts, LISTEN/NOTIFY, and commands through the database. Times are the server's. */
+#include "common/store/store_fleet.h"
+#include "common/store/pg/db_pg.h"
+#include "common/store/store_drain_internal.h"
+#include "common/util.h"
+#include "common/vocab.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The server's time now (not the transaction's start), as a UTC TIMESTAMP. */
+#define PG_NOW "(clock_timestamp() AT TIME ZONE 'UTC')"
+
+/* The drain's statements that differ when several supervisors share the database: the
+ * claim of a phase locks its run's row (SKIP LOCKED: a run another supervisor is claiming
+ * is passed over) and reports the run's open attempts, the eligible phases before it in
+ * the run and whether a dry run already visited it in the session; an attempt records its
+ * supervisor. */
+static const char fleet_sql_claim[] =
+    "SELECT p.state, p.builder_attempts,"
+    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL),"
+    " (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"
+    "   WHERE q.run_id = p.run_id AND (q.state = ?3 OR (?4 AND q.state = ?5))"
+    "   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"
+    "   AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = q.run_id"
+    "     AND v.phase_id = q.phase_id AND v.session_id = ?6 AND v.dry_run = 1)),"
+    " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
+    "   AND v.session_id = ?6 AND v.dry_run = 1)"
+    " FROM runs r JOIN phases p ON p.run_id = r.id JOIN tiers tp ON tp.id = p.tier_id"
+    " WHERE r.id = ?1 AND p.phase_id = ?2 FOR UPDATE OF r SKIP LOCKED";
+static const char fleet_sql_insert[] =
+    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
+    " dry_run, initial_state, started_at, supervisor_id)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING attempt_id";
+static const char fleet_sql_eligible[] =
+    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
+    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+    "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
+    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
+    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
+    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
+    " AND (CAST(?7 AS TEXT) IS NULL OR p.run_id = ?1)"
+    " AND NOT EXISTS (SELECT 1 FROM attempts o WHERE o.run_id = p.run_id"
+    "   AND o.ended_at IS NULL AND o.supervisor_id IS DISTINCT FROM ?6)"
+    " AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = p.run_id"
+    "   AND v.phase_id = p.phase_id AND v.session_id = ?3 AND v.dry_run = 1)"
+    " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+
+/* The fleet's variant of a drain statement, or NULL when it has none. */
+const char *store_fleet_drain_sql(enum drain_stmt id)
+{
+	switch (id) {
+	case DS_ATT_PHASE: return fleet_sql_claim;
+	case DS_ATT_INSERT: return fleet_sql_insert;
+	default: return NULL;
+	}
+}
+
+/* The fleet's eligible phases: those of runs no other supervisor leases, and not visited
+ * by a dry run of the session. Parameters as store_drain_each_eligible binds them, ?6 this
+ * supervisor, ?7 the run filter again. */
+const char *store_fleet_eligible_sql(void)
+{
+	return fleet_sql_eligible;
+}
+
+/* Whether the database is shared by several supervisors. */
+bool store_fleet(const struct store *st)
+{
+	return st->backend == DB_PG;
+}
+
+/* Fill err with what failed and the database's message; STORE_EIO. */
+static int fleet_fail(struct store *st, struct store_err *err, const char *what)
+{
+	return store_fail(err, STORE_EIO, "%s: %s: %s", st->url, what, db_errmsg(st->db));
+}
+
+/* Register this supervisor; its id goes to *id and to the drain's statements. */
+int store_fleet_register(
+    struct store_drain *d, const struct fleet_self *self, int64_t *id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    "INSERT INTO supervisors (host, pid, started_at, heartbeat_at, lease_timeout_ms,"
+	    " control_socket) VALUES (?1, ?2, " PG_NOW ", " PG_NOW ", ?3, ?4)"
+	    " RETURNING supervisor_id",
+	    &q);
+
+	assert(store_fleet(d->st) && !db_in_transaction(d->st->db));
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, self->host);
+		db_bind_int64(q, 2, self->pid);
+		db_bind_int64(q, 3, self->lease_timeout_ms);
+		store_bind_text(q, 4, self->control_socket);
+	}
+	rc = store_step_id(
+	    d->st->db, q, rc, id, err, "%s: registering this supervisor", d->st->url);
+	if (rc == 0) {
+		d->supervisor_id = *id;
+		d->retry_failed = self->retry_failed;
+	}
+	return rc;
+}
+
+/* Take or release the session-choosing lock (a session-level advisory lock). */
+int store_fleet_session_lock(struct store_drain *d, bool lock, struct store_err *err)
+{
+	int64_t ignored;
+
+	return store_query_int(d->st->db,
+	    lock ? "SELECT 1 FROM (SELECT pg_advisory_lock(1095782995)) l" :
+	           "SELECT CAST(pg_advisory_unlock(1095782995) AS INTEGER)",
+	    &ignored, err);
+}
+
+/* Find the session of a live supervisor draining with the same join key. */
+int store_fleet_session_find(
+    struct store_drain *d, const char *join_key, char **session_id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    "SELECT s.session_id FROM supervisors s JOIN drain_sessions ds"
+	    " ON ds.session_id = s.session_id"
+	    " WHERE s.state = 'live' AND s.supervisor_id <> ?1 AND ds.completed_at IS NULL"
+	    " AND s.join_key = ?2 ORDER BY s.supervisor_id LIMIT 1",
+	    &q);
+
+	*session_id = NULL;
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		store_bind_text(q, 2, join_key);
+		rc = db_step(q);
+		if (rc == DB_ROW)
+			*session_id = store_col_text(q, 0, NULL);
+	}
+	db_finalize(q);
+	if (rc != DB_ROW && rc != DB_DONE)
+		return fleet_fail(d->st, err, "finding the session of the other supervisors");
+	return 0;
+}
+
+/* Bind this supervisor's id as ?1 of a statement of its own and run it to its end. */
+static int fleet_run_self(
+    struct store_drain *d, const char *sql, const char *a, const char *b, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db, sql, &q);
+
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		store_bind_text(q, 2, a);
+		store_bind_text(q, 3, b);
+	}
+	return store_step_done(d->st->db, q, rc, err, "%s: %.80s", d->st->url, sql);
+}
+
+/* Record this supervisor's session and join key. */
+int store_fleet_session_set(
+    struct store_drain *d, const char *session_id, const char *join_key, struct store_err *err)
+{
+	return fleet_run_self(d,
+	    "UPDATE supervisors SET session_id = ?2, join_key = ?3 WHERE supervisor_id = ?1",
+	    session_id, join_key, err);
+}
+
+/* Count the other live supervisors of a session. */
+int store_fleet_session_others(
+    struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    "SELECT count(*) FROM supervisors WHERE state = 'live' AND supervisor_id <> ?1"
+	    " AND session_id = ?2",
+	    &q);
+
+	*n = 0;
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		store_bind_text(q, 2, session_id);
+		if ((rc = db_step(q)) == DB_ROW)
+			*n = db_column_int64(q, 0);
+	}
+	db_finalize(q);
+	return rc == DB_ROW ? 0 : fleet_fail(d->st, err, "counting the session's supervisors");
+}
+
+/* Renew the heartbeat in the group; *lost when this supervisor is no longer live. */
+int store_fleet_heartbeat(
+    struct store_drain *d, const char *status_json, bool *lost, struct store_err *err)
+{
+	int rc;
+
+	assert(db_in_transaction(d->st->db));
+	*lost = false;
+	rc = fleet_run_self(d,
+	    "UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
+	    " status_json) WHERE supervisor_id = ?1 AND state = 'live'",
+	    status_json, NULL, err);
+	if (rc == 0 && db_changes(d->st->db) == 0)
+		*lost = true;
+	return rc;
+}
+
+/* Read the supervisors declared lost now (a row loop). */
+static int fleet_lost_row(struct db_stmt *q, void *arg)
+{
+	struct store_rows *r = arg;
+	struct fleet_lost *l = store_rows_add(r);
+
+	l->id = db_column_int64(q, 0);
+	l->host = store_col_text(q, 1, "");
+	l->pid = db_column_int64(q, 2);
+	l->silent_s = db_column_double(q, 3);
+	return 0;
+}
+
+/* Free a lost supervisor's strings (a store_rows release). */
+static void fleet_lost_item_free(void *item)
+{
+	free(((struct fleet_lost *)item)->host);
+}
+
+/* Free what store_fleet_rescue returned. */
+void store_fleet_lost_free(struct fleet_lost *v, size_t n)
+{
+	store_rows_free(v, n, sizeof *v, fleet_lost_item_free);
+}
+
+/* The open attempts of supervisors that are not live. */
+#define FLEET_ORPHANS                                                                              \
+	"(SELECT a.attempt_id FROM attempts a LEFT JOIN supervisors s"                             \
+	" ON s.supervisor_id = a.supervisor_id WHERE a.ended_at IS NULL"                           \
+	" AND (s.state IS NULL OR s.state <> 'live'))"
+
+/* Declare silent supervisors lost and close every orphaned attempt, in one transaction. */
+int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *nlost, int *closed,
+    struct store_err *err)
+{
+	static const char *const sql[] = {
+		"UPDATE phases SET state = ?2, updated_at = ?4 WHERE state = ?3"
+		" AND current_attempt_id IN " FLEET_ORPHANS,
+		"UPDATE llm_usage_events SET status = ?5 WHERE status = ?6 AND attempt_id IN " FLEET_ORPHANS,
+		"UPDATE attempts SET ended_at = ?4, outcome = ?7, failure_reason = ?8,"
+		" message = 'its supervisor ' || COALESCE(CAST(supervisor_id AS TEXT), '?')"
+		" || ' stopped heartbeating and was declared lost by supervisor '"
+		" || CAST(?1 AS TEXT) WHERE ended_at IS NULL AND attempt_id IN " FLEET_ORPHANS,
+	};
+	struct store_rows r = { .size = sizeof **lost, .item_free = fleet_lost_item_free };
+	struct db_stmt *q = NULL;
+	char now[32];
+	int rc;
+
+	*lost = NULL;
+	*nlost = 0;
+	*closed = 0;
+	time_db_now(now);
+	if ((rc = store_drain_begin(d, err)) != 0)
+		return rc;
+	rc = db_prepare(d->st->db,
+	    "UPDATE supervisors SET state = 'lost', ended_at = " PG_NOW ", lost_by = ?1"
+	    " WHERE state = 'live' AND supervisor_id <> ?1"
+	    " AND heartbeat_at < " PG_NOW " - lease_timeout_ms * interval '1 millisecond'"
+	    " RETURNING supervisor_id, host, pid,"
+	    " EXTRACT(EPOCH FROM " PG_NOW " - heartbeat_at)",
+	    &q);
+	if (rc == DB_OK)
+		db_bind_int64(q, 1, d->supervisor_id);
+	rc = store_each_row(d->st->db, q, rc, fleet_lost_row, &r, err,
+	    "%s: declaring silent supervisors lost", d->st->url);
+	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
+		rc = db_prepare(d->st->db, sql[i], &q);
+		if (rc == DB_OK) {
+			db_bind_int64(q, 1, d->supervisor_id);
+			store_bind_text(q, 2, phase_state_name(PHASE_QUEUED));
+			store_bind_text(q, 3, phase_state_name(PHASE_EXECUTING));
+			store_bind_text(q, 4, now);
+			store_bind_text(q, 5, usage_status_name(USAGE_LOST));
+			store_bind_text(q, 6, usage_status_name(USAGE_SENT));
+			store_bind_text(q, 7, outcome_name(OUTCOME_SUPERVISOR_LOST));
+			store_bind_text(q, 8, reason_name(REASON_SUPERVISOR_LOST));
+		}
+		rc = store_step_done(d->st->db, q, rc, err,
+		    "%s: closing the attempts of lost"
+		    " supervisors",
+		    d->st->url);
+		if (rc == 0 && i == ARRAY_SIZE(sql) - 1)
+			*closed = (int)db_changes(d->st->db);
+	}
+	if (rc == 0 && *closed > 0)
+		rc = store_exec(d->st->db, "NOTIFY " FLEET_CHANNEL_QUEUE, d->st->url, err);
+	if (rc == 0)
+		rc = store_drain_commit(d, err);
+	if (rc != 0) {
+		store_drain_rollback(d);
+		store_rows_free(r.v, r.n, r.size, r.item_free);
+		return rc;
+	}
+	*lost = r.v;
+	*nlost = r.n;
+	return 0;
+}
+
+/* Count the open attempts of the others, and of those the orphaned ones. */
+int store_fleet_open_elsewhere(
+    struct store_drain *d, int64_t *open, int64_t *orphaned, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    "SELECT count(*), count(*) FILTER (WHERE s.state IS NULL OR s.state <> 'live')"
+	    " FROM attempts a LEFT JOIN supervisors s ON s.supervisor_id = a.supervisor_id"
+	    " WHERE a.ended_at IS NULL AND a.supervisor_id IS DISTINCT FROM ?1",
+	    &q);
+
+	*open = *orphaned = 0;
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		if ((rc = db_step(q)) == DB_ROW) {
+			*open = db_column_int64(q, 0);
+			*orphaned = db_column_int64(q, 1);
+		}
+	}
+	db_finalize(q);
+	return rc == DB_ROW ? 0 : fleet_fail(d->st, err, "counting open attempts");
+}
+
+/* Leave the fleet. */
+int store_fleet_leave(struct store_drain *d, struct store_err *err)
+{
+	return fleet_run_self(d,
+	    "UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
+	    " WHERE supervisor_id = ?1 AND state = 'live'",
+	    NULL, NULL, err);
+}
+
+/* Record the refused late writes on this supervisor's row. */
+int store_fleet_count_rejected(struct store_drain *d, int64_t n, struct store_err *err)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof buf, "%lld", (long long)n);
+	return fleet_run_self(d,
+	    "UPDATE supervisors SET rejected = CAST(?2 AS BIGINT) WHERE supervisor_id = ?1", buf,
+	    NULL, err);
+}
+
+/* LISTEN on both channels; the connection's socket goes to *fd. */
+int store_fleet_listen(struct store_drain *d, int *fd, struct store_err *err)
+{
+	int rc = store_exec(d->st->db,
+	    "LISTEN " FLEET_CHANNEL_CONTROL "; LISTEN " FLEET_CHANNEL_QUEUE, d->st->url, err);
+
+	*fd = rc == 0 ? PQsocket(db_pg_conn(d->st->db)) : -1;
+	return rc;
+}
+
+/* Consume what arrived and say which channels another connection notified. */
+int store_fleet_notified(struct store_drain *d, bool *control, bool *queue)
+{
+	PGconn *c = db_pg_conn(d->st->db);
+	PGnotify *n;
+
+	*control = *queue = false;
+	if (PQconsumeInput(c) == 0)
+		return STORE_EIO;
+	while ((n = PQnotifies(c)) != NULL) {
+		if (n->be_pid != PQbackendPID(c)) {
+			if (strcmp(n->relname, FLEET_CHANNEL_CONTROL) == 0)
+				*control = true;
+			else if (strcmp(n->relname, FLEET_CHANNEL_QUEUE) == 0)
+				*queue = true;
+		}
+		PQfreemem(n);
+	}
+	return 0;
+}
+
+/* Read one command (a store_rows fill). */
+static void fleet_command_fill(struct db_stmt *q, void *item)
+{
+	struct fleet_command *c = item;
+
+	c->id = db_column_int64(q, 0);
+	c->command = store_col_text(q, 1, "");
+	c->args = store_col_text(q, 2, "{}");
+}
+
+/* Free a command's strings (a store_rows release). */
+static void fleet_command_item_free(void *item)
+{
+	struct fleet_command *c = item;
+
+	free(c->command);
+	free(c->args);
+}
+
+/* Free commands. */
+void store_fleet_commands_free(struct fleet_command *v, size_t n)
+{
+	store_rows_free(v, n, sizeof *v, fleet_command_item_free);
+}
+
+/* The commands due to this supervisor after `after_id`. */
+int store_fleet_commands_due(struct store_drain *d, int64_t after_id, struct fleet_command **out,
+    size_t *n, struct store_err *err)
+{
+	struct store_rows r = { .size = sizeof **out,
+		.fill = fleet_command_fill,
+		.item_free = fleet_command_item_free };
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    "SELECT c.command_id, c.command, c.args FROM supervisor_commands c, supervisors s"
+	    " WHERE s.supervisor_id = ?1 AND c.command_id > ?2 AND c.created_at >= s.started_at"
+	    " AND (c.supervisor_id IS NULL OR c.supervisor_id = ?1) ORDER BY c.command_id",
+	    &q);
+
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		db_bind_int64(q, 2, after_id);
+	}
+	rc = store_rows_read(d->st->db, q, rc, &r, err, "%s: reading commands", d->st->url);
+	*out = r.v;
+	*n = r.n;
+	return rc;
+}
+
+/* Record this supervisor's answer to a command. */
+int store_fleet_command_done(
+    struct store_drain *d, int64_t id, bool ok, const char *result, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    "INSERT INTO supervisor_command_results (command_id, supervisor_id, done_at, ok, result)"
+	    " VALUES (?1, ?2, " PG_NOW ", ?3, ?4) ON CONFLICT DO NOTHING",
+	    &q);
+
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, id);
+		db_bind_int64(q, 2, d->supervisor_id);
+		db_bind_int64(q, 3, ok);
+		store_bind_text(q, 4, result);
+	}
+	return store_step_done(
+	    d->st->db, q, rc, err, "%s: answering command %lld", d->st->url, (long long)id);
+}
+
+/* Read one supervisor's row (a store_rows fill). */
+static void fleet_member_fill(struct db_stmt *q, void *item)
+{
+	struct fleet_member *m = item;
+
+	m->id = db_column_int64(q, 0);
+	m->host = store_col_text(q, 1, "");
+	m->pid = db_column_int64(q, 2);
+	m->started_at = store_col_text(q, 3, "");
+	m->heartbeat_at = store_col_text(q, 4, "");
+	m->heartbeat_age_s = db_column_double(q, 5);
+	m->lease_timeout_ms = db_column_int64(q, 6);
+	m->state = store_col_text(q, 7, "");
+	m->session_id = store_col_text(q, 8, NULL);
+	m->control_socket = store_col_text(q, 9, NULL);
+	m->status_json = store_col_text(q, 10, "{}");
+	m->lost_by = db_column_int64(q, 11);
+	m->rejected = db_column_int64(q, 12);
+}
+
+/* Free a member's strings (a store_rows release). */
+static void fleet_member_item_free(void *item)
+{
+	struct fleet_member *m = item;
+
+	free(m->host);
+	free(m->started_at);
+	free(m->heartbeat_at);
+	free(m->state);
+	free(m->session_id);
+	free(m->control_socket);
+	free(m->status_json);
+}
+
+/* Free members. */
+void store_fleet_members_free(struct fleet_member *v, size_t n)
+{
+	store_rows_free(v, n, sizeof *v, fleet_member_item_free);
+}
+
+/* The live supervisors and those that ended recently. */
+int store_fleet_members(
+    struct store *st, double recent_s, struct fleet_member **out, size_t *n, struct store_err *err)
+{
+	struct store_rows r = {
+		.size = sizeof **out, .fill = fleet_member_fill, .item_free = fleet_member_item_free
+	};
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
+	    "SELECT supervisor_id, host, pid, started_at, heartbeat_at,"
+	    " EXTRACT(EPOCH FROM " PG_NOW " - heartbeat_at), lease_timeout_ms, state, session_id,"
+	    " control_socket, status_json, COALESCE(lost_by, 0), rejected FROM supervisors"
+	    " WHERE state = 'live' OR ended_at > " PG_NOW " - ?1 * interval '1 second'"
+	    " ORDER BY supervisor_id",
+	    &q);
+
+	if (rc == DB_OK)
+		db_bind_double(q, 1, recent_s);
+	rc = store_rows_read(st->db, q, rc, &r, err, "%s: reading the supervisors", st->url);
+	*out = r.v;
+	*n = r.n;
+	return rc;
+}
+
+/* Send a command and wake the supervisors. */
+int store_fleet_command_send(struct store *st, int64_t target, const char *command,
+    const char *args, const char *by, int64_t *id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
+	    "INSERT INTO supervisor_commands (supervisor_id, command, args, created_at, created_by)"
+	    " VALUES (?1, ?2, ?3, " PG_NOW ", ?4) RETURNING command_id",
+	    &q);
+
+	if (rc == DB_OK) {
+		if (target > 0)
+			db_bind_int64(q, 1, target);
+		store_bind_text(q, 2, command);
+		store_bind_text(q, 3, args != NULL ? args : "{}");
+		store_bind_text(q, 4, by);
+	}
+	rc = store_step_id(st->db, q, rc, id, err, "%s: sending %s", st->url, command);
+	if (rc == 0)
+		rc = store_exec(st->db, "NOTIFY " FLEET_CHANNEL_CONTROL, st->url, err);
+	return rc;
+}
+
+/* Read one answer (a store_rows fill). */
+static void fleet_result_fill(struct db_stmt *q, void *item)
+{
+	struct fleet_result *r = item;
+
+	r->supervisor_id = db_column_int64(q, 0);
+	r->ok = db_column_int64(q, 1) != 0;
+	r->result = store_col_text(q, 2, "");
+}
+
+/* Free an answer's string (a store_rows release). */
+static void fleet_result_item_free(void *item)
+{
+	free(((struct fleet_result *)item)->result);
+}
+
+/* Free answers. */
+void store_fleet_results_free(struct fleet_result *v, size_t n)
+{
+	store_rows_free(v, n, sizeof *v, fleet_result_item_free);
+}
+
+/* The answers to a command so far. */
+int store_fleet_command_results(
+    struct store *st, int64_t id, struct fleet_result **out, size_t *n, struct store_err *err)
+{
+	struct store_rows r = {
+		.size = sizeof **out, .fill = fleet_result_fill, .item_free = fleet_result_item_free
+	};
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
+	    "SELECT supervisor_id, ok, result FROM supervisor_command_results"
+	    " WHERE command_id = ?1 ORDER BY supervisor_id",
+	    &q);
+
+	if (rc == DB_OK)
+		db_bind_int64(q, 1, id);
+	rc = store_rows_read(st->db, q, rc, &r, err, "%s: reading the answers", st->url);
+	*out = r.v;
+	*n = r.n;
+	return rc;
+}

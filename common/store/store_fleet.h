@@ -1,0 +1,155 @@
+/*
+ * Several supervisors on one PostgreSQL database (docs/postgresql.md, "Several hosts"), in
+ * the store's own types. Each supervisor registers (host, pid, start, heartbeat, lease
+ * timeout); its heartbeat is written in every group commit, which is also its fence: a
+ * supervisor declared lost finds its row no longer live and writes nothing more. Another
+ * supervisor declares a silent one lost once its lease timeout has passed (the server's
+ * clock decides), closes its open attempts as supervisor_lost and requeues their phases.
+ * Commands reach supervisors through supervisor_commands, with a NOTIFY on
+ * "autopack_control" to wake them; a commit that frees work sends a NOTIFY on
+ * "autopack_queue". Only the PostgreSQL backend has these tables: call these functions
+ * only when store_fleet(st).
+ */
+#ifndef AUTOPACK_STORE_FLEET_H
+#define AUTOPACK_STORE_FLEET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/store/store.h"
+#include "common/store/store_drain.h"
+
+/* The channels supervisors listen on. */
+#define FLEET_CHANNEL_CONTROL "autopack_control"
+#define FLEET_CHANNEL_QUEUE "autopack_queue"
+
+/* A supervisor's row. Heap strings. */
+struct fleet_member {
+	int64_t id;
+	char *host;
+	int64_t pid;
+	char *started_at;
+	char *heartbeat_at;
+	double heartbeat_age_s; /* by the server's clock */
+	int64_t lease_timeout_ms;
+	char *state; /* live, stopped, lost */
+	char *session_id;
+	char *control_socket;
+	char *status_json; /* what it wrote with its last heartbeat */
+	int64_t lost_by;   /* the supervisor that declared it lost, or 0 */
+	int64_t rejected;  /* late writes it refused after it was declared lost */
+};
+
+/* A supervisor declared lost by store_fleet_rescue. */
+struct fleet_lost {
+	int64_t id;
+	char *host;
+	int64_t pid;
+	double silent_s;
+};
+
+/* A command for a supervisor. */
+struct fleet_command {
+	int64_t id;
+	char *command;
+	char *args; /* a JSON object */
+};
+
+/* A supervisor's answer to a command. */
+struct fleet_result {
+	int64_t supervisor_id;
+	bool ok;
+	char *result;
+};
+
+/* Whether the database is shared by several supervisors (PostgreSQL). */
+bool store_fleet(const struct store *st);
+
+/* --- the supervisor's side (common/store/pg/store_fleet.c) --- */
+
+/* Who registers: this supervisor. */
+struct fleet_self {
+	const char *host;
+	int64_t pid;
+	int64_t lease_timeout_ms;
+	const char *control_socket;
+	bool retry_failed; /* FAILED phases are eligible too (the order of a run counts them) */
+};
+
+/* Register this supervisor: its row, live, with a first heartbeat (outside a
+ * transaction); the drain's statements then open attempts in its name, one phase per run
+ * at a time across supervisors and in the run's order, and leave out the runs other
+ * supervisors lease. *id receives its id. */
+int store_fleet_register(
+    struct store_drain *d, const struct fleet_self *self, int64_t *id, struct store_err *err);
+/* Hold (or release) the lock that orders supervisors choosing their drain session, so
+ * that two starting together share one (outside a transaction). */
+int store_fleet_session_lock(struct store_drain *d, bool lock, struct store_err *err);
+/* The session of a live supervisor that drains with the same `join_key` (heap), or NULL
+ * (outside a transaction). */
+int store_fleet_session_find(
+    struct store_drain *d, const char *join_key, char **session_id, struct store_err *err);
+/* Record the session this supervisor drains in and its join key (outside a transaction). */
+int store_fleet_session_set(
+    struct store_drain *d, const char *session_id, const char *join_key, struct store_err *err);
+/* How many other live supervisors drain in `session_id` (outside a transaction). */
+int store_fleet_session_others(
+    struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err);
+/* In the group: renew the heartbeat (the server's clock) and save `status_json`; *lost
+ * is set, and nothing written, when this supervisor is no longer live (declared lost by
+ * another): the group must then be rolled back and nothing more written. */
+int store_fleet_heartbeat(
+    struct store_drain *d, const char *status_json, bool *lost, struct store_err *err);
+/* In its own transaction: declare every live supervisor (not this one) whose heartbeat is
+ * older than its lease timeout lost, close the open attempts of every supervisor that is
+ * not live as supervisor_lost and put their EXECUTING phases back to QUEUED, and notify
+ * the others when anything was closed. *lost (heap, *nlost items) lists the supervisors
+ * declared lost now; *closed counts the attempts closed. */
+int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *nlost, int *closed,
+    struct store_err *err);
+/* Free what store_fleet_rescue returned. */
+void store_fleet_lost_free(struct fleet_lost *v, size_t n);
+/* Count the open attempts of other supervisors, and of those the ones of supervisors no
+ * longer live (outside a transaction). */
+int store_fleet_open_elsewhere(
+    struct store_drain *d, int64_t *open, int64_t *orphaned, struct store_err *err);
+/* Leave: this supervisor's row is no longer live (outside a transaction). */
+int store_fleet_leave(struct store_drain *d, struct store_err *err);
+/* Record how many late writes this supervisor refused after it was declared lost, `n` in
+ * all (outside a transaction; the row is no longer live). */
+int store_fleet_count_rejected(struct store_drain *d, int64_t n, struct store_err *err);
+/* LISTEN on both channels; *fd receives the connection's socket, which becomes readable
+ * when a notification (or anything else) arrives. */
+int store_fleet_listen(struct store_drain *d, int *fd, struct store_err *err);
+/* Read what arrived on the connection and say which channels were notified by another
+ * connection. Returns 0, or STORE_EIO when the connection is gone. */
+int store_fleet_notified(struct store_drain *d, bool *control, bool *queue);
+/* The commands after `after_id` for this supervisor or for all, sent after it started
+ * (heap, *n items; outside a transaction). */
+int store_fleet_commands_due(struct store_drain *d, int64_t after_id, struct fleet_command **out,
+    size_t *n, struct store_err *err);
+/* Free commands. */
+void store_fleet_commands_free(struct fleet_command *v, size_t n);
+/* Record this supervisor's answer to command `id` (outside a transaction). */
+int store_fleet_command_done(
+    struct store_drain *d, int64_t id, bool ok, const char *result, struct store_err *err);
+
+/* --- autopack-ctl's side --- */
+
+/* The supervisors of the database: every live one, and those that ended in the last
+ * `recent_s` seconds, oldest first (heap, *n items). */
+int store_fleet_members(
+    struct store *st, double recent_s, struct fleet_member **out, size_t *n, struct store_err *err);
+/* Free members. */
+void store_fleet_members_free(struct fleet_member *v, size_t n);
+/* Send a command to supervisor `target` (0: every live one), with its arguments (a JSON
+ * object) and who sent it; notifies them. *id receives the command's id. */
+int store_fleet_command_send(struct store *st, int64_t target, const char *command,
+    const char *args, const char *by, int64_t *id, struct store_err *err);
+/* The answers to command `id` so far (heap, *n items). */
+int store_fleet_command_results(
+    struct store *st, int64_t id, struct fleet_result **out, size_t *n, struct store_err *err);
+/* Free answers. */
+void store_fleet_results_free(struct fleet_result *v, size_t n);
+
+#endif

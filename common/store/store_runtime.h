@@ -1,0 +1,33 @@
+/*
+ * The per-user runtime directory, /tmp/autopack-<uid> (private: mode 0700, owned by the
+ * user), and the names in it that derive from a database's identity:
+ *  - the default control socket, <uuid>-<device>-<inode>.sock: named by the uuid AND the
+ *    file, so a byte copy of a database (same uuid, another file) never shares it;
+ *  - the uuid claim, <uuid>.claim: a flock that one live supervisor per uuid holds, with
+ *    its pid, URL and device:inode written in it, so a supervisor of a copy is refused
+ *    while a supervisor of the original runs (and the other way round).
+ * A PostgreSQL database has no file and is shared by several supervisors: its default
+ * socket is named by the uuid and the supervisor's pid, and nothing is claimed.
+ * The claim file is never removed: removing it could let two processes each lock a
+ * different file of the same name.
+ */
+#ifndef AUTOPACK_STORE_RUNTIME_H
+#define AUTOPACK_STORE_RUNTIME_H
+
+#include "common/store/store.h"
+
+/* Create the runtime directory if needed and check that it is private; the path (heap),
+ * or NULL with a message in err. */
+char *store_runtime_dir(struct store_err *err);
+/* The default control socket of the database open in `st` (heap), for a PostgreSQL
+ * database this process's own; nothing is checked or created. */
+char *store_runtime_socket(const struct store *st);
+/* Claim the uuid of the database open in `st` for this process (creating the runtime
+ * directory if needed): the claim's descriptor
+ * (close-on-exec; the claim lasts until it is closed), STORE_EBUSY if a live process of
+ * another file holds it (the message names its pid, URL and device:inode and the fix), or
+ * STORE_EIO; for a PostgreSQL database STORE_LOCK_SERVER (store_lock.h), claiming
+ * nothing. */
+int store_runtime_claim(const struct store *st, struct store_err *err);
+
+#endif

@@ -1,0 +1,386 @@
+/* Several supervisors on one PostgreSQL database (docs/postgresql.md, "Several hosts"):
+ * this supervisor's registration, its heartbeat when nothing else commits (every group
+ * commit writes it too, writer.c), the rescue of the attempts of supervisors whose
+ * heartbeat stopped, the run queues rebuilt when other supervisors free runs, and the
+ * commands sent through the database. The connection's socket is watched with a uv_poll
+ * for NOTIFY; every database call is one query, so the loop never waits longer. */
+#include "supervisor/cmd.h"
+#include "common/log.h"
+#include "common/store/store_fleet.h"
+#include "common/util.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The least time between two rebuilds of the run queues. */
+#define FLEET_REFRESH_MIN_MS 100
+/* The longest period of the fleet timer. */
+#define FLEET_TICK_MS 250
+
+/* The period of the heartbeat, the rescue and the polls: a quarter of the lease, within
+ * bounds. */
+static uint64_t fleet_beat_ms(struct sup *s)
+{
+	int64_t t = s->cfg.lease_timeout_ms / 4;
+
+	return (uint64_t)(t < 50 ? 50 : t > 5000 ? 5000 : t);
+}
+
+/* The period of the fleet timer: at most FLEET_TICK_MS. */
+static uint64_t fleet_tick_ms(struct sup *s)
+{
+	uint64_t b = fleet_beat_ms(s);
+
+	return b < FLEET_TICK_MS ? b : FLEET_TICK_MS;
+}
+
+/* The key of the drain this supervisor runs: supervisors with the same one share their
+ * drain session (and its policy state). */
+static char *fleet_join_key(const struct sup_config *c)
+{
+	json_t *skip = json_array(), *j;
+	char *out;
+
+	for (size_t i = 0; i < c->nskip; i++)
+		json_array_append_new(skip, json_string(c->skip_prefixes[i]));
+	j = json_pack("{s:b, s:s?, s:b, s:o}", "dry_run", c->dry_run, "run_id", c->run_id,
+	    "retry_failed", c->retry_failed, "skip_run_prefix", skip);
+	out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	return out;
+}
+
+/* Register in the database's supervisors; exits 1 on failure. */
+void fleet_register(struct sup *s)
+{
+	struct fleet_self self = { .pid = getpid(),
+		.lease_timeout_ms = s->cfg.lease_timeout_ms,
+		.retry_failed = s->cfg.retry_failed };
+	struct store_err err;
+	char host[256];
+
+	if (gethostname(host, sizeof host) != 0)
+		strlcpy_ap(host, "unknown-host", sizeof host);
+	host[sizeof host - 1] = '\0';
+	self.host = host;
+	if (store_fleet_register(s->sd, &self, &s->fleet_id, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	s->fleet_busy = true;
+	log_info("registered as supervisor %lld of %s on %s (lease timeout %.1f s)",
+	    (long long)s->fleet_id, s->st->url, host, (double)s->cfg.lease_timeout_ms / 1000.0);
+}
+
+/* Join the session of live supervisors draining the same way; false when there is none
+ * (the caller starts one). Exits 1 on failure. */
+bool fleet_join_session(struct sup *s)
+{
+	struct store_err err;
+	char *key = fleet_join_key(&s->cfg), *id = NULL;
+
+	/* Held until fleet_session_set: two supervisors starting together share one. */
+	if (store_fleet_session_lock(s->sd, true, &err) != 0 ||
+	    store_fleet_session_find(s->sd, key, &id, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	free(key);
+	if (id == NULL)
+		return false;
+	s->session_id = id;
+	log_info("joining drain session %s of the other supervisors", id);
+	return true;
+}
+
+/* Record the session this supervisor drains in; exits 1 on failure. */
+void fleet_session_set(struct sup *s)
+{
+	struct store_err err;
+	char *key = fleet_join_key(&s->cfg);
+
+	if (store_fleet_session_set(s->sd, s->session_id, key, &err) != 0 ||
+	    store_fleet_session_lock(s->sd, false, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	free(key);
+}
+
+/* What the other hosts' `status` shows of this supervisor: its workers and counters. */
+static char *fleet_status_json(struct sup *s)
+{
+	json_t *ws = json_array(), *j;
+	struct worker *w;
+	char *out;
+
+	for (w = s->workers; w != NULL; w = w->next) {
+		if (w->state == W_EXITED)
+			continue;
+		json_array_append_new(ws,
+		    json_pack("{s:i, s:i, s:s, s:s?, s:s?, s:I}", "id", w->id, "pid", (int)w->pid,
+		        "state", worker_state_name(w), "run_id",
+		        w->lease.run != NULL ? w->lease.run->run_id : NULL, "phase_id",
+		        w->lease.phase != NULL ? w->lease.phase->phase_id : NULL, "attempt_id",
+		        (json_int_t)w->lease.attempt_id));
+	}
+	j = json_pack("{s:o, s:i, s:b, s:s, s:I, s:I, s:I, s:s?}", "workers", ws, "target",
+	    s->target, "paused", s->paused, "stopping", stop_level_name(s->stopping), "in_flight",
+	    (json_int_t)s->in_flight, "queued", (json_int_t)s->queued, "attempts",
+	    (json_int_t)s->n.results, "control_socket", s->control_path);
+	out = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return out;
+}
+
+/* Rebuild the run queues from the database, at most every FLEET_REFRESH_MIN_MS unless
+ * `now`, and dispatch what became eligible. */
+static void fleet_refresh(struct sup *s, bool now)
+{
+	uint64_t t = clock_mono_ms();
+
+	if (s->stopping || s->writes_off)
+		return;
+	if (!now && t - s->fleet_refreshed_ms < FLEET_REFRESH_MIN_MS) {
+		s->fleet_refresh_due = true;
+		return;
+	}
+	s->fleet_refreshed_ms = t;
+	s->fleet_refresh_due = false;
+	sched_refresh(s);
+	lease_kick(s);
+}
+
+/* Run one command sent through the database and record the answer. */
+static void fleet_command(struct sup *s, const struct fleet_command *fc)
+{
+	struct proto_request req = { .command = fc->command };
+	struct ctl_conn conn = { .sup = s };
+	struct cmd_reply rep = { 0 };
+	json_t *args = json_loads(fc->args, 0, NULL), *v;
+	struct store_err err;
+	char *result = NULL;
+	size_t i;
+	int rc;
+
+	req.args.items = xcalloc(json_array_size(args) + 1, sizeof *req.args.items);
+	json_array_foreach(args, i, v) if (json_is_string(v))
+	    req.args.items[req.args.n++] = (char *)json_string_value(v);
+	log_info("command %lld from the database: %s", (long long)fc->id, fc->command);
+	rc = control_run(s, &conn, &req, &rep);
+	result = rc == 0 && rep.body != NULL ? json_dumps(rep.body, JSON_COMPACT) :
+	                                       xstrdup(rep.message != NULL ? rep.message : "");
+	if (store_fleet_command_done(s->sd, fc->id, rc == 0, result, &err) != 0)
+		log_error("%s", err.text);
+	free(result);
+	free(rep.message);
+	json_decref(rep.body);
+	free(req.args.items);
+	json_decref(args);
+}
+
+/* Run the commands due to this supervisor. */
+static void fleet_commands(struct sup *s)
+{
+	struct fleet_command *cs;
+	struct store_err err;
+	size_t n;
+
+	if (s->writes_off || db_in_transaction(s->st->db))
+		return;
+	if (store_fleet_commands_due(s->sd, s->fleet_cmd_after, &cs, &n, &err) != 0) {
+		log_error("%s", err.text);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		s->fleet_cmd_after = cs[i].id;
+		fleet_command(s, &cs[i]);
+	}
+	store_fleet_commands_free(cs, n);
+}
+
+/* Read the notifications that arrived and act on them. */
+static void fleet_notifications(struct sup *s)
+{
+	bool control, queue;
+
+	if (s->writes_off || store_fleet_notified(s->sd, &control, &queue) != 0)
+		return;
+	if (control)
+		fleet_commands(s);
+	if (queue)
+		fleet_refresh(s, false);
+}
+
+/* The connection's socket is readable: a notification, most likely. */
+static void fleet_poll_cb(uv_poll_t *h, int status, int events)
+{
+	struct sup *s = h->data;
+
+	(void)events;
+	if (status < 0) {
+		uv_poll_stop(h);
+		return;
+	}
+	fleet_notifications(s);
+}
+
+/* Free a closed poll handle. */
+static void fleet_poll_close_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* Watch the connection's socket for notifications (again, after a reconnect: the
+ * socket is another one). */
+void fleet_listen(struct sup *s)
+{
+	struct store_err err;
+	int fd;
+
+	s->conn_gen = s->st->conn_gen;
+	s->fleet_connected_ms = clock_mono_ms();
+	if (s->fleet_poll != NULL) {
+		uv_poll_stop(s->fleet_poll);
+		uv_close((uv_handle_t *)s->fleet_poll, fleet_poll_close_cb);
+		s->fleet_poll = NULL;
+	}
+	if (store_fleet_listen(s->sd, &fd, &err) != 0) {
+		log_error("%s", err.text);
+		return;
+	}
+	s->fleet_poll = xcalloc(1, sizeof *s->fleet_poll);
+	if (uv_poll_init(s->loop, s->fleet_poll, fd) != 0) {
+		free(s->fleet_poll);
+		s->fleet_poll = NULL;
+		return;
+	}
+	s->fleet_poll->data = s;
+	uv_poll_start(s->fleet_poll, UV_READABLE, fleet_poll_cb);
+}
+
+/* Declare silent supervisors lost and take their attempts back into the queue. Only
+ * after this supervisor has been connected a whole lease: after an outage every
+ * heartbeat is old, and the others need a lease to renew theirs. */
+static void fleet_rescue(struct sup *s)
+{
+	struct fleet_lost *lost;
+	struct store_err err;
+	size_t n;
+	int closed;
+
+	if (s->stopping || s->writes_off ||
+	    clock_mono_ms() - s->fleet_connected_ms < (uint64_t)s->cfg.lease_timeout_ms)
+		return;
+	if (store_fleet_rescue(s->sd, &lost, &n, &closed, &err) != 0) {
+		log_error("%s", err.text);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		log_warn(
+		    "[LOST] supervisor %lld (%s pid %lld) sent no heartbeat for %.1f s: declared"
+		    " lost; its open attempts are closed as supervisor_lost and their phases"
+		    " requeued",
+		    (long long)lost[i].id, lost[i].host, (long long)lost[i].pid, lost[i].silent_s);
+	if (closed > 0) {
+		log_warn("closed %d attempt(s) of lost supervisors; their phases are queued again",
+		    closed);
+		fleet_refresh(s, true);
+	}
+	store_fleet_lost_free(lost, n);
+}
+
+/* Whether the whole database is drained: nothing eligible here (after a rebuild of the
+ * queues), nothing open anywhere. Sets s->fleet_busy. */
+static void fleet_check_drained(struct sup *s)
+{
+	struct store_err err;
+	int64_t open, orphaned;
+
+	if (!s->cfg.exit_when_drained || s->stopping || s->in_flight > 0 || s->ops_n > 0)
+		return;
+	fleet_refresh(s, true);
+	if (s->queued > 0 && !(s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size)) {
+		s->fleet_busy = true;
+		return;
+	}
+	if (store_fleet_open_elsewhere(s->sd, &open, &orphaned, &err) != 0) {
+		log_error("%s", err.text);
+		return;
+	}
+	if (open > 0 && s->fleet_waiting_logged != open) {
+		log_info("nothing left here; waiting for %lld attempt(s) open elsewhere%s",
+		    (long long)open,
+		    orphaned > 0 ? " (some of lost supervisors: rescued after the lease timeout)" :
+		                   "");
+		s->fleet_waiting_logged = open;
+	}
+	s->fleet_busy = open > 0;
+}
+
+/* Every tick: notifications and a refresh asked for; every beat: the heartbeat when
+ * nothing committed, the rescue and the commands; then whether the drain is over. */
+static void fleet_timer_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+	uint64_t now = clock_mono_ms();
+	bool beat = now - s->fleet_beat_ms >= fleet_beat_ms(s);
+
+	if (s->writes_off)
+		return;
+	if (beat) {
+		s->fleet_beat_ms = now;
+		free(s->fleet_status);
+		s->fleet_status = fleet_status_json(s);
+		if (now - s->last_commit_ms >= fleet_beat_ms(s))
+			writer_heartbeat(s);
+		if (s->writes_off)
+			return;
+		fleet_rescue(s);
+		fleet_commands(s);
+	}
+	if (s->conn_gen != s->st->conn_gen)
+		fleet_listen(s);
+	fleet_notifications(s);
+	if (s->fleet_refresh_due || now - s->fleet_refreshed_ms >= 2 * fleet_beat_ms(s))
+		fleet_refresh(s, true);
+	fleet_check_drained(s);
+	lifecycle_check_done(s);
+}
+
+/* Start the fleet's timer and the watch on the connection. */
+void fleet_start(struct sup *s)
+{
+	s->fleet_status = fleet_status_json(s);
+	uv_timer_init(s->loop, &s->fleet_timer);
+	s->fleet_timer.data = s;
+	uv_timer_start(&s->fleet_timer, fleet_timer_cb, fleet_tick_ms(s), fleet_tick_ms(s));
+	fleet_listen(s);
+}
+
+/* After the loop: leave the fleet, and end the session if no other supervisor still
+ * drains in it. Returns whether it should be ended. */
+bool fleet_finish(struct sup *s)
+{
+	struct store_err err;
+	int64_t others = 0;
+
+	if (s->writes_off)
+		return false;
+	if (store_fleet_leave(s->sd, &err) != 0 ||
+	    store_fleet_session_others(s->sd, s->session_id, &others, &err) != 0) {
+		log_error("%s", err.text);
+		return false;
+	}
+	if (others > 0)
+		log_info("drain session %s goes on with %lld other supervisor(s)", s->session_id,
+		    (long long)others);
+	return others == 0;
+}
+
+/* Close the fleet's handles and free its state (after the loop). */
+void fleet_close(struct sup *s)
+{
+	if (s->fleet_poll != NULL) {
+		uv_close((uv_handle_t *)s->fleet_poll, fleet_poll_close_cb);
+		s->fleet_poll = NULL;
+	}
+	free(s->fleet_status);
+	s->fleet_status = NULL;
+}

@@ -1,0 +1,326 @@
+"""One writer, one database, one supervisor, also under hard links, copies, a lost WAL, a
+uuid that is a path, a dropped column, odd URLs and the files' modes: each case of the
+README's "What can go wrong" on real files, with the real binaries as separate
+processes. (The full disk and the stall are in test_faults.py.)"""
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import stat
+import struct
+import threading
+
+import msgpack
+import pytest
+
+from conftest import ctl, run
+from supervisor_helpers import Standin, Supervisor, llm_supervisor, new_db, sql, wait_for
+
+def path_of(url):
+    return url[len("sqlite:///"):]
+
+
+def canonical(path):
+    return "sqlite:///" + os.path.realpath(path)
+
+
+def write_sql(path, script):
+    """Change a database behind autopack's back, as an operator with sqlite3 would."""
+    con = sqlite3.connect(path)
+    con.executescript(script)
+    con.commit()
+    con.close()
+
+
+def read_sql(path, query):
+    """Read a database no process holds (read-write, so a missing -shm is no obstacle)."""
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
+
+
+def uuid_of(url):
+    return sql(url, "SELECT db_uuid FROM meta")[0][0]
+
+
+@pytest.fixture
+def llm(tmp):
+    s = Standin(tmp)
+    yield s
+    s.stop()
+
+
+def no_phase_succeeded_twice(path):
+    return read_sql(path, "SELECT count(*) FROM (SELECT run_id, phase_id FROM attempts"
+                          " WHERE outcome = 'success' GROUP BY 1, 2 HAVING count(*) > 1)") \
+        == [(0,)]
+
+
+# --- 1. hard links ----------------------------------------------------------------------
+
+def test_1_a_second_name_is_refused_and_the_lock_is_the_files_own(tmp, llm):
+    url = new_db(tmp, runs=2, phases=3, check="sleep 0.2")
+    path = path_of(url)
+    hard = os.path.join(str(tmp), "hard.db")
+    os.link(path, hard)
+    for u in (url, "sqlite:///" + hard):
+        r = run("autopack-supervisor", "--db", u, "--workers", 1)
+        assert r.rc == 1 and "has 2 names (hard links)" in r.err, r
+        assert "-samefile" in r.err, r
+        r = ctl("--db", u, "db", "check")
+        assert r.rc == 2 and "has 2 names" in r.err, r
+    os.unlink(hard)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--exit-when-drained")
+    sup.wait_ready()
+    # There is no side file whose removal frees the lock, and a name made while the
+    # supervisor runs reaches the same locked file.
+    assert not os.path.exists(path + ".lock")
+    os.link(path, hard)
+    for u in (url, "sqlite:///" + hard):
+        r = run("autopack-supervisor", "--db", u, "--workers", 1,
+                "--control", os.path.join(str(tmp), "second.sock"))
+        assert r.rc == 1, r
+        assert "held by autopack-supervisor pid %d" % sup.proc.pid in r.err, r
+    r = ctl("--db", "sqlite:///" + hard, "seed", "telemetry-run")
+    assert r.rc == 2 and "has 2 names" in r.err, r
+    os.unlink(hard)
+    assert sup.wait(timeout=180) == 0, sup.stderr()
+    assert read_sql(path, "SELECT state, count(*) FROM phases GROUP BY 1") == [("COMPLETE", 6)]
+    assert read_sql(path, "SELECT count(*) FROM attempts") == [(6,)]
+    assert no_phase_succeeded_twice(path)
+    assert read_sql(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+# --- 2. copies ------------------------------------------------------------------------
+
+def test_2_a_copy_gets_no_control_of_the_original_and_its_own_identity(tmp):
+    orig = new_db(tmp, runs=1, phases=2)
+    copy_path = os.path.join(str(tmp), "copy.db")
+    shutil.copyfile(path_of(orig), copy_path)
+    copy = "sqlite:///" + copy_path
+    uuid = uuid_of(orig)
+    a = Supervisor(tmp, orig, "--workers", 0, name="orig", control=False)
+    a.wait_ready()
+    sock_a = sql(orig, "SELECT control_socket FROM meta")[0][0]
+    st = os.stat(path_of(orig))
+    assert sock_a == "/tmp/autopack-%d/%s-%d-%d.sock" % (os.getuid(), uuid, st.st_dev,
+                                                          st.st_ino)
+    # The copy's supervisor is refused while the original is served, naming it and the fix.
+    r = run("autopack-supervisor", "--db", copy, "--workers", 0)
+    assert r.rc == 1, r
+    assert "uuid %s is already served by autopack-supervisor pid %d of %s" % (
+        uuid, a.proc.pid, canonical(path_of(orig))) in r.err, r
+    assert "db reidentify" in r.err
+    # A command about the copy reaches no supervisor: not the original's.
+    r = ctl("--db", copy, "stop", "--now")
+    assert r.rc == 1 and "no autopack-supervisor is running on %s" % canonical(copy_path) \
+        in r.err, r
+    # Through the original's socket by name, both ends refuse it.
+    r = ctl("--db", copy, "stop", "--now", "--control", sock_a)
+    assert r.rc == 1 and "wrong_database" in r.err and "device:inode" in r.err, r
+    assert a.proc.poll() is None
+    # The copy gets its own identity; the one it came from is recorded.
+    r = ctl("--db", copy, "db", "reidentify", "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    assert j["previous_uuid"] == uuid and j["uuid"] != uuid
+    assert read_sql(copy_path, "SELECT command, args, ok FROM control_log") == \
+        [("db reidentify", uuid, 1)]
+    assert read_sql(copy_path, "SELECT supervisor_pid, control_socket FROM meta") == \
+        [(None, None)]
+    b = Supervisor(tmp, copy, "--workers", 0, name="copy", control=False)
+    b.wait_ready()
+    assert b.status()["db_url"] == canonical(copy_path)
+    r = ctl("--db", orig, "stop", "--now", "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    assert (j["db_url"], j["db_uuid"]) == (canonical(path_of(orig)), uuid)
+    assert a.wait() == 0
+    assert b.proc.poll() is None
+    assert not os.path.exists(sock_a)
+    assert ctl("--db", copy, "stop", "--now").rc == 0
+    assert b.wait() == 0
+
+
+def serve_one_reply(path, reply):
+    """A control peer that answers one request with `reply` (a rogue supervisor)."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    seen = []
+
+    def loop():
+        conn, _ = srv.accept()
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+            data += conn.recv(65536)
+        seen.append(msgpack.unpackb(data[4:], raw=False))
+        body = msgpack.packb(reply, use_bin_type=True)
+        conn.sendall(struct.pack(">I", len(body)) + body)
+        conn.close()
+        srv.close()
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t, seen
+
+
+def test_2_ctl_refuses_a_reply_about_another_database(tmp):
+    url = new_db(tmp, runs=0)
+    path = path_of(url)
+    st = os.stat(path)
+    mine = "%d:%d" % (st.st_dev, st.st_ino)
+    for db, dev in (("sqlite:////elsewhere/copy.db", mine), (canonical(path), "1:2")):
+        sockp = os.path.join(str(tmp), "rogue.sock")
+        t, seen = serve_one_reply(sockp, {
+            "v": 1, "t": "reply", "id": 1, "ok": True, "db": db, "uuid": uuid_of(url),
+            "dev": dev, "body": '{"in_flight": 0, "mode": "now"}', "more": False})
+        r = ctl("--db", url, "stop", "--now", "--control", sockp)
+        t.join(10)
+        os.unlink(sockp)
+        assert r.rc == 1, r
+        assert "answered for database %s" % db in r.err and "refused" in r.err, r
+        # The request carried the identity the client expects.
+        assert (seen[0]["db"], seen[0]["uuid"], seen[0]["dev"]) == \
+            (canonical(path), uuid_of(url), mine)
+
+
+def test_2_a_live_socket_is_never_replaced_and_a_stale_one_is(tmp):
+    (tmp / "a").mkdir()
+    (tmp / "b").mkdir()
+    url_a = new_db(tmp / "a", runs=0)
+    url_b = new_db(tmp / "b", runs=0)
+    sockp = os.path.join(str(tmp), "ctl.sock")
+    a = Supervisor(tmp, url_a, "--workers", 0, "--allow-empty-db", name="a", control=sockp)
+    a.wait_ready()
+    r = run("autopack-supervisor", "--db", url_b, "--workers", 0, "--allow-empty-db",
+            "--control", sockp)
+    assert r.rc == 1 and "answers on it; refusing to replace it" in r.err, r
+    assert a.status()["db_url"] == canonical(path_of(url_a))
+    assert a.ctl("stop", "--now").rc == 0
+    assert a.wait() == 0
+    # A socket left by a process that is gone is replaced.
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(sockp)
+    stale.close()
+    b = Supervisor(tmp, url_b, "--workers", 0, "--allow-empty-db", name="b", control=sockp)
+    b.wait_ready()
+    assert "left by a process that is gone; replacing it" in b.stderr()
+    assert b.ctl("stop", "--now").rc == 0
+    assert b.wait() == 0
+
+
+# --- 3. the write-ahead log removed ------------------------------------------------------
+
+@pytest.mark.parametrize("side,crash", [("-wal", True), ("-shm", False)])
+def test_3_a_removed_wal_or_shm_is_database_lost_with_every_commit_kept(tmp, llm, side,
+                                                                         crash):
+    url = new_db(tmp, runs=4, phases=5, check="sleep 0.2")
+    path = path_of(url)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--max-attempts-per-phase", 5)
+    wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'")[0][0]
+             >= 3, timeout=120, what="three phases committed")
+    done_before = set(sql(url, "SELECT run_id, phase_id FROM phases WHERE state = 'COMPLETE'"))
+    os.unlink(path + side)
+    wait_for(lambda: "DATABASE LOST" in sup.stderr(), timeout=30, what="DATABASE LOST")
+    if crash:
+        sup.kill()   # a crash right after the report loses nothing either
+    else:
+        assert sup.wait(timeout=30) == 3
+    err = sup.stderr()
+    assert path + side in err and "was removed" in err and "checkpointed" in err, err
+    assert read_sql(path, "PRAGMA integrity_check") == [("ok",)]
+    done_after = set(read_sql(path, "SELECT run_id, phase_id FROM phases"
+                                    " WHERE state = 'COMPLETE'"))
+    assert done_before <= done_after
+    # The next supervisor recovers what was in flight and finishes; nothing runs twice.
+    again = llm_supervisor(tmp, url, llm, "--workers", 2, "--exit-when-drained",
+                           "--max-attempts-per-phase", 5, name="again")
+    assert again.wait(timeout=180) == 0, again.stderr()
+    assert read_sql(path, "SELECT state, count(*) FROM phases GROUP BY 1") == \
+        [("COMPLETE", 20)]
+    assert no_phase_succeeded_twice(path)
+    assert read_sql(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+# --- 5. a uuid that is a path ------------------------------------------------------------
+
+def test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    path = path_of(url)
+    write_sql(path, "UPDATE meta SET db_uuid = '../rt/c5/victim'")
+    before = set(os.listdir("/tmp/autopack-%d" % os.getuid())) \
+        if os.path.isdir("/tmp/autopack-%d" % os.getuid()) else set()
+    r = run("autopack-supervisor", "--db", url, "--workers", 0)
+    assert r.rc == 1 and 'meta.db_uuid "../rt/c5/victim" is not a canonical UUID' in r.err, r
+    assert "db reidentify" in r.err
+    assert not os.path.exists("/tmp/rt/c5/victim.sock")
+    after = set(os.listdir("/tmp/autopack-%d" % os.getuid())) \
+        if os.path.isdir("/tmp/autopack-%d" % os.getuid()) else set()
+    assert not [n for n in after - before if "victim" in n]
+    for args in (["db", "check"], ["status"], ["seed", "telemetry-run"]):
+        r = ctl("--db", url, *args)
+        assert r.rc == 2 and "not a canonical UUID" in r.err, (args, r)
+    r = ctl("--db", url, "db", "check", "--json")
+    assert json.loads(r.out)["error"] == "EIDENT"
+    r = ctl("--db", url, "db", "reidentify", "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    assert j["previous_uuid"] == "../rt/c5/victim"
+    assert ctl("--db", url, "db", "check").rc == 0
+
+
+# --- 7. a dropped column -------------------------------------------------------------------
+
+def test_7_a_dropped_column_is_refused_naming_it(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    write_sql(path_of(url), "ALTER TABLE attempts DROP COLUMN fingerprint")
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "missing 1 column" in r.err and "attempts.fingerprint" in r.err, r
+    r = ctl("--db", url, "db", "check", "--json")
+    assert json.loads(r.out)["error"] == "EPARTIAL"
+    r = run("autopack-supervisor", "--db", url, "--workers", 0)
+    assert r.rc == 1 and "attempts.fingerprint" in r.err, r
+    assert read_sql(path_of(url), "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+# --- 8. URLs --------------------------------------------------------------------------------
+
+def test_8_the_supervisor_takes_db_over_the_environment(tmp):
+    url = new_db(tmp, runs=0)
+    env = {"DATABASE_URL": "postgresql://app:s3cret@dbhost/app",
+           "AUTOPACK_DB_URL": "sqlite:///other.db"}
+    sup = Supervisor(tmp, url, "--workers", 0, "--allow-empty-db", env=env)
+    assert sup.wait_ready()["db_url"] == canonical(path_of(url))
+    assert sup.ctl("stop", "--now").rc == 0
+    assert sup.wait() == 0
+    r = run("autopack-supervisor", "--workers", 0, env={
+        "AUTOPACK_DB_URL": url, "DATABASE_URL": "postgresql://app:s3cret@dbhost/app"})
+    assert r.rc == 1 and "DATABASE_URL names postgresql://" in r.err, r
+    assert "s3cret" not in r.err, r
+
+
+# --- 9. file modes -----------------------------------------------------------------------------
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_9_database_wal_shm_and_log_are_created_0600(tmp, umask):
+    old = os.umask(umask)
+    try:
+        url = new_db(tmp, runs=1, phases=2)
+        path = path_of(url)
+        log = os.path.join(str(tmp), "sup.log")
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--log-file", log)
+        sup.wait_ready()
+        for p in (path, path + "-wal", path + "-shm", log):
+            assert mode(p) == 0o600, (p, oct(mode(p)))
+        assert sup.ctl("stop", "--now").rc == 0
+        assert sup.wait() == 0
+    finally:
+        os.umask(old)
