@@ -475,9 +475,9 @@ int main(int argc, char **argv)
 	parse_flags(&s->cfg, argc, argv);
 	if (s->cfg.log_file != NULL && log_open(s->cfg.log_file) != 0)
 		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file, strerror(errno));
-	no_key_refuse(s);
 	service_open(s);
 	session_open_store(s);
+	no_key_refuse(s);
 	s->worker_path = worker_path(s->cfg.worker_path);
 	if (access(s->worker_path, X_OK) != 0)
 		log_fatal(1, "worker binary %s: %s", s->worker_path, strerror(errno));

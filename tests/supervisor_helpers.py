@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import BIN, ROOT, binpath, ctl
+from conftest import BIN, ROOT, binpath, ctl, with_keys
 
 PYTHON = "/usr/bin/python3"
 ROGUE = os.path.join(ROOT, "tests", "rogue_worker.py")
@@ -88,11 +88,7 @@ class Supervisor:
         self.out_path = os.path.join(self.tmp, name + ".out")
         self.err_path = os.path.join(self.tmp, name + ".err")
         full_env = dict(os.environ)
-        full_env.update(env or {})
-        # A supervisor refuses to start without its provider's key; a test that gives none
-        # drains with workers that need none (dry runs, rogue workers, no LLM reached).
-        if not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY"} & set(env or {}):
-            full_env["ANTHROPIC_API_KEY"] = full_env["OPENAI_API_KEY"] = NO_LLM_KEY
+        full_env.update(with_keys("autopack-supervisor", env) or {})
         self.proc = subprocess.Popen(
             list(prefix) + [binpath("autopack-supervisor"), "--db", url]
             + (["--control", self.control] if self.control else [])
@@ -205,7 +201,6 @@ def wait_for(pred, timeout=60, step=0.05, what="condition"):
 
 
 KEY = "sk-test-supervisor-key-0123456789"
-NO_LLM_KEY = "sk-test-no-llm-reached"
 
 
 def llm_supervisor(tmp, url, llm, *args, name="sup", control=None):

@@ -89,12 +89,14 @@ def test_refuses_missing_and_empty_databases(tmp):
 
 def test_refuses_to_start_without_the_providers_key(tmp):
     """No key would end every attempt NO_API_KEY, using up phases and stopping runs: the
-    supervisor refuses to start instead, before it touches the database."""
+    supervisor refuses to start instead (after the database's own refusals), before it
+    opens a session."""
     from conftest import run
     url = new_db(tmp, runs=1, phases=2)
     sock = os.path.join(str(tmp), "sup.sock")
     base = ("--db", url, "--workers", 1, "--exit-when-drained", "--control", sock)
-    for env, args, var in [({}, (), "ANTHROPIC_API_KEY"),
+    unset = {"ANTHROPIC_API_KEY": None, "OPENAI_API_KEY": None}
+    for env, args, var in [(unset, (), "ANTHROPIC_API_KEY"),
                            ({"ANTHROPIC_API_KEY": ""}, (), "ANTHROPIC_API_KEY"),
                            ({"ANTHROPIC_API_KEY": "sk-ant-x"}, ("--llm-provider", "openai"),
                             "OPENAI_API_KEY")]:
@@ -104,7 +106,7 @@ def test_refuses_to_start_without_the_providers_key(tmp):
     assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
     # A dry run calls no LLM and needs no key.
-    r = run("autopack-supervisor", *base, "--dry-run", timeout=60)
+    r = run("autopack-supervisor", *base, "--dry-run", env=unset, timeout=60)
     assert r.rc == 0, r
     assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("dry_run", 2)]
     assert sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") == [("QUEUED", 2)]
