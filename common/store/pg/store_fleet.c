@@ -40,8 +40,11 @@ static const char fleet_sql_eligible[] =
     "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
     "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
-    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
+    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
+    " p.name, p.description, p.task_category, p.complexity,"
+    " p.scope, p.check_command, p.max_builder_attempts, r.workspace"
     " FROM phases p JOIN tiers t ON t.id = p.tier_id"
+    " JOIN runs r ON r.id = p.run_id"
     " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
     " AND (CAST(?7 AS TEXT) IS NULL OR p.run_id = ?1)"
     " AND NOT EXISTS (SELECT 1 FROM attempts o WHERE o.run_id = p.run_id"
@@ -61,8 +64,9 @@ const char *store_fleet_drain_sql(enum drain_stmt id)
 }
 
 /* The fleet's eligible phases: those of runs no other supervisor leases, and not visited
- * by a dry run of the session. Parameters as store_drain_each_eligible binds them, ?6 this
- * supervisor, ?7 the run filter again. */
+ * by a dry run of the session; the columns as store_drain_each_eligible reads them (the
+ * job's spec from the eighth on). Parameters as it binds them, ?6 this supervisor, ?7 the
+ * run filter again. */
 const char *store_fleet_eligible_sql(void)
 {
 	return fleet_sql_eligible;
@@ -242,8 +246,10 @@ int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *
     struct store_err *err)
 {
 	static const char *const sql[] = {
-		"UPDATE phases SET state = ?2, updated_at = ?4 WHERE state = ?3"
-		" AND current_attempt_id IN " FLEET_ORPHANS,
+		/* Their phases: EXECUTING ones requeued, and no fence left on a closed attempt. */
+		"UPDATE phases SET state = CASE WHEN state = ?3 THEN ?2 ELSE state END,"
+		" updated_at = CASE WHEN state = ?3 THEN ?4 ELSE updated_at END,"
+		" current_attempt_id = NULL WHERE current_attempt_id IN " FLEET_ORPHANS,
 		"UPDATE llm_usage_events SET status = ?5 WHERE status = ?6 AND attempt_id IN " FLEET_ORPHANS,
 		"UPDATE attempts SET ended_at = ?4, outcome = ?7, failure_reason = ?8,"
 		" message = 'its supervisor ' || COALESCE(CAST(supervisor_id AS TEXT), '?')"
