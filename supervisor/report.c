@@ -130,6 +130,18 @@ static int report_eligible(void *arg, const struct drain_phase *p)
 	return 0;
 }
 
+/* The level of a [LEFT] line: warn when the drain rules or the breaker left the phases
+ * (work an operator has to look at), info when a stop the operator asked for did. */
+static enum log_level report_left_level(json_t *e)
+{
+	const char *cause = json_string_value(json_object_get(e, "cause"));
+
+	return strcmp(cause, report_causes[STOP_CAUSE_POLICY]) == 0 ||
+	        strcmp(cause, report_causes[STOP_CAUSE_BREAKER]) == 0 ?
+	    LOG_WARN :
+	    LOG_INFO;
+}
+
 /* Log what is left, one line per run and reason (the first REPORT_RUNS_LOGGED). */
 static void report_log(const struct report *rp)
 {
@@ -139,12 +151,12 @@ static void report_log(const struct report *rp)
 	json_array_foreach(rp->left, i, e)
 	{
 		if (i == REPORT_RUNS_LOGGED) {
-			log_info(
+			log_msg(report_left_level(e),
 			    "[LEFT] ... and %zu more (autopack-ctl session show lists them all)",
 			    n - i);
 			break;
 		}
-		log_info("[LEFT] %s: %lld phase(s) left: %s",
+		log_msg(report_left_level(e), "[LEFT] %s: %lld phase(s) left: %s",
 		    json_string_value(json_object_get(e, "run_id")),
 		    (long long)json_integer_value(json_object_get(e, "phases")),
 		    json_string_value(json_object_get(e, "why")));
