@@ -107,26 +107,19 @@ static void report_left(
 	        report_causes[cause], "why", why));
 }
 
-/* Classify one eligible phase: left, and why, unless this session attempted it as often
- * as it may (a dry run: at all). */
-static int report_eligible(void *arg, const struct drain_phase *p)
+/* Say why a run's `n` eligible phases this session did not finish were left. */
+static int report_unfinished(void *arg, const char *run_id, int64_t n)
 {
 	struct report *rp = arg;
-	struct sup *s = rp->s;
-	int64_t limit = s->cfg.max_attempts;
 	struct run_q *r;
 
-	if (sched_run_excluded(s, p->run_id))
+	if (sched_run_excluded(rp->s, run_id))
 		return 0;
-	if (p->max_attempts > 0 && p->max_attempts < limit)
-		limit = p->max_attempts;
-	if (s->cfg.dry_run ? p->attempts > 0 : p->attempts >= limit)
-		return 0;
-	r = sched_run_find(s, p->run_id);
+	r = sched_run_find(rp->s, run_id);
 	if (r != NULL && r->skipped && r->skip_why != NULL)
-		report_left(rp, p->run_id, STOP_CAUSE_POLICY, r->skip_why, 1);
+		report_left(rp, run_id, STOP_CAUSE_POLICY, r->skip_why, n);
 	else
-		report_left(rp, p->run_id, rp->session_cause, rp->session_why, 1);
+		report_left(rp, run_id, rp->session_cause, rp->session_why, n);
 	return 0;
 }
 
@@ -196,8 +189,8 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 		return;
 	report_session_why(&rp);
 	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||
-	    store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, false,
-	        s->session_id, report_eligible, &rp, &err) != 0) {
+	    store_drain_each_unfinished(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
+	        s->cfg.max_attempts, s->cfg.dry_run, report_unfinished, &rp, &err) != 0) {
 		log_error("cannot tell what the drain left: %s", err.text);
 		json_decref(rp.left);
 		json_decref(phases);
