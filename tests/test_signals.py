@@ -192,3 +192,27 @@ def test_a_signal_after_the_drain_rules_stopped_a_run_exits_5_naming_both(tmp):
     last = sup.stderr().rstrip("\n").rsplit("\n", 1)[1]
     assert last.endswith("; phases COMPLETE 0, FAILED 2, QUEUED 3; 2 left by the operator's"
                          " stop; 1 left by the drain rules; exit status 5"), last
+
+
+def test_a_stop_signal_before_the_loop_runs_is_taken_by_it(tmp):
+    """A SIGTERM that comes while the supervisor opens the database is a graceful stop like
+    any other, and one blocked by whoever started it still reaches it: the wrapper blocks
+    SIGTERM, sends it to itself and execs the supervisor with it pending."""
+    from supervisor_helpers import ROGUE, new_db, sql
+    tmp = str(tmp)
+    url = new_db(tmp, runs=2, phases=1)
+    wrapper = os.path.join(tmp, "pending-term")
+    with open(wrapper, "w") as f:
+        f.write("import os, signal, sys\n"
+                "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+                "os.kill(os.getpid(), signal.SIGTERM)\n"
+                "os.execv(sys.argv[1], sys.argv[1:])\n")
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", ROGUE,
+                     env={"ROGUE_MODE": "good"}, prefix=("/usr/bin/python3", wrapper))
+    try:
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert "[STOP] received Terminated" in sup.stderr()
+    assert sql(url, "SELECT stop_reason FROM drain_sessions") == [("received Terminated",)]
+    assert " ended (received Terminated): " in sup.stderr().rstrip("\n").rsplit("\n", 1)[1]
