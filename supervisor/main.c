@@ -521,6 +521,11 @@ int main(int argc, char **argv)
 	service_finish(s);
 	http_stop(s);
 	uv_walk(&loop, close_walk_cb, NULL);
+	/* Closing the signal watchers restored the default actions: a late signal must not
+	 * kill a supervisor that has already stopped cleanly. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
 	http_free(s);
