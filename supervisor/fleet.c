@@ -322,7 +322,10 @@ static void fleet_timer_cb(uv_timer_t *t)
 	uint64_t now = clock_mono_ms();
 	bool beat = now - s->fleet_beat_ms >= fleet_beat_ms(s);
 
-	if (s->writes_off)
+	/* Right after a stall of this supervisor, what its workers sent meanwhile is read
+	 * (and queued) before the heartbeat learns whether it was declared lost. */
+	lag_note(s);
+	if (s->writes_off || s->judge_after_ms > uv_now(s->loop))
 		return;
 	if (beat) {
 		s->fleet_beat_ms = now;

@@ -40,6 +40,7 @@ struct grant {
 	struct qphase *p;
 	uint64_t attempt_id;
 	int64_t attempt_number;
+	struct drain_spec spec; /* read in the round's transaction */
 };
 
 static void lease_round(struct sup *s);
@@ -270,24 +271,19 @@ static int lease_job_check(
 	return -1;
 }
 
-/* Build the job of a grant: the phase spec from the store, the database's name and
+/* Build the job of a grant: its phase spec (which it gives up), the database's name and
  * identity, the deadline, the LLM settings and the coefficient set. Returns 0, or -1 with
- * `err` and *why: JOB_BUILD_FAILED when the store failed, INVALID_JOB when the phase
- * breaks a limit of the job message or a deliverable rule. */
-static int lease_job(struct sup *s, const struct grant *g, struct proto_job *j, enum reason *why,
-    struct store_err *err)
+ * `err` and *why: INVALID_JOB when the phase breaks a limit of the job message or a
+ * deliverable rule. */
+static int lease_job(
+    struct sup *s, struct grant *g, struct proto_job *j, enum reason *why, struct store_err *err)
 {
-	struct drain_spec spec;
-
-	*why = REASON_JOB_BUILD_FAILED;
-	if (store_drain_spec(s->sd, g->r->run_id, g->p->phase_id, &spec, err) != 0)
-		return -1;
-	if (lease_job_check(g, &spec, err) != 0) {
+	if (lease_job_check(g, &g->spec, err) != 0) {
 		*why = REASON_INVALID_JOB;
-		store_drain_spec_free(&spec);
+		store_drain_spec_free(&g->spec);
 		return -1;
 	}
-	convert_spec_to_job(&spec, j);
+	convert_spec_to_job(&g->spec, j);
 	j->run_id = xstrdup(g->r->run_id);
 	j->phase_id = xstrdup(g->p->phase_id);
 	j->db_url = xstrdup(s->st->url);
@@ -309,12 +305,11 @@ static int lease_job(struct sup *s, const struct grant *g, struct proto_job *j, 
 	return 0;
 }
 
-/* Hand a committed grant to its worker: the job, then the deadline. A job that cannot be
- * built ends the attempt as failed (JOB_BUILD_FAILED), one that breaks a limit of the job
- * message or cannot be encoded as failed with INVALID_JOB (the phase is then FAILED), and
- * the worker, which saw nothing, stays idle; a worker that cannot be written to is
- * killed, and its exit ends the lease. */
-static void lease_start(struct sup *s, const struct grant *g)
+/* Hand a committed grant to its worker: the job, then the deadline. A job that breaks a
+ * limit of the job message or cannot be encoded ends the attempt as failed with
+ * INVALID_JOB (the phase is then FAILED), and the worker, which saw nothing, stays idle;
+ * a worker that cannot be written to is killed, and its exit ends the lease. */
+static void lease_start(struct sup *s, struct grant *g)
 {
 	struct proto_msg m = { .type = PROTO_JOB };
 	struct worker *w = g->w;
@@ -398,7 +393,7 @@ static void lease_round(struct sup *s)
 	if (lost) {
 		store_drain_rollback(s->sd);
 		free(gs);
-		lifecycle_declared_lost(s, 0);
+		lifecycle_declared_lost(s);
 		return;
 	}
 	w = idle_worker(s, NULL);
@@ -426,7 +421,10 @@ static void lease_round(struct sup *s)
 			s->fleet_refresh_due = true;
 			continue;
 		}
-		if (rc != 0) {
+		/* The spec is read in the round too: a database that fails here fails the
+		 * round, which is retried, and no attempt is charged for it. */
+		if (rc != 0 ||
+		    store_drain_spec(s->sd, r->run_id, r->head->phase_id, &g->spec, &err) != 0) {
 			sched_release(s, r);
 			goto fail;
 		}
@@ -455,6 +453,7 @@ fail:
 	for (i = 0; i < n; i++) {
 		sched_requeue(s, gs[i].r, gs[i].p);
 		sched_release(s, gs[i].r);
+		store_drain_spec_free(&gs[i].spec);
 	}
 	free(gs);
 	/* Nothing else may come along to ask for another round: retry on a timer, later

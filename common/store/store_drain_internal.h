@@ -59,6 +59,9 @@ struct store_drain {
 const char *store_fleet_drain_sql(enum drain_stmt id);
 /* The eligible phases when several supervisors share the database. */
 const char *store_fleet_eligible_sql(void);
+/* Several supervisors: lock run `run_id` for the transaction unless another supervisor
+ * holds it; 1 locked, 0 held elsewhere (or no such run), STORE_EIO on failure. */
+int store_fleet_run_lock(struct store_drain *d, const char *run_id, struct store_err *err);
 
 /* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what);

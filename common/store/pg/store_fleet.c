@@ -16,10 +16,10 @@
 #define PG_NOW "(clock_timestamp() AT TIME ZONE 'UTC')"
 
 /* The drain's statements that differ when several supervisors share the database: the
- * claim of a phase locks its run's row (SKIP LOCKED: a run another supervisor is claiming
- * is passed over) and reports the run's open attempts, the eligible phases before it in
- * the run and whether a dry run already visited it in the session; an attempt records its
- * supervisor. */
+ * claim of a phase (run after store_fleet_run_lock, in a statement of its own so that it
+ * sees what the run's previous holder committed) reports the run's open attempts, the
+ * eligible phases before it in the run and whether a dry run already visited it in the
+ * session; an attempt records its supervisor. */
 static const char fleet_sql_claim[] =
     "SELECT p.state, p.builder_attempts,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL),"
@@ -31,7 +31,7 @@ static const char fleet_sql_claim[] =
     " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
     "   AND v.session_id = ?6 AND v.dry_run = 1)"
     " FROM runs r JOIN phases p ON p.run_id = r.id JOIN tiers tp ON tp.id = p.tier_id"
-    " WHERE r.id = ?1 AND p.phase_id = ?2 FOR UPDATE OF r SKIP LOCKED";
+    " WHERE r.id = ?1 AND p.phase_id = ?2";
 static const char fleet_sql_insert[] =
     "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
     " dry_run, initial_state, started_at, supervisor_id)"
@@ -49,6 +49,17 @@ static const char fleet_sql_eligible[] =
     " AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = p.run_id"
     "   AND v.phase_id = p.phase_id AND v.session_id = ?3 AND v.dry_run = 1)"
     " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+
+/* Lock a run's row for the transaction, passing over a run another supervisor is
+ * claiming (SKIP LOCKED). Its own statement: in READ COMMITTED a statement sees what was
+ * committed when it began, and a lock taken after a holder's commit does not refresh that
+ * view; the claim's check comes after, in the next statement. */
+int store_fleet_run_lock(struct store_drain *d, const char *run_id, struct store_err *err)
+{
+	return store_row_exists(d->st->db, err,
+	    "SELECT 1 FROM runs WHERE id = ?1 FOR UPDATE SKIP LOCKED",
+	    (const char *const[]){ run_id, NULL }, "%s: locking run %s", d->st->url, run_id);
+}
 
 /* The fleet's variant of a drain statement, or NULL when it has none. */
 const char *store_fleet_drain_sql(enum drain_stmt id)
