@@ -2,8 +2,8 @@
  * (the supervisor's, from the median attempt duration per task category), failures so far,
  * workers. A terminal gets the line redrawn in place; a pipe or file one line per interval
  * (--json: one JSON object per line). When the supervisor exits, the final counts of its
- * session are read from the database and printed; the exit status says whether the
- * session recorded its end. */
+ * session are read from the database and printed, and watch exits with the status the
+ * supervisor recorded at the end of its session (1 if it recorded none). */
 #include "common/progress.h"
 #include "common/store/dburl.h"
 #include "common/store/store_session.h"
@@ -98,6 +98,20 @@ static void watch_show(json_t *b, bool json, int width)
 	fflush(stdout);
 }
 
+/* The exit status the supervisor recorded at the end of its session; -1 if none. */
+static int watch_exit_status(const struct store_session *ses)
+{
+	json_t *state = json_loads(ses->state_json != NULL ? ses->state_json : "{}", 0, NULL);
+	json_t *v = json_object_get(json_object_get(state, "end"), "exit_status");
+	int status = json_is_integer(v) && json_integer_value(v) >= 0 &&
+	        json_integer_value(v) <= 125 ?
+	    (int)json_integer_value(v) :
+	    -1;
+
+	json_decref(state);
+	return status;
+}
+
 /* The supervisor stopped answering: once its process is gone, print the final counts of
  * its session and return the exit code; -1 while it is still there. */
 static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
@@ -110,7 +124,7 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
 	struct store_err err;
 	char *path = NULL, *url = NULL, msg[512];
 	bool have = false;
-	int rc = CMD_EXIT_OK;
+	int rc = CMD_EXIT_OK, status = -1;
 
 	while (!watch_pid_gone(pid)) {
 		if (clock_mono_ms() > deadline)
@@ -128,11 +142,17 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
 	free(url);
 	if (have && ses.completed_at == NULL)
 		rc = CMD_EXIT_REFUSED;
+	else if (have)
+		status = watch_exit_status(&ses);
+	if (status > 0)
+		rc = status;
 	if (json) {
-		json_t *o = json_pack("{s:b, s:I, s:s?, s:b, s:s?, s:I, s:I, s:I, s:O?}", "final",
-		    true, "supervisor_pid", (json_int_t)pid, "session_id", sid, "completed",
-		    have && ses.completed_at != NULL, "stop_reason", have ? ses.stop_reason : NULL,
-		    "attempts", (json_int_t)(have ? ses.attempts : 0), "succeeded",
+		json_t *o = json_pack("{s:b, s:I, s:s?, s:b, s:s?, s:o, s:I, s:I, s:I, s:O?}",
+		    "final", true, "supervisor_pid", (json_int_t)pid, "session_id", sid,
+		    "completed", have && ses.completed_at != NULL, "stop_reason",
+		    have ? ses.stop_reason : NULL, "exit_status",
+		    status >= 0 ? json_integer(status) : json_null(), "attempts",
+		    (json_int_t)(have ? ses.attempts : 0), "succeeded",
 		    (json_int_t)(have ? ses.successes : 0), "failed",
 		    (json_int_t)(have ? ses.results - ses.successes : 0), "progress",
 		    json_object_get(last, "progress"));
@@ -142,13 +162,17 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
 		free(text);
 		json_decref(o);
 	} else if (have) {
+		char tail[32] = "";
+
+		if (status >= 0)
+			snprintf(tail, sizeof tail, "; exit status %d", status);
 		printf("supervisor pid %d exited; session %s %s (%s): %lld attempt(s), %lld"
-		       " succeeded, %lld failed\n",
+		       " succeeded, %lld failed%s\n",
 		    (int)pid, ses.session_id,
 		    ses.completed_at != NULL ? "ended" : "did not record its end",
 		    ses.stop_reason != NULL ? ses.stop_reason : "no stop reason",
 		    (long long)ses.attempts, (long long)ses.successes,
-		    (long long)(ses.results - ses.successes));
+		    (long long)(ses.results - ses.successes), tail);
 	} else {
 		struct progress p;
 		char line[256];
@@ -158,7 +182,7 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
 		printf("supervisor pid %d exited; last seen: %s\n", (int)pid, line);
 	}
 	fflush(stdout);
-	if (rc != CMD_EXIT_OK)
+	if (have && ses.completed_at == NULL)
 		fprintf(stderr,
 		    "autopack-ctl: the supervisor exited without recording the end of session %s"
 		    " (killed, crashed, or its database was lost); see its log\n",
@@ -250,7 +274,8 @@ const struct cmd_entry cmd_watch_entry = {
 	"attempts in flight. A terminal gets one line redrawn in place; a pipe or a file one\n"
 	"line per interval; --json one JSON object per line. Stops after --count N lines, or\n"
 	"when the supervisor exits: then it prints the final counts of its session (read from\n"
-	"the database) and exits 0, or 1 when the session did not record its end (killed,\n"
-	"crashed, database lost).\n" CMD_LIVE_HELP_TAIL,
+	"the database) and exits with the status the supervisor recorded (0 drained, 4 the\n"
+	"breaker, 5 work left by the drain rules), or 1 when the session did not record its\n"
+	"end (killed, crashed, database lost).\n" CMD_LIVE_HELP_TAIL,
 	exec_watch,
 };

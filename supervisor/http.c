@@ -4,8 +4,11 @@
  * touches the supervisor's state or the database. Instead the loop publishes a snapshot
  * every HTTP_SNAPSHOT_MS (the status document and the metrics, as text) and the thread
  * answers from the newest one. Health is judged in the thread too, so it stays honest
- * when the loop itself is stuck: the snapshot's own reasons, plus the database file
- * checked by device:inode at each request, plus a snapshot older than HTTP_STALE_MS. */
+ * when the loop itself is stuck: the snapshot's own reasons, plus a SQLite database's file
+ * checked by device:inode at each request, plus a snapshot older than HTTP_STALE_MS. A
+ * PostgreSQL database has no file: the loop checks its identity (the server's system
+ * identifier, the database name and its uuid) every second, and its verdict is in the
+ * snapshot. */
 #include "supervisor/observe.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -49,7 +52,7 @@ struct http {
 	uint64_t log_window_ms; /* the log limit's minute, under lock */
 	unsigned log_count, log_dropped;
 	/* constant while serving; read by the thread */
-	char *db_path;
+	char *db_path; /* the SQLite file; NULL for PostgreSQL */
 	dev_t dev;
 	ino_t ino;
 };
@@ -136,14 +139,17 @@ static char *http_health_json(struct sup *s)
 	int64_t last = metrics_last_commit_wall_ms(s);
 	json_t *reasons = status_health_reasons(s);
 	bool healthy = json_array_size(reasons) == 0;
+	bool pg = s->st->backend == DB_PG;
 	char devino[48], *text;
 	json_t *j;
 
 	store_devino(s->st, devino);
-	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:s, s:o, s:I, s:{s:i, s:i}, s:o}",
+	j = json_pack(
+	    "{s:s, s:s, s:s, s:s?, s:s?, s:s, s:b, s:i, s:s, s:o, s:I, s:{s:i, s:i}, s:o}",
 	    "status", healthy ? "ok" : "unhealthy", "db_url", s->st->url, "db_uuid", s->st->uuid,
-	    "device_inode", devino, "state", status_state_name(s), "paused", s->paused, "pid",
-	    (int)getpid(), "version", AUTOPACK_VERSION, "last_commit_age_seconds",
+	    "device_inode", pg ? NULL : devino, "server_id", pg ? s->st->server_id : NULL, "state",
+	    status_state_name(s), "paused", s->paused, "pid", (int)getpid(), "version",
+	    AUTOPACK_VERSION, "last_commit_age_seconds",
 	    last > 0 ? json_real((double)(clock_wall_ms() - last) / 1000.0) : json_null(),
 	    "writer_queue_writes", (json_int_t)s->ops_n, "workers", "live", s->live, "wanted",
 	    s->target, "reasons", reasons);
@@ -272,7 +278,8 @@ static enum MHD_Result http_healthz(struct http *h, struct MHD_Connection *c)
 #ifdef AUTOPACK_MUTANT_healthz_ignores_the_file
 	if (false) {
 #else
-	if (stat(h->db_path, &sb) != 0 || sb.st_dev != h->dev || sb.st_ino != h->ino) {
+	if (h->db_path != NULL &&
+	    (stat(h->db_path, &sb) != 0 || sb.st_dev != h->dev || sb.st_ino != h->ino)) {
 #endif
 		if (stat(h->db_path, &sb) != 0)
 			snprintf(msg, sizeof msg,
@@ -398,7 +405,7 @@ int http_start(struct sup *s)
 	h = xcalloc(1, sizeof *h);
 	s->http = h;
 	pthread_mutex_init(&h->lock, NULL);
-	h->db_path = xstrdup(s->st->path);
+	h->db_path = s->st->backend == DB_PG ? NULL : xstrdup(s->st->path);
 	h->dev = s->st->dev;
 	h->ino = s->st->ino;
 	uv_timer_init(s->loop, &h->timer);

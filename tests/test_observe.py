@@ -20,11 +20,12 @@ import time
 import urllib.parse
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, binpath, ctl, run
-from supervisor_helpers import (Standin, Supervisor, gate_check, llm_supervisor, new_db, sql,
-                                status_when, wait_for)
+from supervisor_helpers import (Standin, Supervisor, gate_check, hold_write_lock,
+                                llm_supervisor, new_db, release, sql, status_when, wait_for)
 
 ARTIFACTS = os.path.join(ROOT, "build", "test-artifacts")
 FAMILIES = {
@@ -52,9 +53,14 @@ def llm(tmp):
     s.stop()
 
 
-def plan_db(tmp, runs):
-    """A database holding `runs`: {run_id: [(phase_id, category, check or None, text)]}."""
-    url = new_db(tmp, runs=0)
+def plan_db(tmp, runs, url=None):
+    """A database holding `runs`: {run_id: [(phase_id, category, check or None, text)]};
+    a new SQLite file in tmp, or `url` initialised."""
+    if url is None:
+        url = new_db(tmp, runs=0)
+    else:
+        r = ctl("--db", url, "db", "init")
+        assert r.rc == 0, r
     doc = {"runs": []}
     for run_id, phases in runs.items():
         tier = {"tier_id": "T1", "name": "tier", "phases": []}
@@ -277,6 +283,72 @@ def test_healthz_answers_while_the_loop_is_stuck_and_fails_once_the_database_is_
     assert "DATABASE LOST" in sup.stderr()
 
 
+def test_healthz_fails_while_commits_keep_failing_and_recovers(tmp):
+    url = new_db(tmp, runs=1)
+    path = url[len("sqlite:///"):]
+    sup = Supervisor(tmp, url, "--workers", 0, "--http", "127.0.0.1:0")
+    holder = None
+    try:
+        base = http_base(sup)
+        assert request(base, "/healthz")[0] == 200
+        # Another process holds the write lock: each commit of the `pause` logged waits
+        # out the busy timeout and fails, and is retried.
+        holder = hold_write_lock(path)
+        assert sup.ctl("pause").rc == 0
+        status, _, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(
+            request(base, "/healthz")), timeout=120, what="/healthz failing")
+        h = json.loads(body)
+        assert h["status"] == "unhealthy" and h["writer_queue_writes"] == 1, h
+        assert [r["code"] for r in h["reasons"]] == ["commits_failing"], h
+        assert re.match(r"the last \d+ group commits failed$", h["reasons"][0]["message"])
+        m = samples(request(base, "/metrics")[2])
+        assert m[("autopack_commit_failures_total", ())] >= 3
+        assert "database is locked" in sup.stderr()
+        release(holder)
+        holder = None
+        status, _, body = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+            request(base, "/healthz")), what="/healthz ok again")
+        h = json.loads(body)
+        assert h["reasons"] == [] and h["paused"] and h["writer_queue_writes"] == 0, h
+        assert sql(url, "SELECT command FROM control_log") == [("pause",)]
+    finally:
+        if holder is not None:
+            release(holder)
+        sup.signal(signal.SIGTERM)
+    assert sup.wait() == 0, sup.stderr()
+
+
+def test_healthz_and_metrics_on_postgresql(tmp, llm, pg_url):
+    # No file to watch: the identity is the server's, checked by the loop every second.
+    url = plan_db(tmp, {"run-a": [("p0", "implementation", None, ""),
+                                  ("p1", "tests", "exit 3", "")]}, url=pg_url)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--http", "127.0.0.1:0",
+                         "--max-attempts-per-phase", 1)
+    try:
+        base = http_base(sup)
+        st = status_when(sup, lambda s: s["progress"]["remaining"] == 0 and
+                         s["writer_queue_writes"] == 0, what="the drain done and committed")
+        status, _, body = request(base, "/healthz")
+        h = json.loads(body)
+        assert status == 200 and h["status"] == "ok" and h["reasons"] == [], body
+        assert h["db_url"] == st["db_url"] and h["db_uuid"] == st["db_uuid"]
+        assert h["device_inode"] is None
+        system_id, dbname = h["server_id"].split("/")
+        assert system_id.isdigit() and dbname == pg_url.rsplit("/", 1)[1]
+        want = {(o, r or "none"): n for o, r, n in sql(
+            url, "SELECT outcome, failure_reason, count(*) FROM attempts GROUP BY 1, 2")}
+        assert want == {("success", "none"): 1, ("failed", "CHECK_FAILED"): 1}
+        m = wait_for(lambda: (lambda m: m if {k: v for k, v in by(
+            m, "autopack_attempts_total", "outcome", "reason").items() if v} == want
+            else None)(samples(request(base, "/metrics")[2])),
+            what="/metrics counting both attempts")
+        assert by(m, "autopack_phases", "state")[("COMPLETE",)] == 1
+        assert by(m, "autopack_phases", "state")[("FAILED",)] == 1
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+
+
 def test_healthz_fails_on_a_crash_loop(tmp):
     url = new_db(tmp, runs=0)
     sup = Supervisor(tmp, url, "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
@@ -300,9 +372,12 @@ def test_healthz_fails_on_a_crash_loop(tmp):
 
 def test_dashboard_in_headless_chromium_shows_workers_and_progress(tmp, llm):
     check, go = gate_check(tmp)
-    url = plan_db(tmp, {"run-%d" % r: [("first", "implementation", None, ""),
-                                       ("second", "tests", check, "")] for r in range(3)})
-    sup = llm_supervisor(tmp, url, llm, "--workers", 3, "--http", "127.0.0.1:0")
+    runs = {"run-%d" % r: [("first", "implementation", None, ""),
+                           ("second", "tests", check, "")] for r in range(3)}
+    runs["run-f"] = [("bad", "docs", "echo dashboard-shows-this >&2; exit 3", "")]
+    url = plan_db(tmp, runs)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 3, "--http", "127.0.0.1:0",
+                         "--max-attempts-per-phase", 1)
     try:
         base = http_base(sup)
         status, headers, page = request(base, "/")
@@ -310,9 +385,10 @@ def test_dashboard_in_headless_chromium_shows_workers_and_progress(tmp, llm):
         # One self-contained file: nothing is loaded from anywhere else.
         assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page), page
         assert "<link" not in page and "@import" not in page
-        wait_for(lambda: (lambda s: s if s["progress"]["done"] == 3 and
-                          s["queue"]["in_flight"] == 3 else None)(
-            json.loads(request(base, "/api/status")[2])), what="3 done, 3 in flight")
+        st = wait_for(lambda: (lambda s: s if s["progress"]["done"] == 4 and
+                               s["queue"]["in_flight"] == 3 and
+                               s["writer_queue_writes"] == 0 else None)(
+            json.loads(request(base, "/api/status")[2])), what="4 done, 3 in flight")
         r = chromium("--virtual-time-budget=5000", "--dump-dom", base)
         assert r.returncode == 0, r.stderr
         dom = r.stdout
@@ -321,10 +397,24 @@ def test_dashboard_in_headless_chromium_shows_workers_and_progress(tmp, llm):
         assert len(workers) == 3, dom
         for _, row in workers:
             assert "busy" in row and "second" in row, row
+            # The phase's age, ticking in the page between polls.
+            assert re.search(r'<td class="num">\d+s</td>', row), row
         assert sorted(re.findall(r"<td>(run-\d)</td>", dom)) == ["run-0", "run-1", "run-2"]
-        assert re.search(r'id="progress-text">3 / 6<', dom), dom
-        assert 'aria-valuenow="50.0"' in dom
+        assert re.search(r'id="progress-text">4 / 7<', dom), dom
+        assert 'aria-valuenow="57.1"' in dom
         assert re.search(r'id="state" class="badge ok">running<', dom)
+        assert re.search(r'id="eta">\d+(s|m\d\ds)<', dom), dom
+        # Phases by state, tokens spent, and the failure with its message and log.
+        assert re.search(r"<td>COMPLETE</td><td class=\"num\">3</td>", dom), dom
+        assert re.search(r"<td>FAILED</td><td class=\"num\">1</td>", dom), dom
+        tokens = st["tokens"]
+        assert tokens["input"] > 0 and tokens["output"] > 0
+        assert 'id="tokens">{:,} / {:,}<'.format(tokens["input"], tokens["output"]) in dom, dom
+        assert 'id="calls">{:,}<'.format(tokens["llm_calls"]) in dom, dom
+        failures = re.findall(r'<ul class="failures" id="failures">(.*?)</ul>', dom, re.S)[0]
+        assert "run-f / bad" in failures and "CHECK_FAILED" in failures, failures
+        assert "dashboard-shows-this" in failures, failures
+        assert re.search(r"log: \S*/run-f__bad__a1\.stderr\.txt<", failures), failures
         # A picture of it, kept with the build.
         os.makedirs(ARTIFACTS, exist_ok=True)
         shot = os.path.join(ARTIFACTS, "dashboard.png")
@@ -505,9 +595,36 @@ def test_watch_shows_progress_and_the_final_counts(tmp, llm):
         assert sup.wait() == 0
         last = out.splitlines()[-1]
         assert re.match(r"supervisor pid %d exited; session drain-\S+ ended \(drained\):"
-                        r" 4 attempt\(s\), 4 succeeded, 0 failed$" % sup.proc.pid, last), out
+                        r" 4 attempt\(s\), 4 succeeded, 0 failed; exit status 0$" %
+                        sup.proc.pid, last), out
         # One line per interval in a pipe.
         assert all(re.match(r"\d{4}-\d\d-\d\dT", ln) for ln in (text + out).splitlines()[:-1])
+    finally:
+        open(go, "w").close()
+        w.kill()
+        sup.kill()
+
+
+def test_watch_exits_with_the_status_the_supervisor_recorded(tmp, llm):
+    # --batch-size leaves eligible work: the supervisor exits 5, and so does watch.
+    check, go = gate_check(tmp)
+    url = plan_db(tmp, {"run-%d" % r: [("p0", "implementation", check, "")] for r in range(3)})
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--batch-size", 1, "--exit-when-drained")
+    sup.wait_ready()
+    w = subprocess.Popen([binpath("autopack-ctl"), "--db", url, "watch", "--json",
+                          "--interval", "0.2", "--control", sup.control],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        read_watch(w, lambda t: '"in_flight":1' in t)
+        open(go, "w").close()
+        out, err = w.communicate(timeout=120)
+        assert sup.wait() == 5, sup.stderr()
+        assert w.returncode == 5, (out, err)
+        final = json.loads(out.splitlines()[-1])
+        assert final["final"] and final["completed"] and final["exit_status"] == 5, final
+        assert final["stop_reason"] == "drained", final
+        assert (final["attempts"], final["succeeded"], final["failed"]) == (1, 1, 0)
+        assert err == ""
     finally:
         open(go, "w").close()
         w.kill()
@@ -599,6 +716,15 @@ def test_the_documented_prometheus_config_and_rules_are_valid(tmp):
     r = subprocess.run(["promtool", "check", "rules", path], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "3 rules found" in r.stdout + r.stderr, r
+    # The excerpt's alerts are the file's, word for word.
+    with open(os.path.join(docs, "autopack-rules.yml")) as f:
+        whole = {a["alert"]: a for a in yaml.safe_load(f)["groups"][0]["rules"]}
+    for a in yaml.safe_load(rules)["groups"][0]["rules"]:
+        assert (a["expr"], a["for"]) == (whole[a["alert"]]["expr"], whole[a["alert"]]["for"]), a
+    # The alerts fire when they should, and not otherwise (promtool's rule unit tests).
+    r = subprocess.run(["promtool", "test", "rules", "autopack-rules.test.yml"], cwd=docs,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r
     with open(os.path.join(str(tmp), "prometheus.yml"), "w") as f:
         f.write(scrape)
     r = subprocess.run(["promtool", "check", "config", os.path.join(str(tmp), "prometheus.yml")],
