@@ -20,6 +20,7 @@ TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              clang-format python3-prometheus-client python3-jsonschema python3-yaml \
              systemd man-db groff-base sqlite3 \
              chromium prometheus postgresql python3-psycopg2
+BENCH_DEBS := beanstalkd
 PYTHON    := /usr/bin/python3
 VERSION   := 0.1.0
 
@@ -41,12 +42,17 @@ else
 O         ?= build/rel
 SANFLAGS  :=
 endif
+# One name per build directory (O=$PWD/build/rel is build/rel), so the dependency files
+# written under one name are read under the same one.
+override O := $(patsubst $(CURDIR)/%,%,$(abspath $(O)))
 
 CC        ?= cc
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wshadow -Werror \
              -I. -DAUTOPACK_VERSION='"$(VERSION)"' $(SANFLAGS) $(MUTFLAGS)
-LDFLAGS   += $(SANFLAGS)
+# --as-needed: each binary loads only the shared libraries it calls (the worker neither
+# libpq nor SQLite nor libuv), which is most of a process's start-up.
+LDFLAGS   += $(SANFLAGS) -Wl,--as-needed
 DEPCFLAGS  = $(shell pkg-config --cflags $(PKGS) $(SUP_PKGS) 2>/dev/null)
 LDLIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 SUP_LDLIBS = $(shell pkg-config --libs $(SUP_PKGS) 2>/dev/null) -lpthread
@@ -151,11 +157,17 @@ FUZZ_SECONDS ?= 60
 fuzz: build/.test-deps-ok
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(FUZZ_SECONDS)
 
-BENCH_TOOLS := $(O)/bin/bench-worker $(O)/bin/raw-insert
+BENCH_TOOLS := $(O)/bin/bench-worker $(O)/bin/raw-insert $(O)/bin/beanstalk-drain \
+               $(O)/bin/llm-server
 $(O)/bin/bench-worker: $(call obj,tests/bench/bench_worker.c) $(call lib,$(LIBS))
 $(O)/bin/raw-insert: $(call obj,tests/bench/raw_insert.c) $(call lib,$(LIBS))
+$(O)/bin/beanstalk-drain: $(call obj,tests/bench/beanstalk_drain.c) $(call lib,common)
+$(O)/bin/llm-server: $(call obj,tests/bench/llm_server.c)
+build/.bench-deps-ok: $(STAMP) Makefile
+	$(call install_debs,$(BENCH_DEBS))
 
-bench: $(BINS) $(BENCH_TOOLS) build/.test-deps-ok
+# AUTOPACK_BENCH_ONLY=bench_peers,bench_real runs only those; AUTOPACK_BENCH_REPEATS=N.
+bench: $(BINS) $(BENCH_TOOLS) build/.test-deps-ok build/.bench-deps-ok
 	@AUTOPACK_BIN=$(abspath $(O)/bin) $(PYTHON) tests/bench/bench.py
 
 demo: $(BINS)

@@ -137,9 +137,9 @@ struct proto_job {
 };
 
 /* "heartbeat": {uuid, att, wait?} — att 0 and uuid "" while idle. A worker whose window of
- * unacknowledged events is full, or that is about to send its result, waits for its acks
- * and says so with a heartbeat naming the last seq it sent; the supervisor then commits
- * at once instead of at the end of its commit window. */
+ * unacknowledged events is full, or that announced an LLM call, waits for its acks and
+ * says so with a heartbeat naming the last seq it sent; the supervisor then commits at
+ * once instead of at the end of its commit window. */
 struct proto_heartbeat {
 	char *db_uuid;
 	uint64_t attempt_id;

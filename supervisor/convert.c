@@ -6,17 +6,15 @@
 
 #include <string.h>
 
-/* Move a list of store strings into a wire list. */
-static void convert_strs(struct store_strs *from, struct proto_strlist *to)
+/* View a list of store strings as a wire list (borrowed). */
+static void convert_strs(const struct store_strs *from, struct proto_strlist *to)
 {
 	to->items = from->v;
 	to->n = from->n;
-	from->v = NULL;
-	from->n = 0;
 }
 
-/* Move a phase spec into a job. */
-void convert_spec_to_job(struct drain_spec *spec, struct proto_job *job)
+/* Point a job's phase fields at a phase spec's strings (borrowed). */
+void convert_spec_to_job(const struct drain_spec *spec, struct proto_job *job)
 {
 	struct proto_phase *p = &job->phase;
 
@@ -30,7 +28,6 @@ void convert_spec_to_job(struct drain_spec *spec, struct proto_job *job)
 	p->check_command = spec->check_command;
 	p->max_builder_attempts = spec->max_builder_attempts;
 	job->workspace = spec->workspace;
-	memset(spec, 0, sizeof *spec);
 }
 
 /* Copy the coefficient rows into a job. */

@@ -1,8 +1,10 @@
 /* One attempt from dispatch to close, in the order it happens:
- *   1. a dispatch round (lease_kick → lease_round) opens, in one transaction, an attempt
- *      for the head phase of the best ready run for each idle worker (the fence);
- *   2. after the commit each worker gets its job (lease_start), built from the store's
- *      phase spec, and a deadline;
+ *   1. a dispatch (lease_kick, then lease_open in the writer's round) opens, in the
+ *      round's one transaction, an attempt for the head phase of the best ready run for
+ *      each idle worker (the fence), after the round's queued writes;
+ *   2. after the commit each worker gets its job (lease_start), built from the phase spec
+ *      the scheduler read with the queue, and a deadline; a worker whose previous attempt
+ *      ended in the same round gets the acknowledgement of its events first;
  *   3. the worker's events are fenced and queued for the writer (lease_event);
  *   4. the lease ends with the worker's result (lease_result), or with what the supervisor
  *      saw (lease_abort: a crash, the deadline, a lost heartbeat, a cancel, a stop); the
@@ -27,85 +29,58 @@
 
 #define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
 
-/* What a committed attempt end hands back to its lease. */
-struct lease_end {
-	struct run_q *run;      /* released after the commit */
-	struct qphase *requeue; /* put back at its run's head, or NULL */
-};
+static bool lease_want(struct sup *s);
+static int lease_open(struct sup *s, struct store_err *err);
+static void lease_granted(struct sup *s);
+static void lease_undo(struct sup *s);
 
-/* An attempt opened in a dispatch round, waiting for the round's commit. */
-struct grant {
-	struct worker *w;
-	struct run_q *r;
-	struct qphase *p;
-	uint64_t attempt_id;
-	int64_t attempt_number;
-	struct drain_spec spec; /* read in the round's transaction */
-};
-
-static void lease_round(struct sup *s);
-
-/* Run one dispatch round per loop iteration in which it was asked for. */
-static void dispatch_idle_cb(uv_idle_t *h)
-{
-	struct sup *s = h->data;
-
-	uv_idle_stop(h);
-	s->dispatch_armed = false;
-	lease_round(s);
-	lifecycle_check_done(s);
-}
-
-/* Try a dispatch round again after a failed one. */
-static void dispatch_retry_cb(uv_timer_t *t)
-{
-	lease_kick(t->data);
-}
-
-/* Initialise the dispatch round's handles. */
 void lease_init(struct sup *s)
 {
-	uv_idle_init(s->loop, &s->dispatch_idle);
-	s->dispatch_idle.data = s;
-	uv_timer_init(s->loop, &s->dispatch_retry);
-	s->dispatch_retry.data = s;
+	struct proto_job *j = &s->job;
+
+	memset(j, 0, sizeof *j);
+	j->db_url = s->st->url;
+	j->db_uuid = s->st->uuid;
+	j->max_tokens_cap = s->cfg.max_tokens_cap;
+	j->llm.provider = (char *)s->cfg.llm_provider;
+	j->llm.base_url = (char *)s->cfg.llm_base_url;
+	j->llm.model = (char *)s->cfg.llm_model;
+	j->llm.timeout_ms = s->cfg.llm_timeout_s * 1000;
+	j->llm.max_retries = s->cfg.llm_retries;
+	j->coef_version = s->coef_version;
+	convert_coefs_to_job(s->coefs, s->ncoefs, j);
+	j->fit_json = s->fit_json;
+	j->dry_run = s->cfg.dry_run;
+	s->round = (struct round_hooks){ .want = lease_want,
+		.open = lease_open,
+		.committed = lease_granted,
+		.undo = lease_undo };
 }
 
-/* Arm a dispatch round for the next loop iteration. */
+void lease_free(struct sup *s)
+{
+	for (size_t i = 0; i < s->job.ncoefs; i++) {
+		free(s->job.coefs[i].category);
+		free(s->job.coefs[i].complexity);
+	}
+	free(s->job.coefs);
+	free(s->grants);
+	memset(&s->job, 0, sizeof s->job);
+	s->grants = NULL;
+	s->ngrants = s->grants_cap = 0;
+}
+
 void lease_kick(struct sup *s)
 {
-	assert(s->dispatch_idle.data == s);
-	if (s->dispatch_armed)
-		return;
-	s->dispatch_armed = true;
-	uv_idle_start(&s->dispatch_idle, dispatch_idle_cb);
+	writer_round(s, false);
 }
 
-/* Find the next idle worker not marked to retire, after `after` (NULL: the first). */
-static struct worker *idle_worker(struct sup *s, struct worker *after)
-{
-	struct worker *w = after != NULL ? after->next : s->workers;
-
-	for (; w != NULL; w = w->next)
-		if (w->state == W_IDLE && !w->retire)
-			return w;
-	return NULL;
-}
-
-/* Put a phase that goes back to QUEUED at its run's head, and release the run. */
+/* The end of an attempt is committed: it is no longer in flight. */
 static void lease_committed(struct sup *s, struct op *o)
 {
-	struct lease_end *end = o->u.close.ctx;
-
+	(void)o;
 	s->in_flight--;
 	assert(s->in_flight >= 0);
-#ifdef AUTOPACK_MUTANT_requeue_dropped
-	end->requeue = NULL;
-#endif
-	if (end->requeue != NULL)
-		sched_requeue(s, end->run, end->requeue);
-	sched_release(s, end->run);
-	free(end);
 	lease_kick(s);
 }
 
@@ -160,7 +135,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
     const char *message, const struct proto_result *r)
 {
 	struct lease *l = &w->lease;
-	struct lease_end *end = xcalloc(1, sizeof *end);
+	struct qphase *requeue = NULL;
 	struct drain_close c = { .outcome = outcome, .reason = reason, .message = message };
 	struct policy_verdict v;
 	char fp[320];
@@ -193,16 +168,23 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 	memset(&v, 0, sizeof v);
 	if (lease_judged(outcome))
 		policy_result(s, l->run, outcome, c.fingerprint, l->v2, &v);
-	end->run = l->run;
 	if (c.phase_state == PHASE_QUEUED) {
-		end->requeue = l->phase;
-		end->requeue->bucket = policy_bucket(reason_name(reason));
-	} else {
-		sched_phase_free(l->phase);
+		requeue = l->phase;
+		requeue->bucket = policy_bucket(reason_name(reason));
 	}
+#ifdef AUTOPACK_MUTANT_requeue_dropped
+	requeue = NULL;
+#endif
 	if (v.skip_run)
 		sched_skip_run(s, l->run, v.run_why);
-	writer_close(s, l->attempt_id, &c, lease_committed, end);
+	writer_close(s, l->attempt_id, &c, lease_committed, NULL);
+	/* The run's next lease can be opened at once: a round writes its queued ends before
+	 * its leases, in the same transaction, so no lease commits before the end it follows. */
+	if (requeue != NULL)
+		sched_requeue(s, l->run, requeue);
+	else
+		sched_phase_free(l->phase);
+	sched_release(s, l->run);
 	free(l->check_log);
 	*l = (struct lease){ 0 };
 	s->n.results++;
@@ -271,37 +253,22 @@ static int lease_job_check(
 	return -1;
 }
 
-/* Build the job of a grant: its phase spec (which it gives up), the database's name and
- * identity, the deadline, the LLM settings and the coefficient set. Returns 0, or -1 with
- * `err` and *why: INVALID_JOB when the phase breaks a limit of the job message or a
- * deliverable rule. */
+/* Fill the job of a grant: the supervisor's part shared by every job, the phase spec the
+ * scheduler read with the queue (borrowed: nothing is allocated or read again), the
+ * attempt and the deadline. Returns 0, or -1 with `err` when the phase breaks a limit of
+ * the job message or a deliverable rule (INVALID_JOB). */
 static int lease_job(
-    struct sup *s, struct grant *g, struct proto_job *j, enum reason *why, struct store_err *err)
+    struct sup *s, const struct grant *g, struct proto_job *j, struct store_err *err)
 {
-	if (lease_job_check(g, &g->spec, err) != 0) {
-		*why = REASON_INVALID_JOB;
-		store_drain_spec_free(&g->spec);
+	if (lease_job_check(g, &g->p->spec, err) != 0)
 		return -1;
-	}
-	convert_spec_to_job(&g->spec, j);
-	j->run_id = xstrdup(g->r->run_id);
-	j->phase_id = xstrdup(g->p->phase_id);
-	j->db_url = xstrdup(s->st->url);
-	j->db_uuid = xstrdup(s->st->uuid);
+	*j = s->job;
+	convert_spec_to_job(&g->p->spec, j);
+	j->run_id = g->r->run_id;
+	j->phase_id = g->p->phase_id;
 	j->attempt_id = g->attempt_id;
 	j->attempt_number = g->attempt_number;
 	j->deadline_ms = clock_wall_ms() + s->cfg.phase_timeout_s * 1000;
-	j->max_tokens_cap = s->cfg.max_tokens_cap;
-	j->llm.provider = xstrdup(s->cfg.llm_provider);
-	j->llm.base_url = xstrdup(s->cfg.llm_base_url);
-	j->llm.model = xstrdup(s->cfg.llm_model);
-	j->llm.timeout_ms = s->cfg.llm_timeout_s * 1000;
-	j->llm.max_retries = s->cfg.llm_retries;
-	j->coef_version = s->coef_version;
-	convert_coefs_to_job(s->coefs, s->ncoefs, j);
-	if (s->fit_json != NULL)
-		j->fit_json = xstrdup(s->fit_json);
-	j->dry_run = s->cfg.dry_run;
 	return 0;
 }
 
@@ -309,13 +276,12 @@ static int lease_job(
  * limit of the job message or cannot be encoded ends the attempt as failed with
  * INVALID_JOB (the phase is then FAILED), and the worker, which saw nothing, stays idle;
  * a worker that cannot be written to is killed, and its exit ends the lease. */
-static void lease_start(struct sup *s, struct grant *g)
+static void lease_start(struct sup *s, const struct grant *g)
 {
 	struct proto_msg m = { .type = PROTO_JOB };
 	struct worker *w = g->w;
 	struct proto_err perr;
 	struct store_err err;
-	enum reason why;
 	int rc;
 
 	w->state = W_BUSY;
@@ -323,24 +289,24 @@ static void lease_start(struct sup *s, struct grant *g)
 		.run = g->r,
 		.phase = g->p,
 		.started_ms = clock_mono_ms() };
-	rc = lease_job(s, g, &m.u.job, &why, &err);
+	rc = lease_job(s, g, &m.u.job, &err);
 	if (rc == 0 && m.u.job.workspace != NULL && m.u.job.workspace[0] != '\0')
 		w->lease.check_log = checklog_path(
 		    m.u.job.workspace, g->r->run_id, g->p->phase_id, g->attempt_number, "stderr");
 	if (rc == 0 && (rc = worker_send(w, &m, &perr)) != 0) {
-		why = REASON_INVALID_JOB;
 		snprintf(err.text, sizeof err.text, "the job cannot be encoded: %s", perr.text);
 		/* Not an encoding failure: the worker is killed, and its exit ends the lease. */
 		if (w->chan.closing)
 			rc = 0;
 	}
-	proto_msg_free(&m);
+	/* The job only borrowed its strings: nothing to free. */
 	if (rc != 0) {
 		log_error("attempt %llu: %s", (unsigned long long)g->attempt_id, err.text);
 		/* The worker never took the job: it is idle again (and retired if a stop comes
 		 * of this end). */
 		w->state = W_IDLE;
-		lease_close(s, w, OUTCOME_FAILED, why, err.text, NULL);
+		lease_close(s, w, OUTCOME_FAILED, REASON_INVALID_JOB, err.text, NULL);
+		worker_idle_push(w);
 		lease_kick(s);
 		return;
 	}
@@ -352,115 +318,98 @@ static void lease_start(struct sup *s, struct grant *g)
 	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
 }
 
-/* How many attempts a round may open: idle workers, within the batch. */
-static int lease_round_size(struct sup *s)
+/* Whether a round can open leases: dispatch is not held, a run is ready, a worker idle
+ * and the batch not spent (when it is, with nothing in flight, the drain stops). */
+static bool lease_want(struct sup *s)
 {
-	struct worker *w;
-	int max = 0;
-
-	for (w = idle_worker(s, NULL); w != NULL; w = idle_worker(s, w))
-		max++;
-	if (s->cfg.batch_size > 0 && max > s->cfg.batch_size - s->started)
-		max = (int)(s->cfg.batch_size - s->started);
-	if (max <= 0 && s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size &&
-	    s->in_flight == 0)
-		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY,
-		    "batch size %lld reached (--batch-size)", (long long)s->cfg.batch_size);
-	return max;
+	if (s->paused || s->crash_loop || s->stopping || s->writes_off || s->nready == 0)
+		return false;
+	if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size) {
+		if (s->in_flight == 0)
+			lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY,
+			    "batch size %lld reached (--batch-size)", (long long)s->cfg.batch_size);
+		return false;
+	}
+	return s->idle != NULL;
 }
 
-/* Lease ready runs' head phases to idle workers, all attempts in one transaction. A
- * failed transaction is rolled back, the queue restored and the round retried later. */
-static void lease_round(struct sup *s)
+/* Inside the round's transaction, lease the best ready runs' head phases to idle workers
+ * (within the batch): O(log runs) each. A phase no longer eligible is dropped. Returns 0,
+ * or a store error (the round is then rolled back and lease_undo called). */
+static int lease_open(struct sup *s, struct store_err *err)
 {
+	int64_t left = s->cfg.batch_size > 0 ? s->cfg.batch_size - s->started : INT64_MAX;
 	struct worker *w;
-	struct store_err err;
-	struct grant *gs;
-	uint64_t delay;
-	bool lost = false;
-	int n = 0, max, i;
 
-	if (s->paused || s->crash_loop || s->stopping || s->writes_off || s->ready_head == NULL)
-		return;
-	if ((max = lease_round_size(s)) <= 0)
-		return;
-	gs = xcalloc((size_t)max, sizeof *gs);
-	if (store_drain_begin(s->sd, &err) != 0)
-		goto fail;
-	/* Several supervisors: a supervisor declared lost opens nothing (the fence). */
-	if (s->fleet_id > 0 && store_fleet_heartbeat(s->sd, s->fleet_status, &lost, &err) != 0)
-		goto fail;
-	if (lost) {
-		store_drain_rollback(s->sd);
-		free(gs);
-		lifecycle_declared_lost(s);
-		return;
-	}
-	w = idle_worker(s, NULL);
-	while (n < max && w != NULL && s->ready_head != NULL) {
+	assert(s->ngrants == 0);
+	while ((int64_t)s->ngrants < left && s->nready > 0 && (w = worker_idle_pop(s)) != NULL) {
 		struct run_q *r = sched_pop(s);
-		struct grant *g = &gs[n];
+		struct grant *g;
 		int rc;
 
+		if (s->ngrants == s->grants_cap) {
+			s->grants_cap = s->grants_cap != 0 ? s->grants_cap * 2 : 16;
+			s->grants = xrealloc(s->grants, s->grants_cap * sizeof *s->grants);
+		}
+		g = &s->grants[s->ngrants];
 		rc = store_drain_attempt_open(s->sd, r->run_id, r->head->phase_id, w->pid,
-		    s->session_id, s->cfg.dry_run, &g->attempt_id, &g->attempt_number, &err);
+		    s->session_id, s->cfg.dry_run, &g->attempt_id, &g->attempt_number, err);
 		if (rc == STORE_EINVAL) {
 			/* No longer eligible (changed by a control command or, with several
 			 * supervisors, by another one): drop it. */
 			if (s->fleet_id > 0)
-				log_debug("%s", err.text);
+				log_debug("%s", err->text);
 			else
-				log_warn("%s", err.text);
+				log_warn("%s", err->text);
 			sched_drop_head(s, r);
+			worker_idle_push(w);
 			continue;
 		}
 		if (rc == STORE_EBUSY) {
 			/* Another supervisor holds the run: leave it until the next refresh. */
-			log_debug("%s", err.text);
+			log_debug("%s", err->text);
 			sched_park(s, r);
 			s->fleet_refresh_due = true;
+			worker_idle_push(w);
 			continue;
 		}
-		/* The spec is read in the round too: a database that fails here fails the
-		 * round, which is retried, and no attempt is charged for it. */
-		if (rc != 0 ||
-		    store_drain_spec(s->sd, r->run_id, r->head->phase_id, &g->spec, &err) != 0) {
+		if (rc != 0) {
 			sched_release(s, r);
-			goto fail;
+			worker_idle_push(w);
+			return rc;
 		}
 		g->w = w;
 		g->r = r;
 		g->p = sched_take(s, r);
-		n++;
-		w = idle_worker(s, w);
+		s->ngrants++;
 	}
-	if (store_drain_commit(s->sd, &err) != 0)
-		goto fail;
-	s->commit_fail_streak = 0;
-	for (i = 0; i < n; i++) {
+	return 0;
+}
+
+/* The round committed: each lease's worker gets its job. */
+static void lease_granted(struct sup *s)
+{
+	size_t n = s->ngrants;
+
+	s->ngrants = 0;
+	for (size_t i = 0; i < n; i++) {
 		s->in_flight++;
 		s->started++;
 		s->n.dispatched++;
-		gs[i].p->attempts++;
-		lease_start(s, &gs[i]);
+		s->grants[i].p->attempts++;
+		lease_start(s, &s->grants[i]);
 	}
-	free(gs);
-	return;
-fail:
-	log_error("dispatch: %s", err.text);
-	store_drain_rollback(s->sd);
-	/* Undo the leases taken in memory; the database rolled back. */
-	for (i = 0; i < n; i++) {
-		sched_requeue(s, gs[i].r, gs[i].p);
-		sched_release(s, gs[i].r);
-		store_drain_spec_free(&gs[i].spec);
+}
+
+/* The round rolled back: its leases are undone in memory too. */
+static void lease_undo(struct sup *s)
+{
+	for (size_t i = 0; i < s->ngrants; i++) {
+		sched_requeue(s, s->grants[i].r, s->grants[i].p);
+		sched_release(s, s->grants[i].r);
+		worker_idle_push(s->grants[i].w);
 	}
-	free(gs);
-	/* Nothing else may come along to ask for another round: retry on a timer, later
-	 * each time, or give up. */
-	delay = lifecycle_write_failed(s, "a dispatch round", &err);
-	if (delay > 0)
-		uv_timer_start(&s->dispatch_retry, dispatch_retry_cb, delay, 0);
+	s->ngrants = 0;
 }
 
 /* Check a frame's database and attempt against w's lease; count and log a refusal. */

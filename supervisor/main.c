@@ -485,6 +485,7 @@ int main(int argc, char **argv)
 	uv_run(&loop, UV_RUN_DEFAULT);
 
 	session_finish(s);
+	lease_free(s);
 	fleet_close(s);
 	service_finish(s);
 	http_stop(s);

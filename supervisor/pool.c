@@ -25,6 +25,7 @@ static void worker_handle_closed(uv_handle_t *h)
 	assert(w->handles > 0);
 	if (--w->handles > 0)
 		return;
+	worker_unregister(w);
 	for (pp = &w->sup->workers; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == w) {
 			*pp = w->next;
@@ -59,6 +60,7 @@ static void worker_idle(struct worker *w)
 		worker_retire(w);
 		return;
 	}
+	worker_idle_push(w);
 	lease_kick(s);
 }
 
@@ -223,6 +225,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 		log_warn("worker %d (pid %d) exited: status %lld, signal %d", w->id, (int)w->pid,
 		    (long long)status, sig);
 	w->state = W_EXITED;
+	worker_idle_remove(w);
 	s->live--;
 	uv_timer_stop(&w->hb_timer);
 	uv_timer_stop(&w->phase_timer);
@@ -314,6 +317,7 @@ static void pool_adopt(struct sup *s, struct worker *w, int sock)
 {
 	w->id = ++s->next_worker_id;
 	w->pid = w->proc.pid;
+	worker_register(w);
 	chan_init(s->loop, &w->chan, PROTO_FRAME_MAX_DEFAULT, worker_msg_cb, worker_chan_close_cb);
 	w->chan.pipe.data = w;
 	uv_pipe_open(&w->chan.pipe, sock);

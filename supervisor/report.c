@@ -184,8 +184,8 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 		return;
 	report_session_why(&rp);
 	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||
-	    store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
-	        report_eligible, &rp, &err) != 0) {
+	    store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, false,
+	        s->session_id, report_eligible, &rp, &err) != 0) {
 		log_error("cannot tell what the drain left: %s", err.text);
 		json_decref(rp.left);
 		json_decref(phases);

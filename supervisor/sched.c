@@ -3,8 +3,10 @@
  * index, phase index) order; runs proceed in parallel. Among ready runs the next one is
  * chosen as the batch controller chose its next phase (docs/drain-rules.md): runs not yet
  * sampled first, then promising ones; then by the failure-reason bucket of the run's next
- * phase; then the lower phase index; then the run that has waited longest. The dispatch
- * rounds that take runs from here are in lease.c. */
+ * phase; then the lower phase index; then the run that has waited longest. The ready runs
+ * are a binary heap in that order and the runs a hash table by id: taking the next run,
+ * putting one back and finding one cost O(log n) or O(1), whatever the number of runs and
+ * phases. The dispatch rounds that take runs from here are in lease.c. */
 #include "supervisor/sup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -13,43 +15,57 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* FNV-1a of a run id. */
+static size_t run_hash(const char *id)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ull;
+	return (size_t)h;
+}
+
 /* Find a run by id. */
 struct run_q *sched_run_find(struct sup *s, const char *run_id)
 {
 	struct run_q *r;
 
-	for (r = s->runs; r != NULL; r = r->next)
+	if (s->run_tab_cap == 0)
+		return NULL;
+	for (r = s->run_tab[run_hash(run_id) & (s->run_tab_cap - 1)]; r != NULL; r = r->next_by_id)
 		if (strcmp(r->run_id, run_id) == 0)
 			return r;
 	return NULL;
 }
 
-/* Append r to the ready list if it has work and no lease. */
-static void ready_push(struct sup *s, struct run_q *r)
+/* Add r to the table of runs by id, doubling it past a load of one. */
+static void run_tab_add(struct sup *s, struct run_q *r)
 {
-	if (r->ready || r->busy || r->skipped || r->parked || r->head == NULL)
-		return;
-	r->ready = true;
-	r->ready_seq = ++s->ready_seq;
-	r->next_ready = NULL;
-	if (s->ready_tail != NULL)
-		s->ready_tail->next_ready = r;
-	else
-		s->ready_head = r;
-	s->ready_tail = r;
-}
+	size_t i;
 
-/* Unlink r (which follows prev, or heads the list) from the ready list. */
-static void ready_unlink(struct sup *s, struct run_q *prev, struct run_q *r)
-{
-	if (prev != NULL)
-		prev->next_ready = r->next_ready;
-	else
-		s->ready_head = r->next_ready;
-	if (s->ready_tail == r)
-		s->ready_tail = prev;
-	r->next_ready = NULL;
-	r->ready = false;
+	if (s->nruns + 1 > s->run_tab_cap) {
+		size_t cap = s->run_tab_cap != 0 ? s->run_tab_cap * 2 : 64;
+		struct run_q **tab = xcalloc(cap, sizeof *tab);
+
+		for (i = 0; i < s->run_tab_cap; i++) {
+			struct run_q *x, *next;
+
+			for (x = s->run_tab[i]; x != NULL; x = next) {
+				size_t j = run_hash(x->run_id) & (cap - 1);
+
+				next = x->next_by_id;
+				x->next_by_id = tab[j];
+				tab[j] = x;
+			}
+		}
+		free(s->run_tab);
+		s->run_tab = tab;
+		s->run_tab_cap = cap;
+	}
+	i = run_hash(r->run_id) & (s->run_tab_cap - 1);
+	r->next_by_id = s->run_tab[i];
+	s->run_tab[i] = r;
+	s->nruns++;
 }
 
 /* Is run a a better next choice than run b? */
@@ -67,25 +83,91 @@ static bool run_before(const struct run_q *a, const struct run_q *b)
 	return a->ready_seq < b->ready_seq;
 }
 
+/* Put r at heap slot i (0-based) and note where it is. */
+static void heap_set(struct sup *s, size_t i, struct run_q *r)
+{
+	s->heap[i] = r;
+	r->heap_at = i + 1;
+}
+
+/* Move the run at slot i up while it goes before its parent. */
+static void heap_up(struct sup *s, size_t i)
+{
+	struct run_q *r = s->heap[i];
+
+	while (i > 0 && run_before(r, s->heap[(i - 1) / 2])) {
+		heap_set(s, i, s->heap[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	heap_set(s, i, r);
+}
+
+/* Move the run at slot i down while a child goes before it. */
+static void heap_down(struct sup *s, size_t i)
+{
+	struct run_q *r = s->heap[i];
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= s->nready)
+			break;
+		if (c + 1 < s->nready && run_before(s->heap[c + 1], s->heap[c]))
+			c++;
+		if (!run_before(s->heap[c], r))
+			break;
+		heap_set(s, i, s->heap[c]);
+		i = c;
+	}
+	heap_set(s, i, r);
+}
+
+/* Add r to the ready runs if it has work and no lease. */
+static void ready_push(struct sup *s, struct run_q *r)
+{
+	if (r->heap_at != 0 || r->busy || r->skipped || r->parked || r->head == NULL)
+		return;
+	r->ready_seq = ++s->ready_seq;
+	if (s->nready == s->heap_cap) {
+		s->heap_cap = s->heap_cap != 0 ? s->heap_cap * 2 : 64;
+		s->heap = xrealloc(s->heap, s->heap_cap * sizeof *s->heap);
+	}
+	heap_set(s, s->nready++, r);
+	heap_up(s, s->nready - 1);
+}
+
+/* Take r out of the ready runs. */
+static void ready_remove(struct sup *s, struct run_q *r)
+{
+	size_t i = r->heap_at - 1;
+	struct run_q *last;
+
+	assert(r->heap_at != 0 && s->heap[i] == r);
+	r->heap_at = 0;
+	last = s->heap[--s->nready];
+	if (last == r)
+		return;
+	heap_set(s, i, last);
+	heap_up(s, i);
+	heap_down(s, last->heap_at - 1);
+}
+
 /* Unlink and return the best ready run. */
 struct run_q *sched_pop(struct sup *s)
 {
-	struct run_q *r, *prev = NULL, *best = NULL, *best_prev = NULL;
+	struct run_q *best;
 
-	for (r = s->ready_head; r != NULL; prev = r, r = r->next_ready) {
-		if (best == NULL || run_before(r, best)) {
-			best = r;
-			best_prev = prev;
-		}
-	}
-	if (best != NULL)
-		ready_unlink(s, best_prev, best);
+	if (s->nready == 0)
+		return NULL;
+	best = s->heap[0];
+	ready_remove(s, best);
 	return best;
 }
 
 /* Free a queued phase. */
 void sched_phase_free(struct qphase *p)
 {
+	store_drain_spec_free(&p->spec);
 	free(p->phase_id);
 	free(p);
 }
@@ -107,17 +189,11 @@ static void sched_clear_run(struct sup *s, struct run_q *r)
 /* Drop a run's queue for the rest of the session. */
 void sched_skip_run(struct sup *s, struct run_q *r, const char *why)
 {
-	struct run_q *x, *prev = NULL;
-
 	r->skipped = true;
 	free(r->skip_why);
 	r->skip_why = xstrdup(why);
-	if (r->ready) {
-		for (x = s->ready_head; x != NULL && x != r; prev = x, x = x->next_ready)
-			;
-		if (x == r)
-			ready_unlink(s, prev, r);
-	}
+	if (r->heap_at != 0)
+		ready_remove(s, r);
 	sched_clear_run(s, r);
 }
 
@@ -148,6 +224,7 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 			else
 				s->runs = r;
 			s->runs_tail = r;
+			run_tab_add(s, r);
 		}
 	}
 	/* A refresh leaves the runs leased here as they are. */
@@ -159,6 +236,10 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 	q->bucket = policy_bucket(p->last_failure_reason);
 	q->attempts = p->attempts;
 	q->max_attempts = p->max_attempts;
+	if (p->spec != NULL) {
+		q->spec = *p->spec;
+		memset(p->spec, 0, sizeof *p->spec);
+	}
 	if (r->tail != NULL)
 		r->tail->next = q;
 	else
@@ -174,8 +255,8 @@ int sched_load(struct sup *s)
 	struct store_err err;
 	struct run_q *r;
 
-	if (store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
-	        sched_load_one, s, &err) != 0) {
+	if (store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, true,
+	        s->session_id, sched_load_one, s, &err) != 0) {
 		log_error("%s", err.text);
 		return -1;
 	}
@@ -192,19 +273,6 @@ int sched_load(struct sup *s)
 	return 0;
 }
 
-/* Unlink r from the ready list if it is on it. */
-static void ready_remove(struct sup *s, struct run_q *r)
-{
-	struct run_q *x, *prev = NULL;
-
-	if (!r->ready)
-		return;
-	for (x = s->ready_head; x != NULL && x != r; prev = x, x = x->next_ready)
-		;
-	if (x == r)
-		ready_unlink(s, prev, r);
-}
-
 /* Rebuild the queues of the runs not leased here from the eligible phases. */
 void sched_refresh(struct sup *s)
 {
@@ -214,13 +282,14 @@ void sched_refresh(struct sup *s)
 	for (r = s->runs; r != NULL; r = r->next) {
 		if (r->busy || r->skipped)
 			continue;
-		ready_remove(s, r);
+		if (r->heap_at != 0)
+			ready_remove(s, r);
 		sched_clear_run(s, r);
 		r->parked = false;
 	}
 	s->refreshing = true;
-	if (store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
-	        sched_load_one, s, &err) != 0)
+	if (store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, true,
+	        s->session_id, sched_load_one, s, &err) != 0)
 		log_error("%s", err.text);
 	s->refreshing = false;
 	for (r = s->runs; r != NULL; r = r->next) {
@@ -235,7 +304,7 @@ void sched_refresh(struct sup *s)
 /* Leave a popped run out until the next refresh; its queue stays. */
 void sched_park(struct sup *s, struct run_q *r)
 {
-	assert(!r->busy && !r->ready);
+	assert(!r->busy && r->heap_at == 0);
 	(void)s;
 	r->parked = true;
 }
@@ -248,10 +317,13 @@ void sched_reload_run(struct sup *s, const char *run_id)
 	struct qphase *p;
 	struct worker *w;
 
-	if (r != NULL)
+	if (r != NULL) {
+		if (r->heap_at != 0)
+			ready_remove(s, r);
 		sched_clear_run(s, r);
-	if (store_drain_each_eligible(
-	        s->sd, run_id, s->cfg.retry_failed, s->session_id, sched_load_one, s, &err) != 0)
+	}
+	if (store_drain_each_eligible(s->sd, run_id, s->cfg.retry_failed, true, s->session_id,
+	        sched_load_one, s, &err) != 0)
 		log_error("%s", err.text);
 	if ((r = sched_run_find(s, run_id)) == NULL)
 		return;
@@ -334,7 +406,7 @@ struct qphase *sched_take(struct sup *s, struct run_q *r)
 {
 	struct qphase *p = r->head;
 
-	assert(p != NULL && !r->busy && !r->ready);
+	assert(p != NULL && !r->busy && r->heap_at == 0);
 	r->head = p->next;
 	if (r->head == NULL)
 		r->tail = NULL;
@@ -350,7 +422,7 @@ void sched_drop_head(struct sup *s, struct run_q *r)
 {
 	struct qphase *p = r->head;
 
-	assert(p != NULL && !r->busy && !r->ready);
+	assert(p != NULL && !r->busy && r->heap_at == 0);
 	r->head = p->next;
 	if (r->head == NULL)
 		r->tail = NULL;
@@ -377,4 +449,8 @@ void sched_free(struct sup *s)
 		free(r);
 	}
 	s->runs = s->runs_tail = NULL;
+	free(s->heap);
+	free(s->run_tab);
+	s->heap = s->run_tab = NULL;
+	s->nready = s->heap_cap = s->run_tab_cap = s->nruns = 0;
 }

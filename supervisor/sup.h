@@ -133,6 +133,7 @@ struct qphase {
 	enum bucket bucket; /* of its last failure reason (docs/drain-rules.md) */
 	int64_t attempts;   /* in this session */
 	int64_t max_attempts;
+	struct drain_spec spec; /* what its job needs, read with the queue (one allocation) */
 	struct qphase *next;
 };
 
@@ -142,16 +143,16 @@ struct run_q {
 	struct qphase *head;
 	struct qphase *tail;
 	bool busy;
-	bool ready;   /* linked on sup.ready */
-	bool sampled; /* its first result in this session is in */
+	size_t heap_at; /* its place in sup.heap plus one; 0: not ready */
+	bool sampled;   /* its first result in this session is in */
 	bool promising;
-	bool skipped;       /* deprioritised or stopped: no more dispatch */
-	bool parked;        /* another supervisor holds it: left out until sched_refresh */
-	char *skip_why;     /* why it was skipped (heap), for what the drain's end reports */
-	int64_t timeouts;   /* timeout results in this session */
-	uint64_t ready_seq; /* when it became ready, for ties */
-	struct run_q *next; /* all runs */
-	struct run_q *next_ready;
+	bool skipped;             /* deprioritised or stopped: no more dispatch */
+	bool parked;              /* another supervisor holds it: left out until sched_refresh */
+	char *skip_why;           /* why it was skipped (heap), for what the drain's end reports */
+	int64_t timeouts;         /* timeout results in this session */
+	uint64_t ready_seq;       /* when it became ready, for ties */
+	struct run_q *next;       /* all runs */
+	struct run_q *next_by_id; /* in its bucket of sup.run_tab */
 };
 
 enum worker_state {
@@ -196,6 +197,31 @@ struct worker {
 	uint64_t born_ms;
 	uint64_t jobs_done;
 	struct worker *next;
+	/* On sup.idle while idle (worker.c): a dispatch round takes the first. */
+	struct worker *idle_next, *idle_prev;
+	bool idle_listed;
+};
+
+/* A lease a round opens inside its transaction; the job goes out after the commit. */
+struct grant {
+	struct worker *w;
+	struct run_q *r;
+	struct qphase *p;
+	uint64_t attempt_id;
+	int64_t attempt_number;
+};
+
+/* What a round's transaction does besides the queued writes: the dispatch (lease.c),
+ * called by the writer. */
+struct round_hooks {
+	/* Whether leases could be opened now. */
+	bool (*want)(struct sup *s);
+	/* Open them inside the transaction. Returns 0, or a store error with err set. */
+	int (*open)(struct sup *s, struct store_err *err);
+	/* After the commit (and the acknowledgements): send their jobs. */
+	void (*committed)(struct sup *s);
+	/* After a rollback: put their phases and workers back. */
+	void (*undo)(struct sup *s);
 };
 
 /* Failed transactions in a row (group commits and dispatch rounds) after which the
@@ -313,8 +339,12 @@ struct sup {
 	/* scheduler */
 	struct run_q *runs; /* in database order */
 	struct run_q *runs_tail;
-	struct run_q *ready_head;
-	struct run_q *ready_tail;
+	struct run_q **heap; /* ready runs, a binary heap in the order of docs/drain-rules.md */
+	size_t nready;
+	size_t heap_cap;
+	struct run_q **run_tab; /* runs by id: a hash table of chains */
+	size_t run_tab_cap;     /* a power of two */
+	size_t nruns;
 	uint64_t ready_seq;
 	struct policy pol;
 	int64_t queued; /* phases in run queues */
@@ -322,12 +352,22 @@ struct sup {
 	int64_t started; /* attempts started this drain */
 	bool paused;
 
-	/* lease: dispatch rounds */
-	uv_idle_t dispatch_idle;
-	bool dispatch_armed;
-	uv_timer_t dispatch_retry; /* after a failed dispatch transaction */
+	/* workers by id (worker.c) and the idle ones */
+	struct worker **by_id;
+	size_t by_id_cap;
+	struct worker *idle;
 
-	/* writer */
+	/* lease: the leases of the round being committed, and the job every lease shares */
+	struct grant *grants;
+	size_t ngrants;
+	size_t grants_cap;
+	struct proto_job job; /* the settings part of every job (lease_init) */
+
+	/* writer: rounds (one transaction for the writes and leases of a loop turn) */
+	struct round_hooks round;
+	uv_check_t round_check;
+	bool round_armed;
+	bool round_urgent; /* commit this turn even if nothing can be leased */
 	struct op *ops_head;
 	struct op *ops_tail;
 	int64_t ops_n;
@@ -536,9 +576,12 @@ void sched_free(struct sup *s);
 
 /* --- lease.c: one attempt from dispatch to close --- */
 
-/* Initialise the dispatch handles. */
+/* Prepare the part of every job that is the supervisor's (settings, database, coefficient
+ * set) and hook the dispatch into the writer's rounds. */
 void lease_init(struct sup *s);
-/* Ask for a dispatch round in the next loop iteration. */
+/* Release what lease_init prepared. */
+void lease_free(struct sup *s);
+/* Ask for a dispatch at the end of this loop turn (in the round's transaction). */
 void lease_kick(struct sup *s);
 /* Take an event of w's lease (fenced, then queued for the writer; ev's contents are taken
  * over). */
@@ -574,8 +617,18 @@ bool pool_breaker_reset(struct sup *s);
 
 /* --- worker.c: one worker process --- */
 
-/* The live worker with this id, or NULL. */
+/* The live worker with this id, or NULL; O(1). */
 struct worker *worker_find(struct sup *s, int id);
+/* Make w findable by its id. */
+void worker_register(struct worker *w);
+/* Forget w (before it is freed): by id and as idle. */
+void worker_unregister(struct worker *w);
+/* Offer an idle worker to the dispatch. */
+void worker_idle_push(struct worker *w);
+/* Take the first idle worker not retiring, or NULL; O(1) amortised. */
+struct worker *worker_idle_pop(struct sup *s);
+/* Withdraw w from the idle workers (it is busy, retiring or gone). */
+void worker_idle_remove(struct worker *w);
 /* Signal the worker's process, remembering that we did. */
 void worker_kill(struct worker *w, int sig);
 /* Send a message. Returns 0; or a negative errno when it cannot be encoded (nothing sent,
@@ -587,9 +640,8 @@ const char *worker_state_name(const struct worker *w);
 
 /* --- convert.c: between the store's types and the wire's --- */
 
-/* Move a phase spec's strings into the phase-specific fields of a job (spec is left
- * empty). */
-void convert_spec_to_job(struct drain_spec *spec, struct proto_job *job);
+/* Point the phase-specific fields of a job at a phase spec's strings (borrowed). */
+void convert_spec_to_job(const struct drain_spec *spec, struct proto_job *job);
 /* Copy a coefficient set's rows into a job. */
 void convert_coefs_to_job(const struct store_coef_row *rows, size_t n, struct proto_job *job);
 /* View an event from a worker as the row the store records (strings borrowed from ev). */
@@ -597,8 +649,12 @@ void convert_event_to_row(const struct proto_event *ev, struct drain_event *row)
 
 /* --- writer.c: the group commit --- */
 
-/* Initialise the commit timer. */
+/* Initialise the commit timer and the round's handle. */
 void writer_init(struct sup *s);
+/* Commit at the end of this loop turn if leases can be opened (or `urgent`: whatever is
+ * queued): one transaction with the queued writes and the leases, then the
+ * acknowledgements and the jobs. */
+void writer_round(struct sup *s, bool urgent);
 /* Queue an event of an attempt of (run, phase), acknowledged to `ack_to` after the commit
  * (NULL: to nobody); takes over ev's contents. */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,

@@ -1,17 +1,89 @@
-/* One worker process as the other files see it: found by id, signalled, sent a frame. */
+/* One worker process as the other files see it: found by id, offered to the dispatch while
+ * idle, signalled, sent a frame. */
 #include "supervisor/sup.h"
 #include "common/log.h"
+#include "common/util.h"
 
+#include <assert.h>
 #include <signal.h>
+#include <string.h>
 
 /* Find a live worker by id. */
 struct worker *worker_find(struct sup *s, int id)
 {
 	struct worker *w;
 
-	for (w = s->workers; w != NULL; w = w->next)
-		if (w->id == id && w->state != W_EXITED)
+	if (id <= 0 || (size_t)id >= s->by_id_cap || (w = s->by_id[id]) == NULL)
+		return NULL;
+	return w->state != W_EXITED ? w : NULL;
+}
+
+void worker_register(struct worker *w)
+{
+	struct sup *s = w->sup;
+
+	assert(w->id > 0);
+	if ((size_t)w->id >= s->by_id_cap) {
+		size_t cap = s->by_id_cap != 0 ? s->by_id_cap : 64;
+
+		while (cap <= (size_t)w->id)
+			cap *= 2;
+		s->by_id = xrealloc(s->by_id, cap * sizeof *s->by_id);
+		memset(s->by_id + s->by_id_cap, 0, (cap - s->by_id_cap) * sizeof *s->by_id);
+		s->by_id_cap = cap;
+	}
+	s->by_id[w->id] = w;
+}
+
+void worker_unregister(struct worker *w)
+{
+	struct sup *s = w->sup;
+
+	worker_idle_remove(w);
+	if (w->id > 0 && (size_t)w->id < s->by_id_cap && s->by_id[w->id] == w)
+		s->by_id[w->id] = NULL;
+}
+
+void worker_idle_push(struct worker *w)
+{
+	struct sup *s = w->sup;
+
+	if (w->idle_listed || w->state != W_IDLE || w->retire)
+		return;
+	w->idle_listed = true;
+	w->idle_prev = NULL;
+	w->idle_next = s->idle;
+	if (s->idle != NULL)
+		s->idle->idle_prev = w;
+	s->idle = w;
+}
+
+void worker_idle_remove(struct worker *w)
+{
+	struct sup *s = w->sup;
+
+	if (!w->idle_listed)
+		return;
+	if (w->idle_prev != NULL)
+		w->idle_prev->idle_next = w->idle_next;
+	else
+		s->idle = w->idle_next;
+	if (w->idle_next != NULL)
+		w->idle_next->idle_prev = w->idle_prev;
+	w->idle_next = w->idle_prev = NULL;
+	w->idle_listed = false;
+}
+
+struct worker *worker_idle_pop(struct sup *s)
+{
+	struct worker *w;
+
+	while ((w = s->idle) != NULL) {
+		worker_idle_remove(w);
+		/* Marked to retire, or no longer idle, since it was offered. */
+		if (w->state == W_IDLE && !w->retire)
 			return w;
+	}
 	return NULL;
 }
 

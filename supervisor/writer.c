@@ -1,10 +1,12 @@
 /* The single writer: it queues, commits and acknowledges. Events, attempt ends and
  * control_log rows are queued and committed together in one BEGIN IMMEDIATE transaction
  * when the queue reaches cfg.commit_max or cfg.commit_window_ms after the first queued
- * write, whichever comes first; a worker waiting for acknowledgements (a heartbeat while
- * its events are queued) gets its commit at once. Acknowledgements go out only after the
- * commit, and a committed attempt end is handed back to its lease (the op's done
- * callback). A write the database refuses for a constraint is isolated: the group is
+ * write, whichever comes first, or at the end of the loop turn (a round) in which a lease
+ * can be opened, an attempt ended or a worker said it waits for acknowledgements. A
+ * round's transaction writes the queued writes first and then the leases of the round
+ * (round_hooks, lease.c): one commit, one fsync, for everything the turn produced.
+ * Acknowledgements go out only after the commit, then the jobs of the new leases, and a
+ * committed attempt end is handed back to its lease (the op's done callback). A write the database refuses for a constraint is isolated: the group is
  * rolled back and written again with a record of that error in its place (an error event,
  * an attempt end noting it), so the other writes commit and it is never retried. Any other
  * failed commit rolls back, keeps the queue and is retried; after COMMIT_MAX_FAILURES
@@ -27,6 +29,33 @@ void writer_init(struct sup *s)
 {
 	uv_timer_init(s->loop, &s->commit_timer);
 	s->commit_timer.data = s;
+	uv_check_init(s->loop, &s->round_check);
+	s->round_check.data = s;
+}
+
+/* The loop turn's I/O is done: commit its round if it has anything urgent or leases to
+ * open, then see whether the drain is over. */
+static void writer_round_cb(uv_check_t *h)
+{
+	struct sup *s = h->data;
+	bool urgent = s->round_urgent;
+
+	uv_check_stop(h);
+	s->round_armed = false;
+	s->round_urgent = false;
+	if (!s->commit_retrying && ((urgent && s->ops_n > 0) || s->round.want(s)))
+		writer_flush(s);
+	lifecycle_check_done(s);
+}
+
+void writer_round(struct sup *s, bool urgent)
+{
+	assert(s->round_check.data == s);
+	s->round_urgent |= urgent;
+	if (s->round_armed)
+		return;
+	s->round_armed = true;
+	uv_check_start(&s->round_check, writer_round_cb);
 }
 
 /* Arm the commit timer for `ms`. */
@@ -97,6 +126,8 @@ void writer_close(
 	o->u.close.done = done;
 	o->u.close.ctx = ctx;
 	writer_push(s, o);
+	/* Its run may go on, its worker take the next job: in this turn's round. */
+	writer_round(s, true);
 }
 
 /* Queue a control_log row. */
@@ -249,15 +280,20 @@ static void writer_ack(struct sup *s, struct op *head)
 	}
 }
 
-/* The commit failed: roll back, keep the queue, retry later or give up (a lost
- * connection to a database server is opened again first: lifecycle_write_failed). */
-static void writer_failed(struct sup *s, const struct store_err *err)
+/* The commit (with the round's leases when `lease`) failed: roll back, keep the queue,
+ * retry later or give up (a lost connection to a database server is opened again first:
+ * lifecycle_write_failed). */
+static void writer_failed(struct sup *s, bool lease, const struct store_err *err)
 {
 	uint64_t delay;
 
 	store_drain_rollback(s->sd);
-	log_error("commit of %lld writes failed: %s", (long long)s->ops_n, err->text);
-	delay = lifecycle_write_failed(s, "a group commit", err);
+	if (lease)
+		log_error("dispatch: the round's leases and %lld writes failed: %s",
+		    (long long)s->ops_n, err->text);
+	else
+		log_error("commit of %lld writes failed: %s", (long long)s->ops_n, err->text);
+	delay = lifecycle_write_failed(s, lease ? "a dispatch round" : "a group commit", err);
 	if (delay == 0)
 		return;
 	s->commit_retrying = true;
@@ -277,13 +313,15 @@ void writer_heartbeat(struct sup *s)
 		writer_commit(s, s->ops_head == NULL);
 }
 
-/* Commit the queue (with the heartbeat of several supervisors, which fences the group:
- * a supervisor declared lost writes nothing), or, with `heartbeat`, the heartbeat alone. */
+/* Commit the queue and the round's leases (with the heartbeat of several supervisors,
+ * which fences the group: a supervisor declared lost writes nothing), or, with
+ * `heartbeat`, the heartbeat alone. */
 static void writer_commit(struct sup *s, bool heartbeat)
 {
 	struct op *head = s->ops_head, *o, *next;
 	uint64_t began = uv_hrtime();
 	struct store_err err;
+	bool lease;
 	bool lost = false;
 
 	if (s->commit_armed) {
@@ -291,7 +329,10 @@ static void writer_commit(struct sup *s, bool heartbeat)
 		s->commit_armed = false;
 	}
 	s->commit_retrying = false;
-	if ((head == NULL && !heartbeat) || s->writes_off)
+	if (s->writes_off)
+		return;
+	lease = !heartbeat && s->round.want != NULL && s->round.want(s);
+	if (head == NULL && !lease && !heartbeat)
 		return;
 	lifecycle_identity_check(s);
 	if (s->writes_off)
@@ -318,6 +359,9 @@ again:
 		op_refuse(s, o, why);
 		goto again;
 	}
+	/* The round's leases, after the ends they may follow. */
+	if (lease && s->round.open(s, &err) != 0)
+		goto fail;
 	if (s->pol.dirty) {
 		char *state = policy_state_json(s);
 		int rc = store_drain_session_state(s->sd, s->session_id, state, &err);
@@ -336,6 +380,8 @@ again:
 	s->ops_head = s->ops_tail = NULL;
 	s->ops_n = 0;
 	writer_ack(s, head);
+	if (lease)
+		s->round.committed(s);
 	for (o = head; o != NULL; o = next) {
 		next = o->next;
 		op_count(s, o);
@@ -347,16 +393,18 @@ again:
 	lifecycle_check_done(s);
 	return;
 fail:
-	writer_failed(s, &err);
+	if (lease)
+		s->round.undo(s);
+	writer_failed(s, lease, &err);
 }
 
 /* Commit in the next loop turn for a worker waiting for acks. */
 void writer_flush_early(struct sup *s)
 {
-	/* In the loop's next turn: the frames read in this one, from every worker, share
-	 * the commit. */
+	/* At the end of this loop turn: the frames read in it, from every worker, share the
+	 * commit. */
 	if (!s->commit_retrying && s->ops_n > 0)
-		writer_arm(s, 0);
+		writer_round(s, true);
 }
 
 /* The commit window (or the retry delay) is over: commit. */

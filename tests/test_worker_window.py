@@ -1,8 +1,9 @@
 """The worker's window of unacknowledged events, seen from a scripted supervisor on the
 real autopack-worker's socket: the worker never has more events unacknowledged than its
 --event-window; when the window is full it waits, saying so with a heartbeat that names
-the seq it waits for; it sends its result only once every event is acknowledged; an ack
-of an event it never sent is refused."""
+the seq it waits for; it sends its result right after its events and takes its next job
+only once every event is acknowledged (a job sent before the acks is refused); an ack of
+an event it never sent is refused."""
 import os
 import socket
 import struct
@@ -55,10 +56,10 @@ class FakeSupervisor:
         return rc
 
 
-def job(tmp, llm_url, dry=False):
+def job(tmp, llm_url, dry=False, att=ATT):
     ws = os.path.join(str(tmp), "ws")
     os.makedirs(ws, exist_ok=True)
-    return {"t": "job", "db": "sqlite:////nowhere/autopack.db", "uuid": UUID, "att": ATT,
+    return {"t": "job", "db": "sqlite:////nowhere/autopack.db", "uuid": UUID, "att": att,
             "run": "run-1", "phase": "p1",
             "p": {"name": "p1", "desc": "Write a.py.", "cat": "implementation",
                   "cplx": "low", "paths": ["a.py"], "ro": [], "dl": ["a.py"], "maxa": 0},
@@ -68,24 +69,23 @@ def job(tmp, llm_url, dry=False):
             "est": {"ver": 1, "oh": []}, "ws": ws, "dry": dry}
 
 
-def drive(sup, ack_when):
+def drive(sup, ack_when, att=ATT):
     """Play the supervisor for one job: ack the unacknowledged events when
-    ack_when(unacked, frame) says so; return every frame and the unacked count each
-    event found when it came."""
+    ack_when(unacked, frame) says so; return every frame, the unacked count each event
+    found when it came, and the events still unacknowledged when the result came."""
     frames, seen_unacked, unacked = [], [], []
     while True:
         m = sup.recv()
         assert m is not None, "the worker closed its socket"
         frames.append(m)
         if m["t"] == "event":
-            assert m["att"] == ATT and m["uuid"] == UUID
+            assert m["att"] == att and m["uuid"] == UUID
             seen_unacked.append(len(unacked))
             unacked.append(m["seq"])
         if m["t"] == "result":
-            assert unacked == [], "result sent with events %s unacknowledged" % unacked
-            return frames, seen_unacked
+            return frames, seen_unacked, unacked
         if unacked and ack_when(unacked, m):
-            sup.send({"t": "ack", "att": ATT, "seq": unacked[-1]})
+            sup.send({"t": "ack", "att": att, "seq": unacked[-1]})
             unacked.clear()
 
 
@@ -96,8 +96,8 @@ def test_a_full_window_waits_for_an_ack_before_the_next_event(tmp):
         assert sup.recv()["t"] == "hello"
         sup.send(job(tmp, llm.url))
         # Ack only once the worker says it waits for its last event.
-        frames, seen = drive(sup, lambda unacked, m: m["t"] == "heartbeat" and
-                             m.get("wait") == unacked[-1])
+        frames, seen, left = drive(sup, lambda unacked, m: m["t"] == "heartbeat" and
+                                   m.get("wait") == unacked[-1])
     finally:
         llm.stop()
     events = [m for m in frames if m["t"] == "event"]
@@ -105,27 +105,38 @@ def test_a_full_window_waits_for_an_ack_before_the_next_event(tmp):
     assert len(events) >= 3  # a try, a token-estimation event, a log line
     # With a window of one, every event found the one before it acknowledged.
     assert seen == [0] * len(events)
+    # Each event but the last waited for the one before it; the result follows the last
+    # event without waiting.
     waits = [m["wait"] for m in frames if m["t"] == "heartbeat" and m.get("wait") is not None]
-    assert waits == list(range(1, len(events) + 1))
+    assert waits == list(range(1, len(events)))
+    assert left == [len(events)]
     result = frames[-1]
     assert result["outcome"] == "success" and result["seq"] == len(events)
+    sup.send({"t": "ack", "att": ATT, "seq": len(events)})
     sup.send({"t": "shutdown"})
     assert sup.close() == 0
 
 
-def test_the_result_waits_until_every_event_is_acknowledged(tmp):
+def test_the_next_job_waits_until_every_event_is_acknowledged(tmp):
     sup = FakeSupervisor(tmp, 64)
     assert sup.recv()["t"] == "hello"
     sup.send(job(tmp, "http://127.0.0.1:9", dry=True))
-    # The window does not fill: the events go out unacknowledged; before its result the
-    # worker waits, and says so.
-    frames, seen = drive(sup, lambda unacked, m: m["t"] == "heartbeat" and
-                         m.get("wait") == unacked[-1])
+    # The window does not fill: the event goes out, and the result right after it.
+    frames, seen, left = drive(sup, lambda unacked, m: False)
     kinds = [m["t"] for m in frames if m["t"] != "heartbeat" or m.get("wait") is not None]
-    assert kinds == ["event", "heartbeat", "result"]
-    assert frames[-1]["outcome"] == "dry_run" and frames[-1]["seq"] == 1
-    sup.send({"t": "shutdown"})
-    assert sup.close() == 0
+    assert kinds == ["event", "result"]
+    assert frames[-1]["outcome"] == "dry_run" and frames[-1]["seq"] == 1 and left == [1]
+    # The ack and the next job in one write, as the supervisor sends them after a commit.
+    sup.send({"t": "ack", "att": ATT, "seq": 1})
+    sup.send(job(tmp, "http://127.0.0.1:9", dry=True, att=ATT + 1))
+    frames, seen, left = drive(sup, lambda unacked, m: False, att=ATT + 1)
+    assert frames[-1]["t"] == "result" and frames[-1]["att"] == ATT + 1 and left == [1]
+    # A job while an event is unacknowledged: the supervisor broke the window.
+    sup.send(job(tmp, "http://127.0.0.1:9", dry=True, att=ATT + 2))
+    assert sup.close() == 1
+    with open(os.path.join(str(tmp), "worker.err")) as f:
+        assert "sent job %d before acknowledging event 1 of attempt %d" % (
+            ATT + 2, ATT + 1) in f.read()
 
 
 def test_an_ack_of_an_event_never_sent_is_refused(tmp):

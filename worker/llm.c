@@ -321,6 +321,9 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
     const struct llm_hooks *hooks, struct llm_response *out)
 {
 	static bool curl_ready;
+	/* One handle for the worker's life: its connections (and TLS sessions) are kept
+	 * between calls, so a call to the same provider does not connect again. */
+	static CURL *easy;
 	static const struct llm_hooks no_hooks;
 	const struct llm_hooks *h = hooks != NULL ? hooks : &no_hooks;
 	char *url, *body;
@@ -352,7 +355,6 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 		uint64_t start = clock_mono_ms();
 		const char *cls = NULL;
 		CURLcode rc;
-		CURL *easy;
 
 		if (cfg->deadline_mono_ms != 0) {
 			int64_t left = (int64_t)cfg->deadline_mono_ms - (int64_t)start;
@@ -369,15 +371,15 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			    "not sent: the supervisor did not take the call's announcement");
 			break;
 		}
-		easy = curl_easy_init();
-		if (easy == NULL) {
+		if (easy == NULL && (easy = curl_easy_init()) == NULL) {
 			llm_fail(cfg, out, LLM_E_NETWORK, 0, "cannot create an HTTP handle");
 			break;
 		}
 		llm_easy_setup(easy, url, headers, body, &x, timeout, errbuf);
 		rc = llm_perform(easy, h);
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t.http_status);
-		curl_easy_cleanup(easy);
+		/* Forget this try's options (they point into this frame); keep the connections. */
+		curl_easy_reset(easy);
 		t.latency_ms = (int64_t)(clock_mono_ms() - start);
 		out->tries = try_number;
 		out->http_status = t.http_status;

@@ -1,6 +1,7 @@
 /* autopack-worker: started by autopack-supervisor with one end of a socketpair. Runs one
- * phase at a time: reads a job, runs it (worker/phase.h), streams its events and keeps
- * each one until the supervisor acknowledges it (worker/outbox.h), then sends the result.
+ * phase at a time: reads a job, runs it (worker/phase.h), streams its events, keeping each
+ * one until the supervisor acknowledges it (worker/outbox.h), and sends the result after
+ * them; it takes its next job only once every event is acknowledged.
  * Never opens the database. Dies with its supervisor (PR_SET_PDEATHSIG, and EOF on
  * the socket), taking its check command with it; takes SIGTERM and SIGINT only from the
  * supervisor; holds its provider keys in memory only (worker/keys.h) and cannot be read
@@ -273,7 +274,9 @@ static void wk_guard(void)
 		exit(0);
 }
 
-/* Run one job and send its result once every event of it is acknowledged. */
+/* Run one job and send its result right after its events: the supervisor commits the
+ * attempt's end in the same transaction as its events, or after them, and acknowledges
+ * them with the commit (with the next job, when it has one). */
 static void wk_run_job(struct wk *w, const struct proto_job *job)
 {
 	struct phase_hooks hooks = { .ctx = w,
@@ -286,7 +289,6 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 	w->job = job;
 	outbox_start(&w->out, job->attempt_id);
 	phase_run(job, &hooks, r);
-	wk_wait_acks(w, 0, false);
 	r->db_uuid = xstrdup(job->db_uuid);
 	r->attempt_id = job->attempt_id;
 	r->final_seq = w->out.sent;
@@ -388,13 +390,21 @@ int main(int argc, char **argv)
 			break;
 		if (rc < 0)
 			log_fatal(1, "bad frame from the supervisor: %s", err.text);
+		if (m.type == PROTO_JOB && outbox_pending(&w.out) > 0)
+			log_fatal(1,
+			    "the supervisor sent job %llu before acknowledging event %llu of attempt"
+			    " %llu",
+			    (unsigned long long)m.u.job.attempt_id, (unsigned long long)w.out.sent,
+			    (unsigned long long)w.out.attempt_id);
 		if (m.type == PROTO_JOB)
 			wk_run_job(&w, &m.u.job);
+		else if (m.type == PROTO_ACK)
+			wk_async(&w, &m);
 		else if (m.type == PROTO_SHUTDOWN) {
 			log_info("the supervisor asked this worker to stop (%s)",
 			    m.u.shutdown.reason != NULL ? m.u.shutdown.reason : "no reason given");
 			w.shutdown = true;
-		} else if (m.type != PROTO_ACK && m.type != PROTO_CANCEL)
+		} else if (m.type != PROTO_CANCEL)
 			log_fatal(1, "the supervisor sent a %s message, which workers do not take",
 			    proto_type_name(m.type));
 		proto_msg_free(&m);

@@ -191,11 +191,11 @@ struct store_plan_summary {
 	int64_t tiers, phases;
 };
 
-/* Import a JSON plan (the text of a plan file; see README "Plan files"). The whole
- * document is validated first, against the database too; the first error names its JSON
+/* Import a JSON plan (the text of a plan file; see README "Plan files"). The plan is read
+ * one run at a time, each validated (its shape, then against the database) and written
+ * with statements prepared once, all in one transaction: the first error names its JSON
  * path (runs[0].tiers[1].phases[2].scope.deliverables[0]: expected string) and nothing
- * is written (STORE_EINVAL). Otherwise every run, tier and phase is written in one
- * transaction. Relative workspaces are resolved against `base_dir`; `source` names the
+ * is written (STORE_EINVAL); memory holds one run, not the plan. Relative workspaces are resolved against `base_dir`; `source` names the
  * plan in messages. */
 int store_plan_import(struct store *st, const char *text, size_t len, const char *base_dir,
     const char *source, struct store_plan_summary *sum, struct store_err *err);

@@ -44,10 +44,14 @@ struct drain_phase {
 	int64_t attempts;                /* attempts made in the given session */
 	int64_t max_attempts;            /* phases.max_builder_attempts, 0 if unset */
 	const char *last_failure_reason; /* nullable */
+	/* With with_spec: the phase's spec, which fn may take over (copy it and zero this);
+	 * else NULL. */
+	struct drain_spec *spec;
 };
 
 /* What the database says about a phase to run: everything of a job that is the phase's
- * own. Heap strings, released by store_drain_spec_free. */
+ * own. Its strings and lists live in one allocation (`block`), released by
+ * store_drain_spec_free. */
 struct drain_spec {
 	char *name;          /* phases.name, else the phase id */
 	char *description;   /* "" when unset */
@@ -59,6 +63,7 @@ struct drain_spec {
 	char *check_command; /* nullable */
 	int64_t max_builder_attempts;
 	char *workspace; /* runs.workspace, "" when unset */
+	void *block;     /* the one allocation holding the above */
 };
 
 /* One HTTP try of an LLM call: a row in llm_usage_events. */
@@ -143,11 +148,12 @@ int store_drain_set_supervisor(
 
 /* Call fn for every phase in state QUEUED (and FAILED when with_failed), optionally of
  * one run, ordered by run, tier index, phase index, with its attempts in `session_id`
- * (outside a transaction). The phase is borrowed for the call; a non-zero return from fn
+ * and, with with_spec, its spec (outside a transaction): one statement, whatever the
+ * number of phases. The phase is borrowed for the call; a non-zero return from fn
  * stops. */
 int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
-    const char *session_id, int (*fn)(void *arg, const struct drain_phase *p), void *arg,
-    struct store_err *err);
+    bool with_spec, const char *session_id, int (*fn)(void *arg, const struct drain_phase *p),
+    void *arg, struct store_err *err);
 /* Close attempts left open by an earlier supervisor as `supervisor_restart` and put their
  * EXECUTING phases back to QUEUED, in one transaction of its own. *closed receives the
  * number closed. */

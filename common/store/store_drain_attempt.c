@@ -84,6 +84,8 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " telemetry_yield_per_minute = excluded.telemetry_yield_per_minute,"
 	    " reached_llm_boundary = excluded.reached_llm_boundary,"
 	    " zero_yield_reason = excluded.zero_yield_reason" },
+	{ DS_TIER_STATE, store_tier_state_of_phase_sql },
+	{ DS_TIER_SET, store_tier_set_sql },
 };
 const size_t drain_sql_attempt_n = ARRAY_SIZE(drain_sql_attempt);
 
@@ -232,68 +234,102 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	return drain_follow(d, run_id, phase_id, now, err);
 }
 
-/* Move a scope list into a list of the spec (the items change owner). */
-static void drain_strs_take(struct store_scope_list *from, struct store_strs *to)
+/* The bytes a list of strings takes in a packed spec: its pointers (NULL-terminated) and
+ * its strings. */
+static size_t spec_list_size(const struct store_scope_list *l)
 {
-	to->v = from->items != NULL ? from->items : xcalloc(1, sizeof *to->v);
+	size_t n = (l->n + 1) * sizeof(char *);
+
+	for (size_t i = 0; i < l->n; i++)
+		n += strlen(l->items[i]) + 1;
+	return n;
+}
+
+/* Copy a string into the block at *at (NULL stays NULL). */
+static char *spec_put(char **at, const char *str)
+{
+	char *to = *at;
+	size_t n;
+
+	if (str == NULL)
+		return NULL;
+	n = strlen(str) + 1;
+	memcpy(to, str, n);
+	*at += n;
+	return to;
+}
+
+/* Copy a list into the block: its pointer array at *ptrs, its strings at *at. */
+static void spec_put_list(
+    const struct store_scope_list *from, struct store_strs *to, char ***ptrs, char **at)
+{
+	to->v = *ptrs;
 	to->n = from->n;
 	for (size_t i = 0; i < from->n; i++)
-		free(from->where[i]);
-	free(from->where);
-	memset(from, 0, sizeof *from);
+		to->v[i] = spec_put(at, from->items[i]);
+	to->v[from->n] = NULL;
+	*ptrs += from->n + 1;
+}
+
+/* Fill a spec from the row of `s` whose columns from `col` on are name, description,
+ * task_category, complexity, scope, check_command, max_builder_attempts and the run's
+ * workspace: every string in one allocation (out->block). */
+void drain_spec_read(struct db_stmt *s, int col, const char *phase_id, struct drain_spec *out)
+{
+	const char *name = db_column_text(s, col), *desc = db_column_text(s, col + 1),
+	           *cat = db_column_text(s, col + 2), *cplx = db_column_text(s, col + 3),
+	           *check = db_column_text(s, col + 5), *ws = db_column_text(s, col + 7);
+	struct store_scope sc;
+	char why[256], *at, **ptrs;
+	size_t size;
+
+	name = name != NULL ? name : phase_id;
+	desc = desc != NULL ? desc : "";
+	ws = ws != NULL ? ws : "";
+	memset(out, 0, sizeof *out);
+	/* Every scope shape of docs/adoption.md; one that cannot be interpreted gives no
+	 * deliverables, and the worker fails the phase without calling the LLM. */
+	if (store_scope_parse_text(db_column_text(s, col + 4), &sc, why, sizeof why) != 0)
+		memset(&sc, 0, sizeof sc);
+	size = spec_list_size(&sc.paths) + spec_list_size(&sc.context) +
+	    spec_list_size(&sc.deliverables) + strlen(name) + strlen(desc) + strlen(ws) + 3 +
+	    (cat != NULL ? strlen(cat) + 1 : 0) + (cplx != NULL ? strlen(cplx) + 1 : 0) +
+	    (check != NULL ? strlen(check) + 1 : 0);
+	out->block = xmalloc(size);
+	ptrs = out->block;
+	at = (char *)(ptrs + sc.paths.n + sc.context.n + sc.deliverables.n + 3);
+	spec_put_list(&sc.paths, &out->paths, &ptrs, &at);
+	spec_put_list(&sc.context, &out->read_only_context, &ptrs, &at);
+	spec_put_list(&sc.deliverables, &out->deliverables, &ptrs, &at);
+	out->name = spec_put(&at, name);
+	out->description = spec_put(&at, desc);
+	out->task_category = spec_put(&at, cat);
+	out->complexity = spec_put(&at, cplx);
+	out->check_command = spec_put(&at, check);
+	out->workspace = spec_put(&at, ws);
+	assert((size_t)(at - (char *)out->block) == size);
+	out->max_builder_attempts = db_column_int64(s, col + 6);
+	store_scope_free(&sc);
 }
 
 /* Read a phase's spec; STORE_EINVAL when there is no such phase. */
 int store_drain_spec(struct store_drain *d, const char *run_id, const char *phase_id,
     struct drain_spec *out, struct store_err *err)
 {
-	struct db_stmt *s = d->stmt[DS_SPEC];
-	struct store_scope sc;
-	char why[256];
 	int rc;
 
 	memset(out, 0, sizeof *out);
 	if ((rc = drain_phase_row(d, DS_SPEC, run_id, phase_id, err)) != 0)
 		return rc;
-	out->name = store_col_text(s, 0, phase_id);
-	out->description = store_col_text(s, 1, "");
-	out->task_category = store_col_text(s, 2, NULL);
-	out->complexity = store_col_text(s, 3, NULL);
-	/* Every scope shape of docs/adoption.md; one that cannot be interpreted gives no
-	 * deliverables, and the worker fails the phase without calling the LLM. */
-	if (store_scope_parse_text(db_column_text(s, 4), &sc, why, sizeof why) == 0) {
-		drain_strs_take(&sc.paths, &out->paths);
-		drain_strs_take(&sc.context, &out->read_only_context);
-		drain_strs_take(&sc.deliverables, &out->deliverables);
-	}
-	store_scope_free(&sc);
-	out->check_command = store_col_text(s, 5, NULL);
-	out->max_builder_attempts = db_column_int64(s, 6);
-	out->workspace = store_col_text(s, 7, "");
-	db_reset(s);
+	drain_spec_read(d->stmt[DS_SPEC], 0, phase_id, out);
+	db_reset(d->stmt[DS_SPEC]);
 	return 0;
-}
-
-/* Free a list of strings. */
-static void drain_strs_free(struct store_strs *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
 }
 
 /* Release a spec. */
 void store_drain_spec_free(struct drain_spec *s)
 {
-	free(s->name);
-	free(s->description);
-	free(s->task_category);
-	free(s->complexity);
-	drain_strs_free(&s->paths);
-	drain_strs_free(&s->read_only_context);
-	drain_strs_free(&s->deliverables);
-	free(s->check_command);
-	free(s->workspace);
+	free(s->block);
 	memset(s, 0, sizeof *s);
 }
 
@@ -301,9 +337,13 @@ void store_drain_spec_free(struct drain_spec *s)
 int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id, const char *now,
     struct store_err *err)
 {
-	struct db_stmt *s;
-	int rc = store_tier_follow_phase(d->st->db, run_id, phase_id, now, err);
+	struct db_stmt *s = drain_stmt(d, DS_TIER_STATE);
+	int rc;
 
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	rc = store_tier_apply(d->st->db, s, drain_stmt(d, DS_TIER_SET), now, err);
+	db_reset(s);
 	if (rc != 0)
 		return rc;
 	s = drain_stmt(d, DS_RUN_STATE);

@@ -22,6 +22,8 @@ enum drain_stmt {
 	DS_PHASE_SET,
 	DS_RUN_STATE,
 	DS_RESULT_ROW,
+	DS_TIER_STATE,
+	DS_TIER_SET,
 	/* store_drain_event.c */
 	DS_EV_KEY,
 	DS_EV_USAGE,
@@ -74,6 +76,10 @@ int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err);
  * every phase is COMPLETE or SKIPPED, PHASE_EXECUTION before). */
 int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id, const char *now,
     struct store_err *err);
+/* Fill a spec from the row of `s`, columns from `col` on: name, description,
+ * task_category, complexity, scope, check_command, max_builder_attempts, the run's
+ * workspace (the columns of DS_SPEC). */
+void drain_spec_read(struct db_stmt *s, int col, const char *phase_id, struct drain_spec *out);
 /* Run one statement prepared for the call, with up to three text parameters (NULLs
  * allowed) and no result rows. */
 int drain_run(struct store_drain *d, const char *sql, const char *a, const char *b, const char *c,

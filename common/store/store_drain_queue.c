@@ -9,17 +9,25 @@
 
 /* Call fn for each eligible phase; STORE_EIO on failure. */
 int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
-    const char *session_id, int (*fn)(void *arg, const struct drain_phase *p), void *arg,
-    struct store_err *err)
+    bool with_spec, const char *session_id, int (*fn)(void *arg, const struct drain_phase *p),
+    void *arg, struct store_err *err)
 {
-	static const char sql[] = "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
-	                          " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
-	                          "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
-	                          " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
-	                          " FROM phases p JOIN tiers t ON t.id = p.tier_id"
-	                          " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-	                          " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
-	                          " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+	/* Columns 7 on are those drain_spec_read reads. The session is compared through an
+	 * expression so that the attempts are found by their phase's index: by the session's,
+	 * each phase would count every attempt of the session (O(n²)). */
+	static const char sql[] =
+	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
+	    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+	    "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3),"
+	    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
+	    " p.name, p.description, p.task_category, p.complexity,"
+	    " p.scope, p.check_command, p.max_builder_attempts, r.workspace"
+	    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
+	    " JOIN runs r ON r.id = p.run_id"
+	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
+	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
+	    " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+	struct drain_spec spec;
 	struct db_stmt *s;
 	int rc;
 
@@ -45,7 +53,14 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 			.max_attempts = db_column_int64(s, 5),
 			.last_failure_reason = db_column_text(s, 6),
 		};
-		if (fn(arg, &p) != 0) {
+		if (with_spec) {
+			drain_spec_read(s, 7, p.phase_id, &spec);
+			p.spec = &spec;
+		}
+		rc = fn(arg, &p);
+		if (with_spec)
+			store_drain_spec_free(&spec);
+		if (rc != 0) {
 			rc = DB_DONE;
 			break;
 		}

@@ -90,6 +90,16 @@ void store_bind_text(struct db_stmt *q, int i, const char *s);
  * a tier whose phases are all QUEUED again is PENDING. updated_at, started_at and
  * completed_at move with the state (`now`); a tier that already follows is not written. */
 int store_tier_follow(struct db *db, int64_t tier_row, const char *now, struct store_err *err);
+/* The statements behind store_tier_follow, for callers that keep them prepared: the
+ * tier's row id, state and the state its phases put it in, by tier (?1 its row id) or by
+ * phase (?1 run, ?2 phase); and the update store_tier_apply binds. */
+extern const char store_tier_state_sql[];
+extern const char store_tier_state_of_phase_sql[];
+extern const char store_tier_set_sql[];
+/* Step `state` (bound by the caller, reset by it too) and, when the tier no longer follows
+ * its phases, run `set`. Returns 0 or STORE_EIO. */
+int store_tier_apply(struct db *db, struct db_stmt *state, struct db_stmt *set, const char *now,
+    struct store_err *err);
 /* Do store_tier_follow for the tier of phase (run_id, phase_id); 0 if there is none. */
 int store_tier_follow_phase(struct db *db, const char *run_id, const char *phase_id,
     const char *now, struct store_err *err);

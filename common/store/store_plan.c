@@ -2,6 +2,7 @@
 #include "common/store/store_internal.h"
 #include "common/store/store_original.h"
 #include "common/store/store_plan.h"
+#include "common/store/store_plan_stream.h"
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
 #include "common/util.h"
@@ -93,56 +94,95 @@ char *store_path_absolute(const char *path, const char *base_dir)
 	return out;
 }
 
-/* Check the plan against the database: new runs must not exist, appended runs must,
- * and appended phases must not collide with the run's phases. */
+/* Check run entry `r` (runs[i]) against the database: a new run must not exist, an
+ * appended one must, and appended phases must not collide with the run's phases. */
 static int plan_check_db(
-    struct store *st, const json_t *doc, const char *source, struct store_err *err)
+    struct store *st, const json_t *r, size_t i, const char *source, struct store_err *err)
 {
-	json_t *r, *t, *ph;
-	size_t i, j, k;
+	const char *run_id = plan_str(r, "run_id");
+	bool append = json_is_true(json_object_get(r, "append"));
+	json_t *t, *ph;
+	size_t j, k;
 	int rc;
 
-	json_array_foreach(json_object_get(doc, "runs"), i, r)
+	rc = store_row_exists(st->db, err, "SELECT 1 FROM runs WHERE id = ?1",
+	    (const char *const[]){ run_id, NULL }, "%s", st->path);
+	if (rc < 0)
+		return rc;
+	if (rc == 1 && !append)
+		return store_fail(err, STORE_EINVAL,
+		    "%s: runs[%zu].run_id: run \"%s\" already exists in %s (to add tiers "
+		    "to it, give the entry \"append\": true)",
+		    source, i, run_id, st->url);
+	if (rc == 0 && append)
+		return store_fail(err, STORE_EINVAL,
+		    "%s: runs[%zu].run_id: unknown run \"%s\": \"append\": true adds tiers "
+		    "to an existing run, and %s has no such run",
+		    source, i, run_id, st->url);
+	if (!append)
+		return 0;
+	json_array_foreach(json_object_get(r, "tiers"), j, t)
 	{
-		const char *run_id = plan_str(r, "run_id");
-		bool append = json_is_true(json_object_get(r, "append"));
-
-		rc = store_row_exists(st->db, err, "SELECT 1 FROM runs WHERE id = ?1",
-		    (const char *const[]){ run_id, NULL }, "%s", st->path);
-		if (rc < 0)
-			return rc;
-		if (rc == 1 && !append)
-			return store_fail(err, STORE_EINVAL,
-			    "%s: runs[%zu].run_id: run \"%s\" already exists in %s (to add tiers "
-			    "to it, give the entry \"append\": true)",
-			    source, i, run_id, st->url);
-		if (rc == 0 && append)
-			return store_fail(err, STORE_EINVAL,
-			    "%s: runs[%zu].run_id: unknown run \"%s\": \"append\": true adds tiers "
-			    "to an existing run, and %s has no such run",
-			    source, i, run_id, st->url);
-		if (!append)
-			continue;
-		json_array_foreach(json_object_get(r, "tiers"), j, t)
+		json_array_foreach(json_object_get(t, "phases"), k, ph)
 		{
-			json_array_foreach(json_object_get(t, "phases"), k, ph)
-			{
-				const char *pid = plan_str(ph, "phase_id");
+			const char *pid = plan_str(ph, "phase_id");
 
-				rc = store_row_exists(st->db, err,
-				    "SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2",
-				    (const char *const[]){ run_id, pid, NULL }, "%s", st->path);
-				if (rc < 0)
-					return rc;
-				if (rc == 1)
-					return store_fail(err, STORE_EINVAL,
-					    "%s: runs[%zu].tiers[%zu].phases[%zu].phase_id: phase \"%s\" "
-					    "already exists in run \"%s\"",
-					    source, i, j, k, pid, run_id);
-			}
+			rc = store_row_exists(st->db, err,
+			    "SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2",
+			    (const char *const[]){ run_id, pid, NULL }, "%s", st->path);
+			if (rc < 0)
+				return rc;
+			if (rc == 1)
+				return store_fail(err, STORE_EINVAL,
+				    "%s: runs[%zu].tiers[%zu].phases[%zu].phase_id: phase \"%s\" "
+				    "already exists in run \"%s\"",
+				    source, i, j, k, pid, run_id);
 		}
 	}
 	return 0;
+}
+
+/* Directories an import created, removed again if it fails. */
+struct plan_dirs {
+	char **made; /* pairs: a workspace created, then the outermost directory made for it */
+	size_t n;
+};
+
+/* One import in progress: its transaction, its statements (prepared once, whatever the
+ * plan's size), the run ids seen and the directories made. */
+struct plan_writer {
+	struct store *st;
+	const char *base_dir;
+	const char *source;
+	char now[32];
+	struct db_stmt *run, *tier, *phase;
+	struct plan_dirs dirs;
+	struct store_plan_summary *sum;
+	size_t *ids; /* indexes + 1 into sum->run_ids, a hash table by run id */
+	size_t ids_cap;
+	size_t runs_cap;
+	char *last_ws; /* the workspace made last: runs often share one */
+};
+
+/* Step a prepared statement of the import to its end (reading the id of its one row when
+ * `id` is not NULL) and reset it; STORE_EIO naming `what` on failure. */
+static int plan_step(struct plan_writer *pw, struct db_stmt *q, int64_t *id, const char *what,
+    const char *run_id, struct store_err *err)
+{
+	int rc = db_step(q);
+
+	if (rc == DB_ROW && id != NULL) {
+		*id = db_column_int64(q, 0);
+		rc = db_step(q);
+	}
+	if (rc != DB_DONE)
+		rc = store_fail(err, STORE_EIO, "%s: writing %s of run %s: %s", pw->st->path, what,
+		    run_id, db_errmsg(pw->st->db));
+	else
+		rc = 0;
+	db_reset(q);
+	db_clear_bindings(q);
+	return rc;
 }
 
 /* Return the absolute workspace of run entry `r`. */
@@ -153,15 +193,10 @@ static char *plan_workspace(const json_t *r, const char *base_dir)
 }
 
 /* Insert a new run row. */
-static int plan_insert_run(
-    struct store *st, const json_t *r, const char *base_dir, const char *now, struct store_err *err)
+static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store_err *err)
 {
-	struct db_stmt *q = NULL;
-	char *ws = plan_workspace(r, base_dir);
-	char *sql = store_original_insert_sql(st->db, "runs",
-	    "id, state, goal_anchor, workspace, safety_profile, run_scope, token_cap, max_phases, "
-	    "max_duration_minutes, created_at, updated_at",
-	    "?1, 'RUN_CREATED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9");
+	struct db_stmt *q = pw->run;
+	char *ws = plan_workspace(r, pw->base_dir);
 	const char *s;
 	int rc;
 
@@ -170,35 +205,23 @@ static int plan_insert_run(
 		    "run %s: workspace %.100s... is %zu bytes; a job carries at most %u",
 		    plan_str(r, "run_id"), ws, strlen(ws), JOB_PATH_MAX);
 		free(ws);
-		free(sql);
 		return rc;
 	}
-	rc = db_prepare(st->db, sql, &q);
-	if (rc == DB_OK) {
-		store_bind_text(q, 1, plan_str(r, "run_id"));
-		store_bind_text(q, 2, plan_str(r, "goal"));
-		store_bind_text(q, 3, ws);
-		s = plan_str(r, "safety_profile");
-		store_bind_text(q, 4, s != NULL ? s : PLAN_DEFAULT_SAFETY);
-		s = plan_str(r, "run_scope");
-		store_bind_text(q, 5, s != NULL ? s : PLAN_DEFAULT_SCOPE);
-		plan_bind_int(q, 6, r, "token_cap", PLAN_DEFAULT_TOKEN_CAP);
-		plan_bind_int(q, 7, r, "max_phases", PLAN_DEFAULT_MAX_PHASES);
-		plan_bind_int(q, 8, r, "max_duration_minutes", PLAN_DEFAULT_MAX_MINUTES);
-		store_bind_text(q, 9, now);
-	}
-	rc = store_step_done(
-	    st->db, q, rc, err, "%s: writing run %s", st->path, plan_str(r, "run_id"));
-	free(sql);
+	store_bind_text(q, 1, plan_str(r, "run_id"));
+	store_bind_text(q, 2, plan_str(r, "goal"));
+	store_bind_text(q, 3, ws);
+	s = plan_str(r, "safety_profile");
+	store_bind_text(q, 4, s != NULL ? s : PLAN_DEFAULT_SAFETY);
+	s = plan_str(r, "run_scope");
+	store_bind_text(q, 5, s != NULL ? s : PLAN_DEFAULT_SCOPE);
+	plan_bind_int(q, 6, r, "token_cap", PLAN_DEFAULT_TOKEN_CAP);
+	plan_bind_int(q, 7, r, "max_phases", PLAN_DEFAULT_MAX_PHASES);
+	plan_bind_int(q, 8, r, "max_duration_minutes", PLAN_DEFAULT_MAX_MINUTES);
+	store_bind_text(q, 9, pw->now);
+	rc = plan_step(pw, q, NULL, "the run", plan_str(r, "run_id"), err);
 	free(ws);
 	return rc;
 }
-
-/* Directories an import created, removed again if it fails. */
-struct plan_dirs {
-	char **made; /* pairs: a workspace created, then the outermost directory made for it */
-	size_t n;
-};
 
 /* Return the outermost missing directory on the way to `dir` (heap), NULL if it exists. */
 static char *plan_first_missing(const char *dir)
@@ -263,32 +286,20 @@ static void plan_dirs_undo(struct plan_dirs *dirs, bool remove)
 }
 
 /* Insert a tier row at `index`; its row id goes to *tier_row. */
-static int plan_insert_tier(struct store *st, const char *run_id, const json_t *t, int64_t index,
-    const char *now, int64_t *tier_row, struct store_err *err)
+static int plan_insert_tier(struct plan_writer *pw, const char *run_id, const json_t *t,
+    int64_t index, int64_t *tier_row, struct store_err *err)
 {
-	struct db_stmt *q = NULL;
-	char *ins = store_original_insert_sql(st->db, "tiers",
-	    "tier_id, run_id, tier_index, name, description, state, token_cap, ci_run_cap, "
-	    "created_at, updated_at",
-	    "?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8");
-	char *sql = xasprintf("%s RETURNING id", ins);
-	int rc = db_prepare(st->db, sql, &q);
+	struct db_stmt *q = pw->tier;
 
-	if (rc == DB_OK) {
-		store_bind_text(q, 1, plan_str(t, "tier_id"));
-		store_bind_text(q, 2, run_id);
-		db_bind_int64(q, 3, index);
-		store_bind_text(q, 4, plan_str(t, "name"));
-		store_bind_text(q, 5, plan_str(t, "description"));
-		plan_bind_int(q, 6, t, "token_cap", -1);
-		plan_bind_int(q, 7, t, "ci_run_cap", -1);
-		store_bind_text(q, 8, now);
-	}
-	rc = store_step_id(st->db, q, rc, tier_row, err, "%s: writing tier %s of run %s", st->path,
-	    plan_str(t, "tier_id"), run_id);
-	free(ins);
-	free(sql);
-	return rc;
+	store_bind_text(q, 1, plan_str(t, "tier_id"));
+	store_bind_text(q, 2, run_id);
+	db_bind_int64(q, 3, index);
+	store_bind_text(q, 4, plan_str(t, "name"));
+	store_bind_text(q, 5, plan_str(t, "description"));
+	plan_bind_int(q, 6, t, "token_cap", -1);
+	plan_bind_int(q, 7, t, "ci_run_cap", -1);
+	store_bind_text(q, 8, pw->now);
+	return plan_step(pw, q, tier_row, "a tier", run_id, err);
 }
 
 /* Return a JSON array of the list's paths. */
@@ -332,47 +343,39 @@ static char *plan_scope_json(const json_t *scope)
 }
 
 /* Insert a phase row. */
-static int plan_insert_phase(struct store *st, const char *run_id, int64_t tier_row,
-    const json_t *ph, int64_t index, const char *now, struct store_err *err)
+static int plan_insert_phase(struct plan_writer *pw, const char *run_id, int64_t tier_row,
+    const json_t *ph, int64_t index, struct store_err *err)
 {
-	struct db_stmt *q = NULL;
+	struct db_stmt *q = pw->phase;
 	char *scope = plan_scope_json(json_object_get(ph, "scope"));
-	char *sql = store_original_insert_sql(st->db, "phases",
-	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
-	    "complexity, builder_mode, phase_type, scope, check_command, max_builder_attempts, "
-	    "max_auditor_attempts, incident_token_cap, created_at, updated_at",
-	    "?1, ?2, ?3, ?4, ?5, ?6, 'QUEUED', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16");
-	int rc = db_prepare(st->db, sql, &q);
+	int rc;
 
-	if (rc == DB_OK) {
-		store_bind_text(q, 1, plan_str(ph, "phase_id"));
-		store_bind_text(q, 2, run_id);
-		db_bind_int64(q, 3, tier_row);
-		db_bind_int64(q, 4, index);
-		store_bind_text(q, 5, plan_str(ph, "name"));
-		store_bind_text(q, 6, plan_str(ph, "description"));
-		store_bind_text(q, 7, plan_str(ph, "task_category"));
-		store_bind_text(q, 8, plan_str(ph, "complexity"));
-		store_bind_text(q, 9, plan_str(ph, "builder_mode"));
-		store_bind_text(q, 10, plan_str(ph, "phase_type"));
-		store_bind_text(q, 11, scope);
-		store_bind_text(q, 12, plan_str(ph, "check_command"));
-		plan_bind_int(q, 13, ph, "max_builder_attempts", -1);
-		plan_bind_int(q, 14, ph, "max_auditor_attempts", -1);
-		plan_bind_int(q, 15, ph, "incident_token_cap", -1);
-		store_bind_text(q, 16, now);
-	}
-	rc = store_step_done(st->db, q, rc, err, "%s: writing phase %s of run %s", st->path,
-	    plan_str(ph, "phase_id"), run_id);
-	free(sql);
+	store_bind_text(q, 1, plan_str(ph, "phase_id"));
+	store_bind_text(q, 2, run_id);
+	db_bind_int64(q, 3, tier_row);
+	db_bind_int64(q, 4, index);
+	store_bind_text(q, 5, plan_str(ph, "name"));
+	store_bind_text(q, 6, plan_str(ph, "description"));
+	store_bind_text(q, 7, plan_str(ph, "task_category"));
+	store_bind_text(q, 8, plan_str(ph, "complexity"));
+	store_bind_text(q, 9, plan_str(ph, "builder_mode"));
+	store_bind_text(q, 10, plan_str(ph, "phase_type"));
+	store_bind_text(q, 11, scope);
+	store_bind_text(q, 12, plan_str(ph, "check_command"));
+	plan_bind_int(q, 13, ph, "max_builder_attempts", -1);
+	plan_bind_int(q, 14, ph, "max_auditor_attempts", -1);
+	plan_bind_int(q, 15, ph, "incident_token_cap", -1);
+	store_bind_text(q, 16, pw->now);
+	rc = plan_step(pw, q, NULL, "a phase", run_id, err);
 	free(scope);
 	return rc;
 }
 
 /* Write one run entry: the run (unless appending), then its tiers and phases. */
-static int plan_write_run(struct store *st, const json_t *r, const char *base_dir, const char *now,
-    struct store_plan_summary *sum, struct store_err *err)
+static int plan_write_run(struct plan_writer *pw, const json_t *r, struct store_err *err)
 {
+	struct store_plan_summary *sum = pw->sum;
+	struct store *st = pw->st;
 	const char *run_id = plan_str(r, "run_id");
 	int64_t base = 0, tier_row = 0;
 	json_t *t, *ph;
@@ -387,18 +390,16 @@ static int plan_write_run(struct store *st, const json_t *r, const char *base_di
 		rc = store_query_int(st->db, sql, &base, err);
 		free(sql);
 	} else {
-		rc = plan_insert_run(st, r, base_dir, now, err);
+		rc = plan_insert_run(pw, r, err);
 	}
 	json_array_foreach(json_object_get(r, "tiers"), i, t)
 	{
 		if (rc == 0)
-			rc = plan_insert_tier(
-			    st, run_id, t, base + (int64_t)i, now, &tier_row, err);
+			rc = plan_insert_tier(pw, run_id, t, base + (int64_t)i, &tier_row, err);
 		json_array_foreach(json_object_get(t, "phases"), j, ph)
 		{
 			if (rc == 0)
-				rc = plan_insert_phase(
-				    st, run_id, tier_row, ph, (int64_t)j, now, err);
+				rc = plan_insert_phase(pw, run_id, tier_row, ph, (int64_t)j, err);
 			sum->phases += rc == 0;
 		}
 		sum->tiers += rc == 0;
@@ -406,55 +407,188 @@ static int plan_write_run(struct store *st, const json_t *r, const char *base_di
 	return rc;
 }
 
+/* FNV-1a of a run id. */
+static size_t plan_hash(const char *id)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ull;
+	return (size_t)h;
+}
+
+/* Record run_id as runs[n] of the plan; when an earlier entry has it, return that
+ * entry's index + 1 instead (0: new). */
+static size_t plan_id_add(struct plan_writer *pw, const char *run_id)
+{
+	struct store_plan_summary *sum = pw->sum;
+	size_t i;
+
+	if (2 * (sum->n_runs + 1) > pw->ids_cap) {
+		size_t cap = pw->ids_cap != 0 ? pw->ids_cap * 2 : 256;
+
+		free(pw->ids);
+		pw->ids = xcalloc(cap, sizeof *pw->ids);
+		pw->ids_cap = cap;
+		for (size_t k = 0; k < sum->n_runs; k++) {
+			for (i = plan_hash(sum->run_ids[k]) & (cap - 1); pw->ids[i] != 0;
+			     i = (i + 1) & (cap - 1))
+				;
+			pw->ids[i] = k + 1;
+		}
+	}
+	for (i = plan_hash(run_id) & (pw->ids_cap - 1); pw->ids[i] != 0;
+	     i = (i + 1) & (pw->ids_cap - 1))
+		if (strcmp(sum->run_ids[pw->ids[i] - 1], run_id) == 0)
+			return pw->ids[i];
+	if (sum->n_runs == pw->runs_cap) {
+		pw->runs_cap = pw->runs_cap != 0 ? pw->runs_cap * 2 : 64;
+		sum->run_ids = xrealloc(sum->run_ids, pw->runs_cap * sizeof *sum->run_ids);
+	}
+	sum->run_ids[sum->n_runs] = xstrdup(run_id);
+	pw->ids[i] = ++sum->n_runs;
+	return 0;
+}
+
+/* Start an import: its transaction and statements. */
+static int plan_writer_open(struct plan_writer *pw, struct store *st, const char *base_dir,
+    const char *source, struct store_plan_summary *sum, struct store_err *err)
+{
+	char *run = store_original_insert_sql(st->db, "runs",
+	    "id, state, goal_anchor, workspace, safety_profile, run_scope, token_cap, max_phases, "
+	    "max_duration_minutes, created_at, updated_at",
+	    "?1, 'RUN_CREATED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9");
+	char *tier = store_original_insert_sql(st->db, "tiers",
+	    "tier_id, run_id, tier_index, name, description, state, token_cap, ci_run_cap, "
+	    "created_at, updated_at",
+	    "?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8");
+	char *tier_id = xasprintf("%s RETURNING id", tier);
+	char *phase = store_original_insert_sql(st->db, "phases",
+	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
+	    "complexity, builder_mode, phase_type, scope, check_command, max_builder_attempts, "
+	    "max_auditor_attempts, incident_token_cap, created_at, updated_at",
+	    "?1, ?2, ?3, ?4, ?5, ?6, 'QUEUED', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16");
+	int rc;
+
+	assert(st->writable);
+	memset(pw, 0, sizeof *pw);
+	memset(sum, 0, sizeof *sum);
+	pw->st = st;
+	pw->base_dir = base_dir;
+	pw->source = source;
+	pw->sum = sum;
+	time_db_now(pw->now);
+	rc = store_begin(st->db, "starting the import", err);
+	if (rc == 0 &&
+	    (db_prepare(st->db, run, &pw->run) != DB_OK ||
+	        db_prepare(st->db, tier_id, &pw->tier) != DB_OK ||
+	        db_prepare(st->db, phase, &pw->phase) != DB_OK)) {
+		rc = store_fail(
+		    err, STORE_EIO, "%s: preparing the import: %s", st->path, db_errmsg(st->db));
+		db_rollback(st->db);
+	}
+	free(run);
+	free(tier);
+	free(tier_id);
+	free(phase);
+	return rc;
+}
+
+/* Check and write runs[i]: its shape, its id against the plan's other runs, the
+ * database, then its rows and workspace. */
+static int plan_writer_run(struct plan_writer *pw, const json_t *r, size_t i, struct store_err *err)
+{
+	char path[32];
+	size_t other;
+	int rc;
+
+	snprintf(path, sizeof path, "runs[%zu]", i);
+	if ((rc = store_plan_check_run(r, pw->source, path, err)) != 0)
+		return rc;
+	if ((other = plan_id_add(pw, plan_str(r, "run_id"))) != 0)
+		return store_fail(err, STORE_EINVAL,
+		    "%s: runs[%zu].run_id: duplicate run_id \"%s\" (also at runs[%zu])", pw->source,
+		    i, plan_str(r, "run_id"), other - 1);
+	if ((rc = plan_check_db(pw->st, r, i, pw->source, err)) != 0)
+		return rc;
+	if ((rc = plan_write_run(pw, r, err)) != 0)
+		return rc;
+	if (!json_is_true(json_object_get(r, "append"))) {
+		char *ws = plan_workspace(r, pw->base_dir);
+
+		if (pw->last_ws != NULL && strcmp(ws, pw->last_ws) == 0) {
+			free(ws);
+			return 0;
+		}
+		rc = plan_mkdir(&pw->dirs, ws, plan_str(r, "run_id"), err);
+		free(pw->last_ws);
+		pw->last_ws = ws;
+	}
+	return rc;
+}
+
+/* End an import: commit when rc is 0 and the top level checks out, else roll back
+ * (removing the directories made). Returns the outcome. */
+static int plan_writer_close(
+    struct plan_writer *pw, const json_t *top, int rc, struct store_err *err)
+{
+	if (rc == 0 && top != NULL)
+		rc = store_plan_check_top(top, pw->source, err);
+	db_finalize(pw->run);
+	db_finalize(pw->tier);
+	db_finalize(pw->phase);
+	if (rc == 0)
+		rc = store_commit(pw->st->db, "committing the import", err);
+	plan_dirs_undo(&pw->dirs, rc != 0);
+	if (rc != 0) {
+		db_rollback(pw->st->db);
+		store_plan_summary_free(pw->sum);
+	}
+	free(pw->ids);
+	free(pw->last_ws);
+	return rc;
+}
+
 /* Check the plan (shape, then database), then write it in one transaction. */
 int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, const char *source,
     struct store_plan_summary *sum, struct store_err *err)
 {
-	struct plan_dirs dirs = { 0 };
-	char now[32];
+	struct plan_writer pw;
 	json_t *r;
 	size_t i;
-	int rc;
+	int rc = store_plan_check_top(doc, source, err);
 
-	assert(st->writable);
 	memset(sum, 0, sizeof *sum);
-	rc = store_plan_check(doc, source, err);
 	if (rc != 0)
 		return rc;
-	rc = store_begin(st->db, "starting the import", err);
-	if (rc != 0)
+	if ((rc = plan_writer_open(&pw, st, base_dir, source, sum, err)) != 0)
 		return rc;
-	rc = plan_check_db(st, doc, source, err);
-	time_db_now(now);
 	json_array_foreach(json_object_get(doc, "runs"), i, r)
 	{
+		if ((rc = plan_writer_run(&pw, r, i, err)) != 0)
+			break;
+	}
+	return plan_writer_close(&pw, NULL, rc, err);
+}
+
+/* Import a plan read as a stream, one run at a time. */
+static int plan_import_stream(struct store *st, struct plan_stream *ps, const char *base_dir,
+    struct store_plan_summary *sum, struct store_err *err)
+{
+	struct plan_writer pw;
+	json_t *r;
+	size_t i = 0;
+	int rc = plan_writer_open(&pw, st, base_dir, ps->source, sum, err);
+
+	if (rc != 0)
+		return rc;
+	while ((rc = plan_stream_next(ps, &r, err)) == 0 && r != NULL) {
+		rc = plan_writer_run(&pw, r, i++, err);
+		json_decref(r);
 		if (rc != 0)
 			break;
-		rc = plan_write_run(st, r, base_dir, now, sum, err);
 	}
-	json_array_foreach(json_object_get(doc, "runs"), i, r)
-	{
-		char *ws;
-
-		if (rc != 0 || json_is_true(json_object_get(r, "append")))
-			continue;
-		ws = plan_workspace(r, base_dir);
-		rc = plan_mkdir(&dirs, ws, plan_str(r, "run_id"), err);
-		free(ws);
-	}
-	if (rc == 0)
-		rc = store_commit(st->db, "committing the import", err);
-	plan_dirs_undo(&dirs, rc != 0);
-	if (rc != 0) {
-		db_rollback(st->db);
-		store_plan_summary_free(sum);
-		return rc;
-	}
-	sum->n_runs = json_array_size(json_object_get(doc, "runs"));
-	sum->run_ids = xcalloc(sum->n_runs, sizeof *sum->run_ids);
-	json_array_foreach(json_object_get(doc, "runs"), i, r)
-	    sum->run_ids[i] = xstrdup(plan_str(r, "run_id"));
-	return 0;
+	return plan_writer_close(&pw, rc == 0 ? ps->top : NULL, rc, err);
 }
 
 /* Parse plan text and import it; invalid JSON is STORE_EINVAL with line and column. */
@@ -462,20 +596,16 @@ int store_plan_import(struct store *st, const char *text, size_t len, const char
     const char *source, struct store_plan_summary *sum, struct store_err *err)
 {
 	size_t bom = utf8_bom_len(text, len);
-	json_error_t jerr;
-	json_t *doc;
+	struct plan_stream ps;
 	int rc;
 
 	memset(sum, 0, sizeof *sum);
 	if (len == bom)
 		return store_fail(
 		    err, STORE_EINVAL, "%s: empty file, expected a JSON plan", source);
-	doc = json_loadb(text + bom, len - bom, JSON_REJECT_DUPLICATES, &jerr);
-	if (doc == NULL)
-		return store_fail(err, STORE_EINVAL, "%s:%d:%d: invalid JSON: %s", source,
-		    jerr.line, jerr.column, jerr.text);
-	rc = store_plan_import_json(st, doc, base_dir, source, sum, err);
-	json_decref(doc);
+	plan_stream_init(&ps, text + bom, len - bom, source);
+	rc = plan_import_stream(st, &ps, base_dir, sum, err);
+	plan_stream_free(&ps);
 	return rc;
 }
 

@@ -12,8 +12,12 @@
 int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, const char *source,
     struct store_plan_summary *sum, struct store_err *err);
 
-/* Check a plan document's shape without the database; the first error names its JSON
- * path. Returns 0 or STORE_EINVAL. */
-int store_plan_check(const json_t *doc, const char *source, struct store_err *err);
+/* Check a plan document's top level (its members, "runs" a non-empty array) without the
+ * database and without its runs. Returns 0, or STORE_EINVAL naming the JSON path. */
+int store_plan_check_top(const json_t *doc, const char *source, struct store_err *err);
+/* Check one run entry's shape, its tiers and phases; `path` is its JSON path
+ * ("runs[3]"). Returns 0, or STORE_EINVAL naming the first bad path. */
+int store_plan_check_run(
+    const json_t *run, const char *source, const char *path, struct store_err *err);
 
 #endif

@@ -515,7 +515,7 @@ static size_t plan_count_phases(const json_t *tiers)
 }
 
 /* Check one run entry, its tiers and phases. */
-static int plan_check_run(
+int store_plan_check_run(
     const json_t *run, const char *source, const char *path, struct store_err *err)
 {
 	char sub[PLAN_PATH_MAX], sub2[PLAN_PATH_MAX];
@@ -580,35 +580,9 @@ out:
 	return rc;
 }
 
-/* Check a plan's shape; STORE_EINVAL naming the first bad JSON path. */
-int store_plan_check(const json_t *doc, const char *source, struct store_err *err)
+/* Check the top level's members; STORE_EINVAL naming the bad one. */
+int store_plan_check_top(const json_t *doc, const char *source, struct store_err *err)
 {
-	char sub[PLAN_PATH_MAX];
-	json_t *runs, *r;
-	size_t i, j;
-	int rc;
-
-	rc = plan_check_object(doc, plan_top_fields, ARRAY_SIZE(plan_top_fields), source, "", err);
-	if (rc != 0)
-		return rc;
-	runs = json_object_get(doc, "runs");
-	json_array_foreach(runs, i, r)
-	{
-		plan_path(sub, "runs[%zu]", i);
-		rc = plan_check_run(r, source, sub, err);
-		if (rc != 0)
-			return rc;
-		for (j = 0; j < i; j++) {
-			const char *a = json_string_value(json_object_get(r, "run_id"));
-			const char *b = json_string_value(
-			    json_object_get(json_array_get(runs, j), "run_id"));
-
-			if (strcmp(a, b) == 0) {
-				plan_path(sub, "runs[%zu].run_id", i);
-				return plan_fail(err, source, sub,
-				    "duplicate run_id \"%s\" (also at runs[%zu])", a, j);
-			}
-		}
-	}
-	return 0;
+	return plan_check_object(
+	    doc, plan_top_fields, ARRAY_SIZE(plan_top_fields), source, "", err);
 }

@@ -6,7 +6,9 @@
   3. time from a worker's SIGKILL to its attempt being closed and the phase requeued;
   4. time from the supervisor's SIGKILL to its last worker gone, workers in an LLM call;
   5. supervisor RSS with 64 workers;
-  6. estimator calibration judged leave-one-out on the real telemetry samples.
+  6. estimator calibration judged leave-one-out on the real telemetry samples;
+  7. the engine against its peers (tests/bench/engine_bench.py): beanstalkd, the run x
+     phase shapes, the real path against a C LLM stand-in, a 100,000-phase import.
 Prints a Markdown table. Figures vary with the machine's load: compare ratios within
 one run."""
 import json
@@ -23,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import binpath  # noqa: E402
 from supervisor_helpers import Standin, Supervisor, make_plan, wait_for  # noqa: E402
 from bench.calib_bench import bench_calibration  # noqa: E402
+from bench.engine_bench import bench_import, bench_peers, bench_real, bench_shapes  # noqa: E402
 
 
 def iso(ts):
@@ -179,8 +182,11 @@ def bench_rss(rows):
 
 def main():
     rows = []
-    for fn in (bench_throughput, bench_writer, bench_requeue, bench_orphans, bench_rss,
-               bench_calibration):
+    only = os.environ.get("AUTOPACK_BENCH_ONLY")
+    for fn in (bench_peers, bench_shapes, bench_real, bench_import, bench_throughput,
+               bench_writer, bench_requeue, bench_orphans, bench_rss, bench_calibration):
+        if only and fn.__name__ not in only.split(","):
+            continue
         fn(rows)
         sys.stderr.write("done: %s\n" % fn.__name__)
     print("| measurement | result | note |")

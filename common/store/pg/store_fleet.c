@@ -40,8 +40,11 @@ static const char fleet_sql_eligible[] =
     "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
     "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
-    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason"
+    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
+    " p.name, p.description, p.task_category, p.complexity,"
+    " p.scope, p.check_command, p.max_builder_attempts, r.workspace"
     " FROM phases p JOIN tiers t ON t.id = p.tier_id"
+    " JOIN runs r ON r.id = p.run_id"
     " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
     " AND (CAST(?7 AS TEXT) IS NULL OR p.run_id = ?1)"
     " AND NOT EXISTS (SELECT 1 FROM attempts o WHERE o.run_id = p.run_id"
@@ -72,8 +75,9 @@ const char *store_fleet_drain_sql(enum drain_stmt id)
 }
 
 /* The fleet's eligible phases: those of runs no other supervisor leases, and not visited
- * by a dry run of the session. Parameters as store_drain_each_eligible binds them, ?6 this
- * supervisor, ?7 the run filter again. */
+ * by a dry run of the session; the columns as store_drain_each_eligible reads them (the
+ * job's spec from the eighth on). Parameters as it binds them, ?6 this supervisor, ?7 the
+ * run filter again. */
 const char *store_fleet_eligible_sql(void)
 {
 	return fleet_sql_eligible;

@@ -1,0 +1,274 @@
+/* A plan read as a stream: the top-level object is scanned byte by byte and each element
+ * of its "runs" array is handed out on its own, parsed by jansson, so an import holds one
+ * parsed run at a time however large the plan (common/store/store_plan.c writes it). Positions
+ * in messages are those of the whole file. */
+#include "common/store/store_plan_stream.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void plan_stream_init(struct plan_stream *ps, const char *text, size_t len, const char *source)
+{
+	memset(ps, 0, sizeof *ps);
+	ps->text = text;
+	ps->text_len = len;
+	ps->source = source;
+	ps->line = 1;
+	ps->col = 1;
+}
+
+void plan_stream_free(struct plan_stream *ps)
+{
+	free(ps->val);
+	json_decref(ps->top);
+	memset(ps, 0, sizeof *ps);
+}
+
+/* The next byte without taking it, or -1 at the end. */
+static int ps_peek(struct plan_stream *ps)
+{
+	return ps->pos < ps->text_len ? (unsigned char)ps->text[ps->pos] : -1;
+}
+
+/* Take the next byte, keeping it when a value is being captured; -1 at the end. */
+static int ps_take(struct plan_stream *ps)
+{
+	int c = ps_peek(ps);
+
+	if (c < 0)
+		return c;
+	ps->pos++;
+	if (c == '\n') {
+		ps->line++;
+		ps->col = 1;
+	} else {
+		ps->col++;
+	}
+	if (ps->capture) {
+		if (ps->val_len + 1 >= ps->val_cap) {
+			ps->val_cap = ps->val_cap != 0 ? ps->val_cap * 2 : 4096;
+			ps->val = xrealloc(ps->val, ps->val_cap);
+		}
+		ps->val[ps->val_len++] = (char)c;
+	}
+	return c;
+}
+
+/* Skip white space; the next byte, or -1. */
+static int ps_skip(struct plan_stream *ps)
+{
+	int c;
+
+	while ((c = ps_peek(ps)) == ' ' || c == '\t' || c == '\n' || c == '\r')
+		ps_take(ps);
+	return c;
+}
+
+/* Fail with the position in the file. */
+static int ps_fail(struct plan_stream *ps, struct store_err *err, const char *what)
+{
+	return store_fail(
+	    err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source, ps->line, ps->col, what);
+}
+
+/* Take a string (the opening quote is next), escapes and all. */
+static int ps_string(struct plan_stream *ps, struct store_err *err)
+{
+	int c;
+
+	ps_take(ps);
+	while ((c = ps_take(ps)) != '"') {
+		if (c < 0)
+			return ps_fail(ps, err, "unterminated string");
+		if (c == '\\' && ps_take(ps) < 0)
+			return ps_fail(ps, err, "unterminated string");
+	}
+	return 0;
+}
+
+/* Take one value's bytes (jansson checks them): strings and nesting are followed, so the
+ * value ends where it ends. */
+static int ps_value(struct plan_stream *ps, struct store_err *err)
+{
+	size_t depth = 0;
+	int c, rc;
+
+	ps_skip(ps);
+	do {
+		c = ps_peek(ps);
+		if (c < 0 && depth == 0 && ps->val_len > 0)
+			return 0;
+		if (c < 0)
+			return ps_fail(ps, err, "unexpected end of the plan");
+		if (c == '"') {
+			if ((rc = ps_string(ps, err)) != 0)
+				return rc;
+			if (depth == 0)
+				return 0;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0)
+				return 0;
+			depth--;
+		} else if (depth == 0 &&
+		    (c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+			return 0;
+		}
+		ps_take(ps);
+	} while (depth > 0 || (c != '}' && c != ']'));
+	return 0;
+}
+
+/* Parse the captured bytes; a syntax error is placed in the file (the value began at
+ * line, col). */
+static json_t *ps_parse(struct plan_stream *ps, size_t line, size_t col, struct store_err *err)
+{
+	json_error_t jerr;
+	json_t *v = json_loadb(
+	    ps->val, ps->val_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+
+	if (v == NULL)
+		store_fail(err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source,
+		    line + (size_t)jerr.line - 1,
+		    jerr.line == 1 ? col + (size_t)jerr.column - 1 : (size_t)jerr.column,
+		    jerr.text);
+	return v;
+}
+
+/* Capture one value and parse it. */
+static json_t *ps_read_value(struct plan_stream *ps, struct store_err *err)
+{
+	size_t line, col;
+
+	ps_skip(ps);
+	line = ps->line;
+	col = ps->col;
+	ps->val_len = 0;
+	ps->capture = true;
+	if (ps_value(ps, err) != 0) {
+		ps->capture = false;
+		return NULL;
+	}
+	ps->capture = false;
+	return ps_parse(ps, line, col, err);
+}
+
+/* Read the top level up to the first run, or to its end: members other than "runs" go
+ * into ps->top. Returns 0 with ps->in_runs set when a run may follow, or an error. */
+static int ps_members(struct plan_stream *ps, struct store_err *err)
+{
+	for (;;) {
+		json_t *key, *v;
+		int c = ps_skip(ps);
+
+		if (c == '}' && !ps->had_member) {
+			ps_take(ps);
+			break;
+		}
+		if (ps->had_member) {
+			if (c == '}') {
+				ps_take(ps);
+				break;
+			}
+			if (c != ',')
+				return ps_fail(ps, err, "',' or '}' expected");
+			ps_take(ps);
+			c = ps_skip(ps);
+		}
+		if (c != '"')
+			return ps_fail(ps, err, "string or '}' expected");
+		if ((key = ps_read_value(ps, err)) == NULL)
+			return STORE_EINVAL;
+		if (ps_skip(ps) != ':') {
+			json_decref(key);
+			return ps_fail(ps, err, "':' expected");
+		}
+		ps_take(ps);
+		ps->had_member = true;
+		if (json_object_get(ps->top, json_string_value(key)) != NULL ||
+		    (ps->saw_runs && strcmp(json_string_value(key), "runs") == 0)) {
+			char what[160];
+
+			snprintf(what, sizeof what, "duplicate object key \"%.100s\"",
+			    json_string_value(key));
+			json_decref(key);
+			return ps_fail(ps, err, what);
+		}
+		if (strcmp(json_string_value(key), "runs") == 0 && ps_skip(ps) == '[') {
+			json_decref(key);
+			ps_take(ps);
+			ps->saw_runs = true;
+			ps->in_runs = true;
+			ps->first_run = true;
+			return 0;
+		}
+		v = ps_read_value(ps, err);
+		if (v == NULL) {
+			json_decref(key);
+			return STORE_EINVAL;
+		}
+		json_object_set_new(ps->top, json_string_value(key), v);
+		json_decref(key);
+	}
+	if (ps_skip(ps) >= 0)
+		return ps_fail(ps, err, "end of file expected");
+	ps->done = true;
+	return 0;
+}
+
+int plan_stream_next(struct plan_stream *ps, json_t **run, struct store_err *err)
+{
+	int c, rc;
+
+	*run = NULL;
+	if (ps->top == NULL) {
+		ps->top = json_object();
+		if (ps_skip(ps) != '{') {
+			/* Not an object: jansson says what it is, the checks what is wrong. */
+			json_decref(ps->top);
+			if ((ps->top = ps_read_value(ps, err)) == NULL)
+				return STORE_EINVAL;
+			if (ps_skip(ps) >= 0)
+				return ps_fail(ps, err, "end of file expected");
+			ps->done = true;
+			return 0;
+		}
+		ps_take(ps);
+		if ((rc = ps_members(ps, err)) != 0)
+			return rc;
+	}
+	while (!ps->done) {
+		if (!ps->in_runs) {
+			if ((rc = ps_members(ps, err)) != 0)
+				return rc;
+			continue;
+		}
+		c = ps_skip(ps);
+		if (c == ']') {
+			ps_take(ps);
+			ps->in_runs = false;
+			/* The checks see the array's size, not its runs. */
+			json_object_set_new(ps->top, "runs", json_array());
+			if (ps->nruns > 0)
+				json_array_append_new(
+				    json_object_get(ps->top, "runs"), json_null());
+			continue;
+		}
+		if (!ps->first_run) {
+			if (c != ',')
+				return ps_fail(ps, err, "',' or ']' expected");
+			ps_take(ps);
+		}
+		ps->first_run = false;
+		if ((*run = ps_read_value(ps, err)) == NULL)
+			return STORE_EINVAL;
+		ps->nruns++;
+		return 0;
+	}
+	return 0;
+}

@@ -1,0 +1,245 @@
+#!/usr/bin/python3
+"""The engine against its peers, side by side in one run (docs/benchmarks.md):
+  - the dry-run drain against beanstalkd (`-f 50` and `-f 0`, Debian's package) drained by
+    tests/bench/beanstalk_drain.c with the same job count and worker count;
+  - dry-run throughput at 200 x 100, 2,000 x 10 and 20,000 x 1 runs x phases;
+  - the real path (worker, prompt, HTTP, deliverables, events) against the C LLM stand-in
+    (tests/bench/llm_server.c) answering after 100 ms, at 64 and 256 workers, against the
+    ideal (workers / 0.1 s), with the CPU per phase of the supervisor and its workers, both
+    between 20 % and 80 % of the phases (the steady state);
+  - `run import` of a 100,000-phase plan: time and peak RSS.
+Each comparison is repeated (REPEATS) and every figure printed, since the machine is
+shared; ratios are taken between measurements made next to each other."""
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from conftest import binpath  # noqa: E402
+from supervisor_helpers import Supervisor, make_plan, wait_for  # noqa: E402
+
+REPEATS = int(os.environ.get("AUTOPACK_BENCH_REPEATS", "2"))
+PEER_RUNS, PEER_PHASES, PEER_WORKERS = 2000, 10, 8
+DELAY_MS = 100
+
+
+def fresh_db(d, runs, phases):
+    url = "sqlite:///" + os.path.join(d, "bench.db")
+    subprocess.run([binpath("autopack-ctl"), "--db", url, "db", "init"], check=True,
+                   capture_output=True)
+    if runs:
+        plan = make_plan(os.path.join(d, "plan.json"), runs, 1, phases)
+        subprocess.run([binpath("autopack-ctl"), "--db", url, "run", "import", plan],
+                       check=True, capture_output=True)
+    return url
+
+
+def drain(d, url, *args, env=None):
+    """Run a supervisor to the end; return the seconds it took."""
+    t0 = time.monotonic()
+    sup = Supervisor(d, url, "--exit-when-drained", *args, env=env)
+    rc = sup.wait(timeout=3600)
+    dt = time.monotonic() - t0
+    if rc != 0:
+        raise SystemExit("supervisor failed:\n" + sup.stderr())
+    return dt
+
+
+def dry_rate(runs, phases, workers):
+    with tempfile.TemporaryDirectory() as d:
+        url = fresh_db(d, runs, phases)
+        dt = drain(d, url, "--workers", workers, "--dry-run")
+        return runs * phases / dt
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def beanstalk_rate(fsync_ms, jobs, workers):
+    with tempfile.TemporaryDirectory() as d:
+        port = free_port()
+        bs = subprocess.Popen(["beanstalkd", "-l", "127.0.0.1", "-p", str(port), "-b", d,
+                               "-f", str(fsync_ms)], stderr=subprocess.DEVNULL)
+        try:
+            def up():
+                try:
+                    socket.create_connection(("127.0.0.1", port), 1).close()
+                    return True
+                except OSError:
+                    return False
+            wait_for(up, 30, what="beanstalkd")
+            out = subprocess.run([binpath("beanstalk-drain"), str(port), str(jobs),
+                                  str(workers)], check=True, capture_output=True, text=True)
+            return float(out.stdout)
+        finally:
+            bs.terminate()
+            bs.wait()
+
+
+def fmt(rates):
+    return " / ".join("%.0f" % r for r in rates)
+
+
+def bench_peers(rows):
+    jobs = PEER_RUNS * PEER_PHASES
+    if shutil.which("beanstalkd") is None:
+        rows.append(("beanstalkd", "not installed", "make bench installs it (BENCH_DEBS)"))
+        return
+    ours, f50, f0 = [], [], []
+    for _ in range(REPEATS):
+        ours.append(dry_rate(PEER_RUNS, PEER_PHASES, PEER_WORKERS))
+        f50.append(beanstalk_rate(50, jobs, PEER_WORKERS))
+        f0.append(beanstalk_rate(0, jobs, PEER_WORKERS))
+    r50 = [a / b for a, b in zip(ours, f50)]
+    r0 = [a / b for a, b in zip(ours, f0)]
+    what = "%d jobs, %d workers" % (jobs, PEER_WORKERS)
+    rows.append(("dry-run drain, %d x %d runs x phases, %d workers, synchronous full" % (
+        PEER_RUNS, PEER_PHASES, PEER_WORKERS), fmt(ours) + " phases/s", "%d runs" % REPEATS))
+    rows.append(("beanstalkd -f 50, " + what, fmt(f50) + " jobs/s", "fsync every 50 ms"))
+    rows.append(("beanstalkd -f 0, " + what, fmt(f0) + " jobs/s", "fsync every write"))
+    rows.append(("dry-run drain / beanstalkd -f 50", " / ".join("%.2f" % r for r in r50),
+                 "target >= 0.5"))
+    rows.append(("dry-run drain / beanstalkd -f 0", " / ".join("%.2f" % r for r in r0),
+                 "target >= 5"))
+
+
+def bench_shapes(rows):
+    shapes = ((200, 100), (2000, 10), (20000, 1))
+    rates = {s: [] for s in shapes}
+    for _ in range(REPEATS):
+        for s in shapes:
+            rates[s].append(dry_rate(s[0], s[1], PEER_WORKERS))
+    for s in shapes:
+        rows.append(("dry-run drain, %d runs x %d phases, %d workers" % (
+            s[0], s[1], PEER_WORKERS), fmt(rates[s]) + " phases/s", ""))
+    ratio = [a / b for a, b in zip(rates[(20000, 1)], rates[(200, 100)])]
+    rows.append(("20,000 x 1 / 200 x 100", " / ".join("%.2f" % r for r in ratio),
+                 "target >= 0.9"))
+
+
+def llm_server(d):
+    port_file = os.path.join(d, "llm.port")
+    proc = subprocess.Popen([binpath("llm-server"), "--delay-ms", str(DELAY_MS),
+                             "--port-file", port_file], stderr=subprocess.DEVNULL)
+    port = int(wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(),
+                        30, what="llm-server port"))
+    return proc, "http://127.0.0.1:%d" % port
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid):
+    """CPU seconds of a process and its live children (the supervisor and its workers)."""
+    def one(p):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / TICK
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return 0.0
+    total = one(pid)
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except FileNotFoundError:
+        kids = []
+    return total + sum(one(k) for k in kids)
+
+
+def ended(con):
+    return con.execute("SELECT count(*) FROM attempts WHERE outcome = 'success'").fetchone()[0]
+
+
+def real_run(workers):
+    """Drain workers x 10 phases against the stand-in; return (phases/s, CPU µs per phase)
+    between 20 % and 80 % of the phases: the steady state, without the pool's start-up."""
+    with tempfile.TemporaryDirectory() as d:
+        runs, phases = workers * 2, 5
+        total = runs * phases
+        url = fresh_db(d, runs, phases)
+        proc, base = llm_server(d)
+        try:
+            sup = Supervisor(d, url, "--exit-when-drained", "--workers", workers,
+                             "--llm-provider", "anthropic", "--llm-base-url", base,
+                             "--llm-retries", 0, env={"ANTHROPIC_API_KEY": "bench"})
+            con = sqlite3.connect("file:%s?mode=ro" % url[len("sqlite:///"):], uri=True)
+            lo = hi = None
+            while sup.proc.poll() is None:
+                try:
+                    n = ended(con)
+                except sqlite3.OperationalError:
+                    n = 0
+                sample = (time.monotonic(), n, tree_cpu(sup.proc.pid))
+                if lo is None and n >= total // 5:
+                    lo = sample
+                if n <= total * 4 // 5:
+                    hi = sample
+                time.sleep(0.02)
+            con.close()
+            if sup.wait() != 0:
+                raise SystemExit("supervisor failed:\n" + sup.stderr())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+        assert lo is not None and hi is not None and hi[1] > lo[1], (lo, hi)
+        return ((hi[1] - lo[1]) / (hi[0] - lo[0]),
+                (hi[2] - lo[2]) / (hi[1] - lo[1]) * 1e6)
+
+
+def bench_real(rows):
+    for workers in (64, 256):
+        rates, cpus = [], []
+        for _ in range(REPEATS):
+            rate, cpu = real_run(workers)
+            rates.append(rate)
+            cpus.append(cpu)
+        ideal = workers * 1000.0 / DELAY_MS
+        rows.append(("real path, %d workers, stand-in answering after %d ms" % (
+            workers, DELAY_MS), fmt(rates) + " phases/s",
+            "ideal %d/s; 20 %% to 80 %% of the phases" % ideal))
+        rows.append(("real path, %d workers / ideal" % workers,
+                     " / ".join("%.2f" % (r / ideal) for r in rates),
+                     "target >= 0.85" if workers == 256 else ""))
+        rows.append(("CPU per phase, supervisor + workers, %d workers" % workers,
+                     " / ".join("%.0f" % c for c in cpus) + " µs",
+                     "same window" + ("; target <= 300 µs" if workers == 256 else "")))
+
+
+def peak_rss_kib(argv):
+    """Run argv; return (seconds, its peak RSS in KiB) from wait4."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(proc.pid, 0)
+    dt = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("%s failed: %s" % (argv, proc.stderr.read()))
+    return dt, ru.ru_maxrss
+
+
+def bench_import(rows):
+    secs, rss = [], []
+    for _ in range(REPEATS):
+        with tempfile.TemporaryDirectory() as d:
+            url = fresh_db(d, 0, 0)
+            plan = make_plan(os.path.join(d, "plan.json"), 10000, 1, 10)
+            size = os.path.getsize(plan)
+            dt, kib = peak_rss_kib([binpath("autopack-ctl"), "--db", url, "run", "import",
+                                    plan])
+            secs.append(dt)
+            rss.append(kib / 1024.0)
+    rows.append(("run import, 100,000 phases in 10,000 runs (%.0f MB plan)" % (size / 1e6),
+                 " / ".join("%.2f s" % s for s in secs),
+                 "peak RSS " + " / ".join("%.0f MiB" % r for r in rss) +
+                 "; target <= 2 s, <= 64 MiB"))
