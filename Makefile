@@ -177,7 +177,6 @@ demo: $(BINS)
 MAN1       := docs/man/autopack-supervisor.1 docs/man/autopack-ctl.1
 MAN7       := docs/man/autopack.7
 COMPLETION := $(O)/share/autopack-ctl.bash
-SERVICE    := $(O)/share/autopack-supervisor@.service
 INSTALLED  := $(addprefix $(BINDIR)/,$(notdir $(BINS))) \
               $(addprefix $(MANDIR)/man1/,$(notdir $(MAN1))) \
               $(addprefix $(MANDIR)/man7/,$(notdir $(MAN7))) \
@@ -187,19 +186,18 @@ INSTALLED  := $(addprefix $(BINDIR)/,$(notdir $(BINS))) \
 $(COMPLETION): $(O)/bin/autopack-ctl
 	@mkdir -p $(dir $@)
 	$< completion bash > $@.tmp && mv $@.tmp $@
-# The unit names the installed supervisor.
-$(SERVICE): contrib/autopack-supervisor@.service
-	@mkdir -p $(dir $@)
-	sed -e 's|@BINDIR@|$(BINDIR)|g' $< > $@
 
-install: $(BINS) $(COMPLETION) $(SERVICE)
+# The unit is written at install time: it names the supervisor in this install's BINDIR.
+install: $(BINS) $(COMPLETION)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	  $(DESTDIR)$(COMPDIR) $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(MAN7) $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 $(COMPLETION) $(DESTDIR)$(COMPDIR)/autopack-ctl
-	install -m 0644 $(SERVICE) $(DESTDIR)$(UNITDIR)/autopack-supervisor@.service
+	sed -e 's|@BINDIR@|$(BINDIR)|g' contrib/autopack-supervisor@.service \
+	  > $(DESTDIR)$(UNITDIR)/autopack-supervisor@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/autopack-supervisor@.service
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))

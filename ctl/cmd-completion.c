@@ -1,9 +1,11 @@
 /* completion bash: a bash completion script for autopack-ctl, generated from the command
  * table: the command names, and for each command the options named in its usage line and
  * in the indented option lines of its help ("  --name VALUE ..."); an option takes a
- * value when an upper-case word follows it. `make install` installs the script. */
+ * value when an upper-case word follows it; --reason completes with the failure reasons.
+ * `make install` installs the script. */
 #include "ctl/cmd.h"
 #include "common/util.h"
+#include "common/vocab.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -107,6 +109,24 @@ static void comp_print_valued(const struct comp_opts *o, bool is_file, bool *fir
 	}
 }
 
+/* Whether o holds the option `name`. */
+static bool comp_has(const struct comp_opts *o, const char *name)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (strcmp(o->v[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Print the case that completes --reason with the failure reasons, in any case typed. */
+static void comp_print_reasons(void)
+{
+	printf("--reason) COMPREPLY=($(compgen -W \"");
+	for (int r = REASON_NONE + 1; r < REASON_COUNT; r++)
+		printf("%s%s", r > REASON_NONE + 1 ? " " : "", reason_name((enum reason)r));
+	printf("\" -- \"${cur^^}\")); return ;;\n\t");
+}
+
 /* Print the first words of the command names, each once, space-separated. */
 static void comp_print_first_words(void)
 {
@@ -158,6 +178,8 @@ static void comp_print_bash(void)
 	first = true;
 	comp_print_valued(&all, true, &first);
 	printf(") COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n\t");
+	if (comp_has(&all, "--reason"))
+		comp_print_reasons();
 	first = true;
 	comp_print_valued(&all, false, &first);
 	printf(") return ;;\n"

@@ -311,7 +311,7 @@ const struct cmd_entry cmd_failed_entry = {
 	        "autopack-ctl retry --fingerprint ID. Reads only: it works while a supervisor\n"
 	        "runs on the database too.\n"
 	        "\n"
-	        "  --run R     only run R\n"
+	        "  --run R     only run R (exit 1 when the database holds no run R)\n"
 	        "  --since T   only attempts that ended at or after T: a timestamp\n"
 	        "              (2026-12-01T10:00:00Z) or an age (90s, 30m, 6h, 2d)\n"
 	        "  --json      the classes and their phases as JSON (stderr tails up to 2 KiB)\n",

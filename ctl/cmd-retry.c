@@ -206,6 +206,7 @@ const struct cmd_entry cmd_retry_entry = {
 	        "moved in one transaction; each gets a control_log row (time, pid and uid of\n"
 	        "who asked, \"RUN PHASE\", the former state, the selector, the note, and whether\n"
 	        "it went through the supervisor). Nothing matching is not an error (exit 0);\n"
-	        "a named phase that is not FAILED or SKIPPED is (exit 1).\n",
+	        "a named phase that is not FAILED or SKIPPED, or a run the database does not\n"
+	        "hold, is (exit 1).\n",
 	.exec = cmd_retry_exec,
 };

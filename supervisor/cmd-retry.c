@@ -86,8 +86,9 @@ int cmd_retry(
 			    json_pack("{s:s, s:s, s:s}", "run_id", v[i].run_id, "phase_id",
 			        v[i].phase_id, "from", v[i].state));
 	retry_requeue(s, v, n);
-	log_info("retry by control request (pid %d, %s): %zu phase(s) queued again", (int)c->pid,
-	    ra.selector, moved);
+	log_info("retry by control request (pid %d uid %d, %s%s%s): %zu phase(s) queued again",
+	    (int)c->pid, (int)c->uid, ra.selector, ra.note != NULL ? "; note: " : "",
+	    ra.note != NULL ? ra.note : "", moved);
 	store_failed_free(v, n);
 	rep->body = json_pack("{s:o, s:I, s:i}", "retried", list, "count", (json_int_t)moved,
 	    "supervisor_pid", (int)getpid());

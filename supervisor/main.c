@@ -30,7 +30,7 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --db URL                    the database (created beforehand with autopack-ctl db init)\n"
-    "  --workers N                 worker processes (default 4)\n"
+    "  --workers N                 worker processes (default 4; 0 waits for `scale`)\n"
     "  --run-id ID                 drain only this run\n"
     "  --batch-size N              start at most N attempts (default: no limit)\n"
     "  --phase-timeout-seconds S   wall-clock limit of one attempt (default 900)\n"
@@ -79,7 +79,8 @@ static const char usage_text[] =
     "\n"
     "API keys: ANTHROPIC_API_KEY / OPENAI_API_KEY in the environment; they are taken out\n"
     "of it at start and handed to the workers on a pipe, so no process that runs a\n"
-    "phase's code can read them.\n"
+    "phase's code can read them. Without the provider's key (and without --dry-run) the\n"
+    "supervisor refuses to start.\n"
     "\n"
     "Signals (workers run in sessions of their own and take stop signals only from the\n"
     "supervisor): the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts\n"
@@ -407,6 +408,12 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		    argv[optind]);
 		exit(2);
 	}
+	/* Nothing would ever drain, and so nothing would end the process. */
+	if (c->workers == 0 && c->exit_when_drained)
+		flag_fail("workers",
+		    "0 workers never drain: --exit-when-drained needs at least 1"
+		    " (without it, a supervisor of 0 workers waits for"
+		    " `autopack-ctl scale N`)");
 	if (c->llm_base_url == NULL)
 		c->llm_base_url = strcmp(c->llm_provider, "openai") == 0 ?
 		    "https://api.openai.com/v1" :
@@ -428,6 +435,20 @@ static char *worker_path(const char *flag)
 	slash = strrchr(self, '/');
 	*slash = '\0';
 	return xasprintf("%s/autopack-worker", self);
+}
+
+/* Exit 1 when the provider's key is missing: every attempt would end NO_API_KEY, using
+ * up its phase's attempts and stopping its run. A dry run calls no LLM and needs none. */
+static void no_key_refuse(const struct sup *s)
+{
+	const char *var = s->cfg.dry_run ? NULL : secrets_missing(s);
+
+	if (var != NULL)
+		log_fatal(1,
+		    "%s is not set (or empty): the %s provider needs it, and workers take keys"
+		    " only from the supervisor's environment; set it (under systemd, in the"
+		    " service's EnvironmentFile), or use --dry-run, which calls no LLM",
+		    var, s->cfg.llm_provider);
 }
 
 /* Close every handle left open once the loop has ended. */
@@ -456,6 +477,7 @@ int main(int argc, char **argv)
 		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file, strerror(errno));
 	service_open(s);
 	session_open_store(s);
+	no_key_refuse(s);
 	s->worker_path = worker_path(s->cfg.worker_path);
 	if (access(s->worker_path, X_OK) != 0)
 		log_fatal(1, "worker binary %s: %s", s->worker_path, strerror(errno));

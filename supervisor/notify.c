@@ -45,7 +45,8 @@ int notify_open(struct notify *n, char *err, size_t errlen)
 		    getenv("WATCHDOG_USEC"));
 		rc = -1;
 	}
-	if (rc == 0 && name != NULL) {
+	/* Empty is unset, as `NOTIFY_SOCKET= autopack-supervisor ...` means. */
+	if (rc == 0 && name != NULL && name[0] != '\0') {
 		len = strlen(name);
 		n->addr.sun_family = AF_UNIX;
 		if ((name[0] != '/' && name[0] != '@') || len < 2 ||

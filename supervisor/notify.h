@@ -3,8 +3,8 @@
  * notification is one datagram of newline-separated VARIABLE=value assignments sent to
  * the AF_UNIX socket named by $NOTIFY_SOCKET (a path, or "@name" in the abstract
  * namespace). $WATCHDOG_USEC asks for WATCHDOG=1 at least that often, when
- * $WATCHDOG_PID is unset or names this process. Without $NOTIFY_SOCKET every call does
- * nothing.
+ * $WATCHDOG_PID is unset or names this process. Without $NOTIFY_SOCKET (or with it
+ * empty) every call does nothing.
  */
 #ifndef AUTOPACK_NOTIFY_H
 #define AUTOPACK_NOTIFY_H

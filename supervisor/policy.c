@@ -97,7 +97,7 @@ static void run_stop(struct sup *s, struct run_q *r, const char *why, struct pol
 	if (nameset_has(&s->pol.stopped_runs, r->run_id))
 		return;
 	nameset_add(&s->pol.stopped_runs, r->run_id);
-	log_about(LOG_INFO, &(struct log_about){ .session = s->session_id, .run = r->run_id },
+	log_about(LOG_WARN, &(struct log_about){ .session = s->session_id, .run = r->run_id },
 	    "[STOP] run %s: %s", r->run_id, why);
 	v->skip_run = true;
 	snprintf(v->run_why, sizeof v->run_why, "run stopped: %s", why);

@@ -400,7 +400,14 @@ void pool_scale(struct sup *s, int target, bool force)
 	for (w = s->workers; w != NULL; w = w->next)
 		if (w->state != W_EXITED && !w->retire)
 			active++;
-	/* Shrink: idle workers first, then (if forced) busy ones; others retire when idle. */
+	/* Grow: busy workers an earlier scale-down was to retire after their phase stay. */
+	for (w = s->workers; w != NULL && active < target && !s->stopping; w = w->next) {
+		if (w->state == W_BUSY && w->retire && !w->killed) {
+			w->retire = false;
+			active++;
+		}
+	}
+	/* Shrink: idle workers first, then busy ones, which retire after their phase. */
 	for (w = s->workers; w != NULL && active > target; w = w->next) {
 		if (w->state == W_IDLE && !w->retire) {
 			worker_retire(w);
@@ -411,10 +418,14 @@ void pool_scale(struct sup *s, int target, bool force)
 		if (w->state != W_EXITED && !w->retire) {
 			w->retire = true;
 			active--;
-			if (force && w->state == W_BUSY) {
-				w->lease.end_outcome = OUTCOME_SCALED_DOWN;
-				worker_kill(w, SIGTERM);
-			}
+		}
+	}
+	/* Forced: every busy worker that is to retire goes now (also one an earlier scale-down
+	 * let finish its phase), its phase requeued. */
+	for (w = s->workers; w != NULL && force; w = w->next) {
+		if (w->state == W_BUSY && w->retire && !w->killed) {
+			w->lease.end_outcome = OUTCOME_SCALED_DOWN;
+			worker_kill(w, SIGTERM);
 		}
 	}
 	if (s->stopping || s->crash_loop)

@@ -107,27 +107,32 @@ static void report_left(
 	        report_causes[cause], "why", why));
 }
 
-/* Classify one eligible phase: left, and why, unless this session attempted it as often
- * as it may (a dry run: at all). */
-static int report_eligible(void *arg, const struct drain_phase *p)
+/* Say why a run's `n` eligible phases this session did not finish were left. */
+static int report_unfinished(void *arg, const char *run_id, int64_t n)
 {
 	struct report *rp = arg;
-	struct sup *s = rp->s;
-	int64_t limit = s->cfg.max_attempts;
 	struct run_q *r;
 
-	if (sched_run_excluded(s, p->run_id))
+	if (sched_run_excluded(rp->s, run_id))
 		return 0;
-	if (p->max_attempts > 0 && p->max_attempts < limit)
-		limit = p->max_attempts;
-	if (s->cfg.dry_run ? p->attempts > 0 : p->attempts >= limit)
-		return 0;
-	r = sched_run_find(s, p->run_id);
+	r = sched_run_find(rp->s, run_id);
 	if (r != NULL && r->skipped && r->skip_why != NULL)
-		report_left(rp, p->run_id, STOP_CAUSE_POLICY, r->skip_why, 1);
+		report_left(rp, run_id, STOP_CAUSE_POLICY, r->skip_why, n);
 	else
-		report_left(rp, p->run_id, rp->session_cause, rp->session_why, 1);
+		report_left(rp, run_id, rp->session_cause, rp->session_why, n);
 	return 0;
+}
+
+/* The level of a [LEFT] line: warn when the drain rules or the breaker left the phases
+ * (work an operator has to look at), info when a stop the operator asked for did. */
+static enum log_level report_left_level(json_t *e)
+{
+	const char *cause = json_string_value(json_object_get(e, "cause"));
+
+	return strcmp(cause, report_causes[STOP_CAUSE_POLICY]) == 0 ||
+	        strcmp(cause, report_causes[STOP_CAUSE_BREAKER]) == 0 ?
+	    LOG_WARN :
+	    LOG_INFO;
 }
 
 /* Log what is left, one line per run and reason (the first REPORT_RUNS_LOGGED). */
@@ -139,12 +144,12 @@ static void report_log(const struct report *rp)
 	json_array_foreach(rp->left, i, e)
 	{
 		if (i == REPORT_RUNS_LOGGED) {
-			log_info(
+			log_msg(report_left_level(e),
 			    "[LEFT] ... and %zu more (autopack-ctl session show lists them all)",
 			    n - i);
 			break;
 		}
-		log_info("[LEFT] %s: %lld phase(s) left: %s",
+		log_msg(report_left_level(e), "[LEFT] %s: %lld phase(s) left: %s",
 		    json_string_value(json_object_get(e, "run_id")),
 		    (long long)json_integer_value(json_object_get(e, "phases")),
 		    json_string_value(json_object_get(e, "why")));
@@ -184,8 +189,8 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 		return;
 	report_session_why(&rp);
 	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||
-	    store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, false,
-	        s->session_id, report_eligible, &rp, &err) != 0) {
+	    store_drain_each_unfinished(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
+	        s->cfg.max_attempts, s->cfg.dry_run, report_unfinished, &rp, &err) != 0) {
 		log_error("cannot tell what the drain left: %s", err.text);
 		json_decref(rp.left);
 		json_decref(phases);

@@ -67,6 +67,19 @@ int secrets_pipe(struct sup *s, int *fd)
 	return 0;
 }
 
+const char *secrets_missing(const struct sup *s)
+{
+	const char *var = strcmp(s->cfg.llm_provider, "openai") == 0 ? "OPENAI_API_KEY" :
+	                                                               "ANTHROPIC_API_KEY";
+	size_t k = strlen(var), at;
+
+	for (at = 0; at < s->keys_len; at += strlen(s->keys + at) + 1)
+		if (strncmp(s->keys + at, var, k) == 0 && s->keys[at + k] == '=' &&
+		    s->keys[at + k + 1] != '\0')
+			return NULL;
+	return var;
+}
+
 void secrets_free(struct sup *s)
 {
 	if (s->keys != NULL)

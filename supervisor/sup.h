@@ -437,6 +437,9 @@ void secrets_take(struct sup *s);
 /* A pipe's read end holding the keys, for a worker to inherit: 0 with *fd set (-1 when
  * there are no keys), or a negative errno. */
 int secrets_pipe(struct sup *s, int *fd);
+/* The variable of the configured provider's key when it was not given (or empty), else
+ * NULL. */
+const char *secrets_missing(const struct sup *s);
 /* Wipe and free the keys. */
 void secrets_free(struct sup *s);
 

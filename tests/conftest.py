@@ -34,9 +34,23 @@ class Result:
         return "rc=%d\n--- stdout\n%s\n--- stderr\n%s" % (self.rc, self.out, self.err)
 
 
+KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
+NO_LLM_KEY = "sk-test-no-llm-reached"
+
+
+def with_keys(name, env):
+    """`env` for binary `name`: a supervisor refuses to start without its provider's key,
+    so one that is given none (a dry run, rogue workers, a refusal under test) gets a
+    placeholder; name a key variable (None: unset) to decide yourself."""
+    if name != "autopack-supervisor" or set(KEY_VARS) & set(env or {}):
+        return env
+    return dict(env or {}, **{k: NO_LLM_KEY for k in KEY_VARS})
+
+
 def run(name, *args, env=None, cwd=None, timeout=120, input=None):
     """Run binary `name` with `args`; return a Result (never raises on exit status)."""
     full_env = dict(os.environ)
+    env = with_keys(name, env)
     if env:
         for k, v in env.items():
             if v is None:

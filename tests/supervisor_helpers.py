@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import BIN, ROOT, binpath, ctl
+from conftest import BIN, ROOT, binpath, ctl, with_keys
 
 PYTHON = "/usr/bin/python3"
 ROGUE = os.path.join(ROOT, "tests", "rogue_worker.py")
@@ -88,7 +88,7 @@ class Supervisor:
         self.out_path = os.path.join(self.tmp, name + ".out")
         self.err_path = os.path.join(self.tmp, name + ".err")
         full_env = dict(os.environ)
-        full_env.update(env or {})
+        full_env.update(with_keys("autopack-supervisor", env) or {})
         self.proc = subprocess.Popen(
             list(prefix) + [binpath("autopack-supervisor"), "--db", url]
             + (["--control", self.control] if self.control else [])

@@ -16,13 +16,14 @@ CHECK_A = "echo 'AssertionError: expected 3, got 4' >&2; echo 'at line 12' >&2; 
 CHECK_B = "exit 7"
 
 
-def failing_db(tmp, llm):
-    """A drained database: a1/p1 and a2/p1 FAILED with CHECK_A, b1/p1 FAILED with CHECK_B
-    (after a1 and a2, so it is the newest class), ok/p1 COMPLETE."""
+def failing_db(tmp, llm, url=None):
+    """A drained database (in tmp, or at `url`, an empty PostgreSQL database): a1/p1 and
+    a2/p1 FAILED with CHECK_A, b1/p1 FAILED with CHECK_B (after a1 and a2, so it is the
+    newest class), ok/p1 COMPLETE."""
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     os.makedirs(os.path.join(ws, "out"))
-    url = init_db(tmp)
+    url = init_db(tmp, url=url)
     import_plan(tmp, url, [
         ("a1", ws, [phase_spec("p1", ("out/a1.py",), check=CHECK_A)]),
         ("a2", ws, [phase_spec("p1", ("out/a2.py",), check=CHECK_A)]),
@@ -155,6 +156,13 @@ def test_retry_selectors_and_errors(tmp, llm):
     assert r.rc == 1 and "phase ok/p1 is COMPLETE, not FAILED or SKIPPED" in r.err, r
     r = ctl("--db", url, "retry", "ok", "nope")
     assert r.rc == 1 and "no phase nope in run ok" in r.err, r
+    # A run the database does not hold is a mistake, not "nothing failed".
+    for args in (["retry", "--run", "a3"], ["retry", "--run", "a3", "--dry-run"],
+                 ["failed", "--run", "a3"], ["retry", "--run", "a3", "--reason", "x"]):
+        r = ctl("--db", url, *args)
+        assert r.rc == 1 and "no run a3 in the database" in r.err, (args, r)
+    r = ctl("--db", url, "failed", "--run", "ok", "--json")
+    assert r.rc == 0 and json.loads(r.out)["groups"] == [], r
     for args, what in ((["retry"], "say what to retry"),
                        (["retry", "a1"], "give RUN and PHASE"),
                        (["retry", "--all-failed", "--run", "a1"], "--all-failed"),
@@ -185,16 +193,66 @@ def test_failed_and_retry_while_a_supervisor_runs(tmp, llm):
                  60, what="the retried phases FAILED again")
         log = rows(url, "SELECT peer_pid, args, result FROM control_log ORDER BY id")
         assert sorted(x["args"] for x in log) == ["a1 p1", "a2 p1"]
+        # The supervisor's log says who asked and why, too.
+        said = [l for l in sup.stderr().splitlines() if "retry by control request" in l]
+        assert len(said) == 1 and ("uid %d, --fingerprint %s; note: live): 2 phase(s)"
+                                   % (os.getuid(), cls["id"])) in said[0], said
         for x in log:
             assert x["result"].endswith("note: live; via supervisor pid %d" % sup.proc.pid)
             assert x["peer_pid"] != sup.proc.pid
         r = ctl("--db", url, "retry", "--all-failed", "--dry-run")
         assert r.rc == 0 and "would retry" in r.out, r
+        r = ctl("--db", url, "retry", "--run", "a3")
+        assert r.rc == 1 and "no run a3 in the database" in r.err, r
         # A refusal is recorded too, through the supervisor's writer.
         r = ctl("--db", url, "retry", "ok", "p1")
         assert r.rc == 1 and "phase ok/p1 is COMPLETE, not FAILED or SKIPPED" in r.err, r
         wait_for(lambda: rows(url, "SELECT ok, result FROM control_log WHERE args = 'ok p1'"),
                  30, what="the refusal's control_log row")
         assert rows(url, "SELECT ok FROM control_log WHERE args = 'ok p1'") == [{"ok": 0}]
+    finally:
+        sup.stop_now()
+
+
+def test_failed_and_retry_on_postgresql(tmp, llm, pg_url):
+    """The same commands on a PostgreSQL database: the classes, --since with a timestamp,
+    an offline retry with its control_log rows, and a retry while a supervisor drains."""
+    url, ws = failing_db(tmp, llm, url=pg_url)
+    doc = failed_json(url)
+    assert (doc["failed"], doc["stopped"]) == (3, 0)
+    assert [g["count"] for g in doc["groups"]] == [1, 2]
+    a = doc["groups"][1]["phases"][0]
+    assert a["stderr_tail"] == "AssertionError: expected 3, got 4\nat line 12\n"
+    assert a["logs"]["stderr"].startswith(os.path.join(ws, ".autopack", "logs"))
+    assert failed_json(url, "--since", "2099-01-01T00:00:00Z")["groups"] == []
+    assert failed_json(url, "--since", "2h")["failed"] == 3
+    r = ctl("--db", url, "failed", "--run", "a3")
+    assert r.rc == 1 and "no run a3 in the database" in r.err, r
+
+    r = ctl("--db", url, "retry", "--fingerprint", doc["groups"][1]["id"], "--note", "pg")
+    assert r.rc == 0 and "retried 2 phases" in r.out, r
+    assert (states(url)[("a1", "p1")], states(url)[("b1", "p1")]) == ("QUEUED", "FAILED")
+    log = rows(url, "SELECT args, result FROM control_log ORDER BY id")
+    assert sorted(x["args"] for x in log) == ["a1 p1", "a2 p1"]
+    assert all(x["result"].endswith("note: pg; via offline") for x in log), log
+
+    sup = Supervisor(tmp, url, "--workers", 1, "--max-attempts-per-phase", 1,
+                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY}, name="pglive")
+    try:
+        sup.wait_ready()
+        wait_for(lambda: states(url)[("a1", "p1")] == states(url)[("a2", "p1")] == "FAILED",
+                 60, what="the retried phases drained and FAILED again")
+        assert failed_json(url)["failed"] == 3
+        # Several supervisors may share a PostgreSQL database; whichever path the retry
+        # takes, the running drain takes the phase and control_log names who and why.
+        r = ctl("--db", url, "retry", "--reason", "check_failed", "--run", "b1")
+        assert r.rc == 0 and "b1/p1" in r.out, r
+        wait_for(lambda: rows(url, "SELECT count(*) AS n FROM attempts WHERE run_id = 'b1'"
+                                   " AND ended_at IS NOT NULL")[0]["n"] == 2,
+                 60, what="b1's second attempt")
+        log = rows(url, "SELECT peer_uid, result FROM control_log WHERE args = 'b1 p1'")
+        assert len(log) == 1 and log[0]["peer_uid"] == os.getuid(), log
+        assert log[0]["result"].startswith(
+            "FAILED -> QUEUED; selected by: --reason check_failed --run b1; via "), log
     finally:
         sup.stop_now()

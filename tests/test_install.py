@@ -72,6 +72,19 @@ def test_make_install_and_uninstall(tmp):
     assert files_under(dest) == []
 
 
+def test_each_install_names_its_own_prefix_in_the_unit(tmp):
+    """Installing again with another PREFIX (a staged package, then the real one) gives a
+    unit that runs the supervisor of that prefix, not of the one installed before."""
+    for prefix in ("/opt/stage", "/usr/local", "/opt/stage"):
+        dest = str(tmp / "root")
+        shutil.rmtree(dest, ignore_errors=True)
+        r = make("install", "DESTDIR=" + dest, "PREFIX=" + prefix)
+        assert r.returncode == 0, r.stderr
+        unit = open(dest + prefix + "/lib/systemd/system/autopack-supervisor@.service").read()
+        assert re.findall(r"^ExecStart=(\S+)", unit, re.M) == [
+            prefix + "/bin/autopack-supervisor"], (prefix, unit)
+
+
 @pytest.mark.parametrize("binary", ["autopack-supervisor", "autopack-worker", "autopack-ctl"])
 def test_version_and_short_help(binary):
     v = run(binary, "--version")
@@ -152,6 +165,11 @@ def test_completion_completes_commands_and_their_options():
     assert complete("autopack-ctl failed --") == ["--db", "--help", "--json", "--run",
                                                   "--since"]
     assert complete("autopack-ctl telemetry export --ou") == ["--out"]
+    # --reason takes the failure reasons, typed in either case.
+    assert complete("autopack-ctl retry --reason CHECK_") == ["CHECK_FAILED", "CHECK_NOT_RUN"]
+    assert complete("autopack-ctl retry --reason provider") == ["PROVIDER_ERROR"]
+    assert len(complete("autopack-ctl retry --reason ")) > 15
+    assert complete("autopack-ctl retry --run ") == []
 
 
 def test_completion_offers_only_options_each_command_takes():
@@ -195,7 +213,8 @@ def test_readme_contents_link_to_every_section():
     assert [l for l in links if l not in anchors] == []
     for must in ("running-under-systemd", "logs", "backups", "upgrades", "monitoring",
                  "why-did-my-drain-stop", "where-is-a-phases-error", "what-is-left",
-                 "seeing-what-failed", "retrying", "installing", "exit-statuses"):
+                 "seeing-what-failed", "retrying", "failure-reasons", "installing",
+                 "exit-statuses"):
         assert must in links, must
 
 
@@ -211,6 +230,22 @@ def test_readme_reference_names_every_command_flag_and_status():
     statuses = ref[ref.index("### Exit statuses"):]
     for n in range(6):
         assert "\n| %d |" % n in statuses, n
+
+
+def test_readme_failure_reasons_name_every_reason():
+    """Every failure reason the programs record (the vocabulary's table) has a row saying
+    what to do, so an operator can look up whatever `autopack-ctl failed` shows."""
+    with open(os.path.join(ROOT, "common", "vocab.c")) as f:
+        vocab = f.read()
+    table = vocab[vocab.index("reasons[REASON_COUNT]"):]
+    reasons = re.findall(r"\[REASON_\w+\] = \"(\w+)\"", table[:table.index("};")])
+    assert len(reasons) > 15
+    text = readme()
+    section = text[text.index("### Failure reasons"):]
+    section = section[:section.index("\n## ")]
+    rows = re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \|", section, re.M)
+    named = [n for r in rows for n in re.findall(r"`(\w+)`", r)]
+    assert sorted(named) == sorted(reasons)
 
 
 def test_readme_links_resolve():

@@ -83,6 +83,28 @@ def test_log_level_warn_keeps_failures_only(tmp, llm):
     assert " info: " not in err and "[OK]" not in err
 
 
+def test_log_level_warn_shows_runs_the_drain_rules_stopped(tmp, llm):
+    """A run stopped by a repeating fingerprint, and the phases it left, need an operator:
+    they are warnings, so `journalctl -p warning` says why the drain left work."""
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(os.path.join(ws, "out"))
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec("p%d" % i, ("out/m%d.py" % i,),
+                                                  check=CHECK_FAIL) for i in (1, 2, 3)])])
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained",
+                     "--max-attempts-per-phase", 1, "--max-fingerprint-repeats", 2,
+                     "--log-level", "warn", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": "sk-ant-warn-key"})
+    assert sup.wait(timeout=180) == 5, sup.stderr()
+    lines = sup.stderr().splitlines()
+    assert [l for l in lines if "[FAIL] r1/" in l and " warn: " in l], lines
+    stop = [l for l in lines if "[STOP] run r1: fingerprint seen 2 times" in l]
+    assert len(stop) == 1 and " warn: " in stop[0], lines
+    left = [l for l in lines if "[LEFT] r1: 1 phase(s) left: run stopped:" in l]
+    assert len(left) == 1 and " warn: " in left[0], lines
+    assert " info: " not in sup.stderr()
+
+
 def test_log_level_error_hides_failures_of_phases(tmp, llm):
     url, _ = one_failure_db(tmp)
     sup = drain(tmp, url, llm, "--max-attempts-per-phase", 1, "--log-level", "error")

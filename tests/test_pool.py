@@ -181,3 +181,85 @@ def test_workers_lists_the_supervisors_real_children(tmp):
             assert str(w["pid"]) in text.out
     finally:
         sup.stop_now()
+
+
+def test_scale_force_after_scale_stops_the_workers_already_retiring(tmp):
+    url = new_db(tmp, runs=3, phases=1)
+    sup = rogue_supervisor(tmp, url, "hang", "--workers", 3)
+    try:
+        sup.wait_ready()
+        status_when(sup, lambda s: s["queue"]["in_flight"] == 3, what="three in flight")
+        assert sup.ctl("scale", "1").rc == 0
+        st = sup.status()
+        assert sorted(w["state"] for w in st["pool"]["workers"]) == \
+            ["busy", "retiring", "retiring"], st["pool"]
+        # The same target again, forced: the two retiring workers go now.
+        r = sup.ctl("scale", "1", "--force")
+        assert r.rc == 0, r
+        st = status_when(sup, lambda s: s["pool"]["live"] == 1, what="one worker left")
+        assert st["queue"]["in_flight"] == 1
+        assert sql(url, "SELECT outcome, count(*) FROM attempts WHERE ended_at IS NOT NULL"
+                   " GROUP BY 1") == [("scaled_down", 2)]
+        assert sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") == \
+            [("EXECUTING", 1), ("QUEUED", 2)]
+    finally:
+        sup.stop_now()
+
+
+def test_scale_up_keeps_busy_workers_a_scale_down_was_retiring(tmp):
+    url = new_db(tmp, runs=2, phases=1)
+    sup = rogue_supervisor(tmp, url, "hang", "--workers", 2)
+    try:
+        sup.wait_ready()
+        status_when(sup, lambda s: s["queue"]["in_flight"] == 2, what="two in flight")
+        pids = sorted(w["pid"] for w in sup.status()["pool"]["workers"])
+        assert sup.ctl("scale", "1").rc == 0
+        assert sup.ctl("scale", "2").rc == 0
+        st = sup.status()
+        assert sorted(w["state"] for w in st["pool"]["workers"]) == ["busy", "busy"]
+        assert sorted(w["pid"] for w in st["pool"]["workers"]) == pids
+        # Nothing is left to retire: a forced scale to the same size stops nobody.
+        assert sup.ctl("scale", "2", "--force").rc == 0
+        assert sup.status()["queue"]["in_flight"] == 2
+        assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL") == [(0,)]
+    finally:
+        sup.stop_now()
+
+
+def test_a_phase_keeps_no_fence_on_an_attempt_that_ended(tmp):
+    """phases.current_attempt_id names the attempt in flight, and nothing once it ended:
+    requeued (a stop, a crash), FAILED, or left open by a killed supervisor."""
+    stale = ("SELECT p.run_id, p.phase_id, p.state, a.outcome FROM phases p"
+             " JOIN attempts a ON a.attempt_id = p.current_attempt_id"
+             " WHERE a.ended_at IS NOT NULL")
+    url = new_db(tmp, runs=2, phases=1)
+    sup = rogue_supervisor(tmp, url, "hang", "--workers", 2)
+    sup.wait_ready()
+    status_when(sup, lambda s: s["queue"]["in_flight"] == 2, what="two in flight")
+    assert sql(url, "SELECT count(*) FROM phases WHERE current_attempt_id IS NOT NULL") == \
+        [(2,)]
+    assert sup.stop_now() == 0, sup.stderr()
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") == [("QUEUED", 2)]
+    assert sql(url, stale) == []
+    assert sql(url, "SELECT count(*) FROM phases WHERE current_attempt_id IS NOT NULL") == \
+        [(0,)]
+
+    # Crashes: requeued, then FAILED.
+    sup = rogue_supervisor(tmp, url, "crash", "--workers", 1, "--exit-when-drained",
+                           "--max-attempts-per-phase", 2, name="crash")
+    assert sup.wait() == 0, sup.stderr()
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") == [("FAILED", 2)]
+    assert sql(url, stale) == []
+
+    # A dry run's attempt left open by a SIGKILLed supervisor, closed by the next one.
+    assert sql(url, "SELECT count(*) FROM attempts WHERE dry_run = 1") == [(0,)]
+    sup = rogue_supervisor(tmp, url, "hang", "--workers", 1, "--dry-run", "--retry-failed",
+                           name="dry")
+    status_when(sup, lambda s: s["queue"]["in_flight"] == 1, what="a dry run in flight")
+    sup.kill()
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 1, "--exit-when-drained",
+                           "--dry-run", "--retry-failed", name="after")
+    assert sup.wait() == 0, sup.stderr()
+    assert sql(url, "SELECT outcome FROM attempts WHERE dry_run = 1 ORDER BY attempt_id")[0] \
+        == ("supervisor_restart",)
+    assert sql(url, stale) == []

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from conftest import ROOT
 from supervisor_helpers import Supervisor, hold_write_lock, new_db, release, wait_for
 
 
@@ -104,6 +105,36 @@ def test_ready_status_watchdog_stopping(tmp, abstract):
         notify.close()
 
 
+def status_shape(line):
+    """A pattern matching status lines like `line`: its words, any figures."""
+    parts = re.split(r"(ETA [^,]+|\d+(?:\.\d+)?)", line)
+    return "".join(re.escape(p) if i % 2 == 0 else
+                   r"ETA [0-9a-z]+" if p.startswith("ETA") else r"\d+(?:\.\d+)?"
+                   for i, p in enumerate(parts))
+
+
+def test_documented_status_line_is_the_real_one(tmp):
+    """The progress line the README and the man page show for `systemctl status` has the
+    form the supervisor sends."""
+    url = new_db(tmp, runs=2, phases=2)
+    notify = NotifySocket(tmp)
+    sup = supervise(tmp, url, notify, "--workers", 1, "--dry-run")
+    try:
+        real = notify.wait(lambda d: d.startswith("STATUS=draining: "), "a progress line")
+        assert sup.stop_now() == 0
+    finally:
+        sup.kill()
+        notify.close()
+    shape = status_shape(real[len("STATUS="):])
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = re.findall(r'Status: "([^"]+)"', f.read())
+    with open(os.path.join(ROOT, "docs", "man", "autopack-supervisor.1")) as f:
+        man = re.findall(r'progress such as\n\.IR "([^"]+)"', f.read())
+    assert readme and man
+    for doc in readme + man:
+        assert re.fullmatch(shape, doc), (doc, real)
+
+
 def test_no_ready_before_workers_are_up(tmp):
     """A worker binary that never says hello: the supervisor runs, the control socket
     answers, but the service manager is never told it is ready."""
@@ -163,6 +194,16 @@ def test_malformed_service_environment_is_refused(tmp, env, what):
     sup = Supervisor(tmp, url, "--workers", 1, env=env)
     assert sup.wait() == 1
     assert what in sup.stderr()
+
+
+def test_empty_notify_socket_is_no_service_manager(tmp):
+    """`NOTIFY_SOCKET= autopack-supervisor ...` (how a shell unsets it for one command)
+    runs without a service manager instead of refusing to start."""
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     env={"NOTIFY_SOCKET": ""})
+    assert sup.wait() == 0, sup.stderr()
+    assert "NOTIFY_SOCKET" not in sup.stderr()
 
 
 def test_watchdog_for_another_pid_is_ignored(tmp):

@@ -87,6 +87,42 @@ def test_refuses_missing_and_empty_databases(tmp):
     assert "empty" in sup.stderr()
 
 
+def test_refuses_to_start_without_the_providers_key(tmp):
+    """No key would end every attempt NO_API_KEY, using up phases and stopping runs: the
+    supervisor refuses to start instead (after the database's own refusals), before it
+    opens a session."""
+    from conftest import run
+    url = new_db(tmp, runs=1, phases=2)
+    sock = os.path.join(str(tmp), "sup.sock")
+    base = ("--db", url, "--workers", 1, "--exit-when-drained", "--control", sock)
+    unset = {"ANTHROPIC_API_KEY": None, "OPENAI_API_KEY": None}
+    for env, args, var in [(unset, (), "ANTHROPIC_API_KEY"),
+                           ({"ANTHROPIC_API_KEY": ""}, (), "ANTHROPIC_API_KEY"),
+                           ({"ANTHROPIC_API_KEY": "sk-ant-x"}, ("--llm-provider", "openai"),
+                            "OPENAI_API_KEY")]:
+        r = run("autopack-supervisor", *base, *args, env=env, timeout=60)
+        assert r.rc == 1, r
+        assert var + " is not set (or empty)" in r.err and "--dry-run" in r.err, r.err
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+    # A dry run calls no LLM and needs no key.
+    r = run("autopack-supervisor", *base, "--dry-run", env=unset, timeout=60)
+    assert r.rc == 0, r
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("dry_run", 2)]
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") == [("QUEUED", 2)]
+
+
+def test_zero_workers_that_must_exit_when_drained_are_refused(tmp):
+    from conftest import run
+    url = new_db(tmp, runs=1, phases=1)
+    r = run("autopack-supervisor", "--db", url, "--workers", 0, "--exit-when-drained",
+            "--control", os.path.join(str(tmp), "sup.sock"), env={"ANTHROPIC_API_KEY": "k"},
+            timeout=60)
+    assert r.rc == 2, r
+    assert "--workers: 0 workers never drain: --exit-when-drained needs at least 1" in r.err
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
 def test_bad_flags_exit_2_naming_the_flag(tmp):
     from conftest import run
     r = run("autopack-supervisor", "--workers", "many")

@@ -154,6 +154,13 @@ int store_drain_set_supervisor(
 int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
     bool with_spec, const char *session_id, int (*fn)(void *arg, const struct drain_phase *p),
     void *arg, struct store_err *err);
+/* Call fn with the number of eligible phases (as store_drain_each_eligible) of each run,
+ * ordered by run, that `session_id` attempted fewer times than it may: max_attempts, or
+ * the phase's own max_builder_attempts when lower; with dry_run, not at all (outside a
+ * transaction). A non-zero return from fn stops. */
+int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, bool with_failed,
+    const char *session_id, int64_t max_attempts, bool dry_run,
+    int (*fn)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err);
 /* Close attempts left open by an earlier supervisor as `supervisor_restart` and put their
  * EXECUTING phases back to QUEUED, in one transaction of its own. *closed receives the
  * number closed. */

@@ -43,6 +43,10 @@ const struct drain_sql drain_sql_attempt[] = {
 	/* The tries the attempt announced and never reported: its worker died. */
 	{ DS_ATT_LOST,
 	    "UPDATE llm_usage_events SET status = ?2 WHERE attempt_id = ?1 AND status = ?3" },
+	/* The phase's fence is lifted with its attempt's end. */
+	{ DS_PHASE_UNFENCE,
+	    "UPDATE phases SET current_attempt_id = NULL"
+	    " WHERE run_id = ?1 AND phase_id = ?2 AND current_attempt_id = ?3" },
 	{ DS_PHASE_SET,
 	    "UPDATE phases SET state = ?3, updated_at = ?4,"
 	    " last_failure_reason = COALESCE(?5, last_failure_reason),"
@@ -376,6 +380,18 @@ static int drain_phase_end(struct store_drain *d, const char *run_id, const char
 	return drain_follow(d, run_id, phase_id, now, err);
 }
 
+/* Lift the fence of attempt `att` off its phase (run, phase). */
+static int drain_unfence(struct store_drain *d, const char *run_id, const char *phase_id,
+    uint64_t att, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_PHASE_UNFENCE);
+
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	db_bind_int64(s, 3, (int64_t)att);
+	return drain_exec(d, DS_PHASE_UNFENCE, err);
+}
+
 /* Look up attempt `att`: its run and phase (heap), and whether it is open and its phase's
  * current one. *found is false when there is no such attempt. */
 static int drain_attempt_get(struct store_drain *d, uint64_t att, char **run_id, char **phase_id,
@@ -427,7 +443,8 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	db_bind_int64(s, 8, c->reached_llm_boundary);
 	db_bind_int64(s, 9, c->duration_ms);
 	free(msg);
-	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0)
+	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 ||
+	    (rc = drain_unfence(d, run_id, phase_id, att, err)) != 0)
 		goto out;
 	s = drain_stmt(d, DS_PHASE_SET);
 	store_bind_text(s, 1, run_id);
@@ -470,7 +487,8 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
 	db_bind_int64(s, 8, c->reached_llm_boundary);
 	db_bind_int64(s, 9, c->duration_ms);
-	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0)
+	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 ||
+	    (rc = drain_unfence(d, run_id, phase_id, att, err)) != 0)
 		goto out;
 	s = drain_stmt(d, DS_ATT_LOST);
 	db_bind_int64(s, 1, (int64_t)att);

@@ -71,13 +71,55 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	return 0;
 }
 
+/* Count each run's unfinished eligible phases in one aggregate query; STORE_EIO on
+ * failure. */
+int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, bool with_failed,
+    const char *session_id, int64_t max_attempts, bool dry_run,
+    int (*fn)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err)
+{
+	static const char sql[] =
+	    "SELECT p.run_id, count(*) FROM phases p LEFT JOIN"
+	    " (SELECT run_id, phase_id, count(*) AS n FROM attempts WHERE session_id = ?3"
+	    "   GROUP BY run_id, phase_id) a ON a.run_id = p.run_id AND a.phase_id = p.phase_id"
+	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
+	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
+	    " AND COALESCE(a.n, 0) < CASE WHEN ?7 THEN 1"
+	    "   WHEN p.max_builder_attempts > 0 AND p.max_builder_attempts < ?6"
+	    "   THEN p.max_builder_attempts ELSE ?6 END"
+	    " GROUP BY p.run_id ORDER BY p.run_id";
+	struct db_stmt *s;
+	int rc;
+
+	if (db_prepare(d->st->db, sql, &s) != DB_OK)
+		return drain_fail(d, err, "unfinished phases");
+	store_bind_text(s, 1, run_filter);
+	db_bind_int64(s, 2, with_failed);
+	store_bind_text(s, 3, session_id);
+	store_bind_text(s, 4, phase_state_name(PHASE_QUEUED));
+	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
+	db_bind_int64(s, 6, max_attempts);
+	db_bind_int64(s, 7, dry_run);
+	while ((rc = db_step(s)) == DB_ROW) {
+		if (fn(arg, db_column_text(s, 0), db_column_int64(s, 1)) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_finalize(s);
+	if (rc != DB_DONE)
+		return drain_fail(d, err, "unfinished phases");
+	return 0;
+}
+
 /* Close the attempts an earlier supervisor left open and requeue their phases, in one
  * transaction; STORE_EIO on failure (rolled back). */
 int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err)
 {
 	static const char *const sql[] = {
-		"UPDATE phases SET state = ?2, updated_at = ?1"
-		" WHERE state = ?3 AND current_attempt_id IN"
+		/* Their phases: EXECUTING ones requeued, and no fence left on a closed attempt. */
+		"UPDATE phases SET state = CASE WHEN state = ?3 THEN ?2 ELSE state END,"
+		" updated_at = CASE WHEN state = ?3 THEN ?1 ELSE updated_at END,"
+		" current_attempt_id = NULL WHERE current_attempt_id IN"
 		" (SELECT attempt_id FROM attempts WHERE ended_at IS NULL)",
 		/* Calls those attempts had announced and never reported. */
 		"UPDATE llm_usage_events SET status = ?2 WHERE status = ?3 AND attempt_id IN"

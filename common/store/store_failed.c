@@ -175,6 +175,27 @@ static int failed_explain(
 	return rc;
 }
 
+/* STORE_EINVAL when the database holds no run `run_id` (a mistyped --run), else 0. */
+static int failed_run_exists(struct store *st, const char *run_id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db, "SELECT 1 FROM runs WHERE id = ?1", &q);
+
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, run_id);
+		rc = db_step(q);
+	}
+	if (rc == DB_ROW)
+		rc = 0;
+	else if (rc == DB_DONE)
+		rc = store_fail(err, STORE_EINVAL, "no run %s in the database", run_id);
+	else
+		rc = store_fail(
+		    err, STORE_EIO, "%s: reading run %s: %s", st->path, run_id, db_errmsg(st->db));
+	db_finalize(q);
+	return rc;
+}
+
 /* Keep only the items whose fingerprint `name` names. */
 static void failed_keep_fingerprint(struct store_failed *v, size_t *n, const char *name)
 {
@@ -190,7 +211,7 @@ static void failed_keep_fingerprint(struct store_failed *v, size_t *n, const cha
 }
 
 /* List the failed and stopped phases a filter selects; STORE_EIO, or STORE_EINVAL for a named
- * phase that cannot be retried. */
+ * phase that cannot be retried or a run the database does not hold. */
 int store_failed_list(struct store *st, const struct store_failed_filter *f,
     struct store_failed **out, size_t *n, struct store_err *err)
 {
@@ -221,6 +242,8 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 		failed_keep_fingerprint(*out, n, f->fingerprint);
 	if (rc == 0 && *n == 0 && f->phase_id != NULL && f->failed_only)
 		rc = failed_explain(st, f->run_id, f->phase_id, err);
+	else if (rc == 0 && *n == 0 && f->run_id != NULL)
+		rc = failed_run_exists(st, f->run_id, err);
 	return rc;
 }
 

@@ -69,7 +69,8 @@ int store_retry_args_parse(
 
 /* List the failed and stopped phases `f` selects, newest last attempt first. With
  * f->phase_id and f->failed_only, a phase that is not FAILED or SKIPPED is STORE_EINVAL
- * naming its state (or saying it does not exist). */
+ * naming its state (or saying it does not exist); so is an f->run_id the database does
+ * not hold. */
 int store_failed_list(struct store *st, const struct store_failed_filter *f,
     struct store_failed **out, size_t *n, struct store_err *err);
 void store_failed_free(struct store_failed *v, size_t n);

@@ -8,7 +8,8 @@
   5. supervisor RSS with 64 workers;
   6. estimator calibration judged leave-one-out on the real telemetry samples;
   7. the engine against its peers (tests/bench/engine_bench.py): beanstalkd, the run x
-     phase shapes, the real path against a C LLM stand-in, a 100,000-phase import.
+     phase shapes, the real path against a C LLM stand-in, a 100,000-phase import;
+  8. the drain's end (what is left, per run) on 100,000 queued phases.
 Prints a Markdown table. Figures vary with the machine's load: compare ratios within
 one run."""
 import json
@@ -23,7 +24,8 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import binpath  # noqa: E402
-from supervisor_helpers import Standin, Supervisor, make_plan, wait_for  # noqa: E402
+from supervisor_helpers import (Standin, Supervisor, log_times, make_plan,  # noqa: E402
+                                wait_for)
 from bench.calib_bench import bench_calibration  # noqa: E402
 from bench.engine_bench import bench_import, bench_peers, bench_real, bench_shapes  # noqa: E402
 
@@ -180,11 +182,25 @@ def bench_rss(rows):
                  "worker RSS median %d KiB" % wrss[len(wrss) // 2]))
 
 
+def bench_drain_end(rows):
+    with tempfile.TemporaryDirectory() as d:
+        url = fresh_db(d, 100, 1000)
+        sup = Supervisor(d, url, "--exit-when-drained", "--workers", 1, "--dry-run",
+                         "--batch-size", 1)
+        if sup.wait(timeout=1800) != 5:
+            raise SystemExit("supervisor failed:\n" + sup.stderr())
+        err = sup.stderr()
+        dt = log_times(err, " ended (")[-1] - log_times(err, "[STOP]")[0]
+    rows.append(("the drain's end on 100,000 queued phases in 100 runs (what is left)",
+                 "%.0f ms" % (dt * 1000), "from its [STOP] line to its last line"))
+
+
 def main():
     rows = []
     only = os.environ.get("AUTOPACK_BENCH_ONLY")
     for fn in (bench_peers, bench_shapes, bench_real, bench_import, bench_throughput,
-               bench_writer, bench_requeue, bench_orphans, bench_rss, bench_calibration):
+               bench_writer, bench_requeue, bench_orphans, bench_rss, bench_calibration,
+               bench_drain_end):
         if only and fn.__name__ not in only.split(","):
             continue
         fn(rows)

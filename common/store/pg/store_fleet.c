@@ -257,8 +257,10 @@ int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *
     struct store_err *err)
 {
 	static const char *const sql[] = {
-		"UPDATE phases SET state = ?2, updated_at = ?4 WHERE state = ?3"
-		" AND current_attempt_id IN " FLEET_ORPHANS,
+		/* Their phases: EXECUTING ones requeued, and no fence left on a closed attempt. */
+		"UPDATE phases SET state = CASE WHEN state = ?3 THEN ?2 ELSE state END,"
+		" updated_at = CASE WHEN state = ?3 THEN ?4 ELSE updated_at END,"
+		" current_attempt_id = NULL WHERE current_attempt_id IN " FLEET_ORPHANS,
 		"UPDATE llm_usage_events SET status = ?5 WHERE status = ?6 AND attempt_id IN " FLEET_ORPHANS,
 		"UPDATE attempts SET ended_at = ?4, outcome = ?7, failure_reason = ?8,"
 		" message = 'its supervisor ' || COALESCE(CAST(supervisor_id AS TEXT), '?')"
