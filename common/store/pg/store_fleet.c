@@ -95,6 +95,22 @@ static int fleet_fail(struct store *st, struct store_err *err, const char *what)
 	return store_fail(err, STORE_EIO, "%s: %s: %s", st->url, what, db_errmsg(st->db));
 }
 
+/* Bound how long this supervisor's session can hold locks others wait for, on this
+ * connection and every later one: a supervisor stopped (or cut off) inside a transaction
+ * has its session ended by the server after half a lease, its transaction rolled back and
+ * its locks released, so the others can declare it lost; and no statement of its own
+ * waits for a lock longer than a quarter of a lease (it fails, and is retried), so its
+ * loop never stops long enough to miss its heartbeat. */
+static int fleet_session_limits(struct store *st, int64_t lease_ms, struct store_err *err)
+{
+	free(st->pg_setup);
+	st->pg_setup = xasprintf("SET idle_in_transaction_session_timeout = %lld;"
+	                         " SET lock_timeout = %lld",
+	    (long long)(lease_ms / 2 > 0 ? lease_ms / 2 : 1),
+	    (long long)(lease_ms / 4 > 0 ? lease_ms / 4 : 1));
+	return store_exec(st->db, st->pg_setup, st->url, err);
+}
+
 /* Register this supervisor; its id goes to *id and to the drain's statements. */
 int store_fleet_register(
     struct store_drain *d, const struct fleet_self *self, int64_t *id, struct store_err *err)
@@ -115,6 +131,8 @@ int store_fleet_register(
 	}
 	rc = store_step_id(
 	    d->st->db, q, rc, id, err, "%s: registering this supervisor", d->st->url);
+	if (rc == 0)
+		rc = fleet_session_limits(d->st, self->lease_timeout_ms, err);
 	if (rc == 0) {
 		d->supervisor_id = *id;
 		d->retry_failed = self->retry_failed;
