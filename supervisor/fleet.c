@@ -121,7 +121,8 @@ static char *fleet_status_json(struct sup *s)
 		        (json_int_t)w->lease.attempt_id));
 	}
 	j = json_pack("{s:o, s:i, s:b, s:s, s:I, s:I, s:I, s:s?}", "workers", ws, "target",
-	    s->target, "paused", s->paused, "stopping", stop_level_name(s->stopping), "in_flight",
+	    s->target, "paused", s->paused, "stopping",
+	    s->stopping ? stop_level_name(s->stopping) : "none", "in_flight",
 	    (json_int_t)s->in_flight, "queued", (json_int_t)s->queued, "attempts",
 	    (json_int_t)s->n.results, "control_socket", s->control_path);
 	out = json_dumps(j, JSON_COMPACT);

@@ -2,6 +2,7 @@
 real supervisors and workers as separate processes, draining a database of the suite's
 own PostgreSQL server together; one killed, one stopped past its lease, the server
 restarted under them."""
+import json
 import os
 import re
 import signal
@@ -200,3 +201,70 @@ def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
     assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(200,)]
     assert sql(url, "SELECT count(*) FROM attempts WHERE events_committed = 1") == [(200,)]
     assert any("connected to %s again" % url in s.stderr() for s in sups)
+
+
+def fleet_status(url, *args):
+    r = ctl("--db", url, "status", "--json", *args)
+    assert r.rc == 0, r
+    return {s["supervisor_id"]: s for s in json.loads(r.out)["supervisors"]}
+
+
+def test_control_across_hosts_through_the_database(tmp, pg_url):
+    """status lists every supervisor with its workers; pause, resume, scale and stop reach
+    one supervisor (--supervisor ID) or all through the database; the local socket still
+    works."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    sups = [Supervisor(tmp, url, "--workers", 2, "--dry-run", "--lease-timeout", 2,
+                       name="sup%d" % i) for i in range(2)]
+    try:
+        for s in sups:
+            s.wait_ready()
+        ids = supervisor_ids(url)
+        one, two = ids[sups[0].proc.pid], ids[sups[1].proc.pid]
+        wait_for(lambda: [len(s["status"].get("workers", []))
+                          for s in fleet_status(url).values()] == [2, 2],
+                 what="both report their workers")
+        st = fleet_status(url)
+        assert sorted(st) == sorted([one, two])
+        assert {st[i]["pid"] for i in st} == {s.proc.pid for s in sups}
+        assert all(s["state"] == "live" for s in st.values())
+        text = ctl("--db", url, "status")
+        assert text.rc == 0 and "supervisor %d  live" % one in text.out, text
+        assert "worker 1  pid" in text.out, text
+
+        r = ctl("--db", url, "pause", "--supervisor", one, "--json")
+        assert r.rc == 0, r
+        answers = json.loads(r.out)["answers"]
+        assert [a["supervisor_id"] for a in answers] == [one] and answers[0]["ok"]
+        wait_for(lambda: fleet_status(url)[one]["status"]["paused"], what="one paused")
+        assert not fleet_status(url)[two]["status"]["paused"]
+        # The local socket says the same.
+        assert sups[0].ctl("status", "--json").rc == 0
+
+        r = ctl("--db", url, "resume", "--json")
+        assert r.rc == 0, r
+        assert sorted(a["supervisor_id"] for a in json.loads(r.out)["answers"]) == \
+            sorted([one, two])
+        wait_for(lambda: not fleet_status(url)[one]["status"]["paused"], what="resumed")
+
+        r = ctl("--db", url, "scale", "3", "--supervisor", two)
+        assert r.rc == 0, r
+        wait_for(lambda: fleet_status(url)[two]["status"]["target"] == 3, what="scaled")
+        assert fleet_status(url)[one]["status"]["target"] == 2
+
+        r = ctl("--db", url, "pause", "--supervisor", 999)
+        assert r.rc == 1 and "supervisor 999 of %s is not running" % url in r.err, r
+        r = ctl("--db", url, "cancel", "run-000", "p0-0")
+        assert r.rc != 0 and "--control" in r.err, r
+        r = ctl("--db", url, "pause", "--supervisor", "x")
+        assert r.rc == 2 and "--supervisor" in r.err, r
+
+        r = ctl("--db", url, "stop")
+        assert r.rc == 0, r
+        for s in sups:
+            assert s.wait(timeout=60) == 0, s.stderr()
+        r = ctl("--db", url, "status")
+        assert r.rc == 1 and "no autopack-supervisor is running" in r.err, r
+    finally:
+        for s in sups:
+            s.kill()

@@ -561,7 +561,7 @@ int store_fleet_command_send(struct store *st, int64_t target, const char *comma
 		if (target > 0)
 			db_bind_int64(q, 1, target);
 		store_bind_text(q, 2, command);
-		store_bind_text(q, 3, args != NULL ? args : "{}");
+		store_bind_text(q, 3, args != NULL ? args : "[]");
 		store_bind_text(q, 4, by);
 	}
 	rc = store_step_id(st->db, q, rc, id, err, "%s: sending %s", st->url, command);
