@@ -21,8 +21,9 @@
 /* The control socket of a supervisor: its row's, else the one its status names. */
 static const char *fleet_socket(const struct fleet_member *m, json_t *status)
 {
-	return m->control_socket != NULL ? m->control_socket :
-	                                   json_string_value(json_object_get(status, "control_socket"));
+	return m->control_socket != NULL ?
+	    m->control_socket :
+	    json_string_value(json_object_get(status, "control_socket"));
 }
 
 /* A supervisor's row as JSON, with what it wrote at its last heartbeat as `status`. */
@@ -34,12 +35,12 @@ static json_t *fleet_member_json(const struct fleet_member *m)
 		status = json_object();
 
 	return json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:f, s:f, s:s?, s:s?, s:I, s:I, s:o}",
-	    "supervisor_id", (json_int_t)m->id, "host", m->host, "pid", (json_int_t)m->pid,
-	    "state", m->state, "started_at", m->started_at, "heartbeat_at", m->heartbeat_at,
+	    "supervisor_id", (json_int_t)m->id, "host", m->host, "pid", (json_int_t)m->pid, "state",
+	    m->state, "started_at", m->started_at, "heartbeat_at", m->heartbeat_at,
 	    "heartbeat_age_s", m->heartbeat_age_s, "lease_timeout_s",
 	    (double)m->lease_timeout_ms / 1000.0, "session_id", m->session_id, "control_socket",
-	    fleet_socket(m, status), "lost_by", (json_int_t)m->lost_by,
-	    "rejected", (json_int_t)m->rejected, "status", status);
+	    fleet_socket(m, status), "lost_by", (json_int_t)m->lost_by, "rejected",
+	    (json_int_t)m->rejected, "status", status);
 }
 
 /* Print one supervisor and its workers. */
@@ -58,7 +59,8 @@ static void fleet_member_show(const struct fleet_member *m, FILE *out)
 		    (long long)json_integer_value(json_object_get(st, "queued")),
 		    (long long)json_integer_value(json_object_get(st, "attempts")),
 		    json_is_true(json_object_get(st, "paused")) ? "  PAUSED" : "",
-		    strcmp(json_string_value(json_object_get(st, "stopping")) ?: "none", "none") != 0 ?
+		    strcmp(json_string_value(json_object_get(st, "stopping")) ?: "none", "none") !=
+		            0 ?
 		        "  STOPPING" :
 		        "");
 	if (m->lost_by > 0)
@@ -74,7 +76,8 @@ static void fleet_member_show(const struct fleet_member *m, FILE *out)
 		{
 			const char *run = json_string_value(json_object_get(w, "run_id"));
 
-			fprintf(out, "  worker %lld  pid %lld  %s", json_integer_value(json_object_get(w, "id")),
+			fprintf(out, "  worker %lld  pid %lld  %s",
+			    json_integer_value(json_object_get(w, "id")),
 			    json_integer_value(json_object_get(w, "pid")),
 			    json_string_value(json_object_get(w, "state")) ?: "?");
 			if (run != NULL)
@@ -113,7 +116,8 @@ static int fleet_list(struct cmd_ctx *ctx, struct store *st, int64_t target)
 		if (target > 0)
 			return cmd_fail(ctx, STORE_EBUSY, "supervisor %lld of %s is not running",
 			    (long long)target, st->url);
-		return cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
+		return cmd_fail(
+		    ctx, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
 	}
 	arr = json_array();
 	if (!ctx->json)
@@ -127,8 +131,8 @@ static int fleet_list(struct cmd_ctx *ctx, struct store *st, int64_t target)
 			fleet_member_show(&m[i], stdout);
 	}
 	if (ctx->json)
-		cmd_json_print(json_pack("{s:s, s:s, s:o}", "db_url", st->url, "db_uuid", st->uuid,
-		    "supervisors", arr));
+		cmd_json_print(json_pack(
+		    "{s:s, s:s, s:o}", "db_url", st->url, "db_uuid", st->uuid, "supervisors", arr));
 	else
 		json_decref(arr);
 	store_fleet_members_free(m, n);
@@ -143,8 +147,8 @@ static char *fleet_sender(void)
 
 	gethostname(host, sizeof host);
 	host[sizeof host - 1] = '\0';
-	return xasprintf("%s@%s autopack-ctl pid %ld", user != NULL ? user : "?", host,
-	    (long)getpid());
+	return xasprintf(
+	    "%s@%s autopack-ctl pid %ld", user != NULL ? user : "?", host, (long)getpid());
 }
 
 /* Sleep `ms` milliseconds. */
@@ -178,7 +182,8 @@ static int fleet_send(struct cmd_ctx *ctx, struct store *st, int64_t target, con
 		if (target > 0)
 			return cmd_fail(ctx, STORE_EBUSY, "supervisor %lld of %s is not running",
 			    (long long)target, st->url);
-		return cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
+		return cmd_fail(
+		    ctx, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
 	}
 	for (size_t i = 0; i < nargs; i++)
 		json_array_append_new(a, json_string(args[i]));
@@ -237,8 +242,8 @@ fail:
 
 /* Run live command `cmd` through the database when it is shared by several supervisors
  * (PostgreSQL); *handled says whether it was. Returns the exit code. */
-int cmd_fleet_live(struct cmd_ctx *ctx, const char *cmd, int64_t target, char **args,
-    size_t nargs, bool *handled)
+int cmd_fleet_live(
+    struct cmd_ctx *ctx, const char *cmd, int64_t target, char **args, size_t nargs, bool *handled)
 {
 	bool list = strcmp(cmd, "status") == 0 || strcmp(cmd, "workers") == 0;
 	struct store st = { 0 };
