@@ -4,6 +4,7 @@
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -468,6 +469,8 @@ int main(int argc, char **argv)
 	struct store_err err;
 	uv_loop_t loop;
 
+	/* Descriptors the operator's shell left open reach no worker and no check. */
+	procs_cloexec_from(3);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN); /* until lifecycle_init takes it */
 	secrets_take(s);
