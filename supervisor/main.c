@@ -4,6 +4,7 @@
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -469,6 +470,8 @@ int main(int argc, char **argv)
 	sigset_t stop_signals;
 	uv_loop_t loop;
 
+	/* Descriptors the operator's shell left open reach no worker and no check. */
+	procs_cloexec_from(3);
 	signal(SIGPIPE, SIG_IGN);
 	/* A stop or reopen signal that comes while the database is opened and the queue read
 	 * waits for the loop, which takes it as always (lifecycle_init); a mask inherited with
