@@ -9,8 +9,7 @@
 #include <string.h>
 
 /* Read meta.server_id into *stored (heap; NULL when the column is missing or NULL). */
-int store_pg_identity_read(
-    struct db *db, const char *url, char **stored, struct store_err *err)
+int store_pg_identity_read(struct db *db, const char *url, char **stored, struct store_err *err)
 {
 	static const char *const args[] = { "meta", "server_id", NULL };
 	struct db_stmt *q = NULL;
@@ -30,7 +29,8 @@ int store_pg_identity_read(
 		rc = DB_OK;
 	}
 	if (rc != DB_OK)
-		rc = store_fail(err, STORE_EIO, "%s: reading meta.server_id: %s", url, db_errmsg(db));
+		rc = store_fail(
+		    err, STORE_EIO, "%s: reading meta.server_id: %s", url, db_errmsg(db));
 	db_finalize(q);
 	return rc;
 }
@@ -73,8 +73,8 @@ static int store_pg_identity_record(
 
 /* Compare the recorded server identity with `live`, recording it first where a write
  * open finds none. */
-int store_pg_identity_check(struct db *db, const char *url, enum store_mode mode,
-    const char *uuid, const char *live, struct store_err *err)
+int store_pg_identity_check(struct db *db, const char *url, enum store_mode mode, const char *uuid,
+    const char *live, struct store_err *err)
 {
 	char *stored = NULL;
 	int rc = store_pg_identity_read(db, url, &stored, err);
