@@ -127,8 +127,8 @@ static int store_pg_check_empty(struct db *db, const char *url, struct store_err
 	else if (n > 0)
 		rc = store_fail(err, STORE_ENOTDB,
 		    "%s: schema %s already holds %zu table%s (%s) but no autopack meta table; "
-		    "db init needs an empty schema (a Python Autopack database is taken over with "
-		    "db adopt); nothing was changed",
+		    "db init needs an empty schema (db adopt takes over a Python Autopack "
+		    "database on SQLite only); nothing was changed",
 		    url, schema_copy, n, n == 1 ? "" : "s", found);
 	else
 		rc = 0;
