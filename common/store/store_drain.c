@@ -23,6 +23,25 @@ int drain_fail(struct store_drain *d, struct store_err *err, const char *what)
 	return STORE_EIO;
 }
 
+/* Call fn on each row's text and integer; see store_drain_internal.h. */
+int drain_each_text_int(struct store_drain *d, struct db_stmt *s,
+    int (*fn)(void *arg, const char *text, int64_t n), void *arg, struct store_err *err,
+    const char *what)
+{
+	int rc;
+
+	while ((rc = db_step(s)) == DB_ROW) {
+		if (fn(arg, db_column_text(s, 0), db_column_int64(s, 1)) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_finalize(s);
+	if (rc != DB_DONE)
+		return drain_fail(d, err, what);
+	return 0;
+}
+
 /* Reset and unbind a prepared statement. */
 struct db_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i)
 {

@@ -85,6 +85,11 @@ void drain_announced_end(struct store_drain *d, bool committed);
 
 /* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what);
+/* Step `s` (bound, one-shot) and call fn with columns 0 (text) and 1 (integer) of each row
+ * until fn returns non-zero; finalize it. STORE_EIO naming `what` on failure. */
+int drain_each_text_int(struct store_drain *d, struct db_stmt *s,
+    int (*fn)(void *arg, const char *text, int64_t n), void *arg, struct store_err *err,
+    const char *what);
 /* Take statement `i`, reset and unbound. */
 struct db_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i);
 /* Step statement `i` (from drain_stmt), which returns no row, and reset it. */

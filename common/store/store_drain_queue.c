@@ -89,7 +89,6 @@ int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, b
 	    "   THEN p.max_builder_attempts ELSE ?6 END"
 	    " GROUP BY p.run_id ORDER BY p.run_id";
 	struct db_stmt *s;
-	int rc;
 
 	if (db_prepare(d->st->db, sql, &s) != DB_OK)
 		return drain_fail(d, err, "unfinished phases");
@@ -102,16 +101,7 @@ int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, b
 	db_bind_int64(s, 7, dry_run);
 	store_bind_text(s, 8, outcome_name(OUTCOME_SUPERVISOR_STOPPED));
 	store_bind_text(s, 9, outcome_name(OUTCOME_SUPERVISOR_RESTART));
-	while ((rc = db_step(s)) == DB_ROW) {
-		if (fn(arg, db_column_text(s, 0), db_column_int64(s, 1)) != 0) {
-			rc = DB_DONE;
-			break;
-		}
-	}
-	db_finalize(s);
-	if (rc != DB_DONE)
-		return drain_fail(d, err, "unfinished phases");
-	return 0;
+	return drain_each_text_int(d, s, fn, arg, err, "unfinished phases");
 }
 
 /* Close the attempts an earlier supervisor left open and requeue their phases, in one

@@ -52,23 +52,13 @@ int store_drain_each_duration(struct store_drain *d, bool dry_run, int64_t limit
 	static const enum outcome ran[] = { OUTCOME_SUCCESS, OUTCOME_FAILED, OUTCOME_TIMEOUT,
 		OUTCOME_WORKER_CRASHED, OUTCOME_HEARTBEAT_LOST };
 	struct db_stmt *s;
-	int rc;
 
 	if (db_prepare(d->st->db, sql, &s) != DB_OK)
 		return drain_fail(d, err, "attempt durations");
 	for (size_t i = 0; i < ARRAY_SIZE(ran); i++)
 		store_bind_text(s, 1 + (int)i, outcome_name(dry_run ? OUTCOME_DRY_RUN : ran[i]));
 	db_bind_int64(s, 6, limit);
-	while ((rc = db_step(s)) == DB_ROW) {
-		if (fn(arg, db_column_text(s, 0), db_column_int64(s, 1)) != 0) {
-			rc = DB_DONE;
-			break;
-		}
-	}
-	db_finalize(s);
-	if (rc != DB_DONE)
-		return drain_fail(d, err, "attempt durations");
-	return 0;
+	return drain_each_text_int(d, s, fn, arg, err, "attempt durations");
 }
 
 /* Call fn for the newest `limit` attempts that ended without doing what was asked,
