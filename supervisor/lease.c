@@ -316,6 +316,15 @@ static void lease_start(struct sup *s, const struct grant *g)
 	w->lease.armed_lag = lag_note(s);
 	uv_timer_start(&w->phase_timer, lease_deadline_cb,
 	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
+	log_about(LOG_DEBUG,
+	    &(struct log_about){ .session = s->session_id,
+	        .run = g->r->run_id,
+	        .phase = g->p->phase_id,
+	        .attempt = g->attempt_id,
+	        .worker = w->id },
+	    "%s/%s attempt %llu: sent to worker %d (pid %d) as the phase's attempt %lld",
+	    g->r->run_id, g->p->phase_id, (unsigned long long)g->attempt_id, w->id, (int)w->pid,
+	    (long long)g->attempt_number);
 }
 
 /* Whether a round can open leases: dispatch is not held, a run is ready, a worker idle

@@ -121,6 +121,13 @@ def test_text_lines_and_debug(tmp, llm):
     fail = [l for l in err.splitlines() if "[FAIL] r1/p1" in l]
     # One line, even though the message holds the check's multi-line stderr.
     assert len(fail) == 1 and "ValueError: bad widget" in fail[0]
+    # Debug adds each dispatch: the attempt's id, its worker, and its number within the
+    # phase (the number in the check's log file names).
+    for a in rows(url, "SELECT attempt_id, phase_id, attempt_number FROM attempts"):
+        sent = [l for l in err.splitlines() if " debug: r1/%s attempt %d: sent to worker "
+                % (a["phase_id"], a["attempt_id"]) in l]
+        assert len(sent) == 1, (a, err)
+        assert sent[0].endswith(" as the phase's attempt %d" % a["attempt_number"]), sent
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

@@ -118,6 +118,8 @@ void store_drain_close(struct store_drain *d)
 	for (int i = 0; i < DS_COUNT; i++)
 		db_finalize(d->stmt[i]);
 	db_finalize(d->estimation);
+	free(d->announced.v);
+	free(d->closing.v);
 	free(d);
 }
 
@@ -135,6 +137,7 @@ int store_drain_commit(struct store_drain *d, struct store_err *err)
 {
 	if (db_commit(d->st->db) != DB_OK)
 		return drain_fail(d, err, "COMMIT");
+	drain_announced_end(d, true);
 	return 0;
 }
 
@@ -142,6 +145,7 @@ int store_drain_commit(struct store_drain *d, struct store_err *err)
 void store_drain_rollback(struct store_drain *d)
 {
 	db_rollback(d->st->db);
+	drain_announced_end(d, false);
 }
 
 /* Set PRAGMA synchronous; STORE_EIO on failure. */

@@ -422,6 +422,7 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	*stale = !live;
 	if (rc != 0 || !live)
 		goto out;
+	drain_announced_close(d, att);
 	time_db_now(now);
 	msg = xasprintf("%s%s[its end could not be recorded in full: %s]",
 	    c->message != NULL ? c->message : "", c->message != NULL ? " " : "", why);
@@ -468,6 +469,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	*stale = !live;
 	if (rc != 0 || *stale)
 		goto out;
+	drain_announced_close(d, att);
 
 	time_db_now(now);
 	s = drain_stmt(d, DS_ATT_END);

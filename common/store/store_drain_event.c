@@ -47,6 +47,46 @@ static void bind_count(struct db_stmt *s, int i, int64_t v)
 		db_bind_int64(s, i, v);
 }
 
+/* Whether `id` is in the set. */
+static bool ids_has(const struct drain_ids *s, uint64_t id)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i] == id)
+			return true;
+	return false;
+}
+
+/* Add `id` to the set unless it is there. */
+static void ids_add(struct drain_ids *s, uint64_t id)
+{
+	if (ids_has(s, id))
+		return;
+	if (s->n == s->cap) {
+		s->cap = s->cap != 0 ? s->cap * 2 : 16;
+		s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+	}
+	s->v[s->n++] = id;
+}
+
+void drain_announced_close(struct store_drain *d, uint64_t att)
+{
+	if (ids_has(&d->announced, att))
+		ids_add(&d->closing, att);
+}
+
+void drain_announced_end(struct store_drain *d, bool committed)
+{
+	for (size_t i = 0; committed && i < d->closing.n; i++) {
+		for (size_t j = 0; j < d->announced.n; j++) {
+			if (d->announced.v[j] == d->closing.v[i]) {
+				d->announced.v[j] = d->announced.v[--d->announced.n];
+				break;
+			}
+		}
+	}
+	d->closing.n = 0;
+}
+
 /* Insert the 'sent' row of an announced try. */
 static int event_request(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_event *ev, const char *now, struct store_err *err)
@@ -66,6 +106,8 @@ static int event_request(struct store_drain *d, const char *run_id, const char *
 	db_bind_int64(s, 10, q->max_tokens);
 	db_bind_int64(s, 11, q->try_number);
 	db_bind_int64(s, 12, 0);
+	/* Noted even if the transaction rolls back: the set only decides whether to look. */
+	ids_add(&d->announced, ev->attempt_id);
 	return drain_exec(d, DS_EV_SENT, err);
 }
 
@@ -74,9 +116,15 @@ static int event_usage_done(
     struct store_drain *d, const struct drain_event *ev, bool *done, struct store_err *err)
 {
 	const struct drain_usage *u = &ev->u.usage;
-	struct db_stmt *s = drain_stmt(d, DS_EV_DONE);
+	struct db_stmt *s;
 	int rc;
 
+	/* No try of the attempt was announced: there is no row to complete, and looking
+	 * would scan the attempt's rows (every usage event of an attempt: O(n²)). */
+	*done = false;
+	if (!ids_has(&d->announced, ev->attempt_id))
+		return 0;
+	s = drain_stmt(d, DS_EV_DONE);
 	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
 	db_bind_int64(s, 2, u->total_tokens < 0 ? 0 : u->total_tokens);
 	bind_count(s, 3, u->prompt_tokens);

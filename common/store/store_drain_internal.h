@@ -48,6 +48,12 @@ extern const size_t drain_sql_attempt_n;
 extern const struct drain_sql drain_sql_event[];
 extern const size_t drain_sql_event_n;
 
+/* A set of attempt ids, small (the attempts in flight): kept in an array. */
+struct drain_ids {
+	uint64_t *v;
+	size_t n, cap;
+};
+
 struct store_drain {
 	struct store *st;
 	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
@@ -55,6 +61,11 @@ struct store_drain {
 	struct db_stmt *stmt[DS_COUNT];
 	const char *sql[DS_COUNT];
 	struct db_stmt *estimation; /* store_estimation_insert */
+	/* The attempts this process wrote an announced try for (a 'sent' row may exist only
+	 * for them, since an attempt's events come only through the supervisor that leased
+	 * it), and those closed in the open transaction, dropped from the first at its
+	 * commit (store_drain_event.c). */
+	struct drain_ids announced, closing;
 };
 
 /* The variant of drain statement `id` when several supervisors share the database
@@ -62,6 +73,12 @@ struct store_drain {
 const char *store_fleet_drain_sql(enum drain_stmt id);
 /* The eligible phases when several supervisors share the database. */
 const char *store_fleet_eligible_sql(void);
+
+/* Note that attempt `att` is closed in the open transaction. */
+void drain_announced_close(struct store_drain *d, uint64_t att);
+/* The transaction committed (`committed`) or rolled back: forget the attempts it closed,
+ * or that it closed them. */
+void drain_announced_end(struct store_drain *d, bool committed);
 
 /* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what);
