@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import stat
 import struct
+import subprocess
 import threading
 
 import msgpack
@@ -51,6 +52,35 @@ def llm(tmp):
     s = Standin(tmp)
     yield s
     s.stop()
+
+
+def runtime_dir():
+    """Where supervisors of this user keep default sockets and uuid claims: outside /tmp
+    whenever possible (README, "Environment and files")."""
+    uid = os.getuid()
+    run_dir = "/run/autopack"
+    if (os.path.isdir(run_dir) and os.stat(run_dir).st_uid == uid) or \
+            (uid == 0 and not os.path.exists(run_dir)):
+        return run_dir
+    for base in (os.environ.get("XDG_RUNTIME_DIR"), "/run/user/%d" % uid):
+        if base and base.startswith("/") and os.path.isdir(base) and \
+                os.stat(base).st_uid == uid:
+            return base + "/autopack"
+    return "/tmp/autopack-%d" % uid
+
+
+# Runs "$@" with a private, empty /tmp (as systemd's PrivateTmp= gives a service), in
+# which only the test's directory $1 is mounted back at its own path.
+PRIVATE_TMP = r"""set -e
+t=$1; shift
+exec 3<"$t"
+mount --make-rprivate /
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mkdir -p "$t"
+mount --no-canonicalize --bind /proc/self/fd/3 "$t"
+exec 3<&-
+exec "$@"
+"""
 
 
 def no_phase_succeeded_twice(path):
@@ -106,8 +136,7 @@ def test_2_a_copy_gets_no_control_of_the_original_and_its_own_identity(tmp):
     a.wait_ready()
     sock_a = sql(orig, "SELECT control_socket FROM meta")[0][0]
     st = os.stat(path_of(orig))
-    assert sock_a == "/tmp/autopack-%d/%s-%d-%d.sock" % (os.getuid(), uuid, st.st_dev,
-                                                          st.st_ino)
+    assert sock_a == "%s/%s-%d-%d.sock" % (runtime_dir(), uuid, st.st_dev, st.st_ino)
     # The copy's supervisor is refused while the original is served, naming it and the fix.
     r = run("autopack-supervisor", "--db", copy, "--workers", 0)
     assert r.rc == 1, r
@@ -166,6 +195,78 @@ def serve_one_reply(path, reply):
     t = threading.Thread(target=loop, daemon=True)
     t.start()
     return t, seen
+
+
+def test_2_a_copy_is_refused_also_when_its_supervisor_has_a_private_tmp(tmp):
+    if os.geteuid() != 0 or shutil.which("unshare") is None or \
+            not str(tmp).startswith("/tmp/"):
+        pytest.skip("needs root, unshare and a test directory under /tmp to mount a "
+                    "private /tmp")
+    probe = run_private_tmp(tmp, ["true"])
+    if probe.returncode != 0:
+        pytest.skip("mounting a private /tmp is not permitted here: " + probe.stderr)
+    orig = new_db(tmp, runs=1, phases=2)
+    copy_path = os.path.join(str(tmp), "copy.db")
+    shutil.copyfile(path_of(orig), copy_path)
+    uuid = uuid_of(orig)
+    a = Supervisor(tmp, orig, "--workers", 0, name="orig", control=False)
+    try:
+        a.wait_ready()
+        # The copy's supervisor sees a /tmp of its own, as under PrivateTmp=yes: the
+        # claim of the original's supervisor is still found, and it is refused.
+        b = Supervisor(tmp, "sqlite:///" + copy_path, "--workers", 0, name="copy",
+                       control=os.path.join(str(tmp), "copy.sock"),
+                       prefix=["unshare", "-m", "sh", "-c", PRIVATE_TMP, "sh", str(tmp)])
+        rc = b.wait(timeout=30)
+        assert rc == 1, b.stderr()
+        assert "uuid %s is already served by autopack-supervisor pid %d" % (
+            uuid, a.proc.pid) in b.stderr(), b.stderr()
+        assert not os.path.exists(os.path.join(str(tmp), "copy.sock"))
+    finally:
+        a.signal(15)
+        assert a.wait() == 0, a.stderr()
+
+
+def run_private_tmp(tmp, argv):
+    return subprocess.run(["unshare", "-m", "sh", "-c", PRIVATE_TMP, "sh", str(tmp)] + argv,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_2_a_claim_is_removed_when_its_supervisor_exits_or_is_found_stale(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    claim = os.path.join(runtime_dir(), uuid_of(url) + ".claim")
+    sup = Supervisor(tmp, url, "--workers", 0)
+    sup.wait_ready()
+    assert os.path.exists(claim)
+    with open(claim) as f:
+        assert f.readline().strip() == str(sup.proc.pid)
+    sup.signal(15)
+    assert sup.wait() == 0, sup.stderr()
+    assert not os.path.exists(claim), "the claim outlived its supervisor"
+    # A supervisor killed leaves its claim; the next one to claim removes every claim
+    # nobody holds (and keeps those held).
+    sup = Supervisor(tmp, url, "--workers", 0)
+    sup.wait_ready()
+    sup.kill()
+    assert os.path.exists(claim)
+    odir = os.path.join(str(tmp), "other")
+    os.makedirs(odir)
+    other = new_db(odir, runs=1, phases=1)
+    held = Supervisor(odir, other, "--workers", 0)
+    try:
+        held.wait_ready()
+        held_claim = os.path.join(runtime_dir(), uuid_of(other) + ".claim")
+        assert not os.path.exists(claim), "a stale claim was kept"
+        assert os.path.exists(held_claim)
+        sup = Supervisor(tmp, url, "--workers", 0, name="again")
+        sup.wait_ready()
+        assert os.path.exists(held_claim), "a held claim was removed"
+        sup.signal(15)
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        held.signal(15)
+        assert held.wait() == 0, held.stderr()
+    assert not os.path.exists(held_claim)
 
 
 def test_2_ctl_refuses_a_reply_about_another_database(tmp):
