@@ -20,7 +20,7 @@ TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              clang-format python3-prometheus-client python3-jsonschema python3-yaml \
              systemd man-db groff-base sqlite3 \
              chromium prometheus postgresql python3-psycopg2
-BENCH_DEBS := beanstalkd
+BENCH_DEBS := beanstalkd time
 PYTHON    := /usr/bin/python3
 VERSION   := 0.1.0
 

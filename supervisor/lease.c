@@ -91,22 +91,12 @@ static bool lease_judged(enum outcome outcome)
 	return outcome_reportable(outcome) || outcome == OUTCOME_TIMEOUT;
 }
 
-/* What a log line about w's lease is about. */
-static struct log_about lease_about(struct sup *s, struct worker *w)
-{
-	return (struct log_about){ .session = s->session_id,
-		.run = w->lease.run->run_id,
-		.phase = w->lease.phase->phase_id,
-		.attempt = w->lease.attempt_id,
-		.worker = w->id };
-}
-
 /* Log the end of w's lease: a success at info (a dry run at debug); anything else at
  * warn with its message and, when the check ran, its log. */
-static void lease_log_end(struct sup *s, struct worker *w, const struct drain_close *c)
+static void lease_log_end(struct worker *w, const struct drain_close *c)
 {
 	struct lease *l = &w->lease;
-	struct log_about about = lease_about(s, w);
+	struct log_about about = worker_about(w);
 	bool ok = outcome_ok(c->outcome);
 	const char *msg = !ok && c->message != NULL ? c->message : "";
 	int mlen = (int)strlen(msg);
@@ -158,7 +148,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 			c.fingerprint = fp;
 		c.zero_yield = fp_zero_yield_reason(&y);
 	}
-	lease_log_end(s, w, &c);
+	lease_log_end(w, &c);
 	/* A job no worker can take never will: the phase fails at once. */
 	c.phase_state = reason == REASON_INVALID_JOB ? PHASE_FAILED :
 	                                               sched_next_state(s, l->phase, outcome);
@@ -198,6 +188,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 static void lease_deadline_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
+	struct log_about about = worker_about(w);
 	struct sup *s = w->sup;
 	uint64_t wait;
 
@@ -214,8 +205,9 @@ static void lease_deadline_cb(uv_timer_t *t)
 		uv_timer_start(&w->phase_timer, lease_deadline_cb, wait, 0);
 		return;
 	}
-	log_warn("worker %d (pid %d): attempt %llu passed its deadline; stopping it", w->id,
-	    (int)w->pid, (unsigned long long)w->lease.attempt_id);
+	log_about(LOG_WARN, &about,
+	    "worker %d (pid %d): attempt %llu passed its deadline; stopping it", w->id, (int)w->pid,
+	    (unsigned long long)w->lease.attempt_id);
 	if (w->lease.end_outcome == OUTCOME_NONE)
 		w->lease.end_outcome = OUTCOME_TIMEOUT;
 	w->sup->n.worker_timeouts++;
@@ -280,6 +272,7 @@ static void lease_start(struct sup *s, const struct grant *g)
 {
 	struct proto_msg m = { .type = PROTO_JOB };
 	struct worker *w = g->w;
+	struct log_about about;
 	struct proto_err perr;
 	struct store_err err;
 	int rc;
@@ -316,12 +309,8 @@ static void lease_start(struct sup *s, const struct grant *g)
 	w->lease.armed_lag = lag_note(s);
 	uv_timer_start(&w->phase_timer, lease_deadline_cb,
 	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
-	log_about(LOG_DEBUG,
-	    &(struct log_about){ .session = s->session_id,
-	        .run = g->r->run_id,
-	        .phase = g->p->phase_id,
-	        .attempt = g->attempt_id,
-	        .worker = w->id },
+	about = worker_about(w);
+	log_about(LOG_DEBUG, &about,
 	    "%s/%s attempt %llu: sent to worker %d (pid %d) as the phase's attempt %lld",
 	    g->r->run_id, g->p->phase_id, (unsigned long long)g->attempt_id, w->id, (int)w->pid,
 	    (long long)g->attempt_number);
@@ -452,7 +441,7 @@ bool lease_fenced(struct worker *w, const char *uuid, uint64_t att, const char *
  * it names none the log knows). */
 static void lease_log_event(struct worker *w, const struct proto_log *e)
 {
-	struct log_about about = lease_about(w->sup, w);
+	struct log_about about = worker_about(w);
 	enum log_level level = LOG_INFO;
 
 	log_level_parse(e->level, &level);

@@ -200,7 +200,8 @@ static void lifecycle_vstop(
 		vsnprintf(s->stop_buf, sizeof s->stop_buf, fmt, ap);
 		s->stop_reason = s->stop_buf;
 		s->stop_cause = cause;
-		log_info("[STOP] %s", s->stop_buf);
+		log_about(LOG_INFO, &(struct log_about){ .session = s->session_id }, "[STOP] %s",
+		    s->stop_buf);
 	}
 	lifecycle_stop(s, level);
 }

@@ -467,10 +467,18 @@ int main(int argc, char **argv)
 	static struct sup sup;
 	struct sup *s = &sup;
 	struct store_err err;
+	sigset_t stop_signals;
 	uv_loop_t loop;
 
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN); /* until lifecycle_init takes it */
+	/* A stop or reopen signal that comes while the database is opened and the queue read
+	 * waits for the loop, which takes it as always (lifecycle_init); a mask inherited with
+	 * these signals blocked is undone there too. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 	secrets_take(s);
 	log_init("autopack-supervisor", LOG_INFO);
 	parse_flags(&s->cfg, argc, argv);
@@ -491,6 +499,7 @@ int main(int argc, char **argv)
 	service_init(s);
 	lease_init(s);
 	lifecycle_init(s, pool_stop);
+	sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
 	lag_init(s);
 	metrics_init(s);
 	progress_init(s);

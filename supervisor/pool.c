@@ -69,6 +69,7 @@ static void worker_idle(struct worker *w)
 static void worker_hb_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
+	struct log_about about = worker_about(w);
 	uint64_t span = (uint64_t)w->sup->cfg.heartbeat_timeout_s * 1000;
 	uint64_t wait = lag_wait_ms(w->sup, w->heard_ms, w->heard_lag, span);
 
@@ -76,8 +77,8 @@ static void worker_hb_cb(uv_timer_t *t)
 		uv_timer_start(&w->hb_timer, worker_hb_cb, wait, span);
 		return;
 	}
-	log_warn("worker %d (pid %d): no frame for %llds; killing it", w->id, (int)w->pid,
-	    (long long)w->sup->cfg.heartbeat_timeout_s);
+	log_about(LOG_WARN, &about, "worker %d (pid %d): no frame for %llds; killing it", w->id,
+	    (int)w->pid, (long long)w->sup->cfg.heartbeat_timeout_s);
 	if (w->lease.end_outcome == OUTCOME_NONE)
 		w->lease.end_outcome = OUTCOME_HEARTBEAT_LOST;
 	worker_kill(w, SIGKILL);
@@ -87,6 +88,7 @@ static void worker_hb_cb(uv_timer_t *t)
 static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 {
 	struct worker *w = container_of(c, struct worker, chan);
+	struct log_about about = worker_about(w);
 
 	uv_timer_again(&w->hb_timer);
 	w->heard_ms = uv_now(w->sup->loop);
@@ -94,14 +96,15 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 	switch (m->type) {
 	case PROTO_HELLO:
 		if (w->state != W_STARTING || m->u.hello.pid != w->pid) {
-			log_error("worker %d: unexpected hello (pid %lld); killing it", w->id,
+			log_about(LOG_ERROR, &about,
+			    "worker %d: unexpected hello (pid %lld); killing it", w->id,
 			    (long long)m->u.hello.pid);
 			worker_kill(w, SIGKILL);
 			break;
 		}
 		if (strcmp(m->u.hello.sw_version, AUTOPACK_VERSION) != 0)
-			log_warn("worker %d runs autopack %s, supervisor %s", w->id,
-			    m->u.hello.sw_version, AUTOPACK_VERSION);
+			log_about(LOG_WARN, &about, "worker %d runs autopack %s, supervisor %s",
+			    w->id, m->u.hello.sw_version, AUTOPACK_VERSION);
 		worker_idle(w);
 		break;
 	case PROTO_HEARTBEAT:
@@ -121,8 +124,9 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 		}
 		break;
 	default:
-		log_error("worker %d sent a %s message, which workers may not send; killing it",
-		    w->id, proto_type_name(m->type));
+		log_about(LOG_ERROR, &about,
+		    "worker %d sent a %s message, which workers may not send; killing it", w->id,
+		    proto_type_name(m->type));
 		worker_kill(w, SIGKILL);
 		break;
 	}
@@ -137,8 +141,10 @@ static void worker_chan_close_cb(struct chan *c, const char *why)
 	/* On a clean EOF the exit callback follows; a process that lingers without its
 	 * socket is caught by the heartbeat deadline. */
 	if (why != NULL && w->state != W_EXITED) {
-		log_error(
-		    "worker %d (pid %d): bad channel: %s; killing it", w->id, (int)w->pid, why);
+		struct log_about about = worker_about(w);
+
+		log_about(LOG_ERROR, &about, "worker %d (pid %d): bad channel: %s; killing it",
+		    w->id, (int)w->pid, why);
 		worker_kill(w, SIGKILL);
 	}
 	worker_handle_closed((uv_handle_t *)&c->pipe);
@@ -217,13 +223,14 @@ bool pool_breaker_reset(struct sup *s)
 static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
 	struct worker *w = container_of(p, struct worker, proc);
+	struct log_about about = worker_about(w);
 	struct sup *s = w->sup;
 	bool crashed = !w->killed && !w->retire && (status != 0 || sig != 0), hung;
 	char what[128];
 
 	if (sig != 0 || status != 0)
-		log_warn("worker %d (pid %d) exited: status %lld, signal %d", w->id, (int)w->pid,
-		    (long long)status, sig);
+		log_about(LOG_WARN, &about, "worker %d (pid %d) exited: status %lld, signal %d",
+		    w->id, (int)w->pid, (long long)status, sig);
 	w->state = W_EXITED;
 	worker_idle_remove(w);
 	s->live--;
@@ -315,6 +322,8 @@ static void pool_spawn_options(struct sup *s, int sock, int keys_fd, char *args[
 /* Take a started worker into the pool: its channel on `sock`, its timers, the list. */
 static void pool_adopt(struct sup *s, struct worker *w, int sock)
 {
+	struct log_about about;
+
 	w->id = ++s->next_worker_id;
 	w->pid = w->proc.pid;
 	worker_register(w);
@@ -334,7 +343,8 @@ static void pool_adopt(struct sup *s, struct worker *w, int sock)
 	s->workers = w;
 	s->live++;
 	s->spawn_fails = 0;
-	log_info("worker %d started (pid %d)", w->id, (int)w->pid);
+	about = worker_about(w);
+	log_about(LOG_INFO, &about, "worker %d started (pid %d)", w->id, (int)w->pid);
 }
 
 /* Start one worker process in a session of its own (no terminal's or service manager's

@@ -149,7 +149,10 @@ static void report_log(const struct report *rp)
 			    n - i);
 			break;
 		}
-		log_msg(report_left_level(e), "[LEFT] %s: %lld phase(s) left: %s",
+		log_about(report_left_level(e),
+		    &(struct log_about){ .session = rp->s->session_id,
+		        .run = json_string_value(json_object_get(e, "run_id")) },
+		    "[LEFT] %s: %lld phase(s) left: %s",
 		    json_string_value(json_object_get(e, "run_id")),
 		    (long long)json_integer_value(json_object_get(e, "phases")),
 		    json_string_value(json_object_get(e, "why")));

@@ -192,7 +192,7 @@ void session_prepare(struct sup *s)
 	session_load_coefs(s);
 	if (sched_load(s) != 0)
 		exit(1);
-	log_info(
+	log_about(LOG_INFO, &(struct log_about){ .session = s->session_id },
 	    "session %s: %lld phase(s) eligible, %d worker(s), estimator coefficients v%llu%s%s",
 	    s->session_id, (long long)s->queued, s->cfg.workers,
 	    (unsigned long long)s->coef_version, s->fit_json != NULL ? " (fitted model)" : "",
@@ -221,8 +221,9 @@ void session_finish(struct sup *s)
 	    store_fleet_count_rejected(s->sd, (int64_t)s->n.rejected_lost, &err) != 0) {
 		log_error("%s", err.text);
 	}
-	log_info("session %s ended (%s): %llu attempt(s), %llu event(s) committed, %llu"
-	         " rejected%s%s",
+	log_about(LOG_INFO, &(struct log_about){ .session = s->session_id },
+	    "session %s ended (%s): %llu attempt(s), %llu event(s) committed, %llu"
+	    " rejected%s%s",
 	    s->session_id, why, (unsigned long long)s->n.results,
 	    (unsigned long long)s->n.events_committed,
 	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale + s->n.rejected_lost),

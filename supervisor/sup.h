@@ -28,6 +28,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "common/log.h"
 #include "common/store/store.h"
 #include "common/store/store_coef.h"
 #include "common/store/store_drain.h"
@@ -641,6 +642,9 @@ void worker_kill(struct worker *w, int sig);
 int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *err);
 /* A worker's state as status shows it: starting, idle, busy, retiring, exited. */
 const char *worker_state_name(const struct worker *w);
+/* What a log line about w is about: the session and the worker, and while it runs an
+ * attempt, the attempt's run, phase and id. */
+struct log_about worker_about(const struct worker *w);
 
 /* --- convert.c: between the store's types and the wire's --- */
 

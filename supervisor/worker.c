@@ -115,3 +115,16 @@ const char *worker_state_name(const struct worker *w)
 
 	return w->retire && w->state != W_EXITED ? "retiring" : names[w->state];
 }
+
+/* What a log line about w is about. */
+struct log_about worker_about(const struct worker *w)
+{
+	struct log_about a = { .session = w->sup->session_id, .worker = w->id };
+
+	if (w->lease.attempt_id != 0 && w->lease.run != NULL && w->lease.phase != NULL) {
+		a.run = w->lease.run->run_id;
+		a.phase = w->lease.phase->phase_id;
+		a.attempt = w->lease.attempt_id;
+	}
+	return a;
+}

@@ -62,6 +62,15 @@ def test_json_lines_carry_fields_failures_warn_and_worker_events(tmp, llm):
     ok = [l for l in lines if l["msg"].startswith("[OK] r1/p2")]
     assert len(ok) == 1 and ok[0]["level"] == "info" and ok[0]["phase"] == "p2"
 
+    # Lines about a worker carry it; lines about the session carry the session.
+    started = [l for l in lines if re.match(r"worker \d+ started \(pid \d+\)$", l["msg"])]
+    assert len(started) == 4, lines
+    for l in started:
+        assert l["worker"] == int(l["msg"].split()[1]) and l["session"] == session, l
+    for msg in ("session %s: " % session, "[STOP] drained", "session %s ended " % session):
+        said = [l for l in lines if l["msg"].startswith(msg)]
+        assert len(said) == 1 and said[0]["session"] == session, (msg, lines)
+
     # Every log event a worker sent is in the database and in the supervisor's log, with
     # its attempt.
     events = rows(url, "SELECT e.attempt_id, e.level, e.message, a.phase_id FROM events e"
@@ -93,16 +102,16 @@ def test_log_level_warn_shows_runs_the_drain_rules_stopped(tmp, llm):
                                                   check=CHECK_FAIL) for i in (1, 2, 3)])])
     sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained",
                      "--max-attempts-per-phase", 1, "--max-fingerprint-repeats", 2,
-                     "--log-level", "warn", *llm_args(llm),
+                     "--log-level", "warn", "--log-format", "json", *llm_args(llm),
                      env={"ANTHROPIC_API_KEY": "sk-ant-warn-key"})
     assert sup.wait(timeout=180) == 5, sup.stderr()
-    lines = sup.stderr().splitlines()
-    assert [l for l in lines if "[FAIL] r1/" in l and " warn: " in l], lines
-    stop = [l for l in lines if "[STOP] run r1: fingerprint seen 2 times" in l]
-    assert len(stop) == 1 and " warn: " in stop[0], lines
-    left = [l for l in lines if "[LEFT] r1: 1 phase(s) left: run stopped:" in l]
-    assert len(left) == 1 and " warn: " in left[0], lines
-    assert " info: " not in sup.stderr()
+    lines = [json.loads(l) for l in sup.stderr().splitlines()]
+    assert {l["level"] for l in lines} == {"warn"}, lines
+    assert [l for l in lines if l["msg"].startswith("[FAIL] r1/")], lines
+    stop = [l for l in lines if l["msg"].startswith("[STOP] run r1: fingerprint seen 2 times")]
+    assert len(stop) == 1 and stop[0]["run"] == "r1", lines
+    left = [l for l in lines if l["msg"].startswith("[LEFT] r1: 1 phase(s) left: run stopped:")]
+    assert len(left) == 1 and left[0]["run"] == "r1" and left[0]["session"], lines
 
 
 def test_log_level_error_hides_failures_of_phases(tmp, llm):

@@ -156,3 +156,63 @@ def test_sighup_reopens_the_log_file_and_changes_nothing_else(tmp):
         llm.stop()
     assert rows(url, "SELECT stop_reason FROM drain_sessions")[0]["stop_reason"] == \
         "received Terminated"
+
+
+def test_a_signal_after_the_drain_rules_stopped_a_run_exits_5_naming_both(tmp):
+    """The operator's stop leaves its own phases without blame (exit 0 alone), but work the
+    drain rules had already left still makes the exit status 5."""
+    tmp = str(tmp)
+    url = init_db(tmp)
+    ws = os.path.join(tmp, "ws")
+    import_plan(tmp, url, [
+        ("failing", ws, [phase_spec("f%d" % i, ("out/fail_%d.py" % i,)) for i in range(3)]),
+        ("slow", ws, [phase_spec("s%d" % i, ("out/slow_%d.py" % i,)) for i in range(2)]),
+    ])
+    llm = Standin(tmp, {"markers": {
+        "fail_": [{"mode": "status", "status": 500, "message": "upstream exploded"}] * 50,
+        "slow_": [{"mode": "sleep", "seconds": 300}] * 50}})
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--llm-retries", 0,
+                     "--max-attempts-per-phase", 1, "--max-fingerprint-repeats", 2,
+                     *llm_args(llm), env=KEY)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: "[STOP] run failing: fingerprint seen 2 times" in sup.stderr(), 120,
+                 what="the drain rules stopping run failing")
+        wait_for(lambda: rows(url, "SELECT id FROM llm_usage_events WHERE status = 'sent'"
+                              " AND phase_id = 's0'"), 60, what="run slow's call in flight")
+        assert sup.stop_now() == 5, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    end = end_of(url)
+    assert end["left_by"] == {"policy": 1, "operator": 2, "breaker": 0, "other": 0}, end
+    assert [(e["run_id"], e["phases"], e["cause"]) for e in end["left"]] == [
+        ("failing", 1, "policy"), ("slow", 2, "operator")]
+    assert (end["stop_cause"], end["exit_status"]) == ("operator", 5)
+    last = sup.stderr().rstrip("\n").rsplit("\n", 1)[1]
+    assert last.endswith("; phases COMPLETE 0, FAILED 2, QUEUED 3; 2 left by the operator's"
+                         " stop; 1 left by the drain rules; exit status 5"), last
+
+
+def test_a_stop_signal_before_the_loop_runs_is_taken_by_it(tmp):
+    """A SIGTERM that comes while the supervisor opens the database is a graceful stop like
+    any other, and one blocked by whoever started it still reaches it: the wrapper blocks
+    SIGTERM, sends it to itself and execs the supervisor with it pending."""
+    from supervisor_helpers import ROGUE, new_db, sql
+    tmp = str(tmp)
+    url = new_db(tmp, runs=2, phases=1)
+    wrapper = os.path.join(tmp, "pending-term")
+    with open(wrapper, "w") as f:
+        f.write("import os, signal, sys\n"
+                "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+                "os.kill(os.getpid(), signal.SIGTERM)\n"
+                "os.execv(sys.argv[1], sys.argv[1:])\n")
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", ROGUE,
+                     env={"ROGUE_MODE": "good"}, prefix=("/usr/bin/python3", wrapper))
+    try:
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert "[STOP] received Terminated" in sup.stderr()
+    assert sql(url, "SELECT stop_reason FROM drain_sessions") == [("received Terminated",)]
+    assert " ended (received Terminated): " in sup.stderr().rstrip("\n").rsplit("\n", 1)[1]

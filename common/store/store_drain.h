@@ -157,7 +157,9 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 /* Call fn with the number of eligible phases (as store_drain_each_eligible) of each run,
  * ordered by run, that `session_id` attempted fewer times than it may: max_attempts, or
  * the phase's own max_builder_attempts when lower; with dry_run, not at all (outside a
- * transaction). A non-zero return from fn stops. */
+ * transaction). Attempts a stop or a restart ended (supervisor_stopped,
+ * supervisor_restart) do not count: the phase was not tried. A non-zero return from fn
+ * stops. */
 int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, bool with_failed,
     const char *session_id, int64_t max_attempts, bool dry_run,
     int (*fn)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err);

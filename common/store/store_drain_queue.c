@@ -80,6 +80,7 @@ int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, b
 	static const char sql[] =
 	    "SELECT p.run_id, count(*) FROM phases p LEFT JOIN"
 	    " (SELECT run_id, phase_id, count(*) AS n FROM attempts WHERE session_id = ?3"
+	    "   AND (outcome IS NULL OR outcome NOT IN (?8, ?9))"
 	    "   GROUP BY run_id, phase_id) a ON a.run_id = p.run_id AND a.phase_id = p.phase_id"
 	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
 	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
@@ -99,6 +100,8 @@ int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, b
 	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
 	db_bind_int64(s, 6, max_attempts);
 	db_bind_int64(s, 7, dry_run);
+	store_bind_text(s, 8, outcome_name(OUTCOME_SUPERVISOR_STOPPED));
+	store_bind_text(s, 9, outcome_name(OUTCOME_SUPERVISOR_RESTART));
 	while ((rc = db_step(s)) == DB_ROW) {
 		if (fn(arg, db_column_text(s, 0), db_column_int64(s, 1)) != 0) {
 			rc = DB_DONE;
