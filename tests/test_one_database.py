@@ -388,6 +388,27 @@ def test_7_a_dropped_column_is_refused_naming_it(tmp):
     assert read_sql(path_of(url), "SELECT count(*) FROM drain_sessions") == [(0,)]
 
 
+@pytest.mark.parametrize("index,table", [
+    ("ux_usage_event", "llm_usage_events"),
+    ("ux_v2_event", "token_estimation_v2_events"),
+    ("ux_coef_active", "estimator_coefficients"),
+])
+def test_7_a_dropped_unique_index_is_refused_naming_it(tmp, index, table):
+    url = new_db(tmp, runs=1, phases=1)
+    write_sql(path_of(url), "DROP INDEX %s" % index)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "missing 1 unique index" in r.err and \
+        "%s ON %s" % (index, table) in r.err, r
+    r = run("autopack-supervisor", "--db", url, "--workers", 0)
+    assert r.rc == 1 and index in r.err, r
+    # An index of that name that is no longer unique is no better.
+    write_sql(path_of(url), "CREATE INDEX %s ON %s(%s)" % (
+        index, table, "active" if index == "ux_coef_active" else "attempt_id, seq"))
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and index in r.err, r
+    assert read_sql(path_of(url), "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
 # --- 8. URLs --------------------------------------------------------------------------------
 
 def test_8_the_supervisor_takes_db_over_the_environment(tmp):
@@ -425,3 +446,22 @@ def test_9_database_wal_shm_and_log_are_created_0600(tmp, umask):
         assert sup.wait() == 0
     finally:
         os.umask(old)
+
+
+def test_9_check_logs_are_created_0600_in_a_private_directory(tmp):
+    old = os.umask(0o022)
+    llm = Standin(tmp)
+    try:
+        url = new_db(tmp, runs=1, phases=1, check="echo checked")
+        sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--exit-when-drained")
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        os.umask(old)
+        llm.stop()
+    logs = os.path.join(str(tmp), "ws", ".autopack", "logs")
+    names = sorted(os.listdir(logs))
+    assert [n for n in names if n.endswith(".stdout.txt")], names
+    assert mode(os.path.join(str(tmp), "ws", ".autopack")) == 0o700
+    assert mode(logs) == 0o700
+    for n in names:
+        assert mode(os.path.join(logs, n)) == 0o600, (n, oct(mode(os.path.join(logs, n))))
