@@ -353,14 +353,12 @@ def test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified
     url = new_db(tmp, runs=1, phases=1)
     path = path_of(url)
     write_sql(path, "UPDATE meta SET db_uuid = '../rt/c5/victim'")
-    before = set(os.listdir("/tmp/autopack-%d" % os.getuid())) \
-        if os.path.isdir("/tmp/autopack-%d" % os.getuid()) else set()
+    before = set(os.listdir(runtime_dir())) if os.path.isdir(runtime_dir()) else set()
     r = run("autopack-supervisor", "--db", url, "--workers", 0)
     assert r.rc == 1 and 'meta.db_uuid "../rt/c5/victim" is not a canonical UUID' in r.err, r
     assert "db reidentify" in r.err
     assert not os.path.exists("/tmp/rt/c5/victim.sock")
-    after = set(os.listdir("/tmp/autopack-%d" % os.getuid())) \
-        if os.path.isdir("/tmp/autopack-%d" % os.getuid()) else set()
+    after = set(os.listdir(runtime_dir())) if os.path.isdir(runtime_dir()) else set()
     assert not [n for n in after - before if "victim" in n]
     for args in (["db", "check"], ["status"], ["seed", "telemetry-run"]):
         r = ctl("--db", url, *args)
