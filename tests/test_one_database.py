@@ -15,7 +15,7 @@ import threading
 import msgpack
 import pytest
 
-from conftest import ctl, run
+from conftest import binpath, ctl, run
 from supervisor_helpers import Standin, Supervisor, llm_supervisor, new_db, sql, wait_for
 
 def path_of(url):
@@ -70,15 +70,17 @@ def runtime_dir():
 
 
 # Runs "$@" with a private, empty /tmp (as systemd's PrivateTmp= gives a service), in
-# which only the test's directory $1 is mounted back at its own path.
+# which only the test's directory $1 and the binaries' directory $2 (when under /tmp) are
+# mounted back at their own paths.
 PRIVATE_TMP = r"""set -e
-t=$1; shift
-exec 3<"$t"
+t=$1; b=$2; shift 2
+exec 3<"$t" 4<"$b"
 mount --make-rprivate /
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mkdir -p "$t"
 mount --no-canonicalize --bind /proc/self/fd/3 "$t"
-exec 3<&-
+case "$b" in /tmp/*) mkdir -p "$b"; mount --no-canonicalize --bind /proc/self/fd/4 "$b";; esac
+exec 3<&- 4<&-
 exec "$@"
 """
 
@@ -216,7 +218,8 @@ def test_2_a_copy_is_refused_also_when_its_supervisor_has_a_private_tmp(tmp):
         # claim of the original's supervisor is still found, and it is refused.
         b = Supervisor(tmp, "sqlite:///" + copy_path, "--workers", 0, name="copy",
                        control=os.path.join(str(tmp), "copy.sock"),
-                       prefix=["unshare", "-m", "sh", "-c", PRIVATE_TMP, "sh", str(tmp)])
+                       prefix=["unshare", "-m", "sh", "-c", PRIVATE_TMP, "sh", str(tmp),
+                               os.path.dirname(binpath("autopack-supervisor"))])
         rc = b.wait(timeout=30)
         assert rc == 1, b.stderr()
         assert "uuid %s is already served by autopack-supervisor pid %d" % (
@@ -228,7 +231,8 @@ def test_2_a_copy_is_refused_also_when_its_supervisor_has_a_private_tmp(tmp):
 
 
 def run_private_tmp(tmp, argv):
-    return subprocess.run(["unshare", "-m", "sh", "-c", PRIVATE_TMP, "sh", str(tmp)] + argv,
+    return subprocess.run(["unshare", "-m", "sh", "-c", PRIVATE_TMP, "sh", str(tmp),
+                           os.path.dirname(binpath("autopack-supervisor"))] + argv,
                           capture_output=True, text=True, timeout=60)
 
 
