@@ -26,7 +26,8 @@ enum {
 	OPT_CONTROL = CMD_OPT_FIRST_OWN,
 	OPT_FORCE,
 	OPT_NOW,
-	OPT_TIMEOUT
+	OPT_TIMEOUT,
+	OPT_SUPERVISOR
 };
 
 /* Where to send a request, and the database its reply must name. */
@@ -511,10 +512,13 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "now", no_argument, NULL, OPT_NOW },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "supervisor", required_argument, NULL, OPT_SUPERVISOR },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *control = NULL;
-	char *args[8];
+	const char *control = NULL, *only = NULL;
+	char *args[8], *end;
+	int64_t target = 0;
+	bool handled;
 	size_t n = 0;
 	int o, exit_code = 0, i;
 
@@ -522,6 +526,7 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 		switch (o) {
 		case CMD_OPT_DONE: return exit_code;
 		case OPT_CONTROL: control = optarg; break;
+		case OPT_SUPERVISOR: only = optarg; break;
 		case OPT_FORCE:
 		case OPT_NOW:
 		case OPT_TIMEOUT:
@@ -544,6 +549,23 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 		return cmd_usage_error(ctx, "expected %d argument(s), got %d", npos, argc - optind);
 	for (i = optind; i < argc && n < ARRAY_SIZE(args); i++)
 		args[n++] = argv[i];
+	if (only != NULL && strcmp(only, "all") != 0) {
+		target = strtoll(only, &end, 10);
+		if (*only == '\0' || *end != '\0' || target <= 0)
+			return cmd_usage_error(
+			    ctx, "--supervisor: \"%s\" is not a supervisor id or all", only);
+	}
+	if (control != NULL && only != NULL)
+		return cmd_usage_error(ctx, "--supervisor and --control name a supervisor twice");
+	if (control == NULL) {
+		exit_code = cmd_fleet_live(ctx, cmd, target, args, n, &handled);
+		if (handled)
+			return exit_code;
+		if (only != NULL)
+			return cmd_usage_error(ctx,
+			    "--supervisor applies to a PostgreSQL database, which several supervisors"
+			    " may share");
+	}
 	return live_call(ctx, control, cmd, args, n, show);
 }
 
@@ -578,7 +600,7 @@ static int exec_live(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_status_entry = {
 	"status",
-	"[--json] [--control PATH]",
+	"[--json] [--control PATH | --supervisor ID|all]",
 	"show a running supervisor's state",
 	"Show the database it holds, durability and group-commit settings, the drain's\n"
 	"progress and ETA, rates and tokens, phases by state, the queue, event and rejection\n"
@@ -589,7 +611,7 @@ const struct cmd_entry cmd_status_entry = {
 };
 const struct cmd_entry cmd_workers_entry = {
 	"workers",
-	"[--json] [--control PATH]",
+	"[--json] [--control PATH | --supervisor ID|all]",
 	"list a running supervisor's workers",
 	"List the worker processes with their state and current attempt.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
@@ -605,21 +627,21 @@ const struct cmd_entry cmd_metrics_entry = {
 };
 const struct cmd_entry cmd_pause_entry = {
 	"pause",
-	"[--control PATH]",
+	"[--control PATH | --supervisor ID|all]",
 	"stop dispatching new phases",
 	"Stop dispatching; attempts in flight finish. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_resume_entry = {
 	"resume",
-	"[--control PATH]",
+	"[--control PATH | --supervisor ID|all]",
 	"resume dispatching",
 	"Resume dispatching after pause. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_scale_entry = {
 	"scale",
-	"N [--force] [--control PATH]",
+	"N [--force] [--control PATH | --supervisor ID|all]",
 	"change the number of workers",
 	"Grow or shrink the pool to N workers. Shrinking retires idle workers first; busy\n"
 	"ones finish their phase, unless --force stops them (their phases are requeued).\n"
@@ -636,7 +658,7 @@ const struct cmd_entry cmd_cancel_entry = {
 };
 const struct cmd_entry cmd_stop_entry = {
 	"stop",
-	"[--timeout S | --now] [--control PATH]",
+	"[--timeout S | --now] [--control PATH | --supervisor ID|all]",
 	"stop the supervisor",
 	"Stop dispatching and exit once attempts in flight finish; with --timeout S, kill\n"
 	"what is still running after S seconds; with --now, kill workers at once and requeue\n"

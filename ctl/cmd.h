@@ -152,12 +152,24 @@ struct live_reply {
 int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, struct live_reply *out, char *err, size_t errlen);
 void cmd_live_reply_free(struct live_reply *r);
+/* Run live command `cmd` through the database when it is PostgreSQL, which several
+ * supervisors may share (ctl/cmd-fleet.c): status and workers list every supervisor,
+ * pause, resume, scale and stop go to supervisor `target` (0: every live one) and wait for
+ * the answers; the others are refused. *handled says whether it was; returns the exit
+ * code. */
+int cmd_fleet_live(
+    struct cmd_ctx *ctx, const char *cmd, int64_t target, char **args, size_t nargs, bool *handled);
 /* The closing paragraph of every live command's help: how the supervisor is found. */
 #define CMD_LIVE_HELP_TAIL                                                                         \
 	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL):\n"   \
 	"the one holding its lock, at the socket it records or its default one; or from\n"         \
 	"--control PATH. With a database named, the supervisor refuses the request if it holds\n"  \
-	"a different database, and a reply about a different one is refused.\n"
+	"a different database, and a reply about a different one is refused.\n"                    \
+	"\nOn a PostgreSQL database, which supervisors on several hosts may share, status and\n"   \
+	"workers list every supervisor (or --supervisor ID) from the database; pause, resume,\n"   \
+	"scale and stop are delivered through the database to every live supervisor, or to\n"      \
+	"--supervisor ID, and their answers awaited. --control PATH still talks to one over\n"     \
+	"its socket on its own host.\n"
 
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);

@@ -121,7 +121,8 @@ static char *fleet_status_json(struct sup *s)
 		        (json_int_t)w->lease.attempt_id));
 	}
 	j = json_pack("{s:o, s:i, s:b, s:s, s:I, s:I, s:I, s:s?}", "workers", ws, "target",
-	    s->target, "paused", s->paused, "stopping", stop_level_name(s->stopping), "in_flight",
+	    s->target, "paused", s->paused, "stopping",
+	    s->stopping ? stop_level_name(s->stopping) : "none", "in_flight",
 	    (json_int_t)s->in_flight, "queued", (json_int_t)s->queued, "attempts",
 	    (json_int_t)s->n.results, "control_socket", s->control_path);
 	out = json_dumps(j, JSON_COMPACT);
@@ -322,7 +323,10 @@ static void fleet_timer_cb(uv_timer_t *t)
 	uint64_t now = clock_mono_ms();
 	bool beat = now - s->fleet_beat_ms >= fleet_beat_ms(s);
 
-	if (s->writes_off)
+	/* Right after a stall of this supervisor, what its workers sent meanwhile is read
+	 * (and queued) before the heartbeat learns whether it was declared lost. */
+	lag_note(s);
+	if (s->writes_off || s->judge_after_ms > uv_now(s->loop))
 		return;
 	if (beat) {
 		s->fleet_beat_ms = now;

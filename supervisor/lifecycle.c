@@ -141,9 +141,11 @@ static bool lifecycle_reconnect(struct sup *s)
 	return true;
 }
 
-void lifecycle_declared_lost(struct sup *s, int64_t n)
+/* Another supervisor declared this one lost: refuse and count what waits, stop, exit 3. */
+void lifecycle_declared_lost(struct sup *s)
 {
 	struct store_err err;
+	int64_t n = (int64_t)s->ops_n;
 
 	if (s->fleet_lost)
 		return;

@@ -9,7 +9,9 @@
  * category (the newest PROGRESS_SAMPLE of them), gives each remaining phase its
  * category's median (a run's queued phases in proportion to its categories), and lets the
  * pool's workers take runs in parallel while each run goes one phase at a time: it is the
- * larger of the total work shared by the workers and the longest run. Without any finished
+ * larger of the total work shared by the workers and the longest run. An attempt in flight
+ * counts for its median less its age; once older than that, for the median of the longer
+ * attempts less its age, or, older than all, for the time to its deadline. Without any finished
  * attempt it falls back to the rate of phases finished so far. The database is read at
  * most every PROGRESS_REFRESH_MS, and only after new results, so watching costs the drain
  * next to nothing. */
@@ -53,6 +55,8 @@ struct progress_state {
 	struct cat_median *medians;
 	size_t nmedians;
 	double median_all; /* < 0: no finished attempt */
+	int64_t *all_ms;   /* every duration read, in ms, ascending */
+	size_t nall;
 	struct run_mix *mix;
 	size_t nmix;
 	uint64_t refreshed_ms;
@@ -146,12 +150,18 @@ static int int64_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* The median of n sorted durations in ms, in seconds. */
+static double median_sorted_s(const int64_t *ms, size_t n)
+{
+	return (n % 2 ? (double)ms[n / 2] : ((double)ms[n / 2 - 1] + (double)ms[n / 2]) / 2.0) /
+	    1000.0;
+}
+
 /* The median of n durations in ms, in seconds (sorts them). */
 static double median_s(int64_t *ms, size_t n)
 {
 	qsort(ms, n, sizeof *ms, int64_cmp);
-	return (n % 2 ? (double)ms[n / 2] : ((double)ms[n / 2 - 1] + (double)ms[n / 2]) / 2.0) /
-	    1000.0;
+	return median_sorted_s(ms, n);
 }
 
 /* The median of a category, or the median of all attempts when it has none. */
@@ -195,6 +205,9 @@ static void progress_forget(struct progress_state *ps)
 	free(ps->medians);
 	ps->medians = NULL;
 	ps->nmedians = 0;
+	free(ps->all_ms);
+	ps->all_ms = NULL;
+	ps->nall = 0;
 	for (size_t i = 0; i < ps->nmix; i++)
 		free(ps->mix[i].run_id);
 	free(ps->mix);
@@ -224,6 +237,9 @@ static void progress_refresh(struct sup *s, struct progress_state *ps)
 	progress_forget(ps);
 	if (d.nall > 0)
 		ps->median_all = median_s(d.all, d.nall);
+	ps->all_ms = d.all; /* sorted by median_s */
+	ps->nall = d.nall;
+	d.all = NULL;
 	ps->medians = xcalloc(d.n + 1, sizeof *ps->medians);
 	for (size_t i = 0; i < d.n; i++) {
 		ps->medians[i].category = d.v[i].category;
@@ -254,6 +270,28 @@ static double run_phase_s(const struct progress_state *ps, const char *run_id)
 	    NULL;
 
 	return m != NULL && m->n > 0 ? m->work_s / (double)m->n : ps->median_all;
+}
+
+/* The seconds an attempt that ran age_s, longer than expected, still needs: the median of
+ * the attempts in the history that ran longer, less its age; longer than all of them, the
+ * time to its deadline. */
+static double overdue_left_s(const struct sup *s, const struct progress_state *ps, double age_s)
+{
+	size_t lo = 0, hi = ps->nall, n;
+	double to_deadline = (double)s->cfg.phase_timeout_s - age_s;
+
+	while (lo < hi) { /* the first duration longer than age_s */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if ((double)ps->all_ms[mid] / 1000.0 > age_s)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	n = ps->nall - lo;
+	if (n == 0)
+		return to_deadline > 0 ? to_deadline : 0;
+	return median_sorted_s(ps->all_ms + lo, n) - age_s;
 }
 
 /* Phases finished per minute over the last PROGRESS_WINDOW_MS (or since the start). */
@@ -292,12 +330,13 @@ static double progress_eta(struct sup *s, const struct progress_state *ps, int64
 				n++;
 		work = (double)n * each;
 		for (struct worker *w = s->workers; w != NULL; w = w->next) {
-			double left;
+			double age, left;
 
 			if (w->lease.attempt_id == 0 || w->lease.run != r)
 				continue;
-			left = each - (double)(now - w->lease.started_ms) / 1000.0;
-			work += left > 0 ? left : 0;
+			age = (double)(now - w->lease.started_ms) / 1000.0;
+			left = each - age;
+			work += left > 0 ? left : overdue_left_s(s, ps, age);
 		}
 		total += work;
 		if (work > longest)

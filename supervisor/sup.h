@@ -6,7 +6,7 @@
  *
  * Who calls whom (no cycles; tests/tools/callgraph.py checks it on the objects):
  *   main → secrets, session, lifecycle, lag, writer, lease, pool, control, fleet;
- *   session → report, fleet;  fleet → control, sched, lease, writer, lifecycle
+ *   session → report, fleet;  fleet → control, sched, lease, writer, lifecycle, lag
  *   report → sched, policy
  *   control → cmd-*, writer;  cmd-* → pool, lease, lifecycle, sched
  *   pool → lease, lifecycle, lag, worker, secrets;  lease → sched, policy, writer,
@@ -516,10 +516,10 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
-/* Another supervisor declared this one lost (its heartbeat stopped): the `n` writes
- * waiting are refused and counted, nothing more is written, the workers are killed and
- * the supervisor exits 3. */
-void lifecycle_declared_lost(struct sup *s, int64_t n);
+/* Another supervisor declared this one lost (its heartbeat stopped): the writes waiting
+ * in the queue (late results and events) are refused and counted, nothing more is
+ * written, the workers are killed and the supervisor exits 3. */
+void lifecycle_declared_lost(struct sup *s);
 /* A transaction (`what`: a group commit, a dispatch round) failed with err, after its
  * rollback: count it in the streak of failures in a row, and return the delay before the
  * retry; or give up on the database at the streak's limit (COMMIT_MAX_FAILURES when the

@@ -344,7 +344,7 @@ again:
 		goto fail;
 	if (lost) {
 		store_drain_rollback(s->sd);
-		lifecycle_declared_lost(s, s->ops_n);
+		lifecycle_declared_lost(s);
 		return;
 	}
 	for (o = head; o != NULL; o = o->next) {

@@ -463,6 +463,10 @@ def test_misbehaving_http_clients_never_disturb_the_drain(tmp, llm):
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             status, headers, body = request(base, "/api/status", method, body="x" * 100)
             assert status == 405 and headers["allow"] == "GET, HEAD", body
+        # HEAD, as uptime checks send it: the headers of GET, no body.
+        for path, want in (("/healthz", 200), ("/metrics", 200), ("/nope", 404)):
+            status, headers, body = request(base, path, "HEAD")
+            assert (status, body) == (want, "") and int(headers["content-length"]) > 0, path
         # Huge headers are refused.
         try:
             status, _, _ = request(base, "/metrics", headers={"X-Big": "y" * 200000})
@@ -553,6 +557,37 @@ def test_eta_comes_from_the_median_attempt_duration_per_category(tmp, llm):
             lease = [f for f in st["in_flight"] if f["worker_id"] == w["id"]][0]
             assert abs(w["phase_age_seconds"] - lease["seconds"]) < 0.5
             assert w["phase_age_seconds"] <= w["age_seconds"]
+    finally:
+        open(go, "w").close()
+        sup.stop_now()
+
+
+@pytest.mark.parametrize("history_ms, timeout_s, expect", [
+    ([100, 200, 300, 600000], 900, 600),  # the median of the longer attempts: 600 s
+    ([100, 200, 300], 1000, 1000)],       # longer than any: its deadline
+    ids=["longer-attempts", "deadline"])
+def test_eta_of_an_attempt_older_than_its_median_is_not_zero(tmp, llm, history_ms, timeout_s,
+                                                             expect):
+    check, go = gate_check(tmp)
+    url = plan_db(tmp, {"done": [("t%d" % i, "tests", None, "") for i in range(len(history_ms))],
+                        "run-a": [("p0", "tests", check, "")]})
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        con.execute("UPDATE phases SET state = 'COMPLETE' WHERE run_id = 'done'")
+        for i, ms in enumerate(history_ms):
+            con.execute("INSERT INTO attempts (run_id, phase_id, attempt_number, started_at,"
+                        " ended_at, outcome, duration_ms) VALUES ('done', ?, 1,"
+                        " '2026-01-01 00:00:00.000000', '2026-01-01 00:02:00.000000',"
+                        " 'success', ?)", ("t%d" % i, ms))
+    con.close()
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--phase-timeout-seconds", timeout_s)
+    try:
+        # The attempt has run longer than the median (0.2 or 0.25 s): it still needs time.
+        st = status_when(sup, lambda s: s["queue"]["in_flight"] == 1 and
+                         s["in_flight"][0]["seconds"] > 1, what="an attempt past its median")
+        p, age = st["progress"], st["in_flight"][0]["seconds"]
+        assert p["remaining"] == 1 and p["eta_basis"] == "median_duration_per_category", p
+        assert abs(p["eta_seconds"] - (expect - age)) < 0.5, (p, age)
     finally:
         open(go, "w").close()
         sup.stop_now()

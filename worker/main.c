@@ -52,17 +52,26 @@ static const char usage_text[] =
 /* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
 static pid_t wk_supervisor;
 
-/* Write a decimal number to stderr (async-signal-safe). */
-static void wk_write_num(long v)
+/* Say on stderr, in one write (workers share the file: a line must not interleave with
+ * another's), that a stop signal from `pid` is ignored (async-signal-safe). */
+static void wk_say_ignored(long pid)
 {
-	char buf[24];
-	int i = (int)sizeof buf;
+	static const char head[] = "autopack-worker: ignoring a stop signal from pid ";
+	static const char tail[] = " (workers stop when their supervisor says so)\n";
+	char line[sizeof head + 24 + sizeof tail], num[24];
+	size_t n = 0, k = sizeof num;
 
 	do {
-		buf[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0 && i > 0);
-	(void)!write(2, buf + i, sizeof buf - (size_t)i);
+		num[--k] = (char)('0' + pid % 10);
+		pid /= 10;
+	} while (pid > 0 && k > 0);
+	memcpy(line, head, sizeof head - 1);
+	n = sizeof head - 1;
+	memcpy(line + n, num + k, sizeof num - k);
+	n += sizeof num - k;
+	memcpy(line + n, tail, sizeof tail - 1);
+	n += sizeof tail - 1;
+	(void)!write(2, line, n);
 }
 
 /* SIGTERM/SIGINT from the supervisor, or with the supervisor gone (PR_SET_PDEATHSIG):
@@ -71,14 +80,9 @@ static void wk_write_num(long v)
  * only the supervisor decides what happens to an attempt. */
 static void wk_term(int sig, siginfo_t *info, void *uctx)
 {
-	static const char ignored[] = "autopack-worker: ignoring a stop signal from pid ";
-	static const char why[] = " (workers stop when their supervisor says so)\n";
-
 	(void)uctx;
 	if (info->si_code <= 0 && info->si_pid != wk_supervisor && getppid() == wk_supervisor) {
-		(void)!write(2, ignored, sizeof ignored - 1);
-		wk_write_num((long)info->si_pid);
-		(void)!write(2, why, sizeof why - 1);
+		wk_say_ignored((long)info->si_pid);
 		return;
 	}
 	check_kill_running();

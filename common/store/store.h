@@ -43,6 +43,7 @@ struct store {
 	char *server_id; /* PostgreSQL: "<system identifier>/<database name>"; else NULL */
 	uint64_t identity_checked_ms; /* PostgreSQL: the last store_identity_changed query */
 	unsigned conn_gen;            /* PostgreSQL: bumped at each store_reconnect */
+	char *pg_setup;               /* PostgreSQL: run again on each new connection, or NULL */
 	char uuid[37];
 	int schema_version;
 	dev_t dev; /* identity of the file at open */

@@ -163,6 +163,13 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	int rc;
 
 	assert(db_in_transaction(d->st->db));
+	if (d->supervisor_id > 0) {
+		rc = store_fleet_run_lock(d, run_id, err);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			return drain_claim_missing(d, run_id, phase_id, err);
+	}
 	s = drain_stmt(d, DS_ATT_PHASE);
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, phase_id);

@@ -73,6 +73,9 @@ struct store_drain {
 const char *store_fleet_drain_sql(enum drain_stmt id);
 /* The eligible phases when several supervisors share the database. */
 const char *store_fleet_eligible_sql(void);
+/* Several supervisors: lock run `run_id` for the transaction unless another supervisor
+ * holds it; 1 locked, 0 held elsewhere (or no such run), STORE_EIO on failure. */
+int store_fleet_run_lock(struct store_drain *d, const char *run_id, struct store_err *err);
 
 /* Note that attempt `att` is closed in the open transaction. */
 void drain_announced_close(struct store_drain *d, uint64_t att);

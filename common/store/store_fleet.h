@@ -52,7 +52,7 @@ struct fleet_lost {
 struct fleet_command {
 	int64_t id;
 	char *command;
-	char *args; /* a JSON object */
+	char *args; /* a JSON array of strings */
 };
 
 /* A supervisor's answer to a command. */
@@ -143,7 +143,7 @@ int store_fleet_members(
 /* Free members. */
 void store_fleet_members_free(struct fleet_member *v, size_t n);
 /* Send a command to supervisor `target` (0: every live one), with its arguments (a JSON
- * object) and who sent it; notifies them. *id receives the command's id. */
+ * array of strings) and who sent it; notifies them. *id receives the command's id. */
 int store_fleet_command_send(struct store *st, int64_t target, const char *command,
     const char *args, const char *by, int64_t *id, struct store_err *err);
 /* The answers to command `id` so far (heap, *n items). */

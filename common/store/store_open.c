@@ -226,6 +226,7 @@ void store_close(struct store *st)
 	free(st->url);
 	free(st->backup_path);
 	free(st->server_id);
+	free(st->pg_setup);
 	memset(st, 0, sizeof *st);
 }
 

@@ -16,10 +16,10 @@
 #define PG_NOW "(clock_timestamp() AT TIME ZONE 'UTC')"
 
 /* The drain's statements that differ when several supervisors share the database: the
- * claim of a phase locks its run's row (SKIP LOCKED: a run another supervisor is claiming
- * is passed over) and reports the run's open attempts, the eligible phases before it in
- * the run and whether a dry run already visited it in the session; an attempt records its
- * supervisor. */
+ * claim of a phase (run after store_fleet_run_lock, in a statement of its own so that it
+ * sees what the run's previous holder committed) reports the run's open attempts, the
+ * eligible phases before it in the run and whether a dry run already visited it in the
+ * session; an attempt records its supervisor. */
 static const char fleet_sql_claim[] =
     "SELECT p.state, p.builder_attempts,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL),"
@@ -31,7 +31,7 @@ static const char fleet_sql_claim[] =
     " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
     "   AND v.session_id = ?6 AND v.dry_run = 1)"
     " FROM runs r JOIN phases p ON p.run_id = r.id JOIN tiers tp ON tp.id = p.tier_id"
-    " WHERE r.id = ?1 AND p.phase_id = ?2 FOR UPDATE OF r SKIP LOCKED";
+    " WHERE r.id = ?1 AND p.phase_id = ?2";
 static const char fleet_sql_insert[] =
     "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
     " dry_run, initial_state, started_at, supervisor_id)"
@@ -52,6 +52,17 @@ static const char fleet_sql_eligible[] =
     " AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = p.run_id"
     "   AND v.phase_id = p.phase_id AND v.session_id = ?3 AND v.dry_run = 1)"
     " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+
+/* Lock a run's row for the transaction, passing over a run another supervisor is
+ * claiming (SKIP LOCKED). Its own statement: in READ COMMITTED a statement sees what was
+ * committed when it began, and a lock taken after a holder's commit does not refresh that
+ * view; the claim's check comes after, in the next statement. */
+int store_fleet_run_lock(struct store_drain *d, const char *run_id, struct store_err *err)
+{
+	return store_row_exists(d->st->db, err,
+	    "SELECT 1 FROM runs WHERE id = ?1 FOR UPDATE SKIP LOCKED",
+	    (const char *const[]){ run_id, NULL }, "%s: locking run %s", d->st->url, run_id);
+}
 
 /* The fleet's variant of a drain statement, or NULL when it has none. */
 const char *store_fleet_drain_sql(enum drain_stmt id)
@@ -84,6 +95,22 @@ static int fleet_fail(struct store *st, struct store_err *err, const char *what)
 	return store_fail(err, STORE_EIO, "%s: %s: %s", st->url, what, db_errmsg(st->db));
 }
 
+/* Bound how long this supervisor's session can hold locks others wait for, on this
+ * connection and every later one: a supervisor stopped (or cut off) inside a transaction
+ * has its session ended by the server after half a lease, its transaction rolled back and
+ * its locks released, so the others can declare it lost; and no statement of its own
+ * waits for a lock longer than a quarter of a lease (it fails, and is retried), so its
+ * loop never stops long enough to miss its heartbeat. */
+static int fleet_session_limits(struct store *st, int64_t lease_ms, struct store_err *err)
+{
+	free(st->pg_setup);
+	st->pg_setup = xasprintf("SET idle_in_transaction_session_timeout = %lld;"
+	                         " SET lock_timeout = %lld",
+	    (long long)(lease_ms / 2 > 0 ? lease_ms / 2 : 1),
+	    (long long)(lease_ms / 4 > 0 ? lease_ms / 4 : 1));
+	return store_exec(st->db, st->pg_setup, st->url, err);
+}
+
 /* Register this supervisor; its id goes to *id and to the drain's statements. */
 int store_fleet_register(
     struct store_drain *d, const struct fleet_self *self, int64_t *id, struct store_err *err)
@@ -104,6 +131,8 @@ int store_fleet_register(
 	}
 	rc = store_step_id(
 	    d->st->db, q, rc, id, err, "%s: registering this supervisor", d->st->url);
+	if (rc == 0)
+		rc = fleet_session_limits(d->st, self->lease_timeout_ms, err);
 	if (rc == 0) {
 		d->supervisor_id = *id;
 		d->retry_failed = self->retry_failed;
@@ -532,7 +561,7 @@ int store_fleet_command_send(struct store *st, int64_t target, const char *comma
 		if (target > 0)
 			db_bind_int64(q, 1, target);
 		store_bind_text(q, 2, command);
-		store_bind_text(q, 3, args != NULL ? args : "{}");
+		store_bind_text(q, 3, args != NULL ? args : "[]");
 		store_bind_text(q, 4, by);
 	}
 	rc = store_step_id(st->db, q, rc, id, err, "%s: sending %s", st->url, command);

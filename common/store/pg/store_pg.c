@@ -226,5 +226,7 @@ int store_reconnect(struct store *st, struct store_err *err)
 		    err, STORE_EIO, "%s: cannot connect again: %s", st->url, db_errmsg(st->db));
 	st->identity_checked_ms = 0;
 	st->conn_gen++;
+	if (st->pg_setup != NULL && store_exec(st->db, st->pg_setup, st->url, err) != 0)
+		return STORE_EIO;
 	return store_pg_identity_changed(st, err);
 }

@@ -1,0 +1,270 @@
+"""Several supervisors on one PostgreSQL database (docs/postgresql.md, "Several hosts"):
+real supervisors and workers as separate processes, draining a database of the suite's
+own PostgreSQL server together; one killed, one stopped past its lease, the server
+restarted under them."""
+import json
+import os
+import re
+import signal
+
+import pytest
+
+from conftest import ctl
+from supervisor_helpers import Supervisor, make_plan, rogue_supervisor, sql, wait_for
+
+
+def new_pg_db(tmp, url, runs, tiers=1, phases=3):
+    """Create the schema in the empty database at url and import a plan into it."""
+    r = ctl("--db", url, "db", "init")
+    assert r.rc == 0, r
+    plan = make_plan(os.path.join(str(tmp), "plan.json"), runs, tiers, phases)
+    r = ctl("--db", url, "run", "import", plan)
+    assert r.rc == 0, r
+    return url
+
+
+def attempts(url):
+    return sql(url, "SELECT attempt_id, run_id, phase_id, outcome, supervisor_id, started_at,"
+               " ended_at FROM attempts ORDER BY attempt_id")
+
+
+def supervisor_ids(url):
+    return dict(sql(url, "SELECT pid, supervisor_id FROM supervisors"))
+
+
+def assert_one_per_run_in_order(rows, expected_phases):
+    """Inside each run the attempts follow the plan's order, and none starts before the
+    one before it ended (one phase per run at a time, across every supervisor)."""
+    by_run = {}
+    for row in rows:
+        by_run.setdefault(row[1], []).append(row)
+    for run, rs in by_run.items():
+        assert [r[2] for r in rs if r[3] != "supervisor_lost"] == expected_phases, run
+        for before, after in zip(rs, rs[1:]):
+            assert before[6] is not None and before[6] <= after[5], (run, before, after)
+
+
+def test_three_supervisors_drain_2000_phases_each_once_in_order(tmp, pg_url):
+    url = new_pg_db(tmp, pg_url, runs=100, tiers=2, phases=10)
+    sups = [Supervisor(tmp, url, "--workers", 4, "--dry-run", "--exit-when-drained",
+                       name="sup%d" % i) for i in range(3)]
+    for s in sups:
+        assert s.wait(timeout=600) == 0, s.stderr()
+    rows = attempts(url)
+    seen = {}
+    for r in rows:
+        seen.setdefault((r[1], r[2]), []).append(r)
+    assert [v for v in seen.values() if len(v) > 1] == []
+    assert len(rows) == 2000
+    assert len({(r[1], r[2]) for r in rows}) == 2000, "a phase was visited twice"
+    assert all(r[3] == "dry_run" for r in rows)
+    assert_one_per_run_in_order(
+        rows, ["p%d-%d" % (t, p) for t in range(2) for p in range(10)])
+    # Every supervisor drained a share, in one shared session that ended drained.
+    ids = supervisor_ids(url)
+    assert sorted(ids) == sorted(s.proc.pid for s in sups)
+    share = {}
+    for r in rows:
+        share[r[4]] = share.get(r[4], 0) + 1
+    assert sorted(share) == sorted(ids.values()), share
+    assert sql(url, "SELECT count(*), min(stop_reason) FROM drain_sessions") == [(1, "drained")]
+    assert sql(url, "SELECT DISTINCT state FROM supervisors") == [("stopped",)]
+    assert sql(url, "SELECT count(*) FROM phases WHERE state <> 'QUEUED'") == [(0,)]
+
+
+def open_attempts_of(url, pid):
+    return sql(url, "SELECT count(*) FROM attempts a JOIN supervisors s"
+               " ON s.supervisor_id = a.supervisor_id WHERE s.pid = ? AND a.ended_at IS NULL",
+               pid)[0][0]
+
+
+def attempts_of(url, pid):
+    return sql(url, "SELECT count(*) FROM attempts a JOIN supervisors s"
+               " ON s.supervisor_id = a.supervisor_id WHERE s.pid = ?", pid)[0][0]
+
+
+def assert_each_phase_completed_once(url, rows, n):
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", n)]
+    done = [(r[1], r[2]) for r in rows if r[3] == "success"]
+    assert len(done) == n and len(set(done)) == n
+
+
+def test_a_killed_supervisors_phases_are_rescued_after_its_lease(tmp, pg_url):
+    """SIGKILL one supervisor while it holds two attempts: another declares it lost once
+    its lease has run out, closes them as supervisor_lost, and runs their phases itself;
+    nothing is lost and no run ever has two attempts at once."""
+    url = new_pg_db(tmp, pg_url, runs=20, phases=3)
+    never = os.path.join(str(tmp), "never")
+    held = rogue_supervisor(tmp, url, "batch", "--workers", 2, "--lease-timeout", 2,
+                            env={"ROGUE_GO": never}, name="held")
+    other = None
+    try:
+        wait_for(lambda: open_attempts_of(url, held.proc.pid) == 2,
+                 what="two attempts open by the first supervisor")
+        other = rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 2,
+                                 "--exit-when-drained", name="other")
+        wait_for(lambda: attempts_of(url, other.proc.pid) >= 5,
+                 what="the second supervisor draining")
+        held.signal(signal.SIGKILL)
+        assert other.wait(timeout=120) == 0, other.stderr()
+    finally:
+        held.kill()
+        open(never, "w").close()
+        if other is not None:
+            other.kill()
+    ids = supervisor_ids(url)
+    held_id, other_id = ids[held.proc.pid], ids[other.proc.pid]
+    rows = attempts(url)
+    lost = [r for r in rows if r[3] == "supervisor_lost"]
+    assert len(lost) == 2 and all(r[4] == held_id for r in lost), lost
+    assert_each_phase_completed_once(url, rows, 60)
+    assert all(r[4] == other_id for r in rows if r[3] == "success")
+    assert_one_per_run_in_order(rows, ["p0-%d" % p for p in range(3)])
+    assert sql(url, "SELECT state, lost_by FROM supervisors WHERE supervisor_id = ?",
+               held_id) == [("lost", other_id)]
+    err = other.stderr()
+    assert "[LOST] supervisor %d (" % held_id in err, err
+    assert "closed 2 attempt(s) of lost supervisors" in err, err
+
+
+def test_a_supervisor_stopped_past_its_lease_has_its_late_results_refused(tmp, pg_url):
+    """SIGSTOP a supervisor holding two attempts until another has rescued them and
+    drained the rest, then let its workers finish and SIGCONT it: its late results are
+    refused by the fence and counted, and it stops with exit 3 and a clear error."""
+    url = new_pg_db(tmp, pg_url, runs=6, phases=2)
+    go = os.path.join(str(tmp), "go")
+    paused = rogue_supervisor(tmp, url, "batch", "--workers", 2, "--lease-timeout", 2,
+                              env={"ROGUE_GO": go}, name="paused")
+    other = None
+    try:
+        wait_for(lambda: open_attempts_of(url, paused.proc.pid) == 2,
+                 what="two attempts open by the first supervisor")
+        paused.signal(signal.SIGSTOP)
+        other = rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 2,
+                                 "--exit-when-drained", name="other")
+        assert other.wait(timeout=120) == 0, other.stderr()
+        open(go, "w").close()
+        paused.signal(signal.SIGCONT)
+        assert paused.wait(timeout=120) == 3, paused.stderr()
+    finally:
+        paused.signal(signal.SIGCONT)
+        paused.kill()
+        open(go, "w").close()
+        if other is not None:
+            other.kill()
+    ids = supervisor_ids(url)
+    paused_id = ids[paused.proc.pid]
+    rows = attempts(url)
+    lost = [r for r in rows if r[3] == "supervisor_lost"]
+    assert len(lost) == 2 and all(r[4] == paused_id for r in lost), lost
+    # The late results changed nothing: each phase completed once, by the other.
+    assert_each_phase_completed_once(url, rows, 12)
+    assert all(r[4] == ids[other.proc.pid] for r in rows if r[3] == "success")
+    assert_one_per_run_in_order(rows, ["p0-0", "p0-1"])
+    (state, rejected), = sql(url, "SELECT state, rejected FROM supervisors"
+                             " WHERE supervisor_id = ?", paused_id)
+    err = paused.stderr()
+    assert "DECLARED LOST: another supervisor declared supervisor %d lost" % paused_id in err
+    # What its workers sent while it was stopped was read, refused and counted.
+    late = int(re.search(r"; (\d+) late write\(s\) refused", err).group(1))
+    assert state == "lost" and rejected >= late >= 1, (state, rejected, late)
+
+
+@pytest.fixture
+def own_cluster():
+    """A PostgreSQL server of this test alone (it is restarted under the supervisors)."""
+    from pg_cluster import Cluster
+    c = Cluster()
+    yield c
+    c.close()
+
+
+def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
+    """Restart the server while two supervisors drain: their commits fail, they connect
+    again, commit what waited and finish; every phase completes once with its event."""
+    url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=40, phases=5)
+    sups = [rogue_supervisor(tmp, url, "good", "--workers", 4, "--lease-timeout", 5,
+                             "--exit-when-drained", name="sup%d" % i) for i in range(2)]
+    try:
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")
+                 [0][0] >= 40, what="a fifth of the drain done")
+        own_cluster.restart()
+        for s in sups:
+            assert s.wait(timeout=180) == 0, s.stderr()
+    finally:
+        for s in sups:
+            s.kill()
+    rows = attempts(url)
+    assert_each_phase_completed_once(url, rows, 200)
+    assert [r for r in rows if r[3] != "success"] == []
+    assert_one_per_run_in_order(rows, ["p0-%d" % p for p in range(5)])
+    assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(200,)]
+    assert sql(url, "SELECT count(*) FROM attempts WHERE events_committed = 1") == [(200,)]
+    assert any("connected to %s again" % url in s.stderr() for s in sups)
+
+
+def fleet_status(url, *args):
+    r = ctl("--db", url, "status", "--json", *args)
+    assert r.rc == 0, r
+    return {s["supervisor_id"]: s for s in json.loads(r.out)["supervisors"]}
+
+
+def test_control_across_hosts_through_the_database(tmp, pg_url):
+    """status lists every supervisor with its workers; pause, resume, scale and stop reach
+    one supervisor (--supervisor ID) or all through the database; the local socket still
+    works."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    sups = [Supervisor(tmp, url, "--workers", 2, "--dry-run", "--lease-timeout", 2,
+                       name="sup%d" % i) for i in range(2)]
+    try:
+        for s in sups:
+            s.wait_ready()
+        ids = supervisor_ids(url)
+        one, two = ids[sups[0].proc.pid], ids[sups[1].proc.pid]
+        wait_for(lambda: [len(s["status"].get("workers", []))
+                          for s in fleet_status(url).values()] == [2, 2],
+                 what="both report their workers")
+        st = fleet_status(url)
+        assert sorted(st) == sorted([one, two])
+        assert {st[i]["pid"] for i in st} == {s.proc.pid for s in sups}
+        assert all(s["state"] == "live" for s in st.values())
+        text = ctl("--db", url, "status")
+        assert text.rc == 0 and "supervisor %d  live" % one in text.out, text
+        assert "worker 1  pid" in text.out, text
+
+        r = ctl("--db", url, "pause", "--supervisor", one, "--json")
+        assert r.rc == 0, r
+        answers = json.loads(r.out)["answers"]
+        assert [a["supervisor_id"] for a in answers] == [one] and answers[0]["ok"]
+        wait_for(lambda: fleet_status(url)[one]["status"]["paused"], what="one paused")
+        assert not fleet_status(url)[two]["status"]["paused"]
+        # The local socket says the same.
+        assert sups[0].ctl("status", "--json").rc == 0
+
+        r = ctl("--db", url, "resume", "--json")
+        assert r.rc == 0, r
+        assert sorted(a["supervisor_id"] for a in json.loads(r.out)["answers"]) == \
+            sorted([one, two])
+        wait_for(lambda: not fleet_status(url)[one]["status"]["paused"], what="resumed")
+
+        r = ctl("--db", url, "scale", "3", "--supervisor", two)
+        assert r.rc == 0, r
+        wait_for(lambda: fleet_status(url)[two]["status"]["target"] == 3, what="scaled")
+        assert fleet_status(url)[one]["status"]["target"] == 2
+
+        r = ctl("--db", url, "pause", "--supervisor", 999)
+        assert r.rc == 1 and "supervisor 999 of %s is not running" % url in r.err, r
+        r = ctl("--db", url, "cancel", "run-000", "p0-0")
+        assert r.rc != 0 and "--control" in r.err, r
+        r = ctl("--db", url, "pause", "--supervisor", "x")
+        assert r.rc == 2 and "--supervisor" in r.err, r
+
+        r = ctl("--db", url, "stop")
+        assert r.rc == 0, r
+        for s in sups:
+            assert s.wait(timeout=60) == 0, s.stderr()
+        r = ctl("--db", url, "status")
+        assert r.rc == 1 and "no autopack-supervisor is running" in r.err, r
+    finally:
+        for s in sups:
+            s.kill()
