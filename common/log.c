@@ -62,8 +62,8 @@ int log_open(const char *path)
 	return 0;
 }
 
-/* After a failed reopen: keep the open file, unless it was removed too (its directory
- * removed, say), where lines would reach nobody: then go on on stderr. */
+/* Keep the open file after a failed reopen, unless it was removed too (its directory
+ * removed, say) and lines would reach nobody: then go on on stderr. Returns rc. */
 static int log_reopen_failed(int rc)
 {
 	struct stat st;

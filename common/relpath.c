@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The rule a byte sequence at s breaks among the characters no path may hold, or NULL;
- * *skip is set to the bytes to step over. */
+/* Name the rule the bytes at s break among the characters no path may hold, or return
+ * NULL; *skip is set to the bytes to step over. */
 static const char *relpath_char_rule(const unsigned char *s, size_t *skip)
 {
 	*skip = 1;
@@ -23,7 +23,8 @@ static const char *relpath_char_rule(const unsigned char *s, size_t *skip)
 	return NULL;
 }
 
-/* The rule one component of length k breaks (its length, its spaces), or NULL. */
+/* Name the rule one component of length k breaks (its length, its spaces), or return
+ * NULL. */
 static const char *relpath_component_rule(const char *s, size_t k)
 {
 	if (k > RELPATH_NAME_MAX)

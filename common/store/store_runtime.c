@@ -81,7 +81,7 @@ char *store_runtime_socket(const struct store *st)
 	return sock;
 }
 
-/* The pid written in a claim (its first line), or 0. */
+/* Read the pid written in a claim (its first line); 0 if there is none. */
 static long store_runtime_claim_pid(int fd)
 {
 	char buf[32] = "";

@@ -236,13 +236,20 @@ static int store_columns_missing(struct db *db, const char *table, const struct 
 }
 
 /* The unique indexes exactly-once commits rely on: a retried group of events must fail
- * on them rather than be recorded twice. */
+ * on them rather than be recorded twice. `dups` finds rows the index would refuse: an
+ * adopted legacy database whose rows already broke it never got it (adopt reports "index
+ * not created"), and is not refused for that. */
 static const struct {
-	const char *index, *table, *columns;
+	const char *index, *table, *columns, *dups;
 } store_unique_indexes[] = {
-	{ "ux_usage_event", "llm_usage_events", "(attempt_id, seq)" },
-	{ "ux_v2_event", "token_estimation_v2_events", "(attempt_id, seq)" },
-	{ "ux_coef_active", "estimator_coefficients", "(active) WHERE active = 1" },
+	{ "ux_usage_event", "llm_usage_events", "(attempt_id, seq)",
+	    "SELECT 1 FROM llm_usage_events WHERE attempt_id IS NOT NULL GROUP BY attempt_id, "
+	    "seq HAVING count(*) > 1 LIMIT 1" },
+	{ "ux_v2_event", "token_estimation_v2_events", "(attempt_id, seq)",
+	    "SELECT 1 FROM token_estimation_v2_events WHERE attempt_id IS NOT NULL GROUP BY "
+	    "attempt_id, seq HAVING count(*) > 1 LIMIT 1" },
+	{ "ux_coef_active", "estimator_coefficients", "(active) WHERE active = 1",
+	    "SELECT 1 FROM estimator_coefficients WHERE active = 1 HAVING count(*) > 1" },
 };
 
 /* Append "index ON table columns" to `out` for each unique index of the tables in
@@ -265,6 +272,10 @@ static int store_indexes_missing(struct db *db, const char *const *names, size_t
 			db_bind_text(q, 2, store_unique_indexes[i].table);
 			rc = db_step(q);
 		}
+		db_finalize(q);
+		q = NULL;
+		if (rc == DB_DONE && db_prepare(db, store_unique_indexes[i].dups, &q) == DB_OK)
+			rc = db_step(q) == DB_ROW ? DB_ROW : DB_DONE;
 		db_finalize(q);
 		if (rc != DB_ROW && rc != DB_DONE)
 			return store_fail(err, STORE_EIO, "reading the indexes of %s: %s",
