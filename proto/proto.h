@@ -63,6 +63,13 @@
 #define PROTO_PATH_MAX 4096                /* bytes in a URL or a path */
 #define PROTO_FIELDS_MAX 32                /* fields of one map: the decoder's seen-bitmask */
 
+/* The exit status of a worker whose check command was killed by a stop signal the worker
+ * did not send (a service manager signalling every process, a terminal's Ctrl-C reaching
+ * the check): it sends no result, since the attempt says nothing about its phase; the
+ * supervisor requeues the phase as stopped (or as an infrastructure failure when it is
+ * not stopping). */
+#define PROTO_WORKER_EXIT_INTERRUPTED 75
+
 enum proto_type {
 	PROTO_HELLO = 1, /* worker → supervisor, first frame */
 	PROTO_JOB,       /* supervisor → worker */

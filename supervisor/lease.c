@@ -527,17 +527,26 @@ bool lease_result(struct worker *w, struct proto_result *r)
 	return true;
 }
 
-/* End the lease of a worker whose process ended, as what the supervisor saw. */
+/* End the lease of a worker whose process ended, as what the supervisor saw. A worker
+ * whose check command a stop signal from outside killed ends as stopped while the
+ * supervisor stops (the same signal reached it), else as an infrastructure failure. */
 enum outcome lease_abort(struct worker *w, int64_t status, int sig)
 {
 	struct sup *s = w->sup;
+	bool interrupted = sig == 0 && status == PROTO_WORKER_EXIT_INTERRUPTED;
 	enum outcome outcome = w->lease.end_outcome != OUTCOME_NONE ? w->lease.end_outcome :
-	    s->stopping == STOP_NOW                                 ? OUTCOME_SUPERVISOR_STOPPED :
+	    s->stopping == STOP_NOW || (interrupted && s->stopping) ? OUTCOME_SUPERVISOR_STOPPED :
 	                                                              OUTCOME_WORKER_CRASHED;
-	char msg[96];
+	char msg[160];
 
-	snprintf(msg, sizeof msg, "worker pid %d ended: status %lld, signal %d", (int)w->pid,
-	    (long long)status, sig);
+	if (interrupted)
+		snprintf(msg, sizeof msg,
+		    "worker pid %d ended: its check command was killed by a stop signal from"
+		    " outside (status %d)",
+		    (int)w->pid, PROTO_WORKER_EXIT_INTERRUPTED);
+	else
+		snprintf(msg, sizeof msg, "worker pid %d ended: status %lld, signal %d",
+		    (int)w->pid, (long long)status, sig);
 	lease_close(s, w, outcome, outcome_reason(outcome), msg, NULL);
 	return outcome;
 }

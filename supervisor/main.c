@@ -4,6 +4,7 @@
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -514,6 +515,8 @@ int main(int argc, char **argv)
 	sigset_t stop_signals;
 	uv_loop_t loop;
 
+	/* Descriptors the operator's shell left open reach no worker and no check. */
+	procs_cloexec_from(3);
 	signal(SIGPIPE, SIG_IGN);
 	/* A stop or reopen signal that comes while the database is opened and the queue read
 	 * waits for the loop, which takes it as always (lifecycle_init); a mask inherited with
@@ -566,6 +569,11 @@ int main(int argc, char **argv)
 	service_finish(s);
 	http_stop(s);
 	uv_walk(&loop, close_walk_cb, NULL);
+	/* Closing the signal watchers restored the default actions: a late signal must not
+	 * kill a supervisor that has already stopped cleanly. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
 	http_free(s);

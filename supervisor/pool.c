@@ -3,6 +3,7 @@
  * scaling. */
 #include "supervisor/sup.h"
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -10,10 +11,12 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BREAKER_LIMIT 5 /* infrastructure failures in a row that trip the breaker */
+#define BREAKER_LIMIT 5      /* infrastructure failures in a row that trip the breaker */
+#define SESSION_KILL_MS 2000 /* for a dead worker's processes to die after SIGKILL */
 #define RESPAWN_MAX_MS 10000
 
 /* Free the worker once its last handle has closed. */
@@ -215,6 +218,23 @@ bool pool_breaker_reset(struct sup *s)
 	return was;
 }
 
+/* Kill what is left of a worker's session (its check command and what that started),
+ * and wait until none of it runs: nothing writes into the workspace once the worker's
+ * phase is requeued or the supervisor has exited. The orphans were the supervisor's
+ * children (a child subreaper) and are reaped here. */
+static void worker_session_kill(struct worker *w)
+{
+	int n = procs_session_kill(w->pid, 0, SESSION_KILL_MS);
+
+	if (n < 0)
+		log_error("worker %d (pid %d): processes of its session are still alive %d ms"
+		          " after SIGKILL",
+		    w->id, (int)w->pid, SESSION_KILL_MS);
+	else if (n > 0)
+		log_warn("worker %d (pid %d): killed %d process(es) its check command left", w->id,
+		    (int)w->pid, n);
+}
+
 /* A worker process ended: account for its lease and replace it if still wanted. A
  * worker that died on its own (a signal the supervisor did not send, an exit status it
  * did not ask for) or stopped answering is an infrastructure failure: its attempt is
@@ -236,6 +256,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	s->live--;
 	uv_timer_stop(&w->hb_timer);
 	uv_timer_stop(&w->phase_timer);
+	worker_session_kill(w);
 	hung = w->lease.end_outcome == OUTCOME_HEARTBEAT_LOST;
 	if (w->lease.attempt_id != 0)
 		crashed = lease_abort(w, status, sig) == OUTCOME_WORKER_CRASHED || crashed;
@@ -391,9 +412,13 @@ static int pool_spawn(struct sup *s)
 	return 0;
 }
 
-/* Initialise the respawn timer and start the workers. */
+/* Initialise the respawn timer and start the workers. The supervisor becomes a child
+ * subreaper: what a dead worker's check command started is reparented to it, so those
+ * processes stay its own (their ids not reused) until worker_session_kill reaps them. */
 void pool_init(struct sup *s)
 {
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+		log_warn("cannot become a child subreaper: %s", strerror(errno));
 	uv_timer_init(s->loop, &s->respawn_timer);
 	s->respawn_timer.data = s;
 	s->target = s->cfg.workers;

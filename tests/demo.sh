@@ -45,6 +45,9 @@ if [ -x /usr/bin/python3 ]; then
 else
 	PY=$(command -v python3) || die "python3 not found (the LLM stand-in needs it)"
 fi
+if [ "$(id -u)" = 0 ]; then
+	echo "note: running as root, phase code could read the API key from a worker's memory; run real drains as an ordinary user (README, \"API keys\")"
+fi
 
 say "fresh demo directory $PWD/$DEMO"
 rm -rf "$DEMO"

@@ -68,7 +68,7 @@ def fill(directory):
     database's own writes had filled it already."""
     path = os.path.join(str(directory), "filler")
     try:
-        f = open(path, "wb")
+        f = open(path, "wb", buffering=0)
     except OSError as e:
         assert e.errno == errno.ENOSPC, e
         return None

@@ -2,7 +2,7 @@
 /proc/$PPID/environ and walks every ancestor, and LLM-written code that does the same,
 find the key in no environment and no command line: the supervisor took it out of its own
 environment (the block /proc shows included), its workers got it on a pipe, and the check
-runs in a session of its own with a minimal environment."""
+runs in a process group of its own with a minimal environment."""
 import os
 import uuid
 

@@ -1,7 +1,9 @@
-/* Running a phase's check command with a deadline, in a session of its own with a minimal
- * environment. */
+/* Running a phase's check command with a deadline, in a process group of its own inside
+ * the worker's session, with a minimal environment. */
 #include "worker/check.h"
 #include "common/checklog.h"
+#include "common/log.h"
+#include "common/procs.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -79,16 +81,18 @@ static void check_env(char **env, size_t max)
 	env[n] = NULL;
 }
 
-/* Child side: a session of its own (no terminal, its own process group), killed with the
- * worker, a minimal environment, output to the logs, then the shell. Reports a failure
- * to start on `status_fd` (close-on-exec) and exits 126/127. Never returns. */
+/* Child side: a process group of its own in the worker's session (which has no terminal,
+ * and which the supervisor takes down whole when it loses the worker), killed with the
+ * worker, a minimal environment, stdio to the logs and no other descriptor, then the
+ * shell. Reports a failure to start on `status_fd` (close-on-exec) and exits 126/127.
+ * Never returns. */
 static void check_child(
     const struct check_spec *spec, int out_fd, int err_fd, int status_fd, pid_t worker)
 {
 	char *env[16];
 	int null_fd = open("/dev/null", O_RDONLY);
 
-	if (setsid() < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != worker) {
+	if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != worker) {
 		dprintf(status_fd, "cannot detach the check command: %s", strerror(errno));
 		_exit(126);
 	}
@@ -105,6 +109,9 @@ static void check_child(
 		dup2(null_fd, 0);
 	dup2(out_fd, 1);
 	dup2(err_fd, 2);
+	/* Nothing but stdio reaches the command: not the supervisor's socket (a forged frame
+	 * would pass for the worker's), not whatever the worker inherited. */
+	procs_cloexec_from(3);
 	check_env(env, ARRAY_SIZE(env));
 	execve("/bin/sh",
 	    (char *const[]){ (char *)"sh", (char *)"-c", (char *)spec->command, NULL }, env);
@@ -112,7 +119,7 @@ static void check_child(
 	_exit(127);
 }
 
-/* Fork the check; wait until it runs the shell (its session made) or failed to start.
+/* Fork the check; wait until it runs the shell (its group made) or failed to start.
  * Returns the pid, or -1 with `err`. */
 static pid_t check_start(
     const struct check_spec *spec, int out_fd, int err_fd, char *err, size_t errlen)
@@ -199,9 +206,14 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		}
 		check_nap(now - start < 200 ? 10 : 50);
 	}
-	/* Nothing the check started may outlive it. */
+	/* Nothing the check started may outlive it: its group, and whatever else of the
+	 * worker's session (a process that moved to a group of its own). */
 	kill(-pid, SIGKILL);
 	check_pgid = 0;
+	if (getsid(0) == getpid() && procs_session_kill(getpid(), getpid(), CHECK_GRACE_MS) < 0)
+		log_warn("processes the check command started are still alive %d ms after"
+		         " SIGKILL",
+		    CHECK_GRACE_MS);
 	if (WIFEXITED(status)) {
 		out->exit_code = WEXITSTATUS(status);
 	} else {

@@ -1,7 +1,10 @@
 /*
- * The phase's check command: `/bin/sh -c COMMAND` in the workspace, in a session of its
- * own (no terminal; its own process group), killed if the worker dies, with a deadline
- * (SIGTERM to the group, then SIGKILL after a grace period). Output goes to
+ * The phase's check command: `/bin/sh -c COMMAND` in the workspace, in a process group of
+ * its own inside the worker's session (no terminal), killed if the worker dies, with a
+ * deadline (SIGTERM to the group, then SIGKILL after a grace period). When it ends, every
+ * other process of the worker's session is killed: nothing it started outlives it (and
+ * the supervisor kills the session whole when it loses the worker). It gets stdio and no
+ * other descriptor. Output goes to
  * <workspace>/.autopack/logs/<run>__<phase>__a<attempt>.{stdout,stderr}.txt. Its
  * environment is minimal: PATH (a default when unset), HOME, USER, LOGNAME, LANG, LC_ALL,
  * LC_CTYPE, LC_MESSAGES, TZ and TMPDIR from the worker's, nothing else.

@@ -7,6 +7,7 @@
  * supervisor; holds its provider keys in memory only (worker/keys.h) and cannot be read
  * through /proc or a core dump (PR_SET_DUMPABLE 0). */
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/util.h"
 #include "proto/fdio.h"
 #include "worker/check.h"
@@ -292,7 +293,13 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 
 	w->job = job;
 	outbox_start(&w->out, job->attempt_id);
-	phase_run(job, &hooks, r);
+	if (phase_run(job, &hooks, r) == PHASE_INTERRUPTED) {
+		/* Its events are committed; then the exit status says why there is no result. */
+		log_warn("attempt %llu: %s; leaving the phase to the supervisor",
+		    (unsigned long long)job->attempt_id, r->message);
+		wk_wait_acks(w, 0, false);
+		exit(PROTO_WORKER_EXIT_INTERRUPTED);
+	}
 	r->db_uuid = xstrdup(job->db_uuid);
 	r->attempt_id = job->attempt_id;
 	r->final_seq = w->out.sent;
@@ -372,6 +379,8 @@ int main(int argc, char **argv)
 	log_set_follow(true); /* a rotated --log-file is followed at the next line */
 	proto_fd_init(&w.io, -1, PROTO_FRAME_MAX_DEFAULT);
 	wk_flags(&w, argc, argv, &keys_fd, &window);
+	/* Its socket, its keys and whatever else it inherited stay out of what it starts. */
+	procs_cloexec_from(3);
 	if (keys_load(keys_fd, kerr, sizeof kerr) != 0)
 		log_fatal(1, "%s", kerr);
 	outbox_init(&w.out, window);

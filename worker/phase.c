@@ -11,6 +11,7 @@
 #include "worker/llm.h"
 #include "worker/prompt.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ struct phase_ctx {
 	const char *provider;
 	int call_max_tokens; /* of the builder call being made */
 	bool link_lost;
-	int samples; /* clean v2 samples */
+	bool interrupted; /* a stop signal from outside killed the check command */
+	int samples;      /* clean v2 samples */
 	enum fp_stage stage;
 	enum outcome outcome; /* OUTCOME_NONE while running */
 	enum reason reason;
@@ -388,7 +390,13 @@ static bool phase_check(struct phase_ctx *pc)
 		phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, FP_STAGE_CHECK,
 		    "check command killed at the attempt's deadline after %lld ms (see %s)",
 		    (long long)r.duration_ms, r.stderr_path);
-	else if (r.exit_code != 0)
+	else if (r.exit_code < 0 &&
+	    (r.term_signal == SIGTERM || r.term_signal == SIGINT || r.term_signal == SIGHUP)) {
+		pc->interrupted = true;
+		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_FAILED, FP_STAGE_CHECK,
+		    "check command killed by signal %d (%s), which the worker did not send",
+		    r.term_signal, strsignal(r.term_signal));
+	} else if (r.exit_code != 0)
 		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_FAILED, FP_STAGE_CHECK,
 		    "check command %s %d (stderr: %s): %s",
 		    r.exit_code < 0 ? "killed by signal" : "exited",
@@ -486,7 +494,7 @@ done:
 	prompt_free(&pr);
 	dlv_set_free(&set);
 	phase_result(&pc, out);
-	return pc.link_lost ? -1 : 0;
+	return pc.link_lost ? -1 : pc.interrupted ? PHASE_INTERRUPTED : 0;
 }
 
 void phase_result_clear(struct proto_result *r)

@@ -28,7 +28,10 @@ struct phase_hooks {
 /* Run one attempt of `job`. Fills `out` (outcome success|failed|timeout|dry_run, failure
  * reason, message, fingerprint, zero-yield reason, reached_llm_boundary, duration; every
  * string on the heap; db_uuid, attempt_id and final_seq are left for the caller). Returns
- * 0, or -1 when an emit failed (out then says SUPERVISOR_LINK_LOST). */
+ * 0, -1 when an emit failed (out then says SUPERVISOR_LINK_LOST), or PHASE_INTERRUPTED
+ * when a stop signal the worker did not send (SIGTERM, SIGINT, SIGHUP) killed the check
+ * command: out names it, but the attempt is not the phase's doing and is not reported. */
+#define PHASE_INTERRUPTED 1
 int phase_run(
     const struct proto_job *job, const struct phase_hooks *hooks, struct proto_result *out);
 

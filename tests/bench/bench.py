@@ -9,7 +9,9 @@
   6. estimator calibration judged leave-one-out on the real telemetry samples;
   7. the engine against its peers (tests/bench/engine_bench.py): beanstalkd, the run x
      phase shapes, the real path against a C LLM stand-in, a 100,000-phase import;
-  8. the drain's end (what is left, per run) on 100,000 queued phases.
+  8. the drain's end (what is left, per run) on 100,000 queued phases;
+  9. several supervisors on one PostgreSQL database (tests/bench/fleet_bench.py): 1, 2
+     and 4 supervisors x 8 workers, next to one on SQLite, same plan.
 Prints a Markdown table. Figures vary with the machine's load: compare ratios within
 one run."""
 import json
@@ -28,6 +30,7 @@ from supervisor_helpers import (Standin, Supervisor, log_times, make_plan,  # no
                                 wait_for)
 from bench.calib_bench import bench_calibration  # noqa: E402
 from bench.engine_bench import bench_import, bench_peers, bench_real, bench_shapes  # noqa: E402
+from bench.fleet_bench import bench_fleet  # noqa: E402
 
 
 def iso(ts):
@@ -200,7 +203,7 @@ def main():
     only = os.environ.get("AUTOPACK_BENCH_ONLY")
     for fn in (bench_peers, bench_shapes, bench_real, bench_import, bench_throughput,
                bench_writer, bench_requeue, bench_orphans, bench_rss, bench_calibration,
-               bench_drain_end):
+               bench_drain_end, bench_fleet):
         if only and fn.__name__ not in only.split(","):
             continue
         fn(rows)

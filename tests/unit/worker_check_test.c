@@ -93,24 +93,24 @@ TEST(worker_check_has_no_provider_keys)
 	check_result_free(&r);
 }
 
-TEST(worker_check_runs_in_its_own_session_with_a_minimal_environment)
+TEST(worker_check_runs_in_its_own_group_with_a_minimal_environment)
 {
 	struct check_result r;
 
 	setenv("AUTOPACK_CHECK_PROBE", "leaked", 1);
 	setenv("LANG", "C.UTF-8", 1);
-	/* The shell leads its own session (field 6 of its stat is its own pid) and has no
-	 * controlling terminal (field 7 is 0). */
-	run_check("set -- $(sed 's/^.*) //' /proc/$$/stat); echo \"sid=$4 self=$$ tty=$5\"; env",
+	/* The shell leads its own process group (field 5 of its stat is its own pid) inside
+	 * the worker's session (field 6), where the worker can kill what it leaves. */
+	run_check("set -- $(sed 's/^.*) //' /proc/$$/stat); echo \"pgrp=$3 sid=$4 self=$$\"; env",
 	    10000, &r);
 	CHECK_EQ_INT(r.exit_code, 0);
 	{
 		const char *out = slurp(r.stdout_path);
-		char want[64];
+		char want[96];
 		int self = -1;
 
 		CHECK(sscanf(strstr(out, "self="), "self=%d", &self) == 1);
-		snprintf(want, sizeof want, "sid=%d self=%d tty=0\n", self, self);
+		snprintf(want, sizeof want, "pgrp=%d sid=%d self=%d\n", self, (int)getsid(0), self);
 		CHECK(strstr(out, want) != NULL);
 		CHECK(strstr(out, "LANG=C.UTF-8") != NULL && strstr(out, "PATH=") != NULL);
 		CHECK(strstr(out, "AUTOPACK_CHECK_PROBE") == NULL);

@@ -1,0 +1,155 @@
+/* Descriptors closed at exec and a session's processes taken down. */
+#include "common/procs.h"
+#include "common/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* Set FD_CLOEXEC on fd. */
+static void procs_cloexec(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+
+	if (fl >= 0 && (fl & FD_CLOEXEC) == 0)
+		fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+void procs_cloexec_from(int first)
+{
+	struct rlimit rl;
+	struct dirent *e;
+	DIR *d;
+
+	if (syscall(SYS_close_range, (unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+		return;
+	if ((d = opendir("/proc/self/fd")) != NULL) {
+		while ((e = readdir(d)) != NULL) {
+			int fd = atoi(e->d_name);
+
+			if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && fd >= first &&
+			    fd != dirfd(d))
+				procs_cloexec(fd);
+		}
+		closedir(d);
+		return;
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		rl.rlim_cur = 65536;
+	for (int fd = first; (rlim_t)fd < rl.rlim_cur; fd++)
+		procs_cloexec(fd);
+}
+
+/* What /proc/<pid>/stat says of a process. */
+struct procs_stat {
+	char state;
+	pid_t ppid;
+	pid_t sid;
+};
+
+/* Read /proc/<pid>/stat. Returns 0, or -1 when the process is gone. */
+static int procs_stat_read(pid_t pid, struct procs_stat *st)
+{
+	char path[32], buf[512], *p;
+	int fd, ppid, pgrp, sid;
+	ssize_t n;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "pid (comm) state ppid pgrp session ...": comm may hold anything but ends at the
+	 * last ')'. */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %c %d %d %d", &st->state, &ppid, &pgrp, &sid) != 4)
+		return -1;
+	st->ppid = ppid;
+	st->sid = sid;
+	return 0;
+}
+
+/* Kill pid if it is still in session sid: through a pidfd, so that a pid reused after the
+ * check is never signalled. Returns whether it was signalled. */
+static bool procs_kill_member(pid_t pid, pid_t sid)
+{
+	struct procs_stat st;
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	bool done = false;
+
+	if (pfd < 0) {
+		if (errno == ENOSYS)
+			return kill(pid, SIGKILL) == 0;
+		return false;
+	}
+	if (procs_stat_read(pid, &st) == 0 && st.sid == sid)
+		done = syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0) == 0;
+	close(pfd);
+	return done;
+}
+
+/* One pass over /proc: kill the live members of session sid (not self), reap the dead
+ * ones that are the caller's children. Returns the live members seen, or -1 when /proc
+ * cannot be read. */
+static int procs_session_pass(pid_t sid, pid_t self, int *killed)
+{
+	pid_t me = getpid();
+	struct procs_stat st;
+	struct dirent *e;
+	int live = 0;
+	DIR *d = opendir("/proc");
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+
+		if (pid <= 0 || pid == self || procs_stat_read(pid, &st) != 0 || st.sid != sid)
+			continue;
+		if (st.state == 'Z' || st.state == 'X') {
+			if (st.ppid == me)
+				waitpid(pid, NULL, WNOHANG);
+			continue;
+		}
+		live++;
+		*killed += procs_kill_member(pid, sid);
+	}
+	closedir(d);
+	return live;
+}
+
+int procs_session_kill(pid_t sid, pid_t self, unsigned wait_ms)
+{
+	uint64_t until = clock_mono_ms() + wait_ms;
+	long nap_us = 500;
+	int killed = 0, live;
+
+	if (sid <= 1)
+		return 0;
+	while ((live = procs_session_pass(sid, self, &killed)) > 0) {
+		struct timespec ts = { 0, nap_us * 1000 };
+
+		if (clock_mono_ms() >= until)
+			return -1;
+		nanosleep(&ts, NULL);
+		if (nap_us < 20000)
+			nap_us *= 2;
+	}
+	return live < 0 ? -1 : killed;
+}

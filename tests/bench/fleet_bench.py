@@ -1,0 +1,54 @@
+"""Several supervisors on one PostgreSQL database (make bench): a dry-run drain of the same
+plan by 1, 2 and 4 supervisors of 8 workers each on a server the benchmark starts itself
+(tests/pg_cluster.py), next to one supervisor of 8 workers on SQLite."""
+import os
+import subprocess
+import tempfile
+import time
+
+from conftest import binpath
+from supervisor_helpers import Supervisor, make_plan
+
+RUNS, PHASES = 100, 40
+
+
+def _load(d, url):
+    plan = os.path.join(d, "plan.json")
+    if not os.path.exists(plan):
+        make_plan(plan, RUNS, 1, PHASES)
+    for args in (("db", "init"), ("run", "import", plan)):
+        subprocess.run([binpath("autopack-ctl"), "--db", url] + list(args), check=True,
+                       capture_output=True)
+
+
+def _drain(d, url, n):
+    """Seconds for n supervisors of 8 workers to drain the plan (dry run)."""
+    t0 = time.monotonic()
+    sups = [Supervisor(d, url, "--workers", 8, "--dry-run", "--exit-when-drained",
+                       name="bench%d" % i) for i in range(n)]
+    for s in sups:
+        if s.wait(timeout=1800) != 0:
+            raise SystemExit("supervisor failed:\n" + s.stderr())
+    return time.monotonic() - t0
+
+
+def bench_fleet(rows):
+    from pg_cluster import Cluster
+    total = RUNS * PHASES
+    with tempfile.TemporaryDirectory() as d:
+        url = "sqlite:///" + os.path.join(d, "bench.db")
+        _load(d, url)
+        dt = _drain(d, url, 1)
+        rows.append(("dry-run drain, %d phases, SQLite, 1 supervisor x 8 workers" % total,
+                     "%.0f phases/s" % (total / dt), "%.2f s" % dt))
+        cluster = Cluster()
+        try:
+            for n in (1, 2, 4):
+                url = cluster.url(cluster.new_database())
+                _load(d, url)
+                dt = _drain(d, url, n)
+                rows.append(("dry-run drain, %d phases, PostgreSQL, %d supervisor(s) x 8"
+                             " workers" % (total, n), "%.0f phases/s" % (total / dt),
+                             "%.2f s (same plan; one server, fsync off, on this host)" % dt))
+        finally:
+            cluster.close()
