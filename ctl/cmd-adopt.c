@@ -1,6 +1,7 @@
 /* db adopt: turn a Python-Autopack database into an autopack database, in place. */
 #include "ctl/cmd.h"
 #include "common/store/dburl.h"
+#include "common/store/dburl_pg.h"
 #include "common/store/store_adopt.h"
 #include "common/store/store_lock.h"
 #include "common/store/store_scope.h"
@@ -451,8 +452,13 @@ static int cmd_db_adopt_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	ret = cmd_adopt_resolve(ctx, positional, &path, &url);
 	if (ret != 0)
 		return ret;
-	rc = store_adopt_check(path, &err);
-	if (rc == STORE_EEXIST) {
+	rc = dburl_is_pg(url) ? STORE_ENOTDB : store_adopt_check(path, &err);
+	if (rc == STORE_ENOTDB && dburl_is_pg(url)) {
+		ret = cmd_fail(ctx, rc,
+		    "%s: db adopt takes a Python Autopack database on SQLite (sqlite:///PATH); one "
+		    "on PostgreSQL cannot be adopted: nothing was changed",
+		    url);
+	} else if (rc == STORE_EEXIST) {
 		ret = cmd_adopt_exists(ctx, path, url);
 	} else if (rc != 0) {
 		ret = cmd_fail(ctx, rc, "%s", err.text);
@@ -503,7 +509,8 @@ const struct cmd_entry cmd_db_adopt_entry = {
 	    "SQLite, an SQLite file without the original's runs, tiers and phases (or whose\n"
 	    "tables lack the original's key columns; the message names them). An autopack\n"
 	    "database is reported and left alone (exit 0). Refused while the database lock is\n"
-	    "held (exit 1).\n"
+	    "held (exit 1). A PostgreSQL URL is refused (exit 2): only SQLite databases are\n"
+	    "adopted.\n"
 	    "\n"
 	    "  --workspace DIR  where run workspaces go (default: autopack-workspace beside the\n"
 	    "                   database; each run gets DIR/<run id>, created)\n"

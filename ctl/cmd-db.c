@@ -421,7 +421,9 @@ const struct cmd_entry cmd_db_reidentify_entry = {
 	.help =
 	    "A byte copy of a database (cp, a restored backup) carries the uuid of the database\n"
 	    "it was copied from; while a supervisor serves one of them, a supervisor of the\n"
-	    "other refuses to start. This gives the database named by --db a fresh random uuid,\n"
+	    "other refuses to start. A PostgreSQL dump restored into another database or onto\n"
+	    "another server is refused by every command. This gives the database named by --db\n"
+	    "a fresh random uuid (on PostgreSQL also records the server identity it now has),\n"
 	    "clears the supervisor record it copied, and records the previous uuid in\n"
 	    "control_log (command 'db reidentify'). It also repairs a meta.db_uuid that is not a\n"
 	    "canonical UUID. Refused while a supervisor holds the database.\n"

@@ -99,6 +99,9 @@ MUTANTS = [
     ("uuid_not_checked", "a meta.db_uuid that is not a canonical UUID is refused",
      ["tests/test_one_database.py::"
       "test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified"]),
+    ("pg_restore_unnoticed", "a PostgreSQL dump restored into another database is refused",
+     ["tests/test_pg_identity.py::"
+      "test_a_restored_dump_is_refused_until_reidentified_and_the_original_still_opens"]),
     ("columns_not_checked", "a database missing a column autopack uses is refused",
      ["tests/test_one_database.py::test_7_a_dropped_column_is_refused_naming_it"]),
     ("stall_judged_as_hang", "a stall of the supervisor's own never kills a worker",

@@ -1,8 +1,10 @@
 #include "common/store/store_meta.h"
+#include "common/store/pg/store_pg.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -49,6 +51,8 @@ static int store_meta_reidentify_tx(
 	if (rc == DB_OK)
 		store_bind_text(q, 1, uuid);
 	rc = store_step_done(st->db, q, rc, err, "%s: writing the new uuid", st->path);
+	if (rc == 0 && st->backend == DB_PG)
+		rc = store_pg_identity_write(st->db, st->url, st->server_id, err);
 	if (rc != 0)
 		return rc;
 	time_db_now(now);
@@ -66,16 +70,24 @@ static int store_meta_reidentify_tx(
 	return store_step_done(st->db, q, rc, err, "%s: recording the change", st->path);
 }
 
-/* Replace meta.db_uuid with a fresh one, recording the previous one in control_log. */
+/* Replace meta.db_uuid with a fresh one (PostgreSQL: and meta.server_id with the
+ * connection's), recording the previous ones in control_log. */
 int store_meta_reidentify(struct store *st, char previous[37], struct store_err *err)
 {
-	char uuid[37], result[160];
-	int rc = store_uuid_v4(uuid, err);
+	char uuid[37], result[600], *server = NULL;
+	int n, rc = store_uuid_v4(uuid, err);
 
+	if (rc == 0 && st->backend == DB_PG)
+		rc = store_pg_identity_read(st->db, st->url, &server, err);
 	if (rc != 0)
 		return rc;
-	snprintf(result, sizeof result, "uuid %s replaced %s (the database it was copied from)",
+	n = snprintf(result, sizeof result, "uuid %s replaced %s (the database it was copied from)",
 	    uuid, st->uuid);
+	if (st->backend == DB_PG && n > 0 && (size_t)n < sizeof result)
+		snprintf(result + n, sizeof result - (size_t)n,
+		    "; system identifier/database %s replaced %s", st->server_id,
+		    server != NULL ? server : "(none recorded)");
+	free(server);
 	rc = store_begin(st->db, st->path, err);
 	if (rc == 0)
 		rc = store_meta_reidentify_tx(st, uuid, result, err);

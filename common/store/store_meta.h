@@ -10,8 +10,9 @@
 int store_meta_supervisor(struct store *st, int64_t *pid, char **socket, struct store_err *err);
 
 /* Give the database open for writing in `st` a fresh random uuid, in one transaction: the
- * new meta.db_uuid, the supervisor record cleared (a copy carries its original's), and a
- * control_log row ("db reidentify") that records the previous uuid. Sets st->uuid and
+ * new meta.db_uuid, the supervisor record cleared (a copy carries its original's), on
+ * PostgreSQL the connection's server identity as meta.server_id, and a control_log row
+ * ("db reidentify") that records the previous uuid (and server identity). Sets st->uuid and
  * copies the previous one (as stored, cut to 36 characters) into `previous`. The caller
  * holds the database lock. */
 int store_meta_reidentify(struct store *st, char previous[37], struct store_err *err);

@@ -65,6 +65,12 @@ bool store_uuid_valid(const char *s)
 	return s[36] == '\0';
 }
 
+/* Say what a refusal left as it was: the file, or (on a server) the database. */
+static const char *store_untouched(const struct db *db)
+{
+	return db->backend == DB_SQLITE ? "the file was left untouched" : "nothing was changed";
+}
+
 /* Read the single meta row: its uuid (as stored, cut to fit `uuid`) and schema version. */
 static int store_meta_read(
     struct db *db, const char *path, int *version, char *uuid, size_t len, struct store_err *err)
@@ -76,9 +82,9 @@ static int store_meta_read(
 	rc = db_prepare(db, "SELECT count(*), max(db_uuid), max(schema_version) FROM meta", &st);
 	if (rc != DB_OK) {
 		store_fail(err, STORE_ENOTDB,
-		    "%s: SQLite database but not an autopack database (its meta table has "
-		    "no db_uuid/schema_version: %s); the file was left untouched",
-		    path, db_errmsg(db));
+		    "%s: %s database but not an autopack database (its meta table has "
+		    "no db_uuid/schema_version: %s); %s",
+		    path, db->dialect->name, db_errmsg(db), store_untouched(db));
 		db_finalize(st);
 		return STORE_ENOTDB;
 	}
@@ -95,9 +101,9 @@ static int store_meta_read(
 		return store_fail(err, STORE_EIO, "%s: reading meta: %s", path, db_errmsg(db));
 	if (rows != 1)
 		return store_fail(err, STORE_ENOTDB,
-		    "%s: SQLite database but not a usable autopack database (meta holds %lld "
-		    "rows, expected 1); the file was left untouched",
-		    path, (long long)rows);
+		    "%s: %s database but not a usable autopack database (meta holds %lld "
+		    "rows, expected 1); %s",
+		    path, db->dialect->name, (long long)rows, store_untouched(db));
 	if (*version > SCHEMA_VERSION)
 		return store_fail(err, STORE_EVERSION,
 		    "%s: schema version %d is newer than this program's (%d); use a newer "
@@ -305,9 +311,8 @@ int store_schema_check(
 		return rc;
 	if (rc == 0)
 		return store_fail(err, STORE_ENOTDB,
-		    "%s: SQLite database but not an autopack database (no meta table); the file "
-		    "was left untouched",
-		    path);
+		    "%s: %s database but not an autopack database (no meta table); %s", path,
+		    db->dialect->name, store_untouched(db));
 	rc = store_meta_read(db, path, version, stored, sizeof stored, err);
 	if (rc != 0)
 		return rc;

@@ -6,7 +6,9 @@
  * PostgreSQL (TIMESTAMP, BOOLEAN, JSON, INTEGER, SERIAL keys), so the original reads and
  * writes them as its own. autopack's own tables keep SQLite's types (BIGINT flags), but
  * for their times: TIMESTAMP, so that times compare across tables. Created whole in one
- * transaction by db init; never migrated: no older PostgreSQL schema exists.
+ * transaction by db init; never migrated: no older PostgreSQL schema exists, but for
+ * meta.server_id (the server's "<system identifier>/<database name>" the database was
+ * made in), which a write open adds where it is missing (store_pg_identity_check).
  *
  * Several supervisors share a PostgreSQL database (docs/postgresql.md): the schema also
  * has their registry (supervisors: host, pid, heartbeat, lease timeout, state), the
@@ -26,7 +28,8 @@
 	"  created_by TEXT NOT NULL,\n"                                                            \
 	"  schema_version BIGINT NOT NULL,\n"                                                      \
 	"  supervisor_pid BIGINT,\n"                                                               \
-	"  control_socket TEXT\n"                                                                  \
+	"  control_socket TEXT,\n"                                                                 \
+	"  server_id TEXT\n"                                                                       \
 	");\n"                                                                                     \
 	"CREATE TABLE runs (\n"                                                                    \
 	"  id VARCHAR PRIMARY KEY,\n"                                                              \

@@ -72,7 +72,11 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 		    url, st->schema_version, SCHEMA_VERSION);
 	if (rc == 0)
 		rc = store_pg_server_id(db, url, &st->server_id, err);
+	if (rc == 0)
+		rc = store_pg_identity_check(db, url, mode, st->uuid, st->server_id, err);
 	if (rc != 0) {
+		free(st->server_id);
+		st->server_id = NULL;
 		db_close(db);
 		return rc;
 	}
@@ -123,8 +127,8 @@ static int store_pg_check_empty(struct db *db, const char *url, struct store_err
 	else if (n > 0)
 		rc = store_fail(err, STORE_ENOTDB,
 		    "%s: schema %s already holds %zu table%s (%s) but no autopack meta table; "
-		    "db init needs an empty schema (a Python Autopack database is taken over with "
-		    "db adopt); nothing was changed",
+		    "db init needs an empty schema (db adopt takes over a Python Autopack "
+		    "database on SQLite only); nothing was changed",
 		    url, schema_copy, n, n == 1 ? "" : "s", found);
 	else
 		rc = 0;
@@ -138,7 +142,7 @@ int store_pg_init(const char *url, char uuid[37], struct store_err *err)
 {
 	struct store st;
 	struct db *db = NULL;
-	char id[37], now[32], *by = NULL;
+	char id[37], now[32], *by = NULL, *server = NULL;
 	int rc = store_pg_open(&st, url, STORE_READ, err);
 
 	if (rc == 0) {
@@ -168,11 +172,16 @@ int store_pg_init(const char *url, char uuid[37], struct store_err *err)
 	if (rc == 0)
 		rc = store_meta_insert(db, id, now, by, SCHEMA_VERSION, err);
 	if (rc == 0)
+		rc = store_pg_server_id(db, url, &server, err);
+	if (rc == 0)
+		rc = store_pg_identity_write(db, url, server, err);
+	if (rc == 0)
 		rc = store_commit(db, "committing the schema", err);
 	if (rc != 0)
 		db_rollback(db);
 	db_close(db);
 	free(by);
+	free(server);
 	if (rc != 0)
 		return rc;
 	if (uuid != NULL)

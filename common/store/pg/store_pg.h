@@ -11,11 +11,13 @@
  * on failure. */
 int store_pg_connect(const char *url, struct db **db, struct store_err *err);
 /* store_open for a PostgreSQL URL: connect, check the schema (as for SQLite), read the
- * identity (meta's uuid, the server's system identifier, the database name). STORE_READ
- * makes the session read-only. */
+ * identity (meta's uuid, the server's system identifier, the database name) and refuse
+ * a server identity other than the one meta records (store_pg_identity_check).
+ * STORE_READ makes the session read-only. */
 int store_pg_open(struct store *st, const char *url, enum store_mode mode, struct store_err *err);
-/* store_init for a PostgreSQL URL: the whole schema and the meta row in one transaction
- * in the connection's current schema, which must hold no table. */
+/* store_init for a PostgreSQL URL: the whole schema and the meta row (with the server's
+ * identity) in one transaction in the connection's current schema, which must hold no
+ * table. */
 int store_pg_init(const char *url, char uuid[37], struct store_err *err);
 /* store_identity_changed for PostgreSQL: STORE_EMOVED when meta's uuid, the server's
  * system identifier or the database name is no longer the one opened; 0 otherwise, also
@@ -24,5 +26,20 @@ int store_pg_identity_changed(struct store *st, struct store_err *err);
 /* Read the server's identity of the connection: "<system identifier>/<database name>"
  * (heap). */
 int store_pg_server_id(struct db *db, const char *url, char **id, struct store_err *err);
+
+/* --- common/store/pg/store_pg_identity.c --- */
+
+/* Compare the server identity recorded in meta.server_id with `live`, the connection's:
+ * STORE_EIDENT naming both (and db reidentify) when they differ, except for
+ * STORE_WRITE_REIDENTIFY. A write open of a database that records none (made before
+ * meta.server_id existed) first adds the column where missing and records `live`, in
+ * one transaction; a read-only open then has nothing to compare. `uuid` names the
+ * database in the message. */
+int store_pg_identity_check(struct db *db, const char *url, enum store_mode mode, const char *uuid,
+    const char *live, struct store_err *err);
+/* Read meta.server_id into *stored: a heap string, NULL when none is recorded. */
+int store_pg_identity_read(struct db *db, const char *url, char **stored, struct store_err *err);
+/* Write `id` into meta.server_id, in the caller's transaction. */
+int store_pg_identity_write(struct db *db, const char *url, const char *id, struct store_err *err);
 
 #endif
