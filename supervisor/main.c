@@ -574,7 +574,10 @@ int main(int argc, char **argv)
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
-	uv_run(&loop, UV_RUN_DEFAULT);
+	/* A stop requested while the session was being finished makes one uv_run return at
+	 * once (clearing the request); run until every closed handle is gone. */
+	while (uv_run(&loop, UV_RUN_DEFAULT) != 0)
+		;
 	uv_loop_close(&loop);
 	http_free(s);
 	metrics_free(s);
