@@ -72,7 +72,9 @@ int job_limits_check(const struct job_phase_text *p, char *why, size_t n)
 	    job_list("read_only_context", p->context, p->ncontext, false, false, &total, why, n) !=
 	        0 ||
 	    job_list("deliverables", p->deliverables, p->ndeliverables, true, false, &total, why,
-	        n) != 0)
+	        n) != 0 ||
+	    relpath_files_check("scope.deliverables", p->deliverables, p->ndeliverables, why, n) !=
+	        0)
 		return -1;
 	if (total > JOB_PHASE_BYTES_MAX) {
 		snprintf(why, n, "the phase's text comes to %zu bytes; a job carries at most %u",

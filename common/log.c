@@ -62,10 +62,31 @@ int log_open(const char *path)
 	return 0;
 }
 
+/* Keep the open file after a failed reopen, unless it was removed too (its directory
+ * removed, say) and lines would reach nobody: then go on on stderr. Returns rc. */
+static int log_reopen_failed(int rc)
+{
+	struct stat st;
+
+	if (log_file != NULL && fstat(fileno(log_file), &st) == 0 && st.st_nlink == 0) {
+		fclose(log_file);
+		log_file = NULL;
+	}
+	return rc;
+}
+
 /* Reopen the log file by its path (after a rotation); 0 or -errno. */
 int log_reopen(void)
 {
-	return log_path != NULL ? log_open(log_path) : 0;
+	int rc = log_path != NULL ? log_open(log_path) : 0;
+
+	return rc != 0 ? log_reopen_failed(rc) : 0;
+}
+
+/* Return true while lines go to a file, false on stderr. */
+bool log_to_file(void)
+{
+	return log_file != NULL;
 }
 
 /* Reopen the log file if its path now names another file; 0 or -errno. */
@@ -78,7 +99,7 @@ int log_follow(void)
 	if (stat(log_path, &path_st) == 0 && path_st.st_dev == open_st.st_dev &&
 	    path_st.st_ino == open_st.st_ino)
 		return 0;
-	return log_open(log_path);
+	return log_reopen();
 }
 
 /* Follow a rotated log file at every line, or not. */

@@ -39,8 +39,12 @@ void log_configure(enum log_level min, enum log_format format);
  * stderr; returns 0 or -errno. */
 int log_open(const char *path);
 /* Open the log file again by its path (after a rotation moved it); 0 or -errno, the old
- * file kept on failure. Nothing to do without a log file. */
+ * file kept on failure unless it was removed too (then lines go to stderr). Nothing to do
+ * without a log file. */
 int log_reopen(void);
+/* True while lines go to the log file; false when they go to stderr (no file opened, or
+ * a reopen failed with the old file removed too). */
+bool log_to_file(void);
 /* Reopen the log file if its path no longer names the open file (it was rotated); 0 or
  * -errno. */
 int log_follow(void);

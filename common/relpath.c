@@ -1,6 +1,38 @@
 #include "common/relpath.h"
+#include "common/util.h"
 
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Name the rule the bytes at s break among the characters no path may hold, or return
+ * NULL; *skip is set to the bytes to step over. */
+static const char *relpath_char_rule(const unsigned char *s, size_t *skip)
+{
+	*skip = 1;
+	if (*s == '\\')
+		return "backslashes are not allowed";
+	if (*s < 0x20 || *s == 0x7f || (s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f))
+		return "control characters are not allowed";
+	if (s[0] == 0xe2 &&
+	    ((s[1] == 0x80 && s[2] >= 0xaa && s[2] <= 0xae) ||
+	        (s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9)))
+		return "bidirectional-text controls (U+202A-U+202E, U+2066-U+2069) are not "
+		       "allowed";
+	return NULL;
+}
+
+/* Name the rule one component of length k breaks (its length, its spaces), or return
+ * NULL. */
+static const char *relpath_component_rule(const char *s, size_t k)
+{
+	if (k > RELPATH_NAME_MAX)
+		return "a component is longer than 255 bytes (the file system's NAME_MAX)";
+	if (k > 0 && (s[0] == ' ' || s[k - 1] == ' '))
+		return "a component is blank or starts or ends with a space";
+	return NULL;
+}
 
 const char *relpath_norm(const char *in, char *out, size_t n)
 {
@@ -11,16 +43,22 @@ const char *relpath_norm(const char *in, char *out, size_t n)
 		return "empty path";
 	if (in[0] == '/')
 		return "absolute paths are not allowed";
-	for (; *s != '\0'; s++) {
-		if (*s == '\\')
-			return "backslashes are not allowed";
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return "control characters are not allowed";
+	while (*s != '\0') {
+		size_t skip;
+		const char *rule = relpath_char_rule((const unsigned char *)s, &skip);
+
+		if (rule != NULL)
+			return rule;
+		s += skip;
 	}
 	s = in;
 	while (*s != '\0') {
 		const char *e = strchr(s, '/');
 		size_t k = e != NULL ? (size_t)(e - s) : strlen(s);
+		const char *rule = relpath_component_rule(s, k);
+
+		if (rule != NULL)
+			return rule;
 
 		if (k == 2 && s[0] == '.' && s[1] == '.')
 			return "'..' components are not allowed";
@@ -49,4 +87,83 @@ bool relpath_under(const char *rel, const char *entry)
 	size_t k = strlen(entry);
 
 	return strncmp(rel, entry, k) == 0 && (rel[k] == '\0' || rel[k] == '/');
+}
+
+const char *relpath_file(const char *in, char *out, size_t n)
+{
+	const char *rule = relpath_norm(in, out, n);
+	size_t k = strlen(in);
+
+	if (rule == NULL && in[k - 1] == '/')
+		return "ends with \"/\": it names a directory, not a file";
+	return rule;
+}
+
+/* Order paths component by component ("/" below every other byte), so that a path is
+ * followed at once by the paths under it. */
+static int relpath_cmp(const void *a, const void *b)
+{
+	const unsigned char *x = **(const unsigned char *const *const *)a;
+	const unsigned char *y = **(const unsigned char *const *const *)b;
+
+	for (; *x != '\0' && *x == *y; x++, y++)
+		;
+	if (*x == *y)
+		return 0;
+	if (*x == '\0' || *y == '\0')
+		return *x == '\0' ? -1 : 1;
+	if (*x == '/' || *y == '/')
+		return *x == '/' ? -1 : 1;
+	return *x < *y ? -1 : 1;
+}
+
+int relpath_files_check(
+    const char *what, const char *const *paths, size_t count, char *why, size_t n)
+{
+	char norm[PATH_MAX + 1];
+	char ***sorted = xcalloc(count + 1, sizeof *sorted);
+	char **names = xcalloc(count + 1, sizeof *names);
+	int rc = 0;
+	size_t i;
+
+	for (i = 0; i < count; i++) {
+		const char *rule = relpath_file(paths[i], norm, sizeof norm);
+
+		if (rule != NULL) {
+			snprintf(why, n, "%s[%zu] \"%.100s\": %s", what, i, paths[i], rule);
+			rc = -1;
+			goto out;
+		}
+		names[i] = xstrdup(norm);
+		sorted[i] = &names[i];
+	}
+	qsort(sorted, count, sizeof *sorted, relpath_cmp);
+	for (i = 0; i + 1 < count; i++) {
+		const char *a = *sorted[i], *b = *sorted[i + 1];
+		size_t ia = (size_t)(sorted[i] - names), ib = (size_t)(sorted[i + 1] - names);
+
+		if (strcmp(a, b) == 0 || relpath_under(b, a)) {
+			if (ia > ib) {
+				size_t t = ia;
+
+				ia = ib;
+				ib = t;
+			}
+			snprintf(why, n,
+			    strcmp(a, b) == 0 ?
+			        "%s[%zu] \"%.100s\" and %s[%zu] \"%.100s\" name "
+			        "the same file" :
+			        "%s[%zu] \"%.100s\" and %s[%zu] \"%.100s\": one "
+			        "would be both a file and the directory of the other",
+			    what, ia, paths[ia], what, ib, paths[ib]);
+			rc = -1;
+			goto out;
+		}
+	}
+out:
+	for (i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+	free(sorted);
+	return rc;
 }

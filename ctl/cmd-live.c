@@ -173,8 +173,17 @@ int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, ch
 		req.expect_url = t.url;
 		req.expect_devino = t.devino;
 	}
-	rc = client_connect(&c, t.sock, LIVE_TIMEOUT_MS, err, errlen) != 0 ||
-	    client_send(&c, &req, err, errlen) != 0 || client_recv(&c, &m, err, errlen) != 0;
+	/* A supervisor that refuses the connection (too many clients) replies and closes
+	 * before reading the request: its reply is read even when the send failed. */
+	rc = client_connect(&c, t.sock, LIVE_TIMEOUT_MS, err, errlen);
+	if (rc == 0) {
+		char rerr[512];
+		int sent = client_send(&c, &req, err, errlen);
+
+		rc = client_recv(&c, &m, rerr, sizeof rerr);
+		if (rc != 0 && sent == 0)
+			snprintf(err, errlen, "%s", rerr);
+	}
 	client_close(&c);
 	if (rc != 0) {
 		free(t.sock);

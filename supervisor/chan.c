@@ -57,13 +57,45 @@ static void chan_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	buf->len = 65536;
 }
 
-/* Feed bytes to the reader and hand every whole frame to on_msg; close on any error. */
+/* Stop reading a serial channel while a reply is being written. */
+static void chan_read_pause(struct chan *c)
+{
+	if (c->reading && uv_read_stop((uv_stream_t *)&c->pipe) == 0)
+		c->reading = false;
+}
+
+/* Hand buffered frames to on_msg: every one, or on a serial channel one at a time while
+ * no reply is being written; reading resumes once the buffer is used up. A malformed
+ * frame closes the channel. */
+static void chan_dispatch(struct chan *c)
+{
+	struct proto_err err;
+	struct proto_msg m;
+	int rc;
+
+	while (!c->closing && !c->last) {
+		if (c->serial && c->queued > 0) {
+			chan_read_pause(c);
+			return;
+		}
+		if ((rc = proto_reader_next(&c->rd, &m, &err)) < 0) {
+			chan_close(c, err.text);
+			return;
+		}
+		if (rc == 0) {
+			if (!c->reading && chan_start(c) != 0)
+				chan_close(c, "cannot read the peer");
+			return;
+		}
+		c->on_msg(c, &m);
+	}
+}
+
+/* Feed bytes to the reader and dispatch the whole frames; close on any error. */
 static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct chan *c = container_of((uv_pipe_t *)s, struct chan, pipe);
 	struct proto_err err;
-	struct proto_msg m;
-	int rc;
 
 	if (n < 0) {
 		free(buf->base);
@@ -78,19 +110,25 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	free(buf->base);
-	while (!c->closing && (rc = proto_reader_next(&c->rd, &m, &err)) != 0) {
-		if (rc < 0) {
-			chan_close(c, err.text);
-			return;
-		}
-		c->on_msg(c, &m);
-	}
+	chan_dispatch(c);
 }
 
 /* Start reading; a libuv error. */
 int chan_start(struct chan *c)
 {
-	return uv_read_start((uv_stream_t *)&c->pipe, chan_alloc_cb, chan_read_cb);
+	int rc = uv_read_start((uv_stream_t *)&c->pipe, chan_alloc_cb, chan_read_cb);
+
+	c->reading = rc == 0;
+	return rc;
+}
+
+/* Close once the queued output is written. */
+void chan_close_after_write(struct chan *c)
+{
+	c->last = true;
+	chan_read_pause(c);
+	if (c->queued == 0)
+		chan_close(c, NULL);
 }
 
 /* Free a finished write; a failed one closes the channel. */
@@ -102,6 +140,10 @@ static void chan_write_cb(uv_write_t *req, int status)
 	w->c->queued -= w->buf.len;
 	if (status < 0 && status != UV_ECANCELED)
 		chan_close(w->c, uv_strerror(status));
+	else if (w->c->queued == 0 && w->c->last)
+		chan_close(w->c, NULL);
+	else if (w->c->queued == 0 && w->c->serial)
+		chan_dispatch(w->c);
 	proto_buf_free(&w->buf);
 	free(w);
 }

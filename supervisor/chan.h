@@ -26,18 +26,26 @@ struct chan {
 	char *why;
 	size_t queued;     /* bytes written but not yet flushed */
 	size_t max_queued; /* 0, or the output a peer may leave unread before it is dropped */
+	bool serial;       /* one message at a time: the next waits until the reply is written */
+	bool reading;      /* the pipe is being read */
+	bool last;         /* close once the queued output is written */
 };
 
 /* Initialise `c` on `loop`; the pipe still has to be opened or accepted into. */
 int chan_init(
     uv_loop_t *loop, struct chan *c, size_t max_frame, chan_msg_cb on_msg, chan_close_cb on_close);
-/* Start reading. Returns 0 or a libuv error. */
+/* Start reading. Returns 0 or a libuv error. A serial channel hands on_msg one message
+ * at a time: while a reply to it is being written the peer is not read, so a client that
+ * sends faster than it reads is held back by its own socket, not buffered. */
 int chan_start(struct chan *c);
 /* Send one message. Returns 0; a negative errno from proto_msg_pack when it cannot be
  * encoded (nothing is sent, the channel stays open, and err, if not NULL, says why); or a
  * libuv error, after which the channel is closing (UV_ENOBUFS: more than max_queued bytes
  * are waiting for a peer that does not read). */
 int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err);
+/* Close the channel once everything queued is written (at once when nothing is); the
+ * peer is not read any more. */
+void chan_close_after_write(struct chan *c);
 /* Close the channel with a reason (NULL for a clean close); on_close follows. */
 void chan_close(struct chan *c, const char *why);
 

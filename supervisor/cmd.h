@@ -11,6 +11,9 @@ struct ctl_conn {
 	struct chan chan;
 	pid_t pid;
 	uid_t uid;
+	bool refused;      /* over the connection cap: told so and closed */
+	uint64_t sent_ms;  /* loop time the reply being written was queued */
+	uint64_t sent_lag; /* the loop's lag then */
 	struct ctl_conn *next;
 };
 

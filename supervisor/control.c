@@ -1,7 +1,9 @@
 /* The control server: a Unix socket (mode 0600, same-uid peers only) that takes
  * `request` frames from autopack-ctl and answers each with a `reply` naming this
  * database. A malformed frame drops the peer; a failed command is an error reply and the
- * connection stays. */
+ * connection stays. Each connection has one request at a time in hand (the next is not
+ * read before the reply is written), and at most CONTROL_CONN_MAX are served at once: so
+ * however many clients ask, and however fast, the loop goes on draining. */
 #include "supervisor/cmd.h"
 #include "common/log.h"
 #include "common/store/store_runtime.h"
@@ -18,6 +20,12 @@
 
 /* Replies a control client may leave unread before it is dropped. */
 #define CONTROL_OUTPUT_MAX (8u << 20)
+/* Control connections served at once; more are refused with an error reply. */
+#define CONTROL_CONN_MAX 64
+/* How long a reply may stay unread (loop time the supervisor ran) before the client is
+ * dropped, and how often that is looked at. */
+#define CONTROL_UNREAD_MS 15000
+#define CONTROL_SWEEP_MS 1000
 
 static const struct sup_cmd sup_cmds[] = {
 	{ "status", false, cmd_status },
@@ -34,6 +42,9 @@ static const struct sup_cmd sup_cmds[] = {
 };
 
 static struct ctl_conn *conns;
+static int conns_served;       /* connections in conns that are not refused */
+static uint64_t refused_burst; /* refused since the cap was last reached */
+static uv_timer_t ctl_sweep;
 static dev_t ctl_dev; /* the published socket, so that only it is removed at the end */
 static ino_t ctl_ino;
 
@@ -130,6 +141,8 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	m.u.reply.db_uuid = s->st->uuid;
 	m.u.reply.db_devino = devino;
 	m.u.reply.body = body;
+	c->sent_ms = uv_now(s->loop);
+	c->sent_lag = lag_note(s);
 	chan_send(&c->chan, &m, NULL);
 	free(body);
 	free(rep.message);
@@ -165,7 +178,62 @@ static void control_close_cb(struct chan *ch, const char *why)
 			break;
 		}
 	}
+	if (!c->refused)
+		conns_served--;
+	if (refused_burst > 0 && conns_served < CONTROL_CONN_MAX / 2) {
+		log_info("control connections below the cap again (%d open); %llu were refused "
+		         "meanwhile",
+		    conns_served, (unsigned long long)refused_burst);
+		refused_burst = 0;
+	}
 	free(c);
+}
+
+/* Tell a peer over the connection cap so, in a reply, and close; the first refusal of a
+ * burst is logged. */
+static void control_refuse(struct ctl_conn *c)
+{
+	struct sup *s = c->sup;
+	struct proto_msg m = { .type = PROTO_REPLY };
+	char devino[48], why[256];
+
+	snprintf(why, sizeof why,
+	    "the supervisor already serves %d control connections (the most it serves at "
+	    "once); retry once some have closed",
+	    conns_served);
+	if (refused_burst++ == 0)
+		log_warn("control peer pid %d refused: %s; further refusals are counted until "
+		         "connections close",
+		    (int)c->pid, why);
+	store_devino(s->st, devino);
+	m.u.reply.ok = false;
+	m.u.reply.code = "too_many_connections";
+	m.u.reply.message = why;
+	m.u.reply.db_url = s->st->url;
+	m.u.reply.db_uuid = s->st->uuid;
+	m.u.reply.db_devino = devino;
+	if (chan_send(&c->chan, &m, NULL) == 0)
+		chan_close_after_write(&c->chan);
+}
+
+/* Drop the clients that leave a reply unread too long: each holds a connection slot. */
+static void control_sweep_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+	struct ctl_conn *c;
+
+	for (c = conns; c != NULL; c = c->next) {
+		if (c->refused || c->chan.closing || c->chan.queued == 0)
+			continue;
+		if (lag_wait_ms(s, c->sent_ms, c->sent_lag, CONTROL_UNREAD_MS) == 0) {
+			char why[96];
+
+			snprintf(why, sizeof why,
+			    "it does not read its replies (a reply unread for %d s)",
+			    CONTROL_UNREAD_MS / 1000);
+			chan_close(&c->chan, why);
+		}
+	}
 }
 
 /* Accept a control connection from a peer of our own uid. */
@@ -185,14 +253,16 @@ static void control_conn_cb(uv_stream_t *server, int status)
 	c->sup = s;
 	chan_init(s->loop, &c->chan, 1u << 20, control_msg_cb, control_close_cb);
 	c->chan.max_queued = CONTROL_OUTPUT_MAX;
-	if (uv_accept(server, (uv_stream_t *)&c->chan.pipe) != 0) {
-		chan_close(&c->chan, "accept failed");
-		c->next = conns;
-		conns = c;
-		return;
-	}
+	c->chan.serial = true;
+	c->refused = conns_served >= CONTROL_CONN_MAX;
+	if (!c->refused)
+		conns_served++;
 	c->next = conns;
 	conns = c;
+	if (uv_accept(server, (uv_stream_t *)&c->chan.pipe) != 0) {
+		chan_close(&c->chan, "accept failed");
+		return;
+	}
 	if (uv_fileno((uv_handle_t *)&c->chan.pipe, &fd) != 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
 		chan_close(&c->chan, "cannot read peer credentials");
@@ -206,7 +276,10 @@ static void control_conn_cb(uv_stream_t *server, int status)
 		chan_close(&c->chan, "peer uid differs");
 		return;
 	}
-	chan_start(&c->chan);
+	if (c->refused)
+		control_refuse(c);
+	else if (chan_start(&c->chan) != 0)
+		chan_close(&c->chan, "cannot read the peer");
 }
 
 /* Choose the socket path: the flag, else the default socket of the database (named by its
@@ -340,6 +413,9 @@ int control_listen(struct sup *s)
 	ctl_dev = sb.st_dev;
 	ctl_ino = sb.st_ino;
 	s->ctl_open = true;
+	uv_timer_init(s->loop, &ctl_sweep);
+	ctl_sweep.data = s;
+	uv_timer_start(&ctl_sweep, control_sweep_cb, CONTROL_SWEEP_MS, CONTROL_SWEEP_MS);
 	return 0;
 }
 
@@ -353,6 +429,7 @@ void control_close(struct sup *s)
 		return;
 	s->ctl_open = false;
 	uv_close((uv_handle_t *)&s->ctl_server, NULL);
+	uv_close((uv_handle_t *)&ctl_sweep, NULL);
 	/* Only our own socket is removed, never one that replaced it. */
 	if (lstat(s->control_path, &sb) == 0 && sb.st_dev == ctl_dev && sb.st_ino == ctl_ino)
 		unlink(s->control_path);

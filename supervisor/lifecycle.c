@@ -68,8 +68,11 @@ static void sighup_cb(uv_signal_t *h, int signum)
 	if (s->cfg.log_file == NULL)
 		log_info("SIGHUP: no --log-file to reopen; nothing changes");
 	else if (rc != 0)
-		log_error("SIGHUP: cannot reopen the log file: %s; logging goes on to the old one",
-		    strerror(-rc));
+		log_error("SIGHUP: cannot reopen the log file %s: %s; %s", s->cfg.log_file,
+		    strerror(-rc),
+		    log_to_file() ?
+		        "logging goes on to the old one" :
+		        "the old one was removed too: logging goes on to standard error");
 	else
 		log_info("SIGHUP: log file reopened");
 }

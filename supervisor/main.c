@@ -57,7 +57,8 @@ static const char usage_text[] =
     "  --resume                    continue the newest unfinished drain session with its\n"
     "                              counters, triage and stopped runs\n"
     "  --control PATH              control socket (default\n"
-    "                              /tmp/autopack-UID/UUID-DEVICE-INODE.sock)\n"
+    "                              RUNTIME/UUID-DEVICE-INODE.sock; RUNTIME is /run/autopack,\n"
+    "                              $XDG_RUNTIME_DIR/autopack or /tmp/autopack-UID)\n"
     "  --log-file PATH             append logs here instead of stderr\n"
     "  --log-level L               error, warn, info (default) or debug\n"
     "  --log-format F              text (default), or json: one object a line with ts,\n"
@@ -293,6 +294,49 @@ __attribute__((noreturn, format(printf, 2, 3))) static void flag_fail(
 	exit(2);
 }
 
+/* Check --llm-base-url: http or https, a host, a port of digits when a ':' follows the
+ * host, no control character or space; else exit 2 naming what is wrong. */
+static void flag_check_base_url(const char *v)
+{
+	const char *host, *end, *colon;
+	size_t i;
+
+	for (i = 0; v[i] != '\0'; i++)
+		if ((unsigned char)v[i] <= 0x20 || v[i] == 0x7f)
+			flag_fail("llm-base-url",
+			    "holds a %s (byte 0x%02x at position %zu); remove it",
+			    v[i] == ' ' ? "space" : "control character", (unsigned char)v[i],
+			    i + 1);
+	if (strncmp(v, "http://", 7) == 0)
+		host = v + 7;
+	else if (strncmp(v, "https://", 8) == 0)
+		host = v + 8;
+	else
+		flag_fail("llm-base-url", "\"%s\" is not an http:// or https:// URL", v);
+	end = host + strcspn(host, "/?#");
+	host = memchr(host, '@', (size_t)(end - host)) != NULL ?
+	    (const char *)memchr(host, '@', (size_t)(end - host)) + 1 :
+	    host;
+	colon = host < end && host[0] == '[' ? memchr(host, ']', (size_t)(end - host)) : host;
+	colon = colon != NULL ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
+	if (end == host || colon == host)
+		flag_fail("llm-base-url", "\"%s\" names no host", v);
+	if (colon != NULL) {
+		const char *p = colon + 1;
+		long port = 0;
+
+		if (p == end)
+			flag_fail("llm-base-url", "\"%s\" has an empty port after ':'", v);
+		for (; p < end && port <= 65535; p++) {
+			if (*p < '0' || *p > '9')
+				flag_fail("llm-base-url", "\"%s\": the port is not a number", v);
+			port = port * 10 + (*p - '0');
+		}
+		if (port < 1 || port > 65535)
+			flag_fail("llm-base-url", "\"%s\": the port is not from 1 to 65535", v);
+	}
+}
+
 /* Check a flag's value against its choices, or exit 2 naming them. */
 static const char *flag_choice(const char *name, const char *v, const char *a, const char *b)
 {
@@ -419,6 +463,7 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		c->llm_base_url = strcmp(c->llm_provider, "openai") == 0 ?
 		    "https://api.openai.com/v1" :
 		    "https://api.anthropic.com";
+	flag_check_base_url(c->llm_base_url);
 }
 
 /* The worker binary: --worker, else autopack-worker beside this executable. */

@@ -68,7 +68,7 @@ void session_open_store(struct sup *s)
 		log_fatal(1, "%s", err.text);
 	/* One live supervisor per uuid: a copy of a database being served is refused. The
 	 * claim lasts as long as this process. */
-	if (store_runtime_claim(s->st, &err) < 0)
+	if ((s->claim_fd = store_runtime_claim(s->st, &err)) < 0)
 		log_fatal(1, "%s", err.text);
 	free(path);
 	free(url);
@@ -232,6 +232,7 @@ void session_finish(struct sup *s)
 	sched_free(s);
 	policy_free(&s->pol);
 	store_drain_close(s->sd);
+	store_runtime_release(s->claim_fd, s->st);
 	store_close(s->st);
 	free(s->st);
 	store_lock_release(s->lock_fd);

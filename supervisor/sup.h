@@ -315,6 +315,7 @@ struct sup {
 	struct store *st;
 	struct store_drain *sd;
 	int lock_fd;
+	int claim_fd; /* the uuid claim (store_runtime.h) */
 	char *session_id;
 	char *worker_path;
 	char *control_path;

@@ -18,9 +18,13 @@ def add_not_null_column(url, table, column):
     try:
         (ddl,) = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
                              (table,)).fetchone()
+        indexes = [sql for (sql,) in con.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+            " AND sql IS NOT NULL", (table,))]
         cut = ddl.index("(") + 1
         con.executescript("PRAGMA foreign_keys = OFF; BEGIN; DROP TABLE %s; %s %s TEXT NOT NULL,"
-                          "%s; COMMIT;" % (table, ddl[:cut], column, ddl[cut:]))
+                          "%s; %s; COMMIT;" % (table, ddl[:cut], column, ddl[cut:],
+                                               "; ".join(indexes)))
     finally:
         con.close()
 

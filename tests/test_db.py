@@ -149,6 +149,11 @@ def test_db_flag_given_twice_is_refused_naming_both(tmp):
 @pytest.mark.parametrize("bad,needle", [
     ("sqlite:///a.db#x", "fragments"),
     ("sqlite:///a%20b.db", "percent-escapes"),
+    ("sqlite:///d.db ", "the database URL ends with a space (position 15 of 15)"),
+    (" sqlite:///d.db", "the database URL starts with a space (position 1 of 15)"),
+    ("sqlite:///d\n.db", "control character (byte 0x0a at position 12 of 15)"),
+    ("sqlite:///d.db\r", "control character (byte 0x0d at position 15 of 15)"),
+    ("postgresql://u:pw@h/db\t", "control character (byte 0x09"),
 ])
 def test_fragments_and_percent_escapes_are_refused_and_create_nothing(tmp, bad, needle):
     for args in (["db", "init"], ["db", "check"]):
@@ -350,3 +355,31 @@ def test_writes_are_refused_while_another_process_holds_the_lock(tmp):
     assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     con.close()
     assert ctl("--db", url(p), "seed", "telemetry-run").rc == 0
+
+
+def test_read_only_commands_read_a_database_on_a_read_only_mount(tmp):
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount the directory read-only")
+    init(tmp / "d.db")
+    # Closed cleanly: no -wal or -shm is left, as after a supervisor's end.
+    con = sqlite3.connect(str(tmp / "d.db"))
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    assert sorted(os.listdir(tmp)) == ["d.db"]
+    before = open(tmp / "d.db", "rb").read()
+    ctl_bin = os.path.join(os.environ.get("AUTOPACK_BIN") or os.path.join(
+        os.path.dirname(__file__), "..", "build", "rel", "bin"), "autopack-ctl")
+    script = ('mount --make-rprivate / && mount -o bind,ro "$1" "$1" || exit 99; shift; '
+              'for cmd in "db check --allow-empty-db" "session list" "failed"; do '
+              '"$@" $cmd || echo "COMMAND-FAILED: $cmd"; done')
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(tmp), ctl_bin,
+                        "--db", url(tmp / "d.db")], capture_output=True, text=True,
+                       timeout=120)
+    if p.returncode == 99:
+        pytest.skip("mounting read-only is not permitted here: " + p.stderr)
+    assert "COMMAND-FAILED" not in p.stdout and "unable to open" not in p.stderr, p
+    assert "schema version" in p.stdout, p
+    assert sorted(os.listdir(tmp)) == ["d.db"]
+    assert open(tmp / "d.db", "rb").read() == before

@@ -173,6 +173,16 @@ HOSTILE = {
     "symlinked_directory": (["out/link/escape.py"], outside_link_dir,
                             "FAILED|scope_violation|path \"out/link/escape.py\": symlink"
                             " out/link leaves the workspace (-> path)"),
+    # A set whose files clash: one would be the directory of the other. Refused as a
+    # whole, before the first is written.
+    "file_and_directory": (["out/mod.py/x.py"], None,
+                           'FAILED|scope_violation|files[num] "out/mod.py/x.py" and files[num]'
+                           ' "out/mod.py": one would be both a file and the directory of the'
+                           ' other'),
+    # A file path ending with "/" names a directory; no file "out/dir" is made.
+    "trailing_slash": (["out/dir/"], None,
+                       'FAILED|scope_violation|path "out/dir/": ends with "/": it names a'
+                       ' directory, not a file'),
     # The normal answer writes the deliverable, which is a symlink to a file outside.
     "symlinked_file": ([], outside_link_file,
                        "FAILED|scope_violation|path \"out/mod.py\": symlink out/mod.py"

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from conftest import binpath, ctl
-from e2e_helpers import (Standin, files_containing, import_plan, init_db, llm_args,
+from e2e_helpers import (Standin, drain, files_containing, import_plan, init_db, llm_args,
                          phase_spec, rows, secret_forms, strace_prefix, text_cells_containing,
                          unix_socket_streams)
 
@@ -106,3 +106,40 @@ def test_no_key_in_logs_frames_files_or_database_rows(tmp, provider):
         assert text_cells_containing(url, secret) == []
     # The echoed key was masked where the worker first saw it.
     assert "HTTP 401: invalid key [redacted]" in echo["message"], echo["message"]
+
+
+def test_a_short_placeholder_key_is_not_masked_in_text_and_a_real_one_fully_is(tmp):
+    """`ANTHROPIC_API_KEY=k` (or "dummy", as for the stand-in) is no secret: masking it
+    would turn every "k" of every message into garbage. A key of 8 characters or more is
+    replaced by the whole marker "[redacted]", even where the key is shorter than it."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("short-key", ws, [phase_spec("p-k", ("out/k.py",))])])
+    llm = Standin(tmp, None, "--expect-key", "k")
+    try:
+        sup = drain(tmp, url, llm, "--llm-retries", "0", key="k")
+    finally:
+        llm.stop()
+    messages = [r["message"] for r in rows(url, "SELECT message FROM events")
+                if r["message"]]
+    text = "\n".join(messages) + sup.stderr()
+    # Words with a "k" in them survive as they are, in the events and the log.
+    assert "wrote 1 file into the workspace" in "\n".join(messages), messages
+    assert "into the workspace" in sup.stderr(), sup.stderr()[-3000:]
+    assert "wor[space" not in text and "[redacted]" not in text, text[-3000:]
+
+    url2 = init_db(tmp, name="second.db")
+    key = "kkkk1234"
+    import_plan(tmp, url2, [("echo", os.path.join(tmp, "ws2"),
+                             [phase_spec("p-echo", ("out/echo.py",))])])
+    llm = Standin(tmp, {"markers": {"out/echo.py": [{"mode": "echo_key"}]}},
+                  "--expect-key", key, name="llm2")
+    try:
+        drain(tmp, url2, llm, "--max-attempts-per-phase", "2", "--llm-retries", "0",
+              key=key, name="sup2")
+    finally:
+        llm.stop()
+    msg = rows(url2, "SELECT message FROM attempts WHERE attempt_number = 1")[0]["message"]
+    assert "HTTP 401: invalid key [redacted]" in msg, msg
+    assert files_containing(tmp, key) == [] and text_cells_containing(url2, key) == []

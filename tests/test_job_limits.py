@@ -41,6 +41,22 @@ REFUSED = [
     ({"scope": {"deliverables": [".git/config"]}}, "the .git directory is reserved"),
     ({"scope": {"deliverables": [".autopack/x"]}}, "the .autopack directory is reserved"),
     ({"scope": {"deliverables": ["."]}}, "names the workspace itself, not a file in it"),
+    ({"scope": {"deliverables": ["a/"]}},
+     'scope.deliverables[0] "a/": ends with "/": it names a directory, not a file'),
+    ({"scope": {"deliverables": ["d/" + "n" * 300 + ".py"]}},
+     "a component is longer than 255 bytes (the file system's NAME_MAX)"),
+    ({"scope": {"deliverables": ["a", "a/b.py"]}},
+     'scope.deliverables[0] "a" and scope.deliverables[1] "a/b.py": one would be both a '
+     'file and the directory of the other'),
+    ({"scope": {"deliverables": [" "]}}, "a component is blank or starts or ends with a space"),
+    ({"scope": {"deliverables": ["out/a.py "]}},
+     "a component is blank or starts or ends with a space"),
+    ({"scope": {"deliverables": ["a.py", "./a.py"]}},
+     'scope.deliverables[0] "a.py" and scope.deliverables[1] "./a.py" name the same file'),
+    ({"scope": {"deliverables": ["x\u202egnp.py"]}},
+     "bidirectional-text controls (U+202A-U+202E, U+2066-U+2069) are not allowed"),
+    ({"scope": {"deliverables": ["x\u2066.py"]}}, "bidirectional-text controls"),
+    ({"scope": {"deliverables": ["x\u0085.py"]}}, "control characters are not allowed"),
     ({"task_category": "c" * 300}, "task_category: 300 bytes; a job carries at most 256"),
     ({"description": "x" * (1 << 20), "check_command": "y" * (1 << 20),
       "name": "z" * (1 << 20)}, "the phase's text comes to"),
@@ -49,7 +65,9 @@ REFUSED = [
 
 @pytest.mark.parametrize("fields,why", REFUSED, ids=[
     "5000-deliverables", "20MiB-description", "5000-byte-deliverable", "5000-byte-scope-path",
-    "backslash", "git", "autopack", "dot", "long-category", "3MiB-together"])
+    "backslash", "git", "autopack", "dot", "trailing-slash", "300-byte-name",
+    "file-and-directory", "blank", "trailing-space", "duplicate", "bidi-override",
+    "bidi-isolate", "c1-control", "long-category", "3MiB-together"])
 def test_import_refuses_a_phase_no_worker_could_be_sent(tmp, fields, why):
     url = db_url(os.path.join(str(tmp), "a.db"))
     assert ctl("--db", url, "db", "init").rc == 0
@@ -70,6 +88,14 @@ def test_import_takes_a_phase_at_the_limits(tmp):
         scope={"paths": ["."], "deliverables": ["d/f%d.py" % i for i in range(4096)]}))
     assert r.rc == 0, r
     assert sql(url, "SELECT count(*) FROM phases") == [(1,)]
+
+
+def test_import_takes_paths_it_can_normalise(tmp):
+    url = db_url(os.path.join(str(tmp), "a.db"))
+    assert ctl("--db", url, "db", "init").rc == 0
+    r = ctl("--db", url, "run", "import", plan_with(
+        tmp, scope={"paths": [], "deliverables": ["./a.py", "b//c.py", "b/./d.py"]}))
+    assert r.rc == 0, r
 
 
 def test_adoption_survey_names_phases_that_cannot_be_sent(tmp):

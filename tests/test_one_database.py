@@ -9,12 +9,13 @@ import socket
 import sqlite3
 import stat
 import struct
+import subprocess
 import threading
 
 import msgpack
 import pytest
 
-from conftest import ctl, run
+from conftest import binpath, ctl, run
 from supervisor_helpers import Standin, Supervisor, llm_supervisor, new_db, sql, wait_for
 
 def path_of(url):
@@ -51,6 +52,37 @@ def llm(tmp):
     s = Standin(tmp)
     yield s
     s.stop()
+
+
+def runtime_dir():
+    """Where supervisors of this user keep default sockets and uuid claims: outside /tmp
+    whenever possible (README, "Environment and files")."""
+    uid = os.getuid()
+    run_dir = "/run/autopack"
+    if (os.path.isdir(run_dir) and os.stat(run_dir).st_uid == uid) or \
+            (uid == 0 and not os.path.exists(run_dir)):
+        return run_dir
+    for base in (os.environ.get("XDG_RUNTIME_DIR"), "/run/user/%d" % uid):
+        if base and base.startswith("/") and os.path.isdir(base) and \
+                os.stat(base).st_uid == uid:
+            return base + "/autopack"
+    return "/tmp/autopack-%d" % uid
+
+
+# Runs "$@" with a private, empty /tmp (as systemd's PrivateTmp= gives a service), in
+# which only the test's directory $1 and the binaries' directory $2 (when under /tmp) are
+# mounted back at their own paths.
+PRIVATE_TMP = r"""set -e
+t=$1; b=$2; shift 2
+exec 3<"$t" 4<"$b"
+mount --make-rprivate /
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mkdir -p "$t"
+mount --no-canonicalize --bind /proc/self/fd/3 "$t"
+case "$b" in /tmp/*) mkdir -p "$b"; mount --no-canonicalize --bind /proc/self/fd/4 "$b";; esac
+exec 3<&- 4<&-
+exec "$@"
+"""
 
 
 def no_phase_succeeded_twice(path):
@@ -106,8 +138,7 @@ def test_2_a_copy_gets_no_control_of_the_original_and_its_own_identity(tmp):
     a.wait_ready()
     sock_a = sql(orig, "SELECT control_socket FROM meta")[0][0]
     st = os.stat(path_of(orig))
-    assert sock_a == "/tmp/autopack-%d/%s-%d-%d.sock" % (os.getuid(), uuid, st.st_dev,
-                                                          st.st_ino)
+    assert sock_a == "%s/%s-%d-%d.sock" % (runtime_dir(), uuid, st.st_dev, st.st_ino)
     # The copy's supervisor is refused while the original is served, naming it and the fix.
     r = run("autopack-supervisor", "--db", copy, "--workers", 0)
     assert r.rc == 1, r
@@ -166,6 +197,80 @@ def serve_one_reply(path, reply):
     t = threading.Thread(target=loop, daemon=True)
     t.start()
     return t, seen
+
+
+def test_2_a_copy_is_refused_also_when_its_supervisor_has_a_private_tmp(tmp):
+    if os.geteuid() != 0 or shutil.which("unshare") is None or \
+            not str(tmp).startswith("/tmp/"):
+        pytest.skip("needs root, unshare and a test directory under /tmp to mount a "
+                    "private /tmp")
+    probe = run_private_tmp(tmp, ["true"])
+    if probe.returncode != 0:
+        pytest.skip("mounting a private /tmp is not permitted here: " + probe.stderr)
+    orig = new_db(tmp, runs=1, phases=2)
+    copy_path = os.path.join(str(tmp), "copy.db")
+    shutil.copyfile(path_of(orig), copy_path)
+    uuid = uuid_of(orig)
+    a = Supervisor(tmp, orig, "--workers", 0, name="orig", control=False)
+    try:
+        a.wait_ready()
+        # The copy's supervisor sees a /tmp of its own, as under PrivateTmp=yes: the
+        # claim of the original's supervisor is still found, and it is refused.
+        b = Supervisor(tmp, "sqlite:///" + copy_path, "--workers", 0, name="copy",
+                       control=os.path.join(str(tmp), "copy.sock"),
+                       prefix=["unshare", "-m", "sh", "-c", PRIVATE_TMP, "sh", str(tmp),
+                               os.path.dirname(binpath("autopack-supervisor"))])
+        rc = b.wait(timeout=30)
+        assert rc == 1, b.stderr()
+        assert "uuid %s is already served by autopack-supervisor pid %d" % (
+            uuid, a.proc.pid) in b.stderr(), b.stderr()
+        assert not os.path.exists(os.path.join(str(tmp), "copy.sock"))
+    finally:
+        a.signal(15)
+        assert a.wait() == 0, a.stderr()
+
+
+def run_private_tmp(tmp, argv):
+    return subprocess.run(["unshare", "-m", "sh", "-c", PRIVATE_TMP, "sh", str(tmp),
+                           os.path.dirname(binpath("autopack-supervisor"))] + argv,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_2_a_claim_is_removed_when_its_supervisor_exits_or_is_found_stale(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    claim = os.path.join(runtime_dir(), uuid_of(url) + ".claim")
+    sup = Supervisor(tmp, url, "--workers", 0)
+    sup.wait_ready()
+    assert os.path.exists(claim)
+    with open(claim) as f:
+        assert f.readline().strip() == str(sup.proc.pid)
+    sup.signal(15)
+    assert sup.wait() == 0, sup.stderr()
+    assert not os.path.exists(claim), "the claim outlived its supervisor"
+    # A supervisor killed leaves its claim; the next one to claim removes every claim
+    # nobody holds (and keeps those held).
+    sup = Supervisor(tmp, url, "--workers", 0)
+    sup.wait_ready()
+    sup.kill()
+    assert os.path.exists(claim)
+    odir = os.path.join(str(tmp), "other")
+    os.makedirs(odir)
+    other = new_db(odir, runs=1, phases=1)
+    held = Supervisor(odir, other, "--workers", 0)
+    try:
+        held.wait_ready()
+        held_claim = os.path.join(runtime_dir(), uuid_of(other) + ".claim")
+        assert not os.path.exists(claim), "a stale claim was kept"
+        assert os.path.exists(held_claim)
+        sup = Supervisor(tmp, url, "--workers", 0, name="again")
+        sup.wait_ready()
+        assert os.path.exists(held_claim), "a held claim was removed"
+        sup.signal(15)
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        held.signal(15)
+        assert held.wait() == 0, held.stderr()
+    assert not os.path.exists(held_claim)
 
 
 def test_2_ctl_refuses_a_reply_about_another_database(tmp):
@@ -252,14 +357,12 @@ def test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified
     url = new_db(tmp, runs=1, phases=1)
     path = path_of(url)
     write_sql(path, "UPDATE meta SET db_uuid = '../rt/c5/victim'")
-    before = set(os.listdir("/tmp/autopack-%d" % os.getuid())) \
-        if os.path.isdir("/tmp/autopack-%d" % os.getuid()) else set()
+    before = set(os.listdir(runtime_dir())) if os.path.isdir(runtime_dir()) else set()
     r = run("autopack-supervisor", "--db", url, "--workers", 0)
     assert r.rc == 1 and 'meta.db_uuid "../rt/c5/victim" is not a canonical UUID' in r.err, r
     assert "db reidentify" in r.err
     assert not os.path.exists("/tmp/rt/c5/victim.sock")
-    after = set(os.listdir("/tmp/autopack-%d" % os.getuid())) \
-        if os.path.isdir("/tmp/autopack-%d" % os.getuid()) else set()
+    after = set(os.listdir(runtime_dir())) if os.path.isdir(runtime_dir()) else set()
     assert not [n for n in after - before if "victim" in n]
     for args in (["db", "check"], ["status"], ["seed", "telemetry-run"]):
         r = ctl("--db", url, *args)
@@ -284,6 +387,27 @@ def test_7_a_dropped_column_is_refused_naming_it(tmp):
     assert json.loads(r.out)["error"] == "EPARTIAL"
     r = run("autopack-supervisor", "--db", url, "--workers", 0)
     assert r.rc == 1 and "attempts.fingerprint" in r.err, r
+    assert read_sql(path_of(url), "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+@pytest.mark.parametrize("index,table", [
+    ("ux_usage_event", "llm_usage_events"),
+    ("ux_v2_event", "token_estimation_v2_events"),
+    ("ux_coef_active", "estimator_coefficients"),
+])
+def test_7_a_dropped_unique_index_is_refused_naming_it(tmp, index, table):
+    url = new_db(tmp, runs=1, phases=1)
+    write_sql(path_of(url), "DROP INDEX %s" % index)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "missing 1 unique index" in r.err and \
+        "%s ON %s" % (index, table) in r.err, r
+    r = run("autopack-supervisor", "--db", url, "--workers", 0)
+    assert r.rc == 1 and index in r.err, r
+    # An index of that name that is no longer unique is no better.
+    write_sql(path_of(url), "CREATE INDEX %s ON %s(%s)" % (
+        index, table, "active" if index == "ux_coef_active" else "attempt_id, seq"))
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and index in r.err, r
     assert read_sql(path_of(url), "SELECT count(*) FROM drain_sessions") == [(0,)]
 
 
@@ -324,3 +448,22 @@ def test_9_database_wal_shm_and_log_are_created_0600(tmp, umask):
         assert sup.wait() == 0
     finally:
         os.umask(old)
+
+
+def test_9_check_logs_are_created_0600_in_a_private_directory(tmp):
+    old = os.umask(0o022)
+    llm = Standin(tmp)
+    try:
+        url = new_db(tmp, runs=1, phases=1, check="echo checked")
+        sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--exit-when-drained")
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        os.umask(old)
+        llm.stop()
+    logs = os.path.join(str(tmp), "ws", ".autopack", "logs")
+    names = sorted(os.listdir(logs))
+    assert [n for n in names if n.endswith(".stdout.txt")], names
+    assert mode(os.path.join(str(tmp), "ws", ".autopack")) == 0o700
+    assert mode(logs) == 0o700
+    for n in names:
+        assert mode(os.path.join(logs, n)) == 0o600, (n, oct(mode(os.path.join(logs, n))))

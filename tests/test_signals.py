@@ -5,6 +5,7 @@ signal only from their supervisor. The first SIGINT/SIGTERM lets the attempts in
 finish, the second requeues them as supervisor_stopped; SIGHUP reopens --log-file."""
 import json
 import os
+import shutil
 import signal
 
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
@@ -216,3 +217,31 @@ def test_a_stop_signal_before_the_loop_runs_is_taken_by_it(tmp):
     assert "[STOP] received Terminated" in sup.stderr()
     assert sql(url, "SELECT stop_reason FROM drain_sessions") == [("received Terminated",)]
     assert " ended (received Terminated): " in sup.stderr().rstrip("\n").rsplit("\n", 1)[1]
+
+
+def test_sighup_with_the_log_directory_removed_goes_on_on_stderr(tmp):
+    tmp = str(tmp)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run-a", os.path.join(tmp, "ws"),
+                            [phase_spec("a1", ("out/a1.py",))])])
+    logdir = os.path.join(tmp, "logs")
+    os.makedirs(logdir)
+    log = os.path.join(logdir, "drain.log")
+    sup = Supervisor(tmp, url, "--workers", 0, "--log-file", log, env=KEY)
+    try:
+        sup.wait_ready()
+        shutil.rmtree(logdir)
+        sup.signal(signal.SIGHUP)
+        # The old file went with its directory: the error, and every later line, reach
+        # stderr instead of a file nobody can open.
+        wait_for(lambda: "SIGHUP: cannot reopen the log file %s" % log in sup.stderr(), 30,
+                 what="the failed reopen reported")
+        assert "the old one was removed too: logging goes on to standard error" in \
+            sup.stderr()
+        assert sup.ctl("pause").rc == 0
+        wait_for(lambda: "pause" in sup.stderr().split("SIGHUP:", 1)[1], 30,
+                 what="a later line on stderr")
+    finally:
+        sup.stop_now()
+    assert "[STOP] received Terminated" in sup.stderr()
+    assert not os.path.exists(logdir)

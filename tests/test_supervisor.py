@@ -133,6 +133,16 @@ def test_bad_flags_exit_2_naming_the_flag(tmp):
     assert r.rc == 2 and "--bogus" in r.err
     r = run("autopack-supervisor", "--help")
     assert r.rc == 0 and "--workers" in r.out
+    for bad, why in (("http://127.0.0.1:", "has an empty port after ':'"),
+                     ("http://127.0.0.1:80x", "the port is not a number"),
+                     ("http://127.0.0.1:0", "the port is not from 1 to 65535"),
+                     ("http://:8080", "names no host"),
+                     ("ftp://h", "is not an http:// or https:// URL"),
+                     ("http://h/v1 ", "holds a space (byte 0x20 at position 12)"),
+                     ("http://h\n/v1", "holds a control character (byte 0x0a")):
+        r = run("autopack-supervisor", "--db", "sqlite:///none.db", "--llm-base-url", bad)
+        assert r.rc == 2 and "--llm-base-url: " in r.err and why in r.err, (bad, r)
+    assert not os.path.exists(os.path.join(str(tmp), "none.db"))
 
 
 def test_status_reports_database_durability_and_workers(tmp):

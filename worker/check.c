@@ -25,7 +25,7 @@ static int check_mkdirs(const char *workspace, char *err, size_t errlen)
 	char *b = xasprintf("%s/.autopack/logs", workspace);
 	int rc = 0;
 
-	if ((mkdir(a, 0755) != 0 && errno != EEXIST) || (mkdir(b, 0755) != 0 && errno != EEXIST)) {
+	if ((mkdir(a, 0700) != 0 && errno != EEXIST) || (mkdir(b, 0700) != 0 && errno != EEXIST)) {
 		snprintf(err, errlen, "cannot create %s: %s", b, strerror(errno));
 		rc = -1;
 	}
@@ -172,8 +172,8 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stderr");
 	if (check_mkdirs(spec->workspace, err, errlen) < 0)
 		goto out;
-	out_fd = open(out->stdout_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	err_fd = open(out->stderr_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	out_fd = open(out->stdout_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	err_fd = open(out->stderr_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (out_fd < 0 || err_fd < 0) {
 		snprintf(err, errlen, "cannot open check logs under %s/.autopack/logs: %s",
 		    spec->workspace, strerror(errno));

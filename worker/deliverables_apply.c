@@ -1,9 +1,10 @@
 /*
  * Writing deliverables into the workspace, confined.
  *
- * Rules, each named in refusals: a path must be relative, free of backslashes, control
- * characters and ".." components, outside the reserved directories (.git anywhere,
- * .autopack at the top), and under the phase's scope. Walking it from the workspace one
+ * Rules, each named in refusals: a path must obey common/relpath.h (relative, free of
+ * backslashes, control characters and ".." components, outside the reserved directories,
+ * naming a file), no two paths of a set may clash (one file the directory of another),
+ * and each must lie under the phase's scope. Walking it from the workspace one
  * component at a time, an existing component must be a directory or a symlink whose real
  * target stays inside the workspace (and in scope); the file itself must not be a
  * directory, a special file, or a symlink leaving the workspace. Files are written to a
@@ -208,7 +209,7 @@ fail:
 static int dlv_check_rules(
     const struct dlv_scope *scope, const char *path, char *rel, size_t n, char *err, size_t errlen)
 {
-	const char *rule = relpath_norm(path, rel, n);
+	const char *rule = relpath_file(path, rel, n);
 
 	if (rule != NULL) {
 		snprintf(err, errlen, "path \"%s\": %s", path, rule);
@@ -304,13 +305,20 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 	const char *name;
 	char *ws_real;
 	int wsfd, rc = DLV_OK;
+	const char **paths = xcalloc(set->n + 1, sizeof *paths);
 	size_t i;
 
-	for (i = 0; i < set->n; i++) {
+	/* Each path, then the set as a whole ("a" and "a/b.py" cannot both be files), all
+	 * before the first write: a refused set writes nothing. */
+	for (i = 0; i < set->n && rc == DLV_OK; i++) {
+		paths[i] = set->files[i].path;
 		rc = dlv_check_path(workspace, scope, set->files[i].path, err, errlen);
-		if (rc != DLV_OK)
-			return rc;
 	}
+	if (rc == DLV_OK && relpath_files_check("files", paths, set->n, err, errlen) != 0)
+		rc = DLV_ESCOPE;
+	free(paths);
+	if (rc != DLV_OK)
+		return rc;
 	wsfd = dlv_workspace_open(workspace, &ws_real, err, errlen);
 	if (wsfd < 0)
 		return DLV_EIO;

@@ -1,5 +1,6 @@
 /* The libcurl transport: tries, retries, backoff, body cap, heartbeats. */
 #include "worker/llm.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -34,20 +35,35 @@ const char *llm_key_variable(enum llm_provider p)
 	return p == LLM_ANTHROPIC ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY";
 }
 
-void llm_scrub(char *s, const char *key)
+char *llm_scrubbed(const char *s, const char *key)
 {
 	static const char mask[] = "[redacted]";
 	size_t klen = key != NULL ? strlen(key) : 0;
-	char *hit;
+	struct strbuf out = { 0 };
+	const char *hit;
 
-	if (klen == 0 || s == NULL)
-		return;
+	/* A short "key" (a placeholder such as "dummy") is no secret: masking it would mangle
+	 * ordinary words. */
+	if (klen < LLM_KEY_SCRUB_MIN)
+		return xstrdup(s);
 	while ((hit = strstr(s, key)) != NULL) {
-		size_t rest = strlen(hit + klen);
-		size_t m = klen < sizeof mask - 1 ? klen : sizeof mask - 1;
-		memcpy(hit, mask, m);
-		memmove(hit + m, hit + klen, rest + 1);
+		strbuf_put(&out, s, (size_t)(hit - s));
+		strbuf_puts(&out, mask);
+		s = hit + klen;
 	}
+	strbuf_puts(&out, s);
+	return out.s;
+}
+
+void llm_scrub(char *s, size_t cap, const char *key)
+{
+	char *clean;
+
+	if (s == NULL || cap == 0)
+		return;
+	clean = llm_scrubbed(s, key);
+	strlcpy_ap(s, clean, cap);
+	free(clean);
 }
 
 int64_t llm_backoff_ms(int try_number, double jitter, int64_t retry_after_ms)
@@ -295,12 +311,12 @@ static void llm_easy_setup(CURL *easy, const char *url, struct curl_slist *heade
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
 }
 
-/* Report a try through the hook, with the error scrubbed. */
-static void llm_report(
-    const struct llm_config *cfg, const struct llm_hooks *h, struct llm_try *t, char *error)
+/* Report a try through the hook, with the error (a buffer of `cap` bytes) scrubbed. */
+static void llm_report(const struct llm_config *cfg, const struct llm_hooks *h, struct llm_try *t,
+    char *error, size_t cap)
 {
 	if (error != NULL)
-		llm_scrub(error, cfg->api_key);
+		llm_scrub(error, cap, cfg->api_key);
 	t->error = error;
 	if (h->on_try != NULL)
 		h->on_try(h->ctx, t);
@@ -314,7 +330,7 @@ static void llm_fail(const struct llm_config *cfg, struct llm_response *out, con
 	out->error_class = cls;
 	out->http_status = status;
 	strlcpy_ap(out->error, msg, sizeof out->error);
-	llm_scrub(out->error, cfg->api_key);
+	llm_scrub(out->error, sizeof out->error, cfg->api_key);
 }
 
 int llm_call(const struct llm_config *cfg, const struct llm_request *req,
@@ -402,7 +418,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 				out->ok = true;
 				out->error_class = NULL;
 				out->error[0] = '\0';
-				llm_report(cfg, h, &t, NULL);
+				llm_report(cfg, h, &t, NULL, 0);
 				free(x.body);
 				break;
 			}
@@ -422,7 +438,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 		}
 		free(x.body);
 		t.error_class = cls;
-		llm_report(cfg, h, &t, msg);
+		llm_report(cfg, h, &t, msg, sizeof msg);
 		llm_fail(cfg, out, cls, t.http_status, msg);
 		if (!llm_retryable(cls) || try_number > retries)
 			break;

@@ -117,8 +117,16 @@ int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm
 /* The provider's error message from an error body, else its printable start. */
 void llm_error_text(const char *body, size_t len, char *out, size_t n);
 
-/* Replace every occurrence of `key` (if non-empty) in s with "[redacted]", in place. */
-void llm_scrub(char *s, const char *key);
+/* Keys shorter than this are not masked in text: a placeholder ("dummy", "k") is no
+ * secret, and masking it would mangle ordinary words. */
+#define LLM_KEY_SCRUB_MIN 8
+
+/* A copy of s (heap) with every occurrence of `key` replaced by "[redacted]" (none when
+ * the key is shorter than LLM_KEY_SCRUB_MIN or NULL). */
+char *llm_scrubbed(const char *s, const char *key);
+/* The same in place, in the buffer s of `cap` bytes (the end is cut if it no longer
+ * fits). */
+void llm_scrub(char *s, size_t cap, const char *key);
 
 /* Wait for a backoff before try `try_number` (>= 2): exponential from LLM_BACKOFF_BASE_MS,
  * capped, with jitter in [50%, 100%]; at least `retry_after_ms` when given (>= 0). */

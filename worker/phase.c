@@ -2,6 +2,7 @@
 #include "worker/phase.h"
 #include "common/estimate/estimator.h"
 #include "common/fingerprint/fingerprint.h"
+#include "common/relpath.h"
 #include "common/util.h"
 #include "worker/check.h"
 #include "worker/deliverables.h"
@@ -54,13 +55,14 @@ __attribute__((format(printf, 3, 4))) static void phase_log(
 {
 	struct proto_event ev;
 	va_list ap;
-	char *msg;
+	char *raw, *msg;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
+	if (vasprintf(&raw, fmt, ap) < 0)
 		abort();
 	va_end(ap);
-	llm_scrub(msg, pc->api_key);
+	msg = llm_scrubbed(raw, pc->api_key);
+	free(raw);
 	ev_log_fill(&ev, level, msg);
 	phase_emit(pc, &ev);
 	free(msg);
@@ -78,7 +80,7 @@ __attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc
 	va_start(ap, fmt);
 	vsnprintf(pc->message, sizeof pc->message, fmt, ap);
 	va_end(ap);
-	llm_scrub(pc->message, pc->api_key);
+	llm_scrub(pc->message, sizeof pc->message, pc->api_key);
 }
 
 /* Milliseconds left before the deadline (INT64_MAX without one). */
@@ -304,6 +306,21 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 	return done && !pc->link_lost;
 }
 
+/* Check the phase's deliverables under the rules of an import (common/relpath.h) before
+ * any call is paid for. Returns false if it ended (INVALID_JOB). */
+static bool phase_deliverables_ok(struct phase_ctx *pc)
+{
+	const struct proto_strlist *d = &pc->job->phase.deliverables;
+	char why[512];
+
+	if (relpath_files_check(
+	        "scope.deliverables", (const char *const *)d->items, d->n, why, sizeof why) == 0)
+		return true;
+	phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
+	    "%s; not sent to the LLM", why);
+	return false;
+}
+
 /* Write the deliverables and check that every one exists. Returns false if it ended. */
 static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 {
@@ -455,6 +472,8 @@ int phase_run(
 		    "not sent to the LLM");
 		goto done;
 	}
+	if (!phase_deliverables_ok(&pc))
+		goto done;
 	if (!phase_llm_ready(&pc, &cfg))
 		goto done;
 	prompt_build(job, &pr);

@@ -102,6 +102,26 @@ static char *dburl_canonical(const char *url, const char *path, char *err, size_
 	return full;
 }
 
+/* Refuse a URL holding a control character or starting or ending with whitespace
+ * (pasted from a file, a line end left over): such a name makes an odd file or none. The
+ * URL itself is not shown (it may hold a password), only the byte and its place. */
+static int dburl_check_chars(const char *url, char *err, size_t errlen)
+{
+	size_t i, len = strlen(url);
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)url[i] < 0x20 || url[i] == 0x7f)
+			return errbuf_fail(err, errlen,
+			    "the database URL holds a control character (byte 0x%02x at position "
+			    "%zu of %zu); remove it",
+			    (unsigned char)url[i], i + 1, len);
+	if (url[0] == ' ' || url[len - 1] == ' ')
+		return errbuf_fail(err, errlen,
+		    "the database URL %s with a space (position %zu of %zu); remove it",
+		    url[0] == ' ' ? "starts" : "ends", url[0] == ' ' ? (size_t)1 : len, len);
+	return 0;
+}
+
 /* Parse and canonicalise one URL; -1 with a message naming the problem. */
 int dburl_parse(
     const char *url, char **canonical_path, char **canonical_url, char *err, size_t errlen)
@@ -114,6 +134,8 @@ int dburl_parse(
 	*canonical_url = NULL;
 	if (url == NULL || url[0] == '\0')
 		return errbuf_fail(err, errlen, "empty database URL; use %s", DBURL_EXAMPLE);
+	if (dburl_check_chars(url, err, errlen) != 0)
+		return -1;
 	if (strcmp(url, ":memory:") == 0)
 		return errbuf_fail(err, errlen,
 		    "':memory:' is not supported (every process must reach the same file); "

@@ -20,6 +20,8 @@ struct db_dialect {
 	const char *table_exists;
 	/* The names of the columns of table ?1, one per row. */
 	const char *table_columns;
+	/* A row if ?1 names a unique index of table ?2. */
+	const char *unique_index_exists;
 };
 
 #endif

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -70,18 +72,48 @@ static int store_stat_file(const char *path, struct stat *sb, struct store_err *
 	return 0;
 }
 
-/* Check that the connection reads an SQLite database at all. */
+/* Check that the connection reads an SQLite database at all; a failure in a directory
+ * this user cannot write says so (a WAL database is read through a -shm file made
+ * there). */
 static int store_check_sqlite(struct db *db, const char *path, struct store_err *err)
 {
 	int64_t v;
 	int rc = store_query_int(db, "PRAGMA schema_version", &v, NULL);
+	char *dir;
+	bool ro;
 
 	if (rc == 0)
 		return 0;
 	if (db_fault(db) == DB_FAULT_NOTDB)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: not an SQLite database; the file was left untouched", path);
-	return store_fail(err, STORE_EIO, "%s: cannot read: %s", path, db_errmsg(db));
+	dir = xstrndup(path, (size_t)(strrchr(path, '/') - path));
+	ro = access(dir[0] != '\0' ? dir : "/", W_OK) != 0;
+	rc = store_fail(err, STORE_EIO, "%s: cannot read: %s%s%s%s", path, db_errmsg(db),
+	    ro ? " (the directory " : "", ro ? dir : "",
+	    ro ? " is read-only to this user, and SQLite reads a WAL database through a -shm "
+	         "file it makes there; copy the database to a writable directory, or let "
+	         "this user write the directory)" :
+	         "");
+	free(dir);
+	return rc;
+}
+
+/* Open a database for reading. On a read-only file system nothing can change it, so it
+ * is opened immutable: SQLite then needs no -shm file, which it could not create there. */
+static int store_connect_read(const char *path, struct db **db, struct store_err *err)
+{
+	struct statvfs vfs;
+	char *uri;
+	int rc;
+
+	if (statvfs(path, &vfs) != 0 || (vfs.f_flag & ST_RDONLY) == 0)
+		return store_connect(path, SQLITE_OPEN_READONLY, "", db, err);
+	/* Canonical paths hold no '?', '#' or '%' (dburl.c refuses them). */
+	uri = xasprintf("file:%s?immutable=1", path);
+	rc = store_connect(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "", db, err);
+	free(uri);
+	return rc;
 }
 
 /* Apply the connection settings of a write handle: WAL journal. */
@@ -146,7 +178,7 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	rc = store_stat_file(path, &sb, err);
 	if (rc != 0)
 		return rc;
-	rc = store_connect(path, flags, "", &db, err);
+	rc = write ? store_connect(path, flags, "", &db, err) : store_connect_read(path, &db, err);
 	if (rc != 0)
 		return rc;
 	rc = store_check_sqlite(db, path, err);

@@ -3,8 +3,11 @@
 #include "common/store/store_lock.h"
 #include "common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,13 +15,39 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Name the runtime directory of this user. */
+/* Return true if `path` is a directory owned by this process's uid. */
+static bool store_runtime_owned(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) && sb.st_uid == getuid();
+}
+
+/* Name the runtime directory of this user, the first that applies: /run/autopack when
+ * this uid owns it (a service's RuntimeDirectory) or is root; $XDG_RUNTIME_DIR/autopack;
+ * /run/user/<uid>/autopack; else /tmp/autopack-<uid>. */
 static char *store_runtime_dir_name(void)
 {
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char *user;
+
+	if (store_runtime_owned(STORE_RUNTIME_RUN) ||
+	    (getuid() == 0 && access(STORE_RUNTIME_RUN, F_OK) != 0))
+		return xstrdup(STORE_RUNTIME_RUN);
+	if (xdg != NULL && xdg[0] == '/' && store_runtime_owned(xdg))
+		return xasprintf("%s/autopack", xdg);
+	user = xasprintf("/run/user/%d", (int)getuid());
+	if (store_runtime_owned(user)) {
+		char *dir = xasprintf("%s/autopack", user);
+
+		free(user);
+		return dir;
+	}
+	free(user);
 	return xasprintf("/tmp/autopack-%d", (int)getuid());
 }
 
-/* Make /tmp/autopack-<uid> and check that only its user can enter it. */
+/* Make the runtime directory and check that only its user can enter it. */
 char *store_runtime_dir(struct store_err *err)
 {
 	char *dir = store_runtime_dir_name();
@@ -52,6 +81,25 @@ char *store_runtime_socket(const struct store *st)
 	return sock;
 }
 
+/* Read the pid written in a claim (its first line); 0 if there is none. */
+static long store_runtime_claim_pid(int fd)
+{
+	char buf[32] = "";
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* Return true if the claim's writer is gone (or never wrote): a lock seen on it is one
+ * being taken or dropped, not a live holder's. */
+static bool store_runtime_claim_dead(int fd)
+{
+	long pid = store_runtime_claim_pid(fd);
+
+	return pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
+}
+
 /* Refuse the claim held by another process, naming it from what it wrote. */
 static int store_runtime_claim_busy(int fd, const struct store *st, struct store_err *err)
 {
@@ -71,11 +119,48 @@ static int store_runtime_claim_busy(int fd, const struct store *st, struct store
 	    devino != NULL ? devino : "?", st->url);
 }
 
+/* Return true if descriptor `fd` is the file at `path`. */
+static bool store_runtime_same(int fd, const char *path)
+{
+	struct stat fsb, psb;
+
+	return fstat(fd, &fsb) == 0 && stat(path, &psb) == 0 && fsb.st_dev == psb.st_dev &&
+	    fsb.st_ino == psb.st_ino;
+}
+
+/* Remove the claims in `dir` that nobody holds: those of supervisors that were killed.
+ * Each is removed while locked, so a claim being taken is never removed. */
+static void store_runtime_sweep(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		char *path;
+		int fd;
+
+		if (len < 7 || strcmp(e->d_name + len - 6, ".claim") != 0)
+			continue;
+		path = xasprintf("%s/%s", dir, e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		/* An empty claim is one being written: left alone. */
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		    store_runtime_claim_pid(fd) > 0 && store_runtime_same(fd, path))
+			unlink(path);
+		if (fd >= 0)
+			close(fd);
+		free(path);
+	}
+	closedir(d);
+}
+
 /* Lock <dir>/<uuid>.claim and write who holds it. */
 int store_runtime_claim(const struct store *st, struct store_err *err)
 {
 	char *dir, *claim, line[4200];
-	struct stat fsb, psb;
 	int fd = -1, rc = 0, len;
 
 	if (st->backend == DB_PG)
@@ -88,25 +173,34 @@ int store_runtime_claim(const struct store *st, struct store_err *err)
 #endif
 	if (dir == NULL)
 		return STORE_EIO;
+	store_runtime_sweep(dir);
 	claim = xasprintf("%s/%s.claim", dir, st->uuid);
 	free(dir);
 
-	/* The file may be replaced between open and flock: retry until the locked file is
-	 * the one at the path. */
-	for (int tries = 0; tries < 10; tries++) {
+	/* The file may be replaced or removed between open and flock (a sweep, a holder
+	 * that exits): retry until the locked file is the one at the path. */
+	for (int tries = 0; tries < 50; tries++) {
 		fd = open(claim, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd < 0) {
 			rc = store_fail(err, STORE_EIO, "%s: %s", claim, strerror(errno));
 			goto out;
 		}
 		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-			rc = errno == EWOULDBLOCK ?
-			    store_runtime_claim_busy(fd, st, err) :
-			    store_fail(err, STORE_EIO, "%s: %s", claim, strerror(errno));
-			goto out;
+			if (errno != EWOULDBLOCK) {
+				rc = store_fail(err, STORE_EIO, "%s: %s", claim, strerror(errno));
+				goto out;
+			}
+			if (!store_runtime_claim_dead(fd) || tries == 49) {
+				rc = store_runtime_claim_busy(fd, st, err);
+				goto out;
+			}
+			/* Held for a moment by a sweep or a new holder: look again. */
+			close(fd);
+			fd = -1;
+			usleep(10000);
+			continue;
 		}
-		if (fstat(fd, &fsb) == 0 && stat(claim, &psb) == 0 && fsb.st_dev == psb.st_dev &&
-		    fsb.st_ino == psb.st_ino)
+		if (store_runtime_same(fd, claim))
 			break;
 		close(fd);
 		fd = -1;
@@ -126,4 +220,20 @@ out:
 		close(fd);
 	free(claim);
 	return rc != 0 ? rc : fd;
+}
+
+/* Remove the claim while still holding it, then drop it. */
+void store_runtime_release(int fd, const struct store *st)
+{
+	char *dir, *claim;
+
+	if (fd < 0 || fd == STORE_LOCK_SERVER)
+		return;
+	dir = store_runtime_dir_name();
+	claim = xasprintf("%s/%s.claim", dir, st->uuid);
+	if (store_runtime_same(fd, claim))
+		unlink(claim);
+	close(fd);
+	free(claim);
+	free(dir);
 }

@@ -1,6 +1,11 @@
 /*
- * The per-user runtime directory, /tmp/autopack-<uid> (private: mode 0700, owned by the
- * user), and the names in it that derive from a database's identity:
+ * The per-user runtime directory and the names in it that derive from a database's
+ * identity. The directory is the first that applies of: /run/autopack when this uid owns
+ * it (the systemd unit makes it, RuntimeDirectory=autopack) or is root (it is made);
+ * $XDG_RUNTIME_DIR/autopack; /run/user/<uid>/autopack; /tmp/autopack-<uid>. It is never
+ * under /tmp when another applies, since a service's PrivateTmp= (or any private mount of
+ * /tmp) would hide it from the other supervisors of the same user. It is private: mode
+ * 0700, owned by the user. In it:
  *  - the default control socket, <uuid>-<device>-<inode>.sock: named by the uuid AND the
  *    file, so a byte copy of a database (same uuid, another file) never shares it;
  *  - the uuid claim, <uuid>.claim: a flock that one live supervisor per uuid holds, with
@@ -8,13 +13,17 @@
  *    while a supervisor of the original runs (and the other way round).
  * A PostgreSQL database has no file and is shared by several supervisors: its default
  * socket is named by the uuid and the supervisor's pid, and nothing is claimed.
- * The claim file is never removed: removing it could let two processes each lock a
- * different file of the same name.
+ * A claim is removed by its holder as it exits, and by the next claimer when nobody holds
+ * it (its holder was killed); a claim is only removed while locked, and a claimer checks
+ * that the file it locked is still the one at the path, so two processes never each lock
+ * a different file of the same name.
  */
 #ifndef AUTOPACK_STORE_RUNTIME_H
 #define AUTOPACK_STORE_RUNTIME_H
 
 #include "common/store/store.h"
+
+#define STORE_RUNTIME_RUN "/run/autopack"
 
 /* Create the runtime directory if needed and check that it is private; the path (heap),
  * or NULL with a message in err. */
@@ -29,5 +38,8 @@ char *store_runtime_socket(const struct store *st);
  * STORE_EIO; for a PostgreSQL database STORE_LOCK_SERVER (store_lock.h), claiming
  * nothing. */
 int store_runtime_claim(const struct store *st, struct store_err *err);
+/* Remove the claim `fd` of the database open in `st` (unless it was replaced) and drop
+ * it; nothing for a negative fd or STORE_LOCK_SERVER. */
+void store_runtime_release(int fd, const struct store *st);
 
 #endif

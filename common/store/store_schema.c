@@ -241,8 +241,61 @@ static int store_columns_missing(struct db *db, const char *table, const struct 
 	return rc == DB_DONE ? 0 : STORE_EIO;
 }
 
-/* Check meta, version, tables, columns and uuid, reading only; ENOTDB, EVERSION,
- * EPARTIAL or EIDENT. */
+/* The unique indexes exactly-once commits rely on: a retried group of events must fail
+ * on them rather than be recorded twice. `dups` finds rows the index would refuse: an
+ * adopted legacy database whose rows already broke it never got it (adopt reports "index
+ * not created"), and is not refused for that. */
+static const struct {
+	const char *index, *table, *columns, *dups;
+} store_unique_indexes[] = {
+	{ "ux_usage_event", "llm_usage_events", "(attempt_id, seq)",
+	    "SELECT 1 FROM llm_usage_events WHERE attempt_id IS NOT NULL GROUP BY attempt_id, "
+	    "seq HAVING count(*) > 1 LIMIT 1" },
+	{ "ux_v2_event", "token_estimation_v2_events", "(attempt_id, seq)",
+	    "SELECT 1 FROM token_estimation_v2_events WHERE attempt_id IS NOT NULL GROUP BY "
+	    "attempt_id, seq HAVING count(*) > 1 LIMIT 1" },
+	{ "ux_coef_active", "estimator_coefficients", "(active) WHERE active = 1",
+	    "SELECT 1 FROM estimator_coefficients WHERE active = 1 HAVING count(*) > 1" },
+};
+
+/* Append "index ON table columns" to `out` for each unique index of the tables in
+ * `names` that db lacks (or has without UNIQUE), counting them in *missing. */
+static int store_indexes_missing(struct db *db, const char *const *names, size_t n,
+    struct strbuf *out, size_t *missing, struct store_err *err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(store_unique_indexes); i++) {
+		struct db_stmt *q = NULL;
+		bool listed = false;
+		int rc;
+
+		for (size_t k = 0; k < n && !listed; k++)
+			listed = strcmp(names[k], store_unique_indexes[i].table) == 0;
+		if (!listed)
+			continue;
+		rc = db_prepare(db, db->dialect->unique_index_exists, &q);
+		if (rc == DB_OK) {
+			db_bind_text(q, 1, store_unique_indexes[i].index);
+			db_bind_text(q, 2, store_unique_indexes[i].table);
+			rc = db_step(q);
+		}
+		db_finalize(q);
+		q = NULL;
+		if (rc == DB_DONE && db_prepare(db, store_unique_indexes[i].dups, &q) == DB_OK)
+			rc = db_step(q) == DB_ROW ? DB_ROW : DB_DONE;
+		db_finalize(q);
+		if (rc != DB_ROW && rc != DB_DONE)
+			return store_fail(err, STORE_EIO, "reading the indexes of %s: %s",
+			    store_unique_indexes[i].table, db_errmsg(db));
+		if (rc == DB_DONE)
+			strbuf_printf(out, "%s%s ON %s%s", (*missing)++ ? ", " : "",
+			    store_unique_indexes[i].index, store_unique_indexes[i].table,
+			    store_unique_indexes[i].columns);
+	}
+	return 0;
+}
+
+/* Check meta, version, tables, columns, unique indexes and uuid, reading only; ENOTDB,
+ * EVERSION, EPARTIAL or EIDENT. */
 int store_schema_check(
     struct db *db, const char *path, int *version, char uuid[37], struct store_err *err)
 {
@@ -292,6 +345,17 @@ int store_schema_check(
 		    "%d: %s; autopack reads or writes each of them, so it refuses to use the "
 		    "database (restore it from a backup)",
 		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing.s);
+		goto out;
+	}
+	if (rc == 0)
+		rc = store_indexes_missing(db, names, n, &missing, &nmissing, err);
+	if (rc == 0 && nmissing > 0) {
+		rc = store_fail(err, STORE_EPARTIAL,
+		    "%s: autopack database (uuid %s) is missing %zu unique index%s of schema "
+		    "version %d: %s; commits are recorded exactly once only with them, so it "
+		    "refuses to use the database (restore it from a backup, or recreate each "
+		    "with CREATE UNIQUE INDEX ... once no duplicates are left)",
+		    path, uuid, nmissing, nmissing == 1 ? "" : "es", *version, missing.s);
 		goto out;
 	}
 	/* The uuid names the database in messages, jobs and the control socket's file name:

@@ -5,6 +5,8 @@
 #include "proto/proto.h"
 #include "tests/unit/test.h"
 
+#include <string.h>
+
 /* A phase of one deliverable that fits. */
 static struct job_phase_text small_phase(const char *const *dl, size_t ndl)
 {
@@ -42,7 +44,7 @@ TEST(joblimits_refuse_each_limit_naming_it)
 	CHECK_EQ_STR(why, "description: 1048577 bytes; a job carries at most 1048576");
 	t = small_phase(one, 1);
 	for (i = 0; i <= JOB_LIST_MAX; i++)
-		many[i] = "out/a.py";
+		many[i] = xasprintf("out/a%zu.py", i);
 	t.deliverables = many;
 	t.ndeliverables = JOB_LIST_MAX + 1;
 	CHECK_EQ_INT(job_limits_check(&t, why, sizeof why), -1);
@@ -60,6 +62,8 @@ TEST(joblimits_refuse_each_limit_naming_it)
 	t.name = t.description = t.check = big;
 	CHECK_EQ_INT(job_limits_check(&t, why, sizeof why), -1);
 	CHECK(strstr(why, "the phase's text comes to") != NULL);
+	for (i = 0; i <= JOB_LIST_MAX; i++)
+		free((char *)many[i]);
 	free(many);
 	free(big);
 	free(path);
@@ -76,6 +80,15 @@ TEST(joblimits_apply_the_workers_deliverable_rules)
 		{ "a/../../x", "'..' components are not allowed" },
 		{ "/etc/passwd", "absolute paths are not allowed" },
 		{ "a\tb", "control characters are not allowed" },
+		{ "a\xc2\x85"
+		  "b",
+		    "control characters are not allowed" },
+		{ "x\xe2\x80\xaegnp.py",
+		    "bidirectional-text controls (U+202A-U+202E, U+2066-U+2069) are not allowed" },
+		{ "x\xe2\x81\xa9.py",
+		    "bidirectional-text controls (U+202A-U+202E, U+2066-U+2069) are not allowed" },
+		{ "a/ b.py", "a component is blank or starts or ends with a space" },
+		{ "  ", "a component is blank or starts or ends with a space" },
 	};
 	char why[320], norm[64];
 	size_t i;
@@ -101,4 +114,22 @@ TEST(joblimits_apply_the_workers_deliverable_rules)
 	CHECK_EQ_STR(norm, "a/b/c");
 	CHECK(relpath_under("a/b/c", "a/b"));
 	CHECK(!relpath_under("a/bc", "a/b"));
+}
+
+TEST(relpath_files_check_finds_clashes_wherever_they_sort)
+{
+	static const char *dir_apart[] = { "a", "a-x.py", "a.py", "a/b.py" };
+	static const char *same[] = { "b/c.py", "x.py", "b//c.py" };
+	static const char *fine[] = { "a-x/b.py", "a/b.py", "a.py", "ab/c.py" };
+	static const char *slash[] = { "ok.py", "dir/" };
+	char why[512];
+
+	CHECK_EQ_INT(relpath_files_check("d", dir_apart, 4, why, sizeof why), -1);
+	CHECK(strstr(why, "d[0] \"a\" and d[3] \"a/b.py\": one would be both a file") != NULL);
+	CHECK_EQ_INT(relpath_files_check("d", same, 3, why, sizeof why), -1);
+	CHECK(strstr(why, "d[0] \"b/c.py\" and d[2] \"b//c.py\" name the same file") != NULL);
+	CHECK_EQ_INT(relpath_files_check("d", fine, 4, why, sizeof why), 0);
+	CHECK_EQ_INT(relpath_files_check("d", slash, 2, why, sizeof why), -1);
+	CHECK(strstr(why, "d[1] \"dir/\": ends with \"/\"") != NULL);
+	CHECK_EQ_INT(relpath_files_check("d", NULL, 0, why, sizeof why), 0);
 }

@@ -503,6 +503,27 @@ TEST(worker_phase_no_api_key_fails_before_the_llm)
 	phase_result_clear(&res);
 }
 
+TEST(worker_phase_deliverables_an_import_refuses_fail_before_the_llm)
+{
+	struct proto_job j;
+	struct recorder r = { 0 };
+	struct proto_result res;
+	char *clash[] = { "utils/a", "utils/a/b.py" };
+
+	/* Port 9 answers nothing: a call would fail as a provider error instead. */
+	job_init(&j, "anthropic", "http://127.0.0.1:9");
+	j.phase.deliverables.items = clash;
+	j.phase.deliverables.n = 2;
+	CHECK_EQ_INT(run(&j, &r, &res), 0);
+	CHECK_EQ_STR(res.failure_reason, "INVALID_JOB");
+	CHECK(strstr(res.message,
+	          "scope.deliverables[0] \"utils/a\" and scope.deliverables[1] "
+	          "\"utils/a/b.py\"") != NULL);
+	CHECK_EQ_STR(res.zero_yield_reason, "failed_before_llm");
+	phase_result_clear(&res);
+	rec_free(&r);
+}
+
 TEST(worker_phase_dry_run_estimates_and_touches_nothing)
 {
 	struct proto_job j;

@@ -10,4 +10,6 @@ const struct db_dialect dialect_sqlite = {
 	.table_exists =
 	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
 	.table_columns = "SELECT name FROM pragma_table_info(?1)",
+	.unique_index_exists =
+	    "SELECT 1 FROM pragma_index_list(?2) WHERE name = ?1 COLLATE NOCASE AND \"unique\"",
 };
