@@ -374,7 +374,8 @@ def test_read_only_commands_read_a_database_on_a_read_only_mount(tmp):
     script = ('mount --make-rprivate / && mount -o bind,ro "$1" "$1" || exit 99; shift; '
               'for cmd in "db check --allow-empty-db" "session list" "failed"; do '
               '"$@" $cmd || echo "COMMAND-FAILED: $cmd"; done')
-    p = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(tmp), ctl_bin,
+    p = subprocess.run(["unshare", "-m", "--propagation", "unchanged", "sh", "-c", script,
+                        "sh", str(tmp), ctl_bin,
                         "--db", url(tmp / "d.db")], capture_output=True, text=True,
                        timeout=120)
     if p.returncode == 99:
