@@ -26,37 +26,17 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import binpath  # noqa: E402
-from supervisor_helpers import (Standin, Supervisor, log_times, make_plan,  # noqa: E402
+from supervisor_helpers import (Standin, Supervisor, log_times,  # noqa: E402
                                 wait_for)
 from bench.calib_bench import bench_calibration  # noqa: E402
-from bench.engine_bench import bench_import, bench_peers, bench_real, bench_shapes  # noqa: E402
+from bench.engine_bench import (bench_import, bench_peers, bench_real, bench_shapes,  # noqa: E402
+                                drain, fresh_db)
 from bench.fleet_bench import bench_fleet  # noqa: E402
 
 
 def iso(ts):
     return datetime.strptime(ts, "%Y-%m-%d %H:%M:%S.%f").replace(
         tzinfo=timezone.utc).timestamp()
-
-
-def fresh_db(d, runs, phases):
-    url = "sqlite:///" + os.path.join(d, "bench.db")
-    subprocess.run([binpath("autopack-ctl"), "--db", url, "db", "init"], check=True,
-                   capture_output=True)
-    if runs:
-        plan = make_plan(os.path.join(d, "plan.json"), runs, 1, phases)
-        subprocess.run([binpath("autopack-ctl"), "--db", url, "run", "import", plan],
-                       check=True, capture_output=True)
-    return url
-
-
-def drain(d, url, *args, env=None):
-    t0 = time.monotonic()
-    sup = Supervisor(d, url, "--exit-when-drained", *args, env=env)
-    rc = sup.wait(timeout=1800)
-    dt = time.monotonic() - t0
-    if rc != 0:
-        raise SystemExit("supervisor failed:\n" + sup.stderr())
-    return dt
 
 
 def bench_throughput(rows):
