@@ -151,6 +151,18 @@ int store_init_sql(
 	return 0;
 }
 
+/* Report an existing autopack database; see store_internal.h. */
+int store_init_exists(struct store *st, const char *where, char uuid[37], struct store_err *err)
+{
+	if (uuid != NULL)
+		memcpy(uuid, st->uuid, sizeof st->uuid);
+	store_fail(err, STORE_EEXIST,
+	    "%s: already an autopack database (uuid %s, schema version %d), nothing changed", where,
+	    st->uuid, st->schema_version);
+	store_close(st);
+	return STORE_EEXIST;
+}
+
 /* Create a new database, or report (STORE_EEXIST) the autopack database already there. */
 int store_init(const char *path, char uuid[37], struct store_err *err)
 {
@@ -162,16 +174,8 @@ int store_init(const char *path, char uuid[37], struct store_err *err)
 		return store_pg_init(path, uuid, err);
 	if (lstat(path, &sb) == 0) {
 		rc = store_open(&st, path, path, STORE_READ, err);
-		if (rc == 0) {
-			if (uuid != NULL)
-				memcpy(uuid, st.uuid, sizeof st.uuid);
-			store_fail(err, STORE_EEXIST,
-			    "%s: already an autopack database (uuid %s, schema version %d), "
-			    "nothing changed",
-			    path, st.uuid, st.schema_version);
-			store_close(&st);
-			return STORE_EEXIST;
-		}
+		if (rc == 0)
+			return store_init_exists(&st, path, uuid, err);
 		if (rc != STORE_ENOENT) {
 			char *msg = xstrdup(err != NULL ? err->text : "");
 			store_fail(

@@ -146,6 +146,9 @@ bool store_uuid_valid(const char *s);
  * how many. */
 size_t store_schema_tables(int version, const char **names, size_t cap);
 
+/* Report that `st`, just opened at `where`, is already an autopack database: copy its
+ * uuid into `uuid` (when given), fill err, close st; STORE_EEXIST. */
+int store_init_exists(struct store *st, const char *where, char uuid[37], struct store_err *err);
 /* Create a database at `path` from `sql`, stamped with `version` (store_init's body; a
  * seam for tests that need an older schema or a failing one). */
 int store_init_sql(

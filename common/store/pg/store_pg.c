@@ -145,16 +145,8 @@ int store_pg_init(const char *url, char uuid[37], struct store_err *err)
 	char id[37], now[32], *by = NULL, *server = NULL;
 	int rc = store_pg_open(&st, url, STORE_READ, err);
 
-	if (rc == 0) {
-		if (uuid != NULL)
-			memcpy(uuid, st.uuid, sizeof st.uuid);
-		store_fail(err, STORE_EEXIST,
-		    "%s: already an autopack database (uuid %s, schema version %d), nothing "
-		    "changed",
-		    url, st.uuid, st.schema_version);
-		store_close(&st);
-		return STORE_EEXIST;
-	}
+	if (rc == 0)
+		return store_init_exists(&st, url, uuid, err);
 	if (rc != STORE_ENOTDB)
 		return rc;
 	rc = store_uuid_v4(id, err);
