@@ -265,6 +265,7 @@ struct op {
 		struct {
 			uint64_t attempt_id;
 			struct drain_close end; /* message and fingerprint owned */
+			char *category;         /* the phase's task category (owned; NULL: none) */
 			op_done_cb done;
 			void *ctx; /* the done callback's */
 		} close;
@@ -667,10 +668,11 @@ void writer_round(struct sup *s, bool urgent);
  * (NULL: to nobody); takes over ev's contents. */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
     struct proto_event *ev);
-/* Queue an attempt's end; `done` (with `ctx`) is called after the commit that records
- * it. The message and fingerprint are copied. */
-void writer_close(
-    struct sup *s, uint64_t attempt_id, const struct drain_close *end, op_done_cb done, void *ctx);
+/* Queue an attempt's end, of a phase of task `category` (NULL: none; for the metrics);
+ * `done` (with `ctx`) is called after the commit that records it. The message, fingerprint
+ * and category are copied. */
+void writer_close(struct sup *s, uint64_t attempt_id, const struct drain_close *end,
+    const char *category, op_done_cb done, void *ctx);
 /* Queue a control_log row (command, arguments, outcome). */
 void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
     const char *args, bool ok, const char *result);
