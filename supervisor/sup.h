@@ -641,6 +641,9 @@ void worker_kill(struct worker *w, int sig);
  * the worker is fine, and err, if not NULL, says why); or a libuv error when the channel
  * failed (the worker is then killed). */
 int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *err);
+/* Gather what is sent to each worker from now on (`on`), or write what was gathered, one
+ * write a worker (a worker whose channel fails is killed). */
+void worker_cork_all(struct sup *s, bool on);
 /* A worker's state as status shows it: starting, idle, busy, retiring, exited. */
 const char *worker_state_name(const struct worker *w);
 /* What a log line about w is about: the session and the worker, and while it runs an

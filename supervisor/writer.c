@@ -381,9 +381,12 @@ again:
 	s->last_commit_ms = clock_mono_ms();
 	s->ops_head = s->ops_tail = NULL;
 	s->ops_n = 0;
+	/* Each worker's acknowledgements and next job in one write. */
+	worker_cork_all(s, true);
 	writer_ack(s, head);
 	if (lease)
 		s->round.committed(s);
+	worker_cork_all(s, false);
 	for (o = head; o != NULL; o = next) {
 		next = o->next;
 		op_count(s, o);
