@@ -156,7 +156,9 @@ static void chan_write_cb(uv_write_t *req, int status)
 }
 
 /* Write the frames in c->out: at once when nothing is queued before them and the pipe
- * takes them, the rest (or all, on any error, which the write then reports) queued. */
+ * takes them, the rest (or all, on any error, which the write then reports) queued. A
+ * serial channel's reply is always queued: its peer is not read again before the next
+ * loop turn, so one peer that pipelines requests cannot hold the loop. */
 static int chan_flush(struct chan *c)
 {
 	struct chan_write *w;
@@ -170,7 +172,7 @@ static int chan_flush(struct chan *c)
 		proto_buf_reset(&c->out);
 		return UV_EPIPE;
 	}
-	if (c->queued == 0) {
+	if (c->queued == 0 && !c->serial) {
 		b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
 		rc = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
 		if (rc > 0)

@@ -24,12 +24,12 @@ struct chan {
 	bool open;
 	bool closing;
 	char *why;
-	size_t queued;     /* bytes written but not yet flushed */
-	size_t max_queued; /* 0, or the output a peer may leave unread before it is dropped */
-	bool serial;       /* one message at a time: the next waits until the reply is written */
-	bool reading;      /* the pipe is being read */
-	bool last;         /* close once the queued output is written */
-	bool corked;       /* frames are gathered in `out` until chan_uncork */
+	size_t queued;        /* bytes written but not yet flushed */
+	size_t max_queued;    /* 0, or the output a peer may leave unread before it is dropped */
+	bool serial;          /* one message at a time: the next waits until the reply is written */
+	bool reading;         /* the pipe is being read */
+	bool last;            /* close once the queued output is written */
+	bool corked;          /* frames are gathered in `out` until chan_uncork */
 	struct proto_buf out; /* frames packed and not yet handed to the pipe (reused) */
 	char *rbuf;           /* the read buffer (reused) */
 };
