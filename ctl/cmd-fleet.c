@@ -314,18 +314,18 @@ struct fleet_family {
 	FILE *f;
 };
 
-/* The family named `name` (created at the end when new). */
-static struct fleet_family *fleet_family(struct fleet_family **fs, size_t *n, const char *name,
-    size_t len)
+/* The family named `name` (created at the end when new; each on the heap, where its
+ * memory stream writes). */
+static struct fleet_family *fleet_family(
+    struct fleet_family ***fs, size_t *n, const char *name, size_t len)
 {
 	struct fleet_family *f;
 
 	for (size_t i = 0; i < *n; i++)
-		if (strlen((*fs)[i].name) == len && strncmp((*fs)[i].name, name, len) == 0)
-			return &(*fs)[i];
+		if (strlen((*fs)[i]->name) == len && strncmp((*fs)[i]->name, name, len) == 0)
+			return (*fs)[i];
 	*fs = xrealloc(*fs, (*n + 1) * sizeof **fs);
-	f = &(*fs)[(*n)++];
-	memset(f, 0, sizeof *f);
+	f = (*fs)[(*n)++] = xcalloc(1, sizeof *f);
 	f->name = xstrndup(name, len);
 	f->head = xstrdup("");
 	f->f = open_memstream(&f->body, &f->body_len);
@@ -336,7 +336,7 @@ static struct fleet_family *fleet_family(struct fleet_family **fs, size_t *n, co
 
 /* Add one supervisor's exposition to the families. */
 static void fleet_metrics_add(
-    struct fleet_family **fs, size_t *n, const char *text, int64_t supervisor_id)
+    struct fleet_family ***fs, size_t *n, const char *text, int64_t supervisor_id)
 {
 	struct fleet_family *cur = NULL;
 	const char *line = text, *end;
@@ -381,7 +381,7 @@ static void fleet_metrics_add(
  * each sample labelled with its supervisor. */
 static int fleet_metrics(struct cmd_ctx *ctx, struct store *st, int64_t target)
 {
-	struct fleet_family *fs = NULL;
+	struct fleet_family **fs = NULL;
 	struct fleet_ask a;
 	size_t n = 0;
 	int exit_code = fleet_ask(ctx, st, target, "metrics", NULL, 0, &a);
@@ -403,12 +403,13 @@ static int fleet_metrics(struct cmd_ctx *ctx, struct store *st, int64_t target)
 	}
 	fprintf(stderr, "supervisors of %s (uuid %s): %zu answered\n", st->url, st->uuid, a.nres);
 	for (size_t i = 0; i < n; i++) {
-		fclose(fs[i].f);
-		fputs(fs[i].head, stdout);
-		fwrite(fs[i].body, 1, fs[i].body_len, stdout);
-		free(fs[i].name);
-		free(fs[i].head);
-		free(fs[i].body);
+		fclose(fs[i]->f);
+		fputs(fs[i]->head, stdout);
+		fwrite(fs[i]->body, 1, fs[i]->body_len, stdout);
+		free(fs[i]->name);
+		free(fs[i]->head);
+		free(fs[i]->body);
+		free(fs[i]);
 	}
 	free(fs);
 	if (a.nres < a.want)
