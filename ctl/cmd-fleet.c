@@ -256,10 +256,10 @@ static int fleet_send(struct cmd_ctx *ctx, struct store *st, int64_t target, con
 	if (a.nres < a.want)
 		exit_code = CMD_EXIT_REFUSED;
 	if (ctx->json)
-		cmd_json_print(json_pack("{s:b, s:s, s:s, s:I, s:s, s:o, s:I}", "ok",
-		    exit_code == CMD_EXIT_OK, "db_url", st->url, "db_uuid", st->uuid, "command_id",
-		    (json_int_t)a.id, "command", cmd, "answers", out, "expected",
-		    (json_int_t)a.want));
+		cmd_json_print(
+		    json_pack("{s:b, s:s, s:s, s:I, s:s, s:o, s:I}", "ok", exit_code == CMD_EXIT_OK,
+		        "db_url", st->url, "db_uuid", st->uuid, "command_id", (json_int_t)a.id,
+		        "command", cmd, "answers", out, "expected", (json_int_t)a.want));
 	else
 		json_decref(out);
 	store_fleet_results_free(a.res, a.nres);
@@ -370,7 +370,8 @@ static void fleet_metrics_add(
 			cur = fleet_family(fs, n, line, name_len);
 		if (line[name_len] == '{')
 			fprintf(cur->f, "%.*s{supervisor=\"%lld\",%.*s\n", (int)name_len, line,
-			    (long long)supervisor_id, (int)(len - name_len - 1), line + name_len + 1);
+			    (long long)supervisor_id, (int)(len - name_len - 1),
+			    line + name_len + 1);
 		else
 			fprintf(cur->f, "%.*s{supervisor=\"%lld\"}%.*s\n", (int)name_len, line,
 			    (long long)supervisor_id, (int)(len - name_len), line + name_len);
@@ -480,8 +481,8 @@ int cmd_fleet_live(
 	}
 	*handled = true;
 	if (!list && strcmp(cmd, "pause") != 0 && strcmp(cmd, "resume") != 0 &&
-	    strcmp(cmd, "scale") != 0 && strcmp(cmd, "stop") != 0 &&
-	    strcmp(cmd, "cancel") != 0 && strcmp(cmd, "metrics") != 0) {
+	    strcmp(cmd, "scale") != 0 && strcmp(cmd, "stop") != 0 && strcmp(cmd, "cancel") != 0 &&
+	    strcmp(cmd, "metrics") != 0) {
 		free(path);
 		free(url);
 		return cmd_fail(ctx, STORE_EINVAL,

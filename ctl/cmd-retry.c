@@ -80,8 +80,11 @@ static int retry_report(
 		json_t *woken = shared && k > 0 ? cmd_fleet_woken(st, false, stderr) : NULL;
 
 		cmd_json_print(json_pack("{s:b, s:b, s:s, s:I, s:o, s:o, s:o?}", "ok", 1, "dry_run",
-		    dry_run, "via", dry_run ? "none" : shared ? "database" : "offline", "count",
-		    (json_int_t)k, dry_run ? "would_retry" : "retried", list, "database",
+		    dry_run, "via",
+		    dry_run    ? "none" :
+		        shared ? "database" :
+		                 "offline",
+		    "count", (json_int_t)k, dry_run ? "would_retry" : "retried", list, "database",
 		    cmd_identity_json(st), "supervisors_woken", woken));
 		return CMD_EXIT_OK;
 	}
@@ -118,7 +121,7 @@ static int retry_local(struct cmd_ctx *ctx, const struct store_retry_args *ra, b
 		return ret;
 	rc = store_failed_list(&st, &ra->filter, &v, &n, &err);
 	if (store_fleet(&st))
-		who.via = "database (autopack-ctl; the supervisors woken)";
+		who.via = "database";
 	who.selector = ra->selector;
 	who.note = ra->note;
 	if (rc == 0 && !dry_run && n > 0)
@@ -213,7 +216,11 @@ const struct cmd_entry cmd_retry_entry = {
 	        "While an autopack-supervisor holds the database the retry goes through it (the\n"
 	        "database keeps one writer) and its drain takes the phases at once, in their\n"
 	        "run's order, even in a run it had stopped; otherwise autopack-ctl takes the\n"
-	        "database lock and writes itself, and the next drain takes them. All phases are\n"
+	        "database lock and writes itself, and the next drain takes them. On PostgreSQL,\n"
+	        "which supervisors on several hosts share, autopack-ctl writes itself and wakes\n"
+	        "every live supervisor, which take the phases at once (the output names them),\n"
+	        "and the retried phases' runs are no longer stopped or deprioritised in any\n"
+	        "unfinished session. All phases are\n"
 	        "moved in one transaction; each gets a control_log row (time, pid and uid of\n"
 	        "who asked, \"RUN PHASE\", the former state, the selector, the note, and whether\n"
 	        "it went through the supervisor). Nothing matching is not an error (exit 0);\n"

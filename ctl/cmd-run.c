@@ -99,7 +99,9 @@ const struct cmd_entry cmd_run_import_entry = {
 	    "  plan.json: runs[0].tiers[1].phases[2].scope.deliverables[0]: expected string\n"
 	    "and then nothing is written. Otherwise everything is written in one transaction.\n"
 	    "A run entry with \"append\": true adds tiers to an existing run. Relative\n"
-	    "workspaces are resolved against the plan file's directory.\n"
+	    "workspaces are resolved against the plan file's directory. While a supervisor\n"
+	    "holds an SQLite database, the import goes through it; on PostgreSQL, every live\n"
+	    "supervisor is woken to take the new phases at once, and the output names them.\n"
 	    "\n"
 	    "  --json     print the result as JSON on stdout (the banner goes to stderr)\n",
 	.exec = cmd_run_import_exec,

@@ -171,10 +171,10 @@ json_t *cmd_fleet_woken(struct store *st, bool notify, FILE *out);
 	"a different database, and a reply about a different one is refused.\n"                    \
 	"\nOn a PostgreSQL database, which supervisors on several hosts may share, status and\n"   \
 	"workers list every supervisor (or --supervisor ID) from the database; pause, resume,\n"   \
-	"scale, stop and metrics are delivered through the database to every live supervisor,\n"  \
+	"scale, stop and metrics are delivered through the database to every live supervisor,\n"   \
 	"or to --supervisor ID, and their answers awaited (metrics merged, each sample\n"          \
-	"labelled supervisor=\"ID\"); cancel goes to the supervisor running the phase (to the\n"  \
-	"first live one when none does). --control PATH still talks to one over its socket on\n" \
+	"labelled supervisor=\"ID\"); cancel goes to the supervisor running the phase (to the\n"   \
+	"first live one when none does). --control PATH still talks to one over its socket on\n"   \
 	"its own host.\n"
 
 /* The identity of an open database as a JSON object. */

@@ -329,7 +329,8 @@ static void policy_apply(struct sup *s, const struct policy *old, const struct p
 	struct run_q *r;
 
 	for (r = s->runs; r != NULL; r = r->next) {
-		bool was = policy_holds_back(old, r->run_id), is = policy_holds_back(now, r->run_id);
+		bool was = policy_holds_back(old, r->run_id),
+		     is = policy_holds_back(now, r->run_id);
 
 		r->sampled = r->sampled || nameset_has(&now->sampled, r->run_id);
 		r->promising = r->promising || nameset_has(&now->promising, r->run_id);
@@ -339,7 +340,8 @@ static void policy_apply(struct sup *s, const struct policy *old, const struct p
 			    "run %s was %s by another supervisor of the session: nothing more of it"
 			    " starts here",
 			    r->run_id,
-			    nameset_has(&now->stopped_runs, r->run_id) ? "stopped" : "deprioritised");
+			    nameset_has(&now->stopped_runs, r->run_id) ? "stopped" :
+			                                                 "deprioritised");
 			sched_skip_run(s, r,
 			    nameset_has(&now->stopped_runs, r->run_id) ?
 			        "run stopped by another supervisor of the session" :

@@ -132,7 +132,8 @@ static int drain_claim_check(
 		    err, STORE_EINVAL, "phase %s/%s was visited by this dry run", run_id, phase_id);
 	if (db_column_int64(s, 5) > 0)
 		return store_fail(err, STORE_EBUSY,
-		    "run %s was stopped or deprioritised in this session by another supervisor", run_id);
+		    "run %s was stopped or deprioritised in this session by another supervisor",
+		    run_id);
 	return 0;
 }
 

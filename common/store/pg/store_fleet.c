@@ -40,8 +40,7 @@ static const char fleet_sql_claim[] =
     "   AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = q.run_id"
     "     AND v.phase_id = q.phase_id AND v.session_id = ?6 AND v.dry_run = 1)),"
     " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
-    "   AND v.session_id = ?6 AND v.dry_run = 1),"
-    FLEET_RUN_HELD_BACK
+    "   AND v.session_id = ?6 AND v.dry_run = 1)," FLEET_RUN_HELD_BACK
     " FROM runs r JOIN phases p ON p.run_id = r.id JOIN tiers tp ON tp.id = p.tier_id"
     " WHERE r.id = ?1 AND p.phase_id = ?2";
 static const char fleet_sql_insert[] =
@@ -668,8 +667,8 @@ int store_fleet_sessions_release_run(struct store *st, const char *run_id, struc
 	assert(db_in_transaction(st->db));
 	if (rc == DB_OK)
 		store_bind_text(q, 1, run_id);
-	return store_step_done(st->db, q, rc, err, "%s: releasing run %s in the drain sessions",
-	    st->url, run_id);
+	return store_step_done(
+	    st->db, q, rc, err, "%s: releasing run %s in the drain sessions", st->url, run_id);
 }
 
 /* Wake every supervisor to read the queues again. */
