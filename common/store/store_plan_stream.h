@@ -12,10 +12,6 @@ struct plan_stream {
 	const char *text; /* the plan's text */
 	size_t text_len, pos;
 	const char *source; /* the plan's name in messages */
-	size_t line, col;   /* of the next byte, from 1 */
-	char *val;          /* the value being captured */
-	size_t val_len, val_cap;
-	bool capture;
 	json_t *top; /* the top level's members other than "runs" (its size, once read) */
 	size_t nruns;
 	bool had_member, saw_runs, in_runs, first_run, done;
