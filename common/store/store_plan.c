@@ -382,16 +382,6 @@ static int plan_write_run(
 	return rc;
 }
 
-/* FNV-1a of a run id. */
-static size_t plan_hash(const char *id)
-{
-	uint64_t h = 14695981039346656037ull;
-
-	for (; *id != '\0'; id++)
-		h = (h ^ (unsigned char)*id) * 1099511628211ull;
-	return (size_t)h;
-}
-
 /* Record run_id as runs[n] of the plan; when an earlier entry has it, return that
  * entry's index + 1 instead (0: new). */
 static size_t plan_id_add(struct plan_writer *pw, const char *run_id)
@@ -406,13 +396,13 @@ static size_t plan_id_add(struct plan_writer *pw, const char *run_id)
 		pw->ids = xcalloc(cap, sizeof *pw->ids);
 		pw->ids_cap = cap;
 		for (size_t k = 0; k < sum->n_runs; k++) {
-			for (i = plan_hash(sum->run_ids[k]) & (cap - 1); pw->ids[i] != 0;
+			for (i = store_plan_id_hash(sum->run_ids[k]) & (cap - 1); pw->ids[i] != 0;
 			     i = (i + 1) & (cap - 1))
 				;
 			pw->ids[i] = k + 1;
 		}
 	}
-	for (i = plan_hash(run_id) & (pw->ids_cap - 1); pw->ids[i] != 0;
+	for (i = store_plan_id_hash(run_id) & (pw->ids_cap - 1); pw->ids[i] != 0;
 	     i = (i + 1) & (pw->ids_cap - 1))
 		if (strcmp(sum->run_ids[pw->ids[i] - 1], run_id) == 0)
 			return pw->ids[i];
@@ -571,7 +561,6 @@ static int plan_import_stream(struct store *st, struct plan_stream *ps, const ch
 		return rc;
 	while ((rc = plan_stream_next(ps, &r, err)) == 0 && r != NULL) {
 		rc = plan_writer_run(&pw, r, i++, err);
-		json_decref(r);
 		if (rc != 0)
 			break;
 	}

@@ -181,8 +181,8 @@ static const char *plan_type_name(const json_t *v)
 }
 
 /* Check a string value: no NUL bytes, and non-empty unless `allow_empty`. */
-static int plan_check_string(
-    const json_t *v, bool allow_empty, const char *source, const struct plan_at *at, struct store_err *err)
+static int plan_check_string(const json_t *v, bool allow_empty, const char *source,
+    const struct plan_at *at, struct store_err *err)
 {
 	if (!json_is_string(v))
 		return plan_fail(err, source, at, "expected string, got %s", plan_type_name(v));
@@ -247,8 +247,8 @@ static int plan_check_scope(const json_t *scope, const char *source, const struc
 
 /* Check an array of workspace paths; with `objects` an entry may also be a {"path",
  * "reason"} object (read_only_context). */
-static int plan_check_path_array(
-    const json_t *v, bool objects, const char *source, const struct plan_at *at, struct store_err *err)
+static int plan_check_path_array(const json_t *v, bool objects, const char *source,
+    const struct plan_at *at, struct store_err *err)
 {
 	size_t i;
 	json_t *e;
@@ -600,7 +600,7 @@ struct plan_ids {
 };
 
 /* FNV-1a of an id. */
-static size_t plan_id_hash(const char *id)
+size_t store_plan_id_hash(const char *id)
 {
 	uint64_t h = 14695981039346656037ull;
 
@@ -613,8 +613,8 @@ static size_t plan_id_hash(const char *id)
  * collects the run's phase ids to catch duplicates, and its scope's stored text goes to
  * *scope. */
 static int plan_check_phase(const json_t *ph, const char *source, const char *run_path,
-    const struct plan_at *at, size_t tier, size_t index, struct plan_ids *ids,
-    const char *run_id, char **scope, struct store_err *err)
+    const struct plan_at *at, size_t tier, size_t index, struct plan_ids *ids, const char *run_id,
+    char **scope, struct store_err *err)
 {
 	struct plan_scope_kept keep = { 0 };
 	struct plan_at sub = PLAN_KEY(at, "phase_id");
@@ -633,7 +633,7 @@ static int plan_check_phase(const json_t *ph, const char *source, const char *ru
 	}
 	*scope = keep.text;
 	id = json_string_value(json_object_get(ph, "phase_id"));
-	for (i = plan_id_hash(id) & ids->mask; ids->slots[i] != 0; i = (i + 1) & ids->mask) {
+	for (i = store_plan_id_hash(id) & ids->mask; ids->slots[i] != 0; i = (i + 1) & ids->mask) {
 		const struct plan_seen *other = &ids->seen[ids->slots[i] - 1];
 
 		if (strcmp(other->id, id) == 0)
@@ -718,8 +718,8 @@ static int plan_check_tiers(
 }
 
 /* Check one run entry, its tiers and phases. */
-int store_plan_check_run(const json_t *run, const char *source, const char *path, char ***scopes,
-    struct store_err *err)
+int store_plan_check_run(
+    const json_t *run, const char *source, const char *path, char ***scopes, struct store_err *err)
 {
 	struct plan_at at = { .root = path }, at_tiers = PLAN_KEY(&at, "tiers");
 	struct plan_ids ids = { 0 };
@@ -751,8 +751,8 @@ int store_plan_check_run(const json_t *run, const char *source, const char *path
 		{
 			struct plan_at sub = PLAN_INDEX(&at_phases, j);
 
-			rc = plan_check_phase(ph, source, path, &sub, i, j, &ids, run_id,
-			    &(*scopes)[ids.n], err);
+			rc = plan_check_phase(
+			    ph, source, path, &sub, i, j, &ids, run_id, &(*scopes)[ids.n], err);
 			if (rc != 0)
 				goto out;
 		}

@@ -1,9 +1,10 @@
 /* A plan read as a stream: the top-level object is scanned and each element of its "runs"
- * array is handed out on its own, parsed by jansson in place in the plan's text, so an
- * import holds one parsed run at a time however large the plan (common/store/store_plan.c
- * writes it). Positions in messages are those of the whole file, counted only when a
- * message needs one. */
+ * array is handed out on its own, parsed in place in the plan's text (store_plan_json.c,
+ * then jansson for what that leaves) into the stream's arena (store_plan_arena.c), so an import holds one parsed run at a time however
+ * large the plan (common/store/store_plan.c writes it) and releases it at once. Positions
+ * in messages are those of the whole file, counted only when a message needs one. */
 #include "common/store/store_plan_stream.h"
+#include "common/store/store_plan_json.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -21,6 +22,7 @@ void plan_stream_init(struct plan_stream *ps, const char *text, size_t len, cons
 void plan_stream_free(struct plan_stream *ps)
 {
 	json_decref(ps->top);
+	plan_arena_free(&ps->arena);
 	memset(ps, 0, sizeof *ps);
 }
 
@@ -126,8 +128,9 @@ static int ps_value(struct plan_stream *ps, struct store_err *err)
 	return 0;
 }
 
-/* Take one value and parse it in place; a syntax error is placed in the file. */
-static json_t *ps_read_value(struct plan_stream *ps, struct store_err *err)
+/* Take one value and parse it in place (into the arena when `run`); a syntax error is
+ * placed in the file. */
+static json_t *ps_read_value(struct plan_stream *ps, bool run, struct store_err *err)
 {
 	json_error_t jerr;
 	size_t start, line, col;
@@ -137,8 +140,14 @@ static json_t *ps_read_value(struct plan_stream *ps, struct store_err *err)
 	start = ps->pos;
 	if (ps_value(ps, err) != 0)
 		return NULL;
-	v = json_loadb(ps->text + start, ps->pos - start,
-	    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (run)
+		plan_arena_use(&ps->arena);
+	v = plan_json_parse(ps->text + start, ps->pos - start);
+	if (v == NULL)
+		v = json_loadb(ps->text + start, ps->pos - start,
+		    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (run)
+		plan_arena_use(NULL);
 	if (v == NULL) {
 		ps_where(ps, start, &line, &col);
 		store_fail(err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source,
@@ -172,7 +181,7 @@ static int ps_members(struct plan_stream *ps, struct store_err *err)
 		}
 		if (c != '"')
 			return ps_fail(ps, err, "string or '}' expected");
-		if ((key = ps_read_value(ps, err)) == NULL)
+		if ((key = ps_read_value(ps, false, err)) == NULL)
 			return STORE_EINVAL;
 		if (ps_skip(ps) != ':') {
 			json_decref(key);
@@ -197,7 +206,7 @@ static int ps_members(struct plan_stream *ps, struct store_err *err)
 			ps->first_run = true;
 			return 0;
 		}
-		v = ps_read_value(ps, err);
+		v = ps_read_value(ps, false, err);
 		if (v == NULL) {
 			json_decref(key);
 			return STORE_EINVAL;
@@ -221,7 +230,7 @@ int plan_stream_next(struct plan_stream *ps, json_t **run, struct store_err *err
 		if (ps_skip(ps) != '{') {
 			/* Not an object: jansson says what it is, the checks what is wrong. */
 			json_decref(ps->top);
-			if ((ps->top = ps_read_value(ps, err)) == NULL)
+			if ((ps->top = ps_read_value(ps, false, err)) == NULL)
 				return STORE_EINVAL;
 			if (ps_skip(ps) >= 0)
 				return ps_fail(ps, err, "end of file expected");
@@ -255,7 +264,8 @@ int plan_stream_next(struct plan_stream *ps, json_t **run, struct store_err *err
 			ps_take(ps);
 		}
 		ps->first_run = false;
-		if ((*run = ps_read_value(ps, err)) == NULL)
+		plan_arena_rewind(&ps->arena);
+		if ((*run = ps_read_value(ps, true, err)) == NULL)
 			return STORE_EINVAL;
 		ps->nruns++;
 		return 0;
