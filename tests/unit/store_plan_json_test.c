@@ -17,8 +17,8 @@ static void check_same(const char *text, bool quick)
 {
 	json_error_t jerr;
 	json_t *mine = plan_json_parse(text, strlen(text));
-	json_t *theirs =
-	    json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	json_t *theirs = json_loadb(
+	    text, strlen(text), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 
 	if ((mine != NULL) != quick)
 		fprintf(stderr, "text: %s\n", text);
