@@ -114,7 +114,8 @@ static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char 
 }
 
 /* Several supervisors: whether the claimed phase's run is free here and now (no open
- * attempt, no eligible phase before this one, not visited by a dry run of the session);
+ * attempt, no eligible phase before this one, not visited by a dry run of the session,
+ * not held back by the session's policy);
  * STORE_EBUSY or STORE_EINVAL saying why not. The claim's row is current. */
 static int drain_claim_check(
     struct store_drain *d, const char *run_id, const char *phase_id, struct store_err *err)
@@ -129,6 +130,10 @@ static int drain_claim_check(
 	if (db_column_int64(s, 4) > 0)
 		return store_fail(
 		    err, STORE_EINVAL, "phase %s/%s was visited by this dry run", run_id, phase_id);
+	if (db_column_int64(s, 5) > 0)
+		return store_fail(err, STORE_EBUSY,
+		    "run %s was stopped or deprioritised in this session by another supervisor",
+		    run_id);
 	return 0;
 }
 
