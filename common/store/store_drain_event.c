@@ -45,6 +45,16 @@ static void bind_count(struct db_stmt *s, int i, int64_t v)
 {
 	if (v >= 0)
 		db_bind_int64(s, i, v);
+	else
+		db_bind_null(s, i);
+}
+
+/* Statement `i` for the next event: left reset by its last drain_exec, and with every
+ * parameter bound again by the caller (so its old bindings need no clearing). */
+static struct db_stmt *event_stmt(struct store_drain *d, enum drain_stmt i)
+{
+	assert(i < DS_COUNT && d->stmt[i] != NULL);
+	return d->stmt[i];
 }
 
 /* Whether `id` is in the set. */
@@ -152,7 +162,7 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
 
 	if (rc != 0 || done)
 		return rc;
-	s = drain_stmt(d, DS_EV_USAGE);
+	s = event_stmt(d, DS_EV_USAGE);
 	store_bind_text(s, 1, u->provider);
 	store_bind_text(s, 2, u->model);
 	store_bind_text(s, 3, run_id);
@@ -213,7 +223,7 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 int store_drain_event_insert(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_event *ev, bool *dup, struct store_err *err)
 {
-	struct db_stmt *s = drain_stmt(d, DS_EV_KEY);
+	struct db_stmt *s = event_stmt(d, DS_EV_KEY);
 	char now[32];
 	int rc;
 
@@ -224,10 +234,8 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 	db_bind_int64(s, 2, (int64_t)ev->seq);
 	store_bind_text(s, 3, event_kind_name(ev->kind));
 	store_bind_text(s, 4, now);
-	if (ev->kind == EVENT_LOG) {
-		store_bind_text(s, 5, ev->u.log.level);
-		store_bind_text(s, 6, ev->u.log.message);
-	}
+	store_bind_text(s, 5, ev->kind == EVENT_LOG ? ev->u.log.level : NULL);
+	store_bind_text(s, 6, ev->kind == EVENT_LOG ? ev->u.log.message : NULL);
 	if ((rc = drain_exec(d, DS_EV_KEY, err)) != 0)
 		return rc;
 	*dup = db_changes(d->st->db) == 0;
