@@ -1,7 +1,6 @@
 /* db adopt: turn a Python-Autopack database into an autopack database, in place. */
 #include "ctl/cmd.h"
 #include "common/store/dburl.h"
-#include "common/store/dburl_pg.h"
 #include "common/store/store_adopt.h"
 #include "common/store/store_lock.h"
 #include "common/store/store_scope.h"
@@ -103,7 +102,7 @@ static void cmd_adopt_print_schema(FILE *out, const struct store_adopt_report *r
 	if (relaxed) {
 		fprintf(out,
 		    "  added nullable (NOT NULL without a default in autopack's schema, "
-		    "which SQLite cannot add to a table with rows):");
+		    "which cannot be added to a table with rows):");
 		for (size_t i = 0, k = 0; i < r->n_columns_added; i++)
 			if (r->columns_added[i].relaxed)
 				fprintf(out, "%s %s.%s", k++ ? "," : "", r->columns_added[i].table,
@@ -215,6 +214,11 @@ static void cmd_adopt_print_scopes(FILE *out, const struct store_adopt_report *r
 static void cmd_adopt_print_survey(FILE *out, const char *url, const struct store_adopt_report *r)
 {
 	fprintf(out, "adoption of %s, surveyed before changing anything:\n", url);
+	if (r->dump_command != NULL)
+		fprintf(out,
+		    "copy the database first (the adoption is one transaction, but autopack takes "
+		    "no copy on a server):\n  %s\n",
+		    r->dump_command);
 	fprintf(out,
 	    "legacy rows kept: runs %lld, tiers %lld, phases %lld, llm_usage_events "
 	    "%lld, token_estimation_v2_events %lld\n",
@@ -252,7 +256,12 @@ static void cmd_adopt_print(FILE *out, const struct store *st, const struct stor
 {
 	fprintf(out, "adopted %s: new uuid %s, schema version %d\n", st->url, r->uuid,
 	    st->schema_version);
-	fprintf(out, "backup (taken first): %s\n", r->backup_path);
+	if (r->backup_path != NULL)
+		fprintf(out, "backup (taken first): %s\n", r->backup_path);
+	else
+		fprintf(out, "copy: none taken by autopack (one transaction; the copy is the "
+		             "operator's: %s)\n",
+		    r->dump_command);
 	cmd_adopt_print_schema(out, r);
 	cmd_adopt_print_values(out, r);
 	fprintf(out,
@@ -347,10 +356,10 @@ static json_t *cmd_adopt_json(const struct store_adopt_report *r, json_t *databa
 		    json_pack("{s:s, s:s, s:I, s:s?}", "table", r->fills[i].table, "column",
 		        r->fills[i].column, "rows", (json_int_t)r->fills[i].rows, "value",
 		        r->fills[i].value));
-	out = json_pack("{s:b, s:b, s:b, s:s?, s:s?, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o, "
-	                "s:o, s:o, s:{s:I, s:I, s:I, s:I, s:o}, s:o?}",
+	out = json_pack("{s:b, s:b, s:b, s:s?, s:s?, s:s?, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:o, "
+	                "s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:o}, s:o?}",
 	    "ok", 1, "adopted", r->done, "dry_run", !r->done, "uuid", r->done ? r->uuid : NULL,
-	    "backup", r->backup_path, "workspace_base", r->workspace_base, "legacy_rows", "runs",
+	    "backup", r->backup_path, "dump_command", r->dump_command, "workspace_base", r->workspace_base, "legacy_rows", "runs",
 	    (json_int_t)r->runs, "tiers", (json_int_t)r->tiers, "phases", (json_int_t)r->phases,
 	    "llm_usage_events", (json_int_t)r->usage_events, "token_estimation_v2_events",
 	    (json_int_t)r->v2_events, "tables_created", tables, "columns_added", cols,
@@ -382,7 +391,8 @@ static int cmd_adopt_dry_run(struct cmd_ctx *ctx, const char *path, const char *
 	return CMD_EXIT_OK;
 }
 
-/* Adopt under the lock, then report from a fresh read-only open. */
+/* Adopt under the lock (on PostgreSQL the adoption's transaction takes the offline
+ * writers' lock itself), then report from a fresh read-only open. */
 static int cmd_adopt_run(struct cmd_ctx *ctx, const char *path, const char *url, const char *ws)
 {
 	struct store_adopt_report rep;
@@ -452,13 +462,8 @@ static int cmd_db_adopt_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	ret = cmd_adopt_resolve(ctx, positional, &path, &url);
 	if (ret != 0)
 		return ret;
-	rc = dburl_is_pg(url) ? STORE_ENOTDB : store_adopt_check(path, &err);
-	if (rc == STORE_ENOTDB && dburl_is_pg(url)) {
-		ret = cmd_fail(ctx, rc,
-		    "%s: db adopt takes a Python Autopack database on SQLite (sqlite:///PATH); one "
-		    "on PostgreSQL cannot be adopted: nothing was changed",
-		    url);
-	} else if (rc == STORE_EEXIST) {
+	rc = store_adopt_check(path, &err);
+	if (rc == STORE_EEXIST) {
 		ret = cmd_adopt_exists(ctx, path, url);
 	} else if (rc != 0) {
 		ret = cmd_fail(ctx, rc, "%s", err.text);
