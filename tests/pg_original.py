@@ -16,8 +16,9 @@ SCHEMA = os.path.join(os.path.dirname(__file__), "data", "autopack-py-sqlite-sch
 
 
 def engine(url):
-    sa = pytest.importorskip("sqlalchemy")
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+    pytest.importorskip("sqlalchemy")
+    import original_reader
+    return original_reader.engine(url)
 
 
 def original_schema_on(url):
@@ -130,36 +131,6 @@ def read_everything(url):
             out[name] = rows
     eng.dispose()
     return out
-
-
-def insert_phase(url, run_id, phase_id, deliverable):
-    """Add a tier and a QUEUED phase to run `run_id` as the original's ORM would."""
-    import json
-    sa = pytest.importorskip("sqlalchemy")
-    eng = engine(url)
-    md = sa.MetaData()
-    md.reflect(bind=eng)
-    tiers, phases = md.tables["tiers"], md.tables["phases"]
-    now = legacy_db.utcnow()
-    with eng.begin() as conn:
-        index = conn.execute(sa.select(sa.func.coalesce(sa.func.max(tiers.c.tier_index) + 1, 0))
-                             .where(tiers.c.run_id == run_id)).scalar()
-        tier_pk = conn.execute(tiers.insert().values(
-            tier_id="T%d" % (index + 1), run_id=run_id, tier_index=index, name="added",
-            state="PENDING", max_major_issues_tolerated=0, tokens_used=0, ci_runs_used=0,
-            minor_issues_count=0, major_issues_count=0, cleanliness="clean", created_at=now,
-            updated_at=now)).inserted_primary_key[0]
-        conn.execute(phases.insert().values(
-            phase_id=phase_id, run_id=run_id, tier_id=tier_pk, phase_index=0,
-            name="added by the original", description="Write %s." % deliverable,
-            state="QUEUED", task_category="implementation", complexity="low",
-            scope={"paths": [], "deliverables": [deliverable]},
-            builder_attempts=0, auditor_attempts=0, tokens_used=0, minor_issues_count=0,
-            major_issues_count=0, issue_state="no_issues", quality_blocked=False,
-            retry_attempt=0, revision_epoch=0, escalation_level=0, created_at=now,
-            updated_at=now))
-    eng.dispose()
-    return now
 
 
 def pg_dump(url):

@@ -8,11 +8,11 @@ import sqlite3
 import subprocess
 
 import legacy_db
+import original_reader
 import pg_original
 from pg_cluster import PG_BIN
 from conftest import ctl
 from supervisor_helpers import Supervisor, db_url, sql
-from test_adopt import ORIGINAL_PYTHON_VALUES
 
 IN_FLIGHT = ("EXECUTING", "GATE", "CI_RUNNING")
 
@@ -78,7 +78,7 @@ def test_adopt_the_originals_postgresql_database_check_drain_and_read_back(tmp, 
     assert check["phases"]["by_state"]["EXECUTING"] == 0
 
     # The original's ORM adds a phase to the adopted database; a drain takes it too.
-    pg_original.insert_phase(pg_url, "build1-original", "added-1", "src/added.py")
+    original_reader.insert_phase(pg_url, "build1-original", "added-1", "src/added.py")
     queued = set(sql(pg_url, "SELECT run_id, phase_id FROM phases WHERE state = 'QUEUED'"))
     assert ("build1-original", "added-1") in queued and in_flight <= queued
     sup = Supervisor(tmp, pg_url, "--workers", 2, "--dry-run", "--exit-when-drained")
@@ -142,7 +142,7 @@ def test_the_survey_reports_what_the_sqlite_adoption_reports_and_changes_nothing
                 ("token_estimation_v2_events", "truncated"),
                 ("token_estimation_v2_events", "is_truncated_output")}
     assert got == {k: ("FALSE" if k in booleans else v) for k, v in
-                   ORIGINAL_PYTHON_VALUES.items()}
+                   legacy_db.ORIGINAL_PYTHON_VALUES.items()}
     assert {(c["table"], c["column"]) for c in pg["columns_added"]} == {
         (c["table"], c["column"]) for c in lite["columns_added"]}
     assert set(pg["tables_created"]) == set(lite["tables_created"]) | {

@@ -64,8 +64,8 @@ struct store_adopt_phase {
 struct store_adopt_report {
 	bool done; /* false: a survey; nothing was changed */
 	char uuid[37];
-	char *backup_path;  /* SQLite: the copy taken first */
-	char *dump_command; /* PostgreSQL: the pg_dump command to take a copy first */
+	char *backup_path;    /* SQLite: the copy taken first */
+	char *dump_command;   /* PostgreSQL: the pg_dump command to take a copy first */
 	char *workspace_base; /* the directory new run workspaces were put under */
 	char **tables_created;
 	size_t n_tables_created;

@@ -131,7 +131,8 @@ static int adopt_tables_check(struct db *db, const char *path, struct store_err 
 			return store_fail(err, STORE_ENOTDB,
 			    "%s: not a Python-Autopack database: table %s lacks column%s %s, which "
 			    "the original's %s has; %s",
-			    path, t->name, rc == 1 ? "" : "s", missing, t->name, store_untouched(db));
+			    path, t->name, rc == 1 ? "" : "s", missing, t->name,
+			    store_untouched(db));
 	}
 	return 0;
 }
@@ -175,14 +176,15 @@ static int adopt_keys_check(struct db *db, const char *path, struct store_err *e
 }
 
 /* Check that the connection holds a legacy database that can be adopted. */
-int adopt_shape_check(const struct adopt_backend *be, struct db *db, const char *where,
-    struct store_err *err)
+int adopt_shape_check(
+    const struct adopt_backend *be, struct db *db, const char *where, struct store_err *err)
 {
 	char uuid[37];
 	int64_t v;
 	int version, rc;
 
-	if (db->backend == DB_SQLITE && store_query_int(db, "PRAGMA schema_version", &v, NULL) != 0) {
+	if (db->backend == DB_SQLITE &&
+	    store_query_int(db, "PRAGMA schema_version", &v, NULL) != 0) {
 		if (db_fault(db) == DB_FAULT_NOTDB)
 			return store_fail(err, STORE_ENOTDB,
 			    "%s: not an SQLite database; the file was left untouched", where);

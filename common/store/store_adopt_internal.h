@@ -53,8 +53,8 @@ struct adopt_backend {
 	/* Refuse a database the backend finds damaged (NULL: the server keeps it whole). */
 	int (*integrity)(struct db *db, const char *where, struct store_err *err);
 	/* Reading only: the values not in the original's formats (store_values.h). */
-	int (*values_find)(struct db *db, const struct adopt_ref *ref, struct store_value_cols *cols,
-	    struct store_err *err);
+	int (*values_find)(struct db *db, const struct adopt_ref *ref,
+	    struct store_value_cols *cols, struct store_err *err);
 	/* In the caller's transaction: rewrite them; `rewrite` becomes the rows changed. */
 	int (*values_rewrite)(struct db *db, struct store_value_cols *cols, struct store_err *err);
 	/* In the adoption's transaction, before any change: the copy taken first, named in
@@ -81,8 +81,8 @@ const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const char *
 int adopt_has_column(struct db *db, const char *table, const char *column, struct store_err *err);
 
 /* Append a table (its statement and columns, taken over) or an index to `ref`. */
-void adopt_ref_add_table(struct adopt_ref *ref, const char *name, const char *sql,
-    struct adopt_cols *cols);
+void adopt_ref_add_table(
+    struct adopt_ref *ref, const char *name, const char *sql, struct adopt_cols *cols);
 void adopt_ref_add_index(struct adopt_ref *ref, const char *name, const char *sql);
 /* Return the table of `ref` named `name`, or NULL. */
 const struct adopt_ref_table *adopt_ref_find(const struct adopt_ref *ref, const char *name);
@@ -92,8 +92,8 @@ void adopt_ref_free(struct adopt_ref *ref);
 /* Check the open connection's schema and keys, reading only: STORE_EEXIST for an
  * autopack database (uuid in the message), STORE_ENOTDB naming what does not match the
  * original's shape, 0 if it can be adopted. `where` names the database in messages. */
-int adopt_shape_check(const struct adopt_backend *be, struct db *db, const char *where,
-    struct store_err *err);
+int adopt_shape_check(
+    const struct adopt_backend *be, struct db *db, const char *where, struct store_err *err);
 
 /* Add the columns of reference table `t` that db's table lacks, recording them in `rep`
  * (if not NULL). A NOT NULL column without a default cannot be added to a table with
@@ -105,8 +105,8 @@ int adopt_columns_add(struct db *db, const struct adopt_ref_table *t,
  * tables of reference `ref` that db lacks, add the missing columns, and create the
  * reference's indexes that can be created. Records what it did in `rep`; without
  * `apply`, changes nothing and records what it would do. */
-int adopt_schema_extend(struct db *db, const struct adopt_ref *ref,
-    struct store_adopt_report *rep, bool apply, struct store_err *err);
+int adopt_schema_extend(struct db *db, const struct adopt_ref *ref, struct store_adopt_report *rep,
+    bool apply, struct store_err *err);
 
 /* Inside the caller's transaction: count the legacy rows; in runs, tiers and phases fill
  * NULLs in columns the reference declares NOT NULL (created_at/updated_at with `now`,
@@ -114,8 +114,8 @@ int adopt_schema_extend(struct db *db, const struct adopt_ref *ref,
  * QUEUED; give runs without a workspace one under `ws_base` (directories are created).
  * Records what it did in `rep`; without `apply`, changes nothing and counts what it
  * would do. */
-int adopt_repair(struct db *db, const struct adopt_ref *ref, const char *ws_base,
-    const char *now, struct store_adopt_report *rep, bool apply, struct store_err *err);
+int adopt_repair(struct db *db, const struct adopt_ref *ref, const char *ws_base, const char *now,
+    struct store_adopt_report *rep, bool apply, struct store_err *err);
 
 /* Reading only: find the NOT NULL columns without an SQL default autopack fills on every
  * insert, the values not in the original's formats, and the scopes of every phase. */

@@ -237,8 +237,8 @@ static int adopt_count(struct db *db, struct store_adopt_report *rep, struct sto
 }
 
 /* Apply the legacy data handling inside the caller's transaction, or count it. */
-int adopt_repair(struct db *db, const struct adopt_ref *ref, const char *ws_base,
-    const char *now, struct store_adopt_report *rep, bool apply, struct store_err *err)
+int adopt_repair(struct db *db, const struct adopt_ref *ref, const char *ws_base, const char *now,
+    struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	int rc = adopt_count(db, rep, err);
 

@@ -256,8 +256,8 @@ static int adopt_index(struct db *db, const struct adopt_ref_index *x,
 /* Extend db's schema to the reference's inside the caller's transaction, or list what
  * that would do: the phase key first (the tables created reference it), then the tables,
  * then the indexes, whose names must be free. */
-int adopt_schema_extend(struct db *db, const struct adopt_ref *ref,
-    struct store_adopt_report *rep, bool apply, struct store_err *err)
+int adopt_schema_extend(struct db *db, const struct adopt_ref *ref, struct store_adopt_report *rep,
+    bool apply, struct store_err *err)
 {
 	int rc = adopt_phase_key(db, rep, apply, err);
 

@@ -52,7 +52,8 @@ static int adopt_sqlite_ref_load(struct adopt_ref *ref, struct store_err *err)
 	    "'sqlite\\_%' ESCAPE '\\') OR (type = 'index' AND sql IS NOT NULL) "
 	    "ORDER BY type = 'index', rowid",
 	    &q);
-	rc = store_each_row(mem, q, rc, adopt_sqlite_ref_row, ref, err, "reading autopack's schema");
+	rc = store_each_row(
+	    mem, q, rc, adopt_sqlite_ref_row, ref, err, "reading autopack's schema");
 	db_close(mem);
 	if (rc != 0)
 		adopt_ref_free(ref);
@@ -102,7 +103,8 @@ static int adopt_sqlite_values_find(struct db *db, const struct adopt_ref *ref,
  * over a second, read-only connection: the caller's connection holds the write lock, so
  * nothing changes it meanwhile, and what is copied is exactly what the transaction
  * starts from. */
-static int adopt_sqlite_backup(const char *path, struct store_adopt_report *rep, struct store_err *err)
+static int adopt_sqlite_backup(
+    const char *path, struct store_adopt_report *rep, struct store_err *err)
 {
 	struct store src = { .path = (char *)path };
 	int rc;

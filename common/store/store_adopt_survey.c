@@ -108,7 +108,11 @@ static int survey_scopes(struct db *db, struct store_adopt_report *rep, struct s
 
 	if (has_scope < 0 || has_text < 0)
 		return STORE_EIO;
-	rc = db_prepare(db, selects[has_text == 1 && has_scope == 1 ? 0 : has_scope == 1 ? 1 : 2], &q);
+	rc = db_prepare(db,
+	    selects[has_text == 1 && has_scope == 1 ? 0 :
+	            has_scope == 1                  ? 1 :
+	                                              2],
+	    &q);
 	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
 		struct store_scope sc;
 		char why[320];

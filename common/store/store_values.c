@@ -236,8 +236,8 @@ int store_values_columns(
 		    db, values_time_cols[i].table, values_time_cols[i].column);
 
 		if (type != NULL)
-			store_value_cols_add(out, values_time_cols[i].table, values_time_cols[i].column,
-			    STORE_VALUE_TIME);
+			store_value_cols_add(out, values_time_cols[i].table,
+			    values_time_cols[i].column, STORE_VALUE_TIME);
 		free(type);
 	}
 	rc = db_prepare(db,

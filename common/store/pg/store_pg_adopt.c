@@ -29,7 +29,8 @@ static int pg_adopt_connect(const char *url, bool write, struct db **db, struct 
 	int rc = store_pg_connect(url, db, err);
 
 	if (rc == 0 && !write)
-		rc = store_exec(*db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", url, err);
+		rc = store_exec(
+		    *db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", url, err);
 	if (rc != 0 && *db != NULL) {
 		db_close(*db);
 		*db = NULL;
@@ -98,7 +99,8 @@ static void pg_adopt_table_parse(struct adopt_ref *ref, const char *stmt)
 			continue;
 		for (size_t i = 0; i < ARRAY_SIZE(pg_adopt_constraints); i++)
 			constraint = constraint ||
-			    strncmp(line, pg_adopt_constraints[i], strlen(pg_adopt_constraints[i])) == 0;
+			    strncmp(line, pg_adopt_constraints[i],
+			        strlen(pg_adopt_constraints[i])) == 0;
 		if (constraint)
 			continue;
 		text = pg_adopt_strndup(line, len);
@@ -146,8 +148,8 @@ static bool pg_adopt_text_type(const char *type)
 
 /* Collect the text columns whose values are held to a format: the state columns of runs,
  * tiers and phases, and those autopack's schema declares TIMESTAMP or BOOLEAN. */
-static int pg_adopt_value_cols(struct db *db, const struct adopt_ref *ref,
-    struct store_value_cols *out, struct store_err *err)
+static int pg_adopt_value_cols(
+    struct db *db, const struct adopt_ref *ref, struct store_value_cols *out, struct store_err *err)
 {
 	int rc = 0;
 
@@ -237,15 +239,17 @@ static int pg_adopt_values_walk(
 		struct store_value_col *c = &cols->items[i];
 		struct pg_adopt_values v = { db, c, apply, err };
 		struct db_stmt *q = NULL;
-		char *sql = db_sqlf("SELECT CAST(\"%w\" AS TEXT), count(*) FROM \"%w\" WHERE \"%w\" IS"
-		                    " NOT NULL GROUP BY 1 ORDER BY 1",
+		char *sql = db_sqlf(
+		    "SELECT CAST(\"%w\" AS TEXT), count(*) FROM \"%w\" WHERE \"%w\" IS"
+		    " NOT NULL GROUP BY 1 ORDER BY 1",
 		    c->column, c->table, c->column);
 
 		if (apply)
 			c->rewrite = 0;
 		rc = db_prepare(db, sql, &q);
 		free(sql);
-		rc = store_each_row(db, q, rc, pg_adopt_value_row, &v, err, "checking stored values");
+		rc = store_each_row(
+		    db, q, rc, pg_adopt_value_row, &v, err, "checking stored values");
 	}
 	return rc;
 }
@@ -274,7 +278,8 @@ static int pg_adopt_values_find(struct db *db, const struct adopt_ref *ref,
 }
 
 /* Rewrite the readable values in the caller's transaction. */
-static int pg_adopt_values_rewrite(struct db *db, struct store_value_cols *cols, struct store_err *err)
+static int pg_adopt_values_rewrite(
+    struct db *db, struct store_value_cols *cols, struct store_err *err)
 {
 	return pg_adopt_values_walk(db, cols, true, err);
 }
