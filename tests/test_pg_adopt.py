@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 
 import legacy_db
-import original_reader
 import pg_original
 from pg_cluster import PG_BIN
 from conftest import ctl
@@ -78,6 +77,7 @@ def test_adopt_the_originals_postgresql_database_check_drain_and_read_back(tmp, 
     assert check["phases"]["by_state"]["EXECUTING"] == 0
 
     # The original's ORM adds a phase to the adopted database; a drain takes it too.
+    import original_reader
     original_reader.insert_phase(pg_url, "build1-original", "added-1", "src/added.py")
     queued = set(sql(pg_url, "SELECT run_id, phase_id FROM phases WHERE state = 'QUEUED'"))
     assert ("build1-original", "added-1") in queued and in_flight <= queued

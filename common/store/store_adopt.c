@@ -110,8 +110,10 @@ static char *adopt_default_workspace(const char *where)
 {
 	char *copy, *dir;
 
-	if (dburl_is_pg(where))
-		return store_path_absolute(ADOPT_WORKSPACE_DIR, NULL);
+	if (dburl_is_pg(where)) {
+		dir = store_path_absolute(ADOPT_WORKSPACE_DIR, NULL);
+		return dir != NULL ? dir : xstrdup(ADOPT_WORKSPACE_DIR);
+	}
 	copy = xstrdup(where);
 	dir = xasprintf("%s/%s", dirname(copy), ADOPT_WORKSPACE_DIR);
 	free(copy);

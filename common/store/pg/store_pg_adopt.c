@@ -70,8 +70,10 @@ static void pg_adopt_col_parse(const char *line, struct adopt_col *c)
 	c->notnull = c->pk || strstr(decl, "NOT NULL") != NULL;
 	if (d != NULL) {
 		const char *v = d + strlen("DEFAULT ");
-		const char *end = v[0] == '\'' ? strchr(v + 1, '\'') + 1 : strchr(v, ' ');
+		const char *end = v[0] == '\'' ? strchr(v + 1, '\'') : strchr(v, ' ');
 
+		if (end != NULL && v[0] == '\'')
+			end++;
 		c->dflt = end != NULL ? pg_adopt_strndup(v, (size_t)(end - v)) : xstrdup(v);
 	}
 }
