@@ -114,7 +114,8 @@ static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char 
 }
 
 /* Several supervisors: whether the claimed phase's run is free here and now (no open
- * attempt, no eligible phase before this one, not visited by a dry run of the session);
+ * attempt, no eligible phase before this one, not visited by a dry run of the session,
+ * not held back by the session's policy);
  * STORE_EBUSY or STORE_EINVAL saying why not. The claim's row is current. */
 static int drain_claim_check(
     struct store_drain *d, const char *run_id, const char *phase_id, struct store_err *err)
@@ -129,6 +130,10 @@ static int drain_claim_check(
 	if (db_column_int64(s, 4) > 0)
 		return store_fail(
 		    err, STORE_EINVAL, "phase %s/%s was visited by this dry run", run_id, phase_id);
+	if (db_column_int64(s, 5) > 0)
+		return store_fail(err, STORE_EBUSY,
+		    "run %s was stopped or deprioritised in this session by another supervisor",
+		    run_id);
 	return 0;
 }
 
@@ -467,7 +472,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 {
 	char now[32], *run_id, *phase_id;
 	struct db_stmt *s;
-	bool found, live;
+	bool found, live, announced;
 	int rc;
 
 	assert(db_in_transaction(d->st->db));
@@ -476,7 +481,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	*stale = !live;
 	if (rc != 0 || *stale)
 		goto out;
-	drain_announced_close(d, att);
+	announced = drain_announced_close(d, att);
 
 	time_db_now(now);
 	s = drain_stmt(d, DS_ATT_END);
@@ -492,12 +497,15 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 ||
 	    (rc = drain_unfence(d, run_id, phase_id, att, err)) != 0)
 		goto out;
-	s = drain_stmt(d, DS_ATT_LOST);
-	db_bind_int64(s, 1, (int64_t)att);
-	store_bind_text(s, 2, usage_status_name(USAGE_LOST));
-	store_bind_text(s, 3, usage_status_name(USAGE_SENT));
-	if ((rc = drain_exec(d, DS_ATT_LOST, err)) != 0)
-		goto out;
+	/* Only an attempt that announced a try through this process can have a 'sent' row. */
+	if (announced) {
+		s = drain_stmt(d, DS_ATT_LOST);
+		db_bind_int64(s, 1, (int64_t)att);
+		store_bind_text(s, 2, usage_status_name(USAGE_LOST));
+		store_bind_text(s, 3, usage_status_name(USAGE_SENT));
+		if ((rc = drain_exec(d, DS_ATT_LOST, err)) != 0)
+			goto out;
+	}
 	if (c->phase_state != PHASE_STATE_NONE &&
 	    (rc = drain_phase_end(d, run_id, phase_id, c, now, err)) != 0)
 		goto out;

@@ -15,11 +15,22 @@
 /* The server's time now (not the transaction's start), as a UTC TIMESTAMP. */
 #define PG_NOW "(clock_timestamp() AT TIME ZONE 'UTC')"
 
+/* Whether the session ?6 stopped or deprioritised run r (its saved policy state): a run
+ * another supervisor stopped is not claimed here even before this one has read why. The
+ * JSON is parsed only when the state names the run at all. */
+#define FLEET_RUN_HELD_BACK                                                                        \
+	" (SELECT count(*) FROM drain_sessions ds WHERE ds.session_id = ?6"                        \
+	"   AND CASE WHEN strpos(ds.state_json, r.id) = 0 THEN FALSE"                              \
+	"   ELSE CAST(ds.state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(r.id)"        \
+	"   OR CAST(ds.state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(r.id)"    \
+	"   END)"
+
 /* The drain's statements that differ when several supervisors share the database: the
  * claim of a phase (run after store_fleet_run_lock, in a statement of its own so that it
  * sees what the run's previous holder committed) reports the run's open attempts, the
  * eligible phases before it in the run and whether a dry run already visited it in the
- * session; an attempt records its supervisor. */
+ * session, and whether the session's policy holds the run back; an attempt records its
+ * supervisor. */
 static const char fleet_sql_claim[] =
     "SELECT p.state, p.builder_attempts,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL),"
@@ -29,7 +40,7 @@ static const char fleet_sql_claim[] =
     "   AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = q.run_id"
     "     AND v.phase_id = q.phase_id AND v.session_id = ?6 AND v.dry_run = 1)),"
     " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
-    "   AND v.session_id = ?6 AND v.dry_run = 1)"
+    "   AND v.session_id = ?6 AND v.dry_run = 1)," FLEET_RUN_HELD_BACK
     " FROM runs r JOIN phases p ON p.run_id = r.id JOIN tiers tp ON tp.id = p.tier_id"
     " WHERE r.id = ?1 AND p.phase_id = ?2";
 static const char fleet_sql_insert[] =
@@ -611,4 +622,80 @@ int store_fleet_command_results(
 	*out = r.v;
 	*n = r.n;
 	return rc;
+}
+
+/* Read a session's saved policy state, locking its row for the transaction when `lock`. */
+int store_fleet_session_state(struct store_drain *d, const char *session_id, bool lock,
+    char **state_json, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    lock ? "SELECT state_json FROM drain_sessions WHERE session_id = ?1 FOR UPDATE" :
+	           "SELECT state_json FROM drain_sessions WHERE session_id = ?1",
+	    &q);
+
+	*state_json = NULL;
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, session_id);
+		rc = db_step(q);
+		if (rc == DB_ROW)
+			*state_json = store_col_text(q, 0, "{}");
+	}
+	db_finalize(q);
+	if (rc != DB_ROW && rc != DB_DONE)
+		return fleet_fail(d->st, err, "reading the session's policy state");
+	if (*state_json == NULL)
+		*state_json = xstrdup("{}");
+	return 0;
+}
+
+/* Inside a transaction: drop run `run_id` from the stopped and deprioritised runs of
+ * every unfinished session, so that every supervisor drains it again. */
+int store_fleet_sessions_release_run(struct store *st, const char *run_id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
+	    "UPDATE drain_sessions SET state_json = CAST(jsonb_set(jsonb_set(CAST(state_json AS"
+	    " jsonb), '{stopped_runs}', COALESCE(CAST(state_json AS jsonb) -> 'stopped_runs',"
+	    " '[]') - CAST(?1 AS TEXT)), '{deprioritized_runs}', COALESCE(CAST(state_json AS"
+	    " jsonb) -> 'deprioritized_runs', '[]') - CAST(?1 AS TEXT)) AS TEXT)"
+	    " WHERE completed_at IS NULL AND strpos(state_json, ?1) > 0"
+	    " AND (CAST(state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(?1)"
+	    " OR CAST(state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(?1))",
+	    &q);
+
+	assert(db_in_transaction(st->db));
+	if (rc == DB_OK)
+		store_bind_text(q, 1, run_id);
+	return store_step_done(
+	    st->db, q, rc, err, "%s: releasing run %s in the drain sessions", st->url, run_id);
+}
+
+/* Wake every supervisor to read the queues again. */
+int store_fleet_wake(struct store *st, struct store_err *err)
+{
+	return store_exec(st->db, "NOTIFY " FLEET_CHANNEL_QUEUE, st->url, err);
+}
+
+/* The supervisor whose attempt of a phase is open, or 0. */
+int store_fleet_phase_holder(struct store *st, const char *run_id, const char *phase_id,
+    int64_t *supervisor_id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
+	    "SELECT COALESCE(supervisor_id, 0) FROM attempts"
+	    " WHERE run_id = ?1 AND phase_id = ?2 AND ended_at IS NULL",
+	    &q);
+
+	*supervisor_id = 0;
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, run_id);
+		store_bind_text(q, 2, phase_id);
+		if ((rc = db_step(q)) == DB_ROW)
+			*supervisor_id = db_column_int64(q, 0);
+	}
+	db_finalize(q);
+	if (rc != DB_ROW && rc != DB_DONE)
+		return fleet_fail(st, err, "finding the attempt's supervisor");
+	return 0;
 }
