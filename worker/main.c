@@ -106,6 +106,15 @@ __attribute__((noreturn)) static void wk_gone(const char *why)
 	wk_quit();
 }
 
+/* Write what is queued; a failed write is the end. */
+static void wk_flush(struct wk *w)
+{
+	int rc = proto_fd_flush(&w->io);
+
+	if (rc != 0)
+		wk_gone(strerror(-rc));
+}
+
 /* Queue and write one message; an unencodable one is a bug, a failed write the end. */
 static void wk_send(struct wk *w, const struct proto_msg *m)
 {
@@ -114,8 +123,7 @@ static void wk_send(struct wk *w, const struct proto_msg *m)
 
 	if (rc != 0)
 		log_fatal(1, "cannot encode a %s message: %s", proto_type_name(m->type), err.text);
-	if ((rc = proto_fd_flush(&w->io)) != 0)
-		wk_gone(strerror(-rc));
+	wk_flush(w);
 }
 
 /* Send a heartbeat naming the current attempt (or none) and the last event seq the worker
@@ -193,8 +201,10 @@ static int wk_wait_acks(struct wk *w, size_t pending, bool deadline)
 	while (outbox_pending(&w->out) > pending) {
 		int left = HEARTBEAT_MS - (int)(clock_mono_ms() - w->last_beat);
 
-		if (deadline && w->job->deadline_ms > 0 && clock_wall_ms() >= w->job->deadline_ms)
+		if (deadline && w->job->deadline_ms > 0 && clock_wall_ms() >= w->job->deadline_ms) {
+			wk_flush(w);
 			return -1;
+		}
 		if (!said || left <= 0) {
 			wk_beat(w, (int64_t)w->out.sent);
 			said = true;
@@ -226,10 +236,10 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 	if ((rc = proto_fd_queue(&w->io, &m, &err)) != 0)
 		log_fatal(1, "cannot encode an event: %s", err.text);
 	outbox_add(&w->out, w->io.out.data + start, w->io.out.len - start);
-	if ((rc = proto_fd_flush(&w->io)) != 0)
-		wk_gone(strerror(-rc));
+	/* An announcement leaves in one write with the heartbeat that asks for its commit. */
 	if (ev->kind == PROTO_EV_LLM_REQUEST)
 		return wk_wait_acks(w, 0, true);
+	wk_flush(w);
 	return 0;
 }
 
