@@ -154,6 +154,11 @@ int store_drain_set_supervisor(
 int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
     bool with_spec, const char *session_id, int (*fn)(void *arg, const struct drain_phase *p),
     void *arg, struct store_err *err);
+/* Several supervisors (store_fleet.h): as store_drain_each_eligible, for the `n` runs of
+ * `run_ids` only (outside a transaction): one statement, whatever their number. */
+int store_drain_each_eligible_of(struct store_drain *d, const char *const *run_ids, size_t n,
+    bool with_failed, bool with_spec, const char *session_id,
+    int (*fn)(void *arg, const struct drain_phase *p), void *arg, struct store_err *err);
 /* Call fn with the number of eligible phases (as store_drain_each_eligible) of each run,
  * ordered by run, that `session_id` attempted fewer times than it may: max_attempts, or
  * the phase's own max_builder_attempts when lower; with dry_run, not at all (outside a

@@ -19,17 +19,21 @@
  * claim of a phase (run after store_fleet_run_lock, in a statement of its own so that it
  * sees what the run's previous holder committed) reports the run's open attempts, the
  * eligible phases before it in the run and whether a dry run already visited it in the
- * session; an attempt records its supervisor. */
+ * session; an attempt records its supervisor. Attempts are looked up through scalar
+ * subqueries, by their phase (the session compared through an expression): whatever the
+ * planner's statistics, each phase costs one index probe, never a scan of the session's
+ * attempts, which would make a drain quadratic in its length. */
 static const char fleet_sql_claim[] =
     "SELECT p.state, p.builder_attempts,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL),"
     " (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"
     "   WHERE q.run_id = p.run_id AND (q.state = ?3 OR (?4 AND q.state = ?5))"
     "   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"
-    "   AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = q.run_id"
-    "     AND v.phase_id = q.phase_id AND v.session_id = ?6 AND v.dry_run = 1)),"
+    "   AND (SELECT count(*) FROM attempts v WHERE v.run_id = q.run_id"
+    "     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?6"
+    "     AND v.dry_run = 1) = 0),"
     " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
-    "   AND v.session_id = ?6 AND v.dry_run = 1)"
+    "   AND COALESCE(v.session_id, '') = ?6 AND v.dry_run = 1)"
     " FROM runs r JOIN phases p ON p.run_id = r.id JOIN tiers tp ON tp.id = p.tier_id"
     " WHERE r.id = ?1 AND p.phase_id = ?2";
 static const char fleet_sql_insert[] =
@@ -39,18 +43,19 @@ static const char fleet_sql_insert[] =
 static const char fleet_sql_eligible[] =
     "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
-    "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
+    "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3),"
     " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
     " p.name, p.description, p.task_category, p.complexity,"
     " p.scope, p.check_command, p.max_builder_attempts, r.workspace"
     " FROM phases p JOIN tiers t ON t.id = p.tier_id"
     " JOIN runs r ON r.id = p.run_id"
     " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-    " AND (CAST(?7 AS TEXT) IS NULL OR p.run_id = ?1)"
-    " AND NOT EXISTS (SELECT 1 FROM attempts o WHERE o.run_id = p.run_id"
-    "   AND o.ended_at IS NULL AND o.supervisor_id IS DISTINCT FROM ?6)"
-    " AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = p.run_id"
-    "   AND v.phase_id = p.phase_id AND v.session_id = ?3 AND v.dry_run = 1)"
+    " AND (CAST(?7 AS TEXT) IS NULL"
+    "   OR p.run_id IN (SELECT json_array_elements_text(CAST(?7 AS JSON))))"
+    " AND (SELECT count(*) FROM attempts o WHERE o.run_id = p.run_id"
+    "   AND o.ended_at IS NULL AND o.supervisor_id IS DISTINCT FROM ?6) = 0"
+    " AND (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id"
+    "   AND v.phase_id = p.phase_id AND COALESCE(v.session_id, '') = ?3 AND v.dry_run = 1) = 0"
     " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
 
 /* Lock a run's row for the transaction, passing over a run another supervisor is
@@ -77,7 +82,7 @@ const char *store_fleet_drain_sql(enum drain_stmt id)
 /* The fleet's eligible phases: those of runs no other supervisor leases, and not visited
  * by a dry run of the session; the columns as store_drain_each_eligible reads them (the
  * job's spec from the eighth on). Parameters as it binds them, ?6 this supervisor, ?7 the
- * run filter again. */
+ * runs to read (a JSON array of ids) or NULL for all. */
 const char *store_fleet_eligible_sql(void)
 {
 	return fleet_sql_eligible;
