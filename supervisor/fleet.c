@@ -148,9 +148,9 @@ static void fleet_refresh(struct sup *s, bool now)
 	lease_kick(s);
 }
 
-/* Reread the runs another supervisor held when this one tried them (one query), and
- * dispatch those that became free: a claim that finds a run held leaves only that run
- * to be read again, not the whole queue. */
+/* Reread the runs another supervisor held (or had changed) when this one tried them, in
+ * one query, and dispatch those that became free: a claim that finds a run held leaves
+ * only that run to be read again, not the whole queue. */
 static void fleet_refresh_parked(struct sup *s)
 {
 	if (s->stopping || s->writes_off)
@@ -328,9 +328,10 @@ static void fleet_check_drained(struct sup *s)
 	s->fleet_busy = open > 0;
 }
 
-/* Every tick: notifications and the parked runs read again (every other beat, or when
- * asked, the whole queue); every beat: the heartbeat when nothing committed, the rescue
- * and the commands; then whether the drain is over. */
+/* Every tick: notifications and, when workers wait with no run ready, the parked runs
+ * read again (every other beat, or when asked, the whole queue); every beat: the
+ * heartbeat when nothing committed, the rescue and the commands; then whether the drain
+ * is over. */
 static void fleet_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
@@ -358,7 +359,7 @@ static void fleet_timer_cb(uv_timer_t *t)
 	fleet_notifications(s);
 	if (now - s->fleet_refreshed_ms >= 2 * fleet_beat_ms(s))
 		fleet_refresh(s, true);
-	else
+	else if (s->nready == 0 && s->idle != NULL)
 		fleet_refresh_parked(s);
 	fleet_check_drained(s);
 	lifecycle_check_done(s);

@@ -192,7 +192,9 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 
 /* In the group: create an attempt for (run, phase) and make it the phase's current
  * attempt; unless dry_run, move the phase to EXECUTING. Fails with STORE_EINVAL if the
- * phase is not QUEUED or FAILED. */
+ * phase is not QUEUED or FAILED; with several supervisors (store_fleet.h), STORE_EINVAL
+ * only when there is no such phase, and STORE_EBUSY when another supervisor holds its run
+ * or the phase is no longer eligible (its run is to be read again). */
 int store_drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err);

@@ -63,22 +63,25 @@ static const char fleet_sql_claim[] =
     " SELECT c.state, c.builder_attempts, c.open, c.before, c.visited,"
     " (SELECT attempt_id FROM ins) FROM c";
 static const char fleet_sql_eligible[] =
-    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
-    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
-    "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3),"
-    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
-    " p.name, p.description, p.task_category, p.complexity,"
-    " p.scope, p.check_command, p.max_builder_attempts, r.workspace"
-    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
-    " JOIN runs r ON r.id = p.run_id"
-    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-    " AND (CAST(?7 AS TEXT) IS NULL"
-    "   OR p.run_id IN (SELECT json_array_elements_text(CAST(?7 AS JSON))))"
-    " AND (SELECT count(*) FROM attempts o WHERE o.run_id = p.run_id"
-    "   AND o.ended_at IS NULL AND o.supervisor_id IS DISTINCT FROM ?6) = 0"
-    " AND (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id"
-    "   AND v.phase_id = p.phase_id AND COALESCE(v.session_id, '') = ?3 AND v.dry_run = 1) = 0"
-    " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+    "SELECT x.run_id, x.phase_id, x.tier_index, x.phase_index,"
+    " (SELECT count(*) FROM attempts a WHERE a.run_id = x.run_id"
+    "   AND a.phase_id = x.phase_id AND COALESCE(a.session_id, '') = ?3),"
+    " x.max_attempts, x.last_failure_reason, x.name, x.description, x.task_category,"
+    " x.complexity, x.scope, x.check_command, x.max_builder_attempts, x.workspace"
+    " FROM (SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index, p.id,"
+    "   COALESCE(p.max_builder_attempts, 0) AS max_attempts, p.last_failure_reason,"
+    "   p.name, p.description, p.task_category, p.complexity, p.scope, p.check_command,"
+    "   p.max_builder_attempts, r.workspace"
+    "   FROM phases p JOIN tiers t ON t.id = p.tier_id JOIN runs r ON r.id = p.run_id"
+    "   WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
+    "   AND (CAST(?7 AS TEXT) IS NULL"
+    "     OR p.run_id = ANY (ARRAY(SELECT json_array_elements_text(CAST(?7 AS JSON)))))"
+    "   AND p.run_id NOT IN (SELECT o.run_id FROM attempts o WHERE o.ended_at IS NULL"
+    "     AND o.supervisor_id IS DISTINCT FROM ?6)"
+    "   OFFSET 0) x"
+    " WHERE (SELECT count(*) FROM attempts v WHERE v.run_id = x.run_id"
+    "   AND v.phase_id = x.phase_id AND COALESCE(v.session_id, '') = ?3 AND v.dry_run = 1) = 0"
+    " ORDER BY x.run_id, x.tier_index, x.phase_index, x.id";
 
 /* The fleet's variant of a drain statement, or NULL when it has none: the lock takes
  * DS_ATT_PHASE's place and the claim DS_ATT_INSERT's (store_fleet_attempt_open). */
@@ -91,7 +94,9 @@ const char *store_fleet_drain_sql(enum drain_stmt id)
 	}
 }
 
-/* Say why the claim read in `s` opened no attempt; STORE_EBUSY or STORE_EINVAL. */
+/* Say why the claim read in `s` opened no attempt: STORE_EBUSY, the run is held elsewhere
+ * or changed since this supervisor read it (another one ran the phase: the run is to be
+ * read again, not just its head dropped). */
 static int fleet_claim_refused(struct store_drain *d, struct db_stmt *s, const char *run_id,
     const char *phase_id, struct store_err *err)
 {
@@ -105,17 +110,17 @@ static int fleet_claim_refused(struct store_drain *d, struct db_stmt *s, const c
 		    err, STORE_EBUSY, "run %s has eligible phases before %s", run_id, phase_id);
 	if (db_column_int64(s, 4) > 0)
 		return store_fail(
-		    err, STORE_EINVAL, "phase %s/%s was visited by this dry run", run_id, phase_id);
+		    err, STORE_EBUSY, "phase %s/%s was visited by this dry run", run_id, phase_id);
 	if (initial != PHASE_QUEUED && initial != PHASE_FAILED)
-		return store_fail(err, STORE_EINVAL, "phase %s/%s: state %s is not dispatchable",
+		return store_fail(err, STORE_EBUSY, "phase %s/%s: state %s is not dispatchable",
 		    run_id, phase_id, state != NULL ? state : "NULL");
 	return store_fail(err, STORE_EIO, "%s: phase %s/%s: the claim opened no attempt",
 	    d->st->url, run_id, phase_id);
 }
 
 /* Open an attempt of an eligible phase inside the group, in two statements: the run's
- * lock, then the claim; STORE_EINVAL if not eligible, STORE_EBUSY when another supervisor
- * holds its run. */
+ * lock, then the claim; STORE_EINVAL if there is no such phase, STORE_EBUSY when another
+ * supervisor holds its run or the phase is no longer eligible. */
 int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err)
