@@ -1,8 +1,10 @@
 /* Live commands on a PostgreSQL database that several supervisors share (docs/postgresql.md,
  * "Several hosts"): `status` and `workers` read every supervisor's row (what it wrote with
- * its last heartbeat); `pause`, `resume`, `scale` and `stop` are sent through the database
- * (a supervisor_commands row and a NOTIFY) to one supervisor or to every live one, and
- * their answers are awaited. With --control, the local socket is used as for SQLite. */
+ * its last heartbeat); `pause`, `resume`, `scale`, `stop`, `metrics` and `cancel` are sent
+ * through the database (a supervisor_commands row and a NOTIFY) to one supervisor or to
+ * every live one, and their answers are awaited: metrics merged into one exposition, a
+ * cancel to the supervisor running the phase. With --control, the local socket is used as
+ * for SQLite. Writes that queue work (run import, seed, retry) wake the supervisors. */
 #include "ctl/cmd.h"
 #include "common/store/store_fleet.h"
 #include "common/util.h"
@@ -100,6 +102,15 @@ static size_t fleet_live_count(const struct fleet_member *m, size_t n, int64_t t
 	return live;
 }
 
+/* Fail: no live supervisor, or not supervisor `target`. */
+static int fleet_none(struct cmd_ctx *ctx, struct store *st, int64_t target)
+{
+	if (target > 0)
+		return cmd_fail(ctx, STORE_EBUSY, "supervisor %lld of %s is not running",
+		    (long long)target, st->url);
+	return cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
+}
+
 /* List the supervisors and their workers (status, workers). */
 static int fleet_list(struct cmd_ctx *ctx, struct store *st, int64_t target)
 {
@@ -113,11 +124,7 @@ static int fleet_list(struct cmd_ctx *ctx, struct store *st, int64_t target)
 		return cmd_fail(ctx, rc, "%s", err.text);
 	if (fleet_live_count(m, n, target) == 0) {
 		store_fleet_members_free(m, n);
-		if (target > 0)
-			return cmd_fail(ctx, STORE_EBUSY, "supervisor %lld of %s is not running",
-			    (long long)target, st->url);
-		return cmd_fail(
-		    ctx, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
+		return fleet_none(ctx, st, target);
 	}
 	arr = json_array();
 	if (!ctx->json)
@@ -159,85 +166,295 @@ static void fleet_nap(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Send a command to supervisor `target` (0: every live one) and wait for every answer. */
-static int fleet_send(struct cmd_ctx *ctx, struct store *st, int64_t target, const char *cmd,
-    char **args, size_t nargs)
+/* A command sent through the database and the answers it got. */
+struct fleet_ask {
+	int64_t id;
+	size_t want; /* the live supervisors it went to */
+	struct fleet_result *res;
+	size_t nres;
+};
+
+/* Send a command to supervisor `target` (0: every live one) and wait for every answer,
+ * or FLEET_ANSWER_MS. Returns 0, or the exit code of a failure it reported. */
+static int fleet_ask(struct cmd_ctx *ctx, struct store *st, int64_t target, const char *cmd,
+    char **args, size_t nargs, struct fleet_ask *a)
 {
 	struct fleet_member *m;
-	struct fleet_result *res = NULL;
 	struct store_err err;
-	json_t *a = json_array(), *out;
-	char *text, *by = fleet_sender();
-	size_t n, want, nres = 0;
-	int64_t id = 0;
-	int rc = store_fleet_members(st, 0, &m, &n, &err), exit_code = CMD_EXIT_OK;
+	json_t *arr;
+	char *text, *by;
+	size_t n;
+	int rc = store_fleet_members(st, 0, &m, &n, &err);
 
+	memset(a, 0, sizeof *a);
 	if (rc != 0)
-		goto fail;
-	want = fleet_live_count(m, n, target);
+		return cmd_fail(ctx, rc, "%s", err.text);
+	a->want = fleet_live_count(m, n, target);
 	store_fleet_members_free(m, n);
-	if (want == 0) {
-		free(by);
-		json_decref(a);
-		if (target > 0)
-			return cmd_fail(ctx, STORE_EBUSY, "supervisor %lld of %s is not running",
-			    (long long)target, st->url);
-		return cmd_fail(
-		    ctx, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
-	}
+	if (a->want == 0)
+		return fleet_none(ctx, st, target);
+	arr = json_array();
 	for (size_t i = 0; i < nargs; i++)
-		json_array_append_new(a, json_string(args[i]));
-	text = json_dumps(a, JSON_COMPACT);
-	rc = store_fleet_command_send(st, target, cmd, text, by, &id, &err);
+		json_array_append_new(arr, json_string(args[i]));
+	text = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	by = fleet_sender();
+	rc = store_fleet_command_send(st, target, cmd, text, by, &a->id, &err);
 	free(text);
-	if (rc != 0)
-		goto fail;
-	for (long waited = 0; waited < FLEET_ANSWER_MS; waited += 100) {
-		store_fleet_results_free(res, nres);
-		if ((rc = store_fleet_command_results(st, id, &res, &nres, &err)) != 0)
-			goto fail;
-		if (nres >= want)
+	free(by);
+	for (long waited = 0; rc == 0 && waited < FLEET_ANSWER_MS; waited += 100) {
+		store_fleet_results_free(a->res, a->nres);
+		a->res = NULL;
+		a->nres = 0;
+		if ((rc = store_fleet_command_results(st, a->id, &a->res, &a->nres, &err)) != 0)
+			break;
+		if (a->nres >= a->want)
 			break;
 		fleet_nap(100);
 	}
+	if (rc != 0) {
+		store_fleet_results_free(a->res, a->nres);
+		a->res = NULL;
+		a->nres = 0;
+		return cmd_fail(ctx, rc, "%s", err.text);
+	}
+	if (a->nres < a->want)
+		fprintf(stderr,
+		    "autopack-ctl: %zu of %zu supervisor(s) did not answer within %d s (they carry"
+		    " the command out when they see it: autopack-ctl status shows them)\n",
+		    a->want - a->nres, a->want, FLEET_ANSWER_MS / 1000);
+	return 0;
+}
+
+/* Send a command to supervisor `target` (0: every live one), wait for every answer and
+ * print them. */
+static int fleet_send(struct cmd_ctx *ctx, struct store *st, int64_t target, const char *cmd,
+    char **args, size_t nargs)
+{
+	struct fleet_ask a;
+	json_t *out;
+	int exit_code = fleet_ask(ctx, st, target, cmd, args, nargs, &a);
+
+	if (exit_code != 0)
+		return exit_code;
 	out = json_array();
 	if (!ctx->json)
 		printf("%s sent to %s of %s (command %lld)\n", cmd,
-		    target > 0 ? "one supervisor" : "every supervisor", st->url, (long long)id);
-	for (size_t i = 0; i < nres; i++) {
-		if (!res[i].ok)
+		    target > 0 ? "one supervisor" : "every supervisor", st->url, (long long)a.id);
+	for (size_t i = 0; i < a.nres; i++) {
+		if (!a.res[i].ok)
 			exit_code = CMD_EXIT_REFUSED;
 		if (ctx->json)
 			json_array_append_new(out,
 			    json_pack("{s:I, s:b, s:s}", "supervisor_id",
-			        (json_int_t)res[i].supervisor_id, "ok", res[i].ok, "result",
-			        res[i].result));
+			        (json_int_t)a.res[i].supervisor_id, "ok", a.res[i].ok, "result",
+			        a.res[i].result));
 		else
-			printf("supervisor %lld: %s %s\n", (long long)res[i].supervisor_id,
-			    res[i].ok ? "ok" : "refused:", res[i].result);
+			printf("supervisor %lld: %s %s\n", (long long)a.res[i].supervisor_id,
+			    a.res[i].ok ? "ok" : "refused:", a.res[i].result);
 	}
-	if (nres < want) {
+	if (a.nres < a.want)
 		exit_code = CMD_EXIT_REFUSED;
-		fprintf(stderr,
-		    "autopack-ctl: %zu of %zu supervisor(s) did not answer within %d s (they carry"
-		    " the command out when they see it: autopack-ctl status shows them)\n",
-		    want - nres, want, FLEET_ANSWER_MS / 1000);
-	}
 	if (ctx->json)
-		cmd_json_print(json_pack("{s:b, s:s, s:s, s:I, s:s, s:o, s:I}", "ok",
-		    exit_code == CMD_EXIT_OK, "db_url", st->url, "db_uuid", st->uuid, "command_id",
-		    (json_int_t)id, "command", cmd, "answers", out, "expected", (json_int_t)want));
+		cmd_json_print(
+		    json_pack("{s:b, s:s, s:s, s:I, s:s, s:o, s:I}", "ok", exit_code == CMD_EXIT_OK,
+		        "db_url", st->url, "db_uuid", st->uuid, "command_id", (json_int_t)a.id,
+		        "command", cmd, "answers", out, "expected", (json_int_t)a.want));
 	else
 		json_decref(out);
-	store_fleet_results_free(res, nres);
-	free(by);
-	json_decref(a);
+	store_fleet_results_free(a.res, a.nres);
 	return exit_code;
-fail:
-	store_fleet_results_free(res, nres);
-	free(by);
-	json_decref(a);
-	return cmd_fail(ctx, rc, "%s", err.text);
+}
+
+/* cancel RUN PHASE: to the supervisor whose attempt of the phase is open, else (a queued
+ * or failed phase) to the live supervisor registered first; when the phase was claimed
+ * meanwhile, once more to its new holder. */
+static int fleet_cancel(
+    struct cmd_ctx *ctx, struct store *st, int64_t target, char **args, size_t nargs)
+{
+	struct fleet_member *m;
+	struct store_err err;
+	int64_t holder = 0, again = 0;
+	size_t n;
+	int rc;
+
+	if (nargs != 2)
+		return cmd_usage_error(ctx, "expected RUN PHASE");
+	if (target > 0)
+		return fleet_send(ctx, st, target, "cancel", args, nargs);
+	if ((rc = store_fleet_phase_holder(st, args[0], args[1], &holder, &err)) != 0 ||
+	    (rc = store_fleet_members(st, 0, &m, &n, &err)) != 0)
+		return cmd_fail(ctx, rc, "%s", err.text);
+	for (size_t i = 0; holder == 0 && i < n; i++)
+		if (strcmp(m[i].state, "live") == 0)
+			holder = m[i].id;
+	store_fleet_members_free(m, n);
+	if (holder == 0)
+		return fleet_none(ctx, st, 0);
+	rc = fleet_send(ctx, st, holder, "cancel", args, nargs);
+	if (rc == CMD_EXIT_REFUSED &&
+	    store_fleet_phase_holder(st, args[0], args[1], &again, &err) == 0 && again > 0 &&
+	    again != holder) {
+		fprintf(stderr,
+		    "autopack-ctl: supervisor %lld claimed %s/%s meanwhile: sending the cancel to"
+		    " it\n",
+		    (long long)again, args[0], args[1]);
+		rc = fleet_send(ctx, st, again, "cancel", args, nargs);
+	}
+	return rc;
+}
+
+/* A metric family of the merged exposition: its HELP and TYPE lines once, then the
+ * samples of every supervisor, each labelled supervisor="id". */
+struct fleet_family {
+	char *name;
+	char *head; /* its # HELP and # TYPE lines */
+	char *body; /* its samples */
+	size_t body_len;
+	FILE *f;
+};
+
+/* The family named `name` (created at the end when new; each on the heap, where its
+ * memory stream writes). */
+static struct fleet_family *fleet_family(
+    struct fleet_family ***fs, size_t *n, const char *name, size_t len)
+{
+	struct fleet_family *f;
+
+	for (size_t i = 0; i < *n; i++)
+		if (strlen((*fs)[i]->name) == len && strncmp((*fs)[i]->name, name, len) == 0)
+			return (*fs)[i];
+	*fs = xrealloc(*fs, (*n + 1) * sizeof **fs);
+	f = (*fs)[(*n)++] = xcalloc(1, sizeof *f);
+	f->name = xstrndup(name, len);
+	f->head = xstrdup("");
+	f->f = open_memstream(&f->body, &f->body_len);
+	if (f->f == NULL)
+		abort();
+	return f;
+}
+
+/* Add one supervisor's exposition to the families. */
+static void fleet_metrics_add(
+    struct fleet_family ***fs, size_t *n, const char *text, int64_t supervisor_id)
+{
+	struct fleet_family *cur = NULL;
+	const char *line = text, *end;
+
+	for (; *line != '\0'; line = *end != '\0' ? end + 1 : end) {
+		size_t len, name_len;
+
+		end = strchr(line, '\n');
+		if (end == NULL)
+			end = line + strlen(line);
+		len = (size_t)(end - line);
+		if (len == 0)
+			continue;
+		if (strncmp(line, "# HELP ", 7) == 0 || strncmp(line, "# TYPE ", 7) == 0) {
+			char *copy = xasprintf("%.*s\n", (int)len, line), *head;
+
+			name_len = strcspn(line + 7, " \n");
+			cur = fleet_family(fs, n, line + 7, name_len);
+			if (strstr(cur->head, copy) == NULL) {
+				head = xasprintf("%s%s", cur->head, copy);
+				free(cur->head);
+				cur->head = head;
+			}
+			free(copy);
+			continue;
+		}
+		if (line[0] == '#')
+			continue;
+		name_len = strcspn(line, "{ ");
+		if (cur == NULL)
+			cur = fleet_family(fs, n, line, name_len);
+		if (line[name_len] == '{')
+			fprintf(cur->f, "%.*s{supervisor=\"%lld\",%.*s\n", (int)name_len, line,
+			    (long long)supervisor_id, (int)(len - name_len - 1),
+			    line + name_len + 1);
+		else
+			fprintf(cur->f, "%.*s{supervisor=\"%lld\"}%.*s\n", (int)name_len, line,
+			    (long long)supervisor_id, (int)(len - name_len), line + name_len);
+	}
+}
+
+/* metrics: every live supervisor's (or --supervisor ID's) exposition, merged into one,
+ * each sample labelled with its supervisor. */
+static int fleet_metrics(struct cmd_ctx *ctx, struct store *st, int64_t target)
+{
+	struct fleet_family **fs = NULL;
+	struct fleet_ask a;
+	size_t n = 0;
+	int exit_code = fleet_ask(ctx, st, target, "metrics", NULL, 0, &a);
+
+	if (exit_code != 0)
+		return exit_code;
+	for (size_t i = 0; i < a.nres; i++) {
+		json_t *body = json_loads(a.res[i].result, 0, NULL);
+		const char *text = json_string_value(json_object_get(body, "text"));
+
+		if (!a.res[i].ok || text == NULL) {
+			fprintf(stderr, "autopack-ctl: supervisor %lld: refused: %s\n",
+			    (long long)a.res[i].supervisor_id, a.res[i].result);
+			exit_code = CMD_EXIT_REFUSED;
+		} else {
+			fleet_metrics_add(&fs, &n, text, a.res[i].supervisor_id);
+		}
+		json_decref(body);
+	}
+	fprintf(stderr, "supervisors of %s (uuid %s): %zu answered\n", st->url, st->uuid, a.nres);
+	for (size_t i = 0; i < n; i++) {
+		fclose(fs[i]->f);
+		fputs(fs[i]->head, stdout);
+		fwrite(fs[i]->body, 1, fs[i]->body_len, stdout);
+		free(fs[i]->name);
+		free(fs[i]->head);
+		free(fs[i]->body);
+		free(fs[i]);
+	}
+	free(fs);
+	if (a.nres < a.want)
+		exit_code = CMD_EXIT_REFUSED;
+	store_fleet_results_free(a.res, a.nres);
+	return exit_code;
+}
+
+/* After a write that queued phases: on a database several supervisors share, wake every
+ * live one (notify first when the write's own transaction did not) and say on `out`
+ * which were woken; returns their ids (a JSON array), or NULL on SQLite. When they cannot
+ * be woken, that is said: they read the queues again within two heartbeats anyway. */
+json_t *cmd_fleet_woken(struct store *st, bool notify, FILE *out)
+{
+	struct fleet_member *m;
+	struct store_err err;
+	json_t *ids, *id;
+	size_t n, i;
+
+	if (!store_fleet(st))
+		return NULL;
+	ids = json_array();
+	if ((notify && store_fleet_wake(st, &err) != 0) ||
+	    store_fleet_members(st, 0, &m, &n, &err) != 0) {
+		fprintf(stderr,
+		    "autopack-ctl: %s (the supervisors read the queues again within two"
+		    " heartbeats)\n",
+		    err.text);
+		return ids;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(m[i].state, "live") == 0)
+			json_array_append_new(ids, json_integer(m[i].id));
+	store_fleet_members_free(m, n);
+	if (json_array_size(ids) == 0) {
+		fprintf(out, "no autopack-supervisor is running on %s: the next one takes them\n",
+		    st->url);
+		return ids;
+	}
+	fprintf(out, "woke %zu live supervisor(s) of %s (", json_array_size(ids), st->url);
+	json_array_foreach(ids, i, id)
+	    fprintf(out, "%s%lld", i > 0 ? ", " : "", (long long)json_integer_value(id));
+	fprintf(out, "): they take them at once\n");
+	return ids;
 }
 
 /* Run live command `cmd` through the database when it is shared by several supervisors
@@ -264,7 +481,8 @@ int cmd_fleet_live(
 	}
 	*handled = true;
 	if (!list && strcmp(cmd, "pause") != 0 && strcmp(cmd, "resume") != 0 &&
-	    strcmp(cmd, "scale") != 0 && strcmp(cmd, "stop") != 0) {
+	    strcmp(cmd, "scale") != 0 && strcmp(cmd, "stop") != 0 && strcmp(cmd, "cancel") != 0 &&
+	    strcmp(cmd, "metrics") != 0) {
 		free(path);
 		free(url);
 		return cmd_fail(ctx, STORE_EINVAL,
@@ -277,7 +495,14 @@ int cmd_fleet_live(
 	free(url);
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s", err.text);
-	rc = list ? fleet_list(ctx, &st, target) : fleet_send(ctx, &st, target, cmd, args, nargs);
+	if (list)
+		rc = fleet_list(ctx, &st, target);
+	else if (strcmp(cmd, "cancel") == 0)
+		rc = fleet_cancel(ctx, &st, target, args, nargs);
+	else if (strcmp(cmd, "metrics") == 0)
+		rc = fleet_metrics(ctx, &st, target);
+	else
+		rc = fleet_send(ctx, &st, target, cmd, args, nargs);
 	store_close(&st);
 	return rc;
 }

@@ -618,7 +618,7 @@ const struct cmd_entry cmd_workers_entry = {
 };
 const struct cmd_entry cmd_metrics_entry = {
 	"metrics",
-	"[--control PATH]",
+	"[--control PATH | --supervisor ID|all]",
 	"print the metrics in Prometheus text format",
 	"Print the supervisor's metrics as Prometheus text (exposition format 0.0.4), the same\n"
 	"as GET /metrics of --http: stdout holds only the exposition, the line naming the\n"
@@ -650,7 +650,7 @@ const struct cmd_entry cmd_scale_entry = {
 };
 const struct cmd_entry cmd_cancel_entry = {
 	"cancel",
-	"RUN PHASE [--control PATH]",
+	"RUN PHASE [--control PATH | --supervisor ID]",
 	"cancel a phase: SKIPPED, stopping it if running",
 	"Mark a queued or failed phase SKIPPED; a running one is stopped (its attempt ends as\n"
 	"cancelled) and then SKIPPED. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,

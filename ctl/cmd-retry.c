@@ -1,9 +1,11 @@
 /* retry: queue failed phases again: one (RUN PHASE), or a class of them (--run,
  * --fingerprint, --reason, --all-failed). Through the supervisor when one holds the
- * database, else offline under the database lock; either way in one transaction, each
- * phase recorded in control_log with who asked and why. */
+ * database, else offline under the database lock; on PostgreSQL, which several
+ * supervisors share, written here and every live supervisor woken. Either way in one
+ * transaction, each phase recorded in control_log with who asked and why. */
 #include "ctl/cmd.h"
 #include "common/store/store_failed.h"
+#include "common/store/store_fleet.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -56,10 +58,12 @@ static void retry_show(json_t *b, FILE *out)
 	}
 }
 
-/* Print (or put in JSON) the phases of v that a retry took, or with dry_run, would take. */
+/* Print (or put in JSON) the phases of v that a retry took, or with dry_run, would take;
+ * on a database several supervisors share, which of them were woken to take them. */
 static int retry_report(
     struct cmd_ctx *ctx, struct store *st, const struct store_failed *v, size_t n, bool dry_run)
 {
+	bool shared = !dry_run && store_fleet(st);
 	json_t *list = json_array();
 	size_t i, k = 0;
 
@@ -73,9 +77,15 @@ static int retry_report(
 		        v[i].fingerprint));
 	}
 	if (ctx->json) {
-		cmd_json_print(json_pack("{s:b, s:b, s:s, s:I, s:o, s:o}", "ok", 1, "dry_run",
-		    dry_run, "via", dry_run ? "none" : "offline", "count", (json_int_t)k,
-		    dry_run ? "would_retry" : "retried", list, "database", cmd_identity_json(st)));
+		json_t *woken = shared && k > 0 ? cmd_fleet_woken(st, false, stderr) : NULL;
+
+		cmd_json_print(json_pack("{s:b, s:b, s:s, s:I, s:o, s:o, s:o?}", "ok", 1, "dry_run",
+		    dry_run, "via",
+		    dry_run    ? "none" :
+		        shared ? "database" :
+		                 "offline",
+		    "count", (json_int_t)k, dry_run ? "would_retry" : "retried", list, "database",
+		    cmd_identity_json(st), "supervisors_woken", woken));
 		return CMD_EXIT_OK;
 	}
 	json_decref(list);
@@ -84,13 +94,15 @@ static int retry_report(
 	else if (dry_run)
 		printf("would retry %zu phase%s (nothing written):\n", k, k == 1 ? "" : "s");
 	else
-		printf("retried %zu phase%s, now QUEUED (the next drain takes them):\n", k,
-		    k == 1 ? "" : "s");
+		printf("retried %zu phase%s, now QUEUED%s:\n", k, k == 1 ? "" : "s",
+		    shared ? "" : " (the next drain takes them)");
 	for (i = 0; i < n; i++)
 		if (dry_run || v[i].retried)
 			printf("  %s/%s (%s%s%s)\n", v[i].run_id, v[i].phase_id, v[i].state,
 			    v[i].reason != NULL ? ", " : "",
 			    v[i].reason != NULL ? v[i].reason : "");
+	if (shared && k > 0)
+		json_decref(cmd_fleet_woken(st, false, stdout));
 	return CMD_EXIT_OK;
 }
 
@@ -108,6 +120,8 @@ static int retry_local(struct cmd_ctx *ctx, const struct store_retry_args *ra, b
 	if (ret != 0)
 		return ret;
 	rc = store_failed_list(&st, &ra->filter, &v, &n, &err);
+	if (store_fleet(&st))
+		who.via = "database";
 	who.selector = ra->selector;
 	who.note = ra->note;
 	if (rc == 0 && !dry_run && n > 0)
@@ -202,7 +216,11 @@ const struct cmd_entry cmd_retry_entry = {
 	        "While an autopack-supervisor holds the database the retry goes through it (the\n"
 	        "database keeps one writer) and its drain takes the phases at once, in their\n"
 	        "run's order, even in a run it had stopped; otherwise autopack-ctl takes the\n"
-	        "database lock and writes itself, and the next drain takes them. All phases are\n"
+	        "database lock and writes itself, and the next drain takes them. On PostgreSQL,\n"
+	        "which supervisors on several hosts share, autopack-ctl writes itself and wakes\n"
+	        "every live supervisor, which take the phases at once (the output names them),\n"
+	        "and the retried phases' runs are no longer stopped or deprioritised in any\n"
+	        "unfinished session. All phases are\n"
 	        "moved in one transaction; each gets a control_log row (time, pid and uid of\n"
 	        "who asked, \"RUN PHASE\", the former state, the selector, the note, and whether\n"
 	        "it went through the supervisor). Nothing matching is not an error (exit 0);\n"

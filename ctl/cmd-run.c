@@ -63,7 +63,7 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		ret = cmd_fail(
 		    ctx, rc, "%s%s", err.text, rc == STORE_EINVAL ? "; nothing was written" : "");
 	} else {
-		json_t *ids = json_array();
+		json_t *ids = json_array(), *woken;
 		FILE *out = cmd_text_out(ctx);
 
 		fprintf(
@@ -74,12 +74,15 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		}
 		fprintf(out, "), %lld tier%s, %lld phase%s, all QUEUED\n", (long long)sum.tiers,
 		    sum.tiers == 1 ? "" : "s", (long long)sum.phases, sum.phases == 1 ? "" : "s");
+		woken = cmd_fleet_woken(&st, true, out);
 		if (ctx->json)
-			cmd_json_print(json_pack("{s:b, s:o, s:I, s:I, s:o}", "ok", 1, "runs", ids,
-			    "tiers", (json_int_t)sum.tiers, "phases", (json_int_t)sum.phases,
-			    "database", cmd_identity_json(&st)));
-		else
+			cmd_json_print(json_pack("{s:b, s:o, s:I, s:I, s:o, s:o?}", "ok", 1, "runs",
+			    ids, "tiers", (json_int_t)sum.tiers, "phases", (json_int_t)sum.phases,
+			    "database", cmd_identity_json(&st), "supervisors_woken", woken));
+		else {
 			json_decref(ids);
+			json_decref(woken);
+		}
 		store_plan_summary_free(&sum);
 	}
 	cmd_close_write(&st, lock_fd);
@@ -96,7 +99,9 @@ const struct cmd_entry cmd_run_import_entry = {
 	    "  plan.json: runs[0].tiers[1].phases[2].scope.deliverables[0]: expected string\n"
 	    "and then nothing is written. Otherwise everything is written in one transaction.\n"
 	    "A run entry with \"append\": true adds tiers to an existing run. Relative\n"
-	    "workspaces are resolved against the plan file's directory.\n"
+	    "workspaces are resolved against the plan file's directory. While a supervisor\n"
+	    "holds an SQLite database, the import goes through it; on PostgreSQL, every live\n"
+	    "supervisor is woken to take the new phases at once, and the output names them.\n"
 	    "\n"
 	    "  --json     print the result as JSON on stdout (the banner goes to stderr)\n",
 	.exec = cmd_run_import_exec,

@@ -62,11 +62,15 @@ static int cmd_seed_telemetry_run_exec(struct cmd_ctx *ctx, int argc, char **arg
 		    "all QUEUED\nworkspace: %s (deliverables go under "
 		    "examples/telemetry_utils/ there)\n",
 		    STORE_SEED_RUN_ID, (long long)sum.tiers, (long long)sum.phases, ws);
+		json_t *woken = cmd_fleet_woken(&st, true, cmd_text_out(ctx));
+
 		if (ctx->json)
-			cmd_json_print(json_pack("{s:b, s:s, s:I, s:I, s:s, s:o}", "ok", 1,
+			cmd_json_print(json_pack("{s:b, s:s, s:I, s:I, s:s, s:o, s:o?}", "ok", 1,
 			    "run_id", STORE_SEED_RUN_ID, "tiers", (json_int_t)sum.tiers, "phases",
 			    (json_int_t)sum.phases, "workspace", ws, "database",
-			    cmd_identity_json(&st)));
+			    cmd_identity_json(&st), "supervisors_woken", woken));
+		else
+			json_decref(woken);
 		store_plan_summary_free(&sum);
 	}
 	cmd_close_write(&st, lock_fd);

@@ -159,6 +159,10 @@ void cmd_live_reply_free(struct live_reply *r);
  * code. */
 int cmd_fleet_live(
     struct cmd_ctx *ctx, const char *cmd, int64_t target, char **args, size_t nargs, bool *handled);
+/* After a write that queued phases (run import, seed, retry): on a PostgreSQL database,
+ * wake its live supervisors (NOTIFY, when `notify`: the write's transaction did not) and
+ * say which were woken on `out`; returns their ids (a JSON array), or NULL on SQLite. */
+json_t *cmd_fleet_woken(struct store *st, bool notify, FILE *out);
 /* The closing paragraph of every live command's help: how the supervisor is found. */
 #define CMD_LIVE_HELP_TAIL                                                                         \
 	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL):\n"   \
@@ -167,9 +171,11 @@ int cmd_fleet_live(
 	"a different database, and a reply about a different one is refused.\n"                    \
 	"\nOn a PostgreSQL database, which supervisors on several hosts may share, status and\n"   \
 	"workers list every supervisor (or --supervisor ID) from the database; pause, resume,\n"   \
-	"scale and stop are delivered through the database to every live supervisor, or to\n"      \
-	"--supervisor ID, and their answers awaited. --control PATH still talks to one over\n"     \
-	"its socket on its own host.\n"
+	"scale, stop and metrics are delivered through the database to every live supervisor,\n"   \
+	"or to --supervisor ID, and their answers awaited (metrics merged, each sample\n"          \
+	"labelled supervisor=\"ID\"); cancel goes to the supervisor running the phase (to the\n"   \
+	"first live one when none does). --control PATH still talks to one over its socket on\n"   \
+	"its own host.\n"
 
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);

@@ -1,5 +1,6 @@
 /* Control commands that steer the drain: pause, resume, scale, stop. */
 #include "supervisor/cmd.h"
+#include "common/store/store_fleet.h"
 #include "common/log.h"
 
 #include <stdlib.h>
@@ -146,6 +147,9 @@ int cmd_cancel(
 	        1u << PHASE_QUEUED | 1u << PHASE_FAILED, PHASE_SKIPPED, &err) != 0)
 		return cmd_error(rep, "bad_state", "cancel: %s", err.text);
 	sched_reload_run(s, req->args.items[0]);
+	/* The other supervisors drop it from their queues at once. */
+	if (s->fleet_id > 0 && store_fleet_wake(s->st, &err) != 0)
+		log_error("%s", err.text);
 	rep->body = json_pack("{s:s, s:s, s:s}", "run_id", req->args.items[0], "phase_id",
 	    req->args.items[1], "state", phase_state_name(PHASE_SKIPPED));
 	return 0;

@@ -77,7 +77,7 @@ void fleet_register(struct sup *s)
 bool fleet_join_session(struct sup *s)
 {
 	struct store_err err;
-	char *key = fleet_join_key(&s->cfg), *id = NULL;
+	char *key = fleet_join_key(&s->cfg), *id = NULL, *state = NULL;
 
 	/* Held until fleet_session_set: two supervisors starting together share one. */
 	if (store_fleet_session_lock(s->sd, true, &err) != 0 ||
@@ -88,6 +88,12 @@ bool fleet_join_session(struct sup *s)
 		return false;
 	s->session_id = id;
 	log_info("joining drain session %s of the other supervisors", id);
+	/* Their triage, run stops and fingerprint counts hold here too. */
+	if (store_fleet_session_state(s->sd, id, false, &state, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	if (policy_load(s, state) != 0)
+		exit(1);
+	free(state);
 	return true;
 }
 
@@ -144,6 +150,7 @@ static void fleet_refresh(struct sup *s, bool now)
 	}
 	s->fleet_refreshed_ms = t;
 	s->fleet_refresh_due = false;
+	policy_sync(s);
 	sched_refresh(s);
 	lease_kick(s);
 }
@@ -156,6 +163,7 @@ static void fleet_refresh_parked(struct sup *s)
 	if (s->stopping || s->writes_off)
 		return;
 	s->fleet_refresh_due = false;
+	policy_sync(s);
 	sched_refresh_parked(s);
 	lease_kick(s);
 }

@@ -3,9 +3,15 @@
  * judged in the order the supervisor receives them; the state is saved with the commit
  * that records each result, so a restarted drain (--resume) continues with the same
  * counters. The rules only judge: a verdict says what follows (a run skipped, the
- * session stopped), and lease.c carries it out. */
+ * session stopped), and lease.c carries it out. Several supervisors draining one session
+ * share its saved state: each keeps what it decided since its last save as news, merges
+ * them into the saved state under the session row's lock in its group commit, and reads
+ * what the others decided at every queue refresh (docs/drain-rules.md, "Several
+ * supervisors"). */
 #include "supervisor/sup.h"
 #include "common/log.h"
+#include "common/store/db.h"
+#include "common/store/store_fleet.h"
 #include "common/util.h"
 
 #include <jansson.h>
@@ -42,6 +48,15 @@ static void nameset_free(struct nameset *ns)
 	free(ns->v);
 	ns->v = NULL;
 	ns->n = 0;
+}
+
+/* Record a decision in a set, and in the news when several supervisors share the
+ * session. */
+static void policy_add(struct sup *s, struct nameset *set, struct nameset *news, const char *name)
+{
+	nameset_add(set, name);
+	if (s->fleet_id > 0)
+		nameset_add(news, name);
 }
 
 /* Does the lowercased `hay` contain `needle`? */
@@ -96,7 +111,7 @@ static void run_stop(struct sup *s, struct run_q *r, const char *why, struct pol
 {
 	if (nameset_has(&s->pol.stopped_runs, r->run_id))
 		return;
-	nameset_add(&s->pol.stopped_runs, r->run_id);
+	policy_add(s, &s->pol.stopped_runs, &s->pol.news.stopped_runs, r->run_id);
 	log_about(LOG_WARN, &(struct log_about){ .session = s->session_id, .run = r->run_id },
 	    "[STOP] run %s: %s", r->run_id, why);
 	v->skip_run = true;
@@ -125,15 +140,15 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 	}
 	if (!r->sampled) {
 		r->sampled = true;
-		nameset_add(&p->sampled, r->run_id);
+		policy_add(s, &p->sampled, &p->news.sampled, r->run_id);
 		if (success || v2 > 0 || timeout || fp == NULL || !fp_seen(p, fp)) {
 			r->promising = true;
-			nameset_add(&p->promising, r->run_id);
+			policy_add(s, &p->promising, &p->news.promising, r->run_id);
 			log_about(LOG_INFO,
 			    &(struct log_about){ .session = s->session_id, .run = r->run_id },
 			    "[SAMPLE-OK] %s: promising", r->run_id);
 		} else {
-			nameset_add(&p->deprioritized, r->run_id);
+			policy_add(s, &p->deprioritized, &p->news.deprioritized, r->run_id);
 			log_about(LOG_INFO,
 			    &(struct log_about){ .session = s->session_id, .run = r->run_id },
 			    "[SAMPLE-SKIP] %s: deprioritised (repeating fingerprint: %.80s)",
@@ -158,10 +173,17 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 	if (fp != NULL && !success) {
 		int64_t *n = fp_slot(p, fp);
 
+		if (s->fleet_id > 0) {
+			struct policy_news *nw = &p->news;
+
+			nw->fps = xrealloc(nw->fps, (nw->nfps + 1) * sizeof *nw->fps);
+			nw->fps[nw->nfps].fp = xstrdup(fp);
+			nw->fps[nw->nfps++].run_id = xstrdup(r->run_id);
+		}
 		if (++*n >= s->cfg.max_fingerprint_repeats) {
 			char why[320];
 
-			nameset_add(&p->stopped_fps, fp);
+			policy_add(s, &p->stopped_fps, &p->news.stopped_fps, fp);
 			snprintf(why, sizeof why,
 			    "fingerprint seen %lld times"
 			    " (--max-fingerprint-repeats %lld): %.200s",
@@ -212,16 +234,14 @@ static void nameset_load(struct nameset *ns, json_t *a)
 	json_array_foreach(a, i, v) if (json_is_string(v)) nameset_add(ns, json_string_value(v));
 }
 
-/* Restore a saved policy state; -1 (logged) when it is not a JSON object. */
-int policy_load(struct sup *s, const char *state_json)
+/* Read a saved policy state into p (empty on entry); -1 when it is not a JSON object. */
+static int policy_parse(struct policy *p, const char *state_json)
 {
-	struct policy *p = &s->pol;
 	json_t *j = json_loads(state_json != NULL ? state_json : "{}", 0, NULL), *v;
 	const char *k;
 
 	if (!json_is_object(j)) {
 		json_decref(j);
-		log_error("the session's saved state is not a JSON object; not resuming it");
 		return -1;
 	}
 #ifdef AUTOPACK_MUTANT_resume_forgets_state
@@ -239,6 +259,182 @@ int policy_load(struct sup *s, const char *state_json)
 	return 0;
 }
 
+/* Restore a saved policy state; -1 (logged) when it is not a JSON object. */
+int policy_load(struct sup *s, const char *state_json)
+{
+	if (policy_parse(&s->pol, state_json) == 0)
+		return 0;
+	log_error("the session's saved state is not a JSON object; not resuming it");
+	return -1;
+}
+
+/* Whether run_id is stopped or deprioritised in p. */
+static bool policy_holds_back(const struct policy *p, const char *run_id)
+{
+	return nameset_has(&p->stopped_runs, run_id) || nameset_has(&p->deprioritized, run_id);
+}
+
+/* Free the news. */
+static void policy_news_free(struct policy_news *nw)
+{
+	for (size_t i = 0; i < nw->nfps; i++) {
+		free(nw->fps[i].fp);
+		free(nw->fps[i].run_id);
+	}
+	free(nw->fps);
+	nw->fps = NULL;
+	nw->nfps = 0;
+	nameset_free(&nw->stopped_fps);
+	nameset_free(&nw->sampled);
+	nameset_free(&nw->promising);
+	nameset_free(&nw->deprioritized);
+	nameset_free(&nw->stopped_runs);
+}
+
+/* Count this supervisor's fingerprints on top of the saved counts in `to`; when saving
+ * (`judge`), a count that reaches --max-fingerprint-repeats without this supervisor
+ * having seen it reach it (the others' results counted meanwhile) stops the run that
+ * produced it, as policy_result would have. */
+static void policy_merge_fps(struct sup *s, struct policy *to, bool judge)
+{
+	struct policy_news *nw = &to->news;
+
+	for (size_t i = 0; i < nw->nfps; i++) {
+		int64_t *n = fp_slot(to, nw->fps[i].fp);
+		struct run_q *r;
+		char why[320];
+
+		if (++*n < s->cfg.max_fingerprint_repeats || !judge ||
+		    nameset_has(&to->stopped_runs, nw->fps[i].run_id))
+			continue;
+		policy_add(s, &to->stopped_fps, &nw->stopped_fps, nw->fps[i].fp);
+		policy_add(s, &to->stopped_runs, &nw->stopped_runs, nw->fps[i].run_id);
+		snprintf(why, sizeof why,
+		    "run stopped: fingerprint seen %lld times by the supervisors of the session"
+		    " (--max-fingerprint-repeats %lld): %.200s",
+		    (long long)*n, (long long)s->cfg.max_fingerprint_repeats, nw->fps[i].fp);
+		log_about(LOG_WARN,
+		    &(struct log_about){ .session = s->session_id, .run = nw->fps[i].run_id },
+		    "[STOP] %s: %s", nw->fps[i].run_id, why + strlen("run stopped: "));
+		if ((r = sched_run_find(s, nw->fps[i].run_id)) != NULL && !r->skipped)
+			sched_skip_run(s, r, why);
+	}
+}
+
+/* Carry out on the queues what changed between the old view and the new one: runs
+ * stopped or deprioritised by another supervisor are skipped, runs a retry released are
+ * drained again, runs sampled elsewhere are not sampled again here. */
+static void policy_apply(struct sup *s, const struct policy *old, const struct policy *now)
+{
+	struct run_q *r;
+
+	for (r = s->runs; r != NULL; r = r->next) {
+		bool was = policy_holds_back(old, r->run_id),
+		     is = policy_holds_back(now, r->run_id);
+
+		r->sampled = r->sampled || nameset_has(&now->sampled, r->run_id);
+		r->promising = r->promising || nameset_has(&now->promising, r->run_id);
+		if (is && !was && !r->skipped) {
+			log_about(LOG_INFO,
+			    &(struct log_about){ .session = s->session_id, .run = r->run_id },
+			    "run %s was %s by another supervisor of the session: nothing more of it"
+			    " starts here",
+			    r->run_id,
+			    nameset_has(&now->stopped_runs, r->run_id) ? "stopped" :
+			                                                 "deprioritised");
+			sched_skip_run(s, r,
+			    nameset_has(&now->stopped_runs, r->run_id) ?
+			        "run stopped by another supervisor of the session" :
+			        "run deprioritised by another supervisor of the session");
+		} else if (was && !is && r->skipped) {
+			log_about(LOG_INFO,
+			    &(struct log_about){ .session = s->session_id, .run = r->run_id },
+			    "run %s was released by a retry: drained again", r->run_id);
+			r->skipped = false;
+			free(r->skip_why);
+			r->skip_why = NULL;
+		}
+	}
+}
+
+/* Make the view the saved state `stored` plus this supervisor's news (judging the merged
+ * fingerprint counts when `judge`), and carry out what changed. */
+static void policy_merge(struct sup *s, const char *stored, bool judge)
+{
+	struct policy *p = &s->pol, now = { 0 };
+	struct policy_news *nw;
+
+	if (policy_parse(&now, stored) != 0) {
+		policy_free(&now);
+		log_error("the saved state of session %s is not a JSON object; keeping this"
+		          " supervisor's",
+		    s->session_id);
+		return;
+	}
+	now.consecutive_zero = p->consecutive_zero;
+	now.dirty = p->dirty;
+	now.news = p->news;
+	memset(&p->news, 0, sizeof p->news);
+	nw = &now.news;
+	for (size_t i = 0; i < nw->stopped_fps.n; i++)
+		nameset_add(&now.stopped_fps, nw->stopped_fps.v[i]);
+	for (size_t i = 0; i < nw->stopped_runs.n; i++)
+		nameset_add(&now.stopped_runs, nw->stopped_runs.v[i]);
+	for (size_t i = 0; i < nw->sampled.n; i++)
+		nameset_add(&now.sampled, nw->sampled.v[i]);
+	for (size_t i = 0; i < nw->promising.n; i++)
+		nameset_add(&now.promising, nw->promising.v[i]);
+	for (size_t i = 0; i < nw->deprioritized.n; i++)
+		nameset_add(&now.deprioritized, nw->deprioritized.v[i]);
+	policy_merge_fps(s, &now, judge);
+	policy_apply(s, p, &now);
+	policy_free(p);
+	*p = now;
+}
+
+/* Save the policy state in the group; with several supervisors, merged. */
+int policy_save(struct sup *s, struct store_err *err)
+{
+	char *state, *stored = NULL;
+	int rc = 0;
+
+	if (s->fleet_id > 0) {
+		rc = store_fleet_session_state(s->sd, s->session_id, true, &stored, err);
+		if (rc == 0)
+			policy_merge(s, stored, true);
+		free(stored);
+	}
+	if (rc != 0)
+		return rc;
+	state = policy_state_json(s);
+	rc = store_drain_session_state(s->sd, s->session_id, state, err);
+	free(state);
+	return rc;
+}
+
+/* The state is committed: nothing is news any more. */
+void policy_saved(struct sup *s)
+{
+	s->pol.dirty = false;
+	policy_news_free(&s->pol.news);
+}
+
+/* Read what the other supervisors of the session decided and carry it out. */
+void policy_sync(struct sup *s)
+{
+	struct store_err err;
+	char *stored = NULL;
+
+	if (s->fleet_id == 0 || s->cfg.dry_run || db_in_transaction(s->st->db))
+		return;
+	if (store_fleet_session_state(s->sd, s->session_id, false, &stored, &err) != 0) {
+		log_error("%s", err.text);
+		return;
+	}
+	policy_merge(s, stored, false);
+	free(stored);
+}
+
 /* Free the policy state. */
 void policy_free(struct policy *p)
 {
@@ -252,4 +448,7 @@ void policy_free(struct policy *p)
 	nameset_free(&p->promising);
 	nameset_free(&p->deprioritized);
 	nameset_free(&p->stopped_runs);
+	policy_news_free(&p->news);
+	p->fps = NULL;
+	p->nfps = 0;
 }

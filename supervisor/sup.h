@@ -109,7 +109,24 @@ struct fp_count {
 	int64_t n;
 };
 
-/* Sample-first triage and stop rules, persisted with every commit (docs/drain-rules.md). */
+/* A failure fingerprint counted here, and the run whose result it was. */
+struct fp_seen {
+	char *fp;
+	char *run_id;
+};
+
+/* What this supervisor judged since its last save, when several supervisors share the
+ * session: merged into the saved state, which the others read (policy_save). */
+struct policy_news {
+	struct fp_seen *fps;
+	size_t nfps;
+	struct nameset stopped_fps;
+	struct nameset sampled, promising, deprioritized, stopped_runs;
+};
+
+/* Sample-first triage and stop rules, persisted with every commit (docs/drain-rules.md).
+ * With several supervisors in one session, the counts and sets are the saved state of
+ * the session (read at every queue refresh and save) plus this supervisor's news. */
 struct policy {
 	struct fp_count *fps;
 	size_t nfps;
@@ -117,6 +134,7 @@ struct policy {
 	struct nameset sampled, promising, deprioritized, stopped_runs;
 	int64_t consecutive_zero;
 	bool dirty; /* changed since the last commit */
+	struct policy_news news;
 };
 
 /* What the drain rules decided about one result. */
@@ -697,8 +715,20 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
     int64_t v2_events, struct policy_verdict *v);
 /* The policy state as a JSON object (heap string), saved with each commit. */
 char *policy_state_json(struct sup *s);
-/* Restore the state saved by a session being resumed. Returns 0 or -1 (logged). */
+/* Restore the state saved by a session being resumed (or joined). Returns 0 or -1
+ * (logged). */
 int policy_load(struct sup *s, const char *state_json);
+/* In the group's transaction: save the policy state; with several supervisors, lock the
+ * session's saved state, merge this supervisor's news into it (a fingerprint whose
+ * merged count reaches its limit stops the run that produced it here), and carry out
+ * what the others decided. Returns 0 or a store error. */
+int policy_save(struct sup *s, struct store_err *err);
+/* The group that saved the state committed: the news are in the database. */
+void policy_saved(struct sup *s);
+/* Several supervisors: read the session's saved state (outside a transaction) and carry
+ * out what the others decided: runs they stopped or deprioritised are skipped here,
+ * runs a retry released are drained again. Logged on failure. */
+void policy_sync(struct sup *s);
 /* Release the policy state. */
 void policy_free(struct policy *p);
 /* Whether a name set holds `name`. */

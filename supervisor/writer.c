@@ -359,21 +359,17 @@ again:
 		op_refuse(s, o, why);
 		goto again;
 	}
+	/* The policy before the round's leases: with several supervisors, what the others
+	 * decided is merged first. */
+	if (s->pol.dirty && policy_save(s, &err) != 0)
+		goto fail;
 	/* The round's leases, after the ends they may follow. */
 	if (lease && s->round.open(s, &err) != 0)
 		goto fail;
-	if (s->pol.dirty) {
-		char *state = policy_state_json(s);
-		int rc = store_drain_session_state(s->sd, s->session_id, state, &err);
-
-		free(state);
-		if (rc != 0)
-			goto fail;
-	}
 	if (store_drain_commit(s->sd, &err) != 0)
 		goto fail;
 	metrics_commit(s, began);
-	s->pol.dirty = false;
+	policy_saved(s);
 	s->n.commits++;
 	s->commit_fail_streak = 0;
 	s->last_commit_ms = clock_mono_ms();

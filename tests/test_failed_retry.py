@@ -234,7 +234,7 @@ def test_failed_and_retry_on_postgresql(tmp, llm, pg_url):
     assert (states(url)[("a1", "p1")], states(url)[("b1", "p1")]) == ("QUEUED", "FAILED")
     log = rows(url, "SELECT args, result FROM control_log ORDER BY id")
     assert sorted(x["args"] for x in log) == ["a1 p1", "a2 p1"]
-    assert all(x["result"].endswith("note: pg; via offline") for x in log), log
+    assert all(x["result"].endswith("note: pg; via database") for x in log), log
 
     sup = Supervisor(tmp, url, "--workers", 1, "--max-attempts-per-phase", 1,
                      *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY}, name="pglive")

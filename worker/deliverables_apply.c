@@ -222,27 +222,37 @@ static int dlv_check_rules(
 	return 0;
 }
 
+/* Check that `path` may be written under the workspace within the scope: its rules,
+ * then its walk from the workspace directory, opened into *wsfd (and its real path into
+ * *ws_real) unless it already is. DLV_ESCOPE or DLV_EIO with err set. */
+static int dlv_check_in(const char *workspace, int *wsfd, char **ws_real,
+    const struct dlv_scope *scope, const char *path, char *err, size_t errlen)
+{
+	char rel[PATH_MAX];
+	const char *name;
+	int fd;
+
+	if (dlv_check_rules(scope, path, rel, sizeof rel, err, errlen) < 0)
+		return DLV_ESCOPE;
+	if (*wsfd < 0 && (*wsfd = dlv_workspace_open(workspace, ws_real, err, errlen)) < 0)
+		return DLV_EIO;
+	fd = dlv_walk(*ws_real, *wsfd, scope, path, rel, false, &name, err, errlen);
+	if (fd >= 0)
+		close(fd);
+	return fd >= 0 || fd == -2 ? DLV_OK : DLV_ESCOPE;
+}
+
 /* Check that `path` may be written under the workspace within the scope; DLV_ESCOPE or
  * DLV_EIO with err set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen)
 {
-	char rel[PATH_MAX];
-	const char *name;
-	char *ws_real;
-	int wsfd, fd, rc = DLV_ESCOPE;
+	char *ws_real = NULL;
+	int wsfd = -1, rc;
 
-	if (dlv_check_rules(scope, path, rel, sizeof rel, err, errlen) < 0)
-		return DLV_ESCOPE;
-	wsfd = dlv_workspace_open(workspace, &ws_real, err, errlen);
-	if (wsfd < 0)
-		return DLV_EIO;
-	fd = dlv_walk(ws_real, wsfd, scope, path, rel, false, &name, err, errlen);
-	if (fd >= 0)
-		close(fd);
-	if (fd >= 0 || fd == -2)
-		rc = DLV_OK;
-	close(wsfd);
+	rc = dlv_check_in(workspace, &wsfd, &ws_real, scope, path, err, errlen);
+	if (wsfd >= 0)
+		close(wsfd);
 	free(ws_real);
 	return rc;
 }
@@ -296,15 +306,16 @@ fail:
 	return -1;
 }
 
-/* Write or delete every file of the set in the workspace, all paths checked first;
- * DLV_ESCOPE or DLV_EIO with err set at the first failure. */
+/* Write or delete every file of the set in the workspace, all paths checked first (in
+ * the same open workspace directory the writes go to); DLV_ESCOPE or DLV_EIO with err set
+ * at the first failure. */
 int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
     char *err, size_t errlen)
 {
 	char rel[PATH_MAX];
 	const char *name;
-	char *ws_real;
-	int wsfd, rc = DLV_OK;
+	char *ws_real = NULL;
+	int wsfd = -1, rc = DLV_OK;
 	const char **paths = xcalloc(set->n + 1, sizeof *paths);
 	size_t i;
 
@@ -312,16 +323,20 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 	 * before the first write: a refused set writes nothing. */
 	for (i = 0; i < set->n && rc == DLV_OK; i++) {
 		paths[i] = set->files[i].path;
-		rc = dlv_check_path(workspace, scope, set->files[i].path, err, errlen);
+		rc = dlv_check_in(workspace, &wsfd, &ws_real, scope, paths[i], err, errlen);
 	}
 	if (rc == DLV_OK && relpath_files_check("files", paths, set->n, err, errlen) != 0)
 		rc = DLV_ESCOPE;
 	free(paths);
-	if (rc != DLV_OK)
+	if (rc == DLV_OK && wsfd < 0 &&
+	    (wsfd = dlv_workspace_open(workspace, &ws_real, err, errlen)) < 0)
+		rc = DLV_EIO;
+	if (rc != DLV_OK) {
+		if (wsfd >= 0)
+			close(wsfd);
+		free(ws_real);
 		return rc;
-	wsfd = dlv_workspace_open(workspace, &ws_real, err, errlen);
-	if (wsfd < 0)
-		return DLV_EIO;
+	}
 	for (i = 0; i < set->n && rc == DLV_OK; i++) {
 		const struct dlv_file *f = &set->files[i];
 		int dirfd;

@@ -200,20 +200,20 @@ static double llm_jitter(const struct llm_hooks *h)
 	return drand48();
 }
 
-/* Run one transfer on `easy` with a multi handle so heartbeats keep flowing. */
+/* Run one transfer on `easy` with a multi handle so heartbeats keep flowing. The multi
+ * handle lives as long as the worker: it holds the connection cache, so a call to the
+ * same provider reuses the connection (and TLS session) of the previous one. */
 static CURLcode llm_perform(CURL *easy, const struct llm_hooks *h)
 {
-	CURLM *multi = curl_multi_init();
+	static CURLM *multi;
 	CURLcode result = CURLE_FAILED_INIT;
 	uint64_t last_beat = clock_mono_ms();
 	int running = 1;
 
-	if (multi == NULL)
+	if (multi == NULL && (multi = curl_multi_init()) == NULL)
 		return CURLE_OUT_OF_MEMORY;
-	if (curl_multi_add_handle(multi, easy) != CURLM_OK) {
-		curl_multi_cleanup(multi);
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
 		return CURLE_FAILED_INIT;
-	}
 	while (running) {
 		CURLMsg *msg;
 		int left;
@@ -233,7 +233,6 @@ static CURLcode llm_perform(CURL *easy, const struct llm_hooks *h)
 		}
 	}
 	curl_multi_remove_handle(multi, easy);
-	curl_multi_cleanup(multi);
 	return result;
 }
 
@@ -337,8 +336,8 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
     const struct llm_hooks *hooks, struct llm_response *out)
 {
 	static bool curl_ready;
-	/* One handle for the worker's life: its connections (and TLS sessions) are kept
-	 * between calls, so a call to the same provider does not connect again. */
+	/* One handle for the worker's life, run in llm_perform's multi handle, which keeps
+	 * the connections (and TLS sessions) between calls. */
 	static CURL *easy;
 	static const struct llm_hooks no_hooks;
 	const struct llm_hooks *h = hooks != NULL ? hooks : &no_hooks;

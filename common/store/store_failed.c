@@ -1,5 +1,6 @@
 /* Failed and stopped phases with their last attempt, and retrying them. */
 #include "common/store/store_failed.h"
+#include "common/store/store_fleet.h"
 #include "common/store/store_internal.h"
 #include "common/fingerprint/fingerprint.h"
 #include "common/util.h"
@@ -299,6 +300,26 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 	return rc;
 }
 
+/* Several supervisors: inside the retry's transaction, drain the retried phases' runs
+ * again in every unfinished session (no longer stopped or deprioritised) and wake every
+ * supervisor when the retry commits. */
+static int failed_retry_release(
+    struct store *st, const struct store_failed *v, size_t n, struct store_err *err)
+{
+	size_t i, j;
+	int rc = 0;
+
+	for (i = 0; i < n && rc == 0; i++) {
+		if (!v[i].retried)
+			continue;
+		for (j = 0; j < i && !(v[j].retried && strcmp(v[j].run_id, v[i].run_id) == 0); j++)
+			;
+		if (j == i)
+			rc = store_fleet_sessions_release_run(st, v[i].run_id, err);
+	}
+	return rc == 0 ? store_fleet_wake(st, err) : rc;
+}
+
 /* Queue the listed phases again in one transaction; on failure nothing is written. */
 int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
     const struct store_retry_who *who, size_t *moved, struct store_err *err)
@@ -313,6 +334,8 @@ int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
 		return rc;
 	for (i = 0; i < n && rc == 0; i++)
 		rc = failed_retry_one(st, &v[i], who, now, err);
+	if (rc == 0 && store_fleet(st))
+		rc = failed_retry_release(st, v, n, err);
 	if (rc == 0)
 		rc = store_commit(st->db, "committing the retry", err);
 	if (rc != 0)

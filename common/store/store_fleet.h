@@ -134,7 +134,24 @@ void store_fleet_commands_free(struct fleet_command *v, size_t n);
 int store_fleet_command_done(
     struct store_drain *d, int64_t id, bool ok, const char *result, struct store_err *err);
 
+/* The policy state saved for session `session_id` (heap JSON text, "{}" when none);
+ * with `lock` (inside a transaction) its row stays locked until the transaction ends, so
+ * that supervisors saving theirs merge one at a time. */
+int store_fleet_session_state(struct store_drain *d, const char *session_id, bool lock,
+    char **state_json, struct store_err *err);
+
 /* --- autopack-ctl's side --- */
+
+/* Inside a transaction: remove run `run_id` from the stopped and deprioritised runs of
+ * every unfinished drain session (a retry of its phases), so every supervisor drains it
+ * again. */
+int store_fleet_sessions_release_run(struct store *st, const char *run_id, struct store_err *err);
+/* Wake every supervisor to read the queues again (NOTIFY on "autopack_queue"; inside a
+ * transaction, sent when it commits). */
+int store_fleet_wake(struct store *st, struct store_err *err);
+/* The supervisor whose attempt of phase run_id/phase_id is open, or 0 when none is. */
+int store_fleet_phase_holder(struct store *st, const char *run_id, const char *phase_id,
+    int64_t *supervisor_id, struct store_err *err);
 
 /* The supervisors of the database: every live one, and those that ended in the last
  * `recent_s` seconds, oldest first (heap, *n items). */

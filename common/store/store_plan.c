@@ -94,54 +94,6 @@ char *store_path_absolute(const char *path, const char *base_dir)
 	return out;
 }
 
-/* Check run entry `r` (runs[i]) against the database: a new run must not exist, an
- * appended one must, and appended phases must not collide with the run's phases. */
-static int plan_check_db(
-    struct store *st, const json_t *r, size_t i, const char *source, struct store_err *err)
-{
-	const char *run_id = plan_str(r, "run_id");
-	bool append = json_is_true(json_object_get(r, "append"));
-	json_t *t, *ph;
-	size_t j, k;
-	int rc;
-
-	rc = store_row_exists(st->db, err, "SELECT 1 FROM runs WHERE id = ?1",
-	    (const char *const[]){ run_id, NULL }, "%s", st->path);
-	if (rc < 0)
-		return rc;
-	if (rc == 1 && !append)
-		return store_fail(err, STORE_EINVAL,
-		    "%s: runs[%zu].run_id: run \"%s\" already exists in %s (to add tiers "
-		    "to it, give the entry \"append\": true)",
-		    source, i, run_id, st->url);
-	if (rc == 0 && append)
-		return store_fail(err, STORE_EINVAL,
-		    "%s: runs[%zu].run_id: unknown run \"%s\": \"append\": true adds tiers "
-		    "to an existing run, and %s has no such run",
-		    source, i, run_id, st->url);
-	if (!append)
-		return 0;
-	json_array_foreach(json_object_get(r, "tiers"), j, t)
-	{
-		json_array_foreach(json_object_get(t, "phases"), k, ph)
-		{
-			const char *pid = plan_str(ph, "phase_id");
-
-			rc = store_row_exists(st->db, err,
-			    "SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2",
-			    (const char *const[]){ run_id, pid, NULL }, "%s", st->path);
-			if (rc < 0)
-				return rc;
-			if (rc == 1)
-				return store_fail(err, STORE_EINVAL,
-				    "%s: runs[%zu].tiers[%zu].phases[%zu].phase_id: phase \"%s\" "
-				    "already exists in run \"%s\"",
-				    source, i, j, k, pid, run_id);
-		}
-	}
-	return 0;
-}
-
 /* Directories an import created, removed again if it fails. */
 struct plan_dirs {
 	char **made; /* pairs: a workspace created, then the outermost directory made for it */
@@ -156,6 +108,7 @@ struct plan_writer {
 	const char *source;
 	char now[32];
 	struct db_stmt *run, *tier, *phase;
+	struct db_stmt *run_exists, *phase_exists, *tier_next;
 	struct plan_dirs dirs;
 	struct store_plan_summary *sum;
 	size_t *ids; /* indexes + 1 into sum->run_ids, a hash table by run id */
@@ -183,6 +136,74 @@ static int plan_step(struct plan_writer *pw, struct db_stmt *q, int64_t *id, con
 	db_reset(q);
 	db_clear_bindings(q);
 	return rc;
+}
+
+/* Step a prepared query of the import with text parameters `a` and `b` (NULL: none) and
+ * reset it: 1 with its first column in *v when it has a row, 0 when not, STORE_EIO. */
+static int plan_query(struct plan_writer *pw, struct db_stmt *q, const char *a, const char *b,
+    int64_t *v, struct store_err *err)
+{
+	int rc;
+
+	store_bind_text(q, 1, a);
+	if (b != NULL)
+		store_bind_text(q, 2, b);
+	rc = db_step(q);
+	if (rc == DB_ROW && v != NULL)
+		*v = db_column_int64(q, 0);
+	if (rc == DB_ROW || rc == DB_DONE)
+		rc = rc == DB_ROW;
+	else
+		rc = store_fail(err, STORE_EIO, "%s: reading run %s: %s", pw->st->path, a,
+		    db_errmsg(pw->st->db));
+	db_reset(q);
+	db_clear_bindings(q);
+	return rc;
+}
+
+/* Check run entry `r` (runs[i]) against the database: a new run must not exist, an
+ * appended one must, and appended phases must not collide with the run's phases. */
+static int plan_check_db(struct plan_writer *pw, const json_t *r, size_t i, struct store_err *err)
+{
+	struct store *st = pw->st;
+	const char *run_id = plan_str(r, "run_id");
+	bool append = json_is_true(json_object_get(r, "append"));
+	json_t *t, *ph;
+	size_t j, k;
+	int rc;
+
+	rc = plan_query(pw, pw->run_exists, run_id, NULL, NULL, err);
+	if (rc < 0)
+		return rc;
+	if (rc == 1 && !append)
+		return store_fail(err, STORE_EINVAL,
+		    "%s: runs[%zu].run_id: run \"%s\" already exists in %s (to add tiers "
+		    "to it, give the entry \"append\": true)",
+		    pw->source, i, run_id, st->url);
+	if (rc == 0 && append)
+		return store_fail(err, STORE_EINVAL,
+		    "%s: runs[%zu].run_id: unknown run \"%s\": \"append\": true adds tiers "
+		    "to an existing run, and %s has no such run",
+		    pw->source, i, run_id, st->url);
+	if (!append)
+		return 0;
+	json_array_foreach(json_object_get(r, "tiers"), j, t)
+	{
+		json_array_foreach(json_object_get(t, "phases"), k, ph)
+		{
+			const char *pid = plan_str(ph, "phase_id");
+
+			rc = plan_query(pw, pw->phase_exists, run_id, pid, NULL, err);
+			if (rc < 0)
+				return rc;
+			if (rc == 1)
+				return store_fail(err, STORE_EINVAL,
+				    "%s: runs[%zu].tiers[%zu].phases[%zu].phase_id: phase \"%s\" "
+				    "already exists in run \"%s\"",
+				    pw->source, i, j, k, pid, run_id);
+		}
+	}
+	return 0;
 }
 
 /* Return the absolute workspace of run entry `r`. */
@@ -302,53 +323,11 @@ static int plan_insert_tier(struct plan_writer *pw, const char *run_id, const js
 	return plan_step(pw, q, tier_row, "a tier", run_id, err);
 }
 
-/* Return a JSON array of the list's paths. */
-static json_t *plan_list_json(const struct store_scope_list *l)
-{
-	json_t *a = json_array();
-
-	for (size_t i = 0; i < l->n; i++)
-		json_array_append_new(a, json_string(l->items[i]));
-	return a;
-}
-
-/* Serialise a phase's scope (any shape, already checked) as the usual object: paths,
- * read_only_context as given, deliverables as one list. */
-static char *plan_scope_json(const json_t *scope)
-{
-	json_t *out = json_object(), *inner = NULL, *ctx;
-	const json_t *obj = scope;
-	struct store_scope sc;
-	char why[256], *text;
-
-	if (store_scope_parse_json(scope, &sc, why, sizeof why) != 0)
-		abort(); /* store_plan_check accepted it */
-	if (json_is_string(scope) &&
-	    (inner = json_loads(json_string_value(scope), 0, NULL)) != NULL)
-		obj = inner;
-	ctx = json_object_get(obj, "read_only_context");
-	json_object_set_new(out, "paths", plan_list_json(&sc.paths));
-	json_object_set_new(out, "read_only_context",
-	    json_is_array(ctx) ? json_deep_copy(ctx) : plan_list_json(&sc.context));
-	json_object_set_new(out, "deliverables", plan_list_json(&sc.deliverables));
-	text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(out);
-	json_decref(inner);
-	store_scope_free(&sc);
-	if (text == NULL) {
-		fprintf(stderr, "autopack: out of memory serialising a scope\n");
-		abort();
-	}
-	return text;
-}
-
 /* Insert a phase row. */
 static int plan_insert_phase(struct plan_writer *pw, const char *run_id, int64_t tier_row,
-    const json_t *ph, int64_t index, struct store_err *err)
+    const json_t *ph, int64_t index, const char *scope, struct store_err *err)
 {
 	struct db_stmt *q = pw->phase;
-	char *scope = plan_scope_json(json_object_get(ph, "scope"));
-	int rc;
 
 	store_bind_text(q, 1, plan_str(ph, "phase_id"));
 	store_bind_text(q, 2, run_id);
@@ -366,29 +345,24 @@ static int plan_insert_phase(struct plan_writer *pw, const char *run_id, int64_t
 	plan_bind_int(q, 14, ph, "max_auditor_attempts", -1);
 	plan_bind_int(q, 15, ph, "incident_token_cap", -1);
 	store_bind_text(q, 16, pw->now);
-	rc = plan_step(pw, q, NULL, "a phase", run_id, err);
-	free(scope);
-	return rc;
+	return plan_step(pw, q, NULL, "a phase", run_id, err);
 }
 
-/* Write one run entry: the run (unless appending), then its tiers and phases. */
-static int plan_write_run(struct plan_writer *pw, const json_t *r, struct store_err *err)
+/* Write one run entry: the run (unless appending), then its tiers and phases (`scopes`:
+ * the stored text of each phase's scope, in order). */
+static int plan_write_run(
+    struct plan_writer *pw, const json_t *r, char *const *scopes, struct store_err *err)
 {
 	struct store_plan_summary *sum = pw->sum;
-	struct store *st = pw->st;
 	const char *run_id = plan_str(r, "run_id");
 	int64_t base = 0, tier_row = 0;
 	json_t *t, *ph;
-	size_t i, j;
+	size_t i, j, k = 0;
 	int rc = 0;
-	char *sql;
 
 	if (json_is_true(json_object_get(r, "append"))) {
-		sql = db_sqlf("SELECT coalesce(max(tier_index) + 1, 0) FROM tiers "
-		              "WHERE run_id = %Q",
-		    run_id);
-		rc = store_query_int(st->db, sql, &base, err);
-		free(sql);
+		rc = plan_query(pw, pw->tier_next, run_id, NULL, &base, err);
+		rc = rc < 0 ? rc : 0;
 	} else {
 		rc = plan_insert_run(pw, r, err);
 	}
@@ -399,22 +373,13 @@ static int plan_write_run(struct plan_writer *pw, const json_t *r, struct store_
 		json_array_foreach(json_object_get(t, "phases"), j, ph)
 		{
 			if (rc == 0)
-				rc = plan_insert_phase(pw, run_id, tier_row, ph, (int64_t)j, err);
+				rc = plan_insert_phase(
+				    pw, run_id, tier_row, ph, (int64_t)j, scopes[k++], err);
 			sum->phases += rc == 0;
 		}
 		sum->tiers += rc == 0;
 	}
 	return rc;
-}
-
-/* FNV-1a of a run id. */
-static size_t plan_hash(const char *id)
-{
-	uint64_t h = 14695981039346656037ull;
-
-	for (; *id != '\0'; id++)
-		h = (h ^ (unsigned char)*id) * 1099511628211ull;
-	return (size_t)h;
 }
 
 /* Record run_id as runs[n] of the plan; when an earlier entry has it, return that
@@ -431,13 +396,13 @@ static size_t plan_id_add(struct plan_writer *pw, const char *run_id)
 		pw->ids = xcalloc(cap, sizeof *pw->ids);
 		pw->ids_cap = cap;
 		for (size_t k = 0; k < sum->n_runs; k++) {
-			for (i = plan_hash(sum->run_ids[k]) & (cap - 1); pw->ids[i] != 0;
+			for (i = store_plan_id_hash(sum->run_ids[k]) & (cap - 1); pw->ids[i] != 0;
 			     i = (i + 1) & (cap - 1))
 				;
 			pw->ids[i] = k + 1;
 		}
 	}
-	for (i = plan_hash(run_id) & (pw->ids_cap - 1); pw->ids[i] != 0;
+	for (i = store_plan_id_hash(run_id) & (pw->ids_cap - 1); pw->ids[i] != 0;
 	     i = (i + 1) & (pw->ids_cap - 1))
 		if (strcmp(sum->run_ids[pw->ids[i] - 1], run_id) == 0)
 			return pw->ids[i];
@@ -482,7 +447,13 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 	if (rc == 0 &&
 	    (db_prepare(st->db, run, &pw->run) != DB_OK ||
 	        db_prepare(st->db, tier_id, &pw->tier) != DB_OK ||
-	        db_prepare(st->db, phase, &pw->phase) != DB_OK)) {
+	        db_prepare(st->db, phase, &pw->phase) != DB_OK ||
+	        db_prepare(st->db, "SELECT 1 FROM runs WHERE id = ?1", &pw->run_exists) != DB_OK ||
+	        db_prepare(st->db, "SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2",
+	            &pw->phase_exists) != DB_OK ||
+	        db_prepare(st->db,
+	            "SELECT coalesce(max(tier_index) + 1, 0) FROM tiers WHERE run_id = ?1",
+	            &pw->tier_next) != DB_OK)) {
 		rc = store_fail(
 		    err, STORE_EIO, "%s: preparing the import: %s", st->path, db_errmsg(st->db));
 		db_rollback(st->db);
@@ -498,20 +469,23 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
  * database, then its rows and workspace. */
 static int plan_writer_run(struct plan_writer *pw, const json_t *r, size_t i, struct store_err *err)
 {
-	char path[32];
+	char path[32], **scopes;
 	size_t other;
 	int rc;
 
 	snprintf(path, sizeof path, "runs[%zu]", i);
-	if ((rc = store_plan_check_run(r, pw->source, path, err)) != 0)
+	if ((rc = store_plan_check_run(r, pw->source, path, &scopes, err)) != 0)
 		return rc;
 	if ((other = plan_id_add(pw, plan_str(r, "run_id"))) != 0)
-		return store_fail(err, STORE_EINVAL,
+		rc = store_fail(err, STORE_EINVAL,
 		    "%s: runs[%zu].run_id: duplicate run_id \"%s\" (also at runs[%zu])", pw->source,
 		    i, plan_str(r, "run_id"), other - 1);
-	if ((rc = plan_check_db(pw->st, r, i, pw->source, err)) != 0)
-		return rc;
-	if ((rc = plan_write_run(pw, r, err)) != 0)
+	if (rc == 0)
+		rc = plan_check_db(pw, r, i, err);
+	if (rc == 0)
+		rc = plan_write_run(pw, r, scopes, err);
+	store_plan_scopes_free(scopes);
+	if (rc != 0)
 		return rc;
 	if (!json_is_true(json_object_get(r, "append"))) {
 		char *ws = plan_workspace(r, pw->base_dir);
@@ -537,6 +511,9 @@ static int plan_writer_close(
 	db_finalize(pw->run);
 	db_finalize(pw->tier);
 	db_finalize(pw->phase);
+	db_finalize(pw->run_exists);
+	db_finalize(pw->phase_exists);
+	db_finalize(pw->tier_next);
 	if (rc == 0)
 		rc = store_commit(pw->st->db, "committing the import", err);
 	plan_dirs_undo(&pw->dirs, rc != 0);
@@ -584,7 +561,6 @@ static int plan_import_stream(struct store *st, struct plan_stream *ps, const ch
 		return rc;
 	while ((rc = plan_stream_next(ps, &r, err)) == 0 && r != NULL) {
 		rc = plan_writer_run(&pw, r, i++, err);
-		json_decref(r);
 		if (rc != 0)
 			break;
 	}

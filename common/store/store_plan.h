@@ -16,8 +16,14 @@ int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, 
  * database and without its runs. Returns 0, or STORE_EINVAL naming the JSON path. */
 int store_plan_check_top(const json_t *doc, const char *source, struct store_err *err);
 /* Check one run entry's shape, its tiers and phases; `path` is its JSON path
- * ("runs[3]"). Returns 0, or STORE_EINVAL naming the first bad path. */
+ * ("runs[3]"). Returns 0 with *scopes the stored text of each phase's scope, in order (a
+ * NULL-terminated array for store_plan_scopes_free), or STORE_EINVAL naming the first bad
+ * path. */
 int store_plan_check_run(
-    const json_t *run, const char *source, const char *path, struct store_err *err);
+    const json_t *run, const char *source, const char *path, char ***scopes, struct store_err *err);
+/* Hash a run or phase id for the import's tables of ids (FNV-1a). */
+size_t store_plan_id_hash(const char *id);
+/* Free what store_plan_check_run put in *scopes. */
+void store_plan_scopes_free(char **scopes);
 
 #endif

@@ -5,10 +5,12 @@
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
 #include "common/relpath.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PLAN_ID_MAX 128
@@ -104,33 +106,62 @@ static const struct plan_field plan_context_fields[] = {
 	{ "reason", PLAN_STRING, false, NULL },
 };
 
-/* A phase_id seen in the run being checked, and where. */
-struct plan_seen {
-	const char *id;
-	char path[PLAN_PATH_MAX];
+/* Where a value is in the plan: a member (`key`) or element (`index`) of the value at
+ * `up`, or, without `up`, the value checked, at JSON path `root` ("" for the top level).
+ * The path is formatted only when a message names it. */
+struct plan_at {
+	const struct plan_at *up;
+	const char *key;  /* a member's name, or NULL for an element */
+	bool cut;         /* the name is the plan's own: at most 60 bytes of it are shown */
+	size_t index;     /* an element's index */
+	const char *root; /* without `up` */
 };
 
-/* Report "<source>: <path>: <message>" and return STORE_EINVAL. */
-__attribute__((format(printf, 4, 5))) static int plan_fail(
-    struct store_err *err, const char *source, const char *path, const char *fmt, ...)
+/* The member `key` of the value at `up`. */
+#define PLAN_KEY(up_, key_) ((struct plan_at){ .up = (up_), .key = (key_) })
+/* The member `key`, a name from the plan, of the value at `up`. */
+#define PLAN_KEY_CUT(up_, key_) ((struct plan_at){ .up = (up_), .key = (key_), .cut = true })
+/* Element `i` of the array at `up`. */
+#define PLAN_INDEX(up_, i_) ((struct plan_at){ .up = (up_), .index = (i_) })
+
+/* A phase_id seen in the run being checked, and where (tiers[tier].phases[phase]). */
+struct plan_seen {
+	const char *id;
+	size_t tier, phase;
+};
+
+/* Format the JSON path of `at` into dst (cap bytes; a path that long is cut); returns
+ * the length it has uncut. */
+static size_t plan_at_format(const struct plan_at *at, char *dst, size_t cap)
 {
-	char msg[640];
+	size_t n;
+
+	if (at->up == NULL)
+		return (size_t)snprintf(dst, cap, "%s", at->root);
+	n = plan_at_format(at->up, dst, cap);
+	if (n >= cap)
+		return n;
+	if (at->key != NULL)
+		n += (size_t)snprintf(dst + n, cap - n, "%s%.*s", n > 0 ? "." : "",
+		    at->cut ? 60 : (int)strlen(at->key), at->key);
+	else
+		n += (size_t)snprintf(dst + n, cap - n, "[%zu]", at->index);
+	return n;
+}
+
+/* Report "<source>: <path of at>: <message>" and return STORE_EINVAL. */
+__attribute__((format(printf, 4, 5))) static int plan_fail(
+    struct store_err *err, const char *source, const struct plan_at *at, const char *fmt, ...)
+{
+	char msg[640], path[PLAN_PATH_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	return store_fail(err, STORE_EINVAL, "%s: %s: %s", source, path, msg);
-}
-
-/* Format a JSON path into dst (PLAN_PATH_MAX bytes); a path that long is cut. */
-__attribute__((format(printf, 2, 3))) static void plan_path(char *dst, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(dst, PLAN_PATH_MAX, fmt, ap);
-	va_end(ap);
+	plan_at_format(at, path, sizeof path);
+	return store_fail(
+	    err, STORE_EINVAL, "%s: %s: %s", source, path[0] != '\0' ? path : "(top level)", msg);
 }
 
 /* Name a JSON value's type for messages. */
@@ -150,24 +181,24 @@ static const char *plan_type_name(const json_t *v)
 }
 
 /* Check a string value: no NUL bytes, and non-empty unless `allow_empty`. */
-static int plan_check_string(
-    const json_t *v, bool allow_empty, const char *source, const char *path, struct store_err *err)
+static int plan_check_string(const json_t *v, bool allow_empty, const char *source,
+    const struct plan_at *at, struct store_err *err)
 {
 	if (!json_is_string(v))
-		return plan_fail(err, source, path, "expected string, got %s", plan_type_name(v));
+		return plan_fail(err, source, at, "expected string, got %s", plan_type_name(v));
 	if (strlen(json_string_value(v)) != json_string_length(v))
-		return plan_fail(err, source, path, "string contains a NUL byte");
+		return plan_fail(err, source, at, "string contains a NUL byte");
 	if (!allow_empty && json_string_length(v) == 0)
-		return plan_fail(err, source, path, "expected a non-empty string");
+		return plan_fail(err, source, at, "expected a non-empty string");
 	return 0;
 }
 
 /* Check an identifier (run_id, tier_id, phase_id). */
 static int plan_check_id(
-    const json_t *v, const char *source, const char *path, struct store_err *err)
+    const json_t *v, const char *source, const struct plan_at *at, struct store_err *err)
 {
 	const char *s;
-	int rc = plan_check_string(v, false, source, path, err);
+	int rc = plan_check_string(v, false, source, at, err);
 
 	if (rc != 0)
 		return rc;
@@ -175,7 +206,7 @@ static int plan_check_id(
 	if (strlen(s) > PLAN_ID_MAX || s[0] == '.' || s[0] == '-' ||
 	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
 	        strlen(s))
-		return plan_fail(err, source, path,
+		return plan_fail(err, source, at,
 		    "\"%.60s\" is not a valid id (1-%d of A-Z a-z 0-9 . _ -, not starting with "
 		    ". or -)",
 		    s, PLAN_ID_MAX);
@@ -184,54 +215,62 @@ static int plan_check_id(
 
 /* Check a path inside the workspace: relative, without "..". */
 static int plan_check_relpath(
-    const json_t *v, const char *source, const char *path, struct store_err *err)
+    const json_t *v, const char *source, const struct plan_at *at, struct store_err *err)
 {
 	const char *s, *p;
-	int rc = plan_check_string(v, false, source, path, err);
+	int rc = plan_check_string(v, false, source, at, err);
 
 	if (rc != 0)
 		return rc;
 	s = json_string_value(v);
 	if (s[0] == '/')
-		return plan_fail(err, source, path,
+		return plan_fail(err, source, at,
 		    "\"%.100s\" is absolute; paths are relative to the run's workspace", s);
 	for (p = s; p != NULL; p = strchr(p, '/') != NULL ? strchr(p, '/') + 1 : NULL)
 		if (strncmp(p, "..", 2) == 0 && (p[2] == '/' || p[2] == '\0'))
-			return plan_fail(err, source, path,
+			return plan_fail(err, source, at,
 			    "\"%.100s\" leaves the workspace (\"..\" is not allowed)", s);
 	return 0;
 }
 
+/* A phase's scope as the check read it: parsed, and its text as it is stored. */
+struct plan_scope_kept {
+	struct store_scope sc;
+	char *text;
+};
+
 static int plan_check_object(const json_t *obj, const struct plan_field *fields, size_t n,
-    const char *source, const char *path, struct store_err *err);
-static int plan_check_scope(
-    const json_t *scope, const char *source, const char *path, struct store_err *err);
+    const char *source, const struct plan_at *at, struct plan_scope_kept *keep,
+    struct store_err *err);
+static int plan_check_scope(const json_t *scope, const char *source, const struct plan_at *at,
+    struct store_scope *out, char **text, struct store_err *err);
 
 /* Check an array of workspace paths; with `objects` an entry may also be a {"path",
  * "reason"} object (read_only_context). */
-static int plan_check_path_array(
-    const json_t *v, bool objects, const char *source, const char *path, struct store_err *err)
+static int plan_check_path_array(const json_t *v, bool objects, const char *source,
+    const struct plan_at *at, struct store_err *err)
 {
-	char sub[PLAN_PATH_MAX];
 	size_t i;
 	json_t *e;
 	int rc;
 
 	if (!json_is_array(v))
-		return plan_fail(err, source, path, "expected array of %s, got %s",
+		return plan_fail(err, source, at, "expected array of %s, got %s",
 		    objects ? "paths" : "strings", plan_type_name(v));
 	json_array_foreach(v, i, e)
 	{
-		plan_path(sub, "%s[%zu]", path, i);
+		struct plan_at sub = PLAN_INDEX(at, i);
+
 		if (objects && json_is_object(e)) {
+			struct plan_at sub_path = PLAN_KEY(&sub, "path");
+
 			rc = plan_check_object(e, plan_context_fields,
-			    ARRAY_SIZE(plan_context_fields), source, sub, err);
-			plan_path(sub, "%s[%zu].path", path, i);
+			    ARRAY_SIZE(plan_context_fields), source, &sub, NULL, err);
 			if (rc == 0)
 				rc = plan_check_relpath(
-				    json_object_get(e, "path"), source, sub, err);
+				    json_object_get(e, "path"), source, &sub_path, err);
 		} else {
-			rc = plan_check_relpath(e, source, sub, err);
+			rc = plan_check_relpath(e, source, &sub, err);
 		}
 		if (rc != 0)
 			return rc;
@@ -242,46 +281,46 @@ static int plan_check_path_array(
 /* Check deliverables: an array of relative paths, or an object of buckets, each such an
  * array ({"code": [...], "tests": [...]}). */
 static int plan_check_deliverables(
-    const json_t *v, const char *source, const char *path, struct store_err *err)
+    const json_t *v, const char *source, const struct plan_at *at, struct store_err *err)
 {
-	char sub[PLAN_PATH_MAX];
 	const char *key;
 	json_t *e;
 	int rc;
 
 	if (!json_is_object(v))
-		return plan_check_path_array(v, false, source, path, err);
+		return plan_check_path_array(v, false, source, at, err);
 	json_object_foreach((json_t *)v, key, e)
 	{
-		plan_path(sub, "%s.%.60s", path, key);
-		rc = plan_check_path_array(e, false, source, sub, err);
+		struct plan_at sub = PLAN_KEY_CUT(at, key);
+
+		rc = plan_check_path_array(e, false, source, &sub, err);
 		if (rc != 0)
 			return rc;
 	}
 	return 0;
 }
 
-/* Check one field's value against its kind. */
+/* Check one field's value against its kind (a scope is kept in `keep` when it is given). */
 static int plan_check_field(const struct plan_field *f, const json_t *v, const char *source,
-    const char *path, struct store_err *err)
+    const struct plan_at *at, struct plan_scope_kept *keep, struct store_err *err)
 {
 	switch (f->kind) {
-	case PLAN_ID: return plan_check_id(v, source, path, err);
+	case PLAN_ID: return plan_check_id(v, source, at, err);
 	case PLAN_TEXT:
-	case PLAN_STRING: return plan_check_string(v, f->kind == PLAN_STRING, source, path, err);
+	case PLAN_STRING: return plan_check_string(v, f->kind == PLAN_STRING, source, at, err);
 	case PLAN_POSINT:
 		if (!json_is_integer(v) || json_integer_value(v) < 1)
-			return plan_fail(err, source, path, "expected a positive integer, got %s",
+			return plan_fail(err, source, at, "expected a positive integer, got %s",
 			    json_is_integer(v) ? "a number below 1" : plan_type_name(v));
 		return 0;
 	case PLAN_BOOL:
 		if (!json_is_boolean(v))
 			return plan_fail(
-			    err, source, path, "expected true or false, got %s", plan_type_name(v));
+			    err, source, at, "expected true or false, got %s", plan_type_name(v));
 		return 0;
 	case PLAN_CHOICE: {
 		char list[120] = "";
-		int rc = plan_check_string(v, false, source, path, err);
+		int rc = plan_check_string(v, false, source, at, err);
 
 		if (rc != 0)
 			return rc;
@@ -292,41 +331,42 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
 			    c == f->choices ? "" : ", ", *c);
 		}
 		return plan_fail(
-		    err, source, path, "\"%.60s\" is not one of %s", json_string_value(v), list);
+		    err, source, at, "\"%.60s\" is not one of %s", json_string_value(v), list);
 	}
 	case PLAN_ARRAY:
 		if (!json_is_array(v))
 			return plan_fail(
-			    err, source, path, "expected array, got %s", plan_type_name(v));
+			    err, source, at, "expected array, got %s", plan_type_name(v));
 		if (json_array_size(v) == 0)
-			return plan_fail(err, source, path, "expected a non-empty array");
+			return plan_fail(err, source, at, "expected a non-empty array");
 		return 0;
 	case PLAN_OBJECT:
 		if (!json_is_object(v))
 			return plan_fail(
-			    err, source, path, "expected object, got %s", plan_type_name(v));
+			    err, source, at, "expected object, got %s", plan_type_name(v));
 		return 0;
-	case PLAN_PATHS: return plan_check_path_array(v, false, source, path, err);
-	case PLAN_SCOPE: return plan_check_scope(v, source, path, err);
-	case PLAN_CONTEXT: return plan_check_path_array(v, true, source, path, err);
-	case PLAN_DELIVERABLES: return plan_check_deliverables(v, source, path, err);
+	case PLAN_PATHS: return plan_check_path_array(v, false, source, at, err);
+	case PLAN_SCOPE:
+		return plan_check_scope(v, source, at, keep != NULL ? &keep->sc : NULL,
+		    keep != NULL ? &keep->text : NULL, err);
+	case PLAN_CONTEXT: return plan_check_path_array(v, true, source, at, err);
+	case PLAN_DELIVERABLES: return plan_check_deliverables(v, source, at, err);
 	}
 	return 0;
 }
 
 /* Check an object against its field table: no unknown fields, required ones present,
- * each present (non-null) value of the right kind. `path` is the object's JSON path. */
+ * each present (non-null) value of the right kind. `at` is where the object is. */
 static int plan_check_object(const json_t *obj, const struct plan_field *fields, size_t n,
-    const char *source, const char *path, struct store_err *err)
+    const char *source, const struct plan_at *at, struct plan_scope_kept *keep,
+    struct store_err *err)
 {
-	char sub[PLAN_PATH_MAX];
 	const char *key;
 	json_t *v;
 	int rc;
 
 	if (!json_is_object(obj))
-		return plan_fail(err, source, path[0] ? path : "(top level)",
-		    "expected object, got %s", plan_type_name(obj));
+		return plan_fail(err, source, at, "expected object, got %s", plan_type_name(obj));
 	json_object_foreach((json_t *)obj, key, v)
 	{
 		size_t i;
@@ -334,19 +374,21 @@ static int plan_check_object(const json_t *obj, const struct plan_field *fields,
 		for (i = 0; i < n && strcmp(fields[i].name, key) != 0; i++)
 			;
 		if (i == n) {
-			plan_path(sub, "%s%s%.60s", path, path[0] ? "." : "", key);
-			return plan_fail(err, source, sub, "unknown field");
+			struct plan_at sub = PLAN_KEY_CUT(at, key);
+
+			return plan_fail(err, source, &sub, "unknown field");
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		plan_path(sub, "%s%s%s", path, path[0] ? "." : "", fields[i].name);
+		struct plan_at sub = PLAN_KEY(at, fields[i].name);
+
 		v = json_object_get(obj, fields[i].name);
 		if (v == NULL || json_is_null(v)) {
 			if (fields[i].required)
-				return plan_fail(err, source, sub, "missing (required)");
+				return plan_fail(err, source, &sub, "missing (required)");
 			continue;
 		}
-		rc = plan_check_field(&fields[i], v, source, sub, err);
+		rc = plan_check_field(&fields[i], v, source, &sub, keep, err);
 		if (rc != 0)
 			return rc;
 	}
@@ -376,26 +418,94 @@ static int plan_in_scope(const struct store_scope_list *paths, const char *d)
 
 /* Check a scope object's fields. */
 static int plan_check_scope_object(
-    const json_t *scope, const char *source, const char *path, struct store_err *err)
+    const json_t *scope, const char *source, const struct plan_at *at, struct store_err *err)
 {
-	char sub[PLAN_PATH_MAX];
+	struct plan_at sub = PLAN_KEY(at, "deliverables");
 	const json_t *dels = json_object_get(scope, "deliverables");
 
 	if (json_is_object(scope) && (dels == NULL || json_is_null(dels))) {
-		plan_path(sub, "%s.deliverables", path);
-		return plan_fail(err, source, sub,
+		return plan_fail(err, source, &sub,
 		    "missing (required: a phase must name at least one deliverable)");
 	}
 	return plan_check_object(
-	    scope, plan_scope_fields, ARRAY_SIZE(plan_scope_fields), source, path, err);
+	    scope, plan_scope_fields, ARRAY_SIZE(plan_scope_fields), source, at, NULL, err);
+}
+
+/* Append `s` to `b` as a JSON string, as jansson writes it. */
+static void plan_json_string(struct strbuf *b, const char *s)
+{
+	const char *p = s;
+	json_t *j;
+	char *text;
+
+	while (*p != '\0' && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+		p++;
+	if (*p == '\0') {
+		strbuf_put(b, "\"", 1);
+		strbuf_put(b, s, (size_t)(p - s));
+		strbuf_put(b, "\"", 1);
+		return;
+	}
+	j = json_string(s);
+	text = j != NULL ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+	json_decref(j);
+	if (text == NULL) {
+		fprintf(stderr, "autopack: out of memory serialising a scope\n");
+		abort();
+	}
+	strbuf_puts(b, text);
+	free(text);
+}
+
+/* Append a list of paths to `b` as a JSON array. */
+static void plan_json_list(struct strbuf *b, const struct store_scope_list *l)
+{
+	strbuf_put(b, "[", 1);
+	for (size_t i = 0; i < l->n; i++) {
+		if (i > 0)
+			strbuf_put(b, ",", 1);
+		plan_json_string(b, l->items[i]);
+	}
+	strbuf_put(b, "]", 1);
+}
+
+/* Serialise a checked scope (`obj`: the scope's object, or its one path) as it is stored:
+ * {"paths": [...], "read_only_context": as given, "deliverables": one list}. */
+static char *plan_scope_text(const json_t *obj, const struct store_scope *sc)
+{
+	const json_t *ctx = json_object_get(obj, "read_only_context");
+	struct strbuf b = { 0 };
+
+	strbuf_puts(&b, "{\"paths\":");
+	plan_json_list(&b, &sc->paths);
+	strbuf_puts(&b, ",\"read_only_context\":");
+	if (json_is_array(ctx) && json_array_size(ctx) > 0) {
+		char *text = json_dumps(ctx, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+		if (text == NULL) {
+			fprintf(stderr, "autopack: out of memory serialising a scope\n");
+			abort();
+		}
+		strbuf_puts(&b, text);
+		free(text);
+	} else if (json_is_array(ctx)) {
+		strbuf_puts(&b, "[]");
+	} else {
+		plan_json_list(&b, &sc->context);
+	}
+	strbuf_puts(&b, ",\"deliverables\":");
+	plan_json_list(&b, &sc->deliverables);
+	strbuf_put(&b, "}", 1);
+	return b.s;
 }
 
 /* Check a phase's scope in any of the shapes of docs/adoption.md: its fields, at least
- * one deliverable, and every deliverable inside scope.paths. */
-static int plan_check_scope(
-    const json_t *scope, const char *source, const char *path, struct store_err *err)
+ * one deliverable, and every deliverable inside scope.paths. With `out`, the parsed scope
+ * goes there (the caller frees it) and its stored text to *text. */
+static int plan_check_scope(const json_t *scope, const char *source, const struct plan_at *at,
+    struct store_scope *out, char **text, struct store_err *err)
 {
-	char sub[PLAN_PATH_MAX], why[256];
+	char why[256];
 	struct store_scope sc;
 	json_t *inner = NULL;
 	const json_t *obj = scope;
@@ -407,21 +517,23 @@ static int plan_check_scope(
 			obj = inner;
 	}
 	if (json_is_object(obj))
-		rc = plan_check_scope_object(obj, source, path, err);
+		rc = plan_check_scope_object(obj, source, at, err);
 	else if (json_is_string(obj))
-		rc = plan_check_relpath(obj, source, path, err);
+		rc = plan_check_relpath(obj, source, at, err);
 	else
-		rc = plan_fail(err, source, path,
+		rc = plan_fail(err, source, at,
 		    "expected an object (or a string holding one, or one path), got %s",
 		    plan_type_name(obj));
 	if (rc == 0 && store_scope_parse_json(scope, &sc, why, sizeof why) != 0)
-		rc = plan_fail(err, source, path, "%s", why);
-	json_decref(inner);
-	if (rc != 0)
+		rc = plan_fail(err, source, at, "%s", why);
+	if (rc != 0) {
+		json_decref(inner);
 		return rc;
+	}
 	if (sc.deliverables.n == 0) {
-		plan_path(sub, "%s%s", path, json_is_string(obj) ? "" : ".deliverables");
-		rc = plan_fail(err, source, sub,
+		struct plan_at sub = PLAN_KEY(at, "deliverables");
+
+		rc = plan_fail(err, source, json_is_string(obj) ? at : &sub,
 		    json_is_string(obj) ? "\"%.100s\" names a directory: a phase must name at "
 		                          "least one deliverable" :
 		                          "expected a non-empty array%.0s",
@@ -429,12 +541,19 @@ static int plan_check_scope(
 	}
 	for (size_t i = 0; rc == 0 && i < sc.deliverables.n; i++) {
 		if (!plan_in_scope(&sc.paths, sc.deliverables.items[i])) {
-			plan_path(sub, "%s.%s", path, sc.deliverables.where[i]);
-			rc = plan_fail(err, source, sub, "\"%.100s\" is outside scope.paths",
+			struct plan_at sub = PLAN_KEY(at, sc.deliverables.where[i]);
+
+			rc = plan_fail(err, source, &sub, "\"%.100s\" is outside scope.paths",
 			    sc.deliverables.items[i]);
 		}
 	}
-	store_scope_free(&sc);
+	if (rc == 0 && out != NULL) {
+		*text = plan_scope_text(obj, &sc);
+		*out = sc;
+	} else {
+		store_scope_free(&sc);
+	}
+	json_decref(inner);
 	return rc;
 }
 
@@ -446,8 +565,8 @@ static const char *plan_opt_str(const json_t *obj, const char *key)
 
 /* Check that a phase can travel in a job and be run by a worker: every wire limit and
  * deliverable rule (common/joblimits.h), named with the phase. */
-static int plan_check_limits(const json_t *ph, const char *run_id, const char *source,
-    const char *path, struct store_err *err)
+static int plan_check_limits(const json_t *ph, const struct store_scope *sc, const char *run_id,
+    const char *source, const struct plan_at *at, struct store_err *err)
 {
 	struct job_phase_text t = {
 		.run_id = run_id,
@@ -457,50 +576,74 @@ static int plan_check_limits(const json_t *ph, const char *run_id, const char *s
 		.category = plan_opt_str(ph, "task_category"),
 		.complexity = plan_opt_str(ph, "complexity"),
 		.check = plan_opt_str(ph, "check_command"),
+		.paths = (const char *const *)sc->paths.items,
+		.npaths = sc->paths.n,
+		.context = (const char *const *)sc->context.items,
+		.ncontext = sc->context.n,
+		.deliverables = (const char *const *)sc->deliverables.items,
+		.ndeliverables = sc->deliverables.n,
 	};
-	struct store_scope sc;
 	char why[300];
-	int rc = 0;
 
-	if (store_scope_parse_json(json_object_get(ph, "scope"), &sc, why, sizeof why) != 0)
-		return plan_fail(err, source, path, "scope: %s", why);
-	t.paths = (const char *const *)sc.paths.items;
-	t.npaths = sc.paths.n;
-	t.context = (const char *const *)sc.context.items;
-	t.ncontext = sc.context.n;
-	t.deliverables = (const char *const *)sc.deliverables.items;
-	t.ndeliverables = sc.deliverables.n;
 	if (job_limits_check(&t, why, sizeof why) != 0)
-		rc = plan_fail(err, source, path, "phase \"%s\" cannot be sent to a worker: %s",
+		return plan_fail(err, source, at, "phase \"%s\" cannot be sent to a worker: %s",
 		    t.phase_id, why);
-	store_scope_free(&sc);
-	return rc;
+	return 0;
 }
 
-/* Check one phase; `seen` collects the run's phase ids to catch duplicates. */
-static int plan_check_phase(const json_t *ph, const char *source, const char *path,
-    struct plan_seen *seen, size_t *nseen, const char *run_id, struct store_err *err)
+/* The phase ids of the run being checked, a hash table of indexes + 1 into `seen`. */
+struct plan_ids {
+	struct plan_seen *seen;
+	size_t n;
+	size_t *slots;
+	size_t mask;
+};
+
+/* FNV-1a of an id. */
+size_t store_plan_id_hash(const char *id)
 {
-	char sub[PLAN_PATH_MAX];
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ull;
+	return (size_t)h;
+}
+
+/* Check one phase (tiers[tier].phases[index] of the run at `run_path`, at `at`); `ids`
+ * collects the run's phase ids to catch duplicates, and its scope's stored text goes to
+ * *scope. */
+static int plan_check_phase(const json_t *ph, const char *source, const char *run_path,
+    const struct plan_at *at, size_t tier, size_t index, struct plan_ids *ids, const char *run_id,
+    char **scope, struct store_err *err)
+{
+	struct plan_scope_kept keep = { 0 };
+	struct plan_at sub = PLAN_KEY(at, "phase_id");
 	const char *id;
+	size_t i;
 	int rc;
 
 	rc = plan_check_object(
-	    ph, plan_phase_fields, ARRAY_SIZE(plan_phase_fields), source, path, err);
+	    ph, plan_phase_fields, ARRAY_SIZE(plan_phase_fields), source, at, &keep, err);
 	if (rc == 0)
-		rc = plan_check_limits(ph, run_id, source, path, err);
-	if (rc != 0)
+		rc = plan_check_limits(ph, &keep.sc, run_id, source, at, err);
+	store_scope_free(&keep.sc);
+	if (rc != 0) {
+		free(keep.text);
 		return rc;
+	}
+	*scope = keep.text;
 	id = json_string_value(json_object_get(ph, "phase_id"));
-	plan_path(sub, "%s.phase_id", path);
-	for (size_t i = 0; i < *nseen; i++)
-		if (strcmp(seen[i].id, id) == 0)
-			return plan_fail(err, source, sub,
-			    "duplicate phase_id \"%s\" in run \"%s\" (also at %s)", id, run_id,
-			    seen[i].path);
-	seen[*nseen].id = id;
-	strlcpy_ap(seen[*nseen].path, sub, sizeof seen[*nseen].path);
-	(*nseen)++;
+	for (i = store_plan_id_hash(id) & ids->mask; ids->slots[i] != 0; i = (i + 1) & ids->mask) {
+		const struct plan_seen *other = &ids->seen[ids->slots[i] - 1];
+
+		if (strcmp(other->id, id) == 0)
+			return plan_fail(err, source, &sub,
+			    "duplicate phase_id \"%s\" in run \"%s\" (also at "
+			    "%s.tiers[%zu].phases[%zu].phase_id)",
+			    id, run_id, run_path, other->tier, other->phase);
+	}
+	ids->seen[ids->n] = (struct plan_seen){ id, tier, index };
+	ids->slots[i] = ++ids->n;
 	return 0;
 }
 
@@ -514,75 +657,129 @@ static size_t plan_count_phases(const json_t *tiers)
 	return n;
 }
 
-/* Check one run entry, its tiers and phases. */
-int store_plan_check_run(
-    const json_t *run, const char *source, const char *path, struct store_err *err)
+/* Check a run entry's own fields. */
+static int plan_check_run_fields(
+    const json_t *run, const char *source, const struct plan_at *at, struct store_err *err)
 {
-	char sub[PLAN_PATH_MAX], sub2[PLAN_PATH_MAX];
-	struct plan_seen *seen = NULL;
-	const char *run_id;
-	json_t *tiers, *t, *ph;
-	size_t i, j, nseen = 0;
-	int rc;
+	int rc = plan_check_object(
+	    run, plan_run_fields, ARRAY_SIZE(plan_run_fields), source, at, NULL, err);
 
-	rc = plan_check_object(
-	    run, plan_run_fields, ARRAY_SIZE(plan_run_fields), source, path, err);
 	if (rc != 0)
 		return rc;
-	run_id = json_string_value(json_object_get(run, "run_id"));
 	if (json_is_true(json_object_get(run, "append"))) {
 		for (const char *const *f = plan_run_only; *f != NULL; f++) {
 			if (json_object_get(run, *f) != NULL) {
-				plan_path(sub, "%s.%s", path, *f);
-				return plan_fail(err, source, sub,
+				struct plan_at sub = PLAN_KEY(at, *f);
+
+				return plan_fail(err, source, &sub,
 				    "not allowed with \"append\": true (the run keeps its own)");
 			}
 		}
 	} else if (json_object_get(run, "workspace") == NULL ||
 	    json_is_null(json_object_get(run, "workspace"))) {
-		plan_path(sub, "%s.workspace", path);
-		return plan_fail(err, source, sub,
+		struct plan_at sub = PLAN_KEY(at, "workspace");
+
+		return plan_fail(err, source, &sub,
 		    "missing (required: the directory deliverables are written into)");
 	}
-	tiers = json_object_get(run, "tiers");
+	return 0;
+}
+
+/* Check a run entry's tiers, without their phases. */
+static int plan_check_tiers(
+    const json_t *tiers, const char *source, const struct plan_at *at, struct store_err *err)
+{
+	struct plan_at at_tiers = PLAN_KEY(at, "tiers");
+	json_t *t;
+	size_t i, j;
+	int rc;
+
 	json_array_foreach(tiers, i, t)
 	{
-		plan_path(sub, "%s.tiers[%zu]", path, i);
+		struct plan_at sub = PLAN_INDEX(&at_tiers, i);
+
 		rc = plan_check_object(
-		    t, plan_tier_fields, ARRAY_SIZE(plan_tier_fields), source, sub, err);
-		for (j = 0; rc == 0 && j < i; j++) {
+		    t, plan_tier_fields, ARRAY_SIZE(plan_tier_fields), source, &sub, NULL, err);
+		if (rc != 0)
+			return rc;
+		for (j = 0; j < i; j++) {
 			if (strcmp(json_string_value(json_object_get(t, "tier_id")),
 			        json_string_value(
 			            json_object_get(json_array_get(tiers, j), "tier_id"))) == 0) {
-				plan_path(sub2, "%s.tier_id", sub);
-				rc = plan_fail(err, source, sub2,
-				    "duplicate tier_id \"%s\" (also at "
-				    "%s.tiers[%zu])",
-				    json_string_value(json_object_get(t, "tier_id")), path, j);
+				struct plan_at sub_id = PLAN_KEY(&sub, "tier_id");
+
+				return plan_fail(err, source, &sub_id,
+				    "duplicate tier_id \"%s\" (also at %s.tiers[%zu])",
+				    json_string_value(json_object_get(t, "tier_id")), at->root, j);
 			}
 		}
-		if (rc != 0)
-			goto out;
 	}
-	seen = xcalloc(plan_count_phases(tiers), sizeof *seen);
+	return 0;
+}
+
+/* Check one run entry, its tiers and phases. */
+int store_plan_check_run(
+    const json_t *run, const char *source, const char *path, char ***scopes, struct store_err *err)
+{
+	struct plan_at at = { .root = path }, at_tiers = PLAN_KEY(&at, "tiers");
+	struct plan_ids ids = { 0 };
+	const char *run_id;
+	json_t *tiers, *t, *ph;
+	size_t i, j, n, cap = 16;
+	int rc;
+
+	*scopes = NULL;
+	if ((rc = plan_check_run_fields(run, source, &at, err)) != 0)
+		return rc;
+	tiers = json_object_get(run, "tiers");
+	if ((rc = plan_check_tiers(tiers, source, &at, err)) != 0)
+		return rc;
+	run_id = json_string_value(json_object_get(run, "run_id"));
+	n = plan_count_phases(tiers);
+	while (cap < 2 * n)
+		cap *= 2;
+	ids.seen = xcalloc(n, sizeof *ids.seen);
+	ids.slots = xcalloc(cap, sizeof *ids.slots);
+	ids.mask = cap - 1;
+	*scopes = xcalloc(n + 1, sizeof **scopes);
 	json_array_foreach(tiers, i, t)
 	{
+		struct plan_at at_tier = PLAN_INDEX(&at_tiers, i),
+		               at_phases = PLAN_KEY(&at_tier, "phases");
+
 		json_array_foreach(json_object_get(t, "phases"), j, ph)
 		{
-			plan_path(sub, "%s.tiers[%zu].phases[%zu]", path, i, j);
-			rc = plan_check_phase(ph, source, sub, seen, &nseen, run_id, err);
+			struct plan_at sub = PLAN_INDEX(&at_phases, j);
+
+			rc = plan_check_phase(
+			    ph, source, path, &sub, i, j, &ids, run_id, &(*scopes)[ids.n], err);
 			if (rc != 0)
 				goto out;
 		}
 	}
 out:
-	free(seen);
+	free(ids.seen);
+	free(ids.slots);
+	if (rc != 0) {
+		store_plan_scopes_free(*scopes);
+		*scopes = NULL;
+	}
 	return rc;
+}
+
+/* Free the scope texts store_plan_check_run returned. */
+void store_plan_scopes_free(char **scopes)
+{
+	for (size_t i = 0; scopes != NULL && scopes[i] != NULL; i++)
+		free(scopes[i]);
+	free(scopes);
 }
 
 /* Check the top level's members; STORE_EINVAL naming the bad one. */
 int store_plan_check_top(const json_t *doc, const char *source, struct store_err *err)
 {
+	struct plan_at at = { .root = "" };
+
 	return plan_check_object(
-	    doc, plan_top_fields, ARRAY_SIZE(plan_top_fields), source, "", err);
+	    doc, plan_top_fields, ARRAY_SIZE(plan_top_fields), source, &at, NULL, err);
 }

@@ -1,8 +1,10 @@
-/* A plan read as a stream: the top-level object is scanned byte by byte and each element
- * of its "runs" array is handed out on its own, parsed by jansson, so an import holds one
- * parsed run at a time however large the plan (common/store/store_plan.c writes it). Positions
- * in messages are those of the whole file. */
+/* A plan read as a stream: the top-level object is scanned and each element of its "runs"
+ * array is handed out on its own, parsed in place in the plan's text (store_plan_json.c,
+ * then jansson for what that leaves) into the stream's arena (store_plan_arena.c), so an import holds one parsed run at a time however
+ * large the plan (common/store/store_plan.c writes it) and releases it at once. Positions
+ * in messages are those of the whole file, counted only when a message needs one. */
 #include "common/store/store_plan_stream.h"
+#include "common/store/store_plan_json.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -15,44 +17,28 @@ void plan_stream_init(struct plan_stream *ps, const char *text, size_t len, cons
 	ps->text = text;
 	ps->text_len = len;
 	ps->source = source;
-	ps->line = 1;
-	ps->col = 1;
 }
 
 void plan_stream_free(struct plan_stream *ps)
 {
-	free(ps->val);
 	json_decref(ps->top);
+	plan_arena_free(&ps->arena);
 	memset(ps, 0, sizeof *ps);
 }
 
 /* The next byte without taking it, or -1 at the end. */
-static int ps_peek(struct plan_stream *ps)
+static int ps_peek(const struct plan_stream *ps)
 {
 	return ps->pos < ps->text_len ? (unsigned char)ps->text[ps->pos] : -1;
 }
 
-/* Take the next byte, keeping it when a value is being captured; -1 at the end. */
+/* Take the next byte; -1 at the end. */
 static int ps_take(struct plan_stream *ps)
 {
 	int c = ps_peek(ps);
 
-	if (c < 0)
-		return c;
-	ps->pos++;
-	if (c == '\n') {
-		ps->line++;
-		ps->col = 1;
-	} else {
-		ps->col++;
-	}
-	if (ps->capture) {
-		if (ps->val_len + 1 >= ps->val_cap) {
-			ps->val_cap = ps->val_cap != 0 ? ps->val_cap * 2 : 4096;
-			ps->val = xrealloc(ps->val, ps->val_cap);
-		}
-		ps->val[ps->val_len++] = (char)c;
-	}
+	if (c >= 0)
+		ps->pos++;
 	return c;
 }
 
@@ -62,29 +48,46 @@ static int ps_skip(struct plan_stream *ps)
 	int c;
 
 	while ((c = ps_peek(ps)) == ' ' || c == '\t' || c == '\n' || c == '\r')
-		ps_take(ps);
+		ps->pos++;
 	return c;
 }
 
-/* Fail with the position in the file. */
+/* Find the line and column (from 1, in bytes) of byte `pos` of the text. */
+static void ps_where(const struct plan_stream *ps, size_t pos, size_t *line, size_t *col)
+{
+	const char *p = ps->text, *end = ps->text + pos, *nl;
+
+	*line = 1;
+	while (p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		(*line)++;
+		p = nl + 1;
+	}
+	*col = (size_t)(end - p) + 1;
+}
+
+/* Fail with the position of the next byte in the file. */
 static int ps_fail(struct plan_stream *ps, struct store_err *err, const char *what)
 {
+	size_t line, col;
+
+	ps_where(ps, ps->pos, &line, &col);
 	return store_fail(
-	    err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source, ps->line, ps->col, what);
+	    err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source, line, col, what);
 }
 
 /* Take a string (the opening quote is next), escapes and all. */
 static int ps_string(struct plan_stream *ps, struct store_err *err)
 {
-	int c;
+	const char *t = ps->text;
+	size_t i = ps->pos + 1, n = ps->text_len;
 
-	ps_take(ps);
-	while ((c = ps_take(ps)) != '"') {
-		if (c < 0)
-			return ps_fail(ps, err, "unterminated string");
-		if (c == '\\' && ps_take(ps) < 0)
-			return ps_fail(ps, err, "unterminated string");
+	while (i < n && t[i] != '"')
+		i += t[i] == '\\' ? 2 : 1;
+	if (i >= n) {
+		ps->pos = n;
+		return ps_fail(ps, err, "unterminated string");
 	}
+	ps->pos = i + 1;
 	return 0;
 }
 
@@ -92,13 +95,14 @@ static int ps_string(struct plan_stream *ps, struct store_err *err)
  * value ends where it ends. */
 static int ps_value(struct plan_stream *ps, struct store_err *err)
 {
-	size_t depth = 0;
+	size_t depth = 0, start;
 	int c, rc;
 
 	ps_skip(ps);
+	start = ps->pos;
 	do {
 		c = ps_peek(ps);
-		if (c < 0 && depth == 0 && ps->val_len > 0)
+		if (c < 0 && depth == 0 && ps->pos > start)
 			return 0;
 		if (c < 0)
 			return ps_fail(ps, err, "unexpected end of the plan");
@@ -119,45 +123,40 @@ static int ps_value(struct plan_stream *ps, struct store_err *err)
 		    (c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
 			return 0;
 		}
-		ps_take(ps);
+		ps->pos++;
 	} while (depth > 0 || (c != '}' && c != ']'));
 	return 0;
 }
 
-/* Parse the captured bytes; a syntax error is placed in the file (the value began at
- * line, col). */
-static json_t *ps_parse(struct plan_stream *ps, size_t line, size_t col, struct store_err *err)
+/* Take one value and parse it in place (into the arena when `run`); a syntax error is
+ * placed in the file. */
+static json_t *ps_read_value(struct plan_stream *ps, bool run, struct store_err *err)
 {
 	json_error_t jerr;
-	json_t *v = json_loadb(
-	    ps->val, ps->val_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	size_t start, line, col;
+	json_t *v;
 
+	ps_skip(ps);
+	start = ps->pos;
+	if (ps_value(ps, err) != 0)
+		return NULL;
+	if (run)
+		plan_arena_use(&ps->arena);
+	v = plan_json_parse(ps->text + start, ps->pos - start);
 	if (v == NULL)
+		v = json_loadb(ps->text + start, ps->pos - start,
+		    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (run)
+		plan_arena_use(NULL);
+	if (v == NULL) {
+		ps_where(ps, start, &line, &col);
 		store_fail(err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source,
 		    line + (size_t)jerr.line - 1,
 		    jerr.line == 1 ? col + (size_t)jerr.column - 1 : (size_t)jerr.column,
 		    jerr.text);
+	}
 	return v;
 }
-
-/* Capture one value and parse it. */
-static json_t *ps_read_value(struct plan_stream *ps, struct store_err *err)
-{
-	size_t line, col;
-
-	ps_skip(ps);
-	line = ps->line;
-	col = ps->col;
-	ps->val_len = 0;
-	ps->capture = true;
-	if (ps_value(ps, err) != 0) {
-		ps->capture = false;
-		return NULL;
-	}
-	ps->capture = false;
-	return ps_parse(ps, line, col, err);
-}
-
 /* Read the top level up to the first run, or to its end: members other than "runs" go
  * into ps->top. Returns 0 with ps->in_runs set when a run may follow, or an error. */
 static int ps_members(struct plan_stream *ps, struct store_err *err)
@@ -182,7 +181,7 @@ static int ps_members(struct plan_stream *ps, struct store_err *err)
 		}
 		if (c != '"')
 			return ps_fail(ps, err, "string or '}' expected");
-		if ((key = ps_read_value(ps, err)) == NULL)
+		if ((key = ps_read_value(ps, false, err)) == NULL)
 			return STORE_EINVAL;
 		if (ps_skip(ps) != ':') {
 			json_decref(key);
@@ -207,7 +206,7 @@ static int ps_members(struct plan_stream *ps, struct store_err *err)
 			ps->first_run = true;
 			return 0;
 		}
-		v = ps_read_value(ps, err);
+		v = ps_read_value(ps, false, err);
 		if (v == NULL) {
 			json_decref(key);
 			return STORE_EINVAL;
@@ -231,7 +230,7 @@ int plan_stream_next(struct plan_stream *ps, json_t **run, struct store_err *err
 		if (ps_skip(ps) != '{') {
 			/* Not an object: jansson says what it is, the checks what is wrong. */
 			json_decref(ps->top);
-			if ((ps->top = ps_read_value(ps, err)) == NULL)
+			if ((ps->top = ps_read_value(ps, false, err)) == NULL)
 				return STORE_EINVAL;
 			if (ps_skip(ps) >= 0)
 				return ps_fail(ps, err, "end of file expected");
@@ -265,7 +264,8 @@ int plan_stream_next(struct plan_stream *ps, json_t **run, struct store_err *err
 			ps_take(ps);
 		}
 		ps->first_run = false;
-		if ((*run = ps_read_value(ps, err)) == NULL)
+		plan_arena_rewind(&ps->arena);
+		if ((*run = ps_read_value(ps, true, err)) == NULL)
 			return STORE_EINVAL;
 		ps->nruns++;
 		return 0;

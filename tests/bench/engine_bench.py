@@ -175,17 +175,18 @@ def real_run(workers):
                              "--llm-provider", "anthropic", "--llm-base-url", base,
                              "--llm-retries", 0, env={"ANTHROPIC_API_KEY": "bench"})
             con = sqlite3.connect("file:%s?mode=ro" % url[len("sqlite:///"):], uri=True)
+            # The CPU is read only at the two ends of the window: reading /proc for
+            # every worker at each poll would take the cores being measured.
             lo = hi = None
-            while sup.proc.poll() is None:
+            while sup.proc.poll() is None and hi is None:
                 try:
                     n = ended(con)
                 except sqlite3.OperationalError:
                     n = 0
-                sample = (time.monotonic(), n, tree_cpu(sup.proc.pid))
                 if lo is None and n >= total // 5:
-                    lo = sample
-                if n <= total * 4 // 5:
-                    hi = sample
+                    lo = (time.monotonic(), n, tree_cpu(sup.proc.pid))
+                elif lo is not None and n >= total * 4 // 5:
+                    hi = (time.monotonic(), n, tree_cpu(sup.proc.pid))
                 time.sleep(0.02)
             con.close()
             if sup.wait() != 0:

@@ -15,6 +15,16 @@
 /* The server's time now (not the transaction's start), as a UTC TIMESTAMP. */
 #define PG_NOW "(clock_timestamp() AT TIME ZONE 'UTC')"
 
+/* Whether the session ?6 stopped or deprioritised run r (its saved policy state): a run
+ * another supervisor stopped is not claimed here even before this one has read why. The
+ * JSON is parsed only when the state names the run at all. */
+#define FLEET_RUN_HELD_BACK                                                                        \
+	" (SELECT count(*) FROM drain_sessions ds WHERE ds.session_id = ?6"                        \
+	"   AND CASE WHEN strpos(ds.state_json, r.id) = 0 THEN FALSE"                              \
+	"   ELSE CAST(ds.state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(r.id)"        \
+	"   OR CAST(ds.state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(r.id)"    \
+	"   END)"
+
 /* The drain's statements that differ when several supervisors share the database. The
  * lock of a run's row for the transaction, passing over a run another supervisor is
  * claiming (SKIP LOCKED), with whether the phase exists. */
@@ -25,7 +35,8 @@ static const char fleet_sql_lock[] =
  * sees what was committed when it began, and a lock taken after a holder's commit does not
  * refresh that view, so this one sees what the run's previous holder committed. It reads
  * the phase's state, the run's open attempts, the eligible phases before it in the run and
- * whether a dry run of the session already visited it, and when the run is free opens the
+ * whether a dry run of the session already visited it or its policy holds the run back,
+ * and when the run is free opens the
  * attempt (in this supervisor's name) and fences the phase, moving it to EXECUTING unless
  * in a dry run; the attempt's id is NULL when it did not. Attempts are looked up through
  * scalar subqueries, by their phase (the session compared through an expression):
@@ -42,13 +53,15 @@ static const char fleet_sql_claim[] =
     "     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?6"
     "     AND v.dry_run = 1) = 0) AS before,"
     " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
-    "   AND COALESCE(v.session_id, '') = ?6 AND v.dry_run = 1) AS visited"
+    "   AND COALESCE(v.session_id, '') = ?6 AND v.dry_run = 1) AS visited," FLEET_RUN_HELD_BACK
+    " AS held"
     " FROM runs r JOIN phases p ON p.run_id = r.id JOIN tiers tp ON tp.id = p.tier_id"
     " WHERE r.id = ?1 AND p.phase_id = ?2),"
     " ins AS (INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
     "   dry_run, initial_state, started_at, supervisor_id)"
     "   SELECT ?1, ?2, c.builder_attempts + 1, ?6, ?7, CAST(?8 AS INTEGER), c.state, ?9, ?10"
-    "   FROM c WHERE c.open = 0 AND c.before = 0 AND c.visited = 0 AND c.state IN (?3, ?5)"
+    "   FROM c WHERE c.open = 0 AND c.before = 0 AND c.visited = 0 AND c.held = 0"
+    "   AND c.state IN (?3, ?5)"
     "   RETURNING attempt_id),"
     " f AS (UPDATE phases SET current_attempt_id = ins.attempt_id,"
     "   state = CASE WHEN CAST(?8 AS INTEGER) = 1 THEN phases.state ELSE ?11 END,"
@@ -60,7 +73,7 @@ static const char fleet_sql_claim[] =
     "     THEN phases.started_at ELSE COALESCE(phases.started_at, ?9) END,"
     "   updated_at = CASE WHEN CAST(?8 AS INTEGER) = 1 THEN phases.updated_at ELSE ?9 END"
     "   FROM ins WHERE phases.run_id = ?1 AND phases.phase_id = ?2)"
-    " SELECT c.state, c.builder_attempts, c.open, c.before, c.visited,"
+    " SELECT c.state, c.builder_attempts, c.open, c.before, c.visited, c.held,"
     " (SELECT attempt_id FROM ins) FROM c";
 static const char fleet_sql_eligible[] =
     "SELECT x.run_id, x.phase_id, x.tier_index, x.phase_index,"
@@ -111,6 +124,10 @@ static int fleet_claim_refused(struct store_drain *d, struct db_stmt *s, const c
 	if (db_column_int64(s, 4) > 0)
 		return store_fail(
 		    err, STORE_EBUSY, "phase %s/%s was visited by this dry run", run_id, phase_id);
+	if (db_column_int64(s, 5) > 0)
+		return store_fail(err, STORE_EBUSY,
+		    "run %s was stopped or deprioritised in this session by another supervisor",
+		    run_id);
 	if (initial != PHASE_QUEUED && initial != PHASE_FAILED)
 		return store_fail(err, STORE_EBUSY, "phase %s/%s: state %s is not dispatchable",
 		    run_id, phase_id, state != NULL ? state : "NULL");
@@ -170,12 +187,12 @@ int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const ch
 		db_reset(s);
 		return rc;
 	}
-	if (db_column_type(s, 5) == DB_NULL) {
+	if (db_column_type(s, 6) == DB_NULL) {
 		rc = fleet_claim_refused(d, s, run_id, phase_id, err);
 		db_reset(s);
 		return rc;
 	}
-	*attempt_id = (uint64_t)db_column_int64(s, 5);
+	*attempt_id = (uint64_t)db_column_int64(s, 6);
 	*attempt_number = db_column_int64(s, 1) + 1;
 	db_reset(s);
 	return dry_run ? 0 : drain_follow(d, run_id, phase_id, now, err);
@@ -718,4 +735,80 @@ int store_fleet_command_results(
 	*out = r.v;
 	*n = r.n;
 	return rc;
+}
+
+/* Read a session's saved policy state, locking its row for the transaction when `lock`. */
+int store_fleet_session_state(struct store_drain *d, const char *session_id, bool lock,
+    char **state_json, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    lock ? "SELECT state_json FROM drain_sessions WHERE session_id = ?1 FOR UPDATE" :
+	           "SELECT state_json FROM drain_sessions WHERE session_id = ?1",
+	    &q);
+
+	*state_json = NULL;
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, session_id);
+		rc = db_step(q);
+		if (rc == DB_ROW)
+			*state_json = store_col_text(q, 0, "{}");
+	}
+	db_finalize(q);
+	if (rc != DB_ROW && rc != DB_DONE)
+		return fleet_fail(d->st, err, "reading the session's policy state");
+	if (*state_json == NULL)
+		*state_json = xstrdup("{}");
+	return 0;
+}
+
+/* Inside a transaction: drop run `run_id` from the stopped and deprioritised runs of
+ * every unfinished session, so that every supervisor drains it again. */
+int store_fleet_sessions_release_run(struct store *st, const char *run_id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
+	    "UPDATE drain_sessions SET state_json = CAST(jsonb_set(jsonb_set(CAST(state_json AS"
+	    " jsonb), '{stopped_runs}', COALESCE(CAST(state_json AS jsonb) -> 'stopped_runs',"
+	    " '[]') - CAST(?1 AS TEXT)), '{deprioritized_runs}', COALESCE(CAST(state_json AS"
+	    " jsonb) -> 'deprioritized_runs', '[]') - CAST(?1 AS TEXT)) AS TEXT)"
+	    " WHERE completed_at IS NULL AND strpos(state_json, ?1) > 0"
+	    " AND (CAST(state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(?1)"
+	    " OR CAST(state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(?1))",
+	    &q);
+
+	assert(db_in_transaction(st->db));
+	if (rc == DB_OK)
+		store_bind_text(q, 1, run_id);
+	return store_step_done(
+	    st->db, q, rc, err, "%s: releasing run %s in the drain sessions", st->url, run_id);
+}
+
+/* Wake every supervisor to read the queues again. */
+int store_fleet_wake(struct store *st, struct store_err *err)
+{
+	return store_exec(st->db, "NOTIFY " FLEET_CHANNEL_QUEUE, st->url, err);
+}
+
+/* The supervisor whose attempt of a phase is open, or 0. */
+int store_fleet_phase_holder(struct store *st, const char *run_id, const char *phase_id,
+    int64_t *supervisor_id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db,
+	    "SELECT COALESCE(supervisor_id, 0) FROM attempts"
+	    " WHERE run_id = ?1 AND phase_id = ?2 AND ended_at IS NULL",
+	    &q);
+
+	*supervisor_id = 0;
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, run_id);
+		store_bind_text(q, 2, phase_id);
+		if ((rc = db_step(q)) == DB_ROW)
+			*supervisor_id = db_column_int64(q, 0);
+	}
+	db_finalize(q);
+	if (rc != DB_ROW && rc != DB_DONE)
+		return fleet_fail(st, err, "finding the attempt's supervisor");
+	return 0;
 }

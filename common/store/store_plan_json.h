@@ -1,0 +1,15 @@
+/* A quick reader of the JSON a plan's runs are usually written in (store_plan_json.c), in
+ * front of jansson's, which reads everything else and words every error. */
+#ifndef AUTOPACK_STORE_PLAN_JSON_H
+#define AUTOPACK_STORE_PLAN_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Parse text[0..len) into the value json_loadb(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
+ * makes of it, when it holds only objects, arrays, strings without escapes, integers of at
+ * most 18 digits, true, false and null; NULL when it holds anything else or is not valid
+ * JSON, for jansson to read it or say what is wrong. */
+json_t *plan_json_parse(const char *text, size_t len);
+
+#endif

@@ -1,0 +1,223 @@
+"""Live control of several supervisors on one PostgreSQL database (docs/postgresql.md,
+"Several hosts"): writes that queue work wake every live supervisor, cancel and metrics
+go through the database, and the drain rules' decisions of one supervisor (run stops,
+fingerprint counts, triage) hold for the others of its session."""
+import json
+import os
+
+import pytest
+
+from conftest import ctl
+from supervisor_helpers import (Standin, Supervisor, gate_check, llm_supervisor, make_plan,
+                                sql, wait_for)
+
+
+@pytest.fixture
+def llm(tmp):
+    s = Standin(tmp)
+    yield s
+    s.stop()
+
+
+def new_pg_db(tmp, url, runs, phases, **kw):
+    r = ctl("--db", url, "db", "init")
+    assert r.rc == 0, r
+    plan = make_plan(os.path.join(str(tmp), "plan.json"), runs, 1, phases, **kw)
+    r = ctl("--db", url, "run", "import", plan)
+    assert r.rc == 0, r
+    return url
+
+
+def ids_of(url, sups):
+    by_pid = dict(sql(url, "SELECT pid, supervisor_id FROM supervisors"))
+    return [by_pid[s.proc.pid] for s in sups]
+
+
+def attempts_by_run(url, run):
+    return sql(url, "SELECT phase_id, outcome, supervisor_id FROM attempts WHERE run_id = ?"
+               " ORDER BY attempt_id", run)
+
+
+def session_state(url):
+    [(state,)] = sql(url, "SELECT state_json FROM drain_sessions")
+    return json.loads(state)
+
+
+def test_import_and_retry_wake_every_live_supervisor(tmp, pg_url):
+    """run import and retry write in one transaction and wake every live supervisor (named
+    in the output), which take the work at once."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    sql(url, "UPDATE phases SET state = 'FAILED' WHERE run_id = 'run-001'")
+    # A long lease: the periodic refresh is far apart, the notification is what wakes them.
+    sups = [Supervisor(tmp, url, "--workers", 1, "--dry-run", "--lease-timeout", 600,
+                       name="sup%d" % i) for i in range(2)]
+    try:
+        for s in sups:
+            s.wait_ready()
+        ids = sorted(ids_of(url, sups))
+        wait_for(lambda: len(attempts_by_run(url, "run-000")) == 2, what="run-000 visited")
+
+        path = make_plan(os.path.join(str(tmp), "late.json"), 1, 1, 3)
+        with open(path) as f:
+            plan = json.load(f)
+        plan["runs"][0]["run_id"] = "late"
+        with open(path, "w") as f:
+            json.dump(plan, f)
+        r = ctl("--db", url, "run", "import", path, "--json")
+        assert r.rc == 0, r
+        out = json.loads(r.out)
+        assert out["runs"] == ["late"] and sorted(out["supervisors_woken"]) == ids, out
+        wait_for(lambda: len(attempts_by_run(url, "late")) == 3, what="late run visited")
+
+        r = ctl("--db", url, "retry", "--run", "run-001", "--note", "fleet", "--json")
+        assert r.rc == 0, r
+        out = json.loads(r.out)
+        assert out["via"] == "database" and out["count"] == 2, out
+        assert sorted(out["supervisors_woken"]) == ids, out
+        wait_for(lambda: len(attempts_by_run(url, "run-001")) == 2, what="retried visited")
+        assert [p for (p, _, _) in attempts_by_run(url, "run-001")] == ["p0-0", "p0-1"]
+        rows = sql(url, "SELECT args, result FROM control_log WHERE command = 'retry'"
+                   " ORDER BY id")
+        assert [a for a, _ in rows] == ["run-001 p0-0", "run-001 p0-1"]
+        assert all("via database" in res and "note: fleet" in res for _, res in rows), rows
+
+        # Text output names the supervisors woken; with none running it says so.
+        sql(url, "UPDATE phases SET state = 'FAILED' WHERE run_id = 'late' AND phase_id = 'p0-0'")
+        r = ctl("--db", url, "retry", "late", "p0-0")
+        assert r.rc == 0 and "woke 2 live supervisor(s) of %s (%d, %d)" % (
+            url, ids[0], ids[1]) in r.out, r
+        r = ctl("--db", url, "stop")
+        assert r.rc == 0, r
+        for s in sups:
+            assert s.wait(timeout=60) == 0, s.stderr()
+        sql(url, "UPDATE phases SET state = 'FAILED' WHERE run_id = 'late' AND phase_id = 'p0-1'")
+        r = ctl("--db", url, "retry", "late", "p0-1")
+        assert r.rc == 0 and "no autopack-supervisor is running on %s" % url in r.out, r
+    finally:
+        for s in sups:
+            s.kill()
+
+
+def parse_metrics(text):
+    from prometheus_client.parser import text_string_to_metric_families
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def test_cancel_and_metrics_through_the_database(tmp, pg_url, llm):
+    """cancel reaches the supervisor running the phase (a queued one: the first live
+    supervisor); metrics merges every supervisor's exposition, labelled by supervisor."""
+    check, go = gate_check(tmp)
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2, check=check)
+    sups = [llm_supervisor(tmp, url, llm, "--workers", 1, "--max-attempts-per-phase", 1,
+                           name="sup%d" % i) for i in range(2)]
+    try:
+        for s in sups:
+            s.wait_ready()
+        ids = ids_of(url, sups)
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL")
+                 == [(2,)], what="both supervisors run a phase")
+        [(run, phase, holder)] = sql(url, "SELECT run_id, phase_id, supervisor_id FROM attempts"
+                                     " WHERE ended_at IS NULL AND supervisor_id = ?", ids[1])
+        r = ctl("--db", url, "cancel", run, phase, "--json")
+        assert r.rc == 0, r
+        answers = json.loads(r.out)["answers"]
+        assert [a["supervisor_id"] for a in answers] == [holder] and answers[0]["ok"], answers
+        wait_for(lambda: sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = ?",
+                             run, phase) == [("SKIPPED",)], what="cancelled phase SKIPPED")
+        assert sql(url, "SELECT outcome FROM attempts WHERE run_id = ? AND phase_id = ?",
+                   run, phase) == [("cancelled",)]
+        # A queued phase: moved to SKIPPED by the first live supervisor.
+        other = "run-001" if run == "run-000" else "run-000"
+        r = ctl("--db", url, "cancel", other, "p0-1")
+        assert r.rc == 0 and "supervisor %d: ok" % min(ids) in r.out, r
+        assert sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = 'p0-1'",
+                   other) == [("SKIPPED",)]
+        r = ctl("--db", url, "cancel", other, "nope")
+        assert r.rc == 1 and "nope" in r.out + r.err, r
+
+        r = ctl("--db", url, "metrics")
+        assert r.rc == 0, r
+        fams = parse_metrics(r.out)
+        info = fams["autopack_build_info"].samples
+        assert sorted(int(s.labels["supervisor"]) for s in info) == sorted(ids), r.out[:3000]
+        for fam in fams.values():
+            assert all("supervisor" in s.labels for s in fam.samples), fam
+        r = ctl("--db", url, "metrics", "--supervisor", ids[1])
+        assert r.rc == 0, r
+        info = parse_metrics(r.out)["autopack_build_info"].samples
+        assert [int(s.labels["supervisor"]) for s in info] == [ids[1]]
+    finally:
+        open(go, "w").close()
+        r = ctl("--db", url, "stop", "--now")
+        for s in sups:
+            s.wait(timeout=60)
+            s.kill()
+    r = ctl("--db", url, "metrics")
+    assert r.rc == 1 and "no autopack-supervisor is running on %s" % url in r.err, r
+    r = ctl("--db", url, "cancel", "run-000", "p0-1")
+    assert r.rc == 1 and "no autopack-supervisor is running on %s" % url in r.err, r
+
+
+def test_run_stops_triage_and_fingerprint_counts_hold_across_supervisors(tmp, pg_url, llm):
+    """Supervisor A samples runs X and Y and stops Y when the fingerprint they both fail
+    with is seen twice (--max-fingerprint-repeats 2). B, joining A's session, never runs
+    Y, does not sample X again, and counts on from A's count: its limit of 3 stops the
+    first run it samples. A retry of Y releases it for A again."""
+    check, go = gate_check(tmp)
+    url = new_pg_db(tmp, pg_url, runs=4, phases=2, check=check + "; exit 1")
+    a = llm_supervisor(tmp, url, llm, "--workers", 2, "--max-attempts-per-phase", 1,
+                       "--max-fingerprint-repeats", 2, name="supA")
+    b = None
+    try:
+        a.wait_ready()
+        [a_id] = ids_of(url, [a])
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL")
+                 == [(2,)], what="A runs two phases")
+        r = ctl("--db", url, "pause", "--supervisor", a_id)
+        assert r.rc == 0, r
+        open(go, "w").close()
+        wait_for(lambda: len(session_state(url).get("stopped_runs", [])) == 1,
+                 what="A stopped a run")
+        [first, second] = [run for (run,) in sql(url, "SELECT run_id FROM attempts"
+                                                 " ORDER BY ended_at, attempt_id")]
+        state = session_state(url)
+        assert state["stopped_runs"] == [second] and sorted(state["sampled_runs"]) == \
+            sorted([first, second]), state
+        [fp] = state["fingerprint_counts"]
+
+        b = llm_supervisor(tmp, url, llm, "--workers", 1, "--max-attempts-per-phase", 1,
+                           "--exit-when-drained", name="supB")
+        assert b.wait(timeout=120) == 5, b.stderr()
+        [b_id] = ids_of(url, [b])
+        assert "joining drain session" in b.stderr()
+        runs = ["run-%03d" % i for i in range(4)]
+        fresh = [run for run in runs if run not in (first, second)]
+        # The run A stopped: A's one attempt. The run A sampled: not sampled again by B.
+        assert attempts_by_run(url, second) == [("p0-0", "failed", a_id)]
+        assert attempts_by_run(url, first) == [("p0-0", "failed", a_id),
+                                               ("p0-1", "failed", b_id)]
+        assert "[SAMPLE-OK] %s" % first not in b.stderr()
+        # B's own samples: the session's count reached B's limit (3) at the first one.
+        for run in fresh:
+            assert attempts_by_run(url, run) == [("p0-0", "failed", b_id)], run
+        state = session_state(url)
+        assert state["fingerprint_counts"] == {fp: 5}, state
+        assert sorted(state["stopped_runs"]) == runs, state
+        assert sorted(state["sampled_runs"]) == runs, state
+
+        # A retry of Y releases it in the session: A, resumed, runs it again.
+        r = ctl("--db", url, "retry", "--run", second, "--json")
+        assert r.rc == 0, r
+        assert json.loads(r.out)["supervisors_woken"] == [a_id], r.out
+        assert second not in session_state(url)["stopped_runs"]
+        r = ctl("--db", url, "resume", "--supervisor", a_id)
+        assert r.rc == 0, r
+        wait_for(lambda: len(attempts_by_run(url, second)) == 2, what="Y run again by A")
+        assert attempts_by_run(url, second)[1][0::2] == ("p0-0", a_id)
+        assert "released by a retry" in a.stderr()
+    finally:
+        ctl("--db", url, "stop", "--now")
+        a.wait(timeout=60)
+        a.kill()
+        if b is not None:
+            b.kill()
