@@ -737,13 +737,16 @@ int store_fleet_command_results(
 	return rc;
 }
 
-/* Read a session's saved policy state, locking its row for the transaction when `lock`. */
+/* Read a session's saved policy state, locking its row for the transaction when `lock`:
+ * FOR NO KEY UPDATE, which the key share lock of every attempt inserted in the session
+ * (its foreign key) does not block, so two supervisors that each opened attempts and then
+ * save their policy state wait for one another instead of deadlocking. */
 int store_fleet_session_state(struct store_drain *d, const char *session_id, bool lock,
     char **state_json, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(d->st->db,
-	    lock ? "SELECT state_json FROM drain_sessions WHERE session_id = ?1 FOR UPDATE" :
+	    lock ? "SELECT state_json FROM drain_sessions WHERE session_id = ?1 FOR NO KEY UPDATE" :
 	           "SELECT state_json FROM drain_sessions WHERE session_id = ?1",
 	    &q);
 
