@@ -113,8 +113,8 @@ void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, cons
 }
 
 /* Queue an attempt's end. */
-void writer_close(
-    struct sup *s, uint64_t attempt_id, const struct drain_close *end, op_done_cb done, void *ctx)
+void writer_close(struct sup *s, uint64_t attempt_id, const struct drain_close *end,
+    const char *category, op_done_cb done, void *ctx)
 {
 	struct op *o = xcalloc(1, sizeof *o);
 
@@ -123,6 +123,7 @@ void writer_close(
 	o->u.close.end = *end;
 	o->u.close.end.message = end->message != NULL ? xstrdup(end->message) : NULL;
 	o->u.close.end.fingerprint = end->fingerprint != NULL ? xstrdup(end->fingerprint) : NULL;
+	o->u.close.category = category != NULL ? xstrdup(category) : NULL;
 	o->u.close.done = done;
 	o->u.close.ctx = ctx;
 	writer_push(s, o);
@@ -162,6 +163,7 @@ static void op_free(struct op *o)
 	case OP_CLOSE:
 		free((char *)o->u.close.end.message);
 		free((char *)o->u.close.end.fingerprint);
+		free(o->u.close.category);
 		break;
 	case OP_CTLLOG:
 		free(o->u.ctllog.command);
@@ -375,9 +377,12 @@ again:
 	s->last_commit_ms = clock_mono_ms();
 	s->ops_head = s->ops_tail = NULL;
 	s->ops_n = 0;
+	/* Each worker's acknowledgements and next job in one write. */
+	worker_cork_all(s, true);
 	writer_ack(s, head);
 	if (lease)
 		s->round.committed(s);
+	worker_cork_all(s, false);
 	for (o = head; o != NULL; o = next) {
 		next = o->next;
 		op_count(s, o);

@@ -68,10 +68,12 @@ static void ids_add(struct drain_ids *s, uint64_t id)
 	s->v[s->n++] = id;
 }
 
-void drain_announced_close(struct store_drain *d, uint64_t att)
+bool drain_announced_close(struct store_drain *d, uint64_t att)
 {
-	if (ids_has(&d->announced, att))
-		ids_add(&d->closing, att);
+	if (!ids_has(&d->announced, att))
+		return false;
+	ids_add(&d->closing, att);
+	return true;
 }
 
 void drain_announced_end(struct store_drain *d, bool committed)

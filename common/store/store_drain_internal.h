@@ -81,8 +81,9 @@ int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const ch
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err);
 
-/* Note that attempt `att` is closed in the open transaction. */
-void drain_announced_close(struct store_drain *d, uint64_t att);
+/* Note that attempt `att` is closed in the open transaction; whether it announced a try
+ * through this process (only then can it have a 'sent' row). */
+bool drain_announced_close(struct store_drain *d, uint64_t att);
 /* The transaction committed (`committed`) or rolled back: forget the attempts it closed,
  * or that it closed them. */
 void drain_announced_end(struct store_drain *d, bool committed);
