@@ -163,6 +163,12 @@ int cmd_fleet_live(
  * wake its live supervisors (NOTIFY, when `notify`: the write's transaction did not) and
  * say which were woken on `out`; returns their ids (a JSON array), or NULL on SQLite. */
 json_t *cmd_fleet_woken(struct store *st, bool notify, FILE *out);
+/* On a PostgreSQL database (*handled), fetch the reply to `cmd` of supervisor *target
+ * (0: the first live one, whose id is stored there) through the database, as
+ * cmd_live_fetch does over a socket. Returns 0 or a STORE_E* code with err set
+ * (STORE_EBUSY: it is not running). */
+int cmd_fleet_fetch(struct cmd_ctx *ctx, int64_t *target, const char *cmd, struct live_reply *out,
+    bool *handled, char *err, size_t errlen);
 /* The closing paragraph of every live command's help: how the supervisor is found. */
 #define CMD_LIVE_HELP_TAIL                                                                         \
 	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL):\n"   \
