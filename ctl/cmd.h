@@ -180,8 +180,8 @@ int cmd_fleet_fetch(struct cmd_ctx *ctx, int64_t *target, const char *cmd, struc
 	"scale, stop and metrics are delivered through the database to every live supervisor,\n"   \
 	"or to --supervisor ID, and their answers awaited (metrics merged, each sample\n"          \
 	"labelled supervisor=\"ID\"); cancel goes to the supervisor running the phase (to the\n"   \
-	"first live one when none does). --control PATH still talks to one over its socket on\n"   \
-	"its own host.\n"
+	"first live one when none does); watch follows one (--supervisor ID, or the first\n"       \
+	"live one). --control PATH still talks to one over its socket on its own host.\n"
 
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);
