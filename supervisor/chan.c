@@ -32,6 +32,9 @@ static void chan_closed_cb(uv_handle_t *h)
 	char *why = c->why;
 
 	proto_reader_free(&c->rd);
+	proto_buf_free(&c->out);
+	free(c->rbuf);
+	c->rbuf = NULL;
 	c->open = false;
 	c->why = NULL;
 	c->on_close(c, why);
@@ -48,13 +51,19 @@ void chan_close(struct chan *c, const char *why)
 	uv_close((uv_handle_t *)&c->pipe, chan_closed_cb);
 }
 
-/* Allocate a read buffer. */
+#define CHAN_READ_SIZE 65536
+
+/* Hand libuv the channel's read buffer: its bytes are fed to the reader before the next
+ * read. */
 static void chan_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	(void)h;
+	struct chan *c = container_of((uv_pipe_t *)h, struct chan, pipe);
+
 	(void)hint;
-	buf->base = xmalloc(65536);
-	buf->len = 65536;
+	if (c->rbuf == NULL)
+		c->rbuf = xmalloc(CHAN_READ_SIZE);
+	buf->base = c->rbuf;
+	buf->len = CHAN_READ_SIZE;
 }
 
 /* Stop reading a serial channel while a reply is being written. */
@@ -97,19 +106,17 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	struct chan *c = container_of((uv_pipe_t *)s, struct chan, pipe);
 	struct proto_err err;
 
+	(void)buf;
 	if (n < 0) {
-		free(buf->base);
 		/* A peer that exits with our frames unread resets the connection: that is
 		 * an end of stream like EOF, not a protocol error. */
 		chan_close(c, n == UV_EOF || n == UV_ECONNRESET ? NULL : uv_strerror((int)n));
 		return;
 	}
 	if (n > 0 && proto_reader_feed(&c->rd, buf->base, (size_t)n, &err) != 0) {
-		free(buf->base);
 		chan_close(c, err.text);
 		return;
 	}
-	free(buf->base);
 	chan_dispatch(c);
 }
 
@@ -148,26 +155,38 @@ static void chan_write_cb(uv_write_t *req, int status)
 	free(w);
 }
 
-/* Encode and write one message; see chan.h for the errors. */
-int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err)
+/* Write the frames in c->out: at once when nothing is queued before them and the pipe
+ * takes them, the rest (or all, on any error, which the write then reports) queued. A
+ * serial channel's reply is always queued: its peer is not read again before the next
+ * loop turn, so one peer that pipelines requests cannot hold the loop. */
+static int chan_flush(struct chan *c)
 {
 	struct chan_write *w;
-	struct proto_err perr;
+	size_t off = 0;
 	uv_buf_t b;
 	int rc;
 
-	if (c->closing)
+	if (c->out.len == 0)
+		return 0;
+	if (c->closing) {
+		proto_buf_reset(&c->out);
 		return UV_EPIPE;
+	}
+	if (c->queued == 0 && !c->serial) {
+		b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+		rc = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+		if (rc > 0)
+			off = (size_t)rc;
+	}
+	if (off == c->out.len) {
+		proto_buf_reset(&c->out);
+		return 0;
+	}
 	w = xcalloc(1, sizeof *w);
 	w->c = c;
 	proto_buf_init(&w->buf);
-	if ((rc = proto_msg_pack(m, &w->buf, err != NULL ? err : &perr)) != 0) {
-		log_error("cannot encode a %s message: %s", proto_type_name(m->type),
-		    (err != NULL ? err : &perr)->text);
-		proto_buf_free(&w->buf);
-		free(w);
-		return rc;
-	}
+	proto_buf_append(&w->buf, c->out.data + off, c->out.len - off);
+	proto_buf_reset(&c->out);
 	b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
 	c->queued += w->buf.len;
 	if ((rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, chan_write_cb)) != 0) {
@@ -190,4 +209,32 @@ int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err)
 		return UV_ENOBUFS;
 	}
 	return 0;
+}
+
+/* Encode one message and write it, or gather it while the channel is corked; see chan.h
+ * for the errors. */
+int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err)
+{
+	struct proto_err perr;
+	int rc;
+
+	if (c->closing)
+		return UV_EPIPE;
+	if ((rc = proto_msg_pack(m, &c->out, err != NULL ? err : &perr)) != 0) {
+		log_error("cannot encode a %s message: %s", proto_type_name(m->type),
+		    (err != NULL ? err : &perr)->text);
+		return rc;
+	}
+	return c->corked ? 0 : chan_flush(c);
+}
+
+void chan_cork(struct chan *c)
+{
+	c->corked = true;
+}
+
+int chan_uncork(struct chan *c)
+{
+	c->corked = false;
+	return chan_flush(c);
 }

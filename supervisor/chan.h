@@ -24,11 +24,14 @@ struct chan {
 	bool open;
 	bool closing;
 	char *why;
-	size_t queued;     /* bytes written but not yet flushed */
-	size_t max_queued; /* 0, or the output a peer may leave unread before it is dropped */
-	bool serial;       /* one message at a time: the next waits until the reply is written */
-	bool reading;      /* the pipe is being read */
-	bool last;         /* close once the queued output is written */
+	size_t queued;        /* bytes written but not yet flushed */
+	size_t max_queued;    /* 0, or the output a peer may leave unread before it is dropped */
+	bool serial;          /* one message at a time: the next waits until the reply is written */
+	bool reading;         /* the pipe is being read */
+	bool last;            /* close once the queued output is written */
+	bool corked;          /* frames are gathered in `out` until chan_uncork */
+	struct proto_buf out; /* frames packed and not yet handed to the pipe (reused) */
+	char *rbuf;           /* the read buffer (reused) */
 };
 
 /* Initialise `c` on `loop`; the pipe still has to be opened or accepted into. */
@@ -43,6 +46,10 @@ int chan_start(struct chan *c);
  * libuv error, after which the channel is closing (UV_ENOBUFS: more than max_queued bytes
  * are waiting for a peer that does not read). */
 int chan_send(struct chan *c, const struct proto_msg *m, struct proto_err *err);
+/* Gather the frames sent from now on into one write, made by chan_uncork. */
+void chan_cork(struct chan *c);
+/* Write the frames gathered since chan_cork (see chan_send for the errors). */
+int chan_uncork(struct chan *c);
 /* Close the channel once everything queued is written (at once when nothing is); the
  * peer is not read any more. */
 void chan_close_after_write(struct chan *c);

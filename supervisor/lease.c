@@ -167,7 +167,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 #endif
 	if (v.skip_run)
 		sched_skip_run(s, l->run, v.run_why);
-	writer_close(s, l->attempt_id, &c, lease_committed, NULL);
+	writer_close(s, l->attempt_id, &c, l->phase->spec.task_category, lease_committed, NULL);
 	/* The run's next lease can be opened at once: a round writes its queued ends before
 	 * its leases, in the same transaction, so no lease commits before the end it follows. */
 	if (requeue != NULL)

@@ -201,17 +201,12 @@ static void metrics_event(struct metrics *m, const struct op *o)
 static void metrics_close(struct sup *s, struct metrics *m, const struct op *o)
 {
 	const struct drain_close *end = &o->u.close.end;
-	struct store_err err;
-	char *category = NULL;
 
 	if (o->dup)
 		return;
-	if (store_drain_attempt_category(s->sd, o->u.close.attempt_id, &category, &err) != 0)
-		log_warn("metrics: %s", err.text);
 	m->attempts[end->outcome][end->reason]++;
-	hist_observe(cat_hist(m, category), attempt_bounds, ARRAY_SIZE(attempt_bounds),
+	hist_observe(cat_hist(m, o->u.close.category), attempt_bounds, ARRAY_SIZE(attempt_bounds),
 	    (double)end->duration_ms / 1000.0);
-	free(category);
 	progress_finished(s, end->phase_state != PHASE_QUEUED, outcome_ok(end->outcome));
 }
 

@@ -283,6 +283,7 @@ struct op {
 		struct {
 			uint64_t attempt_id;
 			struct drain_close end; /* message and fingerprint owned */
+			char *category;         /* the phase's task category (owned; NULL: none) */
 			op_done_cb done;
 			void *ctx; /* the done callback's */
 		} close;
@@ -658,6 +659,9 @@ void worker_kill(struct worker *w, int sig);
  * the worker is fine, and err, if not NULL, says why); or a libuv error when the channel
  * failed (the worker is then killed). */
 int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *err);
+/* Gather what is sent to each worker from now on (`on`), or write what was gathered, one
+ * write a worker (a worker whose channel fails is killed). */
+void worker_cork_all(struct sup *s, bool on);
 /* A worker's state as status shows it: starting, idle, busy, retiring, exited. */
 const char *worker_state_name(const struct worker *w);
 /* What a log line about w is about: the session and the worker, and while it runs an
@@ -685,10 +689,11 @@ void writer_round(struct sup *s, bool urgent);
  * (NULL: to nobody); takes over ev's contents. */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
     struct proto_event *ev);
-/* Queue an attempt's end; `done` (with `ctx`) is called after the commit that records
- * it. The message and fingerprint are copied. */
-void writer_close(
-    struct sup *s, uint64_t attempt_id, const struct drain_close *end, op_done_cb done, void *ctx);
+/* Queue an attempt's end, of a phase of task `category` (NULL: none; for the metrics);
+ * `done` (with `ctx`) is called after the commit that records it. The message, fingerprint
+ * and category are copied. */
+void writer_close(struct sup *s, uint64_t attempt_id, const struct drain_close *end,
+    const char *category, op_done_cb done, void *ctx);
 /* Queue a control_log row (command, arguments, outcome). */
 void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
     const char *args, bool ok, const char *result);

@@ -108,6 +108,16 @@ int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *e
 	return rc;
 }
 
+void worker_cork_all(struct sup *s, bool on)
+{
+	for (struct worker *w = s->workers; w != NULL; w = w->next) {
+		if (on)
+			chan_cork(&w->chan);
+		else if (chan_uncork(&w->chan) != 0 && w->chan.closing)
+			worker_kill(w, SIGKILL);
+	}
+}
+
 /* Name a worker's state for status. */
 const char *worker_state_name(const struct worker *w)
 {

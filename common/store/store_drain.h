@@ -276,10 +276,6 @@ int store_drain_each_duration(struct store_drain *d, bool dry_run, int64_t limit
  * dry_run, newest first (outside a transaction). */
 int store_drain_each_failure(struct store_drain *d, int64_t limit,
     int (*fn)(void *arg, const struct drain_failure *f), void *arg, struct store_err *err);
-/* Read the task category of attempt att's phase into *category, a heap string or NULL
- * when the phase has none (outside a transaction). STORE_EINVAL: no such attempt. */
-int store_drain_attempt_category(
-    struct store_drain *d, uint64_t att, char **category, struct store_err *err);
 /* Count a session's attempts that left their phase for good (*done: the phase is
  * COMPLETE, FAILED or SKIPPED after it, or it was a dry run) and those that did not do
  * what was asked (*failed) (outside a transaction). */

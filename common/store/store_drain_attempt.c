@@ -472,7 +472,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 {
 	char now[32], *run_id, *phase_id;
 	struct db_stmt *s;
-	bool found, live;
+	bool found, live, announced;
 	int rc;
 
 	assert(db_in_transaction(d->st->db));
@@ -481,7 +481,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	*stale = !live;
 	if (rc != 0 || *stale)
 		goto out;
-	drain_announced_close(d, att);
+	announced = drain_announced_close(d, att);
 
 	time_db_now(now);
 	s = drain_stmt(d, DS_ATT_END);
@@ -497,12 +497,15 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 ||
 	    (rc = drain_unfence(d, run_id, phase_id, att, err)) != 0)
 		goto out;
-	s = drain_stmt(d, DS_ATT_LOST);
-	db_bind_int64(s, 1, (int64_t)att);
-	store_bind_text(s, 2, usage_status_name(USAGE_LOST));
-	store_bind_text(s, 3, usage_status_name(USAGE_SENT));
-	if ((rc = drain_exec(d, DS_ATT_LOST, err)) != 0)
-		goto out;
+	/* Only an attempt that announced a try through this process can have a 'sent' row. */
+	if (announced) {
+		s = drain_stmt(d, DS_ATT_LOST);
+		db_bind_int64(s, 1, (int64_t)att);
+		store_bind_text(s, 2, usage_status_name(USAGE_LOST));
+		store_bind_text(s, 3, usage_status_name(USAGE_SENT));
+		if ((rc = drain_exec(d, DS_ATT_LOST, err)) != 0)
+			goto out;
+	}
 	if (c->phase_state != PHASE_STATE_NONE &&
 	    (rc = drain_phase_end(d, run_id, phase_id, c, now, err)) != 0)
 		goto out;

@@ -77,8 +77,9 @@ const char *store_fleet_eligible_sql(void);
  * holds it; 1 locked, 0 held elsewhere (or no such run), STORE_EIO on failure. */
 int store_fleet_run_lock(struct store_drain *d, const char *run_id, struct store_err *err);
 
-/* Note that attempt `att` is closed in the open transaction. */
-void drain_announced_close(struct store_drain *d, uint64_t att);
+/* Note that attempt `att` is closed in the open transaction; whether it announced a try
+ * through this process (only then can it have a 'sent' row). */
+bool drain_announced_close(struct store_drain *d, uint64_t att);
 /* The transaction committed (`committed`) or rolled back: forget the attempts it closed,
  * or that it closed them. */
 void drain_announced_end(struct store_drain *d, bool committed);

@@ -103,34 +103,6 @@ int store_drain_each_failure(struct store_drain *d, int64_t limit,
 	return 0;
 }
 
-/* Read attempt `att`'s phase's task category into *category (a heap string, NULL when the
- * phase has none); STORE_EINVAL when there is no such attempt, STORE_EIO on failure. */
-int store_drain_attempt_category(
-    struct store_drain *d, uint64_t att, char **category, struct store_err *err)
-{
-	static const char sql[] =
-	    "SELECT p.task_category FROM attempts a"
-	    " JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
-	    " WHERE a.attempt_id = ?1";
-	struct db_stmt *s;
-	int rc;
-
-	*category = NULL;
-	if (db_prepare(d->st->db, sql, &s) != DB_OK)
-		return drain_fail(d, err, "attempt category");
-	db_bind_int64(s, 1, (int64_t)att);
-	rc = db_step(s);
-	if (rc == DB_ROW)
-		*category = store_col_text(s, 0, NULL);
-	db_finalize(s);
-	if (rc == DB_DONE)
-		return store_fail(
-		    err, STORE_EINVAL, "%s: no attempt %llu", d->st->path, (unsigned long long)att);
-	if (rc != DB_ROW)
-		return drain_fail(d, err, "attempt category");
-	return 0;
-}
-
 /* Count a session's attempts that left their phase for good (*done: the phase is
  * COMPLETE, FAILED or SKIPPED after it, or it was a dry run) and those that did not do
  * what was asked (*failed); STORE_EIO on failure. */
