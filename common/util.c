@@ -112,14 +112,24 @@ void time_iso8601(int64_t ms, char buf[32])
 /* Format epoch microseconds in the database timestamp format. */
 void time_db(int64_t us, char buf[32])
 {
+	/* The seconds, formatted once per second (each thread its own). */
+	static _Thread_local time_t last = (time_t)-1;
+	static _Thread_local char secs[24];
+	static _Thread_local size_t n;
 	int64_t frac = ((us % 1000000) + 1000000) % 1000000;
 	time_t t = (time_t)((us - frac) / 1000000);
 	struct tm tm;
-	size_t n;
 
-	gmtime_r(&t, &tm);
-	n = strftime(buf, 24, "%Y-%m-%d %H:%M:%S", &tm);
-	snprintf(buf + n, 32 - n, ".%06lld", (long long)frac);
+	if (t != last) {
+		gmtime_r(&t, &tm);
+		n = strftime(secs, sizeof secs, "%Y-%m-%d %H:%M:%S", &tm);
+		last = t;
+	}
+	memcpy(buf, secs, n);
+	buf[n] = '.';
+	for (int i = 6; i >= 1; i--, frac /= 10)
+		buf[n + (size_t)i] = (char)('0' + frac % 10);
+	buf[n + 7] = '\0';
 }
 
 /* Format the current time in the database timestamp format. */

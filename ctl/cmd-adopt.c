@@ -1,7 +1,6 @@
 /* db adopt: turn a Python-Autopack database into an autopack database, in place. */
 #include "ctl/cmd.h"
 #include "common/store/dburl.h"
-#include "common/store/dburl_pg.h"
 #include "common/store/store_adopt.h"
 #include "common/store/store_lock.h"
 #include "common/store/store_scope.h"
@@ -103,7 +102,7 @@ static void cmd_adopt_print_schema(FILE *out, const struct store_adopt_report *r
 	if (relaxed) {
 		fprintf(out,
 		    "  added nullable (NOT NULL without a default in autopack's schema, "
-		    "which SQLite cannot add to a table with rows):");
+		    "which cannot be added to a table with rows):");
 		for (size_t i = 0, k = 0; i < r->n_columns_added; i++)
 			if (r->columns_added[i].relaxed)
 				fprintf(out, "%s %s.%s", k++ ? "," : "", r->columns_added[i].table,
@@ -215,6 +214,11 @@ static void cmd_adopt_print_scopes(FILE *out, const struct store_adopt_report *r
 static void cmd_adopt_print_survey(FILE *out, const char *url, const struct store_adopt_report *r)
 {
 	fprintf(out, "adoption of %s, surveyed before changing anything:\n", url);
+	if (r->dump_command != NULL)
+		fprintf(out,
+		    "copy the database first (the adoption is one transaction, but autopack takes "
+		    "no copy on a server):\n  %s\n",
+		    r->dump_command);
 	fprintf(out,
 	    "legacy rows kept: runs %lld, tiers %lld, phases %lld, llm_usage_events "
 	    "%lld, token_estimation_v2_events %lld\n",
@@ -252,7 +256,13 @@ static void cmd_adopt_print(FILE *out, const struct store *st, const struct stor
 {
 	fprintf(out, "adopted %s: new uuid %s, schema version %d\n", st->url, r->uuid,
 	    st->schema_version);
-	fprintf(out, "backup (taken first): %s\n", r->backup_path);
+	if (r->backup_path != NULL)
+		fprintf(out, "backup (taken first): %s\n", r->backup_path);
+	else
+		fprintf(out,
+		    "copy: none taken by autopack (one transaction; the copy is the "
+		    "operator's: %s)\n",
+		    r->dump_command);
 	cmd_adopt_print_schema(out, r);
 	cmd_adopt_print_values(out, r);
 	fprintf(out,
@@ -347,18 +357,18 @@ static json_t *cmd_adopt_json(const struct store_adopt_report *r, json_t *databa
 		    json_pack("{s:s, s:s, s:I, s:s?}", "table", r->fills[i].table, "column",
 		        r->fills[i].column, "rows", (json_int_t)r->fills[i].rows, "value",
 		        r->fills[i].value));
-	out = json_pack("{s:b, s:b, s:b, s:s?, s:s?, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o, "
-	                "s:o, s:o, s:{s:I, s:I, s:I, s:I, s:o}, s:o?}",
+	out = json_pack("{s:b, s:b, s:b, s:s?, s:s?, s:s?, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:o, "
+	                "s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:o}, s:o?}",
 	    "ok", 1, "adopted", r->done, "dry_run", !r->done, "uuid", r->done ? r->uuid : NULL,
-	    "backup", r->backup_path, "workspace_base", r->workspace_base, "legacy_rows", "runs",
-	    (json_int_t)r->runs, "tiers", (json_int_t)r->tiers, "phases", (json_int_t)r->phases,
-	    "llm_usage_events", (json_int_t)r->usage_events, "token_estimation_v2_events",
-	    (json_int_t)r->v2_events, "tables_created", tables, "columns_added", cols,
-	    "indexes_created", indexes, "indexes_skipped", skipped, "legacy_data",
-	    "executing_requeued", (json_int_t)r->executing_requeued, "workspaces_set",
-	    (json_int_t)r->workspaces_set, "bare_string_scopes", (json_int_t)r->bare_scopes,
-	    "usage_without_split", (json_int_t)r->usage_without_split, "nulls_filled", fills,
-	    "database", database);
+	    "backup", r->backup_path, "dump_command", r->dump_command, "workspace_base",
+	    r->workspace_base, "legacy_rows", "runs", (json_int_t)r->runs, "tiers",
+	    (json_int_t)r->tiers, "phases", (json_int_t)r->phases, "llm_usage_events",
+	    (json_int_t)r->usage_events, "token_estimation_v2_events", (json_int_t)r->v2_events,
+	    "tables_created", tables, "columns_added", cols, "indexes_created", indexes,
+	    "indexes_skipped", skipped, "legacy_data", "executing_requeued",
+	    (json_int_t)r->executing_requeued, "workspaces_set", (json_int_t)r->workspaces_set,
+	    "bare_string_scopes", (json_int_t)r->bare_scopes, "usage_without_split",
+	    (json_int_t)r->usage_without_split, "nulls_filled", fills, "database", database);
 	findings = cmd_adopt_findings_json(r);
 	json_object_update(out, findings);
 	json_decref(findings);
@@ -382,7 +392,8 @@ static int cmd_adopt_dry_run(struct cmd_ctx *ctx, const char *path, const char *
 	return CMD_EXIT_OK;
 }
 
-/* Adopt under the lock, then report from a fresh read-only open. */
+/* Adopt under the lock (on PostgreSQL the adoption's transaction takes the offline
+ * writers' lock itself), then report from a fresh read-only open. */
 static int cmd_adopt_run(struct cmd_ctx *ctx, const char *path, const char *url, const char *ws)
 {
 	struct store_adopt_report rep;
@@ -452,13 +463,8 @@ static int cmd_db_adopt_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	ret = cmd_adopt_resolve(ctx, positional, &path, &url);
 	if (ret != 0)
 		return ret;
-	rc = dburl_is_pg(url) ? STORE_ENOTDB : store_adopt_check(path, &err);
-	if (rc == STORE_ENOTDB && dburl_is_pg(url)) {
-		ret = cmd_fail(ctx, rc,
-		    "%s: db adopt takes a Python Autopack database on SQLite (sqlite:///PATH); one "
-		    "on PostgreSQL cannot be adopted: nothing was changed",
-		    url);
-	} else if (rc == STORE_EEXIST) {
+	rc = store_adopt_check(path, &err);
+	if (rc == STORE_EEXIST) {
 		ret = cmd_adopt_exists(ctx, path, url);
 	} else if (rc != 0) {
 		ret = cmd_fail(ctx, rc, "%s", err.text);
@@ -478,12 +484,13 @@ static int cmd_db_adopt_exec(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_db_adopt_entry = {
 	.name = "db adopt",
-	.args = "[sqlite:///PATH] [--workspace DIR] [--dry-run] [--json]",
+	.args = "[URL] [--workspace DIR] [--dry-run] [--json]",
 	.summary = "make a Python-Autopack database an autopack database, in place",
 	.help =
 	    "Adopts a database created by the Python Autopack project (its runs, tiers, phases,\n"
-	    "llm_usage_events and token_estimation_v2_events tables), named by --db (or\n"
-	    "AUTOPACK_DB_URL / DATABASE_URL, or a URL argument; two that disagree are refused).\n"
+	    "llm_usage_events and token_estimation_v2_events tables), on SQLite or PostgreSQL,\n"
+	    "named by --db (or AUTOPACK_DB_URL / DATABASE_URL, or a URL argument; two that\n"
+	    "disagree are refused).\n"
 	    "\n"
 	    "First it surveys the database, reading only, and prints what it will do: the\n"
 	    "tables, columns and indexes to add; the NOT NULL columns without an SQL default\n"
@@ -491,29 +498,33 @@ const struct cmd_entry cmd_db_adopt_entry = {
 	    "will rewrite into the original's formats (timestamps \"YYYY-MM-DD HH:MM:SS.ffffff\",\n"
 	    "booleans 0/1, state names) and those it cannot read; every scope it cannot\n"
 	    "interpret and every phase naming no deliverable (run/phase ids; a drain fails them\n"
-	    "with NO_DELIVERABLES without calling the LLM). --dry-run stops there.\n"
+	    "with NO_DELIVERABLES without calling the LLM). On PostgreSQL it first prints the\n"
+	    "pg_dump command that copies the database (host, port, database; never a\n"
+	    "password): run it before adopting. --dry-run stops there.\n"
 	    "\n"
-	    "Then a copy is made with the sqlite3 backup API to <db>.pre-adopt-<UTC stamp>.bak,\n"
-	    "and in one transaction: every missing autopack table is created, every missing\n"
+	    "Then, in one transaction: every missing autopack table is created, every missing\n"
 	    "column added (NOT NULL columns without a default are added nullable and listed),\n"
 	    "the autopack indexes that can be created are created, the values are rewritten,\n"
-	    "and a meta row with a new uuid is written. Every original row stays readable by\n"
-	    "the Python code. docs/adoption.md says what is converted and how to check it.\n"
+	    "and a meta row with a new uuid (and on PostgreSQL the server's identity) is\n"
+	    "written. An SQLite file is copied first with the sqlite3 backup API to\n"
+	    "<db>.pre-adopt-<UTC stamp>.bak. A failure at any step rolls all of it back. Every\n"
+	    "original row stays readable by the Python code. docs/adoption.md says what is\n"
+	    "converted and how to check it.\n"
 	    "\n"
 	    "Legacy data: phases left EXECUTING go back to QUEUED (last_failure_reason kept);\n"
 	    "runs without a workspace get DIR/<run id>; NULL timestamps in runs, tiers and phases\n"
 	    "get the adoption time and other NULLs in NOT NULL columns their default; scopes\n"
 	    "and usage rows without a token split are kept as they are and counted.\n"
 	    "\n"
-	    "Refused, leaving the file untouched (exit 2): a missing file, a file that is not\n"
-	    "SQLite, an SQLite file without the original's runs, tiers and phases (or whose\n"
-	    "tables lack the original's key columns; the message names them). An autopack\n"
-	    "database is reported and left alone (exit 0). Refused while the database lock is\n"
-	    "held (exit 1). A PostgreSQL URL is refused (exit 2): only SQLite databases are\n"
-	    "adopted.\n"
+	    "Refused, leaving the database untouched (exit 2): a missing file or PostgreSQL\n"
+	    "database, a file that is not SQLite, a database without the original's runs, tiers\n"
+	    "and phases (or whose tables lack the original's key columns; the message names\n"
+	    "them), phases whose (run_id, phase_id) repeat. An autopack database is reported\n"
+	    "and left alone (exit 0). Refused while the database lock is held (exit 1).\n"
 	    "\n"
 	    "  --workspace DIR  where run workspaces go (default: autopack-workspace beside the\n"
-	    "                   database; each run gets DIR/<run id>, created)\n"
+	    "                   SQLite file, or in the current directory for PostgreSQL; each run\n"
+	    "                   gets DIR/<run id>, created)\n"
 	    "  --dry-run        print the survey and change nothing (no lock, no backup)\n"
 	    "  --json           print the result as JSON on stdout (the text goes to stderr)\n",
 	.exec = cmd_db_adopt_exec,

@@ -195,7 +195,9 @@ static int dec_field(
 static int field_index(const struct proto_schema *s, const uint8_t *k, size_t n)
 {
 	for (size_t j = 0; j < s->nfields; j++) {
-		if (strlen(s->fields[j].key) == n && memcmp(s->fields[j].key, k, n) == 0)
+		const char *key = s->fields[j].key;
+
+		if (n > 0 && key[0] == (char)k[0] && strlen(key) == n && memcmp(key, k, n) == 0)
 			return (int)j;
 	}
 	return -1;

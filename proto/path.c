@@ -10,60 +10,82 @@
 void proto_path_init(struct proto_path *p, const char *root)
 {
 	p->len = 0;
-	p->text[0] = '\0';
 	proto_path_push_key(p, root, strlen(root));
 }
 
-/* Append the text t, cutting it off at the end of the buffer. */
-static void append(struct proto_path *p, const char *t)
+/* Append a segment; returns the mark to pop back to. */
+static size_t push(struct proto_path *p, const void *key, size_t n)
 {
-	size_t n = strlen(t), room = sizeof p->text - 1 - p->len;
+	size_t old = p->len;
 
-	if (n > room)
-		n = room;
-	memcpy(p->text + p->len, t, n);
-	p->len += n;
-	p->text[p->len] = '\0';
+	if (p->len < PROTO_PATH_SEGS) {
+		p->seg[p->len].key = key;
+		p->seg[p->len].n = n;
+	}
+	p->len++;
+	return old;
 }
 
 /* Append ".key" to the path; returns the mark to pop back to. */
 size_t proto_path_push_key(struct proto_path *p, const void *key, size_t n)
 {
-	size_t old = p->len;
-	char shown[4 * KEY_SHOWN_MAX + 8];
-
-	if (p->len > 0)
-		append(p, ".");
-	proto_escape(shown, sizeof shown, key, n, KEY_SHOWN_MAX);
-	append(p, shown);
-	return old;
+	return push(p, key, n);
 }
 
 /* Append "[k]" to the path; returns the mark to pop back to. */
 size_t proto_path_push_index(struct proto_path *p, uint64_t i)
 {
-	size_t old = p->len;
-	char shown[32];
-
-	snprintf(shown, sizeof shown, "[%llu]", (unsigned long long)i);
-	append(p, shown);
-	return old;
+	return push(p, NULL, (size_t)i);
 }
 
 /* Cut the path back to a mark. */
 void proto_path_pop(struct proto_path *p, size_t len)
 {
 	p->len = len;
-	p->text[len] = '\0';
+}
+
+/* Append the text t to out (size cap, holding *len bytes), cutting it off at the end. */
+static void append(char *out, size_t cap, size_t *len, const char *t)
+{
+	size_t n = strlen(t), room = cap - 1 - *len;
+
+	if (n > room)
+		n = room;
+	memcpy(out + *len, t, n);
+	*len += n;
+	out[*len] = '\0';
+}
+
+/* Format the path into out (PROTO_PATH_TEXT bytes): ".key" (escaped, shortened if long)
+ * and "[i]" segments, cut off at the end of the buffer. */
+static void format(const struct proto_path *p, char out[PROTO_PATH_TEXT])
+{
+	char shown[4 * KEY_SHOWN_MAX + 8];
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < p->len && i < PROTO_PATH_SEGS; i++) {
+		if (p->seg[i].key != NULL) {
+			if (len > 0)
+				append(out, PROTO_PATH_TEXT, &len, ".");
+			proto_escape(
+			    shown, sizeof shown, p->seg[i].key, p->seg[i].n, KEY_SHOWN_MAX);
+		} else {
+			snprintf(shown, sizeof shown, "[%llu]", (unsigned long long)p->seg[i].n);
+		}
+		append(out, PROTO_PATH_TEXT, &len, shown);
+	}
 }
 
 /* Format an error naming the path; returns -1. */
 int proto_errf(struct proto_err *err, const struct proto_path *p, const char *fmt, ...)
 {
+	char path[PROTO_PATH_TEXT];
 	va_list ap;
 	int n;
 
-	n = snprintf(err->text, sizeof err->text, "%s: ", p->text);
+	format(p, path);
+	n = snprintf(err->text, sizeof err->text, "%s: ", path);
 	if (n < 0 || (size_t)n >= sizeof err->text)
 		return -1;
 	va_start(ap, fmt);

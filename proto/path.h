@@ -9,10 +9,16 @@
 #include "proto/wire.h"
 
 #define PROTO_PATH_TEXT 160
+#define PROTO_PATH_SEGS 24
 
+/* A path is kept as its segments (pointers into the frame being read), and formatted
+ * only for an error message. */
 struct proto_path {
-	char text[PROTO_PATH_TEXT];
-	size_t len;
+	struct {
+		const void *key; /* NULL: an index */
+		size_t n;        /* the key's length, or the index */
+	} seg[PROTO_PATH_SEGS];
+	size_t len; /* segments in use; those past PROTO_PATH_SEGS are not kept */
 };
 
 /* Start a path at `root` ("frame", "job", ...). */

@@ -87,15 +87,16 @@ static void writer_push(struct sup *s, struct op *o)
 		writer_arm(s, (uint64_t)s->cfg.commit_window_ms);
 }
 
-/* Queue an event. */
+/* Queue an event: one allocation holds the op and its run and phase ids. */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
     struct proto_event *ev)
 {
-	struct op *o = xcalloc(1, sizeof *o);
+	size_t rn = strlen(run_id) + 1, pn = strlen(phase_id) + 1;
+	struct op *o = xcalloc(1, sizeof *o + rn + pn);
 
 	o->kind = OP_EVENT;
-	o->u.event.run_id = xstrdup(run_id);
-	o->u.event.phase_id = xstrdup(phase_id);
+	o->u.event.run_id = memcpy((char *)(o + 1), run_id, rn);
+	o->u.event.phase_id = memcpy((char *)(o + 1) + rn, phase_id, pn);
 	o->u.event.wire = *ev;
 	memset(ev, 0, sizeof *ev); /* the op owns the strings now */
 	convert_event_to_row(&o->u.event.wire, &o->u.event.row);
@@ -155,8 +156,6 @@ static void op_free(struct op *o)
 	free(o->refused);
 	switch (o->kind) {
 	case OP_EVENT:
-		free(o->u.event.run_id);
-		free(o->u.event.phase_id);
 		m.u.event = o->u.event.wire;
 		proto_msg_free(&m);
 		break;
@@ -248,38 +247,61 @@ static void op_count(struct sup *s, const struct op *o)
 		    outcome_name(o->u.close.end.outcome));
 }
 
-/* Send one ack per (worker, attempt) for the highest committed seq. */
+/* The acknowledgement a commit owes one (worker, attempt): its highest committed seq and
+ * how many of its events the commit holds. */
+struct writer_ack {
+	int worker_id;
+	uint64_t attempt_id, seq;
+	int64_t n;
+};
+
+/* Send the acknowledgements gathered in acks[0..n). */
+static void writer_ack_send(struct sup *s, const struct writer_ack *acks, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct proto_msg m = { .type = PROTO_ACK };
+		struct worker *w = worker_find(s, acks[i].worker_id);
+
+		if (w == NULL)
+			continue;
+		w->unacked -= acks[i].n;
+		assert(w->unacked >= 0);
+		m.u.ack.attempt_id = acks[i].attempt_id;
+		m.u.ack.seq = acks[i].seq;
+		worker_send(w, &m, NULL);
+	}
+}
+
+/* Send one ack per (worker, attempt) for the highest committed seq, in the order the
+ * pairs first appear; a group spread over more attempts than `acks` holds sends its
+ * pairs as they fill it. */
 static void writer_ack(struct sup *s, struct op *head)
 {
-	struct op *o, *x;
+	struct writer_ack acks[64] = { 0 };
+	size_t n = 0, i;
 
-	for (o = head; o != NULL; o = o->next) {
-		struct proto_msg m = { .type = PROTO_ACK };
+	for (struct op *o = head; o != NULL; o = o->next) {
 		uint64_t att, seq;
-		struct worker *w;
-		int64_t n = 1;
 
 		if (o->kind != OP_EVENT || o->u.event.worker_id == 0)
 			continue;
 		att = o->u.event.wire.attempt_id;
 		seq = o->u.event.wire.seq;
-		for (x = o->next; x != NULL; x = x->next) {
-			if (x->kind == OP_EVENT && x->u.event.worker_id == o->u.event.worker_id &&
-			    x->u.event.wire.attempt_id == att) {
-				if (x->u.event.wire.seq > seq)
-					seq = x->u.event.wire.seq;
-				x->u.event.worker_id = 0;
-				n++;
+		for (i = 0; i < n; i++)
+			if (acks[i].worker_id == o->u.event.worker_id && acks[i].attempt_id == att)
+				break;
+		if (i == n) {
+			if (n == ARRAY_SIZE(acks)) {
+				writer_ack_send(s, acks, n);
+				n = i = 0;
 			}
+			acks[n++] = (struct writer_ack){ o->u.event.worker_id, att, seq, 0 };
 		}
-		if ((w = worker_find(s, o->u.event.worker_id)) == NULL)
-			continue;
-		w->unacked -= n;
-		assert(w->unacked >= 0);
-		m.u.ack.attempt_id = att;
-		m.u.ack.seq = seq;
-		worker_send(w, &m, NULL);
+		if (seq > acks[i].seq)
+			acks[i].seq = seq;
+		acks[i].n++;
 	}
+	writer_ack_send(s, acks, n);
 }
 
 /* The commit (with the round's leases when `lease`) failed: roll back, keep the queue,

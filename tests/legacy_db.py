@@ -565,6 +565,38 @@ def original_phase(run_id, phase_id, tier_pk, index, state, scope, at, reason=No
             "completed_at": stamp(at) if state in ("COMPLETE", "FAILED") else None}
 
 
+# The NOT NULL columns without an SQL default in the original's schema that autopack writes
+# into, with the values the original's Python models write (docs/adoption.md).
+ORIGINAL_PYTHON_VALUES = {
+    ("runs", "state"): "'RUN_CREATED'", ("runs", "created_at"): None,
+    ("runs", "updated_at"): None, ("runs", "safety_profile"): "'normal'",
+    ("runs", "run_scope"): "'multi_tier'", ("runs", "token_cap"): "5000000",
+    ("runs", "max_phases"): "25", ("runs", "max_duration_minutes"): "120",
+    ("runs", "tokens_used"): "0", ("runs", "ci_runs_used"): "0",
+    ("runs", "minor_issues_count"): "0", ("runs", "major_issues_count"): "0",
+    ("runs", "promotion_eligible_to_main"): "'false'",
+    ("tiers", "state"): "'PENDING'", ("tiers", "max_major_issues_tolerated"): "0",
+    ("tiers", "tokens_used"): "0", ("tiers", "ci_runs_used"): "0",
+    ("tiers", "minor_issues_count"): "0", ("tiers", "major_issues_count"): "0",
+    ("tiers", "cleanliness"): "'clean'", ("tiers", "created_at"): None,
+    ("tiers", "updated_at"): None,
+    ("phases", "state"): "'QUEUED'", ("phases", "builder_attempts"): "0",
+    ("phases", "auditor_attempts"): "0", ("phases", "tokens_used"): "0",
+    ("phases", "minor_issues_count"): "0", ("phases", "major_issues_count"): "0",
+    ("phases", "issue_state"): "'no_issues'", ("phases", "quality_blocked"): "0",
+    ("phases", "retry_attempt"): "0", ("phases", "revision_epoch"): "0",
+    ("phases", "escalation_level"): "0", ("phases", "created_at"): None,
+    ("phases", "updated_at"): None,
+    ("llm_usage_events", "total_tokens"): "0", ("llm_usage_events", "is_doctor_call"): "0",
+    ("llm_usage_events", "created_at"): None,
+    ("token_estimation_v2_events", "truncated"): "0",
+    ("token_estimation_v2_events", "is_truncated_output"): "0",
+    ("token_estimation_v2_events", "deliverables_json"): "'[]'",
+    ("token_estimation_v2_events", "timestamp"): None,
+    ("token_estimation_v2_events", "created_at"): None,
+}
+
+
 def build_original(path, at=None):
     """Create a database at `path` from the original's verbatim schema, filled as its ORM
     fills it; return {"runs": [...], "phases": [(run, phase, state, scope kind)], ...}.

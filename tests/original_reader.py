@@ -23,6 +23,10 @@ BOOL_COLUMNS = {"dry_run", "reached_llm_boundary", "success", "ok", "active",
 
 
 def engine(path):
+    """An engine on the SQLite file at `path`, or on the PostgreSQL database of a
+    postgresql:// URL (through psycopg2, as the original connects)."""
+    if path.startswith("postgresql://"):
+        return sa.create_engine(path.replace("postgresql://", "postgresql+psycopg2://"))
     return sa.create_engine("sqlite:///" + path)
 
 
@@ -77,7 +81,8 @@ def utcnow():
 
 
 def insert_phase(path, run_id, phase_id, deliverable):
-    """Add a tier and a QUEUED phase to run `run_id` as the original's ORM would."""
+    """Add a tier and a QUEUED phase to run `run_id` as the original's ORM would (`path`
+    as for engine())."""
     eng = engine(path)
     md = reflect(eng)
     tiers, phases = md.tables["tiers"], md.tables["phases"]

@@ -1,33 +1,17 @@
 """A PostgreSQL database that is not autopack's: the Python original's tables, made by
 SQLAlchemy from the schema the original really creates (tests/data/
 autopack-py-sqlite-schema.sql, reflected), with a row in them. Every command refuses it,
-naming PostgreSQL, and changes nothing; `db adopt` takes SQLite databases only."""
-import json
+naming PostgreSQL, and changes nothing but `db adopt` (tests/test_pg_adopt.py)."""
 import os
 
-import pytest
-
 from conftest import ctl
+from pg_original import original_schema_on
 from supervisor_helpers import make_plan, sql
 
-SCHEMA = os.path.join(os.path.dirname(__file__), "data", "autopack-py-sqlite-schema.sql")
 
-
-def original_schema_on(url):
-    """Create the original's tables at url the way SQLAlchemy does, from its SQLite
-    schema reflected into generic types."""
-    sa = pytest.importorskip("sqlalchemy")
-    lite = sa.create_engine("sqlite://")
-    with lite.begin() as con:
-        con.connection.executescript(open(SCHEMA).read())
-    md = sa.MetaData()
-    md.reflect(bind=lite)
-    for table in md.tables.values():
-        for col in table.columns:
-            col.type = col.type.as_generic()
-    pg = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
-    md.create_all(pg)
-    pg.dispose()
+def original_database_on(url):
+    """The original's tables (tests/pg_original.py) with one run in them."""
+    original_schema_on(url)
     sql(url, "INSERT INTO runs (id, state, created_at, updated_at, safety_profile, run_scope,"
         " token_cap, max_phases, max_duration_minutes, tokens_used, ci_runs_used,"
         " minor_issues_count, major_issues_count, promotion_eligible_to_main)"
@@ -42,7 +26,7 @@ def snapshot(url):
 
 
 def test_the_originals_postgresql_database_is_refused_and_left_unchanged(tmp, pg_url):
-    original_schema_on(pg_url)
+    original_database_on(pg_url)
     before = snapshot(pg_url)
     assert ("meta",) not in before[0] and ("phases",) in before[0]
     plan = make_plan(os.path.join(str(tmp), "plan.json"), runs=1, phases=1)
@@ -54,10 +38,4 @@ def test_the_originals_postgresql_database_is_refused_and_left_unchanged(tmp, pg
         assert "SQLite" not in r.err and "file" not in r.err, (args, r)
     r = ctl("--db", pg_url, "db", "init")
     assert r.rc == 2 and "already holds %d tables (ab_test_results" % len(before[0]) in r.err, r
-    for args in (["db", "adopt"], ["db", "adopt", "--dry-run"], ["db", "adopt", pg_url]):
-        r = ctl("--db", pg_url, *args, "--json")
-        assert r.rc == 2, (args, r)
-        assert "db adopt takes a Python Autopack database on SQLite" in r.err, (args, r)
-        assert "no such database file" not in r.err, (args, r)
-        assert json.loads(r.out)["error"] == "ENOTDB"
     assert snapshot(pg_url) == before

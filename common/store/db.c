@@ -68,6 +68,16 @@ void db_bind_text(struct db_stmt *s, int i, const char *v)
 	s->db->ops->bind_text(s, i, v);
 }
 
+/* Bind a text the caller keeps until the step, or NULL. */
+void db_bind_text_kept(struct db_stmt *s, int i, const char *v)
+{
+	assert(i >= 1);
+	if (s->db->ops->bind_text_kept != NULL)
+		s->db->ops->bind_text_kept(s, i, v);
+	else
+		s->db->ops->bind_text(s, i, v);
+}
+
 /* Bind NULL. */
 void db_bind_null(struct db_stmt *s, int i)
 {

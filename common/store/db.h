@@ -70,6 +70,8 @@ struct db_ops {
 	void (*bind_int64)(struct db_stmt *s, int i, int64_t v);
 	void (*bind_double)(struct db_stmt *s, int i, double v);
 	void (*bind_text)(struct db_stmt *s, int i, const char *v);
+	/* Optional: bind a text without copying it (else bind_text is used). */
+	void (*bind_text_kept)(struct db_stmt *s, int i, const char *v);
 	void (*bind_null)(struct db_stmt *s, int i);
 	int (*bind_count)(struct db_stmt *s);
 	int (*column_count)(struct db_stmt *s);
@@ -117,6 +119,9 @@ void db_bind_int64(struct db_stmt *s, int i, int64_t v);
 void db_bind_double(struct db_stmt *s, int i, double v);
 void db_bind_text(struct db_stmt *s, int i, const char *v);
 void db_bind_null(struct db_stmt *s, int i);
+/* Bind parameter i to a text the caller keeps unchanged until the statement is stepped
+ * and reset (a backend may read it then instead of copying it now); NULL binds NULL. */
+void db_bind_text_kept(struct db_stmt *s, int i, const char *v);
 /* The number of parameters of the statement. */
 int db_bind_count(struct db_stmt *s);
 /* The number of columns, a column's name, and the type of its value in the current row. */

@@ -22,6 +22,15 @@ struct db_dialect {
 	const char *table_columns;
 	/* A row if ?1 names a unique index of table ?2. */
 	const char *unique_index_exists;
+	/* The columns of table ?1, one row each: name, declared type, NOT NULL (1 or 0), the
+	 * default as SQL text (or NULL), position in the primary key (0: not in it). */
+	const char *column_info;
+	/* A row if ?1 names a table, index, view or other relation (names compare without
+	 * case). */
+	const char *object_exists;
+	/* A row if a unique index of table ?1 that is not partial covers exactly columns ?2
+	 * and ?3. */
+	const char *unique_pair_exists;
 };
 
 #endif

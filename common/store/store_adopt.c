@@ -1,5 +1,6 @@
-/* Adopting a Python-Autopack database: check, back up, then one transaction. */
-#include "common/store/sqlite/db_sqlite.h"
+/* Adopting a Python-Autopack database: check, back up, then one transaction; the same
+ * steps on either backend. */
+#include "common/store/dburl_pg.h"
 #include "common/store/schema.sql.h"
 #include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
@@ -82,27 +83,9 @@ void store_adopt_report_free(struct store_adopt_report *rep)
 	adopt_phases_free(rep->no_deliverables, rep->n_no_deliverables);
 	adopt_phases_free(rep->unsendable, rep->n_unsendable);
 	free(rep->backup_path);
+	free(rep->dump_command);
 	free(rep->workspace_base);
 	memset(rep, 0, sizeof *rep);
-}
-
-/* Copy the committed database to `dest` with the backup API, over a second, read-only
- * connection: the caller's connection holds the write lock, so nothing changes it
- * meanwhile, and what is copied is exactly what the transaction starts from. */
-static int adopt_backup(const char *path, const char *dest, struct store_err *err)
-{
-	struct store src = { .path = (char *)path };
-	int rc;
-
-#ifdef AUTOPACK_MUTANT_adopt_without_backup
-	return 0;
-#endif
-	rc = store_connect(path, SQLITE_OPEN_READONLY, " for the backup", &src.db, err);
-	if (rc != 0)
-		return rc;
-	rc = store_backup(&src, dest, err);
-	db_close(src.db);
-	return rc;
 }
 
 /* Insert the meta row: a new uuid, the adoption time, who adopted it. */
@@ -121,21 +104,33 @@ static int adopt_meta_insert(struct db *db, const char *now, char uuid[37], stru
 	return rc;
 }
 
-/* Return <directory of path>/autopack-workspace. */
-static char *adopt_default_workspace(const char *path)
+/* Return the default workspace base: <directory of path>/autopack-workspace for an SQLite
+ * file, <current directory>/autopack-workspace for a server's database. */
+static char *adopt_default_workspace(const char *where)
 {
-	char *copy = xstrdup(path);
-	char *dir = xasprintf("%s/%s", dirname(copy), ADOPT_WORKSPACE_DIR);
+	char *copy, *dir;
 
+	if (dburl_is_pg(where)) {
+		dir = store_path_absolute(ADOPT_WORKSPACE_DIR, NULL);
+		return dir != NULL ? dir : xstrdup(ADOPT_WORKSPACE_DIR);
+	}
+	copy = xstrdup(where);
+	dir = xasprintf("%s/%s", dirname(copy), ADOPT_WORKSPACE_DIR);
 	free(copy);
 	return dir;
 }
 
-/* Survey: what the adoption will do, reading only. */
-static int adopt_plan(struct db *db, struct db *ref, const char *now,
-    struct store_adopt_report *rep, struct store_err *err)
+/* Return the backend of a canonical SQLite path or PostgreSQL URL. */
+const struct adopt_backend *adopt_backend_of(const char *where)
 {
-	int rc = adopt_survey(db, rep, err);
+	return dburl_is_pg(where) ? &adopt_backend_pg : &adopt_backend_sqlite;
+}
+
+/* Survey: what the adoption will do, reading only. */
+static int adopt_plan(const struct adopt_backend *be, struct db *db, const struct adopt_ref *ref,
+    const char *now, struct store_adopt_report *rep, struct store_err *err)
+{
+	int rc = adopt_survey(be, db, ref, rep, err);
 
 	if (rc == 0)
 		rc = adopt_schema_extend(db, ref, rep, false, err);
@@ -146,69 +141,76 @@ static int adopt_plan(struct db *db, struct db *ref, const char *now,
 
 /* Run the adoption steps inside the open transaction: the survey, the backup, then the
  * changes. */
-static int adopt_steps(
-    struct db *db, const char *path, struct store_adopt_report *rep, struct store_err *err)
+static int adopt_steps(const struct adopt_backend *be, struct db *db, const char *where,
+    struct store_adopt_report *rep, struct store_err *err)
 {
-	struct db *ref = NULL;
+	struct adopt_ref ref = { 0 };
 	char now[32], uuid[37];
 	int version, rc;
 
-	rc = adopt_shape_check(db, path, err);
+	rc = adopt_shape_check(be, db, where, err);
 	if (rc != 0)
 		return rc;
 	time_db_now(now);
-	rc = store_schema_ref_open(SCHEMA_VERSION, &ref, err);
+	rc = be->ref_load(&ref, err);
 	if (rc == 0)
-		rc = adopt_plan(db, ref, now, rep, err);
-	if (rc == 0) {
-		rep->backup_path = store_backup_name(path, "pre-adopt");
-		rc = adopt_backup(path, rep->backup_path, err);
-		if (rc != 0) {
-			free(rep->backup_path);
-			rep->backup_path = NULL;
-		}
-	}
+		rc = adopt_plan(be, db, &ref, now, rep, err);
+	if (rc == 0 && be->backup != NULL)
+		rc = be->backup(where, rep, err);
 	if (rc == 0) {
 		adopt_report_free_changes(rep);
-		rc = adopt_schema_extend(db, ref, rep, true, err);
+		rc = adopt_schema_extend(db, &ref, rep, true, err);
 	}
 	if (rc == 0)
-		rc = store_values_rewrite(db, &rep->values, err);
+		rc = be->values_rewrite(db, &rep->values, err);
 	if (rc == 0)
-		rc = adopt_repair(db, ref, rep->workspace_base, now, rep, true, err);
+		rc = adopt_repair(db, &ref, rep->workspace_base, now, rep, true, err);
 	if (rc == 0)
 		rc = adopt_meta_insert(db, now, rep->uuid, err);
+	if (rc == 0 && be->identify != NULL)
+		rc = be->identify(db, where, err);
 	if (rc == 0)
-		rc = store_schema_check(db, path, &version, uuid, err);
-	db_close(ref);
+		rc = store_schema_check(db, where, &version, uuid, err);
+	adopt_ref_free(&ref);
 	rep->done = rc == 0;
 	return rc;
 }
 
-/* Survey a legacy database, reading only. */
-int store_adopt_survey(const char *path, const char *workspace_base, struct store_adopt_report *rep,
-    struct store_err *err)
+/* Start a report: the workspace base, and on PostgreSQL the pg_dump command. */
+static void adopt_report_start(
+    const char *where, const char *workspace_base, struct store_adopt_report *rep)
 {
-	struct db *db = NULL, *ref = NULL;
+	memset(rep, 0, sizeof *rep);
+	rep->workspace_base = workspace_base != NULL ? xstrdup(workspace_base) :
+	                                               adopt_default_workspace(where);
+	if (dburl_is_pg(where))
+		rep->dump_command = store_pg_dump_command(where);
+}
+
+/* Survey a legacy database, reading only. */
+int store_adopt_survey(const char *where, const char *workspace_base,
+    struct store_adopt_report *rep, struct store_err *err)
+{
+	const struct adopt_backend *be = adopt_backend_of(where);
+	struct adopt_ref ref = { 0 };
+	struct db *db = NULL;
 	char now[32];
 	int rc;
 
 	memset(rep, 0, sizeof *rep);
-	rc = store_adopt_check(path, err);
+	rc = store_adopt_check(where, err);
+	if (rc == 0)
+		rc = be->connect(where, false, &db, err);
 	if (rc != 0)
 		return rc;
-	rc = store_connect(path, SQLITE_OPEN_READONLY, "", &db, err);
-	if (rc != 0)
-		return rc;
-	rep->workspace_base = workspace_base != NULL ? xstrdup(workspace_base) :
-	                                               adopt_default_workspace(path);
+	adopt_report_start(where, workspace_base, rep);
 	time_db_now(now);
 	rc = store_exec(db, "BEGIN", "reading the database", err);
 	if (rc == 0)
-		rc = store_schema_ref_open(SCHEMA_VERSION, &ref, err);
+		rc = be->ref_load(&ref, err);
 	if (rc == 0)
-		rc = adopt_plan(db, ref, now, rep, err);
-	db_close(ref);
+		rc = adopt_plan(be, db, &ref, now, rep, err);
+	adopt_ref_free(&ref);
 	db_rollback(db);
 	db_close(db);
 	if (rc != 0)
@@ -217,40 +219,43 @@ int store_adopt_survey(const char *path, const char *workspace_base, struct stor
 }
 
 /* Adopt a legacy database: check, back up, migrate in one transaction. */
-int store_adopt(const char *path, const char *workspace_base, struct store_adopt_report *rep,
+int store_adopt(const char *where, const char *workspace_base, struct store_adopt_report *rep,
     struct store_err *err)
 {
+	const struct adopt_backend *be = adopt_backend_of(where);
 	struct db *db = NULL;
 	char *msg;
 	int rc;
 
-	assert(path != NULL && path[0] == '/');
+	assert(where != NULL && (where[0] == '/' || dburl_is_pg(where)));
 	memset(rep, 0, sizeof *rep);
-	rc = store_adopt_check(path, err);
+	rc = store_adopt_check(where, err);
+	if (rc == 0)
+		rc = be->connect(where, true, &db, err);
 	if (rc != 0)
 		return rc;
-	rc = store_connect(path, SQLITE_OPEN_READWRITE, " for writing", &db, err);
-	if (rc != 0)
-		return rc;
-	rep->workspace_base = workspace_base != NULL ? xstrdup(workspace_base) :
-	                                               adopt_default_workspace(path);
+	adopt_report_start(where, workspace_base, rep);
 	rc = store_begin(db, "starting the adoption", err);
 	if (rc == 0)
-		rc = adopt_steps(db, path, rep, err);
+		rc = adopt_steps(be, db, where, rep, err);
 	if (rc == 0)
 		rc = store_commit(db, "committing the adoption", err);
 	if (rc != 0)
 		db_rollback(db);
 	db_close(db);
 	if (rc != 0) {
-		if (rep->backup_path != NULL) {
-			msg = xstrdup(err != NULL ? err->text : "");
+		msg = xstrdup(err != NULL ? err->text : "");
+		if (rep->backup_path != NULL)
 			store_fail(err, rc,
 			    "%s: adoption failed: %s; the database is unchanged (a "
 			    "copy taken before is at %s)",
-			    path, msg, rep->backup_path);
-			free(msg);
-		}
+			    where, msg, rep->backup_path);
+		else if (be->backup == NULL && rc != STORE_EEXIST)
+			store_fail(err, rc,
+			    "%s: adoption failed: %s; the transaction was rolled back and the "
+			    "database is unchanged",
+			    where, msg);
+		free(msg);
 		store_adopt_report_free(rep);
 	}
 	return rc;

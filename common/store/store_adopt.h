@@ -4,10 +4,13 @@
  * place (docs/adoption.md). First a survey, reading only, finds everything the adoption
  * will do: tables, columns and indexes to add, the columns autopack must fill on every
  * insert, the values it will rewrite into the original's formats, the scopes it cannot
- * interpret and the phases without deliverables. Then the file is copied, and in one
- * transaction the schema is extended, the values rewritten, the meta row written and the
- * legacy rows the autopack code cannot use as they are get the documented repairs.
- * Every original row stays readable by the Python code.
+ * interpret and the phases without deliverables. Then, in one transaction, the schema is
+ * extended, the values rewritten, the meta row written and the legacy rows the autopack
+ * code cannot use as they are get the documented repairs. Every original row stays
+ * readable by the Python code. An SQLite file is copied first with the backup API; on a
+ * PostgreSQL server, whose DDL is transactional too, the operator takes the copy with the
+ * pg_dump command the survey names. The decisions are written once; what differs
+ * between the backends is in store_adopt_internal.h's struct adopt_backend.
  */
 #ifndef AUTOPACK_STORE_ADOPT_H
 #define AUTOPACK_STORE_ADOPT_H
@@ -61,7 +64,8 @@ struct store_adopt_phase {
 struct store_adopt_report {
 	bool done; /* false: a survey; nothing was changed */
 	char uuid[37];
-	char *backup_path;
+	char *backup_path;    /* SQLite: the copy taken first */
+	char *dump_command;   /* PostgreSQL: the pg_dump command to take a copy first */
 	char *workspace_base; /* the directory new run workspaces were put under */
 	char **tables_created;
 	size_t n_tables_created;
@@ -97,28 +101,38 @@ struct store_adopt_report {
 	size_t n_unsendable;
 };
 
-/* Check, reading only, that the file at `path` can be adopted: it exists, is SQLite,
- * has no meta table, and holds the original's runs, tiers and phases with their key
- * columns (and, if present, usage and estimation tables of the original's shape). An
- * autopack database is reported with STORE_EEXIST. Otherwise STORE_ENOENT, STORE_ENOTDB
- * (naming the table and its missing columns) or STORE_EIO; the file is never written. */
-int store_adopt_check(const char *path, struct store_err *err);
+/* Check, reading only, that the database at `where` (a canonical SQLite path or
+ * PostgreSQL URL) can be adopted: it exists, has no meta table, and holds the original's
+ * runs, tiers and phases with their key columns (and, if present, usage and estimation
+ * tables of the original's shape). An autopack database is reported with STORE_EEXIST.
+ * Otherwise STORE_ENOENT, STORE_ENOTDB (naming the table and its missing columns) or
+ * STORE_EIO; nothing is ever written. */
+int store_adopt_check(const char *where, struct store_err *err);
 
-/* Survey the legacy database at canonical `path`, reading only: check it (as
- * store_adopt_check) and fill `rep` (done = false) with everything store_adopt would do.
- * The file is never written. `rep` must be freed with store_adopt_report_free. */
-int store_adopt_survey(const char *path, const char *workspace_base, struct store_adopt_report *rep,
+/* Survey the legacy database at `where`, reading only: check it (as store_adopt_check)
+ * and fill `rep` (done = false) with everything store_adopt would do, and, on
+ * PostgreSQL, the pg_dump command to run first. Nothing is written. `rep` must be freed
+ * with store_adopt_report_free. */
+int store_adopt_survey(const char *where, const char *workspace_base,
+    struct store_adopt_report *rep, struct store_err *err);
+
+/* Adopt the legacy database at `where`: check it (as store_adopt_check) and migrate it in
+ * one transaction (on SQLite BEGIN IMMEDIATE, after copying it with the sqlite3 backup
+ * API to <path>.pre-adopt-<UTC stamp>.bak; on PostgreSQL one transaction holding the
+ * offline writers' lock, after which the server's identity is recorded in meta as db
+ * init records it). Runs without a workspace get <workspace_base>/<run id> (created;
+ * `workspace_base` NULL means <directory of path>/autopack-workspace on SQLite and
+ * <current directory>/autopack-workspace on PostgreSQL). The caller holds the database
+ * lock. On failure nothing in the database has changed; a backup already taken is named
+ * in the message. `rep` is filled on success and must be freed with
+ * store_adopt_report_free. */
+int store_adopt(const char *where, const char *workspace_base, struct store_adopt_report *rep,
     struct store_err *err);
 
-/* Adopt the legacy database at canonical `path`: check it (as store_adopt_check), copy
- * it with the sqlite3 backup API to <path>.pre-adopt-<UTC stamp>.bak, then migrate it
- * in one BEGIN IMMEDIATE transaction. Runs without a workspace get
- * <workspace_base>/<run id> (created; `workspace_base` NULL means
- * <directory of path>/autopack-workspace). The caller holds the database lock. On
- * failure nothing in the database has changed; a backup already taken is named in the
- * message. `rep` is filled on success and must be freed with store_adopt_report_free. */
-int store_adopt(const char *path, const char *workspace_base, struct store_adopt_report *rep,
-    struct store_err *err);
+/* The pg_dump command that copies the PostgreSQL database of canonical URL `url` (never
+ * holding a password) into <database>.pre-adopt-<UTC stamp>.dump in the current
+ * directory, quoted for a POSIX shell (heap). */
+char *store_pg_dump_command(const char *url);
 
 /* Free what store_adopt put in `rep`. */
 void store_adopt_report_free(struct store_adopt_report *rep);

@@ -1,5 +1,5 @@
-/* Whether a file is a Python-Autopack database that can be adopted (reading only). */
-#include "common/store/sqlite/db_sqlite.h"
+/* Whether a database is a Python-Autopack database that can be adopted (reading only). */
+#include "common/store/dialect.h"
 #include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -77,39 +77,26 @@ static const struct {
 static int adopt_missing_columns(struct db *db, const struct adopt_legacy_table *t, char *missing,
     size_t cap, struct store_err *err)
 {
-	struct db_stmt *q = NULL;
+	struct adopt_cols have;
 	size_t len = 0;
-	int n = 0, rc;
+	int n = 0, rc = adopt_cols_read(db, t->name, &have, err);
 
-	if (db_prepare(db,
-	        "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 "
-	        "COLLATE NOCASE",
-	        &q) != DB_OK)
-		return store_fail(
-		    err, STORE_EIO, "reading the columns of %s: %s", t->name, db_errmsg(db));
+	if (rc != 0)
+		return rc;
 	missing[0] = '\0';
 	for (const char *const *c = t->columns; *c != NULL; c++) {
-		db_reset(q);
-		db_bind_text(q, 1, t->name);
-		db_bind_text(q, 2, *c);
-		rc = db_step(q);
-		if (rc == DB_ROW)
+		if (adopt_cols_find(&have, *c) != NULL)
 			continue;
-		if (rc != DB_DONE) {
-			db_finalize(q);
-			return store_fail(err, STORE_EIO, "reading the columns of %s: %s", t->name,
-			    db_errmsg(db));
-		}
 		if (len < cap)
 			len += (size_t)snprintf(
 			    missing + len, cap - len, "%s%s", n ? ", " : "", *c);
 		n++;
 	}
-	db_finalize(q);
+	adopt_cols_free(&have);
 	return n;
 }
 
-/* Refuse a file whose tables are not the original's: missing core tables, or tables
+/* Refuse a database whose tables are not the original's: missing core tables, or tables
  * missing the columns adoption relies on. */
 static int adopt_tables_check(struct db *db, const char *path, struct store_err *err)
 {
@@ -129,10 +116,9 @@ static int adopt_tables_check(struct db *db, const char *path, struct store_err 
 	}
 	if (nabsent > 0)
 		return store_fail(err, STORE_ENOTDB,
-		    "%s: SQLite database but not a Python-Autopack database: it has no %s table%s "
-		    "(adoption needs the original's runs, tiers and phases); the file was left "
-		    "untouched",
-		    path, absent, nabsent == 1 ? "" : "s");
+		    "%s: %s database but not a Python-Autopack database: it has no %s table%s "
+		    "(adoption needs the original's runs, tiers and phases); %s",
+		    path, db->dialect->name, absent, nabsent == 1 ? "" : "s", store_untouched(db));
 	for (size_t i = 0; i < ARRAY_SIZE(adopt_legacy_tables); i++) {
 		const struct adopt_legacy_table *t = &adopt_legacy_tables[i];
 
@@ -144,8 +130,9 @@ static int adopt_tables_check(struct db *db, const char *path, struct store_err 
 		if (rc > 0)
 			return store_fail(err, STORE_ENOTDB,
 			    "%s: not a Python-Autopack database: table %s lacks column%s %s, which "
-			    "the original's %s has; the file was left untouched",
-			    path, t->name, rc == 1 ? "" : "s", missing, t->name);
+			    "the original's %s has; %s",
+			    path, t->name, rc == 1 ? "" : "s", missing, t->name,
+			    store_untouched(db));
 	}
 	return 0;
 }
@@ -168,13 +155,13 @@ static int adopt_keys_check(struct db *db, const char *path, struct store_err *e
 		if (n > 0)
 			return store_fail(err, STORE_ENOTDB,
 			    "%s: %lld row%s of %s %s NULL in %s; autopack keys every row by it. Fix "
-			    "or delete those rows first; the file was left untouched",
+			    "or delete those rows first; %s",
 			    path, (long long)n, n == 1 ? "" : "s", adopt_keys[i].table,
-			    n == 1 ? "has" : "have", adopt_keys[i].column);
+			    n == 1 ? "has" : "have", adopt_keys[i].column, store_untouched(db));
 	}
 	rc = store_query_int(db,
 	    "SELECT count(*) FROM (SELECT 1 FROM phases GROUP BY run_id, "
-	    "phase_id HAVING count(*) > 1)",
+	    "phase_id HAVING count(*) > 1) AS dup",
 	    &n, err);
 	if (rc != 0)
 		return rc;
@@ -182,75 +169,51 @@ static int adopt_keys_check(struct db *db, const char *path, struct store_err *e
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: %lld (run_id, phase_id) pair%s of phases %s more than one row; autopack "
 		    "keys phases by the pair (as the original's unique constraint does). Fix "
-		    "those rows first; the file was left untouched",
-		    path, (long long)n, n == 1 ? "" : "s", n == 1 ? "names" : "name");
+		    "those rows first; %s",
+		    path, (long long)n, n == 1 ? "" : "s", n == 1 ? "names" : "name",
+		    store_untouched(db));
 	return 0;
 }
 
-/* Refuse a file SQLite's quick_check finds damaged. */
-static int adopt_integrity_check(struct db *db, const char *path, struct store_err *err)
-{
-	struct db_stmt *q = NULL;
-	const char *t;
-	int rc = db_prepare(db, "PRAGMA quick_check(1)", &q);
-
-	if (rc == DB_OK)
-		rc = db_step(q);
-	if (rc != DB_ROW) {
-		store_fail(err, STORE_EIO, "%s: cannot check: %s", path, db_errmsg(db));
-		db_finalize(q);
-		return STORE_EIO;
-	}
-	t = db_column_text(q, 0);
-	rc = t != NULL && strcmp((const char *)t, "ok") == 0 ?
-	    0 :
-	    store_fail(err, STORE_ENOTDB,
-	        "%s: SQLite reports damage (%s); refusing to adopt "
-	        "it; the file was left untouched",
-	        path, t != NULL ? (const char *)t : "?");
-	db_finalize(q);
-	return rc;
-}
-
 /* Check that the connection holds a legacy database that can be adopted. */
-int adopt_shape_check(struct db *db, const char *path, struct store_err *err)
+int adopt_shape_check(
+    const struct adopt_backend *be, struct db *db, const char *where, struct store_err *err)
 {
 	char uuid[37];
 	int64_t v;
 	int version, rc;
 
-	if (store_query_int(db, "PRAGMA schema_version", &v, NULL) != 0) {
+	if (db->backend == DB_SQLITE &&
+	    store_query_int(db, "PRAGMA schema_version", &v, NULL) != 0) {
 		if (db_fault(db) == DB_FAULT_NOTDB)
 			return store_fail(err, STORE_ENOTDB,
-			    "%s: not an SQLite database; the file was left untouched", path);
-		return store_fail(err, STORE_EIO, "%s: cannot read: %s", path, db_errmsg(db));
+			    "%s: not an SQLite database; the file was left untouched", where);
+		return store_fail(err, STORE_EIO, "%s: cannot read: %s", where, db_errmsg(db));
 	}
 	rc = store_table_exists(db, "meta", err);
 	if (rc < 0)
 		return rc;
 	if (rc == 1) {
-		rc = store_schema_check(db, path, &version, uuid, err);
+		rc = store_schema_check(db, where, &version, uuid, err);
 		if (rc != 0)
 			return rc;
 		return store_fail(err, STORE_EEXIST,
 		    "%s: already an autopack database (uuid %s, "
 		    "schema version %d), nothing changed",
-		    path, uuid, version);
+		    where, uuid, version);
 	}
-	rc = adopt_tables_check(db, path, err);
+	rc = adopt_tables_check(db, where, err);
+	if (rc == 0 && be->integrity != NULL)
+		rc = be->integrity(db, where, err);
 	if (rc == 0)
-		rc = adopt_integrity_check(db, path, err);
-	if (rc == 0)
-		rc = adopt_keys_check(db, path, err);
+		rc = adopt_keys_check(db, where, err);
 	return rc;
 }
 
-/* Open the file read-only and check it. */
-int store_adopt_check(const char *path, struct store_err *err)
+/* Check that a file exists, is a regular file and is not empty. */
+static int adopt_file_check(const char *path, struct store_err *err)
 {
 	struct stat sb;
-	struct db *db = NULL;
-	int rc;
 
 	if (stat(path, &sb) != 0) {
 		if (errno == ENOENT)
@@ -264,10 +227,21 @@ int store_adopt_check(const char *path, struct store_err *err)
 		    "%s: empty file, not a Python-Autopack "
 		    "database; the file was left untouched",
 		    path);
-	rc = store_connect(path, SQLITE_OPEN_READONLY, "", &db, err);
+	return 0;
+}
+
+/* Connect in a read-only session and check the database. */
+int store_adopt_check(const char *where, struct store_err *err)
+{
+	const struct adopt_backend *be = adopt_backend_of(where);
+	struct db *db = NULL;
+	int rc = be == &adopt_backend_sqlite ? adopt_file_check(where, err) : 0;
+
+	if (rc == 0)
+		rc = be->connect(where, false, &db, err);
 	if (rc != 0)
 		return rc;
-	rc = adopt_shape_check(db, path, err);
+	rc = adopt_shape_check(be, db, where, err);
 	db_close(db);
 	return rc;
 }

@@ -24,15 +24,6 @@ static void adopt_fill_push(struct store_adopt_report *rep, const char *table, c
 	f->value = value != NULL ? xstrdup(value) : NULL;
 }
 
-/* Return 1 if db's table has the column, 0 if not, STORE_EIO on error. */
-static int adopt_has_column(
-    struct db *db, const char *table, const char *column, struct store_err *err)
-{
-	return store_row_exists(db, err,
-	    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
-	    (const char *const[]){ table, column, NULL }, "reading the columns of %s", table);
-}
-
 /* Count the NULLs of one column; a column the adoption has yet to add holds a NULL in
  * every row unless it gets a default. */
 static int adopt_count_nulls(struct db *db, const char *table, const char *column, const char *dflt,
@@ -82,38 +73,20 @@ static int adopt_fill_column(struct db *db, const char *table, const char *colum
 	return rc;
 }
 
-/* What adopt_fill_row works on: one table of db, and the adoption's report. */
-struct adopt_fill {
-	struct db *db;
-	const char *table, *now;
-	struct store_adopt_report *rep;
-	bool apply;
-	struct store_err *err;
-};
-
-/* Fill (or count) the NULLs of the reference column of the current row. */
-static int adopt_fill_row(struct db_stmt *q, void *arg)
-{
-	struct adopt_fill *f = arg;
-
-	return adopt_fill_column(f->db, f->table, db_column_text(q, 0), db_column_text(q, 1),
-	    f->now, f->rep, f->apply, f->err);
-}
-
 /* Fill (or count) the NULLs of every column the reference declares NOT NULL in `table`. */
-static int adopt_fill_table(struct db *db, struct db *ref, const char *table, const char *now,
-    struct store_adopt_report *rep, bool apply, struct store_err *err)
+static int adopt_fill_table(struct db *db, const struct adopt_ref *ref, const char *table,
+    const char *now, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
-	struct adopt_fill f = { db, table, now, rep, apply, err };
-	struct db_stmt *q = NULL;
-	int rc = db_prepare(ref,
-	    "SELECT name, dflt_value FROM pragma_table_info(?1) "
-	    "WHERE \"notnull\" = 1 AND pk = 0",
-	    &q);
+	const struct adopt_ref_table *t = adopt_ref_find(ref, table);
+	int rc = 0;
 
-	if (rc == DB_OK)
-		store_bind_text(q, 1, table);
-	return store_each_row(ref, q, rc, adopt_fill_row, &f, err, "reading autopack's schema");
+	for (size_t i = 0; t != NULL && rc == 0 && i < t->cols.n; i++) {
+		const struct adopt_col *c = &t->cols.items[i];
+
+		if (c->notnull && c->pk == 0)
+			rc = adopt_fill_column(db, table, c->name, c->dflt, now, rep, apply, err);
+	}
+	return rc;
 }
 
 /* Put phases the original left in flight (EXECUTING, GATE, CI_RUNNING; no open autopack
@@ -238,15 +211,11 @@ static int adopt_count(struct db *db, struct store_adopt_report *rep, struct sto
 	int rc = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(q) && rc == 0; i++) {
-		char *sql = db_sqlf(
-		    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = %Q",
-		    q[i].table);
-		int64_t exists = 0;
+		int exists = store_table_exists(db, q[i].table, err);
 
 		*q[i].out = 0;
-		rc = store_query_int(db, sql, &exists, err);
-		free(sql);
-		if (rc == 0 && exists)
+		rc = exists < 0 ? exists : 0;
+		if (exists == 1)
 			rc = store_query_int(db, q[i].sql, q[i].out, err);
 	}
 	/* Token splits the adoption has yet to add are NULL in every row. */
@@ -268,7 +237,7 @@ static int adopt_count(struct db *db, struct store_adopt_report *rep, struct sto
 }
 
 /* Apply the legacy data handling inside the caller's transaction, or count it. */
-int adopt_repair(struct db *db, struct db *ref, const char *ws_base, const char *now,
+int adopt_repair(struct db *db, const struct adopt_ref *ref, const char *ws_base, const char *now,
     struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	int rc = adopt_count(db, rep, err);

@@ -1,5 +1,6 @@
 /* Extending a legacy schema to autopack's: the tables, columns and indexes it lacks,
- * taken from the current schema built in a private in-memory database. */
+ * taken from the current schema as the backend declares it (struct adopt_ref). */
+#include "common/store/dialect.h"
 #include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -7,21 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* One column as pragma table_info describes it. */
-struct adopt_col {
-	char *name;
-	char *type;
-	char *dflt; /* SQL text of the default, or NULL */
-	bool notnull;
-	int pk;
-};
-
-/* The columns of one table. */
-struct adopt_cols {
-	struct adopt_col *items;
-	size_t n;
-};
 
 /* Append a heap copy of `s` to a string list. */
 static void adopt_list_push(char ***items, size_t *n, const char *s)
@@ -31,7 +17,7 @@ static void adopt_list_push(char ***items, size_t *n, const char *s)
 }
 
 /* Free a column list. */
-static void adopt_cols_free(struct adopt_cols *c)
+void adopt_cols_free(struct adopt_cols *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		free(c->items[i].name);
@@ -43,15 +29,11 @@ static void adopt_cols_free(struct adopt_cols *c)
 	c->n = 0;
 }
 
-/* Read the columns of `table` in db. */
-static int adopt_cols_read(
-    struct db *db, const char *table, struct adopt_cols *c, struct store_err *err)
+/* Read the columns of `table` in db with the dialect's column query. */
+int adopt_cols_read(struct db *db, const char *table, struct adopt_cols *c, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
-	int rc = db_prepare(db,
-	    "SELECT name, type, \"notnull\", dflt_value, pk "
-	    "FROM pragma_table_info(?1)",
-	    &q);
+	int rc = db_prepare(db, db->dialect->column_info, &q);
 
 	c->items = NULL;
 	c->n = 0;
@@ -66,7 +48,7 @@ static int adopt_cols_read(
 		col->type = store_col_text(q, 1, "");
 		col->notnull = db_column_int64(q, 2) != 0;
 		col->dflt = store_col_text(q, 3, NULL);
-		col->pk = db_column_int64(q, 4);
+		col->pk = (int)db_column_int64(q, 4);
 		rc = DB_OK;
 	}
 	db_finalize(q);
@@ -79,7 +61,7 @@ static int adopt_cols_read(
 }
 
 /* Return the column of `c` named `name` (case-insensitive), or NULL. */
-static const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const char *name)
+const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const char *name)
 {
 	for (size_t i = 0; i < c->n; i++)
 		if (c->items[i].name != NULL && strcasecmp(c->items[i].name, name) == 0)
@@ -87,27 +69,88 @@ static const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const
 	return NULL;
 }
 
-/* Return 1 if an object (table, index, view, trigger) named `name` exists, 0 if not. */
+/* Return 1 if db's table has the column, 0 if not, STORE_EIO on error. */
+int adopt_has_column(struct db *db, const char *table, const char *column, struct store_err *err)
+{
+	struct adopt_cols have;
+	int rc = adopt_cols_read(db, table, &have, err);
+
+	if (rc != 0)
+		return rc;
+	rc = adopt_cols_find(&have, column) != NULL;
+	adopt_cols_free(&have);
+	return rc;
+}
+
+/* Append a table to the reference, taking over its columns. */
+void adopt_ref_add_table(
+    struct adopt_ref *ref, const char *name, const char *sql, struct adopt_cols *cols)
+{
+	struct adopt_ref_table *t;
+
+	ref->tables = xrealloc(ref->tables, (ref->n_tables + 1) * sizeof *ref->tables);
+	t = &ref->tables[ref->n_tables++];
+	t->name = xstrdup(name);
+	t->sql = xstrdup(sql);
+	t->cols = *cols;
+	cols->items = NULL;
+	cols->n = 0;
+}
+
+/* Append an index to the reference. */
+void adopt_ref_add_index(struct adopt_ref *ref, const char *name, const char *sql)
+{
+	struct adopt_ref_index *x;
+
+	ref->indexes = xrealloc(ref->indexes, (ref->n_indexes + 1) * sizeof *ref->indexes);
+	x = &ref->indexes[ref->n_indexes++];
+	x->name = xstrdup(name);
+	x->sql = xstrdup(sql);
+}
+
+/* Return the reference table named `name`, or NULL. */
+const struct adopt_ref_table *adopt_ref_find(const struct adopt_ref *ref, const char *name)
+{
+	for (size_t i = 0; i < ref->n_tables; i++)
+		if (strcasecmp(ref->tables[i].name, name) == 0)
+			return &ref->tables[i];
+	return NULL;
+}
+
+/* Free the reference's tables and indexes. */
+void adopt_ref_free(struct adopt_ref *ref)
+{
+	for (size_t i = 0; i < ref->n_tables; i++) {
+		free(ref->tables[i].name);
+		free(ref->tables[i].sql);
+		adopt_cols_free(&ref->tables[i].cols);
+	}
+	for (size_t i = 0; i < ref->n_indexes; i++) {
+		free(ref->indexes[i].name);
+		free(ref->indexes[i].sql);
+	}
+	free(ref->tables);
+	free(ref->indexes);
+	memset(ref, 0, sizeof *ref);
+}
+
+/* Return 1 if an object (table, index, view, ...) named `name` exists, 0 if not. */
 static int adopt_object_exists(struct db *db, const char *name, struct store_err *err)
 {
-	return store_row_exists(db, err,
-	    "SELECT 1 FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
+	return store_row_exists(db, err, db->dialect->object_exists,
 	    (const char *const[]){ name, NULL }, "reading the schema");
 }
 
 /* Add (or, without `apply`, list) the reference's columns that db's table lacks; NOT NULL
  * without a default: nullable. */
-int adopt_columns_add(struct db *db, struct db *ref, const char *table,
+int adopt_columns_add(struct db *db, const struct adopt_ref_table *t,
     struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
-	struct adopt_cols want, have;
-	int rc = adopt_cols_read(ref, table, &want, err);
+	struct adopt_cols have;
+	int rc = adopt_cols_read(db, t->name, &have, err);
 
-	if (rc != 0)
-		return rc;
-	rc = adopt_cols_read(db, table, &have, err);
-	for (size_t i = 0; rc == 0 && i < want.n; i++) {
-		const struct adopt_col *c = &want.items[i];
+	for (size_t i = 0; rc == 0 && i < t->cols.n; i++) {
+		const struct adopt_col *c = &t->cols.items[i];
 		struct store_adopt_column *added;
 		bool relaxed = c->notnull && c->dflt == NULL;
 		char *decl, *sql;
@@ -118,13 +161,13 @@ int adopt_columns_add(struct db *db, struct db *ref, const char *table,
 			rc = store_fail(err, STORE_ENOTDB,
 			    "table %s has no column %s, its primary "
 			    "key in autopack's schema; it cannot be added",
-			    table, c->name);
+			    t->name, c->name);
 			break;
 		}
 		decl = c->dflt != NULL ?
 		    xasprintf("%s%s DEFAULT %s", c->type, c->notnull ? " NOT NULL" : "", c->dflt) :
 		    xstrdup(c->type);
-		sql = db_sqlf("ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", table, c->name, decl);
+		sql = db_sqlf("ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", t->name, c->name, decl);
 		if (apply)
 			rc = store_exec(db, sql, sql, err);
 		free(sql);
@@ -135,49 +178,26 @@ int adopt_columns_add(struct db *db, struct db *ref, const char *table,
 		rep->columns_added = xrealloc(
 		    rep->columns_added, (rep->n_columns_added + 1) * sizeof *rep->columns_added);
 		added = &rep->columns_added[rep->n_columns_added++];
-		added->table = xstrdup(table);
+		added->table = xstrdup(t->name);
 		added->column = xstrdup(c->name);
 		added->decl = decl;
 		added->relaxed = relaxed;
 	}
-	adopt_cols_free(&want);
 	adopt_cols_free(&have);
 	return rc;
 }
 
-/* What the per-row steps of adopt_tables and adopt_indexes work on. */
-struct adopt_pass {
-	struct db *db, *ref;
-	struct store_adopt_report *rep;
-	bool apply;
-	struct store_err *err;
-};
-
-/* Create the reference table of the current row if db lacks it, else extend db's. */
-static int adopt_table_row(struct db_stmt *q, void *arg)
+/* Create the reference table `t` if db lacks it, else extend db's. */
+static int adopt_table(struct db *db, const struct adopt_ref_table *t,
+    struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
-	struct adopt_pass *a = arg;
-	const char *name = db_column_text(q, 0);
-	const char *sql = db_column_text(q, 1);
-	int rc = adopt_object_exists(a->db, name, a->err);
+	int rc = adopt_object_exists(db, t->name, err);
 
 	if (rc == 1)
-		return adopt_columns_add(a->db, a->ref, name, a->rep, a->apply, a->err);
-	if (rc == 0 && (!a->apply || (rc = store_exec(a->db, sql, name, a->err)) == 0))
-		adopt_list_push(&a->rep->tables_created, &a->rep->n_tables_created, name);
+		return adopt_columns_add(db, t, rep, apply, err);
+	if (rc == 0 && (!apply || (rc = store_exec(db, t->sql, t->name, err)) == 0))
+		adopt_list_push(&rep->tables_created, &rep->n_tables_created, t->name);
 	return rc;
-}
-
-/* Return 1 if a unique index of `table` covers exactly columns a and b, else 0. */
-static int adopt_has_unique_pair(
-    struct db *db, const char *table, const char *a, const char *b, struct store_err *err)
-{
-	return store_row_exists(db, err,
-	    "SELECT 1 FROM pragma_index_list(?1) il WHERE il.\"unique\" = 1 AND il.partial = 0 "
-	    "AND (SELECT count(*) FROM pragma_index_info(il.name)) = 2 "
-	    "AND (SELECT count(*) FROM pragma_index_info(il.name) ii "
-	    "     WHERE ii.name IN (?2, ?3)) = 2",
-	    (const char *const[]){ table, a, b, NULL }, "reading the indexes of %s", table);
 }
 
 /* Make (run_id, phase_id) unique in phases if nothing does yet: attempts and the
@@ -186,7 +206,9 @@ static int adopt_phase_key(
     struct db *db, struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
 	static const char name[] = "ux_phases_run_phase";
-	int rc = adopt_has_unique_pair(db, "phases", "run_id", "phase_id", err);
+	int rc = store_row_exists(db, err, db->dialect->unique_pair_exists,
+	    (const char *const[]){ "phases", "run_id", "phase_id", NULL },
+	    "reading the indexes of phases");
 
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
@@ -199,70 +221,49 @@ static int adopt_phase_key(
 	return rc;
 }
 
-/* Create (without `apply`, list) the reference index of the current row if its name is
- * free; one that fails is rolled back alone and reported. */
-static int adopt_index_row(struct db_stmt *q, void *arg)
+/* Create (without `apply`, list) the reference index `x` if its name is free; one that
+ * fails is rolled back alone and reported. */
+static int adopt_index(struct db *db, const struct adopt_ref_index *x,
+    struct store_adopt_report *rep, bool apply, struct store_err *err)
 {
-	struct adopt_pass *a = arg;
-	struct store_adopt_report *rep = a->rep;
-	const char *name = db_column_text(q, 0);
-	const char *sql = db_column_text(q, 1);
 	struct store_adopt_skip *skip;
 	struct store_err why;
-	int rc = adopt_object_exists(a->db, name, a->err);
+	int rc = adopt_object_exists(db, x->name, err);
 
-	if (rc != 0 || !a->apply) {
+	if (rc != 0 || !apply) {
 		if (rc == 0)
-			adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
+			adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, x->name);
 		return rc < 0 ? rc : 0;
 	}
-	rc = store_exec(a->db, "SAVEPOINT adopt_index", "savepoint", a->err);
+	rc = store_exec(db, "SAVEPOINT adopt_index", "savepoint", err);
 	if (rc != 0)
 		return rc;
-	if (store_exec(a->db, sql, name, &why) == 0) {
-		adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, name);
+	if (store_exec(db, x->sql, x->name, &why) == 0) {
+		adopt_list_push(&rep->indexes_created, &rep->n_indexes_created, x->name);
 	} else {
-		rc = store_exec(a->db, "ROLLBACK TO adopt_index", "rollback to savepoint", a->err);
+		rc = store_exec(db, "ROLLBACK TO adopt_index", "rollback to savepoint", err);
 		rep->indexes_skipped = xrealloc(rep->indexes_skipped,
 		    (rep->n_indexes_skipped + 1) * sizeof *rep->indexes_skipped);
 		skip = &rep->indexes_skipped[rep->n_indexes_skipped++];
-		skip->name = xstrdup(name);
+		skip->name = xstrdup(x->name);
 		skip->why = xstrdup(why.text);
 	}
 	if (rc == 0)
-		rc = store_exec(a->db, "RELEASE adopt_index", "release savepoint", a->err);
+		rc = store_exec(db, "RELEASE adopt_index", "release savepoint", err);
 	return rc;
 }
 
 /* Extend db's schema to the reference's inside the caller's transaction, or list what
- * that would do. */
-int adopt_schema_extend(struct db *db, struct db *ref, struct store_adopt_report *rep, bool apply,
-    struct store_err *err)
+ * that would do: the phase key first (the tables created reference it), then the tables,
+ * then the indexes, whose names must be free. */
+int adopt_schema_extend(struct db *db, const struct adopt_ref *ref, struct store_adopt_report *rep,
+    bool apply, struct store_err *err)
 {
-	/* Tables first (created whole or extended), then indexes, whose names must be free. */
-	static const struct {
-		const char *sql;
-		int (*row)(struct db_stmt *q, void *arg);
-	} passes[] = {
-		{ "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
-		  "'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
-		    adopt_table_row },
-		{ "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-		  "ORDER BY rowid",
-		    adopt_index_row },
-	};
-	struct adopt_pass a = { db, ref, rep, apply, err };
-	int rc = 0;
+	int rc = adopt_phase_key(db, rep, apply, err);
 
-	for (size_t i = 0; i < ARRAY_SIZE(passes) && rc == 0; i++) {
-		struct db_stmt *q = NULL;
-
-		rc = db_prepare(ref, passes[i].sql, &q);
-		rc = store_each_row(
-		    ref, q, rc, passes[i].row, &a, err, "reading autopack's schema");
-		/* Before the indexes: (run_id, phase_id) unique in phases if nothing makes it so. */
-		if (rc == 0 && i == 0)
-			rc = adopt_phase_key(db, rep, apply, err);
-	}
+	for (size_t i = 0; rc == 0 && i < ref->n_tables; i++)
+		rc = adopt_table(db, &ref->tables[i], rep, apply, err);
+	for (size_t i = 0; rc == 0 && i < ref->n_indexes; i++)
+		rc = adopt_index(db, &ref->indexes[i], rep, apply, err);
 	return rc;
 }

@@ -15,10 +15,16 @@
 static int survey_bare_not_null(
     struct db *db, const char *table, const char *column, struct store_err *err)
 {
-	return store_row_exists(db, err,
-	    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE"
-	    " AND \"notnull\" = 1 AND dflt_value IS NULL AND pk = 0",
-	    (const char *const[]){ table, column, NULL }, "reading the columns of %s", table);
+	struct adopt_cols have;
+	const struct adopt_col *c;
+	int rc = adopt_cols_read(db, table, &have, err);
+
+	if (rc != 0)
+		return rc;
+	c = adopt_cols_find(&have, column);
+	rc = c != NULL && c->notnull && c->dflt == NULL && c->pk == 0;
+	adopt_cols_free(&have);
+	return rc;
 }
 
 /* List the original's Python-side columns that this database leaves without a default. */
@@ -38,7 +44,7 @@ static int survey_insert_cols(struct db *db, struct store_adopt_report *rep, str
 		c = &rep->insert_cols[rep->n_insert_cols++];
 		c->table = xstrdup(f->table);
 		c->column = xstrdup(f->column);
-		c->value = f->value != NULL ? xstrdup(f->value) : NULL;
+		c->value = f->value != NULL ? xstrdup(store_original_value(db, f)) : NULL;
 	}
 	return 0;
 }
@@ -85,7 +91,8 @@ static int survey_sendable(struct db_stmt *q, const struct store_scope *sc, char
  * those naming no deliverable, and those that cannot be sent to a worker. */
 static int survey_scopes(struct db *db, struct store_adopt_report *rep, struct store_err *err)
 {
-	/* Older legacy tables lack some of these columns: each is then read as NULL. */
+	/* Older legacy tables lack some of these columns: each is then read as NULL. The
+	 * columns are looked up first: on a server a failed statement ends the transaction. */
 	static const char *const selects[] = {
 		"SELECT run_id, phase_id, state, scope, name, description, task_category,"
 		" complexity FROM phases ORDER BY run_id, phase_index, id",
@@ -95,10 +102,17 @@ static int survey_scopes(struct db *db, struct store_adopt_report *rep, struct s
 		" ORDER BY run_id, phase_index, id",
 	};
 	struct db_stmt *q = NULL;
-	int rc = DB_ERROR;
+	int has_scope = adopt_has_column(db, "phases", "scope", err);
+	int has_text = adopt_has_column(db, "phases", "complexity", err);
+	int rc;
 
-	for (size_t i = 0; i < ARRAY_SIZE(selects) && rc != DB_OK; i++)
-		rc = db_prepare(db, selects[i], &q);
+	if (has_scope < 0 || has_text < 0)
+		return STORE_EIO;
+	rc = db_prepare(db,
+	    selects[has_text == 1 && has_scope == 1 ? 0 :
+	            has_scope == 1                  ? 1 :
+	                                              2],
+	    &q);
 	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
 		struct store_scope sc;
 		char why[320];
@@ -125,16 +139,13 @@ static int survey_scopes(struct db *db, struct store_adopt_report *rep, struct s
 }
 
 /* Survey what the adoption must know before it changes anything. */
-int adopt_survey(struct db *db, struct store_adopt_report *rep, struct store_err *err)
+int adopt_survey(const struct adopt_backend *be, struct db *db, const struct adopt_ref *ref,
+    struct store_adopt_report *rep, struct store_err *err)
 {
 	int rc = survey_insert_cols(db, rep, err);
 
 	if (rc == 0)
-		rc = store_values_register(db, err);
-	if (rc == 0)
-		rc = store_values_columns(db, true, &rep->values, err);
-	if (rc == 0)
-		rc = store_values_survey(db, &rep->values, err);
+		rc = be->values_find(db, ref, &rep->values, err);
 	if (rc == 0)
 		rc = survey_scopes(db, rep, err);
 	return rc;

@@ -45,6 +45,18 @@ static void bind_count(struct db_stmt *s, int i, int64_t v)
 {
 	if (v >= 0)
 		db_bind_int64(s, i, v);
+	else
+		db_bind_null(s, i);
+}
+
+/* Statement `i` for the next event: left reset by its last drain_exec, and with every
+ * parameter bound again by the caller (so its old bindings need no clearing). Its texts
+ * are bound without a copy (db_bind_text_kept): the event, its op and `now` outlive the
+ * step, and the next event binds them all again. */
+static struct db_stmt *event_stmt(struct store_drain *d, enum drain_stmt i)
+{
+	assert(i < DS_COUNT && d->stmt[i] != NULL);
+	return d->stmt[i];
 }
 
 /* Whether `id` is in the set. */
@@ -154,21 +166,22 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
 
 	if (rc != 0 || done)
 		return rc;
-	s = drain_stmt(d, DS_EV_USAGE);
-	store_bind_text(s, 1, u->provider);
-	store_bind_text(s, 2, u->model);
-	store_bind_text(s, 3, run_id);
-	store_bind_text(s, 4, phase_id);
-	store_bind_text(s, 5, u->role);
+	s = event_stmt(d, DS_EV_USAGE);
+	db_bind_text_kept(s, 1, u->provider);
+	db_bind_text_kept(s, 2, u->model);
+	db_bind_text_kept(s, 3, run_id);
+	db_bind_text_kept(s, 4, phase_id);
+	db_bind_text_kept(s, 5, u->role);
 	db_bind_int64(s, 6, u->total_tokens < 0 ? 0 : u->total_tokens);
 	bind_count(s, 7, u->prompt_tokens);
 	bind_count(s, 8, u->completion_tokens);
-	store_bind_text(s, 9, now);
+	db_bind_text_kept(s, 9, now);
 	db_bind_int64(s, 10, (int64_t)ev->attempt_id);
 	db_bind_int64(s, 11, (int64_t)ev->seq);
-	store_bind_text(s, 12, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
+	db_bind_text_kept(
+	    s, 12, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
 	bind_count(s, 13, u->http_status);
-	store_bind_text(s, 14, u->error_class);
+	db_bind_text_kept(s, 14, u->error_class);
 	bind_count(s, 15, u->latency_ms);
 	bind_count(s, 16, u->try_number);
 	db_bind_int64(s, 17, 0);
@@ -215,7 +228,7 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 int store_drain_event_insert(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_event *ev, bool *dup, struct store_err *err)
 {
-	struct db_stmt *s = drain_stmt(d, DS_EV_KEY);
+	struct db_stmt *s = event_stmt(d, DS_EV_KEY);
 	char now[32];
 	int rc;
 
@@ -224,12 +237,10 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 	time_db_now(now);
 	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
 	db_bind_int64(s, 2, (int64_t)ev->seq);
-	store_bind_text(s, 3, event_kind_name(ev->kind));
-	store_bind_text(s, 4, now);
-	if (ev->kind == EVENT_LOG) {
-		store_bind_text(s, 5, ev->u.log.level);
-		store_bind_text(s, 6, ev->u.log.message);
-	}
+	db_bind_text_kept(s, 3, event_kind_name(ev->kind));
+	db_bind_text_kept(s, 4, now);
+	db_bind_text_kept(s, 5, ev->kind == EVENT_LOG ? ev->u.log.level : NULL);
+	db_bind_text_kept(s, 6, ev->kind == EVENT_LOG ? ev->u.log.message : NULL);
 	if ((rc = drain_exec(d, DS_EV_KEY, err)) != 0)
 		return rc;
 	*dup = db_changes(d->st->db) == 0;

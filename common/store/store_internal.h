@@ -126,6 +126,9 @@ int store_connect(
  * messages. */
 int store_schema_check(
     struct db *db, const char *path, int *version, char uuid[37], struct store_err *err);
+/* Say what a refusal left as it was: "the file was left untouched" on SQLite, "nothing
+ * was changed" on a server. */
+const char *store_untouched(const struct db *db);
 /* Build schema `version` (1 up to SCHEMA_VERSION) in a private in-memory SQLite database:
  * the reference the open checks columns against, and that adoption and migration extend
  * tables from. */

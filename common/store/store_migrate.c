@@ -22,12 +22,12 @@ static const char *const migrate_shared_tables[] = { "runs", "tiers", "phases", 
 static int store_migrate_columns(
     struct db *db, const char *const *tables, size_t n, struct store_err *err)
 {
-	struct db *ref = NULL;
-	int rc = store_schema_ref_open(SCHEMA_VERSION, &ref, err);
+	struct adopt_ref ref;
+	int rc = adopt_backend_sqlite.ref_load(&ref, err);
 
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = adopt_columns_add(db, ref, tables[i], NULL, true, err);
-	db_close(ref);
+		rc = adopt_columns_add(db, adopt_ref_find(&ref, tables[i]), NULL, true, err);
+	adopt_ref_free(&ref);
 	return rc;
 }
 

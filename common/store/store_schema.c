@@ -66,7 +66,7 @@ bool store_uuid_valid(const char *s)
 }
 
 /* Say what a refusal left as it was: the file, or (on a server) the database. */
-static const char *store_untouched(const struct db *db)
+const char *store_untouched(const struct db *db)
 {
 	return db->backend == DB_SQLITE ? "the file was left untouched" : "nothing was changed";
 }

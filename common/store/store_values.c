@@ -6,6 +6,7 @@
 #include "common/vocab.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -126,14 +127,28 @@ static int values_state_text(enum store_value_kind kind, const char *s, char out
 	return -1;
 }
 
+/* Write text value `text` of `kind` in the original's format into out. */
+int store_value_read(enum store_value_kind kind, const char *text, char out[64])
+{
+	int b;
+
+	switch (kind) {
+	case STORE_VALUE_TIME: return time_db_parse(text, out) == 0 ? 0 : -1;
+	case STORE_VALUE_BOOL:
+		if ((b = values_bool_text(text)) < 0)
+			return -1;
+		snprintf(out, 64, "%d", b);
+		return 0;
+	default: return values_state_text(kind, text, out);
+	}
+}
+
 /* autopack_value(kind, v): v in the original's format, or NULL. */
 static void values_sql_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
 	enum store_value_kind kind = (enum store_value_kind)sqlite3_value_int(argv[0]);
 	int type = sqlite3_value_type(argv[1]);
-	const char *text;
 	char out[64];
-	int b;
 
 	(void)argc;
 	if (type == SQLITE_NULL)
@@ -144,23 +159,13 @@ static void values_sql_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 			sqlite3_result_int(ctx, d == 1.0);
 		return;
 	}
-	if (type != SQLITE_TEXT)
+	if (type != SQLITE_TEXT ||
+	    store_value_read(kind, (const char *)sqlite3_value_text(argv[1]), out) != 0)
 		return;
-	text = (const char *)sqlite3_value_text(argv[1]);
-	switch (kind) {
-	case STORE_VALUE_TIME:
-		if (time_db_parse(text, out) == 0)
-			sqlite3_result_text(ctx, out, -1, SQLITE_TRANSIENT);
-		break;
-	case STORE_VALUE_BOOL:
-		if ((b = values_bool_text(text)) >= 0)
-			sqlite3_result_int(ctx, b);
-		break;
-	default:
-		if (values_state_text(kind, text, out) == 0)
-			sqlite3_result_text(ctx, out, -1, SQLITE_TRANSIENT);
-		break;
-	}
+	if (kind == STORE_VALUE_BOOL)
+		sqlite3_result_int(ctx, out[0] == '1');
+	else
+		sqlite3_result_text(ctx, out, -1, SQLITE_TRANSIENT);
 }
 
 /* Register autopack_value() on the connection; STORE_EIO on failure. */
@@ -173,8 +178,17 @@ int store_values_register(struct db *db, struct store_err *err)
 	return 0;
 }
 
+/* Return the state kind of `table`'s state column; -1 for a table without one. */
+int store_values_state_kind(const char *table)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(values_state_cols); i++)
+		if (strcasecmp(values_state_cols[i].table, table) == 0)
+			return (int)values_state_cols[i].kind;
+	return -1;
+}
+
 /* Append a column unless it is listed. */
-static void values_push(
+void store_value_cols_add(
     struct store_value_cols *out, const char *table, const char *column, enum store_value_kind k)
 {
 	struct store_value_col *c;
@@ -222,8 +236,8 @@ int store_values_columns(
 		    db, values_time_cols[i].table, values_time_cols[i].column);
 
 		if (type != NULL)
-			values_push(out, values_time_cols[i].table, values_time_cols[i].column,
-			    STORE_VALUE_TIME);
+			store_value_cols_add(out, values_time_cols[i].table,
+			    values_time_cols[i].column, STORE_VALUE_TIME);
 		free(type);
 	}
 	rc = db_prepare(db,
@@ -236,7 +250,7 @@ int store_values_columns(
 		bool is_bool = strcmp(type, "BOOLEAN") == 0;
 
 		if (!is_bool || legacy)
-			values_push(out, db_column_text(q, 0), db_column_text(q, 1),
+			store_value_cols_add(out, db_column_text(q, 0), db_column_text(q, 1),
 			    is_bool ? STORE_VALUE_BOOL : STORE_VALUE_TIME);
 		rc = DB_OK;
 	}
@@ -249,7 +263,7 @@ int store_values_columns(
 		char *type = values_column_type(db, values_state_cols[i].table, "state");
 
 		if (type != NULL)
-			values_push(
+			store_value_cols_add(
 			    out, values_state_cols[i].table, "state", values_state_cols[i].kind);
 		free(type);
 	}

@@ -51,6 +51,14 @@ int store_values_survey(struct db *db, struct store_value_cols *cols, struct sto
 /* Rewrite the readable values in the caller's transaction; `rewrite` becomes the rows
  * changed. */
 int store_values_rewrite(struct db *db, struct store_value_cols *cols, struct store_err *err);
+/* Write `text`, a stored value of `kind`, in the original's format into out ("0"/"1"
+ * for a boolean): 0, or -1 when it is not such a value. */
+int store_value_read(enum store_value_kind kind, const char *text, char out[64]);
+/* The kind of the state column of `table` (runs, tiers, phases), or -1. */
+int store_values_state_kind(const char *table);
+/* Append table.column to the list unless it is there already. */
+void store_value_cols_add(
+    struct store_value_cols *out, const char *table, const char *column, enum store_value_kind k);
 /* Free a column list. */
 void store_value_cols_free(struct store_value_cols *cols);
 /* Name a kind for reports: "timestamp", "boolean", "run state", ... */

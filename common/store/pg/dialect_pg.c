@@ -17,4 +17,22 @@ const struct db_dialect dialect_pg = {
 	                       " n.oid = c.relnamespace WHERE n.nspname = current_schema() AND"
 	                       " c.relname = lower(CAST(?1 AS TEXT)) AND t.relname ="
 	                       " lower(CAST(?2 AS TEXT)) AND i.indisunique",
+	.column_info =
+	    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN 1"
+	    " ELSE 0 END, COALESCE(pg_get_expr(d.adbin, d.adrelid), CASE WHEN a.attidentity <> ''"
+	    " THEN 'identity' END), CASE WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid ="
+	    " a.attrelid AND i.indisprimary AND a.attnum = ANY (i.indkey)) THEN 1 ELSE 0 END"
+	    " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON"
+	    " n.oid = c.relnamespace LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum ="
+	    " a.attnum WHERE n.nspname = current_schema() AND c.relname = lower(CAST(?1 AS TEXT))"
+	    " AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+	.object_exists = "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	                 " WHERE n.nspname = current_schema() AND c.relname = lower(CAST(?1 AS"
+	                 " TEXT))",
+	.unique_pair_exists =
+	    "SELECT 1 FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON"
+	    " n.oid = t.relnamespace WHERE n.nspname = current_schema() AND t.relname ="
+	    " lower(CAST(?1 AS TEXT)) AND i.indisunique AND i.indpred IS NULL AND i.indnatts = 2"
+	    " AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum = ANY"
+	    " (i.indkey) AND a.attname IN (lower(CAST(?2 AS TEXT)), lower(CAST(?3 AS TEXT)))) = 2",
 };

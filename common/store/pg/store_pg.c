@@ -128,7 +128,7 @@ static int store_pg_check_empty(struct db *db, const char *url, struct store_err
 		rc = store_fail(err, STORE_ENOTDB,
 		    "%s: schema %s already holds %zu table%s (%s) but no autopack meta table; "
 		    "db init needs an empty schema (db adopt takes over a Python Autopack "
-		    "database on SQLite only); nothing was changed",
+		    "database); nothing was changed",
 		    url, schema_copy, n, n == 1 ? "" : "s", found);
 	else
 		rc = 0;

@@ -97,6 +97,15 @@ static void sqlite_bind_text(struct db_stmt *s, int i, const char *v)
 		sqlite3_bind_null(Q(s), i);
 }
 
+/* Bind without a copy (SQLITE_STATIC: the caller keeps the text); NULL binds NULL. */
+static void sqlite_bind_text_kept(struct db_stmt *s, int i, const char *v)
+{
+	if (v != NULL)
+		sqlite3_bind_text(Q(s), i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(Q(s), i);
+}
+
 /* Bind with sqlite3_bind_null. */
 static void sqlite_bind_null(struct db_stmt *s, int i)
 {
@@ -213,6 +222,7 @@ static const struct db_ops sqlite_ops = {
 	.bind_int64 = sqlite_bind_int64,
 	.bind_double = sqlite_bind_double,
 	.bind_text = sqlite_bind_text,
+	.bind_text_kept = sqlite_bind_text_kept,
 	.bind_null = sqlite_bind_null,
 	.bind_count = sqlite_bind_count,
 	.column_count = sqlite_column_count,

@@ -12,4 +12,11 @@ const struct db_dialect dialect_sqlite = {
 	.table_columns = "SELECT name FROM pragma_table_info(?1)",
 	.unique_index_exists =
 	    "SELECT 1 FROM pragma_index_list(?2) WHERE name = ?1 COLLATE NOCASE AND \"unique\"",
+	.column_info = "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)",
+	.object_exists = "SELECT 1 FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
+	.unique_pair_exists =
+	    "SELECT 1 FROM pragma_index_list(?1) il WHERE il.\"unique\" = 1 AND il.partial = 0 "
+	    "AND (SELECT count(*) FROM pragma_index_info(il.name)) = 2 "
+	    "AND (SELECT count(*) FROM pragma_index_info(il.name) ii "
+	    "     WHERE ii.name IN (?2, ?3)) = 2",
 };
