@@ -1,7 +1,7 @@
 /* Several supervisors on one PostgreSQL database (docs/postgresql.md, "Several hosts"):
  * this supervisor's registration, its heartbeat when nothing else commits (every group
  * commit writes it too, writer.c), the rescue of the attempts of supervisors whose
- * heartbeat stopped, the run queues rebuilt when other supervisors free runs, and the
+ * heartbeat stopped, the run queues read again when other supervisors free runs, and the
  * commands sent through the database. The connection's socket is watched with a uv_poll
  * for NOTIFY; every database call is one query, so the loop never waits longer. */
 #include "supervisor/cmd.h"
@@ -137,7 +137,7 @@ static char *fleet_status_json(struct sup *s)
 }
 
 /* Rebuild the run queues from the database, at most every FLEET_REFRESH_MIN_MS unless
- * `now`, and dispatch what became eligible. */
+ * `now` (else at the next tick), and dispatch what became eligible. */
 static void fleet_refresh(struct sup *s, bool now)
 {
 	uint64_t t = clock_mono_ms();
@@ -145,13 +145,26 @@ static void fleet_refresh(struct sup *s, bool now)
 	if (s->stopping || s->writes_off)
 		return;
 	if (!now && t - s->fleet_refreshed_ms < FLEET_REFRESH_MIN_MS) {
-		s->fleet_refresh_due = true;
+		s->fleet_refreshed_ms = 0; /* the next tick rebuilds */
 		return;
 	}
 	s->fleet_refreshed_ms = t;
 	s->fleet_refresh_due = false;
 	policy_sync(s);
 	sched_refresh(s);
+	lease_kick(s);
+}
+
+/* Reread the runs another supervisor held (or had changed) when this one tried them, in
+ * one query, and dispatch those that became free: a claim that finds a run held leaves
+ * only that run to be read again, not the whole queue. */
+static void fleet_refresh_parked(struct sup *s)
+{
+	if (s->stopping || s->writes_off)
+		return;
+	s->fleet_refresh_due = false;
+	policy_sync(s);
+	sched_refresh_parked(s);
 	lease_kick(s);
 }
 
@@ -295,7 +308,7 @@ static void fleet_rescue(struct sup *s)
 }
 
 /* Whether the whole database is drained: nothing eligible here (after a rebuild of the
- * queues), nothing open anywhere. Sets s->fleet_busy. */
+ * queues when none is left), nothing open anywhere. Sets s->fleet_busy. */
 static void fleet_check_drained(struct sup *s)
 {
 	struct store_err err;
@@ -303,7 +316,8 @@ static void fleet_check_drained(struct sup *s)
 
 	if (!s->cfg.exit_when_drained || s->stopping || s->in_flight > 0 || s->ops_n > 0)
 		return;
-	fleet_refresh(s, true);
+	if (s->queued == 0)
+		fleet_refresh(s, true);
 	if (s->queued > 0 && !(s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size)) {
 		s->fleet_busy = true;
 		return;
@@ -322,8 +336,10 @@ static void fleet_check_drained(struct sup *s)
 	s->fleet_busy = open > 0;
 }
 
-/* Every tick: notifications and a refresh asked for; every beat: the heartbeat when
- * nothing committed, the rescue and the commands; then whether the drain is over. */
+/* Every tick: notifications and, when workers wait with no run ready, the parked runs
+ * read again (every other beat, or when asked, the whole queue); every beat: the
+ * heartbeat when nothing committed, the rescue and the commands; then whether the drain
+ * is over. */
 static void fleet_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
@@ -349,8 +365,10 @@ static void fleet_timer_cb(uv_timer_t *t)
 	if (s->conn_gen != s->st->conn_gen)
 		fleet_listen(s);
 	fleet_notifications(s);
-	if (s->fleet_refresh_due || now - s->fleet_refreshed_ms >= 2 * fleet_beat_ms(s))
+	if (now - s->fleet_refreshed_ms >= 2 * fleet_beat_ms(s))
 		fleet_refresh(s, true);
+	else if (s->nready == 0 && s->idle != NULL)
+		fleet_refresh_parked(s);
 	fleet_check_drained(s);
 	lifecycle_check_done(s);
 }

@@ -301,6 +301,40 @@ void sched_refresh(struct sup *s)
 	}
 }
 
+/* Reload the queues of the parked runs only (several supervisors), in one query; a run
+ * with nothing eligible (held elsewhere) stays parked. */
+void sched_refresh_parked(struct sup *s)
+{
+	const char **ids = NULL;
+	struct store_err err;
+	struct run_q *r;
+	size_t n = 0, cap = 0;
+
+	for (r = s->runs; r != NULL; r = r->next) {
+		if (!r->parked || r->busy || r->skipped)
+			continue;
+		if (n == cap) {
+			cap = cap != 0 ? cap * 2 : 16;
+			ids = xrealloc(ids, cap * sizeof *ids);
+		}
+		ids[n++] = r->run_id;
+		sched_clear_run(s, r);
+	}
+	s->refreshing = true;
+	if (n > 0 &&
+	    store_drain_each_eligible_of(s->sd, ids, n, s->cfg.retry_failed, true, s->session_id,
+	        sched_load_one, s, &err) != 0)
+		log_error("%s", err.text);
+	s->refreshing = false;
+	free(ids);
+	for (r = s->runs; r != NULL; r = r->next) {
+		if (!r->parked || r->busy || r->skipped || r->head == NULL)
+			continue;
+		r->parked = false;
+		ready_push(s, r);
+	}
+}
+
 /* Leave a popped run out until the next refresh; its queue stays. */
 void sched_park(struct sup *s, struct run_q *r)
 {

@@ -568,8 +568,11 @@ int sched_load(struct sup *s);
  * (other supervisors finish, requeue and rescue phases), leaving out the runs they lease. */
 void sched_refresh(struct sup *s);
 /* Several supervisors: another supervisor holds run r's next phase; leave the run out until
- * the next sched_refresh. */
+ * the next sched_refresh or sched_refresh_parked. */
 void sched_park(struct sup *s, struct run_q *r);
+/* Several supervisors: reread the parked runs' eligible phases in one query and make those
+ * with any ready again; the others (still held elsewhere) stay parked. */
+void sched_refresh_parked(struct sup *s);
 /* Reread a run's eligible phases (after an import, retry or cancel). */
 void sched_reload_run(struct sup *s, const char *run_id);
 /* Take the best ready run (NULL when none); the caller leases its head phase. */

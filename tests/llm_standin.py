@@ -49,7 +49,9 @@ A refused request is logged with "status": 400 and "refused": the message.
 Token counts are deterministic: prompt tokens = characters of system + user text // 4,
 completion tokens = characters of the answer text // 4 (at least 1 each).
 
---log FILE appends one JSON line per request: path, provider, whether a key was present
+--log FILE appends one JSON line per request: path, provider, the client's port
+("peer_port": requests over one connection share it; with --keep-alive the server speaks
+HTTP/1.1 and keeps connections open), whether a key was present
 and whether it matched --expect-key (never the key itself), whether the key also appeared
 anywhere else in the request (another header, the path or the body: "key_elsewhere"), the
 other headers, model, max_tokens, the marker and spec used, the status sent and the usage
@@ -248,6 +250,8 @@ def files_document(spec, deliverables):
 def make_handler(args, script, log_lock):
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "llm-standin/1"
+        # HTTP/1.1 keeps a connection open for the client's next request.
+        protocol_version = "HTTP/1.1" if args.keep_alive else "HTTP/1.0"
 
         def log_message(self, fmt, *a):
             pass
@@ -325,6 +329,7 @@ def make_handler(args, script, log_lock):
                 return
             entry = {
                 "path": self.path, "provider": provider,
+                "peer_port": self.client_address[1],
                 "key_present": bool(key),
                 "key_ok": bool(key) and (args.expect_key is None or key == args.expect_key),
                 "key_elsewhere": key_elsewhere(key, self.path, self.headers, raw, key_header),
@@ -459,6 +464,8 @@ def main():
     ap.add_argument("--received", help="append one line per request here as it arrives")
     ap.add_argument("--expect-key", help="the API key requests must carry")
     ap.add_argument("--max-seconds", type=float, default=600)
+    ap.add_argument("--keep-alive", action="store_true",
+                    help="speak HTTP/1.1: a connection stays open for the next request")
     args = ap.parse_args()
 
     data = []

@@ -100,3 +100,23 @@ def test_workers_their_calls_and_checks_die_with_the_supervisor(tmp):
     assert lost == [{"phase_id": "p-call", "status": "lost", "max_tokens": 16384}]
     assert rows(url, "SELECT count(*) AS n FROM llm_usage_events WHERE status = 'sent'") == \
         [{"n": 0}]
+
+
+def test_a_worker_keeps_its_provider_connection_from_one_call_to_the_next(tmp):
+    """Every call of a worker goes over the connection its first call opened (and, against
+    a real provider, reuses its TLS session) while the server keeps it open."""
+    tmp = str(tmp)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", os.path.join(tmp, "ws"),
+                            [phase_spec("p%d" % i, ("out/p%d.py" % i,)) for i in range(3)])])
+    llm = Standin(tmp, None, "--keep-alive")
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     env=KEY)
+    try:
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    calls = llm.requests()
+    assert [c["status"] for c in calls] == [200, 200, 200]
+    assert len({c["peer_port"] for c in calls}) == 1, calls

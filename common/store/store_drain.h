@@ -154,6 +154,11 @@ int store_drain_set_supervisor(
 int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
     bool with_spec, const char *session_id, int (*fn)(void *arg, const struct drain_phase *p),
     void *arg, struct store_err *err);
+/* Several supervisors (store_fleet.h): as store_drain_each_eligible, for the `n` runs of
+ * `run_ids` only (outside a transaction): one statement, whatever their number. */
+int store_drain_each_eligible_of(struct store_drain *d, const char *const *run_ids, size_t n,
+    bool with_failed, bool with_spec, const char *session_id,
+    int (*fn)(void *arg, const struct drain_phase *p), void *arg, struct store_err *err);
 /* Call fn with the number of eligible phases (as store_drain_each_eligible) of each run,
  * ordered by run, that `session_id` attempted fewer times than it may: max_attempts, or
  * the phase's own max_builder_attempts when lower; with dry_run, not at all (outside a
@@ -187,7 +192,9 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 
 /* In the group: create an attempt for (run, phase) and make it the phase's current
  * attempt; unless dry_run, move the phase to EXECUTING. Fails with STORE_EINVAL if the
- * phase is not QUEUED or FAILED. */
+ * phase is not QUEUED or FAILED; with several supervisors (store_fleet.h), STORE_EINVAL
+ * only when there is no such phase, and STORE_EBUSY when another supervisor holds its run
+ * or the phase is no longer eligible (its run is to be read again). */
 int store_drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err);

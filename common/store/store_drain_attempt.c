@@ -113,47 +113,6 @@ static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char 
 	return drain_fail(d, err, d->sql[i]);
 }
 
-/* Several supervisors: whether the claimed phase's run is free here and now (no open
- * attempt, no eligible phase before this one, not visited by a dry run of the session,
- * not held back by the session's policy);
- * STORE_EBUSY or STORE_EINVAL saying why not. The claim's row is current. */
-static int drain_claim_check(
-    struct store_drain *d, const char *run_id, const char *phase_id, struct store_err *err)
-{
-	struct db_stmt *s = d->stmt[DS_ATT_PHASE];
-
-	if (db_column_int64(s, 2) > 0)
-		return store_fail(err, STORE_EBUSY, "run %s has an attempt open elsewhere", run_id);
-	if (db_column_int64(s, 3) > 0)
-		return store_fail(
-		    err, STORE_EBUSY, "run %s has eligible phases before %s", run_id, phase_id);
-	if (db_column_int64(s, 4) > 0)
-		return store_fail(
-		    err, STORE_EINVAL, "phase %s/%s was visited by this dry run", run_id, phase_id);
-	if (db_column_int64(s, 5) > 0)
-		return store_fail(err, STORE_EBUSY,
-		    "run %s was stopped or deprioritised in this session by another supervisor",
-		    run_id);
-	return 0;
-}
-
-/* Several supervisors: the claim returned no row; STORE_EBUSY when the phase exists (its
- * run is being claimed by another supervisor), else STORE_EINVAL. */
-static int drain_claim_missing(
-    struct store_drain *d, const char *run_id, const char *phase_id, struct store_err *err)
-{
-	int rc = store_row_exists(d->st->db, err,
-	    "SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2",
-	    (const char *const[]){ run_id, phase_id, NULL }, "%s: phase %s/%s", d->st->path, run_id,
-	    phase_id);
-
-	if (rc < 0)
-		return rc;
-	if (rc == 1)
-		return store_fail(err, STORE_EBUSY, "run %s is being claimed elsewhere", run_id);
-	return store_fail(err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
-}
-
 /* Open an attempt of an eligible phase inside the group; STORE_EINVAL if not eligible,
  * STORE_EBUSY when another supervisor holds its run. */
 int store_drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
@@ -168,35 +127,19 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	int rc;
 
 	assert(db_in_transaction(d->st->db));
-	if (d->supervisor_id > 0) {
-		rc = store_fleet_run_lock(d, run_id, err);
-		if (rc < 0)
-			return rc;
-		if (rc == 0)
-			return drain_claim_missing(d, run_id, phase_id, err);
-	}
+	if (d->supervisor_id > 0)
+		return store_fleet_attempt_open(d, run_id, phase_id, worker_pid, session_id,
+		    dry_run, attempt_id, attempt_number, err);
 	s = drain_stmt(d, DS_ATT_PHASE);
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, phase_id);
-	if (d->supervisor_id > 0) {
-		store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
-		db_bind_int64(s, 4, d->retry_failed);
-		store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
-		store_bind_text(s, 6, session_id);
-	}
 	rc = db_step(s);
 	if (rc != DB_ROW) {
 		db_reset(s);
 		if (rc != DB_DONE)
 			return drain_fail(d, err, d->sql[DS_ATT_PHASE]);
-		if (d->supervisor_id > 0)
-			return drain_claim_missing(d, run_id, phase_id, err);
 		return store_fail(
 		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
-	}
-	if (d->supervisor_id > 0 && (rc = drain_claim_check(d, run_id, phase_id, err)) != 0) {
-		db_reset(s);
-		return rc;
 	}
 	state = store_col_text(s, 0, "NULL");
 	made = db_column_int64(s, 1);
@@ -220,8 +163,6 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	db_bind_int64(s, 6, dry_run);
 	store_bind_text(s, 7, phase_state_name(initial));
 	store_bind_text(s, 8, now);
-	if (d->supervisor_id > 0)
-		db_bind_int64(s, 9, d->supervisor_id);
 	if (db_step(s) != DB_ROW) {
 		rc = drain_fail(d, err, d->sql[DS_ATT_INSERT]);
 		db_reset(s);

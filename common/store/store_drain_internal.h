@@ -73,9 +73,13 @@ struct store_drain {
 const char *store_fleet_drain_sql(enum drain_stmt id);
 /* The eligible phases when several supervisors share the database. */
 const char *store_fleet_eligible_sql(void);
-/* Several supervisors: lock run `run_id` for the transaction unless another supervisor
- * holds it; 1 locked, 0 held elsewhere (or no such run), STORE_EIO on failure. */
-int store_fleet_run_lock(struct store_drain *d, const char *run_id, struct store_err *err);
+/* Several supervisors: store_drain_attempt_open, one phase per run at a time across
+ * supervisors and in the run's order (common/store/pg/store_fleet.c); a phase no longer
+ * eligible (run or changed by another supervisor) is STORE_EBUSY: its run is to be read
+ * again. */
+int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
+    int64_t *attempt_number, struct store_err *err);
 
 /* Note that attempt `att` is closed in the open transaction; whether it announced a try
  * through this process (only then can it have a 'sent' row). */

@@ -4,13 +4,15 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Call fn for each eligible phase; STORE_EIO on failure. */
-int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
-    bool with_spec, const char *session_id, int (*fn)(void *arg, const struct drain_phase *p),
-    void *arg, struct store_err *err)
+/* Call fn for each eligible phase of one run (run_filter), of the runs of a JSON array
+ * (runs_json, several supervisors only) or of every run; STORE_EIO on failure. */
+static int drain_each_eligible(struct store_drain *d, const char *run_filter, const char *runs_json,
+    bool with_failed, bool with_spec, const char *session_id,
+    int (*fn)(void *arg, const struct drain_phase *p), void *arg, struct store_err *err)
 {
 	/* Columns 7 on are those drain_spec_read reads. The session is compared through an
 	 * expression so that the attempts are found by their phase's index: by the session's,
@@ -41,7 +43,7 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
 	if (d->supervisor_id > 0) {
 		db_bind_int64(s, 6, d->supervisor_id);
-		store_bind_text(s, 7, run_filter);
+		store_bind_text(s, 7, runs_json);
 	}
 	while ((rc = db_step(s)) == DB_ROW) {
 		struct drain_phase p = {
@@ -69,6 +71,41 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 	if (rc != DB_DONE)
 		return drain_fail(d, err, "eligible phases");
 	return 0;
+}
+
+/* Call fn for each eligible phase; STORE_EIO on failure. */
+int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
+    bool with_spec, const char *session_id, int (*fn)(void *arg, const struct drain_phase *p),
+    void *arg, struct store_err *err)
+{
+	json_t *one = run_filter != NULL && d->supervisor_id > 0 ? json_pack("[s]", run_filter) :
+	                                                           NULL;
+	char *runs = one != NULL ? json_dumps(one, JSON_COMPACT) : NULL;
+	int rc = drain_each_eligible(
+	    d, run_filter, runs, with_failed, with_spec, session_id, fn, arg, err);
+
+	free(runs);
+	json_decref(one);
+	return rc;
+}
+
+/* Call fn for each eligible phase of the runs listed; STORE_EIO on failure. */
+int store_drain_each_eligible_of(struct store_drain *d, const char *const *run_ids, size_t n,
+    bool with_failed, bool with_spec, const char *session_id,
+    int (*fn)(void *arg, const struct drain_phase *p), void *arg, struct store_err *err)
+{
+	json_t *ids = json_array();
+	char *runs;
+	int rc;
+
+	assert(d->supervisor_id > 0);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(ids, json_string(run_ids[i]));
+	runs = json_dumps(ids, JSON_COMPACT);
+	rc = drain_each_eligible(d, NULL, runs, with_failed, with_spec, session_id, fn, arg, err);
+	free(runs);
+	json_decref(ids);
+	return rc;
 }
 
 /* Count each run's unfinished eligible phases in one aggregate query; STORE_EIO on

@@ -25,70 +25,183 @@
 	"   OR CAST(ds.state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(r.id)"    \
 	"   END)"
 
-/* The drain's statements that differ when several supervisors share the database: the
- * claim of a phase (run after store_fleet_run_lock, in a statement of its own so that it
- * sees what the run's previous holder committed) reports the run's open attempts, the
- * eligible phases before it in the run and whether a dry run already visited it in the
- * session, and whether the session's policy holds the run back; an attempt records its
- * supervisor. */
+/* The drain's statements that differ when several supervisors share the database. The
+ * lock of a run's row for the transaction, passing over a run another supervisor is
+ * claiming (SKIP LOCKED), with whether the phase exists. */
+static const char fleet_sql_lock[] =
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM runs WHERE id = ?1 FOR UPDATE SKIP LOCKED) l),"
+    " EXISTS (SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2)";
+/* The claim, run after the lock in a statement of its own: in READ COMMITTED a statement
+ * sees what was committed when it began, and a lock taken after a holder's commit does not
+ * refresh that view, so this one sees what the run's previous holder committed. It reads
+ * the phase's state, the run's open attempts, the eligible phases before it in the run and
+ * whether a dry run of the session already visited it or its policy holds the run back,
+ * and when the run is free opens the
+ * attempt (in this supervisor's name) and fences the phase, moving it to EXECUTING unless
+ * in a dry run; the attempt's id is NULL when it did not. Attempts are looked up through
+ * scalar subqueries, by their phase (the session compared through an expression):
+ * whatever the planner's statistics, each phase costs one index probe, never a scan of the
+ * session's attempts, which would make a drain quadratic in its length. */
 static const char fleet_sql_claim[] =
-    "SELECT p.state, p.builder_attempts,"
-    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL),"
+    "WITH c AS (SELECT p.state, p.builder_attempts,"
+    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL)"
+    "   AS open,"
     " (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"
     "   WHERE q.run_id = p.run_id AND (q.state = ?3 OR (?4 AND q.state = ?5))"
     "   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"
-    "   AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = q.run_id"
-    "     AND v.phase_id = q.phase_id AND v.session_id = ?6 AND v.dry_run = 1)),"
+    "   AND (SELECT count(*) FROM attempts v WHERE v.run_id = q.run_id"
+    "     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?6"
+    "     AND v.dry_run = 1) = 0) AS before,"
     " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
-    "   AND v.session_id = ?6 AND v.dry_run = 1)," FLEET_RUN_HELD_BACK
+    "   AND COALESCE(v.session_id, '') = ?6 AND v.dry_run = 1) AS visited," FLEET_RUN_HELD_BACK
+    " AS held"
     " FROM runs r JOIN phases p ON p.run_id = r.id JOIN tiers tp ON tp.id = p.tier_id"
-    " WHERE r.id = ?1 AND p.phase_id = ?2";
-static const char fleet_sql_insert[] =
-    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
-    " dry_run, initial_state, started_at, supervisor_id)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING attempt_id";
+    " WHERE r.id = ?1 AND p.phase_id = ?2),"
+    " ins AS (INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
+    "   dry_run, initial_state, started_at, supervisor_id)"
+    "   SELECT ?1, ?2, c.builder_attempts + 1, ?6, ?7, CAST(?8 AS INTEGER), c.state, ?9, ?10"
+    "   FROM c WHERE c.open = 0 AND c.before = 0 AND c.visited = 0 AND c.held = 0"
+    "   AND c.state IN (?3, ?5)"
+    "   RETURNING attempt_id),"
+    " f AS (UPDATE phases SET current_attempt_id = ins.attempt_id,"
+    "   state = CASE WHEN CAST(?8 AS INTEGER) = 1 THEN phases.state ELSE ?11 END,"
+    "   builder_attempts = phases.builder_attempts"
+    "     + CASE WHEN CAST(?8 AS INTEGER) = 1 THEN 0 ELSE 1 END,"
+    "   last_attempt_timestamp = CASE WHEN CAST(?8 AS INTEGER) = 1"
+    "     THEN phases.last_attempt_timestamp ELSE ?9 END,"
+    "   started_at = CASE WHEN CAST(?8 AS INTEGER) = 1"
+    "     THEN phases.started_at ELSE COALESCE(phases.started_at, ?9) END,"
+    "   updated_at = CASE WHEN CAST(?8 AS INTEGER) = 1 THEN phases.updated_at ELSE ?9 END"
+    "   FROM ins WHERE phases.run_id = ?1 AND phases.phase_id = ?2)"
+    " SELECT c.state, c.builder_attempts, c.open, c.before, c.visited, c.held,"
+    " (SELECT attempt_id FROM ins) FROM c";
 static const char fleet_sql_eligible[] =
-    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
-    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
-    "   AND a.phase_id = p.phase_id AND a.session_id = ?3),"
-    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
-    " p.name, p.description, p.task_category, p.complexity,"
-    " p.scope, p.check_command, p.max_builder_attempts, r.workspace"
-    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
-    " JOIN runs r ON r.id = p.run_id"
-    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-    " AND (CAST(?7 AS TEXT) IS NULL OR p.run_id = ?1)"
-    " AND NOT EXISTS (SELECT 1 FROM attempts o WHERE o.run_id = p.run_id"
-    "   AND o.ended_at IS NULL AND o.supervisor_id IS DISTINCT FROM ?6)"
-    " AND NOT EXISTS (SELECT 1 FROM attempts v WHERE v.run_id = p.run_id"
-    "   AND v.phase_id = p.phase_id AND v.session_id = ?3 AND v.dry_run = 1)"
-    " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+    "SELECT x.run_id, x.phase_id, x.tier_index, x.phase_index,"
+    " (SELECT count(*) FROM attempts a WHERE a.run_id = x.run_id"
+    "   AND a.phase_id = x.phase_id AND COALESCE(a.session_id, '') = ?3),"
+    " x.max_attempts, x.last_failure_reason, x.name, x.description, x.task_category,"
+    " x.complexity, x.scope, x.check_command, x.max_builder_attempts, x.workspace"
+    " FROM (SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index, p.id,"
+    "   COALESCE(p.max_builder_attempts, 0) AS max_attempts, p.last_failure_reason,"
+    "   p.name, p.description, p.task_category, p.complexity, p.scope, p.check_command,"
+    "   p.max_builder_attempts, r.workspace"
+    "   FROM phases p JOIN tiers t ON t.id = p.tier_id JOIN runs r ON r.id = p.run_id"
+    "   WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
+    "   AND (CAST(?7 AS TEXT) IS NULL"
+    "     OR p.run_id = ANY (ARRAY(SELECT json_array_elements_text(CAST(?7 AS JSON)))))"
+    "   AND p.run_id NOT IN (SELECT o.run_id FROM attempts o WHERE o.ended_at IS NULL"
+    "     AND o.supervisor_id IS DISTINCT FROM ?6)"
+    "   OFFSET 0) x"
+    " WHERE (SELECT count(*) FROM attempts v WHERE v.run_id = x.run_id"
+    "   AND v.phase_id = x.phase_id AND COALESCE(v.session_id, '') = ?3 AND v.dry_run = 1) = 0"
+    " ORDER BY x.run_id, x.tier_index, x.phase_index, x.id";
 
-/* Lock a run's row for the transaction, passing over a run another supervisor is
- * claiming (SKIP LOCKED). Its own statement: in READ COMMITTED a statement sees what was
- * committed when it began, and a lock taken after a holder's commit does not refresh that
- * view; the claim's check comes after, in the next statement. */
-int store_fleet_run_lock(struct store_drain *d, const char *run_id, struct store_err *err)
-{
-	return store_row_exists(d->st->db, err,
-	    "SELECT 1 FROM runs WHERE id = ?1 FOR UPDATE SKIP LOCKED",
-	    (const char *const[]){ run_id, NULL }, "%s: locking run %s", d->st->url, run_id);
-}
-
-/* The fleet's variant of a drain statement, or NULL when it has none. */
+/* The fleet's variant of a drain statement, or NULL when it has none: the lock takes
+ * DS_ATT_PHASE's place and the claim DS_ATT_INSERT's (store_fleet_attempt_open). */
 const char *store_fleet_drain_sql(enum drain_stmt id)
 {
 	switch (id) {
-	case DS_ATT_PHASE: return fleet_sql_claim;
-	case DS_ATT_INSERT: return fleet_sql_insert;
+	case DS_ATT_PHASE: return fleet_sql_lock;
+	case DS_ATT_INSERT: return fleet_sql_claim;
 	default: return NULL;
 	}
+}
+
+/* Say why the claim read in `s` opened no attempt: STORE_EBUSY, the run is held elsewhere
+ * or changed since this supervisor read it (another one ran the phase: the run is to be
+ * read again, not just its head dropped). */
+static int fleet_claim_refused(struct store_drain *d, struct db_stmt *s, const char *run_id,
+    const char *phase_id, struct store_err *err)
+{
+	const char *state = db_column_text(s, 0);
+	enum phase_state initial = phase_state_parse(state != NULL ? state : "NULL");
+
+	if (db_column_int64(s, 2) > 0)
+		return store_fail(err, STORE_EBUSY, "run %s has an attempt open elsewhere", run_id);
+	if (db_column_int64(s, 3) > 0)
+		return store_fail(
+		    err, STORE_EBUSY, "run %s has eligible phases before %s", run_id, phase_id);
+	if (db_column_int64(s, 4) > 0)
+		return store_fail(
+		    err, STORE_EBUSY, "phase %s/%s was visited by this dry run", run_id, phase_id);
+	if (db_column_int64(s, 5) > 0)
+		return store_fail(err, STORE_EBUSY,
+		    "run %s was stopped or deprioritised in this session by another supervisor",
+		    run_id);
+	if (initial != PHASE_QUEUED && initial != PHASE_FAILED)
+		return store_fail(err, STORE_EBUSY, "phase %s/%s: state %s is not dispatchable",
+		    run_id, phase_id, state != NULL ? state : "NULL");
+	return store_fail(err, STORE_EIO, "%s: phase %s/%s: the claim opened no attempt",
+	    d->st->url, run_id, phase_id);
+}
+
+/* Open an attempt of an eligible phase inside the group, in two statements: the run's
+ * lock, then the claim; STORE_EINVAL if there is no such phase, STORE_EBUSY when another
+ * supervisor holds its run or the phase is no longer eligible. */
+int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
+    int64_t *attempt_number, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_ATT_PHASE);
+	bool locked, exists;
+	char now[32];
+	int rc;
+
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	if (db_step(s) != DB_ROW) {
+		rc = drain_fail(d, err, "locking a run");
+		db_reset(s);
+		return rc;
+	}
+	locked = db_column_int64(s, 0) > 0;
+	exists = db_column_int64(s, 1) != 0;
+	db_reset(s);
+	if (!exists)
+		return store_fail(
+		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
+	if (!locked)
+		return store_fail(err, STORE_EBUSY, "run %s is being claimed elsewhere", run_id);
+
+	time_db_now(now);
+	s = drain_stmt(d, DS_ATT_INSERT);
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
+	db_bind_int64(s, 4, d->retry_failed);
+	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
+	store_bind_text(s, 6, session_id);
+	db_bind_int64(s, 7, worker_pid);
+	db_bind_int64(s, 8, dry_run);
+	store_bind_text(s, 9, now);
+	db_bind_int64(s, 10, d->supervisor_id);
+	store_bind_text(s, 11, phase_state_name(PHASE_EXECUTING));
+	rc = db_step(s);
+	if (rc == DB_DONE) {
+		db_reset(s);
+		return store_fail(
+		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
+	}
+	if (rc != DB_ROW) {
+		rc = drain_fail(d, err, "claiming a phase");
+		db_reset(s);
+		return rc;
+	}
+	if (db_column_type(s, 6) == DB_NULL) {
+		rc = fleet_claim_refused(d, s, run_id, phase_id, err);
+		db_reset(s);
+		return rc;
+	}
+	*attempt_id = (uint64_t)db_column_int64(s, 6);
+	*attempt_number = db_column_int64(s, 1) + 1;
+	db_reset(s);
+	return dry_run ? 0 : drain_follow(d, run_id, phase_id, now, err);
 }
 
 /* The fleet's eligible phases: those of runs no other supervisor leases, and not visited
  * by a dry run of the session; the columns as store_drain_each_eligible reads them (the
  * job's spec from the eighth on). Parameters as it binds them, ?6 this supervisor, ?7 the
- * run filter again. */
+ * runs to read (a JSON array of ids) or NULL for all. */
 const char *store_fleet_eligible_sql(void)
 {
 	return fleet_sql_eligible;
@@ -624,13 +737,16 @@ int store_fleet_command_results(
 	return rc;
 }
 
-/* Read a session's saved policy state, locking its row for the transaction when `lock`. */
+/* Read a session's saved policy state, locking its row for the transaction when `lock`:
+ * FOR NO KEY UPDATE, which the key share lock of every attempt inserted in the session
+ * (its foreign key) does not block, so two supervisors that each opened attempts and then
+ * save their policy state wait for one another instead of deadlocking. */
 int store_fleet_session_state(struct store_drain *d, const char *session_id, bool lock,
     char **state_json, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(d->st->db,
-	    lock ? "SELECT state_json FROM drain_sessions WHERE session_id = ?1 FOR UPDATE" :
+	    lock ? "SELECT state_json FROM drain_sessions WHERE session_id = ?1 FOR NO KEY UPDATE" :
 	           "SELECT state_json FROM drain_sessions WHERE session_id = ?1",
 	    &q);
 
