@@ -1,5 +1,10 @@
-/* Runner for the unit tests: "--list" prints every test name; "NAME" runs that test. */
+/* Runner for the unit tests: "--list" prints every test name; "NAME" runs that test in a
+ * new directory under $TMPDIR (or /tmp), so a test's files never land where it was started. */
 #include "tests/unit/test.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <unistd.h>
 
 static struct test_case *tests;
 
@@ -7,6 +12,22 @@ void test_register(struct test_case *tc)
 {
 	tc->next = tests;
 	tests = tc;
+}
+
+/* Make a new directory under $TMPDIR (or /tmp) and enter it; exit 2 when that fails. */
+static void test_enter_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	char dir[PATH_MAX];
+
+	if (base == NULL || *base == '\0')
+		base = "/tmp";
+	if (snprintf(dir, sizeof dir, "%s/autopack-unit-XXXXXX", base) >= (int)sizeof dir ||
+	    mkdtemp(dir) == NULL || chdir(dir) != 0) {
+		fprintf(stderr, "unit-tests: cannot make a directory under %s: %s\n", base,
+		    strerror(errno));
+		exit(2);
+	}
 }
 
 int main(int argc, char **argv)
@@ -24,6 +45,7 @@ int main(int argc, char **argv)
 	}
 	for (tc = tests; tc != NULL; tc = tc->next) {
 		if (strcmp(tc->name, argv[1]) == 0) {
+			test_enter_tmpdir();
 			tc->fn();
 			return 0;
 		}
