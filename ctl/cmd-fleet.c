@@ -9,6 +9,7 @@
 #include "common/store/store_fleet.h"
 #include "common/util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,39 +175,55 @@ struct fleet_ask {
 	size_t nres;
 };
 
+/* Fill err with a message; returns `code`. */
+__attribute__((format(printf, 3, 4))) static int fleet_err(
+    struct store_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof err->text, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
 /* Send a command to supervisor `target` (0: every live one) and wait for every answer,
- * or FLEET_ANSWER_MS. Returns 0, or the exit code of a failure it reported. */
-static int fleet_ask(struct cmd_ctx *ctx, struct store *st, int64_t target, const char *cmd,
-    char **args, size_t nargs, struct fleet_ask *a)
+ * or FLEET_ANSWER_MS, printing nothing. Returns 0, or a STORE_E* code with err set
+ * (STORE_EBUSY: no such supervisor live). */
+static int fleet_ask_quiet(struct store *st, int64_t target, const char *cmd, char **args,
+    size_t nargs, struct fleet_ask *a, struct store_err *err)
 {
 	struct fleet_member *m;
-	struct store_err err;
 	json_t *arr;
 	char *text, *by;
 	size_t n;
-	int rc = store_fleet_members(st, 0, &m, &n, &err);
+	int rc = store_fleet_members(st, 0, &m, &n, err);
 
 	memset(a, 0, sizeof *a);
 	if (rc != 0)
-		return cmd_fail(ctx, rc, "%s", err.text);
+		return rc;
 	a->want = fleet_live_count(m, n, target);
 	store_fleet_members_free(m, n);
+	if (a->want == 0 && target > 0)
+		return fleet_err(err, STORE_EBUSY, "supervisor %lld of %s is not running",
+		    (long long)target, st->url);
 	if (a->want == 0)
-		return fleet_none(ctx, st, target);
+		return fleet_err(
+		    err, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
 	arr = json_array();
 	for (size_t i = 0; i < nargs; i++)
 		json_array_append_new(arr, json_string(args[i]));
 	text = json_dumps(arr, JSON_COMPACT);
 	json_decref(arr);
 	by = fleet_sender();
-	rc = store_fleet_command_send(st, target, cmd, text, by, &a->id, &err);
+	rc = store_fleet_command_send(st, target, cmd, text, by, &a->id, err);
 	free(text);
 	free(by);
 	for (long waited = 0; rc == 0 && waited < FLEET_ANSWER_MS; waited += 100) {
 		store_fleet_results_free(a->res, a->nres);
 		a->res = NULL;
 		a->nres = 0;
-		if ((rc = store_fleet_command_results(st, a->id, &a->res, &a->nres, &err)) != 0)
+		if ((rc = store_fleet_command_results(st, a->id, &a->res, &a->nres, err)) != 0)
 			break;
 		if (a->nres >= a->want)
 			break;
@@ -216,8 +233,20 @@ static int fleet_ask(struct cmd_ctx *ctx, struct store *st, int64_t target, cons
 		store_fleet_results_free(a->res, a->nres);
 		a->res = NULL;
 		a->nres = 0;
-		return cmd_fail(ctx, rc, "%s", err.text);
 	}
+	return rc;
+}
+
+/* fleet_ask_quiet, reporting a failure (the exit code) and the supervisors that did not
+ * answer. */
+static int fleet_ask(struct cmd_ctx *ctx, struct store *st, int64_t target, const char *cmd,
+    char **args, size_t nargs, struct fleet_ask *a)
+{
+	struct store_err err;
+	int rc = fleet_ask_quiet(st, target, cmd, args, nargs, a, &err);
+
+	if (rc != 0)
+		return cmd_fail(ctx, rc, "%s", err.text);
 	if (a->nres < a->want)
 		fprintf(stderr,
 		    "autopack-ctl: %zu of %zu supervisor(s) did not answer within %d s (they carry"
@@ -455,6 +484,76 @@ json_t *cmd_fleet_woken(struct store *st, bool notify, FILE *out)
 	    fprintf(out, "%s%lld", i > 0 ? ", " : "", (long long)json_integer_value(id));
 	fprintf(out, "): they take them at once\n");
 	return ids;
+}
+
+/* The first live supervisor's id, or 0. */
+static int64_t fleet_first_live(struct store *st, struct store_err *err)
+{
+	struct fleet_member *m;
+	int64_t id = 0;
+	size_t n;
+
+	if (store_fleet_members(st, 0, &m, &n, err) != 0)
+		return -1;
+	for (size_t i = 0; id == 0 && i < n; i++)
+		if (strcmp(m[i].state, "live") == 0)
+			id = m[i].id;
+	store_fleet_members_free(m, n);
+	return id;
+}
+
+/* Fetch one supervisor's reply to `cmd` through the database, as cmd_live_fetch does over
+ * a socket; the command is removed once answered. */
+int cmd_fleet_fetch(struct cmd_ctx *ctx, int64_t *target, const char *cmd, struct live_reply *out,
+    bool *handled, char *errtext, size_t errlen)
+{
+	struct store st = { 0 };
+	struct fleet_ask a = { 0 };
+	struct store_err err;
+	char *path, *url;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	*handled = false;
+	if (cmd_db_resolve(ctx, &path, &url) != 0 || strncmp(url, "postgresql://", 13) != 0) {
+		free(path);
+		free(url);
+		return 0;
+	}
+	*handled = true;
+	rc = store_open(&st, path, url, STORE_WRITE, &err);
+	free(path);
+	free(url);
+	if (rc == 0 && *target == 0 && (*target = fleet_first_live(&st, &err)) <= 0) {
+		rc = *target < 0 ?
+		    STORE_EIO :
+		    fleet_err(&err, STORE_EBUSY, "no autopack-supervisor is running on %s", st.url);
+		*target = 0;
+	}
+	if (rc == 0)
+		rc = fleet_ask_quiet(&st, *target, cmd, NULL, 0, &a, &err);
+	if (rc == 0 && a.nres == 0)
+		rc = fleet_err(&err, STORE_EBUSY,
+		    "supervisor %lld of %s did not answer within %d s", (long long)*target, st.url,
+		    FLEET_ANSWER_MS / 1000);
+	else if (rc == 0 && !a.res[0].ok)
+		rc = fleet_err(
+		    &err, STORE_EINVAL, "supervisor %lld: %s", (long long)*target, a.res[0].result);
+	if (rc == 0) {
+		out->body = json_loads(a.res[0].result, 0, NULL);
+		if (out->body == NULL)
+			out->body = json_object();
+		out->db_url = xstrdup(st.url);
+		out->db_uuid = xstrdup(st.uuid);
+		out->db_devino = xstrdup("");
+	}
+	if (a.id > 0 && store_fleet_command_forget(&st, a.id, &err) != 0 && rc == 0)
+		fprintf(stderr, "autopack-ctl: %s\n", err.text);
+	store_fleet_results_free(a.res, a.nres);
+	store_close(&st);
+	if (rc != 0)
+		snprintf(errtext, errlen, "%s", err.text);
+	return rc;
 }
 
 /* Run live command `cmd` through the database when it is shared by several supervisors

@@ -24,7 +24,8 @@
 enum {
 	OPT_CONTROL = CMD_OPT_FIRST_OWN,
 	OPT_INTERVAL,
-	OPT_COUNT
+	OPT_COUNT,
+	OPT_SUPERVISOR
 };
 
 /* Whether process pid is gone (or a zombie nobody reaped yet). */
@@ -114,7 +115,7 @@ static int watch_exit_status(const struct store_session *ses)
 
 /* The supervisor stopped answering: once its process is gone, print the final counts of
  * its session and return the exit code; -1 while it is still there. */
-static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
+static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width, bool fleet)
 {
 	const char *sid = json_string_value(json_object_get(last, "session_id"));
 	pid_t pid = (pid_t)json_integer_value(json_object_get(last, "pid"));
@@ -126,7 +127,9 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
 	bool have = false;
 	int rc = CMD_EXIT_OK, status = -1;
 
-	while (!watch_pid_gone(pid)) {
+	/* Through the database: no longer live there, it is gone (or lost); its pid is
+	 * another host's. */
+	while (!fleet && !watch_pid_gone(pid)) {
 		if (clock_mono_ms() > deadline)
 			return -1;
 		poll(NULL, 0, 100);
@@ -182,7 +185,13 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width)
 		printf("supervisor pid %d exited; last seen: %s\n", (int)pid, line);
 	}
 	fflush(stdout);
-	if (have && ses.completed_at == NULL)
+	if (have && ses.completed_at == NULL && fleet)
+		fprintf(stderr,
+		    "autopack-ctl: the supervisor is no longer live and session %s has not ended:"
+		    " other supervisors may still drain it (autopack-ctl status), or it was"
+		    " killed or declared lost; see its log\n",
+		    sid != NULL ? sid : "?");
+	else if (have && ses.completed_at == NULL)
 		fprintf(stderr,
 		    "autopack-ctl: the supervisor exited without recording the end of session %s"
 		    " (killed, crashed, or its database was lost); see its log\n",
@@ -200,9 +209,12 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "interval", required_argument, NULL, OPT_INTERVAL },
 		{ "count", required_argument, NULL, OPT_COUNT },
+		{ "supervisor", required_argument, NULL, OPT_SUPERVISOR },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *control = NULL;
+	int64_t target = 0;
+	bool fleet = false;
 	long interval_ms = 1000, count = 0, shown = 0;
 	int o, exit_code = 0, rc, width;
 	bool json = ctx->json;
@@ -216,6 +228,12 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 		switch (o) {
 		case CMD_OPT_DONE: return exit_code;
 		case OPT_CONTROL: control = optarg; break;
+		case OPT_SUPERVISOR:
+			target = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || target <= 0)
+				return cmd_usage_error(
+				    ctx, "--supervisor: \"%s\" is not a supervisor id", optarg);
+			break;
 		case OPT_INTERVAL:
 			v = strtod(optarg, &end);
 			if (*end != '\0' || end == optarg || v < 0.1 || v > 3600)
@@ -236,13 +254,23 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if (optind != argc)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+	if (control != NULL && target > 0)
+		return cmd_usage_error(ctx, "--supervisor and --control name a supervisor twice");
 	json = json || ctx->json;
 	ctx->json = false; /* failures are reported as text on stderr */
 	width = json ? 0 : watch_tty_width();
 	for (;;) {
 		struct live_reply r;
 
-		rc = cmd_live_fetch(ctx, control, "status", NULL, 0, &r, err, sizeof err);
+		rc = 0;
+		if (control == NULL)
+			rc = cmd_fleet_fetch(ctx, &target, "status", &r, &fleet, err, sizeof err);
+		if (!fleet && target > 0)
+			return cmd_usage_error(ctx,
+			    "--supervisor applies to a PostgreSQL database, which several supervisors"
+			    " may share");
+		if (!fleet)
+			rc = cmd_live_fetch(ctx, control, "status", NULL, 0, &r, err, sizeof err);
 		if (rc == 0) {
 			json_decref(last);
 			last = json_incref(r.body);
@@ -252,7 +280,7 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 				break;
 		} else if (last == NULL) {
 			return cmd_fail(ctx, rc, "%s", err);
-		} else if ((rc = watch_final(ctx, last, json, width)) >= 0) {
+		} else if ((rc = watch_final(ctx, last, json, width, fleet)) >= 0) {
 			json_decref(last);
 			return rc;
 		}
@@ -266,7 +294,7 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_watch_entry = {
 	"watch",
-	"[--interval S] [--count N] [--json] [--control PATH]",
+	"[--interval S] [--count N] [--json] [--control PATH | --supervisor ID]",
 	"one live line of a drain's progress and ETA",
 	"Show the drain's progress every --interval seconds (default 1): phases done of the\n"
 	"total, the percentage, phases finished per minute, the ETA (from the median attempt\n"
@@ -276,6 +304,8 @@ const struct cmd_entry cmd_watch_entry = {
 	"when the supervisor exits: then it prints the final counts of its session (read from\n"
 	"the database) and exits with the status the supervisor recorded (0 drained, 4 the\n"
 	"breaker, 5 work left by the drain rules), or 1 when the session did not record its\n"
-	"end (killed, crashed, database lost).\n" CMD_LIVE_HELP_TAIL,
+	"end (killed, crashed, database lost). On PostgreSQL it follows one supervisor\n"
+	"through the database: --supervisor ID, or the first live one (autopack-ctl status\n"
+	"lists them); its line shows that supervisor's workers and in-flight attempts.\n" CMD_LIVE_HELP_TAIL,
 	exec_watch,
 };

@@ -163,6 +163,12 @@ int cmd_fleet_live(
  * wake its live supervisors (NOTIFY, when `notify`: the write's transaction did not) and
  * say which were woken on `out`; returns their ids (a JSON array), or NULL on SQLite. */
 json_t *cmd_fleet_woken(struct store *st, bool notify, FILE *out);
+/* On a PostgreSQL database (*handled), fetch the reply to `cmd` of supervisor *target
+ * (0: the first live one, whose id is stored there) through the database, as
+ * cmd_live_fetch does over a socket. Returns 0 or a STORE_E* code with err set
+ * (STORE_EBUSY: it is not running). */
+int cmd_fleet_fetch(struct cmd_ctx *ctx, int64_t *target, const char *cmd, struct live_reply *out,
+    bool *handled, char *err, size_t errlen);
 /* The closing paragraph of every live command's help: how the supervisor is found. */
 #define CMD_LIVE_HELP_TAIL                                                                         \
 	"\nThe supervisor is found from the database (--db, AUTOPACK_DB_URL or DATABASE_URL):\n"   \
@@ -174,8 +180,8 @@ json_t *cmd_fleet_woken(struct store *st, bool notify, FILE *out);
 	"scale, stop and metrics are delivered through the database to every live supervisor,\n"   \
 	"or to --supervisor ID, and their answers awaited (metrics merged, each sample\n"          \
 	"labelled supervisor=\"ID\"); cancel goes to the supervisor running the phase (to the\n"   \
-	"first live one when none does). --control PATH still talks to one over its socket on\n"   \
-	"its own host.\n"
+	"first live one when none does); watch follows one (--supervisor ID, or the first\n"       \
+	"live one). --control PATH still talks to one over its socket on its own host.\n"
 
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);

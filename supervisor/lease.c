@@ -99,10 +99,14 @@ static void lease_log_end(struct worker *w, const struct drain_close *c)
 	struct log_about about = worker_about(w);
 	bool ok = outcome_ok(c->outcome);
 	const char *msg = !ok && c->message != NULL ? c->message : "";
+	const char *ws = l->phase->spec.workspace;
 	int mlen = (int)strlen(msg);
 	/* The check's log, unless the message names it already. */
-	bool has_log = !ok && l->check_log != NULL && strstr(msg, l->check_log) == NULL &&
-	    access(l->check_log, F_OK) == 0;
+	char *check_log = !ok && ws != NULL && ws[0] != '\0' ?
+	    checklog_path(ws, l->run->run_id, l->phase->phase_id, l->attempt_number, "stderr") :
+	    NULL;
+	bool has_log = check_log != NULL && strstr(msg, check_log) == NULL &&
+	    access(check_log, F_OK) == 0;
 
 	while (mlen > 0 && isspace((unsigned char)msg[mlen - 1]))
 		mlen--;
@@ -115,8 +119,9 @@ static void lease_log_end(struct worker *w, const struct drain_close *c)
 	    (unsigned long long)l->attempt_id, outcome_name(c->outcome),
 	    c->reason != REASON_NONE ? ": " : "",
 	    c->reason != REASON_NONE ? reason_name(c->reason) : "", mlen > 0 ? ": " : "", mlen, msg,
-	    has_log ? "; check log " : "", has_log ? l->check_log : "", (long long)l->v2,
+	    has_log ? "; check log " : "", has_log ? check_log : "", (long long)l->v2,
 	    (double)c->duration_ms / 1000.0);
+	free(check_log);
 }
 
 /* End w's lease: judge the end by the drain rules and queue it for the writer, from
@@ -175,7 +180,6 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 	else
 		sched_phase_free(l->phase);
 	sched_release(s, l->run);
-	free(l->check_log);
 	*l = (struct lease){ 0 };
 	s->n.results++;
 	if (v.stop_session)
@@ -281,11 +285,9 @@ static void lease_start(struct sup *s, const struct grant *g)
 	w->lease = (struct lease){ .attempt_id = g->attempt_id,
 		.run = g->r,
 		.phase = g->p,
+		.attempt_number = g->attempt_number,
 		.started_ms = clock_mono_ms() };
 	rc = lease_job(s, g, &m.u.job, &err);
-	if (rc == 0 && m.u.job.workspace != NULL && m.u.job.workspace[0] != '\0')
-		w->lease.check_log = checklog_path(
-		    m.u.job.workspace, g->r->run_id, g->p->phase_id, g->attempt_number, "stderr");
 	if (rc == 0 && (rc = worker_send(w, &m, &perr)) != 0) {
 		snprintf(err.text, sizeof err.text, "the job cannot be encoded: %s", perr.text);
 		/* Not an encoding failure: the worker is killed, and its exit ends the lease. */

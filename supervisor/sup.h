@@ -192,7 +192,7 @@ struct lease {
 	int64_t samples;          /* of those, clean estimator samples */
 	uint64_t seq_max;         /* highest event seq received */
 	uint64_t seq_missing;     /* seqs skipped over so far */
-	char *check_log;          /* where the check's stderr goes (common/checklog.h); heap */
+	int64_t attempt_number;   /* the phase's attempt it is (names the check's log) */
 	uint64_t armed_ms;        /* loop time and loop lag when its deadline was armed */
 	uint64_t armed_lag;
 };

@@ -102,6 +102,8 @@ MUTANTS = [
     ("pg_restore_unnoticed", "a PostgreSQL dump restored into another database is refused",
      ["tests/test_pg_identity.py::"
       "test_a_restored_dump_is_refused_until_reidentified_and_the_original_still_opens"]),
+    ("adopt_step_by_step", "an adoption is one transaction: a late failure changes nothing",
+     ["tests/test_pg_adopt.py::test_a_failure_midway_rolls_the_whole_adoption_back"]),
     ("columns_not_checked", "a database missing a column autopack uses is refused",
      ["tests/test_one_database.py::test_7_a_dropped_column_is_refused_naming_it"]),
     ("stall_judged_as_hang", "a stall of the supervisor's own never kills a worker",

@@ -146,6 +146,17 @@ def test_cancel_and_metrics_through_the_database(tmp, pg_url, llm):
         assert r.rc == 0, r
         info = parse_metrics(r.out)["autopack_build_info"].samples
         assert [int(s.labels["supervisor"]) for s in info] == [ids[1]]
+
+        # watch follows one supervisor through the database; its reads leave no rows.
+        r = ctl("--db", url, "watch", "--count", 2, "--interval", "0.2", "--json",
+                "--supervisor", ids[1])
+        assert r.rc == 0, r
+        lines = [json.loads(x) for x in r.out.splitlines()]
+        assert len(lines) == 2 and all(x["workers"]["wanted"] == 1 for x in lines), lines
+        r = ctl("--db", url, "watch", "--count", 1)
+        assert r.rc == 0 and "workers 1/1" in r.out, r
+        assert sql(url, "SELECT count(*) FROM supervisor_commands WHERE command = 'status'") \
+            == [(0,)]
     finally:
         open(go, "w").close()
         r = ctl("--db", url, "stop", "--now")
@@ -155,6 +166,8 @@ def test_cancel_and_metrics_through_the_database(tmp, pg_url, llm):
     r = ctl("--db", url, "metrics")
     assert r.rc == 1 and "no autopack-supervisor is running on %s" % url in r.err, r
     r = ctl("--db", url, "cancel", "run-000", "p0-1")
+    assert r.rc == 1 and "no autopack-supervisor is running on %s" % url in r.err, r
+    r = ctl("--db", url, "watch", "--count", 1)
     assert r.rc == 1 and "no autopack-supervisor is running on %s" % url in r.err, r
 
 

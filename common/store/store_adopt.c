@@ -236,6 +236,10 @@ int store_adopt(const char *where, const char *workspace_base, struct store_adop
 		return rc;
 	adopt_report_start(where, workspace_base, rep);
 	rc = store_begin(db, "starting the adoption", err);
+#ifdef AUTOPACK_MUTANT_adopt_step_by_step
+	if (rc == 0)
+		rc = store_commit(db, "committing the adoption", err);
+#endif
 	if (rc == 0)
 		rc = adopt_steps(be, db, where, rep, err);
 	if (rc == 0)

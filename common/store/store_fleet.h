@@ -168,5 +168,7 @@ int store_fleet_command_results(
     struct store *st, int64_t id, struct fleet_result **out, size_t *n, struct store_err *err);
 /* Free answers. */
 void store_fleet_results_free(struct fleet_result *v, size_t n);
+/* Remove command `id` and its answers (a read whose answer was only shown). */
+int store_fleet_command_forget(struct store *st, int64_t id, struct store_err *err);
 
 #endif

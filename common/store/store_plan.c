@@ -117,6 +117,10 @@ struct plan_writer {
 	char *last_ws; /* the workspace made last: runs often share one */
 };
 
+/* The run, tier and phase inserts bind their texts without a copy (db_bind_text_kept):
+ * the run's values, the scope texts and pw->now outlive the step, after which plan_step
+ * clears the bindings. */
+
 /* Step a prepared statement of the import to its end (reading the id of its one row when
  * `id` is not NULL) and reset it; STORE_EIO naming `what` on failure. */
 static int plan_step(struct plan_writer *pw, struct db_stmt *q, int64_t *id, const char *what,
@@ -228,17 +232,17 @@ static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store
 		free(ws);
 		return rc;
 	}
-	store_bind_text(q, 1, plan_str(r, "run_id"));
-	store_bind_text(q, 2, plan_str(r, "goal"));
-	store_bind_text(q, 3, ws);
+	db_bind_text_kept(q, 1, plan_str(r, "run_id"));
+	db_bind_text_kept(q, 2, plan_str(r, "goal"));
+	db_bind_text_kept(q, 3, ws);
 	s = plan_str(r, "safety_profile");
-	store_bind_text(q, 4, s != NULL ? s : PLAN_DEFAULT_SAFETY);
+	db_bind_text_kept(q, 4, s != NULL ? s : PLAN_DEFAULT_SAFETY);
 	s = plan_str(r, "run_scope");
-	store_bind_text(q, 5, s != NULL ? s : PLAN_DEFAULT_SCOPE);
+	db_bind_text_kept(q, 5, s != NULL ? s : PLAN_DEFAULT_SCOPE);
 	plan_bind_int(q, 6, r, "token_cap", PLAN_DEFAULT_TOKEN_CAP);
 	plan_bind_int(q, 7, r, "max_phases", PLAN_DEFAULT_MAX_PHASES);
 	plan_bind_int(q, 8, r, "max_duration_minutes", PLAN_DEFAULT_MAX_MINUTES);
-	store_bind_text(q, 9, pw->now);
+	db_bind_text_kept(q, 9, pw->now);
 	rc = plan_step(pw, q, NULL, "the run", plan_str(r, "run_id"), err);
 	free(ws);
 	return rc;
@@ -312,14 +316,14 @@ static int plan_insert_tier(struct plan_writer *pw, const char *run_id, const js
 {
 	struct db_stmt *q = pw->tier;
 
-	store_bind_text(q, 1, plan_str(t, "tier_id"));
-	store_bind_text(q, 2, run_id);
+	db_bind_text_kept(q, 1, plan_str(t, "tier_id"));
+	db_bind_text_kept(q, 2, run_id);
 	db_bind_int64(q, 3, index);
-	store_bind_text(q, 4, plan_str(t, "name"));
-	store_bind_text(q, 5, plan_str(t, "description"));
+	db_bind_text_kept(q, 4, plan_str(t, "name"));
+	db_bind_text_kept(q, 5, plan_str(t, "description"));
 	plan_bind_int(q, 6, t, "token_cap", -1);
 	plan_bind_int(q, 7, t, "ci_run_cap", -1);
-	store_bind_text(q, 8, pw->now);
+	db_bind_text_kept(q, 8, pw->now);
 	return plan_step(pw, q, tier_row, "a tier", run_id, err);
 }
 
@@ -329,22 +333,22 @@ static int plan_insert_phase(struct plan_writer *pw, const char *run_id, int64_t
 {
 	struct db_stmt *q = pw->phase;
 
-	store_bind_text(q, 1, plan_str(ph, "phase_id"));
-	store_bind_text(q, 2, run_id);
+	db_bind_text_kept(q, 1, plan_str(ph, "phase_id"));
+	db_bind_text_kept(q, 2, run_id);
 	db_bind_int64(q, 3, tier_row);
 	db_bind_int64(q, 4, index);
-	store_bind_text(q, 5, plan_str(ph, "name"));
-	store_bind_text(q, 6, plan_str(ph, "description"));
-	store_bind_text(q, 7, plan_str(ph, "task_category"));
-	store_bind_text(q, 8, plan_str(ph, "complexity"));
-	store_bind_text(q, 9, plan_str(ph, "builder_mode"));
-	store_bind_text(q, 10, plan_str(ph, "phase_type"));
-	store_bind_text(q, 11, scope);
-	store_bind_text(q, 12, plan_str(ph, "check_command"));
+	db_bind_text_kept(q, 5, plan_str(ph, "name"));
+	db_bind_text_kept(q, 6, plan_str(ph, "description"));
+	db_bind_text_kept(q, 7, plan_str(ph, "task_category"));
+	db_bind_text_kept(q, 8, plan_str(ph, "complexity"));
+	db_bind_text_kept(q, 9, plan_str(ph, "builder_mode"));
+	db_bind_text_kept(q, 10, plan_str(ph, "phase_type"));
+	db_bind_text_kept(q, 11, scope);
+	db_bind_text_kept(q, 12, plan_str(ph, "check_command"));
 	plan_bind_int(q, 13, ph, "max_builder_attempts", -1);
 	plan_bind_int(q, 14, ph, "max_auditor_attempts", -1);
 	plan_bind_int(q, 15, ph, "incident_token_cap", -1);
-	store_bind_text(q, 16, pw->now);
+	db_bind_text_kept(q, 16, pw->now);
 	return plan_step(pw, q, NULL, "a phase", run_id, err);
 }
 

@@ -218,32 +218,35 @@ def bench_real(rows):
                      "same window" + ("; target <= 300 µs" if workers == 256 else "")))
 
 
-def peak_rss_kib(argv):
-    """Run argv under GNU time; return (seconds, its peak RSS in KiB). Not from this
-    process's wait4: a child forked from it starts with its RSS as its high-water mark,
-    which exec keeps (the plan just written makes that over 100 MiB)."""
+def timed(argv):
+    """Run argv under GNU time; return (seconds, CPU seconds user + system, its peak RSS in
+    KiB). Not from this process's wait4: a child forked from it starts with its RSS as its
+    high-water mark, which exec keeps (the plan just written makes that over 100 MiB)."""
     with tempfile.NamedTemporaryFile("r") as out:
         t0 = time.monotonic()
-        r = subprocess.run(["/usr/bin/time", "-o", out.name, "-f", "%M"] + argv,
+        r = subprocess.run(["/usr/bin/time", "-o", out.name, "-f", "%U %S %M"] + argv,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         dt = time.monotonic() - t0
         if r.returncode != 0:
             raise SystemExit("%s failed: %s" % (argv, r.stderr))
-        return dt, int(out.read().split()[-1])
+        user, system, kib = out.read().split()[-3:]
+        return dt, float(user) + float(system), int(kib)
 
 
 def bench_import(rows):
-    secs, rss = [], []
+    """Wall time, CPU time (the figure a shared machine's load does not change) and peak
+    RSS of `run import`."""
+    secs, cpus, rss = [], [], []
     for _ in range(REPEATS):
         with tempfile.TemporaryDirectory() as d:
             url = fresh_db(d, 0, 0)
             plan = make_plan(os.path.join(d, "plan.json"), 10000, 1, 10)
             size = os.path.getsize(plan)
-            dt, kib = peak_rss_kib([binpath("autopack-ctl"), "--db", url, "run", "import",
-                                    plan])
+            dt, cpu, kib = timed([binpath("autopack-ctl"), "--db", url, "run", "import", plan])
             secs.append(dt)
+            cpus.append(cpu)
             rss.append(kib / 1024.0)
     rows.append(("run import, 100,000 phases in 10,000 runs (%.0f MB plan)" % (size / 1e6),
                  " / ".join("%.2f s" % s for s in secs),
-                 "peak RSS " + " / ".join("%.0f MiB" % r for r in rss) +
-                 "; target <= 2 s, <= 64 MiB"))
+                 "CPU " + " / ".join("%.2f s" % c for c in cpus) + "; peak RSS " +
+                 " / ".join("%.0f MiB" % r for r in rss) + "; target <= 2 s, <= 64 MiB"))

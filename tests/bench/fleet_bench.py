@@ -1,7 +1,10 @@
 """Several supervisors on one PostgreSQL database (make bench): a dry-run drain of the same
 plan by 1, 2 and 4 supervisors of 8 workers each on a server the benchmark starts itself
-(tests/pg_cluster.py), next to one supervisor of 8 workers on SQLite."""
+(tests/pg_cluster.py), next to one supervisor of 8 workers on SQLite; then the statements
+the server ran per phase with 1 and 4 supervisors (from its log, in drains of their own:
+a figure the machine's load does not change)."""
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -32,6 +35,27 @@ def _drain(d, url, n):
     return time.monotonic() - t0
 
 
+def _log_statements(cluster, value):
+    cluster.psql("ALTER SYSTEM SET log_statement = '%s'" % value)
+    cluster.psql("SELECT pg_reload_conf()")
+
+
+def _statements(cluster, d, n):
+    """Statements the server ran for n supervisors to drain the plan: every one it logged
+    (log_statement = all) while they ran."""
+    url = cluster.url(cluster.new_database())
+    _load(d, url)
+    _log_statements(cluster, "all")
+    try:
+        start = os.path.getsize(cluster.log)
+        _drain(d, url, n)
+    finally:
+        _log_statements(cluster, "none")
+    with open(cluster.log, errors="replace") as f:
+        f.seek(start)
+        return len(re.findall(r"LOG:  (?:statement|execute [^:]*): ", f.read()))
+
+
 def bench_fleet(rows):
     from pg_cluster import Cluster
     total = RUNS * PHASES
@@ -50,5 +74,10 @@ def bench_fleet(rows):
                 rows.append(("dry-run drain, %d phases, PostgreSQL, %d supervisor(s) x 8"
                              " workers" % (total, n), "%.0f phases/s" % (total / dt),
                              "%.2f s (same plan; one server, fsync off, on this host)" % dt))
+            for n in (1, 4):
+                k = _statements(cluster, d, n)
+                rows.append(("statements per phase, PostgreSQL, %d supervisor(s) x 8 workers"
+                             % n, "%.2f" % (k / total),
+                             "%d statements for %d phases (server log)" % (k, total)))
         finally:
             cluster.close()

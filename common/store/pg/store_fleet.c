@@ -815,3 +815,15 @@ int store_fleet_phase_holder(struct store *st, const char *run_id, const char *p
 		return fleet_fail(st, err, "finding the attempt's supervisor");
 	return 0;
 }
+
+/* Remove a command and its answers (one whose answer was only read, not kept). */
+int store_fleet_command_forget(struct store *st, int64_t id, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(st->db, "DELETE FROM supervisor_commands WHERE command_id = ?1", &q);
+
+	if (rc == DB_OK)
+		db_bind_int64(q, 1, id);
+	return store_step_done(
+	    st->db, q, rc, err, "%s: removing command %lld", st->url, (long long)id);
+}
