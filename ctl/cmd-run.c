@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* How many run ids the text output names; --json lists them all. */
+#define CMD_RUN_IDS_SHOWN 10
+
 static const struct option cmd_run_import_opts[] = {
 	CMD_OPTS_COMMON,
 	{ NULL, 0, NULL, 0 },
@@ -69,9 +72,12 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		fprintf(
 		    out, "imported %s: %zu run%s (", plan, sum.n_runs, sum.n_runs == 1 ? "" : "s");
 		for (size_t i = 0; i < sum.n_runs; i++) {
-			fprintf(out, "%s%s", i ? ", " : "", sum.run_ids[i]);
+			if (i < CMD_RUN_IDS_SHOWN)
+				fprintf(out, "%s%s", i ? ", " : "", sum.run_ids[i]);
 			json_array_append_new(ids, json_string(sum.run_ids[i]));
 		}
+		if (sum.n_runs > CMD_RUN_IDS_SHOWN)
+			fprintf(out, " and %zu more", sum.n_runs - CMD_RUN_IDS_SHOWN);
 		fprintf(out, "), %lld tier%s, %lld phase%s, all QUEUED\n", (long long)sum.tiers,
 		    sum.tiers == 1 ? "" : "s", (long long)sum.phases, sum.phases == 1 ? "" : "s");
 		woken = cmd_fleet_woken(&st, true, out);
