@@ -203,16 +203,15 @@ static int field_index(const struct proto_schema *s, const uint8_t *k, size_t n)
 	return -1;
 }
 
-/* Decode an event body found earlier at `at`, now that the event's kind is known. */
-static int dec_body(struct dec *d, const struct proto_field *f, struct mp_cur at, char *base)
+/* Decode the event body at the cursor, the event's kind being known, leaving the cursor
+ * after it. */
+static int dec_body(struct dec *d, const struct proto_field *f, char *base)
 {
 	const struct proto_schema *s;
-	struct mp_cur after = d->cur;
 	struct mp_item it;
 	size_t mark = proto_path_push_key(&d->path, f->key, strlen(f->key));
 
 	s = proto_schema_of_kind(((struct proto_event *)base)->kind);
-	d->cur = at;
 	if (dec_item(d, &it) < 0)
 		return -1;
 	if (it.kind != MP_MAP)
@@ -220,18 +219,42 @@ static int dec_body(struct dec *d, const struct proto_field *f, struct mp_cur at
 	if (dec_entries(d, s, base + f->off, it.len) < 0)
 		return -1;
 	proto_path_pop(&d->path, mark);
+	return 0;
+}
+
+/* Decode the event body found earlier at `at`, now that the event's kind is known. */
+static int dec_body_later(struct dec *d, const struct proto_field *f, struct mp_cur at, char *base)
+{
+	struct mp_cur after = d->cur;
+
+	d->cur = at;
+	if (dec_body(d, f, base) < 0)
+		return -1;
 	d->cur = after;
 	return 0;
 }
 
+/* Whether schema s has an event-kind field and it is among the fields `seen`. */
+static bool kind_seen(const struct proto_schema *s, uint32_t seen)
+{
+	for (size_t j = 0; j < s->nfields; j++)
+		if (s->fields[j].kind == PF_KIND)
+			return (seen & (1u << j)) != 0;
+	return false;
+}
+
 /* Decode n map entries against schema s into base: unknown keys are skipped, a repeated
- * key is refused, then every required field must have been seen. */
+ * key is refused, then every required field must have been seen. An event body met after
+ * its kind is decoded where it stands, one met before it once the map is read; either
+ * way an error in the body is reported only when the rest of the map has none. */
 static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, uint32_t n)
 {
 	uint32_t seen = 0;
 	struct mp_cur body_at = { 0 };
 	const struct proto_field *body = NULL;
 	struct mp_item key, it;
+	struct proto_err body_err;
+	bool body_failed = false;
 
 	/* Every field has a bit in `seen` (schema.c asserts this for each table). */
 	assert(s->nfields <= PROTO_FIELDS_MAX && PROTO_FIELDS_MAX <= 8 * sizeof seen);
@@ -254,8 +277,18 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 			return proto_errf(d->err, &d->path, "duplicate field \"%s\"", f->key);
 		seen |= 1u << j;
 		if (f->kind == PF_BODY) {
-			body = f;
 			body_at = d->cur;
+			if (kind_seen(s, seen)) {
+				mark = d->path.len;
+				if (dec_body(d, f, base) == 0)
+					continue;
+				body_err = *d->err;
+				body_failed = true;
+				proto_path_pop(&d->path, mark);
+				d->cur = body_at;
+			} else {
+				body = f;
+			}
 			if (mp_skip(&d->cur) != MP_OK)
 				return proto_errf(d->err, &d->path, "malformed value");
 			continue;
@@ -278,59 +311,41 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 		}
 		return proto_errf(d->err, &d->path, "missing field \"%s\"", f->key);
 	}
-	return body != NULL ? dec_body(d, body, body_at, base) : 0;
+	if (body_failed) {
+		*d->err = body_err;
+		return -1;
+	}
+	return body != NULL ? dec_body_later(d, body, body_at, base) : 0;
 }
 
-/* Find "v" and "t" in the top map and check them; sets *type. */
-static int dec_header(struct dec *d, uint32_t n, enum proto_type *type)
+/* Check the top map's "v" and "t", which the scan noted; sets *type. */
+static int dec_header(struct dec *d, const struct proto_scan_top *top, enum proto_type *type)
 {
-	struct mp_item key, v = { .kind = MP_NIL }, t = { .kind = MP_NIL };
-	bool have_v = false, have_t = false;
+	const struct mp_item *v = &top->v, *t = &top->t;
 	char shown[80];
 
-	for (uint32_t k = 0; k < n; k++) {
-		bool is_v, is_t;
-
-		if (dec_item(d, &key) < 0)
-			return -1;
-		is_v = key.len == 1 && key.ptr[0] == 'v';
-		is_t = key.len == 1 && key.ptr[0] == 't';
-		if ((is_v && have_v) || (is_t && have_t))
-			return proto_errf(d->err, &d->path, "duplicate field \"%c\"", key.ptr[0]);
-		if (is_v || is_t) {
-			struct mp_cur at = d->cur;
-
-			if (dec_item(d, is_v ? &v : &t) < 0)
-				return -1;
-			d->cur = at;
-			if (is_v)
-				have_v = true;
-			else
-				have_t = true;
-		}
-		if (mp_skip(&d->cur) != MP_OK)
-			return proto_errf(d->err, &d->path, "malformed value");
-	}
-	if (!have_v)
+	if (top->dup != 0)
+		return proto_errf(d->err, &d->path, "duplicate field \"%c\"", top->dup);
+	if (!top->have_v)
 		return proto_errf(d->err, &d->path, "missing field \"v\"");
 	proto_path_init(&d->path, "v");
-	if (v.kind == MP_NINT)
+	if (v->kind == MP_NINT)
 		return proto_errf(d->err, &d->path, "protocol version %lld, expected %d",
-		    (long long)v.i, PROTO_VERSION);
-	if (v.kind != MP_UINT)
-		return dec_type_err(d, "integer", &v);
-	if (v.u != PROTO_VERSION)
+		    (long long)v->i, PROTO_VERSION);
+	if (v->kind != MP_UINT)
+		return dec_type_err(d, "integer", v);
+	if (v->u != PROTO_VERSION)
 		return proto_errf(d->err, &d->path, "protocol version %llu, expected %d",
-		    (unsigned long long)v.u, PROTO_VERSION);
+		    (unsigned long long)v->u, PROTO_VERSION);
 	proto_path_init(&d->path, "frame");
-	if (!have_t)
+	if (!top->have_t)
 		return proto_errf(d->err, &d->path, "missing field \"t\"");
 	proto_path_init(&d->path, "t");
-	if (t.kind != MP_STR)
-		return dec_type_err(d, "string", &t);
-	*type = proto_type_lookup(t.ptr, t.len);
+	if (t->kind != MP_STR)
+		return dec_type_err(d, "string", t);
+	*type = proto_type_lookup(t->ptr, t->len);
 	if (*type == 0) {
-		proto_escape(shown, sizeof shown, t.ptr, t.len, 40);
+		proto_escape(shown, sizeof shown, t->ptr, t->len, 40);
 		return proto_errf(d->err, &d->path, "unknown message type \"%s\"", shown);
 	}
 	return 0;
@@ -340,16 +355,16 @@ static int dec_header(struct dec *d, uint32_t n, enum proto_type *type)
 int proto_decode(const void *map, size_t len, struct proto_msg *out, struct proto_err *err)
 {
 	struct dec d = { .err = err };
+	struct proto_scan_top head;
 	struct mp_item top;
 	enum proto_type type;
 
 	memset(out, 0, sizeof *out);
 	err->text[0] = '\0';
-	if (proto_scan(map, len, err) < 0)
+	if (proto_scan_top(map, len, err, &head) < 0)
 		return -1;
-	mp_cur_init(&d.cur, map, len);
 	proto_path_init(&d.path, "frame");
-	if (dec_item(&d, &top) < 0 || dec_header(&d, top.len, &type) < 0)
+	if (dec_header(&d, &head, &type) < 0)
 		return -1;
 	out->type = type;
 	mp_cur_init(&d.cur, map, len);
