@@ -14,6 +14,10 @@ struct dec {
 	struct mp_cur cur;
 	struct proto_path path;
 	struct proto_err *err;
+	/* One walk over bytes not scanned first: what is skipped is scanned, what is read
+	 * is checked as the scan would, and any failure is left to the exact decoding. */
+	bool fast;
+	int depth; /* maps being decoded, the top one included */
 };
 
 /* Read the next item; the bytes were scanned, so failure means a scan bug or misuse. */
@@ -203,6 +207,14 @@ static int field_index(const struct proto_schema *s, const uint8_t *k, size_t n)
 	return -1;
 }
 
+/* Step over one value; in a fast walk, check it as the scan would. */
+static int dec_skip(struct dec *d)
+{
+	if (d->fast ? proto_scan_value(&d->cur, d->depth) < 0 : mp_skip(&d->cur) != MP_OK)
+		return proto_errf(d->err, &d->path, "malformed value");
+	return 0;
+}
+
 /* Decode the event body at the cursor, the event's kind being known, leaving the cursor
  * after it. */
 static int dec_body(struct dec *d, const struct proto_field *f, char *base)
@@ -255,9 +267,11 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 	struct mp_item key, it;
 	struct proto_err body_err;
 	bool body_failed = false;
+	int rc;
 
 	/* Every field has a bit in `seen` (schema.c asserts this for each table). */
 	assert(s->nfields <= PROTO_FIELDS_MAX && PROTO_FIELDS_MAX <= 8 * sizeof seen);
+	d->depth++;
 
 	for (uint32_t k = 0; k < n; k++) {
 		const struct proto_field *f;
@@ -266,10 +280,16 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 
 		if (dec_item(d, &key) < 0)
 			return -1;
+		/* a fast walk leaves odd keys, and "v" or "t" after the first two, to the scan */
+		if (d->fast &&
+		    (key.kind != MP_STR ||
+		        (d->depth == 1 && key.len == 1 &&
+		            (key.ptr[0] == 'v' || key.ptr[0] == 't'))))
+			return proto_errf(d->err, &d->path, "malformed value");
 		j = field_index(s, key.ptr, key.len);
 		if (j < 0) {
-			if (mp_skip(&d->cur) != MP_OK)
-				return proto_errf(d->err, &d->path, "malformed value");
+			if (dec_skip(d) < 0)
+				return -1;
 			continue;
 		}
 		f = &s->fields[j];
@@ -289,8 +309,8 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 			} else {
 				body = f;
 			}
-			if (mp_skip(&d->cur) != MP_OK)
-				return proto_errf(d->err, &d->path, "malformed value");
+			if (dec_skip(d) < 0)
+				return -1;
 			continue;
 		}
 		mark = proto_path_push_key(&d->path, f->key, strlen(f->key));
@@ -315,7 +335,9 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 		*d->err = body_err;
 		return -1;
 	}
-	return body != NULL ? dec_body_later(d, body, body_at, base) : 0;
+	rc = body != NULL ? dec_body_later(d, body, body_at, base) : 0;
+	d->depth--;
+	return rc;
 }
 
 /* Check the top map's "v" and "t", which the scan noted; sets *type. */
@@ -351,8 +373,57 @@ static int dec_header(struct dec *d, const struct proto_scan_top *top, enum prot
 	return 0;
 }
 
+/* Decode a map packed as proto_pack packs one ("v" and "t" first) in one walk, checking
+ * it as proto_scan would on the way; -1, with nothing left allocated, for any other map,
+ * valid or not: the exact decoding then says what, if anything, is wrong. */
+static int decode_fast(const void *map, size_t len, struct proto_msg *out, struct proto_err *err)
+{
+	struct dec d = { .err = err, .fast = true };
+	struct proto_scan_top head = { .dup = 0 };
+	struct mp_item top, key, val;
+	enum proto_type type;
+
+	mp_cur_init(&d.cur, map, len);
+	proto_path_init(&d.path, "frame");
+	if (dec_item(&d, &top) < 0 || top.kind != MP_MAP || top.len < 2)
+		return -1;
+	for (int k = 0; k < 2; k++) {
+		if (dec_item(&d, &key) < 0 || key.kind != MP_STR || key.len != 1 ||
+		    dec_item(&d, &val) < 0)
+			return -1;
+		if (key.ptr[0] == 'v' && !head.have_v) {
+			head.v = val;
+			head.have_v = true;
+		} else if (key.ptr[0] == 't' && !head.have_t) {
+			head.t = val;
+			head.have_t = true;
+		} else {
+			return -1;
+		}
+	}
+	if (dec_header(&d, &head, &type) < 0)
+		return -1;
+	out->type = type;
+	proto_path_init(&d.path, proto_type_name(type));
+	if (dec_entries(&d, proto_schema_of_type(type), (char *)&out->u, top.len - 2) < 0 ||
+	    mp_cur_left(&d.cur) > 0) {
+		proto_msg_free(out);
+		return -1;
+	}
+	return 0;
+}
+
 /* Decode one map strictly; -1 with err set and nothing left allocated. */
 int proto_decode(const void *map, size_t len, struct proto_msg *out, struct proto_err *err)
+{
+	memset(out, 0, sizeof *out);
+	if (decode_fast(map, len, out, err) == 0)
+		return 0;
+	return proto_decode_scanned(map, len, out, err);
+}
+
+/* Scan the whole map, then decode it; -1 with err set and nothing left allocated. */
+int proto_decode_scanned(const void *map, size_t len, struct proto_msg *out, struct proto_err *err)
 {
 	struct dec d = { .err = err };
 	struct proto_scan_top head;

@@ -112,6 +112,19 @@ static int scan_value(struct scan *s, int depth)
 	return scan_map(s, &it, depth + 1);
 }
 
+/* Check one value at *cur as the scan of a whole frame does; -1 when it is malformed. */
+int proto_scan_value(struct mp_cur *cur, int depth)
+{
+	struct proto_err err;
+	struct scan s = { .cur = *cur, .err = &err };
+
+	proto_path_init(&s.path, "frame");
+	if (scan_value(&s, depth) < 0)
+		return -1;
+	*cur = s.cur;
+	return 0;
+}
+
 /* Walk a map's declared lengths against its bytes without allocating; -1 with err set. */
 int proto_scan(const void *p, size_t len, struct proto_err *err)
 {
