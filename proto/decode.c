@@ -74,6 +74,8 @@ static int dec_list(
 	if (arr->len > PROTO_LIST_MAX)
 		return proto_errf(d->err, &d->path, "array of %lu elements exceeds limit %d",
 		    (unsigned long)arr->len, PROTO_LIST_MAX);
+	if (d->fast && arr->len > mp_cur_left(&d->cur))
+		return proto_errf(d->err, &d->path, "malformed value");
 	l->items = xcalloc(arr->len, sizeof *l->items);
 	for (uint32_t k = 0; k < arr->len; k++) {
 		size_t mark = proto_path_push_index(&d->path, k);
@@ -122,6 +124,8 @@ static int dec_coefs(struct dec *d, const struct mp_item *arr, struct proto_coef
 	if (arr->len > PROTO_LIST_MAX)
 		return proto_errf(d->err, &d->path, "array of %lu elements exceeds limit %d",
 		    (unsigned long)arr->len, PROTO_LIST_MAX);
+	if (d->fast && arr->len > mp_cur_left(&d->cur))
+		return proto_errf(d->err, &d->path, "malformed value");
 	*rows = xcalloc(arr->len, sizeof **rows);
 	for (uint32_t k = 0; k < arr->len; k++) {
 		size_t mark = proto_path_push_index(&d->path, k);

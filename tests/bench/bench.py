@@ -2,7 +2,8 @@
 """autopack benchmarks (make bench). Measures, on this machine, in one run:
   1. dry-run drain throughput for 1, 2, 8, 32 workers over 10,000 phases;
   2. events committed per second through the supervisor's writer, against a raw SQLite
-     batched insert of the same rows (same schema, same durability, same batch size);
+     batched insert of the same rows (same schema, same SQL with every value bound, same
+     durability, same batch size), and against the earlier one with literals in its SQL;
   3. time from a worker's SIGKILL to its attempt being closed and the phase requeued;
   4. time from the supervisor's SIGKILL to its last worker gone, workers in an LLM call;
   5. supervisor RSS with 64 workers;
