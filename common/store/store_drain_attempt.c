@@ -16,8 +16,7 @@ const struct drain_sql drain_sql_attempt[] = {
 	    "SELECT state, builder_attempts FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
-	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-	    " RETURNING attempt_id" },
+	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
 	{ DS_PHASE_EXEC,
 	    "UPDATE phases SET state = ?5, current_attempt_id = ?3,"
 	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?4,"
@@ -161,13 +160,10 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	db_bind_int64(s, 6, dry_run);
 	store_bind_text(s, 7, phase_state_name(initial));
 	store_bind_text(s, 8, now);
-	if (db_step(s) != DB_ROW) {
-		rc = drain_fail(d, err, d->sql[DS_ATT_INSERT]);
-		db_reset(s);
+	/* The row id, not a RETURNING clause: SQLite runs RETURNING as a trigger program. */
+	if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0)
 		return rc;
-	}
-	*attempt_id = (uint64_t)db_column_int64(s, 0);
-	db_reset(s);
+	*attempt_id = (uint64_t)db_last_insert_id(d->st->db);
 	*attempt_number = made + 1;
 
 	s = drain_stmt(d, fence);

@@ -178,6 +178,12 @@ static bool sqlite_in_transaction(struct db *db)
 	return !sqlite3_get_autocommit(H(db));
 }
 
+/* The row id with sqlite3_last_insert_rowid. */
+static int64_t sqlite_last_insert_id(struct db *db)
+{
+	return sqlite3_last_insert_rowid(H(db));
+}
+
 /* Count with sqlite3_changes. */
 static int64_t sqlite_changes(struct db *db)
 {
@@ -235,6 +241,7 @@ static const struct db_ops sqlite_ops = {
 	.begin = sqlite_begin,
 	.in_transaction = sqlite_in_transaction,
 	.changes = sqlite_changes,
+	.last_insert_id = sqlite_last_insert_id,
 	.errmsg = sqlite_errmsg,
 	.fault = sqlite_fault,
 	.close = sqlite_close,
