@@ -86,6 +86,13 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " reached_llm_boundary = excluded.reached_llm_boundary,"
 	    " zero_yield_reason = excluded.zero_yield_reason" },
 	{ DS_TIER_STATE, store_tier_state_of_phase_sql },
+	/* A tier with an EXECUTING phase is IN_PROGRESS whatever its other phases are
+	 * (store_tier.c): a phase's start needs no count of them. */
+	{ DS_TIER_STARTED,
+	    "UPDATE tiers SET state = ?3, updated_at = ?4, started_at = COALESCE(started_at, ?4),"
+	    " completed_at = NULL"
+	    " WHERE id = (SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2)"
+	    " AND (state IS NULL OR state <> ?3)" },
 	{ DS_TIER_SET, store_tier_set_sql },
 };
 const size_t drain_sql_attempt_n = ARRAY_SIZE(drain_sql_attempt);
@@ -108,6 +115,21 @@ static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char 
 		return store_fail(
 		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
 	return drain_fail(d, err, d->sql[i]);
+}
+
+/* Let a run's state follow its phases'. */
+static int drain_run_follow(
+    struct store_drain *d, const char *run_id, const char *now, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_RUN_STATE);
+
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, now);
+	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
+	store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
+	store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
+	store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
+	return drain_exec(d, DS_RUN_STATE, err);
 }
 
 /* Open an attempt of an eligible phase inside the group; STORE_EINVAL if not eligible,
@@ -175,7 +197,14 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 		store_bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
 	if ((rc = drain_exec(d, fence, err)) != 0 || dry_run)
 		return rc;
-	return drain_follow(d, run_id, phase_id, now, err);
+	s = drain_stmt(d, DS_TIER_STARTED);
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	store_bind_text(s, 3, "IN_PROGRESS");
+	store_bind_text(s, 4, now);
+	if ((rc = drain_exec(d, DS_TIER_STARTED, err)) != 0)
+		return rc;
+	return drain_run_follow(d, run_id, now, err);
 }
 
 /* The bytes a list of strings takes in a packed spec: its pointers (NULL-terminated) and
@@ -290,14 +319,7 @@ int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id
 	db_reset(s);
 	if (rc != 0)
 		return rc;
-	s = drain_stmt(d, DS_RUN_STATE);
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, now);
-	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
-	store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
-	store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
-	store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
-	return drain_exec(d, DS_RUN_STATE, err);
+	return drain_run_follow(d, run_id, now, err);
 }
 
 /* Apply an attempt's end to its phase, the phase's tier and its run. */

@@ -25,6 +25,7 @@ enum drain_stmt {
 	DS_RESULT_ROW,
 	DS_TIER_STATE,
 	DS_TIER_SET,
+	DS_TIER_STARTED,
 	/* store_drain_event.c */
 	DS_EV_KEY,
 	DS_EV_USAGE,
