@@ -49,8 +49,11 @@ const struct drain_sql drain_sql_attempt[] = {
 	{ DS_PHASE_UNFENCE,
 	    "UPDATE phases SET current_attempt_id = NULL"
 	    " WHERE run_id = ?1 AND phase_id = ?2 AND current_attempt_id = ?3" },
+	/* The phase's new state at its attempt's end lifts the attempt's fence (?7) too. */
 	{ DS_PHASE_SET,
 	    "UPDATE phases SET state = ?3, updated_at = ?4,"
+	    " current_attempt_id = CASE WHEN current_attempt_id = ?7 THEN NULL"
+	    "   ELSE current_attempt_id END,"
 	    " last_failure_reason = COALESCE(?5, last_failure_reason),"
 	    " completed_at = CASE WHEN ?6 THEN ?4 ELSE completed_at END"
 	    " WHERE run_id = ?1 AND phase_id = ?2" },
@@ -322,9 +325,10 @@ int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id
 	return drain_run_follow(d, run_id, now, err);
 }
 
-/* Apply an attempt's end to its phase, the phase's tier and its run. */
-static int drain_phase_end(struct store_drain *d, const char *run_id, const char *phase_id,
-    const struct drain_close *c, const char *now, struct store_err *err)
+/* Apply the end of attempt `att` to its phase (its fence lifted), the phase's tier and its
+ * run. */
+static int drain_phase_end(struct store_drain *d, uint64_t att, const char *run_id,
+    const char *phase_id, const struct drain_close *c, const char *now, struct store_err *err)
 {
 	struct db_stmt *s = drain_stmt(d, DS_PHASE_SET);
 	int rc;
@@ -337,6 +341,7 @@ static int drain_phase_end(struct store_drain *d, const char *run_id, const char
 	if (c->phase_state != PHASE_COMPLETE)
 		store_bind_text(s, 5, reason_name(c->reason));
 	db_bind_int64(s, 6, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
+	db_bind_int64(s, 7, (int64_t)att);
 	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
 		return rc;
 	return drain_follow(d, run_id, phase_id, now, err);
@@ -383,9 +388,11 @@ static void drain_closing_free(struct drain_closing *p)
 	free(p->state);
 }
 
-/* Write attempt `att`'s end with message `msg` and lift its phase's fence. */
+/* Write attempt `att`'s end with message `msg`, and lift its phase's fence when `unfence`
+ * (else the phase's new state lifts it). */
 static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct drain_close *c,
-    const char *msg, const struct drain_closing *p, const char *now, struct store_err *err)
+    const char *msg, const struct drain_closing *p, bool unfence, const char *now,
+    struct store_err *err)
 {
 	struct db_stmt *s = drain_stmt(d, DS_ATT_END);
 	int rc;
@@ -399,7 +406,7 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
 	db_bind_int64(s, 8, c->reached_llm_boundary);
 	db_bind_int64(s, 9, c->duration_ms);
-	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0)
+	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 || !unfence)
 		return rc;
 	s = drain_stmt(d, DS_PHASE_UNFENCE);
 	store_bind_text(s, 1, p->run_id);
@@ -428,7 +435,7 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	time_db_now(now);
 	msg = xasprintf("%s%s[its end could not be recorded in full: %s]",
 	    c->message != NULL ? c->message : "", c->message != NULL ? " " : "", why);
-	rc = drain_attempt_end(d, att, c, msg, &p, now, err);
+	rc = drain_attempt_end(d, att, c, msg, &p, false, now, err);
 	free(msg);
 	if (rc != 0)
 		goto out;
@@ -439,6 +446,7 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	store_bind_text(s, 4, now);
 	store_bind_text(s, 5, reason_name(c->reason));
 	db_bind_int64(s, 6, 0);
+	db_bind_int64(s, 7, (int64_t)att);
 	rc = drain_exec(d, DS_PHASE_SET, err);
 out:
 	drain_closing_free(&p);
@@ -494,7 +502,8 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	announced = drain_announced_close(d, att);
 
 	time_db_now(now);
-	if ((rc = drain_attempt_end(d, att, c, c->message, &p, now, err)) != 0)
+	if ((rc = drain_attempt_end(
+	         d, att, c, c->message, &p, c->phase_state == PHASE_STATE_NONE, now, err)) != 0)
 		goto out;
 	/* Only an attempt that announced a try through this process can have a 'sent' row. */
 	if (announced) {
@@ -506,7 +515,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 			goto out;
 	}
 	if (c->phase_state != PHASE_STATE_NONE &&
-	    (rc = drain_phase_end(d, p.run_id, p.phase_id, c, now, err)) != 0)
+	    (rc = drain_phase_end(d, att, p.run_id, p.phase_id, c, now, err)) != 0)
 		goto out;
 	if (p.session_id != NULL)
 		rc = drain_result_row(d, att, c, &p,
