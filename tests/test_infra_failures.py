@@ -39,7 +39,7 @@ def test_workers_killed_from_outside_stop_no_run_and_every_call_is_recorded(tmp)
     sup = Supervisor(tmp, url, "--workers", 4, "--exit-when-drained",
                      "--max-attempts-per-phase", 5, *llm_args(llm), env=KEY)
     rng = random.Random(13)
-    kills, killed_phase = 0, {}
+    kills, killed_phase, targeted = 0, {}, []
     try:
         sup.wait_ready()
         while kills < 12:
@@ -52,6 +52,7 @@ def test_workers_killed_from_outside_stop_no_run_and_every_call_is_recorded(tmp)
                      " status = 'sent'", w["attempt_id"])], 60, what="a call in flight")
             w = rng.choice(busy)
             os.kill(w["pid"], signal.SIGKILL)
+            targeted.append(w["attempt_id"])
             kills += 1
             key = (w["run_id"], w["phase_id"])
             killed_phase[key] = killed_phase.get(key, 0) + 1
@@ -68,7 +69,14 @@ def test_workers_killed_from_outside_stop_no_run_and_every_call_is_recorded(tmp)
         {"state": "COMPLETE", "n": 60}]
     crashed = rows(url, "SELECT attempt_id, fingerprint FROM attempts"
                    " WHERE outcome = 'worker_crashed'")
-    assert len(crashed) == 12
+    # A kill lands on the call it aimed at, unless that call was answered and its attempt
+    # committed in the instant between the status read and the signal: then the worker
+    # dies idle, or in its next attempt (which is the one that crashed).
+    outcome = {r["attempt_id"]: r["outcome"] for r in rows(
+        url, "SELECT attempt_id, outcome FROM attempts")}
+    missed = sum(outcome[a] == "success" for a in targeted)
+    assert all(outcome[a] in ("worker_crashed", "success") for a in targeted), outcome
+    assert missed <= 2 and 12 - missed <= len(crashed) <= 12, (missed, crashed)
     # Every request the provider saw is a row (the workers are gone: no more can come): the
     # killed calls as lost. A lost row more than the requests is a call announced, then
     # killed before it left the worker.
