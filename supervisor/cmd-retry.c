@@ -43,6 +43,7 @@ static void retry_requeue(struct sup *s, const struct store_failed *v, size_t n)
 			;
 		if (j < i)
 			continue;
+		policy_release_run(s, v[i].run_id);
 		if ((r = sched_run_find(s, v[i].run_id)) != NULL)
 			r->skipped = false;
 		sched_reload_run(s, v[i].run_id);

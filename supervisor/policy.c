@@ -38,6 +38,21 @@ static void nameset_add(struct nameset *ns, const char *name)
 	ns->v[ns->n++] = xstrdup(name);
 }
 
+/* Remove a name; false when the set did not hold it. */
+static bool nameset_remove(struct nameset *ns, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ns->n; i++) {
+		if (strcmp(ns->v[i], name) == 0) {
+			free(ns->v[i]);
+			ns->v[i] = ns->v[--ns->n];
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Free a set's names. */
 static void nameset_free(struct nameset *ns)
 {
@@ -433,6 +448,16 @@ void policy_sync(struct sup *s)
 	}
 	policy_merge(s, stored, false);
 	free(stored);
+}
+
+/* A retry queued phases of `run_id` again: the run is no longer stopped or deprioritised
+ * (the saved state is changed in the retry's own transaction). */
+void policy_release_run(struct sup *s, const char *run_id)
+{
+	bool was = nameset_remove(&s->pol.stopped_runs, run_id);
+
+	was = nameset_remove(&s->pol.deprioritized, run_id) || was;
+	s->pol.dirty = s->pol.dirty || was;
 }
 
 /* Free the policy state. */

@@ -734,6 +734,8 @@ void policy_saved(struct sup *s);
  * out what the others decided: runs they stopped or deprioritised are skipped here,
  * runs a retry released are drained again. Logged on failure. */
 void policy_sync(struct sup *s);
+/* A retry queued phases of `run_id` again: drain the run again in this session. */
+void policy_release_run(struct sup *s, const char *run_id);
 /* Release the policy state. */
 void policy_free(struct policy *p);
 /* Whether a name set holds `name`. */

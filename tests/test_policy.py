@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+from conftest import ctl
 from supervisor_helpers import Standin, Supervisor, new_db, sql, wait_for
 
 KEY = "sk-test-policy"
@@ -261,3 +262,46 @@ def test_resume_without_an_unfinished_session_is_refused(tmp):
     sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--resume")
     assert sup.wait() == 1
     assert "no unfinished drain session" in sup.stderr()
+
+
+def test_a_retried_run_is_no_longer_stopped_live_offline_and_after_resume(tmp):
+    # run-000's first two calls fail alike: the rule stops the run; later calls succeed.
+    url = new_db(tmp, runs=2, phases=3)
+    spec = {"mode": "status", "status": 500, "message": "upstream exploded"}
+    llm = Standin(tmp, script={"markers": {"run-000_": [spec] * 2}})
+    rules = ("--max-attempts-per-phase", 1, "--max-fingerprint-repeats", 2)
+    try:
+        # Live: the supervisor drains the retried run and saves it as no longer stopped.
+        sup = drain(tmp, url, llm, "--control", os.path.join(str(tmp), "s.sock"), *rules,
+                    wait=False)
+        wait_for(lambda: sql(url, "SELECT count(*) FROM drain_sessions")[0][0] and
+                 state(url)[0].get("stopped_runs") == ["run-000"] and
+                 phase_states(url, "run-001") == ["COMPLETE"] * 3, what="run-000 stopped")
+        r = ctl("--db", url, "retry", "--run", "run-000")
+        assert r.rc == 0 and "retried 2 phases" in r.out, r
+        wait_for(lambda: phase_states(url, "run-000") == ["COMPLETE"] * 3 and
+                 state(url)[0].get("stopped_runs") == [], what="run-000 drained, released")
+        sup.proc.kill()
+        sup.proc.wait()
+
+        # Offline: the run stopped in an unfinished session is released by the retry, so
+        # the resumed session drains it.
+        off = os.path.join(str(tmp), "offline")
+        os.makedirs(off)
+        url = new_db(off, runs=2, phases=3)
+        llm.stop()
+        llm = Standin(off, script={"markers": {"run-000_": [spec] * 2}})
+        sup = drain(off, url, llm, *rules, wait=False)
+        wait_for(lambda: sql(url, "SELECT count(*) FROM drain_sessions")[0][0] and
+                 state(url)[0].get("stopped_runs") == ["run-000"] and
+                 phase_states(url, "run-001") == ["COMPLETE"] * 3, what="run-000 stopped")
+        sup.proc.kill()
+        sup.proc.wait()
+        r = ctl("--db", url, "retry", "--run", "run-000")
+        assert r.rc == 0 and "retried 2 phases" in r.out, r
+        assert state(url)[0]["stopped_runs"] == []
+        drain(off, url, llm, "--resume", "--exit-when-drained", *rules, name="again")
+    finally:
+        llm.stop()
+    assert phase_states(url, "run-000") == ["COMPLETE"] * 3
+    assert state(url)[0]["end"]["exit_status"] == 0

@@ -31,6 +31,9 @@ struct db_dialect {
 	/* A row if a unique index of table ?1 that is not partial covers exactly columns ?2
 	 * and ?3. */
 	const char *unique_pair_exists;
+	/* Remove run ?1 from the stopped and deprioritised runs of every unfinished drain
+	 * session's saved state (a retry of its phases drains it again). */
+	const char *release_run;
 };
 
 #endif

@@ -1,6 +1,7 @@
 /* Failed and stopped phases with their last attempt, and retrying them. */
 #include "common/store/store_failed.h"
 #include "common/store/store_fleet.h"
+#include "common/store/dialect.h"
 #include "common/store/store_internal.h"
 #include "common/fingerprint/fingerprint.h"
 #include "common/util.h"
@@ -300,12 +301,13 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 	return rc;
 }
 
-/* Several supervisors: inside the retry's transaction, drain the retried phases' runs
- * again in every unfinished session (no longer stopped or deprioritised) and wake every
- * supervisor when the retry commits. */
+/* Inside the retry's transaction: drain the retried phases' runs again in every unfinished
+ * session (no longer stopped or deprioritised, so a --resume drains them too), and on
+ * PostgreSQL wake every supervisor when the retry commits. */
 static int failed_retry_release(
     struct store *st, const struct store_failed *v, size_t n, struct store_err *err)
 {
+	struct db_stmt *q;
 	size_t i, j;
 	int rc = 0;
 
@@ -314,10 +316,16 @@ static int failed_retry_release(
 			continue;
 		for (j = 0; j < i && !(v[j].retried && strcmp(v[j].run_id, v[i].run_id) == 0); j++)
 			;
-		if (j == i)
-			rc = store_fleet_sessions_release_run(st, v[i].run_id, err);
+		if (j < i)
+			continue;
+		q = NULL;
+		rc = db_prepare(st->db, st->db->dialect->release_run, &q);
+		if (rc == DB_OK)
+			store_bind_text(q, 1, v[i].run_id);
+		rc = store_step_done(st->db, q, rc, err,
+		    "%s: releasing run %s in the drain sessions", st->url, v[i].run_id);
 	}
-	return rc == 0 ? store_fleet_wake(st, err) : rc;
+	return rc == 0 && store_fleet(st) ? store_fleet_wake(st, err) : rc;
 }
 
 /* Queue the listed phases again in one transaction; on failure nothing is written. */
@@ -334,7 +342,7 @@ int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
 		return rc;
 	for (i = 0; i < n && rc == 0; i++)
 		rc = failed_retry_one(st, &v[i], who, now, err);
-	if (rc == 0 && store_fleet(st))
+	if (rc == 0)
 		rc = failed_retry_release(st, v, n, err);
 	if (rc == 0)
 		rc = store_commit(st->db, "committing the retry", err);

@@ -142,10 +142,6 @@ int store_fleet_session_state(struct store_drain *d, const char *session_id, boo
 
 /* --- autopack-ctl's side --- */
 
-/* Inside a transaction: remove run `run_id` from the stopped and deprioritised runs of
- * every unfinished drain session (a retry of its phases), so every supervisor drains it
- * again. */
-int store_fleet_sessions_release_run(struct store *st, const char *run_id, struct store_err *err);
 /* Wake every supervisor to read the queues again (NOTIFY on "autopack_queue"; inside a
  * transaction, sent when it commits). */
 int store_fleet_wake(struct store *st, struct store_err *err);

@@ -35,4 +35,12 @@ const struct db_dialect dialect_pg = {
 	    " lower(CAST(?1 AS TEXT)) AND i.indisunique AND i.indpred IS NULL AND i.indnatts = 2"
 	    " AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum = ANY"
 	    " (i.indkey) AND a.attname IN (lower(CAST(?2 AS TEXT)), lower(CAST(?3 AS TEXT)))) = 2",
+	.release_run =
+	    "UPDATE drain_sessions SET state_json = CAST(jsonb_set(jsonb_set(CAST(state_json AS"
+	    " jsonb), '{stopped_runs}', COALESCE(CAST(state_json AS jsonb) -> 'stopped_runs',"
+	    " '[]') - CAST(?1 AS TEXT)), '{deprioritized_runs}', COALESCE(CAST(state_json AS"
+	    " jsonb) -> 'deprioritized_runs', '[]') - CAST(?1 AS TEXT)) AS TEXT)"
+	    " WHERE completed_at IS NULL AND strpos(state_json, ?1) > 0"
+	    " AND (CAST(state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(?1)"
+	    " OR CAST(state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(?1))",
 };

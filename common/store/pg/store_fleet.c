@@ -847,28 +847,6 @@ int store_fleet_session_state(struct store_drain *d, const char *session_id, boo
 	return 0;
 }
 
-/* Inside a transaction: drop run `run_id` from the stopped and deprioritised runs of
- * every unfinished session, so that every supervisor drains it again. */
-int store_fleet_sessions_release_run(struct store *st, const char *run_id, struct store_err *err)
-{
-	struct db_stmt *q = NULL;
-	int rc = db_prepare(st->db,
-	    "UPDATE drain_sessions SET state_json = CAST(jsonb_set(jsonb_set(CAST(state_json AS"
-	    " jsonb), '{stopped_runs}', COALESCE(CAST(state_json AS jsonb) -> 'stopped_runs',"
-	    " '[]') - CAST(?1 AS TEXT)), '{deprioritized_runs}', COALESCE(CAST(state_json AS"
-	    " jsonb) -> 'deprioritized_runs', '[]') - CAST(?1 AS TEXT)) AS TEXT)"
-	    " WHERE completed_at IS NULL AND strpos(state_json, ?1) > 0"
-	    " AND (CAST(state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(?1)"
-	    " OR CAST(state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(?1))",
-	    &q);
-
-	assert(db_in_transaction(st->db));
-	if (rc == DB_OK)
-		store_bind_text(q, 1, run_id);
-	return store_step_done(
-	    st->db, q, rc, err, "%s: releasing run %s in the drain sessions", st->url, run_id);
-}
-
 /* Wake every supervisor to read the queues again. */
 int store_fleet_wake(struct store *st, struct store_err *err)
 {

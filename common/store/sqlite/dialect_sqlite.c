@@ -19,4 +19,12 @@ const struct db_dialect dialect_sqlite = {
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name)) = 2 "
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name) ii "
 	    "     WHERE ii.name IN (?2, ?3)) = 2",
+	.release_run =
+	    "UPDATE drain_sessions SET state_json = json_set(state_json, '$.stopped_runs',"
+	    " json((SELECT json_group_array(value) FROM json_each(state_json, '$.stopped_runs')"
+	    " WHERE value <> ?1)), '$.deprioritized_runs', json((SELECT json_group_array(value)"
+	    " FROM json_each(state_json, '$.deprioritized_runs') WHERE value <> ?1)))"
+	    " WHERE completed_at IS NULL AND json_valid(state_json) AND (EXISTS (SELECT 1 FROM"
+	    " json_each(state_json, '$.stopped_runs') WHERE value = ?1) OR EXISTS (SELECT 1 FROM"
+	    " json_each(state_json, '$.deprioritized_runs') WHERE value = ?1))",
 };
