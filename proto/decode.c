@@ -14,6 +14,10 @@ struct dec {
 	struct mp_cur cur;
 	struct proto_path path;
 	struct proto_err *err;
+	/* One walk over bytes not scanned first: what is skipped is scanned, what is read
+	 * is checked as the scan would, and any failure is left to the exact decoding. */
+	bool fast;
+	int depth; /* maps being decoded, the top one included */
 };
 
 /* Read the next item; the bytes were scanned, so failure means a scan bug or misuse. */
@@ -70,6 +74,8 @@ static int dec_list(
 	if (arr->len > PROTO_LIST_MAX)
 		return proto_errf(d->err, &d->path, "array of %lu elements exceeds limit %d",
 		    (unsigned long)arr->len, PROTO_LIST_MAX);
+	if (d->fast && arr->len > mp_cur_left(&d->cur))
+		return proto_errf(d->err, &d->path, "malformed value");
 	l->items = xcalloc(arr->len, sizeof *l->items);
 	for (uint32_t k = 0; k < arr->len; k++) {
 		size_t mark = proto_path_push_index(&d->path, k);
@@ -118,6 +124,8 @@ static int dec_coefs(struct dec *d, const struct mp_item *arr, struct proto_coef
 	if (arr->len > PROTO_LIST_MAX)
 		return proto_errf(d->err, &d->path, "array of %lu elements exceeds limit %d",
 		    (unsigned long)arr->len, PROTO_LIST_MAX);
+	if (d->fast && arr->len > mp_cur_left(&d->cur))
+		return proto_errf(d->err, &d->path, "malformed value");
 	*rows = xcalloc(arr->len, sizeof **rows);
 	for (uint32_t k = 0; k < arr->len; k++) {
 		size_t mark = proto_path_push_index(&d->path, k);
@@ -203,16 +211,23 @@ static int field_index(const struct proto_schema *s, const uint8_t *k, size_t n)
 	return -1;
 }
 
-/* Decode an event body found earlier at `at`, now that the event's kind is known. */
-static int dec_body(struct dec *d, const struct proto_field *f, struct mp_cur at, char *base)
+/* Step over one value; in a fast walk, check it as the scan would. */
+static int dec_skip(struct dec *d)
+{
+	if (d->fast ? proto_scan_value(&d->cur, d->depth) < 0 : mp_skip(&d->cur) != MP_OK)
+		return proto_errf(d->err, &d->path, "malformed value");
+	return 0;
+}
+
+/* Decode the event body at the cursor, the event's kind being known, leaving the cursor
+ * after it. */
+static int dec_body(struct dec *d, const struct proto_field *f, char *base)
 {
 	const struct proto_schema *s;
-	struct mp_cur after = d->cur;
 	struct mp_item it;
 	size_t mark = proto_path_push_key(&d->path, f->key, strlen(f->key));
 
 	s = proto_schema_of_kind(((struct proto_event *)base)->kind);
-	d->cur = at;
 	if (dec_item(d, &it) < 0)
 		return -1;
 	if (it.kind != MP_MAP)
@@ -220,21 +235,47 @@ static int dec_body(struct dec *d, const struct proto_field *f, struct mp_cur at
 	if (dec_entries(d, s, base + f->off, it.len) < 0)
 		return -1;
 	proto_path_pop(&d->path, mark);
+	return 0;
+}
+
+/* Decode the event body found earlier at `at`, now that the event's kind is known. */
+static int dec_body_later(struct dec *d, const struct proto_field *f, struct mp_cur at, char *base)
+{
+	struct mp_cur after = d->cur;
+
+	d->cur = at;
+	if (dec_body(d, f, base) < 0)
+		return -1;
 	d->cur = after;
 	return 0;
 }
 
+/* Whether schema s has an event-kind field and it is among the fields `seen`. */
+static bool kind_seen(const struct proto_schema *s, uint32_t seen)
+{
+	for (size_t j = 0; j < s->nfields; j++)
+		if (s->fields[j].kind == PF_KIND)
+			return (seen & (1u << j)) != 0;
+	return false;
+}
+
 /* Decode n map entries against schema s into base: unknown keys are skipped, a repeated
- * key is refused, then every required field must have been seen. */
+ * key is refused, then every required field must have been seen. An event body met after
+ * its kind is decoded where it stands, one met before it once the map is read; either
+ * way an error in the body is reported only when the rest of the map has none. */
 static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, uint32_t n)
 {
 	uint32_t seen = 0;
 	struct mp_cur body_at = { 0 };
 	const struct proto_field *body = NULL;
 	struct mp_item key, it;
+	struct proto_err body_err;
+	bool body_failed = false;
+	int rc;
 
 	/* Every field has a bit in `seen` (schema.c asserts this for each table). */
 	assert(s->nfields <= PROTO_FIELDS_MAX && PROTO_FIELDS_MAX <= 8 * sizeof seen);
+	d->depth++;
 
 	for (uint32_t k = 0; k < n; k++) {
 		const struct proto_field *f;
@@ -243,10 +284,16 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 
 		if (dec_item(d, &key) < 0)
 			return -1;
+		/* a fast walk leaves odd keys, and "v" or "t" after the first two, to the scan */
+		if (d->fast &&
+		    (key.kind != MP_STR ||
+		        (d->depth == 1 && key.len == 1 &&
+		            (key.ptr[0] == 'v' || key.ptr[0] == 't'))))
+			return proto_errf(d->err, &d->path, "malformed value");
 		j = field_index(s, key.ptr, key.len);
 		if (j < 0) {
-			if (mp_skip(&d->cur) != MP_OK)
-				return proto_errf(d->err, &d->path, "malformed value");
+			if (dec_skip(d) < 0)
+				return -1;
 			continue;
 		}
 		f = &s->fields[j];
@@ -254,10 +301,20 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 			return proto_errf(d->err, &d->path, "duplicate field \"%s\"", f->key);
 		seen |= 1u << j;
 		if (f->kind == PF_BODY) {
-			body = f;
 			body_at = d->cur;
-			if (mp_skip(&d->cur) != MP_OK)
-				return proto_errf(d->err, &d->path, "malformed value");
+			if (kind_seen(s, seen)) {
+				mark = d->path.len;
+				if (dec_body(d, f, base) == 0)
+					continue;
+				body_err = *d->err;
+				body_failed = true;
+				proto_path_pop(&d->path, mark);
+				d->cur = body_at;
+			} else {
+				body = f;
+			}
+			if (dec_skip(d) < 0)
+				return -1;
 			continue;
 		}
 		mark = proto_path_push_key(&d->path, f->key, strlen(f->key));
@@ -278,60 +335,84 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 		}
 		return proto_errf(d->err, &d->path, "missing field \"%s\"", f->key);
 	}
-	return body != NULL ? dec_body(d, body, body_at, base) : 0;
+	if (body_failed) {
+		*d->err = body_err;
+		return -1;
+	}
+	rc = body != NULL ? dec_body_later(d, body, body_at, base) : 0;
+	d->depth--;
+	return rc;
 }
 
-/* Find "v" and "t" in the top map and check them; sets *type. */
-static int dec_header(struct dec *d, uint32_t n, enum proto_type *type)
+/* Check the top map's "v" and "t", which the scan noted; sets *type. */
+static int dec_header(struct dec *d, const struct proto_scan_top *top, enum proto_type *type)
 {
-	struct mp_item key, v = { .kind = MP_NIL }, t = { .kind = MP_NIL };
-	bool have_v = false, have_t = false;
+	const struct mp_item *v = &top->v, *t = &top->t;
 	char shown[80];
 
-	for (uint32_t k = 0; k < n; k++) {
-		bool is_v, is_t;
-
-		if (dec_item(d, &key) < 0)
-			return -1;
-		is_v = key.len == 1 && key.ptr[0] == 'v';
-		is_t = key.len == 1 && key.ptr[0] == 't';
-		if ((is_v && have_v) || (is_t && have_t))
-			return proto_errf(d->err, &d->path, "duplicate field \"%c\"", key.ptr[0]);
-		if (is_v || is_t) {
-			struct mp_cur at = d->cur;
-
-			if (dec_item(d, is_v ? &v : &t) < 0)
-				return -1;
-			d->cur = at;
-			if (is_v)
-				have_v = true;
-			else
-				have_t = true;
-		}
-		if (mp_skip(&d->cur) != MP_OK)
-			return proto_errf(d->err, &d->path, "malformed value");
-	}
-	if (!have_v)
+	if (top->dup != 0)
+		return proto_errf(d->err, &d->path, "duplicate field \"%c\"", top->dup);
+	if (!top->have_v)
 		return proto_errf(d->err, &d->path, "missing field \"v\"");
 	proto_path_init(&d->path, "v");
-	if (v.kind == MP_NINT)
+	if (v->kind == MP_NINT)
 		return proto_errf(d->err, &d->path, "protocol version %lld, expected %d",
-		    (long long)v.i, PROTO_VERSION);
-	if (v.kind != MP_UINT)
-		return dec_type_err(d, "integer", &v);
-	if (v.u != PROTO_VERSION)
+		    (long long)v->i, PROTO_VERSION);
+	if (v->kind != MP_UINT)
+		return dec_type_err(d, "integer", v);
+	if (v->u != PROTO_VERSION)
 		return proto_errf(d->err, &d->path, "protocol version %llu, expected %d",
-		    (unsigned long long)v.u, PROTO_VERSION);
+		    (unsigned long long)v->u, PROTO_VERSION);
 	proto_path_init(&d->path, "frame");
-	if (!have_t)
+	if (!top->have_t)
 		return proto_errf(d->err, &d->path, "missing field \"t\"");
 	proto_path_init(&d->path, "t");
-	if (t.kind != MP_STR)
-		return dec_type_err(d, "string", &t);
-	*type = proto_type_lookup(t.ptr, t.len);
+	if (t->kind != MP_STR)
+		return dec_type_err(d, "string", t);
+	*type = proto_type_lookup(t->ptr, t->len);
 	if (*type == 0) {
-		proto_escape(shown, sizeof shown, t.ptr, t.len, 40);
+		proto_escape(shown, sizeof shown, t->ptr, t->len, 40);
 		return proto_errf(d->err, &d->path, "unknown message type \"%s\"", shown);
+	}
+	return 0;
+}
+
+/* Decode a map packed as proto_pack packs one ("v" and "t" first) in one walk, checking
+ * it as proto_scan would on the way; -1, with nothing left allocated, for any other map,
+ * valid or not: the exact decoding then says what, if anything, is wrong. */
+static int decode_fast(const void *map, size_t len, struct proto_msg *out, struct proto_err *err)
+{
+	struct dec d = { .err = err, .fast = true };
+	struct proto_scan_top head = { .dup = 0 };
+	struct mp_item top, key, val;
+	enum proto_type type;
+
+	mp_cur_init(&d.cur, map, len);
+	proto_path_init(&d.path, "frame");
+	if (dec_item(&d, &top) < 0 || top.kind != MP_MAP || top.len < 2)
+		return -1;
+	for (int k = 0; k < 2; k++) {
+		if (dec_item(&d, &key) < 0 || key.kind != MP_STR || key.len != 1 ||
+		    dec_item(&d, &val) < 0)
+			return -1;
+		if (key.ptr[0] == 'v' && !head.have_v) {
+			head.v = val;
+			head.have_v = true;
+		} else if (key.ptr[0] == 't' && !head.have_t) {
+			head.t = val;
+			head.have_t = true;
+		} else {
+			return -1;
+		}
+	}
+	if (dec_header(&d, &head, &type) < 0)
+		return -1;
+	out->type = type;
+	proto_path_init(&d.path, proto_type_name(type));
+	if (dec_entries(&d, proto_schema_of_type(type), (char *)&out->u, top.len - 2) < 0 ||
+	    mp_cur_left(&d.cur) > 0) {
+		proto_msg_free(out);
+		return -1;
 	}
 	return 0;
 }
@@ -339,17 +420,26 @@ static int dec_header(struct dec *d, uint32_t n, enum proto_type *type)
 /* Decode one map strictly; -1 with err set and nothing left allocated. */
 int proto_decode(const void *map, size_t len, struct proto_msg *out, struct proto_err *err)
 {
+	memset(out, 0, sizeof *out);
+	if (decode_fast(map, len, out, err) == 0)
+		return 0;
+	return proto_decode_scanned(map, len, out, err);
+}
+
+/* Scan the whole map, then decode it; -1 with err set and nothing left allocated. */
+int proto_decode_scanned(const void *map, size_t len, struct proto_msg *out, struct proto_err *err)
+{
 	struct dec d = { .err = err };
+	struct proto_scan_top head;
 	struct mp_item top;
 	enum proto_type type;
 
 	memset(out, 0, sizeof *out);
 	err->text[0] = '\0';
-	if (proto_scan(map, len, err) < 0)
+	if (proto_scan_top(map, len, err, &head) < 0)
 		return -1;
-	mp_cur_init(&d.cur, map, len);
 	proto_path_init(&d.path, "frame");
-	if (dec_item(&d, &top) < 0 || dec_header(&d, top.len, &type) < 0)
+	if (dec_header(&d, &head, &type) < 0)
 		return -1;
 	out->type = type;
 	mp_cur_init(&d.cur, map, len);

@@ -217,6 +217,40 @@ static bool shape_of(uint8_t b, struct mp_shape *s)
 	}
 }
 
+/* Read an item whose type byte b carries its whole header (fixint, fixmap, fixarray,
+ * fixstr, nil): the common case, without the table of shapes. */
+static int next_fixed(struct mp_cur *c, struct mp_item *it, uint8_t b)
+{
+	const uint8_t *p = c->p;
+
+	memset(it, 0, sizeof *it);
+	it->ptr = p + 1;
+	if (b <= 0x7f) {
+		it->kind = MP_UINT;
+		it->u = b;
+	} else if (b >= 0xe0) {
+		it->kind = MP_NINT;
+		it->i = (int8_t)b;
+	} else if (b <= 0x8f) {
+		it->kind = MP_MAP;
+		it->len = b & 0x0f;
+	} else if (b <= 0x9f) {
+		it->kind = MP_ARRAY;
+		it->len = b & 0x0f;
+	} else if (b <= 0xbf) {
+		it->kind = MP_STR;
+		it->len = b & 0x1f;
+		if (it->len > (size_t)(c->end - p) - 1)
+			return MP_EPAYLOAD;
+		c->p = p + 1 + it->len;
+		return MP_OK;
+	} else {
+		it->kind = MP_NIL;
+	}
+	c->p = p + 1;
+	return MP_OK;
+}
+
 /* Read the next item's header; an error code on a malformed or truncated item. */
 int mp_next(struct mp_cur *c, struct mp_item *it)
 {
@@ -228,6 +262,8 @@ int mp_next(struct mp_cur *c, struct mp_item *it)
 	if (left < 1)
 		return MP_ETRUNC;
 	b = p[0];
+	if (b <= 0xc0 || b >= 0xe0)
+		return next_fixed(c, it, b);
 	if (!shape_of(b, &s))
 		return MP_ERESERVED;
 	hdr = 1 + (size_t)s.extra;

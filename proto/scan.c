@@ -1,5 +1,7 @@
 #include "proto/scan.h"
 
+#include <string.h>
+
 #include "proto/mp.h"
 #include "proto/path.h"
 
@@ -7,6 +9,7 @@ struct scan {
 	struct mp_cur cur;
 	struct proto_path path;
 	struct proto_err *err;
+	struct proto_scan_top *top;
 };
 
 /* Read one item header, turning a cursor error into an error text. */
@@ -40,6 +43,26 @@ static int scan_array(struct scan *s, const struct mp_item *it, int depth)
 	return 0;
 }
 
+/* Note the value of the top map's key `key` when it is "v" or "t"; the value is read
+ * again, and checked, by the scan right after. */
+static void scan_note_top(struct scan *s, const struct mp_item *key)
+{
+	struct proto_scan_top *top = s->top;
+	struct mp_cur at = s->cur;
+	bool *have;
+
+	if (key->len != 1 || (key->ptr[0] != 'v' && key->ptr[0] != 't'))
+		return;
+	have = key->ptr[0] == 'v' ? &top->have_v : &top->have_t;
+	if (*have) {
+		if (top->dup == 0)
+			top->dup = (char)key->ptr[0];
+		return;
+	}
+	*have = true;
+	(void)mp_next(&at, key->ptr[0] == 'v' ? &top->v : &top->t);
+}
+
 /* Check the entries of a map whose header was just read: string keys, any values. */
 static int scan_map(struct scan *s, const struct mp_item *it, int depth)
 {
@@ -53,6 +76,8 @@ static int scan_map(struct scan *s, const struct mp_item *it, int depth)
 		if (key.kind != MP_STR)
 			return proto_errf(s->err, &s->path, "map key must be a string, got %s",
 			    mp_kind_name(key.kind));
+		if (depth == 1 && s->top != NULL)
+			scan_note_top(s, &key);
 		mark = proto_path_push_key(&s->path, key.ptr, key.len);
 		if (scan_value(s, depth) < 0)
 			return -1;
@@ -87,11 +112,33 @@ static int scan_value(struct scan *s, int depth)
 	return scan_map(s, &it, depth + 1);
 }
 
+/* Check one value at *cur as the scan of a whole frame does; -1 when it is malformed. */
+int proto_scan_value(struct mp_cur *cur, int depth)
+{
+	struct proto_err err;
+	struct scan s = { .cur = *cur, .err = &err };
+
+	proto_path_init(&s.path, "frame");
+	if (scan_value(&s, depth) < 0)
+		return -1;
+	*cur = s.cur;
+	return 0;
+}
+
 /* Walk a map's declared lengths against its bytes without allocating; -1 with err set. */
 int proto_scan(const void *p, size_t len, struct proto_err *err)
 {
-	struct scan s = { .err = err };
+	return proto_scan_top(p, len, err, NULL);
+}
+
+/* Scan a map as proto_scan does, noting its "v" and "t" in *top (when not NULL). */
+int proto_scan_top(const void *p, size_t len, struct proto_err *err, struct proto_scan_top *top)
+{
+	struct scan s = { .err = err, .top = top };
 	struct mp_item first;
+
+	if (top != NULL)
+		memset(top, 0, sizeof *top);
 
 	mp_cur_init(&s.cur, p, len);
 	proto_path_init(&s.path, "frame");

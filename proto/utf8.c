@@ -39,11 +39,28 @@ static size_t seq_len(const uint8_t *s, size_t n)
 	return len;
 }
 
+/* The length of the run of ASCII bytes at the start of s[0..n), read eight at a time. */
+static size_t ascii_run(const uint8_t *s, size_t n)
+{
+	size_t off = 0;
+	uint64_t w;
+
+	while (n - off >= sizeof w) {
+		memcpy(&w, s + off, sizeof w);
+		if (w & 0x8080808080808080ull)
+			break;
+		off += sizeof w;
+	}
+	while (off < n && s[off] < 0x80)
+		off++;
+	return off;
+}
+
 /* Return the offset of the first invalid UTF-8 byte, or n. */
 size_t proto_utf8_check(const void *s, size_t n)
 {
 	const uint8_t *b = s;
-	size_t off = 0, k;
+	size_t off = ascii_run(b, n), k;
 
 	while (off < n) {
 		k = seq_len(b + off, n - off);
@@ -63,6 +80,10 @@ char *proto_utf8_clean(const char *s, size_t max_bytes)
 	/* a replaced byte grows to three */
 	size_t cap = n < max_bytes / 3 ? 3 * n : max_bytes;
 	char *out = xmalloc(cap + 1);
+
+	/* ASCII needs no replacing: copy the run in front (NUL ends s, so none is in it) */
+	off = o = ascii_run(b, n < cap ? n : cap);
+	memcpy(out, s, o);
 
 	while (off < n) {
 		k = seq_len(b + off, n - off);

@@ -33,9 +33,10 @@ int proto_pack(const struct proto_msg *m, struct proto_buf *b);
 /* proto_pack that also says which field was refused and why. */
 int proto_msg_pack(const struct proto_msg *m, struct proto_buf *b, struct proto_err *err);
 
-/* Decode one msgpack map of `len` bytes (no length prefix) into `out`. The bytes are first
- * walked without allocating (every declared length against the bytes left, nesting depth),
- * then decoded strictly: wrong v, unknown t, missing, mistyped, duplicate or out-of-range
+/* Decode one msgpack map of `len` bytes (no length prefix) into `out`. Every declared
+ * length is checked against the bytes left before anything is allocated for it, and the
+ * nesting depth is bounded (in one walk for a map packed as proto_pack packs one, else a
+ * walk without allocating first); the map is decoded strictly: wrong v, unknown t, missing, mistyped, duplicate or out-of-range
  * fields are refused; unknown keys are ignored. Returns 0, or -1 with `err` set; on error
  * nothing is left allocated in `out`. */
 int proto_decode(const void *map, size_t len, struct proto_msg *out, struct proto_err *err);

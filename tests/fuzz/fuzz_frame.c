@@ -1,6 +1,7 @@
 /* libFuzzer target for the frame reader and the strict decoder. Each input is decoded
  * directly as one map and read as a stream of frames, once in one piece and once in small
  * pieces. Properties checked (abort on violation):
+ *   - the decoder's one walk and the exact decoding (scan, then decode) agree on every map;
  *   - whatever decodes packs again, and the packed frame decodes to an equal message;
  *   - the frames yielded from the one-piece feed are a prefix of those from the split feed,
  *     all of them when neither run fails, and both runs agree on whether the stream fails. */
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/scan.h"
 #include "proto/wire.h"
 
 #define FUZZ_MAX_FRAME 2048
@@ -90,17 +92,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct proto_msg m;
-	struct proto_err err;
+	struct proto_msg m, exact;
+	struct proto_err err, exact_err;
 	struct proto_buf scratch;
 	struct run whole, split;
 
 	proto_buf_init(&scratch);
 	if (proto_decode(data, size, &m, &err) == 0) {
 		check_roundtrip(&m, &scratch);
+		if (proto_decode_scanned(data, size, &exact, &exact_err) != 0)
+			fail("one walk", exact_err.text);
+		if (!proto_msg_equal(&m, &exact))
+			fail("one walk", "decodes differently from the exact decoding");
+		proto_msg_free(&exact);
 		proto_msg_free(&m);
 	} else if (m.type != 0 || err.text[0] == '\0') {
 		fail("refused map", "left a type set or no error text");
+	} else if (proto_decode_scanned(data, size, &exact, &exact_err) == 0 ||
+	    strcmp(err.text, exact_err.text) != 0) {
+		fail("one walk", "refuses differently from the exact decoding");
 	}
 	proto_buf_free(&scratch);
 

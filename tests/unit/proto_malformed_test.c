@@ -480,6 +480,25 @@ TEST(proto_decodes_event_body_sent_before_its_kind)
 	mut_end(&m);
 }
 
+TEST(proto_reports_an_event_body_error_only_when_the_rest_of_the_event_has_none)
+{
+	struct mut m;
+
+	/* the body (packed after the kind, so decoded where it stands) is broken too */
+	mut_start(&m, SAMPLE_EVENT_USAGE);
+	*mut_at(&m, "body.model") = o_int(7);
+	mut_del(&m, "", "seq");
+	mut_expect(&m, "event: missing field \"seq\"");
+	mut_start(&m, SAMPLE_EVENT_USAGE);
+	*mut_at(&m, "body.in") = o_str("12");
+	mut_add(&m, "", o_str("att"), o_int(9));
+	mut_expect(&m, "event: duplicate field \"att\"");
+	mut_start(&m, SAMPLE_EVENT_USAGE);
+	*mut_at(&m, "body.model") = o_int(7);
+	mut_add(&m, "", o_str("future"), o_str("x"));
+	mut_expect(&m, "event.body.model: expected string, got integer");
+}
+
 TEST(proto_refuses_huge_declared_containers_without_allocating)
 {
 	/* a 5-byte map asking for 2^32-1 entries */
