@@ -82,6 +82,11 @@ int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const ch
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err);
 
+/* Several supervisors: store_drain_attempts_open, in two statements (common/store/pg/
+ * store_fleet.c). */
+int store_fleet_attempts_open(struct store_drain *d, struct drain_claim *c, size_t n,
+    const char *session_id, bool dry_run, struct store_err *err);
+
 /* Note that attempt `att` is closed in the open transaction; whether it announced a try
  * through this process (only then can it have a 'sent' row). */
 bool drain_announced_close(struct store_drain *d, uint64_t att);
