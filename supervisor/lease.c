@@ -333,57 +333,90 @@ static bool lease_want(struct sup *s)
 	return s->idle != NULL;
 }
 
-/* Inside the round's transaction, lease the best ready runs' head phases to idle workers
- * (within the batch): O(log runs) each. A phase no longer eligible is dropped. Returns 0,
- * or a store error (the round is then rolled back and lease_undo called). */
-static int lease_open(struct sup *s, struct store_err *err)
+/* Take the claim of staged grant g: a lease, or its run dropped, parked or released. */
+static void lease_claimed(struct sup *s, struct grant *g, const struct drain_claim *c)
 {
-	int64_t left = s->cfg.batch_size > 0 ? s->cfg.batch_size - s->started : INT64_MAX;
+	if (c->rc == STORE_EINVAL) {
+		/* No longer eligible (changed by a control command or, with several
+		 * supervisors, by another one): drop it. */
+		if (s->fleet_id > 0)
+			log_debug("%s", c->err.text);
+		else
+			log_warn("%s", c->err.text);
+		sched_drop_head(s, g->r);
+		worker_idle_push(g->w);
+	} else if (c->rc == STORE_EBUSY) {
+		/* Another supervisor holds the run: leave it until the next refresh. */
+		log_debug("%s", c->err.text);
+		sched_park(s, g->r);
+		s->fleet_refresh_due = true;
+		worker_idle_push(g->w);
+	} else {
+		g->attempt_id = c->attempt_id;
+		g->attempt_number = c->attempt_number;
+		g->p = sched_take(s, g->r);
+		s->grants[s->ngrants++] = *g;
+	}
+}
+
+/* Lease the head phases of up to `most` best ready runs to idle workers in one claim of
+ * the store (staged after the grants made). Returns 0, or a store error (the batch's runs
+ * and workers are then released). */
+static int lease_open_batch(struct sup *s, int64_t most, struct store_err *err)
+{
+	struct drain_claim *c = NULL;
 	struct worker *w;
+	size_t n = 0, cap = 0;
+	int rc;
 
-	assert(s->ngrants == 0);
-	while ((int64_t)s->ngrants < left && s->nready > 0 && (w = worker_idle_pop(s)) != NULL) {
-		struct run_q *r = sched_pop(s);
+#ifdef AUTOPACK_MUTANT_claim_per_phase
+	most = 1;
+#endif
+	while ((int64_t)n < most && s->nready > 0 && (w = worker_idle_pop(s)) != NULL) {
 		struct grant *g;
-		int rc;
 
-		if (s->ngrants == s->grants_cap) {
+		if (s->ngrants + n == s->grants_cap) {
 			s->grants_cap = s->grants_cap != 0 ? s->grants_cap * 2 : 16;
 			s->grants = xrealloc(s->grants, s->grants_cap * sizeof *s->grants);
 		}
-		g = &s->grants[s->ngrants];
-		rc = store_drain_attempt_open(s->sd, r->run_id, r->head->phase_id, w->pid,
-		    s->session_id, s->cfg.dry_run, &g->attempt_id, &g->attempt_number, err);
-		if (rc == STORE_EINVAL) {
-			/* No longer eligible (changed by a control command or, with several
-			 * supervisors, by another one): drop it. */
-			if (s->fleet_id > 0)
-				log_debug("%s", err->text);
-			else
-				log_warn("%s", err->text);
-			sched_drop_head(s, r);
-			worker_idle_push(w);
-			continue;
+		g = &s->grants[s->ngrants + n];
+		*g = (struct grant){ .w = w, .r = sched_pop(s) };
+		if (n == cap) {
+			cap = cap != 0 ? cap * 2 : 8;
+			c = xrealloc(c, cap * sizeof *c);
 		}
-		if (rc == STORE_EBUSY) {
-			/* Another supervisor holds the run: leave it until the next refresh. */
-			log_debug("%s", err->text);
-			sched_park(s, r);
-			s->fleet_refresh_due = true;
-			worker_idle_push(w);
-			continue;
-		}
-		if (rc != 0) {
-			sched_release(s, r);
-			worker_idle_push(w);
-			return rc;
-		}
-		g->w = w;
-		g->r = r;
-		g->p = sched_take(s, r);
-		s->ngrants++;
+		c[n++] = (struct drain_claim){ .run_id = g->r->run_id,
+			.phase_id = g->r->head->phase_id,
+			.worker_pid = w->pid };
 	}
-	return 0;
+	rc = store_drain_attempts_open(s->sd, c, n, s->session_id, s->cfg.dry_run, err);
+	for (size_t i = 0, base = s->ngrants; i < n; i++) {
+		struct grant g = s->grants[base + i];
+
+		if (rc != 0) {
+			sched_release(s, g.r);
+			worker_idle_push(g.w);
+		} else {
+			lease_claimed(s, &g, &c[i]);
+		}
+	}
+	free(c);
+	return rc;
+}
+
+/* Inside the round's transaction, lease the best ready runs' head phases to idle workers
+ * (within the batch), claimed together: O(log runs) each. A phase no longer eligible is
+ * dropped. Returns 0, or a store error (the round is then rolled back and lease_undo
+ * called). */
+static int lease_open(struct sup *s, struct store_err *err)
+{
+	int64_t left = s->cfg.batch_size > 0 ? s->cfg.batch_size - s->started : INT64_MAX;
+	int rc = 0;
+
+	assert(s->ngrants == 0);
+	while (rc == 0 && (int64_t)s->ngrants < left && s->nready > 0 && s->idle != NULL)
+		rc = lease_open_batch(s, left - (int64_t)s->ngrants, err);
+	return rc;
 }
 
 /* The round committed: each lease's worker gets its job. */

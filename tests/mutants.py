@@ -115,6 +115,8 @@ MUTANTS = [
      ["tests/test_writer.py::test_stale_and_foreign_events_are_counted_in_status_and_metrics"]),
     ("eta_runs_in_parallel", "the ETA lets a run go one phase at a time",
      ["tests/test_observe.py::test_eta_comes_from_the_median_attempt_duration_per_category"]),
+    ("claim_per_phase", "a round claims its phases in one batch of two statements",
+     ["tests/test_fleet.py::test_a_round_claims_its_phases_in_one_batch_of_two_statements"]),
 ]
 
 

@@ -10,7 +10,8 @@ import signal
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import Supervisor, make_plan, rogue_supervisor, sql, wait_for
+from supervisor_helpers import (Supervisor, make_plan, rogue_supervisor, sql, status_when,
+                                wait_for)
 
 
 def new_pg_db(tmp, url, runs, tiers=1, phases=3):
@@ -70,6 +71,42 @@ def test_three_supervisors_drain_2000_phases_each_once_in_order(tmp, pg_url):
     assert sql(url, "SELECT count(*), min(stop_reason) FROM drain_sessions") == [(1, "drained")]
     assert sql(url, "SELECT DISTINCT state FROM supervisors") == [("stopped",)]
     assert sql(url, "SELECT count(*) FROM phases WHERE state <> 'QUEUED'") == [(0,)]
+
+
+def logged_statements(cluster, start, needle):
+    """The statements containing `needle` the server logged since offset `start`."""
+    with open(cluster.log, errors="replace") as f:
+        f.seek(start)
+        return [line for line in f.read().splitlines()
+                if re.search(r"LOG:  (?:statement|execute [^:]*): ", line) and needle in line]
+
+
+def test_a_round_claims_its_phases_in_one_batch_of_two_statements(tmp, pg_cluster):
+    """Four idle workers and four runs made ready at once: the round that leases them
+    locks the four runs in one statement and opens the four attempts in one more, as the
+    server's own log of the database's statements shows."""
+    name = pg_cluster.new_database()
+    pg_cluster.psql("ALTER DATABASE \"%s\" SET log_statement = 'all'" % name)
+    url = pg_cluster.url(name)
+    assert ctl("--db", url, "db", "init").rc == 0
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--batch-size", 4,
+                     "--allow-empty-db")
+    try:
+        status_when(sup, lambda st: [w["state"] for w in st["pool"]["workers"]] == ["idle"] * 4,
+                    what="four idle workers")
+        start = os.path.getsize(pg_cluster.log)
+        plan = make_plan(os.path.join(str(tmp), "plan.json"), 4, 1, 2)
+        assert ctl("--db", url, "run", "import", plan).rc == 0
+        # The batch size leaves phases queued: exit status 5.
+        assert sup.wait(timeout=120) == 5, sup.stderr()
+        rows = sql(url, "SELECT run_id, phase_id FROM attempts ORDER BY run_id")
+    finally:
+        sup.kill()
+        pg_cluster.drop_database(name)
+    assert [r[1] for r in rows] == ["p0-0"] * 4 and len({r[0] for r in rows}) == 4, rows
+    locks = logged_statements(pg_cluster, start, "FOR UPDATE SKIP LOCKED")
+    claims = logged_statements(pg_cluster, start, "INSERT INTO attempts")
+    assert (len(locks), len(claims)) == (1, 1), (locks, claims)
 
 
 def open_attempts_of(url, pid):

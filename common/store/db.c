@@ -165,6 +165,12 @@ int64_t db_changes(struct db *db)
 	return db->ops->changes(db);
 }
 
+/* The row id the last INSERT gave its row, or -1. */
+int64_t db_last_insert_id(struct db *db)
+{
+	return db->ops->last_insert_id != NULL ? db->ops->last_insert_id(db) : -1;
+}
+
 /* The last error's message. */
 const char *db_errmsg(struct db *db)
 {

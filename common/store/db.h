@@ -84,6 +84,8 @@ struct db_ops {
 	int (*begin)(struct db *db, enum db_tx tx);
 	bool (*in_transaction)(struct db *db);
 	int64_t (*changes)(struct db *db);
+	/* Optional: the row id of the last INSERT (a backend without row ids leaves it NULL). */
+	int64_t (*last_insert_id)(struct db *db);
 	const char *(*errmsg)(struct db *db);
 	enum db_fault (*fault)(struct db *db);
 	void (*close)(struct db *db);
@@ -143,6 +145,8 @@ void db_rollback(struct db *db);
 bool db_in_transaction(struct db *db);
 /* Rows changed by the last INSERT, UPDATE or DELETE. */
 int64_t db_changes(struct db *db);
+/* The row id of the last INSERT; -1 on a backend without row ids. */
+int64_t db_last_insert_id(struct db *db);
 /* The last error's message (a constraint failure names its table and column) and kind. */
 const char *db_errmsg(struct db *db);
 enum db_fault db_fault(struct db *db);

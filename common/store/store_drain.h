@@ -198,6 +198,23 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 int store_drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err);
+/* One phase a round leases (store_drain_attempts_open): what to claim, and what came of
+ * it. */
+struct drain_claim {
+	const char *run_id;
+	const char *phase_id;
+	int64_t worker_pid;
+	int rc; /* 0: opened; else as store_drain_attempt_open returns it, why in err */
+	uint64_t attempt_id;
+	int64_t attempt_number;
+	struct store_err err;
+};
+/* In the group: store_drain_attempt_open for each of a round's claims c[0..n) (distinct
+ * runs), each claim's result in it; with several supervisors in two statements for them
+ * all (the runs' locks, then the claims). Returns 0, or the store error that fails the
+ * round (the claims' results then do not count). */
+int store_drain_attempts_open(struct store_drain *d, struct drain_claim *c, size_t n,
+    const char *session_id, bool dry_run, struct store_err *err);
 /* Read what a job of (run, phase) needs from the database into `out` (outside a
  * transaction, or inside one). STORE_EINVAL when there is no such phase. */
 int store_drain_spec(struct store_drain *d, const char *run_id, const char *phase_id,

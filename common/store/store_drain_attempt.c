@@ -16,8 +16,7 @@ const struct drain_sql drain_sql_attempt[] = {
 	    "SELECT state, builder_attempts FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
-	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-	    " RETURNING attempt_id" },
+	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
 	{ DS_PHASE_EXEC,
 	    "UPDATE phases SET state = ?5, current_attempt_id = ?3,"
 	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?4,"
@@ -30,10 +29,6 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " p.check_command, p.max_builder_attempts, r.workspace"
 	    " FROM phases p JOIN runs r ON r.id = p.run_id"
 	    " WHERE p.run_id = ?1 AND p.phase_id = ?2" },
-	{ DS_ATT_GET,
-	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL, p.current_attempt_id"
-	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
-	    " WHERE a.attempt_id = ?1" },
 	{ DS_ATT_END,
 	    "UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"
 	    " fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"
@@ -43,12 +38,22 @@ const struct drain_sql drain_sql_attempt[] = {
 	/* The tries the attempt announced and never reported: its worker died. */
 	{ DS_ATT_LOST,
 	    "UPDATE llm_usage_events SET status = ?2 WHERE attempt_id = ?1 AND status = ?3" },
+	/* The attempt being closed, its phase, and whether it is open and its phase's current
+	 * one. */
+	{ DS_ATT_GET,
+	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL AND p.current_attempt_id = ?1,"
+	    " a.session_id, a.initial_state, p.phase_index, p.state"
+	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
+	    " WHERE a.attempt_id = ?1" },
 	/* The phase's fence is lifted with its attempt's end. */
 	{ DS_PHASE_UNFENCE,
 	    "UPDATE phases SET current_attempt_id = NULL"
 	    " WHERE run_id = ?1 AND phase_id = ?2 AND current_attempt_id = ?3" },
+	/* The phase's new state at its attempt's end lifts the attempt's fence (?7) too. */
 	{ DS_PHASE_SET,
 	    "UPDATE phases SET state = ?3, updated_at = ?4,"
+	    " current_attempt_id = CASE WHEN current_attempt_id = ?7 THEN NULL"
+	    "   ELSE current_attempt_id END,"
 	    " last_failure_reason = COALESCE(?5, last_failure_reason),"
 	    " completed_at = CASE WHEN ?6 THEN ?4 ELSE completed_at END"
 	    " WHERE run_id = ?1 AND phase_id = ?2" },
@@ -61,23 +66,18 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " FROM (SELECT EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
 	    "   AND state NOT IN (?5, ?6)) AS open) d"
 	    " WHERE id = ?1" },
+	/* The attempt's values are bound from its end (its row is not read back). */
 	{ DS_RESULT_ROW,
 	    "INSERT INTO drain_session_results (session_id, attempt_id, run_id,"
 	    " phase_id, phase_index, initial_state, final_state, success, error_message,"
 	    " timestamp, duration_seconds, failure_fingerprint, telemetry_events_collected,"
 	    " telemetry_yield_per_minute, reached_llm_boundary, zero_yield_reason)"
-	    " SELECT a.session_id, a.attempt_id, a.run_id, a.phase_id, p.phase_index,"
-	    " a.initial_state, p.state, ?2,"
-	    " CASE WHEN a.failure_reason IS NOT NULL AND a.message IS NOT NULL"
-	    "   THEN a.failure_reason || ': ' || a.message"
-	    "   ELSE COALESCE(a.failure_reason, a.message) END,"
-	    " a.ended_at, a.duration_ms / 1000.0, a.fingerprint, v.n,"
-	    " CASE WHEN v.n > 0 AND a.duration_ms > 0"
-	    "   THEN round(v.n * 60000.0 / a.duration_ms, 2) END,"
-	    " a.reached_llm_boundary, a.zero_yield_reason"
-	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id,"
-	    " (SELECT count(*) AS n FROM token_estimation_v2_events WHERE attempt_id = ?1) v"
-	    " WHERE a.attempt_id = ?1 AND a.session_id IS NOT NULL"
+	    " VALUES (?3, ?1, ?4, ?5, ?6, ?7, ?8, ?2, ?9, ?10, ?11, ?12,"
+	    " (SELECT count(*) FROM token_estimation_v2_events WHERE attempt_id = ?1),"
+	    " (SELECT CASE WHEN count(*) > 0 AND ?15 > 0"
+	    "   THEN round(count(*) * 60000.0 / ?15, 2) END"
+	    "   FROM token_estimation_v2_events WHERE attempt_id = ?1),"
+	    " ?13, ?14)"
 	    " ON CONFLICT (session_id, attempt_id) DO UPDATE SET run_id = excluded.run_id,"
 	    " phase_id = excluded.phase_id, phase_index = excluded.phase_index,"
 	    " initial_state = excluded.initial_state, final_state = excluded.final_state,"
@@ -89,6 +89,13 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " reached_llm_boundary = excluded.reached_llm_boundary,"
 	    " zero_yield_reason = excluded.zero_yield_reason" },
 	{ DS_TIER_STATE, store_tier_state_of_phase_sql },
+	/* A tier with an EXECUTING phase is IN_PROGRESS whatever its other phases are
+	 * (store_tier.c): a phase's start needs no count of them. */
+	{ DS_TIER_STARTED,
+	    "UPDATE tiers SET state = ?3, updated_at = ?4, started_at = COALESCE(started_at, ?4),"
+	    " completed_at = NULL"
+	    " WHERE id = (SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2)"
+	    " AND (state IS NULL OR state <> ?3)" },
 	{ DS_TIER_SET, store_tier_set_sql },
 };
 const size_t drain_sql_attempt_n = ARRAY_SIZE(drain_sql_attempt);
@@ -111,6 +118,21 @@ static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char 
 		return store_fail(
 		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
 	return drain_fail(d, err, d->sql[i]);
+}
+
+/* Let a run's state follow its phases'. */
+static int drain_run_follow(
+    struct store_drain *d, const char *run_id, const char *now, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_RUN_STATE);
+
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, now);
+	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
+	store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
+	store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
+	store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
+	return drain_exec(d, DS_RUN_STATE, err);
 }
 
 /* Open an attempt of an eligible phase inside the group; STORE_EINVAL if not eligible,
@@ -163,13 +185,10 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	db_bind_int64(s, 6, dry_run);
 	store_bind_text(s, 7, phase_state_name(initial));
 	store_bind_text(s, 8, now);
-	if (db_step(s) != DB_ROW) {
-		rc = drain_fail(d, err, d->sql[DS_ATT_INSERT]);
-		db_reset(s);
+	/* The row id, not a RETURNING clause: SQLite runs RETURNING as a trigger program. */
+	if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0)
 		return rc;
-	}
-	*attempt_id = (uint64_t)db_column_int64(s, 0);
-	db_reset(s);
+	*attempt_id = (uint64_t)db_last_insert_id(d->st->db);
 	*attempt_number = made + 1;
 
 	s = drain_stmt(d, fence);
@@ -181,7 +200,14 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 		store_bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
 	if ((rc = drain_exec(d, fence, err)) != 0 || dry_run)
 		return rc;
-	return drain_follow(d, run_id, phase_id, now, err);
+	s = drain_stmt(d, DS_TIER_STARTED);
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, phase_id);
+	store_bind_text(s, 3, "IN_PROGRESS");
+	store_bind_text(s, 4, now);
+	if ((rc = drain_exec(d, DS_TIER_STARTED, err)) != 0)
+		return rc;
+	return drain_run_follow(d, run_id, now, err);
 }
 
 /* The bytes a list of strings takes in a packed spec: its pointers (NULL-terminated) and
@@ -296,19 +322,13 @@ int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id
 	db_reset(s);
 	if (rc != 0)
 		return rc;
-	s = drain_stmt(d, DS_RUN_STATE);
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, now);
-	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
-	store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
-	store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
-	store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
-	return drain_exec(d, DS_RUN_STATE, err);
+	return drain_run_follow(d, run_id, now, err);
 }
 
-/* Apply an attempt's end to its phase, the phase's tier and its run. */
-static int drain_phase_end(struct store_drain *d, const char *run_id, const char *phase_id,
-    const struct drain_close *c, const char *now, struct store_err *err)
+/* Apply the end of attempt `att` to its phase (its fence lifted), the phase's tier and its
+ * run. */
+static int drain_phase_end(struct store_drain *d, uint64_t att, const char *run_id,
+    const char *phase_id, const struct drain_close *c, const char *now, struct store_err *err)
 {
 	struct db_stmt *s = drain_stmt(d, DS_PHASE_SET);
 	int rc;
@@ -321,65 +341,62 @@ static int drain_phase_end(struct store_drain *d, const char *run_id, const char
 	if (c->phase_state != PHASE_COMPLETE)
 		store_bind_text(s, 5, reason_name(c->reason));
 	db_bind_int64(s, 6, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
+	db_bind_int64(s, 7, (int64_t)att);
 	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
 		return rc;
 	return drain_follow(d, run_id, phase_id, now, err);
 }
 
-/* Lift the fence of attempt `att` off its phase (run, phase). */
-static int drain_unfence(struct store_drain *d, const char *run_id, const char *phase_id,
-    uint64_t att, struct store_err *err)
-{
-	struct db_stmt *s = drain_stmt(d, DS_PHASE_UNFENCE);
+/* An attempt being closed: its session (NULL: none) and initial state, and its phase
+ * (strings on the heap). */
+struct drain_closing {
+	char *run_id, *phase_id, *session_id, *initial, *state;
+	int64_t phase_index;
+};
 
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
-	db_bind_int64(s, 3, (int64_t)att);
-	return drain_exec(d, DS_PHASE_UNFENCE, err);
-}
-
-/* Look up attempt `att`: its run and phase (heap), and whether it is open and its phase's
- * current one. *found is false when there is no such attempt. */
-static int drain_attempt_get(struct store_drain *d, uint64_t att, char **run_id, char **phase_id,
-    bool *found, bool *live, struct store_err *err)
+/* Look up attempt `att` and its phase; *live is false when the attempt is unknown, ended,
+ * or not its phase's current one. */
+static int drain_attempt_get(
+    struct store_drain *d, uint64_t att, struct drain_closing *p, bool *live, struct store_err *err)
 {
 	struct db_stmt *s = drain_stmt(d, DS_ATT_GET);
 	int rc;
 
-	*run_id = *phase_id = NULL;
+	memset(p, 0, sizeof *p);
 	db_bind_int64(s, 1, (int64_t)att);
 	rc = db_step(s);
-	*found = rc == DB_ROW;
-	*live = false;
-	if (rc == DB_ROW) {
-		*run_id = store_col_text(s, 0, "");
-		*phase_id = store_col_text(s, 1, "");
-		*live = db_column_int64(s, 2) != 0 && (uint64_t)db_column_int64(s, 3) == att;
+	*live = rc == DB_ROW && db_column_int64(s, 2) != 0;
+	if (*live) {
+		p->run_id = store_col_text(s, 0, "");
+		p->phase_id = store_col_text(s, 1, "");
+		p->session_id = store_col_text(s, 3, NULL);
+		p->initial = store_col_text(s, 4, NULL);
+		p->phase_index = db_column_int64(s, 5);
+		p->state = store_col_text(s, 6, NULL);
 	}
 	db_reset(s);
 	return rc == DB_ROW || rc == DB_DONE ? 0 : drain_fail(d, err, "attempt lookup");
 }
 
-/* End an attempt whose full close cannot be written: the attempt row, and its phase
- * back to QUEUED. */
-int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const struct drain_close *c,
-    const char *why, bool *stale, struct store_err *err)
+/* Release what drain_attempt_get found. */
+static void drain_closing_free(struct drain_closing *p)
 {
-	char now[32], *run_id, *phase_id, *msg;
-	struct db_stmt *s;
-	bool found, live;
+	free(p->run_id);
+	free(p->phase_id);
+	free(p->session_id);
+	free(p->initial);
+	free(p->state);
+}
+
+/* Write attempt `att`'s end with message `msg`, and lift its phase's fence when `unfence`
+ * (else the phase's new state lifts it). */
+static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct drain_close *c,
+    const char *msg, const struct drain_closing *p, bool unfence, const char *now,
+    struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_ATT_END);
 	int rc;
 
-	assert(db_in_transaction(d->st->db));
-	rc = drain_attempt_get(d, att, &run_id, &phase_id, &found, &live, err);
-	*stale = !live;
-	if (rc != 0 || !live)
-		goto out;
-	drain_announced_close(d, att);
-	time_db_now(now);
-	msg = xasprintf("%s%s[its end could not be recorded in full: %s]",
-	    c->message != NULL ? c->message : "", c->message != NULL ? " " : "", why);
-	s = drain_stmt(d, DS_ATT_END);
 	db_bind_int64(s, 1, (int64_t)att);
 	store_bind_text(s, 2, now);
 	store_bind_text(s, 3, outcome_name(c->outcome));
@@ -389,54 +406,104 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
 	db_bind_int64(s, 8, c->reached_llm_boundary);
 	db_bind_int64(s, 9, c->duration_ms);
+	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 || !unfence)
+		return rc;
+	s = drain_stmt(d, DS_PHASE_UNFENCE);
+	store_bind_text(s, 1, p->run_id);
+	store_bind_text(s, 2, p->phase_id);
+	db_bind_int64(s, 3, (int64_t)att);
+	return drain_exec(d, DS_PHASE_UNFENCE, err);
+}
+
+/* End an attempt whose full close cannot be written: the attempt row, and its phase
+ * back to QUEUED. */
+int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const struct drain_close *c,
+    const char *why, bool *stale, struct store_err *err)
+{
+	char now[32], *msg;
+	struct drain_closing p;
+	struct db_stmt *s;
+	bool live;
+	int rc;
+
+	assert(db_in_transaction(d->st->db));
+	rc = drain_attempt_get(d, att, &p, &live, err);
+	*stale = !live;
+	if (rc != 0 || !live)
+		goto out;
+	drain_announced_close(d, att);
+	time_db_now(now);
+	msg = xasprintf("%s%s[its end could not be recorded in full: %s]",
+	    c->message != NULL ? c->message : "", c->message != NULL ? " " : "", why);
+	rc = drain_attempt_end(d, att, c, msg, &p, false, now, err);
 	free(msg);
-	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 ||
-	    (rc = drain_unfence(d, run_id, phase_id, att, err)) != 0)
+	if (rc != 0)
 		goto out;
 	s = drain_stmt(d, DS_PHASE_SET);
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
+	store_bind_text(s, 1, p.run_id);
+	store_bind_text(s, 2, p.phase_id);
 	store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
 	store_bind_text(s, 4, now);
 	store_bind_text(s, 5, reason_name(c->reason));
 	db_bind_int64(s, 6, 0);
+	db_bind_int64(s, 7, (int64_t)att);
 	rc = drain_exec(d, DS_PHASE_SET, err);
 out:
-	free(run_id);
-	free(phase_id);
+	drain_closing_free(&p);
 	return rc;
+}
+
+/* Write the drain_session_results row of attempt `att` (`p`), closed with `c` at `now`,
+ * its phase now in `final_state`. */
+static int drain_result_row(struct store_drain *d, uint64_t att, const struct drain_close *c,
+    const struct drain_closing *p, const char *final_state, const char *now, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_RESULT_ROW);
+	const char *reason = reason_name(c->reason);
+	char *error = NULL;
+
+	if (reason != NULL && c->message != NULL)
+		error = xasprintf("%s: %s", reason, c->message);
+	db_bind_int64(s, 1, (int64_t)att);
+	db_bind_int64(s, 2, outcome_ok(c->outcome));
+	store_bind_text(s, 3, p->session_id);
+	store_bind_text(s, 4, p->run_id);
+	store_bind_text(s, 5, p->phase_id);
+	db_bind_int64(s, 6, p->phase_index);
+	store_bind_text(s, 7, p->initial);
+	store_bind_text(s, 8, final_state);
+	store_bind_text(s, 9, error != NULL ? error : reason != NULL ? reason : c->message);
+	store_bind_text(s, 10, now);
+	db_bind_double(s, 11, (double)c->duration_ms / 1000.0);
+	store_bind_text(s, 12, c->fingerprint);
+	db_bind_int64(s, 13, c->reached_llm_boundary);
+	store_bind_text(s, 14, zero_yield_name(c->zero_yield));
+	db_bind_int64(s, 15, c->duration_ms);
+	free(error);
+	return drain_exec(d, DS_RESULT_ROW, err);
 }
 
 /* Close an attempt inside the group; nothing is written for a stale one. */
 int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct drain_close *c,
     bool *stale, struct store_err *err)
 {
-	char now[32], *run_id, *phase_id;
+	char now[32];
+	struct drain_closing p;
 	struct db_stmt *s;
-	bool found, live, announced;
+	bool live, announced;
 	int rc;
 
 	assert(db_in_transaction(d->st->db));
 	assert(c->outcome != OUTCOME_NONE);
-	rc = drain_attempt_get(d, att, &run_id, &phase_id, &found, &live, err);
+	rc = drain_attempt_get(d, att, &p, &live, err);
 	*stale = !live;
 	if (rc != 0 || *stale)
 		goto out;
 	announced = drain_announced_close(d, att);
 
 	time_db_now(now);
-	s = drain_stmt(d, DS_ATT_END);
-	db_bind_int64(s, 1, (int64_t)att);
-	store_bind_text(s, 2, now);
-	store_bind_text(s, 3, outcome_name(c->outcome));
-	store_bind_text(s, 4, reason_name(c->reason));
-	store_bind_text(s, 5, c->message);
-	store_bind_text(s, 6, c->fingerprint);
-	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
-	db_bind_int64(s, 8, c->reached_llm_boundary);
-	db_bind_int64(s, 9, c->duration_ms);
-	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 ||
-	    (rc = drain_unfence(d, run_id, phase_id, att, err)) != 0)
+	if ((rc = drain_attempt_end(
+	         d, att, c, c->message, &p, c->phase_state == PHASE_STATE_NONE, now, err)) != 0)
 		goto out;
 	/* Only an attempt that announced a try through this process can have a 'sent' row. */
 	if (announced) {
@@ -448,14 +515,13 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 			goto out;
 	}
 	if (c->phase_state != PHASE_STATE_NONE &&
-	    (rc = drain_phase_end(d, run_id, phase_id, c, now, err)) != 0)
+	    (rc = drain_phase_end(d, att, p.run_id, p.phase_id, c, now, err)) != 0)
 		goto out;
-	s = drain_stmt(d, DS_RESULT_ROW);
-	db_bind_int64(s, 1, (int64_t)att);
-	db_bind_int64(s, 2, outcome_ok(c->outcome));
-	rc = drain_exec(d, DS_RESULT_ROW, err);
+	if (p.session_id != NULL)
+		rc = drain_result_row(d, att, c, &p,
+		    c->phase_state != PHASE_STATE_NONE ? phase_state_name(c->phase_state) : p.state,
+		    now, err);
 out:
-	free(run_id);
-	free(phase_id);
+	drain_closing_free(&p);
 	return rc;
 }

@@ -25,6 +25,7 @@ enum drain_stmt {
 	DS_RESULT_ROW,
 	DS_TIER_STATE,
 	DS_TIER_SET,
+	DS_TIER_STARTED,
 	/* store_drain_event.c */
 	DS_EV_KEY,
 	DS_EV_USAGE,
@@ -80,6 +81,11 @@ const char *store_fleet_eligible_sql(void);
 int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err);
+
+/* Several supervisors: store_drain_attempts_open, in two statements (common/store/pg/
+ * store_fleet.c). */
+int store_fleet_attempts_open(struct store_drain *d, struct drain_claim *c, size_t n,
+    const char *session_id, bool dry_run, struct store_err *err);
 
 /* Note that attempt `att` is closed in the open transaction; whether it announced a try
  * through this process (only then can it have a 'sent' row). */

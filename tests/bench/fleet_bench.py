@@ -2,7 +2,8 @@
 plan by 1, 2 and 4 supervisors of 8 workers each on a server the benchmark starts itself
 (tests/pg_cluster.py), next to one supervisor of 8 workers on SQLite; then the statements
 the server ran per phase with 1 and 4 supervisors (from its log, in drains of their own:
-a figure the machine's load does not change)."""
+a figure the machine's load does not change), and the phases per run lock statement (how
+many phases a round claims at once)."""
 import os
 import re
 import subprocess
@@ -53,7 +54,8 @@ def _statements(cluster, d, n):
         _log_statements(cluster, "none")
     with open(cluster.log, errors="replace") as f:
         f.seek(start)
-        return len(re.findall(r"LOG:  (?:statement|execute [^:]*): ", f.read()))
+        lines = re.findall(r"LOG:  (?:statement|execute [^:]*): (.*)", f.read())
+    return len(lines), len([s for s in lines if "FOR UPDATE SKIP LOCKED" in s])
 
 
 def bench_fleet(rows):
@@ -75,9 +77,13 @@ def bench_fleet(rows):
                              " workers" % (total, n), "%.0f phases/s" % (total / dt),
                              "%.2f s (same plan; one server, fsync off, on this host)" % dt))
             for n in (1, 4):
-                k = _statements(cluster, d, n)
+                k, locks = _statements(cluster, d, n)
                 rows.append(("statements per phase, PostgreSQL, %d supervisor(s) x 8 workers"
                              % n, "%.2f" % (k / total),
                              "%d statements for %d phases (server log)" % (k, total)))
+                rows.append(("phases per claim, PostgreSQL, %d supervisor(s) x 8 workers"
+                             % n, "%.2f" % (total / max(locks, 1)),
+                             "%d run locks (SKIP LOCKED) for %d phases (server log)"
+                             % (locks, total)))
         finally:
             cluster.close()

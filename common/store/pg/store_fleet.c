@@ -8,6 +8,7 @@
 #include "common/vocab.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,66 +16,73 @@
 /* The server's time now (not the transaction's start), as a UTC TIMESTAMP. */
 #define PG_NOW "(clock_timestamp() AT TIME ZONE 'UTC')"
 
-/* Whether the session ?6 stopped or deprioritised run r (its saved policy state): a run
+/* Whether the session ?5 stopped or deprioritised run r (its saved policy state): a run
  * another supervisor stopped is not claimed here even before this one has read why. The
  * JSON is parsed only when the state names the run at all. */
 #define FLEET_RUN_HELD_BACK                                                                        \
-	" (SELECT count(*) FROM drain_sessions ds WHERE ds.session_id = ?6"                        \
+	" (SELECT count(*) FROM drain_sessions ds WHERE ds.session_id = ?5"                        \
 	"   AND CASE WHEN strpos(ds.state_json, r.id) = 0 THEN FALSE"                              \
 	"   ELSE CAST(ds.state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(r.id)"        \
 	"   OR CAST(ds.state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(r.id)"    \
 	"   END)"
 
 /* The drain's statements that differ when several supervisors share the database. The
- * lock of a run's row for the transaction, passing over a run another supervisor is
- * claiming (SKIP LOCKED), with whether the phase exists. */
+ * lock of the rows of the runs a round claims (?1, a JSON array of ids) for the
+ * transaction, passing over those another supervisor is claiming (SKIP LOCKED): the ids
+ * of the runs locked. */
 static const char fleet_sql_lock[] =
-    "SELECT (SELECT count(*) FROM (SELECT 1 FROM runs WHERE id = ?1 FOR UPDATE SKIP LOCKED) l),"
-    " EXISTS (SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2)";
-/* The claim, run after the lock in a statement of its own: in READ COMMITTED a statement
- * sees what was committed when it began, and a lock taken after a holder's commit does not
- * refresh that view, so this one sees what the run's previous holder committed. It reads
- * the phase's state, the run's open attempts, the eligible phases before it in the run and
- * whether a dry run of the session already visited it or its policy holds the run back,
- * and when the run is free opens the
- * attempt (in this supervisor's name) and fences the phase, moving it to EXECUTING unless
- * in a dry run; the attempt's id is NULL when it did not. Attempts are looked up through
- * scalar subqueries, by their phase (the session compared through an expression):
- * whatever the planner's statistics, each phase costs one index probe, never a scan of the
- * session's attempts, which would make a drain quadratic in its length. */
+    "SELECT id FROM runs WHERE id = ANY (ARRAY(SELECT json_array_elements_text(CAST(?1 AS JSON))))"
+    " FOR UPDATE SKIP LOCKED";
+/* The claims of the locked runs (?1, a JSON array of {i, run_id, phase_id, pid}), run
+ * after the lock in a statement of its own: in READ COMMITTED a statement sees what was
+ * committed when it began, and a lock taken after a holder's commit does not refresh that
+ * view, so this one sees what the runs' previous holders committed. For each phase it
+ * reads the phase's state, the run's open attempts, the eligible phases before it in the
+ * run and whether a dry run of the session already visited it or its policy holds the run
+ * back, and when the run is free opens the attempt (in this supervisor's name) and fences
+ * the phase, moving it to EXECUTING unless in a dry run: a row per phase that exists, its
+ * attempt's id NULL when none was opened. Attempts are looked up through scalar
+ * subqueries, by their phase (the session compared through an expression): whatever the
+ * planner's statistics, each phase costs one index probe, never a scan of the session's
+ * attempts, which would make a drain quadratic in its length. */
 static const char fleet_sql_claim[] =
-    "WITH c AS (SELECT p.state, p.builder_attempts,"
+    "WITH w AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(?1 AS JSON))"
+    "   AS w(i INTEGER, run_id TEXT, phase_id TEXT, pid BIGINT)),"
+    " c AS MATERIALIZED (SELECT w.i, w.run_id, w.phase_id, w.pid, p.state,"
+    " p.builder_attempts,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL)"
     "   AS open,"
     " (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"
-    "   WHERE q.run_id = p.run_id AND (q.state = ?3 OR (?4 AND q.state = ?5))"
+    "   WHERE q.run_id = p.run_id AND (q.state = ?2 OR (?3 AND q.state = ?4))"
     "   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"
     "   AND (SELECT count(*) FROM attempts v WHERE v.run_id = q.run_id"
-    "     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?6"
+    "     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?5"
     "     AND v.dry_run = 1) = 0) AS before,"
     " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
-    "   AND COALESCE(v.session_id, '') = ?6 AND v.dry_run = 1) AS visited," FLEET_RUN_HELD_BACK
+    "   AND COALESCE(v.session_id, '') = ?5 AND v.dry_run = 1) AS visited," FLEET_RUN_HELD_BACK
     " AS held"
-    " FROM runs r JOIN phases p ON p.run_id = r.id JOIN tiers tp ON tp.id = p.tier_id"
-    " WHERE r.id = ?1 AND p.phase_id = ?2),"
+    " FROM w JOIN runs r ON r.id = w.run_id JOIN phases p ON p.run_id = r.id"
+    "   AND p.phase_id = w.phase_id JOIN tiers tp ON tp.id = p.tier_id),"
     " ins AS (INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
     "   dry_run, initial_state, started_at, supervisor_id)"
-    "   SELECT ?1, ?2, c.builder_attempts + 1, ?6, ?7, CAST(?8 AS INTEGER), c.state, ?9, ?10"
+    "   SELECT c.run_id, c.phase_id, c.builder_attempts + 1, ?5, c.pid, CAST(?6 AS INTEGER),"
+    "   c.state, ?7, ?8"
     "   FROM c WHERE c.open = 0 AND c.before = 0 AND c.visited = 0 AND c.held = 0"
-    "   AND c.state IN (?3, ?5)"
-    "   RETURNING attempt_id),"
+    "   AND c.state IN (?2, ?4)"
+    "   RETURNING attempt_id, run_id, phase_id),"
     " f AS (UPDATE phases SET current_attempt_id = ins.attempt_id,"
-    "   state = CASE WHEN CAST(?8 AS INTEGER) = 1 THEN phases.state ELSE ?11 END,"
+    "   state = CASE WHEN CAST(?6 AS INTEGER) = 1 THEN phases.state ELSE ?9 END,"
     "   builder_attempts = phases.builder_attempts"
-    "     + CASE WHEN CAST(?8 AS INTEGER) = 1 THEN 0 ELSE 1 END,"
-    "   last_attempt_timestamp = CASE WHEN CAST(?8 AS INTEGER) = 1"
-    "     THEN phases.last_attempt_timestamp ELSE ?9 END,"
-    "   started_at = CASE WHEN CAST(?8 AS INTEGER) = 1"
-    "     THEN phases.started_at ELSE COALESCE(phases.started_at, ?9) END,"
-    "   updated_at = CASE WHEN CAST(?8 AS INTEGER) = 1 THEN phases.updated_at ELSE ?9 END"
-    "   FROM ins WHERE phases.run_id = ?1 AND phases.phase_id = ?2)"
-    " SELECT c.state, c.builder_attempts, c.open, c.before, c.visited, c.held,"
-    " (SELECT attempt_id FROM ins) FROM c";
+    "     + CASE WHEN CAST(?6 AS INTEGER) = 1 THEN 0 ELSE 1 END,"
+    "   last_attempt_timestamp = CASE WHEN CAST(?6 AS INTEGER) = 1"
+    "     THEN phases.last_attempt_timestamp ELSE ?7 END,"
+    "   started_at = CASE WHEN CAST(?6 AS INTEGER) = 1"
+    "     THEN phases.started_at ELSE COALESCE(phases.started_at, ?7) END,"
+    "   updated_at = CASE WHEN CAST(?6 AS INTEGER) = 1 THEN phases.updated_at ELSE ?7 END"
+    "   FROM ins WHERE phases.run_id = ins.run_id AND phases.phase_id = ins.phase_id)"
+    " SELECT c.i, c.state, c.builder_attempts, c.open, c.before, c.visited, c.held,"
+    " ins.attempt_id FROM c LEFT JOIN ins ON ins.run_id = c.run_id"
+    " AND ins.phase_id = c.phase_id";
 static const char fleet_sql_eligible[] =
     "SELECT x.run_id, x.phase_id, x.tier_index, x.phase_index,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = x.run_id"
@@ -97,7 +105,7 @@ static const char fleet_sql_eligible[] =
     " ORDER BY x.run_id, x.tier_index, x.phase_index, x.id";
 
 /* The fleet's variant of a drain statement, or NULL when it has none: the lock takes
- * DS_ATT_PHASE's place and the claim DS_ATT_INSERT's (store_fleet_attempt_open). */
+ * DS_ATT_PHASE's place and the claim DS_ATT_INSERT's (store_fleet_attempts_open). */
 const char *store_fleet_drain_sql(enum drain_stmt id)
 {
 	switch (id) {
@@ -107,95 +115,169 @@ const char *store_fleet_drain_sql(enum drain_stmt id)
 	}
 }
 
-/* Say why the claim read in `s` opened no attempt: STORE_EBUSY, the run is held elsewhere
- * or changed since this supervisor read it (another one ran the phase: the run is to be
- * read again, not just its head dropped). */
-static int fleet_claim_refused(struct store_drain *d, struct db_stmt *s, const char *run_id,
-    const char *phase_id, struct store_err *err)
+/* Say in c->err why the claim read in `s` opened no attempt: STORE_EBUSY, the run is held
+ * elsewhere or changed since this supervisor read it (another one ran the phase: the run
+ * is to be read again, not just its head dropped). */
+static int fleet_claim_refused(struct store_drain *d, struct db_stmt *s, struct drain_claim *c)
 {
-	const char *state = db_column_text(s, 0);
+	const char *state = db_column_text(s, 1);
 	enum phase_state initial = phase_state_parse(state != NULL ? state : "NULL");
+	struct store_err *err = &c->err;
 
-	if (db_column_int64(s, 2) > 0)
-		return store_fail(err, STORE_EBUSY, "run %s has an attempt open elsewhere", run_id);
 	if (db_column_int64(s, 3) > 0)
 		return store_fail(
-		    err, STORE_EBUSY, "run %s has eligible phases before %s", run_id, phase_id);
+		    err, STORE_EBUSY, "run %s has an attempt open elsewhere", c->run_id);
 	if (db_column_int64(s, 4) > 0)
-		return store_fail(
-		    err, STORE_EBUSY, "phase %s/%s was visited by this dry run", run_id, phase_id);
+		return store_fail(err, STORE_EBUSY, "run %s has eligible phases before %s",
+		    c->run_id, c->phase_id);
 	if (db_column_int64(s, 5) > 0)
+		return store_fail(err, STORE_EBUSY, "phase %s/%s was visited by this dry run",
+		    c->run_id, c->phase_id);
+	if (db_column_int64(s, 6) > 0)
 		return store_fail(err, STORE_EBUSY,
 		    "run %s was stopped or deprioritised in this session by another supervisor",
-		    run_id);
+		    c->run_id);
 	if (initial != PHASE_QUEUED && initial != PHASE_FAILED)
 		return store_fail(err, STORE_EBUSY, "phase %s/%s: state %s is not dispatchable",
-		    run_id, phase_id, state != NULL ? state : "NULL");
+		    c->run_id, c->phase_id, state != NULL ? state : "NULL");
 	return store_fail(err, STORE_EIO, "%s: phase %s/%s: the claim opened no attempt",
-	    d->st->url, run_id, phase_id);
+	    d->st->url, c->run_id, c->phase_id);
 }
 
-/* Open an attempt of an eligible phase inside the group, in two statements: the run's
- * lock, then the claim; STORE_EINVAL if there is no such phase, STORE_EBUSY when another
- * supervisor holds its run or the phase is no longer eligible. */
+/* Lock the rows of the claims' runs, passing over those held elsewhere: c[i].rc is 0 for
+ * a run locked, STORE_EBUSY (with why) for one not. */
+static int fleet_claims_lock(
+    struct store_drain *d, struct drain_claim *c, size_t n, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_ATT_PHASE);
+	json_t *ids = json_array();
+	char *text;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(ids, json_string(c[i].run_id));
+		c[i].rc = store_fail(
+		    &c[i].err, STORE_EBUSY, "run %s is being claimed elsewhere", c[i].run_id);
+	}
+	text = json_dumps(ids, JSON_COMPACT);
+	json_decref(ids);
+	store_bind_text(s, 1, text);
+	while ((rc = db_step(s)) == DB_ROW) {
+		const char *id = db_column_text(s, 0);
+
+		for (size_t i = 0; i < n; i++)
+			if (id != NULL && strcmp(c[i].run_id, id) == 0)
+				c[i].rc = 0;
+	}
+	rc = rc == DB_DONE ? 0 : drain_fail(d, err, "locking runs");
+	db_reset(s);
+	free(text);
+	return rc;
+}
+
+/* Claim the phases of the locked runs (c[i].rc 0) in one statement: each gets its
+ * attempt, or its rc and why. */
+static int fleet_claims_insert(struct store_drain *d, struct drain_claim *c, size_t n,
+    const char *session_id, bool dry_run, const char *now, struct store_err *err)
+{
+	struct db_stmt *s;
+	json_t *rows = json_array();
+	char *text;
+	bool *seen = xcalloc(n != 0 ? n : 1, sizeof *seen);
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		if (c[i].rc == 0)
+			json_array_append_new(rows,
+			    json_pack("{s:I, s:s, s:s, s:I}", "i", (json_int_t)i, "run_id",
+			        c[i].run_id, "phase_id", c[i].phase_id, "pid",
+			        (json_int_t)c[i].worker_pid));
+	if (json_array_size(rows) == 0) {
+		json_decref(rows);
+		free(seen);
+		return 0;
+	}
+	text = json_dumps(rows, JSON_COMPACT);
+	json_decref(rows);
+	s = drain_stmt(d, DS_ATT_INSERT);
+	store_bind_text(s, 1, text);
+	store_bind_text(s, 2, phase_state_name(PHASE_QUEUED));
+	db_bind_int64(s, 3, d->retry_failed);
+	store_bind_text(s, 4, phase_state_name(PHASE_FAILED));
+	store_bind_text(s, 5, session_id);
+	db_bind_int64(s, 6, dry_run);
+	store_bind_text(s, 7, now);
+	db_bind_int64(s, 8, d->supervisor_id);
+	store_bind_text(s, 9, phase_state_name(PHASE_EXECUTING));
+	while ((rc = db_step(s)) == DB_ROW) {
+		int64_t i = db_column_int64(s, 0);
+
+		if (i < 0 || (size_t)i >= n || c[i].rc != 0 || seen[i])
+			continue;
+		seen[i] = true;
+		if (db_column_type(s, 7) == DB_NULL) {
+			c[i].rc = fleet_claim_refused(d, s, &c[i]);
+			continue;
+		}
+		c[i].attempt_id = (uint64_t)db_column_int64(s, 7);
+		c[i].attempt_number = db_column_int64(s, 2) + 1;
+	}
+	rc = rc == DB_DONE ? 0 : drain_fail(d, err, "claiming phases");
+	db_reset(s);
+	free(text);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (c[i].rc == 0 && !seen[i])
+			c[i].rc = store_fail(&c[i].err, STORE_EINVAL, "phase %s/%s: no such phase",
+			    c[i].run_id, c[i].phase_id);
+		/* A claim the statement could not explain fails the round. */
+		if (c[i].rc == STORE_EIO) {
+			*err = c[i].err;
+			rc = STORE_EIO;
+		}
+	}
+	free(seen);
+	return rc;
+}
+
+/* Open the attempts of a round's claims inside the group, in two statements for them
+ * all: the runs' locks, then the claims. */
+int store_fleet_attempts_open(struct store_drain *d, struct drain_claim *c, size_t n,
+    const char *session_id, bool dry_run, struct store_err *err)
+{
+	char now[32];
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if ((rc = fleet_claims_lock(d, c, n, err)) != 0)
+		return rc;
+	time_db_now(now);
+	if ((rc = fleet_claims_insert(d, c, n, session_id, dry_run, now, err)) != 0)
+		return rc;
+	for (size_t i = 0; i < n && !dry_run; i++)
+		if (c[i].rc == 0 &&
+		    (rc = drain_follow(d, c[i].run_id, c[i].phase_id, now, err)) != 0)
+			return rc;
+	return 0;
+}
+
+/* One claim as a round of one (store_drain_attempt_open with several supervisors). */
 int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err)
 {
-	struct db_stmt *s = drain_stmt(d, DS_ATT_PHASE);
-	bool locked, exists;
-	char now[32];
-	int rc;
+	struct drain_claim c = { .run_id = run_id, .phase_id = phase_id, .worker_pid = worker_pid };
+	int rc = store_fleet_attempts_open(d, &c, 1, session_id, dry_run, err);
 
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
-	if (db_step(s) != DB_ROW) {
-		rc = drain_fail(d, err, "locking a run");
-		db_reset(s);
+	if (rc != 0)
 		return rc;
+	if (c.rc != 0) {
+		*err = c.err;
+		return c.rc;
 	}
-	locked = db_column_int64(s, 0) > 0;
-	exists = db_column_int64(s, 1) != 0;
-	db_reset(s);
-	if (!exists)
-		return store_fail(
-		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
-	if (!locked)
-		return store_fail(err, STORE_EBUSY, "run %s is being claimed elsewhere", run_id);
-
-	time_db_now(now);
-	s = drain_stmt(d, DS_ATT_INSERT);
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
-	store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
-	db_bind_int64(s, 4, d->retry_failed);
-	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
-	store_bind_text(s, 6, session_id);
-	db_bind_int64(s, 7, worker_pid);
-	db_bind_int64(s, 8, dry_run);
-	store_bind_text(s, 9, now);
-	db_bind_int64(s, 10, d->supervisor_id);
-	store_bind_text(s, 11, phase_state_name(PHASE_EXECUTING));
-	rc = db_step(s);
-	if (rc == DB_DONE) {
-		db_reset(s);
-		return store_fail(
-		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
-	}
-	if (rc != DB_ROW) {
-		rc = drain_fail(d, err, "claiming a phase");
-		db_reset(s);
-		return rc;
-	}
-	if (db_column_type(s, 6) == DB_NULL) {
-		rc = fleet_claim_refused(d, s, run_id, phase_id, err);
-		db_reset(s);
-		return rc;
-	}
-	*attempt_id = (uint64_t)db_column_int64(s, 6);
-	*attempt_number = db_column_int64(s, 1) + 1;
-	db_reset(s);
-	return dry_run ? 0 : drain_follow(d, run_id, phase_id, now, err);
+	*attempt_id = c.attempt_id;
+	*attempt_number = c.attempt_number;
+	return 0;
 }
 
 /* The fleet's eligible phases: those of runs no other supervisor leases, and not visited
