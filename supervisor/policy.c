@@ -457,6 +457,9 @@ void policy_release_run(struct sup *s, const char *run_id)
 	bool was = nameset_remove(&s->pol.stopped_runs, run_id);
 
 	was = nameset_remove(&s->pol.deprioritized, run_id) || was;
+	/* Not yet saved decisions would put the run back in the saved state. */
+	nameset_remove(&s->pol.news.stopped_runs, run_id);
+	nameset_remove(&s->pol.news.deprioritized, run_id);
 	s->pol.dirty = s->pol.dirty || was;
 }
 
