@@ -336,3 +336,12 @@ int mkdir_p(const char *path, unsigned mode)
 	free(p);
 	return rc;
 }
+
+uint64_t str_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	return h;
+}

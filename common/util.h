@@ -59,6 +59,9 @@ size_t utf8_bom_len(const char *s, size_t len);
 int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Return the 64-bit FNV-1a hash of a string (hash tables, fingerprint ids). */
+uint64_t str_hash(const char *s);
+
 /* Copy src into dst of size n, always NUL-terminated; returns strlen(src). */
 size_t strlcpy_ap(char *dst, const char *src, size_t n);
 

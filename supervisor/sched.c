@@ -15,16 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* FNV-1a of a run id. */
-static size_t run_hash(const char *id)
-{
-	uint64_t h = 14695981039346656037ull;
-
-	for (; *id != '\0'; id++)
-		h = (h ^ (unsigned char)*id) * 1099511628211ull;
-	return (size_t)h;
-}
-
 /* Find a run by id. */
 struct run_q *sched_run_find(struct sup *s, const char *run_id)
 {
@@ -32,7 +22,8 @@ struct run_q *sched_run_find(struct sup *s, const char *run_id)
 
 	if (s->run_tab_cap == 0)
 		return NULL;
-	for (r = s->run_tab[run_hash(run_id) & (s->run_tab_cap - 1)]; r != NULL; r = r->next_by_id)
+	for (r = s->run_tab[(size_t)str_hash(run_id) & (s->run_tab_cap - 1)]; r != NULL;
+	     r = r->next_by_id)
 		if (strcmp(r->run_id, run_id) == 0)
 			return r;
 	return NULL;
@@ -51,7 +42,7 @@ static void run_tab_add(struct sup *s, struct run_q *r)
 			struct run_q *x, *next;
 
 			for (x = s->run_tab[i]; x != NULL; x = next) {
-				size_t j = run_hash(x->run_id) & (cap - 1);
+				size_t j = (size_t)str_hash(x->run_id) & (cap - 1);
 
 				next = x->next_by_id;
 				x->next_by_id = tab[j];
@@ -62,7 +53,7 @@ static void run_tab_add(struct sup *s, struct run_q *r)
 		s->run_tab = tab;
 		s->run_tab_cap = cap;
 	}
-	i = run_hash(r->run_id) & (s->run_tab_cap - 1);
+	i = (size_t)str_hash(r->run_id) & (s->run_tab_cap - 1);
 	r->next_by_id = s->run_tab[i];
 	s->run_tab[i] = r;
 	s->nruns++;

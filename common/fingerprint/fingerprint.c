@@ -408,14 +408,7 @@ enum zero_yield fp_zero_yield_reason(const struct fp_yield *y)
 /* Name a fingerprint by the hex digits of its hash. */
 void fp_id(const char *fingerprint, char out[FP_ID_LEN + 1])
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	const unsigned char *p;
-
-	for (p = (const unsigned char *)fingerprint; *p != '\0'; p++) {
-		h ^= *p;
-		h *= 0x100000001b3ULL;
-	}
-	snprintf(out, FP_ID_LEN + 1, "%012llx", (unsigned long long)(h >> 16));
+	snprintf(out, FP_ID_LEN + 1, "%012llx", (unsigned long long)(str_hash(fingerprint) >> 16));
 }
 
 /* Whether `name` is the fingerprint or a prefix of its id. */

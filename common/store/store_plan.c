@@ -400,13 +400,13 @@ static size_t plan_id_add(struct plan_writer *pw, const char *run_id)
 		pw->ids = xcalloc(cap, sizeof *pw->ids);
 		pw->ids_cap = cap;
 		for (size_t k = 0; k < sum->n_runs; k++) {
-			for (i = store_plan_id_hash(sum->run_ids[k]) & (cap - 1); pw->ids[i] != 0;
+			for (i = (size_t)str_hash(sum->run_ids[k]) & (cap - 1); pw->ids[i] != 0;
 			     i = (i + 1) & (cap - 1))
 				;
 			pw->ids[i] = k + 1;
 		}
 	}
-	for (i = store_plan_id_hash(run_id) & (pw->ids_cap - 1); pw->ids[i] != 0;
+	for (i = (size_t)str_hash(run_id) & (pw->ids_cap - 1); pw->ids[i] != 0;
 	     i = (i + 1) & (pw->ids_cap - 1))
 		if (strcmp(sum->run_ids[pw->ids[i] - 1], run_id) == 0)
 			return pw->ids[i];

@@ -21,8 +21,6 @@ int store_plan_check_top(const json_t *doc, const char *source, struct store_err
  * path. */
 int store_plan_check_run(
     const json_t *run, const char *source, const char *path, char ***scopes, struct store_err *err);
-/* Hash a run or phase id for the import's tables of ids (FNV-1a). */
-size_t store_plan_id_hash(const char *id);
 /* Free what store_plan_check_run put in *scopes. */
 void store_plan_scopes_free(char **scopes);
 

@@ -599,16 +599,6 @@ struct plan_ids {
 	size_t mask;
 };
 
-/* FNV-1a of an id. */
-size_t store_plan_id_hash(const char *id)
-{
-	uint64_t h = 14695981039346656037ull;
-
-	for (; *id != '\0'; id++)
-		h = (h ^ (unsigned char)*id) * 1099511628211ull;
-	return (size_t)h;
-}
-
 /* Check one phase (tiers[tier].phases[index] of the run at `run_path`, at `at`); `ids`
  * collects the run's phase ids to catch duplicates, and its scope's stored text goes to
  * *scope. */
@@ -633,7 +623,7 @@ static int plan_check_phase(const json_t *ph, const char *source, const char *ru
 	}
 	*scope = keep.text;
 	id = json_string_value(json_object_get(ph, "phase_id"));
-	for (i = store_plan_id_hash(id) & ids->mask; ids->slots[i] != 0; i = (i + 1) & ids->mask) {
+	for (i = (size_t)str_hash(id) & ids->mask; ids->slots[i] != 0; i = (i + 1) & ids->mask) {
 		const struct plan_seen *other = &ids->seen[ids->slots[i] - 1];
 
 		if (strcmp(other->id, id) == 0)
