@@ -149,7 +149,6 @@ static void fleet_refresh(struct sup *s, bool now)
 		return;
 	}
 	s->fleet_refreshed_ms = t;
-	s->fleet_refresh_due = false;
 	policy_sync(s);
 	sched_refresh(s);
 	lease_kick(s);
@@ -162,7 +161,6 @@ static void fleet_refresh_parked(struct sup *s)
 {
 	if (s->stopping || s->writes_off)
 		return;
-	s->fleet_refresh_due = false;
 	policy_sync(s);
 	sched_refresh_parked(s);
 	lease_kick(s);

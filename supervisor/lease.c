@@ -349,7 +349,6 @@ static void lease_claimed(struct sup *s, struct grant *g, const struct drain_cla
 		/* Another supervisor holds the run: leave it until the next refresh. */
 		log_debug("%s", c->err.text);
 		sched_park(s, g->r);
-		s->fleet_refresh_due = true;
 		worker_idle_push(g->w);
 	} else {
 		g->attempt_id = c->attempt_id;

@@ -436,7 +436,6 @@ struct sup {
 	uv_poll_t *fleet_poll;  /* the connection's socket: notifications (heap) */
 	uint64_t fleet_connected_ms;
 	uint64_t fleet_refreshed_ms;
-	bool fleet_refresh_due;
 	int64_t fleet_cmd_after; /* the last command run */
 	int64_t fleet_waiting_logged;
 	bool refreshing;        /* sched_refresh is reading the eligible phases */
