@@ -103,13 +103,25 @@ static size_t fleet_live_count(const struct fleet_member *m, size_t n, int64_t t
 	return live;
 }
 
+/* Fill err: no live supervisor, or not supervisor `target`; returns STORE_EBUSY. */
+static int fleet_none_err(struct store *st, int64_t target, struct store_err *err)
+{
+	if (target > 0)
+		snprintf(err->text, sizeof err->text, "supervisor %lld of %s is not running",
+		    (long long)target, st->url);
+	else
+		snprintf(err->text, sizeof err->text, "no autopack-supervisor is running on %s",
+		    st->url);
+	return STORE_EBUSY;
+}
+
 /* Fail: no live supervisor, or not supervisor `target`. */
 static int fleet_none(struct cmd_ctx *ctx, struct store *st, int64_t target)
 {
-	if (target > 0)
-		return cmd_fail(ctx, STORE_EBUSY, "supervisor %lld of %s is not running",
-		    (long long)target, st->url);
-	return cmd_fail(ctx, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
+	struct store_err err;
+	int rc = fleet_none_err(st, target, &err);
+
+	return cmd_fail(ctx, rc, "%s", err.text);
 }
 
 /* List the supervisors and their workers (status, workers). */
@@ -204,12 +216,8 @@ static int fleet_ask_quiet(struct store *st, int64_t target, const char *cmd, ch
 		return rc;
 	a->want = fleet_live_count(m, n, target);
 	store_fleet_members_free(m, n);
-	if (a->want == 0 && target > 0)
-		return fleet_err(err, STORE_EBUSY, "supervisor %lld of %s is not running",
-		    (long long)target, st->url);
 	if (a->want == 0)
-		return fleet_err(
-		    err, STORE_EBUSY, "no autopack-supervisor is running on %s", st->url);
+		return fleet_none_err(st, target, err);
 	arr = json_array();
 	for (size_t i = 0; i < nargs; i++)
 		json_array_append_new(arr, json_string(args[i]));
@@ -525,9 +533,7 @@ int cmd_fleet_fetch(struct cmd_ctx *ctx, int64_t *target, const char *cmd, struc
 	free(path);
 	free(url);
 	if (rc == 0 && *target == 0 && (*target = fleet_first_live(&st, &err)) <= 0) {
-		rc = *target < 0 ?
-		    STORE_EIO :
-		    fleet_err(&err, STORE_EBUSY, "no autopack-supervisor is running on %s", st.url);
+		rc = *target < 0 ? STORE_EIO : fleet_none_err(&st, 0, &err);
 		*target = 0;
 	}
 	if (rc == 0)
