@@ -259,9 +259,10 @@ struct db *db_sqlite_wrap(sqlite3 *h)
 	return &d->base;
 }
 
-/* Open a file with sqlite3_open_v2 and a busy timeout. No program of this project uses a
- * connection from more than one thread (it starts none): the connection takes no mutex,
- * and SQLite keeps no allocation statistics (each allocation took a global mutex). */
+/* Open a file with sqlite3_open_v2 and a busy timeout. No program of this project uses
+ * SQLite from more than one thread (the supervisor's HTTP server thread reads snapshots the
+ * loop publishes, never the database): the connection takes no mutex, and SQLite keeps no
+ * allocation statistics (each allocation took a global mutex). */
 int db_sqlite_open(
     const char *path, int flags, int busy_ms, struct db **out, char *msg, size_t msglen)
 {
