@@ -568,9 +568,11 @@ int main(int argc, char **argv)
 	fleet_close(s);
 	service_finish(s);
 	http_stop(s);
+	/* Closing the signal watchers restores the default actions: a late signal must not
+	 * kill a supervisor that has already stopped cleanly, so the signals are blocked
+	 * before the watchers close and ignored after (which drops any left pending). */
+	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 	uv_walk(&loop, close_walk_cb, NULL);
-	/* Closing the signal watchers restored the default actions: a late signal must not
-	 * kill a supervisor that has already stopped cleanly. */
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
