@@ -324,7 +324,8 @@ bool jspan_member(struct jspan obj, const char *key, struct jspan *out)
 		/* A key without escapes is compared in place; one with escapes decoded. */
 		if ((size_t)(kend - p) == klen + 2 && memcmp(p + 1, key, klen) == 0) {
 			same = true;
-		} else if (memchr(p, '\\', (size_t)(kend - p)) != NULL && (size_t)(kend - p) < 256) {
+		} else if (memchr(p, '\\', (size_t)(kend - p)) != NULL &&
+		    (size_t)(kend - p) < 256) {
 			char buf[256];
 			size_t n = (size_t)(js_decode(p, buf) - buf);
 			same = n == klen && memcmp(buf, key, klen) == 0;

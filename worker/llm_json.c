@@ -34,10 +34,7 @@ static size_t llm_utf8_len(const unsigned char *s)
 	return n;
 }
 
-/* Write `s` as a JSON string at `out` (room for 6 bytes per byte of s, plus 2): escaped as
- * jansson's compact dump escapes it, bytes that are not valid UTF-8 replaced by '?'.
- * Returns the end of what was written. */
-static char *llm_put_str(char *out, const char *s)
+char *llm_json_put_str(char *out, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p = (const unsigned char *)s;
@@ -106,7 +103,7 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 	int n;
 
 	o = llm_put(o, "{\"model\":");
-	o = llm_put_str(o, cfg->model);
+	o = llm_json_put_str(o, cfg->model);
 	n = snprintf(num, sizeof num, ",\"max_tokens\":%d,\"temperature\":%.17g", req->max_tokens,
 	    cfg->temperature);
 	memcpy(o, num, (size_t)n);
@@ -117,7 +114,7 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 	if (cfg->provider == LLM_ANTHROPIC) {
 		if (req->system != NULL) {
 			o = llm_put(o, ",\"system\":");
-			o = llm_put_str(o, req->system);
+			o = llm_json_put_str(o, req->system);
 		}
 		o = llm_put(o, ",\"messages\":[");
 #ifdef AUTOPACK_MUTANT_anthropic_system_as_message
@@ -127,12 +124,12 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 		o = llm_put(o, ",\"messages\":[");
 		if (req->system != NULL) {
 			o = llm_put(o, "{\"role\":\"system\",\"content\":");
-			o = llm_put_str(o, req->system);
+			o = llm_json_put_str(o, req->system);
 			o = llm_put(o, "},");
 		}
 	}
 	o = llm_put(o, "{\"role\":\"user\",\"content\":");
-	o = llm_put_str(o, req->prompt);
+	o = llm_json_put_str(o, req->prompt);
 	o = llm_put(o, "}]}");
 	*o = '\0';
 	return body;
