@@ -130,7 +130,8 @@ void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group
 	if (s->sync.fd < 0)
 		log_warn("commits are synced by SQLite on the loop (slower): %s", why);
 	else
-		log_info("commits are made durable by an fdatasync of %s off the loop", s->sync.path);
+		log_info(
+		    "commits are made durable by an fdatasync of %s off the loop", s->sync.path);
 }
 
 bool sync_deferred(const struct sup *s)

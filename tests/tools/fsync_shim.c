@@ -75,7 +75,7 @@ static int shim_copy(int fd, const char *tmp)
 		return -1;
 	while (off < sb.st_size) {
 		size_t want = (size_t)(sb.st_size - off) < sizeof buf ? (size_t)(sb.st_size - off) :
-		                                                       sizeof buf;
+		                                                        sizeof buf;
 		ssize_t n = pread(fd, buf, want, off);
 
 		if (n <= 0 || write(out, buf, (size_t)n) != n)
