@@ -7,8 +7,7 @@ copy, i.e. what a power loss would have left."""
 import os
 
 from conftest import binpath, ctl
-from supervisor_helpers import (new_db, rogue_notes, rogue_supervisor, sql, status_when,
-                                wait_for)
+from supervisor_helpers import new_db, rogue_notes, rogue_supervisor, sql, wait_for
 
 
 def shim_env(tmp, url, **extra):
@@ -60,9 +59,10 @@ def test_the_loop_goes_on_while_an_fsync_runs_and_no_ack_leaves_before_it_ends(t
     sup = rogue_supervisor(tmp, url, "durable", "--workers", 1, "--exit-when-drained",
                            env=shim_env(tmp, url, ROGUE_GO=go, AUTOPACK_SHIM_HOLD=hold))
     try:
-        status_when(sup, lambda s: s["queue"]["in_flight"] == 1, what="the lease")
-        started, ended = shim_calls(tmp)
-        assert started == ended
+        # The job is out (its lease's fsync done) and the worker waits for `go`: nothing
+        # is written until then.
+        wait_for(lambda: rogue_notes(tmp, event="job"), 60, what="the job")
+        wait_for(lambda: shim_calls(tmp)[0] == shim_calls(tmp)[1], 60, what="no fsync")
         open(hold, "w").close()
         open(go, "w").close()
         # The events' commit is made; its fsync waits on the hold.
@@ -94,7 +94,8 @@ def test_a_failed_fsync_stops_writing_acknowledges_nothing_of_it_and_exits_3(tmp
     sup = rogue_supervisor(tmp, url, "durable", "--workers", 1, "--exit-when-drained",
                            env=shim_env(tmp, url, ROGUE_GO=go, AUTOPACK_SHIM_FAIL=fail))
     try:
-        status_when(sup, lambda s: s["queue"]["in_flight"] == 1, what="the lease")
+        wait_for(lambda: rogue_notes(tmp, event="job"), 60, what="the job")
+        wait_for(lambda: shim_calls(tmp)[0] == shim_calls(tmp)[1], 60, what="no fsync")
         open(fail, "w").close()
         open(go, "w").close()
         assert sup.wait() == 3, sup.stderr()
