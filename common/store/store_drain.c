@@ -118,6 +118,8 @@ int store_drain_open(struct store *st, struct store_drain **out, struct store_er
 	if (rc == 0)
 		rc = drain_prepare(d, drain_sql_event, drain_sql_event_n, err);
 	if (rc == 0)
+		rc = drain_prepare(d, drain_sql_session, drain_sql_session_n, err);
+	if (rc == 0)
 		rc = store_estimation_prepare(st, &d->estimation, err);
 	if (rc != 0) {
 		store_drain_close(d);

@@ -59,13 +59,19 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " WHERE run_id = ?1 AND phase_id = ?2" },
 	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED, PHASE_EXECUTION
 	 * before (docs/data-model.md, "Work"). */
+	/* Each EXISTS stops at the run's first open phase in the index on phases(run_id,
+	 * state); an UPDATE … FROM a subquery would materialize it in a temporary table. */
 	{ DS_RUN_STATE,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
-	    " state = CASE WHEN d.open THEN ?3 ELSE ?4 END,"
-	    " completed_at = CASE WHEN d.open THEN NULL ELSE ?2 END"
-	    " FROM (SELECT EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state NOT IN (?5, ?6)) AS open) d"
+	    " state = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
+	    "   AND state NOT IN (?5, ?6)) THEN ?3 ELSE ?4 END,"
+	    " completed_at = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
+	    "   AND state NOT IN (?5, ?6)) THEN NULL ELSE ?2 END"
 	    " WHERE id = ?1" },
+	/* A run with an EXECUTING phase is open: a phase's start needs no look at the others. */
+	{ DS_RUN_STARTED,
+	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2), state = ?3,"
+	    " completed_at = NULL WHERE id = ?1" },
 	/* The attempt's values are bound from its end (its row is not read back). */
 	{ DS_RESULT_ROW,
 	    "INSERT INTO drain_session_results (session_id, attempt_id, run_id,"
@@ -207,7 +213,11 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	store_bind_text(s, 4, now);
 	if ((rc = drain_exec(d, DS_TIER_STARTED, err)) != 0)
 		return rc;
-	return drain_run_follow(d, run_id, now, err);
+	s = drain_stmt(d, DS_RUN_STARTED);
+	store_bind_text(s, 1, run_id);
+	store_bind_text(s, 2, now);
+	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
+	return drain_exec(d, DS_RUN_STARTED, err);
 }
 
 /* The bytes a list of strings takes in a packed spec: its pointers (NULL-terminated) and

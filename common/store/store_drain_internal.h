@@ -22,6 +22,7 @@ enum drain_stmt {
 	DS_PHASE_UNFENCE,
 	DS_PHASE_SET,
 	DS_RUN_STATE,
+	DS_RUN_STARTED,
 	DS_RESULT_ROW,
 	DS_TIER_STATE,
 	DS_TIER_SET,
@@ -32,6 +33,8 @@ enum drain_stmt {
 	DS_EV_SENT,
 	DS_EV_DONE,
 	DS_CTL_LOG,
+	/* store_drain_session.c */
+	DS_SESSION_STATE,
 	DS_COUNT
 };
 
@@ -48,6 +51,8 @@ extern const struct drain_sql drain_sql_attempt[];
 extern const size_t drain_sql_attempt_n;
 extern const struct drain_sql drain_sql_event[];
 extern const size_t drain_sql_event_n;
+extern const struct drain_sql drain_sql_session[];
+extern const size_t drain_sql_session_n;
 
 /* A set of attempt ids, small (the attempts in flight): kept in an array. */
 struct drain_ids {
