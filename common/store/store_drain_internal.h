@@ -27,6 +27,7 @@ enum drain_stmt {
 	DS_TIER_STATE,
 	DS_TIER_SET,
 	DS_TIER_STARTED,
+	DS_TIER_COUNT,
 	/* store_drain_event.c */
 	DS_EV_KEY,
 	DS_EV_USAGE,
@@ -72,6 +73,15 @@ struct store_drain {
 	 * it), and those closed in the open transaction, dropped from the first at its
 	 * commit (store_drain_event.c). */
 	struct drain_ids announced, closing;
+	/* The phase counts of the tiers the drain touched (store_tier.c), so that an
+	 * attempt's end sets its tier's state without counting the tier's phases: kept with
+	 * SQLite and one supervisor (data_version non-NULL), forgotten at a rollback, when
+	 * another connection committed (PRAGMA data_version) and when this one began a
+	 * write of its own (db->writes_begun: retry, import). */
+	struct tier_cache tiers;
+	struct db_stmt *data_version;
+	int64_t seen_version;
+	uint64_t seen_writes;
 };
 
 /* The variant of drain statement `id` when several supervisors share the database
@@ -98,6 +108,11 @@ bool drain_announced_close(struct store_drain *d, uint64_t att);
 /* The transaction committed (`committed`) or rolled back: forget the attempts it closed,
  * or that it closed them. */
 void drain_announced_end(struct store_drain *d, bool committed);
+
+/* The tier counts the drain may use (kept and still the database's), else NULL. */
+struct tier_cache *drain_tiers(struct store_drain *d);
+/* Forget the tier counts (their phases changed outside them). */
+void drain_tiers_forget(struct store_drain *d);
 
 /* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what);
