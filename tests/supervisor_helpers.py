@@ -20,10 +20,12 @@ def db_url(path):
 
 def make_plan(path, runs, tiers=1, phases=3, workspace="ws", check=None,
               deliverables=True):
-    """Write a plan with `runs` runs of `tiers` tiers of `phases` phases each."""
+    """Write a plan with `runs` runs of `tiers` tiers of `phases` phases each; "{run}" in
+    `workspace` becomes each run's id (a workspace per run)."""
     doc = {"runs": []}
     for r in range(runs):
-        run = {"run_id": "run-%03d" % r, "workspace": workspace, "goal": "test run",
+        run = {"run_id": "run-%03d" % r, "goal": "test run",
+               "workspace": workspace.replace("{run}", "run-%03d" % r),
                "tiers": []}
         for t in range(tiers):
             tier = {"tier_id": "T%d" % (t + 1), "name": "tier %d" % t, "phases": []}
