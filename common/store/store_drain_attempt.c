@@ -64,14 +64,24 @@ const struct drain_sql drain_sql_attempt[] = {
 	{ DS_RUN_STATE,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
 	    " state = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state NOT IN (?5, ?6)) THEN ?3 ELSE ?4 END,"
+	    "   AND state <> ?5 AND state <> ?6) THEN ?3 ELSE ?4 END,"
 	    " completed_at = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state NOT IN (?5, ?6)) THEN NULL ELSE ?2 END"
+	    "   AND state <> ?5 AND state <> ?6) THEN NULL ELSE ?2 END"
 	    " WHERE id = ?1" },
+	/* The same for a run that is PHASE_EXECUTION (?3) and stays so, without rewriting its
+	 * state, an indexed column: no row changed means the run is to be set in full. */
+	{ DS_RUN_STAYS,
+	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
+	    " completed_at = NULL WHERE id = ?1 AND state = ?3 AND EXISTS (SELECT 1 FROM phases"
+	    "   WHERE run_id = ?1 AND state <> ?5 AND state <> ?6)" },
 	/* A run with an EXECUTING phase is open: a phase's start needs no look at the others. */
 	{ DS_RUN_STARTED,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2), state = ?3,"
 	    " completed_at = NULL WHERE id = ?1" },
+	/* The same for a run that is PHASE_EXECUTION (?3) already. */
+	{ DS_RUN_STARTED_AGAIN,
+	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
+	    " completed_at = NULL WHERE id = ?1 AND state = ?3" },
 	/* The attempt's values are bound from its end (its row is not read back). */
 	{ DS_RESULT_ROW,
 	    "INSERT INTO drain_session_results (session_id, attempt_id, run_id,"
@@ -127,19 +137,34 @@ static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char 
 	return drain_fail(d, err, d->sql[i]);
 }
 
-/* Let a run's state follow its phases'. */
-static int drain_run_follow(
-    struct store_drain *d, const char *run_id, const char *now, struct store_err *err)
+/* Run statement `i` of the run's state (DS_RUN_*) on run `run_id` at `now`. */
+static int drain_run_set(struct store_drain *d, enum drain_stmt i, const char *run_id,
+    const char *now, struct store_err *err)
 {
-	struct db_stmt *s = drain_stmt(d, DS_RUN_STATE);
+	struct db_stmt *s = drain_stmt(d, i);
 
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, now);
 	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
-	store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
-	store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
-	store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
-	return drain_exec(d, DS_RUN_STATE, err);
+	if (i == DS_RUN_STATE || i == DS_RUN_STAYS) {
+		store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
+		store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
+		store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
+	}
+	return drain_exec(d, i, err);
+}
+
+/* Let a run's state follow its phases' (`started`: one of them has just started). The
+ * run's row is written once: by the narrow statement when the run is PHASE_EXECUTION
+ * and stays so, else by the full one. */
+static int drain_run_follow(struct store_drain *d, const char *run_id, bool started,
+    const char *now, struct store_err *err)
+{
+	int rc = drain_run_set(d, started ? DS_RUN_STARTED_AGAIN : DS_RUN_STAYS, run_id, now, err);
+
+	if (rc != 0 || db_changes(d->st->db) > 0)
+		return rc;
+	return drain_run_set(d, started ? DS_RUN_STARTED : DS_RUN_STATE, run_id, now, err);
 }
 
 /* Open an attempt of an eligible phase inside the group; STORE_EINVAL if not eligible,
@@ -225,11 +250,7 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 		if (t != NULL)
 			store_tier_stored(t, "IN_PROGRESS");
 	}
-	s = drain_stmt(d, DS_RUN_STARTED);
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, now);
-	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
-	return drain_exec(d, DS_RUN_STARTED, err);
+	return drain_run_follow(d, run_id, true, now, err);
 }
 
 /* The bytes a list of strings takes in a packed spec: its pointers (NULL-terminated) and
@@ -344,7 +365,7 @@ int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id
 	db_reset(s);
 	if (rc != 0)
 		return rc;
-	return drain_run_follow(d, run_id, now, err);
+	return drain_run_follow(d, run_id, false, now, err);
 }
 
 /* An attempt being closed: its session (NULL: none) and initial state, and its phase
@@ -386,7 +407,7 @@ static int drain_phase_end(struct store_drain *d, uint64_t att, const struct dra
 		return drain_follow(d, p->run_id, p->phase_id, now, err);
 	if ((rc = store_tier_settle(d->st->db, drain_stmt(d, DS_TIER_SET), t, now, err)) != 0)
 		return rc;
-	return drain_run_follow(d, p->run_id, now, err);
+	return drain_run_follow(d, p->run_id, false, now, err);
 }
 
 /* Look up attempt `att` and its phase; *live is false when the attempt is unknown, ended,
