@@ -157,8 +157,8 @@ static int drain_run_set(struct store_drain *d, enum drain_stmt i, const char *r
 /* Let a run's state follow its phases' (`started`: one of them has just started). The
  * run's row is written once: by the narrow statement when the run is PHASE_EXECUTION
  * and stays so, else by the full one. */
-static int drain_run_follow(struct store_drain *d, const char *run_id, bool started,
-    const char *now, struct store_err *err)
+static int drain_run_follow(
+    struct store_drain *d, const char *run_id, bool started, const char *now, struct store_err *err)
 {
 	int rc = drain_run_set(d, started ? DS_RUN_STARTED_AGAIN : DS_RUN_STAYS, run_id, now, err);
 
