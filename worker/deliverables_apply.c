@@ -61,22 +61,44 @@ static char *dlv_workspace_real(const char *workspace, char *err, size_t errlen)
 	return real;
 }
 
-/* Open the workspace directory by its real path (returned in *ws_real, a heap string);
- * -1 with err set on failure (nothing to free). */
-static int dlv_workspace_open(const char *workspace, char **ws_real, char *err, size_t errlen)
-{
-	int fd;
+/* The workspace of one apply: its directory, opened once, and its real path, resolved
+ * only when a symlink needs it. */
+struct dlv_ws {
+	const char *path;
+	int fd;     /* -1: not opened yet */
+	char *real; /* NULL: not resolved yet */
+};
 
-	*ws_real = dlv_workspace_real(workspace, err, errlen);
-	if (*ws_real == NULL)
+/* Open the workspace directory unless it is open; -1 with err set on failure. */
+static int dlv_ws_open(struct dlv_ws *ws, char *err, size_t errlen)
+{
+	if (ws->fd >= 0)
+		return 0;
+	ws->fd = open(ws->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ws->fd < 0) {
+		snprintf(err, errlen, "workspace %s: %s", ws->path,
+		    errno == ENOTDIR ? "not a directory" : strerror(errno));
 		return -1;
-	fd = open(*ws_real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "workspace %s: %s", *ws_real, strerror(errno));
-		free(*ws_real);
-		*ws_real = NULL;
 	}
-	return fd;
+	return 0;
+}
+
+/* The workspace's real path (resolved at the first call), or NULL with err set. */
+static const char *dlv_ws_real(struct dlv_ws *ws, char *err, size_t errlen)
+{
+	if (ws->real == NULL)
+		ws->real = dlv_workspace_real(ws->path, err, errlen);
+	return ws->real;
+}
+
+/* Close the workspace directory and forget its real path. */
+static void dlv_ws_close(struct dlv_ws *ws)
+{
+	if (ws->fd >= 0)
+		close(ws->fd);
+	free(ws->real);
+	ws->fd = -1;
+	ws->real = NULL;
 }
 
 /* Relative part of `real` inside `ws_real`, or NULL when it is outside. */
@@ -95,14 +117,18 @@ static const char *dlv_inside(const char *ws_real, const char *real)
 
 /* Check a symlink at workspace-relative `prefix`: its real target must be inside the
  * workspace and, joined with `rest`, in scope. Returns 0 or -1 with `err`. */
-static int dlv_check_link(const char *ws_real, const struct dlv_scope *scope, const char *path,
+static int dlv_check_link(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path,
     const char *prefix, const char *rest, char *err, size_t errlen)
 {
-	char *full = xasprintf("%s/%s", ws_real, prefix);
-	char *target = realpath(full, NULL);
+	const char *ws_real = dlv_ws_real(ws, err, errlen);
+	char *full, *target;
 	const char *inside;
 	int rc = 0;
 
+	if (ws_real == NULL)
+		return -1;
+	full = xasprintf("%s/%s", ws_real, prefix);
+	target = realpath(full, NULL);
 	if (target == NULL) {
 		snprintf(err, errlen, "path \"%s\": symlink %s points to nothing", path, prefix);
 		rc = -1;
@@ -126,22 +152,28 @@ static int dlv_check_link(const char *ws_real, const struct dlv_scope *scope, co
 	return rc;
 }
 
-/*
- * Walk `rel` from the workspace directory `wsfd`: check every component and, when `create`,
- * make missing directories. Returns an open descriptor of the parent directory (its last
- * component goes to *name), -2 when a directory is missing and !create, or -1 with `err`.
- */
-static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope, const char *path,
-    char *rel, bool create, const char **name, char *err, size_t errlen)
+/* Close a directory dlv_walk returned, unless it is the workspace's own. */
+static void dlv_dir_close(const struct dlv_ws *ws, int dirfd)
 {
-	int dirfd = dup(wsfd);
+	if (dirfd >= 0 && dirfd != ws->fd)
+		close(dirfd);
+}
+
+/*
+ * Walk `rel` from the open workspace directory: check every component and, when `create`,
+ * make missing directories. Returns an open descriptor of the parent directory (the
+ * workspace's own descriptor for a file at the top; close it with dlv_dir_close), with
+ * its last component in *name and in *mode the mode a file written there keeps (the
+ * existing regular file's, else 0644); -2 when a directory is missing and !create; or
+ * -1 with `err`.
+ */
+static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path, char *rel,
+    bool create, const char **name, mode_t *mode, char *err, size_t errlen)
+{
+	int dirfd = ws->fd;
 	char *comp = rel, *slash;
 	struct stat st;
 
-	if (dirfd < 0) {
-		snprintf(err, errlen, "path \"%s\": %s", path, strerror(errno));
-		return -1;
-	}
 	while ((slash = strchr(comp, '/')) != NULL) {
 		int next;
 
@@ -154,7 +186,7 @@ static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope
 			}
 			if (!create) {
 				*slash = '/';
-				close(dirfd);
+				dlv_dir_close(ws, dirfd);
 				return -2;
 			}
 			if (mkdirat(dirfd, comp, 0755) != 0 && errno != EEXIST) {
@@ -164,7 +196,7 @@ static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope
 			}
 			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		} else if (S_ISLNK(st.st_mode)) {
-			if (dlv_check_link(ws_real, scope, path, rel, slash + 1, err, errlen) < 0)
+			if (dlv_check_link(ws, scope, path, rel, slash + 1, err, errlen) < 0)
 				goto fail;
 			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		} else if (S_ISDIR(st.st_mode)) {
@@ -178,22 +210,25 @@ static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope
 			    strerror(errno));
 			goto fail;
 		}
-		close(dirfd);
+		dlv_dir_close(ws, dirfd);
 		dirfd = next;
 		*slash = '/';
 		comp = slash + 1;
 	}
+	*mode = 0644;
 	if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (S_ISDIR(st.st_mode)) {
 			snprintf(err, errlen, "path \"%s\": is a directory", path);
 			goto fail;
 		}
 		if (S_ISLNK(st.st_mode)) {
-			if (dlv_check_link(ws_real, scope, path, rel, "", err, errlen) < 0)
+			if (dlv_check_link(ws, scope, path, rel, "", err, errlen) < 0)
 				goto fail;
 		} else if (!S_ISREG(st.st_mode)) {
 			snprintf(err, errlen, "path \"%s\": is not a regular file", path);
 			goto fail;
+		} else {
+			*mode = st.st_mode & 07777;
 		}
 	}
 	*name = comp;
@@ -201,7 +236,7 @@ static int dlv_walk(const char *ws_real, int wsfd, const struct dlv_scope *scope
 fail:
 	if (slash != NULL)
 		*slash = '/';
-	close(dirfd);
+	dlv_dir_close(ws, dirfd);
 	return -1;
 }
 
@@ -222,56 +257,40 @@ static int dlv_check_rules(
 	return 0;
 }
 
-/* Check that `path` may be written under the workspace within the scope: its rules,
- * then its walk from the workspace directory, opened into *wsfd (and its real path into
- * *ws_real) unless it already is. DLV_ESCOPE or DLV_EIO with err set. */
-static int dlv_check_in(const char *workspace, int *wsfd, char **ws_real,
-    const struct dlv_scope *scope, const char *path, char *err, size_t errlen)
-{
-	char rel[PATH_MAX];
-	const char *name;
-	int fd;
-
-	if (dlv_check_rules(scope, path, rel, sizeof rel, err, errlen) < 0)
-		return DLV_ESCOPE;
-	if (*wsfd < 0 && (*wsfd = dlv_workspace_open(workspace, ws_real, err, errlen)) < 0)
-		return DLV_EIO;
-	fd = dlv_walk(*ws_real, *wsfd, scope, path, rel, false, &name, err, errlen);
-	if (fd >= 0)
-		close(fd);
-	return fd >= 0 || fd == -2 ? DLV_OK : DLV_ESCOPE;
-}
-
 /* Check that `path` may be written under the workspace within the scope; DLV_ESCOPE or
  * DLV_EIO with err set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen)
 {
-	char *ws_real = NULL;
-	int wsfd = -1, rc;
+	struct dlv_ws ws = { workspace, -1, NULL };
+	char rel[PATH_MAX];
+	const char *name;
+	mode_t mode;
+	int fd, rc;
 
-	rc = dlv_check_in(workspace, &wsfd, &ws_real, scope, path, err, errlen);
-	if (wsfd >= 0)
-		close(wsfd);
-	free(ws_real);
+	if (dlv_check_rules(scope, path, rel, sizeof rel, err, errlen) < 0)
+		return DLV_ESCOPE;
+	if (dlv_ws_open(&ws, err, errlen) < 0)
+		return DLV_EIO;
+	fd = dlv_walk(&ws, scope, path, rel, false, &name, &mode, err, errlen);
+	rc = fd >= 0 || fd == -2 ? DLV_OK : DLV_ESCOPE;
+	dlv_dir_close(&ws, fd);
+	dlv_ws_close(&ws);
 	return rc;
 }
 
-/* Write `f` under directory `dirfd` as `name`: temporary file, fsync, rename. */
+/* Write `f` under directory `dirfd` as `name` with `mode`: temporary file, fsync, rename,
+ * fsync of the directory. */
 static int dlv_write(
-    int dirfd, const char *name, const struct dlv_file *f, char *err, size_t errlen)
+    int dirfd, const char *name, mode_t mode, const struct dlv_file *f, char *err, size_t errlen)
 {
 	static unsigned counter;
-	struct stat st;
-	mode_t mode = 0644;
 	char *tmp;
 	size_t off = 0;
 	int fd;
 
 	assert(f->mode != DLV_DELETE && (f->content != NULL || f->content_len == 0));
 	assert(strchr(name, '/') == NULL); /* dlv_walk hands over the last component */
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-		mode = st.st_mode & 07777;
 	tmp = xasprintf(".%s.autopack-%ld-%u.tmp", name, (long)getpid(), counter++);
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
@@ -306,66 +325,92 @@ fail:
 	return -1;
 }
 
+/* Directories the check keeps open for the writes (a set may hold DLV_FILES_MAX files in
+ * as many directories; the others are walked again). */
+#define DLV_KEEP_DIRS 32
+
+/* Where one file of a set goes, as the check found it. */
+struct dlv_target {
+	char *rel;        /* normalised (heap) */
+	int dirfd;        /* its directory, open; -2: missing or not kept (walked again) */
+	const char *name; /* in rel */
+	mode_t mode;
+};
+
 /* Write or delete every file of the set in the workspace, all paths checked first (in
- * the same open workspace directory the writes go to); DLV_ESCOPE or DLV_EIO with err set
- * at the first failure. */
+ * the same open workspace directory the writes go to, each directory walked once when
+ * it exists); DLV_ESCOPE or DLV_EIO with err set at the first failure. */
 int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
     char *err, size_t errlen)
 {
-	char rel[PATH_MAX];
-	const char *name;
-	char *ws_real = NULL;
-	int wsfd = -1, rc = DLV_OK;
+	struct dlv_ws ws = { workspace, -1, NULL };
+	struct dlv_target *t = xcalloc(set->n + 1, sizeof *t);
 	const char **paths = xcalloc(set->n + 1, sizeof *paths);
-	size_t i;
+	size_t i, kept = 0, checked = 0;
+	char rel[PATH_MAX];
+	int rc = DLV_OK;
 
 	/* Each path, then the set as a whole ("a" and "a/b.py" cannot both be files), all
 	 * before the first write: a refused set writes nothing. */
-	for (i = 0; i < set->n && rc == DLV_OK; i++) {
+	for (i = 0; i < set->n && rc == DLV_OK; i++, checked++) {
 		paths[i] = set->files[i].path;
-		rc = dlv_check_in(workspace, &wsfd, &ws_real, scope, paths[i], err, errlen);
+		t[i].dirfd = -2;
+		if (dlv_check_rules(scope, paths[i], rel, sizeof rel, err, errlen) < 0) {
+			rc = DLV_ESCOPE;
+			continue;
+		}
+		t[i].rel = xstrdup(rel);
+		if (dlv_ws_open(&ws, err, errlen) < 0) {
+			rc = DLV_EIO;
+		} else {
+			int fd = dlv_walk(&ws, scope, paths[i], t[i].rel, false, &t[i].name,
+			    &t[i].mode, err, errlen);
+			if (fd == -1)
+				rc = DLV_ESCOPE;
+			else if (fd >= 0 && fd != ws.fd && kept >= DLV_KEEP_DIRS)
+				dlv_dir_close(&ws, fd);
+			else if (fd >= 0) {
+				kept += fd != ws.fd;
+				t[i].dirfd = fd;
+			}
+		}
 	}
 	if (rc == DLV_OK && relpath_files_check("files", paths, set->n, err, errlen) != 0)
 		rc = DLV_ESCOPE;
 	free(paths);
-	if (rc == DLV_OK && wsfd < 0 &&
-	    (wsfd = dlv_workspace_open(workspace, &ws_real, err, errlen)) < 0)
+	if (rc == DLV_OK && dlv_ws_open(&ws, err, errlen) < 0)
 		rc = DLV_EIO;
-	if (rc != DLV_OK) {
-		if (wsfd >= 0)
-			close(wsfd);
-		free(ws_real);
-		return rc;
-	}
 	for (i = 0; i < set->n && rc == DLV_OK; i++) {
 		const struct dlv_file *f = &set->files[i];
-		int dirfd;
+		int dirfd = t[i].dirfd;
 
-		if (dlv_check_rules(scope, f->path, rel, sizeof rel, err, errlen) < 0) {
-			rc = DLV_ESCOPE;
-			break;
-		}
-		dirfd = dlv_walk(
-		    ws_real, wsfd, scope, f->path, rel, f->mode != DLV_DELETE, &name, err, errlen);
-		if (dirfd == -2)
-			continue; /* deleting under a directory that does not exist */
-		if (dirfd < 0) {
-			rc = DLV_ESCOPE;
-			break;
+		if (dirfd == -2) {
+			dirfd = dlv_walk(&ws, scope, f->path, t[i].rel, f->mode != DLV_DELETE,
+			    &t[i].name, &t[i].mode, err, errlen);
+			if (dirfd == -2)
+				continue; /* deleting under a directory that does not exist */
+			if (dirfd < 0) {
+				rc = DLV_ESCOPE;
+				break;
+			}
+			t[i].dirfd = dirfd;
 		}
 		if (f->mode == DLV_DELETE) {
-			if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT) {
+			if (unlinkat(dirfd, t[i].name, 0) != 0 && errno != ENOENT) {
 				snprintf(err, errlen, "path \"%s\": cannot delete: %s", f->path,
 				    strerror(errno));
 				rc = DLV_EIO;
 			}
-		} else if (dlv_write(dirfd, name, f, err, errlen) < 0) {
+		} else if (dlv_write(dirfd, t[i].name, t[i].mode, f, err, errlen) < 0) {
 			rc = DLV_EIO;
 		}
-		close(dirfd);
 	}
-	close(wsfd);
-	free(ws_real);
+	for (i = 0; i < checked; i++) {
+		dlv_dir_close(&ws, t[i].dirfd);
+		free(t[i].rel);
+	}
+	free(t);
+	dlv_ws_close(&ws);
 	return rc;
 }
 

@@ -168,6 +168,8 @@ static void llm_sleep(const struct llm_hooks *h, int64_t ms)
 		h->sleep_ms(h->ctx, ms);
 		return;
 	}
+	if (h->heartbeat != NULL)
+		h->heartbeat(h->ctx); /* what the try reported leaves before the wait */
 	end = clock_mono_ms() + (uint64_t)ms;
 	for (;;) {
 		uint64_t now = clock_mono_ms();
@@ -287,27 +289,44 @@ static struct curl_slist *llm_headers(const struct llm_config *cfg)
 	return h;
 }
 
-/* Set up `easy` for one try. */
+/* Set the options every try shares, once for the handle's life. */
+static void llm_easy_init(CURL *easy)
+{
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, llm_write_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, llm_header_cb);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "autopack-worker/" AUTOPACK_VERSION);
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+}
+
+/* Set up `easy` for one try: the options that point into the call (llm_easy_clear takes
+ * them back after it). */
 static void llm_easy_setup(CURL *easy, const char *url, struct curl_slist *headers,
     const char *body, struct llm_xfer *x, int64_t timeout_ms, char *errbuf)
 {
 	curl_easy_setopt(easy, CURLOPT_URL, url);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, llm_write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, llm_header_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(timeout_ms < LLM_CONNECT_TIMEOUT_MS ? timeout_ms : LLM_CONNECT_TIMEOUT_MS));
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "autopack-worker/" AUTOPACK_VERSION);
-	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+}
+
+/* Forget the options of a try that point into its call frame (headers, body, buffers);
+ * the shared options and the connections stay. */
+static void llm_easy_clear(CURL *easy)
+{
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, (char *)NULL);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, (void *)NULL);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, (void *)NULL);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, (char *)NULL);
 }
 
 /* Report a try through the hook, with the error (a buffer of `cap` bytes) scrubbed. */
@@ -339,6 +358,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 	/* One handle for the worker's life, run in llm_perform's multi handle, which keeps
 	 * the connections (and TLS sessions) between calls. */
 	static CURL *easy;
+	static bool easy_ready;
 	static const struct llm_hooks no_hooks;
 	const struct llm_hooks *h = hooks != NULL ? hooks : &no_hooks;
 	char *url, *body;
@@ -390,11 +410,14 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			llm_fail(cfg, out, LLM_E_NETWORK, 0, "cannot create an HTTP handle");
 			break;
 		}
+		if (!easy_ready) {
+			llm_easy_init(easy);
+			easy_ready = true;
+		}
 		llm_easy_setup(easy, url, headers, body, &x, timeout, errbuf);
 		rc = llm_perform(easy, h);
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t.http_status);
-		/* Forget this try's options (they point into this frame); keep the connections. */
-		curl_easy_reset(easy);
+		llm_easy_clear(easy);
 		t.latency_ms = (int64_t)(clock_mono_ms() - start);
 		out->tries = try_number;
 		out->http_status = t.http_status;

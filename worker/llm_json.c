@@ -31,56 +31,108 @@ static size_t llm_utf8_len(const unsigned char *s)
 	return n;
 }
 
-/* A JSON string of `s`, with bytes that are not valid UTF-8 replaced by '?'. */
-static json_t *llm_jstr(const char *s)
+/* Write `s` as a JSON string at `out` (room for 6 bytes per byte of s, plus 2): escaped as
+ * jansson's compact dump escapes it, bytes that are not valid UTF-8 replaced by '?'.
+ * Returns the end of what was written. */
+static char *llm_put_str(char *out, const char *s)
 {
-	json_t *j = json_string(s);
-	char *copy;
-	size_t i = 0;
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s;
 
-	if (j != NULL)
-		return j;
-	copy = xstrdup(s);
-	while (copy[i] != '\0') {
-		size_t k = llm_utf8_len((const unsigned char *)copy + i);
-		if (k == 0) {
-			copy[i] = '?';
-			k = 1;
+	*out++ = '"';
+	while (*p != '\0') {
+		unsigned char c = *p;
+		size_t k;
+
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			*out++ = (char)c;
+			p++;
+			continue;
 		}
-		i += k;
+		if (c >= 0x80) {
+			k = llm_utf8_len(p);
+			if (k == 0) {
+				*out++ = '?';
+				p++;
+			} else {
+				memcpy(out, p, k);
+				out += k;
+				p += k;
+			}
+			continue;
+		}
+		*out++ = '\\';
+		switch (c) {
+		case '"':
+		case '\\': *out++ = (char)c; break;
+		case '\b': *out++ = 'b'; break;
+		case '\f': *out++ = 'f'; break;
+		case '\n': *out++ = 'n'; break;
+		case '\r': *out++ = 'r'; break;
+		case '\t': *out++ = 't'; break;
+		default:
+			memcpy(out, "u00", 3);
+			out[3] = hex[c >> 4];
+			out[4] = hex[c & 15];
+			out += 5;
+		}
+		p++;
 	}
-	j = json_string(copy);
-	free(copy);
-	return j;
+	*out++ = '"';
+	return out;
 }
 
+/* Append a literal. */
+static char *llm_put(char *out, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	memcpy(out, lit, n);
+	return out + n;
+}
+
+/* The request body, written directly (the same bytes as jansson's compact dump of the
+ * object, members in this order): no tree is built for a prompt that is only copied. */
 char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req)
 {
-	json_t *root = json_object(), *msgs = json_array();
-	char *out;
+	size_t cap = 256 +
+	    6 *
+	        (strlen(cfg->model) + strlen(req->prompt) +
+	            (req->system != NULL ? strlen(req->system) : 0));
+	char *body = xmalloc(cap), *o = body, num[64];
+	int n;
 
-	json_object_set_new(root, "model", llm_jstr(cfg->model));
-	json_object_set_new(root, "max_tokens", json_integer(req->max_tokens));
-	json_object_set_new(root, "temperature", json_real(cfg->temperature));
+	o = llm_put(o, "{\"model\":");
+	o = llm_put_str(o, cfg->model);
+	n = snprintf(num, sizeof num, ",\"max_tokens\":%d,\"temperature\":%.17g", req->max_tokens,
+	    cfg->temperature);
+	memcpy(o, num, (size_t)n);
+	o += n;
+	/* A real keeps a '.' or an exponent, as jansson writes it. */
+	if (strpbrk(strrchr(num, ':'), ".e") == NULL)
+		o = llm_put(o, ".0");
 	if (cfg->provider == LLM_ANTHROPIC) {
-		if (req->system != NULL)
-			json_object_set_new(root, "system", llm_jstr(req->system));
+		if (req->system != NULL) {
+			o = llm_put(o, ",\"system\":");
+			o = llm_put_str(o, req->system);
+		}
+		o = llm_put(o, ",\"messages\":[");
 #ifdef AUTOPACK_MUTANT_anthropic_system_as_message
-		json_array_append_new(
-		    msgs, json_pack("{s:s, s:s}", "role", "system", "content", "x"));
+		o = llm_put(o, "{\"role\":\"system\",\"content\":\"x\"},");
 #endif
-	} else if (req->system != NULL) {
-		json_array_append_new(msgs,
-		    json_pack("{s:s, s:o}", "role", "system", "content", llm_jstr(req->system)));
+	} else {
+		o = llm_put(o, ",\"messages\":[");
+		if (req->system != NULL) {
+			o = llm_put(o, "{\"role\":\"system\",\"content\":");
+			o = llm_put_str(o, req->system);
+			o = llm_put(o, "},");
+		}
 	}
-	json_array_append_new(
-	    msgs, json_pack("{s:s, s:o}", "role", "user", "content", llm_jstr(req->prompt)));
-	json_object_set_new(root, "messages", msgs);
-	out = json_dumps(root, JSON_COMPACT);
-	json_decref(root);
-	if (out == NULL)
-		abort(); /* allocation failure */
-	return out;
+	o = llm_put(o, "{\"role\":\"user\",\"content\":");
+	o = llm_put_str(o, req->prompt);
+	o = llm_put(o, "}]}");
+	*o = '\0';
+	return body;
 }
 
 /* An integer member of `obj`, or -1. */

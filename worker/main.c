@@ -236,20 +236,25 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 	if ((rc = proto_fd_queue(&w->io, &m, &err)) != 0)
 		log_fatal(1, "cannot encode an event: %s", err.text);
 	outbox_add(&w->out, w->io.out.data + start, w->io.out.len - start);
-	/* An announcement leaves in one write with the heartbeat that asks for its commit. */
+	/* An announcement leaves in one write with the heartbeat that asks for its commit.
+	 * Other events wait in the buffer for the next write, which comes before anything
+	 * that takes time (the phase calls the heartbeat hook first) and with the result:
+	 * the events of one step leave in one write, the supervisor woken once for them. */
 	if (ev->kind == PROTO_EV_LLM_REQUEST)
 		return wk_wait_acks(w, 0, true);
-	wk_flush(w);
 	return 0;
 }
 
-/* phase hook: keep the supervisor informed, take its acks and notice it going away. */
+/* phase hook: send what is queued, keep the supervisor informed, take its acks and
+ * notice it going away. */
 static void hook_heartbeat(void *ctx)
 {
 	struct wk *w = ctx;
 
 	if (clock_mono_ms() - w->last_beat >= HEARTBEAT_MS)
 		wk_beat(w, -1);
+	else
+		wk_flush(w);
 	wk_poll(w, 0);
 }
 
@@ -259,6 +264,7 @@ static bool hook_supervisor_present(void *ctx)
 	struct wk *w = ctx;
 	struct pollfd pfd = { .fd = w->io.fd, .events = POLLIN };
 
+	wk_flush(w); /* the events before the writes */
 	if (getppid() != wk_supervisor ||
 	    (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0)) {
 		log_info("supervisor gone before attempt %llu wrote its deliverables; exiting",

@@ -22,7 +22,7 @@
 struct phase_ctx {
 	const struct proto_job *job;
 	const struct phase_hooks *hooks;
-	struct est_coefs coefs;
+	const struct est_coefs *coefs; /* phase_coefs's */
 	struct est_output est;
 	int budget;
 	uint64_t start;
@@ -134,6 +134,94 @@ static void phase_on_try(void *ctx, const struct llm_try *t)
 		    t->error != NULL ? t->error : "");
 }
 
+/* The coefficients built for the last job, with what they were built from: the jobs of
+ * a session carry the same set, which is then built once, not for every attempt. */
+static struct {
+	bool valid;
+	uint64_t version;
+	struct proto_coef *rows; /* copies */
+	size_t n;
+	char *fit_json;
+	struct est_coefs coefs;
+} phase_coefs;
+
+/* Whether two nullable strings are equal. */
+static bool phase_same(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Whether phase_coefs were built from the job's coefficient set. */
+static bool phase_coefs_match(const struct proto_job *job)
+{
+	if (!phase_coefs.valid || phase_coefs.version != job->coef_version ||
+	    phase_coefs.n != job->ncoefs || !phase_same(phase_coefs.fit_json, job->fit_json))
+		return false;
+	for (size_t i = 0; i < job->ncoefs; i++)
+		if (!phase_same(phase_coefs.rows[i].category, job->coefs[i].category) ||
+		    !phase_same(phase_coefs.rows[i].complexity, job->coefs[i].complexity) ||
+		    phase_coefs.rows[i].overhead != job->coefs[i].overhead)
+			return false;
+	return true;
+}
+
+/* Forget what phase_coefs were built from. */
+static void phase_coefs_forget(void)
+{
+	for (size_t i = 0; i < phase_coefs.n; i++) {
+		free(phase_coefs.rows[i].category);
+		free(phase_coefs.rows[i].complexity);
+	}
+	free(phase_coefs.rows);
+	free(phase_coefs.fit_json);
+	phase_coefs.rows = NULL;
+	phase_coefs.fit_json = NULL;
+	phase_coefs.n = 0;
+	phase_coefs.valid = false;
+}
+
+/* Build phase_coefs from the job's set (the defaults, its rows, its fit) unless they
+ * already are. Returns 0, or -1 with `err` saying what in the set is wrong. */
+static int phase_coefs_build(const struct proto_job *job, char *err, size_t errlen)
+{
+	struct est_coefs *c = &phase_coefs.coefs;
+
+	if (phase_coefs_match(job))
+		return 0;
+	phase_coefs_forget();
+	est_coefs_default(c);
+	if (job->ncoefs > 0 || job->coef_version > 0) {
+		struct est_coef_row *rows = xcalloc(job->ncoefs + 1, sizeof *rows);
+		int rc;
+
+		for (size_t i = 0; i < job->ncoefs; i++)
+			rows[i] = (struct est_coef_row){ job->coefs[i].category,
+				job->coefs[i].complexity, job->coefs[i].overhead };
+		rc = est_coefs_apply(c, rows, job->ncoefs,
+		    job->coef_version > 0 ? job->coef_version : 1, err, errlen);
+		free(rows);
+		if (rc < 0)
+			return -1;
+	}
+	if (job->fit_json != NULL && est_fit_from_json(job->fit_json, &c->fit, err, errlen) != 0)
+		return -1;
+	phase_coefs.rows = xcalloc(job->ncoefs + 1, sizeof *phase_coefs.rows);
+	for (size_t i = 0; i < job->ncoefs; i++) {
+		phase_coefs.rows[i] = job->coefs[i];
+		phase_coefs.rows[i].category = job->coefs[i].category != NULL ?
+		    xstrdup(job->coefs[i].category) :
+		    NULL;
+		phase_coefs.rows[i].complexity = job->coefs[i].complexity != NULL ?
+		    xstrdup(job->coefs[i].complexity) :
+		    NULL;
+	}
+	phase_coefs.n = job->ncoefs;
+	phase_coefs.version = job->coef_version;
+	phase_coefs.fit_json = job->fit_json != NULL ? xstrdup(job->fit_json) : NULL;
+	phase_coefs.valid = true;
+	return 0;
+}
+
 /* Set up coefficients, estimate and budget. Returns false (attempt ended) on a bad job. */
 static bool phase_estimate(struct phase_ctx *pc)
 {
@@ -149,30 +237,13 @@ static bool phase_estimate(struct phase_ctx *pc)
 	};
 	char err[256];
 
-	est_coefs_default(&pc->coefs);
-	if (job->ncoefs > 0 || job->coef_version > 0) {
-		struct est_coef_row *rows = xcalloc(job->ncoefs + 1, sizeof *rows);
-		int rc;
-
-		for (size_t i = 0; i < job->ncoefs; i++)
-			rows[i] = (struct est_coef_row){ job->coefs[i].category,
-				job->coefs[i].complexity, job->coefs[i].overhead };
-		rc = est_coefs_apply(&pc->coefs, rows, job->ncoefs,
-		    job->coef_version > 0 ? job->coef_version : 1, err, sizeof err);
-		free(rows);
-		if (rc < 0) {
-			phase_end(
-			    pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
-			return false;
-		}
-	}
-	if (job->fit_json != NULL &&
-	    est_fit_from_json(job->fit_json, &pc->coefs.fit, err, sizeof err) != 0) {
+	if (phase_coefs_build(job, err, sizeof err) != 0) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM, "%s", err);
 		return false;
 	}
-	est_estimate(&pc->coefs, &in, job->workspace, &pc->est);
-	pc->budget = est_select_budget(&pc->coefs, &pc->est);
+	pc->coefs = &phase_coefs.coefs;
+	est_estimate(pc->coefs, &in, job->workspace, &pc->est);
+	pc->budget = est_select_budget(pc->coefs, &pc->est);
 	return true;
 }
 
@@ -239,7 +310,7 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 	char *dlx_json = ev_deliverables_detail_json(
 	    &pc->job->phase.deliverables, pc->est.category, pc->job->workspace);
 	int max_tokens = est_max_tokens(
-	    &pc->coefs, &pc->est, pc->budget, 0, (int)pc->job->max_tokens_cap);
+	    pc->coefs, &pc->est, pc->budget, 0, (int)pc->job->max_tokens_cap);
 	bool done = false;
 	int call;
 
@@ -271,7 +342,7 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 		}
 		parsed = dlv_parse(resp.text, set, perr, sizeof perr) == DLV_OK;
 		if (resp.completion_tokens >= 0) {
-			struct ev_builder_call bc = { &pc->est, pc->coefs.version, pc->budget,
+			struct ev_builder_call bc = { &pc->est, pc->coefs->version, pc->budget,
 				max_tokens, cfg->model, &resp, parsed, dl_json, dlx_json };
 			struct proto_event ev;
 			ev_estimation_fill(&ev, &bc);
@@ -279,7 +350,7 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 			if (parsed && !resp.truncated)
 				pc->samples++;
 		}
-		next = est_escalate(&pc->coefs, max_tokens, (int)pc->job->max_tokens_cap);
+		next = est_escalate(pc->coefs, max_tokens, (int)pc->job->max_tokens_cap);
 		if (parsed) {
 			done = true;
 		} else if (resp.truncated && call == 1 && next > max_tokens) {
@@ -381,6 +452,7 @@ static bool phase_check(struct phase_ctx *pc)
 	if (phase_expired(pc, "the check command"))
 		return false;
 	spec.deadline_mono_ms = pc->deadline != 0 ? pc->deadline : UINT64_MAX;
+	phase_heartbeat(pc); /* the events so far leave before the command runs */
 	if (check_run(&spec, &r, err, sizeof err) < 0) {
 		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_NOT_RUN, FP_STAGE_CHECK, "%s", err);
 		check_result_free(&r);
@@ -461,8 +533,8 @@ int phase_run(
 		    "dry run: estimate %d tokens (%s/%s, confidence %.2f, estimator v%llu), "
 		    "selected budget %d, max_tokens %d; no LLM call, nothing written",
 		    pc.est.estimate, pc.est.category, pc.est.complexity, pc.est.confidence,
-		    (unsigned long long)pc.coefs.version, pc.budget,
-		    est_max_tokens(&pc.coefs, &pc.est, pc.budget, 0, (int)job->max_tokens_cap));
+		    (unsigned long long)pc.coefs->version, pc.budget,
+		    est_max_tokens(pc.coefs, &pc.est, pc.budget, 0, (int)job->max_tokens_cap));
 		pc.outcome = OUTCOME_DRY_RUN;
 		goto done;
 	}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char prompt_system[] =
@@ -34,22 +35,15 @@ static void pb_list(struct strbuf *b, const char *title, const struct proto_strl
 		strbuf_printf(b, "- %s\n", l->items[i]);
 }
 
-/* Append one workspace file as a fenced block, within the remaining budget. */
-static void pb_file(struct strbuf *b, const char *workspace, const char *path, size_t *budget,
-    struct prompt *p, bool quiet_missing)
+/* Append the workspace file `path`, resolved to `abs` (freed here), as a fenced block,
+ * within the remaining budget. */
+static void pb_file_at(
+    struct strbuf *b, char *abs, const char *path, size_t *budget, struct prompt *p)
 {
-	char err[512];
-	char *abs = dlv_resolve_read(workspace, path, err, sizeof err);
 	size_t cap, len = 0;
 	char *data;
 	int fd;
 
-	if (abs == NULL) {
-		if (!quiet_missing)
-			strbuf_printf(b, "\n### %s\n(not included: %s)\n", path, err);
-		p->files_skipped++;
-		return;
-	}
 	fd = open(abs, O_RDONLY | O_CLOEXEC);
 	free(abs);
 	if (fd < 0) {
@@ -84,6 +78,34 @@ static void pb_file(struct strbuf *b, const char *workspace, const char *path, s
 	free(data);
 }
 
+/* Append one workspace file as a fenced block, within the remaining budget, or say why it
+ * is not included. */
+static void pb_file(
+    struct strbuf *b, const char *workspace, const char *path, size_t *budget, struct prompt *p)
+{
+	char err[512];
+	char *abs = dlv_resolve_read(workspace, path, err, sizeof err);
+
+	if (abs == NULL) {
+		strbuf_printf(b, "\n### %s\n(not included: %s)\n", path, err);
+		p->files_skipped++;
+		return;
+	}
+	pb_file_at(b, abs, path, budget, p);
+}
+
+/* Whether the workspace-relative `path` may name a file: false only when it certainly
+ * does not (a component is missing), which spares resolving it. */
+static bool pb_may_exist(const char *workspace, const char *path)
+{
+	char *full = xasprintf("%s/%s", workspace, path);
+	struct stat st;
+	bool maybe = stat(full, &st) == 0 || (errno != ENOENT && errno != ENOTDIR);
+
+	free(full);
+	return maybe;
+}
+
 void prompt_build(const struct proto_job *job, struct prompt *out)
 {
 	const struct proto_phase *ph = &job->phase;
@@ -114,20 +136,21 @@ void prompt_build(const struct proto_job *job, struct prompt *out)
 	if (ph->read_only_context.n > 0) {
 		strbuf_printf(&b, "\n## Read-only context\n");
 		for (i = 0; i < ph->read_only_context.n; i++)
-			pb_file(&b, job->workspace, ph->read_only_context.items[i], &budget, out,
-			    false);
+			pb_file(&b, job->workspace, ph->read_only_context.items[i], &budget, out);
 	}
 	for (i = 0; i < ph->deliverables.n; i++) {
 		char err[64];
-		char *abs = dlv_resolve_read(
-		    job->workspace, ph->deliverables.items[i], err, sizeof err);
+		char *abs;
+
+		if (!pb_may_exist(job->workspace, ph->deliverables.items[i]))
+			continue;
+		abs = dlv_resolve_read(job->workspace, ph->deliverables.items[i], err, sizeof err);
 		if (abs == NULL)
 			continue;
-		free(abs);
 		if (!header)
 			strbuf_printf(&b, "\n## Current content of existing deliverables\n");
 		header = true;
-		pb_file(&b, job->workspace, ph->deliverables.items[i], &budget, out, true);
+		pb_file_at(&b, abs, ph->deliverables.items[i], &budget, out);
 	}
 	out->user = b.s;
 }

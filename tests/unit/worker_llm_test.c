@@ -5,6 +5,8 @@
 #include "tests/unit/worker_standin.h"
 #include "worker/llm.h"
 
+#include <jansson.h>
+
 #define KEY "sk-test-7f3a9c-SECRET"
 
 /* What the hooks saw. */
@@ -363,4 +365,91 @@ TEST(worker_llm_a_try_whose_announcement_is_refused_is_not_sent)
 	json_decref(log);
 	llm_response_free(&r);
 	standin_stop(&sd);
+}
+
+/* The body as jansson's compact dump writes the same object (invalid UTF-8 replaced by
+ * '?' first), the reference the direct writer must match byte for byte. */
+static char *body_by_jansson(const struct llm_config *cfg, const struct llm_request *req)
+{
+	json_t *root = json_object(), *msgs = json_array();
+	const char *parts[2] = { req->system, req->prompt };
+	json_t *str[2] = { NULL, NULL };
+	char *out;
+
+	for (int i = 0; i < 2; i++) {
+		char *copy;
+
+		if (parts[i] == NULL)
+			continue;
+		copy = xstrdup(parts[i]);
+		for (size_t k = 0; copy[k] != '\0'; k++) {
+			json_t *one;
+			size_t n = 1;
+			/* Replace a byte where no valid UTF-8 sequence starts, as the worker does. */
+			for (n = 4; n >= 1; n--) {
+				char save;
+				if (strlen(copy + k) < n)
+					continue;
+				save = copy[k + n];
+				copy[k + n] = '\0';
+				one = json_string(copy + k);
+				copy[k + n] = save;
+				if (one != NULL) {
+					json_decref(one);
+					break;
+				}
+			}
+			if (n == 0)
+				copy[k] = '?';
+			else
+				k += n - 1;
+		}
+		str[i] = json_string(copy);
+		free(copy);
+	}
+	json_object_set_new(root, "model", json_string(cfg->model));
+	json_object_set_new(root, "max_tokens", json_integer(req->max_tokens));
+	json_object_set_new(root, "temperature", json_real(cfg->temperature));
+	if (cfg->provider == LLM_ANTHROPIC && str[0] != NULL)
+		json_object_set_new(root, "system", str[0]);
+	else if (str[0] != NULL)
+		json_array_append_new(
+		    msgs, json_pack("{s:s, s:o}", "role", "system", "content", str[0]));
+	json_array_append_new(msgs, json_pack("{s:s, s:o}", "role", "user", "content", str[1]));
+	json_object_set_new(root, "messages", msgs);
+	out = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	return out;
+}
+
+TEST(worker_llm_request_body_is_what_jansson_writes)
+{
+	static const char *const texts[] = {
+		"plain text",
+		"",
+		"quote \" backslash \\ slash / tab \t newline \n return \r bs \b ff \f",
+		"controls \x01\x1f\x1b and del \x7f",
+		"UTF-8: caf\xc3\xa9, \xe2\x82\xac, \xf0\x9f\x98\x80, line sep \xe2\x80\xa8",
+		"invalid: \xff lone \x80 cut \xc3",
+		"overlong \xc0\xaf, surrogate \xed\xa0\x80, too high \xf4\x90\x80\x80 end",
+		"# Phase: p\n## Deliverables\n- out/a.py\n",
+	};
+	static const double temps[] = { 0.2, 0.0, 1.0, 0.7 };
+
+	for (int p = 0; p < 2; p++)
+		for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+			for (size_t j = 0; j < sizeof texts / sizeof texts[0]; j += 3) {
+				struct llm_config cfg = { .provider = p == 0 ? LLM_ANTHROPIC :
+					                                       LLM_OPENAI,
+					.model = "claude-\"x\"",
+					.temperature = temps[(i + j) % 4] };
+				struct llm_request req = { j == 0 ? NULL : texts[j], texts[i],
+					(int)(i * 1000 + j) };
+				char *ours = llm_body_build(&cfg, &req);
+				char *ref = body_by_jansson(&cfg, &req);
+
+				CHECK_EQ_STR(ours, ref);
+				free(ours);
+				free(ref);
+			}
 }

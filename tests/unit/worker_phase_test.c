@@ -565,6 +565,39 @@ TEST(worker_phase_calibrated_coefficients_from_the_job_are_used)
 	rec_free(&r);
 }
 
+/* Run a dry-run job with `n` rows at `version` and check its estimate line. */
+static void dry_estimate(struct proto_coef *rows, size_t n, uint64_t version, const char *want)
+{
+	struct proto_job j;
+	struct recorder r = { 0 };
+	struct proto_result res;
+
+	job_init(&j, "anthropic", "http://127.0.0.1:9");
+	j.dry_run = true;
+	j.coefs = rows;
+	j.ncoefs = n;
+	j.coef_version = version;
+	CHECK_EQ_INT(run(&j, &r, &res), 0);
+	CHECK(strstr(r.ev[0].text, want) != NULL);
+	phase_result_clear(&res);
+	rec_free(&r);
+}
+
+/* The coefficients built for one job are reused for the next only when its set is the
+ * same: a changed row, version or an empty set is built anew. */
+TEST(worker_phase_each_job_gets_its_own_coefficient_set)
+{
+	struct proto_coef row = { (char *)"implementation", (char *)"low", 1000 };
+	struct proto_coef other = { (char *)"implementation", (char *)"low", 2000 };
+
+	dry_estimate(NULL, 0, 0, "estimate 3424");
+	dry_estimate(&row, 1, 4, "estimate 3900 ");
+	dry_estimate(&row, 1, 4, "estimator v4");
+	dry_estimate(&other, 1, 4, "estimate 5200 "); /* (2000 + 2000) × 1.3 */
+	dry_estimate(&other, 1, 5, "estimator v5");
+	dry_estimate(NULL, 0, 0, "estimate 3424");
+}
+
 TEST(worker_phase_key_never_leaves_the_process)
 {
 	struct standin sd;
