@@ -65,10 +65,12 @@ static int store_stat_file(const char *path, struct stat *sb, struct store_err *
 	if (sb->st_size == 0)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: empty file, not an autopack database; the file was left untouched", path);
-#ifndef AUTOPACK_MUTANT_hard_link_accepted
+#ifdef AUTOPACK_MUTANT_hard_link_accepted
+	if (0)
+#else
 	if (sb->st_nlink > 1)
-		return store_refuse_links(path, sb, err);
 #endif
+		return store_refuse_links(path, sb, err);
 	return 0;
 }
 
