@@ -31,7 +31,8 @@
 
 static bool lease_want(struct sup *s);
 static int lease_open(struct sup *s, struct store_err *err);
-static void lease_granted(struct sup *s);
+static void lease_taken(struct sup *s, struct grant *grants, size_t n);
+static void lease_granted(struct sup *s, const struct grant *grants, size_t n);
 static void lease_undo(struct sup *s);
 
 void lease_init(struct sup *s)
@@ -53,7 +54,8 @@ void lease_init(struct sup *s)
 	j->dry_run = s->cfg.dry_run;
 	s->round = (struct round_hooks){ .want = lease_want,
 		.open = lease_open,
-		.committed = lease_granted,
+		.committed = lease_taken,
+		.durable = lease_granted,
 		.undo = lease_undo };
 }
 
@@ -268,25 +270,24 @@ static int lease_job(
 	return 0;
 }
 
-/* Hand a committed grant to its worker: the job, then the deadline. A job that breaks a
- * limit of the job message or cannot be encoded ends the attempt as failed with
- * INVALID_JOB (the phase is then FAILED), and the worker, which saw nothing, stays idle;
- * a worker that cannot be written to is killed, and its exit ends the lease. */
+/* Hand a durable grant to its worker: the job, then the deadline. A worker that ended
+ * (or whose lease was ended) while the commit was made durable gets nothing: its exit
+ * closed the attempt. A job that breaks a limit of the job message or cannot be encoded
+ * ends the attempt as failed with INVALID_JOB (the phase is then FAILED), and the worker,
+ * which saw nothing, stays idle; a worker that cannot be written to is killed, and its
+ * exit ends the lease. */
 static void lease_start(struct sup *s, const struct grant *g)
 {
 	struct proto_msg m = { .type = PROTO_JOB };
-	struct worker *w = g->w;
+	struct worker *w = worker_find(s, g->worker_id);
 	struct log_about about;
 	struct proto_err perr;
 	struct store_err err;
 	int rc;
 
-	w->state = W_BUSY;
-	w->lease = (struct lease){ .attempt_id = g->attempt_id,
-		.run = g->r,
-		.phase = g->p,
-		.attempt_number = g->attempt_number,
-		.started_ms = clock_mono_ms() };
+	if (w == NULL || w->lease.attempt_id != g->attempt_id)
+		return;
+	w->lease.started_ms = clock_mono_ms();
 	rc = lease_job(s, g, &m.u.job, &err);
 	if (rc == 0 && (rc = worker_send(w, &m, &perr)) != 0) {
 		snprintf(err.text, sizeof err.text, "the job cannot be encoded: %s", perr.text);
@@ -418,19 +419,33 @@ static int lease_open(struct sup *s, struct store_err *err)
 	return rc;
 }
 
-/* The round committed: each lease's worker gets its job. */
-static void lease_granted(struct sup *s)
+/* The round committed: each lease is its worker's (busy, in flight) at once, so a stop,
+ * a cancel or the worker's exit ends it as any lease, while the commit is made durable. */
+static void lease_taken(struct sup *s, struct grant *grants, size_t n)
 {
-	size_t n = s->ngrants;
-
-	s->ngrants = 0;
 	for (size_t i = 0; i < n; i++) {
+		struct grant *g = &grants[i];
+		struct worker *w = g->w;
+
 		s->in_flight++;
 		s->started++;
 		s->n.dispatched++;
-		s->grants[i].p->attempts++;
-		lease_start(s, &s->grants[i]);
+		g->p->attempts++;
+		g->worker_id = w->id;
+		w->state = W_BUSY;
+		w->lease = (struct lease){ .attempt_id = g->attempt_id,
+			.run = g->r,
+			.phase = g->p,
+			.attempt_number = g->attempt_number,
+			.started_ms = clock_mono_ms() };
 	}
+}
+
+/* The round's commit is durable: each lease's worker gets its job. */
+static void lease_granted(struct sup *s, const struct grant *grants, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		lease_start(s, &grants[i]);
 }
 
 /* The round rolled back: its leases are undone in memory too. */

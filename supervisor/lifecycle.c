@@ -45,10 +45,11 @@ static void signal_cb(uv_signal_t *h, int signum)
 {
 	struct sup *s = h->data;
 
-	if (s->stopping == STOP_NOW && !s->writes_off && s->ops_n > 0) {
+	if (s->stopping == STOP_NOW && !s->writes_off && (s->ops_n > 0 || s->sync.nheld > 0)) {
 		log_error("received %s while stopping now: exiting without the %lld write(s) not"
-		          " yet committed; the next supervisor recovers their attempts",
-		    strsignal(signum), (long long)s->ops_n);
+		          " yet committed and the %lld committed group(s) not yet on disk, none of"
+		          " them acknowledged; the next supervisor recovers their attempts",
+		    strsignal(signum), (long long)s->ops_n, (long long)s->sync.nheld);
 		s->writes_off = true;
 		s->exit_code = 3;
 		lifecycle_check_done(s);
@@ -191,6 +192,24 @@ uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct st
 	return delay < COMMIT_RETRY_MAX_MS ? delay : COMMIT_RETRY_MAX_MS;
 }
 
+/* A failed fsync of the write-ahead log: nothing held is acknowledged, nothing more is
+ * written, exit 3. */
+void lifecycle_sync_failed(struct sup *s, const char *path, int err, int64_t held)
+{
+	s->n.commit_failures++;
+	if (s->writes_off)
+		return;
+	s->writes_off = true;
+	s->exit_code = 3;
+	log_error("writes failed: fdatasync of the write-ahead log %s failed: %s (errno %d); the"
+	          " %lld committed group(s) it was to make durable may not be on disk, so none of"
+	          " them is acknowledged, and a failed fsync cannot be retried safely: no further"
+	          " writes. Workers are stopped; open attempts are recovered by the next"
+	          " supervisor on that database.",
+	    path, strerror(err), err, (long long)held);
+	lifecycle_stop_because(s, STOP_NOW, "fdatasync of %s failed: %s", path, strerror(err));
+}
+
 /* Escalate a graceful stop after ms. */
 void lifecycle_stop_timeout(struct sup *s, uint64_t ms)
 {
@@ -255,6 +274,8 @@ void lifecycle_check_done(struct sup *s)
 		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_DRAINED, "drained");
 		return;
 	}
-	if (s->stopping && s->live == 0 && (s->ops_n == 0 || s->writes_off))
+	/* An fsync on the threadpool is waited for even when writing was given up. */
+	if (s->stopping && s->live == 0 && !s->sync.running &&
+	    ((s->ops_n == 0 && s->sync.nheld == 0) || s->writes_off))
 		uv_stop(s->loop);
 }

@@ -208,6 +208,8 @@ void session_finish(struct sup *s)
 	                                  "stopped";
 	char left[600] = "";
 
+	/* The loop is over: what is still committed syncs in the database. */
+	sync_finish(s);
 	if (!s->writes_off) {
 		writer_flush(s);
 		report_drain_end(s, left, sizeof left);
@@ -229,6 +231,7 @@ void session_finish(struct sup *s)
 	    (unsigned long long)(s->n.rejected_uuid + s->n.rejected_stale + s->n.rejected_lost),
 	    left[0] ? "; " : "", left);
 	control_close(s);
+	writer_free(s);
 	sched_free(s);
 	policy_free(&s->pol);
 	store_drain_close(s->sd);

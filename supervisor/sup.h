@@ -6,19 +6,21 @@
  *
  * Who calls whom (no cycles; tests/tools/callgraph.py checks it on the objects):
  *   main → secrets, session, lifecycle, lag, writer, lease, pool, control, fleet;
- *   session → report, fleet;  fleet → control, sched, lease, writer, lifecycle, lag
+ *   session → report, fleet, writer, sync;  fleet → control, sched, lease, writer, lifecycle, lag
  *   report → sched, policy
  *   control → cmd-*, writer;  cmd-* → pool, lease, lifecycle, sched
  *   pool → lease, lifecycle, lag, worker, secrets;  lease → sched, policy, writer,
- *   lifecycle, lag, worker, convert;  writer → lifecycle, worker, policy;
+ *   lifecycle, lag, worker, convert;  writer → sync, lifecycle, worker, policy;
+ *   sync → lifecycle;
  *   lifecycle → sched;  sched → policy
  * Watching (observe.h): main → metrics, progress, http;  writer → metrics;
  *   cmd-status → status, metrics, progress;  http → cmd-status, status, metrics;
  *   metrics → progress, status
  * Calls the other way go through callbacks wired by main.c or carried by a queued write:
- * lifecycle stops the workers through its stop_workers callback (pool_stop), and the
+ * lifecycle stops the workers through its stop_workers callback (pool_stop), the
  * writer hands a committed attempt end back through the op's done callback
- * (lease_committed).
+ * (lease_committed), and sync releases a durable group through its release callback
+ * (writer_release).
  */
 #ifndef AUTOPACK_SUP_H
 #define AUTOPACK_SUP_H
@@ -223,7 +225,8 @@ struct worker {
 
 /* A lease a round opens inside its transaction; the job goes out after the commit. */
 struct grant {
-	struct worker *w;
+	struct worker *w; /* until the commit; then found again by worker_id */
+	int worker_id;
 	struct run_q *r;
 	struct qphase *p;
 	uint64_t attempt_id;
@@ -237,8 +240,11 @@ struct round_hooks {
 	bool (*want)(struct sup *s);
 	/* Open them inside the transaction. Returns 0, or a store error with err set. */
 	int (*open)(struct sup *s, struct store_err *err);
-	/* After the commit (and the acknowledgements): send their jobs. */
-	void (*committed)(struct sup *s);
+	/* After the COMMIT: the leases grants[0..n) are taken (their workers busy, counted
+	 * in flight); nothing is sent yet. */
+	void (*committed)(struct sup *s, struct grant *grants, size_t n);
+	/* Once the commit is durable (after the acknowledgements): send their jobs. */
+	void (*durable)(struct sup *s, const struct grant *grants, size_t n);
 	/* After a rollback: put their phases and workers back. */
 	void (*undo)(struct sup *s);
 };
@@ -297,6 +303,39 @@ struct op {
 			bool ok;
 		} ctllog;
 	} u;
+};
+
+/* A committed group of the writer: held until the fsync that makes it durable (sync.c),
+ * then released (writer_release). */
+struct commit_group {
+	struct op *head;      /* its writes */
+	struct grant *grants; /* its leases; the buffer is swapped with sup.grants */
+	size_t ngrants;
+	size_t grants_cap;
+	uint64_t began; /* when its commit began (uv_hrtime), for the metrics */
+	uint64_t seq;   /* its place in commit order */
+	struct commit_group *next;
+};
+
+/* The threadpool's part of an fsync: its descriptor and its result, nothing else. */
+struct sync_job {
+	uv_work_t req;
+	int fd;
+	int err; /* errno of a failed fdatasync; 0: done */
+};
+
+/* The commit's fsync off the loop (sync.c). */
+struct sync_state {
+	int fd;       /* the write-ahead log; -1: commits sync in the database (or not at all) */
+	char *path;   /* its name */
+	bool normal;  /* the connection is at synchronous=NORMAL (inside a writer's group) */
+	bool running; /* an fsync is on the threadpool: the loop does not end before it */
+	struct sync_job job;
+	uint64_t committed; /* groups committed so far */
+	uint64_t covers;    /* the running fsync makes groups up to this one durable */
+	struct commit_group *head, *tail; /* committed, not yet durable, in commit order */
+	int64_t nheld;                    /* groups held */
+	void (*release)(struct sup *s, struct commit_group *g, bool durable);
 };
 
 struct sup_counters {
@@ -397,6 +436,9 @@ struct sup {
 	bool commit_retrying; /* the timer waits to retry a failed commit */
 	int commit_fail_streak;
 	uint64_t last_commit_ms;
+	bool commit_deferred; /* a commit was put off while a group waited for its fsync */
+	struct commit_group *group_free; /* released groups, for reuse */
+	struct sync_state sync;
 
 	/* control */
 	uv_pipe_t ctl_server;
@@ -545,6 +587,10 @@ void lifecycle_declared_lost(struct sup *s);
  * and exit 3 once they are gone, releasing the lock; then 0 (also when the database was
  * found lost). */
 uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct store_err *err);
+/* The fsync of the write-ahead log `path` failed with errno `err`, with `held` committed
+ * groups waiting for it: a failed write that cannot be retried safely. Say so, write
+ * nothing more, stop the workers and exit 3 once they are gone. */
+void lifecycle_sync_failed(struct sup *s, const char *path, int err, int64_t held);
 
 /* --- lag.c: the loop's own lag (a stalled supervisor is not a hung worker) --- */
 
@@ -707,6 +753,41 @@ void writer_heartbeat(struct sup *s);
 /* Commit in the loop's next turn rather than at the end of the window, unless a failed
  * commit is waiting for its retry (a worker waits for acks). */
 void writer_flush_early(struct sup *s);
+
+/* Release a committed group once `durable` (its fsync completed): count and observe it,
+ * send its acknowledgements and its leases' jobs, hand its ends back (op done
+ * callbacks), free its writes; when not durable (the fsync failed, or writing was given
+ * up), free them only: nothing of it is acknowledged or sent. */
+void writer_release(struct sup *s, struct commit_group *g, bool durable);
+/* After the loop: free the writes never committed and the groups kept for reuse. */
+void writer_free(struct sup *s);
+
+/* --- sync.c: the commit's fsync off the loop (SQLite, --synchronous full) --- */
+
+/* Decide how commits reach the disk: with --synchronous full on SQLite, open the
+ * write-ahead log to fsync it on the threadpool (when it cannot be opened as the file the
+ * database opened, log why: SQLite then syncs each commit on the loop, as before);
+ * `release` is called with each held group, in commit order. After session_prepare. */
+void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group *g, bool durable));
+/* Whether the writer's commits are made durable here (pipelined). */
+bool sync_deferred(const struct sup *s);
+/* Before a writer's BEGIN: the connection commits without syncing (NORMAL) when the
+ * commits are pipelined. Returns 0, or -1 with a store error. */
+int sync_group_begin(struct sup *s, struct store_err *err);
+/* After the writer's COMMIT or ROLLBACK: the connection syncs every commit again (FULL);
+ * logged on failure. */
+void sync_group_end(struct sup *s);
+/* A group committed: hold it until an fsync started after now completes, then release
+ * it; at once when commits are not pipelined. */
+void sync_hold(struct sup *s, struct commit_group *g);
+/* Whether a committed group waits for the next fsync (the running one started before
+ * its COMMIT): the writer then gathers more before it commits again. */
+bool sync_waiting(const struct sup *s);
+/* Drop every held group unacknowledged (writing was given up). */
+void sync_drop(struct sup *s);
+/* After the loop (no fsync running): drop what is held, set the connection back to FULL,
+ * close the write-ahead log's descriptor. */
+void sync_finish(struct sup *s);
 
 /* --- policy.c: the drain rules --- */
 

@@ -24,13 +24,14 @@
 static void writer_timer_cb(uv_timer_t *t);
 static void writer_commit(struct sup *s, bool heartbeat);
 
-/* Initialise the commit timer. */
+/* Initialise the commit timer, the round's handle and how commits reach the disk. */
 void writer_init(struct sup *s)
 {
 	uv_timer_init(s->loop, &s->commit_timer);
 	s->commit_timer.data = s;
 	uv_check_init(s->loop, &s->round_check);
 	s->round_check.data = s;
+	sync_init(s, writer_release);
 }
 
 /* The loop turn's I/O is done: commit its round if it has anything urgent or leases to
@@ -317,6 +318,7 @@ static void writer_failed(struct sup *s, bool lease, const struct store_err *err
 		    (long long)s->ops_n, err->text);
 	else
 		log_error("commit of %lld writes failed: %s", (long long)s->ops_n, err->text);
+	sync_group_end(s);
 	delay = lifecycle_write_failed(s, lease ? "a dispatch round" : "a group commit", err);
 	if (delay == 0)
 		return;
@@ -337,12 +339,108 @@ void writer_heartbeat(struct sup *s)
 		writer_commit(s, s->ops_head == NULL);
 }
 
+/* A group to fill: one released earlier, or a new one. */
+static struct commit_group *writer_group(struct sup *s)
+{
+	struct commit_group *g = s->group_free;
+
+	if (g == NULL)
+		return xcalloc(1, sizeof *g);
+	s->group_free = g->next;
+	g->next = NULL;
+	return g;
+}
+
+/* The round's transaction committed: the queue and the round's leases become group g
+ * (the leases taken at once, in memory), held until durable. */
+static void writer_committed(struct sup *s, struct op *head, bool lease, uint64_t began)
+{
+	struct commit_group *g = writer_group(s);
+	struct grant *buf = g->grants;
+	size_t cap = g->grants_cap;
+
+	policy_saved(s);
+	s->commit_fail_streak = 0;
+	s->ops_head = s->ops_tail = NULL;
+	s->ops_n = 0;
+	g->head = head;
+	g->began = began;
+	if (lease) {
+		/* The round's leases move to the group; the next round fills the group's old
+		 * buffer. */
+		g->grants = s->grants;
+		g->ngrants = s->ngrants;
+		g->grants_cap = s->grants_cap;
+		s->grants = buf;
+		s->grants_cap = cap;
+		s->ngrants = 0;
+		s->round.committed(s, g->grants, g->ngrants);
+	}
+	sync_hold(s, g);
+}
+
+void writer_release(struct sup *s, struct commit_group *g, bool durable)
+{
+	struct op *o, *next;
+
+	if (durable) {
+		metrics_commit(s, g->began);
+		s->n.commits++;
+		s->last_commit_ms = clock_mono_ms();
+		/* Each worker's acknowledgements and next job in one write. */
+		worker_cork_all(s, true);
+		writer_ack(s, g->head);
+		if (g->ngrants > 0)
+			s->round.durable(s, g->grants, g->ngrants);
+		worker_cork_all(s, false);
+	}
+	for (o = g->head; o != NULL; o = next) {
+		next = o->next;
+		if (durable) {
+			op_count(s, o);
+			metrics_op(s, o);
+			if (o->kind == OP_CLOSE && o->u.close.done != NULL)
+				o->u.close.done(s, o);
+		}
+		op_free(o);
+	}
+	g->head = NULL;
+	g->ngrants = 0;
+	g->next = s->group_free;
+	s->group_free = g;
+	/* A commit put off while the group waited for its fsync happens in this turn's
+	 * round. */
+	if (durable && s->commit_deferred) {
+		s->commit_deferred = false;
+		writer_round(s, true);
+	}
+}
+
+void writer_free(struct sup *s)
+{
+	struct commit_group *g;
+	struct op *o, *next;
+
+	for (o = s->ops_head; o != NULL; o = next) {
+		next = o->next;
+		op_free(o);
+	}
+	s->ops_head = s->ops_tail = NULL;
+	s->ops_n = 0;
+	while ((g = s->group_free) != NULL) {
+		s->group_free = g->next;
+		free(g->grants);
+		free(g);
+	}
+}
+
 /* Commit the queue and the round's leases (with the heartbeat of several supervisors,
  * which fences the group: a supervisor declared lost writes nothing), or, with
- * `heartbeat`, the heartbeat alone. */
+ * `heartbeat`, the heartbeat alone. The committed group is released (acknowledgements,
+ * jobs, ends handed back) once durable: at once, or after its fsync (sync.c). */
 static void writer_commit(struct sup *s, bool heartbeat)
 {
-	struct op *head = s->ops_head, *o, *next;
+	struct op *head = s->ops_head, *o;
 	uint64_t began = uv_hrtime();
 	struct store_err err;
 	bool lease;
@@ -355,6 +453,12 @@ static void writer_commit(struct sup *s, bool heartbeat)
 	s->commit_retrying = false;
 	if (s->writes_off)
 		return;
+	/* One group waits for the next fsync already: what comes now joins the group
+	 * committed when that fsync starts (writer_release asks for the round). */
+	if (!heartbeat && sync_waiting(s)) {
+		s->commit_deferred = true;
+		return;
+	}
 	lease = !heartbeat && s->round.want != NULL && s->round.want(s);
 	if (head == NULL && !lease && !heartbeat)
 		return;
@@ -362,12 +466,13 @@ static void writer_commit(struct sup *s, bool heartbeat)
 	if (s->writes_off)
 		return;
 again:
-	if (store_drain_begin(s->sd, &err) != 0)
+	if (sync_group_begin(s, &err) != 0 || store_drain_begin(s->sd, &err) != 0)
 		goto fail;
 	if (s->fleet_id > 0 && store_fleet_heartbeat(s->sd, s->fleet_status, &lost, &err) != 0)
 		goto fail;
 	if (lost) {
 		store_drain_rollback(s->sd);
+		sync_group_end(s);
 		lifecycle_declared_lost(s);
 		return;
 	}
@@ -392,27 +497,8 @@ again:
 		goto fail;
 	if (store_drain_commit(s->sd, &err) != 0)
 		goto fail;
-	metrics_commit(s, began);
-	policy_saved(s);
-	s->n.commits++;
-	s->commit_fail_streak = 0;
-	s->last_commit_ms = clock_mono_ms();
-	s->ops_head = s->ops_tail = NULL;
-	s->ops_n = 0;
-	/* Each worker's acknowledgements and next job in one write. */
-	worker_cork_all(s, true);
-	writer_ack(s, head);
-	if (lease)
-		s->round.committed(s);
-	worker_cork_all(s, false);
-	for (o = head; o != NULL; o = next) {
-		next = o->next;
-		op_count(s, o);
-		metrics_op(s, o);
-		if (o->kind == OP_CLOSE && o->u.close.done != NULL)
-			o->u.close.done(s, o);
-		op_free(o);
-	}
+	sync_group_end(s);
+	writer_committed(s, head, lease, began);
 	lifecycle_check_done(s);
 	return;
 fail:

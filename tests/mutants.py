@@ -115,6 +115,13 @@ MUTANTS = [
      ["tests/test_writer.py::test_stale_and_foreign_events_are_counted_in_status_and_metrics"]),
     ("eta_runs_in_parallel", "the ETA lets a run go one phase at a time",
      ["tests/test_observe.py::test_eta_comes_from_the_median_attempt_duration_per_category"]),
+    ("ack_before_sync", "an ack or a job leaves only once the fsync of its commit completed",
+     ["tests/test_walsync.py::test_acks_and_jobs_leave_only_once_their_commit_is_durable",
+      "tests/test_walsync.py::"
+      "test_the_loop_goes_on_while_an_fsync_runs_and_no_ack_leaves_before_it_ends"]),
+    ("sync_error_ignored", "a failed fsync of the write-ahead log stops all writes, unacked",
+     ["tests/test_walsync.py::"
+      "test_a_failed_fsync_stops_writing_acknowledges_nothing_of_it_and_exits_3"]),
     ("claim_per_phase", "a round claims its phases in one batch of two statements",
      ["tests/test_fleet.py::test_a_round_claims_its_phases_in_one_batch_of_two_statements"]),
 ]

@@ -21,6 +21,10 @@ ROGUE_MODE says:
              each ack it reads the database named in the job (read-only) and writes
              {"ack": seq, "rows": [seqs of the attempt's rows]} to ROGUE_LOG; then a
              success result
+  durable    as ackcheck, but what it reads is what a power loss would leave: the
+             database file with the copy of its write-ahead log that the last completed
+             fsync made durable (<db>-wal.durable, kept by tests/tools/fsync_shim.c); at
+             each job it notes whether the attempt's row is there ({"durable": ...})
 
 If the file ROGUE_CRASH_FILE exists when it starts, it exits with status 3 after its hello
 whatever the mode. ROGUE_LOG, when set, receives one JSON line per noteworthy thing.
@@ -28,10 +32,12 @@ whatever the mode. ROGUE_LOG, when set, receives one JSON line per noteworthy th
 import json
 import os
 import select
+import shutil
 import signal
 import sqlite3
 import struct
 import sys
+import tempfile
 import time
 
 import msgpack
@@ -93,6 +99,24 @@ def rows_of(db_url, att):
         con.close()
 
 
+def durable_query(db_url, query, args):
+    """Run query on what the last completed fsync left on disk: a copy of the database
+    file and of <db>-wal.durable, in a fresh directory."""
+    path = db_url[len("sqlite:///"):]
+    d = tempfile.mkdtemp(dir=os.path.dirname(path))
+    try:
+        shutil.copyfile(path, os.path.join(d, "x.db"))
+        if os.path.exists(path + "-wal.durable"):
+            shutil.copyfile(path + "-wal.durable", os.path.join(d, "x.db-wal"))
+        con = sqlite3.connect(os.path.join(d, "x.db"), timeout=30)
+        try:
+            return con.execute(query, args).fetchall()
+        finally:
+            con.close()
+    finally:
+        shutil.rmtree(d)
+
+
 def wait_go(uuid, att):
     """Heartbeat until the file ROGUE_GO exists (at once when it is not set)."""
     go = os.environ.get("ROGUE_GO")
@@ -121,7 +145,12 @@ while True:
     if m["t"] != "job":
         continue
     uuid, att = m["uuid"], m["att"]
-    note({"event": "job", "att": att, "run": m["run"], "phase": m["phase"]})
+    if mode == "durable":
+        note({"event": "job", "att": att, "run": m["run"], "phase": m["phase"],
+              "durable": durable_query(m["db"], "SELECT count(*) FROM attempts"
+                                       " WHERE attempt_id = ?", (att,))[0][0] == 1})
+    else:
+        note({"event": "job", "att": att, "run": m["run"], "phase": m["phase"]})
     if mode == "silent":
         time.sleep(3600)
     if mode == "crash":
@@ -141,6 +170,21 @@ while True:
             send(usage(uuid, att, seq))
         send(usage(uuid, att + 1000, 1))
         wait_go(uuid, att)
+        result(uuid, att, 3)
+    elif mode == "durable":
+        wait_go(uuid, att)
+        for seq in (1, 2, 3):
+            send(usage(uuid, att, seq))
+        acked = 0
+        while acked < 3:
+            a = recv((uuid, att))
+            if a["t"] != "ack":
+                continue
+            acked = a["seq"]
+            note({"event": "ack", "att": a["att"], "ack": acked,
+                  "rows": [s for (s,) in durable_query(
+                      m["db"], "SELECT seq FROM llm_usage_events WHERE attempt_id = ?"
+                      " ORDER BY seq", (att,))]})
         result(uuid, att, 3)
     elif mode == "ackcheck":
         wait_go(uuid, att)

@@ -105,7 +105,9 @@ def test_scale_force_stops_a_busy_worker_and_requeues_its_phase(tmp):
                                     " WHERE outcome IS NOT NULL")
         assert outcome == "scaled_down"
         assert sql(url, "SELECT state FROM phases WHERE run_id = ?", run) == [("QUEUED",)]
-        st = status_when(sup, lambda s: s["pool"]["live"] == 1, what="one worker left")
+        # An attempt is in flight until its end is on disk (with its group's fsync).
+        st = status_when(sup, lambda s: s["pool"]["live"] == 1 and
+                         s["queue"]["in_flight"] == 1, what="one worker left")
         assert st["pool"]["target"] == 1
         # The other lease was not touched.
         assert st["queue"]["in_flight"] == 1
@@ -196,8 +198,8 @@ def test_scale_force_after_scale_stops_the_workers_already_retiring(tmp):
         # The same target again, forced: the two retiring workers go now.
         r = sup.ctl("scale", "1", "--force")
         assert r.rc == 0, r
-        st = status_when(sup, lambda s: s["pool"]["live"] == 1, what="one worker left")
-        assert st["queue"]["in_flight"] == 1
+        st = status_when(sup, lambda s: s["pool"]["live"] == 1 and
+                         s["queue"]["in_flight"] == 1, what="one worker left")
         assert sql(url, "SELECT outcome, count(*) FROM attempts WHERE ended_at IS NOT NULL"
                    " GROUP BY 1") == [("scaled_down", 2)]
         assert sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") == \

@@ -1,0 +1,207 @@
+/* The commit's fsync off the loop. With --synchronous full on SQLite (always in WAL mode
+ * for a writer), the writer's transactions commit at PRAGMA synchronous=NORMAL: COMMIT
+ * writes the WAL frames without syncing them, and this file makes them durable: an
+ * fdatasync of the write-ahead log runs on the libuv threadpool while the loop goes on
+ * (reads frames, schedules, writes and commits the next group). A committed group is held
+ * until an fsync that started after its COMMIT returned has completed; only then is it
+ * released (acknowledgements, jobs, done callbacks). Groups are held in commit order, one
+ * fsync runs at a time, and its end releases every group committed before it started.
+ * SQLite syncs the WAL itself before each checkpoint, so no frame reaches the database
+ * file unsynced. A failed fsync cannot be retried safely (the kernel may have dropped the
+ * pages it could not write): the groups held are never acknowledged and nothing more is
+ * written (lifecycle_sync_failed). Every other write (control commands, the session's
+ * records) commits at FULL, as the connection is set outside the writer's groups. */
+#include "supervisor/sup.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* On the threadpool: fdatasync the job's descriptor; nothing else is touched. */
+static void sync_work_cb(uv_work_t *req)
+{
+	struct sync_job *j = container_of(req, struct sync_job, req);
+
+	j->err = fdatasync(j->fd) == 0 ? 0 : errno;
+#ifdef AUTOPACK_MUTANT_sync_error_ignored
+	j->err = 0;
+#endif
+}
+
+static void sync_done_cb(uv_work_t *req, int status);
+
+/* Start an fsync covering every group committed so far. */
+static void sync_start(struct sup *s)
+{
+	struct sync_job *j = &s->sync.job;
+	int rc;
+
+	assert(!s->sync.running && s->sync.fd >= 0);
+	s->sync.covers = s->sync.committed;
+	s->sync.running = true;
+	j->fd = s->sync.fd;
+	j->err = 0;
+	j->req.data = s;
+	rc = uv_queue_work(s->loop, &j->req, sync_work_cb, sync_done_cb);
+	if (rc != 0) {
+		/* Never for a valid request; fail as the fsync would. */
+		s->sync.running = false;
+		lifecycle_sync_failed(s, s->sync.path, EIO, s->sync.nheld);
+		sync_drop(s);
+	}
+}
+
+/* Release (durable) or drop the held groups up to `upto`, in commit order. */
+static void sync_release_upto(struct sup *s, uint64_t upto, bool durable)
+{
+	struct commit_group *g;
+
+	while ((g = s->sync.head) != NULL && g->seq <= upto) {
+		s->sync.head = g->next;
+		if (s->sync.head == NULL)
+			s->sync.tail = NULL;
+		s->sync.nheld--;
+		s->sync.release(s, g, durable);
+	}
+}
+
+/* Back on the loop: release what the fsync made durable and start the next one; on a
+ * failure, give up on writing. */
+static void sync_done_cb(uv_work_t *req, int status)
+{
+	struct sup *s = req->data;
+	struct sync_job *j = &s->sync.job;
+	int err = status != 0 ? EIO : j->err;
+
+	s->sync.running = false;
+	if (err != 0) {
+		lifecycle_sync_failed(s, s->sync.path, err, s->sync.nheld);
+		sync_drop(s);
+	} else {
+		sync_release_upto(s, s->sync.covers, true);
+		/* A release may have committed again (and started that group's fsync). */
+		if (s->sync.head != NULL && !s->sync.running && !s->writes_off)
+			sync_start(s);
+	}
+	lifecycle_check_done(s);
+}
+
+/* Open the write-ahead log SQLite writes: the name's file must be the one recorded when
+ * the database was opened (device and inode). Returns the descriptor, or -1 with why. */
+static int sync_open_wal(const struct store *st, const char *path, char *why, size_t n)
+{
+	struct stat sb;
+	int fd;
+
+	if (st->wal_ino == 0) {
+		snprintf(why, n, "%s did not exist when the database was opened", path);
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, n, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) != 0 || sb.st_dev != st->wal_dev || sb.st_ino != st->wal_ino) {
+		snprintf(why, n, "%s is no longer the write-ahead log the database opened", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group *g, bool durable))
+{
+	char why[600];
+
+	memset(&s->sync, 0, sizeof s->sync);
+	s->sync.fd = -1;
+	s->sync.release = release;
+	if (!s->cfg.sync_full || s->st->backend != DB_SQLITE)
+		return;
+	s->sync.path = xasprintf("%s-wal", s->st->path);
+	s->sync.fd = sync_open_wal(s->st, s->sync.path, why, sizeof why);
+	if (s->sync.fd < 0)
+		log_warn("commits are synced by SQLite on the loop (slower): %s", why);
+	else
+		log_info(
+		    "commits are made durable by an fdatasync of %s off the loop", s->sync.path);
+}
+
+bool sync_deferred(const struct sup *s)
+{
+	return s->sync.fd >= 0;
+}
+
+int sync_group_begin(struct sup *s, struct store_err *err)
+{
+	if (!sync_deferred(s) || s->sync.normal)
+		return 0;
+	if (store_drain_set_synchronous(s->sd, false, err) != 0)
+		return -1;
+	s->sync.normal = true;
+	return 0;
+}
+
+void sync_group_end(struct sup *s)
+{
+	struct store_err err;
+
+	if (!s->sync.normal)
+		return;
+	/* Outside a group every commit syncs in SQLite, as the operator asked. */
+	if (store_drain_set_synchronous(s->sd, true, &err) != 0)
+		log_error("%s", err.text);
+	else
+		s->sync.normal = false;
+}
+
+void sync_hold(struct sup *s, struct commit_group *g)
+{
+#ifdef AUTOPACK_MUTANT_ack_before_sync
+	s->sync.release(s, g, true);
+	return;
+#endif
+	if (!sync_deferred(s)) {
+		s->sync.release(s, g, true);
+		return;
+	}
+	g->seq = ++s->sync.committed;
+	g->next = NULL;
+	if (s->sync.tail != NULL)
+		s->sync.tail->next = g;
+	else
+		s->sync.head = g;
+	s->sync.tail = g;
+	s->sync.nheld++;
+	if (!s->sync.running)
+		sync_start(s);
+}
+
+bool sync_waiting(const struct sup *s)
+{
+	return s->sync.tail != NULL && s->sync.tail->seq > s->sync.covers;
+}
+
+void sync_drop(struct sup *s)
+{
+	sync_release_upto(s, UINT64_MAX, false);
+}
+
+void sync_finish(struct sup *s)
+{
+	assert(!s->sync.running);
+	sync_drop(s);
+	sync_group_end(s);
+	if (s->sync.fd >= 0)
+		close(s->sync.fd);
+	s->sync.fd = -1;
+	free(s->sync.path);
+	s->sync.path = NULL;
+}

@@ -1,0 +1,117 @@
+"""The commit's fsync off the loop (--synchronous full on SQLite): an acknowledgement or a
+job leaves only once the fsync that makes its commit durable has completed, the loop goes
+on while an fsync runs, and a failed fsync stops every write with nothing of it
+acknowledged. The write-ahead log's fsyncs go through tests/tools/fsync_shim.c, which can
+hold or fail them and keeps a copy of what each one made durable: the workers read that
+copy, i.e. what a power loss would have left."""
+import os
+
+from conftest import binpath, ctl
+from supervisor_helpers import new_db, rogue_notes, rogue_supervisor, sql, wait_for
+
+
+def shim_env(tmp, url, **extra):
+    """The supervisor's environment with the shim watching the database's -wal."""
+    wal = os.path.realpath(url[len("sqlite:///"):]) + "-wal"
+    env = {"LD_PRELOAD": binpath("fsync-shim.so"), "AUTOPACK_SHIM_PATH": wal,
+           "AUTOPACK_SHIM_LOG": os.path.join(str(tmp), "shim.log"),
+           "AUTOPACK_SHIM_DURABLE": "1"}
+    if os.environ.get("AUTOPACK_SANITIZE") == "1":
+        # The shim is loaded before the sanitiser's runtime.
+        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    env.update(extra)
+    return env
+
+
+def shim_calls(tmp):
+    """The shim's log: (started, ended) fsync counts."""
+    path = os.path.join(str(tmp), "shim.log")
+    if not os.path.exists(path):
+        return 0, 0
+    with open(path) as f:
+        words = [line.split()[0] for line in f if line.strip()]
+    return words.count("start"), words.count("end")
+
+
+def test_acks_and_jobs_leave_only_once_their_commit_is_durable(tmp):
+    url = new_db(tmp, runs=3, phases=3)
+    sup = rogue_supervisor(tmp, url, "durable", "--workers", 2, "--exit-when-drained",
+                           "--synchronous", "full", env=shim_env(tmp, url))
+    assert sup.wait() == 0, sup.stderr()
+    assert "made durable by an fdatasync of" in sup.stderr()
+    jobs = rogue_notes(tmp, event="job")
+    acks = rogue_notes(tmp, event="ack")
+    assert len(jobs) == 9 and len({n["att"] for n in acks}) == 9
+    # When a worker got its job, the attempt's row was on disk already; when it got an
+    # ack, every event up to it was.
+    assert all(n["durable"] for n in jobs), jobs
+    for n in acks:
+        assert n["rows"][:n["ack"]] == list(range(1, n["ack"] + 1)), n
+    started, ended = shim_calls(tmp)
+    assert started == ended and started >= 9
+    assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(27,)]
+
+
+def test_the_loop_goes_on_while_an_fsync_runs_and_no_ack_leaves_before_it_ends(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    go = os.path.join(str(tmp), "go")
+    hold = os.path.join(str(tmp), "hold")
+    sup = rogue_supervisor(tmp, url, "durable", "--workers", 1, "--exit-when-drained",
+                           env=shim_env(tmp, url, ROGUE_GO=go, AUTOPACK_SHIM_HOLD=hold))
+    try:
+        # The job is out (its lease's fsync done) and the worker waits for `go`: nothing
+        # is written until then.
+        wait_for(lambda: rogue_notes(tmp, event="job"), 60, what="the job")
+        wait_for(lambda: shim_calls(tmp)[0] == shim_calls(tmp)[1], 60, what="no fsync")
+        open(hold, "w").close()
+        open(go, "w").close()
+        # The events' commit is made; its fsync waits on the hold.
+        wait_for(lambda: shim_calls(tmp)[0] > shim_calls(tmp)[1], 60,
+                 what="an fsync held")
+        wait_for(lambda: sql(url, "SELECT count(*) FROM llm_usage_events") == [(3,)], 60,
+                 what="the events' commit")
+        # The loop answers while the fsync is held, and nothing was acknowledged.
+        st = sup.status()
+        assert st["queue"]["in_flight"] == 1
+        assert shim_calls(tmp)[0] > shim_calls(tmp)[1]
+        assert rogue_notes(tmp, event="ack") == []
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+        open(go, "w").close()
+    assert sup.wait() == 0, sup.stderr()
+    acks = rogue_notes(tmp, event="ack")
+    assert acks and acks[-1]["ack"] == 3
+    for n in acks:
+        assert n["rows"][:n["ack"]] == list(range(1, n["ack"] + 1)), n
+
+
+def test_a_failed_fsync_stops_writing_acknowledges_nothing_of_it_and_exits_3(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    wal = os.path.realpath(url[len("sqlite:///"):]) + "-wal"
+    go = os.path.join(str(tmp), "go")
+    fail = os.path.join(str(tmp), "fail")
+    sup = rogue_supervisor(tmp, url, "durable", "--workers", 1, "--exit-when-drained",
+                           env=shim_env(tmp, url, ROGUE_GO=go, AUTOPACK_SHIM_FAIL=fail))
+    try:
+        wait_for(lambda: rogue_notes(tmp, event="job"), 60, what="the job")
+        wait_for(lambda: shim_calls(tmp)[0] == shim_calls(tmp)[1], 60, what="no fsync")
+        open(fail, "w").close()
+        open(go, "w").close()
+        assert sup.wait() == 3, sup.stderr()
+    finally:
+        if os.path.exists(fail):
+            os.unlink(fail)
+    err = sup.stderr()
+    assert ("writes failed: fdatasync of the write-ahead log %s failed: Input/output error"
+            " (errno 5)" % wal) in err, err
+    assert "none of them is acknowledged" in err
+    assert rogue_notes(tmp, event="ack") == []
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+    # The next supervisor recovers the attempt left open and drains the phase.
+    sup2 = rogue_supervisor(tmp, url, "good", "--workers", 1, "--exit-when-drained",
+                            name="sup2")
+    assert sup2.wait() == 0, sup2.stderr()
+    assert "recovered 1 attempt(s)" in sup2.stderr()
+    assert sql(url, "SELECT state FROM phases") == [("COMPLETE",)]
