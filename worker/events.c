@@ -1,8 +1,11 @@
 /* Telemetry and log events of a phase attempt. */
 #include "worker/events.h"
+#include "common/strbuf.h"
 #include "common/util.h"
+#include "proto/utf8.h"
+#include "worker/llm.h"
 
-#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,43 +29,55 @@ static char *ev_cut_chars(const char *s, size_t max)
 	return xasprintf("%.*s...", (int)cut, s);
 }
 
-/* Encode the deliverables as the v2 table keeps them (heap). */
+/* Encode the deliverables as the v2 table keeps them (heap), written directly: the
+ * bytes jansson's compact dump gives, an item that is not valid UTF-8 written as "?". */
 char *ev_deliverables_json(const struct proto_strlist *d)
 {
-	json_t *arr = json_array();
-	size_t i;
-	char *out;
+	size_t n = d->n < EV_DELIVERABLES_KEPT ? d->n : EV_DELIVERABLES_KEPT, cap = 3, i;
+	char **cut = xcalloc(n + 1, sizeof *cut), *out, *o;
 
-	for (i = 0; i < d->n && i < EV_DELIVERABLES_KEPT; i++) {
-		char *c = ev_cut_chars(d->items[i], EV_DELIVERABLE_CHARS);
-		json_t *s = json_string(c);
-		json_array_append_new(arr, s != NULL ? s : json_string("?"));
-		free(c);
+	for (i = 0; i < n; i++) {
+		cut[i] = ev_cut_chars(d->items[i], EV_DELIVERABLE_CHARS);
+		cap += 6 * strlen(cut[i]) + 3;
 	}
-	out = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	return out != NULL ? out : xstrdup("[]");
+	o = out = xmalloc(cap);
+	*o++ = '[';
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(cut[i]);
+
+		if (i > 0)
+			*o++ = ',';
+		o = llm_json_put_str(o, proto_utf8_check(cut[i], len) == len ? cut[i] : "?");
+		free(cut[i]);
+	}
+	*o++ = ']';
+	*o = '\0';
+	free(cut);
+	return out;
 }
 
 char *ev_deliverables_detail_json(
     const struct proto_strlist *d, const char *category, const char *workspace)
 {
-	json_t *arr = json_array();
+	struct strbuf b = { 0 };
 	size_t i;
-	char *out;
 
+	strbuf_put(&b, "[", 1);
 	for (i = 0; i < d->n && i < EV_DELIVERABLES_KEPT; i++) {
 		int64_t bytes;
 		enum est_dlv_kind k = est_deliverable_kind(
 		    d->items[i], category, workspace, &bytes);
+		char item[96];
+		int len = bytes >= 0 ?
+		    snprintf(item, sizeof item, "%s{\"kind\":\"%s\",\"bytes\":%lld}",
+		        i > 0 ? "," : "", est_dlv_kind_name(k), (long long)bytes) :
+		    snprintf(item, sizeof item, "%s{\"kind\":\"%s\",\"bytes\":null}",
+		        i > 0 ? "," : "", est_dlv_kind_name(k));
 
-		json_array_append_new(arr,
-		    json_pack("{s:s, s:o}", "kind", est_dlv_kind_name(k), "bytes",
-		        bytes >= 0 ? json_integer(bytes) : json_null()));
+		strbuf_put(&b, item, (size_t)len);
 	}
-	out = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(arr);
-	return out != NULL ? out : xstrdup("[]");
+	strbuf_put(&b, "]", 1);
+	return b.s;
 }
 
 void ev_request_fill(struct proto_event *ev, const char *provider, const char *model,

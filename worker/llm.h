@@ -108,6 +108,10 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 void llm_response_free(struct llm_response *r);
 
 /* Internal to the client, shared with its tests. */
+/* Write `s` as a JSON string at `out` (room for 6 bytes per byte of s, plus 2): escaped as
+ * jansson's compact dump escapes it, bytes that are not valid UTF-8 replaced by '?'.
+ * Returns the end of what was written. */
+char *llm_json_put_str(char *out, const char *s);
 /* The JSON request body of a call (heap). */
 char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req);
 /* Read a 2xx response body into out (text, usage, stop reason). Returns 0, or -1 with

@@ -1,6 +1,9 @@
-/* The providers' request and response shapes (jansson). */
+/* The providers' request and response shapes: the request written directly, the answer
+ * read in place (worker/jspan.h), an error body through jansson. */
 #include "worker/llm.h"
+#include "common/strbuf.h"
 #include "common/util.h"
+#include "worker/jspan.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -31,10 +34,7 @@ static size_t llm_utf8_len(const unsigned char *s)
 	return n;
 }
 
-/* Write `s` as a JSON string at `out` (room for 6 bytes per byte of s, plus 2): escaped as
- * jansson's compact dump escapes it, bytes that are not valid UTF-8 replaced by '?'.
- * Returns the end of what was written. */
-static char *llm_put_str(char *out, const char *s)
+char *llm_json_put_str(char *out, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p = (const unsigned char *)s;
@@ -103,7 +103,7 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 	int n;
 
 	o = llm_put(o, "{\"model\":");
-	o = llm_put_str(o, cfg->model);
+	o = llm_json_put_str(o, cfg->model);
 	n = snprintf(num, sizeof num, ",\"max_tokens\":%d,\"temperature\":%.17g", req->max_tokens,
 	    cfg->temperature);
 	memcpy(o, num, (size_t)n);
@@ -114,7 +114,7 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 	if (cfg->provider == LLM_ANTHROPIC) {
 		if (req->system != NULL) {
 			o = llm_put(o, ",\"system\":");
-			o = llm_put_str(o, req->system);
+			o = llm_json_put_str(o, req->system);
 		}
 		o = llm_put(o, ",\"messages\":[");
 #ifdef AUTOPACK_MUTANT_anthropic_system_as_message
@@ -124,31 +124,41 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 		o = llm_put(o, ",\"messages\":[");
 		if (req->system != NULL) {
 			o = llm_put(o, "{\"role\":\"system\",\"content\":");
-			o = llm_put_str(o, req->system);
+			o = llm_json_put_str(o, req->system);
 			o = llm_put(o, "},");
 		}
 	}
 	o = llm_put(o, "{\"role\":\"user\",\"content\":");
-	o = llm_put_str(o, req->prompt);
+	o = llm_json_put_str(o, req->prompt);
 	o = llm_put(o, "}]}");
 	*o = '\0';
 	return body;
 }
 
-/* An integer member of `obj`, or -1. */
-static int64_t llm_int(json_t *obj, const char *key)
+/* An integer member of `obj` that is not negative, or -1. */
+static int64_t llm_int(struct jspan obj, const char *key)
 {
-	json_t *v = json_object_get(obj, key);
+	struct jspan v;
+	int64_t n;
 
-	return json_is_integer(v) && json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) :
-	                                                          -1;
+	return jspan_member(obj, key, &v) && jspan_int(v, &n) && n >= 0 ? n : -1;
+}
+
+/* A string member of `obj` (heap), or NULL. */
+static char *llm_str(struct jspan obj, const char *key)
+{
+	struct jspan v;
+
+	return jspan_member(obj, key, &v) ? jspan_str(v, NULL) : NULL;
 }
 
 /* Fill usage from the provider's usage object. */
-static void llm_usage_read(enum llm_provider p, json_t *usage, struct llm_response *out)
+static void llm_usage_read(enum llm_provider p, struct jspan root, struct llm_response *out)
 {
+	struct jspan usage;
+
 	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
-	if (!json_is_object(usage))
+	if (!jspan_member(root, "usage", &usage) || !jspan_is_object(usage))
 		return;
 	if (p == LLM_ANTHROPIC) {
 		out->prompt_tokens = llm_int(usage, "input_tokens");
@@ -166,90 +176,83 @@ static void llm_usage_read(enum llm_provider p, json_t *usage, struct llm_respon
 }
 
 /* Concatenate the text blocks of an Anthropic message. Returns 0 or -1. */
-static int llm_anthropic_text(json_t *root, struct llm_response *out, char *err, size_t errlen)
+static int llm_anthropic_text(struct jspan root, struct llm_response *out, char *err, size_t errlen)
 {
-	json_t *content = json_object_get(root, "content"), *block, *stop;
-	size_t i, len = 0;
+	struct jspan content, it = { 0 }, block;
+	struct strbuf text = { 0 };
 
-	if (!json_is_array(content)) {
+	if (!jspan_member(root, "content", &content) || !jspan_is_array(content)) {
 		snprintf(err, errlen, "response has no \"content\" array");
 		return -1;
 	}
-	json_array_foreach(content, i, block)
-	{
-		json_t *t = json_object_get(block, "text");
-		if (json_is_string(t))
-			len += json_string_length(t);
-	}
-	out->text = xmalloc(len + 1);
-	len = 0;
-	json_array_foreach(content, i, block)
-	{
-		json_t *t = json_object_get(block, "text");
-		if (json_is_string(t)) {
-			memcpy(out->text + len, json_string_value(t), json_string_length(t));
-			len += json_string_length(t);
+	while (jspan_next(content, &it, &block)) {
+		struct jspan t;
+		size_t n;
+		char *s;
+
+		if (jspan_member(block, "text", &t) && (s = jspan_str(t, &n)) != NULL) {
+			strbuf_put(&text, s, n);
+			free(s);
 		}
 	}
-	out->text[len] = '\0';
-	stop = json_object_get(root, "stop_reason");
-	if (json_is_string(stop)) {
-		out->stop_reason = xstrdup(json_string_value(stop));
+	out->text = text.s != NULL ? text.s : xstrdup("");
+	out->stop_reason = llm_str(root, "stop_reason");
+	if (out->stop_reason != NULL)
 		out->truncated = strcmp(out->stop_reason, "max_tokens") == 0;
-	}
 	return 0;
 }
 
 /* The first choice's message of a chat completion. Returns 0 or -1. */
-static int llm_openai_text(json_t *root, struct llm_response *out, char *err, size_t errlen)
+static int llm_openai_text(struct jspan root, struct llm_response *out, char *err, size_t errlen)
 {
-	json_t *choices = json_object_get(root, "choices"), *choice, *msg, *content, *finish;
+	struct jspan choices, it = { 0 }, choice, msg, content;
+	bool has_content;
 
-	if (!json_is_array(choices) || json_array_size(choices) == 0) {
+	if (!jspan_member(root, "choices", &choices) || !jspan_next(choices, &it, &choice)) {
 		snprintf(err, errlen, "response has no \"choices\"");
 		return -1;
 	}
-	choice = json_array_get(choices, 0);
-	msg = json_object_get(choice, "message");
-	if (!json_is_object(msg)) {
+	if (!jspan_member(choice, "message", &msg) || !jspan_is_object(msg)) {
 		snprintf(err, errlen, "choices[0] has no \"message\"");
 		return -1;
 	}
-	content = json_object_get(msg, "content");
-	if (content != NULL && !json_is_null(content) && !json_is_string(content)) {
+	has_content = jspan_member(msg, "content", &content);
+	if (has_content && !jspan_is_null(content) && !jspan_is_string(content)) {
 		snprintf(err, errlen, "choices[0].message.content is not a string");
 		return -1;
 	}
-	if (json_is_string(content))
-		out->text = xstrndup(json_string_value(content), json_string_length(content));
-	else
-		out->text = xstrdup("");
-	finish = json_object_get(choice, "finish_reason");
-	if (json_is_string(finish)) {
-		out->stop_reason = xstrdup(json_string_value(finish));
+	out->text = has_content && jspan_is_string(content) ? jspan_str(content, NULL) :
+	                                                      xstrdup("");
+	out->stop_reason = llm_str(choice, "finish_reason");
+	if (out->stop_reason != NULL)
 		out->truncated = strcmp(out->stop_reason, "length") == 0;
-	}
 	return 0;
 }
 
+/* Read the answer in place (worker/jspan.h): only the fields used are decoded. */
 int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm_response *out,
     char *err, size_t errlen)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(body, len, 0, &jerr);
-	int rc;
+	struct jspan root = { NULL, NULL };
+	char why[160];
 
-	if (root == NULL || !json_is_object(root)) {
+	if (jspan_parse(body, len, &root, why, sizeof why) != 0) {
+		/* Said in jansson's words, as before: a failure's message is its fingerprint. */
+		json_error_t jerr;
+		json_t *j = json_loadb(body, len, 0, &jerr);
+
 		snprintf(err, errlen, "response is not a JSON object (%zu bytes): %s", len,
-		    root == NULL ? jerr.text : "wrong type");
-		json_decref(root);
+		    j == NULL ? jerr.text : why);
+		json_decref(j);
 		return -1;
 	}
-	llm_usage_read(p, json_object_get(root, "usage"), out);
-	rc = p == LLM_ANTHROPIC ? llm_anthropic_text(root, out, err, errlen) :
-	                          llm_openai_text(root, out, err, errlen);
-	json_decref(root);
-	return rc;
+	if (!jspan_is_object(root)) {
+		snprintf(err, errlen, "response is not a JSON object (%zu bytes): wrong type", len);
+		return -1;
+	}
+	llm_usage_read(p, root, out);
+	return p == LLM_ANTHROPIC ? llm_anthropic_text(root, out, err, errlen) :
+	                            llm_openai_text(root, out, err, errlen);
 }
 
 /* Copy up to n-1 printable bytes of s[0..len) into out, other bytes as spaces. */

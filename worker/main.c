@@ -169,8 +169,10 @@ static void wk_async(struct wk *w, const struct proto_msg *m)
 	}
 }
 
-/* Take what the supervisor sent, waiting at most timeout_ms for the first frame. */
-static void wk_poll(struct wk *w, int timeout_ms)
+/* Take what the supervisor sent, waiting at most timeout_ms for the first frame; with
+ * `drain`, everything already there, else that first frame alone (one system call less
+ * when the caller only waits for it). */
+static void wk_poll(struct wk *w, int timeout_ms, bool drain)
 {
 	struct proto_err err;
 	struct proto_msg m;
@@ -179,6 +181,8 @@ static void wk_poll(struct wk *w, int timeout_ms)
 	while ((rc = proto_fd_recv(&w->io, &m, timeout_ms, &err)) == PROTO_FD_MSG) {
 		wk_async(w, &m);
 		proto_msg_free(&m);
+		if (!drain)
+			return;
 		timeout_ms = 0;
 	}
 	if (rc == PROTO_FD_EOF) {
@@ -210,7 +214,7 @@ static int wk_wait_acks(struct wk *w, size_t pending, bool deadline)
 			said = true;
 			left = HEARTBEAT_MS;
 		}
-		wk_poll(w, deadline && left > 100 ? 100 : left);
+		wk_poll(w, deadline && left > 100 ? 100 : left, false);
 	}
 	return 0;
 }
@@ -255,7 +259,7 @@ static void hook_heartbeat(void *ctx)
 		wk_beat(w, -1);
 	else
 		wk_flush(w);
-	wk_poll(w, 0);
+	wk_poll(w, 0, true);
 }
 
 /* phase hook: is the supervisor still there (its socket open, still our parent)? */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/timerfd.h>
@@ -334,8 +335,15 @@ int main(int argc, char **argv)
 	}
 	loop = uv_default_loop();
 	/* It plays a remote server: its answers must not wait for a core behind the system
-	 * being measured (ignored without the privilege), nor for timer slack. */
-	(void)!setpriority(PRIO_PROCESS, 0, -10);
+	 * being measured, nor for timer slack. Real-time priority where permitted (measured
+	 * on the 2 loaded cores at 64 workers: 0.04 ms late on average, 1.8 ms at nice -10,
+	 * 2.1 ms at the default priority), else nice -10 where permitted. */
+	{
+		struct sched_param sp = { .sched_priority = 1 };
+
+		if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0)
+			(void)!setpriority(PRIO_PROCESS, 0, -10);
+	}
 	prctl(PR_SET_TIMERSLACK, 1UL);
 	due_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (due_fd < 0 || uv_poll_init(loop, &due_poll, due_fd) != 0 ||

@@ -1,5 +1,6 @@
 /* The LLM client against the stand-in: both providers, retries, errors, truncation. */
 #include "common/estimate/estimator.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 #include "tests/unit/worker_standin.h"
@@ -452,4 +453,189 @@ TEST(worker_llm_request_body_is_what_jansson_writes)
 				free(ours);
 				free(ref);
 			}
+}
+
+/* The answer as jansson reads it: the reference the in-place reader must agree with. */
+static int parse_by_jansson(
+    enum llm_provider p, const char *body, size_t len, struct llm_response *out)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(body, len, 0, &jerr), *usage, *v;
+	const char *keys[3] = { "input_tokens", "output_tokens", NULL };
+	int64_t *dst[3] = { &out->prompt_tokens, &out->completion_tokens, &out->total_tokens };
+
+	memset(out, 0, sizeof *out);
+	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
+	if (root == NULL || !json_is_object(root)) {
+		json_decref(root);
+		return -1;
+	}
+	if (p == LLM_OPENAI) {
+		keys[0] = "prompt_tokens";
+		keys[1] = "completion_tokens";
+		keys[2] = "total_tokens";
+	}
+	usage = json_object_get(root, "usage");
+	for (int i = 0; i < 3 && json_is_object(usage); i++) {
+		v = keys[i] != NULL ? json_object_get(usage, keys[i]) : NULL;
+		if (json_is_integer(v) && json_integer_value(v) >= 0)
+			*dst[i] = json_integer_value(v);
+	}
+	if (out->total_tokens < 0 && out->prompt_tokens >= 0 && out->completion_tokens >= 0)
+		out->total_tokens = out->prompt_tokens + out->completion_tokens;
+	if (p == LLM_ANTHROPIC) {
+		json_t *content = json_object_get(root, "content"), *block;
+		struct strbuf t = { 0 };
+		size_t i;
+
+		if (!json_is_array(content)) {
+			json_decref(root);
+			return -2;
+		}
+		json_array_foreach(content, i, block)
+		{
+			v = json_object_get(block, "text");
+			if (json_is_string(v))
+				strbuf_put(&t, json_string_value(v), json_string_length(v));
+		}
+		out->text = t.s != NULL ? t.s : xstrdup("");
+		v = json_object_get(root, "stop_reason");
+	} else {
+		json_t *choices = json_object_get(root, "choices"), *msg, *content;
+
+		if (!json_is_array(choices) || json_array_size(choices) == 0) {
+			json_decref(root);
+			return -2;
+		}
+		msg = json_object_get(json_array_get(choices, 0), "message");
+		if (!json_is_object(msg)) {
+			json_decref(root);
+			return -2;
+		}
+		content = json_object_get(msg, "content");
+		if (content != NULL && !json_is_null(content) && !json_is_string(content)) {
+			json_decref(root);
+			return -2;
+		}
+		out->text = json_is_string(content) ?
+		    xstrndup(json_string_value(content), json_string_length(content)) :
+		    xstrdup("");
+		v = json_object_get(json_array_get(choices, 0), "finish_reason");
+	}
+	if (json_is_string(v))
+		out->stop_reason = xstrdup(json_string_value(v));
+	json_decref(root);
+	return 0;
+}
+
+/* Compare the in-place reader with jansson on one body, given in a buffer of exactly its
+ * length (no NUL after it: a read past the end is caught under the sanitizers). */
+static void parse_agrees(enum llm_provider p, const char *text, size_t len)
+{
+	char *body = memcpy(xmalloc(len + (len == 0)), text, len);
+	struct llm_response a, b;
+	char err[256];
+	int ra = llm_body_parse(p, body, len, &a, err, sizeof err);
+	int rb = parse_by_jansson(p, body, len, &b);
+
+	/* -1: not JSON (or no object), -2: JSON without the answer's shape. */
+	if (ra != 0)
+		ra = strstr(err, "is not a JSON object") != NULL ? -1 : -2;
+	if (ra != rb) {
+		fprintf(stderr, "disagree (ours %d, jansson %d) on %zu bytes: %.*s\n", ra, rb, len,
+		    (int)len, body);
+		CHECK(false);
+	}
+	if (ra == 0) {
+		CHECK_EQ_STR(a.text, b.text);
+		CHECK(a.stop_reason == NULL ?
+		        b.stop_reason == NULL :
+		        b.stop_reason != NULL && strcmp(a.stop_reason, b.stop_reason) == 0);
+		CHECK_EQ_INT(a.prompt_tokens, b.prompt_tokens);
+		CHECK_EQ_INT(a.completion_tokens, b.completion_tokens);
+		CHECK_EQ_INT(a.total_tokens, b.total_tokens);
+	}
+	llm_response_free(&a);
+	llm_response_free(&b);
+	free(body);
+}
+
+/* The answer is read in place (worker/jspan.h) exactly as jansson reads it: the same
+ * documents accepted and refused, the same text, stop reason and usage, over hand-picked
+ * edge cases and thousands of random mutations of both providers' answers. */
+TEST(worker_llm_answer_is_read_as_jansson_reads_it)
+{
+	static const char *const seeds[] = {
+		"{\"content\":[{\"type\":\"text\",\"text\":\"a\\nb \\\"q\\\" \\u00e9\\ud83d\\ude00 "
+		"\\/\\\\\\b\\f\\r\\t\"},{\"type\":\"image\"},{\"text\":\"caf\xc3\xa9\"}],"
+		"\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":12,\"output_tokens\":3}}",
+		"{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"x\\u0041y\"},"
+		"\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":5,"
+		"\"completion_tokens\":7,\"total_tokens\":12}}",
+		" {\"content\": [ ], \"usage\": {\"input_tokens\": 1.0, \"output_tokens\": -3, "
+		"\"input_tokens\": 9}, \"stop_reason\": null} \n",
+		"{\"choices\":[{\"message\":{\"content\":null}}],\"usage\":{\"prompt_tokens\":"
+		"9223372036854775807,\"completion_tokens\":1e400}}",
+		"{\"choices\":[],\"x\":[1,2.5e-3,-0,true,false,null,{\"a\":[[]]}]}",
+		"{\"c\\u006fntent\":[{\"te\\u0078t\":\"escaped keys\"}],\"content\":[{\"text\":\"last\"}]}",
+		"[{\"content\":[]}]",
+		"{\"content\":[{\"text\":\"lone \\ud800 surrogate\"}]}",
+		"{\"content\":[{\"text\":\"nul \\u0000\"}]}",
+		"{\"content\":[{\"text\":\"bad \xff byte\"}]}",
+		"{\"content\":[{\"text\":\"raw \x01 control\"}]}",
+		"{\"usage\":{\"input_tokens\":99999999999999999999}}",
+		"{\"content\":[],\"usage\":{\"input_tokens\":-9223372036854775809}}",
+		"{\"content\":[],\"usage\":{\"input_tokens\":-9223372036854775808}}",
+		"{\"content\":[],\"usage\":{\"input_tokens\":1e-400,\"x\":1E+2}}",
+		"{\"content\":[]} x",
+		"",
+		"01",
+		"{\"a\":01}",
+		"{\"a\":1.}",
+		"{\"a\":.5}",
+		"{\"a\":-}",
+		"{\"a\":tru}",
+		"{\"a\" 1}",
+		"{\"a\":1,}",
+		"{,}",
+		"{\"content\":[1,]}",
+	};
+	static const char alphabet[] = "{}[]\":,\\u0123456789abcdefnrtx-+.eE \n\x7f\xc3\xa9\xed";
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+
+	for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
+		for (int p = 0; p < 2; p++)
+			parse_agrees(
+			    p == 0 ? LLM_ANTHROPIC : LLM_OPENAI, seeds[i], strlen(seeds[i]));
+	for (int round = 0; round < 20000; round++) {
+		const char *s = seeds[round % 2];
+		size_t n = strlen(s), k;
+		char buf[512];
+		int edits;
+
+		memcpy(buf, s, n);
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		edits = 1 + (int)((seed >> 33) % 3);
+		for (int e = 0; e < edits; e++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			k = (size_t)((seed >> 33) % n);
+			switch ((seed >> 20) % 4) {
+			case 0: /* replace a byte */
+				buf[k] = alphabet[(seed >> 40) % (sizeof alphabet - 1)];
+				break;
+			case 1: /* cut the text */ n = k; break;
+			case 2: /* insert a byte */
+				if (n + 1 < sizeof buf) {
+					memmove(buf + k + 1, buf + k, n - k);
+					buf[k] = alphabet[(seed >> 40) % (sizeof alphabet - 1)];
+					n++;
+				}
+				break;
+			default: /* delete a byte */ memmove(buf + k, buf + k + 1, n - k - 1); n--;
+			}
+			if (n == 0)
+				break;
+		}
+		parse_agrees(round % 4 < 2 ? LLM_ANTHROPIC : LLM_OPENAI, buf, n);
+	}
 }

@@ -4,6 +4,8 @@
 #include "worker/events.h"
 #include "worker/prompt.h"
 
+#include <jansson.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -108,5 +110,74 @@ TEST(worker_events_deliverables_json_keeps_20_cut_to_200_chars)
 			commas += json[i] == ',';
 		CHECK_EQ_INT(commas, 19);
 	}
+	free(json);
+}
+
+/* The deliverables' JSON of the v2 event, written directly, is what jansson's compact dump
+ * of the same array gives: escapes, UTF-8, an invalid item as "?", the cut at 200 chars. */
+TEST(worker_events_deliverables_json_is_what_jansson_writes)
+{
+	char longp[700];
+	char *items[] = { (char *)"out/a.py", (char *)"q\"uote\\back/slash",
+		(char *)"tab\tnl\nctl\x01\x1f del\x7f", (char *)"caf\xc3\xa9 \xf0\x9f\x98\x80",
+		(char *)"bad \xff byte", longp, (char *)"" };
+	struct proto_strlist l = { items, sizeof items / sizeof items[0] };
+	json_t *arr = json_array();
+	char *ours, *ref;
+
+	/* longp: ASCII letters and two-byte characters, more than 200 of them. */
+	longp[0] = '\0';
+	for (size_t i = 0, k = 0; k + 2 < sizeof longp; i++) {
+		if (i % 2 == 0)
+			longp[k++] = 'y';
+		else {
+			longp[k++] = (char)0xc3;
+			longp[k++] = (char)0xa9;
+		}
+		longp[k] = '\0';
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		/* The reference cut: 197 characters and "..." past 200. */
+		size_t chars = 0, k, cut = 0;
+		json_t *s;
+		for (k = 0; items[i][k] != '\0'; k++)
+			if (((unsigned char)items[i][k] & 0xC0) != 0x80) {
+				if (chars == 197)
+					cut = k;
+				chars++;
+			}
+		if (chars > 200) {
+			char *c = xasprintf("%.*s...", (int)cut, items[i]);
+			s = json_string(c);
+			free(c);
+		} else {
+			s = json_string(items[i]);
+		}
+		json_array_append_new(arr, s != NULL ? s : json_string("?"));
+	}
+	ref = json_dumps(arr, JSON_COMPACT);
+	ours = ev_deliverables_json(&l);
+	CHECK_EQ_STR(ours, ref);
+	free(ours);
+	free(ref);
+	json_decref(arr);
+}
+
+TEST(worker_events_deliverables_detail_json_names_kind_and_size)
+{
+	char *items[] = { (char *)"new.py", (char *)"old.py", (char *)"tests/test_x.py" };
+	struct proto_strlist l = { items, 3 };
+	char *json;
+
+	CHECK(mkdir("ws", 0755) == 0);
+	put("ws/old.py", "abc\n");
+	json = ev_deliverables_detail_json(&l, "implementation", "ws");
+	CHECK_EQ_STR(json,
+	    "[{\"kind\":\"new\",\"bytes\":null},{\"kind\":\"modify\",\"bytes\":4},"
+	    "{\"kind\":\"test\",\"bytes\":null}]");
+	free(json);
+	l.n = 0;
+	json = ev_deliverables_detail_json(&l, "implementation", "ws");
+	CHECK_EQ_STR(json, "[]");
 	free(json);
 }

@@ -1,0 +1,392 @@
+/* A JSON document read in place (see jspan.h). */
+#include "worker/jspan.h"
+#include "common/util.h"
+#include "proto/utf8.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Step over whitespace. */
+static const char *js_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* The value of the four hex digits at p (end permitting), or -1. */
+static long js_hex4(const char *p, const char *end)
+{
+	long v = 0;
+
+	if (end - p < 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		int d = c >= '0' && c <= '9' ? c - '0' :
+		    c >= 'a' && c <= 'f'     ? c - 'a' + 10 :
+		    c >= 'A' && c <= 'F'     ? c - 'A' + 10 :
+		                               -1;
+		if (d < 0)
+			return -1;
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+/* Step over the \u escape at p (at the 'u'): a code point other than U+0000, a high
+ * surrogate only when a low one follows. Sets *cp; NULL when it is not one. */
+static const char *js_uescape(const char *p, const char *end, long *cp)
+{
+	long v = js_hex4(p + 1, end), lo;
+
+	if (v <= 0 || (v >= 0xDC00 && v <= 0xDFFF))
+		return NULL;
+	p += 5;
+	if (v >= 0xD800 && v <= 0xDBFF) {
+		if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+			return NULL;
+		lo = js_hex4(p + 2, end);
+		if (lo < 0xDC00 || lo > 0xDFFF)
+			return NULL;
+		v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+		p += 6;
+	}
+	*cp = v;
+	return p;
+}
+
+/* Step over the string at p (at its '"'); NULL when it is not a valid one. */
+static const char *js_string(const char *p, const char *end)
+{
+	const char *start = ++p;
+	bool wide = false;
+	long cp;
+
+	while (p < end) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '"')
+			break;
+		if (c < 0x20)
+			return NULL;
+		if (c >= 0x80) {
+			wide = true;
+			p++;
+		} else if (c != '\\') {
+			p++;
+		} else if (p + 1 < end && strchr("\"\\/bfnrt", p[1]) != NULL && p[1] != '\0') {
+			p += 2;
+		} else if (p + 1 < end && p[1] == 'u') {
+			if ((p = js_uescape(p + 1, end, &cp)) == NULL)
+				return NULL;
+		} else {
+			return NULL;
+		}
+	}
+	if (p >= end)
+		return NULL;
+	if (wide && proto_utf8_check(start, (size_t)(p - start)) != (size_t)(p - start))
+		return NULL;
+	return p + 1;
+}
+
+/* Step over the number at p; NULL when it is not one, or does not fit (an integer past
+ * 64 bits, a real past the double's range). */
+static const char *js_number(const char *p, const char *end)
+{
+	const char *start = p;
+	bool real = false;
+	char buf[64], *copy;
+	size_t n;
+	bool ok;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (p < end && *p >= '1' && *p <= '9')
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	else
+		return NULL;
+	if (p < end && *p == '.') {
+		real = true;
+		if (++p >= end || *p < '0' || *p > '9')
+			return NULL;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		real = true;
+		if (++p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= end || *p < '0' || *p > '9')
+			return NULL;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	n = (size_t)(p - start);
+	copy = n < sizeof buf ? buf : xmalloc(n + 1);
+	memcpy(copy, start, n);
+	copy[n] = '\0';
+	errno = 0;
+	if (real) {
+		double d = strtod(copy, NULL);
+		ok = !((d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE);
+	} else {
+		(void)strtoll(copy, NULL, 10);
+		ok = errno != ERANGE;
+	}
+	if (copy != buf)
+		free(copy);
+	return ok ? p : NULL;
+}
+
+/* Step over the literal `lit` at p; NULL when it is not there. */
+static const char *js_literal(const char *p, const char *end, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
+}
+
+/* Step over the value at p, inside `depth` containers; NULL when it is not a valid one. */
+static const char *js_value(const char *p, const char *end, int depth)
+{
+	char close;
+
+	if (p >= end)
+		return NULL;
+	switch (*p) {
+	case '"': return js_string(p, end);
+	case 't': return js_literal(p, end, "true");
+	case 'f': return js_literal(p, end, "false");
+	case 'n': return js_literal(p, end, "null");
+	case '{':
+	case '[': break;
+	default: return js_number(p, end);
+	}
+	if (depth + 1 > JSPAN_DEPTH_MAX)
+		return NULL;
+	close = *p == '{' ? '}' : ']';
+	p = js_ws(p + 1, end);
+	if (p < end && *p == close)
+		return p + 1;
+	for (;;) {
+		if (close == '}') {
+			if (p >= end || *p != '"' || (p = js_string(p, end)) == NULL)
+				return NULL;
+			p = js_ws(p, end);
+			if (p >= end || *p != ':')
+				return NULL;
+			p = js_ws(p + 1, end);
+		}
+		if ((p = js_value(p, end, depth + 1)) == NULL)
+			return NULL;
+		p = js_ws(p, end);
+		if (p < end && *p == close)
+			return p + 1;
+		if (p >= end || *p != ',')
+			return NULL;
+		p = js_ws(p + 1, end);
+	}
+}
+
+/* Step over the value at p of a checked document, without checking it again. */
+static const char *js_skip(const char *p, const char *end)
+{
+	int depth = 0;
+
+	do {
+		if (*p == '"') {
+			for (p++; *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+			p++;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+			p++;
+		} else if (*p == '}' || *p == ']') {
+			depth--;
+			p++;
+		} else if (depth > 0) {
+			p++;
+		} else {
+			/* A number or literal at the top of the skip: it ends at a delimiter. */
+			while (p < end && strchr(",}] \t\n\r", *p) == NULL)
+				p++;
+		}
+	} while (depth > 0);
+	return p;
+}
+
+int jspan_parse(const char *text, size_t len, struct jspan *root, char *err, size_t errlen)
+{
+	const char *end = text + len, *p = js_ws(text, end), *q;
+
+	if (p >= end || (*p != '{' && *p != '[')) {
+		snprintf(err, errlen, "'[' or '{' expected at byte %zu", (size_t)(p - text));
+		return -1;
+	}
+	q = js_value(p, end, 0);
+	if (q == NULL) {
+		snprintf(err, errlen, "invalid JSON in the value starting at byte %zu",
+		    (size_t)(p - text));
+		return -1;
+	}
+	if (js_ws(q, end) != end) {
+		snprintf(err, errlen, "end of the text expected at byte %zu", (size_t)(q - text));
+		return -1;
+	}
+	*root = (struct jspan){ p, q };
+	return 0;
+}
+
+bool jspan_is_object(struct jspan v)
+{
+	return v.p != NULL && v.p < v.end && *v.p == '{';
+}
+
+bool jspan_is_array(struct jspan v)
+{
+	return v.p != NULL && v.p < v.end && *v.p == '[';
+}
+
+bool jspan_is_string(struct jspan v)
+{
+	return v.p != NULL && v.p < v.end && *v.p == '"';
+}
+
+bool jspan_is_null(struct jspan v)
+{
+	return v.p != NULL && v.end - v.p == 4 && memcmp(v.p, "null", 4) == 0;
+}
+
+/* Append the UTF-8 form of code point cp at o; returns the end. */
+static char *js_put_utf8(char *o, long cp)
+{
+	if (cp < 0x80) {
+		*o++ = (char)cp;
+	} else if (cp < 0x800) {
+		*o++ = (char)(0xC0 | (cp >> 6));
+		*o++ = (char)(0x80 | (cp & 0x3F));
+	} else if (cp < 0x10000) {
+		*o++ = (char)(0xE0 | (cp >> 12));
+		*o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+		*o++ = (char)(0x80 | (cp & 0x3F));
+	} else {
+		*o++ = (char)(0xF0 | (cp >> 18));
+		*o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+		*o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+		*o++ = (char)(0x80 | (cp & 0x3F));
+	}
+	return o;
+}
+
+/* Decode the checked string at p (at its '"') into `out`, which has room for its bytes;
+ * returns the end of what was written. */
+static char *js_decode(const char *p, char *out)
+{
+	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+	long cp;
+
+	for (p++; *p != '"';) {
+		if (*p != '\\') {
+			*out++ = *p++;
+		} else if (p[1] == 'u') {
+			p = js_uescape(p + 1, p + 12, &cp);
+			out = js_put_utf8(out, cp);
+		} else {
+			*out++ = to[strchr(from, p[1]) - from];
+			p += 2;
+		}
+	}
+	return out;
+}
+
+bool jspan_member(struct jspan obj, const char *key, struct jspan *out)
+{
+	size_t klen = strlen(key);
+	const char *p;
+	bool found = false;
+
+	if (!jspan_is_object(obj))
+		return false;
+	p = js_ws(obj.p + 1, obj.end);
+	while (p < obj.end && *p == '"') {
+		const char *kend = js_skip(p, obj.end), *v;
+		bool same;
+
+		/* A key without escapes is compared in place; one with escapes decoded. */
+		if ((size_t)(kend - p) == klen + 2 && memcmp(p + 1, key, klen) == 0) {
+			same = true;
+		} else if (memchr(p, '\\', (size_t)(kend - p)) != NULL &&
+		    (size_t)(kend - p) < 256) {
+			char buf[256];
+			size_t n = (size_t)(js_decode(p, buf) - buf);
+			same = n == klen && memcmp(buf, key, klen) == 0;
+		} else {
+			same = false;
+		}
+		v = js_ws(js_ws(kend, obj.end) + 1, obj.end);
+		p = js_skip(v, obj.end);
+		if (same) {
+			*out = (struct jspan){ v, p };
+			found = true;
+		}
+		p = js_ws(p, obj.end);
+		if (*p == ',')
+			p = js_ws(p + 1, obj.end);
+	}
+	return found;
+}
+
+bool jspan_next(struct jspan arr, struct jspan *it, struct jspan *out)
+{
+	const char *p;
+
+	if (!jspan_is_array(arr))
+		return false;
+	p = it->p == NULL ? js_ws(arr.p + 1, arr.end) : js_ws(it->end, arr.end);
+	if (it->p != NULL && *p == ',')
+		p = js_ws(p + 1, arr.end);
+	if (*p == ']')
+		return false;
+	*out = (struct jspan){ p, js_skip(p, arr.end) };
+	*it = *out;
+	return true;
+}
+
+bool jspan_int(struct jspan v, int64_t *out)
+{
+	char buf[32];
+	size_t n = (size_t)(v.end - v.p);
+
+	if (v.p == NULL || n == 0 || n >= sizeof buf || (*v.p != '-' && (*v.p < '0' || *v.p > '9')))
+		return false;
+	if (memchr(v.p, '.', n) != NULL || memchr(v.p, 'e', n) != NULL ||
+	    memchr(v.p, 'E', n) != NULL)
+		return false;
+	memcpy(buf, v.p, n);
+	buf[n] = '\0';
+	*out = (int64_t)strtoll(buf, NULL, 10);
+	return true;
+}
+
+char *jspan_str(struct jspan v, size_t *len)
+{
+	char *s, *end;
+
+	if (!jspan_is_string(v))
+		return NULL;
+	s = xmalloc((size_t)(v.end - v.p));
+	end = js_decode(v.p, s);
+	*end = '\0';
+	if (len != NULL)
+		*len = (size_t)(end - s);
+	return s;
+}

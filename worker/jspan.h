@@ -1,0 +1,51 @@
+/*
+ * A JSON document read in place: checked once as a whole, then its values are found as
+ * spans of the text and only the ones wanted are decoded. The provider's answer is read
+ * this way, with no tree built for it.
+ *
+ * What is accepted is what jansson's json_loadb(text, len, 0) accepts: an object or an
+ * array at the top, whitespace around it and nothing else; strings of valid UTF-8 without
+ * raw control characters, with the JSON escapes, \u escapes paired into valid surrogates
+ * and never \u0000; integers that fit 64 bits, reals that do not overflow; nesting at most
+ * JSPAN_DEPTH_MAX deep. A member named twice counts with its last value, as in jansson.
+ */
+#ifndef AUTOPACK_JSPAN_H
+#define AUTOPACK_JSPAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JSPAN_DEPTH_MAX 2048
+
+/* One value: the text from its first byte to just after its last. */
+struct jspan {
+	const char *p, *end;
+};
+
+/* Check the `len` bytes at `text` as a JSON document and set *root to its top value.
+ * Returns 0, or -1 with `err` saying where it stops being JSON. */
+int jspan_parse(const char *text, size_t len, struct jspan *root, char *err, size_t errlen);
+
+/* Whether the value is an object, an array, a string, null. */
+bool jspan_is_object(struct jspan v);
+bool jspan_is_array(struct jspan v);
+bool jspan_is_string(struct jspan v);
+bool jspan_is_null(struct jspan v);
+
+/* The value of the member `key` of object `obj` (its last, when named twice). Returns
+ * false when `obj` is no object or has no such member. */
+bool jspan_member(struct jspan obj, const char *key, struct jspan *out);
+
+/* Step through an array: *it starts zeroed; each call sets *out to the next element and
+ * returns true, or returns false at the end (or when `arr` is no array). */
+bool jspan_next(struct jspan arr, struct jspan *it, struct jspan *out);
+
+/* The value as an integer when it is one (no fraction, no exponent), else false. */
+bool jspan_int(struct jspan v, int64_t *out);
+
+/* The decoded string (heap, NUL-terminated; *len its length without the NUL when len is
+ * not NULL), or NULL when the value is no string. */
+char *jspan_str(struct jspan v, size_t *len);
+
+#endif
