@@ -29,13 +29,14 @@ bool nameset_has(const struct nameset *ns, const char *name)
 	return false;
 }
 
-/* Add a name once. */
-static void nameset_add(struct nameset *ns, const char *name)
+/* Add a name once; false when the set held it already. */
+static bool nameset_add(struct nameset *ns, const char *name)
 {
 	if (nameset_has(ns, name))
-		return;
+		return false;
 	ns->v = xrealloc(ns->v, (ns->n + 1) * sizeof *ns->v);
 	ns->v[ns->n++] = xstrdup(name);
+	return true;
 }
 
 /* Remove a name; false when the set did not hold it. */
@@ -65,11 +66,12 @@ static void nameset_free(struct nameset *ns)
 	ns->n = 0;
 }
 
-/* Record a decision in a set, and in the news when several supervisors share the
- * session. */
+/* Record a decision in a set (the state is then to be saved), and in the news when
+ * several supervisors share the session. */
 static void policy_add(struct sup *s, struct nameset *set, struct nameset *news, const char *name)
 {
-	nameset_add(set, name);
+	if (nameset_add(set, name))
+		s->pol.dirty = true;
 	if (s->fleet_id > 0)
 		nameset_add(news, name);
 }
@@ -145,7 +147,11 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 	/* A dry run visits phases without judging them (docs/drain-rules.md, "Stop rules"). */
 	if (outcome == OUTCOME_DRY_RUN)
 		return;
-	p->dirty = true;
+	/* The saved state is written again only when it changes (a result that leaves it
+	 * as it is, the steady state of a drain, rewrites nothing); with several
+	 * supervisors every save also merges what the others decided. */
+	if (s->fleet_id > 0)
+		p->dirty = true;
 	if (timeout && ++r->timeouts >= s->cfg.max_timeouts_per_run && !r->skipped) {
 		char why[96];
 
@@ -175,6 +181,8 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 			    fp);
 		}
 	}
+	if (v2 <= 0 || p->consecutive_zero != 0)
+		p->dirty = true;
 	p->consecutive_zero = v2 > 0 ? 0 : p->consecutive_zero + 1;
 	if (s->cfg.max_consecutive_zero_yield > 0 &&
 	    p->consecutive_zero >= s->cfg.max_consecutive_zero_yield) {
@@ -188,6 +196,7 @@ void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const c
 	if (fp != NULL && !success) {
 		int64_t *n = fp_slot(p, fp);
 
+		p->dirty = true;
 		if (s->fleet_id > 0) {
 			struct policy_news *nw = &p->news;
 

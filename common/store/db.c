@@ -137,6 +137,8 @@ int db_exec(struct db *db, const char *sql)
 int db_begin(struct db *db, enum db_tx tx)
 {
 	assert(!db->ops->in_transaction(db));
+	if (tx == DB_TX_WRITE)
+		db->writes_begun++;
 	return db->ops->begin(db, tx);
 }
 

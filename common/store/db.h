@@ -96,6 +96,8 @@ struct db {
 	const struct db_ops *ops;
 	const struct db_dialect *dialect;
 	enum db_backend backend;
+	uint64_t writes_begun; /* DB_TX_WRITE transactions begun (what the drain keeps may
+	                        * have changed under it) */
 };
 
 /* A prepared statement of connection `db`. */

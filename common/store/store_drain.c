@@ -118,7 +118,12 @@ int store_drain_open(struct store *st, struct store_drain **out, struct store_er
 	if (rc == 0)
 		rc = drain_prepare(d, drain_sql_event, drain_sql_event_n, err);
 	if (rc == 0)
+		rc = drain_prepare(d, drain_sql_session, drain_sql_session_n, err);
+	if (rc == 0)
 		rc = store_estimation_prepare(st, &d->estimation, err);
+	if (rc == 0 && st->backend == DB_SQLITE &&
+	    db_prepare_persistent(st->db, "PRAGMA data_version", &d->data_version) != DB_OK)
+		rc = drain_fail(d, err, "PRAGMA data_version");
 	if (rc != 0) {
 		store_drain_close(d);
 		return rc;
@@ -137,9 +142,41 @@ void store_drain_close(struct store_drain *d)
 	for (int i = 0; i < DS_COUNT; i++)
 		db_finalize(d->stmt[i]);
 	db_finalize(d->estimation);
+	db_finalize(d->data_version);
+	store_tier_cache_free(&d->tiers);
 	free(d->announced.v);
 	free(d->closing.v);
 	free(d);
+}
+
+/* Forget the tier counts. */
+void drain_tiers_forget(struct store_drain *d)
+{
+	store_tier_forget(&d->tiers);
+}
+
+/* Forget the tier counts when the database may have changed under them: another
+ * connection committed, or this one began a write outside the drain. */
+static void drain_tiers_check(struct store_drain *d)
+{
+	int64_t v = -1;
+
+	if (d->data_version == NULL)
+		return;
+	db_reset(d->data_version);
+	if (db_step(d->data_version) == DB_ROW)
+		v = db_column_int64(d->data_version, 0);
+	db_reset(d->data_version);
+	if (v < 0 || v != d->seen_version || d->st->db->writes_begun != d->seen_writes)
+		drain_tiers_forget(d);
+	d->seen_version = v;
+	d->seen_writes = d->st->db->writes_begun;
+}
+
+/* The tier counts, when the drain keeps them. */
+struct tier_cache *drain_tiers(struct store_drain *d)
+{
+	return d->data_version != NULL && d->supervisor_id == 0 ? &d->tiers : NULL;
 }
 
 /* Begin a group commit's transaction; STORE_EIO on failure. */
@@ -148,6 +185,8 @@ int store_drain_begin(struct store_drain *d, struct store_err *err)
 	assert(!db_in_transaction(d->st->db));
 	if (db_begin(d->st->db, DB_TX_GROUP) != DB_OK)
 		return drain_fail(d, err, "BEGIN");
+	/* Under the write lock: no other connection commits before this transaction ends. */
+	drain_tiers_check(d);
 	return 0;
 }
 
@@ -165,6 +204,8 @@ void store_drain_rollback(struct store_drain *d)
 {
 	db_rollback(d->st->db);
 	drain_announced_end(d, false);
+	/* The counts may hold what the transaction wrote. */
+	drain_tiers_forget(d);
 }
 
 /* Set PRAGMA synchronous; STORE_EIO on failure. */

@@ -13,7 +13,7 @@
 
 const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_PHASE,
-	    "SELECT state, builder_attempts FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
@@ -42,7 +42,7 @@ const struct drain_sql drain_sql_attempt[] = {
 	 * one. */
 	{ DS_ATT_GET,
 	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL AND p.current_attempt_id = ?1,"
-	    " a.session_id, a.initial_state, p.phase_index, p.state"
+	    " a.session_id, a.initial_state, p.phase_index, p.state, p.tier_id"
 	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
 	    " WHERE a.attempt_id = ?1" },
 	/* The phase's fence is lifted with its attempt's end. */
@@ -59,13 +59,29 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " WHERE run_id = ?1 AND phase_id = ?2" },
 	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED, PHASE_EXECUTION
 	 * before (docs/data-model.md, "Work"). */
+	/* Each EXISTS stops at the run's first open phase in the index on phases(run_id,
+	 * state); an UPDATE … FROM a subquery would materialize it in a temporary table. */
 	{ DS_RUN_STATE,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
-	    " state = CASE WHEN d.open THEN ?3 ELSE ?4 END,"
-	    " completed_at = CASE WHEN d.open THEN NULL ELSE ?2 END"
-	    " FROM (SELECT EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state NOT IN (?5, ?6)) AS open) d"
+	    " state = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
+	    "   AND state <> ?5 AND state <> ?6) THEN ?3 ELSE ?4 END,"
+	    " completed_at = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
+	    "   AND state <> ?5 AND state <> ?6) THEN NULL ELSE ?2 END"
 	    " WHERE id = ?1" },
+	/* The same for a run that is PHASE_EXECUTION (?3) and stays so, without rewriting its
+	 * state, an indexed column: no row changed means the run is to be set in full. */
+	{ DS_RUN_STAYS,
+	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
+	    " completed_at = NULL WHERE id = ?1 AND state = ?3 AND EXISTS (SELECT 1 FROM phases"
+	    "   WHERE run_id = ?1 AND state <> ?5 AND state <> ?6)" },
+	/* A run with an EXECUTING phase is open: a phase's start needs no look at the others. */
+	{ DS_RUN_STARTED,
+	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2), state = ?3,"
+	    " completed_at = NULL WHERE id = ?1" },
+	/* The same for a run that is PHASE_EXECUTION (?3) already. */
+	{ DS_RUN_STARTED_AGAIN,
+	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
+	    " completed_at = NULL WHERE id = ?1 AND state = ?3" },
 	/* The attempt's values are bound from its end (its row is not read back). */
 	{ DS_RESULT_ROW,
 	    "INSERT INTO drain_session_results (session_id, attempt_id, run_id,"
@@ -97,6 +113,7 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " WHERE id = (SELECT tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2)"
 	    " AND (state IS NULL OR state <> ?3)" },
 	{ DS_TIER_SET, store_tier_set_sql },
+	{ DS_TIER_COUNT, store_tier_count_sql },
 };
 const size_t drain_sql_attempt_n = ARRAY_SIZE(drain_sql_attempt);
 
@@ -120,19 +137,34 @@ static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char 
 	return drain_fail(d, err, d->sql[i]);
 }
 
-/* Let a run's state follow its phases'. */
-static int drain_run_follow(
-    struct store_drain *d, const char *run_id, const char *now, struct store_err *err)
+/* Run statement `i` of the run's state (DS_RUN_*) on run `run_id` at `now`. */
+static int drain_run_set(struct store_drain *d, enum drain_stmt i, const char *run_id,
+    const char *now, struct store_err *err)
 {
-	struct db_stmt *s = drain_stmt(d, DS_RUN_STATE);
+	struct db_stmt *s = drain_stmt(d, i);
 
 	store_bind_text(s, 1, run_id);
 	store_bind_text(s, 2, now);
 	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
-	store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
-	store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
-	store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
-	return drain_exec(d, DS_RUN_STATE, err);
+	if (i == DS_RUN_STATE || i == DS_RUN_STAYS) {
+		store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
+		store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
+		store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
+	}
+	return drain_exec(d, i, err);
+}
+
+/* Let a run's state follow its phases' (`started`: one of them has just started). The
+ * run's row is written once: by the narrow statement when the run is PHASE_EXECUTION
+ * and stays so, else by the full one. */
+static int drain_run_follow(
+    struct store_drain *d, const char *run_id, bool started, const char *now, struct store_err *err)
+{
+	int rc = drain_run_set(d, started ? DS_RUN_STARTED_AGAIN : DS_RUN_STAYS, run_id, now, err);
+
+	if (rc != 0 || db_changes(d->st->db) > 0)
+		return rc;
+	return drain_run_set(d, started ? DS_RUN_STARTED : DS_RUN_STATE, run_id, now, err);
 }
 
 /* Open an attempt of an eligible phase inside the group; STORE_EINVAL if not eligible,
@@ -142,6 +174,8 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
     int64_t *attempt_number, struct store_err *err)
 {
 	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
+	struct tier_cache *tiers = drain_tiers(d);
+	struct tier_count *t = NULL;
 	enum phase_state initial;
 	struct db_stmt *s;
 	char now[32], *state;
@@ -165,6 +199,8 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	}
 	state = store_col_text(s, 0, "NULL");
 	made = db_column_int64(s, 1);
+	if (tiers != NULL && !dry_run)
+		t = store_tier_cached(tiers, db_column_int64(s, 2));
 	db_reset(s);
 	initial = phase_state_parse(state);
 	if (initial != PHASE_QUEUED && initial != PHASE_FAILED) {
@@ -173,6 +209,8 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 		free(state);
 		return rc;
 	}
+	if (t != NULL)
+		store_tier_moved(t, state, phase_state_name(PHASE_EXECUTING));
 	free(state);
 
 	time_db_now(now);
@@ -200,14 +238,19 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 		store_bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
 	if ((rc = drain_exec(d, fence, err)) != 0 || dry_run)
 		return rc;
-	s = drain_stmt(d, DS_TIER_STARTED);
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
-	store_bind_text(s, 3, "IN_PROGRESS");
-	store_bind_text(s, 4, now);
-	if ((rc = drain_exec(d, DS_TIER_STARTED, err)) != 0)
-		return rc;
-	return drain_run_follow(d, run_id, now, err);
+	/* A tier known to be IN_PROGRESS already is left as it is, as the UPDATE would. */
+	if (t == NULL || t->state_null || strcmp(t->state, "IN_PROGRESS") != 0) {
+		s = drain_stmt(d, DS_TIER_STARTED);
+		store_bind_text(s, 1, run_id);
+		store_bind_text(s, 2, phase_id);
+		store_bind_text(s, 3, "IN_PROGRESS");
+		store_bind_text(s, 4, now);
+		if ((rc = drain_exec(d, DS_TIER_STARTED, err)) != 0)
+			return rc;
+		if (t != NULL)
+			store_tier_stored(t, "IN_PROGRESS");
+	}
+	return drain_run_follow(d, run_id, true, now, err);
 }
 
 /* The bytes a list of strings takes in a packed spec: its pointers (NULL-terminated) and
@@ -322,20 +365,30 @@ int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id
 	db_reset(s);
 	if (rc != 0)
 		return rc;
-	return drain_run_follow(d, run_id, now, err);
+	return drain_run_follow(d, run_id, false, now, err);
 }
 
-/* Apply the end of attempt `att` to its phase (its fence lifted), the phase's tier and its
- * run. */
-static int drain_phase_end(struct store_drain *d, uint64_t att, const char *run_id,
-    const char *phase_id, const struct drain_close *c, const char *now, struct store_err *err)
+/* An attempt being closed: its session (NULL: none) and initial state, and its phase
+ * (strings on the heap). */
+struct drain_closing {
+	char *run_id, *phase_id, *session_id, *initial, *state;
+	int64_t phase_index, tier;
+};
+
+/* Apply the end of attempt `att` (`p`) to its phase (its fence lifted), the phase's tier
+ * (from the tier's counts when the drain keeps them) and its run. */
+static int drain_phase_end(struct store_drain *d, uint64_t att, const struct drain_closing *p,
+    const struct drain_close *c, const char *now, struct store_err *err)
 {
 	struct db_stmt *s = drain_stmt(d, DS_PHASE_SET);
+	struct tier_cache *tiers = drain_tiers(d);
+	const char *to = phase_state_name(c->phase_state);
+	struct tier_count *t = NULL;
 	int rc;
 
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
-	store_bind_text(s, 3, phase_state_name(c->phase_state));
+	store_bind_text(s, 1, p->run_id);
+	store_bind_text(s, 2, p->phase_id);
+	store_bind_text(s, 3, to);
 	store_bind_text(s, 4, now);
 	/* A completed phase keeps the reason of its last failure. */
 	if (c->phase_state != PHASE_COMPLETE)
@@ -344,15 +397,18 @@ static int drain_phase_end(struct store_drain *d, uint64_t att, const char *run_
 	db_bind_int64(s, 7, (int64_t)att);
 	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
 		return rc;
-	return drain_follow(d, run_id, phase_id, now, err);
+	if (tiers != NULL && (t = store_tier_cached(tiers, p->tier)) != NULL)
+		store_tier_moved(t, p->state, to);
+	else if (tiers != NULL &&
+	    (rc = store_tier_load(
+	         d->st->db, drain_stmt(d, DS_TIER_COUNT), tiers, p->tier, &t, err)) != 0)
+		return rc;
+	if (t == NULL)
+		return drain_follow(d, p->run_id, p->phase_id, now, err);
+	if ((rc = store_tier_settle(d->st->db, drain_stmt(d, DS_TIER_SET), t, now, err)) != 0)
+		return rc;
+	return drain_run_follow(d, p->run_id, false, now, err);
 }
-
-/* An attempt being closed: its session (NULL: none) and initial state, and its phase
- * (strings on the heap). */
-struct drain_closing {
-	char *run_id, *phase_id, *session_id, *initial, *state;
-	int64_t phase_index;
-};
 
 /* Look up attempt `att` and its phase; *live is false when the attempt is unknown, ended,
  * or not its phase's current one. */
@@ -373,6 +429,7 @@ static int drain_attempt_get(
 		p->initial = store_col_text(s, 4, NULL);
 		p->phase_index = db_column_int64(s, 5);
 		p->state = store_col_text(s, 6, NULL);
+		p->tier = db_column_int64(s, 7);
 	}
 	db_reset(s);
 	return rc == DB_ROW || rc == DB_DONE ? 0 : drain_fail(d, err, "attempt lookup");
@@ -420,6 +477,8 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const struct drain_close *c,
     const char *why, bool *stale, struct store_err *err)
 {
+	struct tier_cache *tiers;
+	struct tier_count *t;
 	char now[32], *msg;
 	struct drain_closing p;
 	struct db_stmt *s;
@@ -447,7 +506,10 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	store_bind_text(s, 5, reason_name(c->reason));
 	db_bind_int64(s, 6, 0);
 	db_bind_int64(s, 7, (int64_t)att);
-	rc = drain_exec(d, DS_PHASE_SET, err);
+	/* The tier is not set from its phases here; its counts follow the phase all the same. */
+	if ((rc = drain_exec(d, DS_PHASE_SET, err)) == 0 && (tiers = drain_tiers(d)) != NULL &&
+	    (t = store_tier_cached(tiers, p.tier)) != NULL)
+		store_tier_moved(t, p.state, phase_state_name(PHASE_QUEUED));
 out:
 	drain_closing_free(&p);
 	return rc;
@@ -515,7 +577,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 			goto out;
 	}
 	if (c->phase_state != PHASE_STATE_NONE &&
-	    (rc = drain_phase_end(d, att, p.run_id, p.phase_id, c, now, err)) != 0)
+	    (rc = drain_phase_end(d, att, &p, c, now, err)) != 0)
 		goto out;
 	if (p.session_id != NULL)
 		rc = drain_result_row(d, att, c, &p,

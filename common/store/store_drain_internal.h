@@ -22,16 +22,22 @@ enum drain_stmt {
 	DS_PHASE_UNFENCE,
 	DS_PHASE_SET,
 	DS_RUN_STATE,
+	DS_RUN_STAYS,
+	DS_RUN_STARTED,
+	DS_RUN_STARTED_AGAIN,
 	DS_RESULT_ROW,
 	DS_TIER_STATE,
 	DS_TIER_SET,
 	DS_TIER_STARTED,
+	DS_TIER_COUNT,
 	/* store_drain_event.c */
 	DS_EV_KEY,
 	DS_EV_USAGE,
 	DS_EV_SENT,
 	DS_EV_DONE,
 	DS_CTL_LOG,
+	/* store_drain_session.c */
+	DS_SESSION_STATE,
 	DS_COUNT
 };
 
@@ -48,6 +54,8 @@ extern const struct drain_sql drain_sql_attempt[];
 extern const size_t drain_sql_attempt_n;
 extern const struct drain_sql drain_sql_event[];
 extern const size_t drain_sql_event_n;
+extern const struct drain_sql drain_sql_session[];
+extern const size_t drain_sql_session_n;
 
 /* A set of attempt ids, small (the attempts in flight): kept in an array. */
 struct drain_ids {
@@ -67,6 +75,15 @@ struct store_drain {
 	 * it), and those closed in the open transaction, dropped from the first at its
 	 * commit (store_drain_event.c). */
 	struct drain_ids announced, closing;
+	/* The phase counts of the tiers the drain touched (store_tier.c), so that an
+	 * attempt's end sets its tier's state without counting the tier's phases: kept with
+	 * SQLite and one supervisor (data_version non-NULL), forgotten at a rollback, when
+	 * another connection committed (PRAGMA data_version) and when this one began a
+	 * write of its own (db->writes_begun: retry, import). */
+	struct tier_cache tiers;
+	struct db_stmt *data_version;
+	int64_t seen_version;
+	uint64_t seen_writes;
 };
 
 /* The variant of drain statement `id` when several supervisors share the database
@@ -93,6 +110,11 @@ bool drain_announced_close(struct store_drain *d, uint64_t att);
 /* The transaction committed (`committed`) or rolled back: forget the attempts it closed,
  * or that it closed them. */
 void drain_announced_end(struct store_drain *d, bool committed);
+
+/* The tier counts the drain may use (kept and still the database's), else NULL. */
+struct tier_cache *drain_tiers(struct store_drain *d);
+/* Forget the tier counts (their phases changed outside them). */
+void drain_tiers_forget(struct store_drain *d);
 
 /* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what);

@@ -170,6 +170,7 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	*closed = 0;
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
+	drain_tiers_forget(d);
 	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
 		rc = drain_run(d, sql[i], now, args[i][0], args[i][1], err);
 		if (rc == 0 && i == ARRAY_SIZE(sql) - 1)
@@ -282,6 +283,8 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	time_db_now(stamp);
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
+	/* The tier is counted again, with the phase moved. */
+	drain_tiers_forget(d);
 	rc = db_prepare(d->st->db,
 	    "UPDATE phases SET state = ?3, updated_at = ?4 WHERE run_id = ?1 AND phase_id = ?2",
 	    &s);

@@ -8,6 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+const struct drain_sql drain_sql_session[] = {
+	{ DS_SESSION_STATE, "UPDATE drain_sessions SET state_json = ?2 WHERE session_id = ?1" },
+};
+const size_t drain_sql_session_n = ARRAY_SIZE(drain_sql_session);
+
 /* Insert a session row with its settings; STORE_EIO on failure. */
 int store_drain_session_open(struct store_drain *d, const char *session_id, int64_t pid,
     const char *settings_json, struct store_err *err)
@@ -30,9 +35,12 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 int store_drain_session_state(
     struct store_drain *d, const char *session_id, const char *state_json, struct store_err *err)
 {
+	struct db_stmt *s = drain_stmt(d, DS_SESSION_STATE);
+
 	assert(db_in_transaction(d->st->db));
-	return drain_run(d, "UPDATE drain_sessions SET state_json = ?2 WHERE session_id = ?1",
-	    session_id, state_json, NULL, err);
+	store_bind_text(s, 1, session_id);
+	store_bind_text(s, 2, state_json);
+	return drain_exec(d, DS_SESSION_STATE, err);
 }
 
 /* Find the newest unfinished session; STORE_EIO on failure. */

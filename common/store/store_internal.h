@@ -100,6 +100,45 @@ extern const char store_tier_set_sql[];
  * its phases, run `set`. Returns 0 or STORE_EIO. */
 int store_tier_apply(struct db *db, struct db_stmt *state, struct db_stmt *set, const char *now,
     struct store_err *err);
+/* A tier's phases counted by the classes of state its own state is decided by (the
+ * supervisor's drain keeps them for the tiers it touched, so that an attempt's end sets
+ * its tier's state without counting the tier's phases again), and its stored state. */
+struct tier_count {
+	int64_t id;                                /* tiers.id; 0: a free slot */
+	int64_t n, skipped, done, running, queued; /* all; SKIPPED; COMPLETE or SKIPPED;
+	                                            * EXECUTING, GATE or CI_RUNNING; QUEUED */
+	char state[24];                            /* the stored state */
+	bool state_null;
+};
+/* Tier counts by tier id: an open-addressing table. */
+struct tier_cache {
+	struct tier_count *v;
+	size_t cap, n;
+};
+/* The counts and state of one tier (?1 its row id): state, count, then one column per
+ * class in the order of struct tier_count. */
+extern const char store_tier_count_sql[];
+/* Count a tier's phases with a prepared store_tier_count_sql and keep the counts; *out is
+ * NULL when there is no such tier or its state is too long to keep. STORE_EIO on
+ * failure. */
+int store_tier_load(struct db *db, struct db_stmt *count, struct tier_cache *c, int64_t id,
+    struct tier_count **out, struct store_err *err);
+/* The counts of tier `id`, or NULL when they are not kept. */
+struct tier_count *store_tier_cached(struct tier_cache *c, int64_t id);
+/* A phase of the tier moved from stored state `from` to `to`. */
+void store_tier_moved(struct tier_count *t, const char *from, const char *to);
+/* The tier's state is now `state` as stored (NULL: SQL NULL); at most 23 bytes. */
+void store_tier_stored(struct tier_count *t, const char *state);
+/* The state the tier's phases put it in (what store_tier_state_sql computes); NULL: it
+ * stays as it is. */
+const char *store_tier_due(const struct tier_count *t);
+/* Write store_tier_due with `set` (store_tier_set_sql) when the tier does not follow its
+ * phases yet, as store_tier_apply does. STORE_EIO on failure. */
+int store_tier_settle(struct db *db, struct db_stmt *set, struct tier_count *t, const char *now,
+    struct store_err *err);
+/* Forget every count; release the table. */
+void store_tier_forget(struct tier_cache *c);
+void store_tier_cache_free(struct tier_cache *c);
 /* Do store_tier_follow for the tier of phase (run_id, phase_id); 0 if there is none. */
 int store_tier_follow_phase(struct db *db, const char *run_id, const char *phase_id,
     const char *now, struct store_err *err);

@@ -1,7 +1,10 @@
 /* The drain's store through its own types: the phase spec, the event key, the one
- * token-estimation insert, attempt ends and phase moves. */
+ * token-estimation insert, attempt ends and phase moves, and the tier states that follow
+ * them. */
 #include "common/store/store_drain.h"
 #include "common/store/store_estimation.h"
+#include "common/store/store_failed.h"
+#include "common/store/store_internal.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 #include "tests/unit/testutil.h"
@@ -175,6 +178,209 @@ TEST(store_drain_phase_move_names_the_states)
 	CHECK_EQ_INT(store_drain_phase_counts(d, counts, &err), 0);
 	CHECK_EQ_INT(counts[PHASE_SKIPPED], 1);
 	CHECK_EQ_INT(counts[PHASE_QUEUED], 9);
+	store_drain_close(d);
+	store_close(&st);
+}
+
+/* A phase ID of run "r" of the tier test, and a tier ID holding PHASES. */
+#define TPHASE(id)                                                                                 \
+	"{\"phase_id\": \"" id "\", \"name\": \"n\", \"scope\": {\"paths\": [\"src/\"], "          \
+	"\"deliverables\": [\"src/" id ".py\"]}}"
+#define TTIER(id, phases) "{\"tier_id\": \"" id "\", \"name\": \"t\", \"phases\": [" phases "]}"
+
+/* How many tiers do not follow their phases: the state the tiers' phases, counted again
+ * in SQL (store_tier_state_sql), put each in, against the one it holds. */
+static int64_t tiers_astray(struct store *st)
+{
+	struct db_stmt *ids, *q;
+	int64_t astray = 0;
+
+	CHECK_EQ_INT(db_prepare(st->db, "SELECT id FROM tiers", &ids), DB_OK);
+	CHECK_EQ_INT(db_prepare(st->db, store_tier_state_sql, &q), DB_OK);
+	while (db_step(ids) == DB_ROW) {
+		const char *held, *due;
+
+		db_reset(q);
+		db_bind_int64(q, 1, db_column_int64(ids, 0));
+		CHECK_EQ_INT(db_step(q), DB_ROW);
+		held = db_column_text(q, 1);
+		due = db_column_text(q, 2);
+		if (due != NULL && (held == NULL || strcmp(held, due) != 0)) {
+			fprintf(stderr, "tier %lld is %s, its phases say %s\n",
+			    (long long)db_column_int64(ids, 0), held != NULL ? held : "NULL", due);
+			astray++;
+		}
+	}
+	db_finalize(q);
+	db_finalize(ids);
+	return astray;
+}
+
+/* The state of tier `tier` of run "r". */
+static char *tier_state(struct store *st, const char *tier)
+{
+	struct db_stmt *q;
+	char *state;
+
+	CHECK_EQ_INT(
+	    db_prepare(st->db, "SELECT state FROM tiers WHERE run_id = 'r' AND tier_id = ?1", &q),
+	    DB_OK);
+	db_bind_text(q, 1, tier);
+	CHECK_EQ_INT(db_step(q), DB_ROW);
+	state = xstrdup(db_column_text(q, 0));
+	db_finalize(q);
+	return state;
+}
+
+/* Check tier `tier` is in `state` and every tier follows its phases. */
+#define CHECK_TIER(st, tier, state)                                                                \
+	do {                                                                                       \
+		char *held_ = tier_state(st, tier);                                                \
+		CHECK_EQ_STR(held_, state);                                                        \
+		free(held_);                                                                       \
+		CHECK_EQ_INT(tiers_astray(st), 0);                                                 \
+	} while (0)
+
+/* Open an attempt of phase `id` of run "r" and end it moving the phase to `to`, in a
+ * group of its own that is committed (`commit`) or rolled back. */
+static void tier_attempt(struct store_drain *d, const char *id, enum phase_state to, bool commit)
+{
+	struct drain_close c = { .outcome = to == PHASE_COMPLETE ? OUTCOME_SUCCESS : OUTCOME_FAILED,
+		.reason = to == PHASE_COMPLETE ? REASON_NONE : REASON_CHECK_FAILED,
+		.phase_state = to };
+	struct store_err err;
+	uint64_t att;
+	int64_t num;
+	bool stale;
+
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_open(d, "r", id, 1, NULL, false, &att, &num, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_close(d, att, &c, &stale, &err), 0);
+	CHECK(!stale);
+	if (commit)
+		CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	else
+		store_drain_rollback(d);
+}
+
+/* The tier states an attempt's end writes from the counts the drain keeps are the ones
+ * counting the tier's phases again gives, through failures, requeues, skips, a retry, a
+ * rolled-back group, a bare end, a phase moved and another connection's write. */
+TEST(store_drain_tier_counts_agree_with_a_recount)
+{
+	const char *text =
+	    "{\"runs\": [{\"run_id\": \"r\", \"workspace\": \"ws\", \"tiers\": [" TTIER(
+	        "T1", TPHASE("a1") "," TPHASE("a2") "," TPHASE("a3")) "," TTIER("T2",
+	        TPHASE("b1") "," TPHASE("b2")) "," TTIER("T3",
+	        TPHASE("c1") "," TPHASE("c2")) "," TTIER("T4",
+	        TPHASE("d1") "," TPHASE("d2") "," TPHASE("d3")) "," TTIER("T5",
+	        TPHASE("e1") "," TPHASE("e2")) "," TTIER("T6",
+	        TPHASE("f1") "," TPHASE("f2")) "," TTIER("T7",
+	        TPHASE("g1") "," TPHASE("g2")) "," TTIER("T8",
+	        TPHASE("h1") "," TPHASE("h2")) "]}]}";
+	struct store_failed_filter only_r = { .run_id = "r", .failed_only = true };
+	struct store_retry_who who = { .via = "offline", .selector = "--run r" };
+	struct drain_close bare = { .outcome = OUTCOME_FAILED, .reason = REASON_CHECK_FAILED };
+	struct drain_close done = { .outcome = OUTCOME_SUCCESS, .phase_state = PHASE_COMPLETE };
+	struct store_plan_summary sum;
+	struct store_failed *failed;
+	struct store_drain *d;
+	struct store_err err;
+	struct store st;
+	size_t n, moved;
+	uint64_t att;
+	int64_t num;
+	bool stale;
+	char *db;
+
+	test_store_new(&st, "tiers.db");
+	CHECK_EQ_INT(
+	    store_plan_import(&st, text, strlen(text), "/plans", "plan.json", &sum, &err), 0);
+	store_plan_summary_free(&sum);
+	CHECK_EQ_INT(store_drain_open(&st, &d, &err), 0);
+
+	/* A failure, a requeue (all QUEUED again: a tier that has not ended stays), then
+	 * every phase complete. */
+	tier_attempt(d, "a1", PHASE_FAILED, true);
+	CHECK_TIER(&st, "T1", "IN_PROGRESS");
+	tier_attempt(d, "a1", PHASE_QUEUED, true);
+	CHECK_TIER(&st, "T1", "IN_PROGRESS");
+	tier_attempt(d, "a1", PHASE_COMPLETE, true);
+	/* a3 fails while a2 runs: IN_PROGRESS, not FAILED. */
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_open(d, "r", "a2", 1, NULL, false, &att, &num, &err), 0);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	tier_attempt(d, "a3", PHASE_FAILED, true);
+	CHECK_TIER(&st, "T1", "IN_PROGRESS");
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_close(d, att, &done, &stale, &err), 0);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_TIER(&st, "T1", "FAILED");
+	tier_attempt(d, "a3", PHASE_COMPLETE, true);
+	CHECK_TIER(&st, "T1", "COMPLETE");
+	/* Skips: all SKIPPED, and SKIPPED with COMPLETE. */
+	tier_attempt(d, "b1", PHASE_SKIPPED, true);
+	tier_attempt(d, "b2", PHASE_SKIPPED, true);
+	CHECK_TIER(&st, "T2", "SKIPPED");
+	tier_attempt(d, "c1", PHASE_SKIPPED, true);
+	tier_attempt(d, "c2", PHASE_COMPLETE, true);
+	CHECK_TIER(&st, "T3", "COMPLETE");
+
+	/* Every phase FAILED, then a retry of the run (a write of this connection outside
+	 * the drain) queues them again one by one: the tier is IN_PROGRESS, and a requeued
+	 * attempt leaves it so (counts kept from before the retry would make it FAILED). */
+	tier_attempt(d, "d1", PHASE_FAILED, true);
+	tier_attempt(d, "d2", PHASE_FAILED, true);
+	tier_attempt(d, "d3", PHASE_FAILED, true);
+	CHECK_TIER(&st, "T4", "FAILED");
+	CHECK_EQ_INT(store_failed_list(&st, &only_r, &failed, &n, &err), 0);
+	CHECK_EQ_INT(n, 3);
+	CHECK_EQ_INT(store_failed_retry(&st, failed, n, &who, &moved, &err), 0);
+	CHECK_EQ_INT(moved, 3);
+	store_failed_free(failed, n);
+	CHECK_TIER(&st, "T4", "IN_PROGRESS");
+	tier_attempt(d, "d1", PHASE_QUEUED, true);
+	CHECK_TIER(&st, "T4", "IN_PROGRESS");
+
+	/* A group rolled back: its completed phase is QUEUED again, so the tier's other
+	 * phase completing leaves the tier IN_PROGRESS. */
+	tier_attempt(d, "e1", PHASE_COMPLETE, false);
+	CHECK_TIER(&st, "T5", "PENDING");
+	tier_attempt(d, "e2", PHASE_COMPLETE, true);
+	CHECK_TIER(&st, "T5", "IN_PROGRESS");
+
+	/* Another connection completes f2 between two groups. */
+	tier_attempt(d, "f1", PHASE_QUEUED, true);
+	CHECK_TIER(&st, "T6", "IN_PROGRESS");
+	db = test_path("tiers.db");
+	test_sql(db, "UPDATE phases SET state = 'COMPLETE' WHERE phase_id = 'f2'");
+	free(db);
+	tier_attempt(d, "f1", PHASE_COMPLETE, true);
+	CHECK_TIER(&st, "T6", "COMPLETE");
+
+	/* A phase moved by the control socket's command. */
+	tier_attempt(d, "g1", PHASE_FAILED, true);
+	CHECK_EQ_INT(
+	    store_drain_phase_move(d, "r", "g1", 1u << PHASE_FAILED, PHASE_QUEUED, &err), 0);
+	tier_attempt(d, "g2", PHASE_FAILED, true);
+	CHECK_TIER(&st, "T7", "IN_PROGRESS");
+
+	/* A bare end (the phase back to QUEUED, its tier left as it is), then both phases
+	 * fail. */
+	tier_attempt(d, "h1", PHASE_QUEUED, true);
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_open(d, "r", "h1", 1, NULL, false, &att, &num, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_close_bare(d, att, &bare, "test", &stale, &err), 0);
+	CHECK(!stale);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM phases WHERE phase_id = 'h1' AND"
+	                 " state = 'QUEUED'"),
+	    1);
+	tier_attempt(d, "h1", PHASE_FAILED, true);
+	tier_attempt(d, "h2", PHASE_FAILED, true);
+	CHECK_TIER(&st, "T8", "FAILED");
+
 	store_drain_close(d);
 	store_close(&st);
 }
