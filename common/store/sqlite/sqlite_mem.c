@@ -23,7 +23,9 @@ struct mem_free {
 	struct mem_free *next;
 };
 
-enum { MEM_CLASSES = 7 };
+enum {
+	MEM_CLASSES = 7
+};
 static const int mem_class_size[MEM_CLASSES] = { 32, 64, 128, 256, 512, 1024, 2048 };
 static _Thread_local struct mem_free *mem_lists[MEM_CLASSES];
 
@@ -128,8 +130,8 @@ static void mem_shutdown(void *arg)
 void sqlite_mem_use(void)
 {
 #if !defined(__SANITIZE_ADDRESS__)
-	static const sqlite3_mem_methods methods = { mem_malloc, mem_release, mem_realloc,
-		mem_size, mem_roundup, mem_init, mem_shutdown, NULL };
+	static const sqlite3_mem_methods methods = { mem_malloc, mem_release, mem_realloc, mem_size,
+		mem_roundup, mem_init, mem_shutdown, NULL };
 
 	sqlite3_config(SQLITE_CONFIG_MALLOC, &methods);
 #endif
