@@ -129,10 +129,12 @@ static void mem_shutdown(void *arg)
  * its blocks are checked one by one. */
 void sqlite_mem_use(void)
 {
-#if !defined(__SANITIZE_ADDRESS__)
 	static const sqlite3_mem_methods methods = { mem_malloc, mem_release, mem_realloc, mem_size,
 		mem_roundup, mem_init, mem_shutdown, NULL };
 
+#if defined(__SANITIZE_ADDRESS__)
+	(void)methods;
+#else
 	sqlite3_config(SQLITE_CONFIG_MALLOC, &methods);
 #endif
 }
