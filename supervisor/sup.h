@@ -314,6 +314,7 @@ struct commit_group {
 	size_t grants_cap;
 	uint64_t began; /* when its commit began (uv_hrtime), for the metrics */
 	uint64_t seq;   /* its place in commit order */
+	int64_t nops;   /* how many writes it holds */
 	struct commit_group *next;
 };
 
@@ -335,6 +336,7 @@ struct sync_state {
 	uint64_t covers;    /* the running fsync makes groups up to this one durable */
 	struct commit_group *head, *tail; /* committed, not yet durable, in commit order */
 	int64_t nheld;                    /* groups held */
+	int64_t syncing_ops; /* the writes of the groups the running fsync makes durable */
 	void (*release)(struct sup *s, struct commit_group *g, bool durable);
 };
 
@@ -780,8 +782,9 @@ void sync_group_end(struct sup *s);
 /* A group committed: hold it until an fsync started after now completes, then release
  * it; at once when commits are not pipelined. */
 void sync_hold(struct sup *s, struct commit_group *g);
-/* Whether a committed group waits for the next fsync (the running one started before
- * its COMMIT): the writer then gathers more before it commits again. */
+/* Whether the writer gathers rather than commits now: a committed group waits for the
+ * next fsync already, or the running fsync makes more writes durable than are queued (so
+ * a group committed during an fsync is about as large as the one on its way to disk). */
 bool sync_waiting(const struct sup *s);
 /* Drop every held group unacknowledged (writing was given up). */
 void sync_drop(struct sup *s);

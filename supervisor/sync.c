@@ -6,6 +6,8 @@
  * until an fsync that started after its COMMIT returned has completed; only then is it
  * released (acknowledgements, jobs, done callbacks). Groups are held in commit order, one
  * fsync runs at a time, and its end releases every group committed before it started.
+ * While it runs, the writer commits the next group once as many writes are queued as the
+ * fsync makes durable, else when it ends: groups stay large, commits few.
  * SQLite syncs the WAL itself before each checkpoint, so no frame reaches the database
  * file unsynced. A failed fsync cannot be retried safely (the kernel may have dropped the
  * pages it could not write): the groups held are never acknowledged and nothing more is
@@ -45,6 +47,9 @@ static void sync_start(struct sup *s)
 	assert(!s->sync.running && s->sync.fd >= 0);
 	s->sync.covers = s->sync.committed;
 	s->sync.running = true;
+	s->sync.syncing_ops = 0;
+	for (const struct commit_group *g = s->sync.head; g != NULL; g = g->next)
+		s->sync.syncing_ops += g->nops;
 	j->fd = s->sync.fd;
 	j->err = 0;
 	j->req.data = s;
@@ -186,7 +191,9 @@ void sync_hold(struct sup *s, struct commit_group *g)
 
 bool sync_waiting(const struct sup *s)
 {
-	return s->sync.tail != NULL && s->sync.tail->seq > s->sync.covers;
+	if (s->sync.tail != NULL && s->sync.tail->seq > s->sync.covers)
+		return true;
+	return s->sync.running && s->ops_n < s->sync.syncing_ops;
 }
 
 void sync_drop(struct sup *s)

@@ -360,6 +360,7 @@ static void writer_committed(struct sup *s, struct op *head, bool lease, uint64_
 	size_t cap = g->grants_cap;
 
 	policy_saved(s);
+	g->nops = s->ops_n;
 	s->commit_fail_streak = 0;
 	s->ops_head = s->ops_tail = NULL;
 	s->ops_n = 0;
@@ -453,8 +454,7 @@ static void writer_commit(struct sup *s, bool heartbeat)
 	s->commit_retrying = false;
 	if (s->writes_off)
 		return;
-	/* One group waits for the next fsync already: what comes now joins the group
-	 * committed when that fsync starts (writer_release asks for the round). */
+	/* While an fsync runs, gather (writer_release asks for the round when it ends). */
 	if (!heartbeat && sync_waiting(s)) {
 		s->commit_deferred = true;
 		return;

@@ -4,6 +4,7 @@
  *   AUTOPACK_SHIM_DURABLE  at the start of each call, copy the bytes the file holds then
  *                          (what the call makes durable); once the call returns 0, the
  *                          copy becomes <path>.durable: what a power loss would leave
+ *   AUTOPACK_SHIM_DELAY_US a call takes this much longer (a slower disk)
  *   AUTOPACK_SHIM_HOLD     while this file exists, a call waits before it syncs
  *   AUTOPACK_SHIM_FAIL     while this file exists, a call fails with EIO
  * Built by the Makefile for the tests only (fsync-shim.so next to the binaries). */
@@ -102,6 +103,8 @@ static int shim_sync(int fd, int (*real)(int))
 	snprintf(done, sizeof done, "%s.durable", path);
 	if (durable)
 		copied = shim_copy(fd, tmp);
+	if (getenv("AUTOPACK_SHIM_DELAY_US") != NULL)
+		usleep((useconds_t)atoi(getenv("AUTOPACK_SHIM_DELAY_US")));
 	while (hold != NULL && access(hold, F_OK) == 0)
 		usleep(10000);
 	if (fail != NULL && access(fail, F_OK) == 0) {
