@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* The page cache of the drain's SQLite connection, in KiB. */
+#define DRAIN_CACHE_KIB "65536"
+
 const struct drain_sql drain_sql_main[] = {
 	{ DS_META_SUP, "UPDATE meta SET supervisor_pid = ?1, control_socket = ?2 WHERE id = 1" },
 };
@@ -124,6 +127,11 @@ int store_drain_open(struct store *st, struct store_drain **out, struct store_er
 	if (rc == 0 && st->backend == DB_SQLITE &&
 	    db_prepare_persistent(st->db, "PRAGMA data_version", &d->data_version) != DB_OK)
 		rc = drain_fail(d, err, "PRAGMA data_version");
+	/* The drain reads and rewrites phase, run and tier rows all over the file: with
+	 * SQLite's default cache (2 MB) a backlog of some thousands of phases no longer fits,
+	 * and each commit's pages were read back from the file. Pages are taken as read. */
+	if (rc == 0 && st->backend == DB_SQLITE)
+		rc = drain_run(d, "PRAGMA cache_size = -" DRAIN_CACHE_KIB, NULL, NULL, NULL, err);
 	if (rc != 0) {
 		store_drain_close(d);
 		return rc;

@@ -80,23 +80,54 @@ static void ids_add(struct drain_ids *s, uint64_t id)
 	s->v[s->n++] = id;
 }
 
+/* The tries attempt `att` announced, or NULL. */
+static struct drain_try *tries_find(struct drain_tries *t, uint64_t att)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->v[i].attempt_id == att)
+			return &t->v[i];
+	return NULL;
+}
+
+/* The tries of attempt `att`, added when it has none yet. */
+static struct drain_try *tries_get(struct drain_tries *t, uint64_t att)
+{
+	struct drain_try *y = tries_find(t, att);
+
+	if (y != NULL)
+		return y;
+	if (t->n == t->cap) {
+		t->cap = t->cap != 0 ? t->cap * 2 : 16;
+		t->v = xrealloc(t->v, t->cap * sizeof *t->v);
+	}
+	t->v[t->n] = (struct drain_try){ .attempt_id = att };
+	return &t->v[t->n++];
+}
+
 bool drain_announced_close(struct store_drain *d, uint64_t att)
 {
-	if (!ids_has(&d->announced, att))
+	struct drain_try *y = tries_find(&d->announced, att);
+
+	if (y == NULL)
 		return false;
 	ids_add(&d->closing, att);
-	return true;
+	/* Every 'sent' row inserted was completed since (sent over-counts, done does not). */
+	return y->sent != y->done + y->done_open;
 }
 
 void drain_announced_end(struct store_drain *d, bool committed)
 {
+	for (size_t j = 0; j < d->announced.n; j++) {
+		struct drain_try *y = &d->announced.v[j];
+
+		y->done += committed ? y->done_open : 0;
+		y->done_open = 0;
+	}
 	for (size_t i = 0; committed && i < d->closing.n; i++) {
-		for (size_t j = 0; j < d->announced.n; j++) {
-			if (d->announced.v[j] == d->closing.v[i]) {
-				d->announced.v[j] = d->announced.v[--d->announced.n];
-				break;
-			}
-		}
+		struct drain_try *y = tries_find(&d->announced, d->closing.v[i]);
+
+		if (y != NULL)
+			*y = d->announced.v[--d->announced.n];
 	}
 	d->closing.n = 0;
 }
@@ -120,8 +151,9 @@ static int event_request(struct store_drain *d, const char *run_id, const char *
 	db_bind_int64(s, 10, q->max_tokens);
 	db_bind_int64(s, 11, q->try_number);
 	db_bind_int64(s, 12, 0);
-	/* Noted even if the transaction rolls back: the set only decides whether to look. */
-	ids_add(&d->announced, ev->attempt_id);
+	/* Counted even if the transaction rolls back: a count too high only makes the
+	 * attempt's end look for 'sent' rows. */
+	tries_get(&d->announced, ev->attempt_id)->sent++;
 	return drain_exec(d, DS_EV_SENT, err);
 }
 
@@ -130,13 +162,14 @@ static int event_usage_done(
     struct store_drain *d, const struct drain_event *ev, bool *done, struct store_err *err)
 {
 	const struct drain_usage *u = &ev->u.usage;
+	struct drain_try *y;
 	struct db_stmt *s;
 	int rc;
 
 	/* No try of the attempt was announced: there is no row to complete, and looking
 	 * would scan the attempt's rows (every usage event of an attempt: O(n²)). */
 	*done = false;
-	if (!ids_has(&d->announced, ev->attempt_id))
+	if ((y = tries_find(&d->announced, ev->attempt_id)) == NULL)
 		return 0;
 	s = drain_stmt(d, DS_EV_DONE);
 	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
@@ -151,6 +184,7 @@ static int event_usage_done(
 	db_bind_int64(s, 10, u->try_number);
 	rc = drain_exec(d, DS_EV_DONE, err);
 	*done = rc == 0 && db_changes(d->st->db) == 1;
+	y->done_open += *done;
 	return rc;
 }
 

@@ -63,6 +63,20 @@ struct drain_ids {
 	size_t n, cap;
 };
 
+/* The tries one attempt announced ('sent' rows inserted, counted even when their
+ * transaction rolled back) and completed (their row no longer 'sent': committed, and in
+ * the open transaction). */
+struct drain_try {
+	uint64_t attempt_id;
+	int64_t sent, done, done_open;
+};
+
+/* The attempts with announced tries. */
+struct drain_tries {
+	struct drain_try *v;
+	size_t n, cap;
+};
+
 struct store_drain {
 	struct store *st;
 	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
@@ -72,9 +86,10 @@ struct store_drain {
 	struct db_stmt *estimation; /* store_estimation_insert */
 	/* The attempts this process wrote an announced try for (a 'sent' row may exist only
 	 * for them, since an attempt's events come only through the supervisor that leased
-	 * it), and those closed in the open transaction, dropped from the first at its
-	 * commit (store_drain_event.c). */
-	struct drain_ids announced, closing;
+	 * it), with their tries announced and completed, and those closed in the open
+	 * transaction, dropped from the first at its commit (store_drain_event.c). */
+	struct drain_tries announced;
+	struct drain_ids closing;
 	/* The phase counts of the tiers the drain touched (store_tier.c), so that an
 	 * attempt's end sets its tier's state without counting the tier's phases: kept with
 	 * SQLite and one supervisor (data_version non-NULL), forgotten at a rollback, when
@@ -104,11 +119,12 @@ int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const ch
 int store_fleet_attempts_open(struct store_drain *d, struct drain_claim *c, size_t n,
     const char *session_id, bool dry_run, struct store_err *err);
 
-/* Note that attempt `att` is closed in the open transaction; whether it announced a try
- * through this process (only then can it have a 'sent' row). */
+/* Note that attempt `att` is closed in the open transaction; whether it may have a 'sent'
+ * row left (a try it announced through this process and that is not known to be
+ * complete). */
 bool drain_announced_close(struct store_drain *d, uint64_t att);
 /* The transaction committed (`committed`) or rolled back: forget the attempts it closed,
- * or that it closed them. */
+ * or that it closed them, and keep or forget the tries it completed. */
 void drain_announced_end(struct store_drain *d, bool committed);
 
 /* The tier counts the drain may use (kept and still the database's), else NULL. */

@@ -384,3 +384,102 @@ TEST(store_drain_tier_counts_agree_with_a_recount)
 	store_drain_close(d);
 	store_close(&st);
 }
+
+/* Announce try `try` of attempt `att` as event `seq`. */
+static void try_sent(struct store_drain *d, uint64_t att, uint64_t seq, int64_t try)
+{
+	struct drain_event ev = { .attempt_id = att, .seq = seq, .kind = EVENT_LLM_REQUEST };
+	struct store_err err;
+	bool dup;
+
+	ev.u.request = (struct drain_request){ .provider = "anthropic",
+		.model = "m",
+		.role = "builder",
+		.max_tokens = 100,
+		.try_number = try };
+	CHECK_EQ_INT(store_drain_event_insert(d, RUN, P1, &ev, &dup, &err), 0);
+	CHECK(!dup);
+}
+
+/* Report try `try` of attempt `att` as event `seq`. */
+static void try_done(struct store_drain *d, uint64_t att, uint64_t seq, int64_t try)
+{
+	struct drain_event ev = { .attempt_id = att, .seq = seq, .kind = EVENT_LLM_USAGE };
+	struct store_err err;
+	bool dup;
+
+	ev.u.usage = (struct drain_usage){ .provider = "anthropic",
+		.model = "m",
+		.role = "builder",
+		.prompt_tokens = 1,
+		.completion_tokens = 2,
+		.total_tokens = 3,
+		.http_status = 200,
+		.try_number = try };
+	CHECK_EQ_INT(store_drain_event_insert(d, RUN, P1, &ev, &dup, &err), 0);
+	CHECK(!dup);
+}
+
+/* An attempt's end marks 'lost' exactly the tries it announced and never reported, also
+ * when the report of one was rolled back or another try was reported, and marks none when
+ * every try was reported. */
+TEST(store_drain_attempt_end_marks_the_unreported_tries_lost)
+{
+	struct drain_close c = { .outcome = OUTCOME_FAILED,
+		.reason = REASON_CHECK_FAILED,
+		.phase_state = PHASE_FAILED };
+	struct store_drain *d;
+	struct store_err err;
+	struct store st;
+	uint64_t att;
+	int64_t num;
+	bool stale;
+
+	drain_setup(&st, &d);
+	/* Two tries, both reported: nothing lost. */
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_open(d, RUN, P1, 1, NULL, false, &att, &num, &err), 0);
+	try_sent(d, att, 1, 1);
+	try_done(d, att, 2, 1);
+	try_sent(d, att, 3, 2);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	try_done(d, att, 4, 2);
+	CHECK_EQ_INT(store_drain_attempt_close(d, att, &c, &stale, &err), 0);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT count(*) FROM llm_usage_events WHERE status = 'ok'"), 2);
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT count(*) FROM llm_usage_events WHERE status <> 'ok'"), 0);
+
+	/* The report of the second try is rolled back: the try is lost at the end. */
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_open(d, RUN, P1, 1, NULL, false, &att, &num, &err), 0);
+	try_sent(d, att, 1, 1);
+	try_done(d, att, 2, 1);
+	try_sent(d, att, 3, 2);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	try_done(d, att, 4, 2);
+	store_drain_rollback(d);
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_close(d, att, &c, &stale, &err), 0);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT count(*) FROM llm_usage_events WHERE status = 'lost'"), 1);
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT try_number FROM llm_usage_events WHERE status = 'lost'"), 2);
+
+	/* A report of a try that was not announced completes no 'sent' row: the announced
+	 * one is lost all the same. */
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_open(d, RUN, P1, 1, NULL, false, &att, &num, &err), 0);
+	try_sent(d, att, 1, 1);
+	try_done(d, att, 2, 2);
+	CHECK_EQ_INT(store_drain_attempt_close(d, att, &c, &stale, &err), 0);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT count(*) FROM llm_usage_events WHERE status = 'lost'"), 2);
+	store_drain_close(d);
+	store_close(&st);
+}

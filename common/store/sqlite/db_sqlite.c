@@ -261,8 +261,9 @@ struct db *db_sqlite_wrap(sqlite3 *h)
 
 /* Open a file with sqlite3_open_v2 and a busy timeout. No program of this project uses
  * SQLite from more than one thread (the supervisor's HTTP server thread reads snapshots the
- * loop publishes, never the database): the connection takes no mutex, and SQLite keeps no
- * allocation statistics (each allocation took a global mutex). */
+ * loop publishes, never the database): the connection takes no mutex, SQLite keeps no
+ * allocation statistics (each allocation took a global mutex), and its small blocks are
+ * recycled by sqlite_mem.c. */
 int db_sqlite_open(
     const char *path, int flags, int busy_ms, struct db **out, char *msg, size_t msglen)
 {
@@ -273,6 +274,7 @@ int db_sqlite_open(
 	if (!configured) {
 		/* Refused (harmlessly) once SQLite is initialised. */
 		sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+		sqlite_mem_use();
 		configured = true;
 	}
 	if (sqlite3_open_v2(path, &h, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {

@@ -16,6 +16,9 @@ int db_sqlite_open(
 struct db *db_sqlite_wrap(sqlite3 *h);
 /* The SQLite handle of a connection of this backend. */
 sqlite3 *db_sqlite_handle(struct db *db);
+/* Give SQLite its allocation functions (common/store/sqlite/sqlite_mem.c): before SQLite
+ * is initialised, once. */
+void sqlite_mem_use(void);
 /* SQLite's primary result code of the last failure (SQLITE_BUSY, ...). */
 int db_sqlite_errcode(struct db *db);
 
