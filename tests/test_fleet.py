@@ -223,6 +223,10 @@ def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 4, "--lease-timeout", 5,
                              "--exit-when-drained", name="sup%d" % i) for i in range(2)]
     try:
+        # Both past their start (a connection lost while a supervisor starts is exit 1,
+        # for its service manager to start it again): the restart comes mid-drain.
+        for s in sups:
+            s.wait_ready(timeout=120)
         wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")
                  [0][0] >= 40, what="a fifth of the drain done")
         own_cluster.restart()
