@@ -194,7 +194,10 @@ def test_a_stop_signal_to_every_process_requeues_the_checks_it_killed(tmp):
                  what="the graceful stop")
         # The rest of the service: the workers and everything in their sessions.
         for pid in live_processes(lambda p, f: int(f[3]) in workers):
-            os.kill(pid, signal.SIGTERM)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # ended between the listing and the signal
         assert sup.wait() == 0, sup.stderr()
     finally:
         sup.kill()

@@ -3,8 +3,10 @@
  * supervisor acknowledges an event (ack {att, seq}: every event up to seq) only once it is
  * committed, so the worker keeps each event until then: a bounded window of at most `cap`
  * unacknowledged events. When the window is full the worker waits for acks before it
- * sends the next event (backpressure), and it sends its result only once every event is
- * acknowledged, so a result always follows its committed events.
+ * sends the next event (backpressure). The result follows the events on the same socket:
+ * the supervisor commits an attempt's end in the transaction of its events or after them,
+ * and acknowledges them with that commit; the worker takes its next job only once every
+ * event is acknowledged.
  */
 #ifndef AUTOPACK_OUTBOX_H
 #define AUTOPACK_OUTBOX_H
