@@ -38,6 +38,9 @@ static const char usage_text[] =
     "  --max-attempts-per-phase N  attempts before a phase is FAILED (default 3; a phase's\n"
     "                              own max_builder_attempts lowers it)\n"
     "  --synchronous full|normal   SQLite durability of each commit (default full)\n"
+    "  --fsync-off-loop            with full on SQLite: each commit's fsync on a thread while\n"
+    "                              the loop goes on (fewer, busier workers gain; hundreds of\n"
+    "                              workers wait longer)\n"
     "  --commit-window-ms MS       group commit window (default 2)\n"
     "  --commit-max N              writes that force a commit (default 256)\n"
     "  --exit-when-drained         exit 0 once nothing is eligible and nothing is in flight\n"
@@ -102,6 +105,7 @@ enum {
 	OPT_PTIMEOUT,
 	OPT_MAXATT,
 	OPT_SYNC,
+	OPT_FSYNC_THREAD,
 	OPT_WINDOW,
 	OPT_CMAX,
 	OPT_EXIT,
@@ -140,6 +144,7 @@ static const struct option long_opts[] = {
 	{ "phase-timeout-seconds", required_argument, NULL, OPT_PTIMEOUT },
 	{ "max-attempts-per-phase", required_argument, NULL, OPT_MAXATT },
 	{ "synchronous", required_argument, NULL, OPT_SYNC },
+	{ "fsync-off-loop", no_argument, NULL, OPT_FSYNC_THREAD },
 	{ "commit-window-ms", required_argument, NULL, OPT_WINDOW },
 	{ "commit-max", required_argument, NULL, OPT_CMAX },
 	{ "exit-when-drained", no_argument, NULL, OPT_EXIT },
@@ -382,6 +387,7 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 		c->sync_full = strcmp(flag_choice("synchronous", optarg, "full", "normal"),
 		                   "full") == 0;
 		break;
+	case OPT_FSYNC_THREAD: c->fsync_off_loop = true; break;
 	case OPT_PROV:
 		c->llm_provider = flag_choice("llm-provider", optarg, "anthropic", "openai");
 		break;

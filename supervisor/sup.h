@@ -70,6 +70,7 @@ struct sup_config {
 	int64_t phase_timeout_s;
 	int64_t max_attempts; /* per phase in one session */
 	bool sync_full;
+	bool fsync_off_loop; /* --fsync-off-loop: the commit's fsync on a thread (sync.c) */
 	bool exit_when_drained;
 	bool dry_run;
 	bool allow_empty_db;

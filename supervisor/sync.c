@@ -1,7 +1,7 @@
-/* The commit's fsync off the loop. With --synchronous full on SQLite (always in WAL mode
- * for a writer), the writer's transactions commit at PRAGMA synchronous=NORMAL: COMMIT
- * writes the WAL frames without syncing them, and this file makes them durable: an
- * fdatasync of the write-ahead log runs on the libuv threadpool while the loop goes on
+/* The commit's fsync off the loop (--fsync-off-loop). With --synchronous full on SQLite
+ * (always in WAL mode for a writer), the writer's transactions commit at PRAGMA
+ * synchronous=NORMAL: COMMIT writes the WAL frames without syncing them, and this file
+ * makes them durable: an fdatasync of the write-ahead log runs on the libuv threadpool while the loop goes on
  * (reads frames, schedules, writes and commits the next group). A committed group is held
  * until an fsync that started after its COMMIT returned has completed; only then is it
  * released (acknowledgements, jobs, done callbacks). Groups are held in commit order, one
@@ -128,8 +128,13 @@ void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group
 	memset(&s->sync, 0, sizeof s->sync);
 	s->sync.fd = -1;
 	s->sync.release = release;
-	if (!s->cfg.sync_full || s->st->backend != DB_SQLITE)
+	if (!s->cfg.fsync_off_loop)
 		return;
+	if (!s->cfg.sync_full || s->st->backend != DB_SQLITE) {
+		log_warn("--fsync-off-loop has no effect with %s: commits are as without it",
+		    s->cfg.sync_full ? "PostgreSQL" : "--synchronous normal");
+		return;
+	}
 	s->sync.path = xasprintf("%s-wal", s->st->path);
 	s->sync.fd = sync_open_wal(s->st, s->sync.path, why, sizeof why);
 	if (s->sync.fd < 0)

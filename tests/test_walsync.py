@@ -1,10 +1,12 @@
-"""The commit's fsync off the loop (--synchronous full on SQLite): an acknowledgement or a
-job leaves only once the fsync that makes its commit durable has completed, the loop goes
+"""The commit's fsync off the loop (--fsync-off-loop, with --synchronous full on SQLite):
+an acknowledgement or a job leaves only once the fsync that makes its commit durable has completed, the loop goes
 on while an fsync runs, and a failed fsync stops every write with nothing of it
 acknowledged. The write-ahead log's fsyncs go through tests/tools/fsync_shim.c, which can
 hold or fail them and keeps a copy of what each one made durable: the workers read that
 copy, i.e. what a power loss would have left."""
 import os
+
+import pytest
 
 from conftest import binpath, ctl
 from supervisor_helpers import new_db, rogue_notes, rogue_supervisor, sql, wait_for
@@ -33,12 +35,14 @@ def shim_calls(tmp):
     return words.count("start"), words.count("end")
 
 
-def test_acks_and_jobs_leave_only_once_their_commit_is_durable(tmp):
+@pytest.mark.parametrize("off_loop", [True, False], ids=["off-loop", "on-loop"])
+def test_acks_and_jobs_leave_only_once_their_commit_is_durable(tmp, off_loop):
     url = new_db(tmp, runs=3, phases=3)
     sup = rogue_supervisor(tmp, url, "durable", "--workers", 2, "--exit-when-drained",
-                           "--synchronous", "full", env=shim_env(tmp, url))
+                           "--synchronous", "full", *(["--fsync-off-loop"] if off_loop else []),
+                           env=shim_env(tmp, url))
     assert sup.wait() == 0, sup.stderr()
-    assert "made durable by an fdatasync of" in sup.stderr()
+    assert ("made durable by an fdatasync of" in sup.stderr()) == off_loop
     jobs = rogue_notes(tmp, event="job")
     acks = rogue_notes(tmp, event="ack")
     assert len(jobs) == 9 and len({n["att"] for n in acks}) == 9
@@ -57,6 +61,7 @@ def test_the_loop_goes_on_while_an_fsync_runs_and_no_ack_leaves_before_it_ends(t
     go = os.path.join(str(tmp), "go")
     hold = os.path.join(str(tmp), "hold")
     sup = rogue_supervisor(tmp, url, "durable", "--workers", 1, "--exit-when-drained",
+                           "--fsync-off-loop",
                            env=shim_env(tmp, url, ROGUE_GO=go, AUTOPACK_SHIM_HOLD=hold))
     try:
         # The job is out (its lease's fsync done) and the worker waits for `go`: nothing
@@ -92,6 +97,7 @@ def test_a_failed_fsync_stops_writing_acknowledges_nothing_of_it_and_exits_3(tmp
     go = os.path.join(str(tmp), "go")
     fail = os.path.join(str(tmp), "fail")
     sup = rogue_supervisor(tmp, url, "durable", "--workers", 1, "--exit-when-drained",
+                           "--fsync-off-loop",
                            env=shim_env(tmp, url, ROGUE_GO=go, AUTOPACK_SHIM_FAIL=fail))
     try:
         wait_for(lambda: rogue_notes(tmp, event="job"), 60, what="the job")
