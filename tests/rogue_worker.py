@@ -171,7 +171,9 @@ while True:
         send(usage(uuid, att + 1000, 1))
         wait_go(uuid, att)
         result(uuid, att, 3)
-    elif mode == "durable":
+    elif mode in ("durable", "ackcheck"):
+        # Each ack noted with the rows the database holds: in "durable", what the last
+        # completed fsync left on disk; in "ackcheck", what a reader sees now.
         wait_go(uuid, att)
         for seq in (1, 2, 3):
             send(usage(uuid, att, seq))
@@ -181,23 +183,10 @@ while True:
             if a["t"] != "ack":
                 continue
             acked = a["seq"]
-            note({"event": "ack", "att": a["att"], "ack": acked,
-                  "rows": [s for (s,) in durable_query(
-                      m["db"], "SELECT seq FROM llm_usage_events WHERE attempt_id = ?"
-                      " ORDER BY seq", (att,))]})
-        result(uuid, att, 3)
-    elif mode == "ackcheck":
-        wait_go(uuid, att)
-        for seq in (1, 2, 3):
-            send(usage(uuid, att, seq))
-        acked = 0
-        while acked < 3:
-            a = recv((uuid, att))
-            if a["t"] != "ack":
-                continue
-            acked = a["seq"]
-            note({"event": "ack", "att": a["att"], "ack": acked,
-                  "rows": rows_of(m["db"], att)})
+            rows = ([s for (s,) in durable_query(
+                m["db"], "SELECT seq FROM llm_usage_events WHERE attempt_id = ?"
+                " ORDER BY seq", (att,))] if mode == "durable" else rows_of(m["db"], att))
+            note({"event": "ack", "att": a["att"], "ack": acked, "rows": rows})
         result(uuid, att, 3)
     else:
         send(usage(FOREIGN_UUID, att, 1))
