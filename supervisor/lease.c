@@ -731,12 +731,13 @@ static struct grant lease_ahead_remove(struct sup *s, size_t i)
  * its phase back in its run's queue (or, cancelled, out of it). */
 static void lease_ahead_end(struct sup *s, struct grant *g, enum outcome outcome, const char *why)
 {
-	struct drain_close c = {
-		.outcome = outcome, .reason = outcome_reason(outcome), .message = why
-	};
+	struct drain_close c = { .outcome = outcome, .reason = outcome_reason(outcome) };
+	char msg[160];
 
-	log_info("%s/%s attempt %llu: not started: %s", g->r->run_id, g->p->phase_id,
-	    (unsigned long long)g->attempt_id, why);
+	snprintf(msg, sizeof msg, "not started: %s", why);
+	c.message = msg;
+	log_info("%s/%s attempt %llu: %s", g->r->run_id, g->p->phase_id,
+	    (unsigned long long)g->attempt_id, msg);
 	c.phase_state = sched_next_state(s, g->p, outcome);
 	writer_close(s, g->attempt_id, &c, g->p->spec.task_category, lease_committed, NULL);
 	if (c.phase_state == PHASE_QUEUED)

@@ -124,6 +124,8 @@ MUTANTS = [
       "test_a_failed_fsync_stops_writing_acknowledges_nothing_of_it_and_exits_3"]),
     ("claim_per_phase", "a round claims its phases in one batch of two statements",
      ["tests/test_fleet.py::test_a_round_claims_its_phases_in_one_batch_of_two_statements"]),
+    ("no_lease_ahead", "fast phases are handed out on leases opened ahead",
+     ["tests/test_lease_ahead.py::test_fast_phases_are_handed_out_ahead_and_each_runs_once"]),
 ]
 
 
