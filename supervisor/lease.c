@@ -144,10 +144,9 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 {
 	struct lease *l = &w->lease;
 	struct qphase *requeue = NULL;
-	struct drain_close c = { .outcome = outcome,
-		.reason = reason,
-		.message = message,
-		.worker_pid = w->pid };
+	struct drain_close c = {
+		.outcome = outcome, .reason = reason, .message = message, .worker_pid = w->pid
+	};
 	struct policy_verdict v;
 	char fp[320];
 
