@@ -157,7 +157,7 @@ TEST(worker_deliverables_write_in_scope_atomically)
 	closedir(d);
 	CHECK_EQ_INT(entries, 2); /* h.py and deep/, no temporary files left */
 	CHECK_EQ_INT(
-	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, err, sizeof err), 0);
+	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, NULL, err, sizeof err), 0);
 }
 
 TEST(worker_deliverables_refuse_absolute_and_dotdot)
@@ -243,8 +243,36 @@ TEST(worker_deliverables_missing_are_named)
 	char names[256];
 
 	CHECK_EQ_INT(
-	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, names, sizeof names), 2);
+	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, NULL, names, sizeof names),
+	    2);
 	CHECK_EQ_STR(names, "utils/h.py, README.md");
+}
+
+TEST(worker_deliverables_missing_trusts_only_files_the_set_wrote)
+{
+	static char *dl[] = { "./a.py", "b.py", "c/", "d.py" };
+	struct dlv_file f[] = {
+		{ (char *)"a.py", DLV_CREATE, (char *)"A\n", 2 },
+		{ (char *)"b.py", DLV_DELETE, NULL, 0 },
+		{ (char *)"c", DLV_CREATE, (char *)"C\n", 2 },
+	};
+	struct dlv_set written = { f, 3 };
+	char names[256];
+	FILE *fp;
+
+	mkdir("ws", 0755);
+	/* a.py, written by the set, counts as present without a look (here it is gone
+	 * again); a deleted file, a directory deliverable the set wrote a file over, and a
+	 * deliverable the set does not name are looked for. */
+	CHECK_EQ_INT(dlv_missing("ws", dl, 4, &written, names, sizeof names), 3);
+	CHECK_EQ_STR(names, "b.py, c/, d.py");
+	CHECK_EQ_INT(dlv_missing("ws", dl, 4, NULL, names, sizeof names), 4);
+	CHECK((fp = fopen("ws/b.py", "w")) != NULL);
+	fclose(fp);
+	CHECK(mkdir("ws/c", 0755) == 0);
+	CHECK((fp = fopen("ws/d.py", "w")) != NULL);
+	fclose(fp);
+	CHECK_EQ_INT(dlv_missing("ws", dl, 4, &written, names, sizeof names), 0);
 }
 
 TEST(worker_deliverables_read_resolution_is_confined)
