@@ -175,10 +175,16 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 	struct stat st;
 
 	while ((slash = strchr(comp, '/')) != NULL) {
-		int next;
+		int next, open_errno;
 
 		*slash = '\0';
-		if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		/* A real directory (not a symlink) opens at once; anything else is looked at
+		 * to tell what it is. */
+		next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next >= 0)
+			goto descend;
+		open_errno = errno;
+		if (open_errno == ENOENT || fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 			if (errno != ENOENT) {
 				snprintf(
 				    err, errlen, "path \"%s\": %s: %s", path, rel, strerror(errno));
@@ -200,7 +206,8 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 				goto fail;
 			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		} else if (S_ISDIR(st.st_mode)) {
-			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			next = -1; /* a directory that would not open */
+			errno = open_errno;
 		} else {
 			snprintf(err, errlen, "path \"%s\": %s is not a directory", path, rel);
 			goto fail;
@@ -210,6 +217,7 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 			    strerror(errno));
 			goto fail;
 		}
+descend:
 		dlv_dir_close(ws, dirfd);
 		dirfd = next;
 		*slash = '/';

@@ -225,6 +225,33 @@ TEST(worker_deliverables_refuse_symlink_escapes)
 	CHECK(!exists("ws/private/k.py"));
 }
 
+TEST(worker_deliverables_walk_tells_what_a_component_is)
+{
+	struct dlv_scope scope = scope_utils();
+	char err[512];
+	FILE *fp;
+
+	mkdir("ws/utils", 0755);
+	CHECK((fp = fopen("ws/utils/plain", "w")) != NULL);
+	fclose(fp);
+	/* A regular file where a directory should be. */
+	CHECK_EQ_INT(apply_one(&scope, "utils/plain/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "utils/plain") && strstr(err, "is not a directory"));
+	/* A symlink in scope to that file: followed, then found not to be a directory. */
+	CHECK(symlink("plain", "ws/utils/to_plain") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/to_plain/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "cannot open utils/to_plain") != NULL);
+	/* A symlink to nothing. */
+	CHECK(symlink("nowhere", "ws/utils/dangling") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/dangling/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "points to nothing") != NULL);
+	/* Missing directories are made, existing ones entered. */
+	CHECK_EQ_INT(apply_one(&scope, "utils/new/deeper/x.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_INT(apply_one(&scope, "utils/new/deeper/y.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_STR(slurp("ws/utils/new/deeper/y.py"), "owned\n");
+	CHECK(!exists("ws/utils/plain/x.py") && !exists("ws/utils/nowhere"));
+}
+
 TEST(worker_deliverables_one_refusal_writes_nothing)
 {
 	struct dlv_scope scope = scope_utils();
