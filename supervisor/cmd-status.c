@@ -115,7 +115,7 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 	}
 	store_devino(s->st, devino);
 	doc = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
-	                " s:{s:i, s:i, s:b, s:s?, s:I, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I},"
+	                " s:{s:i, s:i, s:b, s:s?, s:I, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I, s:I},"
 	                " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	                " s:{s:f, s:f}}",
 	    "db_url", s->st->url, "db_uuid", s->st->uuid, "db_device_inode", devino, "pid",
@@ -128,9 +128,9 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 	    (json_int_t)s->n.worker_crashes, "spawn_failures", (json_int_t)s->n.spawn_failures,
 	    "workers", workers_json(s), "phases", phases, "in_flight", inflight, "queue",
 	    "phases_queued", (json_int_t)s->queued, "in_flight", (json_int_t)s->in_flight,
-	    "started", (json_int_t)s->started, "counters", "dispatched",
-	    (json_int_t)s->n.dispatched, "results", (json_int_t)s->n.results, "events_committed",
-	    (json_int_t)s->n.events_committed, "events_duplicate",
+	    "leases_ahead", (json_int_t)s->nahead, "started", (json_int_t)s->started, "counters",
+	    "dispatched", (json_int_t)s->n.dispatched, "results", (json_int_t)s->n.results,
+	    "events_committed", (json_int_t)s->n.events_committed, "events_duplicate",
 	    (json_int_t)s->n.events_duplicate, "events_missing", (json_int_t)s->n.events_missing,
 	    "rejected_wrong_uuid", (json_int_t)s->n.rejected_uuid, "rejected_stale",
 	    (json_int_t)s->n.rejected_stale, "worker_crashes", (json_int_t)s->n.worker_crashes,

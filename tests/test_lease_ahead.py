@@ -63,7 +63,9 @@ def freeze(sup, url):
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     time.sleep(0.3)
-    return pids, wait_for(lambda: waiting_ahead(sup, url), 10, what="leases waiting ahead")
+    ahead = wait_for(lambda: waiting_ahead(sup, url), 10, what="leases waiting ahead")
+    assert sup.status()["queue"]["leases_ahead"] == len(ahead)
+    return pids, ahead
 
 
 def thaw(pids):
@@ -84,6 +86,7 @@ def test_a_pause_closes_the_leases_opened_ahead_as_not_started(tmp):
     # No worker took them: closed, their phases back in the queue.
     assert all(r == ("supervisor_stopped", None, 1) for r in not_started(url))
     assert "not started: dispatch was paused" in sup.stderr()
+    assert sup.status()["queue"]["leases_ahead"] == 0
     wait_for(lambda: sup.status()["queue"]["in_flight"] == 0, 30, what="nothing in flight")
     assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
     # Resumed, the drain visits every phase, the not-started ones too.
