@@ -738,6 +738,8 @@ static void lease_ahead_end(struct sup *s, struct grant *g, enum outcome outcome
 	log_info("%s/%s attempt %llu: %s", g->r->run_id, g->p->phase_id,
 	    (unsigned long long)g->attempt_id, msg);
 	c.phase_state = sched_next_state(s, g->p, outcome);
+	/* Not one of the attempts --batch-size counts. */
+	s->started--;
 	writer_close(s, g->attempt_id, &c, g->p->spec.task_category, lease_committed, NULL);
 	if (c.phase_state == PHASE_QUEUED)
 		sched_requeue(s, g->r, g->p);
