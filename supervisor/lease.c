@@ -52,6 +52,7 @@ void lease_init(struct sup *s)
 	convert_coefs_to_job(s->coefs, s->ncoefs, j);
 	j->fit_json = s->fit_json;
 	j->dry_run = s->cfg.dry_run;
+	j->ann = s->cfg.dry_run ? -1 : 1; /* the store reserves try 1 (session_prepare) */
 	s->round = (struct round_hooks){ .want = lease_want,
 		.open = lease_open,
 		.committed = lease_taken,
@@ -143,6 +144,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 		c.zero_yield = zero_yield_parse(r->zero_yield_reason);
 		c.reached_llm_boundary = r->reached_llm_boundary;
 		c.duration_ms = r->duration_ms;
+		c.reported = true;
 	} else {
 		/* The supervisor saw the attempt end: it judges it by the worker's rules. */
 		struct fp_yield y = { .samples = (int)l->samples,

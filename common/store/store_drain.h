@@ -116,6 +116,7 @@ struct drain_close {
 	const char *fingerprint; /* nullable */
 	enum zero_yield zero_yield;
 	bool reached_llm_boundary;
+	bool reported; /* the worker's result ended the attempt (else the supervisor saw it end) */
 	int64_t duration_ms;
 	enum phase_state phase_state; /* new phases.state, or PHASE_STATE_NONE to leave it */
 };
@@ -215,6 +216,16 @@ struct drain_claim {
  * round (the claims' results then do not count). */
 int store_drain_attempts_open(struct store_drain *d, struct drain_claim *c, size_t n,
     const char *session_id, bool dry_run, struct store_err *err);
+/* Have every attempt store_drain_attempts_open opens from now on, unless a dry run's,
+ * reserve in its transaction the llm_usage_events row of the attempt's first HTTP try (the
+ * worker's first LLM call, try 1): status 'sent', `provider`, `model`, `role`, max_tokens
+ * `cap` (the bound of anything the worker may ask for), seq NULL until the try's
+ * llm_request event confirms the row (store_drain_event_insert). At the attempt's end
+ * (store_drain_attempt_close) the row becomes 'lost' as any try still 'sent', unless the
+ * worker's result ended the attempt and the row was never confirmed: the worker sent no
+ * request, and the row is deleted. The strings are borrowed for the drain's life. */
+void store_drain_reserve_first_try(
+    struct store_drain *d, const char *provider, const char *model, const char *role, int64_t cap);
 /* Read what a job of (run, phase) needs from the database into `out` (outside a
  * transaction, or inside one). STORE_EINVAL when there is no such phase. */
 int store_drain_spec(struct store_drain *d, const char *run_id, const char *phase_id,
