@@ -39,11 +39,12 @@ const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_LOST,
 	    "UPDATE llm_usage_events SET status = ?2 WHERE attempt_id = ?1 AND status = ?3" },
 	/* The first try of an attempt's first LLM call, on record with the attempt
-	 * (store_drain_reserve_first_try): the columns DS_EV_SENT writes, seq NULL. */
+	 * (store_drain_reserve_first_try): the columns DS_EV_SENT writes, seq NULL;
+	 * is_doctor_call bound (0), as PostgreSQL takes no integer literal for a boolean. */
 	{ DS_ATT_RESERVE,
 	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
 	    " created_at, attempt_id, seq, status, max_tokens, try_number, is_doctor_call)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, NULL, ?8, ?9, 1, 0)" },
+	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, NULL, ?8, ?9, 1, ?10)" },
 	/* The reserved row of a first try the worker never announced. */
 	{ DS_ATT_UNRESERVE,
 	    "DELETE FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?2"
@@ -289,6 +290,7 @@ int drain_attempt_reserve(struct store_drain *d, uint64_t att, const char *run_i
 	db_bind_int64(s, 7, (int64_t)att);
 	store_bind_text(s, 8, usage_status_name(USAGE_SENT));
 	db_bind_int64(s, 9, d->reserve.max_tokens);
+	db_bind_int64(s, 10, 0);
 	if ((rc = drain_exec(d, DS_ATT_RESERVE, err)) == 0)
 		drain_announced_reserve(d, att);
 	return rc;
