@@ -114,9 +114,13 @@ static struct drain_try *tries_get(struct drain_tries *t, uint64_t att)
 
 void drain_announced_reserve(struct store_drain *d, uint64_t att)
 {
+	struct drain_try *y = tries_get(&d->announced, att);
+
 	/* Set, not added to: an id a rolled-back round had used may be given again. */
-	*tries_get(&d->announced,
-	    att) = (struct drain_try){ .attempt_id = att, .sent = 1, .reserved = true };
+	*y = (struct drain_try){ .attempt_id = att, .sent = 1, .reserved = true };
+#ifdef AUTOPACK_MUTANT_reserved_row_never_lost
+	y->sent = 0;
+#endif
 }
 
 bool drain_announced_close(struct store_drain *d, uint64_t att, bool *reserved)
