@@ -52,7 +52,6 @@ void lease_init(struct sup *s)
 	convert_coefs_to_job(s->coefs, s->ncoefs, j);
 	j->fit_json = s->fit_json;
 	j->dry_run = s->cfg.dry_run;
-	j->ann = s->cfg.dry_run ? -1 : 1; /* the store reserves try 1 (session_prepare) */
 	s->round = (struct round_hooks){ .want = lease_want,
 		.open = lease_open,
 		.committed = lease_taken,
@@ -134,7 +133,12 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 {
 	struct lease *l = &w->lease;
 	struct qphase *requeue = NULL;
-	struct drain_close c = { .outcome = outcome, .reason = reason, .message = message };
+	/* A worker that reported, or never had the job (INVALID_JOB without a result), made
+	 * no LLM try it did not announce. */
+	struct drain_close c = { .outcome = outcome,
+		.reason = reason,
+		.message = message,
+		.tries_announced = r != NULL || reason == REASON_INVALID_JOB };
 	struct policy_verdict v;
 	char fp[320];
 
@@ -144,7 +148,6 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 		c.zero_yield = zero_yield_parse(r->zero_yield_reason);
 		c.reached_llm_boundary = r->reached_llm_boundary;
 		c.duration_ms = r->duration_ms;
-		c.reported = true;
 	} else {
 		/* The supervisor saw the attempt end: it judges it by the worker's rules. */
 		struct fp_yield y = { .samples = (int)l->samples,
@@ -269,6 +272,8 @@ static int lease_job(
 	j->attempt_id = g->attempt_id;
 	j->attempt_number = g->attempt_number;
 	j->deadline_ms = clock_wall_ms() + s->cfg.phase_timeout_s * 1000;
+	/* Try 1 of its first call is on record with the lease (session_prepare). */
+	j->ann = store_drain_reserving(s->sd) ? 1 : -1;
 	return 0;
 }
 

@@ -116,7 +116,10 @@ struct drain_close {
 	const char *fingerprint; /* nullable */
 	enum zero_yield zero_yield;
 	bool reached_llm_boundary;
-	bool reported; /* the worker's result ended the attempt (else the supervisor saw it end) */
+	/* Every LLM try the attempt may have made was announced and its announcement is in:
+	 * the worker's result ended it (the result follows all its events), or the worker
+	 * never had the job. */
+	bool tries_announced;
 	int64_t duration_ms;
 	enum phase_state phase_state; /* new phases.state, or PHASE_STATE_NONE to leave it */
 };
@@ -222,10 +225,15 @@ int store_drain_attempts_open(struct store_drain *d, struct drain_claim *c, size
  * `cap` (the bound of anything the worker may ask for), seq NULL until the try's
  * llm_request event confirms the row (store_drain_event_insert). At the attempt's end
  * (store_drain_attempt_close) the row becomes 'lost' as any try still 'sent', unless the
- * worker's result ended the attempt and the row was never confirmed: the worker sent no
- * request, and the row is deleted. The strings are borrowed for the drain's life. */
+ * close says every try was announced (tries_announced) and the row was never confirmed:
+ * the worker sent no request, and the row is deleted. A reservation the database refuses
+ * for a constraint (a legacy table's column autopack does not fill) fails the round and
+ * ends reservations for the drain. The strings are borrowed for the drain's life. */
 void store_drain_reserve_first_try(
     struct store_drain *d, const char *provider, const char *model, const char *role, int64_t cap);
+/* Whether attempts opened now have their first try reserved: once false, it stays so. A
+ * job of an attempt opened (and committed) while it is true may say so. */
+bool store_drain_reserving(const struct store_drain *d);
 /* Read what a job of (run, phase) needs from the database into `out` (outside a
  * transaction, or inside one). STORE_EINVAL when there is no such phase. */
 int store_drain_spec(struct store_drain *d, const char *run_id, const char *phase_id,

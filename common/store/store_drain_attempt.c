@@ -273,6 +273,11 @@ void store_drain_reserve_first_try(
 	d->reserve.max_tokens = cap;
 }
 
+bool store_drain_reserving(const struct store_drain *d)
+{
+	return d->reserve.provider != NULL;
+}
+
 /* In the group: reserve the row of the first try of attempt `att` of (run, phase)
  * (store_drain_reserve_first_try). */
 int drain_attempt_reserve(struct store_drain *d, uint64_t att, const char *run_id,
@@ -613,7 +618,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 		/* The worker's result follows all its events: a reserved first try they never
 	 * confirmed was never sent. */
 #ifndef AUTOPACK_MUTANT_reserved_row_kept
-	if (announced && reserved && c->reported) {
+	if (announced && reserved && c->tries_announced) {
 		s = drain_stmt(d, DS_ATT_UNRESERVE);
 		db_bind_int64(s, 1, (int64_t)att);
 		store_bind_text(s, 2, usage_status_name(USAGE_SENT));

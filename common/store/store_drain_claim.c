@@ -6,19 +6,32 @@
 #include "common/store/store_drain_internal.h"
 #include "common/util.h"
 
-/* Reserve the first try of each attempt the claims opened. */
+#include <stdio.h>
+
+/* Reserve the first try of each attempt the claims opened. A reservation refused for a
+ * constraint ends reservations for the drain, and fails the round all the same (on
+ * PostgreSQL its transaction is lost): the next one opens its attempts without. */
 static int claims_reserve(
     struct store_drain *d, const struct drain_claim *c, size_t n, struct store_err *err)
 {
-	char now[32];
+	char now[32], why[200];
 	int rc;
 
 	time_db_now(now);
-	for (size_t i = 0; i < n; i++)
-		if (c[i].rc == 0 &&
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].rc != 0 ||
 		    (rc = drain_attempt_reserve(
-		         d, c[i].attempt_id, c[i].run_id, c[i].phase_id, now, err)) != 0)
-			return rc;
+		         d, c[i].attempt_id, c[i].run_id, c[i].phase_id, now, err)) == 0)
+			continue;
+		if (store_drain_constraint_failed(d, why, sizeof why)) {
+			d->reserve.provider = NULL;
+			snprintf(err->text, sizeof err->text,
+			    "the first LLM try of an attempt cannot be on record with its lease (%s):"
+			    " each try is announced by its worker from now on",
+			    why);
+		}
+		return rc;
+	}
 	return 0;
 }
 

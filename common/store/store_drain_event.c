@@ -30,11 +30,13 @@ const struct drain_sql drain_sql_event[] = {
 	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
 	    " created_at, attempt_id, seq, status, max_tokens, try_number, is_doctor_call)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12)" },
-	/* The try's own row, announced last: the newest 'sent' row of the attempt. */
+	/* The try's own row, announced last: the newest 'sent' row of the attempt; a reserved
+	 * row the try never announced takes the report's seq. */
 	{ DS_EV_DONE,
 	    "UPDATE llm_usage_events SET total_tokens = ?2, prompt_tokens = ?3,"
 	    " completion_tokens = ?4, status = ?5, http_status = ?6, error_class = ?7,"
-	    " latency_ms = ?8"
+	    " latency_ms = ?8, seq = COALESCE(seq, ?11), provider = ?12, model = ?13,"
+	    " role = ?14"
 	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?9"
 	    "   AND try_number = ?10 ORDER BY seq DESC LIMIT 1)" },
 	/* The reserved row of the attempt's first try, not yet confirmed (seq NULL). */
@@ -233,6 +235,10 @@ static int event_usage_done(
 	bind_count(s, 8, u->latency_ms);
 	store_bind_text(s, 9, usage_status_name(USAGE_SENT));
 	db_bind_int64(s, 10, u->try_number);
+	db_bind_int64(s, 11, (int64_t)ev->seq);
+	store_bind_text(s, 12, u->provider);
+	store_bind_text(s, 13, u->model);
+	store_bind_text(s, 14, u->role);
 	rc = drain_exec(d, DS_EV_DONE, err);
 	*done = rc == 0 && db_changes(d->st->db) == 1;
 	y->done_open += *done;
