@@ -615,9 +615,9 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	if ((rc = drain_attempt_end(
 	         d, att, c, c->message, &p, c->phase_state == PHASE_STATE_NONE, now, err)) != 0)
 		goto out;
-		/* The worker's result follows all its events: a reserved first try they never
-	 * confirmed was never sent. */
 #ifndef AUTOPACK_MUTANT_reserved_row_kept
+	/* Every try the attempt made was announced, and its announcement is in: a reserved
+	 * first try that none confirmed was never sent. */
 	if (announced && reserved && c->tries_announced) {
 		s = drain_stmt(d, DS_ATT_UNRESERVE);
 		db_bind_int64(s, 1, (int64_t)att);

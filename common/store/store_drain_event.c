@@ -39,10 +39,12 @@ const struct drain_sql drain_sql_event[] = {
 	    " role = ?14"
 	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?9"
 	    "   AND try_number = ?10 ORDER BY seq DESC LIMIT 1)" },
-	/* The reserved row of the attempt's first try, not yet confirmed (seq NULL). */
+	/* The reserved row of the attempt's first try, not yet confirmed (seq NULL); a NULL
+	 * value keeps the reserved one. */
 	{ DS_EV_CONFIRM,
-	    "UPDATE llm_usage_events SET seq = ?2, provider = ?4, model = ?5, role = ?6,"
-	    " max_tokens = ?7"
+	    "UPDATE llm_usage_events SET seq = ?2, provider = COALESCE(?4, provider),"
+	    " model = COALESCE(?5, model), role = COALESCE(?6, role),"
+	    " max_tokens = COALESCE(?7, max_tokens)"
 	    " WHERE attempt_id = ?1 AND status = ?3 AND try_number = 1 AND seq IS NULL" },
 	{ DS_CTL_LOG,
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
@@ -155,8 +157,8 @@ void drain_announced_end(struct store_drain *d, bool committed)
 }
 
 /* Confirm the reserved row of attempt `att`'s first try with the try's seq and, when `q`
- * is not NULL, its values; *done when there was such a row (counted when it was
- * reserved). */
+ * is not NULL, its values (else the reserved ones stay); *done when there was such a row
+ * (counted when it was reserved). */
 static int event_confirm(struct store_drain *d, uint64_t att, uint64_t seq,
     const struct drain_request *q, bool *done, struct store_err *err)
 {
@@ -166,10 +168,13 @@ static int event_confirm(struct store_drain *d, uint64_t att, uint64_t seq,
 	db_bind_int64(s, 1, (int64_t)att);
 	db_bind_int64(s, 2, (int64_t)seq);
 	store_bind_text(s, 3, usage_status_name(USAGE_SENT));
-	store_bind_text(s, 4, q != NULL ? q->provider : d->reserve.provider);
-	store_bind_text(s, 5, q != NULL ? q->model : d->reserve.model);
-	store_bind_text(s, 6, q != NULL ? q->role : d->reserve.role);
-	db_bind_int64(s, 7, q != NULL ? q->max_tokens : d->reserve.max_tokens);
+	store_bind_text(s, 4, q != NULL ? q->provider : NULL);
+	store_bind_text(s, 5, q != NULL ? q->model : NULL);
+	store_bind_text(s, 6, q != NULL ? q->role : NULL);
+	if (q != NULL)
+		db_bind_int64(s, 7, q->max_tokens);
+	else
+		db_bind_null(s, 7);
 	rc = drain_exec(d, DS_EV_CONFIRM, err);
 	*done = rc == 0 && db_changes(d->st->db) == 1;
 	return rc;
@@ -316,7 +321,7 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 	/* An announcement that cannot be stored may still have been sent: a reserved row it
 	 * may stand for is confirmed as it was reserved, so that it is not taken for a try
 	 * never made (and becomes 'lost' at the attempt's end). */
-	if (!*dup && ev->kind == EVENT_LLM_REQUEST && d->reserve.provider != NULL) {
+	if (!*dup && ev->kind == EVENT_LLM_REQUEST) {
 		struct drain_try *y = tries_find(&d->announced, ev->attempt_id);
 		bool done;
 
