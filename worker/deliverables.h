@@ -75,8 +75,9 @@ int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const c
 char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_t errlen);
 
 /* Count the deliverables (paths relative to the workspace) that do not exist as files, and
- * list them comma-separated in `names`. */
-size_t dlv_missing(
-    const char *workspace, char *const *deliverables, size_t n, char *names, size_t namelen);
+ * list them comma-separated in `names`. `written` (nullable) is a set dlv_apply has just
+ * written in full: a file deliverable it wrote (not deleted) is present without a look. */
+size_t dlv_missing(const char *workspace, char *const *deliverables, size_t n,
+    const struct dlv_set *written, char *names, size_t namelen);
 
 #endif

@@ -175,10 +175,16 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 	struct stat st;
 
 	while ((slash = strchr(comp, '/')) != NULL) {
-		int next;
+		int next, open_errno;
 
 		*slash = '\0';
-		if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		/* A real directory (not a symlink) opens at once; anything else is looked at
+		 * to tell what it is. */
+		next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next >= 0)
+			goto descend;
+		open_errno = errno;
+		if (open_errno == ENOENT || fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 			if (errno != ENOENT) {
 				snprintf(
 				    err, errlen, "path \"%s\": %s: %s", path, rel, strerror(errno));
@@ -200,7 +206,8 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 				goto fail;
 			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		} else if (S_ISDIR(st.st_mode)) {
-			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			next = -1; /* a directory that would not open */
+			errno = open_errno;
 		} else {
 			snprintf(err, errlen, "path \"%s\": %s is not a directory", path, rel);
 			goto fail;
@@ -210,6 +217,7 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 			    strerror(errno));
 			goto fail;
 		}
+descend:
 		dlv_dir_close(ws, dirfd);
 		dirfd = next;
 		*slash = '/';
@@ -285,13 +293,16 @@ static int dlv_write(
     int dirfd, const char *name, mode_t mode, const struct dlv_file *f, char *err, size_t errlen)
 {
 	static unsigned counter;
+	static pid_t pid; /* the worker's, asked once: the name only has to be unique */
 	char *tmp;
 	size_t off = 0;
 	int fd;
 
 	assert(f->mode != DLV_DELETE && (f->content != NULL || f->content_len == 0));
 	assert(strchr(name, '/') == NULL); /* dlv_walk hands over the last component */
-	tmp = xasprintf(".%s.autopack-%ld-%u.tmp", name, (long)getpid(), counter++);
+	if (pid == 0)
+		pid = getpid();
+	tmp = xasprintf(".%s.autopack-%ld-%u.tmp", name, (long)pid, counter++);
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		goto fail;
@@ -448,9 +459,23 @@ char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_
 	return real;
 }
 
+/* True when `set` writes (not deletes) the file at normalised `rel`. */
+static bool dlv_set_writes(const struct dlv_set *set, const char *rel)
+{
+	char got[PATH_MAX];
+	size_t j;
+
+	for (j = 0; set != NULL && j < set->n; j++)
+		if (set->files[j].mode != DLV_DELETE &&
+		    relpath_norm(set->files[j].path, got, sizeof got) == NULL &&
+		    strcmp(got, rel) == 0)
+			return true;
+	return false;
+}
+
 /* Count the deliverables absent from the workspace, naming them in `names`. */
-size_t dlv_missing(
-    const char *workspace, char *const *deliverables, size_t n, char *names, size_t namelen)
+size_t dlv_missing(const char *workspace, char *const *deliverables, size_t n,
+    const struct dlv_set *written, char *names, size_t namelen)
 {
 	size_t i, missing = 0, used = 0;
 
@@ -467,6 +492,10 @@ size_t dlv_missing(
 		if (relpath_norm(deliverables[i], rel, sizeof rel) == NULL) {
 			size_t k = strlen(deliverables[i]);
 			bool dir = deliverables[i][k - 1] == '/';
+
+			/* The set's own file was renamed into place a moment ago. */
+			if (!dir && dlv_set_writes(written, rel))
+				continue;
 			full = xasprintf("%s/%s", workspace, rel);
 			present = stat(full, &st) == 0 &&
 			    (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));

@@ -57,16 +57,18 @@ char *ev_deliverables_json(const struct proto_strlist *d)
 }
 
 char *ev_deliverables_detail_json(
-    const struct proto_strlist *d, const char *category, const char *workspace)
+    const struct proto_strlist *d, const struct est_output *est, const char *workspace)
 {
 	struct strbuf b = { 0 };
 	size_t i;
 
 	strbuf_put(&b, "[", 1);
 	for (i = 0; i < d->n && i < EV_DELIVERABLES_KEPT; i++) {
+		const struct est_seen *seen = i < EST_SEEN_MAX ? &est->seen[i] : NULL;
 		int64_t bytes;
-		enum est_dlv_kind k = est_deliverable_kind(
-		    d->items[i], category, workspace, &bytes);
+		enum est_dlv_kind k = seen != NULL && seen->state != EST_SEEN_NOT_LOOKED ?
+		    est_deliverable_kind_seen(d->items[i], est->category, seen, &bytes) :
+		    est_deliverable_kind(d->items[i], est->category, workspace, &bytes);
 		char item[96];
 		int len = bytes >= 0 ?
 		    snprintf(item, sizeof item, "%s{\"kind\":\"%s\",\"bytes\":%lld}",

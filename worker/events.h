@@ -13,9 +13,11 @@
 char *ev_deliverables_json(const struct proto_strlist *d);
 
 /* Per deliverable of the same first 20, its kind and existing size, as a JSON array
- * [{"kind": "new"|"modify"|"test"|"doc", "bytes": N or null}, ...]. Heap. */
+ * [{"kind": "new"|"modify"|"test"|"doc", "bytes": N or null}, ...], from what the
+ * estimate `est` (of category est->category) saw at each path, the paths it did not
+ * look at looked at under `workspace`. Heap. */
 char *ev_deliverables_detail_json(
-    const struct proto_strlist *d, const char *category, const char *workspace);
+    const struct proto_strlist *d, const struct est_output *est, const char *workspace);
 
 /* Fill an llm_request event: try `try_number` of a builder call, about to be sent with
  * `max_tokens`. Strings are borrowed from the arguments. */

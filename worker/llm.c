@@ -6,6 +6,8 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 
 #define LLM_HEARTBEAT_MS 500
 #define LLM_CONNECT_TIMEOUT_MS 10000
+#define LLM_POLL_SLICE_MS 200
 
 int llm_provider_parse(const char *name)
 {
@@ -202,32 +205,126 @@ static double llm_jitter(const struct llm_hooks *h)
 	return drand48();
 }
 
-/* Run one transfer on `easy` with a multi handle so heartbeats keep flowing. The multi
- * handle lives as long as the worker: it holds the connection cache, so a call to the
- * same provider reuses the connection (and TLS session) of the previous one. */
-static CURLcode llm_perform(CURL *easy, const struct llm_hooks *h)
+/* The sockets libcurl asks to have watched, as its socket callback reports them. A
+ * transfer uses one (two while a connection races IPv4 against IPv6); a connection kept
+ * in the cache between calls is not watched. */
+#define LLM_WATCH_MAX 8
+static struct {
+	struct pollfd fds[LLM_WATCH_MAX];
+	nfds_t n;
+} llm_watch;
+
+/* libcurl's socket callback: start, change or stop watching `s`. Returns -1 (the
+ * transfer fails) when more sockets are asked for than the table holds. */
+static int llm_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	nfds_t i;
+
+	(void)easy;
+	(void)userp;
+	(void)socketp;
+	for (i = 0; i < llm_watch.n && llm_watch.fds[i].fd != s; i++)
+		;
+	if (what == CURL_POLL_REMOVE) {
+		if (i < llm_watch.n)
+			llm_watch.fds[i] = llm_watch.fds[--llm_watch.n];
+		return 0;
+	}
+	if (i == llm_watch.n) {
+		if (llm_watch.n == LLM_WATCH_MAX)
+			return -1;
+		llm_watch.n++;
+		llm_watch.fds[i].fd = s;
+	}
+	llm_watch.fds[i].events = (short)(((what & CURL_POLL_IN) ? POLLIN : 0) |
+	    ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+	llm_watch.fds[i].revents = 0;
+	return 0;
+}
+
+/* Tell libcurl what poll() found on the watched sockets (a copy: its callbacks change
+ * the table). Returns false when libcurl fails. */
+static bool llm_dispatch(CURLM *multi, const struct pollfd *fds, nfds_t n, int *running)
+{
+	nfds_t i;
+
+	for (i = 0; i < n; i++) {
+		short r = fds[i].revents;
+		int mask = 0;
+
+		/* An error or hang-up is handed over as readiness: libcurl finds it in the
+		 * read or write it then makes, and reports it as it would any failed I/O. */
+		if ((fds[i].events & POLLIN) && (r & (POLLIN | POLLHUP | POLLERR)))
+			mask |= CURL_CSELECT_IN;
+		if ((fds[i].events & POLLOUT) && (r & (POLLOUT | POLLHUP | POLLERR)))
+			mask |= CURL_CSELECT_OUT;
+		if (mask != 0 &&
+		    curl_multi_socket_action(multi, fds[i].fd, mask, running) != CURLM_OK)
+			return false;
+	}
+	return true;
+}
+
+/* The multi handle of the worker's life, created at the first call; NULL if libcurl
+ * cannot make one. It holds the connection cache, so a call to the same provider reuses
+ * the connection (and TLS session) of the previous one. */
+static CURLM *llm_multi(void)
 {
 	static CURLM *multi;
+
+	if (multi == NULL && (multi = curl_multi_init()) != NULL) {
+		curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, llm_socket_cb);
+		curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, NULL);
+	}
+	return multi;
+}
+
+/*
+ * Run one transfer on `easy` so heartbeats keep flowing: the sockets libcurl watches are
+ * polled here (at most LLM_POLL_SLICE_MS at a time, or up to libcurl's next timeout) and
+ * what poll() found is handed to curl_multi_socket_action, so libcurl reads and writes
+ * without polling the socket again itself. Returns the transfer's result;
+ * CURLE_FAILED_INIT or CURLE_OUT_OF_MEMORY when it could not run.
+ */
+static CURLcode llm_perform(CURL *easy, const struct llm_hooks *h)
+{
+	CURLM *multi = llm_multi();
 	CURLcode result = CURLE_FAILED_INIT;
 	uint64_t last_beat = clock_mono_ms();
 	int running = 1;
 
-	if (multi == NULL && (multi = curl_multi_init()) == NULL)
+	if (multi == NULL)
 		return CURLE_OUT_OF_MEMORY;
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
 		return CURLE_FAILED_INIT;
 	while (running) {
+		struct pollfd fds[LLM_WATCH_MAX];
+		nfds_t n = llm_watch.n;
+		long wait_ms = -1;
 		CURLMsg *msg;
-		int left;
+		int left, ready = 0;
+		bool ok;
 
-		if (curl_multi_perform(multi, &running) != CURLM_OK)
+		if (curl_multi_timeout(multi, &wait_ms) != CURLM_OK)
+			break;
+		if (wait_ms < 0 || wait_ms > LLM_POLL_SLICE_MS)
+			wait_ms = LLM_POLL_SLICE_MS;
+		if (wait_ms > 0) {
+			memcpy(fds, llm_watch.fds, n * sizeof fds[0]);
+			ready = poll(fds, n, (int)wait_ms);
+			if (ready < 0 && errno != EINTR)
+				break;
+		}
+		/* Sockets found ready, else libcurl's timers (a due one, or none yet). */
+		ok = ready > 0 ?
+		    llm_dispatch(multi, fds, n, &running) :
+		    curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running) == CURLM_OK;
+		if (!ok)
 			break;
 		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 			if (msg->msg == CURLMSG_DONE)
 				result = msg->data.result;
 		if (!running)
-			break;
-		if (curl_multi_poll(multi, NULL, 0, 200, NULL) != CURLM_OK)
 			break;
 		if (h->heartbeat != NULL && clock_mono_ms() - last_beat >= LLM_HEARTBEAT_MS) {
 			h->heartbeat(h->ctx);

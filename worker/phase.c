@@ -308,7 +308,7 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 		.heartbeat = phase_heartbeat };
 	char *dl_json = ev_deliverables_json(&pc->job->phase.deliverables);
 	char *dlx_json = ev_deliverables_detail_json(
-	    &pc->job->phase.deliverables, pc->est.category, pc->job->workspace);
+	    &pc->job->phase.deliverables, &pc->est, pc->job->workspace);
 	int max_tokens = est_max_tokens(
 	    pc->coefs, &pc->est, pc->budget, 0, (int)pc->job->max_tokens_cap);
 	bool done = false;
@@ -425,8 +425,8 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 		    "%s", err);
 		return false;
 	}
-	missing = dlv_missing(
-	    pc->job->workspace, ph->deliverables.items, ph->deliverables.n, names, sizeof names);
+	missing = dlv_missing(pc->job->workspace, ph->deliverables.items, ph->deliverables.n, set,
+	    names, sizeof names);
 	if (missing > 0) {
 		phase_end(pc, OUTCOME_FAILED, REASON_DELIVERABLES_MISSING, FP_STAGE_APPLY,
 		    "%zu deliverable%s missing after the builder call: %s", missing,
@@ -548,7 +548,7 @@ int phase_run(
 		goto done;
 	if (!phase_llm_ready(&pc, &cfg))
 		goto done;
-	prompt_build(job, &pr);
+	prompt_build(job, &pc.est, &pr);
 	pc.stage = FP_STAGE_PROVIDER;
 	if (!phase_build(&pc, &cfg, &pr, &set))
 		goto done;

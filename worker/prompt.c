@@ -95,18 +95,24 @@ static void pb_file(
 }
 
 /* Whether the workspace-relative `path` may name a file: false only when it certainly
- * does not (a component is missing), which spares resolving it. */
-static bool pb_may_exist(const char *workspace, const char *path)
+ * does not (a component is missing), which spares resolving it. `seen` (nullable) is
+ * what the estimate found at the deliverable: when it looked at this very path and found
+ * it absent, that answers without looking again. */
+static bool pb_may_exist(const char *workspace, const char *path, const struct est_seen *seen)
 {
-	char *full = xasprintf("%s/%s", workspace, path);
+	char *full;
 	struct stat st;
-	bool maybe = stat(full, &st) == 0 || (errno != ENOENT && errno != ENOTDIR);
+	bool maybe;
 
+	if (seen != NULL && seen->verbatim && seen->state == EST_SEEN_ABSENT)
+		return false;
+	full = xasprintf("%s/%s", workspace, path);
+	maybe = stat(full, &st) == 0 || (errno != ENOENT && errno != ENOTDIR);
 	free(full);
 	return maybe;
 }
 
-void prompt_build(const struct proto_job *job, struct prompt *out)
+void prompt_build(const struct proto_job *job, const struct est_output *est, struct prompt *out)
 {
 	const struct proto_phase *ph = &job->phase;
 	struct strbuf b = { 0 };
@@ -142,7 +148,8 @@ void prompt_build(const struct proto_job *job, struct prompt *out)
 		char err[64];
 		char *abs;
 
-		if (!pb_may_exist(job->workspace, ph->deliverables.items[i]))
+		if (!pb_may_exist(job->workspace, ph->deliverables.items[i],
+		        est != NULL && i < EST_SEEN_MAX ? &est->seen[i] : NULL))
 			continue;
 		abs = dlv_resolve_read(job->workspace, ph->deliverables.items[i], err, sizeof err);
 		if (abs == NULL)

@@ -6,6 +6,7 @@
 #ifndef AUTOPACK_PROMPT_H
 #define AUTOPACK_PROMPT_H
 
+#include "common/estimate/estimator.h"
 #include "proto/proto.h"
 
 #define PROMPT_FILE_MAX (64u << 10)     /* bytes of any one file */
@@ -18,8 +19,9 @@ struct prompt {
 	int files_skipped; /* missing, outside the workspace, binary, or over the bound */
 };
 
-/* Build the prompt for `job` (its workspace must exist for files to be included). */
-void prompt_build(const struct proto_job *job, struct prompt *out);
+/* Build the prompt for `job` (its workspace must exist for files to be included). `est`
+ * (nullable) is the job's estimate: a deliverable it found absent is not looked for. */
+void prompt_build(const struct proto_job *job, const struct est_output *est, struct prompt *out);
 void prompt_free(struct prompt *p);
 
 #endif

@@ -3,6 +3,7 @@
 #include "common/util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,51 +55,72 @@ enum est_cplx est_cplx_of(const char *s)
 	return EST_MEDIUM;
 }
 
-/* True when the deliverable's path exists under the workspace. Paths that could leave it
- * (absolute, "..") count as absent. */
-static bool est_on_disk(const char *workspace, const char *path, char *full, size_t n)
+/* Look at the deliverable's path under the workspace once, filling `seen`; `path` gets
+ * the path the text names and `full` the path looked at. Paths that could leave the
+ * workspace (absolute, "..") are not looked at. */
+static void est_look(const char *text, const char *workspace, char *path, size_t n_path, char *full,
+    size_t n_full, struct est_seen *seen)
 {
 	struct stat st;
 
+	seen->state = EST_SEEN_NOT_LOOKED;
+	seen->bytes = -1;
+	est_deliverable_path(text, path, n_path);
+	seen->verbatim = strcmp(path, text) == 0;
 	if (workspace == NULL || path[0] == '\0' || path[0] == '/' || strstr(path, "..") != NULL)
-		return false;
-	if ((size_t)snprintf(full, n, "%s/%s", workspace, path) >= n)
-		return false;
-	return stat(full, &st) == 0;
+		return;
+	if ((size_t)snprintf(full, n_full, "%s/%s", workspace, path) >= n_full)
+		return;
+	if (stat(full, &st) != 0) {
+		seen->state = errno == ENOENT || errno == ENOTDIR ? EST_SEEN_ABSENT :
+		                                                    EST_SEEN_ERROR;
+		return;
+	}
+	seen->state = EST_SEEN_PRESENT;
+	if (S_ISREG(st.st_mode))
+		seen->bytes = (int64_t)st.st_size;
 }
 
-/* Whether the deliverable is new: a creating verb, or no file under the workspace; fills
- * its path and full path. */
-static bool est_is_new(const char *text, const char *workspace, char *path, size_t n_path,
-    char *full, size_t n_full, int64_t *bytes)
+/* Whether the deliverable is new: a creating verb, or nothing at its path. */
+static bool est_is_new(const char *text, const struct est_seen *seen)
 {
 	static const char *const verbs[] = { "create", "new", "add" };
-	char *low = est_lower(text);
-	bool is_new = est_has_any(low, verbs, ARRAY_SIZE(verbs));
-	struct stat st;
+	char *low;
+	bool is_new;
 
-	free(low);
-	*bytes = -1;
-	est_deliverable_path(text, path, n_path);
-	if (!est_on_disk(workspace, path, full, n_full))
+	if (seen->state != EST_SEEN_PRESENT)
 		return true;
-	if (stat(full, &st) == 0 && S_ISREG(st.st_mode))
-		*bytes = (int64_t)st.st_size;
+	low = est_lower(text);
+	is_new = est_has_any(low, verbs, ARRAY_SIZE(verbs));
+	free(low);
 	return is_new;
 }
 
-/* Marginal cost of one deliverable. */
-static int est_marginal(
-    const struct est_coefs *c, const char *text, const char *category, const char *workspace)
+/* Marginal cost of one deliverable; what was found at its path goes to `seen`. */
+static int est_marginal(const struct est_coefs *c, const char *text, const char *category,
+    const char *workspace, struct est_seen *seen)
 {
 	char path[4096], full[8192];
-	int64_t bytes;
-	bool is_new = est_is_new(text, workspace, path, sizeof path, full, sizeof full, &bytes);
-	enum est_class cls = est_classify(path, category);
+	enum est_class cls;
 
-	if (is_new)
+	est_look(text, workspace, path, sizeof path, full, sizeof full, seen);
+	cls = est_classify(path, category);
+	if (est_is_new(text, seen))
 		return c->marginal_new[cls];
 	return (int)(c->marginal_existing[cls] * est_file_multiplier(c, full));
+}
+
+/* The kind of a deliverable whose path was looked at. */
+static enum est_dlv_kind est_kind_of(
+    const char *text, const char *path, const char *category, const struct est_seen *seen)
+{
+	enum est_class cls = est_classify(path, category);
+
+	if (cls == EST_CLASS_TEST)
+		return EST_DLV_TEST;
+	if (cls == EST_CLASS_DOC)
+		return EST_DLV_DOC;
+	return est_is_new(text, seen) ? EST_DLV_NEW : EST_DLV_MODIFY;
 }
 
 /* The kind and existing size of a deliverable. */
@@ -106,14 +128,21 @@ enum est_dlv_kind est_deliverable_kind(
     const char *text, const char *category, const char *workspace, int64_t *bytes)
 {
 	char path[4096], full[8192];
-	bool is_new = est_is_new(text, workspace, path, sizeof path, full, sizeof full, bytes);
-	enum est_class cls = est_classify(path, category);
+	struct est_seen seen;
 
-	if (cls == EST_CLASS_TEST)
-		return EST_DLV_TEST;
-	if (cls == EST_CLASS_DOC)
-		return EST_DLV_DOC;
-	return is_new ? EST_DLV_NEW : EST_DLV_MODIFY;
+	est_look(text, workspace, path, sizeof path, full, sizeof full, &seen);
+	*bytes = seen.bytes;
+	return est_kind_of(text, path, category, &seen);
+}
+
+enum est_dlv_kind est_deliverable_kind_seen(
+    const char *text, const char *category, const struct est_seen *seen, int64_t *bytes)
+{
+	char path[4096];
+
+	est_deliverable_path(text, path, sizeof path);
+	*bytes = seen->bytes;
+	return est_kind_of(text, path, category, seen);
 }
 
 /* Name a deliverable kind. */
@@ -331,10 +360,13 @@ static void est_estimate_original(const struct est_coefs *c, const struct est_in
 
 	out->model = EST_MODEL_OVERHEAD;
 	out->overhead = est_overhead_lookup(c, out->category, out->complexity);
-	for (i = 0; i < in->n_deliverables; i++)
+	for (i = 0; i < in->n_deliverables; i++) {
+		struct est_seen scratch;
+
 		if (!est_blank(in->deliverables[i]))
-			out->marginal += est_marginal(
-			    c, in->deliverables[i], out->category, workspace);
+			out->marginal += est_marginal(c, in->deliverables[i], out->category,
+			    workspace, i < EST_SEEN_MAX ? &out->seen[i] : &scratch);
+	}
 	out->estimate = (int)((out->overhead + out->marginal) * c->safety_margin);
 	out->confidence = est_confidence(c, in->deliverables, in->n_deliverables);
 }

@@ -202,6 +202,24 @@ struct est_input {
 	const char *description; /* nullable */
 };
 
+/* What the estimate found at a deliverable's path under the workspace, so that later
+ * readers of the same path (the v2 event, the prompt) need not look again. */
+enum est_seen_state {
+	EST_SEEN_NOT_LOOKED = 0, /* no look (not the overhead model, a blank text, a path that
+	                            could leave the workspace, an index past EST_SEEN_MAX) */
+	EST_SEEN_ABSENT,         /* stat() failed with ENOENT or ENOTDIR */
+	EST_SEEN_PRESENT,        /* stat() succeeded */
+	EST_SEEN_ERROR,          /* stat() failed otherwise */
+};
+
+struct est_seen {
+	enum est_seen_state state;
+	bool verbatim; /* the text is the path itself: the look was at "workspace/text" */
+	int64_t bytes; /* the size of a regular file found there; else -1 */
+};
+
+#define EST_SEEN_MAX 20 /* deliverables, by index, whose look est_output keeps */
+
 struct est_output {
 	int estimate; /* predicted output tokens */
 	enum est_model model;
@@ -216,6 +234,7 @@ struct est_output {
 	const char *context_quality; /* "none"|"some"|"strong"; NULL when not pure doc */
 	char sot_file_name[128];     /* "" unless the SOT model was chosen */
 	int sot_entry_count_hint;    /* -1 unless the SOT model was chosen */
+	struct est_seen seen[EST_SEEN_MAX]; /* by deliverable index */
 };
 
 /* One calibrated overhead row, as a job or a stored coefficient set gives it. */
@@ -308,6 +327,10 @@ enum est_dlv_kind {
  * (-1 when there is none). */
 enum est_dlv_kind est_deliverable_kind(
     const char *text, const char *category, const char *workspace, int64_t *bytes);
+/* The same from what an estimate saw at the path (`seen`, not EST_SEEN_NOT_LOOKED),
+ * without looking again. */
+enum est_dlv_kind est_deliverable_kind_seen(
+    const char *text, const char *category, const struct est_seen *seen, int64_t *bytes);
 /* Name a kind: "new", "modify", "test", "doc". */
 const char *est_dlv_kind_name(enum est_dlv_kind k);
 

@@ -157,7 +157,7 @@ TEST(worker_deliverables_write_in_scope_atomically)
 	closedir(d);
 	CHECK_EQ_INT(entries, 2); /* h.py and deep/, no temporary files left */
 	CHECK_EQ_INT(
-	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, err, sizeof err), 0);
+	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, NULL, err, sizeof err), 0);
 }
 
 TEST(worker_deliverables_refuse_absolute_and_dotdot)
@@ -225,6 +225,33 @@ TEST(worker_deliverables_refuse_symlink_escapes)
 	CHECK(!exists("ws/private/k.py"));
 }
 
+TEST(worker_deliverables_walk_tells_what_a_component_is)
+{
+	struct dlv_scope scope = scope_utils();
+	char err[512];
+	FILE *fp;
+
+	mkdir("ws/utils", 0755);
+	CHECK((fp = fopen("ws/utils/plain", "w")) != NULL);
+	fclose(fp);
+	/* A regular file where a directory should be. */
+	CHECK_EQ_INT(apply_one(&scope, "utils/plain/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "utils/plain") && strstr(err, "is not a directory"));
+	/* A symlink in scope to that file: followed, then found not to be a directory. */
+	CHECK(symlink("plain", "ws/utils/to_plain") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/to_plain/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "cannot open utils/to_plain") != NULL);
+	/* A symlink to nothing. */
+	CHECK(symlink("nowhere", "ws/utils/dangling") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/dangling/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "points to nothing") != NULL);
+	/* Missing directories are made, existing ones entered. */
+	CHECK_EQ_INT(apply_one(&scope, "utils/new/deeper/x.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_INT(apply_one(&scope, "utils/new/deeper/y.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_STR(slurp("ws/utils/new/deeper/y.py"), "owned\n");
+	CHECK(!exists("ws/utils/plain/x.py") && !exists("ws/utils/nowhere"));
+}
+
 TEST(worker_deliverables_one_refusal_writes_nothing)
 {
 	struct dlv_scope scope = scope_utils();
@@ -243,8 +270,36 @@ TEST(worker_deliverables_missing_are_named)
 	char names[256];
 
 	CHECK_EQ_INT(
-	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, names, sizeof names), 2);
+	    dlv_missing("ws", scope.deliverables, scope.ndeliverables, NULL, names, sizeof names),
+	    2);
 	CHECK_EQ_STR(names, "utils/h.py, README.md");
+}
+
+TEST(worker_deliverables_missing_trusts_only_files_the_set_wrote)
+{
+	static char *dl[] = { "./a.py", "b.py", "c/", "d.py" };
+	struct dlv_file f[] = {
+		{ (char *)"a.py", DLV_CREATE, (char *)"A\n", 2 },
+		{ (char *)"b.py", DLV_DELETE, NULL, 0 },
+		{ (char *)"c", DLV_CREATE, (char *)"C\n", 2 },
+	};
+	struct dlv_set written = { f, 3 };
+	char names[256];
+	FILE *fp;
+
+	mkdir("ws", 0755);
+	/* a.py, written by the set, counts as present without a look (here it is gone
+	 * again); a deleted file, a directory deliverable the set wrote a file over, and a
+	 * deliverable the set does not name are looked for. */
+	CHECK_EQ_INT(dlv_missing("ws", dl, 4, &written, names, sizeof names), 3);
+	CHECK_EQ_STR(names, "b.py, c/, d.py");
+	CHECK_EQ_INT(dlv_missing("ws", dl, 4, NULL, names, sizeof names), 4);
+	CHECK((fp = fopen("ws/b.py", "w")) != NULL);
+	fclose(fp);
+	CHECK(mkdir("ws/c", 0755) == 0);
+	CHECK((fp = fopen("ws/d.py", "w")) != NULL);
+	fclose(fp);
+	CHECK_EQ_INT(dlv_missing("ws", dl, 4, &written, names, sizeof names), 0);
 }
 
 TEST(worker_deliverables_read_resolution_is_confined)

@@ -48,7 +48,7 @@ TEST(worker_prompt_lists_phase_and_confined_context)
 	j.phase.paths.items = paths;
 	j.phase.paths.n = 1;
 	j.workspace = ws;
-	prompt_build(&j, &p);
+	prompt_build(&j, NULL, &p);
 	CHECK(strstr(p.system, "\"files\"") != NULL);
 	CHECK(strstr(p.user, "Phase id: p-9") != NULL);
 	CHECK(strstr(p.user, "## Deliverables\n- lib/new.py\n- lib/helper.py\n") != NULL);
@@ -83,7 +83,7 @@ TEST(worker_prompt_bounds_each_file)
 	j.phase.read_only_context.items = ro;
 	j.phase.read_only_context.n = 1;
 	j.workspace = ws;
-	prompt_build(&j, &p);
+	prompt_build(&j, NULL, &p);
 	CHECK(strstr(p.user, "[cut after 65536 bytes]") != NULL);
 	CHECK(strlen(p.user) < PROMPT_FILE_MAX + 4096);
 	prompt_free(&p);
@@ -165,19 +165,78 @@ TEST(worker_events_deliverables_json_is_what_jansson_writes)
 
 TEST(worker_events_deliverables_detail_json_names_kind_and_size)
 {
+	static const char want[] =
+	    "[{\"kind\":\"new\",\"bytes\":null},{\"kind\":\"modify\",\"bytes\":4},"
+	    "{\"kind\":\"test\",\"bytes\":null}]";
 	char *items[] = { (char *)"new.py", (char *)"old.py", (char *)"tests/test_x.py" };
 	struct proto_strlist l = { items, 3 };
+	struct est_output none = { 0 }, est;
+	struct est_input in = {
+		.deliverables = items, .n_deliverables = 3, .category = "implementation"
+	};
+	struct est_coefs c;
 	char *json;
 
 	CHECK(mkdir("ws", 0755) == 0);
 	put("ws/old.py", "abc\n");
-	json = ev_deliverables_detail_json(&l, "implementation", "ws");
-	CHECK_EQ_STR(json,
-	    "[{\"kind\":\"new\",\"bytes\":null},{\"kind\":\"modify\",\"bytes\":4},"
-	    "{\"kind\":\"test\",\"bytes\":null}]");
+	/* No estimate's looks: each path is looked at. */
+	strcpy(none.category, "implementation");
+	json = ev_deliverables_detail_json(&l, &none, "ws");
+	CHECK_EQ_STR(json, want);
+	free(json);
+	/* From what the estimate saw, the same answer. */
+	est_coefs_default(&c);
+	est_estimate(&c, &in, "ws", &est);
+	CHECK_EQ_INT(est.model, EST_MODEL_OVERHEAD);
+	CHECK_EQ_INT(est.seen[0].state, EST_SEEN_ABSENT);
+	CHECK_EQ_INT(est.seen[1].state, EST_SEEN_PRESENT);
+	CHECK_EQ_INT((int)est.seen[1].bytes, 4);
+	json = ev_deliverables_detail_json(&l, &est, "ws");
+	CHECK_EQ_STR(json, want);
 	free(json);
 	l.n = 0;
-	json = ev_deliverables_detail_json(&l, "implementation", "ws");
+	json = ev_deliverables_detail_json(&l, &none, "ws");
 	CHECK_EQ_STR(json, "[]");
 	free(json);
+}
+
+TEST(worker_prompt_uses_the_estimates_looks)
+{
+	static char *dl[] = { "gone.py", "Modify kept.py", "kept.py" };
+	struct est_input in = {
+		.deliverables = dl, .n_deliverables = 3, .category = "implementation"
+	};
+	struct proto_job j = { 0 };
+	struct est_output est;
+	struct est_coefs c;
+	struct prompt p;
+	char ws[4096];
+
+	CHECK(mkdir("ws", 0755) == 0);
+	put("ws/kept.py", "KEPT = 1\n");
+	CHECK(realpath("ws", ws) != NULL);
+	est_coefs_default(&c);
+	est_estimate(&c, &in, ws, &est);
+	CHECK_EQ_INT(est.seen[0].state, EST_SEEN_ABSENT);
+	CHECK(est.seen[0].verbatim);
+	CHECK(!est.seen[1].verbatim); /* "Modify kept.py" names kept.py: not this path */
+	CHECK_EQ_INT(est.seen[2].state, EST_SEEN_PRESENT);
+	j.run_id = (char *)"r";
+	j.phase_id = (char *)"p";
+	j.phase.deliverables.items = dl;
+	j.phase.deliverables.n = 3;
+	j.workspace = ws;
+	/* gone.py appears now: the estimate's look stands for this build (it is recorded as
+	 * absent), what it found present is read. */
+	put("ws/gone.py", "GONE = 1\n");
+	prompt_build(&j, &est, &p);
+	CHECK(strstr(p.user, "KEPT = 1") != NULL);
+	CHECK(strstr(p.user, "GONE = 1") == NULL);
+	CHECK_EQ_INT(p.files_included, 1);
+	prompt_free(&p);
+	/* Without the estimate, every deliverable is looked for. */
+	prompt_build(&j, NULL, &p);
+	CHECK(strstr(p.user, "GONE = 1") != NULL);
+	CHECK_EQ_INT(p.files_included, 2);
+	prompt_free(&p);
 }
