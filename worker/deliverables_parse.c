@@ -1,10 +1,10 @@
 /* Parsing the model's text into deliverable files. */
 #include "worker/deliverables.h"
 #include "common/util.h"
+#include "worker/jspan.h"
 
 #include <ctype.h>
 #include <stdbool.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,43 +70,38 @@ size_t dlv_count_written(const struct dlv_set *set, char *const *deliverables, s
 	return count;
 }
 
-/* Parse `len` bytes as JSON; NULL unless it is an object holding "files". */
-static json_t *dlv_try_json(const char *s, size_t len)
+/* Check `len` bytes as a JSON document (json_loadb's rules with JSON_ALLOW_NUL, see
+ * worker/jspan.h); true with *root set when it is an object holding "files". */
+static bool dlv_try_json(const char *s, size_t len, struct jspan *root)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(s, len, JSON_ALLOW_NUL, &jerr);
+	struct jspan files;
+	char why[160];
 
-	if (root != NULL && (!json_is_object(root) || json_object_get(root, "files") == NULL)) {
-		json_decref(root);
-		root = NULL;
-	}
-	return root;
+	return jspan_parse_flags(s, len, JSPAN_ALLOW_NUL, root, why, sizeof why) == 0 &&
+	    jspan_is_object(*root) && jspan_member(*root, "files", &files);
 }
 
 /* Find the files document: the whole text, a ```json fence, any fence, or the span from
- * the first '{' to the last '}'. */
-static json_t *dlv_find_document(const char *text)
+ * the first '{' to the last '}'. Returns false when none is one. */
+static bool dlv_find_document(const char *text, struct jspan *root)
 {
 	const char *p, *open, *close, *body;
-	json_t *root;
 	int pass;
 
-	root = dlv_try_json(text, strlen(text));
-	if (root != NULL)
-		return root;
+	if (dlv_try_json(text, strlen(text), root))
+		return true;
 	for (pass = 0; pass < 2; pass++) {
 		for (p = text; (open = strstr(p, "```")) != NULL; p = close + 3) {
 			const char *tag = open + 3;
 			body = strchr(tag, '\n');
 			if (body == NULL)
-				return NULL;
+				return false;
 			close = strstr(body, "```");
 			if (close == NULL)
 				close = body + strlen(body);
 			if (pass == 1 || strncmp(tag, "json", 4) == 0) {
-				root = dlv_try_json(body + 1, (size_t)(close - body - 1));
-				if (root != NULL)
-					return root;
+				if (dlv_try_json(body + 1, (size_t)(close - body - 1), root))
+					return true;
 			}
 			if (*close == '\0')
 				break;
@@ -114,9 +109,8 @@ static json_t *dlv_find_document(const char *text)
 	}
 	open = strchr(text, '{');
 	close = strrchr(text, '}');
-	if (open != NULL && close != NULL && close > open)
-		return dlv_try_json(open, (size_t)(close - open + 1));
-	return NULL;
+	return open != NULL && close != NULL && close > open &&
+	    dlv_try_json(open, (size_t)(close - open + 1), root);
 }
 
 /* Parse a mode name; -1 when unknown. */
@@ -132,77 +126,87 @@ static int dlv_mode_parse(const char *s)
 }
 
 /* Fill one file from entry `i` of the files array. Returns 0 or -1 with `err`. */
-static int dlv_file_parse(json_t *e, size_t i, struct dlv_file *f, char *err, size_t errlen)
+static int dlv_file_parse(struct jspan e, size_t i, struct dlv_file *f, char *err, size_t errlen)
 {
-	json_t *path = json_object_get(e, "path");
-	json_t *mode = json_object_get(e, "mode");
-	json_t *content = json_object_get(e, "new_content");
+	struct jspan path, mode, content;
+	bool has_mode, has_content;
+	char *path_s = NULL;
+	size_t path_len = 0;
 	int m = DLV_CREATE;
 
-	if (!json_is_object(e)) {
+	if (!jspan_is_object(e)) {
 		snprintf(err, errlen, "files[%zu]: expected an object", i);
 		return -1;
 	}
-	if (!json_is_string(path) || json_string_length(path) == 0) {
+	if (jspan_member(e, "path", &path))
+		path_s = jspan_str(path, &path_len);
+	if (path_s == NULL || path_len == 0) {
 		snprintf(err, errlen, "files[%zu].path: missing or not a non-empty string", i);
+		free(path_s);
 		return -1;
 	}
-	if (strlen(json_string_value(path)) != json_string_length(path)) {
+	if (strlen(path_s) != path_len) {
 		snprintf(err, errlen, "files[%zu].path: contains a NUL character", i);
+		free(path_s);
 		return -1;
 	}
-	if (mode != NULL && !json_is_null(mode)) {
-		if (!json_is_string(mode) || (m = dlv_mode_parse(json_string_value(mode))) < 0) {
+	has_mode = jspan_member(e, "mode", &mode);
+	if (has_mode && !jspan_is_null(mode)) {
+		char *mode_s = jspan_str(mode, NULL);
+
+		m = mode_s != NULL ? dlv_mode_parse(mode_s) : -1;
+		free(mode_s);
+		if (m < 0) {
 			snprintf(
 			    err, errlen, "files[%zu].mode: expected create, modify or delete", i);
+			free(path_s);
 			return -1;
 		}
 	}
-	if (content == NULL)
-		content = json_object_get(e, "content");
-	if (m != DLV_DELETE && !json_is_string(content)) {
+	has_content = jspan_member(e, "new_content", &content) ||
+	    jspan_member(e, "content", &content);
+	if (m != DLV_DELETE && !(has_content && jspan_is_string(content))) {
 		snprintf(err, errlen, "files[%zu].new_content: missing or not a string (path %s)",
-		    i, json_string_value(path));
+		    i, path_s);
+		free(path_s);
 		return -1;
 	}
-	f->path = xstrdup(json_string_value(path));
+	f->path = path_s;
 	f->mode = (enum dlv_mode)m;
-	if (m != DLV_DELETE) {
-		f->content_len = json_string_length(content);
-		f->content = xmalloc(f->content_len + 1);
-		memcpy(f->content, json_string_value(content), f->content_len);
-		f->content[f->content_len] = '\0';
-	}
+	if (m != DLV_DELETE)
+		f->content = jspan_str(content, &f->content_len);
 	return 0;
 }
 
 int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
 {
-	json_t *root, *files;
-	size_t i, j;
+	struct jspan root, files, it = { 0 }, e;
+	size_t i, j, n = 0;
 
 	out->files = NULL;
 	out->n = 0;
-	root = dlv_find_document(text != NULL ? text : "");
-	if (root == NULL) {
+	if (!dlv_find_document(text != NULL ? text : "", &root)) {
 		snprintf(err, errlen,
 		    "no JSON document with \"files\" found in the response (%zu bytes)",
 		    text != NULL ? strlen(text) : 0);
 		return DLV_EPARSE;
 	}
-	files = json_object_get(root, "files");
-	if (!json_is_array(files)) {
+	jspan_member(root, "files", &files);
+	if (!jspan_is_array(files)) {
 		snprintf(err, errlen, "files: expected an array");
-		goto fail;
+		return DLV_EPARSE;
 	}
-	if (json_array_size(files) > DLV_FILES_MAX) {
-		snprintf(err, errlen, "files: %zu entries exceed the limit of %d",
-		    json_array_size(files), DLV_FILES_MAX);
-		goto fail;
+	while (jspan_next(files, &it, &e))
+		n++;
+	if (n > DLV_FILES_MAX) {
+		snprintf(
+		    err, errlen, "files: %zu entries exceed the limit of %d", n, DLV_FILES_MAX);
+		return DLV_EPARSE;
 	}
-	out->files = xcalloc(json_array_size(files) + 1, sizeof *out->files);
-	for (i = 0; i < json_array_size(files); i++) {
-		if (dlv_file_parse(json_array_get(files, i), i, &out->files[i], err, errlen) < 0)
+	out->files = xcalloc(n + 1, sizeof *out->files);
+	memset(&it, 0, sizeof it);
+	for (i = 0; jspan_next(files, &it, &e); i++) {
+		if (dlv_file_parse(e, i, &out->files[i], err, errlen) < 0)
 			goto fail;
 		out->n++;
 		for (j = 0; j < i; j++) {
@@ -213,10 +217,8 @@ int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
 			}
 		}
 	}
-	json_decref(root);
 	return DLV_OK;
 fail:
-	json_decref(root);
 	dlv_set_free(out);
 	return DLV_EPARSE;
 }

@@ -37,13 +37,13 @@ static long js_hex4(const char *p, const char *end)
 	return v;
 }
 
-/* Step over the \u escape at p (at the 'u'): a code point other than U+0000, a high
- * surrogate only when a low one follows. Sets *cp; NULL when it is not one. */
-static const char *js_uescape(const char *p, const char *end, long *cp)
+/* Step over the \u escape at p (at the 'u'): a code point (U+0000 only when `nul`), a
+ * high surrogate only when a low one follows. Sets *cp; NULL when it is not one. */
+static const char *js_uescape(const char *p, const char *end, bool nul, long *cp)
 {
 	long v = js_hex4(p + 1, end), lo;
 
-	if (v <= 0 || (v >= 0xDC00 && v <= 0xDFFF))
+	if (v < 0 || (v == 0 && !nul) || (v >= 0xDC00 && v <= 0xDFFF))
 		return NULL;
 	p += 5;
 	if (v >= 0xD800 && v <= 0xDBFF) {
@@ -59,8 +59,9 @@ static const char *js_uescape(const char *p, const char *end, long *cp)
 	return p;
 }
 
-/* Step over the string at p (at its '"'); NULL when it is not a valid one. */
-static const char *js_string(const char *p, const char *end)
+/* Step over the string at p (at its '"'), \u0000 allowed when `nul`; NULL when it is not
+ * a valid one. */
+static const char *js_string(const char *p, const char *end, bool nul)
 {
 	const char *start = ++p;
 	bool wide = false;
@@ -81,7 +82,7 @@ static const char *js_string(const char *p, const char *end)
 		} else if (p + 1 < end && strchr("\"\\/bfnrt", p[1]) != NULL && p[1] != '\0') {
 			p += 2;
 		} else if (p + 1 < end && p[1] == 'u') {
-			if ((p = js_uescape(p + 1, end, &cp)) == NULL)
+			if ((p = js_uescape(p + 1, end, nul, &cp)) == NULL)
 				return NULL;
 		} else {
 			return NULL;
@@ -154,15 +155,16 @@ static const char *js_literal(const char *p, const char *end, const char *lit)
 	return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
 }
 
-/* Step over the value at p, inside `depth` containers; NULL when it is not a valid one. */
-static const char *js_value(const char *p, const char *end, int depth)
+/* Step over the value at p, inside `depth` containers, \u0000 allowed in string values
+ * (never in keys) when `nul`; NULL when it is not a valid one. */
+static const char *js_value(const char *p, const char *end, int depth, bool nul)
 {
 	char close;
 
 	if (p >= end)
 		return NULL;
 	switch (*p) {
-	case '"': return js_string(p, end);
+	case '"': return js_string(p, end, nul);
 	case 't': return js_literal(p, end, "true");
 	case 'f': return js_literal(p, end, "false");
 	case 'n': return js_literal(p, end, "null");
@@ -178,14 +180,14 @@ static const char *js_value(const char *p, const char *end, int depth)
 		return p + 1;
 	for (;;) {
 		if (close == '}') {
-			if (p >= end || *p != '"' || (p = js_string(p, end)) == NULL)
+			if (p >= end || *p != '"' || (p = js_string(p, end, false)) == NULL)
 				return NULL;
 			p = js_ws(p, end);
 			if (p >= end || *p != ':')
 				return NULL;
 			p = js_ws(p + 1, end);
 		}
-		if ((p = js_value(p, end, depth + 1)) == NULL)
+		if ((p = js_value(p, end, depth + 1, nul)) == NULL)
 			return NULL;
 		p = js_ws(p, end);
 		if (p < end && *p == close)
@@ -226,13 +228,19 @@ static const char *js_skip(const char *p, const char *end)
 
 int jspan_parse(const char *text, size_t len, struct jspan *root, char *err, size_t errlen)
 {
+	return jspan_parse_flags(text, len, 0, root, err, errlen);
+}
+
+int jspan_parse_flags(
+    const char *text, size_t len, int flags, struct jspan *root, char *err, size_t errlen)
+{
 	const char *end = text + len, *p = js_ws(text, end), *q;
 
 	if (p >= end || (*p != '{' && *p != '[')) {
 		snprintf(err, errlen, "'[' or '{' expected at byte %zu", (size_t)(p - text));
 		return -1;
 	}
-	q = js_value(p, end, 0);
+	q = js_value(p, end, 0, (flags & JSPAN_ALLOW_NUL) != 0);
 	if (q == NULL) {
 		snprintf(err, errlen, "invalid JSON in the value starting at byte %zu",
 		    (size_t)(p - text));
@@ -298,7 +306,7 @@ static char *js_decode(const char *p, char *out)
 		if (*p != '\\') {
 			*out++ = *p++;
 		} else if (p[1] == 'u') {
-			p = js_uescape(p + 1, p + 12, &cp);
+			p = js_uescape(p + 1, p + 12, true, &cp); /* checked already */
 			out = js_put_utf8(out, cp);
 		} else {
 			*out++ = to[strchr(from, p[1]) - from];

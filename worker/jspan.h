@@ -27,6 +27,12 @@ struct jspan {
  * Returns 0, or -1 with `err` saying where it stops being JSON. */
 int jspan_parse(const char *text, size_t len, struct jspan *root, char *err, size_t errlen);
 
+/* The same with `flags`: JSPAN_ALLOW_NUL accepts \u0000 in string values (not in keys),
+ * as json_loadb's JSON_ALLOW_NUL does; jspan_str then gives its NUL bytes. */
+#define JSPAN_ALLOW_NUL 1
+int jspan_parse_flags(
+    const char *text, size_t len, int flags, struct jspan *root, char *err, size_t errlen);
+
 /* Whether the value is an object, an array, a string, null. */
 bool jspan_is_object(struct jspan v);
 bool jspan_is_array(struct jspan v);

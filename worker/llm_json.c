@@ -99,18 +99,23 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 	    6 *
 	        (strlen(cfg->model) + strlen(req->prompt) +
 	            (req->system != NULL ? strlen(req->system) : 0));
-	char *body = xmalloc(cap), *o = body, num[64];
+	/* The temperature as jansson writes a real (%.17g, keeping a '.' or an exponent),
+	 * formatted again only when it changes. */
+	static double temp_done;
+	static char temp[48];
+	char *body = xmalloc(cap), *o = body;
 	int n;
 
+	if (temp[0] == '\0' || memcmp(&temp_done, &cfg->temperature, sizeof temp_done) != 0) {
+		n = snprintf(temp, sizeof temp - 2, "%.17g", cfg->temperature);
+		if (strpbrk(temp, ".e") == NULL)
+			memcpy(temp + n, ".0", 3);
+		temp_done = cfg->temperature;
+	}
 	o = llm_put(o, "{\"model\":");
 	o = llm_json_put_str(o, cfg->model);
-	n = snprintf(num, sizeof num, ",\"max_tokens\":%d,\"temperature\":%.17g", req->max_tokens,
-	    cfg->temperature);
-	memcpy(o, num, (size_t)n);
-	o += n;
-	/* A real keeps a '.' or an exponent, as jansson writes it. */
-	if (strpbrk(strrchr(num, ':'), ".e") == NULL)
-		o = llm_put(o, ".0");
+	n = sprintf(o, ",\"max_tokens\":%d,\"temperature\":", req->max_tokens);
+	o = llm_put(o + n, temp);
 	if (cfg->provider == LLM_ANTHROPIC) {
 		if (req->system != NULL) {
 			o = llm_put(o, ",\"system\":");

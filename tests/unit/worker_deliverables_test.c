@@ -4,6 +4,10 @@
 #include "worker/deliverables.h"
 
 #include <dirent.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -121,6 +125,266 @@ static int apply_one(const struct dlv_scope *scope, const char *path, char *err,
 	struct dlv_set set = { &f, 1 };
 
 	return dlv_apply("ws", scope, &set, err, n);
+}
+
+/* The files document as jansson reads it (the worker's reading before it read the
+ * document in place): the reference the in-place reading is held to. */
+static json_t *ref_try_json(const char *s, size_t len)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(s, len, JSON_ALLOW_NUL, &jerr);
+
+	if (root != NULL && (!json_is_object(root) || json_object_get(root, "files") == NULL)) {
+		json_decref(root);
+		root = NULL;
+	}
+	return root;
+}
+
+static json_t *ref_find_document(const char *text)
+{
+	const char *p, *open, *close, *body;
+	json_t *root;
+	int pass;
+
+	root = ref_try_json(text, strlen(text));
+	if (root != NULL)
+		return root;
+	for (pass = 0; pass < 2; pass++) {
+		for (p = text; (open = strstr(p, "```")) != NULL; p = close + 3) {
+			const char *tag = open + 3;
+			body = strchr(tag, '\n');
+			if (body == NULL)
+				return NULL;
+			close = strstr(body, "```");
+			if (close == NULL)
+				close = body + strlen(body);
+			if (pass == 1 || strncmp(tag, "json", 4) == 0) {
+				root = ref_try_json(body + 1, (size_t)(close - body - 1));
+				if (root != NULL)
+					return root;
+			}
+			if (*close == '\0')
+				break;
+		}
+	}
+	open = strchr(text, '{');
+	close = strrchr(text, '}');
+	if (open != NULL && close != NULL && close > open)
+		return ref_try_json(open, (size_t)(close - open + 1));
+	return NULL;
+}
+
+static int ref_mode(const char *s)
+{
+	if (strcmp(s, "create") == 0)
+		return DLV_CREATE;
+	if (strcmp(s, "modify") == 0 || strcmp(s, "update") == 0 || strcmp(s, "replace") == 0)
+		return DLV_MODIFY;
+	if (strcmp(s, "delete") == 0)
+		return DLV_DELETE;
+	return -1;
+}
+
+static int ref_file(json_t *e, size_t i, struct dlv_file *f, char *err, size_t errlen)
+{
+	json_t *path = json_object_get(e, "path");
+	json_t *mode = json_object_get(e, "mode");
+	json_t *content = json_object_get(e, "new_content");
+	int m = DLV_CREATE;
+
+	if (!json_is_object(e)) {
+		snprintf(err, errlen, "files[%zu]: expected an object", i);
+		return -1;
+	}
+	if (!json_is_string(path) || json_string_length(path) == 0) {
+		snprintf(err, errlen, "files[%zu].path: missing or not a non-empty string", i);
+		return -1;
+	}
+	if (strlen(json_string_value(path)) != json_string_length(path)) {
+		snprintf(err, errlen, "files[%zu].path: contains a NUL character", i);
+		return -1;
+	}
+	if (mode != NULL && !json_is_null(mode)) {
+		if (!json_is_string(mode) || (m = ref_mode(json_string_value(mode))) < 0) {
+			snprintf(
+			    err, errlen, "files[%zu].mode: expected create, modify or delete", i);
+			return -1;
+		}
+	}
+	if (content == NULL)
+		content = json_object_get(e, "content");
+	if (m != DLV_DELETE && !json_is_string(content)) {
+		snprintf(err, errlen, "files[%zu].new_content: missing or not a string (path %s)",
+		    i, json_string_value(path));
+		return -1;
+	}
+	f->path = xstrdup(json_string_value(path));
+	f->mode = (enum dlv_mode)m;
+	if (m != DLV_DELETE) {
+		f->content_len = json_string_length(content);
+		f->content = xmalloc(f->content_len + 1);
+		memcpy(f->content, json_string_value(content), f->content_len);
+		f->content[f->content_len] = '\0';
+	}
+	return 0;
+}
+
+static int ref_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
+{
+	json_t *root, *files;
+	size_t i, j;
+
+	out->files = NULL;
+	out->n = 0;
+	root = ref_find_document(text);
+	if (root == NULL) {
+		snprintf(err, errlen,
+		    "no JSON document with \"files\" found in the response (%zu bytes)",
+		    strlen(text));
+		return DLV_EPARSE;
+	}
+	files = json_object_get(root, "files");
+	if (!json_is_array(files)) {
+		snprintf(err, errlen, "files: expected an array");
+		goto fail;
+	}
+	if (json_array_size(files) > DLV_FILES_MAX) {
+		snprintf(err, errlen, "files: %zu entries exceed the limit of %d",
+		    json_array_size(files), DLV_FILES_MAX);
+		goto fail;
+	}
+	out->files = xcalloc(json_array_size(files) + 1, sizeof *out->files);
+	for (i = 0; i < json_array_size(files); i++) {
+		if (ref_file(json_array_get(files, i), i, &out->files[i], err, errlen) < 0)
+			goto fail;
+		out->n++;
+		for (j = 0; j < i; j++) {
+			if (strcmp(out->files[j].path, out->files[i].path) == 0) {
+				snprintf(err, errlen, "files[%zu].path: %s appears twice", i,
+				    out->files[i].path);
+				goto fail;
+			}
+		}
+	}
+	json_decref(root);
+	return DLV_OK;
+fail:
+	json_decref(root);
+	dlv_set_free(out);
+	return DLV_EPARSE;
+}
+
+/* Texts read as a set, and refused, by dlv_parse_agrees. */
+static int agreed_ok, agreed_refused;
+
+/* dlv_parse and the reference agree on `text`: the same status, message and files. */
+static void dlv_parse_agrees(const char *text)
+{
+	struct dlv_set a, b;
+	char ea[512] = "", eb[512] = "";
+	int ra = dlv_parse(text, &a, ea, sizeof ea), rb = ref_parse(text, &b, eb, sizeof eb);
+
+	CHECK_EQ_INT(ra, rb);
+	if (ra != rb) {
+		fprintf(stderr, "text: %s\n", text);
+		return;
+	}
+	if (ra != DLV_OK) {
+		agreed_refused++;
+		CHECK_EQ_STR(ea, eb);
+		return;
+	}
+	agreed_ok++;
+	CHECK_EQ_INT(a.n, b.n);
+	for (size_t i = 0; i < a.n && i < b.n; i++) {
+		CHECK_EQ_STR(a.files[i].path, b.files[i].path);
+		CHECK_EQ_INT(a.files[i].mode, b.files[i].mode);
+		CHECK_EQ_INT(a.files[i].content_len, b.files[i].content_len);
+		CHECK((a.files[i].content == NULL) == (b.files[i].content == NULL));
+		if (a.files[i].content != NULL && b.files[i].content != NULL)
+			CHECK(memcmp(a.files[i].content, b.files[i].content,
+			          a.files[i].content_len + 1) == 0);
+	}
+	dlv_set_free(&a);
+	dlv_set_free(&b);
+}
+
+TEST(worker_deliverables_document_is_read_as_jansson_reads_it)
+{
+	static const char *const seeds[] = {
+		"{\"files\":[{\"path\":\"a/b.py\",\"mode\":\"create\",\"new_content\":\"x = 1\\n\"},"
+		"{\"path\":\"old.txt\",\"mode\":\"delete\"},{\"path\":\"c\",\"content\":\"\\u0000z\"}]}",
+		"Here:\n```json\n{\"files\": [{\"path\": \"x.py\", \"mode\": \"update\", "
+		"\"new_content\": \"caf\xc3\xa9 \\ud83d\\ude00 \\\"q\\\" \\/\\\\\\b\\f\\r\\t\"}]}\n```\nok",
+		"```\n{\"files\": []}\n```",
+		"```python\nx = {1}\n```\n```\n{\"files\": [{\"path\": \"y\", \"new_content\": \"\"}]}\n```",
+		"The answer is {\"files\": [{\"path\": \"y\", \"new_content\": \"\"}]} as asked",
+		"{\"files\": {}}",
+		"{\"files\": null}",
+		"{\"files\": [{\"path\": \"a\"}]}",
+		"{\"files\": [{\"path\": \"a\", \"mode\": \"chmod\", \"new_content\": \"\"}]}",
+		"{\"files\": [{\"path\": \"a\", \"mode\": null, \"new_content\": \"n\"}]}",
+		"{\"files\": [{\"path\": \"a\", \"mode\": \"create\\u0000x\", \"new_content\": \"\"}]}",
+		"{\"files\": [{\"path\": \"a\\u0000b\", \"new_content\": \"\"}]}",
+		"{\"files\": [{\"path\": \"a\", \"new_content\": \"1\"},{\"path\": \"a\", "
+		"\"new_content\": \"2\"}]}",
+		"{\"files\": [{\"path\": \"a\", \"new_content\": null, \"content\": \"c\"}]}",
+		"{\"files\": [{\"path\": \"a\", \"path\": \"b\", \"new_content\": \"1\"}], \"files\": []}",
+		"{\"fi\\u006ces\": [{\"p\\u0061th\": \"k\", \"new_content\": \"e\"}]}",
+		"{\"files\": [{\"path\": \"\", \"new_content\": \"\"}]}",
+		"{\"files\": [{\"path\": 7, \"new_content\": \"\"}]}",
+		"{\"files\": [3, {\"path\": \"a\"}]}",
+		"{\"files\": [{\"path\": \"a\", \"new_content\": \"\\ud800\"}]}",
+		"{\"files\": [{\"path\": \"a\", \"new_content\": \"bad \xff\"}]}",
+		"{\"files\": [{\"path\": \"a\", \"new_content\": \"raw \x01\"}]}",
+		"{\"k\\u0000ey\": 1, \"files\": []}",
+		"{\"files\": [], \"n\": 1e400}",
+		"{\"files\": [], \"n\": 99999999999999999999}",
+		"{\"files\": []} trailing",
+		"[{\"files\": []}]",
+		"{\"files\": [{\"path\": \"a\", \"new_content\": \"1\"},]}",
+		"",
+		"no document here",
+	};
+	static const char alphabet[] = "{}[]\":,\\u0123456789abcdefnrtx-+.eE \n`\x7f\xc3\xa9\xed";
+	uint64_t seed = 0x2545f4914f6cdd1dull;
+
+	for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
+		dlv_parse_agrees(seeds[i]);
+	for (int round = 0; round < 20000; round++) {
+		const char *s = seeds[round % 4];
+		size_t n = strlen(s), k;
+		char buf[512];
+		int edits;
+
+		memcpy(buf, s, n);
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		edits = 1 + (int)((seed >> 33) % 3);
+		for (int e = 0; e < edits && n > 0; e++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			k = (size_t)((seed >> 33) % n);
+			switch ((seed >> 20) % 4) {
+			case 0: /* replace a byte */
+				buf[k] = alphabet[(seed >> 40) % (sizeof alphabet - 1)];
+				break;
+			case 1: /* cut the text */ n = k; break;
+			case 2: /* insert a byte */
+				if (n + 1 < sizeof buf) {
+					memmove(buf + k + 1, buf + k, n - k);
+					buf[k] = alphabet[(seed >> 40) % (sizeof alphabet - 1)];
+					n++;
+				}
+				break;
+			default: /* delete a byte */ memmove(buf + k, buf + k + 1, n - k - 1); n--;
+			}
+		}
+		buf[n] = '\0';
+		dlv_parse_agrees(buf);
+	}
+	/* Both outcomes well represented among the mutations. */
+	CHECK(agreed_ok > 1000);
+	CHECK(agreed_refused > 1000);
 }
 
 TEST(worker_deliverables_write_in_scope_atomically)
