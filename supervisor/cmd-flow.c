@@ -31,6 +31,7 @@ int cmd_pause(
 	if (!s->paused)
 		log_info("paused by control request: no new dispatch");
 	s->paused = true;
+	lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "dispatch was paused");
 	return 0;
 }
 
@@ -132,10 +133,18 @@ int cmd_cancel(
 {
 	struct store_err err;
 	struct worker *w;
+	uint64_t ahead;
 
 	(void)c;
 	if (req->args.n != 2)
 		return cmd_error(rep, "bad_argument", "cancel: give RUN PHASE");
+	/* A lease opened ahead that no worker took yet ends at once. */
+	if ((ahead = lease_ahead_cancel(s, req->args.items[0], req->args.items[1])) != 0) {
+		rep->body = json_pack("{s:s, s:s, s:s, s:I}", "run_id", req->args.items[0],
+		    "phase_id", req->args.items[1], "state", "cancelling", "attempt_id",
+		    (json_int_t)ahead);
+		return 0;
+	}
 	if ((w = lease_find(s, req->args.items[0], req->args.items[1])) != NULL) {
 		lease_cancel(w);
 		rep->body = json_pack("{s:s, s:s, s:s, s:I}", "run_id", req->args.items[0],

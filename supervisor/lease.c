@@ -10,7 +10,11 @@
  *      saw (lease_abort: a crash, the deadline, a lost heartbeat, a cancel, a stop); the
  *      end is judged by the drain rules and queued for the writer (lease_close);
  *   5. once the writer has committed the end, the phase goes back to its run's queue or
- *      leaves it, and the run is released for the next round (lease_committed). */
+ *      leaves it, and the run is released for the next round (lease_committed).
+ * When results come fast, a round also opens leases ahead of any worker (as many as
+ * results arrive in LEASE_AHEAD_MS): durable before any worker is free, each goes out the
+ * moment a worker sends its result, so a short phase's worker does not wait for a commit
+ * between two jobs. Its events' acknowledgements follow with their commit as always. */
 #include "supervisor/sup.h"
 #include "common/checklog.h"
 #include "common/fingerprint/fingerprint.h"
@@ -28,12 +32,16 @@
 #include <unistd.h>
 
 #define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
+#define LEASE_AHEAD_MS 20      /* leases opened ahead: the results of this long */
+#define LEASE_AHEAD_MAX 32     /* and never more than this many */
+#define LEASE_AHEAD_WINDOW_MS 100
 
 static bool lease_want(struct sup *s);
 static int lease_open(struct sup *s, struct store_err *err);
 static void lease_taken(struct sup *s, struct grant *grants, size_t n);
 static void lease_granted(struct sup *s, const struct grant *grants, size_t n);
 static void lease_undo(struct sup *s);
+static int64_t lease_ahead_wanted(const struct sup *s);
 
 void lease_init(struct sup *s)
 {
@@ -67,7 +75,10 @@ void lease_free(struct sup *s)
 	}
 	free(s->job.coefs);
 	free(s->grants);
+	free(s->ahead);
 	memset(&s->job, 0, sizeof s->job);
+	s->ahead = NULL;
+	s->nahead = s->ahead_cap = 0;
 	s->grants = NULL;
 	s->ngrants = s->grants_cap = 0;
 }
@@ -138,6 +149,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 	struct drain_close c = { .outcome = outcome,
 		.reason = reason,
 		.message = message,
+		.worker_pid = w->pid,
 		.tries_announced = r != NULL || reason == REASON_INVALID_JOB };
 	struct policy_verdict v;
 	char fp[320];
@@ -338,7 +350,7 @@ static bool lease_want(struct sup *s)
 			    "batch size %lld reached (--batch-size)", (long long)s->cfg.batch_size);
 		return false;
 	}
-	return s->idle != NULL;
+	return s->idle != NULL || lease_ahead_wanted(s) > 0;
 }
 
 /* Take the claim of staged grant g: a lease, or its run dropped, parked or released. */
@@ -352,12 +364,14 @@ static void lease_claimed(struct sup *s, struct grant *g, const struct drain_cla
 		else
 			log_warn("%s", c->err.text);
 		sched_drop_head(s, g->r);
-		worker_idle_push(g->w);
+		if (g->w != NULL)
+			worker_idle_push(g->w);
 	} else if (c->rc == STORE_EBUSY) {
 		/* Another supervisor holds the run: leave it until the next refresh. */
 		log_debug("%s", c->err.text);
 		sched_park(s, g->r);
-		worker_idle_push(g->w);
+		if (g->w != NULL)
+			worker_idle_push(g->w);
 	} else {
 		g->attempt_id = c->attempt_id;
 		g->attempt_number = c->attempt_number;
@@ -366,20 +380,20 @@ static void lease_claimed(struct sup *s, struct grant *g, const struct drain_cla
 	}
 }
 
-/* Lease the head phases of up to `most` best ready runs to idle workers in one claim of
- * the store (staged after the grants made). Returns 0, or a store error (the batch's runs
- * and workers are then released). */
-static int lease_open_batch(struct sup *s, int64_t most, struct store_err *err)
+/* Lease the head phases of up to `most` best ready runs, to idle workers or, with
+ * `ahead`, to none yet, in one claim of the store (staged after the grants made). Returns
+ * 0, or a store error (the batch's runs and workers are then released). */
+static int lease_open_batch(struct sup *s, int64_t most, bool ahead, struct store_err *err)
 {
 	struct drain_claim *c = NULL;
-	struct worker *w;
+	struct worker *w = NULL;
 	size_t n = 0, cap = 0;
 	int rc;
 
 #ifdef AUTOPACK_MUTANT_claim_per_phase
 	most = 1;
 #endif
-	while ((int64_t)n < most && s->nready > 0 && (w = worker_idle_pop(s)) != NULL) {
+	while ((int64_t)n < most && s->nready > 0 && (ahead || (w = worker_idle_pop(s)) != NULL)) {
 		struct grant *g;
 
 		if (s->ngrants + n == s->grants_cap) {
@@ -394,7 +408,7 @@ static int lease_open_batch(struct sup *s, int64_t most, struct store_err *err)
 		}
 		c[n++] = (struct drain_claim){ .run_id = g->r->run_id,
 			.phase_id = g->r->head->phase_id,
-			.worker_pid = w->pid };
+			.worker_pid = w != NULL ? w->pid : 0 };
 	}
 	rc = store_drain_attempts_open(s->sd, c, n, s->session_id, s->cfg.dry_run, err);
 	for (size_t i = 0, base = s->ngrants; i < n; i++) {
@@ -402,7 +416,8 @@ static int lease_open_batch(struct sup *s, int64_t most, struct store_err *err)
 
 		if (rc != 0) {
 			sched_release(s, g.r);
-			worker_idle_push(g.w);
+			if (g.w != NULL)
+				worker_idle_push(g.w);
 		} else {
 			lease_claimed(s, &g, &c[i]);
 		}
@@ -420,39 +435,77 @@ static int lease_open(struct sup *s, struct store_err *err)
 	int64_t left = s->cfg.batch_size > 0 ? s->cfg.batch_size - s->started : INT64_MAX;
 	int rc = 0;
 
+	int64_t ahead;
+
 	assert(s->ngrants == 0);
 	while (rc == 0 && (int64_t)s->ngrants < left && s->nready > 0 && s->idle != NULL)
-		rc = lease_open_batch(s, left - (int64_t)s->ngrants, err);
+		rc = lease_open_batch(s, left - (int64_t)s->ngrants, false, err);
+	/* With every idle worker served, the leases to open ahead. */
+	ahead = lease_ahead_wanted(s);
+	if (ahead > left - (int64_t)s->ngrants)
+		ahead = left - (int64_t)s->ngrants;
+	if (rc == 0 && ahead > 0 && s->nready > 0)
+		rc = lease_open_batch(s, ahead, true, err);
 	return rc;
 }
 
+/* Make grant g worker w's lease (busy). */
+static void lease_bind(struct worker *w, struct grant *g)
+{
+	g->worker_id = w->id;
+	w->state = W_BUSY;
+	w->lease = (struct lease){ .attempt_id = g->attempt_id,
+		.run = g->r,
+		.phase = g->p,
+		.attempt_number = g->attempt_number,
+		.started_ms = clock_mono_ms() };
+}
+
 /* The round committed: each lease is its worker's (busy, in flight) at once, so a stop,
- * a cancel or the worker's exit ends it as any lease, while the commit is made durable. */
+ * a cancel or the worker's exit ends it as any lease, while the commit is made durable; a
+ * lease opened ahead joins the leases waiting for a worker. */
 static void lease_taken(struct sup *s, struct grant *grants, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct grant *g = &grants[i];
-		struct worker *w = g->w;
 
 		s->in_flight++;
 		s->started++;
 		s->n.dispatched++;
 		g->p->attempts++;
-		g->worker_id = w->id;
-		w->state = W_BUSY;
-		w->lease = (struct lease){ .attempt_id = g->attempt_id,
-			.run = g->r,
-			.phase = g->p,
-			.attempt_number = g->attempt_number,
-			.started_ms = clock_mono_ms() };
+		if (g->w != NULL) {
+			lease_bind(g->w, g);
+			continue;
+		}
+		g->worker_id = 0;
+		g->durable = false;
+		if (s->nahead == s->ahead_cap) {
+			s->ahead_cap = s->ahead_cap != 0 ? s->ahead_cap * 2 : 16;
+			s->ahead = xrealloc(s->ahead, s->ahead_cap * sizeof *s->ahead);
+		}
+		s->ahead[s->nahead++] = *g;
 	}
 }
 
-/* The round's commit is durable: each lease's worker gets its job. */
+/* The round's commit is durable: each lease's worker gets its job; the leases opened
+ * ahead may go out, first to the workers idle now. */
 static void lease_granted(struct sup *s, const struct grant *grants, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		lease_start(s, &grants[i]);
+	struct worker *w;
+
+	for (size_t i = 0; i < n; i++) {
+		if (grants[i].worker_id != 0) {
+			lease_start(s, &grants[i]);
+			continue;
+		}
+		/* Still waiting unless a stop or a cancel ended it meanwhile. */
+		for (size_t j = 0; j < s->nahead; j++)
+			if (s->ahead[j].attempt_id == grants[i].attempt_id)
+				s->ahead[j].durable = true;
+	}
+	while (s->nahead > 0 && s->ahead[0].durable && (w = worker_idle_pop(s)) != NULL)
+		if (!lease_ahead_take(s, w))
+			worker_idle_push(w);
 }
 
 /* The round rolled back: its leases are undone in memory too. */
@@ -461,7 +514,8 @@ static void lease_undo(struct sup *s)
 	for (size_t i = 0; i < s->ngrants; i++) {
 		sched_requeue(s, s->grants[i].r, s->grants[i].p);
 		sched_release(s, s->grants[i].r);
-		worker_idle_push(s->grants[i].w);
+		if (s->grants[i].w != NULL)
+			worker_idle_push(s->grants[i].w);
 	}
 	s->ngrants = 0;
 }
@@ -531,6 +585,22 @@ void lease_event(struct worker *w, struct proto_event *ev)
 	writer_event(w->sup, w, l->run->run_id, l->phase->phase_id, ev);
 }
 
+/* Count a result in the window that sizes the leases opened ahead. */
+static void lease_ahead_note(struct sup *s)
+{
+	uint64_t now = uv_now(s->loop);
+
+	if (now - s->ahead_window_ms >= LEASE_AHEAD_WINDOW_MS) {
+		/* A window with no result since the last one means no rate at all. */
+		s->ahead_rate = now - s->ahead_window_ms < 2 * LEASE_AHEAD_WINDOW_MS ?
+		    s->ahead_window_n :
+		    0;
+		s->ahead_window_ms = now;
+		s->ahead_window_n = 0;
+	}
+	s->ahead_window_n++;
+}
+
 /* Compare a result's final seq with the events received; record a gap as an error: in
  * the log, in the events_missing counter, and as an error event (seq 0) of the attempt. */
 static void lease_check_seq(struct worker *w, uint64_t final_seq)
@@ -578,6 +648,7 @@ bool lease_result(struct worker *w, struct proto_result *r)
 		return false;
 	}
 	lease_check_seq(w, r->final_seq);
+	lease_ahead_note(w->sup);
 	uv_timer_stop(&w->phase_timer);
 	lease_close(w->sup, w, outcome, reason, r->message, r);
 	return true;
@@ -629,4 +700,104 @@ struct worker *lease_find(struct sup *s, const char *run_id, const char *phase_i
 		    strcmp(w->lease.phase->phase_id, phase_id) == 0)
 			return w;
 	return NULL;
+}
+
+/* How many more leases to open ahead: as many as results arrived in LEASE_AHEAD_MS of
+ * the last window (none when phases are slow), at most one per live worker and
+ * LEASE_AHEAD_MAX, less those waiting. */
+static int64_t lease_ahead_wanted(const struct sup *s)
+{
+	int64_t want = s->ahead_rate * LEASE_AHEAD_MS / LEASE_AHEAD_WINDOW_MS;
+	int64_t workers = s->live < s->target ? s->live : s->target;
+
+#ifdef AUTOPACK_MUTANT_no_lease_ahead
+	return 0;
+#endif
+	if (uv_now(s->loop) - s->ahead_window_ms >= 2 * LEASE_AHEAD_WINDOW_MS)
+		return 0;
+	if (want > workers)
+		want = workers;
+	if (want > LEASE_AHEAD_MAX)
+		want = LEASE_AHEAD_MAX;
+	return want - (int64_t)s->nahead;
+}
+
+/* Take lease i off the leases opened ahead. */
+static struct grant lease_ahead_remove(struct sup *s, size_t i)
+{
+	struct grant g = s->ahead[i];
+
+	memmove(&s->ahead[i], &s->ahead[i + 1], (s->nahead - i - 1) * sizeof *s->ahead);
+	s->nahead--;
+	return g;
+}
+
+/* End a lease opened ahead that no worker took, with `outcome`: judged by no drain rule,
+ * its phase back in its run's queue (or, cancelled, out of it). */
+static void lease_ahead_end(struct sup *s, struct grant *g, enum outcome outcome, const char *why)
+{
+	/* No worker had the job: it made no LLM try (its first one's reserved row goes). */
+	struct drain_close c = {
+		.outcome = outcome, .reason = outcome_reason(outcome), .tries_announced = true
+	};
+	char msg[160];
+
+	snprintf(msg, sizeof msg, "not started: %s", why);
+	c.message = msg;
+	log_info("%s/%s attempt %llu: %s", g->r->run_id, g->p->phase_id,
+	    (unsigned long long)g->attempt_id, msg);
+	c.phase_state = sched_next_state(s, g->p, outcome);
+	writer_close(s, g->attempt_id, &c, g->p->spec.task_category, lease_committed, NULL);
+	if (c.phase_state == PHASE_QUEUED)
+		sched_requeue(s, g->r, g->p);
+	else
+		sched_phase_free(g->p);
+	sched_release(s, g->r);
+}
+
+bool lease_ahead_take(struct sup *s, struct worker *w)
+{
+	while (s->nahead > 0 && s->ahead[0].durable) {
+		struct grant g;
+
+		if (s->paused || s->crash_loop || s->stopping)
+			return false;
+		g = lease_ahead_remove(s, 0);
+		/* A run the drain rules stopped meanwhile starts nothing more. */
+		if (g.r->skipped) {
+			lease_ahead_end(s, &g, OUTCOME_SUPERVISOR_STOPPED,
+			    "its run was stopped before a worker was free");
+			continue;
+		}
+		lease_bind(w, &g);
+		log_debug("%s/%s attempt %llu: opened ahead, taken by worker %d", g.r->run_id,
+		    g.p->phase_id, (unsigned long long)g.attempt_id, w->id);
+		lease_start(s, &g);
+		lease_kick(s);
+		return true;
+	}
+	return false;
+}
+
+void lease_ahead_release(struct sup *s, enum outcome outcome, const char *why)
+{
+	while (s->nahead > 0) {
+		struct grant g = lease_ahead_remove(s, 0);
+
+		lease_ahead_end(s, &g, outcome, why);
+	}
+}
+
+uint64_t lease_ahead_cancel(struct sup *s, const char *run_id, const char *phase_id)
+{
+	for (size_t i = 0; i < s->nahead; i++) {
+		if (strcmp(s->ahead[i].r->run_id, run_id) == 0 &&
+		    strcmp(s->ahead[i].p->phase_id, phase_id) == 0) {
+			struct grant g = lease_ahead_remove(s, i);
+
+			lease_ahead_end(s, &g, OUTCOME_CANCELLED, "cancelled by the operator");
+			return g.attempt_id;
+		}
+	}
+	return 0;
 }

@@ -258,6 +258,7 @@ void lifecycle_stop(struct sup *s, enum stop_level level)
 	if (level <= s->stopping)
 		return;
 	s->stopping = level;
+	lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the supervisor is stopping");
 	if (level == STOP_GRACEFUL)
 		log_info("stopping: no new dispatch; %lld attempt(s) in flight finish first",
 		    (long long)s->in_flight);

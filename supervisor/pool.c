@@ -63,6 +63,9 @@ static void worker_idle(struct worker *w)
 		worker_retire(w);
 		return;
 	}
+	/* A lease opened ahead goes out at once. */
+	if (lease_ahead_take(s, w))
+		return;
 	worker_idle_push(w);
 	lease_kick(s);
 }
@@ -195,6 +198,7 @@ static void pool_infra_failure(struct sup *s, const char *what)
 	s->crash_loop = true;
 	snprintf(s->breaker, sizeof s->breaker, "%d infrastructure failures in a row, the last: %s",
 	    s->crash_streak, what);
+	lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the breaker paused dispatch");
 	log_error("[BREAKER] %s; dispatch paused, not respawning (crash loop); autopack-ctl resume"
 	          " tries again",
 	    s->breaker);
@@ -432,6 +436,9 @@ void pool_scale(struct sup *s, int target, bool force)
 	int active = 0;
 
 	s->target = target;
+	if (target == 0)
+		lease_ahead_release(
+		    s, OUTCOME_SUPERVISOR_STOPPED, "the pool was scaled to no worker");
 	for (w = s->workers; w != NULL; w = w->next)
 		if (w->state != W_EXITED && !w->retire)
 			active++;

@@ -224,14 +224,17 @@ struct worker {
 	bool idle_listed;
 };
 
-/* A lease a round opens inside its transaction; the job goes out after the commit. */
+/* A lease a round opens inside its transaction; the job goes out after the commit. A
+ * lease opened ahead has no worker: it waits, durable, for the first worker that frees up
+ * (lease.c). */
 struct grant {
-	struct worker *w; /* until the commit; then found again by worker_id */
+	struct worker *w; /* until the commit; then found again by worker_id; NULL: ahead */
 	int worker_id;
 	struct run_q *r;
 	struct qphase *p;
 	uint64_t attempt_id;
 	int64_t attempt_number;
+	bool durable; /* ahead: its commit is durable, its job may go out */
 };
 
 /* What a round's transaction does besides the queued writes: the dispatch (lease.c),
@@ -425,6 +428,14 @@ struct sup {
 	size_t ngrants;
 	size_t grants_cap;
 	struct proto_job job; /* the settings part of every job (lease_init) */
+	/* Leases opened ahead, oldest first, and the results of the last 100 ms that size
+	 * them (lease.c). */
+	struct grant *ahead;
+	size_t nahead;
+	size_t ahead_cap;
+	uint64_t ahead_window_ms;
+	int64_t ahead_window_n;
+	int64_t ahead_rate; /* results in the last whole window */
 
 	/* writer: rounds (one transaction for the writes and leases of a loop turn) */
 	struct round_hooks round;
@@ -675,6 +686,15 @@ void lease_cancel(struct worker *w);
 bool lease_fenced(struct worker *w, const char *uuid, uint64_t att, const char *what);
 /* The worker holding (run, phase), or NULL. */
 struct worker *lease_find(struct sup *s, const char *run_id, const char *phase_id);
+/* Hand w the oldest durable lease opened ahead: its job goes out at once. Returns
+ * whether w took one (it is busy then). */
+bool lease_ahead_take(struct sup *s, struct worker *w);
+/* End every lease opened ahead as not started with `outcome` (a stop, a pause, the
+ * breaker, a pool scaled to nothing): their phases go back to the queue. */
+void lease_ahead_release(struct sup *s, enum outcome outcome, const char *why);
+/* End the lease opened ahead for (run, phase) as cancelled; its attempt id, or 0 when
+ * there is none. */
+uint64_t lease_ahead_cancel(struct sup *s, const char *run_id, const char *phase_id);
 
 /* --- pool.c: the worker processes --- */
 

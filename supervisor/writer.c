@@ -267,6 +267,10 @@ static void writer_ack_send(struct sup *s, const struct writer_ack *acks, size_t
 			continue;
 		w->unacked -= acks[i].n;
 		assert(w->unacked >= 0);
+		/* A worker already on its next attempt (a lease opened ahead) has dropped these
+		 * events: it would ignore the ack. */
+		if (w->lease.attempt_id != 0 && w->lease.attempt_id != acks[i].attempt_id)
+			continue;
 		m.u.ack.attempt_id = acks[i].attempt_id;
 		m.u.ack.seq = acks[i].seq;
 		worker_send(w, &m, NULL);

@@ -130,6 +130,8 @@ MUTANTS = [
       "tests/test_first_try.py::test_a_worker_killed_during_its_try_leaves_one_lost_row[pg]"]),
     ("reserved_row_kept", "a reserved first try the worker never made leaves no row",
      ["tests/test_first_try.py::test_a_phase_that_fails_before_its_call_leaves_no_row[sqlite]"]),
+    ("no_lease_ahead", "fast phases are handed out on leases opened ahead",
+     ["tests/test_lease_ahead.py::test_fast_phases_are_handed_out_ahead_and_each_runs_once"]),
 ]
 
 

@@ -5,8 +5,8 @@
  * unacknowledged events. When the window is full the worker waits for acks before it
  * sends the next event (backpressure). The result follows the events on the same socket:
  * the supervisor commits an attempt's end in the transaction of its events or after them,
- * and acknowledges them with that commit; the worker takes its next job only once every
- * event is acknowledged.
+ * and acknowledges them with that commit. The next job may come first (a lease opened
+ * ahead): the events still kept are then dropped, and acks of them ignored.
  */
 #ifndef AUTOPACK_OUTBOX_H
 #define AUTOPACK_OUTBOX_H

@@ -122,6 +122,7 @@ struct drain_close {
 	bool tries_announced;
 	int64_t duration_ms;
 	enum phase_state phase_state; /* new phases.state, or PHASE_STATE_NONE to leave it */
+	int64_t worker_pid;           /* recorded when the attempt has none yet; 0: none */
 };
 
 /* --- common/store/store_drain.c --- */

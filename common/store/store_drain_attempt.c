@@ -32,7 +32,7 @@ const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_END,
 	    "UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"
 	    " fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"
-	    " duration_ms = ?9,"
+	    " duration_ms = ?9, worker_pid = COALESCE(worker_pid, ?10),"
 	    " events_committed = (SELECT count(*) FROM events WHERE attempt_id = ?1)"
 	    " WHERE attempt_id = ?1" },
 	/* The tries the attempt announced and never reported: its worker died. */
@@ -230,7 +230,10 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	store_bind_text(s, 2, phase_id);
 	db_bind_int64(s, 3, made + 1);
 	store_bind_text(s, 4, session_id);
-	db_bind_int64(s, 5, worker_pid);
+	if (worker_pid > 0)
+		db_bind_int64(s, 5, worker_pid);
+	else
+		db_bind_null(s, 5); /* opened ahead: its worker is recorded with its end */
 	db_bind_int64(s, 6, dry_run);
 	store_bind_text(s, 7, phase_state_name(initial));
 	store_bind_text(s, 8, now);
@@ -511,6 +514,10 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
 	db_bind_int64(s, 8, c->reached_llm_boundary);
 	db_bind_int64(s, 9, c->duration_ms);
+	if (c->worker_pid > 0)
+		db_bind_int64(s, 10, c->worker_pid);
+	else
+		db_bind_null(s, 10);
 	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 || !unfence)
 		return rc;
 	s = drain_stmt(d, DS_PHASE_UNFENCE);

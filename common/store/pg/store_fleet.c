@@ -65,7 +65,7 @@ static const char fleet_sql_claim[] =
     "   AND p.phase_id = w.phase_id JOIN tiers tp ON tp.id = p.tier_id),"
     " ins AS (INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
     "   dry_run, initial_state, started_at, supervisor_id)"
-    "   SELECT c.run_id, c.phase_id, c.builder_attempts + 1, ?5, c.pid, CAST(?6 AS INTEGER),"
+    "   SELECT c.run_id, c.phase_id, c.builder_attempts + 1, ?5, NULLIF(c.pid, 0), CAST(?6 AS INTEGER),"
     "   c.state, ?7, ?8"
     "   FROM c WHERE c.open = 0 AND c.before = 0 AND c.visited = 0 AND c.held = 0"
     "   AND c.state IN (?2, ?4)"

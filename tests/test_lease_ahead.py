@@ -1,0 +1,138 @@
+"""Leases opened ahead of any worker: when results come fast, a round opens attempts that
+wait, durable, for the first worker to send its result, so a short phase's worker does not
+wait for a commit between two jobs. Every phase is still run once, every attempt records
+its worker, and an attempt no worker took before a pause, a stop or a cancel is closed as
+not started, its phase back in the queue."""
+import json
+import os
+import signal
+import time
+
+from supervisor_helpers import Supervisor, new_db, sql, wait_for
+
+
+def ahead_taken(sup):
+    return sup.stderr().count("opened ahead, taken by worker")
+
+
+def test_fast_phases_are_handed_out_ahead_and_each_runs_once(tmp):
+    url = new_db(tmp, runs=300, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--exit-when-drained",
+                     "--log-level", "debug")
+    assert sup.wait() == 0, sup.stderr()
+    # Most jobs went out the moment their worker's result came.
+    assert ahead_taken(sup) > 300, sup.stderr()[-2000:]
+    rows = sql(url, "SELECT outcome, count(*), count(worker_pid), count(ended_at)"
+                    " FROM attempts GROUP BY outcome")
+    assert rows == [("dry_run", 3000, 3000, 3000)], rows
+    # Every phase visited once.
+    assert sql(url, "SELECT count(DISTINCT run_id || '/' || phase_id) FROM attempts") == [
+        (3000,)]
+
+
+def test_slow_phases_open_nothing_ahead(tmp):
+    # One result every few hundred milliseconds: no lease is opened before a worker is
+    # free (each would wait as long as a phase takes).
+    url = new_db(tmp, runs=3, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--exit-when-drained",
+                     "--log-level", "debug", "--batch-size", 6)
+    assert sup.wait() == 0, sup.stderr()
+    assert ahead_taken(sup) == 0
+    assert "not started" not in sup.stderr()
+
+
+def not_started(url):
+    return sql(url, "SELECT outcome, worker_pid, ended_at IS NOT NULL FROM attempts"
+                    " WHERE message LIKE 'not started: %'")
+
+
+def waiting_ahead(sup, url):
+    """The attempts opened ahead that no worker has taken: open, with no worker yet (a
+    worker's is recorded with the attempt's end), and no worker's lease."""
+    taken = {w["attempt_id"] for w in sup.status()["pool"]["workers"]}
+    return [r for r in sql(url, "SELECT run_id, phase_id, attempt_id FROM attempts"
+                                " WHERE ended_at IS NULL AND worker_pid IS NULL")
+            if r[2] not in taken]
+
+
+def freeze(sup, url):
+    """Stop every worker (SIGSTOP) while results come fast: the leases the last round
+    opened ahead stay waiting. Returns the worker pids and those leases."""
+    wait_for(lambda: ahead_taken(sup) > 20, 30, what="leases taken ahead")
+    pids = [w["pid"] for w in sup.status()["pool"]["workers"]]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(0.3)
+    return pids, wait_for(lambda: waiting_ahead(sup, url), 10, what="leases waiting ahead")
+
+
+def thaw(pids):
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_pause_closes_the_leases_opened_ahead_as_not_started(tmp):
+    url = new_db(tmp, runs=2000, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--log-level", "debug")
+    sup.wait_ready()
+    pids, ahead = freeze(sup, url)
+    try:
+        assert sup.ctl("pause").rc == 0
+        wait_for(lambda: len(not_started(url)) == len(ahead), 10, what="closed as not started")
+    finally:
+        thaw(pids)
+    # No worker took them: closed, their phases back in the queue.
+    assert all(r == ("supervisor_stopped", None, 1) for r in not_started(url))
+    assert "not started: dispatch was paused" in sup.stderr()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] == 0, 30, what="nothing in flight")
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+    # Resumed, the drain visits every phase, the not-started ones too.
+    assert sup.ctl("resume").rc == 0
+    wait_for(lambda: sql(url, "SELECT count(DISTINCT run_id || '/' || phase_id) FROM attempts"
+                              " WHERE outcome = 'dry_run'") == [(20000,)],
+             120, what="every phase visited")
+    sup.signal(signal.SIGTERM)
+    assert sup.wait() == 0
+
+
+def test_a_stop_leaves_no_lease_opened_ahead_open(tmp):
+    url = new_db(tmp, runs=2000, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--log-level", "debug")
+    sup.wait_ready()
+    pids, ahead = freeze(sup, url)
+    try:
+        sup.signal(signal.SIGTERM)
+        wait_for(lambda: len(not_started(url)) == len(ahead), 10, what="closed as not started")
+    finally:
+        thaw(pids)
+    assert sup.wait() == 0, sup.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+    assert all(r == ("supervisor_stopped", None, 1) for r in not_started(url))
+    # Every other attempt ran on a worker and records it.
+    assert sql(url, "SELECT count(*) FROM attempts WHERE worker_pid IS NULL"
+                    " AND message NOT LIKE 'not started: %'") == [(0,)]
+    # A dry run leaves every phase as it was.
+    assert sql(url, "SELECT count(*) FROM phases WHERE state = 'QUEUED'") == [(20000,)]
+
+
+def test_a_cancel_ends_a_lease_opened_ahead_at_once(tmp):
+    url = new_db(tmp, runs=2000, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--log-level", "debug")
+    sup.wait_ready()
+    pids, ahead = freeze(sup, url)
+    try:
+        run, phase, att = ahead[0]
+        r = sup.ctl("cancel", run, phase, "--json")
+        assert r.rc == 0, r
+        assert json.loads(r.out)["attempt_id"] == att
+        wait_for(lambda: sql(url, "SELECT outcome, message FROM attempts WHERE attempt_id = ?",
+                             att) == [("cancelled", "not started: cancelled by the operator")],
+                 10, what="the cancel committed")
+        # Its workers never saw it; the others still wait for the first free worker.
+        assert sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = ?",
+                   run, phase) == [("SKIPPED",)]
+    finally:
+        thaw(pids)
+    sup.signal(signal.SIGTERM)
+    assert sup.wait() == 0, sup.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
