@@ -123,7 +123,7 @@ struct proto_llm {
 };
 
 /* "job": {db, uuid, att, run, phase, p{...}, n, deadline, cap, llm{...},
- *         est{ver, oh[[cat, cplx, n]...]}, ws, dry} */
+ *         est{ver, oh[[cat, cplx, n]...]}, ws, dry, ann?} */
 struct proto_job {
 	char *db_url; /* canonical sqlite:////abs/path.db */
 	char *db_uuid;
@@ -141,6 +141,10 @@ struct proto_job {
 	char *fit_json;  /* nullable: the active set's fitted model */
 	char *workspace; /* absolute */
 	bool dry_run;
+	/* 1: try 1 of the first LLM call is on record with the lease (its llm_usage_events
+	 * row reserved), so the worker sends it without waiting for its announcement's ack;
+	 * 0, or -1 (absent): every try waits for that ack. */
+	int64_t ann;
 };
 
 /* "heartbeat": {uuid, att, wait?} — att 0 and uuid "" while idle. A worker whose window of

@@ -79,6 +79,7 @@ static const struct proto_field job_fields[] = {
 	{ "est", PF_MAP, 0, 0, 0, 0, &est_schema },
 	STR("ws", struct proto_job, workspace, PROTO_PATH_MAX),
 	BOOL("dry", struct proto_job, dry_run),
+	I64_OPT("ann", struct proto_job, ann, 1),
 };
 SCHEMA(job_schema, "job", job_fields);
 

@@ -144,9 +144,13 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 {
 	struct lease *l = &w->lease;
 	struct qphase *requeue = NULL;
-	struct drain_close c = {
-		.outcome = outcome, .reason = reason, .message = message, .worker_pid = w->pid
-	};
+	/* A worker that reported, or never had the job (INVALID_JOB without a result), made
+	 * no LLM try it did not announce. */
+	struct drain_close c = { .outcome = outcome,
+		.reason = reason,
+		.message = message,
+		.worker_pid = w->pid,
+		.tries_announced = r != NULL || reason == REASON_INVALID_JOB };
 	struct policy_verdict v;
 	char fp[320];
 
@@ -280,6 +284,8 @@ static int lease_job(
 	j->attempt_id = g->attempt_id;
 	j->attempt_number = g->attempt_number;
 	j->deadline_ms = clock_wall_ms() + s->cfg.phase_timeout_s * 1000;
+	/* Try 1 of its first call is on record with the lease (session_prepare). */
+	j->ann = store_drain_reserving(s->sd) ? 1 : -1;
 	return 0;
 }
 
@@ -730,7 +736,10 @@ static struct grant lease_ahead_remove(struct sup *s, size_t i)
  * its phase back in its run's queue (or, cancelled, out of it). */
 static void lease_ahead_end(struct sup *s, struct grant *g, enum outcome outcome, const char *why)
 {
-	struct drain_close c = { .outcome = outcome, .reason = outcome_reason(outcome) };
+	/* No worker had the job: it made no LLM try (its first one's reserved row goes). */
+	struct drain_close c = {
+		.outcome = outcome, .reason = outcome_reason(outcome), .tries_announced = true
+	};
 	char msg[160];
 
 	snprintf(msg, sizeof msg, "not started: %s", why);

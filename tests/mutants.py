@@ -124,6 +124,12 @@ MUTANTS = [
       "test_a_failed_fsync_stops_writing_acknowledges_nothing_of_it_and_exits_3"]),
     ("claim_per_phase", "a round claims its phases in one batch of two statements",
      ["tests/test_fleet.py::test_a_round_claims_its_phases_in_one_batch_of_two_statements"]),
+    ("reserved_row_never_lost", "a reserved first try still 'sent' at a crash becomes 'lost'",
+     ["tests/test_first_try.py::"
+      "test_a_worker_killed_before_its_call_leaves_one_lost_row_with_the_cap[sqlite]",
+      "tests/test_first_try.py::test_a_worker_killed_during_its_try_leaves_one_lost_row[pg]"]),
+    ("reserved_row_kept", "a reserved first try the worker never made leaves no row",
+     ["tests/test_first_try.py::test_a_phase_that_fails_before_its_call_leaves_no_row[sqlite]"]),
     ("no_lease_ahead", "fast phases are handed out on leases opened ahead",
      ["tests/test_lease_ahead.py::test_fast_phases_are_handed_out_ahead_and_each_runs_once"]),
 ]

@@ -34,8 +34,10 @@ def test_a_try_whose_worker_dies_is_recorded_lost_with_its_max_tokens(tmp):
                      120, *llm_args(llm), env=KEY)
     try:
         sup.wait_ready()
-        # The try is on record before the request leaves the worker.
-        row = wait_for(lambda: sent_rows(url), 60, what="the try announced")[0]
+        # The try is on record before the request leaves the worker: reserved with the
+        # lease (max_tokens the cap), then confirmed by the worker's announcement.
+        row = wait_for(lambda: [r for r in sent_rows(url) if r["seq"] is not None], 60,
+                       what="the try announced")[0]
         assert (row["max_tokens"], row["try_number"], row["phase_id"]) == (16384, 1, "p1")
         worker = [w for w in sup.status()["pool"]["workers"] if w["state"] == "busy"][0]
         os.kill(worker["pid"], signal.SIGKILL)

@@ -30,6 +30,7 @@ struct wk {
 	struct proto_fd io;
 	struct outbox out;           /* the job's events not yet acknowledged */
 	const struct proto_job *job; /* the job being run, or NULL */
+	bool ann;                    /* try 1 of the job's first LLM call is on record already */
 	uint64_t last_beat;
 	bool shutdown;
 };
@@ -222,7 +223,8 @@ static int wk_wait_acks(struct wk *w, size_t pending, bool deadline)
 /* phase hook: stamp an event with the database, attempt and next seq, keep it and send
  * it; with the window full, wait for an ack first. An announced LLM call is sent only once
  * the supervisor has committed the announcement, so its cost is on record whatever
- * happens next. */
+ * happens next; try 1 of the job's first call, when the job says it is on record with the
+ * lease (`ann`), only once its announcement has left (it refines the row's max_tokens). */
 static int hook_emit(void *ctx, struct proto_event *ev)
 {
 	struct wk *w = ctx;
@@ -244,9 +246,15 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 	 * Other events wait in the buffer for the next write, which comes before anything
 	 * that takes time (the phase calls the heartbeat hook first) and with the result:
 	 * the events of one step leave in one write, the supervisor woken once for them. */
-	if (ev->kind == PROTO_EV_LLM_REQUEST)
-		return wk_wait_acks(w, 0, true);
-	return 0;
+	if (ev->kind != PROTO_EV_LLM_REQUEST)
+		return 0;
+	if (w->ann && ev->body.request.try_number == 1) {
+		w->ann = false;
+		wk_flush(w);
+		return 0;
+	}
+	w->ann = false;
+	return wk_wait_acks(w, 0, true);
 }
 
 /* phase hook: send what is queued, keep the supervisor informed, take its acks and
@@ -312,6 +320,7 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 	struct proto_result *r = &m.u.result;
 
 	w->job = job;
+	w->ann = job->ann == 1 && !job->dry_run;
 	outbox_start(&w->out, job->attempt_id);
 	if (phase_run(job, &hooks, r) == PHASE_INTERRUPTED) {
 		/* Its events are committed; then the exit status says why there is no result. */

@@ -116,6 +116,10 @@ struct drain_close {
 	const char *fingerprint; /* nullable */
 	enum zero_yield zero_yield;
 	bool reached_llm_boundary;
+	/* Every LLM try the attempt may have made was announced and its announcement is in:
+	 * the worker's result ended it (the result follows all its events), or the worker
+	 * never had the job. */
+	bool tries_announced;
 	int64_t duration_ms;
 	enum phase_state phase_state; /* new phases.state, or PHASE_STATE_NONE to leave it */
 	int64_t worker_pid;           /* recorded when the attempt has none yet; 0: none */
@@ -216,6 +220,21 @@ struct drain_claim {
  * round (the claims' results then do not count). */
 int store_drain_attempts_open(struct store_drain *d, struct drain_claim *c, size_t n,
     const char *session_id, bool dry_run, struct store_err *err);
+/* Have every attempt store_drain_attempts_open opens from now on, unless a dry run's,
+ * reserve in its transaction the llm_usage_events row of the attempt's first HTTP try (the
+ * worker's first LLM call, try 1): status 'sent', `provider`, `model`, `role`, max_tokens
+ * `cap` (the bound of anything the worker may ask for), seq NULL until the try's
+ * llm_request event confirms the row (store_drain_event_insert). At the attempt's end
+ * (store_drain_attempt_close) the row becomes 'lost' as any try still 'sent', unless the
+ * close says every try was announced (tries_announced) and the row was never confirmed:
+ * the worker sent no request, and the row is deleted. A reservation the database refuses
+ * for a constraint (a legacy table's column autopack does not fill) fails the round and
+ * ends reservations for the drain. The strings are borrowed for the drain's life. */
+void store_drain_reserve_first_try(
+    struct store_drain *d, const char *provider, const char *model, const char *role, int64_t cap);
+/* Whether attempts opened now have their first try reserved: once false, it stays so. A
+ * job of an attempt opened (and committed) while it is true may say so. */
+bool store_drain_reserving(const struct store_drain *d);
 /* Read what a job of (run, phase) needs from the database into `out` (outside a
  * transaction, or inside one). STORE_EINVAL when there is no such phase. */
 int store_drain_spec(struct store_drain *d, const char *run_id, const char *phase_id,

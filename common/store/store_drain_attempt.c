@@ -38,6 +38,17 @@ const struct drain_sql drain_sql_attempt[] = {
 	/* The tries the attempt announced and never reported: its worker died. */
 	{ DS_ATT_LOST,
 	    "UPDATE llm_usage_events SET status = ?2 WHERE attempt_id = ?1 AND status = ?3" },
+	/* The first try of an attempt's first LLM call, on record with the attempt
+	 * (store_drain_reserve_first_try): the columns DS_EV_SENT writes, seq NULL;
+	 * is_doctor_call bound (0), as PostgreSQL takes no integer literal for a boolean. */
+	{ DS_ATT_RESERVE,
+	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
+	    " created_at, attempt_id, seq, status, max_tokens, try_number, is_doctor_call)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, NULL, ?8, ?9, 1, ?10)" },
+	/* The reserved row of a first try the worker never announced. */
+	{ DS_ATT_UNRESERVE,
+	    "DELETE FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?2"
+	    " AND try_number = 1 AND seq IS NULL" },
 	/* The attempt being closed, its phase, and whether it is open and its phase's current
 	 * one. */
 	{ DS_ATT_GET,
@@ -254,6 +265,43 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 			store_tier_stored(t, "IN_PROGRESS");
 	}
 	return drain_run_follow(d, run_id, true, now, err);
+}
+
+void store_drain_reserve_first_try(
+    struct store_drain *d, const char *provider, const char *model, const char *role, int64_t cap)
+{
+	d->reserve.provider = provider;
+	d->reserve.model = model;
+	d->reserve.role = role;
+	d->reserve.max_tokens = cap;
+}
+
+bool store_drain_reserving(const struct store_drain *d)
+{
+	return d->reserve.provider != NULL;
+}
+
+/* In the group: reserve the row of the first try of attempt `att` of (run, phase)
+ * (store_drain_reserve_first_try). */
+int drain_attempt_reserve(struct store_drain *d, uint64_t att, const char *run_id,
+    const char *phase_id, const char *now, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_ATT_RESERVE);
+	int rc;
+
+	store_bind_text(s, 1, d->reserve.provider);
+	store_bind_text(s, 2, d->reserve.model);
+	store_bind_text(s, 3, run_id);
+	store_bind_text(s, 4, phase_id);
+	store_bind_text(s, 5, d->reserve.role);
+	store_bind_text(s, 6, now);
+	db_bind_int64(s, 7, (int64_t)att);
+	store_bind_text(s, 8, usage_status_name(USAGE_SENT));
+	db_bind_int64(s, 9, d->reserve.max_tokens);
+	db_bind_int64(s, 10, 0);
+	if ((rc = drain_exec(d, DS_ATT_RESERVE, err)) == 0)
+		drain_announced_reserve(d, att);
+	return rc;
 }
 
 /* The bytes a list of strings takes in a packed spec: its pointers (NULL-terminated) and
@@ -489,7 +537,7 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	char now[32], *msg;
 	struct drain_closing p;
 	struct db_stmt *s;
-	bool live;
+	bool live, reserved;
 	int rc;
 
 	assert(db_in_transaction(d->st->db));
@@ -497,7 +545,7 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	*stale = !live;
 	if (rc != 0 || !live)
 		goto out;
-	drain_announced_close(d, att);
+	drain_announced_close(d, att, &reserved);
 	time_db_now(now);
 	msg = xasprintf("%s%s[its end could not be recorded in full: %s]",
 	    c->message != NULL ? c->message : "", c->message != NULL ? " " : "", why);
@@ -559,7 +607,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	char now[32];
 	struct drain_closing p;
 	struct db_stmt *s;
-	bool live, announced;
+	bool live, announced, reserved;
 	int rc;
 
 	assert(db_in_transaction(d->st->db));
@@ -568,13 +616,25 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	*stale = !live;
 	if (rc != 0 || *stale)
 		goto out;
-	announced = drain_announced_close(d, att);
+	announced = drain_announced_close(d, att, &reserved);
 
 	time_db_now(now);
 	if ((rc = drain_attempt_end(
 	         d, att, c, c->message, &p, c->phase_state == PHASE_STATE_NONE, now, err)) != 0)
 		goto out;
-	/* Only an attempt that announced a try through this process can have a 'sent' row. */
+#ifndef AUTOPACK_MUTANT_reserved_row_kept
+	/* Every try the attempt made was announced, and its announcement is in: a reserved
+	 * first try that none confirmed was never sent. */
+	if (announced && reserved && c->tries_announced) {
+		s = drain_stmt(d, DS_ATT_UNRESERVE);
+		db_bind_int64(s, 1, (int64_t)att);
+		store_bind_text(s, 2, usage_status_name(USAGE_SENT));
+		if ((rc = drain_exec(d, DS_ATT_UNRESERVE, err)) != 0)
+			goto out;
+	}
+#endif
+	/* Only an attempt that announced a try through this process, or whose first try was
+	 * reserved, can have a 'sent' row. */
 	if (announced) {
 		s = drain_stmt(d, DS_ATT_LOST);
 		db_bind_int64(s, 1, (int64_t)att);

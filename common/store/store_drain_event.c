@@ -3,7 +3,10 @@
  * its typed row) and control_log rows. An HTTP try is announced by an llm_request event
  * before it is sent: its llm_usage_events row is written then, status 'sent', and the
  * try's llm_usage event completes that row (store_drain_attempt.c turns the rows still
- * 'sent' when the attempt ends into 'lost'). */
+ * 'sent' when the attempt ends into 'lost'). The first try of an attempt's first call has
+ * its row reserved with the attempt (store_drain_attempt.c, seq NULL): its llm_request
+ * event confirms that row (its seq, max_tokens, provider, model and role) instead of
+ * inserting one. */
 #include "common/store/store_drain_internal.h"
 #include "common/store/store_estimation.h"
 #include "common/util.h"
@@ -27,13 +30,22 @@ const struct drain_sql drain_sql_event[] = {
 	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
 	    " created_at, attempt_id, seq, status, max_tokens, try_number, is_doctor_call)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12)" },
-	/* The try's own row, announced last: the newest 'sent' row of the attempt. */
+	/* The try's own row, announced last: the newest 'sent' row of the attempt; a reserved
+	 * row the try never announced takes the report's seq. */
 	{ DS_EV_DONE,
 	    "UPDATE llm_usage_events SET total_tokens = ?2, prompt_tokens = ?3,"
 	    " completion_tokens = ?4, status = ?5, http_status = ?6, error_class = ?7,"
-	    " latency_ms = ?8"
+	    " latency_ms = ?8, seq = COALESCE(seq, ?11), provider = ?12, model = ?13,"
+	    " role = ?14"
 	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?9"
 	    "   AND try_number = ?10 ORDER BY seq DESC LIMIT 1)" },
+	/* The reserved row of the attempt's first try, not yet confirmed (seq NULL); a NULL
+	 * value keeps the reserved one. */
+	{ DS_EV_CONFIRM,
+	    "UPDATE llm_usage_events SET seq = ?2, provider = COALESCE(?4, provider),"
+	    " model = COALESCE(?5, model), role = COALESCE(?6, role),"
+	    " max_tokens = COALESCE(?7, max_tokens)"
+	    " WHERE attempt_id = ?1 AND status = ?3 AND try_number = 1 AND seq IS NULL" },
 	{ DS_CTL_LOG,
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)" },
@@ -104,10 +116,22 @@ static struct drain_try *tries_get(struct drain_tries *t, uint64_t att)
 	return &t->v[t->n++];
 }
 
-bool drain_announced_close(struct store_drain *d, uint64_t att)
+void drain_announced_reserve(struct store_drain *d, uint64_t att)
+{
+	struct drain_try *y = tries_get(&d->announced, att);
+
+	/* Set, not added to: an id a rolled-back round had used may be given again. */
+	*y = (struct drain_try){ .attempt_id = att, .sent = 1, .reserved = true };
+#ifdef AUTOPACK_MUTANT_reserved_row_never_lost
+	y->sent = 0;
+#endif
+}
+
+bool drain_announced_close(struct store_drain *d, uint64_t att, bool *reserved)
 {
 	struct drain_try *y = tries_find(&d->announced, att);
 
+	*reserved = y != NULL && y->reserved;
 	if (y == NULL)
 		return false;
 	ids_add(&d->closing, att);
@@ -132,12 +156,46 @@ void drain_announced_end(struct store_drain *d, bool committed)
 	d->closing.n = 0;
 }
 
-/* Insert the 'sent' row of an announced try. */
+/* Confirm the reserved row of attempt `att`'s first try with the try's seq and, when `q`
+ * is not NULL, its values (else the reserved ones stay); *done when there was such a row
+ * (counted when it was reserved). */
+static int event_confirm(struct store_drain *d, uint64_t att, uint64_t seq,
+    const struct drain_request *q, bool *done, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_EV_CONFIRM);
+	int rc;
+
+	db_bind_int64(s, 1, (int64_t)att);
+	db_bind_int64(s, 2, (int64_t)seq);
+	store_bind_text(s, 3, usage_status_name(USAGE_SENT));
+	store_bind_text(s, 4, q != NULL ? q->provider : NULL);
+	store_bind_text(s, 5, q != NULL ? q->model : NULL);
+	store_bind_text(s, 6, q != NULL ? q->role : NULL);
+	if (q != NULL)
+		db_bind_int64(s, 7, q->max_tokens);
+	else
+		db_bind_null(s, 7);
+	rc = drain_exec(d, DS_EV_CONFIRM, err);
+	*done = rc == 0 && db_changes(d->st->db) == 1;
+	return rc;
+}
+
+/* Insert the 'sent' row of an announced try, or confirm the reserved one of the
+ * attempt's first try. */
 static int event_request(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_event *ev, const char *now, struct store_err *err)
 {
 	const struct drain_request *q = &ev->u.request;
-	struct db_stmt *s = drain_stmt(d, DS_EV_SENT);
+	struct drain_try *y = tries_find(&d->announced, ev->attempt_id);
+	struct db_stmt *s;
+	bool done = false;
+	int rc;
+
+	/* A try 1 of a later call finds the row confirmed already, and inserts its own. */
+	if (q->try_number == 1 && y != NULL && y->reserved &&
+	    ((rc = event_confirm(d, ev->attempt_id, ev->seq, q, &done, err)) != 0 || done))
+		return rc;
+	s = drain_stmt(d, DS_EV_SENT);
 
 	store_bind_text(s, 1, q->provider);
 	store_bind_text(s, 2, q->model);
@@ -182,6 +240,10 @@ static int event_usage_done(
 	bind_count(s, 8, u->latency_ms);
 	store_bind_text(s, 9, usage_status_name(USAGE_SENT));
 	db_bind_int64(s, 10, u->try_number);
+	db_bind_int64(s, 11, (int64_t)ev->seq);
+	store_bind_text(s, 12, u->provider);
+	store_bind_text(s, 13, u->model);
+	store_bind_text(s, 14, u->role);
 	rc = drain_exec(d, DS_EV_DONE, err);
 	*done = rc == 0 && db_changes(d->st->db) == 1;
 	y->done_open += *done;
@@ -253,8 +315,19 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 	store_bind_text(s, 5, "error");
 	store_bind_text(s, 6, msg);
 	free(msg);
-	if ((rc = drain_exec(d, DS_EV_KEY, err)) == 0)
-		*dup = db_changes(d->st->db) == 0;
+	if ((rc = drain_exec(d, DS_EV_KEY, err)) != 0)
+		return rc;
+	*dup = db_changes(d->st->db) == 0;
+	/* An announcement that cannot be stored may still have been sent: a reserved row it
+	 * may stand for is confirmed as it was reserved, so that it is not taken for a try
+	 * never made (and becomes 'lost' at the attempt's end). */
+	if (!*dup && ev->kind == EVENT_LLM_REQUEST) {
+		struct drain_try *y = tries_find(&d->announced, ev->attempt_id);
+		bool done;
+
+		if (y != NULL && y->reserved)
+			rc = event_confirm(d, ev->attempt_id, ev->seq, NULL, &done, err);
+	}
 	return rc;
 }
 

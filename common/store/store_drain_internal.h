@@ -19,6 +19,8 @@ enum drain_stmt {
 	DS_ATT_GET,
 	DS_ATT_END,
 	DS_ATT_LOST,
+	DS_ATT_RESERVE,
+	DS_ATT_UNRESERVE,
 	DS_PHASE_UNFENCE,
 	DS_PHASE_SET,
 	DS_RUN_STATE,
@@ -35,6 +37,7 @@ enum drain_stmt {
 	DS_EV_USAGE,
 	DS_EV_SENT,
 	DS_EV_DONE,
+	DS_EV_CONFIRM,
 	DS_CTL_LOG,
 	/* store_drain_session.c */
 	DS_SESSION_STATE,
@@ -63,12 +66,14 @@ struct drain_ids {
 	size_t n, cap;
 };
 
-/* The tries one attempt announced ('sent' rows inserted, counted even when their
- * transaction rolled back) and completed (their row no longer 'sent': committed, and in
- * the open transaction). */
+/* The tries one attempt announced ('sent' rows inserted, the reserved row of its first
+ * try included, counted even when their transaction rolled back) and completed (their row
+ * no longer 'sent': committed, and in the open transaction); `reserved`: its first try's
+ * row was reserved with the attempt (store_drain_reserve_first_try). */
 struct drain_try {
 	uint64_t attempt_id;
 	int64_t sent, done, done_open;
+	bool reserved;
 };
 
 /* The attempts with announced tries. */
@@ -90,6 +95,11 @@ struct store_drain {
 	 * transaction, dropped from the first at its commit (store_drain_event.c). */
 	struct drain_tries announced;
 	struct drain_ids closing;
+	/* What store_drain_reserve_first_try set (provider NULL: no reservation). */
+	struct {
+		const char *provider, *model, *role;
+		int64_t max_tokens;
+	} reserve;
 	/* The phase counts of the tiers the drain touched (store_tier.c), so that an
 	 * attempt's end sets its tier's state without counting the tier's phases: kept with
 	 * SQLite and one supervisor (data_version non-NULL), forgotten at a rollback, when
@@ -120,12 +130,20 @@ int store_fleet_attempts_open(struct store_drain *d, struct drain_claim *c, size
     const char *session_id, bool dry_run, struct store_err *err);
 
 /* Note that attempt `att` is closed in the open transaction; whether it may have a 'sent'
- * row left (a try it announced through this process and that is not known to be
- * complete). */
-bool drain_announced_close(struct store_drain *d, uint64_t att);
+ * row left (a try it announced through this process, or its reserved first try, that is
+ * not known to be complete); *reserved: its first try's row was reserved. */
+bool drain_announced_close(struct store_drain *d, uint64_t att, bool *reserved);
+/* Note that attempt `att`'s first try is reserved in the open transaction: one 'sent' row,
+ * not complete. */
+void drain_announced_reserve(struct store_drain *d, uint64_t att);
 /* The transaction committed (`committed`) or rolled back: forget the attempts it closed,
  * or that it closed them, and keep or forget the tries it completed. */
 void drain_announced_end(struct store_drain *d, bool committed);
+
+/* In the group: reserve the row of the first try of attempt `att` of (run, phase), as
+ * store_drain_reserve_first_try says, and note it (drain_announced_reserve). */
+int drain_attempt_reserve(struct store_drain *d, uint64_t att, const char *run_id,
+    const char *phase_id, const char *now, struct store_err *err);
 
 /* The tier counts the drain may use (kept and still the database's), else NULL. */
 struct tier_cache *drain_tiers(struct store_drain *d);

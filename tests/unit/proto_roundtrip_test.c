@@ -77,6 +77,7 @@ TEST(proto_roundtrip_keeps_utf8_and_long_lists)
 	CHECK(back.u.job.deadline_ms == INT64_MAX);
 	CHECK(back.u.job.coefs[0].overhead == INT64_MIN);
 	CHECK(back.u.job.dry_run);
+	CHECK(back.u.job.ann == 1);
 	proto_msg_free(&back);
 	proto_msg_free(&m);
 	proto_buf_free(&b);

@@ -93,6 +93,7 @@ static void build_job(enum proto_sample_variant v, struct proto_job *j)
 	j->fit_json = pick_opt(v, "{\"model\":\"ridge_log\",\"factor\":2.9}", UTF8_TEXT);
 	j->workspace = pick(v, "/tmp/autopack/demo-workspace", "/tmp/" UTF8_TEXT);
 	j->dry_run = v == SAMPLE_MAX;
+	j->ann = v == SAMPLE_MIN ? -1 : 1;
 }
 
 /* Fill a heartbeat of variant v. */
