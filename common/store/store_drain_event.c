@@ -224,10 +224,12 @@ static int event_usage_done(
 	struct db_stmt *s;
 	int rc;
 
-	/* No try of the attempt was announced: there is no row to complete, and looking
-	 * would scan the attempt's rows (every usage event of an attempt: O(n²)). */
+	/* No try of the attempt was announced, or every row announced (or reserved) is
+	 * completed: there is no row to complete, and looking would scan the attempt's rows
+	 * (every usage event of an attempt: O(n²)). */
 	*done = false;
-	if ((y = tries_find(&d->announced, ev->attempt_id)) == NULL)
+	if ((y = tries_find(&d->announced, ev->attempt_id)) == NULL ||
+	    y->sent <= y->done + y->done_open)
 		return 0;
 	s = drain_stmt(d, DS_EV_DONE);
 	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
