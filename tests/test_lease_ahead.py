@@ -140,3 +140,37 @@ def test_a_cancel_ends_a_lease_opened_ahead_at_once(tmp):
     sup.signal(signal.SIGTERM)
     assert sup.wait() == 0, sup.stderr()
     assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+
+
+def test_real_phases_opened_ahead_and_never_taken_leave_no_usage_row(tmp):
+    """Fast real phases (an LLM stand-in answering at once): a lease opened ahead has its
+    first try reserved with it; closed as not started, its reserved row goes (no worker
+    ever had its job), while the frozen workers' own attempts keep theirs and complete."""
+    from e2e_helpers import Standin, llm_args
+    url = new_db(tmp, runs=400, phases=3, workspace=os.path.join(str(tmp), "ws-{run}"))
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 8, "--log-level", "debug", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": "sk-ant-lease-ahead"})
+    try:
+        sup.wait_ready()
+        pids, ahead = freeze(sup, url)
+        try:
+            assert sup.ctl("pause").rc == 0
+            wait_for(lambda: len(not_started(url)) == len(ahead), 10,
+                     what="closed as not started")
+            gone = sql(url, "SELECT count(*) FROM llm_usage_events u JOIN attempts a"
+                            " ON a.attempt_id = u.attempt_id"
+                            " WHERE a.message LIKE 'not started: %'")
+            assert gone == [(0,)], gone
+        finally:
+            thaw(pids)
+        wait_for(lambda: sup.status()["queue"]["in_flight"] == 0, 30, what="nothing in flight")
+        # Every attempt a worker ran has exactly its tries on record, all completed.
+        assert sql(url, "SELECT count(*) FROM llm_usage_events WHERE status != 'ok'") == [(0,)]
+        assert sql(url, "SELECT count(*) FROM attempts a WHERE a.outcome = 'success' AND"
+                        " (SELECT count(*) FROM llm_usage_events u"
+                        "  WHERE u.attempt_id = a.attempt_id) != 1") == [(0,)]
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+        llm.stop()
