@@ -137,6 +137,21 @@ static void lease_log_end(struct worker *w, const struct drain_close *c)
 	free(check_log);
 }
 
+/* Queue attempt att's end `c` for the writer, then put its phase back in its run's queue
+ * (`requeue`) or drop it, and release the run. The run's next lease can be opened at
+ * once: a round writes its queued ends before its leases, in the same transaction, so no
+ * lease commits before the end it follows. */
+static void lease_write_end(struct sup *s, uint64_t att, const struct drain_close *c,
+    struct run_q *r, struct qphase *p, bool requeue)
+{
+	writer_close(s, att, c, p->spec.task_category, lease_committed, NULL);
+	if (requeue)
+		sched_requeue(s, r, p);
+	else
+		sched_phase_free(p);
+	sched_release(s, r);
+}
+
 /* End w's lease: judge the end by the drain rules and queue it for the writer, from
  * result r or, when r is NULL, from what the supervisor saw. */
 static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, enum reason reason,
@@ -191,14 +206,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 #endif
 	if (v.skip_run)
 		sched_skip_run(s, l->run, v.run_why);
-	writer_close(s, l->attempt_id, &c, l->phase->spec.task_category, lease_committed, NULL);
-	/* The run's next lease can be opened at once: a round writes its queued ends before
-	 * its leases, in the same transaction, so no lease commits before the end it follows. */
-	if (requeue != NULL)
-		sched_requeue(s, l->run, requeue);
-	else
-		sched_phase_free(l->phase);
-	sched_release(s, l->run);
+	lease_write_end(s, l->attempt_id, &c, l->run, l->phase, requeue != NULL);
 	*l = (struct lease){ 0 };
 	s->n.results++;
 	if (v.stop_session)
@@ -433,9 +441,8 @@ static int lease_open_batch(struct sup *s, int64_t most, bool ahead, struct stor
 static int lease_open(struct sup *s, struct store_err *err)
 {
 	int64_t left = s->cfg.batch_size > 0 ? s->cfg.batch_size - s->started : INT64_MAX;
-	int rc = 0;
-
 	int64_t ahead;
+	int rc = 0;
 
 	assert(s->ngrants == 0);
 	while (rc == 0 && (int64_t)s->ngrants < left && s->nready > 0 && s->idle != NULL)
@@ -749,22 +756,16 @@ static void lease_ahead_end(struct sup *s, struct grant *g, enum outcome outcome
 	c.phase_state = sched_next_state(s, g->p, outcome);
 	/* Not one of the attempts --batch-size counts. */
 	s->started--;
-	writer_close(s, g->attempt_id, &c, g->p->spec.task_category, lease_committed, NULL);
-	if (c.phase_state == PHASE_QUEUED)
-		sched_requeue(s, g->r, g->p);
-	else
-		sched_phase_free(g->p);
-	sched_release(s, g->r);
+	lease_write_end(s, g->attempt_id, &c, g->r, g->p, c.phase_state == PHASE_QUEUED);
 }
 
 bool lease_ahead_take(struct sup *s, struct worker *w)
 {
+	if (s->paused || s->crash_loop || s->stopping)
+		return false;
 	while (s->nahead > 0 && s->ahead[0].durable) {
-		struct grant g;
+		struct grant g = lease_ahead_remove(s, 0);
 
-		if (s->paused || s->crash_loop || s->stopping)
-			return false;
-		g = lease_ahead_remove(s, 0);
 		/* A run the drain rules stopped meanwhile starts nothing more. */
 		if (g.r->skipped) {
 			lease_ahead_end(s, &g, OUTCOME_SUPERVISOR_STOPPED,
