@@ -1,5 +1,6 @@
 /* Parsing the model's files document and writing it confined to the workspace. */
 #include "common/util.h"
+#include "tests/unit/mutate.h"
 #include "tests/unit/test.h"
 #include "worker/deliverables.h"
 
@@ -353,33 +354,9 @@ TEST(worker_deliverables_document_is_read_as_jansson_reads_it)
 	for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
 		dlv_parse_agrees(seeds[i]);
 	for (int round = 0; round < 20000; round++) {
-		const char *s = seeds[round % 4];
-		size_t n = strlen(s), k;
 		char buf[512];
-		int edits;
 
-		memcpy(buf, s, n);
-		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-		edits = 1 + (int)((seed >> 33) % 3);
-		for (int e = 0; e < edits && n > 0; e++) {
-			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-			k = (size_t)((seed >> 33) % n);
-			switch ((seed >> 20) % 4) {
-			case 0: /* replace a byte */
-				buf[k] = alphabet[(seed >> 40) % (sizeof alphabet - 1)];
-				break;
-			case 1: /* cut the text */ n = k; break;
-			case 2: /* insert a byte */
-				if (n + 1 < sizeof buf) {
-					memmove(buf + k + 1, buf + k, n - k);
-					buf[k] = alphabet[(seed >> 40) % (sizeof alphabet - 1)];
-					n++;
-				}
-				break;
-			default: /* delete a byte */ memmove(buf + k, buf + k + 1, n - k - 1); n--;
-			}
-		}
-		buf[n] = '\0';
+		test_mutate(buf, sizeof buf, seeds[round % 4], alphabet, &seed);
 		dlv_parse_agrees(buf);
 	}
 	/* Both outcomes well represented among the mutations. */

@@ -2,6 +2,7 @@
 #include "common/estimate/estimator.h"
 #include "common/strbuf.h"
 #include "common/util.h"
+#include "tests/unit/mutate.h"
 #include "tests/unit/test.h"
 #include "tests/unit/worker_standin.h"
 #include "worker/llm.h"
@@ -608,34 +609,9 @@ TEST(worker_llm_answer_is_read_as_jansson_reads_it)
 			parse_agrees(
 			    p == 0 ? LLM_ANTHROPIC : LLM_OPENAI, seeds[i], strlen(seeds[i]));
 	for (int round = 0; round < 20000; round++) {
-		const char *s = seeds[round % 2];
-		size_t n = strlen(s), k;
 		char buf[512];
-		int edits;
+		size_t n = test_mutate(buf, sizeof buf, seeds[round % 2], alphabet, &seed);
 
-		memcpy(buf, s, n);
-		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-		edits = 1 + (int)((seed >> 33) % 3);
-		for (int e = 0; e < edits; e++) {
-			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-			k = (size_t)((seed >> 33) % n);
-			switch ((seed >> 20) % 4) {
-			case 0: /* replace a byte */
-				buf[k] = alphabet[(seed >> 40) % (sizeof alphabet - 1)];
-				break;
-			case 1: /* cut the text */ n = k; break;
-			case 2: /* insert a byte */
-				if (n + 1 < sizeof buf) {
-					memmove(buf + k + 1, buf + k, n - k);
-					buf[k] = alphabet[(seed >> 40) % (sizeof alphabet - 1)];
-					n++;
-				}
-				break;
-			default: /* delete a byte */ memmove(buf + k, buf + k + 1, n - k - 1); n--;
-			}
-			if (n == 0)
-				break;
-		}
 		parse_agrees(round % 4 < 2 ? LLM_ANTHROPIC : LLM_OPENAI, buf, n);
 	}
 }
