@@ -31,12 +31,18 @@ def test_fast_phases_are_handed_out_ahead_and_each_runs_once(tmp):
 
 
 def test_slow_phases_open_nothing_ahead(tmp):
-    # One result every few hundred milliseconds: no lease is opened before a worker is
-    # free (each would wait as long as a phase takes).
-    url = new_db(tmp, runs=3, phases=2)
-    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--exit-when-drained",
-                     "--log-level", "debug", "--batch-size", 6)
-    assert sup.wait() == 0, sup.stderr()
+    """Real phases whose LLM call takes 0.2 s, two workers: about ten results a second,
+    so no lease is opened before a worker is free (each would wait a phase's length)."""
+    from e2e_helpers import Standin, llm_args
+    url = new_db(tmp, runs=3, phases=2, workspace=os.path.join(str(tmp), "ws-{run}"))
+    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 0.2}})
+    try:
+        sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--log-level",
+                         "debug", *llm_args(llm), env={"ANTHROPIC_API_KEY": "sk-ant-slow"})
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        llm.stop()
+    assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'") == [(6,)]
     assert ahead_taken(sup) == 0
     assert "not started" not in sup.stderr()
 
