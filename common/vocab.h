@@ -144,6 +144,10 @@ enum usage_status {
 	USAGE_STATUS_COUNT
 };
 
+/* llm_usage_events.role of a phase's builder call, the only role autopack's worker uses
+ * (the supervisor reserves the first try's row with it). */
+#define LLM_ROLE_BUILDER "builder"
+
 /* Documentation features of a pure-doc phase, as bits (the *_required columns). */
 enum doc_feature {
 	DOC_API_REFERENCE = 1 << 0,

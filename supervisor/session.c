@@ -175,8 +175,8 @@ void session_prepare(struct sup *s)
 		log_fatal(1, "%s", err.text);
 	/* The worker's first LLM call is a builder call (worker/phase.c). */
 	if (!s->cfg.dry_run)
-		store_drain_reserve_first_try(
-		    s->sd, s->cfg.llm_provider, s->cfg.llm_model, "builder", s->cfg.max_tokens_cap);
+		store_drain_reserve_first_try(s->sd, s->cfg.llm_provider, s->cfg.llm_model,
+		    LLM_ROLE_BUILDER, s->cfg.max_tokens_cap);
 	/* Several supervisors: only the attempts of supervisors no longer live are closed,
 	 * once their lease has run out (fleet.c); the others' are theirs. */
 	if (store_fleet(s->st))

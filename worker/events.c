@@ -91,7 +91,7 @@ void ev_request_fill(struct proto_event *ev, const char *provider, const char *m
 	ev->kind = PROTO_EV_LLM_REQUEST;
 	q->provider = (char *)provider;
 	q->model = (char *)model;
-	q->role = (char *)"builder";
+	q->role = (char *)LLM_ROLE_BUILDER;
 	q->max_tokens = max_tokens;
 	q->try_number = try_number;
 }
@@ -106,7 +106,7 @@ void ev_usage_fill(
 	ev->kind = PROTO_EV_LLM_USAGE;
 	u->provider = (char *)provider;
 	u->model = (char *)model;
-	u->role = (char *)"builder";
+	u->role = (char *)LLM_ROLE_BUILDER;
 	u->prompt_tokens = t->prompt_tokens;
 	u->completion_tokens = t->completion_tokens;
 	u->total_tokens = t->total_tokens >= 0 ? t->total_tokens : 0;

@@ -231,6 +231,7 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 	struct proto_msg m = { .type = PROTO_EVENT };
 	size_t start = w->io.out.len;
 	struct proto_err err;
+	bool reserved;
 	int rc;
 
 	if (outbox_full(&w->out))
@@ -248,13 +249,12 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 	 * the events of one step leave in one write, the supervisor woken once for them. */
 	if (ev->kind != PROTO_EV_LLM_REQUEST)
 		return 0;
-	if (w->ann && ev->body.request.try_number == 1) {
-		w->ann = false;
-		wk_flush(w);
-		return 0;
-	}
+	reserved = w->ann && ev->body.request.try_number == 1;
 	w->ann = false;
-	return wk_wait_acks(w, 0, true);
+	if (!reserved)
+		return wk_wait_acks(w, 0, true);
+	wk_flush(w);
+	return 0;
 }
 
 /* phase hook: send what is queued, keep the supervisor informed, take its acks and
