@@ -192,10 +192,11 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 	c.phase_state = reason == REASON_INVALID_JOB ? PHASE_FAILED :
 	                                               sched_next_state(s, l->phase, outcome);
 	/* The drain rules judge what a phase did, not what happened to its worker or what
-	 * the operator did: infrastructure failures (a crash, a lost heartbeat) and stops,
-	 * cancels and scale-downs count toward no fingerprint, triage or streak. */
+	 * the operator did: infrastructure failures (a crash, a lost heartbeat), a call
+	 * refused for its key, and stops, cancels and scale-downs count toward no
+	 * fingerprint, triage or streak. */
 	memset(&v, 0, sizeof v);
-	if (lease_judged(outcome))
+	if (lease_judged(outcome) && !l->key_refused)
 		policy_result(s, l->run, outcome, c.fingerprint, l->v2, &v);
 	if (c.phase_state == PHASE_QUEUED) {
 		requeue = l->phase;
@@ -589,6 +590,8 @@ void lease_event(struct worker *w, struct proto_event *ev)
 	}
 	if (ev->kind == PROTO_EV_LOG)
 		lease_log_event(w, &ev->body.log);
+	if (ev->kind == PROTO_EV_LLM_USAGE)
+		pool_key_refused(w, &ev->body.usage);
 	writer_event(w->sup, w, l->run->run_id, l->phase->phase_id, ev);
 }
 

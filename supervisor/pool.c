@@ -188,16 +188,13 @@ static int64_t pool_respawn_later(struct sup *s)
 	return (int64_t)delay;
 }
 
-/* Count one infrastructure failure, `what`. The BREAKER_LIMITth in a row with no attempt
- * ended by a worker between them trips the breaker: no dispatch and no respawn until
- * `resume` or `scale`; with --exit-when-drained the supervisor stops (exit status 4). */
-static void pool_infra_failure(struct sup *s, const char *what)
+/* Trip the breaker (`why`): no dispatch and no respawn until `resume` or `scale`; the
+ * leases opened ahead are released; with --exit-when-drained the supervisor stops (exit
+ * status 4). */
+static void pool_breaker_trip(struct sup *s, const char *why)
 {
-	if (++s->crash_streak < BREAKER_LIMIT || s->crash_loop)
-		return;
 	s->crash_loop = true;
-	snprintf(s->breaker, sizeof s->breaker, "%d infrastructure failures in a row, the last: %s",
-	    s->crash_streak, what);
+	snprintf(s->breaker, sizeof s->breaker, "%s", why);
 	lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the breaker paused dispatch");
 	log_error("[BREAKER] %s; dispatch paused, not respawning (crash loop); autopack-ctl resume"
 	          " tries again",
@@ -207,6 +204,41 @@ static void pool_infra_failure(struct sup *s, const char *what)
 			s->exit_code = SUP_EXIT_BREAKER;
 		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_BREAKER, "breaker: %s", s->breaker);
 	}
+}
+
+/* Count one infrastructure failure, `what`. The BREAKER_LIMITth in a row with no attempt
+ * ended by a worker between them trips the breaker. */
+static void pool_infra_failure(struct sup *s, const char *what)
+{
+	char why[sizeof s->breaker];
+
+	if (++s->crash_streak < BREAKER_LIMIT || s->crash_loop)
+		return;
+	snprintf(why, sizeof why, "%d infrastructure failures in a row, the last: %s",
+	    s->crash_streak, what);
+	pool_breaker_trip(s, why);
+}
+
+void pool_key_refused(struct worker *w, const struct proto_usage *u)
+{
+	struct sup *s = w->sup;
+	char why[sizeof s->breaker];
+
+	if (u->http_status != 401 && u->http_status != 403)
+		return;
+#ifdef AUTOPACK_MUTANT_key_refusal_ignored
+	return;
+#endif
+	w->lease.key_refused = true;
+	if (s->crash_loop)
+		return;
+	snprintf(why, sizeof why,
+	    "the %s provider refused the API key (HTTP %lld in attempt %llu), so every call"
+	    " would fail; the key is read from the supervisor's environment at its start: fix"
+	    " it and restart",
+	    u->provider != NULL ? u->provider : "LLM", (long long)u->http_status,
+	    (unsigned long long)w->lease.attempt_id);
+	pool_breaker_trip(s, why);
 }
 
 bool pool_breaker_reset(struct sup *s)

@@ -198,6 +198,7 @@ struct lease {
 	int64_t attempt_number;   /* the phase's attempt it is (names the check's log) */
 	uint64_t armed_ms;        /* loop time and loop lag when its deadline was armed */
 	uint64_t armed_lag;
+	bool key_refused; /* a call was refused for its key: the drain rules do not judge it */
 };
 
 struct worker {
@@ -729,6 +730,10 @@ void pool_stop(struct sup *s, enum stop_level level);
 /* Reset a tripped breaker: dispatch and respawn again (resume, scale). Returns whether it
  * had tripped. */
 bool pool_breaker_reset(struct sup *s);
+/* When the usage event `u` of w's attempt reports a call refused for its key (HTTP 401 or
+ * 403), trip the breaker (every call with that key would be refused) and mark the attempt
+ * as one the drain rules do not judge. */
+void pool_key_refused(struct worker *w, const struct proto_usage *u);
 
 /* --- worker.c: one worker process --- */
 

@@ -21,7 +21,7 @@ object with "mode" and options:
   huge       200 with a JSON body of "size_mib" MiB (default 9)
   hostile    files at "paths" (default ../../etc/x and /etc/passwd) plus the deliverables
   missing    every requested deliverable except the last (or those not in "skip")
-  echo_key   401 whose message repeats the key the client sent
+  echo_key   400 whose message repeats the key the client sent
   no_usage   normal files but no usage object
 
 Requests are checked as the real APIs check them, and refused with 400 in the real API's
@@ -357,10 +357,10 @@ def make_handler(args, script, log_lock):
                          spec=spec, usage=None)
 
             if mode == "echo_key":
-                entry["status"] = 401
+                entry["status"] = 400
                 self.write_log(entry)
-                self.send_json(401, {"type": "error", "error": {
-                    "type": "authentication_error",
+                self.send_json(400, {"type": "error", "error": {
+                    "type": "invalid_request_error",
                     "message": "invalid key %s" % (key or "")}})
                 return
             if not entry["key_ok"]:

@@ -71,7 +71,7 @@ def test_no_key_in_logs_frames_files_or_database_rows(tmp, provider):
     assert all(q["key_present"] for q in sent)
     assert [q["key_ok"] for q in sent if q["status"] == 200] and \
         all(q["key_ok"] for q in sent if q["status"] == 200)
-    assert [q["status"] for q in sent if q["mode"] == "echo_key"] == [401]
+    assert [q["status"] for q in sent if q["mode"] == "echo_key"] == [400]
     att = {(a["phase_id"], a["attempt_number"]): a for a in rows(
         url, "SELECT phase_id, attempt_number, outcome, failure_reason, message"
         " FROM attempts")}
@@ -105,7 +105,7 @@ def test_no_key_in_logs_frames_files_or_database_rows(tmp, provider):
         # Every text column of every table, and the SQL dump of the whole database.
         assert text_cells_containing(url, secret) == []
     # The echoed key was masked where the worker first saw it.
-    assert "HTTP 401: invalid key [redacted]" in echo["message"], echo["message"]
+    assert "HTTP 400: invalid key [redacted]" in echo["message"], echo["message"]
 
 
 def test_a_short_placeholder_key_is_not_masked_in_text_and_a_real_one_fully_is(tmp):
@@ -143,5 +143,5 @@ def test_a_short_placeholder_key_is_not_masked_in_text_and_a_real_one_fully_is(t
     finally:
         llm.stop()
     msg = rows(url2, "SELECT message FROM attempts WHERE attempt_number = 1")[0]["message"]
-    assert "HTTP 401: invalid key [redacted]" in msg, msg
+    assert "HTTP 400: invalid key [redacted]" in msg, msg
     assert files_containing(tmp, key) == [] and text_cells_containing(url2, key) == []
