@@ -59,71 +59,77 @@ static void run_tab_add(struct sup *s, struct run_q *r)
 	s->nruns++;
 }
 
-/* Is run a a better next choice than run b? */
-static bool run_before(const struct run_q *a, const struct run_q *b)
+/* Is the run in slot a a better next choice than the run in slot b? */
+static bool slot_before(const struct ready_slot *a, const struct ready_slot *b)
 {
-	int ga = !a->sampled ? 0 : a->promising ? 1 : 2;
-	int gb = !b->sampled ? 0 : b->promising ? 1 : 2;
-
-	if (ga != gb)
-		return ga < gb;
-	if (a->head->bucket != b->head->bucket)
-		return a->head->bucket < b->head->bucket;
-	if (a->head->phase_index != b->head->phase_index)
-		return a->head->phase_index < b->head->phase_index;
-	return a->ready_seq < b->ready_seq;
+	if (a->rank != b->rank)
+		return a->rank < b->rank;
+	if (a->phase_index != b->phase_index)
+		return a->phase_index < b->phase_index;
+	return a->seq < b->seq;
 }
 
-/* Put r at heap slot i (0-based) and note where it is. */
-static void heap_set(struct sup *s, size_t i, struct run_q *r)
+/* Put slot `x` at heap slot i (0-based) and note in its run where it is. */
+static void heap_set(struct sup *s, size_t i, const struct ready_slot *x)
 {
-	s->heap[i] = r;
-	r->heap_at = i + 1;
+	s->heap[i] = *x;
+	x->run->heap_at = i + 1;
 }
 
-/* Move the run at slot i up while it goes before its parent. */
+/* Move the slot at i up while it goes before its parent. */
 static void heap_up(struct sup *s, size_t i)
 {
-	struct run_q *r = s->heap[i];
+	struct ready_slot x = s->heap[i];
 
-	while (i > 0 && run_before(r, s->heap[(i - 1) / 2])) {
-		heap_set(s, i, s->heap[(i - 1) / 2]);
+	while (i > 0 && slot_before(&x, &s->heap[(i - 1) / 2])) {
+		heap_set(s, i, &s->heap[(i - 1) / 2]);
 		i = (i - 1) / 2;
 	}
-	heap_set(s, i, r);
+	heap_set(s, i, &x);
 }
 
-/* Move the run at slot i down while a child goes before it. */
+/* Move the slot at i down while a child goes before it. */
 static void heap_down(struct sup *s, size_t i)
 {
-	struct run_q *r = s->heap[i];
+	struct ready_slot x = s->heap[i];
 
 	for (;;) {
 		size_t c = 2 * i + 1;
 
 		if (c >= s->nready)
 			break;
-		if (c + 1 < s->nready && run_before(s->heap[c + 1], s->heap[c]))
+		if (c + 1 < s->nready && slot_before(&s->heap[c + 1], &s->heap[c]))
 			c++;
-		if (!run_before(s->heap[c], r))
+		if (!slot_before(&s->heap[c], &x))
 			break;
-		heap_set(s, i, s->heap[c]);
+		heap_set(s, i, &s->heap[c]);
 		i = c;
 	}
-	heap_set(s, i, r);
+	heap_set(s, i, &x);
 }
 
-/* Add r to the ready runs if it has work and no lease. */
+/* Add r to the ready runs if it has work and no lease, placed by what it is now: sampled
+ * or promising, its head phase's bucket and index, and this moment. */
 static void ready_push(struct sup *s, struct run_q *r)
 {
+	struct ready_slot x;
+
 	if (r->heap_at != 0 || r->busy || r->skipped || r->parked || r->head == NULL)
 		return;
 	r->ready_seq = ++s->ready_seq;
+	x = (struct ready_slot){ .rank = (uint32_t)(!r->sampled ? 0 :
+		                                 r->promising   ? 1 :
+		                                                  2)
+		        << 16 |
+		    (uint32_t)r->head->bucket,
+		.phase_index = r->head->phase_index,
+		.seq = r->ready_seq,
+		.run = r };
 	if (s->nready == s->heap_cap) {
 		s->heap_cap = s->heap_cap != 0 ? s->heap_cap * 2 : 64;
 		s->heap = xrealloc(s->heap, s->heap_cap * sizeof *s->heap);
 	}
-	heap_set(s, s->nready++, r);
+	heap_set(s, s->nready++, &x);
 	heap_up(s, s->nready - 1);
 }
 
@@ -131,16 +137,16 @@ static void ready_push(struct sup *s, struct run_q *r)
 static void ready_remove(struct sup *s, struct run_q *r)
 {
 	size_t i = r->heap_at - 1;
-	struct run_q *last;
+	struct ready_slot last;
 
-	assert(r->heap_at != 0 && s->heap[i] == r);
+	assert(r->heap_at != 0 && s->heap[i].run == r);
 	r->heap_at = 0;
 	last = s->heap[--s->nready];
-	if (last == r)
+	if (last.run == r)
 		return;
-	heap_set(s, i, last);
+	heap_set(s, i, &last);
 	heap_up(s, i);
-	heap_down(s, last->heap_at - 1);
+	heap_down(s, last.run->heap_at - 1);
 }
 
 /* Unlink and return the best ready run. */
@@ -150,7 +156,7 @@ struct run_q *sched_pop(struct sup *s)
 
 	if (s->nready == 0)
 		return NULL;
-	best = s->heap[0];
+	best = s->heap[0].run;
 	ready_remove(s, best);
 	return best;
 }
@@ -476,6 +482,7 @@ void sched_free(struct sup *s)
 	s->runs = s->runs_tail = NULL;
 	free(s->heap);
 	free(s->run_tab);
-	s->heap = s->run_tab = NULL;
+	s->heap = NULL;
+	s->run_tab = NULL;
 	s->nready = s->heap_cap = s->run_tab_cap = s->nruns = 0;
 }

@@ -159,6 +159,15 @@ struct qphase {
 	struct qphase *next;
 };
 
+/* A ready run in the scheduler's heap with its place in the order of docs/drain-rules.md
+ * (taken when it became ready), compared without reaching into the run. */
+struct ready_slot {
+	uint32_t rank;       /* not sampled 0, promising 1, other 2; then the head's bucket */
+	int64_t phase_index; /* of its head phase */
+	uint64_t seq;        /* when it became ready, for ties */
+	struct run_q *run;
+};
+
 /* A run: its eligible phases in order, and whether one of them is leased. */
 struct run_q {
 	char *run_id;
@@ -406,7 +415,7 @@ struct sup {
 	/* scheduler */
 	struct run_q *runs; /* in database order */
 	struct run_q *runs_tail;
-	struct run_q **heap; /* ready runs, a binary heap in the order of docs/drain-rules.md */
+	struct ready_slot *heap; /* ready runs, a binary heap in the order of docs/drain-rules.md */
 	size_t nready;
 	size_t heap_cap;
 	struct run_q **run_tab; /* runs by id: a hash table of chains */

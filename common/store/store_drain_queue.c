@@ -114,14 +114,18 @@ int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, b
     const char *session_id, int64_t max_attempts, bool dry_run,
     int (*fn)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err)
 {
+	/* Each phase counts its own attempts of the session through the index on (run,
+	 * phase), the session compared through an expression as in drain_each_eligible: a
+	 * join with the session's attempts grouped by phase built and sorted a temporary
+	 * table of them all, and an IN list in the subquery would build one at each phase. */
 	static const char sql[] =
-	    "SELECT p.run_id, count(*) FROM phases p LEFT JOIN"
-	    " (SELECT run_id, phase_id, count(*) AS n FROM attempts WHERE session_id = ?3"
-	    "   AND (outcome IS NULL OR outcome NOT IN (?8, ?9))"
-	    "   GROUP BY run_id, phase_id) a ON a.run_id = p.run_id AND a.phase_id = p.phase_id"
+	    "SELECT p.run_id, count(*) FROM phases p"
 	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
 	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
-	    " AND COALESCE(a.n, 0) < CASE WHEN ?7 THEN 1"
+	    " AND (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+	    "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3"
+	    "   AND (a.outcome IS NULL OR (a.outcome <> ?8 AND a.outcome <> ?9)))"
+	    " < CASE WHEN ?7 THEN 1"
 	    "   WHEN p.max_builder_attempts > 0 AND p.max_builder_attempts < ?6"
 	    "   THEN p.max_builder_attempts ELSE ?6 END"
 	    " GROUP BY p.run_id ORDER BY p.run_id";
