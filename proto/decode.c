@@ -199,13 +199,30 @@ static int dec_field(
 	return proto_errf(d->err, &d->path, "internal: field kind %d", (int)f->kind);
 }
 
-/* Find the field of s whose key is the n bytes at k; returns its index or -1. */
-static int field_index(const struct proto_schema *s, const uint8_t *k, size_t n)
+/* Whether the NUL-terminated key is the n bytes at k (without reading past its NUL). */
+static bool key_is(const char *key, const uint8_t *k, size_t n)
 {
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (key[i] == '\0' || key[i] != (char)k[i])
+			return false;
+	return key[i] == '\0';
+}
+
+/* Find the field of s whose key is the n bytes at k, trying field `hint` first (a map
+ * packed as proto_pack packs one has its keys in the table's order); returns its index
+ * or -1. The keys of a table are distinct, so the hint changes only the time taken. */
+static int field_index(const struct proto_schema *s, const uint8_t *k, size_t n, size_t hint)
+{
+	if (n == 0)
+		return -1;
+	if (hint < s->nfields && key_is(s->fields[hint].key, k, n))
+		return (int)hint;
 	for (size_t j = 0; j < s->nfields; j++) {
 		const char *key = s->fields[j].key;
 
-		if (n > 0 && key[0] == (char)k[0] && strlen(key) == n && memcmp(key, k, n) == 0)
+		if (key[0] == (char)k[0] && key_is(key, k, n))
 			return (int)j;
 	}
 	return -1;
@@ -266,6 +283,7 @@ static bool kind_seen(const struct proto_schema *s, uint32_t seen)
 static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, uint32_t n)
 {
 	uint32_t seen = 0;
+	size_t hint = 0; /* the field after the last one found */
 	struct mp_cur body_at = { 0 };
 	const struct proto_field *body = NULL;
 	struct mp_item key, it;
@@ -290,12 +308,13 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 		        (d->depth == 1 && key.len == 1 &&
 		            (key.ptr[0] == 'v' || key.ptr[0] == 't'))))
 			return proto_errf(d->err, &d->path, "malformed value");
-		j = field_index(s, key.ptr, key.len);
+		j = field_index(s, key.ptr, key.len, hint);
 		if (j < 0) {
 			if (dec_skip(d) < 0)
 				return -1;
 			continue;
 		}
+		hint = (size_t)j + 1;
 		f = &s->fields[j];
 		if (seen & (1u << j))
 			return proto_errf(d->err, &d->path, "duplicate field \"%s\"", f->key);
@@ -317,7 +336,8 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 				return -1;
 			continue;
 		}
-		mark = proto_path_push_key(&d->path, f->key, strlen(f->key));
+		/* The key matched: it is key.len bytes long. */
+		mark = proto_path_push_key(&d->path, f->key, key.len);
 		if (dec_item(d, &it) < 0 || dec_field(d, f, &it, base) < 0)
 			return -1;
 		proto_path_pop(&d->path, mark);

@@ -1,4 +1,5 @@
 /* Buffers, and freeing and comparing messages by walking the key table. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +95,54 @@ void proto_msg_free(struct proto_msg *m)
 	if (s != NULL)
 		fields_free(s, (char *)&m->u);
 	memset(m, 0, sizeof *m);
+}
+
+/* Note in *ss where the strings of the fields of s in base are, with their lengths; an
+ * event (the only message this serves) has no lists or overhead tables. */
+static void fields_strings(const struct proto_schema *s, char *base, struct proto_strings *ss)
+{
+	for (size_t j = 0; j < s->nfields; j++) {
+		const struct proto_field *f = &s->fields[j];
+		char *at = base + f->off;
+		const struct proto_schema *b;
+
+		switch (f->kind) {
+		case PF_STR:
+		case PF_STR_OPT:
+			if (*(char **)at == NULL)
+				break;
+			assert(ss->n < ARRAY_SIZE(ss->at));
+			ss->at[ss->n] = (char **)at;
+			ss->len[ss->n] = strlen(*(char **)at) + 1;
+			ss->bytes += ss->len[ss->n++];
+			break;
+		case PF_MAP: fields_strings(f->sub, at, ss); break;
+		case PF_BODY:
+			b = proto_schema_of_kind(((struct proto_event *)base)->kind);
+			if (b != NULL)
+				fields_strings(b, at, ss);
+			break;
+		case PF_LIST:
+		case PF_COEFS: abort();
+		default: break;
+		}
+	}
+}
+
+void proto_event_strings(struct proto_event *ev, struct proto_strings *ss)
+{
+	ss->n = ss->bytes = 0;
+	fields_strings(proto_schema_of_type(PROTO_EVENT), (char *)ev, ss);
+}
+
+void proto_strings_move(const struct proto_strings *ss, char *to)
+{
+	for (size_t i = 0; i < ss->n; i++) {
+		memcpy(to, *ss->at[i], ss->len[i]);
+		free(*ss->at[i]);
+		*ss->at[i] = to;
+		to += ss->len[i];
+	}
 }
 
 /* Whether two nullable C strings are equal. */

@@ -43,6 +43,20 @@ int proto_decode(const void *map, size_t len, struct proto_msg *out, struct prot
 
 /* Release everything a decoded (or hand-built with heap strings) message owns, and zero it. */
 void proto_msg_free(struct proto_msg *m);
+/* The strings of a decoded event (its uuid and its body's): where each is held, its
+ * length with its NUL, and their sum. */
+struct proto_strings {
+	char **at[2 * PROTO_FIELDS_MAX];
+	size_t len[2 * PROTO_FIELDS_MAX];
+	size_t n;
+	size_t bytes;
+};
+/* Note the strings of ev in *ss. Cannot fail. */
+void proto_event_strings(struct proto_event *ev, struct proto_strings *ss);
+/* Copy the strings noted in *ss into `to` (ss->bytes bytes, which the caller keeps as long
+ * as the event), free the originals and point the event at the copies: the event then
+ * owns nothing, and must not be given to proto_msg_free. Cannot fail. */
+void proto_strings_move(const struct proto_strings *ss, char *to);
 /* Whether a and b are the same message, field by field. */
 bool proto_msg_equal(const struct proto_msg *a, const struct proto_msg *b);
 

@@ -53,6 +53,11 @@ struct metrics {
 	uint64_t duplicates;
 	struct llm_series *llm;
 	size_t nllm;
+	/* The (provider, model, status) of the last event counted, as it came (not cleaned),
+	 * and its series' index: the events of a drain mostly repeat it. */
+	char *last_provider, *last_model;
+	int64_t last_status;
+	size_t last_llm; /* meaningful once below nllm */
 	struct cat_series *cats;
 	size_t ncats;
 	struct hist commit;
@@ -114,6 +119,8 @@ void metrics_free(struct sup *s)
 		free(m->llm[i].model);
 	}
 	free(m->llm);
+	free(m->last_provider);
+	free(m->last_model);
 	for (size_t i = 0; i < m->ncats; i++)
 		free(m->cats[i].category);
 	free(m->cats);
@@ -121,9 +128,38 @@ void metrics_free(struct sup *s)
 	s->metrics = NULL;
 }
 
+/* Whether two nullable strings are equal. */
+static bool same_str(const char *a, const char *b)
+{
+	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+static struct llm_series *llm_series_find(
+    struct metrics *m, const char *provider, const char *model, int64_t status);
+
 /* The series of (provider, model, status), created when new; past SERIES_MAX series new
- * ones share one labelled "other". */
+ * ones share one labelled "other". The same (provider, model, status) as the last call's
+ * takes the same series without cleaning the labels again. */
 static struct llm_series *llm_series(
+    struct metrics *m, const char *provider, const char *model, int64_t status)
+{
+	struct llm_series *x;
+
+	if (m->last_llm < m->nllm && m->last_status == status &&
+	    same_str(m->last_provider, provider) && same_str(m->last_model, model))
+		return &m->llm[m->last_llm];
+	x = llm_series_find(m, provider, model, status);
+	free(m->last_provider);
+	free(m->last_model);
+	m->last_provider = provider != NULL ? xstrdup(provider) : NULL;
+	m->last_model = model != NULL ? xstrdup(model) : NULL;
+	m->last_status = status;
+	m->last_llm = (size_t)(x - m->llm);
+	return x;
+}
+
+/* llm_series without the last call's shortcut. */
+static struct llm_series *llm_series_find(
     struct metrics *m, const char *provider, const char *model, int64_t status)
 {
 	char *p = proto_utf8_clean(provider != NULL ? provider : "", LABEL_MAX);

@@ -291,13 +291,14 @@ struct op {
 	char *refused;
 	bool dup; /* an event already stored, or an attempt already closed */
 	union {
-		/* OP_EVENT: one event of a lease; acknowledged after the commit. */
+		/* OP_EVENT: one event of a lease; acknowledged after the commit. Its run and
+		 * phase ids and the strings of `wire` are in the op's own allocation. */
 		struct {
 			int worker_id;
 			char *run_id;
 			char *phase_id;
-			struct proto_event wire; /* owned */
-			struct drain_event row;  /* the row, viewing `wire` */
+			struct proto_event wire;
+			struct drain_event row; /* the row, viewing `wire` */
 		} event;
 		/* OP_CLOSE: the end of an attempt. */
 		struct {
@@ -319,11 +320,29 @@ struct op {
 	} u;
 };
 
+/* The acknowledgement a group of writes owes one (worker, attempt): the highest seq of
+ * its events there and how many of them it holds. */
+struct writer_ack {
+	int worker_id;
+	uint64_t attempt_id, seq;
+	int64_t n;
+};
+
+/* The acknowledgements a group owes, one per (worker, attempt) in the order the pairs
+ * first appear; gathered as its events are queued (writer.c). */
+struct writer_acks {
+	struct writer_ack *v;
+	size_t n, cap;
+	size_t last; /* the pair the last event was added to */
+};
+
 /* A committed group of the writer: held until the fsync that makes it durable (sync.c),
  * then released (writer_release). */
 struct commit_group {
-	struct op *head;      /* its writes */
-	struct grant *grants; /* its leases; the buffer is swapped with sup.grants */
+	struct op *head;         /* its writes */
+	struct writer_acks acks; /* the acknowledgements its events owe; the buffer is swapped
+	                          * with sup.acks */
+	struct grant *grants;    /* its leases; the buffer is swapped with sup.grants */
 	size_t ngrants;
 	size_t grants_cap;
 	uint64_t began; /* when its commit began (uv_hrtime), for the metrics */
@@ -455,6 +474,7 @@ struct sup {
 	struct op *ops_head;
 	struct op *ops_tail;
 	int64_t ops_n;
+	struct writer_acks acks; /* the acknowledgements the queued events owe */
 	uv_timer_t commit_timer;
 	bool commit_armed;
 	bool commit_retrying; /* the timer waits to retry a failed commit */

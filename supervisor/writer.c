@@ -88,22 +88,56 @@ static void writer_push(struct sup *s, struct op *o)
 		writer_arm(s, (uint64_t)s->cfg.commit_window_ms);
 }
 
-/* Queue an event: one allocation holds the op and its run and phase ids. */
+/* Add an event of (worker_id, attempt_id) with `seq` to the acknowledgements `a` owes. */
+static void writer_acks_add(struct writer_acks *a, int worker_id, uint64_t attempt_id, uint64_t seq)
+{
+	struct writer_ack *k = a->last < a->n ? &a->v[a->last] : NULL;
+
+	/* A worker's events come in runs (a frame read holds many): try its pair first. */
+	if (k == NULL || k->worker_id != worker_id || k->attempt_id != attempt_id) {
+		for (a->last = 0; a->last < a->n; a->last++)
+			if (a->v[a->last].worker_id == worker_id &&
+			    a->v[a->last].attempt_id == attempt_id)
+				break;
+		if (a->last == a->n) {
+			if (a->n == a->cap) {
+				a->cap = a->cap != 0 ? 2 * a->cap : 16;
+				a->v = xrealloc(a->v, a->cap * sizeof *a->v);
+			}
+			a->v[a->n++] = (struct writer_ack){ worker_id, attempt_id, seq, 0 };
+		}
+		k = &a->v[a->last];
+	}
+	if (seq > k->seq)
+		k->seq = seq;
+	k->n++;
+}
+
+/* Queue an event: one allocation holds the op, its run and phase ids and the event's
+ * strings (moved out of the decoded message, which owns nothing after). */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
     struct proto_event *ev)
 {
 	size_t rn = strlen(run_id) + 1, pn = strlen(phase_id) + 1;
-	struct op *o = xcalloc(1, sizeof *o + rn + pn);
+	struct proto_strings strs;
+	struct op *o;
+	char *at;
 
+	proto_event_strings(ev, &strs);
+	o = xcalloc(1, sizeof *o + rn + pn + strs.bytes);
+	at = (char *)(o + 1);
 	o->kind = OP_EVENT;
-	o->u.event.run_id = memcpy((char *)(o + 1), run_id, rn);
-	o->u.event.phase_id = memcpy((char *)(o + 1) + rn, phase_id, pn);
+	o->u.event.run_id = memcpy(at, run_id, rn);
+	o->u.event.phase_id = memcpy(at + rn, phase_id, pn);
+	proto_strings_move(&strs, at + rn + pn);
 	o->u.event.wire = *ev;
-	memset(ev, 0, sizeof *ev); /* the op owns the strings now */
+	memset(ev, 0, sizeof *ev);
 	convert_event_to_row(&o->u.event.wire, &o->u.event.row);
 	if (ack_to != NULL) {
 		o->u.event.worker_id = ack_to->id;
 		ack_to->unacked++;
+		writer_acks_add(
+		    &s->acks, ack_to->id, o->u.event.wire.attempt_id, o->u.event.wire.seq);
 #ifdef AUTOPACK_MUTANT_ack_on_receipt
 		worker_send(ack_to,
 		    &(struct proto_msg){ .type = PROTO_ACK,
@@ -149,17 +183,12 @@ void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const
 	writer_push(s, o);
 }
 
-/* Release what an op owns, and the op. */
+/* Release what an op owns, and the op (an event's strings are in it). */
 static void op_free(struct op *o)
 {
-	struct proto_msg m = { .type = PROTO_EVENT };
-
 	free(o->refused);
 	switch (o->kind) {
-	case OP_EVENT:
-		m.u.event = o->u.event.wire;
-		proto_msg_free(&m);
-		break;
+	case OP_EVENT: break;
 	case OP_CLOSE:
 		free((char *)o->u.close.end.message);
 		free((char *)o->u.close.end.fingerprint);
@@ -248,65 +277,26 @@ static void op_count(struct sup *s, const struct op *o)
 		    outcome_name(o->u.close.end.outcome));
 }
 
-/* The acknowledgement a commit owes one (worker, attempt): its highest committed seq and
- * how many of its events the commit holds. */
-struct writer_ack {
-	int worker_id;
-	uint64_t attempt_id, seq;
-	int64_t n;
-};
-
-/* Send the acknowledgements gathered in acks[0..n). */
-static void writer_ack_send(struct sup *s, const struct writer_ack *acks, size_t n)
+/* Send the acknowledgements a durable group owes: one per (worker, attempt) for its
+ * highest seq there, in the order the pairs first appeared. */
+static void writer_ack(struct sup *s, const struct writer_acks *a)
 {
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < a->n; i++) {
 		struct proto_msg m = { .type = PROTO_ACK };
-		struct worker *w = worker_find(s, acks[i].worker_id);
+		struct worker *w = worker_find(s, a->v[i].worker_id);
 
 		if (w == NULL)
 			continue;
-		w->unacked -= acks[i].n;
+		w->unacked -= a->v[i].n;
 		assert(w->unacked >= 0);
 		/* A worker already on its next attempt (a lease opened ahead) has dropped these
 		 * events: it would ignore the ack. */
-		if (w->lease.attempt_id != 0 && w->lease.attempt_id != acks[i].attempt_id)
+		if (w->lease.attempt_id != 0 && w->lease.attempt_id != a->v[i].attempt_id)
 			continue;
-		m.u.ack.attempt_id = acks[i].attempt_id;
-		m.u.ack.seq = acks[i].seq;
+		m.u.ack.attempt_id = a->v[i].attempt_id;
+		m.u.ack.seq = a->v[i].seq;
 		worker_send(w, &m, NULL);
 	}
-}
-
-/* Send one ack per (worker, attempt) for the highest committed seq, in the order the
- * pairs first appear; a group spread over more attempts than `acks` holds sends its
- * pairs as they fill it. */
-static void writer_ack(struct sup *s, struct op *head)
-{
-	struct writer_ack acks[64] = { 0 };
-	size_t n = 0, i;
-
-	for (struct op *o = head; o != NULL; o = o->next) {
-		uint64_t att, seq;
-
-		if (o->kind != OP_EVENT || o->u.event.worker_id == 0)
-			continue;
-		att = o->u.event.wire.attempt_id;
-		seq = o->u.event.wire.seq;
-		for (i = 0; i < n; i++)
-			if (acks[i].worker_id == o->u.event.worker_id && acks[i].attempt_id == att)
-				break;
-		if (i == n) {
-			if (n == ARRAY_SIZE(acks)) {
-				writer_ack_send(s, acks, n);
-				n = i = 0;
-			}
-			acks[n++] = (struct writer_ack){ o->u.event.worker_id, att, seq, 0 };
-		}
-		if (seq > acks[i].seq)
-			acks[i].seq = seq;
-		acks[i].n++;
-	}
-	writer_ack_send(s, acks, n);
 }
 
 /* The commit (with the round's leases when `lease`) failed: roll back, keep the queue,
@@ -362,12 +352,18 @@ static void writer_committed(struct sup *s, struct op *head, bool lease, uint64_
 	struct commit_group *g = writer_group(s);
 	struct grant *buf = g->grants;
 	size_t cap = g->grants_cap;
+	struct writer_acks acks = g->acks;
 
 	policy_saved(s);
 	g->nops = s->ops_n;
 	s->commit_fail_streak = 0;
 	s->ops_head = s->ops_tail = NULL;
 	s->ops_n = 0;
+	/* The queue's acknowledgements move to the group; the queue takes the group's old
+	 * (empty) buffer. */
+	g->acks = s->acks;
+	s->acks = acks;
+	s->acks.n = s->acks.last = 0;
 	g->head = head;
 	g->began = began;
 	if (lease) {
@@ -394,7 +390,7 @@ void writer_release(struct sup *s, struct commit_group *g, bool durable)
 		s->last_commit_ms = clock_mono_ms();
 		/* Each worker's acknowledgements and next job in one write. */
 		worker_cork_all(s, true);
-		writer_ack(s, g->head);
+		writer_ack(s, &g->acks);
 		if (g->ngrants > 0)
 			s->round.durable(s, g->grants, g->ngrants);
 		worker_cork_all(s, false);
@@ -411,6 +407,7 @@ void writer_release(struct sup *s, struct commit_group *g, bool durable)
 	}
 	g->head = NULL;
 	g->ngrants = 0;
+	g->acks.n = g->acks.last = 0;
 	g->next = s->group_free;
 	s->group_free = g;
 	/* A commit put off while the group waited for its fsync happens in this turn's
@@ -432,9 +429,12 @@ void writer_free(struct sup *s)
 	}
 	s->ops_head = s->ops_tail = NULL;
 	s->ops_n = 0;
+	free(s->acks.v);
+	s->acks = (struct writer_acks){ 0 };
 	while ((g = s->group_free) != NULL) {
 		s->group_free = g->next;
 		free(g->grants);
+		free(g->acks.v);
 		free(g);
 	}
 }

@@ -235,6 +235,32 @@ static int replay_copy(sqlite3 *src, const char *dst)
 	return rc;
 }
 
+/* Insert the n pairs of rows into db with ev and us, batch per transaction: the part
+ * timed; 1 with a message on failure. */
+static int replay_insert(
+    sqlite3 *db, sqlite3_stmt *ev, sqlite3_stmt *us, const struct val *rows, long n, long batch)
+{
+	for (long i = 0; i < n; i++) {
+		const struct val *v = &rows[i * (EV_COLS + US_COLS)];
+		int j;
+
+		if (i % batch == 0 && run_sql(db, "BEGIN IMMEDIATE") != 0)
+			return 1;
+		for (j = 0; j < EV_COLS; j++)
+			val_bind(ev, j + 1, &v[j]);
+		for (j = 0; j < US_COLS; j++)
+			val_bind(us, j + 1, &v[EV_COLS + j]);
+		if (sqlite3_step(ev) != SQLITE_DONE || sqlite3_reset(ev) != SQLITE_OK ||
+		    sqlite3_step(us) != SQLITE_DONE || sqlite3_reset(us) != SQLITE_OK) {
+			fprintf(stderr, "raw-insert: row %ld: %s\n", i, sqlite3_errmsg(db));
+			return 1;
+		}
+		if (((i + 1) % batch == 0 || i + 1 == n) && run_sql(db, "COMMIT") != 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Replay src's pairs into a copy at dst (see the top of the file); prints the pairs per
  * second, or returns 1 with a message. */
 static int replay(const char *src_path, const char *dst, long batch, const char *synchronous)
@@ -265,25 +291,8 @@ static int replay(const char *src_path, const char *dst, long batch, const char 
 	}
 	t0 = clock_mono_ms();
 	cpu_now(&u0, &s0);
-	for (i = 0; i < n; i++) {
-		const struct val *v = &rows[i * (EV_COLS + US_COLS)];
-		int j;
-
-		if (i % batch == 0 && run_sql(db, "BEGIN IMMEDIATE") != 0)
-			return 1;
-		for (j = 0; j < EV_COLS; j++)
-			val_bind(ev, j + 1, &v[j]);
-		for (j = 0; j < US_COLS; j++)
-			val_bind(us, j + 1, &v[EV_COLS + j]);
-		if (sqlite3_step(ev) != SQLITE_DONE || sqlite3_reset(ev) != SQLITE_OK ||
-		    sqlite3_step(us) != SQLITE_DONE || sqlite3_reset(us) != SQLITE_OK) {
-			fprintf(stderr, "raw-insert: row %ld: %s\n", i, sqlite3_errmsg(db));
-			return 1;
-		}
-		if ((i + 1) % batch == 0 || i + 1 == n)
-			if (run_sql(db, "COMMIT") != 0)
-				return 1;
-	}
+	if (replay_insert(db, ev, us, rows, n, batch) != 0)
+		return 1;
 	report(n, t0, u0, s0);
 	sqlite3_finalize(ev);
 	sqlite3_finalize(us);

@@ -4,6 +4,7 @@
 #include <msgpack.h>
 
 #include "common/util.h"
+#include "proto/schema.h"
 #include "proto/utf8.h"
 #include "proto/wire.h"
 #include "tests/unit/proto_samples.h"
@@ -302,4 +303,99 @@ TEST(proto_utf8_clean_replaces_bad_bytes_and_cuts_at_a_character)
 	s = proto_utf8_clean("\xff\xfe", SIZE_MAX); /* the limit is not an allocation size */
 	CHECK_EQ_STR(s, "\xef\xbf\xbd\xef\xbf\xbd");
 	free(s);
+}
+
+/* Whether the nullable string s lies wholly inside [lo, lo + n). */
+static bool str_inside(const char *s, const char *lo, size_t n)
+{
+	return s == NULL || (s >= lo && s + strlen(s) < lo + n);
+}
+
+TEST(proto_strings_move_keeps_the_event_and_takes_its_strings)
+{
+	for (int v = SAMPLE_MIN; v <= SAMPLE_MAX; v++) {
+		for (size_t i = 0; i < proto_sample_count(); i++) {
+			struct proto_msg m, moved;
+			struct proto_buf b;
+			struct proto_err err;
+			struct proto_strings strs;
+			const struct proto_usage *u;
+			size_t n;
+			char *buf;
+
+			proto_sample_build(i, (enum proto_sample_variant)v, &m);
+			if (m.type != PROTO_EVENT) {
+				proto_msg_free(&m);
+				continue;
+			}
+			/* A decoded event, as the supervisor holds it. */
+			proto_buf_init(&b);
+			CHECK(proto_msg_pack(&m, &b, &err) == 0);
+			CHECK(proto_decode(b.data + 4, b.len - 4, &moved, &err) == 0);
+			proto_event_strings(&moved.u.event, &strs);
+			n = strs.bytes;
+			CHECK(n >= strlen(moved.u.event.db_uuid) + 1);
+			buf = xmalloc(n);
+			proto_strings_move(&strs, buf);
+			CHECK(proto_msg_equal(&m, &moved));
+			CHECK(str_inside(moved.u.event.db_uuid, buf, n));
+			u = &moved.u.event.body.usage;
+			if (moved.u.event.kind == PROTO_EV_LLM_USAGE)
+				CHECK(str_inside(u->provider, buf, n) &&
+				    str_inside(u->model, buf, n) && str_inside(u->role, buf, n) &&
+				    str_inside(u->error_class, buf, n));
+			/* The event owns nothing now: freeing the buffer frees all of it. */
+			free(buf);
+			proto_msg_free(&m);
+			proto_buf_free(&b);
+		}
+	}
+}
+
+/* Check that the keys of table s, and of the tables nested in it, are distinct. */
+static void keys_distinct(const struct proto_schema *s)
+{
+	for (size_t i = 0; i < s->nfields; i++) {
+		for (size_t j = i + 1; j < s->nfields; j++)
+			CHECK(strcmp(s->fields[i].key, s->fields[j].key) != 0);
+		if (s->fields[i].kind == PF_MAP)
+			keys_distinct(s->fields[i].sub);
+	}
+}
+
+/* The decoder finds a key trying the table's next field first: that finds the same field
+ * as a search from the start only while a table's keys are distinct. */
+TEST(proto_schema_keys_are_distinct_in_each_table)
+{
+	for (int t = PROTO_HELLO; t <= PROTO_REPLY; t++)
+		keys_distinct(proto_schema_of_type((enum proto_type)t));
+	for (int k = 0; k < EVENT_KIND_COUNT; k++)
+		if (proto_schema_of_kind((enum proto_event_kind)k) != NULL)
+			keys_distinct(proto_schema_of_kind((enum proto_event_kind)k));
+}
+
+/* A map whose keys come in an order other than the table's decodes to the same message. */
+TEST(proto_decode_takes_keys_in_any_order)
+{
+	struct proto_msg m, back;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	msgpack_pack_str_with_body(&pk, "seq", 3);
+	msgpack_pack_uint64(&pk, 7);
+	msgpack_pack_str_with_body(&pk, "att", 3);
+	msgpack_pack_uint64(&pk, 5);
+	msgpack_pack_str_with_body(&pk, "t", 1);
+	msgpack_pack_str_with_body(&pk, "ack", 3);
+	msgpack_pack_str_with_body(&pk, "v", 1);
+	msgpack_pack_uint64(&pk, PROTO_VERSION);
+	CHECK(proto_decode(sb.data, sb.size, &back, &err) == 0);
+	m = (struct proto_msg){ .type = PROTO_ACK, .u.ack = { 5, 7 } };
+	CHECK(proto_msg_equal(&m, &back));
+	proto_msg_free(&back);
+	msgpack_sbuffer_destroy(&sb);
 }
