@@ -354,10 +354,14 @@ static void policy_apply(struct sup *s, const struct policy *old, const struct p
 
 	for (r = s->runs; r != NULL; r = r->next) {
 		bool was = policy_holds_back(old, r->run_id),
-		     is = policy_holds_back(now, r->run_id);
+		     is = policy_holds_back(now, r->run_id), sampled = r->sampled,
+		     promising = r->promising;
 
 		r->sampled = r->sampled || nameset_has(&now->sampled, r->run_id);
 		r->promising = r->promising || nameset_has(&now->promising, r->run_id);
+		/* A run sampled elsewhere waits in its new place (the heap keeps ranks). */
+		if (r->sampled != sampled || r->promising != promising)
+			sched_rerank(s, r);
 		if (is && !was && !r->skipped) {
 			log_about(LOG_INFO,
 			    &(struct log_about){ .session = s->session_id, .run = r->run_id },
@@ -379,6 +383,7 @@ static void policy_apply(struct sup *s, const struct policy *old, const struct p
 			r->skip_why = NULL;
 		}
 	}
+	sched_assert_ready(s);
 }
 
 /* Make the view the saved state `stored` plus this supervisor's news (judging the merged

@@ -108,6 +108,13 @@ static void heap_down(struct sup *s, size_t i)
 	heap_set(s, i, &x);
 }
 
+/* The rank of r's slot: not yet sampled first, then promising, then the rest; within
+ * each, its head phase's bucket. */
+static uint32_t ready_rank(const struct run_q *r)
+{
+	return (uint32_t)(!r->sampled ? 0 : r->promising ? 1 : 2) << 16 | (uint32_t)r->head->bucket;
+}
+
 /* Add r to the ready runs if it has work and no lease, placed by what it is now: sampled
  * or promising, its head phase's bucket and index, and this moment. */
 static void ready_push(struct sup *s, struct run_q *r)
@@ -117,11 +124,7 @@ static void ready_push(struct sup *s, struct run_q *r)
 	if (r->heap_at != 0 || r->busy || r->skipped || r->parked || r->head == NULL)
 		return;
 	r->ready_seq = ++s->ready_seq;
-	x = (struct ready_slot){ .rank = (uint32_t)(!r->sampled ? 0 :
-		                                 r->promising   ? 1 :
-		                                                  2)
-		        << 16 |
-		    (uint32_t)r->head->bucket,
+	x = (struct ready_slot){ .rank = ready_rank(r),
 		.phase_index = r->head->phase_index,
 		.seq = r->ready_seq,
 		.run = r };
@@ -147,6 +150,27 @@ static void ready_remove(struct sup *s, struct run_q *r)
 	heap_set(s, i, &last);
 	heap_up(s, i);
 	heap_down(s, last.run->heap_at - 1);
+}
+
+void sched_rerank(struct sup *s, struct run_q *r)
+{
+	size_t i;
+
+	if (r->heap_at == 0)
+		return;
+	i = r->heap_at - 1;
+	s->heap[i].rank = ready_rank(r);
+	heap_up(s, i);
+	heap_down(s, r->heap_at - 1);
+}
+
+void sched_assert_ready(const struct sup *s)
+{
+	for (size_t i = 0; i < s->nready; i++) {
+		assert(s->heap[i].run->heap_at == i + 1);
+		assert(s->heap[i].rank == ready_rank(s->heap[i].run));
+		assert(i == 0 || !slot_before(&s->heap[i], &s->heap[(i - 1) / 2]));
+	}
 }
 
 /* Unlink and return the best ready run. */

@@ -666,6 +666,11 @@ void sched_refresh_parked(struct sup *s);
 void sched_reload_run(struct sup *s, const char *run_id);
 /* Take the best ready run (NULL when none); the caller leases its head phase. */
 struct run_q *sched_pop(struct sup *s);
+/* Move r, waiting ready, to the place its rank (sampled, promising) now gives it; its wait
+ * keeps its order. Nothing for a run that is not waiting. */
+void sched_rerank(struct sup *s, struct run_q *r);
+/* Abort unless the ready runs are in heap order, each at the place its rank gives it. */
+void sched_assert_ready(const struct sup *s);
 /* Take a ready run's head phase for a lease: the run is busy until released. */
 struct qphase *sched_take(struct sup *s, struct run_q *r);
 /* Drop a run's head phase, which is no longer eligible; the run stays ready. */
