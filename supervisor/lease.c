@@ -191,6 +191,11 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 	/* A job no worker can take never will: the phase fails at once. */
 	c.phase_state = reason == REASON_INVALID_JOB ? PHASE_FAILED :
 	                                               sched_next_state(s, l->phase, outcome);
+	/* A call refused for its key is not the phase's fault either: the phase goes back to
+	 * the queue rather than fail for good on its last attempt (the key is fixed by a
+	 * restart, which should find it queued). */
+	if (l->key_refused && c.phase_state == PHASE_FAILED)
+		c.phase_state = PHASE_QUEUED;
 	/* The drain rules judge what a phase did, not what happened to its worker or what
 	 * the operator did: infrastructure failures (a crash, a lost heartbeat), a call
 	 * refused for its key, and stops, cancels and scale-downs count toward no

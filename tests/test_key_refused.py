@@ -92,3 +92,27 @@ def test_a_403_pauses_dispatch_and_status_says_why(tmp):
 def st_quiet(sup):
     """True once no worker holds an attempt."""
     return all(w["state"] != "busy" for w in sup.status()["pool"]["workers"])
+
+
+def test_a_refused_key_never_fails_a_phase_and_the_restart_with_the_fixed_key_drains_it(tmp):
+    tmp = str(tmp)
+    url = init_db(tmp)
+    plan(tmp, url, runs=2, phases=1)
+    right = "sk-ant-the-right-key"
+    llm = Standin(tmp, None, "--expect-key", right)
+    try:
+        # One attempt a phase: the refused one is its last.
+        sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--llm-retries", 0,
+                         "--max-attempts-per-phase", 1, *llm_args(llm),
+                         env={"ANTHROPIC_API_KEY": "sk-ant-a-wrong-key"})
+        assert sup.wait(timeout=120) == 4, sup.stderr()
+        assert phase_states(url) == {"QUEUED": 2}
+        assert all(a["outcome"] == "failed" for a in rows(url, "SELECT outcome FROM attempts"))
+        # Fixed and restarted, as the breaker says: the phases are drained.
+        sup2 = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--llm-retries", 0,
+                          "--max-attempts-per-phase", 1, *llm_args(llm),
+                          env={"ANTHROPIC_API_KEY": right}, name="sup2")
+        assert sup2.wait(timeout=120) == 0, sup2.stderr()
+    finally:
+        llm.stop()
+    assert phase_states(url) == {"COMPLETE": 2}
