@@ -576,6 +576,7 @@ static void lease_log_event(struct worker *w, const struct proto_log *e)
 void lease_event(struct worker *w, struct proto_event *ev)
 {
 	struct lease *l = &w->lease;
+	bool fresh;
 
 	if (w->state != W_BUSY) {
 		w->sup->n.rejected_stale++;
@@ -585,6 +586,7 @@ void lease_event(struct worker *w, struct proto_event *ev)
 	}
 	if (!lease_fenced(w, ev->db_uuid, ev->attempt_id, "event"))
 		return;
+	fresh = ev->seq > l->seq_max;
 	if (ev->seq > l->seq_max + 1)
 		l->seq_missing += ev->seq - l->seq_max - 1;
 	if (ev->seq > l->seq_max)
@@ -595,7 +597,8 @@ void lease_event(struct worker *w, struct proto_event *ev)
 	}
 	if (ev->kind == PROTO_EV_LOG)
 		lease_log_event(w, &ev->body.log);
-	if (ev->kind == PROTO_EV_LLM_USAGE)
+	/* A seq seen before is a duplicate the database keeps only once: not a new call. */
+	if (ev->kind == PROTO_EV_LLM_USAGE && fresh)
 		pool_key_refused(w, &ev->body.usage);
 	writer_event(w->sup, w, l->run->run_id, l->phase->phase_id, ev);
 }

@@ -12,6 +12,8 @@ ROGUE_MODE says:
   hang_term  as hang, and ignores SIGTERM (writes "term <pid>" to ROGUE_LOG when one comes)
   gap        for each job: events seq 1 and 3 (not 2), then a success result whose final
              seq is 4
+  dup401     for each job: a usage event seq 1 (HTTP 200), the same seq again saying
+             HTTP 401, then a success result
   exit       exits with status 3 right after its hello
   crash      takes a job and dies of SIGKILL while holding it
   batch      for each job: events seq 1..3, then an event for another attempt (a fence
@@ -160,6 +162,10 @@ while True:
         time.sleep(0.3)
     if mode == "good":
         send(usage(uuid, att, 1))
+        result(uuid, att, 1)
+    elif mode == "dup401":
+        send(usage(uuid, att, 1))
+        send(dict(usage(uuid, att, 1), body=dict(usage(uuid, att, 1)["body"], http=401)))
         result(uuid, att, 1)
     elif mode == "gap":
         send(usage(uuid, att, 1))

@@ -10,7 +10,8 @@ import signal
 import time
 
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
-from supervisor_helpers import Supervisor, status_when, wait_for
+from supervisor_helpers import (Supervisor, new_db, rogue_supervisor, sql, status_when,
+                                wait_for)
 
 
 def plan(tmp, url, runs=6, phases=2):
@@ -115,4 +116,14 @@ def test_a_refused_key_never_fails_a_phase_and_the_restart_with_the_fixed_key_dr
         assert sup2.wait(timeout=120) == 0, sup2.stderr()
     finally:
         llm.stop()
+    assert phase_states(url) == {"COMPLETE": 2}
+
+
+def test_a_duplicate_usage_event_saying_401_trips_nothing(tmp):
+    # The database keeps an (attempt, seq) once: a second event of seq 1 is no new call.
+    url = new_db(tmp, runs=2, phases=1)
+    sup = rogue_supervisor(tmp, url, "dup401", "--workers", 1, "--exit-when-drained")
+    assert sup.wait() == 0, sup.stderr()
+    assert "BREAKER" not in sup.stderr()
+    assert sql(url, "SELECT http_status FROM llm_usage_events") == [(200,), (200,)]
     assert phase_states(url) == {"COMPLETE": 2}
