@@ -14,6 +14,8 @@ ROGUE_MODE says:
              seq is 4
   dup401     for each job: a usage event seq 1 (HTTP 200), the same seq again saying
              HTTP 401, then a success result
+  models     for each job: usage events of 205 models m0..m204, then 5 more of m0, then a
+             success result
   exit       exits with status 3 right after its hello
   crash      takes a job and dies of SIGKILL while holding it
   batch      for each job: events seq 1..3, then an event for another attempt (a fence
@@ -167,6 +169,12 @@ while True:
         send(usage(uuid, att, 1))
         send(dict(usage(uuid, att, 1), body=dict(usage(uuid, att, 1)["body"], http=401)))
         result(uuid, att, 1)
+    elif mode == "models":
+        models = ["m%d" % i for i in range(205)] + ["m0"] * 5
+        for seq, model in enumerate(models, 1):
+            u = usage(uuid, att, seq)
+            send(dict(u, body=dict(u["body"], model=model)))
+        result(uuid, att, len(models))
     elif mode == "gap":
         send(usage(uuid, att, 1))
         send(usage(uuid, att, 3))
