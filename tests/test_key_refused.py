@@ -42,7 +42,8 @@ def test_a_wrong_key_stops_the_drain_after_the_calls_in_flight_and_exits_4(tmp):
     err = sup.stderr()
     assert "[BREAKER] the anthropic provider refused the API key (HTTP 401 in attempt " \
         in err, err[-3000:]
-    assert "fix it and restart" in err
+    assert "fix it and restart" in err and "resume would try the same key" in err
+    assert "resume tries again" not in err
     # The calls in flight when the first refusal arrived, no more: two workers.
     assert 1 <= len(sent) <= 2 and all(q["status"] == 401 for q in sent), sent
     # No phase used up its attempts; the others were never started.
