@@ -3,6 +3,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -223,8 +224,47 @@ static void log_json_member(struct strbuf *b, const char *key, const char *value
 /* Append the message as one line: newlines inside it become spaces. */
 static void log_text_msg(struct strbuf *b, const char *msg)
 {
-	for (; *msg != '\0'; msg++)
-		strbuf_put(b, *msg == '\n' || *msg == '\r' ? " " : msg, 1);
+	for (;;) {
+		size_t n = strcspn(msg, "\n\r");
+
+		strbuf_put(b, msg, n);
+		if (msg[n] == '\0')
+			return;
+		strbuf_put(b, " ", 1);
+		msg += n + 1;
+	}
+}
+
+static pid_t log_pid_cached; /* 0: not known (at the start, and in a forked child) */
+static char log_pid_str[24]; /* "[PID] " of log_pid_cached */
+
+/* Forget the cached pid in a forked child. */
+static void log_pid_forget(void)
+{
+	log_pid_cached = 0;
+}
+
+/* This process's pid, asked of the kernel once (and again after a fork). */
+static long log_pid(void)
+{
+	static bool hooked;
+
+	if (!hooked) {
+		hooked = true;
+		pthread_atfork(NULL, NULL, log_pid_forget);
+	}
+	if (log_pid_cached == 0) {
+		log_pid_cached = getpid();
+		snprintf(log_pid_str, sizeof log_pid_str, "[%ld] ", (long)log_pid_cached);
+	}
+	return (long)log_pid_cached;
+}
+
+/* "[PID] " of this process, as log_pid. */
+static const char *log_pid_text(void)
+{
+	log_pid();
+	return log_pid_str;
 }
 
 /* Build and write one line at `level`. */
@@ -252,7 +292,7 @@ static void log_vline(
 		}
 		strbuf_printf(&b,
 		    "\"level\":\"%s\",\"program\":\"%s\",\"pid\":%ld,\"msg\":", level_names[level],
-		    log_program, (long)getpid());
+		    log_program, log_pid());
 		log_json_str(&b, msg);
 		if (about != NULL) {
 			log_json_member(&b, "session", about->session);
@@ -268,8 +308,13 @@ static void log_vline(
 	} else {
 		if (!journal) {
 			time_iso8601(clock_wall_ms(), ts);
-			strbuf_printf(&b, "%s %s[%ld] %s: ", ts, log_program, (long)getpid(),
-			    level_names[level]);
+			/* "TS PROGRAM[PID] LEVEL: ", put piece by piece. */
+			strbuf_puts(&b, ts);
+			strbuf_puts(&b, " ");
+			strbuf_puts(&b, log_program);
+			strbuf_puts(&b, log_pid_text());
+			strbuf_puts(&b, level_names[level]);
+			strbuf_puts(&b, ": ");
 		}
 		log_text_msg(&b, msg);
 		strbuf_puts(&b, "\n");

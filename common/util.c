@@ -100,13 +100,25 @@ int64_t clock_wall_us(void)
 /* Format epoch milliseconds as ISO 8601 UTC with a Z. */
 void time_iso8601(int64_t ms, char buf[32])
 {
-	time_t t = (time_t)(ms / 1000);
+	/* The seconds, formatted once per second (each thread its own). */
+	static _Thread_local time_t last = (time_t)-1;
+	static _Thread_local char secs[24];
+	static _Thread_local size_t n;
+	int64_t frac = ((ms % 1000) + 1000) % 1000;
+	time_t t = (time_t)((ms - frac) / 1000);
 	struct tm tm;
-	size_t n;
 
-	gmtime_r(&t, &tm);
-	n = strftime(buf, 24, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, 32 - n, ".%03uZ", (unsigned)(((ms % 1000) + 1000) % 1000));
+	if (t != last) {
+		gmtime_r(&t, &tm);
+		n = strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
+		last = t;
+	}
+	memcpy(buf, secs, n);
+	buf[n] = '.';
+	for (int i = 3; i >= 1; i--, frac /= 10)
+		buf[n + (size_t)i] = (char)('0' + frac % 10);
+	buf[n + 4] = 'Z';
+	buf[n + 5] = '\0';
 }
 
 /* Format epoch microseconds in the database timestamp format. */

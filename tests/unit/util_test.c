@@ -9,6 +9,13 @@ TEST(util_time_iso8601)
 	CHECK_EQ_STR(buf, "1970-01-01T00:00:00.000Z");
 	time_iso8601(1766527572123LL, buf);
 	CHECK_EQ_STR(buf, "2025-12-23T22:06:12.123Z");
+	/* The same second again, then the next one: the cached seconds follow. */
+	time_iso8601(1766527572009LL, buf);
+	CHECK_EQ_STR(buf, "2025-12-23T22:06:12.009Z");
+	time_iso8601(1766527573000LL, buf);
+	CHECK_EQ_STR(buf, "2025-12-23T22:06:13.000Z");
+	time_iso8601(1766527572999LL, buf);
+	CHECK_EQ_STR(buf, "2025-12-23T22:06:12.999Z");
 }
 
 TEST(util_strlcpy_truncates)
