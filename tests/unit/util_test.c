@@ -51,6 +51,14 @@ TEST(util_time_db_first_of_a_thread_in_the_second_before_1970)
 	CHECK_EQ_STR(buf, "1969-12-31 23:59:59.999999");
 }
 
+TEST(util_time_iso8601_first_of_a_thread_in_the_second_before_1970)
+{
+	char buf[32];
+
+	time_iso8601(-500, buf);
+	CHECK_EQ_STR(buf, "1969-12-31T23:59:59.500Z");
+}
+
 TEST(util_time_db_parse_rewrites_what_earlier_writers_stored)
 {
 	static const struct {
