@@ -556,7 +556,8 @@ static void metrics_pool(struct sup *s, struct strbuf *b)
 	sample(b, "autopack_worker_timeouts_total", NULL, NULL, NULL, NULL, NULL, NULL,
 	    (double)s->n.worker_timeouts);
 	family(b, "autopack_crash_loop", "gauge",
-	    "1 while the pool stopped respawning workers that keep crashing.");
+	    "1 while the breaker is tripped (workers kept crashing, or the provider refused the"
+	    " API key): no dispatch, no respawn.");
 	sample(b, "autopack_crash_loop", NULL, NULL, NULL, NULL, NULL, NULL, s->crash_loop);
 	family(b, "autopack_loop_lag_seconds", "gauge",
 	    "The longest the event loop ran a timer late over the last 10 seconds.");
