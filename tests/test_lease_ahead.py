@@ -68,9 +68,19 @@ def freeze(sup, url):
     pids = [w["pid"] for w in sup.status()["pool"]["workers"]]
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
-    time.sleep(0.3)
-    ahead = wait_for(lambda: waiting_ahead(sup, url), 10, what="leases waiting ahead")
-    assert sup.status()["queue"]["leases_ahead"] == len(ahead)
+
+    def settled():
+        """The leases waiting ahead once the results the workers sent before they stopped
+        are handled (each may hand a waiting lease to its worker): the same in two reads
+        0.3 s apart, and as many as status counts."""
+        first = waiting_ahead(sup, url)
+        time.sleep(0.3)
+        again = waiting_ahead(sup, url)
+        if first and first == again and sup.status()["queue"]["leases_ahead"] == len(again):
+            return again
+        return None
+
+    ahead = wait_for(settled, 30, what="leases waiting ahead, settled")
     return pids, ahead
 
 
