@@ -100,18 +100,20 @@ int64_t clock_wall_us(void)
 /* Format epoch milliseconds as ISO 8601 UTC with a Z. */
 void time_iso8601(int64_t ms, char buf[32])
 {
-	/* The seconds, formatted once per second (each thread its own). */
-	static _Thread_local time_t last = (time_t)-1;
+	/* The seconds, formatted once per second (each thread its own; `have` as in time_db). */
+	static _Thread_local bool have;
+	static _Thread_local time_t last;
 	static _Thread_local char secs[24];
 	static _Thread_local size_t n;
 	int64_t frac = ((ms % 1000) + 1000) % 1000;
 	time_t t = (time_t)((ms - frac) / 1000);
 	struct tm tm;
 
-	if (t != last) {
+	if (!have || t != last) {
 		gmtime_r(&t, &tm);
 		n = strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
 		last = t;
+		have = true;
 	}
 	memcpy(buf, secs, n);
 	buf[n] = '.';
@@ -124,18 +126,21 @@ void time_iso8601(int64_t ms, char buf[32])
 /* Format epoch microseconds in the database timestamp format. */
 void time_db(int64_t us, char buf[32])
 {
-	/* The seconds, formatted once per second (each thread its own). */
-	static _Thread_local time_t last = (time_t)-1;
+	/* The seconds, formatted once per second (each thread its own; `have` once a second
+	 * is formatted: no value of `last` could say "none", the second before 1970 is -1). */
+	static _Thread_local bool have;
+	static _Thread_local time_t last;
 	static _Thread_local char secs[24];
 	static _Thread_local size_t n;
 	int64_t frac = ((us % 1000000) + 1000000) % 1000000;
 	time_t t = (time_t)((us - frac) / 1000000);
 	struct tm tm;
 
-	if (t != last) {
+	if (!have || t != last) {
 		gmtime_r(&t, &tm);
 		n = strftime(secs, sizeof secs, "%Y-%m-%d %H:%M:%S", &tm);
 		last = t;
+		have = true;
 	}
 	memcpy(buf, secs, n);
 	buf[n] = '.';

@@ -191,6 +191,11 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 	/* A job no worker can take never will: the phase fails at once. */
 	c.phase_state = reason == REASON_INVALID_JOB ? PHASE_FAILED :
 	                                               sched_next_state(s, l->phase, outcome);
+	/* A call refused for its key is not the phase's fault either: the phase goes back to
+	 * the queue rather than fail for good on its last attempt (the key is fixed by a
+	 * restart, which should find it queued). */
+	if (l->key_refused && c.phase_state == PHASE_FAILED)
+		c.phase_state = PHASE_QUEUED;
 	/* The drain rules judge what a phase did, not what happened to its worker or what
 	 * the operator did: infrastructure failures (a crash, a lost heartbeat), a call
 	 * refused for its key, and stops, cancels and scale-downs count toward no
@@ -571,6 +576,7 @@ static void lease_log_event(struct worker *w, const struct proto_log *e)
 void lease_event(struct worker *w, struct proto_event *ev)
 {
 	struct lease *l = &w->lease;
+	bool fresh;
 
 	if (w->state != W_BUSY) {
 		w->sup->n.rejected_stale++;
@@ -580,6 +586,7 @@ void lease_event(struct worker *w, struct proto_event *ev)
 	}
 	if (!lease_fenced(w, ev->db_uuid, ev->attempt_id, "event"))
 		return;
+	fresh = ev->seq > l->seq_max;
 	if (ev->seq > l->seq_max + 1)
 		l->seq_missing += ev->seq - l->seq_max - 1;
 	if (ev->seq > l->seq_max)
@@ -590,7 +597,8 @@ void lease_event(struct worker *w, struct proto_event *ev)
 	}
 	if (ev->kind == PROTO_EV_LOG)
 		lease_log_event(w, &ev->body.log);
-	if (ev->kind == PROTO_EV_LLM_USAGE)
+	/* A seq seen before is a duplicate the database keeps only once: not a new call. */
+	if (ev->kind == PROTO_EV_LLM_USAGE && fresh)
 		pool_key_refused(w, &ev->body.usage);
 	writer_event(w->sup, w, l->run->run_id, l->phase->phase_id, ev);
 }

@@ -166,17 +166,23 @@ static struct llm_series *llm_series_find(
 	char *mo = proto_utf8_clean(model != NULL ? model : "", LABEL_MAX);
 	struct llm_series *x = NULL;
 
-	if (m->nllm >= SERIES_MAX) {
-		free(p);
-		free(mo);
-		p = xstrdup("other");
-		mo = xstrdup("other");
-		status = -1;
+	for (int pass = 0; pass < 2 && x == NULL; pass++) {
+		/* Past SERIES_MAX, a series not found is counted in "other" (the series found
+		 * keep counting). */
+		if (pass == 1) {
+			if (m->nllm < SERIES_MAX)
+				break;
+			free(p);
+			free(mo);
+			p = xstrdup("other");
+			mo = xstrdup("other");
+			status = -1;
+		}
+		for (size_t i = 0; i < m->nllm && x == NULL; i++)
+			if (m->llm[i].status == status && strcmp(m->llm[i].provider, p) == 0 &&
+			    strcmp(m->llm[i].model, mo) == 0)
+				x = &m->llm[i];
 	}
-	for (size_t i = 0; i < m->nllm && x == NULL; i++)
-		if (m->llm[i].status == status && strcmp(m->llm[i].provider, p) == 0 &&
-		    strcmp(m->llm[i].model, mo) == 0)
-			x = &m->llm[i];
 	if (x != NULL) {
 		free(p);
 		free(mo);
@@ -193,14 +199,19 @@ static struct hist *cat_hist(struct metrics *m, const char *category)
 {
 	char *c = proto_utf8_clean(category != NULL ? category : "none", LABEL_MAX);
 
-	if (m->ncats >= SERIES_MAX) {
-		free(c);
-		c = xstrdup("other");
-	}
-	for (size_t i = 0; i < m->ncats; i++) {
-		if (strcmp(m->cats[i].category, c) == 0) {
+	/* Past SERIES_MAX, a category not found is counted in "other". */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			if (m->ncats < SERIES_MAX)
+				break;
 			free(c);
-			return &m->cats[i].h;
+			c = xstrdup("other");
+		}
+		for (size_t i = 0; i < m->ncats; i++) {
+			if (strcmp(m->cats[i].category, c) == 0) {
+				free(c);
+				return &m->cats[i].h;
+			}
 		}
 	}
 	m->cats = xrealloc(m->cats, (m->ncats + 1) * sizeof *m->cats);
@@ -545,7 +556,8 @@ static void metrics_pool(struct sup *s, struct strbuf *b)
 	sample(b, "autopack_worker_timeouts_total", NULL, NULL, NULL, NULL, NULL, NULL,
 	    (double)s->n.worker_timeouts);
 	family(b, "autopack_crash_loop", "gauge",
-	    "1 while the pool stopped respawning workers that keep crashing.");
+	    "1 while the breaker is tripped (workers kept crashing, or the provider refused the"
+	    " API key): no dispatch, no respawn.");
 	sample(b, "autopack_crash_loop", NULL, NULL, NULL, NULL, NULL, NULL, s->crash_loop);
 	family(b, "autopack_loop_lag_seconds", "gauge",
 	    "The longest the event loop ran a timer late over the last 10 seconds.");

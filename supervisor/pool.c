@@ -188,17 +188,16 @@ static int64_t pool_respawn_later(struct sup *s)
 	return (int64_t)delay;
 }
 
-/* Trip the breaker (`why`): no dispatch and no respawn until `resume` or `scale`; the
- * leases opened ahead are released; with --exit-when-drained the supervisor stops (exit
- * status 4). */
-static void pool_breaker_trip(struct sup *s, const char *why)
+/* Trip the breaker (`why`; `then`: what the operator can do): no dispatch and no respawn
+ * until `resume` or `scale`; the leases opened ahead are released; with
+ * --exit-when-drained the supervisor stops (exit status 4). */
+static void pool_breaker_trip(struct sup *s, const char *why, const char *then)
 {
 	s->crash_loop = true;
 	snprintf(s->breaker, sizeof s->breaker, "%s", why);
 	lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the breaker paused dispatch");
-	log_error("[BREAKER] %s; dispatch paused, not respawning (crash loop); autopack-ctl resume"
-	          " tries again",
-	    s->breaker);
+	log_error(
+	    "[BREAKER] %s; dispatch paused, not respawning (crash loop); %s", s->breaker, then);
 	if (s->cfg.exit_when_drained) {
 		if (s->exit_code == SUP_EXIT_OK)
 			s->exit_code = SUP_EXIT_BREAKER;
@@ -216,7 +215,7 @@ static void pool_infra_failure(struct sup *s, const char *what)
 		return;
 	snprintf(why, sizeof why, "%d infrastructure failures in a row, the last: %s",
 	    s->crash_streak, what);
-	pool_breaker_trip(s, why);
+	pool_breaker_trip(s, why, "autopack-ctl resume tries again");
 }
 
 void pool_key_refused(struct worker *w, const struct proto_usage *u)
@@ -238,7 +237,7 @@ void pool_key_refused(struct worker *w, const struct proto_usage *u)
 	    " it and restart",
 	    u->provider != NULL ? u->provider : "LLM", (long long)u->http_status,
 	    (unsigned long long)w->lease.attempt_id);
-	pool_breaker_trip(s, why);
+	pool_breaker_trip(s, why, "autopack-ctl resume would try the same key");
 }
 
 bool pool_breaker_reset(struct sup *s)

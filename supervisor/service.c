@@ -41,7 +41,7 @@ void service_status_line(struct sup *s, char *buf, size_t n)
 	const char *state = s->store_lost ? "database lost" :
 	    s->stopping                   ? "stopping" :
 	    s->paused                     ? "paused" :
-	    s->crash_loop                 ? "crash loop: workers not respawned" :
+	    s->crash_loop                 ? "breaker tripped: dispatch paused" :
 	    s->svc.ready_sent             ? "draining" :
 	                                    "starting workers";
 

@@ -12,6 +12,10 @@ ROGUE_MODE says:
   hang_term  as hang, and ignores SIGTERM (writes "term <pid>" to ROGUE_LOG when one comes)
   gap        for each job: events seq 1 and 3 (not 2), then a success result whose final
              seq is 4
+  dup401     for each job: a usage event seq 1 (HTTP 200), the same seq again saying
+             HTTP 401, then a success result
+  models     for each job: usage events of 205 models m0..m204, then 5 more of m0, then a
+             success result
   exit       exits with status 3 right after its hello
   crash      takes a job and dies of SIGKILL while holding it
   batch      for each job: events seq 1..3, then an event for another attempt (a fence
@@ -161,6 +165,16 @@ while True:
     if mode == "good":
         send(usage(uuid, att, 1))
         result(uuid, att, 1)
+    elif mode == "dup401":
+        send(usage(uuid, att, 1))
+        send(dict(usage(uuid, att, 1), body=dict(usage(uuid, att, 1)["body"], http=401)))
+        result(uuid, att, 1)
+    elif mode == "models":
+        models = ["m%d" % i for i in range(205)] + ["m0"] * 5
+        for seq, model in enumerate(models, 1):
+            u = usage(uuid, att, seq)
+            send(dict(u, body=dict(u["body"], model=model)))
+        result(uuid, att, len(models))
     elif mode == "gap":
         send(usage(uuid, att, 1))
         send(usage(uuid, att, 3))

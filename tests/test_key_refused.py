@@ -10,7 +10,8 @@ import signal
 import time
 
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
-from supervisor_helpers import Supervisor, status_when, wait_for
+from supervisor_helpers import (Supervisor, new_db, rogue_supervisor, sql, status_when,
+                                wait_for)
 
 
 def plan(tmp, url, runs=6, phases=2):
@@ -41,7 +42,8 @@ def test_a_wrong_key_stops_the_drain_after_the_calls_in_flight_and_exits_4(tmp):
     err = sup.stderr()
     assert "[BREAKER] the anthropic provider refused the API key (HTTP 401 in attempt " \
         in err, err[-3000:]
-    assert "fix it and restart" in err
+    assert "fix it and restart" in err and "resume would try the same key" in err
+    assert "resume tries again" not in err
     # The calls in flight when the first refusal arrived, no more: two workers.
     assert 1 <= len(sent) <= 2 and all(q["status"] == 401 for q in sent), sent
     # No phase used up its attempts; the others were never started.
@@ -92,3 +94,37 @@ def test_a_403_pauses_dispatch_and_status_says_why(tmp):
 def st_quiet(sup):
     """True once no worker holds an attempt."""
     return all(w["state"] != "busy" for w in sup.status()["pool"]["workers"])
+
+
+def test_a_refused_key_never_fails_a_phase_and_the_restart_with_the_fixed_key_drains_it(tmp):
+    tmp = str(tmp)
+    url = init_db(tmp)
+    plan(tmp, url, runs=2, phases=1)
+    right = "sk-ant-the-right-key"
+    llm = Standin(tmp, None, "--expect-key", right)
+    try:
+        # One attempt a phase: the refused one is its last.
+        sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--llm-retries", 0,
+                         "--max-attempts-per-phase", 1, *llm_args(llm),
+                         env={"ANTHROPIC_API_KEY": "sk-ant-a-wrong-key"})
+        assert sup.wait(timeout=120) == 4, sup.stderr()
+        assert phase_states(url) == {"QUEUED": 2}
+        assert all(a["outcome"] == "failed" for a in rows(url, "SELECT outcome FROM attempts"))
+        # Fixed and restarted, as the breaker says: the phases are drained.
+        sup2 = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--llm-retries", 0,
+                          "--max-attempts-per-phase", 1, *llm_args(llm),
+                          env={"ANTHROPIC_API_KEY": right}, name="sup2")
+        assert sup2.wait(timeout=120) == 0, sup2.stderr()
+    finally:
+        llm.stop()
+    assert phase_states(url) == {"COMPLETE": 2}
+
+
+def test_a_duplicate_usage_event_saying_401_trips_nothing(tmp):
+    # The database keeps an (attempt, seq) once: a second event of seq 1 is no new call.
+    url = new_db(tmp, runs=2, phases=1)
+    sup = rogue_supervisor(tmp, url, "dup401", "--workers", 1, "--exit-when-drained")
+    assert sup.wait() == 0, sup.stderr()
+    assert "BREAKER" not in sup.stderr()
+    assert sql(url, "SELECT http_status FROM llm_usage_events") == [(200,), (200,)]
+    assert phase_states(url) == {"COMPLETE": 2}

@@ -784,3 +784,26 @@ def test_the_service_managers_status_line_carries_the_progress(tmp):
         notify.close()
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0
+
+
+def test_past_the_series_cap_the_series_already_shown_keep_counting(tmp):
+    # 205 models: the 200 first have their series, the rest share "other"; m0 seen again
+    # after the cap is still counted as m0.
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--worker", os.path.join(ROOT, "tests", "rogue_worker.py"),
+                     "--workers", 1, "--http", "127.0.0.1:0", env={"ROGUE_MODE": "models"})
+    try:
+        base = http_base(sup)
+
+        def counted():
+            x = samples(request(base, "/metrics")[2])
+            n = sum(by(x, "autopack_llm_calls_total", "provider", "model", "status").values())
+            return x if n == 210 else None
+
+        m = wait_for(counted, what="/metrics counting the 210 calls")
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0
+    calls = by(m, "autopack_llm_calls_total", "provider", "model")
+    assert calls[("anthropic", "m0")] == 6 and calls[("anthropic", "m199")] == 1, calls
+    assert calls[("other", "other")] == 5 and ("anthropic", "m200") not in calls, calls

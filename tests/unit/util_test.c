@@ -40,6 +40,25 @@ TEST(util_time_db_is_the_originals_format)
 	CHECK(buf[10] == ' ' && buf[19] == '.');
 }
 
+/* The first timestamp a thread formats may be in the second before 1970 (second -1). */
+TEST(util_time_db_first_of_a_thread_in_the_second_before_1970)
+{
+	char buf[32];
+
+	CHECK_EQ_INT(time_db_parse("1969-12-31 23:59:59.25", buf), 0);
+	CHECK_EQ_STR(buf, "1969-12-31 23:59:59.250000");
+	time_db(-1, buf);
+	CHECK_EQ_STR(buf, "1969-12-31 23:59:59.999999");
+}
+
+TEST(util_time_iso8601_first_of_a_thread_in_the_second_before_1970)
+{
+	char buf[32];
+
+	time_iso8601(-500, buf);
+	CHECK_EQ_STR(buf, "1969-12-31T23:59:59.500Z");
+}
+
 TEST(util_time_db_parse_rewrites_what_earlier_writers_stored)
 {
 	static const struct {
