@@ -13,10 +13,18 @@
  * else a walk of /proc/self/fd, else each descriptor below the open-files limit. */
 void procs_cloexec_from(int first);
 
-/* Kill (SIGKILL) every process of session `sid` except `self`, again until none is left
- * alive (a zombie cannot write), reaping the zombies that are children of the caller.
- * Gives up after `wait_ms` with processes still alive (one stuck in the kernel). Returns
- * how many processes it killed, or -1 when some were still alive at the end. */
-int procs_session_kill(pid_t sid, pid_t self, unsigned wait_ms);
+/* Whether the caller's child `pid` is one to leave alone (a live worker of the supervisor). */
+typedef bool procs_keep_fn(pid_t pid, void *ctx);
+
+/* Kill (SIGKILL) every process of session `sid` except `self`, and with `keep` every child
+ * of the caller that keep(pid, ctx) does not keep (a process that left the session with
+ * setsid and was orphaned: a child subreaper inherits it), again until none is left alive
+ * (a zombie cannot write), reaping the zombies that are children of the caller. Gives up
+ * after `wait_ms` with processes still alive (one stuck in the kernel). Returns how many
+ * processes it killed, or -1 when some were still alive at the end. */
+int procs_session_kill(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, unsigned wait_ms);
+
+/* For procs_session_kill: keep no child. */
+bool procs_keep_none(pid_t pid, void *ctx);
 
 #endif

@@ -253,13 +253,25 @@ bool pool_breaker_reset(struct sup *s)
 	return was;
 }
 
-/* Kill what is left of a worker's session (its check command and what that started),
- * and wait until none of it runs: nothing writes into the workspace once the worker's
- * phase is requeued or the supervisor has exited. The orphans were the supervisor's
- * children (a child subreaper) and are reaped here. */
+/* For procs_session_kill: keep the supervisor's children that are its live workers. */
+static bool pool_keep_worker(pid_t pid, void *ctx)
+{
+	struct sup *s = ctx;
+
+	for (struct worker *w = s->workers; w != NULL; w = w->next)
+		if (w->pid == pid && w->state != W_EXITED)
+			return true;
+	return false;
+}
+
+/* Kill what is left of a worker's session (its check command and what that started) and
+ * every other child of the supervisor that is not a live worker (a process that left the
+ * session with setsid, orphaned), and wait until none of it runs: nothing writes into the
+ * workspace once the worker's phase is requeued or the supervisor has exited. The orphans
+ * were the supervisor's children (a child subreaper) and are reaped here. */
 static void worker_session_kill(struct worker *w)
 {
-	int n = procs_session_kill(w->pid, 0, SESSION_KILL_MS);
+	int n = procs_session_kill(w->pid, 0, pool_keep_worker, w->sup, SESSION_KILL_MS);
 
 	if (n < 0)
 		log_error("worker %d (pid %d): processes of its session are still alive %d ms"

@@ -132,6 +132,11 @@ MUTANTS = [
      ["tests/test_first_try.py::test_a_phase_that_fails_before_its_call_leaves_no_row[sqlite]"]),
     ("no_lease_ahead", "fast phases are handed out on leases opened ahead",
      ["tests/test_lease_ahead.py::test_fast_phases_are_handed_out_ahead_and_each_runs_once"]),
+    ("orphans_left", "what a check put in a session of its own does not outlive it",
+     ["tests/test_containment.py::"
+      "test_a_process_that_left_the_session_does_not_outlive_its_check",
+      "tests/test_containment.py::"
+      "test_a_killed_workers_process_that_left_the_session_is_gone_before_its_phase_runs_again"]),
     ("key_refusal_ignored", "a call refused for its key trips the breaker at once",
      ["tests/test_key_refused.py::"
       "test_a_wrong_key_stops_the_drain_after_the_calls_in_flight_and_exits_4",

@@ -209,3 +209,68 @@ def test_a_stop_signal_to_every_process_requeues_the_checks_it_killed(tmp):
     state = json.loads(rows(url, "SELECT state_json FROM drain_sessions")[0]["state_json"])
     assert state["fingerprint_counts"] == {} and state["sampled_runs"] == []
     assert sup.stderr().count("which the worker did not send") == 3
+
+
+# Leaves a process in a session of its own (setsid), which records its pid and sleeps; the
+# check goes on only once it runs there.
+ESCAPE = ("setsid sh -c 'echo $$ > escaped; exec sleep 600' & "
+          "while [ ! -s escaped ]; do sleep 0.05; done; ")
+
+
+def escaped(ws):
+    path = os.path.join(ws, "escaped")
+    if not os.path.exists(path) or not open(path).read().strip():
+        return None
+    return int(open(path).read())
+
+
+def alive(pid):
+    return pid in live_processes(lambda p, f: True)
+
+
+def test_a_process_that_left_the_session_does_not_outlive_its_check(tmp):
+    """The worker is a child subreaper: what the check orphaned, even in a session of its
+    own, becomes the worker's child, and the worker kills its children when the check
+    ends."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=ESCAPE + "true")])])
+    llm = Standin(tmp)
+    try:
+        sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                         env=KEY)
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        llm.stop()
+    pid = escaped(ws)
+    assert pid is not None and not alive(pid), sup.stderr()
+    assert in_workspace(ws) == []
+    assert sql(url, "SELECT outcome FROM attempts") == [("success",)]
+
+
+def test_a_killed_workers_process_that_left_the_session_is_gone_before_its_phase_runs_again(
+        tmp):
+    """The worker killed while its check runs: the process the check put in a session of
+    its own is orphaned to the supervisor (a child subreaper), which kills it with the
+    rest of the worker's session."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=ESCAPE + LINGER)])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, *llm_args(llm), env=KEY)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: starts(ws), 60, what="the check running")
+        first = escaped(ws)
+        assert alive(first)
+        os.unlink(os.path.join(ws, "escaped"))
+        os.kill(sup.status()["pool"]["workers"][0]["pid"], signal.SIGKILL)
+        wait_for(lambda: len(starts(ws)) == 2, 60, what="the second attempt's check")
+        assert not alive(first), sup.stderr()
+        assert sup.stop_now() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    assert in_workspace(ws) == []

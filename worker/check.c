@@ -206,11 +206,13 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		}
 		check_nap(now - start < 200 ? 10 : 50);
 	}
-	/* Nothing the check started may outlive it: its group, and whatever else of the
-	 * worker's session (a process that moved to a group of its own). */
+	/* Nothing the check started may outlive it: its group, whatever else of the worker's
+	 * session (a process that moved to a group of its own), and every child of the
+	 * worker, a child subreaper (a process that left the session and was orphaned). */
 	kill(-pid, SIGKILL);
 	check_pgid = 0;
-	if (getsid(0) == getpid() && procs_session_kill(getpid(), getpid(), CHECK_GRACE_MS) < 0)
+	if (getsid(0) == getpid() &&
+	    procs_session_kill(getpid(), getpid(), procs_keep_none, NULL, CHECK_GRACE_MS) < 0)
 		log_warn("processes the check command started are still alive %d ms after"
 		         " SIGKILL",
 		    CHECK_GRACE_MS);

@@ -287,8 +287,10 @@ static bool hook_supervisor_present(void *ctx)
 }
 
 /* Guard the process: not dumpable (no core file, /proc/<pid>/mem and environ closed to
- * other processes of the user), killed with its supervisor, stop signals filtered. Exits
- * if the supervisor is already gone. */
+ * other processes of the user), killed with its supervisor, a child subreaper (what a
+ * check command starts and orphans, even in a session of its own, becomes the worker's
+ * child, which it kills when the check ends), stop signals filtered. Exits if the
+ * supervisor is already gone. */
 static void wk_guard(void)
 {
 	struct sigaction sa = { 0 };
@@ -296,6 +298,7 @@ static void wk_guard(void)
 	wk_supervisor = getppid();
 	prctl(PR_SET_DUMPABLE, 0);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	sa.sa_sigaction = wk_term;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
