@@ -97,56 +97,54 @@ int64_t clock_wall_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* A second formatted once: each thread keeps one per format (`have` once one is; no
+ * value of `last` could say "none", the second before 1970 is -1). */
+struct time_secs {
+	bool have;
+	time_t last;
+	size_t n;
+	char s[24];
+};
+
+/* Put second t as "YYYY-MM-DD?HH:MM:SS" with `sep` for ? (cached in *c), a '.', and `frac`
+ * as `digits` digits at buf; returns the length put. */
+static size_t time_put(struct time_secs *c, char sep, time_t t, int64_t frac, int digits, char *buf)
+{
+	struct tm tm;
+
+	if (!c->have || t != c->last) {
+		gmtime_r(&t, &tm);
+		c->n = strftime(c->s, sizeof c->s, "%Y-%m-%d %H:%M:%S", &tm);
+		c->s[10] = sep;
+		c->last = t;
+		c->have = true;
+	}
+	memcpy(buf, c->s, c->n);
+	buf[c->n] = '.';
+	for (int i = digits; i >= 1; i--, frac /= 10)
+		buf[c->n + (size_t)i] = (char)('0' + frac % 10);
+	return c->n + 1 + (size_t)digits;
+}
+
 /* Format epoch milliseconds as ISO 8601 UTC with a Z. */
 void time_iso8601(int64_t ms, char buf[32])
 {
-	/* The seconds, formatted once per second (each thread its own; `have` as in time_db). */
-	static _Thread_local bool have;
-	static _Thread_local time_t last;
-	static _Thread_local char secs[24];
-	static _Thread_local size_t n;
+	static _Thread_local struct time_secs c;
 	int64_t frac = ((ms % 1000) + 1000) % 1000;
-	time_t t = (time_t)((ms - frac) / 1000);
-	struct tm tm;
+	size_t n = time_put(&c, 'T', (time_t)((ms - frac) / 1000), frac, 3, buf);
 
-	if (!have || t != last) {
-		gmtime_r(&t, &tm);
-		n = strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
-		last = t;
-		have = true;
-	}
-	memcpy(buf, secs, n);
-	buf[n] = '.';
-	for (int i = 3; i >= 1; i--, frac /= 10)
-		buf[n + (size_t)i] = (char)('0' + frac % 10);
-	buf[n + 4] = 'Z';
-	buf[n + 5] = '\0';
+	buf[n] = 'Z';
+	buf[n + 1] = '\0';
 }
 
 /* Format epoch microseconds in the database timestamp format. */
 void time_db(int64_t us, char buf[32])
 {
-	/* The seconds, formatted once per second (each thread its own; `have` once a second
-	 * is formatted: no value of `last` could say "none", the second before 1970 is -1). */
-	static _Thread_local bool have;
-	static _Thread_local time_t last;
-	static _Thread_local char secs[24];
-	static _Thread_local size_t n;
+	static _Thread_local struct time_secs c;
 	int64_t frac = ((us % 1000000) + 1000000) % 1000000;
-	time_t t = (time_t)((us - frac) / 1000000);
-	struct tm tm;
+	size_t n = time_put(&c, ' ', (time_t)((us - frac) / 1000000), frac, 6, buf);
 
-	if (!have || t != last) {
-		gmtime_r(&t, &tm);
-		n = strftime(secs, sizeof secs, "%Y-%m-%d %H:%M:%S", &tm);
-		last = t;
-		have = true;
-	}
-	memcpy(buf, secs, n);
-	buf[n] = '.';
-	for (int i = 6; i >= 1; i--, frac /= 10)
-		buf[n + (size_t)i] = (char)('0' + frac % 10);
-	buf[n + 7] = '\0';
+	buf[n] = '\0';
 }
 
 /* Format the current time in the database timestamp format. */
