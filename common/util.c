@@ -257,6 +257,11 @@ int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
+bool str_eq(const char *a, const char *b)
+{
+	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
 /* Copy a string into a bounded buffer, always terminated; returns strlen(src). */
 size_t strlcpy_ap(char *dst, const char *src, size_t n)
 {

@@ -62,6 +62,9 @@ int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
 /* Return the 64-bit FNV-1a hash of a string (hash tables, fingerprint ids). */
 uint64_t str_hash(const char *s);
 
+/* Whether two nullable strings are equal (two NULLs are). */
+bool str_eq(const char *a, const char *b);
+
 /* Copy src into dst of size n, always NUL-terminated; returns strlen(src). */
 size_t strlcpy_ap(char *dst, const char *src, size_t n);
 

@@ -145,14 +145,6 @@ void proto_strings_move(const struct proto_strings *ss, char *to)
 	}
 }
 
-/* Whether two nullable C strings are equal. */
-static bool str_eq(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a == b;
-	return strcmp(a, b) == 0;
-}
-
 /* Whether two lists hold the same strings in the same order. */
 static bool list_eq(const struct proto_strlist *a, const struct proto_strlist *b)
 {

@@ -128,60 +128,34 @@ void metrics_free(struct sup *s)
 	s->metrics = NULL;
 }
 
-/* Whether two nullable strings are equal. */
-static bool same_str(const char *a, const char *b)
+/* The series of (p, mo, status) among those made, or NULL. */
+static struct llm_series *llm_series_at(
+    struct metrics *m, const char *p, const char *mo, int64_t status)
 {
-	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+	for (size_t i = 0; i < m->nllm; i++)
+		if (m->llm[i].status == status && strcmp(m->llm[i].provider, p) == 0 &&
+		    strcmp(m->llm[i].model, mo) == 0)
+			return &m->llm[i];
+	return NULL;
 }
 
-static struct llm_series *llm_series_find(
-    struct metrics *m, const char *provider, const char *model, int64_t status);
-
-/* The series of (provider, model, status), created when new; past SERIES_MAX series new
- * ones share one labelled "other". The same (provider, model, status) as the last call's
- * takes the same series without cleaning the labels again. */
-static struct llm_series *llm_series(
-    struct metrics *m, const char *provider, const char *model, int64_t status)
-{
-	struct llm_series *x;
-
-	if (m->last_llm < m->nllm && m->last_status == status &&
-	    same_str(m->last_provider, provider) && same_str(m->last_model, model))
-		return &m->llm[m->last_llm];
-	x = llm_series_find(m, provider, model, status);
-	free(m->last_provider);
-	free(m->last_model);
-	m->last_provider = provider != NULL ? xstrdup(provider) : NULL;
-	m->last_model = model != NULL ? xstrdup(model) : NULL;
-	m->last_status = status;
-	m->last_llm = (size_t)(x - m->llm);
-	return x;
-}
-
-/* llm_series without the last call's shortcut. */
+/* The series of (provider, model, status) by its cleaned labels, created when new; past
+ * SERIES_MAX series a new one is counted in the series labelled "other" (those made keep
+ * counting). */
 static struct llm_series *llm_series_find(
     struct metrics *m, const char *provider, const char *model, int64_t status)
 {
 	char *p = proto_utf8_clean(provider != NULL ? provider : "", LABEL_MAX);
 	char *mo = proto_utf8_clean(model != NULL ? model : "", LABEL_MAX);
-	struct llm_series *x = NULL;
+	struct llm_series *x = llm_series_at(m, p, mo, status);
 
-	for (int pass = 0; pass < 2 && x == NULL; pass++) {
-		/* Past SERIES_MAX, a series not found is counted in "other" (the series found
-		 * keep counting). */
-		if (pass == 1) {
-			if (m->nllm < SERIES_MAX)
-				break;
-			free(p);
-			free(mo);
-			p = xstrdup("other");
-			mo = xstrdup("other");
-			status = -1;
-		}
-		for (size_t i = 0; i < m->nllm && x == NULL; i++)
-			if (m->llm[i].status == status && strcmp(m->llm[i].provider, p) == 0 &&
-			    strcmp(m->llm[i].model, mo) == 0)
-				x = &m->llm[i];
+	if (x == NULL && m->nllm >= SERIES_MAX) {
+		free(p);
+		free(mo);
+		p = xstrdup("other");
+		mo = xstrdup("other");
+		status = -1;
+		x = llm_series_at(m, p, mo, status);
 	}
 	if (x != NULL) {
 		free(p);
@@ -194,25 +168,50 @@ static struct llm_series *llm_series_find(
 	return x;
 }
 
-/* The duration histogram of a task category (NULL: "none"), created when new. */
+/* llm_series_find, but the same (provider, model, status) as the last call's takes the
+ * same series without cleaning the labels again. */
+static struct llm_series *llm_series(
+    struct metrics *m, const char *provider, const char *model, int64_t status)
+{
+	struct llm_series *x;
+
+	if (m->last_llm < m->nllm && m->last_status == status &&
+	    str_eq(m->last_provider, provider) && str_eq(m->last_model, model))
+		return &m->llm[m->last_llm];
+	x = llm_series_find(m, provider, model, status);
+	free(m->last_provider);
+	free(m->last_model);
+	m->last_provider = provider != NULL ? xstrdup(provider) : NULL;
+	m->last_model = model != NULL ? xstrdup(model) : NULL;
+	m->last_status = status;
+	m->last_llm = (size_t)(x - m->llm);
+	return x;
+}
+
+/* The duration histogram of category c among those made, or NULL. */
+static struct hist *cat_at(struct metrics *m, const char *c)
+{
+	for (size_t i = 0; i < m->ncats; i++)
+		if (strcmp(m->cats[i].category, c) == 0)
+			return &m->cats[i].h;
+	return NULL;
+}
+
+/* The duration histogram of a task category (NULL: "none"), created when new; past
+ * SERIES_MAX categories a new one is counted in "other" (those made keep counting). */
 static struct hist *cat_hist(struct metrics *m, const char *category)
 {
 	char *c = proto_utf8_clean(category != NULL ? category : "none", LABEL_MAX);
+	struct hist *h = cat_at(m, c);
 
-	/* Past SERIES_MAX, a category not found is counted in "other". */
-	for (int pass = 0; pass < 2; pass++) {
-		if (pass == 1) {
-			if (m->ncats < SERIES_MAX)
-				break;
-			free(c);
-			c = xstrdup("other");
-		}
-		for (size_t i = 0; i < m->ncats; i++) {
-			if (strcmp(m->cats[i].category, c) == 0) {
-				free(c);
-				return &m->cats[i].h;
-			}
-		}
+	if (h == NULL && m->ncats >= SERIES_MAX) {
+		free(c);
+		c = xstrdup("other");
+		h = cat_at(m, c);
+	}
+	if (h != NULL) {
+		free(c);
+		return h;
 	}
 	m->cats = xrealloc(m->cats, (m->ncats + 1) * sizeof *m->cats);
 	m->cats[m->ncats] = (struct cat_series){ .category = c };
