@@ -19,14 +19,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                        os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
 import engine_bench as eb  # noqa: E402
-from supervisor_helpers import Supervisor  # noqa: E402
 
 W = int(os.environ.get("W", "256"))
 LINE = re.compile(r"^(\d+):(\d+):(\d+\.\d+) (\w+)\((\d+),")
@@ -69,35 +67,29 @@ with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as ws:
     total = W * 2 * 10
     url = eb.fresh_db(d, W * 2, 10, os.path.join(ws, "{run}"))
     llm, base = eb.llm_server(d)
-    sup = Supervisor(d, url, "--exit-when-drained", "--workers", W, "--llm-provider",
-                     "anthropic", "--llm-base-url", base, "--llm-retries", 0,
-                     env={"ANTHROPIC_API_KEY": "bench"})
-    con = sqlite3.connect("file:%s?mode=ro" % url[len("sqlite:///"):], uri=True)
-    lo = hi = None
     traces = []
-    while sup.proc.poll() is None and hi is None:
-        try:
-            n, pids = eb.progress(con)
-        except sqlite3.OperationalError:
-            n, pids = 0, 0
-        if lo is None and n >= total // 5 and pids >= W:
-            lo = (time.monotonic(), n)
-            for i, w in enumerate(children(sup.proc.pid)[:3]):
-                path = os.path.join(d, "strace%d" % i)
-                traces.append((path, supervisor_fd(w), subprocess.Popen(
-                    ["strace", "-tt", "-e", "trace=write,writev,sendto,sendmsg", "-o", path,
-                     "-p", str(w)], stderr=subprocess.DEVNULL)))
-        elif lo is not None and n >= total * 4 // 5:
-            hi = (time.monotonic(), n)
-        time.sleep(0.02)
+
+    def trace(sup):
+        """At the window's start, trace the sends of three workers."""
+        if traces:
+            return
+        for i, w in enumerate(children(sup.proc.pid)[:3]):
+            path = os.path.join(d, "strace%d" % i)
+            traces.append((path, supervisor_fd(w), subprocess.Popen(
+                ["strace", "-tt", "-e", "trace=write,writev,sendto,sendmsg", "-o", path,
+                 "-p", str(w)], stderr=subprocess.DEVNULL)))
+
+    sup, lo, hi = eb.real_window(d, url, W, base, total, trace)
     for _, _, st in traces:
         st.terminate()
         st.wait()
     sup.wait()
     llm.terminate()
     llm.wait()
+    con = sqlite3.connect(url[len("sqlite:///"):])
     rows = con.execute("SELECT started_at, ended_at FROM attempts WHERE outcome = 'success'"
                        " ORDER BY attempt_id").fetchall()
+    con.close()
     rows = rows[len(rows) // 5: len(rows) * 4 // 5]
     phase = sorted(ts(b) - ts(a) for a, b in rows)
     v = sorted(x for path, fd, _ in traces for x in waits(path, fd))

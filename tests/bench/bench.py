@@ -17,7 +17,6 @@
      and 4 supervisors x 8 workers, next to one on SQLite, same plan.
 Prints a Markdown table. Figures vary with the machine's load: compare ratios within
 one run."""
-import json
 import os
 import signal
 import sqlite3

@@ -163,6 +163,33 @@ def progress(con):
                        "WHERE outcome = 'success'").fetchone()
 
 
+def real_window(d, url, workers, base, total, mark, *extra):
+    """Start a real-path supervisor (`workers` workers against the stand-in at `base`, the
+    extra options after) and poll its database: mark(sup) once every worker has ended a
+    phase and a fifth of the `total` phases are done, and again at four fifths. Returns
+    the supervisor (still draining) and the window's ends, each (time, phases done,
+    mark's result); an end not reached is None."""
+    sup = Supervisor(d, url, "--exit-when-drained", "--workers", workers, "--llm-provider",
+                     "anthropic", "--llm-base-url", base, "--llm-retries", 0, *extra,
+                     env={"ANTHROPIC_API_KEY": "bench"})
+    con = sqlite3.connect("file:%s?mode=ro" % url[len("sqlite:///"):], uri=True)
+    lo = hi = None
+    try:
+        while sup.proc.poll() is None and hi is None:
+            try:
+                n, pids = progress(con)
+            except sqlite3.OperationalError:
+                n, pids = 0, 0
+            if lo is None and n >= total // 5 and pids >= workers:
+                lo = (time.monotonic(), n, mark(sup))
+            elif lo is not None and n >= total * 4 // 5:
+                hi = (time.monotonic(), n, mark(sup))
+            time.sleep(0.02)
+    finally:
+        con.close()
+    return sup, lo, hi
+
+
 def real_run(workers, wsdir=None):
     """Drain workers x 20 phases (a workspace per run, in wsdir or the temp directory)
     against the stand-in; return (phases/s, CPU µs per phase) in the steady state: from the
@@ -176,24 +203,10 @@ def real_run(workers, wsdir=None):
         proc, base = llm_server(d)
         try:
             t0 = time.monotonic()
-            sup = Supervisor(d, url, "--exit-when-drained", "--workers", workers,
-                             "--llm-provider", "anthropic", "--llm-base-url", base,
-                             "--llm-retries", 0, env={"ANTHROPIC_API_KEY": "bench"})
-            con = sqlite3.connect("file:%s?mode=ro" % url[len("sqlite:///"):], uri=True)
             # The CPU is read only at the two ends of the window: reading /proc for
             # every worker at each poll would take the cores being measured.
-            lo = hi = None
-            while sup.proc.poll() is None and hi is None:
-                try:
-                    n, pids = progress(con)
-                except sqlite3.OperationalError:
-                    n, pids = 0, 0
-                if lo is None and n >= total // 5 and pids >= workers:
-                    lo = (time.monotonic(), n, tree_cpu(sup.proc.pid))
-                elif lo is not None and n >= total * 4 // 5:
-                    hi = (time.monotonic(), n, tree_cpu(sup.proc.pid))
-                time.sleep(0.02)
-            con.close()
+            sup, lo, hi = real_window(d, url, workers, base, total,
+                                      lambda s: tree_cpu(s.proc.pid))
             if sup.wait() != 0:
                 raise SystemExit("supervisor failed:\n" + sup.stderr())
             whole = total / (time.monotonic() - t0)

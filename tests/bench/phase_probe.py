@@ -20,7 +20,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import time
 import urllib.request
 
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
@@ -28,7 +27,6 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
 import engine_bench as eb  # noqa: E402
-from supervisor_helpers import Supervisor  # noqa: E402
 
 W = int(os.environ.get("W", "256"))
 WS = os.environ.get("WS") or None
@@ -63,36 +61,25 @@ def main():
         url = eb.fresh_db(d, W * 2, 10, os.path.join(ws, "{run}"))
         llm, base = eb.llm_server(d)
         port = eb.free_port()
-        sup = Supervisor(d, url, "--exit-when-drained", "--workers", W, "--llm-provider",
-                         "anthropic", "--llm-base-url", base, "--llm-retries", 0,
-                         "--http", "127.0.0.1:%d" % port, env={"ANTHROPIC_API_KEY": "bench"})
-        con = sqlite3.connect("file:%s?mode=ro" % url[len("sqlite:///"):], uri=True)
-        lo = hi = None
         try:
-            while sup.proc.poll() is None and hi is None:
-                try:
-                    n, pids = eb.progress(con)
-                except sqlite3.OperationalError:
-                    n, pids = 0, 0
-                if lo is None and n >= total // 5 and pids >= W:
-                    lo = (time.monotonic(), n, eb.tree_cpu(sup.proc.pid), scrape(port))
-                elif lo is not None and n >= total * 4 // 5:
-                    hi = (time.monotonic(), n, eb.tree_cpu(sup.proc.pid), scrape(port))
-                time.sleep(0.02)
+            sup, lo, hi = eb.real_window(
+                d, url, W, base, total,
+                lambda s: (eb.tree_cpu(s.proc.pid), scrape(port)),
+                "--http", "127.0.0.1:%d" % port)
             if sup.wait() != 0:
                 raise SystemExit("supervisor failed:\n" + sup.stderr())
         finally:
-            con.close()
             llm.send_signal(signal.SIGTERM)
             llm.wait()
+        (lo_cpu, lo_m), (hi_cpu, hi_m) = lo[2], hi[2]
         n = hi[1] - lo[1]
-        cpu = (hi[2][0] - lo[2][0]) + (hi[2][1] - lo[2][1])
+        cpu = (hi_cpu[0] - lo_cpu[0]) + (hi_cpu[1] - lo_cpu[1])
         print("W=%d: %.0f phases/s (%.2f of the ideal), CPU %.0f µs a phase (the supervisor"
               " %.0f µs)" % (W, n / (hi[0] - lo[0]), n / (hi[0] - lo[0]) / (W * 10),
-                             cpu / n * 1e6, (hi[2][0] - lo[2][0]) / n * 1e6))
-        for key in sorted(hi[3]):
-            if hi[3][key] != lo[3].get(key):
-                print("  %s  +%g" % (key, hi[3][key] - lo[3].get(key, 0)))
+                             cpu / n * 1e6, (hi_cpu[0] - lo_cpu[0]) / n * 1e6))
+        for key in sorted(hi_m):
+            if hi_m[key] != lo_m.get(key):
+                print("  %s  +%g" % (key, hi_m[key] - lo_m.get(key, 0)))
         con = sqlite3.connect(url[len("sqlite:///"):])
         rows = con.execute(
             "SELECT a.started_at, a.ended_at, worker_pid,"
