@@ -25,11 +25,37 @@ static const char *const format_names[] = { "text", "json" };
 /* syslog priorities: debug 7, info 6, warning 4, err 3 */
 static const int level_priority[] = { 7, 6, 4, 3 };
 
-/* Set the program name and the lowest level logged. */
+static pid_t log_pid_cached; /* 0: not known (at the start, and in a forked child) */
+static char log_pid_str[24]; /* "[PID] " of log_pid_cached */
+
+/* Forget the cached pid in a forked child. */
+static void log_pid_forget(void)
+{
+	log_pid_cached = 0;
+}
+
+/* Set the program name and the lowest level logged; a forked child forgets the cached
+ * pid (registered here, before any thread or fork). */
 void log_init(const char *program, enum log_level min)
 {
+	static bool hooked;
+
 	log_program = program;
 	log_min = min;
+	if (!hooked) {
+		hooked = true;
+		pthread_atfork(NULL, NULL, log_pid_forget);
+	}
+}
+
+/* This process's pid, asked of the kernel once (and again after a fork). */
+static long log_pid(void)
+{
+	if (log_pid_cached == 0) {
+		log_pid_cached = getpid();
+		snprintf(log_pid_str, sizeof log_pid_str, "[%ld] ", (long)log_pid_cached);
+	}
+	return (long)log_pid_cached;
 }
 
 /* Set the lowest level logged and the line format. */
@@ -233,31 +259,6 @@ static void log_text_msg(struct strbuf *b, const char *msg)
 		strbuf_put(b, " ", 1);
 		msg += n + 1;
 	}
-}
-
-static pid_t log_pid_cached; /* 0: not known (at the start, and in a forked child) */
-static char log_pid_str[24]; /* "[PID] " of log_pid_cached */
-
-/* Forget the cached pid in a forked child. */
-static void log_pid_forget(void)
-{
-	log_pid_cached = 0;
-}
-
-/* This process's pid, asked of the kernel once (and again after a fork). */
-static long log_pid(void)
-{
-	static bool hooked;
-
-	if (!hooked) {
-		hooked = true;
-		pthread_atfork(NULL, NULL, log_pid_forget);
-	}
-	if (log_pid_cached == 0) {
-		log_pid_cached = getpid();
-		snprintf(log_pid_str, sizeof log_pid_str, "[%ld] ", (long)log_pid_cached);
-	}
-	return (long)log_pid_cached;
 }
 
 /* "[PID] " of this process, as log_pid. */
