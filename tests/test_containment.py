@@ -218,10 +218,13 @@ ESCAPE = ("setsid sh -c 'echo $$ > escaped; exec sleep 600' & "
 
 
 def escaped(ws):
-    path = os.path.join(ws, "escaped")
-    if not os.path.exists(path) or not open(path).read().strip():
+    """The pid the process that left the session recorded, or None."""
+    try:
+        with open(os.path.join(ws, "escaped")) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
         return None
-    return int(open(path).read())
+    return int(text) if text else None
 
 
 def alive(pid):
