@@ -19,7 +19,7 @@
 /* Held at most (a write past it writes what is held first): the default VFS writes at most
  * 128 KiB - 1 bytes in one call (a longer write fails as if the disk were full). */
 #define WALBUF_MAX (124 * 1024)
-#define WAL_FRAME_HDR 24     /* bytes of a frame header */
+#define WAL_FRAME_HDR 24 /* bytes of a frame header */
 
 /* A WAL file: the default VFS's file (`real`, in the same allocation, after this one) and
  * the bytes [off, off + len) held for it. */
@@ -111,13 +111,13 @@ static int walbuf_close(sqlite3_file *file)
 
 /* The default VFS's call on the file, after writing what is held (a failed write is the
  * call's result). */
-#define WALBUF_AFTER_FLUSH(call)                               \
-	do {                                                   \
-		struct walbuf_file *f = (struct walbuf_file *)file; \
-		int rc = walbuf_flush(f);                           \
-		if (rc != SQLITE_OK)                                \
-			return rc;                                  \
-		return f->real->pMethods->call;                     \
+#define WALBUF_AFTER_FLUSH(call)                                                                   \
+	do {                                                                                       \
+		struct walbuf_file *f = (struct walbuf_file *)file;                                \
+		int rc = walbuf_flush(f);                                                          \
+		if (rc != SQLITE_OK)                                                               \
+			return rc;                                                                 \
+		return f->real->pMethods->call;                                                    \
 	} while (0)
 
 static int walbuf_read(sqlite3_file *file, void *data, int n, sqlite3_int64 at)
