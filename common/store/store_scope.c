@@ -237,6 +237,109 @@ int store_scope_parse_json(const json_t *v, struct store_scope *sc, char *why, s
 	return -1;
 }
 
+/* Skip JSON whitespace. */
+static const char *scope_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+/* The string at p (after its opening quote) when it is printable ASCII without escapes:
+ * its length, and *end after its closing quote; -1 otherwise. */
+static long scope_plain_str(const char *p, const char **end)
+{
+	const char *q = p;
+
+	while (*q >= 0x20 && *q < 0x7f && *q != '"' && *q != '\\')
+		q++;
+	if (*q != '"')
+		return -1;
+	*end = q + 1;
+	return q - p;
+}
+
+/* Read the array of plain strings at p into `l`, each found at "key[i]", as
+ * scope_add_paths would; NULL (nothing added for sure) when it is not one. */
+static const char *scope_fast_list(struct store_scope_list *l, const char *key, const char *p)
+{
+	char where[64], path[SCOPE_BARE_PATH_MAX + 1];
+	size_t i = 0;
+
+	if (*p != '[')
+		return NULL;
+	p = scope_ws(p + 1);
+	if (*p == ']')
+		return p + 1;
+	for (;; i++) {
+		const char *end;
+		long n;
+
+		if (*p != '"' || (n = scope_plain_str(p + 1, &end)) <= 0 || n > SCOPE_BARE_PATH_MAX)
+			return NULL;
+		memcpy(path, p + 1, (size_t)n);
+		path[n] = '\0';
+		snprintf(where, sizeof where, "%s[%zu]", key, i);
+		scope_list_add(l, path, where);
+		p = scope_ws(end);
+		if (*p == ']')
+			return p + 1;
+		if (*p != ',')
+			return NULL;
+		p = scope_ws(p + 1);
+	}
+}
+
+/* Read the common shape without a JSON tree: an object of "paths", "read_only_context"
+ * and "deliverables", each at most once and each an array of non-empty printable-ASCII
+ * strings without escapes, read as the full reader would. Returns 0, or 1 (sc cleared)
+ * for any other text, which the full reader takes. */
+static int scope_fast(const char *text, struct store_scope *sc)
+{
+	static const char *const keys[] = { "paths", "read_only_context", "deliverables" };
+	struct store_scope_list *lists[] = { &sc->paths, &sc->context, &sc->deliverables };
+	const char *p = scope_ws(text), *end;
+	bool seen[3] = { false, false, false };
+
+	if (*p != '{')
+		return 1;
+	p = scope_ws(p + 1);
+	while (*p != '}') {
+		long n;
+		int k;
+
+		if (*p != '"' || (n = scope_plain_str(p + 1, &end)) < 0)
+			goto other;
+		for (k = 0; k < 3; k++)
+			if ((size_t)n == strlen(keys[k]) && memcmp(p + 1, keys[k], (size_t)n) == 0)
+				break;
+		if (k == 3 || seen[k])
+			goto other;
+		seen[k] = true;
+		p = scope_ws(end);
+		if (*p != ':')
+			goto other;
+		p = scope_fast_list(lists[k], keys[k], scope_ws(p + 1));
+		if (p == NULL)
+			goto other;
+		p = scope_ws(p);
+		if (*p == ',') {
+			p = scope_ws(p + 1);
+			if (*p != '"')
+				goto other;
+		} else if (*p != '}') {
+			goto other;
+		}
+	}
+	if (*scope_ws(p + 1) != '\0')
+		goto other;
+	sc->form = STORE_SCOPE_OBJECT;
+	return 0;
+other:
+	store_scope_free(sc);
+	return 1;
+}
+
 /* Read the stored text of phases.scope; -1 with `why` when it cannot be interpreted. */
 int store_scope_parse_text(const char *text, struct store_scope *sc, char *why, size_t whylen)
 {
@@ -245,7 +348,7 @@ int store_scope_parse_text(const char *text, struct store_scope *sc, char *why, 
 	int rc;
 
 	memset(sc, 0, sizeof *sc);
-	if (text == NULL)
+	if (text == NULL || scope_fast(text, sc) == 0)
 		return 0;
 	v = json_loads(text, JSON_DECODE_ANY, &jerr);
 	if (v == NULL) {

@@ -108,6 +108,68 @@ TEST(scope_that_cannot_be_interpreted_says_why)
 	}
 }
 
+/* Whether two lists hold the same paths, found at the same places. */
+static bool scope_lists_equal(const struct store_scope_list *a, const struct store_scope_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->items[i], b->items[i]) != 0 || strcmp(a->where[i], b->where[i]) != 0)
+			return false;
+	return true;
+}
+
+TEST(scope_text_reads_as_its_json_does)
+{
+	/* Plain arrays of plain strings are read without a JSON tree; every other text goes
+	 * to the full reader. Either way the result is the JSON value's. */
+	static const char *const texts[] = {
+		"{\"paths\":[\"out/\"],\"read_only_context\":[],\"deliverables\":[\"out/a.py\"]}",
+		" { \"deliverables\" : [ \"b.py\" , \"a.py\", \"b.py\" ] ,\n\"paths\":[\"a/\",\"b/\"] } ",
+		"{}",
+		"{\"paths\": []}",
+		"{\"read_only_context\": [\"README.md\", \"x y.md\"]}",
+		"{\"paths\": [\"a/\"],}",
+		"{\"paths\": [\"a/\"] \"deliverables\": []}",
+		"{\"paths\": [\"a/\",]}",
+		"{\"paths\": [\"a/\"]} x",
+		"{\"paths\": [\"a/\"], \"paths\": [\"b/\"]}",
+		"{\"paths\": [\"\"]}",
+		"{\"paths\": null, \"other\": 1}",
+		"{\"deliverables\": [\"a\\u00e9.py\", \"c\\\"d\"]}",
+		"{\"deliverables\": [\"caf\xc3\xa9.py\"]}",
+		"{\"deliverables\": {\"code\": [\"a.py\"]}}",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(texts); i++) {
+		struct store_scope a, b;
+		char why_a[256] = "", why_b[256] = "";
+		json_error_t jerr;
+		json_t *v = json_loads(texts[i], JSON_DECODE_ANY, &jerr);
+		int ra = store_scope_parse_text(texts[i], &a, why_a, sizeof why_a);
+		int rb = v != NULL ? store_scope_parse_json(v, &b, why_b, sizeof why_b) : -1;
+
+		json_decref(v);
+		if (v == NULL) {
+			/* Not JSON, and not a path either (it starts with a brace). */
+			CHECK_EQ_INT(ra, -1);
+			store_scope_free(&a);
+			continue;
+		}
+		if (ra != rb || a.form != b.form || a.buckets != b.buckets ||
+		    !scope_lists_equal(&a.paths, &b.paths) ||
+		    !scope_lists_equal(&a.context, &b.context) ||
+		    !scope_lists_equal(&a.deliverables, &b.deliverables) ||
+		    strcmp(why_a, why_b) != 0) {
+			fprintf(stderr, "%s: %d (%s) against %d (%s)\n", texts[i], ra, why_a, rb,
+			    why_b);
+			CHECK(0);
+		}
+		store_scope_free(&a);
+		store_scope_free(&b);
+	}
+}
+
 TEST(original_inserts_name_every_python_side_value)
 {
 	struct db *db = NULL;
