@@ -229,6 +229,35 @@ def test_init_prints_the_banner_and_twice_changes_nothing(tmp):
     assert "url:" in r.err
 
 
+def test_read_only_commands_leave_no_wal_or_shm_behind_and_a_user_s_alone(tmp):
+    """SQLite makes a WAL database's -wal and -shm files to read it, and only a writer's
+    close removes them: the read-only commands remove what they made, but not while
+    another connection uses the database."""
+    p = tmp / "a.db"
+    init(p)
+    assert sorted(os.listdir(tmp)) == ["a.db"]
+    reads = (["db", "check", "--allow-empty-db"], ["db", "check", "--json", "--allow-empty-db"],
+             ["session", "list"], ["failed"], ["telemetry", "report"])
+    for cmd in reads:
+        r = ctl("--db", url(p), *cmd)
+        # An empty database has no telemetry to report: exit status 1.
+        assert r.rc in (0, 1) and "/a.db" in r.out + r.err, r
+        assert sorted(os.listdir(tmp)) == ["a.db"], cmd
+    con = sqlite3.connect(str(p))
+    assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    sides = {s: os.stat(str(p) + s).st_ino for s in ("-wal", "-shm")}
+    for cmd in reads:
+        assert ctl("--db", url(p), *cmd).rc in (0, 1), cmd
+    assert {s: os.stat(str(p) + s).st_ino for s in sides} == sides
+    con.execute("INSERT INTO runs (id, state, created_at, updated_at) VALUES"
+                " ('r1', 'QUEUED', '2026-12-02 00:00:00.000000', '2026-12-02 00:00:00.000000')")
+    con.commit()
+    r = ctl("--db", url(p), "db", "check", "--json")
+    assert r.rc == 0 and json.loads(r.out)["runs"]["total"] == 1, r
+    con.close()
+    assert sorted(os.listdir(tmp)) == ["a.db"]
+
+
 def test_db_check_of_an_empty_database_warns_and_exits_1_unless_allowed(tmp):
     p = tmp / "a.db"
     init(p)
