@@ -386,6 +386,32 @@ def test_writes_are_refused_while_another_process_holds_the_lock(tmp):
     assert ctl("--db", url(p), "seed", "telemetry-run").rc == 0
 
 
+def test_a_lock_held_from_another_pid_namespace_is_refused_without_a_pid(tmp):
+    """A container sharing the database's directory sees the lock, not its holder: the
+    holder's pid reads 0 in its /proc/locks. Writers are refused and say so."""
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a pid namespace")
+    p = tmp / "a.db"
+    init(p)
+    bindir = os.environ.get("AUTOPACK_BIN") or os.path.join(
+        os.path.dirname(__file__), "..", "build", "rel", "bin")
+    with open(str(p), "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for argv in ([os.path.join(bindir, "autopack-ctl"), "--db", url(p), "seed",
+                      "telemetry-run"],
+                     [os.path.join(bindir, "autopack-supervisor"), "--db", url(p),
+                      "--dry-run", "--allow-empty-db", "--exit-when-drained"]):
+            r = subprocess.run(["unshare", "-p", "-f", "--mount-proc"] + argv,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1, (argv, r.stderr)
+            assert "is held by another process (its pid is not in /proc/locks)" in r.stderr, \
+                r.stderr
+            assert "pid 0" not in r.stderr
+    assert ctl("--db", url(p), "seed", "telemetry-run").rc == 0
+
+
 def test_read_only_commands_read_a_database_on_a_read_only_mount(tmp):
     import shutil
     import subprocess
