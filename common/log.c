@@ -28,20 +28,10 @@ static const int level_priority[] = { 7, 6, 4, 3 };
 static pid_t log_pid_cached; /* 0: not known (at the start, and in a forked child) */
 static char log_pid_str[24]; /* "[PID] " of log_pid_cached */
 
-/* The lines held (log_hold) for the thread log_holder, written by log_flush. */
-#define LOG_HELD_MAX 65536
-static bool log_holding;
-static pthread_t log_holder;
-static struct strbuf log_held;
-static pthread_mutex_t log_held_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* In a forked child: forget the cached pid, and the parent's held lines (its own to
- * write). */
+/* Forget the cached pid in a forked child. */
 static void log_pid_forget(void)
 {
 	log_pid_cached = 0;
-	log_holding = false;
-	log_held.len = 0;
 }
 
 /* Set the program name and the lowest level logged; a forked child forgets the cached
@@ -75,58 +65,7 @@ void log_configure(enum log_level min, enum log_format format)
 	log_fmt = format;
 }
 
-/* Write `n` bytes of lines to the log file, or stderr, and flush it. */
-static void log_write(const char *p, size_t n)
-{
-	FILE *out = log_file != NULL ? log_file : stderr;
-
-	flockfile(out);
-	fwrite(p, 1, n, out);
-	fflush(out);
-	funlockfile(out);
-}
-
-void log_flush(void)
-{
-	pthread_mutex_lock(&log_held_lock);
-	if (log_held.len > 0)
-		log_write(log_held.s, log_held.len);
-	log_held.len = 0;
-	pthread_mutex_unlock(&log_held_lock);
-}
-
-void log_hold(bool on)
-{
-	static bool registered;
-
-	if (!on)
-		log_flush();
-	log_holder = pthread_self();
-	log_holding = on;
-	if (on && !registered) {
-		registered = true;
-		atexit(log_flush);
-	}
-}
-
-/* Hold a line of the holding thread; false when it is to be written now. */
-static bool log_held_add(const char *p, size_t n)
-{
-	bool full;
-
-	if (!log_holding || !pthread_equal(pthread_self(), log_holder))
-		return false;
-	pthread_mutex_lock(&log_held_lock);
-	strbuf_put(&log_held, p, n);
-	full = log_held.len >= LOG_HELD_MAX;
-	pthread_mutex_unlock(&log_held_lock);
-	if (full)
-		log_flush();
-	return true;
-}
-
-/* Send log lines to a file (appending) instead of stderr, after writing the lines held
- * to the old one; -errno if it cannot be opened. */
+/* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened. */
 int log_open(const char *path)
 {
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
@@ -140,7 +79,6 @@ int log_open(const char *path)
 		return -saved;
 	}
 	setvbuf(f, NULL, _IOLBF, 0);
-	log_flush();
 	if (log_file != NULL)
 		fclose(log_file);
 	log_file = f;
@@ -334,12 +272,14 @@ static const char *log_pid_text(void)
 static void log_vline(
     enum log_level level, const struct log_about *about, const char *fmt, va_list ap)
 {
+	FILE *out;
 	bool journal;
 	struct strbuf b = { 0 };
 	char ts[32], *msg;
 
 	if (log_following)
 		log_follow();
+	out = log_file != NULL ? log_file : stderr;
 	journal = log_to_journal();
 	if (vasprintf(&msg, fmt, ap) < 0)
 		abort();
@@ -380,8 +320,10 @@ static void log_vline(
 		log_text_msg(&b, msg);
 		strbuf_puts(&b, "\n");
 	}
-	if (!log_held_add(b.s, b.len))
-		log_write(b.s, b.len);
+	flockfile(out);
+	fwrite(b.s, 1, b.len, out);
+	fflush(out);
+	funlockfile(out);
 	free(b.s);
 	free(msg);
 }

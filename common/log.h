@@ -62,12 +62,6 @@ enum log_level log_min_level(void);
 enum log_format log_line_format(void);
 /* Whether lines go to the journal (they carry "<N>" priorities, no time). */
 bool log_to_journal(void);
-/* With `on`, the lines the calling thread logs are held in memory and written together by
- * log_flush (or once they pass 64 KiB, at exit, and before a log file is opened); other
- * threads' lines are written at once. Off writes what is held. A forked child drops them. */
-void log_hold(bool on);
-/* Write the held lines in one write (nothing to do when none are held). */
-void log_flush(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Log a line about a session, run, phase, attempt or worker. */

@@ -511,19 +511,11 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-/* Before the loop waits for I/O: write the log lines its turn held (log_hold). */
-static void log_prepare_cb(uv_prepare_t *h)
-{
-	(void)h;
-	log_flush();
-}
-
 /* Parse the flags, open the database and the session, start the parts and run the loop;
  * exits 1 when it cannot start, 2 on a bad flag, 3 when the database was lost. */
 int main(int argc, char **argv)
 {
 	static struct sup sup;
-	static uv_prepare_t log_prepare;
 	struct sup *s = &sup;
 	struct store_err err;
 	sigset_t stop_signals;
@@ -574,16 +566,9 @@ int main(int argc, char **argv)
 	pool_init(s);
 	lease_kick(s);
 	lifecycle_check_done(s);
-	/* The lines of a loop turn go out in one write before the loop waits (and before each
-	 * commit, writer.c), not a write each. */
-	uv_prepare_init(&loop, &log_prepare);
-	uv_prepare_start(&log_prepare, log_prepare_cb);
-	uv_unref((uv_handle_t *)&log_prepare);
-	log_hold(true);
 
 	uv_run(&loop, UV_RUN_DEFAULT);
 
-	log_hold(false);
 	session_finish(s);
 	lease_free(s);
 	fleet_close(s);

@@ -469,8 +469,6 @@ static void writer_commit(struct sup *s, bool heartbeat)
 	lifecycle_identity_check(s);
 	if (s->writes_off)
 		return;
-	/* What was logged before the commit is in the log before the commit is made. */
-	log_flush();
 again:
 	if (sync_group_begin(s, &err) != 0 || store_drain_begin(s->sd, &err) != 0)
 		goto fail;
