@@ -112,8 +112,8 @@ int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 		 * the 1 KiB cut split, is shown as U+FFFD. */
 		char *text = proto_utf8_clean(msg, sizeof msg);
 
-		cmd_json_print(json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
-		    store_strerror(code), "message", text));
+		cmd_json_print(json_pack(
+		    "{s:b, s:s, s:s}", "ok", 0, "error", store_strerror(code), "message", text));
 		free(text);
 	}
 	return cmd_exit_code(code);
