@@ -38,6 +38,44 @@ def original_schema_on(url):
     pg.dispose()
 
 
+# The state columns the original declares as Python enums, with each enum's members in
+# declaration order. On PostgreSQL SQLAlchemy makes each a native ENUM type named after
+# the enum class in lower case; on SQLite (the schema the rows above come from) it makes
+# them VARCHAR.
+NATIVE_ENUMS = (
+    ("runs", "state", "runstate", (
+        "QUEUED", "PLAN_BOOTSTRAP", "RUN_CREATED", "PHASE_QUEUEING", "PHASE_EXECUTION",
+        "GATE", "CI_RUNNING", "SNAPSHOT_CREATED", "DONE_SUCCESS",
+        "DONE_FAILED_BUDGET_EXHAUSTED", "DONE_FAILED_POLICY_VIOLATION",
+        "DONE_FAILED_REQUIRES_HUMAN_REVIEW", "DONE_FAILED_ENVIRONMENT")),
+    ("tiers", "state", "tierstate", ("PENDING", "IN_PROGRESS", "COMPLETE", "FAILED", "SKIPPED")),
+    ("phases", "state", "phasestate", (
+        "QUEUED", "EXECUTING", "GATE", "CI_RUNNING", "COMPLETE", "FAILED", "SKIPPED")),
+)
+
+
+def native_enums(url):
+    """Make the original's state columns at url the native ENUM types SQLAlchemy makes on
+    PostgreSQL, keeping their values."""
+    con = pg_cluster.connect(url)
+    try:
+        with con.cursor() as cur:
+            for table, col, name, members in NATIVE_ENUMS:
+                cur.execute("CREATE TYPE %s AS ENUM (%s)" % (
+                    name, ", ".join("'%s'" % m for m in members)))
+                cur.execute('ALTER TABLE "%s" ALTER COLUMN "%s" TYPE %s USING "%s"::%s'
+                            % (table, col, name, col, name))
+    finally:
+        con.close()
+
+
+def column_types(url):
+    """{(table, column): type name} of the original's state columns at url."""
+    return {(t, c): pg_cluster.query(
+        url, "SELECT udt_name FROM information_schema.columns WHERE table_schema = 'public'"
+        " AND table_name = ? AND column_name = ?", t, c)[0][0] for t, c, _, _ in NATIVE_ENUMS}
+
+
 def _types(con):
     with con.cursor() as cur:
         cur.execute("SELECT table_name, column_name, data_type FROM information_schema.columns"

@@ -11,7 +11,7 @@ import legacy_db
 import pg_original
 from pg_cluster import PG_BIN
 from conftest import ctl
-from supervisor_helpers import Supervisor, db_url, sql
+from supervisor_helpers import Standin, Supervisor, db_url, llm_supervisor, make_plan, sql
 
 IN_FLIGHT = ("EXECUTING", "GATE", "CI_RUNNING")
 
@@ -97,6 +97,59 @@ def test_adopt_the_originals_postgresql_database_check_drain_and_read_back(tmp, 
     assert r.rc == 0 and j2["adopted"] is False, r
     assert "already an autopack database (uuid %s" % uuid in r.err
     assert pg_original.pg_dump(pg_url) == dump
+
+
+def test_the_originals_enum_state_columns_drain_with_two_supervisors_and_read_back(tmp,
+                                                                                  pg_url):
+    """On PostgreSQL the original's state columns are native ENUM types. Its adopted
+    database drains on the real path with two supervisors (a run finishing DONE_SUCCESS,
+    its tiers COMPLETE), a retry queues its failures again, the types stay, and the
+    original reads every row back."""
+    pg_original.build_original_on(pg_url, tmp)
+    pg_original.native_enums(pg_url)
+    enums = pg_original.column_types(pg_url)
+    assert set(enums.values()) == {"runstate", "tierstate", "phasestate"}
+    r, _ = adopt(pg_url)
+    assert r.rc == 0, r
+    plan = make_plan(os.path.join(str(tmp), "plan.json"), 4, tiers=2, phases=2,
+                     workspace=os.path.join(str(tmp), "ws", "{run}"))
+    r = ctl("--db", pg_url, "run", "import", plan)
+    assert r.rc == 0, r
+
+    llm = Standin(tmp)
+    try:
+        sups = [llm_supervisor(tmp, pg_url, llm, "--workers", 2, "--exit-when-drained",
+                               "--max-attempts-per-phase", 1, name="sup%d" % i)
+                for i in range(2)]
+        # The original's phases without deliverables fail until the drain rules stop
+        # their run: exit status 5, phases left.
+        assert sorted(s.wait(timeout=180) for s in sups) in ([0, 5], [5, 5]), \
+            sups[0].stderr() + sups[1].stderr()
+    finally:
+        llm.stop()
+    for s in sups:
+        assert " error: " not in s.stderr(), s.stderr()
+    runs = dict(sql(pg_url, "SELECT id, state FROM runs WHERE id LIKE ?", "run-%"))
+    assert runs == {"run-%03d" % i: "DONE_SUCCESS" for i in range(4)}, runs
+    assert sql(pg_url, "SELECT DISTINCT state FROM tiers WHERE run_id LIKE ?", "run-%") \
+        == [("COMPLETE",)]
+    assert sql(pg_url, "SELECT DISTINCT state FROM phases WHERE run_id LIKE ?", "run-%") \
+        == [("COMPLETE",)]
+    failed = sql(pg_url, "SELECT run_id, phase_id FROM phases WHERE state = 'FAILED'"
+                 " AND last_failure_reason LIKE ?", "NO_DELIVERABLES%")
+    assert failed, "no phase of the original failed for want of deliverables"
+
+    r = ctl("--db", pg_url, "retry", "--all")
+    assert r.rc == 0, r
+    states = dict(((run, ph), st) for run, ph, st in sql(
+        pg_url, "SELECT run_id, phase_id, state FROM phases"))
+    assert {states[k] for k in failed} == {"QUEUED"}
+    r = ctl("--db", pg_url, "db", "check", "--json")
+    assert r.rc == 0, r
+
+    assert pg_original.column_types(pg_url) == enums
+    rows = pg_original.read_everything(pg_url)
+    assert {r.state for r in rows["runs"] if r.id.startswith("run-")} == {"DONE_SUCCESS"}
 
 
 def edit_values(execute):

@@ -71,11 +71,14 @@ const struct drain_sql drain_sql_attempt[] = {
 	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED, PHASE_EXECUTION
 	 * before (docs/data-model.md, "Work"). */
 	/* Each EXISTS stops at the run's first open phase in the index on phases(run_id,
-	 * state); an UPDATE … FROM a subquery would materialize it in a temporary table. */
+	 * state); an UPDATE … FROM a subquery would materialize it in a temporary table.
+	 * The branch never taken gives the CASE the column's type: on the original's
+	 * PostgreSQL databases runs.state is an ENUM, and a CASE of parameters alone is
+	 * text, which PostgreSQL does not assign to it. */
 	{ DS_RUN_STATE,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
 	    " state = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state <> ?5 AND state <> ?6) THEN ?3 ELSE ?4 END,"
+	    "   AND state <> ?5 AND state <> ?6) THEN ?3 WHEN 1 = 0 THEN state ELSE ?4 END,"
 	    " completed_at = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
 	    "   AND state <> ?5 AND state <> ?6) THEN NULL ELSE ?2 END"
 	    " WHERE id = ?1" },
