@@ -152,9 +152,9 @@ static int64_t llm_int(struct jspan obj, const char *key)
 	struct jspan v;
 	int64_t n;
 
-	return jspan_member(obj, key, &v) && jspan_int(v, &n) && n >= 0 && n <= LLM_TOKENS_MAX ?
-	    n :
-	    -1;
+	if (!jspan_member(obj, key, &v) || !jspan_int(v, &n))
+		return -1;
+	return n >= 0 && n <= LLM_TOKENS_MAX ? n : -1;
 }
 
 /* A string member of `obj` (heap), or NULL. */
