@@ -448,34 +448,113 @@ static void llm_fail(const struct llm_config *cfg, struct llm_response *out, con
 	llm_scrub(out->error, sizeof out->error, cfg->api_key);
 }
 
-int llm_call(const struct llm_config *cfg, const struct llm_request *req,
-    const struct llm_hooks *hooks, struct llm_response *out)
+/* The worker's one HTTP handle, created and given its shared options at first use, run
+ * in llm_perform's multi handle, which keeps the connections (and TLS sessions) between
+ * calls; NULL when it cannot be created (tried again at the next call). */
+static CURL *llm_handle(void)
 {
 	static bool curl_ready;
-	/* One handle for the worker's life, run in llm_perform's multi handle, which keeps
-	 * the connections (and TLS sessions) between calls. */
 	static CURL *easy;
-	static bool easy_ready;
-	static const struct llm_hooks no_hooks;
-	const struct llm_hooks *h = hooks != NULL ? hooks : &no_hooks;
-	char *url, *body;
-	struct curl_slist *headers;
-	int try_number, retries = cfg->max_retries > 0 ? cfg->max_retries : 0;
 
-	if (retries > LLM_RETRIES_MAX)
-		retries = LLM_RETRIES_MAX;
-
-	memset(out, 0, sizeof *out);
-	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
 	if (!curl_ready) {
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		curl_ready = true;
 	}
+	if (easy == NULL && (easy = curl_easy_init()) != NULL)
+		llm_easy_init(easy);
+	return easy;
+}
+
+/* The timeout of a try starting at `now`: the configured one, cut to the attempt's
+ * deadline; 0 when the deadline has passed. */
+static int64_t llm_try_timeout(const struct llm_config *cfg, uint64_t now)
+{
+	int64_t timeout = cfg->timeout_ms > 0 ? cfg->timeout_ms : 120000;
+
+	if (cfg->deadline_mono_ms != 0) {
+		int64_t left = (int64_t)cfg->deadline_mono_ms - (int64_t)now;
+		if (left <= 0)
+			return 0;
+		if (left < timeout)
+			timeout = left;
+	}
+	return timeout;
+}
+
+/* Judge a finished try: NULL when it succeeded (the answer parsed into `out`, its tokens
+ * copied into `t`), else its error class, with what went wrong in `msg`. */
+static const char *llm_try_judge(const struct llm_config *cfg, const char *url, CURLcode rc,
+    const struct llm_xfer *x, const char *errbuf, struct llm_try *t, struct llm_response *out,
+    char *msg, size_t msglen)
+{
+	if (rc != CURLE_OK) {
+		if (x->too_large)
+			snprintf(msg, msglen, "%s: response body over %zu bytes", url, x->max);
+		else
+			snprintf(msg, msglen, "%s: %s", url,
+			    errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		return llm_curl_class(rc, x);
+	}
+	if (t->http_status >= 200 && t->http_status < 300) {
+		char perr[256];
+		if (llm_body_parse(cfg->provider, x->body ? x->body : "", x->len, out, perr,
+		        sizeof perr) == 0) {
+			t->prompt_tokens = out->prompt_tokens;
+			t->completion_tokens = out->completion_tokens;
+			t->total_tokens = out->total_tokens;
+			return NULL;
+		}
+		free(out->text);
+		free(out->stop_reason);
+		out->text = out->stop_reason = NULL;
+		out->truncated = false;
+		snprintf(msg, msglen, "%s: %s", url, perr);
+		return LLM_E_MALFORMED;
+	}
+	char etext[400];
+
+	llm_error_text(x->body ? x->body : "", x->len, etext, sizeof etext);
+	snprintf(msg, msglen, "%s: HTTP %ld: %s", url, t->http_status, etext);
+	return t->http_status == 429 ? LLM_E_RATE_LIMITED :
+	    t->http_status >= 500    ? LLM_E_SERVER :
+	                               LLM_E_CLIENT;
+}
+
+/* Wait out the backoff before try `next`; false (with the reason added to the response's
+ * error) when the attempt's deadline leaves no time for it. */
+static bool llm_wait_next(const struct llm_config *cfg, const struct llm_hooks *h,
+    struct llm_response *out, int next, int64_t retry_after_ms)
+{
+	int64_t wait = llm_backoff_ms(next, llm_jitter(h), retry_after_ms);
+
+	if (cfg->deadline_mono_ms != 0 &&
+	    clock_mono_ms() + (uint64_t)wait >= cfg->deadline_mono_ms) {
+		size_t k = strlen(out->error);
+		snprintf(out->error + k, sizeof out->error - k, " (no time left for another try)");
+		return false;
+	}
+	llm_sleep(h, wait);
+	return true;
+}
+
+int llm_call(const struct llm_config *cfg, const struct llm_request *req,
+    const struct llm_hooks *hooks, struct llm_response *out)
+{
+	static const struct llm_hooks no_hooks;
+	const struct llm_hooks *h = hooks != NULL ? hooks : &no_hooks;
+	int retries = cfg->max_retries > 0 ? cfg->max_retries : 0;
+	char *url, *body;
+	struct curl_slist *headers;
+
+	if (retries > LLM_RETRIES_MAX)
+		retries = LLM_RETRIES_MAX;
+	memset(out, 0, sizeof *out);
+	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
 	url = llm_url(cfg);
 	body = llm_body_build(cfg, req);
 	headers = llm_headers(cfg);
 
-	for (try_number = 1; try_number <= retries + 1; try_number++) {
+	for (int try_number = 1; try_number <= retries + 1; try_number++) {
 		struct llm_xfer x = { .max = cfg->max_body ? cfg->max_body : LLM_BODY_MAX_DEFAULT,
 			.retry_after_ms = -1 };
 		struct llm_try t = { .try_number = try_number,
@@ -483,33 +562,25 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			.completion_tokens = -1,
 			.total_tokens = -1 };
 		char errbuf[CURL_ERROR_SIZE] = "", msg[640];
-		int64_t timeout = cfg->timeout_ms > 0 ? cfg->timeout_ms : 120000;
 		uint64_t start = clock_mono_ms();
-		const char *cls = NULL;
+		int64_t timeout = llm_try_timeout(cfg, start);
+		const char *cls;
+		CURL *easy;
 		CURLcode rc;
 
-		if (cfg->deadline_mono_ms != 0) {
-			int64_t left = (int64_t)cfg->deadline_mono_ms - (int64_t)start;
-			if (left <= 0) {
-				llm_fail(cfg, out, LLM_E_TIMEOUT, 0,
-				    "the attempt's deadline passed before the request");
-				break;
-			}
-			if (left < timeout)
-				timeout = left;
+		if (timeout == 0) {
+			llm_fail(cfg, out, LLM_E_TIMEOUT, 0,
+			    "the attempt's deadline passed before the request");
+			break;
 		}
 		if (h->on_send != NULL && h->on_send(h->ctx, try_number) != 0) {
 			llm_fail(cfg, out, LLM_E_NETWORK, 0,
 			    "not sent: the supervisor did not take the call's announcement");
 			break;
 		}
-		if (easy == NULL && (easy = curl_easy_init()) == NULL) {
+		if ((easy = llm_handle()) == NULL) {
 			llm_fail(cfg, out, LLM_E_NETWORK, 0, "cannot create an HTTP handle");
 			break;
-		}
-		if (!easy_ready) {
-			llm_easy_init(easy);
-			easy_ready = true;
 		}
 		llm_easy_setup(easy, url, headers, body, &x, timeout, errbuf);
 		rc = llm_perform(easy, h);
@@ -519,60 +590,21 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 		out->tries = try_number;
 		out->http_status = t.http_status;
 
-		if (rc != CURLE_OK) {
-			cls = llm_curl_class(rc, &x);
-			if (x.too_large)
-				snprintf(msg, sizeof msg, "%s: response body over %zu bytes", url,
-				    x.max);
-			else
-				snprintf(msg, sizeof msg, "%s: %s", url,
-				    errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		} else if (t.http_status >= 200 && t.http_status < 300) {
-			char perr[256];
-			if (llm_body_parse(cfg->provider, x.body ? x.body : "", x.len, out, perr,
-			        sizeof perr) == 0) {
-				t.prompt_tokens = out->prompt_tokens;
-				t.completion_tokens = out->completion_tokens;
-				t.total_tokens = out->total_tokens;
-				out->ok = true;
-				out->error_class = NULL;
-				out->error[0] = '\0';
-				llm_report(cfg, h, &t, NULL, 0);
-				free(x.body);
-				break;
-			}
-			free(out->text);
-			free(out->stop_reason);
-			out->text = out->stop_reason = NULL;
-			out->truncated = false;
-			cls = LLM_E_MALFORMED;
-			snprintf(msg, sizeof msg, "%s: %s", url, perr);
-		} else {
-			char etext[400];
-			llm_error_text(x.body ? x.body : "", x.len, etext, sizeof etext);
-			cls = t.http_status == 429 ? LLM_E_RATE_LIMITED :
-			    t.http_status >= 500   ? LLM_E_SERVER :
-			                             LLM_E_CLIENT;
-			snprintf(msg, sizeof msg, "%s: HTTP %ld: %s", url, t.http_status, etext);
-		}
+		cls = llm_try_judge(cfg, url, rc, &x, errbuf, &t, out, msg, sizeof msg);
 		free(x.body);
+		if (cls == NULL) {
+			out->ok = true;
+			out->error_class = NULL;
+			out->error[0] = '\0';
+			llm_report(cfg, h, &t, NULL, 0);
+			break;
+		}
 		t.error_class = cls;
 		llm_report(cfg, h, &t, msg, sizeof msg);
 		llm_fail(cfg, out, cls, t.http_status, msg);
-		if (!llm_retryable(cls) || try_number > retries)
+		if (!llm_retryable(cls) || try_number > retries ||
+		    !llm_wait_next(cfg, h, out, try_number + 1, x.retry_after_ms))
 			break;
-		{
-			int64_t wait = llm_backoff_ms(
-			    try_number + 1, llm_jitter(h), x.retry_after_ms);
-			if (cfg->deadline_mono_ms != 0 &&
-			    clock_mono_ms() + (uint64_t)wait >= cfg->deadline_mono_ms) {
-				size_t k = strlen(out->error);
-				snprintf(out->error + k, sizeof out->error - k,
-				    " (no time left for another try)");
-				break;
-			}
-			llm_sleep(h, wait);
-		}
 	}
 	for (struct curl_slist *e = headers; e != NULL; e = e->next)
 		explicit_bzero(e->data, strlen(e->data));
