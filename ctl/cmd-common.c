@@ -177,6 +177,12 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 		*lock_fd = fd;
 		return 0;
 	}
+	if (fd == STORE_EBUSY && holder <= 0)
+		return cmd_fail(ctx, STORE_EBUSY,
+		    "database %s is held by another process (its pid is not in /proc/locks); "
+		    "nothing was written (stop it first, or, for a supervisor, send the command "
+		    "through it)",
+		    path);
 	if (fd == STORE_EBUSY) {
 		cmd_holder_name(holder, name, sizeof name);
 		return cmd_fail(ctx, STORE_EBUSY,

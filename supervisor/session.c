@@ -60,6 +60,11 @@ void session_open_store(struct sup *s)
 			    "database %s is held by autopack-supervisor pid %d; refusing to"
 			    " start a second writer",
 			    url, (int)holder);
+		if (s->lock_fd == STORE_EBUSY)
+			log_fatal(1,
+			    "database %s is held by another process (its pid is not in"
+			    " /proc/locks); refusing to start a second writer",
+			    url);
 		log_fatal(1, "cannot lock the database file %s: %s", path, strerror(errno));
 	}
 	s->st = xcalloc(1, sizeof *s->st);

@@ -229,6 +229,35 @@ def test_init_prints_the_banner_and_twice_changes_nothing(tmp):
     assert "url:" in r.err
 
 
+def test_read_only_commands_leave_no_wal_or_shm_behind_and_a_user_s_alone(tmp):
+    """SQLite makes a WAL database's -wal and -shm files to read it, and only a writer's
+    close removes them: the read-only commands remove what they made, but not while
+    another connection uses the database."""
+    p = tmp / "a.db"
+    init(p)
+    assert sorted(os.listdir(tmp)) == ["a.db"]
+    reads = (["db", "check", "--allow-empty-db"], ["db", "check", "--json", "--allow-empty-db"],
+             ["session", "list"], ["failed"], ["telemetry", "report"])
+    for cmd in reads:
+        r = ctl("--db", url(p), *cmd)
+        # An empty database has no telemetry to report: exit status 1.
+        assert r.rc in (0, 1) and "/a.db" in r.out + r.err, r
+        assert sorted(os.listdir(tmp)) == ["a.db"], cmd
+    con = sqlite3.connect(str(p))
+    assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    sides = {s: os.stat(str(p) + s).st_ino for s in ("-wal", "-shm")}
+    for cmd in reads:
+        assert ctl("--db", url(p), *cmd).rc in (0, 1), cmd
+    assert {s: os.stat(str(p) + s).st_ino for s in sides} == sides
+    con.execute("INSERT INTO runs (id, state, created_at, updated_at) VALUES"
+                " ('r1', 'QUEUED', '2026-12-02 00:00:00.000000', '2026-12-02 00:00:00.000000')")
+    con.commit()
+    r = ctl("--db", url(p), "db", "check", "--json")
+    assert r.rc == 0 and json.loads(r.out)["runs"]["total"] == 1, r
+    con.close()
+    assert sorted(os.listdir(tmp)) == ["a.db"]
+
+
 def test_db_check_of_an_empty_database_warns_and_exits_1_unless_allowed(tmp):
     p = tmp / "a.db"
     init(p)
@@ -354,6 +383,32 @@ def test_writes_are_refused_while_another_process_holds_the_lock(tmp):
     con = sqlite3.connect(str(p))
     assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     con.close()
+    assert ctl("--db", url(p), "seed", "telemetry-run").rc == 0
+
+
+def test_a_lock_held_from_another_pid_namespace_is_refused_without_a_pid(tmp):
+    """A container sharing the database's directory sees the lock, not its holder: the
+    holder's pid reads 0 in its /proc/locks. Writers are refused and say so."""
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a pid namespace")
+    p = tmp / "a.db"
+    init(p)
+    bindir = os.environ.get("AUTOPACK_BIN") or os.path.join(
+        os.path.dirname(__file__), "..", "build", "rel", "bin")
+    with open(str(p), "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for argv in ([os.path.join(bindir, "autopack-ctl"), "--db", url(p), "seed",
+                      "telemetry-run"],
+                     [os.path.join(bindir, "autopack-supervisor"), "--db", url(p),
+                      "--dry-run", "--allow-empty-db", "--exit-when-drained"]):
+            r = subprocess.run(["unshare", "-p", "-f", "--mount-proc"] + argv,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1, (argv, r.stderr)
+            assert "is held by another process (its pid is not in /proc/locks)" in r.stderr, \
+                r.stderr
+            assert "pid 0" not in r.stderr
     assert ctl("--db", url(p), "seed", "telemetry-run").rc == 0
 
 

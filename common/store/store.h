@@ -52,6 +52,7 @@ struct store {
 	ino_t wal_ino, shm_ino; /* ino 0: not checked */
 	bool lost;              /* store_identity_changed found the file or its WAL gone */
 	bool writable;          /* opened with STORE_WRITE */
+	bool tidy_on_close;     /* read-only, and no -wal or -shm existed before it opened */
 	int migrated_from;      /* schema version this open upgraded from, or 0 */
 	char *backup_path;      /* copy taken before that upgrade, or NULL */
 };

@@ -12,8 +12,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-/* Find the pid of an exclusive flock on device:inode in /proc/locks; 0 if there is none. */
-pid_t store_lock_holder(dev_t dev, ino_t ino)
+/* One read of /proc/locks: the pid of an exclusive flock on device:inode; 0 if none. */
+static pid_t store_lock_scan(dev_t dev, ino_t ino)
 {
 	FILE *f = fopen("/proc/locks", "re");
 	char line[256];
@@ -36,6 +36,18 @@ pid_t store_lock_holder(dev_t dev, ino_t ino)
 			pid = (pid_t)p;
 	}
 	fclose(f);
+	return pid;
+}
+
+/* Find the pid of an exclusive flock on device:inode in /proc/locks; 0 if there is none.
+ * The file is read a page at a time, and locks taken or dropped meanwhile (SQLite's, of
+ * every database on the machine) can shift a line past the reader: up to three reads. */
+pid_t store_lock_holder(dev_t dev, ino_t ino)
+{
+	pid_t pid = 0;
+
+	for (int i = 0; i < 3 && pid == 0; i++)
+		pid = store_lock_scan(dev, ino);
 	return pid;
 }
 

@@ -135,6 +135,38 @@ static int store_setup_writer(struct db *db, const char *path, struct store_err 
 	return rc;
 }
 
+/* Whether <path><suffix> exists (or cannot be told not to). */
+static bool store_side_exists(const char *path, const char *suffix)
+{
+	char *p = xasprintf("%s%s", path, suffix);
+	struct stat sb;
+	bool yes = lstat(p, &sb) == 0 || errno != ENOENT;
+
+	free(p);
+	return yes;
+}
+
+/* After a read-only connection closed: SQLite made the -wal and -shm files to read a WAL
+ * database, and only a writer's close removes them. Open the same file for writing, read,
+ * and close, so that SQLite removes them when no other connection uses the database (it
+ * takes the database's exclusive lock first; a live writer keeps them). Nothing is written;
+ * nothing is done if the file cannot be opened for writing or is no longer the one read. */
+static void store_tidy(const struct store *st)
+{
+	struct db *db = NULL;
+	struct stat sb;
+	char msg[256];
+	int64_t v;
+
+	if (stat(st->path, &sb) != 0 || sb.st_dev != st->dev || sb.st_ino != st->ino)
+		return;
+	if (db_sqlite_open(st->path, SQLITE_OPEN_READWRITE, 0, &db, msg, sizeof msg) != DB_OK)
+		return;
+	if (stat(st->path, &sb) == 0 && sb.st_dev == st->dev && sb.st_ino == st->ino)
+		(void)store_query_int(db, "PRAGMA schema_version", &v, NULL);
+	db_close(db);
+}
+
 /* Record the device:inode of <path><suffix>; ino 0 if it does not exist. */
 static void store_side_stat(const char *path, const char *suffix, dev_t *dev, ino_t *ino)
 {
@@ -180,6 +212,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	rc = store_stat_file(path, &sb, err);
 	if (rc != 0)
 		return rc;
+	st->tidy_on_close = !write && !store_side_exists(path, "-wal") &&
+	    !store_side_exists(path, "-shm");
 	rc = write ? store_connect(path, flags, "", &db, err) : store_connect_read(path, &db, err);
 	if (rc != 0)
 		return rc;
@@ -224,6 +258,8 @@ fail:
 void store_close(struct store *st)
 {
 	db_close(st->db);
+	if (st->tidy_on_close && st->db != NULL)
+		store_tidy(st);
 	free(st->path);
 	free(st->url);
 	free(st->backup_path);

@@ -286,6 +286,7 @@ int db_sqlite_open(
 		/* Refused (harmlessly) once SQLite is initialised. */
 		sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 		sqlite_mem_use();
+		sqlite_walbuf_use();
 		configured = true;
 	}
 	if (sqlite3_open_v2(path, &h, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {

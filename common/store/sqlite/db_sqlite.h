@@ -19,6 +19,9 @@ sqlite3 *db_sqlite_handle(struct db *db);
 /* Give SQLite its allocation functions (common/store/sqlite/sqlite_mem.c): before SQLite
  * is initialised, once. */
 void sqlite_mem_use(void);
+/* Make SQLite's default VFS the one that writes a commit's WAL frames in one write
+ * (common/store/sqlite/sqlite_walbuf.c): after sqlite_mem_use, before any connection. */
+void sqlite_walbuf_use(void);
 /* SQLite's primary result code of the last failure (SQLITE_BUSY, ...). */
 int db_sqlite_errcode(struct db *db);
 
