@@ -236,7 +236,7 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 			break;
 		case OPT_INTERVAL:
 			v = strtod(optarg, &end);
-			if (*end != '\0' || end == optarg || v < 0.1 || v > 3600)
+			if (*end != '\0' || end == optarg || !(v >= 0.1 && v <= 3600)) /* NaN too */
 				return cmd_usage_error(ctx,
 				    "--interval: \"%s\" is not a number of seconds from 0.1 to 3600",
 				    optarg);

@@ -104,6 +104,13 @@ int cmd_stop(
 		else if (strcmp(a, "--timeout") == 0 && i + 1 < req->args.n &&
 		    parse_count(req->args.items[i + 1], 86400, &timeout))
 			i++;
+		else if (strcmp(a, "--timeout") == 0)
+			return cmd_error(rep, "bad_argument",
+			    "stop: --timeout needs a whole number of seconds from 0 to 86400, got "
+			    "%s%s%s",
+			    i + 1 < req->args.n ? "\"" : "",
+			    i + 1 < req->args.n ? req->args.items[i + 1] : "nothing",
+			    i + 1 < req->args.n ? "\"" : "");
 		else
 			return cmd_error(rep, "bad_argument",
 			    "stop: unexpected argument \"%s\""

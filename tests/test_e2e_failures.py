@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from conftest import ctl
 from e2e_helpers import Standin, drain, import_plan, init_db, phase_spec, rows, tree
 
 # Fingerprints are "STATE|reason|normalised message": the loopback URL of the stand-in
@@ -315,3 +316,28 @@ def test_phase_deadline_attempt_has_a_timeout_fingerprint_and_zero_yield_reason(
     _, _, fp, zy = attempt(r)
     assert fp is not None and fp.startswith("TIMEOUT|timeout|"), fp
     assert zy == ("timeout" if where == "llm_call" else None)
+
+
+def test_token_counts_past_a_billion_are_taken_as_unreported(tmp):
+    """A provider (or something in the way) that reports 5e18 output tokens: the count is
+    not believed (no call comes near a billion tokens), so it is recorded as unreported,
+    no estimation sample is made of it, and the totals stay summable (two such rows made
+    `db check` fail for good: integer overflow)."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec("p1", ("out/a.py",)),
+                                       phase_spec("p2", ("out/b.py",))])])
+    llm = Standin(tmp, {"default": {"mode": "normal", "output_tokens": 5 * 10 ** 18}})
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1)
+    finally:
+        llm.stop()
+    assert [p["state"] for p in rows(url, "SELECT state FROM phases")] == ["COMPLETE"] * 2
+    used = rows(url, "SELECT prompt_tokens, completion_tokens, total_tokens"
+                     " FROM llm_usage_events ORDER BY id")
+    assert len(used) == 2 and all(u["completion_tokens"] is None for u in used), used
+    assert all(0 <= u["total_tokens"] < 10 ** 9 for u in used), used
+    assert rows(url, "SELECT count(*) AS n FROM token_estimation_v2_events")[0]["n"] == 0
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r

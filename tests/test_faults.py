@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import ctl
 from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, sql, status_when,
                                 wait_for)
 
@@ -129,3 +130,16 @@ def test_4_a_full_disk_before_the_first_dispatch_backs_off_and_gives_up(tmp, sma
     err = sup.stderr()
     assert "giving up on the database" in err and "full" in err, err
     assert lock_is_free(path)
+
+
+def test_4_reading_a_database_on_a_full_disk_names_the_full_disk(tmp, small_disk):
+    """SQLite reads a WAL database through a -shm file it must grow; on a full disk that
+    fails as a bare "disk I/O error". The message says why."""
+    url = new_db(small_disk, runs=1, phases=2, workspace=str(tmp / "ws"))
+    fill(small_disk)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc != 0, r
+    assert "disk I/O error (No space left on device)" in r.err, r
+    sup = Supervisor(tmp, url, "--workers", 0, "--dry-run")
+    assert sup.wait(timeout=60) == 1, sup.stderr()
+    assert "(No space left on device)" in sup.stderr(), sup.stderr()

@@ -122,6 +122,31 @@ def test_adoption_survey_names_phases_that_cannot_be_sent(tmp):
     assert "build1-original/t1-p1 (COMPLETE): scope.deliverables[0]" in r.out
 
 
+def test_adoption_survey_names_phases_whose_text_is_not_utf8(tmp):
+    """SQLite's TEXT holds any bytes; a job only UTF-8. Such a phase is named in the survey
+    with its field and byte, as the other phases a drain can only fail as INVALID_JOB, and
+    the survey's JSON shows the bytes as U+FFFD (a scope it could not read was left out)."""
+    path = os.path.join(str(tmp), "original.db")
+    legacy_db.build_original(path)
+    con = sqlite3.connect(path)
+    at = " WHERE run_id = 'build1-original' AND phase_id = ?"
+    con.execute("UPDATE phases SET name = CAST(X'41FF42' AS TEXT)" + at, ("t1-p1",))
+    con.execute("UPDATE phases SET scope = CAST(X'61C3' AS TEXT)" + at, ("t2-p1",))
+    con.execute("UPDATE phases SET scope = CAST(? || X'C3' || ? AS TEXT)" + at,
+                ('{"deliverables": ["a', '"]}', "t2-p2"))
+    con.commit()
+    con.close()
+    r = ctl("--db", db_url(path), "db", "adopt", "--dry-run", "--json")
+    assert r.rc == 0, r
+    scopes = json.loads(r.out)["scopes"]
+    got = {(p["run_id"], p["phase_id"]): p["why"] for p in scopes["unsendable"]}
+    assert got == {
+        ("build1-original", "t1-p1"): "name: not valid UTF-8 (byte 2)",
+        ("build1-original", "t2-p1"): "scope.paths[0]: not valid UTF-8 (byte 2)"}, got
+    bad = {(p["run_id"], p["phase_id"]): p["why"] for p in scopes["uninterpretable"]}
+    assert "a\ufffd" in bad[("build1-original", "t2-p2")], bad
+
+
 def test_a_phase_that_still_cannot_be_sent_fails_invalid_job_without_a_worker(tmp):
     from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
     from supervisor_helpers import Supervisor

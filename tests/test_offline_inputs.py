@@ -189,3 +189,79 @@ def test_db_init_through_a_dangling_symlink_names_the_symlink(tmp):
         tmp / "link.db") in r.err, r
     assert "db init)" not in r.err, r
     assert os.path.islink(tmp / "link.db") and not (tmp / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("stamp", [b"2025-13-45T99:99:99Z", b"2025-02-30T10:00:00Z",
+                                   b"2025-12-23T24:00:00Z", b"2025-12-23T22:06:12+25:00"])
+def test_a_sample_tsv_with_a_time_that_does_not_exist_is_refused(db, tmp, stamp):
+    """The right shape is not enough: a month 13 or a 30 February would be stored as it
+    is, in a column every other row holds as a real time."""
+    lines = sample_lines()
+    fields = lines[2].split(b"\t")
+    fields[0] = stamp
+    lines[2] = b"\t".join(fields)
+    (tmp / "bad.tsv").write_bytes(b"\n".join(lines))
+    r = ctl("--db", url(db), "telemetry", "import", "bad.tsv")
+    assert r.rc == 1, r
+    assert "bad.tsv:3: column timestamp: '%s' is not a time that exists" % stamp.decode() \
+        in r.err, r
+    assert count(db, "token_estimation_v2_events") == 0
+
+
+def ctl_bytes(*args, cwd=None):
+    """autopack-ctl with byte arguments; (rc, stdout, stderr) as bytes."""
+    p = subprocess.run([binpath("autopack-ctl")] + list(args), capture_output=True, cwd=cwd,
+                       timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+NOT_UTF8 = b"d\xff"
+
+
+def test_json_errors_naming_text_that_is_not_utf8_are_json(db, tmp):
+    """An argument or a file name that is not UTF-8 ends up in the error message: --json
+    still prints the error as JSON, the bad bytes as U+FFFD."""
+    lines = sample_lines()
+    (tmp / os.fsdecode(NOT_UTF8 + b".tsv")).write_bytes(b"\n".join(lines[:1] + [b"x"]))
+    for args in ([b"telemetry", b"import", b"--json", NOT_UTF8 + b".tsv"],
+                 [b"failed", b"--json", b"--run", NOT_UTF8],
+                 [b"session", b"show", b"--json", NOT_UTF8]):
+        rc, out, err = ctl_bytes(b"--db", url(db).encode(), *args)
+        assert rc in (1, 2), (args, out, err)
+        doc = json.loads(out.decode("utf-8"))
+        assert doc["ok"] is False and "d\ufffd" in doc["message"], (args, doc)
+        assert b"out of memory" not in err, err
+
+
+def test_a_database_whose_path_is_not_utf8_is_refused_by_name(tmp):
+    """Its URL goes in every job and control frame, which hold only UTF-8: without the
+    refusal every phase would fail at dispatch (invalid_job) and the JSON outputs break."""
+    os.mkdir(os.fsdecode(NOT_UTF8))
+    db = b"sqlite:///" + NOT_UTF8 + b"/a.db"
+    rc, out, err = ctl_bytes(b"--db", db, b"db", b"init")
+    assert rc == 2, (out, err)
+    assert b"the database's path %s/%s/a.db is not valid UTF-8 (byte %d)" % (
+        bytes(tmp), NOT_UTF8, len(bytes(tmp)) + 3) in err, err
+    assert os.listdir(os.fsdecode(NOT_UTF8)) == []
+    # The same file reached from a directory whose own name is fine.
+    rc, out, err = ctl_bytes(b"--db", b"sqlite:///a.db", b"db", b"init",
+                             cwd=os.fsdecode(NOT_UTF8))
+    assert rc == 2 and b"is not valid UTF-8" in err, (out, err)
+
+
+def test_a_workspace_whose_path_is_not_utf8_is_refused_at_import(db, tmp):
+    """A relative workspace is resolved against the plan's directory, whose name may not be
+    UTF-8; a job could never carry it, so the phases are not queued to fail at dispatch."""
+    d = tmp / os.fsdecode(NOT_UTF8)
+    d.mkdir()
+    (d / "plan.json").write_text(json.dumps(small_plan()))
+    rc, out, err = ctl_bytes(b"--db", url(db).encode(), b"run", b"import",
+                             NOT_UTF8 + b"/plan.json")
+    assert rc == 1, (out, err)
+    assert b"run r1: workspace %s/%s/ws is not valid UTF-8" % (bytes(tmp), NOT_UTF8) in err
+    assert count(db, "runs") == 0 and os.listdir(str(d)) == ["plan.json"]
+    rc, out, err = ctl_bytes(b"--db", url(db).encode(), b"seed", b"telemetry-run",
+                             b"--workspace", NOT_UTF8)
+    assert rc == 1, (out, err)
+    assert b"seed workspace %s/%s is not valid UTF-8" % (bytes(tmp), NOT_UTF8) in err, err
+    assert count(db, "runs") == 0

@@ -631,3 +631,27 @@ def test_busy_database_mid_drain_keeps_every_event(tmp, llm):
     assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'") == [(8,)]
     assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(8,)]
     assert sql(url, "SELECT count(*) FROM token_estimation_v2_events") == [(8,)]
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "1e400", "2.5", "86401"])
+def test_stop_with_a_bad_timeout_names_the_value_and_stops_nothing(tmp, value):
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0)
+    try:
+        sup.wait_ready()
+        r = sup.ctl("stop", "--timeout", value)
+        assert r.rc == 1, r
+        assert ('stop: --timeout needs a whole number of seconds from 0 to 86400, got "%s"'
+                % value) in r.err, r
+        assert sup.status()["state"] == "running"
+    finally:
+        sup.kill()
+
+
+@pytest.mark.parametrize("value", ["nan", "-nan", "inf", "0.05", "3601"])
+def test_watch_refuses_an_interval_out_of_range_nan_included(tmp, value):
+    """NaN passed both bound checks and made watch redraw without pause."""
+    url = new_db(tmp, runs=1, phases=1)
+    r = ctl("--db", url, "watch", "--interval", value, "--count", "1")
+    assert r.rc == 2, r
+    assert '--interval: "%s" is not a number of seconds from 0.1 to 3600' % value in r.err, r

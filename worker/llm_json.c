@@ -140,13 +140,21 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
 	return body;
 }
 
-/* An integer member of `obj` that is not negative, or -1. */
+/* No single call's token count comes near this: a usage count above it is not believed
+ * (it would only skew the estimator's samples, and a few such rows overflow the
+ * database's 64-bit sums). The bound of `telemetry import` too. */
+#define LLM_TOKENS_MAX 1000000000
+
+/* An integer member of `obj` from 0 to LLM_TOKENS_MAX, or -1 (absent, not an integer,
+ * or out of range: taken as not reported). */
 static int64_t llm_int(struct jspan obj, const char *key)
 {
 	struct jspan v;
 	int64_t n;
 
-	return jspan_member(obj, key, &v) && jspan_int(v, &n) && n >= 0 ? n : -1;
+	if (!jspan_member(obj, key, &v) || !jspan_int(v, &n))
+		return -1;
+	return n >= 0 && n <= LLM_TOKENS_MAX ? n : -1;
 }
 
 /* A string member of `obj` (heap), or NULL. */

@@ -185,12 +185,14 @@ static int tsv_text(struct tsv_line *l, enum tsv_col c, bool nullable, char **ou
 }
 
 /* Check "YYYY-MM-DDTHH:MM:SS" (or a space for T), then an optional fraction and an
- * optional Z or ±HH:MM. */
+ * optional Z or ±HH:MM, naming a time that exists (month 1-12, a day of that month,
+ * hour 0-23, minute and second 0-59, offset under 24 h); refuses the line otherwise. */
 static int tsv_timestamp(struct tsv_line *l, char **out)
 {
 	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
 	const char *s = tsv_get(l, TSV_TIMESTAMP), *p = s + sizeof shape - 1;
 	bool ok = strlen(s) >= sizeof shape - 1 && strlen(s) < 40;
+	char stamp[32];
 
 	for (size_t i = 0; ok && i < sizeof shape - 1; i++) {
 		if (shape[i] == 'd')
@@ -213,6 +215,8 @@ static int tsv_timestamp(struct tsv_line *l, char **out)
 		ok = p[1] == '\0';
 	else if (ok)
 		ok = *p == '\0';
+	if (ok && time_db_parse(s, stamp) != 0)
+		return tsv_fail(l, TSV_TIMESTAMP, "'%.40s' is not a time that exists", s);
 	if (!ok)
 		return tsv_fail(l, TSV_TIMESTAMP,
 		    "expected a UTC time like "

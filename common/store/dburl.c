@@ -1,8 +1,10 @@
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
 #include "common/util.h"
+#include "proto/utf8.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +124,35 @@ static int dburl_check_chars(const char *url, char *err, size_t errlen)
 	return 0;
 }
 
+/* Refuse a canonical URL that is not UTF-8 (a directory named in another encoding, the
+ * current directory's included): the URL travels in every job and control frame, which
+ * carry only UTF-8, so no phase could be sent. A PostgreSQL URL is not shown (it may
+ * hold a password). Frees both outputs on refusal. */
+static int dburl_check_utf8(char **canonical_path, char **canonical_url, char *err, size_t errlen)
+{
+	size_t len = strlen(*canonical_url), bad = proto_utf8_check(*canonical_url, len);
+	bool pg = strcmp(*canonical_path, *canonical_url) == 0;
+
+	if (bad == len)
+		return 0;
+	if (pg)
+		errbuf_fail(err, errlen,
+		    "the database URL is not valid UTF-8 (byte %zu of %zu); autopack sends it to "
+		    "its workers and clients as text, which must be UTF-8",
+		    bad + 1, len);
+	else
+		errbuf_fail(err, errlen,
+		    "the database's path %s is not valid UTF-8 (byte %zu); autopack sends it to "
+		    "its workers and clients as text, which must be UTF-8: rename the file or "
+		    "the directory holding it",
+		    *canonical_path, bad + 1 - (len - strlen(*canonical_path)));
+	free(*canonical_path);
+	free(*canonical_url);
+	*canonical_path = NULL;
+	*canonical_url = NULL;
+	return -1;
+}
+
 /* Parse and canonicalise one URL; -1 with a message naming the problem. */
 int dburl_parse(
     const char *url, char **canonical_path, char **canonical_url, char *err, size_t errlen)
@@ -145,7 +176,7 @@ int dburl_parse(
 		if (dburl_pg_parse(url, canonical_url, err, errlen) != 0)
 			return -1;
 		*canonical_path = xstrdup(*canonical_url);
-		return 0;
+		return dburl_check_utf8(canonical_path, canonical_url, err, errlen);
 	}
 	if (strncmp(url, prefix, sizeof prefix - 1) != 0)
 		return dburl_refuse_scheme(url, err, errlen);
@@ -164,7 +195,7 @@ int dburl_parse(
 		return -1;
 	*canonical_path = path;
 	*canonical_url = xasprintf("sqlite:///%s", path);
-	return 0;
+	return dburl_check_utf8(canonical_path, canonical_url, err, errlen);
 }
 
 /* Parse the value of `name`, or report it as the source of the error. */

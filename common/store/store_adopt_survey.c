@@ -6,7 +6,9 @@
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
 #include "common/util.h"
+#include "proto/utf8.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +51,8 @@ static int survey_insert_cols(struct db *db, struct store_adopt_report *rep, str
 	return 0;
 }
 
-/* Append a phase to a report list. */
+/* Append a phase to a report list. Its texts are shown, and put in JSON, as UTF-8: a
+ * byte that is not is shown as U+FFFD (the survey names such text as unsendable). */
 static void survey_phase_push(
     struct store_adopt_phase **list, size_t *n, struct db_stmt *q, const char *why)
 {
@@ -58,10 +61,10 @@ static void survey_phase_push(
 
 	*list = xrealloc(*list, (*n + 1) * sizeof **list);
 	p = &(*list)[(*n)++];
-	p->run_id = xstrdup(db_column_text(q, 0));
-	p->phase_id = xstrdup(db_column_text(q, 1));
-	p->state = xstrdup(state != NULL ? (const char *)state : "");
-	p->why = why != NULL ? xstrdup(why) : NULL;
+	p->run_id = proto_utf8_clean(db_column_text(q, 0), SIZE_MAX);
+	p->phase_id = proto_utf8_clean(db_column_text(q, 1), SIZE_MAX);
+	p->state = proto_utf8_clean(state != NULL ? (const char *)state : "", SIZE_MAX);
+	p->why = why != NULL ? proto_utf8_clean(why, SIZE_MAX) : NULL;
 }
 
 /* Check that a phase read by survey_scopes (columns run_id, phase_id, state, scope, name,
@@ -84,7 +87,34 @@ static int survey_sendable(struct db_stmt *q, const struct store_scope *sc, char
 		.ndeliverables = sc->deliverables.n,
 	};
 
-	return job_limits_check(&t, why, n);
+	const char *const text[] = { t.run_id, t.phase_id, t.name, t.description, t.category,
+		t.complexity };
+	static const char *const names[] = { "run_id", "phase_id", "name", "description",
+		"task_category", "complexity" };
+	const struct {
+		const char *name;
+		const char *const *v;
+		size_t n;
+	} lists[] = { { "scope.paths", t.paths, t.npaths },
+		{ "scope.read_only_context", t.context, t.ncontext },
+		{ "scope.deliverables", t.deliverables, t.ndeliverables } };
+
+	if (job_limits_check(&t, why, n) != 0)
+		return -1;
+	/* A job carries only UTF-8 text; SQLite's TEXT columns hold any bytes. */
+	for (size_t i = 0; i < ARRAY_SIZE(text); i++)
+		if (text[i] != NULL &&
+		    proto_utf8_check(text[i], strlen(text[i])) != strlen(text[i]))
+			return errbuf_fail(why, n, "%s: not valid UTF-8 (byte %zu)", names[i],
+			    proto_utf8_check(text[i], strlen(text[i])) + 1);
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+		for (size_t j = 0; j < lists[i].n; j++)
+			if (proto_utf8_check(lists[i].v[j], strlen(lists[i].v[j])) !=
+			    strlen(lists[i].v[j]))
+				return errbuf_fail(why, n, "%s[%zu]: not valid UTF-8 (byte %zu)",
+				    lists[i].name, j,
+				    proto_utf8_check(lists[i].v[j], strlen(lists[i].v[j])) + 1);
+	return 0;
 }
 
 /* Read every phase's scope: count the forms, list the ones that cannot be interpreted,

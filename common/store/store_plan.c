@@ -6,6 +6,7 @@
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
 #include "common/util.h"
+#include "proto/utf8.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -229,6 +230,14 @@ static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store
 		rc = store_fail(err, STORE_EINVAL,
 		    "run %s: workspace %.100s... is %zu bytes; a job carries at most %u",
 		    plan_str(r, "run_id"), ws, strlen(ws), JOB_PATH_MAX);
+		free(ws);
+		return rc;
+	}
+	if (proto_utf8_check(ws, strlen(ws)) != strlen(ws)) {
+		rc = store_fail(err, STORE_EINVAL,
+		    "run %s: workspace %s is not valid UTF-8 (byte %zu); a job carries only UTF-8 "
+		    "text: name the workspace by an absolute path that is, or move the plan",
+		    plan_str(r, "run_id"), ws, proto_utf8_check(ws, strlen(ws)) + 1);
 		free(ws);
 		return rc;
 	}

@@ -3,6 +3,7 @@
 #include "common/store/store_internal.h"
 #include "common/store/store_plan.h"
 #include "common/util.h"
+#include "proto/utf8.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -142,6 +143,11 @@ int store_seed_telemetry_run(
 	if (workspace[0] != '/')
 		return store_fail(
 		    err, STORE_EINVAL, "seed workspace must be absolute: %s", workspace);
+	if (proto_utf8_check(workspace, strlen(workspace)) != strlen(workspace))
+		return store_fail(err, STORE_EINVAL,
+		    "seed workspace %s is not valid UTF-8 (byte %zu); a job carries only UTF-8 "
+		    "text: name a directory whose path is",
+		    workspace, proto_utf8_check(workspace, strlen(workspace)) + 1);
 	rc = store_query_int(
 	    st->db, "SELECT count(*) FROM runs WHERE id = '" STORE_SEED_RUN_ID "'", &exists, err);
 	if (rc != 0)

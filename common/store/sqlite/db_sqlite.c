@@ -7,10 +7,12 @@
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct db_sqlite {
 	struct db base;
 	sqlite3 *h;
+	char msg[512]; /* sqlite_errmsg's text with the system's cause */
 };
 
 struct db_sqlite_stmt {
@@ -190,10 +192,19 @@ static int64_t sqlite_changes(struct db *db)
 	return sqlite3_changes(H(db));
 }
 
-/* The message of sqlite3_errmsg. */
+/* The message of sqlite3_errmsg; after a failed file operation (an I/O error, a file
+ * that cannot be opened, a full disk) followed by the system's reason, which SQLite's own
+ * words do not give ("disk I/O error (No space left on device)"). */
 static const char *sqlite_errmsg(struct db *db)
 {
-	return sqlite3_errmsg(H(db));
+	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
+	int primary = sqlite3_extended_errcode(d->h) & 0xff, e = sqlite3_system_errno(d->h);
+
+	if (e == 0 ||
+	    (primary != SQLITE_IOERR && primary != SQLITE_CANTOPEN && primary != SQLITE_FULL))
+		return sqlite3_errmsg(d->h);
+	snprintf(d->msg, sizeof d->msg, "%s (%s)", sqlite3_errmsg(d->h), strerror(e));
+	return d->msg;
 }
 
 /* Classify sqlite3_extended_errcode. */
