@@ -265,3 +265,15 @@ def test_a_workspace_whose_path_is_not_utf8_is_refused_at_import(db, tmp):
     assert rc == 1, (out, err)
     assert b"seed workspace %s/%s is not valid UTF-8" % (bytes(tmp), NOT_UTF8) in err, err
     assert count(db, "runs") == 0
+
+
+def test_a_json_result_naming_a_path_that_is_not_utf8_says_so(db, tmp):
+    """calibrate --json names its output files: in a directory whose name is not UTF-8
+    the result cannot be JSON; the message said "out of memory"."""
+    assert ctl("--db", url(db), "telemetry", "import", SAMPLES).rc == 0
+    rc, out, err = ctl_bytes(b"--db", url(db).encode(), b"calibrate", b"--json", b"--out",
+                             NOT_UTF8, cwd=str(tmp))
+    assert rc == 2, (out, err)
+    assert b"the result cannot be written as JSON: a text in it (a file name, an argument)" \
+        b" is not UTF-8" in err, err
+    assert b"out of memory" not in err
