@@ -199,15 +199,10 @@ static int dec_field(
 	return proto_errf(d->err, &d->path, "internal: field kind %d", (int)f->kind);
 }
 
-/* Whether the NUL-terminated key is the n bytes at k (without reading past its NUL). */
-static bool key_is(const char *key, const uint8_t *k, size_t n)
+/* Whether field f's key is the n bytes at k. */
+static bool key_is(const struct proto_field *f, const uint8_t *k, size_t n)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (key[i] == '\0' || key[i] != (char)k[i])
-			return false;
-	return key[i] == '\0';
+	return f->klen == n && memcmp(f->key, k, n) == 0;
 }
 
 /* Find the field of s whose key is the n bytes at k, trying field `hint` first (a map
@@ -217,14 +212,11 @@ static int field_index(const struct proto_schema *s, const uint8_t *k, size_t n,
 {
 	if (n == 0)
 		return -1;
-	if (hint < s->nfields && key_is(s->fields[hint].key, k, n))
+	if (hint < s->nfields && key_is(&s->fields[hint], k, n))
 		return (int)hint;
-	for (size_t j = 0; j < s->nfields; j++) {
-		const char *key = s->fields[j].key;
-
-		if (key[0] == (char)k[0] && key_is(key, k, n))
+	for (size_t j = 0; j < s->nfields; j++)
+		if (s->fields[j].key[0] == (char)k[0] && key_is(&s->fields[j], k, n))
 			return (int)j;
-	}
 	return -1;
 }
 
@@ -242,7 +234,7 @@ static int dec_body(struct dec *d, const struct proto_field *f, char *base)
 {
 	const struct proto_schema *s;
 	struct mp_item it;
-	size_t mark = proto_path_push_key(&d->path, f->key, strlen(f->key));
+	size_t mark = proto_path_push_key(&d->path, f->key, f->klen);
 
 	s = proto_schema_of_kind(((struct proto_event *)base)->kind);
 	if (dec_item(d, &it) < 0)
@@ -364,7 +356,8 @@ static int dec_entries(struct dec *d, const struct proto_schema *s, char *base, 
 	return rc;
 }
 
-/* Check the top map's "v" and "t", which the scan noted; sets *type. */
+/* Check the top map's "v" and "t", which the scan noted; sets *type. d->path names the
+ * frame, and a wrong "v" or "t" is reported under its own name. */
 static int dec_header(struct dec *d, const struct proto_scan_top *top, enum proto_type *type)
 {
 	const struct mp_item *v = &top->v, *t = &top->t;
@@ -374,23 +367,23 @@ static int dec_header(struct dec *d, const struct proto_scan_top *top, enum prot
 		return proto_errf(d->err, &d->path, "duplicate field \"%c\"", top->dup);
 	if (!top->have_v)
 		return proto_errf(d->err, &d->path, "missing field \"v\"");
-	proto_path_init(&d->path, "v");
-	if (v->kind == MP_NINT)
-		return proto_errf(d->err, &d->path, "protocol version %lld, expected %d",
-		    (long long)v->i, PROTO_VERSION);
-	if (v->kind != MP_UINT)
-		return dec_type_err(d, "integer", v);
-	if (v->u != PROTO_VERSION)
+	if (v->kind != MP_UINT || v->u != PROTO_VERSION) {
+		proto_path_init(&d->path, "v");
+		if (v->kind == MP_NINT)
+			return proto_errf(d->err, &d->path, "protocol version %lld, expected %d",
+			    (long long)v->i, PROTO_VERSION);
+		if (v->kind != MP_UINT)
+			return dec_type_err(d, "integer", v);
 		return proto_errf(d->err, &d->path, "protocol version %llu, expected %d",
 		    (unsigned long long)v->u, PROTO_VERSION);
-	proto_path_init(&d->path, "frame");
+	}
 	if (!top->have_t)
 		return proto_errf(d->err, &d->path, "missing field \"t\"");
-	proto_path_init(&d->path, "t");
-	if (t->kind != MP_STR)
-		return dec_type_err(d, "string", t);
-	*type = proto_type_lookup(t->ptr, t->len);
+	*type = t->kind == MP_STR ? proto_type_lookup(t->ptr, t->len) : 0;
 	if (*type == 0) {
+		proto_path_init(&d->path, "t");
+		if (t->kind != MP_STR)
+			return dec_type_err(d, "string", t);
 		proto_escape(shown, sizeof shown, t->ptr, t->len, 40);
 		return proto_errf(d->err, &d->path, "unknown message type \"%s\"", shown);
 	}

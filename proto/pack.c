@@ -173,8 +173,8 @@ static int pk_fields(struct pk *k, const struct proto_schema *s, const char *bas
 
 		if (!pk_present(f, base))
 			continue;
-		msgpack_pack_str_with_body(&k->mp, f->key, strlen(f->key));
-		mark = proto_path_push_key(&k->path, f->key, strlen(f->key));
+		msgpack_pack_str_with_body(&k->mp, f->key, f->klen);
+		mark = proto_path_push_key(&k->path, f->key, f->klen);
 		rc = pk_field(k, f, base);
 		if (rc < 0)
 			return rc;

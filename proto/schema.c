@@ -7,7 +7,7 @@
 
 #define FIELD(k, kind, type, member, ...)                                                          \
 	{                                                                                          \
-		k, kind, offsetof(type, member), 0, __VA_ARGS__                                    \
+		k, sizeof(k) - 1, kind, offsetof(type, member), 0, __VA_ARGS__                     \
 	}
 #define STR(k, type, member, limit) FIELD(k, PF_STR, type, member, 0, limit, NULL)
 #define STR_OPT(k, type, member, limit) FIELD(k, PF_STR_OPT, type, member, 0, limit, NULL)
@@ -59,8 +59,8 @@ const struct proto_field proto_coef_fields[3] = {
 /* Lives in struct proto_job itself: "est" groups the estimator's fields on the wire. */
 static const struct proto_field est_fields[] = {
 	U64("ver", struct proto_job, coef_version),
-	{ "oh", PF_COEFS, offsetof(struct proto_job, coefs), offsetof(struct proto_job, ncoefs), 0,
-	    0, NULL },
+	{ "oh", 2, PF_COEFS, offsetof(struct proto_job, coefs), offsetof(struct proto_job, ncoefs),
+	    0, 0, NULL },
 	STR_OPT("fit", struct proto_job, fit_json, PROTO_STR_MAX),
 };
 SCHEMA(est_schema, "est", est_fields);
@@ -76,7 +76,7 @@ static const struct proto_field job_fields[] = {
 	NNEG("deadline", struct proto_job, deadline_ms),
 	NNEG("cap", struct proto_job, max_tokens_cap),
 	MAP("llm", struct proto_job, llm, llm_schema),
-	{ "est", PF_MAP, 0, 0, 0, 0, &est_schema },
+	{ "est", 3, PF_MAP, 0, 0, 0, 0, &est_schema },
 	STR("ws", struct proto_job, workspace, PROTO_PATH_MAX),
 	BOOL("dry", struct proto_job, dry_run),
 	I64_OPT("ann", struct proto_job, ann, 1),
@@ -259,10 +259,12 @@ const char *proto_event_kind_name(enum proto_event_kind k)
 /* Find the message type a name stands for, or 0. */
 enum proto_type proto_type_lookup(const void *s, size_t n)
 {
+	if (n == 0)
+		return 0;
 	for (size_t t = 1; t < ARRAY_SIZE(type_schemas); t++) {
 		const char *name = type_schemas[t]->name;
 
-		if (strlen(name) == n && memcmp(name, s, n) == 0)
+		if (name[0] == *(const char *)s && strlen(name) == n && memcmp(name, s, n) == 0)
 			return (enum proto_type)t;
 	}
 	return 0;
@@ -271,10 +273,13 @@ enum proto_type proto_type_lookup(const void *s, size_t n)
 /* Find the event kind a name stands for, or 0. */
 enum proto_event_kind proto_kind_lookup(const void *s, size_t n)
 {
+	if (n == 0)
+		return 0;
 	for (size_t k = 1; k < ARRAY_SIZE(kind_schemas); k++) {
 		const char *name = event_kind_name((enum event_kind)k);
 
-		if (kind_schemas[k] != NULL && strlen(name) == n && memcmp(name, s, n) == 0)
+		if (kind_schemas[k] != NULL && name[0] == *(const char *)s && strlen(name) == n &&
+		    memcmp(name, s, n) == 0)
 			return (enum proto_event_kind)k;
 	}
 	return 0;

@@ -28,6 +28,7 @@ struct proto_schema;
 
 struct proto_field {
 	const char *key;
+	size_t klen; /* strlen(key) */
 	enum proto_fkind kind;
 	size_t off;
 	size_t off2;

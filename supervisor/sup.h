@@ -338,8 +338,16 @@ struct writer_acks {
 
 /* A committed group of the writer: held until the fsync that makes it durable (sync.c),
  * then released (writer_release). */
+/* Memory for the events of the queue, then of its commit group (op_arena.c): released
+ * all at once with the group. */
+struct op_arena {
+	struct op_block *head; /* its blocks, the one being filled first */
+	size_t used;           /* bytes taken from head */
+};
+
 struct commit_group {
 	struct op *head;         /* its writes */
+	struct op_arena arena;   /* its events (the queue's arena, moved here at the commit) */
 	struct writer_acks acks; /* the acknowledgements its events owe; the buffer is swapped
 	                          * with sup.acks */
 	struct grant *grants;    /* its leases; the buffer is swapped with sup.grants */
@@ -474,7 +482,10 @@ struct sup {
 	struct op *ops_head;
 	struct op *ops_tail;
 	int64_t ops_n;
-	struct writer_acks acks; /* the acknowledgements the queued events owe */
+	struct writer_acks acks;   /* the acknowledgements the queued events owe */
+	struct op_arena ops_arena; /* the queued events */
+	struct op_block *op_spare; /* arena blocks released, for reuse */
+	size_t op_nspare;
 	uv_timer_t commit_timer;
 	bool commit_armed;
 	bool commit_retrying; /* the timer waits to retry a failed commit */
@@ -823,6 +834,17 @@ void writer_flush_early(struct sup *s);
 void writer_release(struct sup *s, struct commit_group *g, bool durable);
 /* After the loop: free the writes never committed and the groups kept for reuse. */
 void writer_free(struct sup *s);
+
+/* --- op_arena.c: the memory of queued events --- */
+
+/* n zeroed bytes from arena a, aligned for any type, taken from a block released earlier
+ * or a new one. Cannot fail (exits when memory is exhausted, as xmalloc). */
+void *op_arena_alloc(struct sup *s, struct op_arena *a, size_t n);
+/* Give every block of a back (kept for reuse, up to a bound, else freed) and empty it:
+ * whatever was carved from it is gone. */
+void op_arena_release(struct sup *s, struct op_arena *a);
+/* Free the blocks kept for reuse. */
+void op_arena_free_spare(struct sup *s);
 
 /* --- sync.c: the commit's fsync off the loop (SQLite, --synchronous full) --- */
 

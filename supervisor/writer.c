@@ -113,8 +113,8 @@ static void writer_acks_add(struct writer_acks *a, int worker_id, uint64_t attem
 	k->n++;
 }
 
-/* Queue an event: one allocation holds the op, its run and phase ids and the event's
- * strings (moved out of the decoded message, which owns nothing after). */
+/* Queue an event: one piece of the queue's arena holds the op, its run and phase ids and
+ * the event's strings (moved out of the decoded message, which owns nothing after). */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
     struct proto_event *ev)
 {
@@ -124,7 +124,7 @@ void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, cons
 	char *at;
 
 	proto_event_strings(ev, &strs);
-	o = xcalloc(1, sizeof *o + rn + pn + strs.bytes);
+	o = op_arena_alloc(s, &s->ops_arena, sizeof *o + rn + pn + strs.bytes);
 	at = (char *)(o + 1);
 	o->kind = OP_EVENT;
 	o->u.event.run_id = memcpy(at, run_id, rn);
@@ -183,12 +183,13 @@ void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const
 	writer_push(s, o);
 }
 
-/* Release what an op owns, and the op (an event's strings are in it). */
+/* Release what an op owns, and the op unless it is an event (its strings are in it, and
+ * it is in its group's arena). */
 static void op_free(struct op *o)
 {
 	free(o->refused);
 	switch (o->kind) {
-	case OP_EVENT: break;
+	case OP_EVENT: return;
 	case OP_CLOSE:
 		free((char *)o->u.close.end.message);
 		free((char *)o->u.close.end.fingerprint);
@@ -365,6 +366,8 @@ static void writer_committed(struct sup *s, struct op *head, bool lease, uint64_
 	s->acks = acks;
 	s->acks.n = s->acks.last = 0;
 	g->head = head;
+	g->arena = s->ops_arena;
+	s->ops_arena = (struct op_arena){ 0 };
 	g->began = began;
 	if (lease) {
 		/* The round's leases move to the group; the next round fills the group's old
@@ -405,6 +408,7 @@ void writer_release(struct sup *s, struct commit_group *g, bool durable)
 		}
 		op_free(o);
 	}
+	op_arena_release(s, &g->arena);
 	g->head = NULL;
 	g->ngrants = 0;
 	g->acks.n = g->acks.last = 0;
@@ -427,6 +431,7 @@ void writer_free(struct sup *s)
 		next = o->next;
 		op_free(o);
 	}
+	op_arena_release(s, &s->ops_arena);
 	s->ops_head = s->ops_tail = NULL;
 	s->ops_n = 0;
 	free(s->acks.v);
@@ -437,6 +442,7 @@ void writer_free(struct sup *s)
 		free(g->acks.v);
 		free(g);
 	}
+	op_arena_free_spare(s);
 }
 
 /* Commit the queue and the round's leases (with the heartbeat of several supervisors,

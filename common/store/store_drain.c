@@ -187,10 +187,19 @@ struct tier_cache *drain_tiers(struct store_drain *d)
 	return d->data_version != NULL && d->supervisor_id == 0 ? &d->tiers : NULL;
 }
 
+/* Forget what the event statements' parameters hold: the events of a group are
+ * released after it ends. */
+static void drain_keep_forget(struct store_drain *d)
+{
+	bind_keep_forget(&d->keep_key);
+	bind_keep_forget(&d->keep_usage);
+}
+
 /* Begin a group commit's transaction; STORE_EIO on failure. */
 int store_drain_begin(struct store_drain *d, struct store_err *err)
 {
 	assert(!db_in_transaction(d->st->db));
+	drain_keep_forget(d);
 	if (db_begin(d->st->db, DB_TX_GROUP) != DB_OK)
 		return drain_fail(d, err, "BEGIN");
 	/* Under the write lock: no other connection commits before this transaction ends. */
@@ -201,6 +210,7 @@ int store_drain_begin(struct store_drain *d, struct store_err *err)
 /* COMMIT; STORE_EIO on failure. */
 int store_drain_commit(struct store_drain *d, struct store_err *err)
 {
+	drain_keep_forget(d);
 	if (db_commit(d->st->db) != DB_OK)
 		return drain_fail(d, err, "COMMIT");
 	drain_announced_end(d, true);
@@ -210,6 +220,7 @@ int store_drain_commit(struct store_drain *d, struct store_err *err)
 /* ROLLBACK when a transaction is open. */
 void store_drain_rollback(struct store_drain *d)
 {
+	drain_keep_forget(d);
 	db_rollback(d->st->db);
 	drain_announced_end(d, false);
 	/* The counts may hold what the transaction wrote. */

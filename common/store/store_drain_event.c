@@ -61,10 +61,20 @@ static void bind_count(struct db_stmt *s, int i, int64_t v)
 		db_bind_null(s, i);
 }
 
-/* Statement `i` for the next event: left reset by its last drain_exec, and with every
- * parameter bound again by the caller (so its old bindings need no clearing). Its texts
- * are bound without a copy (db_bind_text_kept): the event, its op and `now` outlive the
- * step, and the next event binds them all again. */
+/* Bind a count through `k`, or NULL when it is negative (unknown). */
+static void keep_count(struct db_stmt *s, struct bind_keep *k, int i, int64_t v)
+{
+	if (v >= 0)
+		bind_keep_int64(s, k, i, v);
+	else
+		bind_keep_text(s, k, i, NULL);
+}
+
+/* Statement `i` for the next event: left reset by its last drain_exec, with its old
+ * bindings kept. The caller binds every parameter whose value differs from what it holds
+ * (bind_keep: d->keep_key, d->keep_usage) and `now` always; texts are bound without a
+ * copy: the event and its op live until their group has ended (the writer frees them
+ * after the commit), which forgets what the parameters hold (store_drain.c). */
 static struct db_stmt *event_stmt(struct store_drain *d, enum drain_stmt i)
 {
 	assert(i < DS_COUNT && d->stmt[i] != NULL);
@@ -258,6 +268,7 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
     const struct drain_event *ev, const char *now, struct store_err *err)
 {
 	const struct drain_usage *u = &ev->u.usage;
+	struct bind_keep *k;
 	struct db_stmt *s;
 	bool done = false;
 	int rc = event_usage_done(d, ev, &done, err);
@@ -265,24 +276,25 @@ static int event_usage(struct store_drain *d, const char *run_id, const char *ph
 	if (rc != 0 || done)
 		return rc;
 	s = event_stmt(d, DS_EV_USAGE);
-	db_bind_text_kept(s, 1, u->provider);
-	db_bind_text_kept(s, 2, u->model);
-	db_bind_text_kept(s, 3, run_id);
-	db_bind_text_kept(s, 4, phase_id);
-	db_bind_text_kept(s, 5, u->role);
-	db_bind_int64(s, 6, u->total_tokens < 0 ? 0 : u->total_tokens);
-	bind_count(s, 7, u->prompt_tokens);
-	bind_count(s, 8, u->completion_tokens);
+	k = &d->keep_usage;
+	bind_keep_text(s, k, 1, u->provider);
+	bind_keep_text(s, k, 2, u->model);
+	bind_keep_text(s, k, 3, run_id);
+	bind_keep_text(s, k, 4, phase_id);
+	bind_keep_text(s, k, 5, u->role);
+	bind_keep_int64(s, k, 6, u->total_tokens < 0 ? 0 : u->total_tokens);
+	keep_count(s, k, 7, u->prompt_tokens);
+	keep_count(s, k, 8, u->completion_tokens);
 	db_bind_text_kept(s, 9, now);
-	db_bind_int64(s, 10, (int64_t)ev->attempt_id);
-	db_bind_int64(s, 11, (int64_t)ev->seq);
-	db_bind_text_kept(
-	    s, 12, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
-	bind_count(s, 13, u->http_status);
-	db_bind_text_kept(s, 14, u->error_class);
-	bind_count(s, 15, u->latency_ms);
-	bind_count(s, 16, u->try_number);
-	db_bind_int64(s, 17, 0);
+	bind_keep_int64(s, k, 10, (int64_t)ev->attempt_id);
+	bind_keep_int64(s, k, 11, (int64_t)ev->seq);
+	bind_keep_text(
+	    s, k, 12, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
+	keep_count(s, k, 13, u->http_status);
+	bind_keep_text(s, k, 14, u->error_class);
+	keep_count(s, k, 15, u->latency_ms);
+	keep_count(s, k, 16, u->try_number);
+	bind_keep_int64(s, k, 17, 0);
 	return drain_exec(d, DS_EV_USAGE, err);
 }
 
@@ -307,6 +319,8 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 	struct db_stmt *s = drain_stmt(d, DS_EV_KEY);
 	char now[32], *msg = xasprintf("not stored: %s", why);
 	int rc;
+
+	bind_keep_forget(&d->keep_key); /* cleared and bound here with copies */
 
 	assert(db_in_transaction(d->st->db));
 	time_db_now(now);
@@ -344,12 +358,12 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 	assert(db_in_transaction(d->st->db));
 	assert(ev->kind > EVENT_KIND_NONE && ev->kind < EVENT_KIND_COUNT);
 	time_db_now(now);
-	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
-	db_bind_int64(s, 2, (int64_t)ev->seq);
-	db_bind_text_kept(s, 3, event_kind_name(ev->kind));
+	bind_keep_int64(s, &d->keep_key, 1, (int64_t)ev->attempt_id);
+	bind_keep_int64(s, &d->keep_key, 2, (int64_t)ev->seq);
+	bind_keep_text(s, &d->keep_key, 3, event_kind_name(ev->kind));
 	db_bind_text_kept(s, 4, now);
-	db_bind_text_kept(s, 5, ev->kind == EVENT_LOG ? ev->u.log.level : NULL);
-	db_bind_text_kept(s, 6, ev->kind == EVENT_LOG ? ev->u.log.message : NULL);
+	bind_keep_text(s, &d->keep_key, 5, ev->kind == EVENT_LOG ? ev->u.log.level : NULL);
+	bind_keep_text(s, &d->keep_key, 6, ev->kind == EVENT_LOG ? ev->u.log.message : NULL);
 	if ((rc = drain_exec(d, DS_EV_KEY, err)) != 0)
 		return rc;
 	*dup = db_changes(d->st->db) == 0;

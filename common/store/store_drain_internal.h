@@ -3,6 +3,7 @@
 #ifndef AUTOPACK_STORE_DRAIN_INTERNAL_H
 #define AUTOPACK_STORE_DRAIN_INTERNAL_H
 
+#include "common/store/bind_keep.h"
 #include "common/store/store_drain.h"
 #include "common/store/store_internal.h"
 
@@ -89,6 +90,9 @@ struct store_drain {
 	struct db_stmt *stmt[DS_COUNT];
 	const char *sql[DS_COUNT];
 	struct db_stmt *estimation; /* store_estimation_insert */
+	/* What DS_EV_KEY's and DS_EV_USAGE's parameters hold (store_drain_event.c), forgotten
+	 * as each group begins and ends: the texts they hold belong to the group's events. */
+	struct bind_keep keep_key, keep_usage;
 	/* The attempts this process wrote an announced try for (a 'sent' row may exist only
 	 * for them, since an attempt's events come only through the supervisor that leased
 	 * it), with their tries announced and completed, and those closed in the open

@@ -352,10 +352,12 @@ TEST(proto_strings_move_keeps_the_event_and_takes_its_strings)
 	}
 }
 
-/* Check that the keys of table s, and of the tables nested in it, are distinct. */
+/* Check that the keys of table s, and of the tables nested in it, are distinct and that
+ * each one's length is noted right (the decoder compares keys by it). */
 static void keys_distinct(const struct proto_schema *s)
 {
 	for (size_t i = 0; i < s->nfields; i++) {
+		CHECK_EQ_INT(s->fields[i].klen, strlen(s->fields[i].key));
 		for (size_t j = i + 1; j < s->nfields; j++)
 			CHECK(strcmp(s->fields[i].key, s->fields[j].key) != 0);
 		if (s->fields[i].kind == PF_MAP)
@@ -372,6 +374,8 @@ TEST(proto_schema_keys_are_distinct_in_each_table)
 	for (int k = 0; k < EVENT_KIND_COUNT; k++)
 		if (proto_schema_of_kind((enum proto_event_kind)k) != NULL)
 			keys_distinct(proto_schema_of_kind((enum proto_event_kind)k));
+	for (size_t i = 0; i < 3; i++)
+		CHECK_EQ_INT(proto_coef_fields[i].klen, strlen(proto_coef_fields[i].key));
 }
 
 /* A map whose keys come in an order other than the table's decodes to the same message. */
