@@ -189,7 +189,7 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
 	struct tm tm;
 	json_t *j;
 	FILE *f;
-	int rc;
+	int rc, err;
 
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y%m%d_%H%M%S", &tm);
@@ -203,19 +203,24 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
 	m->svg_name = files->svg_name;
 	calib_md_write(f, &res->groups, m);
 	rc = fclose(f);
+	err = rc != 0 ? errno : 0; /* the cause, before other calls change errno */
 	j = calib_json_proposal(&res->groups, m);
+	errno = 0;
 	if (rc == 0 &&
 	    json_dump_file(j, files->json,
-	        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) != 0)
+	        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) != 0) {
 		rc = -1;
+		err = errno;
+	}
 	json_decref(j);
-	if (rc == 0)
-		rc = cmd_calib_write_svg(files, d, res);
+	errno = 0;
+	if (rc == 0 && (rc = cmd_calib_write_svg(files, d, res)) != 0)
+		err = errno;
 	if (rc != 0)
 		return cmd_fail(ctx, STORE_EINVAL,
 		    "writing the calibration outputs in %s failed: "
 		    "%s",
-		    dir, strerror(errno));
+		    dir, strerror(err != 0 ? err : EIO));
 	return 0;
 }
 

@@ -256,11 +256,14 @@ json_t *cmd_identity_json(struct store *st)
 	    "created_at", id.created_at, "created_by", id.created_by, "rows", counts);
 }
 
-/* Print JSON on stdout and free it; exits if it could not be built. */
+/* Print JSON on stdout and free it; exits 2 if it could not be built (jansson refuses a
+ * string that is not UTF-8, such as a file name in another encoding). */
 void cmd_json_print(json_t *j)
 {
 	if (j == NULL) {
-		fprintf(stderr, "autopack-ctl: out of memory building JSON\n");
+		fprintf(stderr,
+		    "autopack-ctl: the result cannot be written as JSON: a text in it "
+		    "(a file name, an argument) is not UTF-8\n");
 		exit(CMD_EXIT_UNUSABLE);
 	}
 	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -4,6 +4,7 @@
 #include "common/util.h"
 #include "ctl/cmd.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,6 +71,21 @@ static int ctl_unknown(int argc, char **argv)
 	return CMD_EXIT_UNUSABLE;
 }
 
+/* Flush standard output and return `rc`; when the output could not all be written (a
+ * full disk, a closed descriptor) say so and fail, rather than exit 0 with the output
+ * cut short. */
+static int ctl_flush_stdout(int rc)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return rc;
+	/* errno is the cause when this flush failed; an earlier one lost it */
+	fprintf(stderr,
+	    "autopack-ctl: writing standard output failed: %s; the output is incomplete\n",
+	    errno != 0 ? strerror(errno) : "an earlier write was refused");
+	return rc != CMD_EXIT_OK ? rc : cmd_exit_code(STORE_EIO);
+}
+
 /* Parse the global options, find the command and run it. */
 int main(int argc, char **argv)
 {
@@ -126,5 +142,5 @@ int main(int argc, char **argv)
 	optind = 0;
 	opterr = 0;
 	i += words - 1;
-	return best->exec(&ctx, argc - i, argv + i);
+	return ctl_flush_stdout(best->exec(&ctx, argc - i, argv + i));
 }

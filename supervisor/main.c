@@ -6,6 +6,8 @@
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/util.h"
+#include "proto/proto.h"
+#include "proto/utf8.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -299,6 +301,29 @@ __attribute__((noreturn, format(printf, 2, 3))) static void flag_fail(
 	exit(2);
 }
 
+/* Exit 2 when the value of flag `opt` is not UTF-8, or for --model is empty, holds a
+ * control character or is over PROTO_NAME_MAX bytes: values travel in the session's
+ * record and in every job, which hold only such text, and a job that cannot be sent
+ * fails its phase (INVALID_JOB) without reaching a worker. */
+static void flag_check_text(int opt, const char *v)
+{
+	const char *name = "?";
+	size_t len = strlen(v), bad = proto_utf8_check(v, len);
+
+	for (size_t i = 0; long_opts[i].name != NULL; i++)
+		if (long_opts[i].val == opt)
+			name = long_opts[i].name;
+	if (bad != len)
+		flag_fail(name, "not valid UTF-8 (byte %zu of %zu)", bad + 1, len);
+	if (opt != OPT_MODEL)
+		return;
+	if (len == 0 || len > PROTO_NAME_MAX)
+		flag_fail(name, "a model name is 1 to %d bytes, not %zu", PROTO_NAME_MAX, len);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			flag_fail(name, "\"%s\" holds a control character (byte %zu)", v, i + 1);
+}
+
 /* Check --llm-base-url: http or https, a host, a port of digits when a ':' follows the
  * host, no control character or space; else exit 2 naming what is wrong. */
 static void flag_check_base_url(const char *v)
@@ -446,6 +471,8 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 	};
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		if (o != '?' && optarg != NULL)
+			flag_check_text(o, optarg);
 		if (o != '?' && optarg != NULL && flag_int(c, o, optarg))
 			continue;
 		if (o != '?' && flag_plain(c, o, optarg))

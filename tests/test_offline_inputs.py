@@ -265,3 +265,52 @@ def test_a_workspace_whose_path_is_not_utf8_is_refused_at_import(db, tmp):
     assert rc == 1, (out, err)
     assert b"seed workspace %s/%s is not valid UTF-8" % (bytes(tmp), NOT_UTF8) in err, err
     assert count(db, "runs") == 0
+
+
+def test_a_json_result_naming_a_path_that_is_not_utf8_says_so(db, tmp):
+    """calibrate --json names its output files: in a directory whose name is not UTF-8
+    the result cannot be JSON; the message said "out of memory"."""
+    assert ctl("--db", url(db), "telemetry", "import", SAMPLES).rc == 0
+    rc, out, err = ctl_bytes(b"--db", url(db).encode(), b"calibrate", b"--json", b"--out",
+                             NOT_UTF8, cwd=str(tmp))
+    assert rc == 2, (out, err)
+    assert b"the result cannot be written as JSON: a text in it (a file name, an argument)" \
+        b" is not UTF-8" in err, err
+    assert b"out of memory" not in err
+
+
+@pytest.mark.parametrize("args", [["db", "check"], ["db", "check", "--json"],
+                                  ["session", "list"], ["failed", "--json"]])
+def test_output_that_cannot_be_written_fails_the_command(db, args):
+    """stdout on a full disk (/dev/full): the command said nothing and exited 0 with its
+    output lost; now it names the failure and exits 2."""
+    assert ctl("--db", url(db), "seed", "telemetry-run").rc == 0
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([binpath("autopack-ctl"), "--db", url(db)] + args, stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert "autopack-ctl: writing standard output failed: " in p.stderr, p.stderr
+    assert "; the output is incomplete" in p.stderr, p.stderr
+
+
+def test_calibration_outputs_on_a_full_disk_name_the_cause(db, tmp):
+    assert ctl("--db", url(db), "telemetry", "import", SAMPLES).rc == 0
+    full = tmp / "full"
+    full.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (%s); needs root" % r.stderr.strip())
+    try:
+        with open(full / "filler", "wb") as f:
+            try:
+                f.write(b"\0" * 65536)
+                f.flush()
+            except OSError:
+                pass
+        r = ctl("--db", url(db), "calibrate", "--out", str(full))
+        assert r.rc == 1, r
+        assert "writing the calibration outputs in %s failed: No space left on device" % full \
+            in r.err, r
+    finally:
+        subprocess.run(["umount", "-l", str(full)], capture_output=True)

@@ -655,3 +655,27 @@ def test_watch_refuses_an_interval_out_of_range_nan_included(tmp, value):
     r = ctl("--db", url, "watch", "--interval", value, "--count", "1")
     assert r.rc == 2, r
     assert '--interval: "%s" is not a number of seconds from 0.1 to 3600' % value in r.err, r
+
+
+@pytest.mark.parametrize("flag, value, why", [
+    ("--model", b"m\xff", b"--model: not valid UTF-8 (byte 2 of 2)"),
+    ("--model", b"m" * 300, b"--model: a model name is 1 to 256 bytes, not 300"),
+    ("--model", b"", b"--model: a model name is 1 to 256 bytes, not 0"),
+    ("--model", b"a\tb", b'--model: "a\tb" holds a control character (byte 2)'),
+    ("--run-id", b"r\xff", b"--run-id: not valid UTF-8 (byte 2 of 2)"),
+    ("--skip-run-prefix", b"\xc3", b"--skip-run-prefix: not valid UTF-8 (byte 1 of 1)"),
+])
+def test_flag_values_no_job_or_record_can_hold_are_refused(tmp, flag, value, why):
+    """A --model over the wire's 256 bytes failed every phase it reached as INVALID_JOB
+    (until the drain rules stopped the run); one that is not UTF-8, or such a --run-id,
+    ended the start on an SQL error about the session's settings."""
+    from conftest import binpath
+    url = new_db(tmp, runs=1, phases=3)
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--workers", "1",
+                        "--dry-run", "--exit-when-drained", flag.encode(), value],
+                       capture_output=True, timeout=60, env=dict(os.environ,
+                                                                 ANTHROPIC_API_KEY="k"))
+    assert p.returncode == 2, p.stderr
+    assert b"autopack-supervisor: " + why in p.stderr, p.stderr
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
