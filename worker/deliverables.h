@@ -33,9 +33,9 @@ struct dlv_set {
 };
 
 /* Where a phase may write: under any of `paths` (files or directories) or exactly one of
- * `deliverables`; never, even in scope, a file in the directory of `protect` whose name
- * starts with its name (the database: protect is its absolute path, and so its -wal,
- * -shm, lock and backups are spared too; NULL protects nothing). */
+ * `deliverables`; never, even in scope, a file in the directory of `protect` named as it,
+ * alone or followed by '-' or '.' (the database: protect is its absolute path, and so its
+ * -wal, -shm, lock and backups are spared too; NULL protects nothing). */
 struct dlv_scope {
 	char *const *paths;
 	size_t npaths;

@@ -162,7 +162,8 @@ static void dlv_dir_close(const struct dlv_ws *ws, int dirfd)
 
 /* True when `name` in the directory open as `dirfd` is a file of the protected database:
  * that directory is the database's (by device and inode, so a symlinked way there is
- * caught too) and the name starts with the database's file name. */
+ * caught too) and the name is the database's file name, alone or followed by '-' or '.'
+ * (its -wal, -shm, .lock, backups). */
 static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *name)
 {
 	const char *base;
@@ -178,7 +179,8 @@ static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *
 	same = fstat(dirfd, &d) == 0 && stat(dir, &p) == 0 && d.st_dev == p.st_dev &&
 	    d.st_ino == p.st_ino;
 	free(dir);
-	return same && base[0] != '\0' && strncmp(name, base, strlen(base)) == 0;
+	return same && base[0] != '\0' && strncmp(name, base, strlen(base)) == 0 &&
+	    strchr("-.", name[strlen(base)]) != NULL; /* the name, or it and "-..." or "...." */
 }
 
 /*

@@ -456,6 +456,7 @@ TEST(worker_deliverables_never_write_the_database_in_the_workspace)
 	CHECK_EQ_INT((int)strlen(slurp("ws/app.db")), 0);
 	/* Other files beside it, and a file of that name elsewhere, are written. */
 	CHECK_EQ_INT(apply_one(&scope, "other.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_INT(apply_one(&scope, "app.dbx.py", err, sizeof err), DLV_OK);
 	mkdir("ws/sub", 0755);
 	CHECK_EQ_INT(apply_one(&scope, "sub/app.db", err, sizeof err), DLV_OK);
 	free(db);
