@@ -679,3 +679,24 @@ def test_flag_values_no_job_or_record_can_hold_are_refused(tmp, flag, value, why
     assert b"autopack-supervisor: " + why in p.stderr, p.stderr
     assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+@pytest.mark.parametrize("files", [5, 8])
+def test_too_low_a_limit_of_open_files_is_refused_by_name(tmp, files):
+    """Under `ulimit -n 8` libuv found no descriptor for its event loop and aborted the
+    supervisor (SIGABRT, no message) after it had opened a session."""
+    import resource
+    from conftest import binpath
+    url = new_db(tmp, runs=1, phases=1)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--workers", "1",
+                        "--dry-run", "--exit-when-drained"], capture_output=True, text=True,
+                       timeout=60, preexec_fn=limit,
+                       env=dict(os.environ, ANTHROPIC_API_KEY="k"))
+    assert p.returncode == 1, p.stderr
+    assert "the limit of open files is %d (ulimit -n); the supervisor needs at least 24 to " \
+        "start its first worker" % files in p.stderr, p.stderr
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
