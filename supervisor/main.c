@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char usage_text[] =
@@ -538,6 +539,10 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* Descriptors the supervisor needs to start its first worker: the database and its side
+ * files, lock and claim, the event loop's, the log, the control socket and its clients. */
+#define SUP_FILES_MIN 24
+
 /* Parse the flags, open the database and the session, start the parts and run the loop;
  * exits 1 when it cannot start, 2 on a bad flag, 3 when the database was lost. */
 int main(int argc, char **argv)
@@ -546,7 +551,9 @@ int main(int argc, char **argv)
 	struct sup *s = &sup;
 	struct store_err err;
 	sigset_t stop_signals;
+	struct rlimit files;
 	uv_loop_t loop;
+	int rc;
 
 	/* Descriptors the operator's shell left open reach no worker and no check. */
 	procs_cloexec_from(3);
@@ -564,6 +571,16 @@ int main(int argc, char **argv)
 	parse_flags(&s->cfg, argc, argv);
 	if (s->cfg.log_file != NULL && log_open(s->cfg.log_file) != 0)
 		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file, strerror(errno));
+	/* Before the database is touched: without descriptors for it (a low `ulimit -n`)
+	 * nothing could run, and libuv aborts when it has none for its own pipes. */
+	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < SUP_FILES_MIN)
+		log_fatal(1,
+		    "the limit of open files is %llu (ulimit -n); the supervisor needs at least %d to "
+		    "start its first worker",
+		    (unsigned long long)files.rlim_cur, SUP_FILES_MIN);
+	if ((rc = uv_loop_init(&loop)) != 0)
+		log_fatal(1, "cannot start the event loop: %s%s", uv_strerror(rc),
+		    rc == UV_EMFILE ? " (raise the limit of open files, ulimit -n)" : "");
 	service_open(s);
 	session_open_store(s);
 	no_key_refuse(s);
@@ -572,7 +589,6 @@ int main(int argc, char **argv)
 		log_fatal(1, "worker binary %s: %s", s->worker_path, strerror(errno));
 	session_prepare(s);
 
-	uv_loop_init(&loop);
 	s->loop = &loop;
 	s->started_ms = clock_mono_ms();
 	writer_init(s);

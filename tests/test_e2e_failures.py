@@ -341,3 +341,28 @@ def test_token_counts_past_a_billion_are_taken_as_unreported(tmp):
     assert rows(url, "SELECT count(*) AS n FROM token_estimation_v2_events")[0]["n"] == 0
     r = ctl("--db", url, "db", "check")
     assert r.rc == 0, r
+
+
+def test_a_builder_output_naming_the_database_in_the_workspace_is_refused(tmp):
+    """The run's workspace holds the database and the scope is the whole workspace: a model
+    answer writing autopack.db (or its -wal) replaced the database, and everything
+    committed was lost (the supervisor exited 3, DATABASE LOST). Its files are never
+    written; the attempt fails as a scope violation and the database stays whole."""
+    tmp = str(tmp)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", tmp, [phase_spec("p1", ("a.py",), paths=(".",))])])
+    files = [{"path": p, "mode": "create", "new_content": "garbage\n"}
+             for p in ("a.py", "autopack.db", "autopack.db-wal")]
+    llm = Standin(tmp, {"default": {"mode": "normal", "files": files}})
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1, "--llm-retries", 0)
+    finally:
+        llm.stop()
+    got = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in got] == [
+        ("failed", "SCOPE_VIOLATION")], got
+    assert 'path "autopack.db": is the database %s/autopack.db or one of its files' % tmp \
+        in got[0]["message"], got
+    assert not os.path.exists(os.path.join(tmp, "a.py"))
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0 and "phases 1" in r.out, r

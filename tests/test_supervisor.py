@@ -679,3 +679,63 @@ def test_flag_values_no_job_or_record_can_hold_are_refused(tmp, flag, value, why
     assert b"autopack-supervisor: " + why in p.stderr, p.stderr
     assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+@pytest.mark.parametrize("files", [5, 8])
+def test_too_low_a_limit_of_open_files_is_refused_by_name(tmp, files):
+    """Under `ulimit -n 8` libuv found no descriptor for its event loop and aborted the
+    supervisor (SIGABRT, no message) after it had opened a session."""
+    import resource
+    from conftest import binpath
+    url = new_db(tmp, runs=1, phases=1)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--workers", "1",
+                        "--dry-run", "--exit-when-drained"], capture_output=True, text=True,
+                       timeout=60, preexec_fn=limit,
+                       env=dict(os.environ, ANTHROPIC_API_KEY="k"))
+    assert p.returncode == 1, p.stderr
+    assert "the limit of open files is %d (ulimit -n); the supervisor needs at least 24 to " \
+        "start its first worker" % files in p.stderr, p.stderr
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def control_request(path, cmd, args, timeout=10):
+    """One raw `request` frame to a control socket, as a peer other than autopack-ctl
+    could send it; the reply as a dict."""
+    import msgpack
+    body = msgpack.packb({"v": 1, "t": "request", "id": 1, "cmd": cmd, "args": args})
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(struct.pack(">I", len(body)) + body)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+            chunk = s.recv(65536)
+            assert chunk, "the supervisor hung up"
+            data += chunk
+        return msgpack.unpackb(data[4:], raw=False)
+    finally:
+        s.close()
+
+
+def test_run_import_of_a_fifo_sent_to_the_supervisor_is_refused_without_waiting(tmp):
+    """autopack-ctl reads a plan on a pipe itself, but a peer may name a FIFO in its
+    request: opening it waited for a writer inside the supervisor's loop, and the whole
+    drain hung (no status, no commits, no stop)."""
+    url = new_db(tmp, runs=1, phases=1)
+    fifo = os.path.join(str(tmp), "plan.fifo")
+    os.mkfifo(fifo)
+    sup = Supervisor(tmp, url, "--workers", 0)
+    try:
+        sup.wait_ready()
+        m = control_request(sup.control, "run import", [fifo])
+        assert m["ok"] is False and m["code"] == "invalid_plan", m
+        assert "%s: not a regular file; a running supervisor reads a plan only from a file" \
+            % fifo in m["msg"], m
+        assert sup.status()["state"] == "running"
+    finally:
+        sup.kill()

@@ -33,12 +33,15 @@ struct dlv_set {
 };
 
 /* Where a phase may write: under any of `paths` (files or directories) or exactly one of
- * `deliverables`. */
+ * `deliverables`; never, even in scope, a file in the directory of `protect` named as it,
+ * alone or followed by '-' or '.' (the database: protect is its absolute path, and so its
+ * -wal, -shm, lock and backups are spared too; NULL protects nothing). */
 struct dlv_scope {
 	char *const *paths;
 	size_t npaths;
 	char *const *deliverables;
 	size_t ndeliverables;
+	const char *protect;
 };
 
 enum dlv_status {

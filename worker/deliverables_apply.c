@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,29 @@ static void dlv_dir_close(const struct dlv_ws *ws, int dirfd)
 		close(dirfd);
 }
 
+/* True when `name` in the directory open as `dirfd` is a file of the protected database:
+ * that directory is the database's (by device and inode, so a symlinked way there is
+ * caught too) and the name is the database's file name, alone or followed by '-' or '.'
+ * (its -wal, -shm, .lock, backups). */
+static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *name)
+{
+	const char *base;
+	struct stat d, p;
+	char *dir;
+	bool same;
+
+	if (scope->protect == NULL || (base = strrchr(scope->protect, '/')) == NULL)
+		return false;
+	dir = base == scope->protect ? xstrdup("/") :
+	                               xstrndup(scope->protect, (size_t)(base - scope->protect));
+	base++;
+	same = fstat(dirfd, &d) == 0 && stat(dir, &p) == 0 && d.st_dev == p.st_dev &&
+	    d.st_ino == p.st_ino;
+	free(dir);
+	return same && base[0] != '\0' && strncmp(name, base, strlen(base)) == 0 &&
+	    strchr("-.", name[strlen(base)]) != NULL; /* the name, or it and "-..." or "...." */
+}
+
 /*
  * Walk `rel` from the open workspace directory: check every component and, when `create`,
  * make missing directories. Returns an open descriptor of the parent directory (the
@@ -224,6 +248,11 @@ descend:
 		comp = slash + 1;
 	}
 	*mode = 0644;
+	if (dlv_protected(scope, dirfd, comp)) {
+		snprintf(err, errlen, "path \"%s\": is the database %s or one of its files", path,
+		    scope->protect);
+		goto fail;
+	}
 	if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (S_ISDIR(st.st_mode)) {
 			snprintf(err, errlen, "path \"%s\": is a directory", path);

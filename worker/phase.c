@@ -396,8 +396,11 @@ static bool phase_deliverables_ok(struct phase_ctx *pc)
 static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 {
 	const struct proto_phase *ph = &pc->job->phase;
+	/* The database may lie in the workspace: its files are never written. */
+	const char *db = strncmp(pc->job->db_url, "sqlite:///", 10) == 0 ? pc->job->db_url + 10 :
+	                                                                   NULL;
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
-		ph->deliverables.n };
+		ph->deliverables.n, db };
 	char err[1024], names[PHASE_MESSAGE_MAX - 64];
 	size_t missing;
 	int rc;

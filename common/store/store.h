@@ -218,7 +218,8 @@ int store_plan_read(const char *path, struct store_plan_text *pt, struct store_e
 /* Free what store_plan_read filled in; safe on a zeroed one. */
 void store_plan_text_free(struct store_plan_text *pt);
 /* Read the plan file at `path` and import it, resolving workspaces against its
- * directory (the current one for a pipe). */
+ * directory. Anything but a regular file (a FIFO, a terminal) is refused with
+ * STORE_EINVAL without waiting on it. */
 int store_plan_import_file(
     struct store *st, const char *path, struct store_plan_summary *sum, struct store_err *err);
 /* Make `path` absolute against `base_dir` (NULL: the current directory) and collapse

@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -642,9 +643,23 @@ int store_plan_import_file(
     struct store *st, const char *path, struct store_plan_summary *sum, struct store_err *err)
 {
 	struct store_plan_text pt;
-	int rc;
+	struct stat sb;
+	int fd, rc;
 
 	memset(sum, 0, sizeof *sum);
+	/* Opening a FIFO would wait for its writer, and reading a terminal for its user:
+	 * whoever calls this (the supervisor's loop) would hang meanwhile. Only a regular file
+	 * is read; the look does not wait (O_NONBLOCK). */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return store_fail(err, STORE_EINVAL,
+		    "%s: not a regular file; a running supervisor reads a plan only from a file "
+		    "(write the plan to one and import that)",
+		    path);
+	}
+	if (fd >= 0)
+		close(fd);
 	rc = store_plan_read(path, &pt, err);
 	if (rc == 0)
 		rc = store_plan_import(st, pt.text, pt.len, pt.base_dir, path, sum, err);

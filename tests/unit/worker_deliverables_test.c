@@ -113,7 +113,7 @@ static struct dlv_scope scope_utils(void)
 {
 	static char *paths[] = { "utils/" };
 	static char *dl[] = { "utils/h.py", "README.md" };
-	struct dlv_scope s = { paths, 1, dl, 2 };
+	struct dlv_scope s = { paths, 1, dl, 2, NULL };
 
 	mkdir("ws", 0755);
 	return s;
@@ -428,6 +428,38 @@ TEST(worker_deliverables_refuse_outside_scope_and_reserved)
 	CHECK(strstr(err, ".git"));
 	CHECK_EQ_INT(apply_one(&scope, "", err, sizeof err), DLV_ESCOPE);
 	CHECK(!exists("ws/other") && !exists("ws/utilsx"));
+}
+
+TEST(worker_deliverables_never_write_the_database_in_the_workspace)
+{
+	static char *paths[] = { "." };
+	char err[512], cwd[4096], *db;
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL };
+	struct dlv_file del = { "app.db-wal", DLV_DELETE, NULL, 0 };
+	struct dlv_set set = { &del, 1 };
+
+	mkdir("ws", 0755);
+	CHECK(getcwd(cwd, sizeof cwd) != NULL);
+	db = xasprintf("%s/ws/app.db", cwd);
+	scope.protect = db;
+	close(open("ws/app.db", O_CREAT | O_WRONLY, 0600));
+	close(open("ws/app.db-wal", O_CREAT | O_WRONLY, 0600));
+	CHECK_EQ_INT(apply_one(&scope, "app.db", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "\"app.db\": is the database ") && strstr(err, "/ws/app.db"));
+	CHECK_EQ_INT(apply_one(&scope, "./app.db-shm", err, sizeof err), DLV_ESCOPE);
+	CHECK_EQ_INT(apply_one(&scope, "app.db.lock", err, sizeof err), DLV_ESCOPE);
+	CHECK_EQ_INT(dlv_apply("ws", &scope, &set, err, sizeof err), DLV_ESCOPE);
+	/* Through a symlinked directory that leads back to it. */
+	CHECK(symlink(".", "ws/again") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "again/app.db", err, sizeof err), DLV_ESCOPE);
+	CHECK(exists("ws/app.db-wal") && !exists("ws/app.db-shm"));
+	CHECK_EQ_INT((int)strlen(slurp("ws/app.db")), 0);
+	/* Other files beside it, and a file of that name elsewhere, are written. */
+	CHECK_EQ_INT(apply_one(&scope, "other.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_INT(apply_one(&scope, "app.dbx.py", err, sizeof err), DLV_OK);
+	mkdir("ws/sub", 0755);
+	CHECK_EQ_INT(apply_one(&scope, "sub/app.db", err, sizeof err), DLV_OK);
+	free(db);
 }
 
 TEST(worker_deliverables_refuse_symlink_escapes)
