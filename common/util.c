@@ -276,9 +276,10 @@ size_t strlcpy_ap(char *dst, const char *src, size_t n)
 }
 
 /* Read a file whole, up to `max` bytes; 0, -EFBIG or -errno. */
-int file_read_all(const char *path, size_t max, char **text, size_t *len, bool *regular)
+int file_read_all(
+    const char *path, size_t max, bool regular_only, char **text, size_t *len, bool *regular)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | (regular_only ? O_NONBLOCK : 0));
 	size_t cap = 0, n = 0;
 	struct stat sb;
 	char *buf = NULL;
@@ -291,6 +292,10 @@ int file_read_all(const char *path, size_t max, char **text, size_t *len, bool *
 		return -errno;
 	if (fstat(fd, &sb) == 0)
 		*regular = S_ISREG(sb.st_mode);
+	if (regular_only && !*regular) {
+		close(fd);
+		return 0;
+	}
 	for (;;) {
 		ssize_t r;
 

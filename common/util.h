@@ -47,9 +47,12 @@ int time_db_parse(const char *in, char out[32]);
 int mkdir_p(const char *path, unsigned mode);
 
 /* Read the file or stream at `path` whole into *text (heap, NUL-terminated; *len bytes),
- * reading at most `max` bytes; *regular says whether it is a regular file. Returns 0,
- * -EFBIG when it holds more than `max` bytes, or -errno (*text is then NULL). */
-int file_read_all(const char *path, size_t max, char **text, size_t *len, bool *regular);
+ * reading at most `max` bytes; *regular says whether it is a regular file. With
+ * `regular_only` the open waits for nothing (a FIFO's writer) and anything but a regular
+ * file is not read: 0, *regular false, *text NULL. Returns 0, -EFBIG when it holds more
+ * than `max` bytes, or -errno (*text is then NULL). */
+int file_read_all(
+    const char *path, size_t max, bool regular_only, char **text, size_t *len, bool *regular);
 
 /* Return the length of the UTF-8 byte order mark that starts `s` (3), or 0. */
 size_t utf8_bom_len(const char *s, size_t len);

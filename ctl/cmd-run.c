@@ -37,7 +37,7 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (ret != 0)
 		return ret;
 	store_close(&st);
-	rc = store_plan_read(plan, &pt, &err);
+	rc = store_plan_read(plan, false, &pt, &err);
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s; nothing was written", err.text);
 	if (pt.regular) {

@@ -324,7 +324,7 @@ int telem_tsv_read_file(const char *path, struct telem_samples *out, char *err, 
 	char *text;
 	size_t len;
 	bool regular;
-	int rc = file_read_all(path, TSV_FILE_MAX, &text, &len, &regular);
+	int rc = file_read_all(path, TSV_FILE_MAX, false, &text, &len, &regular);
 
 	memset(out, 0, sizeof *out);
 	if (rc == -EFBIG)

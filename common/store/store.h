@@ -212,9 +212,10 @@ struct store_plan_text {
 	bool regular;   /* a regular file (a pipe cannot be read twice) */
 };
 
-/* Read the plan at `path` (a file, or a pipe such as /dev/stdin), at most STORE_PLAN_MAX
- * bytes. Returns 0 or STORE_EINVAL naming the path and why. */
-int store_plan_read(const char *path, struct store_plan_text *pt, struct store_err *err);
+/* Read the plan at `path` (a file, or unless `regular_only` a pipe such as /dev/stdin), at
+ * most STORE_PLAN_MAX bytes. Returns 0 or STORE_EINVAL naming the path and why. */
+int store_plan_read(
+    const char *path, bool regular_only, struct store_plan_text *pt, struct store_err *err);
 /* Free what store_plan_read filled in; safe on a zeroed one. */
 void store_plan_text_free(struct store_plan_text *pt);
 /* Read the plan file at `path` and import it, resolving workspaces against its

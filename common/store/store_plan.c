@@ -10,7 +10,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -600,19 +599,25 @@ int store_plan_import(struct store *st, const char *text, size_t len, const char
 }
 
 /* Read a plan file whole (a pipe too), up to STORE_PLAN_MAX bytes. */
-int store_plan_read(const char *path, struct store_plan_text *pt, struct store_err *err)
+int store_plan_read(
+    const char *path, bool regular_only, struct store_plan_text *pt, struct store_err *err)
 {
 	char real[PATH_MAX], *slash;
 	int rc;
 
 	memset(pt, 0, sizeof *pt);
-	rc = file_read_all(path, STORE_PLAN_MAX, &pt->text, &pt->len, &pt->regular);
+	rc = file_read_all(path, STORE_PLAN_MAX, regular_only, &pt->text, &pt->len, &pt->regular);
 	if (rc == -EFBIG)
 		return store_fail(err, STORE_EINVAL, "%s: the plan is larger than %d MiB", path,
 		    STORE_PLAN_MAX >> 20);
 	if (rc != 0)
 		return store_fail(
 		    err, STORE_EINVAL, "%s: cannot read the plan: %s", path, strerror(-rc));
+	if (regular_only && !pt->regular)
+		return store_fail(err, STORE_EINVAL,
+		    "%s: not a regular file; a running supervisor reads a plan only from a file "
+		    "(write the plan to one and import that)",
+		    path);
 	if (pt->regular && realpath(path, real) != NULL) {
 		slash = strrchr(real, '/');
 		pt->base_dir = slash == real ? xstrdup("/") :
@@ -643,24 +648,13 @@ int store_plan_import_file(
     struct store *st, const char *path, struct store_plan_summary *sum, struct store_err *err)
 {
 	struct store_plan_text pt;
-	struct stat sb;
-	int fd, rc;
+	int rc;
 
 	memset(sum, 0, sizeof *sum);
 	/* Opening a FIFO would wait for its writer, and reading a terminal for its user:
 	 * whoever calls this (the supervisor's loop) would hang meanwhile. Only a regular file
-	 * is read; the look does not wait (O_NONBLOCK). */
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd >= 0 && fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-		close(fd);
-		return store_fail(err, STORE_EINVAL,
-		    "%s: not a regular file; a running supervisor reads a plan only from a file "
-		    "(write the plan to one and import that)",
-		    path);
-	}
-	if (fd >= 0)
-		close(fd);
-	rc = store_plan_read(path, &pt, err);
+	 * is read, checked on the descriptor read. */
+	rc = store_plan_read(path, true, &pt, err);
 	if (rc == 0)
 		rc = store_plan_import(st, pt.text, pt.len, pt.base_dir, path, sum, err);
 	store_plan_text_free(&pt);
