@@ -71,6 +71,13 @@ size_t proto_utf8_check(const void *s, size_t n)
 	return n;
 }
 
+long proto_utf8_bad(const char *s)
+{
+	size_t n = strlen(s), bad = proto_utf8_check(s, n);
+
+	return bad == n ? -1 : (long)bad;
+}
+
 /* Replace invalid UTF-8 and NUL bytes so that the text can be sent. */
 char *proto_utf8_clean(const char *s, size_t max_bytes)
 {

@@ -10,6 +10,10 @@
  * invalid. */
 size_t proto_utf8_check(const void *s, size_t n);
 
+/* Offset of the first byte of the string s that does not start a valid UTF-8 sequence,
+ * or -1 when the whole of it is valid. */
+long proto_utf8_bad(const char *s);
+
 /* A heap copy of s of at most max_bytes bytes (plus the NUL), cut at a character boundary,
  * with every invalid byte replaced by U+FFFD. Never fails (aborts on out of memory). */
 char *proto_utf8_clean(const char *s, size_t max_bytes);

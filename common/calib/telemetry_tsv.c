@@ -168,7 +168,7 @@ static int tsv_bool(struct tsv_line *l, enum tsv_col c, bool *out)
 static int tsv_text(struct tsv_line *l, enum tsv_col c, bool nullable, char **out)
 {
 	const char *s = tsv_get(l, c);
-	size_t n = strlen(s);
+	size_t n = strlen(s), bad;
 
 	*out = NULL;
 	if (n == 0)
@@ -178,8 +178,8 @@ static int tsv_text(struct tsv_line *l, enum tsv_col c, bool nullable, char **ou
 	for (size_t i = 0; i < n; i++)
 		if (iscntrl((unsigned char)s[i]))
 			return tsv_fail(l, c, "contains a control character");
-	if (proto_utf8_check(s, n) != n)
-		return tsv_fail(l, c, "not valid UTF-8 (byte %zu)", proto_utf8_check(s, n) + 1);
+	if ((bad = proto_utf8_check(s, n)) != n)
+		return tsv_fail(l, c, "not valid UTF-8 (byte %zu)", bad + 1);
 	*out = xstrdup(s);
 	return 0;
 }

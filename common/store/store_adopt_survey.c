@@ -99,21 +99,20 @@ static int survey_sendable(struct db_stmt *q, const struct store_scope *sc, char
 		{ "scope.read_only_context", t.context, t.ncontext },
 		{ "scope.deliverables", t.deliverables, t.ndeliverables } };
 
+	long bad;
+
 	if (job_limits_check(&t, why, n) != 0)
 		return -1;
 	/* A job carries only UTF-8 text; SQLite's TEXT columns hold any bytes. */
 	for (size_t i = 0; i < ARRAY_SIZE(text); i++)
-		if (text[i] != NULL &&
-		    proto_utf8_check(text[i], strlen(text[i])) != strlen(text[i]))
-			return errbuf_fail(why, n, "%s: not valid UTF-8 (byte %zu)", names[i],
-			    proto_utf8_check(text[i], strlen(text[i])) + 1);
+		if (text[i] != NULL && (bad = proto_utf8_bad(text[i])) >= 0)
+			return errbuf_fail(
+			    why, n, "%s: not valid UTF-8 (byte %ld)", names[i], bad + 1);
 	for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
 		for (size_t j = 0; j < lists[i].n; j++)
-			if (proto_utf8_check(lists[i].v[j], strlen(lists[i].v[j])) !=
-			    strlen(lists[i].v[j]))
-				return errbuf_fail(why, n, "%s[%zu]: not valid UTF-8 (byte %zu)",
-				    lists[i].name, j,
-				    proto_utf8_check(lists[i].v[j], strlen(lists[i].v[j])) + 1);
+			if ((bad = proto_utf8_bad(lists[i].v[j])) >= 0)
+				return errbuf_fail(why, n, "%s[%zu]: not valid UTF-8 (byte %ld)",
+				    lists[i].name, j, bad + 1);
 	return 0;
 }
 

@@ -224,6 +224,7 @@ static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store
 	struct db_stmt *q = pw->run;
 	char *ws = plan_workspace(r, pw->base_dir);
 	const char *s;
+	long bad;
 	int rc;
 
 	if (strlen(ws) > JOB_PATH_MAX) {
@@ -233,11 +234,11 @@ static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store
 		free(ws);
 		return rc;
 	}
-	if (proto_utf8_check(ws, strlen(ws)) != strlen(ws)) {
+	if ((bad = proto_utf8_bad(ws)) >= 0) {
 		rc = store_fail(err, STORE_EINVAL,
-		    "run %s: workspace %s is not valid UTF-8 (byte %zu); a job carries only UTF-8 "
+		    "run %s: workspace %s is not valid UTF-8 (byte %ld); a job carries only UTF-8 "
 		    "text: name the workspace by an absolute path that is, or move the plan",
-		    plan_str(r, "run_id"), ws, proto_utf8_check(ws, strlen(ws)) + 1);
+		    plan_str(r, "run_id"), ws, bad + 1);
 		free(ws);
 		return rc;
 	}

@@ -137,17 +137,18 @@ int store_seed_telemetry_run(
 {
 	int64_t exists = 0;
 	json_t *doc;
+	long bad;
 	int rc;
 
 	memset(sum, 0, sizeof *sum);
 	if (workspace[0] != '/')
 		return store_fail(
 		    err, STORE_EINVAL, "seed workspace must be absolute: %s", workspace);
-	if (proto_utf8_check(workspace, strlen(workspace)) != strlen(workspace))
+	if ((bad = proto_utf8_bad(workspace)) >= 0)
 		return store_fail(err, STORE_EINVAL,
-		    "seed workspace %s is not valid UTF-8 (byte %zu); a job carries only UTF-8 "
+		    "seed workspace %s is not valid UTF-8 (byte %ld); a job carries only UTF-8 "
 		    "text: name a directory whose path is",
-		    workspace, proto_utf8_check(workspace, strlen(workspace)) + 1);
+		    workspace, bad + 1);
 	rc = store_query_int(
 	    st->db, "SELECT count(*) FROM runs WHERE id = '" STORE_SEED_RUN_ID "'", &exists, err);
 	if (rc != 0)

@@ -282,6 +282,11 @@ TEST(proto_utf8_check_refuses_overlong_surrogate_and_truncated_forms)
 	CHECK_EQ_INT(proto_utf8_check("ab\xed\xa0\x80", 5), 2);   /* surrogate */
 	CHECK_EQ_INT(proto_utf8_check("\xf4\x90\x80\x80", 4), 0); /* past U+10FFFF */
 	CHECK_EQ_INT(proto_utf8_check("x\xe6\x97", 3), 1);        /* cut off */
+	CHECK_EQ_INT(proto_utf8_bad(""), -1);
+	CHECK_EQ_INT(proto_utf8_bad("caf\xc3\xa9"), -1);
+	CHECK_EQ_INT(proto_utf8_bad("ab\xff"
+	                            "c"),
+	    2);
 }
 
 TEST(proto_utf8_clean_replaces_bad_bytes_and_cuts_at_a_character)
