@@ -127,6 +127,16 @@ def sample_lines():
         return f.read().split(b"\n")
 
 
+def samples_with(tmp, column, value):
+    """The samples as bad.tsv in tmp, with `column` of the file's third line set to
+    `value` (bytes)."""
+    lines = sample_lines()
+    fields = lines[2].split(b"\t")
+    fields[column] = value
+    lines[2] = b"\t".join(fields)
+    (tmp / "bad.tsv").write_bytes(b"\n".join(lines))
+
+
 def test_a_sample_tsv_with_a_byte_order_mark_imports(db, tmp):
     with open(SAMPLES, "rb") as f:
         (tmp / "bom.tsv").write_bytes(b"\xef\xbb\xbf" + f.read())
@@ -137,11 +147,7 @@ def test_a_sample_tsv_with_a_byte_order_mark_imports(db, tmp):
 
 @pytest.mark.parametrize("bad", [b"med\xffium", b"med\xc3ium", b"\xed\xa0\x80"])
 def test_a_sample_tsv_with_invalid_utf8_is_refused_with_its_line_and_column(db, tmp, bad):
-    lines = sample_lines()
-    fields = lines[2].split(b"\t")
-    fields[2] = bad
-    lines[2] = b"\t".join(fields)
-    (tmp / "bad.tsv").write_bytes(b"\n".join(lines))
+    samples_with(tmp, 2, bad)
     r = ctl("--db", url(db), "telemetry", "import", "bad.tsv")
     assert r.rc == 1, r
     assert "bad.tsv:3: column complexity: not valid UTF-8" in r.err, r
@@ -196,11 +202,7 @@ def test_db_init_through_a_dangling_symlink_names_the_symlink(tmp):
 def test_a_sample_tsv_with_a_time_that_does_not_exist_is_refused(db, tmp, stamp):
     """The right shape is not enough: a month 13 or a 30 February would be stored as it
     is, in a column every other row holds as a real time."""
-    lines = sample_lines()
-    fields = lines[2].split(b"\t")
-    fields[0] = stamp
-    lines[2] = b"\t".join(fields)
-    (tmp / "bad.tsv").write_bytes(b"\n".join(lines))
+    samples_with(tmp, 0, stamp)
     r = ctl("--db", url(db), "telemetry", "import", "bad.tsv")
     assert r.rc == 1, r
     assert "bad.tsv:3: column timestamp: '%s' is not a time that exists" % stamp.decode() \
