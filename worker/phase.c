@@ -11,6 +11,7 @@
 #include "worker/llm.h"
 #include "worker/prompt.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,18 +69,27 @@ __attribute__((format(printf, 3, 4))) static void phase_log(
 	free(msg);
 }
 
-/* End the attempt with `outcome`, `reason` and a formatted message. */
+/* End the attempt with `outcome`, `reason` and a formatted message; one longer than
+ * PHASE_MESSAGE_MAX keeps its start and its end (str_elide). */
 __attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc,
     enum outcome outcome, enum reason reason, enum fp_stage stage, const char *fmt, ...)
 {
 	va_list ap;
+	char *full;
+	int n;
 
 	pc->outcome = outcome;
 	pc->reason = reason;
 	pc->stage = stage;
 	va_start(ap, fmt);
-	vsnprintf(pc->message, sizeof pc->message, fmt, ap);
+	n = vasprintf(&full, fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		strlcpy_ap(pc->message, "out of memory formatting the message", sizeof pc->message);
+	else
+		str_elide(pc->message, full, sizeof pc->message);
+	if (n >= 0)
+		free(full);
 	llm_scrub(pc->message, sizeof pc->message, pc->api_key);
 }
 
@@ -401,7 +411,7 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 	                                                                   NULL;
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
 		ph->deliverables.n, db };
-	char err[1024], names[PHASE_MESSAGE_MAX - 64];
+	char err[PATH_MAX + 1024], names[PHASE_MESSAGE_MAX - 64];
 	size_t missing;
 	int rc;
 
