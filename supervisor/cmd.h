@@ -11,9 +11,12 @@ struct ctl_conn {
 	struct chan chan;
 	pid_t pid;
 	uid_t uid;
-	bool refused;      /* over the connection cap: told so and closed */
+	bool evicted;      /* closed to make room for a newer connection: no longer counted */
+	bool served;       /* it has sent a whole request */
 	uint64_t sent_ms;  /* loop time the reply being written was queued */
 	uint64_t sent_lag; /* the loop's lag then */
+	uint64_t idle_ms;  /* loop time of its accept or of its last request */
+	uint64_t idle_lag; /* the loop's lag then */
 	struct ctl_conn *next;
 };
 

@@ -2,8 +2,13 @@
  * `request` frames from autopack-ctl and answers each with a `reply` naming this
  * database. A malformed frame drops the peer; a failed command is an error reply and the
  * connection stays. Each connection has one request at a time in hand (the next is not
- * read before the reply is written), and at most CONTROL_CONN_MAX are served at once: so
- * however many clients ask, and however fast, the loop goes on draining. */
+ * read before the reply is written), so however many clients ask, and however fast, the
+ * loop goes on draining. At most CONTROL_CONN_MAX connections are open at once, and none
+ * may hold its place doing nothing: one that sends no whole request within
+ * CONTROL_FIRST_MS of its accept, or none for CONTROL_IDLE_MS after its last, is closed,
+ * and a connection over the cap is accepted by closing the one that waited longest
+ * without a request in hand (see control_victim), so that idle connections never lock
+ * `status`, `scale` or `stop` out. */
 #include "supervisor/cmd.h"
 #include "common/log.h"
 #include "common/store/store_runtime.h"
@@ -20,8 +25,14 @@
 
 /* Replies a control client may leave unread before it is dropped. */
 #define CONTROL_OUTPUT_MAX (8u << 20)
-/* Control connections served at once; more are refused with an error reply. */
+/* Control connections open at once; a new one over this closes another (control_victim). */
 #define CONTROL_CONN_MAX 64
+/* How long a connection may stay open without a whole request: from its accept to its
+ * first request, and after each request (loop time the supervisor ran). */
+#define CONTROL_FIRST_MS 5000
+#define CONTROL_IDLE_MS 60000
+/* Connections closed idle or to make room are logged once, then counted for this long. */
+#define CONTROL_QUIET_MS 60000
 /* How long a reply may stay unread (loop time the supervisor ran) before the client is
  * dropped, and how often that is looked at. */
 #define CONTROL_UNREAD_MS 15000
@@ -42,8 +53,8 @@ static const struct sup_cmd sup_cmds[] = {
 };
 
 static struct ctl_conn *conns;
-static int conns_served;       /* connections in conns that are not refused */
-static uint64_t refused_burst; /* refused since the cap was last reached */
+static uint64_t closed_quiet;   /* closed idle or to make room, not logged one by one */
+static uint64_t quiet_until_ms; /* loop time until which such closes are only counted */
 static uv_timer_t ctl_sweep;
 static dev_t ctl_dev; /* the published socket, so that only it is removed at the end */
 static ino_t ctl_ino;
@@ -141,8 +152,9 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	m.u.reply.db_uuid = s->st->uuid;
 	m.u.reply.db_devino = devino;
 	m.u.reply.body = body;
-	c->sent_ms = uv_now(s->loop);
-	c->sent_lag = lag_note(s);
+	c->sent_ms = c->idle_ms = uv_now(s->loop);
+	c->sent_lag = c->idle_lag = lag_note(s);
+	c->served = true;
 	chan_send(&c->chan, &m, NULL);
 	free(body);
 	free(rep.message);
@@ -178,33 +190,109 @@ static void control_close_cb(struct chan *ch, const char *why)
 			break;
 		}
 	}
-	if (!c->refused)
-		conns_served--;
-	if (refused_burst > 0 && conns_served < CONTROL_CONN_MAX / 2) {
-		log_info("control connections below the cap again (%d open); %llu were refused "
-		         "meanwhile",
-		    conns_served, (unsigned long long)refused_burst);
-		refused_burst = 0;
-	}
 	free(c);
 }
 
-/* Tell a peer over the connection cap so, in a reply, and close; the first refusal of a
- * burst is logged. */
-static void control_refuse(struct ctl_conn *c)
+/* The connections open and not being closed. */
+static int control_open_count(void)
 {
-	struct sup *s = c->sup;
+	struct ctl_conn *c;
+	int n = 0;
+
+	for (c = conns; c != NULL; c = c->next)
+		if (!c->evicted && !c->chan.closing && !c->chan.last)
+			n++;
+	return n;
+}
+
+/* Log that a peer's connection was closed (idle, or to make room for another): the first
+ * of CONTROL_QUIET_MS, the next ones are counted and summed up by control_quiet_flush. */
+static void control_note_close(struct sup *s, struct ctl_conn *c, const char *why)
+{
+	uint64_t now = uv_now(s->loop);
+
+	if (now < quiet_until_ms) {
+		closed_quiet++;
+		return;
+	}
+	quiet_until_ms = now + CONTROL_QUIET_MS;
+	log_warn("control peer pid %d closed: %s; further such closes in the next %d s are "
+	         "counted",
+	    (int)c->pid, why, CONTROL_QUIET_MS / 1000);
+}
+
+/* Log how many closes control_note_close counted, once its quiet time is over. */
+static void control_quiet_flush(struct sup *s)
+{
+	uint64_t now = uv_now(s->loop);
+
+	if (closed_quiet == 0 || now < quiet_until_ms)
+		return;
+	log_warn("%llu more control connection(s) closed idle or to make room for new ones "
+	         "in the last %d s",
+	    (unsigned long long)closed_quiet, CONTROL_QUIET_MS / 1000);
+	closed_quiet = 0;
+	quiet_until_ms = now + CONTROL_QUIET_MS;
+}
+
+/* The connection a new one over the cap replaces: the first found of, in this order, one
+ * that never sent anything, one that sent part of its first request, one idle after a
+ * request (the longest idle first), one whose reply is still unread (the oldest first).
+ * A command runs inside the loop turn that reads it, so none is ever mid-command. NULL
+ * when every connection but `except` is already closing. */
+static struct ctl_conn *control_victim(const struct ctl_conn *except)
+{
+	struct ctl_conn *c, *best = NULL;
+	uint64_t best_at = 0, at;
+	int best_rank = 0, rank;
+
+	for (c = conns; c != NULL; c = c->next) {
+		if (c == except || c->evicted || c->chan.closing || c->chan.last)
+			continue;
+		if (c->chan.queued > 0) {
+			rank = 3;
+			at = c->sent_ms;
+		} else {
+			rank = c->served ? 2 : c->chan.rd.len > c->chan.rd.off ? 1 : 0;
+			at = c->idle_ms;
+		}
+		if (best == NULL || rank < best_rank || (rank == best_rank && at < best_at)) {
+			best = c;
+			best_rank = rank;
+			best_at = at;
+		}
+	}
+	return best;
+}
+
+/* Close connection c to make room for a new one: a peer that reads is told why in a
+ * reply first; one whose reply is unread is closed at once. */
+static void control_evict(struct sup *s, struct ctl_conn *c)
+{
 	struct proto_msg m = { .type = PROTO_REPLY };
 	char devino[48], why[256];
+	bool unread = c->chan.queued > 0;
+	const char *state;
 
+	if (unread)
+		state = "had left its reply unread for";
+	else if (c->served)
+		state = "had sent no request for";
+	else if (c->chan.rd.len > c->chan.rd.off)
+		state = "had sent part of a request in";
+	else
+		state = "had sent nothing in";
 	snprintf(why, sizeof why,
-	    "the supervisor already serves %d control connections (the most it serves at "
-	    "once); retry once some have closed",
-	    conns_served);
-	if (refused_burst++ == 0)
-		log_warn("control peer pid %d refused: %s; further refusals are counted until "
-		         "connections close",
-		    (int)c->pid, why);
+	    "closed to make room for a new connection: %d control connections were open (the "
+	    "most served at once) and this one %s %.1f s",
+	    CONTROL_CONN_MAX, state,
+	    (double)(uv_now(s->loop) - (unread ? c->sent_ms : c->idle_ms)) / 1000.0);
+	c->evicted = true;
+	control_note_close(s, c, why);
+	if (unread) {
+		chan_close(&c->chan, NULL);
+		return;
+	}
 	store_devino(s->st, devino);
 	m.u.reply.ok = false;
 	m.u.reply.code = "too_many_connections";
@@ -214,33 +302,48 @@ static void control_refuse(struct ctl_conn *c)
 	m.u.reply.db_devino = devino;
 	if (chan_send(&c->chan, &m, NULL) == 0)
 		chan_close_after_write(&c->chan);
+	else
+		chan_close(&c->chan, NULL);
 }
 
-/* Drop the clients that leave a reply unread too long: each holds a connection slot. */
+/* Close the connections that hold a place doing nothing: a reply unread for
+ * CONTROL_UNREAD_MS, no whole first request within CONTROL_FIRST_MS of the accept, no
+ * request for CONTROL_IDLE_MS after the last. */
 static void control_sweep_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
 	struct ctl_conn *c;
+	char why[128];
 
 	for (c = conns; c != NULL; c = c->next) {
-		if (c->refused || c->chan.closing || c->chan.queued == 0)
-			continue;
-		if (lag_wait_ms(s, c->sent_ms, c->sent_lag, CONTROL_UNREAD_MS) == 0) {
-			char why[96];
+		uint64_t span = c->served ? CONTROL_IDLE_MS : CONTROL_FIRST_MS;
 
+		if (c->evicted || c->chan.closing || c->chan.last)
+			continue;
+		if (c->chan.queued > 0) {
+			if (lag_wait_ms(s, c->sent_ms, c->sent_lag, CONTROL_UNREAD_MS) > 0)
+				continue;
 			snprintf(why, sizeof why,
 			    "it does not read its replies (a reply unread for %d s)",
 			    CONTROL_UNREAD_MS / 1000);
 			chan_close(&c->chan, why);
+		} else if (lag_wait_ms(s, c->idle_ms, c->idle_lag, span) == 0) {
+			snprintf(why, sizeof why, "it sent no whole request for %llu s%s",
+			    (unsigned long long)span / 1000,
+			    c->served ? " after its last" : " after it connected");
+			c->evicted = true;
+			control_note_close(s, c, why);
+			chan_close(&c->chan, NULL);
 		}
 	}
+	control_quiet_flush(s);
 }
 
 /* Accept a control connection from a peer of our own uid. */
 static void control_conn_cb(uv_stream_t *server, int status)
 {
 	struct sup *s = server->data;
-	struct ctl_conn *c;
+	struct ctl_conn *c, *victim;
 	struct ucred cred;
 	socklen_t len = sizeof cred;
 	uv_os_fd_t fd;
@@ -254,9 +357,8 @@ static void control_conn_cb(uv_stream_t *server, int status)
 	chan_init(s->loop, &c->chan, 1u << 20, control_msg_cb, control_close_cb);
 	c->chan.max_queued = CONTROL_OUTPUT_MAX;
 	c->chan.serial = true;
-	c->refused = conns_served >= CONTROL_CONN_MAX;
-	if (!c->refused)
-		conns_served++;
+	c->idle_ms = uv_now(s->loop);
+	c->idle_lag = lag_note(s);
 	c->next = conns;
 	conns = c;
 	if (uv_accept(server, (uv_stream_t *)&c->chan.pipe) != 0) {
@@ -276,9 +378,9 @@ static void control_conn_cb(uv_stream_t *server, int status)
 		chan_close(&c->chan, "peer uid differs");
 		return;
 	}
-	if (c->refused)
-		control_refuse(c);
-	else if (chan_start(&c->chan) != 0)
+	if (control_open_count() > CONTROL_CONN_MAX && (victim = control_victim(c)) != NULL)
+		control_evict(s, victim);
+	if (chan_start(&c->chan) != 0)
 		chan_close(&c->chan, "cannot read the peer");
 }
 

@@ -5,6 +5,7 @@
 #include "supervisor/sup.h"
 #include "common/log.h"
 #include "common/store/store_fleet.h"
+#include "common/util.h"
 
 #include <assert.h>
 #include <signal.h>
@@ -78,6 +79,21 @@ static void sighup_cb(uv_signal_t *h, int signum)
 		log_info("SIGHUP: log file reopened");
 }
 
+/* Signals whose default action would end the supervisor at once, without a word and
+ * without recording the end of its session, and which mean nothing to it: each is logged
+ * and ignored. */
+static const int ignored_signums[] = { SIGUSR1, SIGUSR2, SIGALRM };
+static uv_signal_t ignored_sigs[ARRAY_SIZE(ignored_signums)];
+
+/* Log a signal that the supervisor ignores. */
+static void ignored_cb(uv_signal_t *h, int signum)
+{
+	(void)h;
+	log_warn("received %s (signal %d): ignored; the supervisor stops on SIGINT and SIGTERM "
+	         "and reopens its log on SIGHUP",
+	    strsignal(signum), signum);
+}
+
 /* Start the signal handlers and the lifecycle's timers. */
 void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop_level level))
 {
@@ -89,6 +105,11 @@ void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop
 	uv_signal_start(&s->sigint, signal_cb, SIGINT);
 	uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
 	uv_signal_start(&s->sighup, sighup_cb, SIGHUP);
+	for (size_t i = 0; i < ARRAY_SIZE(ignored_signums); i++) {
+		uv_signal_init(s->loop, &ignored_sigs[i]);
+		uv_signal_start(&ignored_sigs[i], ignored_cb, ignored_signums[i]);
+		uv_unref((uv_handle_t *)&ignored_sigs[i]);
+	}
 	uv_timer_init(s->loop, &s->stop_timer);
 	s->stop_timer.data = s;
 	uv_timer_init(s->loop, &s->identity_timer);

@@ -565,6 +565,10 @@ int main(int argc, char **argv)
 	sigaddset(&stop_signals, SIGINT);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGHUP);
+	/* And those it ignores (lifecycle.c), which would otherwise end it without a word. */
+	sigaddset(&stop_signals, SIGUSR1);
+	sigaddset(&stop_signals, SIGUSR2);
+	sigaddset(&stop_signals, SIGALRM);
 	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 	secrets_take(s);
 	log_init("autopack-supervisor", LOG_INFO);
@@ -625,6 +629,9 @@ int main(int argc, char **argv)
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGUSR2, SIG_IGN);
+	signal(SIGALRM, SIG_IGN);
 	/* A stop requested while the session was being finished makes one uv_run return at
 	 * once (clearing the request); run until every closed handle is gone. */
 	while (uv_run(&loop, UV_RUN_DEFAULT) != 0)

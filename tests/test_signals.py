@@ -245,3 +245,27 @@ def test_sighup_with_the_log_directory_removed_goes_on_on_stderr(tmp):
         sup.stop_now()
     assert "[STOP] received Terminated" in sup.stderr()
     assert not os.path.exists(logdir)
+
+
+def test_signals_the_supervisor_does_not_use_are_logged_and_ignored(tmp):
+    # SIGUSR1, SIGUSR2 and SIGALRM end a process by default: sent to the whole group in
+    # the middle of a drain (`pkill -USR1`, a log rotator), they ended the supervisor at
+    # once, without a word and without the end of its session.
+    tmp = str(tmp)
+    url, llm = two_runs(tmp, 1)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
+                     session=True)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: two_in_flight(url), 60, what="two calls in flight")
+        for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+            os.killpg(sup.proc.pid, sig)
+            wait_for(lambda: "(signal %d): ignored" % sig in sup.stderr(), 30,
+                     what="%s logged" % sig.name)
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    assert [r["state"] for r in rows(url, "SELECT state FROM phases")] == ["COMPLETE"] * 4
+    end = end_of(url)
+    assert (end["stop_cause"], end["exit_status"]) == ("drained", 0)

@@ -1,6 +1,7 @@
 /* Running a phase's check command with a deadline, in a process group of its own inside
  * the worker's session, with a minimal environment. */
 #include "worker/check.h"
+#include "worker/capture.h"
 #include "common/checklog.h"
 #include "common/log.h"
 #include "common/procs.h"
@@ -8,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,13 +36,27 @@ static int check_mkdirs(const char *workspace, char *err, size_t errlen)
 	return rc;
 }
 
-/* Sleep `ms` milliseconds. */
-static void check_nap(long ms)
+/* Wait up to `ms` milliseconds for output on the streams still open and capture it. */
+static void check_drain(struct capture cap[2], int ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct pollfd pfd[2];
+	nfds_t n = 0;
+	int i;
 
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	for (i = 0; i < 2; i++)
+		if (cap[i].in >= 0)
+			pfd[n++] = (struct pollfd){ .fd = cap[i].in, .events = POLLIN };
+	if (n == 0) {
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+		return;
+	}
+	if (poll(pfd, n, ms) <= 0)
+		return;
+	for (i = 0; i < 2; i++)
+		if (cap[i].in >= 0 && capture_read(&cap[i]) < 0)
+			log_warn("reading the check command's output: %s", strerror(errno));
 }
 
 /* The process group of the check running now, for check_kill_running. */
@@ -161,25 +177,39 @@ static pid_t check_start(
 
 int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen)
 {
-	uint64_t start = clock_mono_ms(), last_beat = start, term_at = 0;
-	int out_fd = -1, err_fd = -1, status = 0, rc = -1;
+	uint64_t start = clock_mono_ms(), last_beat = start, term_at = 0, end;
+	int log_fd[2] = { -1, -1 }, pipe_fd[2][2] = { { -1, -1 }, { -1, -1 } };
+	struct capture cap[2];
+	int status = 0, rc = -1, i;
 	pid_t pid;
 
 	memset(out, 0, sizeof *out);
+	memset(cap, 0, sizeof cap);
+	cap[0].in = cap[1].in = -1;
 	out->stdout_path = checklog_path(
 	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stdout");
 	out->stderr_path = checklog_path(
 	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stderr");
 	if (check_mkdirs(spec->workspace, err, errlen) < 0)
 		goto out;
-	out_fd = open(out->stdout_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	err_fd = open(out->stderr_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (out_fd < 0 || err_fd < 0) {
+	log_fd[0] = open(out->stdout_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	log_fd[1] = open(out->stderr_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (log_fd[0] < 0 || log_fd[1] < 0) {
 		snprintf(err, errlen, "cannot open check logs under %s/.autopack/logs: %s",
 		    spec->workspace, strerror(errno));
 		goto out;
 	}
-	pid = check_start(spec, out_fd, err_fd, err, errlen);
+	/* The command writes into pipes that the worker drains into the logs, capped. */
+	if (pipe2(pipe_fd[0], O_CLOEXEC) != 0 || pipe2(pipe_fd[1], O_CLOEXEC) != 0) {
+		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
+		goto out;
+	}
+	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], err, errlen);
+	for (i = 0; i < 2; i++) {
+		close(pipe_fd[i][1]);
+		pipe_fd[i][1] = -1;
+		capture_init(&cap[i], pipe_fd[i][0], log_fd[i]);
+	}
 	if (pid < 0)
 		goto out;
 	for (;;) {
@@ -204,7 +234,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 			spec->heartbeat(spec->ctx);
 			last_beat = now;
 		}
-		check_nap(now - start < 200 ? 10 : 50);
+		check_drain(cap, now - start < 200 ? 10 : 50);
 	}
 	/* Nothing the check started may outlive it: its group, whatever else of the worker's
 	 * session (a process that moved to a group of its own), and every child of the
@@ -216,6 +246,10 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		log_warn("processes the check command started are still alive %d ms after"
 		         " SIGKILL",
 		    CHECK_GRACE_MS);
+	/* What is left in the pipes; a writer that escaped the kill is not waited for long. */
+	end = clock_mono_ms() + CHECK_GRACE_MS;
+	while ((cap[0].in >= 0 || cap[1].in >= 0) && clock_mono_ms() < end)
+		check_drain(cap, 50);
 	if (WIFEXITED(status)) {
 		out->exit_code = WEXITSTATUS(status);
 	} else {
@@ -223,14 +257,29 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		out->term_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 	}
 	out->duration_ms = (int64_t)(clock_mono_ms() - start);
-	if (checklog_tail(out->stderr_path, out->excerpt, sizeof out->excerpt) == 0)
-		checklog_tail(out->stdout_path, out->excerpt, sizeof out->excerpt);
 	rc = 0;
 out:
-	if (out_fd >= 0)
-		close(out_fd);
-	if (err_fd >= 0)
-		close(err_fd);
+	for (i = 0; i < 2; i++) {
+		if (log_fd[i] >= 0 && capture_finish(&cap[i]) > 0)
+			log_info(
+			    "check output of %s/%s attempt %lld on %s exceeded %u KiB: its log "
+			    "keeps the first and last %u KiB",
+			    spec->run_id, spec->phase_id, (long long)spec->attempt,
+			    i == 0 ? "stdout" : "stderr",
+			    (CAPTURE_HEAD_MAX + CAPTURE_TAIL_MAX) >> 10, CAPTURE_HEAD_MAX >> 10);
+		if (log_fd[i] >= 0 && cap[i].write_errno != 0)
+			log_warn("writing the check log %s: %s",
+			    i == 0 ? out->stdout_path : out->stderr_path,
+			    strerror(cap[i].write_errno));
+		if (pipe_fd[i][0] >= 0)
+			close(pipe_fd[i][0]);
+		if (pipe_fd[i][1] >= 0)
+			close(pipe_fd[i][1]);
+		if (log_fd[i] >= 0)
+			close(log_fd[i]);
+	}
+	if (rc == 0 && checklog_tail(out->stderr_path, out->excerpt, sizeof out->excerpt) == 0)
+		checklog_tail(out->stdout_path, out->excerpt, sizeof out->excerpt);
 	return rc;
 }
 

@@ -1,0 +1,86 @@
+"""A phase's check command that writes without end costs a bounded amount of disk: each of
+its log files keeps the first and the last 512 KiB, with a line naming the bytes dropped
+between them, and the attempt is judged on the command's exit status as before."""
+import os
+import re
+
+from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+from supervisor_helpers import Supervisor
+
+KEY = {"ANTHROPIC_API_KEY": "sk-ant-check-output"}
+KIB = 1024
+MIB = 1024 * KIB
+
+# 300 MiB on stdout and 200 MiB on stderr, each between a first and a last line.
+FLOOD = ("echo FIRST-OUT; yes 0123456789abcdef | head -c %d; echo; echo LAST-OUT; "
+         "echo FIRST-ERR >&2; yes fedcba9876543210 | head -c %d >&2; echo >&2; "
+         "echo LAST-ERR >&2; exit %%d" % (300 * MIB, 200 * MIB))
+
+
+def drain_one(tmp, check):
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws, exist_ok=True)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained",
+                     "--max-attempts-per-phase", 1, *llm_args(llm), env=KEY)
+    try:
+        rc = sup.wait(timeout=240)
+    finally:
+        sup.kill()
+        llm.stop()
+    logs = os.path.join(ws, ".autopack", "logs")
+    return url, rc, sup, logs
+
+
+def check_capped(path, first, last, total):
+    size = os.path.getsize(path)
+    assert size <= 1 * MIB + 256, (path, size)
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data.startswith(first + b"\n"), data[:64]
+    assert data.endswith(last + b"\n"), data[-64:]
+    m = re.search(rb"\n\[autopack: (\d+) bytes of output dropped here; this log keeps the "
+                  rb"first 524288 and the last 524288 bytes of (\d+)\]\n", data)
+    assert m is not None, data[512 * KIB - 64:512 * KIB + 256]
+    assert int(m.group(2)) == total, m.group(0)
+    assert int(m.group(1)) == total - 1 * MIB, m.group(0)
+    assert m.start() == 512 * KIB and len(data) - m.end() == 512 * KIB
+
+
+def test_a_check_writing_hundreds_of_mib_keeps_a_capped_log_and_passes(tmp):
+    tmp = str(tmp)
+    url, rc, sup, logs = drain_one(tmp, FLOOD % 0)
+    assert rc == 0, sup.stderr()[-3000:]
+    att = rows(url, "SELECT outcome, failure_reason FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [("success", None)], att
+    out_total = len(b"FIRST-OUT\n") + 300 * MIB + len(b"\nLAST-OUT\n")
+    err_total = len(b"FIRST-ERR\n") + 200 * MIB + len(b"\nLAST-ERR\n")
+    check_capped(os.path.join(logs, "run__p1__a1.stdout.txt"), b"FIRST-OUT", b"LAST-OUT",
+                 out_total)
+    check_capped(os.path.join(logs, "run__p1__a1.stderr.txt"), b"FIRST-ERR", b"LAST-ERR",
+                 err_total)
+    assert "exceeded 1024 KiB: its log keeps the first and last 512 KiB" in sup.stderr()
+    assert os.path.getsize(url[len("sqlite:///"):]) < 8 * MIB
+
+
+def test_a_failing_check_that_floods_is_judged_on_its_status_with_the_tail_as_excerpt(tmp):
+    tmp = str(tmp)
+    url, rc, sup, logs = drain_one(tmp, FLOOD % 3)
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("failed", "CHECK_FAILED")], att
+    assert "exited 3" in att[0]["message"] and "LAST-ERR" in att[0]["message"]
+    assert len(att[0]["message"]) < 4096
+    assert os.path.getsize(os.path.join(logs, "run__p1__a1.stdout.txt")) <= 1 * MIB + 256
+
+
+def test_short_output_is_kept_whole_without_a_marker(tmp):
+    tmp = str(tmp)
+    url, rc, sup, logs = drain_one(tmp, "echo hello; echo oops >&2; exit 0")
+    assert rc == 0, sup.stderr()[-3000:]
+    with open(os.path.join(logs, "run__p1__a1.stdout.txt"), "rb") as f:
+        assert f.read() == b"hello\n"
+    with open(os.path.join(logs, "run__p1__a1.stderr.txt"), "rb") as f:
+        assert f.read() == b"oops\n"
