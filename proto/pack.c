@@ -13,6 +13,8 @@ struct pk {
 	msgpack_packer mp;
 	struct proto_path path;
 	struct proto_err *err;
+	/* The job's shared entries packed once (proto_job.shared), else NULL. */
+	const struct proto_buf *shared;
 };
 
 /* msgpack-c write callback: append to the proto_buf; cannot fail. */
@@ -163,7 +165,8 @@ static int pk_field(struct pk *k, const struct proto_field *f, const char *base)
 	return -EINVAL;
 }
 
-/* Pack the fields of s found in base as entries of a map whose header is written. */
+/* Pack the fields of s found in base as entries of a map whose header is written; the
+ * job's shared entries are copied when k->shared holds them. */
 static int pk_fields(struct pk *k, const struct proto_schema *s, const char *base)
 {
 	for (size_t j = 0; j < s->nfields; j++) {
@@ -171,6 +174,12 @@ static int pk_fields(struct pk *k, const struct proto_schema *s, const char *bas
 		size_t mark;
 		int rc;
 
+		if (j == PROTO_JOB_SHARED_FROM && k->shared != NULL &&
+		    s == proto_schema_of_type(PROTO_JOB)) {
+			proto_buf_append(k->mp.data, k->shared->data, k->shared->len);
+			j = PROTO_JOB_SHARED_TO - 1;
+			continue;
+		}
 		if (!pk_present(f, base))
 			continue;
 		msgpack_pack_str_with_body(&k->mp, f->key, f->klen);
@@ -219,6 +228,8 @@ int proto_msg_pack(const struct proto_msg *m, struct proto_buf *b, struct proto_
 		proto_errf(err, &k.path, "unknown message type %d", (int)m->type);
 		return -EINVAL;
 	}
+	if (m->type == PROTO_JOB)
+		k.shared = m->u.job.shared;
 	proto_path_init(&k.path, s->name);
 	proto_buf_append(b, "\0\0\0\0", 4);
 	msgpack_packer_init(&k.mp, b, pk_write);
@@ -240,6 +251,33 @@ int proto_msg_pack(const struct proto_msg *m, struct proto_buf *b, struct proto_
 		return rc;
 	}
 	pk_length(b, start, len);
+	return 0;
+}
+
+int proto_job_pack_shared(const struct proto_job *j, struct proto_buf *out, struct proto_err *err)
+{
+	const struct proto_schema *s = proto_schema_of_type(PROTO_JOB);
+	const char *base = (const char *)j;
+	struct pk k = { .err = err };
+
+	err->text[0] = '\0';
+	proto_buf_reset(out);
+	proto_path_init(&k.path, s->name);
+	msgpack_packer_init(&k.mp, out, pk_write);
+	for (size_t i = PROTO_JOB_SHARED_FROM; i < PROTO_JOB_SHARED_TO; i++) {
+		const struct proto_field *f = &s->fields[i];
+		size_t mark;
+		int rc;
+
+		/* Each is always present: none is optional. */
+		msgpack_pack_str_with_body(&k.mp, f->key, f->klen);
+		mark = proto_path_push_key(&k.path, f->key, f->klen);
+		if ((rc = pk_field(&k, f, base)) < 0) {
+			proto_buf_reset(out);
+			return rc;
+		}
+		proto_path_pop(&k.path, mark);
+	}
 	return 0;
 }
 

@@ -122,6 +122,8 @@ struct proto_llm {
 	int64_t max_retries;
 };
 
+struct proto_buf;
+
 /* "job": {db, uuid, att, run, phase, p{...}, n, deadline, cap, llm{...},
  *         est{ver, oh[[cat, cplx, n]...]}, ws, dry, ann?} */
 struct proto_job {
@@ -145,6 +147,11 @@ struct proto_job {
 	 * row reserved), so the worker sends it without waiting for its announcement's ack;
 	 * 0, or -1 (absent): every try waits for that ack. */
 	int64_t ann;
+	/* Not on the wire as such: NULL, or the entries "cap", "llm" and "est" already packed
+	 * from this job's max_tokens_cap, llm and estimator fields (proto_job_pack_shared),
+	 * copied into each frame instead of packing those fields again. Whoever sets it keeps
+	 * it equal to them. */
+	const struct proto_buf *shared;
 };
 
 /* "heartbeat": {uuid, att, wait?} — att 0 and uuid "" while idle. A worker whose window of

@@ -43,6 +43,12 @@ struct proto_schema {
 	size_t nfields;
 };
 
+/* The job's fields that every job of a supervisor shares and that follow one another:
+ * "cap", "llm" and "est", fields [PROTO_JOB_SHARED_FROM, PROTO_JOB_SHARED_TO) of the job's
+ * schema (proto_job_pack_shared). */
+#define PROTO_JOB_SHARED_FROM 8
+#define PROTO_JOB_SHARED_TO 11
+
 /* The three elements of one PF_COEFS row, for checks and error texts. */
 extern const struct proto_field proto_coef_fields[3];
 

@@ -32,6 +32,11 @@ struct proto_err {
 int proto_pack(const struct proto_msg *m, struct proto_buf *b);
 /* proto_pack that also says which field was refused and why. */
 int proto_msg_pack(const struct proto_msg *m, struct proto_buf *b, struct proto_err *err);
+/* Pack the entries "cap", "llm" and "est" of job `j` (keys and values, checked as
+ * proto_msg_pack checks them) into `out`, emptied first, for j->shared: a job whose
+ * `shared` points at them packs to the same bytes. Returns 0, or a negative errno with
+ * `err` set and `out` empty. */
+int proto_job_pack_shared(const struct proto_job *j, struct proto_buf *out, struct proto_err *err);
 
 /* Decode one msgpack map of `len` bytes (no length prefix) into `out`. Every declared
  * length is checked against the bytes left before anything is allocated for it, and the

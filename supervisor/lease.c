@@ -46,6 +46,7 @@ static int64_t lease_ahead_wanted(const struct sup *s);
 void lease_init(struct sup *s)
 {
 	struct proto_job *j = &s->job;
+	struct proto_err perr;
 
 	memset(j, 0, sizeof *j);
 	j->db_url = s->st->url;
@@ -60,6 +61,11 @@ void lease_init(struct sup *s)
 	convert_coefs_to_job(s->coefs, s->ncoefs, j);
 	j->fit_json = s->fit_json;
 	j->dry_run = s->cfg.dry_run;
+	/* The entries every job shares are packed once; if they cannot be, each job packs
+	 * them and its send fails with the reason. */
+	proto_buf_init(&s->job_shared);
+	if (proto_job_pack_shared(j, &s->job_shared, &perr) == 0)
+		j->shared = &s->job_shared;
 	s->round = (struct round_hooks){ .want = lease_want,
 		.open = lease_open,
 		.committed = lease_taken,
@@ -74,6 +80,7 @@ void lease_free(struct sup *s)
 		free(s->job.coefs[i].complexity);
 	}
 	free(s->job.coefs);
+	proto_buf_free(&s->job_shared);
 	free(s->grants);
 	free(s->ahead);
 	memset(&s->job, 0, sizeof s->job);

@@ -464,7 +464,8 @@ struct sup {
 	struct grant *grants;
 	size_t ngrants;
 	size_t grants_cap;
-	struct proto_job job; /* the settings part of every job (lease_init) */
+	struct proto_job job;        /* the settings part of every job (lease_init) */
+	struct proto_buf job_shared; /* its entries packed once (job.shared) */
 	/* Leases opened ahead, oldest first, and the results of the last 100 ms that size
 	 * them (lease.c). */
 	struct grant *ahead;

@@ -139,8 +139,8 @@ static int drain_phase_row(struct store_drain *d, enum drain_stmt i, const char 
 	struct db_stmt *s = drain_stmt(d, i);
 	int rc;
 
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
+	drain_bind_text(s, 1, run_id);
+	drain_bind_text(s, 2, phase_id);
 	rc = db_step(s);
 	if (rc == DB_ROW)
 		return 0;
@@ -157,13 +157,13 @@ static int drain_run_set(struct store_drain *d, enum drain_stmt i, const char *r
 {
 	struct db_stmt *s = drain_stmt(d, i);
 
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, now);
-	store_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
+	drain_bind_text(s, 1, run_id);
+	drain_bind_text(s, 2, now);
+	drain_bind_text(s, 3, run_state_name(RUN_PHASE_EXECUTION));
 	if (i == DS_RUN_STATE || i == DS_RUN_STAYS) {
-		store_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
-		store_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
-		store_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
+		drain_bind_text(s, 4, run_state_name(RUN_DONE_SUCCESS));
+		drain_bind_text(s, 5, phase_state_name(PHASE_COMPLETE));
+		drain_bind_text(s, 6, phase_state_name(PHASE_SKIPPED));
 	}
 	return drain_exec(d, i, err);
 }
@@ -201,8 +201,8 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 		return store_fleet_attempt_open(d, run_id, phase_id, worker_pid, session_id,
 		    dry_run, attempt_id, attempt_number, err);
 	s = drain_stmt(d, DS_ATT_PHASE);
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
+	drain_bind_text(s, 1, run_id);
+	drain_bind_text(s, 2, phase_id);
 	rc = db_step(s);
 	if (rc != DB_ROW) {
 		db_reset(s);
@@ -229,17 +229,17 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 
 	time_db_now(now);
 	s = drain_stmt(d, DS_ATT_INSERT);
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
+	drain_bind_text(s, 1, run_id);
+	drain_bind_text(s, 2, phase_id);
 	db_bind_int64(s, 3, made + 1);
-	store_bind_text(s, 4, session_id);
+	drain_bind_text(s, 4, session_id);
 	if (worker_pid > 0)
 		db_bind_int64(s, 5, worker_pid);
 	else
 		db_bind_null(s, 5); /* opened ahead: its worker is recorded with its end */
 	db_bind_int64(s, 6, dry_run);
-	store_bind_text(s, 7, phase_state_name(initial));
-	store_bind_text(s, 8, now);
+	drain_bind_text(s, 7, phase_state_name(initial));
+	drain_bind_text(s, 8, now);
 	/* The row id, not a RETURNING clause: SQLite runs RETURNING as a trigger program. */
 	if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0)
 		return rc;
@@ -247,21 +247,21 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	*attempt_number = made + 1;
 
 	s = drain_stmt(d, fence);
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
+	drain_bind_text(s, 1, run_id);
+	drain_bind_text(s, 2, phase_id);
 	db_bind_int64(s, 3, (int64_t)*attempt_id);
-	store_bind_text(s, 4, now);
+	drain_bind_text(s, 4, now);
 	if (!dry_run)
-		store_bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
+		drain_bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
 	if ((rc = drain_exec(d, fence, err)) != 0 || dry_run)
 		return rc;
 	/* A tier known to be IN_PROGRESS already is left as it is, as the UPDATE would. */
 	if (t == NULL || t->state_null || strcmp(t->state, "IN_PROGRESS") != 0) {
 		s = drain_stmt(d, DS_TIER_STARTED);
-		store_bind_text(s, 1, run_id);
-		store_bind_text(s, 2, phase_id);
-		store_bind_text(s, 3, "IN_PROGRESS");
-		store_bind_text(s, 4, now);
+		drain_bind_text(s, 1, run_id);
+		drain_bind_text(s, 2, phase_id);
+		drain_bind_text(s, 3, "IN_PROGRESS");
+		drain_bind_text(s, 4, now);
 		if ((rc = drain_exec(d, DS_TIER_STARTED, err)) != 0)
 			return rc;
 		if (t != NULL)
@@ -292,14 +292,14 @@ int drain_attempt_reserve(struct store_drain *d, uint64_t att, const char *run_i
 	struct db_stmt *s = drain_stmt(d, DS_ATT_RESERVE);
 	int rc;
 
-	store_bind_text(s, 1, d->reserve.provider);
-	store_bind_text(s, 2, d->reserve.model);
-	store_bind_text(s, 3, run_id);
-	store_bind_text(s, 4, phase_id);
-	store_bind_text(s, 5, d->reserve.role);
-	store_bind_text(s, 6, now);
+	drain_bind_text(s, 1, d->reserve.provider);
+	drain_bind_text(s, 2, d->reserve.model);
+	drain_bind_text(s, 3, run_id);
+	drain_bind_text(s, 4, phase_id);
+	drain_bind_text(s, 5, d->reserve.role);
+	drain_bind_text(s, 6, now);
 	db_bind_int64(s, 7, (int64_t)att);
-	store_bind_text(s, 8, usage_status_name(USAGE_SENT));
+	drain_bind_text(s, 8, usage_status_name(USAGE_SENT));
 	db_bind_int64(s, 9, d->reserve.max_tokens);
 	db_bind_int64(s, 10, 0);
 	if ((rc = drain_exec(d, DS_ATT_RESERVE, err)) == 0)
@@ -413,8 +413,8 @@ int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id
 	struct db_stmt *s = drain_stmt(d, DS_TIER_STATE);
 	int rc;
 
-	store_bind_text(s, 1, run_id);
-	store_bind_text(s, 2, phase_id);
+	drain_bind_text(s, 1, run_id);
+	drain_bind_text(s, 2, phase_id);
 	rc = store_tier_apply(d->st->db, s, drain_stmt(d, DS_TIER_SET), now, err);
 	db_reset(s);
 	if (rc != 0)
@@ -440,13 +440,13 @@ static int drain_phase_end(struct store_drain *d, uint64_t att, const struct dra
 	struct tier_count *t = NULL;
 	int rc;
 
-	store_bind_text(s, 1, p->run_id);
-	store_bind_text(s, 2, p->phase_id);
-	store_bind_text(s, 3, to);
-	store_bind_text(s, 4, now);
+	drain_bind_text(s, 1, p->run_id);
+	drain_bind_text(s, 2, p->phase_id);
+	drain_bind_text(s, 3, to);
+	drain_bind_text(s, 4, now);
 	/* A completed phase keeps the reason of its last failure. */
 	if (c->phase_state != PHASE_COMPLETE)
-		store_bind_text(s, 5, reason_name(c->reason));
+		drain_bind_text(s, 5, reason_name(c->reason));
 	db_bind_int64(s, 6, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
 	db_bind_int64(s, 7, (int64_t)att);
 	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
@@ -509,12 +509,12 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 	int rc;
 
 	db_bind_int64(s, 1, (int64_t)att);
-	store_bind_text(s, 2, now);
-	store_bind_text(s, 3, outcome_name(c->outcome));
-	store_bind_text(s, 4, reason_name(c->reason));
-	store_bind_text(s, 5, msg);
-	store_bind_text(s, 6, c->fingerprint);
-	store_bind_text(s, 7, zero_yield_name(c->zero_yield));
+	drain_bind_text(s, 2, now);
+	drain_bind_text(s, 3, outcome_name(c->outcome));
+	drain_bind_text(s, 4, reason_name(c->reason));
+	drain_bind_text(s, 5, msg);
+	drain_bind_text(s, 6, c->fingerprint);
+	drain_bind_text(s, 7, zero_yield_name(c->zero_yield));
 	db_bind_int64(s, 8, c->reached_llm_boundary);
 	db_bind_int64(s, 9, c->duration_ms);
 	if (c->worker_pid > 0)
@@ -524,8 +524,8 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 || !unfence)
 		return rc;
 	s = drain_stmt(d, DS_PHASE_UNFENCE);
-	store_bind_text(s, 1, p->run_id);
-	store_bind_text(s, 2, p->phase_id);
+	drain_bind_text(s, 1, p->run_id);
+	drain_bind_text(s, 2, p->phase_id);
 	db_bind_int64(s, 3, (int64_t)att);
 	return drain_exec(d, DS_PHASE_UNFENCE, err);
 }
@@ -557,11 +557,11 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	if (rc != 0)
 		goto out;
 	s = drain_stmt(d, DS_PHASE_SET);
-	store_bind_text(s, 1, p.run_id);
-	store_bind_text(s, 2, p.phase_id);
-	store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
-	store_bind_text(s, 4, now);
-	store_bind_text(s, 5, reason_name(c->reason));
+	drain_bind_text(s, 1, p.run_id);
+	drain_bind_text(s, 2, p.phase_id);
+	drain_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
+	drain_bind_text(s, 4, now);
+	drain_bind_text(s, 5, reason_name(c->reason));
 	db_bind_int64(s, 6, 0);
 	db_bind_int64(s, 7, (int64_t)att);
 	/* The tier is not set from its phases here; its counts follow the phase all the same. */
@@ -581,26 +581,28 @@ static int drain_result_row(struct store_drain *d, uint64_t att, const struct dr
 	struct db_stmt *s = drain_stmt(d, DS_RESULT_ROW);
 	const char *reason = reason_name(c->reason);
 	char *error = NULL;
+	int rc;
 
 	if (reason != NULL && c->message != NULL)
 		error = xasprintf("%s: %s", reason, c->message);
 	db_bind_int64(s, 1, (int64_t)att);
 	db_bind_int64(s, 2, outcome_ok(c->outcome));
-	store_bind_text(s, 3, p->session_id);
-	store_bind_text(s, 4, p->run_id);
-	store_bind_text(s, 5, p->phase_id);
+	drain_bind_text(s, 3, p->session_id);
+	drain_bind_text(s, 4, p->run_id);
+	drain_bind_text(s, 5, p->phase_id);
 	db_bind_int64(s, 6, p->phase_index);
-	store_bind_text(s, 7, p->initial);
-	store_bind_text(s, 8, final_state);
-	store_bind_text(s, 9, error != NULL ? error : reason != NULL ? reason : c->message);
-	store_bind_text(s, 10, now);
+	drain_bind_text(s, 7, p->initial);
+	drain_bind_text(s, 8, final_state);
+	drain_bind_text(s, 9, error != NULL ? error : reason != NULL ? reason : c->message);
+	drain_bind_text(s, 10, now);
 	db_bind_double(s, 11, (double)c->duration_ms / 1000.0);
-	store_bind_text(s, 12, c->fingerprint);
+	drain_bind_text(s, 12, c->fingerprint);
 	db_bind_int64(s, 13, c->reached_llm_boundary);
-	store_bind_text(s, 14, zero_yield_name(c->zero_yield));
+	drain_bind_text(s, 14, zero_yield_name(c->zero_yield));
 	db_bind_int64(s, 15, c->duration_ms);
-	free(error);
-	return drain_exec(d, DS_RESULT_ROW, err);
+	rc = drain_exec(d, DS_RESULT_ROW, err);
+	free(error); /* bound without a copy: freed once stepped */
+	return rc;
 }
 
 /* Close an attempt inside the group; nothing is written for a stale one. */
@@ -631,7 +633,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	if (announced && reserved && c->tries_announced) {
 		s = drain_stmt(d, DS_ATT_UNRESERVE);
 		db_bind_int64(s, 1, (int64_t)att);
-		store_bind_text(s, 2, usage_status_name(USAGE_SENT));
+		drain_bind_text(s, 2, usage_status_name(USAGE_SENT));
 		if ((rc = drain_exec(d, DS_ATT_UNRESERVE, err)) != 0)
 			goto out;
 	}
@@ -641,8 +643,8 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	if (announced) {
 		s = drain_stmt(d, DS_ATT_LOST);
 		db_bind_int64(s, 1, (int64_t)att);
-		store_bind_text(s, 2, usage_status_name(USAGE_LOST));
-		store_bind_text(s, 3, usage_status_name(USAGE_SENT));
+		drain_bind_text(s, 2, usage_status_name(USAGE_LOST));
+		drain_bind_text(s, 3, usage_status_name(USAGE_SENT));
 		if ((rc = drain_exec(d, DS_ATT_LOST, err)) != 0)
 			goto out;
 	}

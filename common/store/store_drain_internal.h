@@ -45,6 +45,16 @@ enum drain_stmt {
 	DS_COUNT
 };
 
+/* Bind a text without a copy (the caller keeps it until the statement has been stepped
+ * and reset), or NULL: the attempts' statements, bound just before their step. */
+static inline void drain_bind_text(struct db_stmt *s, int i, const char *v)
+{
+	if (v != NULL)
+		db_bind_text_kept(s, i, v);
+	else
+		db_bind_null(s, i);
+}
+
 /* One statement's SQL. */
 struct drain_sql {
 	enum drain_stmt id;

@@ -408,3 +408,59 @@ TEST(proto_decode_takes_keys_in_any_order)
 	proto_msg_free(&back);
 	msgpack_sbuffer_destroy(&sb);
 }
+
+TEST(proto_job_shared_entries_pack_to_the_same_frame)
+{
+	const struct proto_schema *s = proto_schema_of_type(PROTO_JOB);
+	const char *keys[] = { "cap", "llm", "est" };
+
+	/* The shared entries are the job's "cap", "llm" and "est", none of them optional. */
+	CHECK_EQ_INT(PROTO_JOB_SHARED_TO - PROTO_JOB_SHARED_FROM, 3);
+	for (size_t i = PROTO_JOB_SHARED_FROM; i < PROTO_JOB_SHARED_TO; i++) {
+		CHECK_EQ_STR(s->fields[i].key, keys[i - PROTO_JOB_SHARED_FROM]);
+		CHECK(s->fields[i].kind != PF_STR_OPT && s->fields[i].kind != PF_I64_OPT);
+	}
+	for (int v = SAMPLE_MIN; v <= SAMPLE_MAX; v++) {
+		struct proto_buf plain, shared, with;
+		struct proto_err err;
+		struct proto_msg m;
+
+		proto_sample_build(SAMPLE_JOB, (enum proto_sample_variant)v, &m);
+		proto_buf_init(&plain);
+		proto_buf_init(&shared);
+		proto_buf_init(&with);
+		CHECK_EQ_INT(proto_msg_pack(&m, &plain, &err), 0);
+		CHECK_EQ_INT(proto_job_pack_shared(&m.u.job, &shared, &err), 0);
+		CHECK(shared.len > 0);
+		m.u.job.shared = &shared;
+		CHECK_EQ_INT(proto_msg_pack(&m, &with, &err), 0);
+		CHECK_EQ_INT(with.len, plain.len);
+		CHECK(memcmp(with.data, plain.data, plain.len) == 0);
+		/* The frame carries the shared bytes, not the job's own fields. */
+		m.u.job.max_tokens_cap = 7;
+		CHECK_EQ_INT(proto_msg_pack(&m, &with, &err), 0);
+		CHECK(memcmp(with.data + plain.len, plain.data, plain.len) == 0);
+		m.u.job.shared = NULL;
+		proto_msg_free(&m);
+		proto_buf_free(&plain);
+		proto_buf_free(&shared);
+		proto_buf_free(&with);
+	}
+}
+
+TEST(proto_job_shared_entries_refuse_what_the_job_refuses)
+{
+	struct proto_buf shared;
+	struct proto_err err;
+	struct proto_msg m;
+
+	proto_sample_build(SAMPLE_JOB, SAMPLE_TYPICAL, &m);
+	proto_buf_init(&shared);
+	free(m.u.job.llm.model);
+	m.u.job.llm.model = xstrdup("bad\xff");
+	CHECK_EQ_INT(proto_job_pack_shared(&m.u.job, &shared, &err), -EINVAL);
+	CHECK_EQ_STR(err.text, "job.llm.model: invalid UTF-8 at byte 3");
+	CHECK_EQ_INT(shared.len, 0);
+	proto_msg_free(&m);
+	proto_buf_free(&shared);
+}
