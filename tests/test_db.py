@@ -455,3 +455,61 @@ def test_read_only_commands_read_a_database_on_a_read_only_mount(tmp):
     assert "schema version" in p.stdout, p
     assert sorted(os.listdir(tmp)) == ["d.db"]
     assert open(tmp / "d.db", "rb").read() == before
+
+
+def test_a_database_this_user_cannot_read_or_write_is_named_with_its_mode_and_owner(tmp):
+    # SQLite says only "unable to open database file" or "attempt to write a readonly
+    # database"; a -wal left read-only refused every write of a database made writable
+    # again, naming neither the file nor why.
+    import shutil
+    import subprocess
+    import tempfile
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as another user")
+    d = tempfile.mkdtemp(prefix="autopack-access-", dir="/tmp")
+    try:
+        os.chmod(d, 0o755)
+        db = os.path.join(d, "n.db")
+        init(db)
+        os.chown(d, 65534, 65534)
+        os.chown(db, 65534, 65534)
+        as_nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        env = dict(os.environ, ANTHROPIC_API_KEY="sk-ant-access")
+
+        def as_user(name, *args):
+            return subprocess.run(as_nobody + [os.path.join(os.path.dirname(
+                ctl_path()), name)] + [str(a) for a in args], capture_output=True,
+                text=True, timeout=60, env=env)
+
+        os.chmod(db, 0)
+        r = as_user("autopack-ctl", "--db", url(db), "db", "check")
+        assert r.returncode == 2, r
+        assert "%s: cannot read it as uid 65534: Permission denied (mode 0000, owner uid " \
+            "65534)" % db in r.stderr, r
+        os.chmod(db, 0o600)
+        for side in ("-wal", "-shm"):
+            with open(db + side, "wb"):
+                pass
+            os.chown(db + side, 65534, 65534)
+            os.chmod(db + side, 0o400)
+        r = as_user("autopack-supervisor", "--db", url(db), "--workers", 0,
+                    "--allow-empty-db")
+        assert r.returncode == 1, r
+        assert "%s-wal: cannot write it as uid 65534: Permission denied (mode 0400" % db \
+            in r.stderr, r
+        for side in ("-wal", "-shm"):
+            os.remove(db + side)
+        os.chmod(d, 0o500)
+        r = as_user("autopack-supervisor", "--db", url(db), "--workers", 0,
+                    "--allow-empty-db")
+        assert r.returncode == 1, r
+        assert "%s: cannot create the database's -wal or -shm in it as uid 65534: " \
+            "Permission denied" % d in r.stderr, r
+    finally:
+        os.chmod(d, 0o755)
+        shutil.rmtree(d)
+
+
+def ctl_path():
+    return os.path.join(os.environ.get("AUTOPACK_BIN") or os.path.join(
+        os.path.dirname(__file__), "..", "build", "rel", "bin"), "autopack-ctl")

@@ -182,6 +182,56 @@ static void store_side_stat(const char *path, const char *suffix, dev_t *dev, in
 	free(p);
 }
 
+/* Check that this user may read the database file and, to write, write it and its -wal
+ * and -shm (create them, when missing, in its directory): SQLite says only "unable to
+ * open database file" or "attempt to write a readonly database", and a -wal left
+ * read-only by an earlier open of a read-only file refuses every write of a file that
+ * is writable again. 0, or STORE_EIO naming the file, its mode and its owner. */
+static int store_check_access(const char *path, bool write, struct store_err *err)
+{
+	static const char *const side[] = { "", "-wal", "-shm" };
+	bool missing = false;
+	struct stat sb;
+
+	for (size_t i = 0; i < (write ? ARRAY_SIZE(side) : 1); i++) {
+		char *p = xasprintf("%s%s", path, side[i]);
+		int e = 0;
+
+		if (access(p, write ? R_OK | W_OK : R_OK) != 0)
+			e = errno;
+		if (e == ENOENT && i > 0)
+			missing = true;
+		if (e != 0 && e != ENOENT && stat(p, &sb) == 0) {
+			store_fail(err, STORE_EIO,
+			    "%s: cannot %s it as uid %d: %s (mode %04o, owner uid %d)%s", p,
+			    write ? "write" : "read", (int)geteuid(), strerror(e),
+			    (unsigned)(sb.st_mode & 07777), (int)sb.st_uid,
+			    i > 0 ? "; a -wal or -shm is made with the mode the database file had "
+			            "when it was opened: give it the database's mode and owner" :
+			            "");
+			free(p);
+			return STORE_EIO;
+		}
+		free(p);
+	}
+	if (write && missing) {
+		char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+
+		slash[slash == dir ? 1 : 0] = '\0';
+		if (access(dir, W_OK | X_OK) != 0) {
+			int e = errno;
+
+			store_fail(err, STORE_EIO,
+			    "%s: cannot create the database's -wal or -shm in it as uid %d: %s",
+			    dir, (int)geteuid(), strerror(e));
+			free(dir);
+			return STORE_EIO;
+		}
+		free(dir);
+	}
+	return 0;
+}
+
 /* Open a connection with the store's busy timeout; STORE_EIO naming the file on failure. */
 int store_connect(
     const char *path, int flags, const char *purpose, struct db **db, struct store_err *err)
@@ -210,6 +260,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	assert(path != NULL && path[0] == '/' && url != NULL);
 	memset(st, 0, sizeof *st);
 	rc = store_stat_file(path, &sb, err);
+	if (rc == 0)
+		rc = store_check_access(path, write, err);
 	if (rc != 0)
 		return rc;
 	st->tidy_on_close = !write && !store_side_exists(path, "-wal") &&
