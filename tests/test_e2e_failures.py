@@ -391,3 +391,16 @@ def test_a_deliverable_named_with_255_bytes_is_written(tmp):
     r = one_phase(tmp, [], "--llm-retries", 0, phase=phase_spec(deliverables=(name,)))
     assert attempt(r)[:2] == ("success", None), r["attempts"]
     assert os.path.isfile(os.path.join(r["ws"], name))
+
+
+def test_a_long_path_named_twice_is_refused_saying_so(tmp):
+    # The parser's message was cut at 256 bytes, inside the path: "appears twice" was lost.
+    path = "out/" + "c" * 3000 + ".py"
+    files = [{"path": path, "mode": "create", "new_content": "1"},
+             {"path": path, "mode": "create", "new_content": "2"}]
+    r = one_phase(tmp, [{"files": files}], "--llm-retries", 0)
+    a = r["attempts"][0]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "PARSE_FAILED"), a
+    assert a["message"].startswith("files[1].path: out/ccc"), a["message"]
+    assert a["message"].endswith("ccc.py appears twice"), a["message"]
+    assert "bytes left out ...]" in a["message"]

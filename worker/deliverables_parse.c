@@ -113,6 +113,10 @@ static bool dlv_find_document(const char *text, struct jspan *root)
 	    dlv_try_json(open, (size_t)(close - open + 1), root);
 }
 
+/* The most of a path a message quotes: its start and end, the middle left out, so that
+ * what is wrong with it still fits the caller's message. */
+#define DLV_PARSE_PATH_SHOWN 160
+
 /* Parse a mode name; -1 when unknown. */
 static int dlv_mode_parse(const char *s)
 {
@@ -130,7 +134,7 @@ static int dlv_file_parse(struct jspan e, size_t i, struct dlv_file *f, char *er
 {
 	struct jspan path, mode, content;
 	bool has_mode, has_content;
-	char *path_s = NULL;
+	char *path_s = NULL, shown[DLV_PARSE_PATH_SHOWN];
 	size_t path_len = 0;
 	int m = DLV_CREATE;
 
@@ -167,7 +171,7 @@ static int dlv_file_parse(struct jspan e, size_t i, struct dlv_file *f, char *er
 	    jspan_member(e, "content", &content);
 	if (m != DLV_DELETE && !(has_content && jspan_is_string(content))) {
 		snprintf(err, errlen, "files[%zu].new_content: missing or not a string (path %s)",
-		    i, path_s);
+		    i, str_elide(shown, path_s, sizeof shown));
 		free(path_s);
 		return -1;
 	}
@@ -180,6 +184,7 @@ static int dlv_file_parse(struct jspan e, size_t i, struct dlv_file *f, char *er
 
 int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
 {
+	char shown[DLV_PARSE_PATH_SHOWN];
 	struct jspan root, files, it = { 0 }, e;
 	size_t i, j, n = 0;
 
@@ -212,7 +217,7 @@ int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
 		for (j = 0; j < i; j++) {
 			if (strcmp(out->files[j].path, out->files[i].path) == 0) {
 				snprintf(err, errlen, "files[%zu].path: %s appears twice", i,
-				    out->files[i].path);
+				    str_elide(shown, out->files[i].path, sizeof shown));
 				goto fail;
 			}
 		}
