@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -176,13 +177,14 @@ static void control_msg_cb(struct chan *ch, struct proto_msg *m)
 	proto_msg_free(m);
 }
 
-/* Forget a closed control connection. */
+/* Forget a closed control connection; why it closed is logged unless it was closed idle
+ * or to make room (control_note_close logged that, once a minute). */
 static void control_close_cb(struct chan *ch, const char *why)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
 	struct ctl_conn **pp;
 
-	if (why != NULL)
+	if (why != NULL && !c->evicted)
 		log_warn("control peer pid %d dropped: %s", (int)c->pid, why);
 	for (pp = &conns; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == c) {
@@ -235,11 +237,27 @@ static void control_quiet_flush(struct sup *s)
 	quiet_until_ms = now + CONTROL_QUIET_MS;
 }
 
+/* Whether connection c has sent bytes not yet handled: read into its buffer, or still
+ * waiting in its socket (a client's request written right after its connect, which the
+ * loop has not read yet). */
+static bool control_pending(struct ctl_conn *c)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+
+	if (c->chan.rd.len > c->chan.rd.off)
+		return true;
+	return uv_fileno((uv_handle_t *)&c->chan.pipe, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 &&
+	    n > 0;
+}
+
 /* The connection a new one over the cap replaces: the first found of, in this order, one
- * that never sent anything, one that sent part of its first request, one idle after a
- * request (the longest idle first), one whose reply is still unread (the oldest first).
- * A command runs inside the loop turn that reads it, so none is ever mid-command. NULL
- * when every connection but `except` is already closing. */
+ * that never sent anything, one that sent (part of) its first request not yet handled,
+ * one idle after a request (the longest idle first), one whose reply is still unread
+ * (the oldest first); the oldest first within the first two. So a client that writes
+ * its request as it connects (autopack-ctl) is not closed for peers that send nothing,
+ * however fast they connect. A command runs inside the loop turn that reads it, so none
+ * is ever mid-command. NULL when every connection but `except` is already closing. */
 static struct ctl_conn *control_victim(const struct ctl_conn *except)
 {
 	struct ctl_conn *c, *best = NULL;
@@ -253,7 +271,7 @@ static struct ctl_conn *control_victim(const struct ctl_conn *except)
 			rank = 3;
 			at = c->sent_ms;
 		} else {
-			rank = c->served ? 2 : c->chan.rd.len > c->chan.rd.off ? 1 : 0;
+			rank = c->served ? 2 : control_pending(c) ? 1 : 0;
 			at = c->idle_ms;
 		}
 		if (best == NULL || rank < best_rank || (rank == best_rank && at < best_at)) {
@@ -278,7 +296,7 @@ static void control_evict(struct sup *s, struct ctl_conn *c)
 		state = "had left its reply unread for";
 	else if (c->served)
 		state = "had sent no request for";
-	else if (c->chan.rd.len > c->chan.rd.off)
+	else if (control_pending(c))
 		state = "had sent part of a request in";
 	else
 		state = "had sent nothing in";
