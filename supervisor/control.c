@@ -177,21 +177,29 @@ static void control_msg_cb(struct chan *ch, struct proto_msg *m)
 	proto_msg_free(m);
 }
 
+/* Take connection c out of the list of connections (nothing when it is not in it). */
+static void control_unlink(struct ctl_conn *c)
+{
+	struct ctl_conn **pp;
+
+	for (pp = &conns; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			c->next = NULL;
+			return;
+		}
+	}
+}
+
 /* Forget a closed control connection; why it closed is logged unless it was closed idle
  * or to make room (control_note_close logged that, once a minute). */
 static void control_close_cb(struct chan *ch, const char *why)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
-	struct ctl_conn **pp;
 
 	if (why != NULL && !c->evicted)
 		log_warn("control peer pid %d dropped: %s", (int)c->pid, why);
-	for (pp = &conns; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
+	control_unlink(c);
 	free(c);
 }
 
@@ -251,13 +259,26 @@ static bool control_pending(struct ctl_conn *c)
 	    n > 0;
 }
 
-/* The connection a new one over the cap replaces: the first found of, in this order, one
- * that never sent anything, one that sent (part of) its first request not yet handled,
- * one idle after a request (the longest idle first), one whose reply is still unread
- * (the oldest first); the oldest first within the first two. So a client that writes
- * its request as it connects (autopack-ctl) is not closed for peers that send nothing,
- * however fast they connect. A command runs inside the loop turn that reads it, so none
- * is ever mid-command. NULL when every connection but `except` is already closing. */
+/* Whether another open connection than c comes from the same process. */
+static bool control_peer_shared(const struct ctl_conn *c)
+{
+	const struct ctl_conn *o;
+
+	for (o = conns; o != NULL; o = o->next)
+		if (o != c && o->pid == c->pid && !o->evicted && !o->chan.closing && !o->chan.last)
+			return true;
+	return false;
+}
+
+/* The connection a new one over the cap replaces. First one of a process that holds
+ * several (autopack-ctl holds one at a time), then, in this order: one that never sent
+ * anything, one that sent (part of) its first request not yet handled, one idle after a
+ * request (the longest idle first), one whose reply is still unread (the oldest first);
+ * the oldest first within the first two. So a client that holds one connection and
+ * writes its request as it connects is not closed for processes that open connections
+ * and send nothing, however fast they connect. A command runs inside the loop turn that
+ * reads it, so none is ever mid-command. NULL when every connection but `except` is
+ * already closing. */
 static struct ctl_conn *control_victim(const struct ctl_conn *except)
 {
 	struct ctl_conn *c, *best = NULL;
@@ -274,6 +295,8 @@ static struct ctl_conn *control_victim(const struct ctl_conn *except)
 			rank = c->served ? 2 : control_pending(c) ? 1 : 0;
 			at = c->idle_ms;
 		}
+		if (!control_peer_shared(c))
+			rank += 4;
 		if (best == NULL || rank < best_rank || (rank == best_rank && at < best_at)) {
 			best = c;
 			best_rank = rank;
@@ -305,7 +328,10 @@ static void control_evict(struct sup *s, struct ctl_conn *c)
 	    "most served at once) and this one %s %.1f s",
 	    CONTROL_CONN_MAX, state,
 	    (double)(uv_now(s->loop) - (unread ? c->sent_ms : c->idle_ms)) / 1000.0);
+	/* Out of the list at once: under a flood of connections many closes wait for the
+	 * loop's next turn, and the list is looked through at every accept. */
 	c->evicted = true;
+	control_unlink(c);
 	control_note_close(s, c, why);
 	if (unread) {
 		chan_close(&c->chan, NULL);
