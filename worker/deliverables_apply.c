@@ -161,26 +161,29 @@ static void dlv_dir_close(const struct dlv_ws *ws, int dirfd)
 }
 
 /* True when `name` in the directory open as `dirfd` is a file of the protected database:
- * that directory is the database's (by device and inode, so a symlinked way there is
- * caught too) and the name is the database's file name, alone or followed by '-' or '.'
- * (its -wal, -shm, .lock, backups). */
+ * the name is the database's file name, alone or followed by '-' or '.' (its -wal, -shm,
+ * .lock, backups), and that directory is the database's (by device and inode, so a
+ * symlinked way there is caught too). The name is compared first: the two `stat`s are
+ * made only for a name that could be one of the database's files. */
 static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *name)
 {
 	const char *base;
 	struct stat d, p;
+	size_t n;
 	char *dir;
 	bool same;
 
 	if (scope->protect == NULL || (base = strrchr(scope->protect, '/')) == NULL)
 		return false;
+	n = strlen(base + 1);
+	if (n == 0 || strncmp(name, base + 1, n) != 0 || strchr("-.", name[n]) == NULL)
+		return false; /* not the name, nor it and "-..." or "...." */
 	dir = base == scope->protect ? xstrdup("/") :
 	                               xstrndup(scope->protect, (size_t)(base - scope->protect));
-	base++;
 	same = fstat(dirfd, &d) == 0 && stat(dir, &p) == 0 && d.st_dev == p.st_dev &&
 	    d.st_ino == p.st_ino;
 	free(dir);
-	return same && base[0] != '\0' && strncmp(name, base, strlen(base)) == 0 &&
-	    strchr("-.", name[strlen(base)]) != NULL; /* the name, or it and "-..." or "...." */
+	return same;
 }
 
 /*

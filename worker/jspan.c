@@ -198,6 +198,25 @@ static const char *js_value(const char *p, const char *end, int depth, bool nul)
 	}
 }
 
+/* Step over the string opening at p, in a text already checked: each '"' found is its
+ * end unless an odd run of backslashes escapes it. Returns the byte after it (`end` if a
+ * text not checked ends first). */
+static const char *js_skip_string(const char *p, const char *end)
+{
+	for (p++; p < end;) {
+		const char *q = memchr(p, '"', (size_t)(end - p)), *b;
+
+		if (q == NULL)
+			return end;
+		for (b = q; b > p && b[-1] == '\\'; b--)
+			;
+		if (((q - b) & 1) == 0)
+			return q + 1;
+		p = q + 1;
+	}
+	return end;
+}
+
 /* Step over the value at p of a checked document, without checking it again. */
 static const char *js_skip(const char *p, const char *end)
 {
@@ -205,10 +224,7 @@ static const char *js_skip(const char *p, const char *end)
 
 	do {
 		if (*p == '"') {
-			for (p++; *p != '"'; p++)
-				if (*p == '\\')
-					p++;
-			p++;
+			p = js_skip_string(p, end);
 		} else if (*p == '{' || *p == '[') {
 			depth++;
 			p++;

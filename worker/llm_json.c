@@ -6,6 +6,7 @@
 #include "worker/jspan.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,15 @@ static size_t llm_utf8_len(const unsigned char *s)
 	return n;
 }
 
+/* True for a byte a JSON string holds as it is: 0x20 to 0x7F but '"' (0x22) and '\\'
+ * (0x5C), one bit each in two 64-bit masks. */
+static inline bool llm_json_plain(unsigned char c)
+{
+	static const uint64_t mask[2] = { 0xFFFFFFFB00000000ULL, 0xFFFFFFFFEFFFFFFFULL };
+
+	return c < 0x80 && ((mask[c >> 6] >> (c & 63)) & 1) != 0;
+}
+
 char *llm_json_put_str(char *out, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -41,14 +51,19 @@ char *llm_json_put_str(char *out, const char *s)
 
 	*out++ = '"';
 	while (*p != '\0') {
-		unsigned char c = *p;
+		const unsigned char *run = p;
+		unsigned char c;
 		size_t k;
 
-		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-			*out++ = (char)c;
+		/* A run of bytes written as they are, copied at once. */
+		while (llm_json_plain(*p))
 			p++;
-			continue;
+		if (p > run) {
+			memcpy(out, run, (size_t)(p - run));
+			out += p - run;
 		}
+		if ((c = *p) == '\0')
+			break;
 		if (c >= 0x80) {
 			k = llm_utf8_len(p);
 			if (k == 0) {

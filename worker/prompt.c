@@ -23,16 +23,25 @@ static const char prompt_system[] =
     "write only the deliverables and files under the scope paths; never use absolute paths "
     "or \"..\".";
 
+/* Append `a`, the string `s` ("(null)" for NULL, as printf writes it) and `z`: the
+ * prompt's fixed lines are put together without a format. */
+static void pb_put3(struct strbuf *b, const char *a, const char *s, const char *z)
+{
+	strbuf_puts(b, a);
+	strbuf_puts(b, s != NULL ? s : "(null)");
+	strbuf_puts(b, z);
+}
+
 /* Append a list as "- item" lines. */
 static void pb_list(struct strbuf *b, const char *title, const struct proto_strlist *l)
 {
 	size_t i;
 
-	strbuf_printf(b, "\n## %s\n", title);
+	pb_put3(b, "\n## ", title, "\n");
 	if (l->n == 0)
-		strbuf_printf(b, "(none)\n");
+		strbuf_puts(b, "(none)\n");
 	for (i = 0; i < l->n; i++)
-		strbuf_printf(b, "- %s\n", l->items[i]);
+		pb_put3(b, "- ", l->items[i], "\n");
 }
 
 /* Append the workspace file `path`, resolved to `abs` (freed here), as a fenced block,
@@ -118,16 +127,20 @@ void prompt_build(const struct proto_job *job, const struct est_output *est, str
 	struct strbuf b = { 0 };
 	size_t budget = PROMPT_CONTEXT_MAX, i;
 	bool header = false;
+	char num[24];
 
 	memset(out, 0, sizeof *out);
 	out->system = xstrdup(prompt_system);
-	strbuf_printf(&b, "# Phase: %s\n", ph->name != NULL ? ph->name : "(unnamed)");
-	strbuf_printf(&b, "Run: %s\nPhase id: %s\n", job->run_id, job->phase_id);
-	strbuf_printf(&b, "Category: %s\nComplexity: %s\nAttempt: %lld\n",
-	    ph->task_category != NULL ? ph->task_category : "(unset)",
-	    ph->complexity != NULL ? ph->complexity : "(unset)", (long long)job->attempt_number);
-	strbuf_printf(&b, "\n## Description\n%s\n",
-	    ph->description != NULL && ph->description[0] != '\0' ? ph->description : "(none)");
+	pb_put3(&b, "# Phase: ", ph->name != NULL ? ph->name : "(unnamed)", "\n");
+	pb_put3(&b, "Run: ", job->run_id, "\n");
+	pb_put3(&b, "Phase id: ", job->phase_id, "\n");
+	pb_put3(&b, "Category: ", ph->task_category != NULL ? ph->task_category : "(unset)", "\n");
+	pb_put3(&b, "Complexity: ", ph->complexity != NULL ? ph->complexity : "(unset)", "\n");
+	snprintf(num, sizeof num, "%lld", (long long)job->attempt_number);
+	pb_put3(&b, "Attempt: ", num, "\n");
+	pb_put3(&b, "\n## Description\n",
+	    ph->description != NULL && ph->description[0] != '\0' ? ph->description : "(none)",
+	    "\n");
 	pb_list(&b, "Deliverables", &ph->deliverables);
 	pb_list(&b, "Scope", &ph->paths);
 	if (ph->check_command != NULL && ph->check_command[0] != '\0')

@@ -580,6 +580,9 @@ TEST(worker_llm_answer_is_read_as_jansson_reads_it)
 		"{\"choices\":[],\"x\":[1,2.5e-3,-0,true,false,null,{\"a\":[[]]}]}",
 		"{\"c\\u006fntent\":[{\"te\\u0078t\":\"escaped keys\"}],\"content\":[{\"text\":\"last\"}]}",
 		"[{\"content\":[]}]",
+		/* Values skipped on the way to a member end in runs of escaped backslashes. */
+		"{\"x\":\"a\\\\\",\"content\":[{\"text\":\"q\\\\\\\"\\\\\"}],\"y\":\"\\\\\\\\\","
+		"\"stop_reason\":\"s\\\"\"}",
 		"{\"content\":[{\"text\":\"lone \\ud800 surrogate\"}]}",
 		"{\"content\":[{\"text\":\"nul \\u0000\"}]}",
 		"{\"content\":[{\"text\":\"bad \xff byte\"}]}",

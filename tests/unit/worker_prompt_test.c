@@ -63,6 +63,41 @@ TEST(worker_prompt_lists_phase_and_confined_context)
 	prompt_free(&p);
 }
 
+/* The prompt's text without a workspace, byte for byte: the phase's lines in order, the
+ * defaults for what the phase leaves unset, both lists and the check. */
+TEST(worker_prompt_text_is_exact)
+{
+	static char *dl[] = { "out/a.py", "out/b.py" };
+	struct proto_job j = { 0 };
+	struct prompt p;
+
+	j.run_id = (char *)"run-7";
+	j.phase_id = (char *)"p1";
+	j.attempt_number = 12345678901LL;
+	j.phase.description = (char *)"Do it.\nWell.";
+	j.phase.complexity = (char *)"high";
+	j.phase.deliverables.items = dl;
+	j.phase.deliverables.n = 2;
+	j.phase.check_command = (char *)"make test";
+	prompt_build(&j, NULL, &p);
+	CHECK_EQ_STR(p.user,
+	    "# Phase: (unnamed)\nRun: run-7\nPhase id: p1\nCategory: (unset)\n"
+	    "Complexity: high\nAttempt: 12345678901\n\n## Description\nDo it.\nWell.\n"
+	    "\n## Deliverables\n- out/a.py\n- out/b.py\n\n## Scope\n(none)\n"
+	    "\n## Check\nAfterwards this command must exit 0 in the workspace: make test\n");
+	prompt_free(&p);
+	j.phase.name = (char *)"N";
+	j.phase.description = (char *)"";
+	j.phase.check_command = NULL;
+	j.attempt_number = 1;
+	prompt_build(&j, NULL, &p);
+	CHECK_EQ_STR(p.user,
+	    "# Phase: N\nRun: run-7\nPhase id: p1\nCategory: (unset)\nComplexity: high\n"
+	    "Attempt: 1\n\n## Description\n(none)\n\n## Deliverables\n- out/a.py\n"
+	    "- out/b.py\n\n## Scope\n(none)\n");
+	prompt_free(&p);
+}
+
 TEST(worker_prompt_bounds_each_file)
 {
 	static char *ro[] = { "big.txt" };
