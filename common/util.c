@@ -275,6 +275,33 @@ size_t strlcpy_ap(char *dst, const char *src, size_t n)
 	return len;
 }
 
+char *str_elide(char *dst, const char *src, size_t n)
+{
+	size_t len = strlen(src), head, tail, room;
+	char mark[64];
+	int m;
+
+	if (len < n) {
+		memcpy(dst, src, len + 1);
+		return dst;
+	}
+	/* The marker's count is at most len; its length with it is what room is left for. */
+	m = snprintf(mark, sizeof mark, " [... %zu bytes left out ...] ", len);
+	room = n - 1 - (size_t)m;
+	head = room * 2 / 3;
+	tail = room - head;
+	while (head > 0 && ((unsigned char)src[head] & 0xC0) == 0x80)
+		head--;
+	while (tail > 0 && ((unsigned char)src[len - tail] & 0xC0) == 0x80)
+		tail--;
+	m = snprintf(mark, sizeof mark, " [... %zu bytes left out ...] ", len - head - tail);
+	memcpy(dst, src, head);
+	memcpy(dst + head, mark, (size_t)m);
+	memcpy(dst + head + (size_t)m, src + len - tail, tail);
+	dst[head + (size_t)m + tail] = '\0';
+	return dst;
+}
+
 /* Read a file whole, up to `max` bytes; 0, -EFBIG or -errno. */
 int file_read_all(
     const char *path, size_t max, bool regular_only, char **text, size_t *len, bool *regular)

@@ -71,4 +71,10 @@ bool str_eq(const char *a, const char *b);
 /* Copy src into dst of size n, always NUL-terminated; returns strlen(src). */
 size_t strlcpy_ap(char *dst, const char *src, size_t n);
 
+/* Copy src into dst of size n (n >= 64), NUL-terminated. When it does not fit, its
+ * middle is left out, marked with the count of bytes left out (" [... 4100 bytes left
+ * out ...] "), so that both its start and its end (where a message says what went wrong) are
+ * kept; the cuts fall between UTF-8 characters. Returns dst. */
+char *str_elide(char *dst, const char *src, size_t n);
+
 #endif

@@ -190,6 +190,8 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 		    "or, for a supervisor, send the command through it)",
 		    path, name, (long)holder);
 	}
+	if (fd == STORE_ENOTDB)
+		return cmd_fail(ctx, STORE_ENOTDB, "%s: not a regular file", path);
 	return cmd_fail(ctx, STORE_EIO, "cannot take the lock %s.lock: %s", path, strerror(errno));
 }
 

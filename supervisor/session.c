@@ -65,6 +65,8 @@ void session_open_store(struct sup *s)
 			    "database %s is held by another process (its pid is not in"
 			    " /proc/locks); refusing to start a second writer",
 			    url);
+		if (s->lock_fd == STORE_ENOTDB)
+			log_fatal(1, "database %s: %s is not a regular file", url, path);
 		log_fatal(1, "cannot lock the database file %s: %s", path, strerror(errno));
 	}
 	s->st = xcalloc(1, sizeof *s->st);

@@ -84,3 +84,16 @@ def test_short_output_is_kept_whole_without_a_marker(tmp):
         assert f.read() == b"hello\n"
     with open(os.path.join(logs, "run__p1__a1.stderr.txt"), "rb") as f:
         assert f.read() == b"oops\n"
+
+
+def test_a_check_whose_stderr_is_not_utf8_fails_as_check_failed_not_as_a_crash(tmp):
+    # The end of stderr went into the result's message as it was: the worker could not
+    # encode its result, exited 1, and the attempt counted as WORKER_CRASHED (an
+    # infrastructure failure, toward the breaker).
+    tmp = str(tmp)
+    url, rc, sup, logs = drain_one(tmp, "printf 'abc\\377\\376\\303' >&2; exit 1")
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("failed", "CHECK_FAILED")], (att, sup.stderr()[-2000:])
+    assert att[0]["message"].endswith("abc\ufffd\ufffd\ufffd"), att[0]["message"]
+    assert "cannot encode" not in sup.stderr()

@@ -183,6 +183,22 @@ def test_non_sqlite_file_is_refused_and_left_unchanged(tmp):
     assert sorted(os.listdir(tmp)) == ["notes.db"]
 
 
+def test_a_fifo_named_as_the_database_is_refused_without_waiting_for_a_writer(tmp):
+    # Taking the database's lock opened the path for reading: on a FIFO `db reidentify`
+    # and the supervisor waited for a writer for ever (the supervisor with SIGTERM held).
+    p = tmp / "drain.db"
+    os.mkfifo(p)
+    for args in (["db", "reidentify"], ["db", "check"], ["db", "migrate"], ["status"]):
+        r = ctl("--db", url(p), *args, timeout=20)
+        assert r.rc == 2, r
+        assert "%s: not a regular file" % p in r.err, r
+    r = run("autopack-supervisor", "--db", url(p), "--workers", 0, timeout=20,
+            env={"ANTHROPIC_API_KEY": "sk-ant-fifo"})
+    assert r.rc == 1, r
+    assert "%s is not a regular file" % p in r.err, r
+    assert sorted(os.listdir(tmp)) == ["drain.db"]
+
+
 def test_foreign_sqlite_file_is_refused_and_left_unchanged(tmp):
     p = tmp / "other.db"
     sql(p, "CREATE TABLE phases (id INTEGER); INSERT INTO phases VALUES (1);")

@@ -366,3 +366,28 @@ def test_a_builder_output_naming_the_database_in_the_workspace_is_refused(tmp):
     assert not os.path.exists(os.path.join(tmp, "a.py"))
     r = ctl("--db", url, "db", "check")
     assert r.rc == 0 and "phases 1" in r.out, r
+
+
+@pytest.mark.parametrize("path,rule", [
+    ("out/" + "a" * 5000 + ".py", "a component is longer than 255 bytes"),
+    ("out/" + "a/" * 3000 + "x.py", "path too long"),
+], ids=["long_component", "deep"])
+def test_a_refused_path_of_kilobytes_is_named_with_its_rule_within_the_message(tmp, path, rule):
+    # The message holds at most 1000 bytes: a long path filled it and the rule it broke
+    # was cut off. Now its start and end are kept, the middle left out and counted.
+    r = one_phase(tmp, [{"mode": "hostile", "paths": [path]}], "--llm-retries", 0)
+    a = r["attempts"][0]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "SCOPE_VIOLATION"), a
+    assert len(a["message"]) <= 1000, len(a["message"])
+    assert a["message"].startswith('path "out/') and a["message"].endswith('": ' + rule) or \
+        a["message"].endswith(rule + " (the file system's NAME_MAX)"), a["message"]
+    assert "bytes left out ...]" in a["message"], a["message"]
+
+
+def test_a_deliverable_named_with_255_bytes_is_written(tmp):
+    # Its temporary file was named after it with a suffix, past NAME_MAX: WRITE_FAILED
+    # "File name too long" for a name the plan's rules accept.
+    name = "out/" + "b" * 252 + ".py"
+    r = one_phase(tmp, [], "--llm-retries", 0, phase=phase_spec(deliverables=(name,)))
+    assert attempt(r)[:2] == ("success", None), r["attempts"]
+    assert os.path.isfile(os.path.join(r["ws"], name))

@@ -3,6 +3,7 @@ files and sockets."""
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -396,6 +397,33 @@ def test_database_moved_away_stops_writes_with_an_error(tmp, llm):
     # The moved database keeps every committed row.
     assert sql("sqlite:///" + path + ".moved", "PRAGMA integrity_check") == [("ok",)]
     assert sql("sqlite:///" + path + ".moved", "SELECT count(*) FROM attempts")[0][0] >= 1
+
+
+@pytest.mark.parametrize("how", ["cp", "truncate"])
+def test_database_overwritten_in_place_stops_writes_with_an_error(tmp, llm, how):
+    # The same file (device and inode) with other content: `cp backup.db drain.db`, or a
+    # truncation. The supervisor went on committing into it and exited 0 with the
+    # database destroyed; now its file is seen to shrink and it stops (exit 3). (A copy at
+    # least as large as the file is not noticed: the file's size is all that is looked at.)
+    url = new_db(tmp, runs=40, phases=10, check="sleep 0.5")
+    path = url[len("sqlite:///"):]
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    sup.wait_ready()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] >= 1, what="work in flight")
+    ino = os.stat(path).st_ino
+    if how == "cp":
+        other = os.path.join(str(tmp), "other")
+        os.mkdir(other)
+        new_db(other, runs=0)
+        shutil.copyfile(os.path.join(other, "autopack.db"), path)
+    else:
+        os.truncate(path, 0)
+    assert os.stat(path).st_ino == ino
+    assert sup.wait(timeout=30) == 3, sup.stderr()
+    err = sup.stderr()
+    assert "DATABASE LOST" in err and "the database file shrank from" in err, err[-3000:]
+    assert "(truncated, or overwritten in place, e.g. by cp)" in err
+    assert "exit status 0" not in err
 
 
 def test_writes_from_ctl_go_through_the_running_supervisor(tmp, llm):

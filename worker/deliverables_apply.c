@@ -280,14 +280,20 @@ fail:
 	return -1;
 }
 
+/* The most of a path a message quotes when it breaks a rule (a path too long among
+ * them): its start and its end, the middle left out. */
+#define DLV_PATH_SHOWN 512
+
 /* Check normalised rules and scope of one path. Returns 0 or -1 with `err`. */
 static int dlv_check_rules(
     const struct dlv_scope *scope, const char *path, char *rel, size_t n, char *err, size_t errlen)
 {
 	const char *rule = relpath_file(path, rel, n);
+	char shown[DLV_PATH_SHOWN];
 
 	if (rule != NULL) {
-		snprintf(err, errlen, "path \"%s\": %s", path, rule);
+		snprintf(
+		    err, errlen, "path \"%s\": %s", str_elide(shown, path, sizeof shown), rule);
 		return -1;
 	}
 	if (!dlv_in_scope(scope, rel)) {
@@ -334,7 +340,8 @@ static int dlv_write(
 	assert(strchr(name, '/') == NULL); /* dlv_walk hands over the last component */
 	if (pid == 0)
 		pid = getpid();
-	tmp = xasprintf(".%s.autopack-%ld-%u.tmp", name, (long)pid, counter++);
+	/* Named after the file, but within NAME_MAX even for a name of 255 bytes. */
+	tmp = xasprintf(".%.200s.autopack-%ld-%u.tmp", name, (long)pid, counter++);
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		goto fail;
@@ -463,11 +470,12 @@ char *dlv_resolve_read(const char *workspace, const char *path, char *err, size_
 {
 	char rel[PATH_MAX];
 	const char *rule = relpath_norm(path, rel, sizeof rel);
-	char *ws_real, *full, *real = NULL;
+	char *ws_real, *full, *real = NULL, shown[DLV_PATH_SHOWN];
 	struct stat st;
 
 	if (rule != NULL) {
-		snprintf(err, errlen, "path \"%s\": %s", path, rule);
+		snprintf(
+		    err, errlen, "path \"%s\": %s", str_elide(shown, path, sizeof shown), rule);
 		return NULL;
 	}
 	ws_real = dlv_workspace_real(workspace, err, errlen);

@@ -4,6 +4,7 @@
 #include "common/fingerprint/fingerprint.h"
 #include "common/relpath.h"
 #include "common/util.h"
+#include "proto/utf8.h"
 #include "worker/check.h"
 #include "worker/deliverables.h"
 #include "worker/events.h"
@@ -11,6 +12,7 @@
 #include "worker/llm.h"
 #include "worker/prompt.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,7 +51,8 @@ static void phase_emit(struct phase_ctx *pc, struct proto_event *ev)
 		pc->link_lost = true;
 }
 
-/* Emit a log event with a formatted message (key scrubbed). */
+/* Emit a log event with a formatted message (key scrubbed, bytes that are not UTF-8 as
+ * U+FFFD). */
 __attribute__((format(printf, 3, 4))) static void phase_log(
     struct phase_ctx *pc, const char *level, const char *fmt, ...)
 {
@@ -63,23 +66,39 @@ __attribute__((format(printf, 3, 4))) static void phase_log(
 	va_end(ap);
 	msg = llm_scrubbed(raw, pc->api_key);
 	free(raw);
+	raw = proto_utf8_clean(msg, SIZE_MAX);
+	free(msg);
+	msg = raw;
 	ev_log_fill(&ev, level, msg);
 	phase_emit(pc, &ev);
 	free(msg);
 }
 
-/* End the attempt with `outcome`, `reason` and a formatted message. */
+/* End the attempt with `outcome`, `reason` and a formatted message: bytes that are not
+ * UTF-8 (a check's output) as U+FFFD, since the result could not be sent otherwise, and
+ * one longer than PHASE_MESSAGE_MAX keeping its start and its end (str_elide). */
 __attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc,
     enum outcome outcome, enum reason reason, enum fp_stage stage, const char *fmt, ...)
 {
 	va_list ap;
+	char *full;
+	int n;
 
 	pc->outcome = outcome;
 	pc->reason = reason;
 	pc->stage = stage;
 	va_start(ap, fmt);
-	vsnprintf(pc->message, sizeof pc->message, fmt, ap);
+	n = vasprintf(&full, fmt, ap);
 	va_end(ap);
+	if (n < 0) {
+		strlcpy_ap(pc->message, "out of memory formatting the message", sizeof pc->message);
+	} else {
+		char *clean = proto_utf8_clean(full, SIZE_MAX);
+
+		str_elide(pc->message, clean, sizeof pc->message);
+		free(clean);
+		free(full);
+	}
 	llm_scrub(pc->message, sizeof pc->message, pc->api_key);
 }
 
@@ -401,7 +420,7 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 	                                                                   NULL;
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
 		ph->deliverables.n, db };
-	char err[1024], names[PHASE_MESSAGE_MAX - 64];
+	char err[PATH_MAX + 1024], names[PHASE_MESSAGE_MAX - 64];
 	size_t missing;
 	int rc;
 

@@ -50,6 +50,7 @@ struct store {
 	ino_t ino;
 	dev_t wal_dev, shm_dev; /* identity of <path>-wal and <path>-shm at a write open; */
 	ino_t wal_ino, shm_ino; /* ino 0: not checked */
+	off_t size_seen;        /* the file's largest size store_identity_changed saw (a writer) */
 	bool lost;              /* store_identity_changed found the file or its WAL gone */
 	bool writable;          /* opened with STORE_WRITE */
 	bool tidy_on_close;     /* read-only, and no -wal or -shm existed before it opened */

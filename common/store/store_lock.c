@@ -61,9 +61,14 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 	if (dburl_is_pg(db_path))
 		return STORE_LOCK_SERVER;
 	assert(db_path != NULL && db_path[0] == '/');
-	fd = open(db_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* Non-blocking: opening a FIFO would wait for its writer. */
+	fd = open(db_path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return errno == ENOENT ? STORE_ENOENT : STORE_EIO;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return STORE_ENOTDB;
+	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
 		return fd;
 	saved = errno;

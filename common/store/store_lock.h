@@ -25,7 +25,8 @@
 /* Take the lock on the database file at `db_path` without blocking. Returns the lock's
  * file descriptor (close-on-exec; the lock lasts until it is released), STORE_EBUSY with
  * the holder's pid in *holder (0 if it cannot be found), STORE_ENOENT if there is no such
- * file, or STORE_EIO with errno set; for a PostgreSQL URL, STORE_LOCK_SERVER. */
+ * file, STORE_ENOTDB if it is not a regular file (a FIFO is never waited on), or
+ * STORE_EIO with errno set; for a PostgreSQL URL, STORE_LOCK_SERVER. */
 int store_lock_acquire(const char *db_path, pid_t *holder);
 /* Release a lock taken by store_lock_acquire. */
 void store_lock_release(int fd);

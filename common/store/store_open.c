@@ -236,6 +236,7 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	st->url = xstrdup(url);
 	st->dev = sb.st_dev;
 	st->ino = sb.st_ino;
+	st->size_seen = sb.st_size;
 	st->writable = write;
 	if (write) {
 		store_side_stat(path, "-wal", &st->wal_dev, &st->wal_ino);
@@ -297,8 +298,9 @@ static void store_side_changed(const char *path, const char *suffix, dev_t dev, 
 
 /* Mark the handle lost: from now on closing it deletes no file by name, and what is
  * committed but only in the write-ahead log it has open is copied into the database
- * file it has open. Describes the outcome into buf. */
-static void store_mark_lost(struct store *st, char *buf, size_t len)
+ * file it has open when `salvage` (not into a file whose content is no longer its own:
+ * the write-ahead log is then left as it is). Describes the outcome into buf. */
+static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t len)
 {
 	int on = 1, frames = -1, done = -1, rc;
 	sqlite3 *h;
@@ -309,6 +311,11 @@ static void store_mark_lost(struct store *st, char *buf, size_t len)
 		return;
 	h = db_sqlite_handle(st->db);
 	sqlite3_file_control(h, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+	if (!salvage) {
+		snprintf(
+		    buf, len, "; the write-ahead log is kept as it is, nothing more is written");
+		return;
+	}
 	if (db_in_transaction(st->db)) {
 		snprintf(buf, len, "; a transaction was open, nothing more is committed");
 		return;
@@ -327,10 +334,11 @@ static void store_mark_lost(struct store *st, char *buf, size_t len)
 }
 
 /* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
- * file, or none. */
+ * file, or none, or (a write handle) the file is smaller than it was once seen. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
 	char what[400] = "", salvage[200];
+	bool shrank = false;
 	struct stat sb;
 
 #ifdef AUTOPACK_MUTANT_moved_database_unnoticed
@@ -349,6 +357,17 @@ int store_identity_changed(struct store *st, struct store_err *err)
 		    "%lu:%lu, opened as %lu:%lu)",
 		    st->path, (unsigned long)sb.st_dev, (unsigned long)sb.st_ino,
 		    (unsigned long)st->dev, (unsigned long)st->ino);
+	} else if (st->writable && sb.st_size < st->size_seen) {
+		/* The file of a database held open never shrinks (no vacuum runs): it was
+		 * truncated, or another file was copied over it in place. */
+		snprintf(what, sizeof what,
+		    "%s: the database file shrank from %lld to %lld bytes after it was opened "
+		    "(truncated, or overwritten in place, e.g. by cp): it no longer holds what "
+		    "was committed",
+		    st->path, (long long)st->size_seen, (long long)sb.st_size);
+		shrank = true;
+	} else if (sb.st_size > st->size_seen) {
+		st->size_seen = sb.st_size;
 	}
 #ifdef AUTOPACK_MUTANT_wal_loss_unnoticed
 	st->wal_ino = st->shm_ino = 0;
@@ -361,7 +380,7 @@ int store_identity_changed(struct store *st, struct store_err *err)
 		    "its shared-memory index", what, sizeof what);
 	if (what[0] == '\0')
 		return 0;
-	store_mark_lost(st, salvage, sizeof salvage);
+	store_mark_lost(st, !shrank, salvage, sizeof salvage);
 	return store_fail(err, STORE_EMOVED, "%s%s", what, salvage);
 }
 

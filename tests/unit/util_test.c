@@ -85,3 +85,25 @@ TEST(util_time_db_parse_rewrites_what_earlier_writers_stored)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		CHECK_EQ_INT(time_db_parse(bad[i], buf), -1);
 }
+
+TEST(util_str_elide_keeps_both_ends)
+{
+	char buf[64], src[300];
+
+	CHECK_EQ_STR(str_elide(buf, "short enough", sizeof buf), "short enough");
+	memset(src, 'a', sizeof src - 1);
+	src[sizeof src - 1] = '\0';
+	memcpy(src, "start", 5);
+	memcpy(src + sizeof src - 4, "end", 3);
+	str_elide(buf, src, sizeof buf);
+	CHECK(strlen(buf) < sizeof buf);
+	CHECK(strncmp(buf, "start", 5) == 0);
+	CHECK(strcmp(buf + strlen(buf) - 3, "end") == 0);
+	CHECK(strstr(buf, " bytes left out ...] ") != NULL);
+	/* A cut never splits a UTF-8 character: a string of 2-byte characters stays valid. */
+	for (size_t i = 0; i + 2 < sizeof src; i += 2)
+		memcpy(src + i, "\xc3\xa9", 2);
+	src[sizeof src - 2] = '\0';
+	str_elide(buf, src, sizeof buf);
+	CHECK(strstr(buf, "\xc3\xa9 [...") != NULL && strstr(buf, "...] \xc3\xa9") != NULL);
+}
