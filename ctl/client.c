@@ -31,7 +31,7 @@ int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char 
 	return 0;
 }
 
-/* Send one request; -1 with err set on failure. */
+/* Send one request; -1 with err set on failure, -2 when nothing could be encoded. */
 int client_send(struct ctl_client *c, const struct proto_request *req, char *err, size_t errlen)
 {
 	struct proto_msg m = { .type = PROTO_REQUEST };
@@ -41,7 +41,7 @@ int client_send(struct ctl_client *c, const struct proto_request *req, char *err
 	m.u.request = *req;
 	if (proto_fd_queue(&c->io, &m, &perr) != 0) {
 		snprintf(err, errlen, "the request cannot be encoded: %s", perr.text);
-		return -1;
+		return -2;
 	}
 	if ((rc = proto_fd_flush(&c->io)) != 0) {
 		snprintf(err, errlen, "sending to the supervisor: %s", strerror(-rc));

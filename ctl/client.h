@@ -15,7 +15,8 @@ struct ctl_client {
 /* Connect to the socket at `path`. Returns 0, or -1 with err set. */
 int client_connect(
     struct ctl_client *c, const char *path, int timeout_ms, char *err, size_t errlen);
-/* Send a request. Returns 0, or -1 with err set. */
+/* Send a request. Returns 0, -1 with err set when sending failed, or -2 with err set when
+ * the request cannot be encoded (an argument that is not UTF-8): nothing was sent. */
 int client_send(struct ctl_client *c, const struct proto_request *req, char *err, size_t errlen);
 /* Read the next reply into `m`. Returns 0, or -1 with err set (timeout, EOF, bad frame,
  * a message that is not a reply). */

@@ -180,6 +180,12 @@ int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, ch
 		char rerr[512];
 		int sent = client_send(&c, &req, err, errlen);
 
+		/* A request that cannot be encoded was not sent: no reply is waited for. */
+		if (sent == -2) {
+			client_close(&c);
+			free(t.sock);
+			return STORE_EINVAL;
+		}
 		rc = client_recv(&c, &m, rerr, sizeof rerr);
 		if (rc != 0 && sent == 0)
 			snprintf(err, errlen, "%s", rerr);

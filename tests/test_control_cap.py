@@ -12,7 +12,7 @@ import time
 import msgpack
 
 from supervisor_helpers import Supervisor, new_db, sql, wait_for
-from conftest import ctl
+from conftest import binpath, ctl
 
 # Clients that pipeline `status` requests (16 per write) as fast as their sockets take
 # them, reading every reply: argv = socket path, number of connections.
@@ -203,6 +203,28 @@ def test_a_connection_that_sends_no_whole_request_is_closed(tmp):
         kept.sendall(request_frame("status"))
         assert read_reply(kept)["ok"] is True
         assert sup.ctl("status").rc == 0
+    finally:
+        sup.signal(15)
+        assert sup.wait() == 0, sup.stderr()
+
+
+def test_a_request_that_cannot_be_encoded_fails_at_once_without_holding_a_connection(tmp):
+    # An argument that is not UTF-8 cannot go on the wire: autopack-ctl said so, but
+    # only after waiting for a reply to the request it never sent (30 s, or until the
+    # supervisor closed the idle connection).
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0)
+    try:
+        sup.wait_ready()
+        for args in ([b"scale", b"\xff"], [b"retry", b"r\xfe", b"p"], [b"cancel", b"r", b"\xff"]):
+            start = time.monotonic()
+            p = subprocess.run([binpath("autopack-ctl").encode(), b"--db", url.encode()] + args,
+                               capture_output=True, timeout=60)
+            took = time.monotonic() - start
+            assert p.returncode == 1, p
+            assert b"the request cannot be encoded" in p.stderr and b"invalid UTF-8" in p.stderr, p
+            assert took < 3, took
+        assert "sent no whole request" not in sup.stderr()
     finally:
         sup.signal(15)
         assert sup.wait() == 0, sup.stderr()

@@ -767,3 +767,50 @@ def test_run_import_of_a_fifo_sent_to_the_supervisor_is_refused_without_waiting(
         assert sup.status()["state"] == "running"
     finally:
         sup.kill()
+
+
+# A worker that reports every call with the largest counts the wire takes.
+BIG_COUNTS_WORKER = r'''#!/usr/bin/python3
+import os, struct, sys
+import msgpack
+sock = os.fdopen(3, "r+b", buffering=0)
+def send(msg):
+    body = msgpack.packb(dict(msg, v=1), use_bin_type=True)
+    sock.write(struct.pack(">I", len(body)) + body)
+def exactly(n):
+    d = b""
+    while len(d) < n:
+        c = sock.read(n - len(d))
+        if not c:
+            sys.exit(0)
+        d += c
+    return d
+send({"t": "hello", "pid": os.getpid(), "sw": "0.1.0"})
+BIG = 2**63 - 1
+while True:
+    m = msgpack.unpackb(exactly(struct.unpack(">I", exactly(4))[0]), raw=False)
+    if m.get("t") != "job":
+        continue
+    for seq in (1, 2):
+        send({"t": "event", "uuid": m["uuid"], "att": m["att"], "seq": seq,
+              "kind": "llm_usage", "body": {"prov": "anthropic", "model": "m",
+              "role": "builder", "in": BIG, "out": BIG, "total": BIG, "lat": 1,
+              "http": 200, "try": 1}})
+    send({"t": "result", "uuid": m["uuid"], "att": m["att"], "seq": 2,
+          "outcome": "success", "llm": True, "dur": 1})
+'''
+
+
+def test_db_check_survives_token_counts_that_would_overflow_its_sum(tmp):
+    # Two rows of 2^63-1 tokens made `db check` fail for good: "integer overflow".
+    url = new_db(tmp, runs=1, phases=1)
+    worker = os.path.join(str(tmp), "big_counts_worker.py")
+    with open(worker, "w") as f:
+        f.write(BIG_COUNTS_WORKER)
+    os.chmod(worker, 0o755)
+    sup = Supervisor(tmp, url, "--worker", worker, "--workers", 1, "--exit-when-drained")
+    assert sup.wait(timeout=60) == 0, sup.stderr()
+    assert sql(url, "SELECT count(*) FROM llm_usage_events WHERE total_tokens > 1e18") == [(2,)]
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+    assert "llm_usage_events: 2 (0 failed calls, 0 lost with their worker), 0 tokens" in r.out
