@@ -12,6 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A message shorter than this is formatted on the stack. */
+#define LOG_MSG_STACK 1024
+
 static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
 static enum log_format log_fmt = LOG_FORMAT_TEXT;
@@ -268,21 +271,34 @@ static const char *log_pid_text(void)
 	return log_pid_str;
 }
 
-/* Build and write one line at `level`. */
+/* Build and write one line at `level`. The message is formatted into a buffer on the
+ * stack, or on the heap when it does not fit; the line is put together in one allocation
+ * sized for it. Allocation failure aborts. */
 static void log_vline(
     enum log_level level, const struct log_about *about, const char *fmt, va_list ap)
 {
 	FILE *out;
 	bool journal;
 	struct strbuf b = { 0 };
-	char ts[32], *msg;
+	char ts[32], small[LOG_MSG_STACK], *msg = small, *heap = NULL;
+	va_list again;
+	int n;
 
 	if (log_following)
 		log_follow();
 	out = log_file != NULL ? log_file : stderr;
 	journal = log_to_journal();
-	if (vasprintf(&msg, fmt, ap) < 0)
+	va_copy(again, ap);
+	n = vsnprintf(small, sizeof small, fmt, ap);
+	if (n >= 0 && (size_t)n >= sizeof small && (n = vasprintf(&heap, fmt, again)) >= 0)
+		msg = heap;
+	va_end(again);
+	if (n < 0)
 		abort();
+	/* The prefix and the message; escaping or a long member grows it. */
+	b.cap = (size_t)n + 160;
+	b.s = xmalloc(b.cap);
+	b.s[0] = '\0';
 	if (journal)
 		strbuf_printf(&b, "<%d>", level_priority[level]);
 	if (log_fmt == LOG_FORMAT_JSON) {
@@ -325,7 +341,7 @@ static void log_vline(
 	fflush(out);
 	funlockfile(out);
 	free(b.s);
-	free(msg);
+	free(heap);
 }
 
 /* Write one log line at `level`. */

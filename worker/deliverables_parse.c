@@ -129,11 +129,14 @@ static int dlv_mode_parse(const char *s)
 	return -1;
 }
 
-/* Fill one file from entry `i` of the files array. Returns 0 or -1 with `err`. */
+/* Fill one file from entry `i` of the files array, its members found in one pass.
+ * Returns 0 or -1 with `err`. */
 static int dlv_file_parse(struct jspan e, size_t i, struct dlv_file *f, char *err, size_t errlen)
 {
-	struct jspan path, mode, content;
+	static const char *const keys[] = { "path", "mode", "new_content", "content" };
+	struct jspan v[4], path, mode, content;
 	bool has_mode, has_content;
+	unsigned got;
 	char *path_s = NULL, shown[DLV_PARSE_PATH_SHOWN];
 	size_t path_len = 0;
 	int m = DLV_CREATE;
@@ -142,7 +145,10 @@ static int dlv_file_parse(struct jspan e, size_t i, struct dlv_file *f, char *er
 		snprintf(err, errlen, "files[%zu]: expected an object", i);
 		return -1;
 	}
-	if (jspan_member(e, "path", &path))
+	got = jspan_members(e, keys, 4, v);
+	path = v[0];
+	mode = v[1];
+	if ((got & 1) != 0)
 		path_s = jspan_str(path, &path_len);
 	if (path_s == NULL || path_len == 0) {
 		snprintf(err, errlen, "files[%zu].path: missing or not a non-empty string", i);
@@ -154,7 +160,7 @@ static int dlv_file_parse(struct jspan e, size_t i, struct dlv_file *f, char *er
 		free(path_s);
 		return -1;
 	}
-	has_mode = jspan_member(e, "mode", &mode);
+	has_mode = (got & 2) != 0;
 	if (has_mode && !jspan_is_null(mode)) {
 		char *mode_s = jspan_str(mode, NULL);
 
@@ -167,8 +173,10 @@ static int dlv_file_parse(struct jspan e, size_t i, struct dlv_file *f, char *er
 			return -1;
 		}
 	}
-	has_content = jspan_member(e, "new_content", &content) ||
-	    jspan_member(e, "content", &content);
+	/* new_content, else content */
+	has_content = (got & (4 | 8)) != 0;
+	if (has_content)
+		content = (got & 4) != 0 ? v[2] : v[3];
 	if (m != DLV_DELETE && !(has_content && jspan_is_string(content))) {
 		snprintf(err, errlen, "files[%zu].new_content: missing or not a string (path %s)",
 		    i, str_elide(shown, path_s, sizeof shown));

@@ -332,41 +332,57 @@ static char *js_decode(const char *p, char *out)
 	return out;
 }
 
-bool jspan_member(struct jspan obj, const char *key, struct jspan *out)
+unsigned jspan_members(struct jspan obj, const char *const *keys, size_t n, struct jspan *out)
 {
-	size_t klen = strlen(key);
+	size_t klen[JSPAN_MEMBERS_MAX];
+	unsigned found = 0;
 	const char *p;
-	bool found = false;
 
-	if (!jspan_is_object(obj))
-		return false;
+	if (n > JSPAN_MEMBERS_MAX || !jspan_is_object(obj))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		klen[i] = strlen(keys[i]);
 	p = js_ws(obj.p + 1, obj.end);
 	while (p < obj.end && *p == '"') {
 		const char *kend = js_skip(p, obj.end), *v;
-		bool same;
+		size_t raw = (size_t)(kend - p), dn = 0;
+		unsigned same = 0;
+		int decoded = 0; /* 0: not yet, 1: in buf, -1: compared in place only */
+		char buf[256];
 
-		/* A key without escapes is compared in place; one with escapes decoded. */
-		if ((size_t)(kend - p) == klen + 2 && memcmp(p + 1, key, klen) == 0) {
-			same = true;
-		} else if (memchr(p, '\\', (size_t)(kend - p)) != NULL &&
-		    (size_t)(kend - p) < 256) {
-			char buf[256];
-			size_t n = (size_t)(js_decode(p, buf) - buf);
-			same = n == klen && memcmp(buf, key, klen) == 0;
-		} else {
-			same = false;
+		/* A key without escapes is compared in place; one with escapes decoded (once,
+		 * for every key looked for). */
+		for (size_t i = 0; i < n; i++) {
+			if (raw == klen[i] + 2 && memcmp(p + 1, keys[i], klen[i]) == 0) {
+				same |= 1u << i;
+				continue;
+			}
+			if (decoded == 0) {
+				decoded = -1;
+				if (raw < sizeof buf && memchr(p, '\\', raw) != NULL) {
+					dn = (size_t)(js_decode(p, buf) - buf);
+					decoded = 1;
+				}
+			}
+			if (decoded == 1 && dn == klen[i] && memcmp(buf, keys[i], klen[i]) == 0)
+				same |= 1u << i;
 		}
 		v = js_ws(js_ws(kend, obj.end) + 1, obj.end);
 		p = js_skip(v, obj.end);
-		if (same) {
-			*out = (struct jspan){ v, p };
-			found = true;
-		}
+		for (size_t i = 0; i < n; i++)
+			if (same & (1u << i))
+				out[i] = (struct jspan){ v, p };
+		found |= same;
 		p = js_ws(p, obj.end);
 		if (*p == ',')
 			p = js_ws(p + 1, obj.end);
 	}
 	return found;
+}
+
+bool jspan_member(struct jspan obj, const char *key, struct jspan *out)
+{
+	return jspan_members(obj, &key, 1, out) != 0;
 }
 
 bool jspan_next(struct jspan arr, struct jspan *it, struct jspan *out)

@@ -43,6 +43,12 @@ bool jspan_is_null(struct jspan v);
  * false when `obj` is no object or has no such member. */
 bool jspan_member(struct jspan obj, const char *key, struct jspan *out);
 
+/* The values of the members `keys[0..n)` of object `obj`, found in one pass over it (each
+ * its last, when named twice): bit i of the result set and out[i] its value when keys[i]
+ * is there; 0 when `obj` is no object or n exceeds JSPAN_MEMBERS_MAX. */
+#define JSPAN_MEMBERS_MAX 8
+unsigned jspan_members(struct jspan obj, const char *const *keys, size_t n, struct jspan *out);
+
 /* Step through an array: *it starts zeroed; each call sets *out to the next element and
  * returns true, or returns false at the end (or when `arr` is no array). */
 bool jspan_next(struct jspan arr, struct jspan *it, struct jspan *out);

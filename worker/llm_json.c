@@ -160,60 +160,76 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
  * database's 64-bit sums). The bound of `telemetry import` too. */
 #define LLM_TOKENS_MAX 1000000000
 
-/* An integer member of `obj` from 0 to LLM_TOKENS_MAX, or -1 (absent, not an integer,
- * or out of range: taken as not reported). */
-static int64_t llm_int(struct jspan obj, const char *key)
+/* The members of the answer's top object read, found in one pass over it. */
+enum {
+	LLM_M_USAGE,
+	LLM_M_CONTENT,
+	LLM_M_STOP,
+	LLM_M_CHOICES,
+	LLM_M_N
+};
+static const char *const llm_root_keys[LLM_M_N] = { "usage", "content", "stop_reason", "choices" };
+
+/* Value i of a jspan_members look-up (`got` its result) as a token count from 0 to
+ * LLM_TOKENS_MAX, or -1 (absent, not an integer, or out of range: taken as not
+ * reported). */
+static int64_t llm_tokens(unsigned got, int i, const struct jspan *v)
 {
-	struct jspan v;
 	int64_t n;
 
-	if (!jspan_member(obj, key, &v) || !jspan_int(v, &n))
+	if ((got & (1u << i)) == 0 || !jspan_int(v[i], &n))
 		return -1;
 	return n >= 0 && n <= LLM_TOKENS_MAX ? n : -1;
 }
 
-/* A string member of `obj` (heap), or NULL. */
-static char *llm_str(struct jspan obj, const char *key)
+/* Value i of a jspan_members look-up as a string (heap), or NULL. */
+static char *llm_str(unsigned got, int i, const struct jspan *v)
 {
-	struct jspan v;
-
-	return jspan_member(obj, key, &v) ? jspan_str(v, NULL) : NULL;
+	return (got & (1u << i)) != 0 ? jspan_str(v[i], NULL) : NULL;
 }
 
-/* Fill usage from the provider's usage object. */
-static void llm_usage_read(enum llm_provider p, struct jspan root, struct llm_response *out)
+/* Fill usage from the provider's usage object (NULL: the answer has none). */
+static void llm_usage_read(enum llm_provider p, const struct jspan *usage, struct llm_response *out)
 {
-	struct jspan usage;
+	static const char *const anthropic[] = { "input_tokens", "output_tokens" };
+	static const char *const openai[] = { "prompt_tokens", "completion_tokens",
+		"total_tokens" };
+	struct jspan v[3];
+	unsigned got;
 
 	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
-	if (!jspan_member(root, "usage", &usage) || !jspan_is_object(usage))
+	if (usage == NULL || !jspan_is_object(*usage))
 		return;
 	if (p == LLM_ANTHROPIC) {
-		out->prompt_tokens = llm_int(usage, "input_tokens");
-		out->completion_tokens = llm_int(usage, "output_tokens");
+		got = jspan_members(*usage, anthropic, 2, v);
+		out->prompt_tokens = llm_tokens(got, 0, v);
+		out->completion_tokens = llm_tokens(got, 1, v);
 	} else {
-		out->prompt_tokens = llm_int(usage, "prompt_tokens");
-		out->completion_tokens = llm_int(usage, "completion_tokens");
+		got = jspan_members(*usage, openai, 3, v);
+		out->prompt_tokens = llm_tokens(got, 0, v);
+		out->completion_tokens = llm_tokens(got, 1, v);
 #ifdef AUTOPACK_MUTANT_openai_usage_misread
-		out->completion_tokens = llm_int(usage, "total_tokens");
+		out->completion_tokens = llm_tokens(got, 2, v);
 #endif
-		out->total_tokens = llm_int(usage, "total_tokens");
+		out->total_tokens = llm_tokens(got, 2, v);
 	}
 	if (out->total_tokens < 0 && out->prompt_tokens >= 0 && out->completion_tokens >= 0)
 		out->total_tokens = out->prompt_tokens + out->completion_tokens;
 }
 
-/* Concatenate the text blocks of an Anthropic message. Returns 0 or -1. */
-static int llm_anthropic_text(struct jspan root, struct llm_response *out, char *err, size_t errlen)
+/* Concatenate the text blocks of an Anthropic message (`got`, `m`: the top object's
+ * members). Returns 0 or -1. */
+static int llm_anthropic_text(
+    unsigned got, const struct jspan *m, struct llm_response *out, char *err, size_t errlen)
 {
-	struct jspan content, it = { 0 }, block;
+	struct jspan it = { 0 }, block;
 	struct strbuf text = { 0 };
 
-	if (!jspan_member(root, "content", &content) || !jspan_is_array(content)) {
+	if ((got & (1u << LLM_M_CONTENT)) == 0 || !jspan_is_array(m[LLM_M_CONTENT])) {
 		snprintf(err, errlen, "response has no \"content\" array");
 		return -1;
 	}
-	while (jspan_next(content, &it, &block)) {
+	while (jspan_next(m[LLM_M_CONTENT], &it, &block)) {
 		struct jspan t;
 		size_t n;
 		char *s;
@@ -224,44 +240,51 @@ static int llm_anthropic_text(struct jspan root, struct llm_response *out, char 
 		}
 	}
 	out->text = text.s != NULL ? text.s : xstrdup("");
-	out->stop_reason = llm_str(root, "stop_reason");
+	out->stop_reason = llm_str(got, LLM_M_STOP, m);
 	if (out->stop_reason != NULL)
 		out->truncated = strcmp(out->stop_reason, "max_tokens") == 0;
 	return 0;
 }
 
-/* The first choice's message of a chat completion. Returns 0 or -1. */
-static int llm_openai_text(struct jspan root, struct llm_response *out, char *err, size_t errlen)
+/* The first choice's message of a chat completion (`got`, `m`: the top object's
+ * members). Returns 0 or -1. */
+static int llm_openai_text(
+    unsigned got, const struct jspan *m, struct llm_response *out, char *err, size_t errlen)
 {
-	struct jspan choices, it = { 0 }, choice, msg, content;
+	static const char *const keys[] = { "message", "finish_reason" };
+	struct jspan it = { 0 }, choice, c[2], content;
+	unsigned cgot;
 	bool has_content;
 
-	if (!jspan_member(root, "choices", &choices) || !jspan_next(choices, &it, &choice)) {
+	if ((got & (1u << LLM_M_CHOICES)) == 0 || !jspan_next(m[LLM_M_CHOICES], &it, &choice)) {
 		snprintf(err, errlen, "response has no \"choices\"");
 		return -1;
 	}
-	if (!jspan_member(choice, "message", &msg) || !jspan_is_object(msg)) {
+	cgot = jspan_members(choice, keys, 2, c);
+	if ((cgot & 1) == 0 || !jspan_is_object(c[0])) {
 		snprintf(err, errlen, "choices[0] has no \"message\"");
 		return -1;
 	}
-	has_content = jspan_member(msg, "content", &content);
+	has_content = jspan_member(c[0], "content", &content);
 	if (has_content && !jspan_is_null(content) && !jspan_is_string(content)) {
 		snprintf(err, errlen, "choices[0].message.content is not a string");
 		return -1;
 	}
 	out->text = has_content && jspan_is_string(content) ? jspan_str(content, NULL) :
 	                                                      xstrdup("");
-	out->stop_reason = llm_str(choice, "finish_reason");
+	out->stop_reason = llm_str(cgot, 1, c);
 	if (out->stop_reason != NULL)
 		out->truncated = strcmp(out->stop_reason, "length") == 0;
 	return 0;
 }
 
-/* Read the answer in place (worker/jspan.h): only the fields used are decoded. */
+/* Read the answer in place (worker/jspan.h): only the fields used are decoded, the top
+ * object's members found in one pass. */
 int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm_response *out,
     char *err, size_t errlen)
 {
-	struct jspan root = { NULL, NULL };
+	struct jspan root = { NULL, NULL }, m[LLM_M_N];
+	unsigned got;
 	char why[160];
 
 	if (jspan_parse(body, len, &root, why, sizeof why) != 0) {
@@ -278,9 +301,10 @@ int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm
 		snprintf(err, errlen, "response is not a JSON object (%zu bytes): wrong type", len);
 		return -1;
 	}
-	llm_usage_read(p, root, out);
-	return p == LLM_ANTHROPIC ? llm_anthropic_text(root, out, err, errlen) :
-	                            llm_openai_text(root, out, err, errlen);
+	got = jspan_members(root, llm_root_keys, LLM_M_N, m);
+	llm_usage_read(p, (got & (1u << LLM_M_USAGE)) != 0 ? &m[LLM_M_USAGE] : NULL, out);
+	return p == LLM_ANTHROPIC ? llm_anthropic_text(got, m, out, err, errlen) :
+	                            llm_openai_text(got, m, out, err, errlen);
 }
 
 /* Copy up to n-1 printable bytes of s[0..len) into out, other bytes as spaces. */

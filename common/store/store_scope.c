@@ -2,6 +2,7 @@
 #include "common/store/store_scope.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,13 +260,33 @@ static long scope_plain_str(const char *p, const char **end)
 	return q - p;
 }
 
+/* Write "I]" at `at`, I in decimal, NUL-terminated (at most 22 bytes). */
+static void scope_index_put(char *at, size_t i)
+{
+	char digits[20];
+	size_t n = 0;
+
+	do {
+		digits[n++] = (char)('0' + i % 10);
+		i /= 10;
+	} while (i > 0);
+	while (n > 0)
+		*at++ = digits[--n];
+	*at++ = ']';
+	*at = '\0';
+}
+
 /* Read the array of plain strings at p into `l`, each found at "key[i]", as
  * scope_add_paths would; NULL (nothing added for sure) when it is not one. */
 static const char *scope_fast_list(struct store_scope_list *l, const char *key, const char *p)
 {
 	char where[64], path[SCOPE_BARE_PATH_MAX + 1];
-	size_t i = 0;
+	size_t i = 0, klen = strlen(key);
 
+	/* "key[" once; each item puts its index after it. */
+	assert(klen + 1 + 22 <= sizeof where);
+	memcpy(where, key, klen);
+	where[klen] = '[';
 	if (*p != '[')
 		return NULL;
 	p = scope_ws(p + 1);
@@ -279,7 +300,7 @@ static const char *scope_fast_list(struct store_scope_list *l, const char *key, 
 			return NULL;
 		memcpy(path, p + 1, (size_t)n);
 		path[n] = '\0';
-		snprintf(where, sizeof where, "%s[%zu]", key, i);
+		scope_index_put(where + klen + 1, i);
 		scope_list_add(l, path, where);
 		p = scope_ws(end);
 		if (*p == ']')

@@ -139,6 +139,8 @@ TEST(scope_text_reads_as_its_json_does)
 		"{\"deliverables\": [\"a\\u00e9.py\", \"c\\\"d\"]}",
 		"{\"deliverables\": [\"caf\xc3\xa9.py\"]}",
 		"{\"deliverables\": {\"code\": [\"a.py\"]}}",
+		"{\"paths\": [\"p0/\", \"p1/\", \"p2/\", \"p3/\", \"p4/\", \"p5/\", \"p6/\", \"p7/\","
+		" \"p8/\", \"p9/\", \"p10/\", \"p11/\"], \"deliverables\": [\"a.py\"]}",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(texts); i++) {

@@ -331,6 +331,8 @@ TEST(worker_deliverables_document_is_read_as_jansson_reads_it)
 		"{\"files\": [{\"path\": \"a\", \"new_content\": \"1\"},{\"path\": \"a\", "
 		"\"new_content\": \"2\"}]}",
 		"{\"files\": [{\"path\": \"a\", \"new_content\": null, \"content\": \"c\"}]}",
+		"{\"files\": [{\"content\": \"c\", \"path\": \"a\", \"new_content\": \"n\"}, "
+		"{\"content\": \"only\", \"path\": \"b\", \"mode\": \"modify\"}]}",
 		"{\"files\": [{\"path\": \"a\", \"path\": \"b\", \"new_content\": \"1\"}], \"files\": []}",
 		"{\"fi\\u006ces\": [{\"p\\u0061th\": \"k\", \"new_content\": \"e\"}]}",
 		"{\"files\": [{\"path\": \"\", \"new_content\": \"\"}]}",

@@ -5,6 +5,7 @@
 #include "tests/unit/mutate.h"
 #include "tests/unit/test.h"
 #include "tests/unit/worker_standin.h"
+#include "worker/jspan.h"
 #include "worker/llm.h"
 
 #include <jansson.h>
@@ -617,4 +618,33 @@ TEST(worker_llm_answer_is_read_as_jansson_reads_it)
 
 		parse_agrees(round % 4 < 2 ? LLM_ANTHROPIC : LLM_OPENAI, buf, n);
 	}
+}
+
+/* Several members found in one pass give what a look-up of each gives: the last value of
+ * a key named twice (here once through an escape), keys with escapes decoded, a key
+ * that is not there left out of the result. */
+TEST(worker_jspan_members_agree_with_one_lookup_each)
+{
+	static const char doc[] = "{\"a\":1,\"b\":[2,\"x\\\"y\"],\"\\u0061\":3,\"c\\\\d\":4,"
+	                          "\"e\":\"5\"}";
+	static const char *const keys[] = { "a", "b", "zz", "c\\d", "e" };
+	struct jspan root, v[5], one;
+	char err[128];
+	unsigned got;
+	int64_t n;
+
+	CHECK_EQ_INT(jspan_parse(doc, strlen(doc), &root, err, sizeof err), 0);
+	got = jspan_members(root, keys, 5, v);
+	CHECK_EQ_INT((int)got, 1 | 2 | 8 | 16);
+	for (int i = 0; i < 5; i++) {
+		bool has = jspan_member(root, keys[i], &one);
+
+		CHECK(has == ((got >> i) & 1));
+		if (has)
+			CHECK(one.p == v[i].p && one.end == v[i].end);
+	}
+	CHECK(jspan_int(v[0], &n) && n == 3);
+	CHECK(jspan_int(v[3], &n) && n == 4);
+	CHECK(jspan_is_array(v[1]));
+	CHECK_EQ_INT((int)jspan_members(v[1], keys, 5, v), 0);
 }
