@@ -22,8 +22,9 @@ void checkpoint_report(struct sup *s)
 		return;
 	if (!c->failing) {
 		if (s->ckpt_warned)
-			log_info("%s: checkpoints of the write-ahead log succeed again (%llu failed); "
-			         "it is %lld bytes",
+			log_info(
+			    "%s: checkpoints of the write-ahead log succeed again (%llu failed); "
+			    "it is %lld bytes",
 			    c->path, (unsigned long long)c->failures,
 			    (long long)store_ckpt_wal_bytes(s->st));
 		s->ckpt_warned = false;

@@ -97,9 +97,13 @@ def test_links_modes_and_its_own_checkpoints_leave_the_database_its_own(tmp):
     assert db["checkpoints"] >= 2 and db["checkpoint_failures"] == 0, db
     assert not db["checkpoint_failing"] and db["checkpoint_error"] is None, db
     assert db["wal_bytes"] > 0 and st["health"]["reasons"] == [], st
-    os.utime(path)  # not its write, and not a link or a mode: a touch is a write
+    # A touch moves the mtime: it cannot be told from a write, and is DATABASE LOST. The
+    # file and the write-ahead log kept beside it still hold every commit.
+    os.utime(path)
     assert sup.wait(timeout=30) == 3, sup.stderr()
     assert "written by another program" in sup.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts") == [(st["queue"]["started"],)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
 
 
 FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
@@ -154,8 +158,7 @@ def test_a_failing_checkpoint_is_logged_counted_and_shown(tmp):
         r = sup.ctl("metrics")
         assert r.rc == 0, r
         assert samples(r.out, "autopack_db_checkpoint_failures_total") >= 1
-        assert samples(r.out, "autopack_db_wal_bytes") == os.path.getsize(path + "-wal") or \
-            samples(r.out, "autopack_db_wal_bytes") > 0
+        assert samples(r.out, "autopack_db_wal_bytes") > 0
         # Rate-limited: more failures, still one warning within the minute.
         status_when(sup, lambda s: s["database"]["checkpoint_failures"] >= 2 or
                     s["progress"]["remaining"] == 0, timeout=120, what="the drain")

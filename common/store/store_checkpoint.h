@@ -14,9 +14,9 @@ struct store;
 
 /* What a write handle's checkpoints did (store->ckpt; NULL for other handles). */
 struct store_ckpt {
-	char *path;                 /* the database file */
-	char *wal_path;             /* its write-ahead log */
-	dev_t dev;                  /* the database file's identity at open */
+	char *path;     /* the database file */
+	char *wal_path; /* its write-ahead log */
+	dev_t dev;      /* the database file's identity at open */
 	ino_t ino;
 	int threshold;              /* frames in the WAL that start a checkpoint */
 	int retry_at;               /* after a failure: frames before the next try, else 0 */
