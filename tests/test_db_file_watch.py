@@ -13,9 +13,15 @@ import subprocess
 
 import pytest
 
-from supervisor_helpers import (Supervisor, llm_supervisor, new_db, sql, status_when,
-                                wait_for)
-from test_supervisor import llm  # noqa: F401  (the fixture)
+from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, sql,
+                                status_when, wait_for)
+
+
+@pytest.fixture
+def llm(tmp):
+    s = Standin(tmp)
+    yield s
+    s.stop()
 
 
 def db_path(url):
