@@ -12,6 +12,7 @@
 #include "supervisor/observe.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/numarg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -65,17 +66,15 @@ static int http_addr_parse(
 	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
 		.ai_socktype = SOCK_STREAM },
 	                *res = NULL;
-	char host[256], *end;
+	char host[256];
 	size_t hl;
-	long port;
+	long long port;
 
 	if (colon == NULL || colon == spec || colon[1] == '\0') {
 		snprintf(err, errlen, "\"%s\" is not ADDR:PORT (for example 127.0.0.1:9464)", spec);
 		return -1;
 	}
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (errno != 0 || *end != '\0' || port < 0 || port > 65535) {
+	if (numarg_ll(colon + 1, &port) != 0 || port < 0 || port > 65535) {
 		snprintf(err, errlen, "\"%s\": port \"%s\" is not a number from 0 to 65535", spec,
 		    colon + 1);
 		return -1;
