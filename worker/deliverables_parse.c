@@ -223,8 +223,8 @@ int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
 	if (!dlv_find_document(text != NULL ? text : "", &root, &bad)) {
 		if (bad.found) {
 			snprintf(err, errlen,
-			    "the answer's JSON is invalid: %s at byte %zu of the response (%zu bytes)",
-			    bad.why, bad.at, strlen(text));
+			    "the answer's JSON is invalid at byte %zu of the response (%zu bytes): %s",
+			    bad.at, strlen(text), bad.why);
 			return DLV_EPARSE;
 		}
 		snprintf(err, errlen,

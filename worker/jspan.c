@@ -13,12 +13,15 @@
 /* Where a check stopped: the first failure found (the innermost value's), kept as the
  * outer values give up in turn. */
 struct js_ctx {
-	const char *at; /* NULL while nothing failed */
+	const char *end; /* the text's */
+	const char *at;  /* NULL while nothing failed */
 	char why[JSPAN_WHY_MAX];
 };
 
 /* Record that the text stops being JSON at p because of `fmt` (the first failure only);
- * returns NULL, which the checking functions return on failure. */
+ * returns NULL, which the checking functions return on failure. A failure found at the
+ * text's end, whatever was expected there, is said one way (JSPAN_WHY_ENDS): a document
+ * cut short always reads the same. */
 static const char *js_fail(struct js_ctx *c, const char *p, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static const char *js_fail(struct js_ctx *c, const char *p, const char *fmt, ...)
@@ -28,6 +31,10 @@ static const char *js_fail(struct js_ctx *c, const char *p, const char *fmt, ...
 	if (c == NULL || c->at != NULL)
 		return NULL;
 	c->at = p;
+	if (p >= c->end) {
+		strlcpy_ap(c->why, JSPAN_WHY_ENDS, sizeof c->why);
+		return NULL;
+	}
 	va_start(ap, fmt);
 	vsnprintf(c->why, sizeof c->why, fmt, ap);
 	va_end(ap);
@@ -69,6 +76,8 @@ static const char *js_uescape(const char *p, const char *end, bool nul, long *cp
 {
 	long v = js_hex4(p + 1, end), lo;
 
+	if (v < 0 && end - p < 5 && memchr(p, '"', (size_t)(end - p)) == NULL)
+		return js_fail(c, end, "cut short"); /* the text ends inside the escape */
 	if (v < 0)
 		return js_fail(c, p - 1, "a \\u escape without four hex digits");
 	if (v == 0 && !nul)
@@ -78,6 +87,8 @@ static const char *js_uescape(const char *p, const char *end, bool nul, long *cp
 		    "a lone surrogate \\u%.4s (a low one with no high one before it)", p + 1);
 	p += 5;
 	if (v >= 0xD800 && v <= 0xDBFF) {
+		if (end - p < 6 && memchr(p, '"', (size_t)(end - p)) == NULL)
+			return js_fail(c, end, "cut short"); /* the text ends inside the pair */
 		lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? js_hex4(p + 2, end) : -1;
 		if (lo < 0xDC00 || lo > 0xDFFF)
 			return js_fail(c, p - 6,
@@ -94,7 +105,7 @@ static const char *js_uescape(const char *p, const char *end, bool nul, long *cp
  * a valid one, the reason recorded in ctx. */
 static const char *js_string(const char *p, const char *end, bool nul, struct js_ctx *ctx)
 {
-	const char *open = p, *start = ++p;
+	const char *start = ++p;
 	bool wide = false;
 	size_t good;
 	long cp;
@@ -117,11 +128,11 @@ static const char *js_string(const char *p, const char *end, bool nul, struct js
 			if ((p = js_uescape(p + 1, end, nul, &cp, ctx)) == NULL)
 				return NULL;
 		} else {
-			return js_fail(ctx, p, "an invalid escape in a string");
+			return js_fail(ctx, p + 1 < end ? p : end, "an invalid escape in a string");
 		}
 	}
 	if (p >= end)
-		return js_fail(ctx, open, "a string that does not end");
+		return js_fail(ctx, p, "a string that does not end");
 	if (wide && (good = proto_utf8_check(start, (size_t)(p - start))) != (size_t)(p - start))
 		return js_fail(ctx, start + good, "invalid UTF-8 in a string");
 	return p + 1;
@@ -145,12 +156,13 @@ static const char *js_number(const char *p, const char *end, struct js_ctx *ctx)
 		while (p < end && *p >= '0' && *p <= '9')
 			p++;
 	else
-		return js_fail(
-		    ctx, start, "no value (a string, number, object, array, true, false or null)");
+		return js_fail(ctx, p < end ? start : end,
+		    "no value (a string, number, object, array, true, false or null)");
 	if (p < end && *p == '.') {
 		real = true;
 		if (++p >= end || *p < '0' || *p > '9')
-			return js_fail(ctx, start, "a number with no digit after its '.'");
+			return js_fail(
+			    ctx, p < end ? start : end, "a number with no digit after its '.'");
 		while (p < end && *p >= '0' && *p <= '9')
 			p++;
 	}
@@ -159,7 +171,8 @@ static const char *js_number(const char *p, const char *end, struct js_ctx *ctx)
 		if (++p < end && (*p == '+' || *p == '-'))
 			p++;
 		if (p >= end || *p < '0' || *p > '9')
-			return js_fail(ctx, start, "a number with no digit in its exponent");
+			return js_fail(
+			    ctx, p < end ? start : end, "a number with no digit in its exponent");
 		while (p < end && *p >= '0' && *p <= '9')
 			p++;
 	}
@@ -187,9 +200,11 @@ static const char *js_literal(const char *p, const char *end, const char *lit, s
 {
 	size_t n = strlen(lit);
 
-	return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ?
-	    p + n :
-	    js_fail(ctx, p, "no value (a string, number, object, array, true, false or null)");
+	if ((size_t)(end - p) >= n && memcmp(p, lit, n) == 0)
+		return p + n;
+	if ((size_t)(end - p) < n && memcmp(p, lit, (size_t)(end - p)) == 0)
+		return js_fail(ctx, end, "cut short"); /* the text ends inside the literal */
+	return js_fail(ctx, p, "no value (a string, number, object, array, true, false or null)");
 }
 
 /* Step over the value at p, inside `depth` containers, \u0000 allowed in string values
@@ -293,7 +308,7 @@ int jspan_parse_flags(
 	struct jspan_err e;
 
 	if (jspan_check(text, len, flags, root, &e) != 0) {
-		snprintf(err, errlen, "%s at byte %zu", e.why, e.at);
+		snprintf(err, errlen, "at byte %zu: %s", e.at, e.why);
 		return -1;
 	}
 	return 0;
@@ -302,7 +317,7 @@ int jspan_parse_flags(
 int jspan_check(const char *text, size_t len, int flags, struct jspan *root, struct jspan_err *e)
 {
 	const char *end = text + len, *p = js_ws(text, end), *q;
-	struct js_ctx c = { .at = NULL };
+	struct js_ctx c = { .end = end, .at = NULL };
 
 	e->at_start = false;
 	if (p >= end || (*p != '{' && *p != '[')) {

@@ -27,8 +27,8 @@ TEST(numarg_ll_takes_the_whole_text_as_the_number)
 
 TEST(numarg_double_takes_the_whole_text_as_the_number)
 {
-	static const char *const refused[] = { "", " 1", "\t0.5", "1 ", "+1", ".", "-", "e3",
-		"1e", "1e+", "0x1p3", "inf", "-inf", "nan", "1e400", "-1e400", "1,5", "1..2" };
+	static const char *const refused[] = { "", " 1", "\t0.5", "1 ", "+1", ".", "-", "e3", "1e",
+		"1e+", "0x1p3", "inf", "-inf", "nan", "1e400", "-1e400", "1,5", "1..2" };
 	double v = 42;
 
 	CHECK_EQ_INT(numarg_double("0.5", &v), 0);
