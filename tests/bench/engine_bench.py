@@ -140,21 +140,39 @@ def llm_server(d):
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def proc_cpu(p):
+    """CPU seconds of process p: /proc/p/schedstat's nanoseconds on a CPU where the kernel
+    keeps them, else /proc/p/stat's user and system ticks (1/CLK_TCK s, too coarse for a
+    worker's few milliseconds in a window); 0 for a process gone."""
+    try:
+        with open("/proc/%d/schedstat" % p) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        pass
+    try:
+        with open("/proc/%d/stat" % p) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+
+
 def tree_cpu(pid):
-    """CPU seconds of a process and of its live children (the supervisor, its workers)."""
-    def one(p):
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / TICK
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            return 0.0
+    """CPU seconds of a process and of each of its live children (the supervisor, its
+    workers): (seconds, {child pid: seconds})."""
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
             kids = [int(k) for k in f.read().split()]
     except FileNotFoundError:
         kids = []
-    return one(pid), sum(one(k) for k in kids)
+    return proc_cpu(pid), {k: proc_cpu(k) for k in kids}
+
+
+def cpu_between(lo, hi):
+    """The CPU seconds two tree_cpu readings differ by: (the process's, its children's),
+    the children counted only where alive at both readings."""
+    kids = set(lo[1]) & set(hi[1])
+    return hi[0] - lo[0], sum(hi[1][k] - lo[1][k] for k in kids)
 
 
 def progress(con):
@@ -215,8 +233,8 @@ def real_run(workers, wsdir=None):
             proc.wait()
         assert lo is not None and hi is not None and hi[1] > lo[1], (lo, hi)
         n = hi[1] - lo[1]
-        sup_us = (hi[2][0] - lo[2][0]) / n * 1e6
-        return (n / (hi[0] - lo[0]), sup_us + (hi[2][1] - lo[2][1]) / n * 1e6, sup_us, whole)
+        sup, kids = cpu_between(lo[2], hi[2])
+        return (n / (hi[0] - lo[0]), (sup + kids) / n * 1e6, sup / n * 1e6, whole)
 
 
 def bench_real(rows):

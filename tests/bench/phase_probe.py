@@ -73,10 +73,11 @@ def main():
             llm.wait()
         (lo_cpu, lo_m), (hi_cpu, hi_m) = lo[2], hi[2]
         n = hi[1] - lo[1]
-        cpu = (hi_cpu[0] - lo_cpu[0]) + (hi_cpu[1] - lo_cpu[1])
+        sup_cpu, kids_cpu = eb.cpu_between(lo_cpu, hi_cpu)
+        cpu = sup_cpu + kids_cpu
         print("W=%d: %.0f phases/s (%.2f of the ideal), CPU %.0f µs a phase (the supervisor"
               " %.0f µs)" % (W, n / (hi[0] - lo[0]), n / (hi[0] - lo[0]) / (W * 10),
-                             cpu / n * 1e6, (hi_cpu[0] - lo_cpu[0]) / n * 1e6))
+                             cpu / n * 1e6, sup_cpu / n * 1e6))
         for key in sorted(hi_m):
             if hi_m[key] != lo_m.get(key):
                 print("  %s  +%g" % (key, hi_m[key] - lo_m.get(key, 0)))
