@@ -3,6 +3,7 @@
 #include "ctl/cmd-calibrate.h"
 #include "common/store/store_coef.h"
 #include "common/util.h"
+#include "common/numarg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,10 +57,9 @@ struct cmd_calib_files {
 /* Parse a whole number from lo to hi for option `name`; 0, or an exit code. */
 static int cmd_calib_int(struct cmd_ctx *ctx, const char *name, long lo, long hi, int *out)
 {
-	char *end;
-	long v = strtol(optarg, &end, 10);
+	long long v;
 
-	if (*end != '\0' || end == optarg || v < lo || v > hi)
+	if (numarg_ll(optarg, &v) != 0 || v < lo || v > hi)
 		return cmd_usage_error(ctx, "--%s needs a whole number from %ld to %ld, got '%s'",
 		    name, lo, hi, optarg);
 	*out = (int)v;
@@ -70,16 +70,13 @@ static int cmd_calib_int(struct cmd_ctx *ctx, const char *name, long lo, long hi
 static int cmd_calib_option(
     struct cmd_ctx *ctx, struct cmd_calib *c, int opt, char **ids, int *modes)
 {
-	char *end;
-
 	switch (opt) {
 	case CMD_OPT_MIN_SAMPLES:
 		return cmd_calib_int(ctx, "min-samples", 1, 1000000, &c->opts.min_samples);
 	case CMD_OPT_FOLDS: return cmd_calib_int(ctx, "folds", 2, 100, &c->eval.folds);
 	case CMD_OPT_REPEATS: return cmd_calib_int(ctx, "repeats", 1, 1000, &c->eval.repeats);
 	case CMD_OPT_COVERAGE:
-		c->eval.coverage = strtod(optarg, &end);
-		if (*end != '\0' || end == optarg ||
+		if (numarg_double(optarg, &c->eval.coverage) != 0 ||
 		    !(c->eval.coverage > 0.0 && c->eval.coverage < 1.0))
 			return cmd_usage_error(ctx,
 			    "--coverage needs a number between 0 and 1 (exclusive), got '%s'",
@@ -87,8 +84,7 @@ static int cmd_calib_option(
 		return 0;
 	case CMD_OPT_FORCE: c->force = true; return 0;
 	case CMD_OPT_THRESHOLD:
-		c->opts.confidence_threshold = strtod(optarg, &end);
-		if (*end != '\0' || end == optarg ||
+		if (numarg_double(optarg, &c->opts.confidence_threshold) != 0 ||
 		    !(c->opts.confidence_threshold >= 0.0 && c->opts.confidence_threshold <= 1.0))
 			return cmd_usage_error(ctx,
 			    "--confidence-threshold needs a number from 0 "

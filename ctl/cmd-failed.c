@@ -44,6 +44,8 @@ static int failed_since(const char *v, char out[32])
 
 	if (time_db_parse(v, out) == 0)
 		return 0;
+	if (v[0] < '0' || v[0] > '9')
+		return -1;
 	n = strtoll(v, &end, 10);
 	if (end == v || n < 0 || n > 100000 || end[0] == '\0' || end[1] != '\0')
 		return -1;

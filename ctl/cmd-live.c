@@ -12,6 +12,7 @@
 #include "common/store/store_meta.h"
 #include "common/store/store_runtime.h"
 #include "common/util.h"
+#include "common/numarg.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -522,7 +523,7 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *control = NULL, *only = NULL;
-	char *args[8], *end;
+	char *args[8];
 	int64_t target = 0;
 	bool handled;
 	size_t n = 0;
@@ -556,10 +557,12 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 	for (i = optind; i < argc && n < ARRAY_SIZE(args); i++)
 		args[n++] = argv[i];
 	if (only != NULL && strcmp(only, "all") != 0) {
-		target = strtoll(only, &end, 10);
-		if (*only == '\0' || *end != '\0' || target <= 0)
+		long long id;
+
+		if (numarg_ll(only, &id) != 0 || id <= 0)
 			return cmd_usage_error(
 			    ctx, "--supervisor: \"%s\" is not a supervisor id or all", only);
+		target = id;
 	}
 	if (control != NULL && only != NULL)
 		return cmd_usage_error(ctx, "--supervisor and --control name a supervisor twice");

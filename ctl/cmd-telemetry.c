@@ -3,6 +3,7 @@
 #include "common/store/store_telemetry.h"
 #include "common/calib/telemetry.h"
 #include "common/util.h"
+#include "common/numarg.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -203,7 +204,6 @@ static int cmd_telem_report_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct telem_report r;
 	struct store_err err;
 	struct store st;
-	char *end;
 	int c, rc, ret = CMD_EXIT_OK;
 
 	while ((c = cmd_getopt(ctx, argc, argv, cmd_telem_report_opts, &ret)) != -1) {
@@ -216,8 +216,7 @@ static int cmd_telem_report_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		else if (c == CMD_OPT_STRATIFY)
 			o.stratify = true;
 		else if (c == CMD_OPT_UNDER) {
-			o.under_multiplier = strtod(optarg, &end);
-			if (*end != '\0' || end == optarg ||
+			if (numarg_double(optarg, &o.under_multiplier) != 0 ||
 			    !(o.under_multiplier >= 1.0 && o.under_multiplier <= 100.0)) {
 				ret = cmd_usage_error(ctx,
 				    "--under-multiplier needs a number from 1 "

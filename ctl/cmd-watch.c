@@ -8,9 +8,11 @@
 #include "common/store/dburl.h"
 #include "common/store/store_session.h"
 #include "common/util.h"
+#include "common/numarg.h"
 #include "ctl/cmd.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -222,32 +224,30 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 	char err[1024];
 
 	while ((o = cmd_getopt(ctx, argc, argv, opts, &exit_code)) != -1) {
-		char *end;
+		long long id;
 		double v;
 
 		switch (o) {
 		case CMD_OPT_DONE: return exit_code;
 		case OPT_CONTROL: control = optarg; break;
 		case OPT_SUPERVISOR:
-			target = strtoll(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || target <= 0)
+			if (numarg_ll(optarg, &id) != 0 || id <= 0)
 				return cmd_usage_error(
 				    ctx, "--supervisor: \"%s\" is not a supervisor id", optarg);
+			target = id;
 			break;
 		case OPT_INTERVAL:
-			v = strtod(optarg, &end);
-			if (*end != '\0' || end == optarg || !(v >= 0.1 && v <= 3600)) /* NaN too */
+			if (numarg_double(optarg, &v) != 0 || !(v >= 0.1 && v <= 3600))
 				return cmd_usage_error(ctx,
 				    "--interval: \"%s\" is not a number of seconds from 0.1 to 3600",
 				    optarg);
 			interval_ms = (long)(v * 1000);
 			break;
 		case OPT_COUNT:
-			errno = 0;
-			count = strtol(optarg, &end, 10);
-			if (errno != 0 || *end != '\0' || end == optarg || count < 1)
+			if (numarg_ll(optarg, &id) != 0 || id < 1 || id > LONG_MAX)
 				return cmd_usage_error(
 				    ctx, "--count: \"%s\" is not a positive number", optarg);
+			count = (long)id;
 			break;
 		default: return cmd_usage_error(ctx, "unexpected option");
 		}

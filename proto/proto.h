@@ -40,7 +40,9 @@
  *              uuid, canonical URL and "device:inode")
  *   reply      id, ok (bool), code?, msg?, db, uuid, dev, body? (JSON), more (bool)
  *
- * Integers are >= 0 unless a range is given (the overhead in est.oh is any int64).
+ * Integers are >= 0 unless a range is given (the overhead in est.oh is any int64). Token
+ * counts (cap, in, out, pred, actual, budget, maxt) are at most PROTO_TOKENS_MAX (10^9),
+ * a call's total at most PROTO_TOTAL_TOKENS_MAX (2 * 10^9).
  * Identifiers (uuid, dev, run, phase, cat, cplx, prov, model, role, outcome, cmd, code, lvl,
  * stop, ctxq, sw, err, oh names) hold at most PROTO_NAME_MAX bytes; URLs and paths
  * (db, ws, url, paths, ro, dl, sot) PROTO_PATH_MAX; other text PROTO_STR_MAX.
@@ -62,6 +64,16 @@
 #define PROTO_NAME_MAX 256                 /* bytes in an identifier */
 #define PROTO_PATH_MAX 4096                /* bytes in a URL or a path */
 #define PROTO_FIELDS_MAX 32                /* fields of one map: the decoder's seen-bitmask */
+
+/* The most tokens one count on the wire may say: a call's input or output tokens, a
+ * prediction, a budget, a max_tokens, a job's cap. No call comes near it (context windows
+ * hold a few million tokens at most, --max-tokens-cap is at most 10^6, the estimator
+ * predicts at most 10^7), the worker takes a provider's count above it as not reported
+ * (worker/llm_json.c), and 2^63 / 10^9 = 9.2e9 calls of such counts still fit a 64-bit
+ * sum. A call's total is at most its input plus its output. A frame with a count above
+ * these is malformed: refused with the field and the value, never stored. */
+#define PROTO_TOKENS_MAX 1000000000LL
+#define PROTO_TOTAL_TOKENS_MAX (2 * PROTO_TOKENS_MAX)
 
 /* The exit status of a worker whose check command was killed by a stop signal the worker
  * did not send (a service manager signalling every process, a terminal's Ctrl-C reaching

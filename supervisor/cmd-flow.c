@@ -2,6 +2,7 @@
 #include "supervisor/cmd.h"
 #include "common/store/store_fleet.h"
 #include "common/log.h"
+#include "common/numarg.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,15 +10,11 @@
 /* Parse a whole non-negative decimal number no larger than max. */
 static bool parse_count(const char *s, long max, long *out)
 {
-	char *end;
-	long v;
+	long long v;
 
-	if (s == NULL || *s == '\0')
+	if (s == NULL || numarg_ll(s, &v) != 0 || v < 0 || v > max)
 		return false;
-	v = strtol(s, &end, 10);
-	if (*end != '\0' || v < 0 || v > max)
-		return false;
-	*out = v;
+	*out = (long)v;
 	return true;
 }
 

@@ -12,6 +12,7 @@
 #include "supervisor/observe.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/numarg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,8 +29,16 @@
 
 #define HTTP_SNAPSHOT_MS 1000
 #define HTTP_STALE_MS 15000
-#define HTTP_CONNECTIONS 128         /* at once; more are refused at accept */
-#define HTTP_TIMEOUT_S 10            /* an idle or slow connection is closed after this */
+/* Connections at once; more are refused at accept. One address may hold only
+ * HTTP_CONNECTIONS_PER_IP of them, so a client that opens connections and sends nothing
+ * cannot take all of them: eight addresses would have to. 16 is room for a browser's six
+ * connections to a host, a Prometheus scraper and a few tools behind one address. */
+#define HTTP_CONNECTIONS 128
+#define HTTP_CONNECTIONS_PER_IP 16
+/* A connection silent this long (idle, or sending its request too slowly) is closed: short
+ * enough that connections left open free their place soon, long enough for the
+ * dashboard's keep-alive connection, which asks every 2 s. */
+#define HTTP_TIMEOUT_S 5
 #define HTTP_CONNECTION_MEMORY 32768 /* a request's line and headers must fit */
 #define HTTP_LOG_BURST 10            /* libmicrohttpd messages logged a minute */
 
@@ -65,17 +74,15 @@ static int http_addr_parse(
 	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
 		.ai_socktype = SOCK_STREAM },
 	                *res = NULL;
-	char host[256], *end;
+	char host[256];
 	size_t hl;
-	long port;
+	long long port;
 
 	if (colon == NULL || colon == spec || colon[1] == '\0') {
 		snprintf(err, errlen, "\"%s\" is not ADDR:PORT (for example 127.0.0.1:9464)", spec);
 		return -1;
 	}
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (errno != 0 || *end != '\0' || port < 0 || port > 65535) {
+	if (numarg_ll(colon + 1, &port) != 0 || port < 0 || port > 65535) {
 		snprintf(err, errlen, "\"%s\": port \"%s\" is not a number from 0 to 65535", spec,
 		    colon + 1);
 		return -1;
@@ -415,9 +422,11 @@ int http_start(struct sup *s)
 	        MHD_USE_ERROR_LOG | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 	    0, NULL, NULL, http_request_cb, h, MHD_OPTION_EXTERNAL_LOGGER, http_log_cb, h,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_END);
+	    (unsigned)HTTP_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned)HTTP_CONNECTIONS_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL,
+	    MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		log_error("--http %s: cannot listen there (in use, or not an address of this host)",
 		    s->cfg.http_addr);

@@ -681,7 +681,8 @@ bool lease_result(struct worker *w, struct proto_result *r)
 
 /* End the lease of a worker whose process ended, as what the supervisor saw. A worker
  * whose check command a stop signal from outside killed ends as stopped while the
- * supervisor stops (the same signal reached it), else as an infrastructure failure. */
+ * supervisor stops (the same signal reached it), else as an infrastructure failure; one
+ * killed for a malformed frame says which field was wrong and how. */
 enum outcome lease_abort(struct worker *w, int64_t status, int sig)
 {
 	struct sup *s = w->sup;
@@ -689,9 +690,12 @@ enum outcome lease_abort(struct worker *w, int64_t status, int sig)
 	enum outcome outcome = w->lease.end_outcome != OUTCOME_NONE ? w->lease.end_outcome :
 	    s->stopping == STOP_NOW || (interrupted && s->stopping) ? OUTCOME_SUPERVISOR_STOPPED :
 	                                                              OUTCOME_WORKER_CRASHED;
-	char msg[160];
+	char msg[640];
 
-	if (interrupted)
+	if (w->bad_channel != NULL && !interrupted)
+		snprintf(msg, sizeof msg, "worker pid %d killed: bad channel: %s", (int)w->pid,
+		    w->bad_channel);
+	else if (interrupted)
 		snprintf(msg, sizeof msg,
 		    "worker pid %d ended: its check command was killed by a stop signal from"
 		    " outside (status %d)",

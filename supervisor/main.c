@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/util.h"
+#include "common/numarg.h"
 #include "proto/proto.h"
 #include "proto/utf8.h"
 
@@ -212,7 +213,6 @@ static const struct int_flag int_flags[] = {
  * when `opt` is not a numeric flag. */
 static bool flag_int(struct sup_config *c, int opt, const char *v)
 {
-	char *end;
 	long long n;
 
 	for (size_t i = 0; i < ARRAY_SIZE(int_flags); i++) {
@@ -220,9 +220,7 @@ static bool flag_int(struct sup_config *c, int opt, const char *v)
 
 		if (f->opt != opt)
 			continue;
-		errno = 0;
-		n = strtoll(v, &end, 10);
-		if (errno != 0 || end == v || *end != '\0' || n < f->min || n > f->max) {
+		if (numarg_ll(v, &n) != 0 || n < f->min || n > f->max) {
 			fprintf(stderr,
 			    "autopack-supervisor: --%s: \"%s\" is not a whole number from %lld"
 			    " to %lld\n",
@@ -380,12 +378,9 @@ static const char *flag_choice(const char *name, const char *v, const char *a, c
  * the flag. */
 static int64_t flag_seconds_ms(const char *name, const char *v)
 {
-	char *end;
 	double d;
 
-	errno = 0;
-	d = strtod(v, &end);
-	if (errno != 0 || end == v || *end != '\0' || !(d >= 0.2 && d <= 3600))
+	if (numarg_double(v, &d) != 0 || !(d >= 0.2 && d <= 3600))
 		flag_fail(name, "\"%s\" is not a number of seconds from 0.2 to 3600", v);
 	return (int64_t)(d * 1000.0 + 0.5);
 }

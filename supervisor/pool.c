@@ -35,6 +35,7 @@ static void worker_handle_closed(uv_handle_t *h)
 			break;
 		}
 	}
+	free(w->bad_channel);
 	free(w);
 }
 
@@ -151,6 +152,8 @@ static void worker_chan_close_cb(struct chan *c, const char *why)
 
 		log_about(LOG_ERROR, &about, "worker %d (pid %d): bad channel: %s; killing it",
 		    w->id, (int)w->pid, why);
+		if (w->bad_channel == NULL)
+			w->bad_channel = xstrdup(why);
 		worker_kill(w, SIGKILL);
 	}
 	worker_handle_closed((uv_handle_t *)&c->pipe);

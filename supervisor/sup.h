@@ -224,8 +224,9 @@ struct worker {
 	int64_t unacked;   /* events queued for the writer, not yet committed */
 	uint64_t heard_ms; /* loop time and loop lag at its last frame (or its start) */
 	uint64_t heard_lag;
-	bool retire; /* shut down once idle */
-	bool killed; /* we signalled it */
+	bool retire;       /* shut down once idle */
+	bool killed;       /* we signalled it */
+	char *bad_channel; /* why its channel was closed on it (a malformed frame); heap */
 	uint64_t born_ms;
 	uint64_t jobs_done;
 	struct worker *next;

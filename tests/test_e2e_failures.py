@@ -280,8 +280,9 @@ def test_truncated_twice_fails_as_output_truncated_with_no_clean_sample(tmp):
     r = one_phase(tmp, [{"mode": "truncated"}, {"mode": "truncated"}], "--llm-retries", 0)
     assert attempt(r) == (
         "failed", "OUTPUT_TRUNCATED",
-        "FAILED|output_truncated|output truncated at max_tokens num (max_tokens): no json"
-        " document with \"files\" found in the response (num bytes)", "parse_failed")
+        "FAILED|output_truncated|output truncated at max_tokens num (max_tokens): the"
+        " answer's json is invalid at byte num of the response (num bytes): it ends inside"
+        " the document", "parse_failed")
     failed_phase(r, "OUTPUT_TRUNCATED")
     assert [(v["actual_max_tokens"], v["truncated"]) for v in r["v2"]] == \
         [(16384, 1), (20480, 1)]

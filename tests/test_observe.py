@@ -807,3 +807,69 @@ def test_past_the_series_cap_the_series_already_shown_keep_counting(tmp):
     calls = by(m, "autopack_llm_calls_total", "provider", "model")
     assert calls[("anthropic", "m0")] == 6 and calls[("anthropic", "m199")] == 1, calls
     assert calls[("other", "other")] == 5 and ("anthropic", "m200") not in calls, calls
+
+
+def idle_connections(port, source, n):
+    """Open up to n connections to the server from address `source` and send nothing;
+    the sockets (the server may close some at once)."""
+    held = []
+    for _ in range(n):
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.bind((source, 0))
+            s.connect(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            break
+        held.append(s)
+    return held
+
+
+def closed_by_server(s, timeout):
+    """Whether the server closes socket s within `timeout` seconds."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_one_client_holding_idle_connections_locks_nobody_out(tmp):
+    """A client that opens connections and sends nothing took every one of the server's
+    128 for 10 s: /metrics and the dashboard answered nobody. Now one address holds 16 at
+    most, and an idle connection is closed after 5 s."""
+    url = new_db(tmp, runs=1)
+    sup = Supervisor(tmp, url, "--workers", 0, "--http", "127.0.0.1:0")
+    held = []
+    try:
+        base = http_base(sup)
+        port = urllib.parse.urlsplit(base).port
+        # From another loopback address, as from another host: 200 idle connections.
+        held = idle_connections(port, "127.0.0.2", 200)
+        assert len(held) >= 16
+        for path in ("/metrics", "/", "/api/status", "/healthz"):
+            start = time.monotonic()
+            status, _, body = request(base, path, timeout=10)
+            took = time.monotonic() - start
+            assert status == 200 and body, (path, status)
+            assert took < 3, (path, took)
+        assert "autopack_" in request(base, "/metrics")[2]
+        time.sleep(0.5)
+        refused = [s for s in held[16:] if closed_by_server(s, 0.01)]
+        # The connections past 16 were closed at once; the 16 idle ones after 5 s.
+        assert len(refused) == len(held) - 16, (len(refused), len(held))
+        start = time.monotonic()
+        assert all(closed_by_server(s, 15) for s in held[:16])
+        assert time.monotonic() - start < 10
+        # And the address may connect again.
+        again = idle_connections(port, "127.0.0.2", 1)
+        assert again and not closed_by_server(again[0], 0.5)
+        held += again
+    finally:
+        for s in held:
+            s.close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()

@@ -16,6 +16,7 @@ TOOL = binpath("proto-tool")
 U64_MAX = 2**64 - 1
 I64_MAX = 2**63 - 1
 I64_MIN = -2**63
+TOKENS_MAX = 10**9  # PROTO_TOKENS_MAX: the most one token count may say
 UUID = "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12"
 TEXT = "Ünïcödé ✓ 𝄞 日本語"
 
@@ -63,7 +64,7 @@ def job(**over):
               "paths": [], "ro": ["docs/a.md"],
               "dl": ["src/m%04d.py" % i for i in range(4096)],
               "check": "python3 -c 'import x'", "maxa": 0},
-        "n": I64_MAX, "deadline": 0, "cap": I64_MAX,
+        "n": I64_MAX, "deadline": 0, "cap": TOKENS_MAX,
         "llm": {"prov": "openai", "url": "http://127.0.0.1:1", "model": TEXT, "tmo": 0,
                 "retries": I64_MAX},
         "est": {"ver": U64_MAX, "oh": [["implementation", "low", I64_MIN],
@@ -76,7 +77,7 @@ def job(**over):
 
 def usage_event(**body):
     b = {"prov": "anthropic", "model": "claude-sonnet-4-5", "role": "builder", "in": None,
-         "out": I64_MAX, "total": 0, "lat": 0, "http": 999, "err": "timeout", "try": 1}
+         "out": TOKENS_MAX, "total": 2 * TOKENS_MAX, "lat": 0, "http": 999, "err": "timeout", "try": 1}
     b.update(body)
     return {"v": 1, "t": "event", "uuid": UUID, "att": 0, "seq": U64_MAX,
             "kind": "llm_usage", "body": b}
@@ -90,7 +91,7 @@ MESSAGES = {
     "event_token_estimation_v2": {
         "v": 1, "t": "event", "uuid": UUID, "att": 17, "seq": 1,
         "kind": "token_estimation_v2",
-        "body": {"cat": "", "cplx": "", "ndl": 0, "dl": "[]", "pred": I64_MAX,
+        "body": {"cat": "", "cplx": "", "ndl": 0, "dl": "[]", "pred": TOKENS_MAX,
                  "actual": 0, "budget": 1, "maxt": None, "success": False,
                  "truncated": True, "stop": "max_tokens", "model": TEXT, "ver": 0,
                  "doc": 15, "ctxq": None, "sot": "BUILD_HISTORY.md", "sotn": 0}},
@@ -99,7 +100,7 @@ MESSAGES = {
     "event_llm_request": {"v": 1, "t": "event", "uuid": UUID, "att": 3, "seq": 4,
                           "kind": "llm_request",
                           "body": {"prov": "openai", "model": TEXT, "role": "builder",
-                                   "maxt": I64_MAX, "try": 1}},
+                                   "maxt": TOKENS_MAX, "try": 1}},
     "ack": {"v": 1, "t": "ack", "att": U64_MAX, "seq": 0},
     "result": {"v": 1, "t": "result", "uuid": UUID, "att": 17, "seq": 3,
                "outcome": "failed", "why": "check_failed", "msg": None, "fp": TEXT,
@@ -189,6 +190,10 @@ MALFORMED = [
      "cancel.att: integer -5 out of range [0, 18446744073709551615]"),
     ("out_of_range", frame(usage_event(http=1000)),
      "event.body.http: integer 1000 out of range [0, 999]"),
+    ("token_count_past_the_most", frame(usage_event(total=I64_MAX)),
+     "event.body.total: integer 9223372036854775807 out of range [0, 2000000000]"),
+    ("token_count_past_the_most_u64", frame(usage_event(out=2**64 - 1)),
+     "event.body.out: integer 18446744073709551615 out of range [0, 1000000000]"),
     ("string_over_limit", frame(job(uuid="u" * 300)),
      "job.uuid: string of 300 bytes exceeds limit 256"),
     ("list_over_limit", frame({"v": 1, "t": "request", "id": 1, "cmd": "x",

@@ -769,8 +769,8 @@ def test_run_import_of_a_fifo_sent_to_the_supervisor_is_refused_without_waiting(
         sup.kill()
 
 
-# A worker that reports every call with the largest counts the wire takes.
-BIG_COUNTS_WORKER = r'''#!/usr/bin/python3
+# A worker that reports its call with a token count past the most the wire takes.
+BIG_COUNTS_WORKER = r"""#!/usr/bin/python3
 import os, struct, sys
 import msgpack
 sock = os.fdopen(3, "r+b", buffering=0)
@@ -786,30 +786,65 @@ def exactly(n):
         d += c
     return d
 send({"t": "hello", "pid": os.getpid(), "sw": "0.1.0"})
-BIG = 2**63 - 1
+BIG = int(os.environ["BIG"])
 while True:
     m = msgpack.unpackb(exactly(struct.unpack(">I", exactly(4))[0]), raw=False)
     if m.get("t") != "job":
         continue
-    for seq in (1, 2):
-        send({"t": "event", "uuid": m["uuid"], "att": m["att"], "seq": seq,
-              "kind": "llm_usage", "body": {"prov": "anthropic", "model": "m",
-              "role": "builder", "in": BIG, "out": BIG, "total": BIG, "lat": 1,
-              "http": 200, "try": 1}})
-    send({"t": "result", "uuid": m["uuid"], "att": m["att"], "seq": 2,
+    send({"t": "event", "uuid": m["uuid"], "att": m["att"], "seq": 1,
+          "kind": "llm_usage", "body": {"prov": "anthropic", "model": "m",
+          "role": "builder", "in": 10, "out": 20, "total": BIG, "lat": 1,
+          "http": 200, "try": 1}})
+    send({"t": "result", "uuid": m["uuid"], "att": m["att"], "seq": 1,
           "outcome": "success", "llm": True, "dur": 1})
-'''
+"""
 
 
-def test_db_check_survives_token_counts_that_would_overflow_its_sum(tmp):
-    # Two rows of 2^63-1 tokens made `db check` fail for good: "integer overflow".
+@pytest.mark.parametrize("big", [2**63 - 1, 2 * 10**9 + 1])
+def test_a_token_count_past_the_most_a_call_reports_is_a_protocol_error(tmp, big):
+    """A worker reporting 2^63-1 tokens was believed and its count stored (two such rows
+    made `db check` fail for good on integer overflow). A count past the documented
+    maximum (10^9 tokens, 2 * 10^9 for a call's total) makes the frame malformed: refused
+    naming the field and the value, the worker killed, its attempt ended as a worker
+    crash, nothing of it stored."""
     url = new_db(tmp, runs=1, phases=1)
     worker = os.path.join(str(tmp), "big_counts_worker.py")
     with open(worker, "w") as f:
         f.write(BIG_COUNTS_WORKER)
     os.chmod(worker, 0o755)
-    sup = Supervisor(tmp, url, "--worker", worker, "--workers", 1, "--exit-when-drained")
-    assert sup.wait(timeout=60) == 0, sup.stderr()
+    sup = Supervisor(tmp, url, "--worker", worker, "--workers", 1, "--exit-when-drained",
+                     "--max-attempts-per-phase", 2, env={"BIG": str(big)})
+    sup.wait(timeout=60)
+    err = sup.stderr()
+    assert ("bad channel: event.body.total: integer %d out of range [0, 2000000000]" % big) \
+        in err, err
+    # Only the supervisor's own rows of calls announced and never reported.
+    assert sql(url, "SELECT status, count(*), max(total_tokens) FROM llm_usage_events"
+                    " GROUP BY 1") == [("lost", 2, 0)]
+    why = ("bad channel: event.body.total: integer %d out of range [0, 2000000000]" % big)
+    att = sql(url, "SELECT outcome, failure_reason, message FROM attempts ORDER BY attempt_number")
+    assert [(o, r) for o, r, _ in att] == [("worker_crashed", "WORKER_CRASHED")] * 2, att
+    assert all(m.startswith("worker pid ") and m.endswith(" killed: " + why)
+               for _, _, m in att), att
+    assert sql(url, "SELECT state FROM phases") == [("FAILED",)]
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+
+
+def test_db_check_survives_token_counts_that_would_overflow_its_sum(tmp):
+    # Two rows of 2^63-1 tokens made `db check` fail for good: "integer overflow". The
+    # wire refuses such counts now; a database written before may still hold them.
+    url = new_db(tmp, runs=1, phases=1)
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        for seq in (1, 2):
+            con.execute(
+                "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role,"
+                " prompt_tokens, completion_tokens, total_tokens, created_at, attempt_id,"
+                " seq, status) VALUES ('anthropic', 'm', 'run-000', 'p0-0', 'builder', ?, ?,"
+                " ?, '2026-12-01 10:00:00.000000', 1, ?, 'ok')",
+                (2**63 - 1, 2**63 - 1, 2**63 - 1, seq))
+    con.close()
     assert sql(url, "SELECT count(*) FROM llm_usage_events WHERE total_tokens > 1e18") == [(2,)]
     r = ctl("--db", url, "db", "check")
     assert r.rc == 0, r

@@ -70,25 +70,45 @@ size_t dlv_count_written(const struct dlv_set *set, char *const *deliverables, s
 	return count;
 }
 
-/* Check `len` bytes as a JSON document (json_loadb's rules with JSON_ALLOW_NUL, see
- * worker/jspan.h); true with *root set when it is an object holding "files". */
-static bool dlv_try_json(const char *s, size_t len, struct jspan *root)
-{
-	struct jspan files;
-	char why[160];
+/* Why the answer holds no files document, when a candidate meant to be one is not JSON:
+ * the first candidate that starts as JSON and names "files" but stops being JSON. */
+struct dlv_bad_json {
+	bool found;
+	size_t at; /* offset in the whole answer */
+	char why[JSPAN_WHY_MAX];
+};
 
-	return jspan_parse_flags(s, len, JSPAN_ALLOW_NUL, root, why, sizeof why) == 0 &&
-	    jspan_is_object(*root) && jspan_member(*root, "files", &files);
+/* Check `len` bytes at s, part of the answer `text`, as a JSON document (json_loadb's
+ * rules with JSON_ALLOW_NUL, see worker/jspan.h); true with *root set when it is an
+ * object holding "files". When it is not JSON, though it starts as JSON and names
+ * "files", the first such failure is kept in *bad. */
+static bool dlv_try_json(
+    const char *text, const char *s, size_t len, struct jspan *root, struct dlv_bad_json *bad)
+{
+	static const char name[] = "\"files\"";
+	struct jspan files;
+	struct jspan_err e;
+
+	if (jspan_check(s, len, JSPAN_ALLOW_NUL, root, &e) != 0) {
+		if (!bad->found && !e.at_start && memmem(s, len, name, sizeof name - 1) != NULL) {
+			bad->found = true;
+			bad->at = (size_t)(s - text) + e.at;
+			strlcpy_ap(bad->why, e.why, sizeof bad->why);
+		}
+		return false;
+	}
+	return jspan_is_object(*root) && jspan_member(*root, "files", &files);
 }
 
 /* Find the files document: the whole text, a ```json fence, any fence, or the span from
- * the first '{' to the last '}'. Returns false when none is one. */
-static bool dlv_find_document(const char *text, struct jspan *root)
+ * the first '{' to the last '}'. Returns false when none is one (*bad then says why, when
+ * one meant to be is not JSON). */
+static bool dlv_find_document(const char *text, struct jspan *root, struct dlv_bad_json *bad)
 {
 	const char *p, *open, *close, *body;
 	int pass;
 
-	if (dlv_try_json(text, strlen(text), root))
+	if (dlv_try_json(text, text, strlen(text), root, bad))
 		return true;
 	for (pass = 0; pass < 2; pass++) {
 		for (p = text; (open = strstr(p, "```")) != NULL; p = close + 3) {
@@ -100,7 +120,8 @@ static bool dlv_find_document(const char *text, struct jspan *root)
 			if (close == NULL)
 				close = body + strlen(body);
 			if (pass == 1 || strncmp(tag, "json", 4) == 0) {
-				if (dlv_try_json(body + 1, (size_t)(close - body - 1), root))
+				if (dlv_try_json(
+				        text, body + 1, (size_t)(close - body - 1), root, bad))
 					return true;
 			}
 			if (*close == '\0')
@@ -110,7 +131,7 @@ static bool dlv_find_document(const char *text, struct jspan *root)
 	open = strchr(text, '{');
 	close = strrchr(text, '}');
 	return open != NULL && close != NULL && close > open &&
-	    dlv_try_json(open, (size_t)(close - open + 1), root);
+	    dlv_try_json(text, open, (size_t)(close - open + 1), root, bad);
 }
 
 /* The most of a path a message quotes: its start and end, the middle left out, so that
@@ -194,11 +215,18 @@ int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen)
 {
 	char shown[DLV_PARSE_PATH_SHOWN];
 	struct jspan root, files, it = { 0 }, e;
+	struct dlv_bad_json bad = { .found = false };
 	size_t i, j, n = 0;
 
 	out->files = NULL;
 	out->n = 0;
-	if (!dlv_find_document(text != NULL ? text : "", &root)) {
+	if (!dlv_find_document(text != NULL ? text : "", &root, &bad)) {
+		if (bad.found) {
+			snprintf(err, errlen,
+			    "the answer's JSON is invalid at byte %zu of the response (%zu bytes): %s",
+			    bad.at, strlen(text), bad.why);
+			return DLV_EPARSE;
+		}
 		snprintf(err, errlen,
 		    "no JSON document with \"files\" found in the response (%zu bytes)",
 		    text != NULL ? strlen(text) : 0);

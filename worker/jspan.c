@@ -5,9 +5,41 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Where a check stopped: the first failure found (the innermost value's), kept as the
+ * outer values give up in turn. */
+struct js_ctx {
+	const char *end; /* the text's */
+	const char *at;  /* NULL while nothing failed */
+	char why[JSPAN_WHY_MAX];
+};
+
+/* Record that the text stops being JSON at p because of `fmt` (the first failure only);
+ * returns NULL, which the checking functions return on failure. A failure found at the
+ * text's end, whatever was expected there, is said one way (JSPAN_WHY_ENDS): a document
+ * cut short always reads the same. */
+static const char *js_fail(struct js_ctx *c, const char *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static const char *js_fail(struct js_ctx *c, const char *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c == NULL || c->at != NULL)
+		return NULL;
+	c->at = p;
+	if (p >= c->end) {
+		strlcpy_ap(c->why, JSPAN_WHY_ENDS, sizeof c->why);
+		return NULL;
+	}
+	va_start(ap, fmt);
+	vsnprintf(c->why, sizeof c->why, fmt, ap);
+	va_end(ap);
+	return NULL;
+}
 
 /* Step over whitespace. */
 static const char *js_ws(const char *p, const char *end)
@@ -38,20 +70,30 @@ static long js_hex4(const char *p, const char *end)
 }
 
 /* Step over the \u escape at p (at the 'u'): a code point (U+0000 only when `nul`), a
- * high surrogate only when a low one follows. Sets *cp; NULL when it is not one. */
-static const char *js_uescape(const char *p, const char *end, bool nul, long *cp)
+ * high surrogate only when a low one follows. Sets *cp; NULL when it is not one, the
+ * reason recorded in c (when not NULL). */
+static const char *js_uescape(const char *p, const char *end, bool nul, long *cp, struct js_ctx *c)
 {
 	long v = js_hex4(p + 1, end), lo;
 
-	if (v < 0 || (v == 0 && !nul) || (v >= 0xDC00 && v <= 0xDFFF))
-		return NULL;
+	if (v < 0 && end - p < 5 && memchr(p, '"', (size_t)(end - p)) == NULL)
+		return js_fail(c, end, "cut short"); /* the text ends inside the escape */
+	if (v < 0)
+		return js_fail(c, p - 1, "a \\u escape without four hex digits");
+	if (v == 0 && !nul)
+		return js_fail(c, p - 1, "\\u0000 (a NUL character) in a member name");
+	if (v >= 0xDC00 && v <= 0xDFFF)
+		return js_fail(c, p - 1,
+		    "a lone surrogate \\u%.4s (a low one with no high one before it)", p + 1);
 	p += 5;
 	if (v >= 0xD800 && v <= 0xDBFF) {
-		if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
-			return NULL;
-		lo = js_hex4(p + 2, end);
+		if (end - p < 6 && memchr(p, '"', (size_t)(end - p)) == NULL)
+			return js_fail(c, end, "cut short"); /* the text ends inside the pair */
+		lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? js_hex4(p + 2, end) : -1;
 		if (lo < 0xDC00 || lo > 0xDFFF)
-			return NULL;
+			return js_fail(c, p - 6,
+			    "a lone surrogate \\u%.4s (a high one with no low one after it)",
+			    p - 4);
 		v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
 		p += 6;
 	}
@@ -60,11 +102,12 @@ static const char *js_uescape(const char *p, const char *end, bool nul, long *cp
 }
 
 /* Step over the string at p (at its '"'), \u0000 allowed when `nul`; NULL when it is not
- * a valid one. */
-static const char *js_string(const char *p, const char *end, bool nul)
+ * a valid one, the reason recorded in ctx. */
+static const char *js_string(const char *p, const char *end, bool nul, struct js_ctx *ctx)
 {
 	const char *start = ++p;
 	bool wide = false;
+	size_t good;
 	long cp;
 
 	while (p < end) {
@@ -73,7 +116,7 @@ static const char *js_string(const char *p, const char *end, bool nul)
 		if (c == '"')
 			break;
 		if (c < 0x20)
-			return NULL;
+			return js_fail(ctx, p, "a control character (byte 0x%02x) in a string", c);
 		if (c >= 0x80) {
 			wide = true;
 			p++;
@@ -82,22 +125,22 @@ static const char *js_string(const char *p, const char *end, bool nul)
 		} else if (p + 1 < end && strchr("\"\\/bfnrt", p[1]) != NULL && p[1] != '\0') {
 			p += 2;
 		} else if (p + 1 < end && p[1] == 'u') {
-			if ((p = js_uescape(p + 1, end, nul, &cp)) == NULL)
+			if ((p = js_uescape(p + 1, end, nul, &cp, ctx)) == NULL)
 				return NULL;
 		} else {
-			return NULL;
+			return js_fail(ctx, p + 1 < end ? p : end, "an invalid escape in a string");
 		}
 	}
 	if (p >= end)
-		return NULL;
-	if (wide && proto_utf8_check(start, (size_t)(p - start)) != (size_t)(p - start))
-		return NULL;
+		return js_fail(ctx, p, "a string that does not end");
+	if (wide && (good = proto_utf8_check(start, (size_t)(p - start))) != (size_t)(p - start))
+		return js_fail(ctx, start + good, "invalid UTF-8 in a string");
 	return p + 1;
 }
 
 /* Step over the number at p; NULL when it is not one, or does not fit (an integer past
- * 64 bits, a real past the double's range). */
-static const char *js_number(const char *p, const char *end)
+ * 64 bits, a real past the double's range), the reason recorded in ctx. */
+static const char *js_number(const char *p, const char *end, struct js_ctx *ctx)
 {
 	const char *start = p;
 	bool real = false;
@@ -113,11 +156,13 @@ static const char *js_number(const char *p, const char *end)
 		while (p < end && *p >= '0' && *p <= '9')
 			p++;
 	else
-		return NULL;
+		return js_fail(ctx, p < end ? start : end,
+		    "no value (a string, number, object, array, true, false or null)");
 	if (p < end && *p == '.') {
 		real = true;
 		if (++p >= end || *p < '0' || *p > '9')
-			return NULL;
+			return js_fail(
+			    ctx, p < end ? start : end, "a number with no digit after its '.'");
 		while (p < end && *p >= '0' && *p <= '9')
 			p++;
 	}
@@ -126,7 +171,8 @@ static const char *js_number(const char *p, const char *end)
 		if (++p < end && (*p == '+' || *p == '-'))
 			p++;
 		if (p >= end || *p < '0' || *p > '9')
-			return NULL;
+			return js_fail(
+			    ctx, p < end ? start : end, "a number with no digit in its exponent");
 		while (p < end && *p >= '0' && *p <= '9')
 			p++;
 	}
@@ -144,56 +190,65 @@ static const char *js_number(const char *p, const char *end)
 	}
 	if (copy != buf)
 		free(copy);
-	return ok ? p : NULL;
+	return ok ? p :
+	            js_fail(ctx, start, "a number out of range (%s)",
+	                real ? "past the range of a double" : "an integer past 64 bits");
 }
 
-/* Step over the literal `lit` at p; NULL when it is not there. */
-static const char *js_literal(const char *p, const char *end, const char *lit)
+/* Step over the literal `lit` at p; NULL when it is not there, recorded in ctx. */
+static const char *js_literal(const char *p, const char *end, const char *lit, struct js_ctx *ctx)
 {
 	size_t n = strlen(lit);
 
-	return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
+	if ((size_t)(end - p) >= n && memcmp(p, lit, n) == 0)
+		return p + n;
+	if ((size_t)(end - p) < n && memcmp(p, lit, (size_t)(end - p)) == 0)
+		return js_fail(ctx, end, "cut short"); /* the text ends inside the literal */
+	return js_fail(ctx, p, "no value (a string, number, object, array, true, false or null)");
 }
 
 /* Step over the value at p, inside `depth` containers, \u0000 allowed in string values
- * (never in keys) when `nul`; NULL when it is not a valid one. */
-static const char *js_value(const char *p, const char *end, int depth, bool nul)
+ * (never in keys) when `nul`; NULL when it is not a valid one, the reason recorded in
+ * ctx. */
+static const char *js_value(const char *p, const char *end, int depth, bool nul, struct js_ctx *ctx)
 {
 	char close;
 
 	if (p >= end)
-		return NULL;
+		return js_fail(ctx, p, "the text ends where a value was expected");
 	switch (*p) {
-	case '"': return js_string(p, end, nul);
-	case 't': return js_literal(p, end, "true");
-	case 'f': return js_literal(p, end, "false");
-	case 'n': return js_literal(p, end, "null");
+	case '"': return js_string(p, end, nul, ctx);
+	case 't': return js_literal(p, end, "true", ctx);
+	case 'f': return js_literal(p, end, "false", ctx);
+	case 'n': return js_literal(p, end, "null", ctx);
 	case '{':
 	case '[': break;
-	default: return js_number(p, end);
+	default: return js_number(p, end, ctx);
 	}
 	if (depth + 1 > JSPAN_DEPTH_MAX)
-		return NULL;
+		return js_fail(ctx, p, "nesting deeper than %d", JSPAN_DEPTH_MAX);
 	close = *p == '{' ? '}' : ']';
 	p = js_ws(p + 1, end);
 	if (p < end && *p == close)
 		return p + 1;
 	for (;;) {
 		if (close == '}') {
-			if (p >= end || *p != '"' || (p = js_string(p, end, false)) == NULL)
+			if (p >= end || *p != '"')
+				return js_fail(ctx, p, "a member name ('\"') expected");
+			if ((p = js_string(p, end, false, ctx)) == NULL)
 				return NULL;
 			p = js_ws(p, end);
 			if (p >= end || *p != ':')
-				return NULL;
+				return js_fail(ctx, p, "':' expected after a member name");
 			p = js_ws(p + 1, end);
 		}
-		if ((p = js_value(p, end, depth + 1, nul)) == NULL)
+		if ((p = js_value(p, end, depth + 1, nul, ctx)) == NULL)
 			return NULL;
 		p = js_ws(p, end);
 		if (p < end && *p == close)
 			return p + 1;
 		if (p >= end || *p != ',')
-			return NULL;
+			return js_fail(ctx, p, "',' or '%c' expected", close);
 		p = js_ws(p + 1, end);
 	}
 }
@@ -250,24 +305,34 @@ int jspan_parse(const char *text, size_t len, struct jspan *root, char *err, siz
 int jspan_parse_flags(
     const char *text, size_t len, int flags, struct jspan *root, char *err, size_t errlen)
 {
-	const char *end = text + len, *p = js_ws(text, end), *q;
+	struct jspan_err e;
 
-	if (p >= end || (*p != '{' && *p != '[')) {
-		snprintf(err, errlen, "'[' or '{' expected at byte %zu", (size_t)(p - text));
+	if (jspan_check(text, len, flags, root, &e) != 0) {
+		snprintf(err, errlen, "at byte %zu: %s", e.at, e.why);
 		return -1;
 	}
-	q = js_value(p, end, 0, (flags & JSPAN_ALLOW_NUL) != 0);
-	if (q == NULL) {
-		snprintf(err, errlen, "invalid JSON in the value starting at byte %zu",
-		    (size_t)(p - text));
-		return -1;
-	}
-	if (js_ws(q, end) != end) {
-		snprintf(err, errlen, "end of the text expected at byte %zu", (size_t)(q - text));
-		return -1;
-	}
-	*root = (struct jspan){ p, q };
 	return 0;
+}
+
+int jspan_check(const char *text, size_t len, int flags, struct jspan *root, struct jspan_err *e)
+{
+	const char *end = text + len, *p = js_ws(text, end), *q;
+	struct js_ctx c = { .end = end, .at = NULL };
+
+	e->at_start = false;
+	if (p >= end || (*p != '{' && *p != '[')) {
+		js_fail(&c, p, "'[' or '{' expected");
+		e->at_start = true;
+	} else if ((q = js_value(p, end, 0, (flags & JSPAN_ALLOW_NUL) != 0, &c)) != NULL &&
+	    js_ws(q, end) != end) {
+		js_fail(&c, q, "end of the text expected");
+	} else if (q != NULL) {
+		*root = (struct jspan){ p, q };
+		return 0;
+	}
+	e->at = (size_t)(c.at - text);
+	strlcpy_ap(e->why, c.why, sizeof e->why);
+	return -1;
 }
 
 bool jspan_is_object(struct jspan v)
@@ -322,7 +387,7 @@ static char *js_decode(const char *p, char *out)
 		if (*p != '\\') {
 			*out++ = *p++;
 		} else if (p[1] == 'u') {
-			p = js_uescape(p + 1, p + 12, true, &cp); /* checked already */
+			p = js_uescape(p + 1, p + 12, true, &cp, NULL); /* checked already */
 			out = js_put_utf8(out, cp);
 		} else {
 			*out++ = to[strchr(from, p[1]) - from];

@@ -28,10 +28,24 @@ struct jspan {
 int jspan_parse(const char *text, size_t len, struct jspan *root, char *err, size_t errlen);
 
 /* The same with `flags`: JSPAN_ALLOW_NUL accepts \u0000 in string values (not in keys),
- * as json_loadb's JSON_ALLOW_NUL does; jspan_str then gives its NUL bytes. */
+ * as json_loadb's JSON_ALLOW_NUL does; jspan_str then gives its NUL bytes. `err` says
+ * at which byte and why: "at byte 41: a lone surrogate \udc80 (…)". */
 #define JSPAN_ALLOW_NUL 1
 int jspan_parse_flags(
     const char *text, size_t len, int flags, struct jspan *root, char *err, size_t errlen);
+
+/* Where and why a text stops being JSON. A text that ends inside its document (cut
+ * short) is said one way, whatever was expected next. */
+#define JSPAN_WHY_MAX 112
+#define JSPAN_WHY_ENDS "it ends inside the document"
+struct jspan_err {
+	size_t at;     /* the offset of the first byte that is wrong */
+	bool at_start; /* the text does not start with '[' or '{' (after white space) */
+	char why[JSPAN_WHY_MAX];
+};
+
+/* jspan_parse_flags with the failure given as *e: 0, or -1 with *e set. */
+int jspan_check(const char *text, size_t len, int flags, struct jspan *root, struct jspan_err *e);
 
 /* Whether the value is an object, an array, a string, null. */
 bool jspan_is_object(struct jspan v);

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/util.h"
+#include "common/numarg.h"
 #include "proto/fdio.h"
 #include "worker/check.h"
 #include "worker/keys.h"
@@ -16,6 +17,7 @@
 #include "worker/phase.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -340,12 +342,24 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 	w->job = NULL;
 }
 
+/* Return the descriptor number `v` given to flag `name`, or exit 2 naming the flag. */
+static int wk_flag_fd(const char *name, const char *v)
+{
+	long long n;
+
+	if (numarg_ll(v, &n) != 0 || n < 0 || n > INT_MAX) {
+		fprintf(
+		    stderr, "autopack-worker: %s: \"%s\" is not a descriptor number\n", name, v);
+		exit(2);
+	}
+	return (int)n;
+}
+
 /* Parse the flags; exits 2 on a bad one. */
 static void wk_flags(struct wk *w, int argc, char **argv, int *keys_fd, size_t *window)
 {
 	enum log_format format;
 	enum log_level level;
-	char *end;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -365,20 +379,20 @@ static void wk_flags(struct wk *w, int argc, char **argv, int *keys_fd, size_t *
 				log_fatal(2, "--log-format: \"%s\" is not text or json", argv[i]);
 			log_configure(log_min_level(), format);
 		} else if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) {
-			w->io.fd = atoi(argv[++i]);
+			w->io.fd = wk_flag_fd("--fd", argv[++i]);
 		} else if (strcmp(argv[i], "--keys-fd") == 0 && i + 1 < argc) {
-			*keys_fd = atoi(argv[++i]);
+			*keys_fd = wk_flag_fd("--keys-fd", argv[++i]);
 		} else if (strcmp(argv[i], "--event-window") == 0 && i + 1 < argc) {
-			unsigned long n = strtoul(argv[++i], &end, 10);
+			long long n;
 
-			if (*end != '\0' || n < 1 || n > OUTBOX_CAP_MAX) {
+			if (numarg_ll(argv[++i], &n) != 0 || n < 1 || n > OUTBOX_CAP_MAX) {
 				fprintf(stderr,
 				    "autopack-worker: --event-window: \"%s\" is not a whole number"
 				    " from 1 to %d\n",
 				    argv[i], OUTBOX_CAP_MAX);
 				exit(2);
 			}
-			*window = n;
+			*window = (size_t)n;
 		} else if (strcmp(argv[i], "--log-file") == 0 && i + 1 < argc) {
 			if (log_open(argv[++i]) != 0)
 				log_fatal(1, "cannot open log file %s", argv[i]);

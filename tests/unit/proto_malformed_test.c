@@ -325,7 +325,58 @@ TEST(proto_refuses_integers_that_do_not_fit_the_field)
 	mut_expect(&m, "hello.pid: integer 0 out of range [1, 2147483647]");
 	mut_start(&m, SAMPLE_EVENT_USAGE);
 	*mut_at(&m, "body.in") = o_int(-1);
-	mut_expect(&m, "event.body.in: integer -1 out of range [0, 9223372036854775807]");
+	mut_expect(&m, "event.body.in: integer -1 out of range [0, 1000000000]");
+}
+
+TEST(proto_refuses_token_counts_past_the_most_a_call_reports)
+{
+	static const struct {
+		int sample;
+		const char *field;
+		int64_t v;
+		const char *want;
+	} cases[] = {
+		{ SAMPLE_EVENT_USAGE, "body.total", INT64_MAX,
+		    "event.body.total: integer 9223372036854775807 out of range [0, 2000000000]" },
+		{ SAMPLE_EVENT_USAGE, "body.total", 2000000001,
+		    "event.body.total: integer 2000000001 out of range [0, 2000000000]" },
+		{ SAMPLE_EVENT_USAGE, "body.in", 1000000001,
+		    "event.body.in: integer 1000000001 out of range [0, 1000000000]" },
+		{ SAMPLE_EVENT_USAGE, "body.out", INT64_MAX,
+		    "event.body.out: integer 9223372036854775807 out of range [0, 1000000000]" },
+		{ SAMPLE_EVENT_ESTIMATION, "body.pred", 1000000001,
+		    "event.body.pred: integer 1000000001 out of range [0, 1000000000]" },
+		{ SAMPLE_EVENT_ESTIMATION, "body.actual", INT64_MAX,
+		    "event.body.actual: integer 9223372036854775807 out of range [0, 1000000000]" },
+		{ SAMPLE_EVENT_ESTIMATION, "body.budget", 1000000001,
+		    "event.body.budget: integer 1000000001 out of range [0, 1000000000]" },
+		{ SAMPLE_EVENT_ESTIMATION, "body.maxt", 1000000001,
+		    "event.body.maxt: integer 1000000001 out of range [0, 1000000000]" },
+		{ SAMPLE_EVENT_ESTIMATION, "body.in", 1000000001,
+		    "event.body.in: integer 1000000001 out of range [0, 1000000000]" },
+		{ SAMPLE_JOB, "cap", 1000000001,
+		    "job.cap: integer 1000000001 out of range [0, 1000000000]" },
+	};
+	struct mut m;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		mut_start(&m, cases[i].sample);
+		*mut_at(&m, cases[i].field) = o_int(cases[i].v);
+		mut_expect(&m, cases[i].want);
+	}
+	/* The most each may say is accepted. */
+	mut_start(&m, SAMPLE_EVENT_USAGE);
+	*mut_at(&m, "body.total") = o_int(PROTO_TOTAL_TOKENS_MAX);
+	*mut_at(&m, "body.out") = o_int(PROTO_TOKENS_MAX);
+	{
+		struct proto_msg out;
+		struct proto_err err;
+
+		CHECK_EQ_INT(mut_decode(&m, &out, &err), 0);
+		CHECK(out.u.event.body.usage.total_tokens == PROTO_TOTAL_TOKENS_MAX);
+		proto_msg_free(&out);
+		mut_end(&m);
+	}
 }
 
 TEST(proto_accepts_any_integer_encoding_that_fits)

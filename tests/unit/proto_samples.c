@@ -74,7 +74,7 @@ static void build_job(enum proto_sample_variant v, struct proto_job *j)
 	j->phase.max_builder_attempts = num(v, 0, 3, INT64_MAX);
 	j->attempt_number = num(v, 1, 1, INT64_MAX);
 	j->deadline_ms = num(v, 0, 1766527572123LL, INT64_MAX);
-	j->max_tokens_cap = num(v, 0, 64000, INT64_MAX);
+	j->max_tokens_cap = num(v, 0, 64000, PROTO_TOKENS_MAX);
 	j->llm.provider = pick(v, "anthropic", "openai");
 	j->llm.base_url = pick(v, "http://127.0.0.1:8080", "https://api.openai.com/v1");
 	j->llm.model = pick(v, "claude-sonnet-4-5", UTF8_TEXT);
@@ -110,9 +110,9 @@ static void build_usage(enum proto_sample_variant v, struct proto_usage *u)
 	u->provider = pick(v, "anthropic", "openai");
 	u->model = pick(v, "claude-sonnet-4-5", UTF8_TEXT);
 	u->role = pick(v, "builder", "auditor");
-	u->prompt_tokens = num(v, -1, 1234, INT64_MAX);
-	u->completion_tokens = num(v, -1, 567, INT64_MAX);
-	u->total_tokens = num(v, 0, 1801, INT64_MAX);
+	u->prompt_tokens = num(v, -1, 1234, PROTO_TOKENS_MAX);
+	u->completion_tokens = num(v, -1, 567, PROTO_TOKENS_MAX);
+	u->total_tokens = num(v, 0, 1801, PROTO_TOTAL_TOKENS_MAX);
 	u->latency_ms = num(v, 0, 2300, INT64_MAX);
 	u->http_status = num(v, 0, 200, 999);
 	u->error_class = pick_opt(v, "rate_limited", UTF8_TEXT);
@@ -126,10 +126,10 @@ static void build_estimation(enum proto_sample_variant v, struct proto_estimatio
 	e->complexity = pick(v, "low", "high");
 	e->deliverable_count = num(v, 0, 1, INT64_MAX);
 	e->deliverables_json = pick(v, "[\"utils/string_helper.py\"]", "[\"" UTF8_TEXT "\"]");
-	e->predicted_output_tokens = num(v, 0, 4000, INT64_MAX);
-	e->actual_output_tokens = num(v, 0, 3500, INT64_MAX);
-	e->selected_budget = num(v, 0, 8000, INT64_MAX);
-	e->actual_max_tokens = num(v, -1, 8000, INT64_MAX);
+	e->predicted_output_tokens = num(v, 0, 4000, PROTO_TOKENS_MAX);
+	e->actual_output_tokens = num(v, 0, 3500, PROTO_TOKENS_MAX);
+	e->selected_budget = num(v, 0, 8000, PROTO_TOKENS_MAX);
+	e->actual_max_tokens = num(v, -1, 8000, PROTO_TOKENS_MAX);
 	e->success = v != SAMPLE_MIN;
 	e->truncated = v == SAMPLE_MAX;
 	e->stop_reason = pick_opt(v, "end_turn", "max_tokens");
@@ -139,7 +139,7 @@ static void build_estimation(enum proto_sample_variant v, struct proto_estimatio
 	e->context_quality = pick_opt(v, "some", "strong");
 	e->sot_file_name = pick_opt(v, "BUILD_HISTORY.md", UTF8_TEXT);
 	e->sot_entry_count_hint = num(v, -1, 12, INT64_MAX);
-	e->input_tokens = num(v, -1, 2100, INT64_MAX);
+	e->input_tokens = num(v, -1, 2100, PROTO_TOKENS_MAX);
 	e->deliverables_detail_json = pick_opt(
 	    v, "[{\"kind\":\"new\",\"bytes\":null}]", "[{\"kind\":\"modify\",\"bytes\":4096}]");
 }
@@ -200,7 +200,7 @@ static void build_event(enum proto_sample_variant v, enum proto_event_kind k, st
 		e->body.request.provider = pick(v, "anthropic", UTF8_TEXT);
 		e->body.request.model = pick(v, "claude-sonnet-4-5", UTF8_TEXT);
 		e->body.request.role = pick(v, "builder", UTF8_TEXT);
-		e->body.request.max_tokens = num(v, 1, 16384, INT64_MAX);
+		e->body.request.max_tokens = num(v, 1, 16384, PROTO_TOKENS_MAX);
 		e->body.request.try_number = num(v, 1, 2, INT64_MAX);
 	} else {
 		e->body.log.level = pick(v, "info", "error");
