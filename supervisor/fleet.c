@@ -312,7 +312,8 @@ static void fleet_check_drained(struct sup *s)
 	struct store_err err;
 	int64_t open, orphaned;
 
-	if (!s->cfg.exit_when_drained || s->stopping || s->in_flight > 0 || s->ops_n > 0)
+	if (!s->cfg.exit_when_drained || s->stopping || s->in_flight > 0 || s->ops_n > 0 ||
+	    s->round_doubt)
 		return;
 	if (s->queued == 0)
 		fleet_refresh(s, true);

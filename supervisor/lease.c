@@ -528,6 +528,15 @@ static void lease_granted(struct sup *s, const struct grant *grants, size_t n)
 			worker_idle_push(w);
 }
 
+void lease_worker_gone(struct worker *w)
+{
+	struct sup *s = w->sup;
+
+	for (size_t i = 0; i < s->ngrants; i++)
+		if (s->grants[i].w == w)
+			s->grants[i].w = NULL;
+}
+
 /* The round rolled back: its leases are undone in memory too. */
 static void lease_undo(struct sup *s)
 {

@@ -303,6 +303,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 		    w->id, (int)w->pid, (long long)status, sig);
 	w->state = W_EXITED;
 	worker_idle_remove(w);
+	lease_worker_gone(w);
 	s->live--;
 	uv_timer_stop(&w->hb_timer);
 	uv_timer_stop(&w->phase_timer);

@@ -453,6 +453,8 @@ bool sched_drained(struct sup *s)
 
 	if (s->fleet_id > 0 && s->fleet_busy) /* work eligible or open elsewhere (fleet.c) */
 		return false;
+	if (s->round_doubt) /* a round's leases wait to be settled (writer.c) */
+		return false;
 	return s->in_flight == 0 && s->ops_n == 0 && (s->queued == 0 || capped);
 }
 

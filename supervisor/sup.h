@@ -491,6 +491,9 @@ struct sup {
 	uv_timer_t commit_timer;
 	bool commit_armed;
 	bool commit_retrying; /* the timer waits to retry a failed commit */
+	/* The connection was lost before the COMMIT of a round with leases answered: the
+	 * leases (grants) wait until the retry learns whether it committed (writer.c). */
+	bool round_doubt;
 	int commit_fail_streak;
 	uint64_t last_commit_ms;
 	bool commit_deferred; /* a commit was put off while a group waited for its fsync */
@@ -743,6 +746,9 @@ void lease_ahead_release(struct sup *s, enum outcome outcome, const char *why);
 /* End the lease opened ahead for (run, phase) as cancelled; its attempt id, or 0 when
  * there is none. */
 uint64_t lease_ahead_cancel(struct sup *s, const char *run_id, const char *phase_id);
+/* Worker w exited: a lease of a round not yet settled (writer.c) that was to be its
+ * waits for another worker instead, as one opened ahead. */
+void lease_worker_gone(struct worker *w);
 
 /* --- pool.c: the worker processes --- */
 

@@ -10,7 +10,11 @@
  * rolled back and written again with a record of that error in its place (an error event,
  * an attempt end noting it), so the other writes commit and it is never retried. Any other
  * failed commit rolls back, keeps the queue and is retried; after COMMIT_MAX_FAILURES
- * failures in a row the supervisor writes nothing more and exits 3. */
+ * failures in a row the supervisor writes nothing more and exits 3. A COMMIT whose answer
+ * was lost with the connection to a database server may have committed: the queue is
+ * retried all the same (its writes are recognised when written again), and a round's
+ * leases wait until, connected again, the supervisor learns whether their attempts exist
+ * (writer_settle): they then go to their workers, or are undone and dispatched again. */
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
 #include "common/log.h"
@@ -445,6 +449,99 @@ void writer_free(struct sup *s)
 	op_arena_free_spare(s);
 }
 
+/* The connection was lost before the COMMIT of a round with leases answered: it may have
+ * committed. The queue is kept and retried as after any failure; the leases are neither
+ * undone nor handed out, and wait for writer_settle (at the retry). On giving up on the
+ * database they are undone. */
+static void writer_in_doubt(struct sup *s, const struct store_err *err)
+{
+	uint64_t delay;
+
+	store_drain_rollback(s->sd);
+	log_error("dispatch: the connection was lost before the COMMIT of the round's %zu"
+	          " lease(s) and %lld writes answered: %s; whether it committed is learned once"
+	          " connected again",
+	    s->ngrants, (long long)s->ops_n, err->text);
+	sync_group_end(s);
+	delay = lifecycle_write_failed(s, "a dispatch round", err);
+	if (delay == 0) {
+		s->round.undo(s);
+		return;
+	}
+	s->round_doubt = true;
+	s->commit_retrying = true;
+	writer_arm(s, delay);
+}
+
+/* The round in doubt committed: its leases become a group of their own (the queue stays,
+ * for the next commit), handed to their workers once durable; while stopping, those
+ * without a worker are ended as not started. */
+static void writer_committed_round(struct sup *s)
+{
+	struct commit_group *g = writer_group(s);
+	struct grant *buf = g->grants;
+	size_t cap = g->grants_cap;
+
+	s->commit_fail_streak = 0;
+	g->nops = 0;
+	g->head = NULL;
+	g->began = uv_hrtime();
+	g->grants = s->grants;
+	g->ngrants = s->ngrants;
+	g->grants_cap = s->grants_cap;
+	s->grants = buf;
+	s->grants_cap = cap;
+	s->ngrants = 0;
+	s->round.committed(s, g->grants, g->ngrants);
+	sync_hold(s, g);
+	if (s->stopping)
+		lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the supervisor is stopping");
+}
+
+/* Settle the round in doubt: its attempts exist (it committed) or not (it rolled back).
+ * Returns 0 once settled; -1 when that could not be read (retried after a delay, or, on
+ * giving up on the database, the leases undone). */
+static int writer_settle(struct sup *s)
+{
+	uint64_t *ids = xcalloc(s->ngrants, sizeof *ids);
+	struct store_err err;
+	size_t found = 0;
+	uint64_t delay;
+	int rc;
+
+	for (size_t i = 0; i < s->ngrants; i++)
+		ids[i] = s->grants[i].attempt_id;
+	rc = store_fleet_attempts_found(s->sd, ids, s->ngrants, &found, &err);
+	free(ids);
+	if (rc != 0) {
+		log_error(
+		    "dispatch: cannot learn whether the round in doubt committed: %s", err.text);
+		delay = lifecycle_write_failed(s, "a dispatch round", &err);
+		if (delay == 0) {
+			s->round_doubt = false;
+			s->round.undo(s);
+			return -1;
+		}
+		s->commit_retrying = true;
+		writer_arm(s, delay);
+		return -1;
+	}
+	s->round_doubt = false;
+	if (found == 0) {
+		log_warn("dispatch: the round whose COMMIT was not answered had not committed;"
+		         " its %zu lease(s) are dispatched again",
+		    s->ngrants);
+		s->round.undo(s);
+		return 0;
+	}
+	/* One transaction: all of its attempts exist, or none. */
+	log_warn("dispatch: the round whose COMMIT was not answered had committed (%zu of its"
+	         " %zu attempt(s) found); its leases go to their workers",
+	    found, s->ngrants);
+	writer_committed_round(s);
+	return 0;
+}
+
 /* Commit the queue and the round's leases (with the heartbeat of several supervisors,
  * which fences the group: a supervisor declared lost writes nothing), or, with
  * `heartbeat`, the heartbeat alone. The committed group is released (acknowledgements,
@@ -454,7 +551,7 @@ static void writer_commit(struct sup *s, bool heartbeat)
 	struct op *head = s->ops_head, *o;
 	uint64_t began = uv_hrtime();
 	struct store_err err;
-	bool lease;
+	bool lease, committing = false;
 	bool lost = false;
 
 	if (s->commit_armed) {
@@ -463,6 +560,9 @@ static void writer_commit(struct sup *s, bool heartbeat)
 	}
 	s->commit_retrying = false;
 	if (s->writes_off)
+		return;
+	/* First the round whose COMMIT was not answered: committed or not. */
+	if (s->round_doubt && writer_settle(s) != 0)
 		return;
 	/* While an fsync runs, gather (writer_release asks for the round when it ends). */
 	if (!heartbeat && sync_waiting(s)) {
@@ -505,6 +605,7 @@ again:
 	/* The round's leases, after the ends they may follow. */
 	if (lease && s->round.open(s, &err) != 0)
 		goto fail;
+	committing = true;
 	if (store_drain_commit(s->sd, &err) != 0)
 		goto fail;
 	sync_group_end(s);
@@ -512,6 +613,11 @@ again:
 	lifecycle_check_done(s);
 	return;
 fail:
+	/* Leases whose COMMIT went unanswered may exist: they wait to be settled. */
+	if (lease && committing && s->ngrants > 0 && store_connection_lost(s->st)) {
+		writer_in_doubt(s, &err);
+		return;
+	}
 	if (lease)
 		s->round.undo(s);
 	writer_failed(s, lease, &err);

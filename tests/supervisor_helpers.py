@@ -124,9 +124,36 @@ class Supervisor:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            evidence = self.evidence()
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("supervisor did not exit:\n" + self.stderr())
+            raise AssertionError("supervisor did not exit (evidence kept in %s):\n%s"
+                                 % (evidence, self.stderr()))
+
+    def evidence(self):
+        """Keep what shows why a running supervisor is stuck: its status, the stacks of
+        its threads (gdb, when installed) and its log, in a directory that outlives the
+        test (AUTOPACK_EVIDENCE_DIR, default the system's temporary directory); return
+        that directory."""
+        import shutil
+        import tempfile
+        keep = tempfile.mkdtemp(prefix="stuck-%s-" % os.path.basename(self.err_path)[:-4],
+                                dir=os.environ.get("AUTOPACK_EVIDENCE_DIR"))
+        with open(os.path.join(keep, "status.json"), "w") as f:
+            try:
+                r = self.ctl("status", "--json", timeout=10)
+                f.write("rc %s\n%s\n%s" % (r.rc, r.out, r.err))
+            except Exception as e:  # the status is evidence, not a requirement
+                f.write("status failed: %r\n" % e)
+        gdb = shutil.which("gdb")
+        if gdb:
+            with open(os.path.join(keep, "stacks.txt"), "w") as f:
+                subprocess.run([gdb, "-p", str(self.proc.pid), "-batch", "-ex",
+                                "thread apply all bt"], stdout=f, stderr=subprocess.STDOUT,
+                               timeout=60, check=False)
+        for path in (self.err_path, self.out_path):
+            shutil.copy(path, keep)
+        return keep
 
     def signal(self, sig):
         self.proc.send_signal(sig)

@@ -244,6 +244,38 @@ def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
     assert any("connected to %s again" % url in s.stderr() for s in sups)
 
 
+@pytest.mark.parametrize("mode", ["landed", "lost"])
+def test_a_round_whose_commit_answer_was_lost_is_settled_after_reconnecting(
+        tmp, pg_cluster, mode):
+    """The connection drops while a dispatch round's COMMIT is under way: once connected
+    again the supervisor learns whether the round landed (its attempts exist) and either
+    hands its leases to their workers or retries it; it never leaves an attempt of its
+    own open that nothing runs, and drains and exits 0."""
+    from pg_cut_proxy import CutProxy
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=12, phases=4)
+    proxy = CutProxy(pg_cluster.port, mode, nth=6)
+    sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 4,
+                           "--lease-timeout", 5, "--exit-when-drained", name="sup")
+    try:
+        assert sup.wait(timeout=90) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        proxy.close()
+    assert proxy.cut.is_set()
+    rows = attempts(url)
+    assert_each_phase_completed_once(url, rows, 48)
+    assert [r for r in rows if r[3] != "success"] == []
+    assert_one_per_run_in_order(rows, ["p0-%d" % p for p in range(4)])
+    err = sup.stderr()
+    assert "connected to %s again" % proxy.url(name) in err, err
+    if mode == "landed":
+        assert "had committed" in err, err
+    else:
+        assert "had not committed" in err, err
+    pg_cluster.drop_database(name)
+
+
 def fleet_status(url, *args):
     r = ctl("--db", url, "status", "--json", *args)
     assert r.rc == 0, r

@@ -81,7 +81,7 @@ static const char *js_uescape(const char *p, const char *end, bool nul, long *cp
 	if (v < 0)
 		return js_fail(c, p - 1, "a \\u escape without four hex digits");
 	if (v == 0 && !nul)
-		return js_fail(c, p - 1, "\\u0000 (a NUL character) in a member name");
+		return js_fail(c, p - 1, "\\u0000 (a NUL character) where none is allowed");
 	if (v >= 0xDC00 && v <= 0xDFFF)
 		return js_fail(c, p - 1,
 		    "a lone surrogate \\u%.4s (a low one with no high one before it)", p + 1);

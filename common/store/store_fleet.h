@@ -113,6 +113,11 @@ void store_fleet_lost_free(struct fleet_lost *v, size_t n);
  * longer live (outside a transaction). */
 int store_fleet_open_elsewhere(
     struct store_drain *d, int64_t *open, int64_t *orphaned, struct store_err *err);
+/* How many of the attempts `ids` (n of them) exist in this supervisor's name, into
+ * *found (outside a transaction): after the connection was lost before a round's COMMIT
+ * answered, whether the round that opened them committed (all of them) or not (none). */
+int store_fleet_attempts_found(
+    struct store_drain *d, const uint64_t *ids, size_t n, size_t *found, struct store_err *err);
 /* Leave: this supervisor's row is no longer live (outside a transaction). */
 int store_fleet_leave(struct store_drain *d, struct store_err *err);
 /* Record how many late writes this supervisor refused after it was declared lost, `n` in

@@ -4,6 +4,7 @@
 #include "common/store/store_fleet.h"
 #include "common/store/pg/db_pg.h"
 #include "common/store/store_drain_internal.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "common/vocab.h"
 
@@ -567,6 +568,33 @@ int store_fleet_open_elsewhere(
 	}
 	db_finalize(q);
 	return rc == DB_ROW ? 0 : fleet_fail(d->st, err, "counting open attempts");
+}
+
+/* Count which of the attempts `ids` exist in this supervisor's name. */
+int store_fleet_attempts_found(
+    struct store_drain *d, const uint64_t *ids, size_t n, size_t *found, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	struct strbuf list = { 0 };
+	int rc = db_prepare(d->st->db,
+	    "SELECT count(*) FROM attempts WHERE supervisor_id = ?1"
+	    " AND attempt_id = ANY (CAST(?2 AS BIGINT[]))",
+	    &q);
+
+	*found = 0;
+	strbuf_puts(&list, "{");
+	for (size_t i = 0; i < n; i++)
+		strbuf_printf(&list, "%s%llu", i > 0 ? "," : "", (unsigned long long)ids[i]);
+	strbuf_puts(&list, "}");
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		store_bind_text(q, 2, list.s);
+		if ((rc = db_step(q)) == DB_ROW)
+			*found = (size_t)db_column_int64(q, 0);
+	}
+	db_finalize(q);
+	free(list.s);
+	return rc == DB_ROW ? 0 : fleet_fail(d->st, err, "looking for the round's attempts");
 }
 
 /* Leave the fleet. */

@@ -1,0 +1,122 @@
+"""A TCP proxy between a supervisor and the suite's PostgreSQL server that loses the
+answer of one COMMIT: the K-th COMMIT of a transaction that opened attempts (a dispatch
+round's claim) is either sent to the server and its answer dropped with the connection
+(the transaction commits, the client learns nothing: `landed`), or dropped with the
+connection before the server sees it (the transaction is rolled back: `lost`). Every
+other byte passes through untouched, and connections made after the cut pass through
+too."""
+import re
+import socket
+import threading
+
+COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+# The server's answer to it: CommandComplete.
+COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
+BEGIN = b"Q\x00\x00\x00\x0aBEGIN\x00"
+# The claim's Parse message: the statement's name, then its text.
+CLAIM_PARSE = re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00WITH w AS MATERIALIZED")
+
+
+class CutProxy:
+    def __init__(self, port, mode, nth):
+        assert mode in ("landed", "lost")
+        self.upstream = port
+        self.mode = mode
+        self.nth = nth
+        self.claims = 0
+        self.cut = threading.Event()
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, dbname):
+        return "postgresql://autopack@127.0.0.1:%d/%s" % (self.port, dbname)
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            conn = {"client": client, "server": server, "stream": b"", "txn": 0,
+                    "names": set(), "drop": False}
+            threading.Thread(target=self._up, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._down, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _shut(conn):
+        for k in ("client", "server"):
+            try:
+                conn[k].shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn[k].close()
+
+    def _claimed_in_txn(self, conn):
+        """Whether the transaction open on conn ran the claim (parsed or bound)."""
+        txn = conn["stream"][conn["txn"]:]
+        for name in conn["names"]:
+            n = re.escape(name.encode())
+            if re.search(rb"B[\s\S]{4}\x00" + n + rb"\x00", txn):
+                return True
+        return False
+
+    def _up(self, conn):
+        """Client to server: watch for the COMMIT to cut."""
+        while True:
+            try:
+                data = conn["client"].recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                self._shut(conn)
+                return
+            conn["stream"] += data
+            for m in CLAIM_PARSE.finditer(conn["stream"]):
+                conn["names"].add(m.group(1).decode())
+            if BEGIN in data:
+                conn["txn"] = len(conn["stream"]) - len(data) + data.rindex(BEGIN)
+            if COMMIT in data and not self.cut.is_set() and self._claimed_in_txn(conn):
+                with self.lock:
+                    self.claims += 1
+                    fire = self.claims == self.nth
+                if fire:
+                    self.cut.set()
+                    if self.mode == "lost":
+                        self._shut(conn)
+                        return
+                    conn["drop"] = True
+            try:
+                conn["server"].sendall(data)
+            except OSError:
+                self._shut(conn)
+                return
+
+    def _down(self, conn):
+        """Server to client: once the COMMIT was cut, its answer is dropped with both
+        connections."""
+        while True:
+            try:
+                data = conn["server"].recv(65536)
+            except OSError:
+                data = b""
+            if not data or (conn["drop"] and COMMIT_DONE in data):
+                self._shut(conn)
+                return
+            if conn["drop"]:
+                continue
+            try:
+                conn["client"].sendall(data)
+            except OSError:
+                self._shut(conn)
+                return
