@@ -101,6 +101,11 @@ MUTANTS = [
       "test_a_copy_as_large_put_over_the_database_in_place_is_database_lost[notrunc-same-size]",
       "tests/test_unit.py::test_unit[store_identity_changed_notices_a_write_by_another_"
       "program_and_writes_nothing_more]"]),
+    ("foreign_checkpoint_is_lost", "another program's checkpoint is not a foreign write",
+     ["tests/test_db_file_watch.py::"
+      "test_checkpoints_reads_and_backups_by_other_programs_are_not_database_lost",
+      "tests/test_unit.py::test_unit[store_identity_changed_takes_another_connections_"
+      "checkpoint_as_its_own]"]),
     ("checkpoint_failure_unnoticed", "a failed checkpoint is logged, counted and shown",
      ["tests/test_db_file_watch.py::test_a_failing_checkpoint_is_logged_counted_and_shown"]),
     ("uuid_not_checked", "a meta.db_uuid that is not a canonical UUID is refused",

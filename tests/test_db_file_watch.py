@@ -8,8 +8,10 @@ import fcntl
 import os
 import re
 import signal
+import sqlite3
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -109,6 +111,49 @@ def test_links_modes_and_its_own_checkpoints_leave_the_database_its_own(tmp):
     assert sup.wait(timeout=30) == 3, sup.stderr()
     assert "written by another program" in sup.stderr()
     assert sql(url, "SELECT count(*) FROM attempts") == [(st["queue"]["started"],)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_checkpoints_reads_and_backups_by_other_programs_are_not_database_lost(tmp):
+    # Another program's checkpoint (PASSIVE, RESTART, TRUNCATE; the sqlite3 command line
+    # or Python) copies into the file only what the supervisor committed: its trace in the
+    # wal-index tells it from a write. Reads, .backup and VACUUM INTO write nothing.
+    url = new_db(tmp, runs=400, phases=50)
+    path = db_path(url)
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run")
+    sup.wait_ready()
+    status_when(sup, lambda s: s["database"]["checkpoints"] >= 1, timeout=60,
+                what="a checkpoint of the supervisor's")
+    moved = 0
+    for i, how in enumerate(["PASSIVE", "cli", "read", "RESTART", "backup", "TRUNCATE",
+                             "vacuum", "PASSIVE", "TRUNCATE", "cli"]):
+        before = os.stat(path).st_mtime_ns
+        if how == "cli":
+            subprocess.run(["sqlite3", path, "PRAGMA wal_checkpoint;"], check=True,
+                           stdout=subprocess.DEVNULL)
+        elif how in ("read", "backup", "vacuum"):
+            c = sqlite3.connect(path)
+            c.execute("SELECT count(*) FROM attempts").fetchall()
+            if how == "backup":
+                d = sqlite3.connect(os.path.join(str(tmp), "b%d.db" % i))
+                c.backup(d)
+                d.close()
+            elif how == "vacuum":
+                c.execute("VACUUM INTO ?", (os.path.join(str(tmp), "v%d.db" % i),))
+            c.close()
+        else:
+            c = sqlite3.connect(path, timeout=10)
+            c.execute("PRAGMA wal_checkpoint(%s)" % how).fetchone()
+            c.close()
+        moved += os.stat(path).st_mtime_ns != before
+        time.sleep(0.3)
+        assert sup.proc.poll() is None, sup.stderr()[-3000:]
+    assert moved > 0, "no checkpoint of another program's wrote the file"
+    assert "DATABASE LOST" not in sup.stderr()
+    # A write after them is still one.
+    os.utime(path)
+    assert sup.wait(timeout=30) == 3, sup.stderr()
+    assert "written by another program" in sup.stderr()
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
 
 

@@ -47,13 +47,130 @@ static void ckpt_record(struct store_ckpt *c, const struct stat *sb)
 	c->size = sb->st_size;
 }
 
-/* Whether sb differs from what was recorded; if so, remember it and stop checkpointing. */
+/* The wal-index state a checkpoint leaves: the write-ahead log's salts, its frame count
+ * and how many of its frames were copied into the database file (SQLite's shared-memory
+ * index, in native byte order: the first header at 0, the checkpoint record at 96). */
+struct ckpt_wal_state {
+	uint32_t salt[2];
+	uint32_t frames;
+	uint32_t backfill;
+};
+
+/* Read the wal-index state through the connection's own mapping of it (the -shm file is
+ * never opened apart: closing another descriptor of it would drop SQLite's locks):
+ * false if it is not mapped or not one SQLite initialised. */
+static bool ckpt_wal_read(const struct store_ckpt *c, struct ckpt_wal_state *w)
+{
+	sqlite3_file *f = NULL;
+	volatile void *map = NULL;
+	unsigned char b[100];
+	uint32_t version;
+
+	if (sqlite3_file_control(c->conn, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+	    f == NULL || f->pMethods == NULL || f->pMethods->iVersion < 2 ||
+	    f->pMethods->xShmMap == NULL)
+		return false;
+	if (f->pMethods->xShmMap(f, 0, 32768, 0, &map) != SQLITE_OK || map == NULL)
+		return false;
+	memcpy(b, (const void *)map, sizeof b);
+	memcpy(&version, b, 4);
+	if (version != 3007000 || b[12] == 0)
+		return false;
+	memcpy(&w->frames, b + 16, 4);
+	memcpy(w->salt, b + 32, 8);
+	memcpy(&w->backfill, b + 96, 4);
+	return true;
+}
+
+/* Record the wal-index state after a checkpoint of this handle's (or at open). */
+static void ckpt_wal_record(struct store_ckpt *c)
+{
+	struct ckpt_wal_state w;
+
+	c->wal_known = ckpt_wal_read(c, &w);
+	if (!c->wal_known)
+		return;
+	memcpy(c->wal_salt, w.salt, sizeof c->wal_salt);
+	c->wal_frames = w.frames;
+	c->wal_backfill = w.backfill;
+}
+
+/* The first salt as SQLite counts it: big-endian, one more at each restart of the log. */
+static uint32_t ckpt_salt_seq(const uint32_t salt[2])
+{
+	const unsigned char *p = (const unsigned char *)&salt[0];
+
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Whether the wal-index shows a checkpoint that this handle did not run since its last
+ * (which copies into the database file only what was committed). This handle's commits
+ * only add frames; it restarts the log (the next salt, nothing backfilled, frames added
+ * at once) only when all of it was backfilled, which, between two checkpoints of its own,
+ * happens at most once and only if its last one backfilled everything (the first frame
+ * written into an empty log may draw new salts). So frames backfilled under the same
+ * salts, any backfilled under new ones, a log emptied (a RESTART or TRUNCATE
+ * checkpoint), or more restarts than this handle could have made, are another
+ * connection's checkpoint. */
+static bool ckpt_foreign_checkpoint(const struct store_ckpt *c)
+{
+	struct ckpt_wal_state w;
+	uint32_t restarts, own;
+
+	if (!c->wal_known || !ckpt_wal_read(c, &w))
+		return false;
+	if (w.salt[0] == c->wal_salt[0] && w.salt[1] == c->wal_salt[1])
+		return w.backfill > c->wal_backfill;
+	if (w.backfill > 0 || w.frames == 0)
+		return true;
+	if (c->wal_frames == 0) /* the first frame of an empty log may draw new salts */
+		return false;
+	restarts = ckpt_salt_seq(w.salt) - ckpt_salt_seq(c->wal_salt);
+	own = c->wal_backfill == c->wal_frames ? 1 : 0;
+	return restarts > own;
+}
+
+/* How long a write with no trace of a checkpoint is given to show one: another
+ * connection's checkpoint writes the file first and records what it backfilled after. */
+#define CKPT_TRACE_WAIT_MS 2000
+
+/* Whether sb differs from what was recorded, other than by another connection's
+ * checkpoint (then recorded as if it were this handle's, with the file as it is now);
+ * the wal-index state is recorded anew when it does not differ.
+ * A difference with no trace of one is taken as another program's write (tampered, no
+ * more checkpoints) once it has had CKPT_TRACE_WAIT_MS to show one; until then, true
+ * without tampered: no checkpoint runs into the file. */
 static bool ckpt_check(struct store_ckpt *c, const struct stat *sb)
 {
+	struct stat now;
+	uint64_t t;
+
 	if (c->tampered)
 		return true;
-	if (!ckpt_time_moved(&sb->st_mtim, &c->mtime) && sb->st_size == c->size)
+	if (!ckpt_time_moved(&sb->st_mtim, &c->mtime) && sb->st_size == c->size) {
+		/* A checkpoint of another connection's that left the mtime as it was (in
+		 * the same clock tick as this handle's last) is no trace for a later write. */
+		ckpt_wal_record(c);
+		c->suspect_ms = 0;
 		return false;
+	}
+#ifndef AUTOPACK_MUTANT_foreign_checkpoint_is_lost
+	if (ckpt_foreign_checkpoint(c)) {
+		c->foreign_checkpoints++;
+		c->suspect_ms = 0;
+		ckpt_record(c, ckpt_stat(c, &now) ? &now : sb);
+		ckpt_wal_record(c);
+		return false;
+	}
+	t = clock_mono_ms();
+	if (c->suspect_ms == 0)
+		c->suspect_ms = t > 0 ? t : 1;
+	if (t - c->suspect_ms < CKPT_TRACE_WAIT_MS)
+		return true;
+#else
+	(void)now;
+	(void)t;
+#endif
 	c->tampered = true;
 	c->seen_mtime = sb->st_mtim;
 	c->seen_size = sb->st_size;
@@ -91,6 +208,7 @@ static int ckpt_hook(void *arg, sqlite3 *h, const char *db, int frames)
 #endif
 	if (ckpt_stat(c, &sb))
 		ckpt_record(c, &sb);
+	ckpt_wal_record(c);
 	if (rc == SQLITE_BUSY) /* another connection is checkpointing: not ours to judge */
 		return SQLITE_OK;
 	if (rc == SQLITE_OK) {
@@ -121,6 +239,7 @@ void store_ckpt_arm(struct store *st)
 	c = xcalloc(1, sizeof *c);
 	c->path = xstrdup(st->path);
 	c->wal_path = xasprintf("%s-wal", st->path);
+	c->conn = h;
 	c->dev = st->dev;
 	c->ino = st->ino;
 	c->threshold = 1000; /* SQLite's default */
@@ -132,6 +251,7 @@ void store_ckpt_arm(struct store *st)
 		return;
 	}
 	ckpt_record(c, &sb);
+	ckpt_wal_record(c);
 	st->ckpt = c;
 	sqlite3_wal_hook(h, ckpt_hook, c);
 }
@@ -153,7 +273,7 @@ bool store_ckpt_foreign_write(struct store *st, const struct stat *sb, char *buf
 #ifdef AUTOPACK_MUTANT_foreign_write_unnoticed
 	return false;
 #endif
-	if (c == NULL || !ckpt_check(c, sb))
+	if (c == NULL || !ckpt_check(c, sb) || !c->tampered)
 		return false;
 	ckpt_time(&c->mtime, was);
 	ckpt_time(&c->seen_mtime, now);

@@ -14,9 +14,10 @@ struct store;
 
 /* What a write handle's checkpoints did (store->ckpt; NULL for other handles). */
 struct store_ckpt {
-	char *path;     /* the database file */
-	char *wal_path; /* its write-ahead log */
-	dev_t dev;      /* the database file's identity at open */
+	char *path;           /* the database file */
+	char *wal_path;       /* its write-ahead log */
+	struct sqlite3 *conn; /* the write connection, whose wal-index mapping is read */
+	dev_t dev;            /* the database file's identity at open */
 	ino_t ino;
 	int threshold;              /* frames in the WAL that start a checkpoint */
 	int retry_at;               /* after a failure: frames before the next try, else 0 */
@@ -30,6 +31,12 @@ struct store_ckpt {
 	bool tampered;              /* the file was written by someone else: no checkpoint */
 	struct timespec seen_mtime; /* what was found then */
 	off_t seen_size;
+	bool wal_known;       /* the wal-index state below was read after the last checkpoint */
+	uint32_t wal_salt[2]; /* then: the write-ahead log's salts, frames, frames backfilled */
+	uint32_t wal_frames;
+	uint32_t wal_backfill;
+	uint64_t foreign_checkpoints; /* checkpoints by other connections, seen by their trace */
+	uint64_t suspect_ms; /* when a write with no trace was first seen (monotonic), else 0 */
 };
 
 /* Take over the automatic checkpoints of the write handle `st` (SQLite, open, its path

@@ -375,6 +375,10 @@ TEST(store_identity_changed_notices_a_write_by_another_program_and_writes_nothin
 	CHECK(stat(p, &before) == 0);
 	t[1].tv_sec = before.st_mtim.tv_sec + 1;
 	CHECK(utimensat(AT_FDCWD, p, t, 0) == 0);
+	/* Given 2 s to show the trace of another connection's checkpoint, it shows none. */
+	CHECK_EQ_INT(store_identity_changed(&st, &err), 0);
+	CHECK(!st.lost);
+	usleep(2100 * 1000);
 	CHECK_EQ_INT(store_identity_changed(&st, &err), STORE_EMOVED);
 	CHECK(strstr(err.text, "written by another program") != NULL);
 	CHECK(strstr(err.text, "kept as it is") != NULL);
@@ -388,6 +392,45 @@ TEST(store_identity_changed_notices_a_write_by_another_program_and_writes_nothin
 	CHECK(access(wal, F_OK) == 0);
 	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM runs"), 1);
 	free(wal);
+	free(p);
+}
+
+TEST(store_identity_changed_takes_another_connections_checkpoint_as_its_own)
+{
+	struct store_err err;
+	struct store st;
+	struct stat before, after;
+	char *p = test_path("t.db");
+	const char *how[] = { "PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)",
+		"PRAGMA wal_checkpoint(TRUNCATE)" };
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
+	CHECK(st.ckpt != NULL);
+	for (int i = 0; i < 3; i++) {
+		char *q = xasprintf("INSERT INTO runs (id, created_at, updated_at) VALUES "
+		                    "('r%d', 'x', 'x')",
+		    i);
+		CHECK(db_exec(st.db, q) == DB_OK);
+		free(q);
+		CHECK_EQ_INT(store_identity_changed(&st, &err), 0);
+		CHECK(stat(p, &before) == 0);
+		usleep(20 * 1000); /* past the file system's clock tick */
+		test_sql(p, how[i]);
+		CHECK(stat(p, &after) == 0);
+		CHECK(after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+		    after.st_mtim.tv_nsec != before.st_mtim.tv_nsec);
+		CHECK_EQ_INT(store_identity_changed(&st, &err), 0);
+		CHECK(!st.lost);
+		CHECK(st.ckpt->foreign_checkpoints == (uint64_t)i + 1);
+	}
+	/* A touch after them is still a write. */
+	CHECK(utimensat(AT_FDCWD, p, NULL, 0) == 0);
+	CHECK_EQ_INT(store_identity_changed(&st, &err), 0);
+	usleep(2100 * 1000);
+	CHECK_EQ_INT(store_identity_changed(&st, &err), STORE_EMOVED);
+	CHECK(strstr(err.text, "written by another program") != NULL);
+	store_close(&st);
 	free(p);
 }
 
