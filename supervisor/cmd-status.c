@@ -81,6 +81,7 @@ static void status_extend(struct sup *s, json_t *doc)
 	json_object_set_new(doc, "last_commit_age_seconds",
 	    last > 0 ? json_real((double)(clock_wall_ms() - last) / 1000.0) : json_null());
 	json_object_set_new(doc, "writer_queue_writes", json_integer(s->ops_n));
+	json_object_set_new(doc, "database", checkpoint_json(s));
 	json_object_set_new(doc, "loop_lag_seconds", json_real(metrics_loop_lag(s)));
 	json_object_set_new(
 	    doc, "http_url", s->http_url != NULL ? json_string(s->http_url) : json_null());

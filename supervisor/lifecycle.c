@@ -24,10 +24,11 @@ static void deadline_timer_cb(uv_timer_t *t)
 	    "%lld minutes elapsed (--max-total-minutes)", (long long)s->cfg.max_total_minutes);
 }
 
-/* Check the database's identity once a second. */
+/* Check the database's identity once a second, and report failing checkpoints. */
 static void identity_timer_cb(uv_timer_t *t)
 {
 	lifecycle_identity_check(t->data);
+	checkpoint_report(t->data);
 }
 
 /* Escalate a graceful stop that took too long. */

@@ -7,6 +7,7 @@
  * category, from the events and the database, cleaned to UTF-8 and capped in number. */
 #include "supervisor/observe.h"
 #include "common/log.h"
+#include "common/store/store_checkpoint.h"
 #include "common/strbuf.h"
 #include "common/util.h"
 #include "proto/utf8.h"
@@ -430,6 +431,28 @@ static void metrics_drain(struct sup *s, struct strbuf *b)
 		    round(p.eta_seconds));
 }
 
+/* Append the families of the write-ahead log and its checkpoints (SQLite only). */
+static void metrics_checkpoints(struct sup *s, struct strbuf *b)
+{
+	const struct store_ckpt *c = s->st->ckpt;
+	int64_t wal = store_ckpt_wal_bytes(s->st);
+
+	if (c == NULL)
+		return;
+	family(b, "autopack_db_wal_bytes", "gauge",
+	    "Size of the SQLite database's write-ahead log file.");
+	if (wal >= 0)
+		sample(b, "autopack_db_wal_bytes", NULL, NULL, NULL, NULL, NULL, NULL, (double)wal);
+	family(b, "autopack_db_checkpoints_total", "counter",
+	    "Checkpoints of the write-ahead log into the database file that succeeded.");
+	sample(b, "autopack_db_checkpoints_total", NULL, NULL, NULL, NULL, NULL, NULL,
+	    (double)c->checkpoints);
+	family(b, "autopack_db_checkpoint_failures_total", "counter",
+	    "Checkpoints of the write-ahead log into the database file that failed.");
+	sample(b, "autopack_db_checkpoint_failures_total", NULL, NULL, NULL, NULL, NULL, NULL,
+	    (double)c->failures);
+}
+
 /* Append the families of attempts, events and commits. */
 static void metrics_work(struct sup *s, struct metrics *m, struct strbuf *b)
 {
@@ -475,6 +498,7 @@ static void metrics_work(struct sup *s, struct metrics *m, struct strbuf *b)
 	    "Group commits that failed and were rolled back.");
 	sample(b, "autopack_commit_failures_total", NULL, NULL, NULL, NULL, NULL, NULL,
 	    (double)s->n.commit_failures);
+	metrics_checkpoints(s, b);
 	family(b, "autopack_commit_duration_seconds", "histogram",
 	    "Time from BEGIN to COMMIT of the group commits that succeeded.");
 	hist_samples(b, "autopack_commit_duration_seconds", NULL, NULL, &m->commit, commit_bounds,

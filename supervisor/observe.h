@@ -28,6 +28,11 @@ json_t *status_health_reasons(struct sup *s);
  * NULL with err set when the database cannot be read (cmd-status.c). */
 json_t *status_doc(struct sup *s, struct store_err *err);
 
+/* The write-ahead log and its checkpoints, as the status document's "database" object
+ * (checkpoint.c): wal_bytes, wal_frames, checkpoints, checkpoint_failures,
+ * checkpoint_failing, checkpoint_error; null on PostgreSQL. */
+json_t *checkpoint_json(struct sup *s);
+
 /* --- progress.c: how far the drain is, and when it ends --- */
 
 /* Start the figures (a resumed session's from the database). */

@@ -2,6 +2,7 @@
  * phase counts (read again after a commit or a dispatch, else at most every
  * STATUS_COUNTS_MS, however often they are asked) and the reasons it is unhealthy. */
 #include "supervisor/observe.h"
+#include "common/store/store_checkpoint.h"
 #include "common/util.h"
 
 #include <stdarg.h>
@@ -76,6 +77,11 @@ json_t *status_health_reasons(struct sup *s)
 		    s->stop_reason != NULL ? s->stop_reason : "its writes failed");
 	else if (streak >= 3)
 		reason_add(a, "commits_failing", "the last %d group commits failed", streak);
+	if (!s->store_lost && s->st->ckpt != NULL && s->st->ckpt->failing)
+		reason_add(a, "checkpoints_failing",
+		    "checkpointing the write-ahead log into %s failed (%llu time(s)): %s; the "
+		    "write-ahead log grows until one succeeds",
+		    s->st->path, (unsigned long long)s->st->ckpt->failures, s->st->ckpt->error);
 	if (s->crash_loop)
 		reason_add(a, "crash_loop",
 		    "the breaker tripped: no dispatch and no respawn until `autopack-ctl resume` or"

@@ -516,6 +516,10 @@ struct sup {
 	uv_timer_t identity_timer;
 	uv_timer_t deadline_timer;
 	bool store_lost;
+	/* checkpoint.c: the last warning of failed checkpoints */
+	bool ckpt_warned;              /* one was logged and none succeeded since */
+	uint64_t ckpt_logged_ms;       /* when */
+	uint64_t ckpt_logged_failures; /* the failures counted then */
 	/* Nothing more is written: the database was lost, kept refusing commits
 	 * (lifecycle_write_failed), or a signal during a fast stop abandoned the queue. */
 	bool writes_off;
@@ -618,6 +622,12 @@ void service_init(struct sup *s);
 void service_status_line(struct sup *s, char *buf, size_t n);
 /* After the loop: the last status, and close. */
 void service_finish(struct sup *s);
+
+/* --- checkpoint.c: the write-ahead log's checkpoints, reported --- */
+
+/* Once a second: warn (at most once a minute) while the store's checkpoints fail, naming
+ * the file, the error and the write-ahead log's size; say when they succeed again. */
+void checkpoint_report(struct sup *s);
 
 /* --- lifecycle.c: signals, stop levels, the end of the loop, the database's identity --- */
 

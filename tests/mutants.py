@@ -96,6 +96,13 @@ MUTANTS = [
     ("wal_loss_unnoticed", "a removed -wal or -shm is DATABASE LOST, commits kept",
      ["tests/test_one_database.py::"
       "test_3_a_removed_wal_or_shm_is_database_lost_with_every_commit_kept"]),
+    ("foreign_write_unnoticed", "a copy as large put over the database in place is LOST",
+     ["tests/test_db_file_watch.py::"
+      "test_a_copy_as_large_put_over_the_database_in_place_is_database_lost[notrunc-same-size]",
+      "tests/test_unit.py::test_unit[store_identity_changed_notices_a_write_by_another_"
+      "program_and_writes_nothing_more]"]),
+    ("checkpoint_failure_unnoticed", "a failed checkpoint is logged, counted and shown",
+     ["tests/test_db_file_watch.py::test_a_failing_checkpoint_is_logged_counted_and_shown"]),
     ("uuid_not_checked", "a meta.db_uuid that is not a canonical UUID is refused",
      ["tests/test_one_database.py::"
       "test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified"]),

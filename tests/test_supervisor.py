@@ -404,7 +404,7 @@ def test_database_overwritten_in_place_stops_writes_with_an_error(tmp, llm, how)
     # The same file (device and inode) with other content: `cp backup.db drain.db`, or a
     # truncation. The supervisor went on committing into it and exited 0 with the
     # database destroyed; now its file is seen to shrink and it stops (exit 3). (A copy at
-    # least as large as the file is not noticed: the file's size is all that is looked at.)
+    # least as large is seen by its mtime: tests/test_db_file_watch.py.)
     url = new_db(tmp, runs=40, phases=10, check="sleep 0.5")
     path = url[len("sqlite:///"):]
     sup = llm_supervisor(tmp, url, llm, "--workers", 2)

@@ -35,6 +35,8 @@ struct store_err {
 	enum db_fault fault; /* the kind of the database's failure; DB_FAULT_NONE if not one */
 };
 
+struct store_ckpt;
+
 struct store {
 	struct db *db;
 	enum db_backend backend;
@@ -48,14 +50,15 @@ struct store {
 	int schema_version;
 	dev_t dev; /* identity of the file at open */
 	ino_t ino;
-	dev_t wal_dev, shm_dev; /* identity of <path>-wal and <path>-shm at a write open; */
-	ino_t wal_ino, shm_ino; /* ino 0: not checked */
-	off_t size_seen;        /* the file's largest size store_identity_changed saw (a writer) */
-	bool lost;              /* store_identity_changed found the file or its WAL gone */
-	bool writable;          /* opened with STORE_WRITE */
-	bool tidy_on_close;     /* read-only, and no -wal or -shm existed before it opened */
-	int migrated_from;      /* schema version this open upgraded from, or 0 */
-	char *backup_path;      /* copy taken before that upgrade, or NULL */
+	dev_t wal_dev, shm_dev;  /* identity of <path>-wal and <path>-shm at a write open; */
+	ino_t wal_ino, shm_ino;  /* ino 0: not checked */
+	off_t size_seen;         /* the file's largest size store_identity_changed saw (a writer) */
+	bool lost;               /* store_identity_changed found the file or its WAL gone */
+	bool writable;           /* opened with STORE_WRITE */
+	bool tidy_on_close;      /* read-only, and no -wal or -shm existed before it opened */
+	int migrated_from;       /* schema version this open upgraded from, or 0 */
+	char *backup_path;       /* copy taken before that upgrade, or NULL */
+	struct store_ckpt *ckpt; /* a SQLite writer's checkpoints (store_checkpoint.h), or NULL */
 };
 
 enum store_mode {
@@ -102,7 +105,9 @@ void store_close(struct store *st);
 void store_devino(const struct store *st, char buf[48]);
 /* Re-stat the path, and for a write handle its -wal and -shm: 0 if each is still the file
  * opened, STORE_EMOVED if one was removed or replaced (a different device:inode),
- * STORE_EIO if it cannot be checked. On STORE_EMOVED the handle is marked lost: what is
+ * STORE_EIO if it cannot be checked; for a SQLite write handle also STORE_EMOVED if the
+ * file shrank, or was written (its mtime or size moved) since the handle's last checkpoint
+ * (store_checkpoint.h): another program wrote it. On STORE_EMOVED the handle is marked lost: what is
  * committed but still only in the write-ahead log the connection has open is copied into
  * the database file it opened (a checkpoint; the message says how it went), and closing
  * it later deletes no file by name. */

@@ -2,6 +2,7 @@
 #include "common/store/dburl_pg.h"
 #include "common/store/pg/store_pg.h"
 #include "common/store/schema.sql.h"
+#include "common/store/store_checkpoint.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
@@ -293,6 +294,7 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	if (write) {
 		store_side_stat(path, "-wal", &st->wal_dev, &st->wal_ino);
 		store_side_stat(path, "-shm", &st->shm_dev, &st->shm_ino);
+		store_ckpt_arm(st);
 	}
 	if (write && st->schema_version < SCHEMA_VERSION) {
 		rc = store_migrate(st, err);
@@ -310,6 +312,7 @@ fail:
 /* Close the connection and free the handle; safe on a zeroed handle. */
 void store_close(struct store *st)
 {
+	store_ckpt_free(st);
 	db_close(st->db);
 	if (st->tidy_on_close && st->db != NULL)
 		store_tidy(st);
@@ -351,7 +354,8 @@ static void store_side_changed(const char *path, const char *suffix, dev_t dev, 
 /* Mark the handle lost: from now on closing it deletes no file by name, and what is
  * committed but only in the write-ahead log it has open is copied into the database
  * file it has open when `salvage` (not into a file whose content is no longer its own:
- * the write-ahead log is then left as it is). Describes the outcome into buf. */
+ * the write-ahead log is then left as it is, and closing the connection checkpoints
+ * nothing). Describes the outcome into buf. */
 static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t len)
 {
 	int on = 1, frames = -1, done = -1, rc;
@@ -364,6 +368,8 @@ static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t le
 	h = db_sqlite_handle(st->db);
 	sqlite3_file_control(h, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
 	if (!salvage) {
+		/* Closing the last connection would checkpoint the log into the file. */
+		sqlite3_db_config(h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 		snprintf(
 		    buf, len, "; the write-ahead log is kept as it is, nothing more is written");
 		return;
@@ -386,11 +392,12 @@ static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t le
 }
 
 /* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
- * file, or none, or (a write handle) the file is smaller than it was once seen. */
+ * file, or none, or (a write handle) the file is smaller than it was once seen, or was
+ * written (a moved mtime or another size) since the handle's last checkpoint. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
 	char what[400] = "", salvage[200];
-	bool shrank = false;
+	bool foreign = false;
 	struct stat sb;
 
 #ifdef AUTOPACK_MUTANT_moved_database_unnoticed
@@ -417,7 +424,11 @@ int store_identity_changed(struct store *st, struct store_err *err)
 		    "(truncated, or overwritten in place, e.g. by cp): it no longer holds what "
 		    "was committed",
 		    st->path, (long long)st->size_seen, (long long)sb.st_size);
-		shrank = true;
+		foreign = true;
+	} else if (st->writable && store_ckpt_foreign_write(st, &sb, what, sizeof what)) {
+		/* Only this handle writes the file, and only when it checkpoints: its mtime
+		 * or size moved since the last checkpoint, so another program wrote it. */
+		foreign = true;
 	} else if (sb.st_size > st->size_seen) {
 		st->size_seen = sb.st_size;
 	}
@@ -432,7 +443,7 @@ int store_identity_changed(struct store *st, struct store_err *err)
 		    "its shared-memory index", what, sizeof what);
 	if (what[0] == '\0')
 		return 0;
-	store_mark_lost(st, !shrank, salvage, sizeof salvage);
+	store_mark_lost(st, !foreign, salvage, sizeof salvage);
 	return store_fail(err, STORE_EMOVED, "%s%s", what, salvage);
 }
 

@@ -1,10 +1,12 @@
 #include "common/store/schema.sql.h"
+#include "common/store/store_checkpoint.h"
 #include "common/store/store_internal.h"
 #include "common/store/store_lock.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 #include "tests/unit/testutil.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -350,6 +352,43 @@ TEST(store_identity_changed_notices_a_removed_or_replaced_wal_and_saves_the_comm
 		free(side);
 		free(p);
 	}
+}
+
+TEST(store_identity_changed_notices_a_write_by_another_program_and_writes_nothing_more)
+{
+	struct store_err err;
+	struct store st;
+	struct stat before, after;
+	struct timespec t[2] = { { 0, UTIME_OMIT }, { 0, 0 } };
+	char *p = test_path("t.db"), *wal = xasprintf("%s-wal", p);
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	CHECK_EQ_INT(store_open(&st, p, "u", STORE_WRITE, &err), 0);
+	CHECK(st.ckpt != NULL);
+	/* A mode change moves only the ctime. */
+	CHECK(chmod(p, 0640) == 0);
+	CHECK_EQ_INT(store_identity_changed(&st, &err), 0);
+	CHECK(db_exec(st.db,
+	          "INSERT INTO runs (id, created_at, updated_at) VALUES ('r', 'x', 'x')") == DB_OK);
+	CHECK_EQ_INT(store_identity_changed(&st, &err), 0);
+	/* A touch moves the mtime: a write the handle did not make. */
+	CHECK(stat(p, &before) == 0);
+	t[1].tv_sec = before.st_mtim.tv_sec + 1;
+	CHECK(utimensat(AT_FDCWD, p, t, 0) == 0);
+	CHECK_EQ_INT(store_identity_changed(&st, &err), STORE_EMOVED);
+	CHECK(strstr(err.text, "written by another program") != NULL);
+	CHECK(strstr(err.text, "kept as it is") != NULL);
+	CHECK(st.lost);
+	CHECK(stat(p, &before) == 0);
+	store_close(&st);
+	/* Closing checkpointed nothing into the file; the commit waits in the kept log. */
+	CHECK(stat(p, &after) == 0);
+	CHECK(after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+	    after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+	CHECK(access(wal, F_OK) == 0);
+	CHECK_EQ_INT(test_count(p, "SELECT count(*) FROM runs"), 1);
+	free(wal);
+	free(p);
 }
 
 TEST(store_open_refuses_a_missing_column_naming_it)

@@ -1,0 +1,176 @@
+/* A SQLite writer's checkpoints, run by the store after its commits (a WAL hook in place of
+ * SQLite's automatic checkpoint, which does the same but drops the result): a failure is
+ * counted and described for the caller to report, and the database file's mtime and size
+ * are recorded after each, so that a write by anyone else (the writer's connection is the
+ * file's only writer, and in WAL mode it writes the file only when it checkpoints) shows
+ * as a moved mtime or another size. */
+#include "common/store/store_checkpoint.h"
+#include "common/store/sqlite/db_sqlite.h"
+#include "common/store/store.h"
+#include "common/store/store_internal.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Format a file time as UTC with nanoseconds. */
+static void ckpt_time(const struct timespec *t, char buf[48])
+{
+	struct tm tm;
+	time_t sec = t->tv_sec;
+	char day[32];
+
+	if (gmtime_r(&sec, &tm) == NULL || strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		snprintf(day, sizeof day, "%lld", (long long)sec);
+	snprintf(buf, 48, "%s.%09ldZ", day, (long)t->tv_nsec);
+}
+
+/* Whether two file times differ. */
+static bool ckpt_time_moved(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec != b->tv_sec || a->tv_nsec != b->tv_nsec;
+}
+
+/* Stat the database file by name: true, with sb, if it is still the file opened. */
+static bool ckpt_stat(const struct store_ckpt *c, struct stat *sb)
+{
+	return stat(c->path, sb) == 0 && sb->st_dev == c->dev && sb->st_ino == c->ino;
+}
+
+/* Record the file's mtime and size as the handle's own. */
+static void ckpt_record(struct store_ckpt *c, const struct stat *sb)
+{
+	c->mtime = sb->st_mtim;
+	c->size = sb->st_size;
+}
+
+/* Whether sb differs from what was recorded; if so, remember it and stop checkpointing. */
+static bool ckpt_check(struct store_ckpt *c, const struct stat *sb)
+{
+	if (c->tampered)
+		return true;
+	if (!ckpt_time_moved(&sb->st_mtim, &c->mtime) && sb->st_size == c->size)
+		return false;
+	c->tampered = true;
+	c->seen_mtime = sb->st_mtim;
+	c->seen_size = sb->st_size;
+	return true;
+}
+
+/* Free a record. */
+static void ckpt_free(struct store_ckpt *c)
+{
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->wal_path);
+	free(c);
+}
+
+/* After each commit: run a passive checkpoint once the WAL holds `threshold` frames (and,
+ * after a failure, `retry_at`), unless the file was written by someone else since the
+ * last one; record its outcome and the file's mtime and size after it. Returns SQLITE_OK
+ * always: the commit happened, a failed checkpoint does not undo it. */
+static int ckpt_hook(void *arg, sqlite3 *h, const char *db, int frames)
+{
+	struct store_ckpt *c = arg;
+	int log = -1, done = -1, rc;
+	struct stat sb;
+
+	c->frames = frames;
+	if (frames < c->threshold || frames < c->retry_at || c->tampered)
+		return SQLITE_OK;
+	if (ckpt_stat(c, &sb) && ckpt_check(c, &sb))
+		return SQLITE_OK;
+	rc = sqlite3_wal_checkpoint_v2(h, db, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+#ifdef AUTOPACK_MUTANT_checkpoint_failure_unnoticed
+	rc = SQLITE_OK;
+#endif
+	if (ckpt_stat(c, &sb))
+		ckpt_record(c, &sb);
+	if (rc == SQLITE_BUSY) /* another connection is checkpointing: not ours to judge */
+		return SQLITE_OK;
+	if (rc == SQLITE_OK) {
+		c->checkpoints++;
+		c->failing = false;
+		c->retry_at = 0;
+		return SQLITE_OK;
+	}
+	c->failures++;
+	c->failing = true;
+	c->retry_at = frames + c->threshold;
+	snprintf(c->error, sizeof c->error, "%s (SQLite code %d%s%s)", sqlite3_errmsg(h),
+	    sqlite3_extended_errcode(h), sqlite3_system_errno(h) != 0 ? ", " : "",
+	    sqlite3_system_errno(h) != 0 ? strerror(sqlite3_system_errno(h)) : "");
+	return SQLITE_OK;
+}
+
+void store_ckpt_arm(struct store *st)
+{
+	struct store_ckpt *c;
+	sqlite3 *h;
+	int64_t n = 0;
+	struct stat sb;
+
+	if (st->db == NULL || st->backend != DB_SQLITE || !st->writable || st->ckpt != NULL)
+		return;
+	h = db_sqlite_handle(st->db);
+	c = xcalloc(1, sizeof *c);
+	c->path = xstrdup(st->path);
+	c->wal_path = xasprintf("%s-wal", st->path);
+	c->dev = st->dev;
+	c->ino = st->ino;
+	c->threshold = 1000; /* SQLite's default */
+	if (store_query_int(st->db, "PRAGMA wal_autocheckpoint", &n, NULL) == 0 && n > 0 &&
+	    n < 1000000)
+		c->threshold = (int)n;
+	if (!ckpt_stat(c, &sb)) {
+		ckpt_free(c);
+		return;
+	}
+	ckpt_record(c, &sb);
+	st->ckpt = c;
+	sqlite3_wal_hook(h, ckpt_hook, c);
+}
+
+void store_ckpt_free(struct store *st)
+{
+	if (st->ckpt != NULL && st->db != NULL && st->backend == DB_SQLITE)
+		sqlite3_wal_hook(db_sqlite_handle(st->db), NULL, NULL);
+	ckpt_free(st->ckpt);
+	st->ckpt = NULL;
+}
+
+bool store_ckpt_foreign_write(struct store *st, const struct stat *sb, char *buf, size_t len)
+{
+	struct store_ckpt *c = st->ckpt;
+	char was[48], now[48];
+
+	buf[0] = '\0';
+#ifdef AUTOPACK_MUTANT_foreign_write_unnoticed
+	return false;
+#endif
+	if (c == NULL || !ckpt_check(c, sb))
+		return false;
+	ckpt_time(&c->mtime, was);
+	ckpt_time(&c->seen_mtime, now);
+	snprintf(buf, len,
+	    "%s: the database file was written by another program after it was opened "
+	    "(modified at %s, %lld bytes; as this process last wrote or opened it: %s, %lld "
+	    "bytes): overwritten in place (e.g. by cp) or touched, it may no longer hold what "
+	    "was committed",
+	    c->path, now, (long long)c->seen_size, was, (long long)c->size);
+	return true;
+}
+
+int64_t store_ckpt_wal_bytes(const struct store *st)
+{
+	struct stat sb;
+
+	if (st->ckpt == NULL || stat(st->ckpt->wal_path, &sb) != 0)
+		return -1;
+	return (int64_t)sb.st_size;
+}

@@ -1,0 +1,179 @@
+"""The database file under a running supervisor, as only it should write it: a copy put
+over it in place (`cp other.db live.db`, the same inode) of the same size or larger is
+seen by its moved mtime and is DATABASE LOST (exit 3), with nothing more written into the
+copy; a hard link or a chmod changes only the file's ctime and is not; and a checkpoint
+that fails (the file made immutable with chattr +i) is logged, counted in the metrics and
+shown in the status, while commits go on into the write-ahead log."""
+import fcntl
+import os
+import re
+import signal
+import struct
+import subprocess
+
+import pytest
+
+from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, sql,
+                                status_when, wait_for)
+
+
+@pytest.fixture
+def llm(tmp):
+    s = Standin(tmp)
+    yield s
+    s.stop()
+
+
+def db_path(url):
+    return url[len("sqlite:///"):]
+
+
+def other_db(tmp, runs, phases):
+    """Another database made by the program, in tmp/other; its path."""
+    other = os.path.join(str(tmp), "other")
+    os.mkdir(other)
+    new_db(other, runs=runs, phases=phases)
+    return os.path.join(other, "autopack.db")
+
+
+@pytest.mark.parametrize("how", ["cp-same-size", "cp-larger", "notrunc-same-size"])
+def test_a_copy_as_large_put_over_the_database_in_place_is_database_lost(tmp, llm, how):
+    url = new_db(tmp, runs=40, phases=10, check="sleep 0.5")
+    path = db_path(url)
+    copy = other_db(tmp, 40 if how.endswith("same-size") else 120, 10)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    sup.wait_ready()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] >= 1, what="work in flight")
+    before = os.stat(path)
+    if how.endswith("same-size"):
+        assert os.path.getsize(copy) == before.st_size
+    else:
+        assert os.path.getsize(copy) > before.st_size
+    if how.startswith("cp"):
+        subprocess.run(["cp", copy, path], check=True)
+    else:
+        # Written over in place without a truncation first: only the mtime tells.
+        subprocess.run(["dd", "if=" + copy, "of=" + path, "conv=notrunc", "status=none"],
+                       check=True)
+    assert os.stat(path).st_ino == before.st_ino
+    assert sup.wait(timeout=30) == 3, sup.stderr()
+    err = sup.stderr()
+    assert "DATABASE LOST" in err, err[-3000:]
+    # cp truncates the file before it writes: a check can fall in between.
+    written = "the database file was written by another program after it was opened" in err
+    assert written or (how.startswith("cp") and "shrank" in err), err[-3000:]
+    if written:
+        assert path in err and "overwritten in place (e.g. by cp) or touched" in err
+        assert re.search(r"\(modified at \S+Z, %d bytes; as this process last wrote or "
+                         r"opened it: \S+Z, %d bytes\)" % (os.path.getsize(copy),
+                                                          before.st_size), err), err[-3000:]
+    assert "the write-ahead log is kept as it is, nothing more is written" in err
+    assert "exit status 0" not in err
+    # Nothing of the supervisor's reached the copy, not even when it closed the database;
+    # its commits are in the write-ahead log kept beside it.
+    with open(path, "rb") as a, open(copy, "rb") as b:
+        assert a.read() == b.read()
+    assert os.path.getsize(path + "-wal") > 0
+
+
+def test_links_modes_and_its_own_checkpoints_leave_the_database_its_own(tmp):
+    # Enough dry-run visits for several checkpoints of the supervisor's own (each moves
+    # the file's mtime), while a hard link comes and goes and the mode changes (ctime).
+    url = new_db(tmp, runs=60, phases=50)
+    path = db_path(url)
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run")
+    sup.wait_ready()
+    link = os.path.join(str(tmp), "hard.db")
+    mode = os.stat(path).st_mode & 0o7777
+    n = 0
+
+    def churn():
+        # A second name lives only between status calls (ctl refuses a file with two).
+        nonlocal n
+        n += 1
+        os.link(path, link)
+        os.chmod(path, mode if n % 2 else 0o640)
+        os.chown(path, os.getuid(), os.getgid())
+        os.unlink(link)
+        st = sup.status()
+        return st["progress"]["remaining"] == 0 and st["writer_queue_writes"] == 0
+    wait_for(churn, timeout=120, step=0.02, what="the dry run done")
+    st = sup.status()
+    db = st["database"]
+    assert db["checkpoints"] >= 2 and db["checkpoint_failures"] == 0, db
+    assert not db["checkpoint_failing"] and db["checkpoint_error"] is None, db
+    assert db["wal_bytes"] > 0 and st["health"]["reasons"] == [], st
+    # A touch moves the mtime: it cannot be told from a write, and is DATABASE LOST. The
+    # file and the write-ahead log kept beside it still hold every commit.
+    os.utime(path)
+    assert sup.wait(timeout=30) == 3, sup.stderr()
+    assert "written by another program" in sup.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts") == [(st["queue"]["started"],)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
+
+
+def set_immutable(path, on):
+    """Set or clear the file's immutable attribute (chattr +i / -i); False if the file
+    system or the process cannot."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buf = fcntl.ioctl(fd, FS_IOC_GETFLAGS, struct.pack("l", 0))
+        flags = struct.unpack("l", buf)[0]
+        flags = flags | FS_IMMUTABLE_FL if on else flags & ~FS_IMMUTABLE_FL
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("l", flags))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def samples(text, name):
+    m = re.search(r"^%s (\S+)$" % name, text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_a_failing_checkpoint_is_logged_counted_and_shown(tmp):
+    url = new_db(tmp, runs=60, phases=50)
+    path = db_path(url)
+    probe = os.path.join(str(tmp), "probe")
+    open(probe, "w").close()
+    if not set_immutable(probe, True):
+        pytest.skip("FS_IOC_SETFLAGS (chattr +i) is not supported on %s for this process"
+                    % str(tmp))
+    set_immutable(probe, False)
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run")
+    try:
+        sup.wait_ready()
+        assert set_immutable(path, True)
+        st = status_when(sup, lambda s: s["database"]["checkpoint_failures"] >= 1,
+                         timeout=120, what="a failed checkpoint")
+        db = st["database"]
+        assert db["checkpoint_failing"] and "Operation not permitted" in db["checkpoint_error"]
+        reasons = [r for r in st["health"]["reasons"] if r["code"] == "checkpoints_failing"]
+        assert len(reasons) == 1 and path in reasons[0]["message"], st["health"]
+        wait_for(lambda: "checkpointing the write-ahead log into the database file failed"
+                 in sup.stderr(), timeout=10, what="the warning")
+        err = sup.stderr()
+        line = [x for x in err.splitlines() if "checkpointing the write-ahead log" in x][0]
+        assert path in line and "Operation not permitted" in line and path + "-wal" in line
+        assert re.search(r"which is now \d+ bytes", line), line
+        r = sup.ctl("metrics")
+        assert r.rc == 0, r
+        assert samples(r.out, "autopack_db_checkpoint_failures_total") >= 1
+        assert samples(r.out, "autopack_db_wal_bytes") > 0
+        # Rate-limited: more failures, still one warning within the minute.
+        status_when(sup, lambda s: s["database"]["checkpoint_failures"] >= 2 or
+                    s["progress"]["remaining"] == 0, timeout=120, what="the drain")
+        assert sup.stderr().count("checkpointing the write-ahead log into the database "
+                                  "file failed") == 1
+    finally:
+        set_immutable(path, False)
+    # Writable again: the commits held in the write-ahead log reach the file at the end.
+    sup.signal(signal.SIGTERM)
+    assert sup.wait(timeout=60) == 0, sup.stderr()
+    assert not os.path.exists(path + "-wal"), sup.stderr()[-2000:]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
