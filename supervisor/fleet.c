@@ -3,12 +3,15 @@
  * commit writes it too, writer.c), the rescue of the attempts of supervisors whose
  * heartbeat stopped, the run queues read again when other supervisors free runs, and the
  * commands sent through the database. The connection's socket is watched with a uv_poll
- * for NOTIFY; every database call is one query, so the loop never waits longer. */
+ * (on a duplicate of it) for NOTIFY; every database call is one query, so the loop never
+ * waits longer. */
 #include "supervisor/cmd.h"
 #include "common/log.h"
 #include "common/store/store_fleet.h"
 #include "common/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,50 +230,92 @@ static void fleet_notifications(struct sup *s)
 		fleet_refresh(s, false);
 }
 
-/* The connection's socket is readable: a notification, most likely. */
+/* The watch on the connection: a uv_poll on a descriptor of its own, a duplicate of
+ * the connection's socket. libpq closes its socket when the connection drops (and
+ * PQreset opens another); the duplicate keeps the descriptor's number taken until the
+ * poll is closed, so no handle opened meanwhile (a worker's channel, a control
+ * connection) can get that number while the loop still watches it. */
+struct fleet_watch {
+	uv_poll_t poll; /* first: s->fleet_poll points here */
+	int fd;         /* the duplicate, closed once the poll is */
+};
+
+/* Whether the watch still fits the connection: the same connection, still up, and the
+ * supervisor still writing. */
+static bool fleet_watch_valid(struct sup *s)
+{
+	return !s->writes_off && s->conn_gen == s->st->conn_gen && !store_connection_lost(s->st);
+}
+
+/* The connection's socket is readable: a notification, most likely. A failed poll or a
+ * connection seen gone (or replaced) ends the watch at once: its socket would stay
+ * readable; the fleet timer watches the next connection. */
 static void fleet_poll_cb(uv_poll_t *h, int status, int events)
 {
 	struct sup *s = h->data;
 
 	(void)events;
-	if (status < 0) {
-		uv_poll_stop(h);
+	if (status < 0 || !fleet_watch_valid(s)) {
+		fleet_unlisten(s);
 		return;
 	}
 	fleet_notifications(s);
+	if (!fleet_watch_valid(s))
+		fleet_unlisten(s);
 }
 
-/* Free a closed poll handle. */
+/* Close the duplicate a closed poll watched and free the handle. */
 static void fleet_poll_close_cb(uv_handle_t *h)
 {
-	free(h);
+	struct fleet_watch *w = (struct fleet_watch *)h;
+
+	close(w->fd);
+	free(w);
+}
+
+/* Stop the watch and close its handle (its duplicate is closed with it); nothing when
+ * nothing is watched. */
+void fleet_unlisten(struct sup *s)
+{
+	if (s->fleet_poll == NULL)
+		return;
+	uv_poll_stop(s->fleet_poll);
+	uv_close((uv_handle_t *)s->fleet_poll, fleet_poll_close_cb);
+	s->fleet_poll = NULL;
 }
 
 /* Watch the connection's socket for notifications (again, after a reconnect: the
- * socket is another one). */
+ * socket is another one). On failure nothing is watched: the fleet timer still reads
+ * the notifications at each tick. */
 void fleet_listen(struct sup *s)
 {
+	struct fleet_watch *w;
 	struct store_err err;
-	int fd;
+	int fd, dupfd, rc;
 
 	s->conn_gen = s->st->conn_gen;
 	s->fleet_connected_ms = clock_mono_ms();
-	if (s->fleet_poll != NULL) {
-		uv_poll_stop(s->fleet_poll);
-		uv_close((uv_handle_t *)s->fleet_poll, fleet_poll_close_cb);
-		s->fleet_poll = NULL;
-	}
+	fleet_unlisten(s);
 	if (store_fleet_listen(s->sd, &fd, &err) != 0) {
 		log_error("%s", err.text);
 		return;
 	}
-	s->fleet_poll = xcalloc(1, sizeof *s->fleet_poll);
-	if (uv_poll_init(s->loop, s->fleet_poll, fd) != 0) {
-		free(s->fleet_poll);
-		s->fleet_poll = NULL;
+	if (fd < 0 || (dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		log_error("cannot watch the database connection for notifications: %s",
+		    fd < 0 ? "no socket" : strerror(errno));
 		return;
 	}
-	s->fleet_poll->data = s;
+	w = xcalloc(1, sizeof *w);
+	w->fd = dupfd;
+	if ((rc = uv_poll_init(s->loop, &w->poll, dupfd)) != 0) {
+		log_error(
+		    "cannot watch the database connection for notifications: %s", uv_strerror(rc));
+		close(dupfd);
+		free(w);
+		return;
+	}
+	w->poll.data = s;
+	s->fleet_poll = &w->poll;
 	uv_poll_start(s->fleet_poll, UV_READABLE, fleet_poll_cb);
 }
 
@@ -405,10 +450,7 @@ bool fleet_finish(struct sup *s)
 /* Close the fleet's handles and free its state (after the loop). */
 void fleet_close(struct sup *s)
 {
-	if (s->fleet_poll != NULL) {
-		uv_close((uv_handle_t *)s->fleet_poll, fleet_poll_close_cb);
-		s->fleet_poll = NULL;
-	}
+	fleet_unlisten(s);
 	free(s->fleet_status);
 	s->fleet_status = NULL;
 }

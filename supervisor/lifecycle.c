@@ -144,9 +144,9 @@ void lifecycle_identity_check(struct sup *s)
 	lifecycle_store_lost(s, &err);
 }
 
-/* The connection to the database server is gone: connect again, and treat a server
- * that now answers for another database as a lost database. Returns whether it was
- * gone. */
+/* The connection to the database server is gone: stop watching it, connect again, and
+ * treat a server that now answers for another database as a lost database. Returns
+ * whether it was gone. */
 static bool lifecycle_reconnect(struct sup *s)
 {
 	struct store_err err;
@@ -154,6 +154,8 @@ static bool lifecycle_reconnect(struct sup *s)
 
 	if (!store_connection_lost(s->st))
 		return false;
+	/* The socket watched for notifications is gone, and the next one is another. */
+	fleet_unlisten(s);
 	rc = store_reconnect(s->st, &err);
 	if (rc == STORE_EMOVED)
 		lifecycle_store_lost(s, &err);

@@ -539,7 +539,7 @@ struct sup {
 	bool fleet_lost;        /* another supervisor declared this one lost */
 	char *fleet_status;     /* written with each heartbeat (heap) */
 	uv_timer_t fleet_timer; /* heartbeat, rescue, queues, commands */
-	uv_poll_t *fleet_poll;  /* the connection's socket: notifications (heap) */
+	uv_poll_t *fleet_poll;  /* a duplicate of the connection's socket (heap) */
 	uint64_t fleet_connected_ms;
 	uint64_t fleet_refreshed_ms;
 	int64_t fleet_cmd_after; /* the last command run */
@@ -582,6 +582,9 @@ void fleet_session_set(struct sup *s);
 void fleet_start(struct sup *s);
 /* Watch the connection again (after a reconnect). */
 void fleet_listen(struct sup *s);
+/* Stop watching the connection (it dropped or is being replaced); the fleet timer
+ * watches the next one. */
+void fleet_unlisten(struct sup *s);
 /* After the loop: leave. Returns whether no other supervisor drains in the session (the
  * caller then ends it). */
 bool fleet_finish(struct sup *s);

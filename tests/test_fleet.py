@@ -6,11 +6,16 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
+import time
 
+import msgpack
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import (Supervisor, make_plan, rogue_supervisor, sql, status_when,
+from supervisor_helpers import (Supervisor, make_plan, rogue_notes, rogue_supervisor, sql,
+                                status_when,
                                 wait_for)
 
 
@@ -242,6 +247,74 @@ def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
     assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(200,)]
     assert sql(url, "SELECT count(*) FROM attempts WHERE events_committed = 1") == [(200,)]
     assert any("connected to %s again" % url in s.stderr() for s in sups)
+
+
+def control_ask(path, cmd, *args, timeout=5):
+    """One request on a fresh connection to a supervisor's control socket: its reply,
+    or None when none came within `timeout` (the connection was not being read)."""
+    body = msgpack.packb({"v": 1, "t": "request", "id": 1, "cmd": cmd,
+                          "args": [str(a) for a in args]})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(timeout)
+        c.connect(path)
+        c.sendall(struct.pack(">I", len(body)) + body)
+        got = b""
+        try:
+            while len(got) < 4 or len(got) < 4 + struct.unpack(">I", got[:4])[0]:
+                more = c.recv(65536)
+                if not more:
+                    return None
+                got += more
+        except socket.timeout:
+            return None
+    return msgpack.unpackb(got[4:4 + struct.unpack(">I", got[:4])[0]])
+
+
+def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns(
+        tmp, own_cluster):
+    """The server goes away three times mid-drain. Each time, once the supervisors saw
+    their connection drop (libpq closed its socket), control connections are opened and
+    more workers started while it is down: descriptors that may take the number of the
+    connection's socket. Each is served (the requests answered, the new workers given
+    phases), the watch on the next connection disturbs none of them, and the drain ends
+    with every phase completed once."""
+    url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=100, phases=5)
+    sups = [rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
+                             "--exit-when-drained", name="sup%d" % i) for i in range(2)]
+    done = "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL"
+    try:
+        for s in sups:
+            s.wait_ready(timeout=120)
+        for cycle in range(3):
+            before = sql(url, done)[0][0]
+            wait_for(lambda: sql(url, done)[0][0] >= before + 20, timeout=120,
+                     what="20 more phases done")
+            own_cluster.stop("immediate")
+            time.sleep(1)  # the supervisors read the end of their connections
+            for s in sups:
+                for _ in range(3):
+                    assert control_ask(s.control, "status") is not None, s.stderr()
+                assert control_ask(s.control, "scale", 3 + cycle) is not None, s.stderr()
+            own_cluster.start()
+            for s in sups:
+                wait_for(lambda: s.stderr().count("connected to %s again" % url) > cycle,
+                         timeout=120, what="connected again")
+                for _ in range(3):
+                    assert control_ask(s.control, "status") is not None, s.stderr()
+        for s in sups:
+            assert s.wait(timeout=300) == 0, s.stderr()
+    finally:
+        for s in sups:
+            s.kill()
+    rows = attempts(url)
+    assert_each_phase_completed_once(url, rows, 500)
+    assert [r for r in rows if r[3] != "success"] == []
+    assert_one_per_run_in_order(rows, ["p0-%d" % p for p in range(5)])
+    assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(500,)]
+    # Both supervisors drained, and workers started while the server was down ran
+    # phases too (more processes than the four started first took jobs).
+    assert len({r[4] for r in rows}) == 2
+    assert len({n["pid"] for i in range(2) for n in rogue_notes(tmp, "sup%d" % i, "job")}) > 4
 
 
 @pytest.mark.parametrize("mode", ["landed", "lost"])

@@ -27,8 +27,12 @@ def two_runs(tmp, seconds):
 
 
 def two_in_flight(url):
-    """Both workers' calls are on record (announced before they were sent)."""
-    return len(rows(url, "SELECT id FROM llm_usage_events WHERE status = 'sent'")) == 2
+    """Both workers' calls are on record as the workers announced them. The row of each
+    attempt's first try is reserved with the attempt, 'sent' with the cap as max_tokens and
+    no seq, before its worker has even started the call; the worker's announcement gives
+    it its seq and the call's own max_tokens."""
+    return len(rows(url, "SELECT id FROM llm_usage_events WHERE status = 'sent'"
+                         " AND seq IS NOT NULL")) == 2
 
 
 def end_of(url):
