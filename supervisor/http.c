@@ -10,6 +10,7 @@
  * identifier, the database name and its uuid) every second, and its verdict is in the
  * snapshot. */
 #include "supervisor/observe.h"
+#include "supervisor/http_deadline.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/numarg.h"
@@ -60,6 +61,7 @@ struct http {
 	char *url;
 	uint64_t log_window_ms; /* the log limit's minute, under lock */
 	unsigned log_count, log_dropped;
+	struct http_deadlines deadlines; /* of each connection's next request */
 	/* constant while serving; read by the thread */
 	char *db_path; /* the SQLite file; NULL for PostgreSQL */
 	dev_t dev;
@@ -195,10 +197,17 @@ static void http_publish(struct sup *s)
 	pthread_mutex_unlock(&h->lock);
 }
 
-/* Publish the next snapshot. */
+/* Publish the next snapshot, and close the connections whose request is late. */
 static void http_timer_cb(uv_timer_t *t)
 {
-	http_publish(t->data);
+	struct sup *s = t->data;
+	unsigned n = http_deadlines_enforce(&s->http->deadlines);
+
+	if (n > 0)
+		log_warn("http: %u connection(s) answered 408 and closed: the request line and"
+		         " headers took over %d s",
+		    n, HTTP_REQUEST_S);
+	http_publish(s);
 }
 
 /* Take a reference to the newest snapshot. */
@@ -328,6 +337,7 @@ static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, cons
 	(void)version;
 	(void)upload;
 	(void)state;
+	http_deadline_arrived(&h->deadlines, c);
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
 		*upload_size = 0;
 		return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
@@ -412,6 +422,7 @@ int http_start(struct sup *s)
 	h = xcalloc(1, sizeof *h);
 	s->http = h;
 	pthread_mutex_init(&h->lock, NULL);
+	http_deadlines_init(&h->deadlines);
 	h->db_path = s->st->backend == DB_PG ? NULL : xstrdup(s->st->path);
 	h->dev = s->st->dev;
 	h->ino = s->st->ino;
@@ -426,7 +437,8 @@ int http_start(struct sup *s)
 	    (unsigned)HTTP_CONNECTIONS_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL,
-	    MHD_OPTION_END);
+	    MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, &h->deadlines,
+	    MHD_OPTION_NOTIFY_COMPLETED, http_deadline_completed, &h->deadlines, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		log_error("--http %s: cannot listen there (in use, or not an address of this host)",
 		    s->cfg.http_addr);
@@ -475,6 +487,7 @@ void http_free(struct sup *s)
 		return;
 	http_stop(s);
 	snap_put(h->snap);
+	http_deadlines_free(&h->deadlines);
 	pthread_mutex_destroy(&h->lock);
 	free(h->db_path);
 	free(h->url);

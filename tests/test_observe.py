@@ -874,3 +874,67 @@ def test_one_client_holding_idle_connections_locks_nobody_out(tmp):
             s.close()
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0, sup.stderr()
+
+
+def test_a_request_sent_a_byte_at_a_time_gets_408_and_frees_its_place(tmp):
+    """Sixteen connections sending their request a byte every 2 s (never silent for 5 s)
+    held one address's every place for as long as the headers could grow (32 KiB: a day
+    and a half): a scraper from that address was refused all the while. A request line and
+    headers must now arrive within 10 s: the slow ones are answered 408 and closed, the
+    address is served again, and a scraper asking every second, and the dashboard's every
+    2 s, are served throughout."""
+    url = new_db(tmp, runs=1)
+    sup = Supervisor(tmp, url, "--workers", 0, "--http", "127.0.0.1:0")
+    slow = []
+    try:
+        base = http_base(sup)
+        port = urllib.parse.urlsplit(base).port
+        slow = idle_connections(port, "127.0.0.2", 16)
+        assert len(slow) == 16
+        scrape = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        page = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        req = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200 + b"\r\n\r\n"
+        start = time.monotonic()
+        i = 0
+        while time.monotonic() - start < 16:
+            for s in slow:
+                try:
+                    s.send(req[i:i + 1])
+                except OSError:
+                    pass
+            i += 1
+            for c, path in ((scrape, "/metrics"), (page, "/api/status")):
+                if c is page and i % 2:
+                    continue
+                c.request("GET", path)
+                r = c.getresponse()
+                assert r.status == 200 and r.read(), path
+            time.sleep(1)
+        got = []
+        for s in slow:
+            s.settimeout(1)
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except (socket.timeout, ConnectionResetError):
+                pass
+            got.append(data)
+        assert all(d.startswith(b"HTTP/1.1 408 Request Timeout\r\n") for d in got), got[:2]
+        assert all(b'"error": "request_timeout"' in d for d in got)
+        assert i < len(req) - 4  # they never finished
+        status, _, body = request(base, "/metrics", timeout=5)
+        assert status == 200 and "autopack_" in body
+        again = idle_connections(port, "127.0.0.2", 1)
+        assert again and not closed_by_server(again[0], 0.5)
+        slow += again
+        assert "connection(s) answered 408 and closed: the request line and headers took " \
+               "over 10 s" in sup.stderr()
+    finally:
+        for s in slow:
+            s.close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()

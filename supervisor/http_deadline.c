@@ -1,0 +1,134 @@
+/* Deadlines for the requests of the HTTP server's connections (see http_deadline.h). Each
+ * connection's socket is duplicated when it starts, so that the loop can shut it down by
+ * a descriptor that stays its own until the record is freed: the server thread may close
+ * and reuse the connection's own number at any time. */
+#include "supervisor/http_deadline.h"
+#include "common/util.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct http_conn {
+	struct http_conn *next, **prev;
+	int fd;               /* a duplicate of the connection's socket */
+	uint64_t deadline_ms; /* monotonic; 0: none (a request is being answered, or done) */
+};
+
+static const char http_408[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                               "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                               "{\"ok\": false, \"error\": \"request_timeout\", \"message\": "
+                               "\"the request line and headers took over 10 s\"}\n";
+
+void http_deadlines_init(struct http_deadlines *d)
+{
+	pthread_mutex_init(&d->lock, NULL);
+	d->head = NULL;
+	d->closed = 0;
+}
+
+void http_deadlines_free(struct http_deadlines *d)
+{
+	struct http_conn *k, *next;
+
+	for (k = d->head; k != NULL; k = next) {
+		next = k->next;
+		close(k->fd);
+		free(k);
+	}
+	d->head = NULL;
+	pthread_mutex_destroy(&d->lock);
+}
+
+/* The record of c, or NULL. */
+static struct http_conn *http_conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *i = MHD_get_connection_info(
+	    c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return i != NULL ? i->socket_context : NULL;
+}
+
+void http_deadline_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+    enum MHD_ConnectionNotificationCode code)
+{
+	struct http_deadlines *d = cls;
+	struct http_conn *k = *socket_context;
+	const union MHD_ConnectionInfo *i;
+	int fd;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (i == NULL || (fd = fcntl(i->connect_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+			return;
+		k = xcalloc(1, sizeof *k);
+		k->fd = fd;
+		k->deadline_ms = clock_mono_ms() + HTTP_REQUEST_S * 1000;
+		pthread_mutex_lock(&d->lock);
+		k->next = d->head;
+		k->prev = &d->head;
+		if (d->head != NULL)
+			d->head->prev = &k->next;
+		d->head = k;
+		pthread_mutex_unlock(&d->lock);
+		*socket_context = k;
+		return;
+	}
+	if (code != MHD_CONNECTION_NOTIFY_CLOSED || k == NULL)
+		return;
+	pthread_mutex_lock(&d->lock);
+	*k->prev = k->next;
+	if (k->next != NULL)
+		k->next->prev = k->prev;
+	pthread_mutex_unlock(&d->lock);
+	close(k->fd);
+	free(k);
+	*socket_context = NULL;
+}
+
+void http_deadline_arrived(struct http_deadlines *d, struct MHD_Connection *c)
+{
+	struct http_conn *k = http_conn_of(c);
+
+	if (k == NULL)
+		return;
+	pthread_mutex_lock(&d->lock);
+	k->deadline_ms = 0;
+	pthread_mutex_unlock(&d->lock);
+}
+
+void http_deadline_completed(
+    void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode code)
+{
+	struct http_deadlines *d = cls;
+	struct http_conn *k = http_conn_of(c);
+
+	(void)state;
+	(void)code;
+	if (k == NULL)
+		return;
+	pthread_mutex_lock(&d->lock);
+	k->deadline_ms = clock_mono_ms() + HTTP_REQUEST_S * 1000;
+	pthread_mutex_unlock(&d->lock);
+}
+
+unsigned http_deadlines_enforce(struct http_deadlines *d)
+{
+	uint64_t now = clock_mono_ms();
+	unsigned n = 0;
+	struct http_conn *k;
+
+	pthread_mutex_lock(&d->lock);
+	for (k = d->head; k != NULL; k = k->next) {
+		if (k->deadline_ms == 0 || now < k->deadline_ms)
+			continue;
+		k->deadline_ms = 0;
+		(void)!send(k->fd, http_408, sizeof http_408 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		shutdown(k->fd, SHUT_RDWR);
+		n++;
+	}
+	d->closed += n;
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
