@@ -37,8 +37,8 @@
 #define HTTP_CONNECTIONS 128
 #define HTTP_CONNECTIONS_PER_IP 16
 /* A connection silent this long (idle, or sending its request too slowly) is closed: short
- * enough that connections left open free their place soon, long enough for the
- * dashboard's keep-alive connection, which asks every 2 s. */
+ * enough that connections left open free their place soon. Every answer closes its
+ * connection (`Connection: close`), so no client of ours waits on one between requests. */
 #define HTTP_TIMEOUT_S 5
 #define HTTP_CONNECTION_MEMORY 32768 /* a request's line and headers must fit */
 #define HTTP_LOG_BURST 10            /* libmicrohttpd messages logged a minute */
