@@ -150,7 +150,10 @@ def test_checkpoints_reads_and_backups_by_other_programs_are_not_database_lost(t
         assert sup.proc.poll() is None, sup.stderr()[-3000:]
     assert moved > 0, "no checkpoint of another program's wrote the file"
     assert "DATABASE LOST" not in sup.stderr()
-    # A write after them is still one.
+    # A write after them is still one. The supervisor looks at the file once a second,
+    # and a write in the same second as another program's checkpoint passes as part of
+    # it (documented): the write comes two looks after the last checkpoint.
+    time.sleep(2.5)
     os.utime(path)
     assert sup.wait(timeout=30) == 3, sup.stderr()
     assert "written by another program" in sup.stderr()
