@@ -350,13 +350,27 @@ static struct commit_group *writer_group(struct sup *s)
 	return g;
 }
 
+/* The round's leases move to group g and are taken, in memory; the next round fills the
+ * group's old buffer. */
+static void writer_grants_move(struct sup *s, struct commit_group *g)
+{
+	struct grant *buf = g->grants;
+	size_t cap = g->grants_cap;
+
+	g->grants = s->grants;
+	g->ngrants = s->ngrants;
+	g->grants_cap = s->grants_cap;
+	s->grants = buf;
+	s->grants_cap = cap;
+	s->ngrants = 0;
+	s->round.committed(s, g->grants, g->ngrants);
+}
+
 /* The round's transaction committed: the queue and the round's leases become group g
  * (the leases taken at once, in memory), held until durable. */
 static void writer_committed(struct sup *s, struct op *head, bool lease, uint64_t began)
 {
 	struct commit_group *g = writer_group(s);
-	struct grant *buf = g->grants;
-	size_t cap = g->grants_cap;
 	struct writer_acks acks = g->acks;
 
 	policy_saved(s);
@@ -373,17 +387,8 @@ static void writer_committed(struct sup *s, struct op *head, bool lease, uint64_
 	g->arena = s->ops_arena;
 	s->ops_arena = (struct op_arena){ 0 };
 	g->began = began;
-	if (lease) {
-		/* The round's leases move to the group; the next round fills the group's old
-		 * buffer. */
-		g->grants = s->grants;
-		g->ngrants = s->ngrants;
-		g->grants_cap = s->grants_cap;
-		s->grants = buf;
-		s->grants_cap = cap;
-		s->ngrants = 0;
-		s->round.committed(s, g->grants, g->ngrants);
-	}
+	if (lease)
+		writer_grants_move(s, g);
 	sync_hold(s, g);
 }
 
@@ -479,20 +484,12 @@ static void writer_in_doubt(struct sup *s, const struct store_err *err)
 static void writer_committed_round(struct sup *s)
 {
 	struct commit_group *g = writer_group(s);
-	struct grant *buf = g->grants;
-	size_t cap = g->grants_cap;
 
 	s->commit_fail_streak = 0;
 	g->nops = 0;
 	g->head = NULL;
 	g->began = uv_hrtime();
-	g->grants = s->grants;
-	g->ngrants = s->ngrants;
-	g->grants_cap = s->grants_cap;
-	s->grants = buf;
-	s->grants_cap = cap;
-	s->ngrants = 0;
-	s->round.committed(s, g->grants, g->ngrants);
+	writer_grants_move(s, g);
 	sync_hold(s, g);
 	if (s->stopping)
 		lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the supervisor is stopping");
