@@ -21,6 +21,8 @@ TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              systemd man-db groff-base sqlite3 \
              chromium prometheus postgresql python3-psycopg2
 BENCH_DEBS := beanstalkd time
+# make demo's LLM stand-in (tests/llm_standin.py) and the request schema it checks.
+DEMO_DEBS := python3 python3-jsonschema python3-yaml
 PYTHON    := /usr/bin/python3
 VERSION   := 0.1.0
 
@@ -175,7 +177,10 @@ build/.bench-deps-ok: $(STAMP) Makefile
 bench: $(BINS) $(BENCH_TOOLS) build/.test-deps-ok build/.bench-deps-ok
 	@AUTOPACK_BIN=$(abspath $(O)/bin) $(PYTHON) tests/bench/bench.py
 
-demo: $(BINS)
+build/.demo-deps-ok: $(STAMP) Makefile
+	$(call install_debs,$(DEMO_DEBS))
+
+demo: $(BINS) build/.demo-deps-ok
 	@AUTOPACK_BIN=$(abspath $(O)/bin) sh tests/demo.sh
 
 # What `make install` puts where, besides the binaries.
