@@ -62,3 +62,40 @@ def test_make_demo_without_built_binaries_says_to_run_make(tmp):
     assert r.returncode == 1
     assert "autopack-ctl not found; run make first" in r.stderr
     assert not os.path.exists(os.path.join(str(tmp), "demo"))
+
+
+def test_make_demo_installs_every_package_the_stand_in_imports():
+    # On a bare machine `make demo` stopped at "python3 not found": it installed only the
+    # build's packages. Each module the stand-in imports from outside the standard library
+    # and the tests folder must come from a Debian package make demo installs (dpkg -S).
+    import ast
+    import importlib.util
+    import re
+    import sys
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        demo_debs = re.search(r"^DEMO_DEBS\s*:=\s*(.*)$", f.read(), re.M).group(1).split()
+    assert "python3" in demo_debs
+    local = {n[:-3] for n in os.listdir(os.path.join(ROOT, "tests")) if n.endswith(".py")}
+    seen, todo, outside = set(), ["llm_standin"], set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        with open(os.path.join(ROOT, "tests", name + ".py")) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            for m in (m.split(".")[0] for m in mods):
+                if m in local:
+                    if m not in seen:
+                        todo.append(m)
+                elif m not in sys.stdlib_module_names:
+                    outside.add(m)
+    assert outside, "the stand-in imports nothing from outside: the check checks nothing"
+    for m in sorted(outside):
+        spec = importlib.util.find_spec(m)
+        assert spec is not None and spec.origin, m
+        r = subprocess.run(["dpkg", "-S", spec.origin], capture_output=True, text=True)
+        assert r.returncode == 0, (m, spec.origin, r.stderr)
+        pkg = r.stdout.split(":")[0]
+        assert pkg in demo_debs, (m, pkg, demo_debs)
