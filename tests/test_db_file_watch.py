@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, sql,
                                 status_when, wait_for)
@@ -180,8 +181,12 @@ def set_immutable(path, on):
 
 
 def samples(text, name):
-    m = re.search(r"^%s (\S+)$" % name, text, re.M)
-    return float(m.group(1)) if m else None
+    """The value of metric `name` (one sample, no labels), read by Prometheus's parser."""
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                return s.value
+    return None
 
 
 def test_a_failing_checkpoint_is_logged_counted_and_shown(tmp):
