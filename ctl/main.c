@@ -1,6 +1,7 @@
 /* autopack-ctl: `autopack-ctl [--db URL] COMMAND [ARGS]`. Finds the command in
  * cmd_table[] and runs it. */
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/util.h"
 #include "ctl/cmd.h"
 
@@ -93,6 +94,7 @@ int main(int argc, char **argv)
 	const struct cmd_entry *best = NULL;
 	int i, words = 0;
 
+	procs_stdio_open();
 	log_init("autopack-ctl", LOG_INFO);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

@@ -550,6 +550,8 @@ int main(int argc, char **argv)
 	uv_loop_t loop;
 	int rc;
 
+	/* Closed standard descriptors are filled before anything takes their numbers. */
+	procs_stdio_open();
 	/* Descriptors the operator's shell left open reach no worker and no check. */
 	procs_cloexec_from(3);
 	signal(SIGPIPE, SIG_IGN);
