@@ -85,6 +85,8 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx)
 }
 
 /* Map a store error to an exit code: 1 refused, 2 unusable. */
+int cmd_stdout_errno;
+
 int cmd_exit_code(int store_rc)
 {
 	switch (store_rc) {

@@ -83,7 +83,9 @@ static int ctl_flush_stdout(int rc)
 	/* errno is the cause when this flush failed; an earlier one lost it */
 	fprintf(stderr,
 	    "autopack-ctl: writing standard output failed: %s; the output is incomplete\n",
-	    errno != 0 ? strerror(errno) : "an earlier write was refused");
+	    errno != 0                ? strerror(errno) :
+	        cmd_stdout_errno != 0 ? strerror(cmd_stdout_errno) :
+	                                "an earlier write was refused");
 	return rc != CMD_EXIT_OK ? rc : cmd_exit_code(STORE_EIO);
 }
 

@@ -25,3 +25,26 @@ def test_a_supervisor_with_standard_descriptors_closed_drains_and_exits_0(tmp, c
     assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'dry_run'") == [(6,)]
     ended = sql(url, "SELECT stop_reason FROM drain_sessions WHERE completed_at IS NOT NULL")
     assert ended == [("drained",)], ended
+
+
+@pytest.mark.parametrize("out,cause", [("/dev/full", "No space left on device"),
+                                       (None, "Bad file descriptor")])
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_watch_whose_output_cannot_be_written_stops_and_says_why(tmp, out, cause, json_flag):
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", "0")
+    try:
+        sup.wait_ready()
+        stdout = open(out, "w") if out else None
+        cmd = [binpath("autopack-ctl"), "--db", url] + json_flag + [
+            "watch", "--interval", "0.1", "--control", sup.control]
+        if out is None:  # stdout closed
+            cmd = ["/bin/sh", "-c", 'exec "$@" >&-', "sh"] + cmd
+        # It ran until killed, each line refused by the full disk.
+        p = subprocess.run(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                           timeout=60)
+        assert p.returncode == 2, (p.returncode, p.stderr)
+        assert ("writing standard output failed: %s; the output is incomplete" % cause
+                in p.stderr), p.stderr
+    finally:
+        sup.stop_now()
