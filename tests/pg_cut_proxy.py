@@ -40,8 +40,8 @@ class CutProxy:
         self.late_done = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def url(self, dbname):
-        return "postgresql://autopack@127.0.0.1:%d/%s" % (self.port, dbname)
+    def url(self, dbname, user="autopack"):
+        return "postgresql://%s@127.0.0.1:%d/%s" % (user, self.port, dbname)
 
     def close(self):
         self.closed = True

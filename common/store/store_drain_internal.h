@@ -98,7 +98,7 @@ struct store_drain {
 	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
 	bool retry_failed;     /* with supervisor_id: FAILED phases are eligible too */
 	/* With supervisor_id: the transaction the last heartbeat was written in (its id, by
-	 * txid_current()) and the server process of the connection it ran on (store_fleet.h,
+	 * pg_current_xact_id()) and the server process of the connection it ran on (store_fleet.h,
 	 * store_fleet_txn). */
 	int64_t heartbeat_xid;
 	int heartbeat_pid;

@@ -121,7 +121,7 @@ int store_fleet_open_elsewhere(
 int store_fleet_attempts_found(
     struct store_drain *d, const uint64_t *ids, size_t n, size_t *found, struct store_err *err);
 
-/* A group's transaction on the server: its id (txid_current(), with its epoch) and the
+/* A group's transaction on the server: its id (pg_current_xact_id(), with its epoch) and the
  * server process of the connection it ran on. */
 struct fleet_txn {
 	int64_t xid;
@@ -140,7 +140,7 @@ enum fleet_txn_state {
 struct fleet_txn store_fleet_txn(const struct store_drain *d);
 /* Learn what became of transaction `t`, whose COMMIT went unanswered, on a connection made
  * since (outside a transaction), into *state. The server says whether it committed or
- * was rolled back (txid_status); while it is still in progress (the old session lives
+ * was rolled back (pg_xact_status); while it is still in progress (the old session lives
  * on, e.g. when the network was cut rather than the server, and a COMMIT may still reach
  * it), that session is asked to end (pg_terminate_backend, allowed on a session of the
  * same role) and *state is FLEET_TXN_RUNNING, with what was done in err->text: ask again

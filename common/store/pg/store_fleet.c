@@ -429,18 +429,30 @@ int store_fleet_session_others(
 	return rc == DB_ROW ? 0 : fleet_fail(d->st, err, "counting the session's supervisors");
 }
 
+/* Whether the server names its transaction id functions as before PostgreSQL 13
+ * (txid_current, txid_status), whose names later versions keep only as deprecated. */
+static bool fleet_xact_names_old(struct store_drain *d)
+{
+	return PQserverVersion(db_pg_conn(d->st->db)) < 130000;
+}
+
 /* Renew the heartbeat in the group; *lost when this supervisor is no longer live. The
  * row's update gave the transaction its id, read in the same statement with the server
  * process, for a COMMIT that may go unanswered (store_fleet_txn). */
 int store_fleet_heartbeat(
     struct store_drain *d, const char *status_json, bool *lost, struct store_err *err)
 {
+	static const char *const sql[] = {
+		"UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
+		" status_json) WHERE supervisor_id = ?1 AND state = 'live'"
+		" RETURNING pg_current_xact_id()",
+		/* The names before PostgreSQL 13. */
+		"UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
+		" status_json) WHERE supervisor_id = ?1 AND state = 'live' RETURNING txid_current()",
+	};
 	struct db_stmt *q = NULL;
 	int64_t xid = 0;
-	int rc = db_prepare(d->st->db,
-	    "UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
-	    " status_json) WHERE supervisor_id = ?1 AND state = 'live' RETURNING txid_current()",
-	    &q);
+	int rc = db_prepare(d->st->db, sql[fleet_xact_names_old(d)], &q);
 
 	assert(db_in_transaction(d->st->db));
 	*lost = false;
@@ -451,7 +463,7 @@ int store_fleet_heartbeat(
 	rc = store_step_id(d->st->db, q, rc, &xid, err, "%s: renewing the heartbeat", d->st->url);
 	if (rc != 0)
 		return rc;
-	/* txid_current() is never 0: no row, the row is no longer live. */
+	/* A transaction id is never 0: none read, the row is no longer live. */
 	*lost = xid == 0;
 	d->heartbeat_xid = xid;
 	d->heartbeat_pid = PQbackendPID(db_pg_conn(d->st->db));
@@ -616,12 +628,16 @@ struct fleet_txn store_fleet_txn(const struct store_drain *d)
 }
 
 /* Read what the server says of transaction `xid` into `state` (size bytes): "committed",
- * "aborted", "in progress", or "" when it no longer knows it. */
+ * "aborted", "in progress", or "" when it no longer knows it (pg_xact_status, or
+ * txid_status before PostgreSQL 13). */
 static int fleet_txn_status(
     struct store_drain *d, int64_t xid, char *state, size_t size, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
-	int rc = db_prepare(d->st->db, "SELECT txid_status(CAST(?1 AS BIGINT))", &q);
+	int rc = db_prepare(d->st->db,
+	    fleet_xact_names_old(d) ? "SELECT txid_status(CAST(?1 AS BIGINT))" :
+	                              "SELECT pg_xact_status(CAST(CAST(?1 AS TEXT) AS xid8))",
+	    &q);
 
 	state[0] = '\0';
 	if (rc == DB_OK) {
