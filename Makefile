@@ -19,7 +19,7 @@ TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              python3-pytest-xdist python3-sqlalchemy clang libclang-rt-14-dev strace \
              clang-format python3-prometheus-client python3-jsonschema python3-yaml \
              systemd man-db groff-base sqlite3 \
-             chromium prometheus postgresql python3-psycopg2
+             chromium prometheus postgresql python3-psycopg2 python3-pyflakes
 BENCH_DEBS := beanstalkd time
 # make demo's LLM stand-in (tests/llm_standin.py) and the request schema it checks.
 DEMO_DEBS := python3 python3-jsonschema python3-yaml
@@ -149,6 +149,7 @@ format: build/.test-deps-ok
 format-check: build/.test-deps-ok
 	@clang-format --dry-run --Werror $(C_FILES) 2>&1 | grep -o '^[^:]*\.[ch]' | sort -u | \
 	  sed 's/^/autopack: not formatted (make format): /' | grep . >&2 && exit 1 || true
+	@$(PYTHON) -m pyflakes tests
 
 check: $(BINS) $(UNIT) $(TOOLS) build/.test-deps-ok format-check
 	@AUTOPACK_BIN=$(abspath $(O)/bin) AUTOPACK_SANITIZE=$(SANITIZE) \

@@ -16,10 +16,18 @@ struct http_conn {
 	uint64_t deadline_ms; /* monotonic; 0: none (a request is being answered, or done) */
 };
 
+#define HTTP_STR_(x) #x
+#define HTTP_STR(x) HTTP_STR_(x)
+/* The 408 answer's body, and its length as the Content-Length says it. */
+#define HTTP_408_BODY                                                                              \
+	"{\"ok\": false, \"error\": \"request_timeout\", \"message\": "                            \
+	"\"the request line and headers took over " HTTP_STR(HTTP_REQUEST_S) " s\"}\n"
+#define HTTP_408_LEN 100
+_Static_assert(sizeof HTTP_408_BODY - 1 == HTTP_408_LEN, "HTTP_408_LEN is the body's length");
+
 static const char http_408[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                               "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-                               "{\"ok\": false, \"error\": \"request_timeout\", \"message\": "
-                               "\"the request line and headers took over 10 s\"}\n";
+                               "Content-Type: application/json\r\n"
+                               "Content-Length: " HTTP_STR(HTTP_408_LEN) "\r\n\r\n" HTTP_408_BODY;
 
 void http_deadlines_init(struct http_deadlines *d)
 {

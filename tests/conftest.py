@@ -91,6 +91,15 @@ def pg_url(pg_cluster):
     pg_cluster.drop_database(name)
 
 
+@pytest.fixture
+def llm(tmp):
+    """The LLM stand-in (tests/llm_standin.py) answering every request normally."""
+    from supervisor_helpers import Standin
+    s = Standin(tmp)
+    yield s
+    s.stop()
+
+
 @pytest.fixture(params=["sqlite", "pg"])
 def backend_url(request, tmp):
     """A database URL on each backend, for `db init`: a file not made yet in tmp, or a

@@ -6,10 +6,13 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
 
-from conftest import ROOT, ctl
-from supervisor_helpers import PYTHON, Supervisor, db_url, wait_for
+from conftest import ctl
+import supervisor_helpers
+from supervisor_helpers import Supervisor, db_url
+
+# The end-to-end tests start the one LLM stand-in through this module too.
+Standin = supervisor_helpers.Standin
 
 SEED_RUN = "telemetry-collection-v4"
 SEED_DIR = "examples/telemetry_utils/"
@@ -56,39 +59,6 @@ def import_plan(tmp, url, runs):
         json.dump(doc, f)
     r = ctl("--db", url, "run", "import", path)
     assert r.rc == 0, r
-
-
-class Standin:
-    """tests/llm_standin.py on a free loopback port, with any extra flags."""
-
-    def __init__(self, tmp, script=None, *extra, name="llm"):
-        tmp = str(tmp)
-        self.port_file = os.path.join(tmp, name + ".port")
-        self.log = os.path.join(tmp, name + ".log")
-        args = [PYTHON, os.path.join(ROOT, "tests", "llm_standin.py"),
-                "--port-file", self.port_file, "--log", self.log, "--max-seconds", "600"]
-        if script is not None:
-            spath = os.path.join(tmp, name + ".script.json")
-            with open(spath, "w") as f:
-                json.dump(script, f)
-            args += ["--script", spath]
-        self.proc = subprocess.Popen(args + list(extra),
-                                     stderr=open(os.path.join(tmp, name + ".err"), "w"))
-        self.port = int(wait_for(lambda: os.path.exists(self.port_file) and
-                                 open(self.port_file).read().strip(), 30,
-                                 what="stand-in port"))
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def requests(self):
-        if not os.path.exists(self.log):
-            return []
-        with open(self.log) as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
 
 
 def llm_args(llm, provider="anthropic"):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import BIN, ROOT, binpath, ctl, with_keys
+from conftest import ROOT, binpath, ctl, with_keys
 
 PYTHON = "/usr/bin/python3"
 ROGUE = os.path.join(ROOT, "tests", "rogue_worker.py")
@@ -248,9 +248,10 @@ def gate_check(tmp):
 
 
 class Standin:
-    """The LLM stand-in server on a free loopback port."""
+    """tests/llm_standin.py on a free loopback port: `script` (a JSON document) written
+    for its --script, `extra` flags passed as they are."""
 
-    def __init__(self, tmp, script=None, name="llm"):
+    def __init__(self, tmp, script=None, *extra, name="llm"):
         self.port_file = os.path.join(str(tmp), name + ".port")
         self.log = os.path.join(str(tmp), name + ".log")
         args = [PYTHON, os.path.join(ROOT, "tests", "llm_standin.py"),
@@ -260,13 +261,17 @@ class Standin:
             with open(spath, "w") as f:
                 json.dump(script, f)
             args += ["--script", spath]
-        self.proc = subprocess.Popen(args, stderr=open(os.path.join(str(tmp), name + ".err"), "w"))
+        self.proc = subprocess.Popen(args + list(extra),
+                                     stderr=open(os.path.join(str(tmp), name + ".err"), "w"))
         self.port = int(wait_for(lambda: os.path.exists(self.port_file) and
                                  open(self.port_file).read().strip(), 30,
                                  what="stand-in port"))
         self.url = "http://127.0.0.1:%d" % self.port
 
     def requests(self):
+        """The requests received so far, oldest first."""
+        if not os.path.exists(self.log):
+            return []
         with open(self.log) as f:
             return [json.loads(line) for line in f if line.strip()]
 

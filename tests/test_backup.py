@@ -8,15 +8,8 @@ import subprocess
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import (Standin, gate_check, llm_supervisor, new_db, sql,
+from supervisor_helpers import (gate_check, llm_supervisor, new_db, sql,
                                 status_when, wait_for)
-
-
-@pytest.fixture
-def llm(tmp):
-    s = Standin(tmp)
-    yield s
-    s.stop()
 
 
 def sqlite3_cli(*args):

@@ -12,7 +12,7 @@ import time
 import msgpack
 
 from supervisor_helpers import Supervisor, new_db, sql, wait_for
-from conftest import binpath, ctl
+from conftest import binpath
 
 # Clients that pipeline `status` requests (16 per write) as fast as their sockets take
 # them, reading every reply: argv = socket path, number of connections.

@@ -16,15 +16,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, sql,
+from supervisor_helpers import (Supervisor, llm_supervisor, new_db, sql,
                                 status_when, wait_for)
-
-
-@pytest.fixture
-def llm(tmp):
-    s = Standin(tmp)
-    yield s
-    s.stop()
 
 
 def db_path(url):

@@ -4,10 +4,9 @@ fingerprint, reason or every failed phase, offline under the lock and through a 
 supervisor, each retried phase in control_log; --dry-run writes nothing."""
 import json
 import os
-import pytest
 
 from conftest import ctl
-from e2e_helpers import Standin, drain, import_plan, init_db, llm_args, phase_spec, rows
+from e2e_helpers import drain, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, wait_for
 
 KEY = "sk-ant-failed-retry-key"
@@ -33,13 +32,6 @@ def failing_db(tmp, llm, url=None):
     import_plan(tmp, url, [("b1", ws, [phase_spec("p1", ("out/b1.py",), check=CHECK_B)])])
     drain(tmp, url, llm, "--max-attempts-per-phase", 1, key=KEY, name="sup2")
     return url, ws
-
-
-@pytest.fixture
-def llm(tmp):
-    s = Standin(tmp)
-    yield s
-    s.stop()
 
 
 def failed_json(url, *args):

@@ -11,15 +11,8 @@ import time
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, sql, status_when,
+from supervisor_helpers import (Supervisor, llm_supervisor, new_db, sql, status_when,
                                 wait_for)
-
-@pytest.fixture
-def llm(tmp):
-    s = Standin(tmp)
-    yield s
-    s.stop()
-
 
 # --- 6. a stall of the supervisor itself ----------------------------------------------
 

@@ -5,18 +5,9 @@ fingerprint counts, triage) hold for the others of its session."""
 import json
 import os
 
-import pytest
-
 from conftest import ctl
-from supervisor_helpers import (Standin, Supervisor, gate_check, llm_supervisor, make_plan,
+from supervisor_helpers import (Supervisor, gate_check, llm_supervisor, make_plan,
                                 sql, wait_for)
-
-
-@pytest.fixture
-def llm(tmp):
-    s = Standin(tmp)
-    yield s
-    s.stop()
 
 
 def new_pg_db(tmp, url, runs, phases, **kw):

@@ -9,17 +9,10 @@ import re
 import pytest
 
 from conftest import run
-from e2e_helpers import Standin, drain, import_plan, init_db, llm_args, phase_spec, rows
+from e2e_helpers import drain, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor
 
 CHECK_FAIL = "echo 'ValueError: bad widget' >&2; exit 4"
-
-
-@pytest.fixture
-def llm(tmp):
-    s = Standin(tmp)
-    yield s
-    s.stop()
 
 
 def one_failure_db(tmp):

@@ -3,7 +3,6 @@ odd plans and TSVs, flags twice. Each gets a clear error naming what is wrong, a
 nothing is written; nothing hangs or crashes."""
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import threading

@@ -47,13 +47,6 @@ def uuid_of(url):
     return sql(url, "SELECT db_uuid FROM meta")[0][0]
 
 
-@pytest.fixture
-def llm(tmp):
-    s = Standin(tmp)
-    yield s
-    s.stop()
-
-
 def runtime_dir():
     """Where supervisors of this user keep default sockets and uuid claims: outside /tmp
     whenever possible (README, "Environment and files")."""

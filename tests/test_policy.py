@@ -3,10 +3,7 @@ resume after the supervisor is killed. The LLM stand-in fails chosen runs
 deterministically; everything else is real."""
 import json
 import os
-import signal
 import sqlite3
-
-import pytest
 
 from conftest import ctl
 from supervisor_helpers import Standin, Supervisor, new_db, sql, wait_for

@@ -2,7 +2,6 @@
 every figure is recomputed here from the drain_session_results and attempts rows."""
 import json
 import math
-import signal
 import sqlite3
 
 import pytest

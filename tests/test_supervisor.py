@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import (Standin, Supervisor, gate_check, hold_write_lock,
+from supervisor_helpers import (Supervisor, gate_check, hold_write_lock,
                                 llm_supervisor, log_times, new_db, release, rogue_notes,
                                 rogue_supervisor, sql, status_when, wait_for)
 
@@ -242,13 +242,6 @@ def test_worker_sending_garbage_is_killed_and_replaced(tmp):
 
 # --- real phases: the real worker against the LLM stand-in, with a slow check command ---
 
-
-
-@pytest.fixture
-def llm(tmp):
-    s = Standin(tmp)
-    yield s
-    s.stop()
 
 
 def test_sigkill_of_busy_workers_loses_no_phase(tmp, llm):
@@ -543,9 +536,6 @@ def test_silent_worker_is_killed_at_the_heartbeat_deadline(tmp):
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another uid")
 def test_control_peer_of_another_uid_is_refused(tmp):
-    import shutil
-    import subprocess
-    import sys
     import tempfile
     url = new_db(tmp, runs=1)
     open_dir = tempfile.mkdtemp(dir="/tmp")

@@ -6,8 +6,6 @@ import os
 import signal
 import subprocess
 
-import pytest
-
 import openai_schema
 from conftest import ROOT
 

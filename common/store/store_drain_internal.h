@@ -97,6 +97,11 @@ struct store_drain {
 	struct store *st;
 	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
 	bool retry_failed;     /* with supervisor_id: FAILED phases are eligible too */
+	/* With supervisor_id: the transaction the last heartbeat was written in (its id, by
+	 * pg_current_xact_id()) and the server process of the connection it ran on (store_fleet.h,
+	 * store_fleet_txn). */
+	int64_t heartbeat_xid;
+	int heartbeat_pid;
 	struct db_stmt *stmt[DS_COUNT];
 	const char *sql[DS_COUNT];
 	struct db_stmt *estimation; /* store_estimation_insert */
