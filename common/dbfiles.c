@@ -14,13 +14,14 @@ static const char *const dbfiles_sfx[] = { "", "-wal", "-shm", "-journal" };
 static char *dbfiles_name(const char *path)
 {
 	const char *slash = strrchr(path, '/');
-	char *dir = slash == NULL ? xstrdup(".") :
-	                            xasprintf("%.*s", (int)(slash == path ? 1 : slash - path), path);
+	char *dir = slash == NULL ?
+	    xstrdup(".") :
+	    xasprintf("%.*s", (int)(slash == path ? 1 : slash - path), path);
 	char *real = realpath(dir, NULL), *name = NULL;
 
 	if (real != NULL)
-		name = xasprintf("%s/%s", strcmp(real, "/") == 0 ? "" : real,
-		    slash == NULL ? path : slash + 1);
+		name = xasprintf(
+		    "%s/%s", strcmp(real, "/") == 0 ? "" : real, slash == NULL ? path : slash + 1);
 	free(real);
 	free(dir);
 	return name;
