@@ -114,6 +114,11 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx);
 int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url);
 /* Open the database read-only and, if `banner`, print its banner; 0 or an exit code. */
 int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner);
+/* Open `path` to be written from its start (made 0644 if missing), unless it is one of
+ * the files of the SQLite database `st` holds: the database, its -wal, -shm or -journal,
+ * by that name or another (a symbolic or hard link); nothing is truncated before that is
+ * known. NULL with `err` naming the file and the reason. */
+FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t errlen);
 /* Open the database for an offline write: check it without writing, take the lock
  * (refusing while a supervisor holds it), open it for writing (which migrates an older
  * schema after a backup, and says so) and print the banner. 0 or an exit code; on 0 the

@@ -410,6 +410,7 @@ struct service {
 	bool ready_sent;
 	bool stopping_sent;
 	bool watchdog_missed; /* the last ping was withheld (logged once) */
+	bool send_failing;    /* the last notification could not be sent (logged once) */
 };
 
 struct sup {
