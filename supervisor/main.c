@@ -625,8 +625,10 @@ int main(int argc, char **argv)
 	lag_init(s);
 	metrics_init(s);
 	progress_init(s);
-	if (control_listen(s) != 0 || http_start(s) != 0)
-		exit(1);
+	if (control_listen(s) != 0)
+		session_refused(s, "refused to start: the control socket could not be opened");
+	if (http_start(s) != 0)
+		session_refused(s, "refused to start: --http could not be served");
 	if (s->fleet_id > 0)
 		fleet_start(s);
 	else if (store_drain_set_supervisor(s->sd, getpid(), s->control_path, &err) != 0)
