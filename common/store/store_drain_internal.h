@@ -95,8 +95,11 @@ struct drain_tries {
 
 struct store_drain {
 	struct store *st;
-	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
-	bool retry_failed;     /* with supervisor_id: FAILED phases are eligible too */
+	int64_t supervisor_id;   /* several supervisors (store_fleet.h): this one's id, else 0 */
+	bool retry_failed;       /* with supervisor_id: FAILED phases are eligible too */
+	int64_t batch_size;      /* with supervisor_id: the session's --batch-size, 0 for none */
+	int64_t claimed_started; /* store_fleet_claimed_started */
+	struct db_stmt *budget_lock; /* with batch_size: locks the session's row */
 	struct db_stmt *stmt[DS_COUNT];
 	const char *sql[DS_COUNT];
 	struct db_stmt *estimation; /* store_estimation_insert */
