@@ -2,6 +2,7 @@
 (docs/drain-rules.md, "Several supervisors"): --batch-size counts the attempts the whole
 session started, whichever supervisor started them, and --max-total-minutes runs from the
 session's start; a supervisor started with other budgets than its session's is refused."""
+import json
 import os
 
 from conftest import ctl
@@ -27,6 +28,12 @@ def open_attempts(url):
     return sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL")[0][0]
 
 
+def started_of(sup):
+    """The attempts started as the supervisor's status shows them, or None."""
+    r = sup.ctl("status", "--json")
+    return json.loads(r.out)["queue"]["started"] if r.rc == 0 else None
+
+
 BATCH = "batch size 10 reached (--batch-size)"
 
 
@@ -43,6 +50,10 @@ def test_batch_size_holds_for_the_session_of_three_supervisors(tmp, pg_url, llm)
         wait_for(lambda: joined(url, 3) or any(s.proc.poll() is not None for s in sups),
                  timeout=120, what="three supervisors in one session")
         wait_for(lambda: open_attempts(url) >= 10, timeout=120, what="ten attempts open")
+        # Each running supervisor's status shows the session's figure (a supervisor
+        # with no attempt of its own has stopped already).
+        wait_for(lambda: all(s.proc.poll() is not None or started_of(s) == 10
+                             for s in sups), what="the session's 10 in every status")
         open(go, "w").close()
         codes = [s.wait(timeout=180) for s in sups]
     finally:
