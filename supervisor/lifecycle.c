@@ -219,6 +219,19 @@ uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct st
 	return delay < COMMIT_RETRY_MAX_MS ? delay : COMMIT_RETRY_MAX_MS;
 }
 
+/* Give up on the database: nothing more is written, the workers stop, exit 3. */
+void lifecycle_give_up(struct sup *s, const char *why)
+{
+	if (s->writes_off)
+		return;
+	s->writes_off = true;
+	s->exit_code = 3;
+	log_error("giving up on the database: %s; no further writes. Workers are stopped; open"
+	          " attempts are recovered by the next supervisor on that database.",
+	    why);
+	lifecycle_stop_because(s, STOP_NOW, "%s", why);
+}
+
 /* A failed fsync of the write-ahead log: nothing held is acknowledged, nothing more is
  * written, exit 3. */
 void lifecycle_sync_failed(struct sup *s, const char *path, int err, int64_t held)

@@ -34,6 +34,7 @@
 #include "common/store/store.h"
 #include "common/store/store_coef.h"
 #include "common/store/store_drain.h"
+#include "common/store/store_fleet.h"
 #include "common/vocab.h"
 #include "proto/wire.h"
 #include "supervisor/chan.h"
@@ -497,6 +498,8 @@ struct sup {
 	/* The connection was lost before the COMMIT of a round with leases answered: the
 	 * leases (grants) wait until the retry learns whether it committed (writer.c). */
 	bool round_doubt;
+	struct fleet_txn doubt_txn; /* the round's transaction on the server */
+	uint64_t doubt_running_ms;  /* since when it was found still in progress, or 0 */
 	int commit_fail_streak;
 	uint64_t last_commit_ms;
 	bool commit_deferred; /* a commit was put off while a group waited for its fsync */
@@ -663,6 +666,9 @@ void lifecycle_declared_lost(struct sup *s);
  * and exit 3 once they are gone, releasing the lock; then 0 (also when the database was
  * found lost). */
 uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct store_err *err);
+/* Give up on the database because of `why`: write nothing more, stop the workers and
+ * exit 3 once they are gone. */
+void lifecycle_give_up(struct sup *s, const char *why);
 /* The fsync of the write-ahead log `path` failed with errno `err`, with `held` committed
  * groups waiting for it: a failed write that cannot be retried safely. Say so, write
  * nothing more, stop the workers and exit 3 once they are gone. */

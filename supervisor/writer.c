@@ -11,10 +11,12 @@
  * an attempt end noting it), so the other writes commit and it is never retried. Any other
  * failed commit rolls back, keeps the queue and is retried; after COMMIT_MAX_FAILURES
  * failures in a row the supervisor writes nothing more and exits 3. A COMMIT whose answer
- * was lost with the connection to a database server may have committed: the queue is
- * retried all the same (its writes are recognised when written again), and a round's
- * leases wait until, connected again, the supervisor learns whether their attempts exist
- * (writer_settle): they then go to their workers, or are undone and dispatched again. */
+ * was lost with the connection to a database server may have committed, or commit later
+ * (a cut network leaves the server's session alive): the queue is retried all the same
+ * (its writes are recognised when written again), and a round's leases wait until,
+ * connected again, the supervisor learns from the server whether the round's transaction
+ * committed, ending its old session first if it is still in progress (writer_settle):
+ * they then go to their workers, or are undone and dispatched again. */
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
 #include "common/log.h"
@@ -455,13 +457,16 @@ void writer_free(struct sup *s)
 }
 
 /* The connection was lost before the COMMIT of a round with leases answered: it may have
- * committed. The queue is kept and retried as after any failure; the leases are neither
- * undone nor handed out, and wait for writer_settle (at the retry). On giving up on the
- * database they are undone. */
+ * committed, or still commit. The queue is kept and retried as after any failure; the
+ * round's transaction (its id and server process, read in the group's heartbeat) is
+ * kept, and the leases are neither undone nor handed out: they wait for writer_settle (at
+ * the retry). On giving up on the database they are undone, with nothing more written. */
 static void writer_in_doubt(struct sup *s, const struct store_err *err)
 {
 	uint64_t delay;
 
+	s->doubt_txn = store_fleet_txn(s->sd);
+	s->doubt_running_ms = 0;
 	store_drain_rollback(s->sd);
 	log_error("dispatch: the connection was lost before the COMMIT of the round's %zu"
 	          " lease(s) and %lld writes answered: %s; whether it committed is learned once"
@@ -495,20 +500,47 @@ static void writer_committed_round(struct sup *s)
 		lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the supervisor is stopping");
 }
 
-/* Settle the round in doubt: its attempts exist (it committed) or not (it rolled back).
- * Returns 0 once settled; -1 when that could not be read (retried after a delay, or, on
- * giving up on the database, the leases undone). */
+/* The round in doubt is still in progress on the server (`why`: its old session was asked
+ * to end, or could not be): ask again after COMMIT_RETRY_MS. Its leases stay as they are
+ * until then, the supervisor commits nothing and its heartbeat stops; past its lease
+ * timeout (the others have declared it lost by then) it gives up on the database and the
+ * leases are undone, with nothing more written. */
+static void writer_doubt_running(struct sup *s, const char *why)
+{
+	uint64_t now = clock_mono_ms();
+
+	if (s->doubt_running_ms == 0) {
+		s->doubt_running_ms = now;
+		log_warn("dispatch: %s; the round's leases wait until it has ended", why);
+	}
+	if (now - s->doubt_running_ms > (uint64_t)s->cfg.lease_timeout_ms) {
+		log_error("dispatch: the round whose COMMIT was not answered is still in progress"
+		          " on the server after %.1f s: %s",
+		    (double)(now - s->doubt_running_ms) / 1000.0, why);
+		lifecycle_give_up(s, "the transaction of a dispatch round in doubt did not end");
+		s->round_doubt = false;
+		s->round.undo(s);
+		return;
+	}
+	s->commit_retrying = true;
+	writer_arm(s, COMMIT_RETRY_MS);
+}
+
+/* Settle the round in doubt: the server says whether its transaction committed or was
+ * rolled back; while it is still in progress (its old session ended on request first) the
+ * leases wait. Returns 0 once settled; -1 when not yet (asked again after a delay, or, on
+ * giving up on the database, the leases undone with nothing more written). */
 static int writer_settle(struct sup *s)
 {
 	uint64_t *ids = xcalloc(s->ngrants, sizeof *ids);
+	enum fleet_txn_state state;
 	struct store_err err;
-	size_t found = 0;
 	uint64_t delay;
 	int rc;
 
 	for (size_t i = 0; i < s->ngrants; i++)
 		ids[i] = s->grants[i].attempt_id;
-	rc = store_fleet_attempts_found(s->sd, ids, s->ngrants, &found, &err);
+	rc = store_fleet_txn_settle(s->sd, &s->doubt_txn, ids, s->ngrants, &state, &err);
 	free(ids);
 	if (rc != 0) {
 		log_error(
@@ -523,18 +555,21 @@ static int writer_settle(struct sup *s)
 		writer_arm(s, delay);
 		return -1;
 	}
+	if (state == FLEET_TXN_RUNNING) {
+		writer_doubt_running(s, err.text);
+		return -1;
+	}
 	s->round_doubt = false;
-	if (found == 0) {
-		log_warn("dispatch: the round whose COMMIT was not answered had not committed;"
-		         " its %zu lease(s) are dispatched again",
-		    s->ngrants);
+	if (state == FLEET_TXN_ABORTED) {
+		log_warn("dispatch: the round whose COMMIT was not answered had not committed"
+		         " (transaction %lld); its %zu lease(s) are dispatched again",
+		    (long long)s->doubt_txn.xid, s->ngrants);
 		s->round.undo(s);
 		return 0;
 	}
-	/* One transaction: all of its attempts exist, or none. */
-	log_warn("dispatch: the round whose COMMIT was not answered had committed (%zu of its"
-	         " %zu attempt(s) found); its leases go to their workers",
-	    found, s->ngrants);
+	log_warn("dispatch: the round whose COMMIT was not answered had committed (transaction"
+	         " %lld); its %zu lease(s) go to their workers",
+	    (long long)s->doubt_txn.xid, s->ngrants);
 	writer_committed_round(s);
 	return 0;
 }

@@ -1,10 +1,13 @@
 """A TCP proxy between a supervisor and the suite's PostgreSQL server that loses the
 answer of one COMMIT: the K-th COMMIT of a transaction that opened attempts (a dispatch
 round's claim) is either sent to the server and its answer dropped with the connection
-(the transaction commits, the client learns nothing: `landed`), or dropped with the
-connection before the server sees it (the transaction is rolled back: `lost`). Every
-other byte passes through untouched, and connections made after the cut pass through
-too."""
+(the transaction commits, the client learns nothing: `landed`), dropped with the
+connection before the server sees it (the transaction is rolled back: `lost`), or held
+while only the client's side is cut, as a cut network would, the server's session left
+waiting inside the transaction (`held`): release() then sends it to the server, late,
+and `late` says what became of it ("committed", or "ended": the session was gone).
+Every other byte passes through untouched, and connections made after the cut pass
+through too."""
 import re
 import socket
 import threading
@@ -19,7 +22,7 @@ CLAIM_PARSE = re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00WITH w AS MATERIALIZED")
 
 class CutProxy:
     def __init__(self, port, mode, nth):
-        assert mode in ("landed", "lost")
+        assert mode in ("landed", "lost", "held")
         self.upstream = port
         self.mode = mode
         self.nth = nth
@@ -32,14 +35,36 @@ class CutProxy:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.closed = False
+        self.held = None  # (conn, the COMMIT's bytes) while held
+        self.late = None
+        self.late_done = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def url(self, dbname):
-        return "postgresql://autopack@127.0.0.1:%d/%s" % (self.port, dbname)
+    def url(self, dbname, user="autopack"):
+        return "postgresql://%s@127.0.0.1:%d/%s" % (user, self.port, dbname)
 
     def close(self):
         self.closed = True
         self.sock.close()
+
+    def release(self):
+        """Send the held COMMIT to the server; late_done is set once the server answered
+        it or ended the session."""
+        conn, data = self.held
+        try:
+            conn["server"].sendall(data)
+        except OSError:
+            self._late(conn, "ended")
+
+    def _late(self, conn, what):
+        """Record what became of the held COMMIT and close the server's side."""
+        if self.late is None:
+            self.late = what
+        try:
+            conn["server"].close()
+        except OSError:
+            pass
+        self.late_done.set()
 
     def _accept(self):
         while not self.closed:
@@ -49,7 +74,7 @@ class CutProxy:
                 return
             server = socket.create_connection(("127.0.0.1", self.upstream))
             conn = {"client": client, "server": server, "stream": b"", "txn": 0,
-                    "names": set(), "drop": False}
+                    "names": set(), "drop": False, "held": False}
             threading.Thread(target=self._up, args=(conn,), daemon=True).start()
             threading.Thread(target=self._down, args=(conn,), daemon=True).start()
 
@@ -91,6 +116,9 @@ class CutProxy:
                     self.claims += 1
                     fire = self.claims == self.nth
                 if fire:
+                    if self.mode == "held":
+                        self._hold(conn, data)
+                        return
                     self.cut.set()
                     if self.mode == "lost":
                         self._shut(conn)
@@ -102,14 +130,39 @@ class CutProxy:
                 self._shut(conn)
                 return
 
+    def _hold(self, conn, data):
+        """Send what came before the COMMIT, keep the COMMIT, and cut the client's side
+        only: the server's session stays, inside the transaction."""
+        at = data.index(COMMIT)
+        conn["held"] = True
+        try:
+            conn["server"].sendall(data[:at])
+        except OSError:
+            pass
+        self.held = (conn, data[at:])
+        try:
+            conn["client"].shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn["client"].close()
+        self.cut.set()
+
     def _down(self, conn):
         """Server to client: once the COMMIT was cut, its answer is dropped with both
-        connections."""
+        connections; a held COMMIT's late answer is recorded."""
         while True:
             try:
                 data = conn["server"].recv(65536)
             except OSError:
                 data = b""
+            if conn["held"]:
+                if not data:
+                    self._late(conn, "ended")
+                    return
+                if COMMIT_DONE in data:
+                    self._late(conn, "committed")
+                    return
+                continue
             if not data or (conn["drop"] and COMMIT_DONE in data):
                 self._shut(conn)
                 return

@@ -349,6 +349,60 @@ def test_a_round_whose_commit_answer_was_lost_is_settled_after_reconnecting(
     pg_cluster.drop_database(name)
 
 
+@pytest.mark.parametrize("may_end", [True, False], ids=["ends_it", "may_not_end_it"])
+def test_a_round_whose_commit_reaches_the_server_late_commits_nothing(
+        tmp, pg_cluster, may_end):
+    """The network is cut while a dispatch round's COMMIT is on its way: the supervisor's
+    side of the connection is gone, the server's session still waits inside the round's
+    transaction, and the COMMIT reaches it only after the supervisor connected again and
+    settled the round. The supervisor ends that session before it decides; or, when its
+    role may not (not a superuser, EXECUTE on pg_terminate_backend revoked), it says so
+    and waits, the round neither undone nor handed out, until the server ends the session
+    idle in its transaction (half the lease). Either way the round had not committed and
+    the late COMMIT finds no session to commit: each phase runs once, no attempt is left
+    open that nothing runs, and the drain ends."""
+    from pg_cut_proxy import CutProxy
+    name = pg_cluster.new_database()
+    user = "autopack"
+    if not may_end:
+        user = "plain_" + name
+        pg_cluster.psql('CREATE ROLE "%s" LOGIN' % user)
+        pg_cluster.psql('ALTER DATABASE "%s" OWNER TO "%s"' % (name, user))
+        pg_cluster.psql("REVOKE EXECUTE ON FUNCTION pg_terminate_backend(integer, bigint)"
+                        " FROM PUBLIC", dbname=name)
+    url = new_pg_db(tmp, "postgresql://%s@127.0.0.1:%d/%s" % (user, pg_cluster.port, name),
+                    runs=12, phases=4)
+    proxy = CutProxy(pg_cluster.port, "held", nth=6)
+    # With the session ended on request, a long lease: the server would end the waiting
+    # session itself only after half of it.
+    sup = rogue_supervisor(tmp, proxy.url(name, user), "good", "--workers", 4,
+                           "--lease-timeout", 30 if may_end else 5, "--exit-when-drained",
+                           name="sup")
+    try:
+        wait_for(lambda: re.search("had (not )?committed", sup.stderr())
+                 or sup.proc.poll() is not None, timeout=120, what="the round in doubt settled")
+        proxy.release()
+        assert proxy.late_done.wait(timeout=120)
+        err = sup.stderr()
+        assert proxy.late == "ended", err
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        proxy.close()
+    err = sup.stderr()
+    assert "had not committed" in err, err
+    if may_end:
+        assert "which was asked to end" in err, err
+    else:
+        assert "could not be ended (permission denied for function pg_terminate_backend)" \
+            in err, err
+    rows = attempts(url)
+    assert_each_phase_completed_once(url, rows, 48)
+    assert [r for r in rows if r[3] != "success"] == []
+    assert_one_per_run_in_order(rows, ["p0-%d" % p for p in range(4)])
+    pg_cluster.drop_database(name)
+
+
 def fleet_status(url, *args):
     r = ctl("--db", url, "status", "--json", *args)
     assert r.rc == 0, r

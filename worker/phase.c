@@ -52,26 +52,39 @@ static void phase_emit(struct phase_ctx *pc, struct proto_event *ev)
 }
 
 /* Emit a log event with a formatted message (key scrubbed, bytes that are not UTF-8 as
- * U+FFFD). */
+ * U+FFFD). The message is formatted on the stack, and copied only to mask the key or to
+ * replace bad bytes, when it holds either; one longer than the stack buffer is formatted
+ * on the heap. Aborts when out of memory. */
 __attribute__((format(printf, 3, 4))) static void phase_log(
     struct phase_ctx *pc, const char *level, const char *fmt, ...)
 {
+	char stack[1024], *heap = NULL, *scrubbed = NULL, *clean = NULL, *msg = stack;
 	struct proto_event ev;
 	va_list ap;
-	char *raw, *msg;
+	int n;
 
 	va_start(ap, fmt);
-	if (vasprintf(&raw, fmt, ap) < 0)
-		abort();
+	n = vsnprintf(stack, sizeof stack, fmt, ap);
 	va_end(ap);
-	msg = llm_scrubbed(raw, pc->api_key);
-	free(raw);
-	raw = proto_utf8_clean(msg, SIZE_MAX);
-	free(msg);
-	msg = raw;
+	if (n < 0)
+		abort();
+	if ((size_t)n >= sizeof stack) {
+		va_start(ap, fmt);
+		if (vasprintf(&heap, fmt, ap) < 0)
+			abort();
+		va_end(ap);
+		msg = heap;
+	}
+	if (pc->api_key != NULL && strlen(pc->api_key) >= LLM_KEY_SCRUB_MIN &&
+	    strstr(msg, pc->api_key) != NULL)
+		msg = scrubbed = llm_scrubbed(msg, pc->api_key);
+	if (proto_utf8_bad(msg) >= 0)
+		msg = clean = proto_utf8_clean(msg, SIZE_MAX);
 	ev_log_fill(&ev, level, msg);
 	phase_emit(pc, &ev);
-	free(msg);
+	free(clean);
+	free(scrubbed);
+	free(heap);
 }
 
 /* End the attempt with `outcome`, `reason` and a formatted message: bytes that are not

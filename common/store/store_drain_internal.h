@@ -95,8 +95,13 @@ struct drain_tries {
 
 struct store_drain {
 	struct store *st;
-	int64_t supervisor_id;   /* several supervisors (store_fleet.h): this one's id, else 0 */
-	bool retry_failed;       /* with supervisor_id: FAILED phases are eligible too */
+	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
+	bool retry_failed;     /* with supervisor_id: FAILED phases are eligible too */
+	/* With supervisor_id: the transaction the last heartbeat was written in (its id, by
+	 * pg_current_xact_id()) and the server process of the connection it ran on (store_fleet.h,
+	 * store_fleet_txn). */
+	int64_t heartbeat_xid;
+	int heartbeat_pid;
 	int64_t batch_size;      /* with supervisor_id: the session's --batch-size, 0 for none */
 	int64_t claimed_started; /* store_fleet_claimed_started */
 	struct db_stmt *budget_lock; /* with batch_size: locks the session's row */

@@ -121,7 +121,8 @@ int store_fleet_session_others(
     struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err);
 /* In the group: renew the heartbeat (the server's clock) and save `status_json`; *lost
  * is set, and nothing written, when this supervisor is no longer live (declared lost by
- * another): the group must then be rolled back and nothing more written. */
+ * another): the group must then be rolled back and nothing more written. The same
+ * statement reads the group's transaction id (store_fleet_txn). */
 int store_fleet_heartbeat(
     struct store_drain *d, const char *status_json, bool *lost, struct store_err *err);
 /* In its own transaction: declare every live supervisor (not this one) whose heartbeat is
@@ -139,9 +140,40 @@ int store_fleet_open_elsewhere(
     struct store_drain *d, int64_t *open, int64_t *orphaned, struct store_err *err);
 /* How many of the attempts `ids` (n of them) exist in this supervisor's name, into
  * *found (outside a transaction): after the connection was lost before a round's COMMIT
- * answered, whether the round that opened them committed (all of them) or not (none). */
+ * answered, and once that round's transaction is known to have ended, whether it
+ * committed (all of them) or not (none). */
 int store_fleet_attempts_found(
     struct store_drain *d, const uint64_t *ids, size_t n, size_t *found, struct store_err *err);
+
+/* A group's transaction on the server: its id (pg_current_xact_id(), with its epoch) and the
+ * server process of the connection it ran on. */
+struct fleet_txn {
+	int64_t xid;
+	int pid;
+};
+
+/* What became of a transaction whose COMMIT went unanswered. */
+enum fleet_txn_state {
+	FLEET_TXN_COMMITTED,
+	FLEET_TXN_ABORTED,
+	FLEET_TXN_RUNNING, /* still in progress on the server: ask again later */
+};
+
+/* The transaction of the group whose heartbeat was written last: call it after a COMMIT
+ * went unanswered, before anything else runs on the drain ({0, 0} before any heartbeat). */
+struct fleet_txn store_fleet_txn(const struct store_drain *d);
+/* Learn what became of transaction `t`, whose COMMIT went unanswered, on a connection made
+ * since (outside a transaction), into *state. The server says whether it committed or
+ * was rolled back (pg_xact_status); while it is still in progress (the old session lives
+ * on, e.g. when the network was cut rather than the server, and a COMMIT may still reach
+ * it), that session is asked to end (pg_terminate_backend, allowed on a session of the
+ * same role) and *state is FLEET_TXN_RUNNING, with what was done in err->text: ask again
+ * later; once the session has ended its transaction is final. If the server no longer
+ * knows the id (too old: it ended long ago), the attempts `ids` (n) of the group are
+ * looked for: all found, it committed; none, it did not. Returns 0, or STORE_EIO when the
+ * server could not be asked (err). */
+int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, const uint64_t *ids,
+    size_t n, enum fleet_txn_state *state, struct store_err *err);
 /* Leave: this supervisor's row is no longer live (outside a transaction). */
 int store_fleet_leave(struct store_drain *d, struct store_err *err);
 /* Record how many late writes this supervisor refused after it was declared lost, `n` in

@@ -484,21 +484,45 @@ int store_fleet_session_others(
 	return rc == DB_ROW ? 0 : fleet_fail(d->st, err, "counting the session's supervisors");
 }
 
-/* Renew the heartbeat in the group; *lost when this supervisor is no longer live. */
+/* Whether the server names its transaction id functions as before PostgreSQL 13
+ * (txid_current, txid_status), whose names later versions keep only as deprecated. */
+static bool fleet_xact_names_old(struct store_drain *d)
+{
+	return PQserverVersion(db_pg_conn(d->st->db)) < 130000;
+}
+
+/* Renew the heartbeat in the group; *lost when this supervisor is no longer live. The
+ * row's update gave the transaction its id, read in the same statement with the server
+ * process, for a COMMIT that may go unanswered (store_fleet_txn). */
 int store_fleet_heartbeat(
     struct store_drain *d, const char *status_json, bool *lost, struct store_err *err)
 {
-	int rc;
+	static const char *const sql[] = {
+		"UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
+		" status_json) WHERE supervisor_id = ?1 AND state = 'live'"
+		" RETURNING pg_current_xact_id()",
+		/* The names before PostgreSQL 13. */
+		"UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
+		" status_json) WHERE supervisor_id = ?1 AND state = 'live' RETURNING txid_current()",
+	};
+	struct db_stmt *q = NULL;
+	int64_t xid = 0;
+	int rc = db_prepare(d->st->db, sql[fleet_xact_names_old(d)], &q);
 
 	assert(db_in_transaction(d->st->db));
 	*lost = false;
-	rc = fleet_run_self(d,
-	    "UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
-	    " status_json) WHERE supervisor_id = ?1 AND state = 'live'",
-	    status_json, NULL, err);
-	if (rc == 0 && db_changes(d->st->db) == 0)
-		*lost = true;
-	return rc;
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		store_bind_text(q, 2, status_json);
+	}
+	rc = store_step_id(d->st->db, q, rc, &xid, err, "%s: renewing the heartbeat", d->st->url);
+	if (rc != 0)
+		return rc;
+	/* A transaction id is never 0: none read, the row is no longer live. */
+	*lost = xid == 0;
+	d->heartbeat_xid = xid;
+	d->heartbeat_pid = PQbackendPID(db_pg_conn(d->st->db));
+	return 0;
 }
 
 /* Read the supervisors declared lost now (a row loop). */
@@ -650,6 +674,102 @@ int store_fleet_attempts_found(
 	db_finalize(q);
 	free(list.s);
 	return rc == DB_ROW ? 0 : fleet_fail(d->st, err, "looking for the round's attempts");
+}
+
+/* The transaction of the last heartbeat's group. */
+struct fleet_txn store_fleet_txn(const struct store_drain *d)
+{
+	return (struct fleet_txn){ .xid = d->heartbeat_xid, .pid = d->heartbeat_pid };
+}
+
+/* Read what the server says of transaction `xid` into `state` (size bytes): "committed",
+ * "aborted", "in progress", or "" when it no longer knows it (pg_xact_status, or
+ * txid_status before PostgreSQL 13). */
+static int fleet_txn_status(
+    struct store_drain *d, int64_t xid, char *state, size_t size, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    fleet_xact_names_old(d) ? "SELECT txid_status(CAST(?1 AS BIGINT))" :
+	                              "SELECT pg_xact_status(CAST(CAST(?1 AS TEXT) AS xid8))",
+	    &q);
+
+	state[0] = '\0';
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, xid);
+		if ((rc = db_step(q)) == DB_ROW && db_column_text(q, 0) != NULL)
+			strlcpy_ap(state, db_column_text(q, 0), size);
+	}
+	db_finalize(q);
+	return rc == DB_ROW ?
+	    0 :
+	    fleet_fail(d->st, err, "asking the server whether the round committed");
+}
+
+/* Ask the server process `pid` to end its session, if it still holds transaction `xid`
+ * (its id has no epoch in pg_stat_activity); 0 whether or not it still did, STORE_EIO
+ * when refused (err: no privilege to end that session). */
+static int fleet_txn_end(struct store_drain *d, const struct fleet_txn *t, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	char xid[24];
+	int rc = db_prepare(d->st->db,
+	    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+	    " WHERE pid = CAST(?1 AS INTEGER) AND backend_xid = CAST(?2 AS xid)",
+	    &q);
+
+	snprintf(xid, sizeof xid, "%llu", (unsigned long long)((uint64_t)t->xid & 0xffffffffu));
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, t->pid);
+		store_bind_text(q, 2, xid);
+		while ((rc = db_step(q)) == DB_ROW)
+			;
+	}
+	db_finalize(q);
+	if (rc == DB_DONE)
+		return 0;
+	return store_fail(err, STORE_EIO,
+	    "%s: the round's transaction %lld is still in progress in server process %d, which"
+	    " could not be ended (%s); it ends when the server ends that idle session"
+	    " (idle_in_transaction_session_timeout: half the lease)",
+	    d->st->url, (long long)t->xid, t->pid, db_errmsg(d->st->db));
+}
+
+/* Learn what became of the transaction whose COMMIT went unanswered. */
+int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, const uint64_t *ids,
+    size_t n, enum fleet_txn_state *state, struct store_err *err)
+{
+	char status[32];
+	size_t found = 0;
+	int rc;
+
+	assert(!db_in_transaction(d->st->db));
+	*state = FLEET_TXN_RUNNING;
+	if (t->xid > 0 && (rc = fleet_txn_status(d, t->xid, status, sizeof status, err)) != 0)
+		return rc;
+	if (t->xid > 0 && strcmp(status, "committed") == 0) {
+		*state = FLEET_TXN_COMMITTED;
+		return 0;
+	}
+	if (t->xid > 0 && strcmp(status, "aborted") == 0) {
+		*state = FLEET_TXN_ABORTED;
+		return 0;
+	}
+	if (t->xid > 0 && status[0] != '\0') {
+		/* In progress: its session lives on and a COMMIT may still reach it. */
+		if (fleet_txn_end(d, t, err) != 0)
+			return 0;
+		store_fail(err, STORE_EBUSY,
+		    "%s: the round's transaction %lld is still in progress in server process %d,"
+		    " which was asked to end",
+		    d->st->url, (long long)t->xid, t->pid);
+		return 0;
+	}
+	/* Unknown to the server: it ended long ago, and its attempts say how. */
+	if ((rc = store_fleet_attempts_found(d, ids, n, &found, err)) != 0)
+		return rc;
+	*state = found > 0 ? FLEET_TXN_COMMITTED : FLEET_TXN_ABORTED;
+	return 0;
 }
 
 /* Leave the fleet. */

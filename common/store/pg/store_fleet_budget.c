@@ -39,8 +39,8 @@ static int64_t budget_setting(json_t *j, const char *key)
 	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
 }
 
-int store_fleet_session_budget(struct store_drain *d, const char *session_id,
-    struct fleet_budget *b, struct store_err *err)
+int store_fleet_session_budget(
+    struct store_drain *d, const char *session_id, struct fleet_budget *b, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(d->st->db,
@@ -69,7 +69,8 @@ int store_fleet_session_budget(struct store_drain *d, const char *session_id,
 	}
 	db_finalize(q);
 	if (rc == DB_DONE)
-		return store_fail(err, STORE_EINVAL, "%s: no drain session %s", d->st->url, session_id);
+		return store_fail(
+		    err, STORE_EINVAL, "%s: no drain session %s", d->st->url, session_id);
 	if (rc != DB_ROW)
 		return store_fail(err, STORE_EIO, "%s: reading the budgets of session %s: %s",
 		    d->st->url, session_id, db_errmsg(d->st->db));
