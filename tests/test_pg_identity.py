@@ -4,7 +4,10 @@ database of the suite's own server is refused by every command until `db reident
 the original keeps working."""
 import json
 import os
+import socket
+import struct
 import subprocess
+import threading
 
 from conftest import ctl, run
 from pg_cluster import PG_BIN
@@ -112,3 +115,101 @@ def test_a_database_made_without_a_server_identity_records_it_at_its_first_write
         assert r.rc == 2 and "db reidentify" in r.err, r
     finally:
         pg_cluster.drop_database(copy.rsplit("/", 1)[1])
+
+
+class VersionProxy:
+    """A TCP proxy to the suite's server that reports `version` as the server's
+    server_version (its ParameterStatus at the start of each session; None: unchanged).
+    Everything else passes through."""
+
+    def __init__(self, port, version):
+        self.upstream, self.version = port, version
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, dbname):
+        return "postgresql://autopack@127.0.0.1:%d/%s" % (self.port, dbname)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pipe, args=(client, server, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True),
+                             daemon=True).start()
+
+    def _startup(self, buf):
+        """The whole messages at the start of buf, server_version rewritten; the rest;
+        whether the session's start is over (ReadyForQuery)."""
+        out = b""
+        while len(buf) >= 5:
+            n = struct.unpack("!I", buf[1:5])[0]
+            if len(buf) < 1 + n:
+                break
+            msg, buf = buf[:1 + n], buf[1 + n:]
+            if msg[:1] == b"S" and msg[5:].startswith(b"server_version\x00"):
+                body = b"server_version\x00" + self.version.encode() + b"\x00"
+                msg = b"S" + struct.pack("!I", len(body) + 4) + body
+            out += msg
+            if msg[:1] == b"Z":
+                return out + buf, b"", True
+        return out, buf, False
+
+    def _pipe(self, src, dst, rewrite):
+        held, first = b"", True
+        rewrite = rewrite and self.version is not None
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if rewrite and first and data == b"N":  # the answer to SSLRequest
+                    dst.sendall(data)
+                    first = False
+                    continue
+                first = False
+                if rewrite:
+                    data, held, done = self._startup(held + data)
+                    rewrite = not done
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_server_older_than_postgresql_12_is_refused_by_every_program(
+        tmp, pg_cluster, pg_url):
+    dbname = pg_url.rsplit("/", 1)[1]
+    same = VersionProxy(pg_cluster.port, None)
+    old = VersionProxy(pg_cluster.port, "11.22 (Debian 11.22-0+deb10u1)")
+    try:
+        new_pg_db(tmp, same.url(dbname))
+        want = ("%s: the server runs PostgreSQL 11.22 (Debian 11.22-0+deb10u1); autopack"
+                " needs PostgreSQL 12 or later" % old.url(dbname))
+        for args in (["db", "check"], ["db", "init"], ["status"], ["session", "list"]):
+            r = ctl("--db", old.url(dbname), *args)
+            assert r.rc == 2 and want in r.err, (args, r)
+        sup = Supervisor(tmp, old.url(dbname), "--workers", 1, "--dry-run",
+                         "--exit-when-drained")
+        assert sup.wait(timeout=60) == 1, sup.stderr()
+        assert want in sup.stderr()
+        r = ctl("--db", same.url(dbname), "db", "check")
+        assert r.rc == 0, r
+    finally:
+        same.close()
+        old.close()

@@ -11,15 +11,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Connect with the URL's password, if it had one; STORE_ENOENT for a missing database. */
+/* The oldest server this program's SQL runs on (CTEs written AS MATERIALIZED), as
+ * PQserverVersion counts versions. */
+#define PG_OLDEST_SERVER 120000
+
+/* Connect with the URL's password, if it had one; STORE_ENOENT for a missing database,
+ * STORE_ENOTDB for a server older than PostgreSQL 12 (the connection closed). */
 int store_pg_connect(const char *url, struct db **db, struct store_err *err)
 {
 	enum db_fault fault;
 	char msg[600];
+	const char *version;
 
 	if (db_pg_connect(url, dburl_pg_password(url), program_invocation_short_name, db, &fault,
-	        msg, sizeof msg) == DB_OK)
-		return 0;
+	        msg, sizeof msg) == DB_OK) {
+		if (PQserverVersion(db_pg_conn(*db)) >= PG_OLDEST_SERVER)
+			return 0;
+		version = PQparameterStatus(db_pg_conn(*db), "server_version");
+		store_fail(err, STORE_ENOTDB,
+		    "%s: the server runs PostgreSQL %s; autopack needs PostgreSQL 12 or later", url,
+		    version != NULL ? version : "of an unknown version");
+		db_close(*db);
+		*db = NULL;
+		return STORE_ENOTDB;
+	}
 	if (fault == DB_FAULT_NOTDB)
 		return store_fail(err, STORE_ENOENT,
 		    "%s: %s (autopack never creates a database: create it with createdb or "
