@@ -212,3 +212,17 @@ def test_an_import_that_fails_in_the_database_leaves_no_workspace_behind(db, tmp
     assert r.rc != 0 and "refused by a trigger" in r.err, r
     assert counts(db) == (0, 0, 0)
     assert not (tmp / "deep").exists()
+
+
+@pytest.mark.parametrize("target,cause", [("nowhere", "No such file or directory"),
+                                          ("ws", "Too many levels of symbolic links")])
+def test_a_workspace_that_is_a_broken_symbolic_link_is_refused_naming_it(db, tmp, target,
+                                                                           cause):
+    # A link to nothing, or to itself, was reported as "exists and is not a directory".
+    os.symlink(target, str(tmp / "ws"))
+    r = ctl("--db", url(db), "run", "import",
+            write_plan(tmp, plan(run_entry("r1", phase("p1"), workspace="ws"))))
+    assert r.rc == 1, r
+    assert ("workspace %s for run r1 is a symbolic link to %s, which cannot be followed: %s;"
+            " nothing was written" % (tmp / "ws", target, cause)) in r.err, r.err
+    assert counts(db) == (0, 0, 0)

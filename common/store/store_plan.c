@@ -290,7 +290,24 @@ static int plan_mkdir(
 		return store_fail(err, STORE_EINVAL, "cannot create workspace %s for run %s: %s",
 		    dir, run_id, strerror(-rc));
 	}
-	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+	if (stat(dir, &sb) != 0) {
+		int e = errno;
+		char target[PATH_MAX];
+		ssize_t n = readlink(dir, target, sizeof target - 1);
+
+		free(top);
+		/* mkdir_p took the name as made: it is a link that leads nowhere */
+		if (n >= 0) {
+			target[n] = '\0';
+			return store_fail(err, STORE_EINVAL,
+			    "workspace %s for run %s is a symbolic link to %s, which cannot be "
+			    "followed: %s",
+			    dir, run_id, target, strerror(e));
+		}
+		return store_fail(err, STORE_EINVAL,
+		    "workspace %s for run %s cannot be reached: %s", dir, run_id, strerror(e));
+	}
+	if (!S_ISDIR(sb.st_mode)) {
 		free(top);
 		return store_fail(err, STORE_EINVAL,
 		    "workspace %s for run %s exists and is not a directory", dir, run_id);
