@@ -60,7 +60,8 @@ void fleet_register(struct sup *s)
 {
 	struct fleet_self self = { .pid = getpid(),
 		.lease_timeout_ms = s->cfg.lease_timeout_ms,
-		.retry_failed = s->cfg.retry_failed };
+		.retry_failed = s->cfg.retry_failed,
+		.batch_size = s->cfg.batch_size };
 	struct store_err err;
 	char host[256];
 
@@ -75,8 +76,35 @@ void fleet_register(struct sup *s)
 	    (long long)s->fleet_id, s->st->url, host, (double)s->cfg.lease_timeout_ms / 1000.0);
 }
 
-/* Join the session of live supervisors draining the same way; false when there is none
- * (the caller starts one). Exits 1 on failure. */
+/* Take the budgets of session `id` as this supervisor's: the time it ran before, the
+ * attempts it started. A session's --batch-size and --max-total-minutes hold for the
+ * whole session, so a supervisor started with others leaves the fleet and exits 1. */
+static void fleet_join_budgets(struct sup *s, const char *id)
+{
+	struct fleet_budget b;
+	struct store_err err;
+
+	if (store_fleet_session_budget(s->sd, id, &b, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	if (b.batch_size != s->cfg.batch_size || b.max_total_minutes != s->cfg.max_total_minutes) {
+		if (store_fleet_leave(s->sd, &err) != 0)
+			log_error("%s", err.text);
+		log_fatal(1,
+		    "drain session %s of the other supervisors has --batch-size %lld and"
+		    " --max-total-minutes %lld (0: none), budgets of the whole session; this"
+		    " supervisor has %lld and %lld. Start it with the session's, or once the"
+		    " session has ended",
+		    id, (long long)b.batch_size, (long long)b.max_total_minutes,
+		    (long long)s->cfg.batch_size, (long long)s->cfg.max_total_minutes);
+	}
+	if (s->cfg.max_total_minutes > 0)
+		s->session_elapsed_ms = b.elapsed_ms > 0 ? b.elapsed_ms : 0;
+	if (s->cfg.batch_size > 0)
+		s->started = b.started;
+}
+
+/* Join the session of live supervisors draining the same way, with its budgets; false
+ * when there is none (the caller starts one). Exits 1 on failure. */
 bool fleet_join_session(struct sup *s)
 {
 	struct store_err err;
@@ -91,6 +119,7 @@ bool fleet_join_session(struct sup *s)
 		return false;
 	s->session_id = id;
 	log_info("joining drain session %s of the other supervisors", id);
+	fleet_join_budgets(s, id);
 	/* Their triage, run stops and fingerprint counts hold here too. */
 	if (store_fleet_session_state(s->sd, id, false, &state, &err) != 0)
 		log_fatal(1, "%s", err.text);
@@ -139,6 +168,22 @@ static char *fleet_status_json(struct sup *s)
 	return out;
 }
 
+/* Within a --batch-size, read the attempts the session started (the other supervisors'
+ * claims count too); on failure the count stays as it was. */
+static void fleet_read_started(struct sup *s)
+{
+	struct store_err err;
+	int64_t n;
+
+	if (s->cfg.batch_size <= 0 || s->round_doubt || db_in_transaction(s->st->db))
+		return;
+	if (store_fleet_session_started(s->sd, s->session_id, &n, &err) != 0) {
+		log_error("%s", err.text);
+		return;
+	}
+	s->started = n;
+}
+
 /* Rebuild the run queues from the database, at most every FLEET_REFRESH_MIN_MS unless
  * `now` (else at the next tick), and dispatch what became eligible. */
 static void fleet_refresh(struct sup *s, bool now)
@@ -152,6 +197,7 @@ static void fleet_refresh(struct sup *s, bool now)
 		return;
 	}
 	s->fleet_refreshed_ms = t;
+	fleet_read_started(s);
 	policy_sync(s);
 	sched_refresh(s);
 	lease_kick(s);

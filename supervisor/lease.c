@@ -359,11 +359,22 @@ static void lease_start(struct sup *s, const struct grant *g)
 	    (long long)g->attempt_number);
 }
 
+/* The attempts the batch still allows in this round (--batch-size; with several
+ * supervisors the session's, as last read), less the round's leases so far. */
+static int64_t lease_left(const struct sup *s)
+{
+	if (s->cfg.batch_size <= 0)
+		return INT64_MAX;
+	return s->cfg.batch_size - s->started - (int64_t)s->ngrants;
+}
+
 /* Whether a round can open leases: dispatch is not held, a run is ready, a worker idle
- * and the batch not spent (when it is, with nothing in flight, the drain stops). */
+ * and the batch not spent (when it is, with nothing in flight, the drain stops; with
+ * several supervisors, whether or not a run is ready here, as the session's batch is). */
 static bool lease_want(struct sup *s)
 {
-	if (s->paused || s->crash_loop || s->stopping || s->writes_off || s->nready == 0)
+	if (s->paused || s->crash_loop || s->stopping || s->writes_off ||
+	    (s->nready == 0 && s->fleet_id == 0))
 		return false;
 	if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size) {
 		if (s->in_flight == 0)
@@ -371,6 +382,8 @@ static bool lease_want(struct sup *s)
 			    "batch size %lld reached (--batch-size)", (long long)s->cfg.batch_size);
 		return false;
 	}
+	if (s->nready == 0)
+		return false;
 	return s->idle != NULL || lease_ahead_wanted(s) > 0;
 }
 
@@ -387,6 +400,14 @@ static void lease_claimed(struct sup *s, struct grant *g, const struct drain_cla
 		sched_drop_head(s, g->r);
 		if (g->w != NULL)
 			worker_idle_push(g->w);
+	} else if (c->rc == STORE_ESPENT) {
+		/* The session's batch is spent (the count just read says so): the run waits,
+		 * and the next look at the batch stops the drain. */
+		log_debug("%s", c->err.text);
+		sched_release(s, g->r);
+		if (g->w != NULL)
+			worker_idle_push(g->w);
+		lease_kick(s);
 	} else if (c->rc == STORE_EBUSY) {
 		/* Another supervisor holds the run: leave it until the next refresh. */
 		log_debug("%s", c->err.text);
@@ -432,6 +453,10 @@ static int lease_open_batch(struct sup *s, int64_t most, bool ahead, struct stor
 			.worker_pid = w != NULL ? w->pid : 0 };
 	}
 	rc = store_drain_attempts_open(s->sd, c, n, s->session_id, s->cfg.dry_run, err);
+	/* Several supervisors: the claim counted the session's attempts, this round's
+	 * leases so far among them (lease_taken adds the round's at its commit). */
+	if (rc == 0 && s->fleet_id > 0 && store_fleet_claimed_started(s->sd) >= 0)
+		s->started = store_fleet_claimed_started(s->sd) - (int64_t)s->ngrants;
 	for (size_t i = 0, base = s->ngrants; i < n; i++) {
 		struct grant g = s->grants[base + i];
 
@@ -453,17 +478,16 @@ static int lease_open_batch(struct sup *s, int64_t most, bool ahead, struct stor
  * called). */
 static int lease_open(struct sup *s, struct store_err *err)
 {
-	int64_t left = s->cfg.batch_size > 0 ? s->cfg.batch_size - s->started : INT64_MAX;
 	int64_t ahead;
 	int rc = 0;
 
 	assert(s->ngrants == 0);
-	while (rc == 0 && (int64_t)s->ngrants < left && s->nready > 0 && s->idle != NULL)
-		rc = lease_open_batch(s, left - (int64_t)s->ngrants, false, err);
+	while (rc == 0 && lease_left(s) > 0 && s->nready > 0 && s->idle != NULL)
+		rc = lease_open_batch(s, lease_left(s), false, err);
 	/* With every idle worker served, the leases to open ahead. */
 	ahead = lease_ahead_wanted(s);
-	if (ahead > left - (int64_t)s->ngrants)
-		ahead = left - (int64_t)s->ngrants;
+	if (ahead > lease_left(s))
+		ahead = lease_left(s);
 	if (rc == 0 && ahead > 0 && s->nready > 0)
 		rc = lease_open_batch(s, ahead, true, err);
 	return rc;

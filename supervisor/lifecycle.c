@@ -118,9 +118,12 @@ void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop
 	uv_timer_start(&s->identity_timer, identity_timer_cb, IDENTITY_CHECK_MS, IDENTITY_CHECK_MS);
 	uv_timer_init(s->loop, &s->deadline_timer);
 	s->deadline_timer.data = s;
-	if (s->cfg.max_total_minutes > 0)
-		uv_timer_start(&s->deadline_timer, deadline_timer_cb,
-		    (uint64_t)s->cfg.max_total_minutes * 60000, 0);
+	/* From the session's start: a supervisor that joined it has what is left. */
+	if (s->cfg.max_total_minutes > 0) {
+		int64_t ms = s->cfg.max_total_minutes * 60000 - s->session_elapsed_ms;
+
+		uv_timer_start(&s->deadline_timer, deadline_timer_cb, ms > 0 ? (uint64_t)ms : 0, 0);
+	}
 }
 
 /* The database is no longer the one opened (err says how): write nothing more, exit 3. */

@@ -454,7 +454,10 @@ struct sup {
 	struct policy pol;
 	int64_t queued; /* phases in run queues */
 	int64_t in_flight;
-	int64_t started; /* attempts started this drain */
+	/* attempts started this drain; with several supervisors and --batch-size, the
+	 * session's, as this supervisor last read them (fleet.c, lease.c) */
+	int64_t started;
+	int64_t session_elapsed_ms; /* the session's time before this supervisor joined it */
 	bool paused;
 
 	/* workers by id (worker.c) and the idle ones */

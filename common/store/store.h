@@ -28,6 +28,7 @@ enum store_errcode {
 	STORE_EMOVED = -9,   /* the file, its -wal or its -shm was replaced or removed under us */
 	STORE_ELINKED = -10, /* the file has more than one name (hard links) */
 	STORE_EIDENT = -11,  /* meta.db_uuid is not a canonical UUID */
+	STORE_ESPENT = -12,  /* a drain session's budget is spent */
 };
 
 struct store_err {

@@ -115,6 +115,7 @@ int store_drain_open(struct store *st, struct store_drain **out, struct store_er
 	int rc;
 
 	d->st = st;
+	d->claimed_started = -1;
 	rc = drain_prepare(d, drain_sql_main, drain_sql_main_n, err);
 	if (rc == 0)
 		rc = drain_prepare(d, drain_sql_attempt, drain_sql_attempt_n, err);
@@ -151,6 +152,7 @@ void store_drain_close(struct store_drain *d)
 		db_finalize(d->stmt[i]);
 	db_finalize(d->estimation);
 	db_finalize(d->data_version);
+	db_finalize(d->budget_lock);
 	store_tier_cache_free(&d->tiers);
 	free(d->announced.v);
 	free(d->closing.v);

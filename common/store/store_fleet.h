@@ -73,7 +73,18 @@ struct fleet_self {
 	int64_t pid;
 	int64_t lease_timeout_ms;
 	const char *control_socket;
-	bool retry_failed; /* FAILED phases are eligible too (the order of a run counts them) */
+	bool retry_failed;  /* FAILED phases are eligible too (the order of a run counts them) */
+	int64_t batch_size; /* the session's --batch-size, 0 for none: claims stay within it */
+};
+
+/* A drain session's budgets (store_fleet_session_budget): its settings' --batch-size and
+ * --max-total-minutes (0: none), the time since it started by the server's clock, and the
+ * attempts it started as --batch-size counts them. */
+struct fleet_budget {
+	int64_t batch_size;
+	int64_t max_total_minutes;
+	int64_t elapsed_ms;
+	int64_t started;
 };
 
 /* Register this supervisor: its row, live, with a first heartbeat (outside a
@@ -92,6 +103,19 @@ int store_fleet_session_find(
 /* Record the session this supervisor drains in and its join key (outside a transaction). */
 int store_fleet_session_set(
     struct store_drain *d, const char *session_id, const char *join_key, struct store_err *err);
+/* Read the budgets of session `session_id` into *b (outside a transaction); STORE_EINVAL
+ * when there is no such session, STORE_EIO on failure (common/store/pg/
+ * store_fleet_budget.c). */
+int store_fleet_session_budget(
+    struct store_drain *d, const char *session_id, struct fleet_budget *b, struct store_err *err);
+/* The attempts session `session_id` started, as --batch-size counts them, into *n
+ * (outside a transaction); STORE_EIO on failure. */
+int store_fleet_session_started(
+    struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err);
+/* The attempts the session had started, as --batch-size counts them, when the last
+ * store_drain_attempts_open read them (a claim within the session's --batch-size, with
+ * the claims of this transaction before it), or -1 when it did not read them. */
+int64_t store_fleet_claimed_started(const struct store_drain *d);
 /* How many other live supervisors drain in `session_id` (outside a transaction). */
 int store_fleet_session_others(
     struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err);

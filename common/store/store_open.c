@@ -469,6 +469,7 @@ const char *store_strerror(int code)
 	case STORE_EMOVED: return "EMOVED";
 	case STORE_ELINKED: return "ELINKED";
 	case STORE_EIDENT: return "EIDENT";
+	case STORE_ESPENT: return "ESPENT";
 	}
 	return "EUNKNOWN";
 }

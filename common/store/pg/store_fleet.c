@@ -3,6 +3,7 @@
  * attempts, LISTEN/NOTIFY, and commands through the database. Times are the server's. */
 #include "common/store/store_fleet.h"
 #include "common/store/pg/db_pg.h"
+#include "common/store/pg/store_fleet_budget.h"
 #include "common/store/store_drain_internal.h"
 #include "common/strbuf.h"
 #include "common/util.h"
@@ -46,44 +47,69 @@ static const char fleet_sql_lock[] =
  * subqueries, by their phase (the session compared through an expression): whatever the
  * planner's statistics, each phase costs one index probe, never a scan of the session's
  * attempts, which would make a drain quadratic in its length. */
-static const char fleet_sql_claim[] =
-    "WITH w AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(?1 AS JSON))"
-    "   AS w(i INTEGER, run_id TEXT, phase_id TEXT, pid BIGINT)),"
-    " c AS MATERIALIZED (SELECT w.i, w.run_id, w.phase_id, w.pid, p.state,"
-    " p.builder_attempts,"
-    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL)"
-    "   AS open,"
-    " (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"
-    "   WHERE q.run_id = p.run_id AND (q.state = ?2 OR (?3 AND q.state = ?4))"
-    "   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"
-    "   AND (SELECT count(*) FROM attempts v WHERE v.run_id = q.run_id"
-    "     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?5"
-    "     AND v.dry_run = 1) = 0) AS before,"
-    " (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"
-    "   AND COALESCE(v.session_id, '') = ?5 AND v.dry_run = 1) AS visited," FLEET_RUN_HELD_BACK
-    " AS held"
-    " FROM w JOIN runs r ON r.id = w.run_id JOIN phases p ON p.run_id = r.id"
-    "   AND p.phase_id = w.phase_id JOIN tiers tp ON tp.id = p.tier_id),"
-    " ins AS (INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
-    "   dry_run, initial_state, started_at, supervisor_id)"
-    "   SELECT c.run_id, c.phase_id, c.builder_attempts + 1, ?5, NULLIF(c.pid, 0), CAST(?6 AS INTEGER),"
-    "   c.state, ?7, ?8"
-    "   FROM c WHERE c.open = 0 AND c.before = 0 AND c.visited = 0 AND c.held = 0"
-    "   AND c.state IN (?2, ?4)"
-    "   RETURNING attempt_id, run_id, phase_id),"
-    " f AS (UPDATE phases SET current_attempt_id = ins.attempt_id,"
-    "   state = CASE WHEN CAST(?6 AS INTEGER) = 1 THEN phases.state ELSE ?9 END,"
-    "   builder_attempts = phases.builder_attempts"
-    "     + CASE WHEN CAST(?6 AS INTEGER) = 1 THEN 0 ELSE 1 END,"
-    "   last_attempt_timestamp = CASE WHEN CAST(?6 AS INTEGER) = 1"
-    "     THEN phases.last_attempt_timestamp ELSE ?7 END,"
-    "   started_at = CASE WHEN CAST(?6 AS INTEGER) = 1"
-    "     THEN phases.started_at ELSE COALESCE(phases.started_at, ?7) END,"
-    "   updated_at = CASE WHEN CAST(?6 AS INTEGER) = 1 THEN phases.updated_at ELSE ?7 END"
-    "   FROM ins WHERE phases.run_id = ins.run_id AND phases.phase_id = ins.phase_id)"
-    " SELECT c.i, c.state, c.builder_attempts, c.open, c.before, c.visited, c.held,"
-    " ins.attempt_id FROM c LEFT JOIN ins ON ins.run_id = c.run_id"
-    " AND ins.phase_id = c.phase_id";
+#define FLEET_CLAIM_READ                                                                            \
+	"WITH w AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(?1 AS JSON))"                 \
+	"   AS w(i INTEGER, run_id TEXT, phase_id TEXT, pid BIGINT)),"                              \
+	" c AS MATERIALIZED (SELECT w.i, w.run_id, w.phase_id, w.pid, p.state,"                     \
+	" p.builder_attempts,"                                                                      \
+	" (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL)"       \
+	"   AS open,"                                                                               \
+	" (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"                        \
+	"   WHERE q.run_id = p.run_id AND (q.state = ?2 OR (?3 AND q.state = ?4))"                  \
+	"   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"        \
+	"   AND (SELECT count(*) FROM attempts v WHERE v.run_id = q.run_id"                         \
+	"     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?5"                      \
+	"     AND v.dry_run = 1) = 0) AS before,"                                                   \
+	" (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"   \
+	"   AND COALESCE(v.session_id, '') = ?5 AND v.dry_run = 1) AS visited," FLEET_RUN_HELD_BACK \
+	" AS held"                                                                                  \
+	" FROM w JOIN runs r ON r.id = w.run_id JOIN phases p ON p.run_id = r.id"                   \
+	"   AND p.phase_id = w.phase_id JOIN tiers tp ON tp.id = p.tier_id)"
+/* Whether claim c may open its attempt (but for a budget). */
+#define FLEET_CLAIM_FREE                                                                           \
+	" c.open = 0 AND c.before = 0 AND c.visited = 0 AND c.held = 0 AND c.state IN (?2, ?4)"
+/* The attempts of the free claims, those `cond` lets through, and their phases fenced. */
+#define FLEET_CLAIM_OPEN(cond)                                                                      \
+	", ins AS (INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid," \
+	"   dry_run, initial_state, started_at, supervisor_id)"                                     \
+	"   SELECT c.run_id, c.phase_id, c.builder_attempts + 1, ?5, NULLIF(c.pid, 0),"             \
+	"   CAST(?6 AS INTEGER), c.state, ?7, ?8"                                                   \
+	"   FROM c WHERE" FLEET_CLAIM_FREE cond " RETURNING attempt_id, run_id, phase_id),"         \
+	" f AS (UPDATE phases SET current_attempt_id = ins.attempt_id,"                             \
+	"   state = CASE WHEN CAST(?6 AS INTEGER) = 1 THEN phases.state ELSE ?9 END,"               \
+	"   builder_attempts = phases.builder_attempts"                                             \
+	"     + CASE WHEN CAST(?6 AS INTEGER) = 1 THEN 0 ELSE 1 END,"                               \
+	"   last_attempt_timestamp = CASE WHEN CAST(?6 AS INTEGER) = 1"                             \
+	"     THEN phases.last_attempt_timestamp ELSE ?7 END,"                                      \
+	"   started_at = CASE WHEN CAST(?6 AS INTEGER) = 1"                                         \
+	"     THEN phases.started_at ELSE COALESCE(phases.started_at, ?7) END,"                     \
+	"   updated_at = CASE WHEN CAST(?6 AS INTEGER) = 1 THEN phases.updated_at ELSE ?7 END"      \
+	"   FROM ins WHERE phases.run_id = ins.run_id AND phases.phase_id = ins.phase_id)"
+/* What came of each claim: a row per phase that exists, its attempt's id NULL when none
+ * was opened. */
+#define FLEET_CLAIM_RESULT(extra)                                                                  \
+	" SELECT c.i, c.state, c.builder_attempts, c.open, c.before, c.visited, c.held,"           \
+	" ins.attempt_id" extra " FROM c LEFT JOIN ins ON ins.run_id = c.run_id"                   \
+	" AND ins.phase_id = c.phase_id"
+static const char fleet_sql_claim[] = FLEET_CLAIM_READ FLEET_CLAIM_OPEN("") FLEET_CLAIM_RESULT("");
+/* Within the session's --batch-size (?10): the session's started attempts, counted once,
+ * and the rank of each free claim in the round's order (i). */
+#define FLEET_CLAIM_BUDGET                                                                         \
+	", n AS MATERIALIZED (SELECT " FLEET_STARTED_OF "?5" FLEET_STARTED_WHERE " AS started),"   \
+	" k AS MATERIALIZED (SELECT c.i, row_number() OVER (ORDER BY c.i) AS rank FROM c"          \
+	"   WHERE" FLEET_CLAIM_FREE ")"
+/* The free claims the budget lets through. */
+#define FLEET_CLAIM_WITHIN                                                                         \
+	" AND (SELECT k.rank FROM k WHERE k.i = c.i)"                                              \
+	"   <= CAST(?10 AS BIGINT) - (SELECT n.started FROM n)"
+/* The claim within the session's --batch-size (?10), after the session's row was locked
+ * (fleet_budget_lock): the count sees every claim committed before the lock was taken, the
+ * free claims open attempts in the round's order as long as the session stays within its
+ * budget, and each row also says how many attempts the session had started. The count
+ * reads the session's attempts (ix_attempts_session): in proportion to them, which the
+ * budget bounds. */
+static const char fleet_sql_claim_capped[] = FLEET_CLAIM_READ FLEET_CLAIM_BUDGET FLEET_CLAIM_OPEN(
+    FLEET_CLAIM_WITHIN) FLEET_CLAIM_RESULT(", (SELECT n.started FROM n)");
 static const char fleet_sql_eligible[] =
     "SELECT x.run_id, x.phase_id, x.tier_index, x.phase_index,"
     " (SELECT count(*) FROM attempts a WHERE a.run_id = x.run_id"
@@ -118,7 +144,8 @@ const char *store_fleet_drain_sql(enum drain_stmt id)
 
 /* Say in c->err why the claim read in `s` opened no attempt: STORE_EBUSY, the run is held
  * elsewhere or changed since this supervisor read it (another one ran the phase: the run
- * is to be read again, not just its head dropped). */
+ * is to be read again, not just its head dropped); STORE_ESPENT, the session's
+ * --batch-size left it out. */
 static int fleet_claim_refused(struct store_drain *d, struct db_stmt *s, struct drain_claim *c)
 {
 	const char *state = db_column_text(s, 1);
@@ -141,6 +168,10 @@ static int fleet_claim_refused(struct store_drain *d, struct db_stmt *s, struct 
 	if (initial != PHASE_QUEUED && initial != PHASE_FAILED)
 		return store_fail(err, STORE_EBUSY, "phase %s/%s: state %s is not dispatchable",
 		    c->run_id, c->phase_id, state != NULL ? state : "NULL");
+	if (d->batch_size > 0)
+		return store_fail(err, STORE_ESPENT,
+		    "phase %s/%s: the session has started its %lld attempts (--batch-size)",
+		    c->run_id, c->phase_id, (long long)d->batch_size);
 	return store_fail(err, STORE_EIO, "%s: phase %s/%s: the claim opened no attempt",
 	    d->st->url, c->run_id, c->phase_id);
 }
@@ -210,9 +241,13 @@ static int fleet_claims_insert(struct store_drain *d, struct drain_claim *c, siz
 	store_bind_text(s, 7, now);
 	db_bind_int64(s, 8, d->supervisor_id);
 	store_bind_text(s, 9, phase_state_name(PHASE_EXECUTING));
+	if (d->batch_size > 0)
+		db_bind_int64(s, 10, d->batch_size);
 	while ((rc = db_step(s)) == DB_ROW) {
 		int64_t i = db_column_int64(s, 0);
 
+		if (d->batch_size > 0)
+			d->claimed_started = db_column_int64(s, 8);
 		if (i < 0 || (size_t)i >= n || c[i].rc != 0 || seen[i])
 			continue;
 		seen[i] = true;
@@ -241,15 +276,19 @@ static int fleet_claims_insert(struct store_drain *d, struct drain_claim *c, siz
 }
 
 /* Open the attempts of a round's claims inside the group, in two statements for them
- * all: the runs' locks, then the claims. */
+ * all: the runs' locks, then the claims; within a --batch-size, the session's row is
+ * locked first. */
 int store_fleet_attempts_open(struct store_drain *d, struct drain_claim *c, size_t n,
     const char *session_id, bool dry_run, struct store_err *err)
 {
 	char now[32];
 	int rc;
 
+	d->claimed_started = -1;
 	if (n == 0)
 		return 0;
+	if (d->batch_size > 0 && (rc = fleet_budget_lock(d, session_id, err)) != 0)
+		return rc;
 	if ((rc = fleet_claims_lock(d, c, n, err)) != 0)
 		return rc;
 	time_db_now(now);
@@ -279,6 +318,11 @@ int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const ch
 	*attempt_id = c.attempt_id;
 	*attempt_number = c.attempt_number;
 	return 0;
+}
+
+int64_t store_fleet_claimed_started(const struct store_drain *d)
+{
+	return d->claimed_started;
 }
 
 /* The fleet's eligible phases: those of runs no other supervisor leases, and not visited
@@ -343,6 +387,17 @@ int store_fleet_register(
 	if (rc == 0) {
 		d->supervisor_id = *id;
 		d->retry_failed = self->retry_failed;
+		d->claimed_started = -1;
+	}
+	/* Within a --batch-size, the claim counts the session's attempts. */
+	if (rc == 0 && self->batch_size > 0) {
+		d->batch_size = self->batch_size;
+		db_finalize(d->stmt[DS_ATT_INSERT]);
+		d->stmt[DS_ATT_INSERT] = NULL;
+		d->sql[DS_ATT_INSERT] = fleet_sql_claim_capped;
+		if (db_prepare_persistent(
+		        d->st->db, d->sql[DS_ATT_INSERT], &d->stmt[DS_ATT_INSERT]) != DB_OK)
+			rc = fleet_fail(d->st, err, "preparing the claim within --batch-size");
 	}
 	return rc;
 }
