@@ -28,6 +28,19 @@ static void procs_cloexec(int fd)
 		fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
 }
 
+void procs_stdio_open(void)
+{
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+		int got;
+
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		/* the lowest free number is `fd`: those below it are open */
+		if ((got = open("/dev/null", O_RDONLY)) >= 0 && got != fd)
+			close(got);
+	}
+}
+
 void procs_cloexec_from(int first)
 {
 	struct rlimit rl;

@@ -9,6 +9,15 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+/* Put /dev/null, opened read-only, on each of the standard descriptors 0, 1 and 2 that is
+ * closed (a parent that ran this binary with `<&-`, `>&-` or `2>&-`), so that no
+ * descriptor the process opens later takes a standard number: the event loop's own, a
+ * socket or a file would otherwise receive what is printed to stdout or logged to stderr.
+ * A write to such a stream fails with EBADF, as on a closed one, and is reported where it
+ * was before. A descriptor it cannot open is left closed (nothing else could open one
+ * either). */
+void procs_stdio_open(void);
+
 /* Mark every descriptor from `first` up close-on-exec: close_range(CLOSE_RANGE_CLOEXEC),
  * else a walk of /proc/self/fd, else each descriptor below the open-files limit. */
 void procs_cloexec_from(int first);

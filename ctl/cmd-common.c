@@ -1,5 +1,6 @@
 /* What every command shares: option parsing, errors, opening the database. */
 #include "ctl/cmd.h"
+#include "common/dbfiles.h"
 #include "common/store/dburl.h"
 #include "common/store/store_lock.h"
 #include "common/util.h"
@@ -7,10 +8,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Print a command's usage line, summary and help text. */
@@ -85,6 +88,8 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx)
 }
 
 /* Map a store error to an exit code: 1 refused, 2 unusable. */
+int cmd_stdout_errno;
+
 int cmd_exit_code(int store_rc)
 {
 	switch (store_rc) {
@@ -147,6 +152,43 @@ int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner)
 	if (banner)
 		store_banner(st, cmd_text_out(ctx));
 	return 0;
+}
+
+FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t errlen)
+{
+	const char *sfx = NULL;
+	struct stat sb;
+	FILE *f = NULL;
+	int fd = -1;
+
+	/* By name first: a -wal or -journal not made yet would be made by the open. */
+	if (st->backend == DB_SQLITE && (sfx = dbfiles_match(st->path, path, -1)) != NULL)
+		goto refuse;
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+	if (fd < 0 || fstat(fd, &sb) != 0) {
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* Then the file opened, in case the name changed meanwhile. */
+	if (st->backend == DB_SQLITE && (sfx = dbfiles_match(st->path, path, fd)) != NULL)
+		goto refuse;
+	if (S_ISREG(sb.st_mode) && ftruncate(fd, 0) != 0) {
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if ((f = fdopen(fd, "w")) == NULL)
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+	else
+		fd = -1;
+	goto out;
+refuse:
+	snprintf(err, errlen,
+	    "refusing to write %s: that is %s%s, %s; nothing was written: name another file", path,
+	    st->path, sfx, sfx[0] == '\0' ? "the database itself" : "one of the database's files");
+out:
+	if (fd >= 0)
+		close(fd);
+	return f;
 }
 
 /* Name the process holding the lock, from /proc (autopack-supervisor if unknown). */

@@ -233,8 +233,10 @@ static json_t *cmd_session_end(json_t *state)
 	return json_is_object(end) ? end : json_null();
 }
 
-/* Print what the drain left: counts by state, the phases left and why, the exit status. */
-static void cmd_session_print_end(json_t *state)
+/* Print what the drain left: counts by state, the phases left and why, the exit status;
+ * `completed`: the session has an end, which a supervisor refused at its start records
+ * without this part. */
+static void cmd_session_print_end(json_t *state, bool completed)
 {
 	static const char *const causes[][2] = { { "policy", "the drain rules" },
 		{ "operator", "the operator's stop" }, { "breaker", "the breaker" },
@@ -245,7 +247,9 @@ static void cmd_session_print_end(json_t *state)
 
 	printf("\nWhat is left\n");
 	if (!json_is_object(end)) {
-		printf("  not recorded: the supervisor did not end this session itself\n");
+		printf("  not recorded: %s\n",
+		    completed ? "the session ended before its supervisor dispatched anything" :
+		                "the supervisor did not end this session itself");
 		return;
 	}
 	printf("  phases: COMPLETE %lld, FAILED %lld, QUEUED %lld",
@@ -362,7 +366,7 @@ static void cmd_session_print(
 		    m->runs[i].run_id, m->runs[i].stopped ? " [STOPPED]" : "",
 		    (long long)m->runs[i].succeeded, (long long)m->runs[i].total,
 		    (long long)m->runs[i].timeouts, (long long)m->runs[i].events);
-	cmd_session_print_end(m->state);
+	cmd_session_print_end(m->state, s->completed_at != NULL);
 	printf("\nRecommendations\n");
 	if (m->n_recs == 0)
 		printf("  (none: nothing processed yet)\n");

@@ -396,6 +396,7 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct cmd_telem_export_state state = { .out = stdout };
 	struct store_telem_filter f = { 0 };
+	char msg[1024];
 	char **ids = xcalloc((size_t)argc + 1, sizeof *ids);
 	const char *out_path = NULL;
 	struct store_err err;
@@ -418,8 +419,9 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (ret != 0)
 		goto out;
 	store_banner(&st, stderr);
-	if (out_path != NULL && (state.out = fopen(out_path, "w")) == NULL) {
-		ret = cmd_fail(ctx, STORE_EINVAL, "cannot write %s: %s", out_path, strerror(errno));
+	if (out_path != NULL &&
+	    (state.out = cmd_open_out(&st, out_path, msg, sizeof msg)) == NULL) {
+		ret = cmd_fail(ctx, STORE_EINVAL, "%s", msg);
 		store_close(&st);
 		goto out;
 	}

@@ -61,8 +61,21 @@ static int watch_tty_width(void)
 	return ws.ws_col;
 }
 
-/* Print one line (or JSON object) for a status body. */
-static void watch_show(json_t *b, bool json, int width)
+/* Flush standard output; false, with the cause in cmd_stdout_errno, when it failed now or
+ * earlier. */
+static bool watch_flush(void)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return true;
+	if (cmd_stdout_errno == 0)
+		cmd_stdout_errno = errno != 0 ? errno : EIO;
+	return false;
+}
+
+/* Print one line (or JSON object) for a status body; false when standard output could not
+ * take it (its errno in cmd_stdout_errno). */
+static bool watch_show(json_t *b, bool json, int width)
 {
 	json_t *pool = json_object_get(b, "pool"), *q = json_object_get(b, "queue");
 	const char *state = json_string_value(json_object_get(b, "state"));
@@ -82,8 +95,7 @@ static void watch_show(json_t *b, bool json, int width)
 		printf("%s\n", text != NULL ? text : "{}");
 		free(text);
 		json_decref(o);
-		fflush(stdout);
-		return;
+		return watch_flush();
 	}
 	progress_line(&p, prog, sizeof prog);
 	snprintf(line, sizeof line, "%.19s %-9s %s  workers %lld/%lld  in flight %lld", ts,
@@ -98,7 +110,7 @@ static void watch_show(json_t *b, bool json, int width)
 	} else {
 		printf("%s\n", line);
 	}
-	fflush(stdout);
+	return watch_flush();
 }
 
 /* The exit status the supervisor recorded at the end of its session; -1 if none. */
@@ -275,7 +287,10 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 			json_decref(last);
 			last = json_incref(r.body);
 			cmd_live_reply_free(&r);
-			watch_show(last, json, width);
+			/* Output that cannot be written (a full disk, a closed descriptor) ends
+			 * the watch: main says why, rather than it go on for ever unread. */
+			if (!watch_show(last, json, width))
+				break;
 			if (count > 0 && ++shown >= count)
 				break;
 		} else if (last == NULL) {

@@ -99,6 +99,9 @@ void cmd_print_help(const struct cmd_entry *e);
 
 /* Map a STORE_E* code to the command's exit code. */
 int cmd_exit_code(int store_rc);
+/* Why a write to standard output a command checked failed (an errno), 0 if none did: the
+ * stream forgets it once the failed buffer is dropped, and main reports it at exit. */
+extern int cmd_stdout_errno;
 /* Report a failure: "autopack-ctl: message" on stderr, and with --json an
  * {"ok": false, "error", "message"} object on stdout. Returns cmd_exit_code(code). */
 int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
@@ -111,6 +114,11 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx);
 int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url);
 /* Open the database read-only and, if `banner`, print its banner; 0 or an exit code. */
 int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner);
+/* Open `path` to be written from its start (made 0644 if missing), unless it is one of
+ * the files of the SQLite database `st` holds: the database, its -wal, -shm or -journal,
+ * by that name or another (a symbolic or hard link); nothing is truncated before that is
+ * known. NULL with `err` naming the file and the reason. */
+FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t errlen);
 /* Open the database for an offline write: check it without writing, take the lock
  * (refusing while a supervisor holds it), open it for writing (which migrates an older
  * schema after a backup, and says so) and print the banner. 0 or an exit code; on 0 the

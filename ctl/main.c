@@ -1,6 +1,7 @@
 /* autopack-ctl: `autopack-ctl [--db URL] COMMAND [ARGS]`. Finds the command in
  * cmd_table[] and runs it. */
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/util.h"
 #include "ctl/cmd.h"
 
@@ -82,7 +83,9 @@ static int ctl_flush_stdout(int rc)
 	/* errno is the cause when this flush failed; an earlier one lost it */
 	fprintf(stderr,
 	    "autopack-ctl: writing standard output failed: %s; the output is incomplete\n",
-	    errno != 0 ? strerror(errno) : "an earlier write was refused");
+	    errno != 0                ? strerror(errno) :
+	        cmd_stdout_errno != 0 ? strerror(cmd_stdout_errno) :
+	                                "an earlier write was refused");
 	return rc != CMD_EXIT_OK ? rc : cmd_exit_code(STORE_EIO);
 }
 
@@ -93,6 +96,7 @@ int main(int argc, char **argv)
 	const struct cmd_entry *best = NULL;
 	int i, words = 0;
 
+	procs_stdio_open();
 	log_init("autopack-ctl", LOG_INFO);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

@@ -3,10 +3,13 @@
  * then starts the parts (supervisor/README.md) and wires them together. */
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
+#include "common/dbfiles.h"
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/util.h"
 #include "common/numarg.h"
+#include "common/store/dburl.h"
+#include "common/store/dburl_pg.h"
 #include "proto/proto.h"
 #include "proto/utf8.h"
 
@@ -443,6 +446,26 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 }
 
 /* Fill cfg from argv; exits 2 on a bad flag. */
+/* Refuse (exit 2) a --log-file that names one of the SQLite database's files: the log
+ * would be appended into it, and the file watch would take the supervisor's own lines for
+ * another program's writes (DATABASE LOST). A URL that does not resolve is left to
+ * session_open_store, which reports it. */
+static void log_file_refuse_db(const struct sup_config *c)
+{
+	char *path = NULL, *url = NULL, msg[512];
+	const char *sfx;
+
+	if (dburl_resolve(c->db_flag, &path, &url, NULL, msg, sizeof msg) == 0 &&
+	    !dburl_is_pg(url) && (sfx = dbfiles_match(path, c->log_file, -1)) != NULL)
+		log_fatal(2,
+		    "--log-file %s: that is %s%s, %s; the log would be written into it: name "
+		    "another file",
+		    c->log_file, path, sfx,
+		    sfx[0] == '\0' ? "the database itself" : "one of the database's files");
+	free(path);
+	free(url);
+}
+
 static void parse_flags(struct sup_config *c, int argc, char **argv)
 {
 	int o;
@@ -550,6 +573,8 @@ int main(int argc, char **argv)
 	uv_loop_t loop;
 	int rc;
 
+	/* Closed standard descriptors are filled before anything takes their numbers. */
+	procs_stdio_open();
 	/* Descriptors the operator's shell left open reach no worker and no check. */
 	procs_cloexec_from(3);
 	signal(SIGPIPE, SIG_IGN);
@@ -568,6 +593,8 @@ int main(int argc, char **argv)
 	secrets_take(s);
 	log_init("autopack-supervisor", LOG_INFO);
 	parse_flags(&s->cfg, argc, argv);
+	if (s->cfg.log_file != NULL)
+		log_file_refuse_db(&s->cfg);
 	if (s->cfg.log_file != NULL && log_open(s->cfg.log_file) != 0)
 		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file, strerror(errno));
 	/* Before the database is touched: without descriptors for it (a low `ulimit -n`)
@@ -598,8 +625,10 @@ int main(int argc, char **argv)
 	lag_init(s);
 	metrics_init(s);
 	progress_init(s);
-	if (control_listen(s) != 0 || http_start(s) != 0)
-		exit(1);
+	if (control_listen(s) != 0)
+		session_refused(s, "refused to start: the control socket could not be opened");
+	if (http_start(s) != 0)
+		session_refused(s, "refused to start: --http could not be served");
 	if (s->fleet_id > 0)
 		fleet_start(s);
 	else if (store_drain_set_supervisor(s->sd, getpid(), s->control_path, &err) != 0)

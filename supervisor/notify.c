@@ -58,6 +58,7 @@ int notify_open(struct notify *n, char *err, size_t errlen)
 			rc = -1;
 		} else {
 			memcpy(n->addr.sun_path, name, len);
+			memcpy(n->name, name, len + 1);
 			if (name[0] == '@')
 				n->addr.sun_path[0] = '\0';
 			n->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
@@ -98,7 +99,7 @@ int notify_status(struct notify *n, const char *text)
 	char msg[sizeof n->last_status + 8];
 
 	if (n->fd < 0 || strcmp(text, n->last_status) == 0)
-		return 0;
+		return 1;
 	strlcpy_ap(n->last_status, text, sizeof n->last_status);
 	snprintf(msg, sizeof msg, "STATUS=%s", n->last_status);
 	return notify_send(n, msg);

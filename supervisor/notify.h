@@ -20,6 +20,7 @@ struct notify {
 	socklen_t addr_len;
 	uint64_t watchdog_usec; /* 0: no watchdog */
 	char last_status[256];  /* the STATUS= sent last, to send only changes */
+	char name[sizeof(struct sockaddr_un){ 0 }.sun_path]; /* $NOTIFY_SOCKET, for messages */
 };
 
 /* Read $NOTIFY_SOCKET, $WATCHDOG_USEC and $WATCHDOG_PID, then remove all three from the
@@ -30,7 +31,8 @@ int notify_open(struct notify *n, char *err, size_t errlen);
 /* Send one notification (the assignments, '\n'-separated). Returns 0, or -errno; does
  * nothing and returns 0 when not under a service manager. */
 int notify_send(struct notify *n, const char *assignments);
-/* Send STATUS=text if it differs from the status sent last. */
+/* Send STATUS=text if it differs from the status sent last: 0 sent, 1 nothing to send
+ * (the same text, or no service manager), or -errno. */
 int notify_status(struct notify *n, const char *text);
 void notify_close(struct notify *n);
 

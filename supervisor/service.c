@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define SERVICE_STATUS_MS 1000
 
@@ -58,13 +59,38 @@ void service_status_line(struct sup *s, char *buf, size_t n)
 	}
 }
 
+/* Note how sending `what` went (rc from notify_send; 1: nothing was sent): the first
+ * failure after a success,
+ * or of all, is logged with its cause, for the service manager then never learns that the
+ * supervisor is ready or alive (a Type=notify unit is timed out, its watchdog fires). */
+static void service_sent(struct sup *s, int rc, const char *what)
+{
+	if (rc > 0)
+		return;
+	if (rc != 0 && !s->svc.send_failing)
+		log_warn(
+		    "cannot send %s to the service manager at NOTIFY_SOCKET=%s: %s; it will not"
+		    " learn that the supervisor is ready or alive",
+		    what, s->svc.notify.name, strerror(-rc));
+	else if (rc == 0 && s->svc.send_failing)
+		log_info("the service manager at NOTIFY_SOCKET=%s is reachable again",
+		    s->svc.notify.name);
+	s->svc.send_failing = rc != 0;
+}
+
+/* Send one notification, noting how it went. */
+static void service_send(struct sup *s, const char *assignments)
+{
+	service_sent(s, notify_send(&s->svc.notify, assignments), assignments);
+}
+
 /* Send the status line when it changed. */
 static void service_status(struct sup *s)
 {
 	char line[256];
 
 	service_status_line(s, line, sizeof line);
-	notify_status(&s->svc.notify, line);
+	service_sent(s, notify_status(&s->svc.notify, line), "STATUS");
 }
 
 /* After each loop iteration: READY=1 and STOPPING=1 when they become true. */
@@ -75,12 +101,12 @@ static void service_check_cb(uv_check_t *h)
 	if (!s->svc.ready_sent && !s->stopping && service_workers_up(s)) {
 		s->svc.ready_sent = true;
 		service_status(s);
-		notify_send(&s->svc.notify, "READY=1");
+		service_send(s, "READY=1");
 		log_debug("told the service manager: ready");
 	}
 	if (!s->svc.stopping_sent && s->stopping) {
 		s->svc.stopping_sent = true;
-		notify_send(&s->svc.notify, "STOPPING=1");
+		service_send(s, "STOPPING=1");
 		service_status(s);
 	}
 }
@@ -97,7 +123,7 @@ static void service_watchdog_cb(uv_timer_t *t)
 	struct sup *s = t->data;
 
 	if (service_writer_healthy(s)) {
-		notify_send(&s->svc.notify, "WATCHDOG=1");
+		service_send(s, "WATCHDOG=1");
 		s->svc.watchdog_missed = false;
 	} else if (!s->svc.watchdog_missed) {
 		s->svc.watchdog_missed = true;
@@ -145,7 +171,7 @@ void service_init(struct sup *s)
 void service_finish(struct sup *s)
 {
 	if (!s->svc.stopping_sent)
-		notify_send(&s->svc.notify, "STOPPING=1");
+		service_send(s, "STOPPING=1");
 	service_status(s);
 	notify_close(&s->svc.notify);
 }

@@ -210,6 +210,18 @@ void session_prepare(struct sup *s)
 	    s->cfg.dry_run ? ", dry run" : "");
 }
 
+void session_refused(struct sup *s, const char *why)
+{
+	struct store_err err;
+
+	if (!s->cfg.resume && s->fleet_id == 0 &&
+	    store_drain_session_close(s->sd, s->session_id, why, &err) != 0)
+		log_error("%s", err.text);
+	log_about(LOG_INFO, &(struct log_about){ .session = s->session_id },
+	    "session %s ended (%s) before any dispatch", s->session_id, why);
+	exit(1);
+}
+
 /* Commit, record the session's end and release the database. */
 void session_finish(struct sup *s)
 {

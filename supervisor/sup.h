@@ -410,6 +410,7 @@ struct service {
 	bool ready_sent;
 	bool stopping_sent;
 	bool watchdog_missed; /* the last ping was withheld (logged once) */
+	bool send_failing;    /* the last notification could not be sent (logged once) */
 };
 
 struct sup {
@@ -607,6 +608,11 @@ void session_prepare(struct sup *s);
 /* After the loop: commit what is queued, record how the session ended, release the
  * database and everything the drain held. */
 void session_finish(struct sup *s);
+/* The supervisor cannot run after all (its control socket, its --http address): record
+ * the end of the session it began, with `why` as its stop reason, so that it does not
+ * stay open as if the supervisor had died mid-drain; a resumed or shared session is left
+ * as it was. Then exit 1. */
+void session_refused(struct sup *s, const char *why) __attribute__((noreturn));
 
 /* --- report.c: what a drain leaves --- */
 

@@ -3,6 +3,9 @@ its log files keeps the first and the last 512 KiB, with a line naming the bytes
 between them, and the attempt is judged on the command's exit status as before."""
 import os
 import re
+import subprocess
+
+import pytest
 
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor
@@ -97,3 +100,31 @@ def test_a_check_whose_stderr_is_not_utf8_fails_as_check_failed_not_as_a_crash(t
         ("failed", "CHECK_FAILED")], (att, sup.stderr()[-2000:])
     assert att[0]["message"].endswith("abc\ufffd\ufffd\ufffd"), att[0]["message"]
     assert "cannot encode" not in sup.stderr()
+
+
+def test_a_check_whose_stderr_log_the_full_disk_refused_is_quoted_from_what_it_sent(tmp):
+    # The excerpt was read back from the log files: with stderr's refused by a full disk
+    # it was stdout's ("out-line"), quoted as the end of stderr, and the error was lost.
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", ws],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        # stdout reaches its log, then the check fills the disk and fails on stderr
+        check = ("echo out-line; while [ ! -s .autopack/logs/run__p1__a1.stdout.txt ]; do "
+                 "sleep 0.05; done; cat /dev/zero > fill 2>/dev/null; "
+                 "echo the-real-error >&2; exit 1")
+        url, rc, sup, logs = drain_one(tmp, check)
+        att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+        assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+            ("failed", "CHECK_FAILED")], (att, sup.stderr()[-2000:])
+        stderr_log = os.path.join(logs, "run__p1__a1.stderr.txt")
+        assert os.path.getsize(stderr_log) == 0
+        assert att[0]["message"] == (
+            "check command exited 1 (stderr: %s, not all written: No space left on device):"
+            " the-real-error\n" % stderr_log), att[0]["message"]
+        assert "writing the check log %s: No space left on device" % stderr_log in sup.stderr()
+    finally:
+        subprocess.run(["umount", "-l", ws])

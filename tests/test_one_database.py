@@ -2,6 +2,7 @@
 uuid that is a path, a dropped column, odd URLs and the files' modes: each case of the
 README's "What can go wrong" on real files, with the real binaries as separate
 processes. (The full disk and the stall are in test_faults.py.)"""
+import hashlib
 import json
 import os
 import shutil
@@ -460,3 +461,58 @@ def test_9_check_logs_are_created_0600_in_a_private_directory(tmp):
     assert mode(logs) == 0o700
     for n in names:
         assert mode(os.path.join(logs, n)) == 0o600, (n, oct(mode(os.path.join(logs, n))))
+
+
+def _db_files_digest(path):
+    """The database's bytes and which of its side files exist."""
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return digest, sorted(n for n in os.listdir(os.path.dirname(path))
+                          if n.startswith(os.path.basename(path)))
+
+
+@pytest.mark.parametrize("name,sfx,what", [
+    ("autopack.db", "", "the database itself"),
+    ("link.db", "", "the database itself"),
+    ("autopack.db-wal", "-wal", "one of the database's files"),
+    ("sub/../autopack.db-journal", "-journal", "one of the database's files")])
+def test_10_telemetry_export_never_writes_over_the_database(tmp, name, sfx, what):
+    # --out opened its file with "w": `--out autopack.db` truncated the database it was
+    # reading to 0 bytes, every row gone.
+    url = new_db(tmp, runs=1, phases=1)
+    db = path_of(url)
+    os.symlink("autopack.db", os.path.join(str(tmp), "link.db"))
+    os.mkdir(os.path.join(str(tmp), "sub"))
+    before = _db_files_digest(db)
+    r = ctl("--db", url, "telemetry", "export", "--out", name)
+    assert r.rc == 1, r
+    assert ("refusing to write %s: that is %s%s, %s; nothing was written: name another file"
+            % (name, db, sfx, what)) in r.err, r.err
+    assert _db_files_digest(db) == before
+    assert ctl("--db", url, "db", "check").rc == 0
+    r = ctl("--db", url, "telemetry", "export", "--out", "events.ndjson")
+    assert r.rc == 0 and os.path.exists(os.path.join(str(tmp), "events.ndjson")), r
+
+
+@pytest.mark.parametrize("name,sfx,what", [
+    ("autopack.db", "", "the database itself"),
+    ("link.db", "", "the database itself"),
+    ("autopack.db-wal", "-wal", "one of the database's files"),
+    ("autopack.db-shm", "-shm", "one of the database's files")])
+def test_10_a_log_file_naming_the_database_is_refused(tmp, name, sfx, what):
+    # The log was appended into the database file; the file watch then took the
+    # supervisor's own lines for another program's writes: DATABASE LOST, exit 3. Into a
+    # -wal it was lost with the log SQLite removed.
+    url = new_db(tmp, runs=1, phases=1)
+    db = path_of(url)
+    os.symlink("autopack.db", os.path.join(str(tmp), "link.db"))
+    before = _db_files_digest(db)
+    r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained",
+            "--log-file", name, cwd=str(tmp))
+    assert r.rc == 2, r
+    assert ("--log-file %s: that is %s%s, %s; the log would be written into it: name another"
+            " file" % (name, db, sfx, what)) in r.err, r.err
+    assert _db_files_digest(db) == before
+    r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained",
+            "--log-file", "sup.log", cwd=str(tmp))
+    assert r.rc == 0, r

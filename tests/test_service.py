@@ -227,3 +227,37 @@ def test_watchdog_for_another_pid_is_ignored(tmp):
     finally:
         sup.kill()
         notify.close()
+
+
+def test_a_notification_that_cannot_be_sent_is_logged_once_and_again_when_it_can(tmp):
+    # Every failed send was ignored: with NOTIFY_SOCKET naming something that is not the
+    # manager's socket (a wrong path, a manager gone), READY=1 and the watchdog pings were
+    # lost without a word, and systemd timed the unit out or killed it.
+    url = new_db(tmp, runs=1, phases=1)
+    notify = NotifySocket(tmp)
+    sup = supervise(tmp, url, notify, "--workers", 1, "--dry-run", watchdog_usec=200000)
+    try:
+        notify.wait(lambda d: "READY=1" in d, "READY=1")
+        notify.close()
+        os.unlink(notify.env)
+        wait_for(lambda: "cannot send" in sup.stderr(), what="the failed send logged")
+        assert re.search(r"warn: cannot send (WATCHDOG=1|STATUS) to the service manager at "
+                         r"NOTIFY_SOCKET=%s: No such file or directory; it will not learn "
+                         r"that the supervisor is ready or alive" % re.escape(notify.env),
+                         sup.stderr()), sup.stderr()
+        back = NotifySocket(tmp)  # the manager again, at the same path
+        back.wait(lambda d: "WATCHDOG=1" in d, "a ping after the manager came back")
+        wait_for(lambda: "is reachable again" in sup.stderr(), what="recovery logged")
+        # once per outage: the pings lost every 0.1 s were not each logged
+        assert sup.stderr().count("cannot send") == 1, sup.stderr()
+        back.close()
+    finally:
+        sup.stop_now()
+    # A path that is no socket at all: the drain goes on, and says so.
+    with open(os.path.join(str(tmp), "not-a-socket"), "w"):
+        pass
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     env={"NOTIFY_SOCKET": os.path.join(str(tmp), "not-a-socket")},
+                     name="sup2")
+    assert sup.wait() == 0, sup.stderr()
+    assert "cannot send" in sup.stderr() and "Connection refused" in sup.stderr()

@@ -839,3 +839,36 @@ def test_db_check_survives_token_counts_that_would_overflow_its_sum(tmp):
     r = ctl("--db", url, "db", "check")
     assert r.rc == 0, r
     assert "llm_usage_events: 2 (0 failed calls, 0 lost with their worker), 0 tokens" in r.out
+
+
+@pytest.mark.parametrize("what", ["control", "http"])
+def test_a_supervisor_refused_at_its_socket_ends_the_session_it_began(tmp, what):
+    # The session was begun before the control socket and the --http address were
+    # opened; refused there (exit 1), the supervisor left it open, listed as interrupted
+    # ("the supervisor did not end this session itself") and taken up by --resume.
+    url = new_db(tmp, runs=1, phases=1)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        if what == "control":
+            args = ["--control", os.path.join(str(tmp), "c" * 120 + ".sock")]
+            why = "refused to start: the control socket could not be opened"
+        else:
+            args = ["--http", "127.0.0.1:%d" % busy.getsockname()[1]]
+            why = "refused to start: --http could not be served"
+        sup = Supervisor(tmp, url, "--workers", 0, "--dry-run", *args, control=False)
+        assert sup.wait() == 1, sup.stderr()
+    finally:
+        busy.close()
+    sessions = sql(url, "SELECT session_id, completed_at IS NOT NULL, stop_reason"
+                        " FROM drain_sessions")
+    assert [(c, r) for _, c, r in sessions] == [(1, why)], sessions
+    assert "session %s ended (%s) before any dispatch" % (sessions[0][0], why) \
+        in sup.stderr()
+    r = ctl("--db", url, "session", "show")
+    assert r.rc == 0 and "stop reason: %s" % why in r.out, r
+    assert "not recorded: the session ended before its supervisor dispatched anything" \
+        in r.out, r.out
+    r = ctl("--db", url, "session", "list")
+    assert r.rc == 0 and "interrupted" not in r.out, r

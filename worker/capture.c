@@ -53,6 +53,36 @@ static void capture_keep(struct capture *c, const char *buf, size_t n)
 	}
 }
 
+/* Keep the last CAPTURE_LAST_MAX bytes of the stream. */
+static void capture_last_keep(struct capture *c, const char *buf, size_t n)
+{
+	if (n >= CAPTURE_LAST_MAX) {
+		memcpy(c->last, buf + n - CAPTURE_LAST_MAX, CAPTURE_LAST_MAX);
+		c->last_len = CAPTURE_LAST_MAX;
+		return;
+	}
+	if (c->last_len + n > CAPTURE_LAST_MAX) {
+		size_t drop = c->last_len + n - CAPTURE_LAST_MAX;
+
+		memmove(c->last, c->last + drop, c->last_len - drop);
+		c->last_len -= drop;
+	}
+	memcpy(c->last + c->last_len, buf, n);
+	c->last_len += n;
+}
+
+size_t capture_last(const struct capture *c, char *out, size_t n)
+{
+	size_t k = c->last_len < n - 1 ? c->last_len : n - 1;
+
+	memcpy(out, c->last + c->last_len - k, k);
+	out[k] = '\0';
+	for (size_t i = 0; i < k; i++)
+		if ((unsigned char)out[i] < 0x20 && out[i] != '\n')
+			out[i] = ' ';
+	return k;
+}
+
 int capture_read(struct capture *c)
 {
 	char buf[65536];
@@ -75,6 +105,7 @@ int capture_read(struct capture *c)
 			return n == 0 ? 0 : -1;
 		}
 		c->total += (uint64_t)n;
+		capture_last_keep(c, buf, (size_t)n);
 		k = c->head < CAPTURE_HEAD_MAX ? CAPTURE_HEAD_MAX - c->head : 0;
 		if (k > (size_t)n)
 			k = (size_t)n;

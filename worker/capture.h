@@ -12,6 +12,7 @@
 
 #define CAPTURE_HEAD_MAX (512u << 10)
 #define CAPTURE_TAIL_MAX (512u << 10)
+#define CAPTURE_LAST_MAX 512u /* the stream's last bytes, kept whatever the file took */
 
 struct capture {
 	int in;          /* the read end of the stream's pipe (non-blocking), -1 at its end */
@@ -22,6 +23,8 @@ struct capture {
 	size_t tail_len; /* bytes in the ring */
 	size_t tail_end; /* where the next byte goes in the ring */
 	int write_errno; /* the first failed write to the file, else 0 */
+	char last[CAPTURE_LAST_MAX]; /* the last bytes read, oldest first */
+	size_t last_len;             /* bytes in last */
 };
 
 /* Start capturing from `in` (made non-blocking) into `out`; both stay the caller's. */
@@ -33,5 +36,10 @@ int capture_read(struct capture *c);
 /* Write the marker and the tail when bytes were dropped, release the ring. The bytes
  * dropped. A failed write is recorded in write_errno. */
 uint64_t capture_finish(struct capture *c);
+
+/* Copy the last bytes the stream sent (at most n - 1 of them, control characters but the
+ * newline shown as spaces) into out as a string, from memory: what the log file could not
+ * take (a full disk) is there all the same. Returns how many. */
+size_t capture_last(const struct capture *c, char *out, size_t n);
 
 #endif

@@ -278,8 +278,12 @@ out:
 		if (log_fd[i] >= 0)
 			close(log_fd[i]);
 	}
-	if (rc == 0 && checklog_tail(out->stderr_path, out->excerpt, sizeof out->excerpt) == 0)
-		checklog_tail(out->stdout_path, out->excerpt, sizeof out->excerpt);
+	/* From what the command sent, not from the logs: a log the disk refused holds less, or
+	 * nothing, and the excerpt would be the other stream's under stderr's name. */
+	if (rc == 0 && capture_last(&cap[1], out->excerpt, sizeof out->excerpt) == 0)
+		capture_last(&cap[0], out->excerpt, sizeof out->excerpt);
+	if (rc == 0)
+		out->stderr_log_errno = cap[1].write_errno;
 	return rc;
 }
 

@@ -35,9 +35,11 @@ struct check_result {
 	int term_signal; /* the signal that ended it, else 0 */
 	bool timed_out;
 	int64_t duration_ms;
-	char *stdout_path;               /* heap */
-	char *stderr_path;               /* heap */
-	char excerpt[CHECK_EXCERPT_MAX]; /* tail of stderr, else of stdout */
+	char *stdout_path; /* heap */
+	char *stderr_path; /* heap */
+	char
+	    excerpt[CHECK_EXCERPT_MAX]; /* tail of stderr, else of stdout, as the command sent it */
+	int stderr_log_errno;           /* why the stderr log lost bytes (a full disk), else 0 */
 };
 
 /* Run the check. Returns 0 when the command ran (whatever its status), or -1 with `err`

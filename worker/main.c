@@ -420,6 +420,7 @@ int main(int argc, char **argv)
 	int keys_fd = -1;
 	char kerr[160];
 
+	procs_stdio_open();
 	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
 	log_set_follow(true); /* a rotated --log-file is followed at the next line */

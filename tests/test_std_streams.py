@@ -1,0 +1,50 @@
+"""The standard streams a parent may leave closed or full: a supervisor started with
+stdin, stdout or stderr closed drains and exits as with them open, and `watch` into a
+full disk or a closed stdout stops and says so instead of running on unread."""
+import os
+import subprocess
+
+import pytest
+
+from conftest import binpath, with_keys
+from supervisor_helpers import Supervisor, new_db, sql
+
+
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-", "<&- >&- 2>&-"])
+def test_a_supervisor_with_standard_descriptors_closed_drains_and_exits_0(tmp, closed):
+    # The event loop's descriptors took the free numbers 0-2; closing them at exit
+    # aborted (libuv's assertion `fd > STDERR_FILENO`), exit 134, after the drain.
+    url = new_db(tmp, runs=2, phases=3)
+    env = dict(os.environ, **with_keys("autopack-supervisor", {}))
+    p = subprocess.run(
+        ["/bin/sh", "-c", 'exec "$0" --db "$1" --dry-run --exit-when-drained --workers 2 '
+         + closed, binpath("autopack-supervisor"), url],
+        env=env, cwd=str(tmp), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, (p.returncode, p.stderr)
+    assert "Assertion" not in p.stderr
+    assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'dry_run'") == [(6,)]
+    ended = sql(url, "SELECT stop_reason FROM drain_sessions WHERE completed_at IS NOT NULL")
+    assert ended == [("drained",)], ended
+
+
+@pytest.mark.parametrize("out,cause", [("/dev/full", "No space left on device"),
+                                       (None, "Bad file descriptor")])
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_watch_whose_output_cannot_be_written_stops_and_says_why(tmp, out, cause, json_flag):
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", "0")
+    try:
+        sup.wait_ready()
+        stdout = open(out, "w") if out else None
+        cmd = [binpath("autopack-ctl"), "--db", url] + json_flag + [
+            "watch", "--interval", "0.1", "--control", sup.control]
+        if out is None:  # stdout closed
+            cmd = ["/bin/sh", "-c", 'exec "$@" >&-', "sh"] + cmd
+        # It ran until killed, each line refused by the full disk.
+        p = subprocess.run(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                           timeout=60)
+        assert p.returncode == 2, (p.returncode, p.stderr)
+        assert ("writing standard output failed: %s; the output is incomplete" % cause
+                in p.stderr), p.stderr
+    finally:
+        sup.stop_now()
