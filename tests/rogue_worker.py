@@ -5,7 +5,8 @@ ROGUE_MODE says:
 
   abuse      for each job: an event naming another database, an event for another
              attempt, a valid event, the same event again, then a success result
-  good       for each job: one valid event, then a success result
+  good       for each job: (once ROGUE_GO exists, if set, and after ROGUE_DELAY seconds,
+             if set) one valid event, then a success result
   garbage    sends bytes that are not a frame after its hello
   silent     takes a job and then sends nothing at all
   hang       takes a job and sends heartbeats for it, but never a result
@@ -163,6 +164,8 @@ while True:
         send({"t": "heartbeat", "uuid": uuid, "att": att})
         time.sleep(0.3)
     if mode == "good":
+        wait_go(uuid, att)
+        time.sleep(float(os.environ.get("ROGUE_DELAY", "0")))
         send(usage(uuid, att, 1))
         result(uuid, att, 1)
     elif mode == "dup401":

@@ -225,13 +225,18 @@ def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
     """Restart the server while two supervisors drain: their commits fail, they connect
     again, commit what waited and finish; every phase completes once with its event."""
     url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=40, phases=5)
+    # The phases wait for both supervisors to be ready, then take 0.2 s each (the drain
+    # some 5 s): the restart comes mid-drain however slow the machine is.
+    go = os.path.join(str(tmp), "go")
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 4, "--lease-timeout", 5,
-                             "--exit-when-drained", name="sup%d" % i) for i in range(2)]
+                             "--exit-when-drained", name="sup%d" % i,
+                             env={"ROGUE_GO": go, "ROGUE_DELAY": "0.2"}) for i in range(2)]
     try:
         # Both past their start (a connection lost while a supervisor starts is exit 1,
-        # for its service manager to start it again): the restart comes mid-drain.
+        # for its service manager to start it again).
         for s in sups:
             s.wait_ready(timeout=120)
+        open(go, "w").close()
         wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")
                  [0][0] >= 40, what="a fifth of the drain done")
         own_cluster.restart()
@@ -279,12 +284,17 @@ def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns
     phases), the watch on the next connection disturbs none of them, and the drain ends
     with every phase completed once."""
     url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=100, phases=5)
+    # The phases wait for both supervisors to be ready, then take 0.05 s each: three
+    # outages fit in the drain however slow the machine is.
+    go = os.path.join(str(tmp), "go")
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
-                             "--exit-when-drained", name="sup%d" % i) for i in range(2)]
+                             "--exit-when-drained", name="sup%d" % i,
+                             env={"ROGUE_GO": go, "ROGUE_DELAY": "0.05"}) for i in range(2)]
     done = "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL"
     try:
         for s in sups:
             s.wait_ready(timeout=120)
+        open(go, "w").close()
         for cycle in range(3):
             before = sql(url, done)[0][0]
             wait_for(lambda: sql(url, done)[0][0] >= before + 20, timeout=120,

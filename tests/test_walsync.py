@@ -73,8 +73,12 @@ def test_the_loop_goes_on_while_an_fsync_runs_and_no_ack_leaves_before_it_ends(t
         # The events' commit is made; its fsync waits on the hold.
         wait_for(lambda: shim_calls(tmp)[0] > shim_calls(tmp)[1], 60,
                  what="an fsync held")
-        wait_for(lambda: sql(url, "SELECT count(*) FROM llm_usage_events") == [(3,)], 60,
-                 what="the events' commit")
+        try:
+            wait_for(lambda: sql(url, "SELECT count(*) FROM llm_usage_events") == [(3,)],
+                     60, what="the events' commit")
+        except AssertionError as e:
+            raise AssertionError("%s; fsyncs started/ended %s; rogue notes %s; status %s\n%s" % (
+                e, shim_calls(tmp), rogue_notes(tmp), sup.ctl("status", "--json"), sup.stderr()))
         # The loop answers while the fsync is held, and nothing was acknowledged.
         st = sup.status()
         assert st["queue"]["in_flight"] == 1
