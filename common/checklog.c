@@ -3,20 +3,40 @@
 
 #include <ctype.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
-/* Copy `s` into a file-name-safe form: [A-Za-z0-9._-], others as '_'. */
+/* Copy `s` into a file-name-safe form: [A-Za-z0-9._-], others as '_', a leading '.' as '_'.
+ * When that lost something, or the id could blur the names' "__" separators (empty, a
+ * '_' first or last, or "__" in it), "-" and the FNV-1a hash of the id (8 hex digits)
+ * follow, so that two ids do not share a name; both stay in the characters a failure's
+ * fingerprint takes as a path. */
 static char *checklog_safe_name(const char *s)
 {
-	char *p = xstrdup(s != NULL && s[0] != '\0' ? s : "none");
-	size_t i;
+	const char *id = s != NULL ? s : "";
+	size_t len = strlen(id), i;
+	bool marked = len == 0 || id[0] == '_' || id[len - 1] == '_' || strstr(id, "__") != NULL;
+	uint32_t h = 2166136261u;
+	char *p = xmalloc(len + 16);
 
-	for (i = 0; p[i] != '\0'; i++)
-		if (!isalnum((unsigned char)p[i]) && p[i] != '.' && p[i] != '-' && p[i] != '_')
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)id[i];
+
+		h = (h ^ c) * 16777619u;
+		p[i] = (char)c;
+		if ((!isalnum(c) && c != '.' && c != '-' && c != '_') || (i == 0 && c == '.')) {
 			p[i] = '_';
-	if (p[0] == '.')
-		p[0] = '_';
+			marked = true;
+		}
+	}
+	if (len == 0)
+		memcpy(p, "none", (len = 4));
+	if (marked)
+		len += (size_t)snprintf(p + len, 10, "-%08x", h);
+	p[len] = '\0';
 	return p;
 }
 

@@ -179,3 +179,24 @@ def test_journal_stream_of_another_file_is_not_the_journal(tmp, llm):
 def test_bad_log_flags_exit_2(tmp, flag, value):
     r = run("autopack-supervisor", flag, value)
     assert r.rc == 2 and flag in r.err and value in r.err, r
+
+
+def test_two_phases_whose_ids_join_the_same_way_keep_their_own_check_logs(tmp, llm):
+    # Run "a_" phase "b" and run "a" phase "_b" in one workspace: both logs were named
+    # a___b__a1.*, the second overwriting the first.
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(os.path.join(ws, "out"))
+    url = init_db(tmp)
+    import_plan(tmp, url, [
+        ("a_", ws, [phase_spec("b", ("out/x.py",), check="echo FROM-RUN-A_ >&2; exit 1")]),
+        ("a", ws, [phase_spec("_b", ("out/y.py",), check="echo FROM-RUN-A >&2; exit 1")])])
+    drain(tmp, url, llm, "--max-attempts-per-phase", 1)
+    logs = sorted(n for n in os.listdir(os.path.join(ws, ".autopack", "logs"))
+                  if n.endswith(".stderr.txt"))
+    assert len(logs) == 2, logs
+    r = run("autopack-ctl", "--db", url, "failed", "--json")
+    assert r.rc == 0, r
+    tails = {p["run_id"]: (p["stderr_tail"], p["logs"]["stderr"])
+             for g in json.loads(r.out)["groups"] for p in g["phases"]}
+    assert tails["a_"][0] == "FROM-RUN-A_\n" and tails["a"][0] == "FROM-RUN-A\n", tails
+    assert tails["a_"][1] != tails["a"][1]
