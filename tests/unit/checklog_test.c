@@ -31,7 +31,8 @@ TEST(checklog_names_keep_plain_ids_as_they_are)
 
 TEST(checklog_names_mark_ids_that_could_share_a_name)
 {
-	static const char *const ids[] = { "a_", "_b", "x y", "x__y", "x/y", ".hidden", "", "r\xc3\xa9" };
+	static const char *const ids[] = { "a_", "_b", "x y", "x__y", "x/y", ".hidden", "",
+		"r\xc3\xa9" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
 		char *n = name_of(ids[i], "p", 1);
