@@ -49,3 +49,8 @@ const char *dbfiles_match(const char *db_path, const char *path, int fd)
 	free(real);
 	return hit;
 }
+
+const char *dbfiles_what(const char *sfx)
+{
+	return sfx[0] == '\0' ? "the database itself" : "one of the database's files";
+}

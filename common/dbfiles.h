@@ -12,5 +12,8 @@
  * with `fd` >= 0, the file open there is compared too. Returns the file's suffix ("" for
  * the database itself, "-wal", "-shm", "-journal"), or NULL when it is none of them. */
 const char *dbfiles_match(const char *db_path, const char *path, int fd);
+/* What a suffix dbfiles_match returned names: "the database itself" or "one of the
+ * database's files". */
+const char *dbfiles_what(const char *sfx);
 
 #endif

@@ -87,9 +87,9 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx)
 	return ctx->json ? stderr : stdout;
 }
 
-/* Map a store error to an exit code: 1 refused, 2 unusable. */
 int cmd_stdout_errno;
 
+/* Map a store error to an exit code: 1 refused, 2 unusable. */
 int cmd_exit_code(int store_rc)
 {
 	switch (store_rc) {
@@ -184,7 +184,7 @@ FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t e
 refuse:
 	snprintf(err, errlen,
 	    "refusing to write %s: that is %s%s, %s; nothing was written: name another file", path,
-	    st->path, sfx, sfx[0] == '\0' ? "the database itself" : "one of the database's files");
+	    st->path, sfx, dbfiles_what(sfx));
 out:
 	if (fd >= 0)
 		close(fd);

@@ -445,7 +445,6 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 	}
 }
 
-/* Fill cfg from argv; exits 2 on a bad flag. */
 /* Refuse (exit 2) a --log-file that names one of the SQLite database's files: the log
  * would be appended into it, and the file watch would take the supervisor's own lines for
  * another program's writes (DATABASE LOST). A URL that does not resolve is left to
@@ -460,12 +459,12 @@ static void log_file_refuse_db(const struct sup_config *c)
 		log_fatal(2,
 		    "--log-file %s: that is %s%s, %s; the log would be written into it: name "
 		    "another file",
-		    c->log_file, path, sfx,
-		    sfx[0] == '\0' ? "the database itself" : "one of the database's files");
+		    c->log_file, path, sfx, dbfiles_what(sfx));
 	free(path);
 	free(url);
 }
 
+/* Fill cfg from argv; exits 2 on a bad flag. */
 static void parse_flags(struct sup_config *c, int argc, char **argv)
 {
 	int o;

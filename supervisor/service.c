@@ -60,9 +60,9 @@ void service_status_line(struct sup *s, char *buf, size_t n)
 }
 
 /* Note how sending `what` went (rc from notify_send; 1: nothing was sent): the first
- * failure after a success,
- * or of all, is logged with its cause, for the service manager then never learns that the
- * supervisor is ready or alive (a Type=notify unit is timed out, its watchdog fires). */
+ * failure, and the first after a success, is logged with its cause, for the service
+ * manager then never learns that the supervisor is ready or alive (a Type=notify unit is
+ * timed out, its watchdog fires); the first success after failures is logged too. */
 static void service_sent(struct sup *s, int rc, const char *what)
 {
 	if (rc > 0)
