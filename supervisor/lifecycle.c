@@ -190,6 +190,20 @@ void lifecycle_declared_lost(struct sup *s)
 	lifecycle_stop_because(s, STOP_NOW, "declared lost by another supervisor");
 }
 
+/* Give up on the database (`why` logged, `stop` the stop's reason): nothing more is
+ * written, the workers stop, exit 3. Nothing when writes are off already. */
+static void lifecycle_writes_end(struct sup *s, const char *why, const char *stop)
+{
+	if (s->writes_off)
+		return;
+	s->writes_off = true;
+	s->exit_code = 3;
+	log_error("giving up on the database: %s; no further writes. Workers are stopped; open"
+	          " attempts are recovered by the next supervisor on that database.",
+	    why);
+	lifecycle_stop_because(s, STOP_NOW, "%s", stop);
+}
+
 uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct store_err *err)
 {
 	bool busy = store_err_busy(err), gone;
@@ -203,14 +217,13 @@ uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct st
 		return 0;
 	if (s->commit_fail_streak >=
 	    (busy || gone ? COMMIT_MAX_FAILURES : COMMIT_MAX_HARD_FAILURES)) {
-		s->writes_off = true;
-		s->exit_code = 3;
-		log_error("giving up on the database: %d transactions failed in a row, the last %s:"
-		          " %s; no further writes. Workers are stopped; open attempts are recovered"
-		          " by the next supervisor on that database.",
+		char why[sizeof err->text + 160], stop[64];
+
+		snprintf(why, sizeof why, "%d transactions failed in a row, the last %s: %s",
 		    s->commit_fail_streak, what, err->text);
-		lifecycle_stop_because(
-		    s, STOP_NOW, "the database refused %d commits in a row", s->commit_fail_streak);
+		snprintf(stop, sizeof stop, "the database refused %d commits in a row",
+		    s->commit_fail_streak);
+		lifecycle_writes_end(s, why, stop);
 		return 0;
 	}
 	/* A busy database already waited its busy timeout; anything else backs off. */
@@ -222,14 +235,7 @@ uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct st
 /* Give up on the database: nothing more is written, the workers stop, exit 3. */
 void lifecycle_give_up(struct sup *s, const char *why)
 {
-	if (s->writes_off)
-		return;
-	s->writes_off = true;
-	s->exit_code = 3;
-	log_error("giving up on the database: %s; no further writes. Workers are stopped; open"
-	          " attempts are recovered by the next supervisor on that database.",
-	    why);
-	lifecycle_stop_because(s, STOP_NOW, "%s", why);
+	lifecycle_writes_end(s, why, why);
 }
 
 /* A failed fsync of the write-ahead log: nothing held is acknowledged, nothing more is
