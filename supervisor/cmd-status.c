@@ -89,6 +89,20 @@ static void status_extend(struct sup *s, json_t *doc)
 	    doc, "log_file", s->cfg.log_file != NULL ? json_string(s->cfg.log_file) : json_null());
 }
 
+/* Where the commits' fsync runs: "server" (PostgreSQL), "none" (synchronous normal),
+ * "on_loop" (in SQLite's COMMIT), "off_loop", or "auto" (off the loop while phases are
+ * short). */
+static const char *status_fsync_name(const struct sup *s)
+{
+	if (s->st->backend != DB_SQLITE)
+		return "server";
+	if (!s->cfg.sync_full)
+		return "none";
+	if (s->sync.fd < 0)
+		return "on_loop";
+	return s->cfg.fsync_where == FSYNC_OFF_LOOP ? "off_loop" : "auto";
+}
+
 /* Build the status document; NULL with err when the database cannot be read. */
 json_t *status_doc(struct sup *s, struct store_err *err)
 {
@@ -115,28 +129,30 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 		        (double)(clock_mono_ms() - w->lease.started_ms) / 1000.0));
 	}
 	store_devino(s->st, devino);
-	doc = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:I, s:I, s:b, s:s, s:b,"
+	doc = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:s, s:I, s:I, s:b, s:s, s:b,"
 	                " s:{s:i, s:i, s:b, s:s?, s:I, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I, s:I},"
-	                " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	                " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	                " s:{s:f, s:f}}",
 	    "db_url", s->st->url, "db_uuid", s->st->uuid, "db_device_inode", devino, "pid",
 	    (int)getpid(), "version", AUTOPACK_VERSION, "session_id", s->session_id,
-	    "uptime_seconds", up, "synchronous", s->cfg.sync_full ? "full" : "normal",
-	    "commit_window_ms", (json_int_t)s->cfg.commit_window_ms, "commit_max",
-	    (json_int_t)s->cfg.commit_max, "paused", s->paused, "state", status_state_name(s),
-	    "dry_run", s->cfg.dry_run, "pool", "target", s->target, "live", s->live, "crash_loop",
-	    s->crash_loop, "breaker", s->crash_loop ? s->breaker : NULL, "restarts",
-	    (json_int_t)s->n.worker_crashes, "spawn_failures", (json_int_t)s->n.spawn_failures,
-	    "workers", workers_json(s), "phases", phases, "in_flight", inflight, "queue",
-	    "phases_queued", (json_int_t)s->queued, "in_flight", (json_int_t)s->in_flight,
-	    "leases_ahead", (json_int_t)s->nahead, "started", (json_int_t)s->started, "counters",
-	    "dispatched", (json_int_t)s->n.dispatched, "results", (json_int_t)s->n.results,
-	    "events_committed", (json_int_t)s->n.events_committed, "events_duplicate",
+	    "uptime_seconds", up, "synchronous", s->cfg.sync_full ? "full" : "normal", "fsync",
+	    status_fsync_name(s), "commit_window_ms", (json_int_t)s->cfg.commit_window_ms,
+	    "commit_max", (json_int_t)s->cfg.commit_max, "paused", s->paused, "state",
+	    status_state_name(s), "dry_run", s->cfg.dry_run, "pool", "target", s->target, "live",
+	    s->live, "crash_loop", s->crash_loop, "breaker", s->crash_loop ? s->breaker : NULL,
+	    "restarts", (json_int_t)s->n.worker_crashes, "spawn_failures",
+	    (json_int_t)s->n.spawn_failures, "workers", workers_json(s), "phases", phases,
+	    "in_flight", inflight, "queue", "phases_queued", (json_int_t)s->queued, "in_flight",
+	    (json_int_t)s->in_flight, "leases_ahead", (json_int_t)s->nahead, "started",
+	    (json_int_t)s->started, "counters", "dispatched", (json_int_t)s->n.dispatched,
+	    "results", (json_int_t)s->n.results, "events_committed",
+	    (json_int_t)s->n.events_committed, "events_duplicate",
 	    (json_int_t)s->n.events_duplicate, "events_missing", (json_int_t)s->n.events_missing,
 	    "rejected_wrong_uuid", (json_int_t)s->n.rejected_uuid, "rejected_stale",
 	    (json_int_t)s->n.rejected_stale, "worker_crashes", (json_int_t)s->n.worker_crashes,
 	    "worker_timeouts", (json_int_t)s->n.worker_timeouts, "spawn_failures",
-	    (json_int_t)s->n.spawn_failures, "commits", (json_int_t)s->n.commits, "commit_failures",
+	    (json_int_t)s->n.spawn_failures, "commits", (json_int_t)s->n.commits,
+	    "commits_synced_off_loop", (json_int_t)s->n.commits_synced_off_loop, "commit_failures",
 	    (json_int_t)s->n.commit_failures, "writes_refused", (json_int_t)s->n.writes_refused,
 	    "rates", "results_per_second", up > 0 ? (double)s->n.results / up : 0.0,
 	    "events_per_second", up > 0 ? (double)s->n.events_committed / up : 0.0);

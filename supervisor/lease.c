@@ -31,9 +31,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEADLINE_GRACE_MS 2000 /* past the job's deadline before the supervisor kills */
-#define LEASE_AHEAD_MS 20      /* leases opened ahead: the results of this long */
-#define LEASE_AHEAD_MAX 32     /* and never more than this many */
+#define DEADLINE_GRACE_MS 2000   /* past the job's deadline before the supervisor kills */
+#define LEASE_AHEAD_MS 20        /* leases opened ahead: the results of this long */
+#define LEASE_AHEAD_MAX 32       /* and never more than this many */
+#define LEASE_AHEAD_PER_WORKER 4 /* nor more than this many per live worker */
+#define PHASE_SHORT_MS 20        /* phases are short: a worker ends one this often */
 #define LEASE_AHEAD_WINDOW_MS 100
 
 static bool lease_want(struct sup *s);
@@ -765,8 +767,8 @@ struct worker *lease_find(struct sup *s, const char *run_id, const char *phase_i
 }
 
 /* How many more leases to open ahead: as many as results arrived in LEASE_AHEAD_MS of
- * the last window (none when phases are slow), at most one per live worker and
- * LEASE_AHEAD_MAX, less those waiting. */
+ * the last window (none when phases are slow), at most LEASE_AHEAD_PER_WORKER per live
+ * worker and LEASE_AHEAD_MAX, less those waiting. */
 static int64_t lease_ahead_wanted(const struct sup *s)
 {
 	int64_t want = s->ahead_rate * LEASE_AHEAD_MS / LEASE_AHEAD_WINDOW_MS;
@@ -777,11 +779,20 @@ static int64_t lease_ahead_wanted(const struct sup *s)
 #endif
 	if (uv_now(s->loop) - s->ahead_window_ms >= 2 * LEASE_AHEAD_WINDOW_MS)
 		return 0;
-	if (want > workers)
-		want = workers;
+	if (want > workers * LEASE_AHEAD_PER_WORKER)
+		want = workers * LEASE_AHEAD_PER_WORKER;
 	if (want > LEASE_AHEAD_MAX)
 		want = LEASE_AHEAD_MAX;
 	return want - (int64_t)s->nahead;
+}
+
+bool lease_phases_short(const struct sup *s)
+{
+	int64_t workers = s->live < s->target ? s->live : s->target;
+
+	if (workers <= 0 || uv_now(s->loop) - s->ahead_window_ms >= 2 * LEASE_AHEAD_WINDOW_MS)
+		return false;
+	return s->ahead_rate * PHASE_SHORT_MS >= workers * LEASE_AHEAD_WINDOW_MS;
 }
 
 /* Take lease i off the leases opened ahead. */

@@ -45,9 +45,11 @@ static const char usage_text[] =
     "  --max-attempts-per-phase N  attempts before a phase is FAILED (default 3; a phase's\n"
     "                              own max_builder_attempts lowers it)\n"
     "  --synchronous full|normal   SQLite durability of each commit (default full)\n"
-    "  --fsync-off-loop            with full on SQLite: each commit's fsync on a thread while\n"
-    "                              the loop goes on (no faster where measured, more CPU; 256\n"
-    "                              workers wait longer on a fast disk)\n"
+    "  --fsync-off-loop            with full on SQLite: every commit's fsync on a thread while\n"
+    "                              the loop goes on (default: only while each worker ends a\n"
+    "                              phase every 20 ms or sooner)\n"
+    "  --fsync-on-loop             with full on SQLite: every commit's fsync in SQLite's\n"
+    "                              COMMIT, on the loop\n"
     "  --commit-window-ms MS       group commit window (default 2)\n"
     "  --commit-max N              writes that force a commit (default 256)\n"
     "  --exit-when-drained         exit 0 once nothing is eligible and nothing is in flight\n"
@@ -113,6 +115,7 @@ enum {
 	OPT_MAXATT,
 	OPT_SYNC,
 	OPT_FSYNC_THREAD,
+	OPT_FSYNC_ON_LOOP,
 	OPT_WINDOW,
 	OPT_CMAX,
 	OPT_EXIT,
@@ -152,6 +155,7 @@ static const struct option long_opts[] = {
 	{ "max-attempts-per-phase", required_argument, NULL, OPT_MAXATT },
 	{ "synchronous", required_argument, NULL, OPT_SYNC },
 	{ "fsync-off-loop", no_argument, NULL, OPT_FSYNC_THREAD },
+	{ "fsync-on-loop", no_argument, NULL, OPT_FSYNC_ON_LOOP },
 	{ "commit-window-ms", required_argument, NULL, OPT_WINDOW },
 	{ "commit-max", required_argument, NULL, OPT_CMAX },
 	{ "exit-when-drained", no_argument, NULL, OPT_EXIT },
@@ -411,7 +415,8 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 		c->sync_full = strcmp(flag_choice("synchronous", optarg, "full", "normal"),
 		                   "full") == 0;
 		break;
-	case OPT_FSYNC_THREAD: c->fsync_off_loop = true; break;
+	case OPT_FSYNC_THREAD: c->fsync_where = FSYNC_OFF_LOOP; break;
+	case OPT_FSYNC_ON_LOOP: c->fsync_where = FSYNC_ON_LOOP; break;
 	case OPT_PROV:
 		c->llm_provider = flag_choice("llm-provider", optarg, "anthropic", "openai");
 		break;

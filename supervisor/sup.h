@@ -63,6 +63,15 @@ enum sup_exit {
 	SUP_EXIT_WORK_LEFT = 5, /* the drain rules left eligible phases unattempted */
 };
 
+/* Where a group commit's fsync runs (SQLite, --synchronous full): off the loop while
+ * phases are short (the default), always off it (--fsync-off-loop), or always in SQLite's
+ * COMMIT (--fsync-on-loop). */
+enum fsync_where {
+	FSYNC_AUTO,
+	FSYNC_OFF_LOOP,
+	FSYNC_ON_LOOP
+};
+
 struct sup_config {
 	const char *db_flag;
 	int workers;
@@ -71,7 +80,7 @@ struct sup_config {
 	int64_t phase_timeout_s;
 	int64_t max_attempts; /* per phase in one session */
 	bool sync_full;
-	bool fsync_off_loop; /* --fsync-off-loop: the commit's fsync on a thread (sync.c) */
+	enum fsync_where fsync_where; /* where the commit's fsync runs (sync.c) */
 	bool exit_when_drained;
 	bool dry_run;
 	bool allow_empty_db;
@@ -373,6 +382,7 @@ struct sync_state {
 	int fd;       /* the write-ahead log; -1: commits sync in the database (or not at all) */
 	char *path;   /* its name */
 	bool normal;  /* the connection is at synchronous=NORMAL (inside a writer's group) */
+	bool defer;   /* the group being written has its fsync off the loop */
 	bool running; /* an fsync is on the threadpool: the loop does not end before it */
 	struct sync_job job;
 	uint64_t committed; /* groups committed so far */
@@ -395,6 +405,7 @@ struct sup_counters {
 	uint64_t worker_timeouts;
 	uint64_t spawn_failures; /* workers that could not be started */
 	uint64_t commits;
+	uint64_t commits_synced_off_loop; /* of them, made durable by an fsync off the loop */
 	uint64_t commit_failures;
 	uint64_t writes_refused; /* writes a constraint refused, recorded as errors */
 	uint64_t rejected_lost;  /* writes refused because this supervisor was declared lost */
@@ -768,6 +779,9 @@ struct worker *lease_find(struct sup *s, const char *run_id, const char *phase_i
 /* Hand w the oldest durable lease opened ahead: its job goes out at once. Returns
  * whether w took one (it is busy then). */
 bool lease_ahead_take(struct sup *s, struct worker *w);
+/* Whether phases are short: in the last window each worker ended one every PHASE_SHORT_MS
+ * or sooner. */
+bool lease_phases_short(const struct sup *s);
 /* End every lease opened ahead as not started with `outcome` (a stop, a pause, the
  * breaker, a pool scaled to nothing): their phases go back to the queue. */
 void lease_ahead_release(struct sup *s, enum outcome outcome, const char *why);
@@ -889,8 +903,6 @@ void op_arena_free_spare(struct sup *s);
  * database opened, log why: SQLite then syncs each commit on the loop, as before);
  * `release` is called with each held group, in commit order. After session_prepare. */
 void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group *g, bool durable));
-/* Whether the writer's commits are made durable here (pipelined). */
-bool sync_deferred(const struct sup *s);
 /* Before a writer's BEGIN: the connection commits without syncing (NORMAL) when the
  * commits are pipelined. Returns 0, or -1 with a store error. */
 int sync_group_begin(struct sup *s, struct store_err *err);

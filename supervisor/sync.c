@@ -1,13 +1,16 @@
-/* The commit's fsync off the loop (--fsync-off-loop). With --synchronous full on SQLite
- * (always in WAL mode for a writer), the writer's transactions commit at PRAGMA
- * synchronous=NORMAL: COMMIT writes the WAL frames without syncing them, and this file
- * makes them durable: an fdatasync of the write-ahead log runs on the libuv threadpool while the loop goes on
+/* The commit's fsync off the loop. With --synchronous full on SQLite (always in WAL mode
+ * for a writer), a group of the writer's whose fsync is deferred (while phases are short,
+ * by default; every group with --fsync-off-loop; none with --fsync-on-loop) commits at
+ * PRAGMA synchronous=NORMAL: COMMIT writes the WAL frames without syncing them, and this
+ * file makes them durable: an fdatasync of the write-ahead log runs on the libuv threadpool while the loop goes on
  * (reads frames, schedules, writes and commits the next group). A committed group is held
  * until an fsync that started after its COMMIT returned has completed; only then is it
  * released (acknowledgements, jobs, done callbacks). Groups are held in commit order, one
  * fsync runs at a time, and its end releases every group committed before it started.
  * While it runs, the writer commits the next group once as many writes are queued as the
- * fsync makes durable, else when it ends: groups stay large, commits few.
+ * fsync makes durable, else when it ends: groups stay large, commits few. A group whose
+ * fsync is not deferred commits at FULL, which syncs the WAL in COMMIT: it and every group
+ * held before it are released at once.
  * SQLite syncs the WAL itself before each checkpoint, so no frame reaches the database
  * file unsynced. A failed fsync cannot be retried safely (the kernel may have dropped the
  * pages it could not write): the groups held are never acknowledged and nothing more is
@@ -62,10 +65,12 @@ static void sync_start(struct sup *s)
 	}
 }
 
-/* Release (durable) or drop the held groups up to `upto`, in commit order. */
-static void sync_release_upto(struct sup *s, uint64_t upto, bool durable)
+/* Release (durable) or drop the held groups up to `upto`, in commit order. Returns how
+ * many. */
+static uint64_t sync_release_upto(struct sup *s, uint64_t upto, bool durable)
 {
 	struct commit_group *g;
+	uint64_t n = 0;
 
 	while ((g = s->sync.head) != NULL && g->seq <= upto) {
 		s->sync.head = g->next;
@@ -73,7 +78,9 @@ static void sync_release_upto(struct sup *s, uint64_t upto, bool durable)
 			s->sync.tail = NULL;
 		s->sync.nheld--;
 		s->sync.release(s, g, durable);
+		n++;
 	}
+	return n;
 }
 
 /* Back on the loop: release what the fsync made durable and start the next one; on a
@@ -89,7 +96,7 @@ static void sync_done_cb(uv_work_t *req, int status)
 		lifecycle_sync_failed(s, s->sync.path, err, s->sync.nheld);
 		sync_drop(s);
 	} else {
-		sync_release_upto(s, s->sync.covers, true);
+		s->n.commits_synced_off_loop += sync_release_upto(s, s->sync.covers, true);
 		/* A release may have committed again (and started that group's fsync). */
 		if (s->sync.head != NULL && !s->sync.running && !s->writes_off)
 			sync_start(s);
@@ -128,30 +135,42 @@ void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group
 	memset(&s->sync, 0, sizeof s->sync);
 	s->sync.fd = -1;
 	s->sync.release = release;
-	if (!s->cfg.fsync_off_loop)
+	if (s->cfg.fsync_where == FSYNC_ON_LOOP)
 		return;
 	if (!s->cfg.sync_full || s->st->backend != DB_SQLITE) {
-		log_warn("--fsync-off-loop has no effect with %s: commits are as without it",
-		    s->cfg.sync_full ? "PostgreSQL" : "--synchronous normal");
+		if (s->cfg.fsync_where == FSYNC_OFF_LOOP)
+			log_warn(
+			    "--fsync-off-loop has no effect with %s: commits are as without it",
+			    s->cfg.sync_full ? "PostgreSQL" : "--synchronous normal");
 		return;
 	}
 	s->sync.path = xasprintf("%s-wal", s->st->path);
 	s->sync.fd = sync_open_wal(s->st, s->sync.path, why, sizeof why);
-	if (s->sync.fd < 0)
-		log_warn("commits are synced by SQLite on the loop (slower): %s", why);
-	else
+	if (s->sync.fd >= 0 && s->cfg.fsync_where == FSYNC_OFF_LOOP)
 		log_info(
 		    "commits are made durable by an fdatasync of %s off the loop", s->sync.path);
+	else if (s->sync.fd >= 0)
+		log_info("while phases are short, commits are made durable off the loop (an"
+		         " fdatasync of %s)",
+		    s->sync.path);
+	else if (s->cfg.fsync_where == FSYNC_OFF_LOOP)
+		log_warn("commits are synced by SQLite on the loop (slower): %s", why);
+	else
+		log_info("commits are synced by SQLite on the loop: %s", why);
 }
 
-bool sync_deferred(const struct sup *s)
+/* Whether the group about to be written has its fsync off the loop. */
+static bool sync_defer_now(const struct sup *s)
 {
-	return s->sync.fd >= 0;
+	if (s->sync.fd < 0)
+		return false;
+	return s->cfg.fsync_where == FSYNC_OFF_LOOP || lease_phases_short(s);
 }
 
 int sync_group_begin(struct sup *s, struct store_err *err)
 {
-	if (!sync_deferred(s) || s->sync.normal)
+	s->sync.defer = sync_defer_now(s);
+	if (!s->sync.defer || s->sync.normal)
 		return 0;
 	if (store_drain_set_synchronous(s->sd, false, err) != 0)
 		return -1;
@@ -178,10 +197,13 @@ void sync_hold(struct sup *s, struct commit_group *g)
 	s->sync.release(s, g, true);
 	return;
 #endif
-	if (!sync_deferred(s)) {
+	if (s->sync.fd < 0 || !s->sync.defer) {
+		/* SQLite synced the WAL in this COMMIT: the groups before it are durable too. */
+		sync_release_upto(s, UINT64_MAX, true);
 		s->sync.release(s, g, true);
 		return;
 	}
+	s->sync.defer = false;
 	g->seq = ++s->sync.committed;
 	g->next = NULL;
 	if (s->sync.tail != NULL)

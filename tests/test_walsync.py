@@ -1,5 +1,6 @@
-"""The commit's fsync off the loop (--fsync-off-loop, with --synchronous full on SQLite):
-an acknowledgement or a job leaves only once the fsync that makes its commit durable has completed, the loop goes
+"""The commit's fsync off the loop (with --synchronous full on SQLite: while phases are
+short by default, always with --fsync-off-loop, never with --fsync-on-loop): an
+acknowledgement or a job leaves only once the fsync that makes its commit durable has completed, the loop goes
 on while an fsync runs, and a failed fsync stops every write with nothing of it
 acknowledged. The write-ahead log's fsyncs go through tests/tools/fsync_shim.c, which can
 hold or fail them and keeps a copy of what each one made durable: the workers read that
@@ -9,7 +10,8 @@ import os
 import pytest
 
 from conftest import binpath, ctl
-from supervisor_helpers import new_db, rogue_notes, rogue_supervisor, sql, wait_for
+from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, rogue_notes,
+                                rogue_supervisor, sql, status_when, wait_for)
 
 
 def shim_env(tmp, url, **extra):
@@ -39,7 +41,7 @@ def shim_calls(tmp):
 def test_acks_and_jobs_leave_only_once_their_commit_is_durable(tmp, off_loop):
     url = new_db(tmp, runs=3, phases=3)
     sup = rogue_supervisor(tmp, url, "durable", "--workers", 2, "--exit-when-drained",
-                           "--synchronous", "full", *(["--fsync-off-loop"] if off_loop else []),
+                           "--synchronous", "full", "--fsync-off-loop" if off_loop else "--fsync-on-loop",
                            env=shim_env(tmp, url))
     assert sup.wait() == 0, sup.stderr()
     assert ("made durable by an fdatasync of" in sup.stderr()) == off_loop
@@ -125,3 +127,45 @@ def test_a_failed_fsync_stops_writing_acknowledges_nothing_of_it_and_exits_3(tmp
     assert sup2.wait() == 0, sup2.stderr()
     assert "recovered 1 attempt(s)" in sup2.stderr()
     assert sql(url, "SELECT state FROM phases") == [("COMPLETE",)]
+
+
+def drained(st):
+    return st["queue"]["phases_queued"] == 0 and st["queue"]["in_flight"] == 0
+
+
+@pytest.mark.parametrize("where", ["auto", "on-loop"])
+def test_by_default_the_fsync_leaves_the_loop_while_phases_are_short(tmp, where):
+    # A dry run's phases take well under 20 ms a worker: by default its commits are made
+    # durable off the loop; with --fsync-on-loop none is.
+    url = new_db(tmp, runs=300, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--synchronous", "full",
+                     *(["--fsync-on-loop"] if where == "on-loop" else []))
+    try:
+        st = status_when(sup, drained, 120, what="the drain's end")
+        assert st["fsync"] == ("auto" if where == "auto" else "on_loop")
+        off = st["counters"]["commits_synced_off_loop"]
+        if where == "auto":
+            assert 0 < off <= st["counters"]["commits"], st["counters"]
+            assert "while phases are short, commits are made durable off the loop" in sup.stderr()
+        else:
+            assert off == 0, st["counters"]
+    finally:
+        assert sup.stop_now() == 0, sup.stderr()
+    assert sql(url, "SELECT count(*), count(ended_at) FROM attempts") == [(3000, 3000)]
+
+
+def test_slow_phases_keep_the_fsync_in_the_commit(tmp):
+    # Phases of 150 ms (the stand-in's delay) with two workers: each worker ends one every
+    # 150 ms, far from short, so every commit syncs in SQLite's COMMIT.
+    url = new_db(tmp, runs=2, phases=4)
+    stand = Standin(tmp, {"sequence": [], "default": {"mode": "sleep", "seconds": 0.15}})
+    sup = llm_supervisor(tmp, url, stand, "--workers", 2, "--synchronous", "full")
+    try:
+        st = status_when(sup, drained, 120, what="the drain's end")
+        assert st["fsync"] == "auto"
+        assert st["counters"]["commits"] > 0
+        assert st["counters"]["commits_synced_off_loop"] == 0, st["counters"]
+    finally:
+        assert sup.stop_now() == 0, sup.stderr()
+        stand.stop()
+    assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'") == [(8,)]
