@@ -99,7 +99,18 @@ void worker_kill(struct worker *w, int sig)
 /* Send a message; a worker that cannot be written to is killed. */
 int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *err)
 {
-	int rc = chan_send(&w->chan, m, err);
+	struct sup *s = w->sup;
+	int rc;
+
+	if (s->corking && !w->chan.corked) {
+		chan_cork(&w->chan);
+		if (s->ncorked == s->corked_cap) {
+			s->corked_cap = s->corked_cap != 0 ? s->corked_cap * 2 : 64;
+			s->corked = xrealloc(s->corked, s->corked_cap * sizeof *s->corked);
+		}
+		s->corked[s->ncorked++] = w->id;
+	}
+	rc = chan_send(&w->chan, m, err);
 
 	/* An encoding error leaves the channel open; a failed channel means the worker
 	 * cannot be talked to. */
@@ -110,12 +121,18 @@ int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *e
 
 void worker_cork_all(struct sup *s, bool on)
 {
-	for (struct worker *w = s->workers; w != NULL; w = w->next) {
-		if (on)
-			chan_cork(&w->chan);
-		else if (chan_uncork(&w->chan) != 0 && w->chan.closing)
+	struct worker *w;
+
+	s->corking = on;
+	if (on)
+		return;
+	for (size_t i = 0; i < s->ncorked; i++) {
+		if ((w = worker_find(s, s->corked[i])) == NULL)
+			continue;
+		if (chan_uncork(&w->chan) != 0 && w->chan.closing)
 			worker_kill(w, SIGKILL);
 	}
+	s->ncorked = 0;
 }
 
 /* Name a worker's state for status. */
