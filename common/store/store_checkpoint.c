@@ -170,6 +170,7 @@ static bool ckpt_check(struct store_ckpt *c, const struct stat *sb)
 #else
 	(void)now;
 	(void)t;
+	(void)ckpt_foreign_checkpoint;
 #endif
 	c->tampered = true;
 	c->seen_mtime = sb->st_mtim;
