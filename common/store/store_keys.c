@@ -43,7 +43,8 @@ static int store_key_read(struct db *db, const char *table, const char *column, 
 	}
 	db_finalize(q);
 	if (rc != DB_ROW && rc != DB_DONE)
-		return store_fail(err, STORE_EIO, "reading the key of %s: %s", table, db_errmsg(db));
+		return store_fail(
+		    err, STORE_EIO, "reading the key of %s: %s", table, db_errmsg(db));
 	return rc == DB_ROW;
 }
 
@@ -56,7 +57,8 @@ int store_keys_check(struct db *db, const char *where, const char *what, const c
 		const char *t = store_assigned_keys[i].table, *c = store_assigned_keys[i].column;
 		char type[64], why[256];
 		int assigned = 0, without_rowid = 0;
-		int rc = store_key_read(db, t, c, &assigned, &without_rowid, type, sizeof type, err);
+		int rc = store_key_read(
+		    db, t, c, &assigned, &without_rowid, type, sizeof type, err);
 
 #ifdef AUTOPACK_MUTANT_keys_not_checked
 		assigned = 1;
@@ -71,11 +73,12 @@ int store_keys_check(struct db *db, const char *where, const char *what, const c
 			snprintf(why, sizeof why, "table %s has no column %s", t, c);
 		else if (sqlite)
 			snprintf(why, sizeof why,
-			    "%s.%s (declared %s) is not the table's INTEGER PRIMARY KEY", t, c, type);
+			    "%s.%s (declared %s) is not the table's INTEGER PRIMARY KEY", t, c,
+			    type);
 		else
 			snprintf(why, sizeof why,
-			    "%s.%s (declared %s) has no default and is not an identity column", t, c,
-			    type);
+			    "%s.%s (declared %s) has no default and is not an identity column", t,
+			    c, type);
 		return store_fail(err, code,
 		    "%s: %s%s: autopack lets %s assign %s.%s when it inserts a row, which %s; "
 		    "every such insert would fail (NOT NULL constraint failed: %s.%s). %s",
