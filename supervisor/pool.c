@@ -39,13 +39,23 @@ static void worker_handle_closed(uv_handle_t *h)
 	free(w);
 }
 
+/* Mark a live worker to retire (after its phase, if busy) or to stay, counting those that
+ * stay. */
+static void worker_mark_retire(struct worker *w, bool retire)
+{
+	if (w->retire == retire || w->state == W_EXITED)
+		return;
+	w->retire = retire;
+	w->sup->staying += retire ? -1 : 1;
+}
+
 /* Ask an idle worker to exit, saying why: the supervisor stops, or the pool shrinks. */
 static void worker_retire(struct worker *w)
 {
 	struct proto_msg m = { .type = PROTO_SHUTDOWN };
 
 	m.u.shutdown.reason = (char *)(w->sup->stopping ? "stop" : "scale");
-	w->retire = true;
+	worker_mark_retire(w, true);
 	worker_send(w, &m, NULL);
 }
 
@@ -53,14 +63,9 @@ static void worker_retire(struct worker *w)
 static void worker_idle(struct worker *w)
 {
 	struct sup *s = w->sup;
-	int idle_or_busy = 0;
-	struct worker *x;
 
 	w->state = W_IDLE;
-	for (x = s->workers; x != NULL; x = x->next)
-		if (x->state != W_EXITED && !x->retire)
-			idle_or_busy++;
-	if (w->retire || idle_or_busy > s->target || s->stopping) {
+	if (w->retire || s->staying > s->target || s->stopping) {
 		worker_retire(w);
 		return;
 	}
@@ -301,6 +306,8 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	if (sig != 0 || status != 0)
 		log_about(LOG_WARN, &about, "worker %d (pid %d) exited: status %lld, signal %d",
 		    w->id, (int)w->pid, (long long)status, sig);
+	if (!w->retire)
+		s->staying--;
 	w->state = W_EXITED;
 	worker_idle_remove(w);
 	lease_worker_gone(w);
@@ -414,6 +421,7 @@ static void pool_adopt(struct sup *s, struct worker *w, int sock)
 	w->next = s->workers;
 	s->workers = w;
 	s->live++;
+	s->staying++;
 	s->spawn_fails = 0;
 	about = worker_about(w);
 	log_about(LOG_INFO, &about, "worker %d started (pid %d)", w->id, (int)w->pid);
@@ -480,19 +488,16 @@ void pool_init(struct sup *s)
 void pool_scale(struct sup *s, int target, bool force)
 {
 	struct worker *w;
-	int active = 0;
+	int active = s->staying;
 
 	s->target = target;
 	if (target == 0)
 		lease_ahead_release(
 		    s, OUTCOME_SUPERVISOR_STOPPED, "the pool was scaled to no worker");
-	for (w = s->workers; w != NULL; w = w->next)
-		if (w->state != W_EXITED && !w->retire)
-			active++;
 	/* Grow: busy workers an earlier scale-down was to retire after their phase stay. */
 	for (w = s->workers; w != NULL && active < target && !s->stopping; w = w->next) {
 		if (w->state == W_BUSY && w->retire && !w->killed) {
-			w->retire = false;
+			worker_mark_retire(w, false);
 			active++;
 		}
 	}
@@ -505,7 +510,7 @@ void pool_scale(struct sup *s, int target, bool force)
 	}
 	for (w = s->workers; w != NULL && active > target; w = w->next) {
 		if (w->state != W_EXITED && !w->retire) {
-			w->retire = true;
+			worker_mark_retire(w, true);
 			active--;
 		}
 	}
@@ -536,6 +541,6 @@ void pool_stop(struct sup *s, enum stop_level level)
 		else if (w->state == W_IDLE || w->state == W_STARTING)
 			worker_retire(w);
 		else
-			w->retire = true;
+			worker_mark_retire(w, true);
 	}
 }

@@ -445,6 +445,7 @@ struct sup {
 	int target;
 	int next_worker_id;
 	int live;
+	int staying;       /* live workers not retiring: the pool's size against target */
 	int crash_streak;  /* infrastructure failures since the last attempt a worker ended */
 	int spawn_fails;   /* failed spawns in a row, for the respawn backoff */
 	bool crash_loop;   /* the breaker tripped: no dispatch, no respawn, until reset */
