@@ -118,6 +118,14 @@ MUTANTS = [
      ["tests/test_pg_adopt.py::test_a_failure_midway_rolls_the_whole_adoption_back"]),
     ("columns_not_checked", "a database missing a column autopack uses is refused",
      ["tests/test_one_database.py::test_7_a_dropped_column_is_refused_naming_it"]),
+    ("keys_not_checked", "a table that would not assign the key autopack leaves to the "
+     "database is refused (adoption, and every command on an adopted database)",
+     ["tests/test_adopt.py::"
+      "test_adopt_refuses_a_table_without_rowid_whose_key_autopack_leaves_to_sqlite[phases-id]",
+      "tests/test_adopt.py::"
+      "test_adopt_refuses_a_key_that_is_not_the_tables_integer_primary_key",
+      "tests/test_adopt.py::"
+      "test_an_adopted_database_whose_phases_became_without_rowid_is_refused_by_every_command"]),
     ("stall_judged_as_hang", "a stall of the supervisor's own never kills a worker",
      ["tests/test_faults.py::test_6_a_stopped_supervisor_judges_no_worker_by_its_own_gap"]),
     ("healthz_ignores_the_file", "/healthz fails once the database file is moved away",

@@ -6,6 +6,8 @@ import json
 import os
 import sqlite3
 
+import pytest
+
 import legacy_db
 from conftest import ctl
 from supervisor_helpers import Supervisor, db_url, new_db, sql
@@ -408,6 +410,93 @@ def test_import_and_seed_on_an_adopted_database_of_the_originals_shape(tmp):
         "src/a.py", "src/test_a.py"]
     assert bad_stamps(path) == []
     assert os.path.isdir(os.path.join(str(tmp), "ws-imported"))
+
+
+def without_rowid(ddl, table):
+    """`ddl` with `table`'s CREATE TABLE statement made WITHOUT ROWID."""
+    start = ddl.index("CREATE TABLE %s (" % table)
+    end = ddl.index("\n)", start) + 2
+    return ddl[:end] + " WITHOUT ROWID" + ddl[end:]
+
+
+def original_without_rowid(tmp, table, name="norowid.db"):
+    """A database of the original's verbatim schema with `table` WITHOUT ROWID, holding a
+    run, a tier and a phase (their ids given: such a table assigns none)."""
+    path = os.path.join(str(tmp), name)
+    with open(legacy_db.SCHEMA_FILE) as f:
+        ddl = without_rowid(f.read(), table)
+    at = legacy_db.utcnow()
+    con = sqlite3.connect(path)
+    con.executescript(ddl)
+    legacy_db._insert(con, "runs", legacy_db.original_run("r", "RUN_CREATED", at))
+    legacy_db._insert(con, "tiers", dict(legacy_db.original_tier("r", 0, "PENDING", at), id=1))
+    legacy_db._insert(con, "phases", dict(legacy_db.original_phase(
+        "r", "p1", 1, 0, "QUEUED", json.dumps({"paths": ["src/"],
+                                               "deliverables": ["src/a.py"]}), at), id=1))
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize("table,key", [("phases", "id"), ("tiers", "id"),
+                                       ("llm_usage_events", "id"),
+                                       ("token_estimation_v2_events", "event_id")])
+def test_adopt_refuses_a_table_without_rowid_whose_key_autopack_leaves_to_sqlite(tmp, table,
+                                                                                 key):
+    # SQLite assigns a key left out of an insert only as the rowid of a table with rowids:
+    # adopted, every run import failed with "NOT NULL constraint failed: phases.id".
+    path = original_without_rowid(tmp, table)
+    r = assert_refused_untouched(tmp, path, "table %s is WITHOUT ROWID" % table)
+    assert "autopack lets SQLite assign %s.%s" % (table, key) in r.err, r
+    assert "the file was left untouched" in r.err, r
+    before = read(path)
+    r, j = adopt(db_url(path), "--dry-run")
+    assert r.rc == 2 and "table %s is WITHOUT ROWID" % table in r.err, r
+    assert read(path) == before
+
+
+def test_adopt_refuses_a_key_that_is_not_the_tables_integer_primary_key(tmp):
+    path = os.path.join(str(tmp), "bigint.db")
+    with open(legacy_db.SCHEMA_FILE) as f:
+        ddl = f.read()
+    start = ddl.index("CREATE TABLE phases (")
+    ddl = ddl[:start] + ddl[start:].replace("id INTEGER NOT NULL,", "id BIGINT NOT NULL,", 1)
+    con = sqlite3.connect(path)
+    con.executescript(ddl)
+    con.close()
+    r = assert_refused_untouched(tmp, path, "phases.id (declared BIGINT) is not the table's"
+                                 " INTEGER PRIMARY KEY")
+    assert "autopack lets SQLite assign phases.id" in r.err, r
+
+
+def test_an_adopted_database_whose_phases_became_without_rowid_is_refused_by_every_command(tmp):
+    path, url, _ = original(tmp)
+    r, _ = adopt(url)
+    assert r.rc == 0, r
+    con = sqlite3.connect(path)
+    (ddl,) = con.execute("SELECT sql FROM sqlite_master WHERE name = 'phases'").fetchone()
+    indexes = [i for (i,) in con.execute("SELECT sql FROM sqlite_master WHERE type = 'index'"
+                                         " AND tbl_name = 'phases' AND sql IS NOT NULL")]
+    con.executescript("PRAGMA foreign_keys = OFF; BEGIN;"
+                      + ddl.replace("CREATE TABLE phases", "CREATE TABLE phases_new", 1)
+                      + " WITHOUT ROWID; INSERT INTO phases_new SELECT * FROM phases;"
+                      " DROP TABLE phases; ALTER TABLE phases_new RENAME TO phases;"
+                      + ";".join(indexes) + "; COMMIT;")
+    con.close()
+    before = read(path)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2, r
+    assert "table phases is WITHOUT ROWID: autopack lets SQLite assign phases.id" in r.err, r
+    plan = os.path.join(str(tmp), "plan.json")
+    with open(plan, "w") as f:
+        json.dump({"runs": [{"run_id": "imported", "workspace": "ws-imported", "tiers": [
+            {"tier_id": "T1", "name": "t", "phases": [
+                {"phase_id": "p1", "name": "n", "scope": {
+                    "paths": ["src/"], "deliverables": ["src/a.py"]}}]}]}]}, f)
+    r = ctl("--db", url, "run", "import", plan)
+    assert r.rc == 2, r
+    assert "table phases is WITHOUT ROWID" in r.err, r
+    assert read(path) == before
 
 
 def test_migration_rewrites_what_an_earlier_autopack_wrote_into_an_adopted_database(tmp):

@@ -266,6 +266,16 @@ def test_adopt_refuses_what_the_sqlite_adoption_refuses_leaving_the_database_unc
     assert r.rc == 2 and "autopack never creates a database" in r.err, r
 
 
+def test_adopt_refuses_a_key_the_server_would_not_assign_as_sqlite_refuses_one(tmp, pg_url):
+    # The PostgreSQL form of a WITHOUT ROWID phases table on SQLite (tests/test_adopt.py):
+    # phases.id without its SERIAL default, which every run import leaves to the server.
+    pg_original.build_original_on(pg_url, tmp)
+    sql(pg_url, "ALTER TABLE phases ALTER COLUMN id DROP DEFAULT")
+    r = refused_unchanged(pg_url, "phases.id (declared integer) has no default and is not an"
+                          " identity column: autopack lets PostgreSQL assign phases.id")
+    assert "SERIAL" in r.err, r
+
+
 def test_adopt_leaves_an_autopack_database_on_postgresql_alone(pg_url):
     assert ctl("--db", pg_url, "db", "init").rc == 0
     before = pg_original.pg_dump(pg_url)

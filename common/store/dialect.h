@@ -31,6 +31,12 @@ struct db_dialect {
 	/* A row if a unique index of table ?1 that is not partial covers exactly columns ?2
 	 * and ?3. */
 	const char *unique_pair_exists;
+	/* One row if ?1 names a table: 1 if the database gives column ?2 a value when an
+	 * insert leaves it out (SQLite: the column is the rowid, the INTEGER PRIMARY KEY of a
+	 * table with rowids; PostgreSQL: a default, such as SERIAL's, or an identity), else 0;
+	 * 1 if the table is WITHOUT ROWID (PostgreSQL: 0); the column's declared type (NULL if
+	 * there is no such column). */
+	const char *key_assigned;
 	/* Remove run ?1 from the stopped and deprioritised runs of every unfinished drain
 	 * session's saved state (a retry of its phases drains it again). */
 	const char *release_run;

@@ -203,6 +203,15 @@ int adopt_shape_check(
 		    where, uuid, version);
 	}
 	rc = adopt_tables_check(db, where, err);
+	if (rc == 0) {
+		char then[160];
+
+		snprintf(then, sizeof then,
+		    "Recreate the table with the key as the original's schema declares it, then "
+		    "adopt again; %s",
+		    store_untouched(db));
+		rc = store_keys_check(db, where, "", then, STORE_ENOTDB, err);
+	}
 	if (rc == 0 && be->integrity != NULL)
 		rc = be->integrity(db, where, err);
 	if (rc == 0)

@@ -165,6 +165,14 @@ int store_connect(
  * messages. */
 int store_schema_check(
     struct db *db, const char *path, int *version, char uuid[37], struct store_err *err);
+/* Check that every table autopack inserts into without naming its key (tiers.id,
+ * phases.id, attempts.attempt_id, llm_usage_events.id, token_estimation_v2_events.event_id,
+ * control_log.id) gives that key a value itself: on SQLite the key is the table's rowid
+ * (not WITHOUT ROWID, the INTEGER PRIMARY KEY), on PostgreSQL it has a default or is an
+ * identity column. Tables db lacks are skipped. Reads only. Returns 0, `code` with the
+ * message "<where>: <what><the table and why>. <then>", or STORE_EIO. */
+int store_keys_check(struct db *db, const char *where, const char *what, const char *then,
+    enum store_errcode code, struct store_err *err);
 /* Say what a refusal left as it was: "the file was left untouched" on SQLite, "nothing
  * was changed" on a server. */
 const char *store_untouched(const struct db *db);

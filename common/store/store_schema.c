@@ -294,8 +294,8 @@ static int store_indexes_missing(struct db *db, const char *const *names, size_t
 	return 0;
 }
 
-/* Check meta, version, tables, columns, unique indexes and uuid, reading only; ENOTDB,
- * EVERSION, EPARTIAL or EIDENT. */
+/* Check meta, version, tables, columns, unique indexes, the keys the database assigns
+ * (store_keys.c) and uuid, reading only; ENOTDB, EVERSION, EPARTIAL or EIDENT. */
 int store_schema_check(
     struct db *db, const char *path, int *version, char uuid[37], struct store_err *err)
 {
@@ -357,6 +357,15 @@ int store_schema_check(
 		    "with CREATE UNIQUE INDEX ... once no duplicates are left)",
 		    path, uuid, nmissing, nmissing == 1 ? "" : "es", *version, missing.s);
 		goto out;
+	}
+	if (rc == 0) {
+		char what[96];
+
+		snprintf(what, sizeof what, "autopack database (uuid %s): ", uuid);
+		rc = store_keys_check(db, path, what,
+		    "autopack refuses to use the database (recreate the table with the key as "
+		    "autopack's schema declares it, or restore it from a backup)",
+		    STORE_EPARTIAL, err);
 	}
 	/* The uuid names the database in messages, jobs and the control socket's file name:
 	 * anything but the canonical form (a path, a glob, an empty string) is refused. */

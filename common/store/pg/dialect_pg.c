@@ -35,6 +35,13 @@ const struct db_dialect dialect_pg = {
 	    " lower(CAST(?1 AS TEXT)) AND i.indisunique AND i.indpred IS NULL AND i.indnatts = 2"
 	    " AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum = ANY"
 	    " (i.indkey) AND a.attname IN (lower(CAST(?2 AS TEXT)), lower(CAST(?3 AS TEXT)))) = 2",
+	.key_assigned =
+	    "SELECT CASE WHEN a.attidentity <> '' OR d.adbin IS NOT NULL THEN 1 ELSE 0 END, 0,"
+	    " format_type(a.atttypid, a.atttypmod) FROM pg_class c JOIN pg_namespace n ON n.oid ="
+	    " c.relnamespace LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname ="
+	    " lower(CAST(?2 AS TEXT)) AND a.attnum > 0 AND NOT a.attisdropped LEFT JOIN pg_attrdef"
+	    " d ON d.adrelid = c.oid AND d.adnum = a.attnum WHERE n.nspname = current_schema()"
+	    " AND c.relname = lower(CAST(?1 AS TEXT)) AND c.relkind IN ('r', 'p')",
 	.release_run =
 	    "UPDATE drain_sessions SET state_json = CAST(jsonb_set(jsonb_set(CAST(state_json AS"
 	    " jsonb), '{stopped_runs}', COALESCE(CAST(state_json AS jsonb) -> 'stopped_runs',"

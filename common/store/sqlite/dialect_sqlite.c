@@ -19,6 +19,13 @@ const struct db_dialect dialect_sqlite = {
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name)) = 2 "
 	    "AND (SELECT count(*) FROM pragma_index_info(il.name) ii "
 	    "     WHERE ii.name IN (?2, ?3)) = 2",
+	.key_assigned =
+	    "SELECT coalesce((SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1 AND "
+	    "(SELECT pk FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE) = 1 AND NOT "
+	    "EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk'), 0), "
+	    "coalesce((SELECT wr FROM pragma_table_list(?1) WHERE schema = 'main'), 0), "
+	    "(SELECT type FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE) "
+	    "FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
 	.release_run =
 	    "UPDATE drain_sessions SET state_json = json_set(state_json, '$.stopped_runs',"
 	    " json((SELECT json_group_array(value) FROM json_each(state_json, '$.stopped_runs')"
