@@ -886,6 +886,8 @@ void writer_flush_early(struct sup *s);
  * callbacks), free its writes; when not durable (the fsync failed, or writing was given
  * up), free them only: nothing of it is acknowledged or sent. */
 void writer_release(struct sup *s, struct commit_group *g, bool durable);
+/* An fsync off the loop ended: a commit put off while it ran happens in this turn's round. */
+void writer_sync_ended(struct sup *s);
 /* After the loop: free the writes never committed and the groups kept for reuse. */
 void writer_free(struct sup *s);
 

@@ -100,6 +100,10 @@ static void sync_done_cb(uv_work_t *req, int status)
 		/* A release may have committed again (and started that group's fsync). */
 		if (s->sync.head != NULL && !s->sync.running && !s->writes_off)
 			sync_start(s);
+		/* The groups it was to cover may have been released already (by a commit synced
+		 * in SQLite's COMMIT): a commit put off for it happens now all the same. */
+		if (!s->sync.running && !s->writes_off)
+			writer_sync_ended(s);
 	}
 	lifecycle_check_done(s);
 }

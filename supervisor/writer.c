@@ -427,7 +427,13 @@ void writer_release(struct sup *s, struct commit_group *g, bool durable)
 	s->group_free = g;
 	/* A commit put off while the group waited for its fsync happens in this turn's
 	 * round. */
-	if (durable && s->commit_deferred) {
+	if (durable)
+		writer_sync_ended(s);
+}
+
+void writer_sync_ended(struct sup *s)
+{
+	if (s->commit_deferred) {
 		s->commit_deferred = false;
 		writer_round(s, true);
 	}
