@@ -1,5 +1,6 @@
 #include "common/log.h"
 #include "common/strbuf.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -218,14 +219,31 @@ bool log_to_journal(void)
 	return log_journal == 1;
 }
 
-/* Append s as a JSON string (quoted, escaped; bytes >= 0x80 pass through). */
+/* Append s as a JSON string (quoted, escaped; valid UTF-8 sequences pass through, a byte
+ * that does not start one becomes U+FFFD). */
 static void log_json_str(struct strbuf *b, const char *s)
 {
+	const char *end = s + strlen(s);
+
 	strbuf_put(b, "\"", 1);
 	for (; *s != '\0'; s++) {
 		unsigned char c = (unsigned char)*s;
 
-		if (c == '"' || c == '\\') {
+		if (c >= 0x80) {
+			size_t left = (size_t)(end - s);
+			size_t ok = utf8_check(s, left < 4 ? left : 4);
+			size_t n = 1;
+
+			/* The valid run here, or one replacement for the byte that starts none. */
+			if (ok == 0) {
+				strbuf_puts(b, "\xef\xbf\xbd");
+			} else {
+				while (n < ok && (unsigned char)s[n] >= 0x80)
+					n++;
+				strbuf_put(b, s, n);
+			}
+			s += n - 1;
+		} else if (c == '"' || c == '\\') {
 			char esc[2] = { '\\', (char)c };
 			strbuf_put(b, esc, 2);
 		} else if (c == '\n') {

@@ -4,7 +4,7 @@
 #include "common/store/dburl.h"
 #include "common/store/store_lock.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -115,7 +115,7 @@ int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 	if (ctx->json) {
 		/* JSON holds only UTF-8: a file name or argument that is not, or a character
 		 * the 1 KiB cut split, is shown as U+FFFD. */
-		char *text = proto_utf8_clean(msg, sizeof msg);
+		char *text = utf8_clean(msg, sizeof msg);
 
 		cmd_json_print(json_pack(
 		    "{s:b, s:s, s:s}", "ok", 0, "error", store_strerror(code), "message", text));

@@ -3,7 +3,7 @@
 
 #include "proto/path.h"
 #include "proto/schema.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 /* Check a string's length, NUL bytes and UTF-8; a negative errno with err set. */
 int proto_check_str(const struct proto_field *f, const void *s, size_t n,
@@ -22,7 +22,7 @@ int proto_check_str(const struct proto_field *f, const void *s, size_t n,
 		    (size_t)(nul - (const char *)s));
 		return -EINVAL;
 	}
-	bad = proto_utf8_check(s, n);
+	bad = utf8_check(s, n);
 	if (bad < n) {
 		proto_errf(err, p, "invalid UTF-8 at byte %zu", bad);
 		return -EINVAL;

@@ -11,7 +11,7 @@
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
 #include "proto/proto.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -314,7 +314,7 @@ __attribute__((noreturn, format(printf, 2, 3))) static void flag_fail(
 static void flag_check_text(int opt, const char *v)
 {
 	const char *name = "?";
-	size_t len = strlen(v), bad = proto_utf8_check(v, len);
+	size_t len = strlen(v), bad = utf8_check(v, len);
 
 	for (size_t i = 0; long_opts[i].name != NULL; i++)
 		if (long_opts[i].val == opt)

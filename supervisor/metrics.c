@@ -10,7 +10,7 @@
 #include "common/store/store_checkpoint.h"
 #include "common/strbuf.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -146,8 +146,8 @@ static struct llm_series *llm_series_at(
 static struct llm_series *llm_series_find(
     struct metrics *m, const char *provider, const char *model, int64_t status)
 {
-	char *p = proto_utf8_clean(provider != NULL ? provider : "", LABEL_MAX);
-	char *mo = proto_utf8_clean(model != NULL ? model : "", LABEL_MAX);
+	char *p = utf8_clean(provider != NULL ? provider : "", LABEL_MAX);
+	char *mo = utf8_clean(model != NULL ? model : "", LABEL_MAX);
 	struct llm_series *x = llm_series_at(m, p, mo, status);
 
 	if (x == NULL && m->nllm >= SERIES_MAX) {
@@ -202,7 +202,7 @@ static struct hist *cat_at(struct metrics *m, const char *c)
  * SERIES_MAX categories a new one is counted in "other" (those made keep counting). */
 static struct hist *cat_hist(struct metrics *m, const char *category)
 {
-	char *c = proto_utf8_clean(category != NULL ? category : "none", LABEL_MAX);
+	char *c = utf8_clean(category != NULL ? category : "none", LABEL_MAX);
 	struct hist *h = cat_at(m, c);
 
 	if (h == NULL && m->ncats >= SERIES_MAX) {

@@ -19,7 +19,7 @@
 #include "common/checklog.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -424,7 +424,7 @@ static json_t *failure_log_json(const struct drain_failure *f)
 /* Append one failure to the JSON array `arg`. */
 static int failure_add(void *arg, const struct drain_failure *f)
 {
-	char *msg = f->message != NULL ? proto_utf8_clean(f->message, PROGRESS_MESSAGE_MAX) : NULL;
+	char *msg = f->message != NULL ? utf8_clean(f->message, PROGRESS_MESSAGE_MAX) : NULL;
 	json_t *m = msg != NULL ? json_string(msg) : json_null();
 
 	free(msg);

@@ -200,3 +200,28 @@ def test_two_phases_whose_ids_join_the_same_way_keep_their_own_check_logs(tmp, l
              for g in json.loads(r.out)["groups"] for p in g["phases"]}
     assert tails["a_"][0] == "FROM-RUN-A_\n" and tails["a"][0] == "FROM-RUN-A\n", tails
     assert tails["a_"][1] != tails["a"][1]
+
+
+def test_json_lines_stay_valid_utf8_when_an_id_in_the_database_is_not(tmp):
+    # A run id with a byte that is not UTF-8 (SQLite's TEXT takes any bytes: a database
+    # written by another program): its phases fail as jobs that cannot be encoded, and
+    # every JSON line naming it is still valid UTF-8 and JSON, the byte shown as U+FFFD.
+    import sqlite3
+    from supervisor_helpers import new_db
+    url = new_db(tmp, runs=1, phases=2)
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    con.execute("PRAGMA foreign_keys=OFF")
+    rid = con.execute("SELECT id FROM runs").fetchone()[0]
+    for table, col in (("runs", "id"), ("tiers", "run_id"), ("phases", "run_id")):
+        con.execute("UPDATE %s SET %s = CAST(X'72756e2dff' AS TEXT) WHERE %s = ?"
+                    % (table, col, col), (rid,))
+    con.commit()
+    con.close()
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     "--log-format", "json")
+    assert sup.wait() == 0
+    with open(sup.err_path, "rb") as f:
+        raw = f.read()
+    lines = [json.loads(line.decode("utf-8")) for line in raw.splitlines()]
+    failed = [x for x in lines if "cannot be encoded" in x["msg"] and x.get("run")]
+    assert failed and all(x["run"] == "run-\ufffd" for x in failed), lines

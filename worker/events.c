@@ -2,7 +2,7 @@
 #include "worker/events.h"
 #include "common/strbuf.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 #include "worker/llm.h"
 
 #include <stdio.h>
@@ -47,7 +47,7 @@ char *ev_deliverables_json(const struct proto_strlist *d)
 
 		if (i > 0)
 			*o++ = ',';
-		o = llm_json_put_str(o, proto_utf8_check(cut[i], len) == len ? cut[i] : "?");
+		o = llm_json_put_str(o, utf8_check(cut[i], len) == len ? cut[i] : "?");
 		free(cut[i]);
 	}
 	*o++ = ']';

@@ -1,7 +1,7 @@
 /* A JSON document read in place (see jspan.h). */
 #include "worker/jspan.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -133,7 +133,7 @@ static const char *js_string(const char *p, const char *end, bool nul, struct js
 	}
 	if (p >= end)
 		return js_fail(ctx, p, "a string that does not end");
-	if (wide && (good = proto_utf8_check(start, (size_t)(p - start))) != (size_t)(p - start))
+	if (wide && (good = utf8_check(start, (size_t)(p - start))) != (size_t)(p - start))
 		return js_fail(ctx, start + good, "invalid UTF-8 in a string");
 	return p + 1;
 }

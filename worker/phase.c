@@ -4,7 +4,7 @@
 #include "common/fingerprint/fingerprint.h"
 #include "common/relpath.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 #include "worker/check.h"
 #include "worker/deliverables.h"
 #include "worker/events.h"
@@ -78,8 +78,8 @@ __attribute__((format(printf, 3, 4))) static void phase_log(
 	if (pc->api_key != NULL && strlen(pc->api_key) >= LLM_KEY_SCRUB_MIN &&
 	    strstr(msg, pc->api_key) != NULL)
 		msg = scrubbed = llm_scrubbed(msg, pc->api_key);
-	if (proto_utf8_bad(msg) >= 0)
-		msg = clean = proto_utf8_clean(msg, SIZE_MAX);
+	if (utf8_bad(msg) >= 0)
+		msg = clean = utf8_clean(msg, SIZE_MAX);
 	ev_log_fill(&ev, level, msg);
 	phase_emit(pc, &ev);
 	free(clean);
@@ -106,7 +106,7 @@ __attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc
 	if (n < 0) {
 		strlcpy_ap(pc->message, "out of memory formatting the message", sizeof pc->message);
 	} else {
-		char *clean = proto_utf8_clean(full, SIZE_MAX);
+		char *clean = utf8_clean(full, SIZE_MAX);
 
 		str_elide(pc->message, clean, sizeof pc->message);
 		free(clean);

@@ -2,7 +2,7 @@
  * (tests/data/autopack-v2-telemetry-samples.tsv). Parsed all or nothing. */
 #include "common/calib/telemetry.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -178,7 +178,7 @@ static int tsv_text(struct tsv_line *l, enum tsv_col c, bool nullable, char **ou
 	for (size_t i = 0; i < n; i++)
 		if (iscntrl((unsigned char)s[i]))
 			return tsv_fail(l, c, "contains a control character");
-	if ((bad = proto_utf8_check(s, n)) != n)
+	if ((bad = utf8_check(s, n)) != n)
 		return tsv_fail(l, c, "not valid UTF-8 (byte %zu)", bad + 1);
 	*out = xstrdup(s);
 	return 0;

@@ -1,7 +1,7 @@
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -130,7 +130,7 @@ static int dburl_check_chars(const char *url, char *err, size_t errlen)
  * hold a password). Frees both outputs on refusal. */
 static int dburl_check_utf8(char **canonical_path, char **canonical_url, char *err, size_t errlen)
 {
-	size_t len = strlen(*canonical_url), bad = proto_utf8_check(*canonical_url, len);
+	size_t len = strlen(*canonical_url), bad = utf8_check(*canonical_url, len);
 	bool pg = strcmp(*canonical_path, *canonical_url) == 0;
 
 	if (bad == len)

@@ -6,7 +6,7 @@
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -61,10 +61,10 @@ static void survey_phase_push(
 
 	*list = xrealloc(*list, (*n + 1) * sizeof **list);
 	p = &(*list)[(*n)++];
-	p->run_id = proto_utf8_clean(db_column_text(q, 0), SIZE_MAX);
-	p->phase_id = proto_utf8_clean(db_column_text(q, 1), SIZE_MAX);
-	p->state = proto_utf8_clean(state != NULL ? (const char *)state : "", SIZE_MAX);
-	p->why = why != NULL ? proto_utf8_clean(why, SIZE_MAX) : NULL;
+	p->run_id = utf8_clean(db_column_text(q, 0), SIZE_MAX);
+	p->phase_id = utf8_clean(db_column_text(q, 1), SIZE_MAX);
+	p->state = utf8_clean(state != NULL ? (const char *)state : "", SIZE_MAX);
+	p->why = why != NULL ? utf8_clean(why, SIZE_MAX) : NULL;
 }
 
 /* Check that a phase read by survey_scopes (columns run_id, phase_id, state, scope, name,
@@ -105,12 +105,12 @@ static int survey_sendable(struct db_stmt *q, const struct store_scope *sc, char
 		return -1;
 	/* A job carries only UTF-8 text; SQLite's TEXT columns hold any bytes. */
 	for (size_t i = 0; i < ARRAY_SIZE(text); i++)
-		if (text[i] != NULL && (bad = proto_utf8_bad(text[i])) >= 0)
+		if (text[i] != NULL && (bad = utf8_bad(text[i])) >= 0)
 			return errbuf_fail(
 			    why, n, "%s: not valid UTF-8 (byte %ld)", names[i], bad + 1);
 	for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
 		for (size_t j = 0; j < lists[i].n; j++)
-			if ((bad = proto_utf8_bad(lists[i].v[j])) >= 0)
+			if ((bad = utf8_bad(lists[i].v[j])) >= 0)
 				return errbuf_fail(why, n, "%s[%zu]: not valid UTF-8 (byte %ld)",
 				    lists[i].name, j, bad + 1);
 	return 0;

@@ -6,7 +6,7 @@
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -234,7 +234,7 @@ static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store
 		free(ws);
 		return rc;
 	}
-	if ((bad = proto_utf8_bad(ws)) >= 0) {
+	if ((bad = utf8_bad(ws)) >= 0) {
 		rc = store_fail(err, STORE_EINVAL,
 		    "run %s: workspace %s is not valid UTF-8 (byte %ld); a job carries only UTF-8 "
 		    "text: name the workspace by an absolute path that is, or move the plan",

@@ -4,7 +4,7 @@
  * numbers, long integers, duplicate keys, errors), which jansson then reads, so values and
  * messages are jansson's either way. */
 #include "common/store/store_plan_json.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -44,7 +44,7 @@ static bool pj_string(struct pj *j, const char **s, size_t *n)
 		return false;
 	*s = j->p + 1;
 	*n = (size_t)(q - *s);
-	if ((high & 0x80) != 0 && proto_utf8_check(*s, *n) != *n)
+	if ((high & 0x80) != 0 && utf8_check(*s, *n) != *n)
 		return false;
 	j->p = q + 1;
 	return true;

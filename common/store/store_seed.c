@@ -3,7 +3,7 @@
 #include "common/store/store_internal.h"
 #include "common/store/store_plan.h"
 #include "common/util.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -144,7 +144,7 @@ int store_seed_telemetry_run(
 	if (workspace[0] != '/')
 		return store_fail(
 		    err, STORE_EINVAL, "seed workspace must be absolute: %s", workspace);
-	if ((bad = proto_utf8_bad(workspace)) >= 0)
+	if ((bad = utf8_bad(workspace)) >= 0)
 		return store_fail(err, STORE_EINVAL,
 		    "seed workspace %s is not valid UTF-8 (byte %ld); a job carries only UTF-8 "
 		    "text: name a directory whose path is",

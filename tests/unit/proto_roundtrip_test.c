@@ -5,7 +5,7 @@
 
 #include "common/util.h"
 #include "proto/schema.h"
-#include "proto/utf8.h"
+#include "common/utf8.h"
 #include "proto/wire.h"
 #include "tests/unit/proto_samples.h"
 #include "tests/unit/test.h"
@@ -274,38 +274,38 @@ TEST(proto_msg_equal_sees_one_changed_field)
 	proto_msg_free(&b);
 }
 
-TEST(proto_utf8_check_refuses_overlong_surrogate_and_truncated_forms)
+TEST(utf8_check_refuses_overlong_surrogate_and_truncated_forms)
 {
-	CHECK_EQ_INT(proto_utf8_check("abc", 3), 3);
-	CHECK_EQ_INT(proto_utf8_check("\xf0\x9d\x84\x9e", 4), 4); /* U+1D11E */
-	CHECK_EQ_INT(proto_utf8_check("a\xc0\xaf", 3), 1);        /* overlong '/' */
-	CHECK_EQ_INT(proto_utf8_check("ab\xed\xa0\x80", 5), 2);   /* surrogate */
-	CHECK_EQ_INT(proto_utf8_check("\xf4\x90\x80\x80", 4), 0); /* past U+10FFFF */
-	CHECK_EQ_INT(proto_utf8_check("x\xe6\x97", 3), 1);        /* cut off */
-	CHECK_EQ_INT(proto_utf8_bad(""), -1);
-	CHECK_EQ_INT(proto_utf8_bad("caf\xc3\xa9"), -1);
-	CHECK_EQ_INT(proto_utf8_bad("ab\xff"
-	                            "c"),
+	CHECK_EQ_INT(utf8_check("abc", 3), 3);
+	CHECK_EQ_INT(utf8_check("\xf0\x9d\x84\x9e", 4), 4); /* U+1D11E */
+	CHECK_EQ_INT(utf8_check("a\xc0\xaf", 3), 1);        /* overlong '/' */
+	CHECK_EQ_INT(utf8_check("ab\xed\xa0\x80", 5), 2);   /* surrogate */
+	CHECK_EQ_INT(utf8_check("\xf4\x90\x80\x80", 4), 0); /* past U+10FFFF */
+	CHECK_EQ_INT(utf8_check("x\xe6\x97", 3), 1);        /* cut off */
+	CHECK_EQ_INT(utf8_bad(""), -1);
+	CHECK_EQ_INT(utf8_bad("caf\xc3\xa9"), -1);
+	CHECK_EQ_INT(utf8_bad("ab\xff"
+	                      "c"),
 	    2);
 }
 
-TEST(proto_utf8_clean_replaces_bad_bytes_and_cuts_at_a_character)
+TEST(utf8_clean_replaces_bad_bytes_and_cuts_at_a_character)
 {
-	char *s = proto_utf8_clean("a\xff"
-	                           "b",
+	char *s = utf8_clean("a\xff"
+	                     "b",
 	    100);
 
 	CHECK_EQ_STR(s,
 	    "a\xef\xbf\xbd"
 	    "b");
 	free(s);
-	s = proto_utf8_clean("ab日本", 6); /* 日 fits in 5 bytes, 本 would need 8 */
+	s = utf8_clean("ab日本", 6); /* 日 fits in 5 bytes, 本 would need 8 */
 	CHECK_EQ_STR(s, "ab日");
 	free(s);
-	s = proto_utf8_clean("", 0);
+	s = utf8_clean("", 0);
 	CHECK_EQ_STR(s, "");
 	free(s);
-	s = proto_utf8_clean("\xff\xfe", SIZE_MAX); /* the limit is not an allocation size */
+	s = utf8_clean("\xff\xfe", SIZE_MAX); /* the limit is not an allocation size */
 	CHECK_EQ_STR(s, "\xef\xbf\xbd\xef\xbf\xbd");
 	free(s);
 }

@@ -1,21 +1,22 @@
-/* UTF-8 checks for strings that go on the wire: every string in a frame must be valid
- * UTF-8, so text of unknown origin (LLM output, subprocess output) is cleaned first. */
-#ifndef AUTOPACK_PROTO_UTF8_H
-#define AUTOPACK_PROTO_UTF8_H
+/* UTF-8 checks: every string in a frame and in a JSON log line must be valid UTF-8, so text
+ * of unknown origin (LLM output, subprocess output, a database's ids) is checked or
+ * cleaned first. */
+#ifndef AUTOPACK_COMMON_UTF8_H
+#define AUTOPACK_COMMON_UTF8_H
 
 #include <stddef.h>
 
 /* Offset of the first byte of s[0..n) that does not start a valid UTF-8 sequence, or n if
  * the whole of it is valid. Overlong forms, surrogates and code points past U+10FFFF are
  * invalid. */
-size_t proto_utf8_check(const void *s, size_t n);
+size_t utf8_check(const void *s, size_t n);
 
 /* Offset of the first byte of the string s that does not start a valid UTF-8 sequence,
  * or -1 when the whole of it is valid. */
-long proto_utf8_bad(const char *s);
+long utf8_bad(const char *s);
 
 /* A heap copy of s of at most max_bytes bytes (plus the NUL), cut at a character boundary,
  * with every invalid byte replaced by U+FFFD. Never fails (aborts on out of memory). */
-char *proto_utf8_clean(const char *s, size_t max_bytes);
+char *utf8_clean(const char *s, size_t max_bytes);
 
 #endif

@@ -1,4 +1,4 @@
-#include "proto/utf8.h"
+#include "common/utf8.h"
 
 #include <string.h>
 
@@ -57,7 +57,7 @@ static size_t ascii_run(const uint8_t *s, size_t n)
 }
 
 /* Return the offset of the first invalid UTF-8 byte, or n. */
-size_t proto_utf8_check(const void *s, size_t n)
+size_t utf8_check(const void *s, size_t n)
 {
 	const uint8_t *b = s;
 	size_t off = ascii_run(b, n), k;
@@ -71,15 +71,15 @@ size_t proto_utf8_check(const void *s, size_t n)
 	return n;
 }
 
-long proto_utf8_bad(const char *s)
+long utf8_bad(const char *s)
 {
-	size_t n = strlen(s), bad = proto_utf8_check(s, n);
+	size_t n = strlen(s), bad = utf8_check(s, n);
 
 	return bad == n ? -1 : (long)bad;
 }
 
 /* Replace invalid UTF-8 and NUL bytes so that the text can be sent. */
-char *proto_utf8_clean(const char *s, size_t max_bytes)
+char *utf8_clean(const char *s, size_t max_bytes)
 {
 	static const char repl[] = "\xef\xbf\xbd";
 	const uint8_t *b = (const uint8_t *)s;
