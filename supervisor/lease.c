@@ -766,13 +766,19 @@ struct worker *lease_find(struct sup *s, const char *run_id, const char *phase_i
 	return NULL;
 }
 
+/* The workers leases are opened for: those live, at most the pool's target. */
+static int64_t lease_pool_size(const struct sup *s)
+{
+	return s->live < s->target ? s->live : s->target;
+}
+
 /* How many more leases to open ahead: as many as results arrived in LEASE_AHEAD_MS of
  * the last window (none when phases are slow), at most LEASE_AHEAD_PER_WORKER per live
  * worker and LEASE_AHEAD_MAX, less those waiting. */
 static int64_t lease_ahead_wanted(const struct sup *s)
 {
 	int64_t want = s->ahead_rate * LEASE_AHEAD_MS / LEASE_AHEAD_WINDOW_MS;
-	int64_t workers = s->live < s->target ? s->live : s->target;
+	int64_t workers = lease_pool_size(s);
 
 #ifdef AUTOPACK_MUTANT_no_lease_ahead
 	return 0;
@@ -788,7 +794,7 @@ static int64_t lease_ahead_wanted(const struct sup *s)
 
 bool lease_phases_short(const struct sup *s)
 {
-	int64_t workers = s->live < s->target ? s->live : s->target;
+	int64_t workers = lease_pool_size(s);
 
 	if (workers <= 0 || uv_now(s->loop) - s->ahead_window_ms >= 2 * LEASE_AHEAD_WINDOW_MS)
 		return false;
