@@ -311,6 +311,17 @@ static bool policy_holds_back(const struct policy *p, const char *run_id)
 	return nameset_has(&p->stopped_runs, run_id) || nameset_has(&p->deprioritized, run_id);
 }
 
+/* Why the session's policy holds run_id back (stopped or deprioritised, here or by
+ * another supervisor of the session), or NULL when it does not. */
+const char *policy_held_back_why(const struct sup *s, const char *run_id)
+{
+	if (nameset_has(&s->pol.stopped_runs, run_id))
+		return "run stopped earlier in this session";
+	if (nameset_has(&s->pol.deprioritized, run_id))
+		return "run deprioritised earlier in this session";
+	return NULL;
+}
+
 /* Free the news. */
 static void policy_news_free(struct policy_news *nw)
 {
