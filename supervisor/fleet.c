@@ -87,7 +87,7 @@ static void fleet_join_budgets(struct sup *s, const char *id)
 	if (store_fleet_session_budget(s->sd, id, &b, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	if (b.batch_size != s->cfg.batch_size || b.max_total_minutes != s->cfg.max_total_minutes) {
-		if (store_fleet_leave(s->sd, &err) != 0)
+		if (store_fleet_leave(s->sd, NULL, &err) != 0)
 			log_error("%s", err.text);
 		log_fatal(1,
 		    "drain session %s of the other supervisors has --batch-size %lld and"
@@ -473,8 +473,28 @@ void fleet_start(struct sup *s)
 	fleet_listen(s);
 }
 
-/* After the loop: leave the fleet, and end the session if no other supervisor still
- * drains in it. Returns whether it should be ended. */
+/* After the loop: leave the fleet. Leaving is the last fence: a supervisor declared lost
+ * while it could not reach the server, with nothing to commit once back (no heartbeat
+ * due yet), finds its row no longer live here and ends as one whose commit found it so
+ * (lifecycle_lost_note: exit 3, nothing more written). Returns whether it left. */
+bool fleet_leave(struct sup *s)
+{
+	struct store_err err;
+	bool lost = false;
+
+	if (s->writes_off)
+		return false;
+	if (store_fleet_leave(s->sd, &lost, &err) != 0) {
+		log_error("%s", err.text);
+		return false;
+	}
+	if (lost)
+		lifecycle_lost_note(s);
+	return !lost;
+}
+
+/* After fleet_leave: whether no other supervisor still drains in the session (the
+ * caller then ends it). */
 bool fleet_finish(struct sup *s)
 {
 	struct store_err err;
@@ -482,8 +502,7 @@ bool fleet_finish(struct sup *s)
 
 	if (s->writes_off)
 		return false;
-	if (store_fleet_leave(s->sd, &err) != 0 ||
-	    store_fleet_session_others(s->sd, s->session_id, &others, &err) != 0) {
+	if (store_fleet_session_others(s->sd, s->session_id, &others, &err) != 0) {
 		log_error("%s", err.text);
 		return false;
 	}

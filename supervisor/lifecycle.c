@@ -170,8 +170,9 @@ static bool lifecycle_reconnect(struct sup *s)
 	return true;
 }
 
-/* Another supervisor declared this one lost: refuse and count what waits, stop, exit 3. */
-void lifecycle_declared_lost(struct sup *s)
+/* Another supervisor declared this one lost: say so, refuse and count what waits, no
+ * further writes, exit 3. Nothing when already noted. */
+void lifecycle_lost_note(struct sup *s)
 {
 	struct store_err err;
 	int64_t n = (int64_t)s->ops_n;
@@ -188,6 +189,14 @@ void lifecycle_declared_lost(struct sup *s)
 	    (long long)s->fleet_id, (double)s->cfg.lease_timeout_ms / 1000.0, (long long)n);
 	if (store_fleet_count_rejected(s->sd, (int64_t)s->n.rejected_lost, &err) != 0)
 		log_error("%s", err.text);
+}
+
+/* Another supervisor declared this one lost: refuse and count what waits, stop, exit 3. */
+void lifecycle_declared_lost(struct sup *s)
+{
+	if (s->fleet_lost)
+		return;
+	lifecycle_lost_note(s);
 	lifecycle_stop_because(s, STOP_NOW, "declared lost by another supervisor");
 }
 

@@ -226,18 +226,27 @@ void session_refused(struct sup *s, const char *why)
 void session_finish(struct sup *s)
 {
 	struct store_err err;
-	const char *why = s->store_lost ? "database lost" :
-	    s->stop_reason != NULL      ? s->stop_reason :
-	                                  "stopped";
+	const char *why;
 	char left[600] = "";
+	bool left_fleet = true;
 
 	/* The loop is over: what is still committed syncs in the database. */
 	sync_finish(s);
 	if (!s->writes_off) {
 		writer_flush(s);
+		/* Several supervisors: leaving is the last fence (one declared lost writes
+		 * nothing more, exit 3). */
+		if (s->fleet_id > 0)
+			left_fleet = fleet_leave(s);
+	}
+	why = s->store_lost        ? "database lost" :
+	    s->fleet_lost          ? "declared lost by another supervisor" :
+	    s->stop_reason != NULL ? s->stop_reason :
+	                             "stopped";
+	if (!s->writes_off) {
 		report_drain_end(s, left, sizeof left);
 		/* Several supervisors: the last one to leave a shared session ends it. */
-		if ((s->fleet_id == 0 || fleet_finish(s)) &&
+		if (left_fleet && (s->fleet_id == 0 || fleet_finish(s)) &&
 		    store_drain_session_close(s->sd, s->session_id, why, &err) != 0)
 			log_error("%s", err.text);
 		if (s->fleet_id == 0 && store_drain_set_supervisor(s->sd, 0, NULL, &err) != 0)

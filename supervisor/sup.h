@@ -607,8 +607,11 @@ void fleet_listen(struct sup *s);
 /* Stop watching the connection (it dropped or is being replaced); the fleet timer
  * watches the next one. */
 void fleet_unlisten(struct sup *s);
-/* After the loop: leave. Returns whether no other supervisor drains in the session (the
- * caller then ends it). */
+/* After the loop: leave the fleet; a row found no longer live ends the supervisor as
+ * declared lost (exit 3, nothing more written). Returns whether it left. */
+bool fleet_leave(struct sup *s);
+/* After fleet_leave: whether no other supervisor drains in the session (the caller then
+ * ends it). */
 bool fleet_finish(struct sup *s);
 /* Close the fleet's handles and free its state, after the loop. */
 void fleet_close(struct sup *s);
@@ -680,6 +683,9 @@ void lifecycle_identity_check(struct sup *s);
  * in the queue (late results and events) are refused and counted, nothing more is
  * written, the workers are killed and the supervisor exits 3. */
 void lifecycle_declared_lost(struct sup *s);
+/* Another supervisor declared this one lost: say so, refuse and count what waits, no
+ * further writes, exit 3 (the stop is the caller's). */
+void lifecycle_lost_note(struct sup *s);
 /* A transaction (`what`: a group commit, a dispatch round) failed with err, after its
  * rollback: count it in the streak of failures in a row, and return the delay before the
  * retry; or give up on the database at the streak's limit (COMMIT_MAX_FAILURES when the

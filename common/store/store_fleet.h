@@ -174,8 +174,10 @@ struct fleet_txn store_fleet_txn(const struct store_drain *d);
  * server could not be asked (err). */
 int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, const uint64_t *ids,
     size_t n, enum fleet_txn_state *state, struct store_err *err);
-/* Leave: this supervisor's row is no longer live (outside a transaction). */
-int store_fleet_leave(struct store_drain *d, struct store_err *err);
+/* Leave: this supervisor's row is no longer live (outside a transaction). *lost, when not
+ * NULL, is set when the row was not live any more: another supervisor declared this one
+ * lost. */
+int store_fleet_leave(struct store_drain *d, bool *lost, struct store_err *err);
 /* Record how many late writes this supervisor refused after it was declared lost, `n` in
  * all (outside a transaction; the row is no longer live). */
 int store_fleet_count_rejected(struct store_drain *d, int64_t n, struct store_err *err);

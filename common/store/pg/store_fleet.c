@@ -772,13 +772,17 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, con
 	return 0;
 }
 
-/* Leave the fleet. */
-int store_fleet_leave(struct store_drain *d, struct store_err *err)
+/* Leave the fleet; *lost (when not NULL) says whether the row was found no longer live. */
+int store_fleet_leave(struct store_drain *d, bool *lost, struct store_err *err)
 {
-	return fleet_run_self(d,
+	int rc = fleet_run_self(d,
 	    "UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
 	    " WHERE supervisor_id = ?1 AND state = 'live'",
 	    NULL, NULL, err);
+
+	if (lost != NULL)
+		*lost = rc == 0 && db_changes(d->st->db) == 0;
+	return rc;
 }
 
 /* Record the refused late writes on this supervisor's row. */
