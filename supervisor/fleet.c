@@ -243,7 +243,10 @@ static void fleet_command(struct sup *s, const struct fleet_command *fc)
 	json_decref(args);
 }
 
-/* Run the commands due to this supervisor. */
+/* Run the commands due to this supervisor that it has not answered. The commands are
+ * read from the lowest id not yet settled on: a command whose id is lower than one run
+ * already can still become visible (its INSERT took its id first and committed last), and
+ * is run when it does. */
 static void fleet_commands(struct sup *s)
 {
 	struct fleet_command *cs;
@@ -257,8 +260,10 @@ static void fleet_commands(struct sup *s)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		s->fleet_cmd_after = cs[i].id;
-		fleet_command(s, &cs[i]);
+		if (cs[i].settled)
+			s->fleet_cmd_after = cs[i].id;
+		if (!cs[i].answered)
+			fleet_command(s, &cs[i]);
 	}
 	store_fleet_commands_free(cs, n);
 }

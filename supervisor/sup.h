@@ -564,7 +564,7 @@ struct sup {
 	uv_poll_t *fleet_poll;  /* a duplicate of the connection's socket (heap) */
 	uint64_t fleet_connected_ms;
 	uint64_t fleet_refreshed_ms;
-	int64_t fleet_cmd_after; /* the last command run */
+	int64_t fleet_cmd_after; /* commands up to this id are settled (run or not due) */
 	int64_t fleet_waiting_logged;
 	bool refreshing;        /* sched_refresh is reading the eligible phases */
 	uint64_t fleet_beat_ms; /* the last beat of the fleet timer */

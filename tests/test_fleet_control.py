@@ -263,3 +263,33 @@ def test_a_run_stopped_elsewhere_before_it_was_read_here_is_left_out_of_the_drai
         for s in (a, b):
             if s is not None:
                 s.kill()
+
+
+def test_a_command_that_becomes_visible_after_a_later_one_is_still_run(tmp, pg_url):
+    """Two commands sent at once from two hosts: the first's INSERT took the lower id but
+    became visible only after the second's (its commit was slow). The supervisor, which
+    ran the second already, still runs the first when it appears and answers it."""
+    import pg_cluster
+    url = new_pg_db(tmp, pg_url, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--lease-timeout", 5)
+    slow = pg_cluster.connect(url)
+    try:
+        sup.wait_ready()
+        [sid] = ids_of(url, [sup])
+        cur = slow.cursor()
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO supervisor_commands (command, args, created_at, created_by)"
+                    " VALUES ('pause', '[]', clock_timestamp() AT TIME ZONE 'UTC', 'slow')"
+                    " RETURNING command_id")
+        [(first,)] = cur.fetchall()
+        r = ctl("--db", url, "metrics")
+        assert r.rc == 0 and "supervisor=\"%d\"" % sid in r.out, r
+        cur.execute("COMMIT")
+        cur.execute("NOTIFY autopack_control")
+        wait_for(lambda: sql(url, "SELECT ok FROM supervisor_command_results"
+                             " WHERE command_id = ? AND supervisor_id = ?", first, sid)
+                 == [(1,)], timeout=15, what="the first command answered")
+        assert sup.status()["paused"] is True
+    finally:
+        slow.close()
+        sup.kill()

@@ -52,8 +52,15 @@ struct fleet_lost {
 struct fleet_command {
 	int64_t id;
 	char *command;
-	char *args; /* a JSON array of strings */
+	char *args;    /* a JSON array of strings */
+	bool answered; /* this supervisor answered it already */
+	bool settled;  /* sent FLEET_COMMAND_SETTLE_S ago or more */
 };
+
+/* After how long a command id is taken as settled: any command with a lower id that
+ * was to become visible has by then (ids are taken at the INSERT, rows become visible at
+ * the COMMIT, not necessarily in the order of their ids). */
+#define FLEET_COMMAND_SETTLE_S 60
 
 /* A supervisor's answer to a command. */
 struct fleet_result {
@@ -187,8 +194,9 @@ int store_fleet_listen(struct store_drain *d, int *fd, struct store_err *err);
 /* Read what arrived on the connection and say which channels were notified by another
  * connection. Returns 0, or STORE_EIO when the connection is gone. */
 int store_fleet_notified(struct store_drain *d, bool *control, bool *queue);
-/* The commands after `after_id` for this supervisor or for all, sent after it started
- * (heap, *n items; outside a transaction). */
+/* The commands after `after_id` for this supervisor or for all, sent after it started,
+ * those it answered already included (flagged), in the order of their ids (heap, *n
+ * items; outside a transaction). */
 int store_fleet_commands_due(struct store_drain *d, int64_t after_id, struct fleet_command **out,
     size_t *n, struct store_err *err);
 /* Free commands. */

@@ -835,6 +835,8 @@ static void fleet_command_fill(struct db_stmt *q, void *item)
 	c->id = db_column_int64(q, 0);
 	c->command = store_col_text(q, 1, "");
 	c->args = store_col_text(q, 2, "{}");
+	c->answered = db_column_int64(q, 3) != 0;
+	c->settled = db_column_int64(q, 4) != 0;
 }
 
 /* Free a command's strings (a store_rows release). */
@@ -852,7 +854,8 @@ void store_fleet_commands_free(struct fleet_command *v, size_t n)
 	store_rows_free(v, n, sizeof *v, fleet_command_item_free);
 }
 
-/* The commands due to this supervisor after `after_id`. */
+/* The commands due to this supervisor after `after_id`, whether it answered each, and
+ * whether each is settled. */
 int store_fleet_commands_due(struct store_drain *d, int64_t after_id, struct fleet_command **out,
     size_t *n, struct store_err *err)
 {
@@ -861,7 +864,11 @@ int store_fleet_commands_due(struct store_drain *d, int64_t after_id, struct fle
 		.item_free = fleet_command_item_free };
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(d->st->db,
-	    "SELECT c.command_id, c.command, c.args FROM supervisor_commands c, supervisors s"
+	    "SELECT c.command_id, c.command, c.args,"
+	    " (SELECT count(*) FROM supervisor_command_results r"
+	    "   WHERE r.command_id = c.command_id AND r.supervisor_id = ?1),"
+	    " CAST(c.created_at <= " PG_NOW " - ?3 * interval '1 second' AS INTEGER)"
+	    " FROM supervisor_commands c, supervisors s"
 	    " WHERE s.supervisor_id = ?1 AND c.command_id > ?2 AND c.created_at >= s.started_at"
 	    " AND (c.supervisor_id IS NULL OR c.supervisor_id = ?1) ORDER BY c.command_id",
 	    &q);
@@ -869,6 +876,7 @@ int store_fleet_commands_due(struct store_drain *d, int64_t after_id, struct fle
 	if (rc == DB_OK) {
 		db_bind_int64(q, 1, d->supervisor_id);
 		db_bind_int64(q, 2, after_id);
+		db_bind_int64(q, 3, FLEET_COMMAND_SETTLE_S);
 	}
 	rc = store_rows_read(d->st->db, q, rc, &r, err, "%s: reading commands", d->st->url);
 	*out = r.v;
