@@ -225,3 +225,41 @@ def test_checks_run_where_the_kernel_refuses_the_namespaces_with_one_warning(tmp
     # In a PID namespace of its own, the shell's $$ is not the machine's pid; without one,
     # it is.
     assert all((ns_pid == host_pid) == (refused == "user+pid") for ns_pid, host_pid in pids)
+
+
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_how_a_check_ends_reaches_its_attempt_the_same_in_a_namespace_or_not(tmp, where):
+    """Its exit status, the signal that killed it, and at the deadline the worker's SIGTERM,
+    which reaches the command itself (its trap runs), not only the namespace's init."""
+    needs("user+pid")
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    checks = {"exit3": "echo to stderr >&2; exit 3",
+              "segv": "kill -SEGV $$",
+              "deadline": "trap 'echo trapped TERM >&2; exit 7' TERM; touch started;"
+                          " sleep 60 & wait"}
+    import_plan(tmp, url, [("run-" + name, ws, [phase_spec(name, ("out/%s.py" % name,),
+                                                          check=check)])
+                           for name, check in checks.items()])
+    llm = Standin(tmp)
+    prefix = refused_namespaces_prefix(pid=True) if where == "no-namespace" else ()
+    sup = Supervisor(tmp, url, "--workers", 3, "--exit-when-drained", "--max-attempts-per-phase",
+                     1, "--phase-timeout-seconds", 4, *llm_args(llm), env=KEY, prefix=prefix)
+    try:
+        sup.wait(timeout=300)
+    finally:
+        sup.kill()
+        llm.stop()
+    att = {a["phase_id"]: a for a in rows(url, "SELECT phase_id, outcome, failure_reason,"
+                                               " message FROM attempts")}
+    assert att["exit3"]["failure_reason"] == "CHECK_FAILED", att
+    assert att["exit3"]["message"].startswith("check command exited 3 (stderr: "), att
+    assert att["exit3"]["message"].rstrip().endswith("): to stderr"), att
+    assert att["segv"]["message"].startswith("check command killed by signal 11 "), att
+    assert att["deadline"]["outcome"] == "timeout", att
+    assert att["deadline"]["message"].startswith(
+        "check command killed at the attempt's deadline after "), att
+    with open(os.path.join(ws, ".autopack", "logs", "run-deadline__deadline__a1.stderr.txt")) as f:
+        assert "trapped TERM" in f.read()
+    assert ("check commands run in no namespace" in sup.stderr()) == (where == "no-namespace")

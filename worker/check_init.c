@@ -43,8 +43,8 @@ void check_init_main(int argc, char **argv)
 	 * the namespace. */
 	prctl(PR_SET_DUMPABLE, 0);
 	if (pipe2(ep, O_CLOEXEC) != 0 || (sh = fork()) < 0) {
-		n = snprintf(msg, sizeof msg, "Ecannot start the check command: %s",
-		    strerror(errno));
+		n = snprintf(
+		    msg, sizeof msg, "Ecannot start the check command: %s", strerror(errno));
 		check_init_send(fd, msg, (size_t)n);
 		_exit(0);
 	}
