@@ -1,18 +1,28 @@
 /* The control client (see client.h). */
 #include "ctl/client.h"
 
+#include "common/util.h"
+
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-/* Connect to the supervisor's control socket; -1 with err set on failure. */
+/* Connect to the supervisor's control socket within the client's timeout; -1 with err set
+ * on failure. A socket whose backlog is full (a supervisor stopped or stalled under a
+ * flood of connections, or another process listening there and accepting nothing) makes
+ * a blocking connect wait for ever: the connect is tried without blocking, again every
+ * 10 ms, until the timeout. */
 int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
+	uint64_t deadline = clock_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	int fd, rc;
 
 	c->timeout_ms = timeout_ms;
 	proto_fd_init(&c->io, -1, PROTO_FRAME_MAX_DEFAULT);
@@ -21,9 +31,30 @@ int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char 
 		return -1;
 	}
 	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	c->io.fd = fd;
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot connect to the supervisor at %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	while ((rc = connect(fd, (struct sockaddr *)&sa, sizeof sa)) != 0 && errno == EAGAIN &&
+	    (timeout_ms <= 0 || clock_mono_ms() < deadline))
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	if (rc != 0) {
+		if (errno == EAGAIN)
+			snprintf(err, errlen,
+			    "cannot connect to the supervisor at %s: it accepted no connection "
+			    "within %d ms (its backlog of connections is full: it is stalled, "
+			    "stopped, or another process listens there)",
+			    path, timeout_ms);
+		else
+			snprintf(err, errlen, "cannot connect to the supervisor at %s: %s", path,
+			    strerror(errno));
+		return -1;
+	}
+	/* The replies are read with poll and a deadline; the request is written blocking. */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
 		snprintf(err, errlen, "cannot connect to the supervisor at %s: %s", path,
 		    strerror(errno));
 		return -1;

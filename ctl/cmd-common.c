@@ -294,10 +294,26 @@ json_t *cmd_identity_json(struct store *st)
 	for (int i = 0; i < STORE_COUNT_N; i++)
 		json_object_set_new(counts, store_count_name(i), json_integer(id.counts[i]));
 	snprintf(devino, sizeof devino, "%lu:%lu", (unsigned long)st->dev, (unsigned long)st->ino);
-	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:s, s:s, s:o}", "url", st->url,
+	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:o, s:i, s:o, s:o, s:o}", "url", st->url,
 	    "path", st->path, "size", (json_int_t)id.size, "wal_size", (json_int_t)id.wal_size,
-	    "device_inode", devino, "uuid", st->uuid, "schema_version", st->schema_version,
-	    "created_at", id.created_at, "created_by", id.created_by, "rows", counts);
+	    "device_inode", devino, "uuid", cmd_json_text(st->uuid), "schema_version",
+	    st->schema_version, "created_at", cmd_json_text(id.created_at), "created_by",
+	    cmd_json_text(id.created_by), "rows", counts);
+}
+
+json_t *cmd_json_text(const char *s)
+{
+	char *clean;
+	json_t *j;
+
+	if (s == NULL)
+		return json_null();
+	if (utf8_bad(s) < 0)
+		return json_string(s);
+	clean = utf8_clean(s, SIZE_MAX);
+	j = json_string(clean);
+	free(clean);
+	return j;
 }
 
 /* Print JSON on stdout and free it; exits 2 if it could not be built (jansson refuses a

@@ -213,10 +213,11 @@ static json_t *cmd_db_check_json(const struct store_stats *s)
 		const struct store_run_phases *r = &s->per_run[i];
 
 		json_array_append_new(per_run,
-		    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "run_id", r->run_id, "state",
-		        r->state, "phases", (json_int_t)r->total, "queued", (json_int_t)r->queued,
-		        "executing", (json_int_t)r->executing, "complete", (json_int_t)r->complete,
-		        "failed", (json_int_t)r->failed));
+		    json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "run_id",
+		        cmd_json_text(r->run_id), "state", cmd_json_text(r->state), "phases",
+		        (json_int_t)r->total, "queued", (json_int_t)r->queued, "executing",
+		        (json_int_t)r->executing, "complete", (json_int_t)r->complete, "failed",
+		        (json_int_t)r->failed));
 	}
 	return json_pack("{s:{s:o, s:I}, s:{s:I, s:o, s:o}, s:{s:{s:I, s:I, s:f, s:I, s:f, "
 	                 "s:o, s:o}, s:{s:I, s:I, s:I, s:I}}}",

@@ -99,13 +99,16 @@ static json_t *failed_phase_json(const struct store_failed *f)
 	tail[0] = '\0';
 	if (err != NULL)
 		checklog_tail(err, tail, sizeof tail);
-	j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s?, s:s?, s:s?, s:s?, s:s?,"
-	              " s:{s:s?, s:s?}, s:s?}",
-	    "run_id", f->run_id, "phase_id", f->phase_id, "state", f->state, "status",
-	    failed_is_failed(f) ? "failed" : "stopped", "attempt_id", (json_int_t)f->attempt_id,
-	    "attempt_number", (json_int_t)f->attempt_number, "outcome", f->outcome, "reason",
-	    f->reason, "message", f->message, "ended_at", f->ended_at, "session_id", f->session_id,
-	    "logs", "stdout", out, "stderr", err, "stderr_tail", err != NULL ? tail : NULL);
+	j = json_pack("{s:o, s:o, s:o, s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o,"
+	              " s:{s:o, s:o}, s:o}",
+	    "run_id", cmd_json_text(f->run_id), "phase_id", cmd_json_text(f->phase_id), "state",
+	    cmd_json_text(f->state), "status", failed_is_failed(f) ? "failed" : "stopped",
+	    "attempt_id", (json_int_t)f->attempt_id, "attempt_number",
+	    (json_int_t)f->attempt_number, "outcome", cmd_json_text(f->outcome), "reason",
+	    cmd_json_text(f->reason), "message", cmd_json_text(f->message), "ended_at",
+	    cmd_json_text(f->ended_at), "session_id", cmd_json_text(f->session_id), "logs",
+	    "stdout", cmd_json_text(out), "stderr", cmd_json_text(err), "stderr_tail",
+	    cmd_json_text(err != NULL ? tail : NULL));
 	free(out);
 	free(err);
 	return j;
@@ -231,9 +234,11 @@ static json_t *failed_json(struct store *st, struct store_failed *v, size_t n, s
 			if (grp == NULL) {
 				if (v[i].fingerprint != NULL)
 					fp_id(v[i].fingerprint, id);
-				grp = json_pack("{s:s?, s:s?, s:s?, s:s?}", "fingerprint",
-				    v[i].fingerprint, "id", v[i].fingerprint != NULL ? id : NULL,
-				    "reason", v[i].reason, "last_ended_at", v[i].ended_at);
+				grp = json_pack("{s:o, s:s?, s:o, s:o}", "fingerprint",
+				    cmd_json_text(v[i].fingerprint), "id",
+				    v[i].fingerprint != NULL ? id : NULL, "reason",
+				    cmd_json_text(v[i].reason), "last_ended_at",
+				    cmd_json_text(v[i].ended_at));
 			}
 			json_array_append_new(phases, failed_phase_json(&v[i]));
 		}

@@ -72,9 +72,10 @@ static int retry_report(
 			continue;
 		k++;
 		json_array_append_new(list,
-		    json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "run_id", v[i].run_id, "phase_id",
-		        v[i].phase_id, "from", v[i].state, "reason", v[i].reason, "fingerprint",
-		        v[i].fingerprint));
+		    json_pack("{s:o, s:o, s:o, s:o, s:o}", "run_id", cmd_json_text(v[i].run_id),
+		        "phase_id", cmd_json_text(v[i].phase_id), "from", cmd_json_text(v[i].state),
+		        "reason", cmd_json_text(v[i].reason), "fingerprint",
+		        cmd_json_text(v[i].fingerprint)));
 	}
 	if (ctx->json) {
 		json_t *woken = shared && k > 0 ? cmd_fleet_woken(st, false, stderr) : NULL;

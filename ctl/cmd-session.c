@@ -64,9 +64,10 @@ static json_t *cmd_session_json_col(const char *text)
 /* Return one session's header as JSON. */
 static json_t *cmd_session_head_json(const struct store_session *s)
 {
-	return json_pack("{s:s, s:s, s:s?, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I}", "session_id",
-	    s->session_id, "started_at", s->started_at, "completed_at", s->completed_at, "status",
-	    cmd_session_status(s), "stop_reason", s->stop_reason, "supervisor_pid",
+	return json_pack("{s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "session_id",
+	    cmd_json_text(s->session_id), "started_at", cmd_json_text(s->started_at),
+	    "completed_at", cmd_json_text(s->completed_at), "status", cmd_session_status(s),
+	    "stop_reason", cmd_json_text(s->stop_reason), "supervisor_pid",
 	    (json_int_t)s->supervisor_pid, "attempts", (json_int_t)s->attempts, "open_attempts",
 	    (json_int_t)s->open_attempts, "results", (json_int_t)s->results, "successes",
 	    (json_int_t)s->successes, "events", (json_int_t)s->events);
@@ -162,7 +163,7 @@ static json_t *cmd_session_counts_json(const struct store_counts *c, const char 
 
 	for (size_t i = 0; i < c->n; i++)
 		json_array_append_new(arr,
-		    json_pack("{s:s, s:I}", key_name, c->items[i].key, "count",
+		    json_pack("{s:o, s:I}", key_name, cmd_json_text(c->items[i].key), "count",
 		        (json_int_t)c->items[i].n));
 	return arr;
 }
@@ -189,13 +190,15 @@ static json_t *cmd_session_summary_json(const struct store_session_summary *m)
 
 	for (size_t i = 0; i < m->n_runs; i++)
 		json_array_append_new(runs,
-		    json_pack("{s:s, s:b, s:I, s:I, s:I, s:I}", "run_id", m->runs[i].run_id,
-		        "stopped", m->runs[i].stopped, "total", (json_int_t)m->runs[i].total,
-		        "succeeded", (json_int_t)m->runs[i].succeeded, "timeouts",
-		        (json_int_t)m->runs[i].timeouts, "events", (json_int_t)m->runs[i].events));
+		    json_pack("{s:o, s:b, s:I, s:I, s:I, s:I}", "run_id",
+		        cmd_json_text(m->runs[i].run_id), "stopped", m->runs[i].stopped, "total",
+		        (json_int_t)m->runs[i].total, "succeeded", (json_int_t)m->runs[i].succeeded,
+		        "timeouts", (json_int_t)m->runs[i].timeouts, "events",
+		        (json_int_t)m->runs[i].events));
 	for (size_t i = 0; i < m->n_recs; i++)
-		json_array_append_new(
-		    recs, json_pack("{s:s, s:s}", "id", m->recs[i].id, "text", m->recs[i].text));
+		json_array_append_new(recs,
+		    json_pack(
+		        "{s:s, s:o}", "id", m->recs[i].id, "text", cmd_json_text(m->recs[i].text)));
 	fpc = json_object_get(m->state, "fingerprint_counts");
 	fpc = json_is_object(fpc) ? json_incref(fpc) : json_object();
 	czy = json_object_get(m->state, "consecutive_zero_yield");
@@ -412,7 +415,7 @@ static int cmd_session_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		json_t *j = cmd_session_summary_json(&sum);
 
 		json_object_set_new(json_object_get(j, "stop_conditions"), "stop_reason",
-		    sess.stop_reason != NULL ? json_string(sess.stop_reason) : json_null());
+		    cmd_json_text(sess.stop_reason));
 		json_object_set_new(j, "session", cmd_session_head_json(&sess));
 		json_object_set(j, "end", cmd_session_end(sum.state));
 		json_object_set(json_object_get(j, "session"), "settings", settings);

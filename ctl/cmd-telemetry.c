@@ -96,7 +96,7 @@ static json_t *cmd_telem_report_json(const struct telem_report *r,
 			json_object_set_new(strata, dim, a);
 		}
 		m = cmd_telem_metrics_json(&r->strata[i].m);
-		json_object_set_new(m, "key", json_string(r->strata[i].key));
+		json_object_set_new(m, "key", cmd_json_text(r->strata[i].key));
 		json_array_append_new(a, m);
 	}
 	if (o->stratify)

@@ -193,6 +193,10 @@ int cmd_fleet_fetch(struct cmd_ctx *ctx, int64_t *target, const char *cmd, struc
 
 /* The identity of an open database as a JSON object. */
 json_t *cmd_identity_json(struct store *st);
+/* A text read from the database or a file as a JSON string: null for NULL; a text that is
+ * not UTF-8 (SQLite's TEXT holds any bytes another program wrote) with each invalid byte
+ * as U+FFFD, so that it never fails the JSON it goes into. */
+json_t *cmd_json_text(const char *s);
 /* Print `j` (stolen) as indented JSON on stdout. */
 void cmd_json_print(json_t *j);
 

@@ -665,6 +665,7 @@ int main(int argc, char **argv)
 	while (uv_run(&loop, UV_RUN_DEFAULT) != 0)
 		;
 	uv_loop_close(&loop);
+	worker_table_free(s);
 	http_free(s);
 	metrics_free(s);
 	progress_free(s);

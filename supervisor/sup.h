@@ -837,6 +837,8 @@ int worker_send(struct worker *w, const struct proto_msg *m, struct proto_err *e
 /* Gather what is sent to each worker from now on (`on`), or write what was gathered, one
  * write a worker (a worker whose channel fails is killed). */
 void worker_cork_all(struct sup *s, bool on);
+/* Free the table of workers by id and the list of corked ones, once every worker is closed. */
+void worker_table_free(struct sup *s);
 /* A worker's state as status shows it: starting, idle, busy, retiring, exited. */
 const char *worker_state_name(const struct worker *w);
 /* What a log line about w is about: the session and the worker, and while it runs an

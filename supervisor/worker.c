@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Find a live worker by id. */
@@ -133,6 +134,16 @@ void worker_cork_all(struct sup *s, bool on)
 			worker_kill(w, SIGKILL);
 	}
 	s->ncorked = 0;
+}
+
+/* Free the worker table and the corked list once every worker has been closed. */
+void worker_table_free(struct sup *s)
+{
+	free(s->by_id);
+	free(s->corked);
+	s->by_id = NULL;
+	s->corked = NULL;
+	s->by_id_cap = s->ncorked = s->corked_cap = 0;
 }
 
 /* Name a worker's state for status. */

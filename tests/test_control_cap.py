@@ -3,6 +3,7 @@ supervisor's memory; many clients asking as fast as they can neither stall the d
 grow the supervisor's memory; idle connections are closed, and a connection over the cap
 closes the longest idle one, so that idle peers never lock `status`, `scale` or `stop` out."""
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -282,3 +283,45 @@ def test_status_and_stop_get_through_a_flood_of_idle_connections(tmp):
         if sup.proc.poll() is None:
             sup.signal(15)
             sup.wait()
+
+
+def test_a_command_to_a_stopped_supervisor_with_a_full_backlog_times_out(tmp):
+    # A supervisor stopped (SIGSTOP) or stalled while clients keep connecting: once its
+    # listen backlog is full, a blocking connect waits for ever, and autopack-ctl hung
+    # with it (a systemd ExecStop or a monitoring script with it) instead of giving up
+    # after its 30 s like a command whose connection was taken.
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0)
+    held = []
+    try:
+        sup.wait_ready()
+        sup.signal(signal.SIGSTOP)
+        while len(held) < 1000:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(sup.control)
+            except BlockingIOError:
+                s.close()
+                break
+            held.append(s)
+        assert len(held) < 1000, "the backlog never filled"
+        start = time.monotonic()
+        p = subprocess.run([binpath("autopack-ctl"), "--db", url, "status"],
+                           capture_output=True, text=True, timeout=90)
+        took = time.monotonic() - start
+        assert p.returncode == 1, p
+        assert "it accepted no connection within 30000 ms (its backlog of connections is " \
+            "full" in p.stderr, p.stderr
+        assert 29 < took < 60, took
+        for s in held:
+            s.close()
+        sup.signal(signal.SIGCONT)
+        r = sup.ctl("status")
+        assert r.rc == 0, r
+    finally:
+        for s in held:
+            s.close()
+        sup.signal(signal.SIGCONT)
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()

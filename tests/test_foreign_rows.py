@@ -1,0 +1,97 @@
+"""Rows another program wrote: SQLite's TEXT columns hold any bytes, and an operator's
+older tools, a hand-run sqlite3 or a half-migrated Python system write what they like.
+Every command still answers, and no row goes missing from what it shows."""
+import json
+import os
+import sqlite3
+
+import subprocess
+
+import pytest
+
+from conftest import DATA, binpath, ctl
+
+SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
+BAD = b"a\xffb"  # not UTF-8: shown as "a\ufffdb"
+
+
+def url(path):
+    return "sqlite:///" + str(path)
+
+
+@pytest.fixture
+def db(tmp):
+    p = tmp / "foreign.db"
+    assert ctl("--db", url(p), "db", "init").rc == 0
+    assert ctl("--db", url(p), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    assert ctl("--db", url(p), "telemetry", "import", SAMPLES).rc == 0
+    return p
+
+
+def write_bad_text(p):
+    """A failed phase whose attempt, session and telemetry hold text that is not UTF-8."""
+    con = sqlite3.connect(str(p))
+    run_id, phase_id = con.execute(
+        "SELECT run_id, phase_id FROM phases ORDER BY id LIMIT 1").fetchone()
+    con.execute("INSERT INTO drain_sessions (session_id, started_at, completed_at, "
+                "supervisor_pid, stop_reason) VALUES ('s1', '2026-12-01 10:00:00', "
+                "'2026-12-01 10:05:00', 1, CAST(? AS TEXT))", (BAD,))
+    con.execute("INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, "
+                "started_at, ended_at, outcome, failure_reason, message) VALUES "
+                "(?, ?, 1, 's1', '2026-12-01 10:00:00', '2026-12-01 10:01:00', 'failed', "
+                "'CHECK_FAILED', CAST(? AS TEXT))", (run_id, phase_id, BAD))
+    con.execute("UPDATE phases SET state = 'FAILED', last_failure_reason = 'CHECK_FAILED' "
+                "WHERE run_id = ? AND phase_id = ?", (run_id, phase_id))
+    con.execute("UPDATE token_estimation_v2_events SET category = CAST(? AS TEXT) "
+                "WHERE event_id = (SELECT min(event_id) FROM token_estimation_v2_events)",
+                (BAD,))
+    con.execute("UPDATE meta SET created_by = CAST(? AS TEXT)", (BAD,))
+    con.commit()
+    con.close()
+    return run_id, phase_id
+
+
+def ctl_raw(*args):
+    """autopack-ctl, whose text outputs show the bytes as they are; (rc, stdout, stderr)
+    as bytes."""
+    p = subprocess.run([binpath("autopack-ctl")] + list(args), capture_output=True,
+                       timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def json_of(*args):
+    rc, out, err = ctl_raw(*args)
+    assert rc == 0, (args, out, err)
+    return json.loads(out.decode("utf-8"))
+
+
+def test_text_that_is_not_utf8_is_shown_in_json_and_no_row_is_dropped(db):
+    """failed --json dropped the phase (count 0, exit 0) when its message was not UTF-8;
+    session list, retry --dry-run and the database identity failed the whole command."""
+    run_id, phase_id = write_bad_text(db)
+
+    doc = json_of("--db", url(db), "failed", "--json")
+    assert doc["failed"] == 1
+    [group] = doc["groups"]
+    assert group["count"] == 1, group
+    [phase] = group["phases"]
+    assert (phase["run_id"], phase["phase_id"]) == (run_id, phase_id)
+    assert phase["message"] == "a\ufffdb"
+    assert doc["database"]["created_by"] == "a\ufffdb"
+
+    doc = json_of("--db", url(db), "retry", "--all-failed", "--dry-run", "--json")
+    assert [(p["run_id"], p["phase_id"]) for p in doc["would_retry"]] == [(run_id, phase_id)]
+
+    doc = json_of("--db", url(db), "session", "list", "--json")
+    assert [(s["session_id"], s["stop_reason"]) for s in doc["sessions"]] == \
+        [("s1", "a\ufffdb")]
+    doc = json_of("--db", url(db), "session", "show", "s1", "--json")
+    assert doc["session"]["stop_reason"] == "a\ufffdb"
+
+    json_of("--db", url(db), "db", "check", "--json")
+    doc = json_of("--db", url(db), "telemetry", "report", "--stratify", "--json")
+    assert "a\ufffdb" in json.dumps(doc, ensure_ascii=False)
+
+    # The text outputs show the same rows.
+    rc, out, err = ctl_raw("--db", url(db), "failed")
+    assert rc == 0 and ("%s/%s" % (run_id, phase_id)).encode() in out, (out, err)
