@@ -340,7 +340,7 @@ static pid_t check_start(
 /* How the command in a namespace ended, from its init's report on `fd` once the init is
  * reaped: *status becomes the command's wait status. Without a report (the init was killed,
  * with everything in its namespace) *status stays the init's. Returns 0, or -1 with `err`
- * when the init could not run /bin/sh. */
+ * when the init could not run /bin/sh, or sent anything else. */
 static int check_report(int fd, int *status, char *err, size_t errlen)
 {
 	char msg[256];
@@ -355,6 +355,10 @@ static int check_report(int fd, int *status, char *err, size_t errlen)
 		*status = atoi(msg + 1);
 		return 0;
 	}
+	/* Text only: code in the namespace may have written it. */
+	for (char *c = msg; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+			*c = '?';
 	snprintf(err, errlen, "%s", msg[0] == 'E' ? msg + 1 : "the check's init failed");
 	return -1;
 }
