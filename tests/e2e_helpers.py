@@ -8,6 +8,8 @@ import shutil
 import sqlite3
 import subprocess
 
+import pytest
+
 from conftest import ctl
 import supervisor_helpers
 from supervisor_helpers import Supervisor, db_url
@@ -70,6 +72,23 @@ def refused_namespaces_prefix(pid=False):
     if pid:
         script += " && echo 0 > /proc/sys/user/max_pid_namespaces"
     return ("unshare", "-U", "-r", "/bin/sh", "-c", script + ' && exec "$@"', "sh")
+
+
+def checks_where(where):
+    """The Supervisor prefix that runs its checks `where`: "namespaces" (their own, as the
+    kernel allows) or "no-namespace" (the kernel refusing them, so that what the worker and
+    the supervisor do themselves is what a test sees). Skips the test when that cannot be
+    had here."""
+    have = check_namespaces()
+    if where == "namespaces":
+        if not have:
+            pytest.skip("the kernel refuses a PID namespace here (unshare -p -f true fails)")
+        return ()
+    if not have:
+        return ()
+    if have != "user+pid":
+        pytest.skip("no user namespace here in which to refuse the supervisor namespaces")
+    return refused_namespaces_prefix(pid=True)
 
 
 def phase_spec(phase_id="p1", deliverables=("out/mod.py",), check=None, paths=("out/",),

@@ -7,7 +7,10 @@ import json
 import os
 import signal
 
-from e2e_helpers import HOST_PID, Standin, import_plan, init_db, llm_args, phase_spec, rows
+import pytest
+
+from e2e_helpers import (HOST_PID, Standin, checks_where, import_plan, init_db, llm_args,
+                         phase_spec, rows)
 from supervisor_helpers import Supervisor, sql, wait_for
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-containment"}
@@ -242,10 +245,12 @@ def alive(pid):
     return pid in live_processes(lambda p, f: True)
 
 
-def test_a_process_that_left_the_session_does_not_outlive_its_check(tmp):
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_a_process_that_left_the_session_does_not_outlive_its_check(tmp, where):
     """The worker is a child subreaper: what the check orphaned, even in a session of its
     own, becomes the worker's child, and the worker kills its children when the check
-    ends."""
+    ends (in a PID namespace, the namespace's end kills it first)."""
+    prefix = checks_where(where)
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
@@ -253,7 +258,7 @@ def test_a_process_that_left_the_session_does_not_outlive_its_check(tmp):
     llm = Standin(tmp)
     try:
         sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
-                         env=KEY)
+                         env=KEY, prefix=prefix)
         assert sup.wait() == 0, sup.stderr()
     finally:
         llm.stop()
@@ -263,17 +268,20 @@ def test_a_process_that_left_the_session_does_not_outlive_its_check(tmp):
     assert sql(url, "SELECT outcome FROM attempts") == [("success",)]
 
 
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
 def test_a_killed_workers_process_that_left_the_session_is_gone_before_its_phase_runs_again(
-        tmp):
+        tmp, where):
     """The worker killed while its check runs: the process the check put in a session of
     its own is orphaned to the supervisor (a child subreaper), which kills it with the
-    rest of the worker's session."""
+    rest of the worker's session (in a PID namespace, the namespace's end kills it
+    first)."""
+    prefix = checks_where(where)
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=ESCAPE + LINGER)])])
     llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 1, *llm_args(llm), env=KEY)
+    sup = Supervisor(tmp, url, "--workers", 1, *llm_args(llm), env=KEY, prefix=prefix)
     try:
         sup.wait_ready()
         wait_for(lambda: starts(ws), 60, what="the check running")

@@ -14,8 +14,7 @@ import stat
 import pytest
 
 from conftest import binpath
-from e2e_helpers import (Standin, check_namespaces, import_plan, init_db, llm_args, phase_spec,
-                         refused_namespaces_prefix, rows)
+from e2e_helpers import Standin, checks_where, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, status_when, wait_for
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-infra"}
@@ -109,14 +108,7 @@ def test_workers_killed_from_outside_stop_no_run_and_every_call_is_recorded(tmp)
 def test_a_phase_that_kills_its_worker_fails_alone_and_one_that_signals_it_is_ignored(tmp, where):
     """Without namespaces, a check's $PPID is its worker; in a PID namespace of its own,
     the namespace's init, which takes no signal from inside it."""
-    have = check_namespaces()
-    prefix = ()
-    if where == "namespaces" and not have:
-        pytest.skip("the kernel refuses a PID namespace here (unshare -p -f true fails)")
-    if where == "no-namespace" and have:
-        if have != "user+pid":
-            pytest.skip("no user namespace here to refuse the supervisor namespaces in")
-        prefix = refused_namespaces_prefix(pid=True)
+    prefix = checks_where(where)
     tmp = str(tmp)
     url = init_db(tmp)
     ws = os.path.join(tmp, "ws")
