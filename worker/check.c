@@ -274,7 +274,7 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 	} else if (ns == CHECK_NS_USER_PID && check_map_ids(pid, err, errlen) != 0) {
 		refused = 1;
 		kill(pid, SIGKILL);
-	} else if (ns == CHECK_NS_NONE || write(sk[0], "g", 1) == 1) {
+	} else if (ns == CHECK_NS_NONE || send(sk[0], "g", 1, MSG_NOSIGNAL) == 1) {
 		close(sp[0]);
 		*ns_fd = sk[0];
 		return pid; /* the shell, or the init told to go, runs */
