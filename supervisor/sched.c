@@ -226,12 +226,15 @@ bool sched_run_excluded(struct sup *s, const char *run_id)
 	return false;
 }
 
-/* Add one eligible phase (store callback), creating its run on first sight. */
+/* Add one eligible phase (store callback), creating its run on first sight: skipped
+ * when the session's policy already holds it back (stopped or deprioritised before this
+ * supervisor read it, here or by another supervisor while that one held it). */
 static int sched_load_one(void *arg, const struct drain_phase *p)
 {
 	struct sup *s = arg;
 	struct run_q *r = s->runs_tail;
 	struct qphase *q;
+	const char *why;
 
 	if (sched_run_excluded(s, p->run_id))
 		return 0;
@@ -246,6 +249,10 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 				s->runs = r;
 			s->runs_tail = r;
 			run_tab_add(s, r);
+			if ((why = policy_held_back_why(s, r->run_id)) != NULL) {
+				r->skipped = true;
+				r->skip_why = xstrdup(why);
+			}
 		}
 	}
 	/* A refresh leaves the runs leased here as they are. */
@@ -281,14 +288,11 @@ int sched_load(struct sup *s)
 		log_error("%s", err.text);
 		return -1;
 	}
-	/* A resumed session keeps its triage: sampled, promising and skipped runs. */
+	/* A resumed session keeps its triage: sampled and promising runs (the skipped ones
+	 * were skipped as they were read). */
 	for (r = s->runs; r != NULL; r = r->next) {
 		r->sampled = nameset_has(&s->pol.sampled, r->run_id);
 		r->promising = nameset_has(&s->pol.promising, r->run_id);
-		if (nameset_has(&s->pol.stopped_runs, r->run_id))
-			sched_skip_run(s, r, "run stopped earlier in this session (resumed)");
-		else if (nameset_has(&s->pol.deprioritized, r->run_id))
-			sched_skip_run(s, r, "run deprioritised earlier in this session (resumed)");
 		ready_push(s, r);
 	}
 	return 0;

@@ -957,6 +957,8 @@ void policy_saved(struct sup *s);
 void policy_sync(struct sup *s);
 /* A retry queued phases of `run_id` again: drain the run again in this session. */
 void policy_release_run(struct sup *s, const char *run_id);
+/* Why the session's policy holds run_id back (stopped or deprioritised), or NULL. */
+const char *policy_held_back_why(const struct sup *s, const char *run_id);
 /* Release the policy state. */
 void policy_free(struct policy *p);
 /* Whether a name set holds `name`. */

@@ -225,3 +225,41 @@ def test_run_stops_triage_and_fingerprint_counts_hold_across_supervisors(tmp, pg
         a.kill()
         if b is not None:
             b.kill()
+
+
+def test_a_run_stopped_elsewhere_before_it_was_read_here_is_left_out_of_the_drain(
+        tmp, pg_url, llm):
+    """Supervisor A joins B's session while B runs the only run's first phase: A's queues
+    leave the run out (held elsewhere). B's failure stops the run (--max-fingerprint-repeats
+    1) in the commit that closes the attempt, so A reads the stop before it ever reads the
+    run's queued phase, then reads that phase too: it is not counted as queued, and A ends
+    drained instead of waiting for a phase no supervisor may start."""
+    check, go = gate_check(tmp)
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2, check=check + "; exit 1")
+    b = llm_supervisor(tmp, url, llm, "--workers", 1, "--max-attempts-per-phase", 1,
+                       "--max-fingerprint-repeats", 1, "--exit-when-drained", name="supB")
+    a = None
+    try:
+        b.wait_ready()
+        [b_id] = ids_of(url, [b])
+        wait_for(lambda: sql(url, "SELECT run_id, phase_id FROM attempts"
+                             " WHERE ended_at IS NULL") == [("run-000", "p0-0")],
+                 what="B runs the first phase")
+        a = llm_supervisor(tmp, url, llm, "--workers", 1, "--max-attempts-per-phase", 1,
+                           "--exit-when-drained", name="supA")
+        a.wait_ready()
+        wait_for(lambda: "waiting for 1 attempt(s) open elsewhere" in a.stderr(),
+                 what="A waits for B's attempt")
+        assert "joining drain session" in a.stderr()
+        open(go, "w").close()
+        assert b.wait(timeout=60) == 5, b.stderr()
+        assert session_state(url)["stopped_runs"] == ["run-000"]
+        assert a.wait(timeout=30) == 5, a.stderr()
+        assert attempts_by_run(url, "run-000") == [("p0-0", "failed", b_id)]
+        assert sql(url, "SELECT phase_id, state FROM phases ORDER BY phase_id") == \
+            [("p0-0", "FAILED"), ("p0-1", "QUEUED")]
+    finally:
+        open(go, "w").close()
+        for s in (a, b):
+            if s is not None:
+                s.kill()
