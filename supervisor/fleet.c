@@ -375,7 +375,7 @@ static void fleet_rescue(struct sup *s)
 	size_t n;
 	int closed;
 
-	if (s->stopping || s->writes_off ||
+	if (s->stopping || s->writes_off || s->conn_gen != s->st->conn_gen ||
 	    clock_mono_ms() - s->fleet_connected_ms < (uint64_t)s->cfg.lease_timeout_ms)
 		return;
 	if (store_fleet_rescue(s->sd, &lost, &n, &closed, &err) != 0) {
@@ -441,6 +441,10 @@ static void fleet_timer_cb(uv_timer_t *t)
 	lag_note(s);
 	if (s->writes_off || s->judge_after_ms > uv_now(s->loop))
 		return;
+	/* A connection made again since the last tick is watched, and dated, before the
+	 * rescue: the rescue waits a whole lease from that date. */
+	if (s->conn_gen != s->st->conn_gen)
+		fleet_listen(s);
 	if (beat) {
 		s->fleet_beat_ms = now;
 		free(s->fleet_status);
@@ -452,8 +456,6 @@ static void fleet_timer_cb(uv_timer_t *t)
 		fleet_rescue(s);
 		fleet_commands(s);
 	}
-	if (s->conn_gen != s->st->conn_gen)
-		fleet_listen(s);
 	fleet_notifications(s);
 	if (now - s->fleet_refreshed_ms >= 2 * fleet_beat_ms(s))
 		fleet_refresh(s, true);
