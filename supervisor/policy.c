@@ -12,9 +12,11 @@
 #include "common/log.h"
 #include "common/store/db.h"
 #include "common/store/store_fleet.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,8 +225,19 @@ static json_t *nameset_json(const struct nameset *ns)
 	json_t *a = json_array();
 	size_t i;
 
-	for (i = 0; i < ns->n; i++)
-		json_array_append_new(a, json_string(ns->v[i]));
+	/* A run id another program wrote may not be UTF-8: it is kept with U+FFFD for each bad
+	 * byte rather than left out (JSON holds only UTF-8). */
+	for (i = 0; i < ns->n; i++) {
+		json_t *name = json_string(ns->v[i]);
+
+		if (name == NULL) {
+			char *clean = utf8_clean(ns->v[i], SIZE_MAX);
+
+			name = json_string(clean);
+			free(clean);
+		}
+		json_array_append_new(a, name);
+	}
 	return a;
 }
 

@@ -6,9 +6,11 @@
  * work that the operator did not stop. */
 #include "supervisor/sup.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,20 +93,22 @@ static void report_left(
     struct report *rp, const char *run_id, enum stop_cause cause, const char *why, int64_t n)
 {
 	json_t *last = json_array_get(rp->left, json_array_size(rp->left) - 1);
+	/* A run id another program wrote may not be UTF-8, which JSON cannot hold. */
+	char *rid = utf8_clean(run_id, SIZE_MAX), *because = utf8_clean(why, SIZE_MAX);
 
 	if (cause == STOP_CAUSE_DRAINED)
 		cause = STOP_CAUSE_NONE;
 	rp->by_cause[cause] += n;
-	if (last != NULL &&
-	    strcmp(json_string_value(json_object_get(last, "run_id")), run_id) == 0 &&
-	    strcmp(json_string_value(json_object_get(last, "why")), why) == 0) {
+	if (last != NULL && strcmp(json_string_value(json_object_get(last, "run_id")), rid) == 0 &&
+	    strcmp(json_string_value(json_object_get(last, "why")), because) == 0)
 		json_object_set_new(last, "phases",
 		    json_integer(json_integer_value(json_object_get(last, "phases")) + n));
-		return;
-	}
-	json_array_append_new(rp->left,
-	    json_pack("{s:s, s:I, s:s, s:s}", "run_id", run_id, "phases", (json_int_t)n, "cause",
-	        report_causes[cause], "why", why));
+	else
+		json_array_append_new(rp->left,
+		    json_pack("{s:s, s:I, s:s, s:s}", "run_id", rid, "phases", (json_int_t)n,
+		        "cause", report_causes[cause], "why", because));
+	free(rid);
+	free(because);
 }
 
 /* Say why a run's `n` eligible phases this session did not finish were left. */

@@ -92,6 +92,34 @@ def test_malformed_urls_are_refused_naming_the_problem(tmp, bad, needle):
     assert os.listdir(tmp) == []
 
 
+def long_path(tmp, n):
+    """A database path of exactly n bytes under tmp, its directories made."""
+    d = tmp
+    while len(str(d)) + 1 + 200 + 4 < n:
+        d = d / ("d" * 200)
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / ("x" * (n - len(str(d)) - 1 - 3) + ".db")
+    assert len(str(p)) == n
+    return p
+
+
+def test_a_database_path_too_long_for_sqlite_is_refused_naming_the_limit(tmp):
+    """SQLite opens no file whose path is longer than 512 bytes: a longer path failed with
+    a message cut at 1 KiB before its cause (the path twice), naming nothing."""
+    ok = long_path(tmp, 470)
+    assert ctl("--db", url(ok), "db", "init").rc == 0
+    p = long_path(tmp, 471)
+    for args in (["db", "init"], ["db", "check"]):
+        r = ctl("--db", url(p), *args)
+        assert r.rc == 2, r
+        assert "the database's path is 471 bytes long; SQLite opens a database by a path " \
+            "of at most 470 bytes" in r.err, r
+        assert len(r.err) < 1000, r
+    r = run("autopack-supervisor", "--db", url(p), "--dry-run")
+    assert r.rc == 1 and "the database's path is 471 bytes long" in r.err, r
+    assert not p.exists() and sorted(os.listdir(p.parent)) == [ok.name]
+
+
 def test_relative_url_from_two_directories_names_the_same_database(tmp):
     r = ctl("--db", "sqlite:///one.db", "db", "init")
     assert r.rc == 0, r

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import DATA, binpath, ctl
+from conftest import DATA, NO_LLM_KEY, binpath, ctl
 
 SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
 BAD = b"a\xffb"  # not UTF-8: shown as "a\ufffdb"
@@ -95,3 +95,33 @@ def test_text_that_is_not_utf8_is_shown_in_json_and_no_row_is_dropped(db):
     # The text outputs show the same rows.
     rc, out, err = ctl_raw("--db", url(db), "failed")
     assert rc == 0 and ("%s/%s" % (run_id, phase_id)).encode() in out, (out, err)
+
+
+def test_a_run_whose_id_is_not_utf8_is_kept_in_the_sessions_saved_state(tmp):
+    """No job can carry such a run's phases (each fails INVALID_JOB, and the run is
+    stopped for the repeated fingerprint); the session's saved state and end report left
+    the stopped run out (stopped_runs [], left []) while counting its phases as left."""
+    db = tmp / "run.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    assert ctl("--db", url(db), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    con = sqlite3.connect(str(db))
+    con.execute("PRAGMA foreign_keys = OFF")
+    for table, col in (("runs", "id"), ("tiers", "run_id"), ("phases", "run_id")):
+        con.execute("UPDATE %s SET %s = CAST(? AS TEXT) WHERE %s = 'telemetry-collection-v4'"
+                    % (table, col, col), (BAD,))
+    con.commit()
+    con.close()
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url(db), "--workers", "2",
+                        "--exit-when-drained", "--control", str(tmp / "c.sock")],
+                       capture_output=True, timeout=120,
+                       env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY))
+    assert p.returncode == 5, p.stderr.decode("utf-8", "replace")
+    con = sqlite3.connect(str(db))
+    con.text_factory = bytes
+    [(state,)] = con.execute("SELECT state_json FROM drain_sessions").fetchall()
+    con.close()
+    state = json.loads(state.decode("utf-8"))
+    assert state["stopped_runs"] == ["a\ufffdb"], state
+    assert [(e["run_id"], e["phases"], e["cause"]) for e in state["end"]["left"]] == \
+        [("a\ufffdb", 7, "policy")], state["end"]
+    assert state["end"]["left_by"]["policy"] == 7

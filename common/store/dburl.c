@@ -4,6 +4,7 @@
 #include "common/utf8.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
@@ -153,6 +154,33 @@ static int dburl_check_utf8(char **canonical_path, char **canonical_url, char *e
 	return -1;
 }
 
+/* The longest suffix of a file SQLite opens beside the database: the -journal of a
+ * backup that db adopt or db migrate takes first (store_backup_name). */
+#define DBURL_SUFFIX_MAX (sizeof ".pre-adopt-20261203T101500Z-99.bak-journal" - 1)
+
+/* Refuse a database path SQLite could not open: its unix VFS takes only paths shorter
+ * than its mxPathname (512 bytes), side files included, and fails on longer ones with
+ * "unable to open database file". Frees both outputs on refusal. */
+static int dburl_check_length(char **canonical_path, char **canonical_url, char *err, size_t errlen)
+{
+	sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
+	size_t max = (size_t)(vfs != NULL ? vfs->mxPathname : 512) - DBURL_SUFFIX_MAX;
+	size_t len = strlen(*canonical_path);
+
+	if (len <= max)
+		return 0;
+	errbuf_fail(err, errlen,
+	    "the database's path is %zu bytes long; SQLite opens a database by a path of at "
+	    "most %zu bytes (%zu bytes less than SQLite's limit, for the files made beside "
+	    "it: its backups and their -journal): %.40s...%s; move it to a shorter path",
+	    len, max, DBURL_SUFFIX_MAX, *canonical_path, *canonical_path + len - 40);
+	free(*canonical_path);
+	free(*canonical_url);
+	*canonical_path = NULL;
+	*canonical_url = NULL;
+	return -1;
+}
+
 /* Parse and canonicalise one URL; -1 with a message naming the problem. */
 int dburl_parse(
     const char *url, char **canonical_path, char **canonical_url, char *err, size_t errlen)
@@ -195,6 +223,8 @@ int dburl_parse(
 		return -1;
 	*canonical_path = path;
 	*canonical_url = xasprintf("sqlite:///%s", path);
+	if (dburl_check_length(canonical_path, canonical_url, err, errlen) != 0)
+		return -1;
 	return dburl_check_utf8(canonical_path, canonical_url, err, errlen);
 }
 
