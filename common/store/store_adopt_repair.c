@@ -150,34 +150,26 @@ static char *adopt_run_dirname(const char *id, size_t n)
 	return s;
 }
 
+/* Record directory `dir`, just made, in the report `arg`. */
+static void adopt_dir_made(void *arg, const char *dir)
+{
+	struct store_adopt_report *rep = arg;
+
+	adopt_list_push(&rep->dirs_made, &rep->n_dirs_made, dir);
+}
+
 /* Create directory `dir` and its missing parents, recording each one made in the report
  * (a failed adoption removes them). Returns 0, or a negative errno: ENOTDIR when `dir` is
  * there but is not a directory. */
 static int adopt_mkdir(const char *dir, struct store_adopt_report *rep)
 {
-	char *p = xstrdup(dir);
 	struct stat st;
-	int rc = 0;
+	int rc = mkdir_p_noting(dir, 0755, adopt_dir_made, rep);
 
-	for (char *s = p + 1;; s++) {
-		if (*s == '/' || *s == '\0') {
-			char c = *s;
-
-			*s = '\0';
-			if (mkdir(p, 0755) == 0)
-				adopt_list_push(&rep->dirs_made, &rep->n_dirs_made, p);
-			else if (errno != EEXIST)
-				rc = -errno;
-			*s = c;
-			if (c == '\0' || rc != 0)
-				break;
-		}
-	}
 	if (rc == 0 && stat(dir, &st) != 0)
 		rc = -errno;
 	else if (rc == 0 && !S_ISDIR(st.st_mode))
 		rc = -ENOTDIR;
-	free(p);
 	return rc;
 }
 
