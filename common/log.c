@@ -69,11 +69,17 @@ void log_configure(enum log_level min, enum log_format format)
 	log_fmt = format;
 }
 
-/* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened. */
+/* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened:
+ * -ENXIO for a FIFO that no process reads, which is not waited for (a blocking open
+ * would wait for a reader for ever, with the stop signals not yet taken, or on the loop
+ * after SIGHUP). The lines are then written blocking, as to stderr. */
 int log_open(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-	FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+	int fd = open(
+	    path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
+	FILE *f = fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == 0 ?
+	    fdopen(fd, "a") :
+	    NULL;
 
 	if (f == NULL) {
 		int saved = errno;

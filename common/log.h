@@ -36,7 +36,7 @@ void log_init(const char *program, enum log_level min);
 /* Set the lowest level written and the line format. */
 void log_configure(enum log_level min, enum log_format format);
 /* Send lines to `path` (appended; created 0600 less what the umask removes) instead of
- * stderr; returns 0 or -errno. */
+ * stderr; returns 0 or -errno (-ENXIO: a FIFO no process reads, not waited for). */
 int log_open(const char *path);
 /* Open the log file again by its path (after a rotation moved it); 0 or -errno, the old
  * file kept on failure unless it was removed too (then lines go to stderr). Nothing to do

@@ -8,6 +8,7 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -72,7 +73,7 @@ static void sighup_cb(uv_signal_t *h, int signum)
 		log_info("SIGHUP: no --log-file to reopen; nothing changes");
 	else if (rc != 0)
 		log_error("SIGHUP: cannot reopen the log file %s: %s; %s", s->cfg.log_file,
-		    strerror(-rc),
+		    rc == -ENXIO ? "a FIFO that no process has open for reading" : strerror(-rc),
 		    log_to_file() ?
 		        "logging goes on to the old one" :
 		        "the old one was removed too: logging goes on to standard error");

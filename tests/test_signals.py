@@ -251,6 +251,40 @@ def test_sighup_with_the_log_directory_removed_goes_on_on_stderr(tmp):
     assert not os.path.exists(logdir)
 
 
+def test_a_log_file_that_is_a_fifo_no_one_reads_is_refused_and_never_waited_for(tmp):
+    """The open of a FIFO for writing waits for a reader: at start, with the stop signals
+    held back until the loop runs, the supervisor hung for ever and SIGTERM (Ctrl-C,
+    `timeout`, systemd's stop) did nothing; on SIGHUP the loop hung with every worker."""
+    tmp = str(tmp)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run-a", os.path.join(tmp, "ws"),
+                            [phase_spec("a1", ("out/a1.py",))])])
+    fifo = os.path.join(tmp, "log.fifo")
+    os.mkfifo(fifo)
+    sup = Supervisor(tmp, url, "--workers", 0, "--log-file", fifo, env=KEY, control=False)
+    try:
+        assert sup.wait(timeout=30) == 1, sup.stderr()
+    finally:
+        sup.kill()
+    assert "cannot open log file %s: a FIFO that no process has open for reading" % fifo \
+        in sup.stderr(), sup.stderr()
+    # Rotated into a FIFO while it runs: SIGHUP keeps the old file, and the loop goes on.
+    log = os.path.join(tmp, "drain.log")
+    sup = Supervisor(tmp, url, "--workers", 0, "--log-file", log, env=KEY, name="s2")
+    try:
+        sup.wait_ready()
+        os.rename(log, log + ".1")
+        os.mkfifo(log)
+        sup.signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: cannot reopen the log file %s: a FIFO that no process has "
+                 "open for reading; logging goes on to the old one" % log
+                 in open(log + ".1").read(), 30, what="the failed reopen reported")
+        assert sup.ctl("pause").rc == 0
+    finally:
+        sup.stop_now()
+    assert "[STOP] received Terminated" in open(log + ".1").read()
+
+
 def test_signals_the_supervisor_does_not_use_are_logged_and_ignored(tmp):
     # SIGUSR1, SIGUSR2 and SIGALRM end a process by default: sent to the whole group in
     # the middle of a drain (`pkill -USR1`, a log rotator), they ended the supervisor at
