@@ -4,7 +4,7 @@ autopack-py-sqlite-schema.sql, reflected), with a row in them. Every command ref
 naming PostgreSQL, and changes nothing but `db adopt` (tests/test_pg_adopt.py)."""
 import os
 
-from conftest import ctl
+from conftest import ctl, run
 from pg_original import original_schema_on
 from supervisor_helpers import make_plan, sql
 
@@ -39,3 +39,26 @@ def test_the_originals_postgresql_database_is_refused_and_left_unchanged(tmp, pg
     r = ctl("--db", pg_url, "db", "init")
     assert r.rc == 2 and "already holds %d tables (ab_test_results" % len(before[0]) in r.err, r
     assert snapshot(pg_url) == before
+
+
+def test_a_database_in_another_encoding_than_utf8_is_refused_naming_it(tmp, pg_cluster):
+    """autopack wrote its UTF-8 text into a LATIN1 database as if it were LATIN1 (the
+    client encoding defaulted to the database's): every other client, the original
+    among them, read "cafÃ©" for "café", and autopack read the original's "é" as a byte
+    that is not UTF-8 (its phase failed INVALID_JOB). Now text travels as UTF-8 and a
+    database that cannot hold every character is refused before anything is written."""
+    name = "latin1_%d" % os.getpid()
+    pg_cluster.psql("CREATE DATABASE %s ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+                    " TEMPLATE template0" % name)
+    try:
+        url = pg_cluster.url(name)
+        r = ctl("--db", url, "db", "init")
+        assert r.rc == 2, r
+        assert "the database %s has the encoding LATIN1; autopack writes UTF-8 text, which " \
+            "it cannot hold in full: make a database with ENCODING 'UTF8'" % name in r.err, r
+        assert sql(url, "SELECT count(*) FROM information_schema.tables"
+                   " WHERE table_schema = 'public'") == [(0,)]
+        r = run("autopack-supervisor", "--db", url, "--dry-run")
+        assert r.rc == 1 and "has the encoding LATIN1" in r.err, r
+    finally:
+        pg_cluster.drop_database(name)

@@ -568,10 +568,14 @@ static const char pg_session_sql[] = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO,
 int db_pg_connect(const char *uri, const char *password, const char *app, struct db **out,
     enum db_fault *fault, char *msg, size_t msglen)
 {
+	/* Text goes both ways as UTF-8, whatever the database's encoding, which the server
+	 * converts it to and from. */
 	const char *keys[] = { "dbname", "password", "application_name", "connect_timeout",
-		"keepalives_idle", "keepalives_interval", "keepalives_count", NULL };
-	const char *vals[] = { uri, password, app, "10", "10", "5", "3", NULL };
+		"keepalives_idle", "keepalives_interval", "keepalives_count", "client_encoding",
+		NULL };
+	const char *vals[] = { uri, password, app, "10", "10", "5", "3", "UTF8", NULL };
 	struct db_pg *d;
+	const char *enc;
 	PGconn *c;
 	PGresult *r;
 
@@ -583,6 +587,21 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 		*fault = DB_FAULT_LOST;
 		if (c != NULL && strstr(PQerrorMessage(c), "does not exist") != NULL)
 			*fault = DB_FAULT_NOTDB;
+		PQfinish(c);
+		return DB_ERROR;
+	}
+	/* A database in another encoding than UTF-8 cannot hold every character autopack
+	 * writes (an LLM's message, a check's output): one it lacks would fail its commit.
+	 * SQL_ASCII converts nothing and holds any bytes. */
+	enc = PQparameterStatus(c, "server_encoding");
+	if (enc != NULL && strcmp(enc, "UTF8") != 0 && strcmp(enc, "SQL_ASCII") != 0) {
+		snprintf(msg, msglen,
+		    "the database %s has the encoding %s; autopack writes UTF-8 text, which it "
+		    "cannot hold in full: make a database with ENCODING 'UTF8' (CREATE DATABASE "
+		    "... ENCODING 'UTF8' TEMPLATE template0) and copy this one into it (pg_dump, "
+		    "then psql or pg_restore)",
+		    PQdb(c), enc);
+		*fault = DB_FAULT_OTHER;
 		PQfinish(c);
 		return DB_ERROR;
 	}
