@@ -368,6 +368,12 @@ size_t utf8_bom_len(const char *s, size_t len)
 /* Create a directory and its missing parents; 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode)
 {
+	return mkdir_p_noting(path, mode, NULL, NULL);
+}
+
+int mkdir_p_noting(
+    const char *path, unsigned mode, void (*made)(void *arg, const char *dir), void *arg)
+{
 	char *p = xstrdup(path), *s;
 	int rc = 0;
 
@@ -376,7 +382,10 @@ int mkdir_p(const char *path, unsigned mode)
 			char c = *s;
 
 			*s = '\0';
-			if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
+			if (mkdir(p, (mode_t)mode) == 0) {
+				if (made != NULL)
+					made(arg, p);
+			} else if (errno != EEXIST) {
 				rc = -errno;
 				break;
 			}

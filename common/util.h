@@ -45,6 +45,9 @@ int time_db_parse(const char *in, char out[32]);
 
 /* Create directory `path` and its missing parents with `mode`. Returns 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
+/* mkdir_p, calling made(arg, dir) for each directory it creates, parents first. */
+int mkdir_p_noting(
+    const char *path, unsigned mode, void (*made)(void *arg, const char *dir), void *arg);
 
 /* Read the file or stream at `path` whole into *text (heap, NUL-terminated; *len bytes),
  * reading at most `max` bytes; *regular says whether it is a regular file. With

@@ -375,7 +375,7 @@ static void fleet_rescue(struct sup *s)
 	size_t n;
 	int closed;
 
-	if (s->stopping || s->writes_off ||
+	if (s->stopping || s->writes_off || s->conn_gen != s->st->conn_gen ||
 	    clock_mono_ms() - s->fleet_connected_ms < (uint64_t)s->cfg.lease_timeout_ms)
 		return;
 	if (store_fleet_rescue(s->sd, &lost, &n, &closed, &err) != 0) {
@@ -429,7 +429,7 @@ static void fleet_check_drained(struct sup *s)
 /* Every tick: notifications and, when workers wait with no run ready, the parked runs
  * read again (every other beat, or when asked, the whole queue); every beat: the
  * heartbeat when nothing committed, the rescue and the commands; then whether the drain
- * is over. */
+ * is over. While the connection is lost, the heartbeat alone. */
 static void fleet_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
@@ -449,11 +449,21 @@ static void fleet_timer_cb(uv_timer_t *t)
 			writer_heartbeat(s);
 		if (s->writes_off)
 			return;
+	}
+	/* While the server cannot be reached, only the heartbeat and the writer's retries
+	 * try it (each logging its failure): the reads below would fail alike. */
+	if (store_connection_lost(s->st)) {
+		lifecycle_check_done(s);
+		return;
+	}
+	/* A connection made again since the last tick (in the heartbeat above, too) is
+	 * watched, and dated, before the rescue: the rescue waits a whole lease from it. */
+	if (s->conn_gen != s->st->conn_gen)
+		fleet_listen(s);
+	if (beat) {
 		fleet_rescue(s);
 		fleet_commands(s);
 	}
-	if (s->conn_gen != s->st->conn_gen)
-		fleet_listen(s);
 	fleet_notifications(s);
 	if (now - s->fleet_refreshed_ms >= 2 * fleet_beat_ms(s))
 		fleet_refresh(s, true);

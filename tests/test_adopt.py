@@ -4,6 +4,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import sqlite3
 
 import pytest
@@ -149,6 +150,60 @@ def test_adopt_puts_workspaces_under_the_directory_given(tmp):
     assert j["workspace_base"] == base
     rows = sql(url, "SELECT id, workspace FROM runs")
     assert all(ws == os.path.join(base, run_id) for run_id, ws in rows)
+
+
+def test_a_failed_adoption_removes_the_workspaces_it_made(tmp):
+    path, url, info = legacy(tmp)
+    before = read(path)
+    # A rule of the database that refuses one run's workspace, after the runs sorted before
+    # it have had theirs made.
+    frozen = sorted(info["runs"])[5]
+    con = sqlite3.connect(path)
+    con.execute("CREATE TRIGGER frozen BEFORE UPDATE ON runs WHEN NEW.id = '%s'"
+                " BEGIN SELECT RAISE(ABORT, 'run frozen'); END" % frozen)
+    con.commit()
+    con.close()
+    before = legacy_db.dump(path)
+    base = os.path.join(str(tmp), "wsroot")
+    r, j = adopt(url, "--workspace", os.path.join(base, "deeper"))
+    assert r.rc == 2, r
+    assert "setting the workspace of run %s: run frozen" % frozen in r.err, r
+    assert "the database is unchanged" in r.err
+    assert legacy_db.dump(path) == before
+    # Every directory it had made is gone, its parents made for it too.
+    assert not os.path.exists(base), os.listdir(base)
+
+
+def test_adopt_refuses_a_workspace_that_is_a_file_and_shortens_long_run_ids(tmp):
+    path, url, info = legacy(tmp)
+    base = os.path.join(str(tmp), "wsroot")
+    os.mkdir(base)
+    taken = sorted(info["runs"])[5]
+    with open(os.path.join(base, taken), "w") as f:
+        f.write("an operator's file\n")
+    before = legacy_db.dump(path)
+    r, j = adopt(url, "--workspace", base)
+    assert r.rc == 2, r
+    assert "cannot create workspace %s for run %s: Not a directory" % (
+        os.path.join(base, taken), taken) in r.err, r
+    assert legacy_db.dump(path) == before
+    assert os.listdir(base) == [taken]
+    with open(os.path.join(base, taken)) as f:
+        assert f.read() == "an operator's file\n"
+
+    # A run id longer than a file name can be gets a shortened directory of its own.
+    os.remove(os.path.join(base, taken))
+    long_id = "r" * 300
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO runs (id, created_at, updated_at) VALUES (?, ?, ?)",
+                (long_id, "2026-01-01 00:00:00.000000", "2026-01-01 00:00:00.000000"))
+    con.commit()
+    con.close()
+    r, j = adopt(url, "--workspace", base)
+    assert r.rc == 0, r
+    [(ws,)] = sql(url, "SELECT workspace FROM runs WHERE id = ?", long_id)
+    assert os.path.dirname(ws) == base and os.path.isdir(ws)
+    assert re.fullmatch("run_r{200}-[0-9]+", os.path.basename(ws)), ws
 
 
 def test_adopt_accepts_the_database_as_an_argument_and_refuses_two_that_disagree(tmp):

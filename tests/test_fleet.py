@@ -254,6 +254,46 @@ def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
     assert any("connected to %s again" % url in s.stderr() for s in sups)
 
 
+def test_a_server_down_longer_than_the_lease_timeout_loses_no_supervisor(tmp, own_cluster):
+    """The server stays down for longer than the lease timeout while each supervisor's
+    workers run long phases (nothing to commit but the heartbeat): when it returns, every
+    heartbeat on record is older than the lease. Each supervisor connects again in its
+    heartbeat, renews it, and declares no other lost before a lease has passed: both
+    finish the drain, every phase once."""
+    url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=4, phases=1)
+    go = os.path.join(str(tmp), "go")
+    sups = [rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
+                             "--heartbeat-timeout-seconds", 60, "--exit-when-drained",
+                             name="sup%d" % i, env={"ROGUE_GO": go, "ROGUE_DELAY": "15"})
+            for i in range(2)]
+    try:
+        for s in sups:
+            s.wait_ready(timeout=120)
+        open(go, "w").close()
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL")
+                 [0][0] == 4, what="every phase running")
+        own_cluster.stop()
+        for s in sups:
+            wait_for(lambda: "the connection to the database is lost" in s.stderr(),
+                     timeout=60, what="the lost connection seen")
+        time.sleep(6)
+        own_cluster.start()
+        for s in sups:
+            assert s.wait(timeout=180) == 0, s.stderr()
+    finally:
+        for s in sups:
+            s.kill()
+    for s in sups:
+        assert "[LOST]" not in s.stderr() and "DECLARED LOST" not in s.stderr(), s.stderr()
+        # While the server is down only the heartbeat tries it, each beat: the fleet's
+        # reads fail once at most, where they found it gone.
+        for read in ("reading commands", "reading the session's policy state"):
+            assert s.stderr().count(read + ": no connection") <= 1, s.stderr()
+    rows = attempts(url)
+    assert_each_phase_completed_once(url, rows, 4)
+    assert sql(url, "SELECT count(*) FROM supervisors WHERE state = 'lost'") == [(0,)]
+
+
 def control_ask(path, cmd, *args, timeout=5):
     """One request on a fresh connection to a supervisor's control socket: its reply,
     or None when none came within `timeout` (the connection was not being read)."""

@@ -10,6 +10,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -85,7 +86,16 @@ void store_adopt_report_free(struct store_adopt_report *rep)
 	free(rep->backup_path);
 	free(rep->dump_command);
 	free(rep->workspace_base);
+	adopt_list_free(rep->dirs_made, rep->n_dirs_made);
 	memset(rep, 0, sizeof *rep);
+}
+
+/* Remove the directories a failed adoption created, children first; one that is not empty
+ * (something else wrote there meanwhile) is left. */
+static void adopt_dirs_remove(struct store_adopt_report *rep)
+{
+	for (size_t i = rep->n_dirs_made; i-- > 0;)
+		rmdir(rep->dirs_made[i]);
 }
 
 /* Insert the meta row: a new uuid, the adoption time, who adopted it. */
@@ -248,6 +258,7 @@ int store_adopt(const char *where, const char *workspace_base, struct store_adop
 		db_rollback(db);
 	db_close(db);
 	if (rc != 0) {
+		adopt_dirs_remove(rep);
 		msg = xstrdup(err != NULL ? err->text : "");
 		if (rep->backup_path != NULL)
 			store_fail(err, rc,

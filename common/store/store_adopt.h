@@ -67,6 +67,8 @@ struct store_adopt_report {
 	char *backup_path;    /* SQLite: the copy taken first */
 	char *dump_command;   /* PostgreSQL: the pg_dump command to take a copy first */
 	char *workspace_base; /* the directory new run workspaces were put under */
+	char **dirs_made;     /* the directories the adoption created, parents first */
+	size_t n_dirs_made;
 	char **tables_created;
 	size_t n_tables_created;
 	struct store_adopt_column *columns_added;

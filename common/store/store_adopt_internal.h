@@ -75,6 +75,8 @@ const struct adopt_backend *adopt_backend_of(const char *where);
 int adopt_cols_read(struct db *db, const char *table, struct adopt_cols *c, struct store_err *err);
 /* Free a column list. */
 void adopt_cols_free(struct adopt_cols *c);
+/* Append a heap copy of `s` to a string list. */
+void adopt_list_push(char ***items, size_t *n, const char *s);
 /* Return the column of `c` named `name` (case-insensitive), or NULL. */
 const struct adopt_col *adopt_cols_find(const struct adopt_cols *c, const char *name);
 /* Return 1 if db's table has the column, 0 if not, STORE_EIO on error. */

@@ -4,8 +4,10 @@
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The tables whose NOT NULL columns the drain code reads. */
 static const char *const adopt_fill_tables[] = { "runs", "tiers", "phases" };
@@ -119,12 +121,19 @@ static int adopt_requeue_executing(struct db *db, const char *now, struct store_
 	return rc;
 }
 
-/* Return a directory name for run `id`: the id itself when it is a plain name, else
- * the id with other characters replaced and `n` appended so that it stays unique. */
+/* The longest run id kept whole as a directory name (NAME_MAX is 255 bytes). */
+#define ADOPT_DIRNAME_MAX 200
+
+/* Return a directory name for run `id`: the id itself when it is a plain name of at most
+ * ADOPT_DIRNAME_MAX bytes, else the id with other characters replaced, cut to that length,
+ * and `n` appended so that it stays unique. */
 static char *adopt_run_dirname(const char *id, size_t n)
 {
 	char *s = xstrdup(id);
-	bool changed = s[0] == '\0' || s[0] == '.' || s[0] == '-';
+	bool changed = s[0] == '\0' || s[0] == '.' || s[0] == '-' || strlen(s) > ADOPT_DIRNAME_MAX;
+
+	if (strlen(s) > ADOPT_DIRNAME_MAX)
+		s[ADOPT_DIRNAME_MAX] = '\0';
 
 	for (char *p = s; *p != '\0'; p++) {
 		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
@@ -139,6 +148,29 @@ static char *adopt_run_dirname(const char *id, size_t n)
 		s = t;
 	}
 	return s;
+}
+
+/* Record directory `dir`, just made, in the report `arg`. */
+static void adopt_dir_made(void *arg, const char *dir)
+{
+	struct store_adopt_report *rep = arg;
+
+	adopt_list_push(&rep->dirs_made, &rep->n_dirs_made, dir);
+}
+
+/* Create directory `dir` and its missing parents, recording each one made in the report
+ * (a failed adoption removes them). Returns 0, or a negative errno: ENOTDIR when `dir` is
+ * there but is not a directory. */
+static int adopt_mkdir(const char *dir, struct store_adopt_report *rep)
+{
+	struct stat st;
+	int rc = mkdir_p_noting(dir, 0755, adopt_dir_made, rep);
+
+	if (rc == 0 && stat(dir, &st) != 0)
+		rc = -errno;
+	else if (rc == 0 && !S_ISDIR(st.st_mode))
+		rc = -ENOTDIR;
+	return rc;
 }
 
 /* Give every run without a workspace the directory <ws_base>/<run id>, created. */
@@ -163,7 +195,7 @@ static int adopt_workspaces(
 		const char *id = db_column_text(sel, 0);
 		char *name = adopt_run_dirname(id, ++n);
 		char *dir = xasprintf("%s/%s", ws_base, name);
-		int e = mkdir_p(dir, 0755);
+		int e = adopt_mkdir(dir, rep);
 
 		free(name);
 		if (e != 0) {

@@ -10,7 +10,7 @@
 #include <strings.h>
 
 /* Append a heap copy of `s` to a string list. */
-static void adopt_list_push(char ***items, size_t *n, const char *s)
+void adopt_list_push(char ***items, size_t *n, const char *s)
 {
 	*items = xrealloc(*items, (*n + 1) * sizeof **items);
 	(*items)[(*n)++] = xstrdup(s);
