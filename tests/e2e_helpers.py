@@ -6,6 +6,9 @@ import os
 import re
 import shutil
 import sqlite3
+import subprocess
+
+import pytest
 
 from conftest import ctl
 import supervisor_helpers
@@ -34,6 +37,58 @@ def seed_db(tmp, workspace, url=None):
     r = ctl("--db", url, "seed", "telemetry-run", "--workspace", workspace)
     assert r.rc == 0, r
     return url
+
+
+# A check command runs in a PID namespace of its own when the kernel allows it, where $$ and
+# $PPID are that namespace's numbers; /proc is the machine's. These lines of shell set
+# $hostpid to the shell's pid and $hostpgrp to its process group as the machine (and a
+# test) names them.
+HOST_PID = "read -r hostpid _ _ _ hostpgrp _ < /proc/self/stat"
+
+
+def check_namespaces():
+    """The namespaces a check command gets on this machine (worker/check.c): "user+pid",
+    "pid" (root, when user namespaces are refused) or "" (neither), probed with
+    unshare(1) as the worker tries them."""
+    def ok(*flags):
+        try:
+            return subprocess.run(["unshare", *flags, "-f", "true"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=30).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    if ok("-U", "-p"):
+        return "user+pid"
+    if os.geteuid() == 0 and ok("-p"):
+        return "pid"
+    return ""
+
+
+def refused_namespaces_prefix(pid=False):
+    """A Supervisor prefix that runs it in a user namespace of its own (its user mapped to
+    root) where a new user namespace, and with `pid` a new PID namespace, is refused (the
+    user.max_*_namespaces limits at 0), as in a chroot or under a container's seccomp
+    filter. Needs user namespaces (check_namespaces() == "user+pid")."""
+    script = "echo 0 > /proc/sys/user/max_user_namespaces"
+    if pid:
+        script += " && echo 0 > /proc/sys/user/max_pid_namespaces"
+    return ("unshare", "-U", "-r", "/bin/sh", "-c", script + ' && exec "$@"', "sh")
+
+
+def checks_where(where):
+    """The Supervisor prefix that runs its checks `where`: "namespaces" (their own, as the
+    kernel allows) or "no-namespace" (the kernel refusing them, so that what the worker and
+    the supervisor do themselves is what a test sees). Skips the test when that cannot be
+    had here."""
+    have = check_namespaces()
+    if where == "namespaces":
+        if not have:
+            pytest.skip("the kernel refuses a PID namespace here (unshare -p -f true fails)")
+        return ()
+    if not have:
+        return ()
+    if have != "user+pid":
+        pytest.skip("no user namespace here in which to refuse the supervisor namespaces")
+    return refused_namespaces_prefix(pid=True)
 
 
 def phase_spec(phase_id="p1", deliverables=("out/mod.py",), check=None, paths=("out/",),

@@ -154,9 +154,10 @@ MUTANTS = [
      ["tests/test_lease_ahead.py::test_fast_phases_are_handed_out_ahead_and_each_runs_once"]),
     ("orphans_left", "what a check put in a session of its own does not outlive it",
      ["tests/test_containment.py::"
-      "test_a_process_that_left_the_session_does_not_outlive_its_check",
+      "test_a_process_that_left_the_session_does_not_outlive_its_check[no-namespace]",
       "tests/test_containment.py::"
-      "test_a_killed_workers_process_that_left_the_session_is_gone_before_its_phase_runs_again"]),
+      "test_a_killed_workers_process_that_left_the_session_is_gone_before_its_phase_runs_again"
+      "[no-namespace]"]),
     ("key_refusal_ignored", "a call refused for its key trips the breaker at once",
      ["tests/test_key_refused.py::"
       "test_a_wrong_key_stops_the_drain_after_the_calls_in_flight_and_exits_4",

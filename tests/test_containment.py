@@ -7,7 +7,10 @@ import json
 import os
 import signal
 
-from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+import pytest
+
+from e2e_helpers import (HOST_PID, Standin, checks_where, import_plan, init_db, llm_args,
+                         phase_spec, rows)
 from supervisor_helpers import Supervisor, sql, wait_for
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-containment"}
@@ -46,8 +49,11 @@ def test_a_check_gets_stdio_and_no_other_descriptor(tmp):
         f.write("OPERATOR_SECRET=hunter2-containment\n")
     url = init_db(tmp)
     uuid = sql(url, "SELECT db_uuid FROM meta")[0][0]
-    check = ("/usr/bin/python3 %s %s 1; ls -l /proc/$$/fd > fds.txt; ls -l /proc/$PPID/fd >"
-             " worker-fds.txt; cat > leak.txt 2>&1 <&7; exit 1" % (forge, uuid))
+    # The test lists the worker's descriptors while the check waits for it (a check in a
+    # user namespace of its own may not).
+    check = ("/usr/bin/python3 %s %s 1; %s; ls -l /proc/$hostpid/fd > fds.txt;"
+             " cat > leak.txt 2>&1 <&7; i=0; while [ ! -e listed ] && [ $i -lt 600 ];"
+             " do sleep 0.1; i=$((i+1)); done; exit 1" % (forge, uuid, HOST_PID))
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
     llm = Standin(tmp)
     # The operator's shell hands the supervisor its descriptor 7: `... 7<secret.env`.
@@ -55,6 +61,13 @@ def test_a_check_gets_stdio_and_no_other_descriptor(tmp):
                      "--max-attempts-per-phase", 1, *llm_args(llm), env=KEY,
                      prefix=("/bin/sh", "-c", 'exec "$@" 7<%s' % secret, "sh"))
     try:
+        sup.wait_ready()
+        wait_for(lambda: os.path.exists(os.path.join(ws, "leak.txt")), 60,
+                 what="the check running")
+        worker = sup.status()["pool"]["workers"][0]["pid"]
+        worker_fds = "".join("%s -> %s\n" % (fd, os.readlink("/proc/%d/fd/%s" % (worker, fd)))
+                             for fd in os.listdir("/proc/%d/fd" % worker))
+        open(os.path.join(ws, "listed"), "w").close()
         rc = sup.wait(timeout=120)
     finally:
         sup.kill()
@@ -68,12 +81,12 @@ def test_a_check_gets_stdio_and_no_other_descriptor(tmp):
     # The shell's own descriptors: stdio (and its saved copy of stdin); no socket.
     with open(os.path.join(ws, "fds.txt")) as f:
         fds = f.read()
+    assert " 0 -> " in fds and " 2 -> " in fds, fds
     assert "socket:" not in fds and secret not in fds, fds
     with open(os.path.join(ws, "leak.txt")) as f:
         assert "hunter2" not in f.read()
     # The worker itself never had the operator's descriptor.
-    with open(os.path.join(ws, "worker-fds.txt")) as f:
-        assert secret not in f.read()
+    assert "socket:" in worker_fds and secret not in worker_fds, worker_fds
 
 
 def live_processes(pred):
@@ -103,9 +116,10 @@ def in_workspace(ws):
     return live_processes(pred)
 
 
-# Records its shell's pid (its process group), then leaves a child that writes into the
+# Records its process group, then leaves a child that writes into the
 # workspace long after: a test suite's server, a build daemon.
-LINGER = "echo $$ >> starts; sh -c 'sleep 600; echo late > LATE_MARKER'; true"
+LINGER = (HOST_PID + "; echo $hostpgrp >> starts; sh -c 'sleep 600; echo late > LATE_MARKER';"
+          " true")
 
 
 def starts(ws):
@@ -213,7 +227,7 @@ def test_a_stop_signal_to_every_process_requeues_the_checks_it_killed(tmp):
 
 # Leaves a process in a session of its own (setsid), which records its pid and sleeps; the
 # check goes on only once it runs there.
-ESCAPE = ("setsid sh -c 'echo $$ > escaped; exec sleep 600' & "
+ESCAPE = ("setsid sh -c '%s; echo $hostpid > escaped; exec sleep 600' & " % HOST_PID +
           "while [ ! -s escaped ]; do sleep 0.05; done; ")
 
 
@@ -231,10 +245,12 @@ def alive(pid):
     return pid in live_processes(lambda p, f: True)
 
 
-def test_a_process_that_left_the_session_does_not_outlive_its_check(tmp):
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_a_process_that_left_the_session_does_not_outlive_its_check(tmp, where):
     """The worker is a child subreaper: what the check orphaned, even in a session of its
     own, becomes the worker's child, and the worker kills its children when the check
-    ends."""
+    ends (in a PID namespace, the namespace's end kills it first)."""
+    prefix = checks_where(where)
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
@@ -242,7 +258,7 @@ def test_a_process_that_left_the_session_does_not_outlive_its_check(tmp):
     llm = Standin(tmp)
     try:
         sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
-                         env=KEY)
+                         env=KEY, prefix=prefix)
         assert sup.wait() == 0, sup.stderr()
     finally:
         llm.stop()
@@ -252,17 +268,20 @@ def test_a_process_that_left_the_session_does_not_outlive_its_check(tmp):
     assert sql(url, "SELECT outcome FROM attempts") == [("success",)]
 
 
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
 def test_a_killed_workers_process_that_left_the_session_is_gone_before_its_phase_runs_again(
-        tmp):
+        tmp, where):
     """The worker killed while its check runs: the process the check put in a session of
     its own is orphaned to the supervisor (a child subreaper), which kills it with the
-    rest of the worker's session."""
+    rest of the worker's session (in a PID namespace, the namespace's end kills it
+    first)."""
+    prefix = checks_where(where)
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=ESCAPE + LINGER)])])
     llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 1, *llm_args(llm), env=KEY)
+    sup = Supervisor(tmp, url, "--workers", 1, *llm_args(llm), env=KEY, prefix=prefix)
     try:
         sup.wait_ready()
         wait_for(lambda: starts(ws), 60, what="the check running")

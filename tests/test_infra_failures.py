@@ -11,8 +11,10 @@ import shutil
 import signal
 import stat
 
+import pytest
+
 from conftest import binpath
-from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+from e2e_helpers import Standin, checks_where, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, status_when, wait_for
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-infra"}
@@ -102,7 +104,11 @@ def test_workers_killed_from_outside_stop_no_run_and_every_call_is_recorded(tmp)
     assert "[BREAKER]" not in sup.stderr()
 
 
-def test_a_phase_that_kills_its_worker_fails_alone_and_one_that_signals_it_is_ignored(tmp):
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_a_phase_that_kills_its_worker_fails_alone_and_one_that_signals_it_is_ignored(tmp, where):
+    """Without namespaces, a check's $PPID is its worker; in a PID namespace of its own,
+    the namespace's init, which takes no signal from inside it."""
+    prefix = checks_where(where)
     tmp = str(tmp)
     url = init_db(tmp)
     ws = os.path.join(tmp, "ws")
@@ -114,13 +120,19 @@ def test_a_phase_that_kills_its_worker_fails_alone_and_one_that_signals_it_is_ig
         ("calm", ws, [phase_spec("c%d" % i, ("out/c%d.py" % i,)) for i in range(3)]),
     ])
     llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
+                     prefix=prefix)
     try:
         assert sup.wait(timeout=300) == 0, sup.stderr()
     finally:
         sup.kill()
         llm.stop()
     att = rows(url, "SELECT run_id, phase_id, outcome FROM attempts ORDER BY attempt_id")
+    if where == "namespaces":
+        # The init ignored them all: every phase passed at its first attempt.
+        assert sorted(a["outcome"] for a in att) == ["success"] * 6, sup.stderr()
+        assert "ignoring a stop signal from pid" not in sup.stderr()
+        return
     # The phase killed its worker on each of its three attempts, then FAILED.
     assert [a["outcome"] for a in att if a["phase_id"] == "kill"] == ["worker_crashed"] * 3
     assert rows(url, "SELECT run_id, phase_id, state, last_failure_reason FROM phases"

@@ -9,27 +9,32 @@ import uuid
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, wait_for
 
-# Walk from the shell up to pid 1: each process's environment and command line, raw.
+# Walk from the shell up to pid 1: each process's environment and command line, raw (by
+# the machine's pids: the check may run in a PID namespace of its own).
 WALK = r'''
-p=$$
+read -r p _ _ pp _ < /proc/self/stat
 while [ "$p" -gt 1 ]; do
   echo "== pid $p"
   echo "-- cmdline"; tr '\0' '\n' < /proc/$p/cmdline
   echo "-- environ"; tr '\0' '\n' < /proc/$p/environ
   p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status)
 done
-echo "== parent environ"; tr '\0' '\n' < /proc/$PPID/environ
+echo "== parent environ"; tr '\0' '\n' < /proc/$pp/environ
 '''
 
 # The same walk, as code the model wrote: it leaves what it found in the workspace.
 HELPER = r'''
 import os
 found = []
-pid = os.getpid()
+pid = int(os.readlink("/proc/self"))
 while pid > 1:
     for part in ("environ", "cmdline"):
-        with open("/proc/%d/%s" % (pid, part), "rb") as f:
-            found.append(b"== %d %s\n" % (pid, part.encode()) + f.read().replace(b"\0", b"\n"))
+        try:
+            with open("/proc/%d/%s" % (pid, part), "rb") as f:
+                data = f.read().replace(b"\0", b"\n")
+        except OSError as e:
+            data = str(e).encode()
+        found.append(b"== %d %s\n" % (pid, part.encode()) + data)
     with open("/proc/%d/status" % pid) as f:
         pid = int([l.split()[1] for l in f if l.startswith("PPid:")][0])
 with open("found.txt", "wb") as f:

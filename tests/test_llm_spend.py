@@ -6,7 +6,7 @@ import os
 import signal
 
 from conftest import ctl
-from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+from e2e_helpers import HOST_PID, Standin, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, wait_for
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-spend-test"}
@@ -66,7 +66,7 @@ def test_workers_their_calls_and_checks_die_with_the_supervisor(tmp):
     import_plan(tmp, url, [
         ("r-call", ws, [phase_spec("p-call", ("out/call.py",))]),
         ("r-check", ws, [phase_spec("p-check", ("out/check.py",),
-                                    check="echo $$ > %s; sleep 120" % pid_file)]),
+                                    check="%s; echo $hostpid > %s; sleep 120" % (HOST_PID, pid_file))]),
     ])
     # The call answers a few seconds after the supervisor is gone: a worker still alive
     # then would write its deliverable.

@@ -1,7 +1,9 @@
 /* Running a phase's check command with a deadline, in a process group of its own inside
- * the worker's session, with a minimal environment. */
+ * the worker's session, with a minimal environment, in a user and a PID namespace of its
+ * own when the kernel allows it. */
 #include "worker/check.h"
 #include "worker/capture.h"
+#include "worker/check_init.h"
 #include "common/checklog.h"
 #include "common/log.h"
 #include "common/procs.h"
@@ -14,8 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,18 +102,42 @@ static void check_env(char **env, size_t max)
 	env[n] = NULL;
 }
 
+/* Where the check command runs: in a user and a PID namespace of its own (the worker's
+ * uid and gid mapped to themselves), in a PID namespace only (root, when user namespaces
+ * are refused), or in neither. In a namespace, PID 1 is worker/check_init.c. */
+enum check_ns {
+	CHECK_NS_USER_PID,
+	CHECK_NS_PID,
+	CHECK_NS_NONE
+};
+
+/* This worker's choice, made at its first check: -1 until then. */
+static int check_ns = -1;
+
+/* Whether the worker that started this child is alive: its parent, or, in a PID namespace
+ * (where getppid() is 0), the other end of `ns_fd`, which closes with the worker. */
+static bool check_worker_alive(pid_t worker, int ns_fd)
+{
+	struct pollfd p = { .fd = ns_fd, .events = POLLIN };
+
+	if (ns_fd < 0)
+		return getppid() == worker;
+	return poll(&p, 1, 0) == 0;
+}
+
 /* Child side: a process group of its own in the worker's session (which has no terminal,
  * and which the supervisor takes down whole when it loses the worker), killed with the
  * worker, a minimal environment, stdio to the logs and no other descriptor, then the
- * shell. Reports a failure to start on `status_fd` (close-on-exec) and exits 126/127.
- * Never returns. */
+ * shell, or in a namespace the init (worker/check_init.h) given `ns_fd`. Reports a failure
+ * to start on `status_fd` (close-on-exec) and exits 126/127. Never returns. */
 static void check_child(
-    const struct check_spec *spec, int out_fd, int err_fd, int status_fd, pid_t worker)
+    const struct check_spec *spec, int out_fd, int err_fd, int status_fd, pid_t worker, int ns_fd)
 {
-	char *env[16];
+	char *env[16], fd_arg[16];
 	int null_fd = open("/dev/null", O_RDONLY);
 
-	if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != worker) {
+	if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
+	    !check_worker_alive(worker, ns_fd)) {
 		dprintf(status_fd, "cannot detach the check command: %s", strerror(errno));
 		_exit(126);
 	}
@@ -129,49 +158,208 @@ static void check_child(
 	 * would pass for the worker's), not whatever the worker inherited. */
 	procs_cloexec_from(3);
 	check_env(env, ARRAY_SIZE(env));
+	if (ns_fd >= 0) {
+		/* A fresh image of the worker's binary: it holds no key, and the worker can map
+		 * its ids (the files of /proc/<pid> of this non-dumpable copy are root's). */
+		snprintf(fd_arg, sizeof fd_arg, "%d", ns_fd);
+		if (fcntl(ns_fd, F_SETFD, 0) == 0)
+			execve("/proc/self/exe",
+			    (char *const[]){ (char *)"autopack-check-init", (char *)CHECK_INIT_FLAG,
+			        fd_arg, (char *)spec->command, NULL },
+			    env);
+		dprintf(
+		    status_fd, "cannot run the check's init (/proc/self/exe): %s", strerror(errno));
+		_exit(127);
+	}
 	execve("/bin/sh",
 	    (char *const[]){ (char *)"sh", (char *)"-c", (char *)spec->command, NULL }, env);
 	dprintf(status_fd, "cannot run /bin/sh: %s", strerror(errno));
 	_exit(127);
 }
 
-/* Fork the check; wait until it runs the shell (its group made) or failed to start.
- * Returns the pid, or -1 with `err`. */
-static pid_t check_start(
-    const struct check_spec *spec, int out_fd, int err_fd, char *err, size_t errlen)
+/* Write `text` to /proc/<pid>/<name>. Returns 0, or -1 with `err`. */
+static int check_proc_write(pid_t pid, const char *name, const char *text, char *err, size_t errlen)
 {
-	int sp[2], status;
+	char path[64];
+	size_t len = strlen(text);
+	int fd, ok;
+
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	ok = fd >= 0 && write(fd, text, len) == (ssize_t)len;
+	if (!ok)
+		snprintf(err, errlen, "writing /proc/<pid>/%s: %s", name, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+/* Map the worker's effective uid and gid to themselves in the user namespace of `pid`
+ * (no other id; setgroups denied, as an unprivileged map requires). Returns 0, or -1 with
+ * `err`. */
+static int check_map_ids(pid_t pid, char *err, size_t errlen)
+{
+	char map[64];
+
+	if (check_proc_write(pid, "setgroups", "deny", err, errlen) != 0)
+		return -1;
+	snprintf(map, sizeof map, "%u %u 1", (unsigned)geteuid(), (unsigned)geteuid());
+	if (check_proc_write(pid, "uid_map", map, err, errlen) != 0)
+		return -1;
+	snprintf(map, sizeof map, "%u %u 1", (unsigned)getegid(), (unsigned)getegid());
+	return check_proc_write(pid, "gid_map", map, err, errlen);
+}
+
+/* Fork the check into the namespaces of `ns`; wait until it runs the shell (or, in a
+ * namespace, the init, which then gets its ids mapped and the word to go), or failed to
+ * start. Returns the pid, with *ns_fd the socket the init reports on (-1 without a
+ * namespace); -1 with `err` when it could not start; -2 with `err` naming the step the
+ * kernel refused, when it refused a namespace (nothing left running). */
+static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int out_fd, int err_fd,
+    int *ns_fd, char *err, size_t errlen)
+{
+	int sp[2], sk[2] = { -1, -1 }, status, refused = 0;
 	char msg[256];
 	ssize_t n;
 	pid_t pid, self = getpid();
 
+	*ns_fd = -1;
 	if (pipe2(sp, O_CLOEXEC) != 0) {
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		return -1;
 	}
-	pid = fork();
-	if (pid < 0) {
+	if (ns != CHECK_NS_NONE && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sk) != 0) {
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		close(sp[0]);
 		close(sp[1]);
 		return -1;
 	}
+	if (ns == CHECK_NS_NONE)
+		pid = fork();
+	else /* fork-like: the child returns 0, on this stack's copy */
+		pid = (pid_t)syscall(SYS_clone,
+		    (ns == CHECK_NS_USER_PID ? CLONE_NEWUSER : 0) | CLONE_NEWPID | SIGCHLD, 0, 0, 0,
+		    0);
+	if (pid < 0) {
+		refused = ns != CHECK_NS_NONE &&
+		    (errno == EPERM || errno == EINVAL || errno == ENOSPC || errno == ENOSYS ||
+		        errno == EUSERS || errno == EACCES);
+		if (refused)
+			snprintf(err, errlen, "%s: %s",
+			    ns == CHECK_NS_USER_PID ? "clone(CLONE_NEWUSER|CLONE_NEWPID)" :
+			                              "clone(CLONE_NEWPID)",
+			    strerror(errno));
+		else
+			snprintf(
+			    err, errlen, "cannot start the check command: %s", strerror(errno));
+		goto fail;
+	}
 	if (pid == 0) {
 		close(sp[0]);
-		check_child(spec, out_fd, err_fd, sp[1], self);
+		if (sk[0] >= 0)
+			close(sk[0]);
+		check_child(spec, out_fd, err_fd, sp[1], self, sk[1]);
 	}
 	close(sp[1]);
+	sp[1] = -1;
+	if (sk[1] >= 0)
+		close(sk[1]);
+	sk[1] = -1;
 	check_pgid = pid;
 	while ((n = read(sp[0], msg, sizeof msg - 1)) < 0 && errno == EINTR)
 		;
-	close(sp[0]);
-	if (n <= 0)
-		return pid; /* the exec closed the pipe: the shell runs */
-	msg[n] = '\0';
-	snprintf(err, errlen, "%s", msg);
+	if (n > 0) {
+		msg[n] = '\0';
+		snprintf(err, errlen, "%s", msg);
+	} else if (ns == CHECK_NS_USER_PID && check_map_ids(pid, err, errlen) != 0) {
+		refused = 1;
+		kill(pid, SIGKILL);
+	} else if (ns == CHECK_NS_NONE || send(sk[0], "g", 1, MSG_NOSIGNAL) == 1) {
+		close(sp[0]);
+		*ns_fd = sk[0];
+		return pid; /* the shell, or the init told to go, runs */
+	} else {
+		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
+		kill(pid, SIGKILL);
+	}
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	check_pgid = 0;
+fail:
+	close(sp[0]);
+	if (sp[1] >= 0)
+		close(sp[1]);
+	if (sk[0] >= 0)
+		close(sk[0]);
+	if (sk[1] >= 0)
+		close(sk[1]);
+	return refused ? -2 : -1;
+}
+
+/* Start the check (check_spawn) in the namespaces this worker uses; at its first check,
+ * choose them: each namespace the kernel refuses gives way to the next (a PID namespace
+ * alone needs root), with one warning naming what was refused and what a check can then
+ * do. Returns the pid, or -1 with `err`. */
+static pid_t check_start(
+    const struct check_spec *spec, int out_fd, int err_fd, int *ns_fd, char *err, size_t errlen)
+{
+	char why[320] = "";
+	pid_t pid;
+
+	if (check_ns < 0) {
+		check_ns = CHECK_NS_USER_PID;
+		if (access("/proc/self/exe", X_OK) != 0) {
+			snprintf(why, sizeof why, "/proc/self/exe: %s", strerror(errno));
+			check_ns = CHECK_NS_NONE;
+		}
+	}
+	while ((pid = check_spawn(spec, check_ns, out_fd, err_fd, ns_fd, err, errlen)) == -2) {
+		size_t k = strlen(why);
+
+		snprintf(why + k, sizeof why - k, "%s%s", k > 0 ? "; " : "", err);
+		check_ns = check_ns == CHECK_NS_USER_PID && geteuid() == 0 ? CHECK_NS_PID :
+		                                                             CHECK_NS_NONE;
+	}
+	if (why[0] == '\0')
+		return pid;
+	if (check_ns == CHECK_NS_PID)
+		log_warn("check commands run in a PID namespace of their own but in no user "
+		         "namespace (%s): they cannot signal the supervisor or the workers, but "
+		         "as root they can read any process's memory, the API keys included",
+		    why);
+	else
+		log_warn("check commands run in no namespace of their own (%s): they can signal "
+		         "the supervisor and the workers%s",
+		    why,
+		    geteuid() == 0 ? ", and as root read any process's memory, the API keys "
+		                     "included" :
+		                     "");
+	return pid;
+}
+
+/* How the command in a namespace ended, from its init's report on `fd` once the init is
+ * reaped: *status becomes the command's wait status. Without a report (the init was killed,
+ * with everything in its namespace) *status stays the init's. Returns 0, or -1 with `err`
+ * when the init could not run /bin/sh, or sent anything else. */
+static int check_report(int fd, int *status, char *err, size_t errlen)
+{
+	char msg[256];
+	ssize_t n;
+
+	while ((n = recv(fd, msg, sizeof msg - 1, MSG_DONTWAIT)) < 0 && errno == EINTR)
+		;
+	if (n <= 0)
+		return 0;
+	msg[n] = '\0';
+	if (msg[0] == 'X') {
+		*status = atoi(msg + 1);
+		return 0;
+	}
+	/* Text only: code in the namespace may have written it. */
+	for (char *c = msg; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+			*c = '?';
+	snprintf(err, errlen, "%s", msg[0] == 'E' ? msg + 1 : "the check's init failed");
 	return -1;
 }
 
@@ -180,7 +368,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	uint64_t start = clock_mono_ms(), last_beat = start, term_at = 0, end;
 	int log_fd[2] = { -1, -1 }, pipe_fd[2][2] = { { -1, -1 }, { -1, -1 } };
 	struct capture cap[2];
-	int status = 0, rc = -1, i;
+	int status = 0, rc = -1, i, ns_fd = -1;
 	pid_t pid;
 
 	memset(out, 0, sizeof *out);
@@ -204,7 +392,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		goto out;
 	}
-	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], err, errlen);
+	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], &ns_fd, err, errlen);
 	for (i = 0; i < 2; i++) {
 		close(pipe_fd[i][1]);
 		pipe_fd[i][1] = -1;
@@ -241,6 +429,8 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	 * worker, a child subreaper (a process that left the session and was orphaned). */
 	kill(-pid, SIGKILL);
 	check_pgid = 0;
+	if (ns_fd >= 0 && check_report(ns_fd, &status, err, errlen) != 0)
+		goto out;
 	if (getsid(0) == getpid() &&
 	    procs_session_kill(getpid(), getpid(), procs_keep_none, NULL, CHECK_GRACE_MS) < 0)
 		log_warn("processes the check command started are still alive %d ms after"
@@ -278,6 +468,8 @@ out:
 		if (log_fd[i] >= 0)
 			close(log_fd[i]);
 	}
+	if (ns_fd >= 0)
+		close(ns_fd);
 	/* From what the command sent, not from the logs: a log the disk refused holds less, or
 	 * nothing, and the excerpt would be the other stream's under stderr's name. */
 	if (rc == 0 && capture_last(&cap[1], out->excerpt, sizeof out->excerpt) == 0)

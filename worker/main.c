@@ -12,6 +12,7 @@
 #include "common/numarg.h"
 #include "proto/fdio.h"
 #include "worker/check.h"
+#include "worker/check_init.h"
 #include "worker/keys.h"
 #include "worker/outbox.h"
 #include "worker/phase.h"
@@ -420,6 +421,8 @@ int main(int argc, char **argv)
 	int keys_fd = -1;
 	char kerr[160];
 
+	if (argc > 1 && strcmp(argv[1], CHECK_INIT_FLAG) == 0)
+		check_init_main(argc, argv); /* PID 1 of a check's namespace (worker/check.c) */
 	procs_stdio_open();
 	wk_guard();
 	log_init("autopack-worker", LOG_INFO);

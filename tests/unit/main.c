@@ -1,6 +1,7 @@
 /* Runner for the unit tests: "--list" prints every test name; "NAME" runs that test in a
  * new directory under $TMPDIR (or /tmp), so a test's files never land where it was started. */
 #include "tests/unit/test.h"
+#include "worker/check_init.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -34,6 +35,9 @@ int main(int argc, char **argv)
 {
 	struct test_case *tc;
 
+	/* worker/check.c runs its own binary as the init of a check's namespaces. */
+	if (argc > 1 && strcmp(argv[1], CHECK_INIT_FLAG) == 0)
+		check_init_main(argc, argv);
 	if (argc == 2 && strcmp(argv[1], "--list") == 0) {
 		for (tc = tests; tc != NULL; tc = tc->next)
 			printf("%s\n", tc->name);

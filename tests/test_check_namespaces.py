@@ -1,0 +1,265 @@
+"""A check command (and the code the model wrote, which it runs) runs as the supervisor's
+user, in a user and a PID namespace of its own when the kernel allows it: it cannot name,
+so cannot signal, the supervisor or any worker, and, even run as root, cannot read their
+memory, where the API keys are. Where the kernel refuses the namespaces, checks run as
+before, with one warning per worker saying what they can do."""
+import json
+import os
+import uuid
+
+import pytest
+
+from e2e_helpers import (HOST_PID, Standin, check_namespaces, import_plan, init_db,
+                         llm_args, phase_spec, refused_namespaces_prefix, rows)
+from supervisor_helpers import Supervisor
+
+KEY = {"ANTHROPIC_API_KEY": "sk-ant-namespaces"}
+
+# Walks from itself up the machine's process tree to the first process whose argv[0] is
+# one of `names` and returns its pid (the machine's, from /proc), or None.
+ANCESTOR = r'''
+import os
+def ancestor(names):
+    pid = int(os.readlink("/proc/self"))
+    while pid > 1:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv0 = f.read().split(b"\0")[0].decode(errors="replace")
+        if os.path.basename(argv0) in names:
+            return pid
+        with open("/proc/%d/status" % pid) as f:
+            pid = int([l.split()[1] for l in f if l.startswith("PPid:")][0])
+    return None
+'''
+
+# Kills its worker, found by its process tree, with SIGKILL; records what happened.
+KILL_WORKER = ANCESTOR + r'''
+import json, signal
+pid = ancestor(("autopack-worker",))
+result = {"pid": pid}
+if pid is not None and pid > 1:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        result["error"] = None
+    except OSError as e:
+        result["error"] = "%s: %s" % (type(e).__name__, e)
+with open("kill-worker.json", "w") as f:
+    json.dump(result, f)
+'''
+
+# Waits for the supervisor's pid (the test writes it), then SIGKILLs it; records kill's
+# exit status and what it said.
+KILL_SUPERVISOR = ("i=0; while [ ! -s sup.pid ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1));"
+                   " done; kill -9 \"$(cat sup.pid)\" 2> kill-sup.err; echo $? > kill-sup.rc")
+
+
+def needs(what):
+    have = check_namespaces()
+    if what == "pid" and not have:
+        pytest.skip("the kernel refuses a PID namespace here (unshare -p -f true fails)")
+    if what == "user+pid" and have != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+
+
+def test_a_check_cannot_kill_the_supervisor_or_its_worker(tmp):
+    needs("pid")
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    with open(os.path.join(ws, "kill_worker.py"), "w") as f:
+        f.write(KILL_WORKER)
+    url = init_db(tmp)
+    import_plan(tmp, url, [
+        ("sup", ws, [phase_spec("kill-sup", ("out/a.py",), check=KILL_SUPERVISOR)]),
+        ("worker", ws, [phase_spec("kill-worker", ("out/b.py",),
+                                   check="/usr/bin/python3 kill_worker.py")]),
+        ("calm", ws, [phase_spec("c%d" % i, ("out/c%d.py" % i,)) for i in range(2)]),
+    ])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY)
+    try:
+        with open(os.path.join(ws, "sup.pid"), "w") as f:
+            f.write("%d\n" % sup.proc.pid)
+        assert sup.wait(timeout=300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    # Every phase passed at its first attempt: no worker died, the supervisor drained.
+    att = rows(url, "SELECT phase_id, outcome FROM attempts ORDER BY attempt_id")
+    assert sorted((a["phase_id"], a["outcome"]) for a in att) == [
+        ("c0", "success"), ("c1", "success"), ("kill-sup", "success"),
+        ("kill-worker", "success")], sup.stderr()
+    # Both kills were tried, on the real pids, and refused: no such process in the
+    # check's PID namespace.
+    with open(os.path.join(ws, "kill-sup.rc")) as f:
+        assert f.read().strip() != "0"
+    with open(os.path.join(ws, "kill-sup.err")) as f:
+        assert "No such process" in f.read()
+    with open(os.path.join(ws, "kill-worker.json")) as f:
+        killed = json.load(f)
+    assert killed["pid"] is not None and killed["pid"] > 1, killed
+    assert killed["error"] == "ProcessLookupError: [Errno 3] No such process", killed
+    assert "check commands run in" not in sup.stderr()
+
+
+# Reads the memory of its worker and of the supervisor (root may, through /proc/<pid>/mem,
+# non-dumpable or not) and keeps what follows each "sk-ant-" it finds there.
+READ_MEMORY = ANCESTOR + r'''
+import json
+out = {}
+for name in ("autopack-worker", "autopack-supervisor"):
+    pid = ancestor((name,))
+    res = out[name] = {"pid": pid, "hits": []}
+    if pid is None:
+        continue
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            maps = f.read().splitlines()
+        res["maps"] = "read"
+    except OSError as e:
+        maps = []
+        res["maps"] = "%s: %s" % (type(e).__name__, e)
+    try:
+        mem = open("/proc/%d/mem" % pid, "rb")
+        res["mem"] = "opened"
+    except OSError as e:
+        res["mem"] = "%s: %s" % (type(e).__name__, e)
+        continue
+    total = 0
+    for line in maps:
+        addr, perms = line.split()[:2]
+        lo, hi = (int(x, 16) for x in addr.split("-"))
+        if perms[0] != "r" or hi - lo > (64 << 20) or total > (1 << 30):
+            continue
+        total += hi - lo
+        try:
+            mem.seek(lo)
+            data = mem.read(hi - lo)
+        except OSError:
+            continue
+        at = data.find(b"sk-ant-")
+        while at >= 0 and len(res["hits"]) < 50:
+            res["hits"].append(data[at:at + 64].decode(errors="replace"))
+            at = data.find(b"sk-ant-", at + 1)
+with open("memory.json", "w") as f:
+    json.dump(out, f)
+'''
+
+
+def test_a_check_run_as_root_cannot_read_the_memory_of_its_worker_or_supervisor(tmp):
+    if os.geteuid() != 0:
+        pytest.skip("as an ordinary user the worker's memory is closed to its checks anyway"
+                    " (not dumpable); the test needs root")
+    needs("user+pid")
+    tmp = str(tmp)
+    key = "sk-ant-%s-MEMSECRET" % uuid.uuid4().hex
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    with open(os.path.join(ws, "read_memory.py"), "w") as f:
+        f.write(READ_MEMORY)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 read_memory.py")])])
+    llm = Standin(tmp, {}, "--expect-key", key)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": key})
+    try:
+        assert sup.wait(timeout=300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    # The worker held the key: the provider got it.
+    assert llm.requests() and all(r["key_ok"] for r in llm.requests())
+    assert rows(url, "SELECT outcome FROM attempts")[0]["outcome"] == "success", sup.stderr()
+    with open(os.path.join(ws, "memory.json")) as f:
+        text = f.read()
+    found = json.loads(text)
+    # It found both processes and was refused their memory (and their maps).
+    for name in ("autopack-worker", "autopack-supervisor"):
+        res = found[name]
+        assert res["pid"] is not None, found
+        assert res["mem"].startswith("PermissionError"), found
+        assert res["maps"].startswith("PermissionError"), found
+    assert key not in text and key[7:] not in text
+    assert "check commands run in" not in sup.stderr()
+
+
+@pytest.mark.parametrize("refused", ["user", "user+pid"])
+def test_checks_run_where_the_kernel_refuses_the_namespaces_with_one_warning(tmp, refused):
+    needs("user+pid")
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    check = HOST_PID + "; echo $$ $hostpid > pids-$(date +%s%N).txt"
+    import_plan(tmp, url, [("run-%d" % r, ws, [phase_spec("p%d" % p, ("out/%d_%d.py" % (r, p),),
+                                                         check=check) for p in range(2)])
+                           for r in range(2)])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
+                     prefix=refused_namespaces_prefix(pid=refused == "user+pid"))
+    try:
+        assert sup.wait(timeout=300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    assert [a["outcome"] for a in rows(url, "SELECT outcome FROM attempts")] == [
+        "success"] * 4, sup.stderr()
+    err = sup.stderr()
+    workers = len({line.split("autopack-worker[")[1].split("]")[0]
+                   for line in err.splitlines() if "autopack-worker[" in line})
+    refusal = "clone(CLONE_NEWUSER|CLONE_NEWPID): No space left on device"
+    if refused == "user":
+        warning = ("check commands run in a PID namespace of their own but in no user "
+                   "namespace (%s): they cannot signal the supervisor or the workers, but as "
+                   "root they can read any process's memory, the API keys included" % refusal)
+    else:
+        warning = ("check commands run in no namespace of their own (%s; clone(CLONE_NEWPID): "
+                   "No space left on device): they can signal the supervisor and the workers, "
+                   "and as root read any process's memory, the API keys included" % refusal)
+    # One warning per worker that ran a check, at its first.
+    assert err.count(warning) == workers and 1 <= workers <= 2, err
+    pids = []
+    for name in os.listdir(ws):
+        if name.startswith("pids-"):
+            with open(os.path.join(ws, name)) as f:
+                pids.append(f.read().split())
+    assert len(pids) == 4
+    # In a PID namespace of its own, the shell's $$ is not the machine's pid; without one,
+    # it is.
+    assert all((ns_pid == host_pid) == (refused == "user+pid") for ns_pid, host_pid in pids)
+
+
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_how_a_check_ends_reaches_its_attempt_the_same_in_a_namespace_or_not(tmp, where):
+    """Its exit status, the signal that killed it, and at the deadline the worker's SIGTERM,
+    which reaches the command itself (its trap runs), not only the namespace's init."""
+    needs("user+pid")
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    checks = {"exit3": "echo to stderr >&2; exit 3",
+              "segv": "kill -SEGV $$",
+              "deadline": "trap 'echo trapped TERM >&2; exit 7' TERM; touch started;"
+                          " sleep 60 & wait"}
+    import_plan(tmp, url, [("run-" + name, ws, [phase_spec(name, ("out/%s.py" % name,),
+                                                          check=check)])
+                           for name, check in checks.items()])
+    llm = Standin(tmp)
+    prefix = refused_namespaces_prefix(pid=True) if where == "no-namespace" else ()
+    sup = Supervisor(tmp, url, "--workers", 3, "--exit-when-drained", "--max-attempts-per-phase",
+                     1, "--phase-timeout-seconds", 4, *llm_args(llm), env=KEY, prefix=prefix)
+    try:
+        sup.wait(timeout=300)
+    finally:
+        sup.kill()
+        llm.stop()
+    att = {a["phase_id"]: a for a in rows(url, "SELECT phase_id, outcome, failure_reason,"
+                                               " message FROM attempts")}
+    assert att["exit3"]["failure_reason"] == "CHECK_FAILED", att
+    assert att["exit3"]["message"].startswith("check command exited 3 (stderr: "), att
+    assert att["exit3"]["message"].rstrip().endswith("): to stderr"), att
+    assert att["segv"]["message"].startswith("check command killed by signal 11 "), att
+    assert att["deadline"]["outcome"] == "timeout", att
+    assert att["deadline"]["message"].startswith(
+        "check command killed at the attempt's deadline after "), att
+    with open(os.path.join(ws, ".autopack", "logs", "run-deadline__deadline__a1.stderr.txt")) as f:
+        assert "trapped TERM" in f.read()
+    assert ("check commands run in no namespace" in sup.stderr()) == (where == "no-namespace")
