@@ -178,7 +178,8 @@ void session_prepare(struct sup *s)
 	int closed = 0;
 
 	if (store_drain_open(s->st, &s->sd, &err) != 0 ||
-	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0)
+	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0 ||
+	    store_drain_ids_check(s->sd, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	/* The worker's first LLM call is a builder call (worker/phase.c). */
 	if (!s->cfg.dry_run)

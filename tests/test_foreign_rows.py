@@ -125,3 +125,27 @@ def test_a_run_whose_id_is_not_utf8_is_kept_in_the_sessions_saved_state(tmp):
     assert [(e["run_id"], e["phases"], e["cause"]) for e in state["end"]["left"]] == \
         [("a\ufffdb", 7, "policy")], state["end"]
     assert state["end"]["left_by"]["policy"] == 7
+
+
+def test_an_attempt_id_at_the_top_of_the_range_is_refused_at_start_naming_it(tmp):
+    """SQLite numbers each new attempt after the highest id ever used: after a row with
+    id 2^63-1 every new attempt failed as "database or disk is full", and the supervisor
+    gave up after 8 commits (exit 3), as if the disk were full."""
+    db = tmp / "ids.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    assert ctl("--db", url(db), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    con = sqlite3.connect(str(db))
+    con.execute("INSERT INTO attempts (attempt_id, run_id, phase_id, attempt_number,"
+                " started_at, ended_at, outcome) SELECT 9223372036854775807, run_id,"
+                " phase_id, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:01', 'failed'"
+                " FROM phases LIMIT 1")
+    con.commit()
+    con.close()
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url(db), "--dry-run",
+                        "--exit-when-drained", "--control", str(tmp / "c.sock")],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY))
+    assert p.returncode == 1, p.stderr
+    assert "the attempts' ids are used up: an attempt has the id 9223372036854775807" \
+        in p.stderr, p.stderr
+    assert "database or disk is full" not in p.stderr.split("ids are used up")[0], p.stderr

@@ -177,6 +177,10 @@ int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, b
  * EXECUTING phases back to QUEUED, in one transaction of its own. *closed receives the
  * number closed. */
 int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err);
+/* Refuse an SQLite database whose attempt ids are (almost) used up: SQLite numbers each
+ * new attempt after the highest id ever used, which another program may have set to
+ * 2^63-1. STORE_EINVAL naming the id, STORE_EIO if it cannot be read; 0 on PostgreSQL. */
+int store_drain_ids_check(struct store_drain *d, struct store_err *err);
 /* Call fn with the number of phases in each (run, state), optionally of one run, ordered
  * by run (outside a transaction); states outside the vocabulary are PHASE_STATE_NONE. A
  * non-zero return from fn stops. */

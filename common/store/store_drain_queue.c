@@ -187,6 +187,37 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	return rc;
 }
 
+/* Attempt ids SQLite may still give that a database must have left to be drained. */
+#define DRAIN_IDS_MIN_LEFT 1000000
+
+int store_drain_ids_check(struct store_drain *d, struct store_err *err)
+{
+	static const char sql[] = "SELECT seq FROM sqlite_sequence WHERE name = 'attempts'";
+	struct db_stmt *s = NULL;
+	int64_t seq = 0;
+	int rc;
+
+	if (d->st->backend != DB_SQLITE)
+		return 0;
+	if (db_prepare(d->st->db, sql, &s) != DB_OK)
+		return drain_fail(d, err, sql);
+	if ((rc = db_step(s)) == DB_ROW)
+		seq = db_column_int64(s, 0);
+	db_finalize(s);
+	if (rc != DB_ROW && rc != DB_DONE)
+		return drain_fail(d, err, sql);
+	if (seq <= INT64_MAX - DRAIN_IDS_MIN_LEFT)
+		return 0;
+	return store_fail(err, STORE_EINVAL,
+	    "%s: the attempts' ids are used up: an attempt has the id %lld (another program "
+	    "wrote it), and SQLite numbers each new attempt after the highest id ever used "
+	    "(AUTOINCREMENT), so no new attempt could be recorded (each would fail as "
+	    "\"database or disk is full\"). Give that attempt a lower id (with its rows in "
+	    "events, llm_usage_events and token_estimation_v2_events), then set "
+	    "sqlite_sequence.seq of attempts to the highest id left",
+	    d->st->path, (long long)seq);
+}
+
 /* Call fn for each (run, state) with its phase count; STORE_EIO on failure. */
 int store_drain_each_run_state(struct store_drain *d, const char *run_filter,
     int (*fn)(void *arg, const char *run_id, enum phase_state state, int64_t n), void *arg,
