@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import sqlite3
 import xml.etree.ElementTree as ET
 
 from conftest import ctl
@@ -237,6 +238,30 @@ def test_calibrate_writes_a_report_a_proposal_and_a_plot_with_the_curves(tmp):
     r2, j2 = calibrate(db, "--out", "out", "--repeats", "1")
     assert r2.rc == 0 and j2["files"]["report"] != files["report"]
     assert len(glob.glob(str(tmp / "out" / "*.md"))) == 2
+
+
+def test_a_category_another_program_wrote_is_kept_in_every_output_and_the_plot_stays_xml(tmp):
+    """A category that is not UTF-8 and holds a control character (written into the
+    database by another program): its samples stay in the fit, the groups, the proposal's
+    JSON and the model, as U+FFFD; the plot is still XML and the report UTF-8."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    con.execute("UPDATE token_estimation_v2_events SET category = CAST(? AS TEXT)"
+                " WHERE category = 'implementation'", (b"implementation\xff\x01",))
+    con.commit()
+    con.close()
+    r, j = calibrate(db, "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    proposal = json.load(open(j["files"]["proposal"], encoding="utf-8"))
+    groups = proposal["groups"]
+    assert sum(g["sample_count"] for g in groups) == proposal["metadata"]["samples_used"] == 51
+    odd = "implementation\ufffd\x01"
+    assert sum(g["sample_count"] for g in groups if g["category"] == odd) == 30
+    assert odd in proposal["model"]["categories"]
+    open(j["files"]["report"], encoding="utf-8").read()
+    root = ET.parse(j["files"]["plot"]).getroot()
+    texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "implementation\ufffd\ufffd (30)" in texts, texts
 
 
 def test_apply_stores_the_fitted_set_with_provenance_and_rollback_restores_defaults(tmp):

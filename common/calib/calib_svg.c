@@ -1,6 +1,7 @@
 /* The calibration plot, plain SVG: estimated against actual output tokens on log-log
  * axes, and truncation against waste over budget factors. */
 #include "common/calib/calib.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <math.h>
@@ -45,18 +46,30 @@ struct svg_cat {
 	size_t n;
 };
 
-/* Write `s` with XML's special characters escaped. */
+/* Write `s` with XML's special characters escaped, and what XML cannot hold (bytes that
+ * are not UTF-8, control characters but tab and line ends: a category another program
+ * wrote) as U+FFFD. */
 static void svg_text(FILE *f, const char *s)
 {
-	for (; *s != '\0'; s++) {
-		switch (*s) {
+	char *clean = utf8_clean(s, strlen(s) * 3 + 1);
+
+	for (const char *c = clean; *c != '\0'; c++) {
+		switch (*c) {
 		case '&': fputs("&amp;", f); break;
 		case '<': fputs("&lt;", f); break;
 		case '>': fputs("&gt;", f); break;
 		case '"': fputs("&quot;", f); break;
-		default: fputc(*s, f);
+		case '\t':
+		case '\n':
+		case '\r': fputc(*c, f); break;
+		default:
+			if ((unsigned char)*c < 0x20)
+				fputs("\xEF\xBF\xBD", f);
+			else
+				fputc(*c, f);
 		}
 	}
+	free(clean);
 }
 
 /* Label a tick value: 50, 500, 2k, 10k, 1M. */

@@ -3,6 +3,7 @@
 #include "common/store/store_internal.h"
 #include "common/store/store_original.h"
 #include "common/store/store_telemetry.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -54,16 +55,29 @@ static int telem_prepare(struct store *st, const char *select, const struct stor
 	return 0;
 }
 
+/* Column i's text as a heap string (if_null for NULL), bytes that are not UTF-8 (another
+ * program's) as U+FFFD: every report, JSON document and plot made of it can hold it. */
+static char *telem_col_text(struct db_stmt *q, int i, const char *if_null)
+{
+	char *t = store_col_text(q, i, if_null), *clean;
+
+	if (t == NULL || utf8_bad(t) < 0)
+		return t;
+	clean = utf8_clean(t, strlen(t) * 3 + 1);
+	free(t);
+	return clean;
+}
+
 /* Append the current event to the telem_samples at arg. */
 static int telem_read_row(struct db_stmt *q, void *arg)
 {
 	struct telem_sample *s = telem_samples_add(arg);
 
-	s->run_id = store_col_text(q, 0, "");
-	s->phase_id = store_col_text(q, 1, "");
-	s->timestamp = store_col_text(q, 2, "");
-	s->category = store_col_text(q, 3, "");
-	s->complexity = store_col_text(q, 4, "");
+	s->run_id = telem_col_text(q, 0, "");
+	s->phase_id = telem_col_text(q, 1, "");
+	s->timestamp = telem_col_text(q, 2, "");
+	s->category = telem_col_text(q, 3, "");
+	s->complexity = telem_col_text(q, 4, "");
 	s->deliverable_count = db_column_int64(q, 5);
 	s->predicted = db_column_int64(q, 6);
 	s->actual = db_column_int64(q, 7);
@@ -71,8 +85,8 @@ static int telem_read_row(struct db_stmt *q, void *arg)
 	s->actual_max_tokens = db_column_type(q, 9) == DB_NULL ? -1 : db_column_int64(q, 9);
 	s->success = db_column_int64(q, 10) != 0;
 	s->truncated = db_column_int64(q, 11) != 0;
-	s->stop_reason = store_col_text(q, 12, NULL);
-	s->model = store_col_text(q, 13, "");
+	s->stop_reason = telem_col_text(q, 12, NULL);
+	s->model = telem_col_text(q, 13, "");
 	s->estimator_version = db_column_int64(q, 14);
 	s->attempt_id = db_column_int64(q, 15);
 	return 0;
