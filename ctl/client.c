@@ -9,9 +9,36 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Say why connecting to `path` failed with `e`: what is there when it is not a socket,
+ * that nothing listens on a socket that refused. */
+static void client_refused(const char *path, int e, char *err, size_t errlen)
+{
+	struct stat st;
+	const char *what = NULL;
+
+	if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		what = S_ISREG(st.st_mode) ? "a regular file" :
+		    S_ISDIR(st.st_mode)    ? "a directory" :
+		    S_ISFIFO(st.st_mode)   ? "a FIFO" :
+		                             "a device";
+	if (what != NULL)
+		snprintf(err, errlen,
+		    "cannot connect to the supervisor at %s: it is %s, not a control socket", path,
+		    what);
+	else if (e == ECONNREFUSED)
+		snprintf(err, errlen,
+		    "cannot connect to the supervisor at %s: no process listens there (a socket "
+		    "left by a supervisor that ended)",
+		    path);
+	else
+		snprintf(
+		    err, errlen, "cannot connect to the supervisor at %s: %s", path, strerror(e));
+}
 
 /* Connect to the supervisor's control socket within the client's timeout; -1 with err set
  * on failure. A socket whose backlog is full (a supervisor stopped or stalled under a
@@ -26,6 +53,10 @@ int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char 
 
 	c->timeout_ms = timeout_ms;
 	proto_fd_init(&c->io, -1, PROTO_FRAME_MAX_DEFAULT);
+	if (path[0] == '\0') {
+		snprintf(err, errlen, "the control socket's path is empty");
+		return -1;
+	}
 	if (strlen(path) >= sizeof sa.sun_path) {
 		snprintf(err, errlen, "control socket path too long: %s", path);
 		return -1;
@@ -49,8 +80,7 @@ int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char 
 			    "stopped, or another process listens there)",
 			    path, timeout_ms);
 		else
-			snprintf(err, errlen, "cannot connect to the supervisor at %s: %s", path,
-			    strerror(errno));
+			client_refused(path, errno, err, errlen);
 		return -1;
 	}
 	/* The replies are read with poll and a deadline; the request is written blocking. */

@@ -325,3 +325,20 @@ def test_a_command_to_a_stopped_supervisor_with_a_full_backlog_times_out(tmp):
         sup.signal(signal.SIGCONT)
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0, sup.stderr()
+
+
+def test_a_control_path_that_is_not_a_listening_socket_is_named_for_what_it_is(tmp):
+    tmp = str(tmp)
+    stale = os.path.join(tmp, "stale.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(stale)          # a socket file no process listens on
+    s.close()
+    plain = os.path.join(tmp, "plain")
+    open(plain, "w").close()
+    for path, says in (("", "the control socket's path is empty"),
+                       (plain, "at %s: it is a regular file, not a control socket" % plain),
+                       (tmp, "at %s: it is a directory, not a control socket" % tmp),
+                       (stale, "at %s: no process listens there" % stale)):
+        r = subprocess.run([binpath("autopack-ctl"), "status", "--control", path],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and says in r.stderr, (path, r.returncode, r.stderr)
