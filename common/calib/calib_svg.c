@@ -5,6 +5,7 @@
 #include "common/util.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,7 +52,7 @@ struct svg_cat {
  * wrote) as U+FFFD. */
 static void svg_text(FILE *f, const char *s)
 {
-	char *clean = utf8_clean(s, strlen(s) * 3 + 1);
+	char *clean = utf8_clean(s, SIZE_MAX);
 
 	for (const char *c = clean; *c != '\0'; c++) {
 		switch (*c) {

@@ -7,6 +7,7 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,13 +60,11 @@ static int telem_prepare(struct store *st, const char *select, const struct stor
  * program's) as U+FFFD: every report, JSON document and plot made of it can hold it. */
 static char *telem_col_text(struct db_stmt *q, int i, const char *if_null)
 {
-	char *t = store_col_text(q, i, if_null), *clean;
+	const char *t = db_column_text(q, i);
 
-	if (t == NULL || utf8_bad(t) < 0)
-		return t;
-	clean = utf8_clean(t, strlen(t) * 3 + 1);
-	free(t);
-	return clean;
+	if (t == NULL)
+		return if_null != NULL ? xstrdup(if_null) : NULL;
+	return utf8_clean(t, SIZE_MAX);
 }
 
 /* Append the current event to the telem_samples at arg. */
