@@ -87,6 +87,7 @@ static void fleet_join_budgets(struct sup *s, const char *id)
 	if (store_fleet_session_budget(s->sd, id, &b, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	if (b.batch_size != s->cfg.batch_size || b.max_total_minutes != s->cfg.max_total_minutes) {
+		store_drain_rollback(s->sd);
 		if (store_fleet_leave(s->sd, NULL, &err) != 0)
 			log_error("%s", err.text);
 		log_fatal(1,
@@ -103,6 +104,24 @@ static void fleet_join_budgets(struct sup *s, const char *id)
 		s->started = b.started;
 }
 
+/* Begin the transaction that chooses the session, holding the session-choosing lock.
+ * While another supervisor holds it, wait, saying once for each holder who it is; the
+ * server frees it from one stopped while holding it after half that one's lease. Exits 1
+ * on failure, or when the lock is held where the server never frees it. */
+static void fleet_session_lock(struct sup *s)
+{
+	struct store_err err;
+	int holder, said = 0, rc;
+
+	while ((rc = store_fleet_session_lock(s->sd, true, &holder, &err)) == STORE_EBUSY) {
+		if (holder != 0 && holder != said)
+			log_warn("%s", err.text);
+		said = holder != 0 ? holder : said;
+	}
+	if (rc != 0)
+		log_fatal(1, "%s", err.text);
+}
+
 /* Join the session of live supervisors draining the same way, with its budgets; false
  * when there is none (the caller starts one). Exits 1 on failure. */
 bool fleet_join_session(struct sup *s)
@@ -110,9 +129,10 @@ bool fleet_join_session(struct sup *s)
 	struct store_err err;
 	char *key = fleet_join_key(&s->cfg), *id = NULL, *state = NULL;
 
-	/* Held until fleet_session_set: two supervisors starting together share one. */
-	if (store_fleet_session_lock(s->sd, true, &err) != 0 ||
-	    store_fleet_session_find(s->sd, key, &id, &err) != 0)
+	/* One transaction until fleet_session_set: two supervisors starting together share
+	 * one session. */
+	fleet_session_lock(s);
+	if (store_fleet_session_find(s->sd, key, &id, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	free(key);
 	if (id == NULL)
@@ -129,14 +149,16 @@ bool fleet_join_session(struct sup *s)
 	return true;
 }
 
-/* Record the session this supervisor drains in; exits 1 on failure. */
+/* Record the session this supervisor drains in and commit the choice; exits 1 on
+ * failure. */
 void fleet_session_set(struct sup *s)
 {
 	struct store_err err;
 	char *key = fleet_join_key(&s->cfg);
+	int holder;
 
 	if (store_fleet_session_set(s->sd, s->session_id, key, &err) != 0 ||
-	    store_fleet_session_lock(s->sd, false, &err) != 0)
+	    store_fleet_session_lock(s->sd, false, &holder, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	free(key);
 }
