@@ -72,6 +72,7 @@ void fleet_register(struct sup *s)
 	if (store_fleet_register(s->sd, &self, &s->fleet_id, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	s->fleet_busy = true;
+	s->fleet_live_ms = clock_mono_ms();
 	log_info("registered as supervisor %lld of %s on %s (lease timeout %.1f s)",
 	    (long long)s->fleet_id, s->st->url, host, (double)s->cfg.lease_timeout_ms / 1000.0);
 }
@@ -290,12 +291,53 @@ static void fleet_commands(struct sup *s)
 	store_fleet_commands_free(cs, n);
 }
 
-/* Read the notifications that arrived and act on them. */
+/* Whether this supervisor is known to be live: found so on the present connection (its
+ * registration, or a heartbeat written on it) within half its lease, its last commit's
+ * included. Until then it reads and writes nothing for the fleet: after a reconnection
+ * or a stall it may have been declared lost meanwhile. */
+static bool fleet_live_known(struct sup *s)
+{
+	uint64_t last = s->last_commit_ms > s->fleet_live_ms ? s->last_commit_ms : s->fleet_live_ms;
+
+	return !s->writes_off && store_fleet_confirmed(s->sd) &&
+	    clock_mono_ms() - last < (uint64_t)s->cfg.lease_timeout_ms / 2;
+}
+
+/* Make sure this supervisor is still live before it acts for the fleet: when that is not
+ * known (fleet_live_known), renew its heartbeat alone. Found lost, it stops as a commit
+ * finding so would (exit 3). Returns whether it is live; false on failure too (the
+ * heartbeat and the writer's retries connect again), tried again at the next tick. */
+static bool fleet_confirm(struct sup *s)
+{
+	struct store_err err;
+	bool lost = false;
+
+	if (fleet_live_known(s))
+		return true;
+	/* A round in doubt is settled first, by the writer: its transaction may still hold
+	 * this supervisor's row. */
+	if (s->writes_off || s->round_doubt || db_in_transaction(s->st->db))
+		return false;
+	if (store_fleet_confirm(s->sd, &lost, &err) != 0) {
+		log_error("%s", err.text);
+		return false;
+	}
+	if (lost) {
+		lifecycle_declared_lost(s);
+		return false;
+	}
+	s->fleet_live_ms = clock_mono_ms();
+	return true;
+}
+
+/* Read the notifications that arrived and act on them, once this supervisor is known to
+ * be live (else they are only read: the beats read the commands and the queues anyway). */
 static void fleet_notifications(struct sup *s)
 {
 	bool control, queue;
 
-	if (s->writes_off || store_fleet_notified(s->sd, &control, &queue) != 0)
+	if (s->writes_off || store_fleet_notified(s->sd, &control, &queue) != 0 ||
+	    !fleet_live_known(s))
 		return;
 	if (control)
 		fleet_commands(s);
@@ -456,7 +498,8 @@ static void fleet_check_drained(struct sup *s)
 /* Every tick: notifications and, when workers wait with no run ready, the parked runs
  * read again (every other beat, or when asked, the whole queue); every beat: the
  * heartbeat when nothing committed, the rescue and the commands; then whether the drain
- * is over. While the connection is lost, the heartbeat alone. */
+ * is over. While the connection is lost, the heartbeat alone; once connected again, the
+ * heartbeat first (fleet_confirm). */
 static void fleet_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
@@ -478,8 +521,9 @@ static void fleet_timer_cb(uv_timer_t *t)
 			return;
 	}
 	/* While the server cannot be reached, only the heartbeat and the writer's retries
-	 * try it (each logging its failure): the reads below would fail alike. */
-	if (store_connection_lost(s->st)) {
+	 * try it (each logging its failure): the reads below would fail alike. Once it can,
+	 * nothing is read for the fleet before this supervisor knows it is still live. */
+	if (store_connection_lost(s->st) || !fleet_confirm(s)) {
 		lifecycle_check_done(s);
 		return;
 	}

@@ -563,6 +563,7 @@ struct sup {
 	uv_timer_t fleet_timer; /* heartbeat, rescue, queues, commands */
 	uv_poll_t *fleet_poll;  /* a duplicate of the connection's socket (heap) */
 	uint64_t fleet_connected_ms;
+	uint64_t fleet_live_ms; /* when registered, or a heartbeat alone found it live */
 	uint64_t fleet_refreshed_ms;
 	int64_t fleet_cmd_after; /* commands up to this id are settled (run or not due) */
 	int64_t fleet_waiting_logged;

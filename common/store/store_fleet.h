@@ -138,6 +138,13 @@ int store_fleet_session_others(
  * statement reads the group's transaction id (store_fleet_txn). */
 int store_fleet_heartbeat(
     struct store_drain *d, const char *status_json, bool *lost, struct store_err *err);
+/* Whether this supervisor has been found live on the present connection (its
+ * registration, or a heartbeat written on it): after a reconnection, not until a
+ * heartbeat has been. */
+bool store_fleet_confirmed(const struct store_drain *d);
+/* Renew the heartbeat alone (outside a transaction); *lost, and nothing written, when
+ * this supervisor is no longer live. Found live, it is confirmed on this connection. */
+int store_fleet_confirm(struct store_drain *d, bool *lost, struct store_err *err);
 /* In its own transaction: declare every live supervisor (not this one) whose heartbeat is
  * older than its lease timeout lost, close the open attempts of every supervisor that is
  * not live as supervisor_lost and put their EXECUTING phases back to QUEUED, and notify

@@ -394,6 +394,7 @@ int store_fleet_register(
 		rc = fleet_session_limits(d->st, *id, self->lease_timeout_ms, err);
 	if (rc == 0) {
 		d->supervisor_id = *id;
+		d->live_gen = d->st->conn_gen;
 		d->retry_failed = self->retry_failed;
 		d->claimed_started = -1;
 	}
@@ -495,6 +496,7 @@ static int fleet_session_holder(struct store_drain *d, int *holder, struct store
 int store_fleet_session_lock(struct store_drain *d, bool lock, int *holder, struct store_err *err)
 {
 	char sql[80];
+	bool lost;
 
 	*holder = 0;
 	if (!lock)
@@ -511,10 +513,7 @@ int store_fleet_session_lock(struct store_drain *d, bool lock, int *holder, stru
 		return STORE_EIO;
 	}
 	db_rollback(d->st->db);
-	if (fleet_run_self(d,
-	        "UPDATE supervisors SET heartbeat_at = " PG_NOW
-	        " WHERE supervisor_id = ?1 AND state = 'live'",
-	        NULL, NULL, err) != 0)
+	if (store_fleet_confirm(d, &lost, err) != 0)
 		return STORE_EIO;
 	return fleet_session_holder(d, holder, err);
 }
@@ -613,7 +612,32 @@ int store_fleet_heartbeat(
 	*lost = xid == 0;
 	d->heartbeat_xid = xid;
 	d->heartbeat_pid = PQbackendPID(db_pg_conn(d->st->db));
+	if (!*lost)
+		d->live_gen = d->st->conn_gen;
 	return 0;
+}
+
+/* Whether this supervisor was found live (registered, or its heartbeat written) on the
+ * present connection. */
+bool store_fleet_confirmed(const struct store_drain *d)
+{
+	return d->live_gen == d->st->conn_gen;
+}
+
+/* Renew the heartbeat alone, in a statement of its own; *lost when this supervisor is no
+ * longer live. */
+int store_fleet_confirm(struct store_drain *d, bool *lost, struct store_err *err)
+{
+	int rc = fleet_run_self(d,
+	    "UPDATE supervisors SET heartbeat_at = " PG_NOW
+	    " WHERE supervisor_id = ?1 AND state = 'live'",
+	    NULL, NULL, err);
+
+	assert(!db_in_transaction(d->st->db));
+	*lost = rc == 0 && db_changes(d->st->db) == 0;
+	if (rc == 0 && !*lost)
+		d->live_gen = d->st->conn_gen;
+	return rc;
 }
 
 /* Read the supervisors declared lost now (a row loop). */
