@@ -498,8 +498,8 @@ static void fleet_check_drained(struct sup *s)
 /* Every tick: notifications and, when workers wait with no run ready, the parked runs
  * read again (every other beat, or when asked, the whole queue); every beat: the
  * heartbeat when nothing committed, the rescue and the commands; then whether the drain
- * is over. While the connection is lost, the heartbeat alone; once connected again, the
- * heartbeat first (fleet_confirm). */
+ * is over. While the connection is lost, the heartbeat alone (or, while the writer backs
+ * off, a reconnection); once connected again, the heartbeat first (fleet_confirm). */
 static void fleet_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
@@ -515,13 +515,22 @@ static void fleet_timer_cb(uv_timer_t *t)
 		s->fleet_beat_ms = now;
 		free(s->fleet_status);
 		s->fleet_status = fleet_status_json(s);
-		if (now - s->last_commit_ms >= fleet_beat_ms(s))
+		/* While the writer waits out its backoff (up to 2 s, more than a short lease),
+		 * the connection is still tried every beat, and once made the writer commits at
+		 * once: the others, back too, judge this one's heartbeat a lease after they
+		 * connected again. */
+		if (s->commit_retrying && store_connection_lost(s->st)) {
+			if (lifecycle_reconnect(s) && !store_connection_lost(s->st))
+				writer_flush(s);
+		} else if (now - s->last_commit_ms >= fleet_beat_ms(s)) {
 			writer_heartbeat(s);
+		}
 		if (s->writes_off)
 			return;
 	}
-	/* While the server cannot be reached, only the heartbeat and the writer's retries
-	 * try it (each logging its failure): the reads below would fail alike. Once it can,
+	/* While the server cannot be reached, only the heartbeat (or the reconnection above)
+	 * and the writer's retries try it (each logging its failure): the reads below would
+	 * fail alike. Once it can,
 	 * nothing is read for the fleet before this supervisor knows it is still live. */
 	if (store_connection_lost(s->st) || !fleet_confirm(s)) {
 		lifecycle_check_done(s);

@@ -680,6 +680,10 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
+/* When the connection to the database server is gone: connect again (a server answering
+ * for another database is a lost database: exit 3), logging either way. Returns whether
+ * it was gone. */
+bool lifecycle_reconnect(struct sup *s);
 /* Another supervisor declared this one lost (its heartbeat stopped): the writes waiting
  * in the queue (late results and events) are refused and counted, nothing more is
  * written, the workers are killed and the supervisor exits 3. */
