@@ -12,7 +12,8 @@ What each request gets is scripted (--script FILE, JSON):
 A marker list is used when TEXT occurs in the prompt (e.g. a phase id). A spec is an
 object with "mode" and options:
   normal     files for the requested deliverables ("content", "files", "fence": true,
-             "output_tokens" override the defaults)
+             "output_tokens", "stop_reason" (Anthropic's stop_reason or OpenAI's
+             finish_reason) override the defaults)
   truncated  half the document; stop_reason max_tokens / finish_reason length;
              completion tokens = the request's max_tokens
   status     HTTP "status" (e.g. 429, 500) with "retry_after" and an error "message"
@@ -434,7 +435,8 @@ def make_handler(args, script, log_lock):
                 body = {"id": "msg_standin", "type": "message", "role": "assistant",
                         "model": req.get("model"),
                         "content": [{"type": "text", "text": text}],
-                        "stop_reason": "max_tokens" if truncated else "end_turn"}
+                        "stop_reason": spec.get("stop_reason",
+                                                "max_tokens" if truncated else "end_turn")}
                 if usage:
                     body["usage"] = {"input_tokens": usage[0], "output_tokens": usage[1]}
             else:
@@ -442,7 +444,8 @@ def make_handler(args, script, log_lock):
                         "model": req.get("model"),
                         "choices": [{"index": 0,
                                      "message": {"role": "assistant", "content": text},
-                                     "finish_reason": "length" if truncated else "stop"}]}
+                                     "finish_reason": spec.get(
+                                         "stop_reason", "length" if truncated else "stop")}]}
                 if usage:
                     body["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
                                      "total_tokens": usage[0] + usage[1]}

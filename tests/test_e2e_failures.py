@@ -319,6 +319,33 @@ def test_phase_deadline_attempt_has_a_timeout_fingerprint_and_zero_yield_reason(
     assert zy == ("timeout" if where == "llm_call" else None)
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_a_stop_reason_of_a_kilobyte_is_cut_and_the_answer_used(tmp, provider):
+    """A provider that names its stop reason in 1,200 bytes: the worker could not send the
+    call's estimation event (an event's names hold 256 bytes) and died, so the answer it
+    had paid for was lost, the attempt ended worker_crashed and the call's tokens were
+    recorded as lost. The reason is now kept cut to 64 bytes, at a character boundary,
+    and the answer is used."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec()])])
+    llm = Standin(tmp, {"default": {"mode": "normal", "stop_reason": "a" + "\u00e9" * 600}})
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1, provider=provider)
+    finally:
+        llm.stop()
+    assert [(a["outcome"], a["message"]) for a in rows(url, "SELECT outcome, message"
+                                                              " FROM attempts")] == \
+        [("success", None)]
+    used = rows(url, "SELECT status, prompt_tokens, completion_tokens FROM llm_usage_events")
+    assert len(used) == 1 and used[0]["status"] == "ok", used
+    assert used[0]["prompt_tokens"] > 0 and used[0]["completion_tokens"] > 0, used
+    v2 = rows(url, "SELECT stop_reason, success FROM token_estimation_v2_events")
+    assert v2 == [{"stop_reason": "a" + "\u00e9" * 31, "success": 1}], v2
+    assert os.path.isfile(os.path.join(ws, "out", "mod.py"))
+
+
 def test_token_counts_past_a_billion_are_taken_as_unreported(tmp):
     """A provider (or something in the way) that reports 5e18 output tokens: the count is
     not believed (no call comes near a billion tokens), so it is recorded as unreported,

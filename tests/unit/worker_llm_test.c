@@ -1,6 +1,7 @@
 /* The LLM client against the stand-in: both providers, retries, errors, truncation. */
 #include "common/estimate/estimator.h"
 #include "common/strbuf.h"
+#include "common/utf8.h"
 #include "common/util.h"
 #include "tests/unit/mutate.h"
 #include "tests/unit/test.h"
@@ -525,7 +526,7 @@ static int parse_by_jansson(
 		v = json_object_get(json_array_get(choices, 0), "finish_reason");
 	}
 	if (json_is_string(v))
-		out->stop_reason = xstrdup(json_string_value(v));
+		out->stop_reason = utf8_clean(json_string_value(v), LLM_STOP_REASON_MAX);
 	json_decref(root);
 	return 0;
 }
