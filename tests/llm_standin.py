@@ -16,13 +16,16 @@ object with "mode" and options:
              finish_reason) override the defaults)
   truncated  half the document; stop_reason max_tokens / finish_reason length;
              completion tokens = the request's max_tokens
-  status     HTTP "status" (e.g. 429, 500) with "retry_after" and an error "message"
+  status     HTTP "status" (e.g. 429, 500) with "retry_after", "location" (a redirect's
+             target) and an error "message"
   sleep      wait "seconds" (past the client's timeout), then answer normally
   malformed  200 with a body that is not JSON
   huge       200 with a JSON body of "size_mib" MiB (default 9)
   hostile    files at "paths" (default ../../etc/x and /etc/passwd) plus the deliverables
   missing    every requested deliverable except the last (or those not in "skip")
   echo_key   400 whose message repeats the key the client sent
+  echo_key_answer  normal files whose content holds the key the client sent, and a stop
+             reason of 50 "x" and the key
   no_usage   normal files but no usage object
 
 Requests are checked as the real APIs check them, and refused with 400 in the real API's
@@ -382,6 +385,8 @@ def make_handler(args, script, log_lock):
                 headers = {}
                 if "retry_after" in spec:
                     headers["retry-after"] = spec["retry_after"]
+                if "location" in spec:
+                    headers["location"] = spec["location"]
                 entry["status"] = status
                 self.write_log(entry)
                 self.send_json(status, {"type": "error", "error": {
@@ -414,6 +419,8 @@ def make_handler(args, script, log_lock):
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 return
+            if mode == "echo_key_answer":
+                spec = dict(spec, content="KEY = %r\n" % key, stop_reason="x" * 50 + key)
             if mode == "sleep":
                 time.sleep(float(spec.get("seconds", 5)))
             if mode == "openapi_random":

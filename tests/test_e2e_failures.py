@@ -137,6 +137,26 @@ def test_body_of_several_mib_is_refused_at_the_cap_and_not_retried(tmp):
     assert r["v2"] == []
 
 
+def test_a_redirect_is_not_followed_and_the_message_says_where_it_pointed(tmp):
+    """A provider answering 307 to another host: the redirect is not followed (the key
+    would go with it), and the attempt's message named only "HTTP 307: {...}". It now says
+    where the answer pointed and what to do."""
+    other = Standin(tmp, None, name="other")
+    target = other.url + "/v1/messages"
+    try:
+        r = one_phase(tmp, {"default": {"mode": "status", "status": 307, "location": target,
+                                        "message": "moved"}}, "--llm-retries", 2)
+    finally:
+        other.stop()
+    assert attempt(r)[:2] == ("failed", "PROVIDER_ERROR")
+    msg = r["attempts"][0]["message"]
+    assert msg == ("client_error after 1 try: %s/v1/messages: HTTP 307: redirected to %s,"
+                   " which is not followed (the key goes to the configured address only):"
+                   " point --llm-base-url there" % (r["llm"].url, target)), msg
+    assert usage(r) == [(1, 307, "client_error")]
+    assert other.requests() == []
+
+
 # --- the answer tries to write where it must not ---
 
 def snapshot(top):

@@ -141,8 +141,8 @@ void llm_scrub(char *s, size_t cap, const char *key);
  * capped, with jitter in [50%, 100%]; at least `retry_after_ms` when given (>= 0). */
 int64_t llm_backoff_ms(int try_number, double jitter, int64_t retry_after_ms);
 
-/* Parse a retry-after header value (seconds, or an HTTP date) into milliseconds from now;
- * -1 when it cannot be parsed. */
+/* Parse a retry-after header value (seconds, or an HTTP date) into milliseconds from now,
+ * a day at most (a larger number of seconds is a day); -1 when it cannot be parsed. */
 int64_t llm_parse_retry_after(const char *value);
 
 #endif

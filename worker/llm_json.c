@@ -2,7 +2,6 @@
  * read in place (worker/jspan.h), an error body through jansson. */
 #include "worker/llm.h"
 #include "common/strbuf.h"
-#include "common/utf8.h"
 #include "common/util.h"
 #include "worker/jspan.h"
 
@@ -189,19 +188,6 @@ static char *llm_str(unsigned got, int i, const struct jspan *v)
 	return (got & (1u << i)) != 0 ? jspan_str(v[i], NULL) : NULL;
 }
 
-/* Value i of a jspan_members look-up as a stop reason (heap), or NULL: a string of more
- * than LLM_STOP_REASON_MAX bytes is cut to them, at a character boundary. */
-static char *llm_stop_reason(unsigned got, int i, const struct jspan *v)
-{
-	char *s = llm_str(got, i, v), *cut;
-
-	if (s == NULL || strlen(s) <= LLM_STOP_REASON_MAX)
-		return s;
-	cut = utf8_clean(s, LLM_STOP_REASON_MAX);
-	free(s);
-	return cut;
-}
-
 /* Fill usage from the provider's usage object (NULL: the answer has none). */
 static void llm_usage_read(enum llm_provider p, const struct jspan *usage, struct llm_response *out)
 {
@@ -254,7 +240,7 @@ static int llm_anthropic_text(
 		}
 	}
 	out->text = text.s != NULL ? text.s : xstrdup("");
-	out->stop_reason = llm_stop_reason(got, LLM_M_STOP, m);
+	out->stop_reason = llm_str(got, LLM_M_STOP, m);
 	if (out->stop_reason != NULL)
 		out->truncated = strcmp(out->stop_reason, "max_tokens") == 0;
 	return 0;
@@ -286,7 +272,7 @@ static int llm_openai_text(
 	}
 	out->text = has_content && jspan_is_string(content) ? jspan_str(content, NULL) :
 	                                                      xstrdup("");
-	out->stop_reason = llm_stop_reason(cgot, 1, c);
+	out->stop_reason = llm_str(cgot, 1, c);
 	if (out->stop_reason != NULL)
 		out->truncated = strcmp(out->stop_reason, "length") == 0;
 	return 0;

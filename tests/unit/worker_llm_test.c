@@ -1,7 +1,6 @@
 /* The LLM client against the stand-in: both providers, retries, errors, truncation. */
 #include "common/estimate/estimator.h"
 #include "common/strbuf.h"
-#include "common/utf8.h"
 #include "common/util.h"
 #include "tests/unit/mutate.h"
 #include "tests/unit/test.h"
@@ -349,6 +348,14 @@ TEST(worker_llm_backoff_and_retry_after_parsing)
 	CHECK_EQ_INT(llm_backoff_ms(2, 0.0, 999999), LLM_RETRY_AFTER_MAX_MS);
 	CHECK_EQ_INT(llm_parse_retry_after(" 12 "), 12000);
 	CHECK_EQ_INT(llm_parse_retry_after("soon"), -1);
+	/* A wait of days, or of more seconds than 64 bits hold, is a wait as long as any
+	 * (it was taken as unreadable: the next try came after the short backoff). */
+	CHECK_EQ_INT(llm_parse_retry_after("100000"), 86400000);
+	CHECK_EQ_INT(llm_parse_retry_after("99999999999999999999999"), 86400000);
+	CHECK_EQ_INT(
+	    llm_backoff_ms(2, 0.0, llm_parse_retry_after("100000")), LLM_RETRY_AFTER_MAX_MS);
+	CHECK_EQ_INT(llm_parse_retry_after("12x"), -1);
+	CHECK_EQ_INT(llm_parse_retry_after("-5"), -1);
 	CHECK_EQ_INT(llm_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0);
 }
 
@@ -526,7 +533,7 @@ static int parse_by_jansson(
 		v = json_object_get(json_array_get(choices, 0), "finish_reason");
 	}
 	if (json_is_string(v))
-		out->stop_reason = utf8_clean(json_string_value(v), LLM_STOP_REASON_MAX);
+		out->stop_reason = xstrdup(json_string_value(v));
 	json_decref(root);
 	return 0;
 }
