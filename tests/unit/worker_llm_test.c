@@ -543,7 +543,7 @@ static int parse_by_jansson(
 static void parse_agrees(enum llm_provider p, const char *text, size_t len)
 {
 	char *body = memcpy(xmalloc(len + (len == 0)), text, len);
-	struct llm_response a, b;
+	struct llm_response a = { 0 }, b = { 0 };
 	char err[256];
 	int ra = llm_body_parse(p, body, len, &a, err, sizeof err);
 	int rb = parse_by_jansson(p, body, len, &b);
