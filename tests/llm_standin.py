@@ -12,16 +12,20 @@ What each request gets is scripted (--script FILE, JSON):
 A marker list is used when TEXT occurs in the prompt (e.g. a phase id). A spec is an
 object with "mode" and options:
   normal     files for the requested deliverables ("content", "files", "fence": true,
-             "output_tokens" override the defaults)
+             "output_tokens", "stop_reason" (Anthropic's stop_reason or OpenAI's
+             finish_reason) override the defaults)
   truncated  half the document; stop_reason max_tokens / finish_reason length;
              completion tokens = the request's max_tokens
-  status     HTTP "status" (e.g. 429, 500) with "retry_after" and an error "message"
+  status     HTTP "status" (e.g. 429, 500) with "retry_after", "location" (a redirect's
+             target) and an error "message"
   sleep      wait "seconds" (past the client's timeout), then answer normally
   malformed  200 with a body that is not JSON
   huge       200 with a JSON body of "size_mib" MiB (default 9)
   hostile    files at "paths" (default ../../etc/x and /etc/passwd) plus the deliverables
   missing    every requested deliverable except the last (or those not in "skip")
   echo_key   400 whose message repeats the key the client sent
+  echo_key_answer  normal files whose content holds the key the client sent, and a stop
+             reason of 50 "x" and the key
   no_usage   normal files but no usage object
 
 Requests are checked as the real APIs check them, and refused with 400 in the real API's
@@ -381,6 +385,8 @@ def make_handler(args, script, log_lock):
                 headers = {}
                 if "retry_after" in spec:
                     headers["retry-after"] = spec["retry_after"]
+                if "location" in spec:
+                    headers["location"] = spec["location"]
                 entry["status"] = status
                 self.write_log(entry)
                 self.send_json(status, {"type": "error", "error": {
@@ -413,6 +419,8 @@ def make_handler(args, script, log_lock):
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 return
+            if mode == "echo_key_answer":
+                spec = dict(spec, content="KEY = %r\n" % key, stop_reason="x" * 50 + key)
             if mode == "sleep":
                 time.sleep(float(spec.get("seconds", 5)))
             if mode == "openapi_random":
@@ -434,7 +442,8 @@ def make_handler(args, script, log_lock):
                 body = {"id": "msg_standin", "type": "message", "role": "assistant",
                         "model": req.get("model"),
                         "content": [{"type": "text", "text": text}],
-                        "stop_reason": "max_tokens" if truncated else "end_turn"}
+                        "stop_reason": spec.get("stop_reason",
+                                                "max_tokens" if truncated else "end_turn")}
                 if usage:
                     body["usage"] = {"input_tokens": usage[0], "output_tokens": usage[1]}
             else:
@@ -442,7 +451,8 @@ def make_handler(args, script, log_lock):
                         "model": req.get("model"),
                         "choices": [{"index": 0,
                                      "message": {"role": "assistant", "content": text},
-                                     "finish_reason": "length" if truncated else "stop"}]}
+                                     "finish_reason": spec.get(
+                                         "stop_reason", "length" if truncated else "stop")}]}
                 if usage:
                     body["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
                                      "total_tokens": usage[0] + usage[1]}

@@ -137,6 +137,26 @@ def test_body_of_several_mib_is_refused_at_the_cap_and_not_retried(tmp):
     assert r["v2"] == []
 
 
+def test_a_redirect_is_not_followed_and_the_message_says_where_it_pointed(tmp):
+    """A provider answering 307 to another host: the redirect is not followed (the key
+    would go with it), and the attempt's message named only "HTTP 307: {...}". It now says
+    where the answer pointed and what to do."""
+    other = Standin(tmp, None, name="other")
+    target = other.url + "/v1/messages"
+    try:
+        r = one_phase(tmp, {"default": {"mode": "status", "status": 307, "location": target,
+                                        "message": "moved"}}, "--llm-retries", 2)
+    finally:
+        other.stop()
+    assert attempt(r)[:2] == ("failed", "PROVIDER_ERROR")
+    msg = r["attempts"][0]["message"]
+    assert msg == ("client_error after 1 try: %s/v1/messages: HTTP 307: redirected to %s,"
+                   " which is not followed (the key goes to the configured address only):"
+                   " point --llm-base-url there" % (r["llm"].url, target)), msg
+    assert usage(r) == [(1, 307, "client_error")]
+    assert other.requests() == []
+
+
 # --- the answer tries to write where it must not ---
 
 def snapshot(top):
@@ -317,6 +337,33 @@ def test_phase_deadline_attempt_has_a_timeout_fingerprint_and_zero_yield_reason(
     _, _, fp, zy = attempt(r)
     assert fp is not None and fp.startswith("TIMEOUT|timeout|"), fp
     assert zy == ("timeout" if where == "llm_call" else None)
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_a_stop_reason_of_a_kilobyte_is_cut_and_the_answer_used(tmp, provider):
+    """A provider that names its stop reason in 1,200 bytes: the worker could not send the
+    call's estimation event (an event's names hold 256 bytes) and died, so the answer it
+    had paid for was lost, the attempt ended worker_crashed and the call's tokens were
+    recorded as lost. The reason is now kept cut to 64 bytes, at a character boundary,
+    and the answer is used."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec()])])
+    llm = Standin(tmp, {"default": {"mode": "normal", "stop_reason": "a" + "\u00e9" * 600}})
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1, provider=provider)
+    finally:
+        llm.stop()
+    assert [(a["outcome"], a["message"]) for a in rows(url, "SELECT outcome, message"
+                                                              " FROM attempts")] == \
+        [("success", None)]
+    used = rows(url, "SELECT status, prompt_tokens, completion_tokens FROM llm_usage_events")
+    assert len(used) == 1 and used[0]["status"] == "ok", used
+    assert used[0]["prompt_tokens"] > 0 and used[0]["completion_tokens"] > 0, used
+    v2 = rows(url, "SELECT stop_reason, success FROM token_estimation_v2_events")
+    assert v2 == [{"stop_reason": "a" + "\u00e9" * 31, "success": 1}], v2
+    assert os.path.isfile(os.path.join(ws, "out", "mod.py"))
 
 
 def test_token_counts_past_a_billion_are_taken_as_unreported(tmp):

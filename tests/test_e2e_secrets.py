@@ -145,3 +145,32 @@ def test_a_short_placeholder_key_is_not_masked_in_text_and_a_real_one_fully_is(t
     msg = rows(url2, "SELECT message FROM attempts WHERE attempt_number = 1")[0]["message"]
     assert "HTTP 400: invalid key [redacted]" in msg, msg
     assert files_containing(tmp, key) == [] and text_cells_containing(url2, key) == []
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_a_key_the_provider_puts_in_its_answer_reaches_no_file_and_no_row(tmp, provider):
+    """A provider (or something in the way) that echoes the key inside a good answer: the
+    key was written into the deliverable, where the phase's check command and the code it
+    runs read it, and into the database as the call's stop reason. The worker now masks
+    it in the answer before using it, and cuts the stop reason only after masking, so no
+    part of the key is left at the cut."""
+    tmp = str(tmp)
+    key = "sk-e2e-%s-%s-SECRET" % (provider, uuid.uuid4().hex)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    check = "cat out/echo.py"
+    import_plan(tmp, url, [("echo", ws, [phase_spec("p-echo", ("out/echo.py",),
+                                                    check=check)])])
+    llm = Standin(tmp, {"default": {"mode": "echo_key_answer"}}, "--expect-key", key)
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1, key=key, provider=provider)
+    finally:
+        llm.stop()
+    assert [q["status"] for q in llm.requests()] == [200]
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}]
+    with open(os.path.join(ws, "out", "echo.py")) as f:
+        assert f.read() == "KEY = '[redacted]'\n"
+    assert rows(url, "SELECT stop_reason FROM token_estimation_v2_events") == \
+        [{"stop_reason": "x" * 50 + "[redacted]"}]
+    assert files_containing(tmp, key) == []
+    assert text_cells_containing(url, key) == []

@@ -116,6 +116,8 @@ void ev_usage_fill(
 	u->try_number = t->try_number;
 }
 
+_Static_assert(LLM_STOP_REASON_MAX <= PROTO_NAME_MAX, "a stop reason fits an event's name");
+
 /* Fill a token_estimation_v2 event from a builder call. */
 void ev_estimation_fill(struct proto_event *ev, const struct ev_builder_call *c)
 {

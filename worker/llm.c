@@ -1,6 +1,7 @@
 /* The libcurl transport: tries, retries, backoff, body cap, heartbeats. */
 #include "worker/llm.h"
 #include "common/strbuf.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -104,8 +105,11 @@ int64_t llm_parse_retry_after(const char *value)
 		secs = strtoll(s, &end, 10);
 		while (isspace((unsigned char)*end))
 			end++;
-		if (errno != 0 || *end != '\0' || secs > 86400)
+		if (*end != '\0')
 			return -1;
+		/* A day or more (past what 64 bits hold too) is as long as any wait gets. */
+		if (errno == ERANGE || secs > 86400)
+			secs = 86400;
 		return (int64_t)secs * 1000;
 	}
 	when = curl_getdate(s, NULL);
@@ -481,11 +485,39 @@ static int64_t llm_try_timeout(const struct llm_config *cfg, uint64_t now)
 	return timeout;
 }
 
-/* Judge a finished try: NULL when it succeeded (the answer parsed into `out`, its tokens
- * copied into `t`), else its error class, with what went wrong in `msg`. */
+/* Replace the heap string *s by a copy with the key masked, when the key is in it. */
+static void llm_mask(char **s, const char *key)
+{
+	char *masked;
+
+	if (*s == NULL || key == NULL || strlen(key) < LLM_KEY_SCRUB_MIN || strstr(*s, key) == NULL)
+		return;
+	masked = llm_scrubbed(*s, key);
+	free(*s);
+	*s = masked;
+}
+
+/* Mask the key in the answer's text and stop reason (a provider that echoes it must not
+ * put it in a file the phase's code reads, or in a row), then cut the stop reason to
+ * LLM_STOP_REASON_MAX bytes: masked before the cut, no part of the key is left at it. */
+static void llm_answer_clean(const struct llm_config *cfg, struct llm_response *out)
+{
+	llm_mask(&out->text, cfg->api_key);
+	llm_mask(&out->stop_reason, cfg->api_key);
+	if (out->stop_reason != NULL && strlen(out->stop_reason) > LLM_STOP_REASON_MAX) {
+		char *cut = utf8_clean(out->stop_reason, LLM_STOP_REASON_MAX);
+
+		free(out->stop_reason);
+		out->stop_reason = cut;
+	}
+}
+
+/* Judge a finished try (`redirect`: where a 3xx answer points, or NULL): NULL when it
+ * succeeded (the answer parsed into `out`, its tokens copied into `t`), else its error
+ * class, with what went wrong in `msg`. */
 static const char *llm_try_judge(const struct llm_config *cfg, const char *url, CURLcode rc,
-    const struct llm_xfer *x, const char *errbuf, struct llm_try *t, struct llm_response *out,
-    char *msg, size_t msglen)
+    const struct llm_xfer *x, const char *errbuf, const char *redirect, struct llm_try *t,
+    struct llm_response *out, char *msg, size_t msglen)
 {
 	if (rc != CURLE_OK) {
 		if (x->too_large)
@@ -499,6 +531,7 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 		char perr[256];
 		if (llm_body_parse(cfg->provider, x->body ? x->body : "", x->len, out, perr,
 		        sizeof perr) == 0) {
+			llm_answer_clean(cfg, out);
 			t->prompt_tokens = out->prompt_tokens;
 			t->completion_tokens = out->completion_tokens;
 			t->total_tokens = out->total_tokens;
@@ -514,7 +547,13 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 	char etext[400];
 
 	llm_error_text(x->body ? x->body : "", x->len, etext, sizeof etext);
-	snprintf(msg, msglen, "%s: HTTP %ld: %s", url, t->http_status, etext);
+	if (t->http_status >= 300 && t->http_status < 400 && redirect != NULL)
+		snprintf(msg, msglen,
+		    "%s: HTTP %ld: redirected to %.300s, which is not followed (the key goes to"
+		    " the configured address only): point --llm-base-url there",
+		    url, t->http_status, redirect);
+	else
+		snprintf(msg, msglen, "%s: HTTP %ld: %s", url, t->http_status, etext);
 	return t->http_status == 429 ? LLM_E_RATE_LIMITED :
 	    t->http_status >= 500    ? LLM_E_SERVER :
 	                               LLM_E_CLIENT;
@@ -561,7 +600,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			.prompt_tokens = -1,
 			.completion_tokens = -1,
 			.total_tokens = -1 };
-		char errbuf[CURL_ERROR_SIZE] = "", msg[640];
+		char errbuf[CURL_ERROR_SIZE] = "", msg[640], *redirect = NULL;
 		uint64_t start = clock_mono_ms();
 		int64_t timeout = llm_try_timeout(cfg, start);
 		const char *cls;
@@ -585,12 +624,16 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 		llm_easy_setup(easy, url, headers, body, &x, timeout, errbuf);
 		rc = llm_perform(easy, h);
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t.http_status);
+		if (curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &redirect) != CURLE_OK)
+			redirect = NULL;
+		redirect = redirect != NULL ? xstrdup(redirect) : NULL;
 		llm_easy_clear(easy);
 		t.latency_ms = (int64_t)(clock_mono_ms() - start);
 		out->tries = try_number;
 		out->http_status = t.http_status;
 
-		cls = llm_try_judge(cfg, url, rc, &x, errbuf, &t, out, msg, sizeof msg);
+		cls = llm_try_judge(cfg, url, rc, &x, errbuf, redirect, &t, out, msg, sizeof msg);
+		free(redirect);
 		free(x.body);
 		if (cls == NULL) {
 			out->ok = true;

@@ -24,6 +24,9 @@
 #define LLM_BACKOFF_BASE_MS 500
 #define LLM_BACKOFF_MAX_MS 30000
 #define LLM_RETRY_AFTER_MAX_MS 60000
+/* Bytes of a stop reason kept: the names providers use are short ("end_turn", "length");
+ * a longer one is cut (it travels in a frame, whose names hold PROTO_NAME_MAX bytes). */
+#define LLM_STOP_REASON_MAX 64
 
 enum llm_provider {
 	LLM_ANTHROPIC,
@@ -86,11 +89,12 @@ struct llm_response {
 	int64_t prompt_tokens;     /* -1: unknown */
 	int64_t completion_tokens; /* -1: unknown */
 	int64_t total_tokens;      /* -1: unknown */
-	char *stop_reason;         /* heap, nullable: end_turn, max_tokens, stop, length, ... */
-	bool truncated;            /* stop_reason max_tokens (anthropic) or length (openai) */
-	long http_status;          /* of the last try */
-	const char *error_class;   /* of the last try when !ok */
-	char error[512];           /* when !ok: key scrubbed */
+	char *stop_reason;       /* heap, nullable: end_turn, max_tokens, stop, length, ...; at most
+	                    * LLM_STOP_REASON_MAX bytes */
+	bool truncated;          /* stop_reason max_tokens (anthropic) or length (openai) */
+	long http_status;        /* of the last try */
+	const char *error_class; /* of the last try when !ok */
+	char error[512];         /* when !ok: key scrubbed */
 	int tries;
 };
 
@@ -114,8 +118,9 @@ void llm_response_free(struct llm_response *r);
 char *llm_json_put_str(char *out, const char *s);
 /* The JSON request body of a call (heap). */
 char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req);
-/* Read a 2xx response body into out (text, usage, stop reason). Returns 0, or -1 with
- * `err` saying why the body is not a usable message. */
+/* Read a 2xx response body into out (text, usage, stop reason; each NULL or -1 when the
+ * body has none). Returns 0, or -1 with `err` saying why the body is not a usable
+ * message. */
 int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm_response *out,
     char *err, size_t errlen);
 /* The provider's error message from an error body, else its printable start. */
@@ -136,8 +141,8 @@ void llm_scrub(char *s, size_t cap, const char *key);
  * capped, with jitter in [50%, 100%]; at least `retry_after_ms` when given (>= 0). */
 int64_t llm_backoff_ms(int try_number, double jitter, int64_t retry_after_ms);
 
-/* Parse a retry-after header value (seconds, or an HTTP date) into milliseconds from now;
- * -1 when it cannot be parsed. */
+/* Parse a retry-after header value (seconds, or an HTTP date) into milliseconds from now,
+ * a day at most (a larger number of seconds is a day); -1 when it cannot be parsed. */
 int64_t llm_parse_retry_after(const char *value);
 
 #endif

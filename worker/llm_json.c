@@ -287,6 +287,9 @@ int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm
 	unsigned got;
 	char why[160];
 
+	out->text = out->stop_reason = NULL;
+	out->truncated = false;
+	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
 	if (jspan_parse(body, len, &root, why, sizeof why) != 0) {
 		/* Said in jansson's words, as before: a failure's message is its fingerprint. */
 		json_error_t jerr;

@@ -348,6 +348,14 @@ TEST(worker_llm_backoff_and_retry_after_parsing)
 	CHECK_EQ_INT(llm_backoff_ms(2, 0.0, 999999), LLM_RETRY_AFTER_MAX_MS);
 	CHECK_EQ_INT(llm_parse_retry_after(" 12 "), 12000);
 	CHECK_EQ_INT(llm_parse_retry_after("soon"), -1);
+	/* A wait of days, or of more seconds than 64 bits hold, is a wait as long as any
+	 * (it was taken as unreadable: the next try came after the short backoff). */
+	CHECK_EQ_INT(llm_parse_retry_after("100000"), 86400000);
+	CHECK_EQ_INT(llm_parse_retry_after("99999999999999999999999"), 86400000);
+	CHECK_EQ_INT(
+	    llm_backoff_ms(2, 0.0, llm_parse_retry_after("100000")), LLM_RETRY_AFTER_MAX_MS);
+	CHECK_EQ_INT(llm_parse_retry_after("12x"), -1);
+	CHECK_EQ_INT(llm_parse_retry_after("-5"), -1);
 	CHECK_EQ_INT(llm_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0);
 }
 
