@@ -315,6 +315,22 @@ def control_ask(path, cmd, *args, timeout=5):
     return msgpack.unpackb(got[4:4 + struct.unpack(">I", got[:4])[0]])
 
 
+def server_outages(url, sups, go, cluster, per_cycle, cycles=3):
+    """Let the supervisors' phases start together (the file `go`), then `cycles` times:
+    wait for `per_cycle` more phases done and stop the server at once. Yields each cycle's
+    number with the server down; the caller starts it again."""
+    done = "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL"
+    for s in sups:
+        s.wait_ready(timeout=120)
+    open(go, "w").close()
+    for cycle in range(cycles):
+        before = sql(url, done)[0][0]
+        wait_for(lambda: sql(url, done)[0][0] >= before + per_cycle, timeout=120,
+                 what="%d more phases done" % per_cycle)
+        cluster.stop("immediate")
+        yield cycle
+
+
 def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns(
         tmp, own_cluster):
     """The server goes away three times mid-drain. Each time, once the supervisors saw
@@ -330,16 +346,8 @@ def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
                              "--exit-when-drained", name="sup%d" % i,
                              env={"ROGUE_GO": go, "ROGUE_DELAY": "0.05"}) for i in range(2)]
-    done = "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL"
     try:
-        for s in sups:
-            s.wait_ready(timeout=120)
-        open(go, "w").close()
-        for cycle in range(3):
-            before = sql(url, done)[0][0]
-            wait_for(lambda: sql(url, done)[0][0] >= before + 20, timeout=120,
-                     what="20 more phases done")
-            own_cluster.stop("immediate")
+        for cycle in server_outages(url, sups, go, own_cluster, 20):
             time.sleep(1)  # the supervisors read the end of their connections
             for s in sups:
                 for _ in range(3):
@@ -534,16 +542,8 @@ def test_short_server_outages_with_a_two_second_lease_lose_no_supervisor(tmp, ow
                              "--heartbeat-timeout-seconds", 60, "--exit-when-drained",
                              name="sup%d" % i, env={"ROGUE_GO": go, "ROGUE_DELAY": delay})
             for i, delay in enumerate(("0.05", "8"))]
-    done = "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL"
     try:
-        for s in sups:
-            s.wait_ready(timeout=120)
-        open(go, "w").close()
-        for cycle in range(3):
-            before = sql(url, done)[0][0]
-            wait_for(lambda: sql(url, done)[0][0] >= before + 10, timeout=120,
-                     what="10 more phases done")
-            own_cluster.stop("immediate")
+        for cycle in server_outages(url, sups, go, own_cluster, 10):
             time.sleep(2.5)
             own_cluster.start()
             for s in sups:

@@ -2,6 +2,7 @@
 (tests/pg_outage_proxy.py between that supervisor and the suite's server): cut for longer
 than its lease, it is declared lost, and once back it learns so and exits 3 without
 writing, whatever it was doing (docs/postgresql.md, "Several hosts")."""
+import contextlib
 import time
 
 from pg_outage_proxy import OutageProxy
@@ -9,15 +10,13 @@ from supervisor_helpers import rogue_supervisor, sql, wait_for
 from test_fleet import attempts, attempts_of, new_pg_db, supervisor_ids
 
 
-def test_a_supervisor_cut_off_while_idle_past_its_lease_exits_3_and_ends_nothing(
-        tmp, pg_cluster):
-    """One run of 18 phases held by the first supervisor; the second, with nothing to do,
-    is cut off from the server for 12 s (lease 5 s). The first declares it lost, drains
-    the run and ends the session. The second, back, has nothing to commit: it must still
-    learn that it was declared lost (its leave finds its row no longer live), exit 3, and
-    leave the session's end as the first wrote it."""
+@contextlib.contextmanager
+def holder_and_idle_cut(tmp, pg_cluster, phases):
+    """The first supervisor holds the one run (`phases` phases of 0.5 s); the second,
+    which reaches the server through an outage proxy, waits idle with nothing to do.
+    Yields (url, proxy, first, cut); both are killed and the proxy closed after."""
     name = pg_cluster.new_database()
-    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, phases=18)
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, phases=phases)
     proxy = OutageProxy(pg_cluster.port)
     env = {"ROGUE_DELAY": "0.5"}
     first = rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
@@ -30,6 +29,22 @@ def test_a_supervisor_cut_off_while_idle_past_its_lease_exits_3_and_ends_nothing
                                name="cut")
         wait_for(lambda: "waiting for 1 attempt(s) open elsewhere" in cut.stderr(),
                  what="the second supervisor idle")
+        yield url, proxy, first, cut
+    finally:
+        first.kill()
+        if cut is not None:
+            cut.kill()
+        proxy.close()
+
+
+def test_a_supervisor_cut_off_while_idle_past_its_lease_exits_3_and_ends_nothing(
+        tmp, pg_cluster):
+    """One run of 18 phases held by the first supervisor; the second, with nothing to do,
+    is cut off from the server for 12 s (lease 5 s). The first declares it lost, drains
+    the run and ends the session. The second, back, has nothing to commit: it must still
+    learn that it was declared lost (its leave finds its row no longer live), exit 3, and
+    leave the session's end as the first wrote it."""
+    with holder_and_idle_cut(tmp, pg_cluster, 18) as (url, proxy, first, cut):
         proxy.down()
         wait_for(lambda: "[LOST] supervisor" in first.stderr(), timeout=60,
                  what="the cut supervisor declared lost")
@@ -38,11 +53,6 @@ def test_a_supervisor_cut_off_while_idle_past_its_lease_exits_3_and_ends_nothing
         time.sleep(12 - 5)
         proxy.up()
         assert cut.wait(timeout=60) == 3, cut.stderr()
-    finally:
-        first.kill()
-        if cut is not None:
-            cut.kill()
-        proxy.close()
     err = cut.stderr()
     assert "DECLARED LOST" in err, err
     assert "ended (declared lost by another supervisor)" in err, err
@@ -63,20 +73,7 @@ def test_a_supervisor_declared_lost_answers_no_command_once_back(tmp, pg_cluster
     reads anything for the fleet: it exits 3 and the command stays unanswered (before, the
     tick that connected it again read and ran the command, and answered it, about a second
     before its heartbeat found it lost)."""
-    name = pg_cluster.new_database()
-    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, phases=30)
-    proxy = OutageProxy(pg_cluster.port)
-    env = {"ROGUE_DELAY": "0.5"}
-    first = rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
-                             "--exit-when-drained", env=env, name="first")
-    cut = None
-    try:
-        wait_for(lambda: attempts_of(url, first.proc.pid) >= 1, what="the run held")
-        cut = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 2,
-                               "--lease-timeout", 5, "--exit-when-drained", env=env,
-                               name="cut")
-        wait_for(lambda: "waiting for 1 attempt(s) open elsewhere" in cut.stderr(),
-                 what="the second supervisor idle")
+    with holder_and_idle_cut(tmp, pg_cluster, 30) as (url, proxy, first, cut):
         cut_id = supervisor_ids(url)[cut.proc.pid]
         proxy.down()
         sql(url, "INSERT INTO supervisor_commands (supervisor_id, command, args, created_at,"
@@ -88,11 +85,6 @@ def test_a_supervisor_declared_lost_answers_no_command_once_back(tmp, pg_cluster
         proxy.up()
         assert cut.wait(timeout=60) == 3, cut.stderr()
         assert first.wait(timeout=60) == 0, first.stderr()
-    finally:
-        first.kill()
-        if cut is not None:
-            cut.kill()
-        proxy.close()
     err = cut.stderr()
     assert "DECLARED LOST" in err, err
     assert "from the database" not in err, err
