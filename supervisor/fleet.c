@@ -72,6 +72,7 @@ void fleet_register(struct sup *s)
 	if (store_fleet_register(s->sd, &self, &s->fleet_id, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	s->fleet_busy = true;
+	s->fleet_live_ms = clock_mono_ms();
 	log_info("registered as supervisor %lld of %s on %s (lease timeout %.1f s)",
 	    (long long)s->fleet_id, s->st->url, host, (double)s->cfg.lease_timeout_ms / 1000.0);
 }
@@ -87,6 +88,7 @@ static void fleet_join_budgets(struct sup *s, const char *id)
 	if (store_fleet_session_budget(s->sd, id, &b, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	if (b.batch_size != s->cfg.batch_size || b.max_total_minutes != s->cfg.max_total_minutes) {
+		store_drain_rollback(s->sd);
 		if (store_fleet_leave(s->sd, NULL, &err) != 0)
 			log_error("%s", err.text);
 		log_fatal(1,
@@ -103,6 +105,24 @@ static void fleet_join_budgets(struct sup *s, const char *id)
 		s->started = b.started;
 }
 
+/* Begin the transaction that chooses the session, holding the session-choosing lock.
+ * While another supervisor holds it, wait, saying once for each holder who it is; the
+ * server frees it from one stopped while holding it after half that one's lease. Exits 1
+ * on failure, or when the lock is held where the server never frees it. */
+static void fleet_session_lock(struct sup *s)
+{
+	struct store_err err;
+	int holder, said = 0, rc;
+
+	while ((rc = store_fleet_session_lock(s->sd, true, &holder, &err)) == STORE_EBUSY) {
+		if (holder != 0 && holder != said)
+			log_warn("%s", err.text);
+		said = holder != 0 ? holder : said;
+	}
+	if (rc != 0)
+		log_fatal(1, "%s", err.text);
+}
+
 /* Join the session of live supervisors draining the same way, with its budgets; false
  * when there is none (the caller starts one). Exits 1 on failure. */
 bool fleet_join_session(struct sup *s)
@@ -110,9 +130,10 @@ bool fleet_join_session(struct sup *s)
 	struct store_err err;
 	char *key = fleet_join_key(&s->cfg), *id = NULL, *state = NULL;
 
-	/* Held until fleet_session_set: two supervisors starting together share one. */
-	if (store_fleet_session_lock(s->sd, true, &err) != 0 ||
-	    store_fleet_session_find(s->sd, key, &id, &err) != 0)
+	/* One transaction until fleet_session_set: two supervisors starting together share
+	 * one session. */
+	fleet_session_lock(s);
+	if (store_fleet_session_find(s->sd, key, &id, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	free(key);
 	if (id == NULL)
@@ -129,14 +150,16 @@ bool fleet_join_session(struct sup *s)
 	return true;
 }
 
-/* Record the session this supervisor drains in; exits 1 on failure. */
+/* Record the session this supervisor drains in and commit the choice; exits 1 on
+ * failure. */
 void fleet_session_set(struct sup *s)
 {
 	struct store_err err;
 	char *key = fleet_join_key(&s->cfg);
+	int holder;
 
 	if (store_fleet_session_set(s->sd, s->session_id, key, &err) != 0 ||
-	    store_fleet_session_lock(s->sd, false, &err) != 0)
+	    store_fleet_session_lock(s->sd, false, &holder, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	free(key);
 }
@@ -268,12 +291,53 @@ static void fleet_commands(struct sup *s)
 	store_fleet_commands_free(cs, n);
 }
 
-/* Read the notifications that arrived and act on them. */
+/* Whether this supervisor is known to be live: found so on the present connection (its
+ * registration, or a heartbeat written on it) within half its lease, its last commit's
+ * included. Until then it reads and writes nothing for the fleet: after a reconnection
+ * or a stall it may have been declared lost meanwhile. */
+static bool fleet_live_known(struct sup *s)
+{
+	uint64_t last = s->last_commit_ms > s->fleet_live_ms ? s->last_commit_ms : s->fleet_live_ms;
+
+	return !s->writes_off && store_fleet_confirmed(s->sd) &&
+	    clock_mono_ms() - last < (uint64_t)s->cfg.lease_timeout_ms / 2;
+}
+
+/* Make sure this supervisor is still live before it acts for the fleet: when that is not
+ * known (fleet_live_known), renew its heartbeat alone. Found lost, it stops as a commit
+ * finding so would (exit 3). Returns whether it is live; false on failure too (the
+ * heartbeat and the writer's retries connect again), tried again at the next tick. */
+static bool fleet_confirm(struct sup *s)
+{
+	struct store_err err;
+	bool lost = false;
+
+	if (fleet_live_known(s))
+		return true;
+	/* A round in doubt is settled first, by the writer: its transaction may still hold
+	 * this supervisor's row. */
+	if (s->writes_off || s->round_doubt || db_in_transaction(s->st->db))
+		return false;
+	if (store_fleet_confirm(s->sd, &lost, &err) != 0) {
+		log_error("%s", err.text);
+		return false;
+	}
+	if (lost) {
+		lifecycle_declared_lost(s);
+		return false;
+	}
+	s->fleet_live_ms = clock_mono_ms();
+	return true;
+}
+
+/* Read the notifications that arrived and act on them, once this supervisor is known to
+ * be live (else they are only read: the beats read the commands and the queues anyway). */
 static void fleet_notifications(struct sup *s)
 {
 	bool control, queue;
 
-	if (s->writes_off || store_fleet_notified(s->sd, &control, &queue) != 0)
+	if (s->writes_off || store_fleet_notified(s->sd, &control, &queue) != 0 ||
+	    !fleet_live_known(s))
 		return;
 	if (control)
 		fleet_commands(s);
@@ -434,7 +498,8 @@ static void fleet_check_drained(struct sup *s)
 /* Every tick: notifications and, when workers wait with no run ready, the parked runs
  * read again (every other beat, or when asked, the whole queue); every beat: the
  * heartbeat when nothing committed, the rescue and the commands; then whether the drain
- * is over. While the connection is lost, the heartbeat alone. */
+ * is over. While the connection is lost, the heartbeat alone (or, while the writer backs
+ * off, a reconnection); once connected again, the heartbeat first (fleet_confirm). */
 static void fleet_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
@@ -450,14 +515,24 @@ static void fleet_timer_cb(uv_timer_t *t)
 		s->fleet_beat_ms = now;
 		free(s->fleet_status);
 		s->fleet_status = fleet_status_json(s);
-		if (now - s->last_commit_ms >= fleet_beat_ms(s))
+		/* While the writer waits out its backoff (up to 2 s, more than a short lease),
+		 * the connection is still tried every beat, and once made the writer commits at
+		 * once: the others, back too, judge this one's heartbeat a lease after they
+		 * connected again. */
+		if (s->commit_retrying && store_connection_lost(s->st)) {
+			if (lifecycle_reconnect(s) && !store_connection_lost(s->st))
+				writer_flush(s);
+		} else if (now - s->last_commit_ms >= fleet_beat_ms(s)) {
 			writer_heartbeat(s);
+		}
 		if (s->writes_off)
 			return;
 	}
-	/* While the server cannot be reached, only the heartbeat and the writer's retries
-	 * try it (each logging its failure): the reads below would fail alike. */
-	if (store_connection_lost(s->st)) {
+	/* While the server cannot be reached, only the heartbeat (or the reconnection above)
+	 * and the writer's retries try it (each logging its failure): the reads below would
+	 * fail alike. Once it can,
+	 * nothing is read for the fleet before this supervisor knows it is still live. */
+	if (store_connection_lost(s->st) || !fleet_confirm(s)) {
 		lifecycle_check_done(s);
 		return;
 	}

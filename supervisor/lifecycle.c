@@ -151,7 +151,7 @@ void lifecycle_identity_check(struct sup *s)
 /* The connection to the database server is gone: stop watching it, connect again, and
  * treat a server that now answers for another database as a lost database. Returns
  * whether it was gone. */
-static bool lifecycle_reconnect(struct sup *s)
+bool lifecycle_reconnect(struct sup *s)
 {
 	struct store_err err;
 	int rc;

@@ -563,6 +563,7 @@ struct sup {
 	uv_timer_t fleet_timer; /* heartbeat, rescue, queues, commands */
 	uv_poll_t *fleet_poll;  /* a duplicate of the connection's socket (heap) */
 	uint64_t fleet_connected_ms;
+	uint64_t fleet_live_ms; /* when registered, or a heartbeat alone found it live */
 	uint64_t fleet_refreshed_ms;
 	int64_t fleet_cmd_after; /* commands up to this id are settled (run or not due) */
 	int64_t fleet_waiting_logged;
@@ -679,6 +680,10 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
+/* When the connection to the database server is gone: connect again (a server answering
+ * for another database is a lost database: exit 3), logging either way. Returns whether
+ * it was gone. */
+bool lifecycle_reconnect(struct sup *s);
 /* Another supervisor declared this one lost (its heartbeat stopped): the writes waiting
  * in the queue (late results and events) are refused and counted, nothing more is
  * written, the workers are killed and the supervisor exits 3. */

@@ -534,20 +534,33 @@ static void writer_doubt_running(struct sup *s, const char *why)
 
 /* Settle the round in doubt: the server says whether its transaction committed or was
  * rolled back; while it is still in progress (its old session ended on request first) the
- * leases wait. Returns 0 once settled; -1 when not yet (asked again after a delay, or, on
- * giving up on the database, the leases undone with nothing more written). */
+ * leases wait. Settled, its heartbeat is renewed alone first. Returns 0 once settled; -1
+ * when not yet (asked again after a delay, or, on giving up on the database or found
+ * declared lost, the leases undone with nothing more written). */
 static int writer_settle(struct sup *s)
 {
 	uint64_t *ids = xcalloc(s->ngrants, sizeof *ids);
 	enum fleet_txn_state state;
 	struct store_err err;
 	uint64_t delay;
+	bool lost = false;
 	int rc;
 
 	for (size_t i = 0; i < s->ngrants; i++)
 		ids[i] = s->grants[i].attempt_id;
 	rc = store_fleet_txn_settle(s->sd, &s->doubt_txn, ids, s->ngrants, &state, &err);
 	free(ids);
+	/* Once the round's transaction has ended (its lock on this supervisor's row with it),
+	 * whether this supervisor is still live: one declared lost meanwhile hands out nothing
+	 * (the others closed the round's attempts). */
+	if (rc == 0 && state != FLEET_TXN_RUNNING)
+		rc = store_fleet_confirm(s->sd, &lost, &err);
+	if (rc == 0 && lost) {
+		lifecycle_declared_lost(s);
+		s->round_doubt = false;
+		s->round.undo(s);
+		return -1;
+	}
 	if (rc != 0) {
 		log_error(
 		    "dispatch: cannot learn whether the round in doubt committed: %s", err.text);

@@ -518,3 +518,44 @@ def test_control_across_hosts_through_the_database(tmp, pg_url):
     finally:
         for s in sups:
             s.kill()
+
+
+def test_short_server_outages_with_a_two_second_lease_lose_no_supervisor(tmp, own_cluster):
+    """--lease-timeout 2: the server is stopped three times for about a lease (2.5 s)
+    while one supervisor drains short phases (its writes queue and its writer's retries
+    back off, 0.2 s doubling to 2 s) and the other's workers run long ones (its heartbeat
+    alone commits, every beat). Each outage is the same for both: neither may be declared
+    lost (before, the one whose writer was waiting out its backoff connected again up to
+    2 s after the server was back, and wrote its heartbeat only at its next retry, later
+    than a lease after the other had connected again)."""
+    url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=60, phases=5)
+    go = os.path.join(str(tmp), "go")
+    sups = [rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 2,
+                             "--heartbeat-timeout-seconds", 60, "--exit-when-drained",
+                             name="sup%d" % i, env={"ROGUE_GO": go, "ROGUE_DELAY": delay})
+            for i, delay in enumerate(("0.05", "8"))]
+    done = "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL"
+    try:
+        for s in sups:
+            s.wait_ready(timeout=120)
+        open(go, "w").close()
+        for cycle in range(3):
+            before = sql(url, done)[0][0]
+            wait_for(lambda: sql(url, done)[0][0] >= before + 10, timeout=120,
+                     what="10 more phases done")
+            own_cluster.stop("immediate")
+            time.sleep(2.5)
+            own_cluster.start()
+            for s in sups:
+                wait_for(lambda: s.stderr().count("connected to %s again" % url) > cycle
+                         or s.proc.poll() is not None, timeout=60, what="connected again")
+        for s in sups:
+            assert s.wait(timeout=300) == 0, s.stderr()
+    finally:
+        for s in sups:
+            s.kill()
+    for s in sups:
+        assert "[LOST]" not in s.stderr() and "DECLARED LOST" not in s.stderr(), s.stderr()
+    rows = attempts(url)
+    assert_each_phase_completed_once(url, rows, 300)
+    assert sql(url, "SELECT count(*) FROM supervisors WHERE state = 'lost'") == [(0,)]

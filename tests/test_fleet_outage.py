@@ -55,3 +55,45 @@ def test_a_supervisor_cut_off_while_idle_past_its_lease_exits_3_and_ends_nothing
     rows = attempts(url)
     assert len(rows) == 18 and {r[3] for r in rows} == {"success"}
     assert {r[4] for r in rows} == {ids[first.proc.pid]}
+
+
+def test_a_supervisor_declared_lost_answers_no_command_once_back(tmp, pg_cluster):
+    """A command for the second supervisor is sent while it is cut off; it stays cut for
+    longer than its lease and is declared lost. Once back, it must learn that before it
+    reads anything for the fleet: it exits 3 and the command stays unanswered (before, the
+    tick that connected it again read and ran the command, and answered it, about a second
+    before its heartbeat found it lost)."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, phases=30)
+    proxy = OutageProxy(pg_cluster.port)
+    env = {"ROGUE_DELAY": "0.5"}
+    first = rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
+                             "--exit-when-drained", env=env, name="first")
+    cut = None
+    try:
+        wait_for(lambda: attempts_of(url, first.proc.pid) >= 1, what="the run held")
+        cut = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 2,
+                               "--lease-timeout", 5, "--exit-when-drained", env=env,
+                               name="cut")
+        wait_for(lambda: "waiting for 1 attempt(s) open elsewhere" in cut.stderr(),
+                 what="the second supervisor idle")
+        cut_id = supervisor_ids(url)[cut.proc.pid]
+        proxy.down()
+        sql(url, "INSERT INTO supervisor_commands (supervisor_id, command, args, created_at,"
+            " created_by) VALUES (?, 'pause', '[]', clock_timestamp() AT TIME ZONE 'UTC',"
+            " 'test')", cut_id)
+        sql(url, "NOTIFY autopack_control")
+        wait_for(lambda: "[LOST] supervisor %d " % cut_id in first.stderr(), timeout=60,
+                 what="the cut supervisor declared lost")
+        proxy.up()
+        assert cut.wait(timeout=60) == 3, cut.stderr()
+        assert first.wait(timeout=60) == 0, first.stderr()
+    finally:
+        first.kill()
+        if cut is not None:
+            cut.kill()
+        proxy.close()
+    err = cut.stderr()
+    assert "DECLARED LOST" in err, err
+    assert "from the database" not in err, err
+    assert sql(url, "SELECT count(*) FROM supervisor_command_results") == [(0,)]

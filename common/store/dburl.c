@@ -1,5 +1,6 @@
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/util.h"
 #include "common/utf8.h"
 
@@ -163,9 +164,13 @@ static int dburl_check_utf8(char **canonical_path, char **canonical_url, char *e
  * "unable to open database file". Frees both outputs on refusal. */
 static int dburl_check_length(char **canonical_path, char **canonical_url, char *err, size_t errlen)
 {
-	sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
-	size_t max = (size_t)(vfs != NULL ? vfs->mxPathname : 512) - DBURL_SUFFIX_MAX;
+	sqlite3_vfs *vfs;
+	size_t max;
 	size_t len = strlen(*canonical_path);
+
+	db_sqlite_configure();
+	vfs = sqlite3_vfs_find(NULL);
+	max = (size_t)(vfs != NULL ? vfs->mxPathname : 512) - DBURL_SUFFIX_MAX;
 
 	if (len <= max)
 		return 0;

@@ -276,7 +276,8 @@ int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t pee
 
 /* --- common/store/store_drain_session.c --- */
 
-/* Record a new drain session with its settings, a JSON object (outside a transaction). */
+/* Record a new drain session with its settings, a JSON object (outside a transaction,
+ * or in the one in which a supervisor of several chooses its session). */
 int store_drain_session_open(struct store_drain *d, const char *session_id, int64_t pid,
     const char *settings_json, struct store_err *err);
 /* In the group: save a session's policy state (a JSON object). */

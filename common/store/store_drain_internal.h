@@ -102,6 +102,9 @@ struct store_drain {
 	 * store_fleet_txn). */
 	int64_t heartbeat_xid;
 	int heartbeat_pid;
+	/* With supervisor_id: the connection (store.conn_gen) on which this supervisor was
+	 * last found live (registered, or a heartbeat written): store_fleet_confirmed. */
+	unsigned live_gen;
 	int64_t batch_size;      /* with supervisor_id: the session's --batch-size, 0 for none */
 	int64_t claimed_started; /* store_fleet_claimed_started */
 	struct db_stmt *budget_lock; /* with batch_size: locks the session's row */

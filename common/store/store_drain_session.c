@@ -19,7 +19,6 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 {
 	char now[32], spid[24];
 
-	assert(!db_in_transaction(d->st->db));
 	time_db_now(now);
 	snprintf(spid, sizeof spid, "%lld", (long long)pid);
 	if (drain_run(d,

@@ -100,17 +100,23 @@ struct fleet_budget {
  * supervisors lease. *id receives its id. */
 int store_fleet_register(
     struct store_drain *d, const struct fleet_self *self, int64_t *id, struct store_err *err);
-/* Hold (or release) the lock that orders supervisors choosing their drain session, so
- * that two starting together share one (outside a transaction). */
-int store_fleet_session_lock(struct store_drain *d, bool lock, struct store_err *err);
+/* Begin (`lock`) the transaction in which this supervisor chooses its drain session,
+ * holding the lock that orders supervisors choosing theirs, so that two starting together
+ * share one; or commit it, releasing the lock (nothing when none is open). The lock is
+ * the transaction's: the server ends the session of a supervisor stopped while holding
+ * it after half its lease. STORE_EBUSY when another holds it past lock_timeout (nothing
+ * begun; this supervisor's heartbeat renewed; err says who holds it, its server process
+ * to *holder): the caller tries again. STORE_EIO on failure, or when it is held outside
+ * any transaction, which the server never ends (err says by whom and what to do). */
+int store_fleet_session_lock(struct store_drain *d, bool lock, int *holder, struct store_err *err);
 /* The session of a live supervisor that drains with the same `join_key` (heap), or NULL
- * (outside a transaction). */
+ * (in the transaction of store_fleet_session_lock). */
 int store_fleet_session_find(
     struct store_drain *d, const char *join_key, char **session_id, struct store_err *err);
-/* Record the session this supervisor drains in and its join key (outside a transaction). */
+/* Record the session this supervisor drains in and its join key. */
 int store_fleet_session_set(
     struct store_drain *d, const char *session_id, const char *join_key, struct store_err *err);
-/* Read the budgets of session `session_id` into *b (outside a transaction); STORE_EINVAL
+/* Read the budgets of session `session_id` into *b; STORE_EINVAL
  * when there is no such session, STORE_EIO on failure (common/store/pg/
  * store_fleet_budget.c). */
 int store_fleet_session_budget(
@@ -132,6 +138,13 @@ int store_fleet_session_others(
  * statement reads the group's transaction id (store_fleet_txn). */
 int store_fleet_heartbeat(
     struct store_drain *d, const char *status_json, bool *lost, struct store_err *err);
+/* Whether this supervisor has been found live on the present connection (its
+ * registration, or a heartbeat written on it): after a reconnection, not until a
+ * heartbeat has been. */
+bool store_fleet_confirmed(const struct store_drain *d);
+/* Renew the heartbeat alone (outside a transaction); *lost, and nothing written, when
+ * this supervisor is no longer live. Found live, it is confirmed on this connection. */
+int store_fleet_confirm(struct store_drain *d, bool *lost, struct store_err *err);
 /* In its own transaction: declare every live supervisor (not this one) whose heartbeat is
  * older than its lease timeout lost, close the open attempts of every supervisor that is
  * not live as supervisor_lost and put their EXECUTING phases back to QUEUED, and notify

@@ -17,6 +17,10 @@
 
 /* The server's time now (not the transaction's start), as a UTC TIMESTAMP. */
 #define PG_NOW "(clock_timestamp() AT TIME ZONE 'UTC')"
+/* The application_name of a supervisor's sessions, before its id. */
+#define FLEET_APP "autopack-supervisor"
+/* The key of the session-choosing lock, a transaction's advisory lock. */
+#define FLEET_SESSION_LOCK_KEY 1095782995
 
 /* Whether the session ?5 stopped or deprioritised run r (its saved policy state): a run
  * another supervisor stopped is not claimed here even before this one has read why. The
@@ -351,14 +355,18 @@ static int fleet_fail(struct store *st, struct store_err *err, const char *what)
  * has its session ended by the server after half a lease, its transaction rolled back and
  * its locks released, so the others can declare it lost; and no statement of its own
  * waits for a lock longer than a quarter of a lease (it fails, and is retried), so its
- * loop never stops long enough to miss its heartbeat. */
-static int fleet_session_limits(struct store *st, int64_t lease_ms, struct store_err *err)
+ * loop never stops long enough to miss its heartbeat. The session is named after the
+ * supervisor (application_name "autopack-supervisor ID"), so that one waiting for a lock
+ * it holds can say whose it is. */
+static int fleet_session_limits(
+    struct store *st, int64_t id, int64_t lease_ms, struct store_err *err)
 {
 	free(st->pg_setup);
 	st->pg_setup = xasprintf("SET idle_in_transaction_session_timeout = %lld;"
-	                         " SET lock_timeout = %lld",
+	                         " SET lock_timeout = %lld; SET application_name = '" FLEET_APP
+	                         " %lld'",
 	    (long long)(lease_ms / 2 > 0 ? lease_ms / 2 : 1),
-	    (long long)(lease_ms / 4 > 0 ? lease_ms / 4 : 1));
+	    (long long)(lease_ms / 4 > 0 ? lease_ms / 4 : 1), (long long)id);
 	return store_exec(st->db, st->pg_setup, st->url, err);
 }
 
@@ -383,9 +391,10 @@ int store_fleet_register(
 	rc = store_step_id(
 	    d->st->db, q, rc, id, err, "%s: registering this supervisor", d->st->url);
 	if (rc == 0)
-		rc = fleet_session_limits(d->st, self->lease_timeout_ms, err);
+		rc = fleet_session_limits(d->st, *id, self->lease_timeout_ms, err);
 	if (rc == 0) {
 		d->supervisor_id = *id;
+		d->live_gen = d->st->conn_gen;
 		d->retry_failed = self->retry_failed;
 		d->claimed_started = -1;
 	}
@@ -402,15 +411,111 @@ int store_fleet_register(
 	return rc;
 }
 
-/* Take or release the session-choosing lock (a session-level advisory lock). */
-int store_fleet_session_lock(struct store_drain *d, bool lock, struct store_err *err)
+/* Bind this supervisor's id as ?1 of a statement of its own and run it to its end. */
+static int fleet_run_self(
+    struct store_drain *d, const char *sql, const char *a, const char *b, struct store_err *err)
 {
-	int64_t ignored;
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db, sql, &q);
 
-	return store_query_int(d->st->db,
-	    lock ? "SELECT 1 FROM (SELECT pg_advisory_lock(1095782995)) l" :
-	           "SELECT CAST(pg_advisory_unlock(1095782995) AS INTEGER)",
-	    &ignored, err);
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		store_bind_text(q, 2, a);
+		store_bind_text(q, 3, b);
+	}
+	return store_step_done(d->st->db, q, rc, err, "%s: %.80s", d->st->url, sql);
+}
+
+/* Say in err who holds the session-choosing lock (its server process to *holder, 0 when
+ * none does any more): the supervisor named by its session's application_name, with its
+ * host, pid, state and heartbeat. STORE_EBUSY while it is held inside a transaction,
+ * which the server ends when idle for half the holder's lease; STORE_EIO when it is held
+ * outside any (a session-level lock, which nothing but the end of that session frees). */
+static int fleet_session_holder(struct store_drain *d, int *holder, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(d->st->db,
+	    "SELECT l.pid, COALESCE(a.state, ''), s.supervisor_id, s.host, s.pid, s.state,"
+	    " EXTRACT(EPOCH FROM " PG_NOW " - s.heartbeat_at), COALESCE(a.application_name, '')"
+	    " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+	    " LEFT JOIN supervisors s ON a.application_name = '" FLEET_APP
+	    " ' || CAST(s.supervisor_id AS TEXT)"
+	    " WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM"
+	    " pg_database WHERE datname = current_database()) AND l.classid = 0"
+	    " AND l.objid = ?1 AND l.objsubid = 1 LIMIT 1",
+	    &q);
+	char who[400];
+	bool idle = false;
+
+	*holder = 0;
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, FLEET_SESSION_LOCK_KEY);
+		rc = db_step(q);
+	}
+	if (rc == DB_ROW) {
+		*holder = (int)db_column_int64(q, 0);
+		idle = strcmp(db_column_text(q, 1), "idle") == 0;
+		if (db_column_type(q, 2) != DB_NULL)
+			snprintf(who, sizeof who,
+			    "supervisor %lld (%s pid %lld, %s, heartbeat %.1f s ago) in server process %d",
+			    (long long)db_column_int64(q, 2), db_column_text(q, 3),
+			    (long long)db_column_int64(q, 4), db_column_text(q, 5),
+			    db_column_double(q, 6), *holder);
+		else
+			snprintf(who, sizeof who, "server process %d (application_name '%s')",
+			    *holder, db_column_text(q, 7));
+	}
+	db_finalize(q);
+	if (rc == DB_DONE)
+		return store_fail(err, STORE_EBUSY,
+		    "%s: the session-choosing lock was held by"
+		    " another connection",
+		    d->st->url);
+	if (rc != DB_ROW)
+		return fleet_fail(d->st, err, "finding who holds the session-choosing lock");
+	if (idle)
+		return store_fail(err, STORE_EIO,
+		    "%s: the session-choosing lock is held outside any transaction by %s, which"
+		    " the server never frees: stop that process, or end its session (SELECT"
+		    " pg_terminate_backend(%d)), and start this supervisor again",
+		    d->st->url, who, *holder);
+	return store_fail(err, STORE_EBUSY,
+	    "%s: the session-choosing lock is held by %s; waiting for it (the server ends the"
+	    " session of a supervisor stopped while it holds it after half that supervisor's"
+	    " lease)",
+	    d->st->url, who);
+}
+
+/* Begin the transaction that chooses this supervisor's drain session, with the
+ * session-choosing lock (`lock`), or commit it, which releases the lock (nothing when no
+ * transaction is open). The lock is the transaction's (pg_advisory_xact_lock): a
+ * supervisor stopped while it holds it is inside a transaction, which the server ends
+ * after half its lease. When the lock is not had within lock_timeout, the transaction is
+ * rolled back, the heartbeat renewed (a supervisor waiting is not silent) and
+ * fleet_session_holder says who holds it. */
+int store_fleet_session_lock(struct store_drain *d, bool lock, int *holder, struct store_err *err)
+{
+	char sql[80];
+	bool lost;
+
+	*holder = 0;
+	if (!lock)
+		return db_in_transaction(d->st->db) ?
+		    store_exec(d->st->db, "COMMIT", d->st->url, err) :
+		    0;
+	snprintf(
+	    sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock(%d)", FLEET_SESSION_LOCK_KEY);
+	if (db_exec(d->st->db, sql) == DB_OK)
+		return 0;
+	if (db_fault(d->st->db) != DB_FAULT_BUSY) {
+		fleet_fail(d->st, err, "taking the session-choosing lock");
+		db_rollback(d->st->db);
+		return STORE_EIO;
+	}
+	db_rollback(d->st->db);
+	if (store_fleet_confirm(d, &lost, err) != 0)
+		return STORE_EIO;
+	return fleet_session_holder(d, holder, err);
 }
 
 /* Find the session of a live supervisor draining with the same join key. */
@@ -437,21 +542,6 @@ int store_fleet_session_find(
 	if (rc != DB_ROW && rc != DB_DONE)
 		return fleet_fail(d->st, err, "finding the session of the other supervisors");
 	return 0;
-}
-
-/* Bind this supervisor's id as ?1 of a statement of its own and run it to its end. */
-static int fleet_run_self(
-    struct store_drain *d, const char *sql, const char *a, const char *b, struct store_err *err)
-{
-	struct db_stmt *q = NULL;
-	int rc = db_prepare(d->st->db, sql, &q);
-
-	if (rc == DB_OK) {
-		db_bind_int64(q, 1, d->supervisor_id);
-		store_bind_text(q, 2, a);
-		store_bind_text(q, 3, b);
-	}
-	return store_step_done(d->st->db, q, rc, err, "%s: %.80s", d->st->url, sql);
 }
 
 /* Record this supervisor's session and join key. */
@@ -522,7 +612,32 @@ int store_fleet_heartbeat(
 	*lost = xid == 0;
 	d->heartbeat_xid = xid;
 	d->heartbeat_pid = PQbackendPID(db_pg_conn(d->st->db));
+	if (!*lost)
+		d->live_gen = d->st->conn_gen;
 	return 0;
+}
+
+/* Whether this supervisor was found live (registered, or its heartbeat written) on the
+ * present connection. */
+bool store_fleet_confirmed(const struct store_drain *d)
+{
+	return d->live_gen == d->st->conn_gen;
+}
+
+/* Renew the heartbeat alone, in a statement of its own; *lost when this supervisor is no
+ * longer live. */
+int store_fleet_confirm(struct store_drain *d, bool *lost, struct store_err *err)
+{
+	int rc = fleet_run_self(d,
+	    "UPDATE supervisors SET heartbeat_at = " PG_NOW
+	    " WHERE supervisor_id = ?1 AND state = 'live'",
+	    NULL, NULL, err);
+
+	assert(!db_in_transaction(d->st->db));
+	*lost = rc == 0 && db_changes(d->st->db) == 0;
+	if (rc == 0 && !*lost)
+		d->live_gen = d->st->conn_gen;
+	return rc;
 }
 
 /* Read the supervisors declared lost now (a row loop). */

@@ -51,7 +51,6 @@ int store_fleet_session_budget(
 	    &q);
 	json_t *j = NULL;
 
-	assert(!db_in_transaction(d->st->db));
 	*b = (struct fleet_budget){ 0 };
 	if (rc == DB_OK) {
 		store_bind_text(q, 1, session_id);

@@ -270,25 +270,37 @@ struct db *db_sqlite_wrap(sqlite3 *h)
 	return &d->base;
 }
 
-/* Open a file with sqlite3_open_v2 and a busy timeout. No program of this project uses
- * SQLite from more than one thread (the supervisor's HTTP server thread reads snapshots the
- * loop publishes, never the database): the connection takes no mutex, SQLite keeps no
- * allocation statistics (each allocation took a global mutex), and its small blocks are
- * recycled by sqlite_mem.c. */
+/* Configure SQLite for this process, once, before anything initialises it: no program of
+ * this project uses SQLite from more than one thread (the supervisor's HTTP server thread
+ * reads snapshots the loop publishes, never the database), so SQLite keeps no allocation
+ * statistics (each allocation took a global mutex), its small blocks are recycled by
+ * sqlite_mem.c, and its default VFS writes a commit's WAL frames in one write. Every
+ * function of this project that reaches SQLite first calls this; SQLite refuses the
+ * settings once initialised, which would only be a defect of that order (asserted). */
+void db_sqlite_configure(void)
+{
+	static bool configured;
+	int rc;
+
+	if (configured)
+		return;
+	rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	assert(rc == SQLITE_OK);
+	(void)rc;
+	sqlite_mem_use();
+	sqlite_walbuf_use();
+	configured = true;
+}
+
+/* Open a file with sqlite3_open_v2 and a busy timeout; the connection takes no mutex
+ * (db_sqlite_configure). */
 int db_sqlite_open(
     const char *path, int flags, int busy_ms, struct db **out, char *msg, size_t msglen)
 {
-	static bool configured;
 	sqlite3 *h = NULL;
 
 	*out = NULL;
-	if (!configured) {
-		/* Refused (harmlessly) once SQLite is initialised. */
-		sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-		sqlite_mem_use();
-		sqlite_walbuf_use();
-		configured = true;
-	}
+	db_sqlite_configure();
 	if (sqlite3_open_v2(path, &h, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		snprintf(msg, msglen, "%s", h != NULL ? sqlite3_errmsg(h) : "out of memory");
 		sqlite3_close(h);

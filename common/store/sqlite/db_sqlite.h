@@ -7,6 +7,9 @@
 
 #include <sqlite3.h>
 
+/* Configure SQLite for this process (allocation, statistics, VFS), once: to be called
+ * before any other SQLite function; db_sqlite_open calls it. */
+void db_sqlite_configure(void);
 /* Open the existing file at `path` with sqlite3_open_v2 `flags` (never
  * SQLITE_OPEN_CREATE unless `create`) and a busy timeout of `busy_ms`. Returns DB_OK, or
  * DB_ERROR with SQLite's message in msg and *out NULL. */
