@@ -39,13 +39,16 @@ const struct drain_sql drain_sql_event[] = {
 	    " role = ?14"
 	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?9"
 	    "   AND try_number = ?10 ORDER BY seq DESC LIMIT 1)" },
-	/* The reserved row of the attempt's first try, not yet confirmed (seq NULL); a NULL
-	 * value keeps the reserved one. */
+	/* The reserved row of the attempt's first try, not yet confirmed (seq NULL: an attempt
+	 * has at most one); a NULL value keeps the reserved one. Found by its id: an UPDATE
+	 * that found its row through the (attempt_id, seq) index it rewrites would gather the
+	 * rows in a temporary table first. */
 	{ DS_EV_CONFIRM,
 	    "UPDATE llm_usage_events SET seq = ?2, provider = COALESCE(?4, provider),"
 	    " model = COALESCE(?5, model), role = COALESCE(?6, role),"
 	    " max_tokens = COALESCE(?7, max_tokens)"
-	    " WHERE attempt_id = ?1 AND status = ?3 AND try_number = 1 AND seq IS NULL" },
+	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?3"
+	    "   AND try_number = 1 AND seq IS NULL LIMIT 1)" },
 	{ DS_CTL_LOG,
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)" },

@@ -1,7 +1,9 @@
 #include "common/store/dburl.h"
+#include "common/store/store_internal.h"
 #include "tests/unit/test.h"
 
 #include <limits.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -32,6 +34,33 @@ TEST(dburl_relative_resolves_against_cwd)
 	CHECK_EQ_STR(url + 10, path);
 	CHECK(access("x.db", F_OK) != 0);
 	free(want);
+	free(path);
+	free(url);
+}
+
+/* A program reads its database URL before it opens the database; the URL's check asks
+ * SQLite for its path limit, which initialises SQLite. The store's configuration of SQLite
+ * must still take: no allocation statistics (each allocation under a global mutex) and
+ * small blocks from common/store/sqlite/sqlite_mem.c's classes, not malloc's sizes. */
+TEST(dburl_parse_leaves_sqlite_configured_for_the_store)
+{
+	char err[512], *path, *url;
+	struct store_err serr;
+	struct store st;
+
+	CHECK(dburl_parse("sqlite:///x.db", &path, &url, err, sizeof err) == 0);
+	CHECK_EQ_INT(store_init(path, NULL, &serr), 0);
+	CHECK_EQ_INT(store_open(&st, path, url, STORE_WRITE, &serr), 0);
+	CHECK_EQ_INT(sqlite3_memory_used(), 0);
+#if !defined(__SANITIZE_ADDRESS__)
+	{
+		void *p = sqlite3_malloc(10);
+
+		CHECK_EQ_INT(sqlite3_msize(p), 32);
+		sqlite3_free(p);
+	}
+#endif
+	store_close(&st);
 	free(path);
 	free(url);
 }

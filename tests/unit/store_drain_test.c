@@ -1,7 +1,9 @@
 /* The drain's store through its own types: the phase spec, the event key, the one
  * token-estimation insert, attempt ends and phase moves, and the tier states that follow
  * them. */
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_drain.h"
+#include "common/store/store_drain_internal.h"
 #include "common/store/store_estimation.h"
 #include "common/store/store_failed.h"
 #include "common/store/store_internal.h"
@@ -24,6 +26,43 @@ static void drain_setup(struct store *st, struct store_drain **d)
 	store_plan_summary_free(&sum);
 	CHECK_EQ_INT(store_drain_open(st, d, &err), 0);
 	free(ws);
+}
+
+/* Whether SQLite's program for `sql` on `h` builds a temporary table (OpenEphemeral). */
+static bool uses_temporary_table(sqlite3 *h, const char *sql)
+{
+	char *explain = xasprintf("EXPLAIN %s", sql);
+	sqlite3_stmt *q = NULL;
+	bool found = false;
+
+	CHECK_EQ_INT(sqlite3_prepare_v2(h, explain, -1, &q, NULL), SQLITE_OK);
+	while (sqlite3_step(q) == SQLITE_ROW)
+		found = found ||
+		    strcmp((const char *)sqlite3_column_text(q, 1), "OpenEphemeral") == 0;
+	sqlite3_finalize(q);
+	free(explain);
+	return found;
+}
+
+/* The statements run for every phase (an attempt's opening and end, its events) build no
+ * temporary table: SQLite allocates and zeroes one each time it runs such a statement (an
+ * UPDATE that finds its rows through an index it rewrites gathers them in one first). */
+TEST(store_drain_phase_statements_build_no_temporary_table)
+{
+	const struct drain_sql *sets[] = { drain_sql_attempt, drain_sql_event };
+	const size_t ns[] = { drain_sql_attempt_n, drain_sql_event_n };
+	struct store_drain *d;
+	struct store st;
+
+	drain_setup(&st, &d);
+	for (size_t k = 0; k < ARRAY_SIZE(sets); k++)
+		for (size_t i = 0; i < ns[k]; i++) {
+			if (uses_temporary_table(db_sqlite_handle(st.db), sets[k][i].sql))
+				fprintf(stderr, "builds a temporary table: %s\n", sets[k][i].sql);
+			CHECK(!uses_temporary_table(db_sqlite_handle(st.db), sets[k][i].sql));
+		}
+	store_drain_close(d);
+	store_close(&st);
 }
 
 TEST(store_drain_spec_is_the_phase_row)
