@@ -137,11 +137,13 @@ static void session_load_coefs(struct sup *s)
 	store_coef_set_free(&set);
 }
 
-/* Continue the newest unfinished session (--resume). Exits 1 on failure. */
+/* Continue the newest unfinished session (--resume), made with the same --dry-run or
+ * none. Exits 1 on failure. */
 static void session_resume(struct sup *s)
 {
 	struct store_err err;
 	char *state = NULL;
+	int64_t dry;
 
 	if (store_drain_session_find_open(s->sd, &s->session_id, &state, &err) != 0)
 		log_fatal(1, "%s", err.text);
@@ -150,8 +152,17 @@ static void session_resume(struct sup *s)
 	if (policy_load(s, state) != 0)
 		exit(1);
 	free(state);
-	if (store_drain_session_attempts(s->sd, s->session_id, &s->started, &err) != 0)
+	if (store_drain_session_attempts(s->sd, s->session_id, &s->started, &dry, &err) != 0)
 		log_fatal(1, "%s", err.text);
+	/* A dry run's attempts would count as tries of a drain that calls the LLM, and the
+	 * other way round. */
+	if (dry != (s->cfg.dry_run ? s->started : 0))
+		log_fatal(1,
+		    "--resume: session %s made %lld %s attempt(s); resume it %s --dry-run, or "
+		    "start a new session (without --resume)",
+		    s->session_id, (long long)(s->cfg.dry_run ? s->started - dry : dry),
+		    s->cfg.dry_run ? "LLM-calling" : "dry-run",
+		    s->cfg.dry_run ? "without" : "with");
 	log_info("resuming session %s (%lld attempt(s) already made)", s->session_id,
 	    (long long)s->started);
 }

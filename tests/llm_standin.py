@@ -20,6 +20,8 @@ object with "mode" and options:
              target) and an error "message"
   sleep      wait "seconds" (past the client's timeout), then answer normally
   malformed  200 with a body that is not JSON
+  wrong_shape  200 with a JSON object that is no message (Anthropic's "content" a string,
+             OpenAI's "choices" missing) but has a usage object: 7 input, 9 output tokens
   huge       200 with a JSON body of "size_mib" MiB (default 9)
   hostile    files at "paths" (default ../../etc/x and /etc/passwd) plus the deliverables
   missing    every requested deliverable except the last (or those not in "skip")
@@ -392,6 +394,16 @@ def make_handler(args, script, log_lock):
                 self.send_json(status, {"type": "error", "error": {
                     "type": "scripted", "message": spec.get("message", "scripted %d" % status)}},
                     headers)
+                return
+            if mode == "wrong_shape":
+                entry["status"] = 200
+                self.write_log(entry)
+                if provider == "anthropic":
+                    self.send_json(200, {"type": "message", "content": "no blocks",
+                                         "usage": {"input_tokens": 7, "output_tokens": 9}})
+                else:
+                    self.send_json(200, {"object": "chat.completion", "usage": {
+                        "prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}})
                 return
             if mode == "malformed":
                 entry["status"] = 200

@@ -77,6 +77,16 @@ def test_429_then_success_completes_with_two_usage_rows_the_first_rate_limited(t
     assert os.path.isfile(os.path.join(r["ws"], "out", "mod.py"))
 
 
+def test_408_from_the_server_or_a_proxy_is_retried_as_a_timeout(tmp):
+    """A 408 Request Timeout (a proxy in front of the provider giving up on a slow
+    request) failed the phase at once as client_error; the providers' own clients retry
+    it. It is a timeout now, and retried."""
+    r = one_phase(tmp, [{"mode": "status", "status": 408, "message": "request timeout"}],
+                  "--llm-retries", 1)
+    assert attempt(r) == ("success", None, None, None)
+    assert usage(r) == [(1, 408, "timeout"), (2, 200, None)]
+
+
 def test_500_every_time_fails_the_phase_as_provider_error_after_every_retry(tmp):
     r = one_phase(tmp, {"default": {"mode": "status", "status": 500}}, "--llm-retries", 2)
     assert attempt(r) == (
@@ -123,6 +133,32 @@ def test_malformed_json_is_a_provider_error_and_not_retried(tmp):
     failed_phase(r, "PROVIDER_ERROR")
     assert usage(r) == [(1, 200, "malformed_response")]
     assert r["v2"] == []
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_an_answer_of_the_wrong_shape_records_the_tokens_it_reports(tmp, provider):
+    """A 200 whose JSON is no message but reports its usage: the provider counted (and
+    bills) those tokens, but the try's row recorded none. They are recorded now; the try
+    still fails as malformed_response, naming what the answer lacks."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec()])])
+    llm = Standin(tmp, {"default": {"mode": "wrong_shape"}})
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1, "--llm-retries", 2,
+              provider=provider)
+    finally:
+        llm.stop()
+    lacks = "no \"content\" array" if provider == "anthropic" else "no \"choices\""
+    msg = rows(url, "SELECT message FROM attempts")[0]["message"]
+    assert msg.startswith("malformed_response after 1 try: ") and \
+        msg.endswith(": response has %s" % lacks), msg
+    assert rows(url, "SELECT http_status, error_class, status, prompt_tokens,"
+                     " completion_tokens, total_tokens FROM llm_usage_events") == [
+        {"http_status": 200, "error_class": "malformed_response", "status": "error",
+         "prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}]
+    assert rows(url, "SELECT count(*) AS n FROM token_estimation_v2_events") == [{"n": 0}]
 
 
 def test_body_of_several_mib_is_refused_at_the_cap_and_not_retried(tmp):

@@ -54,12 +54,13 @@ def test_random_schema_valid_responses_through_the_real_worker(tmp, seed):
         u = body.get("usage")
         choices = body["choices"]
         assert status == 200
+        # The counts the answer reports, also when it has no choice to use.
+        assert prompt == believed(u, "prompt_tokens"), (body, prompt)
+        assert completion == believed(u, "completion_tokens"), (body, completion)
         if not choices:
             assert error_class == "malformed_response", (body, error_class)
             continue
         assert error_class is None, (body, error_class)
-        assert prompt == believed(u, "prompt_tokens"), (body, prompt)
-        assert completion == believed(u, "completion_tokens"), (body, completion)
         if believed(u, "completion_tokens") is not None:
             finish = choices[0]["finish_reason"]
             want_v2.append((u["completion_tokens"], int(finish == "length"), finish))

@@ -788,6 +788,33 @@ def test_the_service_managers_status_line_carries_the_progress(tmp):
         assert sup.wait() == 0
 
 
+def test_hostile_categories_come_out_as_labels_both_readers_read_back(tmp, llm):
+    """Task categories are the plan's own text: quotes, backslashes, line breaks, a line
+    that would start a family of its own, U+2028, DEL, 250 bytes. /metrics stays clean to
+    promtool, and the Prometheus parser reads each one back as it was (a long one cut to
+    its first 128 bytes)."""
+    cats = ['a\\b', 'q"x', 'nl\nx', 'cr\rx', 'tab\tx', '} 1\n# TYPE autopack_x counter',
+            '\u00e9\u2713\u2028', ' ', '\x7f', 'c' * 250]
+    url = plan_db(tmp, {"run-%d" % i: [("p0", c, None, "")] for i, c in enumerate(cats)})
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--http", "127.0.0.1:0")
+    try:
+        base = http_base(sup)
+        text = wait_for(lambda: (lambda t: t if sum(by(samples(t),
+                                                       "autopack_attempts_total", "outcome",
+                                                       "reason").values()) == len(cats)
+                                 else None)(request(base, "/metrics")[2]),
+                        what="/metrics counting every attempt")
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60)
+    assert lint.returncode == 0 and lint.stdout + lint.stderr == "", lint
+    got = by(samples(text), "autopack_attempt_duration_seconds_count", "category")
+    assert got == {(c[:128],): 1 for c in cats}, got
+    assert "autopack_x" not in {f.name for f in text_string_to_metric_families(text)}
+
+
 def test_past_the_series_cap_the_series_already_shown_keep_counting(tmp):
     # 205 models: the 200 first have their series, the rest share "other"; m0 seen again
     # after the cap is still counted as m0.

@@ -261,6 +261,32 @@ def test_resume_without_an_unfinished_session_is_refused(tmp):
     assert "no unfinished drain session" in sup.stderr()
 
 
+def test_a_dry_run_session_is_resumed_only_as_a_dry_run(tmp):
+    # A dry run's attempts are no tries of a drain that calls the LLM: resuming its
+    # session without --dry-run would count them (with one attempt a phase, nothing
+    # would run). Killed while it waits for more work, the session is left unfinished.
+    url = new_db(tmp, runs=2, phases=3)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run")
+    wait_for(lambda: sql(url, "SELECT count(*) FROM attempts")[0][0] == 6,
+             what="every phase estimated")
+    sup.proc.kill()
+    sup.proc.wait()
+    [(sid, done)] = sql(url, "SELECT session_id, completed_at FROM drain_sessions")
+    assert done is None
+    real = Supervisor(tmp, url, "--workers", 1, "--resume", "--exit-when-drained",
+                      "--max-attempts-per-phase", 1, "--llm-base-url", "http://127.0.0.1:9/",
+                      env={"ANTHROPIC_API_KEY": KEY}, name="real")
+    assert real.wait() == 1
+    assert ("--resume: session %s made 6 dry-run attempt(s); resume it with --dry-run, or "
+            "start a new session (without --resume)" % sid) in real.stderr()
+    assert sql(url, "SELECT count(*), sum(dry_run) FROM attempts") == [(6, 6)]
+    assert sql(url, "SELECT completed_at FROM drain_sessions") == [(None,)]
+    again = Supervisor(tmp, url, "--workers", 1, "--resume", "--dry-run",
+                       "--exit-when-drained", name="again")
+    assert again.wait() == 0, again.stderr()
+    assert "resuming session %s (6 attempt(s) already made)" % sid in again.stderr()
+
+
 def test_a_retried_run_is_no_longer_stopped_live_offline_and_after_resume(tmp):
     # run-000's first two calls fail alike: the rule stops the run; later calls succeed.
     url = new_db(tmp, runs=2, phases=3)

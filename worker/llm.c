@@ -514,7 +514,8 @@ static void llm_answer_clean(const struct llm_config *cfg, struct llm_response *
 
 /* Judge a finished try (`redirect`: where a 3xx answer points, or NULL): NULL when it
  * succeeded (the answer parsed into `out`, its tokens copied into `t`), else its error
- * class, with what went wrong in `msg`. */
+ * class, with what went wrong in `msg` (and in `t` the tokens of a 2xx JSON answer that is
+ * no message, when it reports them). */
 static const char *llm_try_judge(const struct llm_config *cfg, const char *url, CURLcode rc,
     const struct llm_xfer *x, const char *errbuf, const char *redirect, struct llm_try *t,
     struct llm_response *out, char *msg, size_t msglen)
@@ -537,6 +538,10 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 			t->total_tokens = out->total_tokens;
 			return NULL;
 		}
+		/* JSON that is no message still says what the provider counted (and bills). */
+		t->prompt_tokens = out->prompt_tokens;
+		t->completion_tokens = out->completion_tokens;
+		t->total_tokens = out->total_tokens;
 		free(out->text);
 		free(out->stop_reason);
 		out->text = out->stop_reason = NULL;
@@ -554,7 +559,10 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 		    url, t->http_status, redirect);
 	else
 		snprintf(msg, msglen, "%s: HTTP %ld: %s", url, t->http_status, etext);
+	/* 408: the server (or a proxy before it) gave up waiting for the request, as a
+	 * timeout of ours would; retried as one. */
 	return t->http_status == 429 ? LLM_E_RATE_LIMITED :
+	    t->http_status == 408    ? LLM_E_TIMEOUT :
 	    t->http_status >= 500    ? LLM_E_SERVER :
 	                               LLM_E_CLIENT;
 }

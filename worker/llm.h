@@ -7,7 +7,7 @@
  * llama.cpp server, Ollama).
  *
  * Retried, with exponential backoff and jitter (or the server's retry-after when longer):
- * 429, 5xx, connection errors and timeouts, up to max_retries extra tries and never past
+ * 429, 5xx, connection errors and timeouts (a 408 too), up to max_retries extra tries and never past
  * the deadline. Every try is announced through on_send before it is sent and reported
  * through on_try after. The API key is sent in its header and
  * nowhere else: every message this module produces has the key scrubbed out.
@@ -141,8 +141,9 @@ void llm_scrub(char *s, size_t cap, const char *key);
  * capped, with jitter in [50%, 100%]; at least `retry_after_ms` when given (>= 0). */
 int64_t llm_backoff_ms(int try_number, double jitter, int64_t retry_after_ms);
 
-/* Parse a retry-after header value (seconds, or an HTTP date) into milliseconds from now,
- * a day at most (a larger number of seconds is a day); -1 when it cannot be parsed. */
+/* Parse a retry-after header value (seconds, or an HTTP date) into milliseconds from now
+ * (a number of seconds over a day, however large, as a day); -1 when it cannot be
+ * parsed. */
 int64_t llm_parse_retry_after(const char *value);
 
 #endif

@@ -310,15 +310,19 @@ int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm
 	                            llm_openai_text(got, m, out, err, errlen);
 }
 
-/* Copy up to n-1 printable bytes of s[0..len) into out, other bytes as spaces. */
+/* Copy up to n-1 printable bytes of s[0..len) into out, other bytes as spaces; cut short,
+ * at a character's start (a cut inside one would leave a byte that is no UTF-8). */
 static void llm_printable(const char *s, size_t len, char *out, size_t n)
 {
 	size_t k;
 
 	if (n == 0)
 		return;
-	if (len > n - 1)
+	if (len > n - 1) {
 		len = n - 1;
+		while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+			len--;
+	}
 	for (k = 0; k < len; k++)
 		out[k] = (unsigned char)s[k] < 0x20 || s[k] == 0x7f ? ' ' : s[k];
 	out[len] = '\0';

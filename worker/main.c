@@ -232,7 +232,6 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 {
 	struct wk *w = ctx;
 	struct proto_msg m = { .type = PROTO_EVENT };
-	size_t start = w->io.out.len;
 	struct proto_err err;
 	bool reserved;
 	int rc;
@@ -245,7 +244,7 @@ static int hook_emit(void *ctx, struct proto_event *ev)
 	m.u.event.seq = outbox_next_seq(&w->out);
 	if ((rc = proto_fd_queue(&w->io, &m, &err)) != 0)
 		log_fatal(1, "cannot encode an event: %s", err.text);
-	outbox_add(&w->out, w->io.out.data + start, w->io.out.len - start);
+	outbox_add(&w->out);
 	/* An announcement leaves in one write with the heartbeat that asks for its commit.
 	 * Other events wait in the buffer for the next write, which comes before anything
 	 * that takes time (the phase calls the heartbeat hook first) and with the result:
@@ -469,7 +468,6 @@ int main(int argc, char **argv)
 			    proto_type_name(m.type));
 		proto_msg_free(&m);
 	}
-	outbox_free(&w.out);
 	proto_fd_free(&w.io);
 	return 0;
 }

@@ -287,9 +287,10 @@ int store_drain_session_state(
  * *state_json are heap strings, both NULL when there is none. */
 int store_drain_session_find_open(
     struct store_drain *d, char **session_id, char **state_json, struct store_err *err);
-/* The number of attempts made in a session (outside a transaction). */
+/* The number of attempts made in a session, and how many of them were dry runs (outside a
+ * transaction). */
 int store_drain_session_attempts(
-    struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err);
+    struct store_drain *d, const char *session_id, int64_t *n, int64_t *dry, struct store_err *err);
 /* Mark a drain session finished with the reason it stopped (outside a transaction). */
 int store_drain_session_close(
     struct store_drain *d, const char *session_id, const char *stop_reason, struct store_err *err);

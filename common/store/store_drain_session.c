@@ -68,21 +68,25 @@ int store_drain_session_find_open(
 	return rc;
 }
 
-/* Count a session's attempts; STORE_EIO on failure. */
+/* Count a session's attempts, its dry runs apart; STORE_EIO on failure. */
 int store_drain_session_attempts(
-    struct store_drain *d, const char *session_id, int64_t *n, struct store_err *err)
+    struct store_drain *d, const char *session_id, int64_t *n, int64_t *dry, struct store_err *err)
 {
 	struct db_stmt *s;
 	int rc;
 
-	*n = 0;
-	if (db_prepare(d->st->db, "SELECT count(*) FROM attempts WHERE session_id = ?1", &s) !=
-	    DB_OK)
+	*n = *dry = 0;
+	if (db_prepare(d->st->db,
+	        "SELECT count(*), count(CASE WHEN dry_run <> 0 THEN 1 END) FROM attempts"
+	        " WHERE session_id = ?1",
+	        &s) != DB_OK)
 		return drain_fail(d, err, "session attempts");
 	store_bind_text(s, 1, session_id);
 	rc = db_step(s);
-	if (rc == DB_ROW)
+	if (rc == DB_ROW) {
 		*n = db_column_int64(s, 0);
+		*dry = db_column_int64(s, 1);
+	}
 	rc = rc == DB_ROW ? 0 : drain_fail(d, err, "session attempts");
 	db_finalize(s);
 	return rc;

@@ -8,6 +8,7 @@
 #include "common/strbuf.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,9 @@ enum plan_kind {
 	PLAN_CONTEXT,      /* array of relative paths or {"path", "reason"} objects */
 	PLAN_DELIVERABLES, /* array of relative paths, or an object of such arrays */
 };
+
+/* The most fields an object of a plan has (the phase's). */
+#define PLAN_FIELDS_MAX 40
 
 struct plan_field {
 	const char *name;
@@ -361,10 +365,12 @@ static int plan_check_object(const json_t *obj, const struct plan_field *fields,
     const char *source, const struct plan_at *at, struct plan_scope_kept *keep,
     struct store_err *err)
 {
+	json_t *val[PLAN_FIELDS_MAX] = { NULL }; /* each field's value, found in one pass */
 	const char *key;
 	json_t *v;
 	int rc;
 
+	assert(n <= PLAN_FIELDS_MAX);
 	if (!json_is_object(obj))
 		return plan_fail(err, source, at, "expected object, got %s", plan_type_name(obj));
 	json_object_foreach((json_t *)obj, key, v)
@@ -378,11 +384,12 @@ static int plan_check_object(const json_t *obj, const struct plan_field *fields,
 
 			return plan_fail(err, source, &sub, "unknown field");
 		}
+		val[i] = v;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct plan_at sub = PLAN_KEY(at, fields[i].name);
 
-		v = json_object_get(obj, fields[i].name);
+		v = val[i];
 		if (v == NULL || json_is_null(v)) {
 			if (fields[i].required)
 				return plan_fail(err, source, &sub, "missing (required)");

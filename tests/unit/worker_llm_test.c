@@ -359,6 +359,22 @@ TEST(worker_llm_backoff_and_retry_after_parsing)
 	CHECK_EQ_INT(llm_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0);
 }
 
+/* A provider's error message cut to its buffer is cut between characters: a cut inside
+ * one left a byte that is no UTF-8, shown as U+FFFD at the end of the attempt's message. */
+TEST(worker_llm_error_text_is_cut_between_characters)
+{
+	static const char body[] = "{\"error\":{\"message\":\"\u00e9\u00e9\u00e9\u00e9\u00e9\"}}";
+	static const char raw[] = "<html>\xc3\xa9\xc3\xa9\xc3\xa9</html>";
+	char out[10];
+
+	llm_error_text(body, strlen(body), out, 6);
+	CHECK_EQ_STR(out, "\xc3\xa9\xc3\xa9");
+	llm_error_text(body, strlen(body), out, sizeof out);
+	CHECK_EQ_STR(out, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+	llm_error_text(raw, strlen(raw), out, sizeof out);
+	CHECK_EQ_STR(out, "<html>\xc3\xa9");
+}
+
 TEST(worker_llm_a_try_whose_announcement_is_refused_is_not_sent)
 {
 	struct standin sd;

@@ -7,6 +7,7 @@
  * life: at most what SQLite held at once, by class. */
 #include "common/store/sqlite/db_sqlite.h"
 
+#include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,8 @@ struct mem_free {
 };
 
 enum {
-	MEM_CLASSES = 7
+	MEM_CLASSES = 7,
+	MEM_TRIM_KEEP = 8 << 20 /* bytes free at the heap's top glibc keeps (sqlite_mem_use) */
 };
 static const int mem_class_size[MEM_CLASSES] = { 32, 64, 128, 256, 512, 1024, 2048 };
 static _Thread_local struct mem_free *mem_lists[MEM_CLASSES];
@@ -126,12 +128,19 @@ static void mem_shutdown(void *arg)
 
 /* Give SQLite these allocation functions; to be called before SQLite is initialised (it
  * refuses them, harmlessly, after). Under AddressSanitizer SQLite keeps malloc, so that
- * its blocks are checked one by one. */
+ * its blocks are checked one by one.
+ *
+ * Each split of a B-tree page takes a 64 KiB scratch block from malloc and frees it at
+ * once; at the top of the heap, glibc gave it back to the kernel (a heap trimmed above
+ * 128 KiB) and took it again at the next split, faulting its pages in again: two brk
+ * calls and a page fault a split, near half of an import's system time. The heap keeps
+ * up to MEM_TRIM_KEEP free at its top. */
 void sqlite_mem_use(void)
 {
 	static const sqlite3_mem_methods methods = { mem_malloc, mem_release, mem_realloc, mem_size,
 		mem_roundup, mem_init, mem_shutdown, NULL };
 
+	mallopt(M_TRIM_THRESHOLD, MEM_TRIM_KEEP);
 #if defined(__SANITIZE_ADDRESS__)
 	(void)methods;
 #else
