@@ -41,7 +41,10 @@
  * connection (`Connection: close`), so no client of ours waits on one between requests. */
 #define HTTP_TIMEOUT_S 5
 #define HTTP_CONNECTION_MEMORY 32768 /* a request's line and headers must fit */
-#define HTTP_LOG_BURST 10            /* libmicrohttpd messages logged a minute */
+/* libmicrohttpd held to the protocol: an HTTP/1.1 request without a Host header is
+ * answered 400, as RFC 9112 requires, not served. */
+#define HTTP_STRICT 1
+#define HTTP_LOG_BURST 10 /* libmicrohttpd messages logged a minute */
 
 /* What the loop published; immutable once published, freed with its last reference. */
 struct http_snap {
@@ -438,7 +441,8 @@ int http_start(struct sup *s)
 	    (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL,
 	    MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, &h->deadlines,
-	    MHD_OPTION_NOTIFY_COMPLETED, http_deadline_completed, &h->deadlines, MHD_OPTION_END);
+	    MHD_OPTION_NOTIFY_COMPLETED, http_deadline_completed, &h->deadlines,
+	    MHD_OPTION_STRICT_FOR_CLIENT, HTTP_STRICT, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		log_error("--http %s: cannot listen there (in use, or not an address of this host)",
 		    s->cfg.http_addr);

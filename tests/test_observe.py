@@ -475,6 +475,19 @@ def test_misbehaving_http_clients_never_disturb_the_drain(tmp, llm):
             assert status in (413, 431), status
         except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
             pass
+        # An HTTP/1.1 request must name its host (RFC 9112, 3.2): 400 without one; an
+        # HTTP/1.0 request need not.
+        for version, want in ((b"1.1", b"HTTP/1.1 400"), (b"1.0", b"HTTP/1.1 200")):
+            g = socket.create_connection(("127.0.0.1", port), timeout=30)
+            g.sendall(b"GET /healthz HTTP/" + version + b"\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n\r\n") and b"\r\n\r\n" not in reply:
+                chunk = g.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            g.close()
+            assert reply.startswith(want), (version, reply)
         # Garbage instead of HTTP.
         g = socket.create_connection(("127.0.0.1", port), timeout=30)
         g.sendall(bytes(range(256)) * 16)
