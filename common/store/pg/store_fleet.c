@@ -862,6 +862,15 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, con
 	*state = FLEET_TXN_RUNNING;
 	if (t->xid > 0 && (rc = fleet_txn_status(d, t->xid, status, sizeof status, err)) != 0)
 		return rc;
+	/* A transaction id the server assigned but never wrote to its log before a crash is
+	 * handed out again after it ("in the future" until then): "committed" may be another
+	 * transaction's. The round's own attempts confirm it where it opened any. */
+	if (t->xid > 0 && strcmp(status, "committed") == 0 && n > 0) {
+		if ((rc = store_fleet_attempts_found(d, ids, n, &found, err)) != 0)
+			return rc;
+		*state = found > 0 ? FLEET_TXN_COMMITTED : FLEET_TXN_ABORTED;
+		return 0;
+	}
 	if (t->xid > 0 && strcmp(status, "committed") == 0) {
 		*state = FLEET_TXN_COMMITTED;
 		return 0;
