@@ -864,14 +864,8 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, con
 		return rc;
 	/* A transaction id the server assigned but never wrote to its log before a crash is
 	 * handed out again after it ("in the future" until then): "committed" may be another
-	 * transaction's. The round's own attempts confirm it where it opened any. */
-	if (t->xid > 0 && strcmp(status, "committed") == 0 && n > 0) {
-		if ((rc = store_fleet_attempts_found(d, ids, n, &found, err)) != 0)
-			return rc;
-		*state = found > 0 ? FLEET_TXN_COMMITTED : FLEET_TXN_ABORTED;
-		return 0;
-	}
-	if (t->xid > 0 && strcmp(status, "committed") == 0) {
+	 * transaction's, so a round that opened attempts is judged by them, below. */
+	if (t->xid > 0 && strcmp(status, "committed") == 0 && n == 0) {
 		*state = FLEET_TXN_COMMITTED;
 		return 0;
 	}
@@ -879,7 +873,7 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, con
 		*state = FLEET_TXN_ABORTED;
 		return 0;
 	}
-	if (t->xid > 0 && status[0] != '\0') {
+	if (t->xid > 0 && status[0] != '\0' && strcmp(status, "committed") != 0) {
 		/* In progress: its session lives on and a COMMIT may still reach it. */
 		if (fleet_txn_end(d, t, err) != 0)
 			return 0;
@@ -889,7 +883,8 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, con
 		    d->st->url, (long long)t->xid, t->pid);
 		return 0;
 	}
-	/* Unknown to the server: it ended long ago, and its attempts say how. */
+	/* Committed by the server's word, or unknown to it (ended long ago): its attempts say
+	 * how it ended. */
 	if ((rc = store_fleet_attempts_found(d, ids, n, &found, err)) != 0)
 		return rc;
 	*state = found > 0 ? FLEET_TXN_COMMITTED : FLEET_TXN_ABORTED;
