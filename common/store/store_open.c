@@ -8,6 +8,8 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -351,10 +353,44 @@ static void store_side_changed(const char *path, const char *suffix, dev_t dev, 
 	free(p);
 }
 
+/* Move the write-ahead log of a lost handle away from the name SQLite looks for it by,
+ * to <db>-wal.lost-<UTC stamp>.bak: it was made for the file the handle opened, and the
+ * next connection would copy its pages into whatever file is at the path now. Only the
+ * log the handle recorded at open is moved. Describes the outcome into buf. */
+static void store_wal_set_aside(const struct store *st, char *buf, size_t len)
+{
+	char *wal = xasprintf("%s-wal", st->path), *name = NULL;
+	struct stat sb;
+
+	if (stat(wal, &sb) != 0 ||
+	    (st->wal_ino != 0 && (sb.st_dev != st->wal_dev || sb.st_ino != st->wal_ino))) {
+		snprintf(
+		    buf, len, "; the write-ahead log is kept as it is, nothing more is written");
+		free(wal);
+		return;
+	}
+	name = store_backup_name(wal, "lost");
+	if (renameat2(AT_FDCWD, wal, AT_FDCWD, name, RENAME_NOREPLACE) == 0)
+		snprintf(buf, len,
+		    "; the file now holds other content, so the write-ahead log (what was "
+		    "committed since the last checkpoint) was moved to %s, where no program "
+		    "applies it to that file (which it would corrupt); nothing more is written",
+		    name);
+	else
+		snprintf(buf, len,
+		    "; the file now holds other content, and moving its write-ahead log aside "
+		    "failed (%s): remove %s before the database is opened again, or it is "
+		    "applied to that file and corrupts it; nothing more is written",
+		    strerror(errno), wal);
+	free(name);
+	free(wal);
+}
+
 /* Mark the handle lost: from now on closing it deletes no file by name, and what is
  * committed but only in the write-ahead log it has open is copied into the database
  * file it has open when `salvage` (not into a file whose content is no longer its own:
- * the write-ahead log is then left as it is, and closing the connection checkpoints
+ * the write-ahead log is then left as it is, or moved aside when the file begins
+ * otherwise than the handle last left it, and closing the connection checkpoints
  * nothing). Describes the outcome into buf. */
 static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t len)
 {
@@ -370,6 +406,10 @@ static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t le
 	if (!salvage) {
 		/* Closing the last connection would checkpoint the log into the file. */
 		sqlite3_db_config(h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+		if (!store_ckpt_file_is_own(st)) {
+			store_wal_set_aside(st, buf, len);
+			return;
+		}
 		snprintf(
 		    buf, len, "; the write-ahead log is kept as it is, nothing more is written");
 		return;
@@ -396,7 +436,7 @@ static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t le
  * written (a moved mtime or another size) since the handle's last checkpoint. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
-	char what[400] = "", salvage[200];
+	char what[400] = "", salvage[600];
 	bool foreign = false;
 	struct stat sb;
 
