@@ -121,6 +121,63 @@ static int store_connect_read(const char *path, struct db **db, struct store_err
 	return rc;
 }
 
+/* Read meta.db_uuid through `db` into uuid; false if it cannot be read or is not a
+ * canonical UUID. */
+static bool store_uuid_read(struct db *db, char uuid[37])
+{
+	struct db_stmt *q = NULL;
+	const char *u;
+	bool ok = false;
+
+	if (db_prepare(db, "SELECT db_uuid FROM meta", &q) == DB_OK && db_step(q) == DB_ROW &&
+	    (u = db_column_text(q, 0)) != NULL && store_uuid_valid(u)) {
+		memcpy(uuid, u, 37);
+		ok = true;
+	}
+	db_finalize(q);
+	return ok;
+}
+
+/* Refuse a -wal beside the database that is another database's: the file alone (read
+ * immutable, which ignores the log) holds one uuid, and read with the log, another that
+ * db reidentify did not give it (its control_log row names the uuid it replaced). SQLite
+ * copies a log's pages into the file next to it at the next write, whatever file that
+ * is. 0 when they agree or either cannot be read (a file without meta, a log being
+ * written); STORE_ENOTDB naming both otherwise. Nothing is written. */
+static int store_check_wal_owner(const char *path, struct store_err *err)
+{
+	char *wal = xasprintf("%s-wal", path), *uri = xasprintf("file:%s?immutable=1", path);
+	char alone[37], with[37];
+	struct db *a = NULL, *b = NULL;
+	struct stat sb;
+	int rc = 0;
+
+	if (stat(wal, &sb) != 0 || sb.st_size <= 32 ||
+	    store_connect(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "", &a, NULL) != 0 ||
+	    !store_uuid_read(a, alone) ||
+	    store_connect(path, SQLITE_OPEN_READONLY, "", &b, NULL) != 0 ||
+	    !store_uuid_read(b, with) || strcmp(alone, with) == 0)
+		goto out;
+	if (store_row_exists(b, NULL,
+	        "SELECT 1 FROM control_log WHERE command = 'db reidentify' AND args = ?1",
+	        (const char *const[]){ alone, NULL }, "reading control_log") == 1)
+		goto out;
+	rc = store_fail(err, STORE_ENOTDB,
+	    "%s: this write-ahead log is another database's: the file %s holds database %s, "
+	    "and read with the log it reads as database %s (a file put in place of one whose "
+	    "supervisor was killed, or a -wal copied from elsewhere). SQLite would copy the "
+	    "log's pages into this file at the next write, corrupting it; nothing was "
+	    "written. Move %s and %s-shm away (they hold the last commits of database %s), "
+	    "then open it again",
+	    wal, path, alone, with, wal, path, with);
+out:
+	db_close(b);
+	db_close(a);
+	free(uri);
+	free(wal);
+	return rc;
+}
+
 /* Apply the connection settings of a write handle: WAL journal. */
 static int store_setup_writer(struct db *db, const char *path, struct store_err *err)
 {
@@ -265,6 +322,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	rc = store_stat_file(path, &sb, err);
 	if (rc == 0)
 		rc = store_check_access(path, write, err);
+	if (rc == 0)
+		rc = store_check_wal_owner(path, err);
 	if (rc != 0)
 		return rc;
 	st->tidy_on_close = !write && !store_side_exists(path, "-wal") &&
