@@ -183,15 +183,17 @@ enum fleet_txn_state {
  * went unanswered, before anything else runs on the drain ({0, 0} before any heartbeat). */
 struct fleet_txn store_fleet_txn(const struct store_drain *d);
 /* Learn what became of transaction `t`, whose COMMIT went unanswered, on a connection made
- * since (outside a transaction), into *state. The server says whether it committed or
- * was rolled back (pg_xact_status); while it is still in progress (the old session lives
- * on, e.g. when the network was cut rather than the server, and a COMMIT may still reach
- * it), that session is asked to end (pg_terminate_backend, allowed on a session of the
- * same role) and *state is FLEET_TXN_RUNNING, with what was done in err->text: ask again
- * later; once the session has ended its transaction is final. If the server no longer
- * knows the id (too old: it ended long ago), the attempts `ids` (n) of the group are
- * looked for: all found, it committed; none, it did not. Returns 0, or STORE_EIO when the
- * server could not be asked (err). */
+ * since (outside a transaction), into *state; the group opened the attempts `ids` (n, at
+ * least one: a group of writes alone is never settled, it is written again). The server
+ * says whether it was rolled back or is still in progress (pg_xact_status); while it is
+ * (the old session lives on, e.g. when the network was cut rather than the server, and a
+ * COMMIT may still reach it), that session is asked to end (pg_terminate_backend, allowed
+ * on a session of the same role) and *state is FLEET_TXN_RUNNING, with what was done in
+ * err->text: ask again later; once the session has ended its transaction is final. When
+ * the server says it committed (after a crash, possibly of another transaction given the
+ * same id) or no longer knows the id (too old: it ended long ago), the attempts are looked
+ * for: found, it committed; none, it did not. Returns 0, or STORE_EIO when the server
+ * could not be asked (err). */
 int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, const uint64_t *ids,
     size_t n, enum fleet_txn_state *state, struct store_err *err);
 /* Leave: this supervisor's row is no longer live (outside a transaction). *lost, when not

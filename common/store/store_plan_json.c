@@ -50,12 +50,29 @@ static bool pj_string(struct pj *j, const char **s, size_t *n)
 	return true;
 }
 
+/* The keys an object's first members have, checked for a duplicate by comparing them
+ * (jansson's look-up hashes the key); past these, jansson looks each key up. */
+#define PJ_KEYS_SEEN 16
+
+/* Whether the key key[0..n) is among the object's keys already taken (`seen`, `nseen` of
+ * them, the first in `keys`). */
+static bool pj_key_taken(const json_t *o, const char *key, size_t n, const char *const *keys,
+    const size_t *lens, size_t nseen)
+{
+	if (nseen > PJ_KEYS_SEEN)
+		return json_object_getn(o, key, n) != NULL;
+	for (size_t i = 0; i < nseen; i++)
+		if (lens[i] == n && memcmp(keys[i], key, n) == 0)
+			return true;
+	return false;
+}
+
 /* Take an object (the brace is next). */
 static json_t *pj_object(struct pj *j)
 {
 	json_t *o = json_object(), *v;
-	const char *key;
-	size_t n;
+	const char *key, *keys[PJ_KEYS_SEEN];
+	size_t n, lens[PJ_KEYS_SEEN], nseen = 0;
 
 	j->p++;
 	pj_space(j);
@@ -65,8 +82,13 @@ static json_t *pj_object(struct pj *j)
 	}
 	for (;;) {
 		if (j->p >= j->end || *j->p != '"' || !pj_string(j, &key, &n) ||
-		    json_object_getn(o, key, n) != NULL)
+		    pj_key_taken(o, key, n, keys, lens, nseen))
 			break;
+		if (nseen < PJ_KEYS_SEEN) {
+			keys[nseen] = key;
+			lens[nseen] = n;
+		}
+		nseen++;
 		pj_space(j);
 		if (j->p >= j->end || *j->p != ':')
 			break;
@@ -172,6 +194,15 @@ static json_t *pj_value(struct pj *j)
 	default: v = pj_integer(j); break;
 	}
 	j->depth--;
+	return v;
+}
+
+json_t *plan_json_parse_prefix(const char *text, size_t len, size_t *used)
+{
+	struct pj j = { text, text + len, 0 };
+	json_t *v = pj_value(&j);
+
+	*used = (size_t)(j.p - text);
 	return v;
 }
 

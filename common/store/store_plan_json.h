@@ -11,5 +11,10 @@
  * most 18 digits, true, false and null; NULL when it holds anything else or is not valid
  * JSON, for jansson to read it or say what is wrong. */
 json_t *plan_json_parse(const char *text, size_t len);
+/* Parse the one value text[0..len) starts with (white space before it skipped) as
+ * plan_json_parse does, and the bytes it took in *used; what follows it is not read. NULL
+ * as for plan_json_parse (what follows a number or a word ends it only when it cannot
+ * continue them). */
+json_t *plan_json_parse_prefix(const char *text, size_t len, size_t *used);
 
 #endif

@@ -133,19 +133,32 @@ static int ps_value(struct plan_stream *ps, struct store_err *err)
 static json_t *ps_read_value(struct plan_stream *ps, bool run, struct store_err *err)
 {
 	json_error_t jerr;
-	size_t start, line, col;
-	json_t *v;
+	size_t start, line, col, used;
+	bool bracket;
+	json_t *v = NULL;
 
 	ps_skip(ps);
 	start = ps->pos;
-	if (ps_value(ps, err) != 0)
-		return NULL;
+	bracket = ps_peek(ps) == '{' || ps_peek(ps) == '[';
 	if (run)
 		plan_arena_use(&ps->arena);
-	v = plan_json_parse(ps->text + start, ps->pos - start);
-	if (v == NULL)
-		v = json_loadb(ps->text + start, ps->pos - start,
-		    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	/* An object or an array ends at its closing bracket, where the scan of its bytes
+	 * (ps_value) would end it: the quick reader finds it in its own pass. */
+	if (bracket)
+		v = plan_json_parse_prefix(ps->text + start, ps->text_len - start, &used);
+	if (v != NULL) {
+		ps->pos = start + used;
+	} else if (ps_value(ps, err) != 0) {
+		if (run)
+			plan_arena_use(NULL);
+		return NULL;
+	} else {
+		if (!bracket)
+			v = plan_json_parse(ps->text + start, ps->pos - start);
+		if (v == NULL)
+			v = json_loadb(ps->text + start, ps->pos - start,
+			    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	}
 	if (run)
 		plan_arena_use(NULL);
 	if (v == NULL) {
@@ -157,6 +170,7 @@ static json_t *ps_read_value(struct plan_stream *ps, bool run, struct store_err 
 	}
 	return v;
 }
+
 /* Read the top level up to the first run, or to its end: members other than "runs" go
  * into ps->top. Returns 0 with ps->in_runs set when a run may follow, or an error. */
 static int ps_members(struct plan_stream *ps, struct store_err *err)

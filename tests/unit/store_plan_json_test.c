@@ -88,3 +88,64 @@ TEST(plan_json_gives_up_past_janssons_depth)
 	check_same(deep, false);
 	free(deep);
 }
+
+/* An object of `n` keys k0..k<n-1>, with key k<dup> given again last when dup < n. */
+static char *keys_object(size_t n, size_t dup)
+{
+	char *s = malloc(16 * (n + 2) + 2), *p = s;
+
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%s\"k%zu\":%zu", i > 0 ? "," : "", i, i);
+	if (dup < n)
+		p += sprintf(p, ",\"k%zu\":0", dup);
+	*p++ = '}';
+	*p = '\0';
+	return s;
+}
+
+TEST(plan_json_finds_a_duplicate_key_among_many)
+{
+	/* the first keys are compared as they come, those past them looked up */
+	static const size_t sizes[] = { 1, 2, 15, 16, 17, 40 };
+
+	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+		size_t n = sizes[i];
+		char *s = keys_object(n, n);
+
+		check_same(s, true);
+		free(s);
+		for (size_t dup = 0; dup < n; dup += dup < 18 ? 1 : 10) {
+			s = keys_object(n, dup);
+			check_same(s, false);
+			free(s);
+		}
+	}
+	check_same("{\"ab\":1,\"a\":2,\"b\":3,\"abc\":4}", true);
+	check_same("{\"ab\":1,\"a\":2,\"b\":3,\"ab\":4}", false);
+}
+
+/* plan_json_parse_prefix reads the value `text` starts with: its bytes `used`, or NULL. */
+static void check_prefix(const char *text, size_t used, bool quick)
+{
+	size_t n = 0;
+	json_t *v = plan_json_parse_prefix(text, strlen(text), &n);
+
+	if ((v != NULL) != quick)
+		fprintf(stderr, "text: %s\n", text);
+	CHECK_EQ_INT(v != NULL, quick);
+	if (v != NULL)
+		CHECK_EQ_INT(n, used);
+	json_decref(v);
+}
+
+TEST(plan_json_reads_the_value_a_text_starts_with)
+{
+	check_prefix("{\"a\": [1, {}]}, {\"b\": 2}]}", 14, true);
+	check_prefix("  [1, 2] ,", 8, true);
+	check_prefix("{}}", 2, true);
+	check_prefix("{\"a\": 1", 0, false);
+	check_prefix("{\"a\": 1.5}, {}", 0, false);
+	check_prefix("{\"a\": \"\\n\"}", 0, false);
+	check_prefix("{\"a\": 1, \"a\": 2}", 0, false);
+}

@@ -864,11 +864,10 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, con
 		return rc;
 	/* A transaction id the server assigned but never wrote to its log before a crash is
 	 * handed out again after it ("in the future" until then): "committed" may be another
-	 * transaction's, so a round that opened attempts is judged by them, below. */
-	if (t->xid > 0 && strcmp(status, "committed") == 0 && n == 0) {
-		*state = FLEET_TXN_COMMITTED;
-		return 0;
-	}
+	 * transaction's, so it is never taken alone; the round's attempts say, below.
+	 * "aborted" is: a transaction that committed had its id logged, never handed out
+	 * again. */
+	assert(n > 0);
 	if (t->xid > 0 && strcmp(status, "aborted") == 0) {
 		*state = FLEET_TXN_ABORTED;
 		return 0;
