@@ -30,17 +30,21 @@ static const char *plan_str(const json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
-/* Bind o[key] (an integer or absent) to parameter i, defaulting to `def` (< 0: NULL). */
-static void plan_bind_int(struct db_stmt *q, int i, const json_t *o, const char *key, int64_t def)
+/* Bind `v` (an integer, or NULL or null) to parameter i, defaulting to `def` (< 0: NULL). */
+static void plan_bind_value_int(struct db_stmt *q, int i, const json_t *v, int64_t def)
 {
-	json_t *v = json_object_get(o, key);
-
 	if (json_is_integer(v))
 		db_bind_int64(q, i, json_integer_value(v));
 	else if (def >= 0)
 		db_bind_int64(q, i, def);
 	else
 		db_bind_null(q, i);
+}
+
+/* Bind o[key] (an integer or absent) to parameter i, defaulting to `def` (< 0: NULL). */
+static void plan_bind_int(struct db_stmt *q, int i, const json_t *o, const char *key, int64_t def)
+{
+	plan_bind_value_int(q, i, json_object_get(o, key), def);
 }
 
 /* Collapse "." and ".." components of an absolute path, lexically. */
@@ -109,9 +113,8 @@ struct plan_dirs {
 
 /* A phase row waiting for its insert. */
 struct plan_row {
-	const json_t *ph;
+	const struct store_plan_phase *ph;
 	int64_t tier_row, index;
-	const char *scope;
 };
 
 /* One import in progress: its transaction, its statements (prepared once, whatever the
@@ -416,24 +419,24 @@ static int plan_flush_phases(struct plan_writer *pw, const char *run_id, struct 
 	q = pw->phases[n];
 	for (size_t k = 0; k < n; k++) {
 		const struct plan_row *r = &pw->rows[k];
-		const json_t *ph = r->ph;
+		const json_t *const *v = r->ph->v;
 		int o = (int)k * PLAN_PHASE_PARAMS;
 
-		db_bind_text_kept(q, o + 1, plan_str(ph, "phase_id"));
+		db_bind_text_kept(q, o + 1, json_string_value(v[PLAN_F_PHASE_ID]));
 		db_bind_text_kept(q, o + 2, run_id);
 		db_bind_int64(q, o + 3, r->tier_row);
 		db_bind_int64(q, o + 4, r->index);
-		db_bind_text_kept(q, o + 5, plan_str(ph, "name"));
-		db_bind_text_kept(q, o + 6, plan_str(ph, "description"));
-		db_bind_text_kept(q, o + 7, plan_str(ph, "task_category"));
-		db_bind_text_kept(q, o + 8, plan_str(ph, "complexity"));
-		db_bind_text_kept(q, o + 9, plan_str(ph, "builder_mode"));
-		db_bind_text_kept(q, o + 10, plan_str(ph, "phase_type"));
-		db_bind_text_kept(q, o + 11, r->scope);
-		db_bind_text_kept(q, o + 12, plan_str(ph, "check_command"));
-		plan_bind_int(q, o + 13, ph, "max_builder_attempts", -1);
-		plan_bind_int(q, o + 14, ph, "max_auditor_attempts", -1);
-		plan_bind_int(q, o + 15, ph, "incident_token_cap", -1);
+		db_bind_text_kept(q, o + 5, json_string_value(v[PLAN_F_NAME]));
+		db_bind_text_kept(q, o + 6, json_string_value(v[PLAN_F_DESCRIPTION]));
+		db_bind_text_kept(q, o + 7, json_string_value(v[PLAN_F_TASK_CATEGORY]));
+		db_bind_text_kept(q, o + 8, json_string_value(v[PLAN_F_COMPLEXITY]));
+		db_bind_text_kept(q, o + 9, json_string_value(v[PLAN_F_BUILDER_MODE]));
+		db_bind_text_kept(q, o + 10, json_string_value(v[PLAN_F_PHASE_TYPE]));
+		db_bind_text_kept(q, o + 11, r->ph->scope);
+		db_bind_text_kept(q, o + 12, json_string_value(v[PLAN_F_CHECK_COMMAND]));
+		plan_bind_value_int(q, o + 13, v[PLAN_F_MAX_BUILDER_ATTEMPTS], -1);
+		plan_bind_value_int(q, o + 14, v[PLAN_F_MAX_AUDITOR_ATTEMPTS], -1);
+		plan_bind_value_int(q, o + 15, v[PLAN_F_INCIDENT_TOKEN_CAP], -1);
 		db_bind_text_kept(q, o + 16, pw->now);
 	}
 	return plan_step(pw, q, NULL, "a phase", run_id, err);
@@ -442,25 +445,24 @@ static int plan_flush_phases(struct plan_writer *pw, const char *run_id, struct 
 /* Queue a phase row for its insert, inserting the rows waiting when they are
  * PLAN_ROWS. */
 static int plan_insert_phase(struct plan_writer *pw, const char *run_id, int64_t tier_row,
-    const json_t *ph, int64_t index, const char *scope, struct store_err *err)
+    const struct store_plan_phase *ph, int64_t index, struct store_err *err)
 {
-	pw->rows[pw->nrows++] = (struct plan_row){ ph, tier_row, index, scope };
+	pw->rows[pw->nrows++] = (struct plan_row){ ph, tier_row, index };
 	return pw->nrows == PLAN_ROWS ? plan_flush_phases(pw, run_id, err) : 0;
 }
 
-/* Write one run entry: the run (unless appending), its tiers, then its phases (`scopes`:
- * the stored text of each phase's scope, in order), as few statements as PLAN_ROWS
+/* Write one run entry: the run (unless appending), its tiers, then its phases (`phases`:
+ * what their check found, in order), in as few statements as PLAN_ROWS
  * allows. The rows and their ids are those of a tier, its phases, the next tier...: a
  * table's ids follow the plan's order either way. */
-static int plan_write_run(
-    struct plan_writer *pw, const json_t *r, char *const *scopes, struct store_err *err)
+static int plan_write_run(struct plan_writer *pw, const json_t *r,
+    const struct store_plan_phase *phases, struct store_err *err)
 {
 	struct store_plan_summary *sum = pw->sum;
 	const json_t *tiers = json_object_get(r, "tiers");
 	const char *run_id = plan_str(r, "run_id");
 	size_t i, j, k = 0, ntiers = json_array_size(tiers);
 	int64_t base = 0, *tier_rows = xcalloc(ntiers, sizeof *tier_rows);
-	size_t phases = 0;
 	json_t *t, *ph;
 	int rc = 0;
 
@@ -481,8 +483,8 @@ static int plan_write_run(
 		{
 			if (rc == 0)
 				rc = plan_insert_phase(
-				    pw, run_id, tier_rows[i], ph, (int64_t)j, scopes[k++], err);
-			phases++;
+				    pw, run_id, tier_rows[i], &phases[k], (int64_t)j, err);
+			k++;
 		}
 	}
 	if (rc == 0)
@@ -490,7 +492,7 @@ static int plan_write_run(
 	pw->nrows = 0;
 	if (rc == 0) {
 		sum->tiers += ntiers;
-		sum->phases += phases;
+		sum->phases += k;
 	}
 	free(tier_rows);
 	return rc;
@@ -576,12 +578,13 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
  * database, then its rows and workspace. */
 static int plan_writer_run(struct plan_writer *pw, const json_t *r, size_t i, struct store_err *err)
 {
-	char path[32], **scopes;
+	struct store_plan_phase *phases;
+	char path[32];
 	size_t other;
 	int rc;
 
 	snprintf(path, sizeof path, "runs[%zu]", i);
-	if ((rc = store_plan_check_run(r, pw->source, path, &scopes, err)) != 0)
+	if ((rc = store_plan_check_run(r, pw->source, path, &phases, err)) != 0)
 		return rc;
 	if ((other = plan_id_add(pw, plan_str(r, "run_id"))) != 0)
 		rc = store_fail(err, STORE_EINVAL,
@@ -590,8 +593,8 @@ static int plan_writer_run(struct plan_writer *pw, const json_t *r, size_t i, st
 	if (rc == 0)
 		rc = plan_check_db(pw, r, i, err);
 	if (rc == 0)
-		rc = plan_write_run(pw, r, scopes, err);
-	store_plan_scopes_free(scopes);
+		rc = plan_write_run(pw, r, phases, err);
+	store_plan_phases_free(phases);
 	if (rc != 0)
 		return rc;
 	if (!json_is_true(json_object_get(r, "append"))) {

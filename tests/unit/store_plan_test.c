@@ -413,3 +413,50 @@ TEST(plan_import_a_phase_the_database_refuses_writes_nothing_of_the_plan)
 	free(b.s);
 	store_close(&st);
 }
+
+TEST(plan_import_judges_ids_and_field_names_byte_by_byte)
+{
+	struct store_err err;
+	struct store st;
+	char long_id[200], plan[600];
+
+	test_store_new(&st, "plan.db");
+	/* every character an id may hold, and the longest id */
+	memset(long_id, 'x', 128);
+	long_id[128] = '\0';
+	snprintf(plan, sizeof plan, PLAN(RUN("%s", PHASE("A.z_0-9"))), long_id);
+	CHECK_EQ_INT(import(&st, plan, &err), 0);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM phases WHERE phase_id = 'A.z_0-9'"), 1);
+	/* one byte too many, a character outside the set, a leading '.' or '-' */
+	long_id[128] = 'x';
+	long_id[129] = '\0';
+	snprintf(plan, sizeof plan, PLAN(RUN("%s", PHASE("p1"))), long_id);
+	expect_invalid(&st, plan, "runs[0].run_id: \"xxxx");
+	expect_invalid(&st, PLAN(RUN("r\xc3\xa9", PHASE("p1"))),
+	    "runs[0].run_id: \"r\xc3\xa9\" is not a valid id (1-128 of A-Z a-z 0-9 . _ -, not "
+	    "starting with . or -)");
+	expect_invalid(&st, PLAN(RUN("r2", PHASE("p/1"))),
+	    "runs[0].tiers[0].phases[0].phase_id: \"p/1\" is not a valid id");
+	expect_invalid(&st, PLAN(RUN("r2", PHASE("p~"))),
+	    "runs[0].tiers[0].phases[0].phase_id: \"p~\" is not a valid id");
+	expect_invalid(
+	    &st, PLAN(RUN(".r", PHASE("p1"))), "runs[0].run_id: \".r\" is not a valid id");
+	expect_invalid(
+	    &st, PLAN(RUN("-r", PHASE("p1"))), "runs[0].run_id: \"-r\" is not a valid id");
+	/* names that share a first byte with a field's, and the empty name */
+	expect_invalid(&st,
+	    PLAN(RUN("r2",
+	        "{\"phase_id\": \"p1\", \"names\": \"n\", \"scope\": {\"deliverables\": [\"a\"]}}")),
+	    "runs[0].tiers[0].phases[0].names: unknown field");
+	expect_invalid(&st,
+	    PLAN(RUN("r2",
+	        "{\"phase_id\": \"p1\", \"name\": \"n\", \"s\": 1, "
+	        "\"scope\": {\"deliverables\": [\"a\"]}}")),
+	    "runs[0].tiers[0].phases[0].s: unknown field");
+	expect_invalid(&st,
+	    PLAN(RUN("r2",
+	        "{\"phase_id\": \"p1\", \"name\": \"n\", \"\": 1, "
+	        "\"scope\": {\"deliverables\": [\"a\"]}}")),
+	    "runs[0].tiers[0].phases[0].: unknown field");
+	store_close(&st);
+}
