@@ -151,6 +151,8 @@ static int plan_step(struct plan_writer *pw, struct db_stmt *q, int64_t *id, con
 	if (rc == DB_ROW && id != NULL) {
 		*id = db_column_int64(q, 0);
 		rc = db_step(q);
+	} else if (rc == DB_DONE && id != NULL) {
+		*id = db_last_insert_id(pw->st->db);
 	}
 	if (rc != DB_DONE)
 		rc = store_fail(err, STORE_EIO, "%s: writing %s of run %s: %s", pw->st->path, what,
@@ -543,7 +545,10 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 	    "tier_id, run_id, tier_index, name, description, state, token_cap, ci_run_cap, "
 	    "created_at, updated_at",
 	    "?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8");
-	char *tier_id = xasprintf("%s RETURNING id", tier);
+	/* The tier's row id: SQLite says it without RETURNING (which collects the statement's
+	 * rows in a table of its own first), PostgreSQL only with it. */
+	char *tier_id = db_last_insert_id(st->db) >= 0 ? xstrdup(tier) :
+	                                                 xasprintf("%s RETURNING id", tier);
 	int rc;
 
 	assert(st->writable);
