@@ -460,3 +460,53 @@ TEST(plan_import_judges_ids_and_field_names_byte_by_byte)
 	    "runs[0].tiers[0].phases[0].: unknown field");
 	store_close(&st);
 }
+
+/* The write system calls this process has made (/proc/self/io), or -1. */
+static long long writes_made(void)
+{
+	FILE *f = fopen("/proc/self/io", "r");
+	char line[128];
+	long long n = -1;
+
+	while (f != NULL && fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "syscw: %lld", &n) == 1)
+			break;
+	if (f != NULL)
+		fclose(f);
+	return n;
+}
+
+TEST(plan_import_writes_each_page_about_once)
+{
+	static const int counts[] = { 10, 0, 0 };
+	struct store_err err;
+	struct strbuf b = { 0 };
+	struct store st;
+	long long before, writes;
+	int64_t pages;
+
+	/* 10,000 phases: a statement's journal of the pages it changed passed SQLite's 64 KiB
+	 * in memory, and from then on every statement wrote its journal to a temporary file, a
+	 * write per page, ten times the writes of the pages themselves */
+	test_store_new(&st, "plan.db");
+	strbuf_puts(&b, "{\"runs\": [");
+	for (int r = 0; r < 1000; r++) {
+		char id[16];
+
+		snprintf(id, sizeof id, "run-%d", r);
+		if (r > 0)
+			strbuf_puts(&b, ", ");
+		many_phases_run(&b, id, false, 1, counts, 1, "p");
+	}
+	strbuf_puts(&b, "]}");
+	before = writes_made();
+	CHECK(before >= 0);
+	CHECK_EQ_INT(import(&st, b.s, &err), 0);
+	writes = writes_made() - before;
+	pages = test_query(&st, "PRAGMA page_count");
+	if (writes > 2 * pages + 100)
+		fprintf(stderr, "%lld writes for %lld pages\n", writes, (long long)pages);
+	CHECK(writes <= 2 * pages + 100);
+	free(b.s);
+	store_close(&st);
+}
