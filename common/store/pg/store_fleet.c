@@ -931,7 +931,8 @@ int store_fleet_notified(struct store_drain *d, bool *control, bool *queue)
 	PGnotify *n;
 
 	*control = *queue = false;
-	if (PQconsumeInput(c) == 0)
+	/* A connection being made is not read: its start-up is libpq's. */
+	if (PQstatus(c) != CONNECTION_OK || PQconsumeInput(c) == 0)
 		return STORE_EIO;
 	while ((n = PQnotifies(c)) != NULL) {
 		if (n->be_pid != PQbackendPID(c)) {
