@@ -106,16 +106,31 @@ static void fleet_join_budgets(struct sup *s, const char *id)
 		s->started = b.started;
 }
 
+/* This supervisor was declared lost by another before it chose its session (`while`:
+ * what it was doing): nothing is written, exit 3, as a commit finding so would. */
+static void fleet_lost_starting(struct sup *s, const char *while_)
+{
+	log_fatal(3,
+	    "DECLARED LOST: another supervisor declared supervisor %lld lost (no heartbeat for"
+	    " longer than its lease timeout, %.1f s) %s; nothing is written, exiting with status"
+	    " 3",
+	    (long long)s->fleet_id, (double)s->cfg.lease_timeout_ms / 1000.0, while_);
+}
+
 /* Begin the transaction that chooses the session, holding the session-choosing lock.
  * While another supervisor holds it, wait, saying once for each holder who it is; the
  * server frees it from one stopped while holding it after half that one's lease. Exits 1
- * on failure, or when the lock is held where the server never frees it. */
+ * on failure, or when the lock is held where the server never frees it; 3 when this
+ * supervisor is found declared lost while it waits. */
 static void fleet_session_lock(struct sup *s)
 {
 	struct store_err err;
 	int holder, said = 0, rc;
+	bool lost;
 
-	while ((rc = store_fleet_session_lock(s->sd, true, &holder, &err)) == STORE_EBUSY) {
+	while ((rc = store_fleet_session_lock(s->sd, true, &holder, &lost, &err)) == STORE_EBUSY) {
+		if (lost)
+			fleet_lost_starting(s, "while it waited for the session-choosing lock");
 		if (holder != 0 && holder != said)
 			log_warn("%s", err.text);
 		said = holder != 0 ? holder : said;
@@ -125,7 +140,8 @@ static void fleet_session_lock(struct sup *s)
 }
 
 /* Join the session of live supervisors draining the same way, with its budgets; false
- * when there is none (the caller starts one). Exits 1 on failure. */
+ * when there is none (the caller starts one). Exits 1 on failure, 3 when this supervisor
+ * is found declared lost while it waits for the session-choosing lock. */
 bool fleet_join_session(struct sup *s)
 {
 	struct store_err err;
@@ -152,15 +168,22 @@ bool fleet_join_session(struct sup *s)
 }
 
 /* Record the session this supervisor drains in and commit the choice; exits 1 on
- * failure. */
+ * failure, 3 (the choice rolled back) when this supervisor is no longer live. */
 void fleet_session_set(struct sup *s)
 {
 	struct store_err err;
 	char *key = fleet_join_key(&s->cfg);
 	int holder;
+	bool lost = false;
 
-	if (store_fleet_session_set(s->sd, s->session_id, key, &err) != 0 ||
-	    store_fleet_session_lock(s->sd, false, &holder, &err) != 0)
+	if (store_fleet_session_set(s->sd, s->session_id, key, &lost, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	if (lost) {
+		/* The choice (a session started) is rolled back with the transaction. */
+		store_drain_rollback(s->sd);
+		fleet_lost_starting(s, "before it had chosen its session");
+	}
+	if (store_fleet_session_lock(s->sd, false, &holder, &lost, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	free(key);
 }

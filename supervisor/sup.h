@@ -602,9 +602,11 @@ void secrets_free(struct sup *s);
 /* Register in the database's supervisors (before the recovery); exits 1 on failure. */
 void fleet_register(struct sup *s);
 /* Join the drain session of live supervisors that drain the same way: false when there
- * is none. Exits 1 on failure. */
+ * is none. Exits 1 on failure, 3 when another supervisor declares this one lost while it
+ * waits for the session-choosing lock. */
 bool fleet_join_session(struct sup *s);
-/* Record the session this supervisor drains in. Exits 1 on failure. */
+/* Record the session this supervisor drains in. Exits 1 on failure, 3 (nothing written)
+ * when another supervisor declared this one lost meanwhile. */
 void fleet_session_set(struct sup *s);
 /* Start the fleet's timer and the watch on the connection for notifications. */
 void fleet_start(struct sup *s);
