@@ -345,6 +345,43 @@ def test_3_a_removed_wal_or_shm_is_database_lost_with_every_commit_kept(tmp, llm
     assert read_sql(path, "PRAGMA integrity_check") == [("ok",)]
 
 
+def test_3_a_write_ahead_log_of_another_database_beside_the_file_is_refused(tmp):
+    # A database put in place of one whose supervisor was killed (its -wal left), or a
+    # -wal copied from elsewhere: SQLite lays the log's pages over whatever file is next
+    # to it. Every command read the file as the other database (its uuid, its rows) and
+    # the first write made that permanent, the file's own rows gone.
+    a, b = os.path.join(str(tmp), "a.db"), os.path.join(str(tmp), "b.db")
+    for p in (a, b):
+        assert ctl("--db", "sqlite:///" + p, "db", "init").rc == 0
+    assert ctl("--db", "sqlite:///" + b, "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    (uuid_a,) = read_sql(a, "SELECT db_uuid FROM meta")[0]
+    (uuid_b,) = read_sql(b, "SELECT db_uuid FROM meta")[0]
+    con = sqlite3.connect(b, isolation_level=None)
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("UPDATE meta SET supervisor_pid = 1")
+    con.execute("UPDATE phases SET state = 'FAILED'")
+    shutil.copyfile(b + "-wal", a + "-wal")
+    con.close()
+    with open(a, "rb") as f:
+        before = f.read()
+    for args in (["db", "check"], ["failed"], ["retry", "--all-failed"], ["db", "migrate"]):
+        r = ctl("--db", "sqlite:///" + a, *args)
+        assert r.rc == 2, (args, r)
+        assert ("%s-wal: this write-ahead log is another database's: the file %s holds "
+                "database %s, and read with the log it reads as database %s"
+                % (a, a, uuid_a, uuid_b)) in r.err, (args, r)
+    r = run("autopack-supervisor", "--db", "sqlite:///" + a, "--dry-run", "--allow-empty-db",
+            "--exit-when-drained", "--control", os.path.join(str(tmp), "c.sock"))
+    assert r.rc == 1 and "this write-ahead log is another database's" in r.err, r
+    with open(a, "rb") as f:
+        assert f.read() == before
+    assert os.path.getsize(a + "-wal") > 0
+    # Moved away, the file is its own database again.
+    os.rename(a + "-wal", os.path.join(str(tmp), "b-commits.wal"))
+    r = ctl("--db", "sqlite:///" + a, "--json", "db", "check", "--allow-empty-db")
+    assert r.rc == 0 and json.loads(r.out)["database"]["uuid"] == uuid_a, r
+
+
 # --- 5. a uuid that is a path ------------------------------------------------------------
 
 def test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified(tmp):
