@@ -403,18 +403,25 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 {
 	enum log_format format;
 	enum log_level level;
-	char err[512];
+	char err[512], *url, *shown;
 
 	switch (o) {
 	case OPT_DB:
-		if (c->db_flag != NULL && strcmp(c->db_flag, optarg) != 0) {
+		/* A copy is used: the command line, which every process reads (a phase's check
+		 * command too), keeps the URL without its password. */
+		url = xstrdup(optarg);
+		dburl_pg_hide_password(optarg);
+		if (c->db_flag != NULL && strcmp(c->db_flag, url) != 0) {
+			shown = xstrdup(c->db_flag);
+			dburl_pg_hide_password(shown);
 			fprintf(stderr,
 			    "autopack-supervisor: --db given twice with different URLs ('%s', '%s');"
 			    " name one database\n",
-			    c->db_flag, optarg);
+			    shown, optarg);
 			exit(2);
 		}
-		c->db_flag = optarg;
+		free((char *)c->db_flag);
+		c->db_flag = url;
 		break;
 	case OPT_SYNC:
 		c->sync_full = strcmp(flag_choice("synchronous", optarg, "full", "normal"),

@@ -173,3 +173,21 @@ def test_a_logs_directory_a_check_replaced_with_a_symlink_is_not_followed(tmp):
         "cannot open %s/.autopack/logs: not a directory (a symbolic link or another file that"
         " a check or another program put there)" % os.path.join(tmp, "ws")), att[1]["message"]
     assert os.listdir(outside) == []
+
+
+def test_a_deliverable_a_check_linked_to_proc_kmsg_is_not_read_by_the_next_attempt(tmp):
+    # The check of attempt 1 puts a symbolic link to /proc/kmsg in place of the deliverable.
+    # Attempt 2's estimate read the existing file to weigh it: as root, /proc/kmsg (size 0,
+    # a regular file by its mode) gave away the kernel's pending messages and then blocked
+    # for ever, until the supervisor killed the worker (HEARTBEAT_LOST).
+    if os.geteuid() != 0 or not os.access("/proc/kmsg", os.R_OK):
+        pytest.skip("/proc/kmsg is read by root only")
+    tmp = str(tmp)
+    check = "[ -L out/mod.py ] || { ln -sf /proc/kmsg out/mod.py; exit 1; }"
+    url, rc, sup, logs = drain_one(tmp, check, attempts=2)
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts"
+                    " ORDER BY attempt_id")
+    # The answer's file is refused: the link there leaves the workspace.
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("failed", "CHECK_FAILED"), ("failed", "SCOPE_VIOLATION")], (att, sup.stderr()[-2000:])
+    assert "leaves the workspace (-> /proc/kmsg)" in att[1]["message"], att[1]

@@ -104,6 +104,31 @@ static void check_drain(struct capture cap[2], int ms)
 /* The process group of the check running now, for check_kill_running. */
 static volatile pid_t check_pgid;
 
+/* Whether a stop signal from outside reached the worker since the check started. */
+static volatile sig_atomic_t check_stop_seen;
+
+void check_note_stop_signal(void)
+{
+	check_stop_seen = 1;
+}
+
+/* Whether the stop signal that ended a check came from outside it: in a PID namespace
+ * (`in_ns`), the check cannot signal the worker, so only when one reached the worker too,
+ * waited for CHECK_STOP_WAIT_MS (the processes of a service are signalled one by one);
+ * without one the check may have signalled the worker itself, and it is taken as from
+ * outside. */
+static bool check_stopped_from_outside(bool in_ns)
+{
+	uint64_t until = clock_mono_ms() + CHECK_STOP_WAIT_MS;
+
+	while (in_ns && !check_stop_seen && clock_mono_ms() < until) {
+		struct timespec ts = { 0, 10 * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	return !in_ns || check_stop_seen;
+}
+
 void check_kill_running(void)
 {
 	pid_t pg = check_pgid;
@@ -430,6 +455,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		goto out;
 	}
+	check_stop_seen = 0;
 	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], &ns_fd, err, errlen);
 	for (i = 0; i < 2; i++) {
 		close(pipe_fd[i][1]);
@@ -483,6 +509,10 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	} else {
 		out->exit_code = -1;
 		out->term_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+		if (!out->timed_out &&
+		    (out->term_signal == SIGTERM || out->term_signal == SIGINT ||
+		        out->term_signal == SIGHUP))
+			out->stopped_from_outside = check_stopped_from_outside(ns_fd >= 0);
 	}
 	out->duration_ms = (int64_t)(clock_mono_ms() - start);
 	rc = 0;
