@@ -53,10 +53,12 @@ char *checklog_path(const char *workspace, const char *run_id, const char *phase
 	return path;
 }
 
-/* Read the end of a log file; 0 with out empty when it cannot be read. */
+/* Read the end of a log file; 0 with out empty when it cannot be read. A symbolic link
+ * there is not followed: the check may have put one in place of its log, to have
+ * `autopack-ctl failed` show a file it may not read itself. */
 size_t checklog_tail(const char *path, char *out, size_t n)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 	off_t size, start;
 	ssize_t r;
 	size_t i;

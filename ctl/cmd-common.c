@@ -2,6 +2,7 @@
 #include "ctl/cmd.h"
 #include "common/dbfiles.h"
 #include "common/store/dburl.h"
+#include "common/store/dburl_pg.h"
 #include "common/store/store_lock.h"
 #include "common/util.h"
 #include "common/utf8.h"
@@ -37,12 +38,21 @@ int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 	return CMD_EXIT_UNUSABLE;
 }
 
-/* Record a --db value; false when another, different one was given before. */
-bool cmd_db_flag_set(struct cmd_ctx *ctx, const char *value)
+/* Record a copy of a --db value; `value` itself, in the command line that every process
+ * reads (a phase's check command too), loses its password. */
+bool cmd_db_flag_set(struct cmd_ctx *ctx, char *value, char **shown)
 {
-	if (ctx->db_flag != NULL && strcmp(ctx->db_flag, value) != 0)
+	char *url = xstrdup(value);
+
+	dburl_pg_hide_password(value);
+	if (ctx->db_flag != NULL && strcmp(ctx->db_flag, url) != 0) {
+		*shown = xstrdup(ctx->db_flag);
+		dburl_pg_hide_password(*shown);
+		free(url);
 		return false;
-	ctx->db_flag = value;
+	}
+	free((char *)ctx->db_flag);
+	ctx->db_flag = url;
 	return true;
 }
 
@@ -50,17 +60,19 @@ bool cmd_db_flag_set(struct cmd_ctx *ctx, const char *value)
 int cmd_getopt(
     struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code)
 {
+	char *shown;
 	int c;
 
 	for (;;) {
 		c = getopt_long(argc, argv, "h", opts, NULL);
 		switch (c) {
 		case CMD_OPT_DB:
-			if (cmd_db_flag_set(ctx, optarg))
+			if (cmd_db_flag_set(ctx, optarg, &shown))
 				continue;
 			*exit_code = cmd_usage_error(ctx,
 			    "--db given twice with different URLs ('%s', '%s'); name one database",
-			    ctx->db_flag, optarg);
+			    shown, optarg);
+			free(shown);
 			return CMD_OPT_DONE;
 		case CMD_OPT_JSON: ctx->json = true; continue;
 		case 'h':

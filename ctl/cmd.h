@@ -83,9 +83,11 @@ enum {
 	CMD_OPT_FIRST_OWN
 };
 
-/* Record a --db value in ctx; false (nothing changed) when a different one was given
- * before: two --db naming different URLs are refused. */
-bool cmd_db_flag_set(struct cmd_ctx *ctx, const char *value);
+/* Record a copy of a --db value in ctx, and hide the password of `value` itself (the
+ * command line, which every process of the machine reads); false (nothing changed, and
+ * *shown the one given before without its password, on the heap) when a different one was
+ * given before: two --db naming different URLs are refused. */
+bool cmd_db_flag_set(struct cmd_ctx *ctx, char *value, char **shown);
 /* Return the next command-specific option of argv (getopt_long over `opts`), or -1 at
  * the end. Handles the common options itself; on --help or a bad option it prints what
  * is due and returns CMD_OPT_DONE with the exit code in *exit_code. */

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Print the global usage and the command list to `out`. */
@@ -107,13 +108,14 @@ int main(int argc, char **argv)
 			return CMD_EXIT_OK;
 		} else if ((strcmp(argv[i], "--db") == 0 && i + 1 < argc) ||
 		    strncmp(argv[i], "--db=", 5) == 0) {
-			const char *v = argv[i][4] == '=' ? argv[i] + 5 : argv[++i];
+			char *v = argv[i][4] == '=' ? argv[i] + 5 : argv[++i], *shown;
 
-			if (!cmd_db_flag_set(&ctx, v)) {
+			if (!cmd_db_flag_set(&ctx, v, &shown)) {
 				fprintf(stderr,
 				    "autopack-ctl: --db given twice with different URLs ('%s', "
 				    "'%s'); name one database\n",
-				    ctx.db_flag, v);
+				    shown, v);
+				free(shown);
 				return CMD_EXIT_UNUSABLE;
 			}
 		} else if (strcmp(argv[i], "--json") == 0) {

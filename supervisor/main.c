@@ -39,7 +39,8 @@ static const char usage_text[] =
     "options:\n"
     "  --db URL                    the database (created beforehand with autopack-ctl db init)\n"
     "  --workers N                 worker processes (default 4; 0 waits for `scale`)\n"
-    "  --run-id ID                 drain only this run\n"
+    "  --run-id ID                 drain only this run (one the database does not hold is\n"
+    "                              refused with --exit-when-drained)\n"
     "  --batch-size N              start at most N attempts (default: no limit)\n"
     "  --phase-timeout-seconds S   wall-clock limit of one attempt (default 900)\n"
     "  --max-attempts-per-phase N  attempts before a phase is FAILED (default 3; a phase's\n"
@@ -255,44 +256,6 @@ static void flag_unknown(char **argv)
 	exit(2);
 }
 
-/* A flag that sets a string or a switch of struct sup_config. */
-struct plain_flag {
-	int opt;
-	size_t off;   /* in struct sup_config */
-	bool is_bool; /* a switch (bool), else a string (const char *) */
-};
-
-static const struct plain_flag plain_flags[] = {
-	{ OPT_RUN, CFG(run_id), false },
-	{ OPT_CONTROL, CFG(control_path), false },
-	{ OPT_LOG, CFG(log_file), false },
-	{ OPT_URL, CFG(llm_base_url), false },
-	{ OPT_MODEL, CFG(llm_model), false },
-	{ OPT_WORKER, CFG(worker_path), false },
-	{ OPT_EXIT, CFG(exit_when_drained), true },
-	{ OPT_DRY, CFG(dry_run), true },
-	{ OPT_EMPTY, CFG(allow_empty_db), true },
-	{ OPT_RETRYF, CFG(retry_failed), true },
-	{ OPT_RESUME, CFG(resume), true },
-};
-
-/* Store a string or switch flag. Returns false when `opt` is not one. */
-static bool flag_plain(struct sup_config *c, int opt, const char *v)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(plain_flags); i++) {
-		const struct plain_flag *f = &plain_flags[i];
-
-		if (f->opt != opt)
-			continue;
-		if (f->is_bool)
-			*(bool *)((char *)c + f->off) = true;
-		else
-			*(const char **)((char *)c + f->off) = v;
-		return true;
-	}
-	return false;
-}
-
 /* Exit 2 with a message about flag `name`. */
 __attribute__((noreturn, format(printf, 2, 3))) static void flag_fail(
     const char *name, const char *fmt, ...)
@@ -305,6 +268,48 @@ __attribute__((noreturn, format(printf, 2, 3))) static void flag_fail(
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(2);
+}
+
+/* A flag that sets a string or a switch of struct sup_config. */
+struct plain_flag {
+	int opt;
+	size_t off;           /* in struct sup_config */
+	bool is_bool;         /* a switch (bool), else a string (const char *) */
+	const char *nonempty; /* a string flag's name when an empty value is refused */
+};
+
+static const struct plain_flag plain_flags[] = {
+	{ OPT_RUN, CFG(run_id), false, "run-id" },
+	{ OPT_CONTROL, CFG(control_path), false, "control" },
+	{ OPT_LOG, CFG(log_file), false, "log-file" },
+	{ OPT_URL, CFG(llm_base_url), false, NULL },
+	{ OPT_MODEL, CFG(llm_model), false, NULL },
+	{ OPT_WORKER, CFG(worker_path), false, NULL },
+	{ OPT_EXIT, CFG(exit_when_drained), true, NULL },
+	{ OPT_DRY, CFG(dry_run), true, NULL },
+	{ OPT_EMPTY, CFG(allow_empty_db), true, NULL },
+	{ OPT_RETRYF, CFG(retry_failed), true, NULL },
+	{ OPT_RESUME, CFG(resume), true, NULL },
+};
+
+/* Store a string or switch flag; exits 2 on an empty value a flag refuses. Returns false
+ * when `opt` is not one. */
+static bool flag_plain(struct sup_config *c, int opt, const char *v)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(plain_flags); i++) {
+		const struct plain_flag *f = &plain_flags[i];
+
+		if (f->opt != opt)
+			continue;
+		if (f->is_bool)
+			*(bool *)((char *)c + f->off) = true;
+		else if (f->nonempty != NULL && *v == '\0')
+			flag_fail(f->nonempty, "empty value");
+		else
+			*(const char **)((char *)c + f->off) = v;
+		return true;
+	}
+	return false;
 }
 
 /* Exit 2 when the value of flag `opt` is not UTF-8, or for --model is empty, holds a
@@ -398,18 +403,25 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 {
 	enum log_format format;
 	enum log_level level;
-	char err[512];
+	char err[512], *url, *shown;
 
 	switch (o) {
 	case OPT_DB:
-		if (c->db_flag != NULL && strcmp(c->db_flag, optarg) != 0) {
+		/* A copy is used: the command line, which every process reads (a phase's check
+		 * command too), keeps the URL without its password. */
+		url = xstrdup(optarg);
+		dburl_pg_hide_password(optarg);
+		if (c->db_flag != NULL && strcmp(c->db_flag, url) != 0) {
+			shown = xstrdup(c->db_flag);
+			dburl_pg_hide_password(shown);
 			fprintf(stderr,
 			    "autopack-supervisor: --db given twice with different URLs ('%s', '%s');"
 			    " name one database\n",
-			    c->db_flag, optarg);
+			    shown, optarg);
 			exit(2);
 		}
-		c->db_flag = optarg;
+		free((char *)c->db_flag);
+		c->db_flag = url;
 		break;
 	case OPT_SYNC:
 		c->sync_full = strcmp(flag_choice("synchronous", optarg, "full", "normal"),

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
+#include "common/store/store_failed.h"
 #include "common/store/store_fleet.h"
 #include "common/store/store_lock.h"
 #include "common/store/store_runtime.h"
@@ -20,11 +21,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Refuse an empty database unless --allow-empty-db; exits 1. */
+/* Refuse an empty database unless --allow-empty-db, and a --run-id the database does not
+ * hold with --exit-when-drained (without it, warn); exits 1. */
 static void session_refuse_empty(struct sup *s)
 {
 	struct store_identity id;
 	struct store_err err;
+	int rc;
 
 	if (store_identity_read(s->st, &id, &err) != 0)
 		log_fatal(1, "%s", err.text);
@@ -36,6 +39,21 @@ static void session_refuse_empty(struct sup *s)
 		    " Seed it (autopack-ctl seed telemetry-run, autopack-ctl run import PLAN.json)"
 		    " or pass --allow-empty-db.",
 		    s->st->url);
+	if (s->cfg.run_id == NULL)
+		return;
+	rc = store_run_exists(s->st, s->cfg.run_id, &err);
+	if (rc == STORE_EINVAL && s->cfg.exit_when_drained)
+		log_fatal(1,
+		    "--run-id %s: database %s holds no such run; with --exit-when-drained the"
+		    " drain would end at once having run nothing (autopack-ctl db check lists"
+		    " the runs)",
+		    s->cfg.run_id, s->st->url);
+	if (rc == STORE_EINVAL)
+		log_warn("--run-id %s: database %s holds no such run yet; nothing is dispatched"
+		         " until one is imported",
+		    s->cfg.run_id, s->st->url);
+	else if (rc != 0)
+		log_fatal(1, "%s", err.text);
 }
 
 /* Open, check and lock the database; exits 1 on failure. */

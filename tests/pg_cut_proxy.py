@@ -1,6 +1,6 @@
 """A TCP proxy between a supervisor and the suite's PostgreSQL server that loses the
 answer of one COMMIT: the K-th COMMIT of a transaction that opened attempts (a dispatch
-round's claim) is either sent to the server and its answer dropped with the connection
+round's claim; with `writes`, of one that wrote events and opened none) is either sent to the server and its answer dropped with the connection
 (the transaction commits, the client learns nothing: `landed`), dropped with the
 connection before the server sees it (the transaction is rolled back: `lost`), or held
 while only the client's side is cut, as a cut network would, the server's session left
@@ -18,13 +18,16 @@ COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
 BEGIN = b"Q\x00\x00\x00\x0aBEGIN\x00"
 # The claim's Parse message: the statement's name, then its text.
 CLAIM_PARSE = re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00WITH w AS MATERIALIZED")
+# The Parse message of the events' insert.
+EVENTS_PARSE = re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00INSERT INTO events ")
 
 
 class CutProxy:
-    def __init__(self, port, mode, nth):
+    def __init__(self, port, mode, nth, writes=False):
         assert mode in ("landed", "lost", "held")
         self.upstream = port
         self.mode = mode
+        self.writes = writes
         self.nth = nth
         self.claims = 0
         self.cut = threading.Event()
@@ -74,7 +77,7 @@ class CutProxy:
                 return
             server = socket.create_connection(("127.0.0.1", self.upstream))
             conn = {"client": client, "server": server, "stream": b"", "txn": 0,
-                    "names": set(), "drop": False, "held": False}
+                    "names": set(), "events": set(), "drop": False, "held": False}
             threading.Thread(target=self._up, args=(conn,), daemon=True).start()
             threading.Thread(target=self._down, args=(conn,), daemon=True).start()
 
@@ -87,14 +90,24 @@ class CutProxy:
                 pass
             conn[k].close()
 
-    def _claimed_in_txn(self, conn):
-        """Whether the transaction open on conn ran the claim (parsed or bound)."""
+    @staticmethod
+    def _bound_in_txn(conn, names):
+        """Whether the transaction open on conn ran one of the prepared statements
+        `names`."""
         txn = conn["stream"][conn["txn"]:]
-        for name in conn["names"]:
+        for name in names:
             n = re.escape(name.encode())
             if re.search(rb"B[\s\S]{4}\x00" + n + rb"\x00", txn):
                 return True
         return False
+
+    def _to_cut(self, conn):
+        """Whether the transaction open on conn is of the kind whose COMMIT is counted:
+        it ran the claim or, with `writes`, inserted events and ran no claim."""
+        claimed = self._bound_in_txn(conn, conn["names"])
+        if not self.writes:
+            return claimed
+        return not claimed and self._bound_in_txn(conn, conn["events"])
 
     def _up(self, conn):
         """Client to server: watch for the COMMIT to cut."""
@@ -109,9 +122,11 @@ class CutProxy:
             conn["stream"] += data
             for m in CLAIM_PARSE.finditer(conn["stream"]):
                 conn["names"].add(m.group(1).decode())
+            for m in EVENTS_PARSE.finditer(conn["stream"]):
+                conn["events"].add(m.group(1).decode())
             if BEGIN in data:
                 conn["txn"] = len(conn["stream"]) - len(data) + data.rindex(BEGIN)
-            if COMMIT in data and not self.cut.is_set() and self._claimed_in_txn(conn):
+            if COMMIT in data and not self.cut.is_set() and self._to_cut(conn):
                 with self.lock:
                     self.claims += 1
                     fire = self.claims == self.nth

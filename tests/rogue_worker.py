@@ -95,6 +95,16 @@ def result(uuid, att, seq):
 
 
 def rows_of(db_url, att):
+    if db_url.startswith("postgresql://"):
+        import psycopg2
+        con = psycopg2.connect(db_url)
+        try:
+            cur = con.cursor()
+            cur.execute("SELECT seq FROM llm_usage_events WHERE attempt_id = %s ORDER BY seq",
+                        (att,))
+            return [s for (s,) in cur.fetchall()]
+        finally:
+            con.close()
     path = db_url[len("sqlite:///"):]
     con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
     try:

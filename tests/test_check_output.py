@@ -3,6 +3,7 @@ its log files keeps the first and the last 512 KiB, with a line naming the bytes
 between them, and the attempt is judged on the command's exit status as before."""
 import os
 import re
+import stat
 import subprocess
 
 import pytest
@@ -20,14 +21,14 @@ FLOOD = ("echo FIRST-OUT; yes 0123456789abcdef | head -c %d; echo; echo LAST-OUT
          "echo LAST-ERR >&2; exit %%d" % (300 * MIB, 200 * MIB))
 
 
-def drain_one(tmp, check):
+def drain_one(tmp, check, attempts=1):
     ws = os.path.join(tmp, "ws")
     os.makedirs(ws, exist_ok=True)
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
     llm = Standin(tmp)
     sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained",
-                     "--max-attempts-per-phase", 1, *llm_args(llm), env=KEY)
+                     "--max-attempts-per-phase", attempts, *llm_args(llm), env=KEY)
     try:
         rc = sup.wait(timeout=240)
     finally:
@@ -128,3 +129,65 @@ def test_a_check_whose_stderr_log_the_full_disk_refused_is_quoted_from_what_it_s
         assert "writing the check log %s: No space left on device" % stderr_log in sup.stderr()
     finally:
         subprocess.run(["umount", "-l", ws])
+
+
+def test_a_fifo_or_a_symlink_left_at_the_next_attempts_log_is_replaced_not_opened(tmp):
+    # The check of attempt 1 leaves a FIFO at attempt 2's stdout log and a symbolic link to
+    # a file outside the workspace at its stderr log. The worker opened the FIFO and waited
+    # for a reader until the supervisor killed it (HEARTBEAT_LOST), and wrote the check's
+    # output through the link, as root into a file the check itself may not write.
+    tmp = str(tmp)
+    victim = os.path.join(tmp, "victim.txt")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    check = ("echo to-stdout; echo to-stderr >&2; [ -e .autopack/logs/run__p1__a2.stdout.txt ]"
+             " || { mkfifo .autopack/logs/run__p1__a2.stdout.txt;"
+             " ln -s %s .autopack/logs/run__p1__a2.stderr.txt; exit 1; }" % victim)
+    url, rc, sup, logs = drain_one(tmp, check, attempts=2)
+    att = rows(url, "SELECT outcome, failure_reason FROM attempts ORDER BY attempt_id")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("failed", "CHECK_FAILED"), ("success", None)], (att, sup.stderr()[-2000:])
+    with open(victim) as f:
+        assert f.read() == "precious\n"
+    for stream in ("stdout", "stderr"):
+        path = os.path.join(logs, "run__p1__a2.%s.txt" % stream)
+        assert not os.path.islink(path) and stat.S_ISREG(os.stat(path).st_mode), path
+        with open(path) as f:
+            assert f.read() == "to-%s\n" % stream
+
+
+def test_a_logs_directory_a_check_replaced_with_a_symlink_is_not_followed(tmp):
+    # The check of attempt 1 puts a symbolic link to a directory outside the workspace in
+    # place of .autopack/logs: attempt 2's logs were created there.
+    tmp = str(tmp)
+    outside = os.path.join(tmp, "outside")
+    os.makedirs(outside)
+    check = ("[ -L .autopack/logs ] || { mv .autopack/logs .autopack/old;"
+             " ln -s %s .autopack/logs; exit 1; }" % outside)
+    url, rc, sup, logs = drain_one(tmp, check, attempts=2)
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts"
+                    " ORDER BY attempt_id")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("failed", "CHECK_FAILED"), ("failed", "CHECK_NOT_RUN")], (att, sup.stderr()[-2000:])
+    assert att[1]["message"] == (
+        "cannot open %s/.autopack/logs: not a directory (a symbolic link or another file that"
+        " a check or another program put there)" % os.path.join(tmp, "ws")), att[1]["message"]
+    assert os.listdir(outside) == []
+
+
+def test_a_deliverable_a_check_linked_to_proc_kmsg_is_not_read_by_the_next_attempt(tmp):
+    # The check of attempt 1 puts a symbolic link to /proc/kmsg in place of the deliverable.
+    # Attempt 2's estimate read the existing file to weigh it: as root, /proc/kmsg (size 0,
+    # a regular file by its mode) gave away the kernel's pending messages and then blocked
+    # for ever, until the supervisor killed the worker (HEARTBEAT_LOST).
+    if os.geteuid() != 0 or not os.access("/proc/kmsg", os.R_OK):
+        pytest.skip("/proc/kmsg is read by root only")
+    tmp = str(tmp)
+    check = "[ -L out/mod.py ] || { ln -sf /proc/kmsg out/mod.py; exit 1; }"
+    url, rc, sup, logs = drain_one(tmp, check, attempts=2)
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts"
+                    " ORDER BY attempt_id")
+    # The answer's file is refused: the link there leaves the workspace.
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("failed", "CHECK_FAILED"), ("failed", "SCOPE_VIOLATION")], (att, sup.stderr()[-2000:])
+    assert "leaves the workspace (-> /proc/kmsg)" in att[1]["message"], att[1]

@@ -225,6 +225,40 @@ def test_a_stop_signal_to_every_process_requeues_the_checks_it_killed(tmp):
     assert sup.stderr().count("which the worker did not send") == 3
 
 
+def test_a_check_that_stops_itself_with_a_stop_signal_fails_its_phase(tmp):
+    """In a PID namespace a check cannot signal its worker: one that ends by a stop signal
+    while no stop signal reached the worker sent it itself, and fails like any check killed
+    by a signal. It ended WORKER_CRASHED ("killed by a stop signal from outside"), an
+    infrastructure failure: a few such phases tripped the breaker and stopped the drain."""
+    prefix = checks_where("namespaces")
+    tmp = str(tmp)
+    url = init_db(tmp)
+    ws = os.path.join(tmp, "ws")
+    bad = [("TERM", 15), ("INT", 2), ("HUP", 1), ("TERM", 15), ("TERM", 15)]
+    import_plan(tmp, url, [("bad-%d" % i, ws, [phase_spec("p", ("out/b%d.py" % i,),
+                                                          check="kill -%s $$" % name)])
+                           for i, (name, _) in enumerate(bad)]
+                + [("good", ws, [phase_spec("g%d" % i, ("out/g%d.py" % i,))
+                                 for i in range(2)])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 3, "--exit-when-drained",
+                     "--max-attempts-per-phase", 1, *llm_args(llm), env=KEY, prefix=prefix)
+    try:
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    att = rows(url, "SELECT run_id, outcome, failure_reason, message FROM attempts"
+                    " WHERE run_id LIKE 'bad-%' ORDER BY run_id")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("failed", "CHECK_FAILED")] * len(bad), sup.stderr()
+    for a, (name, num) in zip(att, bad):
+        assert a["message"].startswith("check command killed by signal %d (stderr: " % num), a
+    assert {r["state"] for r in rows(url, "SELECT state FROM phases WHERE run_id = 'good'")} \
+        == {"COMPLETE"}
+    assert "BREAKER" not in sup.stderr() and "did not send" not in sup.stderr()
+
+
 # Leaves a process in a session of its own (setsid), which records its pid and sleeps; the
 # check goes on only once it runs there.
 ESCAPE = ("setsid sh -c '%s; echo $hostpid > escaped; exec sleep 600' & " % HOST_PID +

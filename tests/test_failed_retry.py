@@ -81,6 +81,28 @@ def test_failed_groups_by_fingerprint_newest_first_with_logs_and_stderr(tmp, llm
     assert a["logs"]["stderr"] in out
 
 
+def test_failed_shows_no_file_a_check_linked_in_place_of_its_log(tmp, llm):
+    # The check replaced its stderr log with a symbolic link to a file outside the
+    # workspace: `failed` (run by whoever reads other users' files) printed that file's end
+    # as the check's stderr.
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    secret = os.path.join(tmp, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("TOP-SECRET-LINE\n")
+    url = init_db(tmp)
+    check = ("echo real-error >&2; ln -sf %s .autopack/logs/run__p1__a1.stderr.txt; exit 1"
+             % secret)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    drain(tmp, url, llm, "--max-attempts-per-phase", 1, key=KEY)
+    assert os.path.islink(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stderr.txt"))
+    [p] = failed_json(url)["groups"][0]["phases"]
+    assert p["message"].endswith("real-error\n") and p["stderr_tail"] == "", p
+    text = ctl("--db", url, "failed")
+    assert text.rc == 0 and "real-error" in text.out, text
+    assert "TOP-SECRET" not in text.out
+
+
 def test_failed_filters_by_run_and_since(tmp, llm):
     url, _ = failing_db(tmp, llm)
     assert [p["run_id"] for g in failed_json(url, "--run", "a2")["groups"]

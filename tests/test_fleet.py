@@ -407,6 +407,44 @@ def test_a_round_whose_commit_answer_was_lost_is_settled_after_reconnecting(
     pg_cluster.drop_database(name)
 
 
+@pytest.mark.parametrize("mode", ["landed", "lost"])
+def test_a_group_of_writes_whose_commit_answer_was_lost_loses_and_doubles_nothing(
+        tmp, pg_cluster, mode):
+    """The connection drops while the COMMIT of a group of writes alone (events, no
+    lease) is under way: it committed (`landed`) or not (`lost`), and the server's word
+    on its transaction is not asked (after a crash it may be another transaction's): the
+    group is written again once connected, an event already there recognised. Every
+    acknowledgement a worker got is of events a reader sees committed, each event is
+    there once, and the drain ends."""
+    from pg_cut_proxy import CutProxy
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=4, phases=2)
+    proxy = CutProxy(pg_cluster.port, mode, nth=3, writes=True)
+    sup = rogue_supervisor(tmp, proxy.url(name), "ackcheck", "--workers", 2,
+                           "--lease-timeout", 5, "--exit-when-drained", name="sup")
+    try:
+        assert sup.wait(timeout=90) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        proxy.close()
+    assert proxy.cut.is_set()
+    err = sup.stderr()
+    assert "connected to %s again" % proxy.url(name) in err, err
+    assert "committed (transaction" not in err, err
+    acks = rogue_notes(tmp, "sup", "ack")
+    assert len({n["att"] for n in acks}) == 8
+    for n in acks:
+        # When the worker read its ack, an independent reader saw every event up to it.
+        assert n["rows"][:n["ack"]] == list(range(1, n["ack"] + 1)), n
+    rows = attempts(url)
+    assert_each_phase_completed_once(url, rows, 8)
+    assert [r for r in rows if r[3] != "success"] == []
+    assert sql(url, "SELECT count(*), count(DISTINCT (attempt_id, seq)) FROM events") == \
+        [(24, 24)]
+    assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(24,)]
+    pg_cluster.drop_database(name)
+
+
 @pytest.mark.parametrize("may_end", [True, False], ids=["ends_it", "may_not_end_it"])
 def test_a_round_whose_commit_reaches_the_server_late_commits_nothing(
         tmp, pg_cluster, may_end):

@@ -149,3 +149,30 @@ def test_an_attempt_id_at_the_top_of_the_range_is_refused_at_start_naming_it(tmp
     assert "the attempts' ids are used up: an attempt has the id 9223372036854775807" \
         in p.stderr, p.stderr
     assert "database or disk is full" not in p.stderr.split("ids are used up")[0], p.stderr
+
+
+def test_a_phase_limit_below_one_written_by_another_program_sets_no_limit(tmp):
+    """phases.max_builder_attempts below 1 (the original's column is a plain INTEGER) is
+    no limit for the drain's budget, and the job carries it as none: the job refused it
+    (job.p.maxa: integer -5 out of range) and the phase failed INVALID_JOB, no attempt
+    made."""
+    db = tmp / "limit.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    assert ctl("--db", url(db), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    con = sqlite3.connect(str(db))
+    con.execute("UPDATE phases SET max_builder_attempts = -5 WHERE phase_index = 0")
+    con.execute("UPDATE phases SET max_builder_attempts = 0 WHERE phase_index = 1")
+    con.commit()
+    con.close()
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url(db), "--dry-run",
+                        "--exit-when-drained", "--control", str(tmp / "c.sock")],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY))
+    assert p.returncode == 0, p.stderr
+    con = sqlite3.connect(str(db))
+    rows = con.execute("SELECT p.phase_index, a.outcome, a.failure_reason FROM attempts a"
+                       " JOIN phases p USING (run_id, phase_id) ORDER BY p.phase_index"
+                       ).fetchall()
+    con.close()
+    assert [r[1:] for r in rows] == [("dry_run", None)] * 10, rows
+    assert "maxa" not in p.stderr, p.stderr

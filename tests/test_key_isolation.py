@@ -2,10 +2,13 @@
 /proc/$PPID/environ and walks every ancestor, and LLM-written code that does the same,
 find the key in no environment and no command line: the supervisor took it out of its own
 environment (the block /proc shows included), its workers got it on a pipe, and the check
-runs in a process group of its own with a minimal environment."""
+runs in a process group of its own with a minimal environment. Nor does any command line
+it can read hold the database URL's password."""
 import os
+import subprocess
 import uuid
 
+from conftest import binpath
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, wait_for
 
@@ -98,3 +101,68 @@ def test_no_ancestor_of_a_check_or_of_model_written_code_holds_the_key(tmp):
     assert names <= {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE",
                      "LC_MESSAGES", "TZ", "TMPDIR", "PWD", "OLDPWD", "SHLVL", "_"}, names
     assert "PATH" in names
+
+
+def test_a_password_in_the_database_url_is_not_in_any_command_line_a_check_reads(tmp, pg_url):
+    # /proc/<pid>/cmdline is open to every process of the machine, non-dumpable or not: the
+    # supervisor's showed `--db postgresql://autopack:<password>@…` to every check command,
+    # and an `autopack-ctl --db … watch` running beside it did the same.
+    tmp = str(tmp)
+    secret = "pw-%s-SECRET" % uuid.uuid4().hex
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp, url=pg_url)
+    with_password = url.replace("autopack@", "autopack:%s@" % secret)
+    assert with_password != url
+    # The check also reads the command line of a ctl watching the drain (the test writes
+    # its pid).
+    walk = ('i=0; while [ ! -s ../watch.pid ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1));'
+            ' done; ' + WALK + 'echo "== watch"; w=$(cat ../watch.pid);'
+            ' tr "\\0" "\\n" < /proc/$w/cmdline')
+    import_plan(tmp, url, [("walk", ws, [phase_spec("p-walk", ("out/walk.py",), check=walk)])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, with_password, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": "sk-ant-%s" % uuid.uuid4().hex})
+    watch = None
+    try:
+        sup.wait_ready()
+        watch = subprocess.Popen([binpath("autopack-ctl"), "--db", with_password, "watch"],
+                                 stdout=open(os.path.join(tmp, "watch.out"), "w"),
+                                 stderr=subprocess.STDOUT)
+        # Its first line comes after it took its flags.
+        wait_for(lambda: os.path.getsize(os.path.join(tmp, "watch.out")) > 0, 30,
+                 what="the watch's first line")
+        with open(os.path.join(tmp, "watch.pid"), "w") as f:
+            f.write("%d\n" % watch.pid)
+        for pid in (sup.proc.pid, watch.pid):
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                data = f.read()
+            assert secret.encode() not in data, (pid, data)
+            assert b"autopack:" in data, data
+        assert sup.wait(timeout=300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        if watch is not None:
+            watch.kill()
+            watch.wait()
+        llm.stop()
+    with open(os.path.join(ws, ".autopack", "logs", "walk__p-walk__a1.stdout.txt")) as f:
+        walked = f.read()
+    assert "autopack-supervisor" in walked and "\nwatch\n" in walked, walked
+    assert secret not in walked, walked
+    assert [r["outcome"] for r in rows(url, "SELECT outcome FROM attempts")] == ["success"]
+
+
+def test_two_database_urls_refused_are_named_without_their_passwords(tmp):
+    # "--db given twice with different URLs" quoted both with their passwords.
+    urls = ("postgresql://autopack:first-SECRET@db.example/a",
+            "postgresql://autopack:second-SECRET@db.example/b")
+    r = subprocess.run([binpath("autopack-supervisor"), "--db", urls[0], "--db", urls[1]],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--db given twice" in r.stderr, r
+    assert "SECRET" not in r.stderr and "autopack:*" in r.stderr, r.stderr
+    for args in (["--db", urls[0], "--db=" + urls[1], "status"],
+                 ["status", "--db", urls[0], "--db", urls[1]]):
+        r = subprocess.run([binpath("autopack-ctl")] + args, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 2 and "--db given twice" in r.stderr, r
+        assert "SECRET" not in r.stderr and "autopack:*" in r.stderr, r.stderr

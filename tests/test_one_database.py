@@ -345,6 +345,70 @@ def test_3_a_removed_wal_or_shm_is_database_lost_with_every_commit_kept(tmp, llm
     assert read_sql(path, "PRAGMA integrity_check") == [("ok",)]
 
 
+def test_3_a_write_ahead_log_of_another_database_beside_the_file_is_refused(tmp):
+    # A database put in place of one whose supervisor was killed (its -wal left), or a
+    # -wal copied from elsewhere: SQLite lays the log's pages over whatever file is next
+    # to it. Every command read the file as the other database (its uuid, its rows) and
+    # the first write made that permanent, the file's own rows gone.
+    a, b = os.path.join(str(tmp), "a.db"), os.path.join(str(tmp), "b.db")
+    for p in (a, b):
+        assert ctl("--db", "sqlite:///" + p, "db", "init").rc == 0
+    assert ctl("--db", "sqlite:///" + b, "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    (uuid_a,) = read_sql(a, "SELECT db_uuid FROM meta")[0]
+    (uuid_b,) = read_sql(b, "SELECT db_uuid FROM meta")[0]
+    con = sqlite3.connect(b, isolation_level=None)
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("UPDATE meta SET supervisor_pid = 1")
+    con.execute("UPDATE phases SET state = 'FAILED'")
+    shutil.copyfile(b + "-wal", a + "-wal")
+    con.close()
+    with open(a, "rb") as f:
+        before = f.read()
+    for args in (["db", "check"], ["failed"], ["retry", "--all-failed"], ["db", "migrate"]):
+        r = ctl("--db", "sqlite:///" + a, *args)
+        assert r.rc == 2, (args, r)
+        assert ("%s-wal: this write-ahead log is another database's: the file %s holds "
+                "database %s, and read with the log it reads as database %s"
+                % (a, a, uuid_a, uuid_b)) in r.err, (args, r)
+    r = run("autopack-supervisor", "--db", "sqlite:///" + a, "--dry-run", "--allow-empty-db",
+            "--exit-when-drained", "--control", os.path.join(str(tmp), "c.sock"))
+    assert r.rc == 1 and "this write-ahead log is another database's" in r.err, r
+    with open(a, "rb") as f:
+        assert f.read() == before
+    assert os.path.getsize(a + "-wal") > 0
+    # Moved away, the file is its own database again.
+    os.rename(a + "-wal", os.path.join(str(tmp), "b-commits.wal"))
+    r = ctl("--db", "sqlite:///" + a, "--json", "db", "check", "--allow-empty-db")
+    assert r.rc == 0 and json.loads(r.out)["database"]["uuid"] == uuid_a, r
+
+
+@pytest.mark.parametrize("side", ["-wal", "-journal"])
+def test_3_db_init_refuses_a_log_left_by_the_database_that_was_there(tmp, side):
+    # `rm d.db` after a supervisor was killed leaves its -wal: the "fresh" database db init
+    # made there read as the old one with the log applied (its uuid, 10 phases in no run).
+    old = os.path.join(str(tmp), "old.db")
+    path = os.path.join(str(tmp), "d.db")
+    assert ctl("--db", "sqlite:///" + old, "db", "init").rc == 0
+    assert ctl("--db", "sqlite:///" + old, "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    if side == "-wal":
+        con = sqlite3.connect(old, isolation_level=None)
+        con.execute("PRAGMA wal_autocheckpoint = 0")
+        con.execute("UPDATE phases SET state = 'FAILED'")
+        shutil.copyfile(old + "-wal", path + side)
+        con.close()
+    else:
+        with open(path + side, "wb") as f:
+            f.write(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + b"\0" * 504)
+    r = ctl("--db", "sqlite:///" + path, "db", "init")
+    assert r.rc == 1, r
+    assert ("%s: refusing to initialise: %s%s (%d bytes) is left there by a database that "
+            "was at this path" % (path, path, side, os.path.getsize(path + side))) in r.err, r
+    assert "nothing was created" in r.err and not os.path.exists(path), r
+    os.unlink(path + side)
+    r = ctl("--db", "sqlite:///" + path, "--json", "db", "init")
+    assert r.rc == 0 and json.loads(r.out)["database"]["rows"]["phases"] == 0, r
+
+
 # --- 5. a uuid that is a path ------------------------------------------------------------
 
 def test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified(tmp):

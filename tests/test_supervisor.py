@@ -699,6 +699,49 @@ def test_flag_values_no_job_or_record_can_hold_are_refused(tmp, flag, value, why
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
 
 
+@pytest.mark.parametrize("flag", ["--run-id", "--control", "--log-file"])
+def test_an_empty_path_or_run_id_is_a_bad_flag(tmp, flag):
+    """--run-id= drained nothing and exited 0; --control= and --log-file= were refused
+    only after the database was opened and a session begun."""
+    from conftest import binpath
+    url = new_db(tmp, runs=1, phases=3)
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--workers", "1",
+                        "--dry-run", "--exit-when-drained", flag + "="],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ANTHROPIC_API_KEY="k"))
+    assert p.returncode == 2, p.stderr
+    assert "autopack-supervisor: %s: empty value" % flag in p.stderr, p.stderr
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def test_a_run_id_the_database_does_not_hold_is_refused_with_exit_when_drained(tmp):
+    """A mistyped --run-id drained nothing and exited 0 ("drained"), as if the run were
+    done; without --exit-when-drained the supervisor waits for the run, saying so."""
+    from conftest import binpath
+    url = new_db(tmp, runs=1, phases=3)
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--workers", "1",
+                        "--dry-run", "--exit-when-drained", "--run-id", "run-00"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ANTHROPIC_API_KEY="k"))
+    assert p.returncode == 1, p.stderr
+    assert "--run-id run-00: database %s holds no such run; with --exit-when-drained the " \
+        "drain would end at once having run nothing" % url in p.stderr, p.stderr
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--run-id", "late")
+    try:
+        sup.wait_ready()
+        assert "--run-id late: database %s holds no such run yet; nothing is dispatched " \
+            "until one is imported" % sup.status()["db_url"] in sup.stderr()
+    finally:
+        sup.kill()
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--workers", "1",
+                        "--dry-run", "--exit-when-drained", "--run-id", "run-000"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ANTHROPIC_API_KEY="k"))
+    assert p.returncode == 0, p.stderr
+    assert sql(url, "SELECT count(*) FROM attempts") == [(3,)]
+
+
 @pytest.mark.parametrize("files", [5, 8])
 def test_too_low_a_limit_of_open_files_is_refused_by_name(tmp, files):
     """Under `ulimit -n 8` libuv found no descriptor for its event loop and aborted the

@@ -25,20 +25,57 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Create <workspace>/.autopack/logs. Returns 0 or -1 with `err`. */
-static int check_mkdirs(const char *workspace, char *err, size_t errlen)
+/* Open the directory `name` under `dirfd`, creating it (mode 0700) when missing; a
+ * symbolic link there is not followed. Returns the descriptor, or -1 with errno. */
+static int check_dir_open(int dirfd, const char *name)
 {
-	char *a = xasprintf("%s/.autopack", workspace);
-	char *b = xasprintf("%s/.autopack/logs", workspace);
-	int rc = 0;
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-	if ((mkdir(a, 0700) != 0 && errno != EEXIST) || (mkdir(b, 0700) != 0 && errno != EEXIST)) {
-		snprintf(err, errlen, "cannot create %s: %s", b, strerror(errno));
-		rc = -1;
+	if (fd < 0 && errno == ENOENT && (mkdirat(dirfd, name, 0700) == 0 || errno == EEXIST))
+		fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd;
+}
+
+/* Open <workspace>/.autopack/logs, creating what is missing, through real directories
+ * only: a check may have left a symbolic link there, and the worker's writes must not go
+ * where the check itself may not. Returns the descriptor, or -1 with `err`. */
+static int check_logs_dir(const char *workspace, char *err, size_t errlen)
+{
+	int ws = open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC), top = -1, logs = -1, e;
+	const char *at = "";
+
+	if (ws >= 0) {
+		at = "/.autopack";
+		if ((top = check_dir_open(ws, ".autopack")) >= 0) {
+			at = "/.autopack/logs";
+			logs = check_dir_open(top, "logs");
+		}
 	}
-	free(a);
-	free(b);
-	return rc;
+	if (logs < 0) {
+		e = errno;
+		snprintf(err, errlen, "cannot open %s%s: %s", workspace, at,
+		    e == ELOOP || e == ENOTDIR ? "not a directory (a symbolic link or another file "
+		                                 "that a check or another program put there)" :
+		                                 strerror(e));
+	}
+	if (top >= 0)
+		close(top);
+	if (ws >= 0)
+		close(ws);
+	return logs;
+}
+
+/* Create the log file `path` (its last component) afresh in the logs directory: what
+ * stands there is removed first, so that a symbolic link, a FIFO or a hard link a check
+ * left under the name is neither followed, waited on, nor written through. Returns the
+ * descriptor, or -1 with errno. */
+static int check_log_create(int logs, const char *path)
+{
+	const char *name = strrchr(path, '/') + 1;
+
+	if (unlinkat(logs, name, 0) != 0 && errno != ENOENT)
+		return -1;
+	return openat(logs, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 }
 
 /* Wait up to `ms` milliseconds for output on the streams still open and capture it. */
@@ -66,6 +103,31 @@ static void check_drain(struct capture cap[2], int ms)
 
 /* The process group of the check running now, for check_kill_running. */
 static volatile pid_t check_pgid;
+
+/* Whether a stop signal from outside reached the worker since the check started. */
+static volatile sig_atomic_t check_stop_seen;
+
+void check_note_stop_signal(void)
+{
+	check_stop_seen = 1;
+}
+
+/* Whether the stop signal that ended a check came from outside it: in a PID namespace
+ * (`in_ns`), the check cannot signal the worker, so only when one reached the worker too,
+ * waited for CHECK_STOP_WAIT_MS (the processes of a service are signalled one by one);
+ * without one the check may have signalled the worker itself, and it is taken as from
+ * outside. */
+static bool check_stopped_from_outside(bool in_ns)
+{
+	uint64_t until = clock_mono_ms() + CHECK_STOP_WAIT_MS;
+
+	while (in_ns && !check_stop_seen && clock_mono_ms() < until) {
+		struct timespec ts = { 0, 10 * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	return !in_ns || check_stop_seen;
+}
 
 void check_kill_running(void)
 {
@@ -368,7 +430,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	uint64_t start = clock_mono_ms(), last_beat = start, term_at = 0, end;
 	int log_fd[2] = { -1, -1 }, pipe_fd[2][2] = { { -1, -1 }, { -1, -1 } };
 	struct capture cap[2];
-	int status = 0, rc = -1, i, ns_fd = -1;
+	int status = 0, rc = -1, i, ns_fd = -1, logs;
 	pid_t pid;
 
 	memset(out, 0, sizeof *out);
@@ -378,10 +440,11 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stdout");
 	out->stderr_path = checklog_path(
 	    spec->workspace, spec->run_id, spec->phase_id, spec->attempt, "stderr");
-	if (check_mkdirs(spec->workspace, err, errlen) < 0)
+	if ((logs = check_logs_dir(spec->workspace, err, errlen)) < 0)
 		goto out;
-	log_fd[0] = open(out->stdout_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	log_fd[1] = open(out->stderr_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	log_fd[0] = check_log_create(logs, out->stdout_path);
+	log_fd[1] = log_fd[0] < 0 ? -1 : check_log_create(logs, out->stderr_path);
+	close(logs);
 	if (log_fd[0] < 0 || log_fd[1] < 0) {
 		snprintf(err, errlen, "cannot open check logs under %s/.autopack/logs: %s",
 		    spec->workspace, strerror(errno));
@@ -392,6 +455,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		goto out;
 	}
+	check_stop_seen = 0;
 	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], &ns_fd, err, errlen);
 	for (i = 0; i < 2; i++) {
 		close(pipe_fd[i][1]);
@@ -445,6 +509,10 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	} else {
 		out->exit_code = -1;
 		out->term_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+		if (!out->timed_out &&
+		    (out->term_signal == SIGTERM || out->term_signal == SIGINT ||
+		        out->term_signal == SIGHUP))
+			out->stopped_from_outside = check_stopped_from_outside(ns_fd >= 0);
 	}
 	out->duration_ms = (int64_t)(clock_mono_ms() - start);
 	rc = 0;

@@ -17,7 +17,8 @@
 #include <stdint.h>
 
 #define CHECK_EXCERPT_MAX 512
-#define CHECK_GRACE_MS 2000 /* between SIGTERM and SIGKILL */
+#define CHECK_GRACE_MS 2000     /* between SIGTERM and SIGKILL */
+#define CHECK_STOP_WAIT_MS 1000 /* for the worker's own stop signal after the check's */
 
 struct check_spec {
 	const char *command;
@@ -40,12 +41,20 @@ struct check_result {
 	char
 	    excerpt[CHECK_EXCERPT_MAX]; /* tail of stderr, else of stdout, as the command sent it */
 	int stderr_log_errno;           /* why the stderr log lost bytes (a full disk), else 0 */
+	bool stopped_from_outside;      /* ended by SIGTERM, SIGINT or SIGHUP that did not come from
+	                              the check itself (check_note_stop_signal) */
 };
 
 /* Run the check. Returns 0 when the command ran (whatever its status), or -1 with `err`
  * when it could not be started (log files, fork). */
 int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen);
 void check_result_free(struct check_result *r);
+
+/* Note that a stop signal from another process than the supervisor reached the worker (a
+ * service manager signalling every process, which stops the check too). A check in a PID
+ * namespace cannot signal the worker, so a check that ended by a stop signal without one
+ * (waited for CHECK_STOP_WAIT_MS) stopped itself. Async-signal-safe. */
+void check_note_stop_signal(void);
 
 /* Kill the process group of the check running now, if any. Async-signal-safe: the
  * worker calls it from its SIGTERM handler so a stopped attempt leaves nothing behind. */

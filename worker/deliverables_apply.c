@@ -153,6 +153,42 @@ static int dlv_check_link(struct dlv_ws *ws, const struct dlv_scope *scope, cons
 	return rc;
 }
 
+/* Check the directory a symlink at workspace-relative `prefix` led to, opened as `fd`, as
+ * dlv_check_link checked the link: by where it is (/proc/self/fd), since the link may have
+ * been changed between that check and the open (another run's check, in a workspace that
+ * runs share). Returns 0 or -1 with `err`. */
+static int dlv_check_opened(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path,
+    const char *prefix, const char *rest, int fd, char *err, size_t errlen)
+{
+	const char *ws_real = dlv_ws_real(ws, err, errlen), *inside;
+	char link[64], where[PATH_MAX];
+	ssize_t n;
+	int rc = -1;
+
+	if (ws_real == NULL)
+		return -1;
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, where, sizeof where - 1)) < 0) {
+		snprintf(err, errlen, "path \"%s\": cannot tell where symlink %s leads: %s: %s",
+		    path, prefix, link, strerror(errno));
+		return -1;
+	}
+	where[n] = '\0';
+	if ((inside = dlv_inside(ws_real, where)) != NULL) {
+		char *joined = xasprintf(
+		    "%s%s%s", inside, inside[0] != '\0' && rest[0] ? "/" : "", rest);
+
+		rc = dlv_in_scope(scope, joined) ? 0 : -1;
+		free(joined);
+	}
+	if (rc != 0)
+		snprintf(err, errlen,
+		    "path \"%s\": symlink %s was changed while it was checked, to lead outside the "
+		    "workspace or the phase's scope (-> %s)",
+		    path, prefix, where);
+	return rc;
+}
+
 /* Close a directory dlv_walk returned, unless it is the workspace's own. */
 static void dlv_dir_close(const struct dlv_ws *ws, int dirfd)
 {
@@ -232,6 +268,12 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 			if (dlv_check_link(ws, scope, path, rel, slash + 1, err, errlen) < 0)
 				goto fail;
 			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (next >= 0 &&
+			    dlv_check_opened(ws, scope, path, rel, slash + 1, next, err, errlen) <
+			        0) {
+				close(next);
+				goto fail;
+			}
 		} else if (S_ISDIR(st.st_mode)) {
 			next = -1; /* a directory that would not open */
 			errno = open_errno;

@@ -87,12 +87,23 @@ static void wk_term(int sig, siginfo_t *info, void *uctx)
 {
 	(void)uctx;
 	if (info->si_code <= 0 && info->si_pid != wk_supervisor && getppid() == wk_supervisor) {
+		check_note_stop_signal();
 		wk_say_ignored((long)info->si_pid);
 		return;
 	}
 	check_kill_running();
 	signal(sig, SIG_DFL);
 	raise(sig);
+}
+
+/* SIGHUP: ignored, but noted when another process than the supervisor sent it (a service
+ * manager signalling every process), for the check it may have stopped too. */
+static void wk_hup(int sig, siginfo_t *info, void *uctx)
+{
+	(void)sig;
+	(void)uctx;
+	if (info->si_code <= 0 && info->si_pid != wk_supervisor)
+		check_note_stop_signal();
 }
 
 /* Leave because the supervisor is gone or said so: the check command goes first. */
@@ -306,8 +317,9 @@ static void wk_guard(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_sigaction = wk_hup;
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
 	if (getppid() != wk_supervisor)
 		exit(0);
 }

@@ -497,8 +497,7 @@ static bool phase_check(struct phase_ctx *pc)
 		phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, FP_STAGE_CHECK,
 		    "check command killed at the attempt's deadline after %lld ms (see %s)",
 		    (long long)r.duration_ms, r.stderr_path);
-	else if (r.exit_code < 0 &&
-	    (r.term_signal == SIGTERM || r.term_signal == SIGINT || r.term_signal == SIGHUP)) {
+	else if (r.stopped_from_outside) {
 		pc->interrupted = true;
 		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_FAILED, FP_STAGE_CHECK,
 		    "check command killed by signal %d (%s), which the worker did not send",

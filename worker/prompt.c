@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,25 @@ static void pb_list(struct strbuf *b, const char *title, const struct proto_strl
 		pb_put3(b, "- ", l->items[i], "\n");
 }
 
+/* Whether `fd` is open on the regular file at `abs` (a path resolved to hold no symbolic
+ * link), as /proc/self/fd says, and not on a file elsewhere: a component of `abs` that was
+ * made a link after it was resolved (another run's check, in a workspace runs share) leads
+ * there. Without /proc it is taken as that file. */
+static bool pb_opened_is(int fd, const char *abs)
+{
+	char link[64], where[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return false;
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, where, sizeof where - 1)) < 0)
+		return true;
+	where[n] = '\0';
+	return strcmp(where, abs) == 0;
+}
+
 /* Append the workspace file `path`, resolved to `abs` (freed here), as a fenced block,
  * within the remaining budget. */
 static void pb_file_at(
@@ -53,10 +73,17 @@ static void pb_file_at(
 	char *data;
 	int fd;
 
-	fd = open(abs, O_RDONLY | O_CLOEXEC);
+	/* Not waited on, nor followed: `abs` holds no link, unless one was put there since. */
+	fd = open(abs, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && !pb_opened_is(fd, abs)) {
+		close(fd);
+		fd = -1;
+		errno = ESTALE;
+	}
 	free(abs);
 	if (fd < 0) {
-		strbuf_printf(b, "\n### %s\n(not included: %s)\n", path, strerror(errno));
+		strbuf_printf(b, "\n### %s\n(not included: %s)\n", path,
+		    errno == ESTALE ? "it was changed while it was read" : strerror(errno));
 		p->files_skipped++;
 		return;
 	}

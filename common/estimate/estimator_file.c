@@ -3,11 +3,13 @@
 #include "common/util.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* True for the characters of a path in a deliverable text: [A-Za-z0-9_./-]. */
 static bool est_path_char(int ch)
@@ -188,22 +190,30 @@ static double est_step_factor(const struct est_step *steps, size_t n, long v)
 double est_file_multiplier(const struct est_coefs *c, const char *path)
 {
 	struct stat st;
-	FILE *f;
+	FILE *f = NULL;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
+	off_t left;
 	long code = 0, imports = 0, indent = 0;
 	double m;
+	/* Without waiting, and judged by what was opened: a check may have put a link there to
+	 * a file that is regular only in name (/proc/kmsg, which as root blocks for ever). */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (size_t)st.st_size > c->multiplier_max_bytes)
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (size_t)st.st_size > c->multiplier_max_bytes || (f = fdopen(fd, "r")) == NULL) {
+		if (fd >= 0)
+			close(fd);
 		return 1.0;
-	f = fopen(path, "r");
-	if (f == NULL)
-		return 1.0;
-	while ((len = getline(&line, &cap, f)) >= 0) {
+	}
+	/* A file's lines as far as its size says: none of the files of /proc, all size 0. */
+	left = st.st_size;
+	while (left > 0 && (len = getline(&line, &cap, f)) > 0) {
 		long lead = 0;
 		const char *s;
+
+		left -= len;
 
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = '\0';

@@ -72,6 +72,23 @@ static char *dburl_pg_redact(const char *url)
 	return xasprintf("%.*s:***%s", (int)(colon - url), url, at);
 }
 
+void dburl_pg_hide_password(char *url)
+{
+	char *auth, *end, *at, *colon, *p;
+
+	if (url == NULL || !dburl_pg_scheme(url) || (auth = strstr(url, "://")) == NULL)
+		return;
+	auth += 3;
+	end = auth + strcspn(auth, "/?#");
+	at = memrchr(auth, '@', (size_t)(end - auth));
+	colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (colon != NULL)
+		memset(colon + 1, '*', (size_t)(at - colon - 1));
+	for (p = strchr(end, '?'); p != NULL && (p = strstr(p, "password=")) != NULL; p += 9)
+		if (p[-1] == '?' || p[-1] == '&')
+			memset(p + 9, '*', strcspn(p + 9, "&#"));
+}
+
 /* Append `s` percent-encoded where a URL part needs it (`keep` lists the characters that
  * may stay as they are besides letters, digits and -._~). */
 static void dburl_pg_encode(struct strbuf *b, const char *s, const char *keep)

@@ -23,6 +23,11 @@ int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errl
 /* The password given inside the URL that parsed to `canonical_url` in this process, or
  * NULL (libpq then reads PGPASSWORD or the password file). */
 const char *dburl_pg_password(const char *canonical_url);
+/* Overwrite with '*', in place, the password a PostgreSQL URL holds (after its user's ':',
+ * and the value of a password= parameter); other text, and a URL of another scheme, are
+ * left as they are. For the command line: /proc/<pid>/cmdline shows it to every process
+ * of the machine, a phase's check command included. */
+void dburl_pg_hide_password(char *url);
 /* Return true if `url` is a canonical PostgreSQL URL (as dburl_pg_parse writes). */
 bool dburl_is_pg(const char *url);
 

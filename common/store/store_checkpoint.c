@@ -40,11 +40,31 @@ static bool ckpt_stat(const struct store_ckpt *c, struct stat *sb)
 	return stat(c->path, sb) == 0 && sb->st_dev == c->dev && sb->st_ino == c->ino;
 }
 
-/* Record the file's mtime and size as the handle's own. */
+/* Read the first STORE_CKPT_HEAD bytes of the database file, then the meta table's page,
+ * into buf through the write connection's own descriptor (one opened apart and closed
+ * would drop SQLite's locks on the file): SQLITE_OK, SQLITE_IOERR_SHORT_READ if the file
+ * is shorter, or another error. */
+static int ckpt_head_read(const struct store_ckpt *c, unsigned char *buf)
+{
+	sqlite3_file *f = NULL;
+	int rc;
+
+	if (sqlite3_file_control(c->conn, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+	    f == NULL || f->pMethods == NULL)
+		return SQLITE_ERROR;
+	rc = f->pMethods->xRead(f, buf, STORE_CKPT_HEAD, 0);
+	if (rc == SQLITE_OK && c->meta_len > 0)
+		rc = f->pMethods->xRead(
+		    f, buf + STORE_CKPT_HEAD, (int)c->meta_len, (sqlite3_int64)c->meta_off);
+	return rc;
+}
+
+/* Record the file's mtime, size and first bytes as the handle's own. */
 static void ckpt_record(struct store_ckpt *c, const struct stat *sb)
 {
 	c->mtime = sb->st_mtim;
 	c->size = sb->st_size;
+	c->head_known = ckpt_head_read(c, c->head) == SQLITE_OK;
 }
 
 /* The wal-index state a checkpoint leaves: the write-ahead log's salts, its frame count
@@ -185,6 +205,7 @@ static void ckpt_free(struct store_ckpt *c)
 		return;
 	free(c->path);
 	free(c->wal_path);
+	free(c->head);
 	free(c);
 }
 
@@ -231,7 +252,7 @@ void store_ckpt_arm(struct store *st)
 {
 	struct store_ckpt *c;
 	sqlite3 *h;
-	int64_t n = 0;
+	int64_t n = 0, root = 0, page = 0;
 	struct stat sb;
 
 	if (st->db == NULL || st->backend != DB_SQLITE || !st->writable || st->ckpt != NULL)
@@ -247,6 +268,14 @@ void store_ckpt_arm(struct store *st)
 	if (store_query_int(st->db, "PRAGMA wal_autocheckpoint", &n, NULL) == 0 && n > 0 &&
 	    n < 1000000)
 		c->threshold = (int)n;
+	if (store_query_int(st->db, "SELECT rootpage FROM sqlite_schema WHERE name = 'meta'", &root,
+	        NULL) == 0 &&
+	    store_query_int(st->db, "PRAGMA page_size", &page, NULL) == 0 && root > 1 &&
+	    root < INT32_MAX && page >= 512 && page <= 65536) {
+		c->meta_off = (off_t)(root - 1) * (off_t)page;
+		c->meta_len = (size_t)page;
+	}
+	c->head = xmalloc(STORE_CKPT_HEAD + c->meta_len);
 	if (!ckpt_stat(c, &sb)) {
 		ckpt_free(c);
 		return;
@@ -285,6 +314,23 @@ bool store_ckpt_foreign_write(struct store *st, const struct stat *sb, char *buf
 	    "was committed",
 	    c->path, now, (long long)c->seen_size, was, (long long)c->size);
 	return true;
+}
+
+bool store_ckpt_file_is_own(const struct store *st)
+{
+	const struct store_ckpt *c = st->ckpt;
+	unsigned char *now;
+	bool own;
+	int rc;
+
+	if (c == NULL || !c->head_known)
+		return true;
+	now = xmalloc(STORE_CKPT_HEAD + c->meta_len);
+	rc = ckpt_head_read(c, now);
+	own = rc != SQLITE_IOERR_SHORT_READ &&
+	    (rc != SQLITE_OK || memcmp(now, c->head, STORE_CKPT_HEAD + c->meta_len) == 0);
+	free(now);
+	return own;
 }
 
 int64_t store_ckpt_wal_bytes(const struct store *st)

@@ -12,6 +12,12 @@
 
 struct store;
 
+/* How much of the database file's beginning is recorded after each checkpoint: its
+ * first page at SQLite's default page size, with the header (change counter, page
+ * count, schema cookie). The page of the meta table (the database's uuid) is recorded
+ * with it. */
+#define STORE_CKPT_HEAD 4096
+
 /* What a write handle's checkpoints did (store->ckpt; NULL for other handles). */
 struct store_ckpt {
 	char *path;           /* the database file */
@@ -37,6 +43,10 @@ struct store_ckpt {
 	uint32_t wal_backfill;
 	uint64_t foreign_checkpoints; /* checkpoints by other connections, seen by their trace */
 	uint64_t suspect_ms; /* when a write with no trace was first seen (monotonic), else 0 */
+	off_t meta_off;      /* where the meta table's page is in the file, and its size */
+	size_t meta_len;     /* (0: not known) */
+	bool head_known;     /* head holds the file's first STORE_CKPT_HEAD bytes, then the */
+	unsigned char *head; /* meta table's page, as the last checkpoint left them */
 };
 
 /* Take over the automatic checkpoints of the write handle `st` (SQLite, open, its path
@@ -53,6 +63,11 @@ void store_ckpt_free(struct store *st);
  * last checkpoint of this handle (a moved mtime or another size); if so, describes it
  * into buf ("" otherwise). Always false for a handle without the record. */
 bool store_ckpt_foreign_write(struct store *st, const struct stat *sb, char *buf, size_t len);
+/* Whether the database file still begins, and holds the meta table's page, as after this
+ * handle's last checkpoint (or at open); false when they differ or the file is shorter
+ * now (another file copied over it, or truncated): its write-ahead log was not made for
+ * what the file holds. True when it cannot be told. */
+bool store_ckpt_file_is_own(const struct store *st);
 /* The size of the write-ahead log file in bytes; -1 if there is none to tell. */
 int64_t store_ckpt_wal_bytes(const struct store *st);
 

@@ -381,7 +381,11 @@ void drain_spec_read(struct db_stmt *s, int col, const char *phase_id, struct dr
 	out->check_command = spec_put(&at, check);
 	out->workspace = spec_put(&at, ws);
 	assert((size_t)(at - (char *)out->block) == size);
+	/* A limit below 1 (another program wrote it) is none, as the drain's budget reads it
+	 * (store_drain_queue.c); a job carries none as 0. */
 	out->max_builder_attempts = db_column_int64(s, col + 6);
+	if (out->max_builder_attempts < 0)
+		out->max_builder_attempts = 0;
 	store_scope_free(&sc);
 }
 

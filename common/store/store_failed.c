@@ -177,8 +177,7 @@ static int failed_explain(
 	return rc;
 }
 
-/* STORE_EINVAL when the database holds no run `run_id` (a mistyped --run), else 0. */
-static int failed_run_exists(struct store *st, const char *run_id, struct store_err *err)
+int store_run_exists(struct store *st, const char *run_id, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(st->db, "SELECT 1 FROM runs WHERE id = ?1", &q);
@@ -245,7 +244,7 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 	if (rc == 0 && *n == 0 && f->phase_id != NULL && f->failed_only)
 		rc = failed_explain(st, f->run_id, f->phase_id, err);
 	else if (rc == 0 && *n == 0 && f->run_id != NULL)
-		rc = failed_run_exists(st, f->run_id, err);
+		rc = store_run_exists(st, f->run_id, err);
 	return rc;
 }
 

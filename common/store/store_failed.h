@@ -67,6 +67,9 @@ struct store_retry_args {
 int store_retry_args_parse(
     char *const *args, size_t n, struct store_retry_args *out, char *err, size_t errlen);
 
+/* 0 when the database holds run `run_id`; STORE_EINVAL ("no run R in the database") when
+ * it does not (a mistyped --run), STORE_EIO when it cannot be read. */
+int store_run_exists(struct store *st, const char *run_id, struct store_err *err);
 /* List the failed and stopped phases `f` selects, newest last attempt first. With
  * f->phase_id and f->failed_only, a phase that is not FAILED or SKIPPED is STORE_EINVAL
  * naming its state (or saying it does not exist); so is an f->run_id the database does

@@ -106,16 +106,20 @@ int store_fleet_register(
  * the transaction's: the server ends the session of a supervisor stopped while holding
  * it after half its lease. STORE_EBUSY when another holds it past lock_timeout (nothing
  * begun; this supervisor's heartbeat renewed; err says who holds it, its server process
- * to *holder): the caller tries again. STORE_EIO on failure, or when it is held outside
- * any transaction, which the server never ends (err says by whom and what to do). */
-int store_fleet_session_lock(struct store_drain *d, bool lock, int *holder, struct store_err *err);
+ * to *holder): the caller tries again, unless *lost: this supervisor is no longer live
+ * (another declared it lost meanwhile), and must write nothing more. STORE_EIO on
+ * failure, or when it is held outside any transaction, which the server never ends (err
+ * says by whom and what to do). */
+int store_fleet_session_lock(
+    struct store_drain *d, bool lock, int *holder, bool *lost, struct store_err *err);
 /* The session of a live supervisor that drains with the same `join_key` (heap), or NULL
  * (in the transaction of store_fleet_session_lock). */
 int store_fleet_session_find(
     struct store_drain *d, const char *join_key, char **session_id, struct store_err *err);
-/* Record the session this supervisor drains in and its join key. */
-int store_fleet_session_set(
-    struct store_drain *d, const char *session_id, const char *join_key, struct store_err *err);
+/* Record the session this supervisor drains in and its join key, only while it is live:
+ * *lost, and nothing written, when it is not (the caller rolls its choice back). */
+int store_fleet_session_set(struct store_drain *d, const char *session_id, const char *join_key,
+    bool *lost, struct store_err *err);
 /* Read the budgets of session `session_id` into *b; STORE_EINVAL
  * when there is no such session, STORE_EIO on failure (common/store/pg/
  * store_fleet_budget.c). */
@@ -183,15 +187,17 @@ enum fleet_txn_state {
  * went unanswered, before anything else runs on the drain ({0, 0} before any heartbeat). */
 struct fleet_txn store_fleet_txn(const struct store_drain *d);
 /* Learn what became of transaction `t`, whose COMMIT went unanswered, on a connection made
- * since (outside a transaction), into *state. The server says whether it committed or
- * was rolled back (pg_xact_status); while it is still in progress (the old session lives
- * on, e.g. when the network was cut rather than the server, and a COMMIT may still reach
- * it), that session is asked to end (pg_terminate_backend, allowed on a session of the
- * same role) and *state is FLEET_TXN_RUNNING, with what was done in err->text: ask again
- * later; once the session has ended its transaction is final. If the server no longer
- * knows the id (too old: it ended long ago), the attempts `ids` (n) of the group are
- * looked for: all found, it committed; none, it did not. Returns 0, or STORE_EIO when the
- * server could not be asked (err). */
+ * since (outside a transaction), into *state; the group opened the attempts `ids` (n, at
+ * least one: a group of writes alone is never settled, it is written again). The server
+ * says whether it was rolled back or is still in progress (pg_xact_status); while it is
+ * (the old session lives on, e.g. when the network was cut rather than the server, and a
+ * COMMIT may still reach it), that session is asked to end (pg_terminate_backend, allowed
+ * on a session of the same role) and *state is FLEET_TXN_RUNNING, with what was done in
+ * err->text: ask again later; once the session has ended its transaction is final. When
+ * the server says it committed (after a crash, possibly of another transaction given the
+ * same id) or no longer knows the id (too old: it ended long ago), the attempts are looked
+ * for: found, it committed; none, it did not. Returns 0, or STORE_EIO when the server
+ * could not be asked (err). */
 int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, const uint64_t *ids,
     size_t n, enum fleet_txn_state *state, struct store_err *err);
 /* Leave: this supervisor's row is no longer live (outside a transaction). *lost, when not

@@ -8,6 +8,8 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -116,6 +118,63 @@ static int store_connect_read(const char *path, struct db **db, struct store_err
 	uri = xasprintf("file:%s?immutable=1", path);
 	rc = store_connect(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "", db, err);
 	free(uri);
+	return rc;
+}
+
+/* Read meta.db_uuid through `db` into uuid; false if it cannot be read or is not a
+ * canonical UUID. */
+static bool store_uuid_read(struct db *db, char uuid[37])
+{
+	struct db_stmt *q = NULL;
+	const char *u;
+	bool ok = false;
+
+	if (db_prepare(db, "SELECT db_uuid FROM meta", &q) == DB_OK && db_step(q) == DB_ROW &&
+	    (u = db_column_text(q, 0)) != NULL && store_uuid_valid(u)) {
+		memcpy(uuid, u, 37);
+		ok = true;
+	}
+	db_finalize(q);
+	return ok;
+}
+
+/* Refuse a -wal beside the database that is another database's: the file alone (read
+ * immutable, which ignores the log) holds one uuid, and read with the log, another that
+ * db reidentify did not give it (its control_log row names the uuid it replaced). SQLite
+ * copies a log's pages into the file next to it at the next write, whatever file that
+ * is. 0 when they agree or either cannot be read (a file without meta, a log being
+ * written); STORE_ENOTDB naming both otherwise. Nothing is written. */
+static int store_check_wal_owner(const char *path, struct store_err *err)
+{
+	char *wal = xasprintf("%s-wal", path), *uri = xasprintf("file:%s?immutable=1", path);
+	char alone[37], with[37];
+	struct db *a = NULL, *b = NULL;
+	struct stat sb;
+	int rc = 0;
+
+	if (stat(wal, &sb) != 0 || sb.st_size <= 32 ||
+	    store_connect(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "", &a, NULL) != 0 ||
+	    !store_uuid_read(a, alone) ||
+	    store_connect(path, SQLITE_OPEN_READONLY, "", &b, NULL) != 0 ||
+	    !store_uuid_read(b, with) || strcmp(alone, with) == 0)
+		goto out;
+	if (store_row_exists(b, NULL,
+	        "SELECT 1 FROM control_log WHERE command = 'db reidentify' AND args = ?1",
+	        (const char *const[]){ alone, NULL }, "reading control_log") == 1)
+		goto out;
+	rc = store_fail(err, STORE_ENOTDB,
+	    "%s: this write-ahead log is another database's: the file %s holds database %s, "
+	    "and read with the log it reads as database %s (a file put in place of one whose "
+	    "supervisor was killed, or a -wal copied from elsewhere). SQLite would copy the "
+	    "log's pages into this file at the next write, corrupting it; nothing was "
+	    "written. Move %s and %s-shm away (they hold the last commits of database %s), "
+	    "then open it again",
+	    wal, path, alone, with, wal, path, with);
+out:
+	db_close(b);
+	db_close(a);
+	free(uri);
+	free(wal);
 	return rc;
 }
 
@@ -263,6 +322,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	rc = store_stat_file(path, &sb, err);
 	if (rc == 0)
 		rc = store_check_access(path, write, err);
+	if (rc == 0)
+		rc = store_check_wal_owner(path, err);
 	if (rc != 0)
 		return rc;
 	st->tidy_on_close = !write && !store_side_exists(path, "-wal") &&
@@ -351,10 +412,44 @@ static void store_side_changed(const char *path, const char *suffix, dev_t dev, 
 	free(p);
 }
 
+/* Move the write-ahead log of a lost handle away from the name SQLite looks for it by,
+ * to <db>-wal.lost-<UTC stamp>.bak: it was made for the file the handle opened, and the
+ * next connection would copy its pages into whatever file is at the path now. Only the
+ * log the handle recorded at open is moved. Describes the outcome into buf. */
+static void store_wal_set_aside(const struct store *st, char *buf, size_t len)
+{
+	char *wal = xasprintf("%s-wal", st->path), *name = NULL;
+	struct stat sb;
+
+	if (stat(wal, &sb) != 0 ||
+	    (st->wal_ino != 0 && (sb.st_dev != st->wal_dev || sb.st_ino != st->wal_ino))) {
+		snprintf(
+		    buf, len, "; the write-ahead log is kept as it is, nothing more is written");
+		free(wal);
+		return;
+	}
+	name = store_backup_name(wal, "lost");
+	if (renameat2(AT_FDCWD, wal, AT_FDCWD, name, RENAME_NOREPLACE) == 0)
+		snprintf(buf, len,
+		    "; the file now holds other content, so the write-ahead log (what was "
+		    "committed since the last checkpoint) was moved to %s, where no program "
+		    "applies it to that file (which it would corrupt); nothing more is written",
+		    name);
+	else
+		snprintf(buf, len,
+		    "; the file now holds other content, and moving its write-ahead log aside "
+		    "failed (%s): remove %s before the database is opened again, or it is "
+		    "applied to that file and corrupts it; nothing more is written",
+		    strerror(errno), wal);
+	free(name);
+	free(wal);
+}
+
 /* Mark the handle lost: from now on closing it deletes no file by name, and what is
  * committed but only in the write-ahead log it has open is copied into the database
  * file it has open when `salvage` (not into a file whose content is no longer its own:
- * the write-ahead log is then left as it is, and closing the connection checkpoints
+ * the write-ahead log is then left as it is, or moved aside when the file begins
+ * otherwise than the handle last left it, and closing the connection checkpoints
  * nothing). Describes the outcome into buf. */
 static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t len)
 {
@@ -370,6 +465,10 @@ static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t le
 	if (!salvage) {
 		/* Closing the last connection would checkpoint the log into the file. */
 		sqlite3_db_config(h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+		if (!store_ckpt_file_is_own(st)) {
+			store_wal_set_aside(st, buf, len);
+			return;
+		}
 		snprintf(
 		    buf, len, "; the write-ahead log is kept as it is, nothing more is written");
 		return;
@@ -396,7 +495,7 @@ static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t le
  * written (a moved mtime or another size) since the handle's last checkpoint. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
-	char what[400] = "", salvage[200];
+	char what[400] = "", salvage[600];
 	bool foreign = false;
 	struct stat sb;
 

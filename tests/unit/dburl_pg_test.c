@@ -1,5 +1,6 @@
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
+#include "common/util.h"
 #include "tests/unit/test.h"
 
 #include <stdlib.h>
@@ -80,4 +81,30 @@ TEST(dburl_pg_refuses_what_names_no_one_database)
 	expect_refused("postgresql://u:secret@h/db#x", "fragments");
 	expect_refused("postgresql://u:secret@h/db?service=x", "'service' is not supported");
 	expect_refused("postgresql://u:secret@h/db?foo=1", "invalid URI query parameter");
+}
+
+/* Hide the password of a copy of `url` in place; it must read `want`. */
+static void expect_hidden(const char *url, const char *want)
+{
+	char *s = xstrdup(url);
+
+	dburl_pg_hide_password(s);
+	CHECK_EQ_STR(s, want);
+	free(s);
+}
+
+TEST(dburl_pg_password_is_hidden_in_place_for_the_command_line)
+{
+	expect_hidden("postgresql://u:secret@h/db", "postgresql://u:******@h/db");
+	expect_hidden("postgres://u:s@cret@h:5432/db", "postgres://u:******@h:5432/db");
+	expect_hidden("postgresql+psycopg2://u:pw@h/db", "postgresql+psycopg2://u:**@h/db");
+	expect_hidden("postgresql://u@h/db?sslmode=require&password=secret&port=5",
+	    "postgresql://u@h/db?sslmode=require&password=******&port=5");
+	expect_hidden("postgresql://u@h/db?password=secret", "postgresql://u@h/db?password=******");
+	expect_hidden(
+	    "postgresql://u@h/db?xpassword=secret", "postgresql://u@h/db?xpassword=secret");
+	expect_hidden("postgresql://u@h/db", "postgresql://u@h/db");
+	expect_hidden("postgresql://h:5432/db", "postgresql://h:5432/db");
+	expect_hidden("sqlite:////srv/u:pw@h/a.db", "sqlite:////srv/u:pw@h/a.db");
+	dburl_pg_hide_password(NULL);
 }

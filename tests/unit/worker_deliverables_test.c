@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -565,6 +566,59 @@ TEST(worker_deliverables_refuse_symlink_escapes)
 		CHECK_EQ_INT(n, 0);
 	}
 	CHECK(!exists("ws/private/k.py"));
+}
+
+/* Swap ws/utils/flip between a symlink into the workspace and one out of it, until told
+ * to stop: another run's check in a workspace runs share. */
+static volatile int flip_stop;
+
+static void *flip_link(void *arg)
+{
+	(void)arg;
+	while (!flip_stop) {
+		(void)!symlink("real", "ws/utils/flip.in");
+		rename("ws/utils/flip.in", "ws/utils/flip");
+		(void)!symlink("../../outside", "ws/utils/flip.out");
+		rename("ws/utils/flip.out", "ws/utils/flip");
+	}
+	return NULL;
+}
+
+TEST(worker_deliverables_a_symlink_changed_while_checked_is_not_followed)
+{
+	struct dlv_scope scope = scope_utils();
+	uint64_t until = clock_mono_ms() + 3000;
+	int ok = 0, refused = 0, n = 0;
+	char err[512];
+	pthread_t t;
+	DIR *d;
+
+	mkdir("outside", 0755);
+	mkdir("ws/utils", 0755);
+	mkdir("ws/utils/real", 0755);
+	CHECK(symlink("real", "ws/utils/flip") == 0);
+	CHECK(pthread_create(&t, NULL, flip_link, NULL) == 0);
+	while (clock_mono_ms() < until && n == 0) {
+		for (int i = 0; i < 200; i++) {
+			int rc = apply_one(&scope, "utils/flip/x.py", err, sizeof err);
+
+			ok += rc == DLV_OK;
+			refused += rc == DLV_ESCOPE;
+		}
+		d = opendir("outside");
+		for (struct dirent *e; (e = readdir(d)) != NULL;)
+			n += e->d_name[0] != '.';
+		closedir(d);
+	}
+	flip_stop = 1;
+	pthread_join(t, NULL);
+	if (n > 0)
+		fprintf(stderr,
+		    "%d file(s) written outside the workspace (%d written inside, %d "
+		    "refused)\n",
+		    n, ok, refused);
+	CHECK_EQ_INT(n, 0);
+	CHECK(ok > 0 && refused > 0);
 }
 
 TEST(worker_deliverables_walk_tells_what_a_component_is)

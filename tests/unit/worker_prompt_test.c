@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -274,4 +275,58 @@ TEST(worker_prompt_uses_the_estimates_looks)
 	CHECK(strstr(p.user, "GONE = 1") != NULL);
 	CHECK_EQ_INT(p.files_included, 2);
 	prompt_free(&p);
+}
+
+/* Swap ws/real between the directory it is and a symbolic link out of the workspace,
+ * until told to stop: another run's check in a workspace runs share. */
+static volatile int swap_stop;
+
+static void *swap_dir(void *arg)
+{
+	(void)arg;
+	while (!swap_stop) {
+		rename("ws/real", "ws/real.dir");
+		(void)!symlink("../outside", "ws/real.lnk");
+		rename("ws/real.lnk", "ws/real");
+		unlink("ws/real");
+		rename("ws/real.dir", "ws/real");
+	}
+	return NULL;
+}
+
+TEST(worker_prompt_reads_no_file_a_changed_path_leads_out_to)
+{
+	static char *ro[] = { "real/ctx.txt" };
+	uint64_t until = clock_mono_ms() + 4000;
+	struct proto_job j = { 0 };
+	int included = 0, leaked = 0;
+	struct prompt p;
+	char ws[4096];
+	pthread_t t;
+
+	CHECK(mkdir("ws", 0755) == 0 && mkdir("ws/real", 0755) == 0 && mkdir("outside", 0755) == 0);
+	put("ws/real/ctx.txt", "inside\n");
+	put("outside/ctx.txt", "TOP-SECRET\n");
+	CHECK(realpath("ws", ws) != NULL);
+	j.run_id = (char *)"r";
+	j.phase_id = (char *)"p";
+	j.phase.read_only_context.items = ro;
+	j.phase.read_only_context.n = 1;
+	j.workspace = ws;
+	CHECK(pthread_create(&t, NULL, swap_dir, NULL) == 0);
+	while (clock_mono_ms() < until && leaked == 0) {
+		prompt_build(&j, NULL, &p);
+		included += p.files_included;
+		leaked += strstr(p.user, "TOP-SECRET") != NULL;
+		prompt_free(&p);
+	}
+	swap_stop = 1;
+	pthread_join(t, NULL);
+	if (leaked > 0)
+		fprintf(stderr,
+		    "a file outside the workspace was read into the prompt (after %d "
+		    "read from inside)\n",
+		    included);
+	CHECK_EQ_INT(leaked, 0);
+	CHECK(included > 0);
 }
