@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -105,16 +106,31 @@ static void fleet_join_budgets(struct sup *s, const char *id)
 		s->started = b.started;
 }
 
+/* This supervisor was declared lost by another before it chose its session (`while`:
+ * what it was doing): nothing is written, exit 3, as a commit finding so would. */
+static void fleet_lost_starting(struct sup *s, const char *while_)
+{
+	log_fatal(3,
+	    "DECLARED LOST: another supervisor declared supervisor %lld lost (no heartbeat for"
+	    " longer than its lease timeout, %.1f s) %s; nothing is written, exiting with status"
+	    " 3",
+	    (long long)s->fleet_id, (double)s->cfg.lease_timeout_ms / 1000.0, while_);
+}
+
 /* Begin the transaction that chooses the session, holding the session-choosing lock.
  * While another supervisor holds it, wait, saying once for each holder who it is; the
  * server frees it from one stopped while holding it after half that one's lease. Exits 1
- * on failure, or when the lock is held where the server never frees it. */
+ * on failure, or when the lock is held where the server never frees it; 3 when this
+ * supervisor is found declared lost while it waits. */
 static void fleet_session_lock(struct sup *s)
 {
 	struct store_err err;
 	int holder, said = 0, rc;
+	bool lost;
 
-	while ((rc = store_fleet_session_lock(s->sd, true, &holder, &err)) == STORE_EBUSY) {
+	while ((rc = store_fleet_session_lock(s->sd, true, &holder, &lost, &err)) == STORE_EBUSY) {
+		if (lost)
+			fleet_lost_starting(s, "while it waited for the session-choosing lock");
 		if (holder != 0 && holder != said)
 			log_warn("%s", err.text);
 		said = holder != 0 ? holder : said;
@@ -124,7 +140,8 @@ static void fleet_session_lock(struct sup *s)
 }
 
 /* Join the session of live supervisors draining the same way, with its budgets; false
- * when there is none (the caller starts one). Exits 1 on failure. */
+ * when there is none (the caller starts one). Exits 1 on failure, 3 when this supervisor
+ * is found declared lost while it waits for the session-choosing lock. */
 bool fleet_join_session(struct sup *s)
 {
 	struct store_err err;
@@ -151,15 +168,22 @@ bool fleet_join_session(struct sup *s)
 }
 
 /* Record the session this supervisor drains in and commit the choice; exits 1 on
- * failure. */
+ * failure, 3 (the choice rolled back) when this supervisor is no longer live. */
 void fleet_session_set(struct sup *s)
 {
 	struct store_err err;
 	char *key = fleet_join_key(&s->cfg);
 	int holder;
+	bool lost = false;
 
-	if (store_fleet_session_set(s->sd, s->session_id, key, &err) != 0 ||
-	    store_fleet_session_lock(s->sd, false, &holder, &err) != 0)
+	if (store_fleet_session_set(s->sd, s->session_id, key, &lost, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	if (lost) {
+		/* The choice (a session started) is rolled back with the transaction. */
+		store_drain_rollback(s->sd);
+		fleet_lost_starting(s, "before it had chosen its session");
+	}
+	if (store_fleet_session_lock(s->sd, false, &holder, &lost, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	free(key);
 }
@@ -434,6 +458,131 @@ void fleet_listen(struct sup *s)
 	uv_poll_start(s->fleet_poll, UV_READABLE, fleet_poll_cb);
 }
 
+/* Stop watching the socket of the connection being made; nothing when none is
+ * watched. */
+static void fleet_connect_unwatch(struct sup *s)
+{
+	if (s->reconnect_poll == NULL)
+		return;
+	uv_poll_stop(s->reconnect_poll);
+	uv_close((uv_handle_t *)s->reconnect_poll, fleet_poll_close_cb);
+	s->reconnect_poll = NULL;
+}
+
+/* The attempt to connect again is over (made, failed, or out of time): its handles are
+ * stopped, what became of it told (lifecycle_reconnected) and, once connected, a commit
+ * waiting for its retry made at once. */
+static void fleet_connect_end(struct sup *s, int rc, const struct store_err *err)
+{
+	fleet_connect_unwatch(s);
+	uv_timer_stop(&s->reconnect_timer);
+	s->reconnecting = false;
+	lifecycle_reconnected(s, rc, err);
+	if (rc == 0 && !s->writes_off && s->commit_retrying)
+		writer_flush(s);
+}
+
+static void fleet_connect_step(struct sup *s);
+
+/* Say in err why the attempt to connect again failed (the URL, then what), the
+ * database's fault being the lost connection; returns STORE_EIO. */
+static int fleet_connect_fail(struct sup *s, struct store_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fleet_connect_fail(struct sup *s, struct store_err *err, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(err->text, sizeof err->text, "%s: ", s->st->url);
+
+	va_start(ap, fmt);
+	if (n >= 0 && (size_t)n < sizeof err->text)
+		vsnprintf(err->text + n, sizeof err->text - (size_t)n, fmt, ap);
+	va_end(ap);
+	err->fault = DB_FAULT_LOST;
+	return STORE_EIO;
+}
+
+/* The socket of the connection being made is ready (or its poll failed: libpq's next
+ * step finds out what became of the socket). */
+static void fleet_connect_poll_cb(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	fleet_connect_step(h->data);
+}
+
+/* Watch socket `fd` (through a duplicate, as fleet_listen does) until it is writable
+ * (`write`) or readable. Returns 0, or STORE_EIO (err) when it cannot be watched. */
+static int fleet_connect_watch(struct sup *s, int fd, bool write, struct store_err *err)
+{
+	struct fleet_watch *w;
+	int dupfd, rc;
+
+	fleet_connect_unwatch(s);
+	if (fd < 0 || (dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return fleet_connect_fail(s, err, "cannot watch the connection being made: %s",
+		    fd < 0 ? "no socket" : strerror(errno));
+	w = xcalloc(1, sizeof *w);
+	w->fd = dupfd;
+	if ((rc = uv_poll_init(s->loop, &w->poll, dupfd)) != 0) {
+		close(dupfd);
+		free(w);
+		return fleet_connect_fail(
+		    s, err, "cannot watch the connection being made: %s", uv_strerror(rc));
+	}
+	w->poll.data = s;
+	s->reconnect_poll = &w->poll;
+	uv_poll_start(s->reconnect_poll, write ? UV_WRITABLE : UV_READABLE, fleet_connect_poll_cb);
+	return 0;
+}
+
+/* One step of the connection being made: wait for its socket again, or end. */
+static void fleet_connect_step(struct sup *s)
+{
+	struct store_err err;
+	bool write;
+	int fd, rc = store_reconnect_poll(s->st, &fd, &write, &err);
+
+	if (rc == STORE_EBUSY && (rc = fleet_connect_watch(s, fd, write, &err)) == 0)
+		return;
+	if (store_connection_lost(s->st))
+		store_reconnect_abandon(s->st);
+	fleet_connect_end(s, rc, &err);
+}
+
+/* The attempt to connect again had no answer in its time: given up. */
+static void fleet_connect_timeout_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+	struct store_err err;
+
+	store_reconnect_abandon(s->st);
+	fleet_connect_fail(s, &err, "cannot connect again: no answer within %.1f s",
+	    (double)lifecycle_reconnect_ms(s) / 1000.0);
+	fleet_connect_end(s, STORE_EIO, &err);
+}
+
+void fleet_reconnect(struct sup *s)
+{
+	struct store_err err;
+	int fd, rc;
+
+	if (!s->reconnect_timer_init) {
+		uv_timer_init(s->loop, &s->reconnect_timer);
+		s->reconnect_timer.data = s;
+		s->reconnect_timer_init = true;
+	}
+	s->reconnecting = true;
+	if ((rc = store_reconnect_start(s->st, &fd, &err)) == 0 &&
+	    (rc = fleet_connect_watch(s, fd, true, &err)) == 0) {
+		uv_timer_start(
+		    &s->reconnect_timer, fleet_connect_timeout_cb, lifecycle_reconnect_ms(s), 0);
+		return;
+	}
+	if (store_connection_lost(s->st))
+		store_reconnect_abandon(s->st);
+	fleet_connect_end(s, rc, &err);
+}
+
 /* Declare silent supervisors lost and take their attempts back into the queue. Only
  * after this supervisor has been connected a whole lease: after an outage every
  * heartbeat is old, and the others need a lease to renew theirs. */
@@ -516,12 +665,11 @@ static void fleet_timer_cb(uv_timer_t *t)
 		free(s->fleet_status);
 		s->fleet_status = fleet_status_json(s);
 		/* While the writer waits out its backoff (up to 2 s, more than a short lease),
-		 * the connection is still tried every beat, and once made the writer commits at
-		 * once: the others, back too, judge this one's heartbeat a lease after they
-		 * connected again. */
+		 * the connection is still tried every beat (unless an attempt is under way), and
+		 * once made the writer commits at once (fleet_connect_end): the others, back
+		 * too, judge this one's heartbeat a lease after they connected again. */
 		if (s->commit_retrying && store_connection_lost(s->st)) {
-			if (lifecycle_reconnect(s) && !store_connection_lost(s->st))
-				writer_flush(s);
+			lifecycle_reconnect(s);
 		} else if (now - s->last_commit_ms >= fleet_beat_ms(s)) {
 			writer_heartbeat(s);
 		}
@@ -602,9 +750,14 @@ bool fleet_finish(struct sup *s)
 	return others == 0;
 }
 
-/* Close the fleet's handles and free its state (after the loop). */
+/* Close the fleet's handles and free its state (after the loop): a connection still
+ * being made is given up. */
 void fleet_close(struct sup *s)
 {
+	if (s->reconnecting)
+		store_reconnect_abandon(s->st);
+	s->reconnecting = false;
+	fleet_connect_unwatch(s);
 	fleet_unlisten(s);
 	free(s->fleet_status);
 	s->fleet_status = NULL;

@@ -148,26 +148,37 @@ void lifecycle_identity_check(struct sup *s)
 	lifecycle_store_lost(s, &err);
 }
 
-/* The connection to the database server is gone: stop watching it, connect again, and
- * treat a server that now answers for another database as a lost database. Returns
- * whether it was gone. */
+/* The connection to the database server is gone: stop watching it and begin connecting
+ * again (fleet_reconnect), unless that is under way. Returns whether it was gone. */
 bool lifecycle_reconnect(struct sup *s)
 {
-	struct store_err err;
-	int rc;
-
 	if (!store_connection_lost(s->st))
 		return false;
+	if (s->reconnecting)
+		return true;
 	/* The socket watched for notifications is gone, and the next one is another. */
 	fleet_unlisten(s);
-	rc = store_reconnect(s->st, &err);
+	fleet_reconnect(s);
+	return true;
+}
+
+uint64_t lifecycle_reconnect_ms(const struct sup *s)
+{
+	int64_t t = s->cfg.lease_timeout_ms / 2;
+
+	return (uint64_t)(t < 1000 ? 1000 : t > 10000 ? 10000 : t);
+}
+
+/* An attempt to connect again ended with rc (err): log it; a server that now answers
+ * for another database is a lost database (exit 3). */
+void lifecycle_reconnected(struct sup *s, int rc, const struct store_err *err)
+{
 	if (rc == STORE_EMOVED)
-		lifecycle_store_lost(s, &err);
+		lifecycle_store_lost(s, err);
 	else if (rc != 0)
-		log_warn("the connection to the database is lost; %s (retrying)", err.text);
+		log_warn("the connection to the database is lost; %s (retrying)", err->text);
 	else
 		log_info("connected to %s again", s->st->url);
-	return true;
 }
 
 /* Another supervisor declared this one lost: say so, refuse and count what waits, no

@@ -570,6 +570,11 @@ struct sup {
 	bool refreshing;        /* sched_refresh is reading the eligible phases */
 	uint64_t fleet_beat_ms; /* the last beat of the fleet timer */
 	unsigned conn_gen;      /* the connection listened on (store.conn_gen) */
+	/* the connection being made again (fleet.c), without blocking the loop */
+	bool reconnecting;
+	uv_poll_t *reconnect_poll;  /* a duplicate of the socket it waits on (heap) */
+	uv_timer_t reconnect_timer; /* its time limit */
+	bool reconnect_timer_init;
 
 	/* watching (supervisor/observe.h) */
 	struct metrics *metrics;
@@ -597,9 +602,11 @@ void secrets_free(struct sup *s);
 /* Register in the database's supervisors (before the recovery); exits 1 on failure. */
 void fleet_register(struct sup *s);
 /* Join the drain session of live supervisors that drain the same way: false when there
- * is none. Exits 1 on failure. */
+ * is none. Exits 1 on failure, 3 when another supervisor declares this one lost while it
+ * waits for the session-choosing lock. */
 bool fleet_join_session(struct sup *s);
-/* Record the session this supervisor drains in. Exits 1 on failure. */
+/* Record the session this supervisor drains in. Exits 1 on failure, 3 (nothing written)
+ * when another supervisor declared this one lost meanwhile. */
 void fleet_session_set(struct sup *s);
 /* Start the fleet's timer and the watch on the connection for notifications. */
 void fleet_start(struct sup *s);
@@ -608,6 +615,11 @@ void fleet_listen(struct sup *s);
 /* Stop watching the connection (it dropped or is being replaced); the fleet timer
  * watches the next one. */
 void fleet_unlisten(struct sup *s);
+/* Begin connecting again to the server, from the loop: the connection's socket is
+ * watched and each step taken when it is ready, within lifecycle_reconnect_ms; the end is
+ * told to lifecycle_reconnected, and once connected a commit waiting for its retry is
+ * made at once. */
+void fleet_reconnect(struct sup *s);
 /* After the loop: leave the fleet; a row found no longer live ends the supervisor as
  * declared lost (exit 3, nothing more written). Returns whether it left. */
 bool fleet_leave(struct sup *s);
@@ -680,10 +692,18 @@ void lifecycle_stop_timeout(struct sup *s, uint64_t ms);
 void lifecycle_check_done(struct sup *s);
 /* If the database path no longer names the file opened, stop writing and exit 3. */
 void lifecycle_identity_check(struct sup *s);
-/* When the connection to the database server is gone: connect again (a server answering
- * for another database is a lost database: exit 3), logging either way. Returns whether
- * it was gone. */
+/* When the connection to the database server is gone: begin connecting again, unless
+ * that is under way, and return whether it was gone. The connection is made from the
+ * loop (its socket watched), within lifecycle_reconnect_ms; once made (a server answering
+ * for another database is a lost database: exit 3) a commit waiting for its retry is
+ * made at once. A failed or timed-out attempt is logged; the next one begins at the next
+ * call (the writer's retry, the fleet's beat). */
 bool lifecycle_reconnect(struct sup *s);
+/* The time an attempt to connect again is given: half the lease, between 1 and 10 s. */
+uint64_t lifecycle_reconnect_ms(const struct sup *s);
+/* An attempt to connect again ended with rc (0: connected; err says why not): logs it,
+ * and a server that now answers for another database is a lost database (exit 3). */
+void lifecycle_reconnected(struct sup *s, int rc, const struct store_err *err);
 /* Another supervisor declared this one lost (its heartbeat stopped): the writes waiting
  * in the queue (late results and events) are refused and counted, nothing more is
  * written, the workers are killed and the supervisor exits 3. */

@@ -1,6 +1,7 @@
 """Supervisors choosing their drain session on one PostgreSQL database (docs/postgresql.md,
 "Several hosts", "Sessions"): a supervisor stopped while it holds the session-choosing
-lock blocks no other for good."""
+lock blocks no other for good; one declared lost while it waits for that lock exits 3 at
+once."""
 import signal
 
 from pg_cluster import connect
@@ -61,3 +62,38 @@ def test_a_supervisor_stopped_holding_the_session_choosing_lock_blocks_no_other(
     rows = attempts(url)
     assert len(rows) == 4 and {r[3] for r in rows} == {"success"}, rows
     assert {r[4] for r in rows} == {ids[second.proc.pid]}
+
+
+def test_a_supervisor_declared_lost_while_it_waits_for_the_lock_exits_3_at_once(
+        tmp, pg_cluster):
+    """The test holds the session-choosing lock (inside a transaction); a supervisor
+    started then waits for it, renewing its heartbeat every quarter lease, and is declared
+    lost meanwhile (its row made `lost`, as another supervisor's rescue makes it). At its
+    next renewal it must say so and exit 3, the lock still held and no session written
+    (before, it waited on, chose or started its session once the lock was free, and exited
+    3 only at its first commit, leaving the session it started open)."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, phases=1)
+    holder = connect(url)
+    holder.autocommit = False
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 1, "--lease-timeout", 2,
+                           "--exit-when-drained", name="sup")
+    try:
+        wait_for(lambda: "the session-choosing lock is held by" in sup.stderr(), timeout=60,
+                 what="the supervisor waiting for the lock")
+        sid = supervisor_ids(url)[sup.proc.pid]
+        sql(url, "UPDATE supervisors SET state = 'lost', ended_at = clock_timestamp()"
+            " AT TIME ZONE 'UTC' WHERE supervisor_id = ?", sid)
+        assert sup.wait(timeout=15) == 3, sup.stderr()
+    finally:
+        holder.rollback()
+        holder.close()
+        sup.kill()
+    err = sup.stderr()
+    assert "DECLARED LOST" in err and "while it waited for the session-choosing lock" in err, \
+        err
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+    assert sql(url, "SELECT state, session_id FROM supervisors WHERE supervisor_id = ?",
+               sid) == [("lost", None)]

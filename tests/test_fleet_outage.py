@@ -3,11 +3,13 @@
 than its lease, it is declared lost, and once back it learns so and exits 3 without
 writing, whatever it was doing (docs/postgresql.md, "Several hosts")."""
 import contextlib
+import os
 import time
 
 from pg_outage_proxy import OutageProxy
 from supervisor_helpers import rogue_supervisor, sql, wait_for
-from test_fleet import attempts, attempts_of, new_pg_db, supervisor_ids
+from test_fleet import (assert_each_phase_completed_once, attempts, attempts_of, control_ask,
+                        new_pg_db, supervisor_ids)
 
 
 @contextlib.contextmanager
@@ -89,3 +91,76 @@ def test_a_supervisor_declared_lost_answers_no_command_once_back(tmp, pg_cluster
     assert "DECLARED LOST" in err, err
     assert "from the database" not in err, err
     assert sql(url, "SELECT count(*) FROM supervisor_command_results") == [(0,)]
+
+
+def test_a_connection_the_network_leaves_unanswered_blocks_nothing(tmp, pg_cluster):
+    """The network to the server drops every packet (the proxy leaves new connections
+    unanswered) while the supervisor's workers run its two phases: its attempts to
+    connect again wait in the loop, not in libpq, so its control socket answers
+    meanwhile (before, the loop waited in libpq's connect for up to its connect_timeout,
+    10 s: longer than a lease), and each attempt is given up after half the lease (2 s)
+    and made again. Once the network is back it connects again and drains."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=2, phases=1)
+    proxy = OutageProxy(pg_cluster.port)
+    go = os.path.join(str(tmp), "go")
+    sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 2, "--lease-timeout", 4,
+                           "--exit-when-drained", env={"ROGUE_GO": go}, name="sup")
+    try:
+        sup.wait_ready(timeout=120)
+        wait_for(lambda: attempts_of(url, sup.proc.pid) == 2, what="both phases leased")
+        proxy.down(silent=True)
+        wait_for(lambda: "writes failed" in sup.stderr(), timeout=30,
+                 what="the connection found lost")
+        began = time.monotonic()
+        while time.monotonic() - began < 3:
+            t = time.monotonic()
+            reply = control_ask(sup.control, "status", timeout=1.5)
+            assert reply is not None, sup.stderr()
+            assert time.monotonic() - t < 1.5
+            time.sleep(0.2)
+        wait_for(lambda: "cannot connect again: no answer within 2.0 s" in sup.stderr(),
+                 timeout=30, what="an attempt given up")
+        proxy.up()
+        wait_for(lambda: "connected to %s again" % proxy.url(name) in sup.stderr(),
+                 timeout=30, what="connected again")
+        open(go, "w").close()
+        assert sup.wait(timeout=60) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        proxy.close()
+    assert_each_phase_completed_once(url, attempts(url), 2)
+
+
+def test_a_connection_made_again_to_another_database_is_database_lost(tmp, pg_cluster):
+    """While the supervisor is cut off, its database is renamed and another autopack
+    database made under its name: the connection made again from the loop reaches that
+    one, which is DATABASE LOST (exit 3), and nothing is written there."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=2, phases=1)
+    proxy = OutageProxy(pg_cluster.port)
+    go = os.path.join(str(tmp), "go")
+    sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 2, "--lease-timeout", 4,
+                           "--exit-when-drained", env={"ROGUE_GO": go}, name="sup")
+    try:
+        sup.wait_ready(timeout=120)
+        wait_for(lambda: attempts_of(url, sup.proc.pid) == 2, what="both phases leased")
+        proxy.down()
+        wait_for(lambda: "writes failed" in sup.stderr(), timeout=30,
+                 what="the connection found lost")
+        pg_cluster.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = '%s'" % name)
+        pg_cluster.psql('ALTER DATABASE "%s" RENAME TO "%s_old"' % (name, name))
+        pg_cluster.psql('CREATE DATABASE "%s"' % name)
+        new_pg_db(tmp, pg_cluster.url(name), runs=1, phases=1)
+        proxy.up()
+        assert sup.wait(timeout=60) == 3, sup.stderr()
+    finally:
+        sup.kill()
+        proxy.close()
+    err = sup.stderr()
+    assert "DATABASE LOST" in err and "uuid changed" in err, err
+    assert sql(pg_cluster.url(name), "SELECT count(*) FROM attempts") == [(0,)]
+    assert sql(pg_cluster.url(name), "SELECT count(*) FROM supervisors") == [(0,)]
+    pg_cluster.drop_database(name)
+    pg_cluster.drop_database(name + "_old")

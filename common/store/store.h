@@ -45,7 +45,7 @@ struct store {
 	char *url;       /* canonical URL: sqlite:////abs/path.db, postgresql://user@host:5432/db */
 	char *server_id; /* PostgreSQL: "<system identifier>/<database name>"; else NULL */
 	uint64_t identity_checked_ms; /* PostgreSQL: the last store_identity_changed query */
-	unsigned conn_gen;            /* PostgreSQL: bumped at each store_reconnect */
+	unsigned conn_gen;            /* PostgreSQL: bumped at each connection made again */
 	char *pg_setup;               /* PostgreSQL: run again on each new connection, or NULL */
 	char uuid[37];
 	int schema_version;
@@ -116,9 +116,19 @@ int store_identity_changed(struct store *st, struct store_err *err);
 
 /* Whether the connection to a database server is gone (never for SQLite). */
 bool store_connection_lost(struct store *st);
-/* Connect again to the database opened (PostgreSQL): STORE_EIO when the server cannot be
- * reached, STORE_EMOVED when the connection now reaches another database; 0 for SQLite. */
-int store_reconnect(struct store *st, struct store_err *err);
+/* Begin connecting again to the database opened (PostgreSQL), without waiting for the
+ * server: 0 once begun, with *fd the socket to wait on for writing (store_reconnect_poll
+ * then makes the connection), STORE_EIO when it cannot begin; 0 for SQLite. Until the
+ * connection is made the store's statements fail at once as on a lost connection. */
+int store_reconnect_start(struct store *st, int *fd, struct store_err *err);
+/* Drive the connection begun by store_reconnect_start once its socket is ready as last
+ * asked (at first: writable), without waiting: STORE_EBUSY while it is being made (*fd
+ * the socket to wait on next, which may change from one step to the next, for writing
+ * when *write, else for reading); 0 once made and found the same database; STORE_EIO
+ * when it failed; STORE_EMOVED when it now reaches another database. 0 for SQLite. */
+int store_reconnect_poll(struct store *st, int *fd, bool *write, struct store_err *err);
+/* Give up the connection being made (its time is up): the connection stays lost. */
+void store_reconnect_abandon(struct store *st);
 
 /* --- common/store/store_init.c --- */
 

@@ -106,16 +106,20 @@ int store_fleet_register(
  * the transaction's: the server ends the session of a supervisor stopped while holding
  * it after half its lease. STORE_EBUSY when another holds it past lock_timeout (nothing
  * begun; this supervisor's heartbeat renewed; err says who holds it, its server process
- * to *holder): the caller tries again. STORE_EIO on failure, or when it is held outside
- * any transaction, which the server never ends (err says by whom and what to do). */
-int store_fleet_session_lock(struct store_drain *d, bool lock, int *holder, struct store_err *err);
+ * to *holder): the caller tries again, unless *lost: this supervisor is no longer live
+ * (another declared it lost meanwhile), and must write nothing more. STORE_EIO on
+ * failure, or when it is held outside any transaction, which the server never ends (err
+ * says by whom and what to do). */
+int store_fleet_session_lock(
+    struct store_drain *d, bool lock, int *holder, bool *lost, struct store_err *err);
 /* The session of a live supervisor that drains with the same `join_key` (heap), or NULL
  * (in the transaction of store_fleet_session_lock). */
 int store_fleet_session_find(
     struct store_drain *d, const char *join_key, char **session_id, struct store_err *err);
-/* Record the session this supervisor drains in and its join key. */
-int store_fleet_session_set(
-    struct store_drain *d, const char *session_id, const char *join_key, struct store_err *err);
+/* Record the session this supervisor drains in and its join key, only while it is live:
+ * *lost, and nothing written, when it is not (the caller rolls its choice back). */
+int store_fleet_session_set(struct store_drain *d, const char *session_id, const char *join_key,
+    bool *lost, struct store_err *err);
 /* Read the budgets of session `session_id` into *b; STORE_EINVAL
  * when there is no such session, STORE_EIO on failure (common/store/pg/
  * store_fleet_budget.c). */

@@ -34,6 +34,7 @@ struct db_pg {
 	struct db base;
 	PGconn *c;
 	unsigned gen;        /* bumped at each reconnect: server-side statements are gone */
+	bool connecting;     /* a connection begun by db_pg_reset_start is being made */
 	unsigned next_name;  /* names of server-side statements */
 	int64_t changes;     /* rows changed by the last command */
 	enum db_fault fault; /* of the last failure */
@@ -134,6 +135,20 @@ static void pg_fail(struct db_pg *d, const PGresult *res)
 	if (n == 0)
 		snprintf(d->err, sizeof d->err, "PostgreSQL error%s%s", state ? " " : "",
 		    state ? state : "");
+}
+
+/* Whether the connection is not up (being made again, or lost), recording the failure
+ * of a statement that cannot run then: nothing is asked of libpq, which on a connection
+ * being made would read the server's answers to the connection's start-up, and wait for
+ * them. */
+static bool pg_down(struct db_pg *d)
+{
+	if (PQstatus(d->c) == CONNECTION_OK)
+		return false;
+	d->fault = DB_FAULT_LOST;
+	snprintf(d->err, sizeof d->err, "no connection to the server%s",
+	    d->connecting ? " (being made again)" : "");
+	return true;
 }
 
 /* Rewrite ?NNN and ? placeholders to $N outside literals, identifiers and comments; the
@@ -246,6 +261,8 @@ static int pg_step(struct db_stmt *st)
 		s->done = true;
 		return DB_DONE;
 	}
+	if (pg_down(d))
+		return DB_ERROR;
 	s->res = pg_run(d, s);
 	rs = PQresultStatus(s->res);
 	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
@@ -459,9 +476,14 @@ static double pg_column_double(struct db_stmt *st, int i)
 static int pg_exec(struct db *db, const char *sql)
 {
 	struct db_pg *d = P(db);
-	PGresult *r = PQexec(d->c, sql);
-	ExecStatusType rs = PQresultStatus(r);
+	PGresult *r;
+	ExecStatusType rs;
 	int rc = DB_OK;
+
+	if (pg_down(d))
+		return DB_ERROR;
+	r = PQexec(d->c, sql);
+	rs = PQresultStatus(r);
 
 	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
 		pg_fail(d, r);
@@ -631,26 +653,58 @@ PGconn *db_pg_conn(struct db *db)
 	return P(db)->c;
 }
 
-/* Reconnect with PQreset and apply the session settings again. */
-int db_pg_reset(struct db *db)
+/* Begin connecting again with PQresetStart. */
+int db_pg_reset_start(struct db *db, int *fd)
 {
 	struct db_pg *d = P(db);
-	PGresult *r;
 
-	PQreset(d->c);
 	d->gen++;
-	if (PQstatus(d->c) != CONNECTION_OK) {
+	d->connecting = PQresetStart(d->c) == 1;
+	*fd = d->connecting ? PQsocket(d->c) : -1;
+	if (!d->connecting) {
 		pg_fail(d, NULL);
 		return DB_ERROR;
+	}
+	return DB_OK;
+}
+
+/* Drive the connection with PQresetPoll; once made, apply the session settings. */
+enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd)
+{
+	struct db_pg *d = P(db);
+	PostgresPollingStatusType ps;
+	PGresult *r;
+
+	*fd = -1;
+	if (!d->connecting) {
+		pg_down(d);
+		return DB_PG_POLL_FAILED;
+	}
+	ps = PQresetPoll(d->c);
+	if (ps == PGRES_POLLING_READING || ps == PGRES_POLLING_WRITING) {
+		*fd = PQsocket(d->c);
+		return ps == PGRES_POLLING_READING ? DB_PG_POLL_READ : DB_PG_POLL_WRITE;
+	}
+	d->connecting = false;
+	if (ps != PGRES_POLLING_OK || PQstatus(d->c) != CONNECTION_OK) {
+		pg_fail(d, NULL);
+		return DB_PG_POLL_FAILED;
 	}
 	r = PQexec(d->c, pg_session_sql);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_fail(d, r);
 		PQclear(r);
-		return DB_ERROR;
+		return DB_PG_POLL_FAILED;
 	}
 	PQclear(r);
-	return DB_OK;
+	return DB_PG_POLL_OK;
+}
+
+/* Give up the connection being made: it stays down, its socket open until the next
+ * db_pg_reset_start closes it. */
+void db_pg_reset_abandon(struct db *db)
+{
+	P(db)->connecting = false;
 }
 
 /* Whether the connection is up. */

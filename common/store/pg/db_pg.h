@@ -16,9 +16,27 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
     enum db_fault *fault, char *msg, size_t msglen);
 /* The libpq connection of a connection of this backend. */
 PGconn *db_pg_conn(struct db *db);
-/* Reconnect a connection whose server went away (its persistent statements are prepared
- * again when next run). DB_OK or DB_ERROR (db_errmsg says why). */
-int db_pg_reset(struct db *db);
+/* Begin connecting again a connection whose server went away, without waiting
+ * (PQresetStart: the old socket is closed; its persistent statements are prepared again
+ * when next run); db_pg_reset_poll makes it. Until it is made, every statement fails at
+ * once as on a lost connection. DB_OK with *fd the socket to wait on (for writing), or
+ * DB_ERROR (db_errmsg says why). A host name is resolved here, waiting for the resolver;
+ * an address is not. */
+int db_pg_reset_start(struct db *db, int *fd);
+/* What a connection being made waits for, or how it ended. */
+enum db_pg_poll {
+	DB_PG_POLL_READ,   /* its socket to be readable */
+	DB_PG_POLL_WRITE,  /* its socket to be writable */
+	DB_PG_POLL_OK,     /* made, with the session settings */
+	DB_PG_POLL_FAILED, /* failed (db_errmsg says why) */
+};
+/* Drive the connection begun by db_pg_reset_start once its socket is ready as last asked
+ * (at first: writable), without waiting; *fd receives the socket to wait on next (it may
+ * change from one step to the next), -1 once it has ended. */
+enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd);
+/* Give up the connection being made (its time is up): it stays down, and statements fail
+ * at once. */
+void db_pg_reset_abandon(struct db *db);
 /* Whether the connection is up. */
 bool db_pg_connected(struct db *db);
 

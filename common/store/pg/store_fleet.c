@@ -493,12 +493,13 @@ static int fleet_session_holder(struct store_drain *d, int *holder, struct store
  * after half its lease. When the lock is not had within lock_timeout, the transaction is
  * rolled back, the heartbeat renewed (a supervisor waiting is not silent) and
  * fleet_session_holder says who holds it. */
-int store_fleet_session_lock(struct store_drain *d, bool lock, int *holder, struct store_err *err)
+int store_fleet_session_lock(
+    struct store_drain *d, bool lock, int *holder, bool *lost, struct store_err *err)
 {
 	char sql[80];
-	bool lost;
 
 	*holder = 0;
+	*lost = false;
 	if (!lock)
 		return db_in_transaction(d->st->db) ?
 		    store_exec(d->st->db, "COMMIT", d->st->url, err) :
@@ -513,7 +514,7 @@ int store_fleet_session_lock(struct store_drain *d, bool lock, int *holder, stru
 		return STORE_EIO;
 	}
 	db_rollback(d->st->db);
-	if (store_fleet_confirm(d, &lost, err) != 0)
+	if (store_fleet_confirm(d, lost, err) != 0)
 		return STORE_EIO;
 	return fleet_session_holder(d, holder, err);
 }
@@ -544,13 +545,17 @@ int store_fleet_session_find(
 	return 0;
 }
 
-/* Record this supervisor's session and join key. */
-int store_fleet_session_set(
-    struct store_drain *d, const char *session_id, const char *join_key, struct store_err *err)
+/* Record this supervisor's session and join key while it is live. */
+int store_fleet_session_set(struct store_drain *d, const char *session_id, const char *join_key,
+    bool *lost, struct store_err *err)
 {
-	return fleet_run_self(d,
-	    "UPDATE supervisors SET session_id = ?2, join_key = ?3 WHERE supervisor_id = ?1",
+	int rc = fleet_run_self(d,
+	    "UPDATE supervisors SET session_id = ?2, join_key = ?3"
+	    " WHERE supervisor_id = ?1 AND state = 'live'",
 	    session_id, join_key, err);
+
+	*lost = rc == 0 && db_changes(d->st->db) == 0;
+	return rc;
 }
 
 /* Count the other live supervisors of a session. */
@@ -931,7 +936,8 @@ int store_fleet_notified(struct store_drain *d, bool *control, bool *queue)
 	PGnotify *n;
 
 	*control = *queue = false;
-	if (PQconsumeInput(c) == 0)
+	/* A connection being made is not read: its start-up is libpq's. */
+	if (PQstatus(c) != CONNECTION_OK || PQconsumeInput(c) == 0)
 		return STORE_EIO;
 	while ((n = PQnotifies(c)) != NULL) {
 		if (n->be_pid != PQbackendPID(c)) {

@@ -232,12 +232,33 @@ bool store_connection_lost(struct store *st)
 	return st->backend == DB_PG && !db_pg_connected(st->db);
 }
 
-/* Connect again and check that it is the same database. */
-int store_reconnect(struct store *st, struct store_err *err)
+/* Begin connecting again. */
+int store_reconnect_start(struct store *st, int *fd, struct store_err *err)
 {
+	*fd = -1;
 	if (st->backend != DB_PG)
 		return 0;
-	if (db_pg_reset(st->db) != DB_OK)
+	if (db_pg_reset_start(st->db, fd) != DB_OK)
+		return store_fail(
+		    err, STORE_EIO, "%s: cannot connect again: %s", st->url, db_errmsg(st->db));
+	return 0;
+}
+
+/* Drive the connection; once made, set it up and check that it is the same database. */
+int store_reconnect_poll(struct store *st, int *fd, bool *write, struct store_err *err)
+{
+	enum db_pg_poll p;
+
+	*fd = -1;
+	*write = false;
+	if (st->backend != DB_PG)
+		return 0;
+	p = db_pg_reset_poll(st->db, fd);
+	if (p == DB_PG_POLL_READ || p == DB_PG_POLL_WRITE) {
+		*write = p == DB_PG_POLL_WRITE;
+		return store_fail(err, STORE_EBUSY, "%s: connecting again", st->url);
+	}
+	if (p != DB_PG_POLL_OK)
 		return store_fail(
 		    err, STORE_EIO, "%s: cannot connect again: %s", st->url, db_errmsg(st->db));
 	st->identity_checked_ms = 0;
@@ -245,4 +266,11 @@ int store_reconnect(struct store *st, struct store_err *err)
 	if (st->pg_setup != NULL && store_exec(st->db, st->pg_setup, st->url, err) != 0)
 		return STORE_EIO;
 	return store_pg_identity_changed(st, err);
+}
+
+/* Give up the connection being made. */
+void store_reconnect_abandon(struct store *st)
+{
+	if (st->backend == DB_PG)
+		db_pg_reset_abandon(st->db);
 }
