@@ -375,18 +375,15 @@ def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns
     assert len({n["pid"] for i in range(2) for n in rogue_notes(tmp, "sup%d" % i, "job")}) > 4
 
 
-@pytest.mark.parametrize("mode", ["landed", "lost"])
-def test_a_round_whose_commit_answer_was_lost_is_settled_after_reconnecting(
-        tmp, pg_cluster, mode):
-    """The connection drops while a dispatch round's COMMIT is under way: once connected
-    again the supervisor learns whether the round landed (its attempts exist) and either
-    hands its leases to their workers or retries it; it never leaves an attempt of its
-    own open that nothing runs, and drains and exits 0."""
+def drained_through_a_cut(tmp, pg_cluster, mode, runs, phases, rogue, workers, **cut):
+    """Drain runs x phases with `workers` rogue workers through a proxy that cuts the
+    connection once (pg_cut_proxy.CutProxy(mode, **cut)), a 5 s lease; the supervisor
+    exited 0 and the cut happened: (database name, URL, proxy, supervisor)."""
     from pg_cut_proxy import CutProxy
     name = pg_cluster.new_database()
-    url = new_pg_db(tmp, pg_cluster.url(name), runs=12, phases=4)
-    proxy = CutProxy(pg_cluster.port, mode, nth=6)
-    sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 4,
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=runs, phases=phases)
+    proxy = CutProxy(pg_cluster.port, mode, **cut)
+    sup = rogue_supervisor(tmp, proxy.url(name), rogue, "--workers", workers,
                            "--lease-timeout", 5, "--exit-when-drained", name="sup")
     try:
         assert sup.wait(timeout=90) == 0, sup.stderr()
@@ -394,6 +391,18 @@ def test_a_round_whose_commit_answer_was_lost_is_settled_after_reconnecting(
         sup.kill()
         proxy.close()
     assert proxy.cut.is_set()
+    return name, url, proxy, sup
+
+
+@pytest.mark.parametrize("mode", ["landed", "lost"])
+def test_a_round_whose_commit_answer_was_lost_is_settled_after_reconnecting(
+        tmp, pg_cluster, mode):
+    """The connection drops while a dispatch round's COMMIT is under way: once connected
+    again the supervisor learns whether the round landed (its attempts exist) and either
+    hands its leases to their workers or retries it; it never leaves an attempt of its
+    own open that nothing runs, and drains and exits 0."""
+    name, url, proxy, sup = drained_through_a_cut(tmp, pg_cluster, mode, 12, 4, "good", 4,
+                                                  nth=6)
     rows = attempts(url)
     assert_each_phase_completed_once(url, rows, 48)
     assert [r for r in rows if r[3] != "success"] == []
@@ -416,18 +425,8 @@ def test_a_group_of_writes_whose_commit_answer_was_lost_loses_and_doubles_nothin
     group is written again once connected, an event already there recognised. Every
     acknowledgement a worker got is of events a reader sees committed, each event is
     there once, and the drain ends."""
-    from pg_cut_proxy import CutProxy
-    name = pg_cluster.new_database()
-    url = new_pg_db(tmp, pg_cluster.url(name), runs=4, phases=2)
-    proxy = CutProxy(pg_cluster.port, mode, nth=3, writes=True)
-    sup = rogue_supervisor(tmp, proxy.url(name), "ackcheck", "--workers", 2,
-                           "--lease-timeout", 5, "--exit-when-drained", name="sup")
-    try:
-        assert sup.wait(timeout=90) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        proxy.close()
-    assert proxy.cut.is_set()
+    name, url, proxy, sup = drained_through_a_cut(tmp, pg_cluster, mode, 4, 2, "ackcheck", 2,
+                                                  nth=3, writes=True)
     err = sup.stderr()
     assert "connected to %s again" % proxy.url(name) in err, err
     assert "committed (transaction" not in err, err

@@ -93,6 +93,19 @@ def test_a_supervisor_declared_lost_answers_no_command_once_back(tmp, pg_cluster
     assert sql(url, "SELECT count(*) FROM supervisor_command_results") == [(0,)]
 
 
+def two_phases_behind_a_proxy(tmp, pg_cluster):
+    """A supervisor of two one-phase runs connected through an outage proxy, a 4 s lease,
+    its workers holding their phases until the file `go` exists: (database name, URL,
+    proxy, go, supervisor)."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=2, phases=1)
+    proxy = OutageProxy(pg_cluster.port)
+    go = os.path.join(str(tmp), "go")
+    sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 2, "--lease-timeout", 4,
+                           "--exit-when-drained", env={"ROGUE_GO": go}, name="sup")
+    return name, url, proxy, go, sup
+
+
 def test_a_connection_the_network_leaves_unanswered_blocks_nothing(tmp, pg_cluster):
     """The network to the server drops every packet (the proxy leaves new connections
     unanswered) while the supervisor's workers run its two phases: its attempts to
@@ -100,12 +113,7 @@ def test_a_connection_the_network_leaves_unanswered_blocks_nothing(tmp, pg_clust
     meanwhile (before, the loop waited in libpq's connect for up to its connect_timeout,
     10 s: longer than a lease), and each attempt is given up after half the lease (2 s)
     and made again. Once the network is back it connects again and drains."""
-    name = pg_cluster.new_database()
-    url = new_pg_db(tmp, pg_cluster.url(name), runs=2, phases=1)
-    proxy = OutageProxy(pg_cluster.port)
-    go = os.path.join(str(tmp), "go")
-    sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 2, "--lease-timeout", 4,
-                           "--exit-when-drained", env={"ROGUE_GO": go}, name="sup")
+    name, url, proxy, go, sup = two_phases_behind_a_proxy(tmp, pg_cluster)
     try:
         sup.wait_ready(timeout=120)
         wait_for(lambda: attempts_of(url, sup.proc.pid) == 2, what="both phases leased")
@@ -136,12 +144,7 @@ def test_a_connection_made_again_to_another_database_is_database_lost(tmp, pg_cl
     """While the supervisor is cut off, its database is renamed and another autopack
     database made under its name: the connection made again from the loop reaches that
     one, which is DATABASE LOST (exit 3), and nothing is written there."""
-    name = pg_cluster.new_database()
-    url = new_pg_db(tmp, pg_cluster.url(name), runs=2, phases=1)
-    proxy = OutageProxy(pg_cluster.port)
-    go = os.path.join(str(tmp), "go")
-    sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 2, "--lease-timeout", 4,
-                           "--exit-when-drained", env={"ROGUE_GO": go}, name="sup")
+    name, url, proxy, go, sup = two_phases_behind_a_proxy(tmp, pg_cluster)
     try:
         sup.wait_ready(timeout=120)
         wait_for(lambda: attempts_of(url, sup.proc.pid) == 2, what="both phases leased")

@@ -19,11 +19,24 @@ def url(path):
     return "sqlite:///" + str(path)
 
 
+def seeded(path):
+    """A database made at path and seeded with the telemetry run; path."""
+    assert ctl("--db", url(path), "db", "init").rc == 0
+    assert ctl("--db", url(path), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    return path
+
+
+def dry_drain(tmp, db):
+    """A dry-run drain of db to its end; the finished process."""
+    return subprocess.run([binpath("autopack-supervisor"), "--db", url(db), "--dry-run",
+                           "--exit-when-drained", "--control", str(tmp / "c.sock")],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY))
+
+
 @pytest.fixture
 def db(tmp):
-    p = tmp / "foreign.db"
-    assert ctl("--db", url(p), "db", "init").rc == 0
-    assert ctl("--db", url(p), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    p = seeded(tmp / "foreign.db")
     assert ctl("--db", url(p), "telemetry", "import", SAMPLES).rc == 0
     return p
 
@@ -101,9 +114,7 @@ def test_a_run_whose_id_is_not_utf8_is_kept_in_the_sessions_saved_state(tmp):
     """No job can carry such a run's phases (each fails INVALID_JOB, and the run is
     stopped for the repeated fingerprint); the session's saved state and end report left
     the stopped run out (stopped_runs [], left []) while counting its phases as left."""
-    db = tmp / "run.db"
-    assert ctl("--db", url(db), "db", "init").rc == 0
-    assert ctl("--db", url(db), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    db = seeded(tmp / "run.db")
     con = sqlite3.connect(str(db))
     con.execute("PRAGMA foreign_keys = OFF")
     for table, col in (("runs", "id"), ("tiers", "run_id"), ("phases", "run_id")):
@@ -131,9 +142,7 @@ def test_an_attempt_id_at_the_top_of_the_range_is_refused_at_start_naming_it(tmp
     """SQLite numbers each new attempt after the highest id ever used: after a row with
     id 2^63-1 every new attempt failed as "database or disk is full", and the supervisor
     gave up after 8 commits (exit 3), as if the disk were full."""
-    db = tmp / "ids.db"
-    assert ctl("--db", url(db), "db", "init").rc == 0
-    assert ctl("--db", url(db), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    db = seeded(tmp / "ids.db")
     con = sqlite3.connect(str(db))
     con.execute("INSERT INTO attempts (attempt_id, run_id, phase_id, attempt_number,"
                 " started_at, ended_at, outcome) SELECT 9223372036854775807, run_id,"
@@ -141,10 +150,7 @@ def test_an_attempt_id_at_the_top_of_the_range_is_refused_at_start_naming_it(tmp
                 " FROM phases LIMIT 1")
     con.commit()
     con.close()
-    p = subprocess.run([binpath("autopack-supervisor"), "--db", url(db), "--dry-run",
-                        "--exit-when-drained", "--control", str(tmp / "c.sock")],
-                       capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY))
+    p = dry_drain(tmp, db)
     assert p.returncode == 1, p.stderr
     assert "the attempts' ids are used up: an attempt has the id 9223372036854775807" \
         in p.stderr, p.stderr
@@ -156,18 +162,13 @@ def test_a_phase_limit_below_one_written_by_another_program_sets_no_limit(tmp):
     no limit for the drain's budget, and the job carries it as none: the job refused it
     (job.p.maxa: integer -5 out of range) and the phase failed INVALID_JOB, no attempt
     made."""
-    db = tmp / "limit.db"
-    assert ctl("--db", url(db), "db", "init").rc == 0
-    assert ctl("--db", url(db), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    db = seeded(tmp / "limit.db")
     con = sqlite3.connect(str(db))
     con.execute("UPDATE phases SET max_builder_attempts = -5 WHERE phase_index = 0")
     con.execute("UPDATE phases SET max_builder_attempts = 0 WHERE phase_index = 1")
     con.commit()
     con.close()
-    p = subprocess.run([binpath("autopack-supervisor"), "--db", url(db), "--dry-run",
-                        "--exit-when-drained", "--control", str(tmp / "c.sock")],
-                       capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY))
+    p = dry_drain(tmp, db)
     assert p.returncode == 0, p.stderr
     con = sqlite3.connect(str(db))
     rows = con.execute("SELECT p.phase_index, a.outcome, a.failure_reason FROM attempts a"
