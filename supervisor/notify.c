@@ -21,6 +21,10 @@ static int notify_watchdog(struct notify *n)
 		return 0;
 	if (pid != NULL && strtol(pid, NULL, 10) != (long)getpid())
 		return 0;
+	/* The whole value is the number: strtoull would skip white space and take a sign
+	 * ("-5" as 2^64 - 5). */
+	if (usec[0] < '0' || usec[0] > '9')
+		return -1;
 	errno = 0;
 	v = strtoull(usec, &end, 10);
 	if (errno != 0 || end == usec || *end != '\0' || v == 0)

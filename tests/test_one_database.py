@@ -382,6 +382,33 @@ def test_3_a_write_ahead_log_of_another_database_beside_the_file_is_refused(tmp)
     assert r.rc == 0 and json.loads(r.out)["database"]["uuid"] == uuid_a, r
 
 
+@pytest.mark.parametrize("side", ["-wal", "-journal"])
+def test_3_db_init_refuses_a_log_left_by_the_database_that_was_there(tmp, side):
+    # `rm d.db` after a supervisor was killed leaves its -wal: the "fresh" database db init
+    # made there read as the old one with the log applied (its uuid, 10 phases in no run).
+    old = os.path.join(str(tmp), "old.db")
+    path = os.path.join(str(tmp), "d.db")
+    assert ctl("--db", "sqlite:///" + old, "db", "init").rc == 0
+    assert ctl("--db", "sqlite:///" + old, "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    if side == "-wal":
+        con = sqlite3.connect(old, isolation_level=None)
+        con.execute("PRAGMA wal_autocheckpoint = 0")
+        con.execute("UPDATE phases SET state = 'FAILED'")
+        shutil.copyfile(old + "-wal", path + side)
+        con.close()
+    else:
+        with open(path + side, "wb") as f:
+            f.write(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + b"\0" * 504)
+    r = ctl("--db", "sqlite:///" + path, "db", "init")
+    assert r.rc == 1, r
+    assert ("%s: refusing to initialise: %s%s (%d bytes) is left there by a database that "
+            "was at this path" % (path, path, side, os.path.getsize(path + side))) in r.err, r
+    assert "nothing was created" in r.err and not os.path.exists(path), r
+    os.unlink(path + side)
+    r = ctl("--db", "sqlite:///" + path, "--json", "db", "init")
+    assert r.rc == 0 and json.loads(r.out)["database"]["rows"]["phases"] == 0, r
+
+
 # --- 5. a uuid that is a path ------------------------------------------------------------
 
 def test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified(tmp):

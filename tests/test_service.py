@@ -188,6 +188,10 @@ def test_watchdog_withheld_while_commits_fail(tmp):
 @pytest.mark.parametrize("env,what", [
     ({"NOTIFY_SOCKET": "relative/path"}, "NOTIFY_SOCKET"),
     ({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "soon"}, "WATCHDOG_USEC"),
+    # strtoull took these as 2^64-5 (no ping ever) and as 5: whole values only.
+    ({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "-5"}, 'WATCHDOG_USEC="-5"'),
+    ({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": " 5"}, 'WATCHDOG_USEC=" 5"'),
+    ({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "+5"}, 'WATCHDOG_USEC="+5"'),
 ])
 def test_malformed_service_environment_is_refused(tmp, env, what):
     url = new_db(tmp, runs=1, phases=1)

@@ -163,6 +163,33 @@ int store_init_exists(struct store *st, const char *where, char uuid[37], struct
 	return STORE_EEXIST;
 }
 
+/* Refuse a -wal or -journal with content left beside `path` by a database that was there:
+ * SQLite applies it to whatever file is then at the path, and a new one would hold that
+ * database's pages. STORE_EINVAL naming it, or 0. */
+static int store_init_leftovers(const char *path, struct store_err *err)
+{
+	static const char *const suffix[] = { "-wal", "-journal" };
+	struct stat sb;
+
+	for (size_t i = 0; i < ARRAY_SIZE(suffix); i++) {
+		char *p = xasprintf("%s%s", path, suffix[i]);
+		int rc = 0;
+
+		if (lstat(p, &sb) == 0 && sb.st_size > 0)
+			rc = store_fail(err, STORE_EINVAL,
+			    "%s: refusing to initialise: %s (%lld bytes) is left there by a "
+			    "database that was at this path (its last commits), and SQLite would "
+			    "apply it to the new file, which would then hold that database's "
+			    "pages. Put that database back, or move %s and %s-shm away; nothing "
+			    "was created",
+			    path, p, (long long)sb.st_size, p, path);
+		free(p);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* Create a new database, or report (STORE_EEXIST) the autopack database already there. */
 int store_init(const char *path, char uuid[37], struct store_err *err)
 {
@@ -184,5 +211,8 @@ int store_init(const char *path, char uuid[37], struct store_err *err)
 			return rc;
 		}
 	}
+	rc = store_init_leftovers(path, err);
+	if (rc != 0)
+		return rc;
 	return store_init_sql(path, SCHEMA_SQL, SCHEMA_VERSION, uuid, err);
 }
