@@ -45,9 +45,14 @@ const char *relpath_norm(const char *in, char *out, size_t n)
 		return "absolute paths are not allowed";
 	while (*s != '\0') {
 		size_t skip;
-		const char *rule = relpath_char_rule((const unsigned char *)s, &skip);
+		const char *rule;
 
-		if (rule != NULL)
+		/* printable ASCII but the backslash breaks no rule */
+		if (*s > 0x20 && *s < 0x7f && *s != '\\') {
+			s++;
+			continue;
+		}
+		if ((rule = relpath_char_rule((const unsigned char *)s, &skip)) != NULL)
 			return rule;
 		s += skip;
 	}

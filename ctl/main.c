@@ -114,7 +114,8 @@ static int ctl_flush_stdout(int rc)
 /* Parse the global options, find the command and run it. */
 int main(int argc, char **argv)
 {
-	struct cmd_ctx ctx = { 0 };
+	/* Static: the --db copy it holds lives as long as the process. */
+	static struct cmd_ctx ctx;
 	const struct cmd_entry *best = NULL;
 	int i, words = 0;
 

@@ -284,7 +284,8 @@ int sched_load(struct sup *s)
 	struct run_q *r;
 
 	if (store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, true,
-	        s->session_id, sched_load_one, s, &err) != 0) {
+	        s->started == 0 && s->fleet_id == 0 ? NULL : s->session_id, sched_load_one, s,
+	        &err) != 0) {
 		log_error("%s", err.text);
 		return -1;
 	}

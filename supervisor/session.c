@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
+#include "common/store/store_checkpoint.h"
 #include "common/store/store_failed.h"
 #include "common/store/store_fleet.h"
 #include "common/store/store_lock.h"
@@ -91,6 +92,9 @@ void session_open_store(struct sup *s)
 	if (store_open(s->st, path, url, STORE_WRITE, &err) != 0 ||
 	    store_lock_check(s->lock_fd, s->st, &err) != 0)
 		log_fatal(1, "%s", err.text);
+	/* Checkpoints copy the log into the file and sync it: off the loop. */
+	if (s->st->ckpt != NULL && !store_ckpt_background(s->st, msg, sizeof msg))
+		log_warn("checkpoints run in the commits: %s", msg);
 	/* One live supervisor per uuid: a copy of a database being served is refused. The
 	 * claim lasts as long as this process. */
 	if ((s->claim_fd = store_runtime_claim(s->st, &err)) < 0)

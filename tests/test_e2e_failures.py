@@ -488,3 +488,39 @@ def test_a_long_path_named_twice_is_refused_saying_so(tmp):
     assert a["message"].startswith("files[1].path: out/ccc"), a["message"]
     assert a["message"].endswith("ccc.py appears twice"), a["message"]
     assert "bytes left out ...]" in a["message"]
+
+
+def test_an_answer_of_many_files_written_on_a_slow_disk_is_not_taken_for_a_hung_worker(tmp):
+    # Each file is synced, and its directory: 40 files on a disk taking 60 ms a sync (the
+    # shim) kept the worker silent for about 5 s, and the supervisor, hearing nothing for
+    # its heartbeat timeout (2 s here, 10 s by default: 256 files at 20 ms a sync), killed
+    # it mid-write (HEARTBEAT_LOST, an infrastructure failure).
+    from conftest import binpath
+    from e2e_helpers import llm_args
+    from supervisor_helpers import Supervisor
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    files = ["out/f%02d.py" % i for i in range(40)]
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec("p1", files)])])
+    llm = Standin(tmp)
+    env = {"ANTHROPIC_API_KEY": "sk-ant-slow-disk", "LD_PRELOAD": binpath("fsync-shim.so"),
+           "AUTOPACK_SHIM_PATH": os.path.realpath(ws) + "/", "AUTOPACK_SHIM_DELAY_US": "60000",
+           "AUTOPACK_SHIM_LOG": os.path.join(tmp, "shim.log")}
+    if os.environ.get("AUTOPACK_SANITIZE") == "1":
+        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--max-attempts-per-phase",
+                     1, "--heartbeat-timeout-seconds", 2, *llm_args(llm), env=env)
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    att = rows(url, "SELECT outcome, failure_reason FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [("success", None)], (
+        att, sup.stderr()[-2000:])
+    with open(os.path.join(tmp, "shim.log")) as f:
+        assert sum(line.startswith("end ") for line in f) >= 2 * len(files)
+    assert sorted(os.listdir(os.path.join(ws, "out"))) == sorted(os.path.basename(p)
+                                                                  for p in files)

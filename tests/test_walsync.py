@@ -169,3 +169,27 @@ def test_slow_phases_keep_the_fsync_in_the_commit(tmp):
         assert sup.stop_now() == 0, sup.stderr()
         stand.stop()
     assert sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'") == [(8,)]
+
+
+def test_a_checkpoint_leaves_the_loop_free(tmp):
+    # Every sync of the database file (a checkpoint's, once it has copied the log into the
+    # file) is held: the drain goes on, commits and answers meanwhile, and ends once the
+    # hold is gone with every attempt in the file.
+    url = new_db(tmp, runs=300, phases=10)
+    hold = os.path.join(str(tmp), "hold")
+    open(hold, "w").close()
+    env = shim_env(tmp, url, AUTOPACK_SHIM_HOLD=hold)
+    env["AUTOPACK_SHIM_PATH"] = os.path.realpath(url[len("sqlite:///"):])
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--synchronous", "full", env=env)
+    try:
+        wait_for(lambda: shim_calls(tmp)[0] > 0, 120, what="a checkpoint's sync held")
+        st = status_when(sup, drained, 120, what="the drain's end while a sync is held")
+        assert st["counters"]["results"] == 3000, st["counters"]
+        assert shim_calls(tmp)[0] > shim_calls(tmp)[1]
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+    wait_for(lambda: shim_calls(tmp)[0] == shim_calls(tmp)[1], 60, what="the held sync's end")
+    assert sup.stop_now() == 0, sup.stderr()
+    assert sql(url, "SELECT count(*), count(ended_at) FROM attempts") == [(3000, 3000)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]

@@ -35,13 +35,17 @@ struct dlv_set {
 /* Where a phase may write: under any of `paths` (files or directories) or exactly one of
  * `deliverables`; never, even in scope, a file in the directory of `protect` named as it,
  * alone or followed by '-' or '.' (the database: protect is its absolute path, and so its
- * -wal, -shm, lock and backups are spared too; NULL protects nothing). */
+ * -wal, -shm, lock and backups are spared too; NULL protects nothing). `heartbeat`
+ * (nullable) is called with `ctx` after each file dlv_apply writes or deletes: each is
+ * synced with its directory, which a slow disk makes long for hundreds of files. */
 struct dlv_scope {
 	char *const *paths;
 	size_t npaths;
 	char *const *deliverables;
 	size_t ndeliverables;
 	const char *protect;
+	void (*heartbeat)(void *ctx);
+	void *ctx;
 };
 
 enum dlv_status {

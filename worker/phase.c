@@ -432,7 +432,7 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 	const char *db = strncmp(pc->job->db_url, "sqlite:///", 10) == 0 ? pc->job->db_url + 10 :
 	                                                                   NULL;
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
-		ph->deliverables.n, db };
+		ph->deliverables.n, db, phase_heartbeat, pc };
 	char err[PATH_MAX + 1024], names[PHASE_MESSAGE_MAX - 64];
 	size_t missing;
 	int rc;

@@ -11,6 +11,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,17 +77,17 @@ struct ckpt_wal_state {
 	uint32_t backfill;
 };
 
-/* Read the wal-index state through the connection's own mapping of it (the -shm file is
+/* Read the wal-index state through connection h's own mapping of it (the -shm file is
  * never opened apart: closing another descriptor of it would drop SQLite's locks):
  * false if it is not mapped or not one SQLite initialised. */
-static bool ckpt_wal_read(const struct store_ckpt *c, struct ckpt_wal_state *w)
+static bool ckpt_wal_read(sqlite3 *h, struct ckpt_wal_state *w)
 {
 	sqlite3_file *f = NULL;
 	volatile void *map = NULL;
 	unsigned char b[100];
 	uint32_t version;
 
-	if (sqlite3_file_control(c->conn, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+	if (sqlite3_file_control(h, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
 	    f == NULL || f->pMethods == NULL || f->pMethods->iVersion < 2 ||
 	    f->pMethods->xShmMap == NULL)
 		return false;
@@ -102,17 +103,22 @@ static bool ckpt_wal_read(const struct store_ckpt *c, struct ckpt_wal_state *w)
 	return true;
 }
 
+/* Keep w as the wal-index state this handle last left. */
+static void ckpt_wal_keep(struct store_ckpt *c, const struct ckpt_wal_state *w)
+{
+	memcpy(c->wal_salt, w->salt, sizeof c->wal_salt);
+	c->wal_frames = w->frames;
+	c->wal_backfill = w->backfill;
+}
+
 /* Record the wal-index state after a checkpoint of this handle's (or at open). */
 static void ckpt_wal_record(struct store_ckpt *c)
 {
 	struct ckpt_wal_state w;
 
-	c->wal_known = ckpt_wal_read(c, &w);
-	if (!c->wal_known)
-		return;
-	memcpy(c->wal_salt, w.salt, sizeof c->wal_salt);
-	c->wal_frames = w.frames;
-	c->wal_backfill = w.backfill;
+	c->wal_known = ckpt_wal_read(c->conn, &w);
+	if (c->wal_known)
+		ckpt_wal_keep(c, &w);
 }
 
 /* The first salt as SQLite counts it: big-endian, one more at each restart of the log. */
@@ -137,7 +143,7 @@ static bool ckpt_foreign_checkpoint(const struct store_ckpt *c)
 	struct ckpt_wal_state w;
 	uint32_t restarts, own;
 
-	if (!c->wal_known || !ckpt_wal_read(c, &w))
+	if (!c->wal_known || !ckpt_wal_read(c->conn, &w))
 		return false;
 	if (w.salt[0] == c->wal_salt[0] && w.salt[1] == c->wal_salt[1])
 		return w.backfill > c->wal_backfill;
@@ -198,53 +204,229 @@ static bool ckpt_check(struct store_ckpt *c, const struct stat *sb)
 	return true;
 }
 
+/* What one checkpoint did: its result and, read right after it, the database file's
+ * stat and the wal-index state. */
+struct ckpt_result {
+	int rc;
+	char error[300];
+	bool stat_ok;
+	struct stat sb;
+	bool wal_ok;
+	struct ckpt_wal_state wal;
+};
+
+/* Run a passive checkpoint of c's database on connection h, on the calling thread, and
+ * describe what it did into r. */
+static void ckpt_run(const struct store_ckpt *c, sqlite3 *h, struct ckpt_result *r)
+{
+	int log = -1, done = -1, sys;
+
+	r->rc = sqlite3_wal_checkpoint_v2(h, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+#ifdef AUTOPACK_MUTANT_checkpoint_failure_unnoticed
+	r->rc = SQLITE_OK;
+#endif
+	r->error[0] = '\0';
+	if (r->rc != SQLITE_OK && r->rc != SQLITE_BUSY) {
+		sys = sqlite3_system_errno(h);
+		snprintf(r->error, sizeof r->error, "%s (SQLite code %d%s%s)", sqlite3_errmsg(h),
+		    sqlite3_extended_errcode(h), sys != 0 ? ", " : "",
+		    sys != 0 ? strerror(sys) : "");
+	}
+	r->stat_ok = ckpt_stat(c, &r->sb);
+	r->wal_ok = ckpt_wal_read(h, &r->wal);
+}
+
+/* Take what a checkpoint did as this handle's own: the file's mtime and size and the
+ * wal-index state it left, and its outcome (`frames`: the WAL's frames when it was
+ * asked for). */
+static void ckpt_outcome(struct store_ckpt *c, const struct ckpt_result *r, int frames)
+{
+	if (r->stat_ok)
+		ckpt_record(c, &r->sb);
+	c->wal_known = r->wal_ok;
+	if (r->wal_ok)
+		ckpt_wal_keep(c, &r->wal);
+	if (r->rc == SQLITE_BUSY) /* another connection is checkpointing: not ours to judge */
+		return;
+	if (r->rc == SQLITE_OK) {
+		c->checkpoints++;
+		c->failing = false;
+		c->retry_at = 0;
+		return;
+	}
+	c->failures++;
+	c->failing = true;
+	c->retry_at = frames + c->threshold;
+	c->bg_turn = false;
+	memcpy(c->error, r->error, sizeof c->error);
+}
+
+/* The checkpoints' own thread (store_ckpt_background) and its connection to the same
+ * file. One checkpoint at a time: the handle's thread asks for it (CKPT_ASKED), this
+ * thread runs it and leaves what it did (CKPT_DONE), the handle's thread takes that
+ * (CKPT_IDLE); CKPT_STOP ends the thread once its checkpoint is over. */
+struct ckpt_bg {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct db *db;
+	const struct store_ckpt *c;
+	enum {
+		CKPT_IDLE,
+		CKPT_ASKED,
+		CKPT_DONE,
+		CKPT_STOP
+	} state;
+	int asked_frames;
+	struct ckpt_result result;
+};
+
+/* Sync the database file after checkpoint r of connection h, which SQLite syncs only
+ * when it copied the whole log: the pages it copied are then on disk, and the
+ * checkpoint in the commit that copies the rest syncs only those. A failure is r's. */
+static void ckpt_bg_sync(sqlite3 *h, struct ckpt_result *r)
+{
+	sqlite3_file *f = NULL;
+	int rc;
+
+	if (r->rc != SQLITE_OK)
+		return;
+	if (sqlite3_file_control(h, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+	    f == NULL || f->pMethods == NULL)
+		return;
+	if ((rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL)) != SQLITE_OK) {
+		r->rc = rc;
+		snprintf(r->error, sizeof r->error,
+		    "syncing the database file after copying the log into it failed (SQLite code "
+		    "%d)",
+		    rc);
+	}
+}
+
+/* The thread: run each checkpoint asked for until told to stop. */
+static void *ckpt_bg_main(void *arg)
+{
+	struct ckpt_bg *b = arg;
+	struct ckpt_result r;
+
+	pthread_mutex_lock(&b->lock);
+	for (;;) {
+		while (b->state == CKPT_IDLE || b->state == CKPT_DONE)
+			pthread_cond_wait(&b->wake, &b->lock);
+		if (b->state == CKPT_STOP)
+			break;
+		pthread_mutex_unlock(&b->lock);
+		ckpt_run(b->c, db_sqlite_handle(b->db), &r);
+		ckpt_bg_sync(db_sqlite_handle(b->db), &r);
+		pthread_mutex_lock(&b->lock);
+		if (b->state == CKPT_ASKED) {
+			b->result = r;
+			b->state = CKPT_DONE;
+			pthread_cond_broadcast(&b->wake);
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	return NULL;
+}
+
+/* Whether no checkpoint of the thread's is running: one that ended is taken as this
+ * handle's own first. Always true without the thread. */
+static bool ckpt_bg_idle(struct store_ckpt *c)
+{
+	struct ckpt_bg *b = c->bg;
+	struct ckpt_result r;
+	bool idle, done;
+	int frames;
+
+	if (b == NULL)
+		return true;
+	pthread_mutex_lock(&b->lock);
+	done = b->state == CKPT_DONE;
+	idle = done || b->state == CKPT_IDLE;
+	if (done) {
+		r = b->result;
+		frames = b->asked_frames;
+		b->state = CKPT_IDLE;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (done)
+		ckpt_outcome(c, &r, frames);
+	return idle;
+}
+
+/* Stop the thread once the checkpoint it runs, if any, has ended (what it did is taken
+ * as this handle's), and close its connection. */
+static void ckpt_bg_stop(struct store_ckpt *c)
+{
+	struct ckpt_bg *b = c->bg;
+
+	if (b == NULL)
+		return;
+	pthread_mutex_lock(&b->lock);
+	while (b->state == CKPT_ASKED)
+		pthread_cond_wait(&b->wake, &b->lock);
+	pthread_mutex_unlock(&b->lock);
+	ckpt_bg_idle(c);
+	pthread_mutex_lock(&b->lock);
+	b->state = CKPT_STOP;
+	pthread_cond_broadcast(&b->wake);
+	pthread_mutex_unlock(&b->lock);
+	pthread_join(b->thread, NULL);
+	pthread_cond_destroy(&b->wake);
+	pthread_mutex_destroy(&b->lock);
+	db_close(b->db);
+	free(b);
+	c->bg = NULL;
+}
+
 /* Free a record. */
 static void ckpt_free(struct store_ckpt *c)
 {
 	if (c == NULL)
 		return;
+	ckpt_bg_stop(c);
 	free(c->path);
 	free(c->wal_path);
 	free(c->head);
 	free(c);
 }
 
-/* After each commit: run a passive checkpoint once the WAL holds `threshold` frames (and,
- * after a failure, `retry_at`), unless the file was written by someone else since the
- * last one; record its outcome and the file's mtime and size after it. Returns SQLITE_OK
- * always: the commit happened, a failed checkpoint does not undo it. */
+/* After each commit: once the WAL holds `threshold` frames (and, after a failure,
+ * `retry_at`), unless the file was written by someone else since the last checkpoint,
+ * run a passive one and record its outcome and the file's mtime and size after it.
+ * With the thread, the first of each turn of the log runs there (it copies the log and
+ * syncs the file) and this returns at once; the next, in the commit, copies and syncs
+ * only what was committed while it ran, so that the log, all of it copied, starts again
+ * from its beginning at the next commit (one checkpoint on the thread does not get
+ * there while commits follow each other). Returns SQLITE_OK always: the commit
+ * happened, a failed checkpoint does not undo it. */
 static int ckpt_hook(void *arg, sqlite3 *h, const char *db, int frames)
 {
 	struct store_ckpt *c = arg;
-	int log = -1, done = -1, rc;
+	struct ckpt_result r;
 	struct stat sb;
 
+	(void)db;
 	c->frames = frames;
+	if (!ckpt_bg_idle(c))
+		return SQLITE_OK;
+	if (frames < c->threshold)
+		c->bg_turn = false;
 	if (frames < c->threshold || frames < c->retry_at || c->tampered)
 		return SQLITE_OK;
 	if (ckpt_stat(c, &sb) && ckpt_check(c, &sb))
 		return SQLITE_OK;
-	rc = sqlite3_wal_checkpoint_v2(h, db, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-#ifdef AUTOPACK_MUTANT_checkpoint_failure_unnoticed
-	rc = SQLITE_OK;
-#endif
-	if (ckpt_stat(c, &sb))
-		ckpt_record(c, &sb);
-	ckpt_wal_record(c);
-	if (rc == SQLITE_BUSY) /* another connection is checkpointing: not ours to judge */
-		return SQLITE_OK;
-	if (rc == SQLITE_OK) {
-		c->checkpoints++;
-		c->failing = false;
-		c->retry_at = 0;
+	if (c->bg != NULL && !c->bg_turn) {
+		c->bg_turn = true;
+		pthread_mutex_lock(&c->bg->lock);
+		c->bg->state = CKPT_ASKED;
+		c->bg->asked_frames = frames;
+		pthread_cond_broadcast(&c->bg->wake);
+		pthread_mutex_unlock(&c->bg->lock);
 		return SQLITE_OK;
 	}
-	c->failures++;
-	c->failing = true;
-	c->retry_at = frames + c->threshold;
-	snprintf(c->error, sizeof c->error, "%s (SQLite code %d%s%s)", sqlite3_errmsg(h),
-	    sqlite3_extended_errcode(h), sqlite3_system_errno(h) != 0 ? ", " : "",
-	    sqlite3_system_errno(h) != 0 ? strerror(sqlite3_system_errno(h)) : "");
+	ckpt_run(c, h, &r);
+	ckpt_outcome(c, &r, frames);
 	return SQLITE_OK;
 }
 
@@ -294,6 +476,62 @@ void store_ckpt_free(struct store *st)
 	st->ckpt = NULL;
 }
 
+bool store_ckpt_background(struct store *st, char *msg, size_t len)
+{
+	struct store_ckpt *c = st->ckpt;
+	struct stat before, after;
+	struct ckpt_bg *b;
+	struct db *db = NULL;
+	char why[256];
+	int rc;
+
+	msg[0] = '\0';
+	if (c == NULL || c->bg != NULL)
+		return c != NULL;
+	/* Its own connection to the file this handle has open: the same device and inode
+	 * before and after it opens it, and a read that opens its write-ahead log. */
+	if (!ckpt_stat(c, &before)) {
+		snprintf(msg, len, "%s: no longer the file opened", c->path);
+		return false;
+	}
+	if (db_sqlite_open(c->path, SQLITE_OPEN_READWRITE, STORE_BUSY_TIMEOUT_MS, &db, why,
+	        sizeof why) != DB_OK) {
+		snprintf(msg, len, "%s: %s", c->path, why);
+		return false;
+	}
+	rc = sqlite3_exec(db_sqlite_handle(db),
+	    "PRAGMA synchronous=FULL; SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+	if (rc != SQLITE_OK || !ckpt_stat(c, &after)) {
+		snprintf(msg, len, "%s: %s", c->path,
+		    rc != SQLITE_OK ? sqlite3_errmsg(db_sqlite_handle(db)) :
+		                      "no longer the file opened");
+		db_close(db);
+		return false;
+	}
+	b = xcalloc(1, sizeof *b);
+	b->db = db;
+	b->c = c;
+	b->state = CKPT_IDLE;
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->wake, NULL);
+	if ((rc = pthread_create(&b->thread, NULL, ckpt_bg_main, b)) != 0) {
+		snprintf(msg, len, "%s: cannot start a thread: %s", c->path, strerror(rc));
+		pthread_cond_destroy(&b->wake);
+		pthread_mutex_destroy(&b->lock);
+		db_close(db);
+		free(b);
+		return false;
+	}
+	c->bg = b;
+	return true;
+}
+
+void store_ckpt_foreground(struct store *st)
+{
+	if (st->ckpt != NULL)
+		ckpt_bg_stop(st->ckpt);
+}
+
 bool store_ckpt_foreign_write(struct store *st, const struct stat *sb, char *buf, size_t len)
 {
 	struct store_ckpt *c = st->ckpt;
@@ -303,7 +541,9 @@ bool store_ckpt_foreign_write(struct store *st, const struct stat *sb, char *buf
 #ifdef AUTOPACK_MUTANT_foreign_write_unnoticed
 	return false;
 #endif
-	if (c == NULL || !ckpt_check(c, sb) || !c->tampered)
+	/* While a checkpoint of the thread's writes the file, its mtime and size tell
+	 * nothing: they are judged after it, against what it left. */
+	if (c == NULL || !ckpt_bg_idle(c) || !ckpt_check(c, sb) || !c->tampered)
 		return false;
 	ckpt_time(&c->mtime, was);
 	ckpt_time(&c->seen_mtime, now);

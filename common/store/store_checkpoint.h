@@ -11,6 +11,7 @@
 #include <time.h>
 
 struct store;
+struct ckpt_bg;
 
 /* How much of the database file's beginning is recorded after each checkpoint: its
  * first page at SQLite's default page size, with the header (change counter, page
@@ -43,6 +44,8 @@ struct store_ckpt {
 	uint32_t wal_backfill;
 	uint64_t foreign_checkpoints; /* checkpoints by other connections, seen by their trace */
 	uint64_t suspect_ms; /* when a write with no trace was first seen (monotonic), else 0 */
+	struct ckpt_bg *bg;  /* the checkpoints' own thread (store_ckpt_background), or NULL */
+	bool bg_turn;        /* the thread's checkpoint of this turn of the log is made */
 	off_t meta_off;      /* where the meta table's page is in the file, and its size */
 	size_t meta_len;     /* (0: not known) */
 	bool head_known;     /* head holds the file's first STORE_CKPT_HEAD bytes, then the */
@@ -57,7 +60,19 @@ struct store_ckpt {
  * recorded now and after each checkpoint. A checkpoint is not run once the file was
  * found written by someone else. Nothing fails: without the record, nothing is checked. */
 void store_ckpt_arm(struct store *st);
-/* Free what store_ckpt_arm allocated; safe when it did not run. */
+/* Run the bulk of the checkpoints of the write handle `st` (armed) on a thread of their
+ * own, with a connection of their own to the same file: the commit that starts one
+ * returns at once and the next commits go on while it copies the log and syncs the
+ * file; the commit after it copies and syncs only what came in meanwhile. What it did
+ * is taken as the handle's at the first commit or check after it ended, and until then
+ * a moved mtime or size of the file is not judged. Returns true, or false with msg
+ * saying why (the checkpoints then stay in the commits). */
+bool store_ckpt_background(struct store *st, char *msg, size_t len);
+/* Run the checkpoints in the commits again: wait for the thread's checkpoint, if one
+ * runs, then stop the thread and close its connection. Safe without the thread. */
+void store_ckpt_foreground(struct store *st);
+/* Free what store_ckpt_arm allocated (the thread stopped first); safe when it did not
+ * run. */
 void store_ckpt_free(struct store *st);
 /* Whether `sb` (a stat of the database file, the one opened) shows a write since the
  * last checkpoint of this handle (a moved mtime or another size); if so, describes it

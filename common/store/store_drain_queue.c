@@ -19,8 +19,9 @@ static int drain_each_eligible(struct store_drain *d, const char *run_filter, co
 	 * each phase would count every attempt of the session (O(n²)). */
 	static const char sql[] =
 	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
-	    " (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
-	    "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3),"
+	    " CASE WHEN ?3 IS NULL THEN 0 ELSE (SELECT count(*) FROM attempts a"
+	    "   WHERE a.run_id = p.run_id AND a.phase_id = p.phase_id"
+	    "   AND COALESCE(a.session_id, '') = ?3) END,"
 	    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
 	    " p.name, p.description, p.task_category, p.complexity,"
 	    " p.scope, p.check_command, p.max_builder_attempts, r.workspace"

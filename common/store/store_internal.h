@@ -187,6 +187,9 @@ struct store_column {
 };
 /* More than the columns of any schema version. */
 #define STORE_SCHEMA_COLUMNS_MAX 512
+
+/* How long a connection waits for a lock another holds before it fails as busy. */
+#define STORE_BUSY_TIMEOUT_MS 5000
 /* The columns of schema `version`, read from its SQL (autopack's own, one column per
  * line), into cols (capacity cap); returns how many. */
 size_t store_schema_columns(int version, struct store_column *cols, size_t cap);

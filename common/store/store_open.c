@@ -16,8 +16,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define STORE_BUSY_TIMEOUT_MS 5000
-
 /* Return the directory where the file system holding `path` is mounted (a heap string). */
 static char *store_mount_point(const char *path, dev_t dev)
 {
@@ -460,6 +458,7 @@ static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t le
 	buf[0] = '\0';
 	if (st->db == NULL || !st->writable || st->db->backend != DB_SQLITE)
 		return;
+	store_ckpt_foreground(st);
 	h = db_sqlite_handle(st->db);
 	sqlite3_file_control(h, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
 	if (!salvage) {

@@ -76,14 +76,14 @@ const char *store_original_value(struct db *db, const struct store_original_fill
 	return f->boolean ? db->dialect->false_literal : f->value;
 }
 
-/* Build an INSERT that also fills the original's Python-side NOT NULL columns. */
-char *store_original_insert_sql(
-    struct db *db, const char *table, const char *cols, const char *vals)
+/* Build an INSERT of `rows` rows (the values of row k: vals[k]) that also fills the
+ * original's Python-side NOT NULL columns. */
+char *store_original_insert_rows_sql(
+    struct db *db, const char *table, const char *cols, const char *const *vals, size_t rows)
 {
-	struct strbuf c = { 0 }, v = { 0 };
+	struct strbuf c = { 0 }, fills = { 0 };
 
 	strbuf_printf(&c, "INSERT INTO %s (%s", table, cols);
-	strbuf_printf(&v, ") VALUES (%s", vals);
 	for (size_t i = 0; i < store_n_original_fills; i++) {
 		const struct store_original_fill *f = &store_original_fills[i];
 
@@ -91,9 +91,19 @@ char *store_original_insert_sql(
 			continue;
 		assert(f->value != NULL);
 		strbuf_printf(&c, ", %s", f->column);
-		strbuf_printf(&v, ", %s", store_original_value(db, f));
+		strbuf_printf(&fills, ", %s", store_original_value(db, f));
 	}
-	strbuf_printf(&c, "%s)", v.s);
-	free(v.s);
+	strbuf_puts(&c, ") VALUES ");
+	for (size_t k = 0; k < rows; k++)
+		strbuf_printf(
+		    &c, "%s(%s%s)", k > 0 ? ", " : "", vals[k], fills.s != NULL ? fills.s : "");
+	free(fills.s);
 	return c.s;
+}
+
+/* Build an INSERT that also fills the original's Python-side NOT NULL columns. */
+char *store_original_insert_sql(
+    struct db *db, const char *table, const char *cols, const char *vals)
+{
+	return store_original_insert_rows_sql(db, table, cols, &vals, 1);
 }

@@ -30,6 +30,10 @@ extern const size_t store_n_original_fills;
  * value. `cols` must name the time-of-write columns itself. */
 char *store_original_insert_sql(
     struct db *db, const char *table, const char *cols, const char *vals);
+/* The same for `rows` rows, the values of row k in vals[k]: "... VALUES (<vals[0]>, ...),
+ * (<vals[1]>, ...), ...". */
+char *store_original_insert_rows_sql(
+    struct db *db, const char *table, const char *cols, const char *const *vals, size_t rows);
 /* The value of fill `f` as an SQL literal of the connection's dialect (NULL: the time of
  * the write). */
 const char *store_original_value(struct db *db, const struct store_original_fill *f);

@@ -30,17 +30,21 @@ static const char *plan_str(const json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
-/* Bind o[key] (an integer or absent) to parameter i, defaulting to `def` (< 0: NULL). */
-static void plan_bind_int(struct db_stmt *q, int i, const json_t *o, const char *key, int64_t def)
+/* Bind `v` (an integer, or NULL or null) to parameter i, defaulting to `def` (< 0: NULL). */
+static void plan_bind_value_int(struct db_stmt *q, int i, const json_t *v, int64_t def)
 {
-	json_t *v = json_object_get(o, key);
-
 	if (json_is_integer(v))
 		db_bind_int64(q, i, json_integer_value(v));
 	else if (def >= 0)
 		db_bind_int64(q, i, def);
 	else
 		db_bind_null(q, i);
+}
+
+/* Bind o[key] (an integer or absent) to parameter i, defaulting to `def` (< 0: NULL). */
+static void plan_bind_int(struct db_stmt *q, int i, const json_t *o, const char *key, int64_t def)
+{
+	plan_bind_value_int(q, i, json_object_get(o, key), def);
 }
 
 /* Collapse "." and ".." components of an absolute path, lexically. */
@@ -101,6 +105,18 @@ struct plan_dirs {
 	size_t n;
 };
 
+/* The most phases one statement inserts: a run's phases go in as few statements as this
+ * allows (a statement's own cost, its cursors and checks, is most of a one-row insert's). */
+#define PLAN_ROWS 16
+/* The parameters of a phase row. */
+#define PLAN_PHASE_PARAMS 16
+
+/* A phase row waiting for its insert. */
+struct plan_row {
+	const struct store_plan_phase *ph;
+	int64_t tier_row, index;
+};
+
 /* One import in progress: its transaction, its statements (prepared once, whatever the
  * plan's size), the run ids seen and the directories made. */
 struct plan_writer {
@@ -108,7 +124,10 @@ struct plan_writer {
 	const char *base_dir;
 	const char *source;
 	char now[32];
-	struct db_stmt *run, *tier, *phase;
+	struct db_stmt *run, *tier;
+	struct db_stmt *phases[PLAN_ROWS + 1]; /* phases[n] inserts n rows; prepared when needed */
+	struct plan_row rows[PLAN_ROWS];
+	size_t nrows;
 	struct db_stmt *run_exists, *phase_exists, *tier_next;
 	struct plan_dirs dirs;
 	struct store_plan_summary *sum;
@@ -132,6 +151,8 @@ static int plan_step(struct plan_writer *pw, struct db_stmt *q, int64_t *id, con
 	if (rc == DB_ROW && id != NULL) {
 		*id = db_column_int64(q, 0);
 		rc = db_step(q);
+	} else if (rc == DB_DONE && id != NULL) {
+		*id = db_last_insert_id(pw->st->db);
 	}
 	if (rc != DB_DONE)
 		rc = store_fail(err, STORE_EIO, "%s: writing %s of run %s: %s", pw->st->path, what,
@@ -354,41 +375,97 @@ static int plan_insert_tier(struct plan_writer *pw, const char *run_id, const js
 	return plan_step(pw, q, tier_row, "a tier", run_id, err);
 }
 
-/* Insert a phase row. */
-static int plan_insert_phase(struct plan_writer *pw, const char *run_id, int64_t tier_row,
-    const json_t *ph, int64_t index, const char *scope, struct store_err *err)
+/* Return (heap) the INSERT of n phase rows. */
+static char *plan_phases_sql(struct db *db, size_t n)
 {
-	struct db_stmt *q = pw->phase;
+	const char *vals[PLAN_ROWS];
+	char *sql;
 
-	db_bind_text_kept(q, 1, plan_str(ph, "phase_id"));
-	db_bind_text_kept(q, 2, run_id);
-	db_bind_int64(q, 3, tier_row);
-	db_bind_int64(q, 4, index);
-	db_bind_text_kept(q, 5, plan_str(ph, "name"));
-	db_bind_text_kept(q, 6, plan_str(ph, "description"));
-	db_bind_text_kept(q, 7, plan_str(ph, "task_category"));
-	db_bind_text_kept(q, 8, plan_str(ph, "complexity"));
-	db_bind_text_kept(q, 9, plan_str(ph, "builder_mode"));
-	db_bind_text_kept(q, 10, plan_str(ph, "phase_type"));
-	db_bind_text_kept(q, 11, scope);
-	db_bind_text_kept(q, 12, plan_str(ph, "check_command"));
-	plan_bind_int(q, 13, ph, "max_builder_attempts", -1);
-	plan_bind_int(q, 14, ph, "max_auditor_attempts", -1);
-	plan_bind_int(q, 15, ph, "incident_token_cap", -1);
-	db_bind_text_kept(q, 16, pw->now);
+	assert(n >= 1 && n <= PLAN_ROWS);
+	for (size_t k = 0; k < n; k++) {
+		int o = (int)k * PLAN_PHASE_PARAMS;
+
+		vals[k] = xasprintf("?%d, ?%d, ?%d, ?%d, ?%d, ?%d, 'QUEUED', ?%d, ?%d, ?%d, ?%d, "
+		                    "?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d",
+		    o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7, o + 8, o + 9, o + 10, o + 11,
+		    o + 12, o + 13, o + 14, o + 15, o + 16, o + 16);
+	}
+	sql = store_original_insert_rows_sql(db, "phases",
+	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
+	    "complexity, builder_mode, phase_type, scope, check_command, max_builder_attempts, "
+	    "max_auditor_attempts, incident_token_cap, created_at, updated_at",
+	    vals, n);
+	for (size_t k = 0; k < n; k++)
+		free((char *)vals[k]);
+	return sql;
+}
+
+/* Insert the phase rows waiting (pw->rows) in one statement. */
+static int plan_flush_phases(struct plan_writer *pw, const char *run_id, struct store_err *err)
+{
+	size_t n = pw->nrows;
+	struct db_stmt *q;
+
+	if (n == 0)
+		return 0;
+	pw->nrows = 0;
+	if (pw->phases[n] == NULL) {
+		char *sql = plan_phases_sql(pw->st->db, n);
+		int prc = db_prepare(pw->st->db, sql, &pw->phases[n]);
+
+		free(sql);
+		if (prc != DB_OK)
+			return store_fail(err, STORE_EIO, "%s: preparing the import: %s",
+			    pw->st->path, db_errmsg(pw->st->db));
+	}
+	q = pw->phases[n];
+	for (size_t k = 0; k < n; k++) {
+		const struct plan_row *r = &pw->rows[k];
+		const json_t *const *v = r->ph->v;
+		int o = (int)k * PLAN_PHASE_PARAMS;
+
+		db_bind_text_kept(q, o + 1, json_string_value(v[PLAN_F_PHASE_ID]));
+		db_bind_text_kept(q, o + 2, run_id);
+		db_bind_int64(q, o + 3, r->tier_row);
+		db_bind_int64(q, o + 4, r->index);
+		db_bind_text_kept(q, o + 5, json_string_value(v[PLAN_F_NAME]));
+		db_bind_text_kept(q, o + 6, json_string_value(v[PLAN_F_DESCRIPTION]));
+		db_bind_text_kept(q, o + 7, json_string_value(v[PLAN_F_TASK_CATEGORY]));
+		db_bind_text_kept(q, o + 8, json_string_value(v[PLAN_F_COMPLEXITY]));
+		db_bind_text_kept(q, o + 9, json_string_value(v[PLAN_F_BUILDER_MODE]));
+		db_bind_text_kept(q, o + 10, json_string_value(v[PLAN_F_PHASE_TYPE]));
+		db_bind_text_kept(q, o + 11, r->ph->scope);
+		db_bind_text_kept(q, o + 12, json_string_value(v[PLAN_F_CHECK_COMMAND]));
+		plan_bind_value_int(q, o + 13, v[PLAN_F_MAX_BUILDER_ATTEMPTS], -1);
+		plan_bind_value_int(q, o + 14, v[PLAN_F_MAX_AUDITOR_ATTEMPTS], -1);
+		plan_bind_value_int(q, o + 15, v[PLAN_F_INCIDENT_TOKEN_CAP], -1);
+		db_bind_text_kept(q, o + 16, pw->now);
+	}
 	return plan_step(pw, q, NULL, "a phase", run_id, err);
 }
 
-/* Write one run entry: the run (unless appending), then its tiers and phases (`scopes`:
- * the stored text of each phase's scope, in order). */
-static int plan_write_run(
-    struct plan_writer *pw, const json_t *r, char *const *scopes, struct store_err *err)
+/* Queue a phase row for its insert, inserting the rows waiting when they are
+ * PLAN_ROWS. */
+static int plan_insert_phase(struct plan_writer *pw, const char *run_id, int64_t tier_row,
+    const struct store_plan_phase *ph, int64_t index, struct store_err *err)
+{
+	pw->rows[pw->nrows++] = (struct plan_row){ ph, tier_row, index };
+	return pw->nrows == PLAN_ROWS ? plan_flush_phases(pw, run_id, err) : 0;
+}
+
+/* Write one run entry: the run (unless appending), its tiers, then its phases (`phases`:
+ * what their check found, in order), in as few statements as PLAN_ROWS
+ * allows. The rows and their ids are those of a tier, its phases, the next tier...: a
+ * table's ids follow the plan's order either way. */
+static int plan_write_run(struct plan_writer *pw, const json_t *r,
+    const struct store_plan_phase *phases, struct store_err *err)
 {
 	struct store_plan_summary *sum = pw->sum;
+	const json_t *tiers = json_object_get(r, "tiers");
 	const char *run_id = plan_str(r, "run_id");
-	int64_t base = 0, tier_row = 0;
+	size_t i, j, k = 0, ntiers = json_array_size(tiers);
+	int64_t base = 0, *tier_rows = xcalloc(ntiers, sizeof *tier_rows);
 	json_t *t, *ph;
-	size_t i, j, k = 0;
 	int rc = 0;
 
 	if (json_is_true(json_object_get(r, "append"))) {
@@ -397,19 +474,29 @@ static int plan_write_run(
 	} else {
 		rc = plan_insert_run(pw, r, err);
 	}
-	json_array_foreach(json_object_get(r, "tiers"), i, t)
+	json_array_foreach(tiers, i, t)
 	{
 		if (rc == 0)
-			rc = plan_insert_tier(pw, run_id, t, base + (int64_t)i, &tier_row, err);
+			rc = plan_insert_tier(pw, run_id, t, base + (int64_t)i, &tier_rows[i], err);
+	}
+	json_array_foreach(tiers, i, t)
+	{
 		json_array_foreach(json_object_get(t, "phases"), j, ph)
 		{
 			if (rc == 0)
 				rc = plan_insert_phase(
-				    pw, run_id, tier_row, ph, (int64_t)j, scopes[k++], err);
-			sum->phases += rc == 0;
+				    pw, run_id, tier_rows[i], &phases[k], (int64_t)j, err);
+			k++;
 		}
-		sum->tiers += rc == 0;
 	}
+	if (rc == 0)
+		rc = plan_flush_phases(pw, run_id, err);
+	pw->nrows = 0;
+	if (rc == 0) {
+		sum->tiers += ntiers;
+		sum->phases += k;
+	}
+	free(tier_rows);
 	return rc;
 }
 
@@ -458,12 +545,10 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 	    "tier_id, run_id, tier_index, name, description, state, token_cap, ci_run_cap, "
 	    "created_at, updated_at",
 	    "?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?8");
-	char *tier_id = xasprintf("%s RETURNING id", tier);
-	char *phase = store_original_insert_sql(st->db, "phases",
-	    "phase_id, run_id, tier_id, phase_index, name, description, state, task_category, "
-	    "complexity, builder_mode, phase_type, scope, check_command, max_builder_attempts, "
-	    "max_auditor_attempts, incident_token_cap, created_at, updated_at",
-	    "?1, ?2, ?3, ?4, ?5, ?6, 'QUEUED', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16");
+	/* The tier's row id: SQLite says it without RETURNING (which collects the statement's
+	 * rows in a table of its own first), PostgreSQL only with it. */
+	char *tier_id = db_last_insert_id(st->db) >= 0 ? xstrdup(tier) :
+	                                                 xasprintf("%s RETURNING id", tier);
 	int rc;
 
 	assert(st->writable);
@@ -478,7 +563,6 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 	if (rc == 0 &&
 	    (db_prepare(st->db, run, &pw->run) != DB_OK ||
 	        db_prepare(st->db, tier_id, &pw->tier) != DB_OK ||
-	        db_prepare(st->db, phase, &pw->phase) != DB_OK ||
 	        db_prepare(st->db, "SELECT 1 FROM runs WHERE id = ?1", &pw->run_exists) != DB_OK ||
 	        db_prepare(st->db, "SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2",
 	            &pw->phase_exists) != DB_OK ||
@@ -492,7 +576,6 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 	free(run);
 	free(tier);
 	free(tier_id);
-	free(phase);
 	return rc;
 }
 
@@ -500,12 +583,13 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
  * database, then its rows and workspace. */
 static int plan_writer_run(struct plan_writer *pw, const json_t *r, size_t i, struct store_err *err)
 {
-	char path[32], **scopes;
+	struct store_plan_phase *phases;
+	char path[32];
 	size_t other;
 	int rc;
 
 	snprintf(path, sizeof path, "runs[%zu]", i);
-	if ((rc = store_plan_check_run(r, pw->source, path, &scopes, err)) != 0)
+	if ((rc = store_plan_check_run(r, pw->source, path, &phases, err)) != 0)
 		return rc;
 	if ((other = plan_id_add(pw, plan_str(r, "run_id"))) != 0)
 		rc = store_fail(err, STORE_EINVAL,
@@ -514,8 +598,8 @@ static int plan_writer_run(struct plan_writer *pw, const json_t *r, size_t i, st
 	if (rc == 0)
 		rc = plan_check_db(pw, r, i, err);
 	if (rc == 0)
-		rc = plan_write_run(pw, r, scopes, err);
-	store_plan_scopes_free(scopes);
+		rc = plan_write_run(pw, r, phases, err);
+	store_plan_phases_free(phases);
 	if (rc != 0)
 		return rc;
 	if (!json_is_true(json_object_get(r, "append"))) {
@@ -541,7 +625,8 @@ static int plan_writer_close(
 		rc = store_plan_check_top(top, pw->source, err);
 	db_finalize(pw->run);
 	db_finalize(pw->tier);
-	db_finalize(pw->phase);
+	for (size_t n = 1; n <= PLAN_ROWS; n++)
+		db_finalize(pw->phases[n]);
 	db_finalize(pw->run_exists);
 	db_finalize(pw->phase_exists);
 	db_finalize(pw->tier_next);

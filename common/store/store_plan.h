@@ -15,13 +15,37 @@ int store_plan_import_json(struct store *st, json_t *doc, const char *base_dir, 
 /* Check a plan document's top level (its members, "runs" a non-empty array) without the
  * database and without its runs. Returns 0, or STORE_EINVAL naming the JSON path. */
 int store_plan_check_top(const json_t *doc, const char *source, struct store_err *err);
+/* The fields of a phase, in the order store_plan_check_run gives their values. */
+enum store_plan_phase_field {
+	PLAN_F_PHASE_ID,
+	PLAN_F_NAME,
+	PLAN_F_DESCRIPTION,
+	PLAN_F_TASK_CATEGORY,
+	PLAN_F_COMPLEXITY,
+	PLAN_F_BUILDER_MODE,
+	PLAN_F_PHASE_TYPE,
+	PLAN_F_SCOPE,
+	PLAN_F_CHECK_COMMAND,
+	PLAN_F_MAX_BUILDER_ATTEMPTS,
+	PLAN_F_MAX_AUDITOR_ATTEMPTS,
+	PLAN_F_INCIDENT_TOKEN_CAP,
+	PLAN_F_PHASE_N,
+};
+
+/* A phase as its check found it: each field's value (NULL: absent; the JSON null when
+ * null), and the stored text of its scope. */
+struct store_plan_phase {
+	const json_t *v[PLAN_F_PHASE_N];
+	char *scope;
+};
+
 /* Check one run entry's shape, its tiers and phases; `path` is its JSON path
- * ("runs[3]"). Returns 0 with *scopes the stored text of each phase's scope, in order (a
- * NULL-terminated array for store_plan_scopes_free), or STORE_EINVAL naming the first bad
- * path. */
-int store_plan_check_run(
-    const json_t *run, const char *source, const char *path, char ***scopes, struct store_err *err);
-/* Free what store_plan_check_run put in *scopes. */
-void store_plan_scopes_free(char **scopes);
+ * ("runs[3]"). Returns 0 with *phases each phase's values, in order (ended by one whose
+ * scope is NULL, for store_plan_phases_free; the values live as long as `run`), or
+ * STORE_EINVAL naming the first bad path. */
+int store_plan_check_run(const json_t *run, const char *source, const char *path,
+    struct store_plan_phase **phases, struct store_err *err);
+/* Free what store_plan_check_run put in *phases. */
+void store_plan_phases_free(struct store_plan_phase *phases);
 
 #endif

@@ -84,6 +84,7 @@ static const struct plan_field plan_tier_fields[] = {
 	{ "phases", PLAN_ARRAY, true, NULL },
 };
 
+/* In the order of enum store_plan_phase_field. */
 static const struct plan_field plan_phase_fields[] = {
 	{ "phase_id", PLAN_ID, true, NULL },
 	{ "name", PLAN_TEXT, true, NULL },
@@ -98,6 +99,8 @@ static const struct plan_field plan_phase_fields[] = {
 	{ "max_auditor_attempts", PLAN_POSINT, false, NULL },
 	{ "incident_token_cap", PLAN_POSINT, false, NULL },
 };
+_Static_assert(sizeof plan_phase_fields / sizeof *plan_phase_fields == PLAN_F_PHASE_N,
+    "a phase's fields are those of enum store_plan_phase_field");
 
 static const struct plan_field plan_scope_fields[] = {
 	{ "paths", PLAN_PATHS, false, NULL },
@@ -197,6 +200,19 @@ static int plan_check_string(const json_t *v, bool allow_empty, const char *sour
 	return 0;
 }
 
+/* Whether `s` is made only of the characters of an identifier (A-Z a-z 0-9 . _ -). */
+static bool plan_id_chars(const char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		        c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
 /* Check an identifier (run_id, tier_id, phase_id). */
 static int plan_check_id(
     const json_t *v, const char *source, const struct plan_at *at, struct store_err *err)
@@ -207,9 +223,7 @@ static int plan_check_id(
 	if (rc != 0)
 		return rc;
 	s = json_string_value(v);
-	if (strlen(s) > PLAN_ID_MAX || s[0] == '.' || s[0] == '-' ||
-	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
-	        strlen(s))
+	if (json_string_length(v) > PLAN_ID_MAX || s[0] == '.' || s[0] == '-' || !plan_id_chars(s))
 		return plan_fail(err, source, at,
 		    "\"%.60s\" is not a valid id (1-%d of A-Z a-z 0-9 . _ -, not starting with "
 		    ". or -)",
@@ -237,10 +251,12 @@ static int plan_check_relpath(
 	return 0;
 }
 
-/* A phase's scope as the check read it: parsed, and its text as it is stored. */
+/* What the check of a phase keeps: its scope parsed, the scope's text as it is stored,
+ * and each field's value (NULL: absent) in `vals`. */
 struct plan_scope_kept {
 	struct store_scope sc;
 	char *text;
+	const json_t **vals;
 };
 
 static int plan_check_object(const json_t *obj, const struct plan_field *fields, size_t n,
@@ -377,7 +393,9 @@ static int plan_check_object(const json_t *obj, const struct plan_field *fields,
 	{
 		size_t i;
 
-		for (i = 0; i < n && strcmp(fields[i].name, key) != 0; i++)
+		for (i = 0;
+		     i < n && (fields[i].name[0] != key[0] || strcmp(fields[i].name, key) != 0);
+		     i++)
 			;
 		if (i == n) {
 			struct plan_at sub = PLAN_KEY_CUT(at, key);
@@ -399,6 +417,8 @@ static int plan_check_object(const json_t *obj, const struct plan_field *fields,
 		if (rc != 0)
 			return rc;
 	}
+	if (keep != NULL && keep->vals != NULL)
+		memcpy(keep->vals, val, n * sizeof *val);
 	return 0;
 }
 
@@ -564,25 +584,19 @@ static int plan_check_scope(const json_t *scope, const char *source, const struc
 	return rc;
 }
 
-/* A nullable string field of a JSON object. */
-static const char *plan_opt_str(const json_t *obj, const char *key)
-{
-	return json_string_value(json_object_get(obj, key));
-}
-
-/* Check that a phase can travel in a job and be run by a worker: every wire limit and
- * deliverable rule (common/joblimits.h), named with the phase. */
-static int plan_check_limits(const json_t *ph, const struct store_scope *sc, const char *run_id,
-    const char *source, const struct plan_at *at, struct store_err *err)
+/* Check that a phase (its fields' values `v`) can travel in a job and be run by a worker:
+ * every wire limit and deliverable rule (common/joblimits.h), named with the phase. */
+static int plan_check_limits(const json_t *const *v, const struct store_scope *sc,
+    const char *run_id, const char *source, const struct plan_at *at, struct store_err *err)
 {
 	struct job_phase_text t = {
 		.run_id = run_id,
-		.phase_id = plan_opt_str(ph, "phase_id"),
-		.name = plan_opt_str(ph, "name"),
-		.description = plan_opt_str(ph, "description"),
-		.category = plan_opt_str(ph, "task_category"),
-		.complexity = plan_opt_str(ph, "complexity"),
-		.check = plan_opt_str(ph, "check_command"),
+		.phase_id = json_string_value(v[PLAN_F_PHASE_ID]),
+		.name = json_string_value(v[PLAN_F_NAME]),
+		.description = json_string_value(v[PLAN_F_DESCRIPTION]),
+		.category = json_string_value(v[PLAN_F_TASK_CATEGORY]),
+		.complexity = json_string_value(v[PLAN_F_COMPLEXITY]),
+		.check = json_string_value(v[PLAN_F_CHECK_COMMAND]),
 		.paths = (const char *const *)sc->paths.items,
 		.npaths = sc->paths.n,
 		.context = (const char *const *)sc->context.items,
@@ -607,13 +621,13 @@ struct plan_ids {
 };
 
 /* Check one phase (tiers[tier].phases[index] of the run at `run_path`, at `at`); `ids`
- * collects the run's phase ids to catch duplicates, and its scope's stored text goes to
- * *scope. */
+ * collects the run's phase ids to catch duplicates, and its fields' values and scope's
+ * stored text go to *out. */
 static int plan_check_phase(const json_t *ph, const char *source, const char *run_path,
     const struct plan_at *at, size_t tier, size_t index, struct plan_ids *ids, const char *run_id,
-    char **scope, struct store_err *err)
+    struct store_plan_phase *out, struct store_err *err)
 {
-	struct plan_scope_kept keep = { 0 };
+	struct plan_scope_kept keep = { .vals = out->v };
 	struct plan_at sub = PLAN_KEY(at, "phase_id");
 	const char *id;
 	size_t i;
@@ -622,14 +636,14 @@ static int plan_check_phase(const json_t *ph, const char *source, const char *ru
 	rc = plan_check_object(
 	    ph, plan_phase_fields, ARRAY_SIZE(plan_phase_fields), source, at, &keep, err);
 	if (rc == 0)
-		rc = plan_check_limits(ph, &keep.sc, run_id, source, at, err);
+		rc = plan_check_limits(out->v, &keep.sc, run_id, source, at, err);
 	store_scope_free(&keep.sc);
 	if (rc != 0) {
 		free(keep.text);
 		return rc;
 	}
-	*scope = keep.text;
-	id = json_string_value(json_object_get(ph, "phase_id"));
+	out->scope = keep.text;
+	id = json_string_value(out->v[PLAN_F_PHASE_ID]);
 	for (i = (size_t)str_hash(id) & ids->mask; ids->slots[i] != 0; i = (i + 1) & ids->mask) {
 		const struct plan_seen *other = &ids->seen[ids->slots[i] - 1];
 
@@ -715,8 +729,8 @@ static int plan_check_tiers(
 }
 
 /* Check one run entry, its tiers and phases. */
-int store_plan_check_run(
-    const json_t *run, const char *source, const char *path, char ***scopes, struct store_err *err)
+int store_plan_check_run(const json_t *run, const char *source, const char *path,
+    struct store_plan_phase **phases, struct store_err *err)
 {
 	struct plan_at at = { .root = path }, at_tiers = PLAN_KEY(&at, "tiers");
 	struct plan_ids ids = { 0 };
@@ -725,7 +739,7 @@ int store_plan_check_run(
 	size_t i, j, n, cap = 16;
 	int rc;
 
-	*scopes = NULL;
+	*phases = NULL;
 	if ((rc = plan_check_run_fields(run, source, &at, err)) != 0)
 		return rc;
 	tiers = json_object_get(run, "tiers");
@@ -738,7 +752,7 @@ int store_plan_check_run(
 	ids.seen = xcalloc(n, sizeof *ids.seen);
 	ids.slots = xcalloc(cap, sizeof *ids.slots);
 	ids.mask = cap - 1;
-	*scopes = xcalloc(n + 1, sizeof **scopes);
+	*phases = xcalloc(n + 1, sizeof **phases);
 	json_array_foreach(tiers, i, t)
 	{
 		struct plan_at at_tier = PLAN_INDEX(&at_tiers, i),
@@ -749,7 +763,7 @@ int store_plan_check_run(
 			struct plan_at sub = PLAN_INDEX(&at_phases, j);
 
 			rc = plan_check_phase(
-			    ph, source, path, &sub, i, j, &ids, run_id, &(*scopes)[ids.n], err);
+			    ph, source, path, &sub, i, j, &ids, run_id, &(*phases)[ids.n], err);
 			if (rc != 0)
 				goto out;
 		}
@@ -758,18 +772,18 @@ out:
 	free(ids.seen);
 	free(ids.slots);
 	if (rc != 0) {
-		store_plan_scopes_free(*scopes);
-		*scopes = NULL;
+		store_plan_phases_free(*phases);
+		*phases = NULL;
 	}
 	return rc;
 }
 
-/* Free the scope texts store_plan_check_run returned. */
-void store_plan_scopes_free(char **scopes)
+/* Free the phases store_plan_check_run returned. */
+void store_plan_phases_free(struct store_plan_phase *phases)
 {
-	for (size_t i = 0; scopes != NULL && scopes[i] != NULL; i++)
-		free(scopes[i]);
-	free(scopes);
+	for (size_t i = 0; phases != NULL && phases[i].scope != NULL; i++)
+		free(phases[i].scope);
+	free(phases);
 }
 
 /* Check the top level's members; STORE_EINVAL naming the bad one. */

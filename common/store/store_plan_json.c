@@ -25,26 +25,37 @@ static void pj_space(struct pj *j)
 		j->p++;
 }
 
+/* The bytes that stop the walk over a string's text: the quote, the backslash, control
+ * characters, and bytes past ASCII (which are checked as UTF-8). */
+static const bool pj_stop[256] = {
+	[0 ... 0x1f] = true,
+	['"'] = true,
+	['\\'] = true,
+	[0x80 ... 0xff] = true,
+};
+
 /* Take a string without escapes (the quote is next): its bytes in *s, *n; false when it
  * has an escape, a control character or invalid UTF-8, or does not end. */
 static bool pj_string(struct pj *j, const char **s, size_t *n)
 {
 	const char *q = j->p + 1;
-	unsigned char high = 0;
+	bool high = false;
 
-	while (q < j->end && *q != '"') {
-		unsigned char c = (unsigned char)*q;
-
-		if (c < 0x20 || c == '\\')
+	for (;;) {
+		while (q < j->end && !pj_stop[(unsigned char)*q])
+			q++;
+		if (q >= j->end)
 			return false;
-		high |= c;
+		if (*q == '"')
+			break;
+		if ((unsigned char)*q < 0x80)
+			return false;
+		high = true;
 		q++;
 	}
-	if (q >= j->end)
-		return false;
 	*s = j->p + 1;
 	*n = (size_t)(q - *s);
-	if ((high & 0x80) != 0 && utf8_check(*s, *n) != *n)
+	if (high && utf8_check(*s, *n) != *n)
 		return false;
 	j->p = q + 1;
 	return true;

@@ -12,16 +12,35 @@
 /* A bare (non-JSON) text longer than this is not taken for a path. */
 #define SCOPE_BARE_PATH_MAX 4096
 
-/* Append `path` (found at `where`) unless the list holds it already. */
+/* The slots a list of n paths has room for (its NULL too): a power of two, 4 or more. */
+static size_t scope_list_room(size_t n)
+{
+	size_t room = 4;
+
+	while (room < n + 1)
+		room *= 2;
+	return room;
+}
+
+/* Append `path` (found at `where`) unless the list holds it already. The path and its
+ * place are one allocation, the path first. */
 static void scope_list_add(struct store_scope_list *l, const char *path, const char *where)
 {
+	size_t lp = strlen(path), lw = strlen(where);
+	char *both;
+
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->items[i], path) == 0)
 			return;
-	l->items = xrealloc(l->items, (l->n + 2) * sizeof *l->items);
-	l->where = xrealloc(l->where, (l->n + 2) * sizeof *l->where);
-	l->items[l->n] = xstrdup(path);
-	l->where[l->n] = xstrdup(where);
+	if (l->n == 0 || scope_list_room(l->n + 1) > scope_list_room(l->n)) {
+		l->items = xrealloc(l->items, scope_list_room(l->n + 1) * sizeof *l->items);
+		l->where = xrealloc(l->where, scope_list_room(l->n + 1) * sizeof *l->where);
+	}
+	both = xmalloc(lp + lw + 2);
+	memcpy(both, path, lp + 1);
+	memcpy(both + lp + 1, where, lw + 1);
+	l->items[l->n] = both;
+	l->where[l->n] = both + lp + 1;
 	l->n++;
 	l->items[l->n] = NULL;
 	l->where[l->n] = NULL;
@@ -30,10 +49,8 @@ static void scope_list_add(struct store_scope_list *l, const char *path, const c
 /* Free a list. */
 static void scope_list_free(struct store_scope_list *l)
 {
-	for (size_t i = 0; i < l->n; i++) {
+	for (size_t i = 0; i < l->n; i++)
 		free(l->items[i]);
-		free(l->where[i]);
-	}
 	free(l->items);
 	free(l->where);
 	memset(l, 0, sizeof *l);

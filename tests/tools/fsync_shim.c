@@ -1,5 +1,6 @@
 /* An LD_PRELOAD shim for the tests of the commit's fsync: fsync and fdatasync of one file
- * (AUTOPACK_SHIM_PATH, a write-ahead log) are watched, everything else passes through.
+ * (AUTOPACK_SHIM_PATH, a write-ahead log; ending with '/': every file and directory under
+ * that directory, and it) are watched, everything else passes through.
  *   AUTOPACK_SHIM_LOG      append "start <ns>" and "end <ns> <rc>" lines (CLOCK_MONOTONIC)
  *   AUTOPACK_SHIM_DURABLE  at the start of each call, copy the bytes the file holds then
  *                          (what the call makes durable); once the call returns 0, the
@@ -37,6 +38,9 @@ static int shim_watched(int fd)
 	if (n < 0)
 		return 0;
 	path[n] = '\0';
+	if (want[0] != '\0' && want[strlen(want) - 1] == '/')
+		return strncmp(path, want, strlen(want) - 1) == 0 &&
+		    (path[strlen(want) - 1] == '/' || path[strlen(want) - 1] == '\0');
 	return strcmp(path, want) == 0;
 }
 

@@ -80,6 +80,9 @@ TEST(joblimits_apply_the_workers_deliverable_rules)
 		{ "a/../../x", "'..' components are not allowed" },
 		{ "/etc/passwd", "absolute paths are not allowed" },
 		{ "a\tb", "control characters are not allowed" },
+		{ "a\x7f"
+		  "b",
+		    "control characters are not allowed" },
 		{ "a\xc2\x85"
 		  "b",
 		    "control characters are not allowed" },

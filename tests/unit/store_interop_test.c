@@ -4,6 +4,7 @@
 #include "common/store/store_original.h"
 #include "common/store/store_scope.h"
 #include "common/store/store_values.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "tests/unit/test.h"
 #include "tests/unit/testutil.h"
@@ -384,4 +385,33 @@ TEST(tier_state_follows_its_phases)
 	                 " '2026-12-01 10:00:00.000000'"),
 	    1);
 	store_close(&st);
+}
+
+TEST(scope_lists_keep_each_path_once_with_its_place)
+{
+	struct store_scope sc;
+	struct strbuf b = { 0 };
+	char why[256], want[32];
+
+	/* lists of every length around the steps their arrays grow by, a path given twice */
+	for (int n = 1; n <= 20; n++) {
+		strbuf_puts(&b, "{\"deliverables\": {\"code\": [");
+		for (int i = 0; i < n; i++)
+			strbuf_printf(&b, "%s\"d%d.py\"", i > 0 ? ", " : "", i);
+		strbuf_printf(&b, "], \"tests\": [\"d%d.py\", \"t.py\"]}}", n / 2);
+		CHECK_EQ_INT(store_scope_parse_text(b.s, &sc, why, sizeof why), 0);
+		CHECK_EQ_INT(sc.deliverables.n, n + 1);
+		for (int i = 0; i < n; i++) {
+			snprintf(want, sizeof want, "d%d.py", i);
+			CHECK_EQ_STR(sc.deliverables.items[i], want);
+			snprintf(want, sizeof want, "deliverables.code[%d]", i);
+			CHECK_EQ_STR(sc.deliverables.where[i], want);
+		}
+		CHECK_EQ_STR(sc.deliverables.items[n], "t.py");
+		CHECK_EQ_STR(sc.deliverables.where[n], "deliverables.tests[1]");
+		CHECK(sc.deliverables.items[n + 1] == NULL && sc.deliverables.where[n + 1] == NULL);
+		store_scope_free(&sc);
+		free(b.s);
+		memset(&b, 0, sizeof b);
+	}
 }

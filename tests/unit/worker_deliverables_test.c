@@ -176,7 +176,7 @@ static struct dlv_scope scope_utils(void)
 {
 	static char *paths[] = { "utils/" };
 	static char *dl[] = { "utils/h.py", "README.md" };
-	struct dlv_scope s = { paths, 1, dl, 2, NULL };
+	struct dlv_scope s = { paths, 1, dl, 2, NULL, NULL, NULL };
 
 	mkdir("ws", 0755);
 	return s;
@@ -504,7 +504,7 @@ TEST(worker_deliverables_never_write_the_database_in_the_workspace)
 {
 	static char *paths[] = { "." };
 	char err[512], cwd[4096], *db;
-	struct dlv_scope scope = { paths, 1, NULL, 0, NULL };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL };
 	struct dlv_file del = { "app.db-wal", DLV_DELETE, NULL, 0 };
 	struct dlv_set set = { &del, 1 };
 

@@ -270,11 +270,21 @@ struct db *db_sqlite_wrap(sqlite3 *h)
 	return &d->base;
 }
 
+/* A statement's journal (the pages it changed, as they were, to undo the statement alone)
+ * stays in memory up to this size; past it SQLite moves it to a temporary file, and every
+ * later statement of the transaction writes its journal there, a write per page. SQLite's
+ * 64 KiB was passed by a plan import's inserts of up to 16 phases. SQLite takes the memory
+ * in one block of this size at a statement's first journaled page and frees it at the
+ * statement's end: the block stays under malloc's mmap threshold (128 KiB), or each
+ * statement would map and unmap it. */
+#define DB_SQLITE_STMT_JOURNAL_MEM (120 << 10)
+
 /* Configure SQLite for this process, once, before anything initialises it: no program of
  * this project uses SQLite from more than one thread (the supervisor's HTTP server thread
  * reads snapshots the loop publishes, never the database), so SQLite keeps no allocation
  * statistics (each allocation took a global mutex), its small blocks are recycled by
- * sqlite_mem.c, and its default VFS writes a commit's WAL frames in one write. Every
+ * sqlite_mem.c, its default VFS writes a commit's WAL frames in one write, and a
+ * statement's journal stays in memory up to DB_SQLITE_STMT_JOURNAL_MEM. Every
  * function of this project that reaches SQLite first calls this; SQLite refuses the
  * settings once initialised, which would only be a defect of that order (asserted). */
 void db_sqlite_configure(void)
@@ -285,6 +295,8 @@ void db_sqlite_configure(void)
 	if (configured)
 		return;
 	rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	assert(rc == SQLITE_OK);
+	rc = sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, DB_SQLITE_STMT_JOURNAL_MEM);
 	assert(rc == SQLITE_OK);
 	(void)rc;
 	sqlite_mem_use();
