@@ -24,17 +24,35 @@ void cmd_print_help(const struct cmd_entry *e)
 	    e->help);
 }
 
-/* Report a usage error with the command's usage line; returns 2. */
+/* Print {"ok": false, "error": NAME, "message": msg} on stdout, the message's bytes that
+ * are not UTF-8 (a file name, an argument, or a character a cut split) as U+FFFD. */
+void cmd_json_error(int code, const char *msg)
+{
+	char *text = utf8_clean(msg, strlen(msg));
+
+	cmd_json_print(
+	    json_pack("{s:b, s:s, s:s}", "ok", 0, "error", store_strerror(code), "message", text));
+	free(text);
+}
+
+/* Report a usage error with the command's usage line (with --json also as JSON on
+ * stdout); returns 2. */
 int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 
-	fprintf(stderr, "autopack-ctl %s: ", ctx->entry->name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fprintf(
-	    stderr, "\nusage: autopack-ctl [--db URL] %s %s\n", ctx->entry->name, ctx->entry->args);
+	fprintf(stderr, "autopack-ctl %s: %s\nusage: autopack-ctl [--db URL] %s %s\n",
+	    ctx->entry->name, msg, ctx->entry->name, ctx->entry->args);
+	if (ctx->json) {
+		char *text = xasprintf("%s: %s", ctx->entry->name, msg);
+
+		cmd_json_error(STORE_EINVAL, text);
+		free(text);
+	}
 	return CMD_EXIT_UNUSABLE;
 }
 
@@ -124,15 +142,8 @@ int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "autopack-ctl: %s\n", msg);
-	if (ctx->json) {
-		/* JSON holds only UTF-8: a file name or argument that is not, or a character
-		 * the 1 KiB cut split, is shown as U+FFFD. */
-		char *text = utf8_clean(msg, sizeof msg);
-
-		cmd_json_print(json_pack(
-		    "{s:b, s:s, s:s}", "ok", 0, "error", store_strerror(code), "message", text));
-		free(text);
-	}
+	if (ctx->json)
+		cmd_json_error(code, msg);
 	return cmd_exit_code(code);
 }
 

@@ -93,7 +93,8 @@ bool cmd_db_flag_set(struct cmd_ctx *ctx, char *value, char **shown);
  * is due and returns CMD_OPT_DONE with the exit code in *exit_code. */
 int cmd_getopt(
     struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code);
-/* Print "autopack-ctl NAME: message" and the usage line to stderr; returns 2. */
+/* Print "autopack-ctl NAME: message" and the usage line to stderr, and with --json an
+ * {"ok": false, "error": "EINVAL", "message"} object on stdout; returns 2. */
 int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Print a command's --help to stdout. */
@@ -108,6 +109,8 @@ extern int cmd_stdout_errno;
  * {"ok": false, "error", "message"} object on stdout. Returns cmd_exit_code(code). */
 int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Print {"ok": false, "error": the name of STORE_E* `code`, "message": msg} on stdout. */
+void cmd_json_error(int code, const char *msg);
 /* The stream for human-readable text: stderr with --json, else stdout. */
 FILE *cmd_text_out(const struct cmd_ctx *ctx);
 

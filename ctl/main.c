@@ -42,9 +42,16 @@ static int ctl_match(const struct cmd_entry *e, int argc, char **argv)
 	return words;
 }
 
+/* With --json, say on stdout as JSON what was said on stderr: a usage error. */
+static void ctl_json_usage(bool json, const char *msg)
+{
+	if (json)
+		cmd_json_error(STORE_EINVAL, msg);
+}
+
 /* Report a command that is not in the table, listing a group's commands if the first
  * word names a group; returns the exit code. */
-static int ctl_unknown(int argc, char **argv)
+static int ctl_unknown(int argc, char **argv, bool json)
 {
 	size_t n = strlen(argv[0]);
 	bool group = false;
@@ -66,10 +73,24 @@ static int ctl_unknown(int argc, char **argv)
 			fprintf(out, "  autopack-ctl %-20s %s\n", name, cmd_table[i]->summary);
 		}
 	}
-	if (group)
+	if (group) {
+		if (!help) {
+			char *msg = xasprintf("unknown %s command%s%s", argv[0],
+			    argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
+
+			ctl_json_usage(json, msg);
+			free(msg);
+		}
 		return help ? CMD_EXIT_OK : CMD_EXIT_UNUSABLE;
+	}
 	fprintf(stderr, "autopack-ctl: unknown command '%s'\n", argv[0]);
 	ctl_usage(stderr);
+	if (json) {
+		char *msg = xasprintf("unknown command '%s'", argv[0]);
+
+		ctl_json_usage(json, msg);
+		free(msg);
+	}
 	return CMD_EXIT_UNUSABLE;
 }
 
@@ -93,7 +114,8 @@ static int ctl_flush_stdout(int rc)
 /* Parse the global options, find the command and run it. */
 int main(int argc, char **argv)
 {
-	struct cmd_ctx ctx = { 0 };
+	/* Static: the --db copy it holds lives as long as the process. */
+	static struct cmd_ctx ctx;
 	const struct cmd_entry *best = NULL;
 	int i, words = 0;
 
@@ -111,27 +133,33 @@ int main(int argc, char **argv)
 			char *v = argv[i][4] == '=' ? argv[i] + 5 : argv[++i], *shown;
 
 			if (!cmd_db_flag_set(&ctx, v, &shown)) {
-				fprintf(stderr,
-				    "autopack-ctl: --db given twice with different URLs ('%s', "
-				    "'%s'); name one database\n",
+				char *msg = xasprintf("--db given twice with different URLs ('%s', "
+				                      "'%s'); name one database",
 				    shown, v);
+
+				fprintf(stderr, "autopack-ctl: %s\n", msg);
+				ctl_json_usage(ctx.json, msg);
+				free(msg);
 				free(shown);
 				return CMD_EXIT_UNUSABLE;
 			}
 		} else if (strcmp(argv[i], "--json") == 0) {
 			ctx.json = true;
 		} else {
-			fprintf(stderr,
-			    "autopack-ctl: unknown option, or an option missing its "
-			    "value: '%s'\n",
-			    argv[i]);
+			char *msg = xasprintf(
+			    "unknown option, or an option missing its value: '%s'", argv[i]);
+
+			fprintf(stderr, "autopack-ctl: %s\n", msg);
 			ctl_usage(stderr);
+			ctl_json_usage(ctx.json, msg);
+			free(msg);
 			return CMD_EXIT_UNUSABLE;
 		}
 	}
 	if (i == argc) {
 		fprintf(stderr, "autopack-ctl: no command given\n");
 		ctl_usage(stderr);
+		ctl_json_usage(ctx.json, "no command given");
 		return CMD_EXIT_UNUSABLE;
 	}
 	for (size_t k = 0; k < cmd_table_size; k++) {
@@ -143,7 +171,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (best == NULL)
-		return ctl_unknown(argc - i, argv + i);
+		return ctl_unknown(argc - i, argv + i, ctx.json);
 	ctx.entry = best;
 	optind = 0;
 	opterr = 0;

@@ -418,6 +418,8 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 			    "autopack-supervisor: --db given twice with different URLs ('%s', '%s');"
 			    " name one database\n",
 			    shown, optarg);
+			free(shown);
+			free(url);
 			exit(2);
 		}
 		free((char *)c->db_flag);

@@ -315,3 +315,18 @@ def test_calibration_outputs_on_a_full_disk_name_the_cause(db, tmp):
             in r.err, r
     finally:
         subprocess.run(["umount", "-l", str(full)], capture_output=True)
+
+
+@pytest.mark.parametrize("args", [
+    ["scale"], ["retry"], ["failed", "--since", "x"], ["db", "check", "extra"],
+    ["completion", "zsh"], ["nosuch"], ["db", "nosuch"], ["--bogus", "db", "check"], [],
+    ["--db=sqlite:///other.db", "db", "check"],
+], ids=lambda a: " ".join(a) or "no-command")
+def test_usage_errors_with_json_are_a_json_error(db, args):
+    """A bad argument, option or command printed its message on stderr only: --json gave
+    an empty standard output, which no JSON reader takes."""
+    r = ctl("--db", url(db), "--json", *args)
+    assert r.rc == 2, r
+    doc = json.loads(r.out)
+    assert doc["ok"] is False and doc["error"] == "EINVAL", doc
+    assert doc["message"] in r.err, r
