@@ -6,6 +6,7 @@
 #include "ctl/cmd.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,10 @@ int main(int argc, char **argv)
 	int i, words = 0;
 
 	procs_stdio_open();
+	/* A reader that went away (`| head`) fails the writes with EPIPE instead of killing
+	 * the process with the database open: it is closed as after any command (a reading
+	 * command removes the -wal and -shm files it made) and the failure is reported. */
+	signal(SIGPIPE, SIG_IGN);
 	log_init("autopack-ctl", LOG_INFO);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

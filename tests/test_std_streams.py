@@ -48,3 +48,20 @@ def test_watch_whose_output_cannot_be_written_stops_and_says_why(tmp, out, cause
                 in p.stderr), p.stderr
     finally:
         sup.stop_now()
+
+
+@pytest.mark.parametrize("command", [["db", "check"], ["session", "list"]])
+def test_a_reading_command_whose_reader_went_away_leaves_no_files(tmp, command):
+    # `| head -c0`: the reader closed its end before the command wrote. SIGPIPE killed
+    # ctl (exit 141) with the database open, and the -wal and -shm files it had made
+    # stayed beside a database no process had open.
+    url = new_db(tmp, runs=1, phases=1)
+    path = url[len("sqlite:///"):]
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.run([binpath("autopack-ctl"), "--db", url] + command, stdout=w,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(w)
+    assert p.returncode not in (0, -13, 141), (p.returncode, p.stderr)
+    assert "writing standard output failed: Broken pipe" in p.stderr, p.stderr
+    assert not os.path.exists(path + "-wal") and not os.path.exists(path + "-shm")
