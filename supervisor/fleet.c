@@ -412,15 +412,47 @@ static void fleet_poll_close_cb(uv_handle_t *h)
 	free(w);
 }
 
-/* Stop the watch and close its handle (its duplicate is closed with it); nothing when
- * nothing is watched. */
+/* Stop the watch *p and close its handle (its duplicate is closed with it); nothing
+ * when *p is NULL. */
+static void fleet_watch_stop(uv_poll_t **p)
+{
+	if (*p == NULL)
+		return;
+	uv_poll_stop(*p);
+	uv_close((uv_handle_t *)*p, fleet_poll_close_cb);
+	*p = NULL;
+}
+
+/* Watch socket `fd` for `events` through a duplicate of it, calling cb: the poll, or
+ * NULL with why (`what`: what the watch is for). */
+static uv_poll_t *fleet_watch(
+    struct sup *s, int fd, int events, uv_poll_cb cb, const char *what, char *why, size_t n)
+{
+	struct fleet_watch *w;
+	int dupfd, rc;
+
+	if (fd < 0 || (dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		snprintf(
+		    why, n, "cannot watch %s: %s", what, fd < 0 ? "no socket" : strerror(errno));
+		return NULL;
+	}
+	w = xcalloc(1, sizeof *w);
+	w->fd = dupfd;
+	if ((rc = uv_poll_init(s->loop, &w->poll, dupfd)) != 0) {
+		snprintf(why, n, "cannot watch %s: %s", what, uv_strerror(rc));
+		close(dupfd);
+		free(w);
+		return NULL;
+	}
+	w->poll.data = s;
+	uv_poll_start(&w->poll, events, cb);
+	return &w->poll;
+}
+
+/* Stop the watch of notifications; nothing when nothing is watched. */
 void fleet_unlisten(struct sup *s)
 {
-	if (s->fleet_poll == NULL)
-		return;
-	uv_poll_stop(s->fleet_poll);
-	uv_close((uv_handle_t *)s->fleet_poll, fleet_poll_close_cb);
-	s->fleet_poll = NULL;
+	fleet_watch_stop(&s->fleet_poll);
 }
 
 /* Watch the connection's socket for notifications (again, after a reconnect: the
@@ -428,9 +460,9 @@ void fleet_unlisten(struct sup *s)
  * the notifications at each tick. */
 void fleet_listen(struct sup *s)
 {
-	struct fleet_watch *w;
 	struct store_err err;
-	int fd, dupfd, rc;
+	char why[256];
+	int fd;
 
 	s->conn_gen = s->st->conn_gen;
 	s->fleet_connected_ms = clock_mono_ms();
@@ -439,34 +471,17 @@ void fleet_listen(struct sup *s)
 		log_error("%s", err.text);
 		return;
 	}
-	if (fd < 0 || (dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
-		log_error("cannot watch the database connection for notifications: %s",
-		    fd < 0 ? "no socket" : strerror(errno));
-		return;
-	}
-	w = xcalloc(1, sizeof *w);
-	w->fd = dupfd;
-	if ((rc = uv_poll_init(s->loop, &w->poll, dupfd)) != 0) {
-		log_error(
-		    "cannot watch the database connection for notifications: %s", uv_strerror(rc));
-		close(dupfd);
-		free(w);
-		return;
-	}
-	w->poll.data = s;
-	s->fleet_poll = &w->poll;
-	uv_poll_start(s->fleet_poll, UV_READABLE, fleet_poll_cb);
+	s->fleet_poll = fleet_watch(s, fd, UV_READABLE, fleet_poll_cb,
+	    "the database connection for notifications", why, sizeof why);
+	if (s->fleet_poll == NULL)
+		log_error("%s", why);
 }
 
 /* Stop watching the socket of the connection being made; nothing when none is
  * watched. */
 static void fleet_connect_unwatch(struct sup *s)
 {
-	if (s->reconnect_poll == NULL)
-		return;
-	uv_poll_stop(s->reconnect_poll);
-	uv_close((uv_handle_t *)s->reconnect_poll, fleet_poll_close_cb);
-	s->reconnect_poll = NULL;
+	fleet_watch_stop(&s->reconnect_poll);
 }
 
 /* The attempt to connect again is over (made, failed, or out of time): its handles are
@@ -510,28 +525,17 @@ static void fleet_connect_poll_cb(uv_poll_t *h, int status, int events)
 	fleet_connect_step(h->data);
 }
 
-/* Watch socket `fd` (through a duplicate, as fleet_listen does) until it is writable
- * (`write`) or readable. Returns 0, or STORE_EIO (err) when it cannot be watched. */
+/* Watch socket `fd` until it is writable (`write`) or readable. Returns 0, or STORE_EIO
+ * (err) when it cannot be watched. */
 static int fleet_connect_watch(struct sup *s, int fd, bool write, struct store_err *err)
 {
-	struct fleet_watch *w;
-	int dupfd, rc;
+	char why[256];
 
 	fleet_connect_unwatch(s);
-	if (fd < 0 || (dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
-		return fleet_connect_fail(s, err, "cannot watch the connection being made: %s",
-		    fd < 0 ? "no socket" : strerror(errno));
-	w = xcalloc(1, sizeof *w);
-	w->fd = dupfd;
-	if ((rc = uv_poll_init(s->loop, &w->poll, dupfd)) != 0) {
-		close(dupfd);
-		free(w);
-		return fleet_connect_fail(
-		    s, err, "cannot watch the connection being made: %s", uv_strerror(rc));
-	}
-	w->poll.data = s;
-	s->reconnect_poll = &w->poll;
-	uv_poll_start(s->reconnect_poll, write ? UV_WRITABLE : UV_READABLE, fleet_connect_poll_cb);
+	s->reconnect_poll = fleet_watch(s, fd, write ? UV_WRITABLE : UV_READABLE,
+	    fleet_connect_poll_cb, "the connection being made", why, sizeof why);
+	if (s->reconnect_poll == NULL)
+		return fleet_connect_fail(s, err, "%s", why);
 	return 0;
 }
 
