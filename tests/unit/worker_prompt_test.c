@@ -21,6 +21,16 @@ static void put(const char *path, const char *text)
 	fclose(f);
 }
 
+/* Make j the job of phase r/p in workspace ws reading the one context file ro[0]. */
+static void job_reading(struct proto_job *j, char **ro, char *ws)
+{
+	j->run_id = (char *)"r";
+	j->phase_id = (char *)"p";
+	j->phase.read_only_context.items = ro;
+	j->phase.read_only_context.n = 1;
+	j->workspace = ws;
+}
+
 TEST(worker_prompt_lists_phase_and_confined_context)
 {
 	static char *ro[] = { "lib/helper.py", "../secret.txt", "lib/link.txt", "lib/absent.py" };
@@ -114,11 +124,7 @@ TEST(worker_prompt_bounds_each_file)
 		fputs("abcdefg\n", f);
 	fclose(f);
 	CHECK(realpath("ws", ws) != NULL);
-	j.run_id = (char *)"r";
-	j.phase_id = (char *)"p";
-	j.phase.read_only_context.items = ro;
-	j.phase.read_only_context.n = 1;
-	j.workspace = ws;
+	job_reading(&j, ro, ws);
 	prompt_build(&j, NULL, &p);
 	CHECK(strstr(p.user, "[cut after 65536 bytes]") != NULL);
 	CHECK(strlen(p.user) < PROMPT_FILE_MAX + 4096);
@@ -308,11 +314,7 @@ TEST(worker_prompt_reads_no_file_a_changed_path_leads_out_to)
 	put("ws/real/ctx.txt", "inside\n");
 	put("outside/ctx.txt", "TOP-SECRET\n");
 	CHECK(realpath("ws", ws) != NULL);
-	j.run_id = (char *)"r";
-	j.phase_id = (char *)"p";
-	j.phase.read_only_context.items = ro;
-	j.phase.read_only_context.n = 1;
-	j.workspace = ws;
+	job_reading(&j, ro, ws);
 	CHECK(pthread_create(&t, NULL, swap_dir, NULL) == 0);
 	while (clock_mono_ms() < until && leaked == 0) {
 		prompt_build(&j, NULL, &p);
