@@ -104,31 +104,24 @@ static int drain_each_eligible(struct store_drain *d, const char *run_filter, co
 	 * index: by the session's, each phase would count every attempt of the session
 	 * (O(n²)). The rows are sorted by drain_each_eligible_sorted: by run, tier index,
 	 * phase index and id. */
-	static const char sql[] =
-	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
-	    " CASE WHEN ?3 IS NULL THEN 0 ELSE (SELECT count(*) FROM attempts a"
-	    "   WHERE a.run_id = p.run_id AND a.phase_id = p.phase_id"
-	    "   AND COALESCE(a.session_id, '') = ?3) END,"
-	    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
-	    " p.name, p.description, p.task_category, p.complexity,"
-	    " p.scope, p.check_command, p.max_builder_attempts, r.workspace, p.id"
-	    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
-	    " JOIN runs r ON r.id = p.run_id"
+#define ELIGIBLE_SELECT                                                                            \
+	"SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"                                \
+	" CASE WHEN ?3 IS NULL THEN 0 ELSE (SELECT count(*) FROM attempts a"                       \
+	"   WHERE a.run_id = p.run_id AND a.phase_id = p.phase_id"                                 \
+	"   AND COALESCE(a.session_id, '') = ?3) END,"                                             \
+	" COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"                             \
+	" p.name, p.description, p.task_category, p.complexity,"                                   \
+	" p.scope, p.check_command, p.max_builder_attempts, r.workspace, p.id"                     \
+	" FROM phases p JOIN tiers t ON t.id = p.tier_id"                                          \
+	" JOIN runs r ON r.id = p.run_id"
+	static const char sql[] = ELIGIBLE_SELECT
 	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
 	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)";
 	/* The same without FAILED phases (?2 false): one state, read through its index. */
-	static const char sql_queued[] =
-	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
-	    " CASE WHEN ?3 IS NULL THEN 0 ELSE (SELECT count(*) FROM attempts a"
-	    "   WHERE a.run_id = p.run_id AND a.phase_id = p.phase_id"
-	    "   AND COALESCE(a.session_id, '') = ?3) END,"
-	    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
-	    " p.name, p.description, p.task_category, p.complexity,"
-	    " p.scope, p.check_command, p.max_builder_attempts, r.workspace, p.id"
-	    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
-	    " JOIN runs r ON r.id = p.run_id"
+	static const char sql_queued[] = ELIGIBLE_SELECT
 	    " WHERE p.state = ?4 AND ?2 + 0 = 0"
 	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)";
+#undef ELIGIBLE_SELECT
 	struct drain_spec spec;
 	struct db_stmt *s;
 	int rc;
