@@ -226,3 +226,25 @@ def test_a_workspace_that_is_a_broken_symbolic_link_is_refused_naming_it(db, tmp
     assert ("workspace %s for run r1 is a symbolic link to %s, which cannot be followed: %s;"
             " nothing was written" % (tmp / "ws", target, cause)) in r.err, r.err
     assert counts(db) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("value,message", [
+    ("9223372036854775807", None),
+    ("-9223372036854775808", "runs[0].tiers[0].token_cap: expected a positive integer, got a "
+                             "number below 1"),
+    ("1000000000000000000", None),
+    ("-9999999999999999999", "invalid JSON: too big negative integer"),
+])
+def test_an_integer_of_nineteen_digits_is_read_exactly(db, tmp, value, message):
+    """The plan reader took a 19th digit into its 64-bit sum before it gave such a number
+    to the full parser: 922337203685477580 * 10 + 8 overflowed (UBSan: signed integer
+    overflow, in the SANITIZE build the import aborted)."""
+    doc = json.dumps(plan(run_entry("r1", phase("p1")))).replace(
+        '"name": "t"', '"name": "t", "token_cap": %s' % value)
+    r = ctl("--db", url(db), "run", "import", write_plan(tmp, doc))
+    if message is None:
+        assert r.rc == 0, r
+        assert rows(db, "SELECT token_cap FROM tiers") == [(int(value),)]
+    else:
+        assert r.rc == 1 and message in r.err, r
+        assert counts(db) == (0, 0, 0)
