@@ -214,6 +214,20 @@ def test_session_list_shows_running_interrupted_and_completed_newest_first(tmp):
     assert "interrupted" in r.out
 
 
+def test_a_supervisor_pid_past_what_a_pid_holds_is_no_live_supervisor(tmp):
+    """drain_sessions.supervisor_pid another program or a hand edit wrote: 4294967297 was
+    cut to pid 1 (init, always alive, and /proc/4294967297 does not exist), so the
+    session was listed as running for ever."""
+    url = new_db(tmp, runs=1, phases=1)
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        con.execute("INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
+                    " VALUES ('s1', '2026-12-01 10:00:00.000000', 4294967297)")
+    con.close()
+    [s] = listing(url)
+    assert (s["session_id"], s["status"]) == ("s1", "interrupted"), s
+
+
 def test_session_show_names_a_missing_session_and_refuses_a_bad_call(tmp):
     url = new_db(tmp, runs=1)
     r = ctl("--db", url, "session", "show")
