@@ -7,6 +7,9 @@ ROGUE_MODE says:
              attempt, a valid event, the same event again, then a success result
   good       for each job: (once ROGUE_GO exists, if set, and after ROGUE_DELAY seconds,
              if set) one valid event, then a success result
+  fail       for each job: (once ROGUE_GO exists, if set, and after ROGUE_DELAY seconds,
+             if set) one valid event, then a failed result with the fingerprint
+             "fp RUN/PHASE" (one fingerprint per phase)
   garbage    sends bytes that are not a frame after its hello
   silent     takes a job and then sends nothing at all
   hang       takes a job and sends heartbeats for it, but never a result
@@ -94,6 +97,12 @@ def result(uuid, att, seq):
           "llm": False, "dur": 1})
 
 
+def failed(uuid, att, seq, fp):
+    send({"t": "result", "uuid": uuid, "att": att, "seq": seq, "outcome": "failed",
+          "why": "CHECK_FAILED", "msg": "the check failed", "fp": fp, "llm": False,
+          "dur": 1})
+
+
 def rows_of(db_url, att):
     if db_url.startswith("postgresql://"):
         import psycopg2
@@ -178,6 +187,11 @@ while True:
         time.sleep(float(os.environ.get("ROGUE_DELAY", "0")))
         send(usage(uuid, att, 1))
         result(uuid, att, 1)
+    elif mode == "fail":
+        wait_go(uuid, att)
+        time.sleep(float(os.environ.get("ROGUE_DELAY", "0")))
+        send(usage(uuid, att, 1))
+        failed(uuid, att, 1, "fp %s/%s" % (m["run"], m["phase"]))
     elif mode == "dup401":
         send(usage(uuid, att, 1))
         send(dict(usage(uuid, att, 1), body=dict(usage(uuid, att, 1)["body"], http=401)))

@@ -444,6 +444,46 @@ def test_a_group_of_writes_whose_commit_answer_was_lost_loses_and_doubles_nothin
     pg_cluster.drop_database(name)
 
 
+def test_a_group_whose_commit_answer_was_lost_merges_and_logs_it_once(tmp, pg_cluster):
+    """The connection drops after the server committed a group that merged fingerprint
+    counts into the session's saved state and wrote a control_log row, before its answer
+    came. Once connected again the supervisor learns that the group committed and writes
+    none of it again: each fingerprint is counted once per attempt that failed with it,
+    and each command has one control_log row (before, both were written twice)."""
+    from pg_cut_proxy import CutProxy
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=8, phases=4)
+    proxy = CutProxy(pg_cluster.port, "landed", nth=1,
+                     ran=[b"INSERT INTO control_log ", b"UPDATE drain_sessions SET state_json"])
+    # A long commit window: a command's row waits for the commit of the next result.
+    sup = rogue_supervisor(tmp, proxy.url(name), "fail", "--workers", 4, "--lease-timeout", 5,
+                           "--max-attempts-per-phase", 1, "--commit-window-ms", 5000,
+                           "--exit-when-drained", env={"ROGUE_DELAY": "0.2"}, name="sup")
+    sent = 0
+    try:
+        sup.wait_ready()
+        while not proxy.cut.is_set() and sup.proc.poll() is None:
+            r = ctl("--db", url, "scale", "4")
+            assert r.rc == 0, r
+            sent += 1
+        assert proxy.cut.is_set(), sup.stderr()
+        assert sup.wait(timeout=90) is not None, sup.stderr()
+    finally:
+        sup.kill()
+        proxy.close()
+    err = sup.stderr()
+    assert "connected to %s again" % proxy.url(name) in err, err
+    failed = dict(sql(url, "SELECT fingerprint, count(*) FROM attempts"
+                      " WHERE outcome = 'failed' GROUP BY fingerprint"))
+    assert len(failed) == 32 and set(failed.values()) == {1}, failed
+    [(state,)] = sql(url, "SELECT state_json FROM drain_sessions")
+    counted = json.loads(state)["fingerprint_counts"]
+    logged = sql(url, "SELECT command, count(*) FROM control_log GROUP BY command")
+    assert ({fp: n for fp, n in counted.items() if n != 1}, logged) == ({}, [("scale", sent)])
+    assert counted == failed, state
+    pg_cluster.drop_database(name)
+
+
 @pytest.mark.parametrize("may_end", [True, False], ids=["ends_it", "may_not_end_it"])
 def test_a_round_whose_commit_reaches_the_server_late_commits_nothing(
         tmp, pg_cluster, may_end):
