@@ -148,6 +148,9 @@ struct policy {
 	int64_t consecutive_zero;
 	bool dirty; /* changed since the last commit */
 	struct policy_news news;
+	/* The news the group whose COMMIT went unanswered merged, held aside until it is
+	 * known whether it committed (policy_hold). */
+	struct policy_news held;
 };
 
 /* What the drain rules decided about one result. */
@@ -511,10 +514,14 @@ struct sup {
 	uv_timer_t commit_timer;
 	bool commit_armed;
 	bool commit_retrying; /* the timer waits to retry a failed commit */
-	/* The connection was lost before the COMMIT of a round with leases answered: the
-	 * leases (grants) wait until the retry learns whether it committed (writer.c). */
-	bool round_doubt;
-	struct fleet_txn doubt_txn; /* the round's transaction on the server */
+	/* The connection was lost before the COMMIT of a group answered: its writes (the
+	 * first doubt_nops of the queue), the acknowledgements they owe, its drain rules'
+	 * news and its round's leases (grants) wait until the retry learns whether it
+	 * committed (writer.c). */
+	bool commit_doubt;
+	int64_t doubt_nops;
+	struct writer_acks doubt_acks;
+	struct fleet_txn doubt_txn; /* the group's transaction on the server */
 	uint64_t doubt_running_ms;  /* since when it was found still in progress, or 0 */
 	int commit_fail_streak;
 	uint64_t last_commit_ms;
@@ -982,6 +989,12 @@ int policy_load(struct sup *s, const char *state_json);
 int policy_save(struct sup *s, struct store_err *err);
 /* The group that saved the state committed: the news are in the database. */
 void policy_saved(struct sup *s);
+/* The group that merged the news had its COMMIT go unanswered: hold them aside (what is
+ * judged meanwhile is news of its own). */
+void policy_hold(struct sup *s);
+/* What became of the group whose news are held: `committed`, they are saved and
+ * forgotten; else they are news again, before those judged since. */
+void policy_held(struct sup *s, bool committed);
 /* Several supervisors: read the session's saved state (outside a transaction) and carry
  * out what the others decided: runs they stopped or deprioritised are skipped here,
  * runs a retry released are drained again. Logged on failure. */
