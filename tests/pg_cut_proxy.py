@@ -9,7 +9,8 @@ while only the client's side is cut, as a cut network would, the server's sessio
 waiting inside the transaction (`held`): release() then sends it to the server, late,
 and `late` says what became of it ("committed", or "ended": the session was gone).
 Every other byte passes through untouched, and connections made after the cut pass
-through too."""
+through too; with `gate`, only once open() was called (until then they wait to be
+accepted, and nothing reaches the server)."""
 import re
 import socket
 import threading
@@ -25,7 +26,7 @@ EVENTS_PARSE = re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00INSERT INTO events ")
 
 
 class CutProxy:
-    def __init__(self, port, mode, nth, writes=False, ran=None):
+    def __init__(self, port, mode, nth, writes=False, ran=None, gate=False):
         assert mode in ("landed", "lost", "held")
         self.upstream = port
         self.mode = mode
@@ -43,6 +44,9 @@ class CutProxy:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.closed = False
+        self.gate = threading.Event()
+        if not gate:
+            self.gate.set()
         self.held = None  # (conn, the COMMIT's bytes) while held
         self.late = None
         self.late_done = threading.Event()
@@ -54,6 +58,10 @@ class CutProxy:
     def close(self):
         self.closed = True
         self.sock.close()
+
+    def open(self):
+        """Let the connections made after the cut through."""
+        self.gate.set()
 
     def release(self):
         """Send the held COMMIT to the server; late_done is set once the server answered
@@ -80,6 +88,8 @@ class CutProxy:
                 client, _ = self.sock.accept()
             except OSError:
                 return
+            if self.cut.is_set():
+                self.gate.wait()
             server = socket.create_connection(("127.0.0.1", self.upstream))
             conn = {"client": client, "server": server, "stream": b"", "txn": 0,
                     "names": set(), "events": set(), "drop": False, "held": False,

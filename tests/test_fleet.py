@@ -539,6 +539,52 @@ def test_a_round_whose_commit_reaches_the_server_late_commits_nothing(
     pg_cluster.drop_database(name)
 
 
+def test_a_round_in_doubt_whose_id_a_crash_handed_out_again_is_settled_at_once(tmp):
+    """The network is cut while a dispatch round's COMMIT is on its way (the server's
+    session left inside the round's transaction) and the server then crashes before it
+    wrote any of that transaction to its log: restarted, it hands out the round's
+    transaction id again, here to a session the test keeps open. The supervisor, connected
+    again, learns from its row that the round did not commit, at once, and drains; before,
+    the server's word on that id ("in progress", another session's) made it wait a whole
+    lease for a transaction that was not its own, and then give up (exit 3)."""
+    from pg_cluster import Cluster
+    from pg_cut_proxy import CutProxy
+    import psycopg2
+    # The log is written only at commits: the round's transaction is not in it at the
+    # crash.
+    cluster = Cluster(options="-c wal_writer_delay=10000 -c autovacuum=off")
+    con = None
+    try:
+        name = cluster.new_database()
+        url = new_pg_db(tmp, cluster.url(name), runs=12, phases=4)
+        proxy = CutProxy(cluster.port, "held", nth=6, gate=True)
+        sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 4,
+                               "--lease-timeout", 5, "--exit-when-drained", name="sup")
+        try:
+            assert proxy.cut.wait(timeout=60), sup.stderr()
+            cluster.stop("immediate")
+            cluster.start()
+            con = psycopg2.connect(cluster.url(name))
+            cur = con.cursor()
+            cur.execute("SELECT CAST(pg_current_xact_id() AS TEXT)")
+            [(reused,)] = cur.fetchall()
+            proxy.open()
+            assert sup.wait(timeout=90) == 0, sup.stderr()
+        finally:
+            sup.kill()
+            proxy.close()
+        err = sup.stderr()
+        assert "had not committed (transaction %s)" % reused in err, err
+        assert "still in progress" not in err, err
+        rows = attempts(url)
+        assert_each_phase_completed_once(url, rows, 48)
+        assert [r for r in rows if r[3] != "success"] == []
+    finally:
+        if con is not None:
+            con.close()
+        cluster.close()
+
+
 def fleet_status(url, *args):
     r = ctl("--db", url, "status", "--json", *args)
     assert r.rc == 0, r
