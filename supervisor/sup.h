@@ -513,6 +513,7 @@ struct sup {
 	size_t op_nspare;
 	uv_timer_t commit_timer;
 	bool commit_armed;
+	uv_async_t ckpt_wake; /* the checkpoints' thread ended one (writer_ckpt_ended) */
 	bool commit_retrying; /* the timer waits to retry a failed commit */
 	/* The connection was lost before the COMMIT of a group answered: its writes (the
 	 * first doubt_nops of the queue), the acknowledgements they owe, its drain rules'
