@@ -1,0 +1,154 @@
+"""A worker is dumpable from its exec until its first instructions make it not, and in
+those instants any process of its user may open its /proc/<pid>/fd/N, duplicate its
+descriptors with pidfd_getfd or attach to it. No secret is within reach then: the worker
+inherits none, and it takes its keys only once it is not dumpable, over a socket it
+created itself, from a supervisor that checked who created that socket and that nobody
+traces it (docs/worker.md, "Keys and phase code")."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+
+import pytest
+
+from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+from supervisor_helpers import Supervisor
+
+# A process of the supervisor's user watching for its new children: for each, while it is
+# young, it opens its descriptors through /proc and duplicates them with pidfd_getfd,
+# keeping what it reads from them (a pipe's bytes taken, a socket's peeked at).
+THIEF = r'''
+import ctypes, json, os, socket, stat, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_pidfd_open, SYS_pidfd_getfd = 434, 438
+stop, target, out = sys.argv[1:4]
+seen, young = set(), {}
+stats = {"children": 0, "opened": 0, "duplicated": 0, "within": 0}
+loot = []
+
+
+def take(fd, is_socket):
+    try:
+        if is_socket:
+            s = socket.socket(fileno=os.dup(fd))
+            try:
+                return s.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            finally:
+                s.close()
+        os.set_blocking(fd, False)
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
+
+
+def raid(pid):
+    hit = False
+    for n in (3, 4, 5, 6):
+        try:
+            fd = os.open("/proc/%d/fd/%d" % (pid, n), os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            pass
+        else:
+            stats["opened"] += 1
+            hit = True
+            loot.append(take(fd, False).decode("latin-1"))
+            os.close(fd)
+    pidfd = libc.syscall(SYS_pidfd_open, pid, 0)
+    if pidfd >= 0:
+        for n in (3, 4, 5, 6):
+            fd = libc.syscall(SYS_pidfd_getfd, pidfd, n, 0)
+            if fd >= 0:
+                stats["duplicated"] += 1
+                hit = True
+
+                loot.append(take(fd, stat.S_ISSOCK(os.fstat(fd).st_mode)).decode("latin-1"))
+                os.close(fd)
+        os.close(pidfd)
+    return hit
+
+
+sup = None
+while not os.path.exists(stop):
+    try:
+        with open(target) as f:
+            sup = int(f.read())
+        with open("/proc/%d/task/%d/children" % (sup, sup)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except (OSError, ValueError):
+        kids = []
+    now = time.monotonic()
+    for k in kids:
+        if k not in seen:
+            seen.add(k)
+            young[k] = [now, False]
+            stats["children"] += 1
+    for pid, state in list(young.items()):
+        if now - state[0] > 0.5:
+            stats["within"] += state[1]
+            del young[pid]
+        elif raid(pid):
+            state[1] = True
+stats["within"] += sum(s[1] for s in young.values())
+with open(out, "w") as f:
+    json.dump({"stats": stats, "loot": [x for x in loot if x]}, f)
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the drain and the thief as"
+                    " another user (as root they could read anything)")
+def test_a_process_of_the_workers_user_racing_their_start_takes_no_key(tmp):
+    tmp = tempfile.mkdtemp(dir="/tmp", prefix="key-window-")
+    uid = 60000 + os.getpid() % 5000
+    as_user = ("setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", "--")
+    key = "sk-ant-%s-WINDOW" % uuid.uuid4().hex
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    stop, target, out = (os.path.join(tmp, n) for n in ("stop", "target", "thief.json"))
+    with open(os.path.join(tmp, "thief.py"), "w") as f:
+        f.write(THIEF)
+    llm = Standin(tmp, {}, "--expect-key", key)
+    thief = None
+    rounds, per = 5, 8
+    codes = []
+    try:
+        os.chmod(tmp, 0o755)
+        subprocess.run(["chown", "-R", "%d:%d" % (uid, uid), tmp], check=True)
+        thief = subprocess.Popen(list(as_user) + ["/usr/bin/python3", "thief.py", stop,
+                                                  target, out], cwd=tmp)
+        for r in range(rounds):
+            import_plan(tmp, url, [("r%d-%d" % (r, i), ws, [phase_spec(
+                "p", ("out/r%d_%d.py" % (r, i),))]) for i in range(per)])
+            subprocess.run(["chown", "-R", "%d:%d" % (uid, uid), tmp], check=True)
+            sup = Supervisor(tmp, url, "--workers", per, "--exit-when-drained",
+                             *llm_args(llm), env={"ANTHROPIC_API_KEY": key},
+                             name="sup%d" % r, prefix=as_user)
+            try:
+                with open(target + ".new", "w") as f:
+                    f.write("%d" % sup.proc.pid)
+                os.rename(target + ".new", target)
+                codes.append(sup.wait(timeout=120))
+            finally:
+                sup.kill()
+        open(stop, "w").close()
+        assert thief.wait(timeout=60) == 0
+    finally:
+        if thief is not None and thief.poll() is None:
+            thief.kill()
+            thief.wait()
+        llm.stop()
+    with open(out) as f:
+        found = json.load(f)
+    stats = found["stats"]
+    print("thief: %s" % json.dumps(stats))
+    # It watched every worker start.
+    assert stats["children"] >= rounds * per, stats
+    # What it read holds no key.
+    assert not [x for x in found["loot"] if key in x or key[10:30] in x], (stats, found["loot"])
+    # And every worker had it: every call reached the provider with it, every phase passed.
+    att = rows(url, "SELECT outcome, failure_reason FROM attempts")
+    assert [a["outcome"] for a in att] == ["success"] * (rounds * per), att
+    assert llm.requests() and all(q["key_ok"] for q in llm.requests())
+    assert codes == [0] * rounds, codes
+    shutil.rmtree(tmp, ignore_errors=True)
