@@ -13,8 +13,9 @@ import uuid
 
 import pytest
 
+from conftest import binpath
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
-from supervisor_helpers import Supervisor
+from supervisor_helpers import Supervisor, rogue_notes, rogue_supervisor
 
 # A process of the supervisor's user watching for its new children: for each, while it is
 # young, it opens its descriptors through /proc and duplicates them with pidfd_getfd,
@@ -98,8 +99,21 @@ with open(out, "w") as f:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the drain and the thief as"
                     " another user (as root they could read anything)")
-def test_a_process_of_the_workers_user_racing_their_start_takes_no_key(tmp):
+def test_a_process_of_the_workers_user_racing_their_start_takes_no_key():
+    """Five drains of eight workers each, run as an ordinary user, with a process of that
+    user watching the supervisor's new children: it took the key from the keys' pipe
+    (/proc/<pid>/fd/4) of 37 of 40 workers, which then failed NO_API_KEY. It still reaches
+    most of them while they are dumpable, and finds no key there."""
     tmp = tempfile.mkdtemp(dir="/tmp", prefix="key-window-")
+    try:
+        race(tmp, rounds=5, per=8)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def race(tmp, rounds, per):
+    """`rounds` drains of `per` one-phase runs with `per` workers, and the thief, all as
+    another user than root, in `tmp`."""
     uid = 60000 + os.getpid() % 5000
     as_user = ("setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", "--")
     key = "sk-ant-%s-WINDOW" % uuid.uuid4().hex
@@ -110,7 +124,6 @@ def test_a_process_of_the_workers_user_racing_their_start_takes_no_key(tmp):
         f.write(THIEF)
     llm = Standin(tmp, {}, "--expect-key", key)
     thief = None
-    rounds, per = 5, 8
     codes = []
     try:
         os.chmod(tmp, 0o755)
@@ -125,6 +138,7 @@ def test_a_process_of_the_workers_user_racing_their_start_takes_no_key(tmp):
                              *llm_args(llm), env={"ANTHROPIC_API_KEY": key},
                              name="sup%d" % r, prefix=as_user)
             try:
+                # setpriv execs the supervisor: the pid is its own.
                 with open(target + ".new", "w") as f:
                     f.write("%d" % sup.proc.pid)
                 os.rename(target + ".new", target)
@@ -145,10 +159,105 @@ def test_a_process_of_the_workers_user_racing_their_start_takes_no_key(tmp):
     # It watched every worker start.
     assert stats["children"] >= rounds * per, stats
     # What it read holds no key.
-    assert not [x for x in found["loot"] if key in x or key[10:30] in x], (stats, found["loot"])
+    robbed = [x for x in found["loot"] if key in x or key[10:30] in x]
+    assert robbed == [], (len(robbed), stats)
     # And every worker had it: every call reached the provider with it, every phase passed.
     att = rows(url, "SELECT outcome, failure_reason FROM attempts")
     assert [a["outcome"] for a in att] == ["success"] * (rounds * per), att
     assert llm.requests() and all(q["key_ok"] for q in llm.requests())
     assert codes == [0] * rounds, codes
-    shutil.rmtree(tmp, ignore_errors=True)
+
+
+# In place of autopack-worker: a child of this process traces it (PTRACE_SEIZE) from before
+# it execs the real worker in its place, continuing it at every stop, as a process of its
+# user that attached to a new worker in its first instants would.
+TRACED_START = r"""#!/usr/bin/python3
+import ctypes, os, sys
+r, w = os.pipe()
+me = os.getpid()
+if os.fork() == 0:
+    libc = ctypes.CDLL(None, use_errno=True)
+    arg = ctypes.c_long
+    ok = libc.ptrace(arg(0x4206), arg(me), arg(0), arg(0)) == 0  # PTRACE_SEIZE
+    os.write(w, b"1" if ok else b"0")
+    while ok:
+        try:
+            _, status = os.waitpid(me, 0x40000000)  # __WALL
+        except ChildProcessError:
+            break
+        if not os.WIFSTOPPED(status):
+            break
+        sig = os.WSTOPSIG(status) if status >> 16 == 0 else 0
+        libc.ptrace(arg(7), arg(me), arg(0), arg(sig))  # PTRACE_CONT
+    os._exit(0)
+if os.read(r, 1) != b"1":
+    sys.exit("cannot trace the worker")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_a_worker_traced_from_its_start_takes_no_key(tmp):
+    """A tracer that attached while the worker was dumpable stays attached once it is not,
+    and could read anything it is given: the worker sees it (TracerPid) and takes no key;
+    nothing reaches the provider."""
+    tmp = str(tmp)
+    key = "sk-ant-%s-TRACED" % uuid.uuid4().hex
+    wrapper = os.path.join(tmp, "traced-start")
+    with open(wrapper, "w") as f:
+        f.write(TRACED_START)
+    os.chmod(wrapper, 0o755)
+    # The supervisor runs the wrapper with the worker's arguments after the real path.
+    shim = os.path.join(tmp, "worker")
+    with open(shim, "w") as f:
+        f.write('#!/bin/sh\nexec %s %s "$@"\n' % (wrapper, binpath("autopack-worker")))
+    os.chmod(shim, 0o755)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", os.path.join(tmp, "ws"), [phase_spec("p1")])])
+    llm = Standin(tmp, {}, "--expect-key", key)
+    sup = Supervisor(tmp, url, "--worker", shim, "--workers", 1, "--exit-when-drained",
+                     *llm_args(llm), env={"ANTHROPIC_API_KEY": key})
+    try:
+        rc = sup.wait(timeout=120)
+    finally:
+        sup.kill()
+        llm.stop()
+    err = sup.stderr()
+    assert llm.requests() == [], err
+    assert rc == 4 and "[BREAKER] 5 infrastructure failures in a row" in err, err
+    assert err.count("traces this worker and not its supervisor: it could take the keys and"
+                     " the frames, so the worker takes none") == 5, err
+    assert rows(url, "SELECT count(*) AS n FROM attempts") == [{"n": 0}]
+
+
+@pytest.mark.parametrize("mode", ["traced", "impostor", "good"])
+def test_the_supervisor_answers_only_the_worker_it_started_and_nobody_else_traces(tmp, mode):
+    """What the supervisor checks itself, whatever the worker did: the socket handed over
+    was made by the process it started (not by a process of the user that duplicated the
+    worker's fd 3), and no other process traces that one (a tracer could have made the
+    worker skip its own check). Refused, the worker is killed, no key given, and it counts
+    toward the breaker."""
+    tmp = str(tmp)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", os.path.join(tmp, "ws"), [phase_spec("p1")])])
+    sup = rogue_supervisor(tmp, url, mode, "--workers", 1, "--exit-when-drained",
+                           env={"ANTHROPIC_API_KEY": "sk-ant-%s" % uuid.uuid4().hex})
+    try:
+        rc = sup.wait(timeout=120)
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    answered = rogue_notes(tmp, event="answered")
+    if mode == "good":
+        assert rc == 0, err
+        assert answered and all(n["keys"] == ["ANTHROPIC_API_KEY"] for n in answered)
+        assert "gets no key" not in err
+        return
+    assert rc == 4 and answered == [], err
+    if mode == "traced":
+        assert all(n["ok"] for n in rogue_notes(tmp, event="traced")), err
+        why = "traces it and not the supervisor; killing it"
+    else:
+        why = "the socket handed over in its name was made by process "
+    refusals = [line for line in err.splitlines() if "gets no key and no job: " in line]
+    assert len(refusals) == 5 and all(why in line for line in refusals), err
+    assert "[BREAKER] 5 infrastructure failures in a row, the last: worker 5 (pid " in err
