@@ -26,7 +26,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 SYS_pidfd_open, SYS_pidfd_getfd = 434, 438
 stop, target, out = sys.argv[1:4]
 seen, young = set(), {}
-stats = {"children": 0, "opened": 0, "duplicated": 0, "within": 0}
+stats = {"children": 0, "opened": 0, "duplicated": 0, "reached": 0}
 loot = []
 
 
@@ -54,7 +54,7 @@ def raid(pid):
         else:
             stats["opened"] += 1
             hit = True
-            loot.append(take(fd, False).decode("latin-1"))
+            loot.append([pid, take(fd, False).decode("latin-1")])
             os.close(fd)
     pidfd = libc.syscall(SYS_pidfd_open, pid, 0)
     if pidfd >= 0:
@@ -64,7 +64,8 @@ def raid(pid):
                 stats["duplicated"] += 1
                 hit = True
 
-                loot.append(take(fd, stat.S_ISSOCK(os.fstat(fd).st_mode)).decode("latin-1"))
+                is_socket = stat.S_ISSOCK(os.fstat(fd).st_mode)
+                loot.append([pid, take(fd, is_socket).decode("latin-1")])
                 os.close(fd)
         os.close(pidfd)
     return hit
@@ -87,13 +88,13 @@ while not os.path.exists(stop):
             stats["children"] += 1
     for pid, state in list(young.items()):
         if now - state[0] > 0.5:
-            stats["within"] += state[1]
+            stats["reached"] += state[1]
             del young[pid]
         elif raid(pid):
             state[1] = True
-stats["within"] += sum(s[1] for s in young.values())
+stats["reached"] += sum(s[1] for s in young.values())
 with open(out, "w") as f:
-    json.dump({"stats": stats, "loot": [x for x in loot if x]}, f)
+    json.dump({"stats": stats, "loot": [x for x in loot if x[1]]}, f)
 '''
 
 
@@ -101,9 +102,10 @@ with open(out, "w") as f:
                     " another user (as root they could read anything)")
 def test_a_process_of_the_workers_user_racing_their_start_takes_no_key():
     """Five drains of eight workers each, run as an ordinary user, with a process of that
-    user watching the supervisor's new children: it took the key from the keys' pipe
-    (/proc/<pid>/fd/4) of 37 of 40 workers, which then failed NO_API_KEY. It still reaches
-    most of them while they are dumpable, and finds no key there."""
+    user watching the supervisor's new children. It took the key from the keys' pipe
+    (/proc/<pid>/fd/4) of every worker it reached in its first instants, 24 to 39 of 40
+    with the machine's load, and those failed NO_API_KEY. It still reaches most of them
+    while they are dumpable (32 to 38 of 40), and finds no key there."""
     tmp = tempfile.mkdtemp(dir="/tmp", prefix="key-window-")
     try:
         race(tmp, rounds=5, per=8)
@@ -159,8 +161,9 @@ def race(tmp, rounds, per):
     # It watched every worker start.
     assert stats["children"] >= rounds * per, stats
     # What it read holds no key.
-    robbed = [x for x in found["loot"] if key in x or key[10:30] in x]
-    assert robbed == [], (len(robbed), stats)
+    robbed = {pid for pid, x in found["loot"] if key in x or key[10:30] in x}
+    assert not robbed, "the key read from %d of %d workers: %s" % (
+        len(robbed), stats["children"], stats)
     # And every worker had it: every call reached the provider with it, every phase passed.
     att = rows(url, "SELECT outcome, failure_reason FROM attempts")
     assert [a["outcome"] for a in att] == ["success"] * (rounds * per), att
