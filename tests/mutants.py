@@ -43,6 +43,12 @@ MUTANTS = [
       "tests/test_pool.py::test_crashed_attempts_count_toward_the_attempt_limit_then_failed"]),
     ("crash_costs_no_attempt", "a crashed attempt counts toward the attempt limit",
      ["tests/test_pool.py::test_crashed_attempts_count_toward_the_attempt_limit_then_failed"]),
+    ("hand_unvetted", "a worker's keys and frames go only to the socket the process the"
+     " supervisor started made, traced by nobody else",
+     ["tests/test_key_window.py::"
+      "test_the_supervisor_answers_only_the_worker_it_started_and_nobody_else_traces[traced]",
+      "tests/test_key_window.py::"
+      "test_the_supervisor_answers_only_the_worker_it_started_and_nobody_else_traces[impostor]"]),
     ("respawn_without_backoff", "dead workers are replaced with doubling backoff",
      ["tests/test_pool.py::"
       "test_dead_workers_are_replaced_with_doubling_backoff_until_a_crash_loop"]),
