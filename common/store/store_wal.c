@@ -193,16 +193,13 @@ enum store_wal_verdict store_wal_judge(
 	span = p1.last - base;
 	if (p1.file_matched) {
 		v = STORE_WAL_CONTINUES; /* the file's page 1 is one the log wrote */
+	} else if (facts->file_mark != 0 && p1.first_id != facts->file_mark) {
+		v = STORE_WAL_MARK_CHANGED; /* another database's, or a db reidentify */
 	} else if (d <= 1) {
 		/* The file is the state the log was begun on (its first page-1 frame is a
 		 * commit of the store's, which counted one more, or another program's, which
-		 * did not), or an older one that counted as many: told apart by whose
-		 * commits they are. */
-		if (facts->file_mark == 0)
-			v = STORE_WAL_UNTOLD;
-		else
-			v = p1.first_id == facts->file_mark ? STORE_WAL_CONTINUES :
-			                                      STORE_WAL_MARK_CHANGED;
+		 * did not), or an older one that counted as many commits. */
+		v = facts->file_mark == 0 ? STORE_WAL_UNTOLD : STORE_WAL_CONTINUES;
 	} else if (d <= span) {
 		v = STORE_WAL_FOREIGN;
 		snprintf(why, len,
