@@ -174,16 +174,20 @@ static int store_check_wal_uuid(
 		    "nothing was written. Move %s and %s-shm away (they hold the last commits of "
 		    "database %s), then open it again",
 		    wal, path, alone, with, wal, path, with);
-	else if (marked != NULL)
+	else if (marked != NULL) {
+		char *file = alone[0] != '\0' ? xasprintf("%s, database %s,", path, alone) :
+		                                xstrdup(path);
+
 		rc = store_fail(err, STORE_ENOTDB,
 		    "%s: this write-ahead log is another database's: its commits are marked as "
-		    "database %08x's, and the file %s%s%s as %08x's (a file put in place of one "
-		    "whose supervisor was killed, or a -wal copied from elsewhere). SQLite would "
-		    "copy the log's pages into this file at the next read, corrupting it; nothing "
-		    "was read or written. Move %s and %s-shm away (they hold the last commits of "
-		    "the database they were written for), then open it again",
-		    wal, marked->log_mark, path, alone[0] != '\0' ? ", database " : "", alone,
-		    marked->file_mark, wal, path);
+		    "database %08x's, and the file %s as %08x's (a file put in place of one whose "
+		    "supervisor was killed, or a -wal copied from elsewhere). SQLite would copy "
+		    "the log's pages into this file at the next read, corrupting it; nothing was "
+		    "read or written. Move %s and %s-shm away (they hold the last commits of the "
+		    "database they were written for), then open it again",
+		    wal, marked->log_mark, file, marked->file_mark, wal, path);
+		free(file);
+	}
 out:
 	db_close(b);
 	db_close(a);

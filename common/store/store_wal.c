@@ -79,8 +79,8 @@ static uint32_t page_size_of(uint32_t v)
 /* What the scan found in the log's committed page-1 frames, tentatively until the commit
  * frame that ends their transaction. */
 struct wal_p1 {
-	bool seen;         /* a page-1 frame */
-	uint32_t first;    /* the first one's user_version and application_id */
+	bool seen;      /* a page-1 frame */
+	uint32_t first; /* the first one's user_version and application_id */
 	uint32_t first_id;
 	uint32_t last;     /* the last one's user_version */
 	bool file_matched; /* one is byte for byte the file's page 1 */

@@ -31,11 +31,13 @@ struct store_wal_facts {
 };
 
 /* Read the database file at `path` and its -wal, never writing either, and judge whether
- * the log's committed frames continue the file: the count of commits in the file's
- * header (user_version) must be the one the log was begun on (its first page-1 frame's,
- * less one) with the same mark (application_id), or one the log wrote, with page 1
- * byte for byte as the log wrote it. why gets the reason of a STORE_WAL_FOREIGN; facts
- * the figures. A file or log that cannot be read is STORE_WAL_UNTOLD. */
+ * the log's committed frames continue the file: they do when the file's page 1 is byte
+ * for byte one the log wrote; otherwise the file's mark (application_id) must be the one
+ * of the log's first page-1 frame, and its count of commits (user_version) the one the
+ * log was begun on (that frame's less one, or the same when that commit was another
+ * program's). why gets the reason of a STORE_WAL_FOREIGN; facts the figures. A file or
+ * log that cannot be read, a log without a page-1 frame and a file never marked are
+ * STORE_WAL_UNTOLD. */
 enum store_wal_verdict store_wal_judge(
     const char *path, struct store_wal_facts *facts, char *why, size_t len);
 /* The mark of the database with this uuid (never 0). */
