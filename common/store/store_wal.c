@@ -27,6 +27,12 @@ static uint32_t be32(const unsigned char *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* A 32-bit little-endian value at p. */
+static uint32_t le32(const unsigned char *p)
+{
+	return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
 /* SQLite's WAL checksum of n bytes (n a multiple of 8) at p, continuing s[2]: words in
  * big-endian order when `big`, else little-endian. */
 static void wal_cksum(bool big, const unsigned char *p, size_t n, uint32_t s[2])
@@ -40,8 +46,8 @@ static void wal_cksum(bool big, const unsigned char *p, size_t n, uint32_t s[2])
 			a = be32(p + i);
 			b = be32(p + i + 4);
 		} else {
-			memcpy(&a, p + i, 4);
-			memcpy(&b, p + i + 4, 4);
+			a = le32(p + i);
+			b = le32(p + i + 4);
 		}
 		s0 += a + s1;
 		s1 += b + s0;
