@@ -264,8 +264,10 @@ void session_finish(struct sup *s)
 	char left[600] = "";
 	bool left_fleet = true;
 
-	/* The loop is over: what is still committed syncs in the database. */
+	/* The loop is over: what is still committed syncs in the database, and checkpoints
+	 * run in the commits (none waits for the thread, which wakes the loop no more). */
 	sync_finish(s);
+	store_ckpt_foreground(s->st);
 	if (!s->writes_off) {
 		writer_flush(s);
 		/* Several supervisors: leaving is the last fence (one declared lost writes

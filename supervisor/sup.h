@@ -510,6 +510,7 @@ struct sup {
 	size_t op_nspare;
 	uv_timer_t commit_timer;
 	bool commit_armed;
+	uv_async_t ckpt_wake; /* the checkpoints' thread ended one (writer_ckpt_ended) */
 	bool commit_retrying; /* the timer waits to retry a failed commit */
 	/* The connection was lost before the COMMIT of a round with leases answered: the
 	 * leases (grants) wait until the retry learns whether it committed (writer.c). */

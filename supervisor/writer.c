@@ -20,6 +20,7 @@
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
 #include "common/log.h"
+#include "common/store/store_checkpoint.h"
 #include "common/store/store_fleet.h"
 #include "common/util.h"
 
@@ -29,6 +30,22 @@
 
 static void writer_timer_cb(uv_timer_t *t);
 static void writer_commit(struct sup *s, bool heartbeat);
+static void writer_arm(struct sup *s, uint64_t ms);
+
+/* On the checkpoints' thread, as one ends: wake the loop. */
+static void writer_ckpt_ended(void *arg)
+{
+	struct sup *s = arg;
+
+	uv_async_send(&s->ckpt_wake);
+}
+
+/* Back on the loop after a checkpoint of the thread's ended: a commit held for it
+ * happens now. */
+static void writer_ckpt_wake_cb(uv_async_t *h)
+{
+	writer_sync_ended(h->data);
+}
 
 /* Initialise the commit timer, the round's handle and how commits reach the disk. */
 void writer_init(struct sup *s)
@@ -38,6 +55,25 @@ void writer_init(struct sup *s)
 	uv_check_init(s->loop, &s->round_check);
 	s->round_check.data = s;
 	sync_init(s, writer_release);
+	/* The checkpoints' thread, if any, catches up with the log while commits wait. */
+	if (uv_async_init(s->loop, &s->ckpt_wake, writer_ckpt_wake_cb) == 0) {
+		s->ckpt_wake.data = s;
+		uv_unref((uv_handle_t *)&s->ckpt_wake);
+		store_ckpt_notify(s->st, writer_ckpt_ended, s);
+	}
+}
+
+/* Whether the commit is to wait for the checkpoints' thread to catch up with the log;
+ * if so, it happens when the thread is done (writer_ckpt_wake_cb), or at the latest when
+ * the commit timer armed here fires. */
+static bool writer_ckpt_holds(struct sup *s)
+{
+	uint64_t ms;
+
+	if (!store_ckpt_holding(s->st, &ms))
+		return false;
+	writer_arm(s, ms);
+	return true;
 }
 
 /* The loop turn's I/O is done: commit its round if it has anything urgent or leases to
@@ -615,8 +651,9 @@ static void writer_commit(struct sup *s, bool heartbeat)
 	/* First the round whose COMMIT was not answered: committed or not. */
 	if (s->round_doubt && writer_settle(s) != 0)
 		return;
-	/* While an fsync runs, gather (writer_release asks for the round when it ends). */
-	if (!heartbeat && sync_waiting(s)) {
+	/* While an fsync runs, gather (writer_release asks for the round when it ends);
+	 * likewise while the checkpoints' thread catches up with the log. */
+	if (!heartbeat && (sync_waiting(s) || writer_ckpt_holds(s))) {
 		s->commit_deferred = true;
 		return;
 	}

@@ -193,3 +193,22 @@ def test_a_checkpoint_leaves_the_loop_free(tmp):
     assert sup.stop_now() == 0, sup.stderr()
     assert sql(url, "SELECT count(*), count(ended_at) FROM attempts") == [(3000, 3000)]
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_the_database_file_is_synced_off_the_loop(tmp):
+    # Every checkpoint of a drain's log, the catch-up that lets the log start again
+    # included, copies and syncs on the checkpoints' thread while commits wait: the loop
+    # syncs the database file only when the store closes it at the end.
+    url = new_db(tmp, runs=300, phases=10)
+    env = shim_env(tmp, url)
+    del env["AUTOPACK_SHIM_DURABLE"]
+    env["AUTOPACK_SHIM_PATH"] = os.path.realpath(url[len("sqlite:///"):])
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--synchronous", "full",
+                     "--exit-when-drained", env=env)
+    assert sup.wait(timeout=300) == 0, sup.stderr()
+    with open(os.path.join(str(tmp), "shim.log")) as f:
+        who = [line.split()[3] for line in f if line.startswith("start ")]
+    assert who.count("thread") >= 2, who
+    assert who.count("main") <= 1, who
+    assert sql(url, "SELECT count(*), count(ended_at) FROM attempts") == [(3000, 3000)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]

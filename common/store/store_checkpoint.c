@@ -279,17 +279,31 @@ struct ckpt_bg {
 	} state;
 	int asked_frames;
 	struct ckpt_result result;
+	void (*notify)(void *arg); /* called on the thread as each checkpoint ends, or NULL */
+	void *notify_arg;
 };
+
+/* How long commits wait for the thread's catch-up before they go on all the same (the
+ * log then starts again at a later turn). */
+#define CKPT_HOLD_MS 200
 
 /* Sync the database file after checkpoint r of connection h, which SQLite syncs only
  * when it copied the whole log: the pages it copied are then on disk, and the
- * checkpoint in the commit that copies the rest syncs only those. A failure is r's. */
-static void ckpt_bg_sync(sqlite3 *h, struct ckpt_result *r)
+ * checkpoint that copies the rest syncs only those. Nothing to do when r copied nothing
+ * (`before`: the wal-index state before it, if known) or SQLite synced (the whole log
+ * copied). A failure is r's. */
+static void ckpt_bg_sync(sqlite3 *h, const struct ckpt_wal_state *before, struct ckpt_result *r)
 {
 	sqlite3_file *f = NULL;
 	int rc;
 
 	if (r->rc != SQLITE_OK)
+		return;
+	if (r->wal_ok && r->wal.backfill == r->wal.frames)
+		return;
+	if (r->wal_ok && before != NULL &&
+	    memcmp(before->salt, r->wal.salt, sizeof before->salt) == 0 &&
+	    before->backfill == r->wal.backfill)
 		return;
 	if (sqlite3_file_control(h, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
 	    f == NULL || f->pMethods == NULL)
@@ -307,7 +321,11 @@ static void ckpt_bg_sync(sqlite3 *h, struct ckpt_result *r)
 static void *ckpt_bg_main(void *arg)
 {
 	struct ckpt_bg *b = arg;
+	struct ckpt_wal_state before;
 	struct ckpt_result r;
+	bool known;
+	void (*notify)(void *);
+	void *notify_arg;
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
@@ -316,13 +334,21 @@ static void *ckpt_bg_main(void *arg)
 		if (b->state == CKPT_STOP)
 			break;
 		pthread_mutex_unlock(&b->lock);
+		known = ckpt_wal_read(db_sqlite_handle(b->db), &before);
 		ckpt_run(b->c, db_sqlite_handle(b->db), &r);
-		ckpt_bg_sync(db_sqlite_handle(b->db), &r);
+		ckpt_bg_sync(db_sqlite_handle(b->db), known ? &before : NULL, &r);
 		pthread_mutex_lock(&b->lock);
 		if (b->state == CKPT_ASKED) {
 			b->result = r;
 			b->state = CKPT_DONE;
 			pthread_cond_broadcast(&b->wake);
+			notify = b->notify;
+			notify_arg = b->notify_arg;
+			if (notify != NULL) {
+				pthread_mutex_unlock(&b->lock);
+				notify(notify_arg);
+				pthread_mutex_lock(&b->lock);
+			}
 		}
 	}
 	pthread_mutex_unlock(&b->lock);
@@ -349,8 +375,10 @@ static bool ckpt_bg_idle(struct store_ckpt *c)
 		b->state = CKPT_IDLE;
 	}
 	pthread_mutex_unlock(&b->lock);
-	if (done)
+	if (done) {
+		c->holding = false;
 		ckpt_outcome(c, &r, frames);
+	}
 	return idle;
 }
 
@@ -377,6 +405,7 @@ static void ckpt_bg_stop(struct store_ckpt *c)
 	db_close(b->db);
 	free(b);
 	c->bg = NULL;
+	c->holding = false;
 }
 
 /* Free a record. */
@@ -391,15 +420,28 @@ static void ckpt_free(struct store_ckpt *c)
 	free(c);
 }
 
+/* Ask the thread for a checkpoint of the log's `frames`. */
+static void ckpt_bg_ask(struct store_ckpt *c, int frames)
+{
+	pthread_mutex_lock(&c->bg->lock);
+	c->bg->state = CKPT_ASKED;
+	c->bg->asked_frames = frames;
+	pthread_cond_broadcast(&c->bg->wake);
+	pthread_mutex_unlock(&c->bg->lock);
+}
+
 /* After each commit: once the WAL holds `threshold` frames (and, after a failure,
  * `retry_at`), unless the file was written by someone else since the last checkpoint,
  * run a passive one and record its outcome and the file's mtime and size after it.
  * With the thread, the first of each turn of the log runs there (it copies the log and
- * syncs the file) and this returns at once; the next, in the commit, copies and syncs
- * only what was committed while it ran, so that the log, all of it copied, starts again
- * from its beginning at the next commit (one checkpoint on the thread does not get
- * there while commits follow each other). Returns SQLITE_OK always: the commit
- * happened, a failed checkpoint does not undo it. */
+ * syncs the file) and this returns at once; the next copies and syncs only what was
+ * committed while it ran, so that the log, all of it copied, starts again from its
+ * beginning at the next commit (one checkpoint on the thread does not get there while
+ * commits follow each other). That catch-up, and any after it in the same turn (another
+ * connection kept the log from being copied whole, or the commits waited no longer),
+ * runs on the thread too when the owner holds its commits for it (store_ckpt_notify),
+ * else in the commit.
+ * Returns SQLITE_OK always: the commit happened, a failed checkpoint does not undo it. */
 static int ckpt_hook(void *arg, sqlite3 *h, const char *db, int frames)
 {
 	struct store_ckpt *c = arg;
@@ -416,13 +458,13 @@ static int ckpt_hook(void *arg, sqlite3 *h, const char *db, int frames)
 		return SQLITE_OK;
 	if (ckpt_stat(c, &sb) && ckpt_check(c, &sb))
 		return SQLITE_OK;
-	if (c->bg != NULL && !c->bg_turn) {
+	if (c->bg != NULL && (!c->bg_turn || c->bg->notify != NULL)) {
+		if (c->bg_turn) {
+			c->holding = true;
+			c->hold_ms = clock_mono_ms();
+		}
 		c->bg_turn = true;
-		pthread_mutex_lock(&c->bg->lock);
-		c->bg->state = CKPT_ASKED;
-		c->bg->asked_frames = frames;
-		pthread_cond_broadcast(&c->bg->wake);
-		pthread_mutex_unlock(&c->bg->lock);
+		ckpt_bg_ask(c, frames);
 		return SQLITE_OK;
 	}
 	ckpt_run(c, h, &r);
@@ -523,6 +565,32 @@ bool store_ckpt_background(struct store *st, char *msg, size_t len)
 		return false;
 	}
 	c->bg = b;
+	return true;
+}
+
+void store_ckpt_notify(struct store *st, void (*done)(void *arg), void *arg)
+{
+	struct ckpt_bg *b = st->ckpt != NULL ? st->ckpt->bg : NULL;
+
+	if (b == NULL)
+		return;
+	pthread_mutex_lock(&b->lock);
+	b->notify = done;
+	b->notify_arg = arg;
+	pthread_mutex_unlock(&b->lock);
+}
+
+bool store_ckpt_holding(struct store *st, uint64_t *wait_ms)
+{
+	struct store_ckpt *c = st->ckpt;
+	uint64_t held;
+
+	if (c == NULL || !c->holding || ckpt_bg_idle(c))
+		return false;
+	held = clock_mono_ms() - c->hold_ms;
+	if (held >= CKPT_HOLD_MS)
+		return false;
+	*wait_ms = CKPT_HOLD_MS - held;
 	return true;
 }
 

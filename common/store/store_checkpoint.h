@@ -45,7 +45,9 @@ struct store_ckpt {
 	uint64_t foreign_checkpoints; /* checkpoints by other connections, seen by their trace */
 	uint64_t suspect_ms; /* when a write with no trace was first seen (monotonic), else 0 */
 	struct ckpt_bg *bg;  /* the checkpoints' own thread (store_ckpt_background), or NULL */
-	bool bg_turn;        /* the thread's checkpoint of this turn of the log is made */
+	bool bg_turn;        /* the thread's first checkpoint of this turn of the log is made */
+	bool holding;        /* a catch-up runs: commits wait for it (store_ckpt_holding) */
+	uint64_t hold_ms;    /* when it was asked for (monotonic) */
 	off_t meta_off;      /* where the meta table's page is in the file, and its size */
 	size_t meta_len;     /* (0: not known) */
 	bool head_known;     /* head holds the file's first STORE_CKPT_HEAD bytes, then the */
@@ -68,6 +70,16 @@ void store_ckpt_arm(struct store *st);
  * a moved mtime or size of the file is not judged. Returns true, or false with msg
  * saying why (the checkpoints then stay in the commits). */
 bool store_ckpt_background(struct store *st, char *msg, size_t len);
+/* Have the thread's checkpoints call `done(arg)` on the thread when each one ends (it
+ * must only wake the handle's thread, e.g. uv_async_send), and run the catch-up of each
+ * turn of the log there too: the commit that starts it returns at once, and the handle's
+ * owner holds its commits while it runs (store_ckpt_holding), so that it copies the
+ * whole log and the log starts again at the next commit. Without the thread, nothing. */
+void store_ckpt_notify(struct store *st, void (*done)(void *arg), void *arg);
+/* Whether the commits of handle `st` are to wait for the thread's catch-up; if so,
+ * *wait_ms is the most they wait for it before they go on all the same. What a
+ * checkpoint that ended did is taken as the handle's first. */
+bool store_ckpt_holding(struct store *st, uint64_t *wait_ms);
 /* Run the checkpoints in the commits again: wait for the thread's checkpoint, if one
  * runs, then stop the thread and close its connection. Safe without the thread. */
 void store_ckpt_foreground(struct store *st);

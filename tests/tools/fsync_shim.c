@@ -1,7 +1,9 @@
 /* An LD_PRELOAD shim for the tests of the commit's fsync: fsync and fdatasync of one file
  * (AUTOPACK_SHIM_PATH, a write-ahead log; ending with '/': every file and directory under
  * that directory, and it) are watched, everything else passes through.
- *   AUTOPACK_SHIM_LOG      append "start <ns>" and "end <ns> <rc>" lines (CLOCK_MONOTONIC)
+ *   AUTOPACK_SHIM_LOG      append "start <ns> 0 <who>" and "end <ns> <rc> <who>" lines
+ *                          (CLOCK_MONOTONIC; who: "main" for the process's first thread,
+ *                          else "thread")
  *   AUTOPACK_SHIM_DURABLE  at the start of each call, copy the bytes the file holds then
  *                          (what the call makes durable); once the call returns 0, the
  *                          copy becomes <path>.durable: what a power loss would leave
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,8 +58,9 @@ static void shim_log(const char *what, int rc)
 	if (log == NULL)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	len = snprintf(line, sizeof line, "%s %lld %d\n", what,
-	    (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec, rc);
+	len = snprintf(line, sizeof line, "%s %lld %d %s\n", what,
+	    (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec, rc,
+	    syscall(SYS_gettid) == getpid() ? "main" : "thread");
 	fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd >= 0) {
 		if (write(fd, line, (size_t)len) != len)
