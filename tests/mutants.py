@@ -94,6 +94,12 @@ MUTANTS = [
       "test_1_a_second_name_is_refused_and_the_lock_is_the_files_own",
       "tests/test_unit.py::test_unit[store_open_refuses_a_file_with_two_names_naming_the_"
       "count_and_the_fix]"]),
+    ("stale_wal_applied", "a -wal that does not continue the file beside it is refused",
+     ["tests/test_stale_wal.py::"
+      "test_an_older_copy_put_in_place_after_a_kill_is_refused_and_the_log_kept",
+      "tests/test_stale_wal.py::test_another_databases_log_without_its_meta_page_is_refused",
+      "tests/test_stale_wal.py::"
+      "test_a_log_left_beside_a_replacement_when_the_salvage_cannot_run_is_refused"]),
     ("uuid_served_twice", "a supervisor of a copy is refused while the original is served",
      ["tests/test_one_database.py::"
       "test_2_a_copy_gets_no_control_of_the_original_and_its_own_identity"]),
