@@ -272,37 +272,73 @@ static void nameset_load(struct nameset *ns, json_t *a)
 	json_array_foreach(a, i, v) if (json_is_string(v)) nameset_add(ns, json_string_value(v));
 }
 
-/* Read a saved policy state into p (empty on entry); -1 when it is not a JSON object. */
-static int policy_parse(struct policy *p, const char *state_json)
+/* The most a saved count (of a fingerprint, of zero-yield attempts in a row) may be: one
+ * larger (another program's, a hand edit) would overflow when counted on. */
+#define POLICY_COUNT_MAX 1000000000
+
+/* Read the count `v` saved under `key` (absent: 0) into *n; -1 with `why` naming the key
+ * and the value when it is not an integer from 0 to POLICY_COUNT_MAX. */
+static int policy_count(const json_t *v, const char *key, int64_t *n, char *why, size_t whylen)
+{
+	char *text;
+
+	*n = json_integer_value(v);
+	if (v == NULL || (json_is_integer(v) && *n >= 0 && *n <= POLICY_COUNT_MAX))
+		return 0;
+	text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	snprintf(why, whylen, "%s: %.40s is not a count from 0 to %d", key,
+	    text != NULL ? text : "?", POLICY_COUNT_MAX);
+	free(text);
+	return -1;
+}
+
+/* Read a saved policy state into p (empty on entry); -1 with `why` saying what is wrong
+ * when it is not a JSON object or holds a count that is none. */
+static int policy_parse(struct policy *p, const char *state_json, char *why, size_t whylen)
 {
 	json_t *j = json_loads(state_json != NULL ? state_json : "{}", 0, NULL), *v;
 	const char *k;
+	int rc = 0;
 
 	if (!json_is_object(j)) {
 		json_decref(j);
+		snprintf(why, whylen, "not a JSON object");
 		return -1;
 	}
 #ifdef AUTOPACK_MUTANT_resume_forgets_state
 	json_object_clear(j);
 #endif
-	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v) *
-	    fp_slot(p, k) = json_integer_value(v);
+	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v)
+	{
+		char key[96];
+
+		snprintf(key, sizeof key, "fingerprint_counts[\"%.60s\"]", k);
+		if (rc == 0)
+			rc = policy_count(v, key, fp_slot(p, k), why, whylen);
+	}
 	nameset_load(&p->stopped_fps, json_object_get(j, "stopped_fingerprints"));
 	nameset_load(&p->stopped_runs, json_object_get(j, "stopped_runs"));
 	nameset_load(&p->sampled, json_object_get(j, "sampled_runs"));
 	nameset_load(&p->promising, json_object_get(j, "promising_runs"));
 	nameset_load(&p->deprioritized, json_object_get(j, "deprioritized_runs"));
-	p->consecutive_zero = json_integer_value(json_object_get(j, "consecutive_zero_yield"));
+	if (rc == 0)
+		rc = policy_count(json_object_get(j, "consecutive_zero_yield"),
+		    "consecutive_zero_yield", &p->consecutive_zero, why, whylen);
 	json_decref(j);
-	return 0;
+	return rc;
 }
 
-/* Restore a saved policy state; -1 (logged) when it is not a JSON object. */
+/* Restore a saved policy state; -1 (logged, naming the session and what is wrong) when
+ * it is not a JSON object or holds a count that is none. */
 int policy_load(struct sup *s, const char *state_json)
 {
-	if (policy_parse(&s->pol, state_json) == 0)
+	char why[200];
+
+	if (policy_parse(&s->pol, state_json, why, sizeof why) == 0)
 		return 0;
-	log_error("the session's saved state is not a JSON object; not resuming it");
+	log_error("session %s: drain_sessions.state_json (the saved state of its drain rules): "
+	          "%s; not resuming it",
+	    s->session_id, why);
 	return -1;
 }
 
@@ -417,12 +453,13 @@ static void policy_merge(struct sup *s, const char *stored, bool judge)
 {
 	struct policy *p = &s->pol, now = { 0 };
 	struct policy_news *nw;
+	char why[200];
 
-	if (policy_parse(&now, stored) != 0) {
+	if (policy_parse(&now, stored, why, sizeof why) != 0) {
 		policy_free(&now);
-		log_error("the saved state of session %s is not a JSON object; keeping this"
-		          " supervisor's",
-		    s->session_id);
+		log_error("session %s: drain_sessions.state_json (the saved state of its drain "
+		          "rules): %s; keeping this supervisor's",
+		    s->session_id, why);
 		return;
 	}
 	now.consecutive_zero = p->consecutive_zero;

@@ -91,7 +91,8 @@ struct sup_config {
 	int64_t kill_grace_ms;
 	int64_t commit_window_ms;
 	int64_t commit_max;
-	/* LLM settings sent in every job; the keys go to workers on a pipe (secrets.c). */
+	/* LLM settings sent in every job; the keys go to workers on a pipe, sent on the socket
+	 * each one makes (secrets.c). */
 	const char *llm_provider;
 	const char *llm_base_url;
 	const char *llm_model;
@@ -229,8 +230,10 @@ struct worker {
 	pid_t pid;
 	enum worker_state state;
 	uv_process_t proc;
-	struct chan chan;
-	uv_timer_t hb_timer;    /* heartbeat deadline */
+	uv_poll_t hand;      /* the socket it hands its own over on (proto/hand.h), until it has */
+	int hand_fd;         /* that socket's descriptor, or -1 once closed */
+	struct chan chan;    /* opened on the socket it handed over */
+	uv_timer_t hb_timer; /* heartbeat deadline */
 	uv_timer_t phase_timer; /* phase deadline, then kill grace */
 	int handles;            /* open handles; freed when it reaches 0 */
 	struct lease lease;
@@ -240,6 +243,7 @@ struct worker {
 	bool retire;       /* shut down once idle */
 	bool killed;       /* we signalled it */
 	char *bad_channel; /* why its channel was closed on it (a malformed frame); heap */
+	char *refused;     /* why the socket it handed over was refused; heap */
 	uint64_t born_ms;
 	uint64_t jobs_done;
 	struct worker *next;
@@ -596,9 +600,10 @@ struct sup {
 /* Take the provider keys out of the environment (wiping it, /proc/<pid>/environ's block
  * included) into s->keys, and make the process non-dumpable. */
 void secrets_take(struct sup *s);
-/* A pipe's read end holding the keys, for a worker to inherit: 0 with *fd set (-1 when
- * there are no keys), or a negative errno. */
-int secrets_pipe(struct sup *s, int *fd);
+/* Answer a worker on the socket it handed over and the supervisor vetted: with the read
+ * end of a pipe holding the keys, when there are keys (proto/hand.h). Returns 0 or a
+ * negative errno. */
+int secrets_give(struct sup *s, int sock);
 /* The variable of the configured provider's key when it was not given (or empty), else
  * NULL. */
 const char *secrets_missing(const struct sup *s);

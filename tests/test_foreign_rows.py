@@ -177,3 +177,32 @@ def test_a_phase_limit_below_one_written_by_another_program_sets_no_limit(tmp):
     con.close()
     assert [r[1:] for r in rows] == [("dry_run", None)] * 10, rows
     assert "maxa" not in p.stderr, p.stderr
+
+
+def test_a_dry_run_leaves_the_state_of_a_phase_no_worker_can_be_sent(tmp):
+    """A dry run leaves phase states as they are, also for a phase that cannot be sent
+    to a worker (its scope names more deliverables than a job carries, as another program
+    may store): its attempt ends failed INVALID_JOB, and the dry run made the phase FAILED
+    for good, its tier and run with it."""
+    db = seeded(tmp / "dry.db")
+    con = sqlite3.connect(str(db))
+    con.execute("UPDATE phases SET scope = ? WHERE phase_index = 1",
+                (json.dumps({"deliverables": ["d/%d.py" % i for i in range(5000)]}),))
+    con.commit()
+    before = con.execute("SELECT (SELECT group_concat(state) FROM phases),"
+                         " (SELECT group_concat(state) FROM tiers),"
+                         " (SELECT group_concat(state) FROM runs)").fetchone()
+    con.close()
+    p = dry_drain(tmp, db)
+    assert p.returncode == 0, p.stderr
+    con = sqlite3.connect(str(db))
+    rows = con.execute("SELECT p.phase_index, a.outcome, a.failure_reason FROM attempts a"
+                       " JOIN phases p USING (run_id, phase_id) ORDER BY p.phase_index"
+                       ).fetchall()
+    after = con.execute("SELECT (SELECT group_concat(state) FROM phases),"
+                        " (SELECT group_concat(state) FROM tiers),"
+                        " (SELECT group_concat(state) FROM runs)").fetchone()
+    con.close()
+    assert rows[1] == (1, "failed", "INVALID_JOB"), rows
+    assert [r[1] for r in rows[:1] + rows[2:]] == ["dry_run"] * 9, rows
+    assert after == before, (before, after)
