@@ -15,6 +15,7 @@
 #include "common/utf8.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -509,13 +510,57 @@ void policy_saved(struct sup *s)
 	policy_news_free(&s->pol.news);
 }
 
-/* Read what the other supervisors of the session decided and carry it out. */
+/* Hold the news aside while the group that merged them is in doubt. */
+void policy_hold(struct sup *s)
+{
+	struct policy *p = &s->pol;
+
+	assert(p->held.nfps == 0 && p->held.stopped_runs.n == 0 && p->held.sampled.n == 0);
+	p->held = p->news;
+	memset(&p->news, 0, sizeof p->news);
+}
+
+/* Move the names of `from` into `to` (once each); `from` is emptied. */
+static void nameset_move(struct nameset *to, struct nameset *from)
+{
+	for (size_t i = 0; i < from->n; i++)
+		nameset_add(to, from->v[i]);
+	nameset_free(from);
+}
+
+/* Settle the held news: forgotten once committed, else news again before the others. */
+void policy_held(struct sup *s, bool committed)
+{
+	struct policy_news *h = &s->pol.held, *nw = &s->pol.news;
+
+	if (!committed) {
+		h->fps = xrealloc(h->fps, (h->nfps + nw->nfps + 1) * sizeof *h->fps);
+		if (nw->nfps > 0)
+			memcpy(h->fps + h->nfps, nw->fps, nw->nfps * sizeof *nw->fps);
+		h->nfps += nw->nfps;
+		free(nw->fps);
+		nw->fps = NULL;
+		nw->nfps = 0;
+		nameset_move(&h->stopped_fps, &nw->stopped_fps);
+		nameset_move(&h->sampled, &nw->sampled);
+		nameset_move(&h->promising, &nw->promising);
+		nameset_move(&h->deprioritized, &nw->deprioritized);
+		nameset_move(&h->stopped_runs, &nw->stopped_runs);
+		*nw = *h;
+		memset(h, 0, sizeof *h);
+		return;
+	}
+	policy_news_free(h);
+}
+
+/* Read what the other supervisors of the session decided and carry it out (not while a
+ * group is in doubt: its news, held aside, would be missing from the view). */
 void policy_sync(struct sup *s)
 {
 	struct store_err err;
 	char *stored = NULL;
 
-	if (s->fleet_id == 0 || s->cfg.dry_run || db_in_transaction(s->st->db))
+	if (s->fleet_id == 0 || s->cfg.dry_run || db_in_transaction(s->st->db) || s->commit_doubt)
 		return;
 	if (store_fleet_session_state(s->sd, s->session_id, false, &stored, &err) != 0) {
 		log_error("%s", err.text);
@@ -535,6 +580,8 @@ void policy_release_run(struct sup *s, const char *run_id)
 	/* Not yet saved decisions would put the run back in the saved state. */
 	nameset_remove(&s->pol.news.stopped_runs, run_id);
 	nameset_remove(&s->pol.news.deprioritized, run_id);
+	nameset_remove(&s->pol.held.stopped_runs, run_id);
+	nameset_remove(&s->pol.held.deprioritized, run_id);
 	s->pol.dirty = s->pol.dirty || was;
 }
 
@@ -552,6 +599,7 @@ void policy_free(struct policy *p)
 	nameset_free(&p->deprioritized);
 	nameset_free(&p->stopped_runs);
 	policy_news_free(&p->news);
+	policy_news_free(&p->held);
 	p->fps = NULL;
 	p->nfps = 0;
 }

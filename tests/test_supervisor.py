@@ -804,9 +804,17 @@ def test_run_import_of_a_fifo_sent_to_the_supervisor_is_refused_without_waiting(
 
 # A worker that reports its call with a token count past the most the wire takes.
 BIG_COUNTS_WORKER = r"""#!/usr/bin/python3
-import os, struct, sys
+import os, socket, struct, sys
 import msgpack
-sock = os.fdopen(3, "r+b", buffering=0)
+# The socket it hands over on fd 3 (proto/hand.h) carries the frames.
+hand = socket.socket(fileno=3)
+mine, theirs = socket.socketpair()
+socket.send_fds(hand, [b"h"], [theirs.fileno()])
+theirs.close()
+hand.close()
+for fd in socket.recv_fds(mine, 1, 1)[1]:
+    os.close(fd)
+sock = os.fdopen(mine.detach(), "r+b", buffering=0)
 def send(msg):
     body = msgpack.packb(dict(msg, v=1), use_bin_type=True)
     sock.write(struct.pack(">I", len(body)) + body)
