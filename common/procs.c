@@ -184,3 +184,19 @@ int procs_session_kill(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, un
 	}
 	return live < 0 ? -1 : killed;
 }
+
+pid_t procs_tracer(pid_t pid)
+{
+	char path[64], line[256];
+	long tracer = -1;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
+			break;
+	fclose(f);
+	return tracer >= 0 ? (pid_t)tracer : -1;
+}

@@ -36,4 +36,8 @@ int procs_session_kill(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, un
 /* For procs_session_kill: keep no child. */
 bool procs_keep_none(pid_t pid, void *ctx);
 
+/* The process tracing `pid` (the TracerPid of /proc/<pid>/status): its pid, 0 when none
+ * does, or -1 when the file cannot be read or holds no such line. */
+pid_t procs_tracer(pid_t pid);
+
 #endif

@@ -208,6 +208,10 @@ static void cmd_adopt_print_scopes(FILE *out, const struct store_adopt_report *r
 	    "phases that cannot be sent to a worker (a drain fails them with INVALID_JOB, no "
 	    "worker and no LLM call)",
 	    r->unsendable, r->n_unsendable);
+	cmd_adopt_print_phases(out,
+	    "phases whose run or tier has no row (the original kept no foreign keys; a drain "
+	    "never dispatches them)",
+	    r->orphans, r->n_orphans);
 }
 
 /* Print the survey: everything the adoption will do, found before changing anything. */
@@ -321,15 +325,16 @@ static json_t *cmd_adopt_findings_json(const struct store_adopt_report *r)
 		json_array_append_new(inserts,
 		    json_pack("{s:s, s:s, s:s?}", "table", r->insert_cols[i].table, "column",
 		        r->insert_cols[i].column, "value", r->insert_cols[i].value));
-	return json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}}", "insert_columns",
-	    inserts, "values", cmd_adopt_values_json(&r->values), "scopes", "object",
-	    (json_int_t)r->scope_forms[STORE_SCOPE_OBJECT], "encoded",
+	return json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}, s:o}",
+	    "insert_columns", inserts, "values", cmd_adopt_values_json(&r->values), "scopes",
+	    "object", (json_int_t)r->scope_forms[STORE_SCOPE_OBJECT], "encoded",
 	    (json_int_t)r->scope_forms[STORE_SCOPE_ENCODED], "path",
 	    (json_int_t)r->scope_forms[STORE_SCOPE_PATH], "none",
 	    (json_int_t)r->scope_forms[STORE_SCOPE_NONE], "buckets", (json_int_t)r->scope_buckets,
 	    "uninterpretable", cmd_adopt_phases_json(r->bad_scopes, r->n_bad_scopes),
 	    "no_deliverables", cmd_adopt_phases_json(r->no_deliverables, r->n_no_deliverables),
-	    "unsendable", cmd_adopt_phases_json(r->unsendable, r->n_unsendable));
+	    "unsendable", cmd_adopt_phases_json(r->unsendable, r->n_unsendable), "orphans",
+	    cmd_adopt_phases_json(r->orphans, r->n_orphans));
 }
 
 /* Return what the adoption did (or, for a survey, would do) as JSON. */

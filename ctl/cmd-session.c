@@ -4,6 +4,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,14 +25,15 @@ static const struct option cmd_session_show_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Return true if `pid` is a live autopack-supervisor process. */
+/* Return true if `pid` is a live autopack-supervisor process. A pid past what pid_t holds
+ * (another program's, a hand edit) is none: cut to pid_t, 4294967297 was pid 1. */
 static bool cmd_session_pid_alive(int64_t pid)
 {
 	char comm[64] = "";
 	char *p;
 	FILE *f;
 
-	if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+	if (pid <= 0 || pid > INT_MAX || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
 		return false;
 	p = xasprintf("/proc/%lld/comm", (long long)pid);
 	f = fopen(p, "r");

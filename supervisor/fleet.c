@@ -222,7 +222,7 @@ static void fleet_read_started(struct sup *s)
 	struct store_err err;
 	int64_t n;
 
-	if (s->cfg.batch_size <= 0 || s->round_doubt || db_in_transaction(s->st->db))
+	if (s->cfg.batch_size <= 0 || s->commit_doubt || db_in_transaction(s->st->db))
 		return;
 	if (store_fleet_session_started(s->sd, s->session_id, &n, &err) != 0) {
 		log_error("%s", err.text);
@@ -338,9 +338,9 @@ static bool fleet_confirm(struct sup *s)
 
 	if (fleet_live_known(s))
 		return true;
-	/* A round in doubt is settled first, by the writer: its transaction may still hold
-	 * this supervisor's row. */
-	if (s->writes_off || s->round_doubt || db_in_transaction(s->st->db))
+	/* A group in doubt is settled first, by the writer: its transaction may still hold
+	 * this supervisor's row, whose version says whether it committed. */
+	if (s->writes_off || s->commit_doubt || db_in_transaction(s->st->db))
 		return false;
 	if (store_fleet_confirm(s->sd, &lost, &err) != 0) {
 		log_error("%s", err.text);
@@ -626,7 +626,7 @@ static void fleet_check_drained(struct sup *s)
 	int64_t open, orphaned;
 
 	if (!s->cfg.exit_when_drained || s->stopping || s->in_flight > 0 || s->ops_n > 0 ||
-	    s->round_doubt)
+	    s->commit_doubt)
 		return;
 	if (s->queued == 0)
 		fleet_refresh(s, true);

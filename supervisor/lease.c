@@ -197,9 +197,12 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 		c.zero_yield = fp_zero_yield_reason(&y);
 	}
 	lease_log_end(w, &c);
-	/* A job no worker can take never will: the phase fails at once. */
-	c.phase_state = reason == REASON_INVALID_JOB ? PHASE_FAILED :
-	                                               sched_next_state(s, l->phase, outcome);
+	/* A job no worker can take never will: the phase fails at once, but for a dry run,
+	 * which leaves every phase's state as it is. */
+	if (reason == REASON_INVALID_JOB)
+		c.phase_state = s->cfg.dry_run ? PHASE_STATE_NONE : PHASE_FAILED;
+	else
+		c.phase_state = sched_next_state(s, l->phase, outcome);
 	/* A call refused for its key is not the phase's fault either: the phase goes back to
 	 * the queue rather than fail for good on its last attempt (the key is fixed by a
 	 * restart, which should find it queued). */

@@ -344,6 +344,6 @@ void lifecycle_check_done(struct sup *s)
 	}
 	/* An fsync on the threadpool is waited for even when writing was given up. */
 	if (s->stopping && s->live == 0 && !s->sync.running &&
-	    ((s->ops_n == 0 && s->sync.nheld == 0 && !s->round_doubt) || s->writes_off))
+	    ((s->ops_n == 0 && s->sync.nheld == 0 && !s->commit_doubt) || s->writes_off))
 		uv_stop(s->loop);
 }

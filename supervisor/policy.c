@@ -15,6 +15,7 @@
 #include "common/utf8.h"
 #include "common/util.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -271,37 +272,73 @@ static void nameset_load(struct nameset *ns, json_t *a)
 	json_array_foreach(a, i, v) if (json_is_string(v)) nameset_add(ns, json_string_value(v));
 }
 
-/* Read a saved policy state into p (empty on entry); -1 when it is not a JSON object. */
-static int policy_parse(struct policy *p, const char *state_json)
+/* The most a saved count (of a fingerprint, of zero-yield attempts in a row) may be: one
+ * larger (another program's, a hand edit) would overflow when counted on. */
+#define POLICY_COUNT_MAX 1000000000
+
+/* Read the count `v` saved under `key` (absent: 0) into *n; -1 with `why` naming the key
+ * and the value when it is not an integer from 0 to POLICY_COUNT_MAX. */
+static int policy_count(const json_t *v, const char *key, int64_t *n, char *why, size_t whylen)
+{
+	char *text;
+
+	*n = json_integer_value(v);
+	if (v == NULL || (json_is_integer(v) && *n >= 0 && *n <= POLICY_COUNT_MAX))
+		return 0;
+	text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	snprintf(why, whylen, "%s: %.40s is not a count from 0 to %d", key,
+	    text != NULL ? text : "?", POLICY_COUNT_MAX);
+	free(text);
+	return -1;
+}
+
+/* Read a saved policy state into p (empty on entry); -1 with `why` saying what is wrong
+ * when it is not a JSON object or holds a count that is none. */
+static int policy_parse(struct policy *p, const char *state_json, char *why, size_t whylen)
 {
 	json_t *j = json_loads(state_json != NULL ? state_json : "{}", 0, NULL), *v;
 	const char *k;
+	int rc = 0;
 
 	if (!json_is_object(j)) {
 		json_decref(j);
+		snprintf(why, whylen, "not a JSON object");
 		return -1;
 	}
 #ifdef AUTOPACK_MUTANT_resume_forgets_state
 	json_object_clear(j);
 #endif
-	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v) *
-	    fp_slot(p, k) = json_integer_value(v);
+	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v)
+	{
+		char key[96];
+
+		snprintf(key, sizeof key, "fingerprint_counts[\"%.60s\"]", k);
+		if (rc == 0)
+			rc = policy_count(v, key, fp_slot(p, k), why, whylen);
+	}
 	nameset_load(&p->stopped_fps, json_object_get(j, "stopped_fingerprints"));
 	nameset_load(&p->stopped_runs, json_object_get(j, "stopped_runs"));
 	nameset_load(&p->sampled, json_object_get(j, "sampled_runs"));
 	nameset_load(&p->promising, json_object_get(j, "promising_runs"));
 	nameset_load(&p->deprioritized, json_object_get(j, "deprioritized_runs"));
-	p->consecutive_zero = json_integer_value(json_object_get(j, "consecutive_zero_yield"));
+	if (rc == 0)
+		rc = policy_count(json_object_get(j, "consecutive_zero_yield"),
+		    "consecutive_zero_yield", &p->consecutive_zero, why, whylen);
 	json_decref(j);
-	return 0;
+	return rc;
 }
 
-/* Restore a saved policy state; -1 (logged) when it is not a JSON object. */
+/* Restore a saved policy state; -1 (logged, naming the session and what is wrong) when
+ * it is not a JSON object or holds a count that is none. */
 int policy_load(struct sup *s, const char *state_json)
 {
-	if (policy_parse(&s->pol, state_json) == 0)
+	char why[200];
+
+	if (policy_parse(&s->pol, state_json, why, sizeof why) == 0)
 		return 0;
-	log_error("the session's saved state is not a JSON object; not resuming it");
+	log_error("session %s: drain_sessions.state_json (the saved state of its drain rules): "
+	          "%s; not resuming it",
+	    s->session_id, why);
 	return -1;
 }
 
@@ -416,12 +453,13 @@ static void policy_merge(struct sup *s, const char *stored, bool judge)
 {
 	struct policy *p = &s->pol, now = { 0 };
 	struct policy_news *nw;
+	char why[200];
 
-	if (policy_parse(&now, stored) != 0) {
+	if (policy_parse(&now, stored, why, sizeof why) != 0) {
 		policy_free(&now);
-		log_error("the saved state of session %s is not a JSON object; keeping this"
-		          " supervisor's",
-		    s->session_id);
+		log_error("session %s: drain_sessions.state_json (the saved state of its drain "
+		          "rules): %s; keeping this supervisor's",
+		    s->session_id, why);
 		return;
 	}
 	now.consecutive_zero = p->consecutive_zero;
@@ -472,13 +510,57 @@ void policy_saved(struct sup *s)
 	policy_news_free(&s->pol.news);
 }
 
-/* Read what the other supervisors of the session decided and carry it out. */
+/* Hold the news aside while the group that merged them is in doubt. */
+void policy_hold(struct sup *s)
+{
+	struct policy *p = &s->pol;
+
+	assert(p->held.nfps == 0 && p->held.stopped_runs.n == 0 && p->held.sampled.n == 0);
+	p->held = p->news;
+	memset(&p->news, 0, sizeof p->news);
+}
+
+/* Move the names of `from` into `to` (once each); `from` is emptied. */
+static void nameset_move(struct nameset *to, struct nameset *from)
+{
+	for (size_t i = 0; i < from->n; i++)
+		nameset_add(to, from->v[i]);
+	nameset_free(from);
+}
+
+/* Settle the held news: forgotten once committed, else news again before the others. */
+void policy_held(struct sup *s, bool committed)
+{
+	struct policy_news *h = &s->pol.held, *nw = &s->pol.news;
+
+	if (!committed) {
+		h->fps = xrealloc(h->fps, (h->nfps + nw->nfps + 1) * sizeof *h->fps);
+		if (nw->nfps > 0)
+			memcpy(h->fps + h->nfps, nw->fps, nw->nfps * sizeof *nw->fps);
+		h->nfps += nw->nfps;
+		free(nw->fps);
+		nw->fps = NULL;
+		nw->nfps = 0;
+		nameset_move(&h->stopped_fps, &nw->stopped_fps);
+		nameset_move(&h->sampled, &nw->sampled);
+		nameset_move(&h->promising, &nw->promising);
+		nameset_move(&h->deprioritized, &nw->deprioritized);
+		nameset_move(&h->stopped_runs, &nw->stopped_runs);
+		*nw = *h;
+		memset(h, 0, sizeof *h);
+		return;
+	}
+	policy_news_free(h);
+}
+
+/* Read what the other supervisors of the session decided and carry it out (not while a
+ * group is in doubt: its news, held aside, would be missing from the view). */
 void policy_sync(struct sup *s)
 {
 	struct store_err err;
 	char *stored = NULL;
 
-	if (s->fleet_id == 0 || s->cfg.dry_run || db_in_transaction(s->st->db))
+	if (s->fleet_id == 0 || s->cfg.dry_run || db_in_transaction(s->st->db) || s->commit_doubt)
 		return;
 	if (store_fleet_session_state(s->sd, s->session_id, false, &stored, &err) != 0) {
 		log_error("%s", err.text);
@@ -498,6 +580,8 @@ void policy_release_run(struct sup *s, const char *run_id)
 	/* Not yet saved decisions would put the run back in the saved state. */
 	nameset_remove(&s->pol.news.stopped_runs, run_id);
 	nameset_remove(&s->pol.news.deprioritized, run_id);
+	nameset_remove(&s->pol.held.stopped_runs, run_id);
+	nameset_remove(&s->pol.held.deprioritized, run_id);
 	s->pol.dirty = s->pol.dirty || was;
 }
 
@@ -515,6 +599,7 @@ void policy_free(struct policy *p)
 	nameset_free(&p->deprioritized);
 	nameset_free(&p->stopped_runs);
 	policy_news_free(&p->news);
+	policy_news_free(&p->held);
 	p->fps = NULL;
 	p->nfps = 0;
 }

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/util.h"
+#include "proto/hand.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -36,6 +37,7 @@ static void worker_handle_closed(uv_handle_t *h)
 		}
 	}
 	free(w->bad_channel);
+	free(w->refused);
 	free(w);
 }
 
@@ -49,14 +51,16 @@ static void worker_mark_retire(struct worker *w, bool retire)
 	w->sup->staying += retire ? -1 : 1;
 }
 
-/* Ask an idle worker to exit, saying why: the supervisor stops, or the pool shrinks. */
+/* Ask an idle worker to exit, saying why: the supervisor stops, or the pool shrinks. One
+ * that has not handed its socket over yet is asked after its hello (worker_idle). */
 static void worker_retire(struct worker *w)
 {
 	struct proto_msg m = { .type = PROTO_SHUTDOWN };
 
 	m.u.shutdown.reason = (char *)(w->sup->stopping ? "stop" : "scale");
 	worker_mark_retire(w, true);
-	worker_send(w, &m, NULL);
+	if (w->hand_fd < 0)
+		worker_send(w, &m, NULL);
 }
 
 /* Tell the scheduler a worker is free, or retire it if the pool is too big. */
@@ -162,6 +166,66 @@ static void worker_chan_close_cb(struct chan *c, const char *why)
 		worker_kill(w, SIGKILL);
 	}
 	worker_handle_closed((uv_handle_t *)&c->pipe);
+}
+
+/* Stop watching the socket a worker hands its own over on, and close it. */
+static void worker_hand_close(struct worker *w)
+{
+	if (w->hand_fd < 0)
+		return;
+	uv_poll_stop(&w->hand);
+	close(w->hand_fd);
+	w->hand_fd = -1;
+	uv_close((uv_handle_t *)&w->hand, worker_handle_closed);
+}
+
+/* hand_vet for worker w's socket `sock`. */
+static int pool_hand_vet(struct worker *w, int sock, char *why, size_t whylen)
+{
+#ifdef AUTOPACK_MUTANT_hand_unvetted
+	return 0;
+#endif
+	return hand_vet(w->pid, sock, why, whylen);
+}
+
+/* Something came on the socket a worker hands its own over on (proto/hand.h). A socket
+ * the worker made itself, which nobody but the supervisor's own tracer traces, gets the
+ * keys and carries the frames from then on; anything else is refused, and the worker
+ * killed (counted as an infrastructure failure): it gets no key and no job. */
+static void worker_hand_cb(uv_poll_t *p, int status, int events)
+{
+	struct worker *w = p->data;
+	struct log_about about = worker_about(w);
+	char why[200];
+	int sock = -1, rc = status < 0 ? status : hand_take(w->hand_fd, &sock);
+
+	(void)events;
+	if (rc == 0)
+		return;
+	worker_hand_close(w);
+	/* A worker that ends before handing anything over: its exit says why. */
+	if (rc == -EPIPE)
+		return;
+	if (rc < 0) {
+		snprintf(why, sizeof why, "it sent no socket of its own to hand over (%s)",
+		    strerror(-rc));
+	} else if (pool_hand_vet(w, sock, why, sizeof why) == 0) {
+		if ((rc = secrets_give(w->sup, sock)) == 0 &&
+		    (rc = uv_pipe_open(&w->chan.pipe, sock)) == 0) {
+			sock = -1; /* the channel's now, closed with it */
+			if ((rc = chan_start(&w->chan)) == 0)
+				return;
+		}
+		snprintf(why, sizeof why, "cannot answer on the socket it handed over: %s",
+		    strerror(-rc));
+	}
+	if (sock >= 0)
+		close(sock);
+	log_about(LOG_ERROR, &about, "worker %d (pid %d) gets no key and no job: %s; killing it",
+	    w->id, (int)w->pid, why);
+	free(w->refused);
+	w->refused = xstrdup(why);
+	worker_kill(w, SIGKILL);
 }
 
 /* Respawn workers up to the target (timer callback after a backoff). */
@@ -300,7 +364,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	struct worker *w = container_of(p, struct worker, proc);
 	struct log_about about = worker_about(w);
 	struct sup *s = w->sup;
-	bool crashed = !w->killed && !w->retire && (status != 0 || sig != 0), hung;
+	bool crashed = (!w->killed && !w->retire && (status != 0 || sig != 0)) || w->refused, hung;
 	char what[128];
 
 	if (sig != 0 || status != 0)
@@ -314,6 +378,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	s->live--;
 	uv_timer_stop(&w->hb_timer);
 	uv_timer_stop(&w->phase_timer);
+	worker_hand_close(w);
 	worker_session_kill(w);
 	hung = w->lease.end_outcome == OUTCOME_HEARTBEAT_LOST;
 	if (w->lease.attempt_id != 0)
@@ -323,6 +388,9 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 		if (hung)
 			snprintf(what, sizeof what, "worker %d (pid %d) stopped answering", w->id,
 			    (int)w->pid);
+		else if (w->refused != NULL)
+			snprintf(what, sizeof what, "worker %d (pid %d) refused: %s", w->id,
+			    (int)w->pid, w->refused);
 		else
 			snprintf(what, sizeof what,
 			    "worker %d (pid %d) exited: status %lld, signal %d", w->id, (int)w->pid,
@@ -358,19 +426,15 @@ static void pool_spawn_failed(struct sup *s, const char *why)
 }
 
 /* Fill the command line and descriptors of a worker: the socket's end `sock` as its fd 3,
- * the keys' pipe (if any) as its fd 4. */
-static void pool_spawn_options(struct sup *s, int sock, int keys_fd, char *args[12],
-    uv_stdio_container_t stdio[5], uv_process_options_t *o)
+ * the one it hands its own socket over on. */
+static void pool_spawn_options(
+    struct sup *s, int sock, char *args[12], uv_stdio_container_t stdio[4], uv_process_options_t *o)
 {
 	int n = 0;
 
 	args[n++] = s->worker_path;
-	args[n++] = (char *)"--fd";
+	args[n++] = (char *)"--handoff-fd";
 	args[n++] = (char *)"3";
-	if (keys_fd >= 0) {
-		args[n++] = (char *)"--keys-fd";
-		args[n++] = (char *)"4";
-	}
 	if (s->cfg.log_file != NULL) {
 		args[n++] = (char *)"--log-file";
 		args[n++] = (char *)s->cfg.log_file;
@@ -388,17 +452,16 @@ static void pool_spawn_options(struct sup *s, int sock, int keys_fd, char *args[
 	stdio[2].data.fd = 2;
 	stdio[3].flags = UV_INHERIT_FD;
 	stdio[3].data.fd = sock;
-	stdio[4].flags = keys_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
-	stdio[4].data.fd = keys_fd;
 	*o = (uv_process_options_t){ .file = s->worker_path,
 		.args = args,
 		.stdio = stdio,
-		.stdio_count = keys_fd >= 0 ? 5 : 4,
+		.stdio_count = 4,
 		.flags = UV_PROCESS_DETACHED,
 		.exit_cb = worker_exit_cb };
 }
 
-/* Take a started worker into the pool: its channel on `sock`, its timers, the list. */
+/* Take a started worker into the pool: the socket `sock` it hands its own over on
+ * watched, its channel (opened on that one), its timers, the list. */
 static void pool_adopt(struct sup *s, struct worker *w, int sock)
 {
 	struct log_about about;
@@ -408,16 +471,18 @@ static void pool_adopt(struct sup *s, struct worker *w, int sock)
 	worker_register(w);
 	chan_init(s->loop, &w->chan, PROTO_FRAME_MAX_DEFAULT, worker_msg_cb, worker_chan_close_cb);
 	w->chan.pipe.data = w;
-	uv_pipe_open(&w->chan.pipe, sock);
+	uv_poll_init(s->loop, &w->hand, sock);
+	w->hand.data = w;
+	w->hand_fd = sock;
+	uv_poll_start(&w->hand, UV_READABLE, worker_hand_cb);
 	uv_timer_init(s->loop, &w->hb_timer);
 	uv_timer_init(s->loop, &w->phase_timer);
 	w->hb_timer.data = w->phase_timer.data = w;
-	w->handles = 4;
+	w->handles = 5;
 	w->heard_ms = uv_now(s->loop);
 	w->heard_lag = lag_note(s);
 	uv_timer_start(&w->hb_timer, worker_hb_cb, (uint64_t)s->cfg.heartbeat_timeout_s * 1000,
 	    (uint64_t)s->cfg.heartbeat_timeout_s * 1000);
-	chan_start(&w->chan);
 	w->next = s->workers;
 	s->workers = w;
 	s->live++;
@@ -428,36 +493,30 @@ static void pool_adopt(struct sup *s, struct worker *w, int sock)
 }
 
 /* Start one worker process in a session of its own (no terminal's or service manager's
- * signal reaches it), with one end of a fresh socketpair as its fd 3 and the keys on a
- * pipe as its fd 4. Returns 0, or -1 when it could not be started (counted, logged, and
- * tried again later). */
+ * signal reaches it), with one end of a fresh socketpair as its fd 3, on which it hands
+ * over the socket its keys and frames travel on once it is not dumpable (proto/hand.h):
+ * it inherits no secret. Returns 0, or -1 when it could not be started (counted, logged,
+ * and tried again later). */
 static int pool_spawn(struct sup *s)
 {
 	struct worker *w;
 	uv_process_options_t o;
-	uv_stdio_container_t stdio[5];
+	uv_stdio_container_t stdio[4];
 	char *args[12];
-	int fds[2], keys_fd, rc;
+	int fds[2], rc;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
 		pool_spawn_failed(s, strerror(errno));
 		return -1;
 	}
-	if ((rc = secrets_pipe(s, &keys_fd)) != 0) {
-		close(fds[0]);
-		close(fds[1]);
-		pool_spawn_failed(s, strerror(-rc));
-		return -1;
-	}
 	w = xcalloc(1, sizeof *w);
 	w->sup = s;
 	w->state = W_STARTING;
+	w->hand_fd = -1;
 	w->born_ms = clock_mono_ms();
-	pool_spawn_options(s, fds[1], keys_fd, args, stdio, &o);
+	pool_spawn_options(s, fds[1], args, stdio, &o);
 	rc = uv_spawn(s->loop, &w->proc, &o);
 	close(fds[1]);
-	if (keys_fd >= 0)
-		close(keys_fd);
 	w->proc.data = w;
 	if (rc != 0) {
 		close(fds[0]);

@@ -458,7 +458,7 @@ bool sched_drained(struct sup *s)
 
 	if (s->fleet_id > 0 && s->fleet_busy) /* work eligible or open elsewhere (fleet.c) */
 		return false;
-	if (s->round_doubt) /* a round's leases wait to be settled (writer.c) */
+	if (s->commit_doubt) /* a group in doubt waits to be settled (writer.c) */
 		return false;
 	return s->in_flight == 0 && s->ops_n == 0 && (s->queued == 0 || capped);
 }

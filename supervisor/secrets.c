@@ -1,11 +1,13 @@
 /* The provider API keys, kept from every process that runs a phase's code: taken out of
  * the supervisor's environment at start (and wiped from the block /proc/<pid>/environ
- * shows), so no worker or check command inherits them; handed to each worker on a pipe
- * it reads once at start (worker/keys.h), never in argv or a frame. */
+ * shows), so no worker or check command inherits them; handed to each worker, once it is
+ * not dumpable, on a pipe sent on the socket it made itself (proto/hand.h), which it reads
+ * once (worker/keys.h); never in argv or a frame. */
 #include "supervisor/sup.h"
 #include "common/envsecret.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proto/hand.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +40,9 @@ void secrets_take(struct sup *s)
 	}
 }
 
-int secrets_pipe(struct sup *s, int *fd)
+/* A pipe's read end holding the keys: 0 with *fd set (-1 when there are no keys), or a
+ * negative errno. */
+static int secrets_pipe(struct sup *s, int *fd)
 {
 	int p[2];
 	size_t at = 0;
@@ -65,6 +69,18 @@ int secrets_pipe(struct sup *s, int *fd)
 	close(p[1]);
 	*fd = p[0];
 	return 0;
+}
+
+int secrets_give(struct sup *s, int sock)
+{
+	int fd, rc = secrets_pipe(s, &fd);
+
+	if (rc != 0)
+		return rc;
+	rc = hand_answer(sock, fd);
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 const char *secrets_missing(const struct sup *s)

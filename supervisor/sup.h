@@ -91,7 +91,8 @@ struct sup_config {
 	int64_t kill_grace_ms;
 	int64_t commit_window_ms;
 	int64_t commit_max;
-	/* LLM settings sent in every job; the keys go to workers on a pipe (secrets.c). */
+	/* LLM settings sent in every job; the keys go to workers on a pipe, sent on the socket
+	 * each one makes (secrets.c). */
 	const char *llm_provider;
 	const char *llm_base_url;
 	const char *llm_model;
@@ -148,6 +149,9 @@ struct policy {
 	int64_t consecutive_zero;
 	bool dirty; /* changed since the last commit */
 	struct policy_news news;
+	/* The news the group whose COMMIT went unanswered merged, held aside until it is
+	 * known whether it committed (policy_hold). */
+	struct policy_news held;
 };
 
 /* What the drain rules decided about one result. */
@@ -226,8 +230,10 @@ struct worker {
 	pid_t pid;
 	enum worker_state state;
 	uv_process_t proc;
-	struct chan chan;
-	uv_timer_t hb_timer;    /* heartbeat deadline */
+	uv_poll_t hand;      /* the socket it hands its own over on (proto/hand.h), until it has */
+	int hand_fd;         /* that socket's descriptor, or -1 once closed */
+	struct chan chan;    /* opened on the socket it handed over */
+	uv_timer_t hb_timer; /* heartbeat deadline */
 	uv_timer_t phase_timer; /* phase deadline, then kill grace */
 	int handles;            /* open handles; freed when it reaches 0 */
 	struct lease lease;
@@ -237,6 +243,7 @@ struct worker {
 	bool retire;       /* shut down once idle */
 	bool killed;       /* we signalled it */
 	char *bad_channel; /* why its channel was closed on it (a malformed frame); heap */
+	char *refused;     /* why the socket it handed over was refused; heap */
 	uint64_t born_ms;
 	uint64_t jobs_done;
 	struct worker *next;
@@ -512,10 +519,14 @@ struct sup {
 	bool commit_armed;
 	uv_async_t ckpt_wake; /* the checkpoints' thread ended one (writer_ckpt_ended) */
 	bool commit_retrying; /* the timer waits to retry a failed commit */
-	/* The connection was lost before the COMMIT of a round with leases answered: the
-	 * leases (grants) wait until the retry learns whether it committed (writer.c). */
-	bool round_doubt;
-	struct fleet_txn doubt_txn; /* the round's transaction on the server */
+	/* The connection was lost before the COMMIT of a group answered: its writes (the
+	 * first doubt_nops of the queue), the acknowledgements they owe, its drain rules'
+	 * news and its round's leases (grants) wait until the retry learns whether it
+	 * committed (writer.c). */
+	bool commit_doubt;
+	int64_t doubt_nops;
+	struct writer_acks doubt_acks;
+	struct fleet_txn doubt_txn; /* the group's transaction on the server */
 	uint64_t doubt_running_ms;  /* since when it was found still in progress, or 0 */
 	int commit_fail_streak;
 	uint64_t last_commit_ms;
@@ -589,9 +600,10 @@ struct sup {
 /* Take the provider keys out of the environment (wiping it, /proc/<pid>/environ's block
  * included) into s->keys, and make the process non-dumpable. */
 void secrets_take(struct sup *s);
-/* A pipe's read end holding the keys, for a worker to inherit: 0 with *fd set (-1 when
- * there are no keys), or a negative errno. */
-int secrets_pipe(struct sup *s, int *fd);
+/* Answer a worker on the socket it handed over and the supervisor vetted: with the read
+ * end of a pipe holding the keys, when there are keys (proto/hand.h). Returns 0 or a
+ * negative errno. */
+int secrets_give(struct sup *s, int sock);
 /* The variable of the configured provider's key when it was not given (or empty), else
  * NULL. */
 const char *secrets_missing(const struct sup *s);
@@ -983,6 +995,12 @@ int policy_load(struct sup *s, const char *state_json);
 int policy_save(struct sup *s, struct store_err *err);
 /* The group that saved the state committed: the news are in the database. */
 void policy_saved(struct sup *s);
+/* The group that merged the news had its COMMIT go unanswered: hold them aside (what is
+ * judged meanwhile is news of its own). */
+void policy_hold(struct sup *s);
+/* What became of the group whose news are held: `committed`, they are saved and
+ * forgotten; else they are news again, before those judged since. */
+void policy_held(struct sup *s, bool committed);
 /* Several supervisors: read the session's saved state (outside a transaction) and carry
  * out what the others decided: runs they stopped or deprioritised are skipped here,
  * runs a retry released are drained again. Logged on failure. */

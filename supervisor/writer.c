@@ -12,11 +12,12 @@
  * failed commit rolls back, keeps the queue and is retried; after COMMIT_MAX_FAILURES
  * failures in a row the supervisor writes nothing more and exits 3. A COMMIT whose answer
  * was lost with the connection to a database server may have committed, or commit later
- * (a cut network leaves the server's session alive): the queue is retried all the same
- * (its writes are recognised when written again), and a round's leases wait until,
- * connected again, the supervisor learns from the server whether the round's transaction
- * committed, ending its old session first if it is still in progress (writer_settle):
- * they then go to their workers, or are undone and dispatched again. */
+ * (a cut network leaves the server's session alive): the group waits, whole, until,
+ * connected again, the supervisor learns whether its transaction committed, ending its old
+ * session first if it is still in progress (writer_settle; the row its heartbeat wrote
+ * says). Committed, it is released as if the COMMIT had answered (acknowledgements, ends
+ * handed back, leases to their workers) and none of it is written again; not, it is
+ * retried with the queue and its leases are undone and dispatched again. */
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
 #include "common/log.h"
@@ -363,6 +364,38 @@ static void writer_failed(struct sup *s, bool lease, const struct store_err *err
 	writer_arm(s, delay);
 }
 
+/* Put the acknowledgements `front` owes before those `a` owes, into a (front emptied): a
+ * pair in both owes the events of both, up to the higher seq. */
+static void writer_acks_merge(struct writer_acks *a, struct writer_acks *front)
+{
+	struct writer_acks t;
+
+	for (size_t i = 0; i < a->n; i++) {
+		size_t j;
+
+		for (j = 0; j < front->n; j++)
+			if (front->v[j].worker_id == a->v[i].worker_id &&
+			    front->v[j].attempt_id == a->v[i].attempt_id)
+				break;
+		if (j == front->n) {
+			if (front->n == front->cap) {
+				front->cap = front->cap != 0 ? 2 * front->cap : 16;
+				front->v = xrealloc(front->v, front->cap * sizeof *front->v);
+			}
+			front->v[front->n++] = a->v[i];
+			continue;
+		}
+		front->v[j].n += a->v[i].n;
+		if (a->v[i].seq > front->v[j].seq)
+			front->v[j].seq = a->v[i].seq;
+	}
+	t = *a;
+	*a = *front;
+	*front = t;
+	a->last = 0;
+	front->n = front->last = 0;
+}
+
 /* Commit the queue in one transaction, then ack and hand back ends. */
 void writer_flush(struct sup *s)
 {
@@ -489,6 +522,8 @@ void writer_free(struct sup *s)
 	s->ops_n = 0;
 	free(s->acks.v);
 	s->acks = (struct writer_acks){ 0 };
+	free(s->doubt_acks.v);
+	s->doubt_acks = (struct writer_acks){ 0 };
 	while ((g = s->group_free) != NULL) {
 		s->group_free = g->next;
 		free(g->grants);
@@ -498,112 +533,142 @@ void writer_free(struct sup *s)
 	op_arena_free_spare(s);
 }
 
-/* The connection was lost before the COMMIT of a round with leases answered: it may have
- * committed, or still commit. The queue is kept and retried as after any failure; the
- * round's transaction (its id and server process, read in the group's heartbeat) is
- * kept, and the leases are neither undone nor handed out: they wait for writer_settle (at
- * the retry). On giving up on the database they are undone, with nothing more written. */
-static void writer_in_doubt(struct sup *s, const struct store_err *err)
+/* The group in doubt did not commit, or is given up on: its writes stay in the queue,
+ * their acknowledgements and its drain rules' news go back to the queue's, its leases are
+ * undone. */
+static void writer_doubt_back(struct sup *s)
 {
+	s->commit_doubt = false;
+	writer_acks_merge(&s->acks, &s->doubt_acks);
+	policy_held(s, false);
+	s->round.undo(s);
+}
+
+/* The connection was lost before the COMMIT of a group answered (`lease`: with the
+ * round's leases): it may have committed, or still commit. Its writes (the queue so far)
+ * are neither written again nor acknowledged, its leases neither undone nor handed out,
+ * until writer_settle (at the retry) learns whether it committed: the acknowledgements
+ * they owe and the drain rules' news it merged are held aside from what comes meanwhile,
+ * and its transaction (its id and server process, read in the group's heartbeat) is kept.
+ * On giving up on the database it is put back, with nothing more written. */
+static void writer_in_doubt(struct sup *s, bool lease, const struct store_err *err)
+{
+	struct writer_acks held = s->doubt_acks;
 	uint64_t delay;
 
 	s->doubt_txn = store_fleet_txn(s->sd);
 	s->doubt_running_ms = 0;
+	s->doubt_nops = s->ops_n;
+	s->doubt_acks = s->acks;
+	s->acks = held;
+	s->acks.n = s->acks.last = 0;
+	policy_hold(s);
+	s->commit_doubt = true;
 	store_drain_rollback(s->sd);
-	log_error("dispatch: the connection was lost before the COMMIT of the round's %zu"
-	          " lease(s) and %lld writes answered: %s; whether it committed is learned once"
-	          " connected again",
-	    s->ngrants, (long long)s->ops_n, err->text);
+	log_error("the connection was lost before the COMMIT of a group of %lld writes and %zu"
+	          " lease(s) answered: %s; whether it committed is learned once connected again",
+	    (long long)s->ops_n, s->ngrants, err->text);
 	sync_group_end(s);
-	delay = lifecycle_write_failed(s, "a dispatch round", err);
+	delay = lifecycle_write_failed(s, lease ? "a dispatch round" : "a group commit", err);
 	if (delay == 0) {
-		s->round.undo(s);
+		writer_doubt_back(s);
 		return;
 	}
-	s->round_doubt = true;
 	s->commit_retrying = true;
 	writer_arm(s, delay);
 }
 
-/* The round in doubt committed: its leases become a group of their own (the queue stays,
- * for the next commit), handed to their workers once durable; while stopping, those
- * without a worker are ended as not started. */
-static void writer_committed_round(struct sup *s)
+/* The group in doubt committed: its writes (the first doubt_nops of the queue), the
+ * acknowledgements they owe and its leases become a committed group, released once
+ * durable as after any commit (the rest of the queue stays, for the next commit; its
+ * events' memory stays with the queue, released after this group); while stopping, the
+ * leases without a worker are ended as not started. */
+static void writer_doubt_committed(struct sup *s)
 {
 	struct commit_group *g = writer_group(s);
+	struct writer_acks acks = g->acks;
+	struct op *last = s->ops_head;
 
+	s->commit_doubt = false;
 	s->commit_fail_streak = 0;
-	g->nops = 0;
-	g->head = NULL;
+	policy_held(s, true);
+	g->nops = s->doubt_nops;
+	g->head = s->doubt_nops > 0 ? s->ops_head : NULL;
+	for (int64_t i = 1; i < s->doubt_nops; i++)
+		last = last->next;
+	if (s->doubt_nops > 0) {
+		s->ops_head = last->next;
+		last->next = NULL;
+		if (s->ops_head == NULL)
+			s->ops_tail = NULL;
+		s->ops_n -= s->doubt_nops;
+	}
+	g->acks = s->doubt_acks;
+	s->doubt_acks = acks;
+	s->doubt_acks.n = s->doubt_acks.last = 0;
 	g->began = uv_hrtime();
-	writer_grants_move(s, g);
+	if (s->ngrants > 0)
+		writer_grants_move(s, g);
 	sync_hold(s, g);
 	if (s->stopping)
 		lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the supervisor is stopping");
 }
 
-/* The round in doubt is still in progress on the server (`why`: its old session was asked
- * to end, or could not be): ask again after COMMIT_RETRY_MS. Its leases stay as they are
- * until then, the supervisor commits nothing and its heartbeat stops; past its lease
- * timeout (the others have declared it lost by then) it gives up on the database and the
- * leases are undone, with nothing more written. */
+/* The group in doubt is still in progress on the server (`why`: its old session was asked
+ * to end, or could not be): ask again after COMMIT_RETRY_MS. It stays as it is until
+ * then, the supervisor commits nothing and its heartbeat stops; past its lease timeout
+ * (the others have declared it lost by then) it gives up on the database and the group
+ * is put back, with nothing more written. */
 static void writer_doubt_running(struct sup *s, const char *why)
 {
 	uint64_t now = clock_mono_ms();
 
 	if (s->doubt_running_ms == 0) {
 		s->doubt_running_ms = now;
-		log_warn("dispatch: %s; the round's leases wait until it has ended", why);
+		log_warn("%s; the group waits until it has ended", why);
 	}
 	if (now - s->doubt_running_ms > (uint64_t)s->cfg.lease_timeout_ms) {
-		log_error("dispatch: the round whose COMMIT was not answered is still in progress"
-		          " on the server after %.1f s: %s",
+		log_error("the group whose COMMIT was not answered is still in progress on the"
+		          " server after %.1f s: %s",
 		    (double)(now - s->doubt_running_ms) / 1000.0, why);
-		lifecycle_give_up(s, "the transaction of a dispatch round in doubt did not end");
-		s->round_doubt = false;
-		s->round.undo(s);
+		lifecycle_give_up(s, "the transaction of a group in doubt did not end");
+		writer_doubt_back(s);
 		return;
 	}
 	s->commit_retrying = true;
 	writer_arm(s, COMMIT_RETRY_MS);
 }
 
-/* Settle the round in doubt: the server says whether its transaction committed or was
- * rolled back; while it is still in progress (its old session ended on request first) the
- * leases wait. Settled, its heartbeat is renewed alone first. Returns 0 once settled; -1
- * when not yet (asked again after a delay, or, on giving up on the database or found
- * declared lost, the leases undone with nothing more written). */
+/* Settle the group in doubt: whether its transaction committed (the row its heartbeat
+ * wrote says, once no transaction holds that row); while it is still in progress (its old
+ * session ended on request first) the group waits. Settled, the heartbeat is renewed alone
+ * first. Returns 0 once settled; -1 when not yet (asked again after a delay, or, on giving
+ * up on the database or found declared lost, the group put back with nothing more
+ * written). */
 static int writer_settle(struct sup *s)
 {
-	uint64_t *ids = xcalloc(s->ngrants, sizeof *ids);
 	enum fleet_txn_state state;
 	struct store_err err;
 	uint64_t delay;
 	bool lost = false;
 	int rc;
 
-	for (size_t i = 0; i < s->ngrants; i++)
-		ids[i] = s->grants[i].attempt_id;
-	rc = store_fleet_txn_settle(s->sd, &s->doubt_txn, ids, s->ngrants, &state, &err);
-	free(ids);
-	/* Once the round's transaction has ended (its lock on this supervisor's row with it),
-	 * whether this supervisor is still live: one declared lost meanwhile hands out nothing
-	 * (the others closed the round's attempts). */
+	rc = store_fleet_txn_settle(s->sd, &s->doubt_txn, &state, &err);
+	/* Once the group's transaction has ended (its lock on this supervisor's row with it),
+	 * whether this supervisor is still live: one declared lost meanwhile writes and hands
+	 * out nothing (the others closed its attempts). */
 	if (rc == 0 && state != FLEET_TXN_RUNNING)
 		rc = store_fleet_confirm(s->sd, &lost, &err);
 	if (rc == 0 && lost) {
+		writer_doubt_back(s);
 		lifecycle_declared_lost(s);
-		s->round_doubt = false;
-		s->round.undo(s);
 		return -1;
 	}
 	if (rc != 0) {
-		log_error(
-		    "dispatch: cannot learn whether the round in doubt committed: %s", err.text);
-		delay = lifecycle_write_failed(s, "a dispatch round", &err);
+		log_error("cannot learn whether the group in doubt committed: %s", err.text);
+		delay = lifecycle_write_failed(s, "a group commit", &err);
 		if (delay == 0) {
-			s->round_doubt = false;
-			s->round.undo(s);
+			writer_doubt_back(s);
 			return -1;
 		}
 		s->commit_retrying = true;
@@ -614,18 +679,18 @@ static int writer_settle(struct sup *s)
 		writer_doubt_running(s, err.text);
 		return -1;
 	}
-	s->round_doubt = false;
 	if (state == FLEET_TXN_ABORTED) {
-		log_warn("dispatch: the round whose COMMIT was not answered had not committed"
-		         " (transaction %lld); its %zu lease(s) are dispatched again",
-		    (long long)s->doubt_txn.xid, s->ngrants);
-		s->round.undo(s);
+		log_warn("the group whose COMMIT was not answered had not committed (transaction"
+		         " %lld); its %lld writes are written again and its %zu lease(s)"
+		         " dispatched again",
+		    (long long)s->doubt_txn.xid, (long long)s->doubt_nops, s->ngrants);
+		writer_doubt_back(s);
 		return 0;
 	}
-	log_warn("dispatch: the round whose COMMIT was not answered had committed (transaction"
-	         " %lld); its %zu lease(s) go to their workers",
-	    (long long)s->doubt_txn.xid, s->ngrants);
-	writer_committed_round(s);
+	log_warn("the group whose COMMIT was not answered had committed (transaction %lld); its"
+	         " %lld writes are not written again and its %zu lease(s) go to their workers",
+	    (long long)s->doubt_txn.xid, (long long)s->doubt_nops, s->ngrants);
+	writer_doubt_committed(s);
 	return 0;
 }
 
@@ -635,7 +700,7 @@ static int writer_settle(struct sup *s)
  * jobs, ends handed back) once durable: at once, or after its fsync (sync.c). */
 static void writer_commit(struct sup *s, bool heartbeat)
 {
-	struct op *head = s->ops_head, *o;
+	struct op *head, *o;
 	uint64_t began = uv_hrtime();
 	struct store_err err;
 	bool lease, committing = false;
@@ -648,9 +713,10 @@ static void writer_commit(struct sup *s, bool heartbeat)
 	s->commit_retrying = false;
 	if (s->writes_off)
 		return;
-	/* First the round whose COMMIT was not answered: committed or not. */
-	if (s->round_doubt && writer_settle(s) != 0)
+	/* First the group whose COMMIT was not answered: committed or not. */
+	if (s->commit_doubt && writer_settle(s) != 0)
 		return;
+	head = s->ops_head;
 	/* While an fsync runs, gather (writer_release asks for the round when it ends);
 	 * likewise while the checkpoints' thread catches up with the log. */
 	if (!heartbeat && (sync_waiting(s) || writer_ckpt_holds(s))) {
@@ -701,9 +767,9 @@ again:
 	lifecycle_check_done(s);
 	return;
 fail:
-	/* Leases whose COMMIT went unanswered may exist: they wait to be settled. */
-	if (lease && committing && s->ngrants > 0 && store_connection_lost(s->st)) {
-		writer_in_doubt(s, &err);
+	/* A COMMIT that went unanswered may have committed: the group waits to be settled. */
+	if (committing && s->fleet_id > 0 && store_connection_lost(s->st)) {
+		writer_in_doubt(s, lease, &err);
 		return;
 	}
 	if (lease)

@@ -43,6 +43,12 @@ MUTANTS = [
       "tests/test_pool.py::test_crashed_attempts_count_toward_the_attempt_limit_then_failed"]),
     ("crash_costs_no_attempt", "a crashed attempt counts toward the attempt limit",
      ["tests/test_pool.py::test_crashed_attempts_count_toward_the_attempt_limit_then_failed"]),
+    ("hand_unvetted", "a worker's keys and frames go only to the socket the process the"
+     " supervisor started made, traced by nobody else",
+     ["tests/test_key_window.py::"
+      "test_the_supervisor_answers_only_the_worker_it_started_and_nobody_else_traces[traced]",
+      "tests/test_key_window.py::"
+      "test_the_supervisor_answers_only_the_worker_it_started_and_nobody_else_traces[impostor]"]),
     ("respawn_without_backoff", "dead workers are replaced with doubling backoff",
      ["tests/test_pool.py::"
       "test_dead_workers_are_replaced_with_doubling_backoff_until_a_crash_loop"]),
@@ -88,6 +94,12 @@ MUTANTS = [
       "test_1_a_second_name_is_refused_and_the_lock_is_the_files_own",
       "tests/test_unit.py::test_unit[store_open_refuses_a_file_with_two_names_naming_the_"
       "count_and_the_fix]"]),
+    ("stale_wal_applied", "a -wal that does not continue the file beside it is refused",
+     ["tests/test_stale_wal.py::"
+      "test_an_older_copy_put_in_place_after_a_kill_is_refused_and_the_log_kept",
+      "tests/test_stale_wal.py::test_another_databases_log_without_its_meta_page_is_refused",
+      "tests/test_stale_wal.py::"
+      "test_a_log_left_beside_a_replacement_when_the_salvage_cannot_run_is_refused"]),
     ("uuid_served_twice", "a supervisor of a copy is refused while the original is served",
      ["tests/test_one_database.py::"
       "test_2_a_copy_gets_no_control_of_the_original_and_its_own_identity"]),

@@ -24,9 +24,10 @@ def _free_port():
 
 class Cluster:
     """One running server: `port`, `dir` (also its socket directory), and databases made
-    on demand."""
+    on demand; `options`, more of the server's settings ("-c name=value ...")."""
 
-    def __init__(self):
+    def __init__(self, options=""):
+        self.options = options
         self.dir = tempfile.mkdtemp(prefix="autopack-pg-", dir="/tmp")
         self.as_root = os.geteuid() == 0
         if self.as_root:
@@ -55,7 +56,8 @@ class Cluster:
             port = self.port or _free_port()
             proc = self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", self.log,
                               "-o", "-k %s -p %d -c listen_addresses=127.0.0.1 -c fsync=off"
-                              " -c max_connections=200" % (self.dir, port), "-w", "start"],
+                              " -c max_connections=200 %s" % (self.dir, port, self.options),
+                              "-w", "start"],
                              check=False)
             if proc.returncode == 0:
                 self.port = port

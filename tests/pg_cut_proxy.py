@@ -1,13 +1,16 @@
 """A TCP proxy between a supervisor and the suite's PostgreSQL server that loses the
 answer of one COMMIT: the K-th COMMIT of a transaction that opened attempts (a dispatch
-round's claim; with `writes`, of one that wrote events and opened none) is either sent to the server and its answer dropped with the connection
+round's claim; with `writes`, of one that wrote events and opened none; with `ran`, a list
+of statements' first words, of one that ran each of them) is either sent to the server and
+its answer dropped with the connection
 (the transaction commits, the client learns nothing: `landed`), dropped with the
 connection before the server sees it (the transaction is rolled back: `lost`), or held
 while only the client's side is cut, as a cut network would, the server's session left
 waiting inside the transaction (`held`): release() then sends it to the server, late,
 and `late` says what became of it ("committed", or "ended": the session was gone).
 Every other byte passes through untouched, and connections made after the cut pass
-through too."""
+through too; with `gate`, only once open() was called (until then they wait to be
+accepted, and nothing reaches the server)."""
 import re
 import socket
 import threading
@@ -23,11 +26,14 @@ EVENTS_PARSE = re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00INSERT INTO events ")
 
 
 class CutProxy:
-    def __init__(self, port, mode, nth, writes=False):
+    def __init__(self, port, mode, nth, writes=False, ran=None, gate=False):
         assert mode in ("landed", "lost", "held")
         self.upstream = port
         self.mode = mode
         self.writes = writes
+        # The Parse messages of the statements a counted transaction runs, each.
+        self.ran = [re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00" + re.escape(sql))
+                    for sql in (ran or [])]
         self.nth = nth
         self.claims = 0
         self.cut = threading.Event()
@@ -38,6 +44,9 @@ class CutProxy:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.closed = False
+        self.gate = threading.Event()
+        if not gate:
+            self.gate.set()
         self.held = None  # (conn, the COMMIT's bytes) while held
         self.late = None
         self.late_done = threading.Event()
@@ -49,6 +58,10 @@ class CutProxy:
     def close(self):
         self.closed = True
         self.sock.close()
+
+    def open(self):
+        """Let the connections made after the cut through."""
+        self.gate.set()
 
     def release(self):
         """Send the held COMMIT to the server; late_done is set once the server answered
@@ -75,9 +88,12 @@ class CutProxy:
                 client, _ = self.sock.accept()
             except OSError:
                 return
+            if self.cut.is_set():
+                self.gate.wait()
             server = socket.create_connection(("127.0.0.1", self.upstream))
             conn = {"client": client, "server": server, "stream": b"", "txn": 0,
-                    "names": set(), "events": set(), "drop": False, "held": False}
+                    "names": set(), "events": set(), "drop": False, "held": False,
+                    "ran": [set() for _ in self.ran]}
             threading.Thread(target=self._up, args=(conn,), daemon=True).start()
             threading.Thread(target=self._down, args=(conn,), daemon=True).start()
 
@@ -103,7 +119,10 @@ class CutProxy:
 
     def _to_cut(self, conn):
         """Whether the transaction open on conn is of the kind whose COMMIT is counted:
-        it ran the claim or, with `writes`, inserted events and ran no claim."""
+        it ran the claim or, with `writes`, inserted events and ran no claim, or, with
+        `ran`, each of those statements."""
+        if self.ran:
+            return all(self._bound_in_txn(conn, names) for names in conn["ran"])
         claimed = self._bound_in_txn(conn, conn["names"])
         if not self.writes:
             return claimed
@@ -124,6 +143,9 @@ class CutProxy:
                 conn["names"].add(m.group(1).decode())
             for m in EVENTS_PARSE.finditer(conn["stream"]):
                 conn["events"].add(m.group(1).decode())
+            for parse, names in zip(self.ran, conn["ran"]):
+                for m in parse.finditer(conn["stream"]):
+                    names.add(m.group(1).decode())
             if BEGIN in data:
                 conn["txn"] = len(conn["stream"]) - len(data) + data.rindex(BEGIN)
             if COMMIT in data and not self.cut.is_set() and self._to_cut(conn):

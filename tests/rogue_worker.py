@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """A scripted worker for protocol tests: started by the supervisor in place of
-autopack-worker (--worker), it speaks the real wire format on fd 3 and behaves as
+autopack-worker (--worker), it hands the supervisor a socket of its own on fd 3
+(--handoff-fd 3, proto/hand.h), speaks the real wire format on it and behaves as
 ROGUE_MODE says:
 
   abuse      for each job: an event naming another database, an event for another
              attempt, a valid event, the same event again, then a success result
   good       for each job: (once ROGUE_GO exists, if set, and after ROGUE_DELAY seconds,
              if set) one valid event, then a success result
+  fail       for each job: (once ROGUE_GO exists, if set, and after ROGUE_DELAY seconds,
+             if set) one valid event, then a failed result with the fingerprint
+             "fp RUN/PHASE" (one fingerprint per phase)
   garbage    sends bytes that are not a frame after its hello
   silent     takes a job and then sends nothing at all
   hang       takes a job and sends heartbeats for it, but never a result
@@ -26,6 +30,11 @@ ROGUE_MODE says:
              each ack it reads the database named in the job (read-only) and writes
              {"ack": seq, "rows": [seqs of the attempt's rows]} to ROGUE_LOG; then a
              success result
+  traced     as good, but a child of its own traces it (PTRACE_SEIZE) from before it
+             hands its socket over, as a process of its user that attached while it
+             started would
+  impostor   a child of its own makes the socket pair and hands one end over in its
+             name, as a process of its user that duplicated its fd 3 would
   durable    as ackcheck, but what it reads is what a power loss would leave: the
              database file with the copy of its write-ahead log that the last completed
              fsync made durable (<db>-wal.durable, kept by tests/tools/fsync_shim.c); at
@@ -34,11 +43,13 @@ ROGUE_MODE says:
 If the file ROGUE_CRASH_FILE exists when it starts, it exits with status 3 after its hello
 whatever the mode. ROGUE_LOG, when set, receives one JSON line per noteworthy thing.
 """
+import ctypes
 import json
 import os
 import select
 import shutil
 import signal
+import socket
 import sqlite3
 import struct
 import sys
@@ -47,7 +58,6 @@ import time
 
 import msgpack
 
-sock = os.fdopen(3, "r+b", buffering=0)
 mode = os.environ.get("ROGUE_MODE", "abuse")
 log_path = os.environ.get("ROGUE_LOG")
 FOREIGN_UUID = "00000000-0000-4000-8000-000000000000"
@@ -57,6 +67,67 @@ def note(obj):
     if log_path:
         with open(log_path, "a") as f:
             f.write(json.dumps(dict(obj, pid=os.getpid())) + "\n")
+
+
+def traced_by_a_child():
+    """A child of this process traces it from now on (PTRACE_SEIZE), continuing it at
+    every stop."""
+    r, w = os.pipe()
+    me = os.getpid()
+    if os.fork() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        arg = ctypes.c_long
+        ok = libc.ptrace(arg(0x4206), arg(me), arg(0), arg(0)) == 0  # PTRACE_SEIZE
+        os.write(w, b"1" if ok else b"0")
+        while ok:
+            try:
+                _, status = os.waitpid(me, 0x40000000)  # __WALL
+            except ChildProcessError:
+                break
+            if not os.WIFSTOPPED(status):
+                break
+            sig = os.WSTOPSIG(status) if status >> 16 == 0 else 0
+            libc.ptrace(arg(7), arg(me), arg(0), arg(sig))  # PTRACE_CONT
+        os._exit(0)
+    traced = os.read(r, 1) == b"1"
+    note({"event": "traced", "ok": traced})
+
+
+def handoff(hand_fd):
+    """Hand the supervisor a socket pair's end on hand_fd; take its answer (the keys'
+    pipe, read and closed); return the other end as the frames' stream."""
+    hand = socket.socket(fileno=hand_fd)
+    if mode == "impostor":
+        if os.fork() == 0:
+            a, b = socket.socketpair()
+            socket.send_fds(hand, [b"h"], [b.fileno()])
+            os._exit(0)
+        os.wait()
+        time.sleep(30)
+        sys.exit(0)
+    if mode == "traced":
+        traced_by_a_child()
+    a, b = socket.socketpair()
+    socket.send_fds(hand, [b"h"], [b.fileno()])
+    b.close()
+    hand.close()
+    msg, fds, _, _ = socket.recv_fds(a, 1, 4)
+    if not msg:
+        note({"event": "refused"})
+        sys.exit(1)
+    keys = b""
+    for fd in fds:
+        keys += os.read(fd, 65536)
+        os.close(fd)
+    note({"event": "answered", "fds": len(fds), "keys": sorted(
+        e.split(b"=")[0].decode() for e in keys.split(b"\0") if e)})
+    return os.fdopen(a.detach(), "r+b", buffering=0)
+
+
+if "--handoff-fd" in sys.argv:
+    sock = handoff(int(sys.argv[sys.argv.index("--handoff-fd") + 1]))
+else:
+    sock = os.fdopen(3, "r+b", buffering=0)
 
 
 def send(msg):
@@ -92,6 +163,12 @@ def usage(uuid, att, seq):
 def result(uuid, att, seq):
     send({"t": "result", "uuid": uuid, "att": att, "seq": seq, "outcome": "success",
           "llm": False, "dur": 1})
+
+
+def failed(uuid, att, seq, fp):
+    send({"t": "result", "uuid": uuid, "att": att, "seq": seq, "outcome": "failed",
+          "why": "CHECK_FAILED", "msg": "the check failed", "fp": fp, "llm": False,
+          "dur": 1})
 
 
 def rows_of(db_url, att):
@@ -173,11 +250,16 @@ while True:
     while mode in ("hang", "hang_term"):
         send({"t": "heartbeat", "uuid": uuid, "att": att})
         time.sleep(0.3)
-    if mode == "good":
+    if mode in ("good", "traced"):
         wait_go(uuid, att)
         time.sleep(float(os.environ.get("ROGUE_DELAY", "0")))
         send(usage(uuid, att, 1))
         result(uuid, att, 1)
+    elif mode == "fail":
+        wait_go(uuid, att)
+        time.sleep(float(os.environ.get("ROGUE_DELAY", "0")))
+        send(usage(uuid, att, 1))
+        failed(uuid, att, 1, "fp %s/%s" % (m["run"], m["phase"]))
     elif mode == "dup401":
         send(usage(uuid, att, 1))
         send(dict(usage(uuid, att, 1), body=dict(usage(uuid, att, 1)["body"], http=401)))

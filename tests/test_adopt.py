@@ -587,3 +587,30 @@ def test_migration_rewrites_what_an_earlier_autopack_wrote_into_an_adopted_datab
     assert sql(url, "SELECT created_at FROM meta") == [("2026-11-30 08:00:00.001000",)]
     import original_reader
     original_reader.read_everything(path)
+
+
+def test_the_survey_names_phases_whose_run_or_tier_has_no_row(tmp):
+    """The original kept no foreign keys: a phase may name a tier or a run no row holds.
+    A drain reads its queue through both and never dispatches such a phase; every drain
+    ended with it "left: not dispatched", and nothing said which row was at fault."""
+    path, url, _ = original(tmp)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE phases SET tier_id = 999999 WHERE run_id = 'build1-original'"
+                    " AND phase_id = 't2-p1'")
+        con.execute("UPDATE phases SET run_id = 'gone-original' WHERE"
+                    " run_id = 'research-original' AND phase_id = 't1-p1'")
+    con.close()
+    r = ctl("--db", url, "db", "adopt", "--dry-run", "--json")
+    assert r.rc == 0, r
+    assert json.loads(r.out)["orphans"] == [
+        {"run_id": "build1-original", "phase_id": "t2-p1", "state": "QUEUED",
+         "why": "phases.tier_id 999999: no row of tiers has this id"},
+        {"run_id": "gone-original", "phase_id": "t1-p1", "state": "FAILED",
+         "why": "phases.run_id: no row of runs has this id"}]
+    assert ("phases whose run or tier has no row (the original kept no foreign keys; a "
+            "drain never dispatches them): 2\n"
+            "    build1-original/t2-p1 (QUEUED): phases.tier_id 999999: no row of tiers has "
+            "this id\n") in r.err, r.err
+    r, j = adopt(url)
+    assert r.rc == 0 and len(j["orphans"]) == 2, r

@@ -257,6 +257,21 @@ def test_newer_schema_is_refused(tmp):
     assert r.rc == 2 and "schema version 7 is newer" in r.err
 
 
+@pytest.mark.parametrize("version", [2**32 + 2, 2**32 + 5, 2**63 - 1])
+def test_a_schema_version_past_an_int_is_refused_as_it_is(tmp, version):
+    """meta.schema_version another program or a hand edit wrote: it was cut to an int, so
+    4294967298 was version 2 (db migrate ran the migrations from 2 again on a current
+    database, after a backup named v2) and 4294967301 version 5; 2^63-1 was called -1."""
+    p = tmp / "a.db"
+    init(p)
+    sql(p, "UPDATE meta SET schema_version = %d;" % version)
+    for args in (["db", "check"], ["db", "migrate"]):
+        r = ctl("--db", url(p), *args)
+        assert r.rc == 2 and ("schema version %d is newer than this program's" % version) \
+            in r.err, r
+    assert [n for n in os.listdir(str(tmp)) if ".bak" in n] == []
+
+
 def test_init_prints_the_banner_and_twice_changes_nothing(tmp):
     p = tmp / "a.db"
     r = init(p)

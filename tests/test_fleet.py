@@ -420,16 +420,17 @@ def test_a_round_whose_commit_answer_was_lost_is_settled_after_reconnecting(
 def test_a_group_of_writes_whose_commit_answer_was_lost_loses_and_doubles_nothing(
         tmp, pg_cluster, mode):
     """The connection drops while the COMMIT of a group of writes alone (events, no
-    lease) is under way: it committed (`landed`) or not (`lost`), and the server's word
-    on its transaction is not asked (after a crash it may be another transaction's): the
-    group is written again once connected, an event already there recognised. Every
-    acknowledgement a worker got is of events a reader sees committed, each event is
-    there once, and the drain ends."""
+    lease) is under way: it committed (`landed`) or not (`lost`). Once connected, the
+    supervisor learns which from the version of its row the group's heartbeat wrote, and
+    releases the group as committed or writes it again. Every acknowledgement a worker got
+    is of events a reader sees committed, each event is there once, and the drain
+    ends."""
     name, url, proxy, sup = drained_through_a_cut(tmp, pg_cluster, mode, 4, 2, "ackcheck", 2,
                                                   nth=3, writes=True)
     err = sup.stderr()
     assert "connected to %s again" % proxy.url(name) in err, err
-    assert "committed (transaction" not in err, err
+    settled = "had committed" if mode == "landed" else "had not committed"
+    assert re.search(settled + r" \(transaction \d+\); its [1-9]\d* writes", err), err
     acks = rogue_notes(tmp, "sup", "ack")
     assert len({n["att"] for n in acks}) == 8
     for n in acks:
@@ -441,6 +442,46 @@ def test_a_group_of_writes_whose_commit_answer_was_lost_loses_and_doubles_nothin
     assert sql(url, "SELECT count(*), count(DISTINCT (attempt_id, seq)) FROM events") == \
         [(24, 24)]
     assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(24,)]
+    pg_cluster.drop_database(name)
+
+
+def test_a_group_whose_commit_answer_was_lost_merges_and_logs_it_once(tmp, pg_cluster):
+    """The connection drops after the server committed a group that merged fingerprint
+    counts into the session's saved state and wrote a control_log row, before its answer
+    came. Once connected again the supervisor learns that the group committed and writes
+    none of it again: each fingerprint is counted once per attempt that failed with it,
+    and each command has one control_log row (before, both were written twice)."""
+    from pg_cut_proxy import CutProxy
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=8, phases=4)
+    proxy = CutProxy(pg_cluster.port, "landed", nth=1,
+                     ran=[b"INSERT INTO control_log ", b"UPDATE drain_sessions SET state_json"])
+    # A long commit window: a command's row waits for the commit of the next result.
+    sup = rogue_supervisor(tmp, proxy.url(name), "fail", "--workers", 4, "--lease-timeout", 5,
+                           "--max-attempts-per-phase", 1, "--commit-window-ms", 5000,
+                           "--exit-when-drained", env={"ROGUE_DELAY": "0.2"}, name="sup")
+    sent = 0
+    try:
+        sup.wait_ready()
+        while not proxy.cut.is_set() and sup.proc.poll() is None:
+            r = ctl("--db", url, "scale", "4")
+            assert r.rc == 0, r
+            sent += 1
+        assert proxy.cut.is_set(), sup.stderr()
+        assert sup.wait(timeout=90) is not None, sup.stderr()
+    finally:
+        sup.kill()
+        proxy.close()
+    err = sup.stderr()
+    assert "connected to %s again" % proxy.url(name) in err, err
+    failed = dict(sql(url, "SELECT fingerprint, count(*) FROM attempts"
+                      " WHERE outcome = 'failed' GROUP BY fingerprint"))
+    assert len(failed) == 32 and set(failed.values()) == {1}, failed
+    [(state,)] = sql(url, "SELECT state_json FROM drain_sessions")
+    counted = json.loads(state)["fingerprint_counts"]
+    logged = sql(url, "SELECT command, count(*) FROM control_log GROUP BY command")
+    assert ({fp: n for fp, n in counted.items() if n != 1}, logged) == ({}, [("scale", sent)])
+    assert counted == failed, state
     pg_cluster.drop_database(name)
 
 
@@ -496,6 +537,52 @@ def test_a_round_whose_commit_reaches_the_server_late_commits_nothing(
     assert [r for r in rows if r[3] != "success"] == []
     assert_one_per_run_in_order(rows, ["p0-%d" % p for p in range(4)])
     pg_cluster.drop_database(name)
+
+
+def test_a_round_in_doubt_whose_id_a_crash_handed_out_again_is_settled_at_once(tmp):
+    """The network is cut while a dispatch round's COMMIT is on its way (the server's
+    session left inside the round's transaction) and the server then crashes before it
+    wrote any of that transaction to its log: restarted, it hands out the round's
+    transaction id again, here to a session the test keeps open. The supervisor, connected
+    again, learns from its row that the round did not commit, at once, and drains; before,
+    the server's word on that id ("in progress", another session's) made it wait a whole
+    lease for a transaction that was not its own, and then give up (exit 3)."""
+    from pg_cluster import Cluster
+    from pg_cut_proxy import CutProxy
+    import psycopg2
+    # The log is written only at commits: the round's transaction is not in it at the
+    # crash.
+    cluster = Cluster(options="-c wal_writer_delay=10000 -c autovacuum=off")
+    con = None
+    try:
+        name = cluster.new_database()
+        url = new_pg_db(tmp, cluster.url(name), runs=12, phases=4)
+        proxy = CutProxy(cluster.port, "held", nth=6, gate=True)
+        sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 4,
+                               "--lease-timeout", 5, "--exit-when-drained", name="sup")
+        try:
+            assert proxy.cut.wait(timeout=60), sup.stderr()
+            cluster.stop("immediate")
+            cluster.start()
+            con = psycopg2.connect(cluster.url(name))
+            cur = con.cursor()
+            cur.execute("SELECT CAST(pg_current_xact_id() AS TEXT)")
+            [(reused,)] = cur.fetchall()
+            proxy.open()
+            assert sup.wait(timeout=90) == 0, sup.stderr()
+        finally:
+            sup.kill()
+            proxy.close()
+        err = sup.stderr()
+        assert "had not committed (transaction %s)" % reused in err, err
+        assert "still in progress" not in err, err
+        rows = attempts(url)
+        assert_each_phase_completed_once(url, rows, 48)
+        assert [r for r in rows if r[3] != "success"] == []
+    finally:
+        if con is not None:
+            con.close()
+        cluster.close()
 
 
 def fleet_status(url, *args):

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 import legacy_db
-from conftest import ctl
+from conftest import ctl, run
 from supervisor_helpers import db_url, sql
 
 PHASE_PATH = "runs[0].tiers[0].phases[0]"
@@ -190,3 +190,29 @@ def test_a_phase_that_still_cannot_be_sent_fails_invalid_job_without_a_worker(tm
     assert len(llm.requests()) == 1
     assert sup.stderr().count(" started (pid ") == 1
     assert "worker_crashed" not in sup.stderr()
+
+
+def test_a_scope_of_many_deliverables_is_read_in_linear_time(tmp):
+    """Each deliverable was compared with every one before it (a path is kept once): a
+    scope another program stored with 100,000 deliverables took the adoption survey 24 s,
+    300,000 about 4 minutes, and every other reading of the phase (the supervisor's, on
+    its loop) as long; now well under a second, and the phase is named by the limit it
+    breaks."""
+    path = os.path.join(str(tmp), "original.db")
+    legacy_db.build_original(path)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE phases SET scope = ? WHERE run_id = 'build1-original'"
+                " AND phase_id = 't2-p1'",
+                (json.dumps({"deliverables": ["d/%d.py" % i for i in range(300000)]}),))
+    con.commit()
+    con.close()
+    why = "scope.deliverables: 300000 entries; a job carries at most 4096"
+    r = ctl("--db", db_url(path), "db", "adopt", "--dry-run", timeout=60)
+    assert r.rc == 0 and "build1-original/t2-p1 (QUEUED): " + why in r.out, r
+    assert ctl("--db", db_url(path), "db", "adopt", timeout=60).rc == 0
+    r = run("autopack-supervisor", "--db", db_url(path), "--workers", 1, "--dry-run",
+            "--exit-when-drained", "--run-id", "build1-original", "--control",
+            os.path.join(str(tmp), "c.sock"), timeout=60)
+    assert r.rc == 0, r
+    assert sql(db_url(path), "SELECT outcome, failure_reason FROM attempts WHERE"
+                             " phase_id = 't2-p1'") == [("failed", "INVALID_JOB")]

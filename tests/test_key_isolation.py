@@ -1,7 +1,8 @@
 """No ancestor of a phase's code holds an API key readably. A check command that reads
 /proc/$PPID/environ and walks every ancestor, and LLM-written code that does the same,
 find the key in no environment and no command line: the supervisor took it out of its own
-environment (the block /proc shows included), its workers got it on a pipe, and the check
+environment (the block /proc shows included), its workers got it on a pipe sent on a
+socket each one made once not dumpable, and the check
 runs in a process group of its own with a minimal environment. Nor does any command line
 it can read hold the database URL's password."""
 import os

@@ -137,6 +137,33 @@ def test_append_adds_tiers_to_an_existing_run(db, tmp):
         ("T1", 0), ("T2", 1)]
 
 
+@pytest.mark.parametrize("index,shown", [
+    ("9223372036854775807", "9223372036854775807"), ("2147483647", "2147483647"),
+    ("'x'", "x"), ("1e300", "1.0e+300"), ("2.5", "2.5")])
+def test_append_after_a_tier_index_no_tier_can_follow_is_refused_naming_it(db, tmp, index,
+                                                                           shown):
+    """Another program's tier_index (the original kept plain INTEGER columns, which SQLite
+    lets hold anything): the appended tiers were numbered max(tier_index) + 1, which sorted
+    them before a text or real index, gave 2^63-1 twice (the sum overflowed into a real),
+    and with two tiers overflowed in C (UBSan). Their phases then ran out of order."""
+    assert ctl("--db", url(db), "run", "import", write_plan(
+        tmp, plan(run_entry("r1", phase("p1"))), "first.json")).rc == 0
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE tiers SET tier_index = %s" % index)
+    con.close()
+    before = counts(db)
+    doc = plan({"run_id": "r1", "append": True,
+                "tiers": [{"tier_id": "T2", "name": "t", "phases": [phase("p2")]},
+                          {"tier_id": "T3", "name": "t", "phases": [phase("p3")]}]})
+    r = ctl("--db", url(db), "run", "import", write_plan(tmp, doc))
+    assert r.rc == 1, r
+    assert ('run "r1": its tier T1 (tiers.id 1) has tier_index %s, which the appended tiers '
+            "cannot follow (they need an integer index below 2147483646 after it); nothing "
+            "was written" % shown) in r.err, r.err
+    assert counts(db) == before
+
+
 def test_missing_plan_file_and_missing_argument(db, tmp):
     r = ctl("--db", url(db), "run", "import", tmp / "nope.json")
     assert r.rc == 1 and "cannot read the plan" in r.err
@@ -226,3 +253,25 @@ def test_a_workspace_that_is_a_broken_symbolic_link_is_refused_naming_it(db, tmp
     assert ("workspace %s for run r1 is a symbolic link to %s, which cannot be followed: %s;"
             " nothing was written" % (tmp / "ws", target, cause)) in r.err, r.err
     assert counts(db) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("value,message", [
+    ("9223372036854775807", None),
+    ("-9223372036854775808", "runs[0].tiers[0].token_cap: expected a positive integer, got a "
+                             "number below 1"),
+    ("1000000000000000000", None),
+    ("-9999999999999999999", "invalid JSON: too big negative integer"),
+])
+def test_an_integer_of_nineteen_digits_is_read_exactly(db, tmp, value, message):
+    """The plan reader took a 19th digit into its 64-bit sum before it gave such a number
+    to the full parser: 922337203685477580 * 10 + 8 overflowed (UBSan: signed integer
+    overflow, in the SANITIZE build the import aborted)."""
+    doc = json.dumps(plan(run_entry("r1", phase("p1")))).replace(
+        '"name": "t"', '"name": "t", "token_cap": %s' % value)
+    r = ctl("--db", url(db), "run", "import", write_plan(tmp, doc))
+    if message is None:
+        assert r.rc == 0, r
+        assert rows(db, "SELECT token_cap FROM tiers") == [(int(value),)]
+    else:
+        assert r.rc == 1 and message in r.err, r
+        assert counts(db) == (0, 0, 0)

@@ -5,6 +5,8 @@ import json
 import os
 import sqlite3
 
+import pytest
+
 from conftest import ctl
 from supervisor_helpers import Standin, Supervisor, new_db, sql, wait_for
 
@@ -328,3 +330,32 @@ def test_a_retried_run_is_no_longer_stopped_live_offline_and_after_resume(tmp):
         llm.stop()
     assert phase_states(url, "run-000") == ["COMPLETE"] * 3
     assert state(url)[0]["end"]["exit_status"] == 0
+
+
+@pytest.mark.parametrize("saved,why", [
+    ({"consecutive_zero_yield": 2**63 - 1},
+     "consecutive_zero_yield: 9223372036854775807 is not a count from 0 to 1000000000"),
+    ({"fingerprint_counts": {"FAILED|x": -1}},
+     'fingerprint_counts["FAILED|x"]: -1 is not a count from 0 to 1000000000'),
+    ({"fingerprint_counts": {"FAILED|x": "3"}},
+     'fingerprint_counts["FAILED|x"]: "3" is not a count from 0 to 1000000000'),
+    ([], "not a JSON object"),
+])
+def test_a_saved_state_holding_a_count_that_is_none_is_not_resumed(tmp, saved, why):
+    """A session's saved state another program or a hand edit wrote: a count of 2^63-1
+    overflowed at the next attempt counted on it (UBSan: signed integer overflow; in a
+    release build the zero-yield streak wrapped to -2^63 and its rule never fired again),
+    and a negative or text count was taken as it came (a string as 0). The refusal names
+    the session, the column and the key."""
+    url = new_db(tmp, runs=1, phases=1)
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        con.execute("INSERT INTO drain_sessions (session_id, started_at, supervisor_pid,"
+                    " settings_json, state_json) VALUES ('s1', '2026-12-01 10:00:00.000000',"
+                    " 1, '{}', ?)", (json.dumps(saved),))
+    con.close()
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--resume", "--exit-when-drained")
+    assert sup.wait() == 1, sup.stderr()
+    assert ("session s1: drain_sessions.state_json (the saved state of its drain rules): "
+            "%s; not resuming it" % why) in sup.stderr(), sup.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]

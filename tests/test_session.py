@@ -214,6 +214,20 @@ def test_session_list_shows_running_interrupted_and_completed_newest_first(tmp):
     assert "interrupted" in r.out
 
 
+def test_a_supervisor_pid_past_what_a_pid_holds_is_no_live_supervisor(tmp):
+    """drain_sessions.supervisor_pid another program or a hand edit wrote: 4294967297 was
+    cut to pid 1 (init, always alive, and /proc/4294967297 does not exist), so the
+    session was listed as running for ever."""
+    url = new_db(tmp, runs=1, phases=1)
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        con.execute("INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
+                    " VALUES ('s1', '2026-12-01 10:00:00.000000', 4294967297)")
+    con.close()
+    [s] = listing(url)
+    assert (s["session_id"], s["status"]) == ("s1", "interrupted"), s
+
+
 def test_session_show_names_a_missing_session_and_refuses_a_bad_call(tmp):
     url = new_db(tmp, runs=1)
     r = ctl("--db", url, "session", "show")
@@ -226,3 +240,34 @@ def test_session_show_names_a_missing_session_and_refuses_a_bad_call(tmp):
     assert r.rc == 0 and json.loads(r.out)["sessions"] == []
     r = ctl("--db", url, "session", "show", "--help")
     assert r.rc == 0 and "--max-fingerprint-repeats 5" in r.out
+
+
+def test_results_another_program_wrote_with_absurd_figures_are_read_as_unknown(tmp):
+    """drain_session_results rows holding an event count of 2^63-1 or -2^63 (summed, they
+    overflowed: session list and show failed for good, exit 2, "integer overflow") and a
+    duration or a yield of +-infinity (SQLite holds it; `1e999` in its shell): session
+    show --json failed, exit 2, saying "a text in it ... is not UTF-8", and the text
+    output said "over inf s". Such figures count as unknown: no event, no duration."""
+    url = new_db(tmp, runs=2, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    assert sup.wait() == 0, sup.stderr()
+    [sid] = [s["session_id"] for s in listing(url)]
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        con.execute("UPDATE drain_session_results SET telemetry_events_collected = NULL,"
+                    " duration_seconds = NULL, telemetry_yield_per_minute = NULL")
+    want = show(url)
+    with con:
+        ids = [a for (a,) in con.execute("SELECT attempt_id FROM drain_session_results"
+                                         " ORDER BY attempt_id")]
+        for a, events in zip(ids, (2**63 - 1, 2**63 - 1, -2**63, -2**63)):
+            con.execute("UPDATE drain_session_results SET telemetry_events_collected = ?,"
+                        " duration_seconds = 1e999, telemetry_yield_per_minute = -1e999"
+                        " WHERE attempt_id = ?", (events, a))
+    con.close()
+    [listed] = listing(url)
+    assert (listed["session_id"], listed["events"]) == (sid, 0), listed
+    got = show(url)
+    assert got["summary"] == want["summary"], (got["summary"], want["summary"])
+    r = ctl("--db", url, "session", "show")
+    assert r.rc == 0 and "inf" not in r.out, r

@@ -826,9 +826,17 @@ def test_run_import_of_a_fifo_sent_to_the_supervisor_is_refused_without_waiting(
 
 # A worker that reports its call with a token count past the most the wire takes.
 BIG_COUNTS_WORKER = r"""#!/usr/bin/python3
-import os, struct, sys
+import os, socket, struct, sys
 import msgpack
-sock = os.fdopen(3, "r+b", buffering=0)
+# The socket it hands over on fd 3 (proto/hand.h) carries the frames.
+hand = socket.socket(fileno=3)
+mine, theirs = socket.socketpair()
+socket.send_fds(hand, [b"h"], [theirs.fileno()])
+theirs.close()
+hand.close()
+for fd in socket.recv_fds(mine, 1, 1)[1]:
+    os.close(fd)
+sock = os.fdopen(mine.detach(), "r+b", buffering=0)
 def send(msg):
     body = msgpack.packb(dict(msg, v=1), use_bin_type=True)
     sock.write(struct.pack(">I", len(body)) + body)
@@ -886,9 +894,12 @@ def test_a_token_count_past_the_most_a_call_reports_is_a_protocol_error(tmp, big
     assert r.rc == 0, r
 
 
-def test_db_check_survives_token_counts_that_would_overflow_its_sum(tmp):
+@pytest.mark.parametrize("big", [2**63 - 1, -2**63])
+def test_db_check_survives_token_counts_that_would_overflow_its_sum(tmp, big):
     # Two rows of 2^63-1 tokens made `db check` fail for good: "integer overflow". The
-    # wire refuses such counts now; a database written before may still hold them.
+    # wire refuses such counts now; a database written before may still hold them. Two
+    # rows of -2^63 (another program's, or a hand edit) did the same: a negative count is
+    # no count either.
     url = new_db(tmp, runs=1, phases=1)
     con = sqlite3.connect(url[len("sqlite:///"):])
     with con:
@@ -898,9 +909,10 @@ def test_db_check_survives_token_counts_that_would_overflow_its_sum(tmp):
                 " prompt_tokens, completion_tokens, total_tokens, created_at, attempt_id,"
                 " seq, status) VALUES ('anthropic', 'm', 'run-000', 'p0-0', 'builder', ?, ?,"
                 " ?, '2026-12-01 10:00:00.000000', 1, ?, 'ok')",
-                (2**63 - 1, 2**63 - 1, 2**63 - 1, seq))
+                (big, big, big, seq))
     con.close()
-    assert sql(url, "SELECT count(*) FROM llm_usage_events WHERE total_tokens > 1e18") == [(2,)]
+    assert sql(url, "SELECT count(*) FROM llm_usage_events WHERE total_tokens = ?",
+               big) == [(2,)]
     r = ctl("--db", url, "db", "check")
     assert r.rc == 0, r
     assert "llm_usage_events: 2 (0 failed calls, 0 lost with their worker), 0 tokens" in r.out

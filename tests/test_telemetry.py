@@ -4,6 +4,7 @@ import csv
 import fcntl
 import json
 import os
+import sqlite3
 import statistics
 
 from conftest import ctl
@@ -175,6 +176,41 @@ def test_export_writes_every_event_as_ndjson(tmp):
     assert "== autopack database ==" in r.err
     r = ctl("--db", url(db), "telemetry", "export", "--run-id", "none", "--out", "e.ndjson")
     assert r.rc == 0 and (tmp / "e.ndjson").read_text() == ""
+
+
+def test_export_writes_an_infinite_value_another_program_stored_as_null(tmp):
+    """SQLite holds an infinity in a REAL or INTEGER column (`1e999` in its shell); JSON
+    has none, and the export wrote the row without the column: a line with no
+    actual_output_tokens, smape_percent or waste_ratio key, exit 0."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE token_estimation_v2_events SET actual_output_tokens = 1e999,"
+                    " smape_percent = 1e999, waste_ratio = -1e999 WHERE event_id = 2")
+    con.close()
+    r = ctl("--db", url(db), "telemetry", "export")
+    assert r.rc == 0, r
+    lines = [json.loads(line) for line in r.out.splitlines()]
+    assert len({tuple(sorted(e)) for e in lines}) == 1, "every line has the same keys"
+    second = lines[1]
+    assert second["event_id"] == 2, second
+    assert (second["actual_output_tokens"], second["smape_percent"],
+            second["waste_ratio"]) == (None, None, None), second
+
+
+def test_export_writes_a_nan_another_program_stored_on_postgresql_as_null(tmp, pg_url):
+    """PostgreSQL's FLOAT holds NaN and infinities (SQLite turns a NaN into NULL): the
+    export wrote the row without the column, as for an infinity on SQLite."""
+    from supervisor_helpers import sql
+    assert ctl("--db", pg_url, "db", "init").rc == 0
+    assert ctl("--db", pg_url, "telemetry", "import", SAMPLES).rc == 0
+    sql(pg_url, "UPDATE token_estimation_v2_events SET smape_percent = 'NaN',"
+        " waste_ratio = '-Infinity' WHERE event_id = 2")
+    r = ctl("--db", pg_url, "telemetry", "export")
+    assert r.rc == 0, r
+    lines = {e["event_id"]: e for e in map(json.loads, r.out.splitlines())}
+    assert (lines[2]["smape_percent"], lines[2]["waste_ratio"]) == (None, None), lines[2]
+    assert lines[1]["smape_percent"] is not None
 
 
 def test_every_telemetry_command_has_help(tmp):

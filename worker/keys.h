@@ -1,8 +1,9 @@
 /*
- * The provider keys of this worker. The supervisor hands them over on an inherited file
- * descriptor (--keys-fd): "NAME=value" entries separated by NUL bytes, read once and
- * closed. Keys given in the worker's own environment are taken too, and wiped from it.
- * They never travel in a frame, and nothing the worker starts inherits them.
+ * The provider keys of this worker. The supervisor hands them over on a pipe it sends on
+ * the socket the worker made once not dumpable (proto/hand.h), or, run by hand, on an
+ * inherited descriptor (--keys-fd): "NAME=value" entries separated by NUL bytes, read
+ * once and closed. Keys given in the worker's own environment are taken too, and wiped
+ * from it. They never travel in a frame, and nothing the worker starts inherits them.
  */
 #ifndef AUTOPACK_KEYS_H
 #define AUTOPACK_KEYS_H

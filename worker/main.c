@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "common/numarg.h"
 #include "proto/fdio.h"
+#include "proto/hand.h"
 #include "worker/check.h"
 #include "worker/check_init.h"
 #include "worker/keys.h"
@@ -39,14 +40,16 @@ struct wk {
 };
 
 static const char usage_text[] =
-    "usage: autopack-worker --fd N [--keys-fd K] [--event-window N] [--log-file PATH]\n"
-    "                       [--log-level L] [--log-format F]\n"
+    "usage: autopack-worker --handoff-fd H | --fd N [--keys-fd K]\n"
+    "                       [--event-window N] [--log-file PATH] [--log-level L]\n"
+    "                       [--log-format F]\n"
     "       autopack-worker --version | --help\n"
     "\n"
-    "Runs phases for autopack-supervisor over the socket on file descriptor N, with the\n"
-    "provider keys read from descriptor K (NAME=value entries separated by NUL bytes) or\n"
-    "taken from its environment. It is started by the supervisor; running it by hand is\n"
-    "only useful for debugging.\n"
+    "Runs phases for autopack-supervisor. The supervisor starts it with --handoff-fd H:\n"
+    "once not dumpable, the worker hands it, on the socket H, a socket it has made, on\n"
+    "which it gets its provider keys and the frames. By hand (for debugging), --fd N is\n"
+    "the socket the frames travel on, with the keys read from descriptor K (NAME=value\n"
+    "entries separated by NUL bytes) or taken from its environment.\n"
     "\n"
     "  --event-window N   events sent and not yet acknowledged at most (default 64, up\n"
     "                     to 4096); when the window is full the worker waits for acks\n"
@@ -368,7 +371,8 @@ static int wk_flag_fd(const char *name, const char *v)
 }
 
 /* Parse the flags; exits 2 on a bad one. */
-static void wk_flags(struct wk *w, int argc, char **argv, int *keys_fd, size_t *window)
+static void wk_flags(
+    struct wk *w, int argc, char **argv, int *hand_fd, int *keys_fd, size_t *window)
 {
 	enum log_format format;
 	enum log_level level;
@@ -392,6 +396,8 @@ static void wk_flags(struct wk *w, int argc, char **argv, int *keys_fd, size_t *
 			log_configure(log_min_level(), format);
 		} else if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) {
 			w->io.fd = wk_flag_fd("--fd", argv[++i]);
+		} else if (strcmp(argv[i], "--handoff-fd") == 0 && i + 1 < argc) {
+			*hand_fd = wk_flag_fd("--handoff-fd", argv[++i]);
 		} else if (strcmp(argv[i], "--keys-fd") == 0 && i + 1 < argc) {
 			*keys_fd = wk_flag_fd("--keys-fd", argv[++i]);
 		} else if (strcmp(argv[i], "--event-window") == 0 && i + 1 < argc) {
@@ -414,14 +420,16 @@ static void wk_flags(struct wk *w, int argc, char **argv, int *keys_fd, size_t *
 			exit(2);
 		}
 	}
-	if (w->io.fd < 0) {
+	if ((w->io.fd < 0) == (*hand_fd < 0)) {
 		fputs(usage_text, stderr);
 		exit(2);
 	}
 }
 
-/* Say hello, then run jobs until shutdown or the end of the stream; exits 1 on a bad
- * frame from the supervisor or unreadable keys, 2 on a bad flag. */
+/* Make the channel to the supervisor (proto/hand.h) when started with --handoff-fd, take
+ * the keys, say hello, then run jobs until shutdown or the end of the stream; exits 1 on a
+ * bad frame from the supervisor, a channel it could not make or keys it could not read,
+ * 2 on a bad flag. */
 int main(int argc, char **argv)
 {
 	struct wk w = { 0 };
@@ -429,8 +437,8 @@ int main(int argc, char **argv)
 	struct proto_err err;
 	struct proto_msg m;
 	enum proto_fd_rc rc;
-	int keys_fd = -1;
-	char kerr[160];
+	int hand_fd = -1, keys_fd = -1;
+	char kerr[256];
 
 	if (argc > 1 && strcmp(argv[1], CHECK_INIT_FLAG) == 0)
 		check_init_main(argc, argv); /* PID 1 of a check's namespace (worker/check.c) */
@@ -439,9 +447,13 @@ int main(int argc, char **argv)
 	log_init("autopack-worker", LOG_INFO);
 	log_set_follow(true); /* a rotated --log-file is followed at the next line */
 	proto_fd_init(&w.io, -1, PROTO_FRAME_MAX_DEFAULT);
-	wk_flags(&w, argc, argv, &keys_fd, &window);
+	wk_flags(&w, argc, argv, &hand_fd, &keys_fd, &window);
 	/* Its socket, its keys and whatever else it inherited stay out of what it starts. */
 	procs_cloexec_from(3);
+	if (hand_fd >= 0 &&
+	    ((w.io.fd = hand_give(hand_fd, kerr, sizeof kerr)) < 0 ||
+	        hand_keys(w.io.fd, &keys_fd, kerr, sizeof kerr) != 0))
+		log_fatal(1, "%s", kerr);
 	if (keys_load(keys_fd, kerr, sizeof kerr) != 0)
 		log_fatal(1, "%s", kerr);
 	outbox_init(&w.out, window);

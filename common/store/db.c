@@ -145,6 +145,8 @@ int db_begin(struct db *db, enum db_tx tx)
 /* Commit the open transaction. */
 int db_commit(struct db *db)
 {
+	if (db->ops->commit != NULL)
+		return db->ops->commit(db);
 	return db->ops->exec(db, "COMMIT");
 }
 

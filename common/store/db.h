@@ -82,6 +82,8 @@ struct db_ops {
 	const char *(*column_text)(struct db_stmt *s, int i);
 	int (*exec)(struct db *db, const char *sql);
 	int (*begin)(struct db *db, enum db_tx tx);
+	/* Optional: commit the open transaction (else exec "COMMIT"). */
+	int (*commit)(struct db *db);
 	bool (*in_transaction)(struct db *db);
 	int64_t (*changes)(struct db *db);
 	/* Optional: the row id of the last INSERT (a backend without row ids leaves it NULL). */

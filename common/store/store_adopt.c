@@ -83,6 +83,7 @@ void store_adopt_report_free(struct store_adopt_report *rep)
 	adopt_phases_free(rep->bad_scopes, rep->n_bad_scopes);
 	adopt_phases_free(rep->no_deliverables, rep->n_no_deliverables);
 	adopt_phases_free(rep->unsendable, rep->n_unsendable);
+	adopt_phases_free(rep->orphans, rep->n_orphans);
 	free(rep->backup_path);
 	free(rep->dump_command);
 	free(rep->workspace_base);

@@ -101,6 +101,9 @@ struct store_adopt_report {
 	/* breaking a limit of the job message or a deliverable rule (common/joblimits.h) */
 	struct store_adopt_phase *unsendable;
 	size_t n_unsendable;
+	/* whose run or tier has no row (foreign keys were off): no drain dispatches them */
+	struct store_adopt_phase *orphans;
+	size_t n_orphans;
 };
 
 /* Check, reading only, that the database at `where` (a canonical SQLite path or

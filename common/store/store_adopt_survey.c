@@ -167,6 +167,39 @@ static int survey_scopes(struct db *db, struct store_adopt_report *rep, struct s
 	return 0;
 }
 
+/* List the phases whose run or tier has no row (the original kept no foreign keys): a
+ * drain reads its queue through both, so it never dispatches them. */
+static int survey_orphans(struct db *db, struct store_adopt_report *rep, struct store_err *err)
+{
+	static const char sql[] =
+	    "SELECT p.run_id, p.phase_id, p.state, CASE WHEN r.id IS NULL THEN 1 ELSE 0 END,"
+	    " CASE WHEN t.id IS NULL THEN 1 ELSE 0 END, CAST(p.tier_id AS TEXT)"
+	    " FROM phases p LEFT JOIN runs r ON r.id = p.run_id"
+	    " LEFT JOIN tiers t ON t.id = p.tier_id"
+	    " WHERE r.id IS NULL OR t.id IS NULL ORDER BY p.run_id, p.phase_index, p.id";
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db, sql, &q);
+
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		const char *tier = db_column_text(q, 5);
+		bool no_run = db_column_int64(q, 3) != 0, no_tier = db_column_int64(q, 4) != 0;
+		char why[200];
+
+		rc = DB_OK;
+		snprintf(why, sizeof why, "%s%s%s%.40s%s",
+		    no_run ? "phases.run_id: no row of runs has this id" : "",
+		    no_run && no_tier ? "; " : "", no_tier ? "phases.tier_id " : "",
+		    no_tier ? (tier != NULL ? tier : "NULL") : "",
+		    no_tier ? ": no row of tiers has this id" : "");
+		survey_phase_push(&rep->orphans, &rep->n_orphans, q, why);
+	}
+	db_finalize(q);
+	if (rc != DB_DONE)
+		return store_fail(
+		    err, STORE_EIO, "reading the runs and tiers of phases: %s", db_errmsg(db));
+	return 0;
+}
+
 /* Survey what the adoption must know before it changes anything. */
 int adopt_survey(const struct adopt_backend *be, struct db *db, const struct adopt_ref *ref,
     struct store_adopt_report *rep, struct store_err *err)
@@ -177,5 +210,7 @@ int adopt_survey(const struct adopt_backend *be, struct db *db, const struct ado
 		rc = be->values_find(db, ref, &rep->values, err);
 	if (rc == 0)
 		rc = survey_scopes(db, rep, err);
+	if (rc == 0)
+		rc = survey_orphans(db, rep, err);
 	return rc;
 }

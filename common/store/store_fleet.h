@@ -139,7 +139,8 @@ int store_fleet_session_others(
 /* In the group: renew the heartbeat (the server's clock) and save `status_json`; *lost
  * is set, and nothing written, when this supervisor is no longer live (declared lost by
  * another): the group must then be rolled back and nothing more written. The same
- * statement reads the group's transaction id (store_fleet_txn). */
+ * statement reads the group's transaction id (store_fleet_txn), which the row's new
+ * version carries as its xmin: the group's stamp. */
 int store_fleet_heartbeat(
     struct store_drain *d, const char *status_json, bool *lost, struct store_err *err);
 /* Whether this supervisor has been found live on the present connection (its
@@ -162,13 +163,6 @@ void store_fleet_lost_free(struct fleet_lost *v, size_t n);
  * longer live (outside a transaction). */
 int store_fleet_open_elsewhere(
     struct store_drain *d, int64_t *open, int64_t *orphaned, struct store_err *err);
-/* How many of the attempts `ids` (n of them) exist in this supervisor's name, into
- * *found (outside a transaction): after the connection was lost before a round's COMMIT
- * answered, and once that round's transaction is known to have ended, whether it
- * committed (all of them) or not (none). */
-int store_fleet_attempts_found(
-    struct store_drain *d, const uint64_t *ids, size_t n, size_t *found, struct store_err *err);
-
 /* A group's transaction on the server: its id (pg_current_xact_id(), with its epoch) and the
  * server process of the connection it ran on. */
 struct fleet_txn {
@@ -176,7 +170,7 @@ struct fleet_txn {
 	int pid;
 };
 
-/* What became of a transaction whose COMMIT went unanswered. */
+/* What became of a group's transaction whose COMMIT went unanswered. */
 enum fleet_txn_state {
 	FLEET_TXN_COMMITTED,
 	FLEET_TXN_ABORTED,
@@ -187,19 +181,18 @@ enum fleet_txn_state {
  * went unanswered, before anything else runs on the drain ({0, 0} before any heartbeat). */
 struct fleet_txn store_fleet_txn(const struct store_drain *d);
 /* Learn what became of transaction `t`, whose COMMIT went unanswered, on a connection made
- * since (outside a transaction), into *state; the group opened the attempts `ids` (n, at
- * least one: a group of writes alone is never settled, it is written again). The server
- * says whether it was rolled back or is still in progress (pg_xact_status); while it is
- * (the old session lives on, e.g. when the network was cut rather than the server, and a
- * COMMIT may still reach it), that session is asked to end (pg_terminate_backend, allowed
- * on a session of the same role) and *state is FLEET_TXN_RUNNING, with what was done in
- * err->text: ask again later; once the session has ended its transaction is final. When
- * the server says it committed (after a crash, possibly of another transaction given the
- * same id) or no longer knows the id (too old: it ended long ago), the attempts are looked
- * for: found, it committed; none, it did not. Returns 0, or STORE_EIO when the server
- * could not be asked (err). */
-int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, const uint64_t *ids,
-    size_t n, enum fleet_txn_state *state, struct store_err *err);
+ * since (outside a transaction, before anything else writes this supervisor's row), into
+ * *state. The transaction's heartbeat updated this supervisor's row and holds the row's
+ * lock until it ends: while the lock cannot be had (the old session lives on, e.g. when
+ * the network was cut rather than the server, and a COMMIT may still reach it), that
+ * session is asked to end (pg_terminate_backend, allowed on a session of the same role)
+ * and *state is FLEET_TXN_RUNNING, with what was done in err->text: ask again later; once
+ * the session has ended its transaction is final. Once the lock is had, the row's version
+ * says: written by transaction `t` (its xmin), it committed; else it did not (or another
+ * supervisor declared this one lost since, which the caller learns next). Returns 0, or
+ * STORE_EIO when the server could not be asked (err). */
+int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t,
+    enum fleet_txn_state *state, struct store_err *err);
 /* Leave: this supervisor's row is no longer live (outside a transaction). *lost, when not
  * NULL, is set when the row was not live any more: another supervisor declared this one
  * lost. */

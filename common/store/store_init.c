@@ -3,6 +3,7 @@
 #include "common/store/pg/store_pg.h"
 #include "common/store/schema.sql.h"
 #include "common/store/store_internal.h"
+#include "common/store/store_wal.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -86,6 +87,8 @@ static int store_init_build(
 
 	time_db_now(now);
 	rc = store_connect(tmp, SQLITE_OPEN_READWRITE, "", &db, err);
+	if (rc == 0)
+		db_sqlite_mark(db, store_wal_mark(id));
 	if (rc == 0)
 		rc = store_begin(db, "starting the schema transaction", err);
 	if (rc == 0)

@@ -1,6 +1,8 @@
 #include "common/store/store_meta.h"
 #include "common/store/pg/store_pg.h"
+#include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_internal.h"
+#include "common/store/store_wal.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -91,6 +93,8 @@ int store_meta_reidentify(struct store *st, char previous[37], struct store_err 
 	rc = store_begin(st->db, st->path, err);
 	if (rc == 0)
 		rc = store_meta_reidentify_tx(st, uuid, result, err);
+	if (rc == 0 && st->backend == DB_SQLITE)
+		db_sqlite_mark(st->db, store_wal_mark(uuid));
 	if (rc == 0)
 		rc = store_commit(st->db, st->path, err);
 	if (rc != 0) {

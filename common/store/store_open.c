@@ -4,6 +4,8 @@
 #include "common/store/schema.sql.h"
 #include "common/store/store_checkpoint.h"
 #include "common/store/store_internal.h"
+#include "common/store/store_lock.h"
+#include "common/store/store_wal.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -138,40 +140,122 @@ static bool store_uuid_read(struct db *db, char uuid[37])
 
 /* Refuse a -wal beside the database that is another database's: the file alone (read
  * immutable, which ignores the log) holds one uuid, and read with the log, another that
- * db reidentify did not give it (its control_log row names the uuid it replaced). SQLite
- * copies a log's pages into the file next to it at the next write, whatever file that
- * is. 0 when they agree or either cannot be read (a file without meta, a log being
- * written); STORE_ENOTDB naming both otherwise. Nothing is written. */
-static int store_check_wal_owner(const char *path, struct store_err *err)
+ * db reidentify did not give it (its control_log row names the uuid it replaced). With
+ * `marked` (the log's commits carry another database's mark than the file), also when
+ * both read the same uuid or either cannot be read. SQLite copies a log's pages into the
+ * file next to it at the next write, whatever file that is. 0 when they agree or (not
+ * `marked`) either cannot be read (a file without meta, a log being written);
+ * STORE_ENOTDB naming both otherwise. Nothing is written. */
+static int store_check_wal_uuid(
+    const char *path, const struct store_wal_facts *marked, struct store_err *err)
 {
 	char *wal = xasprintf("%s-wal", path), *uri = xasprintf("file:%s?immutable=1", path);
-	char alone[37], with[37];
+	char alone[37] = "", with[37] = "";
 	struct db *a = NULL, *b = NULL;
-	struct stat sb;
+	bool read = false;
 	int rc = 0;
 
-	if (stat(wal, &sb) != 0 || sb.st_size <= 32 ||
-	    store_connect(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "", &a, NULL) != 0 ||
-	    !store_uuid_read(a, alone) ||
-	    store_connect(path, SQLITE_OPEN_READONLY, "", &b, NULL) != 0 ||
-	    !store_uuid_read(b, with) || strcmp(alone, with) == 0)
-		goto out;
-	if (store_row_exists(b, NULL,
+	if (store_connect(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "", &a, NULL) == 0 &&
+	    store_uuid_read(a, alone) &&
+	    store_connect(path, SQLITE_OPEN_READONLY, "", &b, NULL) == 0 &&
+	    store_uuid_read(b, with))
+		read = true;
+	if (read && strcmp(alone, with) != 0 &&
+	    store_row_exists(b, NULL,
 	        "SELECT 1 FROM control_log WHERE command = 'db reidentify' AND args = ?1",
 	        (const char *const[]){ alone, NULL }, "reading control_log") == 1)
 		goto out;
-	rc = store_fail(err, STORE_ENOTDB,
-	    "%s: this write-ahead log is another database's: the file %s holds database %s, "
-	    "and read with the log it reads as database %s (a file put in place of one whose "
-	    "supervisor was killed, or a -wal copied from elsewhere). SQLite would copy the "
-	    "log's pages into this file at the next write, corrupting it; nothing was "
-	    "written. Move %s and %s-shm away (they hold the last commits of database %s), "
-	    "then open it again",
-	    wal, path, alone, with, wal, path, with);
+	if (read && strcmp(alone, with) != 0)
+		rc = store_fail(err, STORE_ENOTDB,
+		    "%s: this write-ahead log is another database's: the file %s holds database "
+		    "%s, and read with the log it reads as database %s (a file put in place of "
+		    "one whose supervisor was killed, or a -wal copied from elsewhere). SQLite "
+		    "would copy the log's pages into this file at the next write, corrupting it; "
+		    "nothing was written. Move %s and %s-shm away (they hold the last commits of "
+		    "database %s), then open it again",
+		    wal, path, alone, with, wal, path, with);
+	else if (marked != NULL) {
+		char *file = alone[0] != '\0' ? xasprintf("%s, database %s,", path, alone) :
+		                                xstrdup(path);
+
+		rc = store_fail(err, STORE_ENOTDB,
+		    "%s: this write-ahead log is another database's: its commits are marked as "
+		    "database %08x's, and the file %s as %08x's (a file put in place of one whose "
+		    "supervisor was killed, or a -wal copied from elsewhere). SQLite would copy "
+		    "the log's pages into this file at the next read, corrupting it; nothing was "
+		    "read or written. Move %s and %s-shm away (they hold the last commits of the "
+		    "database they were written for), then open it again",
+		    wal, marked->log_mark, file, marked->file_mark, wal, path);
+		free(file);
+	}
 out:
 	db_close(b);
 	db_close(a);
 	free(uri);
+	free(wal);
+	return rc;
+}
+
+/* Whether an autopack writer other than this process (a supervisor, an offline command
+ * writing) holds the file's lock: the write-ahead log is then its own, being written,
+ * and its identity checks watch the file. */
+static bool store_live_writer(const struct stat *sb)
+{
+	pid_t pid = store_lock_holder(sb->st_dev, sb->st_ino);
+
+	return pid != 0 && pid != getpid();
+}
+
+/* Refuse a -wal beside the database that does not continue the file (store_wal_judge):
+ * an older or newer state of the same database, or another database's log; where the
+ * log holds no commit of the store's, or the file was never marked, the uuids are
+ * compared (store_check_wal_uuid). Not judged while another autopack writer holds the
+ * file. 0, or STORE_ENOTDB saying what was found and what to do. Nothing is written. */
+static int store_check_wal_owner(const char *path, const struct stat *db_sb, struct store_err *err)
+{
+	char *wal = xasprintf("%s-wal", path), why[200];
+	struct store_wal_facts f;
+	enum store_wal_verdict v = STORE_WAL_CONTINUES;
+	struct stat sb;
+	int rc = 0;
+
+	if (stat(wal, &sb) == 0 && sb.st_size > 32 && !store_live_writer(db_sb))
+		v = store_wal_judge(path, &f, why, sizeof why);
+#ifdef AUTOPACK_MUTANT_stale_wal_applied
+	v = STORE_WAL_UNTOLD;
+#endif
+	if (v == STORE_WAL_CONTINUES)
+		goto out;
+	if (v == STORE_WAL_UNTOLD || v == STORE_WAL_MARK_CHANGED) {
+		rc = store_check_wal_uuid(path, v == STORE_WAL_MARK_CHANGED ? &f : NULL, err);
+		goto out;
+	}
+	if (store_live_writer(db_sb)) /* one began meanwhile: the log is being written */
+		goto out;
+	if (v == STORE_WAL_FOREIGN)
+		rc = store_fail(err, STORE_ENOTDB,
+		    "%s: this write-ahead log was not written on the file %s: %s (another copy of "
+		    "the database, or a -wal copied from elsewhere). SQLite would lay the log's "
+		    "pages over this file at the next read, mixing two databases; nothing was read "
+		    "or written. Move %s and %s-shm away (they hold the last commits of the file "
+		    "they were written on), then open it again",
+		    wal, path, why, wal, path);
+	else
+		rc = store_fail(err, STORE_ENOTDB,
+		    "%s: this write-ahead log does not continue the file %s: it was begun on the "
+		    "database's commit %u (its commits go on to %u), and the file holds commit %u, "
+		    "%s. SQLite would lay the log's pages over this file at the next read, mixing "
+		    "two states of the database; nothing was read or written. To go on from the "
+		    "file as it is, move %s and %s-shm away (they hold commits %u to %u of the "
+		    "file they were written on); to restore a backup in place, use sqlite3's "
+		    ".restore, or remove the -wal and -shm before a cp",
+		    wal, path, f.log_from, f.log_to, f.file_count,
+		    v == STORE_WAL_OLDER ? "an older state (an older copy of the database put in "
+		                           "place after a supervisor was killed, its log left)" :
+		                           "which the log never reached (a copy of the database "
+		                           "that went on without this log)",
+		    wal, path, f.log_from + 1, f.log_to);
+out:
 	free(wal);
 	return rc;
 }
@@ -321,7 +405,7 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	if (rc == 0)
 		rc = store_check_access(path, write, err);
 	if (rc == 0)
-		rc = store_check_wal_owner(path, err);
+		rc = store_check_wal_owner(path, &sb, err);
 	if (rc != 0)
 		return rc;
 	st->tidy_on_close = !write && !store_side_exists(path, "-wal") &&
@@ -340,6 +424,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 		rc = store_exec(db, "PRAGMA foreign_keys=ON", path, err);
 	if (rc == 0 && write)
 		rc = store_setup_writer(db, path, err);
+	if (rc == 0 && write)
+		db_sqlite_mark(db, store_wal_mark(st->uuid));
 	if (rc != 0)
 		goto fail;
 	st->db = db;

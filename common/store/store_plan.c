@@ -187,6 +187,48 @@ static int plan_query(struct plan_writer *pw, struct db_stmt *q, const char *a, 
 	return rc;
 }
 
+/* The highest tier index an appended tier may get: the original's tier_index is a 32-bit
+ * INTEGER on PostgreSQL. */
+#define PLAN_TIER_INDEX_MAX INT32_MAX
+
+/* Set *base to the index of the first of `ntiers` tiers appended to run `run_id`: one past
+ * its highest. STORE_EINVAL, naming the tier, when that index is not an integer the
+ * appended tiers can follow (text, a real or a blob another program wrote sorts after
+ * every integer; 2^63-1 has no successor): they would not come after it. */
+static int plan_tier_base(
+    struct plan_writer *pw, const char *run_id, size_t ntiers, int64_t *base, struct store_err *err)
+{
+	struct db_stmt *q = pw->tier_next;
+	int rc;
+
+	*base = 0;
+	store_bind_text(q, 1, run_id);
+	rc = db_step(q);
+	if (rc == DB_ROW && db_column_type(q, 2) == DB_INTEGER &&
+	    db_column_int64(q, 2) <= PLAN_TIER_INDEX_MAX - (int64_t)ntiers) {
+		*base = db_column_int64(q, 2) + 1;
+		rc = 0;
+	} else if (rc == DB_ROW) {
+		char *v = utf8_clean(
+		    db_column_type(q, 2) == DB_NULL ? "NULL" : db_column_text(q, 2), 40);
+
+		rc = store_fail(err, STORE_EINVAL,
+		    "%s: run \"%s\": its tier %s (tiers.id %lld) has tier_index %s, which the "
+		    "appended tiers cannot follow (they need an integer index below %lld after it)",
+		    pw->source, run_id, db_column_text(q, 0), (long long)db_column_int64(q, 1), v,
+		    (long long)PLAN_TIER_INDEX_MAX - (long long)ntiers + 1);
+		free(v);
+	} else if (rc == DB_DONE) {
+		rc = 0;
+	} else {
+		rc = store_fail(err, STORE_EIO, "%s: reading the tiers of run %s: %s", pw->st->path,
+		    run_id, db_errmsg(pw->st->db));
+	}
+	db_reset(q);
+	db_clear_bindings(q);
+	return rc;
+}
+
 /* Check run entry `r` (runs[i]) against the database: a new run must not exist, an
  * appended one must, and appended phases must not collide with the run's phases. */
 static int plan_check_db(struct plan_writer *pw, const json_t *r, size_t i, struct store_err *err)
@@ -469,8 +511,7 @@ static int plan_write_run(struct plan_writer *pw, const json_t *r,
 	int rc = 0;
 
 	if (json_is_true(json_object_get(r, "append"))) {
-		rc = plan_query(pw, pw->tier_next, run_id, NULL, &base, err);
-		rc = rc < 0 ? rc : 0;
+		rc = plan_tier_base(pw, run_id, ntiers, &base, err);
 	} else {
 		rc = plan_insert_run(pw, r, err);
 	}
@@ -567,7 +608,8 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 	        db_prepare(st->db, "SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2",
 	            &pw->phase_exists) != DB_OK ||
 	        db_prepare(st->db,
-	            "SELECT coalesce(max(tier_index) + 1, 0) FROM tiers WHERE run_id = ?1",
+	            "SELECT tier_id, id, tier_index FROM tiers WHERE run_id = ?1"
+	            " ORDER BY tier_index DESC LIMIT 1",
 	            &pw->tier_next) != DB_OK)) {
 		rc = store_fail(
 		    err, STORE_EIO, "%s: preparing the import: %s", st->path, db_errmsg(st->db));

@@ -147,7 +147,8 @@ static json_t *pj_array(struct pj *j)
 	return NULL;
 }
 
-/* Take an integer of at most 18 digits, without a fraction or an exponent. */
+/* Take an integer of at most 18 digits, without a fraction or an exponent (a longer one is
+ * the full parser's: a 19th digit is not added, as it could overflow). */
 static json_t *pj_integer(struct pj *j)
 {
 	const char *q = j->p;
@@ -156,12 +157,12 @@ static json_t *pj_integer(struct pj *j)
 	size_t digits = 0;
 
 	q += neg;
-	while (q < j->end && *q >= '0' && *q <= '9' && digits <= 18) {
+	while (q < j->end && *q >= '0' && *q <= '9' && digits < 18) {
 		v = v * 10 + (*q - '0');
 		q++;
 		digits++;
 	}
-	if (digits == 0 || digits > 18 || (digits > 1 && q[-(ptrdiff_t)digits] == '0'))
+	if (digits == 0 || (digits > 1 && q[-(ptrdiff_t)digits] == '0'))
 		return NULL;
 	if (q < j->end && (*q == '.' || *q == 'e' || *q == 'E' || (*q >= '0' && *q <= '9')))
 		return NULL;

@@ -76,7 +76,7 @@ static int store_meta_read(
     struct db *db, const char *path, int *version, char *uuid, size_t len, struct store_err *err)
 {
 	struct db_stmt *st = NULL;
-	int64_t rows = 0;
+	int64_t rows = 0, v = 0;
 	int rc;
 
 	rc = db_prepare(db, "SELECT count(*), max(db_uuid), max(schema_version) FROM meta", &st);
@@ -93,7 +93,7 @@ static int store_meta_read(
 		const char *u = db_column_text(st, 1);
 
 		rows = db_column_int64(st, 0);
-		*version = (int)db_column_int64(st, 2);
+		v = db_column_int64(st, 2);
 		strlcpy_ap(uuid, u != NULL ? u : "", len);
 	}
 	db_finalize(st);
@@ -104,14 +104,18 @@ static int store_meta_read(
 		    "%s: %s database but not a usable autopack database (meta holds %lld "
 		    "rows, expected 1); %s",
 		    path, db->dialect->name, (long long)rows, store_untouched(db));
-	if (*version > SCHEMA_VERSION)
+	/* Compared whole: cut to an int, 4294967298 (another program's, a hand edit) was
+	 * version 2, and db migrate ran the migrations from 2 again. */
+	if (v > SCHEMA_VERSION)
 		return store_fail(err, STORE_EVERSION,
-		    "%s: schema version %d is newer than this program's (%d); use a newer "
+		    "%s: schema version %lld is newer than this program's (%d); use a newer "
 		    "autopack",
-		    path, *version, SCHEMA_VERSION);
-	if (*version < 1)
+		    path, (long long)v, SCHEMA_VERSION);
+	if (v < 1)
 		return store_fail(err, STORE_ENOTDB,
-		    "%s: meta.schema_version is %d, not a valid autopack version", path, *version);
+		    "%s: meta.schema_version is %lld, not a valid autopack version", path,
+		    (long long)v);
+	*version = (int)v;
 	return 0;
 }
 

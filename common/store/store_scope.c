@@ -22,16 +22,41 @@ static size_t scope_list_room(size_t n)
 	return room;
 }
 
+/* The slot of `path` in the list's hash table: the one that holds it, else the free slot
+ * where it goes. */
+static size_t scope_list_slot(const struct store_scope_list *l, const char *path)
+{
+	size_t mask = l->n_slots - 1, i = (size_t)str_hash(path) & mask;
+
+	while (l->slots[i] != 0 && strcmp(l->items[l->slots[i] - 1], path) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+/* Give the hash table at least twice as many slots as n paths, rehashing the list's. */
+static void scope_list_index(struct store_scope_list *l, size_t n)
+{
+	if (2 * n <= l->n_slots)
+		return;
+	free(l->slots);
+	l->n_slots = scope_list_room(2 * n);
+	l->slots = xcalloc(l->n_slots, sizeof *l->slots);
+	for (size_t k = 0; k < l->n; k++)
+		l->slots[scope_list_slot(l, l->items[k])] = k + 1;
+}
+
 /* Append `path` (found at `where`) unless the list holds it already. The path and its
  * place are one allocation, the path first. */
 static void scope_list_add(struct store_scope_list *l, const char *path, const char *where)
 {
-	size_t lp = strlen(path), lw = strlen(where);
+	size_t lp = strlen(path), lw = strlen(where), slot;
 	char *both;
 
-	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(l->items[i], path) == 0)
-			return;
+	scope_list_index(l, l->n + 1);
+	slot = scope_list_slot(l, path);
+	if (l->slots[slot] != 0)
+		return;
+	l->slots[slot] = l->n + 1;
 	if (l->n == 0 || scope_list_room(l->n + 1) > scope_list_room(l->n)) {
 		l->items = xrealloc(l->items, scope_list_room(l->n + 1) * sizeof *l->items);
 		l->where = xrealloc(l->where, scope_list_room(l->n + 1) * sizeof *l->where);
@@ -53,6 +78,7 @@ static void scope_list_free(struct store_scope_list *l)
 		free(l->items[i]);
 	free(l->items);
 	free(l->where);
+	free(l->slots);
 	memset(l, 0, sizeof *l);
 }
 

@@ -22,11 +22,14 @@ enum store_scope_form {
 };
 
 /* A list of paths, each with where it was found ("deliverables.code[1]"); both arrays
- * are NULL-terminated. */
+ * are NULL-terminated. `slots` is a hash table of the paths (index + 1, 0 for a free
+ * slot; n_slots a power of two), so that each path is added once at a constant cost. */
 struct store_scope_list {
 	char **items;
 	char **where;
 	size_t n;
+	size_t *slots;
+	size_t n_slots;
 };
 
 /* A scope read into lists: deliverables are the union of the buckets' lists, in order,

@@ -5,8 +5,16 @@
 #include "common/vocab.h"
 #include "common/util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A result's telemetry_events_collected, 0 when it is none an attempt can have (negative,
+ * or past 10^9, which no attempt comes near; another program's, or a hand edit): summed
+ * as it is, two such rows overflowed and every session command failed on it for good. */
+#define SESSION_EVENTS                                                                             \
+	"CASE WHEN r.telemetry_events_collected BETWEEN 0 AND 1000000000"                          \
+	" THEN r.telemetry_events_collected ELSE 0 END"
 
 #define SESSION_SELECT                                                                             \
 	"SELECT s.session_id, s.started_at, s.completed_at, s.stop_reason,"                        \
@@ -19,7 +27,7 @@
 	" (SELECT coalesce(" SQL_SUM_IF(                                                           \
 	    "r.success != 0") ", 0) FROM drain_session_results r"                                  \
 	                      "   WHERE r.session_id = s.session_id),"                             \
-	                      " (SELECT coalesce(sum(r.telemetry_events_collected), 0)"            \
+	                      " (SELECT coalesce(sum(" SESSION_EVENTS "), 0)"                      \
 	                      "   FROM drain_session_results r WHERE r.session_id = s.session_id)" \
 	                      " FROM drain_sessions s"
 
@@ -113,9 +121,13 @@ static void session_result_row(struct db_stmt *q, void *item)
 	r->outcome = store_col_text(q, 2, NULL);
 	r->success = db_column_int64(q, 3) != 0;
 	r->timeout = outcome_parse(r->outcome) == OUTCOME_TIMEOUT;
+	/* A duration or a yield that is not a finite number (SQLite holds infinities: 1e999
+	 * typed into its shell) is unknown, as NULL: JSON cannot hold it. */
 	r->duration_s = db_column_type(q, 4) == DB_NULL ? -1 : db_column_double(q, 4);
+	r->duration_s = isfinite(r->duration_s) ? r->duration_s : -1;
 	r->events = db_column_int64(q, 5);
 	r->yield_per_min = db_column_type(q, 6) == DB_NULL ? -1 : db_column_double(q, 6);
+	r->yield_per_min = isfinite(r->yield_per_min) ? r->yield_per_min : -1;
 	r->boundary = db_column_int64(q, 7) != 0;
 	r->fingerprint = store_col_text(q, 8, NULL);
 	r->zero_yield_reason = store_col_text(q, 9, NULL);
@@ -143,7 +155,7 @@ int store_session_results(struct store *st, const char *id, struct store_session
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(st->db,
 	    "SELECT r.run_id, r.phase_id, a.outcome, r.success, r.duration_seconds,"
-	    " coalesce(r.telemetry_events_collected, 0), r.telemetry_yield_per_minute,"
+	    " " SESSION_EVENTS ", r.telemetry_yield_per_minute,"
 	    " r.reached_llm_boundary, r.failure_fingerprint, r.zero_yield_reason"
 	    " FROM drain_session_results r LEFT JOIN attempts a ON a.attempt_id = r.attempt_id"
 	    " WHERE r.session_id = ?1 ORDER BY r.attempt_id",

@@ -120,10 +120,11 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 		{ "SELECT count(*) FROM llm_usage_events", &s->usage_total },
 		{ "SELECT count(*) FROM llm_usage_events WHERE status != 'ok'", &s->usage_failed },
 		{ "SELECT count(*) FROM llm_usage_events WHERE status = 'lost'", &s->usage_lost },
-		/* A count past what any call reports (a worker's 2e9 at most) is left out: a few
-		 * such rows would overflow the sum, and db check would fail on it for good. */
-		{ "SELECT coalesce(sum(CASE WHEN total_tokens <= 2000000000 THEN total_tokens"
-		  " END), 0) FROM llm_usage_events",
+		/* A count past what any call reports (a worker's 2e9 at most), or below 0, is
+		 * left out: a few such rows would overflow the sum, and db check would fail on it
+		 * for good. */
+		{ "SELECT coalesce(sum(CASE WHEN total_tokens BETWEEN 0 AND 2000000000"
+		  " THEN total_tokens END), 0) FROM llm_usage_events",
 		    &s->usage_tokens },
 	};
 	const struct {

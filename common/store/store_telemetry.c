@@ -7,6 +7,7 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,7 +379,12 @@ static json_t *telem_row_json(struct db_stmt *q)
 			v = telem_is_bool_col(name) ? json_boolean(db_column_int64(q, i)) :
 			                              json_integer(db_column_int64(q, i));
 			break;
-		case DB_FLOAT: v = json_real(db_column_double(q, i)); break;
+		/* JSON has no infinity (SQLite holds one: 1e999 typed into its shell): null,
+		 * not a row without the column. */
+		case DB_FLOAT:
+			v = isfinite(db_column_double(q, i)) ? json_real(db_column_double(q, i)) :
+			                                       json_null();
+			break;
 		case DB_TEXT:
 			v = telem_json_text(db_column_text(q, i), strlen(db_column_text(q, i)));
 			break;

@@ -1,15 +1,18 @@
-/* A benchmark worker: speaks the real protocol on fd 3 and, for each job, sends
+/* A benchmark worker: hands the supervisor a socket of its own on fd 3 (proto/hand.h),
+ * speaks the real protocol on it and, for each job, sends
  * AUTOPACK_BENCH_EVENTS llm_usage events (default 100), sleeps AUTOPACK_BENCH_SLEEP_MS
  * (default 0) while heartbeating, then a dry_run result, without waiting for acks. It
  * measures the supervisor's writer and pool, not phase execution. */
 #include "common/util.h"
 #include "proto/fdio.h"
+#include "proto/hand.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 static struct proto_fd io;
@@ -71,7 +74,8 @@ static void run_job(const struct proto_job *job, long nevents, long sleep_ms)
 	send_msg(&r, true);
 }
 
-/* Say hello, then run every job until shutdown or the end of the stream. */
+/* Make the channel, say hello, then run every job until shutdown or the end of the
+ * stream. */
 int main(void)
 {
 	long nevents = getenv("AUTOPACK_BENCH_EVENTS") ? atol(getenv("AUTOPACK_BENCH_EVENTS")) :
@@ -82,8 +86,18 @@ int main(void)
 	struct proto_msg m = { .type = PROTO_HELLO };
 	struct proto_err err;
 	enum proto_fd_rc rc;
+	char why[256];
+	int sock, keys;
 
-	proto_fd_init(&io, 3, PROTO_FRAME_MAX_DEFAULT);
+	prctl(PR_SET_DUMPABLE, 0);
+	if ((sock = hand_give(3, why, sizeof why)) < 0 ||
+	    hand_keys(sock, &keys, why, sizeof why) != 0) {
+		fprintf(stderr, "bench-worker: %s\n", why);
+		return 1;
+	}
+	if (keys >= 0)
+		close(keys);
+	proto_fd_init(&io, sock, PROTO_FRAME_MAX_DEFAULT);
 	m.u.hello.pid = getpid();
 	m.u.hello.sw_version = (char *)AUTOPACK_VERSION;
 	send_msg(&m, true);

@@ -580,7 +580,7 @@ int store_fleet_session_others(
 }
 
 /* Whether the server names its transaction id functions as before PostgreSQL 13
- * (txid_current, txid_status), whose names later versions keep only as deprecated. */
+ * (txid_current), whose name later versions keep only as deprecated. */
 static bool fleet_xact_names_old(struct store_drain *d)
 {
 	return PQserverVersion(db_pg_conn(d->st->db)) < 130000;
@@ -769,61 +769,10 @@ int store_fleet_open_elsewhere(
 	return rc == DB_ROW ? 0 : fleet_fail(d->st, err, "counting open attempts");
 }
 
-/* Count which of the attempts `ids` exist in this supervisor's name. */
-int store_fleet_attempts_found(
-    struct store_drain *d, const uint64_t *ids, size_t n, size_t *found, struct store_err *err)
-{
-	struct db_stmt *q = NULL;
-	struct strbuf list = { 0 };
-	int rc = db_prepare(d->st->db,
-	    "SELECT count(*) FROM attempts WHERE supervisor_id = ?1"
-	    " AND attempt_id = ANY (CAST(?2 AS BIGINT[]))",
-	    &q);
-
-	*found = 0;
-	strbuf_puts(&list, "{");
-	for (size_t i = 0; i < n; i++)
-		strbuf_printf(&list, "%s%llu", i > 0 ? "," : "", (unsigned long long)ids[i]);
-	strbuf_puts(&list, "}");
-	if (rc == DB_OK) {
-		db_bind_int64(q, 1, d->supervisor_id);
-		store_bind_text(q, 2, list.s);
-		if ((rc = db_step(q)) == DB_ROW)
-			*found = (size_t)db_column_int64(q, 0);
-	}
-	db_finalize(q);
-	free(list.s);
-	return rc == DB_ROW ? 0 : fleet_fail(d->st, err, "looking for the round's attempts");
-}
-
 /* The transaction of the last heartbeat's group. */
 struct fleet_txn store_fleet_txn(const struct store_drain *d)
 {
 	return (struct fleet_txn){ .xid = d->heartbeat_xid, .pid = d->heartbeat_pid };
-}
-
-/* Read what the server says of transaction `xid` into `state` (size bytes): "committed",
- * "aborted", "in progress", or "" when it no longer knows it (pg_xact_status, or
- * txid_status before PostgreSQL 13). */
-static int fleet_txn_status(
-    struct store_drain *d, int64_t xid, char *state, size_t size, struct store_err *err)
-{
-	struct db_stmt *q = NULL;
-	int rc = db_prepare(d->st->db,
-	    fleet_xact_names_old(d) ? "SELECT txid_status(CAST(?1 AS BIGINT))" :
-	                              "SELECT pg_xact_status(CAST(CAST(?1 AS TEXT) AS xid8))",
-	    &q);
-
-	state[0] = '\0';
-	if (rc == DB_OK) {
-		db_bind_int64(q, 1, xid);
-		if ((rc = db_step(q)) == DB_ROW && db_column_text(q, 0) != NULL)
-			strlcpy_ap(state, db_column_text(q, 0), size);
-	}
-	db_finalize(q);
-	return rc == DB_ROW ?
-	    0 :
-	    fleet_fail(d->st, err, "asking the server whether the round committed");
 }
 
 /* Ask the server process `pid` to end its session, if it still holds transaction `xid`
@@ -849,49 +798,50 @@ static int fleet_txn_end(struct store_drain *d, const struct fleet_txn *t, struc
 	if (rc == DB_DONE)
 		return 0;
 	return store_fail(err, STORE_EIO,
-	    "%s: the round's transaction %lld is still in progress in server process %d, which"
+	    "%s: the group's transaction %lld is still in progress in server process %d, which"
 	    " could not be ended (%s); it ends when the server ends that idle session"
 	    " (idle_in_transaction_session_timeout: half the lease)",
 	    d->st->url, (long long)t->xid, t->pid, db_errmsg(d->st->db));
 }
 
-/* Learn what became of the transaction whose COMMIT went unanswered. */
-int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t, const uint64_t *ids,
-    size_t n, enum fleet_txn_state *state, struct store_err *err)
+/* Learn what became of the transaction whose COMMIT went unanswered: the lock of this
+ * supervisor's row (its heartbeat's), then the transaction that wrote the row's version. A
+ * row lock that cannot be had at once fails with lock_not_available (NOWAIT): that is
+ * never waited for, the loop goes on. */
+int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t,
+    enum fleet_txn_state *state, struct store_err *err)
 {
-	char status[32];
-	size_t found = 0;
-	int rc;
+	struct db_stmt *q = NULL;
+	int64_t xmin = -1;
+	int rc = db_prepare(d->st->db,
+	    "SELECT CAST(CAST(xmin AS TEXT) AS BIGINT) FROM supervisors"
+	    " WHERE supervisor_id = ?1 FOR SHARE NOWAIT",
+	    &q);
 
-	assert(!db_in_transaction(d->st->db));
+	assert(!db_in_transaction(d->st->db) && t->xid > 0);
 	*state = FLEET_TXN_RUNNING;
-	if (t->xid > 0 && (rc = fleet_txn_status(d, t->xid, status, sizeof status, err)) != 0)
-		return rc;
-	/* A transaction id the server assigned but never wrote to its log before a crash is
-	 * handed out again after it ("in the future" until then): "committed" may be another
-	 * transaction's, so it is never taken alone; the round's attempts say, below.
-	 * "aborted" is: a transaction that committed had its id logged, never handed out
-	 * again. */
-	assert(n > 0);
-	if (t->xid > 0 && strcmp(status, "aborted") == 0) {
-		*state = FLEET_TXN_ABORTED;
-		return 0;
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		if ((rc = db_step(q)) == DB_ROW)
+			xmin = db_column_int64(q, 0);
 	}
-	if (t->xid > 0 && status[0] != '\0' && strcmp(status, "committed") != 0) {
-		/* In progress: its session lives on and a COMMIT may still reach it. */
+	db_finalize(q);
+	if (rc != DB_ROW && rc != DB_DONE && db_fault(d->st->db) == DB_FAULT_BUSY) {
+		/* Still held: the transaction's session lives on, and a COMMIT may still reach
+		 * it. */
 		if (fleet_txn_end(d, t, err) != 0)
 			return 0;
 		store_fail(err, STORE_EBUSY,
-		    "%s: the round's transaction %lld is still in progress in server process %d,"
-		    " which was asked to end",
+		    "%s: the group's transaction %lld is still in progress in server process %d, which"
+		    " was asked to end",
 		    d->st->url, (long long)t->xid, t->pid);
 		return 0;
 	}
-	/* Committed by the server's word, or unknown to it (ended long ago): its attempts say
-	 * how it ended. */
-	if ((rc = store_fleet_attempts_found(d, ids, n, &found, err)) != 0)
-		return rc;
-	*state = found > 0 ? FLEET_TXN_COMMITTED : FLEET_TXN_ABORTED;
+	if (rc != DB_ROW)
+		return fleet_fail(d->st, err, "reading whether the group committed");
+	/* xmin is the transaction id without its epoch. */
+	*state = (uint64_t)xmin == ((uint64_t)t->xid & 0xffffffffu) ? FLEET_TXN_COMMITTED :
+	                                                              FLEET_TXN_ABORTED;
 	return 0;
 }
 

@@ -12,7 +12,10 @@
 struct db_sqlite {
 	struct db base;
 	sqlite3 *h;
-	char msg[512]; /* sqlite_errmsg's text with the system's cause */
+	char msg[512];        /* sqlite_errmsg's text with the system's cause */
+	uint32_t mark;        /* the application_id each write transaction sets, or 0 */
+	bool count;           /* the open transaction is counted at its commit */
+	int64_t changes_then; /* sqlite3_total_changes64 when it began */
 };
 
 struct db_sqlite_stmt {
@@ -170,8 +173,45 @@ static int sqlite_exec(struct db *db, const char *sql)
 /* BEGIN IMMEDIATE: the write lock is taken at once, for either kind of transaction. */
 static int sqlite_begin(struct db *db, enum db_tx tx)
 {
-	(void)tx;
+	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
+
+	(void)tx; /* both kinds write */
+	d->count = d->mark != 0;
+	d->changes_then = sqlite3_total_changes64(d->h);
 	return sqlite_exec(db, "BEGIN IMMEDIATE");
+}
+
+/* COMMIT. A write transaction of a marked connection (db_sqlite_mark) that changed rows
+ * first counts itself in the database header: PRAGMA user_version one more (modulo
+ * 2^32), application_id the mark. Page 1 is then in every such commit's frames, so a
+ * write-ahead log tells which count of commits it continues and whose it is
+ * (store_wal.c). DB_ERROR, nothing committed, if the header cannot be written. */
+static int sqlite_commit(struct db *db)
+{
+	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
+	sqlite3_stmt *q = NULL;
+	uint32_t n = 0;
+	char sql[96];
+
+	if (d->count && sqlite3_total_changes64(d->h) != d->changes_then) {
+		d->count = false;
+		if (sqlite3_prepare_v2(d->h, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
+			return DB_ERROR;
+		if (sqlite3_step(q) == SQLITE_ROW)
+			n = (uint32_t)sqlite3_column_int64(q, 0);
+		sqlite3_finalize(q);
+		snprintf(sql, sizeof sql, "PRAGMA user_version=%d; PRAGMA application_id=%d",
+		    (int32_t)(n + 1), (int32_t)d->mark);
+		if (sqlite_exec(db, sql) != DB_OK)
+			return DB_ERROR;
+	}
+	d->count = false;
+	return sqlite_exec(db, "COMMIT");
+}
+
+void db_sqlite_mark(struct db *db, uint32_t mark)
+{
+	container_of(db, struct db_sqlite, base)->mark = mark;
 }
 
 /* Report with sqlite3_get_autocommit. */
@@ -250,6 +290,7 @@ static const struct db_ops sqlite_ops = {
 	.column_text = sqlite_column_text,
 	.exec = sqlite_exec,
 	.begin = sqlite_begin,
+	.commit = sqlite_commit,
 	.in_transaction = sqlite_in_transaction,
 	.changes = sqlite_changes,
 	.last_insert_id = sqlite_last_insert_id,

@@ -25,6 +25,10 @@ void sqlite_mem_use(void);
 /* Make SQLite's default VFS the one that writes a commit's WAL frames in one write
  * (common/store/sqlite/sqlite_walbuf.c): after sqlite_mem_use, before any connection. */
 void sqlite_walbuf_use(void);
+/* From now on, every write transaction of `db` that changes rows counts itself at its
+ * commit in the database header (user_version one more) and sets application_id to
+ * `mark` (0: none of this). */
+void db_sqlite_mark(struct db *db, uint32_t mark);
 /* SQLite's primary result code of the last failure (SQLITE_BUSY, ...). */
 int db_sqlite_errcode(struct db *db);
 

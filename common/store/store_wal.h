@@ -1,0 +1,46 @@
+/* Whether the write-ahead log beside an SQLite database file continues that file: read
+ * without SQLite, which applies a log to whatever file is next to it. */
+#ifndef AUTOPACK_STORE_WAL_H
+#define AUTOPACK_STORE_WAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What store_wal_judge found. */
+enum store_wal_verdict {
+	STORE_WAL_CONTINUES,    /* no frame SQLite would apply, or they continue the file */
+	STORE_WAL_UNTOLD,       /* no commit of the store's in the log, or a file never
+	                         * marked: the uuid is compared instead */
+	STORE_WAL_MARK_CHANGED, /* begun on this count of commits, but the first marks
+	                         * another database: a db reidentify, or another's log */
+	STORE_WAL_OLDER,        /* the file is older than the state the log was begun on */
+	STORE_WAL_NEWER,        /* the file counts more commits than the log wrote */
+	STORE_WAL_FOREIGN,      /* the log was not written on this file (why says how) */
+};
+
+/* The figures behind a verdict, for its message. */
+struct store_wal_facts {
+	uint32_t frames;     /* committed frames in the log */
+	bool counted;        /* the log holds commits of the store's: the next three are set */
+	uint32_t log_from;   /* the count of commits the log was begun on */
+	uint32_t log_to;     /* the count after its last commit */
+	uint32_t log_mark;   /* the mark of its first counted commit */
+	uint32_t file_count; /* the file's count of commits and its mark */
+	uint32_t file_mark;
+};
+
+/* Read the database file at `path` and its -wal, never writing either, and judge whether
+ * the log's committed frames continue the file: they do when the file's page 1 is byte
+ * for byte one the log wrote; otherwise the file's mark (application_id) must be the one
+ * of the log's first page-1 frame, and its count of commits (user_version) the one the
+ * log was begun on (that frame's less one, or the same when that commit was another
+ * program's). why gets the reason of a STORE_WAL_FOREIGN; facts the figures. A file or
+ * log that cannot be read, a log without a page-1 frame and a file never marked are
+ * STORE_WAL_UNTOLD. */
+enum store_wal_verdict store_wal_judge(
+    const char *path, struct store_wal_facts *facts, char *why, size_t len);
+/* The mark of the database with this uuid (never 0). */
+uint32_t store_wal_mark(const char *uuid);
+
+#endif

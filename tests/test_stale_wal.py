@@ -1,0 +1,241 @@
+"""A write-ahead log left beside a file it does not continue: an older copy of the same
+database put in place after its supervisor was killed, another database's log whose
+frames hold no page of the meta table, and a log left beside a replacement when the
+supervisor's salvage checkpoint could not run. Each is refused before SQLite applies it;
+the file's own log, after a kill -9, is applied with every commit. Real files, the real
+binaries, kill -9 (README, "What can go wrong"; docs/supervisor.md, "No wrong file")."""
+import os
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+
+from conftest import ctl, run
+from supervisor_helpers import Supervisor, new_db, sql, wait_for
+
+PYTHON = "/usr/bin/python3"
+
+
+def path_of(url):
+    return url[len("sqlite:///"):]
+
+
+def wal_frames(path):
+    """The committed frames of a -wal as SQLite validates them: [(page number, image)]."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 32:
+        return []
+    magic, _, ps, _, s1, s2, c1, c2 = struct.unpack(">8I", data[:32])
+    order = ">" if magic & 1 else "<"
+
+    def cksum(buf, a, b):
+        w = struct.unpack(order + "%dI" % (len(buf) // 4), buf)
+        for i in range(0, len(w), 2):
+            a = (a + w[i] + b) & 0xffffffff
+            b = (b + w[i + 1] + a) & 0xffffffff
+        return a, b
+
+    a, b = cksum(data[:24], 0, 0)
+    if (a, b) != (c1, c2):
+        return []
+    done, pending, off = [], [], 32
+    while off + 24 + ps <= len(data):
+        pg, commit, fs1, fs2, fc1, fc2 = struct.unpack(">6I", data[off:off + 24])
+        if (fs1, fs2) != (s1, s2):
+            break
+        a, b = cksum(data[off:off + 8], a, b)
+        a, b = cksum(data[off + 24:off + 24 + ps], a, b)
+        if (a, b) != (fc1, fc2):
+            break
+        pending.append((pg, data[off + 24:off + 24 + ps]))
+        if commit:
+            done, pending = done + pending, []
+        off += 24 + ps
+    return done
+
+
+def wal_restarts(path):
+    """The checkpoint sequence number of a -wal's header: how often it began again."""
+    try:
+        with open(path + "-wal", "rb") as f:
+            return struct.unpack(">I", f.read(16)[12:16])[0]
+    except (OSError, struct.error):
+        return 0
+
+
+def attempts_ended(url):
+    return sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")[0][0]
+
+
+def killed_mid_drain(tmp, url, restarts=2):
+    """Drain dry until the -wal began again `restarts` times (its first commits are
+    checkpointed into the file), then kill -9 the supervisor: its -wal and -shm stay.
+    Returns the attempts seen ended before the kill."""
+    path = path_of(url)
+    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
+    wait_for(lambda: wal_restarts(path) >= restarts, timeout=180,
+             what="the write-ahead log begun again")
+    seen = attempts_ended(url)
+    sup.kill()
+    assert "DATABASE LOST" not in sup.stderr()
+    assert wal_frames(path + "-wal"), "the kill left committed frames"
+    return seen
+
+
+def contents(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def refused_everywhere(tmp, url, needle):
+    """Every command (exit 2) and the supervisor (exit 1) refuse, writing nothing."""
+    path = path_of(url)
+    before = [contents(path + s) for s in ("", "-wal")]
+    for args in (["db", "check"], ["session", "list"], ["failed"], ["retry", "--all-failed"]):
+        r = ctl("--db", url, *args)
+        assert r.rc == 2 and needle in r.err and "nothing was read or written" in r.err, \
+            (args, r)
+    r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained",
+            "--control", os.path.join(str(tmp), "again.sock"))
+    assert r.rc == 1 and needle in r.err, r
+    assert [contents(path + s) for s in ("", "-wal")] == before
+
+
+def test_an_older_copy_put_in_place_after_a_kill_is_refused_and_the_log_kept(tmp):
+    # A byte copy taken with no supervisor running, put back with cp after one was
+    # killed: the -wal was begun on a later state of the same database (same uuid), and
+    # SQLite laid its pages over the older file (rows of neither state, or `database
+    # disk image is malformed`).
+    url = new_db(tmp, runs=300, phases=5)
+    path = path_of(url)
+    shutil.copyfile(path, path + ".old")
+    seen = killed_mid_drain(tmp, url)
+    shutil.copyfile(path, path + ".killed")
+    shutil.copyfile(path + ".old", path)
+    refused_everywhere(tmp, url, "this write-ahead log does not continue the file %s" % path)
+    r = ctl("--db", url, "db", "check")
+    assert "an older state" in r.err and path + "-wal and " + path + "-shm away" in r.err, r
+    # The file it was written on, put back: every commit is there.
+    shutil.copyfile(path + ".killed", path)
+    r = ctl("--db", url, "--json", "db", "check")
+    assert r.rc == 0, r
+    assert attempts_ended(url) >= seen
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+    # The older copy with its -wal and -shm removed opens as what it is.
+    os.unlink(path + "-wal")
+    os.unlink(path + "-shm")
+    shutil.copyfile(path + ".old", path)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0 and attempts_ended(url) == 0, r
+
+
+def test_another_databases_log_without_its_meta_page_is_refused(tmp):
+    # `mv other.db d.db` after d.db's supervisor was killed: the log's frames held no page
+    # of the meta table, so the file read with the log still had the other uuid, and
+    # the log's pages were laid over the other database.
+    url = new_db(tmp, runs=300, phases=5)
+    path = path_of(url)
+    killed_mid_drain(tmp, url)
+    other_dir = os.path.join(str(tmp), "other")
+    os.mkdir(other_dir)
+    other = path_of(new_db(other_dir, runs=2, phases=3))
+    (root,) = sqlite3.connect(other).execute(
+        "SELECT rootpage FROM sqlite_schema WHERE name = 'meta'").fetchone()
+    assert root not in [pg for pg, _ in wal_frames(path + "-wal")], "meta in the log"
+    os.rename(other, path)
+    refused_everywhere(tmp, url, "this write-ahead log is another database's")
+    r = ctl("--db", url, "db", "check")
+    assert "its commits are marked as database" in r.err, r
+    # Moved away, the file is the other database again, as it was.
+    os.rename(path + "-wal", path + "-wal.d")
+    os.unlink(path + "-shm")
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0 and sql(url, "SELECT count(*) FROM phases") == [(6,)], r
+
+
+READER = r"""
+import sqlite3, sys
+con = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, isolation_level=None)
+con.execute("BEGIN")
+con.execute("SELECT count(*) FROM attempts").fetchall()
+print("reading", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_log_left_beside_a_replacement_when_the_salvage_cannot_run_is_refused(tmp):
+    # The file replaced (an older copy moved over it) while a supervisor drains and a
+    # reader holds a snapshot: DATABASE LOST, but its checkpoint of the log into the file
+    # it had open cannot run past the reader, so the log stays beside the replacement.
+    url = new_db(tmp, runs=300, phases=5)
+    path = path_of(url)
+    shutil.copyfile(path, path + ".old")
+    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
+    wait_for(lambda: wal_restarts(path) >= 2, timeout=180, what="the log begun again")
+    reader = subprocess.Popen([PYTHON, "-c", READER, path], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline() == "reading\n"
+        n = attempts_ended(url)
+        wait_for(lambda: attempts_ended(url) >= n + 50, timeout=60,
+                 what="commits after the reader's snapshot")
+        os.rename(path + ".old", path)
+        assert sup.wait(timeout=120) == 3
+        err = sup.stderr()
+        assert "DATABASE LOST" in err and "was replaced" in err, err
+        assert "checkpointing the committed write-ahead log" in err and "failed" in err, err
+    finally:
+        reader.kill()
+        reader.wait()
+    assert wal_frames(path + "-wal"), "the log stayed"
+    refused_everywhere(tmp, url, "this write-ahead log does not continue the file %s" % path)
+
+
+def test_the_files_own_log_after_a_kill_is_applied_with_every_commit(tmp):
+    # kill -9, then every kind of next open: a reading command, a .backup of the
+    # database, and a supervisor that goes on draining. Nothing refused, nothing lost.
+    url = new_db(tmp, runs=300, phases=5)
+    path = path_of(url)
+    seen = killed_mid_drain(tmp, url)
+    r = ctl("--db", url, "session", "list")
+    assert r.rc == 0, r
+    n = attempts_ended(url)
+    assert n >= seen
+    copy = os.path.join(str(tmp), "copy.db")
+    r = subprocess.run(["sqlite3", path, ".backup '%s'" % copy], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r
+    assert sql("sqlite:///" + copy, "SELECT count(*) FROM attempts"
+                                    " WHERE ended_at IS NOT NULL") == [(n,)]
+    seen = killed_mid_drain(tmp, url, restarts=wal_restarts(path) + 2)
+    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2, name="again")
+    wait_for(lambda: attempts_ended(url) >= seen + 100, timeout=120, what="more attempts")
+    assert sup.stop_now() == 0, sup.stderr()
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+    # A copy restored with sqlite3's .restore, through the database's own log.
+    sup2 = killed_mid_drain(tmp, url, restarts=wal_restarts(path) + 2)
+    assert sup2 >= seen
+    r = subprocess.run(["sqlite3", path, ".restore '%s'" % copy], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+    assert attempts_ended(url) == n
+
+
+def test_a_second_name_is_still_refused_with_a_log_beside_it(tmp):
+    url = new_db(tmp, runs=300, phases=5)
+    path = path_of(url)
+    killed_mid_drain(tmp, url)
+    os.link(path, path + ".link")
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "hard links" in r.err, r
+    os.unlink(path + ".link")
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+
+
+if __name__ == "__main__":
+    sys.exit("run with pytest")
