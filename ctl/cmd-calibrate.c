@@ -328,18 +328,32 @@ static int cmd_calib_check(
 	    p->waste_p90, a->waste_p90);
 }
 
-/* Store the proposal as the new active set and say so; 0 or an exit code. */
+/* Store the proposal as the new active set and say so; 0 or an exit code. A fit the
+ * supervisor would refuse to start with (est_fit_from_json: a factor or a weight out of
+ * its range, as samples another program wrote can make) is not stored, --force or not. */
 static int cmd_calib_store(const struct cmd_ctx *ctx, struct store *st, const struct cmd_calib *c,
     const struct cmd_calib_result *res, const struct calib_meta *m, const struct cmd_calib_data *d,
     const struct cmd_calib_files *files, json_t *out)
 {
-	json_t *prov = cmd_calib_provenance(c, res, m, d, files);
-	char *prov_text = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	char *overhead = calib_coefs_to_json(&d->current);
-	char *model = est_fit_to_json(&res->fit);
+	char *model = est_fit_to_json(&res->fit), why[256];
+	struct est_fit back;
+	json_t *prov;
+	char *prov_text, *overhead;
 	struct store_err err;
 	int64_t version = 0, parent = 0;
-	int rc = store_coef_activate_new(st, overhead, model, prov_text, &version, &parent, &err);
+	int rc;
+
+	if (est_fit_from_json(model, &back, why, sizeof why) != 0) {
+		free(model);
+		return cmd_fail(ctx, STORE_EINVAL,
+		    "the proposal cannot be applied: %s, and the supervisor would refuse to start "
+		    "with it; nothing was applied",
+		    why);
+	}
+	prov = cmd_calib_provenance(c, res, m, d, files);
+	prov_text = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	overhead = calib_coefs_to_json(&d->current);
+	rc = store_coef_activate_new(st, overhead, model, prov_text, &version, &parent, &err);
 
 	free(overhead);
 	free(model);

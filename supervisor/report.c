@@ -127,6 +127,19 @@ static int report_unfinished(void *arg, const char *run_id, int64_t n)
 	return 0;
 }
 
+/* Note a run's `n` phases no drain dispatches: their run or tier has no row. */
+static int report_orphaned(void *arg, const char *run_id, int64_t n)
+{
+	struct report *rp = arg;
+
+	if (!sched_run_excluded(rp->s, run_id))
+		report_left(rp, run_id, STOP_CAUSE_NONE,
+		    "its tier or its run has no row (phases.tier_id or phases.run_id names none; "
+		    "another program's rows): no drain dispatches it",
+		    n);
+	return 0;
+}
+
 /* The level of a [LEFT] line: warn when the drain rules or the breaker left the phases
  * (work an operator has to look at), info when a stop the operator asked for did. */
 static enum log_level report_left_level(json_t *e)
@@ -197,7 +210,9 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 	report_session_why(&rp);
 	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||
 	    store_drain_each_unfinished(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
-	        s->cfg.max_attempts, s->cfg.dry_run, report_unfinished, &rp, &err) != 0) {
+	        s->cfg.max_attempts, s->cfg.dry_run, report_unfinished, &rp, &err) != 0 ||
+	    store_drain_each_orphaned(
+	        s->sd, s->cfg.run_id, s->cfg.retry_failed, report_orphaned, &rp, &err) != 0) {
 		log_error("cannot tell what the drain left: %s", err.text);
 		json_decref(rp.left);
 		json_decref(phases);

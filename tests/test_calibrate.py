@@ -321,6 +321,30 @@ def test_apply_refuses_a_set_that_scores_worse_unless_forced(tmp):
     assert r.rc == 0 and json.loads(r.out)["active_version"] == 2
 
 
+def test_apply_refuses_a_fit_the_supervisor_would_refuse_even_forced(tmp):
+    """Three clean events another program wrote with 2^63-1 output tokens made the fit's
+    budget factor about 2e15: --apply --force stored it, and every supervisor then refused
+    to start ("factor" is not a number from 0.001 to 1000) until a rollback."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("INSERT INTO token_estimation_v2_events (run_id, phase_id, timestamp,"
+                    " created_at, category, complexity, deliverable_count, deliverables_json,"
+                    " predicted_output_tokens, actual_output_tokens, selected_budget,"
+                    " success, truncated, stop_reason, model, is_truncated_output)"
+                    " SELECT run_id, phase_id, timestamp, created_at, category, complexity,"
+                    " deliverable_count, '[]', predicted_output_tokens, 9223372036854775807,"
+                    " selected_budget, 1, 0, 'end_turn', 'm', 0"
+                    " FROM token_estimation_v2_events LIMIT 3")
+    con.close()
+    r, j = calibrate(db, "--apply", "--force", "--out", "o", "--repeats", "2")
+    assert r.rc == 1 and j["ok"] is False, r
+    assert ('the proposal cannot be applied: fitted model: "factor" is not a number from '
+            "0.001 to 1000, and the supervisor would refuse to start with it; nothing was "
+            "applied") in r.err, r.err
+    assert rows(db, "SELECT count(*) FROM estimator_coefficients") == [(0,)]
+
+
 def test_apply_is_refused_while_another_process_holds_the_database(tmp):
     db = imported_db(tmp)
     with open(str(db), "rb") as lock:   # the lock is the database file's own flock

@@ -206,3 +206,27 @@ def test_a_dry_run_leaves_the_state_of_a_phase_no_worker_can_be_sent(tmp):
     assert rows[1] == (1, "failed", "INVALID_JOB"), rows
     assert [r[1] for r in rows[:1] + rows[2:]] == ["dry_run"] * 9, rows
     assert after == before, (before, after)
+
+
+def test_a_drain_says_which_phases_it_left_for_a_missing_run_or_tier(tmp):
+    """The original kept no foreign keys: a phase may name a tier or a run no row holds.
+    The drain reads its queue through both, so it never dispatches such a phase, and its
+    end said only that the phase was left, "not dispatched", every time."""
+    db = seeded(tmp / "orphans.db")
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE phases SET tier_id = 999999 WHERE phase_index = 3")
+        con.execute("UPDATE phases SET run_id = 'gone' WHERE phase_index = 5")
+        (run_id,) = con.execute("SELECT id FROM runs").fetchone()
+    con.close()
+    p = dry_drain(tmp, db)
+    assert p.returncode == 0, p.stderr
+    con = sqlite3.connect(str(db))
+    (state,) = con.execute("SELECT state_json FROM drain_sessions").fetchone()
+    con.close()
+    why = ("its tier or its run has no row (phases.tier_id or phases.run_id names none; "
+           "another program's rows): no drain dispatches it")
+    assert sorted((e["run_id"], e["phases"], e["why"])
+                  for e in json.loads(state)["end"]["left"]) == [
+        ("gone", 1, why), (run_id, 1, why)], state
+    assert "[LEFT] gone: 1 phase(s) left: " + why in p.stderr, p.stderr

@@ -198,6 +198,21 @@ def test_export_writes_an_infinite_value_another_program_stored_as_null(tmp):
             second["waste_ratio"]) == (None, None, None), second
 
 
+def test_export_writes_a_nan_another_program_stored_on_postgresql_as_null(tmp, pg_url):
+    """PostgreSQL's FLOAT holds NaN and infinities (SQLite turns a NaN into NULL): the
+    export wrote the row without the column, as for an infinity on SQLite."""
+    from supervisor_helpers import sql
+    assert ctl("--db", pg_url, "db", "init").rc == 0
+    assert ctl("--db", pg_url, "telemetry", "import", SAMPLES).rc == 0
+    sql(pg_url, "UPDATE token_estimation_v2_events SET smape_percent = 'NaN',"
+        " waste_ratio = '-Infinity' WHERE event_id = 2")
+    r = ctl("--db", pg_url, "telemetry", "export")
+    assert r.rc == 0, r
+    lines = {e["event_id"]: e for e in map(json.loads, r.out.splitlines())}
+    assert (lines[2]["smape_percent"], lines[2]["waste_ratio"]) == (None, None), lines[2]
+    assert lines[1]["smape_percent"] is not None
+
+
 def test_every_telemetry_command_has_help(tmp):
     for cmd in ("report", "import", "export"):
         r = ctl("telemetry", cmd, "--help")

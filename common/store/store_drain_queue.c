@@ -129,6 +129,8 @@ int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, b
 	    " < CASE WHEN ?7 THEN 1"
 	    "   WHEN p.max_builder_attempts > 0 AND p.max_builder_attempts < ?6"
 	    "   THEN p.max_builder_attempts ELSE ?6 END"
+	    " AND EXISTS (SELECT 1 FROM runs r WHERE r.id = p.run_id)"
+	    " AND EXISTS (SELECT 1 FROM tiers t WHERE t.id = p.tier_id)"
 	    " GROUP BY p.run_id ORDER BY p.run_id";
 	struct db_stmt *s;
 
@@ -144,6 +146,28 @@ int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, b
 	store_bind_text(s, 8, outcome_name(OUTCOME_SUPERVISOR_STOPPED));
 	store_bind_text(s, 9, outcome_name(OUTCOME_SUPERVISOR_RESTART));
 	return drain_each_text_int(d, s, fn, arg, err, "unfinished phases");
+}
+
+/* Count each run's phases in an eligible state whose run or tier has no row; STORE_EIO on
+ * failure. */
+int store_drain_each_orphaned(struct store_drain *d, const char *run_filter, bool with_failed,
+    int (*fn)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err)
+{
+	static const char sql[] = "SELECT p.run_id, count(*) FROM phases p"
+	                          " WHERE (p.state = ?3 OR (?2 AND p.state = ?4))"
+	                          " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
+	                          " AND (NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = p.run_id)"
+	                          "   OR NOT EXISTS (SELECT 1 FROM tiers t WHERE t.id = p.tier_id))"
+	                          " GROUP BY p.run_id ORDER BY p.run_id";
+	struct db_stmt *s;
+
+	if (db_prepare(d->st->db, sql, &s) != DB_OK)
+		return drain_fail(d, err, "phases without a run or tier");
+	store_bind_text(s, 1, run_filter);
+	db_bind_int64(s, 2, with_failed);
+	store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
+	store_bind_text(s, 4, phase_state_name(PHASE_FAILED));
+	return drain_each_text_int(d, s, fn, arg, err, "phases without a run or tier");
 }
 
 /* Close the attempts an earlier supervisor left open and requeue their phases, in one
