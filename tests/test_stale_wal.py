@@ -248,5 +248,32 @@ def test_a_second_name_is_still_refused_with_a_log_beside_it(tmp):
     assert r.rc == 0, r
 
 
+def test_the_files_own_log_is_applied_when_another_program_had_set_its_marks(tmp):
+    # application_id and user_version set by another program (sqlite3) before a
+    # supervisor's first commits: the file keeps that application_id until a checkpoint,
+    # and its log, after a kill -9, carries the database's own mark. It was refused as
+    # another database's, and moving it away as told lost every commit in it.
+    for i, (app, uv) in enumerate(((12345, -7), (-1, 2147483647))):
+        sub = os.path.join(str(tmp), "d%d" % i)
+        os.mkdir(sub)
+        url = new_db(sub, runs=300, phases=5)
+        path = path_of(url)
+        r = subprocess.run(["sqlite3", path, "PRAGMA application_id=%d;"
+                            " PRAGMA user_version=%d" % (app, uv)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r
+        sup = Supervisor(sub, url, "--dry-run", "--workers", 2)
+        wait_for(lambda: attempts_ended(url) >= 5, timeout=120, what="commits")
+        sup.kill()
+        n = attempts_ended(url)
+        with open(path, "rb") as f:
+            assert struct.unpack(">i", f.read(72)[68:72])[0] == app, "not checkpointed"
+        assert wal_frames(path + "-wal")
+        r = ctl("--db", url, "db", "check")
+        assert r.rc == 0, r
+        assert attempts_ended(url) == n
+        assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
 if __name__ == "__main__":
     sys.exit("run with pytest")

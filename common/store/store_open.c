@@ -138,6 +138,20 @@ static bool store_uuid_read(struct db *db, char uuid[37])
 	return ok;
 }
 
+/* Read the uuid the database file at `path` holds by itself (read immutable, which ignores
+ * its -wal) into uuid; false if it cannot be read. Nothing is written. */
+static bool store_uuid_alone(const char *path, char uuid[37])
+{
+	char *uri = xasprintf("file:%s?immutable=1", path);
+	struct db *a = NULL;
+	bool ok = store_connect(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "", &a, NULL) == 0 &&
+	    store_uuid_read(a, uuid);
+
+	db_close(a);
+	free(uri);
+	return ok;
+}
+
 /* Refuse a -wal beside the database that is another database's: the file alone (read
  * immutable, which ignores the log) holds one uuid, and read with the log, another that
  * db reidentify did not give it (its control_log row names the uuid it replaced). With
@@ -220,7 +234,18 @@ static int store_check_wal_owner(const char *path, const struct stat *db_sb, str
 	int rc = 0;
 
 	if (stat(wal, &sb) == 0 && sb.st_size > 32 && !store_live_writer(db_sb))
-		v = store_wal_judge(path, &f, why, sizeof why);
+		v = store_wal_judge(path, 0, &f, why, sizeof why);
+	/* A file whose application_id another program set still holds it until the first
+	 * commit of the store's is checkpointed: a log marked as the database of the file's
+	 * own uuid is judged by its counts. */
+	if (v == STORE_WAL_MARK_CHANGED) {
+		char own[37];
+		uint32_t mark;
+
+		if (store_uuid_alone(path, own) && (mark = store_wal_mark(own)) == f.log_mark &&
+		    mark != f.file_mark)
+			v = store_wal_judge(path, mark, &f, why, sizeof why);
+	}
 #ifdef AUTOPACK_MUTANT_stale_wal_applied
 	v = STORE_WAL_UNTOLD;
 #endif

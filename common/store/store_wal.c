@@ -145,7 +145,7 @@ out:
 }
 
 enum store_wal_verdict store_wal_judge(
-    const char *path, struct store_wal_facts *facts, char *why, size_t len)
+    const char *path, uint32_t own_mark, struct store_wal_facts *facts, char *why, size_t len)
 {
 	char *wal = xasprintf("%s-wal", path);
 	unsigned char dbh[DB_HDR], hdr[WAL_HDR], *page1 = NULL;
@@ -183,7 +183,7 @@ enum store_wal_verdict store_wal_judge(
 	wal_scan(wfd, sb.st_size, hdr, page1, ps, &p1, &frames);
 	facts->frames = frames;
 	facts->file_count = be32(page1 + 60);
-	facts->file_mark = be32(page1 + 68);
+	facts->file_mark = own_mark != 0 ? own_mark : be32(page1 + 68);
 	if (frames == 0)
 		goto out;
 	if (!p1.seen) { /* no commit of the store's: nothing to tell by */

@@ -37,9 +37,10 @@ struct store_wal_facts {
  * log was begun on (that frame's less one, or the same when that commit was another
  * program's). why gets the reason of a STORE_WAL_FOREIGN; facts the figures. A file or
  * log that cannot be read, a log without a page-1 frame and a file never marked are
- * STORE_WAL_UNTOLD. */
+ * STORE_WAL_UNTOLD. A nonzero own_mark (the mark of the uuid the file holds) is taken as
+ * the file's mark in place of its application_id: another program may have set that. */
 enum store_wal_verdict store_wal_judge(
-    const char *path, struct store_wal_facts *facts, char *why, size_t len);
+    const char *path, uint32_t own_mark, struct store_wal_facts *facts, char *why, size_t len);
 /* The mark of the database with this uuid (never 0). */
 uint32_t store_wal_mark(const char *uuid);
 
