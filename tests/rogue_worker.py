@@ -43,7 +43,6 @@ ROGUE_MODE says:
 If the file ROGUE_CRASH_FILE exists when it starts, it exits with status 3 after its hello
 whatever the mode. ROGUE_LOG, when set, receives one JSON line per noteworthy thing.
 """
-import ctypes
 import json
 import os
 import select
@@ -58,6 +57,8 @@ import time
 
 import msgpack
 
+from ptrace_child import traced_by_a_child
+
 mode = os.environ.get("ROGUE_MODE", "abuse")
 log_path = os.environ.get("ROGUE_LOG")
 FOREIGN_UUID = "00000000-0000-4000-8000-000000000000"
@@ -67,30 +68,6 @@ def note(obj):
     if log_path:
         with open(log_path, "a") as f:
             f.write(json.dumps(dict(obj, pid=os.getpid())) + "\n")
-
-
-def traced_by_a_child():
-    """A child of this process traces it from now on (PTRACE_SEIZE), continuing it at
-    every stop."""
-    r, w = os.pipe()
-    me = os.getpid()
-    if os.fork() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        arg = ctypes.c_long
-        ok = libc.ptrace(arg(0x4206), arg(me), arg(0), arg(0)) == 0  # PTRACE_SEIZE
-        os.write(w, b"1" if ok else b"0")
-        while ok:
-            try:
-                _, status = os.waitpid(me, 0x40000000)  # __WALL
-            except ChildProcessError:
-                break
-            if not os.WIFSTOPPED(status):
-                break
-            sig = os.WSTOPSIG(status) if status >> 16 == 0 else 0
-            libc.ptrace(arg(7), arg(me), arg(0), arg(sig))  # PTRACE_CONT
-        os._exit(0)
-    traced = os.read(r, 1) == b"1"
-    note({"event": "traced", "ok": traced})
 
 
 def handoff(hand_fd):
@@ -106,7 +83,7 @@ def handoff(hand_fd):
         time.sleep(30)
         sys.exit(0)
     if mode == "traced":
-        traced_by_a_child()
+        note({"event": "traced", "ok": traced_by_a_child()})
     a, b = socket.socketpair()
     socket.send_fds(hand, [b"h"], [b.fileno()])
     b.close()

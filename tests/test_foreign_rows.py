@@ -157,6 +157,13 @@ def test_an_attempt_id_at_the_top_of_the_range_is_refused_at_start_naming_it(tmp
     assert "database or disk is full" not in p.stderr.split("ids are used up")[0], p.stderr
 
 
+def attempt_outcomes(con):
+    """Each attempt's (phase index, outcome, failure reason), by phase index."""
+    return con.execute("SELECT p.phase_index, a.outcome, a.failure_reason FROM attempts a"
+                       " JOIN phases p USING (run_id, phase_id) ORDER BY p.phase_index"
+                       ).fetchall()
+
+
 def test_a_phase_limit_below_one_written_by_another_program_sets_no_limit(tmp):
     """phases.max_builder_attempts below 1 (the original's column is a plain INTEGER) is
     no limit for the drain's budget, and the job carries it as none: the job refused it
@@ -171,9 +178,7 @@ def test_a_phase_limit_below_one_written_by_another_program_sets_no_limit(tmp):
     p = dry_drain(tmp, db)
     assert p.returncode == 0, p.stderr
     con = sqlite3.connect(str(db))
-    rows = con.execute("SELECT p.phase_index, a.outcome, a.failure_reason FROM attempts a"
-                       " JOIN phases p USING (run_id, phase_id) ORDER BY p.phase_index"
-                       ).fetchall()
+    rows = attempt_outcomes(con)
     con.close()
     assert [r[1:] for r in rows] == [("dry_run", None)] * 10, rows
     assert "maxa" not in p.stderr, p.stderr
@@ -196,9 +201,7 @@ def test_a_dry_run_leaves_the_state_of_a_phase_no_worker_can_be_sent(tmp):
     p = dry_drain(tmp, db)
     assert p.returncode == 0, p.stderr
     con = sqlite3.connect(str(db))
-    rows = con.execute("SELECT p.phase_index, a.outcome, a.failure_reason FROM attempts a"
-                       " JOIN phases p USING (run_id, phase_id) ORDER BY p.phase_index"
-                       ).fetchall()
+    rows = attempt_outcomes(con)
     after = con.execute("SELECT (SELECT group_concat(state) FROM phases),"
                         " (SELECT group_concat(state) FROM tiers),"
                         " (SELECT group_concat(state) FROM runs)").fetchone()

@@ -175,28 +175,13 @@ def race(tmp, rounds, per):
 # it execs the real worker in its place, continuing it at every stop, as a process of its
 # user that attached to a new worker in its first instants would.
 TRACED_START = r"""#!/usr/bin/python3
-import ctypes, os, sys
-r, w = os.pipe()
-me = os.getpid()
-if os.fork() == 0:
-    libc = ctypes.CDLL(None, use_errno=True)
-    arg = ctypes.c_long
-    ok = libc.ptrace(arg(0x4206), arg(me), arg(0), arg(0)) == 0  # PTRACE_SEIZE
-    os.write(w, b"1" if ok else b"0")
-    while ok:
-        try:
-            _, status = os.waitpid(me, 0x40000000)  # __WALL
-        except ChildProcessError:
-            break
-        if not os.WIFSTOPPED(status):
-            break
-        sig = os.WSTOPSIG(status) if status >> 16 == 0 else 0
-        libc.ptrace(arg(7), arg(me), arg(0), arg(sig))  # PTRACE_CONT
-    os._exit(0)
-if os.read(r, 1) != b"1":
+import os, sys
+sys.path.insert(0, %r)
+from ptrace_child import traced_by_a_child
+if not traced_by_a_child():
     sys.exit("cannot trace the worker")
 os.execv(sys.argv[1], sys.argv[1:])
-"""
+""" % os.path.dirname(os.path.abspath(__file__))
 
 
 def test_a_worker_traced_from_its_start_takes_no_key(tmp):
