@@ -775,19 +775,31 @@ static int64_t lease_pool_size(const struct sup *s)
 	return s->live < s->target ? s->live : s->target;
 }
 
-/* How many more leases to open ahead: as many as results arrived in LEASE_AHEAD_MS of
- * the last window (none when phases are slow), at most LEASE_AHEAD_PER_WORKER per live
- * worker and LEASE_AHEAD_MAX, less those waiting. */
+/* Results in a window: in the last whole one, or in the one under way once it has more
+ * (the drain's first phases do not wait a whole window); none when the last whole window
+ * is over by another. */
+static int64_t lease_window_rate(const struct sup *s)
+{
+	uint64_t age = uv_now(s->loop) - s->ahead_window_ms;
+
+	if (age >= 2 * LEASE_AHEAD_WINDOW_MS)
+		return 0;
+	if (age < LEASE_AHEAD_WINDOW_MS && s->ahead_window_n > s->ahead_rate)
+		return s->ahead_window_n;
+	return s->ahead_rate;
+}
+
+/* How many more leases to open ahead: as many as results arrived in LEASE_AHEAD_MS of a
+ * window (none when phases are slow), at most LEASE_AHEAD_PER_WORKER per live worker and
+ * LEASE_AHEAD_MAX, less those waiting. */
 static int64_t lease_ahead_wanted(const struct sup *s)
 {
-	int64_t want = s->ahead_rate * LEASE_AHEAD_MS / LEASE_AHEAD_WINDOW_MS;
+	int64_t want = lease_window_rate(s) * LEASE_AHEAD_MS / LEASE_AHEAD_WINDOW_MS;
 	int64_t workers = lease_pool_size(s);
 
 #ifdef AUTOPACK_MUTANT_no_lease_ahead
 	return 0;
 #endif
-	if (uv_now(s->loop) - s->ahead_window_ms >= 2 * LEASE_AHEAD_WINDOW_MS)
-		return 0;
 	if (want > workers * LEASE_AHEAD_PER_WORKER)
 		want = workers * LEASE_AHEAD_PER_WORKER;
 	if (want > LEASE_AHEAD_MAX)
@@ -799,9 +811,8 @@ bool lease_phases_short(const struct sup *s)
 {
 	int64_t workers = lease_pool_size(s);
 
-	if (workers <= 0 || uv_now(s->loop) - s->ahead_window_ms >= 2 * LEASE_AHEAD_WINDOW_MS)
-		return false;
-	return s->ahead_rate * PHASE_SHORT_MS >= workers * LEASE_AHEAD_WINDOW_MS;
+	return workers > 0 &&
+	    lease_window_rate(s) * PHASE_SHORT_MS >= workers * LEASE_AHEAD_WINDOW_MS;
 }
 
 /* Take lease i off the leases opened ahead. */

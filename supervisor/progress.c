@@ -7,11 +7,13 @@
  * phases, capped by what is left of --batch-size, none once stopping, plus those in
  * flight). The ETA takes the median duration of this database's attempts per task
  * category (the newest PROGRESS_SAMPLE of them), gives each remaining phase its
- * category's median (a run's queued phases in proportion to its categories), and lets the
+ * category's median (a run's queued phases in proportion to its categories; at least the
+ * drain's pace, progress_pace_s), and lets the
  * pool's workers take runs in parallel while each run goes one phase at a time: it is the
  * larger of the total work shared by the workers and the longest run. An attempt in flight
  * counts for its median less its age; once older than that, for the median of the longer
- * attempts less its age, or, older than all, for the time to its deadline. Without any finished
+ * attempts less its age, or, older than all, for as long again as its age (at most to its
+ * deadline). Without any finished
  * attempt it falls back to the rate of phases finished so far. The database is read at
  * most every PROGRESS_REFRESH_MS, and only after new results, so watching costs the drain
  * next to nothing. */
@@ -29,7 +31,7 @@
 #define PROGRESS_SAMPLE 5000      /* attempts the medians are taken over */
 #define PROGRESS_REFRESH_MS 5000  /* the database is read at most this often */
 #define PROGRESS_WINDOW_MS 600000 /* the rate is taken over this window */
-#define PROGRESS_RING 4096        /* finish times kept for the rate */
+#define PROGRESS_SECONDS 600      /* the window, in the one-second counts kept of it */
 #define PROGRESS_FAILURES 10      /* recent failures shown */
 #define PROGRESS_MESSAGE_MAX 600  /* characters of a failure's message shown */
 
@@ -49,8 +51,10 @@ struct run_mix {
 struct progress_state {
 	int64_t done;
 	int64_t failed;
-	uint64_t finished_ms[PROGRESS_RING]; /* monotonic times phases finished */
-	size_t nfinished;                    /* total pushed; the ring holds the newest */
+	/* Phases finished in each of the last PROGRESS_SECONDS seconds (monotonic): second t
+	 * is slot t % PROGRESS_SECONDS, whose count is second_at's. */
+	uint32_t finished[PROGRESS_SECONDS];
+	uint64_t second_at[PROGRESS_SECONDS];
 	/* read from the database */
 	struct cat_median *medians;
 	size_t nmedians;
@@ -89,6 +93,18 @@ void progress_init(struct sup *s)
 }
 
 /* Count a committed attempt end and, when its phase left the queue, when. */
+/* Count a phase finished in second `sec`. */
+static void progress_count_finish(struct progress_state *ps, uint64_t sec)
+{
+	size_t i = sec % PROGRESS_SECONDS;
+
+	if (ps->second_at[i] != sec) {
+		ps->second_at[i] = sec;
+		ps->finished[i] = 0;
+	}
+	ps->finished[i]++;
+}
+
 void progress_finished(struct sup *s, bool left_queue, bool ok)
 {
 	struct progress_state *ps = progress_state(s);
@@ -98,7 +114,7 @@ void progress_finished(struct sup *s, bool left_queue, bool ok)
 	if (!left_queue)
 		return;
 	ps->done++;
-	ps->finished_ms[ps->nfinished++ % PROGRESS_RING] = clock_mono_ms();
+	progress_count_finish(ps, clock_mono_ms() / 1000);
 }
 
 /* Collects durations by category (the rows come in any order). */
@@ -273,8 +289,8 @@ static double run_phase_s(const struct progress_state *ps, const char *run_id)
 }
 
 /* The seconds an attempt that ran age_s, longer than expected, still needs: the median of
- * the attempts in the history that ran longer, less its age; longer than all of them, the
- * time to its deadline. */
+ * the attempts in the history that ran longer, less its age; longer than all of them, as
+ * long again as its age, at most the time to its deadline. */
 static double overdue_left_s(const struct sup *s, const struct progress_state *ps, double age_s)
 {
 	size_t lo = 0, hi = ps->nall, n;
@@ -290,25 +306,51 @@ static double overdue_left_s(const struct sup *s, const struct progress_state *p
 	}
 	n = ps->nall - lo;
 	if (n == 0)
-		return to_deadline > 0 ? to_deadline : 0;
+		return fmax(fmin(age_s, to_deadline), 0);
 	return median_sorted_s(ps->all_ms + lo, n) - age_s;
 }
 
-/* Phases finished per minute over the last PROGRESS_WINDOW_MS (or since the start). */
-static double progress_rate(struct sup *s, const struct progress_state *ps)
+/* The window of the rate: the last PROGRESS_WINDOW_MS, or the time since the start
+ * (at least a second); its length in ms, and the phases finished in it, counted by the
+ * second (the oldest second whole). */
+static uint64_t progress_window(
+    const struct sup *s, const struct progress_state *ps, uint64_t now, uint64_t *n)
 {
-	uint64_t now = clock_mono_ms();
-	uint64_t window = now - s->started_ms;
-	size_t kept = ps->nfinished < PROGRESS_RING ? ps->nfinished : PROGRESS_RING, n = 0;
+	uint64_t window = now - s->started_ms, sec = now / 1000, first;
 
 	if (window > PROGRESS_WINDOW_MS)
 		window = PROGRESS_WINDOW_MS;
 	if (window < 1000)
 		window = 1000;
-	for (size_t i = 0; i < kept; i++)
-		if (now - ps->finished_ms[i] <= window)
-			n++;
+	first = (now - window) / 1000;
+	*n = 0;
+	for (size_t i = 0; i < PROGRESS_SECONDS; i++)
+		if (ps->finished[i] > 0 && ps->second_at[i] >= first && ps->second_at[i] <= sec)
+			*n += ps->finished[i];
+	return window;
+}
+
+/* Phases finished per minute over the last PROGRESS_WINDOW_MS (or since the start, at
+ * least a second). */
+static double progress_rate(struct sup *s, const struct progress_state *ps)
+{
+	uint64_t n, window = progress_window(s, ps, clock_mono_ms(), &n);
+
 	return (double)n * 60000.0 / (double)window;
+}
+
+/* The seconds a phase takes one of the `lanes` that run phases side by side (the
+ * workers, or the runs with work left when fewer), as the drain goes: lanes × the rate's
+ * window ÷ the phases finished in it, once they are two a lane; 0 before that. Phases
+ * shorter than the supervisor takes to hand them out (a dry run) finish no faster than
+ * this, whatever their own durations. */
+static double progress_pace_s(const struct sup *s, const struct progress_state *ps, int lanes)
+{
+	uint64_t n, window = progress_window(s, ps, clock_mono_ms(), &n);
+
+	if (lanes <= 0 || n < (uint64_t)lanes * 2)
+		return 0;
+	return (double)lanes * (double)window / 1000.0 / (double)n;
 }
 
 /* The work left in seconds, shared by `parallel` workers, never less than the longest
@@ -316,13 +358,17 @@ static double progress_rate(struct sup *s, const struct progress_state *ps)
 static double progress_eta(struct sup *s, const struct progress_state *ps, int64_t cap)
 {
 	uint64_t now = clock_mono_ms();
-	double total = 0, longest = 0;
-	int parallel = s->live > 0 ? s->live : s->target;
+	double total = 0, longest = 0, pace;
+	int parallel = s->live > 0 ? s->live : s->target, lanes = 0;
 
 	if (ps->median_all < 0 || parallel <= 0)
 		return -1;
+	for (struct run_q *r = s->runs; r != NULL && lanes < parallel; r = r->next)
+		if (r->busy || (r->head != NULL && !r->skipped && !s->stopping))
+			lanes++;
+	pace = progress_pace_s(s, ps, lanes);
 	for (struct run_q *r = s->runs; r != NULL; r = r->next) {
-		double each = run_phase_s(ps, r->run_id), work = 0;
+		double each = fmax(run_phase_s(ps, r->run_id), pace), work = 0;
 		int64_t n = 0;
 
 		if (!r->skipped && !s->stopping)

@@ -65,6 +65,17 @@ def wal_restarts(path):
         return 0
 
 
+def wal_turn_written(path):
+    """Whether the -wal's first frame carries its header's salts: the commit that began
+    the log again has written its frames (SQLite writes and syncs the new header first)."""
+    try:
+        with open(path + "-wal", "rb") as f:
+            data = f.read(56)
+    except OSError:
+        return False
+    return len(data) == 56 and data[16:24] == data[40:48]
+
+
 def attempts_ended(url):
     return sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")[0][0]
 
@@ -75,7 +86,7 @@ def killed_mid_drain(tmp, url, restarts=2):
     Returns the attempts seen ended before the kill."""
     path = path_of(url)
     sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
-    wait_for(lambda: wal_restarts(path) >= restarts, timeout=180,
+    wait_for(lambda: wal_restarts(path) >= restarts and wal_turn_written(path), timeout=180,
              what="the write-ahead log begun again")
     seen = attempts_ended(url)
     sup.kill()

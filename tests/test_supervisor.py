@@ -61,6 +61,28 @@ def test_dry_run_drains_1000_phases_once_each_in_order(tmp):
         [(1, "drained")]
 
 
+def test_phases_go_by_run_tier_and_index_whatever_order_their_rows_were_written(tmp):
+    # Rows written in another order than the drain's (a database another program filled,
+    # phases renumbered): the queue still goes by run id, then tier index, phase index.
+    url = new_db(tmp, runs=3, tiers=2, phases=4)
+    path = url[len("sqlite:///"):]
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE phases SET phase_index = 3 - phase_index")
+        con.execute("UPDATE tiers SET tier_index = 1 - tier_index")
+        con.execute("UPDATE runs SET id = 'z' || id WHERE id = 'run-000'")
+        con.execute("UPDATE phases SET run_id = 'z' || run_id WHERE run_id = 'run-000'")
+        con.execute("UPDATE tiers SET run_id = 'z' || run_id WHERE run_id = 'run-000'")
+    con.close()
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    assert sup.wait(timeout=120) == 0, sup.stderr()
+    order = {}
+    for _, run, phase, _, _ in attempts(url):
+        order.setdefault(run, []).append(phase)
+    expected = ["p%d-%d" % (t, p) for t in (1, 0) for p in (3, 2, 1, 0)]
+    assert order == {"run-001": expected, "run-002": expected, "zrun-000": expected}, order
+
+
 def test_second_supervisor_is_refused_naming_the_holder(tmp):
     url = new_db(tmp, runs=1)
     first = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--allow-empty-db")

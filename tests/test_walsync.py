@@ -198,7 +198,8 @@ def test_a_checkpoint_leaves_the_loop_free(tmp):
 def test_the_database_file_is_synced_off_the_loop(tmp):
     # Every checkpoint of a drain's log, the catch-up that lets the log start again
     # included, copies and syncs on the checkpoints' thread while commits wait: the loop
-    # syncs the database file only when the store closes it at the end.
+    # syncs the database file only once the thread is stopped, at the end (the session's
+    # last commits, and the store's close).
     url = new_db(tmp, runs=300, phases=10)
     env = shim_env(tmp, url)
     del env["AUTOPACK_SHIM_DURABLE"]
@@ -209,6 +210,6 @@ def test_the_database_file_is_synced_off_the_loop(tmp):
     with open(os.path.join(str(tmp), "shim.log")) as f:
         who = [line.split()[3] for line in f if line.startswith("start ")]
     assert who.count("thread") >= 2, who
-    assert who.count("main") <= 1, who
+    assert who.count("main") <= 3, who
     assert sql(url, "SELECT count(*), count(ended_at) FROM attempts") == [(3000, 3000)]
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]

@@ -133,6 +133,67 @@ static int dburl_pg_check_keys(
 	return 0;
 }
 
+/* Copy the key of the query parameter at `p` (up to '=', '&' or the end), %XX decoded,
+ * into key (truncated to n bytes). */
+static void dburl_pg_query_key(const char *p, char *key, size_t n)
+{
+	size_t i = 0;
+	unsigned int c;
+
+	for (; *p != '\0' && *p != '=' && *p != '&' && i + 1 < n; p++) {
+		if (*p == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]) &&
+		    sscanf(p + 1, "%2x", &c) == 1) {
+			key[i++] = (char)c;
+			p += 2;
+		} else {
+			key[i++] = *p;
+		}
+	}
+	key[i] = '\0';
+}
+
+/* Refuse a URL that names a parameter twice: in its query and in its user, host, port
+ * or path (libpq takes the last one, so the URL would show one database and reach
+ * another), or twice in its query. `rest` is the URL from "://" on. */
+static int dburl_pg_check_twice(const char *rest, const char *shown, char *err, size_t errlen)
+{
+	const char *auth = rest + 3, *end = auth + strcspn(auth, "/?#");
+	const char *at = memrchr(auth, '@', (size_t)(end - auth));
+	const char *hp = at != NULL ? at + 1 : auth, *colon, *q = strchr(end, '?');
+	bool user = at != NULL && at > auth && *auth != ':', pass, host, port, db;
+	char key[32], seen[16][32];
+	size_t nseen = 0;
+
+	colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	pass = colon != NULL;
+	colon = hp < end && *hp == '[' ? memchr(hp, ']', (size_t)(end - hp)) : hp;
+	colon = colon != NULL ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
+	host = (colon != NULL ? colon : end) > hp;
+	port = colon != NULL && colon + 1 < end;
+	db = *end == '/' && end[1] != '\0' && end[1] != '?' && end[1] != '#';
+	for (const char *p = q; p != NULL; p = strchr(p + 1, '&')) {
+		const char *twice = NULL;
+
+		dburl_pg_query_key(p + 1, key, sizeof key);
+		if ((strcmp(key, "user") == 0 && user) || (strcmp(key, "password") == 0 && pass) ||
+		    (strcmp(key, "host") == 0 && host) || (strcmp(key, "port") == 0 && port) ||
+		    (strcmp(key, "dbname") == 0 && db))
+			twice = strcmp(key, "dbname") == 0                       ? "in its path" :
+			    strcmp(key, "host") == 0 || strcmp(key, "port") == 0 ? "after its '@'" :
+			                                                           "before its '@'";
+		for (size_t i = 0; twice == NULL && i < nseen; i++)
+			if (strcmp(seen[i], key) == 0)
+				twice = "earlier in its query";
+		if (twice != NULL)
+			return errbuf_fail(err, errlen,
+			    "'%s' names '%s' twice (%s and as ?%s=): name it once; use %s", shown,
+			    key, twice, key, DBURL_PG_EXAMPLE);
+		if (nseen < ARRAY_SIZE(seen))
+			memcpy(seen[nseen++], key, sizeof key);
+	}
+	return 0;
+}
+
 /* Write the canonical URL of a parsed option list completed with libpq's defaults. */
 static char *dburl_pg_compose(
     const PQconninfoOption *o, const char *user, const char *host, const char *port)
@@ -222,7 +283,8 @@ int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errl
 		    msg != NULL ? msg : "cannot be parsed", DBURL_PG_EXAMPLE);
 		goto out;
 	}
-	if (dburl_pg_check_keys(o, shown, err, errlen) != 0)
+	if (dburl_pg_check_keys(o, shown, err, errlen) != 0 ||
+	    dburl_pg_check_twice(rest, shown, err, errlen) != 0)
 		goto out;
 	if (dburl_pg_get(o, "dbname") == NULL) {
 		errbuf_fail(err, errlen,

@@ -7,6 +7,91 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* An eligible phase read ahead of its turn (drain_each_eligible_sorted). */
+struct eligible_row {
+	struct drain_phase p; /* its strings in `strs`, its spec in `spec` */
+	struct drain_spec spec;
+	int64_t id; /* phases.id */
+	char *strs;
+};
+
+/* Order eligible rows by run (bytes), tier index, phase index and phase row. */
+static int eligible_cmp(const void *a, const void *b)
+{
+	const struct eligible_row *x = a, *y = b;
+	int c = strcmp(x->p.run_id, y->p.run_id);
+
+	if (c != 0)
+		return c;
+	if (x->p.tier_index != y->p.tier_index)
+		return x->p.tier_index < y->p.tier_index ? -1 : 1;
+	if (x->p.phase_index != y->p.phase_index)
+		return x->p.phase_index < y->p.phase_index ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Copy the row of `s` (the columns of drain_each_eligible's SQL, the phase's id last, at
+ * 15) into r. */
+static void eligible_keep(struct db_stmt *s, bool with_spec, struct eligible_row *r)
+{
+	const char *run = db_column_text(s, 0), *phase = db_column_text(s, 1),
+	           *why = db_column_text(s, 6);
+	size_t nr = strlen(run) + 1, np = strlen(phase) + 1, nw = why != NULL ? strlen(why) + 1 : 0;
+
+	memset(r, 0, sizeof *r);
+	r->strs = xmalloc(nr + np + nw);
+	memcpy(r->strs, run, nr);
+	memcpy(r->strs + nr, phase, np);
+	if (why != NULL)
+		memcpy(r->strs + nr + np, why, nw);
+	r->p = (struct drain_phase){
+		.run_id = r->strs,
+		.phase_id = r->strs + nr,
+		.tier_index = db_column_int64(s, 2),
+		.phase_index = db_column_int64(s, 3),
+		.attempts = db_column_int64(s, 4),
+		.max_attempts = db_column_int64(s, 5),
+		.last_failure_reason = why != NULL ? r->strs + nr + np : NULL,
+	};
+	r->id = db_column_int64(s, 15);
+	if (with_spec)
+		drain_spec_read(s, 7, r->p.phase_id, &r->spec);
+}
+
+/* Step `s` to its end keeping every row, sort them as the drain reads its queue, and call
+ * fn for each in that order (SQLite sorts rows whole, the phases' long texts with them:
+ * ten times the work of this). Returns the last step's code, DB_DONE when all went. */
+static int drain_each_eligible_sorted(
+    struct db_stmt *s, bool with_spec, int (*fn)(void *arg, const struct drain_phase *p), void *arg)
+{
+	struct eligible_row *rows = NULL;
+	size_t n = 0, cap = 0, i;
+	int rc;
+
+	while ((rc = db_step(s)) == DB_ROW) {
+		if (n == cap) {
+			cap = cap > 0 ? cap * 2 : 256;
+			rows = xrealloc(rows, cap * sizeof *rows);
+		}
+		eligible_keep(s, with_spec, &rows[n++]);
+	}
+	if (rc == DB_DONE && n > 1)
+		qsort(rows, n, sizeof *rows, eligible_cmp);
+	for (i = 0; rc == DB_DONE && i < n; i++) {
+		if (with_spec)
+			rows[i].p.spec = &rows[i].spec;
+		if (fn(arg, &rows[i].p) != 0)
+			break;
+	}
+	for (i = 0; i < n; i++) {
+		store_drain_spec_free(&rows[i].spec);
+		free(rows[i].strs);
+	}
+	free(rows);
+	return rc;
+}
 
 /* Call fn for each eligible phase of one run (run_filter), of the runs of a JSON array
  * (runs_json, several supervisors only) or of every run; STORE_EIO on failure. */
@@ -14,28 +99,38 @@ static int drain_each_eligible(struct store_drain *d, const char *run_filter, co
     bool with_failed, bool with_spec, const char *session_id,
     int (*fn)(void *arg, const struct drain_phase *p), void *arg, struct store_err *err)
 {
-	/* Columns 7 on are those drain_spec_read reads. The session is compared through an
-	 * expression so that the attempts are found by their phase's index: by the session's,
-	 * each phase would count every attempt of the session (O(n²)). */
-	static const char sql[] =
-	    "SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"
-	    " CASE WHEN ?3 IS NULL THEN 0 ELSE (SELECT count(*) FROM attempts a"
-	    "   WHERE a.run_id = p.run_id AND a.phase_id = p.phase_id"
-	    "   AND COALESCE(a.session_id, '') = ?3) END,"
-	    " COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"
-	    " p.name, p.description, p.task_category, p.complexity,"
-	    " p.scope, p.check_command, p.max_builder_attempts, r.workspace"
-	    " FROM phases p JOIN tiers t ON t.id = p.tier_id"
-	    " JOIN runs r ON r.id = p.run_id"
+	/* Columns 7 on are those drain_spec_read reads, the phase's id after them. The session
+	 * is compared through an expression so that the attempts are found by their phase's
+	 * index: by the session's, each phase would count every attempt of the session
+	 * (O(n²)). The rows are sorted by drain_each_eligible_sorted: by run, tier index,
+	 * phase index and id. */
+#define ELIGIBLE_SELECT                                                                            \
+	"SELECT p.run_id, p.phase_id, t.tier_index, p.phase_index,"                                \
+	" CASE WHEN ?3 IS NULL THEN 0 ELSE (SELECT count(*) FROM attempts a"                       \
+	"   WHERE a.run_id = p.run_id AND a.phase_id = p.phase_id"                                 \
+	"   AND COALESCE(a.session_id, '') = ?3) END,"                                             \
+	" COALESCE(p.max_builder_attempts, 0), p.last_failure_reason,"                             \
+	" p.name, p.description, p.task_category, p.complexity,"                                   \
+	" p.scope, p.check_command, p.max_builder_attempts, r.workspace, p.id"                     \
+	" FROM phases p JOIN tiers t ON t.id = p.tier_id"                                          \
+	" JOIN runs r ON r.id = p.run_id"
+	static const char sql[] = ELIGIBLE_SELECT
 	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
-	    " ORDER BY p.run_id, t.tier_index, p.phase_index, p.id";
+	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)";
+	/* The same without FAILED phases (?2 false): one state, read through its index. */
+	static const char sql_queued[] = ELIGIBLE_SELECT
+	    " WHERE p.state = ?4 AND ?2 + 0 = 0"
+	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)";
+#undef ELIGIBLE_SELECT
 	struct drain_spec spec;
 	struct db_stmt *s;
 	int rc;
 
-	if (db_prepare(d->st->db, d->supervisor_id > 0 ? store_fleet_eligible_sql() : sql, &s) !=
-	    DB_OK)
+	if (db_prepare(d->st->db,
+	        d->supervisor_id > 0 ? store_fleet_eligible_sql() :
+	            with_failed      ? sql :
+	                               sql_queued,
+	        &s) != DB_OK)
 		return drain_fail(d, err, "eligible phases");
 	store_bind_text(s, 1, run_filter);
 	db_bind_int64(s, 2, with_failed);
@@ -45,6 +140,10 @@ static int drain_each_eligible(struct store_drain *d, const char *run_filter, co
 	if (d->supervisor_id > 0) {
 		db_bind_int64(s, 6, d->supervisor_id);
 		store_bind_text(s, 7, runs_json);
+	}
+	if (d->supervisor_id == 0) {
+		rc = drain_each_eligible_sorted(s, with_spec, fn, arg);
+		goto out;
 	}
 	while ((rc = db_step(s)) == DB_ROW) {
 		struct drain_phase p = {
@@ -68,6 +167,7 @@ static int drain_each_eligible(struct store_drain *d, const char *run_filter, co
 			break;
 		}
 	}
+out:
 	db_finalize(s);
 	if (rc != DB_DONE)
 		return drain_fail(d, err, "eligible phases");

@@ -83,6 +83,25 @@ TEST(dburl_pg_refuses_what_names_no_one_database)
 	expect_refused("postgresql://u:secret@h/db?foo=1", "invalid URI query parameter");
 }
 
+TEST(dburl_pg_refuses_a_parameter_named_twice)
+{
+	expect_refused("postgresql://u:secret@h/autopack?dbname=other",
+	    "names 'dbname' twice (in its path and as ?dbname=)");
+	expect_refused("postgresql://u:secret@h/db?host=other", "names 'host' twice");
+	expect_refused("postgresql://u:secret@h:5433/db?port=5432", "names 'port' twice");
+	expect_refused("postgresql://u:secret@h/db?user=v", "names 'user' twice");
+	expect_refused("postgresql://u:secret@h/db?password=x", "names 'password' twice");
+	expect_refused("postgresql://u:secret@h/db?sslmode=require&sslmode=disable",
+	    "names 'sslmode' twice (earlier in its query");
+	expect_refused("postgresql://u:secret@h/db?db%6Eame=x", "names 'dbname' twice");
+	expect_refused("postgresql://u:secret@[::1]:5432/db?port=1", "names 'port' twice");
+	/* Once each is fine, whichever part names it. */
+	expect_canonical("postgresql://u@/db?host=/run/postgresql&port=5433",
+	    "postgresql://u@/db?host=/run/postgresql&port=5433");
+	expect_canonical("postgresql://h/?dbname=db&user=u", "postgresql://u@h:5432/db");
+	expect_canonical("postgresql://u@[::1]/db?port=5433", "postgresql://u@[::1]:5433/db");
+}
+
 /* Hide the password of a copy of `url` in place; it must read `want`. */
 static void expect_hidden(const char *url, const char *want)
 {
