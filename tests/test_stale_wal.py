@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from conftest import ctl, run
-from supervisor_helpers import Supervisor, new_db, sql, wait_for
+from supervisor_helpers import Supervisor, llm_supervisor, new_db, sql, wait_for
 
 PYTHON = "/usr/bin/python3"
 
@@ -140,6 +140,28 @@ def test_an_older_copy_put_in_place_after_a_kill_is_refused_and_the_log_kept(tmp
     shutil.copyfile(path + ".old", path)
     r = ctl("--db", url, "db", "check")
     assert r.rc == 0 and attempts_ended(url) == 0, r
+
+
+def test_a_vacuum_into_copy_put_in_place_after_a_kill_is_refused(tmp, llm):
+    # VACUUM INTO with no supervisor running, then a supervisor killed before its log
+    # began again: the copy counts the commits the log was begun on and has the
+    # database's mark, but its pages are laid out anew, and the log's pages (numbered for
+    # the file it was written on) were laid over them.
+    url = new_db(tmp, runs=4, phases=5, check="sleep 0.2")
+    path = path_of(url)
+    copy = os.path.join(str(tmp), "vacuumed.db")
+    r = subprocess.run(["sqlite3", path, "VACUUM INTO '%s'" % copy], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--max-attempts-per-phase", 5)
+    wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'")[0][0]
+             >= 3, timeout=120, what="three phases committed")
+    sup.kill()
+    assert wal_restarts(path) == 0 and wal_frames(path + "-wal")
+    shutil.copyfile(copy, path)
+    refused_everywhere(tmp, url, "this write-ahead log was not written on the file %s" % path)
+    r = ctl("--db", url, "db", "check")
+    assert "a copy made by VACUUM INTO" in r.err, r
 
 
 def test_another_databases_log_without_its_meta_page_is_refused(tmp):

@@ -227,7 +227,7 @@ static bool store_live_writer(const struct stat *sb)
  * file. 0, or STORE_ENOTDB saying what was found and what to do. Nothing is written. */
 static int store_check_wal_owner(const char *path, const struct stat *db_sb, struct store_err *err)
 {
-	char *wal = xasprintf("%s-wal", path), why[200];
+	char *wal = xasprintf("%s-wal", path), why[320];
 	struct store_wal_facts f;
 	enum store_wal_verdict v = STORE_WAL_CONTINUES;
 	struct stat sb;

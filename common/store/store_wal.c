@@ -82,14 +82,27 @@ static uint32_t page_size_of(uint32_t v)
 	return v >= 512 && v <= 65536 && (v & (v - 1)) == 0 ? v : 0;
 }
 
+/* Whether two database headers agree in the fields no commit of the store's changes: the
+ * format (magic, page size, the file format's write and read versions, which a copy made
+ * by VACUUM INTO writes as a rollback journal's), the schema format and the text
+ * encoding, and the reserved bytes. Left out with the counts: the suggested cache size
+ * and the largest root page of an auto-vacuum file, which a commit may change, and the
+ * incremental-vacuum flag. */
+static bool hdr_fixed_same(const unsigned char *a, const unsigned char *b)
+{
+	return memcmp(a, b, 24) == 0 && memcmp(a + 44, b + 44, 4) == 0 &&
+	    memcmp(a + 56, b + 56, 4) == 0 && memcmp(a + 72, b + 72, 20) == 0;
+}
+
 /* What the scan found in the log's committed page-1 frames, tentatively until the commit
  * frame that ends their transaction. */
 struct wal_p1 {
 	bool seen;      /* a page-1 frame */
 	uint32_t first; /* the first one's user_version and application_id */
 	uint32_t first_id;
-	uint32_t last;     /* the last one's user_version */
-	bool file_matched; /* one is byte for byte the file's page 1 */
+	uint32_t last;                   /* the last one's user_version */
+	unsigned char first_hdr[DB_HDR]; /* the first one's database header */
+	bool file_matched;               /* one is byte for byte the file's page 1 */
 };
 
 /* Scan the log at fd (size bytes) against the file's page 1 (ps bytes): into *p1 what
@@ -128,6 +141,7 @@ static void wal_scan(int fd, off_t size, const unsigned char *hdr, const unsigne
 					pend.seen = true;
 					pend.first = be32(pg + 60);
 					pend.first_id = be32(pg + 68);
+					memcpy(pend.first_hdr, pg, DB_HDR);
 				}
 				pend.last = be32(pg + 60);
 				if (be32(pg + 60) == file_uv && memcmp(pg, page1, ps) == 0)
@@ -201,6 +215,13 @@ enum store_wal_verdict store_wal_judge(
 		v = STORE_WAL_CONTINUES; /* the file's page 1 is one the log wrote */
 	} else if (facts->file_mark != 0 && p1.first_id != facts->file_mark) {
 		v = STORE_WAL_MARK_CHANGED; /* another database's, or a db reidentify */
+	} else if (d <= 1 && !hdr_fixed_same(page1, p1.first_hdr)) {
+		v = STORE_WAL_FOREIGN;
+		snprintf(why, len,
+		    "the file counts the commits the log was begun on, but its header is not the "
+		    "one the log was written on (file format %u/%u, the log's %u/%u: a copy made "
+		    "by VACUUM INTO, or by another program)",
+		    page1[18], page1[19], p1.first_hdr[18], p1.first_hdr[19]);
 	} else if (d <= 1) {
 		/* The file is the state the log was begun on (its first page-1 frame is a
 		 * commit of the store's, which counted one more, or another program's, which
