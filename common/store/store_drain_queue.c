@@ -117,10 +117,9 @@ static int drain_each_eligible(struct store_drain *d, const char *run_filter, co
 	static const char sql[] = ELIGIBLE_SELECT
 	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
 	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)";
-	/* The same without FAILED phases (?2 false): one state, read through its index. */
+	/* The same without FAILED phases: one state, read through its index. */
 	static const char sql_queued[] = ELIGIBLE_SELECT
-	    " WHERE p.state = ?4 AND ?2 + 0 = 0"
-	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)";
+	    " WHERE p.state = ?4 AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)";
 #undef ELIGIBLE_SELECT
 	struct drain_spec spec;
 	struct db_stmt *s;
@@ -133,10 +132,12 @@ static int drain_each_eligible(struct store_drain *d, const char *run_filter, co
 	        &s) != DB_OK)
 		return drain_fail(d, err, "eligible phases");
 	store_bind_text(s, 1, run_filter);
-	db_bind_int64(s, 2, with_failed);
 	store_bind_text(s, 3, session_id);
 	store_bind_text(s, 4, phase_state_name(PHASE_QUEUED));
-	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
+	if (d->supervisor_id > 0 || with_failed) { /* sql_queued names neither */
+		db_bind_int64(s, 2, with_failed);
+		store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
+	}
 	if (d->supervisor_id > 0) {
 		db_bind_int64(s, 6, d->supervisor_id);
 		store_bind_text(s, 7, runs_json);
