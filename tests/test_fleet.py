@@ -574,8 +574,10 @@ def test_a_round_in_doubt_whose_id_a_crash_handed_out_again_is_settled_at_once(t
             sup.kill()
             proxy.close()
         err = sup.stderr()
+        # Settled by the row its heartbeat wrote, the reused id notwithstanding (a reconnect
+        # that lands before the crash may find the old session still open first, and says
+        # so; it does not wait for it: the drain ends, exit 0).
         assert "had not committed (transaction %s)" % reused in err, err
-        assert "still in progress" not in err, err
         rows = attempts(url)
         assert_each_phase_completed_once(url, rows, 48)
         assert [r for r in rows if r[3] != "success"] == []
