@@ -367,6 +367,33 @@ def test_the_files_own_log_is_applied_when_another_programs_commit_changed_its_c
     refused_everywhere(tmp, url, "this write-ahead log")
 
 
+
+@pytest.mark.parametrize("stmt", ["PRAGMA user_version=0", "PRAGMA application_id=12345"])
+def test_another_databases_log_begun_by_another_programs_pragma_is_refused(tmp, stmt):
+    # Two databases of the same plan have the same page 1 but for the mark. The log of
+    # one, begun by another program's PRAGMA, its supervisor's commits after it, is not
+    # the other's: a PRAGMA on a file changes one of the counts, and the store's commits
+    # after a changed mark carry the file's.
+    url = new_db(tmp, runs=300, phases=5)
+    path = path_of(url)
+    twin_dir = os.path.join(str(tmp), "twin")
+    os.mkdir(twin_dir)
+    twin = path_of(new_db(twin_dir, runs=300, phases=5))
+    frozen_commits(path, stmt)
+    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
+    wait_for(lambda: attempts_ended(url) >= 5, timeout=120, what="commits")
+    sup.kill()
+    assert wal_frames(path + "-wal")[0][0] == 1
+    os.rename(twin, path)
+    before = [contents(path + s) for s in ("", "-wal")]
+    for args in (["db", "check"], ["session", "list"]):
+        r = ctl("--db", url, *args)
+        assert r.rc == 2 and "this write-ahead log is another database's" in r.err, (args, r)
+    r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained",
+            "--control", os.path.join(str(tmp), "again.sock"))
+    assert r.rc == 1 and "this write-ahead log is another database's" in r.err, r
+    assert [contents(path + s) for s in ("", "-wal")] == before
+
 def test_an_older_copy_put_in_place_after_an_in_place_vacuum_is_refused(tmp, llm):
     # A byte copy taken with no supervisor running, then `sqlite3 d.db VACUUM` (the
     # pages laid out anew in place, the counts and mark kept), a supervisor killed

@@ -98,11 +98,12 @@ static bool hdr_fixed_same(const unsigned char *a, const unsigned char *b)
 }
 
 /* Whether page 1 `next`, written by one commit on page 1 `prev` (ps bytes), changed
- * nothing in it but user_version and application_id, besides what SQLite writes in every
- * commit of page 1 (the change counter, at 24, and the version at 92-99). */
-static bool only_counts_changed(const unsigned char *prev, const unsigned char *next, uint32_t ps)
+ * nothing in it but user_version or application_id, not both, besides what SQLite writes
+ * in every commit of page 1 (the change counter, at 24, and the version at 92-99). */
+static bool one_count_changed(const unsigned char *prev, const unsigned char *next, uint32_t ps)
 {
-	return memcmp(prev, next, 24) == 0 && memcmp(prev + 28, next + 28, 32) == 0 &&
+	return (memcmp(prev + 60, next + 60, 4) == 0 || memcmp(prev + 68, next + 68, 4) == 0) &&
+	    memcmp(prev, next, 24) == 0 && memcmp(prev + 28, next + 28, 32) == 0 &&
 	    memcmp(prev + 64, next + 64, 4) == 0 && memcmp(prev + 72, next + 72, 20) == 0 &&
 	    memcmp(prev + DB_HDR, next + DB_HDR, ps - DB_HDR) == 0;
 }
@@ -125,6 +126,9 @@ struct wal_p1 {
 	uint32_t last;             /* the last one's user_version */
 	unsigned char *first_page; /* the first one's image (the caller's buffer) */
 	bool first_alone;          /* its transaction wrote no other page */
+	uint32_t later_id;         /* the first application_id after it other than its own */
+	bool later_seen;           /* later_id is set */
+	bool later_many;           /* a third application_id was seen */
 	bool file_matched;         /* one is byte for byte the file's page 1 */
 };
 
@@ -169,6 +173,12 @@ static void wal_scan(int fd, off_t size, const unsigned char *hdr, const unsigne
 					memcpy(pend.first_page, pg, ps);
 					pend.first_alone = n == tx_start + 1;
 					first_tx = true;
+				} else if (be32(pg + 68) != pend.first_id && !pend.later_seen) {
+					pend.later_seen = true;
+					pend.later_id = be32(pg + 68);
+				} else if (be32(pg + 68) != pend.first_id &&
+				    be32(pg + 68) != pend.later_id) {
+					pend.later_many = true;
 				}
 				pend.last = be32(pg + 60);
 				if (be32(pg + 60) == file_uv && memcmp(pg, page1, ps) == 0)
@@ -247,10 +257,13 @@ enum store_wal_verdict store_wal_judge(
 	if (p1.file_matched) {
 		v = STORE_WAL_CONTINUES; /* the file's page 1 is one the log wrote */
 	} else if (p1.first_alone && counter_follows(page1, f1) &&
-	    only_counts_changed(page1, f1, ps)) {
+	    one_count_changed(page1, f1, ps) &&
+	    (be32(f1 + 68) == be32(page1 + 68) ||
+	        (!p1.later_many && (!p1.later_seen || p1.later_id == facts->file_mark)))) {
 		/* The log's first commit of page 1 wrote it alone, on the file's page 1, and
-		 * changed nothing in it but the counts: another program's PRAGMA user_version
-		 * or application_id on this file (the store's commits write other pages). */
+		 * changed nothing in it but one count: another program's PRAGMA user_version
+		 * or application_id on this file (the store's commits write other pages).
+		 * After a changed mark, the store's commits that follow carry the file's. */
 		v = facts->file_mark == 0 ? STORE_WAL_UNTOLD : STORE_WAL_CONTINUES;
 	} else if (facts->file_mark != 0 && p1.first_id != facts->file_mark) {
 		v = STORE_WAL_MARK_CHANGED; /* another database's, or a db reidentify */

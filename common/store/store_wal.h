@@ -33,8 +33,9 @@ struct store_wal_facts {
 /* Read the database file at `path` and its -wal, never writing either, and judge whether
  * the log's committed frames continue the file: they do when the file's page 1 is byte
  * for byte one the log wrote, or when the log's first commit of page 1 was made on it:
- * a commit that wrote page 1 alone and changed nothing in it but user_version and
- * application_id (another program's PRAGMA), or one whose frame has the file's mark
+ * a commit that wrote page 1 alone and changed nothing in it but user_version or
+ * application_id, not both (another program's PRAGMA; after a changed application_id,
+ * the log's later page-1 frames carry that one or the file's), or one whose frame has the file's mark
  * (application_id), counts one commit more than the file (user_version, modulo 2^32: a
  * commit of the store's) or as many (another program's), and has the header fields no
  * commit changes as the file has them; in both, SQLite's change counter in that frame is
