@@ -44,6 +44,7 @@ struct drain_phase {
 	int64_t attempts;                /* attempts made in the given session */
 	int64_t max_attempts;            /* phases.max_builder_attempts, 0 if unset */
 	const char *last_failure_reason; /* nullable */
+	int64_t row;                     /* phases.id; 0 when not read */
 	/* With with_spec: the phase's spec, which fn may take over (copy it and zero this);
 	 * else NULL. */
 	struct drain_spec *spec;
@@ -218,6 +219,7 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 struct drain_claim {
 	const char *run_id;
 	const char *phase_id;
+	int64_t phase_row; /* phases.id as read with the queue (drain_phase.row), or 0 */
 	int64_t worker_pid;
 	int rc; /* 0: opened; else as store_drain_attempt_open returns it, why in err */
 	uint64_t attempt_id;

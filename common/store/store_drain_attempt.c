@@ -15,6 +15,10 @@ const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_PHASE,
 	    "SELECT state, builder_attempts, tier_id, id, phase_index, current_attempt_id"
 	    " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
+	/* The same by the row id the queue read (?3), while it is still that phase's. */
+	{ DS_ATT_PHASE_ROW,
+	    "SELECT state, builder_attempts, tier_id, id, phase_index, current_attempt_id"
+	    " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
@@ -296,12 +300,51 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err)
 {
+	return drain_attempt_open(d, run_id, phase_id, 0, worker_pid, session_id, dry_run,
+	    attempt_id, attempt_number, err);
+}
+
+/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening: by
+ * its row id when known (`row` > 0) and still that phase's, else by (run, phase).
+ * DB_ROW with the statement left on its row, DB_DONE (no such phase) or DB_ERROR (the
+ * statement named by *which), each reset but the row. */
+static int drain_open_phase_row(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t row, struct db_stmt **out, enum drain_stmt *which)
+{
+	struct db_stmt *s;
+	int rc;
+
+	if (row > 0) {
+		*which = DS_ATT_PHASE_ROW;
+		s = drain_stmt(d, DS_ATT_PHASE_ROW);
+		drain_bind_text(s, 1, run_id);
+		drain_bind_text(s, 2, phase_id);
+		db_bind_int64(s, 3, row);
+		if ((rc = db_step(s)) != DB_DONE) {
+			*out = s;
+			return rc;
+		}
+		db_reset(s);
+	}
+	*which = DS_ATT_PHASE;
+	s = drain_stmt(d, DS_ATT_PHASE);
+	drain_bind_text(s, 1, run_id);
+	drain_bind_text(s, 2, phase_id);
+	*out = s;
+	return db_step(s);
+}
+
+int drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t phase_row, int64_t worker_pid, const char *session_id, bool dry_run,
+    uint64_t *attempt_id, int64_t *attempt_number, struct store_err *err)
+{
 	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
 	struct tier_cache *tiers = drain_tiers(d);
 	struct drain_lives *lives = drain_lives(d);
 	struct tier_count *t = NULL;
 	struct drain_closing live;
 	enum phase_state initial;
+	enum drain_stmt which;
 	struct db_stmt *s;
 	char now[32], *state;
 	int64_t made, row, index, tier;
@@ -311,14 +354,11 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	if (d->supervisor_id > 0)
 		return store_fleet_attempt_open(d, run_id, phase_id, worker_pid, session_id,
 		    dry_run, attempt_id, attempt_number, err);
-	s = drain_stmt(d, DS_ATT_PHASE);
-	drain_bind_text(s, 1, run_id);
-	drain_bind_text(s, 2, phase_id);
-	rc = db_step(s);
+	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, &s, &which);
 	if (rc != DB_ROW) {
 		db_reset(s);
 		if (rc != DB_DONE)
-			return drain_fail(d, err, d->sql[DS_ATT_PHASE]);
+			return drain_fail(d, err, d->sql[which]);
 		return store_fail(
 		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
 	}

@@ -13,6 +13,7 @@ enum drain_stmt {
 	DS_META_SUP,
 	/* store_drain_attempt.c */
 	DS_ATT_PHASE,
+	DS_ATT_PHASE_ROW,
 	DS_ATT_INSERT,
 	DS_PHASE_EXEC,
 	DS_PHASE_FENCE,
@@ -172,6 +173,12 @@ const char *store_fleet_eligible_sql(void);
 int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err);
+
+/* store_drain_attempt_open with the phase's row id as the queue read it (0: unknown),
+ * which finds the phase without its (run, phase) index while it is still that phase's. */
+int drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t phase_row, int64_t worker_pid, const char *session_id, bool dry_run,
+    uint64_t *attempt_id, int64_t *attempt_number, struct store_err *err);
 
 /* Several supervisors: store_drain_attempts_open, in two statements (common/store/pg/
  * store_fleet.c). */

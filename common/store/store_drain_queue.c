@@ -54,8 +54,9 @@ static void eligible_keep(struct db_stmt *s, bool with_spec, struct eligible_row
 		.attempts = db_column_int64(s, 4),
 		.max_attempts = db_column_int64(s, 5),
 		.last_failure_reason = why != NULL ? r->strs + nr + np : NULL,
+		.row = db_column_int64(s, 15),
 	};
-	r->id = db_column_int64(s, 15);
+	r->id = r->p.row;
 	if (with_spec)
 		drain_spec_read(s, 7, r->p.phase_id, &r->spec);
 }

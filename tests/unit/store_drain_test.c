@@ -286,6 +286,39 @@ TEST(store_drain_attempt_end_reads_its_attempt_as_the_database_has_it)
 	store_close(&st);
 }
 
+/* A claim opens the phase it names, whatever row id it carries: the queue's (found
+ * without the phase's index), another phase's, or none. */
+TEST(store_drain_claim_opens_the_phase_it_names)
+{
+	struct drain_claim c[3] = {
+		{ .run_id = RUN, .phase_id = P1 },
+		{ .run_id = RUN, .phase_id = "telemetry-p2-number-util" },
+		{ .run_id = RUN, .phase_id = "telemetry-p3-list-util" },
+	};
+	struct store_drain *d;
+	struct store_err err;
+	struct store st;
+	char *sql;
+
+	drain_setup(&st, &d);
+	c[0].phase_row = test_query(&st, "SELECT id FROM phases WHERE phase_id = '" P1 "'");
+	c[1].phase_row = c[0].phase_row; /* P1's */
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempts_open(d, c, 3, NULL, true, &err), 0);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_INT(c[i].rc, 0);
+		sql = xasprintf("SELECT count(*) FROM phases p JOIN attempts a ON a.attempt_id ="
+		                " p.current_attempt_id AND a.run_id = p.run_id AND a.phase_id ="
+		                " p.phase_id WHERE p.phase_id = '%s' AND a.attempt_id = %llu",
+		    c[i].phase_id, (unsigned long long)c[i].attempt_id);
+		CHECK_EQ_INT(test_query(&st, sql), 1);
+		free(sql);
+	}
+	store_drain_close(d);
+	store_close(&st);
+}
+
 TEST(store_drain_phase_move_names_the_states)
 {
 	int64_t counts[PHASE_STATE_COUNT];
