@@ -165,9 +165,10 @@ static void cmd_adopt_print_values(FILE *out, const struct store_adopt_report *r
 		const struct store_value_col *c = &r->values.items[i];
 
 		if (c->unreadable > 0)
-			fprintf(out, "  %s.%s: %lld value(s) that are not a %s, e.g. \"%s\"\n",
+			fprintf(out, "  %s.%s: %lld value(s) that are not %s %s, e.g. \"%s\"\n",
 			    c->table, c->column, (long long)c->unreadable,
-			    store_value_kind_name(c->kind), c->bad != NULL ? c->bad : "");
+			    c->kind == STORE_VALUE_INT ? "an" : "a", store_value_kind_name(c->kind),
+			    c->bad != NULL ? c->bad : "");
 	}
 }
 
