@@ -172,6 +172,17 @@ const char *db_column_text(struct db_stmt *s, int i)
 	return s->db->ops->column_text(s, i);
 }
 
+/* Read a text column with its length. */
+const char *db_column_textn(struct db_stmt *s, int i, size_t *len)
+{
+	const char *t = s->db->ops->column_text(s, i);
+
+	*len = t == NULL                     ? 0 :
+	    s->db->ops->column_bytes != NULL ? s->db->ops->column_bytes(s, i) :
+	                                       strlen(t);
+	return t;
+}
+
 /* Run SQL without rows. */
 int db_exec(struct db *db, const char *sql)
 {

@@ -80,6 +80,8 @@ struct db_ops {
 	int64_t (*column_int64)(struct db_stmt *s, int i);
 	double (*column_double)(struct db_stmt *s, int i);
 	const char *(*column_text)(struct db_stmt *s, int i);
+	/* Optional: the bytes of the text column_text gave last (else its strlen). */
+	size_t (*column_bytes)(struct db_stmt *s, int i);
 	int (*exec)(struct db *db, const char *sql);
 	int (*begin)(struct db *db, enum db_tx tx);
 	/* Optional: commit the open transaction (else exec "COMMIT"). */
@@ -147,6 +149,9 @@ bool db_column_int64_ok(struct db_stmt *s, int i, int64_t *out);
 bool db_text_int64(const char *t, int64_t *out);
 double db_column_double(struct db_stmt *s, int i);
 const char *db_column_text(struct db_stmt *s, int i);
+/* Column i as a text and its length in bytes in *len: a text another program stored may
+ * hold a NUL byte (a blob reads as its bytes), which db_column_text's string ends at. */
+const char *db_column_textn(struct db_stmt *s, int i, size_t *len);
 /* Run SQL that returns no rows (several statements allowed). DB_OK or DB_ERROR. */
 int db_exec(struct db *db, const char *sql);
 /* Begin, commit or roll back a transaction. db_rollback does nothing outside one. */
