@@ -539,6 +539,46 @@ def test_a_round_whose_commit_reaches_the_server_late_commits_nothing(
     pg_cluster.drop_database(name)
 
 
+def test_a_row_lock_another_transaction_holds_is_not_taken_for_the_group_in_doubt(
+        tmp, pg_cluster):
+    """The answer of a dispatch round's COMMIT is lost after the server committed it; when
+    the supervisor connects again, another transaction holds its row's lock a moment (as
+    another supervisor's rescue does). The round's transaction is over, and nothing is
+    asked to end: the log said it was "still in progress in server process P, which was
+    asked to end". It says whose lock it is, and the round is settled once it is gone."""
+    from pg_cut_proxy import CutProxy
+    import psycopg2
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=12, phases=4)
+    proxy = CutProxy(pg_cluster.port, "landed", nth=6, gate=True)
+    sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 4,
+                           "--lease-timeout", 30, "--exit-when-drained", name="sup")
+    con = psycopg2.connect(pg_cluster.url(name))
+    try:
+        assert proxy.cut.wait(timeout=60), sup.stderr()
+        cur = con.cursor()
+        # Waits for the round's COMMIT, which reached the server, to end first.
+        cur.execute("SELECT supervisor_id FROM supervisors FOR NO KEY UPDATE")
+        proxy.open()
+        wait_for(lambda: "is locked by another transaction" in sup.stderr()
+                 or sup.proc.poll() is not None, timeout=60, what="the lock seen")
+        con.rollback()
+        assert sup.wait(timeout=90) == 0, sup.stderr()
+    finally:
+        con.close()
+        sup.kill()
+        proxy.close()
+    err = sup.stderr()
+    assert ("this supervisor's row is locked by another transaction, not the group's"
+            " (transaction ") in err, err
+    assert "asked to end" not in err, err
+    assert "had committed" in err, err
+    rows = attempts(url)
+    assert_each_phase_completed_once(url, rows, 48)
+    assert [r for r in rows if r[3] != "success"] == []
+    pg_cluster.drop_database(name)
+
+
 def test_a_round_in_doubt_whose_id_a_crash_handed_out_again_is_settled_at_once(tmp):
     """The network is cut while a dispatch round's COMMIT is on its way (the server's
     session left inside the round's transaction) and the server then crashes before it
