@@ -375,6 +375,41 @@ def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns
     assert len({n["pid"] for i in range(2) for n in rogue_notes(tmp, "sup%d" % i, "job")}) > 4
 
 
+def test_the_cut_proxy_refuses_a_client_while_the_server_is_down():
+    """A client connecting to the cut proxy while the server cannot be reached is closed
+    at once, and the proxy goes on accepting: the connection error ended its accept
+    thread, and every later client waited unanswered."""
+    from pg_cut_proxy import CutProxy
+    up = socket.socket()
+    up.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    up.bind(("127.0.0.1", 0))
+    port = up.getsockname()[1]
+    up.close()
+    proxy = CutProxy(port, "landed", nth=1)
+    try:
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as c:
+                try:
+                    assert c.recv(1) == b""
+                except ConnectionResetError:
+                    pass
+        assert proxy.refused == 2
+        # The server back: a client passes through to it.
+        up = socket.socket()
+        up.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        up.bind(("127.0.0.1", port))
+        up.listen(1)
+        up.settimeout(10)
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as c:
+            server, _ = up.accept()
+            c.sendall(b"ping")
+            assert server.recv(4) == b"ping"
+            server.close()
+        up.close()
+    finally:
+        proxy.close()
+
+
 def drained_through_a_cut(tmp, pg_cluster, mode, runs, phases, rogue, workers, **cut):
     """Drain runs x phases with `workers` rogue workers through a proxy that cuts the
     connection once (pg_cut_proxy.CutProxy(mode, **cut)), a 5 s lease; the supervisor
