@@ -305,14 +305,17 @@ static json_t *cmd_adopt_values_json(const struct store_value_cols *v)
 
 		if (c->rewrite > 0)
 			json_array_append_new(rw,
-			    json_pack("{s:s, s:s, s:s, s:I, s:s?, s:s?}", "table", c->table,
-			        "column", c->column, "kind", store_value_kind_name(c->kind), "rows",
-			        (json_int_t)c->rewrite, "example", c->from, "rewritten_as", c->to));
+			    json_pack("{s:o, s:o, s:s, s:I, s:o, s:o}", "table",
+			        cmd_json_text(c->table), "column", cmd_json_text(c->column), "kind",
+			        store_value_kind_name(c->kind), "rows", (json_int_t)c->rewrite,
+			        "example", cmd_json_text(c->from), "rewritten_as",
+			        cmd_json_text(c->to)));
 		if (c->unreadable > 0)
 			json_array_append_new(bad,
-			    json_pack("{s:s, s:s, s:s, s:I, s:s?}", "table", c->table, "column",
-			        c->column, "kind", store_value_kind_name(c->kind), "rows",
-			        (json_int_t)c->unreadable, "example", c->bad));
+			    json_pack("{s:o, s:o, s:s, s:I, s:o}", "table", cmd_json_text(c->table),
+			        "column", cmd_json_text(c->column), "kind",
+			        store_value_kind_name(c->kind), "rows", (json_int_t)c->unreadable,
+			        "example", cmd_json_text(c->bad)));
 	}
 	return json_pack("{s:o, s:o}", "rewritten", rw, "left_unreadable", bad);
 }
