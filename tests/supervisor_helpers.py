@@ -77,12 +77,12 @@ class Supervisor:
     """A running autopack-supervisor; output goes to files in its directory."""
 
     def __init__(self, tmp, url, *args, env=None, name="sup", control=None, prefix=(),
-                 session=False):
+                 session=False, exe=None):
         """control: the --control path (default NAME.sock in tmp); False for none, so the
         supervisor uses its default socket and ctl finds it from the database. `prefix`: a
         command the supervisor runs under (its argv follows); `session`: start it in a
         session (and process group) of its own, as a terminal or a service manager
-        would."""
+        would; `exe`: the supervisor binary, default the tree's."""
         self.tmp = str(tmp)
         self.url = url
         self.control = None if control is False else (
@@ -92,7 +92,7 @@ class Supervisor:
         full_env = dict(os.environ)
         full_env.update(with_keys("autopack-supervisor", env) or {})
         self.proc = subprocess.Popen(
-            list(prefix) + [binpath("autopack-supervisor"), "--db", url]
+            list(prefix) + [exe or binpath("autopack-supervisor"), "--db", url]
             + (["--control", self.control] if self.control else [])
             + [str(a) for a in args],
             stdout=open(self.out_path, "w"), stderr=open(self.err_path, "w"),

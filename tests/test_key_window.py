@@ -124,6 +124,12 @@ def race(tmp, rounds, per):
     stop, target, out = (os.path.join(tmp, n) for n in ("stop", "target", "thief.json"))
     with open(os.path.join(tmp, "thief.py"), "w") as f:
         f.write(THIEF)
+    # The user may not reach the tree (a clone in root's home): it runs copies of the two
+    # binaries, the worker beside the supervisor as the supervisor looks for it.
+    bindir = os.path.join(tmp, "bin")
+    os.mkdir(bindir)
+    for b in ("autopack-supervisor", "autopack-worker"):
+        shutil.copy(binpath(b), bindir)
     llm = Standin(tmp, {}, "--expect-key", key)
     thief = None
     codes = []
@@ -138,13 +144,15 @@ def race(tmp, rounds, per):
             subprocess.run(["chown", "-R", "%d:%d" % (uid, uid), tmp], check=True)
             sup = Supervisor(tmp, url, "--workers", per, "--exit-when-drained",
                              *llm_args(llm), env={"ANTHROPIC_API_KEY": key},
-                             name="sup%d" % r, prefix=as_user)
+                             name="sup%d" % r, prefix=as_user,
+                             exe=os.path.join(bindir, "autopack-supervisor"))
             try:
                 # setpriv execs the supervisor: the pid is its own.
                 with open(target + ".new", "w") as f:
                     f.write("%d" % sup.proc.pid)
                 os.rename(target + ".new", target)
                 codes.append(sup.wait(timeout=120))
+                assert codes[-1] == 0, sup.stderr()
             finally:
                 sup.kill()
         open(stop, "w").close()
