@@ -30,6 +30,19 @@ void cmd_calib_eval_print(FILE *out, const struct cmd_calib *c, const struct cmd
 	    "\nHeld-out evaluation on %zu clean samples (%zu exact duplicates and %zu earlier "
 	    "calls of the same attempt dropped) and %zu recorded truncated calls\n",
 	    d->fs.n_clean, d->fs.n_duplicates, d->fs.n_repeats, d->fs.n_truncated);
+	if (d->fs.n_implausible > 0)
+		fprintf(out,
+		    "excluded: %zu events recording a count no call can (a token or deliverable "
+		    "count below 0 or above %d, written by another program)\n",
+		    d->fs.n_implausible, TELEM_COUNT_MAX);
+	for (size_t i = 0; i < d->fs.n_implausible && i < CALIB_IMPLAUSIBLE_NAMED; i++) {
+		char *t = calib_implausible_text(d->fs.implausible[i]);
+
+		fprintf(out, "  %s\n", t);
+		free(t);
+	}
+	if (d->fs.n_implausible > CALIB_IMPLAUSIBLE_NAMED)
+		fprintf(out, "  and %zu more\n", d->fs.n_implausible - CALIB_IMPLAUSIBLE_NAMED);
 	fprintf(out,
 	    "active set: version %llu (%s); proposal: fitted model, F = %.3f at coverage %.2f\n"
 	    "k-fold: %d folds x %d repeats, fixed seeds; truncation: actual > budget (a "
@@ -72,12 +85,14 @@ int cmd_calib_evaluate(struct cmd_ctx *ctx, const struct cmd_calib *c)
 		cmd_calib_eval_print(cmd_text_out(ctx), c, &d, &res);
 		if (ctx->json)
 			cmd_json_print(json_pack(
-			    "{s:b, s:s, s:I, s:I, s:I, s:I, s:{s:f, s:i, s:i}, "
+			    "{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:{s:f, s:i, s:i}, "
 			    "s:I, s:o, s:o, s:o}",
 			    "ok", 1, "runs", runs, "samples_read", (json_int_t)d.samples.n,
 			    "samples_used", (json_int_t)d.fs.n_clean, "duplicates_dropped",
 			    (json_int_t)d.fs.n_duplicates, "truncated_events",
-			    (json_int_t)d.fs.n_truncated, "options", "coverage", c->eval.coverage,
+			    (json_int_t)d.fs.n_truncated, "implausible_excluded",
+			    (json_int_t)d.fs.n_implausible, "implausible_events",
+			    calib_json_implausible(&d.fs), "options", "coverage", c->eval.coverage,
 			    "folds", c->eval.folds, "repeats", c->eval.repeats, "current_version",
 			    (json_int_t)d.current.version, "proposed", calib_json_fit(&res.fit),
 			    "evaluation", calib_json_evaluation(&res.eval), "database",

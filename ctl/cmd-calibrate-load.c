@@ -95,7 +95,8 @@ int cmd_calib_load(const struct cmd_ctx *ctx, struct store *st, const struct cmd
 	for (size_t i = 0; i < d->samples.n; i++) {
 		d->work[i] = d->samples.v[i];
 		d->ptrs[i] = &d->work[i];
-		if (telem_clean(&d->work[i]) || d->work[i].truncated)
+		if ((telem_clean(&d->work[i]) || d->work[i].truncated) &&
+		    telem_plausible(&d->work[i]))
 			cmd_calib_reexpress(st, d, &d->work[i]);
 	}
 	calib_fitset_select(d->ptrs, d->samples.n, &d->fs);

@@ -287,15 +287,16 @@ static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cmd_
 	runs = json_array();
 	for (size_t i = 0; i < c->filter.n_run_ids; i++)
 		json_array_append_new(runs, json_string(c->filter.run_ids[i]));
-	p = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:i, s:i, "
-	              "s:b, s:o, s:s, s:s, s:s}",
+	p = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:i, "
+	              "s:i, s:b, s:o, s:s, s:s, s:s}",
 	    "created_at", m->generated_at, "created_by", who, "method",
 	    "autopack-ctl calibrate --apply: ridge fit and conformal budget factor",
 	    "based_on_version", (json_int_t)d->current.version, "samples_used",
 	    (json_int_t)d->fs.n_clean, "samples_read", (json_int_t)m->n_read, "duplicates_dropped",
 	    (json_int_t)d->fs.n_duplicates, "truncated_events", (json_int_t)d->fs.n_truncated,
-	    "runs", runs, "sample_estimator_versions", versions, "coverage", c->eval.coverage,
-	    "factor", res->fit.factor, "folds", c->eval.folds, "repeats", c->eval.repeats, "forced",
+	    "implausible_excluded", (json_int_t)d->fs.n_implausible, "runs", runs,
+	    "sample_estimator_versions", versions, "coverage", c->eval.coverage, "factor",
+	    res->fit.factor, "folds", c->eval.folds, "repeats", c->eval.repeats, "forced",
 	    c->force && cmd_calib_worse(&res->eval), "evaluation",
 	    calib_json_evaluation(&res->eval), "report", files->md, "proposal", files->json, "plot",
 	    files->svg);

@@ -99,13 +99,13 @@ static json_t *failed_phase_json(const struct store_failed *f)
 	tail[0] = '\0';
 	if (err != NULL)
 		checklog_tail(err, tail, sizeof tail);
-	j = json_pack("{s:o, s:o, s:o, s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o,"
+	j = json_pack("{s:o, s:o, s:b, s:o, s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o,"
 	              " s:{s:o, s:o}, s:o}",
-	    "run_id", cmd_json_text(f->run_id), "phase_id", cmd_json_text(f->phase_id), "state",
-	    cmd_json_text(f->state), "status", failed_is_failed(f) ? "failed" : "stopped",
-	    "attempt_id", (json_int_t)f->attempt_id, "attempt_number",
-	    (json_int_t)f->attempt_number, "outcome", cmd_json_text(f->outcome), "reason",
-	    cmd_json_text(f->reason), "message", cmd_json_text(f->message), "ended_at",
+	    "run_id", cmd_json_text(f->run_id), "phase_id", cmd_json_text(f->phase_id),
+	    "run_missing", f->run_missing, "state", cmd_json_text(f->state), "status",
+	    failed_is_failed(f) ? "failed" : "stopped", "attempt_id", (json_int_t)f->attempt_id,
+	    "attempt_number", (json_int_t)f->attempt_number, "outcome", cmd_json_text(f->outcome),
+	    "reason", cmd_json_text(f->reason), "message", cmd_json_text(f->message), "ended_at",
 	    cmd_json_text(f->ended_at), "session_id", cmd_json_text(f->session_id), "logs",
 	    "stdout", cmd_json_text(out), "stderr", cmd_json_text(err), "stderr_tail",
 	    cmd_json_text(err != NULL ? tail : NULL));
@@ -164,6 +164,8 @@ static void failed_phase_print(FILE *out, const struct store_failed *f)
 	char tail[1024];
 
 	fprintf(out, "  %s/%s  %s", f->run_id, f->phase_id, f->state);
+	if (f->run_missing)
+		fprintf(out, "  (run %s: no row of runs has this id)", f->run_id);
 	if (f->attempt_id != 0)
 		fprintf(out, "  attempt %lld (id %lld, %s)", (long long)f->attempt_number,
 		    (long long)f->attempt_id, f->outcome != NULL ? f->outcome : "?");
@@ -315,8 +317,9 @@ const struct cmd_entry cmd_failed_entry = {
 	        "cancel), grouped by the failure fingerprint of their last attempt, the newest\n"
 	        "class first. Each phase shows its state, last attempt, failure message, the\n"
 	        "check command's log files and the end of its stderr; each class its id, for\n"
-	        "autopack-ctl retry --fingerprint ID. Reads only: it works while a supervisor\n"
-	        "runs on the database too.\n"
+	        "autopack-ctl retry --fingerprint ID. A phase whose run has no row (another\n"
+	        "program's rows) is listed and marked; retry leaves it. Reads only: it works\n"
+	        "while a supervisor runs on the database too.\n"
 	        "\n"
 	        "  --run R     only run R (exit 1 when the database holds no run R)\n"
 	        "  --since T   only attempts that ended at or after T: a timestamp\n"

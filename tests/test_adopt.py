@@ -614,3 +614,29 @@ def test_the_survey_names_phases_whose_run_or_tier_has_no_row(tmp):
             "this id\n") in r.err, r.err
     r, j = adopt(url)
     assert r.rc == 0 and len(j["orphans"]) == 2, r
+
+
+def test_the_survey_names_run_and_phase_ids_that_are_not_text(tmp):
+    """An id another program stored as a blob (X'01') is no text id: the scheduler keys
+    phases by their text ids, and a drain left the phase "not dispatched". The survey
+    listed timestamps, booleans and states of the wrong type, and said nothing of it."""
+    path, url, _ = original(tmp)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE phases SET phase_id = X'01' WHERE run_id = 'build1-original'"
+                    " AND phase_id = 't2-p1'")
+        con.execute("UPDATE phases SET run_id = X'0203' WHERE"
+                    " run_id = 'research-original' AND phase_id = 't1-p1'")
+    con.close()
+    r = ctl("--db", url, "db", "adopt", "--dry-run", "--json")
+    assert r.rc == 0, r
+    bad = {(v["table"], v["column"]): (v["kind"], v["rows"], v["example"])
+           for v in json.loads(r.out)["values"]["left_unreadable"]}
+    assert bad == {("phases", "phase_id"): ("text id", 1, "X'01'"),
+                   ("phases", "run_id"): ("text id", 1, "X'0203'")}, bad
+    assert "phases.phase_id: 1 value(s) that are not a text id, e.g. \"X'01'\"" in r.err, r.err
+    r, j = adopt(url)
+    assert r.rc == 0, r
+    assert ("phases", "phase_id") in {(v["table"], v["column"])
+                                      for v in j["values"]["left_unreadable"]}
+    assert sql(url, "SELECT count(*) FROM phases WHERE typeof(phase_id) = 'blob'") == [(1,)]

@@ -324,8 +324,21 @@ def test_apply_refuses_a_set_that_scores_worse_unless_forced(tmp):
 def test_apply_refuses_a_fit_the_supervisor_would_refuse_even_forced(tmp):
     """Three clean events another program wrote with 2^63-1 output tokens made the fit's
     budget factor about 2e15: --apply --force stored it, and every supervisor then refused
-    to start ("factor" is not a number from 0.001 to 1000) until a rollback."""
+    to start ("factor" is not a number from 0.001 to 1000) until a rollback. Such events
+    are excluded now; 10^9 output tokens, the most a call records, still make F too large."""
     db = imported_db(tmp)
+    add_events(db, 10**9, 3)
+    r, j = calibrate(db, "--apply", "--force", "--out", "o", "--repeats", "2")
+    assert r.rc == 1 and j["ok"] is False, r
+    assert ('the proposal cannot be applied: fitted model: "factor" is not a number from '
+            "0.001 to 1000, and the supervisor would refuse to start with it; nothing was "
+            "applied") in r.err, r.err
+    assert rows(db, "SELECT count(*) FROM estimator_coefficients") == [(0,)]
+
+
+def add_events(db, actual, n):
+    """Copy the first n events as clean ones another program wrote with `actual` output
+    tokens."""
     con = sqlite3.connect(str(db))
     with con:
         con.execute("INSERT INTO token_estimation_v2_events (run_id, phase_id, timestamp,"
@@ -333,16 +346,40 @@ def test_apply_refuses_a_fit_the_supervisor_would_refuse_even_forced(tmp):
                     " predicted_output_tokens, actual_output_tokens, selected_budget,"
                     " success, truncated, stop_reason, model, is_truncated_output)"
                     " SELECT run_id, phase_id, timestamp, created_at, category, complexity,"
-                    " deliverable_count, '[]', predicted_output_tokens, 9223372036854775807,"
+                    " deliverable_count, '[]', predicted_output_tokens, ?,"
                     " selected_budget, 1, 0, 'end_turn', 'm', 0"
-                    " FROM token_estimation_v2_events LIMIT 3")
+                    " FROM token_estimation_v2_events ORDER BY event_id LIMIT ?", (actual, n))
     con.close()
-    r, j = calibrate(db, "--apply", "--force", "--out", "o", "--repeats", "2")
-    assert r.rc == 1 and j["ok"] is False, r
-    assert ('the proposal cannot be applied: fitted model: "factor" is not a number from '
-            "0.001 to 1000, and the supervisor would refuse to start with it; nothing was "
-            "applied") in r.err, r.err
-    assert rows(db, "SELECT count(*) FROM estimator_coefficients") == [(0,)]
+
+
+def test_events_with_counts_no_call_records_are_excluded_and_named(tmp):
+    """Two clean events another program wrote with 5·10^9 output tokens (no call records
+    more than 10^9, the wire's limit) were fitted on: the leave-one-out waste p90 went from
+    4.87x to 43.9x. They are excluded, counted and named in the text and the JSON."""
+    db = imported_db(tmp)
+    r0, j0 = calibrate(db, "--evaluate", "--repeats", "1")
+    assert r0.rc == 0, r0
+    add_events(db, 5 * 10**9, 2)
+    r, j = calibrate(db, "--evaluate", "--repeats", "1")
+    assert r.rc == 0, r
+    assert j["evaluation"] == j0["evaluation"]
+    assert close(j["evaluation"]["proposed"]["loo"]["waste_p90"], 4.87, 1e-3)
+    assert j["samples_read"] == 66 and j["samples_used"] == 51
+    assert j["implausible_excluded"] == 2
+    assert [(e["phase_id"], e["column"], e["value"]) for e in j["implausible_events"]] == [
+        ("p01-configuration-low", "actual_output_tokens", 5 * 10**9),
+        ("p02-implementation-medium", "actual_output_tokens", 5 * 10**9)]
+    assert ("excluded: 2 events recording a count no call can (a token or deliverable count"
+            " below 0 or above 1000000000, written by another program)") in r.err, r.err
+    assert ("phase p01-configuration-low, at 2025-12-23 22:06:12.000000: actual_output_tokens"
+            " 5000000000") in r.err
+    r, j = calibrate(db, "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    meta = json.load(open(j["files"]["proposal"]))["metadata"]
+    assert meta["implausible_excluded"] == 2 and len(meta["implausible_events"]) == 2
+    md = open(j["files"]["report"]).read()
+    assert "- Excluded: 2 events recording a count no call can" in md
+    assert "  - run imported-autopack-v2-telemetry-samples, phase p02-implementation-medium" in md
 
 
 def test_apply_is_refused_while_another_process_holds_the_database(tmp):

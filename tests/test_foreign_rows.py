@@ -233,3 +233,33 @@ def test_a_drain_says_which_phases_it_left_for_a_missing_run_or_tier(tmp):
                   for e in json.loads(state)["end"]["left"]) == [
         ("gone", 1, why), (run_id, 1, why)], state
     assert "[LEFT] gone: 1 phase(s) left: " + why in p.stderr, p.stderr
+
+
+def test_failed_lists_a_failed_phase_whose_run_has_no_row_naming_it(tmp):
+    """The original kept no foreign keys: a FAILED phase may name a run no row holds.
+    `failed` read the phases through their runs and left it out (0 failed, exit 0)."""
+    db = seeded(tmp / "norun.db")
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE phases SET run_id = 'gone', state = 'FAILED',"
+                    " last_failure_reason = 'CHECK_FAILED' WHERE phase_index = 5")
+        (phase_id,) = con.execute(
+            "SELECT phase_id FROM phases WHERE run_id = 'gone'").fetchone()
+    con.close()
+    doc = json_of("--db", url(db), "failed", "--json")
+    assert doc["failed"] == 1, doc
+    [group] = doc["groups"]
+    [phase] = group["phases"]
+    assert (phase["run_id"], phase["phase_id"], phase["state"]) == ("gone", phase_id, "FAILED")
+    assert phase["run_missing"] is True and phase["reason"] == "CHECK_FAILED"
+    assert json_of("--db", url(db), "failed", "--json", "--run", "gone")["failed"] == 1
+    rc, out, err = ctl_raw("--db", url(db), "failed")
+    assert rc == 0, (out, err)
+    assert ("  gone/%s  FAILED  (run gone: no row of runs has this id)" % phase_id).encode() \
+        in out, out
+    # A retry leaves it: a drain never dispatches a phase without its run.
+    doc = json_of("--db", url(db), "retry", "--all-failed", "--dry-run", "--json")
+    assert doc["would_retry"] == [], doc
+    rc, out, err = ctl_raw("--db", url(db), "retry", "gone", phase_id)
+    assert rc == 1 and (b"phase gone/%s: no row of runs has the id gone" % phase_id.encode())\
+        in err, (out, err)

@@ -100,11 +100,16 @@ struct calib_fitset {
 	size_t n_truncated;
 	size_t n_duplicates; /* clean events dropped as exact duplicates */
 	size_t n_repeats;    /* clean events dropped: a later one of the same attempt is kept */
+	const struct telem_sample **implausible; /* clean or truncated but for a count no
+	                                          * call records (telem_plausible): excluded */
+	size_t n_implausible;
 };
 
 /* Select from the samples: clean (telem_clean), the last of each (run, phase, attempt)
  * when the attempt is known, and no exact duplicate (every recorded field the same but
- * the time and the attempt); truncated events go to `truncated`. Pointers into `s`. */
+ * the time and the attempt); truncated events go to `truncated`. An event that would be
+ * clean or truncated but records a count no call can (telem_plausible) goes to
+ * `implausible` and counts for nothing else. Pointers into `s`. */
 void calib_fitset_select(const struct telem_sample *const *s, size_t n, struct calib_fitset *fs);
 /* Free the selection's arrays. */
 void calib_fitset_free(struct calib_fitset *fs);
@@ -251,5 +256,13 @@ json_t *calib_json_proposal(const struct calib_result *r, const struct calib_met
 json_t *calib_json_evaluation(const struct calib_eval *e);
 /* The fitted model as a JSON object (as stored in model_json). */
 json_t *calib_json_fit(const struct est_fit *f);
+/* How many excluded events the text outputs name one by one (the JSON names all). */
+#define CALIB_IMPLAUSIBLE_NAMED 10
+/* One excluded event named for a person: "run R, phase P, at T: actual_output_tokens N"
+ * (heap). */
+char *calib_implausible_text(const struct telem_sample *s);
+/* The excluded events of fs as a JSON array of {run_id, phase_id, timestamp, column,
+ * value}. */
+json_t *calib_json_implausible(const struct calib_fitset *fs);
 
 #endif

@@ -44,9 +44,16 @@ void calib_fitset_select(const struct telem_sample *const *s, size_t n, struct c
 	memset(fs, 0, sizeof *fs);
 	fs->clean = xcalloc(n + 1, sizeof *fs->clean);
 	fs->truncated = xcalloc(n + 1, sizeof *fs->truncated);
+	fs->implausible = xcalloc(n + 1, sizeof *fs->implausible);
 	for (size_t i = 0; i < n; i++) {
 		bool dup = false;
 
+		if ((s[i]->truncated ||
+		        (s[i]->success && s[i]->actual >= TELEM_CLEAN_MIN_ACTUAL)) &&
+		    !telem_plausible(s[i])) {
+			fs->implausible[fs->n_implausible++] = s[i];
+			continue;
+		}
 		if (s[i]->truncated) {
 			fs->truncated[fs->n_truncated++] = s[i];
 			continue;
@@ -71,6 +78,7 @@ void calib_fitset_free(struct calib_fitset *fs)
 {
 	free(fs->clean);
 	free(fs->truncated);
+	free(fs->implausible);
 	memset(fs, 0, sizeof *fs);
 }
 

@@ -119,6 +119,55 @@ static void calib_md_current(FILE *f, const struct est_coefs *c)
 		    c->version == 1 ? " (built-in defaults)" : "");
 }
 
+/* Name one excluded event. */
+char *calib_implausible_text(const struct telem_sample *s)
+{
+	int64_t v = 0;
+	const char *col = telem_implausible_count(s, &v);
+
+	return xasprintf("run %s, phase %s, at %s: %s %lld", s->run_id ? s->run_id : "-",
+	    s->phase_id ? s->phase_id : "-", s->timestamp ? s->timestamp : "-", col ? col : "-",
+	    (long long)v);
+}
+
+/* The excluded events, each with the count that excluded it. */
+json_t *calib_json_implausible(const struct calib_fitset *fs)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < fs->n_implausible; i++) {
+		const struct telem_sample *s = fs->implausible[i];
+		int64_t v = 0;
+		const char *col = telem_implausible_count(s, &v);
+
+		json_array_append_new(a,
+		    json_pack("{s:s?, s:s?, s:s?, s:s?, s:I}", "run_id", s->run_id, "phase_id",
+		        s->phase_id, "timestamp", s->timestamp, "column", col, "value",
+		        (json_int_t)v));
+	}
+	return a;
+}
+
+/* Write the excluded events' lines of the summary. */
+static void calib_md_implausible(FILE *f, const struct calib_fitset *fs)
+{
+	if (fs->n_implausible == 0)
+		return;
+	fprintf(f,
+	    "- Excluded: %zu events recording a count no call can (a token or deliverable "
+	    "count below 0 or above %d, written by another program):\n",
+	    fs->n_implausible, TELEM_COUNT_MAX);
+	for (size_t i = 0; i < fs->n_implausible && i < CALIB_IMPLAUSIBLE_NAMED; i++) {
+		char *t = calib_implausible_text(fs->implausible[i]);
+
+		fprintf(f, "  - %s\n", t);
+		free(t);
+	}
+	if (fs->n_implausible > CALIB_IMPLAUSIBLE_NAMED)
+		fprintf(f, "  - and %zu more (all in the JSON proposal)\n",
+		    fs->n_implausible - CALIB_IMPLAUSIBLE_NAMED);
+}
+
 /* Write the whole Markdown report. */
 void calib_md_write(FILE *f, const struct calib_result *r, const struct calib_meta *m)
 {
@@ -135,6 +184,7 @@ void calib_md_write(FILE *f, const struct calib_result *r, const struct calib_me
 	    "- Recorded truncated calls (scored for truncation only): %zu\n",
 	    m->n_read, TELEM_CLEAN_MIN_ACTUAL, fs->n_clean, fs->n_duplicates, fs->n_repeats,
 	    fs->n_truncated);
+	calib_md_implausible(f, fs);
 	if (m->n_reexpressed > 0)
 		fprintf(f,
 		    "- %zu samples estimated with an older coefficient set were re-expressed "
@@ -242,16 +292,17 @@ static json_t *calib_json_curves(const struct calib_eval *e)
 /* The whole JSON proposal. */
 json_t *calib_json_proposal(const struct calib_result *r, const struct calib_meta *m)
 {
-	return json_pack("{s:{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:i, "
-	                 "s:i}, s:o, s:o, s:o, s:o}",
+	return json_pack("{s:{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, "
+	                 "s:f, s:i, s:i}, s:o, s:o, s:o, s:o}",
 	    "metadata", "generated_at", m->generated_at, "database", m->db_url, "runs", m->runs,
 	    "current_version", (json_int_t)m->current->version, "samples_read",
 	    (json_int_t)m->n_read, "samples_used", (json_int_t)m->fs->n_clean, "duplicates_dropped",
 	    (json_int_t)m->fs->n_duplicates, "attempt_repeats_dropped",
 	    (json_int_t)m->fs->n_repeats, "truncated_events", (json_int_t)m->fs->n_truncated,
-	    "samples_reexpressed", (json_int_t)m->n_reexpressed, "samples_unknown_version",
-	    (json_int_t)m->n_unknown_version, "coverage", m->eo->coverage, "folds", m->eo->folds,
-	    "repeats", m->eo->repeats, "model", calib_json_fit(m->proposal), "evaluation",
-	    calib_json_evaluation(m->eval), "curves", calib_json_curves(m->eval), "groups",
-	    calib_json_groups(r));
+	    "implausible_excluded", (json_int_t)m->fs->n_implausible, "implausible_events",
+	    calib_json_implausible(m->fs), "samples_reexpressed", (json_int_t)m->n_reexpressed,
+	    "samples_unknown_version", (json_int_t)m->n_unknown_version, "coverage",
+	    m->eo->coverage, "folds", m->eo->folds, "repeats", m->eo->repeats, "model",
+	    calib_json_fit(m->proposal), "evaluation", calib_json_evaluation(m->eval), "curves",
+	    calib_json_curves(m->eval), "groups", calib_json_groups(r));
 }

@@ -48,13 +48,24 @@ void telem_samples_free(struct telem_samples *s);
 
 /* Smallest actual a clean sample may have (the original never recorded fewer). */
 #define TELEM_CLEAN_MIN_ACTUAL 50
+/* Largest token or deliverable count a call can record: the wire's limit on a count
+ * (PROTO_TOKENS_MAX); the sample TSV refuses more too. */
+#define TELEM_COUNT_MAX 1000000000
 
 /* SMAPE in percent: 100·|p−a| / max(1, (|p|+|a|)/2). */
 double telem_smape(int64_t predicted, int64_t actual);
 /* True when SMAPE, waste and underestimation are defined for a row: actual > 0 and
  * predicted > 0 (otherwise the columns are NULL; docs/data-model.md). */
 bool telem_scored(int64_t predicted, int64_t actual);
-/* True for a calibration sample: success, not truncated, actual >= TELEM_CLEAN_MIN_ACTUAL. */
+/* True when every count a sample records could have been recorded by a call: the
+ * deliverables, predicted, actual and budget from 0 to TELEM_COUNT_MAX, max_tokens too
+ * or unknown (-1). Another program's rows can hold anything (2^63-1 output tokens). */
+bool telem_plausible(const struct telem_sample *s);
+/* The name of the first count of a sample no call can record ("actual_output_tokens",
+ * as its column is named) and its value in *value; NULL when the sample is plausible. */
+const char *telem_implausible_count(const struct telem_sample *s, int64_t *value);
+/* True for a calibration sample: success, not truncated, actual >= TELEM_CLEAN_MIN_ACTUAL,
+ * and plausible (telem_plausible). */
 bool telem_clean(const struct telem_sample *s);
 /* Arithmetic mean; 0 for an empty list. */
 double telem_mean(const double *v, size_t n);

@@ -49,10 +49,41 @@ bool telem_scored(int64_t predicted, int64_t actual)
 	return predicted > 0 && actual > 0;
 }
 
+/* The first count of a sample outside what a call records, and its value. */
+const char *telem_implausible_count(const struct telem_sample *s, int64_t *value)
+{
+	const struct {
+		const char *name;
+		int64_t v, lo;
+	} c[] = {
+		{ "deliverable_count", s->deliverable_count, 0 },
+		{ "predicted_output_tokens", s->predicted, 0 },
+		{ "actual_output_tokens", s->actual, 0 },
+		{ "selected_budget", s->selected_budget, 0 },
+		{ "actual_max_tokens", s->actual_max_tokens, -1 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(c); i++)
+		if (c[i].v < c[i].lo || c[i].v > TELEM_COUNT_MAX) {
+			*value = c[i].v;
+			return c[i].name;
+		}
+	return NULL;
+}
+
+/* Whether every count of a sample is one a call could record. */
+bool telem_plausible(const struct telem_sample *s)
+{
+	int64_t v;
+
+	return telem_implausible_count(s, &v) == NULL;
+}
+
 /* Whether a sample may be used for calibration. */
 bool telem_clean(const struct telem_sample *s)
 {
-	return s->success && !s->truncated && s->actual >= TELEM_CLEAN_MIN_ACTUAL;
+	return s->success && !s->truncated && s->actual >= TELEM_CLEAN_MIN_ACTUAL &&
+	    telem_plausible(s);
 }
 
 /* Mean of n values, 0 when empty. */

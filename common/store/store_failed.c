@@ -18,8 +18,9 @@
 
 static const char failed_sql[] =
     "SELECT p.run_id, p.phase_id, p.state, a.attempt_id, a.attempt_number, a.outcome,"
-    " " FAILED_REASON ", a.message, a.fingerprint, " FAILED_ENDED ", a.session_id, r.workspace"
-    " FROM phases p JOIN runs r ON r.id = p.run_id"
+    " " FAILED_REASON ", a.message, a.fingerprint, " FAILED_ENDED ", a.session_id, r.workspace,"
+    " CASE WHEN r.id IS NULL THEN 1 ELSE 0 END"
+    " FROM phases p LEFT JOIN runs r ON r.id = p.run_id"
     " LEFT JOIN attempts a ON a.attempt_id = (SELECT max(x.attempt_id) FROM attempts x"
     "   WHERE x.run_id = p.run_id AND x.phase_id = p.phase_id AND x.ended_at IS NOT NULL"
     "   AND x.dry_run = 0)"
@@ -27,6 +28,7 @@ static const char failed_sql[] =
     "   OR (NOT ?5 AND p.state IN (?7, ?8) AND a.outcome IS NOT NULL"
     "     AND a.outcome NOT IN (?9, ?10) AND p.updated_at <= a.ended_at)"
     "   OR (?5 AND CAST(?2 AS TEXT) IS NOT NULL AND p.state = ?8))"
+    " AND (NOT ?5 OR r.id IS NOT NULL)"
     " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR p.phase_id = ?2)"
     " AND (CAST(?11 AS TEXT) IS NULL OR " FAILED_ENDED " >= ?3)"
     " AND (CAST(?4 AS TEXT) IS NULL OR upper(" FAILED_REASON ") = upper(?4))"
@@ -49,6 +51,7 @@ static void failed_row(struct db_stmt *q, void *item)
 	f->ended_at = store_col_text(q, 9, NULL);
 	f->session_id = store_col_text(q, 10, NULL);
 	f->workspace = store_col_text(q, 11, NULL);
+	f->run_missing = db_column_int64(q, 12) != 0;
 }
 
 /* Free one listed phase's strings. */
@@ -152,22 +155,34 @@ int store_retry_args_parse(
 	return 0;
 }
 
-/* Explain why phase (run, phase) cannot be retried: it does not exist, or its state. */
+/* Explain why phase (run, phase) cannot be retried: it does not exist, its state, or its
+ * run has no row. */
 static int failed_explain(
     struct store *st, const char *run_id, const char *phase_id, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
-	int rc = db_prepare(
-	    st->db, "SELECT state FROM phases WHERE run_id = ?1 AND phase_id = ?2", &q);
+	int rc = db_prepare(st->db,
+	    "SELECT p.state, CASE WHEN r.id IS NULL THEN 1 ELSE 0 END FROM phases p"
+	    " LEFT JOIN runs r ON r.id = p.run_id WHERE p.run_id = ?1 AND p.phase_id = ?2",
+	    &q);
+	const char *state;
 
 	if (rc == DB_OK) {
 		store_bind_text(q, 1, run_id);
 		store_bind_text(q, 2, phase_id);
 		rc = db_step(q);
 	}
-	if (rc == DB_ROW)
+	state = rc == DB_ROW ? db_column_text(q, 0) : NULL;
+	if (rc == DB_ROW && db_column_int64(q, 1) != 0 && state != NULL &&
+	    (phase_state_parse(state) == PHASE_FAILED || phase_state_parse(state) == PHASE_SKIPPED))
+		rc = store_fail(err, STORE_EINVAL,
+		    "phase %s/%s: no row of runs has the id %s (another program's rows); a drain "
+		    "never dispatches a phase without its run, so it is not retried: give it its "
+		    "run back, or delete it",
+		    run_id, phase_id, run_id);
+	else if (rc == DB_ROW)
 		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not FAILED or SKIPPED",
-		    run_id, phase_id, db_column_text(q, 0));
+		    run_id, phase_id, state);
 	else if (rc == DB_DONE)
 		rc = store_fail(err, STORE_EINVAL, "no phase %s in run %s", phase_id, run_id);
 	else

@@ -4,7 +4,9 @@
  * the phase since: a "stopped" phase, one a drain left behind after a failure, a stop or
  * a cancel (a phase retried since is waiting for its drain, not stopped). Each comes with its
  * last attempt: outcome, failure reason, message, fingerprint, when it ended and the
- * run's workspace (where the check logs are, common/checklog.h).
+ * run's workspace (where the check logs are, common/checklog.h). A phase whose run has no
+ * row (the original kept no foreign keys) is listed too, marked; a retry leaves it, as no
+ * drain would dispatch it.
  *
  * A retry moves FAILED phases (and SKIPPED ones named one by one) back to QUEUED in one
  * transaction, and records each in control_log with who asked and why.
@@ -24,7 +26,8 @@ struct store_failed_filter {
 	const char *since;    /* a database timestamp (time_db): last attempt ended at or after */
 	const char *fingerprint; /* the whole fingerprint, or its id (fp_id_matches) */
 	const char *reason;      /* a failure reason, any case */
-	bool failed_only;        /* FAILED phases only (with phase_id: FAILED or SKIPPED) */
+	bool failed_only;        /* FAILED phases only (with phase_id: FAILED or SKIPPED), and only
+	                   * those whose run has a row: what a retry may queue */
 };
 
 /* A failed or stopped phase with its last attempt. Heap strings; NULL when unknown. */
@@ -40,8 +43,9 @@ struct store_failed {
 	char *fingerprint;
 	char *ended_at; /* database timestamp of the attempt's end (or the phase's update) */
 	char *session_id;
-	char *workspace; /* runs.workspace */
-	bool retried;    /* moved to QUEUED by store_failed_retry */
+	char *workspace;  /* runs.workspace; NULL when the run has no row */
+	bool run_missing; /* no row of runs has run_id (another program's rows) */
+	bool retried;     /* moved to QUEUED by store_failed_retry */
 };
 
 /* Who asks for a retry and why, for control_log. */

@@ -61,6 +61,7 @@ const char *store_value_kind_name(enum store_value_kind kind)
 	case STORE_VALUE_RUN_STATE: return "run state";
 	case STORE_VALUE_TIER_STATE: return "tier state";
 	case STORE_VALUE_PHASE_STATE: return "phase state";
+	case STORE_VALUE_ID: return "text id";
 	}
 	return "?";
 }
@@ -139,6 +140,7 @@ int store_value_read(enum store_value_kind kind, const char *text, char out[64])
 			return -1;
 		snprintf(out, 64, "%d", b);
 		return 0;
+	case STORE_VALUE_ID: return -1;
 	default: return values_state_text(kind, text, out);
 	}
 }
@@ -153,6 +155,11 @@ static void values_sql_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	(void)argc;
 	if (type == SQLITE_NULL)
 		return;
+	if (kind == STORE_VALUE_ID) {
+		if (type == SQLITE_TEXT)
+			sqlite3_result_value(ctx, argv[1]);
+		return;
+	}
 	if (kind == STORE_VALUE_BOOL && (type == SQLITE_INTEGER || type == SQLITE_FLOAT)) {
 		double d = sqlite3_value_double(argv[1]);
 		if (d == 0.0 || d == 1.0)
@@ -223,6 +230,29 @@ static char *values_column_type(struct db *db, const char *table, const char *co
 	return type;
 }
 
+/* Add runs.id and every run_id and phase_id column; STORE_EIO on failure (the list
+ * freed). */
+static int values_id_columns(struct db *db, struct store_value_cols *out, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db,
+	    "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c"
+	    " WHERE m.type = 'table' AND (lower(c.name) IN ('run_id', 'phase_id')"
+	    " OR (lower(m.name) = 'runs' AND lower(c.name) = 'id')) ORDER BY m.rowid, c.cid",
+	    &q);
+
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		store_value_cols_add(
+		    out, db_column_text(q, 0), db_column_text(q, 1), STORE_VALUE_ID);
+		rc = DB_OK;
+	}
+	db_finalize(q);
+	if (rc == DB_DONE)
+		return 0;
+	store_value_cols_free(out);
+	return store_fail(err, STORE_EIO, "reading the id columns: %s", db_errmsg(db));
+}
+
 /* Collect the columns whose values are checked; STORE_EIO on failure. */
 int store_values_columns(
     struct db *db, bool legacy, struct store_value_cols *out, struct store_err *err)
@@ -267,7 +297,7 @@ int store_values_columns(
 			    out, values_state_cols[i].table, "state", values_state_cols[i].kind);
 		free(type);
 	}
-	return 0;
+	return legacy ? values_id_columns(db, out, err) : 0;
 }
 
 /* Run a query with one row of (count, example value[, its rewrite]) into the column. */
@@ -311,9 +341,10 @@ static int values_survey_col(struct db *db, struct store_value_col *c, struct st
 	free(sql);
 	if (rc != 0)
 		return rc;
-	sql = db_sqlf("SELECT count(*), min(CAST(\"%w\" AS TEXT)) FROM \"%w\" WHERE"
-	              " \"%w\" IS NOT NULL AND autopack_value(%d, \"%w\") IS NULL",
-	    c->column, c->table, c->column, c->kind, c->column);
+	sql = db_sqlf("SELECT count(*), min(CASE typeof(\"%w\") WHEN 'blob' THEN"
+	              " 'X''' || hex(\"%w\") || '''' ELSE CAST(\"%w\" AS TEXT) END) FROM \"%w\""
+	              " WHERE \"%w\" IS NOT NULL AND autopack_value(%d, \"%w\") IS NULL",
+	    c->column, c->column, c->column, c->table, c->column, c->kind, c->column);
 	rc = values_count(db, sql, &c->unreadable, &c->bad, NULL, err);
 	free(sql);
 	return rc;

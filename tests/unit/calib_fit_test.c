@@ -224,6 +224,34 @@ TEST(calib_fitset_drops_duplicates_and_earlier_calls_of_an_attempt)
 	calib_fitset_free(&fs);
 }
 
+TEST(calib_fitset_excludes_counts_no_call_records)
+{
+	struct telem_sample s[5] = { mk("r", "a", "low", 1, 700),
+		mk("r", "a", "low", 1, 5000000000), mk("r", "a", "low", 1, 800),
+		mk("r", "a", "low", 1, 900), mk("r", "a", "low", 1, 1000) };
+	const struct telem_sample *p[5];
+	struct calib_fitset fs;
+	int64_t v = 0;
+
+	s[2].predicted = -1;
+	s[3].truncated = true;
+	s[3].actual_max_tokens = INT64_MAX;
+	s[4].actual = 1000000000; /* the most a call records */
+	for (int i = 0; i < 5; i++)
+		p[i] = &s[i];
+	calib_fitset_select(p, 5, &fs);
+	CHECK_EQ_INT(fs.n_clean, 2);
+	CHECK(fs.clean[0] == &s[0] && fs.clean[1] == &s[4]);
+	CHECK_EQ_INT(fs.n_truncated, 0);
+	CHECK_EQ_INT(fs.n_implausible, 3);
+	CHECK(fs.implausible[0] == &s[1] && fs.implausible[2] == &s[3]);
+	CHECK(strcmp(telem_implausible_count(&s[1], &v), "actual_output_tokens") == 0);
+	CHECK(v == 5000000000);
+	CHECK(strcmp(telem_implausible_count(&s[2], &v), "predicted_output_tokens") == 0);
+	CHECK(telem_implausible_count(&s[0], &v) == NULL);
+	calib_fitset_free(&fs);
+}
+
 /* Thirty samples in three runs of ten. */
 static void three_runs(struct telem_sample *s, const struct telem_sample **p)
 {
