@@ -17,10 +17,19 @@ struct pk {
 	const struct proto_buf *shared;
 };
 
-/* msgpack-c write callback: append to the proto_buf; cannot fail. */
+/* msgpack-c write callback: append to the proto_buf; cannot fail. Most writes are a
+ * value's few bytes into room the buffer has: copied here, without a call. */
 static int pk_write(void *data, const char *p, size_t n)
 {
-	proto_buf_append(data, p, n);
+	struct proto_buf *b = data;
+
+	if (n <= 8 && b->cap - b->len >= n) {
+		for (size_t i = 0; i < n; i++)
+			b->data[b->len + i] = (uint8_t)p[i];
+		b->len += n;
+		return 0;
+	}
+	proto_buf_append(b, p, n);
 	return 0;
 }
 

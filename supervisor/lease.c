@@ -455,6 +455,7 @@ static int lease_open_batch(struct sup *s, int64_t most, bool ahead, struct stor
 		}
 		c[n++] = (struct drain_claim){ .run_id = g->r->run_id,
 			.phase_id = g->r->head->phase_id,
+			.phase_row = g->r->head->row,
 			.worker_pid = w != NULL ? w->pid : 0 };
 	}
 	rc = store_drain_attempts_open(s->sd, c, n, s->session_id, s->cfg.dry_run, err);

@@ -209,10 +209,9 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 		return;
 	report_session_why(&rp);
 	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||
-	    store_drain_each_unfinished(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
-	        s->cfg.max_attempts, s->cfg.dry_run, report_unfinished, &rp, &err) != 0 ||
-	    store_drain_each_orphaned(
-	        s->sd, s->cfg.run_id, s->cfg.retry_failed, report_orphaned, &rp, &err) != 0) {
+	    store_drain_each_left(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
+	        s->cfg.max_attempts, s->cfg.dry_run, report_unfinished, report_orphaned, &rp,
+	        &err) != 0) {
 		log_error("cannot tell what the drain left: %s", err.text);
 		json_decref(rp.left);
 		json_decref(phases);

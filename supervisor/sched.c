@@ -260,6 +260,7 @@ static int sched_load_one(void *arg, const struct drain_phase *p)
 		return 0;
 	q = xcalloc(1, sizeof *q);
 	q->phase_id = xstrdup(p->phase_id);
+	q->row = p->row;
 	q->phase_index = p->phase_index;
 	q->bucket = policy_bucket(p->last_failure_reason);
 	q->attempts = p->attempts;

@@ -165,6 +165,7 @@ struct policy_verdict {
 /* A phase waiting in its run's queue. */
 struct qphase {
 	char *phase_id;
+	int64_t row; /* phases.id as read with the queue, or 0 */
 	int64_t phase_index;
 	enum bucket bucket; /* of its last failure reason (docs/drain-rules.md) */
 	int64_t attempts;   /* in this session */

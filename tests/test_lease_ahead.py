@@ -63,25 +63,33 @@ def waiting_ahead(sup, url):
 
 def freeze(sup, url):
     """Stop every worker (SIGSTOP) while results come fast: the leases the last round
-    opened ahead stay waiting. Returns the worker pids and those leases."""
+    opened ahead stay waiting. Returns the worker pids and those leases. A stop that
+    lands when no lease waits ahead (a slow moment of a loaded machine) is undone and
+    tried again."""
     wait_for(lambda: ahead_taken(sup) > 20, 30, what="leases taken ahead")
     pids = [w["pid"] for w in sup.status()["pool"]["workers"]]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
 
     def settled():
         """The leases waiting ahead once the results the workers sent before they stopped
         are handled (each may hand a waiting lease to its worker): the same in two reads
-        0.3 s apart, and as many as status counts."""
+        0.3 s apart, and as many as status counts (a list in a tuple, the list empty
+        when none waits)."""
         first = waiting_ahead(sup, url)
         time.sleep(0.3)
         again = waiting_ahead(sup, url)
-        if first and first == again and sup.status()["queue"]["leases_ahead"] == len(again):
-            return again
+        if first == again and sup.status()["queue"]["leases_ahead"] == len(again):
+            return (again,)
         return None
 
-    ahead = wait_for(settled, 30, what="leases waiting ahead, settled")
-    return pids, ahead
+    for _ in range(20):
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        ahead, = wait_for(settled, 30, what="leases waiting ahead, settled")
+        if ahead:
+            return pids, ahead
+        thaw(pids)
+        time.sleep(0.05)
+    raise AssertionError("no lease waited ahead in 20 stops of the workers")
 
 
 def thaw(pids):

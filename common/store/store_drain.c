@@ -154,15 +154,17 @@ void store_drain_close(struct store_drain *d)
 	db_finalize(d->data_version);
 	db_finalize(d->budget_lock);
 	store_tier_cache_free(&d->tiers);
+	drain_lives_forget(&d->lives, true);
 	free(d->announced.v);
 	free(d->closing.v);
 	free(d);
 }
 
-/* Forget the tier counts. */
+/* Forget the tier counts and the live attempts. */
 void drain_tiers_forget(struct store_drain *d)
 {
 	store_tier_forget(&d->tiers);
+	drain_lives_forget(&d->lives, false);
 }
 
 /* Forget the tier counts when the database may have changed under them: another

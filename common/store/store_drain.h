@@ -44,6 +44,7 @@ struct drain_phase {
 	int64_t attempts;                /* attempts made in the given session */
 	int64_t max_attempts;            /* phases.max_builder_attempts, 0 if unset */
 	const char *last_failure_reason; /* nullable */
+	int64_t row;                     /* phases.id; 0 when not read */
 	/* With with_spec: the phase's spec, which fn may take over (copy it and zero this);
 	 * else NULL. */
 	struct drain_spec *spec;
@@ -164,23 +165,21 @@ int store_drain_each_eligible(struct store_drain *d, const char *run_filter, boo
 int store_drain_each_eligible_of(struct store_drain *d, const char *const *run_ids, size_t n,
     bool with_failed, bool with_spec, const char *session_id,
     int (*fn)(void *arg, const struct drain_phase *p), void *arg, struct store_err *err);
-/* Call fn with the number of eligible phases (as store_drain_each_eligible) of each run,
- * ordered by run, that `session_id` attempted fewer times than it may: max_attempts, or
- * the phase's own max_builder_attempts when lower; with dry_run, not at all (outside a
- * transaction); a phase whose run or tier has no row is left out (it is one of
- * store_drain_each_orphaned's). Attempts a stop or a restart ended (supervisor_stopped,
- * supervisor_restart) do not count: the phase was not tried. A non-zero return from fn
- * stops. */
-int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, bool with_failed,
+/* What a drain left, in one read of the eligible phases (outside a transaction): call
+ * unfinished(arg, run_id, n) for each run, ordered by run, with n > 0 eligible phases (as
+ * store_drain_each_eligible) that `session_id` attempted fewer times than it may:
+ * max_attempts, or the phase's own max_builder_attempts when lower; with dry_run, not at
+ * all. Attempts a stop or a restart ended (supervisor_stopped, supervisor_restart) do not
+ * count: the phase was not tried. Then call orphaned(arg, run_id, n) for each run (of
+ * `run_filter` only, when not NULL) with n > 0 phases QUEUED (or FAILED, with
+ * `with_failed`) whose run or tier has no row (another program's rows: the original kept
+ * no foreign keys), ordered by run: the drain reads its queue through both, so it never
+ * dispatches them, and they are not among the unfinished ones. A non-zero return from
+ * either stops. */
+int store_drain_each_left(struct store_drain *d, const char *run_filter, bool with_failed,
     const char *session_id, int64_t max_attempts, bool dry_run,
-    int (*fn)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err);
-/* Call fn(arg, run_id, n) for each run (of `run_filter` only, when not NULL) with n > 0
- * phases QUEUED (or FAILED, with `with_failed`) whose run or tier has no row (another
- * program's rows: the original kept no foreign keys), ordered by run. The drain reads its
- * queue through both, so it never dispatches them; store_drain_each_unfinished leaves them
- * out. A non-zero return from fn stops. */
-int store_drain_each_orphaned(struct store_drain *d, const char *run_filter, bool with_failed,
-    int (*fn)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err);
+    int (*unfinished)(void *arg, const char *run_id, int64_t n),
+    int (*orphaned)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err);
 /* Close attempts left open by an earlier supervisor as `supervisor_restart` and put their
  * EXECUTING phases back to QUEUED, in one transaction of its own. *closed receives the
  * number closed. */
@@ -220,6 +219,7 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 struct drain_claim {
 	const char *run_id;
 	const char *phase_id;
+	int64_t phase_row; /* phases.id as read with the queue (drain_phase.row), or 0 */
 	int64_t worker_pid;
 	int rc; /* 0: opened; else as store_drain_attempt_open returns it, why in err */
 	uint64_t attempt_id;

@@ -13,17 +13,21 @@
 
 const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_PHASE,
-	    "SELECT state, builder_attempts, tier_id FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id, id, phase_index, current_attempt_id"
+	    " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
+	/* The same by the row id the queue read (?3), while it is still that phase's. */
+	{ DS_ATT_PHASE_ROW,
+	    "SELECT state, builder_attempts, tier_id, id, phase_index, current_attempt_id"
+	    " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
+	/* The phase row by its id (?1), read by DS_ATT_PHASE. */
 	{ DS_PHASE_EXEC,
-	    "UPDATE phases SET state = ?5, current_attempt_id = ?3,"
-	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?4,"
-	    " started_at = COALESCE(started_at, ?4), updated_at = ?4"
-	    " WHERE run_id = ?1 AND phase_id = ?2" },
-	{ DS_PHASE_FENCE,
-	    "UPDATE phases SET current_attempt_id = ?3 WHERE run_id = ?1 AND phase_id = ?2" },
+	    "UPDATE phases SET state = ?4, current_attempt_id = ?2,"
+	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?3,"
+	    " started_at = COALESCE(started_at, ?3), updated_at = ?3 WHERE id = ?1" },
+	{ DS_PHASE_FENCE, "UPDATE phases SET current_attempt_id = ?2 WHERE id = ?1" },
 	{ DS_SPEC,
 	    "SELECT p.name, p.description, p.task_category, p.complexity, p.scope,"
 	    " p.check_command, p.max_builder_attempts, r.workspace"
@@ -53,21 +57,20 @@ const struct drain_sql drain_sql_attempt[] = {
 	 * one. */
 	{ DS_ATT_GET,
 	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL AND p.current_attempt_id = ?1,"
-	    " a.session_id, a.initial_state, p.phase_index, p.state, p.tier_id"
+	    " a.session_id, a.initial_state, p.phase_index, p.state, p.tier_id, p.id"
 	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
 	    " WHERE a.attempt_id = ?1" },
-	/* The phase's fence is lifted with its attempt's end. */
+	/* The phase's fence is lifted with its attempt's end (the phase row by its id). */
 	{ DS_PHASE_UNFENCE,
-	    "UPDATE phases SET current_attempt_id = NULL"
-	    " WHERE run_id = ?1 AND phase_id = ?2 AND current_attempt_id = ?3" },
-	/* The phase's new state at its attempt's end lifts the attempt's fence (?7) too. */
+	    "UPDATE phases SET current_attempt_id = NULL WHERE id = ?1 AND current_attempt_id = ?2" },
+	/* The phase's new state at its attempt's end lifts the attempt's fence (?6) too. */
 	{ DS_PHASE_SET,
-	    "UPDATE phases SET state = ?3, updated_at = ?4,"
-	    " current_attempt_id = CASE WHEN current_attempt_id = ?7 THEN NULL"
+	    "UPDATE phases SET state = ?2, updated_at = ?3,"
+	    " current_attempt_id = CASE WHEN current_attempt_id = ?6 THEN NULL"
 	    "   ELSE current_attempt_id END,"
-	    " last_failure_reason = COALESCE(?5, last_failure_reason),"
-	    " completed_at = CASE WHEN ?6 THEN ?4 ELSE completed_at END"
-	    " WHERE run_id = ?1 AND phase_id = ?2" },
+	    " last_failure_reason = COALESCE(?4, last_failure_reason),"
+	    " completed_at = CASE WHEN ?5 THEN ?3 ELSE completed_at END"
+	    " WHERE id = ?1" },
 	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED, PHASE_EXECUTION
 	 * before (docs/data-model.md, "Work"). */
 	/* Each EXISTS stops at the run's first open phase in the index on phases(run_id,
@@ -181,40 +184,194 @@ static int drain_run_follow(
 	return drain_run_set(d, started ? DS_RUN_STARTED : DS_RUN_STATE, run_id, now, err);
 }
 
+/* Fill `p` with copies of the strings (NULL stays NULL) in one block. */
+static void closing_keep(struct drain_closing *p, const char *run_id, const char *phase_id,
+    const char *session_id, const char *initial, const char *state)
+{
+	const char *from[] = { run_id, phase_id, session_id, initial, state };
+	const char **to[] = { &p->run_id, &p->phase_id, &p->session_id, &p->initial, &p->state };
+	size_t len[ARRAY_SIZE(from)], size = 0;
+	char *at;
+
+	for (size_t i = 0; i < ARRAY_SIZE(from); i++)
+		size += from[i] != NULL ? (len[i] = strlen(from[i]) + 1) : 0;
+	p->block = at = xmalloc(size > 0 ? size : 1);
+	for (size_t i = 0; i < ARRAY_SIZE(from); i++) {
+		*to[i] = NULL;
+		if (from[i] != NULL) {
+			*to[i] = memcpy(at, from[i], len[i]);
+			at += len[i];
+		}
+	}
+}
+
+/* Release what a drain_closing holds. */
+static void closing_free(struct drain_closing *p)
+{
+	free(p->block);
+	memset(p, 0, sizeof *p);
+}
+
+/* The home slot of attempt `att` in a table of `cap` slots. */
+static size_t lives_home(uint64_t att, size_t cap)
+{
+	return (size_t)((att * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (cap - 1);
+}
+
+/* The slot of attempt `att`, or the free slot where it would go (the table not empty). */
+static size_t lives_slot(const struct drain_lives *l, uint64_t att)
+{
+	size_t i = lives_home(att, l->cap);
+
+	while (l->v[i].attempt_id != 0 && l->v[i].attempt_id != att)
+		i = (i + 1) & (l->cap - 1);
+	return i;
+}
+
+/* Add live attempt `att` (not in the table) with `c`, which the table then holds. */
+static void lives_add(struct drain_lives *l, uint64_t att, struct drain_closing *c)
+{
+	if ((l->n + 1) * 2 > l->cap) {
+		struct drain_lives g = { .cap = l->cap != 0 ? l->cap * 2 : 64 };
+
+		g.v = xcalloc(g.cap, sizeof *g.v);
+		for (size_t i = 0; i < l->cap; i++)
+			if (l->v[i].attempt_id != 0)
+				g.v[lives_slot(&g, l->v[i].attempt_id)] = l->v[i];
+		g.n = l->n;
+		free(l->v);
+		*l = g;
+	}
+	l->v[lives_slot(l, att)] = (struct drain_live){ .attempt_id = att, .c = *c };
+	l->n++;
+}
+
+/* Take attempt `att` out of the table: true, and what it held in *c (which the caller
+ * then holds; NULL: released), when it was there. */
+static bool lives_take(struct drain_lives *l, uint64_t att, struct drain_closing *c)
+{
+	size_t i, j, k, m = l->cap - 1;
+
+	if (l->n == 0 || att == 0 || l->v[(i = lives_slot(l, att))].attempt_id == 0)
+		return false;
+	if (c != NULL)
+		*c = l->v[i].c;
+	else
+		closing_free(&l->v[i].c);
+	/* Backward shift: each later entry of the run that may sit in slot i moves there. */
+	for (j = i;;) {
+		j = (j + 1) & m;
+		if (l->v[j].attempt_id == 0)
+			break;
+		k = lives_home(l->v[j].attempt_id, l->cap);
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		l->v[i] = l->v[j];
+		i = j;
+	}
+	l->v[i].attempt_id = 0;
+	l->n--;
+	return true;
+}
+
+void drain_lives_forget(struct drain_lives *l, bool release)
+{
+	for (size_t i = 0; i < l->cap && l->n > 0; i++)
+		if (l->v[i].attempt_id != 0) {
+			closing_free(&l->v[i].c);
+			l->v[i].attempt_id = 0;
+			l->n--;
+		}
+	if (release) {
+		free(l->v);
+		memset(l, 0, sizeof *l);
+	}
+}
+
+/* The live attempts, when the drain keeps them (with the tier counts). */
+static struct drain_lives *drain_lives(struct store_drain *d)
+{
+	return drain_tiers(d) != NULL ? &d->lives : NULL;
+}
+
 /* Open an attempt of an eligible phase inside the group; STORE_EINVAL if not eligible,
  * STORE_EBUSY when another supervisor holds its run. */
 int store_drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err)
 {
+	return drain_attempt_open(d, run_id, phase_id, 0, worker_pid, session_id, dry_run,
+	    attempt_id, attempt_number, err);
+}
+
+/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening: by
+ * its row id when known (`row` > 0) and still that phase's, else by (run, phase).
+ * DB_ROW with the statement left on its row, DB_DONE (no such phase) or DB_ERROR (the
+ * statement named by *which), each reset but the row. */
+static int drain_open_phase_row(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t row, struct db_stmt **out, enum drain_stmt *which)
+{
+	struct db_stmt *s;
+	int rc;
+
+	if (row > 0) {
+		*which = DS_ATT_PHASE_ROW;
+		s = drain_stmt(d, DS_ATT_PHASE_ROW);
+		drain_bind_text(s, 1, run_id);
+		drain_bind_text(s, 2, phase_id);
+		db_bind_int64(s, 3, row);
+		if ((rc = db_step(s)) != DB_DONE) {
+			*out = s;
+			return rc;
+		}
+		db_reset(s);
+	}
+	*which = DS_ATT_PHASE;
+	s = drain_stmt(d, DS_ATT_PHASE);
+	drain_bind_text(s, 1, run_id);
+	drain_bind_text(s, 2, phase_id);
+	*out = s;
+	return db_step(s);
+}
+
+int drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t phase_row, int64_t worker_pid, const char *session_id, bool dry_run,
+    uint64_t *attempt_id, int64_t *attempt_number, struct store_err *err)
+{
 	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
 	struct tier_cache *tiers = drain_tiers(d);
+	struct drain_lives *lives = drain_lives(d);
 	struct tier_count *t = NULL;
+	struct drain_closing live;
 	enum phase_state initial;
+	enum drain_stmt which;
 	struct db_stmt *s;
 	char now[32], *state;
-	int64_t made;
+	int64_t made, row, index, tier;
 	int rc;
 
 	assert(db_in_transaction(d->st->db));
 	if (d->supervisor_id > 0)
 		return store_fleet_attempt_open(d, run_id, phase_id, worker_pid, session_id,
 		    dry_run, attempt_id, attempt_number, err);
-	s = drain_stmt(d, DS_ATT_PHASE);
-	drain_bind_text(s, 1, run_id);
-	drain_bind_text(s, 2, phase_id);
-	rc = db_step(s);
+	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, &s, &which);
 	if (rc != DB_ROW) {
 		db_reset(s);
 		if (rc != DB_DONE)
-			return drain_fail(d, err, d->sql[DS_ATT_PHASE]);
+			return drain_fail(d, err, d->sql[which]);
 		return store_fail(
 		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
 	}
 	state = store_col_text(s, 0, "NULL");
 	made = db_column_int64(s, 1);
+	tier = db_column_int64(s, 2);
+	row = db_column_int64(s, 3);
+	index = db_column_int64(s, 4);
+	/* The attempt the phase's fence names is no longer its current one. */
+	if (lives != NULL && db_column_type(s, 5) != DB_NULL)
+		lives_take(lives, (uint64_t)db_column_int64(s, 5), NULL);
 	if (tiers != NULL && !dry_run)
-		t = store_tier_cached(tiers, db_column_int64(s, 2));
+		t = store_tier_cached(tiers, tier);
 	db_reset(s);
 	initial = phase_state_parse(state);
 	if (initial != PHASE_QUEUED && initial != PHASE_FAILED) {
@@ -225,6 +382,14 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	}
 	if (t != NULL)
 		store_tier_moved(t, state, phase_state_name(PHASE_EXECUTING));
+	/* What the attempt's end will need, as DS_ATT_GET would read it then. */
+	if (lives != NULL) {
+		closing_keep(&live, run_id, phase_id, session_id, phase_state_name(initial),
+		    dry_run ? state : phase_state_name(PHASE_EXECUTING));
+		live.phase_row = row;
+		live.phase_index = index;
+		live.tier = tier;
+	}
 	free(state);
 
 	time_db_now(now);
@@ -242,19 +407,25 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	drain_bind_text(s, 8, now);
 	/* The row id, not a RETURNING clause: SQLite runs RETURNING as a trigger program. */
 	if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0)
-		return rc;
+		goto out;
 	*attempt_id = (uint64_t)db_last_insert_id(d->st->db);
 	*attempt_number = made + 1;
 
 	s = drain_stmt(d, fence);
-	drain_bind_text(s, 1, run_id);
-	drain_bind_text(s, 2, phase_id);
-	db_bind_int64(s, 3, (int64_t)*attempt_id);
-	drain_bind_text(s, 4, now);
-	if (!dry_run)
-		drain_bind_text(s, 5, phase_state_name(PHASE_EXECUTING));
-	if ((rc = drain_exec(d, fence, err)) != 0 || dry_run)
-		return rc;
+	db_bind_int64(s, 1, row);
+	db_bind_int64(s, 2, (int64_t)*attempt_id);
+	if (!dry_run) {
+		drain_bind_text(s, 3, now);
+		drain_bind_text(s, 4, phase_state_name(PHASE_EXECUTING));
+	}
+	if ((rc = drain_exec(d, fence, err)) != 0)
+		goto out;
+	if (lives != NULL) {
+		lives_add(lives, *attempt_id, &live);
+		lives = NULL;
+	}
+	if (dry_run)
+		return 0;
 	/* A tier known to be IN_PROGRESS already is left as it is, as the UPDATE would. */
 	if (t == NULL || t->state_null || strcmp(t->state, "IN_PROGRESS") != 0) {
 		s = drain_stmt(d, DS_TIER_STARTED);
@@ -268,6 +439,10 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 			store_tier_stored(t, "IN_PROGRESS");
 	}
 	return drain_run_follow(d, run_id, true, now, err);
+out:
+	if (lives != NULL)
+		closing_free(&live);
+	return rc;
 }
 
 void store_drain_reserve_first_try(
@@ -426,13 +601,6 @@ int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id
 	return drain_run_follow(d, run_id, false, now, err);
 }
 
-/* An attempt being closed: its session (NULL: none) and initial state, and its phase
- * (strings on the heap). */
-struct drain_closing {
-	char *run_id, *phase_id, *session_id, *initial, *state;
-	int64_t phase_index, tier;
-};
-
 /* Apply the end of attempt `att` (`p`) to its phase (its fence lifted), the phase's tier
  * (from the tier's counts when the drain keeps them) and its run. */
 static int drain_phase_end(struct store_drain *d, uint64_t att, const struct drain_closing *p,
@@ -444,15 +612,14 @@ static int drain_phase_end(struct store_drain *d, uint64_t att, const struct dra
 	struct tier_count *t = NULL;
 	int rc;
 
-	drain_bind_text(s, 1, p->run_id);
-	drain_bind_text(s, 2, p->phase_id);
-	drain_bind_text(s, 3, to);
-	drain_bind_text(s, 4, now);
+	db_bind_int64(s, 1, p->phase_row);
+	drain_bind_text(s, 2, to);
+	drain_bind_text(s, 3, now);
 	/* A completed phase keeps the reason of its last failure. */
 	if (c->phase_state != PHASE_COMPLETE)
-		drain_bind_text(s, 5, reason_name(c->reason));
-	db_bind_int64(s, 6, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
-	db_bind_int64(s, 7, (int64_t)att);
+		drain_bind_text(s, 4, reason_name(c->reason));
+	db_bind_int64(s, 5, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
+	db_bind_int64(s, 6, (int64_t)att);
 	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
 		return rc;
 	if (tiers != NULL && (t = store_tier_cached(tiers, p->tier)) != NULL)
@@ -468,39 +635,36 @@ static int drain_phase_end(struct store_drain *d, uint64_t att, const struct dra
 	return drain_run_follow(d, p->run_id, false, now, err);
 }
 
-/* Look up attempt `att` and its phase; *live is false when the attempt is unknown, ended,
- * or not its phase's current one. */
+/* Look up attempt `att` and its phase, among the live attempts the drain keeps, else in
+ * the database (DS_ATT_GET); *live is false when the attempt is unknown, ended, or not
+ * its phase's current one. What *p holds is released by closing_free. */
 static int drain_attempt_get(
     struct store_drain *d, uint64_t att, struct drain_closing *p, bool *live, struct store_err *err)
 {
-	struct db_stmt *s = drain_stmt(d, DS_ATT_GET);
+	struct drain_lives *lives = drain_lives(d);
+	struct db_stmt *s;
 	int rc;
 
 	memset(p, 0, sizeof *p);
+	if (lives != NULL && lives_take(lives, att, p)) {
+		*live = true;
+		return 0;
+	}
+	s = drain_stmt(d, DS_ATT_GET);
 	db_bind_int64(s, 1, (int64_t)att);
 	rc = db_step(s);
 	*live = rc == DB_ROW && db_column_int64(s, 2) != 0;
 	if (*live) {
-		p->run_id = store_col_text(s, 0, "");
-		p->phase_id = store_col_text(s, 1, "");
-		p->session_id = store_col_text(s, 3, NULL);
-		p->initial = store_col_text(s, 4, NULL);
+		const char *run = db_column_text(s, 0), *phase = db_column_text(s, 1);
+
+		closing_keep(p, run != NULL ? run : "", phase != NULL ? phase : "",
+		    db_column_text(s, 3), db_column_text(s, 4), db_column_text(s, 6));
 		p->phase_index = db_column_int64(s, 5);
-		p->state = store_col_text(s, 6, NULL);
 		p->tier = db_column_int64(s, 7);
+		p->phase_row = db_column_int64(s, 8);
 	}
 	db_reset(s);
 	return rc == DB_ROW || rc == DB_DONE ? 0 : drain_fail(d, err, "attempt lookup");
-}
-
-/* Release what drain_attempt_get found. */
-static void drain_closing_free(struct drain_closing *p)
-{
-	free(p->run_id);
-	free(p->phase_id);
-	free(p->session_id);
-	free(p->initial);
-	free(p->state);
 }
 
 /* Write attempt `att`'s end with message `msg`, and lift its phase's fence when `unfence`
@@ -528,9 +692,8 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 || !unfence)
 		return rc;
 	s = drain_stmt(d, DS_PHASE_UNFENCE);
-	drain_bind_text(s, 1, p->run_id);
-	drain_bind_text(s, 2, p->phase_id);
-	db_bind_int64(s, 3, (int64_t)att);
+	db_bind_int64(s, 1, p->phase_row);
+	db_bind_int64(s, 2, (int64_t)att);
 	return drain_exec(d, DS_PHASE_UNFENCE, err);
 }
 
@@ -561,19 +724,18 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	if (rc != 0)
 		goto out;
 	s = drain_stmt(d, DS_PHASE_SET);
-	drain_bind_text(s, 1, p.run_id);
-	drain_bind_text(s, 2, p.phase_id);
-	drain_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
-	drain_bind_text(s, 4, now);
-	drain_bind_text(s, 5, reason_name(c->reason));
-	db_bind_int64(s, 6, 0);
-	db_bind_int64(s, 7, (int64_t)att);
+	db_bind_int64(s, 1, p.phase_row);
+	drain_bind_text(s, 2, phase_state_name(PHASE_QUEUED));
+	drain_bind_text(s, 3, now);
+	drain_bind_text(s, 4, reason_name(c->reason));
+	db_bind_int64(s, 5, 0);
+	db_bind_int64(s, 6, (int64_t)att);
 	/* The tier is not set from its phases here; its counts follow the phase all the same. */
 	if ((rc = drain_exec(d, DS_PHASE_SET, err)) == 0 && (tiers = drain_tiers(d)) != NULL &&
 	    (t = store_tier_cached(tiers, p.tier)) != NULL)
 		store_tier_moved(t, p.state, phase_state_name(PHASE_QUEUED));
 out:
-	drain_closing_free(&p);
+	closing_free(&p);
 	return rc;
 }
 
@@ -660,6 +822,6 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 		    c->phase_state != PHASE_STATE_NONE ? phase_state_name(c->phase_state) : p.state,
 		    now, err);
 out:
-	drain_closing_free(&p);
+	closing_free(&p);
 	return rc;
 }

@@ -45,8 +45,9 @@ int store_drain_attempts_open(struct store_drain *d, struct drain_claim *c, size
 	if (d->supervisor_id > 0)
 		rc = store_fleet_attempts_open(d, c, n, session_id, dry_run, err);
 	for (size_t i = 0; d->supervisor_id == 0 && i < n; i++) {
-		c[i].rc = store_drain_attempt_open(d, c[i].run_id, c[i].phase_id, c[i].worker_pid,
-		    session_id, dry_run, &c[i].attempt_id, &c[i].attempt_number, &c[i].err);
+		c[i].rc = drain_attempt_open(d, c[i].run_id, c[i].phase_id, c[i].phase_row,
+		    c[i].worker_pid, session_id, dry_run, &c[i].attempt_id, &c[i].attempt_number,
+		    &c[i].err);
 		if (c[i].rc != 0 && c[i].rc != STORE_EINVAL && c[i].rc != STORE_EBUSY) {
 			*err = c[i].err;
 			return c[i].rc;

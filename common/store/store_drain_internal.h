@@ -13,6 +13,7 @@ enum drain_stmt {
 	DS_META_SUP,
 	/* store_drain_attempt.c */
 	DS_ATT_PHASE,
+	DS_ATT_PHASE_ROW,
 	DS_ATT_INSERT,
 	DS_PHASE_EXEC,
 	DS_PHASE_FENCE,
@@ -93,6 +94,29 @@ struct drain_tries {
 	size_t n, cap;
 };
 
+/* What an attempt's end needs of the attempt and of its phase (store_drain_attempt.c):
+ * its strings in one block, freed with it. */
+struct drain_closing {
+	const char *run_id, *phase_id, *session_id, *initial, *state;
+	int64_t phase_row, phase_index, tier; /* phases.id, phase_index, tier_id */
+	char *block;
+};
+
+/* An attempt this drain opened and has not closed, with what its end needs. */
+struct drain_live {
+	uint64_t attempt_id; /* 0: a free slot */
+	struct drain_closing c;
+};
+
+/* The live attempts, open-addressed by attempt id (cap a power of two, at most half
+ * full), kept with the tier counts (SQLite, one supervisor) and forgotten with them:
+ * an attempt found here is open and its phase's current one, as the database would
+ * say, and its end reads nothing back. */
+struct drain_lives {
+	struct drain_live *v;
+	size_t n, cap;
+};
+
 struct store_drain {
 	struct store *st;
 	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
@@ -131,6 +155,7 @@ struct store_drain {
 	 * another connection committed (PRAGMA data_version) and when this one began a
 	 * write of its own (db->writes_begun: retry, import). */
 	struct tier_cache tiers;
+	struct drain_lives lives;
 	struct db_stmt *data_version;
 	int64_t seen_version;
 	uint64_t seen_writes;
@@ -148,6 +173,12 @@ const char *store_fleet_eligible_sql(void);
 int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err);
+
+/* store_drain_attempt_open with the phase's row id as the queue read it (0: unknown),
+ * which finds the phase without its (run, phase) index while it is still that phase's. */
+int drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t phase_row, int64_t worker_pid, const char *session_id, bool dry_run,
+    uint64_t *attempt_id, int64_t *attempt_number, struct store_err *err);
 
 /* Several supervisors: store_drain_attempts_open, in two statements (common/store/pg/
  * store_fleet.c). */
@@ -172,8 +203,11 @@ int drain_attempt_reserve(struct store_drain *d, uint64_t att, const char *run_i
 
 /* The tier counts the drain may use (kept and still the database's), else NULL. */
 struct tier_cache *drain_tiers(struct store_drain *d);
-/* Forget the tier counts (their phases changed outside them). */
+/* Forget the tier counts and the live attempts (their phases or attempts may have
+ * changed outside them). */
 void drain_tiers_forget(struct store_drain *d);
+/* Forget the live attempts; free what they hold when `release`. */
+void drain_lives_forget(struct drain_lives *l, bool release);
 
 /* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what);

@@ -54,8 +54,9 @@ static void eligible_keep(struct db_stmt *s, bool with_spec, struct eligible_row
 		.attempts = db_column_int64(s, 4),
 		.max_attempts = db_column_int64(s, 5),
 		.last_failure_reason = why != NULL ? r->strs + nr + np : NULL,
+		.row = db_column_int64(s, 15),
 	};
-	r->id = db_column_int64(s, 15);
+	r->id = r->p.row;
 	if (with_spec)
 		drain_spec_read(s, 7, r->p.phase_id, &r->spec);
 }
@@ -210,33 +211,52 @@ int store_drain_each_eligible_of(struct store_drain *d, const char *const *run_i
 	return rc;
 }
 
-/* Count each run's unfinished eligible phases in one aggregate query; STORE_EIO on
- * failure. */
-int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, bool with_failed,
+/* A run's phases without a run or tier row, kept until the unfinished ones are told. */
+struct left_orphan {
+	char *run_id;
+	int64_t n;
+};
+
+/* Those of every run. */
+struct left_orphans {
+	struct left_orphan *v;
+	size_t n, cap;
+};
+
+/* What a drain left: each run's unfinished eligible phases and its phases without a run
+ * or tier row, in one aggregate query; STORE_EIO on failure. */
+int store_drain_each_left(struct store_drain *d, const char *run_filter, bool with_failed,
     const char *session_id, int64_t max_attempts, bool dry_run,
-    int (*fn)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err)
+    int (*unfinished)(void *arg, const char *run_id, int64_t n),
+    int (*orphaned)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err)
 {
-	/* Each phase counts its own attempts of the session through the index on (run,
-	 * phase), the session compared through an expression as in drain_each_eligible: a
-	 * join with the session's attempts grouped by phase built and sorted a temporary
-	 * table of them all, and an IN list in the subquery would build one at each phase. */
+	/* Only the phases of either kind reach the aggregate. Each phase counts its own
+	 * attempts of the session through the index on (run, phase), the session compared
+	 * through an expression as in drain_each_eligible: a join with the session's attempts
+	 * grouped by phase built and sorted a temporary table of them all, and an IN list in
+	 * the subquery would build one at each phase. The run and tier rows are joined once
+	 * (each at most one row: their keys). */
+#define LEFT_ORPHAN "(r.id IS NULL OR t.id IS NULL)"
 	static const char sql[] =
-	    "SELECT p.run_id, count(*) FROM phases p"
+	    "SELECT p.run_id, sum(CASE WHEN " LEFT_ORPHAN " THEN 0 ELSE 1 END),"
+	    " sum(CASE WHEN " LEFT_ORPHAN " THEN 1 ELSE 0 END)"
+	    " FROM phases p LEFT JOIN runs r ON r.id = p.run_id LEFT JOIN tiers t ON t.id = p.tier_id"
 	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
 	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
-	    " AND (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+	    " AND (" LEFT_ORPHAN " OR (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
 	    "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3"
 	    "   AND (a.outcome IS NULL OR (a.outcome <> ?8 AND a.outcome <> ?9)))"
 	    " < CASE WHEN ?7 THEN 1"
 	    "   WHEN p.max_builder_attempts > 0 AND p.max_builder_attempts < ?6"
-	    "   THEN p.max_builder_attempts ELSE ?6 END"
-	    " AND EXISTS (SELECT 1 FROM runs r WHERE r.id = p.run_id)"
-	    " AND EXISTS (SELECT 1 FROM tiers t WHERE t.id = p.tier_id)"
+	    "   THEN p.max_builder_attempts ELSE ?6 END)"
 	    " GROUP BY p.run_id ORDER BY p.run_id";
+#undef LEFT_ORPHAN
+	struct left_orphans o = { 0 };
 	struct db_stmt *s;
+	int rc, stop = 0;
 
 	if (db_prepare(d->st->db, sql, &s) != DB_OK)
-		return drain_fail(d, err, "unfinished phases");
+		return drain_fail(d, err, "what the drain left");
 	store_bind_text(s, 1, run_filter);
 	db_bind_int64(s, 2, with_failed);
 	store_bind_text(s, 3, session_id);
@@ -246,29 +266,30 @@ int store_drain_each_unfinished(struct store_drain *d, const char *run_filter, b
 	db_bind_int64(s, 7, dry_run);
 	store_bind_text(s, 8, outcome_name(OUTCOME_SUPERVISOR_STOPPED));
 	store_bind_text(s, 9, outcome_name(OUTCOME_SUPERVISOR_RESTART));
-	return drain_each_text_int(d, s, fn, arg, err, "unfinished phases");
-}
+	while (stop == 0 && (rc = db_step(s)) == DB_ROW) {
+		const char *run_id = db_column_text(s, 0);
+		int64_t n = db_column_int64(s, 2);
 
-/* Count each run's phases in an eligible state whose run or tier has no row; STORE_EIO on
- * failure. */
-int store_drain_each_orphaned(struct store_drain *d, const char *run_filter, bool with_failed,
-    int (*fn)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err)
-{
-	static const char sql[] = "SELECT p.run_id, count(*) FROM phases p"
-	                          " WHERE (p.state = ?3 OR (?2 AND p.state = ?4))"
-	                          " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
-	                          " AND (NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = p.run_id)"
-	                          "   OR NOT EXISTS (SELECT 1 FROM tiers t WHERE t.id = p.tier_id))"
-	                          " GROUP BY p.run_id ORDER BY p.run_id";
-	struct db_stmt *s;
-
-	if (db_prepare(d->st->db, sql, &s) != DB_OK)
-		return drain_fail(d, err, "phases without a run or tier");
-	store_bind_text(s, 1, run_filter);
-	db_bind_int64(s, 2, with_failed);
-	store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
-	store_bind_text(s, 4, phase_state_name(PHASE_FAILED));
-	return drain_each_text_int(d, s, fn, arg, err, "phases without a run or tier");
+		if (db_column_int64(s, 1) > 0)
+			stop = unfinished(arg, run_id, db_column_int64(s, 1));
+		if (n > 0) {
+			if (o.n == o.cap) {
+				o.cap = o.cap != 0 ? o.cap * 2 : 8;
+				o.v = xrealloc(o.v, o.cap * sizeof *o.v);
+			}
+			o.v[o.n++] = (struct left_orphan){ xstrdup(run_id), n };
+		}
+	}
+	db_finalize(s);
+	if (stop != 0)
+		rc = DB_DONE;
+	for (size_t i = 0; i < o.n; i++) {
+		if (rc == DB_DONE && stop == 0)
+			stop = orphaned(arg, o.v[i].run_id, o.v[i].n);
+		free(o.v[i].run_id);
+	}
+	free(o.v);
+	return rc == DB_DONE ? 0 : drain_fail(d, err, "what the drain left");
 }
 
 /* Close the attempts an earlier supervisor left open and requeue their phases, in one

@@ -196,6 +196,129 @@ TEST(store_drain_attempt_close_moves_phase_and_run_once)
 	store_close(&st);
 }
 
+/* Open a dry-run attempt of phase `phase` in session "s" in a group of its own, committed
+ * (`commit`) or rolled back; its id. */
+static uint64_t live_open(struct store_drain *d, const char *phase, bool commit)
+{
+	struct store_err err;
+	uint64_t att;
+	int64_t num;
+
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_open(d, RUN, phase, 1, "s", true, &att, &num, &err), 0);
+	if (commit)
+		CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	else
+		store_drain_rollback(d);
+	return att;
+}
+
+/* End attempt `att` in a group of its own; whether it was stale. */
+static bool live_close(struct store_drain *d, uint64_t att)
+{
+	struct drain_close c = { .outcome = OUTCOME_SUCCESS, .phase_state = PHASE_STATE_NONE };
+	struct store_err err;
+	bool stale;
+
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_close(d, att, &c, &stale, &err), 0);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	return stale;
+}
+
+/* An attempt's end finds its attempt open or stale, and its phase as it is, as the
+ * database says, whatever the drain kept of the attempts it opened: through a
+ * rolled-back opening, an end written by another connection, a second opening of the
+ * phase, and a phase move. */
+TEST(store_drain_attempt_end_reads_its_attempt_as_the_database_has_it)
+{
+	struct store_drain *d;
+	struct store_err err;
+	struct store st;
+	uint64_t a, b;
+	char *sql, *path;
+
+	drain_setup(&st, &d);
+	path = test_path("drain.db");
+	CHECK_EQ_INT(store_drain_session_open(d, "s", 1, "{}", &err), 0);
+
+	/* Its opening rolled back: no such attempt. */
+	a = live_open(d, P1, false);
+	CHECK(live_close(d, a));
+
+	/* Ended by another connection between two groups. */
+	a = live_open(d, P1, true);
+	sql = xasprintf(
+	    "UPDATE attempts SET ended_at = 'x' WHERE attempt_id = %llu", (unsigned long long)a);
+	test_sql(path, sql);
+	free(sql);
+	CHECK(live_close(d, a));
+	test_sql(path, "UPDATE phases SET current_attempt_id = NULL");
+
+	/* Its phase opened again: the first attempt is no longer its current one. */
+	a = live_open(d, P1, true);
+	b = live_open(d, P1, true);
+	CHECK(live_close(d, a));
+	CHECK(!live_close(d, b));
+
+	/* Its phase skipped meanwhile: its result row says so. */
+	a = live_open(d, P1, true);
+	CHECK_EQ_INT(
+	    store_drain_phase_move(d, RUN, P1, 1u << PHASE_QUEUED, PHASE_SKIPPED, &err), 0);
+	CHECK(!live_close(d, a));
+	sql = xasprintf("SELECT count(*) FROM drain_session_results WHERE attempt_id = %llu"
+	                " AND final_state = 'SKIPPED' AND initial_state = 'QUEUED'",
+	    (unsigned long long)a);
+	CHECK_EQ_INT(test_query(&st, sql), 1);
+	free(sql);
+
+	/* Every end that was not stale wrote its result row, from the attempt and its
+	 * phase. */
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM drain_session_results r JOIN phases p"
+	                 " ON p.run_id = r.run_id AND p.phase_id = r.phase_id"
+	                 " WHERE r.session_id = 's' AND r.phase_index = p.phase_index"),
+	    2);
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT count(*) FROM phases WHERE current_attempt_id IS NOT NULL"), 0);
+	free(path);
+	store_drain_close(d);
+	store_close(&st);
+}
+
+/* A claim opens the phase it names, whatever row id it carries: the queue's (found
+ * without the phase's index), another phase's, or none. */
+TEST(store_drain_claim_opens_the_phase_it_names)
+{
+	struct drain_claim c[3] = {
+		{ .run_id = RUN, .phase_id = P1 },
+		{ .run_id = RUN, .phase_id = "telemetry-p2-number-util" },
+		{ .run_id = RUN, .phase_id = "telemetry-p3-list-util" },
+	};
+	struct store_drain *d;
+	struct store_err err;
+	struct store st;
+	char *sql;
+
+	drain_setup(&st, &d);
+	c[0].phase_row = test_query(&st, "SELECT id FROM phases WHERE phase_id = '" P1 "'");
+	c[1].phase_row = c[0].phase_row; /* P1's */
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempts_open(d, c, 3, NULL, true, &err), 0);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_INT(c[i].rc, 0);
+		sql = xasprintf("SELECT count(*) FROM phases p JOIN attempts a ON a.attempt_id ="
+		                " p.current_attempt_id AND a.run_id = p.run_id AND a.phase_id ="
+		                " p.phase_id WHERE p.phase_id = '%s' AND a.attempt_id = %llu",
+		    c[i].phase_id, (unsigned long long)c[i].attempt_id);
+		CHECK_EQ_INT(test_query(&st, sql), 1);
+		free(sql);
+	}
+	store_drain_close(d);
+	store_close(&st);
+}
+
 TEST(store_drain_phase_move_names_the_states)
 {
 	int64_t counts[PHASE_STATE_COUNT];

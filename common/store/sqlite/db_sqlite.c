@@ -9,6 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The statements of struct db_sqlite's tx[]. */
+enum {
+	TX_BEGIN,
+	TX_COMMIT,
+	TX_VERSION,
+	TX_MARK,
+	TX_COUNT
+};
+
 struct db_sqlite {
 	struct db base;
 	sqlite3 *h;
@@ -16,6 +25,10 @@ struct db_sqlite {
 	uint32_t mark;        /* the application_id each write transaction sets, or 0 */
 	bool count;           /* the open transaction is counted at its commit */
 	int64_t changes_then; /* sqlite3_total_changes64 when it began */
+	/* The statements every transaction runs, prepared at their first use (parsing them
+	 * at each transaction cost more than running them): BEGIN IMMEDIATE, COMMIT, the
+	 * reading of user_version and the writing of application_id (the mark's). */
+	sqlite3_stmt *tx[TX_COUNT];
 };
 
 struct db_sqlite_stmt {
@@ -176,6 +189,36 @@ static int sqlite_exec(struct db *db, const char *sql)
 	return sqlite3_exec(H(db), sql, NULL, NULL, NULL) == SQLITE_OK ? DB_OK : DB_ERROR;
 }
 
+/* Run transaction statement `i` (struct db_sqlite's tx[]), prepared at its first use,
+ * and reset it: DB_OK when it ran (TX_VERSION: its row's value in *value), DB_ERROR when
+ * it could not be prepared or failed (sqlite3_errmsg then tells why). */
+static int sqlite_tx(struct db_sqlite *d, int i, int64_t *value)
+{
+	sqlite3_stmt *q = d->tx[i];
+	char sql[64];
+	int rc;
+
+	if (q == NULL) {
+		switch (i) {
+		case TX_BEGIN: snprintf(sql, sizeof sql, "BEGIN IMMEDIATE"); break;
+		case TX_COMMIT: snprintf(sql, sizeof sql, "COMMIT"); break;
+		case TX_VERSION: snprintf(sql, sizeof sql, "PRAGMA user_version"); break;
+		default: snprintf(sql, sizeof sql, "PRAGMA application_id=%d", (int32_t)d->mark);
+		}
+		if (sqlite3_prepare_v3(d->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &q, NULL) !=
+		    SQLITE_OK) {
+			sqlite3_finalize(q);
+			return DB_ERROR;
+		}
+		d->tx[i] = q;
+	}
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW && value != NULL)
+		*value = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE || (rc == SQLITE_ROW && value != NULL) ? DB_OK : DB_ERROR;
+}
+
 /* BEGIN IMMEDIATE: the write lock is taken at once, for either kind of transaction. */
 static int sqlite_begin(struct db *db, enum db_tx tx)
 {
@@ -184,7 +227,7 @@ static int sqlite_begin(struct db *db, enum db_tx tx)
 	(void)tx; /* both kinds write */
 	d->count = d->mark != 0;
 	d->changes_then = sqlite3_total_changes64(d->h);
-	return sqlite_exec(db, "BEGIN IMMEDIATE");
+	return sqlite_tx(d, TX_BEGIN, NULL);
 }
 
 /* COMMIT. A write transaction of a marked connection (db_sqlite_mark) that changed rows
@@ -195,29 +238,32 @@ static int sqlite_begin(struct db *db, enum db_tx tx)
 static int sqlite_commit(struct db *db)
 {
 	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
-	sqlite3_stmt *q = NULL;
-	uint32_t n = 0;
-	char sql[96];
+	int64_t n = 0;
+	char sql[64];
 
 	if (d->count && sqlite3_total_changes64(d->h) != d->changes_then) {
 		d->count = false;
-		if (sqlite3_prepare_v2(d->h, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
+		if (sqlite_tx(d, TX_VERSION, &n) != DB_OK)
 			return DB_ERROR;
-		if (sqlite3_step(q) == SQLITE_ROW)
-			n = (uint32_t)sqlite3_column_int64(q, 0);
-		sqlite3_finalize(q);
-		snprintf(sql, sizeof sql, "PRAGMA user_version=%d; PRAGMA application_id=%d",
-		    (int32_t)(n + 1), (int32_t)d->mark);
-		if (sqlite_exec(db, sql) != DB_OK)
+		/* user_version's value is a literal of the statement: prepared at each commit. */
+		snprintf(sql, sizeof sql, "PRAGMA user_version=%d", (int32_t)((uint32_t)n + 1));
+		if (sqlite_exec(db, sql) != DB_OK || sqlite_tx(d, TX_MARK, NULL) != DB_OK)
 			return DB_ERROR;
 	}
 	d->count = false;
-	return sqlite_exec(db, "COMMIT");
+	return sqlite_tx(d, TX_COMMIT, NULL);
 }
 
 void db_sqlite_mark(struct db *db, uint32_t mark)
 {
-	container_of(db, struct db_sqlite, base)->mark = mark;
+	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
+
+	/* The statement that writes the mark is prepared again for the new one. */
+	if (d->mark != mark) {
+		sqlite3_finalize(d->tx[TX_MARK]);
+		d->tx[TX_MARK] = NULL;
+	}
+	d->mark = mark;
 }
 
 /* Report with sqlite3_get_autocommit. */
@@ -272,8 +318,12 @@ static enum db_fault sqlite_fault(struct db *db)
 /* Close with sqlite3_close. */
 static void sqlite_close(struct db *db)
 {
-	sqlite3_close(H(db));
-	free(container_of(db, struct db_sqlite, base));
+	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
+
+	for (int i = 0; i < TX_COUNT; i++)
+		sqlite3_finalize(d->tx[i]);
+	sqlite3_close(d->h);
+	free(d);
 }
 
 static const struct db_ops sqlite_ops = {
