@@ -100,6 +100,8 @@ MUTANTS = [
       "tests/test_stale_wal.py::test_another_databases_log_without_its_meta_page_is_refused",
       "tests/test_stale_wal.py::test_a_vacuum_into_copy_put_in_place_after_a_kill_is_refused",
       "tests/test_stale_wal.py::"
+      "test_an_older_copy_put_in_place_after_an_in_place_vacuum_is_refused",
+      "tests/test_stale_wal.py::"
       "test_a_log_left_beside_a_replacement_when_the_salvage_cannot_run_is_refused"]),
     ("uuid_served_twice", "a supervisor of a copy is refused while the original is served",
      ["tests/test_one_database.py::"

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 
+import pytest
 from conftest import ctl, run
 from supervisor_helpers import Supervisor, llm_supervisor, new_db, sql, wait_for
 
@@ -295,6 +296,168 @@ def test_the_files_own_log_is_applied_when_another_program_had_set_its_marks(tmp
         assert r.rc == 0, r
         assert attempts_ended(url) == n
         assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+FROZEN = r"""
+import os, sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+for stmt in sys.argv[2:]:
+    con.execute(stmt)
+os._exit(0)
+"""
+
+
+def frozen_commits(path, *stmts):
+    """Another program commits each statement and dies without closing the database, as
+    under kill -9: its frames stay in the -wal."""
+    r = subprocess.run([PYTHON, "-c", FROZEN, path] + list(stmts), capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r
+
+
+def header_i32(path, offset):
+    """A 4-byte field of the database header as SQLite's pragmas read it (signed)."""
+    with open(path, "rb") as f:
+        return struct.unpack(">i", f.read(100)[offset:offset + 4])[0]
+
+
+@pytest.mark.parametrize("stmt", ["PRAGMA user_version=0", "PRAGMA application_id=12345",
+                                  "PRAGMA user_version=-5"])
+def test_the_files_own_log_is_applied_when_another_programs_commit_changed_its_counts(
+        tmp, stmt):
+    # Another program's PRAGMA user_version or application_id, the first commit of the
+    # log to write page 1 (the log begun again, or begun by it), and a kill -9 before the
+    # log was checkpointed: the file holds the state the log was begun on. It was refused
+    # (begun on another count; marked as another database's), and moving the log away
+    # as told lost that commit, and every commit of the store's after it.
+    url = new_db(tmp, runs=300, phases=5)
+    path = path_of(url)
+    shutil.copyfile(path, path + ".old")
+    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2, name="first")
+    wait_for(lambda: attempts_ended(url) >= 5, timeout=120, what="commits")
+    assert sup.stop_now() == 0, sup.stderr()
+    count, mark = header_i32(path, 60), header_i32(path, 68)
+    frozen_commits(path, stmt)
+    assert [pg for pg, _ in wal_frames(path + "-wal")] == [1]
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+    value = int(stmt.split("=")[1])
+    want = (count, value) if "application_id" in stmt else (value, mark)
+    assert (sql(url, "PRAGMA user_version")[0][0],
+            sql(url, "PRAGMA application_id")[0][0]) == want
+    # A supervisor goes on from it and is killed: the store's commits follow the other
+    # program's in the log.
+    before = attempts_ended(url)
+    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
+    wait_for(lambda: attempts_ended(url) >= before + 5, timeout=120, what="commits")
+    sup.kill()
+    assert "DATABASE LOST" not in sup.stderr()
+    n = attempts_ended(url)
+    frames = wal_frames(path + "-wal")
+    assert frames[0][0] == 1 and len(frames) > 1
+    assert header_i32(path, 60) == count, "checkpointed"
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+    assert attempts_ended(url) == n
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+    # The store's commits marked the file as the database's again.
+    assert sql(url, "PRAGMA application_id")[0][0] == mark
+    # An older copy, from before the first supervisor, put back beside this log: refused.
+    shutil.copyfile(path + ".old", path)
+    refused_everywhere(tmp, url, "this write-ahead log")
+
+
+
+@pytest.mark.parametrize("stmt", ["PRAGMA user_version=0", "PRAGMA application_id=12345"])
+def test_another_databases_log_begun_by_another_programs_pragma_is_refused(tmp, stmt):
+    # Two databases of the same plan have the same page 1 but for the mark. The log of
+    # one, begun by another program's PRAGMA, its supervisor's commits after it, is not
+    # the other's: a PRAGMA on a file changes one of the counts, and the store's commits
+    # after a changed mark carry the file's.
+    url = new_db(tmp, runs=300, phases=5)
+    path = path_of(url)
+    twin_dir = os.path.join(str(tmp), "twin")
+    os.mkdir(twin_dir)
+    twin = path_of(new_db(twin_dir, runs=300, phases=5))
+    frozen_commits(path, stmt)
+    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
+    wait_for(lambda: attempts_ended(url) >= 5, timeout=120, what="commits")
+    sup.kill()
+    assert wal_frames(path + "-wal")[0][0] == 1
+    os.rename(twin, path)
+    before = [contents(path + s) for s in ("", "-wal")]
+    for args in (["db", "check"], ["session", "list"]):
+        r = ctl("--db", url, *args)
+        assert r.rc == 2 and "this write-ahead log is another database's" in r.err, (args, r)
+    r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained",
+            "--control", os.path.join(str(tmp), "again.sock"))
+    assert r.rc == 1 and "this write-ahead log is another database's" in r.err, r
+    assert [contents(path + s) for s in ("", "-wal")] == before
+
+def test_an_older_copy_put_in_place_after_an_in_place_vacuum_is_refused(tmp, llm):
+    # A byte copy taken with no supervisor running, then `sqlite3 d.db VACUUM` (the
+    # pages laid out anew in place, the counts and mark kept), a supervisor killed
+    # before its log began again, and the copy put back: it counts the commits the log
+    # was begun on and has the database's mark and the same header fields, but the
+    # log's pages are numbered for the vacuumed file.
+    url = new_db(tmp, runs=4, phases=5, check="sleep 0.2")
+    path = path_of(url)
+    shutil.copyfile(path, path + ".old")
+    r = subprocess.run(["sqlite3", path, "VACUUM"], capture_output=True, text=True)
+    assert r.returncode == 0, r
+    ps = struct.unpack(">H", contents(path)[16:18])[0]
+    assert contents(path)[ps:] != contents(path + ".old")[ps:], "the pages laid out anew"
+    assert [header_i32(path, o) for o in (60, 68)] == \
+        [header_i32(path + ".old", o) for o in (60, 68)]
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--max-attempts-per-phase", 5)
+    wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'success'")[0][0]
+             >= 3, timeout=120, what="three phases committed")
+    sup.kill()
+    assert wal_restarts(path) == 0 and wal_frames(path + "-wal")
+    shutil.copyfile(path, path + ".vacuumed")
+    shutil.copyfile(path + ".old", path)
+    refused_everywhere(tmp, url, "this write-ahead log was not written on the file %s" % path)
+    r = ctl("--db", url, "db", "check")
+    assert "change counter" in r.err, r
+    shutil.copyfile(path + ".vacuumed", path)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_the_count_of_commits_wraps_at_2_32(tmp):
+    # user_version is a signed 32-bit value to SQLite's pragma and 4 bytes in the header:
+    # set to -3 (2^32 - 3), the store's commits count on through 2^32 - 1 to 0, 1, ... The
+    # file's own log across the wrap is applied; an older copy from before it is refused
+    # as older.
+    url = new_db(tmp, runs=300, phases=5)
+    path = path_of(url)
+    r = subprocess.run(["sqlite3", path, "PRAGMA user_version=-3"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r
+    shutil.copyfile(path, path + ".old")
+    # Killed before the log was checkpointed: the file at 2^32 - 3, the log from there.
+    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
+    wait_for(lambda: attempts_ended(url) >= 5, timeout=120, what="commits")
+    sup.kill()
+    n = attempts_ended(url)
+    assert header_i32(path, 60) == -3, "checkpointed"
+    assert [struct.unpack(">i", pg[60:64])[0] for p, pg in wal_frames(path + "-wal")
+            if p == 1][:4] == [-2, -1, 0, 1]
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0 and attempts_ended(url) == n, r
+    # Killed after the log began again twice: the file past the wrap, the older copy
+    # before it.
+    seen = killed_mid_drain(tmp, url, restarts=wal_restarts(path) + 2)
+    assert 0 < header_i32(path, 60) < 100000
+    shutil.copyfile(path, path + ".killed")
+    shutil.copyfile(path + ".old", path)
+    refused_everywhere(tmp, url, "this write-ahead log does not continue the file %s" % path)
+    r = ctl("--db", url, "db", "check")
+    assert "and the file holds commit 4294967293, an older state" in r.err, r
+    shutil.copyfile(path + ".killed", path)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0 and attempts_ended(url) >= seen, r
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 /* Whether the write-ahead log beside an SQLite database file continues that file, read
  * without SQLite (which would apply it): the log's header and frames as SQLite validates
- * them (its salts, its checksums chained from the header, up to the last commit), and the
- * database header of page 1 in the file and in the log's frames. Every write transaction
- * of the store counts itself there (common/store/sqlite/db_sqlite.c: user_version one
- * more, application_id the database's mark), so page 1 is in each of its commits, and a
- * log whose first such frame says commit N was written on top of a file that held commit
- * N - 1. */
+ * them (its salts, its checksums chained from the header, up to the last commit), and
+ * page 1 in the file and in the log's frames. A file beside its own log holds either a
+ * page 1 the log wrote (checkpointed up to there) or the state the log was begun on, on
+ * which the log's first commit of page 1 was made. Every write transaction of the store
+ * counts itself in the database header (common/store/sqlite/db_sqlite.c: user_version one
+ * more, application_id the database's mark) and writes rows on other pages, so a commit
+ * of the store's that says commit N was made on a file that held commit N - 1; SQLite
+ * writes in each commit of page 1 the change counter of the page 1 its connection read,
+ * one more, so that commit was made on a page 1 whose counter is its own or one less. */
 #include "common/store/store_wal.h"
 #include "common/util.h"
 
@@ -94,15 +97,39 @@ static bool hdr_fixed_same(const unsigned char *a, const unsigned char *b)
 	    memcmp(a + 56, b + 56, 4) == 0 && memcmp(a + 72, b + 72, 20) == 0;
 }
 
+/* Whether page 1 `next`, written by one commit on page 1 `prev` (ps bytes), changed
+ * nothing in it but user_version or application_id, not both, besides what SQLite writes
+ * in every commit of page 1 (the change counter, at 24, and the version at 92-99). */
+static bool one_count_changed(const unsigned char *prev, const unsigned char *next, uint32_t ps)
+{
+	return (memcmp(prev + 60, next + 60, 4) == 0 || memcmp(prev + 68, next + 68, 4) == 0) &&
+	    memcmp(prev, next, 24) == 0 && memcmp(prev + 28, next + 28, 32) == 0 &&
+	    memcmp(prev + 64, next + 64, 4) == 0 && memcmp(prev + 72, next + 72, 20) == 0 &&
+	    memcmp(prev + DB_HDR, next + DB_HDR, ps - DB_HDR) == 0;
+}
+
+/* Whether page 1 `next` can have been written by one commit on page 1 `prev`: SQLite
+ * writes in each commit of page 1 the change counter of the page 1 its connection read,
+ * one more, and that page 1 is `prev`, or one the connection wrote itself with that
+ * counter. */
+static bool counter_follows(const unsigned char *prev, const unsigned char *next)
+{
+	return be32(next + 24) - be32(prev + 24) <= 1;
+}
+
 /* What the scan found in the log's committed page-1 frames, tentatively until the commit
  * frame that ends their transaction. */
 struct wal_p1 {
 	bool seen;      /* a page-1 frame */
 	uint32_t first; /* the first one's user_version and application_id */
 	uint32_t first_id;
-	uint32_t last;                   /* the last one's user_version */
-	unsigned char first_hdr[DB_HDR]; /* the first one's database header */
-	bool file_matched;               /* one is byte for byte the file's page 1 */
+	uint32_t last;             /* the last one's user_version */
+	unsigned char *first_page; /* the first one's image (the caller's buffer) */
+	bool first_alone;          /* its transaction wrote no other page */
+	uint32_t later_id;         /* the first application_id after it other than its own */
+	bool later_seen;           /* later_id is set */
+	bool later_many;           /* a third application_id was seen */
+	bool file_matched;         /* one is byte for byte the file's page 1 */
 };
 
 /* Scan the log at fd (size bytes) against the file's page 1 (ps bytes): into *p1 what
@@ -114,8 +141,10 @@ static void wal_scan(int fd, off_t size, const unsigned char *hdr, const unsigne
 	bool big = (be32(hdr) & 1) != 0;
 	unsigned char *buf = xmalloc(fsz * batch);
 	uint32_t s[2] = { be32(hdr + 24), be32(hdr + 28) }, n = 0, file_uv = be32(page1 + 60);
+	uint32_t tx_start = 0; /* frames before the transaction read */
 	struct wal_p1 pend = *p1;
 	off_t off = WAL_HDR;
+	bool first_tx = false; /* the transaction read is the first page-1 frame's */
 
 	*frames = 0;
 	while (off + (off_t)fsz <= size) {
@@ -141,15 +170,27 @@ static void wal_scan(int fd, off_t size, const unsigned char *hdr, const unsigne
 					pend.seen = true;
 					pend.first = be32(pg + 60);
 					pend.first_id = be32(pg + 68);
-					memcpy(pend.first_hdr, pg, DB_HDR);
+					memcpy(pend.first_page, pg, ps);
+					pend.first_alone = n == tx_start + 1;
+					first_tx = true;
+				} else if (be32(pg + 68) != pend.first_id && !pend.later_seen) {
+					pend.later_seen = true;
+					pend.later_id = be32(pg + 68);
+				} else if (be32(pg + 68) != pend.first_id &&
+				    be32(pg + 68) != pend.later_id) {
+					pend.later_many = true;
 				}
 				pend.last = be32(pg + 60);
 				if (be32(pg + 60) == file_uv && memcmp(pg, page1, ps) == 0)
 					pend.file_matched = true;
+			} else if (first_tx) {
+				pend.first_alone = false;
 			}
 			if (commit != 0) {
 				*p1 = pend;
 				*frames = n;
+				tx_start = n;
+				first_tx = false;
 			}
 		}
 		off += (off_t)(k * fsz);
@@ -162,7 +203,7 @@ enum store_wal_verdict store_wal_judge(
     const char *path, uint32_t own_mark, struct store_wal_facts *facts, char *why, size_t len)
 {
 	char *wal = xasprintf("%s-wal", path);
-	unsigned char dbh[DB_HDR], hdr[WAL_HDR], *page1 = NULL;
+	unsigned char dbh[DB_HDR], hdr[WAL_HDR], *page1 = NULL, *f1;
 	enum store_wal_verdict v = STORE_WAL_UNTOLD;
 	int fd = -1, wfd = -1;
 	struct wal_p1 p1 = { 0 };
@@ -189,7 +230,8 @@ enum store_wal_verdict store_wal_judge(
 		snprintf(why, len, "its pages are %u bytes and the file's %u", be32(hdr + 8), ps);
 		goto out;
 	}
-	page1 = xmalloc(ps);
+	page1 = xmalloc(2 * (size_t)ps); /* the file's page 1, and the log's first */
+	p1.first_page = page1 + ps;
 	if (!read_at(fd, page1, ps, 0)) {
 		v = STORE_WAL_UNTOLD;
 		goto out;
@@ -211,21 +253,39 @@ enum store_wal_verdict store_wal_judge(
 	base = p1.first - 1;
 	d = facts->file_count - base;
 	span = p1.last - base;
+	f1 = p1.first_page;
 	if (p1.file_matched) {
 		v = STORE_WAL_CONTINUES; /* the file's page 1 is one the log wrote */
+	} else if (p1.first_alone && counter_follows(page1, f1) &&
+	    one_count_changed(page1, f1, ps) &&
+	    (be32(f1 + 68) == be32(page1 + 68) ||
+	        (!p1.later_many && (!p1.later_seen || p1.later_id == facts->file_mark)))) {
+		/* The log's first commit of page 1 wrote it alone, on the file's page 1, and
+		 * changed nothing in it but one count: another program's PRAGMA user_version
+		 * or application_id on this file (the store's commits write other pages).
+		 * After a changed mark, the store's commits that follow carry the file's. */
+		v = facts->file_mark == 0 ? STORE_WAL_UNTOLD : STORE_WAL_CONTINUES;
 	} else if (facts->file_mark != 0 && p1.first_id != facts->file_mark) {
 		v = STORE_WAL_MARK_CHANGED; /* another database's, or a db reidentify */
-	} else if (d <= 1 && !hdr_fixed_same(page1, p1.first_hdr)) {
+	} else if (d <= 1 && !hdr_fixed_same(page1, f1)) {
 		v = STORE_WAL_FOREIGN;
 		snprintf(why, len,
 		    "the file counts the commits the log was begun on, but its header is not the "
 		    "one the log was written on (file format %u/%u, the log's %u/%u: a copy made "
 		    "by VACUUM INTO, or by another program)",
-		    page1[18], page1[19], p1.first_hdr[18], p1.first_hdr[19]);
+		    page1[18], page1[19], f1[18], f1[19]);
+	} else if (d <= 1 && !counter_follows(page1, f1)) {
+		v = STORE_WAL_FOREIGN;
+		snprintf(why, len,
+		    "the file counts the commits the log was begun on, but its change counter is "
+		    "%u and the log's first commit was written on %u or %u: another state with as "
+		    "many commits, such as an older copy from before an in-place VACUUM",
+		    be32(page1 + 24), be32(f1 + 24) - 1, be32(f1 + 24));
 	} else if (d <= 1) {
 		/* The file is the state the log was begun on (its first page-1 frame is a
 		 * commit of the store's, which counted one more, or another program's, which
-		 * did not), or an older one that counted as many commits. */
+		 * did not), or an older one that counted as many commits with no other
+		 * connection's commit of page 1 since. */
 		v = facts->file_mark == 0 ? STORE_WAL_UNTOLD : STORE_WAL_CONTINUES;
 	} else if (d <= span) {
 		v = STORE_WAL_FOREIGN;

@@ -32,13 +32,18 @@ struct store_wal_facts {
 
 /* Read the database file at `path` and its -wal, never writing either, and judge whether
  * the log's committed frames continue the file: they do when the file's page 1 is byte
- * for byte one the log wrote; otherwise the file's mark (application_id) must be the one
- * of the log's first page-1 frame, and its count of commits (user_version) the one the
- * log was begun on (that frame's less one, or the same when that commit was another
- * program's). why gets the reason of a STORE_WAL_FOREIGN; facts the figures. A file or
- * log that cannot be read, a log without a page-1 frame and a file never marked are
- * STORE_WAL_UNTOLD. A nonzero own_mark (the mark of the uuid the file holds) is taken as
- * the file's mark in place of its application_id: another program may have set that. */
+ * for byte one the log wrote, or when the log's first commit of page 1 was made on it:
+ * a commit that wrote page 1 alone and changed nothing in it but user_version or
+ * application_id, not both (another program's PRAGMA; after a changed application_id,
+ * the log's later page-1 frames carry that one or the file's), or one whose frame has the file's mark
+ * (application_id), counts one commit more than the file (user_version, modulo 2^32: a
+ * commit of the store's) or as many (another program's), and has the header fields no
+ * commit changes as the file has them; in both, SQLite's change counter in that frame is
+ * the file's or one more. why gets the reason of a STORE_WAL_FOREIGN; facts the
+ * figures. A file or log that cannot be read, a log without a page-1 frame and a file
+ * never marked are STORE_WAL_UNTOLD. A nonzero own_mark (the mark of the uuid the file
+ * holds) is taken as the file's mark in place of its application_id: another program may
+ * have set that. */
 enum store_wal_verdict store_wal_judge(
     const char *path, uint32_t own_mark, struct store_wal_facts *facts, char *why, size_t len);
 /* The mark of the database with this uuid (never 0). */
