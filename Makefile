@@ -199,10 +199,14 @@ $(COMPLETION): $(O)/bin/autopack-ctl
 	$< completion bash > $@.tmp && mv $@.tmp $@
 
 # The unit is written at install time: it names the supervisor in this install's BINDIR.
+# The supervisor and the worker, which hold the API keys, are execute-only: the kernel
+# makes a process started from a file its user may not read not dumpable from its exec,
+# so no other process of that user reads its environment or its descriptors.
 install: $(BINS) $(COMPLETION)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	  $(DESTDIR)$(COMPDIR) $(DESTDIR)$(UNITDIR)
-	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0711 $(filter-out %/autopack-ctl,$(BINS)) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(filter %/autopack-ctl,$(BINS)) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(MAN7) $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 $(COMPLETION) $(DESTDIR)$(COMPDIR)/autopack-ctl

@@ -25,7 +25,9 @@ object with "mode" and options:
   huge       200 with a JSON body of "size_mib" MiB (default 9)
   hostile    files at "paths" (default ../../etc/x and /etc/passwd) plus the deliverables
   missing    every requested deliverable except the last (or those not in "skip")
-  echo_key   400 whose message repeats the key the client sent
+  echo_key   400 whose message repeats the key the client sent, after "pad" dots
+             (default 0); with "raw" true a text body that is no JSON; with a 3xx
+             "status" a redirect whose "location" ends with the dots and the key
   echo_key_answer  normal files whose content holds the key the client sent, and a stop
              reason of 50 "x" and the key
   no_usage   normal files but no usage object
@@ -363,11 +365,17 @@ def make_handler(args, script, log_lock):
                          spec=spec, usage=None)
 
             if mode == "echo_key":
-                entry["status"] = 400
+                status = int(spec.get("status", 400))
+                text = "." * int(spec.get("pad", 0)) + "invalid key %s" % (key or "")
+                entry["status"] = status
                 self.write_log(entry)
-                self.send_json(400, {"type": "error", "error": {
-                    "type": "invalid_request_error",
-                    "message": "invalid key %s" % (key or "")}})
+                if 300 <= status < 400:
+                    self.send_json(status, {}, {"location": spec["location"] + "." * int(spec.get("pad", 0)) + (key or "")})
+                elif spec.get("raw"):
+                    self.send_raw(status, text.encode())
+                else:
+                    self.send_json(status, {"type": "error", "error": {
+                        "type": "invalid_request_error", "message": text}})
                 return
             if not entry["key_ok"]:
                 entry["status"] = 401

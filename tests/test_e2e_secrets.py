@@ -174,3 +174,37 @@ def test_a_key_the_provider_puts_in_its_answer_reaches_no_file_and_no_row(tmp, p
         [{"stop_reason": "x" * 50 + "[redacted]"}]
     assert files_containing(tmp, key) == []
     assert text_cells_containing(url, key) == []
+
+
+@pytest.mark.parametrize("where", ["message", "raw", "redirect"])
+def test_a_key_the_provider_echoes_at_the_cut_of_an_error_leaves_no_part_of_it(tmp, where):
+    """An error answer that repeats the key (a gateway that echoes the request's headers)
+    is quoted in the attempt's message and the call's usage row, cut to a few hundred
+    bytes: its JSON message, the start of a body that is no JSON, where a redirect points.
+    The key was masked only after the cut, so a key that the cut went through was left in
+    part, the part before the cut: in the database, the log and `autopack-ctl` output,
+    which the phase's code of a later attempt reads. It is masked before any cut now."""
+    tmp = str(tmp)
+    key = "sk-e2e-cut-%s%s-SECRET" % (uuid.uuid4().hex, uuid.uuid4().hex)
+    spec = {"message": {"mode": "echo_key", "pad": 340},
+            "raw": {"mode": "echo_key", "pad": 150, "raw": True},
+            "redirect": {"mode": "echo_key", "pad": 220, "status": 302,
+                         "location": "http://elsewhere.invalid/"}}[where]
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("echo", ws, [phase_spec("p-echo", ("out/echo.py",))])])
+    llm = Standin(tmp, {"default": spec}, "--expect-key", key)
+    try:
+        sup = drain(tmp, url, llm, "--max-attempts-per-phase", "1", "--llm-retries", "0",
+                    key=key)
+    finally:
+        llm.stop()
+    assert [q["status"] for q in llm.requests()] == [spec.get("status", 400)]
+    msg = rows(url, "SELECT message FROM attempts")[0]["message"]
+    assert ("redirected to" if where == "redirect" else "HTTP 400") in msg, msg
+    show = ctl("--db", url, "failed", "--json")
+    # Twelve characters of the key's random part, right after its prefix: the part a cut
+    # leaves first.
+    part = key[11:23]
+    assert part not in msg and part not in sup.stderr() and part not in show.out, msg
+    assert files_containing(tmp, part) == [] and text_cells_containing(url, part) == []

@@ -14,7 +14,7 @@ from conftest import BIN, ROOT, ctl, run
 
 PREFIX = "/usr/local"
 INSTALLED = {
-    "bin/autopack-supervisor": 0o755, "bin/autopack-worker": 0o755, "bin/autopack-ctl": 0o755,
+    "bin/autopack-supervisor": 0o711, "bin/autopack-worker": 0o711, "bin/autopack-ctl": 0o755,
     "share/man/man1/autopack-supervisor.1": 0o644, "share/man/man1/autopack-ctl.1": 0o644,
     "share/man/man7/autopack.7": 0o644,
     "share/bash-completion/completions/autopack-ctl": 0o644,

@@ -14,7 +14,8 @@ from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, row
 from supervisor_helpers import Supervisor, wait_for
 
 # Walk from the shell up to pid 1: each process's environment and command line, raw (by
-# the machine's pids: the check may run in a PID namespace of its own).
+# the machine's pids: the check may run in a PID namespace of its own). What is refused
+# (every environment but its own, to a check in a namespace) fails no step.
 WALK = r'''
 read -r p _ _ pp _ < /proc/self/stat
 while [ "$p" -gt 1 ]; do
@@ -23,7 +24,7 @@ while [ "$p" -gt 1 ]; do
   echo "-- environ"; tr '\0' '\n' < /proc/$p/environ
   p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status)
 done
-echo "== parent environ"; tr '\0' '\n' < /proc/$pp/environ
+echo "== parent environ"; tr '\0' '\n' < /proc/$pp/environ || true
 '''
 
 # The same walk, as code the model wrote: it leaves what it found in the workspace.

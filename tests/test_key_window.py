@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from conftest import binpath
+from conftest import BIN, ROOT, binpath
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, rogue_notes, rogue_supervisor
 
@@ -177,6 +177,88 @@ def race(tmp, rounds, per):
     assert [a["outcome"] for a in att] == ["success"] * (rounds * per), att
     assert llm.requests() and all(q["key_ok"] for q in llm.requests())
     assert codes == [0] * rounds, codes
+
+
+# A process of the supervisor's user watching for new processes of the program `exe`: it
+# reads each one's environment once, as soon as it sees it, and counts those holding
+# `marker`.
+ENV_THIEF = r'''
+import json, os, sys
+stop, exe, marker, out = sys.argv[1:5]
+seen, read, refused = set(), 0, 0
+while not os.path.exists(stop):
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or d in seen:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                if f.read().split(b"\0")[0] != exe.encode():
+                    continue
+        except OSError:
+            continue
+        seen.add(d)
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                read += marker.encode() in f.read()
+        except OSError:
+            refused += 1
+with open(out, "w") as f:
+    json.dump({"seen": len(seen), "read": read, "refused": refused}, f)
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to install the binaries as root's"
+                    " and to run them and the thief as another user")
+def test_a_process_of_the_users_racing_an_installed_supervisors_start_reads_no_key():
+    """The supervisor holds the keys in its environment from its exec until it takes them
+    out, and /proc/<pid>/environ of a process the kernel made dumpable at its exec is open
+    to every process of its user: one watching for new supervisors read the key at 30 of 30
+    starts. Installed by `make install`, the supervisor and the worker are execute-only,
+    and a process started from a file its user may not read is not dumpable from its exec
+    on."""
+    tmp = tempfile.mkdtemp(dir="/tmp", prefix="key-env-")
+    try:
+        os.chmod(tmp, 0o755)
+        uid = 60000 + os.getpid() % 5000
+        as_user = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", "--"]
+        dest = os.path.join(tmp, "root")
+        cmd = ["make", "-s", "-C", ROOT, "O=" + os.path.dirname(BIN), "install",
+               "DESTDIR=" + dest, "PREFIX=/usr/local"]
+        if os.environ.get("AUTOPACK_SANITIZE") == "1":
+            cmd.append("SANITIZE=1")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        exe = os.path.join(dest, "usr", "local", "bin", "autopack-supervisor")
+        work = os.path.join(tmp, "work")
+        os.mkdir(work)
+        os.chown(work, uid, uid)
+        stop, out = os.path.join(work, "stop"), os.path.join(work, "thief.json")
+        key = "sk-ant-%s-ENVWINDOW" % uuid.uuid4().hex
+        thief = subprocess.Popen(as_user + ["/usr/bin/python3", "-c", ENV_THIEF, stop, exe,
+                                            key, out], cwd=work)
+        try:
+            env = dict(os.environ, ANTHROPIC_API_KEY=key)
+            # Each start ends at once (no such database), once it has taken the key. The
+            # shell execs it as the user already, as a service manager does (setpriv keeps
+            # root's capabilities until its exec, and the file is readable to them).
+            for _ in range(20):
+                p = subprocess.run(as_user + ["/bin/sh", "-c", 'exec "$@"', "sh", exe, "--db",
+                                              "sqlite:///%s/none.db" % work, "--workers", "1"],
+                                   env=env, cwd=work, capture_output=True, text=True,
+                                   timeout=60)
+                assert p.returncode == 1 and "does not exist" in p.stderr, p.stderr
+            open(stop, "w").close()
+            assert thief.wait(timeout=60) == 0
+        finally:
+            if thief.poll() is None:
+                thief.kill()
+                thief.wait()
+        with open(out) as f:
+            found = json.load(f)
+        print("thief: %s" % json.dumps(found))
+        assert found["seen"] >= 10 and found["read"] == 0, found
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # In place of autopack-worker: a child of this process traces it (PTRACE_SEIZE) from before

@@ -11,12 +11,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -187,13 +189,106 @@ static bool check_worker_alive(pid_t worker, int ns_fd)
 	return poll(&p, 1, 0) == 0;
 }
 
+/* Whether checks in a user namespace also get a mount namespace where only their workspace
+ * and the temporary directories can be written (check_confine): 1 until the kernel refuses
+ * it, at this worker's first check. */
+static int check_confined = 1;
+
+/* A byte that starts what the child reports when the kernel refused to confine it. */
+#define CHECK_CONFINE_REFUSED '\001'
+
+/* What a confined check may write besides its workspace and $TMPDIR. */
+static const char *const check_rw_dirs[] = { "/tmp", "/var/tmp", "/dev/shm", NULL };
+/* The only devices a confined check may open (not a disk's, say). */
+static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+	"/dev/urandom", "/dev/tty", "/dev/ptmx", "/dev/pts", NULL };
+
+#define CHECK_KEEP_MAX 16
+
+/* Report a step of check_confine that failed on `status_fd`: as the kernel's refusal
+ * (CHECK_CONFINE_REFUSED first) when errno says so. Returns -1. */
+static int check_confine_fail(int status_fd, const char *step, const char *path)
+{
+	int e = errno;
+	bool refused = e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
+	    e == EOPNOTSUPP || e == EUSERS;
+
+	dprintf(status_fd, "%s%s(%s): %s", refused ? "\001" : "", step, path, strerror(e));
+	return -1;
+}
+
+/* In the child, new in its user namespace: a mount namespace of its own where every mount
+ * is read-only and opens no device, but for bind mounts of the workspace, $TMPDIR and
+ * check_rw_dirs (writable, no devices) and of check_devices; then no capability is left
+ * in the bounding set, so nothing the check runs (root in the namespace included) gets one
+ * to undo it. What the check can then write holds no program or library the supervisor
+ * or a worker loads, and no setting they read. Returns 0, or -1 having reported the step
+ * that failed on `status_fd`. Runs between clone and exec: no allocation. */
+static int check_confine(const char *workspace, int status_fd)
+{
+	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV };
+	struct mount_attr nodev = { .attr_set = MOUNT_ATTR_NODEV };
+	struct __user_cap_header_struct ch = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct cd[_LINUX_CAPABILITY_U32S_3];
+	const char *path[CHECK_KEEP_MAX], *tmpdir = getenv("TMPDIR");
+	int fd[CHECK_KEEP_MAX];
+	size_t n = 0, rw, i;
+
+	for (i = 0; check_devices[i] != NULL; i++)
+		path[n++] = check_devices[i];
+	rw = n;
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		path[n++] = check_rw_dirs[i];
+	if (tmpdir != NULL && tmpdir[0] == '/')
+		path[n++] = tmpdir;
+	/* Last: mounted over a temporary directory it may lie in. */
+	path[n++] = workspace;
+	if (unshare(CLONE_NEWNS) != 0)
+		return check_confine_fail(status_fd, "unshare", "CLONE_NEWNS");
+	for (i = 0; i < n; i++) {
+		fd[i] = open_tree(
+		    AT_FDCWD, path[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		/* What is missing or out of the user's reach is not kept (a workspace so fails
+		 * at chdir). */
+		if (fd[i] < 0 && (errno == ENOENT || errno == ENOTDIR || errno == EACCES))
+			continue;
+		if (fd[i] < 0)
+			return check_confine_fail(status_fd, "open_tree", path[i]);
+		if (i >= rw &&
+		    mount_setattr(fd[i], "", AT_EMPTY_PATH | AT_RECURSIVE, &nodev, sizeof nodev) !=
+		        0)
+			return check_confine_fail(status_fd, "mount_setattr", path[i]);
+	}
+	if (mount_setattr(AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) != 0)
+		return check_confine_fail(status_fd, "mount_setattr", "/");
+	for (i = 0; i < n; i++) {
+		if (fd[i] < 0)
+			continue;
+		if (move_mount(fd[i], "", AT_FDCWD, path[i], MOVE_MOUNT_F_EMPTY_PATH) != 0)
+			return check_confine_fail(status_fd, "move_mount", path[i]);
+		close(fd[i]);
+	}
+	for (i = 0; prctl(PR_CAPBSET_READ, (unsigned long)i, 0, 0, 0) >= 0; i++)
+		if (prctl(PR_CAPBSET_DROP, (unsigned long)i, 0, 0, 0) != 0)
+			return check_confine_fail(status_fd, "prctl", "PR_CAPBSET_DROP");
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+		return check_confine_fail(status_fd, "prctl", "PR_CAP_AMBIENT_CLEAR_ALL");
+	if (syscall(SYS_capget, &ch, cd) != 0)
+		return check_confine_fail(status_fd, "capget", "inheritable");
+	for (i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+		cd[i].inheritable = 0;
+	if (syscall(SYS_capset, &ch, cd) != 0)
+		return check_confine_fail(status_fd, "capset", "inheritable");
+	return 0;
+}
+
 /* Child side: a process group of its own in the worker's session (which has no terminal,
  * and which the supervisor takes down whole when it loses the worker), killed with the
  * worker, a minimal environment, stdio to the logs and no other descriptor, then the
  * shell, or in a namespace the init (worker/check_init.h) given `ns_fd`. Reports a failure
  * to start on `status_fd` (close-on-exec) and exits 126/127. Never returns. */
-static void check_child(
-    const struct check_spec *spec, int out_fd, int err_fd, int status_fd, pid_t worker, int ns_fd)
+static void check_child(const struct check_spec *spec, int out_fd, int err_fd, int status_fd,
+    pid_t worker, int ns_fd, bool confine)
 {
 	char *env[16], fd_arg[16];
 	int null_fd = open("/dev/null", O_RDONLY);
@@ -207,6 +302,8 @@ static void check_child(
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
+	if (confine && check_confine(spec->workspace, status_fd) != 0)
+		_exit(126);
 	if (chdir(spec->workspace) != 0) {
 		dprintf(
 		    status_fd, "cannot enter workspace %s: %s", spec->workspace, strerror(errno));
@@ -276,7 +373,8 @@ static int check_map_ids(pid_t pid, char *err, size_t errlen)
  * namespace, the init, which then gets its ids mapped and the word to go), or failed to
  * start. Returns the pid, with *ns_fd the socket the init reports on (-1 without a
  * namespace); -1 with `err` when it could not start; -2 with `err` naming the step the
- * kernel refused, when it refused a namespace (nothing left running). */
+ * kernel refused, when it refused a namespace, -3 when it refused the confinement
+ * (check_confine) (nothing left running either way). */
 static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int out_fd, int err_fd,
     int *ns_fd, char *err, size_t errlen)
 {
@@ -320,7 +418,8 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		close(sp[0]);
 		if (sk[0] >= 0)
 			close(sk[0]);
-		check_child(spec, out_fd, err_fd, sp[1], self, sk[1]);
+		check_child(spec, out_fd, err_fd, sp[1], self, sk[1],
+		    ns == CHECK_NS_USER_PID && check_confined);
 	}
 	close(sp[1]);
 	sp[1] = -1;
@@ -332,7 +431,9 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		;
 	if (n > 0) {
 		msg[n] = '\0';
-		snprintf(err, errlen, "%s", msg);
+		snprintf(err, errlen, "%s", msg + (msg[0] == CHECK_CONFINE_REFUSED));
+		if (msg[0] == CHECK_CONFINE_REFUSED)
+			refused = 2;
 	} else if (ns == CHECK_NS_USER_PID && check_map_ids(pid, err, errlen) != 0) {
 		refused = 1;
 		kill(pid, SIGKILL);
@@ -355,7 +456,7 @@ fail:
 		close(sk[0]);
 	if (sk[1] >= 0)
 		close(sk[1]);
-	return refused ? -2 : -1;
+	return refused == 2 ? -3 : refused ? -2 : -1;
 }
 
 /* Start the check (check_spawn) in the namespaces this worker uses; at its first check,
@@ -375,16 +476,25 @@ static pid_t check_start(
 			check_ns = CHECK_NS_NONE;
 		}
 	}
-	while ((pid = check_spawn(spec, check_ns, out_fd, err_fd, ns_fd, err, errlen)) == -2) {
+	while ((pid = check_spawn(spec, check_ns, out_fd, err_fd, ns_fd, err, errlen)) <= -2) {
 		size_t k = strlen(why);
 
 		snprintf(why + k, sizeof why - k, "%s%s", k > 0 ? "; " : "", err);
-		check_ns = check_ns == CHECK_NS_USER_PID && geteuid() == 0 ? CHECK_NS_PID :
-		                                                             CHECK_NS_NONE;
+		if (pid == -3)
+			check_confined = 0;
+		else
+			check_ns = check_ns == CHECK_NS_USER_PID && geteuid() == 0 ? CHECK_NS_PID :
+			                                                             CHECK_NS_NONE;
 	}
 	if (why[0] == '\0')
 		return pid;
-	if (check_ns == CHECK_NS_PID)
+	if (check_ns == CHECK_NS_USER_PID)
+		log_warn("check commands run in a user and a PID namespace of their own but may "
+		         "write wherever their user may (%s): they can replace a program or a "
+		         "library the workers load, or a setting they read, and so reach the API "
+		         "keys",
+		    why);
+	else if (check_ns == CHECK_NS_PID)
 		log_warn("check commands run in a PID namespace of their own but in no user "
 		         "namespace (%s): they cannot signal the supervisor or the workers, but "
 		         "as root they can read any process's memory, the API keys included",

@@ -551,13 +551,17 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 	}
 	char etext[400];
 
-	llm_error_text(x->body ? x->body : "", x->len, etext, sizeof etext);
-	if (t->http_status >= 300 && t->http_status < 400 && redirect != NULL)
+	llm_error_text(x->body ? x->body : "", x->len, cfg->api_key, etext, sizeof etext);
+	if (t->http_status >= 300 && t->http_status < 400 && redirect != NULL) {
+		/* Masked before the cut, as the error text is. */
+		char *where = llm_scrubbed(redirect, cfg->api_key);
+
 		snprintf(msg, msglen,
 		    "%s: HTTP %ld: redirected to %.300s, which is not followed (the key goes to"
 		    " the configured address only): point --llm-base-url there",
-		    url, t->http_status, redirect);
-	else
+		    url, t->http_status, where);
+		free(where);
+	} else
 		snprintf(msg, msglen, "%s: HTTP %ld: %s", url, t->http_status, etext);
 	/* 408: the server (or a proxy before it) gave up waiting for the request, as a
 	 * timeout of ours would; retried as one. */

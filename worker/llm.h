@@ -123,8 +123,9 @@ char *llm_body_build(const struct llm_config *cfg, const struct llm_request *req
  * message. */
 int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm_response *out,
     char *err, size_t errlen);
-/* The provider's error message from an error body, else its printable start. */
-void llm_error_text(const char *body, size_t len, char *out, size_t n);
+/* The provider's error message from an error body, else its printable start (200 bytes),
+ * cut to fit `out` (n bytes), with `key` (NULL: none) masked before the cut. */
+void llm_error_text(const char *body, size_t len, const char *key, char *out, size_t n);
 
 /* Keys shorter than this are not masked in text: a placeholder ("dummy", "k") is no
  * secret, and masking it would mangle ordinary words. */

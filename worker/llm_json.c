@@ -328,7 +328,29 @@ static void llm_printable(const char *s, size_t len, char *out, size_t n)
 	out[len] = '\0';
 }
 
-void llm_error_text(const char *body, size_t len, char *out, size_t n)
+/* Into out (n bytes): the first `max` bytes of `s` (len bytes) with `key` masked first, so
+ * that no part of it is left where the cut goes through it, printable (llm_printable).
+ * Aborts when out of memory. */
+static void llm_excerpt(const char *s, size_t len, size_t max, const char *key, char *out, size_t n)
+{
+	size_t klen = key != NULL ? strlen(key) : 0, k;
+	char *copy, *masked;
+
+	/* A key starting before the cut ends before max + klen; nothing past it shows. */
+	if (len > max + klen)
+		len = max + klen;
+	copy = xmalloc(len + 1);
+	for (k = 0; k < len; k++)
+		copy[k] = s[k] == '\0' ? ' ' : s[k];
+	copy[len] = '\0';
+	masked = llm_scrubbed(copy, key);
+	k = strlen(masked);
+	llm_printable(masked, k < max ? k : max, out, n);
+	free(masked);
+	free(copy);
+}
+
+void llm_error_text(const char *body, size_t len, const char *key, char *out, size_t n)
 {
 	json_error_t jerr;
 	json_t *root = len > 0 ? json_loadb(body, len, 0, &jerr) : NULL;
@@ -339,8 +361,8 @@ void llm_error_text(const char *body, size_t len, char *out, size_t n)
 	else if (json_is_string(e))
 		m = e;
 	if (json_is_string(m))
-		llm_printable(json_string_value(m), json_string_length(m), out, n);
+		llm_excerpt(json_string_value(m), json_string_length(m), n, key, out, n);
 	else
-		llm_printable(body, len > 200 ? 200 : len, out, n);
+		llm_excerpt(body, len, 200, key, out, n);
 	json_decref(root);
 }

@@ -367,11 +367,11 @@ TEST(worker_llm_error_text_is_cut_between_characters)
 	static const char raw[] = "<html>\xc3\xa9\xc3\xa9\xc3\xa9</html>";
 	char out[10];
 
-	llm_error_text(body, strlen(body), out, 6);
+	llm_error_text(body, strlen(body), NULL, out, 6);
 	CHECK_EQ_STR(out, "\xc3\xa9\xc3\xa9");
-	llm_error_text(body, strlen(body), out, sizeof out);
+	llm_error_text(body, strlen(body), NULL, out, sizeof out);
 	CHECK_EQ_STR(out, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
-	llm_error_text(raw, strlen(raw), out, sizeof out);
+	llm_error_text(raw, strlen(raw), NULL, out, sizeof out);
 	CHECK_EQ_STR(out, "<html>\xc3\xa9");
 }
 

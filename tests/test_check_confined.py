@@ -1,0 +1,158 @@
+"""A check command (and the code the model wrote, which it runs) writes only its workspace
+and the temporary directories: everything else is read-only to it and opens no device, and
+it holds no capability with which to undo that. It could replace the worker's binary (or a
+library, or, as root, a file under /etc, the kernel's core_pattern), and the next worker
+the supervisor started handed the API keys to whatever it had put there."""
+import json
+import os
+import shutil
+import uuid
+
+import pytest
+
+from conftest import BIN, binpath
+from e2e_helpers import (Standin, check_namespaces, import_plan, init_db, llm_args,
+                         phase_spec, rows)
+from supervisor_helpers import Supervisor
+
+# Stands in for the worker: takes the keys as a worker does (proto/hand.h) and writes
+# them to STOLEN.
+FAKE_WORKER = r'''#!/usr/bin/python3
+import os, socket, sys
+hand = socket.socket(fileno=int(sys.argv[sys.argv.index("--handoff-fd") + 1]))
+a, b = socket.socketpair()
+socket.send_fds(hand, [b"h"], [b.fileno()])
+msg, fds, _, _ = socket.recv_fds(a, 1, 4)
+keys = b"".join(os.read(fd, 65536) for fd in fds)
+with open(%(stolen)r, "wb") as f:
+    f.write(keys or b"(no keys)")
+'''
+
+# Puts FAKE_WORKER in place of the worker's binary and has the supervisor start one more
+# worker (through its control socket); then tries to open for writing, without writing,
+# what a check must not write, and writes where it may. Records what happened.
+SWAP = r'''
+import json, os, subprocess, time
+res = {}
+def attempt(name, fn):
+    try:
+        fn()
+        res[name] = "ok"
+    except OSError as e:
+        res[name] = "%%s: %%s" %% (type(e).__name__, e.strerror)
+def swap():
+    new = %(worker)r + ".new"
+    with open(new, "w") as f:
+        f.write(%(fake)r)
+    os.chmod(new, 0o755)
+    os.rename(new, %(worker)r)
+def opened(path, flags):
+    return lambda: os.close(os.open(path, flags, 0o600))
+attempt("swap", swap)
+if res["swap"] == "ok":
+    subprocess.run([%(ctl)r, "--db", %(url)r, "scale", "2", "--control", %(sock)r],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    for _ in range(200):
+        if os.path.exists(%(stolen)r):
+            break
+        time.sleep(0.05)
+attempt("home", opened(os.environ.get("HOME") or "/root", os.O_TMPFILE | os.O_WRONLY))
+attempt("etc", opened("/etc/hosts", os.O_WRONLY | os.O_APPEND))
+attempt("core_pattern", opened("/proc/sys/kernel/core_pattern", os.O_WRONLY))
+attempt("tmp", opened("/tmp", os.O_TMPFILE | os.O_WRONLY))
+attempt("shm", opened("/dev/shm", os.O_TMPFILE | os.O_WRONLY))
+attempt("null", lambda: open("/dev/null", "w").write("x"))
+attempt("workspace", lambda: open("written.txt", "w").write("x"))
+with open("probe.json", "w") as f:
+    json.dump(res, f)
+'''
+
+KEY = "sk-ant-confined-%s" % uuid.uuid4().hex
+
+
+@pytest.fixture
+def worker_copy():
+    """A copy of the worker's binary in a directory of its own outside the temporary
+    directories, as an installed one is, removed afterwards."""
+    top = os.path.join(os.path.dirname(BIN), "confined-%s" % uuid.uuid4().hex[:12])
+    os.makedirs(top)
+    path = os.path.join(top, "autopack-worker")
+    shutil.copy2(binpath("autopack-worker"), path)
+    yield path
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspace(
+        tmp, worker_copy):
+    if check_namespaces() != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    stolen = os.path.join(tmp, "stolen.txt")
+    sock = os.path.join(tmp, "sup.sock")
+    url = init_db(tmp)
+    with open(os.path.join(ws, "swap.py"), "w") as f:
+        f.write(SWAP % {"worker": worker_copy, "fake": FAKE_WORKER % {"stolen": stolen},
+                        "ctl": binpath("autopack-ctl"), "url": url, "sock": sock,
+                        "stolen": stolen})
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 swap.py")])])
+    llm = Standin(tmp, {}, "--expect-key", KEY)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", worker_copy,
+                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY}, control=sock)
+    try:
+        rc = sup.wait(timeout=300)
+    finally:
+        sup.kill()
+        llm.stop()
+    with open(os.path.join(ws, "probe.json")) as f:
+        probe = json.load(f)
+    # No worker took the keys but those the supervisor's binary made.
+    assert not os.path.exists(stolen), (probe, open(stolen).read())
+    assert probe["swap"] == "OSError: Read-only file system", probe
+    assert rc == 0, sup.stderr()
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
+    # Nothing outside the workspace and the temporary directories is written; no
+    # capability opens the kernel's settings to root either.
+    for what in ("home", "etc", "core_pattern"):
+        assert probe[what] == "OSError: Read-only file system", probe
+    for what in ("tmp", "shm", "null", "workspace"):
+        assert probe[what] == "ok", probe
+    assert "check commands" not in sup.stderr()
+
+
+def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount_namespace(tmp):
+    if check_namespaces() != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run-%d" % r, ws, [phase_spec("p%d" % p, ("out/%d_%d.py" % (r, p),),
+                                                         check="echo $$ > pid-%d-%d" % (r, p))
+                                               for p in range(2)]) for r in range(2)])
+    llm = Standin(tmp)
+    # As in a container that allows user namespaces but no further mount namespace.
+    prefix = ("unshare", "-U", "-r", "/bin/sh", "-c",
+              'echo 0 > /proc/sys/user/max_mnt_namespaces && exec "$@"', "sh")
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": KEY}, prefix=prefix)
+    try:
+        assert sup.wait(timeout=300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    assert [a["outcome"] for a in rows(url, "SELECT outcome FROM attempts")] == [
+        "success"] * 4, sup.stderr()
+    err = sup.stderr()
+    workers = len({line.split("autopack-worker[")[1].split("]")[0]
+                   for line in err.splitlines() if "autopack-worker[" in line})
+    warning = ("check commands run in a user and a PID namespace of their own but may write "
+               "wherever their user may (unshare(CLONE_NEWNS): No space left on device): "
+               "they can replace a program or a library the workers load, or a setting they "
+               "read, and so reach the API keys")
+    assert err.count(warning) == workers and 1 <= workers <= 2, err
+    # Still in a PID namespace of their own: the shell is PID 2 there, after the init.
+    for name in os.listdir(ws):
+        if name.startswith("pid-"):
+            with open(os.path.join(ws, name)) as f:
+                assert f.read().strip() == "2"
