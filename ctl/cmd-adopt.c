@@ -165,9 +165,10 @@ static void cmd_adopt_print_values(FILE *out, const struct store_adopt_report *r
 		const struct store_value_col *c = &r->values.items[i];
 
 		if (c->unreadable > 0)
-			fprintf(out, "  %s.%s: %lld value(s) that are not a %s, e.g. \"%s\"\n",
+			fprintf(out, "  %s.%s: %lld value(s) that are not %s %s, e.g. \"%s\"\n",
 			    c->table, c->column, (long long)c->unreadable,
-			    store_value_kind_name(c->kind), c->bad != NULL ? c->bad : "");
+			    c->kind == STORE_VALUE_INT ? "an" : "a", store_value_kind_name(c->kind),
+			    c->bad != NULL ? c->bad : "");
 	}
 }
 
@@ -304,14 +305,17 @@ static json_t *cmd_adopt_values_json(const struct store_value_cols *v)
 
 		if (c->rewrite > 0)
 			json_array_append_new(rw,
-			    json_pack("{s:s, s:s, s:s, s:I, s:s?, s:s?}", "table", c->table,
-			        "column", c->column, "kind", store_value_kind_name(c->kind), "rows",
-			        (json_int_t)c->rewrite, "example", c->from, "rewritten_as", c->to));
+			    json_pack("{s:o, s:o, s:s, s:I, s:o, s:o}", "table",
+			        cmd_json_text(c->table), "column", cmd_json_text(c->column), "kind",
+			        store_value_kind_name(c->kind), "rows", (json_int_t)c->rewrite,
+			        "example", cmd_json_text(c->from), "rewritten_as",
+			        cmd_json_text(c->to)));
 		if (c->unreadable > 0)
 			json_array_append_new(bad,
-			    json_pack("{s:s, s:s, s:s, s:I, s:s?}", "table", c->table, "column",
-			        c->column, "kind", store_value_kind_name(c->kind), "rows",
-			        (json_int_t)c->unreadable, "example", c->bad));
+			    json_pack("{s:o, s:o, s:s, s:I, s:o}", "table", cmd_json_text(c->table),
+			        "column", cmd_json_text(c->column), "kind",
+			        store_value_kind_name(c->kind), "rows", (json_int_t)c->unreadable,
+			        "example", cmd_json_text(c->bad)));
 	}
 	return json_pack("{s:o, s:o}", "rewritten", rw, "left_unreadable", bad);
 }

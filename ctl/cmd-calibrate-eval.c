@@ -33,7 +33,7 @@ void cmd_calib_eval_print(FILE *out, const struct cmd_calib *c, const struct cmd
 	if (d->fs.n_implausible > 0)
 		fprintf(out,
 		    "excluded: %zu events recording a count no call can (a token or deliverable "
-		    "count below 0 or above %d, written by another program)\n",
+		    "count that is not an integer, below 0 or above %d, written by another program)\n",
 		    d->fs.n_implausible, TELEM_COUNT_MAX);
 	for (size_t i = 0; i < d->fs.n_implausible && i < CALIB_IMPLAUSIBLE_NAMED; i++) {
 		char *t = calib_implausible_text(d->fs.implausible[i]);

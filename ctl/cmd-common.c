@@ -4,6 +4,7 @@
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
 #include "common/store/store_lock.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "common/utf8.h"
 
@@ -337,6 +338,42 @@ json_t *cmd_json_text(const char *s)
 	j = json_string(clean);
 	free(clean);
 	return j;
+}
+
+json_t *cmd_json_textn(const char *s, size_t n)
+{
+	struct strbuf b = { 0 };
+	json_t *j;
+
+	if (s == NULL)
+		return json_null();
+	if (utf8_check(s, n) == n)
+		return json_stringn(s, n);
+	/* Clean each piece between NUL bytes; the NULs stay. */
+	for (size_t at = 0; at <= n;) {
+		size_t len = strnlen(s + at, n - at);
+		char *piece = xstrndup(s + at, len), *clean = utf8_clean(piece, SIZE_MAX);
+
+		strbuf_puts(&b, clean);
+		free(piece);
+		free(clean);
+		at += len + 1;
+		if (at <= n)
+			strbuf_put(&b, "", 1);
+	}
+	j = json_stringn(b.s != NULL ? b.s : "", b.len);
+	free(b.s);
+	return j;
+}
+
+void cmd_print_textn(FILE *out, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\0')
+			fputs("\\0", out);
+		else
+			fputc(s[i], out);
+	}
 }
 
 /* Print JSON on stdout and free it; exits 2 if it could not be built (jansson refuses a

@@ -65,7 +65,9 @@ static bool failed_same_class(const struct store_failed *a, const struct store_f
 	if (a->fingerprint != NULL || b->fingerprint != NULL)
 		return a->fingerprint != NULL && b->fingerprint != NULL &&
 		    strcmp(a->fingerprint, b->fingerprint) == 0;
-	return strcmp(a->reason != NULL ? a->reason : "", b->reason != NULL ? b->reason : "") == 0;
+	if (a->reason == NULL || b->reason == NULL)
+		return a->reason == b->reason;
+	return a->reason_len == b->reason_len && memcmp(a->reason, b->reason, a->reason_len) == 0;
 }
 
 /* The check log of a listed phase's last attempt if the file exists (heap), else NULL. */
@@ -105,10 +107,10 @@ static json_t *failed_phase_json(const struct store_failed *f)
 	    "run_missing", f->run_missing, "state", cmd_json_text(f->state), "status",
 	    failed_is_failed(f) ? "failed" : "stopped", "attempt_id", (json_int_t)f->attempt_id,
 	    "attempt_number", (json_int_t)f->attempt_number, "outcome", cmd_json_text(f->outcome),
-	    "reason", cmd_json_text(f->reason), "message", cmd_json_text(f->message), "ended_at",
-	    cmd_json_text(f->ended_at), "session_id", cmd_json_text(f->session_id), "logs",
-	    "stdout", cmd_json_text(out), "stderr", cmd_json_text(err), "stderr_tail",
-	    cmd_json_text(err != NULL ? tail : NULL));
+	    "reason", cmd_json_textn(f->reason, f->reason_len), "message",
+	    cmd_json_text(f->message), "ended_at", cmd_json_text(f->ended_at), "session_id",
+	    cmd_json_text(f->session_id), "logs", "stdout", cmd_json_text(out), "stderr",
+	    cmd_json_text(err), "stderr_tail", cmd_json_text(err != NULL ? tail : NULL));
 	free(out);
 	free(err);
 	return j;
@@ -206,15 +208,19 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 		} else {
 			fprintf(out, "[no fingerprint]\n");
 		}
-		fprintf(out, "  reason %s, %zu phase%s, last %s\n",
-		    v[first].reason != NULL ? v[first].reason : "unknown", count,
-		    count == 1 ? "" : "s", v[first].ended_at != NULL ? v[first].ended_at : "?");
+		fputs("  reason ", out);
+		if (v[first].reason != NULL)
+			cmd_print_textn(out, v[first].reason, v[first].reason_len);
+		else
+			fputs("unknown", out);
+		fprintf(out, ", %zu phase%s, last %s\n", count, count == 1 ? "" : "s",
+		    v[first].ended_at != NULL ? v[first].ended_at : "?");
 		for (size_t i = first; i < n; i++)
 			if (group_of[i] == g)
 				failed_phase_print(out, &v[i]);
 		if (v[first].fingerprint != NULL)
 			fprintf(out, "  retry them: autopack-ctl retry --fingerprint %s\n", id);
-		else if (v[first].reason != NULL)
+		else if (v[first].reason != NULL && strlen(v[first].reason) == v[first].reason_len)
 			fprintf(
 			    out, "  retry them: autopack-ctl retry --reason %s\n", v[first].reason);
 	}
@@ -239,7 +245,7 @@ static json_t *failed_json(struct store *st, struct store_failed *v, size_t n, s
 				grp = json_pack("{s:o, s:s?, s:o, s:o}", "fingerprint",
 				    cmd_json_text(v[i].fingerprint), "id",
 				    v[i].fingerprint != NULL ? id : NULL, "reason",
-				    cmd_json_text(v[i].reason), "last_ended_at",
+				    cmd_json_textn(v[i].reason, v[i].reason_len), "last_ended_at",
 				    cmd_json_text(v[i].ended_at));
 			}
 			json_array_append_new(phases, failed_phase_json(&v[i]));

@@ -74,7 +74,7 @@ static int retry_report(
 		json_array_append_new(list,
 		    json_pack("{s:o, s:o, s:o, s:o, s:o}", "run_id", cmd_json_text(v[i].run_id),
 		        "phase_id", cmd_json_text(v[i].phase_id), "from", cmd_json_text(v[i].state),
-		        "reason", cmd_json_text(v[i].reason), "fingerprint",
+		        "reason", cmd_json_textn(v[i].reason, v[i].reason_len), "fingerprint",
 		        cmd_json_text(v[i].fingerprint)));
 	}
 	if (ctx->json) {
@@ -97,11 +97,16 @@ static int retry_report(
 	else
 		printf("retried %zu phase%s, now QUEUED%s:\n", k, k == 1 ? "" : "s",
 		    shared ? "" : " (the next drain takes them)");
-	for (i = 0; i < n; i++)
-		if (dry_run || v[i].retried)
-			printf("  %s/%s (%s%s%s)\n", v[i].run_id, v[i].phase_id, v[i].state,
-			    v[i].reason != NULL ? ", " : "",
-			    v[i].reason != NULL ? v[i].reason : "");
+	for (i = 0; i < n; i++) {
+		if (!dry_run && !v[i].retried)
+			continue;
+		printf("  %s/%s (%s", v[i].run_id, v[i].phase_id, v[i].state);
+		if (v[i].reason != NULL) {
+			fputs(", ", stdout);
+			cmd_print_textn(stdout, v[i].reason, v[i].reason_len);
+		}
+		fputs(")\n", stdout);
+	}
 	if (shared && k > 0)
 		json_decref(cmd_fleet_woken(st, false, stdout));
 	return CMD_EXIT_OK;

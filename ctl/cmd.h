@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -202,6 +203,11 @@ json_t *cmd_identity_json(struct store *st);
  * not UTF-8 (SQLite's TEXT holds any bytes another program wrote) with each invalid byte
  * as U+FFFD, so that it never fails the JSON it goes into. */
 json_t *cmd_json_text(const char *s);
+/* The same of the n bytes at s, which may hold NUL bytes (JSON shows each as \u0000). */
+json_t *cmd_json_textn(const char *s, size_t n);
+/* Print the n bytes at s as they are, each NUL byte as \0, so text another program stored
+ * is shown whole. */
+void cmd_print_textn(FILE *out, const char *s, size_t n);
 /* Print `j` (stolen) as indented JSON on stdout. */
 void cmd_json_print(json_t *j);
 

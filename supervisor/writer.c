@@ -614,22 +614,23 @@ static void writer_doubt_committed(struct sup *s)
 		lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the supervisor is stopping");
 }
 
-/* The group in doubt is still in progress on the server (`why`: its old session was asked
- * to end, or could not be): ask again after COMMIT_RETRY_MS. It stays as it is until
- * then, the supervisor commits nothing and its heartbeat stops; past its lease timeout
- * (the others have declared it lost by then) it gives up on the database and the group
- * is put back, with nothing more written. */
+/* Whether the group in doubt committed is not known yet (`why`: its transaction is still
+ * in progress on the server, its old session asked to end or not allowed to be; or the
+ * row's lock is another transaction's): ask again after COMMIT_RETRY_MS. It stays as it
+ * is until then, the supervisor commits nothing and its heartbeat stops; past its lease
+ * timeout (the others have declared it lost by then) it gives up on the database and the
+ * group is put back, with nothing more written. */
 static void writer_doubt_running(struct sup *s, const char *why)
 {
 	uint64_t now = clock_mono_ms();
 
 	if (s->doubt_running_ms == 0) {
 		s->doubt_running_ms = now;
-		log_warn("%s; the group waits until it has ended", why);
+		log_warn("%s; the group waits, asked again every %d ms", why, COMMIT_RETRY_MS);
 	}
 	if (now - s->doubt_running_ms > (uint64_t)s->cfg.lease_timeout_ms) {
-		log_error("the group whose COMMIT was not answered is still in progress on the"
-		          " server after %.1f s: %s",
+		log_error("whether the group whose COMMIT was not answered committed is still not"
+		          " known after %.1f s: %s",
 		    (double)(now - s->doubt_running_ms) / 1000.0, why);
 		lifecycle_give_up(s, "the transaction of a group in doubt did not end");
 		writer_doubt_back(s);

@@ -10,7 +10,9 @@ waiting inside the transaction (`held`): release() then sends it to the server, 
 and `late` says what became of it ("committed", or "ended": the session was gone).
 Every other byte passes through untouched, and connections made after the cut pass
 through too; with `gate`, only once open() was called (until then they wait to be
-accepted, and nothing reaches the server)."""
+accepted, and nothing reaches the server). A client that connects while the server
+cannot be reached is closed at once, as the server's absence would, and counted in
+`refused`; the proxy goes on accepting."""
 import re
 import socket
 import threading
@@ -50,6 +52,7 @@ class CutProxy:
         self.held = None  # (conn, the COMMIT's bytes) while held
         self.late = None
         self.late_done = threading.Event()
+        self.refused = 0  # clients closed at once: the server could not be reached
         threading.Thread(target=self._accept, daemon=True).start()
 
     def url(self, dbname, user="autopack"):
@@ -90,12 +93,27 @@ class CutProxy:
                 return
             if self.cut.is_set():
                 self.gate.wait()
-            server = socket.create_connection(("127.0.0.1", self.upstream))
+            try:
+                server = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                # The server is down: refuse this client (it sees its connection closed,
+                # as with no server at all) and go on accepting.
+                self.refused += 1
+                self._close_quietly(client)
+                continue
             conn = {"client": client, "server": server, "stream": b"", "txn": 0,
                     "names": set(), "events": set(), "drop": False, "held": False,
                     "ran": [set() for _ in self.ran]}
             threading.Thread(target=self._up, args=(conn,), daemon=True).start()
             threading.Thread(target=self._down, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _close_quietly(sock):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
 
     @staticmethod
     def _shut(conn):

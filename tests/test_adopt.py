@@ -6,11 +6,12 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 
 import pytest
 
 import legacy_db
-from conftest import ctl
+from conftest import binpath, ctl
 from supervisor_helpers import Supervisor, db_url, new_db, sql
 
 # SQLite's backup API writes the copy's header counters (file change counter, schema
@@ -618,8 +619,9 @@ def test_the_survey_names_phases_whose_run_or_tier_has_no_row(tmp):
 
 def test_the_survey_names_run_and_phase_ids_that_are_not_text(tmp):
     """An id another program stored as a blob (X'01') is no text id: the scheduler keys
-    phases by their text ids, and a drain left the phase "not dispatched". The survey
-    listed timestamps, booleans and states of the wrong type, and said nothing of it."""
+    phases by their text ids, and a drain left the phase "not dispatched". An integer
+    stored as the text '12abc' was read as 12. The survey listed timestamps, booleans and
+    states of the wrong type, and said nothing of either."""
     path, url, _ = original(tmp)
     con = sqlite3.connect(path)
     with con:
@@ -627,16 +629,46 @@ def test_the_survey_names_run_and_phase_ids_that_are_not_text(tmp):
                     " AND phase_id = 't2-p1'")
         con.execute("UPDATE phases SET run_id = X'0203' WHERE"
                     " run_id = 'research-original' AND phase_id = 't1-p1'")
+        # An integer column holding a text that is no integer, as SQLite keeps it.
+        con.execute("UPDATE phases SET max_builder_attempts = '12abc' WHERE"
+                    " run_id = 'build1-original'")
     con.close()
     r = ctl("--db", url, "db", "adopt", "--dry-run", "--json")
     assert r.rc == 0, r
     bad = {(v["table"], v["column"]): (v["kind"], v["rows"], v["example"])
            for v in json.loads(r.out)["values"]["left_unreadable"]}
+    n = sql(url, "SELECT count(*) FROM phases WHERE max_builder_attempts = '12abc'")[0][0]
+    assert n > 0
     assert bad == {("phases", "phase_id"): ("text id", 1, "X'01'"),
-                   ("phases", "run_id"): ("text id", 1, "X'0203'")}, bad
+                   ("phases", "run_id"): ("text id", 1, "X'0203'"),
+                   ("phases", "max_builder_attempts"): ("integer", n, "12abc")}, bad
     assert "phases.phase_id: 1 value(s) that are not a text id, e.g. \"X'01'\"" in r.err, r.err
+    assert ("phases.max_builder_attempts: %d value(s) that are not an integer, e.g. \"12abc\""
+            % n) in r.err, r.err
     r, j = adopt(url)
     assert r.rc == 0, r
     assert ("phases", "phase_id") in {(v["table"], v["column"])
                                       for v in j["values"]["left_unreadable"]}
     assert sql(url, "SELECT count(*) FROM phases WHERE typeof(phase_id) = 'blob'") == [(1,)]
+
+
+def test_the_surveys_json_keeps_a_value_that_is_not_utf8(tmp):
+    """A value the survey cannot read whose bytes are not UTF-8 (SQLite's TEXT holds any
+    bytes another program wrote) was dropped from the JSON survey, which listed nothing
+    left unreadable; it is shown with U+FFFD for the bad byte, as the text survey names it."""
+    path, url, _ = original(tmp)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE runs SET updated_at = CAST(? AS TEXT) WHERE id = 'build1-original'",
+                    (b"soon\xff",))
+        con.execute("UPDATE phases SET max_builder_attempts = CAST(? AS TEXT) WHERE"
+                    " run_id = 'research-original' AND phase_id = 't1-p1'", (b"1\xfe",))
+    con.close()
+    # The text survey on stderr shows the bytes as they are: read both as bytes.
+    p = subprocess.run([binpath("autopack-ctl"), "--db", url, "db", "adopt", "--dry-run",
+                        "--json"], capture_output=True, timeout=60)
+    assert p.returncode == 0, p
+    bad = {(v["table"], v["column"]): (v["kind"], v["rows"], v["example"])
+           for v in json.loads(p.stdout.decode("utf-8"))["values"]["left_unreadable"]}
+    assert bad == {("runs", "updated_at"): ("timestamp", 1, "soon\ufffd"),
+                   ("phases", "max_builder_attempts"): ("integer", 1, "1\ufffd")}, bad

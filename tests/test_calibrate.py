@@ -370,7 +370,8 @@ def test_events_with_counts_no_call_records_are_excluded_and_named(tmp):
         ("p01-configuration-low", "actual_output_tokens", 5 * 10**9),
         ("p02-implementation-medium", "actual_output_tokens", 5 * 10**9)]
     assert ("excluded: 2 events recording a count no call can (a token or deliverable count"
-            " below 0 or above 1000000000, written by another program)") in r.err, r.err
+            " that is not an integer, below 0 or above 1000000000, written by another"
+            " program)") in r.err, r.err
     assert ("phase p01-configuration-low, at 2025-12-23 22:06:12.000000: actual_output_tokens"
             " 5000000000") in r.err
     r, j = calibrate(db, "--out", "out", "--repeats", "1")
@@ -380,6 +381,26 @@ def test_events_with_counts_no_call_records_are_excluded_and_named(tmp):
     md = open(j["files"]["report"]).read()
     assert "- Excluded: 2 events recording a count no call can" in md
     assert "  - run imported-autopack-v2-telemetry-samples, phase p02-implementation-medium" in md
+
+
+def test_a_count_stored_as_text_that_is_no_integer_is_excluded_and_named(tmp):
+    """Output tokens '5000abc' another program stored (SQLite keeps such a text as text
+    in an INTEGER column) were read as 5000, and the event fitted on as a clean sample."""
+    db = imported_db(tmp)
+    r0, j0 = calibrate(db, "--evaluate", "--repeats", "1")
+    add_events(db, "5000abc", 1)
+    assert rows(db, "SELECT count(*) FROM token_estimation_v2_events"
+                    " WHERE typeof(actual_output_tokens) = 'text'") == [(1,)]
+    r, j = calibrate(db, "--evaluate", "--repeats", "1")
+    assert r.rc == 0, r
+    assert j["samples_used"] == j0["samples_used"] == 51
+    assert j["evaluation"] == j0["evaluation"]
+    assert j["implausible_excluded"] == 1
+    [e] = j["implausible_events"]
+    assert (e["phase_id"], e["column"], e["value"], e["text"]) == (
+        "p01-configuration-low", "actual_output_tokens", None, "5000abc")
+    assert ("phase p01-configuration-low, at 2025-12-23 22:06:12.000000: actual_output_tokens"
+            " '5000abc' (not an integer)") in r.err, r.err
 
 
 def test_apply_is_refused_while_another_process_holds_the_database(tmp):

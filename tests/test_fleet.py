@@ -375,6 +375,41 @@ def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns
     assert len({n["pid"] for i in range(2) for n in rogue_notes(tmp, "sup%d" % i, "job")}) > 4
 
 
+def test_the_cut_proxy_refuses_a_client_while_the_server_is_down():
+    """A client connecting to the cut proxy while the server cannot be reached is closed
+    at once, and the proxy goes on accepting: the connection error ended its accept
+    thread, and every later client waited unanswered."""
+    from pg_cut_proxy import CutProxy
+    up = socket.socket()
+    up.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    up.bind(("127.0.0.1", 0))
+    port = up.getsockname()[1]
+    up.close()
+    proxy = CutProxy(port, "landed", nth=1)
+    try:
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as c:
+                try:
+                    assert c.recv(1) == b""
+                except ConnectionResetError:
+                    pass
+        assert proxy.refused == 2
+        # The server back: a client passes through to it.
+        up = socket.socket()
+        up.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        up.bind(("127.0.0.1", port))
+        up.listen(1)
+        up.settimeout(10)
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as c:
+            server, _ = up.accept()
+            c.sendall(b"ping")
+            assert server.recv(4) == b"ping"
+            server.close()
+        up.close()
+    finally:
+        proxy.close()
+
+
 def drained_through_a_cut(tmp, pg_cluster, mode, runs, phases, rogue, workers, **cut):
     """Drain runs x phases with `workers` rogue workers through a proxy that cuts the
     connection once (pg_cut_proxy.CutProxy(mode, **cut)), a 5 s lease; the supervisor
@@ -536,6 +571,46 @@ def test_a_round_whose_commit_reaches_the_server_late_commits_nothing(
     assert_each_phase_completed_once(url, rows, 48)
     assert [r for r in rows if r[3] != "success"] == []
     assert_one_per_run_in_order(rows, ["p0-%d" % p for p in range(4)])
+    pg_cluster.drop_database(name)
+
+
+def test_a_row_lock_another_transaction_holds_is_not_taken_for_the_group_in_doubt(
+        tmp, pg_cluster):
+    """The answer of a dispatch round's COMMIT is lost after the server committed it; when
+    the supervisor connects again, another transaction holds its row's lock a moment (as
+    another supervisor's rescue does). The round's transaction is over, and nothing is
+    asked to end: the log said it was "still in progress in server process P, which was
+    asked to end". It says whose lock it is, and the round is settled once it is gone."""
+    from pg_cut_proxy import CutProxy
+    import psycopg2
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=12, phases=4)
+    proxy = CutProxy(pg_cluster.port, "landed", nth=6, gate=True)
+    sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 4,
+                           "--lease-timeout", 30, "--exit-when-drained", name="sup")
+    con = psycopg2.connect(pg_cluster.url(name))
+    try:
+        assert proxy.cut.wait(timeout=60), sup.stderr()
+        cur = con.cursor()
+        # Waits for the round's COMMIT, which reached the server, to end first.
+        cur.execute("SELECT supervisor_id FROM supervisors FOR NO KEY UPDATE")
+        proxy.open()
+        wait_for(lambda: "is locked by another transaction" in sup.stderr()
+                 or sup.proc.poll() is not None, timeout=60, what="the lock seen")
+        con.rollback()
+        assert sup.wait(timeout=90) == 0, sup.stderr()
+    finally:
+        con.close()
+        sup.kill()
+        proxy.close()
+    err = sup.stderr()
+    assert ("this supervisor's row is locked by another transaction, not the group's"
+            " (transaction ") in err, err
+    assert "asked to end" not in err, err
+    assert "had committed" in err, err
+    rows = attempts(url)
+    assert_each_phase_completed_once(url, rows, 48)
+    assert [r for r in rows if r[3] != "success"] == []
     pg_cluster.drop_database(name)
 
 

@@ -263,3 +263,35 @@ def test_failed_lists_a_failed_phase_whose_run_has_no_row_naming_it(tmp):
     rc, out, err = ctl_raw("--db", url(db), "retry", "gone", phase_id)
     assert rc == 1 and (b"phase gone/%s: no row of runs has the id gone" % phase_id.encode())\
         in err, (out, err)
+
+
+@pytest.mark.parametrize("stored", ["text", "blob"])
+def test_a_failure_reason_holding_a_nul_byte_is_shown_whole(tmp, stored):
+    """last_failure_reason another program stored with a NUL byte in it (as text, or as a
+    blob): failed and retry showed it cut at the NUL ("CHECK"), and grouped it with any
+    other reason that began the same way."""
+    db = seeded(tmp / "nul.db")
+    reason = b"CHECK\x00FAILED: rm -rf"
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE phases SET state = 'FAILED', last_failure_reason = %s"
+                    " WHERE phase_index = 2" % ("CAST(? AS TEXT)" if stored == "text" else "?"),
+                    (reason,))
+        con.execute("UPDATE phases SET state = 'FAILED', last_failure_reason = 'CHECK'"
+                    " WHERE phase_index = 4")
+        assert con.execute("SELECT typeof(last_failure_reason), length(CAST("
+                           "last_failure_reason AS BLOB)) FROM phases WHERE phase_index = 2"
+                           ).fetchone() == (stored, len(reason))
+    con.close()
+    rc, out, err = ctl_raw("--db", url(db), "failed", "--json")
+    assert rc == 0, (out, err)
+    assert b'"reason": "CHECK\\u0000FAILED: rm -rf"' in out, out
+    doc = json.loads(out.decode("utf-8"))
+    assert sorted(g["reason"] for g in doc["groups"]) == ["CHECK", "CHECK\x00FAILED: rm -rf"]
+    rc, out, err = ctl_raw("--db", url(db), "failed")
+    assert rc == 0 and b"  reason CHECK\\0FAILED: rm -rf, 1 phase, last " in out, out
+    assert b"\x00" not in out
+    rc, out, err = ctl_raw("--db", url(db), "retry", "--all-failed", "--dry-run")
+    assert rc == 0 and b"(FAILED, CHECK\\0FAILED: rm -rf)\n" in out, out
+    doc = json_of("--db", url(db), "retry", "--all-failed", "--dry-run", "--json")
+    assert sorted(p["reason"] for p in doc["would_retry"]) == ["CHECK", "CHECK\x00FAILED: rm -rf"]

@@ -49,7 +49,9 @@ void calib_fitset_select(const struct telem_sample *const *s, size_t n, struct c
 		bool dup = false;
 
 		if ((s[i]->truncated ||
-		        (s[i]->success && s[i]->actual >= TELEM_CLEAN_MIN_ACTUAL)) &&
+		        (s[i]->success &&
+		            (s[i]->actual >= TELEM_CLEAN_MIN_ACTUAL ||
+		                s[i]->unreadable_col != NULL))) &&
 		    !telem_plausible(s[i])) {
 			fs->implausible[fs->n_implausible++] = s[i];
 			continue;

@@ -125,6 +125,10 @@ char *calib_implausible_text(const struct telem_sample *s)
 	int64_t v = 0;
 	const char *col = telem_implausible_count(s, &v);
 
+	if (s->unreadable_col != NULL)
+		return xasprintf("run %s, phase %s, at %s: %s '%s' (not an integer)",
+		    s->run_id ? s->run_id : "-", s->phase_id ? s->phase_id : "-",
+		    s->timestamp ? s->timestamp : "-", col, s->unreadable_text);
 	return xasprintf("run %s, phase %s, at %s: %s %lld", s->run_id ? s->run_id : "-",
 	    s->phase_id ? s->phase_id : "-", s->timestamp ? s->timestamp : "-", col ? col : "-",
 	    (long long)v);
@@ -141,9 +145,10 @@ json_t *calib_json_implausible(const struct calib_fitset *fs)
 		const char *col = telem_implausible_count(s, &v);
 
 		json_array_append_new(a,
-		    json_pack("{s:s?, s:s?, s:s?, s:s?, s:I}", "run_id", s->run_id, "phase_id",
-		        s->phase_id, "timestamp", s->timestamp, "column", col, "value",
-		        (json_int_t)v));
+		    json_pack("{s:s?, s:s?, s:s?, s:s?, s:o, s:s?}", "run_id", s->run_id,
+		        "phase_id", s->phase_id, "timestamp", s->timestamp, "column", col, "value",
+		        s->unreadable_col != NULL ? json_null() : json_integer((json_int_t)v),
+		        "text", s->unreadable_text));
 	}
 	return a;
 }
@@ -155,7 +160,7 @@ static void calib_md_implausible(FILE *f, const struct calib_fitset *fs)
 		return;
 	fprintf(f,
 	    "- Excluded: %zu events recording a count no call can (a token or deliverable "
-	    "count below 0 or above %d, written by another program):\n",
+	    "count that is not an integer, below 0 or above %d, written by another program):\n",
 	    fs->n_implausible, TELEM_COUNT_MAX);
 	for (size_t i = 0; i < fs->n_implausible && i < CALIB_IMPLAUSIBLE_NAMED; i++) {
 		char *t = calib_implausible_text(fs->implausible[i]);

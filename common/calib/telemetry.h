@@ -31,6 +31,11 @@ struct telem_sample {
 	char *model;
 	int64_t estimator_version; /* 0 = unknown (samples recorded elsewhere) */
 	int64_t attempt_id;        /* 0 = unknown */
+	/* The first count stored as a text that is not wholly an integer ('12abc', another
+	 * program's), by its column name (static), and that text; NULL when none. Such a
+	 * count reads as 0 and the sample is not plausible (telem_plausible). */
+	const char *unreadable_col;
+	char *unreadable_text;
 };
 
 /* A growable list of samples that owns their strings. */
@@ -57,12 +62,14 @@ double telem_smape(int64_t predicted, int64_t actual);
 /* True when SMAPE, waste and underestimation are defined for a row: actual > 0 and
  * predicted > 0 (otherwise the columns are NULL; docs/data-model.md). */
 bool telem_scored(int64_t predicted, int64_t actual);
-/* True when every count a sample records could have been recorded by a call: the
- * deliverables, predicted, actual and budget from 0 to TELEM_COUNT_MAX, max_tokens too
- * or unknown (-1). Another program's rows can hold anything (2^63-1 output tokens). */
+/* True when every count a sample records could have been recorded by a call: each one an
+ * integer (unreadable_col NULL), the deliverables, predicted, actual and budget from 0 to
+ * TELEM_COUNT_MAX, max_tokens too or unknown (-1). Another program's rows can hold
+ * anything (2^63-1 output tokens, '12abc'). */
 bool telem_plausible(const struct telem_sample *s);
 /* The name of the first count of a sample no call can record ("actual_output_tokens",
- * as its column is named) and its value in *value; NULL when the sample is plausible. */
+ * as its column is named) and its value in *value (0 for one that is no integer:
+ * unreadable_text holds it); NULL when the sample is plausible. */
 const char *telem_implausible_count(const struct telem_sample *s, int64_t *value);
 /* True for a calibration sample: success, not truncated, actual >= TELEM_CLEAN_MIN_ACTUAL,
  * and plausible (telem_plausible). */

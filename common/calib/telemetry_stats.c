@@ -29,6 +29,7 @@ void telem_samples_free(struct telem_samples *s)
 		free(x->complexity);
 		free(x->stop_reason);
 		free(x->model);
+		free(x->unreadable_text);
 	}
 	free(s->v);
 	*s = (struct telem_samples){ 0 };
@@ -63,6 +64,10 @@ const char *telem_implausible_count(const struct telem_sample *s, int64_t *value
 		{ "actual_max_tokens", s->actual_max_tokens, -1 },
 	};
 
+	if (s->unreadable_col != NULL) {
+		*value = 0;
+		return s->unreadable_col;
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(c); i++)
 		if (c[i].v < c[i].lo || c[i].v > TELEM_COUNT_MAX) {
 			*value = c[i].v;

@@ -109,10 +109,55 @@ enum db_type db_column_type(struct db_stmt *s, int i)
 	return s->db->ops->column_type(s, i);
 }
 
-/* Read an integer column. */
+/* Read the whole of `t` as a decimal integer (white space around it and a sign allowed,
+ * as SQLite's own integer literals); false when anything else is in it or it is out of
+ * range. */
+bool db_text_int64(const char *t, int64_t *out)
+{
+	uint64_t v = 0, limit = (uint64_t)INT64_MAX;
+	bool neg = false, digits = false;
+
+	while (*t == ' ' || (*t >= '\t' && *t <= '\r'))
+		t++;
+	if (*t == '+' || *t == '-')
+		neg = *t++ == '-';
+	if (neg)
+		limit++;
+	for (; *t >= '0' && *t <= '9'; t++, digits = true) {
+		if (v > (limit - (uint64_t)(*t - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*t - '0');
+	}
+	while (*t == ' ' || (*t >= '\t' && *t <= '\r'))
+		t++;
+	if (!digits || *t != '\0')
+		return false;
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
+	return true;
+}
+
+/* Read an integer column: a text only when it is wholly an integer, else 0. */
 int64_t db_column_int64(struct db_stmt *s, int i)
 {
-	return s->db->ops->column_int64(s, i);
+	int64_t v;
+
+	return db_column_int64_ok(s, i, &v) ? v : 0;
+}
+
+/* Read an integer column, telling a text that is no integer apart. */
+bool db_column_int64_ok(struct db_stmt *s, int i, int64_t *out)
+{
+	const char *t;
+
+	if (s->db->ops->column_type(s, i) != DB_TEXT) {
+		*out = s->db->ops->column_int64(s, i);
+		return true;
+	}
+	t = s->db->ops->column_text(s, i);
+	if (t != NULL && db_text_int64(t, out))
+		return true;
+	*out = 0;
+	return false;
 }
 
 /* Read a real column. */
@@ -125,6 +170,17 @@ double db_column_double(struct db_stmt *s, int i)
 const char *db_column_text(struct db_stmt *s, int i)
 {
 	return s->db->ops->column_text(s, i);
+}
+
+/* Read a text column with its length. */
+const char *db_column_textn(struct db_stmt *s, int i, size_t *len)
+{
+	const char *t = s->db->ops->column_text(s, i);
+
+	*len = t == NULL                     ? 0 :
+	    s->db->ops->column_bytes != NULL ? s->db->ops->column_bytes(s, i) :
+	                                       strlen(t);
+	return t;
 }
 
 /* Run SQL without rows. */

@@ -80,6 +80,8 @@ struct db_ops {
 	int64_t (*column_int64)(struct db_stmt *s, int i);
 	double (*column_double)(struct db_stmt *s, int i);
 	const char *(*column_text)(struct db_stmt *s, int i);
+	/* Optional: the bytes of the text column_text gave last (else its strlen). */
+	size_t (*column_bytes)(struct db_stmt *s, int i);
 	int (*exec)(struct db *db, const char *sql);
 	int (*begin)(struct db *db, enum db_tx tx);
 	/* Optional: commit the open transaction (else exec "COMMIT"). */
@@ -134,11 +136,22 @@ int db_bind_count(struct db_stmt *s);
 int db_column_count(struct db_stmt *s);
 const char *db_column_name(struct db_stmt *s, int i);
 enum db_type db_column_type(struct db_stmt *s, int i);
-/* Column i (0-based) of the current row as an integer (a boolean is 0 or 1; NULL is 0), a
- * real, or a text (NULL for SQL NULL; a timestamp in the store's one text format). */
+/* Column i (0-based) of the current row as an integer (a boolean is 0 or 1; NULL is 0; a
+ * real is truncated; a text only when it is wholly an integer, db_text_int64, else 0:
+ * '12abc' another program stored is no 12), a real, or a text (NULL for SQL NULL; a
+ * timestamp in the store's one text format). */
 int64_t db_column_int64(struct db_stmt *s, int i);
+/* Column i as db_column_int64 reads it into *out; false (and 0) when its value is a text
+ * that is not wholly an integer. */
+bool db_column_int64_ok(struct db_stmt *s, int i, int64_t *out);
+/* Read the whole of `t` as a decimal integer: white space around it and a sign allowed,
+ * nothing else; false when anything else is in it or it is out of range. */
+bool db_text_int64(const char *t, int64_t *out);
 double db_column_double(struct db_stmt *s, int i);
 const char *db_column_text(struct db_stmt *s, int i);
+/* Column i as a text and its length in bytes in *len: a text another program stored may
+ * hold a NUL byte (a blob reads as its bytes), which db_column_text's string ends at. */
+const char *db_column_textn(struct db_stmt *s, int i, size_t *len);
 /* Run SQL that returns no rows (several statements allowed). DB_OK or DB_ERROR. */
 int db_exec(struct db *db, const char *sql);
 /* Begin, commit or roll back a transaction. db_rollback does nothing outside one. */

@@ -45,7 +45,7 @@ static void failed_row(struct db_stmt *q, void *item)
 	f->attempt_id = db_column_int64(q, 3);
 	f->attempt_number = db_column_int64(q, 4);
 	f->outcome = store_col_text(q, 5, NULL);
-	f->reason = store_col_text(q, 6, NULL);
+	f->reason = store_col_textn(q, 6, &f->reason_len);
 	f->message = store_col_text(q, 7, NULL);
 	f->fingerprint = store_col_text(q, 8, NULL);
 	f->ended_at = store_col_text(q, 9, NULL);

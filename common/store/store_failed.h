@@ -38,7 +38,8 @@ struct store_failed {
 	int64_t attempt_id; /* 0: no attempt recorded (an adopted database) */
 	int64_t attempt_number;
 	char *outcome;
-	char *reason; /* the attempt's failure reason, else phases.last_failure_reason */
+	char *reason;      /* the attempt's failure reason, else phases.last_failure_reason */
+	size_t reason_len; /* its bytes: another program's text may hold a NUL byte */
 	char *message;
 	char *fingerprint;
 	char *ended_at; /* database timestamp of the attempt's end (or the phase's update) */

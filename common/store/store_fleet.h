@@ -174,7 +174,8 @@ struct fleet_txn {
 enum fleet_txn_state {
 	FLEET_TXN_COMMITTED,
 	FLEET_TXN_ABORTED,
-	FLEET_TXN_RUNNING, /* still in progress on the server: ask again later */
+	FLEET_TXN_RUNNING, /* not known yet (still in progress, or the row's lock held by
+	                    * another transaction): ask again later */
 };
 
 /* The transaction of the group whose heartbeat was written last: call it after a COMMIT
@@ -187,7 +188,10 @@ struct fleet_txn store_fleet_txn(const struct store_drain *d);
  * the network was cut rather than the server, and a COMMIT may still reach it), that
  * session is asked to end (pg_terminate_backend, allowed on a session of the same role)
  * and *state is FLEET_TXN_RUNNING, with what was done in err->text: ask again later; once
- * the session has ended its transaction is final. Once the lock is had, the row's version
+ * the session has ended its transaction is final. When that session no longer holds `t`,
+ * the lock is another transaction's (another supervisor declaring silent ones lost, or
+ * rescuing their attempts, holds it a moment): *state is FLEET_TXN_RUNNING too, and
+ * err->text says so. Once the lock is had, the row's version
  * says: written by transaction `t` (its xmin), it committed; else it did not (or another
  * supervisor declared this one lost since, which the caller learns next). Returns 0, or
  * STORE_EIO when the server could not be asked (err). */

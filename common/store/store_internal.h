@@ -79,6 +79,9 @@ int store_rows_query(struct db *db, const char *sql, struct store_rows *r, struc
 /* Copy text column i of the current row to the heap; a NULL column gives a copy of
  * if_null, or NULL when if_null is NULL. */
 char *store_col_text(struct db_stmt *q, int i, const char *if_null);
+/* Copy text column i of the current row to the heap whole, NUL bytes and all (NUL
+ * terminated after them), its length in *len; NULL (and 0) for a NULL column. */
+char *store_col_textn(struct db_stmt *q, int i, size_t *len);
 /* Bind text parameter i (SQLite copies it); NULL binds SQL NULL. */
 void store_bind_text(struct db_stmt *q, int i, const char *s);
 

@@ -258,6 +258,22 @@ char *store_col_text(struct db_stmt *q, int i, const char *if_null)
 	return xstrdup(t);
 }
 
+/* Copy a text column whole, with its length. */
+char *store_col_textn(struct db_stmt *q, int i, size_t *len)
+{
+	const char *t;
+	char *c;
+
+	assert(i >= 0 && i < db_column_count(q));
+	t = db_column_textn(q, i, len);
+	if (t == NULL)
+		return NULL;
+	c = xmalloc(*len + 1);
+	memcpy(c, t, *len);
+	c[*len] = '\0';
+	return c;
+}
+
 /* Bind a text parameter (copied); NULL binds SQL NULL. */
 void store_bind_text(struct db_stmt *q, int i, const char *s)
 {

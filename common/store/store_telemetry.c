@@ -68,6 +68,17 @@ static char *telem_col_text(struct db_stmt *q, int i, const char *if_null)
 	return utf8_clean(t, SIZE_MAX);
 }
 
+/* Read count column i into *v; a text that is not wholly an integer reads as 0 and is
+ * kept in the sample as its first unreadable count. */
+static void telem_col_count(
+    struct db_stmt *q, int i, const char *name, struct telem_sample *s, int64_t *v)
+{
+	if (db_column_int64_ok(q, i, v) || s->unreadable_col != NULL)
+		return;
+	s->unreadable_col = name;
+	s->unreadable_text = telem_col_text(q, i, "");
+}
+
 /* Append the current event to the telem_samples at arg. */
 static int telem_read_row(struct db_stmt *q, void *arg)
 {
@@ -78,11 +89,14 @@ static int telem_read_row(struct db_stmt *q, void *arg)
 	s->timestamp = telem_col_text(q, 2, "");
 	s->category = telem_col_text(q, 3, "");
 	s->complexity = telem_col_text(q, 4, "");
-	s->deliverable_count = db_column_int64(q, 5);
-	s->predicted = db_column_int64(q, 6);
-	s->actual = db_column_int64(q, 7);
-	s->selected_budget = db_column_int64(q, 8);
-	s->actual_max_tokens = db_column_type(q, 9) == DB_NULL ? -1 : db_column_int64(q, 9);
+	telem_col_count(q, 5, "deliverable_count", s, &s->deliverable_count);
+	telem_col_count(q, 6, "predicted_output_tokens", s, &s->predicted);
+	telem_col_count(q, 7, "actual_output_tokens", s, &s->actual);
+	telem_col_count(q, 8, "selected_budget", s, &s->selected_budget);
+	if (db_column_type(q, 9) == DB_NULL)
+		s->actual_max_tokens = -1;
+	else
+		telem_col_count(q, 9, "actual_max_tokens", s, &s->actual_max_tokens);
 	s->success = db_column_int64(q, 10) != 0;
 	s->truncated = db_column_int64(q, 11) != 0;
 	s->stop_reason = telem_col_text(q, 12, NULL);

@@ -62,6 +62,7 @@ const char *store_value_kind_name(enum store_value_kind kind)
 	case STORE_VALUE_TIER_STATE: return "tier state";
 	case STORE_VALUE_PHASE_STATE: return "phase state";
 	case STORE_VALUE_ID: return "text id";
+	case STORE_VALUE_INT: return "integer";
 	}
 	return "?";
 }
@@ -140,7 +141,8 @@ int store_value_read(enum store_value_kind kind, const char *text, char out[64])
 			return -1;
 		snprintf(out, 64, "%d", b);
 		return 0;
-	case STORE_VALUE_ID: return -1;
+	case STORE_VALUE_ID:
+	case STORE_VALUE_INT: return -1;
 	default: return values_state_text(kind, text, out);
 	}
 }
@@ -155,8 +157,8 @@ static void values_sql_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	(void)argc;
 	if (type == SQLITE_NULL)
 		return;
-	if (kind == STORE_VALUE_ID) {
-		if (type == SQLITE_TEXT)
+	if (kind == STORE_VALUE_ID || kind == STORE_VALUE_INT) {
+		if (type == (kind == STORE_VALUE_ID ? SQLITE_TEXT : SQLITE_INTEGER))
 			sqlite3_result_value(ctx, argv[1]);
 		return;
 	}
@@ -230,27 +232,29 @@ static char *values_column_type(struct db *db, const char *table, const char *co
 	return type;
 }
 
-/* Add runs.id and every run_id and phase_id column; STORE_EIO on failure (the list
- * freed). */
+/* Add runs.id and every run_id and phase_id column as ids, then every other column of
+ * integer affinity as integers; STORE_EIO on failure (the list freed). */
 static int values_id_columns(struct db *db, struct store_value_cols *out, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(db,
-	    "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c"
-	    " WHERE m.type = 'table' AND (lower(c.name) IN ('run_id', 'phase_id')"
-	    " OR (lower(m.name) = 'runs' AND lower(c.name) = 'id')) ORDER BY m.rowid, c.cid",
+	    "SELECT m.name, c.name, lower(c.name) IN ('run_id', 'phase_id')"
+	    " OR (lower(m.name) = 'runs' AND lower(c.name) = 'id') AS is_id"
+	    " FROM sqlite_master m, pragma_table_info(m.name) c"
+	    " WHERE m.type = 'table' AND (is_id OR instr(upper(c.type), 'INT') > 0)"
+	    " ORDER BY is_id DESC, m.rowid, c.cid",
 	    &q);
 
 	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
-		store_value_cols_add(
-		    out, db_column_text(q, 0), db_column_text(q, 1), STORE_VALUE_ID);
+		store_value_cols_add(out, db_column_text(q, 0), db_column_text(q, 1),
+		    db_column_int64(q, 2) ? STORE_VALUE_ID : STORE_VALUE_INT);
 		rc = DB_OK;
 	}
 	db_finalize(q);
 	if (rc == DB_DONE)
 		return 0;
 	store_value_cols_free(out);
-	return store_fail(err, STORE_EIO, "reading the id columns: %s", db_errmsg(db));
+	return store_fail(err, STORE_EIO, "reading the id and integer columns: %s", db_errmsg(db));
 }
 
 /* Collect the columns whose values are checked; STORE_EIO on failure. */

@@ -19,7 +19,8 @@ enum store_value_kind {
 	STORE_VALUE_RUN_STATE,
 	STORE_VALUE_TIER_STATE,
 	STORE_VALUE_PHASE_STATE,
-	STORE_VALUE_ID, /* a run or phase id: text, as it is; SQLite only (a blob is none) */
+	STORE_VALUE_ID,  /* a run or phase id: text, as it is; SQLite only (a blob is none) */
+	STORE_VALUE_INT, /* an integer, as it is; SQLite only ('12abc' or 1.5 is none) */
 };
 
 /* One column whose values are held to a format. */
@@ -43,9 +44,11 @@ struct store_value_cols {
 int store_values_register(struct db *db, struct store_err *err);
 /* Collect the columns of db to check: autopack's own timestamp columns and every column
  * declared DATETIME; with `legacy` also every column declared BOOLEAN, the state
- * columns of runs, tiers and phases, and the ids: runs.id and every run_id and phase_id
- * column (a value stored as anything but text, such as a blob, is unreadable; none is
- * ever rewritten). */
+ * columns of runs, tiers and phases, the ids (runs.id and every run_id and phase_id
+ * column: a value stored as anything but text, such as a blob, is unreadable) and every
+ * column of integer affinity (its type names INT: a value stored as anything but an
+ * integer, such as the text '12abc', is unreadable). Ids and integers are never
+ * rewritten. */
 int store_values_columns(
     struct db *db, bool legacy, struct store_value_cols *out, struct store_err *err);
 /* Count, reading only, the values of each column that would be rewritten and those that
@@ -57,7 +60,7 @@ int store_values_survey(struct db *db, struct store_value_cols *cols, struct sto
 int store_values_rewrite(struct db *db, struct store_value_cols *cols, struct store_err *err);
 /* Write `text`, a stored value of `kind`, in the original's format into out ("0"/"1"
  * for a boolean): 0, or -1 when it is not such a value. An id is judged by its SQLite
- * type alone, not by its text: -1 for STORE_VALUE_ID. */
+ * type alone, not by its text: -1 for STORE_VALUE_ID and STORE_VALUE_INT. */
 int store_value_read(enum store_value_kind kind, const char *text, char out[64]);
 /* The kind of the state column of `table` (runs, tiers, phases), or -1. */
 int store_values_state_kind(const char *table);

@@ -222,6 +222,43 @@ TEST(original_values_are_the_defaults_of_autopacks_schema)
 	store_close(&st);
 }
 
+TEST(db_text_int64_reads_only_a_whole_integer)
+{
+	int64_t v = -1;
+
+	CHECK(db_text_int64("12", &v) && v == 12);
+	CHECK(db_text_int64(" -7 ", &v) && v == -7);
+	CHECK(db_text_int64("+3", &v) && v == 3);
+	CHECK(db_text_int64("9223372036854775807", &v) && v == INT64_MAX);
+	CHECK(db_text_int64("-9223372036854775808", &v) && v == INT64_MIN);
+	CHECK(!db_text_int64("9223372036854775808", &v));
+	CHECK(!db_text_int64("12abc", &v));
+	CHECK(!db_text_int64("1.5", &v));
+	CHECK(!db_text_int64("", &v));
+	CHECK(!db_text_int64("-", &v));
+	CHECK(!db_text_int64("1 2", &v));
+}
+
+TEST(db_column_int64_reads_a_text_only_when_it_is_wholly_an_integer)
+{
+	struct db_stmt *q = NULL;
+	struct db *db = NULL;
+	char msg[256];
+	int64_t v = -1;
+
+	CHECK(db_sqlite_open(":memory:", SQLITE_OPEN_READWRITE, 0, &db, msg, sizeof msg) == DB_OK);
+	CHECK(db_prepare(db, "SELECT '12abc', ' 12 ', 7, 2.9, NULL", &q) == DB_OK);
+	CHECK(db_step(q) == DB_ROW);
+	CHECK(db_column_int64(q, 0) == 0);
+	CHECK(!db_column_int64_ok(q, 0, &v) && v == 0);
+	CHECK(db_column_int64(q, 1) == 12);
+	CHECK(db_column_int64_ok(q, 2, &v) && v == 7);
+	CHECK(db_column_int64(q, 3) == 2);
+	CHECK(db_column_int64_ok(q, 4, &v) && v == 0);
+	db_finalize(q);
+	db_close(db);
+}
+
 TEST(values_are_rewritten_into_the_originals_formats)
 {
 	struct store_value_cols cols;

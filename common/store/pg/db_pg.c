@@ -440,8 +440,8 @@ static const char *pg_column_text(struct db_stmt *st, int i)
 	}
 }
 
-/* Read a column as an integer: a boolean is 0 or 1, NULL and text are 0, a real is
- * truncated. */
+/* Read a column as an integer: a boolean is 0 or 1, NULL is 0, a real is truncated (a
+ * text is read by db_column_int64 itself, whole or not at all). */
 static int64_t pg_column_int64(struct db_stmt *st, int i)
 {
 	struct db_pg_stmt *s = S(st);

@@ -776,9 +776,10 @@ struct fleet_txn store_fleet_txn(const struct store_drain *d)
 }
 
 /* Ask the server process `pid` to end its session, if it still holds transaction `xid`
- * (its id has no epoch in pg_stat_activity); 0 whether or not it still did, STORE_EIO
- * when refused (err: no privilege to end that session). */
-static int fleet_txn_end(struct store_drain *d, const struct fleet_txn *t, struct store_err *err)
+ * (its id has no epoch in pg_stat_activity); *asked says whether it still did. 0 whether
+ * or not, STORE_EIO when refused (err: no privilege to end that session). */
+static int fleet_txn_end(
+    struct store_drain *d, const struct fleet_txn *t, bool *asked, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
 	char xid[24];
@@ -787,12 +788,13 @@ static int fleet_txn_end(struct store_drain *d, const struct fleet_txn *t, struc
 	    " WHERE pid = CAST(?1 AS INTEGER) AND backend_xid = CAST(?2 AS xid)",
 	    &q);
 
+	*asked = false;
 	snprintf(xid, sizeof xid, "%llu", (unsigned long long)((uint64_t)t->xid & 0xffffffffu));
 	if (rc == DB_OK) {
 		db_bind_int64(q, 1, t->pid);
 		store_bind_text(q, 2, xid);
 		while ((rc = db_step(q)) == DB_ROW)
-			;
+			*asked = true;
 	}
 	db_finalize(q);
 	if (rc == DB_DONE)
@@ -813,6 +815,7 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t,
 {
 	struct db_stmt *q = NULL;
 	int64_t xmin = -1;
+	bool asked;
 	int rc = db_prepare(d->st->db,
 	    "SELECT CAST(CAST(xmin AS TEXT) AS BIGINT) FROM supervisors"
 	    " WHERE supervisor_id = ?1 FOR SHARE NOWAIT",
@@ -827,14 +830,23 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t,
 	}
 	db_finalize(q);
 	if (rc != DB_ROW && rc != DB_DONE && db_fault(d->st->db) == DB_FAULT_BUSY) {
-		/* Still held: the transaction's session lives on, and a COMMIT may still reach
-		 * it. */
-		if (fleet_txn_end(d, t, err) != 0)
+		/* Still held: by the transaction's session, which lives on and a COMMIT may
+		 * still reach, or by another supervisor's transaction for a moment. */
+		if (fleet_txn_end(d, t, &asked, err) != 0)
 			return 0;
-		store_fail(err, STORE_EBUSY,
-		    "%s: the group's transaction %lld is still in progress in server process %d, which"
-		    " was asked to end",
-		    d->st->url, (long long)t->xid, t->pid);
+		if (asked)
+			store_fail(err, STORE_EBUSY,
+			    "%s: the group's transaction %lld is still in progress in server process "
+			    "%d, which was asked to end",
+			    d->st->url, (long long)t->xid, t->pid);
+		else
+			store_fail(err, STORE_EBUSY,
+			    "%s: this supervisor's row is locked by another transaction, not the "
+			    "group's (transaction %lld no longer runs in server process %d): another "
+			    "supervisor declaring silent ones lost or rescuing their attempts holds "
+			    "such a lock for a moment; whether the group committed is read once it "
+			    "is released",
+			    d->st->url, (long long)t->xid, t->pid);
 		return 0;
 	}
 	if (rc != DB_ROW)

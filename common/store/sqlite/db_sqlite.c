@@ -177,6 +177,12 @@ static const char *sqlite_column_text(struct db_stmt *s, int i)
 	return (const char *)sqlite3_column_text(Q(s), i);
 }
 
+/* Count with sqlite3_column_bytes (after sqlite3_column_text, the text's bytes). */
+static size_t sqlite_column_bytes(struct db_stmt *s, int i)
+{
+	return (size_t)sqlite3_column_bytes(Q(s), i);
+}
+
 /* Run with sqlite3_exec. */
 static int sqlite_exec(struct db *db, const char *sql)
 {
@@ -338,6 +344,7 @@ static const struct db_ops sqlite_ops = {
 	.column_int64 = sqlite_column_int64,
 	.column_double = sqlite_column_double,
 	.column_text = sqlite_column_text,
+	.column_bytes = sqlite_column_bytes,
 	.exec = sqlite_exec,
 	.begin = sqlite_begin,
 	.commit = sqlite_commit,
