@@ -133,6 +133,25 @@ def drain(tmp, url, llm, *args, key="sk-ant-e2e-test-key", provider="anthropic",
     return sup
 
 
+def drain_logging_workers(tmp, url, prefix, env):
+    """Drain every queued phase with two workers calling a new stand-in, the supervisor
+    run under `prefix` with `env`; assert it exits 0 and every attempt succeeded. Returns
+    its log and how many workers wrote to it."""
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=env,
+                     prefix=prefix)
+    try:
+        assert sup.wait(timeout=300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    err = sup.stderr()
+    outcomes = [a["outcome"] for a in rows(url, "SELECT outcome FROM attempts")]
+    assert outcomes and outcomes == ["success"] * len(outcomes), err
+    return err, len({line.split("autopack-worker[")[1].split("]")[0]
+                     for line in err.splitlines() if "autopack-worker[" in line})
+
+
 def rows(url, query, *args):
     """Rows of a read-only query, as dicts (on either backend)."""
     if url.startswith("postgresql://"):

@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from conftest import BIN, binpath
-from e2e_helpers import (Standin, check_namespaces, import_plan, init_db, llm_args,
-                         phase_spec, rows)
+from e2e_helpers import (Standin, check_namespaces, drain_logging_workers, import_plan,
+                         init_db, llm_args, phase_spec, rows)
 from supervisor_helpers import Supervisor
 
 # Stands in for the worker: takes the keys as a worker does (proto/hand.h) and writes
@@ -130,22 +130,11 @@ def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount
     import_plan(tmp, url, [("run-%d" % r, ws, [phase_spec("p%d" % p, ("out/%d_%d.py" % (r, p),),
                                                          check="echo $$ > pid-%d-%d" % (r, p))
                                                for p in range(2)]) for r in range(2)])
-    llm = Standin(tmp)
     # As in a container that allows user namespaces but no further mount namespace.
     prefix = ("unshare", "-U", "-r", "/bin/sh", "-c",
               'echo 0 > /proc/sys/user/max_mnt_namespaces && exec "$@"', "sh")
-    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm),
-                     env={"ANTHROPIC_API_KEY": KEY}, prefix=prefix)
-    try:
-        assert sup.wait(timeout=300) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
-    assert [a["outcome"] for a in rows(url, "SELECT outcome FROM attempts")] == [
-        "success"] * 4, sup.stderr()
-    err = sup.stderr()
-    workers = len({line.split("autopack-worker[")[1].split("]")[0]
-                   for line in err.splitlines() if "autopack-worker[" in line})
+    err, workers = drain_logging_workers(tmp, url, prefix, {"ANTHROPIC_API_KEY": KEY})
+    assert len(rows(url, "SELECT outcome FROM attempts")) == 4
     warning = ("check commands run in a user and a PID namespace of their own but may write "
                "wherever their user may (unshare(CLONE_NEWNS): No space left on device): "
                "they can replace a program or a library the workers load, or a setting they "

@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
-from e2e_helpers import (HOST_PID, Standin, check_namespaces, import_plan, init_db,
-                         llm_args, phase_spec, refused_namespaces_prefix, rows)
+from e2e_helpers import (HOST_PID, Standin, check_namespaces, drain_logging_workers,
+                         import_plan, init_db, llm_args, phase_spec, refused_namespaces_prefix,
+                         rows)
 from supervisor_helpers import Supervisor
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-namespaces"}
@@ -197,19 +198,9 @@ def test_checks_run_where_the_kernel_refuses_the_namespaces_with_one_warning(tmp
     import_plan(tmp, url, [("run-%d" % r, ws, [phase_spec("p%d" % p, ("out/%d_%d.py" % (r, p),),
                                                          check=check) for p in range(2)])
                            for r in range(2)])
-    llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
-                     prefix=refused_namespaces_prefix(pid=refused == "user+pid"))
-    try:
-        assert sup.wait(timeout=300) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
-    assert [a["outcome"] for a in rows(url, "SELECT outcome FROM attempts")] == [
-        "success"] * 4, sup.stderr()
-    err = sup.stderr()
-    workers = len({line.split("autopack-worker[")[1].split("]")[0]
-                   for line in err.splitlines() if "autopack-worker[" in line})
+    err, workers = drain_logging_workers(tmp, url, refused_namespaces_prefix(
+        pid=refused == "user+pid"), KEY)
+    assert len(rows(url, "SELECT outcome FROM attempts")) == 4
     refusal = "clone(CLONE_NEWUSER|CLONE_NEWPID): No space left on device"
     if refused == "user":
         warning = ("check commands run in a PID namespace of their own but in no user "
