@@ -155,7 +155,8 @@ static void cmd_print_counts(FILE *out, const char *label, const struct store_co
 	if (c->n == 0)
 		fprintf(out, " (none)");
 	for (size_t i = 0; i < c->n; i++)
-		fprintf(out, "%s %s %lld", i ? "," : "", c->items[i].key, (long long)c->items[i].n);
+		fprintf(out, "%s %s %lld", i ? "," : "", cmd_shown(c->items[i].key),
+		    (long long)c->items[i].n);
 	fputc('\n', out);
 }
 
@@ -164,7 +165,7 @@ static void cmd_db_check_print(FILE *out, const struct store_stats *s)
 {
 	fprintf(out, "\nPhase states\n");
 	for (size_t i = 0; i < s->phase_states.n; i++)
-		fprintf(out, "  %-12s %8lld\n", s->phase_states.items[i].key,
+		fprintf(out, "  %-12s %8lld\n", cmd_shown(s->phase_states.items[i].key),
 		    (long long)s->phase_states.items[i].n);
 	fprintf(out, "  %-12s %8lld\n", "TOTAL", (long long)s->phases);
 	fprintf(out, "\nRuns: %lld\n", (long long)s->runs);
@@ -176,8 +177,9 @@ static void cmd_db_check_print(FILE *out, const struct store_stats *s)
 		fprintf(out,
 		    "  %s [%s]: %lld phases (%lld queued, %lld executing, %lld complete, "
 		    "%lld failed)\n",
-		    r->run_id, r->state, (long long)r->total, (long long)r->queued,
-		    (long long)r->executing, (long long)r->complete, (long long)r->failed);
+		    cmd_shown(r->run_id), cmd_shown(r->state), (long long)r->total,
+		    (long long)r->queued, (long long)r->executing, (long long)r->complete,
+		    (long long)r->failed);
 	}
 	fprintf(out, "\nTelemetry\n");
 	fprintf(out,

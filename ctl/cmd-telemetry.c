@@ -179,9 +179,10 @@ static void cmd_telem_print_strata(FILE *out, const struct telem_report *r)
 		}
 		if (s->m.n_smape > 0)
 			snprintf(smape, sizeof smape, "%.1f%%", s->m.smape_mean);
-		fprintf(out, "  %-20s %5zu %7.1f %7.1f %8.1f %8.2fx %8.2fx %10s  %s%s%s\n", s->key,
-		    s->m.n, s->m.under_pct, s->m.trunc_pct, s->m.success_pct, s->m.waste_median,
-		    s->m.waste_p90, smape, s->m.tuning_needed ? "TUNING NEEDED" : "",
+		fprintf(out, "  %-20s %5zu %7.1f %7.1f %8.1f %8.2fx %8.2fx %10s  %s%s%s\n",
+		    cmd_shown(s->key), s->m.n, s->m.under_pct, s->m.trunc_pct, s->m.success_pct,
+		    s->m.waste_median, s->m.waste_p90, smape,
+		    s->m.tuning_needed ? "TUNING NEEDED" : "",
 		    s->m.tuning_needed && s->m.waste_above_target ? ", " : "",
 		    s->m.waste_above_target ? "predicted/actual p90 >= 3x" : "");
 	}
