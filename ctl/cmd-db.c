@@ -194,6 +194,26 @@ static void cmd_db_check_print(FILE *out, const struct store_stats *s)
 	    " tokens\n",
 	    (long long)s->usage_total, (long long)s->usage_failed, (long long)s->usage_lost,
 	    (long long)s->usage_tokens);
+	if (s->usage_excluded == 0)
+		return;
+	fprintf(out,
+	    "  excluded from the tokens: %lld llm_usage_events row(s) recording a count no call "
+	    "reports (not an integer, below 0, or above 10^9 prompt or completion tokens, 2 x "
+	    "10^9 in all; written by another program)\n",
+	    (long long)s->usage_excluded);
+	for (size_t i = 0; i < s->n_usage_excluded_rows; i++) {
+		const struct store_usage_row *u = &s->usage_excluded_rows[i];
+
+		fprintf(out,
+		    "    id %lld: total_tokens %s, prompt_tokens %s, completion_tokens %s\n",
+		    (long long)u->id, u->total_tokens != NULL ? cmd_shown(u->total_tokens) : "NULL",
+		    u->prompt_tokens != NULL ? cmd_shown(u->prompt_tokens) : "NULL",
+		    u->completion_tokens != NULL ? cmd_shown(u->completion_tokens) : "NULL");
+	}
+	if (s->usage_excluded > (int64_t)s->n_usage_excluded_rows)
+		fprintf(out, "    and %lld more (--json lists the first %d too)\n",
+		    (long long)(s->usage_excluded - (int64_t)s->n_usage_excluded_rows),
+		    STORE_STATS_NAMED);
 }
 
 /* Return a list of counts as a JSON object. */
@@ -209,7 +229,17 @@ static json_t *cmd_counts_json(const struct store_counts *c)
 /* Return the statistics of db check as JSON. */
 static json_t *cmd_db_check_json(const struct store_stats *s)
 {
-	json_t *per_run = json_array();
+	json_t *per_run = json_array(), *excluded = json_array();
+
+	for (size_t i = 0; i < s->n_usage_excluded_rows; i++) {
+		const struct store_usage_row *u = &s->usage_excluded_rows[i];
+
+		json_array_append_new(excluded,
+		    json_pack("{s:I, s:o, s:o, s:o}", "id", (json_int_t)u->id, "total_tokens",
+		        cmd_json_text(u->total_tokens), "prompt_tokens",
+		        cmd_json_text(u->prompt_tokens), "completion_tokens",
+		        cmd_json_text(u->completion_tokens)));
+	}
 
 	for (size_t i = 0; i < s->n_runs; i++) {
 		const struct store_run_phases *r = &s->per_run[i];
@@ -222,7 +252,7 @@ static json_t *cmd_db_check_json(const struct store_stats *s)
 		        (json_int_t)r->failed));
 	}
 	return json_pack("{s:{s:o, s:I}, s:{s:I, s:o, s:o}, s:{s:{s:I, s:I, s:f, s:I, s:f, "
-	                 "s:o, s:o}, s:{s:I, s:I, s:I, s:I}}}",
+	                 "s:o, s:o}, s:{s:I, s:I, s:I, s:I, s:I, s:o}}}",
 	    "phases", "by_state", cmd_counts_json(&s->phase_states), "total", (json_int_t)s->phases,
 	    "runs", "total", (json_int_t)s->runs, "by_state", cmd_counts_json(&s->run_states),
 	    "per_run", per_run, "telemetry", "token_estimation_v2", "total",
@@ -232,7 +262,8 @@ static json_t *cmd_db_check_json(const struct store_stats *s)
 	    cmd_counts_json(&s->v2_by_category), "success_by_complexity",
 	    cmd_counts_json(&s->v2_by_complexity), "llm_usage", "total", (json_int_t)s->usage_total,
 	    "failed", (json_int_t)s->usage_failed, "lost", (json_int_t)s->usage_lost, "tokens",
-	    (json_int_t)s->usage_tokens);
+	    (json_int_t)s->usage_tokens, "excluded", (json_int_t)s->usage_excluded, "excluded_rows",
+	    excluded);
 }
 
 /* Warn about an empty database (no runs and no phases) on stderr. */

@@ -217,6 +217,10 @@ void cmd_print_textn(FILE *out, const char *s, size_t n);
 /* Print the lines of msg, each as cmd_shown shows it and ended by a newline (nothing for
  * NULL). */
 void cmd_print_lines(FILE *out, const char *msg);
+struct telem_sample;
+/* Print "excluded: N events recording a count no call can (...)" and name the first
+ * CALIB_IMPLAUSIBLE_NAMED of the n at v; nothing when n is 0. */
+void cmd_print_implausible(FILE *out, const struct telem_sample *const *v, size_t n);
 /* Print `j` (stolen) as indented JSON on stdout. */
 void cmd_json_print(json_t *j);
 
