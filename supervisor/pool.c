@@ -447,6 +447,10 @@ static void pool_spawn_options(
 	args[n++] = (char *)log_level_name(log_min_level());
 	args[n++] = (char *)"--log-format";
 	args[n++] = (char *)log_format_name(log_line_format());
+	if (s->cfg.check_network_host) {
+		args[n++] = (char *)"--check-network";
+		args[n++] = (char *)"host";
+	}
 	args[n] = NULL;
 	assert(n < 12);
 	stdio[0].flags = UV_IGNORE;

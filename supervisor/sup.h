@@ -87,6 +87,7 @@ struct sup_config {
 	const char *control_path;
 	const char *log_file;
 	const char *worker_path;
+	bool check_network_host; /* checks share the machine's network (--check-network host) */
 	int64_t heartbeat_timeout_s;
 	int64_t kill_grace_ms;
 	int64_t commit_window_ms;

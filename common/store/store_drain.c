@@ -150,6 +150,8 @@ void store_drain_close(struct store_drain *d)
 		return;
 	for (int i = 0; i < DS_COUNT; i++)
 		db_finalize(d->stmt[i]);
+	for (int i = 0; i <= DRAIN_ROWS_MAX; i++)
+		db_finalize(d->att_rows[i]);
 	db_finalize(d->estimation);
 	db_finalize(d->data_version);
 	db_finalize(d->budget_lock);

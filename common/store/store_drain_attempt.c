@@ -4,6 +4,7 @@
  * its drain_session_results row, in the group that commits it). */
 #include "common/store/store_drain_internal.h"
 #include "common/store/store_scope.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -334,26 +335,31 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 	return db_step(s);
 }
 
-int drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
-    int64_t phase_row, int64_t worker_pid, const char *session_id, bool dry_run,
-    uint64_t *attempt_id, int64_t *attempt_number, struct store_err *err)
+/* What an attempt's opening read of its phase (drain_open_read) leaves for its writes. */
+struct drain_opening {
+	struct drain_closing live; /* what its end needs, when the drain keeps live attempts */
+	struct tier_count *t;      /* its tier's counts, when kept (not a dry run) */
+	enum phase_state initial;  /* the phase's state before the attempt */
+	int64_t made, row;         /* the phase's builder_attempts and row id */
+	bool kept;                 /* `live` holds what it names */
+};
+
+/* Read phase (run_id, phase_id) for an attempt's opening into *o, and count its move to
+ * EXECUTING in its tier's counts (unless a dry run): STORE_EINVAL when there is no such
+ * phase or it is not dispatchable, STORE_EIO on an SQLite error; nothing held then. */
+static int drain_open_read(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t phase_row, const char *session_id, bool dry_run, struct drain_opening *o,
+    struct store_err *err)
 {
-	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
 	struct tier_cache *tiers = drain_tiers(d);
 	struct drain_lives *lives = drain_lives(d);
-	struct tier_count *t = NULL;
-	struct drain_closing live;
-	enum phase_state initial;
 	enum drain_stmt which;
 	struct db_stmt *s;
-	char now[32], *state;
-	int64_t made, row, index, tier;
+	char *state;
+	int64_t index, tier;
 	int rc;
 
-	assert(db_in_transaction(d->st->db));
-	if (d->supervisor_id > 0)
-		return store_fleet_attempt_open(d, run_id, phase_id, worker_pid, session_id,
-		    dry_run, attempt_id, attempt_number, err);
+	memset(o, 0, sizeof *o);
 	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, &s, &which);
 	if (rc != DB_ROW) {
 		db_reset(s);
@@ -363,71 +369,76 @@ int drain_attempt_open(struct store_drain *d, const char *run_id, const char *ph
 		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
 	}
 	state = store_col_text(s, 0, "NULL");
-	made = db_column_int64(s, 1);
+	o->made = db_column_int64(s, 1);
 	tier = db_column_int64(s, 2);
-	row = db_column_int64(s, 3);
+	o->row = db_column_int64(s, 3);
 	index = db_column_int64(s, 4);
 	/* The attempt the phase's fence names is no longer its current one. */
 	if (lives != NULL && db_column_type(s, 5) != DB_NULL)
 		lives_take(lives, (uint64_t)db_column_int64(s, 5), NULL);
 	if (tiers != NULL && !dry_run)
-		t = store_tier_cached(tiers, tier);
+		o->t = store_tier_cached(tiers, tier);
 	db_reset(s);
-	initial = phase_state_parse(state);
-	if (initial != PHASE_QUEUED && initial != PHASE_FAILED) {
+	o->initial = phase_state_parse(state);
+	if (o->initial != PHASE_QUEUED && o->initial != PHASE_FAILED) {
 		rc = store_fail(err, STORE_EINVAL, "phase %s/%s: state %s is not dispatchable",
 		    run_id, phase_id, state);
 		free(state);
 		return rc;
 	}
-	if (t != NULL)
-		store_tier_moved(t, state, phase_state_name(PHASE_EXECUTING));
+	if (o->t != NULL)
+		store_tier_moved(o->t, state, phase_state_name(PHASE_EXECUTING));
 	/* What the attempt's end will need, as DS_ATT_GET would read it then. */
 	if (lives != NULL) {
-		closing_keep(&live, run_id, phase_id, session_id, phase_state_name(initial),
+		closing_keep(&o->live, run_id, phase_id, session_id, phase_state_name(o->initial),
 		    dry_run ? state : phase_state_name(PHASE_EXECUTING));
-		live.phase_row = row;
-		live.phase_index = index;
-		live.tier = tier;
+		o->live.phase_row = o->row;
+		o->live.phase_index = index;
+		o->live.tier = tier;
+		o->kept = true;
 	}
 	free(state);
+	return 0;
+}
 
-	time_db_now(now);
-	s = drain_stmt(d, DS_ATT_INSERT);
-	drain_bind_text(s, 1, run_id);
-	drain_bind_text(s, 2, phase_id);
-	db_bind_int64(s, 3, made + 1);
-	drain_bind_text(s, 4, session_id);
-	if (worker_pid > 0)
-		db_bind_int64(s, 5, worker_pid);
-	else
-		db_bind_null(s, 5); /* opened ahead: its worker is recorded with its end */
-	db_bind_int64(s, 6, dry_run);
-	drain_bind_text(s, 7, phase_state_name(initial));
-	drain_bind_text(s, 8, now);
-	/* The row id, not a RETURNING clause: SQLite runs RETURNING as a trigger program. */
-	if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0)
-		goto out;
-	*attempt_id = (uint64_t)db_last_insert_id(d->st->db);
-	*attempt_number = made + 1;
+/* Release what an opening holds. */
+static void drain_open_drop(struct drain_opening *o)
+{
+	if (o->kept)
+		closing_free(&o->live);
+	o->kept = false;
+}
 
-	s = drain_stmt(d, fence);
-	db_bind_int64(s, 1, row);
-	db_bind_int64(s, 2, (int64_t)*attempt_id);
+/* After its attempt row (`att`) is written: fence phase (run_id, phase_id) read into *o
+ * with it (unless a dry run, moving the phase to EXECUTING, its tier and run following),
+ * and keep the attempt live. What *o held is taken or released. */
+static int drain_open_fence(struct store_drain *d, const char *run_id, const char *phase_id,
+    struct drain_opening *o, uint64_t att, bool dry_run, const char *now, struct store_err *err)
+{
+	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
+	struct drain_lives *lives = drain_lives(d);
+	struct db_stmt *s = drain_stmt(d, fence);
+	int rc;
+
+	db_bind_int64(s, 1, o->row);
+	db_bind_int64(s, 2, (int64_t)att);
 	if (!dry_run) {
 		drain_bind_text(s, 3, now);
 		drain_bind_text(s, 4, phase_state_name(PHASE_EXECUTING));
 	}
-	if ((rc = drain_exec(d, fence, err)) != 0)
-		goto out;
-	if (lives != NULL) {
-		lives_add(lives, *attempt_id, &live);
-		lives = NULL;
+	if ((rc = drain_exec(d, fence, err)) != 0) {
+		drain_open_drop(o);
+		return rc;
 	}
+	if (o->kept && lives != NULL)
+		lives_add(lives, att, &o->live);
+	else
+		drain_open_drop(o);
+	o->kept = false;
 	if (dry_run)
 		return 0;
 	/* A tier known to be IN_PROGRESS already is left as it is, as the UPDATE would. */
-	if (t == NULL || t->state_null || strcmp(t->state, "IN_PROGRESS") != 0) {
+	if (o->t == NULL || o->t->state_null || strcmp(o->t->state, "IN_PROGRESS") != 0) {
 		s = drain_stmt(d, DS_TIER_STARTED);
 		drain_bind_text(s, 1, run_id);
 		drain_bind_text(s, 2, phase_id);
@@ -435,13 +446,187 @@ int drain_attempt_open(struct store_drain *d, const char *run_id, const char *ph
 		drain_bind_text(s, 4, now);
 		if ((rc = drain_exec(d, DS_TIER_STARTED, err)) != 0)
 			return rc;
-		if (t != NULL)
-			store_tier_stored(t, "IN_PROGRESS");
+		if (o->t != NULL)
+			store_tier_stored(o->t, "IN_PROGRESS");
 	}
 	return drain_run_follow(d, run_id, true, now, err);
+}
+
+int drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
+    int64_t phase_row, int64_t worker_pid, const char *session_id, bool dry_run,
+    uint64_t *attempt_id, int64_t *attempt_number, struct store_err *err)
+{
+	struct drain_opening o;
+	struct db_stmt *s;
+	char now[32];
+	int rc;
+
+	assert(db_in_transaction(d->st->db));
+	if (d->supervisor_id > 0)
+		return store_fleet_attempt_open(d, run_id, phase_id, worker_pid, session_id,
+		    dry_run, attempt_id, attempt_number, err);
+	if ((rc = drain_open_read(d, run_id, phase_id, phase_row, session_id, dry_run, &o, err)) !=
+	    0)
+		return rc;
+	time_db_now(now);
+	s = drain_stmt(d, DS_ATT_INSERT);
+	drain_bind_text(s, 1, run_id);
+	drain_bind_text(s, 2, phase_id);
+	db_bind_int64(s, 3, o.made + 1);
+	drain_bind_text(s, 4, session_id);
+	if (worker_pid > 0)
+		db_bind_int64(s, 5, worker_pid);
+	else
+		db_bind_null(s, 5); /* opened ahead: its worker is recorded with its end */
+	db_bind_int64(s, 6, dry_run);
+	drain_bind_text(s, 7, phase_state_name(o.initial));
+	drain_bind_text(s, 8, now);
+	/* The row id, not a RETURNING clause: SQLite runs RETURNING as a trigger program. */
+	if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0) {
+		drain_open_drop(&o);
+		return rc;
+	}
+	*attempt_id = (uint64_t)db_last_insert_id(d->st->db);
+	*attempt_number = o.made + 1;
+	return drain_open_fence(d, run_id, phase_id, &o, *attempt_id, dry_run, now, err);
+}
+
+/* The statement that inserts `m` attempt rows (2 <= m <= DRAIN_ROWS_MAX), prepared at its
+ * first use: ?1 the session, ?2 dry_run, ?3 started_at, then five for each row (run,
+ * phase, attempt number, worker pid, initial state). NULL on failure, err set. */
+static struct db_stmt *drain_rows_stmt(struct store_drain *d, size_t m, struct store_err *err)
+{
+	struct strbuf sql = { 0 };
+
+	assert(m >= 2 && m <= DRAIN_ROWS_MAX);
+	if (d->att_rows[m] != NULL) {
+		db_reset(d->att_rows[m]);
+		db_clear_bindings(d->att_rows[m]);
+		return d->att_rows[m];
+	}
+	strbuf_puts(&sql,
+	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id,"
+	    " worker_pid, dry_run, initial_state, started_at) VALUES ");
+	for (size_t j = 0; j < m; j++) {
+		size_t p = 4 + 5 * j;
+
+		strbuf_printf(&sql, "%s(?%zu, ?%zu, ?%zu, ?1, ?%zu, ?2, ?%zu, ?3)",
+		    j > 0 ? ", " : "", p, p + 1, p + 2, p + 3, p + 4);
+	}
+	if (db_prepare_persistent(d->st->db, sql.s, &d->att_rows[m]) != DB_OK) {
+		drain_fail(d, err, "INSERT INTO attempts … VALUES (…), (…)");
+		d->att_rows[m] = NULL;
+	}
+	free(sql.s);
+	return d->att_rows[m];
+}
+
+/* Insert the attempt rows of the `m` claims c[at[0..m)] read into o[at[…]] in one
+ * statement (m >= 2), and set each claim's attempt id and number. The rows take
+ * consecutive ids, in the order of the VALUES: the statement holds the write lock, and
+ * AUTOINCREMENT gives each row the one after the last. */
+static int drain_rows_insert(struct store_drain *d, struct drain_claim *c,
+    const struct drain_opening *o, const size_t *at, size_t m, const char *session_id, bool dry_run,
+    const char *now, struct store_err *err)
+{
+	struct db_stmt *s = drain_rows_stmt(d, m, err);
+	uint64_t last;
+	int rc;
+
+	if (s == NULL)
+		return STORE_EIO;
+	drain_bind_text(s, 1, session_id);
+	db_bind_int64(s, 2, dry_run);
+	drain_bind_text(s, 3, now);
+	for (size_t j = 0; j < m; j++) {
+		const struct drain_claim *k = &c[at[j]];
+		int p = 4 + 5 * (int)j;
+
+		drain_bind_text(s, p, k->run_id);
+		drain_bind_text(s, p + 1, k->phase_id);
+		db_bind_int64(s, p + 2, o[at[j]].made + 1);
+		if (k->worker_pid > 0)
+			db_bind_int64(s, p + 3, k->worker_pid);
+		else
+			db_bind_null(s, p + 3);
+		drain_bind_text(s, p + 4, phase_state_name(o[at[j]].initial));
+	}
+	rc = db_step(s);
+	db_reset(s);
+	if (rc != DB_DONE)
+		return drain_fail(d, err, "INSERT INTO attempts … VALUES (…), (…)");
+	if (db_changes(d->st->db) != (int64_t)m)
+		return store_fail(err, STORE_EIO, "%s: %zu attempt rows inserted as %lld",
+		    d->st->path, m, (long long)db_changes(d->st->db));
+	last = (uint64_t)db_last_insert_id(d->st->db);
+	for (size_t j = 0; j < m; j++) {
+		c[at[j]].attempt_id = last - (m - 1 - j);
+		c[at[j]].attempt_number = o[at[j]].made + 1;
+	}
+	return 0;
+}
+
+int drain_attempts_open_rows(struct store_drain *d, struct drain_claim *c, size_t n,
+    const char *session_id, bool dry_run, struct store_err *err)
+{
+	struct drain_opening *o = xcalloc(n, sizeof *o);
+	size_t *at = xcalloc(n, sizeof *at), m = 0, done = 0;
+	char now[32];
+	int rc = 0;
+
+	assert(db_in_transaction(d->st->db) && d->supervisor_id == 0);
+	for (size_t i = 0; i < n; i++) {
+		c[i].rc = drain_open_read(d, c[i].run_id, c[i].phase_id, c[i].phase_row, session_id,
+		    dry_run, &o[i], &c[i].err);
+		if (c[i].rc == 0)
+			at[m++] = i;
+		else if (c[i].rc != STORE_EINVAL) {
+			*err = c[i].err;
+			rc = c[i].rc;
+			goto out;
+		}
+	}
+	time_db_now(now);
+	for (size_t j = 0; j < m; j += DRAIN_ROWS_MAX) {
+		size_t k = m - j < DRAIN_ROWS_MAX ? m - j : DRAIN_ROWS_MAX;
+
+		if (k == 1) {
+			struct db_stmt *s = drain_stmt(d, DS_ATT_INSERT);
+			struct drain_claim *one = &c[at[j]];
+
+			drain_bind_text(s, 1, one->run_id);
+			drain_bind_text(s, 2, one->phase_id);
+			db_bind_int64(s, 3, o[at[j]].made + 1);
+			drain_bind_text(s, 4, session_id);
+			if (one->worker_pid > 0)
+				db_bind_int64(s, 5, one->worker_pid);
+			else
+				db_bind_null(s, 5);
+			db_bind_int64(s, 6, dry_run);
+			drain_bind_text(s, 7, phase_state_name(o[at[j]].initial));
+			drain_bind_text(s, 8, now);
+			if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0)
+				goto out;
+			one->attempt_id = (uint64_t)db_last_insert_id(d->st->db);
+			one->attempt_number = o[at[j]].made + 1;
+		} else if ((rc = drain_rows_insert(
+		                d, c, o, at + j, k, session_id, dry_run, now, err)) != 0)
+			goto out;
+	}
+	for (; done < m; done++) {
+		struct drain_claim *k = &c[at[done]];
+
+		if ((rc = drain_open_fence(d, k->run_id, k->phase_id, &o[at[done]], k->attempt_id,
+		         dry_run, now, err)) != 0) {
+			done++;
+			goto out;
+		}
+	}
 out:
-	if (lives != NULL)
-		closing_free(&live);
+	for (size_t j = done; j < m; j++)
+		drain_open_drop(&o[at[j]]);
+	free(o);
+	free(at);
 	return rc;
 }
 

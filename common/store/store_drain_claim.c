@@ -1,5 +1,6 @@
 /* A round's claims (store_drain_attempts_open): with several supervisors one batch of two
- * statements (common/store/pg/store_fleet.c), with one (SQLite) each claim in turn; then,
+ * statements (common/store/pg/store_fleet.c), with one on SQLite their attempt rows in one
+ * statement (store_drain_attempt.c), else each claim in turn; then,
  * unless a dry run, the reserved row of each opened attempt's first try
  * (store_drain_reserve_first_try). */
 #include "common/store/store_drain.h"
@@ -44,15 +45,18 @@ int store_drain_attempts_open(struct store_drain *d, struct drain_claim *c, size
 
 	if (d->supervisor_id > 0)
 		rc = store_fleet_attempts_open(d, c, n, session_id, dry_run, err);
-	for (size_t i = 0; d->supervisor_id == 0 && i < n; i++) {
-		c[i].rc = drain_attempt_open(d, c[i].run_id, c[i].phase_id, c[i].phase_row,
-		    c[i].worker_pid, session_id, dry_run, &c[i].attempt_id, &c[i].attempt_number,
-		    &c[i].err);
-		if (c[i].rc != 0 && c[i].rc != STORE_EINVAL && c[i].rc != STORE_EBUSY) {
-			*err = c[i].err;
-			return c[i].rc;
+	else if (d->st->backend == DB_SQLITE && n > 1)
+		rc = drain_attempts_open_rows(d, c, n, session_id, dry_run, err);
+	else
+		for (size_t i = 0; i < n; i++) {
+			c[i].rc = drain_attempt_open(d, c[i].run_id, c[i].phase_id, c[i].phase_row,
+			    c[i].worker_pid, session_id, dry_run, &c[i].attempt_id,
+			    &c[i].attempt_number, &c[i].err);
+			if (c[i].rc != 0 && c[i].rc != STORE_EINVAL && c[i].rc != STORE_EBUSY) {
+				*err = c[i].err;
+				return c[i].rc;
+			}
 		}
-	}
 	if (rc != 0 || dry_run || d->reserve.provider == NULL)
 		return rc;
 	return claims_reserve(d, c, n, err);

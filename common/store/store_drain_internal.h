@@ -117,6 +117,9 @@ struct drain_lives {
 	size_t n, cap;
 };
 
+/* The most attempt rows one statement inserts (drain_attempts_open_rows). */
+#define DRAIN_ROWS_MAX 16
+
 struct store_drain {
 	struct store *st;
 	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
@@ -134,6 +137,9 @@ struct store_drain {
 	struct db_stmt *budget_lock; /* with batch_size: locks the session's row */
 	struct db_stmt *stmt[DS_COUNT];
 	const char *sql[DS_COUNT];
+	/* The inserts of m attempt rows in one statement, m in [2, DRAIN_ROWS_MAX], each
+	 * prepared at its first use (SQLite, one supervisor: drain_attempts_open_rows). */
+	struct db_stmt *att_rows[DRAIN_ROWS_MAX + 1];
 	struct db_stmt *estimation; /* store_estimation_insert */
 	/* What DS_EV_KEY's and DS_EV_USAGE's parameters hold (store_drain_event.c), forgotten
 	 * as each group begins and ends: the texts they hold belong to the group's events. */
@@ -179,6 +185,12 @@ int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const ch
 int drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,
     int64_t phase_row, int64_t worker_pid, const char *session_id, bool dry_run,
     uint64_t *attempt_id, int64_t *attempt_number, struct store_err *err);
+
+/* One supervisor on SQLite: store_drain_attempts_open with the claims' attempt rows
+ * inserted together, DRAIN_ROWS_MAX at a time, each claim's phase read before and fenced
+ * after; as store_drain_attempts_open returns (without the first tries' reservations). */
+int drain_attempts_open_rows(struct store_drain *d, struct drain_claim *c, size_t n,
+    const char *session_id, bool dry_run, struct store_err *err);
 
 /* Several supervisors: store_drain_attempts_open, in two statements (common/store/pg/
  * store_fleet.c). */

@@ -319,6 +319,82 @@ TEST(store_drain_claim_opens_the_phase_it_names)
 	store_close(&st);
 }
 
+/* A round's claims opened together: each claim gets the attempt row of its own phase,
+ * numbered after the phase's earlier attempts, fenced and moved to EXECUTING, and its
+ * end finds it live; a claim of a phase that is not dispatchable is refused alone. */
+TEST(store_drain_claims_opened_together_each_get_their_own_attempt)
+{
+	static const char *const ids[] = { P1, "telemetry-p2-number-util", "telemetry-p3-list-util",
+		"telemetry-p4-date-util", "telemetry-p5-dict-util" };
+	struct drain_claim c[ARRAY_SIZE(ids)];
+	struct drain_close end = { .outcome = OUTCOME_SUCCESS, .phase_state = PHASE_COMPLETE };
+	struct store_drain *d;
+	struct store_err err;
+	struct store st;
+	char *path, *sql;
+	bool stale;
+
+	drain_setup(&st, &d);
+	path = test_path("drain.db");
+	test_sql(
+	    path, "UPDATE phases SET state = 'SKIPPED' WHERE phase_id = 'telemetry-p3-list-util'");
+	test_sql(path,
+	    "UPDATE phases SET builder_attempts = 2 WHERE phase_id = 'telemetry-p4-date-util'");
+	CHECK_EQ_INT(store_drain_session_open(d, "s", 1, "{}", &err), 0);
+	memset(c, 0, sizeof c);
+	for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
+		c[i].run_id = RUN;
+		c[i].phase_id = ids[i];
+		c[i].worker_pid = i == 1 ? 0 : 100 + (int64_t)i;
+	}
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempts_open(d, c, ARRAY_SIZE(c), "s", false, &err), 0);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_EQ_INT(c[2].rc, STORE_EINVAL);
+	for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
+		if (i == 2)
+			continue;
+		CHECK_EQ_INT(c[i].rc, 0);
+		CHECK_EQ_INT(c[i].attempt_number, i == 3 ? 3 : 1);
+		sql = xasprintf("SELECT count(*) FROM phases p JOIN attempts a ON a.attempt_id ="
+		                " p.current_attempt_id AND a.run_id = p.run_id AND a.phase_id ="
+		                " p.phase_id WHERE p.phase_id = '%s' AND a.attempt_id = %llu"
+		                " AND p.state = 'EXECUTING' AND a.attempt_number = %lld"
+		                " AND a.session_id = 's' AND a.dry_run = 0"
+		                " AND a.initial_state = 'QUEUED' AND a.worker_pid IS %s",
+		    c[i].phase_id, (unsigned long long)c[i].attempt_id,
+		    (long long)c[i].attempt_number,
+		    i == 1     ? "NULL" :
+		        i == 0 ? "100" :
+		        i == 3 ? "103" :
+		                 "104");
+		CHECK_EQ_INT(test_query(&st, sql), 1);
+		free(sql);
+	}
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM attempts"), 4);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM tiers WHERE state = 'IN_PROGRESS'"),
+	    test_query(
+	        &st, "SELECT count(DISTINCT tier_id) FROM phases WHERE state = 'EXECUTING'"));
+	/* Each end is its own attempt's: its phase COMPLETE, its result row written. */
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(ids); i++)
+		if (i != 2) {
+			CHECK_EQ_INT(
+			    store_drain_attempt_close(d, c[i].attempt_id, &end, &stale, &err), 0);
+			CHECK(!stale);
+		}
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_EQ_INT(test_query(&st,
+	                 "SELECT count(*) FROM drain_session_results r JOIN attempts a USING"
+	                 " (attempt_id) JOIN phases p ON p.run_id = a.run_id AND p.phase_id ="
+	                 " a.phase_id WHERE r.phase_id = a.phase_id AND p.state = 'COMPLETE'"
+	                 " AND p.current_attempt_id IS NULL"),
+	    4);
+	free(path);
+	store_drain_close(d);
+	store_close(&st);
+}
+
 TEST(store_drain_phase_move_names_the_states)
 {
 	int64_t counts[PHASE_STATE_COUNT];
