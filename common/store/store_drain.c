@@ -56,6 +56,16 @@ struct db_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i)
 	return s;
 }
 
+/* Reset a prepared statement whose every parameter its caller binds. */
+struct db_stmt *drain_stmt_bound(struct store_drain *d, enum drain_stmt i)
+{
+	struct db_stmt *s = d->stmt[i];
+
+	assert(i < DS_COUNT && s != NULL);
+	db_reset(s);
+	return s;
+}
+
 /* Step a statement without rows; STORE_EIO on failure. */
 int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err)
 {

@@ -363,7 +363,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 
 	if (row > 0) {
 		*which = DS_ATT_PHASE_ROW;
-		s = drain_stmt(d, DS_ATT_PHASE_ROW);
+		s = drain_stmt_bound(d, DS_ATT_PHASE_ROW);
 		drain_bind_text(s, 1, run_id);
 		drain_bind_text(s, 2, phase_id);
 		db_bind_int64(s, 3, row);
@@ -374,7 +374,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 		db_reset(s);
 	}
 	*which = DS_ATT_PHASE;
-	s = drain_stmt(d, DS_ATT_PHASE);
+	s = drain_stmt_bound(d, DS_ATT_PHASE);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
 	*out = s;
@@ -464,7 +464,7 @@ static int drain_open_fence(struct store_drain *d, const char *run_id, const cha
 {
 	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
 	struct drain_lives *lives = drain_lives(d);
-	struct db_stmt *s = drain_stmt(d, fence);
+	struct db_stmt *s = drain_stmt_bound(d, fence);
 	int rc;
 
 	db_bind_int64(s, 1, o->row);
@@ -516,7 +516,7 @@ int drain_attempt_open(struct store_drain *d, const char *run_id, const char *ph
 	    0)
 		return rc;
 	time_db_now(now);
-	s = drain_stmt(d, DS_ATT_INSERT);
+	s = drain_stmt_bound(d, DS_ATT_INSERT);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
 	db_bind_int64(s, 3, o.made + 1);
@@ -638,7 +638,7 @@ int drain_attempts_open_rows(struct store_drain *d, struct drain_claim *c, size_
 		size_t k = m - j < DRAIN_ROWS_MAX ? m - j : DRAIN_ROWS_MAX;
 
 		if (k == 1) {
-			struct db_stmt *s = drain_stmt(d, DS_ATT_INSERT);
+			struct db_stmt *s = drain_stmt_bound(d, DS_ATT_INSERT);
 			struct drain_claim *one = &c[at[j]];
 
 			drain_bind_text(s, 1, one->run_id);
@@ -906,7 +906,7 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
     struct store_err *err)
 {
 	enum drain_stmt i = p->counted ? DS_ATT_END_COUNTED : DS_ATT_END;
-	struct db_stmt *s = drain_stmt(d, i);
+	struct db_stmt *s = drain_stmt_bound(d, i);
 	int rc;
 
 	db_bind_int64(s, 1, (int64_t)att);
@@ -926,7 +926,7 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 		db_bind_int64(s, 11, p->events);
 	if ((rc = drain_exec(d, i, err)) != 0 || !unfence)
 		return rc;
-	s = drain_stmt(d, DS_PHASE_UNFENCE);
+	s = drain_stmt_bound(d, DS_PHASE_UNFENCE);
 	db_bind_int64(s, 1, p->phase_row);
 	db_bind_int64(s, 2, (int64_t)att);
 	return drain_exec(d, DS_PHASE_UNFENCE, err);
@@ -980,7 +980,7 @@ static int drain_result_row(struct store_drain *d, uint64_t att, const struct dr
     const struct drain_closing *p, const char *final_state, const char *now, struct store_err *err)
 {
 	enum drain_stmt i = p->counted ? DS_RESULT_ROW_COUNTED : DS_RESULT_ROW;
-	struct db_stmt *s = drain_stmt(d, i);
+	struct db_stmt *s = drain_stmt_bound(d, i);
 	const char *reason = reason_name(c->reason);
 	char *error = NULL;
 	int rc;

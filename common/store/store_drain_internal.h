@@ -239,6 +239,9 @@ int drain_each_text_int(struct store_drain *d, struct db_stmt *s,
     const char *what);
 /* Take statement `i`, reset and unbound. */
 struct db_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i);
+/* Take statement `i` reset, its old bindings kept: for a caller that binds every one of
+ * its parameters before it steps it (the statements of each phase's attempt). */
+struct db_stmt *drain_stmt_bound(struct store_drain *d, enum drain_stmt i);
 /* Step statement `i` (from drain_stmt), which returns no row, and reset it. */
 int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err);
 /* Inside the caller's transaction, set the state of the tier and the run of phase
