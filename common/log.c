@@ -274,13 +274,15 @@ static void log_json_member(struct strbuf *b, const char *key, const char *value
 	log_json_str(b, value);
 }
 
-/* Append the message as one line: newlines inside it become spaces. */
+/* Append the message as one line a terminal shows as text: newlines inside it become
+ * spaces, other control characters and bytes that are not UTF-8 (a phase name, a failure
+ * reason, a provider's error text quoted in it) are escaped (utf8_escape). */
 static void log_text_msg(struct strbuf *b, const char *msg)
 {
 	for (;;) {
 		size_t n = strcspn(msg, "\n\r");
 
-		strbuf_put(b, msg, n);
+		utf8_escape(b, msg, n);
 		if (msg[n] == '\0')
 			return;
 		strbuf_put(b, " ", 1);

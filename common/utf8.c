@@ -1,5 +1,7 @@
 #include "common/utf8.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -110,4 +112,59 @@ char *utf8_clean(const char *s, size_t max_bytes)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+/* Whether the ASCII byte c is shown as it is: printable, or a space. */
+static bool escape_plain(uint8_t c)
+{
+	return c >= 0x20 && c != 0x7f;
+}
+
+/* Append the escape of one byte. */
+static void escape_byte(struct strbuf *b, uint8_t c)
+{
+	static const char hex[] = "0123456789abcdef";
+	char e[4] = { '\\', 'x', hex[c >> 4], hex[c & 15] };
+
+	switch (c) {
+	case '\t': strbuf_put(b, "\\t", 2); break;
+	case '\n': strbuf_put(b, "\\n", 2); break;
+	case '\r': strbuf_put(b, "\\r", 2); break;
+	case 0x1b: strbuf_put(b, "\\e", 2); break;
+	default: strbuf_put(b, e, 4); break;
+	}
+}
+
+void utf8_escape(struct strbuf *b, const char *s, size_t n)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t off = 0, run, k;
+
+	while (off < n) {
+		/* the longest run shown as it is, put at once */
+		run = ascii_run(p + off, n - off);
+		for (k = 0; k < run && escape_plain(p[off + k]); k++)
+			;
+		strbuf_put(b, s + off, k);
+		off += k;
+		if (off == n)
+			break;
+		if (p[off] < 0x80) {
+			escape_byte(b, p[off++]);
+			continue;
+		}
+		k = seq_len(p + off, n - off);
+		if (k == 0) {
+			escape_byte(b, p[off++]);
+		} else if (k == 2 && p[off] == 0xc2 && p[off + 1] < 0xa0) {
+			escape_byte(b, p[off]);
+			escape_byte(b, p[off + 1]);
+			off += 2;
+		} else {
+			strbuf_put(b, s + off, k);
+			off += k;
+		}
+	}
+	if (b->s == NULL)
+		strbuf_put(b, "", 0);
 }

@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "common/strbuf.h"
+
 /* Offset of the first byte of s[0..n) that does not start a valid UTF-8 sequence, or n if
  * the whole of it is valid. Overlong forms, surrogates and code points past U+10FFFF are
  * invalid. */
@@ -18,5 +20,11 @@ long utf8_bad(const char *s);
 /* A heap copy of s of at most max_bytes bytes (plus the NUL), cut at a character boundary,
  * with every invalid byte replaced by U+FFFD. Never fails (aborts on out of memory). */
 char *utf8_clean(const char *s, size_t max_bytes);
+
+/* Append the n bytes at s (NUL bytes included) to b as a terminal can show them without
+ * obeying them: valid UTF-8 is kept, except that the C0 controls, DEL and the C1 controls
+ * (U+0080 to U+009F) become \t, \n, \r, \e or \xNN (one \xNN per byte), and every byte
+ * that starts no valid UTF-8 sequence becomes \xNN. A backslash is kept as it is. */
+void utf8_escape(struct strbuf *b, const char *s, size_t n);
 
 #endif

@@ -81,7 +81,7 @@ static void cmd_adopt_print_list(FILE *out, const char *label, char **items, siz
 {
 	fprintf(out, "%s:", label);
 	for (size_t i = 0; i < n; i++)
-		fprintf(out, "%s %s", i ? "," : "", items[i]);
+		fprintf(out, "%s %s", i ? "," : "", cmd_shown(items[i]));
 	fprintf(out, "%s\n", n == 0 ? " (none)" : "");
 }
 
@@ -94,8 +94,8 @@ static void cmd_adopt_print_schema(FILE *out, const struct store_adopt_report *r
 	    r->tables_created, r->n_tables_created);
 	fprintf(out, "%s:", r->done ? "columns added" : "columns to add");
 	for (size_t i = 0; i < r->n_columns_added; i++) {
-		fprintf(out, "%s %s.%s", i ? "," : "", r->columns_added[i].table,
-		    r->columns_added[i].column);
+		fprintf(out, "%s %s.%s", i ? "," : "", cmd_shown(r->columns_added[i].table),
+		    cmd_shown(r->columns_added[i].column));
 		relaxed |= r->columns_added[i].relaxed;
 	}
 	fprintf(out, "%s\n", r->n_columns_added == 0 ? " (none)" : "");
@@ -105,15 +105,16 @@ static void cmd_adopt_print_schema(FILE *out, const struct store_adopt_report *r
 		    "which cannot be added to a table with rows):");
 		for (size_t i = 0, k = 0; i < r->n_columns_added; i++)
 			if (r->columns_added[i].relaxed)
-				fprintf(out, "%s %s.%s", k++ ? "," : "", r->columns_added[i].table,
-				    r->columns_added[i].column);
+				fprintf(out, "%s %s.%s", k++ ? "," : "",
+				    cmd_shown(r->columns_added[i].table),
+				    cmd_shown(r->columns_added[i].column));
 		fputc('\n', out);
 	}
 	cmd_adopt_print_list(out, r->done ? "indexes created" : "indexes to create",
 	    r->indexes_created, r->n_indexes_created);
 	for (size_t i = 0; i < r->n_indexes_skipped; i++)
-		fprintf(out, "index not created: %s (%s)\n", r->indexes_skipped[i].name,
-		    r->indexes_skipped[i].why);
+		fprintf(out, "index not created: %s (%s)\n", cmd_shown(r->indexes_skipped[i].name),
+		    cmd_shown(r->indexes_skipped[i].why));
 }
 
 /* Print the columns autopack fills on every insert, one line per table. */
@@ -129,10 +130,10 @@ static void cmd_adopt_print_inserts(FILE *out, const struct store_adopt_report *
 		const struct store_adopt_insert_col *c = &r->insert_cols[i];
 
 		if (table == NULL || strcmp(table, c->table) != 0)
-			fprintf(out, "%s  %s:", table != NULL ? "\n" : "", c->table);
+			fprintf(out, "%s  %s:", table != NULL ? "\n" : "", cmd_shown(c->table));
 		else
 			fputc(',', out);
-		fprintf(out, " %s %s", c->column, c->value != NULL ? c->value : "now");
+		fprintf(out, " %s %s", cmd_shown(c->column), c->value != NULL ? c->value : "now");
 		table = c->table;
 	}
 	if (table != NULL)
@@ -154,9 +155,11 @@ static void cmd_adopt_print_values(FILE *out, const struct store_adopt_report *r
 		const struct store_value_col *c = &r->values.items[i];
 
 		if (c->rewrite > 0)
-			fprintf(out, "  %s.%s: %lld %s value(s), e.g. \"%s\" -> \"%s\"\n", c->table,
-			    c->column, (long long)c->rewrite, store_value_kind_name(c->kind),
-			    c->from != NULL ? c->from : "", c->to != NULL ? c->to : "");
+			fprintf(out, "  %s.%s: %lld %s value(s), e.g. \"%s\" -> \"%s\"\n",
+			    cmd_shown(c->table), cmd_shown(c->column), (long long)c->rewrite,
+			    store_value_kind_name(c->kind),
+			    c->from != NULL ? cmd_shown(c->from) : "",
+			    c->to != NULL ? cmd_shown(c->to) : "");
 	}
 	if (unreadable == 0)
 		return;
@@ -166,9 +169,9 @@ static void cmd_adopt_print_values(FILE *out, const struct store_adopt_report *r
 
 		if (c->unreadable > 0)
 			fprintf(out, "  %s.%s: %lld value(s) that are not %s %s, e.g. \"%s\"\n",
-			    c->table, c->column, (long long)c->unreadable,
+			    cmd_shown(c->table), cmd_shown(c->column), (long long)c->unreadable,
 			    c->kind == STORE_VALUE_INT ? "an" : "a", store_value_kind_name(c->kind),
-			    c->bad != NULL ? c->bad : "");
+			    c->bad != NULL ? cmd_shown(c->bad) : "");
 	}
 }
 
@@ -180,8 +183,9 @@ static void cmd_adopt_print_phases(
 		return;
 	fprintf(out, "  %s: %zu\n", label, n);
 	for (size_t i = 0; i < n && i < CMD_ADOPT_PHASES_SHOWN; i++)
-		fprintf(out, "    %s/%s (%s)%s%s\n", p[i].run_id, p[i].phase_id, p[i].state,
-		    p[i].why != NULL ? ": " : "", p[i].why != NULL ? p[i].why : "");
+		fprintf(out, "    %s/%s (%s)%s%s\n", cmd_shown(p[i].run_id),
+		    cmd_shown(p[i].phase_id), cmd_shown(p[i].state), p[i].why != NULL ? ": " : "",
+		    p[i].why != NULL ? cmd_shown(p[i].why) : "");
 	if (n > CMD_ADOPT_PHASES_SHOWN)
 		fprintf(out, "    ... and %zu more (--json lists them all)\n",
 		    n - CMD_ADOPT_PHASES_SHOWN);
@@ -248,11 +252,12 @@ static void cmd_adopt_print_survey(FILE *out, const char *url, const struct stor
 		const struct store_adopt_fill *f = &r->fills[i];
 
 		if (f->value != NULL)
-			fprintf(out, "  %s.%s: %lld NULL value(s) to set to %s\n", f->table,
-			    f->column, (long long)f->rows, f->value);
+			fprintf(out, "  %s.%s: %lld NULL value(s) to set to %s\n",
+			    cmd_shown(f->table), cmd_shown(f->column), (long long)f->rows,
+			    f->value);
 		else
-			fprintf(out, "  %s.%s: %lld NULL value(s) left (no default)\n", f->table,
-			    f->column, (long long)f->rows);
+			fprintf(out, "  %s.%s: %lld NULL value(s) left (no default)\n",
+			    cmd_shown(f->table), cmd_shown(f->column), (long long)f->rows);
 	}
 }
 
@@ -278,8 +283,8 @@ static void cmd_adopt_print(FILE *out, const struct store *st, const struct stor
 		const struct store_adopt_fill *f = &r->fills[i];
 
 		if (f->value != NULL)
-			fprintf(out, "  %s.%s: %lld NULL value(s) set to %s\n", f->table, f->column,
-			    (long long)f->rows, f->value);
+			fprintf(out, "  %s.%s: %lld NULL value(s) set to %s\n", cmd_shown(f->table),
+			    cmd_shown(f->column), (long long)f->rows, f->value);
 	}
 }
 

@@ -30,19 +30,7 @@ void cmd_calib_eval_print(FILE *out, const struct cmd_calib *c, const struct cmd
 	    "\nHeld-out evaluation on %zu clean samples (%zu exact duplicates and %zu earlier "
 	    "calls of the same attempt dropped) and %zu recorded truncated calls\n",
 	    d->fs.n_clean, d->fs.n_duplicates, d->fs.n_repeats, d->fs.n_truncated);
-	if (d->fs.n_implausible > 0)
-		fprintf(out,
-		    "excluded: %zu events recording a count no call can (a token or deliverable "
-		    "count that is not an integer, below 0 or above %d, written by another program)\n",
-		    d->fs.n_implausible, TELEM_COUNT_MAX);
-	for (size_t i = 0; i < d->fs.n_implausible && i < CALIB_IMPLAUSIBLE_NAMED; i++) {
-		char *t = calib_implausible_text(d->fs.implausible[i]);
-
-		fprintf(out, "  %s\n", t);
-		free(t);
-	}
-	if (d->fs.n_implausible > CALIB_IMPLAUSIBLE_NAMED)
-		fprintf(out, "  and %zu more\n", d->fs.n_implausible - CALIB_IMPLAUSIBLE_NAMED);
+	cmd_print_implausible(out, d->fs.implausible, d->fs.n_implausible);
 	fprintf(out,
 	    "active set: version %llu (%s); proposal: fitted model, F = %.3f at coverage %.2f\n"
 	    "k-fold: %d folds x %d repeats, fixed seeds; truncation: actual > budget (a "
@@ -92,11 +80,11 @@ int cmd_calib_evaluate(struct cmd_ctx *ctx, const struct cmd_calib *c)
 			    (json_int_t)d.fs.n_duplicates, "truncated_events",
 			    (json_int_t)d.fs.n_truncated, "implausible_excluded",
 			    (json_int_t)d.fs.n_implausible, "implausible_events",
-			    calib_json_implausible(&d.fs), "options", "coverage", c->eval.coverage,
-			    "folds", c->eval.folds, "repeats", c->eval.repeats, "current_version",
-			    (json_int_t)d.current.version, "proposed", calib_json_fit(&res.fit),
-			    "evaluation", calib_json_evaluation(&res.eval), "database",
-			    cmd_identity_json(&st)));
+			    calib_json_implausible(d.fs.implausible, d.fs.n_implausible), "options",
+			    "coverage", c->eval.coverage, "folds", c->eval.folds, "repeats",
+			    c->eval.repeats, "current_version", (json_int_t)d.current.version,
+			    "proposed", calib_json_fit(&res.fit), "evaluation",
+			    calib_json_evaluation(&res.eval), "database", cmd_identity_json(&st)));
 	}
 	cmd_calib_result_free(&res);
 	free(runs);

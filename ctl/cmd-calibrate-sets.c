@@ -56,8 +56,8 @@ static void cmd_calib_print_changes(FILE *out, json_t *prov, json_t *model)
 		if (!json_is_array(row))
 			continue;
 		fprintf(out, "%s%s/%s %lld->%lld", k++ ? ", " : "",
-		    json_string_value(json_array_get(row, 0)),
-		    json_string_value(json_array_get(row, 1)),
+		    cmd_shown(json_string_value(json_array_get(row, 0))),
+		    cmd_shown(json_string_value(json_array_get(row, 1))),
 		    (long long)json_integer_value(json_object_get(ch, "old_overhead")),
 		    (long long)json_integer_value(json_object_get(ch, "new_overhead")));
 	}
@@ -98,7 +98,7 @@ int cmd_calib_list(struct cmd_ctx *ctx)
 		if (sets[i].active)
 			active = sets[i].version;
 		fprintf(out, "  %-7lld %-6s %-24s %-6lld %-7lld ", (long long)sets[i].version,
-		    sets[i].active ? "yes" : "", sets[i].created_at,
+		    sets[i].active ? "yes" : "", cmd_shown(sets[i].created_at),
 		    (long long)sets[i].parent_version,
 		    (long long)json_integer_value(json_object_get(prov, "samples_used")));
 		cmd_calib_print_changes(out, prov, model);

@@ -242,7 +242,7 @@ static void cmd_calib_fit_print(FILE *out, const struct est_fit *f, int cap)
 		fprintf(out, " %s %+.3f", cplx[k], f->w_cplx[k]);
 	fprintf(out, "\n  category:");
 	for (size_t k = 0; k < f->n_cats; k++)
-		fprintf(out, "%s %s %+.3f", k > 0 ? "," : "", f->cats[k], f->w_cat[k]);
+		fprintf(out, "%s %s %+.3f", k > 0 ? "," : "", cmd_shown(f->cats[k]), f->w_cat[k]);
 	fprintf(out,
 	    "\n  budget = min(%d, ceil(estimate x F)), F = %.3f (coverage %.2f of the "
 	    "leave-one-out residuals); no floors\n",

@@ -46,8 +46,10 @@ int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "autopack-ctl %s: %s\nusage: autopack-ctl [--db URL] %s %s\n",
-	    ctx->entry->name, msg, ctx->entry->name, ctx->entry->args);
+	fprintf(stderr, "autopack-ctl %s: ", ctx->entry->name);
+	cmd_print_lines(stderr, msg);
+	fprintf(
+	    stderr, "usage: autopack-ctl [--db URL] %s %s\n", ctx->entry->name, ctx->entry->args);
 	if (ctx->json) {
 		char *text = xasprintf("%s: %s", ctx->entry->name, msg);
 
@@ -142,7 +144,8 @@ int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "autopack-ctl: %s\n", msg);
+	fputs("autopack-ctl: ", stderr);
+	cmd_print_lines(stderr, msg);
 	if (ctx->json)
 		cmd_json_error(code, msg);
 	return cmd_exit_code(code);
@@ -366,14 +369,45 @@ json_t *cmd_json_textn(const char *s, size_t n)
 	return j;
 }
 
+/* The shown copies handed out last, freed as the ring comes round. */
+#define CMD_SHOWN_RING 16
+
+const char *cmd_shownn(const char *s, size_t n)
+{
+	static char *ring[CMD_SHOWN_RING];
+	static size_t next;
+	struct strbuf b = { 0 };
+
+	if (s == NULL)
+		return NULL;
+	utf8_escape(&b, s, n);
+	free(ring[next]);
+	ring[next] = b.s;
+	next = (next + 1) % CMD_SHOWN_RING;
+	return b.s;
+}
+
+const char *cmd_shown(const char *s)
+{
+	return s != NULL ? cmd_shownn(s, strlen(s)) : NULL;
+}
+
 void cmd_print_textn(FILE *out, const char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '\0')
-			fputs("\\0", out);
-		else
-			fputc(s[i], out);
-	}
+	fputs(cmd_shownn(s, n), out);
+}
+
+void cmd_print_lines(FILE *out, const char *msg)
+{
+	if (msg == NULL)
+		return;
+	do {
+		size_t n = strcspn(msg, "\n");
+
+		cmd_print_textn(out, msg, n);
+		fputc('\n', out);
+		msg += n + (msg[n] != '\0');
+	} while (*msg != '\0');
 }
 
 /* Print JSON on stdout and free it; exits 2 if it could not be built (jansson refuses a

@@ -155,7 +155,8 @@ static void cmd_print_counts(FILE *out, const char *label, const struct store_co
 	if (c->n == 0)
 		fprintf(out, " (none)");
 	for (size_t i = 0; i < c->n; i++)
-		fprintf(out, "%s %s %lld", i ? "," : "", c->items[i].key, (long long)c->items[i].n);
+		fprintf(out, "%s %s %lld", i ? "," : "", cmd_shown(c->items[i].key),
+		    (long long)c->items[i].n);
 	fputc('\n', out);
 }
 
@@ -164,7 +165,7 @@ static void cmd_db_check_print(FILE *out, const struct store_stats *s)
 {
 	fprintf(out, "\nPhase states\n");
 	for (size_t i = 0; i < s->phase_states.n; i++)
-		fprintf(out, "  %-12s %8lld\n", s->phase_states.items[i].key,
+		fprintf(out, "  %-12s %8lld\n", cmd_shown(s->phase_states.items[i].key),
 		    (long long)s->phase_states.items[i].n);
 	fprintf(out, "  %-12s %8lld\n", "TOTAL", (long long)s->phases);
 	fprintf(out, "\nRuns: %lld\n", (long long)s->runs);
@@ -176,8 +177,9 @@ static void cmd_db_check_print(FILE *out, const struct store_stats *s)
 		fprintf(out,
 		    "  %s [%s]: %lld phases (%lld queued, %lld executing, %lld complete, "
 		    "%lld failed)\n",
-		    r->run_id, r->state, (long long)r->total, (long long)r->queued,
-		    (long long)r->executing, (long long)r->complete, (long long)r->failed);
+		    cmd_shown(r->run_id), cmd_shown(r->state), (long long)r->total,
+		    (long long)r->queued, (long long)r->executing, (long long)r->complete,
+		    (long long)r->failed);
 	}
 	fprintf(out, "\nTelemetry\n");
 	fprintf(out,
@@ -192,6 +194,26 @@ static void cmd_db_check_print(FILE *out, const struct store_stats *s)
 	    " tokens\n",
 	    (long long)s->usage_total, (long long)s->usage_failed, (long long)s->usage_lost,
 	    (long long)s->usage_tokens);
+	if (s->usage_excluded == 0)
+		return;
+	fprintf(out,
+	    "  excluded from the tokens: %lld llm_usage_events row(s) recording a count no call "
+	    "reports (not an integer, below 0, or above 10^9 prompt or completion tokens, 2 x "
+	    "10^9 in all; written by another program)\n",
+	    (long long)s->usage_excluded);
+	for (size_t i = 0; i < s->n_usage_excluded_rows; i++) {
+		const struct store_usage_row *u = &s->usage_excluded_rows[i];
+
+		fprintf(out,
+		    "    id %lld: total_tokens %s, prompt_tokens %s, completion_tokens %s\n",
+		    (long long)u->id, u->total_tokens != NULL ? cmd_shown(u->total_tokens) : "NULL",
+		    u->prompt_tokens != NULL ? cmd_shown(u->prompt_tokens) : "NULL",
+		    u->completion_tokens != NULL ? cmd_shown(u->completion_tokens) : "NULL");
+	}
+	if (s->usage_excluded > (int64_t)s->n_usage_excluded_rows)
+		fprintf(out, "    and %lld more (--json lists the first %d too)\n",
+		    (long long)(s->usage_excluded - (int64_t)s->n_usage_excluded_rows),
+		    STORE_STATS_NAMED);
 }
 
 /* Return a list of counts as a JSON object. */
@@ -207,7 +229,17 @@ static json_t *cmd_counts_json(const struct store_counts *c)
 /* Return the statistics of db check as JSON. */
 static json_t *cmd_db_check_json(const struct store_stats *s)
 {
-	json_t *per_run = json_array();
+	json_t *per_run = json_array(), *excluded = json_array();
+
+	for (size_t i = 0; i < s->n_usage_excluded_rows; i++) {
+		const struct store_usage_row *u = &s->usage_excluded_rows[i];
+
+		json_array_append_new(excluded,
+		    json_pack("{s:I, s:o, s:o, s:o}", "id", (json_int_t)u->id, "total_tokens",
+		        cmd_json_text(u->total_tokens), "prompt_tokens",
+		        cmd_json_text(u->prompt_tokens), "completion_tokens",
+		        cmd_json_text(u->completion_tokens)));
+	}
 
 	for (size_t i = 0; i < s->n_runs; i++) {
 		const struct store_run_phases *r = &s->per_run[i];
@@ -220,7 +252,7 @@ static json_t *cmd_db_check_json(const struct store_stats *s)
 		        (json_int_t)r->failed));
 	}
 	return json_pack("{s:{s:o, s:I}, s:{s:I, s:o, s:o}, s:{s:{s:I, s:I, s:f, s:I, s:f, "
-	                 "s:o, s:o}, s:{s:I, s:I, s:I, s:I}}}",
+	                 "s:o, s:o}, s:{s:I, s:I, s:I, s:I, s:I, s:o}}}",
 	    "phases", "by_state", cmd_counts_json(&s->phase_states), "total", (json_int_t)s->phases,
 	    "runs", "total", (json_int_t)s->runs, "by_state", cmd_counts_json(&s->run_states),
 	    "per_run", per_run, "telemetry", "token_estimation_v2", "total",
@@ -230,7 +262,8 @@ static json_t *cmd_db_check_json(const struct store_stats *s)
 	    cmd_counts_json(&s->v2_by_category), "success_by_complexity",
 	    cmd_counts_json(&s->v2_by_complexity), "llm_usage", "total", (json_int_t)s->usage_total,
 	    "failed", (json_int_t)s->usage_failed, "lost", (json_int_t)s->usage_lost, "tokens",
-	    (json_int_t)s->usage_tokens);
+	    (json_int_t)s->usage_tokens, "excluded", (json_int_t)s->usage_excluded, "excluded_rows",
+	    excluded);
 }
 
 /* Warn about an empty database (no runs and no phases) on stderr. */

@@ -135,17 +135,17 @@ static void failed_print_tail(FILE *out, const char *text)
 
 		if (p + n > end)
 			n = (size_t)(end - p);
-		fprintf(out, "      %s| %.*s\n", first ? "stderr: " : "        ", (int)n, p);
+		fprintf(out, "      %s| %s\n", first ? "stderr: " : "        ", cmd_shownn(p, n));
 	}
 }
 
 /* Print a failure message on one line: runs of whitespace (newlines too) as one space,
- * cut at FAILED_MESSAGE_MAX bytes. */
+ * cut at FAILED_MESSAGE_MAX bytes, shown as cmd_shown shows a text. */
 static void failed_print_message(FILE *out, const char *msg)
 {
+	char line[FAILED_MESSAGE_MAX];
 	size_t n = 0;
 
-	fputs("      message: ", out);
 	for (const char *p = msg; *p != '\0' && n < FAILED_MESSAGE_MAX; p++) {
 		if (isspace((unsigned char)*p)) {
 			while (isspace((unsigned char)p[1]))
@@ -153,10 +153,10 @@ static void failed_print_message(FILE *out, const char *msg)
 			if (p[1] == '\0')
 				break;
 		}
-		fputc(isspace((unsigned char)*p) ? ' ' : *p, out);
-		n++;
+		line[n++] = isspace((unsigned char)*p) ? ' ' : *p;
 	}
-	fputs(strlen(msg) > FAILED_MESSAGE_MAX ? " ...\n" : "\n", out);
+	fprintf(out, "      message: %s%s\n", cmd_shownn(line, n),
+	    strlen(msg) > FAILED_MESSAGE_MAX ? " ..." : "");
 }
 
 /* One listed phase as text. */
@@ -165,22 +165,45 @@ static void failed_phase_print(FILE *out, const struct store_failed *f)
 	char *logs[2] = { failed_log(f, "stdout"), failed_log(f, "stderr") };
 	char tail[1024];
 
-	fprintf(out, "  %s/%s  %s", f->run_id, f->phase_id, f->state);
+	fprintf(
+	    out, "  %s/%s  %s", cmd_shown(f->run_id), cmd_shown(f->phase_id), cmd_shown(f->state));
 	if (f->run_missing)
-		fprintf(out, "  (run %s: no row of runs has this id)", f->run_id);
+		fprintf(out, "  (run %s: no row of runs has this id)", cmd_shown(f->run_id));
 	if (f->attempt_id != 0)
 		fprintf(out, "  attempt %lld (id %lld, %s)", (long long)f->attempt_number,
-		    (long long)f->attempt_id, f->outcome != NULL ? f->outcome : "?");
-	fprintf(out, "  %s\n", f->ended_at != NULL ? f->ended_at : "");
+		    (long long)f->attempt_id, f->outcome != NULL ? cmd_shown(f->outcome) : "?");
+	fprintf(out, "  %s\n", f->ended_at != NULL ? cmd_shown(f->ended_at) : "");
 	if (f->message != NULL)
 		failed_print_message(out, f->message);
 	for (int i = 0; i < 2; i++)
 		if (logs[i] != NULL)
-			fprintf(out, "      log:     %s\n", logs[i]);
+			fprintf(out, "      log:     %s\n", cmd_shown(logs[i]));
 	if (logs[1] != NULL && checklog_tail(logs[1], tail, sizeof tail) > 0)
 		failed_print_tail(out, tail);
 	free(logs[0]);
 	free(logs[1]);
+}
+
+/* Print the retry of a class without a fingerprint: its reason as a terminal shows it
+ * (which --reason accepts), in single quotes when the shell would read it otherwise. */
+static void failed_print_retry_reason(FILE *out, const char *reason)
+{
+	static const char plain[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                            "0123456789_-.,:/=+@%";
+
+	fputs("  retry them: autopack-ctl retry --reason ", out);
+	if (reason[0] != '\0' && reason[strspn(reason, plain)] == '\0') {
+		fprintf(out, "%s\n", reason);
+		return;
+	}
+	fputc('\'', out);
+	for (const char *p = reason; *p != '\0'; p++) {
+		if (*p == '\'')
+			fputs("'\\''", out);
+		else
+			fputc(*p, out);
+	}
+	fputs("'\n", out);
 }
 
 /* Print the groups as text: the largest detail first for the newest class. */
@@ -189,8 +212,9 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 {
 	char id[FP_ID_LEN + 1];
 
-	fprintf(out, "%s: %zu failed, %zu stopped phase%s in %zu class%s, newest first\n", url,
-	    nfailed, n - nfailed, n - nfailed == 1 ? "" : "s", ngroups, ngroups == 1 ? "" : "es");
+	fprintf(out, "%s: %zu failed, %zu stopped phase%s in %zu class%s, newest first\n",
+	    cmd_shown(url), nfailed, n - nfailed, n - nfailed == 1 ? "" : "s", ngroups,
+	    ngroups == 1 ? "" : "es");
 	for (size_t g = 0; g < ngroups; g++) {
 		size_t first = SIZE_MAX, count = 0;
 
@@ -204,7 +228,7 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 		fputc('\n', out);
 		if (v[first].fingerprint != NULL) {
 			fp_id(v[first].fingerprint, id);
-			fprintf(out, "[%s] %s\n", id, v[first].fingerprint);
+			fprintf(out, "[%s] %s\n", id, cmd_shown(v[first].fingerprint));
 		} else {
 			fprintf(out, "[no fingerprint]\n");
 		}
@@ -214,15 +238,15 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 		else
 			fputs("unknown", out);
 		fprintf(out, ", %zu phase%s, last %s\n", count, count == 1 ? "" : "s",
-		    v[first].ended_at != NULL ? v[first].ended_at : "?");
+		    v[first].ended_at != NULL ? cmd_shown(v[first].ended_at) : "?");
 		for (size_t i = first; i < n; i++)
 			if (group_of[i] == g)
 				failed_phase_print(out, &v[i]);
 		if (v[first].fingerprint != NULL)
 			fprintf(out, "  retry them: autopack-ctl retry --fingerprint %s\n", id);
-		else if (v[first].reason != NULL && strlen(v[first].reason) == v[first].reason_len)
-			fprintf(
-			    out, "  retry them: autopack-ctl retry --reason %s\n", v[first].reason);
+		else if (v[first].reason != NULL)
+			failed_print_retry_reason(
+			    out, cmd_shownn(v[first].reason, v[first].reason_len));
 	}
 }
 
@@ -324,8 +348,11 @@ const struct cmd_entry cmd_failed_entry = {
 	        "class first. Each phase shows its state, last attempt, failure message, the\n"
 	        "check command's log files and the end of its stderr; each class its id, for\n"
 	        "autopack-ctl retry --fingerprint ID. A phase whose run has no row (another\n"
-	        "program's rows) is listed and marked; retry leaves it. Reads only: it works\n"
-	        "while a supervisor runs on the database too.\n"
+	        "program's rows) is listed and marked; retry leaves it. Control characters and\n"
+	        "bytes that are not UTF-8 in what the database holds are shown escaped (\\e,\n"
+	        "\\xNN; --json keeps the text); a class without a fingerprint shows the retry\n"
+	        "--reason that selects it in that form. Reads only: it works while a supervisor\n"
+	        "runs on the database too.\n"
 	        "\n"
 	        "  --run R     only run R (exit 1 when the database holds no run R)\n"
 	        "  --since T   only attempts that ended at or after T: a timestamp\n"

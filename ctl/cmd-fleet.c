@@ -53,8 +53,8 @@ static void fleet_member_show(const struct fleet_member *m, FILE *out)
 	size_t i;
 
 	fprintf(out, "supervisor %lld  %s  %s pid %lld  heartbeat %.1f s ago (lease %.1f s)",
-	    (long long)m->id, m->state, m->host, (long long)m->pid, m->heartbeat_age_s,
-	    (double)m->lease_timeout_ms / 1000.0);
+	    (long long)m->id, cmd_shown(m->state), cmd_shown(m->host), (long long)m->pid,
+	    m->heartbeat_age_s, (double)m->lease_timeout_ms / 1000.0);
 	if (strcmp(m->state, "live") == 0 && st != NULL)
 		fprintf(out, "  workers %lld  in flight %lld  queued %lld  attempts %lld%s%s",
 		    (long long)json_integer_value(json_object_get(st, "target")),
@@ -72,7 +72,8 @@ static void fleet_member_show(const struct fleet_member *m, FILE *out)
 		fprintf(out, "  %lld late write(s) refused", (long long)m->rejected);
 	fputc('\n', out);
 	if (fleet_socket(m, st) != NULL && strcmp(m->state, "live") == 0)
-		fprintf(out, "  control socket (on %s): %s\n", m->host, fleet_socket(m, st));
+		fprintf(out, "  control socket (on %s): %s\n", cmd_shown(m->host),
+		    cmd_shown(fleet_socket(m, st)));
 	ws = json_object_get(st, "workers");
 	if (strcmp(m->state, "live") == 0)
 		json_array_foreach(ws, i, w)
@@ -82,10 +83,11 @@ static void fleet_member_show(const struct fleet_member *m, FILE *out)
 			fprintf(out, "  worker %lld  pid %lld  %s",
 			    json_integer_value(json_object_get(w, "id")),
 			    json_integer_value(json_object_get(w, "pid")),
-			    json_string_value(json_object_get(w, "state")) ?: "?");
+			    cmd_shown(json_string_value(json_object_get(w, "state"))) ?: "?");
 			if (run != NULL)
-				fprintf(out, "  %s/%s attempt %lld", run,
-				    json_string_value(json_object_get(w, "phase_id")) ?: "?",
+				fprintf(out, "  %s/%s attempt %lld", cmd_shown(run),
+				    cmd_shown(json_string_value(json_object_get(w, "phase_id"))) ?:
+				        "?",
 				    json_integer_value(json_object_get(w, "attempt_id")));
 			fputc('\n', out);
 		}
@@ -288,7 +290,7 @@ static int fleet_send(struct cmd_ctx *ctx, struct store *st, int64_t target, con
 			        a.res[i].result));
 		else
 			printf("supervisor %lld: %s %s\n", (long long)a.res[i].supervisor_id,
-			    a.res[i].ok ? "ok" : "refused:", a.res[i].result);
+			    a.res[i].ok ? "ok" : "refused:", cmd_shown(a.res[i].result));
 	}
 	if (a.nres < a.want)
 		exit_code = CMD_EXIT_REFUSED;
@@ -432,7 +434,7 @@ static int fleet_metrics(struct cmd_ctx *ctx, struct store *st, int64_t target)
 
 		if (!a.res[i].ok || text == NULL) {
 			fprintf(stderr, "autopack-ctl: supervisor %lld: refused: %s\n",
-			    (long long)a.res[i].supervisor_id, a.res[i].result);
+			    (long long)a.res[i].supervisor_id, cmd_shown(a.res[i].result));
 			exit_code = CMD_EXIT_REFUSED;
 		} else {
 			fleet_metrics_add(&fs, &n, text, a.res[i].supervisor_id);
@@ -554,7 +556,7 @@ int cmd_fleet_fetch(struct cmd_ctx *ctx, int64_t *target, const char *cmd, struc
 		out->db_devino = xstrdup("");
 	}
 	if (a.id > 0 && store_fleet_command_forget(&st, a.id, &err) != 0 && rc == 0)
-		fprintf(stderr, "autopack-ctl: %s\n", err.text);
+		fprintf(stderr, "autopack-ctl: %s\n", cmd_shown(err.text));
 	store_fleet_results_free(a.res, a.nres);
 	store_close(&st);
 	if (rc != 0)

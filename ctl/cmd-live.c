@@ -254,7 +254,7 @@ static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, 
 		cmd_json_print(json_incref(r.body));
 	} else {
 		fprintf(show == show_metrics ? stderr : stdout, "supervisor of %s (uuid %s)\n",
-		    r.db_url, r.db_uuid);
+		    cmd_shown(r.db_url), cmd_shown(r.db_uuid));
 		fflush(stderr);
 		if (show != NULL)
 			show(r.body, stdout);
@@ -276,12 +276,12 @@ static long long jint(json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
-/* String member of a JSON object, "-" when absent. */
+/* String member of a JSON object as a terminal may show it (cmd_shown), "-" when absent. */
 static const char *jstr(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
 
-	return s != NULL ? s : "-";
+	return s != NULL ? cmd_shown(s) : "-";
 }
 
 /* A number member of a JSON object, 0 when absent. */
@@ -362,12 +362,13 @@ static void show_failures(json_t *arr, FILE *out)
 	json_array_foreach(arr, i, f)
 	{
 		bool reason = json_is_string(json_object_get(f, "reason"));
-		const char *msg = jstr(f, "message");
-		int len = (int)strcspn(msg, "\n");
+		const char *msg = json_string_value(json_object_get(f, "message"));
+		size_t len = msg != NULL ? strcspn(msg, "\n") : 0;
 
-		fprintf(out, "  %s %s/%s a%lld %s%s%s: %.*s\n", jstr(f, "ended_at"),
+		fprintf(out, "  %s %s/%s a%lld %s%s%s: %s\n", jstr(f, "ended_at"),
 		    jstr(f, "run_id"), jstr(f, "phase_id"), jint(f, "attempt"), jstr(f, "outcome"),
-		    reason ? " " : "", reason ? jstr(f, "reason") : "", len < 200 ? len : 200, msg);
+		    reason ? " " : "", reason ? jstr(f, "reason") : "",
+		    msg != NULL ? cmd_shownn(msg, len < 200 ? len : 200) : "-");
 		if (json_is_string(json_object_get(f, "log_path")))
 			fprintf(out, "    log: %s\n", jstr(f, "log_path"));
 	}
@@ -408,7 +409,7 @@ static void show_status(json_t *b, FILE *out)
 		    jstr(pool, "breaker"));
 	fprintf(out, "phases:");
 	json_object_foreach(ph, k, v) if (json_integer_value(v) > 0)
-	    fprintf(out, " %s %lld", k, (long long)json_integer_value(v));
+	    fprintf(out, " %s %lld", cmd_shown(k), (long long)json_integer_value(v));
 	fprintf(out, "\nqueue: %lld eligible, %lld in flight, %lld started\n",
 	    jint(q, "phases_queued"), jint(q, "in_flight"), jint(q, "started"));
 	fprintf(out,
@@ -433,7 +434,7 @@ static void show_workers_body(json_t *b, FILE *out)
 /* Print a metrics reply (Prometheus text). */
 static void show_metrics(json_t *b, FILE *out)
 {
-	fputs(jstr(b, "text"), out);
+	cmd_print_lines(out, json_string_value(json_object_get(b, "text")));
 }
 
 /* Print a reply that only confirms: "ok" and its body. */
@@ -441,7 +442,7 @@ static void show_done(json_t *b, FILE *out)
 {
 	char *s = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
 
-	fprintf(out, "ok %s\n", s != NULL ? s : "");
+	fprintf(out, "ok %s\n", s != NULL ? cmd_shown(s) : "");
 	free(s);
 }
 
@@ -453,7 +454,7 @@ static void show_import(json_t *b, FILE *out)
 	fprintf(out,
 	    "written by the supervisor (pid %lld), the database's only writer: runs %s,"
 	    " %lld tier(s), %lld phase(s), all QUEUED and now eligible\n",
-	    jint(b, "supervisor_pid"), runs != NULL ? runs : "[]", jint(b, "tiers"),
+	    jint(b, "supervisor_pid"), runs != NULL ? cmd_shown(runs) : "[]", jint(b, "tiers"),
 	    jint(b, "phases"));
 	free(runs);
 }

@@ -52,9 +52,10 @@ static void retry_show(json_t *b, FILE *out)
 	    (long long)json_integer_value(json_object_get(b, "supervisor_pid")));
 	json_array_foreach(list, i, p)
 	{
-		fprintf(out, "  %s/%s (was %s)\n", json_string_value(json_object_get(p, "run_id")),
-		    json_string_value(json_object_get(p, "phase_id")),
-		    json_string_value(json_object_get(p, "from")));
+		fprintf(out, "  %s/%s (was %s)\n",
+		    cmd_shown(json_string_value(json_object_get(p, "run_id"))),
+		    cmd_shown(json_string_value(json_object_get(p, "phase_id"))),
+		    cmd_shown(json_string_value(json_object_get(p, "from"))));
 	}
 }
 
@@ -100,7 +101,8 @@ static int retry_report(
 	for (i = 0; i < n; i++) {
 		if (!dry_run && !v[i].retried)
 			continue;
-		printf("  %s/%s (%s", v[i].run_id, v[i].phase_id, v[i].state);
+		printf("  %s/%s (%s", cmd_shown(v[i].run_id), cmd_shown(v[i].phase_id),
+		    cmd_shown(v[i].state));
 		if (v[i].reason != NULL) {
 			fputs(", ", stdout);
 			cmd_print_textn(stdout, v[i].reason, v[i].reason_len);
@@ -209,7 +211,8 @@ const struct cmd_entry cmd_retry_entry = {
 	        "                      whole text, or the id autopack-ctl failed shows (6 to 12\n"
 	        "                      hex digits)\n"
 	        "  --reason R          those whose last failure reason is R (CHECK_FAILED,\n"
-	        "                      PROVIDER_ERROR, ...; any case)\n"
+	        "                      PROVIDER_ERROR, ...; any case), as it is or as\n"
+	        "                      autopack-ctl failed shows it (\\x00 for a NUL byte)\n"
 	        "  --all-failed        every FAILED phase\n"
 	        "--run, --fingerprint and --reason combine: a phase must match each one given.\n"
 	        "\n"

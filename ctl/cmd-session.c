@@ -130,11 +130,11 @@ static int cmd_session_list_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		printf("\n%-34s %-24s %-24s %-14s %8s %9s %7s\n", "SESSION", "STARTED", "COMPLETED",
 		    "STOP REASON", "ATTEMPTS", "SUCCESSES", "EVENTS");
 		for (size_t i = 0; i < n; i++)
-			printf("%-34s %-24s %-24s %-14s %8lld %9lld %7lld\n", list[i].session_id,
-			    list[i].started_at,
-			    list[i].completed_at != NULL ? list[i].completed_at :
+			printf("%-34s %-24s %-24s %-14s %8lld %9lld %7lld\n",
+			    cmd_shown(list[i].session_id), cmd_shown(list[i].started_at),
+			    list[i].completed_at != NULL ? cmd_shown(list[i].completed_at) :
 			                                   cmd_session_status(&list[i]),
-			    list[i].stop_reason != NULL ? list[i].stop_reason : "-",
+			    list[i].stop_reason != NULL ? cmd_shown(list[i].stop_reason) : "-",
 			    (long long)list[i].attempts, (long long)list[i].successes,
 			    (long long)list[i].events);
 	}
@@ -265,7 +265,7 @@ static void cmd_session_print_end(json_t *state, bool completed)
 	{
 		if (json_integer_value(v) > 0 && strcmp(k, "COMPLETE") != 0 &&
 		    strcmp(k, "FAILED") != 0 && strcmp(k, "QUEUED") != 0)
-			printf(", %s %lld", k, (long long)json_integer_value(v));
+			printf(", %s %lld", cmd_shown(k), (long long)json_integer_value(v));
 	}
 	printf("\n");
 	if (json_array_size(json_object_get(end, "left")) == 0)
@@ -279,9 +279,9 @@ static void cmd_session_print_end(json_t *state, bool completed)
 			if (cause != NULL && strcmp(cause, causes[c][0]) == 0)
 				text = causes[c][1];
 		printf("  %s: %lld phase(s), %s: %s\n",
-		    json_string_value(json_object_get(e, "run_id")),
-		    (long long)json_integer_value(json_object_get(e, "phases")), text,
-		    json_string_value(json_object_get(e, "why")));
+		    cmd_shown(json_string_value(json_object_get(e, "run_id"))),
+		    (long long)json_integer_value(json_object_get(e, "phases")), cmd_shown(text),
+		    cmd_shown(json_string_value(json_object_get(e, "why"))));
 	}
 	printf("  exit status: %lld\n",
 	    (long long)json_integer_value(json_object_get(end, "exit_status")));
@@ -297,7 +297,7 @@ static void cmd_session_print_list(const char *label, json_t *arr)
 	json_array_foreach(arr, i, v)
 	{
 		if (json_is_string(v))
-			printf("%s %s", k++ ? "," : "", json_string_value(v));
+			printf("%s %s", k++ ? "," : "", cmd_shown(json_string_value(v)));
 	}
 	printf("%s\n", k == 0 ? " (none)" : "");
 }
@@ -319,13 +319,13 @@ static void cmd_session_print(
 	json_t *czy = json_object_get(m->state, "consecutive_zero_yield");
 	char *text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
 
-	printf("\n== drain session %s ==\n", s->session_id);
-	printf("  started:      %s\n", s->started_at);
+	printf("\n== drain session %s ==\n", cmd_shown(s->session_id));
+	printf("  started:      %s\n", cmd_shown(s->started_at));
 	printf("  completed:    %s\n",
-	    s->completed_at != NULL ? s->completed_at : cmd_session_status(s));
-	printf("  stop reason:  %s\n", s->stop_reason != NULL ? s->stop_reason : "-");
+	    s->completed_at != NULL ? cmd_shown(s->completed_at) : cmd_session_status(s));
+	printf("  stop reason:  %s\n", s->stop_reason != NULL ? cmd_shown(s->stop_reason) : "-");
 	printf("  supervisor:   pid %lld\n", (long long)s->supervisor_pid);
-	printf("  settings:     %s\n", text != NULL ? text : "{}");
+	printf("  settings:     %s\n", text != NULL ? cmd_shown(text) : "{}");
 	free(text);
 	printf("\nBATCH DRAIN SUMMARY\n");
 	printf("  Total processed:    %lld\n", (long long)m->processed);
@@ -346,11 +346,11 @@ static void cmd_session_print(
 	if (m->zero_yield.n == 0)
 		printf("  (none)\n");
 	for (size_t i = 0; i < m->zero_yield.n; i++)
-		printf("  %-22s %lld\n", m->zero_yield.items[i].key,
+		printf("  %-22s %lld\n", cmd_shown(m->zero_yield.items[i].key),
 		    (long long)m->zero_yield.items[i].n);
 	printf("LLM boundary hits: %lld\n", (long long)m->boundary_hits);
 	printf("\nStop conditions\n");
-	printf("  stop reason: %s\n", s->stop_reason != NULL ? s->stop_reason : "-");
+	printf("  stop reason: %s\n", s->stop_reason != NULL ? cmd_shown(s->stop_reason) : "-");
 	cmd_session_print_list("stopped runs", json_object_get(m->state, "stopped_runs"));
 	cmd_session_print_list("stopped fingerprints", stopped_fps);
 	printf("  repeat limit hits: %zu\n", json_array_size(stopped_fps));
@@ -362,13 +362,13 @@ static void cmd_session_print(
 		printf("  (none)\n");
 	for (size_t i = 0; i < m->top_fingerprints.n; i++)
 		printf("  %4lld  %s\n", (long long)m->top_fingerprints.items[i].n,
-		    m->top_fingerprints.items[i].key);
+		    cmd_shown(m->top_fingerprints.items[i].key));
 	printf("\nResults by run\n");
 	if (m->n_runs == 0)
 		printf("  (none)\n");
 	for (size_t i = 0; i < m->n_runs; i++)
 		printf("  %s%s: %lld/%lld succeeded, %lld timeouts, %lld events\n",
-		    m->runs[i].run_id, m->runs[i].stopped ? " [STOPPED]" : "",
+		    cmd_shown(m->runs[i].run_id), m->runs[i].stopped ? " [STOPPED]" : "",
 		    (long long)m->runs[i].succeeded, (long long)m->runs[i].total,
 		    (long long)m->runs[i].timeouts, (long long)m->runs[i].events);
 	cmd_session_print_end(m->state, s->completed_at != NULL);
@@ -376,7 +376,7 @@ static void cmd_session_print(
 	if (m->n_recs == 0)
 		printf("  (none: nothing processed yet)\n");
 	for (size_t i = 0; i < m->n_recs; i++)
-		printf("  - %s\n", m->recs[i].text);
+		printf("  - %s\n", cmd_shown(m->recs[i].text));
 }
 
 /* session show: the summary of one session (default the newest). */

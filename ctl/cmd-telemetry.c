@@ -1,6 +1,7 @@
 /* The telemetry commands: telemetry report, telemetry import, telemetry export. */
 #include "ctl/cmd.h"
 #include "common/store/store_telemetry.h"
+#include "common/calib/calib.h"
 #include "common/calib/telemetry.h"
 #include "common/util.h"
 #include "common/numarg.h"
@@ -79,13 +80,15 @@ static json_t *cmd_telem_report_json(const struct telem_report *r,
     const struct telem_report_opts *o, const struct store_telem_filter *f)
 {
 	json_t *strata = json_object();
-	json_t *j = json_pack("{s:b, s:{s:b, s:o, s:f}, s:I, s:s, s:{s:f, s:f, s:f}, s:o, s:b}",
-	    "ok", 1, "filter", "success_only", o->success_only, "run_ids", cmd_telem_runs_json(f),
+	json_t *j = json_pack(
+	    "{s:b, s:{s:b, s:o, s:f}, s:I, s:I, s:o, s:s, s:{s:f, s:f, s:f}, s:o, s:b}", "ok", 1,
+	    "filter", "success_only", o->success_only, "run_ids", cmd_telem_runs_json(f),
 	    "under_multiplier", r->under_multiplier, "samples_read", (json_int_t)r->n_read,
-	    "waste_definition", "predicted / actual", "targets", "underestimation_pct_max",
-	    TELEM_TARGET_UNDER_PCT, "truncation_pct_max", TELEM_TARGET_TRUNC_PCT, "waste_p90_below",
-	    TELEM_TARGET_WASTE_P90, "metrics", cmd_telem_metrics_json(&r->all), "tuning_needed",
-	    r->all.tuning_needed);
+	    "implausible_excluded", (json_int_t)r->n_implausible, "implausible_events",
+	    calib_json_implausible(r->implausible, r->n_implausible), "waste_definition",
+	    "predicted / actual", "targets", "underestimation_pct_max", TELEM_TARGET_UNDER_PCT,
+	    "truncation_pct_max", TELEM_TARGET_TRUNC_PCT, "waste_p90_below", TELEM_TARGET_WASTE_P90,
+	    "metrics", cmd_telem_metrics_json(&r->all), "tuning_needed", r->all.tuning_needed);
 
 	for (size_t i = 0; i < r->n_strata; i++) {
 		const char *dim = telem_dim_name(r->strata[i].dim);
@@ -112,6 +115,25 @@ static const char *cmd_telem_status(bool above)
 	return above ? "ABOVE TARGET" : "within target";
 }
 
+void cmd_print_implausible(FILE *out, const struct telem_sample *const *v, size_t n)
+{
+	if (n == 0)
+		return;
+	fprintf(out,
+	    "excluded: %zu events recording a count no call can (a token or deliverable count "
+	    "that is not an integer, below 0 or above %d, written by another program)\n",
+	    n, TELEM_COUNT_MAX);
+	for (size_t i = 0; i < n && i < CALIB_IMPLAUSIBLE_NAMED; i++) {
+		char *t = calib_implausible_text(v[i]);
+
+		fprintf(out, "  %s\n", cmd_shown(t));
+		free(t);
+	}
+	if (n > CALIB_IMPLAUSIBLE_NAMED)
+		fprintf(
+		    out, "  and %zu more (--json lists them all)\n", n - CALIB_IMPLAUSIBLE_NAMED);
+}
+
 /* Print the overall metrics as text. */
 static void cmd_telem_print_all(
     FILE *out, const struct telem_report *r, const struct telem_report_opts *o)
@@ -127,6 +149,7 @@ static void cmd_telem_print_all(
 	    "  samples: %zu analysed of %zu read; under-predicted means actual > "
 	    "predicted × %.2f\n",
 	    m->n, r->n_read, r->under_multiplier);
+	cmd_print_implausible(out, r->implausible, r->n_implausible);
 	fprintf(out, "\nTier 1: risk\n");
 	fprintf(out, "  under-predicted  %5.1f %%  (%4zu)   target <= %.0f %%   %s\n", m->under_pct,
 	    m->underestimated, TELEM_TARGET_UNDER_PCT, cmd_telem_status(m->under_above_target));
@@ -179,9 +202,10 @@ static void cmd_telem_print_strata(FILE *out, const struct telem_report *r)
 		}
 		if (s->m.n_smape > 0)
 			snprintf(smape, sizeof smape, "%.1f%%", s->m.smape_mean);
-		fprintf(out, "  %-20s %5zu %7.1f %7.1f %8.1f %8.2fx %8.2fx %10s  %s%s%s\n", s->key,
-		    s->m.n, s->m.under_pct, s->m.trunc_pct, s->m.success_pct, s->m.waste_median,
-		    s->m.waste_p90, smape, s->m.tuning_needed ? "TUNING NEEDED" : "",
+		fprintf(out, "  %-20s %5zu %7.1f %7.1f %8.1f %8.2fx %8.2fx %10s  %s%s%s\n",
+		    cmd_shown(s->key), s->m.n, s->m.under_pct, s->m.trunc_pct, s->m.success_pct,
+		    s->m.waste_median, s->m.waste_p90, smape,
+		    s->m.tuning_needed ? "TUNING NEEDED" : "",
 		    s->m.tuning_needed && s->m.waste_above_target ? ", " : "",
 		    s->m.waste_above_target ? "predicted/actual p90 >= 3x" : "");
 	}
@@ -242,11 +266,13 @@ static int cmd_telem_report_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	telem_report_build(&s, &o, &r);
 	if (r.all.n == 0) {
 		ret = cmd_fail(ctx, STORE_EINVAL,
-		    "no %stoken_estimation_v2 events in %s%s; "
+		    "no %stoken_estimation_v2 events in %s%s%s; "
 		    "nothing to report (record some with a drain, or `autopack-ctl telemetry "
 		    "import FILE.tsv`)",
 		    o.success_only ? "successful " : "", st.url,
-		    f.n_run_ids > 0 ? " for the given --run-id" : "");
+		    f.n_run_ids > 0 ? " for the given --run-id" : "",
+		    r.n_implausible > 0 ? " besides events recording a count no call can" : "");
+		cmd_print_implausible(stderr, r.implausible, r.n_implausible);
 	} else if (ctx->json) {
 		json_t *j = cmd_telem_report_json(&r, &o, &f);
 

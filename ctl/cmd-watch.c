@@ -99,7 +99,7 @@ static bool watch_show(json_t *b, bool json, int width)
 	}
 	progress_line(&p, prog, sizeof prog);
 	snprintf(line, sizeof line, "%.19s %-9s %s  workers %lld/%lld  in flight %lld", ts,
-	    state != NULL ? state : "-", prog,
+	    state != NULL ? cmd_shown(state) : "-", prog,
 	    (long long)json_integer_value(json_object_get(pool, "live")),
 	    (long long)json_integer_value(json_object_get(pool, "target")),
 	    (long long)json_integer_value(json_object_get(q, "in_flight")));
@@ -185,9 +185,9 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width, 
 			snprintf(tail, sizeof tail, "; exit status %d", status);
 		printf("supervisor pid %d exited; session %s %s (%s): %lld attempt(s), %lld"
 		       " succeeded, %lld failed%s\n",
-		    (int)pid, ses.session_id,
+		    (int)pid, cmd_shown(ses.session_id),
 		    ses.completed_at != NULL ? "ended" : "did not record its end",
-		    ses.stop_reason != NULL ? ses.stop_reason : "no stop reason",
+		    ses.stop_reason != NULL ? cmd_shown(ses.stop_reason) : "no stop reason",
 		    (long long)ses.attempts, (long long)ses.successes,
 		    (long long)(ses.results - ses.successes), tail);
 	} else {

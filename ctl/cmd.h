@@ -205,9 +205,22 @@ json_t *cmd_identity_json(struct store *st);
 json_t *cmd_json_text(const char *s);
 /* The same of the n bytes at s, which may hold NUL bytes (JSON shows each as \u0000). */
 json_t *cmd_json_textn(const char *s, size_t n);
-/* Print the n bytes at s as they are, each NUL byte as \0, so text another program stored
- * is shown whole. */
+/* Text from the database, a file or a peer as a terminal may show it (utf8_escape): its
+ * control characters (NUL and ESC too) and bytes that are not UTF-8 escaped, the rest as
+ * it is, so that nothing another program stored reaches the operator's terminal as a
+ * command. NULL for NULL. The copy stays valid for the next 15 calls of either. */
+const char *cmd_shown(const char *s);
+/* The same of the n bytes at s, which may hold NUL bytes. */
+const char *cmd_shownn(const char *s, size_t n);
+/* Print the n bytes at s as cmd_shownn shows them. */
 void cmd_print_textn(FILE *out, const char *s, size_t n);
+/* Print the lines of msg, each as cmd_shown shows it and ended by a newline (nothing for
+ * NULL). */
+void cmd_print_lines(FILE *out, const char *msg);
+struct telem_sample;
+/* Print "excluded: N events recording a count no call can (...)" and name the first
+ * CALIB_IMPLAUSIBLE_NAMED of the n at v; nothing when n is 0. */
+void cmd_print_implausible(FILE *out, const struct telem_sample *const *v, size_t n);
 /* Print `j` (stolen) as indented JSON on stdout. */
 void cmd_json_print(json_t *j);
 

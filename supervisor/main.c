@@ -79,6 +79,10 @@ static const char usage_text[] =
     "  --http ADDR:PORT            serve a dashboard (/), health (/healthz), Prometheus\n"
     "                              metrics (/metrics) and the status (/api/status) there,\n"
     "                              read-only; e.g. 127.0.0.1:9464 (default: off)\n"
+    "  --check-network isolated|host  isolated (default): each phase's check command gets\n"
+    "                              a network of its own with only a loopback interface;\n"
+    "                              host: checks share the machine's network and reach its\n"
+    "                              ports, --http and the LLM base URL's included\n"
     "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
     "  --lease-timeout S           PostgreSQL: a supervisor silent this long is declared\n"
     "                              lost and its attempts rescued by another (default 30)\n"
@@ -145,6 +149,7 @@ enum {
 	OPT_VERSION,
 	OPT_HTTP,
 	OPT_LEASE,
+	OPT_CHECKNET,
 };
 
 static const struct option long_opts[] = {
@@ -185,6 +190,7 @@ static const struct option long_opts[] = {
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "http", required_argument, NULL, OPT_HTTP },
 	{ "lease-timeout", required_argument, NULL, OPT_LEASE },
+	{ "check-network", required_argument, NULL, OPT_CHECKNET },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -428,6 +434,11 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 	case OPT_SYNC:
 		c->sync_full = strcmp(flag_choice("synchronous", optarg, "full", "normal"),
 		                   "full") == 0;
+		break;
+	case OPT_CHECKNET:
+		c->check_network_host = strcmp(flag_choice(
+		                                   "check-network", optarg, "isolated", "host"),
+		                            "host") == 0;
 		break;
 	case OPT_FSYNC_THREAD: c->fsync_where = FSYNC_OFF_LOOP; break;
 	case OPT_FSYNC_ON_LOOP: c->fsync_where = FSYNC_ON_LOOP; break;

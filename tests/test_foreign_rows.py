@@ -269,7 +269,8 @@ def test_failed_lists_a_failed_phase_whose_run_has_no_row_naming_it(tmp):
 def test_a_failure_reason_holding_a_nul_byte_is_shown_whole(tmp, stored):
     """last_failure_reason another program stored with a NUL byte in it (as text, or as a
     blob): failed and retry showed it cut at the NUL ("CHECK"), and grouped it with any
-    other reason that began the same way."""
+    other reason that began the same way. It is shown with the NUL as \\x00, the form
+    retry --reason takes."""
     db = seeded(tmp / "nul.db")
     reason = b"CHECK\x00FAILED: rm -rf"
     con = sqlite3.connect(str(db))
@@ -289,9 +290,49 @@ def test_a_failure_reason_holding_a_nul_byte_is_shown_whole(tmp, stored):
     doc = json.loads(out.decode("utf-8"))
     assert sorted(g["reason"] for g in doc["groups"]) == ["CHECK", "CHECK\x00FAILED: rm -rf"]
     rc, out, err = ctl_raw("--db", url(db), "failed")
-    assert rc == 0 and b"  reason CHECK\\0FAILED: rm -rf, 1 phase, last " in out, out
+    assert rc == 0 and b"  reason CHECK\\x00FAILED: rm -rf, 1 phase, last " in out, out
     assert b"\x00" not in out
     rc, out, err = ctl_raw("--db", url(db), "retry", "--all-failed", "--dry-run")
-    assert rc == 0 and b"(FAILED, CHECK\\0FAILED: rm -rf)\n" in out, out
+    assert rc == 0 and b"(FAILED, CHECK\\x00FAILED: rm -rf)\n" in out, out
     doc = json_of("--db", url(db), "retry", "--all-failed", "--dry-run", "--json")
     assert sorted(p["reason"] for p in doc["would_retry"]) == ["CHECK", "CHECK\x00FAILED: rm -rf"]
+
+
+def test_retry_takes_a_reason_holding_a_nul_byte_as_failed_shows_it(tmp):
+    """No argument can hold a NUL byte, so retry --reason could not select a reason that
+    held one, and failed printed no retry command for its class. failed now prints the
+    command with the reason as it shows it (\\x00, quoted for the shell), and --reason takes
+    that form, in any case; a reason that holds a backslash itself still matches as it
+    is."""
+    db = seeded(tmp / "nulretry.db")
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE phases SET state = 'FAILED', last_failure_reason = CAST(? AS TEXT)"
+                    " WHERE phase_index = 2", (b"CHECK\x00FAILED: it's \x1b[1m",))
+        con.execute("UPDATE phases SET state = 'FAILED', last_failure_reason = 'CHECK'"
+                    " WHERE phase_index = 4")
+        con.execute("UPDATE phases SET state = 'FAILED', last_failure_reason = ?"
+                    " WHERE phase_index = 6", ("EXCEPTION: C:\\x00\\tmp",))
+    con.close()
+    rc, out, err = ctl_raw("--db", url(db), "failed")
+    assert rc == 0, (out, err)
+    hint = [line for line in out.decode().splitlines() if "retry --reason 'CHECK" in line]
+    assert hint == ["  retry them: autopack-ctl retry --reason"
+                    " 'CHECK\\x00FAILED: it'\\''s \\e[1m'"], out
+    doc = json_of("--db", url(db), "retry", "--reason", "check\\x00failed: it's \\E[1M",
+                  "--dry-run", "--json")
+    assert [p["reason"] for p in doc["would_retry"]] == ["CHECK\x00FAILED: it's \x1b[1m"], doc
+    # The printed command, run by the shell, queues that phase and no other.
+    p = subprocess.run(["bash", "-c", hint[0].split(": ", 1)[1]], capture_output=True,
+                       timeout=60, env=dict(os.environ, AUTOPACK_DB_URL=url(db),
+                                            PATH=os.path.dirname(binpath("autopack-ctl"))
+                                            + ":" + os.environ["PATH"]))
+    assert p.returncode == 0 and b"retried 1 phase" in p.stdout, p
+    con = sqlite3.connect(str(db))
+    assert con.execute("SELECT phase_index, state FROM phases WHERE phase_index IN (2, 4, 6)"
+                       " ORDER BY phase_index").fetchall() == \
+        [(2, "QUEUED"), (4, "FAILED"), (6, "FAILED")]
+    con.close()
+    doc = json_of("--db", url(db), "retry", "--reason", "EXCEPTION: C:\\x00\\tmp", "--dry-run",
+                  "--json")
+    assert [p["reason"] for p in doc["would_retry"]] == ["EXCEPTION: C:\\x00\\tmp"], doc

@@ -217,6 +217,7 @@ def ctl_bytes(*args, cwd=None):
 
 
 NOT_UTF8 = b"d\xff"
+SHOWN = b"d\\xff"  # how an error message shows it on a terminal
 
 
 def test_json_errors_naming_text_that_is_not_utf8_are_json(db, tmp):
@@ -242,7 +243,7 @@ def test_a_database_whose_path_is_not_utf8_is_refused_by_name(tmp):
     rc, out, err = ctl_bytes(b"--db", db, b"db", b"init")
     assert rc == 2, (out, err)
     assert b"the database's path %s/%s/a.db is not valid UTF-8 (byte %d)" % (
-        bytes(tmp), NOT_UTF8, len(bytes(tmp)) + 3) in err, err
+        bytes(tmp), SHOWN, len(bytes(tmp)) + 3) in err, err
     assert os.listdir(os.fsdecode(NOT_UTF8)) == []
     # The same file reached from a directory whose own name is fine.
     rc, out, err = ctl_bytes(b"--db", b"sqlite:///a.db", b"db", b"init",
@@ -259,12 +260,12 @@ def test_a_workspace_whose_path_is_not_utf8_is_refused_at_import(db, tmp):
     rc, out, err = ctl_bytes(b"--db", url(db).encode(), b"run", b"import",
                              NOT_UTF8 + b"/plan.json")
     assert rc == 1, (out, err)
-    assert b"run r1: workspace %s/%s/ws is not valid UTF-8" % (bytes(tmp), NOT_UTF8) in err
+    assert b"run r1: workspace %s/%s/ws is not valid UTF-8" % (bytes(tmp), SHOWN) in err
     assert count(db, "runs") == 0 and os.listdir(str(d)) == ["plan.json"]
     rc, out, err = ctl_bytes(b"--db", url(db).encode(), b"seed", b"telemetry-run",
                              b"--workspace", NOT_UTF8)
     assert rc == 1, (out, err)
-    assert b"seed workspace %s/%s is not valid UTF-8" % (bytes(tmp), NOT_UTF8) in err, err
+    assert b"seed workspace %s/%s is not valid UTF-8" % (bytes(tmp), SHOWN) in err, err
     assert count(db, "runs") == 0
 
 

@@ -1,6 +1,6 @@
 /* Running a phase's check command with a deadline, in a process group of its own inside
- * the worker's session, with a minimal environment, in a user and a PID namespace of its
- * own when the kernel allows it. */
+ * the worker's session, with a minimal environment, in a user, a PID, a mount and a network
+ * namespace of its own when the kernel allows it. */
 #include "worker/check.h"
 #include "worker/capture.h"
 #include "worker/check_init.h"
@@ -11,13 +11,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -197,6 +200,20 @@ static int check_confined = 1;
 /* A byte that starts what the child reports when the kernel refused to confine it. */
 #define CHECK_CONFINE_REFUSED '\001'
 
+/* Whether checks in a namespace also get a network namespace of their own, with only a
+ * loopback interface (check_net_isolate): 1 until the kernel refuses it, at this worker's
+ * first check, or the supervisor says checks share the machine's network. */
+static int check_net = 1;
+
+/* A byte that starts what the child reports when the kernel refused it a network
+ * namespace. */
+#define CHECK_NET_REFUSED '\002'
+
+void check_share_network(void)
+{
+	check_net = 0;
+}
+
 /* What a confined check may write besides its workspace and $TMPDIR. */
 static const char *const check_rw_dirs[] = { "/tmp", "/var/tmp", "/dev/shm", NULL };
 /* The only devices a confined check may open (not a disk's, say). */
@@ -204,6 +221,77 @@ static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/ful
 	"/dev/urandom", "/dev/tty", "/dev/ptmx", "/dev/pts", NULL };
 
 #define CHECK_KEEP_MAX 16
+
+/* Directories a confined check finds empty, each a tmpfs of its own mount namespace that
+ * goes with it: those of check_rw_dirs that hold neither the workspace nor $TMPDIR
+ * (writable), and the runtime directories (read-only), where the user's service manager
+ * and D-Bus and the supervisor's control socket listen (common/store/store_runtime.c).
+ * The sockets other processes keep there (an ssh agent's, a terminal multiplexer's) are
+ * out of its reach. Chosen by the worker before each check (check_empty_choose). */
+#define CHECK_EMPTY_MAX 6
+static struct {
+	char path[PATH_MAX];
+	bool writable;
+} check_empty[CHECK_EMPTY_MAX];
+static size_t check_nempty;
+/* Whether check_rw_dirs[i] is one of check_empty, else bound from the machine's. */
+static bool check_rw_private[4];
+/* Whether $TMPDIR is bound from the machine's, not one of check_empty itself. */
+static bool check_tmpdir_bound = true;
+
+/* Whether the directory `dir` is `path` or holds it (both real paths). */
+static bool check_path_holds(const char *dir, const char *path)
+{
+	size_t k = strlen(dir);
+
+	return strncmp(dir, path, k) == 0 &&
+	    (path[k] == '\0' || path[k] == '/' || (k > 0 && dir[k - 1] == '/'));
+}
+
+/* Add the directory `dir`, by its real path, to check_empty unless it is missing or holds
+ * the workspace `ws` or lies above `tmpdir` (real paths; "" for none; a writable one may be
+ * $TMPDIR itself). Returns whether it is in check_empty. */
+static bool check_empty_add(const char *dir, bool writable, const char *ws, const char *tmpdir)
+{
+	char real[PATH_MAX];
+	size_t i;
+
+	if (check_nempty == CHECK_EMPTY_MAX || realpath(dir, real) == NULL ||
+	    check_path_holds(real, ws) ||
+	    (tmpdir[0] != '\0' && check_path_holds(real, tmpdir) &&
+	        (!writable || strcmp(real, tmpdir) != 0)))
+		return false;
+	if (strcmp(real, tmpdir) == 0)
+		check_tmpdir_bound = false;
+	for (i = 0; i < check_nempty; i++)
+		if (strcmp(check_empty[i].path, real) == 0)
+			return true;
+	snprintf(check_empty[check_nempty].path, PATH_MAX, "%s", real);
+	check_empty[check_nempty++].writable = writable;
+	return true;
+}
+
+/* Choose check_empty and check_rw_private for a check of `workspace`. */
+static void check_empty_choose(const char *workspace)
+{
+	const char *tmpdir = getenv("TMPDIR"), *xdg = getenv("XDG_RUNTIME_DIR");
+	char ws[PATH_MAX], tmp[PATH_MAX] = "", run[64];
+	size_t i;
+
+	if (realpath(workspace, ws) == NULL)
+		snprintf(ws, sizeof ws, "%s", workspace);
+	if (tmpdir != NULL && tmpdir[0] == '/' && realpath(tmpdir, tmp) == NULL)
+		snprintf(tmp, sizeof tmp, "%s", tmpdir);
+	check_nempty = 0;
+	check_tmpdir_bound = true;
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		check_rw_private[i] = check_empty_add(check_rw_dirs[i], true, ws, tmp);
+	snprintf(run, sizeof run, "/run/user/%u", (unsigned)getuid());
+	check_empty_add(run, false, ws, tmp);
+	if (xdg != NULL && xdg[0] == '/')
+		check_empty_add(xdg, false, ws, tmp);
+	check_empty_add("/run/autopack", false, ws, tmp);
+}
 
 /* Report a step of check_confine that failed on `status_fd`: as the kernel's refusal
  * (CHECK_CONFINE_REFUSED first) when errno says so. Returns -1. */
@@ -217,9 +305,44 @@ static int check_confine_fail(int status_fd, const char *step, const char *path)
 	return -1;
 }
 
+/* In the child: a network namespace of its own, whose loopback interface is brought up
+ * (SIOCSIFFLAGS), so a check reaches no port and no abstract socket of the machine, listens
+ * on none, and still runs servers on 127.0.0.1 for itself. Returns 0, or -1 having reported
+ * the step that failed on `status_fd` (CHECK_NET_REFUSED first when the kernel refused it).
+ * Runs between clone and exec: no allocation. */
+static int check_net_isolate(int status_fd)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	const char *step = "unshare(CLONE_NEWNET)";
+	int fd = -1, e;
+	bool refused;
+
+	if (unshare(CLONE_NEWNET) == 0) {
+		step = "socket(AF_INET)";
+		if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) >= 0) {
+			step = "ioctl(lo, SIOCSIFFLAGS)";
+			if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+				ifr.ifr_flags |= IFF_UP;
+				if (ioctl(fd, SIOCSIFFLAGS, &ifr) == 0) {
+					close(fd);
+					return 0;
+				}
+			}
+		}
+	}
+	e = errno;
+	refused = e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
+	    e == EUSERS;
+	if (fd >= 0)
+		close(fd);
+	dprintf(status_fd, "%s%s: %s", refused ? "\002" : "", step, strerror(e));
+	return -1;
+}
+
 /* In the child, new in its user namespace: a mount namespace of its own where every mount
  * is read-only and opens no device, but for bind mounts of the workspace, $TMPDIR and
- * check_rw_dirs (writable, no devices) and of check_devices; then no capability is left
+ * check_rw_dirs (writable, no devices) and of check_devices, and an empty tmpfs over each
+ * of check_empty (check_rw_dirs among them are not bound); then no capability is left
  * in the bounding set, so nothing the check runs (root in the namespace included) gets one
  * to undo it. What the check can then write holds no program or library the supervisor
  * or a worker loads, and no setting they read. Returns 0, or -1 having reported the step
@@ -238,8 +361,9 @@ static int check_confine(const char *workspace, int status_fd)
 		path[n++] = check_devices[i];
 	rw = n;
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
-		path[n++] = check_rw_dirs[i];
-	if (tmpdir != NULL && tmpdir[0] == '/')
+		if (!check_rw_private[i])
+			path[n++] = check_rw_dirs[i];
+	if (tmpdir != NULL && tmpdir[0] == '/' && check_tmpdir_bound)
 		path[n++] = tmpdir;
 	/* Last: mounted over a temporary directory it may lie in. */
 	path[n++] = workspace;
@@ -268,6 +392,13 @@ static int check_confine(const char *workspace, int status_fd)
 			return check_confine_fail(status_fd, "move_mount", path[i]);
 		close(fd[i]);
 	}
+	for (i = 0; i < check_nempty; i++)
+		if (mount("tmpfs", check_empty[i].path, "tmpfs",
+		        MS_NOSUID | MS_NODEV |
+		            (check_empty[i].writable ? 0 : MS_RDONLY | MS_NOEXEC),
+		        check_empty[i].writable ? "mode=1777" : "mode=0700") != 0 &&
+		    errno != ENOENT && errno != ENOTDIR)
+			return check_confine_fail(status_fd, "mount(tmpfs)", check_empty[i].path);
 	for (i = 0; prctl(PR_CAPBSET_READ, (unsigned long)i, 0, 0, 0) >= 0; i++)
 		if (prctl(PR_CAPBSET_DROP, (unsigned long)i, 0, 0, 0) != 0)
 			return check_confine_fail(status_fd, "prctl", "PR_CAPBSET_DROP");
@@ -288,7 +419,7 @@ static int check_confine(const char *workspace, int status_fd)
  * shell, or in a namespace the init (worker/check_init.h) given `ns_fd`. Reports a failure
  * to start on `status_fd` (close-on-exec) and exits 126/127. Never returns. */
 static void check_child(const struct check_spec *spec, int out_fd, int err_fd, int status_fd,
-    pid_t worker, int ns_fd, bool confine)
+    pid_t worker, int ns_fd, bool net, bool confine)
 {
 	char *env[16], fd_arg[16];
 	int null_fd = open("/dev/null", O_RDONLY);
@@ -302,6 +433,8 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
+	if (net && check_net_isolate(status_fd) != 0)
+		_exit(126);
 	if (confine && check_confine(spec->workspace, status_fd) != 0)
 		_exit(126);
 	if (chdir(spec->workspace) != 0) {
@@ -374,7 +507,8 @@ static int check_map_ids(pid_t pid, char *err, size_t errlen)
  * start. Returns the pid, with *ns_fd the socket the init reports on (-1 without a
  * namespace); -1 with `err` when it could not start; -2 with `err` naming the step the
  * kernel refused, when it refused a namespace, -3 when it refused the confinement
- * (check_confine) (nothing left running either way). */
+ * (check_confine), -4 when it refused the network namespace (check_net_isolate) (nothing
+ * left running either way). */
 static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int out_fd, int err_fd,
     int *ns_fd, char *err, size_t errlen)
 {
@@ -388,6 +522,8 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		return -1;
 	}
+	if (ns == CHECK_NS_USER_PID && check_confined)
+		check_empty_choose(spec->workspace);
 	if (ns != CHECK_NS_NONE && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sk) != 0) {
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		close(sp[0]);
@@ -419,7 +555,7 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		if (sk[0] >= 0)
 			close(sk[0]);
 		check_child(spec, out_fd, err_fd, sp[1], self, sk[1],
-		    ns == CHECK_NS_USER_PID && check_confined);
+		    ns != CHECK_NS_NONE && check_net, ns == CHECK_NS_USER_PID && check_confined);
 	}
 	close(sp[1]);
 	sp[1] = -1;
@@ -431,9 +567,12 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		;
 	if (n > 0) {
 		msg[n] = '\0';
-		snprintf(err, errlen, "%s", msg + (msg[0] == CHECK_CONFINE_REFUSED));
+		snprintf(err, errlen, "%s",
+		    msg + (msg[0] == CHECK_CONFINE_REFUSED || msg[0] == CHECK_NET_REFUSED));
 		if (msg[0] == CHECK_CONFINE_REFUSED)
 			refused = 2;
+		else if (msg[0] == CHECK_NET_REFUSED)
+			refused = 3;
 	} else if (ns == CHECK_NS_USER_PID && check_map_ids(pid, err, errlen) != 0) {
 		refused = 1;
 		kill(pid, SIGKILL);
@@ -456,7 +595,7 @@ fail:
 		close(sk[0]);
 	if (sk[1] >= 0)
 		close(sk[1]);
-	return refused == 2 ? -3 : refused ? -2 : -1;
+	return refused == 3 ? -4 : refused == 2 ? -3 : refused ? -2 : -1;
 }
 
 /* Start the check (check_spawn) in the namespaces this worker uses; at its first check,
@@ -466,7 +605,7 @@ fail:
 static pid_t check_start(
     const struct check_spec *spec, int out_fd, int err_fd, int *ns_fd, char *err, size_t errlen)
 {
-	char why[320] = "";
+	char why[320] = "", net_why[160] = "";
 	pid_t pid;
 
 	if (check_ns < 0) {
@@ -479,6 +618,11 @@ static pid_t check_start(
 	while ((pid = check_spawn(spec, check_ns, out_fd, err_fd, ns_fd, err, errlen)) <= -2) {
 		size_t k = strlen(why);
 
+		if (pid == -4) {
+			snprintf(net_why, sizeof net_why, "%s", err);
+			check_net = 0;
+			continue;
+		}
 		snprintf(why + k, sizeof why - k, "%s%s", k > 0 ? "; " : "", err);
 		if (pid == -3)
 			check_confined = 0;
@@ -486,6 +630,12 @@ static pid_t check_start(
 			check_ns = check_ns == CHECK_NS_USER_PID && geteuid() == 0 ? CHECK_NS_PID :
 			                                                             CHECK_NS_NONE;
 	}
+	if (net_why[0] != '\0')
+		log_warn("check commands share the machine's network (%s): they can reach the "
+		         "ports and abstract sockets of the machine's processes, the supervisor's "
+		         "--http port included, and listen on a free port where the workers' LLM "
+		         "calls go, and so read the API keys",
+		    net_why);
 	if (why[0] == '\0')
 		return pid;
 	if (check_ns == CHECK_NS_USER_PID)

@@ -7,7 +7,9 @@
  * other descriptor. Output goes to
  * <workspace>/.autopack/logs/<run>__<phase>__a<attempt>.{stdout,stderr}.txt. Its
  * environment is minimal: PATH (a default when unset), HOME, USER, LOGNAME, LANG, LC_ALL,
- * LC_CTYPE, LC_MESSAGES, TZ and TMPDIR from the worker's, nothing else.
+ * LC_CTYPE, LC_MESSAGES, TZ and TMPDIR from the worker's, nothing else. Where the kernel
+ * allows it, it runs in a user, a PID, a mount and a network namespace of its own
+ * (docs/worker.md, "Keys and phase code").
  */
 #ifndef AUTOPACK_CHECK_H
 #define AUTOPACK_CHECK_H
@@ -55,6 +57,10 @@ void check_result_free(struct check_result *r);
  * namespace cannot signal the worker, so a check that ended by a stop signal without one
  * (waited for CHECK_STOP_WAIT_MS) stopped itself. Async-signal-safe. */
 void check_note_stop_signal(void);
+
+/* Have checks share the machine's network: no network namespace of their own
+ * (autopack-supervisor --check-network host). */
+void check_share_network(void);
 
 /* Kill the process group of the check running now, if any. Async-signal-safe: the
  * worker calls it from its SIGTERM handler so a stopped attempt leaves nothing behind. */

@@ -42,7 +42,7 @@ struct wk {
 static const char usage_text[] =
     "usage: autopack-worker --handoff-fd H | --fd N [--keys-fd K]\n"
     "                       [--event-window N] [--log-file PATH] [--log-level L]\n"
-    "                       [--log-format F]\n"
+    "                       [--log-format F] [--check-network isolated|host]\n"
     "       autopack-worker --version | --help\n"
     "\n"
     "Runs phases for autopack-supervisor. The supervisor starts it with --handoff-fd H:\n"
@@ -55,7 +55,9 @@ static const char usage_text[] =
     "                     to 4096); when the window is full the worker waits for acks\n"
     "  --log-file PATH    append log lines here instead of stderr\n"
     "  --log-level L      error, warn, info (default) or debug\n"
-    "  --log-format F     text (default) or json: one JSON object a line\n";
+    "  --log-format F     text (default) or json: one JSON object a line\n"
+    "  --check-network N  isolated (default): check commands get a network of their own\n"
+    "                     with only a loopback interface; host: they share the machine's\n";
 
 /* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
 static pid_t wk_supervisor;
@@ -411,6 +413,12 @@ static void wk_flags(
 				exit(2);
 			}
 			*window = (size_t)n;
+		} else if (strcmp(argv[i], "--check-network") == 0 && i + 1 < argc) {
+			if (strcmp(argv[++i], "host") == 0)
+				check_share_network();
+			else if (strcmp(argv[i], "isolated") != 0)
+				log_fatal(
+				    2, "--check-network: \"%s\" is not isolated or host", argv[i]);
 		} else if (strcmp(argv[i], "--log-file") == 0 && i + 1 < argc) {
 			if (log_open(argv[++i]) != 0)
 				log_fatal(1, "cannot open log file %s", argv[i]);

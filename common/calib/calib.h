@@ -261,8 +261,8 @@ json_t *calib_json_fit(const struct est_fit *f);
 /* One excluded event named for a person: "run R, phase P, at T: actual_output_tokens N"
  * (heap). */
 char *calib_implausible_text(const struct telem_sample *s);
-/* The excluded events of fs as a JSON array of {run_id, phase_id, timestamp, column,
- * value}. */
-json_t *calib_json_implausible(const struct calib_fitset *fs);
+/* The n excluded events at `events` as a JSON array of {run_id, phase_id, timestamp,
+ * column, value, text}. */
+json_t *calib_json_implausible(const struct telem_sample *const *events, size_t n);
 
 #endif

@@ -135,12 +135,12 @@ char *calib_implausible_text(const struct telem_sample *s)
 }
 
 /* The excluded events, each with the count that excluded it. */
-json_t *calib_json_implausible(const struct calib_fitset *fs)
+json_t *calib_json_implausible(const struct telem_sample *const *events, size_t n)
 {
 	json_t *a = json_array();
 
-	for (size_t i = 0; i < fs->n_implausible; i++) {
-		const struct telem_sample *s = fs->implausible[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct telem_sample *s = events[i];
 		int64_t v = 0;
 		const char *col = telem_implausible_count(s, &v);
 
@@ -305,9 +305,10 @@ json_t *calib_json_proposal(const struct calib_result *r, const struct calib_met
 	    (json_int_t)m->fs->n_duplicates, "attempt_repeats_dropped",
 	    (json_int_t)m->fs->n_repeats, "truncated_events", (json_int_t)m->fs->n_truncated,
 	    "implausible_excluded", (json_int_t)m->fs->n_implausible, "implausible_events",
-	    calib_json_implausible(m->fs), "samples_reexpressed", (json_int_t)m->n_reexpressed,
-	    "samples_unknown_version", (json_int_t)m->n_unknown_version, "coverage",
-	    m->eo->coverage, "folds", m->eo->folds, "repeats", m->eo->repeats, "model",
-	    calib_json_fit(m->proposal), "evaluation", calib_json_evaluation(m->eval), "curves",
-	    calib_json_curves(m->eval), "groups", calib_json_groups(r));
+	    calib_json_implausible(m->fs->implausible, m->fs->n_implausible), "samples_reexpressed",
+	    (json_int_t)m->n_reexpressed, "samples_unknown_version",
+	    (json_int_t)m->n_unknown_version, "coverage", m->eo->coverage, "folds", m->eo->folds,
+	    "repeats", m->eo->repeats, "model", calib_json_fit(m->proposal), "evaluation",
+	    calib_json_evaluation(m->eval), "curves", calib_json_curves(m->eval), "groups",
+	    calib_json_groups(r));
 }

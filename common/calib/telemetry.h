@@ -143,6 +143,9 @@ struct telem_report_opts {
 
 struct telem_report {
 	size_t n_read; /* samples before --success-only */
+	/* samples left out of every figure: a count no call can record (telem_plausible) */
+	const struct telem_sample **implausible;
+	size_t n_implausible;
 	struct telem_metrics all;
 	struct telem_stratum *strata; /* by dimension, then key */
 	size_t n_strata;
@@ -153,7 +156,8 @@ struct telem_report {
 const char *telem_dim_name(enum telem_dim d);
 /* Bucket label of a deliverable count: "0-1", "2-5" or "6+". */
 const char *telem_deliverable_bucket(int64_t count);
-/* Build the report of `s` under `o`. */
+/* Build the report of `s` under `o`, from its plausible samples (telem_plausible); the
+ * others are listed in r->implausible. */
 void telem_report_build(
     const struct telem_samples *s, const struct telem_report_opts *o, struct telem_report *r);
 /* Free what telem_report_build allocated. */

@@ -213,9 +213,13 @@ void telem_report_build(
 	memset(r, 0, sizeof *r);
 	r->n_read = s->n;
 	r->under_multiplier = o->under_multiplier > 0.0 ? o->under_multiplier : 1.0;
-	for (size_t i = 0; i < s->n; i++)
-		if (!o->success_only || s->v[i].success)
+	r->implausible = xcalloc(s->n + 1, sizeof *r->implausible);
+	for (size_t i = 0; i < s->n; i++) {
+		if (!telem_plausible(&s->v[i]))
+			r->implausible[r->n_implausible++] = &s->v[i];
+		else if (!o->success_only || s->v[i].success)
 			rows[n++] = &s->v[i];
+	}
 	telem_metrics_compute(rows, n, r->under_multiplier, &r->all);
 	if (o->stratify)
 		for (int d = 0; d < TELEM_DIM_COUNT; d++)
@@ -229,5 +233,6 @@ void telem_report_free(struct telem_report *r)
 	for (size_t i = 0; i < r->n_strata; i++)
 		free(r->strata[i].key);
 	free(r->strata);
+	free(r->implausible);
 	memset(r, 0, sizeof *r);
 }

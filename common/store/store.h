@@ -194,6 +194,20 @@ struct store_stats {
 	struct store_counts v2_by_complexity; /* successful events */
 	int64_t usage_total, usage_failed, usage_tokens;
 	int64_t usage_lost; /* of the failed: tries whose worker died before reporting them */
+	/* rows left out of usage_tokens: a count no call reports (STORE_USAGE_PLAUSIBLE) */
+	int64_t usage_excluded;
+	struct store_usage_row *usage_excluded_rows; /* the first STORE_STATS_NAMED, by id */
+	size_t n_usage_excluded_rows;
+};
+
+/* How many rows left out of a total db check names one by one. */
+#define STORE_STATS_NAMED 10
+
+/* An llm_usage_events row db check left out, its counts as the database holds them
+ * (NULL for NULL; a text, a real or an integer as text). */
+struct store_usage_row {
+	int64_t id;
+	char *total_tokens, *prompt_tokens, *completion_tokens;
 };
 
 /* Read every statistic db check prints. */

@@ -4,9 +4,12 @@
 #include "common/store/dialect.h"
 #include "common/store/store_internal.h"
 #include "common/fingerprint/fingerprint.h"
+#include "common/strbuf.h"
+#include "common/utf8.h"
 #include "common/util.h"
 #include "common/vocab.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +229,42 @@ static void failed_keep_fingerprint(struct store_failed *v, size_t *n, const cha
 	*n = k;
 }
 
+/* Whether the n bytes at a are the text b, ignoring the case of ASCII letters. */
+static bool failed_same_text(const char *a, size_t n, const char *b)
+{
+	if (n != strlen(b))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i]))
+			return false;
+	return true;
+}
+
+/* Keep only the items whose reason is `name` in any case, as it is or as a terminal shows
+ * it (utf8_escape: "CHECK\x00FAILED" for a reason holding a NUL byte, which no argument
+ * can). */
+static void failed_keep_reason(struct store_failed *v, size_t *n, const char *name)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < *n; i++) {
+		struct strbuf shown = { 0 };
+		bool keep = false;
+
+		if (v[i].reason != NULL) {
+			utf8_escape(&shown, v[i].reason, v[i].reason_len);
+			keep = failed_same_text(v[i].reason, v[i].reason_len, name) ||
+			    failed_same_text(shown.s, shown.len, name);
+			free(shown.s);
+		}
+		if (keep)
+			v[k++] = v[i];
+		else
+			failed_item_free(&v[i]);
+	}
+	*n = k;
+}
+
 /* List the failed and stopped phases a filter selects; STORE_EIO, or STORE_EINVAL for a named
  * phase that cannot be retried or a run the database does not hold. */
 int store_failed_list(struct store *st, const struct store_failed_filter *f,
@@ -235,13 +274,15 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 		.size = sizeof **out, .fill = failed_row, .item_free = failed_item_free
 	};
 	struct db_stmt *q = NULL;
+	bool escaped = f->reason != NULL && strchr(f->reason, '\\') != NULL;
 	int rc = db_prepare(st->db, failed_sql, &q);
 
 	if (rc == DB_OK) {
 		store_bind_text(q, 1, f->run_id);
 		store_bind_text(q, 2, f->phase_id);
 		store_bind_text(q, 3, f->since);
-		store_bind_text(q, 4, f->reason);
+		/* a reason with a backslash may be one shown escaped: matched below */
+		store_bind_text(q, 4, escaped ? NULL : f->reason);
 		db_bind_int64(q, 5, f->failed_only);
 		store_bind_text(q, 6, phase_state_name(PHASE_FAILED));
 		store_bind_text(q, 7, phase_state_name(PHASE_QUEUED));
@@ -256,6 +297,8 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 	*n = l.n;
 	if (rc == 0 && f->fingerprint != NULL)
 		failed_keep_fingerprint(*out, n, f->fingerprint);
+	if (rc == 0 && escaped)
+		failed_keep_reason(*out, n, f->reason);
 	if (rc == 0 && *n == 0 && f->phase_id != NULL && f->failed_only)
 		rc = failed_explain(st, f->run_id, f->phase_id, err);
 	else if (rc == 0 && *n == 0 && f->run_id != NULL)

@@ -103,6 +103,58 @@ static int store_per_run_read(struct store *st, struct store_stats *s, struct st
 	return rc;
 }
 
+/* An llm_usage_events row whose counts a call can report (the wire's limits,
+ * docs/protocol.md): each an integer, not a text ('12abc') or a real (1.5) another program
+ * wrote; the prompt and completion tokens from 0 to 10^9 when known, the total from 0 to
+ * 2 x 10^9. Anything else is left out of the token total, which a few such rows would
+ * overflow (db check then failed for good) or make up. */
+#define USAGE_COUNT_OK(col, max)                                                                   \
+	"(" col " = CAST(" col " AS BIGINT) AND " col " BETWEEN 0 AND " max ")"
+#define USAGE_PLAUSIBLE                                                                              \
+	"(" USAGE_COUNT_OK("total_tokens",                                                           \
+	    "2000000000") " AND (prompt_tokens IS NULL OR " USAGE_COUNT_OK("prompt_tokens",          \
+	    "1000000000") ") AND (completion_tokens IS NULL OR " USAGE_COUNT_OK("completion_tokens", \
+	    "1000000000") "))"
+
+/* Fill an excluded usage row from the current row (a store_rows fill). */
+static void store_usage_row_fill(struct db_stmt *q, void *item)
+{
+	struct store_usage_row *r = item;
+
+	r->id = db_column_int64(q, 0);
+	r->total_tokens = store_col_text(q, 1, NULL);
+	r->prompt_tokens = store_col_text(q, 2, NULL);
+	r->completion_tokens = store_col_text(q, 3, NULL);
+}
+
+/* Free an excluded usage row's texts. */
+static void store_usage_row_free(void *item)
+{
+	struct store_usage_row *r = item;
+
+	free(r->total_tokens);
+	free(r->prompt_tokens);
+	free(r->completion_tokens);
+}
+
+/* Read the first STORE_STATS_NAMED usage rows left out of the token total, by id. */
+static int store_usage_excluded_read(struct store *st, struct store_stats *s, struct store_err *err)
+{
+	struct store_rows l = { .size = sizeof *s->usage_excluded_rows,
+		.fill = store_usage_row_fill,
+		.item_free = store_usage_row_free };
+	char *sql = xasprintf("SELECT id, CAST(total_tokens AS TEXT), CAST(prompt_tokens AS TEXT),"
+	                      " CAST(completion_tokens AS TEXT) FROM llm_usage_events"
+	                      " WHERE NOT " USAGE_PLAUSIBLE " ORDER BY id LIMIT %d",
+	    STORE_STATS_NAMED);
+	int rc = store_rows_query(st->db, sql, &l, err, "%s", st->path);
+
+	free(sql);
+	s->usage_excluded_rows = l.v;
+	s->n_usage_excluded_rows = l.n;
+	return rc;
+}
+
 /* Read db check's statistics; STORE_EIO (nothing to free) on failure. */
 int store_stats_read(struct store *st, struct store_stats *s, struct store_err *err)
 {
@@ -120,12 +172,11 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 		{ "SELECT count(*) FROM llm_usage_events", &s->usage_total },
 		{ "SELECT count(*) FROM llm_usage_events WHERE status != 'ok'", &s->usage_failed },
 		{ "SELECT count(*) FROM llm_usage_events WHERE status = 'lost'", &s->usage_lost },
-		/* A count past what any call reports (a worker's 2e9 at most), or below 0, is
-		 * left out: a few such rows would overflow the sum, and db check would fail on it
-		 * for good. */
-		{ "SELECT coalesce(sum(CASE WHEN total_tokens BETWEEN 0 AND 2000000000"
+		{ "SELECT coalesce(sum(CASE WHEN " USAGE_PLAUSIBLE
 		  " THEN total_tokens END), 0) FROM llm_usage_events",
 		    &s->usage_tokens },
+		{ "SELECT count(*) FROM llm_usage_events WHERE NOT " USAGE_PLAUSIBLE,
+		    &s->usage_excluded },
 	};
 	const struct {
 		const char *sql;
@@ -158,6 +209,8 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 	}
 	if (rc == 0)
 		rc = store_per_run_read(st, s, err);
+	if (rc == 0 && s->usage_excluded > 0)
+		rc = store_usage_excluded_read(st, s, err);
 	if (rc != 0)
 		store_stats_free(s);
 	return rc;
@@ -173,5 +226,7 @@ void store_stats_free(struct store_stats *s)
 	for (size_t i = 0; i < s->n_runs; i++)
 		store_per_run_free(&s->per_run[i]);
 	free(s->per_run);
+	store_rows_free(s->usage_excluded_rows, s->n_usage_excluded_rows,
+	    sizeof *s->usage_excluded_rows, store_usage_row_free);
 	memset(s, 0, sizeof *s);
 }

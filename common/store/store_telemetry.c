@@ -68,12 +68,17 @@ static char *telem_col_text(struct db_stmt *q, int i, const char *if_null)
 	return utf8_clean(t, SIZE_MAX);
 }
 
-/* Read count column i into *v; a text that is not wholly an integer reads as 0 and is
- * kept in the sample as its first unreadable count. */
+/* Read count column i into *v; a text that is not wholly an integer (read as 0) and a
+ * real that is none (1.5, or 1e300, which no 64-bit integer holds) are kept in the sample
+ * as its first unreadable count. */
 static void telem_col_count(
     struct db_stmt *q, int i, const char *name, struct telem_sample *s, int64_t *v)
 {
-	if (db_column_int64_ok(q, i, v) || s->unreadable_col != NULL)
+	bool ok = db_column_int64_ok(q, i, v);
+
+	if (ok && db_column_type(q, i) == DB_FLOAT)
+		ok = db_column_double(q, i) == (double)*v && *v != INT64_MAX && *v != INT64_MIN;
+	if (ok || s->unreadable_col != NULL)
 		return;
 	s->unreadable_col = name;
 	s->unreadable_text = telem_col_text(q, i, "");

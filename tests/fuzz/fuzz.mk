@@ -7,9 +7,10 @@
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 OUT          := build/fuzz
-FUZZ_SRC     := $(wildcard proto/*.c) common/procs.c common/utf8.c common/util.c common/vocab.c \
-                tests/fuzz/fuzz_frame.c
-FUZZ_HDR     := $(wildcard proto/*.h) common/procs.h common/utf8.h common/util.h common/vocab.h
+FUZZ_SRC     := $(wildcard proto/*.c) common/procs.c common/strbuf.c common/utf8.c common/util.c \
+                common/vocab.c tests/fuzz/fuzz_frame.c
+FUZZ_HDR     := $(wildcard proto/*.h) common/procs.h common/strbuf.h common/utf8.h common/util.h \
+                common/vocab.h
 FUZZ_CFLAGS  := -g -O1 -std=c11 -D_GNU_SOURCE -I. -Wall -Wextra -Werror \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer $(shell pkg-config --cflags msgpack)

@@ -1,0 +1,299 @@
+"""A check command (and the code the model wrote, which it runs) reaches no socket another
+process of the machine listens on: it has a network of its own, with only a loopback
+interface, and finds /tmp, /var/tmp, /dev/shm and the runtime directories (where the
+user's service manager and the supervisor's control socket listen) empty. Through such a
+socket it could have the supervisor start workers or have another program run commands
+outside its namespaces, and by listening where the workers' LLM calls go it read the API
+key of every call."""
+import json
+import os
+import shutil
+import socket
+import uuid
+
+import pytest
+
+from conftest import BIN
+from e2e_helpers import (Standin, check_namespaces, drain_logging_workers, import_plan,
+                         init_db, llm_args, phase_spec, rows)
+from supervisor_helpers import Supervisor, wait_for
+
+KEY = "sk-ant-sockets-%s" % uuid.uuid4().hex
+
+# Waits for targets.json (written by the test), tries to connect to each target, and runs
+# a server of its own on 127.0.0.1 that it connects to; records what happened.
+PROBE = r'''
+import json, os, socket, threading, time
+for _ in range(600):
+    if os.path.exists("targets.json"):
+        break
+    time.sleep(0.05)
+with open("targets.json") as f:
+    targets = json.load(f)
+res = {}
+def attempt(name, family, addr):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(addr)
+        res[name] = "connected"
+    except OSError as e:
+        res[name] = "%s: %s" % (type(e).__name__, e.strerror)
+    finally:
+        s.close()
+for name, port in targets["tcp"].items():
+    attempt(name, socket.AF_INET, ("127.0.0.1", port))
+for name, path in targets["unix"].items():
+    attempt(name, socket.AF_UNIX, path)
+attempt("abstract", socket.AF_UNIX, "\0" + targets["abstract"])
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+def serve():
+    c, _ = srv.accept()
+    c.sendall(c.recv(16).upper())
+    c.close()
+threading.Thread(target=serve, daemon=True).start()
+c = socket.create_connection(srv.getsockname(), timeout=5)
+c.sendall(b"ping")
+res["own_server"] = c.recv(16).decode()
+res["interfaces"] = sorted(n for _, n in socket.if_nameindex())
+with open("probe.json", "w") as f:
+    json.dump(res, f)
+'''
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listener(family, addr):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.bind(addr)
+    s.listen(16)
+    s.setblocking(False)
+    return s
+
+
+def accepted(s):
+    """How many connections wait on the listener `s`."""
+    n = 0
+    while True:
+        try:
+            s.accept()[0].close()
+            n += 1
+        except BlockingIOError:
+            return n
+
+
+@pytest.fixture
+def outside_tmp():
+    """A directory outside /tmp (beside the binaries), removed afterwards: a workspace
+    there leaves /tmp private to its checks."""
+    top = os.path.join(os.path.dirname(BIN), "sockets-%s" % uuid.uuid4().hex[:12])
+    os.makedirs(top)
+    yield top
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def needs_namespaces():
+    if check_namespaces() != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+
+
+def probe_drain(tmp, ws, *args, prefix=()):
+    """Drain one phase whose check runs PROBE in `ws`, with the test listening on a TCP
+    port of 127.0.0.1, an abstract socket and a socket in /tmp, and the supervisor on
+    --http and its default control socket; returns (probe results, connections each
+    listener took, the supervisor's log)."""
+    tmp = str(tmp)
+    os.makedirs(ws, exist_ok=True)
+    with open(os.path.join(ws, "probe.py"), "w") as f:
+        f.write(PROBE)
+    name = "autopack-test-%s" % uuid.uuid4().hex[:12]
+    path = "/tmp/%s.sock" % name
+    lsn = {"tcp": listener(socket.AF_INET, ("127.0.0.1", 0)),
+           "abstract": listener(socket.AF_UNIX, "\0" + name),
+           "tmp_socket": listener(socket.AF_UNIX, path)}
+    http = free_port()
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 probe.py")])])
+    llm = Standin(tmp, {}, "--expect-key", KEY)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--http",
+                     "127.0.0.1:%d" % http, *llm_args(llm), *args,
+                     env={"ANTHROPIC_API_KEY": KEY}, control=False, prefix=prefix)
+    try:
+        sup.wait_ready()
+        control = rows(url, "SELECT control_socket FROM meta")[0]["control_socket"]
+        with open(os.path.join(ws, "targets.json"), "w") as f:
+            json.dump({"tcp": {"tcp": lsn["tcp"].getsockname()[1], "http": http},
+                       "unix": {"tmp_socket": path, "control": control},
+                       "abstract": name}, f)
+        assert sup.wait(timeout=300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+        os.unlink(path)
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
+    with open(os.path.join(ws, "probe.json")) as f:
+        probe = json.load(f)
+    taken = {k: accepted(s) for k, s in lsn.items()}
+    for s in lsn.values():
+        s.close()
+    return probe, taken, sup.stderr()
+
+
+def test_a_check_reaches_no_socket_of_the_machine_but_its_own(tmp, outside_tmp):
+    needs_namespaces()
+    probe, taken, err = probe_drain(tmp, os.path.join(outside_tmp, "ws"))
+    # Nothing on the machine's loopback, not the supervisor's --http port: the check's
+    # 127.0.0.1 is its own.
+    assert probe["tcp"] == "ConnectionRefusedError: Connection refused", probe
+    assert probe["http"] == "ConnectionRefusedError: Connection refused", probe
+    # No abstract socket of the machine's network namespace.
+    assert probe["abstract"] == "ConnectionRefusedError: Connection refused", probe
+    # /tmp and the runtime directory of the control socket are empty to it.
+    assert probe["tmp_socket"] == "FileNotFoundError: No such file or directory", probe
+    assert probe["control"] == "FileNotFoundError: No such file or directory", probe
+    assert taken == {"tcp": 0, "abstract": 0, "tmp_socket": 0}
+    # A server the check runs for itself on 127.0.0.1 works.
+    assert probe["own_server"] == "PING", probe
+    assert probe["interfaces"] == ["lo"], probe
+    assert "check commands" not in err
+
+
+def test_with_check_network_host_a_check_shares_the_machines_network(tmp, outside_tmp):
+    needs_namespaces()
+    probe, taken, err = probe_drain(tmp, os.path.join(outside_tmp, "ws"), "--check-network",
+                                    "host")
+    assert probe["tcp"] == "connected" and probe["http"] == "connected", probe
+    assert probe["abstract"] == "connected", probe
+    assert taken["tcp"] == 1 and taken["abstract"] == 1, taken
+    # Its directories stay its own.
+    assert probe["tmp_socket"] == "FileNotFoundError: No such file or directory", probe
+    assert probe["control"] == "FileNotFoundError: No such file or directory", probe
+    assert probe["own_server"] == "PING", probe
+    assert "check commands" not in err
+
+
+def test_check_network_takes_isolated_or_host(tmp):
+    from conftest import binpath
+    import subprocess
+    r = subprocess.run([binpath("autopack-supervisor"), "--db", "sqlite:///x.db",
+                        "--check-network", "none"], capture_output=True, text=True,
+                       cwd=str(tmp), timeout=30)
+    assert r.returncode == 2
+    assert r.stderr == 'autopack-supervisor: --check-network: "none" is not isolated or host\n'
+    r = subprocess.run([binpath("autopack-supervisor"), "--help"], capture_output=True,
+                       text=True, timeout=30)
+    assert "--check-network isolated|host" in r.stdout
+
+
+# Listens on the port of the LLM base URL as soon as it may (in a network of its own at
+# once; in the machine's once the stand-in is gone), then keeps what any connection sends
+# it for a while.
+LISTEN = r'''
+import os, socket, time
+open("started", "w").close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+for _ in range(600):
+    try:
+        s.bind(("127.0.0.1", %(port)d))
+        break
+    except OSError:
+        time.sleep(0.05)
+s.listen(16)
+open("listening", "w").close()
+s.settimeout(0.2)
+got = b""
+end = time.time() + 12
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    c.settimeout(2)
+    try:
+        got += c.recv(65536)
+    except OSError:
+        pass
+    c.close()
+with open("caught.txt", "wb") as f:
+    f.write(got)
+'''
+
+
+@pytest.mark.parametrize("network", ["isolated", "host"])
+def test_a_check_listening_on_the_llm_port_takes_no_call(tmp, outside_tmp, network):
+    """The provider (a local server) goes down while a check waits to listen on its port:
+    the next call fails on the machine's port, and never reaches the check with the key.
+    With --check-network host it does."""
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = os.path.join(outside_tmp, "ws")
+    os.makedirs(ws)
+    llm = Standin(tmp, {"markers": {"out/b.py": [
+        {"mode": "status", "status": 429, "retry_after": 8}]}}, "--expect-key", KEY)
+    with open(os.path.join(ws, "listen.py"), "w") as f:
+        f.write(LISTEN % {"port": llm.port})
+    url = init_db(tmp)
+    import_plan(tmp, url, [
+        ("run-a", ws, [phase_spec("a", ("out/a.py",), check="/usr/bin/python3 listen.py")]),
+        ("run-b", ws, [phase_spec("b", ("out/b.py",))])])
+    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--llm-retries", 1,
+                     "--max-attempts-per-phase", 1, "--check-network", network,
+                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        # b's first try was answered 429 (retry in 8 s) and a's check runs: the provider
+        # goes down before b tries again.
+        wait_for(lambda: os.path.exists(os.path.join(ws, "started")) and
+                 any(r.get("status") == 429 for r in llm.requests()),
+                 60, what="a's check listening and b's first try answered")
+        llm.stop()
+        sup.wait(timeout=300)
+    finally:
+        sup.kill()
+        llm.stop()
+    att = {a["phase_id"]: a for a in rows(url, "SELECT phase_id, outcome, failure_reason"
+                                               " FROM attempts")}
+    assert att["a"]["outcome"] == "success", (att, sup.stderr())
+    with open(os.path.join(ws, "caught.txt"), "rb") as f:
+        caught = f.read()
+    if network == "host":
+        assert KEY.encode() in caught, caught
+        return
+    # b's second try found nothing on the machine's port: a clean provider error.
+    assert att["b"]["failure_reason"] == "PROVIDER_ERROR", (att, sup.stderr())
+    classes = [r["error_class"] for r in rows(url, "SELECT error_class FROM llm_usage_events"
+                                                   " ORDER BY 1")]
+    assert "network" in classes, classes
+    assert caught == b"", caught
+
+
+def test_checks_share_the_network_with_one_warning_where_the_kernel_refuses_it(tmp):
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run-%d" % r, ws, [phase_spec("p%d" % p, ("out/%d_%d.py" % (r, p),),
+                                                         check="echo $$ > pid-%d-%d" % (r, p))
+                                               for p in range(2)]) for r in range(2)])
+    # As in a container that allows user namespaces but no further network namespace.
+    prefix = ("unshare", "-U", "-r", "/bin/sh", "-c",
+              'echo 0 > /proc/sys/user/max_net_namespaces && exec "$@"', "sh")
+    err, workers = drain_logging_workers(tmp, url, prefix, {"ANTHROPIC_API_KEY": KEY})
+    assert len(rows(url, "SELECT outcome FROM attempts")) == 4
+    warning = ("check commands share the machine's network (unshare(CLONE_NEWNET): No space "
+               "left on device): they can reach the ports and abstract sockets of the "
+               "machine's processes, the supervisor's --http port included, and listen on a "
+               "free port where the workers' LLM calls go, and so read the API keys")
+    assert err.count(warning) == workers and 1 <= workers <= 2, err
+    assert "check commands run in" not in err
+    # Still in a PID namespace of their own: the shell is PID 2 there, after the init.
+    for name in os.listdir(ws):
+        if name.startswith("pid-"):
+            with open(os.path.join(ws, name)) as f:
+                assert f.read().strip() == "2"

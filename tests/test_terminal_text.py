@@ -1,0 +1,121 @@
+"""Text from the database or a peer on an operator's terminal: phase ids, failure reasons,
+messages and other programs' values may hold escape sequences (ESC [ ... CSI, OSC titles
+ended by BEL), other control characters, DEL, the C1 controls and bytes that are not
+UTF-8. `failed`, `retry`, the adoption survey and the supervisor's log lines printed them
+as they were; they are shown escaped (\\e, \\xNN), valid UTF-8 kept, and --json keeps the
+exact text."""
+import json
+import os
+import sqlite3
+import subprocess
+
+import legacy_db
+from conftest import NO_LLM_KEY, binpath, ctl
+
+# ESC sequences (colour, clear screen, an OSC window title ended by BEL), a C1 CSI
+# (U+009B), DEL, a NUL and a byte that is not UTF-8, around valid UTF-8 ("é").
+HOSTILE = b"CHECK\x1b[31m red\x1b[2J\x1b]0;owned\x07 \xc2\x9b6n \x7f \x00 \xff caf\xc3\xa9"
+SHOWN = b"CHECK\\e[31m red\\e[2J\\e]0;owned\\x07 \\xc2\\x9b6n \\x7f \\x00 \\xff caf\xc3\xa9"
+AS_JSON = "CHECK\x1b[31m red\x1b[2J\x1b]0;owned\x07 \x9b6n \x7f \x00 \ufffd caf\u00e9"
+PHASE = b"p\x1b[2Jx"  # a phase id another program wrote
+
+
+def url(path):
+    return "sqlite:///" + str(path)
+
+
+def ctl_raw(*args, env=None):
+    """autopack-ctl with stdout and stderr as bytes; (rc, stdout, stderr)."""
+    p = subprocess.run([binpath("autopack-ctl")] + list(args), capture_output=True,
+                       timeout=60, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+def assert_terminal_safe(out):
+    """No control character but the newline, no DEL, no C1 control, and valid UTF-8."""
+    text = out.decode("utf-8")
+    bad = [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
+    assert bad == [], (bad, out)
+
+
+def hostile_db(tmp):
+    """A seeded database with a FAILED phase whose id and failure reason are hostile."""
+    db = tmp / "hostile.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    assert ctl("--db", url(db), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE phases SET state = 'FAILED', phase_id = CAST(? AS TEXT),"
+                    " last_failure_reason = CAST(? AS TEXT) WHERE phase_index = 2",
+                    (PHASE, HOSTILE))
+    con.close()
+    return db
+
+
+def test_failed_and_retry_show_hostile_text_escaped_and_json_keeps_it(tmp):
+    db = hostile_db(tmp)
+    rc, out, err = ctl_raw("--db", url(db), "failed")
+    assert rc == 0, (out, err)
+    assert_terminal_safe(out)
+    assert b"  reason " + SHOWN + b", 1 phase, last " in out, out
+    assert b"/p\\e[2Jx  FAILED" in out, out
+
+    rc, out, err = ctl_raw("--db", url(db), "retry", "--all-failed", "--dry-run")
+    assert rc == 0, (out, err)
+    assert_terminal_safe(out)
+    assert b"/p\\e[2Jx (FAILED, " + SHOWN + b")\n" in out, out
+
+    rc, out, err = ctl_raw("--db", url(db), "failed", "--json")
+    assert rc == 0, (out, err)
+    [group] = json.loads(out.decode("utf-8"))["groups"]
+    assert group["reason"] == AS_JSON
+    assert group["phases"][0]["phase_id"] == PHASE.decode()
+
+    # An error naming the phase quotes it escaped too.
+    rc, out, err = ctl_raw("--db", url(db), "retry", "telemetry-collection-v4", "x\x1b[2J")
+    assert rc == 1, (out, err)
+    assert_terminal_safe(err)
+    assert b"x\\e[2J" in err, err
+
+
+def test_the_adoption_survey_shows_hostile_ids_and_values_escaped(tmp):
+    path = str(tmp / "original.db")
+    legacy_db.build_original(path)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE phases SET phase_id = CAST(? AS TEXT), tier_id = 999999"
+                    " WHERE run_id = 'build1-original' AND phase_id = 't2-p1'", (PHASE,))
+        con.execute("UPDATE runs SET updated_at = CAST(? AS TEXT)"
+                    " WHERE id = 'build1-original'", (b"soon\x1b[31m\xff",))
+    con.close()
+    rc, out, err = ctl_raw("--db", url(path), "db", "adopt", "--dry-run")
+    assert rc == 0, (out, err)
+    assert_terminal_safe(out + err)
+    survey = out + err
+    assert (b"    build1-original/p\\e[2Jx (QUEUED): phases.tier_id 999999: no row of tiers"
+            in survey), survey
+    assert b'e.g. "soon\\e[31m\\xff"' in survey, survey
+    rc, out, err = ctl_raw("--db", url(path), "db", "adopt", "--dry-run", "--json")
+    assert rc == 0, (out, err)
+    orphans = json.loads(out.decode("utf-8"))["orphans"]
+    assert [o["phase_id"] for o in orphans] == [PHASE.decode()], orphans
+
+
+def test_supervisor_log_lines_show_a_hostile_phase_id_escaped(tmp):
+    """A drain's log lines name the phase they are about; the text log (a terminal, the
+    journal) shows its id escaped, the JSON log keeps it exactly."""
+    db = hostile_db(tmp)
+    assert ctl("--db", url(db), "retry", "--all-failed").rc == 0
+    for fmt in ("text", "json"):
+        p = subprocess.run([binpath("autopack-supervisor"), "--db", url(db), "--dry-run",
+                            "--exit-when-drained", "--log-format", fmt,
+                            "--control", str(tmp / "c.sock")],
+                           capture_output=True, timeout=120,
+                           env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY))
+        assert p.returncode == 0, p
+        assert_terminal_safe(p.stderr)
+        if fmt == "text":
+            assert b"telemetry-collection-v4/p\\e[2Jx attempt " in p.stderr, p.stderr
+        else:
+            phases = {json.loads(line).get("phase") for line in p.stderr.splitlines()}
+            assert PHASE.decode() in phases, p.stderr
