@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -83,12 +84,23 @@ static int fdio_left(int timeout_ms, uint64_t deadline)
 	return now >= deadline ? 0 : (int)(deadline - now);
 }
 
-/* Take the next message, waiting at most timeout_ms for bytes. */
+/* Read what a socket holds without waiting: recv() with MSG_DONTWAIT, one system call
+ * where poll() and read() are two. Returns its result, with errno ENOTSOCK when fd is
+ * not a socket (nothing read). */
+static ssize_t fdio_read_now(int fd, void *p, size_t n)
+{
+	return recv(fd, p, n, MSG_DONTWAIT);
+}
+
+/* Take the next message, waiting at most timeout_ms for bytes. With timeout_ms 0 a
+ * socket is read at once without waiting (EAGAIN: none), other descriptors are polled
+ * first. */
 enum proto_fd_rc proto_fd_recv(
     struct proto_fd *c, struct proto_msg *m, int timeout_ms, struct proto_err *err)
 {
 	uint64_t deadline = timeout_ms > 0 ? clock_mono_ms() + (uint64_t)timeout_ms : 0;
 	uint8_t buf[FDIO_READ_CHUNK];
+	bool now = timeout_ms == 0;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
@@ -97,17 +109,29 @@ enum proto_fd_rc proto_fd_recv(
 
 		if (rc != 0)
 			return rc > 0 ? PROTO_FD_MSG : PROTO_FD_EBADFRAME;
-		rc = poll(&pfd, 1, fdio_left(timeout_ms, deadline));
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc < 0) {
-			snprintf(err->text, sizeof err->text, "waiting for a frame: %s",
-			    strerror(errno));
-			return PROTO_FD_EIO;
+		if (now) {
+			k = fdio_read_now(c->fd, buf, sizeof buf);
+			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return PROTO_FD_TIMEOUT;
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0 && errno == ENOTSOCK) {
+				now = false;
+				continue;
+			}
+		} else {
+			rc = poll(&pfd, 1, fdio_left(timeout_ms, deadline));
+			if (rc < 0 && errno == EINTR)
+				continue;
+			if (rc < 0) {
+				snprintf(err->text, sizeof err->text, "waiting for a frame: %s",
+				    strerror(errno));
+				return PROTO_FD_EIO;
+			}
+			if (rc == 0)
+				return PROTO_FD_TIMEOUT;
+			k = read(c->fd, buf, sizeof buf);
 		}
-		if (rc == 0)
-			return PROTO_FD_TIMEOUT;
-		k = read(c->fd, buf, sizeof buf);
 		if (k < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (k == 0 || (k < 0 && errno == ECONNRESET))

@@ -351,6 +351,7 @@ static void lease_start(struct sup *s, const struct grant *g)
 		lease_kick(s);
 		return;
 	}
+	w->lease.ann_first = m.u.job.ann == 1 && !m.u.job.dry_run;
 	/* The worker ends the attempt itself at the deadline and reports why; the supervisor
 	 * steps in only if that report does not come. */
 	w->lease.armed_ms = uv_now(s->loop);
@@ -622,7 +623,7 @@ static void lease_log_event(struct worker *w, const struct proto_log *e)
 void lease_event(struct worker *w, struct proto_event *ev)
 {
 	struct lease *l = &w->lease;
-	bool fresh;
+	bool fresh, unawaited = false;
 
 	if (w->state != W_BUSY) {
 		w->sup->n.rejected_stale++;
@@ -633,6 +634,11 @@ void lease_event(struct worker *w, struct proto_event *ev)
 	if (!lease_fenced(w, ev->db_uuid, ev->attempt_id, "event"))
 		return;
 	fresh = ev->seq > l->seq_max;
+	/* The worker sends try 1 of its first call without waiting for this ack. */
+	if (ev->kind == PROTO_EV_LLM_REQUEST && fresh) {
+		unawaited = l->ann_first && ev->body.request.try_number == 1;
+		l->ann_first = false;
+	}
 	if (ev->seq > l->seq_max + 1)
 		l->seq_missing += ev->seq - l->seq_max - 1;
 	if (ev->seq > l->seq_max)
@@ -646,7 +652,7 @@ void lease_event(struct worker *w, struct proto_event *ev)
 	/* A seq seen before is a duplicate the database keeps only once: not a new call. */
 	if (ev->kind == PROTO_EV_LLM_USAGE && fresh)
 		pool_key_refused(w, &ev->body.usage);
-	writer_event(w->sup, w, l->run->run_id, l->phase->phase_id, ev);
+	writer_event(w->sup, w, l->run->run_id, l->phase->phase_id, ev, unawaited);
 }
 
 /* Count a result in the window that sizes the leases opened ahead. */
@@ -684,7 +690,7 @@ static void lease_check_seq(struct worker *w, uint64_t final_seq)
 	log_error("attempt %llu (worker %d): %s", (unsigned long long)l->attempt_id, w->id,
 	    ev.body.log.message);
 	ev.db_uuid = xstrdup(w->sup->st->uuid);
-	writer_event(w->sup, NULL, l->run->run_id, l->phase->phase_id, &ev);
+	writer_event(w->sup, NULL, l->run->run_id, l->phase->phase_id, &ev, false);
 }
 
 /* Fence and check a result, then end the lease with it. */

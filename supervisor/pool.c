@@ -127,7 +127,11 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 		if (m->u.heartbeat.attempt_id != 0)
 			lease_fenced(
 			    w, m->u.heartbeat.db_uuid, m->u.heartbeat.attempt_id, "heartbeat");
-		/* A worker waiting for acknowledgements gets its commit at once. */
+		/* A worker waiting for acknowledgements gets the one held for it and its
+		 * commit at once. */
+		if (m->u.heartbeat.wait_seq >= 0 && w->lease.attempt_id != 0 &&
+		    m->u.heartbeat.attempt_id == w->lease.attempt_id)
+			writer_acks_asked(w);
 		if (m->u.heartbeat.wait_seq >= 0 && w->unacked > 0)
 			writer_flush_early(w->sup);
 		break;

@@ -224,6 +224,14 @@ struct lease {
 	uint64_t armed_ms;        /* loop time and loop lag when its deadline was armed */
 	uint64_t armed_lag;
 	bool key_refused; /* a call was refused for its key: the drain rules do not judge it */
+	/* Its job's first LLM call has try 1 on record with the lease (the job's `ann`): the
+	 * worker sends that try without waiting for its announcement's ack. Cleared by the
+	 * attempt's first llm_request event. */
+	bool ann_first;
+	bool acks_asked;   /* the worker has waited for acks (a heartbeat with `wait`) */
+	uint64_t ack_held; /* the seq of a committed announcement not waited for whose ack
+	                    * is held (0: none): sent when the worker waits for acks, left
+	                    * out when a later ack covers it or the attempt ends */
 };
 
 struct worker {
@@ -346,6 +354,7 @@ struct writer_ack {
 	int worker_id;
 	uint64_t attempt_id, seq;
 	int64_t n;
+	bool unawaited; /* every event of the pair is an announcement not waited for */
 };
 
 /* The acknowledgements a group owes, one per (worker, attempt) in the order the pairs
@@ -909,9 +918,13 @@ void writer_init(struct sup *s);
  * acknowledgements and the jobs. */
 void writer_round(struct sup *s, bool urgent);
 /* Queue an event of an attempt of (run, phase), acknowledged to `ack_to` after the commit
- * (NULL: to nobody); takes over ev's contents. */
+ * (NULL: to nobody); takes over ev's contents. `unawaited`: an announcement the worker
+ * does not wait for, whose ack alone may be held (writer_acks_asked). */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
-    struct proto_event *ev);
+    struct proto_event *ev, bool unawaited);
+/* Worker w waits for acks of its attempt: send the ack held for it, and hold none for the
+ * rest of the attempt. */
+void writer_acks_asked(struct worker *w);
 /* Queue an attempt's end, of a phase of task `category` (NULL: none; for the metrics);
  * `done` (with `ctx`) is called after the commit that records it. The message, fingerprint
  * and category are copied. */

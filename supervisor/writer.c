@@ -131,8 +131,10 @@ static void writer_push(struct sup *s, struct op *o)
 		writer_arm(s, (uint64_t)s->cfg.commit_window_ms);
 }
 
-/* Add an event of (worker_id, attempt_id) with `seq` to the acknowledgements `a` owes. */
-static void writer_acks_add(struct writer_acks *a, int worker_id, uint64_t attempt_id, uint64_t seq)
+/* Add an event of (worker_id, attempt_id) with `seq` to the acknowledgements `a` owes
+ * (`unawaited`: an announcement its worker does not wait for). */
+static void writer_acks_add(
+    struct writer_acks *a, int worker_id, uint64_t attempt_id, uint64_t seq, bool unawaited)
 {
 	struct writer_ack *k = a->last < a->n ? &a->v[a->last] : NULL;
 
@@ -147,19 +149,20 @@ static void writer_acks_add(struct writer_acks *a, int worker_id, uint64_t attem
 				a->cap = a->cap != 0 ? 2 * a->cap : 16;
 				a->v = xrealloc(a->v, a->cap * sizeof *a->v);
 			}
-			a->v[a->n++] = (struct writer_ack){ worker_id, attempt_id, seq, 0 };
+			a->v[a->n++] = (struct writer_ack){ worker_id, attempt_id, seq, 0, true };
 		}
 		k = &a->v[a->last];
 	}
 	if (seq > k->seq)
 		k->seq = seq;
 	k->n++;
+	k->unawaited = k->unawaited && unawaited;
 }
 
 /* Queue an event: one piece of the queue's arena holds the op, its run and phase ids and
  * the event's strings (moved out of the decoded message, which owns nothing after). */
 void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, const char *phase_id,
-    struct proto_event *ev)
+    struct proto_event *ev, bool unawaited)
 {
 	size_t rn = strlen(run_id) + 1, pn = strlen(phase_id) + 1;
 	struct proto_strings strs;
@@ -179,8 +182,8 @@ void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, cons
 	if (ack_to != NULL) {
 		o->u.event.worker_id = ack_to->id;
 		ack_to->unacked++;
-		writer_acks_add(
-		    &s->acks, ack_to->id, o->u.event.wire.attempt_id, o->u.event.wire.seq);
+		writer_acks_add(&s->acks, ack_to->id, o->u.event.wire.attempt_id,
+		    o->u.event.wire.seq, unawaited);
 #ifdef AUTOPACK_MUTANT_ack_on_receipt
 		worker_send(ack_to,
 		    &(struct proto_msg){ .type = PROTO_ACK,
@@ -322,7 +325,12 @@ static void op_count(struct sup *s, const struct op *o)
 }
 
 /* Send the acknowledgements a durable group owes: one per (worker, attempt) for its
- * highest seq there, in the order the pairs first appeared. */
+ * highest seq there, in the order the pairs first appeared. The ack of a pair that is only
+ * an announcement its worker does not wait for (try 1 of the job's first call, on record
+ * with the lease) is held in the lease instead, unless the worker has asked for acks: a
+ * later ack of the attempt covers it, the worker's wait sends it (writer_acks_asked), and
+ * the attempt's end drops it, as the worker then drops its events. The worker is spared
+ * reading it and the supervisor a write of its own for it. */
 static void writer_ack(struct sup *s, const struct writer_acks *a)
 {
 	for (size_t i = 0; i < a->n; i++) {
@@ -337,10 +345,30 @@ static void writer_ack(struct sup *s, const struct writer_acks *a)
 		 * events: it would ignore the ack. */
 		if (w->lease.attempt_id != 0 && w->lease.attempt_id != a->v[i].attempt_id)
 			continue;
+		if (a->v[i].unawaited && w->lease.attempt_id != 0 && !w->lease.acks_asked) {
+			if (a->v[i].seq > w->lease.ack_held)
+				w->lease.ack_held = a->v[i].seq;
+			continue;
+		}
+		if (w->lease.attempt_id == a->v[i].attempt_id)
+			w->lease.ack_held = 0;
 		m.u.ack.attempt_id = a->v[i].attempt_id;
 		m.u.ack.seq = a->v[i].seq;
 		worker_send(w, &m, NULL);
 	}
+}
+
+void writer_acks_asked(struct worker *w)
+{
+	struct proto_msg m = { .type = PROTO_ACK };
+
+	w->lease.acks_asked = true;
+	if (w->lease.ack_held == 0)
+		return;
+	m.u.ack.attempt_id = w->lease.attempt_id;
+	m.u.ack.seq = w->lease.ack_held;
+	w->lease.ack_held = 0;
+	worker_send(w, &m, NULL);
 }
 
 /* The commit (with the round's leases when `lease`) failed: roll back, keep the queue,
@@ -386,6 +414,7 @@ static void writer_acks_merge(struct writer_acks *a, struct writer_acks *front)
 			continue;
 		}
 		front->v[j].n += a->v[i].n;
+		front->v[j].unawaited = front->v[j].unawaited && a->v[i].unawaited;
 		if (a->v[i].seq > front->v[j].seq)
 			front->v[j].seq = a->v[i].seq;
 	}

@@ -35,6 +35,11 @@ ROGUE_MODE says:
              started would
   impostor   a child of its own makes the socket pair and hands one end over in its
              name, as a process of its user that duplicated its fd 3 would
+  announce   for each job: the announcement of try 1 of its first call (seq 1); once the
+             database holds it, what comes within a second ({"event": "unasked", "t":
+             [types]}); then a heartbeat waiting for seq 1 and the ack that answers it
+             ({"event": "asked", "ack": seq or null after 3 s, "after": seconds}); then a
+             success result
   durable    as ackcheck, but what it reads is what a power loss would leave: the
              database file with the copy of its write-ahead log that the last completed
              fsync made durable (<db>-wal.durable, kept by tests/tools/fsync_shim.c); at
@@ -257,6 +262,27 @@ while True:
         send(usage(uuid, att + 1000, 1))
         wait_go(uuid, att)
         result(uuid, att, 3)
+    elif mode == "announce":
+        send({"t": "event", "uuid": uuid, "att": att, "seq": 1, "kind": "llm_request",
+              "body": {"prov": "anthropic", "model": "m", "role": "builder", "maxt": 100,
+                       "try": 1}})
+        while rows_of(m["db"], att) != [1]:
+            time.sleep(0.02)
+        got = []
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            if select.select([sock], [], [], end - time.monotonic())[0]:
+                got.append(recv((uuid, att))["t"])
+        note({"event": "unasked", "att": att, "t": got})
+        t0 = time.monotonic()
+        send({"t": "heartbeat", "uuid": uuid, "att": att, "wait": 1})
+        acked = None
+        while acked is None and time.monotonic() < t0 + 3:
+            if select.select([sock], [], [], 0.1)[0]:
+                a = recv((uuid, att))
+                acked = a["seq"] if a["t"] == "ack" else None
+        note({"event": "asked", "att": att, "ack": acked, "after": time.monotonic() - t0})
+        result(uuid, att, 1)
     elif mode in ("durable", "ackcheck"):
         # Each ack noted with the rows the database holds: in "durable", what the last
         # completed fsync left on disk; in "ackcheck", what a reader sees now.

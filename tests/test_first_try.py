@@ -9,7 +9,8 @@ import signal
 import pytest
 
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
-from supervisor_helpers import Supervisor, status_when, wait_for
+from supervisor_helpers import (Supervisor, new_db, rogue_notes, rogue_supervisor, status_when,
+                                wait_for)
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-first-try"}
 CAP = 30000  # --max-tokens-cap: above the worker's own 16384 for these phases
@@ -179,3 +180,17 @@ def test_a_dry_run_reserves_nothing(tmp):
         sup.kill()
     assert [a["outcome"] for a in attempts(url)] == ["dry_run"]
     assert rows(url, "SELECT count(*) AS n FROM llm_usage_events") == [{"n": 0}]
+
+
+def test_the_ack_of_the_first_try_is_held_until_the_worker_waits_for_it(tmp):
+    """The worker does not wait for the announcement of the try on record with the lease:
+    its ack is not written once the announcement is committed (the worker would only read
+    it), and it is written at once when the worker says it waits for it."""
+    url = new_db(tmp, runs=1, phases=2)
+    sup = rogue_supervisor(tmp, url, "announce", "--workers", 1, "--exit-when-drained")
+    assert sup.wait(timeout=120) == 0, sup.stderr()
+    unasked = rogue_notes(tmp, event="unasked")
+    asked = rogue_notes(tmp, event="asked")
+    assert len(unasked) == 2 and all(n["t"] == [] for n in unasked), unasked
+    assert [n["ack"] for n in asked] == [1, 1], asked
+    assert all(n["after"] < 0.5 for n in asked), asked
