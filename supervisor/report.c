@@ -140,6 +140,22 @@ static int report_orphaned(void *arg, const char *run_id, int64_t n)
 	return 0;
 }
 
+/* Note a phase no drain dispatches: an id of it is not text. */
+static int report_untexted(void *arg, const struct drain_untexted *u)
+{
+	struct report *rp = arg;
+	char why[400];
+
+	if (sched_run_excluded(rp->s, u->run_id))
+		return 0;
+	snprintf(why, sizeof why,
+	    "phases.id %lld: phases.%s %s is a %s, not a text id (another program's row): no "
+	    "drain dispatches it",
+	    (long long)u->row, u->column, u->value != NULL ? u->value : "NULL", u->type);
+	report_left(rp, u->run_id, STOP_CAUSE_NONE, why, 1);
+	return 0;
+}
+
 /* The level of a [LEFT] line: warn when the drain rules or the breaker left the phases
  * (work an operator has to look at), info when a stop the operator asked for did. */
 static enum log_level report_left_level(json_t *e)
@@ -211,7 +227,9 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||
 	    store_drain_each_left(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
 	        s->cfg.max_attempts, s->cfg.dry_run, report_unfinished, report_orphaned, &rp,
-	        &err) != 0) {
+	        &err) != 0 ||
+	    store_drain_each_untexted(
+	        s->sd, s->cfg.run_id, s->cfg.retry_failed, report_untexted, &rp, &err) != 0) {
 		log_error("cannot tell what the drain left: %s", err.text);
 		json_decref(rp.left);
 		json_decref(phases);

@@ -235,6 +235,37 @@ def test_a_drain_says_which_phases_it_left_for_a_missing_run_or_tier(tmp):
     assert "[LEFT] gone: 1 phase(s) left: " + why in p.stderr, p.stderr
 
 
+def test_a_drain_names_the_phases_it_left_because_an_id_is_not_text(tmp):
+    """A phase_id or run_id another program stored as a blob is no text id: the scheduler
+    keys phases by their text ids and never dispatches such a phase. The drain's end said
+    only "not dispatched" for the first, and "its tier or its run has no row" for the
+    second; it names the row, the column, its value and its type."""
+    db = seeded(tmp / "blobids.db")
+    con = sqlite3.connect(str(db))
+    with con:
+        (run_id,) = con.execute("SELECT id FROM runs").fetchone()
+        (row3,) = con.execute("SELECT id FROM phases WHERE phase_index = 3").fetchone()
+        (row5,) = con.execute("SELECT id FROM phases WHERE phase_index = 5").fetchone()
+        con.execute("UPDATE phases SET phase_id = X'01' WHERE id = ?", (row3,))
+        con.execute("UPDATE phases SET run_id = X'1b5b324a' WHERE id = ?", (row5,))
+    con.close()
+    p = dry_drain(tmp, db)
+    assert p.returncode == 0, p.stderr
+    con = sqlite3.connect(str(db))
+    (state,) = con.execute("SELECT state_json FROM drain_sessions").fetchone()
+    con.close()
+    why = "phases.id %d: phases.%s %s is a %s, not a text id (another program's row): no " \
+        "drain dispatches it"
+    assert sorted((e["run_id"], e["phases"], e["why"])
+                  for e in json.loads(state)["end"]["left"]) == sorted([
+                      (run_id, 1, why % (row3, "phase_id", "X'01'", "blob")),
+                      ("\x1b[2J", 1, why % (row5, "run_id", "X'1B5B324A'", "blob"))]), state
+    assert ("[LEFT] %s: 1 phase(s) left: " % run_id + why % (row3, "phase_id", "X'01'", "blob")
+            in p.stderr), p.stderr
+    assert "\x1b" not in p.stderr and "[LEFT] \\e[2J: 1 phase(s) left: " in p.stderr, p.stderr
+    assert "not dispatched" not in p.stderr and "has no row" not in p.stderr, p.stderr
+
+
 def test_failed_lists_a_failed_phase_whose_run_has_no_row_naming_it(tmp):
     """The original kept no foreign keys: a FAILED phase may name a run no row holds.
     `failed` read the phases through their runs and left it out (0 failed, exit 0)."""

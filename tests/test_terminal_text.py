@@ -119,3 +119,22 @@ def test_supervisor_log_lines_show_a_hostile_phase_id_escaped(tmp):
         else:
             phases = {json.loads(line).get("phase") for line in p.stderr.splitlines()}
             assert PHASE.decode() in phases, p.stderr
+
+
+def test_the_identity_banner_shows_the_meta_rows_texts_escaped(tmp):
+    """Every command prints the database's banner: meta.created_by, a hand edit's or
+    another program's text (read up to a NUL byte), went to the terminal as it was."""
+    db = hostile_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE meta SET created_by = CAST(? AS TEXT)",
+                    (HOSTILE.replace(b"\x00 ", b""),))
+    con.close()
+    rc, out, err = ctl_raw("--db", url(db), "db", "check")
+    assert rc == 0, (out, err)
+    assert_terminal_safe(out + err)
+    assert b" by " + SHOWN.replace(b"\\x00 ", b"") + b"\n" in out, out
+    rc, out, err = ctl_raw("--db", url(db), "db", "check", "--json")
+    assert rc == 0, (out, err)
+    assert json.loads(out.decode("utf-8"))["database"]["created_by"] == \
+        AS_JSON.replace("\x00 ", "")

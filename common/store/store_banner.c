@@ -1,4 +1,6 @@
 #include "common/store/store_internal.h"
+#include "common/strbuf.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -76,6 +78,21 @@ const char *store_count_name(int i)
 	return i >= 0 && i < STORE_COUNT_N ? store_count_tables[i] : "?";
 }
 
+/* Print a text of the meta row (another program's, or a hand edit) as a terminal may show
+ * it (utf8_escape); "?" for none. */
+static void banner_text(FILE *out, const char *s)
+{
+	struct strbuf b = { 0 };
+
+	if (s == NULL) {
+		fputc('?', out);
+		return;
+	}
+	utf8_escape(&b, s, strlen(s));
+	fputs(b.s, out);
+	free(b.s);
+}
+
 /* Print the identity banner; unreadable parts print as "?" or empty. */
 void store_banner(struct store *st, FILE *out)
 {
@@ -98,9 +115,14 @@ void store_banner(struct store *st, FILE *out)
 		store_devino(st, devino);
 		fprintf(out, "\n  device:inode:   %s\n", devino);
 	}
-	fprintf(out, "  uuid:           %s\n", st->uuid);
-	fprintf(out, "  schema version: %d\n", st->schema_version);
-	fprintf(out, "  created:        %s by %s\n", id.created_at, id.created_by);
+	fputs("  uuid:           ", out);
+	banner_text(out, st->uuid);
+	fprintf(out, "\n  schema version: %d\n", st->schema_version);
+	fputs("  created:        ", out);
+	banner_text(out, id.created_at);
+	fputs(" by ", out);
+	banner_text(out, id.created_by);
+	fputc('\n', out);
 	fprintf(out, "  rows:          ");
 	for (int i = 0; i < STORE_COUNT_N; i++) {
 		if (id.counts[i] < 0)

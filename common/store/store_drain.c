@@ -56,6 +56,16 @@ struct db_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i)
 	return s;
 }
 
+/* Reset a prepared statement whose every parameter its caller binds. */
+struct db_stmt *drain_stmt_bound(struct store_drain *d, enum drain_stmt i)
+{
+	struct db_stmt *s = d->stmt[i];
+
+	assert(i < DS_COUNT && s != NULL);
+	db_reset(s);
+	return s;
+}
+
 /* Step a statement without rows; STORE_EIO on failure. */
 int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err)
 {
@@ -91,6 +101,13 @@ bool store_drain_constraint_failed(struct store_drain *d, char *why, size_t whyl
 	return true;
 }
 
+/* Whether statement `id` is prepared on SQLite alone: the live attempts' (which the
+ * drain keeps only there); on PostgreSQL it is left NULL. */
+static bool drain_sqlite_only(enum drain_stmt id)
+{
+	return id == DS_ATT_END_COUNTED || id == DS_RESULT_ROW_COUNTED;
+}
+
 /* Prepare one file's statements. */
 static int drain_prepare(
     struct store_drain *d, const struct drain_sql *sql, size_t n, struct store_err *err)
@@ -99,6 +116,8 @@ static int drain_prepare(
 		enum drain_stmt id = sql[i].id;
 
 		assert(id < DS_COUNT && d->stmt[id] == NULL);
+		if (drain_sqlite_only(id) && d->st->backend != DB_SQLITE)
+			continue;
 		d->sql[id] = sql[i].sql;
 		if (d->st->backend == DB_PG && store_fleet_drain_sql(id) != NULL)
 			d->sql[id] = store_fleet_drain_sql(id);
@@ -138,7 +157,7 @@ int store_drain_open(struct store *st, struct store_drain **out, struct store_er
 		return rc;
 	}
 	for (int i = 0; i < DS_COUNT; i++)
-		assert(d->stmt[i] != NULL);
+		assert(d->stmt[i] != NULL || drain_sqlite_only(i));
 	*out = d;
 	return 0;
 }

@@ -180,6 +180,22 @@ int store_drain_each_left(struct store_drain *d, const char *run_filter, bool wi
     const char *session_id, int64_t max_attempts, bool dry_run,
     int (*unfinished)(void *arg, const char *run_id, int64_t n),
     int (*orphaned)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err);
+/* A phase whose run_id or phase_id is not text (a blob, a real, NULL: another program's
+ * row, which SQLite's columns hold whatever their type): the scheduler keys phases by
+ * their text ids, so no drain dispatches it, and store_drain_each_left counts it neither
+ * unfinished nor orphaned. */
+struct drain_untexted {
+	int64_t row;        /* phases.id */
+	const char *run_id; /* the run id as text (its bytes, for a blob) */
+	const char *column; /* "run_id" or "phase_id": the first that is not text */
+	const char *type;   /* SQLite's name of its type: "blob", "real", "integer", "null" */
+	const char *value;  /* as SQL writes it: X'01', 1.5, NULL */
+};
+/* Call fn for each QUEUED phase (FAILED too, with `with_failed`; of run `run_filter` only,
+ * when not NULL) whose run_id or phase_id is not text, by phases.id. None on PostgreSQL,
+ * whose columns hold text only. STORE_EIO on failure; a non-zero return from fn stops. */
+int store_drain_each_untexted(struct store_drain *d, const char *run_filter, bool with_failed,
+    int (*fn)(void *arg, const struct drain_untexted *u), void *arg, struct store_err *err);
 /* Close attempts left open by an earlier supervisor as `supervisor_restart` and put their
  * EXECUTING phases back to QUEUED, in one transaction of its own. *closed receives the
  * number closed. */

@@ -40,6 +40,12 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " duration_ms = ?9, worker_pid = COALESCE(worker_pid, ?10),"
 	    " events_committed = (SELECT count(*) FROM events WHERE attempt_id = ?1)"
 	    " WHERE attempt_id = ?1" },
+	/* The same for a live attempt, its events counted as they were inserted (?11). */
+	{ DS_ATT_END_COUNTED,
+	    "UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"
+	    " fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"
+	    " duration_ms = ?9, worker_pid = COALESCE(worker_pid, ?10), events_committed = ?11"
+	    " WHERE attempt_id = ?1" },
 	/* The tries the attempt announced and never reported: its worker died. */
 	{ DS_ATT_LOST,
 	    "UPDATE llm_usage_events SET status = ?2 WHERE attempt_id = ?1 AND status = ?3" },
@@ -111,6 +117,26 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " (SELECT CASE WHEN count(*) > 0 AND ?15 > 0"
 	    "   THEN round(count(*) * 60000.0 / ?15, 2) END"
 	    "   FROM token_estimation_v2_events WHERE attempt_id = ?1),"
+	    " ?13, ?14)"
+	    " ON CONFLICT (session_id, attempt_id) DO UPDATE SET run_id = excluded.run_id,"
+	    " phase_id = excluded.phase_id, phase_index = excluded.phase_index,"
+	    " initial_state = excluded.initial_state, final_state = excluded.final_state,"
+	    " success = excluded.success, error_message = excluded.error_message,"
+	    " timestamp = excluded.timestamp, duration_seconds = excluded.duration_seconds,"
+	    " failure_fingerprint = excluded.failure_fingerprint,"
+	    " telemetry_events_collected = excluded.telemetry_events_collected,"
+	    " telemetry_yield_per_minute = excluded.telemetry_yield_per_minute,"
+	    " reached_llm_boundary = excluded.reached_llm_boundary,"
+	    " zero_yield_reason = excluded.zero_yield_reason" },
+	/* The same for a live attempt, its token_estimation_v2_events rows counted as they
+	 * were inserted (?16). */
+	{ DS_RESULT_ROW_COUNTED,
+	    "INSERT INTO drain_session_results (session_id, attempt_id, run_id,"
+	    " phase_id, phase_index, initial_state, final_state, success, error_message,"
+	    " timestamp, duration_seconds, failure_fingerprint, telemetry_events_collected,"
+	    " telemetry_yield_per_minute, reached_llm_boundary, zero_yield_reason)"
+	    " VALUES (?3, ?1, ?4, ?5, ?6, ?7, ?8, ?2, ?9, ?10, ?11, ?12, ?16,"
+	    " CASE WHEN ?16 > 0 AND ?15 > 0 THEN round(?16 * 60000.0 / ?15, 2) END,"
 	    " ?13, ?14)"
 	    " ON CONFLICT (session_id, attempt_id) DO UPDATE SET run_id = excluded.run_id,"
 	    " phase_id = excluded.phase_id, phase_index = excluded.phase_index,"
@@ -275,6 +301,26 @@ static bool lives_take(struct drain_lives *l, uint64_t att, struct drain_closing
 	return true;
 }
 
+/* The live attempt `att`'s entry, or NULL. */
+static struct drain_closing *lives_find(struct drain_lives *l, uint64_t att)
+{
+	size_t i;
+
+	if (l->n == 0 || att == 0 || l->v[(i = lives_slot(l, att))].attempt_id == 0)
+		return NULL;
+	return &l->v[i].c;
+}
+
+void drain_lives_count(struct store_drain *d, uint64_t att, int64_t events, int64_t estimations)
+{
+	struct drain_closing *c = d->lives.n > 0 ? lives_find(&d->lives, att) : NULL;
+
+	if (c != NULL) {
+		c->events += events;
+		c->estimations += estimations;
+	}
+}
+
 void drain_lives_forget(struct drain_lives *l, bool release)
 {
 	for (size_t i = 0; i < l->cap && l->n > 0; i++)
@@ -317,7 +363,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 
 	if (row > 0) {
 		*which = DS_ATT_PHASE_ROW;
-		s = drain_stmt(d, DS_ATT_PHASE_ROW);
+		s = drain_stmt_bound(d, DS_ATT_PHASE_ROW);
 		drain_bind_text(s, 1, run_id);
 		drain_bind_text(s, 2, phase_id);
 		db_bind_int64(s, 3, row);
@@ -328,7 +374,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 		db_reset(s);
 	}
 	*which = DS_ATT_PHASE;
-	s = drain_stmt(d, DS_ATT_PHASE);
+	s = drain_stmt_bound(d, DS_ATT_PHASE);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
 	*out = s;
@@ -395,6 +441,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 		o->live.phase_row = o->row;
 		o->live.phase_index = index;
 		o->live.tier = tier;
+		o->live.counted = true;
 		o->kept = true;
 	}
 	free(state);
@@ -417,7 +464,7 @@ static int drain_open_fence(struct store_drain *d, const char *run_id, const cha
 {
 	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
 	struct drain_lives *lives = drain_lives(d);
-	struct db_stmt *s = drain_stmt(d, fence);
+	struct db_stmt *s = drain_stmt_bound(d, fence);
 	int rc;
 
 	db_bind_int64(s, 1, o->row);
@@ -469,7 +516,7 @@ int drain_attempt_open(struct store_drain *d, const char *run_id, const char *ph
 	    0)
 		return rc;
 	time_db_now(now);
-	s = drain_stmt(d, DS_ATT_INSERT);
+	s = drain_stmt_bound(d, DS_ATT_INSERT);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
 	db_bind_int64(s, 3, o.made + 1);
@@ -591,7 +638,7 @@ int drain_attempts_open_rows(struct store_drain *d, struct drain_claim *c, size_
 		size_t k = m - j < DRAIN_ROWS_MAX ? m - j : DRAIN_ROWS_MAX;
 
 		if (k == 1) {
-			struct db_stmt *s = drain_stmt(d, DS_ATT_INSERT);
+			struct db_stmt *s = drain_stmt_bound(d, DS_ATT_INSERT);
 			struct drain_claim *one = &c[at[j]];
 
 			drain_bind_text(s, 1, one->run_id);
@@ -858,7 +905,8 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
     const char *msg, const struct drain_closing *p, bool unfence, const char *now,
     struct store_err *err)
 {
-	struct db_stmt *s = drain_stmt(d, DS_ATT_END);
+	enum drain_stmt i = p->counted ? DS_ATT_END_COUNTED : DS_ATT_END;
+	struct db_stmt *s = drain_stmt_bound(d, i);
 	int rc;
 
 	db_bind_int64(s, 1, (int64_t)att);
@@ -874,9 +922,11 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 		db_bind_int64(s, 10, c->worker_pid);
 	else
 		db_bind_null(s, 10);
-	if ((rc = drain_exec(d, DS_ATT_END, err)) != 0 || !unfence)
+	if (p->counted)
+		db_bind_int64(s, 11, p->events);
+	if ((rc = drain_exec(d, i, err)) != 0 || !unfence)
 		return rc;
-	s = drain_stmt(d, DS_PHASE_UNFENCE);
+	s = drain_stmt_bound(d, DS_PHASE_UNFENCE);
 	db_bind_int64(s, 1, p->phase_row);
 	db_bind_int64(s, 2, (int64_t)att);
 	return drain_exec(d, DS_PHASE_UNFENCE, err);
@@ -929,7 +979,8 @@ out:
 static int drain_result_row(struct store_drain *d, uint64_t att, const struct drain_close *c,
     const struct drain_closing *p, const char *final_state, const char *now, struct store_err *err)
 {
-	struct db_stmt *s = drain_stmt(d, DS_RESULT_ROW);
+	enum drain_stmt i = p->counted ? DS_RESULT_ROW_COUNTED : DS_RESULT_ROW;
+	struct db_stmt *s = drain_stmt_bound(d, i);
 	const char *reason = reason_name(c->reason);
 	char *error = NULL;
 	int rc;
@@ -951,7 +1002,9 @@ static int drain_result_row(struct store_drain *d, uint64_t att, const struct dr
 	db_bind_int64(s, 13, c->reached_llm_boundary);
 	drain_bind_text(s, 14, zero_yield_name(c->zero_yield));
 	db_bind_int64(s, 15, c->duration_ms);
-	rc = drain_exec(d, DS_RESULT_ROW, err);
+	if (p->counted)
+		db_bind_int64(s, 16, p->estimations);
+	rc = drain_exec(d, i, err);
 	free(error); /* bound without a copy: freed once stepped */
 	return rc;
 }

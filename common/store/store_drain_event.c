@@ -337,6 +337,8 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 	if ((rc = drain_exec(d, DS_EV_KEY, err)) != 0)
 		return rc;
 	*dup = db_changes(d->st->db) == 0;
+	if (!*dup)
+		drain_lives_count(d, ev->attempt_id, 1, 0);
 	/* An announcement that cannot be stored may still have been sent: a reserved row it
 	 * may stand for is confirmed as it was reserved, so that it is not taken for a try
 	 * never made (and becomes 'lost' at the attempt's end). */
@@ -379,8 +381,13 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 		rc = event_usage(d, run_id, phase_id, ev, now, err);
 	else if (ev->kind == EVENT_LLM_REQUEST)
 		rc = event_request(d, run_id, phase_id, ev, now, err);
-	else if (ev->kind == EVENT_TOKEN_ESTIMATION_V2)
-		rc = event_estimation(d, run_id, phase_id, ev, now, err);
+	else if (ev->kind == EVENT_TOKEN_ESTIMATION_V2 &&
+	    (rc = event_estimation(d, run_id, phase_id, ev, now, err)) == 0) {
+		drain_lives_count(d, ev->attempt_id, 1, db_changes(d->st->db));
+		return 0;
+	}
+	if (rc == 0)
+		drain_lives_count(d, ev->attempt_id, 1, 0);
 	return rc;
 }
 

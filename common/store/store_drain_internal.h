@@ -20,6 +20,7 @@ enum drain_stmt {
 	DS_SPEC,
 	DS_ATT_GET,
 	DS_ATT_END,
+	DS_ATT_END_COUNTED,
 	DS_ATT_LOST,
 	DS_ATT_RESERVE,
 	DS_ATT_UNRESERVE,
@@ -30,6 +31,7 @@ enum drain_stmt {
 	DS_RUN_STARTED,
 	DS_RUN_STARTED_AGAIN,
 	DS_RESULT_ROW,
+	DS_RESULT_ROW_COUNTED,
 	DS_TIER_STATE,
 	DS_TIER_SET,
 	DS_TIER_STARTED,
@@ -99,6 +101,10 @@ struct drain_tries {
 struct drain_closing {
 	const char *run_id, *phase_id, *session_id, *initial, *state;
 	int64_t phase_row, phase_index, tier; /* phases.id, phase_index, tier_id */
+	/* `counted` (a live attempt): its events and token_estimation_v2_events rows are the
+	 * ones this drain inserted since it opened the attempt (drain_lives_count). */
+	int64_t events, estimations;
+	bool counted;
 	char *block;
 };
 
@@ -218,6 +224,9 @@ struct tier_cache *drain_tiers(struct store_drain *d);
 /* Forget the tier counts and the live attempts (their phases or attempts may have
  * changed outside them). */
 void drain_tiers_forget(struct store_drain *d);
+/* Count `events` events rows and `estimations` token_estimation_v2_events rows just
+ * inserted for attempt `att`, if it is live. */
+void drain_lives_count(struct store_drain *d, uint64_t att, int64_t events, int64_t estimations);
 /* Forget the live attempts; free what they hold when `release`. */
 void drain_lives_forget(struct drain_lives *l, bool release);
 
@@ -230,6 +239,9 @@ int drain_each_text_int(struct store_drain *d, struct db_stmt *s,
     const char *what);
 /* Take statement `i`, reset and unbound. */
 struct db_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i);
+/* Take statement `i` reset, its old bindings kept: for a caller that binds every one of
+ * its parameters before it steps it (the statements of each phase's attempt). */
+struct db_stmt *drain_stmt_bound(struct store_drain *d, enum drain_stmt i);
 /* Step statement `i` (from drain_stmt), which returns no row, and reset it. */
 int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err);
 /* Inside the caller's transaction, set the state of the tier and the run of phase

@@ -223,6 +223,12 @@ struct left_orphans {
 	size_t n, cap;
 };
 
+/* A phase whose run_id and phase_id are text (on PostgreSQL, always). */
+#define DRAIN_TEXT_IDS                                                                             \
+	"(CAST(p.run_id AS TEXT) IS NOT DISTINCT FROM p.run_id"                                    \
+	" AND CAST(p.phase_id AS TEXT) IS NOT DISTINCT FROM p.phase_id"                            \
+	" AND p.run_id IS NOT NULL AND p.phase_id IS NOT NULL)"
+
 /* What a drain left: each run's unfinished eligible phases and its phases without a run
  * or tier row, in one aggregate query; STORE_EIO on failure. */
 int store_drain_each_left(struct store_drain *d, const char *run_filter, bool with_failed,
@@ -243,7 +249,9 @@ int store_drain_each_left(struct store_drain *d, const char *run_filter, bool wi
 	    " FROM phases p LEFT JOIN runs r ON r.id = p.run_id LEFT JOIN tiers t ON t.id = p.tier_id"
 	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
 	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
-	    " AND (" LEFT_ORPHAN " OR (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
+	    /* ids that are not text: store_drain_each_untexted */
+	    " AND " DRAIN_TEXT_IDS " AND (" LEFT_ORPHAN
+	    " OR (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
 	    "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3"
 	    "   AND (a.outcome IS NULL OR (a.outcome <> ?8 AND a.outcome <> ?9)))"
 	    " < CASE WHEN ?7 THEN 1"
@@ -290,6 +298,47 @@ int store_drain_each_left(struct store_drain *d, const char *run_filter, bool wi
 	}
 	free(o.v);
 	return rc == DB_DONE ? 0 : drain_fail(d, err, "what the drain left");
+}
+
+/* Call fn for each phase no drain dispatches because an id of it is not text. */
+int store_drain_each_untexted(struct store_drain *d, const char *run_filter, bool with_failed,
+    int (*fn)(void *arg, const struct drain_untexted *u), void *arg, struct store_err *err)
+{
+	static const char sql[] =
+	    "SELECT p.id, CAST(p.run_id AS TEXT),"
+	    " CASE WHEN typeof(p.run_id) <> 'text' THEN 'run_id' ELSE 'phase_id' END,"
+	    " CASE WHEN typeof(p.run_id) <> 'text' THEN typeof(p.run_id) ELSE typeof(p.phase_id) END,"
+	    " CASE WHEN typeof(p.run_id) <> 'text' THEN quote(p.run_id) ELSE quote(p.phase_id) END"
+	    " FROM phases p WHERE (p.state = ?3 OR (?2 AND p.state = ?4))"
+	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
+	    " AND (typeof(p.run_id) <> 'text' OR typeof(p.phase_id) <> 'text') ORDER BY p.id";
+	struct db_stmt *s;
+	int rc, stop = 0;
+
+	if (d->st->backend != DB_SQLITE)
+		return 0;
+	if (db_prepare(d->st->db, sql, &s) != DB_OK)
+		return drain_fail(d, err, "phases whose ids are not text");
+	store_bind_text(s, 1, run_filter);
+	db_bind_int64(s, 2, with_failed);
+	store_bind_text(s, 3, phase_state_name(PHASE_QUEUED));
+	store_bind_text(s, 4, phase_state_name(PHASE_FAILED));
+	while (stop == 0 && (rc = db_step(s)) == DB_ROW) {
+		const char *run_id = db_column_text(s, 1);
+		struct drain_untexted u = {
+			.row = db_column_int64(s, 0),
+			.run_id = run_id != NULL ? run_id : "",
+			.column = db_column_text(s, 2),
+			.type = db_column_text(s, 3),
+			.value = db_column_text(s, 4),
+		};
+
+		stop = fn(arg, &u);
+	}
+	db_finalize(s);
+	if (stop != 0)
+		rc = DB_DONE;
+	return rc == DB_DONE ? 0 : drain_fail(d, err, "phases whose ids are not text");
 }
 
 /* Close the attempts an earlier supervisor left open and requeue their phases, in one

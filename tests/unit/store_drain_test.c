@@ -395,6 +395,92 @@ TEST(store_drain_claims_opened_together_each_get_their_own_attempt)
 	store_close(&st);
 }
 
+/* Open a dry-run attempt of `phase` in session "s", give it two log events (one sent
+ * twice) and two token estimations in a later group, and end it after `ms`; its id. With
+ * `forget`, another connection writes between its opening and its events, so that its
+ * end reads the attempt back instead of using what the drain kept. */
+static uint64_t counted_attempt(struct store_drain *d, const char *phase, int64_t ms, bool forget)
+{
+	struct drain_event ev = { .kind = EVENT_LOG };
+	struct drain_close c = {
+		.outcome = OUTCOME_DRY_RUN, .phase_state = PHASE_STATE_NONE, .duration_ms = ms
+	};
+	struct store_err err;
+	uint64_t att;
+	bool dup;
+	char *path = test_path("drain.db");
+
+	att = live_open(d, phase, true);
+	if (forget)
+		test_sql(path, "INSERT INTO control_log (at, command, ok) VALUES ('t', 'c', 1)");
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	ev.attempt_id = att;
+	ev.u.log.level = "info";
+	ev.u.log.message = "m";
+	for (uint64_t seq = 1; seq <= 3; seq++) {
+		ev.seq = seq < 3 ? seq : 1;
+		CHECK_EQ_INT(store_drain_event_insert(d, RUN, phase, &ev, &dup, &err), 0);
+		CHECK(dup == (seq == 3));
+	}
+	ev.kind = EVENT_TOKEN_ESTIMATION_V2;
+	ev.u.est = (struct store_estimation){ .category = "implementation",
+		.complexity = "low",
+		.deliverable_count = 1,
+		.deliverables_json = "[\"a.py\"]",
+		.predicted_output_tokens = 300,
+		.actual_output_tokens = 100,
+		.selected_budget = 4096,
+		.actual_max_tokens = 8192,
+		.success = true,
+		.model = "m",
+		.estimator_version = 3,
+		.doc_features = DOC_EXAMPLES,
+		.sot_entry_count_hint = -1 };
+	for (uint64_t seq = 4; seq <= 5; seq++) {
+		ev.seq = seq;
+		CHECK_EQ_INT(store_drain_event_insert(d, RUN, phase, &ev, &dup, &err), 0);
+	}
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+	CHECK_EQ_INT(store_drain_attempt_close(d, att, &c, &dup, &err), 0);
+	CHECK(!dup);
+	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+	free(path);
+	return att;
+}
+
+/* An attempt's end records the events and token estimations the database holds for it,
+ * whether the drain counted them as it inserted them or they are read back. */
+TEST(store_drain_attempt_end_counts_its_events_as_the_database_has_them)
+{
+	struct store_drain *d;
+	struct store_err err;
+	struct store st;
+	uint64_t a[4];
+	char *sql;
+
+	drain_setup(&st, &d);
+	CHECK_EQ_INT(store_drain_session_open(d, "s", 1, "{}", &err), 0);
+	a[0] = counted_attempt(d, P1, 30000, false);
+	a[1] = counted_attempt(d, "telemetry-p2-number-util", 30000, true);
+	a[2] = counted_attempt(d, "telemetry-p3-list-util", 7000, false);
+	a[3] = counted_attempt(d, "telemetry-p4-date-util", 0, false);
+	for (int i = 0; i < 4; i++) {
+		sql = xasprintf(
+		    "SELECT a.events_committed = 4 AND r.telemetry_events_collected = 2"
+		    " AND r.telemetry_yield_per_minute IS %s FROM attempts a JOIN"
+		    " drain_session_results r USING (attempt_id) WHERE attempt_id = %llu",
+		    i < 2      ? "4.0" :
+		        i == 2 ? "17.14" :
+		                 "NULL",
+		    (unsigned long long)a[i]);
+		CHECK_EQ_INT(test_query(&st, sql), 1);
+		free(sql);
+	}
+	store_drain_close(d);
+	store_close(&st);
+}
+
 TEST(store_drain_phase_move_names_the_states)
 {
 	int64_t counts[PHASE_STATE_COUNT];

@@ -15,6 +15,7 @@ enum {
 	TX_COMMIT,
 	TX_VERSION,
 	TX_MARK,
+	TX_APPID,
 	TX_COUNT
 };
 
@@ -27,7 +28,8 @@ struct db_sqlite {
 	int64_t changes_then; /* sqlite3_total_changes64 when it began */
 	/* The statements every transaction runs, prepared at their first use (parsing them
 	 * at each transaction cost more than running them): BEGIN IMMEDIATE, COMMIT, the
-	 * reading of user_version and the writing of application_id (the mark's). */
+	 * reading of user_version, the writing of application_id (the mark's) and its
+	 * reading. */
 	sqlite3_stmt *tx[TX_COUNT];
 };
 
@@ -203,6 +205,7 @@ static int sqlite_tx(struct db_sqlite *d, int i, int64_t *value)
 		case TX_BEGIN: snprintf(sql, sizeof sql, "BEGIN IMMEDIATE"); break;
 		case TX_COMMIT: snprintf(sql, sizeof sql, "COMMIT"); break;
 		case TX_VERSION: snprintf(sql, sizeof sql, "PRAGMA user_version"); break;
+		case TX_APPID: snprintf(sql, sizeof sql, "PRAGMA application_id"); break;
 		default: snprintf(sql, sizeof sql, "PRAGMA application_id=%d", (int32_t)d->mark);
 		}
 		if (sqlite3_prepare_v3(d->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &q, NULL) !=
@@ -232,22 +235,25 @@ static int sqlite_begin(struct db *db, enum db_tx tx)
 
 /* COMMIT. A write transaction of a marked connection (db_sqlite_mark) that changed rows
  * first counts itself in the database header: PRAGMA user_version one more (modulo
- * 2^32), application_id the mark. Page 1 is then in every such commit's frames, so a
- * write-ahead log tells which count of commits it continues and whose it is
- * (store_wal.c). DB_ERROR, nothing committed, if the header cannot be written. */
+ * 2^32), application_id the mark (written only when it holds another value: SQLite
+ * prepares a statement that writes the header again at each run, and the page is the
+ * same). Page 1 is then in every such commit's frames, so a write-ahead log tells which
+ * count of commits it continues and whose it is (store_wal.c). DB_ERROR, nothing
+ * committed, if the header cannot be written. */
 static int sqlite_commit(struct db *db)
 {
 	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
-	int64_t n = 0;
+	int64_t n = 0, id = 0;
 	char sql[64];
 
 	if (d->count && sqlite3_total_changes64(d->h) != d->changes_then) {
 		d->count = false;
-		if (sqlite_tx(d, TX_VERSION, &n) != DB_OK)
+		if (sqlite_tx(d, TX_VERSION, &n) != DB_OK || sqlite_tx(d, TX_APPID, &id) != DB_OK)
 			return DB_ERROR;
 		/* user_version's value is a literal of the statement: prepared at each commit. */
 		snprintf(sql, sizeof sql, "PRAGMA user_version=%d", (int32_t)((uint32_t)n + 1));
-		if (sqlite_exec(db, sql) != DB_OK || sqlite_tx(d, TX_MARK, NULL) != DB_OK)
+		if (sqlite_exec(db, sql) != DB_OK ||
+		    ((uint32_t)id != d->mark && sqlite_tx(d, TX_MARK, NULL) != DB_OK))
 			return DB_ERROR;
 	}
 	d->count = false;
