@@ -235,7 +235,7 @@ static struct {
 } check_empty[CHECK_EMPTY_MAX];
 static size_t check_nempty;
 /* Whether check_rw_dirs[i] is one of check_empty, else bound from the machine's. */
-static bool check_rw_private[4];
+static bool check_rw_private[ARRAY_SIZE(check_rw_dirs)];
 /* Whether $TMPDIR is bound from the machine's, not one of check_empty itself. */
 static bool check_tmpdir_bound = true;
 

@@ -12,6 +12,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The columns an attempt's end sets but the count of its events (DS_ATT_END*). */
+#define ATT_END_SET                                                                                \
+	"UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"      \
+	" fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"                    \
+	" duration_ms = ?9, worker_pid = COALESCE(worker_pid, ?10), "
+
+/* A drain_session_results row (DS_RESULT_ROW*) but for its estimation count and yield. */
+#define RESULT_ROW_INSERT                                                                          \
+	"INSERT INTO drain_session_results (session_id, attempt_id, run_id,"                       \
+	" phase_id, phase_index, initial_state, final_state, success, error_message,"              \
+	" timestamp, duration_seconds, failure_fingerprint, telemetry_events_collected,"           \
+	" telemetry_yield_per_minute, reached_llm_boundary, zero_yield_reason)"                    \
+	" VALUES (?3, ?1, ?4, ?5, ?6, ?7, ?8, ?2, ?9, ?10, ?11, ?12,"
+#define RESULT_ROW_UPSERT                                                                          \
+	" ?13, ?14)"                                                                               \
+	" ON CONFLICT (session_id, attempt_id) DO UPDATE SET run_id = excluded.run_id,"            \
+	" phase_id = excluded.phase_id, phase_index = excluded.phase_index,"                       \
+	" initial_state = excluded.initial_state, final_state = excluded.final_state,"             \
+	" success = excluded.success, error_message = excluded.error_message,"                     \
+	" timestamp = excluded.timestamp, duration_seconds = excluded.duration_seconds,"           \
+	" failure_fingerprint = excluded.failure_fingerprint,"                                     \
+	" telemetry_events_collected = excluded.telemetry_events_collected,"                       \
+	" telemetry_yield_per_minute = excluded.telemetry_yield_per_minute,"                       \
+	" reached_llm_boundary = excluded.reached_llm_boundary,"                                   \
+	" zero_yield_reason = excluded.zero_yield_reason"
+
 const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_PHASE,
 	    "SELECT state, builder_attempts, tier_id, id, phase_index, current_attempt_id"
@@ -35,17 +61,10 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " FROM phases p JOIN runs r ON r.id = p.run_id"
 	    " WHERE p.run_id = ?1 AND p.phase_id = ?2" },
 	{ DS_ATT_END,
-	    "UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"
-	    " fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"
-	    " duration_ms = ?9, worker_pid = COALESCE(worker_pid, ?10),"
-	    " events_committed = (SELECT count(*) FROM events WHERE attempt_id = ?1)"
-	    " WHERE attempt_id = ?1" },
+	    ATT_END_SET "events_committed = (SELECT count(*) FROM events WHERE attempt_id = ?1)"
+	                " WHERE attempt_id = ?1" },
 	/* The same for a live attempt, its events counted as they were inserted (?11). */
-	{ DS_ATT_END_COUNTED,
-	    "UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"
-	    " fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"
-	    " duration_ms = ?9, worker_pid = COALESCE(worker_pid, ?10), events_committed = ?11"
-	    " WHERE attempt_id = ?1" },
+	{ DS_ATT_END_COUNTED, ATT_END_SET "events_committed = ?11 WHERE attempt_id = ?1" },
 	/* The tries the attempt announced and never reported: its worker died. */
 	{ DS_ATT_LOST,
 	    "UPDATE llm_usage_events SET status = ?2 WHERE attempt_id = ?1 AND status = ?3" },
@@ -108,46 +127,16 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " completed_at = NULL WHERE id = ?1 AND state = ?3" },
 	/* The attempt's values are bound from its end (its row is not read back). */
 	{ DS_RESULT_ROW,
-	    "INSERT INTO drain_session_results (session_id, attempt_id, run_id,"
-	    " phase_id, phase_index, initial_state, final_state, success, error_message,"
-	    " timestamp, duration_seconds, failure_fingerprint, telemetry_events_collected,"
-	    " telemetry_yield_per_minute, reached_llm_boundary, zero_yield_reason)"
-	    " VALUES (?3, ?1, ?4, ?5, ?6, ?7, ?8, ?2, ?9, ?10, ?11, ?12,"
+	    RESULT_ROW_INSERT
 	    " (SELECT count(*) FROM token_estimation_v2_events WHERE attempt_id = ?1),"
 	    " (SELECT CASE WHEN count(*) > 0 AND ?15 > 0"
 	    "   THEN round(count(*) * 60000.0 / ?15, 2) END"
-	    "   FROM token_estimation_v2_events WHERE attempt_id = ?1),"
-	    " ?13, ?14)"
-	    " ON CONFLICT (session_id, attempt_id) DO UPDATE SET run_id = excluded.run_id,"
-	    " phase_id = excluded.phase_id, phase_index = excluded.phase_index,"
-	    " initial_state = excluded.initial_state, final_state = excluded.final_state,"
-	    " success = excluded.success, error_message = excluded.error_message,"
-	    " timestamp = excluded.timestamp, duration_seconds = excluded.duration_seconds,"
-	    " failure_fingerprint = excluded.failure_fingerprint,"
-	    " telemetry_events_collected = excluded.telemetry_events_collected,"
-	    " telemetry_yield_per_minute = excluded.telemetry_yield_per_minute,"
-	    " reached_llm_boundary = excluded.reached_llm_boundary,"
-	    " zero_yield_reason = excluded.zero_yield_reason" },
+	    "   FROM token_estimation_v2_events WHERE attempt_id = ?1)," RESULT_ROW_UPSERT },
 	/* The same for a live attempt, its token_estimation_v2_events rows counted as they
 	 * were inserted (?16). */
 	{ DS_RESULT_ROW_COUNTED,
-	    "INSERT INTO drain_session_results (session_id, attempt_id, run_id,"
-	    " phase_id, phase_index, initial_state, final_state, success, error_message,"
-	    " timestamp, duration_seconds, failure_fingerprint, telemetry_events_collected,"
-	    " telemetry_yield_per_minute, reached_llm_boundary, zero_yield_reason)"
-	    " VALUES (?3, ?1, ?4, ?5, ?6, ?7, ?8, ?2, ?9, ?10, ?11, ?12, ?16,"
-	    " CASE WHEN ?16 > 0 AND ?15 > 0 THEN round(?16 * 60000.0 / ?15, 2) END,"
-	    " ?13, ?14)"
-	    " ON CONFLICT (session_id, attempt_id) DO UPDATE SET run_id = excluded.run_id,"
-	    " phase_id = excluded.phase_id, phase_index = excluded.phase_index,"
-	    " initial_state = excluded.initial_state, final_state = excluded.final_state,"
-	    " success = excluded.success, error_message = excluded.error_message,"
-	    " timestamp = excluded.timestamp, duration_seconds = excluded.duration_seconds,"
-	    " failure_fingerprint = excluded.failure_fingerprint,"
-	    " telemetry_events_collected = excluded.telemetry_events_collected,"
-	    " telemetry_yield_per_minute = excluded.telemetry_yield_per_minute,"
-	    " reached_llm_boundary = excluded.reached_llm_boundary,"
-	    " zero_yield_reason = excluded.zero_yield_reason" },
+	    RESULT_ROW_INSERT " ?16, CASE WHEN ?16 > 0 AND ?15 > 0"
+	                      " THEN round(?16 * 60000.0 / ?15, 2) END," RESULT_ROW_UPSERT },
 	{ DS_TIER_STATE, store_tier_state_of_phase_sql },
 	/* A tier with an EXECUTING phase is IN_PROGRESS whatever its other phases are
 	 * (store_tier.c): a phase's start needs no count of them. */
