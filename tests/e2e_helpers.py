@@ -152,6 +152,29 @@ def drain_logging_workers(tmp, url, prefix, env):
                      for line in err.splitlines() if "autopack-worker[" in line})
 
 
+def drain_under_namespace_limit(tmp, limit, env):
+    """Drain 2 runs of 2 phases whose checks each write their shell's pid into the
+    workspace, the supervisor in a user namespace where /proc/sys/user/`limit` is 0 (as in
+    a container that allows user namespaces but no further one of that kind), with `env`;
+    assert every
+    attempt succeeded and every check still ran in a PID namespace of its own (its shell
+    PID 2, after the init). Returns the log and how many workers wrote to it."""
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run-%d" % r, ws, [phase_spec("p%d" % p, ("out/%d_%d.py" % (r, p),),
+                                                         check="echo $$ > pid-%d-%d" % (r, p))
+                                               for p in range(2)]) for r in range(2)])
+    prefix = ("unshare", "-U", "-r", "/bin/sh", "-c",
+              'echo 0 > /proc/sys/user/%s && exec "$@"' % limit, "sh")
+    err, workers = drain_logging_workers(tmp, url, prefix, env)
+    assert len(rows(url, "SELECT outcome FROM attempts")) == 4
+    pids = [name for name in os.listdir(ws) if name.startswith("pid-")]
+    assert len(pids) == 4, pids
+    for name in pids:
+        with open(os.path.join(ws, name)) as f:
+            assert f.read().strip() == "2", name
+    return err, workers
+
 def rows(url, query, *args):
     """Rows of a read-only query, as dicts (on either backend)."""
     if url.startswith("postgresql://"):

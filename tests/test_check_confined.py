@@ -11,8 +11,9 @@ import uuid
 import pytest
 
 from conftest import BIN, binpath
-from e2e_helpers import (Standin, check_namespaces, drain_logging_workers, import_plan,
-                         init_db, llm_args, phase_spec, rows)
+from e2e_helpers import (Standin, check_namespaces,
+                         drain_under_namespace_limit, import_plan, init_db, llm_args,
+                         phase_spec, rows)
 from supervisor_helpers import Supervisor
 
 # Stands in for the worker: takes the keys as a worker does (proto/hand.h) and writes
@@ -124,24 +125,10 @@ def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspac
 def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount_namespace(tmp):
     if check_namespaces() != "user+pid":
         pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
-    tmp = str(tmp)
-    ws = os.path.join(tmp, "ws")
-    url = init_db(tmp)
-    import_plan(tmp, url, [("run-%d" % r, ws, [phase_spec("p%d" % p, ("out/%d_%d.py" % (r, p),),
-                                                         check="echo $$ > pid-%d-%d" % (r, p))
-                                               for p in range(2)]) for r in range(2)])
-    # As in a container that allows user namespaces but no further mount namespace.
-    prefix = ("unshare", "-U", "-r", "/bin/sh", "-c",
-              'echo 0 > /proc/sys/user/max_mnt_namespaces && exec "$@"', "sh")
-    err, workers = drain_logging_workers(tmp, url, prefix, {"ANTHROPIC_API_KEY": KEY})
-    assert len(rows(url, "SELECT outcome FROM attempts")) == 4
+    err, workers = drain_under_namespace_limit(str(tmp), "max_mnt_namespaces",
+                                               {"ANTHROPIC_API_KEY": KEY})
     warning = ("check commands run in a user and a PID namespace of their own but may write "
                "wherever their user may (unshare(CLONE_NEWNS): No space left on device): "
                "they can replace a program or a library the workers load, or a setting they "
                "read, and so reach the API keys")
     assert err.count(warning) == workers and 1 <= workers <= 2, err
-    # Still in a PID namespace of their own: the shell is PID 2 there, after the init.
-    for name in os.listdir(ws):
-        if name.startswith("pid-"):
-            with open(os.path.join(ws, name)) as f:
-                assert f.read().strip() == "2"
