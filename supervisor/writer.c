@@ -790,7 +790,8 @@ again:
 	if (lease && s->round.open(s, &err) != 0)
 		goto fail;
 	committing = true;
-	if (store_drain_commit(s->sd, &err) != 0)
+	if ((s->fleet_id > 0 ? store_fleet_commit(s->sd, &err) : store_drain_commit(s->sd, &err)) !=
+	    0)
 		goto fail;
 	sync_group_end(s);
 	writer_committed(s, head, lease, began);

@@ -15,9 +15,11 @@ cannot be reached is closed at once, as the server's absence would, and counted 
 `refused`; the proxy goes on accepting."""
 import re
 import socket
+import struct
 import threading
 
-COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+# The end of a simple Query message whose last statement is COMMIT.
+COMMIT_END = b"COMMIT\x00"
 # The server's answer to it: CommandComplete.
 COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
 BEGIN = b"Q\x00\x00\x00\x0aBEGIN\x00"
@@ -25,6 +27,23 @@ BEGIN = b"Q\x00\x00\x00\x0aBEGIN\x00"
 CLAIM_PARSE = re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00WITH w AS MATERIALIZED")
 # The Parse message of the events' insert.
 EVENTS_PARSE = re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00INSERT INTO events ")
+
+
+def commit_query(data):
+    """Where in `data` the simple Query message whose last statement is COMMIT begins (a
+    COMMIT alone, or a group's last statement and its COMMIT in one message), or -1."""
+    end = data.find(COMMIT_END)
+    while end >= 0:
+        end += len(COMMIT_END)
+        at = data.rfind(b"Q", 0, end)
+        while at >= 0 and b"\x00" not in data[at + 5:end - 1]:
+            text = data[at + 5:end - 1]
+            if (at + 5 <= end - 1 and struct.unpack(">I", data[at + 1:at + 5])[0] == end - at - 1
+                    and (text == b"COMMIT" or text.endswith(b"; COMMIT"))):
+                return at
+            at = data.rfind(b"Q", 0, at)
+        end = data.find(COMMIT_END, end)
+    return -1
 
 
 class CutProxy:
@@ -166,7 +185,7 @@ class CutProxy:
                     names.add(m.group(1).decode())
             if BEGIN in data:
                 conn["txn"] = len(conn["stream"]) - len(data) + data.rindex(BEGIN)
-            if COMMIT in data and not self.cut.is_set() and self._to_cut(conn):
+            if commit_query(data) >= 0 and not self.cut.is_set() and self._to_cut(conn):
                 with self.lock:
                     self.claims += 1
                     fire = self.claims == self.nth
@@ -188,7 +207,7 @@ class CutProxy:
     def _hold(self, conn, data):
         """Send what came before the COMMIT, keep the COMMIT, and cut the client's side
         only: the server's session stays, inside the transaction."""
-        at = data.index(COMMIT)
+        at = commit_query(data)
         conn["held"] = True
         try:
             conn["server"].sendall(data[:at])

@@ -729,6 +729,44 @@ def test_control_across_hosts_through_the_database(tmp, pg_url):
             s.kill()
 
 
+def test_a_group_slow_to_commit_shows_a_heartbeat_as_fresh_as_its_commit(tmp, pg_url):
+    """A group's heartbeat, its first statement, is stamped again as the group commits. The
+    test holds the row of the one attempt open while its result comes, so the group waits
+    between its heartbeat and its COMMIT until the test lets it go: the heartbeat the
+    others then see is no older than that moment (before, it was the group's start, as old
+    as the wait; past a short lease on a loaded machine, a supervisor alive and committing
+    was declared lost)."""
+    from pg_cluster import connect
+    url = new_pg_db(tmp, pg_url, runs=1, phases=1)
+    go = os.path.join(str(tmp), "go")
+    # A long lease: no beat of the heartbeat alone comes between the group and the reads.
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 1, "--lease-timeout", 40,
+                           "--exit-when-drained", env={"ROGUE_GO": go}, name="sup")
+    con = connect(url)
+    try:
+        wait_for(lambda: open_attempts_of(url, sup.proc.pid) == 1, what="the attempt open")
+        cur = con.cursor()
+        cur.execute("BEGIN")
+        cur.execute("SELECT attempt_id FROM attempts FOR UPDATE")
+        open(go, "w").close()
+        wait_for(lambda: sql(url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type"
+                             " = 'Lock' AND starts_with(application_name, 'autopack-supervisor ')")
+                 == [(1,)], what="the group waiting for the attempt's row")
+        cur.execute("SELECT CAST(clock_timestamp() AT TIME ZONE 'UTC' AS TEXT)")
+        [(released,)] = cur.fetchall()
+        cur.execute("COMMIT")
+        assert sup.wait(timeout=60) == 0, sup.stderr()
+    finally:
+        con.close()
+        sup.kill()
+    [(state, outcome)] = sql(url, "SELECT s.state, a.outcome FROM attempts a JOIN supervisors s"
+                             " USING (supervisor_id)")
+    assert (state, outcome) == ("stopped", "success")
+    [(fresh, stamp)] = sql(url, "SELECT heartbeat_at >= CAST(? AS TIMESTAMP), heartbeat_at"
+                           " FROM supervisors", released)
+    assert fresh, "heartbeat %s; the group was let go at %s" % (stamp, released)
+
+
 def test_short_server_outages_with_a_two_second_lease_lose_no_supervisor(tmp, own_cluster):
     """--lease-timeout 2: the server is stopped three times for about a lease (2.5 s)
     while one supervisor drains short phases (its writes queue and its writer's retries

@@ -235,8 +235,21 @@ int store_drain_begin(struct store_drain *d, struct store_err *err)
 /* COMMIT; STORE_EIO on failure. */
 int store_drain_commit(struct store_drain *d, struct store_err *err)
 {
+	return drain_commit_after(d, NULL, err);
+}
+
+/* Run `sql` (statements of the open transaction; NULL for none), then COMMIT, in one
+ * round trip; STORE_EIO on failure (a failed statement leaves the transaction to be
+ * rolled back, and COMMIT is not run). */
+int drain_commit_after(struct store_drain *d, const char *sql, struct store_err *err)
+{
+	char *text = sql != NULL ? xasprintf("%s; COMMIT", sql) : NULL;
+	int rc;
+
 	drain_keep_forget(d);
-	if (db_commit(d->st->db) != DB_OK)
+	rc = text != NULL ? db_exec(d->st->db, text) : db_commit(d->st->db);
+	free(text);
+	if (rc != DB_OK)
 		return drain_fail(d, err, "COMMIT");
 	drain_announced_end(d, true);
 	return 0;

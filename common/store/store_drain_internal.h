@@ -232,6 +232,9 @@ void drain_lives_forget(struct drain_lives *l, bool release);
 
 /* Fill err with the store's path, what failed and SQLite's message; STORE_EIO. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what);
+/* Run `sql` (statements of the open transaction; NULL for none), then COMMIT, in one
+ * round trip; STORE_EIO on failure. */
+int drain_commit_after(struct store_drain *d, const char *sql, struct store_err *err);
 /* Step `s` (bound, one-shot) and call fn with columns 0 (text) and 1 (integer) of each row
  * until fn returns non-zero; finalize it. STORE_EIO naming `what` on failure. */
 int drain_each_text_int(struct store_drain *d, struct db_stmt *s,

@@ -143,6 +143,11 @@ int store_fleet_session_others(
  * version carries as its xmin: the group's stamp. */
 int store_fleet_heartbeat(
     struct store_drain *d, const char *status_json, bool *lost, struct store_err *err);
+/* COMMIT the group whose heartbeat store_fleet_heartbeat renewed, the heartbeat renewed
+ * again by the server's clock in the same round trip: the others see it as fresh as the
+ * commit, however long the group took. STORE_EIO on failure (the connection lost: the
+ * group is in doubt, as after COMMIT). */
+int store_fleet_commit(struct store_drain *d, struct store_err *err);
 /* Whether this supervisor has been found live on the present connection (its
  * registration, or a heartbeat written on it): after a reconnection, not until a
  * heartbeat has been. */

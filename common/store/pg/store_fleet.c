@@ -622,6 +622,23 @@ int store_fleet_heartbeat(
 	return 0;
 }
 
+/* COMMIT the group with its heartbeat stamped again as it ends. The heartbeat is the
+ * group's first statement (its fence, whose row lock the others' rescue waits for), stamped
+ * then; a group slow to commit (a loaded machine; the first after a reconnection, which
+ * prepares its statements again on a server just recovered) would otherwise show the
+ * others, once committed, a heartbeat already as old as the group, and past a short lease
+ * have its supervisor, alive and committing, declared lost. The row is this transaction's
+ * already: the second stamp waits for nothing. */
+int store_fleet_commit(struct store_drain *d, struct store_err *err)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof sql,
+	    "UPDATE supervisors SET heartbeat_at = " PG_NOW " WHERE supervisor_id = %lld",
+	    (long long)d->supervisor_id);
+	return drain_commit_after(d, sql, err);
+}
+
 /* Whether this supervisor was found live (registered, or its heartbeat written) on the
  * present connection. */
 bool store_fleet_confirmed(const struct store_drain *d)
