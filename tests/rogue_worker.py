@@ -25,7 +25,7 @@ ROGUE_MODE says:
   crash      takes a job and dies of SIGKILL while holding it
   batch      for each job: events seq 1..3, then an event for another attempt (a fence
              the test can see in the stale counter), then heartbeats until the file
-             ROGUE_GO exists, then a success result
+             ROGUE_GO exists, then a success result, noted {"event": "result"} once sent
   ackcheck   for each job: (once ROGUE_GO exists, if set) events seq 1..3, then waits for acks until seq 3 is acked; at
              each ack it reads the database named in the job (read-only) and writes
              {"ack": seq, "rows": [seqs of the attempt's rows]} to ROGUE_LOG; then a
@@ -262,6 +262,7 @@ while True:
         send(usage(uuid, att + 1000, 1))
         wait_go(uuid, att)
         result(uuid, att, 3)
+        note({"event": "result", "att": att})
     elif mode == "announce":
         send({"t": "event", "uuid": uuid, "att": att, "seq": 1, "kind": "llm_request",
               "body": {"prov": "anthropic", "model": "m", "role": "builder", "maxt": 100,

@@ -185,7 +185,10 @@ def test_a_supervisor_stopped_past_its_lease_has_its_late_results_refused(tmp, p
         other = rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 2,
                                  "--exit-when-drained", name="other")
         assert other.wait(timeout=120) == 0, other.stderr()
+        # Its workers finish while it is still stopped: their results wait for it.
         open(go, "w").close()
+        wait_for(lambda: len(rogue_notes(tmp, "paused", "result")) == 2,
+                 what="both workers' results sent")
         paused.signal(signal.SIGCONT)
         assert paused.wait(timeout=120) == 3, paused.stderr()
     finally:
@@ -346,9 +349,15 @@ def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
                              "--exit-when-drained", name="sup%d" % i,
                              env={"ROGUE_GO": go, "ROGUE_DELAY": "0.05"}) for i in range(2)]
+    lost = "the connection to the database is lost"
     try:
+        seen = {s: 0 for s in sups}
         for cycle in server_outages(url, sups, go, own_cluster, 20):
-            time.sleep(1)  # the supervisors read the end of their connections
+            # Each supervisor found its connection gone and failed to make it again: its
+            # socket is closed.
+            for s in sups:
+                wait_for(lambda: s.stderr().count(lost) > seen[s], timeout=120,
+                         what="the lost connection seen")
             for s in sups:
                 for _ in range(3):
                     assert control_ask(s.control, "status") is not None, s.stderr()
@@ -357,6 +366,7 @@ def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns
             for s in sups:
                 wait_for(lambda: s.stderr().count("connected to %s again" % url) > cycle,
                          timeout=120, what="connected again")
+                seen[s] = s.stderr().count(lost)
                 for _ in range(3):
                     assert control_ask(s.control, "status") is not None, s.stderr()
         for s in sups:
