@@ -28,6 +28,31 @@ static void drain_setup(struct store *st, struct store_drain **d)
 	free(ws);
 }
 
+/* drain_setup, with the drain session "s" open. */
+static void session_setup(struct store *st, struct store_drain **d)
+{
+	struct store_err err;
+
+	drain_setup(st, d);
+	CHECK_EQ_INT(store_drain_session_open(*d, "s", 1, "{}", &err), 0);
+}
+
+/* The token estimation an attempt's event carries here: 300 output tokens predicted and
+ * 100 used, a budget of 4096 in a call allowed 8192, examples asked for. */
+static const struct store_estimation sample_estimation = { .category = "implementation",
+	.complexity = "low",
+	.deliverable_count = 1,
+	.deliverables_json = "[\"a.py\"]",
+	.predicted_output_tokens = 300,
+	.actual_output_tokens = 100,
+	.selected_budget = 4096,
+	.actual_max_tokens = 8192,
+	.success = true,
+	.model = "m",
+	.estimator_version = 3,
+	.doc_features = DOC_EXAMPLES,
+	.sot_entry_count_hint = -1 };
+
 /* Whether SQLite's program for `sql` on `h` builds a temporary table (OpenEphemeral). */
 static bool uses_temporary_table(sqlite3 *h, const char *sql)
 {
@@ -102,19 +127,7 @@ TEST(store_drain_event_key_and_the_one_estimation_insert)
 	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
 	CHECK_EQ_INT(store_drain_attempt_open(d, RUN, P1, 1, NULL, false, &att, &num, &err), 0);
 	ev.attempt_id = att;
-	ev.u.est = (struct store_estimation){ .category = "implementation",
-		.complexity = "low",
-		.deliverable_count = 1,
-		.deliverables_json = "[\"a.py\"]",
-		.predicted_output_tokens = 300,
-		.actual_output_tokens = 100,
-		.selected_budget = 4096,
-		.actual_max_tokens = 8192,
-		.success = true,
-		.model = "m",
-		.estimator_version = 3,
-		.doc_features = DOC_EXAMPLES,
-		.sot_entry_count_hint = -1 };
+	ev.u.est = sample_estimation;
 	CHECK_EQ_INT(store_drain_event_insert(d, RUN, P1, &ev, &dup, &err), 0);
 	CHECK(!dup);
 	CHECK_EQ_INT(store_drain_event_insert(d, RUN, P1, &ev, &dup, &err), 0);
@@ -238,9 +251,8 @@ TEST(store_drain_attempt_end_reads_its_attempt_as_the_database_has_it)
 	uint64_t a, b;
 	char *sql, *path;
 
-	drain_setup(&st, &d);
+	session_setup(&st, &d);
 	path = test_path("drain.db");
-	CHECK_EQ_INT(store_drain_session_open(d, "s", 1, "{}", &err), 0);
 
 	/* Its opening rolled back: no such attempt. */
 	a = live_open(d, P1, false);
@@ -334,13 +346,12 @@ TEST(store_drain_claims_opened_together_each_get_their_own_attempt)
 	char *path, *sql;
 	bool stale;
 
-	drain_setup(&st, &d);
+	session_setup(&st, &d);
 	path = test_path("drain.db");
 	test_sql(
 	    path, "UPDATE phases SET state = 'SKIPPED' WHERE phase_id = 'telemetry-p3-list-util'");
 	test_sql(path,
 	    "UPDATE phases SET builder_attempts = 2 WHERE phase_id = 'telemetry-p4-date-util'");
-	CHECK_EQ_INT(store_drain_session_open(d, "s", 1, "{}", &err), 0);
 	memset(c, 0, sizeof c);
 	for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
 		c[i].run_id = RUN;
@@ -423,19 +434,7 @@ static uint64_t counted_attempt(struct store_drain *d, const char *phase, int64_
 		CHECK(dup == (seq == 3));
 	}
 	ev.kind = EVENT_TOKEN_ESTIMATION_V2;
-	ev.u.est = (struct store_estimation){ .category = "implementation",
-		.complexity = "low",
-		.deliverable_count = 1,
-		.deliverables_json = "[\"a.py\"]",
-		.predicted_output_tokens = 300,
-		.actual_output_tokens = 100,
-		.selected_budget = 4096,
-		.actual_max_tokens = 8192,
-		.success = true,
-		.model = "m",
-		.estimator_version = 3,
-		.doc_features = DOC_EXAMPLES,
-		.sot_entry_count_hint = -1 };
+	ev.u.est = sample_estimation;
 	for (uint64_t seq = 4; seq <= 5; seq++) {
 		ev.seq = seq;
 		CHECK_EQ_INT(store_drain_event_insert(d, RUN, phase, &ev, &dup, &err), 0);
@@ -454,13 +453,11 @@ static uint64_t counted_attempt(struct store_drain *d, const char *phase, int64_
 TEST(store_drain_attempt_end_counts_its_events_as_the_database_has_them)
 {
 	struct store_drain *d;
-	struct store_err err;
 	struct store st;
 	uint64_t a[4];
 	char *sql;
 
-	drain_setup(&st, &d);
-	CHECK_EQ_INT(store_drain_session_open(d, "s", 1, "{}", &err), 0);
+	session_setup(&st, &d);
 	a[0] = counted_attempt(d, P1, 30000, false);
 	a[1] = counted_attempt(d, "telemetry-p2-number-util", 30000, true);
 	a[2] = counted_attempt(d, "telemetry-p3-list-util", 7000, false);
