@@ -63,6 +63,16 @@ def check_namespaces():
     return ""
 
 
+def needs_namespaces(what="user+pid"):
+    """Skip the test unless a check command gets namespaces of its own here: `what` "pid"
+    (a PID namespace at least) or "user+pid" (a user one too)."""
+    have = check_namespaces()
+    if what == "pid" and not have:
+        pytest.skip("the kernel refuses a PID namespace here (unshare -p -f true fails)")
+    if what == "user+pid" and have != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+
+
 def refused_namespaces_prefix(pid=False):
     """A Supervisor prefix that runs it in a user namespace of its own (its user mapped to
     root) where a new user namespace, and with `pid` a new PID namespace, is refused (the
@@ -133,18 +143,30 @@ def drain(tmp, url, llm, *args, key="sk-ant-e2e-test-key", provider="anthropic",
     return sup
 
 
+def drain_until_exit(tmp, url, llm, workers, *args, env, prefix=(), control=None,
+                     during=None):
+    """Run the supervisor with `workers` workers calling the stand-in `llm` until the
+    database is drained (more flags `args`, environment `env`, run under `prefix`,
+    `control` as for Supervisor), calling `during(sup)` once it has started; however that
+    ends, the supervisor is killed and the stand-in stopped. Returns the supervisor and its
+    exit status."""
+    sup = Supervisor(tmp, url, "--workers", workers, "--exit-when-drained", *llm_args(llm),
+                     *args, env=env, prefix=prefix, control=control)
+    try:
+        if during is not None:
+            during(sup)
+        return sup, sup.wait(timeout=300)
+    finally:
+        sup.kill()
+        llm.stop()
+
+
 def drain_logging_workers(tmp, url, prefix, env):
     """Drain every queued phase with two workers calling a new stand-in, the supervisor
     run under `prefix` with `env`; assert it exits 0 and every attempt succeeded. Returns
     its log and how many workers wrote to it."""
-    llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=env,
-                     prefix=prefix)
-    try:
-        assert sup.wait(timeout=300) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 2, env=env, prefix=prefix)
+    assert rc == 0, sup.stderr()
     err = sup.stderr()
     outcomes = [a["outcome"] for a in rows(url, "SELECT outcome FROM attempts")]
     assert outcomes and outcomes == ["success"] * len(outcomes), err

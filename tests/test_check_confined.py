@@ -11,10 +11,8 @@ import uuid
 import pytest
 
 from conftest import BIN, binpath
-from e2e_helpers import (Standin, check_namespaces,
-                         drain_under_namespace_limit, import_plan, init_db, llm_args,
-                         phase_spec, rows)
-from supervisor_helpers import Supervisor
+from e2e_helpers import (Standin, drain_under_namespace_limit, drain_until_exit, import_plan,
+                         init_db, needs_namespaces, phase_spec, rows)
 
 # Stands in for the worker: takes the keys as a worker does (proto/hand.h) and writes
 # them to STOLEN.
@@ -85,8 +83,7 @@ def worker_copy():
 
 def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspace(
         tmp, worker_copy):
-    if check_namespaces() != "user+pid":
-        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    needs_namespaces()
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     os.makedirs(ws)
@@ -98,14 +95,8 @@ def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspac
                         "ctl": binpath("autopack-ctl"), "url": url, "sock": sock,
                         "stolen": stolen})
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 swap.py")])])
-    llm = Standin(tmp, {}, "--expect-key", KEY)
-    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", worker_copy,
-                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY}, control=sock)
-    try:
-        rc = sup.wait(timeout=300)
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1, "--worker",
+                               worker_copy, env={"ANTHROPIC_API_KEY": KEY}, control=sock)
     with open(os.path.join(ws, "probe.json")) as f:
         probe = json.load(f)
     # No worker took the keys but those the supervisor's binary made.
@@ -123,8 +114,7 @@ def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspac
 
 
 def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount_namespace(tmp):
-    if check_namespaces() != "user+pid":
-        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    needs_namespaces()
     err, workers = drain_under_namespace_limit(str(tmp), "max_mnt_namespaces",
                                                {"ANTHROPIC_API_KEY": KEY})
     warning = ("check commands run in a user and a PID namespace of their own but may write "

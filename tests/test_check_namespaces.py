@@ -10,9 +10,8 @@ import uuid
 import pytest
 
 from e2e_helpers import (HOST_PID, Standin, check_namespaces, drain_logging_workers,
-                         import_plan, init_db, llm_args, phase_spec, refused_namespaces_prefix,
-                         rows)
-from supervisor_helpers import Supervisor
+                         drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
+                         refused_namespaces_prefix, rows)
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-namespaces"}
 
@@ -53,16 +52,8 @@ KILL_SUPERVISOR = ("i=0; while [ ! -s sup.pid ] && [ $i -lt 600 ]; do sleep 0.05
                    " done; kill -9 \"$(cat sup.pid)\" 2> kill-sup.err; echo $? > kill-sup.rc")
 
 
-def needs(what):
-    have = check_namespaces()
-    if what == "pid" and not have:
-        pytest.skip("the kernel refuses a PID namespace here (unshare -p -f true fails)")
-    if what == "user+pid" and have != "user+pid":
-        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
-
-
 def test_a_check_cannot_kill_the_supervisor_or_its_worker(tmp):
-    needs("pid")
+    needs_namespaces("pid")
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     os.makedirs(ws)
@@ -75,15 +66,13 @@ def test_a_check_cannot_kill_the_supervisor_or_its_worker(tmp):
                                    check="/usr/bin/python3 kill_worker.py")]),
         ("calm", ws, [phase_spec("c%d" % i, ("out/c%d.py" % i,)) for i in range(2)]),
     ])
-    llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY)
-    try:
+
+    def pid_file(sup):
         with open(os.path.join(ws, "sup.pid"), "w") as f:
             f.write("%d\n" % sup.proc.pid)
-        assert sup.wait(timeout=300) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
+
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 2, env=KEY, during=pid_file)
+    assert rc == 0, sup.stderr()
     # Every phase passed at its first attempt: no worker died, the supervisor drained.
     att = rows(url, "SELECT phase_id, outcome FROM attempts ORDER BY attempt_id")
     assert sorted((a["phase_id"], a["outcome"]) for a in att) == [
@@ -155,7 +144,7 @@ def test_a_check_run_as_root_cannot_read_the_memory_of_its_worker_or_supervisor(
     if os.geteuid() != 0:
         pytest.skip("as an ordinary user the worker's memory is closed to its checks anyway"
                     " (not dumpable); the test needs root")
-    needs("user+pid")
+    needs_namespaces()
     tmp = str(tmp)
     key = "sk-ant-%s-MEMSECRET" % uuid.uuid4().hex
     ws = os.path.join(tmp, "ws")
@@ -165,13 +154,8 @@ def test_a_check_run_as_root_cannot_read_the_memory_of_its_worker_or_supervisor(
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 read_memory.py")])])
     llm = Standin(tmp, {}, "--expect-key", key)
-    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
-                     env={"ANTHROPIC_API_KEY": key})
-    try:
-        assert sup.wait(timeout=300) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, rc = drain_until_exit(tmp, url, llm, 1, env={"ANTHROPIC_API_KEY": key})
+    assert rc == 0, sup.stderr()
     # The worker held the key: the provider got it.
     assert llm.requests() and all(r["key_ok"] for r in llm.requests())
     assert rows(url, "SELECT outcome FROM attempts")[0]["outcome"] == "success", sup.stderr()
@@ -190,7 +174,7 @@ def test_a_check_run_as_root_cannot_read_the_memory_of_its_worker_or_supervisor(
 
 @pytest.mark.parametrize("refused", ["user", "user+pid"])
 def test_checks_run_where_the_kernel_refuses_the_namespaces_with_one_warning(tmp, refused):
-    needs("user+pid")
+    needs_namespaces()
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
@@ -227,7 +211,7 @@ def test_checks_run_where_the_kernel_refuses_the_namespaces_with_one_warning(tmp
 def test_how_a_check_ends_reaches_its_attempt_the_same_in_a_namespace_or_not(tmp, where):
     """Its exit status, the signal that killed it, and at the deadline the worker's SIGTERM,
     which reaches the command itself (its trap runs), not only the namespace's init."""
-    needs("user+pid")
+    needs_namespaces()
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
@@ -238,15 +222,9 @@ def test_how_a_check_ends_reaches_its_attempt_the_same_in_a_namespace_or_not(tmp
     import_plan(tmp, url, [("run-" + name, ws, [phase_spec(name, ("out/%s.py" % name,),
                                                           check=check)])
                            for name, check in checks.items()])
-    llm = Standin(tmp)
     prefix = refused_namespaces_prefix(pid=True) if where == "no-namespace" else ()
-    sup = Supervisor(tmp, url, "--workers", 3, "--exit-when-drained", "--max-attempts-per-phase",
-                     1, "--phase-timeout-seconds", 4, *llm_args(llm), env=KEY, prefix=prefix)
-    try:
-        sup.wait(timeout=300)
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, _ = drain_until_exit(tmp, url, Standin(tmp), 3, "--max-attempts-per-phase", 1,
+                              "--phase-timeout-seconds", 4, env=KEY, prefix=prefix)
     att = {a["phase_id"]: a for a in rows(url, "SELECT phase_id, outcome, failure_reason,"
                                                " message FROM attempts")}
     assert att["exit3"]["failure_reason"] == "CHECK_FAILED", att

@@ -14,10 +14,9 @@ import uuid
 import pytest
 
 from conftest import BIN
-from e2e_helpers import (Standin, check_namespaces,
-                         drain_under_namespace_limit, import_plan, init_db, llm_args,
-                         phase_spec, rows)
-from supervisor_helpers import Supervisor, wait_for
+from e2e_helpers import (Standin, drain_under_namespace_limit, drain_until_exit, import_plan,
+                         init_db, needs_namespaces, phase_spec, rows)
+from supervisor_helpers import wait_for
 
 KEY = "sk-ant-sockets-%s" % uuid.uuid4().hex
 
@@ -99,11 +98,6 @@ def outside_tmp():
     shutil.rmtree(top, ignore_errors=True)
 
 
-def needs_namespaces():
-    if check_namespaces() != "user+pid":
-        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
-
-
 def probe_drain(tmp, ws, *args, prefix=()):
     """Drain one phase whose check runs PROBE in `ws`, with the test listening on a TCP
     port of 127.0.0.1, an abstract socket and a socket in /tmp, and the supervisor on
@@ -121,22 +115,22 @@ def probe_drain(tmp, ws, *args, prefix=()):
     http = free_port()
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 probe.py")])])
-    llm = Standin(tmp, {}, "--expect-key", KEY)
-    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--http",
-                     "127.0.0.1:%d" % http, *llm_args(llm), *args,
-                     env={"ANTHROPIC_API_KEY": KEY}, control=False, prefix=prefix)
-    try:
+
+    def targets(sup):
         sup.wait_ready()
         control = rows(url, "SELECT control_socket FROM meta")[0]["control_socket"]
         with open(os.path.join(ws, "targets.json"), "w") as f:
             json.dump({"tcp": {"tcp": lsn["tcp"].getsockname()[1], "http": http},
                        "unix": {"tmp_socket": path, "control": control},
                        "abstract": name}, f)
-        assert sup.wait(timeout=300) == 0, sup.stderr()
+
+    try:
+        sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1, "--http",
+                                   "127.0.0.1:%d" % http, *args, env={"ANTHROPIC_API_KEY": KEY},
+                                   control=False, prefix=prefix, during=targets)
     finally:
-        sup.kill()
-        llm.stop()
         os.unlink(path)
+    assert rc == 0, sup.stderr()
     assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
     with open(os.path.join(ws, "probe.json")) as f:
         probe = json.load(f)
@@ -244,20 +238,18 @@ def test_a_check_listening_on_the_llm_port_takes_no_call(tmp, outside_tmp, netwo
     import_plan(tmp, url, [
         ("run-a", ws, [phase_spec("a", ("out/a.py",), check="/usr/bin/python3 listen.py")]),
         ("run-b", ws, [phase_spec("b", ("out/b.py",))])])
-    sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--llm-retries", 1,
-                     "--max-attempts-per-phase", 1, "--check-network", network,
-                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY})
-    try:
+
+    def provider_down(sup):
         # b's first try was answered 429 (retry in 8 s) and a's check runs: the provider
         # goes down before b tries again.
         wait_for(lambda: os.path.exists(os.path.join(ws, "started")) and
                  any(r.get("status") == 429 for r in llm.requests()),
                  60, what="a's check listening and b's first try answered")
         llm.stop()
-        sup.wait(timeout=300)
-    finally:
-        sup.kill()
-        llm.stop()
+
+    sup, _ = drain_until_exit(tmp, url, llm, 2, "--llm-retries", 1, "--max-attempts-per-phase",
+                              1, "--check-network", network, env={"ANTHROPIC_API_KEY": KEY},
+                              during=provider_down)
     att = {a["phase_id"]: a for a in rows(url, "SELECT phase_id, outcome, failure_reason"
                                                " FROM attempts")}
     assert att["a"]["outcome"] == "success", (att, sup.stderr())
