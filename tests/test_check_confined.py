@@ -122,6 +122,75 @@ def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspac
     assert "check commands" not in sup.stderr()
 
 
+# Tries to write, truncate, remove and move the database's files and its directory from
+# a check whose workspace holds them; records what happened.
+RAID = r'''
+import json, os
+db = %(db)r
+res = {}
+def attempt(name, fn):
+    try:
+        fn()
+        res[name] = "ok"
+    except OSError as e:
+        res[name] = "%%s: %%s" %% (type(e).__name__, e.strerror)
+attempt("write", lambda: os.close(os.open(db, os.O_WRONLY)))
+attempt("truncate", lambda: os.truncate(db, 0))
+attempt("remove_wal", lambda: os.unlink(db + "-wal"))
+attempt("write_shm", lambda: os.close(os.open(db + "-shm", os.O_WRONLY)))
+attempt("rename", lambda: os.rename(db, db + ".moved"))
+attempt("link", lambda: os.link(db, "linked.db"))
+attempt("rename_dir", lambda: os.rename(os.path.dirname(db), "moved-dir"))
+attempt("workspace", lambda: open("written.txt", "w").write("x"))
+with open("probe.json", "w") as f:
+    json.dump(res, f)
+'''
+
+
+@pytest.mark.parametrize("where", ["workspace", "below"])
+def test_a_check_cannot_write_remove_or_move_the_database_its_workspace_holds(tmp, where):
+    # The database beside a plan whose workspace is "." (or in a directory under the
+    # workspace): a check overwrote it with zeros (the next commit failed "database disk
+    # image is malformed", DATABASE LOST, exit 3, the file no longer a database), or
+    # removed its -wal or moved it.
+    if check_namespaces() != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    dbdir = ws if where == "workspace" else os.path.join(ws, "data")
+    os.makedirs(dbdir)
+    url = init_db(dbdir)
+    db = url[len("sqlite:///"):]
+    with open(os.path.join(ws, "raid.py"), "w") as f:
+        f.write(RAID % {"db": db})
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 raid.py"),
+                                        phase_spec("p2", ("out/b.py",))])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        rc = sup.wait(timeout=300)
+    finally:
+        sup.kill()
+        llm.stop()
+    with open(os.path.join(ws, "probe.json")) as f:
+        probe = json.load(f)
+    assert rc == 0, sup.stderr()
+    for what in ("write", "truncate", "write_shm"):
+        assert probe[what] == "OSError: Read-only file system", probe
+    # A mount point is neither removed nor renamed; a hard link, or the workspace moved
+    # into itself, would cross mounts.
+    busy, xdev = "OSError: Device or resource busy", "OSError: Invalid cross-device link"
+    for what in ("remove_wal", "rename"):
+        assert probe[what] == busy, probe
+    assert probe["rename_dir"] == (busy if where == "below" else xdev), probe
+    assert probe["link"] == xdev, probe
+    assert probe["workspace"] == "ok", probe
+    assert rows(url, "SELECT outcome FROM attempts ORDER BY attempt_id") == [
+        {"outcome": "success"}, {"outcome": "success"}], sup.stderr()
+    assert rows(url, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+
+
 def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount_namespace(tmp):
     if check_namespaces() != "user+pid":
         pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")

@@ -271,8 +271,64 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
 	return true;
 }
 
-/* Choose check_empty and check_rw_private for a check of `workspace`. */
-static void check_empty_choose(const char *workspace)
+/* The files of the SQLite database a confined check's workspace (or another directory it
+ * may write) holds, and the directories between them and that writable mount: each bound
+ * onto itself in the check's mount namespace, a file read-only, so the check can neither
+ * write, truncate, remove nor rename any of them (a mount point is neither removed nor
+ * renamed) and cannot take the database from under the supervisor or corrupt it. Outermost
+ * first. Chosen by the worker before each check (check_pin_choose). */
+#define CHECK_PIN_MAX 32
+static struct {
+	char path[PATH_MAX];
+	bool file;
+} check_pin[CHECK_PIN_MAX];
+static size_t check_npin;
+
+/* Make `cand` (a real path, or "" for none) the writable mount `root` holds the database
+ * `db` by, when it holds it and lies deeper than the one found so far. */
+static void check_pin_root(char *root, const char *cand, const char *db)
+{
+	if (cand[0] != '\0' && check_path_holds(cand, db) && strlen(cand) > strlen(root))
+		snprintf(root, PATH_MAX, "%s", cand);
+}
+
+/* Choose check_pin for the database `db` (NULL for none) and a check whose writable mounts
+ * are the workspace `ws`, `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real
+ * paths; after check_empty_choose). Nothing when the database lies in none of them. */
+static void check_pin_choose(const char *db, const char *ws, const char *tmp)
+{
+	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
+	char real[PATH_MAX], root[PATH_MAX] = "", dir[PATH_MAX];
+	size_t i, k;
+	char *p;
+
+	check_npin = 0;
+	if (db == NULL || realpath(db, real) == NULL)
+		return;
+	check_pin_root(root, ws, real);
+	if (check_tmpdir_bound)
+		check_pin_root(root, tmp, real);
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		if (!check_rw_private[i] && realpath(check_rw_dirs[i], dir) != NULL)
+			check_pin_root(root, dir, real);
+	if (root[0] == '\0' || strcmp(root, real) == 0)
+		return;
+	/* Each directory below the root, down to the database's own. */
+	k = strlen(root);
+	for (p = strchr(real + k + (real[k] == '/'), '/');
+	     p != NULL && check_npin < CHECK_PIN_MAX - ARRAY_SIZE(files); p = strchr(p + 1, '/')) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%.*s", (int)(p - real), real);
+		check_pin[check_npin++].file = false;
+	}
+	for (i = 0; i < ARRAY_SIZE(files); i++) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, files[i]);
+		check_pin[check_npin++].file = true;
+	}
+}
+
+/* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
+ * database `protect` (NULL for none). */
+static void check_empty_choose(const char *workspace, const char *protect)
 {
 	const char *tmpdir = getenv("TMPDIR"), *xdg = getenv("XDG_RUNTIME_DIR");
 	char ws[PATH_MAX], tmp[PATH_MAX] = "", run[64];
@@ -291,6 +347,7 @@ static void check_empty_choose(const char *workspace)
 	if (xdg != NULL && xdg[0] == '/')
 		check_empty_add(xdg, false, ws, tmp);
 	check_empty_add("/run/autopack", false, ws, tmp);
+	check_pin_choose(protect, ws, tmp);
 }
 
 /* Report a step of check_confine that failed on `status_fd`: as the kernel's refusal
@@ -391,6 +448,27 @@ static int check_confine(const char *workspace, int status_fd)
 		if (move_mount(fd[i], "", AT_FDCWD, path[i], MOVE_MOUNT_F_EMPTY_PATH) != 0)
 			return check_confine_fail(status_fd, "move_mount", path[i]);
 		close(fd[i]);
+	}
+	for (i = 0; i < check_npin; i++) {
+		bool file = check_pin[i].file;
+		int pin = open_tree(AT_FDCWD, check_pin[i].path,
+		    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (file ? 0 : AT_RECURSIVE));
+
+		/* A file the database does not have now (its -journal), or one out of the
+		 * user's reach, is not pinned. */
+		if (pin < 0 && (errno == ENOENT || errno == ENOTDIR || errno == EACCES))
+			continue;
+		/* Not the kernel's refusal of a confinement (which would run every later check
+		 * unconfined): this check is not run. */
+		if (pin < 0 ||
+		    mount_setattr(pin, "", AT_EMPTY_PATH, file ? &ro : &nodev, sizeof ro) != 0 ||
+		    move_mount(pin, "", AT_FDCWD, check_pin[i].path, MOVE_MOUNT_F_EMPTY_PATH) !=
+		        0) {
+			dprintf(status_fd, "cannot keep the database's %s %s from the check: %s",
+			    file ? "file" : "directory", check_pin[i].path, strerror(errno));
+			return -1;
+		}
+		close(pin);
 	}
 	for (i = 0; i < check_nempty; i++)
 		if (mount("tmpfs", check_empty[i].path, "tmpfs",
@@ -523,7 +601,7 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		return -1;
 	}
 	if (ns == CHECK_NS_USER_PID && check_confined)
-		check_empty_choose(spec->workspace);
+		check_empty_choose(spec->workspace, spec->protect);
 	if (ns != CHECK_NS_NONE && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sk) != 0) {
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		close(sp[0]);

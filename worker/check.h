@@ -31,6 +31,10 @@ struct check_spec {
 	uint64_t deadline_mono_ms; /* clock_mono_ms() value by which the command must end */
 	void *ctx;
 	void (*heartbeat)(void *ctx); /* nullable: called at least every second */
+	/* The SQLite database's path, or NULL: in a confined check's mount namespace its files
+	 * (and -wal, -shm, -journal) are read-only and they and the directories between them and
+	 * the writable mount that holds them cannot be removed or renamed. */
+	const char *protect;
 };
 
 struct check_result {

@@ -477,8 +477,10 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 static bool phase_check(struct phase_ctx *pc)
 {
 	const struct proto_job *job = pc->job;
+	/* The database may lie in the workspace: the check cannot write or move its files. */
 	struct check_spec spec = { job->phase.check_command, job->workspace, job->run_id,
-		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat };
+		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat,
+		strncmp(job->db_url, "sqlite:///", 10) == 0 ? job->db_url + 10 : NULL };
 	struct check_result r;
 	char err[512];
 
