@@ -191,6 +191,64 @@ def test_a_check_cannot_write_remove_or_move_the_database_its_workspace_holds(tm
     assert rows(url, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
 
 
+def test_a_workspace_that_holds_the_workers_binary_is_refused_before_the_llm_call(
+        tmp, worker_copy):
+    # A plan whose workspace was the build tree (or /usr, or /): the model's files and the
+    # check command were written there, over the worker's binary, which the next worker
+    # ran with the keys.
+    tmp = str(tmp)
+    ws = os.path.dirname(worker_copy)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="true")])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", worker_copy,
+                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
+    assert (att["outcome"], att["failure_reason"]) == ("failed", "INVALID_JOB"), att
+    assert att["message"] == (
+        "workspace %s holds %s: the model's files and the check command could replace a "
+        "program the workers run with the API keys; give the run a workspace of its own; "
+        "not sent to the LLM" % (ws, worker_copy)), att
+    assert llm.requests() == []
+    assert not os.path.exists(os.path.join(ws, "out"))
+
+
+def test_a_tmpdir_that_holds_the_workers_binary_is_not_given_to_checks(tmp, worker_copy):
+    # TMPDIR=$HOME, or a directory that holds the build tree: it was bound writable into
+    # every check's mount namespace, and a check replaced the worker's binary there.
+    if check_namespaces() != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    tmp = str(tmp)
+    top = os.path.dirname(worker_copy)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    check = ("echo \"TMPDIR=${TMPDIR-unset}\"; (: > %s/written) && echo WROTE; "
+             "mktemp >/dev/null && echo MKTEMP" % top)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", worker_copy,
+                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY, "TMPDIR": top})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    with open(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stdout.txt")) as f:
+        out = f.read()
+    assert out == "TMPDIR=unset\nMKTEMP\n", out
+    assert not os.path.exists(os.path.join(top, "written"))
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}]
+    warning = ("TMPDIR=%s holds %s, which a check command must not write (a program put there "
+               "would run with the API keys): check commands get no TMPDIR, and use /tmp"
+               % (top, worker_copy))
+    assert sup.stderr().count(warning) == 1, sup.stderr()
+
+
 def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount_namespace(tmp):
     if check_namespaces() != "user+pid":
         pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")

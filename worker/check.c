@@ -142,6 +142,32 @@ void check_kill_running(void)
 		kill(-pg, SIGKILL);
 }
 
+/* Whether the check gets no $TMPDIR (check_tmpdir_choose): the worker's holds what a
+ * phase's code must not write. */
+static bool check_tmpdir_dropped;
+
+/* At this worker's first check: leave the worker's $TMPDIR out of the checks' environment
+ * and mounts when it holds the worker's binary or a system directory
+ * (check_dir_holds_system), with one warning; the checks then use /tmp. A $TMPDIR bound
+ * writable there would let them replace a program the workers run with the keys. */
+static void check_tmpdir_choose(void)
+{
+	static bool chosen;
+	const char *tmpdir = getenv("TMPDIR");
+	char what[PATH_MAX];
+
+	if (chosen)
+		return;
+	chosen = true;
+	if (tmpdir == NULL || tmpdir[0] != '/' ||
+	    !check_dir_holds_system(tmpdir, what, sizeof what))
+		return;
+	check_tmpdir_dropped = true;
+	log_warn("TMPDIR=%s holds %s, which a check command must not write (a program put there "
+	         "would run with the API keys): check commands get no TMPDIR, and use /tmp",
+	    tmpdir, what);
+}
+
 /* The variables a check command gets from the worker's environment; nothing else. */
 static const char *const check_env_kept[] = { "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL",
 	"LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR", NULL };
@@ -156,6 +182,8 @@ static void check_env(char **env, size_t max)
 	char **e;
 
 	for (i = 0; check_env_kept[i] != NULL && n + 2 < max; i++) {
+		if (check_tmpdir_dropped && strcmp(check_env_kept[i], "TMPDIR") == 0)
+			continue;
 		k = strlen(check_env_kept[i]);
 		for (e = environ; *e != NULL; e++) {
 			if (strncmp(*e, check_env_kept[i], k) == 0 && (*e)[k] == '=') {
@@ -292,6 +320,36 @@ static void check_pin_root(char *root, const char *cand, const char *db)
 		snprintf(root, PATH_MAX, "%s", cand);
 }
 
+/* The real paths check_dir_holds_system looks for, resolved at its first call. */
+#define CHECK_SYSTEM_MAX 12
+static char check_system[CHECK_SYSTEM_MAX][PATH_MAX];
+static size_t check_nsystem;
+
+bool check_dir_holds_system(const char *dir, char *what, size_t n)
+{
+	static const char *const dirs[] = { "/proc/self/exe", "/usr", "/etc", "/bin", "/sbin",
+		"/lib", "/lib64", "/boot", "/dev", "/proc", "/sys" };
+	static bool resolved;
+	char real[PATH_MAX];
+	size_t i;
+
+	if (!resolved) {
+		for (i = 0; i < ARRAY_SIZE(dirs) && check_nsystem < CHECK_SYSTEM_MAX; i++)
+			if (realpath(dirs[i], check_system[check_nsystem]) != NULL)
+				check_nsystem++;
+		resolved = true;
+	}
+	if (realpath(dir, real) == NULL)
+		return false;
+	for (i = 0; i < check_nsystem; i++) {
+		if (check_path_holds(real, check_system[i])) {
+			snprintf(what, n, "%s", check_system[i]);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Choose check_pin for the database `db` (NULL for none) and a check whose writable mounts
  * are the workspace `ws`, `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real
  * paths; after check_empty_choose). Nothing when the database lies in none of them. */
@@ -339,7 +397,9 @@ static void check_empty_choose(const char *workspace, const char *protect)
 	if (tmpdir != NULL && tmpdir[0] == '/' && realpath(tmpdir, tmp) == NULL)
 		snprintf(tmp, sizeof tmp, "%s", tmpdir);
 	check_nempty = 0;
-	check_tmpdir_bound = true;
+	check_tmpdir_bound = !check_tmpdir_dropped;
+	if (check_tmpdir_dropped)
+		tmp[0] = '\0';
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_rw_private[i] = check_empty_add(check_rw_dirs[i], true, ws, tmp);
 	snprintf(run, sizeof run, "/run/user/%u", (unsigned)getuid());
@@ -794,6 +854,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		goto out;
 	}
 	check_stop_seen = 0;
+	check_tmpdir_choose();
 	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], &ns_fd, err, errlen);
 	for (i = 0; i < 2; i++) {
 		close(pipe_fd[i][1]);

@@ -51,6 +51,13 @@ struct check_result {
 	                              the check itself (check_note_stop_signal) */
 };
 
+/* Whether the directory `dir` (a path) is or holds the worker's own binary or a directory
+ * of the system's programs, libraries, settings or devices (/usr, /etc, /bin, /sbin, /lib,
+ * /lib64, /boot, /dev, /proc, /sys), which a phase's code must not be able to write: a
+ * program put there would be run with the API keys. Fills `what` with the one it holds.
+ * False for a path that cannot be resolved. */
+bool check_dir_holds_system(const char *dir, char *what, size_t n);
+
 /* Run the check. Returns 0 when the command ran (whatever its status), or -1 with `err`
  * when it could not be started (log files, fork). */
 int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen);
