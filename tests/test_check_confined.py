@@ -191,6 +191,39 @@ def test_a_check_cannot_write_remove_or_move_the_database_its_workspace_holds(tm
     assert rows(url, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
 
 
+def test_a_check_cannot_move_its_workspaces_directories_to_put_a_link_in_its_place(tmp):
+    # A workspace under /tmp, which its checks may then write: a check moved the workspace's
+    # directory away and put a symbolic link to another directory in its place, where the
+    # next attempt's files (written by the worker, as its user, root included) and check
+    # then went.
+    if check_namespaces() != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    tmp = str(tmp)
+    parent, target = os.path.join(tmp, "x"), os.path.join(tmp, "target")
+    ws = os.path.join(parent, "ws")
+    os.makedirs(ws)
+    os.makedirs(target)
+    swap = ("mv %s %s.old; echo moved=$?; mkdir -p %s && ln -s %s %s/ws; mv %s %s.old; "
+            "echo moved_top=$?; : > %s/written && echo wrote"
+            % (parent, parent, parent, target, parent, tmp, tmp, parent))
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=swap),
+                                        phase_spec("p2", ("out/b.py",))])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    with open(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stdout.txt")) as f:
+        assert f.read() == "moved=1\nmoved_top=1\nwrote\n"
+    assert os.path.isfile(os.path.join(ws, "out", "b.py"))
+    assert os.listdir(target) == []
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}] * 2
+
+
 def test_a_workspace_that_holds_the_workers_binary_is_refused_before_the_llm_call(
         tmp, worker_copy):
     # A plan whose workspace was the build tree (or /usr, or /): the model's files and the

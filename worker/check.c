@@ -299,25 +299,44 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
 	return true;
 }
 
-/* The files of the SQLite database a confined check's workspace (or another directory it
- * may write) holds, and the directories between them and that writable mount: each bound
- * onto itself in the check's mount namespace, a file read-only, so the check can neither
- * write, truncate, remove nor rename any of them (a mount point is neither removed nor
- * renamed) and cannot take the database from under the supervisor or corrupt it. Outermost
+/* What a confined check could move away to put a symbolic link in its place: the
+ * directories between its workspace and the writable mount that holds it ($TMPDIR, /tmp:
+ * the next attempt's files and check would then go where the link leads), and the files of
+ * the SQLite database its workspace (or another directory it may write) holds, with the
+ * directories between them and that writable mount (it would take the database from under
+ * the supervisor, or corrupt it). Each is bound onto itself in the check's mount
+ * namespace, a file read-only, so the check can neither remove nor rename any of them (a
+ * mount point is neither removed nor renamed) nor write or truncate a file. Outermost
  * first. Chosen by the worker before each check (check_pin_choose). */
-#define CHECK_PIN_MAX 32
+#define CHECK_PIN_MAX 48
 static struct {
 	char path[PATH_MAX];
 	bool file;
 } check_pin[CHECK_PIN_MAX];
 static size_t check_npin;
 
-/* Make `cand` (a real path, or "" for none) the writable mount `root` holds the database
- * `db` by, when it holds it and lies deeper than the one found so far. */
-static void check_pin_root(char *root, const char *cand, const char *db)
+/* Make `cand` (a real path, or "" for none) the writable mount `root` holds `real` by,
+ * when it holds it and lies deeper than the one found so far. */
+static void check_pin_root(char *root, const char *cand, const char *real)
 {
-	if (cand[0] != '\0' && check_path_holds(cand, db) && strlen(cand) > strlen(root))
+	if (cand[0] != '\0' && check_path_holds(cand, real) && strlen(cand) > strlen(root))
 		snprintf(root, PATH_MAX, "%s", cand);
+}
+
+/* Add to check_pin each directory below `root` down to the parent of `real` (real paths;
+ * nothing when root is ""), leaving room for `keep` more. */
+static void check_pin_below(const char *root, const char *real, size_t keep)
+{
+	size_t k = strlen(root);
+	const char *p;
+
+	if (k == 0 || strcmp(root, real) == 0)
+		return;
+	for (p = strchr(real + k + (real[k] == '/'), '/');
+	     p != NULL && check_npin + keep < CHECK_PIN_MAX; p = strchr(p + 1, '/')) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%.*s", (int)(p - real), real);
+		check_pin[check_npin++].file = false;
+	}
 }
 
 /* The real paths check_dir_holds_system looks for, resolved at its first call. */
@@ -350,34 +369,35 @@ bool check_dir_holds_system(const char *dir, char *what, size_t n)
 	return false;
 }
 
-/* Choose check_pin for the database `db` (NULL for none) and a check whose writable mounts
- * are the workspace `ws`, `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real
- * paths; after check_empty_choose). Nothing when the database lies in none of them. */
+/* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
+ * are `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real paths; after
+ * check_empty_choose), and the database `db` (NULL for none). */
 static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 {
 	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
-	char real[PATH_MAX], root[PATH_MAX] = "", dir[PATH_MAX];
-	size_t i, k;
-	char *p;
+	char real[PATH_MAX], root[PATH_MAX] = "", dirs[ARRAY_SIZE(check_rw_dirs)][PATH_MAX];
+	size_t i;
 
 	check_npin = 0;
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		if (check_rw_private[i] || realpath(check_rw_dirs[i], dirs[i]) == NULL)
+			dirs[i][0] = '\0';
+	if (check_tmpdir_bound)
+		check_pin_root(root, tmp, ws);
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		check_pin_root(root, dirs[i], ws);
+	check_pin_below(root, ws, ARRAY_SIZE(files));
 	if (db == NULL || realpath(db, real) == NULL)
 		return;
+	root[0] = '\0';
 	check_pin_root(root, ws, real);
 	if (check_tmpdir_bound)
 		check_pin_root(root, tmp, real);
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
-		if (!check_rw_private[i] && realpath(check_rw_dirs[i], dir) != NULL)
-			check_pin_root(root, dir, real);
+		check_pin_root(root, dirs[i], real);
 	if (root[0] == '\0' || strcmp(root, real) == 0)
 		return;
-	/* Each directory below the root, down to the database's own. */
-	k = strlen(root);
-	for (p = strchr(real + k + (real[k] == '/'), '/');
-	     p != NULL && check_npin < CHECK_PIN_MAX - ARRAY_SIZE(files); p = strchr(p + 1, '/')) {
-		snprintf(check_pin[check_npin].path, PATH_MAX, "%.*s", (int)(p - real), real);
-		check_pin[check_npin++].file = false;
-	}
+	check_pin_below(root, real, ARRAY_SIZE(files));
 	for (i = 0; i < ARRAY_SIZE(files); i++) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, files[i]);
 		check_pin[check_npin++].file = true;
