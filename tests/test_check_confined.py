@@ -11,8 +11,10 @@ import uuid
 import pytest
 
 from conftest import BIN, binpath
-from e2e_helpers import (Standin, drain_under_namespace_limit, drain_until_exit, import_plan,
-                         init_db, needs_namespaces, phase_spec, rows)
+from e2e_helpers import (Standin, check_namespaces, drain_under_namespace_limit,
+                         drain_until_exit, import_plan, init_db, llm_args, needs_namespaces,
+                         phase_spec, rows)
+from supervisor_helpers import Supervisor
 
 # Stands in for the worker: takes the keys as a worker does (proto/hand.h) and writes
 # them to STOLEN.
