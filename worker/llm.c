@@ -367,7 +367,13 @@ static char *llm_url(const struct llm_config *cfg)
 	    cfg->provider == LLM_ANTHROPIC ? "/v1/messages" : "/chat/completions");
 }
 
-/* Headers of a request, the key among them. */
+/* The header that carries the key, without the key. */
+static const char *llm_key_header(enum llm_provider p)
+{
+	return p == LLM_ANTHROPIC ? "x-api-key: " : "Authorization: Bearer ";
+}
+
+/* Headers of a request, the key among them (last). */
 static struct curl_slist *llm_headers(const struct llm_config *cfg)
 {
 	struct curl_slist *h = NULL;
@@ -375,12 +381,9 @@ static struct curl_slist *llm_headers(const struct llm_config *cfg)
 
 	h = curl_slist_append(h, "Content-Type: application/json");
 	h = curl_slist_append(h, "Expect:");
-	if (cfg->provider == LLM_ANTHROPIC) {
+	if (cfg->provider == LLM_ANTHROPIC)
 		h = curl_slist_append(h, "anthropic-version: 2023-06-01");
-		kh = xasprintf("x-api-key: %s", cfg->api_key);
-	} else {
-		kh = xasprintf("Authorization: Bearer %s", cfg->api_key);
-	}
+	kh = xasprintf("%s%s", llm_key_header(cfg->provider), cfg->api_key);
 	h = curl_slist_append(h, kh);
 #ifdef AUTOPACK_MUTANT_key_in_another_header
 	h = curl_slist_append(h, kh + 2); /* the key under another header's name */
@@ -388,6 +391,64 @@ static struct curl_slist *llm_headers(const struct llm_config *cfg)
 	explicit_bzero(kh, strlen(kh));
 	free(kh);
 	return h;
+}
+
+/* Free a header list, its key wiped first. */
+static void llm_headers_free(struct curl_slist *headers)
+{
+	for (struct curl_slist *e = headers; e != NULL; e = e->next)
+		explicit_bzero(e->data, strlen(e->data));
+	curl_slist_free_all(headers);
+}
+
+/*
+ * Where the worker's calls go: the URL and the headers built for one provider, base URL
+ * and key, kept from call to call while the calls name the same three (a worker's calls
+ * all do), and set on the handle once. The key is in the last header's text (compared
+ * there: no other copy is kept); the list is wiped when replaced.
+ */
+static struct {
+	enum llm_provider provider;
+	char *base_url, *url;
+	struct curl_slist *headers;
+} llm_target;
+
+/* True when llm_target was built for cfg. */
+static bool llm_target_is(const struct llm_config *cfg)
+{
+	const struct curl_slist *last = llm_target.headers;
+	const char *name = llm_key_header(cfg->provider);
+	size_t n = strlen(name);
+
+	if (last == NULL || llm_target.provider != cfg->provider ||
+	    strcmp(llm_target.base_url, cfg->base_url) != 0)
+		return false;
+	while (last->next != NULL)
+		last = last->next;
+	return strncmp(last->data, name, n) == 0 && strcmp(last->data + n, cfg->api_key) == 0;
+}
+
+/* Point `easy` at cfg's URL and headers, built and set anew only when cfg names another
+ * provider, base URL or key than the calls before, or the handle is another. Returns the
+ * URL. */
+static const char *llm_target_use(CURL *easy, const struct llm_config *cfg)
+{
+	static CURL *on;
+	struct curl_slist *old = llm_target.headers;
+
+	if (on == easy && llm_target_is(cfg))
+		return llm_target.url;
+	free(llm_target.base_url);
+	free(llm_target.url);
+	llm_target.provider = cfg->provider;
+	llm_target.base_url = xstrdup(cfg->base_url);
+	llm_target.url = llm_url(cfg);
+	llm_target.headers = llm_headers(cfg);
+	curl_easy_setopt(easy, CURLOPT_URL, llm_target.url);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, llm_target.headers);
+	on = easy;
+	llm_headers_free(old);
+	return llm_target.url;
 }
 
 /* Set the options every try shares, once for the handle's life. */
@@ -404,11 +465,9 @@ static void llm_easy_init(CURL *easy)
 
 /* Set up `easy` for one try: the options that point into the call (llm_easy_clear takes
  * them back after it). */
-static void llm_easy_setup(CURL *easy, const char *url, struct curl_slist *headers,
-    const char *body, struct llm_xfer *x, int64_t timeout_ms, char *errbuf)
+static void llm_easy_setup(
+    CURL *easy, const char *body, struct llm_xfer *x, int64_t timeout_ms, char *errbuf)
 {
-	curl_easy_setopt(easy, CURLOPT_URL, url);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, x);
@@ -419,11 +478,10 @@ static void llm_easy_setup(CURL *easy, const char *url, struct curl_slist *heade
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
 }
 
-/* Forget the options of a try that point into its call frame (headers, body, buffers);
- * the shared options and the connections stay. */
+/* Forget the options of a try that point into its call frame (body, buffers); the shared
+ * options, the target's URL and headers, and the connections stay. */
 static void llm_easy_clear(CURL *easy)
 {
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, (char *)NULL);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, (void *)NULL);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, (void *)NULL);
@@ -588,26 +646,46 @@ static bool llm_wait_next(const struct llm_config *cfg, const struct llm_hooks *
 	return true;
 }
 
+/* The buffer the answers are read into, kept from try to try while it is at most
+ * LLM_ANSWER_KEEP bytes. */
+#define LLM_ANSWER_KEEP (64 * 1024)
+static struct {
+	char *buf;
+	size_t cap;
+} llm_answer;
+
+/* Keep the buffer of a finished try's answer for the next, or free it when it grew past
+ * LLM_ANSWER_KEEP. */
+static void llm_answer_keep(struct llm_xfer *x)
+{
+	if (x->cap > LLM_ANSWER_KEEP) {
+		free(x->body);
+		x->body = NULL;
+		x->cap = 0;
+	}
+	llm_answer.buf = x->body;
+	llm_answer.cap = x->cap;
+}
+
 int llm_call(const struct llm_config *cfg, const struct llm_request *req,
     const struct llm_hooks *hooks, struct llm_response *out)
 {
 	static const struct llm_hooks no_hooks;
 	const struct llm_hooks *h = hooks != NULL ? hooks : &no_hooks;
 	int retries = cfg->max_retries > 0 ? cfg->max_retries : 0;
-	char *url, *body;
-	struct curl_slist *headers;
+	char *body;
 
 	if (retries > LLM_RETRIES_MAX)
 		retries = LLM_RETRIES_MAX;
 	memset(out, 0, sizeof *out);
 	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
-	url = llm_url(cfg);
 	body = llm_body_build(cfg, req);
-	headers = llm_headers(cfg);
 
 	for (int try_number = 1; try_number <= retries + 1; try_number++) {
 		struct llm_xfer x = { .max = cfg->max_body ? cfg->max_body : LLM_BODY_MAX_DEFAULT,
-			.retry_after_ms = -1 };
+			.retry_after_ms = -1,
+			.body = llm_answer.buf,
+			.cap = llm_answer.cap };
 		struct llm_try t = { .try_number = try_number,
 			.prompt_tokens = -1,
 			.completion_tokens = -1,
@@ -615,7 +693,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 		char errbuf[CURL_ERROR_SIZE] = "", msg[640], *redirect = NULL;
 		uint64_t start = clock_mono_ms();
 		int64_t timeout = llm_try_timeout(cfg, start);
-		const char *cls;
+		const char *cls, *url;
 		CURL *easy;
 		CURLcode rc;
 
@@ -633,7 +711,10 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			llm_fail(cfg, out, LLM_E_NETWORK, 0, "cannot create an HTTP handle");
 			break;
 		}
-		llm_easy_setup(easy, url, headers, body, &x, timeout, errbuf);
+		url = llm_target_use(easy, cfg);
+		if (x.body != NULL)
+			x.body[0] = '\0';
+		llm_easy_setup(easy, body, &x, timeout, errbuf);
 		rc = llm_perform(easy, h);
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t.http_status);
 		if (curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &redirect) != CURLE_OK)
@@ -646,7 +727,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 
 		cls = llm_try_judge(cfg, url, rc, &x, errbuf, redirect, &t, out, msg, sizeof msg);
 		free(redirect);
-		free(x.body);
+		llm_answer_keep(&x);
 		if (cls == NULL) {
 			out->ok = true;
 			out->error_class = NULL;
@@ -661,11 +742,7 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 		    !llm_wait_next(cfg, h, out, try_number + 1, x.retry_after_ms))
 			break;
 	}
-	for (struct curl_slist *e = headers; e != NULL; e = e->next)
-		explicit_bzero(e->data, strlen(e->data));
-	curl_slist_free_all(headers);
 	free(body);
-	free(url);
 	return out->ok ? 0 : -1;
 }
 

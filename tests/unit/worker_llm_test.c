@@ -324,6 +324,72 @@ TEST(worker_llm_key_never_appears_in_any_output)
 	standin_stop(&sd);
 }
 
+/* One call as `key` with the test hooks (no retries). */
+static int call_as(enum llm_provider p, const char *base, const char *key, struct llm_response *r)
+{
+	struct seen s = { 0 };
+	struct llm_config cfg = { .provider = p,
+		.base_url = base,
+		.model = "test-model",
+		.api_key = key,
+		.timeout_ms = 10000,
+		.temperature = 0.2 };
+	struct llm_request req = { NULL, "## Deliverables\n- utils/a.py\n\nWrite it.", 4096 };
+	struct llm_hooks h = { &s, on_send, on_try, NULL, fake_sleep, full_jitter };
+
+	return llm_call(&cfg, &req, &h, r);
+}
+
+TEST(worker_llm_each_call_goes_where_its_own_configuration_says)
+{
+	/* The URL and headers are kept from call to call: a call naming another key,
+	 * provider or base URL than the one before must not go out with the former. */
+	static const char other[] = "sk-another-key-0451";
+	struct standin sd;
+	struct llm_response r;
+	char *dead = xasprintf("http://127.0.0.1:%d", standin_dead_port());
+	json_t *log;
+
+	standin_start(&sd, "[]", KEY);
+	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, KEY, &r), 0);
+	llm_response_free(&r);
+	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, other, &r), -1);
+	CHECK_EQ_INT(r.http_status, 401);
+	llm_response_free(&r);
+	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, KEY, &r), 0);
+	llm_response_free(&r);
+	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, dead, KEY, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_NETWORK);
+	CHECK(strstr(r.error, dead) != NULL);
+	llm_response_free(&r);
+	CHECK_EQ_INT(call_as(LLM_OPENAI, sd.base_v1, KEY, &r), 0);
+	llm_response_free(&r);
+	CHECK_EQ_INT(call_as(LLM_OPENAI, sd.base_v1, other, &r), -1);
+	CHECK_EQ_INT(r.http_status, 401);
+	llm_response_free(&r);
+	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, KEY, &r), 0);
+	llm_response_free(&r);
+	log = standin_log();
+	CHECK_EQ_INT(json_array_size(log), 6);
+	{
+		static const char *const path[6] = { "/v1/messages", "/v1/messages", "/v1/messages",
+			"/v1/chat/completions", "/v1/chat/completions", "/v1/messages" };
+		static const bool ok[6] = { true, false, true, true, false, true };
+
+		for (size_t i = 0; i < 6; i++) {
+			json_t *e = json_array_get(log, i);
+
+			CHECK_EQ_STR(json_string_value(json_object_get(e, "path")), path[i]);
+			CHECK(json_is_true(json_object_get(e, "key_present")));
+			CHECK_EQ_INT(json_is_true(json_object_get(e, "key_ok")), ok[i]);
+			CHECK(json_is_false(json_object_get(e, "key_elsewhere")));
+		}
+	}
+	json_decref(log);
+	standin_stop(&sd);
+	free(dead);
+}
+
 TEST(worker_llm_wrong_key_is_a_client_error)
 {
 	struct standin sd;
