@@ -56,6 +56,22 @@ static int job_list(const char *name, const char *const *v, size_t count, bool r
 	return 0;
 }
 
+/* Check that the check command can be run: passed to `/bin/sh -c` as one argument, it
+ * must fit the kernel's limit on one argument (execve fails E2BIG, after the LLM calls). */
+static int job_check_command(const char *v, char *why, size_t n)
+{
+	size_t len = v != NULL ? strlen(v) : 0;
+
+	if (len <= JOB_CHECK_MAX)
+		return 0;
+	snprintf(why, n,
+	    "check_command: %zu bytes; the kernel passes /bin/sh -c a command of at most %u "
+	    "bytes (one argument, MAX_ARG_STRLEN): put a longer one in a script in the "
+	    "workspace and run that",
+	    len, JOB_CHECK_MAX);
+	return -1;
+}
+
 int job_limits_check(const struct job_phase_text *p, char *why, size_t n)
 {
 	size_t total = 0;
@@ -67,6 +83,7 @@ int job_limits_check(const struct job_phase_text *p, char *why, size_t n)
 	    job_field("task_category", p->category, JOB_NAME_MAX, &total, why, n) != 0 ||
 	    job_field("complexity", p->complexity, JOB_NAME_MAX, &total, why, n) != 0 ||
 	    job_field("check_command", p->check, JOB_TEXT_MAX, &total, why, n) != 0 ||
+	    job_check_command(p->check, why, n) != 0 ||
 	    job_field("workspace", p->workspace, JOB_PATH_MAX, &total, why, n) != 0 ||
 	    job_list("paths", p->paths, p->npaths, true, true, &total, why, n) != 0 ||
 	    job_list("read_only_context", p->context, p->ncontext, false, false, &total, why, n) !=

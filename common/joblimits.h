@@ -13,6 +13,9 @@
 #define JOB_PATH_MAX 4096              /* bytes: workspace, each scope entry */
 #define JOB_LIST_MAX 4096              /* entries of each scope list */
 #define JOB_PHASE_BYTES_MAX (3u << 20) /* all of the above together, encoded */
+/* bytes: the check command, which the worker hands `/bin/sh -c` as one argument, and the
+ * kernel takes no argument longer than MAX_ARG_STRLEN (32 pages) with its NUL */
+#define JOB_CHECK_MAX ((32u << 12) - 1)
 
 /* The parts of a phase that travel in its job. Nullable strings may be NULL. */
 struct job_phase_text {

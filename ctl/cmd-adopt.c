@@ -68,7 +68,7 @@ static int cmd_adopt_exists(struct cmd_ctx *ctx, const char *path, const char *u
 	fprintf(cmd_text_out(ctx),
 	    "%s is already an autopack database (uuid %s), nothing "
 	    "changed\n",
-	    st.url, st.uuid);
+	    cmd_shown(st.url), st.uuid);
 	if (ctx->json)
 		cmd_json_print(json_pack(
 		    "{s:b, s:b, s:o}", "ok", 1, "adopted", 0, "database", cmd_identity_json(&st)));
@@ -264,10 +264,10 @@ static void cmd_adopt_print_survey(FILE *out, const char *url, const struct stor
 /* Print what the adoption did. */
 static void cmd_adopt_print(FILE *out, const struct store *st, const struct store_adopt_report *r)
 {
-	fprintf(out, "adopted %s: new uuid %s, schema version %d\n", st->url, r->uuid,
+	fprintf(out, "adopted %s: new uuid %s, schema version %d\n", cmd_shown(st->url), r->uuid,
 	    st->schema_version);
 	if (r->backup_path != NULL)
-		fprintf(out, "backup (taken first): %s\n", r->backup_path);
+		fprintf(out, "backup (taken first): %s\n", cmd_shown(r->backup_path));
 	else
 		fprintf(out,
 		    "copy: none taken by autopack (one transaction; the copy is the "

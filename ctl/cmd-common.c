@@ -298,7 +298,7 @@ int cmd_open_write(const struct cmd_ctx *ctx, struct store *st, int *lock_fd)
 		fprintf(cmd_text_out(ctx),
 		    "migrated the schema from version %d to %d; the old "
 		    "database was copied to %s\n",
-		    st->migrated_from, st->schema_version, st->backup_path);
+		    st->migrated_from, st->schema_version, cmd_shown(st->backup_path));
 	return 0;
 }
 

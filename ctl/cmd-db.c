@@ -48,7 +48,7 @@ static int cmd_db_init_exists(struct cmd_ctx *ctx, struct store *st)
 	fprintf(cmd_text_out(ctx),
 	    "%s is already an autopack database (uuid %s), nothing "
 	    "changed\n",
-	    st->url, st->uuid);
+	    cmd_shown(st->url), st->uuid);
 	if (ctx->json)
 		cmd_json_print(json_pack(
 		    "{s:b, s:b, s:o}", "ok", 1, "created", 0, "database", cmd_identity_json(st)));
@@ -114,7 +114,7 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		fprintf(cmd_text_out(ctx),
 		    "created autopack database %s (uuid %s, schema "
 		    "version %d)\n",
-		    st.url, st.uuid, st.schema_version);
+		    cmd_shown(st.url), st.uuid, st.schema_version);
 		if (ctx->json)
 			cmd_json_print(json_pack("{s:b, s:b, s:o}", "ok", 1, "created", 1,
 			    "database", cmd_identity_json(&st)));
@@ -278,7 +278,7 @@ static void cmd_db_check_warn_empty(struct store *st, bool allow)
 	    "  - the data was deleted, or the file was replaced.\n"
 	    "Next steps: add work (autopack-ctl seed telemetry-run, autopack-ctl run import\n"
 	    "PLAN.json) or restore a backup.\n",
-	    st->url);
+	    cmd_shown(st->url));
 	if (allow)
 		fprintf(stderr, "Continuing because of --allow-empty-db.\n");
 	else
@@ -439,8 +439,8 @@ static int cmd_db_reidentify_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return ret;
 	store_banner(&st, cmd_text_out(ctx));
 	fprintf(cmd_text_out(ctx),
-	    "%s has the new uuid %s; its previous uuid %s is recorded in control_log\n", st.url,
-	    st.uuid, previous);
+	    "%s has the new uuid %s; its previous uuid %s is recorded in control_log\n",
+	    cmd_shown(st.url), st.uuid, previous);
 	if (ctx->json)
 		cmd_json_print(json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "uuid", st.uuid,
 		    "previous_uuid", previous, "database", cmd_identity_json(&st)));

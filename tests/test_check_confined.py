@@ -122,6 +122,166 @@ def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspac
     assert "check commands" not in sup.stderr()
 
 
+# Tries to write, truncate, remove and move the database's files and its directory from
+# a check whose workspace holds them; records what happened.
+RAID = r'''
+import json, os
+db = %(db)r
+res = {}
+def attempt(name, fn):
+    try:
+        fn()
+        res[name] = "ok"
+    except OSError as e:
+        res[name] = "%%s: %%s" %% (type(e).__name__, e.strerror)
+attempt("write", lambda: os.close(os.open(db, os.O_WRONLY)))
+attempt("truncate", lambda: os.truncate(db, 0))
+attempt("remove_wal", lambda: os.unlink(db + "-wal"))
+attempt("write_shm", lambda: os.close(os.open(db + "-shm", os.O_WRONLY)))
+attempt("rename", lambda: os.rename(db, db + ".moved"))
+attempt("link", lambda: os.link(db, "linked.db"))
+attempt("rename_dir", lambda: os.rename(os.path.dirname(db), "moved-dir"))
+attempt("workspace", lambda: open("written.txt", "w").write("x"))
+with open("probe.json", "w") as f:
+    json.dump(res, f)
+'''
+
+
+@pytest.mark.parametrize("where", ["workspace", "below"])
+def test_a_check_cannot_write_remove_or_move_the_database_its_workspace_holds(tmp, where):
+    # The database beside a plan whose workspace is "." (or in a directory under the
+    # workspace): a check overwrote it with zeros (the next commit failed "database disk
+    # image is malformed", DATABASE LOST, exit 3, the file no longer a database), or
+    # removed its -wal or moved it.
+    if check_namespaces() != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    dbdir = ws if where == "workspace" else os.path.join(ws, "data")
+    os.makedirs(dbdir)
+    url = init_db(dbdir)
+    db = url[len("sqlite:///"):]
+    with open(os.path.join(ws, "raid.py"), "w") as f:
+        f.write(RAID % {"db": db})
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 raid.py"),
+                                        phase_spec("p2", ("out/b.py",))])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        rc = sup.wait(timeout=300)
+    finally:
+        sup.kill()
+        llm.stop()
+    with open(os.path.join(ws, "probe.json")) as f:
+        probe = json.load(f)
+    assert rc == 0, sup.stderr()
+    for what in ("write", "truncate", "write_shm"):
+        assert probe[what] == "OSError: Read-only file system", probe
+    # A mount point is neither removed nor renamed; a hard link, or the workspace moved
+    # into itself, would cross mounts.
+    busy, xdev = "OSError: Device or resource busy", "OSError: Invalid cross-device link"
+    for what in ("remove_wal", "rename"):
+        assert probe[what] == busy, probe
+    assert probe["rename_dir"] == (busy if where == "below" else xdev), probe
+    assert probe["link"] == xdev, probe
+    assert probe["workspace"] == "ok", probe
+    assert rows(url, "SELECT outcome FROM attempts ORDER BY attempt_id") == [
+        {"outcome": "success"}, {"outcome": "success"}], sup.stderr()
+    assert rows(url, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+
+
+def test_a_check_cannot_move_its_workspaces_directories_to_put_a_link_in_its_place(tmp):
+    # A workspace under /tmp, which its checks may then write: a check moved the workspace's
+    # directory away and put a symbolic link to another directory in its place, where the
+    # next attempt's files (written by the worker, as its user, root included) and check
+    # then went.
+    if check_namespaces() != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    tmp = str(tmp)
+    parent, target = os.path.join(tmp, "x"), os.path.join(tmp, "target")
+    ws = os.path.join(parent, "ws")
+    os.makedirs(ws)
+    os.makedirs(target)
+    swap = ("mv %s %s.old; echo moved=$?; mkdir -p %s && ln -s %s %s/ws; mv %s %s.old; "
+            "echo moved_top=$?; : > %s/written && echo wrote"
+            % (parent, parent, parent, target, parent, tmp, tmp, parent))
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=swap),
+                                        phase_spec("p2", ("out/b.py",))])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    with open(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stdout.txt")) as f:
+        assert f.read() == "moved=1\nmoved_top=1\nwrote\n"
+    assert os.path.isfile(os.path.join(ws, "out", "b.py"))
+    assert os.listdir(target) == []
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}] * 2
+
+
+def test_a_workspace_that_holds_the_workers_binary_is_refused_before_the_llm_call(
+        tmp, worker_copy):
+    # A plan whose workspace was the build tree (or /usr, or /): the model's files and the
+    # check command were written there, over the worker's binary, which the next worker
+    # ran with the keys.
+    tmp = str(tmp)
+    ws = os.path.dirname(worker_copy)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="true")])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", worker_copy,
+                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
+    assert (att["outcome"], att["failure_reason"]) == ("failed", "INVALID_JOB"), att
+    assert att["message"] == (
+        "workspace %s holds %s: the model's files and the check command could replace a "
+        "program the workers run with the API keys; give the run a workspace of its own; "
+        "not sent to the LLM" % (ws, worker_copy)), att
+    assert llm.requests() == []
+    assert not os.path.exists(os.path.join(ws, "out"))
+
+
+def test_a_tmpdir_that_holds_the_workers_binary_is_not_given_to_checks(tmp, worker_copy):
+    # TMPDIR=$HOME, or a directory that holds the build tree: it was bound writable into
+    # every check's mount namespace, and a check replaced the worker's binary there.
+    if check_namespaces() != "user+pid":
+        pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")
+    tmp = str(tmp)
+    top = os.path.dirname(worker_copy)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    check = ("echo \"TMPDIR=${TMPDIR-unset}\"; (: > %s/written) && echo WROTE; "
+             "mktemp >/dev/null && echo MKTEMP" % top)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", worker_copy,
+                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY, "TMPDIR": top})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    with open(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stdout.txt")) as f:
+        out = f.read()
+    assert out == "TMPDIR=unset\nMKTEMP\n", out
+    assert not os.path.exists(os.path.join(top, "written"))
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}]
+    warning = ("TMPDIR=%s holds %s, which a check command must not write (a program put there "
+               "would run with the API keys): check commands get no TMPDIR, and use /tmp"
+               % (top, worker_copy))
+    assert sup.stderr().count(warning) == 1, sup.stderr()
+
+
 def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount_namespace(tmp):
     if check_namespaces() != "user+pid":
         pytest.skip("the kernel refuses a user namespace here (unshare -U -p -f true fails)")

@@ -58,8 +58,14 @@ REFUSED = [
     ({"scope": {"deliverables": ["x\u2066.py"]}}, "bidirectional-text controls"),
     ({"scope": {"deliverables": ["x\u0085.py"]}}, "control characters are not allowed"),
     ({"task_category": "c" * 300}, "task_category: 300 bytes; a job carries at most 256"),
-    ({"description": "x" * (1 << 20), "check_command": "y" * (1 << 20),
-      "name": "z" * (1 << 20)}, "the phase's text comes to"),
+    ({"description": "x" * (1 << 20), "name": "z" * (1 << 20),
+      "scope": {"read_only_context": ["c%03d" % i + "c" * 4000 for i in range(300)],
+                "deliverables": ["out/a.py"]}},
+     "the phase's text comes to"),
+    ({"check_command": "true #" + "y" * (128 << 10)},
+     "check_command: 131078 bytes; the kernel passes /bin/sh -c a command of at most 131071 "
+     "bytes (one argument, MAX_ARG_STRLEN): put a longer one in a script in the workspace "
+     "and run that"),
 ]
 
 
@@ -67,7 +73,7 @@ REFUSED = [
     "5000-deliverables", "20MiB-description", "5000-byte-deliverable", "5000-byte-scope-path",
     "backslash", "git", "autopack", "dot", "trailing-slash", "300-byte-name",
     "file-and-directory", "blank", "trailing-space", "duplicate", "bidi-override",
-    "bidi-isolate", "c1-control", "long-category", "3MiB-together"])
+    "bidi-isolate", "c1-control", "long-category", "3MiB-together", "128KiB-check"])
 def test_import_refuses_a_phase_no_worker_could_be_sent(tmp, fields, why):
     url = db_url(os.path.join(str(tmp), "a.db"))
     assert ctl("--db", url, "db", "init").rc == 0
@@ -190,6 +196,43 @@ def test_a_phase_that_still_cannot_be_sent_fails_invalid_job_without_a_worker(tm
     assert len(llm.requests()) == 1
     assert sup.stderr().count(" started (pid ") == 1
     assert "worker_crashed" not in sup.stderr()
+
+
+def test_a_check_command_the_kernel_cannot_pass_to_the_shell_is_never_paid_for(tmp):
+    # The kernel passes no argument of more than 131072 bytes with its NUL (MAX_ARG_STRLEN):
+    # a longer check command was imported, and each attempt paid for its LLM call and then
+    # failed CHECK_NOT_RUN, "cannot run the check's init (/proc/self/exe): Argument list
+    # too long". One at the limit runs.
+    from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+    from supervisor_helpers import Supervisor
+
+    tmp = str(tmp)
+    url = init_db(tmp)
+    ws = os.path.join(tmp, "ws")
+    at_limit = "true #" + "x" * (131071 - len("true #"))
+    import_plan(tmp, url, [("r1", ws, [phase_spec("limit", ("out/a.py",), check=at_limit)]),
+                           ("r2", ws, [phase_spec("over", ("out/b.py",), check="true")])])
+    # Written behind the import's back, as another program could have.
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    con.execute("UPDATE phases SET check_command = ? WHERE phase_id = 'over'", (at_limit + "x",))
+    con.commit()
+    con.close()
+    llm = Standin(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": "sk-ant-limits"})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+        llm.stop()
+    att = {a["phase_id"]: a for a in rows(
+        url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
+    assert att["limit"]["outcome"] == "success", att
+    assert (att["over"]["failure_reason"], att["over"]["message"]) == (
+        "INVALID_JOB", "phase r2/over cannot be sent to a worker: check_command: 131072 bytes; "
+        "the kernel passes /bin/sh -c a command of at most 131071 bytes (one argument, "
+        "MAX_ARG_STRLEN): put a longer one in a script in the workspace and run that"), att
+    assert len(llm.requests()) == 1
 
 
 def test_a_scope_of_many_deliverables_is_read_in_linear_time(tmp):

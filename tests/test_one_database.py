@@ -409,6 +409,56 @@ def test_3_db_init_refuses_a_log_left_by_the_database_that_was_there(tmp, side):
     assert r.rc == 0 and json.loads(r.out)["database"]["rows"]["phases"] == 0, r
 
 
+def hot_journal(path, pgno):
+    """A rollback journal beside the database `path` as SQLite writes one for a transaction
+    cut short (its header, then one record holding page `pgno` as zeros, checksummed), which
+    SQLite would copy into the file at the next open."""
+    with open(path, "rb") as f:
+        hdr = f.read(100)
+    size = struct.unpack(">H", hdr[16:18])[0]
+    size = 65536 if size == 1 else size
+    pages, nonce = os.path.getsize(path) // size, 0x12345678
+    head = bytes.fromhex("d9d505f920a163d7") + struct.pack(">IIIII", 1, nonce, pages, 512, size)
+    page = bytes(size)
+    cksum = (nonce + sum(page[i] for i in range(size - 200, 0, -200))) & 0xffffffff
+    with open(path + "-journal", "wb") as f:
+        f.write(head.ljust(512, b"\0") + struct.pack(">I", pgno) + page + struct.pack(">I", cksum))
+
+
+def test_3_a_rollback_journal_beside_the_database_is_refused_before_sqlite_applies_it(tmp):
+    # A WAL database never has one; one that another program (or a check command whose
+    # workspace holds the database) put there was rolled back into the file by the next
+    # open: the supervisor's overwrote the runs table's root page, and it failed
+    # "database disk image is malformed".
+    url = new_db(tmp, runs=1, phases=2)
+    path = path_of(url)
+    root = read_sql(path, "SELECT rootpage FROM sqlite_master WHERE name = 'runs'")[0][0]
+    hot_journal(path, root)
+    with open(path, "rb") as f:
+        before = f.read()
+    journal = path + "-journal"
+    said = ("%s: a rollback journal (%d bytes) beside a database in WAL mode, which never "
+            "makes one" % (journal, os.path.getsize(journal)))
+    for cmd in (("db", "check"), ("failed",), ("run", "import", "plan.json")):
+        r = ctl("--db", url, *cmd, cwd=str(tmp))
+        assert r.rc == 2 and said in r.err and "nothing was read or written" in r.err, (cmd, r)
+    r = ctl("--db", url, "--json", "db", "check")
+    assert r.rc == 2 and json.loads(r.out)["error"] == "ENOTDB", r
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--exit-when-drained",
+            "--dry-run")
+    assert r.rc == 1 and said in r.err, r
+    with open(path, "rb") as f:
+        assert f.read() == before
+    # Moved away, nothing of it reached the file; a journal SQLite would not apply (its
+    # first byte 0, as journal_mode=PERSIST leaves one) is no obstacle.
+    os.rename(journal, os.path.join(str(tmp), "journal.bak"))
+    with open(journal, "wb") as f:
+        f.write(bytes(512))
+    r = ctl("--db", url, "--json", "db", "check")
+    assert r.rc == 0 and json.loads(r.out)["database"]["rows"]["runs"] == 1, r
+    assert read_sql(path, "PRAGMA integrity_check") == [("ok",)]
+
+
 # --- 5. a uuid that is a path ------------------------------------------------------------
 
 def test_5_a_uuid_that_is_not_canonical_is_refused_everywhere_until_reidentified(tmp):

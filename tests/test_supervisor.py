@@ -3,6 +3,7 @@ files and sockets."""
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -526,8 +527,15 @@ def test_first_signal_lets_in_flight_finish_second_stops_now(tmp, llm):
     wait_for(lambda: sup.status()["queue"]["in_flight"] == 2, what="2 in flight")
     sup.signal(signal.SIGINT)
     assert sup.wait(timeout=60) == 0
-    # The two attempts in flight finished; nothing else started.
-    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 2)]
+    # The attempts in flight when the signal was taken finished; nothing else started.
+    # A loaded machine may take the signal after a third attempt started.
+    m = re.search(r"stopping: no new dispatch; (\d+) attempt\(s\) in flight finish first",
+                  sup.stderr())
+    assert m, sup.stderr()
+    in_flight = int(m.group(1))
+    assert in_flight >= 2
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == \
+        [("success", in_flight)]
     assert sql(url, "SELECT stop_reason FROM drain_sessions") == [("received Interrupt",)]
 
     second = os.path.join(str(tmp), "second")

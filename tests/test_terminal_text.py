@@ -24,10 +24,10 @@ def url(path):
     return "sqlite:///" + str(path)
 
 
-def ctl_raw(*args, env=None):
+def ctl_raw(*args, env=None, cwd=None):
     """autopack-ctl with stdout and stderr as bytes; (rc, stdout, stderr)."""
     p = subprocess.run([binpath("autopack-ctl")] + list(args), capture_output=True,
-                       timeout=60, env=env)
+                       timeout=60, env=env, cwd=cwd)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -138,3 +138,25 @@ def test_the_identity_banner_shows_the_meta_rows_texts_escaped(tmp):
     assert rc == 0, (out, err)
     assert json.loads(out.decode("utf-8"))["database"]["created_by"] == \
         AS_JSON.replace("\x00 ", "")
+
+
+def test_the_identity_banner_shows_a_hostile_path_escaped(tmp):
+    """A directory's name may hold any byte but '/' and NUL (a URL may not, but a relative
+    one is resolved from the current directory): the banner's url, file and -wal lines
+    printed the database's path as it was, while every other message showed it escaped."""
+    top = os.path.join(str(tmp).encode(), b"dir\x1b]0;owned\x07\nx")
+    os.makedirs(top)
+    db = os.path.join(top, b"d.db")
+    rc, out, err = ctl_raw("--db", "sqlite:///d.db", "db", "init", cwd=top)
+    assert rc == 0, (out, err)
+    shown = str(tmp).encode() + b"/dir\\e]0;owned\\x07\\nx/d.db"
+    for banner in (out, err):
+        assert_terminal_safe(banner)
+    assert b"  url:            sqlite:///" + shown + b"\n" in out, out
+    assert b"  file:           " + shown + b"\n" in out, out
+    rc, out, err = ctl_raw("--db", "sqlite:///d.db", "--json", "db", "check",
+                           "--allow-empty-db", cwd=top)
+    assert rc == 0, (out, err)
+    assert_terminal_safe(err)
+    assert json.loads(out.decode("utf-8"))["database"]["url"] == \
+        "sqlite:///" + db.decode("utf-8")

@@ -142,6 +142,32 @@ void check_kill_running(void)
 		kill(-pg, SIGKILL);
 }
 
+/* Whether the check gets no $TMPDIR (check_tmpdir_choose): the worker's holds what a
+ * phase's code must not write. */
+static bool check_tmpdir_dropped;
+
+/* At this worker's first check: leave the worker's $TMPDIR out of the checks' environment
+ * and mounts when it holds the worker's binary or a system directory
+ * (check_dir_holds_system), with one warning; the checks then use /tmp. A $TMPDIR bound
+ * writable there would let them replace a program the workers run with the keys. */
+static void check_tmpdir_choose(void)
+{
+	static bool chosen;
+	const char *tmpdir = getenv("TMPDIR");
+	char what[PATH_MAX];
+
+	if (chosen)
+		return;
+	chosen = true;
+	if (tmpdir == NULL || tmpdir[0] != '/' ||
+	    !check_dir_holds_system(tmpdir, what, sizeof what))
+		return;
+	check_tmpdir_dropped = true;
+	log_warn("TMPDIR=%s holds %s, which a check command must not write (a program put there "
+	         "would run with the API keys): check commands get no TMPDIR, and use /tmp",
+	    tmpdir, what);
+}
+
 /* The variables a check command gets from the worker's environment; nothing else. */
 static const char *const check_env_kept[] = { "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL",
 	"LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR", NULL };
@@ -156,6 +182,8 @@ static void check_env(char **env, size_t max)
 	char **e;
 
 	for (i = 0; check_env_kept[i] != NULL && n + 2 < max; i++) {
+		if (check_tmpdir_dropped && strcmp(check_env_kept[i], "TMPDIR") == 0)
+			continue;
 		k = strlen(check_env_kept[i]);
 		for (e = environ; *e != NULL; e++) {
 			if (strncmp(*e, check_env_kept[i], k) == 0 && (*e)[k] == '=') {
@@ -271,8 +299,114 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
 	return true;
 }
 
-/* Choose check_empty and check_rw_private for a check of `workspace`. */
-static void check_empty_choose(const char *workspace)
+/* What a confined check could move away to put a symbolic link in its place: the
+ * directories between its workspace and the writable mount that holds it ($TMPDIR, /tmp:
+ * the next attempt's files and check would then go where the link leads), and the files of
+ * the SQLite database its workspace (or another directory it may write) holds, with the
+ * directories between them and that writable mount (it would take the database from under
+ * the supervisor, or corrupt it). Each is bound onto itself in the check's mount
+ * namespace, a file read-only, so the check can neither remove nor rename any of them (a
+ * mount point is neither removed nor renamed) nor write or truncate a file. Outermost
+ * first. Chosen by the worker before each check (check_pin_choose). */
+#define CHECK_PIN_MAX 48
+static struct {
+	char path[PATH_MAX];
+	bool file;
+} check_pin[CHECK_PIN_MAX];
+static size_t check_npin;
+
+/* Make `cand` (a real path, or "" for none) the writable mount `root` holds `real` by,
+ * when it holds it and lies deeper than the one found so far. */
+static void check_pin_root(char *root, const char *cand, const char *real)
+{
+	if (cand[0] != '\0' && check_path_holds(cand, real) && strlen(cand) > strlen(root))
+		snprintf(root, PATH_MAX, "%s", cand);
+}
+
+/* Add to check_pin each directory below `root` down to the parent of `real` (real paths;
+ * nothing when root is ""), leaving room for `keep` more. */
+static void check_pin_below(const char *root, const char *real, size_t keep)
+{
+	size_t k = strlen(root);
+	const char *p;
+
+	if (k == 0 || strcmp(root, real) == 0)
+		return;
+	for (p = strchr(real + k + (real[k] == '/'), '/');
+	     p != NULL && check_npin + keep < CHECK_PIN_MAX; p = strchr(p + 1, '/')) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%.*s", (int)(p - real), real);
+		check_pin[check_npin++].file = false;
+	}
+}
+
+/* The real paths check_dir_holds_system looks for, resolved at its first call. */
+#define CHECK_SYSTEM_MAX 12
+static char check_system[CHECK_SYSTEM_MAX][PATH_MAX];
+static size_t check_nsystem;
+
+bool check_dir_holds_system(const char *dir, char *what, size_t n)
+{
+	static const char *const dirs[] = { "/proc/self/exe", "/usr", "/etc", "/bin", "/sbin",
+		"/lib", "/lib64", "/boot", "/dev", "/proc", "/sys" };
+	static bool resolved;
+	char real[PATH_MAX];
+	size_t i;
+
+	if (!resolved) {
+		for (i = 0; i < ARRAY_SIZE(dirs) && check_nsystem < CHECK_SYSTEM_MAX; i++)
+			if (realpath(dirs[i], check_system[check_nsystem]) != NULL)
+				check_nsystem++;
+		resolved = true;
+	}
+	if (realpath(dir, real) == NULL)
+		return false;
+	for (i = 0; i < check_nsystem; i++) {
+		if (check_path_holds(real, check_system[i])) {
+			snprintf(what, n, "%s", check_system[i]);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
+ * are `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real paths; after
+ * check_empty_choose), and the database `db` (NULL for none). */
+static void check_pin_choose(const char *db, const char *ws, const char *tmp)
+{
+	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
+	char real[PATH_MAX], root[PATH_MAX] = "", dirs[ARRAY_SIZE(check_rw_dirs)][PATH_MAX];
+	size_t i;
+
+	check_npin = 0;
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		if (check_rw_private[i] || realpath(check_rw_dirs[i], dirs[i]) == NULL)
+			dirs[i][0] = '\0';
+	if (check_tmpdir_bound)
+		check_pin_root(root, tmp, ws);
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		check_pin_root(root, dirs[i], ws);
+	check_pin_below(root, ws, ARRAY_SIZE(files));
+	if (db == NULL || realpath(db, real) == NULL)
+		return;
+	root[0] = '\0';
+	check_pin_root(root, ws, real);
+	if (check_tmpdir_bound)
+		check_pin_root(root, tmp, real);
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		check_pin_root(root, dirs[i], real);
+	if (root[0] == '\0' || strcmp(root, real) == 0)
+		return;
+	check_pin_below(root, real, ARRAY_SIZE(files));
+	for (i = 0; i < ARRAY_SIZE(files); i++) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, files[i]);
+		check_pin[check_npin++].file = true;
+	}
+}
+
+/* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
+ * database `protect` (NULL for none). */
+static void check_empty_choose(const char *workspace, const char *protect)
 {
 	const char *tmpdir = getenv("TMPDIR"), *xdg = getenv("XDG_RUNTIME_DIR");
 	char ws[PATH_MAX], tmp[PATH_MAX] = "", run[64];
@@ -283,7 +417,9 @@ static void check_empty_choose(const char *workspace)
 	if (tmpdir != NULL && tmpdir[0] == '/' && realpath(tmpdir, tmp) == NULL)
 		snprintf(tmp, sizeof tmp, "%s", tmpdir);
 	check_nempty = 0;
-	check_tmpdir_bound = true;
+	check_tmpdir_bound = !check_tmpdir_dropped;
+	if (check_tmpdir_dropped)
+		tmp[0] = '\0';
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_rw_private[i] = check_empty_add(check_rw_dirs[i], true, ws, tmp);
 	snprintf(run, sizeof run, "/run/user/%u", (unsigned)getuid());
@@ -291,6 +427,7 @@ static void check_empty_choose(const char *workspace)
 	if (xdg != NULL && xdg[0] == '/')
 		check_empty_add(xdg, false, ws, tmp);
 	check_empty_add("/run/autopack", false, ws, tmp);
+	check_pin_choose(protect, ws, tmp);
 }
 
 /* Report a step of check_confine that failed on `status_fd`: as the kernel's refusal
@@ -391,6 +528,27 @@ static int check_confine(const char *workspace, int status_fd)
 		if (move_mount(fd[i], "", AT_FDCWD, path[i], MOVE_MOUNT_F_EMPTY_PATH) != 0)
 			return check_confine_fail(status_fd, "move_mount", path[i]);
 		close(fd[i]);
+	}
+	for (i = 0; i < check_npin; i++) {
+		bool file = check_pin[i].file;
+		int pin = open_tree(AT_FDCWD, check_pin[i].path,
+		    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (file ? 0 : AT_RECURSIVE));
+
+		/* A file the database does not have now (its -journal), or one out of the
+		 * user's reach, is not pinned. */
+		if (pin < 0 && (errno == ENOENT || errno == ENOTDIR || errno == EACCES))
+			continue;
+		/* Not the kernel's refusal of a confinement (which would run every later check
+		 * unconfined): this check is not run. */
+		if (pin < 0 ||
+		    mount_setattr(pin, "", AT_EMPTY_PATH, file ? &ro : &nodev, sizeof ro) != 0 ||
+		    move_mount(pin, "", AT_FDCWD, check_pin[i].path, MOVE_MOUNT_F_EMPTY_PATH) !=
+		        0) {
+			dprintf(status_fd, "cannot keep the database's %s %s from the check: %s",
+			    file ? "file" : "directory", check_pin[i].path, strerror(errno));
+			return -1;
+		}
+		close(pin);
 	}
 	for (i = 0; i < check_nempty; i++)
 		if (mount("tmpfs", check_empty[i].path, "tmpfs",
@@ -523,7 +681,7 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		return -1;
 	}
 	if (ns == CHECK_NS_USER_PID && check_confined)
-		check_empty_choose(spec->workspace);
+		check_empty_choose(spec->workspace, spec->protect);
 	if (ns != CHECK_NS_NONE && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sk) != 0) {
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		close(sp[0]);
@@ -716,6 +874,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		goto out;
 	}
 	check_stop_seen = 0;
+	check_tmpdir_choose();
 	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], &ns_fd, err, errlen);
 	for (i = 0; i < 2; i++) {
 		close(pipe_fd[i][1]);

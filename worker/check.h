@@ -31,6 +31,10 @@ struct check_spec {
 	uint64_t deadline_mono_ms; /* clock_mono_ms() value by which the command must end */
 	void *ctx;
 	void (*heartbeat)(void *ctx); /* nullable: called at least every second */
+	/* The SQLite database's path, or NULL: in a confined check's mount namespace its files
+	 * (and -wal, -shm, -journal) are read-only and they and the directories between them and
+	 * the writable mount that holds them cannot be removed or renamed. */
+	const char *protect;
 };
 
 struct check_result {
@@ -46,6 +50,13 @@ struct check_result {
 	bool stopped_from_outside;      /* ended by SIGTERM, SIGINT or SIGHUP that did not come from
 	                              the check itself (check_note_stop_signal) */
 };
+
+/* Whether the directory `dir` (a path) is or holds the worker's own binary or a directory
+ * of the system's programs, libraries, settings or devices (/usr, /etc, /bin, /sbin, /lib,
+ * /lib64, /boot, /dev, /proc, /sys), which a phase's code must not be able to write: a
+ * program put there would be run with the API keys. Fills `what` with the one it holds.
+ * False for a path that cannot be resolved. */
+bool check_dir_holds_system(const char *dir, char *what, size_t n);
 
 /* Run the check. Returns 0 when the command ran (whatever its status), or -1 with `err`
  * when it could not be started (log files, fork). */

@@ -286,6 +286,7 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 	int p = llm_provider_parse(job->llm.provider);
 	struct stat st;
 	const char *key;
+	char held[PATH_MAX];
 
 	if (p < 0) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
@@ -303,6 +304,14 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "workspace %s is not a directory",
 		    job->workspace != NULL ? job->workspace : "(none)");
+		return false;
+	}
+	if (check_dir_holds_system(job->workspace, held, sizeof held)) {
+		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
+		    "workspace %s holds %s: the model's files and the check command could replace "
+		    "a program the workers run with the API keys; give the run a workspace of its "
+		    "own; not sent to the LLM",
+		    job->workspace, held);
 		return false;
 	}
 	key = keys_get(llm_key_variable((enum llm_provider)p));
@@ -477,8 +486,10 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 static bool phase_check(struct phase_ctx *pc)
 {
 	const struct proto_job *job = pc->job;
+	/* The database may lie in the workspace: the check cannot write or move its files. */
 	struct check_spec spec = { job->phase.check_command, job->workspace, job->run_id,
-		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat };
+		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat,
+		strncmp(job->db_url, "sqlite:///", 10) == 0 ? job->db_url + 10 : NULL };
 	struct check_result r;
 	char err[512];
 

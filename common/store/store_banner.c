@@ -78,8 +78,9 @@ const char *store_count_name(int i)
 	return i >= 0 && i < STORE_COUNT_N ? store_count_tables[i] : "?";
 }
 
-/* Print a text of the meta row (another program's, or a hand edit) as a terminal may show
- * it (utf8_escape); "?" for none. */
+/* Print a text of the meta row (another program's, or a hand edit), or a path (a
+ * directory's name may hold any byte but '/' and NUL), as a terminal may show it
+ * (utf8_escape); "?" for none. */
 static void banner_text(FILE *out, const char *s)
 {
 	struct strbuf b = { 0 };
@@ -102,16 +103,22 @@ void store_banner(struct store *st, FILE *out)
 	assert(st->db != NULL && st->path != NULL && st->url != NULL);
 	store_identity_read(st, &id, NULL);
 	fprintf(out, "== autopack database ==\n");
-	fprintf(out, "  url:            %s\n", st->url);
+	fputs("  url:            ", out);
+	banner_text(out, st->url);
+	fputc('\n', out);
 	if (st->backend == DB_PG) {
-		fprintf(out, "  server:         PostgreSQL, system identifier/database %s\n",
-		    st->server_id);
-		fprintf(out, "  size:           %lld bytes\n", (long long)id.size);
+		fputs("  server:         PostgreSQL, system identifier/database ", out);
+		banner_text(out, st->server_id);
+		fprintf(out, "\n  size:           %lld bytes\n", (long long)id.size);
 	} else {
-		fprintf(out, "  file:           %s\n", st->path);
-		fprintf(out, "  size:           %lld bytes", (long long)id.size);
-		if (id.wal_size > 0)
-			fprintf(out, " (+ %lld bytes in %s-wal)", (long long)id.wal_size, st->path);
+		fputs("  file:           ", out);
+		banner_text(out, st->path);
+		fprintf(out, "\n  size:           %lld bytes", (long long)id.size);
+		if (id.wal_size > 0) {
+			fprintf(out, " (+ %lld bytes in ", (long long)id.wal_size);
+			banner_text(out, st->path);
+			fputs("-wal)", out);
+		}
 		store_devino(st, devino);
 		fprintf(out, "\n  device:inode:   %s\n", devino);
 	}

@@ -285,6 +285,53 @@ out:
 	return rc;
 }
 
+/* Refuse a rollback journal beside a database in WAL mode (its header's read and write
+ * versions 2), which SQLite never leaves there: another program, or a phase's check
+ * command in a workspace that holds the database, put it there, and SQLite would take it
+ * for a transaction cut short and copy its pages into the file at the next open, over what
+ * was committed. A journal SQLite would not take as such (empty, or its first byte 0) is
+ * left alone. 0, or STORE_ENOTDB naming it and what to do. Nothing is read or written
+ * through SQLite. */
+static int store_check_journal(const char *path, struct store_err *err)
+{
+	char *journal = xasprintf("%s-journal", path);
+	unsigned char hdr[20], first = 0;
+	struct stat sb;
+	int fd, rc = 0;
+	bool wal = false;
+
+	if (lstat(journal, &sb) != 0 || sb.st_size == 0)
+		goto out;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+		wal = pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && hdr[18] == 2 &&
+		    hdr[19] == 2;
+		close(fd);
+	}
+	if (!wal)
+		goto out;
+	/* What SQLite reads: a journal it cannot open, or whose first byte is not 0, is hot
+	 * for it (one it cannot open fails every read). */
+	if (S_ISREG(sb.st_mode) &&
+	    (fd = open(journal, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) >= 0) {
+		if (pread(fd, &first, 1, 0) != 1)
+			first = 0;
+		close(fd);
+	} else {
+		first = 1;
+	}
+	if (first != 0)
+		rc = store_fail(err, STORE_ENOTDB,
+		    "%s: a rollback journal (%lld bytes) beside a database in WAL mode, which "
+		    "never makes one: another program, or a phase's check command whose workspace "
+		    "holds the database, put it there. SQLite would take it for a transaction cut "
+		    "short and copy its pages into %s at the next open, over what was committed; "
+		    "nothing was read or written. Move %s away, then open the database again",
+		    journal, (long long)sb.st_size, path, journal);
+out:
+	free(journal);
+	return rc;
+}
+
 /* Apply the connection settings of a write handle: WAL journal. */
 static int store_setup_writer(struct db *db, const char *path, struct store_err *err)
 {
@@ -325,7 +372,8 @@ static void store_tidy(const struct store *st)
 	char msg[256];
 	int64_t v;
 
-	if (stat(st->path, &sb) != 0 || sb.st_dev != st->dev || sb.st_ino != st->ino)
+	if (stat(st->path, &sb) != 0 || sb.st_dev != st->dev || sb.st_ino != st->ino ||
+	    store_check_journal(st->path, NULL) != 0)
 		return;
 	if (db_sqlite_open(st->path, SQLITE_OPEN_READWRITE, 0, &db, msg, sizeof msg) != DB_OK)
 		return;
@@ -431,6 +479,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 		rc = store_check_access(path, write, err);
 	if (rc == 0)
 		rc = store_check_wal_owner(path, &sb, err);
+	if (rc == 0)
+		rc = store_check_journal(path, err);
 	if (rc != 0)
 		return rc;
 	st->tidy_on_close = !write && !store_side_exists(path, "-wal") &&

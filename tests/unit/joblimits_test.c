@@ -34,6 +34,7 @@ TEST(joblimits_refuse_each_limit_naming_it)
 	struct job_phase_text t = small_phase(one, 1);
 	const char **many = xcalloc(JOB_LIST_MAX + 1, sizeof *many);
 	char *big = xmalloc(JOB_TEXT_MAX + 2), *path = xmalloc(JOB_PATH_MAX + 2), why[320];
+	const char *context[300];
 	size_t i;
 
 	CHECK_EQ_INT(job_limits_check(&t, why, sizeof why), 0);
@@ -59,9 +60,28 @@ TEST(joblimits_refuse_each_limit_naming_it)
 	/* Three texts of 1 MiB each fit one by one, not together. */
 	big[JOB_TEXT_MAX] = '\0';
 	t = small_phase(one, 1);
-	t.name = t.description = t.check = big;
+	t.name = t.description = big;
+	CHECK_EQ_INT(job_limits_check(&t, why, sizeof why), 0);
+	path[JOB_PATH_MAX] = '\0';
+	for (i = 0; i < ARRAY_SIZE(context); i++)
+		context[i] = path;
+	t.context = context;
+	t.ncontext = ARRAY_SIZE(context);
 	CHECK_EQ_INT(job_limits_check(&t, why, sizeof why), -1);
 	CHECK(strstr(why, "the phase's text comes to") != NULL);
+	/* The check command is one argument of /bin/sh -c: at most MAX_ARG_STRLEN with its NUL. */
+	CHECK_EQ_INT(JOB_CHECK_MAX + 1, 32 * 4096);
+	t = small_phase(one, 1);
+	big[JOB_CHECK_MAX] = '\0';
+	t.check = big;
+	CHECK_EQ_INT(job_limits_check(&t, why, sizeof why), 0);
+	big[JOB_CHECK_MAX] = 'x';
+	big[JOB_CHECK_MAX + 1] = '\0';
+	CHECK_EQ_INT(job_limits_check(&t, why, sizeof why), -1);
+	CHECK_EQ_STR(why,
+	    "check_command: 131072 bytes; the kernel passes /bin/sh -c a command of at "
+	    "most 131071 bytes (one argument, MAX_ARG_STRLEN): put a longer one in a "
+	    "script in the workspace and run that");
 	for (i = 0; i <= JOB_LIST_MAX; i++)
 		free((char *)many[i]);
 	free(many);
