@@ -619,23 +619,34 @@ static void fleet_rescue(struct sup *s)
 }
 
 /* Whether the whole database is drained: nothing eligible here (after a rebuild of the
- * queues when none is left), nothing open anywhere. Sets s->fleet_busy. */
+ * queues when none is left), nothing open anywhere. The attempts open elsewhere are
+ * counted before the queues are read again: an attempt counted closed had its commit (the
+ * phases it queued, the run it stopped) read by the rebuild, so the drain is never found
+ * over on queues read while that attempt was still open, nor this supervisor's end left
+ * with drain rules' state older than them. Sets s->fleet_busy. */
 static void fleet_check_drained(struct sup *s)
 {
 	struct store_err err;
 	int64_t open, orphaned;
+	bool spent = s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size;
 
 	if (!s->cfg.exit_when_drained || s->stopping || s->in_flight > 0 || s->ops_n > 0 ||
 	    s->commit_doubt)
 		return;
-	if (s->queued == 0)
-		fleet_refresh(s, true);
-	if (s->queued > 0 && !(s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size)) {
+	if (s->queued > 0 && !spent) {
 		s->fleet_busy = true;
 		return;
 	}
 	if (store_fleet_open_elsewhere(s->sd, &open, &orphaned, &err) != 0) {
 		log_error("%s", err.text);
+		return;
+	}
+	if (s->queued == 0) {
+		fleet_refresh(s, true);
+		spent = s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size;
+	}
+	if (s->queued > 0 && !spent) {
+		s->fleet_busy = true;
 		return;
 	}
 	if (open > 0 && s->fleet_waiting_logged != open) {

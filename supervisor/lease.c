@@ -37,6 +37,11 @@
 #define LEASE_AHEAD_PER_WORKER 4 /* nor more than this many per live worker */
 #define PHASE_SHORT_MS 20        /* phases are short: a worker ends one this often */
 #define LEASE_AHEAD_WINDOW_MS 100
+/* While phases are short (a commit's leases then go out after an fsync off the loop, by
+ * default): the results of this long, at most this many, and this many per live worker. */
+#define LEASE_AHEAD_SHORT_MS 60
+#define LEASE_AHEAD_SHORT_MAX 128
+#define LEASE_AHEAD_SHORT_PER_WORKER 16
 
 static bool lease_want(struct sup *s);
 static int lease_open(struct sup *s, struct store_err *err);
@@ -549,10 +554,13 @@ static void lease_granted(struct sup *s, const struct grant *grants, size_t n)
 			lease_start(s, &grants[i]);
 			continue;
 		}
-		/* Still waiting unless a stop or a cancel ended it meanwhile. */
-		for (size_t j = 0; j < s->nahead; j++)
-			if (s->ahead[j].attempt_id == grants[i].attempt_id)
+		/* Still waiting unless a stop or a cancel ended it meanwhile (the round's are
+		 * among the newest). */
+		for (size_t j = s->nahead; j-- > 0;)
+			if (s->ahead[j].attempt_id == grants[i].attempt_id) {
 				s->ahead[j].durable = true;
+				break;
+			}
 	}
 	while (s->nahead > 0 && s->ahead[0].durable && (w = worker_idle_pop(s)) != NULL)
 		if (!lease_ahead_take(s, w))
@@ -798,19 +806,27 @@ static int64_t lease_window_rate(const struct sup *s)
 
 /* How many more leases to open ahead: as many as results arrived in LEASE_AHEAD_MS of a
  * window (none when phases are slow), at most LEASE_AHEAD_PER_WORKER per live worker and
- * LEASE_AHEAD_MAX, less those waiting. */
+ * LEASE_AHEAD_MAX, less those waiting. While phases are short, the results of
+ * LEASE_AHEAD_SHORT_MS, at most LEASE_AHEAD_SHORT_PER_WORKER per worker and
+ * LEASE_AHEAD_SHORT_MAX: a lease opened in a commit goes out once the fsync after that
+ * commit ends (one or two fsyncs later), so the leases waiting must last that long or the
+ * workers wait for the disk, and with fewer results the window holds fewer leases. */
 static int64_t lease_ahead_wanted(const struct sup *s)
 {
-	int64_t want = lease_window_rate(s) * LEASE_AHEAD_MS / LEASE_AHEAD_WINDOW_MS;
+	bool fast = lease_phases_short(s);
+	int64_t want = lease_window_rate(s) * (fast ? LEASE_AHEAD_SHORT_MS : LEASE_AHEAD_MS) /
+	    LEASE_AHEAD_WINDOW_MS;
 	int64_t workers = lease_pool_size(s);
+	int64_t per_worker = fast ? LEASE_AHEAD_SHORT_PER_WORKER : LEASE_AHEAD_PER_WORKER;
+	int64_t most = fast ? LEASE_AHEAD_SHORT_MAX : LEASE_AHEAD_MAX;
 
 #ifdef AUTOPACK_MUTANT_no_lease_ahead
 	return 0;
 #endif
-	if (want > workers * LEASE_AHEAD_PER_WORKER)
-		want = workers * LEASE_AHEAD_PER_WORKER;
-	if (want > LEASE_AHEAD_MAX)
-		want = LEASE_AHEAD_MAX;
+	if (want > workers * per_worker)
+		want = workers * per_worker;
+	if (want > most)
+		want = most;
 	return want - (int64_t)s->nahead;
 }
 

@@ -242,25 +242,21 @@ static json_t *nameset_json(const struct nameset *ns)
 	return a;
 }
 
-/* Encode the policy state as JSON (heap). */
-char *policy_state_json(struct sup *s)
+/* The policy state as a JSON object. */
+static json_t *policy_state(struct sup *s)
 {
 	struct policy *p = &s->pol;
-	json_t *fps = json_object(), *j;
-	char *out;
+	json_t *fps = json_object();
 	size_t i;
 
 	for (i = 0; i < p->nfps; i++)
 		json_object_set_new(fps, p->fps[i].fp, json_integer(p->fps[i].n));
-	j = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "fingerprint_counts", fps,
+	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "fingerprint_counts", fps,
 	    "stopped_fingerprints", nameset_json(&p->stopped_fps), "stopped_runs",
 	    nameset_json(&p->stopped_runs), "sampled_runs", nameset_json(&p->sampled),
 	    "promising_runs", nameset_json(&p->promising), "deprioritized_runs",
 	    nameset_json(&p->deprioritized), "consecutive_zero_yield",
 	    (json_int_t)p->consecutive_zero);
-	out = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	return out;
 }
 
 /* Load a JSON array of strings into a name set; anything else is ignored. */
@@ -483,10 +479,12 @@ static void policy_merge(struct sup *s, const char *stored, bool judge)
 	*p = now;
 }
 
-/* Save the policy state in the group; with several supervisors, merged. */
-int policy_save(struct sup *s, struct store_err *err)
+/* Save the policy state in the group, with `end` (the drain's report; NULL: none) under
+ * the key "end"; with several supervisors, merged first. */
+int policy_save(struct sup *s, struct json_t *end, struct store_err *err)
 {
 	char *state, *stored = NULL;
+	json_t *j;
 	int rc = 0;
 
 	if (s->fleet_id > 0) {
@@ -497,7 +495,11 @@ int policy_save(struct sup *s, struct store_err *err)
 	}
 	if (rc != 0)
 		return rc;
-	state = policy_state_json(s);
+	j = policy_state(s);
+	if (end != NULL)
+		json_object_set(j, "end", end);
+	state = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
 	rc = store_drain_session_state(s->sd, s->session_id, state, err);
 	free(state);
 	return rc;

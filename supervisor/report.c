@@ -192,24 +192,20 @@ static void report_log(const struct report *rp)
 	}
 }
 
-/* Save the report with the session's state (its key "end"). */
+/* Save the report with the session's state (its key "end"), in a transaction of its own;
+ * with several supervisors the state is merged with what the others saved since this one
+ * last read it (policy_save), not written over it. Logged on failure. */
 static void report_save(struct sup *s, json_t *end)
 {
-	char *policy = policy_state_json(s), *text;
-	json_t *state = json_loads(policy, 0, NULL);
 	struct store_err err;
 
-	json_object_set(state, "end", end);
-	text = json_dumps(state, JSON_COMPACT);
-	if (store_drain_begin(s->sd, &err) != 0 ||
-	    store_drain_session_state(s->sd, s->session_id, text, &err) != 0 ||
+	if (store_drain_begin(s->sd, &err) != 0 || policy_save(s, end, &err) != 0 ||
 	    store_drain_commit(s->sd, &err) != 0) {
 		log_error("cannot record what the drain left: %s", err.text);
 		store_drain_rollback(s->sd);
+		return;
 	}
-	free(text);
-	free(policy);
-	json_decref(state);
+	policy_saved(s);
 }
 
 void report_drain_end(struct sup *s, char *line, size_t n)

@@ -43,6 +43,7 @@
 struct sup;
 struct ctl_conn;
 struct cmd_reply;
+struct json_t;
 
 /* Why the drain stopped, for what its end reports (report.c) and its exit status. */
 enum stop_cause {
@@ -998,16 +999,16 @@ enum bucket policy_bucket(const char *failure_reason);
  * and say what follows. */
 void policy_result(struct sup *s, struct run_q *r, enum outcome outcome, const char *fingerprint,
     int64_t v2_events, struct policy_verdict *v);
-/* The policy state as a JSON object (heap string), saved with each commit. */
-char *policy_state_json(struct sup *s);
 /* Restore the state saved by a session being resumed (or joined). Returns 0 or -1
  * (logged). */
 int policy_load(struct sup *s, const char *state_json);
-/* In the group's transaction: save the policy state; with several supervisors, lock the
- * session's saved state, merge this supervisor's news into it (a fingerprint whose
- * merged count reaches its limit stops the run that produced it here), and carry out
- * what the others decided. Returns 0 or a store error. */
-int policy_save(struct sup *s, struct store_err *err);
+/* In the group's transaction: save the policy state, with `end` (the drain's report;
+ * NULL: none) under the key "end"; with several supervisors, lock the session's saved
+ * state, merge this supervisor's news into it (a fingerprint whose merged count reaches
+ * its limit stops the run that produced it here), and carry out what the others decided,
+ * so that no save drops what another saved since this one last read the state. Returns 0
+ * or a store error. */
+int policy_save(struct sup *s, struct json_t *end, struct store_err *err);
 /* The group that saved the state committed: the news are in the database. */
 void policy_saved(struct sup *s);
 /* The group that merged the news had its COMMIT go unanswered: hold them aside (what is

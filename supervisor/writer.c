@@ -784,7 +784,7 @@ again:
 	}
 	/* The policy before the round's leases: with several supervisors, what the others
 	 * decided is merged first. */
-	if (s->pol.dirty && policy_save(s, &err) != 0)
+	if (s->pol.dirty && policy_save(s, NULL, &err) != 0)
 		goto fail;
 	/* The round's leases, after the ends they may follow. */
 	if (lease && s->round.open(s, &err) != 0)

@@ -265,6 +265,50 @@ def test_a_run_stopped_elsewhere_before_it_was_read_here_is_left_out_of_the_drai
                 s.kill()
 
 
+def test_a_supervisor_ending_keeps_what_another_saved_since_it_last_read_the_state(
+        tmp, pg_url, llm):
+    """Supervisor A has drained its run and idles in the session. Another supervisor of the
+    session saves a run stop and a fingerprint count in a group commit (the test's
+    transaction, holding the session's row) that A has not read when A is stopped: A's
+    end, which saves its report with the session's state, waits for that row and merges
+    into what was saved instead of writing its own view over it (which lost the stop: a
+    supervisor still draining then took the run as released by a retry and ran it)."""
+    import signal
+
+    import pg_cluster
+    url = new_pg_db(tmp, pg_url, runs=1, phases=1)
+    a = llm_supervisor(tmp, url, llm, "--workers", 1, name="supA")
+    other = pg_cluster.connect(url)
+    try:
+        a.wait_ready()
+        wait_for(lambda: session_state(url).get("sampled_runs") == ["run-000"],
+                 what="A drains its run")
+        cur = other.cursor()
+        cur.execute("BEGIN")
+        cur.execute("SELECT state_json FROM drain_sessions FOR NO KEY UPDATE")
+        [(text,)] = cur.fetchall()
+        state = json.loads(text)
+        state.update(fingerprint_counts={"fp-elsewhere": 1},
+                     stopped_fingerprints=["fp-elsewhere"], stopped_runs=["run-elsewhere"])
+        cur.execute("UPDATE drain_sessions SET state_json = %s", (json.dumps(state),))
+        a.signal(signal.SIGTERM)
+        wait_for(lambda: sql(url, "SELECT count(*) FROM pg_stat_activity"
+                             " WHERE datname = current_database()"
+                             " AND wait_event_type = 'Lock'") == [(1,)],
+                 what="A waits for the session's row")
+        cur.execute("COMMIT")
+        assert a.wait(timeout=60) == 0, a.stderr()
+        state = session_state(url)
+        assert state["stopped_runs"] == ["run-elsewhere"], state
+        assert state["stopped_fingerprints"] == ["fp-elsewhere"], state
+        assert state["fingerprint_counts"] == {"fp-elsewhere": 1}, state
+        assert state["sampled_runs"] == ["run-000"], state
+        assert state["end"]["exit_status"] == 0, state
+    finally:
+        other.close()
+        a.kill()
+
+
 def test_a_command_that_becomes_visible_after_a_later_one_is_still_run(tmp, pg_url):
     """Two commands sent at once from two hosts: the first's INSERT took the lower id but
     became visible only after the second's (its commit was slow). The supervisor, which

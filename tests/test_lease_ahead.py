@@ -198,3 +198,33 @@ def test_real_phases_opened_ahead_and_never_taken_leave_no_usage_row(tmp):
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0, sup.stderr()
         llm.stop()
+
+
+def test_on_a_slow_disk_short_phases_keep_more_leases_waiting_than_four_per_worker(tmp):
+    """Short phases, two workers, every fsync of the write-ahead log 5 ms slower
+    (tests/tools/fsync_shim.c): a lease opened ahead goes out only once the fsync after
+    its commit has ended, so while phases are short the leases waiting cover 60 ms of
+    results, up to 16 per live worker; with four per worker (8 here) the workers would
+    wait for the disk between jobs."""
+    from conftest import binpath
+    url = new_db(tmp, runs=600, phases=10)
+    env = {"LD_PRELOAD": binpath("fsync-shim.so"),
+           "AUTOPACK_SHIM_PATH": os.path.realpath(url[len("sqlite:///"):]) + "-wal",
+           "AUTOPACK_SHIM_DELAY_US": "5000"}
+    if os.environ.get("AUTOPACK_SANITIZE") == "1":
+        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--synchronous", "full", env=env)
+    try:
+        sup.wait_ready()
+        most = 0
+        deadline = time.monotonic() + 60
+        while most <= 8 and time.monotonic() < deadline:
+            queue = sup.status()["queue"]
+            most = max(most, queue["leases_ahead"])
+            if queue["in_flight"] == 0 and queue["phases_queued"] == 0:
+                break
+        assert most > 8, most
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
