@@ -12,9 +12,8 @@ import pytest
 
 from conftest import BIN, binpath
 from e2e_helpers import (Standin, check_namespaces, drain_under_namespace_limit,
-                         drain_until_exit, import_plan, init_db, llm_args, needs_namespaces,
-                         phase_spec, rows)
-from supervisor_helpers import Supervisor
+                         drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
+                         rows)
 
 # Stands in for the worker: takes the keys as a worker does (proto/hand.h) and writes
 # them to STOLEN.
@@ -158,14 +157,7 @@ def test_a_check_cannot_write_remove_or_move_the_database_its_workspace_holds(tm
         f.write(RAID % {"db": db})
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 raid.py"),
                                         phase_spec("p2", ("out/b.py",))])])
-    llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
-                     env={"ANTHROPIC_API_KEY": KEY})
-    try:
-        rc = sup.wait(timeout=300)
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, env={"ANTHROPIC_API_KEY": KEY})
     with open(os.path.join(ws, "probe.json")) as f:
         probe = json.load(f)
     assert rc == 0, sup.stderr()
@@ -202,14 +194,8 @@ def test_a_check_cannot_move_its_workspaces_directories_to_put_a_link_in_its_pla
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=swap),
                                         phase_spec("p2", ("out/b.py",))])])
-    llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
-                     env={"ANTHROPIC_API_KEY": KEY})
-    try:
-        assert sup.wait(timeout=120) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
     with open(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stdout.txt")) as f:
         assert f.read() == "moved=1\nmoved_top=1\nwrote\n"
     assert os.path.isfile(os.path.join(ws, "out", "b.py"))
@@ -227,13 +213,9 @@ def test_a_workspace_that_holds_the_workers_binary_is_refused_before_the_llm_cal
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="true")])])
     llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", worker_copy,
-                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY})
-    try:
-        assert sup.wait(timeout=120) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, rc = drain_until_exit(tmp, url, llm, 1, "--worker", worker_copy,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
     att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
     assert (att["outcome"], att["failure_reason"]) == ("failed", "INVALID_JOB"), att
     assert att["message"] == (
@@ -257,13 +239,9 @@ def test_a_tmpdir_that_holds_the_workers_binary_is_not_given_to_checks(tmp, work
              "mktemp >/dev/null && echo MKTEMP" % top)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
     llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--worker", worker_copy,
-                     *llm_args(llm), env={"ANTHROPIC_API_KEY": KEY, "TMPDIR": top})
-    try:
-        assert sup.wait(timeout=120) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, rc = drain_until_exit(tmp, url, llm, 1, "--worker", worker_copy,
+                               env={"ANTHROPIC_API_KEY": KEY, "TMPDIR": top})
+    assert rc == 0, sup.stderr()
     with open(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stdout.txt")) as f:
         out = f.read()
     assert out == "TMPDIR=unset\nMKTEMP\n", out

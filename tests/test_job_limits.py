@@ -154,8 +154,7 @@ def test_adoption_survey_names_phases_whose_text_is_not_utf8(tmp):
 
 
 def test_a_phase_that_still_cannot_be_sent_fails_invalid_job_without_a_worker(tmp):
-    from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
-    from supervisor_helpers import Supervisor
+    from e2e_helpers import Standin, drain_until_exit, import_plan, init_db, phase_spec, rows
 
     tmp = str(tmp)
     url = init_db(tmp)
@@ -173,13 +172,8 @@ def test_a_phase_that_still_cannot_be_sent_fails_invalid_job_without_a_worker(tm
     con.commit()
     con.close()
     llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
-                     env={"ANTHROPIC_API_KEY": "sk-ant-limits"})
-    try:
-        assert sup.wait(timeout=120) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, rc = drain_until_exit(tmp, url, llm, 1, env={"ANTHROPIC_API_KEY": "sk-ant-limits"})
+    assert rc == 0, sup.stderr()
     att = {a["phase_id"]: a for a in rows(
         url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
     assert (att["big"]["outcome"], att["big"]["failure_reason"]) == ("failed", "INVALID_JOB")
@@ -203,8 +197,7 @@ def test_a_check_command_the_kernel_cannot_pass_to_the_shell_is_never_paid_for(t
     # a longer check command was imported, and each attempt paid for its LLM call and then
     # failed CHECK_NOT_RUN, "cannot run the check's init (/proc/self/exe): Argument list
     # too long". One at the limit runs.
-    from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
-    from supervisor_helpers import Supervisor
+    from e2e_helpers import Standin, drain_until_exit, import_plan, init_db, phase_spec, rows
 
     tmp = str(tmp)
     url = init_db(tmp)
@@ -218,13 +211,8 @@ def test_a_check_command_the_kernel_cannot_pass_to_the_shell_is_never_paid_for(t
     con.commit()
     con.close()
     llm = Standin(tmp)
-    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", *llm_args(llm),
-                     env={"ANTHROPIC_API_KEY": "sk-ant-limits"})
-    try:
-        assert sup.wait(timeout=120) == 0, sup.stderr()
-    finally:
-        sup.kill()
-        llm.stop()
+    sup, rc = drain_until_exit(tmp, url, llm, 1, env={"ANTHROPIC_API_KEY": "sk-ant-limits"})
+    assert rc == 0, sup.stderr()
     att = {a["phase_id"]: a for a in rows(
         url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
     assert att["limit"]["outcome"] == "success", att
