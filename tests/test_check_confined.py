@@ -28,11 +28,9 @@ with open(%(stolen)r, "wb") as f:
     f.write(keys or b"(no keys)")
 '''
 
-# Puts FAKE_WORKER in place of the worker's binary and has the supervisor start one more
-# worker (through its control socket); then tries to open for writing, without writing,
-# what a check must not write, and writes where it may. Records what happened.
-SWAP = r'''
-import json, os, subprocess, time
+# A probe's record of one try: "ok", or the error it met (the text is %-formatted with
+# the probe).
+ATTEMPT = r'''
 res = {}
 def attempt(name, fn):
     try:
@@ -40,7 +38,14 @@ def attempt(name, fn):
         res[name] = "ok"
     except OSError as e:
         res[name] = "%%s: %%s" %% (type(e).__name__, e.strerror)
-def swap():
+'''
+
+# Puts FAKE_WORKER in place of the worker's binary and has the supervisor start one more
+# worker (through its control socket); then tries to open for writing, without writing,
+# what a check must not write, and writes where it may. Records what happened.
+SWAP = r'''
+import json, os, subprocess, time
+''' + ATTEMPT + r'''def swap():
     new = %(worker)r + ".new"
     with open(new, "w") as f:
         f.write(%(fake)r)
@@ -119,14 +124,7 @@ def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspac
 RAID = r'''
 import json, os
 db = %(db)r
-res = {}
-def attempt(name, fn):
-    try:
-        fn()
-        res[name] = "ok"
-    except OSError as e:
-        res[name] = "%%s: %%s" %% (type(e).__name__, e.strerror)
-attempt("write", lambda: os.close(os.open(db, os.O_WRONLY)))
+''' + ATTEMPT + r'''attempt("write", lambda: os.close(os.open(db, os.O_WRONLY)))
 attempt("truncate", lambda: os.truncate(db, 0))
 attempt("remove_wal", lambda: os.unlink(db + "-wal"))
 attempt("write_shm", lambda: os.close(os.open(db + "-shm", os.O_WRONLY)))

@@ -154,7 +154,7 @@ def test_adoption_survey_names_phases_whose_text_is_not_utf8(tmp):
 
 
 def test_a_phase_that_still_cannot_be_sent_fails_invalid_job_without_a_worker(tmp):
-    from e2e_helpers import Standin, drain_until_exit, import_plan, init_db, phase_spec, rows
+    from e2e_helpers import import_plan, init_db, phase_spec, rows
 
     tmp = str(tmp)
     url = init_db(tmp)
@@ -171,11 +171,7 @@ def test_a_phase_that_still_cannot_be_sent_fails_invalid_job_without_a_worker(tm
         {"deliverables": [".git/config"]}),))
     con.commit()
     con.close()
-    llm = Standin(tmp)
-    sup, rc = drain_until_exit(tmp, url, llm, 1, env={"ANTHROPIC_API_KEY": "sk-ant-limits"})
-    assert rc == 0, sup.stderr()
-    att = {a["phase_id"]: a for a in rows(
-        url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
+    llm, sup, att = drain_with_one_worker(tmp, url)
     assert (att["big"]["outcome"], att["big"]["failure_reason"]) == ("failed", "INVALID_JOB")
     assert att["big"]["message"] == ("phase r1/big cannot be sent to a worker: "
                                      "scope.deliverables: 5000 entries; a job carries at"
@@ -192,12 +188,24 @@ def test_a_phase_that_still_cannot_be_sent_fails_invalid_job_without_a_worker(tm
     assert "worker_crashed" not in sup.stderr()
 
 
+def drain_with_one_worker(tmp, url):
+    """Drain url with one worker calling a new stand-in; assert the supervisor exits 0.
+    Returns the stand-in, the supervisor and the attempts by phase id."""
+    from e2e_helpers import Standin, drain_until_exit, rows
+
+    llm = Standin(tmp)
+    sup, rc = drain_until_exit(tmp, url, llm, 1, env={"ANTHROPIC_API_KEY": "sk-ant-limits"})
+    assert rc == 0, sup.stderr()
+    return llm, sup, {a["phase_id"]: a for a in rows(
+        url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
+
+
 def test_a_check_command_the_kernel_cannot_pass_to_the_shell_is_never_paid_for(tmp):
     # The kernel passes no argument of more than 131072 bytes with its NUL (MAX_ARG_STRLEN):
     # a longer check command was imported, and each attempt paid for its LLM call and then
     # failed CHECK_NOT_RUN, "cannot run the check's init (/proc/self/exe): Argument list
     # too long". One at the limit runs.
-    from e2e_helpers import Standin, drain_until_exit, import_plan, init_db, phase_spec, rows
+    from e2e_helpers import import_plan, init_db, phase_spec
 
     tmp = str(tmp)
     url = init_db(tmp)
@@ -210,11 +218,7 @@ def test_a_check_command_the_kernel_cannot_pass_to_the_shell_is_never_paid_for(t
     con.execute("UPDATE phases SET check_command = ? WHERE phase_id = 'over'", (at_limit + "x",))
     con.commit()
     con.close()
-    llm = Standin(tmp)
-    sup, rc = drain_until_exit(tmp, url, llm, 1, env={"ANTHROPIC_API_KEY": "sk-ant-limits"})
-    assert rc == 0, sup.stderr()
-    att = {a["phase_id"]: a for a in rows(
-        url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
+    llm, sup, att = drain_with_one_worker(tmp, url)
     assert att["limit"]["outcome"] == "success", att
     assert (att["over"]["failure_reason"], att["over"]["message"]) == (
         "INVALID_JOB", "phase r2/over cannot be sent to a worker: check_command: 131072 bytes; "
