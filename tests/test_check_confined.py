@@ -205,22 +205,27 @@ def test_a_workspace_that_holds_the_workers_binary_is_refused_before_the_llm_cal
         tmp, worker_copy):
     # A plan whose workspace was the build tree (or /usr, or /): the model's files and the
     # check command were written there, over the worker's binary, which the next worker
-    # ran with the keys.
+    # ran with the keys. The one worker first runs a phase in a workspace of its own, which
+    # it then knows to be clean: that does not let the next workspace through.
     tmp = str(tmp)
     ws = os.path.dirname(worker_copy)
     url = init_db(tmp)
-    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="true")])])
+    import_plan(tmp, url, [("clean", os.path.join(tmp, "ws"), [phase_spec("p0", check="true")]),
+                           ("run", ws, [phase_spec("p1", check="true")])])
     llm = Standin(tmp)
     sup, rc = drain_until_exit(tmp, url, llm, 1, "--worker", worker_copy,
                                env={"ANTHROPIC_API_KEY": KEY})
     assert rc == 0, sup.stderr()
-    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
+    first, att = rows(url, "SELECT run_id, outcome, failure_reason, message FROM attempts"
+                           " ORDER BY attempt_id")
+    assert (first["run_id"], first["outcome"]) == ("clean", "success"), first
     assert (att["outcome"], att["failure_reason"]) == ("failed", "INVALID_JOB"), att
     assert att["message"] == (
         "workspace %s holds %s: the model's files and the check command could replace a "
         "program the workers run with the API keys; give the run a workspace of its own; "
         "not sent to the LLM" % (ws, worker_copy)), att
-    assert llm.requests() == []
+    assert len(llm.requests()) == 1
+    assert sup.stderr().count(" started (pid ") == 1, sup.stderr()
     assert not os.path.exists(os.path.join(ws, "out"))
 
 

@@ -279,6 +279,27 @@ static bool phase_estimate(struct phase_ctx *pc)
 	return true;
 }
 
+/* Whether the workspace `ws` (stat'ed as `st`) is or holds the worker's binary or a system
+ * directory (check_dir_holds_system), filling `what`. The directory last found to hold
+ * none is known by its identity: the phases of a run share it, and resolving its path
+ * costs a system call for each of its components. */
+static bool phase_workspace_holds_system(
+    const char *ws, const struct stat *st, char *what, size_t n)
+{
+	static dev_t clean_dev;
+	static ino_t clean_ino;
+	static bool clean_known;
+
+	if (clean_known && st->st_dev == clean_dev && st->st_ino == clean_ino)
+		return false;
+	if (check_dir_holds_system(ws, what, n))
+		return true;
+	clean_dev = st->st_dev;
+	clean_ino = st->st_ino;
+	clean_known = true;
+	return false;
+}
+
 /* Check the job's LLM settings and find the key. Returns false (attempt ended) if unusable. */
 static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 {
@@ -306,7 +327,7 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 		    job->workspace != NULL ? job->workspace : "(none)");
 		return false;
 	}
-	if (check_dir_holds_system(job->workspace, held, sizeof held)) {
+	if (phase_workspace_holds_system(job->workspace, &st, held, sizeof held)) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "workspace %s holds %s: the model's files and the check command could replace "
 		    "a program the workers run with the API keys; give the run a workspace of its "
@@ -433,15 +454,24 @@ static bool phase_deliverables_ok(struct phase_ctx *pc)
 	return false;
 }
 
+/* The SQLite database's path in the job's canonical URL (sqlite:////abs/path.db), or NULL
+ * for another database. */
+static const char *phase_db_path(const struct proto_job *job)
+{
+	static const char scheme[] = "sqlite:///";
+
+	return strncmp(job->db_url, scheme, sizeof scheme - 1) == 0 ?
+	    job->db_url + sizeof scheme - 1 :
+	    NULL;
+}
+
 /* Write the deliverables and check that every one exists. Returns false if it ended. */
 static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 {
 	const struct proto_phase *ph = &pc->job->phase;
 	/* The database may lie in the workspace: its files are never written. */
-	const char *db = strncmp(pc->job->db_url, "sqlite:///", 10) == 0 ? pc->job->db_url + 10 :
-	                                                                   NULL;
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
-		ph->deliverables.n, db, phase_heartbeat, pc };
+		ph->deliverables.n, phase_db_path(pc->job), phase_heartbeat, pc };
 	char err[PATH_MAX + 1024], names[PHASE_MESSAGE_MAX - 64];
 	size_t missing;
 	int rc;
@@ -488,8 +518,7 @@ static bool phase_check(struct phase_ctx *pc)
 	const struct proto_job *job = pc->job;
 	/* The database may lie in the workspace: the check cannot write or move its files. */
 	struct check_spec spec = { job->phase.check_command, job->workspace, job->run_id,
-		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat,
-		strncmp(job->db_url, "sqlite:///", 10) == 0 ? job->db_url + 10 : NULL };
+		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat, phase_db_path(job) };
 	struct check_result r;
 	char err[512];
 
