@@ -618,6 +618,13 @@ static void fleet_rescue(struct sup *s)
 	store_fleet_lost_free(lost, n);
 }
 
+/* Whether phases are queued here that this supervisor may still start (its --batch-size
+ * not reached). */
+static bool fleet_work_left(const struct sup *s)
+{
+	return s->queued > 0 && !(s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size);
+}
+
 /* Whether the whole database is drained: nothing eligible here (after a rebuild of the
  * queues when none is left), nothing open anywhere. The attempts open elsewhere are
  * counted before the queues are read again: an attempt counted closed had its commit (the
@@ -628,12 +635,11 @@ static void fleet_check_drained(struct sup *s)
 {
 	struct store_err err;
 	int64_t open, orphaned;
-	bool spent = s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size;
 
 	if (!s->cfg.exit_when_drained || s->stopping || s->in_flight > 0 || s->ops_n > 0 ||
 	    s->commit_doubt)
 		return;
-	if (s->queued > 0 && !spent) {
+	if (fleet_work_left(s)) {
 		s->fleet_busy = true;
 		return;
 	}
@@ -641,11 +647,9 @@ static void fleet_check_drained(struct sup *s)
 		log_error("%s", err.text);
 		return;
 	}
-	if (s->queued == 0) {
+	if (s->queued == 0)
 		fleet_refresh(s, true);
-		spent = s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size;
-	}
-	if (s->queued > 0 && !spent) {
+	if (fleet_work_left(s)) {
 		s->fleet_busy = true;
 		return;
 	}
