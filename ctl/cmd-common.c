@@ -162,6 +162,16 @@ int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url)
 	return CMD_EXIT_UNUSABLE;
 }
 
+/* Resolve the database URL to see which backend or supervisor a command goes to, saying
+ * nothing: nonzero (with *path and *url NULL) for a bad or missing URL, which the command's
+ * own path then reports once. */
+int cmd_db_probe(const struct cmd_ctx *ctx, char **path, char **url)
+{
+	char err[1024];
+
+	return dburl_resolve(ctx->db_flag, path, url, NULL, err, sizeof err);
+}
+
 /* Open read-only, reporting any failure; optionally print the banner. */
 int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner)
 {

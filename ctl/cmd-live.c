@@ -478,7 +478,7 @@ int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, siz
 	int fd, rc;
 
 	*forwarded = false;
-	if (cmd_db_resolve(ctx, &path, &url) != 0) {
+	if (cmd_db_probe(ctx, &path, &url) != 0) {
 		free(path);
 		free(url);
 		return 0;

@@ -269,7 +269,6 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 	if (control != NULL && target > 0)
 		return cmd_usage_error(ctx, "--supervisor and --control name a supervisor twice");
 	json = json || ctx->json;
-	ctx->json = false; /* failures are reported as text on stderr */
 	width = json ? 0 : watch_tty_width();
 	for (;;) {
 		struct live_reply r;

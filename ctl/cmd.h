@@ -118,6 +118,8 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx);
 /* Resolve the database from --db and the environment; 0, or an exit code after
  * reporting the error. */
 int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url);
+/* Resolve the database URL silently: nonzero for a bad or missing one (reported later). */
+int cmd_db_probe(const struct cmd_ctx *ctx, char **path, char **url);
 /* Open the database read-only and, if `banner`, print its banner; 0 or an exit code. */
 int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner);
 /* Open `path` to be written from its start (made 0644 if missing), unless it is one of

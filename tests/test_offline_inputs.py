@@ -318,6 +318,38 @@ def test_calibration_outputs_on_a_full_disk_name_the_cause(db, tmp):
         subprocess.run(["umount", "-l", str(full)], capture_output=True)
 
 
+NO_DB = {"AUTOPACK_DB_URL": None, "DATABASE_URL": None}
+
+
+@pytest.mark.parametrize("db_args,env", [
+    ([], NO_DB),
+    (["--db", "sqlite:///odd.db?mode=ro"], NO_DB),
+    ([], {"AUTOPACK_DB_URL": "sqlite:///a.db", "DATABASE_URL": "sqlite:///b.db"}),
+], ids=["none named", "query string", "two variables disagree"])
+@pytest.mark.parametrize("args", [
+    ["status"], ["workers"], ["metrics"], ["pause"], ["resume"], ["scale", "2"], ["stop"],
+    ["cancel", "r1", "p1"], ["watch", "--count", "1"], ["seed", "telemetry-run"],
+    ["retry", "--all-failed"], ["run", "import", "plan.json"], ["db", "check"],
+    ["session", "list"], ["failed"],
+], ids=lambda a: " ".join(a))
+def test_a_database_url_that_cannot_be_used_is_one_error_and_with_json_one_document(
+        tmp, db_args, env, args):
+    """The live commands, and the writes that go through a running supervisor, first
+    looked the URL up to choose their way and reported its error there, then again on
+    the way they took: the message twice on stderr and, with --json, two objects on
+    stdout, which no JSON reader takes; `watch --json` gave none at all."""
+    with open(tmp / "plan.json", "w") as f:
+        json.dump(small_plan(), f)
+    text = ctl(*db_args, *args, env=env)
+    assert text.rc == 2, text
+    assert text.out == "" and text.err.count("autopack-ctl: ") == 1, text
+    r = ctl(*db_args, "--json", *args, env=env)
+    assert r.rc == 2, r
+    doc = json.loads(r.out)
+    assert doc["ok"] is False and doc["message"] in r.err, doc
+    assert r.err.count("autopack-ctl: ") == 1, r
+
+
 @pytest.mark.parametrize("args", [
     ["scale"], ["retry"], ["failed", "--since", "x"], ["db", "check", "extra"],
     ["completion", "zsh"], ["nosuch"], ["db", "nosuch"], ["--bogus", "db", "check"], [],
