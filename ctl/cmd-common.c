@@ -77,6 +77,16 @@ bool cmd_db_flag_set(struct cmd_ctx *ctx, char *value, char **shown)
 	return true;
 }
 
+/* 0 when `value`, the path `what` names (an option or argument), is not empty; else a
+ * usage error naming `what` (exit 2): an empty path opens nothing, and the error of the
+ * attempt would name nothing. */
+int cmd_path_given(const struct cmd_ctx *ctx, const char *what, const char *value)
+{
+	if (value[0] != '\0')
+		return 0;
+	return cmd_usage_error(ctx, "%s is empty: give a path", what);
+}
+
 /* Return the next command-specific option, handling the common ones. */
 int cmd_getopt(
     struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code)

@@ -98,6 +98,8 @@ int cmd_getopt(
  * {"ok": false, "error": "EINVAL", "message"} object on stdout; returns 2. */
 int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* 0 if path `value` (option or argument `what`) is not empty, else a usage error: 2. */
+int cmd_path_given(const struct cmd_ctx *ctx, const char *what, const char *value);
 /* Print a command's --help to stdout. */
 void cmd_print_help(const struct cmd_entry *e);
 

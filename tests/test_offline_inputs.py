@@ -318,6 +318,27 @@ def test_calibration_outputs_on_a_full_disk_name_the_cause(db, tmp):
         subprocess.run(["umount", "-l", str(full)], capture_output=True)
 
 
+@pytest.mark.parametrize("args,named", [
+    (["status", "--control", ""], "--control"),
+    (["stop", "--control", ""], "--control"),
+    (["watch", "--control", ""], "--control"),
+    (["retry", "--all-failed", "--control", ""], "--control"),
+    (["run", "import", ""], "the plan file's name"),
+    (["telemetry", "import", ""], "the TSV file's name"),
+    (["telemetry", "export", "--out", ""], "--out"),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else None)
+def test_an_empty_path_is_a_usage_error_naming_it(db, args, named):
+    """An empty --control was refused as if no supervisor answered (exit 1); an empty plan
+    or TSV name, or --out, got the error of opening "" (`: cannot read the plan: No such
+    file or directory`), which names nothing."""
+    r = ctl("--db", url(db), "--json", *args)
+    assert r.rc == 2, r
+    doc = json.loads(r.out)
+    assert doc["ok"] is False and doc["error"] == "EINVAL", doc
+    assert "%s is empty: give a path" % named in doc["message"], doc
+    assert count(db, "runs") == 0 and count(db, "token_estimation_v2_events") == 0
+
+
 NO_DB = {"AUTOPACK_DB_URL": None, "DATABASE_URL": None}
 
 
