@@ -225,3 +225,56 @@ def test_json_lines_stay_valid_utf8_when_an_id_in_the_database_is_not(tmp):
     lines = [json.loads(line.decode("utf-8")) for line in raw.splitlines()]
     failed = [x for x in lines if "cannot be encoded" in x["msg"] and x.get("run")]
     assert failed and all(x["run"] == "run-\ufffd" for x in failed), lines
+
+
+def test_a_log_file_that_cannot_be_written_says_so_and_its_lines_go_to_stderr(tmp):
+    # --log-file on a full disk: every line was lost without a word, the supervisor's and
+    # its workers', and the drain ran on with nothing to show for it anywhere.
+    from supervisor_helpers import new_db
+    url = new_db(tmp, runs=1, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     "--log-file", "/dev/full", name="full")
+    assert sup.wait() == 0, sup.stderr()
+    err = sup.stderr()
+    said = [l for l in err.splitlines() if "error: cannot write the log file /dev/full: No "
+            "space left on device; until it can be written again, its lines go to" in l]
+    assert said and "autopack-supervisor[" in said[0], err
+    assert "ended (drained)" in err and "worker 1 started" in err, err
+
+
+def test_a_log_file_written_again_after_a_full_disk_gets_the_lines_again(tmp):
+    import subprocess
+    disk = tmp / "logs"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (%s); needs root" % r.stderr.strip())
+    sup = None
+    try:
+        from supervisor_helpers import new_db
+        url = new_db(tmp, runs=1, phases=1)
+        with open(disk / "filler", "wb") as f:
+            try:
+                f.write(b"\0" * 131072)
+                f.flush()
+            except OSError:
+                pass
+        log = disk / "sup.log"
+        sup = Supervisor(tmp, url, "--workers", 0, "--dry-run", "--log-file", str(log))
+        sup.wait_ready()
+        assert "cannot write the log file %s: No space left on device" % log \
+            in sup.stderr(), sup.stderr()
+        os.unlink(disk / "filler")
+        assert sup.ctl("pause").rc == 0
+        sup.proc.terminate()
+        assert sup.wait() == 0, sup.stderr()
+        assert "warn: the log file %s is written again" % log in sup.stderr(), sup.stderr()
+        with open(log) as f:
+            text = f.read()
+        assert "paused by control request" in text and "ended (received Terminated)" in text
+        assert "paused by control request" not in sup.stderr()
+    finally:
+        if sup is not None and sup.proc.poll() is None:
+            sup.stop_now()
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
