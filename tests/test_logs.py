@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run
 from e2e_helpers import drain, import_plan, init_db, llm_args, phase_spec, rows
-from supervisor_helpers import Supervisor
+from supervisor_helpers import Supervisor, full_tmpfs, new_db
 
 CHECK_FAIL = "echo 'ValueError: bad widget' >&2; exit 4"
 
@@ -230,7 +230,6 @@ def test_json_lines_stay_valid_utf8_when_an_id_in_the_database_is_not(tmp):
 def test_a_log_file_that_cannot_be_written_says_so_and_its_lines_go_to_stderr(tmp):
     # --log-file on a full disk: every line was lost without a word, the supervisor's and
     # its workers', and the drain ran on with nothing to show for it anywhere.
-    from supervisor_helpers import new_db
     url = new_db(tmp, runs=1, phases=2)
     sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
                      "--log-file", "/dev/full", name="full")
@@ -243,38 +242,21 @@ def test_a_log_file_that_cannot_be_written_says_so_and_its_lines_go_to_stderr(tm
 
 
 def test_a_log_file_written_again_after_a_full_disk_gets_the_lines_again(tmp):
-    import subprocess
-    disk = tmp / "logs"
-    disk.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (%s); needs root" % r.stderr.strip())
-    sup = None
-    try:
-        from supervisor_helpers import new_db
-        url = new_db(tmp, runs=1, phases=1)
-        with open(disk / "filler", "wb") as f:
-            try:
-                f.write(b"\0" * 131072)
-                f.flush()
-            except OSError:
-                pass
+    url = new_db(tmp, runs=1, phases=1)
+    with full_tmpfs(tmp / "logs", "64k") as disk:
         log = disk / "sup.log"
         sup = Supervisor(tmp, url, "--workers", 0, "--dry-run", "--log-file", str(log))
-        sup.wait_ready()
-        assert "cannot write the log file %s: No space left on device" % log \
-            in sup.stderr(), sup.stderr()
-        os.unlink(disk / "filler")
-        assert sup.ctl("pause").rc == 0
-        sup.proc.terminate()
-        assert sup.wait() == 0, sup.stderr()
+        try:
+            sup.wait_ready()
+            assert "cannot write the log file %s: No space left on device" % log \
+                in sup.stderr(), sup.stderr()
+            os.unlink(disk / "filler")
+            assert sup.ctl("pause").rc == 0
+        finally:
+            sup.proc.terminate()
+            assert sup.wait() == 0, sup.stderr()
         assert "warn: the log file %s is written again" % log in sup.stderr(), sup.stderr()
         with open(log) as f:
             text = f.read()
         assert "paused by control request" in text and "ended (received Terminated)" in text
         assert "paused by control request" not in sup.stderr()
-    finally:
-        if sup is not None and sup.proc.poll() is None:
-            sup.stop_now()
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

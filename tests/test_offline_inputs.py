@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from conftest import DATA, binpath, ctl
+from supervisor_helpers import full_tmpfs
 
 SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
 
@@ -297,25 +298,11 @@ def test_output_that_cannot_be_written_fails_the_command(db, args):
 
 def test_calibration_outputs_on_a_full_disk_name_the_cause(db, tmp):
     assert ctl("--db", url(db), "telemetry", "import", SAMPLES).rc == 0
-    full = tmp / "full"
-    full.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (%s); needs root" % r.stderr.strip())
-    try:
-        with open(full / "filler", "wb") as f:
-            try:
-                f.write(b"\0" * 65536)
-                f.flush()
-            except OSError:
-                pass
+    with full_tmpfs(tmp / "full", "4k") as full:
         r = ctl("--db", url(db), "calibrate", "--out", str(full))
         assert r.rc == 1, r
         assert "writing the calibration outputs in %s failed: No space left on device" % full \
             in r.err, r
-    finally:
-        subprocess.run(["umount", "-l", str(full)], capture_output=True)
 
 
 @pytest.mark.parametrize("args,named", [
