@@ -4,6 +4,7 @@
 #include "worker/check.h"
 #include "worker/capture.h"
 #include "worker/check_init.h"
+#include "worker/check_limits.h"
 #include "common/checklog.h"
 #include "common/log.h"
 #include "common/procs.h"
@@ -264,6 +265,8 @@ static struct {
 static size_t check_nempty;
 /* Whether check_rw_dirs[i] is one of check_empty, else bound from the machine's. */
 static bool check_rw_private[ARRAY_SIZE(check_rw_dirs)];
+/* The mount options of the writable ones among check_empty (their size and inodes). */
+static const char *check_tmpfs_options = "mode=1777";
 /* Whether $TMPDIR is bound from the machine's, not one of check_empty itself. */
 static bool check_tmpdir_bound = true;
 
@@ -554,7 +557,7 @@ static int check_confine(const char *workspace, int status_fd)
 		if (mount("tmpfs", check_empty[i].path, "tmpfs",
 		        MS_NOSUID | MS_NODEV |
 		            (check_empty[i].writable ? 0 : MS_RDONLY | MS_NOEXEC),
-		        check_empty[i].writable ? "mode=1777" : "mode=0700") != 0 &&
+		        check_empty[i].writable ? check_tmpfs_options : "mode=0700") != 0 &&
 		    errno != ENOENT && errno != ENOTDIR)
 			return check_confine_fail(status_fd, "mount(tmpfs)", check_empty[i].path);
 	for (i = 0; prctl(PR_CAPBSET_READ, (unsigned long)i, 0, 0, 0) >= 0; i++)
@@ -579,7 +582,7 @@ static int check_confine(const char *workspace, int status_fd)
 static void check_child(const struct check_spec *spec, int out_fd, int err_fd, int status_fd,
     pid_t worker, int ns_fd, bool net, bool confine)
 {
-	char *env[16], fd_arg[16];
+	char *env[16], fd_arg[16], data_arg[24];
 	int null_fd = open("/dev/null", O_RDONLY);
 
 	if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
@@ -591,6 +594,8 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
+	if (check_limits_apply(status_fd, ns_fd >= 0) != 0)
+		_exit(126);
 	if (net && check_net_isolate(status_fd) != 0)
 		_exit(126);
 	if (confine && check_confine(spec->workspace, status_fd) != 0)
@@ -612,10 +617,11 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 		/* A fresh image of the worker's binary: it holds no key, and the worker can map
 		 * its ids (the files of /proc/<pid> of this non-dumpable copy are root's). */
 		snprintf(fd_arg, sizeof fd_arg, "%d", ns_fd);
+		snprintf(data_arg, sizeof data_arg, "%lld", (long long)check_limits_data());
 		if (fcntl(ns_fd, F_SETFD, 0) == 0)
 			execve("/proc/self/exe",
 			    (char *const[]){ (char *)"autopack-check-init", (char *)CHECK_INIT_FLAG,
-			        fd_arg, (char *)spec->command, NULL },
+			        fd_arg, data_arg, (char *)spec->command, NULL },
 			    env);
 		dprintf(
 		    status_fd, "cannot run the check's init (/proc/self/exe): %s", strerror(errno));
@@ -680,8 +686,11 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		return -1;
 	}
-	if (ns == CHECK_NS_USER_PID && check_confined)
+	if (ns == CHECK_NS_USER_PID && check_confined) {
 		check_empty_choose(spec->workspace, spec->protect);
+		check_tmpfs_options = check_limits_tmpfs_options();
+	}
+	check_limits_prepare(ns == CHECK_NS_USER_PID);
 	if (ns != CHECK_NS_NONE && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sk) != 0) {
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		close(sp[0]);
@@ -817,22 +826,42 @@ static pid_t check_start(
 	return pid;
 }
 
-/* How the command in a namespace ended, from its init's report on `fd` once the init is
- * reaped: *status becomes the command's wait status. Without a report (the init was killed,
- * with everything in its namespace) *status stays the init's. Returns 0, or -1 with `err`
- * when the init could not run /bin/sh, or sent anything else. */
-static int check_report(int fd, int *status, char *err, size_t errlen)
+/* Fill `full` (of `n` bytes) with those of the directories `list` names (separated by
+ * spaces) that are this check's private writable ones (check_rw_private), separated by
+ * ", ". */
+static void check_full_private(const char *list, char *full, size_t n)
 {
-	char msg[256];
-	ssize_t n;
+	char copy[256], *tok, *save;
+	size_t k = 0, i;
 
-	while ((n = recv(fd, msg, sizeof msg - 1, MSG_DONTWAIT)) < 0 && errno == EINTR)
+	full[0] = '\0';
+	snprintf(copy, sizeof copy, "%s", list);
+	for (tok = strtok_r(copy, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save))
+		for (i = 0; check_rw_dirs[i] != NULL; i++)
+			if (strcmp(tok, check_rw_dirs[i]) == 0 && check_rw_private[i] &&
+			    k + strlen(tok) + 3 < n)
+				k += (size_t)snprintf(
+				    full + k, n - k, "%s%s", k > 0 ? ", " : "", tok);
+}
+
+/* How the command in a namespace ended, from its init's report on `fd` once the init is
+ * reaped: *status becomes the command's wait status, and `full` (of `n` bytes) names the
+ * check's private temporary directories the init found full. Without a report (the init
+ * was killed, with everything in its namespace) *status stays the init's. Returns 0, or
+ * -1 with `err` when the init could not run /bin/sh, or sent anything else. */
+static int check_report(int fd, int *status, char *full, size_t n, char *err, size_t errlen)
+{
+	char msg[256], *end;
+	ssize_t got;
+
+	while ((got = recv(fd, msg, sizeof msg - 1, MSG_DONTWAIT)) < 0 && errno == EINTR)
 		;
-	if (n <= 0)
+	if (got <= 0)
 		return 0;
-	msg[n] = '\0';
+	msg[got] = '\0';
 	if (msg[0] == 'X') {
-		*status = atoi(msg + 1);
+		*status = (int)strtol(msg + 1, &end, 10);
+		check_full_private(end, full, n);
 		return 0;
 	}
 	/* Text only: code in the namespace may have written it. */
@@ -849,6 +878,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	int log_fd[2] = { -1, -1 }, pipe_fd[2][2] = { { -1, -1 }, { -1, -1 } };
 	struct capture cap[2];
 	int status = 0, rc = -1, i, ns_fd = -1, logs;
+	char full[64] = "";
 	pid_t pid;
 
 	memset(out, 0, sizeof *out);
@@ -912,7 +942,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	 * worker, a child subreaper (a process that left the session and was orphaned). */
 	kill(-pid, SIGKILL);
 	check_pgid = 0;
-	if (ns_fd >= 0 && check_report(ns_fd, &status, err, errlen) != 0)
+	if (ns_fd >= 0 && check_report(ns_fd, &status, full, sizeof full, err, errlen) != 0)
 		goto out;
 	if (getsid(0) == getpid() &&
 	    procs_session_kill(getpid(), getpid(), procs_keep_none, NULL, CHECK_GRACE_MS) < 0)
@@ -963,6 +993,8 @@ out:
 		capture_last(&cap[0], out->excerpt, sizeof out->excerpt);
 	if (rc == 0)
 		out->stderr_log_errno = cap[1].write_errno;
+	if (rc == 0 && !out->timed_out && !out->stopped_from_outside && out->exit_code != 0)
+		check_limits_hit(out->excerpt, full, out->limit, sizeof out->limit);
 	return rc;
 }
 
