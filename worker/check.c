@@ -304,13 +304,17 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
 
 /* What a confined check could move away to put a symbolic link in its place: the
  * directories between its workspace and the writable mount that holds it ($TMPDIR, /tmp:
- * the next attempt's files and check would then go where the link leads), and the files of
- * the SQLite database its workspace (or another directory it may write) holds, with the
- * directories between them and that writable mount (it would take the database from under
- * the supervisor, or corrupt it). Each is bound onto itself in the check's mount
- * namespace, a file read-only, so the check can neither remove nor rename any of them (a
- * mount point is neither removed nor renamed) nor write or truncate a file. Outermost
- * first. Chosen by the worker before each check (check_pin_choose). */
+ * the next attempt's files and check would then go where the link leads), and the
+ * directories between the SQLite database and the writable mount that holds it, when its
+ * workspace (or another directory it may write) does (it would take the database from
+ * under the supervisor). Each is bound onto itself in the check's mount namespace, so the
+ * check can neither remove nor rename any of them (a mount point is neither removed nor
+ * renamed). And the database's files, wherever they are: /dev/null is bound over each,
+ * read-only and as a device none may open (check_confine), so the check can neither write,
+ * truncate, remove nor rename them, nor read them, nor lock them (a shared lock on a byte
+ * of the -shm, taken through a descriptor opened read-only, refused the supervisor every
+ * commit while it was held: `database is locked`). Outermost first. Chosen by the worker
+ * before each check (check_pin_choose). */
 #define CHECK_PIN_MAX 48
 static struct {
 	char path[PATH_MAX];
@@ -398,9 +402,8 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 		check_pin_root(root, tmp, real);
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_pin_root(root, dirs[i], real);
-	if (root[0] == '\0' || strcmp(root, real) == 0)
-		return;
-	check_pin_below(root, real, ARRAY_SIZE(files));
+	if (root[0] != '\0' && strcmp(root, real) != 0)
+		check_pin_below(root, real, ARRAY_SIZE(files));
 	for (i = 0; i < ARRAY_SIZE(files); i++) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, files[i]);
 		check_pin[check_npin++].file = true;
@@ -534,15 +537,22 @@ static int check_confine(const char *workspace, int status_fd)
 	}
 	for (i = 0; i < check_npin; i++) {
 		bool file = check_pin[i].file;
-		int pin = open_tree(AT_FDCWD, check_pin[i].path,
-		    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (file ? 0 : AT_RECURSIVE));
+		int pin = -1;
+		struct stat st;
 
 		/* A file the database does not have now (its -journal), or one out of the
 		 * user's reach, is not pinned. */
-		if (pin < 0 && (errno == ENOENT || errno == ENOTDIR || errno == EACCES))
+		if (stat(check_pin[i].path, &st) != 0 &&
+		    (errno == ENOENT || errno == ENOTDIR || errno == EACCES))
 			continue;
 		/* Not the kernel's refusal of a confinement (which would run every later check
 		 * unconfined): this check is not run. */
+		if (file)
+			pin = open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		/* Without a /dev/null, the file itself, read-only. */
+		if (pin < 0 && (!file || errno == ENOENT))
+			pin = open_tree(AT_FDCWD, check_pin[i].path,
+			    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (file ? 0 : AT_RECURSIVE));
 		if (pin < 0 ||
 		    mount_setattr(pin, "", AT_EMPTY_PATH, file ? &ro : &nodev, sizeof ro) != 0 ||
 		    move_mount(pin, "", AT_FDCWD, check_pin[i].path, MOVE_MOUNT_F_EMPTY_PATH) !=
