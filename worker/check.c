@@ -436,29 +436,85 @@ static void check_empty_choose(const char *workspace, const char *protect)
 	check_pin_choose(protect, ws, tmp);
 }
 
+/* The kinds of namespace a check gets, and how many of each the worker's user may have
+ * (/proc/sys/user/max_<kind>_namespaces), read at its first check; -1 when unknown. */
+enum check_ns_kind {
+	CHECK_KIND_USER,
+	CHECK_KIND_PID,
+	CHECK_KIND_MNT,
+	CHECK_KIND_NET
+};
+static struct {
+	const char *name;
+	long max;
+} check_ns_max[] = { { "user", -1 }, { "pid", -1 }, { "mnt", -1 }, { "net", -1 } };
+
+/* Read check_ns_max from /proc/sys/user. */
+static void check_ns_max_read(void)
+{
+	char path[64], text[32];
+
+	for (size_t i = 0; i < ARRAY_SIZE(check_ns_max); i++) {
+		FILE *f;
+
+		snprintf(
+		    path, sizeof path, "/proc/sys/user/max_%s_namespaces", check_ns_max[i].name);
+		if ((f = fopen(path, "re")) != NULL && fgets(text, sizeof text, f) != NULL)
+			check_ns_max[i].max = strtol(text, NULL, 10);
+		if (f != NULL)
+			fclose(f);
+	}
+}
+
+/* Whether the error `e` of making namespaces of the kinds `a` and `b` (the same kind twice
+ * for one) says its user's are used up for now, by another check or another program of
+ * its user, rather than that the kernel refuses them: ENOSPC or EUSERS where the user may
+ * have some. Such a check is not run, never run outside them. Fills `why` with the
+ * limit. Runs between clone and exec too: no allocation. */
+static bool check_ns_used_up(int e, enum check_ns_kind a, enum check_ns_kind b, char *why, size_t n)
+{
+	enum check_ns_kind k = check_ns_max[b].max < check_ns_max[a].max ? b : a;
+
+	if ((e != ENOSPC && e != EUSERS) || check_ns_max[a].max <= 0 || check_ns_max[b].max <= 0)
+		return false;
+	snprintf(why, n,
+	    "its user's namespaces are used up (user.max_%s_namespaces is %ld), by another "
+	    "check or another program of its user; it is not run outside them",
+	    check_ns_max[k].name, check_ns_max[k].max);
+	return true;
+}
+
 /* Report a step of check_confine that failed on `status_fd`: as the kernel's refusal
- * (CHECK_CONFINE_REFUSED first) when errno says so. Returns -1. */
+ * (CHECK_CONFINE_REFUSED first) when errno says so, not when the step is unshare and its
+ * user's mount namespaces are used up (check_ns_used_up). Returns -1. */
 static int check_confine_fail(int status_fd, const char *step, const char *path)
 {
 	int e = errno;
-	bool refused = e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
-	    e == EOPNOTSUPP || e == EUSERS;
+	char why[200];
+	bool used_up = strcmp(step, "unshare") == 0 &&
+	    check_ns_used_up(e, CHECK_KIND_MNT, CHECK_KIND_MNT, why, sizeof why);
+	bool refused = !used_up &&
+	    (e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
+	        e == EOPNOTSUPP || e == EUSERS);
 
-	dprintf(status_fd, "%s%s(%s): %s", refused ? "\001" : "", step, path, strerror(e));
+	dprintf(status_fd, "%s%s(%s): %s%s%s", refused ? "\001" : "", step, path, strerror(e),
+	    used_up ? ": " : "", used_up ? why : "");
 	return -1;
 }
 
 /* In the child: a network namespace of its own, whose loopback interface is brought up
  * (SIOCSIFFLAGS), so a check reaches no port and no abstract socket of the machine, listens
  * on none, and still runs servers on 127.0.0.1 for itself. Returns 0, or -1 having reported
- * the step that failed on `status_fd` (CHECK_NET_REFUSED first when the kernel refused it).
- * Runs between clone and exec: no allocation. */
+ * the step that failed on `status_fd` (CHECK_NET_REFUSED first when the kernel refused it,
+ * not when its user's network namespaces are used up: check_ns_used_up). Runs between
+ * clone and exec: no allocation. */
 static int check_net_isolate(int status_fd)
 {
 	struct ifreq ifr = { .ifr_name = "lo" };
 	const char *step = "unshare(CLONE_NEWNET)";
+	char why[200];
 	int fd = -1, e;
-	bool refused;
+	bool refused, used_up;
 
 	if (unshare(CLONE_NEWNET) == 0) {
 		step = "socket(AF_INET)";
@@ -474,11 +530,14 @@ static int check_net_isolate(int status_fd)
 		}
 	}
 	e = errno;
-	refused = e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
-	    e == EUSERS;
+	used_up = strcmp(step, "unshare(CLONE_NEWNET)") == 0 &&
+	    check_ns_used_up(e, CHECK_KIND_NET, CHECK_KIND_NET, why, sizeof why);
+	refused = !used_up &&
+	    (e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC || e == EUSERS);
 	if (fd >= 0)
 		close(fd);
-	dprintf(status_fd, "%s%s: %s", refused ? "\002" : "", step, strerror(e));
+	dprintf(status_fd, "%s%s: %s%s%s", refused ? "\002" : "", step, strerror(e),
+	    used_up ? ": " : "", used_up ? why : "");
 	return -1;
 }
 
@@ -714,17 +773,24 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		    (ns == CHECK_NS_USER_PID ? CLONE_NEWUSER : 0) | CLONE_NEWPID | SIGCHLD, 0, 0, 0,
 		    0);
 	if (pid < 0) {
+		const char *call = ns == CHECK_NS_USER_PID ? "clone(CLONE_NEWUSER|CLONE_NEWPID)" :
+		                                             "clone(CLONE_NEWPID)";
+		int e = errno;
+		char why[200];
+
 		refused = ns != CHECK_NS_NONE &&
-		    (errno == EPERM || errno == EINVAL || errno == ENOSPC || errno == ENOSYS ||
-		        errno == EUSERS || errno == EACCES);
-		if (refused)
-			snprintf(err, errlen, "%s: %s",
-			    ns == CHECK_NS_USER_PID ? "clone(CLONE_NEWUSER|CLONE_NEWPID)" :
-			                              "clone(CLONE_NEWPID)",
-			    strerror(errno));
+		    (e == EPERM || e == EINVAL || e == ENOSPC || e == ENOSYS || e == EUSERS ||
+		        e == EACCES);
+		if (refused &&
+		    check_ns_used_up(e, ns == CHECK_NS_USER_PID ? CHECK_KIND_USER : CHECK_KIND_PID,
+		        CHECK_KIND_PID, why, sizeof why)) {
+			refused = 0;
+			snprintf(err, errlen, "cannot start the check command: %s: %s: %s", call,
+			    strerror(e), why);
+		} else if (refused)
+			snprintf(err, errlen, "%s: %s", call, strerror(e));
 		else
-			snprintf(
-			    err, errlen, "cannot start the check command: %s", strerror(errno));
+			snprintf(err, errlen, "cannot start the check command: %s", strerror(e));
 		goto fail;
 	}
 	if (pid == 0) {
@@ -786,6 +852,7 @@ static pid_t check_start(
 	pid_t pid;
 
 	if (check_ns < 0) {
+		check_ns_max_read();
 		check_ns = CHECK_NS_USER_PID;
 		if (access("/proc/self/exe", X_OK) != 0) {
 			snprintf(why, sizeof why, "/proc/self/exe: %s", strerror(errno));
