@@ -52,8 +52,9 @@ json_t *checkpoint_json(struct sup *s)
 
 	if (c == NULL)
 		return json_null();
-	return json_pack("{s:o, s:i, s:I, s:I, s:b, s:s?}", "wal_bytes",
+	return json_pack("{s:o, s:i, s:I, s:I, s:b, s:s?, s:I}", "wal_bytes",
 	    wal >= 0 ? json_integer(wal) : json_null(), "wal_frames", c->frames, "checkpoints",
 	    (json_int_t)c->checkpoints, "checkpoint_failures", (json_int_t)c->failures,
-	    "checkpoint_failing", c->failing, "checkpoint_error", c->failing ? c->error : NULL);
+	    "checkpoint_failing", c->failing, "checkpoint_error", c->failing ? c->error : NULL,
+	    "file_checks", (json_int_t)c->file_checks);
 }

@@ -510,6 +510,12 @@ static void metrics_work(struct sup *s, struct metrics *m, struct strbuf *b)
 	family(b, "autopack_writer_queue_writes", "gauge", "Writes queued for the next commit.");
 	sample(b, "autopack_writer_queue_writes", NULL, NULL, NULL, NULL, NULL, NULL,
 	    (double)s->ops_n);
+	if (s->st->backend != DB_PG)
+		return;
+	family(b, "autopack_db_reconnecting", "gauge",
+	    "1 while an attempt to connect to the database server again is under way.");
+	sample(b, "autopack_db_reconnecting", NULL, NULL, NULL, NULL, NULL, NULL,
+	    s->reconnecting ? 1.0 : 0.0);
 }
 
 /* Append the families of LLM calls and their tokens. */

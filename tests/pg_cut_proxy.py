@@ -214,12 +214,14 @@ class CutProxy:
         except OSError:
             pass
         self.held = (conn, data[at:])
+        # Set before the client can see its connection end: the connection it makes
+        # again is then accepted only after the cut, and waits for open() with `gate`.
+        self.cut.set()
         try:
             conn["client"].shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         conn["client"].close()
-        self.cut.set()
 
     def _down(self, conn):
         """Server to client: once the COMMIT was cut, its answer is dropped with both

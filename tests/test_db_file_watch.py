@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import struct
 import subprocess
-import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -152,6 +151,14 @@ def test_links_modes_and_its_own_checkpoints_leave_the_database_its_own(tmp):
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
 
 
+def looked_again(sup):
+    """Wait until the supervisor has judged the database file's mtime and size once more
+    after this call began (its status counts the looks); the status then."""
+    n = sup.status()["database"]["file_checks"]
+    return status_when(sup, lambda s: s["database"]["file_checks"] > n, timeout=120,
+                       what="a look at the database file")
+
+
 def test_checkpoints_reads_and_backups_by_other_programs_are_not_database_lost(tmp):
     # Another program's checkpoint (PASSIVE, RESTART, TRUNCATE; the sqlite3 command line
     # or Python) copies into the file only what the supervisor committed: its trace in the
@@ -184,18 +191,23 @@ def test_checkpoints_reads_and_backups_by_other_programs_are_not_database_lost(t
             c.execute("PRAGMA wal_checkpoint(%s)" % how).fetchone()
             c.close()
         moved += os.stat(path).st_mtime_ns != before
-        time.sleep(0.3)
+        looked_again(sup)
         assert sup.proc.poll() is None, sup.stderr()[-3000:]
     assert moved > 0, "no checkpoint of another program's wrote the file"
     assert "DATABASE LOST" not in sup.stderr()
     # A write after them is still one. A write that lands during one of the supervisor's
-    # own checkpoints passes as part of it, and one in the same second as another
+    # own checkpoints passes as part of it, and one before the next look after another
     # program's checkpoint as part of that (both documented): the write comes once the
-    # drain is done (no commit, so no checkpoint of the supervisor's, runs after it) and
-    # two looks (once a second) after the last checkpoint.
+    # drain is done (no commit, so no checkpoint of the supervisor's, runs after it), the
+    # supervisor has looked at the file after the last checkpoint, and it has looked again
+    # once a write with no trace of a checkpoint would have been taken for one (2 s later
+    # by its own clock).
     status_when(sup, lambda s: s["progress"]["remaining"] == 0 and
                 s["writer_queue_writes"] == 0, timeout=120, what="the dry run done")
-    time.sleep(2.5)
+    first = looked_again(sup)
+    status_when(sup, lambda s: s["uptime_seconds"] >= first["uptime_seconds"] + 2.1,
+                what="2 s on the supervisor's clock after that look")
+    looked_again(sup)
     assert sup.proc.poll() is None and "DATABASE LOST" not in sup.stderr(), \
         sup.stderr()[-3000:]
     os.utime(path)

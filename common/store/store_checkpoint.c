@@ -611,7 +611,10 @@ bool store_ckpt_foreign_write(struct store *st, const struct stat *sb, char *buf
 #endif
 	/* While a checkpoint of the thread's writes the file, its mtime and size tell
 	 * nothing: they are judged after it, against what it left. */
-	if (c == NULL || !ckpt_bg_idle(c) || !ckpt_check(c, sb) || !c->tampered)
+	if (c == NULL || !ckpt_bg_idle(c))
+		return false;
+	c->file_checks++;
+	if (!ckpt_check(c, sb) || !c->tampered)
 		return false;
 	ckpt_time(&c->mtime, was);
 	ckpt_time(&c->seen_mtime, now);

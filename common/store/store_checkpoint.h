@@ -43,15 +43,16 @@ struct store_ckpt {
 	uint32_t wal_frames;
 	uint32_t wal_backfill;
 	uint64_t foreign_checkpoints; /* checkpoints by other connections, seen by their trace */
-	uint64_t suspect_ms; /* when a write with no trace was first seen (monotonic), else 0 */
-	struct ckpt_bg *bg;  /* the checkpoints' own thread (store_ckpt_background), or NULL */
-	bool bg_turn;        /* the thread's first checkpoint of this turn of the log is made */
-	bool holding;        /* a catch-up runs: commits wait for it (store_ckpt_holding) */
-	uint64_t hold_ms;    /* when it was asked for (monotonic) */
-	off_t meta_off;      /* where the meta table's page is in the file, and its size */
-	size_t meta_len;     /* (0: not known) */
-	bool head_known;     /* head holds the file's first STORE_CKPT_HEAD bytes, then the */
-	unsigned char *head; /* meta table's page, as the last checkpoint left them */
+	uint64_t file_checks; /* times the file's mtime and size were judged (no checkpoint on) */
+	uint64_t suspect_ms;  /* when a write with no trace was first seen (monotonic), else 0 */
+	struct ckpt_bg *bg;   /* the checkpoints' own thread (store_ckpt_background), or NULL */
+	bool bg_turn;         /* the thread's first checkpoint of this turn of the log is made */
+	bool holding;         /* a catch-up runs: commits wait for it (store_ckpt_holding) */
+	uint64_t hold_ms;     /* when it was asked for (monotonic) */
+	off_t meta_off;       /* where the meta table's page is in the file, and its size */
+	size_t meta_len;      /* (0: not known) */
+	bool head_known;      /* head holds the file's first STORE_CKPT_HEAD bytes, then the */
+	unsigned char *head;  /* meta table's page, as the last checkpoint left them */
 };
 
 /* Take over the automatic checkpoints of the write handle `st` (SQLite, open, its path
