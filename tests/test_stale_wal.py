@@ -4,6 +4,7 @@ frames hold no page of the meta table, and a log left beside a replacement when 
 supervisor's salvage checkpoint could not run. Each is refused before SQLite applies it;
 the file's own log, after a kill -9, is applied with every commit. Real files, the real
 binaries, kill -9 (README, "What can go wrong"; docs/supervisor.md, "No wrong file")."""
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -16,14 +17,18 @@ from conftest import ctl, run
 from supervisor_helpers import Supervisor, llm_supervisor, new_db, sql, wait_for
 
 PYTHON = "/usr/bin/python3"
+# Plans of 20,000 phases: a dry run drains ~400 phases a turn of the log, so a drain
+# killed after a few turns is still far from its end however fast it runs.
+RUNS, PHASES = 2000, 10
 
 
 def path_of(url):
     return url[len("sqlite:///"):]
 
 
-def wal_frames(path):
-    """The committed frames of a -wal as SQLite validates them: [(page number, image)]."""
+def wal_frames(path, commits=None):
+    """The committed frames of a -wal as SQLite validates them, of its first `commits`
+    commits (all by default): [(page number, image)]."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 32:
@@ -53,6 +58,10 @@ def wal_frames(path):
         pending.append((pg, data[off + 24:off + 24 + ps]))
         if commit:
             done, pending = done + pending, []
+            if commits is not None:
+                commits -= 1
+                if commits == 0:
+                    break
         off += 24 + ps
     return done
 
@@ -66,15 +75,13 @@ def wal_restarts(path):
         return 0
 
 
-def wal_turn_written(path):
-    """Whether the -wal's first frame carries its header's salts: the commit that began
-    the log again has written its frames (SQLite writes and syncs the new header first)."""
+def wal_turn_committed(path):
+    """Whether the log begun again holds a whole commit (the kill that follows leaves
+    committed frames, not only the turn's header and part of a commit)."""
     try:
-        with open(path + "-wal", "rb") as f:
-            data = f.read(56)
+        return bool(wal_frames(path + "-wal", commits=1))
     except OSError:
         return False
-    return len(data) == 56 and data[16:24] == data[40:48]
 
 
 def attempts_ended(url):
@@ -83,17 +90,21 @@ def attempts_ended(url):
 
 def killed_mid_drain(tmp, url, restarts=2):
     """Drain dry until the -wal began again `restarts` times (its first commits are
-    checkpointed into the file), then kill -9 the supervisor: its -wal and -shm stay.
-    Returns the attempts seen ended before the kill."""
+    checkpointed into the file), then kill -9 the supervisor: its -wal and -shm stay,
+    with committed frames (a kill that fell between the header of a turn begun again and
+    its first commit is followed by another drain). Returns the attempts seen ended
+    before the kill."""
     path = path_of(url)
-    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
-    wait_for(lambda: wal_restarts(path) >= restarts and wal_turn_written(path), timeout=180,
-             what="the write-ahead log begun again")
-    seen = attempts_ended(url)
-    sup.kill()
-    assert "DATABASE LOST" not in sup.stderr()
-    assert wal_frames(path + "-wal"), "the kill left committed frames"
-    return seen
+    for _ in range(3):
+        sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
+        wait_for(lambda: wal_restarts(path) >= restarts and wal_turn_committed(path),
+                 timeout=180, what="the write-ahead log begun again")
+        seen = attempts_ended(url)
+        sup.kill()
+        assert "DATABASE LOST" not in sup.stderr()
+        if wal_frames(path + "-wal"):
+            return seen
+    raise AssertionError("no kill left committed frames")
 
 
 def contents(path):
@@ -120,7 +131,7 @@ def test_an_older_copy_put_in_place_after_a_kill_is_refused_and_the_log_kept(tmp
     # killed: the -wal was begun on a later state of the same database (same uuid), and
     # SQLite laid its pages over the older file (rows of neither state, or `database
     # disk image is malformed`).
-    url = new_db(tmp, runs=300, phases=5)
+    url = new_db(tmp, runs=RUNS, phases=PHASES)
     path = path_of(url)
     shutil.copyfile(path, path + ".old")
     seen = killed_mid_drain(tmp, url)
@@ -169,7 +180,7 @@ def test_another_databases_log_without_its_meta_page_is_refused(tmp):
     # `mv other.db d.db` after d.db's supervisor was killed: the log's frames held no page
     # of the meta table, so the file read with the log still had the other uuid, and
     # the log's pages were laid over the other database.
-    url = new_db(tmp, runs=300, phases=5)
+    url = new_db(tmp, runs=RUNS, phases=PHASES)
     path = path_of(url)
     killed_mid_drain(tmp, url)
     other_dir = os.path.join(str(tmp), "other")
@@ -199,19 +210,43 @@ sys.stdin.read()
 """
 
 
-def test_a_log_left_beside_a_replacement_when_the_salvage_cannot_run_is_refused(tmp):
-    # The file replaced (an older copy moved over it) while a supervisor drains and a
-    # reader holds a snapshot: DATABASE LOST, but its checkpoint of the log into the file
-    # it had open cannot run past the reader, so the log stays beside the replacement.
-    url = new_db(tmp, runs=300, phases=5)
-    path = path_of(url)
-    shutil.copyfile(path, path + ".old")
-    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
-    wait_for(lambda: wal_restarts(path) >= 2, timeout=180, what="the log begun again")
+@contextlib.contextmanager
+def snapshot_held(path):
+    """Another program reads the database in one transaction until the block ends, then
+    is killed -9. A checkpoint copies no commit made after its snapshot into the file:
+    taken before a supervisor's first commit, it keeps every one of them in the log."""
     reader = subprocess.Popen([PYTHON, "-c", READER, path], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert reader.stdout.readline() == "reading\n"
+        yield
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+def killed_before_a_checkpoint(tmp, url, commits=5):
+    """Drain dry while another program holds a snapshot of the file as it is, kill -9
+    the supervisor after `commits` attempts ended: the file is as it was, every commit
+    in the log. Returns the attempts ended."""
+    with snapshot_held(path_of(url)):
+        sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
+        wait_for(lambda: attempts_ended(url) >= commits, timeout=120, what="commits")
+        sup.kill()
+    assert "DATABASE LOST" not in sup.stderr()
+    return attempts_ended(url)
+
+
+def test_a_log_left_beside_a_replacement_when_the_salvage_cannot_run_is_refused(tmp):
+    # The file replaced (an older copy moved over it) while a supervisor drains and a
+    # reader holds a snapshot: DATABASE LOST, but its checkpoint of the log into the file
+    # it had open cannot run past the reader, so the log stays beside the replacement.
+    url = new_db(tmp, runs=RUNS, phases=PHASES)
+    path = path_of(url)
+    shutil.copyfile(path, path + ".old")
+    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
+    wait_for(lambda: wal_restarts(path) >= 2, timeout=180, what="the log begun again")
+    with snapshot_held(path):
         n = attempts_ended(url)
         wait_for(lambda: attempts_ended(url) >= n + 50, timeout=60,
                  what="commits after the reader's snapshot")
@@ -220,9 +255,6 @@ def test_a_log_left_beside_a_replacement_when_the_salvage_cannot_run_is_refused(
         err = sup.stderr()
         assert "DATABASE LOST" in err and "was replaced" in err, err
         assert "checkpointing the committed write-ahead log" in err and "failed" in err, err
-    finally:
-        reader.kill()
-        reader.wait()
     assert wal_frames(path + "-wal"), "the log stayed"
     refused_everywhere(tmp, url, "this write-ahead log does not continue the file %s" % path)
 
@@ -230,7 +262,7 @@ def test_a_log_left_beside_a_replacement_when_the_salvage_cannot_run_is_refused(
 def test_the_files_own_log_after_a_kill_is_applied_with_every_commit(tmp):
     # kill -9, then every kind of next open: a reading command, a .backup of the
     # database, and a supervisor that goes on draining. Nothing refused, nothing lost.
-    url = new_db(tmp, runs=300, phases=5)
+    url = new_db(tmp, runs=RUNS, phases=PHASES)
     path = path_of(url)
     seen = killed_mid_drain(tmp, url)
     r = ctl("--db", url, "session", "list")
@@ -244,8 +276,10 @@ def test_the_files_own_log_after_a_kill_is_applied_with_every_commit(tmp):
     assert sql("sqlite:///" + copy, "SELECT count(*) FROM attempts"
                                     " WHERE ended_at IS NOT NULL") == [(n,)]
     seen = killed_mid_drain(tmp, url, restarts=wal_restarts(path) + 2)
+    # Counted after the kill: the killed supervisor's commits went on after `seen`.
+    before = attempts_ended(url)
     sup = Supervisor(tmp, url, "--dry-run", "--workers", 2, name="again")
-    wait_for(lambda: attempts_ended(url) >= seen + 100, timeout=120, what="more attempts")
+    wait_for(lambda: attempts_ended(url) >= before + 100, timeout=120, what="more attempts")
     assert sup.stop_now() == 0, sup.stderr()
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
     # A copy restored with sqlite3's .restore, through the database's own log.
@@ -260,7 +294,7 @@ def test_the_files_own_log_after_a_kill_is_applied_with_every_commit(tmp):
 
 
 def test_a_second_name_is_still_refused_with_a_log_beside_it(tmp):
-    url = new_db(tmp, runs=300, phases=5)
+    url = new_db(tmp, runs=RUNS, phases=PHASES)
     path = path_of(url)
     killed_mid_drain(tmp, url)
     os.link(path, path + ".link")
@@ -279,16 +313,13 @@ def test_the_files_own_log_is_applied_when_another_program_had_set_its_marks(tmp
     for i, (app, uv) in enumerate(((12345, -7), (-1, 2147483647))):
         sub = os.path.join(str(tmp), "d%d" % i)
         os.mkdir(sub)
-        url = new_db(sub, runs=300, phases=5)
+        url = new_db(sub, runs=RUNS, phases=PHASES)
         path = path_of(url)
         r = subprocess.run(["sqlite3", path, "PRAGMA application_id=%d;"
                             " PRAGMA user_version=%d" % (app, uv)],
                            capture_output=True, text=True)
         assert r.returncode == 0, r
-        sup = Supervisor(sub, url, "--dry-run", "--workers", 2)
-        wait_for(lambda: attempts_ended(url) >= 5, timeout=120, what="commits")
-        sup.kill()
-        n = attempts_ended(url)
+        n = killed_before_a_checkpoint(sub, url)
         with open(path, "rb") as f:
             assert struct.unpack(">i", f.read(72)[68:72])[0] == app, "not checkpointed"
         assert wal_frames(path + "-wal")
@@ -330,7 +361,7 @@ def test_the_files_own_log_is_applied_when_another_programs_commit_changed_its_c
     # log was checkpointed: the file holds the state the log was begun on. It was refused
     # (begun on another count; marked as another database's), and moving the log away
     # as told lost that commit, and every commit of the store's after it.
-    url = new_db(tmp, runs=300, phases=5)
+    url = new_db(tmp, runs=RUNS, phases=PHASES)
     path = path_of(url)
     shutil.copyfile(path, path + ".old")
     sup = Supervisor(tmp, url, "--dry-run", "--workers", 2, name="first")
@@ -347,12 +378,7 @@ def test_the_files_own_log_is_applied_when_another_programs_commit_changed_its_c
             sql(url, "PRAGMA application_id")[0][0]) == want
     # A supervisor goes on from it and is killed: the store's commits follow the other
     # program's in the log.
-    before = attempts_ended(url)
-    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
-    wait_for(lambda: attempts_ended(url) >= before + 5, timeout=120, what="commits")
-    sup.kill()
-    assert "DATABASE LOST" not in sup.stderr()
-    n = attempts_ended(url)
+    n = killed_before_a_checkpoint(tmp, url, commits=attempts_ended(url) + 5)
     frames = wal_frames(path + "-wal")
     assert frames[0][0] == 1 and len(frames) > 1
     assert header_i32(path, 60) == count, "checkpointed"
@@ -374,11 +400,11 @@ def test_another_databases_log_begun_by_another_programs_pragma_is_refused(tmp, 
     # one, begun by another program's PRAGMA, its supervisor's commits after it, is not
     # the other's: a PRAGMA on a file changes one of the counts, and the store's commits
     # after a changed mark carry the file's.
-    url = new_db(tmp, runs=300, phases=5)
+    url = new_db(tmp, runs=RUNS, phases=PHASES)
     path = path_of(url)
     twin_dir = os.path.join(str(tmp), "twin")
     os.mkdir(twin_dir)
-    twin = path_of(new_db(twin_dir, runs=300, phases=5))
+    twin = path_of(new_db(twin_dir, runs=RUNS, phases=PHASES))
     frozen_commits(path, stmt)
     sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
     wait_for(lambda: attempts_ended(url) >= 5, timeout=120, what="commits")
@@ -430,17 +456,14 @@ def test_the_count_of_commits_wraps_at_2_32(tmp):
     # set to -3 (2^32 - 3), the store's commits count on through 2^32 - 1 to 0, 1, ... The
     # file's own log across the wrap is applied; an older copy from before it is refused
     # as older.
-    url = new_db(tmp, runs=300, phases=5)
+    url = new_db(tmp, runs=RUNS, phases=PHASES)
     path = path_of(url)
     r = subprocess.run(["sqlite3", path, "PRAGMA user_version=-3"], capture_output=True,
                        text=True)
     assert r.returncode == 0, r
     shutil.copyfile(path, path + ".old")
     # Killed before the log was checkpointed: the file at 2^32 - 3, the log from there.
-    sup = Supervisor(tmp, url, "--dry-run", "--workers", 2)
-    wait_for(lambda: attempts_ended(url) >= 5, timeout=120, what="commits")
-    sup.kill()
-    n = attempts_ended(url)
+    n = killed_before_a_checkpoint(tmp, url)
     assert header_i32(path, 60) == -3, "checkpointed"
     assert [struct.unpack(">i", pg[60:64])[0] for p, pg in wal_frames(path + "-wal")
             if p == 1][:4] == [-2, -1, 0, 1]

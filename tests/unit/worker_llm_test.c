@@ -351,24 +351,36 @@ TEST(worker_llm_each_call_goes_where_its_own_configuration_says)
 	json_t *log;
 
 	standin_start(&sd, "[]", KEY);
-	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, KEY, &r), 0);
-	llm_response_free(&r);
-	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, other, &r), -1);
-	CHECK_EQ_INT(r.http_status, 401);
-	llm_response_free(&r);
-	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, KEY, &r), 0);
-	llm_response_free(&r);
-	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, dead, KEY, &r), -1);
-	CHECK_EQ_STR(r.error_class, LLM_E_NETWORK);
-	CHECK(strstr(r.error, dead) != NULL);
-	llm_response_free(&r);
-	CHECK_EQ_INT(call_as(LLM_OPENAI, sd.base_v1, KEY, &r), 0);
-	llm_response_free(&r);
-	CHECK_EQ_INT(call_as(LLM_OPENAI, sd.base_v1, other, &r), -1);
-	CHECK_EQ_INT(r.http_status, 401);
-	llm_response_free(&r);
-	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, KEY, &r), 0);
-	llm_response_free(&r);
+	{
+		/* Each call in turn: its provider, base URL and key, and the HTTP status it
+		 * gets (0: no answer, the base URL is dead). */
+		const struct {
+			enum llm_provider p;
+			const char *base, *key;
+			int status;
+		} calls[] = {
+			{ LLM_ANTHROPIC, sd.base, KEY, 200 },
+			{ LLM_ANTHROPIC, sd.base, other, 401 },
+			{ LLM_ANTHROPIC, sd.base, KEY, 200 },
+			{ LLM_ANTHROPIC, dead, KEY, 0 },
+			{ LLM_OPENAI, sd.base_v1, KEY, 200 },
+			{ LLM_OPENAI, sd.base_v1, other, 401 },
+			{ LLM_ANTHROPIC, sd.base, KEY, 200 },
+		};
+
+		for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+			int rc = call_as(calls[i].p, calls[i].base, calls[i].key, &r);
+
+			CHECK_EQ_INT(rc, calls[i].status == 200 ? 0 : -1);
+			if (calls[i].status == 401)
+				CHECK_EQ_INT(r.http_status, 401);
+			if (calls[i].status == 0) {
+				CHECK_EQ_STR(r.error_class, LLM_E_NETWORK);
+				CHECK(strstr(r.error, dead) != NULL);
+			}
+			llm_response_free(&r);
+		}
+	}
 	log = standin_log();
 	CHECK_EQ_INT(json_array_size(log), 6);
 	{
