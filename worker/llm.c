@@ -1,11 +1,11 @@
 /* The libcurl transport: tries, retries, backoff, body cap, heartbeats. */
 #include "worker/llm.h"
+#include "worker/curl_lib.h"
 #include "common/strbuf.h"
 #include "common/utf8.h"
 #include "common/util.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -19,6 +19,9 @@
 #define LLM_HEARTBEAT_MS 500
 #define LLM_CONNECT_TIMEOUT_MS 10000
 #define LLM_POLL_SLICE_MS 200
+
+/* libcurl, once the first call has loaded it (llm_handle). */
+static const struct curl_lib *cu;
 
 int llm_provider_parse(const char *name)
 {
@@ -94,7 +97,7 @@ int64_t llm_backoff_ms(int try_number, double jitter, int64_t retry_after_ms)
 int64_t llm_parse_retry_after(const char *value)
 {
 	const char *s = value;
-	char *end;
+	char *end, why[256];
 	long long secs;
 	time_t when;
 
@@ -112,7 +115,9 @@ int64_t llm_parse_retry_after(const char *value)
 			secs = 86400;
 		return (int64_t)secs * 1000;
 	}
-	when = curl_getdate(s, NULL);
+	if (cu == NULL && (cu = curl_lib(why, sizeof why)) == NULL)
+		return -1;
+	when = cu->getdate(s, NULL);
 	if (when < 0)
 		return -1;
 	when -= time(NULL);
@@ -263,7 +268,7 @@ static bool llm_dispatch(CURLM *multi, const struct pollfd *fds, nfds_t n, int *
 		if ((fds[i].events & POLLOUT) && (r & (POLLOUT | POLLHUP | POLLERR)))
 			mask |= CURL_CSELECT_OUT;
 		if (mask != 0 &&
-		    curl_multi_socket_action(multi, fds[i].fd, mask, running) != CURLM_OK)
+		    cu->multi_socket_action(multi, fds[i].fd, mask, running) != CURLM_OK)
 			return false;
 	}
 	return true;
@@ -276,9 +281,9 @@ static CURLM *llm_multi(void)
 {
 	static CURLM *multi;
 
-	if (multi == NULL && (multi = curl_multi_init()) != NULL) {
-		curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, llm_socket_cb);
-		curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, NULL);
+	if (multi == NULL && (multi = cu->multi_init()) != NULL) {
+		cu->multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, llm_socket_cb);
+		cu->multi_setopt(multi, CURLMOPT_SOCKETDATA, NULL);
 	}
 	return multi;
 }
@@ -299,7 +304,7 @@ static CURLcode llm_perform(CURL *easy, const struct llm_hooks *h)
 
 	if (multi == NULL)
 		return CURLE_OUT_OF_MEMORY;
-	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+	if (cu->multi_add_handle(multi, easy) != CURLM_OK)
 		return CURLE_FAILED_INIT;
 	while (running) {
 		struct pollfd fds[LLM_WATCH_MAX];
@@ -309,7 +314,7 @@ static CURLcode llm_perform(CURL *easy, const struct llm_hooks *h)
 		int left, ready = 0;
 		bool ok;
 
-		if (curl_multi_timeout(multi, &wait_ms) != CURLM_OK)
+		if (cu->multi_timeout(multi, &wait_ms) != CURLM_OK)
 			break;
 		if (wait_ms < 0 || wait_ms > LLM_POLL_SLICE_MS)
 			wait_ms = LLM_POLL_SLICE_MS;
@@ -322,10 +327,10 @@ static CURLcode llm_perform(CURL *easy, const struct llm_hooks *h)
 		/* Sockets found ready, else libcurl's timers (a due one, or none yet). */
 		ok = ready > 0 ?
 		    llm_dispatch(multi, fds, n, &running) :
-		    curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running) == CURLM_OK;
+		    cu->multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running) == CURLM_OK;
 		if (!ok)
 			break;
-		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+		while ((msg = cu->multi_info_read(multi, &left)) != NULL)
 			if (msg->msg == CURLMSG_DONE)
 				result = msg->data.result;
 		if (!running)
@@ -335,7 +340,7 @@ static CURLcode llm_perform(CURL *easy, const struct llm_hooks *h)
 			last_beat = clock_mono_ms();
 		}
 	}
-	curl_multi_remove_handle(multi, easy);
+	cu->multi_remove_handle(multi, easy);
 	return result;
 }
 
@@ -379,14 +384,14 @@ static struct curl_slist *llm_headers(const struct llm_config *cfg)
 	struct curl_slist *h = NULL;
 	char *kh;
 
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, "Expect:");
+	h = cu->slist_append(h, "Content-Type: application/json");
+	h = cu->slist_append(h, "Expect:");
 	if (cfg->provider == LLM_ANTHROPIC)
-		h = curl_slist_append(h, "anthropic-version: 2023-06-01");
+		h = cu->slist_append(h, "anthropic-version: 2023-06-01");
 	kh = xasprintf("%s%s", llm_key_header(cfg->provider), cfg->api_key);
-	h = curl_slist_append(h, kh);
+	h = cu->slist_append(h, kh);
 #ifdef AUTOPACK_MUTANT_key_in_another_header
-	h = curl_slist_append(h, kh + 2); /* the key under another header's name */
+	h = cu->slist_append(h, kh + 2); /* the key under another header's name */
 #endif
 	explicit_bzero(kh, strlen(kh));
 	free(kh);
@@ -398,7 +403,7 @@ static void llm_headers_free(struct curl_slist *headers)
 {
 	for (struct curl_slist *e = headers; e != NULL; e = e->next)
 		explicit_bzero(e->data, strlen(e->data));
-	curl_slist_free_all(headers);
+	cu->slist_free_all(headers);
 }
 
 /*
@@ -444,8 +449,8 @@ static const char *llm_target_use(CURL *easy, const struct llm_config *cfg)
 	llm_target.base_url = xstrdup(cfg->base_url);
 	llm_target.url = llm_url(cfg);
 	llm_target.headers = llm_headers(cfg);
-	curl_easy_setopt(easy, CURLOPT_URL, llm_target.url);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, llm_target.headers);
+	cu->easy_setopt(easy, CURLOPT_URL, llm_target.url);
+	cu->easy_setopt(easy, CURLOPT_HTTPHEADER, llm_target.headers);
 	on = easy;
 	llm_headers_free(old);
 	return llm_target.url;
@@ -454,13 +459,13 @@ static const char *llm_target_use(CURL *easy, const struct llm_config *cfg)
 /* Set the options every try shares, once for the handle's life. */
 static void llm_easy_init(CURL *easy)
 {
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, llm_write_cb);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, llm_header_cb);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "autopack-worker/" AUTOPACK_VERSION);
-	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	cu->easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	cu->easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	cu->easy_setopt(easy, CURLOPT_POST, 1L);
+	cu->easy_setopt(easy, CURLOPT_WRITEFUNCTION, llm_write_cb);
+	cu->easy_setopt(easy, CURLOPT_HEADERFUNCTION, llm_header_cb);
+	cu->easy_setopt(easy, CURLOPT_USERAGENT, "autopack-worker/" AUTOPACK_VERSION);
+	cu->easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 }
 
 /* Set up `easy` for one try: the options that point into the call (llm_easy_clear takes
@@ -468,24 +473,24 @@ static void llm_easy_init(CURL *easy)
 static void llm_easy_setup(
     CURL *easy, const char *body, struct llm_xfer *x, int64_t timeout_ms, char *errbuf)
 {
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+	cu->easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+	cu->easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+	cu->easy_setopt(easy, CURLOPT_WRITEDATA, x);
+	cu->easy_setopt(easy, CURLOPT_HEADERDATA, x);
+	cu->easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	cu->easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(timeout_ms < LLM_CONNECT_TIMEOUT_MS ? timeout_ms : LLM_CONNECT_TIMEOUT_MS));
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+	cu->easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
 }
 
 /* Forget the options of a try that point into its call frame (body, buffers); the shared
  * options, the target's URL and headers, and the connections stay. */
 static void llm_easy_clear(CURL *easy)
 {
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, (char *)NULL);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, (void *)NULL);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, (void *)NULL);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, (char *)NULL);
+	cu->easy_setopt(easy, CURLOPT_POSTFIELDS, (char *)NULL);
+	cu->easy_setopt(easy, CURLOPT_WRITEDATA, (void *)NULL);
+	cu->easy_setopt(easy, CURLOPT_HEADERDATA, (void *)NULL);
+	cu->easy_setopt(easy, CURLOPT_ERRORBUFFER, (char *)NULL);
 }
 
 /* Report a try through the hook, with the error (a buffer of `cap` bytes) scrubbed. */
@@ -513,17 +518,16 @@ static void llm_fail(const struct llm_config *cfg, struct llm_response *out, con
 /* The worker's one HTTP handle, created and given its shared options at first use, run
  * in llm_perform's multi handle, which keeps the connections (and TLS sessions) between
  * calls; NULL when it cannot be created (tried again at the next call). */
-static CURL *llm_handle(void)
+static CURL *llm_handle(char *err, size_t n)
 {
-	static bool curl_ready;
 	static CURL *easy;
 
-	if (!curl_ready) {
-		curl_global_init(CURL_GLOBAL_DEFAULT);
-		curl_ready = true;
-	}
-	if (easy == NULL && (easy = curl_easy_init()) != NULL)
+	if (cu == NULL && (cu = curl_lib(err, n)) == NULL)
+		return NULL;
+	if (easy == NULL && (easy = cu->easy_init()) != NULL)
 		llm_easy_init(easy);
+	if (easy == NULL)
+		snprintf(err, n, "cannot create an HTTP handle");
 	return easy;
 }
 
@@ -582,8 +586,8 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 		if (x->too_large)
 			snprintf(msg, msglen, "%s: response body over %zu bytes", url, x->max);
 		else
-			snprintf(msg, msglen, "%s: %s", url,
-			    errbuf[0] ? errbuf : curl_easy_strerror(rc));
+			snprintf(
+			    msg, msglen, "%s: %s", url, errbuf[0] ? errbuf : cu->easy_strerror(rc));
 		return llm_curl_class(rc, x);
 	}
 	if (t->http_status >= 200 && t->http_status < 300) {
@@ -707,8 +711,8 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			    "not sent: the supervisor did not take the call's announcement");
 			break;
 		}
-		if ((easy = llm_handle()) == NULL) {
-			llm_fail(cfg, out, LLM_E_NETWORK, 0, "cannot create an HTTP handle");
+		if ((easy = llm_handle(msg, sizeof msg)) == NULL) {
+			llm_fail(cfg, out, LLM_E_NETWORK, 0, msg);
 			break;
 		}
 		url = llm_target_use(easy, cfg);
@@ -716,8 +720,8 @@ int llm_call(const struct llm_config *cfg, const struct llm_request *req,
 			x.body[0] = '\0';
 		llm_easy_setup(easy, body, &x, timeout, errbuf);
 		rc = llm_perform(easy, h);
-		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t.http_status);
-		if (curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &redirect) != CURLE_OK)
+		cu->easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t.http_status);
+		if (cu->easy_getinfo(easy, CURLINFO_REDIRECT_URL, &redirect) != CURLE_OK)
 			redirect = NULL;
 		redirect = redirect != NULL ? xstrdup(redirect) : NULL;
 		llm_easy_clear(easy);

@@ -144,7 +144,7 @@ int64_t llm_backoff_ms(int try_number, double jitter, int64_t retry_after_ms);
 
 /* Parse a retry-after header value (seconds, or an HTTP date) into milliseconds from now
  * (a number of seconds over a day, however large, as a day); -1 when it cannot be
- * parsed. */
+ * parsed (a date, when libcurl, which parses it, cannot be loaded). */
 int64_t llm_parse_retry_after(const char *value);
 
 #endif
