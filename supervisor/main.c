@@ -83,6 +83,12 @@ static const char usage_text[] =
     "                              a network of its own with only a loopback interface;\n"
     "                              host: checks share the machine's network and reach its\n"
     "                              ports, --http and the LLM base URL's included\n"
+    "  --check-max-processes N     processes and threads a check runs at once (default\n"
+    "                              1024; 0: no limit)\n"
+    "  --check-max-memory-mib M    memory each process of a check may allocate (default a\n"
+    "                              quarter of the machine's; 0: no limit)\n"
+    "  --check-tmp-size-mib M      size of a check's private /tmp, /var/tmp and /dev/shm,\n"
+    "                              each (default a sixteenth of the machine's memory)\n"
     "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
     "  --lease-timeout S           PostgreSQL: a supervisor silent this long is declared\n"
     "                              lost and its attempts rescued by another (default 30)\n"
@@ -150,6 +156,9 @@ enum {
 	OPT_HTTP,
 	OPT_LEASE,
 	OPT_CHECKNET,
+	OPT_CHECKPROC,
+	OPT_CHECKMEM,
+	OPT_CHECKTMP,
 };
 
 static const struct option long_opts[] = {
@@ -191,6 +200,9 @@ static const struct option long_opts[] = {
 	{ "http", required_argument, NULL, OPT_HTTP },
 	{ "lease-timeout", required_argument, NULL, OPT_LEASE },
 	{ "check-network", required_argument, NULL, OPT_CHECKNET },
+	{ "check-max-processes", required_argument, NULL, OPT_CHECKPROC },
+	{ "check-max-memory-mib", required_argument, NULL, OPT_CHECKMEM },
+	{ "check-tmp-size-mib", required_argument, NULL, OPT_CHECKTMP },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -221,6 +233,10 @@ static const struct int_flag int_flags[] = {
 	{ OPT_MAXFP, "max-fingerprint-repeats", CFG(max_fingerprint_repeats), false, 1, 1000000 },
 	{ OPT_MAXZY, "max-consecutive-zero-yield", CFG(max_consecutive_zero_yield), false, 1,
 	    1000000 },
+	/* The ranges the worker takes (worker/check_limits.h). */
+	{ OPT_CHECKPROC, "check-max-processes", CFG(check_limits[0]), false, 0, 4000000 },
+	{ OPT_CHECKMEM, "check-max-memory-mib", CFG(check_limits[1]), false, 0, 1LL << 30 },
+	{ OPT_CHECKTMP, "check-tmp-size-mib", CFG(check_limits[2]), false, 0, 1LL << 30 },
 };
 
 /* Store a numeric flag's value, or exit 2 naming the flag and its range. Returns false
@@ -516,6 +532,7 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		.max_timeouts_per_run = 2,
 		.max_fingerprint_repeats = 3,
 		.lease_timeout_ms = 30000,
+		.check_limits = { -1, -1, -1 },
 	};
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {

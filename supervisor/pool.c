@@ -429,11 +429,17 @@ static void pool_spawn_failed(struct sup *s, const char *why)
 		log_error("%s (%d of %d workers running)", what, s->live, s->target);
 }
 
+/* The most arguments a worker's command line holds, its NULL included. */
+#define POOL_ARGS_MAX 18
+
 /* Fill the command line and descriptors of a worker: the socket's end `sock` as its fd 3,
- * the one it hands its own socket over on. */
-static void pool_spawn_options(
-    struct sup *s, int sock, char *args[12], uv_stdio_container_t stdio[4], uv_process_options_t *o)
+ * the one it hands its own socket over on, and the limits of its checks (their numbers
+ * written in `nums`). */
+static void pool_spawn_options(struct sup *s, int sock, char *args[POOL_ARGS_MAX], char nums[3][24],
+    uv_stdio_container_t stdio[4], uv_process_options_t *o)
 {
+	static const char *const limit_flags[3] = { "--check-max-processes",
+		"--check-max-memory-mib", "--check-tmp-size-mib" };
 	int n = 0;
 
 	args[n++] = s->worker_path;
@@ -451,8 +457,15 @@ static void pool_spawn_options(
 		args[n++] = (char *)"--check-network";
 		args[n++] = (char *)"host";
 	}
+	for (int i = 0; i < 3; i++) {
+		if (s->cfg.check_limits[i] < 0)
+			continue;
+		snprintf(nums[i], 24, "%lld", (long long)s->cfg.check_limits[i]);
+		args[n++] = (char *)limit_flags[i];
+		args[n++] = nums[i];
+	}
 	args[n] = NULL;
-	assert(n < 12);
+	assert(n < POOL_ARGS_MAX);
 	stdio[0].flags = UV_IGNORE;
 	stdio[1].flags = UV_INHERIT_FD;
 	stdio[1].data.fd = 1;
@@ -510,7 +523,7 @@ static int pool_spawn(struct sup *s)
 	struct worker *w;
 	uv_process_options_t o;
 	uv_stdio_container_t stdio[4];
-	char *args[12];
+	char *args[POOL_ARGS_MAX], nums[3][24];
 	int fds[2], rc;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
@@ -522,7 +535,7 @@ static int pool_spawn(struct sup *s)
 	w->state = W_STARTING;
 	w->hand_fd = -1;
 	w->born_ms = clock_mono_ms();
-	pool_spawn_options(s, fds[1], args, stdio, &o);
+	pool_spawn_options(s, fds[1], args, nums, stdio, &o);
 	rc = uv_spawn(s->loop, &w->proc, &o);
 	close(fds[1]);
 	w->proc.data = w;

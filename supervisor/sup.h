@@ -89,6 +89,9 @@ struct sup_config {
 	const char *log_file;
 	const char *worker_path;
 	bool check_network_host; /* checks share the machine's network (--check-network host) */
+	/* --check-max-processes, --check-max-memory-mib, --check-tmp-size-mib, passed on to
+	 * every worker (worker/check_limits.h); -1 when not given (the worker's default). */
+	int64_t check_limits[3];
 	int64_t heartbeat_timeout_s;
 	int64_t kill_grace_ms;
 	int64_t commit_window_ms;

@@ -159,8 +159,10 @@ def test_a_check_cannot_write_remove_or_move_the_database_its_workspace_holds(tm
     with open(os.path.join(ws, "probe.json")) as f:
         probe = json.load(f)
     assert rc == 0, sup.stderr()
-    for what in ("write", "truncate", "write_shm"):
-        assert probe[what] == "OSError: Read-only file system", probe
+    # Each of its files is a device it may not open, and no regular file to truncate.
+    for what in ("write", "write_shm"):
+        assert probe[what] == "PermissionError: Permission denied", probe
+    assert probe["truncate"] == "OSError: Invalid argument", probe
     # A mount point is neither removed nor renamed; a hard link, or the workspace moved
     # into itself, would cross mounts.
     busy, xdev = "OSError: Device or resource busy", "OSError: Invalid cross-device link"
@@ -265,3 +267,64 @@ def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount
                "they can replace a program or a library the workers load, or a setting they "
                "read, and so reach the API keys")
     assert err.count(warning) == workers and 1 <= workers <= 2, err
+
+
+# Reads the database's first bytes, and takes a shared lock on the byte of its -shm that a
+# writer locks (WAL_WRITE_LOCK, 120) through a descriptor opened read-only; holding it (if
+# it could), says "locked" and waits for "done" (the next phase of another run, which the
+# supervisor can start only once it has committed the first one's result). Records what
+# happened.
+LOCKER = r'''
+import fcntl, json, os, time
+db = %(db)r
+''' + ATTEMPT + r'''def head():
+    with open(db, "rb") as f:
+        res["head_bytes"] = f.read(16).decode("latin-1")
+def lock():
+    shm = os.open(db + "-shm", os.O_RDONLY)
+    fcntl.lockf(shm, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 120)
+    res["shm"] = shm
+attempt("head", head)
+attempt("lock", lock)
+open("locked", "w").close()
+for _ in range(2400):
+    if os.path.exists("done"):
+        break
+    time.sleep(0.05)
+res["done"] = os.path.exists("done")
+with open("locker.json", "w") as f:
+    json.dump(res, f)
+'''
+
+
+def test_a_check_can_neither_read_nor_lock_the_database(tmp):
+    # A shared lock on the -shm's write-lock byte, which any check could take on a database
+    # its user may read (wherever it is), refused every commit "database is locked": after
+    # 50 of them the supervisor gave up on the database, exit 3, and the drain stopped.
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    os.makedirs(os.path.join(tmp, "data"))
+    url = init_db(os.path.join(tmp, "data"))
+    db = url[len("sqlite:///"):]
+    with open(os.path.join(ws, "locker.py"), "w") as f:
+        f.write(LOCKER % {"db": db})
+    wait_locked = ("i=0; while [ ! -e locked ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1));"
+                   " done")
+    import_plan(tmp, url, [
+        ("locker", ws, [phase_spec("lock", ("out/a.py",),
+                                   check="/usr/bin/python3 locker.py")]),
+        ("calm", ws, [phase_spec("c1", ("out/c1.py",), check=wait_locked),
+                      phase_spec("c2", ("out/c2.py",), check="touch done")])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 2, env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    with open(os.path.join(ws, "locker.json")) as f:
+        probe = json.load(f)
+    # Where the database's files are it finds a device it may not open, and the drain
+    # goes on while it waits.
+    denied = "PermissionError: Permission denied"
+    assert probe["head"] == denied and probe["lock"] == denied, probe
+    assert probe["done"] is True, probe
+    assert [a["outcome"] for a in rows(url, "SELECT outcome FROM attempts")] == \
+        ["success"] * 3, sup.stderr()

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from supervisor_helpers import wait_for
 from e2e_helpers import (HOST_PID, Standin, check_namespaces, drain_logging_workers,
                          drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
                          refused_namespaces_prefix, rows)
@@ -52,13 +53,19 @@ KILL_SUPERVISOR = ("i=0; while [ ! -s sup.pid ] && [ $i -lt 600 ]; do sleep 0.05
                    " done; kill -9 \"$(cat sup.pid)\" 2> kill-sup.err; echo $? > kill-sup.rc")
 
 
+def workspace_with(tmp, name, text):
+    """A new workspace TMP/ws holding the file `name` with `text`; returns its path."""
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    with open(os.path.join(ws, name), "w") as f:
+        f.write(text)
+    return ws
+
+
 def test_a_check_cannot_kill_the_supervisor_or_its_worker(tmp):
     needs_namespaces("pid")
     tmp = str(tmp)
-    ws = os.path.join(tmp, "ws")
-    os.makedirs(ws)
-    with open(os.path.join(ws, "kill_worker.py"), "w") as f:
-        f.write(KILL_WORKER)
+    ws = workspace_with(tmp, "kill_worker.py", KILL_WORKER)
     url = init_db(tmp)
     import_plan(tmp, url, [
         ("sup", ws, [phase_spec("kill-sup", ("out/a.py",), check=KILL_SUPERVISOR)]),
@@ -237,3 +244,86 @@ def test_how_a_check_ends_reaches_its_attempt_the_same_in_a_namespace_or_not(tmp
     with open(os.path.join(ws, ".autopack", "logs", "run-deadline__deadline__a1.stderr.txt")) as f:
         assert "trapped TERM" in f.read()
     assert ("check commands run in no namespace" in sup.stderr()) == (where == "no-namespace")
+
+
+# Makes user namespaces, each held by a child, until the kernel refuses one (at most 40);
+# says "full" and holds them until the probe has run, or been tried twice (its second
+# attempt's log made), for up to a minute.
+FILL_NAMESPACES = r'''
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+made, err = 0, None
+while made < 40:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        ok = libc.unshare(0x10000000) == 0  # CLONE_NEWUSER
+        os.write(w, b"y" if ok else os.strerror(ctypes.get_errno()).encode())
+        if ok:
+            time.sleep(120)
+        os._exit(0)
+    os.close(w)
+    said = os.read(r, 200).decode()
+    os.close(r)
+    if said != "y":
+        err = said
+        break
+    made += 1
+with open("full", "w") as f:
+    f.write("%d %s" % (made, err))
+for _ in range(1200):
+    if os.path.exists("probe-ns") or \
+            os.path.exists(".autopack/logs/b-probe__probe__a2.stdout.txt"):
+        break
+    time.sleep(0.05)
+'''
+
+
+def test_a_check_that_uses_up_the_namespaces_leaves_no_worker_running_checks_outside_them(
+        tmp):
+    # A new worker's first check met the namespaces a check had used up (ENOSPC, as where
+    # user.max_user_namespaces is 0): it took that for the kernel's refusal, and ran its
+    # checks in no user namespace for its whole life.
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = workspace_with(tmp, "fill.py", FILL_NAMESPACES)
+    url = init_db(tmp)
+    probe = "readlink /proc/self/ns/user > probe-ns"
+    import_plan(tmp, url, [
+        ("a-fill", ws, [phase_spec("fill", ("out/a.py",),
+                                   check="/usr/bin/python3 fill.py")]),
+        ("b-probe", ws, [phase_spec("probe", ("out/b.py",), check=probe)])])
+    # The supervisor's user may have 6 user namespaces: the fill's check takes 1, then
+    # makes 5 more.
+    prefix = ("unshare", "-U", "-r", "/bin/sh", "-c",
+              'echo 6 > /proc/sys/user/max_user_namespaces && exec "$@"', "sh")
+
+    sup_ns = []
+
+    def second_worker(sup):
+        wait_for(lambda: os.path.exists(os.path.join(ws, "full")), 120, what="full")
+        sup_ns.append(os.readlink("/proc/%d/ns/user" % sup.proc.pid))
+        assert sup.ctl("scale", "2").rc == 0
+
+    # The probe is tried again at once after each refusal, until the fill is over.
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, "--max-attempts-per-phase", 1000,
+                               "--max-fingerprint-repeats", 1000, env=KEY, prefix=prefix,
+                               during=second_worker)
+    assert rc == 0, sup.stderr()
+    with open(os.path.join(ws, "full")) as f:
+        assert f.read() == "5 No space left on device"
+    # The second worker's first check met the namespaces used up and was not run; once
+    # the fill was over, its check ran in a user namespace of its own.
+    with open(os.path.join(ws, "probe-ns")) as f:
+        assert f.read().strip() != sup_ns[0]
+    assert "check commands run in" not in sup.stderr()
+    att = rows(url, "SELECT phase_id, outcome, failure_reason, message FROM attempts"
+                    " ORDER BY attempt_id")
+    assert [a["outcome"] for a in att if a["phase_id"] == "fill"] == ["success"], att
+    probes = [a for a in att if a["phase_id"] == "probe"]
+    refused = probes[:-1]
+    assert probes[-1]["outcome"] == "success" and refused and all(
+        a["failure_reason"] == "CHECK_NOT_RUN" and
+        "its user's namespaces are used up (user.max_user_namespaces is 6)" in a["message"]
+        for a in refused), att

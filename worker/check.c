@@ -4,6 +4,7 @@
 #include "worker/check.h"
 #include "worker/capture.h"
 #include "worker/check_init.h"
+#include "worker/check_limits.h"
 #include "common/checklog.h"
 #include "common/log.h"
 #include "common/procs.h"
@@ -264,6 +265,8 @@ static struct {
 static size_t check_nempty;
 /* Whether check_rw_dirs[i] is one of check_empty, else bound from the machine's. */
 static bool check_rw_private[ARRAY_SIZE(check_rw_dirs)];
+/* The mount options of the writable ones among check_empty (their size and inodes). */
+static const char *check_tmpfs_options = "mode=1777";
 /* Whether $TMPDIR is bound from the machine's, not one of check_empty itself. */
 static bool check_tmpdir_bound = true;
 
@@ -301,13 +304,17 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
 
 /* What a confined check could move away to put a symbolic link in its place: the
  * directories between its workspace and the writable mount that holds it ($TMPDIR, /tmp:
- * the next attempt's files and check would then go where the link leads), and the files of
- * the SQLite database its workspace (or another directory it may write) holds, with the
- * directories between them and that writable mount (it would take the database from under
- * the supervisor, or corrupt it). Each is bound onto itself in the check's mount
- * namespace, a file read-only, so the check can neither remove nor rename any of them (a
- * mount point is neither removed nor renamed) nor write or truncate a file. Outermost
- * first. Chosen by the worker before each check (check_pin_choose). */
+ * the next attempt's files and check would then go where the link leads), and the
+ * directories between the SQLite database and the writable mount that holds it, when its
+ * workspace (or another directory it may write) does (it would take the database from
+ * under the supervisor). Each is bound onto itself in the check's mount namespace, so the
+ * check can neither remove nor rename any of them (a mount point is neither removed nor
+ * renamed). And the database's files, wherever they are: /dev/null is bound over each,
+ * read-only and as a device none may open (check_confine), so the check can neither write,
+ * truncate, remove nor rename them, nor read them, nor lock them (a shared lock on a byte
+ * of the -shm, taken through a descriptor opened read-only, refused the supervisor every
+ * commit while it was held: `database is locked`). Outermost first. Chosen by the worker
+ * before each check (check_pin_choose). */
 #define CHECK_PIN_MAX 48
 static struct {
 	char path[PATH_MAX];
@@ -395,9 +402,8 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 		check_pin_root(root, tmp, real);
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_pin_root(root, dirs[i], real);
-	if (root[0] == '\0' || strcmp(root, real) == 0)
-		return;
-	check_pin_below(root, real, ARRAY_SIZE(files));
+	if (root[0] != '\0' && strcmp(root, real) != 0)
+		check_pin_below(root, real, ARRAY_SIZE(files));
 	for (i = 0; i < ARRAY_SIZE(files); i++) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, files[i]);
 		check_pin[check_npin++].file = true;
@@ -430,29 +436,85 @@ static void check_empty_choose(const char *workspace, const char *protect)
 	check_pin_choose(protect, ws, tmp);
 }
 
+/* The kinds of namespace a check gets, and how many of each the worker's user may have
+ * (/proc/sys/user/max_<kind>_namespaces), read at its first check; -1 when unknown. */
+enum check_ns_kind {
+	CHECK_KIND_USER,
+	CHECK_KIND_PID,
+	CHECK_KIND_MNT,
+	CHECK_KIND_NET
+};
+static struct {
+	const char *name;
+	long max;
+} check_ns_max[] = { { "user", -1 }, { "pid", -1 }, { "mnt", -1 }, { "net", -1 } };
+
+/* Read check_ns_max from /proc/sys/user. */
+static void check_ns_max_read(void)
+{
+	char path[64], text[32];
+
+	for (size_t i = 0; i < ARRAY_SIZE(check_ns_max); i++) {
+		FILE *f;
+
+		snprintf(
+		    path, sizeof path, "/proc/sys/user/max_%s_namespaces", check_ns_max[i].name);
+		if ((f = fopen(path, "re")) != NULL && fgets(text, sizeof text, f) != NULL)
+			check_ns_max[i].max = strtol(text, NULL, 10);
+		if (f != NULL)
+			fclose(f);
+	}
+}
+
+/* Whether the error `e` of making namespaces of the kinds `a` and `b` (the same kind twice
+ * for one) says its user's are used up for now, by another check or another program of
+ * its user, rather than that the kernel refuses them: ENOSPC or EUSERS where the user may
+ * have some. Such a check is not run, never run outside them. Fills `why` with the
+ * limit. Runs between clone and exec too: no allocation. */
+static bool check_ns_used_up(int e, enum check_ns_kind a, enum check_ns_kind b, char *why, size_t n)
+{
+	enum check_ns_kind k = check_ns_max[b].max < check_ns_max[a].max ? b : a;
+
+	if ((e != ENOSPC && e != EUSERS) || check_ns_max[a].max <= 0 || check_ns_max[b].max <= 0)
+		return false;
+	snprintf(why, n,
+	    "its user's namespaces are used up (user.max_%s_namespaces is %ld), by another "
+	    "check or another program of its user; it is not run outside them",
+	    check_ns_max[k].name, check_ns_max[k].max);
+	return true;
+}
+
 /* Report a step of check_confine that failed on `status_fd`: as the kernel's refusal
- * (CHECK_CONFINE_REFUSED first) when errno says so. Returns -1. */
+ * (CHECK_CONFINE_REFUSED first) when errno says so, not when the step is unshare and its
+ * user's mount namespaces are used up (check_ns_used_up). Returns -1. */
 static int check_confine_fail(int status_fd, const char *step, const char *path)
 {
 	int e = errno;
-	bool refused = e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
-	    e == EOPNOTSUPP || e == EUSERS;
+	char why[200];
+	bool used_up = strcmp(step, "unshare") == 0 &&
+	    check_ns_used_up(e, CHECK_KIND_MNT, CHECK_KIND_MNT, why, sizeof why);
+	bool refused = !used_up &&
+	    (e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
+	        e == EOPNOTSUPP || e == EUSERS);
 
-	dprintf(status_fd, "%s%s(%s): %s", refused ? "\001" : "", step, path, strerror(e));
+	dprintf(status_fd, "%s%s(%s): %s%s%s", refused ? "\001" : "", step, path, strerror(e),
+	    used_up ? ": " : "", used_up ? why : "");
 	return -1;
 }
 
 /* In the child: a network namespace of its own, whose loopback interface is brought up
  * (SIOCSIFFLAGS), so a check reaches no port and no abstract socket of the machine, listens
  * on none, and still runs servers on 127.0.0.1 for itself. Returns 0, or -1 having reported
- * the step that failed on `status_fd` (CHECK_NET_REFUSED first when the kernel refused it).
- * Runs between clone and exec: no allocation. */
+ * the step that failed on `status_fd` (CHECK_NET_REFUSED first when the kernel refused it,
+ * not when its user's network namespaces are used up: check_ns_used_up). Runs between
+ * clone and exec: no allocation. */
 static int check_net_isolate(int status_fd)
 {
 	struct ifreq ifr = { .ifr_name = "lo" };
 	const char *step = "unshare(CLONE_NEWNET)";
+	char why[200];
 	int fd = -1, e;
-	bool refused;
+	bool refused, used_up;
 
 	if (unshare(CLONE_NEWNET) == 0) {
 		step = "socket(AF_INET)";
@@ -468,11 +530,14 @@ static int check_net_isolate(int status_fd)
 		}
 	}
 	e = errno;
-	refused = e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
-	    e == EUSERS;
+	used_up = strcmp(step, "unshare(CLONE_NEWNET)") == 0 &&
+	    check_ns_used_up(e, CHECK_KIND_NET, CHECK_KIND_NET, why, sizeof why);
+	refused = !used_up &&
+	    (e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC || e == EUSERS);
 	if (fd >= 0)
 		close(fd);
-	dprintf(status_fd, "%s%s: %s", refused ? "\002" : "", step, strerror(e));
+	dprintf(status_fd, "%s%s: %s%s%s", refused ? "\002" : "", step, strerror(e),
+	    used_up ? ": " : "", used_up ? why : "");
 	return -1;
 }
 
@@ -531,15 +596,22 @@ static int check_confine(const char *workspace, int status_fd)
 	}
 	for (i = 0; i < check_npin; i++) {
 		bool file = check_pin[i].file;
-		int pin = open_tree(AT_FDCWD, check_pin[i].path,
-		    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (file ? 0 : AT_RECURSIVE));
+		int pin = -1;
+		struct stat st;
 
 		/* A file the database does not have now (its -journal), or one out of the
 		 * user's reach, is not pinned. */
-		if (pin < 0 && (errno == ENOENT || errno == ENOTDIR || errno == EACCES))
+		if (stat(check_pin[i].path, &st) != 0 &&
+		    (errno == ENOENT || errno == ENOTDIR || errno == EACCES))
 			continue;
 		/* Not the kernel's refusal of a confinement (which would run every later check
 		 * unconfined): this check is not run. */
+		if (file)
+			pin = open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		/* Without a /dev/null, the file itself, read-only. */
+		if (pin < 0 && (!file || errno == ENOENT))
+			pin = open_tree(AT_FDCWD, check_pin[i].path,
+			    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (file ? 0 : AT_RECURSIVE));
 		if (pin < 0 ||
 		    mount_setattr(pin, "", AT_EMPTY_PATH, file ? &ro : &nodev, sizeof ro) != 0 ||
 		    move_mount(pin, "", AT_FDCWD, check_pin[i].path, MOVE_MOUNT_F_EMPTY_PATH) !=
@@ -554,7 +626,7 @@ static int check_confine(const char *workspace, int status_fd)
 		if (mount("tmpfs", check_empty[i].path, "tmpfs",
 		        MS_NOSUID | MS_NODEV |
 		            (check_empty[i].writable ? 0 : MS_RDONLY | MS_NOEXEC),
-		        check_empty[i].writable ? "mode=1777" : "mode=0700") != 0 &&
+		        check_empty[i].writable ? check_tmpfs_options : "mode=0700") != 0 &&
 		    errno != ENOENT && errno != ENOTDIR)
 			return check_confine_fail(status_fd, "mount(tmpfs)", check_empty[i].path);
 	for (i = 0; prctl(PR_CAPBSET_READ, (unsigned long)i, 0, 0, 0) >= 0; i++)
@@ -579,7 +651,7 @@ static int check_confine(const char *workspace, int status_fd)
 static void check_child(const struct check_spec *spec, int out_fd, int err_fd, int status_fd,
     pid_t worker, int ns_fd, bool net, bool confine)
 {
-	char *env[16], fd_arg[16];
+	char *env[16], fd_arg[16], data_arg[24];
 	int null_fd = open("/dev/null", O_RDONLY);
 
 	if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
@@ -591,6 +663,8 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
+	if (check_limits_apply(status_fd, ns_fd >= 0) != 0)
+		_exit(126);
 	if (net && check_net_isolate(status_fd) != 0)
 		_exit(126);
 	if (confine && check_confine(spec->workspace, status_fd) != 0)
@@ -612,10 +686,11 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 		/* A fresh image of the worker's binary: it holds no key, and the worker can map
 		 * its ids (the files of /proc/<pid> of this non-dumpable copy are root's). */
 		snprintf(fd_arg, sizeof fd_arg, "%d", ns_fd);
+		snprintf(data_arg, sizeof data_arg, "%lld", (long long)check_limits_data());
 		if (fcntl(ns_fd, F_SETFD, 0) == 0)
 			execve("/proc/self/exe",
 			    (char *const[]){ (char *)"autopack-check-init", (char *)CHECK_INIT_FLAG,
-			        fd_arg, (char *)spec->command, NULL },
+			        fd_arg, data_arg, (char *)spec->command, NULL },
 			    env);
 		dprintf(
 		    status_fd, "cannot run the check's init (/proc/self/exe): %s", strerror(errno));
@@ -680,8 +755,11 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		return -1;
 	}
-	if (ns == CHECK_NS_USER_PID && check_confined)
+	if (ns == CHECK_NS_USER_PID && check_confined) {
 		check_empty_choose(spec->workspace, spec->protect);
+		check_tmpfs_options = check_limits_tmpfs_options();
+	}
+	check_limits_prepare(ns == CHECK_NS_USER_PID);
 	if (ns != CHECK_NS_NONE && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sk) != 0) {
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		close(sp[0]);
@@ -695,17 +773,24 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		    (ns == CHECK_NS_USER_PID ? CLONE_NEWUSER : 0) | CLONE_NEWPID | SIGCHLD, 0, 0, 0,
 		    0);
 	if (pid < 0) {
+		const char *call = ns == CHECK_NS_USER_PID ? "clone(CLONE_NEWUSER|CLONE_NEWPID)" :
+		                                             "clone(CLONE_NEWPID)";
+		int e = errno;
+		char why[200];
+
 		refused = ns != CHECK_NS_NONE &&
-		    (errno == EPERM || errno == EINVAL || errno == ENOSPC || errno == ENOSYS ||
-		        errno == EUSERS || errno == EACCES);
-		if (refused)
-			snprintf(err, errlen, "%s: %s",
-			    ns == CHECK_NS_USER_PID ? "clone(CLONE_NEWUSER|CLONE_NEWPID)" :
-			                              "clone(CLONE_NEWPID)",
-			    strerror(errno));
+		    (e == EPERM || e == EINVAL || e == ENOSPC || e == ENOSYS || e == EUSERS ||
+		        e == EACCES);
+		if (refused &&
+		    check_ns_used_up(e, ns == CHECK_NS_USER_PID ? CHECK_KIND_USER : CHECK_KIND_PID,
+		        CHECK_KIND_PID, why, sizeof why)) {
+			refused = 0;
+			snprintf(err, errlen, "cannot start the check command: %s: %s: %s", call,
+			    strerror(e), why);
+		} else if (refused)
+			snprintf(err, errlen, "%s: %s", call, strerror(e));
 		else
-			snprintf(
-			    err, errlen, "cannot start the check command: %s", strerror(errno));
+			snprintf(err, errlen, "cannot start the check command: %s", strerror(e));
 		goto fail;
 	}
 	if (pid == 0) {
@@ -767,6 +852,7 @@ static pid_t check_start(
 	pid_t pid;
 
 	if (check_ns < 0) {
+		check_ns_max_read();
 		check_ns = CHECK_NS_USER_PID;
 		if (access("/proc/self/exe", X_OK) != 0) {
 			snprintf(why, sizeof why, "/proc/self/exe: %s", strerror(errno));
@@ -817,22 +903,42 @@ static pid_t check_start(
 	return pid;
 }
 
-/* How the command in a namespace ended, from its init's report on `fd` once the init is
- * reaped: *status becomes the command's wait status. Without a report (the init was killed,
- * with everything in its namespace) *status stays the init's. Returns 0, or -1 with `err`
- * when the init could not run /bin/sh, or sent anything else. */
-static int check_report(int fd, int *status, char *err, size_t errlen)
+/* Fill `full` (of `n` bytes) with those of the directories `list` names (separated by
+ * spaces) that are this check's private writable ones (check_rw_private), separated by
+ * ", ". */
+static void check_full_private(const char *list, char *full, size_t n)
 {
-	char msg[256];
-	ssize_t n;
+	char copy[256], *tok, *save;
+	size_t k = 0, i;
 
-	while ((n = recv(fd, msg, sizeof msg - 1, MSG_DONTWAIT)) < 0 && errno == EINTR)
+	full[0] = '\0';
+	snprintf(copy, sizeof copy, "%s", list);
+	for (tok = strtok_r(copy, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save))
+		for (i = 0; check_rw_dirs[i] != NULL; i++)
+			if (strcmp(tok, check_rw_dirs[i]) == 0 && check_rw_private[i] &&
+			    k + strlen(tok) + 3 < n)
+				k += (size_t)snprintf(
+				    full + k, n - k, "%s%s", k > 0 ? ", " : "", tok);
+}
+
+/* How the command in a namespace ended, from its init's report on `fd` once the init is
+ * reaped: *status becomes the command's wait status, and `full` (of `n` bytes) names the
+ * check's private temporary directories the init found full. Without a report (the init
+ * was killed, with everything in its namespace) *status stays the init's. Returns 0, or
+ * -1 with `err` when the init could not run /bin/sh, or sent anything else. */
+static int check_report(int fd, int *status, char *full, size_t n, char *err, size_t errlen)
+{
+	char msg[256], *end;
+	ssize_t got;
+
+	while ((got = recv(fd, msg, sizeof msg - 1, MSG_DONTWAIT)) < 0 && errno == EINTR)
 		;
-	if (n <= 0)
+	if (got <= 0)
 		return 0;
-	msg[n] = '\0';
+	msg[got] = '\0';
 	if (msg[0] == 'X') {
-		*status = atoi(msg + 1);
+		*status = (int)strtol(msg + 1, &end, 10);
+		check_full_private(end, full, n);
 		return 0;
 	}
 	/* Text only: code in the namespace may have written it. */
@@ -849,6 +955,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	int log_fd[2] = { -1, -1 }, pipe_fd[2][2] = { { -1, -1 }, { -1, -1 } };
 	struct capture cap[2];
 	int status = 0, rc = -1, i, ns_fd = -1, logs;
+	char full[64] = "";
 	pid_t pid;
 
 	memset(out, 0, sizeof *out);
@@ -912,7 +1019,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	 * worker, a child subreaper (a process that left the session and was orphaned). */
 	kill(-pid, SIGKILL);
 	check_pgid = 0;
-	if (ns_fd >= 0 && check_report(ns_fd, &status, err, errlen) != 0)
+	if (ns_fd >= 0 && check_report(ns_fd, &status, full, sizeof full, err, errlen) != 0)
 		goto out;
 	if (getsid(0) == getpid() &&
 	    procs_session_kill(getpid(), getpid(), procs_keep_none, NULL, CHECK_GRACE_MS) < 0)
@@ -963,6 +1070,8 @@ out:
 		capture_last(&cap[0], out->excerpt, sizeof out->excerpt);
 	if (rc == 0)
 		out->stderr_log_errno = cap[1].write_errno;
+	if (rc == 0 && !out->timed_out && !out->stopped_from_outside && out->exit_code != 0)
+		check_limits_hit(out->excerpt, full, out->limit, sizeof out->limit);
 	return rc;
 }
 

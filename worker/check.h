@@ -49,6 +49,8 @@ struct check_result {
 	int stderr_log_errno;           /* why the stderr log lost bytes (a full disk), else 0 */
 	bool stopped_from_outside;      /* ended by SIGTERM, SIGINT or SIGHUP that did not come from
 	                              the check itself (check_note_stop_signal) */
+	char limit[200]; /* a failed check: the limit it seems to have met (check_limits_hit),
+	                    else "" */
 };
 
 /* Whether the directory `dir` (a path) is or holds the worker's own binary or a directory

@@ -1,13 +1,16 @@
 /* PID 1 of a check command's PID namespace (worker/check_init.h). */
 #include "worker/check_init.h"
+#include "worker/check_limits.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +27,23 @@ static void check_init_send(int fd, const char *msg, size_t len)
 		_exit(126);
 }
 
+/* Append to `msg` (of `n` bytes, holding `len`) " PATH" for each temporary directory that
+ * is a tmpfs with no block or no inode left (what the check's writes met there, when the
+ * worker limited its size). Returns the new length. */
+static size_t check_init_full(char *msg, size_t len, size_t n)
+{
+	static const char *const dirs[] = { "/tmp", "/var/tmp", "/dev/shm" };
+	struct statfs st;
+
+	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+		if (statfs(dirs[i], &st) != 0 || st.f_type != TMPFS_MAGIC ||
+		    (st.f_bavail > 0 && st.f_ffree > 0) || len + strlen(dirs[i]) + 2 > n)
+			continue;
+		len += (size_t)snprintf(msg + len, n - len, " %s", dirs[i]);
+	}
+	return len;
+}
+
 void check_init_main(int argc, char **argv)
 {
 	char msg[256], go;
@@ -31,7 +51,7 @@ void check_init_main(int argc, char **argv)
 	pid_t sh, w;
 	ssize_t n;
 
-	if (argc != 4 || (fd = atoi(argv[2])) < 3 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+	if (argc != 5 || (fd = atoi(argv[2])) < 3 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
 		_exit(2);
 	prctl(PR_SET_NAME, "check-init");
 	/* The worker maps this namespace's ids, then says go; EOF: it gave up. */
@@ -42,6 +62,13 @@ void check_init_main(int argc, char **argv)
 	/* Its memory and /proc files are closed to the command, whatever its capabilities in
 	 * the namespace. */
 	prctl(PR_SET_DUMPABLE, 0);
+	if (check_limits_data_set(atoll(argv[3])) != 0) {
+		n = snprintf(msg, sizeof msg,
+		    "Ecannot limit the check's memory (setrlimit(RLIMIT_DATA)): %s",
+		    strerror(errno));
+		check_init_send(fd, msg, (size_t)n);
+		_exit(0);
+	}
 	if (pipe2(ep, O_CLOEXEC) != 0 || (sh = fork()) < 0) {
 		n = snprintf(
 		    msg, sizeof msg, "Ecannot start the check command: %s", strerror(errno));
@@ -49,7 +76,7 @@ void check_init_main(int argc, char **argv)
 		_exit(0);
 	}
 	if (sh == 0) {
-		execve("/bin/sh", (char *const[]){ (char *)"sh", (char *)"-c", argv[3], NULL },
+		execve("/bin/sh", (char *const[]){ (char *)"sh", (char *)"-c", argv[4], NULL },
 		    environ);
 		dprintf(ep[1], "cannot run /bin/sh: %s", strerror(errno));
 		_exit(127);
@@ -74,6 +101,8 @@ void check_init_main(int argc, char **argv)
 	if (n > 0)
 		check_init_send(fd, msg, (size_t)n + 1);
 	else
-		check_init_send(fd, msg, (size_t)snprintf(msg, sizeof msg, "X%d", status));
+		check_init_send(fd, msg,
+		    check_init_full(
+		        msg, (size_t)snprintf(msg, sizeof msg, "X%d", status), sizeof msg));
 	_exit(0);
 }

@@ -13,6 +13,7 @@
 #include "proto/fdio.h"
 #include "proto/hand.h"
 #include "worker/check.h"
+#include "worker/check_limits.h"
 #include "worker/check_init.h"
 #include "worker/keys.h"
 #include "worker/outbox.h"
@@ -43,6 +44,8 @@ static const char usage_text[] =
     "usage: autopack-worker --handoff-fd H | --fd N [--keys-fd K]\n"
     "                       [--event-window N] [--log-file PATH] [--log-level L]\n"
     "                       [--log-format F] [--check-network isolated|host]\n"
+    "                       [--check-max-processes N] [--check-max-memory-mib M]\n"
+    "                       [--check-tmp-size-mib M]\n"
     "       autopack-worker --version | --help\n"
     "\n"
     "Runs phases for autopack-supervisor. The supervisor starts it with --handoff-fd H:\n"
@@ -57,7 +60,14 @@ static const char usage_text[] =
     "  --log-level L      error, warn, info (default) or debug\n"
     "  --log-format F     text (default) or json: one JSON object a line\n"
     "  --check-network N  isolated (default): check commands get a network of their own\n"
-    "                     with only a loopback interface; host: they share the machine's\n";
+    "                     with only a loopback interface; host: they share the machine's\n"
+    "  --check-max-processes N  processes and threads a check command runs at once\n"
+    "                     (default 1024; 0: no limit)\n"
+    "  --check-max-memory-mib M  memory each process of a check may allocate\n"
+    "                     (RLIMIT_DATA; default a quarter of the machine's; 0: no limit)\n"
+    "  --check-tmp-size-mib M  size of a check's private /tmp, /var/tmp and /dev/shm,\n"
+    "                     each (default a sixteenth of the machine's memory; 0: the\n"
+    "                     kernel's, half of it)\n";
 
 /* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
 static pid_t wk_supervisor;
@@ -378,6 +388,8 @@ static void wk_flags(
 {
 	enum log_format format;
 	enum log_level level;
+	char lerr[160];
+	int taken;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -419,6 +431,11 @@ static void wk_flags(
 			else if (strcmp(argv[i], "isolated") != 0)
 				log_fatal(
 				    2, "--check-network: \"%s\" is not isolated or host", argv[i]);
+		} else if (i + 1 < argc &&
+		    (taken = check_limits_flag(argv[i], argv[i + 1], lerr, sizeof lerr)) != 0) {
+			if (taken < 0)
+				log_fatal(2, "%s", lerr);
+			i++;
 		} else if (strcmp(argv[i], "--log-file") == 0 && i + 1 < argc) {
 			if (log_open(argv[++i]) != 0)
 				log_fatal(1, "cannot open log file %s", argv[i]);

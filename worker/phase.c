@@ -544,11 +544,12 @@ static bool phase_check(struct phase_ctx *pc)
 		    r.term_signal, strsignal(r.term_signal));
 	} else if (r.exit_code != 0)
 		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_FAILED, FP_STAGE_CHECK,
-		    "check command %s %d (stderr: %s%s%s): %s",
+		    "check command %s %d (stderr: %s%s%s)%s%s: %s",
 		    r.exit_code < 0 ? "killed by signal" : "exited",
 		    r.exit_code < 0 ? r.term_signal : r.exit_code, r.stderr_path,
 		    r.stderr_log_errno != 0 ? ", not all written: " : "",
-		    r.stderr_log_errno != 0 ? strerror(r.stderr_log_errno) : "", r.excerpt);
+		    r.stderr_log_errno != 0 ? strerror(r.stderr_log_errno) : "",
+		    r.limit[0] != '\0' ? "; " : "", r.limit, r.excerpt);
 	else
 		phase_log(pc, "info", "check command passed in %lld ms", (long long)r.duration_ms);
 	check_result_free(&r);

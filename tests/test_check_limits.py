@@ -1,0 +1,145 @@
+"""A check command (and the code the model wrote, which it runs) takes only so much of the
+machine: so many processes at once, so much memory a process, so large a private /tmp,
+/var/tmp and /dev/shm, and the OOM killer takes its processes first. A fork bomb reached
+the whole machine (1,500 processes of a check ran beside the supervisor), a process
+allocated without end, and /dev/shm took up to half of the machine's memory; each now fails
+its check, the attempt's message names the limit and its flag, and the drain goes on."""
+import os
+
+import pytest
+
+from conftest import run
+from e2e_helpers import (Standin, checks_where, drain_until_exit, import_plan, init_db,
+                         needs_namespaces, phase_spec, rows)
+
+KEY = {"ANTHROPIC_API_KEY": "sk-ant-check-limits"}
+
+# Forks children that wait on a pipe until it has 2000 of them or fork fails; writes how
+# many it had to forks.txt, and the error to stderr.
+FORKS = r'''
+import os, sys
+r, w = os.pipe()
+n = 0
+try:
+    while n < 2000:
+        if os.fork() == 0:
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0)
+        n += 1
+    err = None
+except OSError as e:
+    err = e
+with open("forks.txt", "w") as f:
+    f.write(str(n))
+if err is not None:
+    sys.exit("after %d processes: %s" % (n, err))
+'''
+
+
+def kernel_at_least(major, minor):
+    release = os.uname().release.split(".")
+    return (int(release[0]), int(release[1].split("-")[0])) >= (major, minor)
+
+
+def drain_checks(tmp, checks, *flags, prefix=()):
+    """Drain one run a check (`checks`: [(phase_id, command)]) and one more whose check
+    passes, with `flags`; return the attempts by phase and the supervisor's log."""
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws, exist_ok=True)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run-" + pid, ws, [phase_spec(pid, ("out/%s.py" % pid,),
+                                                         check=cmd)])
+                           for pid, cmd in checks + [("calm", "true")]])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 2, "--max-attempts-per-phase", 1,
+                               *flags, env=KEY, prefix=prefix)
+    assert rc in (0, 5), sup.stderr()
+    att = {a["phase_id"]: a for a in rows(
+        url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
+    assert att["calm"]["outcome"] == "success", att
+    return ws, att, sup.stderr()
+
+
+def test_a_fork_bomb_stops_at_the_checks_process_limit(tmp):
+    needs_namespaces("pid")
+    if os.geteuid() == 0 and not kernel_at_least(6, 14):
+        pytest.skip("root's processes are limited by the PID namespace's pid_max, kept by "
+                    "namespace from Linux 6.14 on")
+    tmp = str(tmp)
+    with open(os.path.join(tmp, "forks.py"), "w") as f:
+        f.write(FORKS)
+    ws, att, err = drain_checks(tmp, [("forks", "/usr/bin/python3 %s/forks.py" % tmp)],
+                                "--check-max-processes", 64)
+    a = att["forks"]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "CHECK_FAILED"), a
+    assert "a check runs at most 64 processes and threads at once (--check-max-processes)" \
+        in a["message"], a
+    assert "Resource temporarily unavailable" in a["message"], a
+    with open(os.path.join(ws, "forks.txt")) as f:
+        forked = int(f.read())
+    # Root is held by the namespace's pid_max (64 + 300: the pids below 300 are handed out
+    # once only); another user by RLIMIT_NPROC, counted in its user namespace.
+    assert 1 <= forked < (64 + 300 if os.geteuid() == 0 else 64), forked
+
+
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_a_process_that_allocates_without_end_stops_at_the_checks_memory_limit(tmp, where):
+    prefix = checks_where(where)
+    alloc = "/usr/bin/python3 -c 'b = bytearray(1 << 30); open(\"alloc.txt\", \"w\")'"
+    ws, att, err = drain_checks(str(tmp), [("alloc", alloc)], "--check-max-memory-mib", 256,
+                                prefix=prefix)
+    a = att["alloc"]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "CHECK_FAILED"), a
+    assert "each process of a check allocates at most 256 MiB (--check-max-memory-mib)" \
+        in a["message"], a
+    assert "MemoryError" in a["message"], a
+    assert not os.path.exists(os.path.join(ws, "alloc.txt"))
+
+
+def test_a_check_fills_its_private_dev_shm_only_up_to_its_size(tmp):
+    needs_namespaces()
+    fill = "df -k /var/tmp > var-tmp.txt; head -c 16M /dev/zero > /dev/shm/big"
+    ws, att, err = drain_checks(str(tmp), [("fill", fill)], "--check-tmp-size-mib", 8)
+    a = att["fill"]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "CHECK_FAILED"), a
+    assert "/dev/shm was full (a check's /tmp, /var/tmp and /dev/shm hold at most 8 MiB " \
+        "each: --check-tmp-size-mib)" in a["message"], a
+    assert "No space left on device" in a["message"], a
+    # /var/tmp, which it did not fill, is as small.
+    with open(os.path.join(ws, "var-tmp.txt")) as f:
+        assert f.read().splitlines()[1].split()[1] == str(8 * 1024)
+
+
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_checks_get_the_default_limits_and_the_oom_killers_first_choice(tmp, where):
+    prefix = checks_where(where)
+    probe = ("cat /proc/self/oom_score_adj > oom.txt; cat /proc/self/limits > limits.txt; "
+             "cat /proc/sys/kernel/pid_max > pid_max.txt")
+    ws, att, err = drain_checks(str(tmp), [("probe", probe)], prefix=prefix)
+    assert att["probe"]["outcome"] == "success", att
+
+    def read(name):
+        with open(os.path.join(ws, name)) as f:
+            return f.read().strip()
+    # The OOM killer takes a check's processes before the supervisor or a worker, and
+    # the check cannot lower that.
+    assert read("oom.txt") == "1000"
+    limits = {line[:26].strip(): line[26:].split()[:2]
+              for line in read("limits.txt").splitlines()[1:]}
+    quarter = (os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4 >> 20) << 20
+    assert limits["Max data size"] == [str(quarter)] * 2, limits
+    if where == "namespaces":
+        assert limits["Max processes"] == ["1024"] * 2, limits
+        if kernel_at_least(6, 14):
+            assert read("pid_max.txt") == str(1024 + 300)
+
+
+@pytest.mark.parametrize("flag", ["--check-max-processes", "--check-max-memory-mib",
+                                  "--check-tmp-size-mib"])
+def test_a_bad_check_limit_is_refused_naming_the_flag(tmp, flag):
+    r = run("autopack-supervisor", "--db", init_db(str(tmp)), flag, "-1")
+    assert r.rc == 2, r
+    assert "--%s: \"-1\" is not a whole number from 0" % flag.lstrip("-") in r.err, r
+    r = run("autopack-worker", "--fd", "3", flag, "lots")
+    assert r.rc == 2, r
+    assert "%s: \"lots\" is not a whole number from 0 (no limit)" % flag in r.err, r
