@@ -14,9 +14,13 @@ import msgpack
 import pytest
 
 from conftest import ctl
+from pg_cluster import connect
 from supervisor_helpers import (Supervisor, make_plan, rogue_notes, rogue_supervisor, sql,
                                 status_when,
                                 wait_for)
+
+# The key of the supervisors' session-choosing lock (a transaction's advisory lock).
+SESSION_LOCK_KEY = 1095782995
 
 
 def new_pg_db(tmp, url, runs, tiers=1, phases=3):
@@ -52,8 +56,21 @@ def assert_one_per_run_in_order(rows, expected_phases):
 
 def test_three_supervisors_drain_2000_phases_each_once_in_order(tmp, pg_url):
     url = new_pg_db(tmp, pg_url, runs=100, tiers=2, phases=10)
-    sups = [Supervisor(tmp, url, "--workers", 4, "--dry-run", "--exit-when-drained",
-                       name="sup%d" % i) for i in range(3)]
+    # The session-choosing lock held until all three wait for it: none starts draining
+    # before the others are up, however late one of them starts.
+    holder = connect(url)
+    holder.autocommit = False
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (SESSION_LOCK_KEY,))
+    try:
+        sups = [Supervisor(tmp, url, "--workers", 4, "--dry-run", "--exit-when-drained",
+                           name="sup%d" % i) for i in range(3)]
+        for s in sups:
+            wait_for(lambda: "the session-choosing lock is held by" in s.stderr(),
+                     timeout=60, what="each supervisor waiting for the lock")
+    finally:
+        holder.rollback()
+        holder.close()
     for s in sups:
         assert s.wait(timeout=600) == 0, s.stderr()
     rows = attempts(url)

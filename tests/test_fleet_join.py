@@ -6,9 +6,8 @@ import signal
 
 from pg_cluster import connect
 from supervisor_helpers import rogue_supervisor, sql, wait_for
+from test_fleet import SESSION_LOCK_KEY as LOCK_KEY
 from test_fleet import attempts, new_pg_db, supervisor_ids
-
-LOCK_KEY = 1095782995
 
 
 def lock_held_and_waiting(url):
