@@ -297,9 +297,10 @@ def test_a_server_down_longer_than_the_lease_timeout_loses_no_supervisor(tmp, ow
     assert sql(url, "SELECT count(*) FROM supervisors WHERE state = 'lost'") == [(0,)]
 
 
-def control_ask(path, cmd, *args, timeout=5):
+def control_ask(path, cmd, *args, timeout=30):
     """One request on a fresh connection to a supervisor's control socket: its reply,
-    or None when none came within `timeout` (the connection was not being read)."""
+    or None when none came within `timeout` (the connection was not being read; the
+    callers ask while the server is down and start it only after the answers)."""
     body = msgpack.packb({"v": 1, "t": "request", "id": 1, "cmd": cmd,
                           "args": [str(a) for a in args]})
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
