@@ -20,9 +20,11 @@ static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
 static enum log_format log_fmt = LOG_FORMAT_TEXT;
 static FILE *log_file;
-static char *log_path;       /* the file log_open opened, for log_reopen and log_follow */
-static int log_journal = -1; /* unknown until the first line */
-static bool log_following;   /* log_follow before every line */
+static char *log_path;        /* the file log_open opened, for log_reopen and log_follow */
+static int log_journal = -1;  /* unknown until the first line */
+static bool log_following;    /* log_follow before every line */
+static bool log_file_failing; /* the last line to log_file could not be written */
+static bool log_on_stderr;    /* the line being written goes to stderr, log_file or not */
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 static const char *const format_names[] = { "text", "json" };
@@ -297,6 +299,42 @@ static const char *log_pid_text(void)
 	return log_pid_str;
 }
 
+static void log_vline(
+    enum log_level level, const struct log_about *about, const char *fmt, va_list ap);
+
+/* Write one line at `level` to stderr, not to the log file. */
+static void log_stderr(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_on_stderr = true;
+	log_vline(level, NULL, fmt, ap);
+	log_on_stderr = false;
+	va_end(ap);
+}
+
+/* After a line went to the log file: when it could not be written (errno `err`: a full
+ * disk, an I/O error) say so on stderr, naming the file and the cause, the first time,
+ * and put the line there too; once a line is written again, say that on stderr. */
+static void log_file_result(int err, const char *line, size_t len)
+{
+	bool was_failing = log_file_failing;
+
+	log_file_failing = err != 0;
+	if (err != 0 && !was_failing)
+		log_stderr(LOG_ERROR,
+		    "cannot write the log file %s: %s; until it can be written again, its lines"
+		    " go to standard error",
+		    log_path, strerror(err));
+	if (err != 0) {
+		fwrite(line, 1, len, stderr);
+		fflush(stderr);
+	} else if (was_failing) {
+		log_stderr(LOG_WARN, "the log file %s is written again", log_path);
+	}
+}
+
 /* Build and write one line at `level`. The message is formatted into a buffer on the
  * stack, or on the heap when it does not fit; the line is put together in one allocation
  * sized for it. Allocation failure aborts. */
@@ -308,11 +346,11 @@ static void log_vline(
 	struct strbuf b = { 0 };
 	char ts[32], small[LOG_MSG_STACK], *msg = small, *heap = NULL;
 	va_list again;
-	int n;
+	int n, werr;
 
 	if (log_following)
 		log_follow();
-	out = log_file != NULL ? log_file : stderr;
+	out = log_file != NULL && !log_on_stderr ? log_file : stderr;
 	journal = log_to_journal();
 	va_copy(again, ap);
 	n = vsnprintf(small, sizeof small, fmt, ap);
@@ -363,9 +401,14 @@ static void log_vline(
 		strbuf_puts(&b, "\n");
 	}
 	flockfile(out);
+	errno = 0;
 	fwrite(b.s, 1, b.len, out);
 	fflush(out);
+	werr = !ferror(out) ? 0 : errno != 0 ? errno : EIO;
+	clearerr(out);
 	funlockfile(out);
+	if (out != stderr)
+		log_file_result(werr, b.s, b.len);
 	free(b.s);
 	free(heap);
 }

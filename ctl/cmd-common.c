@@ -77,6 +77,16 @@ bool cmd_db_flag_set(struct cmd_ctx *ctx, char *value, char **shown)
 	return true;
 }
 
+/* 0 when `value`, the path `what` names (an option or argument), is not empty; else a
+ * usage error naming `what` (exit 2): an empty path opens nothing, and the error of the
+ * attempt would name nothing. */
+int cmd_path_given(const struct cmd_ctx *ctx, const char *what, const char *value)
+{
+	if (value[0] != '\0')
+		return 0;
+	return cmd_usage_error(ctx, "%s is empty: give a path", what);
+}
+
 /* Return the next command-specific option, handling the common ones. */
 int cmd_getopt(
     struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code)
@@ -160,6 +170,16 @@ int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url)
 		return 0;
 	cmd_fail(ctx, STORE_EINVAL, "%s", err);
 	return CMD_EXIT_UNUSABLE;
+}
+
+/* Resolve the database URL to see which backend or supervisor a command goes to, saying
+ * nothing: nonzero (with *path and *url NULL) for a bad or missing URL, which the command's
+ * own path then reports once. */
+int cmd_db_probe(const struct cmd_ctx *ctx, char **path, char **url)
+{
+	char err[1024];
+
+	return dburl_resolve(ctx->db_flag, path, url, NULL, err, sizeof err);
 }
 
 /* Open read-only, reporting any failure; optionally print the banner. */

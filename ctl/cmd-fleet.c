@@ -525,7 +525,7 @@ int cmd_fleet_fetch(struct cmd_ctx *ctx, int64_t *target, const char *cmd, struc
 
 	memset(out, 0, sizeof *out);
 	*handled = false;
-	if (cmd_db_resolve(ctx, &path, &url) != 0 || strncmp(url, "postgresql://", 13) != 0) {
+	if (cmd_db_probe(ctx, &path, &url) != 0 || strncmp(url, "postgresql://", 13) != 0) {
 		free(path);
 		free(url);
 		return 0;
@@ -576,7 +576,7 @@ int cmd_fleet_live(
 	int rc;
 
 	*handled = false;
-	if (cmd_db_resolve(ctx, &path, &url) != 0) {
+	if (cmd_db_probe(ctx, &path, &url) != 0) {
 		free(path);
 		free(url);
 		return 0;

@@ -478,7 +478,7 @@ int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, siz
 	int fd, rc;
 
 	*forwarded = false;
-	if (cmd_db_resolve(ctx, &path, &url) != 0) {
+	if (cmd_db_probe(ctx, &path, &url) != 0) {
 		free(path);
 		free(url);
 		return 0;
@@ -533,7 +533,11 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 	while ((o = cmd_getopt(ctx, argc, argv, opts, &exit_code)) != -1) {
 		switch (o) {
 		case CMD_OPT_DONE: return exit_code;
-		case OPT_CONTROL: control = optarg; break;
+		case OPT_CONTROL:
+			if ((exit_code = cmd_path_given(ctx, "--control", optarg)) != 0)
+				return exit_code;
+			control = optarg;
+			break;
 		case OPT_SUPERVISOR: only = optarg; break;
 		case OPT_FORCE:
 		case OPT_NOW:

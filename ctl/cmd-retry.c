@@ -167,7 +167,11 @@ static int cmd_retry_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		switch (c) {
 		case CMD_OPT_DONE: return ret;
 		case OPT_DRY: dry_run = true; break;
-		case OPT_CONTROL: control = optarg; break;
+		case OPT_CONTROL:
+			if ((ret = cmd_path_given(ctx, "--control", optarg)) != 0)
+				return ret;
+			control = optarg;
+			break;
 		case OPT_RUN:
 		case OPT_FINGERPRINT:
 		case OPT_REASON:

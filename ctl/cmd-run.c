@@ -31,6 +31,8 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (optind + 1 != argc)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind + 1]);
 	plan = argv[optind];
+	if ((ret = cmd_path_given(ctx, "the plan file's name", plan)) != 0)
+		return ret;
 	/* The database must be usable; then the plan is read before anything is locked, as a
 	 * plan on a pipe may wait for its writer. */
 	ret = cmd_open_read(ctx, &st, false);

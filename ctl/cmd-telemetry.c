@@ -343,6 +343,8 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		    optind == argc ? "which file? give one TSV file" : "unexpected argument '%s'",
 		    argv[optind + (optind < argc)]);
 	file = argv[optind];
+	if ((ret = cmd_path_given(ctx, "the TSV file's name", file)) != 0)
+		return ret;
 	run_id = run_arg != NULL ? xstrdup(run_arg) : telem_import_run_id(file);
 	if (!telem_id_valid(run_id)) {
 		ret = cmd_usage_error(ctx,
@@ -434,6 +436,8 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 			goto out;
 		if (c == CMD_OPT_RUN_ID)
 			cmd_telem_add_run(&f, ids, optarg);
+		else if ((ret = cmd_path_given(ctx, "--out", optarg)) != 0)
+			goto out;
 		else
 			out_path = optarg;
 	}

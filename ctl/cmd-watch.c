@@ -241,7 +241,11 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 
 		switch (o) {
 		case CMD_OPT_DONE: return exit_code;
-		case OPT_CONTROL: control = optarg; break;
+		case OPT_CONTROL:
+			if ((exit_code = cmd_path_given(ctx, "--control", optarg)) != 0)
+				return exit_code;
+			control = optarg;
+			break;
 		case OPT_SUPERVISOR:
 			if (numarg_ll(optarg, &id) != 0 || id <= 0)
 				return cmd_usage_error(
@@ -269,7 +273,6 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 	if (control != NULL && target > 0)
 		return cmd_usage_error(ctx, "--supervisor and --control name a supervisor twice");
 	json = json || ctx->json;
-	ctx->json = false; /* failures are reported as text on stderr */
 	width = json ? 0 : watch_tty_width();
 	for (;;) {
 		struct live_reply r;

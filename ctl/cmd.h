@@ -98,6 +98,8 @@ int cmd_getopt(
  * {"ok": false, "error": "EINVAL", "message"} object on stdout; returns 2. */
 int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* 0 if path `value` (option or argument `what`) is not empty, else a usage error: 2. */
+int cmd_path_given(const struct cmd_ctx *ctx, const char *what, const char *value);
 /* Print a command's --help to stdout. */
 void cmd_print_help(const struct cmd_entry *e);
 
@@ -118,6 +120,8 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx);
 /* Resolve the database from --db and the environment; 0, or an exit code after
  * reporting the error. */
 int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url);
+/* Resolve the database URL silently: nonzero for a bad or missing one (reported later). */
+int cmd_db_probe(const struct cmd_ctx *ctx, char **path, char **url);
 /* Open the database read-only and, if `banner`, print its banner; 0 or an exit code. */
 int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner);
 /* Open `path` to be written from its start (made 0644 if missing), unless it is one of

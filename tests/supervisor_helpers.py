@@ -1,5 +1,6 @@
 """Helpers for process-level supervisor tests: databases with generated plans, a running
 supervisor, control requests, and the LLM stand-in."""
+import contextlib
 import json
 import os
 import signal
@@ -7,6 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+
+import pytest
 
 from conftest import ROOT, binpath, ctl, with_keys
 
@@ -299,3 +302,26 @@ def release(holder):
     """Let a hold_write_lock holder roll back and exit."""
     holder.communicate("\n", timeout=30)
     assert holder.returncode == 0
+
+
+@contextlib.contextmanager
+def full_tmpfs(path, size):
+    """A tmpfs of `size` ("64k") mounted at directory `path`, made here, and filled: its
+    file "filler" takes every free byte. Unmounted on leaving; the test is skipped where
+    mounting needs root."""
+    os.mkdir(path)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (%s); needs root" % r.stderr.strip())
+    try:
+        with open(os.path.join(path, "filler"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -348,8 +348,8 @@ def test_a_control_path_that_is_not_a_listening_socket_is_named_for_what_it_is(t
     s.close()
     plain = os.path.join(tmp, "plain")
     open(plain, "w").close()
-    for path, says in (("", "the control socket's path is empty"),
-                       (plain, "at %s: it is a regular file, not a control socket" % plain),
+    # An empty path is bad usage, exit 2 (test_offline_inputs.py).
+    for path, says in ((plain, "at %s: it is a regular file, not a control socket" % plain),
                        (tmp, "at %s: it is a directory, not a control socket" % tmp),
                        (stale, "at %s: no process listens there" % stale)):
         r = subprocess.run([binpath("autopack-ctl"), "status", "--control", path],

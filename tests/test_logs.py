@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run
 from e2e_helpers import drain, import_plan, init_db, llm_args, phase_spec, rows
-from supervisor_helpers import Supervisor
+from supervisor_helpers import Supervisor, full_tmpfs, new_db
 
 CHECK_FAIL = "echo 'ValueError: bad widget' >&2; exit 4"
 
@@ -225,3 +225,38 @@ def test_json_lines_stay_valid_utf8_when_an_id_in_the_database_is_not(tmp):
     lines = [json.loads(line.decode("utf-8")) for line in raw.splitlines()]
     failed = [x for x in lines if "cannot be encoded" in x["msg"] and x.get("run")]
     assert failed and all(x["run"] == "run-\ufffd" for x in failed), lines
+
+
+def test_a_log_file_that_cannot_be_written_says_so_and_its_lines_go_to_stderr(tmp):
+    # --log-file on a full disk: every line was lost without a word, the supervisor's and
+    # its workers', and the drain ran on with nothing to show for it anywhere.
+    url = new_db(tmp, runs=1, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     "--log-file", "/dev/full", name="full")
+    assert sup.wait() == 0, sup.stderr()
+    err = sup.stderr()
+    said = [l for l in err.splitlines() if "error: cannot write the log file /dev/full: No "
+            "space left on device; until it can be written again, its lines go to" in l]
+    assert said and "autopack-supervisor[" in said[0], err
+    assert "ended (drained)" in err and "worker 1 started" in err, err
+
+
+def test_a_log_file_written_again_after_a_full_disk_gets_the_lines_again(tmp):
+    url = new_db(tmp, runs=1, phases=1)
+    with full_tmpfs(tmp / "logs", "64k") as disk:
+        log = disk / "sup.log"
+        sup = Supervisor(tmp, url, "--workers", 0, "--dry-run", "--log-file", str(log))
+        try:
+            sup.wait_ready()
+            assert "cannot write the log file %s: No space left on device" % log \
+                in sup.stderr(), sup.stderr()
+            os.unlink(disk / "filler")
+            assert sup.ctl("pause").rc == 0
+        finally:
+            sup.proc.terminate()
+            assert sup.wait() == 0, sup.stderr()
+        assert "warn: the log file %s is written again" % log in sup.stderr(), sup.stderr()
+        with open(log) as f:
+            text = f.read()
+        assert "paused by control request" in text and "ended (received Terminated)" in text
+        assert "paused by control request" not in sup.stderr()

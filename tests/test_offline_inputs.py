@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from conftest import DATA, binpath, ctl
+from supervisor_helpers import full_tmpfs
 
 SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
 
@@ -297,25 +298,64 @@ def test_output_that_cannot_be_written_fails_the_command(db, args):
 
 def test_calibration_outputs_on_a_full_disk_name_the_cause(db, tmp):
     assert ctl("--db", url(db), "telemetry", "import", SAMPLES).rc == 0
-    full = tmp / "full"
-    full.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (%s); needs root" % r.stderr.strip())
-    try:
-        with open(full / "filler", "wb") as f:
-            try:
-                f.write(b"\0" * 65536)
-                f.flush()
-            except OSError:
-                pass
+    with full_tmpfs(tmp / "full", "4k") as full:
         r = ctl("--db", url(db), "calibrate", "--out", str(full))
         assert r.rc == 1, r
         assert "writing the calibration outputs in %s failed: No space left on device" % full \
             in r.err, r
-    finally:
-        subprocess.run(["umount", "-l", str(full)], capture_output=True)
+
+
+@pytest.mark.parametrize("args,named", [
+    (["status", "--control", ""], "--control"),
+    (["stop", "--control", ""], "--control"),
+    (["watch", "--control", ""], "--control"),
+    (["retry", "--all-failed", "--control", ""], "--control"),
+    (["run", "import", ""], "the plan file's name"),
+    (["telemetry", "import", ""], "the TSV file's name"),
+    (["telemetry", "export", "--out", ""], "--out"),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else None)
+def test_an_empty_path_is_a_usage_error_naming_it(db, args, named):
+    """An empty --control was refused as if no supervisor answered (exit 1); an empty plan
+    or TSV name, or --out, got the error of opening "" (`: cannot read the plan: No such
+    file or directory`), which names nothing."""
+    r = ctl("--db", url(db), "--json", *args)
+    assert r.rc == 2, r
+    doc = json.loads(r.out)
+    assert doc["ok"] is False and doc["error"] == "EINVAL", doc
+    assert "%s is empty: give a path" % named in doc["message"], doc
+    assert count(db, "runs") == 0 and count(db, "token_estimation_v2_events") == 0
+
+
+NO_DB = {"AUTOPACK_DB_URL": None, "DATABASE_URL": None}
+
+
+@pytest.mark.parametrize("db_args,env", [
+    ([], NO_DB),
+    (["--db", "sqlite:///odd.db?mode=ro"], NO_DB),
+    ([], {"AUTOPACK_DB_URL": "sqlite:///a.db", "DATABASE_URL": "sqlite:///b.db"}),
+], ids=["none named", "query string", "two variables disagree"])
+@pytest.mark.parametrize("args", [
+    ["status"], ["workers"], ["metrics"], ["pause"], ["resume"], ["scale", "2"], ["stop"],
+    ["cancel", "r1", "p1"], ["watch", "--count", "1"], ["seed", "telemetry-run"],
+    ["retry", "--all-failed"], ["run", "import", "plan.json"], ["db", "check"],
+    ["session", "list"], ["failed"],
+], ids=lambda a: " ".join(a))
+def test_a_database_url_that_cannot_be_used_is_one_error_and_with_json_one_document(
+        tmp, db_args, env, args):
+    """The live commands, and the writes that go through a running supervisor, first
+    looked the URL up to choose their way and reported its error there, then again on
+    the way they took: the message twice on stderr and, with --json, two objects on
+    stdout, which no JSON reader takes; `watch --json` gave none at all."""
+    with open(tmp / "plan.json", "w") as f:
+        json.dump(small_plan(), f)
+    text = ctl(*db_args, *args, env=env)
+    assert text.rc == 2, text
+    assert text.out == "" and text.err.count("autopack-ctl: ") == 1, text
+    r = ctl(*db_args, "--json", *args, env=env)
+    assert r.rc == 2, r
+    doc = json.loads(r.out)
+    assert doc["ok"] is False and doc["message"] in r.err, doc
+    assert r.err.count("autopack-ctl: ") == 1, r
 
 
 @pytest.mark.parametrize("args", [

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,14 +25,35 @@ static int dburl_refuse_scheme(const char *url, char *err, size_t errlen)
 	const char *sep = strstr(url, "://");
 	const char *colon = strchr(url, ':');
 	const char *slash = strchr(url, '/');
+	char *shown;
 	size_t n;
 
 	if (sep == NULL && (colon == NULL || (slash != NULL && slash < colon)))
 		return errbuf_fail(err, errlen,
 		    "'%s' is a bare path, not a database URL; write sqlite:///%s", url, url);
 	n = sep != NULL ? (size_t)(sep - url) : (size_t)(colon - url);
-	return errbuf_fail(err, errlen, "unsupported URL scheme '%.*s' in '%s'; use %s", (int)n,
-	    url, url, DBURL_EXAMPLE);
+	/* Shown with its password hidden: a mistyped PostgreSQL scheme may carry one. */
+	shown = dburl_pg_redact(url);
+	if (n == 6 && strncmp(url, "sqlite", n) == 0)
+		errbuf_fail(err, errlen,
+		    "'%s' is not an sqlite URL: sqlite: is followed by three slashes, then the"
+		    " path; use %s",
+		    shown, DBURL_EXAMPLE);
+	else if ((n == 6 && strncasecmp(url, "sqlite", n) == 0) ||
+	    (n == 10 && strncasecmp(url, "postgresql", n) == 0) ||
+	    (n == 8 && strncasecmp(url, "postgres", n) == 0))
+		errbuf_fail(err, errlen,
+		    "URL scheme '%.*s' in '%s' is written in lowercase: %s; use %s", (int)n, url,
+		    shown,
+		    n == 6     ? "sqlite" :
+		        n == 8 ? "postgres" :
+		                 "postgresql",
+		    DBURL_EXAMPLE);
+	else
+		errbuf_fail(err, errlen, "unsupported URL scheme '%.*s' in '%s'; use %s", (int)n,
+		    url, shown, DBURL_EXAMPLE);
+	free(shown);
+	return -1;
 }
 
 /* Check the path part of a sqlite:/// URL for forms that name no file. */

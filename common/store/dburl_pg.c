@@ -52,9 +52,7 @@ bool dburl_is_pg(const char *url)
 	return url != NULL && strncmp(url, "postgresql://", 13) == 0;
 }
 
-/* Write `url` into a heap string with the password of its user part, if any, replaced by
- * "***": the form every message shows. */
-static char *dburl_pg_redact(const char *url)
+char *dburl_pg_redact(const char *url)
 {
 	const char *auth = strstr(url, "://");
 	const char *end, *at, *colon;

@@ -20,6 +20,10 @@ bool dburl_pg_scheme(const char *url);
  * it holds for dburl_pg_password. -1 with a message in err that names what was wrong and
  * never shows the password. */
 int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errlen);
+/* `url` (of any scheme) as a heap string with the password of its user part replaced by
+ * "***", or with everything after its scheme left out when a password= parameter holds
+ * one: the form every message shows. */
+char *dburl_pg_redact(const char *url);
 /* The password given inside the URL that parsed to `canonical_url` in this process, or
  * NULL (libpq then reads PGPASSWORD or the password file). */
 const char *dburl_pg_password(const char *canonical_url);

@@ -246,6 +246,7 @@ def bench_real(rows):
         for place, wsdir in places:
             rates, cpus, sups, wholes = [], [], [], []
             for _ in range(REPEATS):
+                os.sync()  # the repeat before's workspaces written back, not during this one
                 rate, cpu, sup, whole = real_run(workers, wsdir)
                 rates.append(rate)
                 cpus.append(cpu)
