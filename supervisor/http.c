@@ -64,6 +64,8 @@ struct http {
 	char *url;
 	uint64_t log_window_ms; /* the log limit's minute, under lock */
 	unsigned log_count, log_dropped;
+	bool started;                    /* MHD_start_daemon returned; under lock */
+	char start_msg[256];             /* libmicrohttpd's first message before that, under lock */
 	struct http_deadlines deadlines; /* of each connection's next request */
 	/* constant while serving; read by the thread */
 	char *db_path; /* the SQLite file; NULL for PostgreSQL */
@@ -385,6 +387,12 @@ static void http_log_cb(void *cls, const char *fmt, va_list ap)
 	size_t n;
 
 	pthread_mutex_lock(&h->lock);
+	if (!h->started) { /* http_start says it, with its own words */
+		if (h->start_msg[0] == '\0')
+			vsnprintf(h->start_msg, sizeof h->start_msg, fmt, ap);
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
 	if (now - h->log_window_ms >= 60000) {
 		dropped = h->log_dropped;
 		h->log_window_ms = now;
@@ -443,11 +451,24 @@ int http_start(struct sup *s)
 	    MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, &h->deadlines,
 	    MHD_OPTION_NOTIFY_COMPLETED, http_deadline_completed, &h->deadlines,
 	    MHD_OPTION_STRICT_FOR_CLIENT, HTTP_STRICT, MHD_OPTION_END);
+	pthread_mutex_lock(&h->lock);
+	h->started = true;
+	strlcpy_ap(err, h->start_msg, sizeof err);
+	pthread_mutex_unlock(&h->lock);
+	err[strcspn(err, "\n")] = '\0';
 	if (h->daemon == NULL) {
-		log_error("--http %s: cannot listen there (in use, or not an address of this host)",
-		    s->cfg.http_addr);
+		/* Its message names the port it was given (0: the address carries it); its
+		 * cause follows the last ": ". */
+		const char *cause = strrchr(err, ':');
+
+		log_error("--http %s: cannot listen there: %s", s->cfg.http_addr,
+		    cause != NULL && cause[1] == ' ' ? cause + 2 :
+		        err[0] != '\0'               ? err :
+		                                       "in use, or not an address of this host");
 		return -1;
 	}
+	if (err[0] != '\0')
+		log_warn("http: %s", err);
 	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	port = info != NULL ? info->port : 0;
 	if (sa.ss_family == AF_INET)

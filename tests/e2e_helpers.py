@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import ctl
+from conftest import binpath, ctl
 import supervisor_helpers
 from supervisor_helpers import Supervisor, db_url
 
@@ -101,6 +101,20 @@ def checks_where(where):
     return refused_namespaces_prefix(pid=True)
 
 
+def another_user(tmp):
+    """An ordinary user no process of the machine runs as: its uid, the prefix that runs a
+    command as it, and a copy of the supervisor in TMP/bin, with the worker beside it as the
+    supervisor looks for it, that it may run (the tree may lie where it cannot reach, a
+    clone in root's home)."""
+    uid = 60000 + os.getpid() % 5000
+    bindir = os.path.join(str(tmp), "bin")
+    os.mkdir(bindir)
+    for b in ("autopack-supervisor", "autopack-worker"):
+        shutil.copy(binpath(b), bindir)
+    return (uid, ("setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", "--"),
+            os.path.join(bindir, "autopack-supervisor"))
+
+
 def phase_spec(phase_id="p1", deliverables=("out/mod.py",), check=None, paths=("out/",),
                category="implementation", complexity="low", description=None):
     """One phase of a plan."""
@@ -144,14 +158,14 @@ def drain(tmp, url, llm, *args, key="sk-ant-e2e-test-key", provider="anthropic",
 
 
 def drain_until_exit(tmp, url, llm, workers, *args, env, prefix=(), control=None,
-                     during=None):
+                     during=None, exe=None):
     """Run the supervisor with `workers` workers calling the stand-in `llm` until the
     database is drained (more flags `args`, environment `env`, run under `prefix`,
-    `control` as for Supervisor), calling `during(sup)` once it has started; however that
-    ends, the supervisor is killed and the stand-in stopped. Returns the supervisor and its
-    exit status."""
+    `control` and `exe` as for Supervisor), calling `during(sup)` once it has started;
+    however that ends, the supervisor is killed and the stand-in stopped. Returns the
+    supervisor and its exit status."""
     sup = Supervisor(tmp, url, "--workers", workers, "--exit-when-drained", *llm_args(llm),
-                     *args, env=env, prefix=prefix, control=control)
+                     *args, env=env, prefix=prefix, control=control, exe=exe)
     try:
         if during is not None:
             during(sup)

@@ -5,12 +5,15 @@ the whole machine (1,500 processes of a check ran beside the supervisor), a proc
 allocated without end, and /dev/shm took up to half of the machine's memory; each now fails
 its check, the attempt's message names the limit and its flag, and the drain goes on."""
 import os
+import shutil
+import subprocess
+import tempfile
 
 import pytest
 
 from conftest import run
-from e2e_helpers import (Standin, checks_where, drain_until_exit, import_plan, init_db,
-                         needs_namespaces, phase_spec, rows)
+from e2e_helpers import (Standin, another_user, checks_where, drain_until_exit, import_plan,
+                         init_db, needs_namespaces, phase_spec, rows)
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-check-limits"}
 
@@ -42,17 +45,22 @@ def kernel_at_least(major, minor):
     return (int(release[0]), int(release[1].split("-")[0])) >= (major, minor)
 
 
-def drain_checks(tmp, checks, *flags, prefix=()):
+def drain_checks(tmp, checks, *flags, prefix=(), exe=None, owner=None, env=KEY):
     """Drain one run a check (`checks`: [(phase_id, command)]) and one more whose check
-    passes, with `flags`; return the attempts by phase and the supervisor's log."""
+    passes, with `flags`, the supervisor `exe` run under `prefix` with `env`, its files
+    given to the uid `owner` when named; return the workspace, the attempts by phase and
+    the supervisor's log."""
     ws = os.path.join(tmp, "ws")
     os.makedirs(ws, exist_ok=True)
     url = init_db(tmp)
     import_plan(tmp, url, [("run-" + pid, ws, [phase_spec(pid, ("out/%s.py" % pid,),
                                                          check=cmd)])
                            for pid, cmd in checks + [("calm", "true")]])
-    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 2, "--max-attempts-per-phase", 1,
-                               *flags, env=KEY, prefix=prefix)
+    llm = Standin(tmp)
+    if owner is not None:
+        subprocess.run(["chown", "-R", "%d:%d" % (owner, owner), tmp], check=True)
+    sup, rc = drain_until_exit(tmp, url, llm, 2, "--max-attempts-per-phase", 1, *flags,
+                               env=env, prefix=prefix, exe=exe)
     assert rc in (0, 5), sup.stderr()
     att = {a["phase_id"]: a for a in rows(
         url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
@@ -80,6 +88,36 @@ def test_a_fork_bomb_stops_at_the_checks_process_limit(tmp):
     # Root is held by the namespace's pid_max (64 + 300: the pids below 300 are handed out
     # once only); another user by RLIMIT_NPROC, counted in its user namespace.
     assert 1 <= forked < (64 + 300 if os.geteuid() == 0 else 64), forked
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the drain as another user")
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_an_ordinary_users_fork_bomb_stops_at_the_process_limit(where):
+    # RLIMIT_NPROC, which holds an ordinary user: counted in the check's user namespace, or,
+    # outside one, over all of the user's processes, the worker leaving the check 64 more
+    # than it counts.
+    prefix = checks_where(where)
+    tmp = tempfile.mkdtemp(dir="/var/tmp", prefix="check-limits-")
+    try:
+        uid, as_user, exe = another_user(tmp)
+        with open(os.path.join(tmp, "forks.py"), "w") as f:
+            f.write(FORKS)
+        # Its runtime directory of its own: outside a user namespace of its own it is root
+        # (refused_namespaces_prefix), whose /tmp/autopack-0 is another's.
+        run_dir = os.path.join(tmp, "run")
+        os.mkdir(run_dir, 0o700)
+        os.chmod(tmp, 0o755)
+        ws, att, err = drain_checks(tmp, [("forks", "/usr/bin/python3 %s/forks.py" % tmp)],
+                                    "--check-max-processes", 64, prefix=as_user + prefix,
+                                    exe=exe, owner=uid,
+                                    env=dict(KEY, XDG_RUNTIME_DIR=run_dir))
+        a = att["forks"]
+        assert "a check runs at most 64 processes and threads at once " \
+            "(--check-max-processes)" in a["message"], a
+        with open(os.path.join(ws, "forks.txt")) as f:
+            assert 1 <= int(f.read()) < 64
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.mark.parametrize("where", ["namespaces", "no-namespace"])

@@ -14,7 +14,8 @@ import uuid
 import pytest
 
 from conftest import BIN, ROOT, binpath
-from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+from e2e_helpers import (Standin, another_user, import_plan, init_db, llm_args, phase_spec,
+                         rows)
 from supervisor_helpers import Supervisor, rogue_notes, rogue_supervisor
 
 # A process of the supervisor's user watching for its new children: for each, while it is
@@ -116,20 +117,13 @@ def test_a_process_of_the_workers_user_racing_their_start_takes_no_key():
 def race(tmp, rounds, per):
     """`rounds` drains of `per` one-phase runs with `per` workers, and the thief, all as
     another user than root, in `tmp`."""
-    uid = 60000 + os.getpid() % 5000
-    as_user = ("setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", "--")
+    uid, as_user, exe = another_user(tmp)
     key = "sk-ant-%s-WINDOW" % uuid.uuid4().hex
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
     stop, target, out = (os.path.join(tmp, n) for n in ("stop", "target", "thief.json"))
     with open(os.path.join(tmp, "thief.py"), "w") as f:
         f.write(THIEF)
-    # The user may not reach the tree (a clone in root's home): it runs copies of the two
-    # binaries, the worker beside the supervisor as the supervisor looks for it.
-    bindir = os.path.join(tmp, "bin")
-    os.mkdir(bindir)
-    for b in ("autopack-supervisor", "autopack-worker"):
-        shutil.copy(binpath(b), bindir)
     llm = Standin(tmp, {}, "--expect-key", key)
     thief = None
     codes = []
@@ -145,7 +139,7 @@ def race(tmp, rounds, per):
             sup = Supervisor(tmp, url, "--workers", per, "--exit-when-drained",
                              *llm_args(llm), env={"ANTHROPIC_API_KEY": key},
                              name="sup%d" % r, prefix=as_user,
-                             exe=os.path.join(bindir, "autopack-supervisor"))
+                             exe=exe)
             try:
                 # setpriv execs the supervisor: the pid is its own.
                 with open(target + ".new", "w") as f:

@@ -111,7 +111,7 @@ def test_a_pause_closes_the_leases_opened_ahead_as_not_started(tmp):
     url, sup, pids, ahead = frozen_drain(tmp)
     try:
         assert sup.ctl("pause").rc == 0
-        wait_for(lambda: len(not_started(url)) == len(ahead), 10, what="closed as not started")
+        wait_for(lambda: len(not_started(url)) == len(ahead), 60, what="closed as not started")
     finally:
         thaw(pids)
     # No worker took them: closed, their phases back in the queue.
@@ -133,7 +133,7 @@ def test_a_stop_leaves_no_lease_opened_ahead_open(tmp):
     url, sup, pids, ahead = frozen_drain(tmp)
     try:
         sup.signal(signal.SIGTERM)
-        wait_for(lambda: len(not_started(url)) == len(ahead), 10, what="closed as not started")
+        wait_for(lambda: len(not_started(url)) == len(ahead), 60, what="closed as not started")
     finally:
         thaw(pids)
     assert sup.wait() == 0, sup.stderr()
