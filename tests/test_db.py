@@ -86,10 +86,10 @@ def test_no_database_named_is_refused_with_an_example(tmp):
     ("sqlite:///x.db?mode=ro", "query strings"),
     ("file:x.db", "unsupported URL scheme 'file'"),
     ("sqlite:x.db", "'sqlite:x.db' is not an sqlite URL: sqlite: is followed by three slashes"),
-    ("SQLite:///x.db", "URL scheme 'SQLite' in 'SQLite:///x.db' is written in lowercase: sqlite"),
+    ("SQLite:///x.db", "URL scheme 'SQLite' in 'SQLite:///x.db' must be written in lowercase: sqlite"),
     # Another scheme, or PostgreSQL's mistyped, was shown whole: its password with it.
     ("mysql://app:hunter2@db/prod", "unsupported URL scheme 'mysql' in 'mysql://app:***@db/prod'"),
-    ("POSTGRESQL://app:hunter2@db/prod", "in 'POSTGRESQL://app:***@db/prod' is written in "
+    ("POSTGRESQL://app:hunter2@db/prod", "in 'POSTGRESQL://app:***@db/prod' must be written in "
      "lowercase: postgresql"),
     ("postgresq://app:hunter2@db/prod", "'postgresq://app:***@db/prod'"),
 ])

@@ -43,8 +43,8 @@ static int dburl_refuse_scheme(const char *url, char *err, size_t errlen)
 	    (n == 10 && strncasecmp(url, "postgresql", n) == 0) ||
 	    (n == 8 && strncasecmp(url, "postgres", n) == 0))
 		errbuf_fail(err, errlen,
-		    "URL scheme '%.*s' in '%s' is written in lowercase: %s; use %s", (int)n, url,
-		    shown,
+		    "URL scheme '%.*s' in '%s' must be written in lowercase: %s; use %s", (int)n,
+		    url, shown,
 		    n == 6     ? "sqlite" :
 		        n == 8 ? "postgres" :
 		                 "postgresql",
