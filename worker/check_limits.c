@@ -237,12 +237,13 @@ bool check_limits_hit(const char *excerpt, const char *full, char *why, size_t n
 		    full, (long long)check_limit_tmp_mib());
 	else if (check_limit_processes() > 0 && holds_any(excerpt, no_fork))
 		snprintf(why, n,
-		    "a check runs at most %lld processes and threads at once "
-		    "(--check-max-processes)",
+		    "its stderr reads like a limit met: a check runs at most %lld processes and "
+		    "threads at once (--check-max-processes)",
 		    (long long)check_limit_processes());
 	else if (check_limit_memory_mib() > 0 && holds_any(excerpt, no_memory))
 		snprintf(why, n,
-		    "each process of a check allocates at most %lld MiB (--check-max-memory-mib)",
+		    "its stderr reads like a limit met: each process of a check allocates at most "
+		    "%lld MiB (--check-max-memory-mib)",
 		    (long long)check_limit_memory_mib());
 	else
 		return false;
