@@ -279,25 +279,110 @@ static bool phase_estimate(struct phase_ctx *pc)
 	return true;
 }
 
-/* Whether the workspace `ws` (stat'ed as `st`) is or holds the worker's binary or a system
- * directory (check_dir_holds_system), filling `what`. The directory last found to hold
- * none is known by its identity: the phases of a run share it, and resolving its path
- * costs a system call for each of its components. */
-static bool phase_workspace_holds_system(
-    const char *ws, const struct stat *st, char *what, size_t n)
-{
-	static dev_t clean_dev;
-	static ino_t clean_ino;
-	static bool clean_known;
+/* Directories known by their identity (device and inode) to hold, or not, the worker's
+ * binary or a system directory (check_dir_holds_system): the runs' workspaces, and the
+ * directories that hold them. Resolving a path costs a system call for each of its
+ * components; the phases of a run share its workspace, and the runs of a plan mostly
+ * share the directory their workspaces are in. The oldest is forgotten first. */
+#define PHASE_DIRS_KNOWN 64
+static struct {
+	dev_t dev;
+	ino_t ino;
+	bool clean; /* holds none */
+} phase_dirs[PHASE_DIRS_KNOWN];
+static size_t phase_ndirs, phase_dirs_next;
 
-	if (clean_known && st->st_dev == clean_dev && st->st_ino == clean_ino)
+/* What is known of the directory `st`: 1 it holds none, 0 it holds one, -1 unknown. */
+static int phase_dir_known(const struct stat *st)
+{
+	for (size_t i = 0; i < phase_ndirs; i++)
+		if (phase_dirs[i].dev == st->st_dev && phase_dirs[i].ino == st->st_ino)
+			return phase_dirs[i].clean ? 1 : 0;
+	return -1;
+}
+
+/* Note whether the directory `st` holds none. */
+static void phase_dir_note(const struct stat *st, bool clean)
+{
+	size_t i;
+
+	for (i = 0; i < phase_ndirs; i++)
+		if (phase_dirs[i].dev == st->st_dev && phase_dirs[i].ino == st->st_ino)
+			break;
+	if (i == phase_ndirs) {
+		i = phase_dirs_next;
+		phase_dirs_next = (phase_dirs_next + 1) % PHASE_DIRS_KNOWN;
+		if (phase_ndirs < PHASE_DIRS_KNOWN)
+			phase_ndirs++;
+	}
+	phase_dirs[i].dev = st->st_dev;
+	phase_dirs[i].ino = st->st_ino;
+	phase_dirs[i].clean = clean;
+}
+
+/* The directory holding the workspace `ws` into `parent` (PATH_MAX bytes), when `ws` is
+ * an absolute path whose last component is a directory's own name: `own` (ws's lstat) a
+ * directory, not a symbolic link, and that name neither "." nor "..". Its real path is
+ * then the parent's followed by that name, so a parent that holds none of the binary and
+ * the system directories has a workspace that holds none either. False otherwise. */
+static bool phase_ws_parent(const char *ws, const struct stat *own, char *parent)
+{
+	const char *slash = strrchr(ws, '/'), *name;
+	size_t n;
+
+	if (ws[0] != '/' || !S_ISDIR(own->st_mode) || slash == NULL)
 		return false;
+	name = slash + 1;
+	if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return false;
+	n = slash == ws ? 1 : (size_t)(slash - ws);
+	if (n >= PATH_MAX)
+		return false;
+	memcpy(parent, ws, n);
+	parent[n] = '\0';
+	return true;
+}
+
+/* Whether the workspace `ws` (its stat `st`, its lstat `own`) is or holds the worker's
+ * binary or a system directory (check_dir_holds_system), filling `what`. A workspace or
+ * the directory holding it (phase_ws_parent) known to hold none settles it without
+ * resolving a path. */
+static bool phase_workspace_holds_system(
+    const char *ws, const struct stat *st, const struct stat *own, char *what, size_t n)
+{
+	char parent[PATH_MAX], held[PATH_MAX];
+	struct stat pst;
+
+	if (phase_dir_known(st) == 1)
+		return false;
+	if (phase_ws_parent(ws, own, parent) && stat(parent, &pst) == 0 && S_ISDIR(pst.st_mode)) {
+		int k = phase_dir_known(&pst);
+
+		if (k < 0) {
+			k = check_dir_holds_system(parent, held, sizeof held) ? 0 : 1;
+			phase_dir_note(&pst, k == 1);
+		}
+		if (k == 1) {
+			phase_dir_note(st, true);
+			return false;
+		}
+	}
 	if (check_dir_holds_system(ws, what, n))
 		return true;
-	clean_dev = st->st_dev;
-	clean_ino = st->st_ino;
-	clean_known = true;
+	phase_dir_note(st, true);
 	return false;
+}
+
+/* Look at the workspace `ws`: its lstat into `own` and what it names (a symbolic link
+ * followed) into `st`. False when either fails. */
+static bool phase_ws_stat(const char *ws, struct stat *st, struct stat *own)
+{
+	if (lstat(ws, own) != 0)
+		return false;
+	if (S_ISLNK(own->st_mode))
+		return stat(ws, st) == 0;
+	*st = *own;
+	return true;
 }
 
 /* Check the job's LLM settings and find the key. Returns false (attempt ended) if unusable. */
@@ -305,7 +390,7 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 {
 	const struct proto_job *job = pc->job;
 	int p = llm_provider_parse(job->llm.provider);
-	struct stat st;
+	struct stat st, own;
 	const char *key;
 	char held[PATH_MAX];
 
@@ -321,13 +406,14 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 		    "the job names no LLM base URL or model");
 		return false;
 	}
-	if (job->workspace == NULL || stat(job->workspace, &st) != 0 || !S_ISDIR(st.st_mode)) {
+	if (job->workspace == NULL || !phase_ws_stat(job->workspace, &st, &own) ||
+	    !S_ISDIR(st.st_mode)) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "workspace %s is not a directory",
 		    job->workspace != NULL ? job->workspace : "(none)");
 		return false;
 	}
-	if (phase_workspace_holds_system(job->workspace, &st, held, sizeof held)) {
+	if (phase_workspace_holds_system(job->workspace, &st, &own, held, sizeof held)) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "workspace %s holds %s: the model's files and the check command could replace "
 		    "a program the workers run with the API keys; give the run a workspace of its "
