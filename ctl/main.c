@@ -125,6 +125,9 @@ int main(int argc, char **argv)
 	 * the process with the database open: it is closed as after any command (a reading
 	 * command removes the -wal and -shm files it made) and the failure is reported. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Likewise a write past the file size limit (ulimit -f) fails with EFBIG, reported,
+	 * instead of killing it mid-write. */
+	signal(SIGXFSZ, SIG_IGN);
 	log_init("autopack-ctl", LOG_INFO);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

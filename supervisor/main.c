@@ -624,6 +624,9 @@ int main(int argc, char **argv)
 	/* Descriptors the operator's shell left open reach no worker and no check. */
 	procs_cloexec_from(3);
 	signal(SIGPIPE, SIG_IGN);
+	/* A write past the file size limit (ulimit -f, LimitFSIZE=) fails with EFBIG, named
+	 * as the failed commit's or log line's cause, instead of killing the supervisor. */
+	signal(SIGXFSZ, SIG_IGN);
 	/* A stop or reopen signal that comes while the database is opened and the queue read
 	 * waits for the loop, which takes it as always (lifecycle_init); a mask inherited with
 	 * these signals blocked is undone there too. */

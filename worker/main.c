@@ -338,6 +338,9 @@ static void wk_guard(void)
 	sa.sa_sigaction = wk_hup;
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* A write past the file size limit fails with EFBIG, named in the attempt's
+	 * failure, instead of killing the worker (check_child restores it for the check). */
+	signal(SIGXFSZ, SIG_IGN);
 	if (getppid() != wk_supervisor)
 		exit(0);
 }

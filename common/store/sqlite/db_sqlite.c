@@ -5,9 +5,12 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 /* The statements of struct db_sqlite's tx[]. */
 enum {
@@ -290,14 +293,54 @@ static int64_t sqlite_changes(struct db *db)
 	return sqlite3_changes(H(db));
 }
 
+/* After a failed write: when the database's file or its -wal has reached the process's
+ * file size limit (ulimit -f, LimitFSIZE=), which SQLite reports as an I/O error with no
+ * cause, say so into d->msg after `what`, naming the larger of the two near the limit,
+ * and return true; false when no limit is set or neither file is near it. */
+static bool sqlite_size_limit_note(struct db_sqlite *d, const char *what)
+{
+	const char *path = sqlite3_db_filename(d->h, "main");
+	static const char *const ends[] = { "-wal", "" };
+	struct rlimit lim;
+	struct stat sb;
+	long long size = -1;
+	const char *end = NULL;
+
+	if (path == NULL || path[0] == '\0' || getrlimit(RLIMIT_FSIZE, &lim) != 0 ||
+	    lim.rlim_cur == RLIM_INFINITY)
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(ends); i++) {
+		char name[4200];
+
+		snprintf(name, sizeof name, "%s%s", path, ends[i]);
+		/* Near enough that a write of a page or a frame more would pass the limit. */
+		if (stat(name, &sb) == 0 && (uint64_t)sb.st_size + 65536 >= lim.rlim_cur &&
+		    sb.st_size > size) {
+			size = sb.st_size;
+			end = ends[i];
+		}
+	}
+	if (end == NULL)
+		return false;
+	snprintf(d->msg, sizeof d->msg,
+	    "%s (File too large: %.300s%s is %lld bytes, and this process may write no file "
+	    "past %llu bytes, its file size limit: ulimit -f, LimitFSIZE=; raise it)",
+	    what, path, end, size, (unsigned long long)lim.rlim_cur);
+	return true;
+}
+
 /* The message of sqlite3_errmsg; after a failed file operation (an I/O error, a file
  * that cannot be opened, a full disk) followed by the system's reason, which SQLite's own
- * words do not give ("disk I/O error (No space left on device)"). */
+ * words do not give ("disk I/O error (No space left on device)"), or, for a write past
+ * the file size limit, for which SQLite keeps no reason, that limit. */
 static const char *sqlite_errmsg(struct db *db)
 {
 	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
 	int primary = sqlite3_extended_errcode(d->h) & 0xff, e = sqlite3_system_errno(d->h);
 
+	if (primary == SQLITE_IOERR && (e == 0 || e == EFBIG) &&
+	    sqlite_size_limit_note(d, sqlite3_errmsg(d->h)))
+		return d->msg;
 	if (e == 0 ||
 	    (primary != SQLITE_IOERR && primary != SQLITE_CANTOPEN && primary != SQLITE_FULL))
 		return sqlite3_errmsg(d->h);
