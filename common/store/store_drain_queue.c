@@ -352,7 +352,9 @@ int store_drain_each_untexted(struct store_drain *d, const char *run_filter, boo
 }
 
 /* Close the attempts an earlier supervisor left open and requeue their phases, in one
- * transaction; STORE_EIO on failure (rolled back). */
+ * transaction; nothing when none is open (one probe of the index of open attempts: the
+ * statements would read every phase and every call to find none). STORE_EIO on failure
+ * (rolled back). */
 int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err)
 {
 	static const char *const sql[] = {
@@ -376,8 +378,13 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	char now[32];
 	int rc;
 
-	time_db_now(now);
 	*closed = 0;
+	rc = store_row_exists(d->st->db, err,
+	    "SELECT 1 FROM attempts WHERE ended_at IS NULL LIMIT 1", NULL, "%s: attempts left open",
+	    d->st->path);
+	if (rc <= 0)
+		return rc;
+	time_db_now(now);
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
 	drain_tiers_forget(d);
