@@ -353,7 +353,7 @@ int store_drain_each_untexted(struct store_drain *d, const char *run_filter, boo
 
 /* Close the attempts an earlier supervisor left open and requeue their phases, in one
  * transaction; nothing when none is open (one probe of the index of open attempts: the
- * statements would read every phase and every call to find none). STORE_EIO on failure
+ * statements would read every phase to find none). STORE_EIO on failure
  * (rolled back). */
 int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err)
 {
