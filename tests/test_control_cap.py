@@ -355,3 +355,43 @@ def test_a_control_path_that_is_not_a_listening_socket_is_named_for_what_it_is(t
         r = subprocess.run([binpath("autopack-ctl"), "status", "--control", path],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and says in r.stderr, (path, r.returncode, r.stderr)
+
+
+def test_a_control_socket_removed_while_the_supervisor_runs_is_made_again(tmp):
+    # `rm` of the socket, or of its directory (a cleaner of /tmp or of the runtime
+    # directory), left the supervisor running with no way for `status` or `stop` to reach
+    # it (`No such file or directory`) until it was killed.
+    url = new_db(tmp, runs=1, phases=1)
+    ctl_dir = os.path.join(str(tmp), "ctl")
+    os.mkdir(ctl_dir, 0o700)
+    path = os.path.join(ctl_dir, "sup.sock")
+    sup = Supervisor(tmp, url, "--workers", "0", control=path)
+    try:
+        sup.wait_ready()
+        made = "control socket %s was removed by another program; made it again" % path
+        os.unlink(path)
+        wait_for(lambda: made in sup.stderr(), 30, what="the socket made again")
+        assert sup.ctl("status").rc == 0
+        # A name another file took is left alone, and said once.
+        open(path + ".other", "w").close()
+        os.rename(path + ".other", path)
+        wait_for(lambda: "control socket %s: another file took its name" % path
+                 in sup.stderr(), 30, what="the other file noticed")
+        assert sup.ctl("status").rc == 1
+        os.unlink(path)
+        wait_for(lambda: sup.stderr().count(made) >= 2, 30, what="the socket made again")
+        assert sup.ctl("status").rc == 0
+        # Its directory gone: said once, and the socket is made again once it is back.
+        os.unlink(path)
+        os.rmdir(ctl_dir)
+        wait_for(lambda: "control socket %s was removed, and cannot be made again" % path
+                 in sup.stderr(), 30, what="the loss said")
+        os.mkdir(ctl_dir, 0o700)
+        wait_for(lambda: sup.stderr().count(made) >= 3, 30, what="the socket made again")
+        assert sup.stderr().count("cannot be made again") == 1, sup.stderr()
+        r = sup.ctl("stop")
+        assert r.rc == 0, r
+        assert sup.wait() == 0, sup.stderr()
+        assert not os.path.exists(path)
+    finally:
+        sup.kill()
