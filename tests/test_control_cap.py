@@ -395,3 +395,44 @@ def test_a_control_socket_removed_while_the_supervisor_runs_is_made_again(tmp):
         assert not os.path.exists(path)
     finally:
         sup.kill()
+
+
+def answer_once(path, body):
+    """Another program at a control socket: it answers one request ok, with `body`."""
+    import threading
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def serve():
+        c, _ = srv.accept()
+        with c:
+            n = struct.unpack(">I", c.recv(4, socket.MSG_WAITALL))[0]
+            req = msgpack.unpackb(c.recv(n, socket.MSG_WAITALL))
+            reply = msgpack.packb({"v": 1, "t": "reply", "id": req["id"], "ok": True,
+                                   "db": "sqlite:////x.db", "uuid": "u", "dev": "1:1",
+                                   "body": body, "more": False})
+            c.sendall(struct.pack(">I", len(reply)) + reply)
+        srv.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_reply_whose_body_is_no_json_object_is_refused(tmp):
+    # It was read as an empty object: `status` showed a supervisor with nothing running
+    # (`state: -`, `pid: 0`) and exited 0.
+    for body, says in (('{"state": ', "unexpected token near end of file"),
+                       ("[" * 5000 + "]" * 5000, "maximum parsing depth reached"),
+                       ("[1, 2]", "another JSON value")):
+        path = os.path.join(str(tmp), "other.sock")
+        t = answer_once(path, body)
+        r = subprocess.run([binpath("autopack-ctl"), "status", "--control", path],
+                           capture_output=True, text=True, timeout=60)
+        t.join(30)
+        os.unlink(path)
+        assert r.returncode == 1, (body[:20], r.returncode, r.stdout, r.stderr)
+        assert ("bad reply from the supervisor of sqlite:////x.db: its body is not a JSON "
+                "object (%s" % says) in r.stderr, r.stderr
+        assert r.stdout == "", r.stdout
