@@ -64,6 +64,8 @@ static ino_t ctl_ino;
 static uv_pipe_t *ctl_listener;
 /* A loss of the socket's name that control_watch could not undo was logged. */
 static bool ctl_loss_told;
+/* A loss of the uuid claim that control_claim_watch could not undo was logged. */
+static bool ctl_claim_told;
 
 /* Join the request arguments with spaces for the control log. */
 static char *args_join(const struct proto_request *req)
@@ -356,11 +358,12 @@ static void control_evict(struct sup *s, struct ctl_conn *c)
 }
 
 static void control_watch(struct sup *s);
+static void control_claim_watch(struct sup *s);
 
 /* Close the connections that hold a place doing nothing: a reply unread for
  * CONTROL_UNREAD_MS, no whole first request within CONTROL_FIRST_MS of the accept, no
- * request for CONTROL_IDLE_MS after the last; then see that the socket is still in place
- * (control_watch). */
+ * request for CONTROL_IDLE_MS after the last; then see that the socket and the uuid claim
+ * are still in place (control_watch, control_claim_watch). */
 static void control_sweep_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
@@ -390,6 +393,7 @@ static void control_sweep_cb(uv_timer_t *t)
 	}
 	control_quiet_flush(s);
 	control_watch(s);
+	control_claim_watch(s);
 }
 
 /* Accept a control connection from a peer of our own uid. */
@@ -650,6 +654,33 @@ static void control_watch(struct sup *s)
 	ctl_loss_told = false;
 	log_warn(
 	    "control socket %s was removed by another program; made it again", s->control_path);
+}
+
+/* Take the uuid claim again when its file was removed while the supervisor runs (its
+ * runtime directory removed or cleaned along with the socket): without it, a supervisor
+ * of a byte copy of the database would not be refused. A claim another process took
+ * meanwhile (a copy's supervisor started while it was gone) is said once, until it can
+ * be taken again. */
+static void control_claim_watch(struct sup *s)
+{
+	struct store_err err;
+	int fd;
+
+	if (store_runtime_claim_in_place(s->claim_fd, s->st)) {
+		ctl_claim_told = false;
+		return;
+	}
+	if ((fd = store_runtime_claim(s->st, &err)) < 0) {
+		if (!ctl_claim_told)
+			log_warn("the uuid claim of %s was removed, and cannot be taken again: %s",
+			    s->st->url, err.text);
+		ctl_claim_told = true;
+		return;
+	}
+	close(s->claim_fd);
+	s->claim_fd = fd;
+	ctl_claim_told = false;
+	log_warn("the uuid claim of %s was removed by another program; took it again", s->st->url);
 }
 
 /* Bind and listen on the control socket; -1 (logged) on failure. */
