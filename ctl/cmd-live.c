@@ -252,7 +252,8 @@ static void show_metrics(json_t *b, FILE *out);
 
 /* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
  * successful body as text, after a line naming the supervisor's database (on stderr for
- * metrics, whose stdout is Prometheus text only). */
+ * metrics, whose stdout is Prometheus text only); with --json the body is printed with
+ * "ok": true and the database's identity. */
 static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out))
 {
@@ -263,6 +264,7 @@ static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, 
 	if ((rc = cmd_live_fetch(ctx, control, cmd, args, nargs, &r, err, sizeof err)) != 0)
 		return cmd_fail(ctx, rc, "%s", err);
 	if (ctx->json) {
+		json_object_set_new(r.body, "ok", json_true());
 		json_object_set_new(r.body, "db_url", json_string(r.db_url));
 		json_object_set_new(r.body, "db_uuid", json_string(r.db_uuid));
 		json_object_set_new(r.body, "db_device_inode", json_string(r.db_devino));

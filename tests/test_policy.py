@@ -289,6 +289,42 @@ def test_a_dry_run_session_is_resumed_only_as_a_dry_run(tmp):
     assert "resuming session %s (6 attempt(s) already made)" % sid in again.stderr()
 
 
+def test_a_dry_runs_end_counts_only_the_tries_of_its_own_session(tmp):
+    # What a dry run left is every eligible phase its own session did not try: another
+    # session's attempts do not count, nor one of its own that a stop ended before it
+    # started (supervisor_stopped). Every phase was tried by a first session; a second
+    # one, killed before it leased anything (no worker), is given two attempts of its
+    # own and resumed with its batch already used up, so it leases nothing more.
+    url = new_db(tmp, runs=3, phases=2)
+    first = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                       name="first")
+    assert first.wait() == 0, first.stderr()
+    idle = Supervisor(tmp, url, "--workers", 0, "--dry-run", name="idle")
+    wait_for(lambda: "phase(s) eligible" in idle.stderr(), what="the second session opened")
+    idle.kill()
+    [(sid,)] = sql(url, "SELECT session_id FROM drain_sessions WHERE completed_at IS NULL")
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        con.executemany(
+            "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, dry_run,"
+            " started_at, ended_at, outcome) VALUES (?, 'p0-0', 2, ?, 1,"
+            " '2026-12-04 19:00:00.000000', '2026-12-04 19:00:00.000000', ?)",
+            [("run-000", sid, "dry_run"), ("run-001", sid, "supervisor_stopped")])
+    con.close()
+    again = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--resume",
+                       "--exit-when-drained", "--batch-size", 2, name="again")
+    assert again.wait() == 5, again.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts WHERE session_id = ?", sid) == [(2,)]
+    st, _ = state(url)
+    why = "batch size 2 reached (--batch-size)"
+    assert st["end"]["left"] == [
+        {"run_id": run, "phases": n, "cause": "policy", "why": why}
+        for run, n in (("run-000", 1), ("run-001", 2), ("run-002", 2))]
+    assert st["end"]["left_by"] == {"policy": 5, "operator": 0, "breaker": 0, "other": 0}
+    assert again.stderr().rstrip().endswith(
+        "phases COMPLETE 0, FAILED 0, QUEUED 6; 5 left by the drain rules; exit status 5")
+
+
 def test_a_retried_run_is_no_longer_stopped_live_offline_and_after_resume(tmp):
     # run-000's first two calls fail alike: the rule stops the run; later calls succeed.
     url = new_db(tmp, runs=2, phases=3)

@@ -236,40 +236,50 @@ int store_drain_each_left(struct store_drain *d, const char *run_filter, bool wi
     int (*unfinished)(void *arg, const char *run_id, int64_t n),
     int (*orphaned)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err)
 {
-	/* Only the phases of either kind reach the aggregate. Each phase counts its own
+	/* Only the phases of either kind reach the aggregate. Each phase looks for its own
 	 * attempts of the session through the index on (run, phase), the session compared
 	 * through an expression as in drain_each_eligible: a join with the session's attempts
 	 * grouped by phase built and sorted a temporary table of them all, and an IN list in
-	 * the subquery would build one at each phase. The run and tier rows are joined once
-	 * (each at most one row: their keys). */
+	 * the subquery would build one at each phase. A dry run's phase is left when it has
+	 * none (NOT EXISTS stops at the first); any other counts them. The run and tier rows
+	 * are joined once (each at most one row: their keys). Without FAILED phases the
+	 * state is compared alone, read through its index (the OR of two states reads it
+	 * twice and merges the rows). */
 #define LEFT_ORPHAN "(r.id IS NULL OR t.id IS NULL)"
-	static const char sql[] =
-	    "SELECT p.run_id, sum(CASE WHEN " LEFT_ORPHAN " THEN 0 ELSE 1 END),"
-	    " sum(CASE WHEN " LEFT_ORPHAN " THEN 1 ELSE 0 END)"
-	    " FROM phases p LEFT JOIN runs r ON r.id = p.run_id LEFT JOIN tiers t ON t.id = p.tier_id"
-	    " WHERE (p.state = ?4 OR (?2 AND p.state = ?5))"
-	    " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"
-	    /* ids that are not text: store_drain_each_untexted */
-	    " AND " DRAIN_TEXT_IDS " AND (" LEFT_ORPHAN
-	    " OR (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id"
-	    "   AND a.phase_id = p.phase_id AND COALESCE(a.session_id, '') = ?3"
-	    "   AND (a.outcome IS NULL OR (a.outcome <> ?8 AND a.outcome <> ?9)))"
-	    " < CASE WHEN ?7 THEN 1"
-	    "   WHEN p.max_builder_attempts > 0 AND p.max_builder_attempts < ?6"
-	    "   THEN p.max_builder_attempts ELSE ?6 END)"
-	    " GROUP BY p.run_id ORDER BY p.run_id";
+#define LEFT_TRIED                                                                                 \
+	" FROM attempts a WHERE a.run_id = p.run_id AND a.phase_id = p.phase_id"                   \
+	" AND COALESCE(a.session_id, '') = ?3"                                                     \
+	" AND (a.outcome IS NULL OR (a.outcome <> ?8 AND a.outcome <> ?9))"
+/* Phases with an id that is not text: store_drain_each_untexted. */
+#define LEFT_SELECT(states)                                                                        \
+	"SELECT p.run_id, sum(CASE WHEN " LEFT_ORPHAN " THEN 0 ELSE 1 END),"                       \
+	" sum(CASE WHEN " LEFT_ORPHAN " THEN 1 ELSE 0 END)"                                        \
+	" FROM phases p LEFT JOIN runs r ON r.id = p.run_id LEFT JOIN tiers t ON t.id = p.tier_id" \
+	" WHERE " states " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"                        \
+	" AND " DRAIN_TEXT_IDS " AND (" LEFT_ORPHAN " OR CASE WHEN ?7"                             \
+	" THEN NOT EXISTS (SELECT 1" LEFT_TRIED ")"                                                \
+	" ELSE (SELECT count(*)" LEFT_TRIED ") < CASE"                                             \
+	" WHEN p.max_builder_attempts > 0 AND p.max_builder_attempts < ?6"                         \
+	" THEN p.max_builder_attempts ELSE ?6 END END)"                                            \
+	" GROUP BY p.run_id ORDER BY p.run_id"
+	static const char sql[] = LEFT_SELECT("(p.state = ?4 OR (?2 AND p.state = ?5))");
+	static const char sql_queued[] = LEFT_SELECT("p.state = ?4");
+#undef LEFT_SELECT
+#undef LEFT_TRIED
 #undef LEFT_ORPHAN
 	struct left_orphans o = { 0 };
 	struct db_stmt *s;
 	int rc, stop = 0;
 
-	if (db_prepare(d->st->db, sql, &s) != DB_OK)
+	if (db_prepare(d->st->db, with_failed ? sql : sql_queued, &s) != DB_OK)
 		return drain_fail(d, err, "what the drain left");
 	store_bind_text(s, 1, run_filter);
-	db_bind_int64(s, 2, with_failed);
+	if (with_failed) /* sql_queued names neither */
+		db_bind_int64(s, 2, with_failed);
 	store_bind_text(s, 3, session_id);
 	store_bind_text(s, 4, phase_state_name(PHASE_QUEUED));
-	store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
+	if (with_failed)
+		store_bind_text(s, 5, phase_state_name(PHASE_FAILED));
 	db_bind_int64(s, 6, max_attempts);
 	db_bind_int64(s, 7, dry_run);
 	store_bind_text(s, 8, outcome_name(OUTCOME_SUPERVISOR_STOPPED));
