@@ -153,8 +153,8 @@ static int fleet_list(struct cmd_ctx *ctx, struct store *st, int64_t target)
 			fleet_member_show(&m[i], stdout);
 	}
 	if (ctx->json)
-		cmd_json_print(json_pack(
-		    "{s:s, s:s, s:o}", "db_url", st->url, "db_uuid", st->uuid, "supervisors", arr));
+		cmd_json_print(json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "db_url", st->url,
+		    "db_uuid", st->uuid, "supervisors", arr));
 	else
 		json_decref(arr);
 	store_fleet_members_free(m, n);

@@ -211,8 +211,23 @@ int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, ch
 		proto_msg_free(&m);
 		return rc;
 	}
-	if (m.u.reply.body != NULL)
-		out->body = json_loads(m.u.reply.body, 0, NULL);
+	/* A body that is no JSON object (another program at the socket, another version) is
+	 * refused: shown, it read as a supervisor with nothing to report. */
+	if (m.u.reply.body != NULL) {
+		json_error_t jerr;
+
+		out->body = json_loads(m.u.reply.body, 0, &jerr);
+		if (out->body == NULL || !json_is_object(out->body)) {
+			snprintf(err, errlen,
+			    "bad reply from the supervisor of %s: its body is not a JSON object (%s)",
+			    cmd_shown(m.u.reply.db_url),
+			    out->body != NULL ? "another JSON value" : jerr.text);
+			json_decref(out->body);
+			out->body = NULL;
+			proto_msg_free(&m);
+			return STORE_EINVAL;
+		}
+	}
 	if (out->body == NULL)
 		out->body = json_object();
 	out->db_url = xstrdup(m.u.reply.db_url != NULL ? m.u.reply.db_url : "");
@@ -237,7 +252,8 @@ static void show_metrics(json_t *b, FILE *out);
 
 /* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
  * successful body as text, after a line naming the supervisor's database (on stderr for
- * metrics, whose stdout is Prometheus text only). */
+ * metrics, whose stdout is Prometheus text only); with --json the body is printed with
+ * "ok": true and the database's identity. */
 static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out))
 {
@@ -248,6 +264,7 @@ static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, 
 	if ((rc = cmd_live_fetch(ctx, control, cmd, args, nargs, &r, err, sizeof err)) != 0)
 		return cmd_fail(ctx, rc, "%s", err);
 	if (ctx->json) {
+		json_object_set_new(r.body, "ok", json_true());
 		json_object_set_new(r.body, "db_url", json_string(r.db_url));
 		json_object_set_new(r.body, "db_uuid", json_string(r.db_uuid));
 		json_object_set_new(r.body, "db_device_inode", json_string(r.db_devino));

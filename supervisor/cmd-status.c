@@ -129,11 +129,12 @@ json_t *status_doc(struct sup *s, struct store_err *err)
 		        (double)(clock_mono_ms() - w->lease.started_ms) / 1000.0));
 	}
 	store_devino(s->st, devino);
-	doc = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:s, s:I, s:I, s:b, s:s, s:b,"
-	                " s:{s:i, s:i, s:b, s:s?, s:I, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I, s:I},"
-	                " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
-	                " s:{s:f, s:f}}",
-	    "db_url", s->st->url, "db_uuid", s->st->uuid, "db_device_inode", devino, "pid",
+	doc = json_pack(
+	    "{s:b, s:s, s:s, s:s, s:i, s:s, s:s?, s:f, s:s, s:s, s:I, s:I, s:b, s:s, s:b,"
+	    " s:{s:i, s:i, s:b, s:s?, s:I, s:I, s:o}, s:o, s:o, s:{s:I, s:I, s:I, s:I},"
+	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	    " s:{s:f, s:f}}",
+	    "ok", 1, "db_url", s->st->url, "db_uuid", s->st->uuid, "db_device_inode", devino, "pid",
 	    (int)getpid(), "version", AUTOPACK_VERSION, "session_id", s->session_id,
 	    "uptime_seconds", up, "synchronous", s->cfg.sync_full ? "full" : "normal", "fsync",
 	    status_fsync_name(s), "commit_window_ms", (json_int_t)s->cfg.commit_window_ms,

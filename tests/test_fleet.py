@@ -693,7 +693,9 @@ def test_a_round_in_doubt_whose_id_a_crash_handed_out_again_is_settled_at_once(t
 def fleet_status(url, *args):
     r = ctl("--db", url, "status", "--json", *args)
     assert r.rc == 0, r
-    return {s["supervisor_id"]: s for s in json.loads(r.out)["supervisors"]}
+    body = json.loads(r.out)
+    assert body["ok"] is True, body
+    return {s["supervisor_id"]: s for s in body["supervisors"]}
 
 
 def test_control_across_hosts_through_the_database(tmp, pg_url):

@@ -265,3 +265,21 @@ def test_a_phase_keeps_no_fence_on_an_attempt_that_ended(tmp):
     assert sql(url, "SELECT outcome FROM attempts WHERE dry_run = 1 ORDER BY attempt_id")[0] \
         == ("supervisor_restart",)
     assert sql(url, stale) == []
+
+
+def test_every_live_command_answers_json_with_ok_true(tmp):
+    """Each live command's --json result is one object with "ok": true and the database's
+    identity, as every offline command's is (on SQLite they had no "ok")."""
+    url = new_db(tmp, runs=1, phases=1)
+    sup = rogue_supervisor(tmp, url, "hang", "--workers", 1)
+    try:
+        st = sup.wait_ready()
+        for cmd in (["status"], ["workers"], ["pause"], ["resume"], ["scale", "2"],
+                    ["metrics"]):
+            r = sup.ctl(*cmd, "--json")
+            assert r.rc == 0, (cmd, r)
+            body = json.loads(r.out)
+            assert body["ok"] is True, (cmd, body)
+            assert (body["db_url"], body["db_uuid"]) == (st["db_url"], st["db_uuid"]), cmd
+    finally:
+        sup.stop_now()
