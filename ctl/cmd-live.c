@@ -211,8 +211,23 @@ int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, ch
 		proto_msg_free(&m);
 		return rc;
 	}
-	if (m.u.reply.body != NULL)
-		out->body = json_loads(m.u.reply.body, 0, NULL);
+	/* A body that is no JSON object (another program at the socket, another version) is
+	 * refused: shown, it read as a supervisor with nothing to report. */
+	if (m.u.reply.body != NULL) {
+		json_error_t jerr;
+
+		out->body = json_loads(m.u.reply.body, 0, &jerr);
+		if (out->body == NULL || !json_is_object(out->body)) {
+			snprintf(err, errlen,
+			    "bad reply from the supervisor of %s: its body is not a JSON object (%s)",
+			    cmd_shown(m.u.reply.db_url),
+			    out->body != NULL ? "another JSON value" : jerr.text);
+			json_decref(out->body);
+			out->body = NULL;
+			proto_msg_free(&m);
+			return STORE_EINVAL;
+		}
+	}
 	if (out->body == NULL)
 		out->body = json_object();
 	out->db_url = xstrdup(m.u.reply.db_url != NULL ? m.u.reply.db_url : "");

@@ -59,6 +59,13 @@ static uint64_t quiet_until_ms; /* loop time until which such closes are only co
 static uv_timer_t ctl_sweep;
 static dev_t ctl_dev; /* the published socket, so that only it is removed at the end */
 static ino_t ctl_ino;
+/* The handle listening on it: the supervisor's ctl_server, or one made since its name was
+ * removed (control_watch). */
+static uv_pipe_t *ctl_listener;
+/* A loss of the socket's name that control_watch could not undo was logged. */
+static bool ctl_loss_told;
+/* A loss of the uuid claim that control_claim_watch could not undo was logged. */
+static bool ctl_claim_told;
 
 /* Join the request arguments with spaces for the control log. */
 static char *args_join(const struct proto_request *req)
@@ -350,9 +357,13 @@ static void control_evict(struct sup *s, struct ctl_conn *c)
 		chan_close(&c->chan, NULL);
 }
 
+static void control_watch(struct sup *s);
+static void control_claim_watch(struct sup *s);
+
 /* Close the connections that hold a place doing nothing: a reply unread for
  * CONTROL_UNREAD_MS, no whole first request within CONTROL_FIRST_MS of the accept, no
- * request for CONTROL_IDLE_MS after the last. */
+ * request for CONTROL_IDLE_MS after the last; then see that the socket and the uuid claim
+ * are still in place (control_watch, control_claim_watch). */
 static void control_sweep_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
@@ -381,6 +392,8 @@ static void control_sweep_cb(uv_timer_t *t)
 		}
 	}
 	control_quiet_flush(s);
+	control_watch(s);
+	control_claim_watch(s);
 }
 
 /* Accept a control connection from a peer of our own uid. */
@@ -470,8 +483,8 @@ static int control_socket_live(const char *path)
 
 /* Give the listening socket bound at `tmp` the name `path` in one step, never over a
  * socket on which a live process answers: one left by a dead process is replaced. 0, or
- * -1 with the reason logged. */
-static int control_publish(const char *tmp, const char *path, bool chosen)
+ * -1 with the reason in `why` (`n` bytes). */
+static int control_publish(const char *tmp, const char *path, bool chosen, char *why, size_t n)
 {
 	struct stat sb;
 
@@ -481,18 +494,19 @@ static int control_publish(const char *tmp, const char *path, bool chosen)
 		if (link(tmp, path) == 0)
 			return 0;
 		if (errno != EEXIST) {
-			log_error("control socket %s: %s", path, strerror(errno));
+			snprintf(why, n, "control socket %s: %s", path, strerror(errno));
 			return -1;
 		}
 		if (lstat(path, &sb) != 0)
 			continue;
 		if (!S_ISSOCK(sb.st_mode)) {
-			log_error("%s exists and is not a socket; refusing to replace it", path);
+			snprintf(
+			    why, n, "%s exists and is not a socket; refusing to replace it", path);
 			return -1;
 		}
 		live = control_socket_live(path);
 		if (live != 0) {
-			log_error("control socket %s: %s; refusing to replace it%s", path,
+			snprintf(why, n, "control socket %s: %s; refusing to replace it%s", path,
 			    live > 0 ? "another process (a live supervisor) answers on it" :
 			               "cannot tell whether a process answers on it",
 			    chosen ? " (choose another --control PATH)" : "");
@@ -501,17 +515,19 @@ static int control_publish(const char *tmp, const char *path, bool chosen)
 		log_info(
 		    "control socket %s was left by a process that is gone; replacing it", path);
 		if (unlink(path) != 0 && errno != ENOENT) {
-			log_error(
-			    "removing the stale control socket %s: %s", path, strerror(errno));
+			snprintf(why, n, "removing the stale control socket %s: %s", path,
+			    strerror(errno));
 			return -1;
 		}
 	}
-	log_error("control socket %s keeps reappearing; refusing to replace it", path);
+	snprintf(why, n, "control socket %s keeps reappearing; refusing to replace it", path);
 	return -1;
 }
 
-/* Bind and listen on the control socket; -1 (logged) on failure. */
-int control_listen(struct sup *s)
+/* Bind `server` (initialised here) and listen on it at s->control_path, published in
+ * one step under that name, and note the socket's device and inode; 0, or -1 with the
+ * reason in `why` (`n` bytes) and `server` closed (`done` called with it). */
+static int control_bind(struct sup *s, uv_pipe_t *server, uv_close_cb done, char *why, size_t n)
 {
 	struct sockaddr_un sa;
 	struct stat sb;
@@ -520,44 +536,165 @@ int control_listen(struct sup *s)
 	mode_t old;
 	int rc;
 
-	if ((s->control_path = control_path(s)) == NULL)
-		return -1;
+	uv_pipe_init(s->loop, server, 0);
+	server->data = s;
 	tmp = xasprintf("%s.%ld.new", s->control_path, (long)getpid());
 	max = sizeof sa.sun_path - 1 - (strlen(tmp) - strlen(s->control_path));
 	if (strlen(s->control_path) > max) {
-		log_error("control socket path too long (%zu bytes, at most %zu): %s; use a "
-		          "shorter --control PATH",
+		snprintf(why, n,
+		    "control socket path too long (%zu bytes, at most %zu): %s; use a shorter "
+		    "--control PATH",
 		    strlen(s->control_path), max, s->control_path);
 		free(tmp);
+		uv_close((uv_handle_t *)server, done);
 		return -1;
 	}
 	/* Bound and listening under a private name first, then linked into place: a client
 	 * never finds a socket that does not answer yet, and an existing one is never
 	 * replaced while it answers. */
 	unlink(tmp);
-	uv_pipe_init(s->loop, &s->ctl_server, 0);
-	s->ctl_server.data = s;
 	old = umask(077);
-	rc = uv_pipe_bind(&s->ctl_server, tmp);
+	rc = uv_pipe_bind(server, tmp);
 	umask(old);
 	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&s->ctl_server, 16, control_conn_cb);
+		rc = uv_listen((uv_stream_t *)server, 16, control_conn_cb);
 	if (rc != 0) {
-		log_error("control socket %s: %s", tmp, uv_strerror(rc));
-		uv_close((uv_handle_t *)&s->ctl_server, NULL);
+		snprintf(why, n, "control socket %s: %s", tmp, uv_strerror(rc));
+		uv_close((uv_handle_t *)server, done);
 		free(tmp);
 		return -1;
 	}
 	chmod(tmp, 0600);
-	rc = control_publish(tmp, s->control_path, s->cfg.control_path != NULL);
+	rc = control_publish(tmp, s->control_path, s->cfg.control_path != NULL, why, n);
 	unlink(tmp);
 	free(tmp);
-	if (rc != 0 || lstat(s->control_path, &sb) != 0) {
-		uv_close((uv_handle_t *)&s->ctl_server, NULL);
+	if (rc == 0 && lstat(s->control_path, &sb) != 0) {
+		snprintf(why, n, "control socket %s: %s", s->control_path, strerror(errno));
+		rc = -1;
+	}
+	if (rc != 0) {
+		uv_close((uv_handle_t *)server, done);
 		return -1;
 	}
 	ctl_dev = sb.st_dev;
 	ctl_ino = sb.st_ino;
+	return 0;
+}
+
+/* Free a listening handle made by control_watch once closed. */
+static void control_listener_free_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* Close the listening handle, freeing it when control_watch made it. */
+static void control_listener_close(struct sup *s)
+{
+	uv_close((uv_handle_t *)ctl_listener,
+	    ctl_listener == &s->ctl_server ? NULL : control_listener_free_cb);
+	ctl_listener = NULL;
+}
+
+/* Whether `path` names a file right in directory `dir`. */
+static bool control_in_dir(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && path[n] == '/' && strchr(path + n + 1, '/') == NULL;
+}
+
+/* Make the control socket again when its name was removed while the supervisor runs (rm,
+ * a cleaner of /tmp or of the runtime directory): without it no live command reaches the
+ * supervisor. Its directory is made again too when it is the default one. A name another
+ * file took is left alone. What could not be undone is logged once, until the socket is
+ * in place again. */
+static void control_watch(struct sup *s)
+{
+	struct store_err err;
+	struct stat sb;
+	uv_pipe_t *again;
+	char *dir = NULL, why[1024];
+
+	if (lstat(s->control_path, &sb) == 0) {
+		if (sb.st_dev == ctl_dev && sb.st_ino == ctl_ino) {
+			ctl_loss_told = false;
+		} else if (!ctl_loss_told) {
+			ctl_loss_told = true;
+			log_warn(
+			    "control socket %s: another file took its name; live commands "
+			    "(autopack-ctl status, stop) cannot reach this supervisor until it "
+			    "is removed, when the supervisor makes its socket again",
+			    s->control_path);
+		}
+		return;
+	}
+	if (errno != ENOENT)
+		return;
+	if (s->cfg.control_path == NULL && (dir = store_runtime_dir(&err)) == NULL)
+		snprintf(why, sizeof why, "%s", err.text);
+	else if (dir != NULL && !control_in_dir(s->control_path, dir))
+		snprintf(why, sizeof why,
+		    "its directory is gone, and the runtime directory is now %s", dir);
+	else
+		why[0] = '\0';
+	free(dir);
+	again = why[0] != '\0' ? NULL : xcalloc(1, sizeof *again);
+	if (again == NULL ||
+	    control_bind(s, again, control_listener_free_cb, why, sizeof why) != 0) {
+		if (!ctl_loss_told)
+			log_warn(
+			    "control socket %s was removed, and cannot be made again: %s; live "
+			    "commands (autopack-ctl status, stop) cannot reach this supervisor",
+			    s->control_path, why);
+		ctl_loss_told = true;
+		return;
+	}
+	control_listener_close(s);
+	ctl_listener = again;
+	ctl_loss_told = false;
+	log_warn(
+	    "control socket %s was removed by another program; made it again", s->control_path);
+}
+
+/* Take the uuid claim again when its file was removed while the supervisor runs (its
+ * runtime directory removed or cleaned along with the socket): without it, a supervisor
+ * of a byte copy of the database would not be refused. A claim another process took
+ * meanwhile (a copy's supervisor started while it was gone) is said once, until it can
+ * be taken again. */
+static void control_claim_watch(struct sup *s)
+{
+	struct store_err err;
+	int fd;
+
+	if (store_runtime_claim_in_place(s->claim_fd, s->st)) {
+		ctl_claim_told = false;
+		return;
+	}
+	if ((fd = store_runtime_claim(s->st, &err)) < 0) {
+		if (!ctl_claim_told)
+			log_warn("the uuid claim of %s was removed, and cannot be taken again: %s",
+			    s->st->url, err.text);
+		ctl_claim_told = true;
+		return;
+	}
+	close(s->claim_fd);
+	s->claim_fd = fd;
+	ctl_claim_told = false;
+	log_warn("the uuid claim of %s was removed by another program; took it again", s->st->url);
+}
+
+/* Bind and listen on the control socket; -1 (logged) on failure. */
+int control_listen(struct sup *s)
+{
+	char why[1024];
+
+	if ((s->control_path = control_path(s)) == NULL)
+		return -1;
+	if (control_bind(s, &s->ctl_server, NULL, why, sizeof why) != 0) {
+		log_error("%s", why);
+		return -1;
+	}
+	ctl_listener = &s->ctl_server;
 	s->ctl_open = true;
 	uv_timer_init(s->loop, &ctl_sweep);
 	ctl_sweep.data = s;
@@ -574,7 +711,7 @@ void control_close(struct sup *s)
 	if (!s->ctl_open)
 		return;
 	s->ctl_open = false;
-	uv_close((uv_handle_t *)&s->ctl_server, NULL);
+	control_listener_close(s);
 	uv_close((uv_handle_t *)&ctl_sweep, NULL);
 	/* Only our own socket is removed, never one that replaced it. */
 	if (lstat(s->control_path, &sb) == 0 && sb.st_dev == ctl_dev && sb.st_ino == ctl_ino)

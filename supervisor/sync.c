@@ -23,10 +23,20 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The threads libuv's pool starts at its first job, as libuv 1.x makes them: the number
+ * UV_THREADPOOL_SIZE says (default 4, at least 1, at most 1024), each with a stack of
+ * 8 MiB. */
+#define SYNC_POOL_THREADS_DEFAULT 4
+#define SYNC_POOL_THREADS_MAX 1024
+#define SYNC_POOL_STACK (8u << 20)
 
 /* On the threadpool: fdatasync the job's descriptor; nothing else is touched. */
 static void sync_work_cb(uv_work_t *req)
@@ -132,6 +142,57 @@ static int sync_open_wal(const struct store *st, const char *path, char *why, si
 	return fd;
 }
 
+static pthread_mutex_t sync_probe_gate = PTHREAD_MUTEX_INITIALIZER;
+
+/* A thread of sync_pool_startable: waits at the gate, then ends. */
+static void *sync_probe_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&sync_probe_gate);
+	pthread_mutex_unlock(&sync_probe_gate);
+	return NULL;
+}
+
+/* Whether libuv's pool can start: as many threads at once, with stacks as large, as it
+ * starts at its first job, when a thread it cannot start aborts the process (an address
+ * space limit, ulimit -v or LimitAS=, or a process limit too low). false with why. */
+static bool sync_pool_startable(char *why, size_t n)
+{
+	static pthread_t threads[SYNC_POOL_THREADS_MAX];
+	const char *env = getenv("UV_THREADPOOL_SIZE");
+	long want = env != NULL ? strtol(env, NULL, 10) : SYNC_POOL_THREADS_DEFAULT;
+	pthread_attr_t attr;
+	struct rlimit lim;
+	long made = 0;
+	int rc = 0;
+
+	want = want < 1 ? 1 : want > SYNC_POOL_THREADS_MAX ? SYNC_POOL_THREADS_MAX : want;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, SYNC_POOL_STACK);
+	pthread_mutex_lock(&sync_probe_gate);
+	while (
+	    made < want && (rc = pthread_create(&threads[made], &attr, sync_probe_main, NULL)) == 0)
+		made++;
+	pthread_mutex_unlock(&sync_probe_gate);
+	for (long i = 0; i < made; i++)
+		pthread_join(threads[i], NULL);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		return true;
+	if (getrlimit(RLIMIT_AS, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+		snprintf(why, n,
+		    "the threads of the pool that would sync them cannot be started (%ld of %ld "
+		    "with stacks of 8 MiB, then pthread_create: %s; the address space limit, "
+		    "ulimit -v or LimitAS=, is %llu bytes)",
+		    made, want, strerror(rc), (unsigned long long)lim.rlim_cur);
+	else
+		snprintf(why, n,
+		    "the threads of the pool that would sync them cannot be started (%ld of %ld "
+		    "with stacks of 8 MiB, then pthread_create: %s)",
+		    made, want, strerror(rc));
+	return false;
+}
+
 void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group *g, bool durable))
 {
 	char why[600];
@@ -150,6 +211,12 @@ void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group
 	}
 	s->sync.path = xasprintf("%s-wal", s->st->path);
 	s->sync.fd = sync_open_wal(s->st, s->sync.path, why, sizeof why);
+	if (s->sync.fd >= 0 && !sync_pool_startable(why, sizeof why)) {
+		close(s->sync.fd);
+		s->sync.fd = -1;
+		log_warn("commits are synced by SQLite on the loop (slower): %s", why);
+		return;
+	}
 	if (s->sync.fd >= 0 && s->cfg.fsync_where == FSYNC_OFF_LOOP)
 		log_info(
 		    "commits are made durable by an fdatasync of %s off the loop", s->sync.path);

@@ -355,3 +355,84 @@ def test_a_control_path_that_is_not_a_listening_socket_is_named_for_what_it_is(t
         r = subprocess.run([binpath("autopack-ctl"), "status", "--control", path],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and says in r.stderr, (path, r.returncode, r.stderr)
+
+
+def test_a_control_socket_removed_while_the_supervisor_runs_is_made_again(tmp):
+    # `rm` of the socket, or of its directory (a cleaner of /tmp or of the runtime
+    # directory), left the supervisor running with no way for `status` or `stop` to reach
+    # it (`No such file or directory`) until it was killed.
+    url = new_db(tmp, runs=1, phases=1)
+    ctl_dir = os.path.join(str(tmp), "ctl")
+    os.mkdir(ctl_dir, 0o700)
+    path = os.path.join(ctl_dir, "sup.sock")
+    sup = Supervisor(tmp, url, "--workers", "0", control=path)
+    try:
+        sup.wait_ready()
+        made = "control socket %s was removed by another program; made it again" % path
+        os.unlink(path)
+        wait_for(lambda: made in sup.stderr(), 30, what="the socket made again")
+        assert sup.ctl("status").rc == 0
+        # A name another file took is left alone, and said once.
+        open(path + ".other", "w").close()
+        os.rename(path + ".other", path)
+        wait_for(lambda: "control socket %s: another file took its name" % path
+                 in sup.stderr(), 30, what="the other file noticed")
+        assert sup.ctl("status").rc == 1
+        os.unlink(path)
+        wait_for(lambda: sup.stderr().count(made) >= 2, 30, what="the socket made again")
+        assert sup.ctl("status").rc == 0
+        # Its directory gone: said once, and the socket is made again once it is back.
+        os.unlink(path)
+        os.rmdir(ctl_dir)
+        wait_for(lambda: "control socket %s was removed, and cannot be made again" % path
+                 in sup.stderr(), 30, what="the loss said")
+        os.mkdir(ctl_dir, 0o700)
+        wait_for(lambda: sup.stderr().count(made) >= 3, 30, what="the socket made again")
+        assert sup.stderr().count("cannot be made again") == 1, sup.stderr()
+        r = sup.ctl("stop")
+        assert r.rc == 0, r
+        assert sup.wait() == 0, sup.stderr()
+        assert not os.path.exists(path)
+    finally:
+        sup.kill()
+
+
+def answer_once(path, body):
+    """Another program at a control socket: it answers one request ok, with `body`."""
+    import threading
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def serve():
+        c, _ = srv.accept()
+        with c:
+            n = struct.unpack(">I", c.recv(4, socket.MSG_WAITALL))[0]
+            req = msgpack.unpackb(c.recv(n, socket.MSG_WAITALL))
+            reply = msgpack.packb({"v": 1, "t": "reply", "id": req["id"], "ok": True,
+                                   "db": "sqlite:////x.db", "uuid": "u", "dev": "1:1",
+                                   "body": body, "more": False})
+            c.sendall(struct.pack(">I", len(reply)) + reply)
+        srv.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_reply_whose_body_is_no_json_object_is_refused(tmp):
+    # It was read as an empty object: `status` showed a supervisor with nothing running
+    # (`state: -`, `pid: 0`) and exited 0.
+    for body, says in (('{"state": ', "unexpected token near end of file"),
+                       ("[" * 5000 + "]" * 5000, "maximum parsing depth reached"),
+                       ("[1, 2]", "another JSON value")):
+        path = os.path.join(str(tmp), "other.sock")
+        t = answer_once(path, body)
+        r = subprocess.run([binpath("autopack-ctl"), "status", "--control", path],
+                           capture_output=True, text=True, timeout=60)
+        t.join(30)
+        os.unlink(path)
+        assert r.returncode == 1, (body[:20], r.returncode, r.stdout, r.stderr)
+        assert ("bad reply from the supervisor of sqlite:////x.db: its body is not a JSON "
+                "object (%s" % says) in r.stderr, r.stderr
+        assert r.stdout == "", r.stdout

@@ -122,6 +122,34 @@ def test_1_a_second_name_is_refused_and_the_lock_is_the_files_own(tmp, llm):
 
 # --- 2. copies ------------------------------------------------------------------------
 
+def test_2_a_claim_removed_while_the_original_is_served_is_taken_again(tmp):
+    # A cleaner of the runtime directory removed the claim with the socket: a copy's
+    # supervisor started then was not refused, and two supervisors served one uuid.
+    orig = new_db(tmp, runs=1, phases=2)
+    copy_path = os.path.join(str(tmp), "copy.db")
+    shutil.copyfile(path_of(orig), copy_path)
+    uuid = uuid_of(orig)
+    a = Supervisor(tmp, orig, "--workers", 0, name="orig")
+    try:
+        a.wait_ready()
+        claim = os.path.join(runtime_dir(), uuid + ".claim")
+        os.unlink(claim)
+        wait_for(lambda: "the uuid claim of %s was removed by another program; took it "
+                 "again" % canonical(path_of(orig)) in a.stderr(), 30,
+                 what="the claim taken again")
+        with open(claim) as f:
+            assert f.readline().strip() == str(a.proc.pid)
+        r = run("autopack-supervisor", "--db", "sqlite:///" + copy_path, "--workers", 0)
+        assert r.rc == 1, r
+        assert "uuid %s is already served by autopack-supervisor pid %d" % (
+            uuid, a.proc.pid) in r.err, r
+        assert a.ctl("stop").rc == 0
+        assert a.wait() == 0, a.stderr()
+        assert not os.path.exists(claim)
+    finally:
+        a.kill()
+
+
 def test_2_a_copy_gets_no_control_of_the_original_and_its_own_identity(tmp):
     orig = new_db(tmp, runs=1, phases=2)
     copy_path = os.path.join(str(tmp), "copy.db")

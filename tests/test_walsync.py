@@ -213,3 +213,22 @@ def test_the_database_file_is_synced_off_the_loop(tmp):
     assert who.count("main") <= 3, who
     assert sql(url, "SELECT count(*), count(ended_at) FROM attempts") == [(3000, 3000)]
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+@pytest.mark.skipif(os.environ.get("AUTOPACK_SANITIZE") == "1",
+                    reason="a sanitizer's runtime reserves more address space than the limit")
+def test_a_pool_that_cannot_start_its_threads_leaves_the_fsync_in_the_commit(tmp):
+    # libuv starts its pool's threads (UV_THREADPOOL_SIZE of them, 8 MiB of stack each) at
+    # the first fsync off the loop, and aborts the process when one cannot start: under an
+    # address space limit the supervisor died at its first commit (SIGABRT, not a word).
+    url = new_db(tmp, runs=3, phases=10)
+    limit = 1 << 30
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--exit-when-drained",
+                     env={"UV_THREADPOOL_SIZE": "1024"},
+                     prefix=["prlimit", "--as=%d:%d" % (limit, limit)])
+    assert sup.wait() == 0, sup.stderr()
+    assert ("commits are synced by SQLite on the loop (slower): the threads of the pool "
+            "that would sync them cannot be started (") in sup.stderr()
+    assert ("the address space limit, ulimit -v or LimitAS=, is %d bytes)" % limit
+            in sup.stderr())
+    assert sql(url, "SELECT count(*), count(ended_at) FROM attempts") == [(30, 30)]

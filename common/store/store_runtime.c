@@ -222,6 +222,21 @@ out:
 	return rc != 0 ? rc : fd;
 }
 
+bool store_runtime_claim_in_place(int fd, const struct store *st)
+{
+	char *dir, *claim;
+	bool same;
+
+	if (fd < 0 || fd == STORE_LOCK_SERVER)
+		return true;
+	dir = store_runtime_dir_name();
+	claim = xasprintf("%s/%s.claim", dir, st->uuid);
+	same = store_runtime_same(fd, claim);
+	free(claim);
+	free(dir);
+	return same;
+}
+
 /* Remove the claim while still holding it, then drop it. */
 void store_runtime_release(int fd, const struct store *st)
 {

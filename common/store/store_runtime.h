@@ -38,6 +38,9 @@ char *store_runtime_socket(const struct store *st);
  * STORE_EIO; for a PostgreSQL database STORE_LOCK_SERVER (store_lock.h), claiming
  * nothing. */
 int store_runtime_claim(const struct store *st, struct store_err *err);
+/* Whether the claim `fd` of the database open in `st` is still the file at its path (not
+ * removed or replaced since it was taken); true for a negative fd or STORE_LOCK_SERVER. */
+bool store_runtime_claim_in_place(int fd, const struct store *st);
 /* Remove the claim `fd` of the database open in `st` (unless it was replaced) and drop
  * it; nothing for a negative fd or STORE_LOCK_SERVER. */
 void store_runtime_release(int fd, const struct store *st);
