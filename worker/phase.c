@@ -279,20 +279,20 @@ static bool phase_estimate(struct phase_ctx *pc)
 	return true;
 }
 
-/* Directories known by their identity (device and inode) to hold, or not, the worker's
- * binary or a system directory (check_dir_holds_system): the runs' workspaces, and the
- * directories that hold them. Resolving a path costs a system call for each of its
- * components; the phases of a run share its workspace, and the runs of a plan mostly
- * share the directory their workspaces are in. The oldest is forgotten first. */
+/* Directories known by their identity (device and inode) to be fit, or not, for a
+ * workspace (phase_dir_unfit): the runs' workspaces, and the directories that hold them.
+ * Resolving a path costs a system call for each of its components; the phases of a run
+ * share its workspace, and the runs of a plan mostly share the directory their workspaces
+ * are in. The oldest is forgotten first. */
 #define PHASE_DIRS_KNOWN 64
 static struct {
 	dev_t dev;
 	ino_t ino;
-	bool clean; /* holds none */
+	bool clean; /* fit */
 } phase_dirs[PHASE_DIRS_KNOWN];
 static size_t phase_ndirs, phase_dirs_next;
 
-/* What is known of the directory `st`: 1 it holds none, 0 it holds one, -1 unknown. */
+/* What is known of the directory `st`: 1 fit, 0 unfit, -1 unknown. */
 static int phase_dir_known(const struct stat *st)
 {
 	for (size_t i = 0; i < phase_ndirs; i++)
@@ -301,7 +301,7 @@ static int phase_dir_known(const struct stat *st)
 	return -1;
 }
 
-/* Note whether the directory `st` holds none. */
+/* Note whether the directory `st` is fit. */
 static void phase_dir_note(const struct stat *st, bool clean)
 {
 	size_t i;
@@ -323,8 +323,8 @@ static void phase_dir_note(const struct stat *st, bool clean)
 /* The directory holding the workspace `ws` into `parent` (PATH_MAX bytes), when `ws` is
  * an absolute path whose last component is a directory's own name: `own` (ws's lstat) a
  * directory, not a symbolic link, and that name neither "." nor "..". Its real path is
- * then the parent's followed by that name, so a parent that holds none of the binary and
- * the system directories has a workspace that holds none either. False otherwise. */
+ * then the parent's followed by that name, so a parent that is fit (phase_dir_unfit) has
+ * a workspace that is fit too. False otherwise. */
 static bool phase_ws_parent(const char *ws, const struct stat *own, char *parent)
 {
 	const char *slash = strrchr(ws, '/'), *name;
@@ -343,14 +343,32 @@ static bool phase_ws_parent(const char *ws, const struct stat *own, char *parent
 	return true;
 }
 
-/* Whether the workspace `ws` (its stat `st`, its lstat `own`) is or holds the worker's
- * binary or a system directory (check_dir_holds_system), filling `what`. A workspace or
- * the directory holding it (phase_ws_parent) known to hold none settles it without
- * resolving a path. */
-static bool phase_workspace_holds_system(
-    const char *ws, const struct stat *st, const struct stat *own, char *what, size_t n)
+/* Whether the directory `dir` (a path) is unfit for a workspace: it is or holds the
+ * worker's binary or a system directory (check_dir_holds_system), or it is, holds or lies
+ * in a runtime directory (check_dir_at_runtime). Fills `why` (n bytes) with what is wrong. */
+static bool phase_dir_unfit(const char *dir, char *why, size_t n)
 {
-	char parent[PATH_MAX], held[PATH_MAX];
+	char what[PATH_MAX + 16];
+	bool system = check_dir_holds_system(dir, what, sizeof what);
+
+	if (!system && !check_dir_at_runtime(dir, what, sizeof what))
+		return false;
+	snprintf(why, n, "%s%s%s", system ? "holds " : "", what,
+	    system ? ": the model's files and the check command could replace a program "
+	             "the workers run with the API keys" :
+	             ", where supervisors keep their control sockets: a check command "
+	             "there could connect to any of them and stop or steer it");
+	return true;
+}
+
+/* Whether the workspace `ws` (its stat `st`, its lstat `own`) is unfit (phase_dir_unfit),
+ * filling `why`. A workspace, or the directory holding it (phase_ws_parent), known to be
+ * fit settles it without resolving a path: a directory that neither is, holds nor lies in
+ * any of those holds a workspace that does not either. */
+static bool phase_workspace_holds_system(
+    const char *ws, const struct stat *st, const struct stat *own, char *why, size_t n)
+{
+	char parent[PATH_MAX], held[PATH_MAX + 256];
 	struct stat pst;
 
 	if (phase_dir_known(st) == 1)
@@ -359,7 +377,7 @@ static bool phase_workspace_holds_system(
 		int k = phase_dir_known(&pst);
 
 		if (k < 0) {
-			k = check_dir_holds_system(parent, held, sizeof held) ? 0 : 1;
+			k = phase_dir_unfit(parent, held, sizeof held) ? 0 : 1;
 			phase_dir_note(&pst, k == 1);
 		}
 		if (k == 1) {
@@ -367,7 +385,7 @@ static bool phase_workspace_holds_system(
 			return false;
 		}
 	}
-	if (check_dir_holds_system(ws, what, n))
+	if (phase_dir_unfit(ws, why, n))
 		return true;
 	phase_dir_note(st, true);
 	return false;
@@ -392,7 +410,7 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 	int p = llm_provider_parse(job->llm.provider);
 	struct stat st, own;
 	const char *key;
-	char held[PATH_MAX];
+	char held[PATH_MAX + 256];
 
 	if (p < 0) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
@@ -415,9 +433,7 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 	}
 	if (phase_workspace_holds_system(job->workspace, &st, &own, held, sizeof held)) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
-		    "workspace %s holds %s: the model's files and the check command could replace "
-		    "a program the workers run with the API keys; give the run a workspace of its "
-		    "own; not sent to the LLM",
+		    "workspace %s %s; give the run a workspace of its own; not sent to the LLM",
 		    job->workspace, held);
 		return false;
 	}
