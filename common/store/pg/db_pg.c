@@ -590,6 +590,22 @@ static const char pg_session_sql[] = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO,
                                      " SET standard_conforming_strings = on;"
                                      " SET default_transaction_isolation = 'read committed'";
 
+/* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
+ * also turn off idle_session_timeout, which a role or database may set: the server ended a
+ * supervisor's connection between two beats, its LISTEN with it, and its next statement
+ * failed with "no connection to the server". Returns the last statement's result
+ * (PGRES_COMMAND_OK when all were made), for the caller to PQclear. */
+static PGresult *pg_session_apply(PGconn *c)
+{
+	PGresult *r = PQexec(c, pg_session_sql);
+
+	if (PQresultStatus(r) == PGRES_COMMAND_OK && PQserverVersion(c) >= 140000) {
+		PQclear(r);
+		r = PQexec(c, "SET idle_session_timeout = 0");
+	}
+	return r;
+}
+
 /* Connect with libpq to the database of a connection URI. */
 int db_pg_connect(const char *uri, const char *password, const char *app, struct db **out,
     enum db_fault *fault, char *msg, size_t msglen)
@@ -632,7 +648,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 		return DB_ERROR;
 	}
 	PQsetNoticeProcessor(c, pg_notice, NULL);
-	r = PQexec(c, pg_session_sql);
+	r = pg_session_apply(c);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_conn_msg(c, msg, msglen);
 		*fault = DB_FAULT_OTHER;
@@ -694,7 +710,7 @@ enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd)
 		pg_fail(d, NULL);
 		return DB_PG_POLL_FAILED;
 	}
-	r = PQexec(d->c, pg_session_sql);
+	r = pg_session_apply(d->c);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_fail(d, r);
 		PQclear(r);
