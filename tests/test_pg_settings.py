@@ -92,3 +92,25 @@ def test_a_search_path_away_from_autopacks_tables_is_named(tmp, pg_cluster):
     pg_cluster.psql('ALTER DATABASE "%s" RESET search_path' % name)
     assert ctl("--db", url, "db", "check").rc == 0
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def test_numbers_read_back_exact_whatever_extra_float_digits(tmp, pg_cluster):
+    """A drained session whose results record durations and yields of several digits;
+    the database's extra_float_digits then made -15 (numbers of floating point sent
+    rounded to one digit). `session show --json` must show the same figures as before
+    (before: 0.4 for a yield of 0.37, 5.0 non-timeout minutes for 6.27)."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, tiers=1, phases=3)
+    sup = Supervisor(tmp, url, "--worker", ROGUE, "--workers", 1, "--exit-when-drained",
+                     env={"ROGUE_MODE": "good"})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    sql(url, "UPDATE drain_session_results SET duration_seconds = 123.456 + attempt_id,"
+        " telemetry_yield_per_minute = 0.37")
+    r = ctl("--db", url, "session", "show", "--json")
+    assert r.rc == 0 and '"median": 0.37' in r.out, r
+    pg_cluster.psql('ALTER DATABASE "%s" SET extra_float_digits = -15' % name)
+    again = ctl("--db", url, "session", "show", "--json")
+    assert again.rc == 0 and again.out == r.out, (r.out, again.out)

@@ -581,14 +581,17 @@ static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
 		msg[--n] = '\0';
 }
 
-/* The session settings of every connection: UTC, ISO dates, quiet notices, and READ
- * COMMITTED transactions whatever the role's or the database's default: the claims and
- * the session's choice read what others committed while they waited for a lock, which a
- * REPEATABLE READ or SERIALIZABLE snapshot, taken before the wait, does not show. */
-static const char pg_session_sql[] = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
-                                     " SET client_min_messages = warning;"
-                                     " SET standard_conforming_strings = on;"
-                                     " SET default_transaction_isolation = 'read committed'";
+/* The session settings of every connection: UTC, ISO dates, quiet notices, numbers of
+ * floating point read back exact (extra_float_digits below 1 rounds them: -15 gave 0.4
+ * for 0.37), and READ COMMITTED transactions whatever the role's or the database's
+ * default: the claims and the session's choice read what others committed while they
+ * waited for a lock, which a REPEATABLE READ or SERIALIZABLE snapshot, taken before the
+ * wait, does not show. */
+static const char pg_session_sql[] =
+    "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
+    " SET client_min_messages = warning;"
+    " SET standard_conforming_strings = on; SET extra_float_digits = 3;"
+    " SET default_transaction_isolation = 'read committed'";
 
 /* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
  * also turn off idle_session_timeout, which a role or database may set: the server ended a
