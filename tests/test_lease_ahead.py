@@ -71,7 +71,7 @@ def stopped(pid):
 
 def unread(pids):
     """The bytes processes `pids` wrote to their sockets that the other end has not read
-    (ss: the send queues of their Unix sockets)."""
+    (ss, of iproute2: the send queues of their Unix sockets)."""
     out = subprocess.run(["ss", "-x", "-p", "-H"], capture_output=True, text=True,
                          check=True).stdout
     return sum(int(line.split()[3]) for line in out.splitlines()
