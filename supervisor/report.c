@@ -213,6 +213,7 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 	struct report rp = { .s = s, .left = json_array() };
 	json_t *phases = json_object(), *end;
 	struct store_err err;
+	bool untexted;
 	size_t len;
 	int i;
 
@@ -223,9 +224,10 @@ void report_drain_end(struct sup *s, char *line, size_t n)
 	if (store_drain_each_run_state(s->sd, s->cfg.run_id, report_state, &rp, &err) != 0 ||
 	    store_drain_each_left(s->sd, s->cfg.run_id, s->cfg.retry_failed, s->session_id,
 	        s->cfg.max_attempts, s->cfg.dry_run, report_unfinished, report_orphaned, &rp,
-	        &err) != 0 ||
-	    store_drain_each_untexted(
-	        s->sd, s->cfg.run_id, s->cfg.retry_failed, report_untexted, &rp, &err) != 0) {
+	        &untexted, &err) != 0 ||
+	    (untexted &&
+	        store_drain_each_untexted(
+	            s->sd, s->cfg.run_id, s->cfg.retry_failed, report_untexted, &rp, &err) != 0)) {
 		log_error("cannot tell what the drain left: %s", err.text);
 		json_decref(rp.left);
 		json_decref(phases);

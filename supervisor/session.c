@@ -264,10 +264,11 @@ void session_finish(struct sup *s)
 	char left[600] = "";
 	bool left_fleet = true;
 
-	/* The loop is over: what is still committed syncs in the database, and checkpoints
-	 * run in the commits (none waits for the thread, which wakes the loop no more). */
+	/* The loop is over: what is still committed syncs in the database, and the
+	 * checkpoints' thread wakes it no more; none of the last commits waits for it. */
 	sync_finish(s);
-	store_ckpt_foreground(s->st);
+	store_ckpt_notify(s->st, NULL, NULL);
+	store_ckpt_wait(s->st);
 	if (!s->writes_off) {
 		writer_flush(s);
 		/* Several supervisors: leaving is the last fence (one declared lost writes
@@ -280,6 +281,9 @@ void session_finish(struct sup *s)
 	    s->stop_reason != NULL ? s->stop_reason :
 	                             "stopped";
 	if (!s->writes_off) {
+		/* The thread copies the log into the file and syncs it while the report reads:
+		 * closing the database then copies only the last commits. */
+		store_ckpt_ahead(s->st);
 		report_drain_end(s, left, sizeof left);
 		/* Several supervisors: the last one to leave a shared session ends it. */
 		if (left_fleet && (s->fleet_id == 0 || fleet_finish(s)) &&

@@ -271,3 +271,31 @@ def test_checks_share_the_network_with_one_warning_where_the_kernel_refuses_it(t
                "free port where the workers' LLM calls go, and so read the API keys")
     assert err.count(warning) == workers and 1 <= workers <= 2, err
     assert "check commands run in" not in err
+
+
+@pytest.mark.parametrize("where", ["inside", "is", "holds"])
+def test_a_workspace_at_a_runtime_directory_fails_before_the_llm_call(tmp, where):
+    # A runtime directory that holds the workspace cannot be emptied for the check: it saw
+    # every supervisor's control socket there (and the uuid claims), and could connect to
+    # each one, stop it or scale it.
+    tmp = str(tmp)
+    run_dir = os.path.join(tmp, "xdg")
+    os.mkdir(run_dir, 0o700)
+    ws = {"inside": os.path.join(run_dir, "autopack", "ws"), "is": run_dir,
+          "holds": tmp}[where]
+    os.makedirs(ws, exist_ok=True)
+    os.mkdir(os.path.join(tmp, "db"))
+    url = init_db(tmp, name="db/autopack.db")
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="ls ..")])])
+    llm = Standin(tmp, {}, "--expect-key", KEY)
+    sup, rc = drain_until_exit(tmp, url, llm, 1, env={"ANTHROPIC_API_KEY": KEY,
+                                                      "XDG_RUNTIME_DIR": run_dir})
+    assert rc == 0, sup.stderr()
+    att = rows(url, "SELECT failure_reason, message FROM attempts")
+    relation = {"inside": "is inside", "is": "is", "holds": "holds"}[where]
+    assert att and all(a["failure_reason"] == "INVALID_JOB" for a in att), att
+    assert att[0]["message"] == (
+        "workspace %s %s %s, where supervisors keep their control sockets: a check "
+        "command there could connect to any of them and stop or steer it; give the run a "
+        "workspace of its own; not sent to the LLM" % (ws, relation, run_dir)), att
+    assert llm.requests() == []

@@ -382,9 +382,9 @@ static bool ckpt_bg_idle(struct store_ckpt *c)
 	return idle;
 }
 
-/* Stop the thread once the checkpoint it runs, if any, has ended (what it did is taken
- * as this handle's), and close its connection. */
-static void ckpt_bg_stop(struct store_ckpt *c)
+/* Wait for the checkpoint the thread runs, if any, to end, and take what it did as this
+ * handle's. Nothing without the thread. */
+static void ckpt_bg_wait(struct store_ckpt *c)
 {
 	struct ckpt_bg *b = c->bg;
 
@@ -395,6 +395,17 @@ static void ckpt_bg_stop(struct store_ckpt *c)
 		pthread_cond_wait(&b->wake, &b->lock);
 	pthread_mutex_unlock(&b->lock);
 	ckpt_bg_idle(c);
+}
+
+/* Stop the thread once the checkpoint it runs, if any, has ended (what it did is taken
+ * as this handle's), and close its connection. */
+static void ckpt_bg_stop(struct store_ckpt *c)
+{
+	struct ckpt_bg *b = c->bg;
+
+	if (b == NULL)
+		return;
+	ckpt_bg_wait(c);
 	pthread_mutex_lock(&b->lock);
 	b->state = CKPT_STOP;
 	pthread_cond_broadcast(&b->wake);
@@ -592,6 +603,24 @@ bool store_ckpt_holding(struct store *st, uint64_t *wait_ms)
 		return false;
 	*wait_ms = CKPT_HOLD_MS - held;
 	return true;
+}
+
+void store_ckpt_wait(struct store *st)
+{
+	if (st->ckpt != NULL)
+		ckpt_bg_wait(st->ckpt);
+}
+
+void store_ckpt_ahead(struct store *st)
+{
+	struct store_ckpt *c = st->ckpt;
+	struct stat sb;
+
+	if (c == NULL || c->bg == NULL || c->frames == 0 || c->tampered || !ckpt_bg_idle(c))
+		return;
+	if (ckpt_stat(c, &sb) && ckpt_check(c, &sb))
+		return;
+	ckpt_bg_ask(c, c->frames);
 }
 
 void store_ckpt_foreground(struct store *st)

@@ -81,6 +81,15 @@ void store_ckpt_notify(struct store *st, void (*done)(void *arg), void *arg);
  * *wait_ms is the most they wait for it before they go on all the same. What a
  * checkpoint that ended did is taken as the handle's first. */
 bool store_ckpt_holding(struct store *st, uint64_t *wait_ms);
+/* Wait for the thread's checkpoint, if one runs, to end, and take what it did as the
+ * handle's: commits no longer wait for it. The thread stays. Safe without the thread. */
+void store_ckpt_wait(struct store *st);
+/* Have the thread copy everything the log holds now into the file, and sync the file,
+ * whatever the number of frames, while the handle's owner goes on (its commits go on
+ * too; closing the handle then copies only what they added). Nothing without the
+ * thread, while it runs a checkpoint, with an empty log, or once the file was found
+ * written by someone else. */
+void store_ckpt_ahead(struct store *st);
 /* Run the checkpoints in the commits again: wait for the thread's checkpoint, if one
  * runs, then stop the thread and close its connection. Safe without the thread. */
 void store_ckpt_foreground(struct store *st);

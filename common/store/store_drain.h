@@ -175,11 +175,13 @@ int store_drain_each_eligible_of(struct store_drain *d, const char *const *run_i
  * `with_failed`) whose run or tier has no row (another program's rows: the original kept
  * no foreign keys), ordered by run: the drain reads its queue through both, so it never
  * dispatches them, and they are not among the unfinished ones. A non-zero return from
- * either stops. */
+ * either stops. *untexted tells whether a phase it read has an id that is not text
+ * (neither unfinished nor orphaned: store_drain_each_untexted names them). */
 int store_drain_each_left(struct store_drain *d, const char *run_filter, bool with_failed,
     const char *session_id, int64_t max_attempts, bool dry_run,
     int (*unfinished)(void *arg, const char *run_id, int64_t n),
-    int (*orphaned)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err);
+    int (*orphaned)(void *arg, const char *run_id, int64_t n), void *arg, bool *untexted,
+    struct store_err *err);
 /* A phase whose run_id or phase_id is not text (a blob, a real, NULL: another program's
  * row, which SQLite's columns hold whatever their type): the scheduler keys phases by
  * their text ids, so no drain dispatches it, and store_drain_each_left counts it neither

@@ -230,33 +230,38 @@ struct left_orphans {
 	" AND p.run_id IS NOT NULL AND p.phase_id IS NOT NULL)"
 
 /* What a drain left: each run's unfinished eligible phases and its phases without a run
- * or tier row, in one aggregate query; STORE_EIO on failure. */
+ * or tier row, and whether any has an id that is not text, in one aggregate query;
+ * STORE_EIO on failure. */
 int store_drain_each_left(struct store_drain *d, const char *run_filter, bool with_failed,
     const char *session_id, int64_t max_attempts, bool dry_run,
     int (*unfinished)(void *arg, const char *run_id, int64_t n),
-    int (*orphaned)(void *arg, const char *run_id, int64_t n), void *arg, struct store_err *err)
+    int (*orphaned)(void *arg, const char *run_id, int64_t n), void *arg, bool *untexted,
+    struct store_err *err)
 {
-	/* Only the phases of either kind reach the aggregate. Each phase looks for its own
-	 * attempts of the session through the index on (run, phase), the session compared
-	 * through an expression as in drain_each_eligible: a join with the session's attempts
-	 * grouped by phase built and sorted a temporary table of them all, and an IN list in
-	 * the subquery would build one at each phase. A dry run's phase is left when it has
-	 * none (NOT EXISTS stops at the first); any other counts them. The run and tier rows
-	 * are joined once (each at most one row: their keys). Without FAILED phases the
-	 * state is compared alone, read through its index (the OR of two states reads it
-	 * twice and merges the rows). */
+	/* Only the phases of the three kinds reach the aggregate (those with an id that is
+	 * not text counted apart: store_drain_each_untexted reads them only when there are
+	 * some). Each phase looks for its own attempts of the session through the index on
+	 * (run, phase), the session compared through an expression as in
+	 * drain_each_eligible: a join with the session's attempts grouped by phase built and
+	 * sorted a temporary table of them all, and an IN list in the subquery would build
+	 * one at each phase. A dry run's phase is left when it has none (NOT EXISTS stops
+	 * at the first); any other counts them. The run and tier rows are joined once (each
+	 * at most one row: their keys). Without FAILED phases the state is compared alone,
+	 * read through its index (the OR of two states reads it twice and merges the
+	 * rows). */
 #define LEFT_ORPHAN "(r.id IS NULL OR t.id IS NULL)"
 #define LEFT_TRIED                                                                                 \
 	" FROM attempts a WHERE a.run_id = p.run_id AND a.phase_id = p.phase_id"                   \
 	" AND COALESCE(a.session_id, '') = ?3"                                                     \
 	" AND (a.outcome IS NULL OR (a.outcome <> ?8 AND a.outcome <> ?9))"
-/* Phases with an id that is not text: store_drain_each_untexted. */
 #define LEFT_SELECT(states)                                                                        \
-	"SELECT p.run_id, sum(CASE WHEN " LEFT_ORPHAN " THEN 0 ELSE 1 END),"                       \
-	" sum(CASE WHEN " LEFT_ORPHAN " THEN 1 ELSE 0 END)"                                        \
+	"SELECT p.run_id, sum(CASE WHEN " DRAIN_TEXT_IDS " AND NOT " LEFT_ORPHAN                   \
+	" THEN 1 ELSE 0 END),"                                                                     \
+	" sum(CASE WHEN " DRAIN_TEXT_IDS " AND " LEFT_ORPHAN " THEN 1 ELSE 0 END),"                \
+	" sum(CASE WHEN " DRAIN_TEXT_IDS " THEN 0 ELSE 1 END)"                                     \
 	" FROM phases p LEFT JOIN runs r ON r.id = p.run_id LEFT JOIN tiers t ON t.id = p.tier_id" \
 	" WHERE " states " AND (CAST(?1 AS TEXT) IS NULL OR p.run_id = ?1)"                        \
-	" AND " DRAIN_TEXT_IDS " AND (" LEFT_ORPHAN " OR CASE WHEN ?7"                             \
+	" AND (NOT " DRAIN_TEXT_IDS " OR " LEFT_ORPHAN " OR CASE WHEN ?7"                          \
 	" THEN NOT EXISTS (SELECT 1" LEFT_TRIED ")"                                                \
 	" ELSE (SELECT count(*)" LEFT_TRIED ") < CASE"                                             \
 	" WHEN p.max_builder_attempts > 0 AND p.max_builder_attempts < ?6"                         \
@@ -271,6 +276,7 @@ int store_drain_each_left(struct store_drain *d, const char *run_filter, bool wi
 	struct db_stmt *s;
 	int rc, stop = 0;
 
+	*untexted = false;
 	if (db_prepare(d->st->db, with_failed ? sql : sql_queued, &s) != DB_OK)
 		return drain_fail(d, err, "what the drain left");
 	store_bind_text(s, 1, run_filter);
@@ -288,6 +294,7 @@ int store_drain_each_left(struct store_drain *d, const char *run_filter, bool wi
 		const char *run_id = db_column_text(s, 0);
 		int64_t n = db_column_int64(s, 2);
 
+		*untexted = *untexted || db_column_int64(s, 3) > 0;
 		if (db_column_int64(s, 1) > 0)
 			stop = unfinished(arg, run_id, db_column_int64(s, 1));
 		if (n > 0) {
@@ -352,7 +359,9 @@ int store_drain_each_untexted(struct store_drain *d, const char *run_filter, boo
 }
 
 /* Close the attempts an earlier supervisor left open and requeue their phases, in one
- * transaction; STORE_EIO on failure (rolled back). */
+ * transaction; nothing when none is open (one probe of the index of open attempts: the
+ * statements would read every phase to find none). STORE_EIO on failure
+ * (rolled back). */
 int store_drain_recover(struct store_drain *d, int *closed, struct store_err *err)
 {
 	static const char *const sql[] = {
@@ -376,8 +385,13 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	char now[32];
 	int rc;
 
-	time_db_now(now);
 	*closed = 0;
+	rc = store_row_exists(d->st->db, err,
+	    "SELECT 1 FROM attempts WHERE ended_at IS NULL LIMIT 1", NULL, "%s: attempts left open",
+	    d->st->path);
+	if (rc <= 0)
+		return rc;
+	time_db_now(now);
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
 	drain_tiers_forget(d);

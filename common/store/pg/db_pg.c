@@ -581,10 +581,14 @@ static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
 		msg[--n] = '\0';
 }
 
-/* The session settings of every connection: UTC, ISO dates, quiet notices. */
+/* The session settings of every connection: UTC, ISO dates, quiet notices, and READ
+ * COMMITTED transactions whatever the role's or the database's default: the claims and
+ * the session's choice read what others committed while they waited for a lock, which a
+ * REPEATABLE READ or SERIALIZABLE snapshot, taken before the wait, does not show. */
 static const char pg_session_sql[] = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
                                      " SET client_min_messages = warning;"
-                                     " SET standard_conforming_strings = on";
+                                     " SET standard_conforming_strings = on;"
+                                     " SET default_transaction_isolation = 'read committed'";
 
 /* Connect with libpq to the database of a connection URI. */
 int db_pg_connect(const char *uri, const char *password, const char *app, struct db **out,
