@@ -63,12 +63,6 @@ with open("probe.json", "w") as f:
 '''
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def listener(family, addr):
     s = socket.socket(family, socket.SOCK_STREAM)
     s.bind(addr)
@@ -112,12 +106,13 @@ def probe_drain(tmp, ws, *args, prefix=()):
     lsn = {"tcp": listener(socket.AF_INET, ("127.0.0.1", 0)),
            "abstract": listener(socket.AF_UNIX, "\0" + name),
            "tmp_socket": listener(socket.AF_UNIX, path)}
-    http = free_port()
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 probe.py")])])
 
     def targets(sup):
-        sup.wait_ready()
+        # The --http port the supervisor bound (a port chosen before it started could be
+        # taken meanwhile).
+        http = int(sup.wait_ready()["http_url"].rsplit(":", 1)[1].rstrip("/"))
         control = rows(url, "SELECT control_socket FROM meta")[0]["control_socket"]
         with open(os.path.join(ws, "targets.json"), "w") as f:
             json.dump({"tcp": {"tcp": lsn["tcp"].getsockname()[1], "http": http},
@@ -126,7 +121,7 @@ def probe_drain(tmp, ws, *args, prefix=()):
 
     try:
         sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1, "--http",
-                                   "127.0.0.1:%d" % http, *args, env={"ANTHROPIC_API_KEY": KEY},
+                                   "127.0.0.1:0", *args, env={"ANTHROPIC_API_KEY": KEY},
                                    control=False, prefix=prefix, during=targets)
     finally:
         os.unlink(path)
@@ -276,3 +271,31 @@ def test_checks_share_the_network_with_one_warning_where_the_kernel_refuses_it(t
                "free port where the workers' LLM calls go, and so read the API keys")
     assert err.count(warning) == workers and 1 <= workers <= 2, err
     assert "check commands run in" not in err
+
+
+@pytest.mark.parametrize("where", ["inside", "is", "holds"])
+def test_a_workspace_at_a_runtime_directory_fails_before_the_llm_call(tmp, where):
+    # A runtime directory that holds the workspace cannot be emptied for the check: it saw
+    # every supervisor's control socket there (and the uuid claims), and could connect to
+    # each one, stop it or scale it.
+    tmp = str(tmp)
+    run_dir = os.path.join(tmp, "xdg")
+    os.mkdir(run_dir, 0o700)
+    ws = {"inside": os.path.join(run_dir, "autopack", "ws"), "is": run_dir,
+          "holds": tmp}[where]
+    os.makedirs(ws, exist_ok=True)
+    os.mkdir(os.path.join(tmp, "db"))
+    url = init_db(tmp, name="db/autopack.db")
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="ls ..")])])
+    llm = Standin(tmp, {}, "--expect-key", KEY)
+    sup, rc = drain_until_exit(tmp, url, llm, 1, env={"ANTHROPIC_API_KEY": KEY,
+                                                      "XDG_RUNTIME_DIR": run_dir})
+    assert rc == 0, sup.stderr()
+    att = rows(url, "SELECT failure_reason, message FROM attempts")
+    relation = {"inside": "is inside", "is": "is", "holds": "holds"}[where]
+    assert att and all(a["failure_reason"] == "INVALID_JOB" for a in att), att
+    assert att[0]["message"] == (
+        "workspace %s %s %s, where supervisors keep their control sockets: a check "
+        "command there could connect to any of them and stop or steer it; give the run a "
+        "workspace of its own; not sent to the LLM" % (ws, relation, run_dir)), att
+    assert llm.requests() == []

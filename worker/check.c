@@ -410,13 +410,51 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 	}
 }
 
+/* The runtime directories of the worker's user, where supervisors keep their control
+ * sockets and uuid claims (README, "Environment and files"), as named (not resolved), in
+ * `dirs`; returns how many. */
+#define CHECK_RUNTIME_MAX 3
+static size_t check_runtime_dirs(char (*dirs)[PATH_MAX])
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	size_t n = 0;
+
+	snprintf(dirs[n++], PATH_MAX, "/run/user/%u", (unsigned)getuid());
+	if (xdg != NULL && xdg[0] == '/')
+		snprintf(dirs[n++], PATH_MAX, "%s", xdg);
+	snprintf(dirs[n++], PATH_MAX, "/run/autopack");
+	return n;
+}
+
+bool check_dir_at_runtime(const char *dir, char *what, size_t n)
+{
+	char dirs[CHECK_RUNTIME_MAX][PATH_MAX], real[PATH_MAX], run[PATH_MAX];
+	size_t k = check_runtime_dirs(dirs);
+
+	if (realpath(dir, real) == NULL)
+		return false;
+	for (size_t i = 0; i < k; i++) {
+		if (realpath(dirs[i], run) == NULL)
+			continue;
+		if (check_path_holds(real, run) || check_path_holds(run, real)) {
+			snprintf(what, n, "%s %s",
+			    strcmp(real, run) == 0          ? "is" :
+			        check_path_holds(real, run) ? "holds" :
+			                                      "is inside",
+			    run);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
  * database `protect` (NULL for none). */
 static void check_empty_choose(const char *workspace, const char *protect)
 {
-	const char *tmpdir = getenv("TMPDIR"), *xdg = getenv("XDG_RUNTIME_DIR");
-	char ws[PATH_MAX], tmp[PATH_MAX] = "", run[64];
-	size_t i;
+	const char *tmpdir = getenv("TMPDIR");
+	char ws[PATH_MAX], tmp[PATH_MAX] = "", run[CHECK_RUNTIME_MAX][PATH_MAX];
+	size_t i, nrun;
 
 	if (realpath(workspace, ws) == NULL)
 		snprintf(ws, sizeof ws, "%s", workspace);
@@ -428,11 +466,9 @@ static void check_empty_choose(const char *workspace, const char *protect)
 		tmp[0] = '\0';
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_rw_private[i] = check_empty_add(check_rw_dirs[i], true, ws, tmp);
-	snprintf(run, sizeof run, "/run/user/%u", (unsigned)getuid());
-	check_empty_add(run, false, ws, tmp);
-	if (xdg != NULL && xdg[0] == '/')
-		check_empty_add(xdg, false, ws, tmp);
-	check_empty_add("/run/autopack", false, ws, tmp);
+	nrun = check_runtime_dirs(run);
+	for (i = 0; i < nrun; i++)
+		check_empty_add(run[i], false, ws, tmp);
 	check_pin_choose(protect, ws, tmp);
 }
 

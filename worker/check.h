@@ -60,6 +60,14 @@ struct check_result {
  * False for a path that cannot be resolved. */
 bool check_dir_holds_system(const char *dir, char *what, size_t n);
 
+/* Whether the directory `dir` (a path) is, holds or lies in a runtime directory of the
+ * worker's user (/run/user/<uid>, $XDG_RUNTIME_DIR, /run/autopack), where supervisors
+ * keep their control sockets and uuid claims, which a check command is kept from (they
+ * are empty to it) unless its workspace is there: it could then connect to any of them.
+ * Fills `what` with how, and the directory ("is inside /run/autopack"). False for a path
+ * that cannot be resolved. */
+bool check_dir_at_runtime(const char *dir, char *what, size_t n);
+
 /* Run the check. Returns 0 when the command ran (whatever its status), or -1 with `err`
  * when it could not be started (log files, fork). */
 int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen);

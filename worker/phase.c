@@ -280,20 +280,29 @@ static bool phase_estimate(struct phase_ctx *pc)
 }
 
 /* Whether the workspace `ws` (stat'ed as `st`) is or holds the worker's binary or a system
- * directory (check_dir_holds_system), filling `what`. The directory last found to hold
- * none is known by its identity: the phases of a run share it, and resolving its path
- * costs a system call for each of its components. */
-static bool phase_workspace_holds_system(
-    const char *ws, const struct stat *st, char *what, size_t n)
+ * directory (check_dir_holds_system), or is, holds or lies in a runtime directory
+ * (check_dir_at_runtime), filling `why`. The directory last found to be none is known by
+ * its identity: the phases of a run share it, and resolving its path costs a system call
+ * for each of its components. */
+static bool phase_workspace_holds_system(const char *ws, const struct stat *st, char *why, size_t n)
 {
 	static dev_t clean_dev;
 	static ino_t clean_ino;
 	static bool clean_known;
+	char what[PATH_MAX + 16];
+	bool system;
 
 	if (clean_known && st->st_dev == clean_dev && st->st_ino == clean_ino)
 		return false;
-	if (check_dir_holds_system(ws, what, n))
+	system = check_dir_holds_system(ws, what, sizeof what);
+	if (system || check_dir_at_runtime(ws, what, sizeof what)) {
+		snprintf(why, n, "%s%s%s", system ? "holds " : "", what,
+		    system ? ": the model's files and the check command could replace a program "
+		             "the workers run with the API keys" :
+		             ", where supervisors keep their control sockets: a check command "
+		             "there could connect to any of them and stop or steer it");
 		return true;
+	}
 	clean_dev = st->st_dev;
 	clean_ino = st->st_ino;
 	clean_known = true;
@@ -307,7 +316,7 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 	int p = llm_provider_parse(job->llm.provider);
 	struct stat st;
 	const char *key;
-	char held[PATH_MAX];
+	char held[PATH_MAX + 256];
 
 	if (p < 0) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
@@ -329,9 +338,7 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 	}
 	if (phase_workspace_holds_system(job->workspace, &st, held, sizeof held)) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
-		    "workspace %s holds %s: the model's files and the check command could replace "
-		    "a program the workers run with the API keys; give the run a workspace of its "
-		    "own; not sent to the LLM",
+		    "workspace %s %s; give the run a workspace of its own; not sent to the LLM",
 		    job->workspace, held);
 		return false;
 	}
