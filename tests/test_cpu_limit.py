@@ -31,15 +31,16 @@ def test_a_cpu_time_limit_stops_the_drain_gracefully_and_says_so(tmp):
 
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) missing")
 def test_a_hard_cpu_limit_close_behind_the_soft_one_stops_at_once_before_the_kill(tmp):
-    """With the hard limit (SIGKILL) a second behind the soft one, a graceful stop could be
-    killed before it records the session's end: the supervisor stops at once instead."""
-    url = new_db(tmp, runs=3000, phases=30)
+    """With the hard limit (SIGKILL) two seconds behind the soft one, a graceful stop could
+    be killed before it records the session's end: the supervisor stops at once instead,
+    and the two seconds are left for that end (the report of the phases left too)."""
+    url = new_db(tmp, runs=2000, phases=30)
     sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--exit-when-drained",
-                     prefix=("prlimit", "--cpu=1:2"))
+                     prefix=("prlimit", "--cpu=1:3"))
     rc = sup.wait(timeout=600)
     err = sup.stderr()
     assert rc == 5, (rc, err[-3000:])
-    assert "the hard limit (2 s), which kills, is" in err, err[-3000:]
+    assert "the hard limit (3 s), which kills, is" in err, err[-3000:]
     assert "stopping now" in err, err[-3000:]
     [(reason,)] = sql(url, "SELECT stop_reason FROM drain_sessions")
     assert "the CPU time limit was reached" in reason, reason
