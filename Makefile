@@ -18,7 +18,7 @@ BUILD_DEBS := gcc make pkg-config libuv1-dev libsqlite3-dev libpq-dev libmsgpack
 TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              python3-pytest-xdist python3-sqlalchemy clang libclang-rt-14-dev strace \
              clang-format python3-prometheus-client python3-jsonschema python3-yaml \
-             systemd man-db groff-base sqlite3 \
+             systemd man-db groff-base sqlite3 iproute2 \
              chromium prometheus postgresql python3-psycopg2 python3-pyflakes
 BENCH_DEBS := beanstalkd time
 # make demo's LLM stand-in (tests/llm_standin.py) and the request schema it checks.

@@ -33,6 +33,45 @@ static int pk_write(void *data, const char *p, size_t n)
 	return 0;
 }
 
+/* Write the string's n bytes at p with its msgpack header (the form msgpack-c's
+ * msgpack_pack_str picks: fixstr below 32 bytes, then str8, str16, str32) in one copy
+ * where the buffer has room: a key or a short value costs one append, not two calls
+ * through the packer. */
+static void pk_strbytes(struct pk *k, const char *p, size_t n)
+{
+	struct proto_buf *b = k->mp.data;
+	uint8_t *at;
+	size_t h;
+
+	if (b->cap - b->len < n + 5) {
+		msgpack_pack_str_with_body(&k->mp, p, n);
+		return;
+	}
+	at = b->data + b->len;
+	if (n < 32) {
+		at[0] = (uint8_t)(0xa0 | n);
+		h = 1;
+	} else if (n < 256) {
+		at[0] = 0xd9;
+		at[1] = (uint8_t)n;
+		h = 2;
+	} else if (n < 65536) {
+		at[0] = 0xda;
+		at[1] = (uint8_t)(n >> 8);
+		at[2] = (uint8_t)n;
+		h = 3;
+	} else {
+		at[0] = 0xdb;
+		at[1] = (uint8_t)(n >> 24);
+		at[2] = (uint8_t)(n >> 16);
+		at[3] = (uint8_t)(n >> 8);
+		at[4] = (uint8_t)n;
+		h = 5;
+	}
+	memcpy(at + h, p, n);
+	b->len += h + n;
+}
+
 /* Pack the string s for field f; a NULL string is an error for a required field. */
 static int pk_str(struct pk *k, const struct proto_field *f, const char *s)
 {
@@ -47,7 +86,7 @@ static int pk_str(struct pk *k, const struct proto_field *f, const char *s)
 	rc = proto_check_str(f, s, n, &k->path, k->err);
 	if (rc < 0)
 		return rc;
-	msgpack_pack_str_with_body(&k->mp, s, n);
+	pk_strbytes(k, s, n);
 	return 0;
 }
 
@@ -162,8 +201,8 @@ static int pk_field(struct pk *k, const struct proto_field *f, const char *base)
 	case PF_KIND:
 		if (proto_schema_of_kind(ev->kind) == NULL)
 			break;
-		msgpack_pack_str_with_body(&k->mp, proto_event_kind_name(ev->kind),
-		    strlen(proto_event_kind_name(ev->kind)));
+		pk_strbytes(
+		    k, proto_event_kind_name(ev->kind), strlen(proto_event_kind_name(ev->kind)));
 		return 0;
 	case PF_BODY:
 		if (proto_schema_of_kind(ev->kind) == NULL)
@@ -191,7 +230,7 @@ static int pk_fields(struct pk *k, const struct proto_schema *s, const char *bas
 		}
 		if (!pk_present(f, base))
 			continue;
-		msgpack_pack_str_with_body(&k->mp, f->key, f->klen);
+		pk_strbytes(k, f->key, f->klen);
 		mark = proto_path_push_key(&k->path, f->key, f->klen);
 		rc = pk_field(k, f, base);
 		if (rc < 0)
@@ -243,10 +282,10 @@ int proto_msg_pack(const struct proto_msg *m, struct proto_buf *b, struct proto_
 	proto_buf_append(b, "\0\0\0\0", 4);
 	msgpack_packer_init(&k.mp, b, pk_write);
 	pk_map(&k, s, base, 2);
-	msgpack_pack_str_with_body(&k.mp, "v", 1);
+	pk_strbytes(&k, "v", 1);
 	msgpack_pack_uint64(&k.mp, PROTO_VERSION);
-	msgpack_pack_str_with_body(&k.mp, "t", 1);
-	msgpack_pack_str_with_body(&k.mp, s->name, strlen(s->name));
+	pk_strbytes(&k, "t", 1);
+	pk_strbytes(&k, s->name, strlen(s->name));
 	rc = pk_fields(&k, s, base);
 	len = b->len - start - 4;
 	if (rc == 0 && len > PROTO_FRAME_MAX_DEFAULT) {
@@ -279,7 +318,7 @@ int proto_job_pack_shared(const struct proto_job *j, struct proto_buf *out, stru
 		int rc;
 
 		/* Each is always present: none is optional. */
-		msgpack_pack_str_with_body(&k.mp, f->key, f->klen);
+		pk_strbytes(&k, f->key, f->klen);
 		mark = proto_path_push_key(&k.path, f->key, f->klen);
 		if ((rc = pk_field(&k, f, base)) < 0) {
 			proto_buf_reset(out);

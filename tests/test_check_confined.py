@@ -231,6 +231,51 @@ def test_a_workspace_that_holds_the_workers_binary_is_refused_before_the_llm_cal
     assert not os.path.exists(os.path.join(ws, "out"))
 
 
+def test_a_workspace_is_judged_by_the_directory_holding_it_only_when_it_is_that_directorys_own(
+        tmp, worker_copy):
+    # A worker remembers the directories it found holding no system directory and not its
+    # binary, the runs' workspaces and the directories they are in, and lets a workspace
+    # through when the directory holding it is one: for a workspace named there by its own
+    # name, never one whose path ends in a symbolic link (a ".." is gone from the path by
+    # the import). One worker runs the runs in turn: a clean workspace, whose directory it
+    # then knows clean; a link in that directory to the one holding the binary, refused; a
+    # directory beside the binary, let through though the directory holding it is not
+    # clean; another workspace beside the first; and the first workspace and the binary's
+    # directory again, by the verdicts kept.
+    tmp = str(tmp)
+    top = os.path.dirname(worker_copy)
+    wsroot = os.path.join(tmp, "wsroot")
+    for d in ("a", "b"):
+        os.makedirs(os.path.join(wsroot, d))
+    os.makedirs(os.path.join(top, "below"))
+    os.symlink(top, os.path.join(wsroot, "link"))
+    url = init_db(tmp)
+    spaces = [("clean", os.path.join(wsroot, "a")), ("link", os.path.join(wsroot, "link")),
+              ("beside", os.path.join(top, "below")),
+              ("clean2", os.path.join(wsroot, "b")), ("again", os.path.join(wsroot, "a")),
+              ("top", top)]
+    import_plan(tmp, url, [(run, ws, [phase_spec("p-" + run, check="true")])
+                           for run, ws in spaces])
+    llm = Standin(tmp)
+    sup, rc = drain_until_exit(tmp, url, llm, 1, "--worker", worker_copy,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    got = {a["run_id"]: (a["outcome"], a["failure_reason"], a["message"])
+           for a in rows(url, "SELECT run_id, outcome, failure_reason, message FROM attempts")}
+    refused = ("failed", "INVALID_JOB")
+    for run, ws in spaces:
+        if run in ("link", "top"):
+            assert got[run] == refused + (
+                "workspace %s holds %s: the model's files and the check command could "
+                "replace a program the workers run with the API keys; give the run a "
+                "workspace of its own; not sent to the LLM" % (ws, worker_copy),), got[run]
+        else:
+            assert got[run] == ("success", None, None), (run, got)
+    assert len(llm.requests()) == 4
+    assert sup.stderr().count(" started (pid ") == 1, sup.stderr()
+    assert sorted(os.listdir(top)) == ["autopack-worker", "below"]
+
+
 def test_a_tmpdir_that_holds_the_workers_binary_is_not_given_to_checks(tmp, worker_copy):
     # TMPDIR=$HOME, or a directory that holds the build tree: it was bound writable into
     # every check's mount namespace, and a check replaced the worker's binary there.

@@ -63,12 +63,6 @@ with open("probe.json", "w") as f:
 '''
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def listener(family, addr):
     s = socket.socket(family, socket.SOCK_STREAM)
     s.bind(addr)
@@ -112,12 +106,13 @@ def probe_drain(tmp, ws, *args, prefix=()):
     lsn = {"tcp": listener(socket.AF_INET, ("127.0.0.1", 0)),
            "abstract": listener(socket.AF_UNIX, "\0" + name),
            "tmp_socket": listener(socket.AF_UNIX, path)}
-    http = free_port()
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 probe.py")])])
 
     def targets(sup):
-        sup.wait_ready()
+        # The --http port the supervisor bound (a port chosen before it started could be
+        # taken meanwhile).
+        http = int(sup.wait_ready()["http_url"].rsplit(":", 1)[1].rstrip("/"))
         control = rows(url, "SELECT control_socket FROM meta")[0]["control_socket"]
         with open(os.path.join(ws, "targets.json"), "w") as f:
             json.dump({"tcp": {"tcp": lsn["tcp"].getsockname()[1], "http": http},
@@ -126,7 +121,7 @@ def probe_drain(tmp, ws, *args, prefix=()):
 
     try:
         sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1, "--http",
-                                   "127.0.0.1:%d" % http, *args, env={"ANTHROPIC_API_KEY": KEY},
+                                   "127.0.0.1:0", *args, env={"ANTHROPIC_API_KEY": KEY},
                                    control=False, prefix=prefix, during=targets)
     finally:
         os.unlink(path)

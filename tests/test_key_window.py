@@ -7,6 +7,7 @@ traces it (docs/worker.md, "Keys and phase code")."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -16,11 +17,12 @@ import pytest
 from conftest import BIN, ROOT, binpath
 from e2e_helpers import (Standin, another_user, import_plan, init_db, llm_args, phase_spec,
                          rows)
-from supervisor_helpers import Supervisor, rogue_notes, rogue_supervisor
+from supervisor_helpers import Supervisor, rogue_notes, rogue_supervisor, wait_for
 
 # A process of the supervisor's user watching for its new children: for each, while it is
 # young, it opens its descriptors through /proc and duplicates them with pidfd_getfd,
-# keeping what it reads from them (a pipe's bytes taken, a socket's peeked at).
+# keeping what it reads from them (a pipe's bytes taken, a socket's peeked at). It keeps
+# how many children of each supervisor it has seen in TARGET.seen ({pid: count}).
 THIEF = r'''
 import ctypes, json, os, socket, stat, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -73,6 +75,7 @@ def raid(pid):
 
 
 sup = None
+mine = {}
 while not os.path.exists(stop):
     try:
         with open(target) as f:
@@ -87,6 +90,10 @@ while not os.path.exists(stop):
             seen.add(k)
             young[k] = [now, False]
             stats["children"] += 1
+            mine[sup] = mine.get(sup, 0) + 1
+            with open(target + ".seen.new", "w") as f:
+                json.dump(mine, f)
+            os.rename(target + ".seen.new", target + ".seen")
     for pid, state in list(young.items()):
         if now - state[0] > 0.5:
             stats["reached"] += state[1]
@@ -136,15 +143,26 @@ def race(tmp, rounds, per):
             import_plan(tmp, url, [("r%d-%d" % (r, i), ws, [phase_spec(
                 "p", ("out/r%d_%d.py" % (r, i),))]) for i in range(per)])
             subprocess.run(["chown", "-R", "%d:%d" % (uid, uid), tmp], check=True)
-            sup = Supervisor(tmp, url, "--workers", per, "--exit-when-drained",
-                             *llm_args(llm), env={"ANTHROPIC_API_KEY": key},
-                             name="sup%d" % r, prefix=as_user,
+            sup = Supervisor(tmp, url, "--workers", per, *llm_args(llm),
+                             env={"ANTHROPIC_API_KEY": key}, name="sup%d" % r, prefix=as_user,
                              exe=exe)
             try:
                 # setpriv execs the supervisor: the pid is its own.
                 with open(target + ".new", "w") as f:
                     f.write("%d" % sup.proc.pid)
                 os.rename(target + ".new", target)
+                # Stopped once each phase has ended an attempt and the thief has seen each
+                # of the workers (idle, they live until the stop: a loaded machine's thief,
+                # slow to look, still sees them all).
+                try:
+                    wait_for(lambda: sup.proc.poll() is not None or (
+                        thief_saw(target, sup.proc.pid) >= per and
+                        rows(url, UNTRIED) == [{"n": 0}]), 120)
+                except AssertionError:
+                    raise AssertionError("%d phases with no attempt ended, %d workers seen:\n%s"
+                                         % (rows(url, UNTRIED)[0]["n"],
+                                            thief_saw(target, sup.proc.pid), sup.stderr()))
+                sup.signal(signal.SIGTERM)
                 codes.append(sup.wait(timeout=120))
                 assert codes[-1] == 0, sup.stderr()
             finally:
@@ -173,9 +191,23 @@ def race(tmp, rounds, per):
     assert codes == [0] * rounds, codes
 
 
+# The phases with no attempt ended.
+UNTRIED = ("SELECT count(*) AS n FROM phases p WHERE NOT EXISTS (SELECT 1 FROM attempts a"
+           " WHERE a.run_id = p.run_id AND a.phase_id = p.phase_id AND a.ended_at IS NOT NULL)")
+
+
+def thief_saw(target, pid):
+    """How many children of supervisor `pid` the thief has seen."""
+    try:
+        with open(target + ".seen") as f:
+            return json.load(f).get(str(pid), 0)
+    except FileNotFoundError:
+        return 0
+
+
 # A process of the supervisor's user watching for new processes of the program `exe`: it
 # reads each one's environment once, as soon as it sees it, and counts those holding
-# `marker`.
+# `marker`. How many it has seen so far is in OUT.seen.
 ENV_THIEF = r'''
 import json, os, sys
 stop, exe, marker, out = sys.argv[1:5]
@@ -196,9 +228,21 @@ while not os.path.exists(stop):
                 read += marker.encode() in f.read()
         except OSError:
             refused += 1
+        with open(out + ".seen.new", "w") as f:
+            f.write("%d" % len(seen))
+        os.rename(out + ".seen.new", out + ".seen")
 with open(out, "w") as f:
     json.dump({"seen": len(seen), "read": read, "refused": refused}, f)
 '''
+
+
+def env_thief_saw(out):
+    """How many starts the thief writing `out` has seen."""
+    try:
+        with open(out + ".seen") as f:
+            return int(f.read())
+    except FileNotFoundError:
+        return 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to install the binaries as root's"
@@ -234,8 +278,14 @@ def test_a_process_of_the_users_racing_an_installed_supervisors_start_reads_no_k
             env = dict(os.environ, ANTHROPIC_API_KEY=key)
             # Each start ends at once (no such database), once it has taken the key. The
             # shell execs it as the user already, as a service manager does (setpriv keeps
-            # root's capabilities until its exec, and the file is readable to them).
-            for _ in range(20):
+            # root's capabilities until its exec, and the file is readable to them). At
+            # least 20 starts, and more until the thief has seen 10 (a loaded machine's
+            # thief, slow to look, misses some).
+            starts = 0
+            while starts < 20 or env_thief_saw(out) < 10:
+                assert starts < 400, "the thief saw %d of %d starts" % (env_thief_saw(out),
+                                                                        starts)
+                starts += 1
                 p = subprocess.run(as_user + ["/bin/sh", "-c", 'exec "$@"', "sh", exe, "--db",
                                               "sqlite:///%s/none.db" % work, "--workers", "1"],
                                    env=env, cwd=work, capture_output=True, text=True,

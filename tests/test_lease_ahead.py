@@ -6,6 +6,7 @@ not started, its phase back in the queue."""
 import json
 import os
 import signal
+import subprocess
 import time
 
 from supervisor_helpers import Supervisor, new_db, sql, wait_for
@@ -52,13 +53,29 @@ def not_started(url):
                     " WHERE message LIKE 'not started: %'")
 
 
-def waiting_ahead(sup, url):
-    """The attempts opened ahead that no worker has taken: open, with no worker yet (a
-    worker's is recorded with the attempt's end), and no worker's lease."""
-    taken = {w["attempt_id"] for w in sup.status()["pool"]["workers"]}
+def waiting_ahead(st, url):
+    """The attempts opened ahead that no worker has taken, by status document `st`: open,
+    with no worker yet (a worker's is recorded with the attempt's end), and no worker's
+    lease."""
+    taken = {w["attempt_id"] for w in st["pool"]["workers"]}
     return [r for r in sql(url, "SELECT run_id, phase_id, attempt_id FROM attempts"
                                 " WHERE ended_at IS NULL AND worker_pid IS NULL")
             if r[2] not in taken]
+
+
+def stopped(pid):
+    """Whether process `pid` is stopped by a signal."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def unread(pids):
+    """The bytes processes `pids` wrote to their sockets that the other end has not read
+    (ss, of iproute2: the send queues of their Unix sockets)."""
+    out = subprocess.run(["ss", "-x", "-p", "-H"], capture_output=True, text=True,
+                         check=True).stdout
+    return sum(int(line.split()[3]) for line in out.splitlines()
+               if any("pid=%d," % pid in line for pid in pids))
 
 
 def freeze(sup, url):
@@ -70,16 +87,22 @@ def freeze(sup, url):
     pids = [w["pid"] for w in sup.status()["pool"]["workers"]]
 
     def settled():
-        """The leases waiting ahead once the results the workers sent before they stopped
-        are handled (each may hand a waiting lease to its worker): the same in two reads
-        0.3 s apart, and as many as status counts (a list in a tuple, the list empty
+        """The leases waiting ahead once everything the workers sent before they stopped
+        is handled (a result may hand a waiting lease to its worker, its end and the
+        round after it open more): the supervisor has read every byte they sent, has no
+        write waiting for its commit, and has no idle worker while a lease waits (one
+        opened ahead goes to it once its commit is durable); then the leases waiting in
+        the database are as many as status counts (a list in a tuple, the list empty
         when none waits)."""
-        first = waiting_ahead(sup, url)
-        time.sleep(0.3)
-        again = waiting_ahead(sup, url)
-        if first == again and sup.status()["queue"]["leases_ahead"] == len(again):
-            return (again,)
-        return None
+        if not all(stopped(pid) for pid in pids) or unread(pids) != 0:
+            return None
+        st = sup.status()
+        n = st["queue"]["leases_ahead"]
+        if st["writer_queue_writes"] != 0 or (
+                n > 0 and any(w["state"] == "idle" for w in st["pool"]["workers"])):
+            return None
+        ahead = waiting_ahead(st, url)
+        return (ahead,) if len(ahead) == n else None
 
     for _ in range(20):
         for pid in pids:

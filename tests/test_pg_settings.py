@@ -4,8 +4,9 @@ names what is wrong where it cannot (docs/postgresql.md, "Settings of the role a
 database")."""
 import pytest
 
+from conftest import ctl, run
 from pg_cluster import connect
-from supervisor_helpers import Supervisor, sql, wait_for
+from supervisor_helpers import ROGUE, Supervisor, sql, wait_for
 from test_fleet import SESSION_LOCK_KEY, attempts, new_pg_db
 
 
@@ -46,3 +47,70 @@ def test_supervisors_drain_together_whatever_the_default_isolation(tmp, pg_clust
     assert len(rows) == 200
     assert len({(r[1], r[2]) for r in rows}) == 200, "a phase was visited twice"
     assert sql(url, "SELECT count(*), min(stop_reason) FROM drain_sessions") == [(1, "drained")]
+
+
+def test_a_supervisor_keeps_its_connection_whatever_the_idle_session_timeout(tmp, pg_cluster):
+    """The database's idle_session_timeout made 300 ms (PostgreSQL 14 on), and each phase
+    takes a second (ROGUE_DELAY), so the supervisor's connection idles longer than that
+    between commits. It must drain without ever losing its connection (before, the server
+    ended it between beats, and every dispatch round failed first with `BEGIN: no
+    connection to the server` before connecting again)."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=2, tiers=1, phases=3)
+    pg_cluster.psql("ALTER DATABASE \"%s\" SET idle_session_timeout = '300ms'" % name)
+    sup = Supervisor(tmp, url, "--worker", ROGUE, "--workers", 2, "--exit-when-drained",
+                     "--lease-timeout", 8, env={"ROGUE_MODE": "good", "ROGUE_DELAY": "1"})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    assert "no connection to the server" not in err and "connection to the database is lost" \
+        not in err, err
+    assert sql(url, "SELECT count(*), min(outcome) FROM attempts") == [(6, "success")]
+
+
+def test_a_search_path_away_from_autopacks_tables_is_named(tmp, pg_cluster):
+    """The database's search_path set to a schema that does not exist, then to a schema
+    holding a look-alike `phases` table ahead of public. Every command and the supervisor
+    must refuse the database, saying where they looked and that public holds autopack's
+    meta table (before: only `PostgreSQL database but not an autopack database (no meta
+    table)`, about a database that is one); reset, it opens as before."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, tiers=1, phases=1)
+    sql(url, "CREATE SCHEMA lookalike; CREATE TABLE lookalike.phases (id INTEGER)")
+    for path, where in [
+            ("nowhere", 'the search_path "nowhere" names no schema this role can use'),
+            ("lookalike, public",
+             'none in schema lookalike, the first of the search_path "lookalike, public"')]:
+        pg_cluster.psql('ALTER DATABASE "%s" SET search_path = %s' % (name, path))
+        r = ctl("--db", url, "db", "check")
+        assert r.rc == 2 and where in r.err and \
+            "schema public holds one: set the search_path to it" in r.err, r
+        r = run("autopack-supervisor", "--db", url, "--dry-run", timeout=60)
+        assert r.rc == 1 and where in r.err, r
+    pg_cluster.psql('ALTER DATABASE "%s" RESET search_path' % name)
+    assert ctl("--db", url, "db", "check").rc == 0
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def test_numbers_read_back_exact_whatever_extra_float_digits(tmp, pg_cluster):
+    """A drained session whose results record durations and yields of several digits;
+    the database's extra_float_digits then made -15 (numbers of floating point sent
+    rounded to one digit). `session show --json` must show the same figures as before
+    (before: 0.4 for a yield of 0.37, 5.0 non-timeout minutes for 6.27)."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, tiers=1, phases=3)
+    sup = Supervisor(tmp, url, "--worker", ROGUE, "--workers", 1, "--exit-when-drained",
+                     env={"ROGUE_MODE": "good"})
+    try:
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    sql(url, "UPDATE drain_session_results SET duration_seconds = 123.456 + attempt_id,"
+        " telemetry_yield_per_minute = 0.37")
+    r = ctl("--db", url, "session", "show", "--json")
+    assert r.rc == 0 and '"median": 0.37' in r.out, r
+    pg_cluster.psql('ALTER DATABASE "%s" SET extra_float_digits = -15' % name)
+    again = ctl("--db", url, "session", "show", "--json")
+    assert again.rc == 0 and again.out == r.out, (r.out, again.out)

@@ -13,7 +13,7 @@ import time
 import msgpack
 
 from conftest import binpath
-from supervisor_helpers import Standin
+from supervisor_helpers import Standin, wait_for
 
 UUID = "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12"
 ATT = 41
@@ -158,3 +158,32 @@ def test_an_ack_of_an_event_never_sent_is_refused(tmp):
     assert sup.close() == 1
     with open(os.path.join(str(tmp), "worker.err")) as f:
         assert "acknowledged event 5 of attempt 41, which was never sent" in f.read()
+
+
+def test_a_worker_writes_no_deliverable_once_its_supervisor_cannot_be_told(tmp):
+    # The supervisor stops reading its socket (shutdown for reading: the worker's reads
+    # still wait as before, each of its writes fails) while the LLM call is under way. The
+    # worker finds out at its next write (a heartbeat during the call, or the call's
+    # events, which leave before the deliverables are written) and ends without writing
+    # them: the supervisor could record nothing of them.
+    received = os.path.join(str(tmp), "received")
+    llm = Standin(tmp, [{"mode": "sleep", "seconds": 3}], "--received", received)
+    sup = FakeSupervisor(tmp, 64, env={"ANTHROPIC_API_KEY": "k"})
+    try:
+        assert sup.recv()["t"] == "hello"
+        sup.send(dict(job(tmp, llm.url), ann=1))
+        while True:
+            m = sup.recv()
+            assert m is not None and m["t"] != "result", m
+            if m["t"] == "event" and m["kind"] == "llm_request":
+                break
+        sup.sock.shutdown(socket.SHUT_RD)
+        assert sup.proc.wait(timeout=60) == 0
+    finally:
+        llm.stop()
+    wait_for(lambda: os.path.exists(received) and open(received).read().count("\n") == 1,
+             30, what="the call's arrival at the stand-in")
+    assert not os.path.exists(os.path.join(str(tmp), "ws", "a.py"))
+    with open(os.path.join(str(tmp), "worker.err")) as f:
+        assert "supervisor went away (Broken pipe); exiting" in f.read()
+    sup.close()

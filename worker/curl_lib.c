@@ -52,7 +52,10 @@ const struct curl_lib *curl_lib(char *err, size_t n)
 		        h, "curl_multi_info_read", &lib.multi_info_read, why, sizeof why) &&
 		    curl_lib_sym(h, "curl_slist_append", &lib.slist_append, why, sizeof why) &&
 		    curl_lib_sym(h, "curl_slist_free_all", &lib.slist_free_all, why, sizeof why) &&
-		    curl_lib_sym(h, "curl_getdate", &lib.getdate, why, sizeof why)) {
+		    curl_lib_sym(h, "curl_getdate", &lib.getdate, why, sizeof why) &&
+		    curl_lib_sym(h, "curl_url", &lib.url, why, sizeof why) &&
+		    curl_lib_sym(h, "curl_url_set", &lib.url_set, why, sizeof why) &&
+		    curl_lib_sym(h, "curl_url_cleanup", &lib.url_cleanup, why, sizeof why)) {
 			lib.global_init(CURL_GLOBAL_DEFAULT);
 			loaded = true;
 		}

@@ -29,6 +29,9 @@ struct curl_lib {
 	struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
 	void (*slist_free_all)(struct curl_slist *list);
 	time_t (*getdate)(const char *s, const time_t *unused);
+	CURLU *(*url)(void);
+	CURLUcode (*url_set)(CURLU *url, CURLUPart what, const char *part, unsigned int flags);
+	void (*url_cleanup)(CURLU *url);
 };
 
 /* libcurl's functions, loaded and curl_global_init run at the first call; NULL when the

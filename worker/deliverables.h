@@ -36,8 +36,9 @@ struct dlv_set {
  * `deliverables`; never, even in scope, a file in the directory of `protect` named as it,
  * alone or followed by '-' or '.' (the database: protect is its absolute path, and so its
  * -wal, -shm, lock and backups are spared too; NULL protects nothing). `heartbeat`
- * (nullable) is called with `ctx` after each file dlv_apply writes or deletes: each is
- * synced with its directory, which a slow disk makes long for hundreds of files. */
+ * (nullable) is called with `ctx` between the files dlv_apply writes or deletes (after
+ * each but the last, which the caller's next word follows): each is synced with its
+ * directory, which a slow disk makes long for hundreds of files. */
 struct dlv_scope {
 	char *const *paths;
 	size_t npaths;

@@ -496,7 +496,7 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 		} else if (dlv_write(dirfd, t[i].name, t[i].mode, f, err, errlen) < 0) {
 			rc = DLV_EIO;
 		}
-		if (scope->heartbeat != NULL)
+		if (scope->heartbeat != NULL && i + 1 < set->n)
 			scope->heartbeat(scope->ctx);
 	}
 	for (i = 0; i < checked; i++) {

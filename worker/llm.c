@@ -415,6 +415,7 @@ static void llm_headers_free(struct curl_slist *headers)
 static struct {
 	enum llm_provider provider;
 	char *base_url, *url;
+	CURLU *parsed; /* url as libcurl parses it, or NULL: libcurl refused it */
 	struct curl_slist *headers;
 } llm_target;
 
@@ -440,6 +441,7 @@ static const char *llm_target_use(CURL *easy, const struct llm_config *cfg)
 {
 	static CURL *on;
 	struct curl_slist *old = llm_target.headers;
+	CURLU *old_parsed = llm_target.parsed;
 
 	if (on == easy && llm_target_is(cfg))
 		return llm_target.url;
@@ -449,10 +451,21 @@ static const char *llm_target_use(CURL *easy, const struct llm_config *cfg)
 	llm_target.base_url = xstrdup(cfg->base_url);
 	llm_target.url = llm_url(cfg);
 	llm_target.headers = llm_headers(cfg);
-	cu->easy_setopt(easy, CURLOPT_URL, llm_target.url);
+	/* Parsed once, with the flags libcurl parses a CURLOPT_URL with at every transfer; a
+	 * URL it refuses is set as text, for the transfer to fail as it would. */
+	if ((llm_target.parsed = cu->url()) != NULL &&
+	    cu->url_set(llm_target.parsed, CURLUPART_URL, llm_target.url,
+	        CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+		cu->url_cleanup(llm_target.parsed);
+		llm_target.parsed = NULL;
+	}
+	cu->easy_setopt(easy, CURLOPT_CURLU, llm_target.parsed);
+	cu->easy_setopt(easy, CURLOPT_URL, llm_target.parsed != NULL ? NULL : llm_target.url);
 	cu->easy_setopt(easy, CURLOPT_HTTPHEADER, llm_target.headers);
 	on = easy;
 	llm_headers_free(old);
+	if (old_parsed != NULL)
+		cu->url_cleanup(old_parsed);
 	return llm_target.url;
 }
 

@@ -298,15 +298,18 @@ static void hook_heartbeat(void *ctx)
 	wk_poll(w, 0, true);
 }
 
-/* phase hook: is the supervisor still there (its socket open, still our parent)? */
+/* phase hook: is the supervisor still there (its socket open, still our parent)? The
+ * events queued go first; a write of them that succeeds says the socket's other end is
+ * open (a write to a closed one fails, EPIPE, and ends the worker), else a poll asks. */
 static bool hook_supervisor_present(void *ctx)
 {
 	struct wk *w = ctx;
 	struct pollfd pfd = { .fd = w->io.fd, .events = POLLIN };
+	bool wrote = w->io.out.len > 0;
 
 	wk_flush(w); /* the events before the writes */
 	if (getppid() != wk_supervisor ||
-	    (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0)) {
+	    (!wrote && poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0)) {
 		log_info("supervisor gone before attempt %llu wrote its deliverables; exiting",
 		    (unsigned long long)w->job->attempt_id);
 		wk_quit();

@@ -279,34 +279,128 @@ static bool phase_estimate(struct phase_ctx *pc)
 	return true;
 }
 
-/* Whether the workspace `ws` (stat'ed as `st`) is or holds the worker's binary or a system
- * directory (check_dir_holds_system), or is, holds or lies in a runtime directory
- * (check_dir_at_runtime), filling `why`. The directory last found to be none is known by
- * its identity: the phases of a run share it, and resolving its path costs a system call
- * for each of its components. */
-static bool phase_workspace_holds_system(const char *ws, const struct stat *st, char *why, size_t n)
-{
-	static dev_t clean_dev;
-	static ino_t clean_ino;
-	static bool clean_known;
-	char what[PATH_MAX + 16];
-	bool system;
+/* Directories known by their identity (device and inode) to be fit, or not, for a
+ * workspace (phase_dir_unfit): the runs' workspaces, and the directories that hold them.
+ * Resolving a path costs a system call for each of its components; the phases of a run
+ * share its workspace, and the runs of a plan mostly share the directory their workspaces
+ * are in. The oldest is forgotten first. */
+#define PHASE_DIRS_KNOWN 64
+static struct {
+	dev_t dev;
+	ino_t ino;
+	bool clean; /* fit */
+} phase_dirs[PHASE_DIRS_KNOWN];
+static size_t phase_ndirs, phase_dirs_next;
 
-	if (clean_known && st->st_dev == clean_dev && st->st_ino == clean_ino)
-		return false;
-	system = check_dir_holds_system(ws, what, sizeof what);
-	if (system || check_dir_at_runtime(ws, what, sizeof what)) {
-		snprintf(why, n, "%s%s%s", system ? "holds " : "", what,
-		    system ? ": the model's files and the check command could replace a program "
-		             "the workers run with the API keys" :
-		             ", where supervisors keep their control sockets: a check command "
-		             "there could connect to any of them and stop or steer it");
-		return true;
+/* What is known of the directory `st`: 1 fit, 0 unfit, -1 unknown. */
+static int phase_dir_known(const struct stat *st)
+{
+	for (size_t i = 0; i < phase_ndirs; i++)
+		if (phase_dirs[i].dev == st->st_dev && phase_dirs[i].ino == st->st_ino)
+			return phase_dirs[i].clean ? 1 : 0;
+	return -1;
+}
+
+/* Note whether the directory `st` is fit. */
+static void phase_dir_note(const struct stat *st, bool clean)
+{
+	size_t i;
+
+	for (i = 0; i < phase_ndirs; i++)
+		if (phase_dirs[i].dev == st->st_dev && phase_dirs[i].ino == st->st_ino)
+			break;
+	if (i == phase_ndirs) {
+		i = phase_dirs_next;
+		phase_dirs_next = (phase_dirs_next + 1) % PHASE_DIRS_KNOWN;
+		if (phase_ndirs < PHASE_DIRS_KNOWN)
+			phase_ndirs++;
 	}
-	clean_dev = st->st_dev;
-	clean_ino = st->st_ino;
-	clean_known = true;
+	phase_dirs[i].dev = st->st_dev;
+	phase_dirs[i].ino = st->st_ino;
+	phase_dirs[i].clean = clean;
+}
+
+/* The directory holding the workspace `ws` into `parent` (PATH_MAX bytes), when `ws` is
+ * an absolute path whose last component is a directory's own name: `own` (ws's lstat) a
+ * directory, not a symbolic link, and that name neither "." nor "..". Its real path is
+ * then the parent's followed by that name, so a parent that is fit (phase_dir_unfit) has
+ * a workspace that is fit too. False otherwise. */
+static bool phase_ws_parent(const char *ws, const struct stat *own, char *parent)
+{
+	const char *slash = strrchr(ws, '/'), *name;
+	size_t n;
+
+	if (ws[0] != '/' || !S_ISDIR(own->st_mode) || slash == NULL)
+		return false;
+	name = slash + 1;
+	if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return false;
+	n = slash == ws ? 1 : (size_t)(slash - ws);
+	if (n >= PATH_MAX)
+		return false;
+	memcpy(parent, ws, n);
+	parent[n] = '\0';
+	return true;
+}
+
+/* Whether the directory `dir` (a path) is unfit for a workspace: it is or holds the
+ * worker's binary or a system directory (check_dir_holds_system), or it is, holds or lies
+ * in a runtime directory (check_dir_at_runtime). Fills `why` (n bytes) with what is wrong. */
+static bool phase_dir_unfit(const char *dir, char *why, size_t n)
+{
+	char what[PATH_MAX + 16];
+	bool system = check_dir_holds_system(dir, what, sizeof what);
+
+	if (!system && !check_dir_at_runtime(dir, what, sizeof what))
+		return false;
+	snprintf(why, n, "%s%s%s", system ? "holds " : "", what,
+	    system ? ": the model's files and the check command could replace a program "
+	             "the workers run with the API keys" :
+	             ", where supervisors keep their control sockets: a check command "
+	             "there could connect to any of them and stop or steer it");
+	return true;
+}
+
+/* Whether the workspace `ws` (its stat `st`, its lstat `own`) is unfit (phase_dir_unfit),
+ * filling `why`. A workspace, or the directory holding it (phase_ws_parent), known to be
+ * fit settles it without resolving a path: a directory that neither is, holds nor lies in
+ * any of those holds a workspace that does not either. */
+static bool phase_workspace_holds_system(
+    const char *ws, const struct stat *st, const struct stat *own, char *why, size_t n)
+{
+	char parent[PATH_MAX], held[PATH_MAX + 256];
+	struct stat pst;
+
+	if (phase_dir_known(st) == 1)
+		return false;
+	if (phase_ws_parent(ws, own, parent) && stat(parent, &pst) == 0 && S_ISDIR(pst.st_mode)) {
+		int k = phase_dir_known(&pst);
+
+		if (k < 0) {
+			k = phase_dir_unfit(parent, held, sizeof held) ? 0 : 1;
+			phase_dir_note(&pst, k == 1);
+		}
+		if (k == 1) {
+			phase_dir_note(st, true);
+			return false;
+		}
+	}
+	if (phase_dir_unfit(ws, why, n))
+		return true;
+	phase_dir_note(st, true);
 	return false;
+}
+
+/* Look at the workspace `ws`: its lstat into `own` and what it names (a symbolic link
+ * followed) into `st`. False when either fails. */
+static bool phase_ws_stat(const char *ws, struct stat *st, struct stat *own)
+{
+	if (lstat(ws, own) != 0)
+		return false;
+	if (S_ISLNK(own->st_mode))
+		return stat(ws, st) == 0;
+	*st = *own;
+	return true;
 }
 
 /* Check the job's LLM settings and find the key. Returns false (attempt ended) if unusable. */
@@ -314,7 +408,7 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 {
 	const struct proto_job *job = pc->job;
 	int p = llm_provider_parse(job->llm.provider);
-	struct stat st;
+	struct stat st, own;
 	const char *key;
 	char held[PATH_MAX + 256];
 
@@ -330,13 +424,14 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 		    "the job names no LLM base URL or model");
 		return false;
 	}
-	if (job->workspace == NULL || stat(job->workspace, &st) != 0 || !S_ISDIR(st.st_mode)) {
+	if (job->workspace == NULL || !phase_ws_stat(job->workspace, &st, &own) ||
+	    !S_ISDIR(st.st_mode)) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "workspace %s is not a directory",
 		    job->workspace != NULL ? job->workspace : "(none)");
 		return false;
 	}
-	if (phase_workspace_holds_system(job->workspace, &st, held, sizeof held)) {
+	if (phase_workspace_holds_system(job->workspace, &st, &own, held, sizeof held)) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "workspace %s %s; give the run a workspace of its own; not sent to the LLM",
 		    job->workspace, held);

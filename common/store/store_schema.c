@@ -262,6 +262,50 @@ static const struct {
 	    "SELECT 1 FROM estimator_coefficients WHERE active = 1 HAVING count(*) > 1" },
 };
 
+/* The keys (a table's primary key, or any unique index over exactly its two columns)
+ * that an INSERT ... ON CONFLICT of a commit names: without one the statement fails, and so
+ * does every commit that writes the table (another program can drop a PostgreSQL table's
+ * primary key, ALTER TABLE ... DROP CONSTRAINT). */
+static const struct {
+	const char *table, *a, *b;
+} store_unique_keys[] = {
+	{ "events", "attempt_id", "seq" },
+	{ "drain_session_results", "session_id", "attempt_id" },
+};
+
+/* Whether `table` is one of the n tables in `names`. */
+static bool store_table_listed(const char *const *names, size_t n, const char *table)
+{
+	for (size_t k = 0; k < n; k++)
+		if (strcmp(names[k], table) == 0)
+			return true;
+	return false;
+}
+
+/* Append "key of table (a, b)" to `out` for each key of store_unique_keys of the tables
+ * in `names` that db lacks, counting them in *missing. */
+static int store_keys_missing(struct db *db, const char *const *names, size_t n, struct strbuf *out,
+    size_t *missing, struct store_err *err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(store_unique_keys); i++) {
+		int rc;
+
+		if (!store_table_listed(names, n, store_unique_keys[i].table))
+			continue;
+		rc = store_row_exists(db, err, db->dialect->unique_pair_exists,
+		    (const char *const[]){ store_unique_keys[i].table, store_unique_keys[i].a,
+		        store_unique_keys[i].b, NULL },
+		    "reading the indexes of %s", store_unique_keys[i].table);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			strbuf_printf(out, "%sthe primary key of %s (%s, %s)",
+			    (*missing)++ ? ", " : "", store_unique_keys[i].table,
+			    store_unique_keys[i].a, store_unique_keys[i].b);
+	}
+	return 0;
+}
+
 /* Append "index ON table columns" to `out` for each unique index of the tables in
  * `names` that db lacks (or has without UNIQUE), counting them in *missing. */
 static int store_indexes_missing(struct db *db, const char *const *names, size_t n,
@@ -269,12 +313,9 @@ static int store_indexes_missing(struct db *db, const char *const *names, size_t
 {
 	for (size_t i = 0; i < ARRAY_SIZE(store_unique_indexes); i++) {
 		struct db_stmt *q = NULL;
-		bool listed = false;
 		int rc;
 
-		for (size_t k = 0; k < n && !listed; k++)
-			listed = strcmp(names[k], store_unique_indexes[i].table) == 0;
-		if (!listed)
+		if (!store_table_listed(names, n, store_unique_indexes[i].table))
 			continue;
 		rc = db_prepare(db, db->dialect->unique_index_exists, &q);
 		if (rc == DB_OK) {
@@ -353,6 +394,8 @@ int store_schema_check(
 	}
 	if (rc == 0)
 		rc = store_indexes_missing(db, names, n, &missing, &nmissing, err);
+	if (rc == 0)
+		rc = store_keys_missing(db, names, n, &missing, &nmissing, err);
 	if (rc == 0 && nmissing > 0) {
 		rc = store_fail(err, STORE_EPARTIAL,
 		    "%s: autopack database (uuid %s) is missing %zu unique index%s of schema "

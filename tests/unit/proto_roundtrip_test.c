@@ -464,3 +464,47 @@ TEST(proto_job_shared_entries_refuse_what_the_job_refuses)
 	proto_msg_free(&m);
 	proto_buf_free(&shared);
 }
+
+/* A string is framed as msgpack-c frames it (fixstr, str8, str16, str32 by its length),
+ * whether the frame's buffer has room for it already or must grow. */
+TEST(proto_pack_frames_strings_as_msgpack_c_does)
+{
+	static const size_t lens[] = { 0, 1, 31, 32, 255, 256, 65535, 65536, 70000 };
+	struct proto_buf roomy, tight;
+	struct proto_err err;
+	char *reason = xmalloc(70001);
+
+	memset(reason, 'r', 70000);
+	proto_buf_init(&roomy);
+	proto_buf_append(&roomy, reason, 70000 + 64); /* room for every frame below */
+	for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+		struct proto_msg m = { .type = PROTO_SHUTDOWN };
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+
+		reason[lens[i]] = '\0';
+		m.u.shutdown.reason = reason;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 3);
+		msgpack_pack_str_with_body(&pk, "v", 1);
+		msgpack_pack_uint64(&pk, PROTO_VERSION);
+		msgpack_pack_str_with_body(&pk, "t", 1);
+		msgpack_pack_str_with_body(&pk, "shutdown", 8);
+		msgpack_pack_str_with_body(&pk, "why", 3);
+		msgpack_pack_str_with_body(&pk, reason, lens[i]);
+		proto_buf_reset(&roomy);
+		proto_buf_init(&tight);
+		CHECK(proto_msg_pack(&m, &roomy, &err) == 0);
+		CHECK(proto_msg_pack(&m, &tight, &err) == 0);
+		CHECK_EQ_INT(roomy.len, sb.size + 4);
+		CHECK_EQ_INT(tight.len, sb.size + 4);
+		CHECK(memcmp(roomy.data + 4, sb.data, sb.size) == 0);
+		CHECK(memcmp(tight.data + 4, sb.data, sb.size) == 0);
+		proto_buf_free(&tight);
+		msgpack_sbuffer_destroy(&sb);
+		reason[lens[i]] = 'r';
+	}
+	proto_buf_free(&roomy);
+	free(reason);
+}

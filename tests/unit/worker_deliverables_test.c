@@ -730,3 +730,44 @@ TEST(dlv_count_written_counts_created_or_modified_deliverables)
 	CHECK_EQ_INT(dlv_count_written(&set, dels + 2, 2), 0);
 	CHECK_EQ_INT(dlv_count_written(&set, dels, 0), 0);
 }
+
+/* A heartbeat that notes, at each call, how many of ws/utils/b0.py .. b3.py exist. */
+static void beat_count(void *ctx)
+{
+	int *seen = ctx, n = 0;
+	char path[64];
+	struct stat st;
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(path, sizeof path, "ws/utils/b%d.py", i);
+		n += stat(path, &st) == 0;
+	}
+	seen[++seen[0]] = n;
+}
+
+TEST(worker_deliverables_say_alive_between_files_not_after_the_last)
+{
+	/* The caller hears between files, each synced and in place by then; after the last
+	 * one the caller's own next word (its result, or a heartbeat before a check) follows
+	 * at once. */
+	static char *paths[] = { "utils/" };
+	struct dlv_file f[] = { { (char *)"utils/b0.py", DLV_CREATE, (char *)"0\n", 2 },
+		{ (char *)"utils/b1.py", DLV_CREATE, (char *)"1\n", 2 },
+		{ (char *)"utils/b2.py", DLV_CREATE, (char *)"2\n", 2 },
+		{ (char *)"utils/b3.py", DLV_CREATE, (char *)"3\n", 2 } };
+	int seen[8] = { 0 };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, beat_count, seen };
+	struct dlv_set set = { f, 4 };
+	char err[256];
+
+	mkdir("ws", 0755);
+	CHECK_EQ_INT(dlv_apply("ws", &scope, &set, err, sizeof err), DLV_OK);
+	CHECK_EQ_INT(seen[0], 3);
+	CHECK_EQ_INT(seen[1], 1);
+	CHECK_EQ_INT(seen[2], 2);
+	CHECK_EQ_INT(seen[3], 3);
+	seen[0] = 0;
+	set.n = 1;
+	CHECK_EQ_INT(dlv_apply("ws", &scope, &set, err, sizeof err), DLV_OK);
+	CHECK_EQ_INT(seen[0], 0);
+}

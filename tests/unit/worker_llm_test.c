@@ -750,3 +750,36 @@ TEST(worker_jspan_members_agree_with_one_lookup_each)
 	CHECK(jspan_is_array(v[1]));
 	CHECK_EQ_INT((int)jspan_members(v[1], keys, 5, v), 0);
 }
+
+TEST(worker_llm_a_base_url_libcurl_refuses_fails_its_call_and_no_other)
+{
+	/* The target's URL is parsed once and kept; one that libcurl refuses is handed to it
+	 * as text, and its call fails as libcurl says, while the calls before and after it,
+	 * to a URL it takes, go where they say. */
+	static const char *const bad[] = { "http://127.0.0.1:99999", "http://exa mple.com",
+		"gopher://127.0.0.1:70" };
+	static const char *const why[] = { "URL using bad/illegal format or missing URL",
+		"URL using bad/illegal format or missing URL",
+		"Protocol \"gopher\" not supported or disabled in libcurl" };
+	char want[256];
+	struct standin sd;
+	struct llm_response r;
+	json_t *log;
+
+	standin_start(&sd, "[]", KEY);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, KEY, &r), 0);
+		llm_response_free(&r);
+		CHECK_EQ_INT(call_as(LLM_ANTHROPIC, bad[i], KEY, &r), -1);
+		snprintf(want, sizeof want, "%s/v1/messages: %s", bad[i], why[i]);
+		CHECK_EQ_STR(r.error_class, LLM_E_NETWORK);
+		CHECK_EQ_STR(r.error, want);
+		llm_response_free(&r);
+	}
+	CHECK_EQ_INT(call_as(LLM_ANTHROPIC, sd.base, KEY, &r), 0);
+	llm_response_free(&r);
+	log = standin_log();
+	CHECK_EQ_INT(json_array_size(log), 4);
+	json_decref(log);
+	standin_stop(&sd);
+}

@@ -670,3 +670,42 @@ TEST(worker_phase_writes_nothing_once_the_supervisor_is_gone)
 	rec_free(&r);
 	standin_stop(&sd);
 }
+
+TEST(worker_phase_a_workspace_ending_in_dotdot_is_judged_as_itself)
+{
+	/* A worker lets a workspace through when the directory holding it is known to hold
+	 * neither its binary nor a system directory, but only for a workspace named there by
+	 * its own name: "D/.." is D's parent, and here that holds this binary. */
+	char exe[4096], top[4096 + 32], ws[4096 + 64], cmd[4096 + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	struct standin sd;
+	struct proto_job j;
+	struct recorder r = { 0 };
+	struct proto_result res;
+	char *slash;
+
+	CHECK(n > 0);
+	exe[n] = '\0';
+	CHECK((slash = strrchr(exe, '/')) != NULL);
+	*slash = '\0'; /* the binary's directory */
+	CHECK((slash = strrchr(exe, '/')) != NULL);
+	*slash = '\0'; /* the directory holding it */
+	snprintf(top, sizeof top, "%s/phase-test-%d", exe, (int)getpid());
+	snprintf(ws, sizeof ws, "%s/x", top);
+	CHECK(mkdir(top, 0755) == 0 && mkdir(ws, 0755) == 0);
+	standin_start(&sd, "[]", KEY);
+	job_init(&j, "anthropic", sd.base);
+	j.workspace = ws; /* its directory, `top`, is then known clean */
+	CHECK_EQ_INT(run(&j, &r, &res), 0);
+	CHECK_EQ_STR(res.outcome, "success");
+	phase_result_clear(&res);
+	snprintf(ws, sizeof ws, "%s/..", top);
+	CHECK_EQ_INT(run(&j, &r, &res), 0);
+	CHECK_EQ_STR(res.failure_reason, "INVALID_JOB");
+	CHECK(strstr(res.message, "holds ") != NULL);
+	phase_result_clear(&res);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+	CHECK(system(cmd) == 0);
+	rec_free(&r);
+	standin_stop(&sd);
+}

@@ -581,14 +581,33 @@ static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
 		msg[--n] = '\0';
 }
 
-/* The session settings of every connection: UTC, ISO dates, quiet notices, and READ
- * COMMITTED transactions whatever the role's or the database's default: the claims and
- * the session's choice read what others committed while they waited for a lock, which a
- * REPEATABLE READ or SERIALIZABLE snapshot, taken before the wait, does not show. */
-static const char pg_session_sql[] = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
-                                     " SET client_min_messages = warning;"
-                                     " SET standard_conforming_strings = on;"
-                                     " SET default_transaction_isolation = 'read committed'";
+/* The session settings of every connection: UTC, ISO dates, quiet notices, numbers of
+ * floating point read back exact (extra_float_digits below 1 rounds them: -15 gave 0.4
+ * for 0.37), and READ COMMITTED transactions whatever the role's or the database's
+ * default: the claims and the session's choice read what others committed while they
+ * waited for a lock, which a REPEATABLE READ or SERIALIZABLE snapshot, taken before the
+ * wait, does not show. */
+static const char pg_session_sql[] =
+    "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
+    " SET client_min_messages = warning;"
+    " SET standard_conforming_strings = on; SET extra_float_digits = 3;"
+    " SET default_transaction_isolation = 'read committed'";
+
+/* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
+ * also turn off idle_session_timeout, which a role or database may set: the server ended a
+ * supervisor's connection between two beats, its LISTEN with it, and its next statement
+ * failed with "no connection to the server". Returns the last statement's result
+ * (PGRES_COMMAND_OK when all were made), for the caller to PQclear. */
+static PGresult *pg_session_apply(PGconn *c)
+{
+	PGresult *r = PQexec(c, pg_session_sql);
+
+	if (PQresultStatus(r) == PGRES_COMMAND_OK && PQserverVersion(c) >= 140000) {
+		PQclear(r);
+		r = PQexec(c, "SET idle_session_timeout = 0");
+	}
+	return r;
+}
 
 /* Connect with libpq to the database of a connection URI. */
 int db_pg_connect(const char *uri, const char *password, const char *app, struct db **out,
@@ -632,7 +651,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 		return DB_ERROR;
 	}
 	PQsetNoticeProcessor(c, pg_notice, NULL);
-	r = PQexec(c, pg_session_sql);
+	r = pg_session_apply(c);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_conn_msg(c, msg, msglen);
 		*fault = DB_FAULT_OTHER;
@@ -694,7 +713,7 @@ enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd)
 		pg_fail(d, NULL);
 		return DB_PG_POLL_FAILED;
 	}
-	r = PQexec(d->c, pg_session_sql);
+	r = pg_session_apply(d->c);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_fail(d, r);
 		PQclear(r);

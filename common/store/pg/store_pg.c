@@ -63,6 +63,45 @@ int store_pg_server_id(struct db *db, const char *url, char **id, struct store_e
 	return rc;
 }
 
+/* Say where the meta table a connection did not find is: the search_path names no schema
+ * this role can use, or other schemas of the database hold one (the search_path set by the
+ * role, the database or the URL's options to another schema, its first). `err` holds the
+ * "no meta table" refusal, which this extends; a failure to read leaves it as it is. */
+static void store_pg_meta_elsewhere(struct db *db, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	char *why = NULL;
+
+	if (db_prepare(db,
+	        "SELECT current_schema(), current_setting('search_path'), (SELECT"
+	        " string_agg(n.nspname, ', ' ORDER BY n.nspname) FROM pg_class c JOIN"
+	        " pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'meta' AND"
+	        " c.relkind IN ('r', 'p') AND n.nspname IS DISTINCT FROM current_schema())",
+	        &q) == DB_OK &&
+	    db_step(q) == DB_ROW) {
+		const char *schema = db_column_text(q, 0), *path = db_column_text(q, 1),
+		           *others = db_column_text(q, 2);
+
+		if (schema == NULL)
+			why = xasprintf(
+			    "the search_path \"%s\" names no schema this role can use%s%s%s",
+			    path != NULL ? path : "", others != NULL ? "; schema " : "",
+			    others != NULL ? others : "",
+			    others != NULL ? " holds one: set the search_path to it" : "");
+		else if (others != NULL)
+			why = xasprintf("none in schema %s, the first of the search_path \"%s\"; "
+			                "schema %s holds one: set the search_path to it",
+			    schema, path != NULL ? path : "", others);
+	}
+	db_finalize(q);
+	if (why != NULL) {
+		size_t n = strlen(err->text);
+
+		snprintf(err->text + n, sizeof err->text - n, " (%s)", why);
+	}
+	free(why);
+}
+
 /* Connect, check the schema and read the identity; read-only sessions for STORE_READ. */
 int store_pg_open(struct store *st, const char *url, enum store_mode mode, struct store_err *err)
 {
@@ -78,6 +117,8 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 		    db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", url, err);
 	if (rc == 0)
 		rc = store_schema_check(db, url, &st->schema_version, st->uuid, err);
+	if (rc == STORE_ENOTDB && strstr(err->text, "(no meta table)") != NULL)
+		store_pg_meta_elsewhere(db, err);
 	if (rc == STORE_EIDENT && mode == STORE_WRITE_REIDENTIFY)
 		rc = 0;
 	if (rc == 0 && mode != STORE_READ && st->schema_version < SCHEMA_VERSION)

@@ -1,0 +1,35 @@
+"""Another program altering the tables of an autopack PostgreSQL database: what autopack's
+statements need is checked as the database is opened, and a database without it refused,
+naming what is missing (docs/postgresql.md, "Creating the database")."""
+import pytest
+
+from conftest import ctl, run
+from supervisor_helpers import sql
+from test_fleet import new_pg_db
+
+
+@pytest.mark.parametrize("table,columns", [
+    ("events", "attempt_id, seq"),
+    ("drain_session_results", "session_id, attempt_id"),
+])
+def test_a_dropped_primary_key_that_commits_name_is_refused(tmp, pg_url, table, columns):
+    """The primary key of events or drain_session_results dropped (ALTER TABLE ... DROP
+    CONSTRAINT): the commits' INSERT ... ON CONFLICT (its columns) cannot run without it.
+    `db check` (exit 2) and the supervisor (exit 1) must refuse the database naming the
+    key, before anything is written. Before, both opened it, and the supervisor's every
+    commit failed (`there is no unique or exclusion constraint matching the ON CONFLICT
+    specification`) until it gave up on the database, exit 3."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    sql(url, "ALTER TABLE %s DROP CONSTRAINT %s_pkey" % (table, table))
+    want = "the primary key of %s (%s)" % (table, columns)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "missing 1 unique index" in r.err and want in r.err, r
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and want in r.err, r
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    # The key made again (any unique index over its two columns): the database opens.
+    sql(url, "CREATE UNIQUE INDEX ux_again ON %s (%s)" % (table, columns))
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
