@@ -94,7 +94,7 @@ static const char *rlim_text(rlim_t v, char *buf, size_t n)
 /* SIGXCPU: the soft limit of CPU time (ulimit -t, LimitCPU=) is used up. The first
  * stops gracefully, as a time budget would; the kernel sends another each second of CPU
  * after it (raising the soft limit by one each time), and one that finds the hard limit
- * (SIGKILL) two seconds away or less stops at once, so that the session's end is
+ * (SIGKILL) three seconds away or less stops at once, so that the session's end is
  * recorded before the kill. */
 static void sigxcpu_cb(uv_signal_t *h, int signum)
 {
@@ -111,7 +111,7 @@ static void sigxcpu_cb(uv_signal_t *h, int signum)
 	else
 		used = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
 		    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-	near = lim.rlim_max != RLIM_INFINITY && used + 2.0 >= (double)lim.rlim_max;
+	near = lim.rlim_max != RLIM_INFINITY && used + 3.0 >= (double)lim.rlim_max;
 	if (near && s->stopping < STOP_NOW)
 		lifecycle_stop_for(s, STOP_NOW, STOP_CAUSE_POLICY,
 		    "the CPU time limit was reached (%.1f s of CPU used; ulimit -t, LimitCPU=), and"

@@ -32,8 +32,9 @@ def test_a_cpu_time_limit_stops_the_drain_gracefully_and_says_so(tmp):
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) missing")
 def test_a_hard_cpu_limit_close_behind_the_soft_one_stops_at_once_before_the_kill(tmp):
     """With the hard limit (SIGKILL) two seconds behind the soft one, a graceful stop could
-    be killed before it records the session's end: the supervisor stops at once instead,
-    and the two seconds are left for that end (the report of the phases left too)."""
+    be killed before it records the session's end: the supervisor stops at once instead
+    (the hard limit is within three seconds), and the two seconds are left for that end
+    (the report of the phases left too)."""
     url = new_db(tmp, runs=2000, phases=30)
     sup = Supervisor(tmp, url, "--workers", 4, "--dry-run", "--exit-when-drained",
                      prefix=("prlimit", "--cpu=1:3"))
