@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define IDENTITY_CHECK_MS 1000
 
@@ -81,6 +82,49 @@ static void sighup_cb(uv_signal_t *h, int signum)
 		log_info("SIGHUP: log file reopened");
 }
 
+/* A CPU time limit as text into buf: "N s", or "unlimited". */
+static const char *rlim_text(rlim_t v, char *buf, size_t n)
+{
+	if (v == RLIM_INFINITY)
+		return "unlimited";
+	snprintf(buf, n, "%llu s", (unsigned long long)v);
+	return buf;
+}
+
+/* SIGXCPU: the soft limit of CPU time (ulimit -t, LimitCPU=) is used up. The first
+ * stops gracefully, as a time budget would; the kernel sends another each second of CPU
+ * after it (raising the soft limit by one each time), and one that finds the hard limit
+ * (SIGKILL) three seconds away or less stops at once, so that the session's end is
+ * recorded before the kill. */
+static void sigxcpu_cb(uv_signal_t *h, int signum)
+{
+	struct sup *s = h->data;
+	struct rlimit lim;
+	struct rusage ru;
+	char hard[32];
+	double used;
+	bool near;
+
+	(void)signum;
+	if (getrlimit(RLIMIT_CPU, &lim) != 0 || getrusage(RUSAGE_SELF, &ru) != 0)
+		lim.rlim_max = RLIM_INFINITY, used = 0;
+	else
+		used = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+		    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	near = lim.rlim_max != RLIM_INFINITY && used + 3.0 >= (double)lim.rlim_max;
+	if (near && s->stopping < STOP_NOW)
+		lifecycle_stop_for(s, STOP_NOW, STOP_CAUSE_POLICY,
+		    "the CPU time limit was reached (%.1f s of CPU used; ulimit -t, LimitCPU=), and"
+		    " the hard limit (%s), which kills, is %.1f s of CPU away; raise it to drain"
+		    " longer",
+		    used, rlim_text(lim.rlim_max, hard, sizeof hard), (double)lim.rlim_max - used);
+	else if (!s->stopping)
+		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY,
+		    "the CPU time limit was reached (%.1f s of CPU used; ulimit -t, LimitCPU=;"
+		    " the hard limit %s); raise it to drain longer",
+		    used, rlim_text(lim.rlim_max, hard, sizeof hard));
+}
+
 /* Signals whose default action would end the supervisor at once, without a word and
  * without recording the end of its session, and which mean nothing to it: each is logged
  * and ignored. */
@@ -107,6 +151,10 @@ void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop
 	uv_signal_start(&s->sigint, signal_cb, SIGINT);
 	uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
 	uv_signal_start(&s->sighup, sighup_cb, SIGHUP);
+	uv_signal_init(s->loop, &s->sigxcpu);
+	s->sigxcpu.data = s;
+	uv_signal_start(&s->sigxcpu, sigxcpu_cb, SIGXCPU);
+	uv_unref((uv_handle_t *)&s->sigxcpu);
 	for (size_t i = 0; i < ARRAY_SIZE(ignored_signums); i++) {
 		uv_signal_init(s->loop, &ignored_sigs[i]);
 		uv_signal_start(&ignored_sigs[i], ignored_cb, ignored_signums[i]);

@@ -634,6 +634,7 @@ int main(int argc, char **argv)
 	sigaddset(&stop_signals, SIGINT);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGHUP);
+	sigaddset(&stop_signals, SIGXCPU);
 	/* And those it ignores (lifecycle.c), which would otherwise end it without a word. */
 	sigaddset(&stop_signals, SIGUSR1);
 	sigaddset(&stop_signals, SIGUSR2);
@@ -706,6 +707,7 @@ int main(int argc, char **argv)
 	signal(SIGUSR1, SIG_IGN);
 	signal(SIGUSR2, SIG_IGN);
 	signal(SIGALRM, SIG_IGN);
+	signal(SIGXCPU, SIG_IGN);
 	/* A stop requested while the session was being finished makes one uv_run return at
 	 * once (clearing the request); run until every closed handle is gone. */
 	while (uv_run(&loop, UV_RUN_DEFAULT) != 0)

@@ -560,7 +560,7 @@ struct sup {
 	enum stop_cause stop_cause;
 	char stop_buf[320];
 	int exit_code;
-	uv_signal_t sigint, sigterm, sighup;
+	uv_signal_t sigint, sigterm, sighup, sigxcpu;
 	uv_timer_t stop_timer;
 	uv_timer_t identity_timer;
 	uv_timer_t deadline_timer;
