@@ -472,9 +472,9 @@ TEST(proto_pack_frames_strings_as_msgpack_c_does)
 	static const size_t lens[] = { 0, 1, 31, 32, 255, 256, 65535, 65536, 70000 };
 	struct proto_buf roomy, tight;
 	struct proto_err err;
-	char *reason = xmalloc(70001);
+	char *reason = xmalloc(70000 + 64);
 
-	memset(reason, 'r', 70000);
+	memset(reason, 'r', 70000 + 64);
 	proto_buf_init(&roomy);
 	proto_buf_append(&roomy, reason, 70000 + 64); /* room for every frame below */
 	for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
