@@ -30,13 +30,22 @@ const struct drain_sql drain_sql_event[] = {
 	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
 	    " created_at, attempt_id, seq, status, max_tokens, try_number, is_doctor_call)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12)" },
-	/* The try's own row, announced last: the newest 'sent' row of the attempt; a reserved
-	 * row the try never announced takes the report's seq. */
+	/* The try's own row, announced last: the newest 'sent' row of the attempt with a seq
+	 * (announced, or reserved and confirmed). Its seq, an indexed column, is not written:
+	 * an UPDATE that sets it rewrites its entry in the index on (attempt_id, seq), even
+	 * to the same value. */
 	{ DS_EV_DONE,
 	    "UPDATE llm_usage_events SET total_tokens = ?2, prompt_tokens = ?3,"
 	    " completion_tokens = ?4, status = ?5, http_status = ?6, error_class = ?7,"
-	    " latency_ms = ?8, seq = COALESCE(seq, ?11), provider = ?12, model = ?13,"
-	    " role = ?14"
+	    " latency_ms = ?8, provider = ?11, model = ?12, role = ?13"
+	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?9"
+	    "   AND try_number = ?10 AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1)" },
+	/* The same when DS_EV_DONE found no row: a reserved row the try never announced (seq
+	 * NULL) takes the report's seq (?14). */
+	{ DS_EV_DONE_RESERVED,
+	    "UPDATE llm_usage_events SET total_tokens = ?2, prompt_tokens = ?3,"
+	    " completion_tokens = ?4, status = ?5, http_status = ?6, error_class = ?7,"
+	    " latency_ms = ?8, provider = ?11, model = ?12, role = ?13, seq = COALESCE(seq, ?14)"
 	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?9"
 	    "   AND try_number = ?10 ORDER BY seq DESC LIMIT 1)" },
 	/* The reserved row of the attempt's first try, not yet confirmed (seq NULL: an attempt
@@ -244,25 +253,30 @@ static int event_usage_done(
 	if ((y = tries_find(&d->announced, ev->attempt_id)) == NULL ||
 	    y->sent <= y->done + y->done_open)
 		return 0;
-	s = drain_stmt(d, DS_EV_DONE);
-	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
-	db_bind_int64(s, 2, u->total_tokens < 0 ? 0 : u->total_tokens);
-	bind_count(s, 3, u->prompt_tokens);
-	bind_count(s, 4, u->completion_tokens);
-	store_bind_text(s, 5, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
-	bind_count(s, 6, u->http_status);
-	store_bind_text(s, 7, u->error_class);
-	bind_count(s, 8, u->latency_ms);
-	store_bind_text(s, 9, usage_status_name(USAGE_SENT));
-	db_bind_int64(s, 10, u->try_number);
-	db_bind_int64(s, 11, (int64_t)ev->seq);
-	store_bind_text(s, 12, u->provider);
-	store_bind_text(s, 13, u->model);
-	store_bind_text(s, 14, u->role);
-	rc = drain_exec(d, DS_EV_DONE, err);
-	*done = rc == 0 && db_changes(d->st->db) == 1;
+	for (enum drain_stmt i = DS_EV_DONE; i <= DS_EV_DONE_RESERVED && !*done; i++) {
+		s = drain_stmt(d, i);
+		db_bind_int64(s, 1, (int64_t)ev->attempt_id);
+		db_bind_int64(s, 2, u->total_tokens < 0 ? 0 : u->total_tokens);
+		bind_count(s, 3, u->prompt_tokens);
+		bind_count(s, 4, u->completion_tokens);
+		store_bind_text(
+		    s, 5, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
+		bind_count(s, 6, u->http_status);
+		store_bind_text(s, 7, u->error_class);
+		bind_count(s, 8, u->latency_ms);
+		store_bind_text(s, 9, usage_status_name(USAGE_SENT));
+		db_bind_int64(s, 10, u->try_number);
+		store_bind_text(s, 11, u->provider);
+		store_bind_text(s, 12, u->model);
+		store_bind_text(s, 13, u->role);
+		if (i == DS_EV_DONE_RESERVED)
+			db_bind_int64(s, 14, (int64_t)ev->seq);
+		if ((rc = drain_exec(d, i, err)) != 0)
+			return rc;
+		*done = db_changes(d->st->db) == 1;
+	}
 	y->done_open += *done;
-	return rc;
+	return 0;
 }
 
 /* Record the typed row of an llm_usage event: complete its announced row, or insert one

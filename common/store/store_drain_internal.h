@@ -41,6 +41,7 @@ enum drain_stmt {
 	DS_EV_USAGE,
 	DS_EV_SENT,
 	DS_EV_DONE,
+	DS_EV_DONE_RESERVED,
 	DS_EV_CONFIRM,
 	DS_CTL_LOG,
 	/* store_drain_session.c */
