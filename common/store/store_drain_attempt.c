@@ -705,7 +705,7 @@ int drain_attempt_reserve(struct store_drain *d, uint64_t att, const char *run_i
 	db_bind_int64(s, 9, d->reserve.max_tokens);
 	db_bind_int64(s, 10, 0);
 	if ((rc = drain_exec(d, DS_ATT_RESERVE, err)) == 0)
-		drain_announced_reserve(d, att);
+		drain_announced_reserve(d, att, db_last_insert_id(d->st->db));
 	return rc;
 }
 
