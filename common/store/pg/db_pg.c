@@ -92,6 +92,10 @@ static enum db_fault pg_fault_of(PGconn *c, const char *state)
 		return DB_FAULT_BUSY;
 	if (strcmp(state, "53100") == 0)
 		return DB_FAULT_FULL;
+	/* An undefined table, column or object, or no key matching ON CONFLICT's columns. */
+	if (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0 ||
+	    strcmp(state, "42704") == 0 || strcmp(state, "42P10") == 0)
+		return DB_FAULT_SCHEMA;
 	if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
 	    strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0)
 		return DB_FAULT_LOST;
