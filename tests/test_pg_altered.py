@@ -4,7 +4,7 @@ naming what is missing (docs/postgresql.md, "Creating the database")."""
 import pytest
 
 from conftest import ctl, run
-from supervisor_helpers import sql
+from supervisor_helpers import Supervisor, sql, wait_for
 from test_fleet import new_pg_db
 
 
@@ -33,3 +33,59 @@ def test_a_dropped_primary_key_that_commits_name_is_refused(tmp, pg_url, table, 
     sql(url, "CREATE UNIQUE INDEX ux_again ON %s (%s)" % (table, columns))
     r = ctl("--db", url, "db", "check")
     assert r.rc == 0, r
+
+
+def test_a_dropped_index_of_one_open_attempt_per_run_is_refused(tmp, pg_url):
+    """ux_attempts_run_open dropped (DROP INDEX): without it two supervisors claiming
+    together could open two attempts of one run. `db check` (exit 2) and the supervisor
+    (exit 1) must refuse the database naming the index, as for the other unique indexes,
+    before anything is written. Before, both opened it."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    sql(url, "DROP INDEX ux_attempts_run_open")
+    want = "ux_attempts_run_open ON attempts(run_id) WHERE ended_at IS NULL"
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "missing 1 unique index" in r.err and want in r.err, r
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and want in r.err, r
+    assert sql(url, "SELECT count(*) FROM supervisors") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    # Made again as autopack's schema declares it: the database opens.
+    sql(url, "CREATE UNIQUE INDEX ux_attempts_run_open ON attempts(run_id)"
+        " WHERE ended_at IS NULL")
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+
+
+@pytest.mark.parametrize("table,columns", [
+    ("events", "attempt_id, seq"),
+    ("drain_session_results", "session_id, attempt_id"),
+])
+def test_a_primary_key_dropped_mid_drain_is_named_in_the_operators_terms(
+        tmp, pg_url, table, columns):
+    """The primary key a commit's INSERT ... ON CONFLICT needs dropped while a supervisor
+    drains: it gives up on the database (exit 3) keeping what was committed, and says which
+    key of which table is not there any more, that another program changed the schema,
+    and that `autopack-ctl db check` names what is missing. Before, the same exit 3 said
+    only the server's `there is no unique or exclusion constraint matching the ON CONFLICT
+    specification`, after the first 120 characters of the statement."""
+    url = new_pg_db(tmp, pg_url, runs=300, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--exit-when-drained")
+    try:
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT"
+                             " NULL")[0][0] >= 20, 120, what="20 attempts ended")
+        sql(url, "ALTER TABLE %s DROP CONSTRAINT %s_pkey" % (table, table))
+        before = sql(url, "SELECT count(*) FROM events")[0][0]
+        assert sup.wait(120) == 3, sup.stderr()
+    finally:
+        sup.kill()
+    log = sup.stderr()
+    want = ("writing %s failed: the primary key of %s (%s), which a commit's INSERT ..."
+            " ON CONFLICT needs, is not there any more: another program changed"
+            " autopack's schema while it ran" % (table, table, columns))
+    gave_up = [line for line in log.splitlines() if "giving up on the database" in line]
+    assert len(gave_up) == 1 and want in gave_up[0], log
+    assert "autopack-ctl db check names what is missing" in gave_up[0], log
+    assert sql(url, "SELECT count(*) FROM events")[0][0] >= before
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "the primary key of %s (%s)" % (table, columns) in r.err, r

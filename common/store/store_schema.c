@@ -246,20 +246,28 @@ static int store_columns_missing(struct db *db, const char *table, const struct 
 }
 
 /* The unique indexes exactly-once commits rely on: a retried group of events must fail
- * on them rather than be recorded twice. `dups` finds rows the index would refuse: an
- * adopted legacy database whose rows already broke it never got it (adopt reports "index
- * not created"), and is not refused for that. */
+ * on them rather than be recorded twice; and, on PostgreSQL (`pg_only`), the one that
+ * keeps supervisors claiming together from opening two attempts of one run. `dups` finds
+ * rows the index would refuse: an adopted legacy database whose rows already broke it
+ * never got it (adopt reports "index not created"), and is not refused for that. */
 static const struct {
 	const char *index, *table, *columns, *dups;
+	bool pg_only;
 } store_unique_indexes[] = {
 	{ "ux_usage_event", "llm_usage_events", "(attempt_id, seq)",
 	    "SELECT 1 FROM llm_usage_events WHERE attempt_id IS NOT NULL GROUP BY attempt_id, "
-	    "seq HAVING count(*) > 1 LIMIT 1" },
+	    "seq HAVING count(*) > 1 LIMIT 1",
+	    false },
 	{ "ux_v2_event", "token_estimation_v2_events", "(attempt_id, seq)",
 	    "SELECT 1 FROM token_estimation_v2_events WHERE attempt_id IS NOT NULL GROUP BY "
-	    "attempt_id, seq HAVING count(*) > 1 LIMIT 1" },
+	    "attempt_id, seq HAVING count(*) > 1 LIMIT 1",
+	    false },
 	{ "ux_coef_active", "estimator_coefficients", "(active) WHERE active = 1",
-	    "SELECT 1 FROM estimator_coefficients WHERE active = 1 HAVING count(*) > 1" },
+	    "SELECT 1 FROM estimator_coefficients WHERE active = 1 HAVING count(*) > 1", false },
+	{ "ux_attempts_run_open", "attempts", "(run_id) WHERE ended_at IS NULL",
+	    "SELECT 1 FROM attempts WHERE ended_at IS NULL GROUP BY run_id HAVING count(*) > 1 "
+	    "LIMIT 1",
+	    true },
 };
 
 /* The keys (a table's primary key, or any unique index over exactly its two columns)
@@ -306,6 +314,55 @@ static int store_keys_missing(struct db *db, const char *const *names, size_t n,
 	return 0;
 }
 
+/* The table a statement writes (INSERT INTO, UPDATE, DELETE FROM), copied to `table`;
+ * "" when `sql` is not one. */
+static void store_statement_table(const char *sql, char *table, size_t n)
+{
+	static const char *const verbs[] = { "INSERT INTO ", "UPDATE ", "DELETE FROM " };
+	size_t k = 0;
+
+	table[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(verbs) && k == 0; i++) {
+		const char *p = strstr(sql, verbs[i]);
+
+		if (p == NULL)
+			continue;
+		p += strlen(verbs[i]);
+		while (k + 1 < n && (isalnum((unsigned char)p[k]) || p[k] == '_')) {
+			table[k] = p[k];
+			k++;
+		}
+		table[k] = '\0';
+	}
+}
+
+bool store_schema_changed(struct db *db, const char *where, const char *sql, struct store_err *err)
+{
+	char table[64], gone[256];
+
+	if (db_fault(db) != DB_FAULT_SCHEMA)
+		return false;
+	store_statement_table(sql, table, sizeof table);
+	snprintf(gone, sizeof gone, "a table, column or key the statement names");
+	for (size_t i = 0; i < ARRAY_SIZE(store_unique_keys); i++)
+		if (strcmp(table, store_unique_keys[i].table) == 0 && strstr(sql, "ON CONFLICT"))
+			snprintf(gone, sizeof gone,
+			    "the primary key of %s (%s, %s), which a commit's INSERT ... ON CONFLICT "
+			    "needs,",
+			    table, store_unique_keys[i].a, store_unique_keys[i].b);
+	store_fail(err, STORE_EIO,
+	    "%s: writing %s failed: %s is not there any more: another program changed "
+	    "autopack's schema "
+	    "while it ran, and nothing more can be committed until that is undone (autopack-ctl "
+	    "db check names what is missing; recreate it as autopack's schema declares it, or "
+	    "restore the database from a backup); the rows committed before are kept (the "
+	    "server said: %s)",
+	    where, table[0] != '\0' ? table : "the database", gone, db_errmsg(db));
+	if (err != NULL)
+		err->fault = DB_FAULT_SCHEMA;
+	return true;
+}
+
 /* Append "index ON table columns" to `out` for each unique index of the tables in
  * `names` that db lacks (or has without UNIQUE), counting them in *missing. */
 static int store_indexes_missing(struct db *db, const char *const *names, size_t n,
@@ -315,7 +372,8 @@ static int store_indexes_missing(struct db *db, const char *const *names, size_t
 		struct db_stmt *q = NULL;
 		int rc;
 
-		if (!store_table_listed(names, n, store_unique_indexes[i].table))
+		if (!store_table_listed(names, n, store_unique_indexes[i].table) ||
+		    (store_unique_indexes[i].pg_only && db->backend != DB_PG))
 			continue;
 		rc = db_prepare(db, db->dialect->unique_index_exists, &q);
 		if (rc == DB_OK) {
@@ -399,8 +457,8 @@ int store_schema_check(
 	if (rc == 0 && nmissing > 0) {
 		rc = store_fail(err, STORE_EPARTIAL,
 		    "%s: autopack database (uuid %s) is missing %zu unique index%s of schema "
-		    "version %d: %s; commits are recorded exactly once only with them, so it "
-		    "refuses to use the database (restore it from a backup, or recreate each "
+		    "version %d: %s; commits are recorded exactly once, and a run has one open "
+		    "attempt at a time, only with them, so it refuses to use the database (restore it from a backup, or recreate each "
 		    "with CREATE UNIQUE INDEX ... once no duplicates are left)",
 		    path, uuid, nmissing, nmissing == 1 ? "" : "es", *version, missing.s);
 		goto out;
