@@ -5,10 +5,13 @@ memory, where the API keys are. Where the kernel refuses the namespaces, checks 
 before, with one warning per worker saying what they can do."""
 import json
 import os
+import socket
+import subprocess
 import uuid
 
 import pytest
 
+from conftest import binpath
 from supervisor_helpers import wait_for
 from e2e_helpers import (HOST_PID, Standin, check_namespaces, drain_logging_workers,
                          drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
@@ -327,3 +330,38 @@ def test_a_check_that_uses_up_the_namespaces_leaves_no_worker_running_checks_out
         a["failure_reason"] == "CHECK_NOT_RUN" and
         "its user's namespaces are used up (user.max_user_namespaces is 6)" in a["message"]
         for a in refused), att
+
+
+CHECK_INIT_REFUSALS = [
+    ([], "expected FD DATA COMMAND, got 0 argument(s)", 2),
+    (["SOCK", "0"], "expected FD DATA COMMAND, got 2 argument(s)", 2),
+    (["x", "0", "true"], 'FD "x" is not a descriptor number of 3 or more', 2),
+    (["2", "0", "true"], 'FD "2" is not a descriptor number of 3 or more', 2),
+    ([" SOCK", "0", "true"], 'FD " SOCK" is not a descriptor number of 3 or more', 2),
+    (["999", "0", "true"], "FD 999 is not an open descriptor: Bad file descriptor", 2),
+    (["SOCK", "-1", "true"], 'DATA "-1" is not a number of bytes (0 for no limit)', 2),
+    (["SOCK", "1k", "true"], 'DATA "1k" is not a number of bytes (0 for no limit)', 2),
+    (["SOCK", "0", "true"], "the worker closed descriptor SOCK before the namespace was ready",
+     126),
+]
+
+
+@pytest.mark.parametrize("args, message, status", CHECK_INIT_REFUSALS,
+                         ids=[" ".join(a) or "none" for a, _, _ in CHECK_INIT_REFUSALS])
+def test_the_check_init_names_what_is_wrong_with_its_command_line(args, message, status):
+    """`autopack-worker --check-init` (the init of a check's namespaces, an internal mode)
+    exited 2 or 126 without a word when started wrongly; each failure is named now. SOCK
+    stands for a socket whose other end is closed (a worker gone)."""
+    ours, theirs = socket.socketpair()
+    ours.close()
+    fd = str(theirs.fileno())
+    try:
+        proc = subprocess.run(
+            [binpath("autopack-worker"), "--check-init"] + [a.replace("SOCK", fd) for a in args],
+            pass_fds=(theirs.fileno(),), capture_output=True, text=True, timeout=60)
+    finally:
+        theirs.close()
+    assert proc.returncode == status, proc
+    assert proc.stderr.startswith("autopack-worker --check-init: ") and \
+        proc.stderr.endswith(message.replace("SOCK", fd) + "\n") and \
+        proc.stderr.count("\n") == 1, proc
