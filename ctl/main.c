@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Print the global usage and the command list to `out`. */
 static void ctl_usage(FILE *out)
@@ -122,10 +123,34 @@ static void ctl_db_waiting(double seconds, const char *what)
 	    seconds, what, DB_PG_WAIT_EVERY_MS / 1000);
 }
 
-/* SIGINT or SIGTERM: cancel the statement waiting on the server, if any, then end as the
- * signal's default action does (nothing of an unfinished transaction is kept). */
+/* The longest a stop signal's cancel request may wait for the server's answer (a server
+ * behind a network gone dark connects it and never answers) before the command ends
+ * without it. */
+#define CTL_CANCEL_WAIT_S 2
+
+/* The stop signal being taken, for ctl_cancel_late. */
+static volatile sig_atomic_t ctl_stopping;
+
+/* SIGALRM while a stop signal's cancel request waits: end by the stop signal now (its
+ * action is the default again, and it is not held back). */
+static void ctl_cancel_late(int sig)
+{
+	(void)sig;
+	raise(ctl_stopping);
+}
+
+/* SIGINT or SIGTERM: cancel the statement waiting on the server, if any, for at most
+ * CTL_CANCEL_WAIT_S, then end as the signal's default action does (nothing of an
+ * unfinished transaction is kept). The handler is the default again from its start and the
+ * signal is not held back (SA_RESETHAND, SA_NODEFER), so a second one ends it at once. */
 static void ctl_stop_signal(int sig)
 {
+	struct sigaction late = { .sa_handler = ctl_cancel_late };
+
+	ctl_stopping = sig;
+	sigemptyset(&late.sa_mask);
+	sigaction(SIGALRM, &late, NULL);
+	alarm(CTL_CANCEL_WAIT_S);
 	db_pg_wait_cancel();
 	raise(sig);
 }
@@ -150,7 +175,8 @@ int main(int argc, char **argv)
 	{
 		static const struct db_pg_watch watch = { .waiting = ctl_db_waiting };
 		static const int stops[] = { SIGINT, SIGTERM };
-		struct sigaction sa = { .sa_handler = ctl_stop_signal, .sa_flags = SA_RESETHAND };
+		struct sigaction sa = { .sa_handler = ctl_stop_signal,
+			.sa_flags = SA_RESETHAND | SA_NODEFER };
 
 		db_pg_wait_watch(&watch);
 		sigemptyset(&sa.sa_mask);

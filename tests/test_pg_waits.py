@@ -155,3 +155,95 @@ def test_a_stall_spent_waiting_for_the_database_names_it(tmp, pg_url):
     assert "waiting for the database" in stalls[0], stalls
     assert stalls[0].split("(the longest: ")[1].split()[0] in ("SELECT", "UPDATE",
                                                                "INSERT", "WITH"), stalls
+
+
+class DarkProxy:
+    """A TCP proxy in front of the test's server: connections made while it is lit are
+    carried through; once dark, new ones are left in its listen queue, connected but never
+    answered, as a server behind a partitioned network or an overloaded pooler leaves
+    them."""
+
+    def __init__(self, url):
+        import socket
+        import threading
+        import urllib.parse
+        parts = urllib.parse.urlsplit(url)
+        self.upstream = (parts.hostname, parts.port)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.dark = threading.Event()
+        port = self.listener.getsockname()[1]
+        netloc = parts.netloc.rsplit(":", 1)[0] + ":%d" % port
+        self.url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while not self.dark.is_set():
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.dark.is_set():
+                self.held.append(down)
+                return
+            up = socket.create_connection(self.upstream)
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(2)
+            except OSError:
+                pass
+
+    def go_dark(self):
+        self.dark.set()
+
+    def close(self):
+        self.listener.close()
+        for s in self.held:
+            s.close()
+
+
+def test_sigint_ends_a_command_whose_cancel_request_is_never_answered(tmp, pg_url):
+    """The network to the server goes dark while a command's statement waits behind a
+    lock: the cancel request SIGINT sends is connected but never answered. The command
+    still ends by the signal, within CTL_CANCEL_WAIT_S. Before, it hung in its signal
+    handler for as long as the cancel request went unanswered (forever here), and a second
+    Ctrl-C, held back meanwhile, did nothing."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    proxy = DarkProxy(url)
+    con = lock_phases(url)
+    err_path = os.path.join(str(tmp), "ctl.err")
+    try:
+        with open(err_path, "w") as err:
+            proc = subprocess.Popen([binpath("autopack-ctl"), "--db", proxy.url, "failed"],
+                                    stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            wait_for(lambda: "has not answered" in open(err_path).read(), 60,
+                     what="the command's report of its wait")
+            proxy.go_dark()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == -signal.SIGINT
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        con.rollback()
+        con.close()
+        proxy.close()
