@@ -173,6 +173,8 @@ class DarkProxy:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
         self.dark = threading.Event()
+        self.silent = threading.Event()
+        self.closed = threading.Event()
         port = self.listener.getsockname()[1]
         netloc = parts.netloc.rsplit(":", 1)[0] + ":%d" % port
         self.url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
@@ -194,11 +196,13 @@ class DarkProxy:
             for a, b in ((down, up), (up, down)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(a, b):
+    def _pump(self, a, b):
         try:
             while True:
                 data = a.recv(65536)
+                if self.silent.is_set():
+                    self.closed.wait()
+                    return
                 if not data:
                     break
                 b.sendall(data)
@@ -213,7 +217,16 @@ class DarkProxy:
     def go_dark(self):
         self.dark.set()
 
+    def go_silent(self):
+        """The connections carried go silent (nothing more is carried either way) and new
+        ones are refused, as when the server's host is cut off and its address
+        refuses."""
+        import socket
+        self.silent.set()
+        self.listener.shutdown(socket.SHUT_RDWR)
+
     def close(self):
+        self.closed.set()
         self.listener.close()
         for s in self.held:
             s.close()
@@ -243,6 +256,31 @@ def test_sigint_ends_a_command_whose_cancel_request_is_never_answered(tmp, pg_ur
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    finally:
+        con.rollback()
+        con.close()
+        proxy.close()
+
+
+def test_sigterm_ends_a_start_whose_cancellation_is_never_answered(tmp, pg_url):
+    """The server goes silent while a starting supervisor's statement waits behind a lock,
+    and its host refuses the cancel request: SIGTERM still ends the supervisor, 2 s after
+    the cancellation, with exit status 0. Before, it waited for the cancelled statement's
+    answer for as long as the server stayed silent (forever here)."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    proxy = DarkProxy(url)
+    con = lock_phases(url)
+    try:
+        sup = Supervisor(tmp, proxy.url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            proxy.go_silent()
+            sup.signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, sup.stderr()
+        finally:
+            sup.kill()
+        assert "[STOP] received Terminated while starting" in sup.stderr()
     finally:
         con.rollback()
         con.close()

@@ -11,6 +11,9 @@
 #include <string.h>
 
 #define WAIT_STEP_MS 100
+/* How long a statement given up waits for the server to answer its cancellation before it
+ * is left unanswered (a server gone silent, its host refusing the cancel request). */
+#define WAIT_CANCEL_MS 2000
 
 static const struct db_pg_watch *wait_watch;
 #define WAIT_KEPT 16
@@ -131,12 +134,14 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 {
 	const struct db_pg_watch *w = wait_watch;
 	uint64_t start = clock_mono_ms(), now = start, next = start + DB_PG_WAIT_FIRST_MS, ms;
+	uint64_t stop_at = 0;
 	const char *why = NULL;
 	PGresult *last = NULL;
+	bool unanswered = false;
 
 	if (!sent)
 		return NULL;
-	for (;;) {
+	while (!unanswered) {
 		PGresult *r;
 		ExecStatusType st;
 
@@ -153,8 +158,14 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 			if (!wait_cancel_ready && (wait_cancel = PQgetCancel(c)) != NULL)
 				wait_cancel_ready = 1;
 			if (w != NULL && w->stop != NULL && why == NULL &&
-			    (why = w->stop()) != NULL)
+			    (why = w->stop()) != NULL) {
 				db_pg_wait_cancel();
+				stop_at = now;
+			}
+			if (why != NULL && now - stop_at >= WAIT_CANCEL_MS) {
+				unanswered = true;
+				break;
+			}
 			if (w != NULL && w->waiting != NULL && why == NULL && now >= next) {
 				char what[1024];
 
@@ -165,7 +176,7 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 		}
 		/* A statement's result, an error's, or NULL once all came (PQexec's rule: the
 		 * last is returned). */
-		if ((r = PQgetResult(c)) == NULL)
+		if (unanswered || (r = PQgetResult(c)) == NULL)
 			break;
 		st = PQresultStatus(r);
 		PQclear(last);

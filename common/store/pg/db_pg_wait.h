@@ -32,8 +32,9 @@ void db_pg_wait_watch(const struct db_pg_watch *w);
 /* After a PQsend* call on `c` that returned `sent`, wait for the statement's results and
  * return the last (an error's, if one failed), as PQexec would; NULL if nothing was sent.
  * `sql` names the statement for db_pg_wait_longest. When given up (the watch's stop), the
- * statement is cancelled, its result is the cancellation's error, and the watch's stopped
- * is called. */
+ * statement is cancelled, its result is the cancellation's error (NULL, the connection
+ * left busy, when the server has not answered it 2 s after), and the watch's stopped is
+ * called. */
 PGresult *db_pg_wait(PGconn *c, int sent, const char *sql);
 /* How long this process's statements waited for the server's answers between the
  * monotonic times `from` and `to` (ms, CLOCK_MONOTONIC; waits under 100 ms not counted,
