@@ -33,3 +33,25 @@ def test_a_dropped_primary_key_that_commits_name_is_refused(tmp, pg_url, table, 
     sql(url, "CREATE UNIQUE INDEX ux_again ON %s (%s)" % (table, columns))
     r = ctl("--db", url, "db", "check")
     assert r.rc == 0, r
+
+
+def test_a_dropped_index_of_one_open_attempt_per_run_is_refused(tmp, pg_url):
+    """ux_attempts_run_open dropped (DROP INDEX): without it two supervisors claiming
+    together could open two attempts of one run. `db check` (exit 2) and the supervisor
+    (exit 1) must refuse the database naming the index, as for the other unique indexes,
+    before anything is written. Before, both opened it."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    sql(url, "DROP INDEX ux_attempts_run_open")
+    want = "ux_attempts_run_open ON attempts(run_id) WHERE ended_at IS NULL"
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "missing 1 unique index" in r.err and want in r.err, r
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and want in r.err, r
+    assert sql(url, "SELECT count(*) FROM supervisors") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    # Made again as autopack's schema declares it: the database opens.
+    sql(url, "CREATE UNIQUE INDEX ux_attempts_run_open ON attempts(run_id)"
+        " WHERE ended_at IS NULL")
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r

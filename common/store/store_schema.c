@@ -246,20 +246,28 @@ static int store_columns_missing(struct db *db, const char *table, const struct 
 }
 
 /* The unique indexes exactly-once commits rely on: a retried group of events must fail
- * on them rather than be recorded twice. `dups` finds rows the index would refuse: an
- * adopted legacy database whose rows already broke it never got it (adopt reports "index
- * not created"), and is not refused for that. */
+ * on them rather than be recorded twice; and, on PostgreSQL (`pg_only`), the one that
+ * keeps supervisors claiming together from opening two attempts of one run. `dups` finds
+ * rows the index would refuse: an adopted legacy database whose rows already broke it
+ * never got it (adopt reports "index not created"), and is not refused for that. */
 static const struct {
 	const char *index, *table, *columns, *dups;
+	bool pg_only;
 } store_unique_indexes[] = {
 	{ "ux_usage_event", "llm_usage_events", "(attempt_id, seq)",
 	    "SELECT 1 FROM llm_usage_events WHERE attempt_id IS NOT NULL GROUP BY attempt_id, "
-	    "seq HAVING count(*) > 1 LIMIT 1" },
+	    "seq HAVING count(*) > 1 LIMIT 1",
+	    false },
 	{ "ux_v2_event", "token_estimation_v2_events", "(attempt_id, seq)",
 	    "SELECT 1 FROM token_estimation_v2_events WHERE attempt_id IS NOT NULL GROUP BY "
-	    "attempt_id, seq HAVING count(*) > 1 LIMIT 1" },
+	    "attempt_id, seq HAVING count(*) > 1 LIMIT 1",
+	    false },
 	{ "ux_coef_active", "estimator_coefficients", "(active) WHERE active = 1",
-	    "SELECT 1 FROM estimator_coefficients WHERE active = 1 HAVING count(*) > 1" },
+	    "SELECT 1 FROM estimator_coefficients WHERE active = 1 HAVING count(*) > 1", false },
+	{ "ux_attempts_run_open", "attempts", "(run_id) WHERE ended_at IS NULL",
+	    "SELECT 1 FROM attempts WHERE ended_at IS NULL GROUP BY run_id HAVING count(*) > 1 "
+	    "LIMIT 1",
+	    true },
 };
 
 /* The keys (a table's primary key, or any unique index over exactly its two columns)
@@ -315,7 +323,8 @@ static int store_indexes_missing(struct db *db, const char *const *names, size_t
 		struct db_stmt *q = NULL;
 		int rc;
 
-		if (!store_table_listed(names, n, store_unique_indexes[i].table))
+		if (!store_table_listed(names, n, store_unique_indexes[i].table) ||
+		    (store_unique_indexes[i].pg_only && db->backend != DB_PG))
 			continue;
 		rc = db_prepare(db, db->dialect->unique_index_exists, &q);
 		if (rc == DB_OK) {
@@ -399,8 +408,8 @@ int store_schema_check(
 	if (rc == 0 && nmissing > 0) {
 		rc = store_fail(err, STORE_EPARTIAL,
 		    "%s: autopack database (uuid %s) is missing %zu unique index%s of schema "
-		    "version %d: %s; commits are recorded exactly once only with them, so it "
-		    "refuses to use the database (restore it from a backup, or recreate each "
+		    "version %d: %s; commits are recorded exactly once, and a run has one open "
+		    "attempt at a time, only with them, so it refuses to use the database (restore it from a backup, or recreate each "
 		    "with CREATE UNIQUE INDEX ... once no duplicates are left)",
 		    path, uuid, nmissing, nmissing == 1 ? "" : "es", *version, missing.s);
 		goto out;
