@@ -39,20 +39,20 @@
 	" reached_llm_boundary = excluded.reached_llm_boundary,"                                   \
 	" zero_yield_reason = excluded.zero_yield_reason"
 
-/* A phase's current attempt: the one its fence names, else (a dry run's) its latest
- * open attempt. */
-#define PHASE_CURRENT                                                                              \
-	" COALESCE(current_attempt_id, (SELECT max(attempt_id) FROM attempts"                      \
-	" WHERE run_id = ?1 AND phase_id = ?2 AND ended_at IS NULL))"
+/* A phase's current attempt: the one its fence names, else, for a dry run (parameter
+ * `dry`), its latest open attempt. */
+#define PHASE_CURRENT(dry)                                                                         \
+	" COALESCE(current_attempt_id, CASE WHEN " dry " <> 0 THEN (SELECT max(attempt_id)"        \
+	" FROM attempts WHERE run_id = ?1 AND phase_id = ?2 AND ended_at IS NULL) END)"
 
 const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_PHASE,
-	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT
-	    " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT(
+	        "?3") " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
 	/* The same by the row id the queue read (?3), while it is still that phase's. */
 	{ DS_ATT_PHASE_ROW,
-	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT
-	    " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT(
+	        "?4") " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
@@ -349,12 +349,13 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	    attempt_id, attempt_number, err);
 }
 
-/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening: by
- * its row id when known (`row` > 0) and still that phase's, else by (run, phase).
+/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening (a
+ * dry run's when `dry_run`): by its row id when known (`row` > 0) and still that phase's,
+ * else by (run, phase).
  * DB_ROW with the statement left on its row, DB_DONE (no such phase) or DB_ERROR (the
  * statement named by *which), each reset but the row. */
 static int drain_open_phase_row(struct store_drain *d, const char *run_id, const char *phase_id,
-    int64_t row, struct db_stmt **out, enum drain_stmt *which)
+    int64_t row, bool dry_run, struct db_stmt **out, enum drain_stmt *which)
 {
 	struct db_stmt *s;
 	int rc;
@@ -365,6 +366,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 		drain_bind_text(s, 1, run_id);
 		drain_bind_text(s, 2, phase_id);
 		db_bind_int64(s, 3, row);
+		db_bind_int64(s, 4, dry_run);
 		if ((rc = db_step(s)) != DB_DONE) {
 			*out = s;
 			return rc;
@@ -375,6 +377,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 	s = drain_stmt_bound(d, DS_ATT_PHASE);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
+	db_bind_int64(s, 3, dry_run);
 	*out = s;
 	return db_step(s);
 }
@@ -404,7 +407,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 	int rc;
 
 	memset(o, 0, sizeof *o);
-	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, &s, &which);
+	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, dry_run, &s, &which);
 	if (rc != DB_ROW) {
 		db_reset(s);
 		if (rc != DB_DONE)
