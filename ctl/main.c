@@ -2,6 +2,7 @@
  * cmd_table[] and runs it. */
 #include "common/log.h"
 #include "common/procs.h"
+#include "common/store/pg/db_pg_wait.h"
 #include "common/util.h"
 #include "ctl/cmd.h"
 
@@ -112,6 +113,23 @@ static int ctl_flush_stdout(int rc)
 	return rc != CMD_EXIT_OK ? rc : cmd_exit_code(STORE_EIO);
 }
 
+/* Say what a statement the database leaves unanswered waits for, and that it goes on. */
+static void ctl_db_waiting(double seconds, const char *what)
+{
+	fprintf(stderr,
+	    "autopack-ctl: the database has not answered for %.0f s: %s; still waiting, and "
+	    "saying so every %d s (Ctrl-C stops)\n",
+	    seconds, what, DB_PG_WAIT_EVERY_MS / 1000);
+}
+
+/* SIGINT or SIGTERM: cancel the statement waiting on the server, if any, then end as the
+ * signal's default action does (nothing of an unfinished transaction is kept). */
+static void ctl_stop_signal(int sig)
+{
+	db_pg_wait_cancel();
+	raise(sig);
+}
+
 /* Parse the global options, find the command and run it. */
 int main(int argc, char **argv)
 {
@@ -129,6 +147,21 @@ int main(int argc, char **argv)
 	 * instead of killing it mid-write. */
 	signal(SIGXFSZ, SIG_IGN);
 	log_init("autopack-ctl", LOG_INFO);
+	{
+		static const struct db_pg_watch watch = { .waiting = ctl_db_waiting };
+		static const int stops[] = { SIGINT, SIGTERM };
+		struct sigaction sa = { .sa_handler = ctl_stop_signal, .sa_flags = SA_RESETHAND };
+
+		db_pg_wait_watch(&watch);
+		sigemptyset(&sa.sa_mask);
+		/* A signal the parent had ignored stays ignored. */
+		for (size_t k = 0; k < ARRAY_SIZE(stops); k++) {
+			struct sigaction old;
+
+			if (sigaction(stops[k], NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+				sigaction(stops[k], &sa, NULL);
+		}
+	}
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			ctl_usage(stdout);

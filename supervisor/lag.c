@@ -6,6 +6,7 @@
  * stall, what the workers sent meanwhile is read before any of them is judged. */
 #include "supervisor/sup.h"
 #include "common/log.h"
+#include "common/store/pg/db_pg_wait.h"
 
 #define LAG_TICK_MS 100
 #define LAG_STALL_MS 1000 /* lateness logged as a stall */
@@ -21,8 +22,35 @@ void lag_init(struct sup *s)
 {
 	uv_timer_init(s->loop, &s->lag_timer);
 	s->lag_timer.data = s;
+	/* The time the start took (opening the database, reading the queue) is no stall. */
+	uv_update_time(s->loop);
 	s->lag_last_ms = uv_now(s->loop);
 	uv_timer_start(&s->lag_timer, lag_tick_cb, LAG_TICK_MS, LAG_TICK_MS);
+}
+
+/* Log a stall of `late` ms, from loop time `due` to `now`: one spent mostly waiting for
+ * the database's answers names the database and the statement that waited longest, not
+ * the supervisor. */
+static void lag_stall_log(uint64_t late, uint64_t due, uint64_t now)
+{
+	char sql[120];
+	/* The loop's clock is coarser than the statements': a few ms either side. */
+	uint64_t db = db_pg_waited(due > 10 ? due - 10 : 0, now + 10, sql, sizeof sql);
+
+	if (db * 2 < late) {
+		log_warn(
+		    "the supervisor itself stalled for %.1f s (stopped, starved or blocked); the "
+		    "workers' deadlines are extended by it, and what they sent meanwhile is read "
+		    "before any of them is judged",
+		    (double)late / 1000.0);
+		return;
+	}
+	log_warn("the supervisor's loop stalled for %.1f s waiting for the database: its "
+	         "statements waited %.1f s for the server's answers (the longest: %s), for a "
+	         "lock another session held or a slow server or network, not for the "
+	         "supervisor itself; the workers' deadlines are extended by it, and what they "
+	         "sent meanwhile is read before any of them is judged",
+	    (double)late / 1000.0, (double)db / 1000.0, sql);
 }
 
 uint64_t lag_note(struct sup *s)
@@ -36,11 +64,7 @@ uint64_t lag_note(struct sup *s)
 		if (late >= LAG_STALL_MS) {
 			s->n.stalls++;
 			s->judge_after_ms = now + LAG_READ_MS;
-			log_warn(
-			    "the supervisor itself stalled for %.1f s (stopped, starved or "
-			    "blocked); the workers' deadlines are extended by it, and what they "
-			    "sent meanwhile is read before any of them is judged",
-			    (double)late / 1000.0);
+			lag_stall_log(late, due, now);
 		}
 	}
 	if (now > s->lag_last_ms)

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
+#include "common/store/pg/db_pg_wait.h"
 #include "common/store/store_checkpoint.h"
 #include "common/store/store_failed.h"
 #include "common/store/store_fleet.h"
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,53 @@ static void session_refuse_empty(struct sup *s)
 		    s->cfg.run_id, s->st->url);
 	else if (rc != 0)
 		log_fatal(1, "%s", err.text);
+}
+
+/* A stop signal sent while the supervisor starts (held back until the loop takes it):
+ * "received <its name>", or NULL when none is pending. */
+static const char *session_start_stop(void)
+{
+	static const int stops[] = { SIGTERM, SIGINT };
+	static char why[64];
+	sigset_t set;
+
+	if (sigpending(&set) != 0)
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(stops); i++)
+		if (sigismember(&set, stops[i])) {
+			snprintf(why, sizeof why, "received %s", strsignal(stops[i]));
+			return why;
+		}
+	return NULL;
+}
+
+/* Say what the start waits for on the database, and that it goes on waiting. */
+static void session_start_waiting(double seconds, const char *what)
+{
+	log_warn("starting: the database has not answered for %.0f s: %s; still waiting, and "
+	         "saying so every %d s (SIGTERM or SIGINT stops the supervisor)",
+	    seconds, what, DB_PG_WAIT_EVERY_MS / 1000);
+}
+
+/* End a start stopped by a signal while it waited for the database: exit 0, as a stop
+ * taken as the drain begins would, having dispatched nothing. */
+static void session_start_stopped(const char *why, double seconds)
+{
+	log_info("[STOP] %s while starting, after waiting %.1f s for the database (the "
+	         "statement was cancelled); nothing was dispatched; exit status 0",
+	    why, seconds);
+	exit(0);
+}
+
+void session_start_watch(bool on)
+{
+	static const struct db_pg_watch watch = {
+		.waiting = session_start_waiting,
+		.stop = session_start_stop,
+		.stopped = session_start_stopped,
+	};
+
+	db_pg_wait_watch(on ? &watch : NULL);
 }
 
 /* Open, check and lock the database; exits 1 on failure. */

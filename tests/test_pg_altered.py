@@ -4,7 +4,7 @@ naming what is missing (docs/postgresql.md, "Creating the database")."""
 import pytest
 
 from conftest import ctl, run
-from supervisor_helpers import sql
+from supervisor_helpers import Supervisor, sql, wait_for
 from test_fleet import new_pg_db
 
 
@@ -55,3 +55,37 @@ def test_a_dropped_index_of_one_open_attempt_per_run_is_refused(tmp, pg_url):
         " WHERE ended_at IS NULL")
     r = ctl("--db", url, "db", "check")
     assert r.rc == 0, r
+
+
+@pytest.mark.parametrize("table,columns", [
+    ("events", "attempt_id, seq"),
+    ("drain_session_results", "session_id, attempt_id"),
+])
+def test_a_primary_key_dropped_mid_drain_is_named_in_the_operators_terms(
+        tmp, pg_url, table, columns):
+    """The primary key a commit's INSERT ... ON CONFLICT needs dropped while a supervisor
+    drains: it gives up on the database (exit 3) keeping what was committed, and says which
+    key of which table is not there any more, that another program changed the schema,
+    and that `autopack-ctl db check` names what is missing. Before, the same exit 3 said
+    only the server's `there is no unique or exclusion constraint matching the ON CONFLICT
+    specification`, after the first 120 characters of the statement."""
+    url = new_pg_db(tmp, pg_url, runs=300, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--exit-when-drained")
+    try:
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT"
+                             " NULL")[0][0] >= 20, 120, what="20 attempts ended")
+        sql(url, "ALTER TABLE %s DROP CONSTRAINT %s_pkey" % (table, table))
+        before = sql(url, "SELECT count(*) FROM events")[0][0]
+        assert sup.wait(120) == 3, sup.stderr()
+    finally:
+        sup.kill()
+    log = sup.stderr()
+    want = ("writing %s failed: the primary key of %s (%s), which a commit's INSERT ..."
+            " ON CONFLICT needs, is not there any more: another program changed"
+            " autopack's schema while it ran" % (table, table, columns))
+    gave_up = [line for line in log.splitlines() if "giving up on the database" in line]
+    assert len(gave_up) == 1 and want in gave_up[0], log
+    assert "autopack-ctl db check names what is missing" in gave_up[0], log
+    assert sql(url, "SELECT count(*) FROM events")[0][0] >= before
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "the primary key of %s (%s)" % (table, columns) in r.err, r

@@ -20,6 +20,8 @@ const size_t drain_sql_main_n = ARRAY_SIZE(drain_sql_main);
 /* Name the failed step and SQLite's message. */
 int drain_fail(struct store_drain *d, struct store_err *err, const char *what)
 {
+	if (store_schema_changed(d->st->db, d->st->path, what, err))
+		return STORE_EIO;
 	store_fail(err, STORE_EIO, "%s: %.120s: %s", d->st->path, what, db_errmsg(d->st->db));
 	if (err != NULL)
 		err->fault = db_fault(d->st->db);

@@ -19,6 +19,17 @@
 	" fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"                    \
 	" duration_ms = ?9, worker_pid = COALESCE(worker_pid, ?10), "
 
+/* Whether run ?1 has a phase neither ?5 (COMPLETE) nor ?6 (SKIPPED). Each EXISTS seeks a
+ * range of the index on phases(run_id, state), the states after ?5 and those before it,
+ * and stops at the first one that is not ?6: the run's COMPLETE phases, which sort
+ * together in that index, are stepped over, not read one by one (a run of n phases read
+ * up to n - 1 of them at each attempt's end). Two ranges, as the order of ?5 and ?6 is
+ * the column's (an ENUM's on the original's PostgreSQL databases). An UPDATE … FROM a
+ * subquery would materialize it in a temporary table. */
+#define RUN_OPEN_PHASE                                                                             \
+	"(EXISTS (SELECT 1 FROM phases WHERE run_id = ?1 AND state > ?5 AND state <> ?6)"          \
+	" OR EXISTS (SELECT 1 FROM phases WHERE run_id = ?1 AND state < ?5 AND state <> ?6))"
+
 /* A drain_session_results row (DS_RESULT_ROW*) but for its estimation count and yield. */
 #define RESULT_ROW_INSERT                                                                          \
 	"INSERT INTO drain_session_results (session_id, attempt_id, run_id,"                       \
@@ -108,24 +119,19 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " WHERE id = ?1" },
 	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED, PHASE_EXECUTION
 	 * before (docs/data-model.md, "Work"). */
-	/* Each EXISTS stops at the run's first open phase in the index on phases(run_id,
-	 * state); an UPDATE … FROM a subquery would materialize it in a temporary table.
-	 * The branch never taken gives the CASE the column's type: on the original's
+	/* The branch never taken gives the CASE the column's type: on the original's
 	 * PostgreSQL databases runs.state is an ENUM, and a CASE of parameters alone is
 	 * text, which PostgreSQL does not assign to it. */
 	{ DS_RUN_STATE,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
-	    " state = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state <> ?5 AND state <> ?6) THEN ?3 WHEN 1 = 0 THEN state ELSE ?4 END,"
-	    " completed_at = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state <> ?5 AND state <> ?6) THEN NULL ELSE ?2 END"
+	    " state = CASE WHEN " RUN_OPEN_PHASE " THEN ?3 WHEN 1 = 0 THEN state ELSE ?4 END,"
+	    " completed_at = CASE WHEN " RUN_OPEN_PHASE " THEN NULL ELSE ?2 END"
 	    " WHERE id = ?1" },
 	/* The same for a run that is PHASE_EXECUTION (?3) and stays so, without rewriting its
 	 * state, an indexed column: no row changed means the run is to be set in full. */
 	{ DS_RUN_STAYS,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
-	    " completed_at = NULL WHERE id = ?1 AND state = ?3 AND EXISTS (SELECT 1 FROM phases"
-	    "   WHERE run_id = ?1 AND state <> ?5 AND state <> ?6)" },
+	    " completed_at = NULL WHERE id = ?1 AND state = ?3 AND " RUN_OPEN_PHASE },
 	/* A run with an EXECUTING phase is open: a phase's start needs no look at the others. */
 	{ DS_RUN_STARTED,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2), state = ?3,"
@@ -713,7 +719,7 @@ int drain_attempt_reserve(struct store_drain *d, uint64_t att, const char *run_i
 	db_bind_int64(s, 9, d->reserve.max_tokens);
 	db_bind_int64(s, 10, 0);
 	if ((rc = drain_exec(d, DS_ATT_RESERVE, err)) == 0)
-		drain_announced_reserve(d, att);
+		drain_announced_reserve(d, att, db_last_insert_id(d->st->db));
 	return rc;
 }
 

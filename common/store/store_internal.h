@@ -168,6 +168,12 @@ int store_connect(
  * messages. */
 int store_schema_check(
     struct db *db, const char *path, int *version, char uuid[37], struct store_err *err);
+/* When the last failure of db was a statement naming a table, column or key the database
+ * lacks (DB_FAULT_SCHEMA: another program changed the schema), fill err (STORE_EIO) with
+ * "<where>: writing <table> failed: <what> is gone: another program changed autopack's
+ * schema ...", naming the primary key an INSERT ... ON CONFLICT of `sql` needs, what to
+ * run (autopack-ctl db check) and the server's message, and return true; else false. */
+bool store_schema_changed(struct db *db, const char *where, const char *sql, struct store_err *err);
 /* Check that every table autopack inserts into without naming its key (tiers.id,
  * phases.id, attempts.attempt_id, llm_usage_events.id, token_estimation_v2_events.event_id,
  * control_log.id) gives that key a value itself: on SQLite the key is the table's rowid

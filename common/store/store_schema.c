@@ -314,6 +314,55 @@ static int store_keys_missing(struct db *db, const char *const *names, size_t n,
 	return 0;
 }
 
+/* The table a statement writes (INSERT INTO, UPDATE, DELETE FROM), copied to `table`;
+ * "" when `sql` is not one. */
+static void store_statement_table(const char *sql, char *table, size_t n)
+{
+	static const char *const verbs[] = { "INSERT INTO ", "UPDATE ", "DELETE FROM " };
+	size_t k = 0;
+
+	table[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(verbs) && k == 0; i++) {
+		const char *p = strstr(sql, verbs[i]);
+
+		if (p == NULL)
+			continue;
+		p += strlen(verbs[i]);
+		while (k + 1 < n && (isalnum((unsigned char)p[k]) || p[k] == '_')) {
+			table[k] = p[k];
+			k++;
+		}
+		table[k] = '\0';
+	}
+}
+
+bool store_schema_changed(struct db *db, const char *where, const char *sql, struct store_err *err)
+{
+	char table[64], gone[256];
+
+	if (db_fault(db) != DB_FAULT_SCHEMA)
+		return false;
+	store_statement_table(sql, table, sizeof table);
+	snprintf(gone, sizeof gone, "a table, column or key the statement names");
+	for (size_t i = 0; i < ARRAY_SIZE(store_unique_keys); i++)
+		if (strcmp(table, store_unique_keys[i].table) == 0 && strstr(sql, "ON CONFLICT"))
+			snprintf(gone, sizeof gone,
+			    "the primary key of %s (%s, %s), which a commit's INSERT ... ON CONFLICT "
+			    "needs,",
+			    table, store_unique_keys[i].a, store_unique_keys[i].b);
+	store_fail(err, STORE_EIO,
+	    "%s: writing %s failed: %s is not there any more: another program changed "
+	    "autopack's schema "
+	    "while it ran, and nothing more can be committed until that is undone (autopack-ctl "
+	    "db check names what is missing; recreate it as autopack's schema declares it, or "
+	    "restore the database from a backup); the rows committed before are kept (the "
+	    "server said: %s)",
+	    where, table[0] != '\0' ? table : "the database", gone, db_errmsg(db));
+	if (err != NULL)
+		err->fault = DB_FAULT_SCHEMA;
+	return true;
+}
+
 /* Append "index ON table columns" to `out` for each unique index of the tables in
  * `names` that db lacks (or has without UNIQUE), counting them in *missing. */
 static int store_indexes_missing(struct db *db, const char *const *names, size_t n,

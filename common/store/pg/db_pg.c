@@ -3,6 +3,7 @@
  * reconnect), parameters and results as text; booleans read as 0/1 and timestamps in the
  * store's one text format, so store code reads the same values from either backend. */
 #include "common/store/pg/db_pg.h"
+#include "common/store/pg/db_pg_wait.h"
 #include "common/store/pg/dialect_pg.h"
 #include "common/strbuf.h"
 #include "common/util.h"
@@ -92,6 +93,10 @@ static enum db_fault pg_fault_of(PGconn *c, const char *state)
 		return DB_FAULT_BUSY;
 	if (strcmp(state, "53100") == 0)
 		return DB_FAULT_FULL;
+	/* An undefined table, column or object, or no key matching ON CONFLICT's columns. */
+	if (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0 ||
+	    strcmp(state, "42704") == 0 || strcmp(state, "42P10") == 0)
+		return DB_FAULT_SCHEMA;
 	if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
 	    strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0)
 		return DB_FAULT_LOST;
@@ -231,10 +236,13 @@ static PGresult *pg_run(struct db_pg *d, struct db_pg_stmt *s)
 	PGresult *r;
 
 	if (!s->persistent)
-		return PQexecParams(d->c, s->sql, s->nparams, s->types, vals, NULL, NULL, 0);
+		return db_pg_wait(d->c,
+		    PQsendQueryParams(d->c, s->sql, s->nparams, s->types, vals, NULL, NULL, 0),
+		    s->sql);
 	if (s->name[0] == '\0' || s->gen != d->gen) {
 		snprintf(s->name, sizeof s->name, "autopack_%u", ++d->next_name);
-		r = PQprepare(d->c, s->name, s->sql, s->nparams, s->types);
+		r = db_pg_wait(
+		    d->c, PQsendPrepare(d->c, s->name, s->sql, s->nparams, s->types), s->sql);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			s->name[0] = '\0';
 			return r;
@@ -242,7 +250,8 @@ static PGresult *pg_run(struct db_pg *d, struct db_pg_stmt *s)
 		PQclear(r);
 		s->gen = d->gen;
 	}
-	return PQexecPrepared(d->c, s->name, s->nparams, vals, NULL, NULL, 0);
+	return db_pg_wait(
+	    d->c, PQsendQueryPrepared(d->c, s->name, s->nparams, vals, NULL, NULL, 0), s->sql);
 }
 
 /* Run the statement at its first step, then move through its rows. */
@@ -482,7 +491,7 @@ static int pg_exec(struct db *db, const char *sql)
 
 	if (pg_down(d))
 		return DB_ERROR;
-	r = PQexec(d->c, sql);
+	r = db_pg_wait(d->c, PQsendQuery(d->c, sql), sql);
 	rs = PQresultStatus(r);
 
 	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {

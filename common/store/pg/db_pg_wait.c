@@ -1,0 +1,194 @@
+/* Waiting for the server's answer to a statement (db_pg_wait.h): the socket is polled in
+ * steps of 100 ms, so that a wait can be reported, measured and given up; a statement
+ * answered at once costs what PQexec's own wait does. */
+#include "common/store/pg/db_pg_wait.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#define WAIT_STEP_MS 100
+
+static const struct db_pg_watch *wait_watch;
+#define WAIT_KEPT 16
+
+/* The last WAIT_KEPT waits of WAIT_STEP_MS or more: when, and for which statement. */
+static struct {
+	uint64_t start, end;
+	char sql[120];
+} wait_kept[WAIT_KEPT];
+static unsigned wait_next;
+/* The cancel request of the statement waiting now, once it has waited a step. */
+static PGcancel *wait_cancel;
+static volatile sig_atomic_t wait_cancel_ready;
+
+void db_pg_wait_watch(const struct db_pg_watch *w)
+{
+	wait_watch = w;
+}
+
+uint64_t db_pg_waited(uint64_t from, uint64_t to, char *sql, size_t n)
+{
+	uint64_t total = 0, longest = 0;
+
+	snprintf(sql, n, "%s", "");
+	for (unsigned i = 0; i < WAIT_KEPT; i++) {
+		uint64_t a = wait_kept[i].start > from ? wait_kept[i].start : from;
+		uint64_t b = wait_kept[i].end < to ? wait_kept[i].end : to;
+
+		if (wait_kept[i].end == 0 || b <= a)
+			continue;
+		total += b - a;
+		if (b - a > longest) {
+			longest = b - a;
+			snprintf(sql, n, "%s", wait_kept[i].sql);
+		}
+	}
+	return total;
+}
+
+void db_pg_wait_cancel(void)
+{
+	char errbuf[256];
+
+	if (wait_cancel_ready)
+		PQcancel(wait_cancel, errbuf, sizeof errbuf);
+}
+
+/* What the server session of `c` waits for, read on a connection of its own made with the
+ * same parameters (2 s at most to connect): the locks it waits for and the server
+ * processes that hold them, with how to find and end them; else its wait event. */
+static void wait_what(PGconn *c, char *out, size_t n)
+{
+	static const char sql[] =
+	    "SELECT (SELECT string_agg(l.mode || ' on ' || CASE WHEN l.relation IS NOT NULL THEN"
+	    " 'table ' || CAST(CAST(l.relation AS regclass) AS text) WHEN l.locktype = 'advisory'"
+	    " THEN 'an advisory lock' ELSE l.locktype END, ', ') FROM pg_locks l WHERE l.pid ="
+	    " CAST($1 AS int) AND NOT l.granted),"
+	    " (SELECT string_agg(format('server process %s (%s, user %s%s, %s, its transaction"
+	    " open for %s s)', a.pid, coalesce(nullif(a.application_name, ''), 'no application"
+	    " name'), a.usename, coalesce(', from ' || host(a.client_addr), ''), a.state,"
+	    " coalesce(CAST(round(extract(epoch FROM now() - a.xact_start)) AS text), '?')),"
+	    " '; ') FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids(CAST($1 AS"
+	    " int)))),"
+	    " (SELECT string_agg(CAST(p AS text), ', ') FROM unnest(pg_blocking_pids(CAST($1 AS"
+	    " int))) AS p),"
+	    " (SELECT a.wait_event_type || ' ' || a.wait_event FROM pg_stat_activity a WHERE"
+	    " a.pid = CAST($1 AS int))";
+	PQconninfoOption *opts = PQconninfo(c);
+	const char *keys[64], *vals[64], *param[1];
+	char pid[24];
+	size_t k = 0;
+	PGconn *side;
+	PGresult *r = NULL;
+
+	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL && k < 60; o++)
+		if (o->val != NULL && o->val[0] != '\0' &&
+		    strcmp(o->keyword, "connect_timeout") != 0 &&
+		    strcmp(o->keyword, "application_name") != 0) {
+			keys[k] = o->keyword;
+			vals[k++] = o->val;
+		}
+	keys[k] = "connect_timeout";
+	vals[k++] = "2";
+	keys[k] = "application_name";
+	vals[k++] = "autopack wait report";
+	keys[k] = vals[k] = NULL;
+	side = PQconnectdbParams(keys, vals, 0);
+	PQconninfoFree(opts);
+	snprintf(pid, sizeof pid, "%d", PQbackendPID(c));
+	param[0] = pid;
+	if (side != NULL && PQstatus(side) == CONNECTION_OK)
+		r = PQexecParams(side, sql, 1, NULL, param, NULL, NULL, 0);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+		snprintf(out, n,
+		    "it waits for %s, held by %s (SELECT * FROM pg_locks WHERE pid IN (%s) lists "
+		    "what they hold; SELECT pg_terminate_backend(PID) ends one)",
+		    PQgetvalue(r, 0, 0), PQgetisnull(r, 0, 1) ? "?" : PQgetvalue(r, 0, 1),
+		    PQgetisnull(r, 0, 2) ? "?" : PQgetvalue(r, 0, 2));
+	else if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		snprintf(out, n, "the server is running it (server process %s, wait event %s)", pid,
+		    PQgetisnull(r, 0, 3) ? "none" : PQgetvalue(r, 0, 3));
+	else
+		snprintf(out, n,
+		    "what server process %s waits for could not be read (%s); pg_locks and "
+		    "pg_stat_activity show it",
+		    pid,
+		    side == NULL  ? "out of memory" :
+		        r != NULL ? PQresultErrorMessage(r) :
+		                    PQerrorMessage(side));
+	for (char *p = out; *p != '\0'; p++)
+		if (*p == '\n')
+			*p = ' ';
+	PQclear(r);
+	PQfinish(side);
+}
+
+PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
+{
+	const struct db_pg_watch *w = wait_watch;
+	uint64_t start = clock_mono_ms(), now = start, next = start + DB_PG_WAIT_FIRST_MS, ms;
+	const char *why = NULL;
+	PGresult *last = NULL;
+
+	if (!sent)
+		return NULL;
+	for (;;) {
+		PGresult *r;
+		ExecStatusType st;
+
+		while (PQisBusy(c)) {
+			struct pollfd pfd = { .fd = PQsocket(c), .events = POLLIN };
+			int pr = poll(&pfd, 1, WAIT_STEP_MS);
+
+			if ((pr != 0 && (pr > 0 || errno != EINTR) && !PQconsumeInput(c)) ||
+			    pfd.fd < 0)
+				break;
+			now = clock_mono_ms();
+			if (pr != 0 || now - start < WAIT_STEP_MS)
+				continue;
+			if (!wait_cancel_ready && (wait_cancel = PQgetCancel(c)) != NULL)
+				wait_cancel_ready = 1;
+			if (w != NULL && w->stop != NULL && why == NULL &&
+			    (why = w->stop()) != NULL)
+				db_pg_wait_cancel();
+			if (w != NULL && w->waiting != NULL && why == NULL && now >= next) {
+				char what[1024];
+
+				wait_what(c, what, sizeof what);
+				w->waiting((double)(now - start) / 1000.0, what);
+				next += DB_PG_WAIT_EVERY_MS;
+			}
+		}
+		/* A statement's result, an error's, or NULL once all came (PQexec's rule: the
+		 * last is returned). */
+		if ((r = PQgetResult(c)) == NULL)
+			break;
+		st = PQresultStatus(r);
+		PQclear(last);
+		last = r;
+		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH ||
+		    PQstatus(c) == CONNECTION_BAD)
+			break;
+	}
+	if (wait_cancel_ready) {
+		wait_cancel_ready = 0;
+		PQfreeCancel(wait_cancel);
+		wait_cancel = NULL;
+	}
+	now = clock_mono_ms();
+	ms = now - start;
+	if (ms >= WAIT_STEP_MS) {
+		unsigned i = wait_next++ % WAIT_KEPT;
+
+		wait_kept[i].start = start;
+		wait_kept[i].end = now;
+		snprintf(wait_kept[i].sql, sizeof wait_kept[i].sql, "%s", sql);
+	}
+	if (why != NULL && w->stopped != NULL)
+		w->stopped(why, (double)ms / 1000.0);
+	return last;
+}

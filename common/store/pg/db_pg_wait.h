@@ -1,0 +1,47 @@
+/* Waiting for the server's answer to a statement of the PostgreSQL backend: how long this
+ * process's statements waited, what a statement that waits long waits for (a lock, and
+ * the sessions that hold it), and giving a wait up. */
+#ifndef AUTOPACK_STORE_DB_PG_WAIT_H
+#define AUTOPACK_STORE_DB_PG_WAIT_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A wait is first reported once it has lasted this long, then every DB_PG_WAIT_EVERY_MS. */
+#define DB_PG_WAIT_FIRST_MS 2000
+#define DB_PG_WAIT_EVERY_MS 30000
+
+/* What this process does while a statement waits for the server's answer; every member
+ * may be NULL. */
+struct db_pg_watch {
+	/* Called once the wait has lasted DB_PG_WAIT_FIRST_MS, then every DB_PG_WAIT_EVERY_MS:
+	 * `what` says what the statement waits for, read on a connection of its own (the lock,
+	 * its table and the server processes that hold it, with how to find and end them). */
+	void (*waiting)(double seconds, const char *what);
+	/* Asked every 100 ms of a wait: the reason to give it up (the statement is cancelled
+	 * on the server and fails saying so), or NULL to go on waiting. */
+	const char *(*stop)(void);
+	/* Called once a statement given up has been cancelled; may end the process. */
+	void (*stopped)(const char *why, double seconds);
+};
+
+/* Watch this process's waits with `w` (NULL: wait silently, as long as it takes). */
+void db_pg_wait_watch(const struct db_pg_watch *w);
+/* After a PQsend* call on `c` that returned `sent`, wait for the statement's results and
+ * return the last (an error's, if one failed), as PQexec would; NULL if nothing was sent.
+ * `sql` names the statement for db_pg_wait_longest. When given up (the watch's stop), the
+ * statement is cancelled, its result is the cancellation's error, and the watch's stopped
+ * is called. */
+PGresult *db_pg_wait(PGconn *c, int sent, const char *sql);
+/* How long this process's statements waited for the server's answers between the
+ * monotonic times `from` and `to` (ms, CLOCK_MONOTONIC; waits under 100 ms not counted,
+ * and only the last 16 waits kept); the first characters of the statement that waited
+ * longest go to sql ("" when none). */
+uint64_t db_pg_waited(uint64_t from, uint64_t to, char *sql, size_t n);
+/* Cancel the statement waiting now, if it has waited for 100 ms or more; safe in a
+ * signal handler (PQcancel). */
+void db_pg_wait_cancel(void);
+
+#endif

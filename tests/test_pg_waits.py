@@ -1,0 +1,157 @@
+"""Statements a PostgreSQL database leaves unanswered (docs/postgresql.md, "Waiting for the
+database"): another session holds a lock autopack's statement needs (LOCK TABLE phases IN
+ACCESS EXCLUSIVE MODE, as a maintenance job might). The supervisor starting and the
+offline commands say what they wait for and who holds it, go on waiting, and end
+promptly on SIGTERM or SIGINT; a supervisor draining blames the database, not itself,
+for the time its loop waited."""
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import binpath, ctl
+from pg_cluster import connect
+from supervisor_helpers import Supervisor, make_plan, sql, wait_for
+from test_fleet import new_pg_db
+
+
+def lock_phases(url):
+    """A session of the test's own holding LOCK TABLE phases IN ACCESS EXCLUSIVE MODE
+    until it is rolled back."""
+    con = connect(url)
+    con.autocommit = False
+    con.cursor().execute("LOCK TABLE phases IN ACCESS EXCLUSIVE MODE")
+    return con
+
+
+def lock_waiters(url):
+    """The server sessions of the test's database waiting for a lock."""
+    return sql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+               " AND wait_event_type = 'Lock'")[0][0]
+
+
+def assert_names_the_lock(line, holder):
+    assert "AccessShareLock on table phases" in line, line
+    assert "held by server process %d" % holder in line, line
+    assert "SELECT * FROM pg_locks WHERE pid IN (%d)" % holder in line, line
+    assert "pg_terminate_backend" in line, line
+
+
+def test_a_supervisor_starting_behind_a_lock_says_so_and_stops_on_sigterm(tmp, pg_url):
+    """Before, it waited without a word for as long as the lock was held (29 s in one
+    try), and a SIGTERM waited with it: it was taken only once the lock was released and
+    the queue read."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    con = lock_phases(url)
+    try:
+        holder = con.get_backend_pid()
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            line = [x for x in sup.stderr().splitlines() if "has not answered" in x][0]
+            assert "starting: the database has not answered for 2 s" in line, line
+            assert_names_the_lock(line, holder)
+            assert "SIGTERM or SIGINT stops the supervisor" in line, line
+            sup.signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, sup.stderr()
+        finally:
+            sup.kill()
+        assert "[STOP] received Terminated while starting" in sup.stderr()
+        # Its statement was cancelled on the server: nothing waits for the lock still held.
+        wait_for(lambda: lock_waiters(url) == 0, 30, what="the statement cancelled")
+    finally:
+        con.rollback()
+        con.close()
+    assert sql(url, "SELECT count(*) FROM supervisors") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def test_a_supervisor_starting_behind_a_lock_drains_once_it_is_released(tmp, pg_url):
+    """It keeps waiting, and once the lock is released drains as any other; the time it
+    waited to start is no stall of its loop."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    con = lock_phases(url)
+    try:
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            con.rollback()
+            assert sup.wait(120) == 0, sup.stderr()
+        finally:
+            sup.kill()
+    finally:
+        con.rollback()
+        con.close()
+    assert "stalled" not in sup.stderr(), sup.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts") == [(4,)]
+
+
+@pytest.mark.parametrize("command", [["db", "check"], ["failed"], ["run", "import"]])
+def test_an_offline_command_behind_a_lock_says_so_and_ends_on_sigint(tmp, pg_url, command):
+    """Before, `autopack-ctl` waited without a word; Ctrl-C ended it, and its statement
+    stayed queued on the server behind the lock."""
+    if command[0] == "run":
+        url = pg_url
+        assert ctl("--db", url, "db", "init").rc == 0
+        command = command + [make_plan(os.path.join(str(tmp), "plan.json"), 1, 1, 2)]
+    else:
+        url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    runs = sql(url, "SELECT count(*) FROM runs")
+    con = lock_phases(url)
+    err_path = os.path.join(str(tmp), "ctl.err")
+    try:
+        holder = con.get_backend_pid()
+        with open(err_path, "w") as err:
+            proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url] + command,
+                                    stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            wait_for(lambda: "has not answered" in open(err_path).read(), 60,
+                     what="the command's report of its wait")
+            line = open(err_path).read()
+            assert line.startswith("autopack-ctl: the database has not answered for 2 s"), line
+            assert_names_the_lock(line, holder)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == -signal.SIGINT
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        wait_for(lambda: lock_waiters(url) == 0, 30, what="the statement cancelled")
+    finally:
+        con.rollback()
+        con.close()
+    assert sql(url, "SELECT count(*) FROM runs") == runs
+
+
+def test_a_stall_spent_waiting_for_the_database_names_it(tmp, pg_url):
+    """A drain's statement waits for a lock another session holds (up to lock_timeout, a
+    quarter of the lease: 2 s here): the loop stalls meanwhile, and the warning says it
+    waited for the database and for which statement. Before: `the supervisor itself
+    stalled for 2.0 s (stopped, starved or blocked)`."""
+    url = new_pg_db(tmp, pg_url, runs=200, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--exit-when-drained",
+                     "--lease-timeout", 8)
+    try:
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT"
+                             " NULL")[0][0] >= 10, 120, what="10 attempts ended")
+        con = lock_phases(url)
+        try:
+            wait_for(lambda: "canceling statement due to lock timeout" in sup.stderr(), 60,
+                     what="a statement given up after lock_timeout")
+        finally:
+            con.rollback()
+            con.close()
+        wait_for(lambda: "stalled for" in sup.stderr(), 60, what="the stall's warning")
+        sup.signal(signal.SIGTERM)
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    stalls = [x for x in sup.stderr().splitlines() if "stalled for" in x]
+    assert "the supervisor itself stalled" not in stalls[0], stalls
+    assert "the supervisor's loop stalled for" in stalls[0], stalls
+    assert "waiting for the database" in stalls[0], stalls
+    assert stalls[0].split("(the longest: ")[1].split()[0] in ("SELECT", "UPDATE",
+                                                               "INSERT", "WITH"), stalls
