@@ -1,5 +1,6 @@
 /* calibrate --rollback and --list: the stored coefficient sets. */
 #include "ctl/cmd-calibrate.h"
+#include "common/jsonload.h"
 #include "common/store/store_coef.h"
 #include "common/util.h"
 
@@ -89,10 +90,10 @@ int cmd_calib_list(struct cmd_ctx *ctx)
 	fprintf(out, "\n  %-7s %-6s %-24s %-6s %-7s %s\n", "version", "active", "created", "parent",
 	    "samples", "changes");
 	for (size_t i = 0; i < n; i++) {
-		json_t *prov = json_loads(sets[i].provenance_json, 0, NULL);
-		json_t *oh = json_loads(sets[i].overhead_json, 0, NULL);
+		json_t *prov = json_loads_bounded(sets[i].provenance_json, 0, NULL);
+		json_t *oh = json_loads_bounded(sets[i].overhead_json, 0, NULL);
 		json_t *model = sets[i].model_json != NULL ?
-		    json_loads(sets[i].model_json, 0, NULL) :
+		    json_loads_bounded(sets[i].model_json, 0, NULL) :
 		    NULL;
 
 		if (sets[i].active)

@@ -6,6 +6,7 @@
  * cancel to the supervisor running the phase. With --control, the local socket is used as
  * for SQLite. Writes that queue work (run import, seed, retry) wake the supervisors. */
 #include "ctl/cmd.h"
+#include "common/jsonload.h"
 #include "common/store/store_fleet.h"
 #include "common/util.h"
 
@@ -32,7 +33,7 @@ static const char *fleet_socket(const struct fleet_member *m, json_t *status)
 /* A supervisor's row as JSON, with what it wrote at its last heartbeat as `status`. */
 static json_t *fleet_member_json(const struct fleet_member *m)
 {
-	json_t *status = json_loads(m->status_json, 0, NULL);
+	json_t *status = json_loads_bounded(m->status_json, 0, NULL);
 
 	if (status == NULL)
 		status = json_object();
@@ -49,7 +50,7 @@ static json_t *fleet_member_json(const struct fleet_member *m)
 /* Print one supervisor and its workers. */
 static void fleet_member_show(const struct fleet_member *m, FILE *out)
 {
-	json_t *st = json_loads(m->status_json, 0, NULL), *ws, *w;
+	json_t *st = json_loads_bounded(m->status_json, 0, NULL), *ws, *w;
 	size_t i;
 
 	fprintf(out, "supervisor %lld  %s  %s pid %lld  heartbeat %.1f s ago (lease %.1f s)",
@@ -429,7 +430,7 @@ static int fleet_metrics(struct cmd_ctx *ctx, struct store *st, int64_t target)
 	if (exit_code != 0)
 		return exit_code;
 	for (size_t i = 0; i < a.nres; i++) {
-		json_t *body = json_loads(a.res[i].result, 0, NULL);
+		json_t *body = json_loads_bounded(a.res[i].result, 0, NULL);
 		const char *text = json_string_value(json_object_get(body, "text"));
 
 		if (!a.res[i].ok || text == NULL) {
@@ -548,7 +549,7 @@ int cmd_fleet_fetch(struct cmd_ctx *ctx, int64_t *target, const char *cmd, struc
 		rc = fleet_err(
 		    &err, STORE_EINVAL, "supervisor %lld: %s", (long long)*target, a.res[0].result);
 	if (rc == 0) {
-		out->body = json_loads(a.res[0].result, 0, NULL);
+		out->body = json_loads_bounded(a.res[0].result, 0, NULL);
 		if (out->body == NULL)
 			out->body = json_object();
 		out->db_url = xstrdup(st.url);

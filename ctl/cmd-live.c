@@ -6,6 +6,7 @@
  * reply that names another database is refused here too. */
 #include "ctl/cmd.h"
 #include "ctl/client.h"
+#include "common/jsonload.h"
 #include "common/progress.h"
 #include "common/store/dburl.h"
 #include "common/store/store_lock.h"
@@ -216,7 +217,7 @@ int cmd_live_fetch(struct cmd_ctx *ctx, const char *control, const char *cmd, ch
 	if (m.u.reply.body != NULL) {
 		json_error_t jerr;
 
-		out->body = json_loads(m.u.reply.body, 0, &jerr);
+		out->body = json_loads_bounded(m.u.reply.body, 0, &jerr);
 		if (out->body == NULL || !json_is_object(out->body)) {
 			snprintf(err, errlen,
 			    "bad reply from the supervisor of %s: its body is not a JSON object (%s)",

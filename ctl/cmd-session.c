@@ -1,5 +1,6 @@
 /* The drain session reports: session list, session show. */
 #include "ctl/cmd.h"
+#include "common/jsonload.h"
 #include "common/store/store_session.h"
 #include "common/util.h"
 
@@ -58,7 +59,7 @@ static const char *cmd_session_status(const struct store_session *s)
 /* Parse a JSON text column into a value; anything unparsable becomes an empty object. */
 static json_t *cmd_session_json_col(const char *text)
 {
-	json_t *j = text != NULL ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+	json_t *j = text != NULL ? json_loads_bounded(text, JSON_DECODE_ANY, NULL) : NULL;
 
 	return j != NULL ? j : json_object();
 }

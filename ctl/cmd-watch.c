@@ -5,6 +5,7 @@
  * session are read from the database and printed, and watch exits with the status the
  * supervisor recorded at the end of its session (1 if it recorded none). */
 #include "common/progress.h"
+#include "common/jsonload.h"
 #include "common/store/dburl.h"
 #include "common/store/store_session.h"
 #include "common/util.h"
@@ -116,7 +117,8 @@ static bool watch_show(json_t *b, bool json, int width)
 /* The exit status the supervisor recorded at the end of its session; -1 if none. */
 static int watch_exit_status(const struct store_session *ses)
 {
-	json_t *state = json_loads(ses->state_json != NULL ? ses->state_json : "{}", 0, NULL);
+	json_t *state = json_loads_bounded(
+	    ses->state_json != NULL ? ses->state_json : "{}", 0, NULL);
 	json_t *v = json_object_get(json_object_get(state, "end"), "exit_status");
 	int status = json_is_integer(v) && json_integer_value(v) >= 0 &&
 	        json_integer_value(v) <= 125 ?

@@ -6,6 +6,7 @@
  * (on a duplicate of it) for NOTIFY; every database call is one query, so the loop never
  * waits longer. */
 #include "supervisor/cmd.h"
+#include "common/jsonload.h"
 #include "common/log.h"
 #include "common/store/store_fleet.h"
 #include "common/util.h"
@@ -268,7 +269,7 @@ static void fleet_command(struct sup *s, const struct fleet_command *fc)
 	struct proto_request req = { .command = fc->command };
 	struct ctl_conn conn = { .sup = s };
 	struct cmd_reply rep = { 0 };
-	json_t *args = json_loads(fc->args, 0, NULL), *v;
+	json_t *args = json_loads_bounded(fc->args, 0, NULL), *v;
 	struct store_err err;
 	char *result = NULL;
 	size_t i;

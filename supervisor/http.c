@@ -11,6 +11,7 @@
  * snapshot. */
 #include "supervisor/observe.h"
 #include "supervisor/http_deadline.h"
+#include "common/jsonload.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/numarg.h"
@@ -286,7 +287,7 @@ static enum MHD_Result http_error(
 static enum MHD_Result http_healthz(struct http *h, struct MHD_Connection *c)
 {
 	struct http_snap *sn = snap_get(h);
-	json_t *j = json_loads(sn->health, 0, NULL), *reasons;
+	json_t *j = json_loads_bounded(sn->health, 0, NULL), *reasons;
 	uint64_t age = clock_mono_ms() - sn->made_ms;
 	enum MHD_Result rc;
 	struct stat sb;

@@ -743,7 +743,7 @@ enum outcome lease_abort(struct worker *w, int64_t status, int sig)
 	enum outcome outcome = w->lease.end_outcome != OUTCOME_NONE ? w->lease.end_outcome :
 	    s->stopping == STOP_NOW || (interrupted && s->stopping) ? OUTCOME_SUPERVISOR_STOPPED :
 	                                                              OUTCOME_WORKER_CRASHED;
-	char msg[640];
+	char msg[640], cause[200];
 
 	if (w->bad_channel != NULL && !interrupted)
 		snprintf(msg, sizeof msg, "worker pid %d killed: bad channel: %s", (int)w->pid,
@@ -754,8 +754,9 @@ enum outcome lease_abort(struct worker *w, int64_t status, int sig)
 		    " outside (status %d)",
 		    (int)w->pid, PROTO_WORKER_EXIT_INTERRUPTED);
 	else
-		snprintf(msg, sizeof msg, "worker pid %d ended: status %lld, signal %d",
-		    (int)w->pid, (long long)status, sig);
+		snprintf(msg, sizeof msg, "worker pid %d ended: status %lld, signal %d%s",
+		    (int)w->pid, (long long)status, sig,
+		    cpulimit_signal_cause(w, sig, cause, sizeof cause));
 	lease_close(s, w, outcome, outcome_reason(outcome), msg, NULL);
 	return outcome;
 }

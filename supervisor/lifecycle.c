@@ -82,15 +82,6 @@ static void sighup_cb(uv_signal_t *h, int signum)
 		log_info("SIGHUP: log file reopened");
 }
 
-/* A CPU time limit as text into buf: "N s", or "unlimited". */
-static const char *rlim_text(rlim_t v, char *buf, size_t n)
-{
-	if (v == RLIM_INFINITY)
-		return "unlimited";
-	snprintf(buf, n, "%llu s", (unsigned long long)v);
-	return buf;
-}
-
 /* SIGXCPU: the soft limit of CPU time (ulimit -t, LimitCPU=) is used up. The first
  * stops gracefully, as a time budget would; the kernel sends another each second of CPU
  * after it (raising the soft limit by one each time), and one that finds the hard limit
@@ -117,12 +108,13 @@ static void sigxcpu_cb(uv_signal_t *h, int signum)
 		    "the CPU time limit was reached (%.1f s of CPU used; ulimit -t, LimitCPU=), and"
 		    " the hard limit (%s), which kills, is %.1f s of CPU away; raise it to drain"
 		    " longer",
-		    used, rlim_text(lim.rlim_max, hard, sizeof hard), (double)lim.rlim_max - used);
+		    used, cpulimit_text(lim.rlim_max, hard, sizeof hard),
+		    (double)lim.rlim_max - used);
 	else if (!s->stopping)
 		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY,
 		    "the CPU time limit was reached (%.1f s of CPU used; ulimit -t, LimitCPU=;"
 		    " the hard limit %s); raise it to drain longer",
-		    used, rlim_text(lim.rlim_max, hard, sizeof hard));
+		    used, cpulimit_text(lim.rlim_max, hard, sizeof hard));
 }
 
 /* Signals whose default action would end the supervisor at once, without a word and

@@ -9,6 +9,7 @@
  * what the others decided at every queue refresh (docs/drain-rules.md, "Several
  * supervisors"). */
 #include "supervisor/sup.h"
+#include "common/jsonload.h"
 #include "common/log.h"
 #include "common/store/db.h"
 #include "common/store/store_fleet.h"
@@ -292,7 +293,7 @@ static int policy_count(const json_t *v, const char *key, int64_t *n, char *why,
  * when it is not a JSON object or holds a count that is none. */
 static int policy_parse(struct policy *p, const char *state_json, char *why, size_t whylen)
 {
-	json_t *j = json_loads(state_json != NULL ? state_json : "{}", 0, NULL), *v;
+	json_t *j = json_loads_bounded(state_json != NULL ? state_json : "{}", 0, NULL), *v;
 	const char *k;
 	int rc = 0;
 

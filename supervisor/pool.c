@@ -51,26 +51,38 @@ static void worker_mark_retire(struct worker *w, bool retire)
 	w->sup->staying += retire ? -1 : 1;
 }
 
-/* Ask an idle worker to exit, saying why: the supervisor stops, or the pool shrinks. One
- * that has not handed its socket over yet is asked after its hello (worker_idle). */
-static void worker_retire(struct worker *w)
+/* Ask an idle worker to exit, saying why (`why`, or when NULL: the supervisor stops, or
+ * the pool shrinks). One that has not handed its socket over yet is asked after its hello
+ * (worker_idle). */
+static void worker_retire(struct worker *w, const char *why)
 {
 	struct proto_msg m = { .type = PROTO_SHUTDOWN };
 
-	m.u.shutdown.reason = (char *)(w->sup->stopping ? "stop" : "scale");
+	m.u.shutdown.reason = (char *)(why != NULL ? why : w->sup->stopping ? "stop" : "scale");
 	worker_mark_retire(w, true);
 	if (w->hand_fd < 0)
 		worker_send(w, &m, NULL);
 }
 
-/* Tell the scheduler a worker is free, or retire it if the pool is too big. */
+/* Tell the scheduler a worker is free, or retire it if the pool is too big; one that has
+ * used up its CPU time limit is replaced by a fresh one. */
 static void worker_idle(struct worker *w)
 {
 	struct sup *s = w->sup;
+	char why[200];
 
 	w->state = W_IDLE;
 	if (w->retire || s->staying > s->target || s->stopping) {
-		worker_retire(w);
+		worker_retire(w, NULL);
+		return;
+	}
+	if (cpulimit_spent(w, why, sizeof why)) {
+		struct log_about about = worker_about(w);
+
+		log_about(LOG_WARN, &about, "worker %d (pid %d): %s; replacing it with a fresh one",
+		    w->id, (int)w->pid, why);
+		worker_retire(w, "the CPU time limit");
+		pool_scale(s, s->target, false);
 		return;
 	}
 	/* A lease opened ahead goes out at once. */
@@ -80,8 +92,11 @@ static void worker_idle(struct worker *w)
 	lease_kick(s);
 }
 
-/* The heartbeat deadline passed: the worker is hung, unless the silence was the
- * supervisor's own stall (then the deadline is extended by it and the frames read first). */
+/* The heartbeat timer fired: the worker is hung when it has sent no frame for the heartbeat
+ * timeout, unless the silence was the supervisor's own stall (then the deadline is extended
+ * by it and the frames read first). A frame does not move the timer (a worker sends several
+ * a phase): it notes when it came, and the timer, finding the worker heard since, is armed
+ * again for what is left of the timeout after that frame. */
 static void worker_hb_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
@@ -106,7 +121,6 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 	struct worker *w = container_of(c, struct worker, chan);
 	struct log_about about = worker_about(w);
 
-	uv_timer_again(&w->hb_timer);
 	w->heard_ms = uv_now(w->sup->loop);
 	w->heard_lag = lag_note(w->sup);
 	switch (m->type) {
@@ -118,6 +132,7 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 			worker_kill(w, SIGKILL);
 			break;
 		}
+		cpulimit_read(w);
 		if (strcmp(m->u.hello.sw_version, AUTOPACK_VERSION) != 0)
 			log_about(LOG_WARN, &about, "worker %d runs autopack %s, supervisor %s",
 			    w->id, m->u.hello.sw_version, AUTOPACK_VERSION);
@@ -369,11 +384,12 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	struct log_about about = worker_about(w);
 	struct sup *s = w->sup;
 	bool crashed = (!w->killed && !w->retire && (status != 0 || sig != 0)) || w->refused, hung;
-	char what[128];
+	char what[200], cause[160];
 
+	cpulimit_signal_cause(w, sig, cause, sizeof cause);
 	if (sig != 0 || status != 0)
-		log_about(LOG_WARN, &about, "worker %d (pid %d) exited: status %lld, signal %d",
-		    w->id, (int)w->pid, (long long)status, sig);
+		log_about(LOG_WARN, &about, "worker %d (pid %d) exited: status %lld, signal %d%s",
+		    w->id, (int)w->pid, (long long)status, sig, cause);
 	if (!w->retire)
 		s->staying--;
 	w->state = W_EXITED;
@@ -397,8 +413,8 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 			    (int)w->pid, w->refused);
 		else
 			snprintf(what, sizeof what,
-			    "worker %d (pid %d) exited: status %lld, signal %d", w->id, (int)w->pid,
-			    (long long)status, sig);
+			    "worker %d (pid %d) exited: status %lld, signal %d%.120s", w->id,
+			    (int)w->pid, (long long)status, sig, cause);
 		pool_infra_failure(s, what);
 	}
 	uv_close((uv_handle_t *)&w->proc, worker_handle_closed);
@@ -535,6 +551,7 @@ static int pool_spawn(struct sup *s)
 	w->state = W_STARTING;
 	w->hand_fd = -1;
 	w->born_ms = clock_mono_ms();
+	w->cpu_soft = w->cpu_hard = RLIM_INFINITY;
 	pool_spawn_options(s, fds[1], args, nums, stdio, &o);
 	rc = uv_spawn(s->loop, &w->proc, &o);
 	close(fds[1]);
@@ -584,7 +601,7 @@ void pool_scale(struct sup *s, int target, bool force)
 	/* Shrink: idle workers first, then busy ones, which retire after their phase. */
 	for (w = s->workers; w != NULL && active > target; w = w->next) {
 		if (w->state == W_IDLE && !w->retire) {
-			worker_retire(w);
+			worker_retire(w, NULL);
 			active--;
 		}
 	}
@@ -619,7 +636,7 @@ void pool_stop(struct sup *s, enum stop_level level)
 		if (level == STOP_NOW)
 			worker_kill(w, SIGKILL);
 		else if (w->state == W_IDLE || w->state == W_STARTING)
-			worker_retire(w);
+			worker_retire(w, NULL);
 		else
 			worker_mark_retire(w, true);
 	}

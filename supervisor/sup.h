@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -260,6 +261,7 @@ struct worker {
 	char *refused;     /* why the socket it handed over was refused; heap */
 	uint64_t born_ms;
 	uint64_t jobs_done;
+	rlim_t cpu_soft, cpu_hard; /* its CPU time limit, read at its hello (cpulimit.c) */
 	struct worker *next;
 	/* On sup.idle while idle (worker.c): a dispatch round takes the first. */
 	struct worker *idle_next, *idle_prev;
@@ -908,6 +910,22 @@ const char *worker_state_name(const struct worker *w);
 /* What a log line about w is about: the session and the worker, and while it runs an
  * attempt, the attempt's run, phase and id. */
 struct log_about worker_about(const struct worker *w);
+
+/* --- cpulimit.c: a worker's CPU time limit --- */
+
+/* A CPU time limit as text into buf (n bytes): "N s", or "unlimited". Returns it. */
+const char *cpulimit_text(rlim_t v, char *buf, size_t n);
+/* Read the worker's CPU time limit (its soft and hard RLIMIT_CPU); unlimited when it
+ * cannot be read. */
+void cpulimit_read(struct worker *w);
+/* Whether the worker, after a job, has used its soft CPU time limit or comes within a
+ * second of it (half of it, under two seconds):
+ * then `why` (n bytes) says how much it used and what the limit is. */
+bool cpulimit_spent(const struct worker *w, char *why, size_t n);
+/* The limit a worker's death by signal `sig` names, as " (…)" into buf (n bytes): SIGXCPU,
+ * SIGXFSZ, or a SIGKILL the supervisor did not send under a hard CPU time limit; "" for
+ * any other. Returns buf. */
+const char *cpulimit_signal_cause(const struct worker *w, int sig, char *buf, size_t n);
 
 /* --- convert.c: between the store's types and the wire's --- */
 

@@ -147,11 +147,13 @@ def llm_args(llm, provider="anthropic"):
 
 
 def drain(tmp, url, llm, *args, key="sk-ant-e2e-test-key", provider="anthropic",
-          timeout=180, name="sup"):
-    """Run the supervisor with 4 workers until the database is drained; return it."""
+          timeout=180, name="sup", prefix=()):
+    """Run the supervisor with 4 workers until the database is drained (under the command
+    `prefix`, e.g. prlimit); return it."""
     var = "ANTHROPIC_API_KEY" if provider == "anthropic" else "OPENAI_API_KEY"
     sup = Supervisor(tmp, url, "--workers", 4, "--exit-when-drained",
-                     *(llm_args(llm, provider) + list(args)), env={var: key}, name=name)
+                     *(llm_args(llm, provider) + list(args)), env={var: key}, name=name,
+                     prefix=prefix)
     rc = sup.wait(timeout=timeout)
     assert rc == 0, "supervisor exited %d:\n%s" % (rc, sup.stderr())
     return sup

@@ -20,6 +20,9 @@ object with "mode" and options:
              target) and an error "message"
   sleep      wait "seconds" (past the client's timeout), then answer normally
   malformed  200 with a body that is not JSON
+  nested     HTTP "status" (default 200) with a JSON object whose "content" (an error's
+             "message" at 400 and past) is arrays nested "depth" deep (default 2048,
+             as deep as jansson reads)
   wrong_shape  200 with a JSON object that is no message (Anthropic's "content" a string,
              OpenAI's "choices" missing) but has a usage object: 7 input, 9 output tokens
   huge       200 with a JSON body of "size_mib" MiB (default 9)
@@ -412,6 +415,18 @@ def make_handler(args, script, log_lock):
                 else:
                     self.send_json(200, {"object": "chat.completion", "usage": {
                         "prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}})
+                return
+            if mode == "nested":
+                status = int(spec.get("status", 200))
+                depth = int(spec.get("depth", 2048))
+                deep = "[" * depth + "]" * depth
+                entry["status"] = status
+                self.write_log(entry)
+                if status >= 400:
+                    body = '{"type": "error", "error": {"message": %s}}' % deep
+                else:
+                    body = '{"type": "message", "content": %s}' % deep
+                self.send_raw(status, body.encode())
                 return
             if mode == "malformed":
                 entry["status"] = 200

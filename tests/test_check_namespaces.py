@@ -5,10 +5,13 @@ memory, where the API keys are. Where the kernel refuses the namespaces, checks 
 before, with one warning per worker saying what they can do."""
 import json
 import os
+import socket
+import subprocess
 import uuid
 
 import pytest
 
+from conftest import binpath
 from supervisor_helpers import wait_for
 from e2e_helpers import (HOST_PID, Standin, check_namespaces, drain_logging_workers,
                          drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
@@ -280,22 +283,21 @@ for _ in range(1200):
 '''
 
 
-def test_a_check_that_uses_up_the_namespaces_leaves_no_worker_running_checks_outside_them(
-        tmp):
-    # A new worker's first check met the namespaces a check had used up (ENOSPC, as where
-    # user.max_user_namespaces is 0): it took that for the kernel's refusal, and ran its
-    # checks in no user namespace for its whole life.
+def fill_then_probe(tmp, until_attempt):
+    """Drain a run whose check uses up its user's namespaces (6: its own and 5 more) and
+    holds them until the check of attempt `until_attempt` of a second run's probe has
+    started, on a second worker started once they are used up. Returns the supervisor's
+    stderr, the attempts, the probe check's user namespace and the supervisor's."""
     needs_namespaces()
     tmp = str(tmp)
-    ws = workspace_with(tmp, "fill.py", FILL_NAMESPACES)
+    fill = FILL_NAMESPACES.replace("__a2.", "__a%d." % until_attempt)
+    ws = workspace_with(tmp, "fill.py", fill)
     url = init_db(tmp)
     probe = "readlink /proc/self/ns/user > probe-ns"
     import_plan(tmp, url, [
         ("a-fill", ws, [phase_spec("fill", ("out/a.py",),
                                    check="/usr/bin/python3 fill.py")]),
         ("b-probe", ws, [phase_spec("probe", ("out/b.py",), check=probe)])])
-    # The supervisor's user may have 6 user namespaces: the fill's check takes 1, then
-    # makes 5 more.
     prefix = ("unshare", "-U", "-r", "/bin/sh", "-c",
               'echo 6 > /proc/sys/user/max_user_namespaces && exec "$@"', "sh")
 
@@ -306,24 +308,80 @@ def test_a_check_that_uses_up_the_namespaces_leaves_no_worker_running_checks_out
         sup_ns.append(os.readlink("/proc/%d/ns/user" % sup.proc.pid))
         assert sup.ctl("scale", "2").rc == 0
 
-    # The probe is tried again at once after each refusal, until the fill is over.
     sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, "--max-attempts-per-phase", 1000,
                                "--max-fingerprint-repeats", 1000, env=KEY, prefix=prefix,
                                during=second_worker)
     assert rc == 0, sup.stderr()
     with open(os.path.join(ws, "full")) as f:
         assert f.read() == "5 No space left on device"
-    # The second worker's first check met the namespaces used up and was not run; once
-    # the fill was over, its check ran in a user namespace of its own.
     with open(os.path.join(ws, "probe-ns")) as f:
-        assert f.read().strip() != sup_ns[0]
-    assert "check commands run in" not in sup.stderr()
+        probe_ns = f.read().strip()
     att = rows(url, "SELECT phase_id, outcome, failure_reason, message FROM attempts"
                     " ORDER BY attempt_id")
     assert [a["outcome"] for a in att if a["phase_id"] == "fill"] == ["success"], att
-    probes = [a for a in att if a["phase_id"] == "probe"]
+    return sup.stderr(), [a for a in att if a["phase_id"] == "probe"], probe_ns, sup_ns[0]
+
+
+def test_a_check_that_uses_up_the_namespaces_leaves_no_worker_running_checks_outside_them(
+        tmp):
+    # A new worker's first check met the namespaces a check had used up (ENOSPC, as where
+    # user.max_user_namespaces is 0): it took that for the kernel's refusal, and ran its
+    # checks in no user namespace for its whole life.
+    err, probes, probe_ns, sup_ns = fill_then_probe(tmp, 2)
+    # The second worker's first check met the namespaces used up and was not run, after
+    # CHECK_NS_TRIES tries; once the fill was over, its check ran in a user namespace of
+    # its own.
+    assert probe_ns != sup_ns
+    assert "check commands run in" not in err
     refused = probes[:-1]
-    assert probes[-1]["outcome"] == "success" and refused and all(
+    assert probes[-1]["outcome"] == "success" and len(refused) == 1 and all(
         a["failure_reason"] == "CHECK_NOT_RUN" and
         "its user's namespaces are used up (user.max_user_namespaces is 6)" in a["message"]
-        for a in refused), att
+        and "; tried 8 time(s) over " in a["message"]
+        for a in refused), probes
+
+
+def test_a_check_waits_for_namespaces_used_up_for_a_moment_instead_of_failing_at_once(tmp):
+    """Namespaces used up by another check failed the attempt CHECK_NOT_RUN within
+    milliseconds, after its LLM call, and the phase was tried again as fast, each try an
+    attempt and a call. The check is now tried again within the attempt, after a pause
+    that doubles: the fill ends once the probe's check has been tried, and the probe's
+    first attempt runs its check."""
+    err, probes, probe_ns, sup_ns = fill_then_probe(tmp, 1)
+    assert probe_ns != sup_ns
+    assert [(a["outcome"], a["failure_reason"]) for a in probes] == [("success", None)], probes
+
+
+CHECK_INIT_REFUSALS = [
+    ([], "expected FD DATA COMMAND, got 0 argument(s)", 2),
+    (["SOCK", "0"], "expected FD DATA COMMAND, got 2 argument(s)", 2),
+    (["x", "0", "true"], 'FD "x" is not a descriptor number of 3 or more', 2),
+    (["2", "0", "true"], 'FD "2" is not a descriptor number of 3 or more', 2),
+    ([" SOCK", "0", "true"], 'FD " SOCK" is not a descriptor number of 3 or more', 2),
+    (["999", "0", "true"], "FD 999 is not an open descriptor: Bad file descriptor", 2),
+    (["SOCK", "-1", "true"], 'DATA "-1" is not a number of bytes (0 for no limit)', 2),
+    (["SOCK", "1k", "true"], 'DATA "1k" is not a number of bytes (0 for no limit)', 2),
+    (["SOCK", "0", "true"], "the worker closed descriptor SOCK before the namespace was ready",
+     126),
+]
+
+
+@pytest.mark.parametrize("args, message, status", CHECK_INIT_REFUSALS,
+                         ids=[" ".join(a) or "none" for a, _, _ in CHECK_INIT_REFUSALS])
+def test_the_check_init_names_what_is_wrong_with_its_command_line(args, message, status):
+    """`autopack-worker --check-init` (the init of a check's namespaces, an internal mode)
+    exited 2 or 126 without a word when started wrongly; each failure is named now. SOCK
+    stands for a socket whose other end is closed (a worker gone)."""
+    ours, theirs = socket.socketpair()
+    ours.close()
+    fd = str(theirs.fileno())
+    try:
+        proc = subprocess.run(
+            [binpath("autopack-worker"), "--check-init"] + [a.replace("SOCK", fd) for a in args],
+            pass_fds=(theirs.fileno(),), capture_output=True, text=True, timeout=60)
+    finally:
+        theirs.close()
+    assert proc.returncode == status, proc
+    assert proc.stderr.startswith("autopack-worker --check-init: ") and \
+        proc.stderr.endswith(message.replace("SOCK", fd) + "\n") and \
+        proc.stderr.count("\n") == 1, proc

@@ -3,10 +3,13 @@ is used up the kernel sends SIGXCPU, whose default action killed the supervisor 
 without a word and without recording its session's end. The supervisor now stops
 gracefully, as a time budget would: the attempts in flight end, the session records the
 stop and why, and the exit status is 5 (eligible phases left)."""
+import os
 import shutil
 
 import pytest
 
+from conftest import binpath
+from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, new_db, sql
 
 pytestmark = pytest.mark.skipif(shutil.which("prlimit") is None,
@@ -46,3 +49,34 @@ def test_a_hard_cpu_limit_close_behind_the_soft_one_stops_at_once_before_the_kil
     _, err = limited_drain(tmp, 2000, "1:3")
     assert "the hard limit (3 s), which kills, is" in err, err[-3000:]
     assert "stopping now" in err, err[-3000:]
+
+
+def test_a_worker_that_uses_up_its_cpu_time_limit_is_replaced_not_counted_a_crash(tmp):
+    """A worker inherits the CPU time limit (here set for the workers alone, through a
+    --worker wrapper). One that used up its soft limit died of SIGXCPU mid-attempt,
+    counted a crash (WORKER_CRASHED, an infrastructure failure toward the breaker). A
+    worker now goes on (the kernel lets it, up to the hard limit), and the supervisor
+    replaces it after its attempt with a fresh one, naming the limit. Each attempt reads a
+    7.5 MiB answer, some of a worker's CPU, and fails as a malformed one."""
+    tmp = str(tmp)
+    wrapper = os.path.join(tmp, "worker.sh")
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\nexec prlimit --cpu=1:600 %s "$@"\n' % binpath("autopack-worker"))
+    os.chmod(wrapper, 0o755)
+    url = init_db(tmp)
+    ws = os.path.join(tmp, "ws")
+    import_plan(tmp, url, [("r%d" % i, ws, [phase_spec()]) for i in range(200)])
+    llm = Standin(tmp, {"default": {"mode": "huge", "size_mib": 7.5}})
+    try:
+        sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--llm-retries", 0,
+                         "--max-attempts-per-phase", 1, "--worker", wrapper,
+                         *llm_args(llm), env={"ANTHROPIC_API_KEY": "sk-ant-cpu-limit"})
+        rc = sup.wait(timeout=600)
+    finally:
+        llm.stop()
+    err = sup.stderr()
+    assert rc == 0, (rc, err[-3000:])
+    assert "its CPU time limit (ulimit -t, LimitCPU=) is 1 s (the hard limit, which kills," \
+        " 600 s); replacing it with a fresh one" in err, err[-3000:]
+    assert rows(url, "SELECT outcome, count(*) AS n FROM attempts GROUP BY outcome") == \
+        [{"outcome": "failed", "n": 200}], err[-3000:]

@@ -15,9 +15,10 @@ from e2e_helpers import Standin, drain, import_plan, init_db, phase_spec, rows, 
 STANDIN_URL = "http://num.num.num.num:num/v1/messages"
 
 
-def one_phase(tmp, script, *sup_args, phase=None, prepare=None, max_attempts=1):
+def one_phase(tmp, script, *sup_args, phase=None, prepare=None, max_attempts=1, prefix=()):
     """Drain a database holding one run of one phase (workspace tmp/box/ws) against a
-    stand-in playing `script`; return what a test looks at."""
+    stand-in playing `script` (the supervisor under the command `prefix`); return what a
+    test looks at."""
     tmp = str(tmp)
     ws = os.path.join(tmp, "box", "ws")
     os.makedirs(os.path.join(ws, "out"))
@@ -27,7 +28,8 @@ def one_phase(tmp, script, *sup_args, phase=None, prepare=None, max_attempts=1):
     import_plan(tmp, url, [("r1", ws, [phase or phase_spec()])])
     llm = Standin(tmp, script)
     try:
-        sup = drain(tmp, url, llm, "--max-attempts-per-phase", max_attempts, *sup_args)
+        sup = drain(tmp, url, llm, "--max-attempts-per-phase", max_attempts, *sup_args,
+                    prefix=prefix)
     finally:
         llm.stop()
     return {
@@ -122,6 +124,25 @@ def test_answer_slower_than_the_http_timeout_is_a_provider_timeout(tmp):
     failed_phase(r, "PROVIDER_ERROR")
     assert usage(r) == [(1, 0, "timeout")]
     assert r["v2"] == []
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_answer_nested_2048_deep_fails_the_phase_under_a_small_stack(tmp, status):
+    """An answer whose JSON nests 2,048 deep (what jansson reads) killed the worker with
+    SIGSEGV under a 128 KiB stack (`ulimit -s 128`, inherited from the supervisor): its
+    checks recurse once per level. Past 64 levels it is refused unread: a provider error."""
+    r = one_phase(tmp, {"default": {"mode": "nested", "status": status}}, "--llm-retries", 0,
+                  prefix=("prlimit", "--stack=131072"))
+    a = r["attempts"][0]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "PROVIDER_ERROR"), r["attempts"]
+    failed_phase(r, "PROVIDER_ERROR")
+    assert "crash" not in r["sup"].stderr(), r["sup"].stderr()[-3000:]
+    if status == 200:
+        assert "response is not a JSON object" in a["message"] and \
+            "nesting deeper than 64" in a["message"], a["message"]
+        assert usage(r) == [(1, 200, "malformed_response")]
+    else:
+        assert usage(r) == [(1, 500, "server_error")]
 
 
 def test_malformed_json_is_a_provider_error_and_not_retried(tmp):

@@ -1,12 +1,15 @@
 """autopack-ctl run import: plan files validated whole, written all or nothing."""
 import json
 import os
+import re
 import shutil
 import sqlite3
+import subprocess
 
 import pytest
 
-from conftest import DATA, ctl
+from conftest import DATA, binpath, ctl
+from supervisor_helpers import Supervisor
 
 
 def url(path):
@@ -275,3 +278,63 @@ def test_an_integer_of_nineteen_digits_is_read_exactly(db, tmp, value, message):
     else:
         assert r.rc == 1 and message in r.err, r
         assert counts(db) == (0, 0, 0)
+
+
+# A stack limit of 128 KiB (`ulimit -s 128`), which jansson's parser needs more than for
+# the 2,048 levels of nesting it reads.
+SMALL_STACK = ("prlimit", "--stack=131072")
+
+
+def deep_plans(tmp):
+    """Plans nested 2,048 deep: at the top level, in a phase's scope, in a scope given as
+    a JSON string; (name, path, the columns of the deep brackets, or None)."""
+    deep = "[" * 2048 + "]" * 2048
+    top = '{"x": %s, "runs": []}' % deep
+    inner = json.dumps(plan(run_entry("r1", phase("p1"))))
+    in_run = inner.replace('"paths": ["src/"]', '"paths": ["src/"], "x": %s' % deep)
+    in_string = inner.replace('{"paths": ["src/"], "deliverables": ["src/p1.py"]}',
+                              json.dumps("[" * 2048 + "]" * 2048))
+    out = []
+    for name, text in (("run", in_run), ("string", in_string), ("top", top)):
+        path = write_plan(tmp, text, name + ".json")
+        at = text.index("[" * 65) if name != "string" else None
+        out.append((name, path, None if at is None else range(at + 1, at + 2049)))
+    return out
+
+
+def test_a_plan_nested_2048_deep_is_refused_under_a_small_stack_naming_file_and_depth(db, tmp):
+    """jansson reads 2,048 levels of nesting, recursing once per level, and under a 128 KiB
+    stack autopack-ctl died of SIGSEGV importing such a plan. Nesting past 64 levels is
+    refused now, placed in the file; nothing is written."""
+    for name, path, col in deep_plans(tmp):
+        proc = subprocess.run(list(SMALL_STACK) + [binpath("autopack-ctl"), "--db", url(db),
+                                                   "run", "import", str(path)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, (name, proc)
+        if col is not None:
+            m = re.search(r"/%s\.json:1:(\d+): invalid JSON: nesting deeper than 64; "
+                          "nothing was written$" % name, proc.stderr.strip())
+            assert m and int(m.group(1)) in col, (name, proc.stderr)
+        else:
+            assert "string.json: " in proc.stderr and "nothing was written" in proc.stderr, \
+                proc.stderr
+    assert counts(db) == (0, 0, 0)
+
+
+def test_a_running_supervisor_under_a_small_stack_refuses_a_plan_nested_2048_deep(db, tmp):
+    """The supervisor reads a plan from its file itself when one is running: it died of
+    SIGSEGV as autopack-ctl did, with every worker's attempt in flight."""
+    sup = Supervisor(tmp, url(db), "--workers", 1, "--dry-run", "--allow-empty-db",
+                     control=False, prefix=SMALL_STACK)
+    try:
+        sup.wait_ready()
+        for name, path, col in deep_plans(tmp):
+            r = ctl("--db", url(db), "run", "import", str(path))
+            assert r.rc == 1 and "supervisor" in r.err, (name, r)
+            if col is not None:
+                assert "nesting deeper than 64" in r.err, (name, r)
+        assert sup.proc.poll() is None, sup.stderr()[-3000:]
+        assert sup.ctl("status").rc == 0
+    finally:
+        sup.stop_now()
+    assert counts(db) == (0, 0, 0)

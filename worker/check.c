@@ -238,6 +238,15 @@ static int check_net = 1;
  * namespace. */
 #define CHECK_NET_REFUSED '\002'
 
+/* A byte that starts what the child reports when its user's namespaces of a kind are used
+ * up (check_ns_used_up): the check is tried again, after a pause that doubles from
+ * CHECK_NS_PAUSE_MS up to CHECK_NS_PAUSE_MAX_MS, CHECK_NS_TRIES times in all, within its
+ * deadline, then not run. */
+#define CHECK_NS_USED_UP '\003'
+#define CHECK_NS_TRIES 8
+#define CHECK_NS_PAUSE_MS 50
+#define CHECK_NS_PAUSE_MAX_MS 1600
+
 void check_share_network(void)
 {
 	check_net = 0;
@@ -533,8 +542,11 @@ static int check_confine_fail(int status_fd, const char *step, const char *path)
 	    (e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
 	        e == EOPNOTSUPP || e == EUSERS);
 
-	dprintf(status_fd, "%s%s(%s): %s%s%s", refused ? "\001" : "", step, path, strerror(e),
-	    used_up ? ": " : "", used_up ? why : "");
+	dprintf(status_fd, "%s%s(%s): %s%s%s",
+	    refused     ? "\001" :
+	        used_up ? "\003" :
+	                  "",
+	    step, path, strerror(e), used_up ? ": " : "", used_up ? why : "");
 	return -1;
 }
 
@@ -572,8 +584,11 @@ static int check_net_isolate(int status_fd)
 	    (e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC || e == EUSERS);
 	if (fd >= 0)
 		close(fd);
-	dprintf(status_fd, "%s%s: %s%s%s", refused ? "\002" : "", step, strerror(e),
-	    used_up ? ": " : "", used_up ? why : "");
+	dprintf(status_fd, "%s%s: %s%s%s",
+	    refused     ? "\002" :
+	        used_up ? "\003" :
+	                  "",
+	    step, strerror(e), used_up ? ": " : "", used_up ? why : "");
 	return -1;
 }
 
@@ -697,6 +712,7 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 	}
 	signal(SIGPIPE, SIG_DFL);
 	signal(SIGXFSZ, SIG_DFL);
+	signal(SIGXCPU, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
@@ -777,8 +793,9 @@ static int check_map_ids(pid_t pid, char *err, size_t errlen)
  * start. Returns the pid, with *ns_fd the socket the init reports on (-1 without a
  * namespace); -1 with `err` when it could not start; -2 with `err` naming the step the
  * kernel refused, when it refused a namespace, -3 when it refused the confinement
- * (check_confine), -4 when it refused the network namespace (check_net_isolate) (nothing
- * left running either way). */
+ * (check_confine), -4 when it refused the network namespace (check_net_isolate), -5 when
+ * its user's namespaces are used up (check_ns_used_up) (nothing left running either
+ * way). */
 static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int out_fd, int err_fd,
     int *ns_fd, char *err, size_t errlen)
 {
@@ -821,7 +838,7 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		if (refused &&
 		    check_ns_used_up(e, ns == CHECK_NS_USER_PID ? CHECK_KIND_USER : CHECK_KIND_PID,
 		        CHECK_KIND_PID, why, sizeof why)) {
-			refused = 0;
+			refused = 4;
 			snprintf(err, errlen, "cannot start the check command: %s: %s: %s", call,
 			    strerror(e), why);
 		} else if (refused)
@@ -853,6 +870,10 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 			refused = 2;
 		else if (msg[0] == CHECK_NET_REFUSED)
 			refused = 3;
+		else if (msg[0] == CHECK_NS_USED_UP) {
+			snprintf(err, errlen, "cannot start the check command: %s", msg + 1);
+			refused = 4;
+		}
 	} else if (ns == CHECK_NS_USER_PID && check_map_ids(pid, err, errlen) != 0) {
 		refused = 1;
 		kill(pid, SIGKILL);
@@ -875,17 +896,40 @@ fail:
 		close(sk[0]);
 	if (sk[1] >= 0)
 		close(sk[1]);
-	return refused == 3 ? -4 : refused == 2 ? -3 : refused ? -2 : -1;
+	return refused == 4 ? -5 : refused == 3 ? -4 : refused == 2 ? -3 : refused ? -2 : -1;
+}
+
+/* Wait `ms` for the namespaces of its user to free up, the heartbeat kept; false (no
+ * wait) when the check's deadline comes first or a stop signal came. */
+static bool check_ns_pause(const struct check_spec *spec, uint64_t ms)
+{
+	uint64_t until = clock_mono_ms() + ms;
+
+	if (until >= spec->deadline_mono_ms || check_stop_seen)
+		return false;
+	for (uint64_t now; (now = clock_mono_ms()) < until && !check_stop_seen;) {
+		uint64_t step = until - now < 500 ? until - now : 500;
+
+		if (spec->heartbeat != NULL)
+			spec->heartbeat(spec->ctx);
+		nanosleep(
+		    &(struct timespec){ (time_t)(step / 1000), (long)(step % 1000) * 1000000 },
+		    NULL);
+	}
+	return !check_stop_seen;
 }
 
 /* Start the check (check_spawn) in the namespaces this worker uses; at its first check,
  * choose them: each namespace the kernel refuses gives way to the next (a PID namespace
  * alone needs root), with one warning naming what was refused and what a check can then
- * do. Returns the pid, or -1 with `err`. */
+ * do. Namespaces of its user used up for now are waited for (CHECK_NS_TRIES). Returns the
+ * pid, or -1 with `err`. */
 static pid_t check_start(
     const struct check_spec *spec, int out_fd, int err_fd, int *ns_fd, char *err, size_t errlen)
 {
 	char why[320] = "", net_why[160] = "";
+	uint64_t pause = CHECK_NS_PAUSE_MS, first = clock_mono_ms();
+	int tries = 0;
 	pid_t pid;
 
 	if (check_ns < 0) {
@@ -899,6 +943,17 @@ static pid_t check_start(
 	while ((pid = check_spawn(spec, check_ns, out_fd, err_fd, ns_fd, err, errlen)) <= -2) {
 		size_t k = strlen(why);
 
+		if (pid == -5) {
+			if (++tries < CHECK_NS_TRIES && check_ns_pause(spec, pause)) {
+				pause = pause * 2 < CHECK_NS_PAUSE_MAX_MS ? pause * 2 :
+				                                            CHECK_NS_PAUSE_MAX_MS;
+				continue;
+			}
+			k = strlen(err);
+			snprintf(err + k, errlen - k, "; tried %d time(s) over %.1f s", tries,
+			    (double)(clock_mono_ms() - first) / 1000.0);
+			return -1;
+		}
 		if (pid == -4) {
 			snprintf(net_why, sizeof net_why, "%s", err);
 			check_net = 0;

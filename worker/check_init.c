@@ -1,10 +1,13 @@
 /* PID 1 of a check command's PID namespace (worker/check_init.h). */
 #include "worker/check_init.h"
 #include "worker/check_limits.h"
+#include "common/numarg.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/magic.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,20 @@
 
 extern char **environ;
 
+/* Say on stderr why the init gives up, and exit with `status`. */
+__attribute__((format(printf, 2, 3))) static _Noreturn void check_init_fail(
+    int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("autopack-worker " CHECK_INIT_FLAG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	_exit(status);
+}
+
 /* Send `len` bytes of `msg` to the worker in one message; exit 126 when it cannot. */
 static void check_init_send(int fd, const char *msg, size_t len)
 {
@@ -23,8 +40,32 @@ static void check_init_send(int fd, const char *msg, size_t len)
 
 	while ((n = send(fd, msg, len, MSG_NOSIGNAL)) < 0 && errno == EINTR)
 		;
+	if (n < 0)
+		check_init_fail(
+		    126, "cannot report to the worker on descriptor %d: %s", fd, strerror(errno));
 	if (n != (ssize_t)len)
-		_exit(126);
+		check_init_fail(126, "the report to the worker on descriptor %d was cut short", fd);
+}
+
+/* The descriptor and the data limit of the command line, checked; exits 2 naming what is
+ * wrong with it. */
+static void check_init_args(int argc, char **argv, int *fd, long long *data)
+{
+	long long v;
+
+	if (argc != 5)
+		check_init_fail(2,
+		    "an internal mode, started by the worker for a check command: expected FD DATA "
+		    "COMMAND, got %d argument(s)",
+		    argc - 2);
+	if (numarg_ll(argv[2], &v) != 0 || v < 3 || v > INT_MAX)
+		check_init_fail(2, "FD \"%s\" is not a descriptor number of 3 or more", argv[2]);
+	*fd = (int)v;
+	if (fcntl(*fd, F_SETFD, FD_CLOEXEC) != 0)
+		check_init_fail(2, "FD %d is not an open descriptor: %s", *fd, strerror(errno));
+	if (numarg_ll(argv[3], data) != 0 || *data < 0)
+		check_init_fail(
+		    2, "DATA \"%s\" is not a number of bytes (0 for no limit)", argv[3]);
 }
 
 /* Append to `msg` (of `n` bytes, holding `len`) " PATH" for each temporary directory that
@@ -48,21 +89,25 @@ void check_init_main(int argc, char **argv)
 {
 	char msg[256], go;
 	int fd, ep[2], status = 0;
+	long long data;
 	pid_t sh, w;
 	ssize_t n;
 
-	if (argc != 5 || (fd = atoi(argv[2])) < 3 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
-		_exit(2);
+	check_init_args(argc, argv, &fd, &data);
 	prctl(PR_SET_NAME, "check-init");
 	/* The worker maps this namespace's ids, then says go; EOF: it gave up. */
 	while ((n = read(fd, &go, 1)) < 0 && errno == EINTR)
 		;
+	if (n < 0)
+		check_init_fail(
+		    126, "cannot read the worker's word on descriptor %d: %s", fd, strerror(errno));
 	if (n != 1)
-		_exit(126);
+		check_init_fail(
+		    126, "the worker closed descriptor %d before the namespace was ready", fd);
 	/* Its memory and /proc files are closed to the command, whatever its capabilities in
 	 * the namespace. */
 	prctl(PR_SET_DUMPABLE, 0);
-	if (check_limits_data_set(atoll(argv[3])) != 0) {
+	if (check_limits_data_set(data) != 0) {
 		n = snprintf(msg, sizeof msg,
 		    "Ecannot limit the check's memory (setrlimit(RLIMIT_DATA)): %s",
 		    strerror(errno));

@@ -17,7 +17,8 @@
 
 /* Run as the init described above (argv: the binary, CHECK_INIT_FLAG, FD, DATA, COMMAND).
  * Never returns: exits 0 once it has reported, 126 when the worker is gone before the
- * namespace is ready or the report cannot be made, 2 on a malformed command line. */
+ * namespace is ready or the report cannot be made, 2 on a malformed command line; each
+ * failure is named on stderr. */
 _Noreturn void check_init_main(int argc, char **argv);
 
 #endif

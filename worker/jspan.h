@@ -7,7 +7,9 @@
  * array at the top, whitespace around it and nothing else; strings of valid UTF-8 without
  * raw control characters, with the JSON escapes, \u escapes paired into valid surrogates
  * and never \u0000; integers that fit 64 bits, reals that do not overflow; nesting at most
- * JSPAN_DEPTH_MAX deep. A member named twice counts with its last value, as in jansson.
+ * JSPAN_DEPTH_MAX deep (json_loadb_bounded's bound: the check recurses once per level, so a
+ * small stack must hold it). A member named twice counts with its last value, as in
+ * jansson.
  */
 #ifndef AUTOPACK_JSPAN_H
 #define AUTOPACK_JSPAN_H
@@ -16,7 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JSPAN_DEPTH_MAX 2048
+#include "common/jsonload.h"
+
+#define JSPAN_DEPTH_MAX JSON_NESTING_MAX
 
 /* One value: the text from its first byte to just after its last. */
 struct jspan {

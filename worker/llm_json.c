@@ -1,6 +1,7 @@
 /* The providers' request and response shapes: the request written directly, the answer
  * read in place (worker/jspan.h), an error body through jansson. */
 #include "worker/llm.h"
+#include "common/jsonload.h"
 #include "common/strbuf.h"
 #include "common/util.h"
 #include "worker/jspan.h"
@@ -293,7 +294,7 @@ int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm
 	if (jspan_parse(body, len, &root, why, sizeof why) != 0) {
 		/* Said in jansson's words, as before: a failure's message is its fingerprint. */
 		json_error_t jerr;
-		json_t *j = json_loadb(body, len, 0, &jerr);
+		json_t *j = json_loadb_bounded(body, len, 0, &jerr);
 
 		snprintf(err, errlen, "response is not a JSON object (%zu bytes): %s", len,
 		    j == NULL ? jerr.text : why);
@@ -353,7 +354,7 @@ static void llm_excerpt(const char *s, size_t len, size_t max, const char *key, 
 void llm_error_text(const char *body, size_t len, const char *key, char *out, size_t n)
 {
 	json_error_t jerr;
-	json_t *root = len > 0 ? json_loadb(body, len, 0, &jerr) : NULL;
+	json_t *root = len > 0 ? json_loadb_bounded(body, len, 0, &jerr) : NULL;
 	json_t *e = json_object_get(root, "error"), *m = NULL;
 
 	if (json_is_object(e))

@@ -341,6 +341,10 @@ static void wk_guard(void)
 	/* A write past the file size limit fails with EFBIG, named in the attempt's
 	 * failure, instead of killing the worker (check_child restores it for the check). */
 	signal(SIGXFSZ, SIG_IGN);
+	/* The soft CPU time limit used up (ulimit -t, LimitCPU=) does not end the attempt:
+	 * the kernel lets the worker go on to its hard limit, and the supervisor replaces it
+	 * after the attempt (supervisor/cpulimit.c). check_child restores it for the check. */
+	signal(SIGXCPU, SIG_IGN);
 	if (getppid() != wk_supervisor)
 		exit(0);
 }

@@ -1,6 +1,7 @@
 /* The outputs of `calibrate`: the Markdown report and the JSON proposal
  * (docs/calibration.md). */
 #include "common/calib/calib.h"
+#include "common/jsonload.h"
 #include "common/util.h"
 
 #include <math.h>
@@ -244,7 +245,7 @@ json_t *calib_json_evaluation(const struct calib_eval *e)
 json_t *calib_json_fit(const struct est_fit *f)
 {
 	char *text = est_fit_to_json(f);
-	json_t *j = json_loads(text, 0, NULL);
+	json_t *j = json_loads_bounded(text, 0, NULL);
 
 	free(text);
 	return j;

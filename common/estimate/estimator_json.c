@@ -8,6 +8,7 @@
  *    "categories": {"docs": 0.4, "implementation": -0.1, ...}}
  */
 #include "common/estimate/estimator.h"
+#include "common/jsonload.h"
 #include "common/util.h"
 
 #include <jansson.h>
@@ -85,7 +86,7 @@ static int est_fit_cats_from_json(json_t *cats, struct est_fit *f, char *err, si
 int est_fit_from_json(const char *text, struct est_fit *f, char *err, size_t errlen)
 {
 	json_error_t jerr;
-	json_t *o = json_loads(text, 0, &jerr), *cplx, *n;
+	json_t *o = json_loads_bounded(text, 0, &jerr), *cplx, *n;
 	const char *model = json_string_value(json_object_get(o, "model"));
 	double w = EST_FIT_WEIGHT_MAX;
 	int rc = -1;

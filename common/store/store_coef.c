@@ -1,5 +1,6 @@
 /* Versioned estimator coefficient sets: read, add-and-activate, roll back. */
 #include "common/store/store_coef.h"
+#include "common/jsonload.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
@@ -230,7 +231,8 @@ int store_coef_rows(const char *overhead_json, int64_t version, struct store_coe
     size_t *n, struct store_err *err)
 {
 	json_error_t jerr;
-	json_t *arr = json_loads(overhead_json != NULL ? overhead_json : "", 0, &jerr), *row;
+	json_t *arr = json_loads_bounded(overhead_json != NULL ? overhead_json : "", 0, &jerr),
+	       *row;
 	size_t i;
 	int rc = 0;
 

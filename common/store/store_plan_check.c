@@ -1,6 +1,7 @@
 /* Validation of a plan document, without the database: shapes, types, identifiers,
  * scope paths and duplicates. The first error names its JSON path. */
 #include "common/store/store_internal.h"
+#include "common/jsonload.h"
 #include "common/store/store_plan.h"
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
@@ -539,7 +540,7 @@ static int plan_check_scope(const json_t *scope, const char *source, const struc
 	int rc;
 
 	if (json_is_string(scope)) {
-		inner = json_loads(json_string_value(scope), 0, NULL);
+		inner = json_loads_bounded(json_string_value(scope), 0, NULL);
 		if (inner != NULL)
 			obj = inner;
 	}

@@ -1,9 +1,11 @@
 /* A quick reader of the JSON a plan's runs are usually written in. jansson reads a byte at
  * a time through a callback and copies every string a byte at a time; this reader takes
  * the common forms straight from the text and gives up on anything else (escapes, real
- * numbers, long integers, duplicate keys, errors), which jansson then reads, so values and
+ * numbers, long integers, duplicate keys, nesting past JSON_NESTING_MAX, errors), which
+ * jansson then reads (json_loadb_bounded), so values and
  * messages are jansson's either way. */
 #include "common/store/store_plan_json.h"
+#include "common/jsonload.h"
 #include "common/utf8.h"
 
 #include <stdbool.h>
@@ -191,7 +193,7 @@ static json_t *pj_value(struct pj *j)
 	size_t n;
 
 	pj_space(j);
-	if (j->p >= j->end || ++j->depth > JSON_PARSER_MAX_DEPTH)
+	if (j->p >= j->end || ++j->depth > JSON_NESTING_MAX)
 		return NULL;
 	switch (*j->p) {
 	case '{': v = pj_object(j); break;

@@ -4,6 +4,7 @@
  * large the plan (common/store/store_plan.c writes it) and releases it at once. Positions
  * in messages are those of the whole file, counted only when a message needs one. */
 #include "common/store/store_plan_stream.h"
+#include "common/jsonload.h"
 #include "common/store/store_plan_json.h"
 #include "common/util.h"
 
@@ -156,7 +157,7 @@ static json_t *ps_read_value(struct plan_stream *ps, bool run, struct store_err 
 		if (!bracket)
 			v = plan_json_parse(ps->text + start, ps->pos - start);
 		if (v == NULL)
-			v = json_loadb(ps->text + start, ps->pos - start,
+			v = json_loadb_bounded(ps->text + start, ps->pos - start,
 			    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	}
 	if (run)

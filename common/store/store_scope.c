@@ -1,5 +1,6 @@
 /* Reading a phase's scope in every shape the original stores. */
 #include "common/store/store_scope.h"
+#include "common/jsonload.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -273,7 +274,7 @@ static int scope_parse_value(
 		                            "boolean");
 	s = json_string_value(v);
 	len = json_string_length(v);
-	inner = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
+	inner = json_loadb_bounded(s, len, JSON_DECODE_ANY, &jerr);
 	if (inner == NULL || json_is_number(inner)) {
 		json_decref(inner);
 		if (scope_is_path(s, len)) {
@@ -437,7 +438,7 @@ int store_scope_parse_text(const char *text, struct store_scope *sc, char *why, 
 	memset(sc, 0, sizeof *sc);
 	if (text == NULL || scope_fast(text, sc) == 0)
 		return 0;
-	v = json_loads(text, JSON_DECODE_ANY, &jerr);
+	v = json_loads_bounded(text, JSON_DECODE_ANY, &jerr);
 	if (v == NULL) {
 		if (scope_is_path(text, strlen(text))) {
 			scope_single_path(sc, text);

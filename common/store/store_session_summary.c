@@ -1,5 +1,6 @@
 /* The summary of a drain session, computed from its result rows and its state. */
 #include "common/store/store_internal.h"
+#include "common/jsonload.h"
 #include "common/store/store_session.h"
 #include "common/util.h"
 
@@ -139,7 +140,7 @@ void store_session_summarize(const struct store_session *s, const struct store_s
 
 	assert(n == 0 || r != NULL);
 	memset(sum, 0, sizeof *sum);
-	sum->state = s->state_json != NULL ? json_loads(s->state_json, 0, NULL) : NULL;
+	sum->state = s->state_json != NULL ? json_loads_bounded(s->state_json, 0, NULL) : NULL;
 	if (!json_is_object(sum->state)) {
 		json_decref(sum->state);
 		sum->state = json_object();

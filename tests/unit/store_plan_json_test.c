@@ -1,3 +1,4 @@
+#include "common/jsonload.h"
 #include "common/store/store_plan_json.h"
 #include "tests/unit/test.h"
 
@@ -77,14 +78,24 @@ TEST(plan_json_leaves_everything_else_to_jansson)
 	check_same("+1", false);
 }
 
-TEST(plan_json_gives_up_past_janssons_depth)
+/* A text of n arrays, each inside the one before. */
+static char *nested(size_t n)
 {
-	size_t n = JSON_PARSER_MAX_DEPTH + 1;
 	char *deep = malloc(2 * n + 1);
 
 	memset(deep, '[', n);
 	memset(deep + n, ']', n);
 	deep[2 * n] = '\0';
+	return deep;
+}
+
+TEST(plan_json_reads_up_to_the_nesting_bound_and_gives_up_past_it)
+{
+	char *deep = nested(JSON_NESTING_MAX);
+
+	check_same(deep, true);
+	free(deep);
+	deep = nested(JSON_NESTING_MAX + 1);
 	check_same(deep, false);
 	free(deep);
 }

@@ -3,6 +3,7 @@
  * the other, the budgets a supervisor joining the session must have, and the attempts the
  * session started so far. */
 #include "common/store/pg/store_fleet_budget.h"
+#include "common/jsonload.h"
 #include "common/store/store_fleet.h"
 #include "common/util.h"
 
@@ -59,7 +60,7 @@ int store_fleet_session_budget(
 	if (rc == DB_ROW) {
 		const char *text = db_column_text(q, 0);
 
-		j = json_loads(text != NULL ? text : "{}", 0, NULL);
+		j = json_loads_bounded(text != NULL ? text : "{}", 0, NULL);
 		b->batch_size = budget_setting(j, "batch_size");
 		b->max_total_minutes = budget_setting(j, "max_total_minutes");
 		b->elapsed_ms = db_column_int64(q, 1);
