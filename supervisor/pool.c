@@ -92,8 +92,11 @@ static void worker_idle(struct worker *w)
 	lease_kick(s);
 }
 
-/* The heartbeat deadline passed: the worker is hung, unless the silence was the
- * supervisor's own stall (then the deadline is extended by it and the frames read first). */
+/* The heartbeat timer fired: the worker is hung when it has sent no frame for the heartbeat
+ * timeout, unless the silence was the supervisor's own stall (then the deadline is extended
+ * by it and the frames read first). A frame does not move the timer (a worker sends several
+ * a phase): it notes when it came, and the timer, finding the worker heard since, is armed
+ * again for what is left of the timeout after that frame. */
 static void worker_hb_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
@@ -118,7 +121,6 @@ static void worker_msg_cb(struct chan *c, struct proto_msg *m)
 	struct worker *w = container_of(c, struct worker, chan);
 	struct log_about about = worker_about(w);
 
-	uv_timer_again(&w->hb_timer);
 	w->heard_ms = uv_now(w->sup->loop);
 	w->heard_lag = lag_note(w->sup);
 	switch (m->type) {

@@ -1,7 +1,8 @@
 /* Attempts in the drain's store: opening one (the lease fence: an attempt row and the
- * phase's current_attempt_id in the same transaction as the move to EXECUTING), the phase
- * spec a job is built from, and closing one (its end, the phase's and run's new states and
- * its drain_session_results row, in the group that commits it). */
+ * phase's current_attempt_id in the same transaction as the move to EXECUTING; a dry
+ * run's fence is its open attempt row alone), the phase spec a job is built from, and
+ * closing one (its end, the phase's and run's new states and its drain_session_results
+ * row, in the group that commits it). */
 #include "common/store/store_drain_internal.h"
 #include "common/store/store_scope.h"
 #include "common/strbuf.h"
@@ -17,6 +18,17 @@
 	"UPDATE attempts SET ended_at = ?2, outcome = ?3, failure_reason = ?4, message = ?5,"      \
 	" fingerprint = ?6, zero_yield_reason = ?7, reached_llm_boundary = ?8,"                    \
 	" duration_ms = ?9, worker_pid = COALESCE(worker_pid, ?10), "
+
+/* Whether run ?1 has a phase neither ?5 (COMPLETE) nor ?6 (SKIPPED). Each EXISTS seeks a
+ * range of the index on phases(run_id, state), the states after ?5 and those before it,
+ * and stops at the first one that is not ?6: the run's COMPLETE phases, which sort
+ * together in that index, are stepped over, not read one by one (a run of n phases read
+ * up to n - 1 of them at each attempt's end). Two ranges, as the order of ?5 and ?6 is
+ * the column's (an ENUM's on the original's PostgreSQL databases). An UPDATE … FROM a
+ * subquery would materialize it in a temporary table. */
+#define RUN_OPEN_PHASE                                                                             \
+	"(EXISTS (SELECT 1 FROM phases WHERE run_id = ?1 AND state > ?5 AND state <> ?6)"          \
+	" OR EXISTS (SELECT 1 FROM phases WHERE run_id = ?1 AND state < ?5 AND state <> ?6))"
 
 /* A drain_session_results row (DS_RESULT_ROW*) but for its estimation count and yield. */
 #define RESULT_ROW_INSERT                                                                          \
@@ -38,14 +50,20 @@
 	" reached_llm_boundary = excluded.reached_llm_boundary,"                                   \
 	" zero_yield_reason = excluded.zero_yield_reason"
 
+/* A phase's current attempt: the one its fence names, else, for a dry run (parameter
+ * `dry`), its latest open attempt. */
+#define PHASE_CURRENT(dry)                                                                         \
+	" COALESCE(current_attempt_id, CASE WHEN " dry " <> 0 THEN (SELECT max(attempt_id)"        \
+	" FROM attempts WHERE run_id = ?1 AND phase_id = ?2 AND ended_at IS NULL) END)"
+
 const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_PHASE,
-	    "SELECT state, builder_attempts, tier_id, id, phase_index, current_attempt_id"
-	    " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT(
+	        "?3") " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
 	/* The same by the row id the queue read (?3), while it is still that phase's. */
 	{ DS_ATT_PHASE_ROW,
-	    "SELECT state, builder_attempts, tier_id, id, phase_index, current_attempt_id"
-	    " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT(
+	        "?4") " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
@@ -54,7 +72,6 @@ const struct drain_sql drain_sql_attempt[] = {
 	    "UPDATE phases SET state = ?4, current_attempt_id = ?2,"
 	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?3,"
 	    " started_at = COALESCE(started_at, ?3), updated_at = ?3 WHERE id = ?1" },
-	{ DS_PHASE_FENCE, "UPDATE phases SET current_attempt_id = ?2 WHERE id = ?1" },
 	{ DS_SPEC,
 	    "SELECT p.name, p.description, p.task_category, p.complexity, p.scope,"
 	    " p.check_command, p.max_builder_attempts, r.workspace"
@@ -80,10 +97,13 @@ const struct drain_sql drain_sql_attempt[] = {
 	    "DELETE FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?2"
 	    " AND try_number = 1 AND seq IS NULL" },
 	/* The attempt being closed, its phase, and whether it is open and its phase's current
-	 * one. */
+	 * one (a dry run's attempt: no fence on its phase and no later attempt of it open). */
 	{ DS_ATT_GET,
-	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL AND p.current_attempt_id = ?1,"
-	    " a.session_id, a.initial_state, p.phase_index, p.state, p.tier_id, p.id"
+	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL AND (p.current_attempt_id = ?1"
+	    " OR (a.dry_run <> 0 AND p.current_attempt_id IS NULL AND NOT EXISTS (SELECT 1"
+	    " FROM attempts n WHERE n.run_id = a.run_id AND n.phase_id = a.phase_id"
+	    " AND n.attempt_id > a.attempt_id AND n.ended_at IS NULL))),"
+	    " a.session_id, a.initial_state, p.phase_index, p.state, p.tier_id, p.id, a.dry_run"
 	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
 	    " WHERE a.attempt_id = ?1" },
 	/* The phase's fence is lifted with its attempt's end (the phase row by its id). */
@@ -99,24 +119,19 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " WHERE id = ?1" },
 	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED, PHASE_EXECUTION
 	 * before (docs/data-model.md, "Work"). */
-	/* Each EXISTS stops at the run's first open phase in the index on phases(run_id,
-	 * state); an UPDATE … FROM a subquery would materialize it in a temporary table.
-	 * The branch never taken gives the CASE the column's type: on the original's
+	/* The branch never taken gives the CASE the column's type: on the original's
 	 * PostgreSQL databases runs.state is an ENUM, and a CASE of parameters alone is
 	 * text, which PostgreSQL does not assign to it. */
 	{ DS_RUN_STATE,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
-	    " state = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state <> ?5 AND state <> ?6) THEN ?3 WHEN 1 = 0 THEN state ELSE ?4 END,"
-	    " completed_at = CASE WHEN EXISTS (SELECT 1 FROM phases WHERE run_id = ?1"
-	    "   AND state <> ?5 AND state <> ?6) THEN NULL ELSE ?2 END"
+	    " state = CASE WHEN " RUN_OPEN_PHASE " THEN ?3 WHEN 1 = 0 THEN state ELSE ?4 END,"
+	    " completed_at = CASE WHEN " RUN_OPEN_PHASE " THEN NULL ELSE ?2 END"
 	    " WHERE id = ?1" },
 	/* The same for a run that is PHASE_EXECUTION (?3) and stays so, without rewriting its
 	 * state, an indexed column: no row changed means the run is to be set in full. */
 	{ DS_RUN_STAYS,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2),"
-	    " completed_at = NULL WHERE id = ?1 AND state = ?3 AND EXISTS (SELECT 1 FROM phases"
-	    "   WHERE run_id = ?1 AND state <> ?5 AND state <> ?6)" },
+	    " completed_at = NULL WHERE id = ?1 AND state = ?3 AND " RUN_OPEN_PHASE },
 	/* A run with an EXECUTING phase is open: a phase's start needs no look at the others. */
 	{ DS_RUN_STARTED,
 	    "UPDATE runs SET updated_at = ?2, started_at = COALESCE(started_at, ?2), state = ?3,"
@@ -340,12 +355,13 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	    attempt_id, attempt_number, err);
 }
 
-/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening: by
- * its row id when known (`row` > 0) and still that phase's, else by (run, phase).
+/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening (a
+ * dry run's when `dry_run`): by its row id when known (`row` > 0) and still that phase's,
+ * else by (run, phase).
  * DB_ROW with the statement left on its row, DB_DONE (no such phase) or DB_ERROR (the
  * statement named by *which), each reset but the row. */
 static int drain_open_phase_row(struct store_drain *d, const char *run_id, const char *phase_id,
-    int64_t row, struct db_stmt **out, enum drain_stmt *which)
+    int64_t row, bool dry_run, struct db_stmt **out, enum drain_stmt *which)
 {
 	struct db_stmt *s;
 	int rc;
@@ -356,6 +372,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 		drain_bind_text(s, 1, run_id);
 		drain_bind_text(s, 2, phase_id);
 		db_bind_int64(s, 3, row);
+		db_bind_int64(s, 4, dry_run);
 		if ((rc = db_step(s)) != DB_DONE) {
 			*out = s;
 			return rc;
@@ -366,6 +383,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 	s = drain_stmt_bound(d, DS_ATT_PHASE);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
+	db_bind_int64(s, 3, dry_run);
 	*out = s;
 	return db_step(s);
 }
@@ -395,7 +413,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 	int rc;
 
 	memset(o, 0, sizeof *o);
-	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, &s, &which);
+	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, dry_run, &s, &which);
 	if (rc != DB_ROW) {
 		db_reset(s);
 		if (rc != DB_DONE)
@@ -408,7 +426,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 	tier = db_column_int64(s, 2);
 	o->row = db_column_int64(s, 3);
 	index = db_column_int64(s, 4);
-	/* The attempt the phase's fence names is no longer its current one. */
+	/* The attempt that was the phase's current one no longer is. */
 	if (lives != NULL && db_column_type(s, 5) != DB_NULL)
 		lives_take(lives, (uint64_t)db_column_int64(s, 5), NULL);
 	if (tiers != NULL && !dry_run)
@@ -431,6 +449,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 		o->live.phase_index = index;
 		o->live.tier = tier;
 		o->live.counted = true;
+		o->live.dry_run = dry_run;
 		o->kept = true;
 	}
 	free(state);
@@ -446,25 +465,26 @@ static void drain_open_drop(struct drain_opening *o)
 }
 
 /* After its attempt row (`att`) is written: fence phase (run_id, phase_id) read into *o
- * with it (unless a dry run, moving the phase to EXECUTING, its tier and run following),
- * and keep the attempt live. What *o held is taken or released. */
+ * with it, moving the phase to EXECUTING, its tier and run following (a dry run writes
+ * nothing to the phase: its open attempt row is the fence, and the phase's row is left as
+ * it was), and keep the attempt live. What *o held is taken or released. */
 static int drain_open_fence(struct store_drain *d, const char *run_id, const char *phase_id,
     struct drain_opening *o, uint64_t att, bool dry_run, const char *now, struct store_err *err)
 {
-	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
 	struct drain_lives *lives = drain_lives(d);
-	struct db_stmt *s = drain_stmt_bound(d, fence);
+	struct db_stmt *s;
 	int rc;
 
-	db_bind_int64(s, 1, o->row);
-	db_bind_int64(s, 2, (int64_t)att);
 	if (!dry_run) {
+		s = drain_stmt_bound(d, DS_PHASE_EXEC);
+		db_bind_int64(s, 1, o->row);
+		db_bind_int64(s, 2, (int64_t)att);
 		drain_bind_text(s, 3, now);
 		drain_bind_text(s, 4, phase_state_name(PHASE_EXECUTING));
-	}
-	if ((rc = drain_exec(d, fence, err)) != 0) {
-		drain_open_drop(o);
-		return rc;
+		if ((rc = drain_exec(d, DS_PHASE_EXEC, err)) != 0) {
+			drain_open_drop(o);
+			return rc;
+		}
 	}
 	if (o->kept && lives != NULL)
 		lives_add(lives, att, &o->live);
@@ -699,7 +719,7 @@ int drain_attempt_reserve(struct store_drain *d, uint64_t att, const char *run_i
 	db_bind_int64(s, 9, d->reserve.max_tokens);
 	db_bind_int64(s, 10, 0);
 	if ((rc = drain_exec(d, DS_ATT_RESERVE, err)) == 0)
-		drain_announced_reserve(d, att);
+		drain_announced_reserve(d, att, db_last_insert_id(d->st->db));
 	return rc;
 }
 
@@ -883,6 +903,7 @@ static int drain_attempt_get(
 		p->phase_index = db_column_int64(s, 5);
 		p->tier = db_column_int64(s, 7);
 		p->phase_row = db_column_int64(s, 8);
+		p->dry_run = db_column_int64(s, 9) != 0;
 	}
 	db_reset(s);
 	return rc == DB_ROW || rc == DB_DONE ? 0 : drain_fail(d, err, "attempt lookup");
@@ -1017,8 +1038,8 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	announced = drain_announced_close(d, att, &reserved);
 
 	time_db_now(now);
-	if ((rc = drain_attempt_end(
-	         d, att, c, c->message, &p, c->phase_state == PHASE_STATE_NONE, now, err)) != 0)
+	if ((rc = drain_attempt_end(d, att, c, c->message, &p,
+	         c->phase_state == PHASE_STATE_NONE && !p.dry_run, now, err)) != 0)
 		goto out;
 #ifndef AUTOPACK_MUTANT_reserved_row_kept
 	/* Every try the attempt made was announced, and its announcement is in: a reserved

@@ -30,13 +30,22 @@ const struct drain_sql drain_sql_event[] = {
 	    "INSERT INTO llm_usage_events (provider, model, run_id, phase_id, role, total_tokens,"
 	    " created_at, attempt_id, seq, status, max_tokens, try_number, is_doctor_call)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12)" },
-	/* The try's own row, announced last: the newest 'sent' row of the attempt; a reserved
-	 * row the try never announced takes the report's seq. */
+	/* The try's own row, announced last: the newest 'sent' row of the attempt with a seq
+	 * (announced, or reserved and confirmed). Its seq, an indexed column, is not written:
+	 * an UPDATE that sets it rewrites its entry in the index on (attempt_id, seq), even
+	 * to the same value. */
 	{ DS_EV_DONE,
 	    "UPDATE llm_usage_events SET total_tokens = ?2, prompt_tokens = ?3,"
 	    " completion_tokens = ?4, status = ?5, http_status = ?6, error_class = ?7,"
-	    " latency_ms = ?8, seq = COALESCE(seq, ?11), provider = ?12, model = ?13,"
-	    " role = ?14"
+	    " latency_ms = ?8, provider = ?11, model = ?12, role = ?13"
+	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?9"
+	    "   AND try_number = ?10 AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1)" },
+	/* The same when DS_EV_DONE found no row: a reserved row the try never announced (seq
+	 * NULL) takes the report's seq (?14). */
+	{ DS_EV_DONE_RESERVED,
+	    "UPDATE llm_usage_events SET total_tokens = ?2, prompt_tokens = ?3,"
+	    " completion_tokens = ?4, status = ?5, http_status = ?6, error_class = ?7,"
+	    " latency_ms = ?8, provider = ?11, model = ?12, role = ?13, seq = COALESCE(seq, ?14)"
 	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?9"
 	    "   AND try_number = ?10 ORDER BY seq DESC LIMIT 1)" },
 	/* The reserved row of the attempt's first try, not yet confirmed (seq NULL: an attempt
@@ -49,6 +58,15 @@ const struct drain_sql drain_sql_event[] = {
 	    " max_tokens = COALESCE(?7, max_tokens)"
 	    " WHERE id = (SELECT id FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?3"
 	    "   AND try_number = 1 AND seq IS NULL LIMIT 1)" },
+	/* The same found by the id the row was inserted with (drain_try.reserved_id), which
+	 * the rest of the WHERE checks is still that row: one look-up by the row id, not a
+	 * search of the attempt's rows. */
+	{ DS_EV_CONFIRM_ID,
+	    "UPDATE llm_usage_events SET seq = ?2, provider = COALESCE(?4, provider),"
+	    " model = COALESCE(?5, model), role = COALESCE(?6, role),"
+	    " max_tokens = COALESCE(?7, max_tokens)"
+	    " WHERE id = ?8 AND attempt_id = ?1 AND status = ?3 AND try_number = 1"
+	    " AND seq IS NULL" },
 	{ DS_CTL_LOG,
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)" },
@@ -129,12 +147,14 @@ static struct drain_try *tries_get(struct drain_tries *t, uint64_t att)
 	return &t->v[t->n++];
 }
 
-void drain_announced_reserve(struct store_drain *d, uint64_t att)
+void drain_announced_reserve(struct store_drain *d, uint64_t att, int64_t id)
 {
 	struct drain_try *y = tries_get(&d->announced, att);
 
 	/* Set, not added to: an id a rolled-back round had used may be given again. */
-	*y = (struct drain_try){ .attempt_id = att, .sent = 1, .reserved = true };
+	*y = (struct drain_try){
+		.attempt_id = att, .sent = 1, .reserved_id = id, .reserved = true
+	};
 #ifdef AUTOPACK_MUTANT_reserved_row_never_lost
 	y->sent = 0;
 #endif
@@ -169,16 +189,15 @@ void drain_announced_end(struct store_drain *d, bool committed)
 	d->closing.n = 0;
 }
 
-/* Confirm the reserved row of attempt `att`'s first try with the try's seq and, when `q`
- * is not NULL, its values (else the reserved ones stay); *done when there was such a row
- * (counted when it was reserved). */
-static int event_confirm(struct store_drain *d, uint64_t att, uint64_t seq,
-    const struct drain_request *q, bool *done, struct store_err *err)
+/* Step confirmation statement `i` (DS_EV_CONFIRM or DS_EV_CONFIRM_ID) on the reserved row
+ * of attempt y's first try; *done when it changed that row. */
+static int confirm_step(struct store_drain *d, enum drain_stmt i, const struct drain_try *y,
+    uint64_t seq, const struct drain_request *q, bool *done, struct store_err *err)
 {
-	struct db_stmt *s = drain_stmt(d, DS_EV_CONFIRM);
+	struct db_stmt *s = drain_stmt(d, i);
 	int rc;
 
-	db_bind_int64(s, 1, (int64_t)att);
+	db_bind_int64(s, 1, (int64_t)y->attempt_id);
 	db_bind_int64(s, 2, (int64_t)seq);
 	store_bind_text(s, 3, usage_status_name(USAGE_SENT));
 	store_bind_text(s, 4, q != NULL ? q->provider : NULL);
@@ -188,8 +207,28 @@ static int event_confirm(struct store_drain *d, uint64_t att, uint64_t seq,
 		db_bind_int64(s, 7, q->max_tokens);
 	else
 		db_bind_null(s, 7);
-	rc = drain_exec(d, DS_EV_CONFIRM, err);
+	if (i == DS_EV_CONFIRM_ID)
+		db_bind_int64(s, 8, y->reserved_id);
+	rc = drain_exec(d, i, err);
 	*done = rc == 0 && db_changes(d->st->db) == 1;
+	return rc;
+}
+
+/* Confirm the reserved row of attempt y's first try with the try's seq and, when `q` is
+ * not NULL, its values (else the reserved ones stay); *done when there was such a row
+ * (counted when it was reserved). The row is looked up by the id it was inserted with when
+ * known, and searched for among the attempt's rows when not, or when that id no longer
+ * names it (a rolled-back group may have given the id to another row). */
+static int event_confirm(struct store_drain *d, const struct drain_try *y, uint64_t seq,
+    const struct drain_request *q, bool *done, struct store_err *err)
+{
+	int rc = 0;
+
+	*done = false;
+	if (y->reserved_id > 0)
+		rc = confirm_step(d, DS_EV_CONFIRM_ID, y, seq, q, done, err);
+	if (rc == 0 && !*done)
+		rc = confirm_step(d, DS_EV_CONFIRM, y, seq, q, done, err);
 	return rc;
 }
 
@@ -206,7 +245,7 @@ static int event_request(struct store_drain *d, const char *run_id, const char *
 
 	/* A try 1 of a later call finds the row confirmed already, and inserts its own. */
 	if (q->try_number == 1 && y != NULL && y->reserved &&
-	    ((rc = event_confirm(d, ev->attempt_id, ev->seq, q, &done, err)) != 0 || done))
+	    ((rc = event_confirm(d, y, ev->seq, q, &done, err)) != 0 || done))
 		return rc;
 	s = drain_stmt(d, DS_EV_SENT);
 
@@ -244,25 +283,30 @@ static int event_usage_done(
 	if ((y = tries_find(&d->announced, ev->attempt_id)) == NULL ||
 	    y->sent <= y->done + y->done_open)
 		return 0;
-	s = drain_stmt(d, DS_EV_DONE);
-	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
-	db_bind_int64(s, 2, u->total_tokens < 0 ? 0 : u->total_tokens);
-	bind_count(s, 3, u->prompt_tokens);
-	bind_count(s, 4, u->completion_tokens);
-	store_bind_text(s, 5, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
-	bind_count(s, 6, u->http_status);
-	store_bind_text(s, 7, u->error_class);
-	bind_count(s, 8, u->latency_ms);
-	store_bind_text(s, 9, usage_status_name(USAGE_SENT));
-	db_bind_int64(s, 10, u->try_number);
-	db_bind_int64(s, 11, (int64_t)ev->seq);
-	store_bind_text(s, 12, u->provider);
-	store_bind_text(s, 13, u->model);
-	store_bind_text(s, 14, u->role);
-	rc = drain_exec(d, DS_EV_DONE, err);
-	*done = rc == 0 && db_changes(d->st->db) == 1;
+	for (enum drain_stmt i = DS_EV_DONE; i <= DS_EV_DONE_RESERVED && !*done; i++) {
+		s = drain_stmt(d, i);
+		db_bind_int64(s, 1, (int64_t)ev->attempt_id);
+		db_bind_int64(s, 2, u->total_tokens < 0 ? 0 : u->total_tokens);
+		bind_count(s, 3, u->prompt_tokens);
+		bind_count(s, 4, u->completion_tokens);
+		store_bind_text(
+		    s, 5, usage_status_name(u->error_class == NULL ? USAGE_OK : USAGE_ERROR));
+		bind_count(s, 6, u->http_status);
+		store_bind_text(s, 7, u->error_class);
+		bind_count(s, 8, u->latency_ms);
+		store_bind_text(s, 9, usage_status_name(USAGE_SENT));
+		db_bind_int64(s, 10, u->try_number);
+		store_bind_text(s, 11, u->provider);
+		store_bind_text(s, 12, u->model);
+		store_bind_text(s, 13, u->role);
+		if (i == DS_EV_DONE_RESERVED)
+			db_bind_int64(s, 14, (int64_t)ev->seq);
+		if ((rc = drain_exec(d, i, err)) != 0)
+			return rc;
+		*done = db_changes(d->st->db) == 1;
+	}
 	y->done_open += *done;
-	return rc;
+	return 0;
 }
 
 /* Record the typed row of an llm_usage event: complete its announced row, or insert one
@@ -347,7 +391,7 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 		bool done;
 
 		if (y != NULL && y->reserved)
-			rc = event_confirm(d, ev->attempt_id, ev->seq, NULL, &done, err);
+			rc = event_confirm(d, y, ev->seq, NULL, &done, err);
 	}
 	return rc;
 }

@@ -16,7 +16,6 @@ enum drain_stmt {
 	DS_ATT_PHASE_ROW,
 	DS_ATT_INSERT,
 	DS_PHASE_EXEC,
-	DS_PHASE_FENCE,
 	DS_SPEC,
 	DS_ATT_GET,
 	DS_ATT_END,
@@ -41,7 +40,9 @@ enum drain_stmt {
 	DS_EV_USAGE,
 	DS_EV_SENT,
 	DS_EV_DONE,
+	DS_EV_DONE_RESERVED,
 	DS_EV_CONFIRM,
+	DS_EV_CONFIRM_ID,
 	DS_CTL_LOG,
 	/* store_drain_session.c */
 	DS_SESSION_STATE,
@@ -87,6 +88,7 @@ struct drain_ids {
 struct drain_try {
 	uint64_t attempt_id;
 	int64_t sent, done, done_open;
+	int64_t reserved_id; /* the reserved row's id as inserted, or <= 0 when not known */
 	bool reserved;
 };
 
@@ -105,6 +107,7 @@ struct drain_closing {
 	 * ones this drain inserted since it opened the attempt (drain_lives_count). */
 	int64_t events, estimations;
 	bool counted;
+	bool dry_run; /* a dry run's attempt: no fence on its phase's row to lift */
 	char *block;
 };
 
@@ -209,7 +212,7 @@ int store_fleet_attempts_open(struct store_drain *d, struct drain_claim *c, size
 bool drain_announced_close(struct store_drain *d, uint64_t att, bool *reserved);
 /* Note that attempt `att`'s first try is reserved in the open transaction: one 'sent' row,
  * not complete. */
-void drain_announced_reserve(struct store_drain *d, uint64_t att);
+void drain_announced_reserve(struct store_drain *d, uint64_t att, int64_t id);
 /* The transaction committed (`committed`) or rolled back: forget the attempts it closed,
  * or that it closed them, and keep or forget the tries it completed. */
 void drain_announced_end(struct store_drain *d, bool committed);
