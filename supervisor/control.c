@@ -656,31 +656,25 @@ static void control_watch(struct sup *s)
 	    "control socket %s was removed by another program; made it again", s->control_path);
 }
 
-/* Take the uuid claim again when its file was removed while the supervisor runs (its
- * runtime directory removed or cleaned along with the socket): without it, a supervisor
- * of a byte copy of the database would not be refused. A claim another process took
- * meanwhile (a copy's supervisor started while it was gone) is said once, until it can
- * be taken again. */
+/* Keep the uuid claim (store_runtime_claim_keep) while the supervisor runs, saying when
+ * it was taken again. A claim another process took meanwhile (a copy's supervisor started
+ * while it was gone) is said once, until it can be taken again. */
 static void control_claim_watch(struct sup *s)
 {
 	struct store_err err;
-	int fd;
+	int rc = store_runtime_claim_keep(&s->claim_fd, s->st, &err);
 
-	if (store_runtime_claim_in_place(s->claim_fd, s->st)) {
-		ctl_claim_told = false;
-		return;
-	}
-	if ((fd = store_runtime_claim(s->st, &err)) < 0) {
+	if (rc < 0) {
 		if (!ctl_claim_told)
 			log_warn("the uuid claim of %s was removed, and cannot be taken again: %s",
 			    s->st->url, err.text);
 		ctl_claim_told = true;
 		return;
 	}
-	close(s->claim_fd);
-	s->claim_fd = fd;
 	ctl_claim_told = false;
-	log_warn("the uuid claim of %s was removed by another program; took it again", s->st->url);
+	if (rc > 0)
+		log_warn("the uuid claim of %s was removed by another program; took it again",
+		    s->st->url);
 }
 
 /* Bind and listen on the control socket; -1 (logged) on failure. */

@@ -659,7 +659,7 @@ int main(int argc, char **argv)
 		log_fatal(1, "cannot start the event loop: %s%s", uv_strerror(rc),
 		    rc == UV_EMFILE ? " (raise the limit of open files, ulimit -n)" : "");
 	service_open(s);
-	session_start_watch(true);
+	session_start_watch(s, true);
 	session_open_store(s);
 	no_key_refuse(s);
 	s->worker_path = worker_path(s->cfg.worker_path);
@@ -673,7 +673,7 @@ int main(int argc, char **argv)
 	service_init(s);
 	lease_init(s);
 	lifecycle_init(s, pool_stop);
-	session_start_watch(false);
+	session_start_watch(s, false);
 	sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
 	lag_init(s);
 	metrics_init(s);

@@ -85,17 +85,30 @@ static void session_start_waiting(double seconds, const char *what)
 	    seconds, what, DB_PG_WAIT_EVERY_MS / 1000);
 }
 
+/* The supervisor whose start is watched. */
+static struct sup *session_starting;
+
 /* End a start stopped by a signal while it waited for the database: exit 0, as a stop
- * taken as the drain begins would, having dispatched nothing. */
+ * taken as the drain begins would, having dispatched nothing; a supervisor registered
+ * already leaves the fleet (its transaction, the cancelled statement's, rolled back). */
 static void session_start_stopped(const char *why, double seconds)
 {
+	struct sup *s = session_starting;
+	struct store_err err;
+
+	db_pg_wait_watch(NULL);
+	if (s != NULL && s->sd != NULL && s->fleet_id > 0) {
+		store_drain_rollback(s->sd);
+		if (store_fleet_leave(s->sd, NULL, &err) != 0)
+			log_error("%s", err.text);
+	}
 	log_info("[STOP] %s while starting, after waiting %.1f s for the database (the "
 	         "statement was cancelled); nothing was dispatched; exit status 0",
 	    why, seconds);
 	exit(0);
 }
 
-void session_start_watch(bool on)
+void session_start_watch(struct sup *s, bool on)
 {
 	static const struct db_pg_watch watch = {
 		.waiting = session_start_waiting,
@@ -103,6 +116,7 @@ void session_start_watch(bool on)
 		.stopped = session_start_stopped,
 	};
 
+	session_starting = on ? s : NULL;
 	db_pg_wait_watch(on ? &watch : NULL);
 }
 

@@ -663,9 +663,9 @@ void fleet_close(struct sup *s);
 
 /* While the supervisor starts (on), a statement the database leaves unanswered is
  * reported (what it waits for, every 30 s), and a SIGTERM or SIGINT, held back until the
- * loop takes it, cancels it and ends the supervisor (exit 0); off once the loop takes the
- * signals. */
-void session_start_watch(bool on);
+ * loop takes it, cancels it and ends the supervisor (exit 0; one registered already leaves
+ * the fleet); off once the loop takes the signals. */
+void session_start_watch(struct sup *s, bool on);
 /* Open, check and lock the database, print its banner; exits 1 naming what is wrong. */
 void session_open_store(struct sup *s);
 /* Prepare the drain: statements, recovery of attempts left open, the session (new or

@@ -631,8 +631,9 @@ def test_a_fast_drain_shows_its_rate_and_an_eta_of_seconds(tmp):
         p = sup.status()["progress"]
         elapsed = time.monotonic() - began
         assert p["done"] == 20000, p
-        # The window is at most the supervisor's life, which is within elapsed.
-        assert p["phases_per_minute"] >= 20000 * 60 / elapsed * 0.999, (p, elapsed)
+        # The window is the supervisor's life, which is within elapsed, or a second when
+        # the drain took less.
+        assert p["phases_per_minute"] >= 20000 * 60 / max(elapsed, 1.0) * 0.999, (p, elapsed)
     finally:
         assert sup.stop_now() == 0, sup.stderr()
 

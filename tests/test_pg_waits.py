@@ -5,6 +5,7 @@ offline commands say what they wait for and who holds it, go on waiting, and end
 promptly on SIGTERM or SIGINT; a supervisor draining blames the database, not itself,
 for the time its loop waited."""
 import os
+import re
 import signal
 import subprocess
 
@@ -16,12 +17,12 @@ from supervisor_helpers import Supervisor, make_plan, sql, wait_for
 from test_fleet import new_pg_db
 
 
-def lock_phases(url):
-    """A session of the test's own holding LOCK TABLE phases IN ACCESS EXCLUSIVE MODE
-    until it is rolled back."""
+def lock_phases(url, table="phases"):
+    """A session of the test's own holding LOCK TABLE phases (or `table`) IN ACCESS
+    EXCLUSIVE MODE until it is rolled back."""
     con = connect(url)
     con.autocommit = False
-    con.cursor().execute("LOCK TABLE phases IN ACCESS EXCLUSIVE MODE")
+    con.cursor().execute("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE" % table)
     return con
 
 
@@ -31,8 +32,8 @@ def lock_waiters(url):
                " AND wait_event_type = 'Lock'")[0][0]
 
 
-def assert_names_the_lock(line, holder):
-    assert "AccessShareLock on table phases" in line, line
+def assert_names_the_lock(line, holder, table="phases"):
+    assert "AccessShareLock on table %s" % table in line, line
     assert "held by server process %d" % holder in line, line
     assert "SELECT * FROM pg_locks WHERE pid IN (%d)" % holder in line, line
     assert "pg_terminate_backend" in line, line
@@ -68,6 +69,54 @@ def test_a_supervisor_starting_behind_a_lock_says_so_and_stops_on_sigterm(tmp, p
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
 
 
+def test_a_supervisor_registered_and_stopped_behind_a_lock_leaves_the_fleet(tmp, pg_url):
+    """Stopped while it waits for a lock once registered (choosing its session: the test
+    holds drain_sessions), it leaves the fleet (its row `stopped`), not `live` for the
+    others to declare lost."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    con = lock_phases(url, "drain_sessions")
+    try:
+        holder = con.get_backend_pid()
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            line = [x for x in sup.stderr().splitlines() if "has not answered" in x][0]
+            assert_names_the_lock(line, holder, "drain_sessions")
+            sup.signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, sup.stderr()
+        finally:
+            sup.kill()
+    finally:
+        con.rollback()
+        con.close()
+    assert sql(url, "SELECT state FROM supervisors") == [("stopped",)]
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def test_a_lock_given_up_after_lock_timeout_while_starting_names_its_holder(tmp, pg_url):
+    """Once registered, a start's statement waits for a lock at most lock_timeout (a
+    quarter of the lease: 4 s here), so that the heartbeat goes on; the start then fails
+    (exit 1) naming the lock and its holder, not only `canceling statement due to lock
+    timeout`."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    con = lock_phases(url, "drain_sessions")
+    try:
+        holder = con.get_backend_pid()
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                         "--lease-timeout", 16)
+        try:
+            assert sup.wait(60) == 1, sup.stderr()
+        finally:
+            sup.kill()
+    finally:
+        con.rollback()
+        con.close()
+    line = [x for x in sup.stderr().splitlines() if "error:" in x][-1]
+    assert "canceling statement due to lock timeout (it waits for" in line, line
+    assert_names_the_lock(line, holder, "drain_sessions")
+
+
 def test_a_supervisor_starting_behind_a_lock_drains_once_it_is_released(tmp, pg_url):
     """It keeps waiting, and once the lock is released drains as any other; the time it
     waited to start is no stall of its loop."""
@@ -85,7 +134,9 @@ def test_a_supervisor_starting_behind_a_lock_drains_once_it_is_released(tmp, pg_
     finally:
         con.rollback()
         con.close()
-    assert "stalled" not in sup.stderr(), sup.stderr()
+    # It waited 2 s or more; a stall of the loop as long as that would be this wait.
+    stalls = re.findall(r"stalled for ([0-9.]+) s", sup.stderr())
+    assert all(float(x) < 2.0 for x in stalls), sup.stderr()
     assert sql(url, "SELECT count(*) FROM attempts") == [(4,)]
 
 
@@ -149,7 +200,9 @@ def test_a_stall_spent_waiting_for_the_database_names_it(tmp, pg_url):
         assert sup.wait(120) == 0, sup.stderr()
     finally:
         sup.kill()
-    stalls = [x for x in sup.stderr().splitlines() if "stalled for" in x]
+    log = sup.stderr()
+    after = log[log.index("canceling statement due to lock timeout"):]
+    stalls = [x for x in after.splitlines() if "stalled for" in x]
     assert "the supervisor itself stalled" not in stalls[0], stalls
     assert "the supervisor's loop stalled for" in stalls[0], stalls
     assert "waiting for the database" in stalls[0], stalls

@@ -258,6 +258,9 @@ def test_a_phase_keeps_no_fence_on_an_attempt_that_ended(tmp):
     sup = rogue_supervisor(tmp, url, "hang", "--workers", 1, "--dry-run", "--retry-failed",
                            name="dry")
     status_when(sup, lambda s: s["queue"]["in_flight"] == 1, what="a dry run in flight")
+    # Its fence is its open attempt row: the phase's row is not written.
+    assert sql(url, "SELECT count(*) FROM phases WHERE current_attempt_id IS NOT NULL") == \
+        [(0,)]
     sup.kill()
     sup = rogue_supervisor(tmp, url, "good", "--workers", 1, "--exit-when-drained",
                            "--dry-run", "--retry-failed", name="after")

@@ -1,7 +1,8 @@
 /* Attempts in the drain's store: opening one (the lease fence: an attempt row and the
- * phase's current_attempt_id in the same transaction as the move to EXECUTING), the phase
- * spec a job is built from, and closing one (its end, the phase's and run's new states and
- * its drain_session_results row, in the group that commits it). */
+ * phase's current_attempt_id in the same transaction as the move to EXECUTING; a dry
+ * run's fence is its open attempt row alone), the phase spec a job is built from, and
+ * closing one (its end, the phase's and run's new states and its drain_session_results
+ * row, in the group that commits it). */
 #include "common/store/store_drain_internal.h"
 #include "common/store/store_scope.h"
 #include "common/strbuf.h"
@@ -49,14 +50,20 @@
 	" reached_llm_boundary = excluded.reached_llm_boundary,"                                   \
 	" zero_yield_reason = excluded.zero_yield_reason"
 
+/* A phase's current attempt: the one its fence names, else, for a dry run (parameter
+ * `dry`), its latest open attempt. */
+#define PHASE_CURRENT(dry)                                                                         \
+	" COALESCE(current_attempt_id, CASE WHEN " dry " <> 0 THEN (SELECT max(attempt_id)"        \
+	" FROM attempts WHERE run_id = ?1 AND phase_id = ?2 AND ended_at IS NULL) END)"
+
 const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_PHASE,
-	    "SELECT state, builder_attempts, tier_id, id, phase_index, current_attempt_id"
-	    " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT(
+	        "?3") " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
 	/* The same by the row id the queue read (?3), while it is still that phase's. */
 	{ DS_ATT_PHASE_ROW,
-	    "SELECT state, builder_attempts, tier_id, id, phase_index, current_attempt_id"
-	    " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT(
+	        "?4") " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
@@ -65,7 +72,6 @@ const struct drain_sql drain_sql_attempt[] = {
 	    "UPDATE phases SET state = ?4, current_attempt_id = ?2,"
 	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?3,"
 	    " started_at = COALESCE(started_at, ?3), updated_at = ?3 WHERE id = ?1" },
-	{ DS_PHASE_FENCE, "UPDATE phases SET current_attempt_id = ?2 WHERE id = ?1" },
 	{ DS_SPEC,
 	    "SELECT p.name, p.description, p.task_category, p.complexity, p.scope,"
 	    " p.check_command, p.max_builder_attempts, r.workspace"
@@ -91,10 +97,13 @@ const struct drain_sql drain_sql_attempt[] = {
 	    "DELETE FROM llm_usage_events WHERE attempt_id = ?1 AND status = ?2"
 	    " AND try_number = 1 AND seq IS NULL" },
 	/* The attempt being closed, its phase, and whether it is open and its phase's current
-	 * one. */
+	 * one (a dry run's attempt: no fence on its phase and no later attempt of it open). */
 	{ DS_ATT_GET,
-	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL AND p.current_attempt_id = ?1,"
-	    " a.session_id, a.initial_state, p.phase_index, p.state, p.tier_id, p.id"
+	    "SELECT a.run_id, a.phase_id, a.ended_at IS NULL AND (p.current_attempt_id = ?1"
+	    " OR (a.dry_run <> 0 AND p.current_attempt_id IS NULL AND NOT EXISTS (SELECT 1"
+	    " FROM attempts n WHERE n.run_id = a.run_id AND n.phase_id = a.phase_id"
+	    " AND n.attempt_id > a.attempt_id AND n.ended_at IS NULL))),"
+	    " a.session_id, a.initial_state, p.phase_index, p.state, p.tier_id, p.id, a.dry_run"
 	    " FROM attempts a JOIN phases p ON p.run_id = a.run_id AND p.phase_id = a.phase_id"
 	    " WHERE a.attempt_id = ?1" },
 	/* The phase's fence is lifted with its attempt's end (the phase row by its id). */
@@ -346,12 +355,13 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	    attempt_id, attempt_number, err);
 }
 
-/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening: by
- * its row id when known (`row` > 0) and still that phase's, else by (run, phase).
+/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening (a
+ * dry run's when `dry_run`): by its row id when known (`row` > 0) and still that phase's,
+ * else by (run, phase).
  * DB_ROW with the statement left on its row, DB_DONE (no such phase) or DB_ERROR (the
  * statement named by *which), each reset but the row. */
 static int drain_open_phase_row(struct store_drain *d, const char *run_id, const char *phase_id,
-    int64_t row, struct db_stmt **out, enum drain_stmt *which)
+    int64_t row, bool dry_run, struct db_stmt **out, enum drain_stmt *which)
 {
 	struct db_stmt *s;
 	int rc;
@@ -362,6 +372,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 		drain_bind_text(s, 1, run_id);
 		drain_bind_text(s, 2, phase_id);
 		db_bind_int64(s, 3, row);
+		db_bind_int64(s, 4, dry_run);
 		if ((rc = db_step(s)) != DB_DONE) {
 			*out = s;
 			return rc;
@@ -372,6 +383,7 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 	s = drain_stmt_bound(d, DS_ATT_PHASE);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
+	db_bind_int64(s, 3, dry_run);
 	*out = s;
 	return db_step(s);
 }
@@ -401,7 +413,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 	int rc;
 
 	memset(o, 0, sizeof *o);
-	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, &s, &which);
+	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, dry_run, &s, &which);
 	if (rc != DB_ROW) {
 		db_reset(s);
 		if (rc != DB_DONE)
@@ -414,7 +426,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 	tier = db_column_int64(s, 2);
 	o->row = db_column_int64(s, 3);
 	index = db_column_int64(s, 4);
-	/* The attempt the phase's fence names is no longer its current one. */
+	/* The attempt that was the phase's current one no longer is. */
 	if (lives != NULL && db_column_type(s, 5) != DB_NULL)
 		lives_take(lives, (uint64_t)db_column_int64(s, 5), NULL);
 	if (tiers != NULL && !dry_run)
@@ -437,6 +449,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 		o->live.phase_index = index;
 		o->live.tier = tier;
 		o->live.counted = true;
+		o->live.dry_run = dry_run;
 		o->kept = true;
 	}
 	free(state);
@@ -452,25 +465,26 @@ static void drain_open_drop(struct drain_opening *o)
 }
 
 /* After its attempt row (`att`) is written: fence phase (run_id, phase_id) read into *o
- * with it (unless a dry run, moving the phase to EXECUTING, its tier and run following),
- * and keep the attempt live. What *o held is taken or released. */
+ * with it, moving the phase to EXECUTING, its tier and run following (a dry run writes
+ * nothing to the phase: its open attempt row is the fence, and the phase's row is left as
+ * it was), and keep the attempt live. What *o held is taken or released. */
 static int drain_open_fence(struct store_drain *d, const char *run_id, const char *phase_id,
     struct drain_opening *o, uint64_t att, bool dry_run, const char *now, struct store_err *err)
 {
-	enum drain_stmt fence = dry_run ? DS_PHASE_FENCE : DS_PHASE_EXEC;
 	struct drain_lives *lives = drain_lives(d);
-	struct db_stmt *s = drain_stmt_bound(d, fence);
+	struct db_stmt *s;
 	int rc;
 
-	db_bind_int64(s, 1, o->row);
-	db_bind_int64(s, 2, (int64_t)att);
 	if (!dry_run) {
+		s = drain_stmt_bound(d, DS_PHASE_EXEC);
+		db_bind_int64(s, 1, o->row);
+		db_bind_int64(s, 2, (int64_t)att);
 		drain_bind_text(s, 3, now);
 		drain_bind_text(s, 4, phase_state_name(PHASE_EXECUTING));
-	}
-	if ((rc = drain_exec(d, fence, err)) != 0) {
-		drain_open_drop(o);
-		return rc;
+		if ((rc = drain_exec(d, DS_PHASE_EXEC, err)) != 0) {
+			drain_open_drop(o);
+			return rc;
+		}
 	}
 	if (o->kept && lives != NULL)
 		lives_add(lives, att, &o->live);
@@ -889,6 +903,7 @@ static int drain_attempt_get(
 		p->phase_index = db_column_int64(s, 5);
 		p->tier = db_column_int64(s, 7);
 		p->phase_row = db_column_int64(s, 8);
+		p->dry_run = db_column_int64(s, 9) != 0;
 	}
 	db_reset(s);
 	return rc == DB_ROW || rc == DB_DONE ? 0 : drain_fail(d, err, "attempt lookup");
@@ -1023,8 +1038,8 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 	announced = drain_announced_close(d, att, &reserved);
 
 	time_db_now(now);
-	if ((rc = drain_attempt_end(
-	         d, att, c, c->message, &p, c->phase_state == PHASE_STATE_NONE, now, err)) != 0)
+	if ((rc = drain_attempt_end(d, att, c, c->message, &p,
+	         c->phase_state == PHASE_STATE_NONE && !p.dry_run, now, err)) != 0)
 		goto out;
 #ifndef AUTOPACK_MUTANT_reserved_row_kept
 	/* Every try the attempt made was announced, and its announcement is in: a reserved

@@ -16,7 +16,6 @@ enum drain_stmt {
 	DS_ATT_PHASE_ROW,
 	DS_ATT_INSERT,
 	DS_PHASE_EXEC,
-	DS_PHASE_FENCE,
 	DS_SPEC,
 	DS_ATT_GET,
 	DS_ATT_END,
@@ -108,6 +107,7 @@ struct drain_closing {
 	 * ones this drain inserted since it opened the attempt (drain_lives_count). */
 	int64_t events, estimations;
 	bool counted;
+	bool dry_run; /* a dry run's attempt: no fence on its phase's row to lift */
 	char *block;
 };
 

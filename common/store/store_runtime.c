@@ -222,19 +222,26 @@ out:
 	return rc != 0 ? rc : fd;
 }
 
-bool store_runtime_claim_in_place(int fd, const struct store *st)
+int store_runtime_claim_keep(int *fd, const struct store *st, struct store_err *err)
 {
 	char *dir, *claim;
 	bool same;
+	int again;
 
-	if (fd < 0 || fd == STORE_LOCK_SERVER)
-		return true;
+	if (*fd < 0 || *fd == STORE_LOCK_SERVER)
+		return 0;
 	dir = store_runtime_dir_name();
 	claim = xasprintf("%s/%s.claim", dir, st->uuid);
-	same = store_runtime_same(fd, claim);
+	same = store_runtime_same(*fd, claim);
 	free(claim);
 	free(dir);
-	return same;
+	if (same)
+		return 0;
+	if ((again = store_runtime_claim(st, err)) < 0)
+		return again;
+	close(*fd);
+	*fd = again;
+	return 1;
 }
 
 /* Remove the claim while still holding it, then drop it. */

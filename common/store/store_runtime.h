@@ -38,9 +38,13 @@ char *store_runtime_socket(const struct store *st);
  * STORE_EIO; for a PostgreSQL database STORE_LOCK_SERVER (store_lock.h), claiming
  * nothing. */
 int store_runtime_claim(const struct store *st, struct store_err *err);
-/* Whether the claim `fd` of the database open in `st` is still the file at its path (not
- * removed or replaced since it was taken); true for a negative fd or STORE_LOCK_SERVER. */
-bool store_runtime_claim_in_place(int fd, const struct store *st);
+/* Keep the claim *fd of the database open in `st`: when its file is no longer the one at
+ * its path (removed or replaced since it was taken: the runtime directory removed or
+ * cleaned), claim the uuid again and close the old claim. Returns 0 when it was in place
+ * (also for a negative fd or STORE_LOCK_SERVER), 1 when it was taken again (*fd the new
+ * claim), or store_runtime_claim's error (*fd left as it was; without it a supervisor of
+ * a byte copy of the database would not be refused). */
+int store_runtime_claim_keep(int *fd, const struct store *st, struct store_err *err);
 /* Remove the claim `fd` of the database open in `st` (unless it was replaced) and drop
  * it; nothing for a negative fd or STORE_LOCK_SERVER. */
 void store_runtime_release(int fd, const struct store *st);

@@ -298,6 +298,41 @@ TEST(store_drain_attempt_end_reads_its_attempt_as_the_database_has_it)
 	store_close(&st);
 }
 
+/* A dry run's attempt is fenced by its open row alone: its phase's row is not written
+ * while it runs nor at its end, and it is its phase's current attempt until it ends or a
+ * later attempt of the phase opens, as the drain keeps it and as the database says once
+ * another connection's write made the drain forget it. */
+TEST(store_drain_dry_run_attempt_writes_nothing_to_its_phase)
+{
+	static const char phase_row[] =
+	    "SELECT count(*) FROM phases WHERE phase_id = '" P1 "' AND state = 'QUEUED'"
+	    " AND current_attempt_id IS NULL AND builder_attempts = 0 AND started_at IS NULL";
+	struct store_drain *d;
+	struct store st;
+	uint64_t a, b;
+	char *path;
+
+	session_setup(&st, &d);
+	path = test_path("drain.db");
+	a = live_open(d, P1, true);
+	CHECK_EQ_INT(test_query(&st, phase_row), 1);
+	CHECK(!live_close(d, a));
+	CHECK_EQ_INT(test_query(&st, phase_row), 1);
+
+	/* Opened again with the drain's memory of the first forgotten: the first is stale. */
+	a = live_open(d, P1, true);
+	test_sql(path, "UPDATE runs SET updated_at = updated_at");
+	b = live_open(d, P1, true);
+	test_sql(path, "UPDATE runs SET updated_at = updated_at");
+	CHECK(live_close(d, a));
+	CHECK(!live_close(d, b));
+	CHECK_EQ_INT(test_query(&st, phase_row), 1);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM attempts WHERE ended_at IS NULL"), 1);
+	free(path);
+	store_drain_close(d);
+	store_close(&st);
+}
+
 /* A claim opens the phase it names, whatever row id it carries: the queue's (found
  * without the phase's index), another phase's, or none. */
 TEST(store_drain_claim_opens_the_phase_it_names)
@@ -316,7 +351,7 @@ TEST(store_drain_claim_opens_the_phase_it_names)
 	c[0].phase_row = test_query(&st, "SELECT id FROM phases WHERE phase_id = '" P1 "'");
 	c[1].phase_row = c[0].phase_row; /* P1's */
 	CHECK_EQ_INT(store_drain_begin(d, &err), 0);
-	CHECK_EQ_INT(store_drain_attempts_open(d, c, 3, NULL, true, &err), 0);
+	CHECK_EQ_INT(store_drain_attempts_open(d, c, 3, NULL, false, &err), 0);
 	CHECK_EQ_INT(store_drain_commit(d, &err), 0);
 	for (int i = 0; i < 3; i++) {
 		CHECK_EQ_INT(c[i].rc, 0);

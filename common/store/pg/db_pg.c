@@ -140,6 +140,10 @@ static void pg_fail(struct db_pg *d, const PGresult *res)
 	if (n == 0)
 		snprintf(d->err, sizeof d->err, "PostgreSQL error%s%s", state ? " " : "",
 		    state ? state : "");
+	/* A lock given up after lock_timeout: whose it was, when the wait was reported. */
+	n = strlen(d->err);
+	if (state != NULL && strcmp(state, "55P03") == 0 && db_pg_wait_reported()[0] != '\0')
+		snprintf(d->err + n, sizeof d->err - n, " (%s)", db_pg_wait_reported());
 }
 
 /* Whether the connection is not up (being made again, or lost), recording the failure

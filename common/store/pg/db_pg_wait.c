@@ -24,6 +24,8 @@ static struct {
 	char sql[120];
 } wait_kept[WAIT_KEPT];
 static unsigned wait_next;
+/* What the last statement waited for, as last reported ("" when it was not). */
+static char wait_reported[1024];
 /* The cancel request of the statement waiting now, once it has waited a step. */
 static PGcancel *wait_cancel;
 static volatile sig_atomic_t wait_cancel_ready;
@@ -51,6 +53,11 @@ uint64_t db_pg_waited(uint64_t from, uint64_t to, char *sql, size_t n)
 		}
 	}
 	return total;
+}
+
+const char *db_pg_wait_reported(void)
+{
+	return wait_reported;
 }
 
 void db_pg_wait_cancel(void)
@@ -139,6 +146,7 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 	PGresult *last = NULL;
 	bool unanswered = false;
 
+	wait_reported[0] = '\0';
 	if (!sent)
 		return NULL;
 	while (!unanswered) {
@@ -167,10 +175,8 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 				break;
 			}
 			if (w != NULL && w->waiting != NULL && why == NULL && now >= next) {
-				char what[1024];
-
-				wait_what(c, what, sizeof what);
-				w->waiting((double)(now - start) / 1000.0, what);
+				wait_what(c, wait_reported, sizeof wait_reported);
+				w->waiting((double)(now - start) / 1000.0, wait_reported);
 				next += DB_PG_WAIT_EVERY_MS;
 			}
 		}
