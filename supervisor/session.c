@@ -102,8 +102,9 @@ static void session_start_stopped(const char *why, double seconds)
 		if (store_fleet_leave(s->sd, NULL, &err) != 0)
 			log_error("%s", err.text);
 	}
-	log_info("[STOP] %s while starting, after waiting %.1f s for the database (the "
-	         "statement was cancelled); nothing was dispatched; exit status 0",
+	log_info("[STOP] %s while starting, after waiting %.1f s for the database (its "
+	         "statement's cancellation was sent to the server); nothing was dispatched; exit "
+	         "status 0",
 	    why, seconds);
 	exit(0);
 }

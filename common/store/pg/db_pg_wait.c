@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -137,6 +138,41 @@ static void wait_what(PGconn *c, char *out, size_t n)
 	PQfinish(side);
 }
 
+/* Send the cancel request `arg` (a PGcancel, freed here) and wait for its answer. */
+static void *wait_cancel_send(void *arg)
+{
+	char errbuf[256];
+
+	PQcancel(arg, errbuf, sizeof errbuf);
+	PQfreeCancel(arg);
+	return NULL;
+}
+
+/* Ask the server to cancel the statement running on `c`, on a thread of its own: PQcancel
+ * waits for its answer without a limit (a host that takes the request and never answers),
+ * and a statement given up must not wait with it. When no thread can start, the request
+ * is sent here. */
+static void wait_cancel_ask(PGconn *c)
+{
+	PGcancel *cancel = PQgetCancel(c);
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	if (cancel == NULL)
+		return;
+	if (pthread_attr_init(&attr) != 0) {
+		wait_cancel_send(cancel);
+		return;
+	}
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	rc = pthread_create(&t, &attr, wait_cancel_send, cancel);
+	pthread_attr_destroy(&attr);
+	if (rc != 0)
+		wait_cancel_send(cancel);
+}
+
 PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 {
 	const struct db_pg_watch *w = wait_watch;
@@ -167,7 +203,7 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 				wait_cancel_ready = 1;
 			if (w != NULL && w->stop != NULL && why == NULL &&
 			    (why = w->stop()) != NULL) {
-				db_pg_wait_cancel();
+				wait_cancel_ask(c);
 				stop_at = now;
 			}
 			if (why != NULL && now - stop_at >= WAIT_CANCEL_MS) {
