@@ -8,6 +8,15 @@ from supervisor_helpers import Supervisor, sql, wait_for
 from test_fleet import new_pg_db
 
 
+def assert_refused_naming(url, want):
+    """`db check` exits 2 and the supervisor 1, each naming `want`, the missing index."""
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and "missing 1 unique index" in r.err and want in r.err, r
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and want in r.err, r
+
+
 @pytest.mark.parametrize("table,columns", [
     ("events", "attempt_id, seq"),
     ("drain_session_results", "session_id, attempt_id"),
@@ -21,12 +30,7 @@ def test_a_dropped_primary_key_that_commits_name_is_refused(tmp, pg_url, table, 
     specification`) until it gave up on the database, exit 3."""
     url = new_pg_db(tmp, pg_url, runs=1, phases=2)
     sql(url, "ALTER TABLE %s DROP CONSTRAINT %s_pkey" % (table, table))
-    want = "the primary key of %s (%s)" % (table, columns)
-    r = ctl("--db", url, "db", "check")
-    assert r.rc == 2 and "missing 1 unique index" in r.err and want in r.err, r
-    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
-            "--exit-when-drained", timeout=120)
-    assert r.rc == 1 and want in r.err, r
+    assert_refused_naming(url, "the primary key of %s (%s)" % (table, columns))
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
     assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
     # The key made again (any unique index over its two columns): the database opens.
@@ -42,12 +46,7 @@ def test_a_dropped_index_of_one_open_attempt_per_run_is_refused(tmp, pg_url):
     before anything is written. Before, both opened it."""
     url = new_pg_db(tmp, pg_url, runs=1, phases=2)
     sql(url, "DROP INDEX ux_attempts_run_open")
-    want = "ux_attempts_run_open ON attempts(run_id) WHERE ended_at IS NULL"
-    r = ctl("--db", url, "db", "check")
-    assert r.rc == 2 and "missing 1 unique index" in r.err and want in r.err, r
-    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
-            "--exit-when-drained", timeout=120)
-    assert r.rc == 1 and want in r.err, r
+    assert_refused_naming(url, "ux_attempts_run_open ON attempts(run_id) WHERE ended_at IS NULL")
     assert sql(url, "SELECT count(*) FROM supervisors") == [(0,)]
     assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
     # Made again as autopack's schema declares it: the database opens.
