@@ -39,6 +39,23 @@ def assert_names_the_lock(line, holder, table="phases"):
     assert "pg_terminate_backend" in line, line
 
 
+def stop_a_start_behind(tmp, url, con, table="phases"):
+    """Start a supervisor on `url` while `con` holds `table`; once it reports its wait,
+    check that the report names the lock and its holder, send SIGTERM and check it exits
+    0. Returns the report's line and the supervisor's stderr."""
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    try:
+        wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                 what="the start's report of its wait")
+        line = [x for x in sup.stderr().splitlines() if "has not answered" in x][0]
+        assert_names_the_lock(line, con.get_backend_pid(), table)
+        sup.signal(signal.SIGTERM)
+        assert sup.wait(60) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    return line, sup.stderr()
+
+
 def test_a_supervisor_starting_behind_a_lock_says_so_and_stops_on_sigterm(tmp, pg_url):
     """Before, it waited without a word for as long as the lock was held (29 s in one
     try), and a SIGTERM waited with it: it was taken only once the lock was released and
@@ -46,20 +63,10 @@ def test_a_supervisor_starting_behind_a_lock_says_so_and_stops_on_sigterm(tmp, p
     url = new_pg_db(tmp, pg_url, runs=2, phases=2)
     con = lock_phases(url)
     try:
-        holder = con.get_backend_pid()
-        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
-        try:
-            wait_for(lambda: "has not answered" in sup.stderr(), 60,
-                     what="the start's report of its wait")
-            line = [x for x in sup.stderr().splitlines() if "has not answered" in x][0]
-            assert "starting: the database has not answered for 2 s" in line, line
-            assert_names_the_lock(line, holder)
-            assert "SIGTERM or SIGINT stops the supervisor" in line, line
-            sup.signal(signal.SIGTERM)
-            assert sup.wait(60) == 0, sup.stderr()
-        finally:
-            sup.kill()
-        assert "[STOP] received Terminated while starting" in sup.stderr()
+        line, err = stop_a_start_behind(tmp, url, con)
+        assert "starting: the database has not answered for 2 s" in line, line
+        assert "SIGTERM or SIGINT stops the supervisor" in line, line
+        assert "[STOP] received Terminated while starting" in err
         # Its statement was cancelled on the server: nothing waits for the lock still held.
         wait_for(lambda: lock_waiters(url) == 0, 30, what="the statement cancelled")
     finally:
@@ -76,17 +83,7 @@ def test_a_supervisor_registered_and_stopped_behind_a_lock_leaves_the_fleet(tmp,
     url = new_pg_db(tmp, pg_url, runs=2, phases=2)
     con = lock_phases(url, "drain_sessions")
     try:
-        holder = con.get_backend_pid()
-        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
-        try:
-            wait_for(lambda: "has not answered" in sup.stderr(), 60,
-                     what="the start's report of its wait")
-            line = [x for x in sup.stderr().splitlines() if "has not answered" in x][0]
-            assert_names_the_lock(line, holder, "drain_sessions")
-            sup.signal(signal.SIGTERM)
-            assert sup.wait(60) == 0, sup.stderr()
-        finally:
-            sup.kill()
+        stop_a_start_behind(tmp, url, con, "drain_sessions")
     finally:
         con.rollback()
         con.close()
@@ -140,6 +137,27 @@ def test_a_supervisor_starting_behind_a_lock_drains_once_it_is_released(tmp, pg_
     assert sql(url, "SELECT count(*) FROM attempts") == [(4,)]
 
 
+def interrupt_a_command(tmp, url, command, before=None):
+    """Run `autopack-ctl --db url command`; once it reports its wait, call `before` (if
+    given), send SIGINT and check it ends by the signal. Returns its stderr."""
+    err_path = os.path.join(str(tmp), "ctl.err")
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url] + command,
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: "has not answered" in open(err_path).read(), 60,
+                 what="the command's report of its wait")
+        if before is not None:
+            before()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == -signal.SIGINT
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return open(err_path).read()
+
+
 @pytest.mark.parametrize("command", [["db", "check"], ["failed"], ["run", "import"]])
 def test_an_offline_command_behind_a_lock_says_so_and_ends_on_sigint(tmp, pg_url, command):
     """Before, `autopack-ctl` waited without a word; Ctrl-C ended it, and its statement
@@ -152,24 +170,10 @@ def test_an_offline_command_behind_a_lock_says_so_and_ends_on_sigint(tmp, pg_url
         url = new_pg_db(tmp, pg_url, runs=1, phases=2)
     runs = sql(url, "SELECT count(*) FROM runs")
     con = lock_phases(url)
-    err_path = os.path.join(str(tmp), "ctl.err")
     try:
-        holder = con.get_backend_pid()
-        with open(err_path, "w") as err:
-            proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url] + command,
-                                    stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            wait_for(lambda: "has not answered" in open(err_path).read(), 60,
-                     what="the command's report of its wait")
-            line = open(err_path).read()
-            assert line.startswith("autopack-ctl: the database has not answered for 2 s"), line
-            assert_names_the_lock(line, holder)
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(60) == -signal.SIGINT
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        line = interrupt_a_command(tmp, url, command)
+        assert line.startswith("autopack-ctl: the database has not answered for 2 s"), line
+        assert_names_the_lock(line, con.get_backend_pid())
         wait_for(lambda: lock_waiters(url) == 0, 30, what="the statement cancelled")
     finally:
         con.rollback()
@@ -294,21 +298,8 @@ def test_sigint_ends_a_command_whose_cancel_request_is_never_answered(tmp, pg_ur
     url = new_pg_db(tmp, pg_url, runs=1, phases=2)
     proxy = DarkProxy(url)
     con = lock_phases(url)
-    err_path = os.path.join(str(tmp), "ctl.err")
     try:
-        with open(err_path, "w") as err:
-            proc = subprocess.Popen([binpath("autopack-ctl"), "--db", proxy.url, "failed"],
-                                    stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            wait_for(lambda: "has not answered" in open(err_path).read(), 60,
-                     what="the command's report of its wait")
-            proxy.go_dark()
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(60) == -signal.SIGINT
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        interrupt_a_command(tmp, proxy.url, ["failed"], proxy.go_dark)
     finally:
         con.rollback()
         con.close()
