@@ -335,3 +335,37 @@ def test_sigterm_ends_a_start_whose_cancellation_is_never_answered(tmp, pg_url, 
         con.rollback()
         con.close()
         proxy.close()
+
+
+def test_sigint_at_the_start_of_a_command_s_wait_cancels_its_statement(tmp, pg_url):
+    """A SIGINT in the first 100 ms of a statement sent no cancel request (the request was
+    made after one step of the wait): the command ended and its statement stayed queued on
+    the server behind the lock until the lock was released."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    con = lock_phases(url)
+    watch = connect(url)
+    watch.autocommit = True
+    try:
+        cur = watch.cursor()
+
+        def waiters():
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                        " current_database() AND wait_event_type = 'Lock'")
+            return cur.fetchone()[0]
+
+        proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url, "failed"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: waiters() > 0, 60, step=0.001, what="the statement queued")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == -signal.SIGINT
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        wait_for(lambda: waiters() == 0, 30, what="the statement cancelled")
+    finally:
+        watch.close()
+        con.rollback()
+        con.close()

@@ -27,8 +27,11 @@ static struct {
 static unsigned wait_next;
 /* What the last statement waited for, as last reported ("" when it was not). */
 static char wait_reported[1024];
-/* The cancel request of the statement waiting now, once it has waited a step. */
+/* The cancel request of the connection of the statement waiting now (wait_cancel_ready
+ * while one waits): made once per connection, kept for its next statements. */
 static PGcancel *wait_cancel;
+static const PGconn *wait_cancel_conn;
+static int wait_cancel_pid;
 static volatile sig_atomic_t wait_cancel_ready;
 
 void db_pg_wait_watch(const struct db_pg_watch *w)
@@ -138,6 +141,22 @@ static void wait_what(PGconn *c, char *out, size_t n)
 	PQfinish(side);
 }
 
+/* Make the cancel request of `c` ready for db_pg_wait_cancel, from the start of its
+ * statement: the one of its last statement when the connection is the same server
+ * process, else a new one. When none can be made (out of memory), none is ready. */
+static void wait_cancel_arm(PGconn *c)
+{
+	int pid = PQbackendPID(c);
+
+	if (wait_cancel == NULL || wait_cancel_conn != c || wait_cancel_pid != pid) {
+		PQfreeCancel(wait_cancel);
+		wait_cancel = PQgetCancel(c);
+		wait_cancel_conn = c;
+		wait_cancel_pid = pid;
+	}
+	wait_cancel_ready = wait_cancel != NULL;
+}
+
 /* Send the cancel request `arg` (a PGcancel, freed here) and wait for its answer. */
 static void *wait_cancel_send(void *arg)
 {
@@ -185,6 +204,7 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 	wait_reported[0] = '\0';
 	if (!sent)
 		return NULL;
+	wait_cancel_arm(c);
 	while (!unanswered) {
 		PGresult *r;
 		ExecStatusType st;
@@ -199,8 +219,6 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 			now = clock_mono_ms();
 			if (pr != 0 || now - start < WAIT_STEP_MS)
 				continue;
-			if (!wait_cancel_ready && (wait_cancel = PQgetCancel(c)) != NULL)
-				wait_cancel_ready = 1;
 			if (w != NULL && w->stop != NULL && why == NULL &&
 			    (why = w->stop()) != NULL) {
 				wait_cancel_ask(c);
@@ -227,11 +245,7 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 		    PQstatus(c) == CONNECTION_BAD)
 			break;
 	}
-	if (wait_cancel_ready) {
-		wait_cancel_ready = 0;
-		PQfreeCancel(wait_cancel);
-		wait_cancel = NULL;
-	}
+	wait_cancel_ready = 0;
 	now = clock_mono_ms();
 	ms = now - start;
 	if (ms >= WAIT_STEP_MS) {

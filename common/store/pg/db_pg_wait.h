@@ -43,8 +43,8 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql);
 uint64_t db_pg_waited(uint64_t from, uint64_t to, char *sql, size_t n);
 /* What the last statement was last reported waiting for ("" when it was not). */
 const char *db_pg_wait_reported(void);
-/* Cancel the statement waiting now, if it has waited for 100 ms or more; safe in a
- * signal handler (PQcancel). */
+/* Cancel the statement waiting now, if any, from the start of its wait; safe in a signal
+ * handler (PQcancel). */
 void db_pg_wait_cancel(void);
 
 #endif
