@@ -5,6 +5,8 @@ memory, where the API keys are. Where the kernel refuses the namespaces, checks 
 before, with one warning per worker saying what they can do."""
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import uuid
@@ -283,11 +285,12 @@ for _ in range(1200):
 '''
 
 
-def fill_then_probe(tmp, until_attempt):
+def fill_then_probe(tmp, until_attempt, then=None):
     """Drain a run whose check uses up its user's namespaces (6: its own and 5 more) and
     holds them until the check of attempt `until_attempt` of a second run's probe has
-    started, on a second worker started once they are used up. Returns the supervisor's
-    stderr, the attempts, the probe check's user namespace and the supervisor's."""
+    started, on a second worker started once they are used up (then `then(sup, ws)` is
+    called, if given). Returns the supervisor's stderr, the attempts, the probe check's
+    user namespace and the supervisor's."""
     needs_namespaces()
     tmp = str(tmp)
     fill = FILL_NAMESPACES.replace("__a2.", "__a%d." % until_attempt)
@@ -307,6 +310,8 @@ def fill_then_probe(tmp, until_attempt):
         wait_for(lambda: os.path.exists(os.path.join(ws, "full")), 120, what="full")
         sup_ns.append(os.readlink("/proc/%d/ns/user" % sup.proc.pid))
         assert sup.ctl("scale", "2").rc == 0
+        if then is not None:
+            then(sup, ws)
 
     sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, "--max-attempts-per-phase", 1000,
                                "--max-fingerprint-repeats", 1000, env=KEY, prefix=prefix,
@@ -350,6 +355,33 @@ def test_a_check_waits_for_namespaces_used_up_for_a_moment_instead_of_failing_at
     err, probes, probe_ns, sup_ns = fill_then_probe(tmp, 1)
     assert probe_ns != sup_ns
     assert [(a["outcome"], a["failure_reason"]) for a in probes] == [("success", None)], probes
+
+
+def test_a_stop_signal_from_outside_while_a_check_waits_for_namespaces_is_a_stop(tmp):
+    """A stop signal from outside (a service manager signalling every process: SIGHUP here)
+    that came while the check waited for its user's namespaces ended the attempt
+    CHECK_NOT_RUN, `tried 1 time(s)`, the phase's failure; it now ends it as a stop taken
+    while the check runs: the worker leaves the phase to the supervisor."""
+    def hang_up_the_second_worker(sup, ws):
+        log = os.path.join(ws, ".autopack/logs/b-probe__probe__a1.stdout.txt")
+        wait_for(lambda: os.path.exists(log), 60, what="the probe's check started")
+        with open("/proc/%d/task/%d/children" % (sup.proc.pid, sup.proc.pid)) as f:
+            worker = max(int(p) for p in f.read().split())
+        # Again until the worker leaves: one that came before the check began is not its.
+        def hung_up():
+            try:
+                os.kill(worker, signal.SIGHUP)
+            except ProcessLookupError:
+                return True
+            return False
+        wait_for(hung_up, 60, what="the second worker gone")
+
+    err, probes, probe_ns, sup_ns = fill_then_probe(tmp, 2, hang_up_the_second_worker)
+    assert re.search(r"stopped by a signal from outside while it waited: tried [0-9] time",
+                     err), err
+    assert "leaving the phase to the supervisor" in err, err
+    assert probes[-1]["outcome"] == "success", probes
+    assert all(a["failure_reason"] != "CHECK_NOT_RUN" for a in probes), probes
 
 
 CHECK_INIT_REFUSALS = [

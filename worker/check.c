@@ -923,7 +923,8 @@ static bool check_ns_pause(const struct check_spec *spec, uint64_t ms)
  * choose them: each namespace the kernel refuses gives way to the next (a PID namespace
  * alone needs root), with one warning naming what was refused and what a check can then
  * do. Namespaces of its user used up for now are waited for (CHECK_NS_TRIES). Returns the
- * pid, or -1 with `err`. */
+ * pid, or -1 with `err`, or -2 with `err` when a stop signal from outside ended that
+ * wait. */
 static pid_t check_start(
     const struct check_spec *spec, int out_fd, int err_fd, int *ns_fd, char *err, size_t errlen)
 {
@@ -950,9 +951,11 @@ static pid_t check_start(
 				continue;
 			}
 			k = strlen(err);
-			snprintf(err + k, errlen - k, "; tried %d time(s) over %.1f s", tries,
-			    (double)(clock_mono_ms() - first) / 1000.0);
-			return -1;
+			snprintf(err + k, errlen - k, "; %stried %d time(s) over %.1f s",
+			    check_stop_seen ? "stopped by a signal from outside while it waited: " :
+			                      "",
+			    tries, (double)(clock_mono_ms() - first) / 1000.0);
+			return check_stop_seen ? -2 : -1;
 		}
 		if (pid == -4) {
 			snprintf(net_why, sizeof net_why, "%s", err);
@@ -1075,6 +1078,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	check_stop_seen = 0;
 	check_tmpdir_choose();
 	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], &ns_fd, err, errlen);
+	out->stopped_from_outside = pid == -2;
 	for (i = 0; i < 2; i++) {
 		close(pipe_fd[i][1]);
 		pipe_fd[i][1] = -1;

@@ -69,7 +69,8 @@ bool check_dir_holds_system(const char *dir, char *what, size_t n);
 bool check_dir_at_runtime(const char *dir, char *what, size_t n);
 
 /* Run the check. Returns 0 when the command ran (whatever its status), or -1 with `err`
- * when it could not be started (log files, fork). */
+ * when it could not be started (log files, fork; out->stopped_from_outside when a stop
+ * signal from outside ended its wait for its user's namespaces). */
 int check_run(const struct check_spec *spec, struct check_result *out, char *err, size_t errlen);
 void check_result_free(struct check_result *r);
 

@@ -631,6 +631,7 @@ static bool phase_check(struct phase_ctx *pc)
 	spec.deadline_mono_ms = pc->deadline != 0 ? pc->deadline : UINT64_MAX;
 	phase_heartbeat(pc); /* the events so far leave before the command runs */
 	if (check_run(&spec, &r, err, sizeof err) < 0) {
+		pc->interrupted = r.stopped_from_outside;
 		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_NOT_RUN, FP_STAGE_CHECK, "%s", err);
 		check_result_free(&r);
 		return false;
