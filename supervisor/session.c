@@ -89,23 +89,41 @@ static void session_start_waiting(double seconds, const char *what)
 static struct sup *session_starting;
 
 /* End a start stopped by a signal while it waited for the database: exit 0, as a stop
- * taken as the drain begins would, having dispatched nothing; a supervisor registered
- * already leaves the fleet (its transaction, the cancelled statement's, rolled back). */
-static void session_start_stopped(const char *why, double seconds)
+ * taken as the drain begins would, having dispatched nothing. A supervisor registered
+ * already leaves the fleet (its transaction, the cancelled statement's, rolled back) and
+ * records the end of a session it had opened, as that stop would. When the server left
+ * the cancellation unanswered, its connection is busy with the statement: nothing more is
+ * written (a statement would wait for the server without a limit), and the log says what
+ * stays behind. */
+static void session_start_stopped(const char *why, double seconds, bool answered)
 {
 	struct sup *s = session_starting;
 	struct store_err err;
+	bool left = false;
 
 	db_pg_wait_watch(NULL);
-	if (s != NULL && s->sd != NULL && s->fleet_id > 0) {
+	if (s != NULL && s->sd != NULL && s->fleet_id > 0 && !answered)
+		log_warn("the database did not answer the cancellation: this supervisor does not "
+		         "leave the fleet (its row stays live until the others declare it lost, "
+		         "%.0f s after its last heartbeat)%s%s%s",
+		    (double)s->cfg.lease_timeout_ms / 1000.0,
+		    s->session_id != NULL ? ", and drain session " : "",
+		    s->session_id != NULL ? s->session_id : "",
+		    s->session_id != NULL ? ", if recorded, stays open (interrupted)" : "");
+	else if (s != NULL && s->sd != NULL && s->fleet_id > 0) {
 		store_drain_rollback(s->sd);
 		if (store_fleet_leave(s->sd, NULL, &err) != 0)
 			log_error("%s", err.text);
+		else
+			left = true;
 	}
+	if (left && s->session_id != NULL && fleet_finish(s) &&
+	    store_drain_session_close(s->sd, s->session_id, why, &err) != 0)
+		log_error("%s", err.text);
 	log_info("[STOP] %s while starting, after waiting %.1f s for the database (its "
-	         "statement's cancellation was sent to the server); nothing was dispatched; exit "
-	         "status 0",
-	    why, seconds);
+	         "statement's cancellation was sent to the server%s); nothing was dispatched; "
+	         "exit status 0",
+	    why, seconds, answered ? "" : ", and left unanswered");
 	exit(0);
 }
 

@@ -369,3 +369,57 @@ def test_sigint_at_the_start_of_a_command_s_wait_cancels_its_statement(tmp, pg_u
         watch.close()
         con.rollback()
         con.close()
+
+
+def start_session(url):
+    """The drain session of the test's database: its end and stop reason."""
+    return sql(url, "SELECT completed_at IS NOT NULL, stop_reason FROM drain_sessions")
+
+
+def test_a_start_stopped_once_its_session_is_recorded_records_its_end(tmp, pg_url):
+    """Stopped while it reads the estimator's coefficients, its session recorded already,
+    the supervisor left that session open: `session list` showed it interrupted. Its end
+    is now recorded as a stop at the drain's start records it."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    con = lock_phases(url, "estimator_coefficients")
+    try:
+        stop_a_start_behind(tmp, url, con, "estimator_coefficients")
+    finally:
+        con.rollback()
+        con.close()
+    assert sql(url, "SELECT state FROM supervisors") == [("stopped",)]
+    assert start_session(url) == [(True, "received Terminated")]
+
+
+def test_a_start_whose_cancellation_is_never_answered_says_what_stays_behind(tmp, pg_url):
+    """The server goes silent while a registered supervisor's start waits behind a lock,
+    and the statement is given up 2 s after SIGTERM: its connection is busy with it. The
+    supervisor then wrote its rollback and its leave of the fleet on that connection,
+    which failed (`another command is already in progress`). It now writes nothing more
+    and says that its row stays live until the others declare it lost, and its session
+    open."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    proxy = DarkProxy(url)
+    con = lock_phases(url, "estimator_coefficients")
+    try:
+        sup = Supervisor(tmp, proxy.url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            proxy.go_silent()
+            sup.signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, sup.stderr()
+        finally:
+            sup.kill()
+        err = sup.stderr()
+        assert "another command is already in progress" not in err, err
+        assert "the database did not answer the cancellation: this supervisor does not" \
+            " leave the fleet (its row stays live until the others declare it lost" in err, err
+        assert re.search(r"and drain session drain-[0-9-]+, if recorded, stays open", err), err
+        assert "cancellation was sent to the server, and left unanswered)" in err, err
+    finally:
+        con.rollback()
+        con.close()
+        proxy.close()
+    assert sql(url, "SELECT state FROM supervisors") == [("live",)]
+    assert start_session(url) == [(False, None)]

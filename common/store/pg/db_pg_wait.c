@@ -256,6 +256,6 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 		snprintf(wait_kept[i].sql, sizeof wait_kept[i].sql, "%s", sql);
 	}
 	if (why != NULL && w->stopped != NULL)
-		w->stopped(why, (double)ms / 1000.0);
+		w->stopped(why, (double)ms / 1000.0, !unanswered);
 	return last;
 }

@@ -23,8 +23,11 @@ struct db_pg_watch {
 	/* Asked every 100 ms of a wait: the reason to give it up (the statement is cancelled
 	 * on the server and fails saying so), or NULL to go on waiting. */
 	const char *(*stop)(void);
-	/* Called once a statement given up has been cancelled; may end the process. */
-	void (*stopped)(const char *why, double seconds);
+	/* Called once a statement given up has been cancelled; may end the process.
+	 * `answered`: the server ended it (the connection can take another statement); else
+	 * it left the cancellation unanswered 2 s after the stop, and the connection is busy
+	 * with it (another statement would wait for its answer without a limit). */
+	void (*stopped)(const char *why, double seconds, bool answered);
 };
 
 /* Watch this process's waits with `w` (NULL: wait silently, as long as it takes). */
