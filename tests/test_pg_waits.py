@@ -39,6 +39,11 @@ def assert_names_the_lock(line, holder, table="phases"):
     assert "pg_terminate_backend" in line, line
 
 
+def start_session(url):
+    """The drain session of the test's database: its end and stop reason."""
+    return sql(url, "SELECT completed_at IS NOT NULL, stop_reason FROM drain_sessions")
+
+
 def stop_a_start_behind(tmp, url, con, table="phases"):
     """Start a supervisor on `url` while `con` holds `table`; once it reports its wait,
     check that the report names the lock and its holder, send SIGTERM and check it exits
@@ -76,19 +81,25 @@ def test_a_supervisor_starting_behind_a_lock_says_so_and_stops_on_sigterm(tmp, p
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
 
 
-def test_a_supervisor_registered_and_stopped_behind_a_lock_leaves_the_fleet(tmp, pg_url):
+@pytest.mark.parametrize("table, session", [
+    ("drain_sessions", []),
+    ("estimator_coefficients", [(True, "received Terminated")])])
+def test_a_supervisor_registered_and_stopped_behind_a_lock_leaves_the_fleet(
+        tmp, pg_url, table, session):
     """Stopped while it waits for a lock once registered (choosing its session: the test
     holds drain_sessions), it leaves the fleet (its row `stopped`), not `live` for the
-    others to declare lost."""
+    others to declare lost. Stopped once its session is recorded (reading the estimator's
+    coefficients), it records the session's end as a stop at the drain's start does;
+    before, it left the session open (`session list` showed it interrupted)."""
     url = new_pg_db(tmp, pg_url, runs=2, phases=2)
-    con = lock_phases(url, "drain_sessions")
+    con = lock_phases(url, table)
     try:
-        stop_a_start_behind(tmp, url, con, "drain_sessions")
+        stop_a_start_behind(tmp, url, con, table)
     finally:
         con.rollback()
         con.close()
     assert sql(url, "SELECT state FROM supervisors") == [("stopped",)]
-    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+    assert start_session(url) == session
 
 
 def test_a_lock_given_up_after_lock_timeout_while_starting_names_its_holder(tmp, pg_url):
@@ -137,16 +148,20 @@ def test_a_supervisor_starting_behind_a_lock_drains_once_it_is_released(tmp, pg_
     assert sql(url, "SELECT count(*) FROM attempts") == [(4,)]
 
 
-def interrupt_a_command(tmp, url, command, before=None):
-    """Run `autopack-ctl --db url command`; once it reports its wait, call `before` (if
-    given), send SIGINT and check it ends by the signal. Returns its stderr."""
+def interrupt_a_command(tmp, url, command, before=None, when=None):
+    """Run `autopack-ctl --db url command`; once it reports its wait (or once `when()`,
+    if given, polled every millisecond), call `before` (if given), send SIGINT and check it
+    ends by the signal. Returns its stderr."""
     err_path = os.path.join(str(tmp), "ctl.err")
     with open(err_path, "w") as err:
         proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url] + command,
                                 stdout=subprocess.DEVNULL, stderr=err)
     try:
-        wait_for(lambda: "has not answered" in open(err_path).read(), 60,
-                 what="the command's report of its wait")
+        if when is not None:
+            wait_for(when, 60, step=0.001, what="the command's statement waiting")
+        else:
+            wait_for(lambda: "has not answered" in open(err_path).read(), 60,
+                     what="the command's report of its wait")
         if before is not None:
             before()
         proc.send_signal(signal.SIGINT)
@@ -353,42 +368,12 @@ def test_sigint_at_the_start_of_a_command_s_wait_cancels_its_statement(tmp, pg_u
                         " current_database() AND wait_event_type = 'Lock'")
             return cur.fetchone()[0]
 
-        proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url, "failed"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_for(lambda: waiters() > 0, 60, step=0.001, what="the statement queued")
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(60) == -signal.SIGINT
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stderr.close()
+        interrupt_a_command(tmp, url, ["failed"], when=lambda: waiters() > 0)
         wait_for(lambda: waiters() == 0, 30, what="the statement cancelled")
     finally:
         watch.close()
         con.rollback()
         con.close()
-
-
-def start_session(url):
-    """The drain session of the test's database: its end and stop reason."""
-    return sql(url, "SELECT completed_at IS NOT NULL, stop_reason FROM drain_sessions")
-
-
-def test_a_start_stopped_once_its_session_is_recorded_records_its_end(tmp, pg_url):
-    """Stopped while it reads the estimator's coefficients, its session recorded already,
-    the supervisor left that session open: `session list` showed it interrupted. Its end
-    is now recorded as a stop at the drain's start records it."""
-    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
-    con = lock_phases(url, "estimator_coefficients")
-    try:
-        stop_a_start_behind(tmp, url, con, "estimator_coefficients")
-    finally:
-        con.rollback()
-        con.close()
-    assert sql(url, "SELECT state FROM supervisors") == [("stopped",)]
-    assert start_session(url) == [(True, "received Terminated")]
 
 
 def test_a_start_whose_cancellation_is_never_answered_says_what_stays_behind(tmp, pg_url):
