@@ -408,3 +408,27 @@ def test_a_start_whose_cancellation_is_never_answered_says_what_stays_behind(tmp
         proxy.close()
     assert sql(url, "SELECT state FROM supervisors") == [("live",)]
     assert start_session(url) == [(False, None)]
+
+
+def test_a_start_whose_wait_cannot_be_described_still_stops_on_sigterm(tmp, pg_url):
+    """The statement that describes a wait (on a connection of its own) is itself left
+    unanswered: another session holds pg_locks, which it reads. The report says the wait
+    could not be read, 2 s later, and SIGTERM still ends the start. Before, the report
+    waited for its answer without a limit, and the start with it: no report came, and a
+    SIGTERM was never taken."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    con = lock_phases(url)
+    con.cursor().execute("LOCK TABLE pg_catalog.pg_locks IN ACCESS EXCLUSIVE MODE")
+    try:
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            assert "could not be read (no answer within 2 s)" in sup.stderr(), sup.stderr()
+            sup.signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, sup.stderr()
+        finally:
+            sup.kill()
+    finally:
+        con.rollback()
+        con.close()

@@ -15,6 +15,8 @@
 /* How long a statement given up waits for the server to answer its cancellation before it
  * is left unanswered (a server gone silent, its host refusing the cancel request). */
 #define WAIT_CANCEL_MS 2000
+/* How long the statement that describes a wait waits for its answer. */
+#define WAIT_SIDE_MS 2000
 
 static const struct db_pg_watch *wait_watch;
 #define WAIT_KEPT 16
@@ -72,9 +74,37 @@ void db_pg_wait_cancel(void)
 		PQcancel(wait_cancel, errbuf, sizeof errbuf);
 }
 
+/* The result of `sql` with its one parameter run on `side`, or NULL when it could not be
+ * sent or its answer did not come within WAIT_SIDE_MS (the catalog views it reads locked
+ * by another session, a server or network gone silent). */
+static PGresult *wait_side_exec(PGconn *side, const char *sql, const char *const *param)
+{
+	uint64_t until = clock_mono_ms() + WAIT_SIDE_MS;
+	PGresult *r, *last = NULL;
+
+	if (!PQsendQueryParams(side, sql, 1, NULL, param, NULL, NULL, 0))
+		return NULL;
+	while (PQisBusy(side)) {
+		struct pollfd pfd = { .fd = PQsocket(side), .events = POLLIN };
+		uint64_t now = clock_mono_ms();
+		int pr;
+
+		if (now >= until)
+			return NULL;
+		pr = poll(&pfd, 1, (int)(until - now));
+		if ((pr < 0 && errno != EINTR) || (pr > 0 && !PQconsumeInput(side)))
+			return NULL;
+	}
+	while ((r = PQgetResult(side)) != NULL) {
+		PQclear(last);
+		last = r;
+	}
+	return last;
+}
+
 /* What the server session of `c` waits for, read on a connection of its own made with the
- * same parameters (2 s at most to connect): the locks it waits for and the server
- * processes that hold them, with how to find and end them; else its wait event. */
+ * same parameters (2 s at most to connect, 2 s to answer): the locks it waits for and the
+ * server processes that hold them, with how to find and end them; else its wait event. */
 static void wait_what(PGconn *c, char *out, size_t n)
 {
 	static const char sql[] =
@@ -116,7 +146,7 @@ static void wait_what(PGconn *c, char *out, size_t n)
 	snprintf(pid, sizeof pid, "%d", PQbackendPID(c));
 	param[0] = pid;
 	if (side != NULL && PQstatus(side) == CONNECTION_OK)
-		r = PQexecParams(side, sql, 1, NULL, param, NULL, NULL, 0);
+		r = wait_side_exec(side, sql, param);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
 		snprintf(out, n,
 		    "it waits for %s, held by %s (SELECT * FROM pg_locks WHERE pid IN (%s) lists "
@@ -131,9 +161,10 @@ static void wait_what(PGconn *c, char *out, size_t n)
 		    "what server process %s waits for could not be read (%s); pg_locks and "
 		    "pg_stat_activity show it",
 		    pid,
-		    side == NULL  ? "out of memory" :
-		        r != NULL ? PQresultErrorMessage(r) :
-		                    PQerrorMessage(side));
+		    side == NULL                        ? "out of memory" :
+		        r != NULL                       ? PQresultErrorMessage(r) :
+		        PQstatus(side) == CONNECTION_OK ? "no answer within 2 s" :
+		                                          PQerrorMessage(side));
 	for (char *p = out; *p != '\0'; p++)
 		if (*p == '\n')
 			*p = ' ';
