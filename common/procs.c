@@ -73,25 +73,40 @@ struct procs_stat {
 	pid_t sid;
 };
 
+const char *procs_stat_text(pid_t pid, char *buf, size_t n)
+{
+	char path[32], *p;
+	size_t got = 0;
+	ssize_t k;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (n < 2 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	while (got < n - 1) {
+		k = read(fd, buf + got, n - 1 - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	close(fd);
+	buf[got] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold anything but ends at the last ')'. */
+	if (got == 0 || (p = strrchr(buf, ')')) == NULL)
+		return NULL;
+	return p + 1;
+}
+
 /* Read /proc/<pid>/stat. Returns 0, or -1 when the process is gone. */
 static int procs_stat_read(pid_t pid, struct procs_stat *st)
 {
-	char path[32], buf[512], *p;
-	int fd, ppid, pgrp, sid;
-	ssize_t n;
+	char buf[512];
+	const char *p = procs_stat_text(pid, buf, sizeof buf);
+	int ppid, pgrp, sid;
 
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return -1;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* "pid (comm) state ppid pgrp session ...": comm may hold anything but ends at the
-	 * last ')'. */
-	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 1, " %c %d %d %d", &st->state, &ppid, &pgrp, &sid) != 4)
+	if (p == NULL || sscanf(p, " %c %d %d %d", &st->state, &ppid, &pgrp, &sid) != 4)
 		return -1;
 	st->ppid = ppid;
 	st->sid = sid;
