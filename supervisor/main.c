@@ -692,6 +692,7 @@ int main(int argc, char **argv)
 	pool_init(s);
 	lease_kick(s);
 	lifecycle_check_done(s);
+	session_started(s);
 
 	uv_run(&loop, UV_RUN_DEFAULT);
 
