@@ -89,8 +89,10 @@ static void session_start_waiting(double seconds, const char *what)
 static struct sup *session_starting;
 
 /* The supervisor registered in the fleet whose loop has not started yet (its start may
- * still fail), and the stop reason its session gets if it does. */
+ * still fail), its process (a child that exits leaves nothing), and the stop reason its
+ * session gets if it does. */
 static struct sup *session_unstarted;
+static pid_t session_unstarted_pid;
 static const char *session_unstarted_why = "refused to start";
 
 /* How long the leave of a failed start may wait for the database. */
@@ -129,7 +131,7 @@ static void session_start_abandon(void)
 	bool lost = false;
 
 	session_unstarted = NULL;
-	if (s == NULL || s->sd == NULL || s->fleet_id <= 0)
+	if (s == NULL || s->sd == NULL || s->fleet_id <= 0 || getpid() != session_unstarted_pid)
 		return;
 	session_leave_deadline = clock_mono_ms() + SESSION_LEAVE_WAIT_MS;
 	db_pg_wait_watch(&watch);
@@ -369,6 +371,7 @@ void session_prepare(struct sup *s)
 	if (store_fleet(s->st)) {
 		fleet_register(s);
 		session_unstarted = s;
+		session_unstarted_pid = getpid();
 		atexit(session_start_abandon);
 	} else if (store_drain_recover(s->sd, &closed, &err) != 0)
 		log_fatal(1, "%s", err.text);
