@@ -68,7 +68,7 @@ def test_a_drain_works_at_the_minimum_stack_limit(tmp, backend_url):
         assert r.returncode == 0, (cmd, r)
 
 
-@pytest.mark.parametrize("kib", [16, STACK_MIN_KIB - 1])
+@pytest.mark.parametrize("kib", [16, 32, STACK_MIN_KIB - 1])
 @pytest.mark.parametrize("name", ["autopack-ctl", "autopack-supervisor", "autopack-worker"])
 def test_under_the_minimum_each_program_refuses_to_start_naming_the_limit(tmp, name, kib):
     db = os.path.join(str(tmp), "autopack.db")
