@@ -6,7 +6,7 @@
  * stall, what the workers sent meanwhile is read before any of them is judged. */
 #include "supervisor/sup.h"
 #include "common/log.h"
-#include "common/store/pg/db_pg_wait.h"
+#include "common/store/db_waited.h"
 
 #define LAG_TICK_MS 100
 #define LAG_STALL_MS 1000 /* lateness logged as a stall */
@@ -29,13 +29,15 @@ void lag_init(struct sup *s)
 }
 
 /* Log a stall of `late` ms, from loop time `due` to `now`: one spent mostly waiting for
- * the database's answers names the database and the statement that waited longest, not
+ * the database (PostgreSQL's answers; on SQLite, a lock another process held, a
+ * checkpoint, a slow disk) names the database and the statement that waited longest, not
  * the supervisor. */
-static void lag_stall_log(uint64_t late, uint64_t due, uint64_t now)
+static void lag_stall_log(struct sup *s, uint64_t late, uint64_t due, uint64_t now)
 {
 	char sql[120];
 	/* The loop's clock is coarser than the statements': a few ms either side. */
-	uint64_t db = db_pg_waited(due > 10 ? due - 10 : 0, now + 10, sql, sizeof sql);
+	uint64_t db = db_waited(due > 10 ? due - 10 : 0, now + 10, sql, sizeof sql);
+	bool pg = s->st != NULL && store_fleet(s->st); /* PostgreSQL */
 
 	if (db * 2 < late) {
 		log_warn(
@@ -46,11 +48,14 @@ static void lag_stall_log(uint64_t late, uint64_t due, uint64_t now)
 		return;
 	}
 	log_warn("the supervisor's loop stalled for %.1f s waiting for the database: its "
-	         "statements waited %.1f s for the server's answers (the longest: %s), for a "
-	         "lock another session held or a slow server or network, not for the "
-	         "supervisor itself; the workers' deadlines are extended by it, and what they "
-	         "sent meanwhile is read before any of them is judged",
-	    (double)late / 1000.0, (double)db / 1000.0, sql);
+	         "statements waited %.1f s %s (the longest: %s), %s, not for the supervisor "
+	         "itself; the workers' deadlines are extended by it, and what they sent "
+	         "meanwhile is read before any of them is judged",
+	    (double)late / 1000.0, (double)db / 1000.0,
+	    pg ? "for the server's answers" : "in SQLite", sql,
+	    pg ? "for a lock another session held or a slow server or network" :
+	         "for a lock another process held (a write transaction, a checkpoint) or a "
+	         "slow disk");
 }
 
 uint64_t lag_note(struct sup *s)
@@ -64,7 +69,7 @@ uint64_t lag_note(struct sup *s)
 		if (late >= LAG_STALL_MS) {
 			s->n.stalls++;
 			s->judge_after_ms = now + LAG_READ_MS;
-			lag_stall_log(late, due, now);
+			lag_stall_log(s, late, due, now);
 		}
 	}
 	if (now > s->lag_last_ms)

@@ -2,6 +2,7 @@
  * steps of 100 ms, so that a wait can be reported, measured and given up; a statement
  * answered at once costs what PQexec's own wait does. */
 #include "common/store/pg/db_pg_wait.h"
+#include "common/store/db_waited.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -19,14 +20,6 @@
 #define WAIT_SIDE_MS 2000
 
 static const struct db_pg_watch *wait_watch;
-#define WAIT_KEPT 16
-
-/* The last WAIT_KEPT waits of WAIT_STEP_MS or more: when, and for which statement. */
-static struct {
-	uint64_t start, end;
-	char sql[120];
-} wait_kept[WAIT_KEPT];
-static unsigned wait_next;
 /* What the last statement waited for, as last reported ("" when it was not). */
 static char wait_reported[1024];
 /* The cancel request of the connection of the statement waiting now (wait_cancel_ready
@@ -39,26 +32,6 @@ static volatile sig_atomic_t wait_cancel_ready;
 void db_pg_wait_watch(const struct db_pg_watch *w)
 {
 	wait_watch = w;
-}
-
-uint64_t db_pg_waited(uint64_t from, uint64_t to, char *sql, size_t n)
-{
-	uint64_t total = 0, longest = 0;
-
-	snprintf(sql, n, "%s", "");
-	for (unsigned i = 0; i < WAIT_KEPT; i++) {
-		uint64_t a = wait_kept[i].start > from ? wait_kept[i].start : from;
-		uint64_t b = wait_kept[i].end < to ? wait_kept[i].end : to;
-
-		if (wait_kept[i].end == 0 || b <= a)
-			continue;
-		total += b - a;
-		if (b - a > longest) {
-			longest = b - a;
-			snprintf(sql, n, "%s", wait_kept[i].sql);
-		}
-	}
-	return total;
 }
 
 const char *db_pg_wait_reported(void)
@@ -279,13 +252,7 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 	wait_cancel_ready = 0;
 	now = clock_mono_ms();
 	ms = now - start;
-	if (ms >= WAIT_STEP_MS) {
-		unsigned i = wait_next++ % WAIT_KEPT;
-
-		wait_kept[i].start = start;
-		wait_kept[i].end = now;
-		snprintf(wait_kept[i].sql, sizeof wait_kept[i].sql, "%s", sql);
-	}
+	db_waited_note(start, now, sql);
 	if (why != NULL && w->stopped != NULL)
 		w->stopped(why, (double)ms / 1000.0, !unanswered);
 	return last;

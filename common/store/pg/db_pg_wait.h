@@ -34,16 +34,11 @@ struct db_pg_watch {
 void db_pg_wait_watch(const struct db_pg_watch *w);
 /* After a PQsend* call on `c` that returned `sent`, wait for the statement's results and
  * return the last (an error's, if one failed), as PQexec would; NULL if nothing was sent.
- * `sql` names the statement for db_pg_wait_longest. When given up (the watch's stop), the
+ * `sql` names the statement for db_waited (common/store/db_waited.h). When given up (the watch's stop), the
  * statement is cancelled, its result is the cancellation's error (NULL, the connection
  * left busy, when the server has not answered it 2 s after), and the watch's stopped is
  * called. */
 PGresult *db_pg_wait(PGconn *c, int sent, const char *sql);
-/* How long this process's statements waited for the server's answers between the
- * monotonic times `from` and `to` (ms, CLOCK_MONOTONIC; waits under 100 ms not counted,
- * and only the last 16 waits kept); the first characters of the statement that waited
- * longest go to sql ("" when none). */
-uint64_t db_pg_waited(uint64_t from, uint64_t to, char *sql, size_t n);
 /* What the last statement was last reported waiting for ("" when it was not). */
 const char *db_pg_wait_reported(void);
 /* Cancel the statement waiting now, if any, from the start of its wait; safe in a signal

@@ -1,6 +1,7 @@
 /* The SQLite backend: each call of common/store/db.h is the sqlite3 call of the same
  * name. */
 #include "common/store/sqlite/db_sqlite.h"
+#include "common/store/db_waited.h"
 #include "common/store/sqlite/dialect_sqlite.h"
 #include "common/util.h"
 
@@ -72,10 +73,13 @@ static int sqlite_prepare(struct db *db, const char *sql, bool persistent, struc
 	return DB_OK;
 }
 
-/* Step with sqlite3_step. */
+/* Step with sqlite3_step; a long step is kept as a wait for the database (db_waited.h). */
 static int sqlite_step(struct db_stmt *s)
 {
+	uint64_t start = db_waited_clock_ms();
 	int rc = sqlite3_step(Q(s));
+
+	db_waited_note(start, db_waited_clock_ms(), sqlite3_sql(Q(s)));
 
 	return rc == SQLITE_ROW ? DB_ROW : rc == SQLITE_DONE ? DB_DONE : DB_ERROR;
 }
@@ -188,10 +192,14 @@ static size_t sqlite_column_bytes(struct db_stmt *s, int i)
 	return (size_t)sqlite3_column_bytes(Q(s), i);
 }
 
-/* Run with sqlite3_exec. */
+/* Run with sqlite3_exec; a long run is kept as a wait for the database (db_waited.h). */
 static int sqlite_exec(struct db *db, const char *sql)
 {
-	return sqlite3_exec(H(db), sql, NULL, NULL, NULL) == SQLITE_OK ? DB_OK : DB_ERROR;
+	uint64_t start = db_waited_clock_ms();
+	int rc = sqlite3_exec(H(db), sql, NULL, NULL, NULL);
+
+	db_waited_note(start, db_waited_clock_ms(), sql);
+	return rc == SQLITE_OK ? DB_OK : DB_ERROR;
 }
 
 /* Run transaction statement `i` (struct db_sqlite's tx[]), prepared at its first use,
@@ -200,6 +208,7 @@ static int sqlite_exec(struct db *db, const char *sql)
 static int sqlite_tx(struct db_sqlite *d, int i, int64_t *value)
 {
 	sqlite3_stmt *q = d->tx[i];
+	uint64_t start;
 	char sql[64];
 	int rc;
 
@@ -218,7 +227,9 @@ static int sqlite_tx(struct db_sqlite *d, int i, int64_t *value)
 		}
 		d->tx[i] = q;
 	}
+	start = db_waited_clock_ms();
 	rc = sqlite3_step(q);
+	db_waited_note(start, db_waited_clock_ms(), sqlite3_sql(q));
 	if (rc == SQLITE_ROW && value != NULL)
 		*value = sqlite3_column_int64(q, 0);
 	sqlite3_reset(q);
