@@ -132,6 +132,16 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx)
 
 int cmd_stdout_errno;
 
+bool cmd_stdout_flush(void)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return true;
+	if (cmd_stdout_errno == 0)
+		cmd_stdout_errno = errno != 0 ? errno : EIO;
+	return false;
+}
+
 /* Map a store error to an exit code: 1 refused, 2 unusable. */
 int cmd_exit_code(int store_rc)
 {
@@ -442,6 +452,6 @@ void cmd_json_print(json_t *j)
 	}
 	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	fputc('\n', stdout);
-	fflush(stdout);
+	cmd_stdout_flush();
 	json_decref(j);
 }

@@ -108,6 +108,9 @@ int cmd_exit_code(int store_rc);
 /* Why a write to standard output a command checked failed (an errno), 0 if none did: the
  * stream forgets it once the failed buffer is dropped, and main reports it at exit. */
 extern int cmd_stdout_errno;
+/* Flush standard output; false, with the cause in cmd_stdout_errno, when it failed now or
+ * earlier. */
+bool cmd_stdout_flush(void);
 /* Report a failure: "autopack-ctl: message" on stderr, and with --json an
  * {"ok": false, "error", "message"} object on stdout. Returns cmd_exit_code(code). */
 int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)

@@ -462,8 +462,13 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 		c->llm_provider = flag_choice("llm-provider", optarg, "anthropic", "openai");
 		break;
 	case 'h':
-	case OPT_HELP: fputs(usage_text, stdout); exit(0);
-	case OPT_VERSION: printf("autopack-supervisor %s\n", AUTOPACK_VERSION); exit(0);
+	case OPT_HELP:
+		errno = 0; /* the cause of a write that fails in it */
+		fputs(usage_text, stdout);
+		exit(stdout_finish("autopack-supervisor", errno) == 0 ? 0 : 1);
+	case OPT_VERSION:
+		printf("autopack-supervisor %s\n", AUTOPACK_VERSION);
+		exit(stdout_finish("autopack-supervisor", 0) == 0 ? 0 : 1);
 	case OPT_LOGLEVEL:
 		if (log_level_parse(optarg, &level) != 0)
 			flag_fail("log-level", "\"%s\" is not error, warn, info or debug", optarg);
