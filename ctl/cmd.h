@@ -112,7 +112,8 @@ extern int cmd_stdout_errno;
  * earlier. */
 bool cmd_stdout_flush(void);
 /* Report a failure: "autopack-ctl: message" on stderr, and with --json an
- * {"ok": false, "error", "message"} object on stdout. Returns cmd_exit_code(code). */
+ * {"ok": false, "error", "message"} object on stdout; a message over 1 KiB keeps its start
+ * and its end (str_velide). Returns cmd_exit_code(code). */
 int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Print {"ok": false, "error": the name of STORE_E* `code`, "message": msg} on stdout. */

@@ -371,3 +371,31 @@ def test_usage_errors_with_json_are_a_json_error(db, args):
     doc = json.loads(r.out)
     assert doc["ok"] is False and doc["error"] == "EINVAL", doc
     assert doc["message"] in r.err, r
+
+
+# A path of two 1,500-byte names: within PATH_MAX, but each name over the 255 bytes a
+# file name may hold.
+LONG = "/" + "d" * 1500 + "/" + "f" * 1500
+
+
+@pytest.mark.parametrize("args,cause", [
+    (["run", "import", LONG + ".json"], "cannot read the plan: File name too long"),
+    (["telemetry", "import", LONG + ".tsv"], "cannot read: File name too long"),
+    (["telemetry", "export", "--out", LONG], "File name too long"),
+], ids=lambda a: a[0] + " " + a[1] if isinstance(a, list) else None)
+def test_a_message_naming_a_long_path_keeps_its_cause(db, args, cause):
+    """The message was cut at 512 or 1,024 bytes, inside the path: what went wrong was
+    lost. Now its middle is left out, marked, and its end kept."""
+    r = ctl("--db", url(db), *args)
+    assert r.rc != 0, r
+    assert cause in r.err and "bytes left out ...]" in r.err, r.err[-300:]
+
+
+def test_a_postgresql_url_too_long_to_show_whole_keeps_the_cause_of_its_failure(tmp):
+    """A URL with long parameters (certificate paths): the connection's failure came after
+    it, and was cut off with it."""
+    pg = ("postgresql://u@127.0.0.1:1/db?sslrootcert=/%s&sslcert=/%s"
+          % ("r" * 3000, "c" * 3000))
+    r = ctl("--db", pg, "db", "check")
+    assert r.rc == 2, r
+    assert "Connection refused" in r.err, r.err[-300:]
