@@ -357,13 +357,18 @@ static void flag_check_text(int opt, const char *v)
 			flag_fail(name, "\"%s\" holds a control character (byte %zu)", v, i + 1);
 }
 
-/* Check --llm-base-url: http or https, a host, a port of digits when a ':' follows the
- * host, no control character or space; else exit 2 naming what is wrong. */
+/* Check --llm-base-url: at most PROTO_PATH_MAX bytes (every job carries it: a longer one
+ * failed every phase INVALID_JOB), http or https, a host, a port of digits when a ':'
+ * follows the host, no control character or space; else exit 2 naming what is wrong. */
 static void flag_check_base_url(const char *v)
 {
 	const char *host, *end, *colon;
 	size_t i;
 
+	if (strlen(v) > PROTO_PATH_MAX)
+		flag_fail("llm-base-url",
+		    "%zu bytes long; a base URL travels in every job, which holds at most %d",
+		    strlen(v), PROTO_PATH_MAX);
 	for (i = 0; v[i] != '\0'; i++)
 		if ((unsigned char)v[i] <= 0x20 || v[i] == 0x7f)
 			flag_fail("llm-base-url",
