@@ -197,6 +197,17 @@ def test_db_init_through_a_dangling_symlink_names_the_symlink(tmp):
     assert os.path.islink(tmp / "link.db") and not (tmp / "elsewhere").exists()
 
 
+def test_db_init_through_a_loop_of_symlinks_names_the_loop(tmp):
+    """A link to a link back to it was said to lead to a file that does not exist."""
+    os.symlink("b.db", tmp / "a.db")
+    os.symlink("a.db", tmp / "b.db")
+    r = ctl("--db", url("a.db"), "db", "init")
+    assert r.rc == 2, r
+    assert "%s is a symbolic link to b.db, which leads back to itself (a loop of symbolic" \
+        " links)" % (tmp / "a.db") in r.err, r
+    assert os.path.islink(tmp / "a.db") and os.path.islink(tmp / "b.db")
+
+
 @pytest.mark.parametrize("stamp", [b"2025-13-45T99:99:99Z", b"2025-02-30T10:00:00Z",
                                    b"2025-12-23T24:00:00Z", b"2025-12-23T22:06:12+25:00"])
 def test_a_sample_tsv_with_a_time_that_does_not_exist_is_refused(db, tmp, stamp):
