@@ -114,10 +114,13 @@ def probe_drain(tmp, ws, *args, prefix=()):
         # taken meanwhile).
         http = int(sup.wait_ready()["http_url"].rsplit(":", 1)[1].rstrip("/"))
         control = rows(url, "SELECT control_socket FROM meta")[0]["control_socket"]
-        with open(os.path.join(ws, "targets.json"), "w") as f:
+        # Whole or not at all: the probe reads it once it exists (it read an empty file
+        # being written, and failed its first attempt on the JSON).
+        with open(os.path.join(ws, "targets.json.new"), "w") as f:
             json.dump({"tcp": {"tcp": lsn["tcp"].getsockname()[1], "http": http},
                        "unix": {"tmp_socket": path, "control": control},
                        "abstract": name}, f)
+        os.replace(os.path.join(ws, "targets.json.new"), os.path.join(ws, "targets.json"))
 
     try:
         sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1, "--http",
