@@ -185,6 +185,28 @@ int procs_session_kill(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, un
 	return live < 0 ? -1 : killed;
 }
 
+int procs_descends_from(pid_t pid, pid_t ancestor, pid_t *child)
+{
+	struct procs_stat st;
+
+	if (procs_stat_read(pid, &st) != 0)
+		return -1;
+	/* A chain of parents is at most as long as the processes are many: the bound only
+	 * ends a walk that met pids reused meanwhile in a loop. */
+	for (int depth = 0; depth < 1 << 16; depth++) {
+		pid_t parent = st.ppid;
+
+		if (parent == ancestor) {
+			*child = pid;
+			return 1;
+		}
+		if (parent <= 1 || procs_stat_read(parent, &st) != 0)
+			return 0;
+		pid = parent;
+	}
+	return 0;
+}
+
 pid_t procs_tracer(pid_t pid)
 {
 	char path[64], line[256];
