@@ -52,6 +52,9 @@ CC        ?= cc
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wshadow -Werror \
              -I. -DAUTOPACK_VERSION='"$(VERSION)"' $(SANFLAGS) $(MUTFLAGS)
+# -fconserve-stack (GCC): inlining does not pile the buffers of several callees into one
+# frame, so the programs run under a small stack limit (README.md, "What can go wrong").
+CFLAGS    += $(shell $(CC) -fconserve-stack -E -x c /dev/null >/dev/null 2>&1 && echo -fconserve-stack)
 # --as-needed: each binary loads only the shared libraries it calls (the worker neither
 # libpq nor SQLite nor libuv), which is most of a process's start-up.
 LDFLAGS   += $(SANFLAGS) -Wl,--as-needed

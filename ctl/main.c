@@ -1,5 +1,6 @@
 /* autopack-ctl: `autopack-ctl [--db URL] COMMAND [ARGS]`. Finds the command in
  * cmd_table[] and runs it. */
+#include "common/stacklimit.h"
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/store/pg/db_pg_wait.h"
@@ -165,6 +166,7 @@ int main(int argc, char **argv)
 	 * instead of killing it mid-write. */
 	signal(SIGXFSZ, SIG_IGN);
 	log_init("autopack-ctl", LOG_INFO);
+	stack_limit_require(1);
 	{
 		static const struct db_pg_watch watch = { .waiting = ctl_db_waiting };
 		static const int stops[] = { SIGINT, SIGTERM };

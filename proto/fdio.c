@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 void proto_fd_init(struct proto_fd *c, int fd, size_t max_frame)
 {
 	c->fd = fd;
+	c->chunk = NULL;
 	proto_reader_init(&c->rd, max_frame);
 	proto_buf_init(&c->out);
 }
@@ -25,6 +27,8 @@ void proto_fd_free(struct proto_fd *c)
 {
 	proto_reader_free(&c->rd);
 	proto_buf_free(&c->out);
+	free(c->chunk);
+	c->chunk = NULL;
 }
 
 /* Encode a message after the queued ones; a negative errno with err set. */
@@ -99,9 +103,12 @@ enum proto_fd_rc proto_fd_recv(
     struct proto_fd *c, struct proto_msg *m, int timeout_ms, struct proto_err *err)
 {
 	uint64_t deadline = timeout_ms > 0 ? clock_mono_ms() + (uint64_t)timeout_ms : 0;
-	uint8_t buf[FDIO_READ_CHUNK];
 	bool now = timeout_ms == 0;
+	uint8_t *buf;
 
+	if (c->chunk == NULL)
+		c->chunk = xmalloc(FDIO_READ_CHUNK);
+	buf = c->chunk;
 	for (;;) {
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 		int rc = proto_reader_next(&c->rd, m, err);
@@ -110,7 +117,7 @@ enum proto_fd_rc proto_fd_recv(
 		if (rc != 0)
 			return rc > 0 ? PROTO_FD_MSG : PROTO_FD_EBADFRAME;
 		if (now) {
-			k = fdio_read_now(c->fd, buf, sizeof buf);
+			k = fdio_read_now(c->fd, buf, FDIO_READ_CHUNK);
 			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				return PROTO_FD_TIMEOUT;
 			if (k < 0 && errno == EINTR)
@@ -130,7 +137,7 @@ enum proto_fd_rc proto_fd_recv(
 			}
 			if (rc == 0)
 				return PROTO_FD_TIMEOUT;
-			k = read(c->fd, buf, sizeof buf);
+			k = read(c->fd, buf, FDIO_READ_CHUNK);
 		}
 		if (k < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;

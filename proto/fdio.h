@@ -11,6 +11,7 @@ struct proto_fd {
 	int fd;
 	struct proto_reader rd;
 	struct proto_buf out; /* encoded frames not yet written */
+	uint8_t *chunk;       /* what one read takes, made at the first read (off the stack) */
 };
 
 /* What proto_fd_recv returns. */

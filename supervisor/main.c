@@ -3,6 +3,7 @@
  * then starts the parts (supervisor/README.md) and wires them together. */
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
+#include "common/stacklimit.h"
 #include "common/dbfiles.h"
 #include "common/log.h"
 #include "common/procs.h"
@@ -652,6 +653,7 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 	secrets_take(s);
 	log_init("autopack-supervisor", LOG_INFO);
+	stack_limit_require(1);
 	parse_flags(&s->cfg, argc, argv);
 	if (s->cfg.log_file != NULL)
 		log_file_refuse_db(&s->cfg);

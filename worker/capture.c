@@ -85,7 +85,9 @@ size_t capture_last(const struct capture *c, char *out, size_t n)
 
 int capture_read(struct capture *c)
 {
-	char buf[65536];
+	/* Static, off the stack (all of it under a small `ulimit -s`): the worker reads one
+	 * stream at a time, on its one thread, and keeps nothing here between calls. */
+	static char buf[65536];
 	int reads = 0;
 
 	/* At most 1 MiB a call: a stream that never pauses still leaves the caller its turn. */

@@ -395,7 +395,9 @@ bool check_dir_holds_system(const char *dir, char *what, size_t n)
 static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 {
 	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
-	char real[PATH_MAX], root[PATH_MAX] = "", dirs[ARRAY_SIZE(check_rw_dirs)][PATH_MAX];
+	/* Static, off the stack: the worker chooses a check's paths on its one thread. */
+	static char dirs[ARRAY_SIZE(check_rw_dirs)][PATH_MAX];
+	char real[PATH_MAX], root[PATH_MAX] = "";
 	size_t i;
 
 	check_npin = 0;
@@ -425,23 +427,26 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 
 /* The runtime directories of the worker's user, where supervisors keep their control
  * sockets and uuid claims (README, "Environment and files"), as named (not resolved), in
- * `dirs`; returns how many. */
+ * `dirs`; returns how many. The names stay valid until the next call. */
 #define CHECK_RUNTIME_MAX 3
-static size_t check_runtime_dirs(char (*dirs)[PATH_MAX])
+static size_t check_runtime_dirs(const char *dirs[CHECK_RUNTIME_MAX])
 {
+	static char user[32];
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 	size_t n = 0;
 
-	snprintf(dirs[n++], PATH_MAX, "/run/user/%u", (unsigned)getuid());
+	snprintf(user, sizeof user, "/run/user/%u", (unsigned)getuid());
+	dirs[n++] = user;
 	if (xdg != NULL && xdg[0] == '/')
-		snprintf(dirs[n++], PATH_MAX, "%s", xdg);
-	snprintf(dirs[n++], PATH_MAX, "/run/autopack");
+		dirs[n++] = xdg;
+	dirs[n++] = "/run/autopack";
 	return n;
 }
 
 bool check_dir_at_runtime(const char *dir, char *what, size_t n)
 {
-	char dirs[CHECK_RUNTIME_MAX][PATH_MAX], real[PATH_MAX], run[PATH_MAX];
+	const char *dirs[CHECK_RUNTIME_MAX];
+	char real[PATH_MAX], run[PATH_MAX];
 	size_t k = check_runtime_dirs(dirs);
 
 	if (realpath(dir, real) == NULL)
@@ -466,7 +471,8 @@ bool check_dir_at_runtime(const char *dir, char *what, size_t n)
 static void check_empty_choose(const char *workspace, const char *protect)
 {
 	const char *tmpdir = getenv("TMPDIR");
-	char ws[PATH_MAX], tmp[PATH_MAX] = "", run[CHECK_RUNTIME_MAX][PATH_MAX];
+	const char *run[CHECK_RUNTIME_MAX];
+	char ws[PATH_MAX], tmp[PATH_MAX] = "";
 	size_t i, nrun;
 
 	if (realpath(workspace, ws) == NULL)

@@ -6,6 +6,7 @@
  * the socket), taking its check command with it; takes SIGTERM and SIGINT only from the
  * supervisor; holds its provider keys in memory only (worker/keys.h) and cannot be read
  * through /proc or a core dump (PR_SET_DUMPABLE 0). */
+#include "common/stacklimit.h"
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/util.h"
@@ -481,6 +482,7 @@ int main(int argc, char **argv)
 	procs_stdio_open();
 	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
+	stack_limit_require(1);
 	log_set_follow(true); /* a rotated --log-file is followed at the next line */
 	proto_fd_init(&w.io, -1, PROTO_FRAME_MAX_DEFAULT);
 	wk_flags(&w, argc, argv, &hand_fd, &keys_fd, &window);

@@ -405,7 +405,8 @@ int store_schema_check(
 	const char *names[ARRAY_SIZE(store_tables) + 1];
 	struct strbuf missing = { 0 };
 	char stored[48];
-	struct store_column cols[STORE_SCHEMA_COLUMNS_MAX];
+	/* On the heap: 64 KiB, the whole stack under a small `ulimit -s`. */
+	struct store_column *cols = NULL;
 	size_t n, ncols, nmissing = 0;
 	int rc;
 
@@ -436,7 +437,8 @@ int store_schema_check(
 		    path, uuid, nmissing, nmissing == 1 ? "" : "s", *version, missing.s);
 		goto out;
 	}
-	ncols = store_schema_columns(*version, cols, ARRAY_SIZE(cols));
+	cols = xcalloc(STORE_SCHEMA_COLUMNS_MAX, sizeof *cols);
+	ncols = store_schema_columns(*version, cols, STORE_SCHEMA_COLUMNS_MAX);
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = store_columns_missing(db, names[i], cols, ncols, &missing, &nmissing, err);
 #ifdef AUTOPACK_MUTANT_columns_not_checked
@@ -489,6 +491,7 @@ int store_schema_check(
 		    path, stored, strlen(stored) >= sizeof stored - 1 ? "..." : "", path);
 	}
 out:
+	free(cols);
 	free(missing.s);
 	return rc;
 }
