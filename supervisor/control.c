@@ -407,8 +407,13 @@ static void control_sweep_cb(uv_timer_t *t)
 static bool control_phase_peer(struct sup *s, pid_t pid, char *why, size_t n)
 {
 	pid_t child = 0;
-	int rc = procs_descends_from(pid, getpid(), &child);
+	int rc;
 
+	/* A peer in a PID namespace this one cannot see (pid 0) is no descendant: those are
+	 * seen from here, in whatever namespace they run. */
+	if (pid <= 0)
+		return false;
+	rc = procs_descends_from(pid, getpid(), &child);
 	if (rc == 0 || (rc < 0 && access("/proc/self/stat", R_OK) != 0))
 		return false;
 	if (rc < 0) {
