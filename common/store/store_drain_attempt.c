@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,20 +51,14 @@
 	" reached_llm_boundary = excluded.reached_llm_boundary,"                                   \
 	" zero_yield_reason = excluded.zero_yield_reason"
 
-/* A phase's current attempt: the one its fence names, else, for a dry run (parameter
- * `dry`), its latest open attempt. */
-#define PHASE_CURRENT(dry)                                                                         \
-	" COALESCE(current_attempt_id, CASE WHEN " dry " <> 0 THEN (SELECT max(attempt_id)"        \
-	" FROM attempts WHERE run_id = ?1 AND phase_id = ?2 AND ended_at IS NULL) END)"
-
 const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_PHASE,
-	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT(
-	        "?3") " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id, id, phase_index"
+	    " FROM phases WHERE run_id = ?1 AND phase_id = ?2" },
 	/* The same by the row id the queue read (?3), while it is still that phase's. */
 	{ DS_ATT_PHASE_ROW,
-	    "SELECT state, builder_attempts, tier_id, id, phase_index," PHASE_CURRENT(
-	        "?4") " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
+	    "SELECT state, builder_attempts, tier_id, id, phase_index"
+	    " FROM phases WHERE id = ?3 AND run_id = ?1 AND phase_id = ?2" },
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
@@ -243,37 +238,98 @@ static void closing_free(struct drain_closing *p)
 	memset(p, 0, sizeof *p);
 }
 
-/* The home slot of attempt `att` in a table of `cap` slots. */
-static size_t lives_home(uint64_t att, size_t cap)
+/* The home slot of key `key` in a table of `cap` slots. */
+static size_t lives_home(uint64_t key, size_t cap)
 {
-	return (size_t)((att * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (cap - 1);
+	return (size_t)((key * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (cap - 1);
 }
 
-/* The slot of attempt `att`, or the free slot where it would go (the table not empty). */
-static size_t lives_slot(const struct drain_lives *l, uint64_t att)
-{
-	size_t i = lives_home(att, l->cap);
+/* Each table of struct drain_lives: `cap` slots of `size` bytes, keyed by the uint64_t
+ * each starts with (0: a free slot). */
+_Static_assert(offsetof(struct drain_live, attempt_id) == 0, "a live attempt's key");
+_Static_assert(offsetof(struct drain_live_row, phase_row) == 0, "a live row's key");
 
-	while (l->v[i].attempt_id != 0 && l->v[i].attempt_id != att)
-		i = (i + 1) & (l->cap - 1);
-	return i;
+/* The slot of `key` in table `v`, or the free slot where it would go (the table not
+ * full). */
+static size_t lives_slot(const void *v, size_t size, size_t cap, uint64_t key)
+{
+	size_t i = lives_home(key, cap);
+	uint64_t k;
+
+	for (;; i = (i + 1) & (cap - 1)) {
+		memcpy(&k, (const char *)v + i * size, sizeof k);
+		if (k == 0 || k == key)
+			return i;
+	}
 }
 
-/* Add live attempt `att` (not in the table) with `c`, which the table then holds. */
+/* Free slot `i` of table `v`: backward shift, each later entry of the run that may sit in
+ * slot i moves there. */
+static void lives_unslot(void *v, size_t size, size_t cap, size_t i)
+{
+	char *t = v;
+	size_t j = i, k;
+	uint64_t key;
+
+	for (;;) {
+		j = (j + 1) & (cap - 1);
+		memcpy(&key, t + j * size, sizeof key);
+		if (key == 0)
+			break;
+		k = lives_home(key, cap);
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		memcpy(t + i * size, t + j * size, size);
+		i = j;
+	}
+	memset(t + i * size, 0, sizeof key);
+}
+
+/* The slot of attempt `att` in l->v, or the free slot where it would go. */
+static size_t live_slot(const struct drain_lives *l, uint64_t att)
+{
+	return lives_slot(l->v, sizeof *l->v, l->cap, att);
+}
+
+/* The slot of phase row `row` in l->rows, or the free slot where it would go. */
+static size_t live_row_slot(const struct drain_lives *l, uint64_t row)
+{
+	return lives_slot(l->rows, sizeof *l->rows, l->cap, row);
+}
+
+static bool lives_take(struct drain_lives *l, uint64_t att, struct drain_closing *c);
+
+/* Add live attempt `att` (not in the table) with `c` (its phase's row id not 0), which
+ * the table then holds; the phase's earlier live attempt, if any, is taken out: it is no
+ * longer the phase's current one. */
 static void lives_add(struct drain_lives *l, uint64_t att, struct drain_closing *c)
 {
+	uint64_t row = (uint64_t)c->phase_row;
+	size_t i;
+
+	assert(row != 0);
 	if ((l->n + 1) * 2 > l->cap) {
 		struct drain_lives g = { .cap = l->cap != 0 ? l->cap * 2 : 64 };
 
 		g.v = xcalloc(g.cap, sizeof *g.v);
-		for (size_t i = 0; i < l->cap; i++)
-			if (l->v[i].attempt_id != 0)
-				g.v[lives_slot(&g, l->v[i].attempt_id)] = l->v[i];
+		g.rows = xcalloc(g.cap, sizeof *g.rows);
+		for (size_t j = 0; j < l->cap; j++) {
+			if (l->v[j].attempt_id != 0)
+				g.v[live_slot(&g, l->v[j].attempt_id)] = l->v[j];
+			if (l->rows[j].phase_row != 0)
+				g.rows[live_row_slot(&g, l->rows[j].phase_row)] = l->rows[j];
+		}
 		g.n = l->n;
 		free(l->v);
+		free(l->rows);
 		*l = g;
 	}
-	l->v[lives_slot(l, att)] = (struct drain_live){ .attempt_id = att, .c = *c };
+	if (l->rows[(i = live_row_slot(l, row))].phase_row != 0) {
+		lives_take(l, l->rows[i].attempt_id, NULL);
+		i = live_row_slot(l, row);
+	}
+	l->rows[i] = (struct drain_live_row){ .phase_row = row, .attempt_id = att };
+	l->v[live_slot(l, att)] = (struct drain_live){ .attempt_id = att, .c = *c };
 	l->n++;
 }
 
@@ -281,26 +337,19 @@ static void lives_add(struct drain_lives *l, uint64_t att, struct drain_closing 
  * then holds; NULL: released), when it was there. */
 static bool lives_take(struct drain_lives *l, uint64_t att, struct drain_closing *c)
 {
-	size_t i, j, k, m = l->cap - 1;
+	uint64_t row;
+	size_t i;
 
-	if (l->n == 0 || att == 0 || l->v[(i = lives_slot(l, att))].attempt_id == 0)
+	if (l->n == 0 || att == 0 || l->v[(i = live_slot(l, att))].attempt_id == 0)
 		return false;
+	row = (uint64_t)l->v[i].c.phase_row;
 	if (c != NULL)
 		*c = l->v[i].c;
 	else
 		closing_free(&l->v[i].c);
-	/* Backward shift: each later entry of the run that may sit in slot i moves there. */
-	for (j = i;;) {
-		j = (j + 1) & m;
-		if (l->v[j].attempt_id == 0)
-			break;
-		k = lives_home(l->v[j].attempt_id, l->cap);
-		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
-			continue;
-		l->v[i] = l->v[j];
-		i = j;
-	}
-	l->v[i].attempt_id = 0;
+	lives_unslot(l->v, sizeof *l->v, l->cap, i);
+	if (l->rows[(i = live_row_slot(l, row))].attempt_id == att)
+		lives_unslot(l->rows, sizeof *l->rows, l->cap, i);
 	l->n--;
 	return true;
 }
@@ -310,7 +359,7 @@ static struct drain_closing *lives_find(struct drain_lives *l, uint64_t att)
 {
 	size_t i;
 
-	if (l->n == 0 || att == 0 || l->v[(i = lives_slot(l, att))].attempt_id == 0)
+	if (l->n == 0 || att == 0 || l->v[(i = live_slot(l, att))].attempt_id == 0)
 		return NULL;
 	return &l->v[i].c;
 }
@@ -333,8 +382,11 @@ void drain_lives_forget(struct drain_lives *l, bool release)
 			l->v[i].attempt_id = 0;
 			l->n--;
 		}
+	if (l->rows != NULL)
+		memset(l->rows, 0, l->cap * sizeof *l->rows);
 	if (release) {
 		free(l->v);
+		free(l->rows);
 		memset(l, 0, sizeof *l);
 	}
 }
@@ -355,13 +407,12 @@ int store_drain_attempt_open(struct store_drain *d, const char *run_id, const ch
 	    attempt_id, attempt_number, err);
 }
 
-/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening (a
- * dry run's when `dry_run`): by its row id when known (`row` > 0) and still that phase's,
- * else by (run, phase).
+/* Step the statement that reads phase (run_id, phase_id) for its attempt's opening: by
+ * its row id when known (`row` > 0) and still that phase's, else by (run, phase).
  * DB_ROW with the statement left on its row, DB_DONE (no such phase) or DB_ERROR (the
  * statement named by *which), each reset but the row. */
 static int drain_open_phase_row(struct store_drain *d, const char *run_id, const char *phase_id,
-    int64_t row, bool dry_run, struct db_stmt **out, enum drain_stmt *which)
+    int64_t row, struct db_stmt **out, enum drain_stmt *which)
 {
 	struct db_stmt *s;
 	int rc;
@@ -372,7 +423,6 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 		drain_bind_text(s, 1, run_id);
 		drain_bind_text(s, 2, phase_id);
 		db_bind_int64(s, 3, row);
-		db_bind_int64(s, 4, dry_run);
 		if ((rc = db_step(s)) != DB_DONE) {
 			*out = s;
 			return rc;
@@ -383,7 +433,6 @@ static int drain_open_phase_row(struct store_drain *d, const char *run_id, const
 	s = drain_stmt_bound(d, DS_ATT_PHASE);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
-	db_bind_int64(s, 3, dry_run);
 	*out = s;
 	return db_step(s);
 }
@@ -413,7 +462,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 	int rc;
 
 	memset(o, 0, sizeof *o);
-	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, dry_run, &s, &which);
+	rc = drain_open_phase_row(d, run_id, phase_id, phase_row, &s, &which);
 	if (rc != DB_ROW) {
 		db_reset(s);
 		if (rc != DB_DONE)
@@ -426,9 +475,6 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 	tier = db_column_int64(s, 2);
 	o->row = db_column_int64(s, 3);
 	index = db_column_int64(s, 4);
-	/* The attempt that was the phase's current one no longer is. */
-	if (lives != NULL && db_column_type(s, 5) != DB_NULL)
-		lives_take(lives, (uint64_t)db_column_int64(s, 5), NULL);
 	if (tiers != NULL && !dry_run)
 		o->t = store_tier_cached(tiers, tier);
 	db_reset(s);
@@ -441,8 +487,9 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 	}
 	if (o->t != NULL)
 		store_tier_moved(o->t, state, phase_state_name(PHASE_EXECUTING));
-	/* What the attempt's end will need, as DS_ATT_GET would read it then. */
-	if (lives != NULL) {
+	/* What the attempt's end will need, as DS_ATT_GET would read it then (a row id of 0,
+	 * which no live attempt's table holds, leaves it to DS_ATT_GET). */
+	if (lives != NULL && o->row != 0) {
 		closing_keep(&o->live, run_id, phase_id, session_id, phase_state_name(o->initial),
 		    dry_run ? state : phase_state_name(PHASE_EXECUTING));
 		o->live.phase_row = o->row;

@@ -117,12 +117,20 @@ struct drain_live {
 	struct drain_closing c;
 };
 
-/* The live attempts, open-addressed by attempt id (cap a power of two, at most half
- * full), kept with the tier counts (SQLite, one supervisor) and forgotten with them:
- * an attempt found here is open and its phase's current one, as the database would
- * say, and its end reads nothing back. */
+/* A live attempt's phase: the phase's row id and the attempt's id (0: a free slot). */
+struct drain_live_row {
+	uint64_t phase_row;
+	uint64_t attempt_id;
+};
+
+/* The live attempts, open-addressed by attempt id in `v` and by their phase's row id in
+ * `rows` (each of `cap` slots, a power of two, at most half full), kept with the tier
+ * counts (SQLite, one supervisor) and forgotten with them: an attempt found here is open
+ * and its phase's current one, as the database would say, and its end reads nothing
+ * back. A phase has one live attempt at most: the one opened last. */
 struct drain_lives {
 	struct drain_live *v;
+	struct drain_live_row *rows;
 	size_t n, cap;
 };
 
