@@ -84,9 +84,13 @@ static int procs_stat_read(pid_t pid, struct procs_stat *st)
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return -1;
 	n = read(fd, buf, sizeof buf - 1);
+	if (n < 0)
+		n = -errno;
 	close(fd);
-	if (n <= 0)
+	if (n <= 0) {
+		errno = n < 0 ? (int)-n : ESRCH;
 		return -1;
+	}
 	buf[n] = '\0';
 	/* "pid (comm) state ppid pgrp session ...": comm may hold anything but ends at the
 	 * last ')'. */

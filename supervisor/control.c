@@ -223,8 +223,9 @@ static int control_open_count(void)
 	return n;
 }
 
-/* Log that a peer's connection was closed (idle, or to make room for another): the first
- * of CONTROL_QUIET_MS, the next ones are counted and summed up by control_quiet_flush. */
+/* Log that a peer's connection was closed (idle, to make room for another, or refused as a
+ * phase's): the first of CONTROL_QUIET_MS, the next ones are counted and summed up by
+ * control_quiet_flush. */
 static void control_note_close(struct sup *s, struct ctl_conn *c, const char *why)
 {
 	uint64_t now = uv_now(s->loop);
@@ -246,8 +247,8 @@ static void control_quiet_flush(struct sup *s)
 
 	if (closed_quiet == 0 || now < quiet_until_ms)
 		return;
-	log_warn("%llu more control connection(s) closed idle or to make room for new ones "
-	         "in the last %d s",
+	log_warn("%llu more control connection(s) closed idle, to make room for new ones or "
+	         "refused in the last %d s",
 	    (unsigned long long)closed_quiet, CONTROL_QUIET_MS / 1000);
 	closed_quiet = 0;
 	quiet_until_ms = now + CONTROL_QUIET_MS;
@@ -418,7 +419,9 @@ static bool control_phase_peer(struct sup *s, pid_t pid, char *why, size_t n)
 		return false;
 	if (rc < 0) {
 		snprintf(why, n,
-		    "it was gone before it could be told apart from a phase's process; refused");
+		    "it was gone before it could be told apart from a phase's process (%s); "
+		    "refused",
+		    strerror(errno));
 		return true;
 	}
 	for (struct worker *w = s->workers; w != NULL; w = w->next)
@@ -476,8 +479,12 @@ static void control_conn_cb(uv_stream_t *server, int status)
 		chan_close(&c->chan, "peer uid differs");
 		return;
 	}
+	/* Logged as the idle closes are, the first of a minute: a phase may connect without
+	 * end. */
 	if (control_phase_peer(s, cred.pid, why, sizeof why)) {
-		chan_close(&c->chan, why);
+		c->evicted = true;
+		control_note_close(s, c, why);
+		chan_close(&c->chan, NULL);
 		return;
 	}
 	if (control_open_count() > CONTROL_CONN_MAX && (victim = control_victim(c)) != NULL)
