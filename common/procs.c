@@ -71,6 +71,7 @@ struct procs_stat {
 	char state;
 	pid_t ppid;
 	pid_t sid;
+	unsigned long long start; /* clock ticks after boot; 0 when not read */
 };
 
 /* Read /proc/<pid>/stat. Returns 0, or -1 when the process is gone. */
@@ -94,8 +95,11 @@ static int procs_stat_read(pid_t pid, struct procs_stat *st)
 	buf[n] = '\0';
 	/* "pid (comm) state ppid pgrp session ...": comm may hold anything but ends at the
 	 * last ')'. */
+	st->start = 0;
 	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 1, " %c %d %d %d", &st->state, &ppid, &pgrp, &sid) != 4)
+	    sscanf(p + 1,
+	        " %c %d %d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	        &st->state, &ppid, &pgrp, &sid, &st->start) < 4)
 		return -1;
 	st->ppid = ppid;
 	st->sid = sid;
@@ -191,12 +195,15 @@ int procs_session_kill(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, un
 
 int procs_descends_from(pid_t pid, pid_t ancestor, pid_t *child)
 {
-	struct procs_stat st;
+	struct procs_stat st, anc;
 
 	if (procs_stat_read(pid, &st) != 0)
 		return -1;
+	if (procs_stat_read(ancestor, &anc) != 0)
+		anc.start = 0;
 	/* A chain of parents is at most as long as the processes are many: the bound only
-	 * ends a walk that met pids reused meanwhile in a loop. */
+	 * ends a walk that met pids reused meanwhile in a loop. One that reaches a process
+	 * started before the ancestor ends there: none above it descends from it. */
 	for (int depth = 0; depth < 1 << 16; depth++) {
 		pid_t parent = st.ppid;
 
@@ -204,7 +211,8 @@ int procs_descends_from(pid_t pid, pid_t ancestor, pid_t *child)
 			*child = pid;
 			return 1;
 		}
-		if (parent <= 1 || procs_stat_read(parent, &st) != 0)
+		if (parent <= 1 || procs_stat_read(parent, &st) != 0 ||
+		    (st.start != 0 && st.start < anc.start))
 			return 0;
 		pid = parent;
 	}

@@ -37,9 +37,9 @@ int procs_session_kill(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, un
 bool procs_keep_none(pid_t pid, void *ctx);
 
 /* Whether process `pid` descends from process `ancestor` (through the parents /proc
- * names): 1, with *child set to the ancestor's child on the way (`pid` itself when it is
- * that child); 0 when it does not; -1 when /proc/<pid> cannot be read (the process is
- * gone). */
+ * names, up to one started before the ancestor): 1, with *child set to the ancestor's
+ * child on the way (`pid` itself when it is that child); 0 when it does not; -1 with
+ * errno when /proc/<pid> cannot be read (ENOENT: the process is gone). */
 int procs_descends_from(pid_t pid, pid_t ancestor, pid_t *child);
 
 /* The process tracing `pid` (the TracerPid of /proc/<pid>/status): its pid, 0 when none
