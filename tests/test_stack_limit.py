@@ -66,7 +66,11 @@ def test_a_drain_works_at_the_minimum_stack_limit(tmp, backend_url):
         assert r.returncode == 0, (cmd, r)
 
 
-@pytest.mark.parametrize("kib", [16, STACK_MIN_KIB - 1])
+# Under 32 KiB the program may not get as far as its check: the environment, the kernel's
+# random offset of the stack top and the dynamic loader take their part of the limit first
+# (at 16 KiB the supervisor died of SIGSEGV in about one start in seven, in the loader's
+# lazy binding of the function that logs the refusal).
+@pytest.mark.parametrize("kib", [32, STACK_MIN_KIB - 1])
 @pytest.mark.parametrize("name", ["autopack-ctl", "autopack-supervisor", "autopack-worker"])
 def test_under_the_minimum_each_program_refuses_to_start_naming_the_limit(tmp, name, kib):
     db = os.path.join(str(tmp), "autopack.db")

@@ -839,3 +839,184 @@ TEST(store_drain_attempt_end_marks_the_unreported_tries_lost)
 	store_drain_close(d);
 	store_close(&st);
 }
+
+/* The attempts of the many-phase test below, as the database says they are. */
+struct live_model {
+	uint64_t id[4096];
+	int phase[4096];
+	bool ended[4096];
+	size_t n;
+};
+
+/* Whether attempt i of `m` is open and no later attempt of its phase is: its end is then
+ * not stale. */
+static bool model_live(const struct live_model *m, size_t i)
+{
+	if (m->ended[i])
+		return false;
+	for (size_t j = 0; j < m->n; j++)
+		if (m->phase[j] == m->phase[i] && m->id[j] > m->id[i] && !m->ended[j])
+			return false;
+	return true;
+}
+
+/* The next number of a fixed xorshift sequence. */
+static uint64_t model_rand(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* Dry-run attempts of 150 phases opened each in turn, then again and again, one by one or
+ * several together (a phase more than once among them), and ended in a random order, some
+ * in groups rolled back and some after another connection's write: each end is stale
+ * exactly when the attempt was ended already or a later attempt of its phase is open, as
+ * the database says, however many attempts the drain keeps live at once. */
+TEST(store_drain_dry_run_ends_agree_with_the_database_over_many_phases)
+{
+	enum {
+		PHASES = 150,
+		STEPS = 2000
+	};
+	static struct live_model m, saved;
+	struct drain_close end = { .outcome = OUTCOME_DRY_RUN, .phase_state = PHASE_STATE_NONE };
+	struct drain_claim c[6];
+	char *ids[PHASES], *path, *sql;
+	struct store_drain *d;
+	struct store_err err;
+	struct store st;
+	uint64_t x = 0x9E3779B97F4A7C15u;
+	size_t open = 0, most = 0, stale_ends = 0, since = 0, latest[PHASES];
+	bool stale;
+
+	session_setup(&st, &d);
+	path = test_path("drain.db");
+	/* Phases whose row ids are spread over the table's slots, consecutive and not. */
+	sql = xasprintf("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n"
+	                " WHERE i < %d) INSERT INTO phases (id, phase_id, run_id, tier_id,"
+	                " phase_index, name, state, created_at, updated_at) SELECT CASE WHEN"
+	                " i %% 2 = 0 THEN 5000 + i ELSE 100000 + i * 4096 END, 'h' || i, run_id,"
+	                " tier_id, 1000 + i, 'h' || i, 'QUEUED', created_at, updated_at FROM"
+	                " phases, n WHERE phase_id = '" P1 "'",
+	    PHASES - 1);
+	test_sql(path, sql);
+	free(sql);
+	for (int i = 0; i < PHASES; i++)
+		ids[i] = xasprintf("h%d", i);
+	/* Every phase opened and ended in turn: one live attempt at a time, each of another
+	 * phase. */
+	for (int i = 0; i < PHASES; i++) {
+		int64_t num;
+
+		CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+		CHECK_EQ_INT(
+		    store_drain_attempt_open(d, RUN, ids[i], 1, "s", true, &m.id[m.n], &num, &err),
+		    0);
+		CHECK_EQ_INT(store_drain_attempt_close(d, m.id[m.n], &end, &stale, &err), 0);
+		CHECK(!stale);
+		CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+		m.phase[m.n] = i;
+		m.ended[m.n++] = true;
+	}
+	for (int step = 0; step < STEPS; step++) {
+		size_t ops = 1 + model_rand(&x) % 6;
+		bool commit = model_rand(&x) % 400 != 0;
+
+		if (model_rand(&x) % 400 == 0) {
+			test_sql(path, "UPDATE runs SET updated_at = updated_at");
+			since = m.n;
+		}
+		saved = m;
+		CHECK_EQ_INT(store_drain_begin(d, &err), 0);
+		for (size_t k = 0; k < ops; k++) {
+			unsigned r = (unsigned)(model_rand(&x) % 100);
+			/* More openings than ends in the first half, fewer in the second. */
+			bool opening = m.n == 0 || r < (step < STEPS / 2 ? 70u : 30u);
+
+			if (opening && m.n + 6 >= ARRAY_SIZE(m.id))
+				opening = false;
+			if (opening && r % 3 == 0) {
+				size_t n = 2 + model_rand(&x) % ARRAY_SIZE(c);
+
+				n = n > ARRAY_SIZE(c) ? ARRAY_SIZE(c) : n;
+				memset(c, 0, sizeof c);
+				for (size_t j = 0; j < n; j++) {
+					/* Now and then the phase of the claim before. */
+					int p = j > 0 && model_rand(&x) % 4 == 0 ?
+					    m.phase[m.n - 1] :
+					    (int)(model_rand(&x) % PHASES);
+
+					c[j].run_id = RUN;
+					c[j].phase_id = ids[p];
+					c[j].worker_pid = 1;
+					m.phase[m.n] = p;
+					m.ended[m.n] = false;
+					m.n++;
+				}
+				CHECK_EQ_INT(
+				    store_drain_attempts_open(d, c, n, "s", true, &err), 0);
+				for (size_t j = 0; j < n; j++) {
+					CHECK_EQ_INT(c[j].rc, 0);
+					m.id[m.n - n + j] = c[j].attempt_id;
+				}
+			} else if (opening) {
+				int p = (int)(model_rand(&x) % PHASES);
+				int64_t num;
+
+				CHECK_EQ_INT(store_drain_attempt_open(d, RUN, ids[p], 1, "s", true,
+				                 &m.id[m.n], &num, &err),
+				    0);
+				m.phase[m.n] = p;
+				m.ended[m.n] = false;
+				m.n++;
+			} else {
+				size_t i = (size_t)(model_rand(&x) % m.n);
+				bool live = model_live(&m, i);
+
+				CHECK_EQ_INT(
+				    store_drain_attempt_close(d, m.id[i], &end, &stale, &err), 0);
+				if (stale != !live)
+					fprintf(stderr, "step %d: attempt %llu of h%d: stale %d\n",
+					    step, (unsigned long long)m.id[i], m.phase[i], stale);
+				CHECK_EQ_INT(stale, !live);
+				m.ended[i] = m.ended[i] || live;
+				stale_ends += stale;
+			}
+		}
+		if (commit) {
+			CHECK_EQ_INT(store_drain_commit(d, &err), 0);
+		} else {
+			store_drain_rollback(d);
+			m = saved;
+			since = m.n;
+		}
+		/* The live attempts the drain keeps: each phase's latest open one, opened since
+		 * the drain last forgot what it kept. */
+		for (int i = 0; i < PHASES; i++)
+			latest[i] = SIZE_MAX;
+		for (size_t i = 0; i < m.n; i++)
+			if (!m.ended[i])
+				latest[m.phase[i]] = i;
+		open = 0;
+		for (int i = 0; i < PHASES; i++)
+			open += latest[i] != SIZE_MAX && latest[i] >= since;
+		most = open > most ? open : most;
+	}
+	/* The drain kept more live attempts at once than its first table holds, and some ends
+	 * were stale. */
+	CHECK(most > 64);
+	CHECK(stale_ends > 0);
+	open = 0;
+	for (size_t i = 0; i < m.n; i++)
+		open += m.ended[i];
+	CHECK_EQ_INT(
+	    test_query(&st, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL"), open);
+	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM attempts"), m.n);
+	for (int i = 0; i < PHASES; i++)
+		free(ids[i]);
+	free(path);
+	store_drain_close(d);
+	store_close(&st);
+}
