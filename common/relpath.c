@@ -126,8 +126,9 @@ int relpath_files_check(
     const char *what, const char *const *paths, size_t count, char *why, size_t n)
 {
 	char norm[PATH_MAX + 1];
-	char ***sorted = xcalloc(count + 1, sizeof *sorted);
-	char **names = xcalloc(count + 1, sizeof *names);
+	/* One path has no other to clash with: its normal form is not kept. */
+	char ***sorted = count > 1 ? xcalloc(count, sizeof *sorted) : NULL;
+	char **names = count > 1 ? xcalloc(count, sizeof *names) : NULL;
 	int rc = 0;
 	size_t i;
 
@@ -139,10 +140,13 @@ int relpath_files_check(
 			rc = -1;
 			goto out;
 		}
-		names[i] = xstrdup(norm);
-		sorted[i] = &names[i];
+		if (names != NULL) {
+			names[i] = xstrdup(norm);
+			sorted[i] = &names[i];
+		}
 	}
-	qsort(sorted, count, sizeof *sorted, relpath_cmp);
+	if (sorted != NULL)
+		qsort(sorted, count, sizeof *sorted, relpath_cmp);
 	for (i = 0; i + 1 < count; i++) {
 		const char *a = *sorted[i], *b = *sorted[i + 1];
 		size_t ia = (size_t)(sorted[i] - names), ib = (size_t)(sorted[i + 1] - names);
@@ -166,7 +170,7 @@ int relpath_files_check(
 		}
 	}
 out:
-	for (i = 0; i < count; i++)
+	for (i = 0; names != NULL && i < count; i++)
 		free(names[i]);
 	free(names);
 	free(sorted);

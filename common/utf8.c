@@ -120,6 +120,28 @@ static bool escape_plain(uint8_t c)
 	return c >= 0x20 && c != 0x7f;
 }
 
+/* The length of the run of bytes shown as they are (escape_plain, and ASCII) at the start
+ * of s[0..n), read eight at a time: a word is passed over when none of its bytes has its
+ * high bit set, is below 0x20 (the word less 0x20 in each byte borrows into the high bit
+ * of such a byte) or is 0x7f (zero once xored with 0x7f in each byte). */
+static size_t plain_run(const uint8_t *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	size_t off = 0;
+	uint64_t w, del;
+
+	while (n - off >= sizeof w) {
+		memcpy(&w, s + off, sizeof w);
+		del = w ^ (0x7f * ones);
+		if ((w | ((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs)
+			break;
+		off += sizeof w;
+	}
+	while (off < n && s[off] < 0x80 && escape_plain(s[off]))
+		off++;
+	return off;
+}
+
 /* Append the escape of one byte. */
 static void escape_byte(struct strbuf *b, uint8_t c)
 {
@@ -138,13 +160,11 @@ static void escape_byte(struct strbuf *b, uint8_t c)
 void utf8_escape(struct strbuf *b, const char *s, size_t n)
 {
 	const uint8_t *p = (const uint8_t *)s;
-	size_t off = 0, run, k;
+	size_t off = 0, k;
 
 	while (off < n) {
 		/* the longest run shown as it is, put at once */
-		run = ascii_run(p + off, n - off);
-		for (k = 0; k < run && escape_plain(p[off + k]); k++)
-			;
+		k = plain_run(p + off, n - off);
 		strbuf_put(b, s + off, k);
 		off += k;
 		if (off == n)

@@ -12,6 +12,9 @@
 #define SCOPE_DECODE_MAX 3
 /* A bare (non-JSON) text longer than this is not taken for a path. */
 #define SCOPE_BARE_PATH_MAX 4096
+/* A list of fewer paths is searched path by path; from this many on, through its hash
+ * table. */
+#define SCOPE_LIST_HASHED 8
 
 /* The slots a list of n paths has room for (its NULL too): a power of two, 4 or more. */
 static size_t scope_list_room(size_t n)
@@ -46,18 +49,26 @@ static void scope_list_index(struct store_scope_list *l, size_t n)
 		l->slots[scope_list_slot(l, l->items[k])] = k + 1;
 }
 
+/* Whether the list holds `path`. */
+static bool scope_list_has(const struct store_scope_list *l, const char *path)
+{
+	if (l->slots != NULL)
+		return l->slots[scope_list_slot(l, path)] != 0;
+	for (size_t k = 0; k < l->n; k++)
+		if (strcmp(l->items[k], path) == 0)
+			return true;
+	return false;
+}
+
 /* Append `path` (found at `where`) unless the list holds it already. The path and its
  * place are one allocation, the path first. */
 static void scope_list_add(struct store_scope_list *l, const char *path, const char *where)
 {
-	size_t lp = strlen(path), lw = strlen(where), slot;
+	size_t lp = strlen(path), lw = strlen(where);
 	char *both;
 
-	scope_list_index(l, l->n + 1);
-	slot = scope_list_slot(l, path);
-	if (l->slots[slot] != 0)
+	if (scope_list_has(l, path))
 		return;
-	l->slots[slot] = l->n + 1;
 	if (l->n == 0 || scope_list_room(l->n + 1) > scope_list_room(l->n)) {
 		l->items = xrealloc(l->items, scope_list_room(l->n + 1) * sizeof *l->items);
 		l->where = xrealloc(l->where, scope_list_room(l->n + 1) * sizeof *l->where);
@@ -70,6 +81,10 @@ static void scope_list_add(struct store_scope_list *l, const char *path, const c
 	l->n++;
 	l->items[l->n] = NULL;
 	l->where[l->n] = NULL;
+	if (l->n >= SCOPE_LIST_HASHED) {
+		scope_list_index(l, l->n);
+		l->slots[scope_list_slot(l, path)] = l->n;
+	}
 }
 
 /* Free a list. */

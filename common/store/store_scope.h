@@ -23,7 +23,8 @@ enum store_scope_form {
 
 /* A list of paths, each with where it was found ("deliverables.code[1]"); both arrays
  * are NULL-terminated. `slots` is a hash table of the paths (index + 1, 0 for a free
- * slot; n_slots a power of two), so that each path is added once at a constant cost. */
+ * slot; n_slots a power of two; NULL while the list is short), so that each path is
+ * added once at a constant cost. */
 struct store_scope_list {
 	char **items;
 	char **where;

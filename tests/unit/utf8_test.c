@@ -1,7 +1,9 @@
 #include "common/utf8.h"
+#include "common/util.h"
 #include "tests/unit/test.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* The n bytes at s as utf8_escape shows them (heap). */
 static char *escaped(const char *s, size_t n)
@@ -30,4 +32,28 @@ TEST(utf8_escape_shows_controls_and_bad_bytes_keeps_utf8)
 	out = escaped("\xe2\x82 \xc0\xaf \xed\xa0\x80", 9);
 	CHECK_EQ_STR(out, "\\xe2\\x82 \\xc0\\xaf \\xed\\xa0\\x80");
 	free(out);
+}
+
+/* Each byte value, at each place of the words a run is read in, is shown in a line of
+ * plain text as it is shown alone. */
+TEST(utf8_escape_finds_each_byte_wherever_it_sits_in_plain_text)
+{
+	char in[24], *alone, *out, *want;
+
+	for (int c = 0; c < 256; c++) {
+		char byte = (char)c;
+
+		alone = escaped(&byte, 1);
+		for (size_t at = 0; at < 16; at++) {
+			memset(in, 'a', sizeof in);
+			in[at] = byte;
+			out = escaped(in, sizeof in);
+			want = xasprintf("%.*s%s%.*s", (int)at, in, alone,
+			    (int)(sizeof in - at - 1), in + at + 1);
+			CHECK_EQ_STR(out, want);
+			free(out);
+			free(want);
+		}
+		free(alone);
+	}
 }
