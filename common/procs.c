@@ -74,30 +74,49 @@ struct procs_stat {
 	unsigned long long start; /* clock ticks after boot; 0 when not read */
 };
 
-/* Read /proc/<pid>/stat. Returns 0, or -1 when the process is gone. */
-static int procs_stat_read(pid_t pid, struct procs_stat *st)
+const char *procs_stat_text(pid_t pid, char *buf, size_t n)
 {
-	char path[32], buf[512], *p;
-	int fd, ppid, pgrp, sid;
-	ssize_t n;
+	char path[32], *p;
+	size_t got = 0;
+	ssize_t k;
+	int fd;
 
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return -1;
-	n = read(fd, buf, sizeof buf - 1);
-	if (n < 0)
-		n = -errno;
+	if (n < 2 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	while (got < n - 1) {
+		k = read(fd, buf + got, n - 1 - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
 	close(fd);
-	if (n <= 0) {
-		errno = n < 0 ? (int)-n : ESRCH;
+	buf[got] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold anything but ends at the last ')'. */
+	if (got == 0 || (p = strrchr(buf, ')')) == NULL)
+		return NULL;
+	return p + 1;
+}
+
+/* Read /proc/<pid>/stat. Returns 0, or -1 with errno when the process is gone (or its
+ * file cannot be read). */
+static int procs_stat_read(pid_t pid, struct procs_stat *st)
+{
+	char buf[512];
+	const char *p;
+	int ppid, pgrp, sid;
+
+	errno = 0;
+	p = procs_stat_text(pid, buf, sizeof buf);
+	if (p == NULL) {
+		if (errno == 0)
+			errno = ESRCH;
 		return -1;
 	}
-	buf[n] = '\0';
-	/* "pid (comm) state ppid pgrp session ...": comm may hold anything but ends at the
-	 * last ')'. */
 	st->start = 0;
-	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 1,
+	if (sscanf(p,
 	        " %c %d %d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
 	        &st->state, &ppid, &pgrp, &sid, &st->start) < 4)
 		return -1;

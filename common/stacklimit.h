@@ -8,9 +8,10 @@
 /* KiB of stack every program works in: the tests run each under exactly this limit. */
 #define STACK_LIMIT_MIN_KIB 64
 
-/* Exit with `status` and a message naming the stack limit and the minimum when the soft
- * stack limit is under STACK_LIMIT_MIN_KIB; nothing when it is not, or cannot be read. Call
- * after log_init, before any other work. */
-void stack_limit_require(int status);
+/* Exit with `status`, saying on stderr as `program` that the soft stack limit is under
+ * STACK_LIMIT_MIN_KIB and what to do, when it is; nothing when it is not, or cannot be
+ * read. Call first in main: it needs little stack itself (the logger's line needs more
+ * than a limit of 16 KiB leaves). */
+void stack_limit_require(const char *program, int status);
 
 #endif

@@ -158,6 +158,7 @@ int main(int argc, char **argv)
 	int i, words = 0;
 
 	procs_stdio_open();
+	stack_limit_require("autopack-ctl", 1);
 	/* A reader that went away (`| head`) fails the writes with EPIPE instead of killing
 	 * the process with the database open: it is closed as after any command (a reading
 	 * command removes the -wal and -shm files it made) and the failure is reported. */
@@ -166,7 +167,6 @@ int main(int argc, char **argv)
 	 * instead of killing it mid-write. */
 	signal(SIGXFSZ, SIG_IGN);
 	log_init("autopack-ctl", LOG_INFO);
-	stack_limit_require(1);
 	{
 		static const struct db_pg_watch watch = { .waiting = ctl_db_waiting };
 		static const int stops[] = { SIGINT, SIGTERM };

@@ -5,11 +5,11 @@
  * whose CPU time starts from nothing, at the first result that finds the limit within a
  * second of CPU (CPU_LIMIT_MARGIN_S). */
 #include "supervisor/sup.h"
+#include "common/procs.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
-#include <string.h>
+#include <unistd.h>
 
 /* The CPU time a worker may use before it is replaced: its soft limit, less a second (less
  * half of it, under two seconds). */
@@ -25,25 +25,20 @@ void cpulimit_read(struct worker *w)
 	w->cpu_hard = lim.rlim_max;
 }
 
-/* The CPU time (user and system) the worker's process has used, from /proc/<pid>/stat;
- * -1 when it cannot be read. */
+/* The CPU time (user and system) the worker's process has used, from /proc/<pid>/stat
+ * read without stdio (procs_stat_text: this runs at each result of a worker under a CPU
+ * limit), its fields counted after the command's name, which may hold spaces and
+ * parentheses; -1 when it cannot be read or parsed. */
 static double cpulimit_used(const struct worker *w)
 {
-	char path[64], buf[1024], *p;
+	char buf[512];
+	const char *p = procs_stat_text(w->pid, buf, sizeof buf);
 	unsigned long long ut, st;
 	long tick = sysconf(_SC_CLK_TCK);
-	size_t n;
-	FILE *f;
 
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)w->pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* Fields 14 and 15 (utime, stime), counted after the command's closing ')'. */
-	if ((p = strrchr(buf, ')')) == NULL || tick <= 0 ||
-	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+	/* Fields 14 and 15 (utime, stime); p is at field 3 (the state). */
+	if (p == NULL || tick <= 0 ||
+	    sscanf(p, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)tick;
 }

@@ -632,6 +632,7 @@ int main(int argc, char **argv)
 
 	/* Closed standard descriptors are filled before anything takes their numbers. */
 	procs_stdio_open();
+	stack_limit_require("autopack-supervisor", 1);
 	/* Descriptors the operator's shell left open reach no worker and no check. */
 	procs_cloexec_from(3);
 	signal(SIGPIPE, SIG_IGN);
@@ -653,7 +654,6 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 	secrets_take(s);
 	log_init("autopack-supervisor", LOG_INFO);
-	stack_limit_require(1);
 	parse_flags(&s->cfg, argc, argv);
 	if (s->cfg.log_file != NULL)
 		log_file_refuse_db(&s->cfg);
@@ -702,6 +702,7 @@ int main(int argc, char **argv)
 	pool_init(s);
 	lease_kick(s);
 	lifecycle_check_done(s);
+	session_started(s);
 
 	uv_run(&loop, UV_RUN_DEFAULT);
 

@@ -88,6 +88,71 @@ static void session_start_waiting(double seconds, const char *what)
 /* The supervisor whose start is watched. */
 static struct sup *session_starting;
 
+/* The supervisor registered in the fleet whose loop has not started yet (its start may
+ * still fail), its process (a child that exits leaves nothing), and the stop reason its
+ * session gets if it does. */
+static struct sup *session_unstarted;
+static pid_t session_unstarted_pid;
+static const char *session_unstarted_why = "refused to start";
+
+/* How long the leave of a failed start may wait for the database. */
+#define SESSION_LEAVE_WAIT_MS 5000
+static uint64_t session_leave_deadline;
+static bool session_leave_busy;
+
+/* The leave's wait, given up at session_leave_deadline. */
+static const char *session_leave_stop(void)
+{
+	return clock_mono_ms() >= session_leave_deadline ? "the database did not answer" : NULL;
+}
+
+/* The leave was given up: a connection left busy with it takes nothing more. */
+static void session_leave_stopped(const char *why, double seconds, bool answered)
+{
+	(void)why;
+	(void)seconds;
+	session_leave_busy = !answered;
+}
+
+/* At exit, when the start of a supervisor registered in the fleet failed (a statement
+ * failed, the control socket could not be opened, ...): leave the fleet, its row stopped
+ * rather than live for the others to declare lost a lease later, and record the end of
+ * the session it began when no other supervisor drains in it (not a resumed one). When
+ * the leave fails (the connection lost, or no answer within SESSION_LEAVE_WAIT_MS), the
+ * log says that the row stays live until the others declare this supervisor lost. */
+static void session_start_abandon(void)
+{
+	static const struct db_pg_watch watch = {
+		.stop = session_leave_stop,
+		.stopped = session_leave_stopped,
+	};
+	struct sup *s = session_unstarted;
+	struct store_err err;
+	bool lost = false;
+
+	session_unstarted = NULL;
+	if (s == NULL || s->sd == NULL || s->fleet_id <= 0 || getpid() != session_unstarted_pid)
+		return;
+	session_leave_deadline = clock_mono_ms() + SESSION_LEAVE_WAIT_MS;
+	db_pg_wait_watch(&watch);
+	store_drain_rollback(s->sd);
+	if (session_leave_busy || store_fleet_leave(s->sd, &lost, &err) != 0) {
+		log_warn("the start failed and supervisor %lld could not leave the fleet (%s): its "
+		         "row stays live until the others declare it lost, %.0f s after its last "
+		         "heartbeat",
+		    (long long)s->fleet_id,
+		    session_leave_busy ? "the database did not answer in time" : err.text,
+		    (double)s->cfg.lease_timeout_ms / 1000.0);
+		return;
+	}
+	if (lost)
+		return; /* declared lost by another, or left already */
+	log_info("the start failed: supervisor %lld left the fleet", (long long)s->fleet_id);
+	if (!s->cfg.resume && s->session_id != NULL && fleet_finish(s) &&
+	    store_drain_session_close(s->sd, s->session_id, session_unstarted_why, &err) != 0)
+		log_error("%s", err.text);
+}
+
 /* End a start stopped by a signal while it waited for the database: exit 0, as a stop
  * taken as the drain begins would, having dispatched nothing. A supervisor registered
  * already leaves the fleet (its transaction, the cancelled statement's, rolled back) and
@@ -102,6 +167,7 @@ static void session_start_stopped(const char *why, double seconds, bool answered
 	bool left = false;
 
 	db_pg_wait_watch(NULL);
+	session_unstarted = NULL; /* what it leaves is settled here */
 	if (s != NULL && s->sd != NULL && s->fleet_id > 0 && !answered)
 		log_warn("the database did not answer the cancellation: this supervisor does not "
 		         "leave the fleet (its row stays live until the others declare it lost, "
@@ -302,9 +368,12 @@ void session_prepare(struct sup *s)
 		    LLM_ROLE_BUILDER, s->cfg.max_tokens_cap);
 	/* Several supervisors: only the attempts of supervisors no longer live are closed,
 	 * once their lease has run out (fleet.c); the others' are theirs. */
-	if (store_fleet(s->st))
+	if (store_fleet(s->st)) {
 		fleet_register(s);
-	else if (store_drain_recover(s->sd, &closed, &err) != 0)
+		session_unstarted = s;
+		session_unstarted_pid = getpid();
+		atexit(session_start_abandon);
+	} else if (store_drain_recover(s->sd, &closed, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	if (closed > 0)
 		log_warn("recovered %d attempt(s) left open by an earlier supervisor"
@@ -326,9 +395,17 @@ void session_prepare(struct sup *s)
 	    s->cfg.dry_run ? ", dry run" : "");
 }
 
+void session_started(struct sup *s)
+{
+	(void)s;
+	session_unstarted = NULL;
+}
+
 void session_refused(struct sup *s, const char *why)
 {
 	struct store_err err;
+
+	session_unstarted_why = why;
 
 	if (!s->cfg.resume && s->fleet_id == 0 &&
 	    store_drain_session_close(s->sd, s->session_id, why, &err) != 0)

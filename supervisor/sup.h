@@ -674,10 +674,16 @@ void session_prepare(struct sup *s);
 /* After the loop: commit what is queued, record how the session ended, release the
  * database and everything the drain held. */
 void session_finish(struct sup *s);
+/* The start is over: the loop runs. Until then, a supervisor registered in the fleet
+ * whose start fails leaves the fleet as it exits (its row stopped, not live until the
+ * others declare it lost), and records the end of a session it began that no other
+ * supervisor drains in; when it cannot (the connection lost), the log says that its row
+ * stays live until then. */
+void session_started(struct sup *s);
 /* The supervisor cannot run after all (its control socket, its --http address): record
  * the end of the session it began, with `why` as its stop reason, so that it does not
  * stay open as if the supervisor had died mid-drain; a resumed or shared session is left
- * as it was. Then exit 1. */
+ * as it was (a shared one is ended by the last supervisor to leave it). Then exit 1. */
 void session_refused(struct sup *s, const char *why) __attribute__((noreturn));
 
 /* --- report.c: what a drain leaves --- */

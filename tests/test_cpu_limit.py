@@ -51,17 +51,24 @@ def test_a_hard_cpu_limit_close_behind_the_soft_one_stops_at_once_before_the_kil
     assert "stopping now" in err, err[-3000:]
 
 
-def test_a_worker_that_uses_up_its_cpu_time_limit_is_replaced_not_counted_a_crash(tmp):
+@pytest.mark.parametrize("name", [None, "w) R 1 2 3 (x"], ids=["worker", "comm-parens"])
+def test_a_worker_that_uses_up_its_cpu_time_limit_is_replaced_not_counted_a_crash(tmp, name):
     """A worker inherits the CPU time limit (here set for the workers alone, through a
     --worker wrapper). One that used up its soft limit died of SIGXCPU mid-attempt,
     counted a crash (WORKER_CRASHED, an infrastructure failure toward the breaker). A
     worker now goes on (the kernel lets it, up to the hard limit), and the supervisor
     replaces it after its attempt with a fresh one, naming the limit. Each attempt reads a
-    7.5 MiB answer, some of a worker's CPU, and fails as a malformed one."""
+    7.5 MiB answer, some of a worker's CPU, and fails as a malformed one. Run from a file
+    whose `name` holds ") (" and fields of its own, the worker's command name in
+    /proc/PID/stat does too: its CPU time is still read after the name's last ')'."""
     tmp = str(tmp)
+    exe = binpath("autopack-worker")
+    if name is not None:
+        os.symlink(exe, os.path.join(tmp, name))
+        exe = os.path.join(tmp, name)
     wrapper = os.path.join(tmp, "worker.sh")
     with open(wrapper, "w") as f:
-        f.write('#!/bin/sh\nexec prlimit --cpu=1:600 %s "$@"\n' % binpath("autopack-worker"))
+        f.write("#!/bin/sh\nexec prlimit --cpu=1:600 '%s' \"$@\"\n" % exe)
     os.chmod(wrapper, 0o755)
     url = init_db(tmp)
     ws = os.path.join(tmp, "ws")

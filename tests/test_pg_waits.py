@@ -102,25 +102,35 @@ def test_a_supervisor_registered_and_stopped_behind_a_lock_leaves_the_fleet(
     assert start_session(url) == session
 
 
-def test_a_lock_given_up_after_lock_timeout_while_starting_names_its_holder(tmp, pg_url):
-    """Once registered, a start's statement waits for a lock at most lock_timeout (a
-    quarter of the lease: 4 s here), so that the heartbeat goes on; the start then fails
-    (exit 1) naming the lock and its holder, not only `canceling statement due to lock
-    timeout`."""
-    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
-    con = lock_phases(url, "drain_sessions")
+def start_failing_behind(tmp, url, table, *args, during=None):
+    """Start a supervisor on `url` with `args` while a session of the test's holds `table`,
+    call during(sup) once it runs (when given), and check that its start fails (exit 1);
+    the lock is then released. Returns the supervisor's log and the holder's server
+    process."""
+    con = lock_phases(url, table)
     try:
         holder = con.get_backend_pid()
-        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
-                         "--lease-timeout", 16)
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained", *args)
         try:
+            if during is not None:
+                during(sup)
             assert sup.wait(60) == 1, sup.stderr()
         finally:
             sup.kill()
     finally:
         con.rollback()
         con.close()
-    line = [x for x in sup.stderr().splitlines() if "error:" in x][-1]
+    return sup.stderr(), holder
+
+
+def test_a_lock_given_up_after_lock_timeout_while_starting_names_its_holder(tmp, pg_url):
+    """Once registered, a start's statement waits for a lock at most lock_timeout (a
+    quarter of the lease: 4 s here), so that the heartbeat goes on; the start then fails
+    (exit 1) naming the lock and its holder, not only `canceling statement due to lock
+    timeout`."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    err, holder = start_failing_behind(tmp, url, "drain_sessions", "--lease-timeout", 16)
+    line = [x for x in err.splitlines() if "error:" in x][-1]
     assert "canceling statement due to lock timeout (it waits for" in line, line
     assert_names_the_lock(line, holder, "drain_sessions")
 

@@ -480,9 +480,9 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], CHECK_INIT_FLAG) == 0)
 		check_init_main(argc, argv); /* PID 1 of a check's namespace (worker/check.c) */
 	procs_stdio_open();
+	stack_limit_require("autopack-worker", 1);
 	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
-	stack_limit_require(1);
 	log_set_follow(true); /* a rotated --log-file is followed at the next line */
 	proto_fd_init(&w.io, -1, PROTO_FRAME_MAX_DEFAULT);
 	wk_flags(&w, argc, argv, &hand_fd, &keys_fd, &window);
