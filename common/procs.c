@@ -71,6 +71,7 @@ struct procs_stat {
 	char state;
 	pid_t ppid;
 	pid_t sid;
+	unsigned long long start; /* clock ticks after boot; 0 when not read */
 };
 
 const char *procs_stat_text(pid_t pid, char *buf, size_t n)
@@ -99,14 +100,25 @@ const char *procs_stat_text(pid_t pid, char *buf, size_t n)
 	return p + 1;
 }
 
-/* Read /proc/<pid>/stat. Returns 0, or -1 when the process is gone. */
+/* Read /proc/<pid>/stat. Returns 0, or -1 with errno when the process is gone (or its
+ * file cannot be read). */
 static int procs_stat_read(pid_t pid, struct procs_stat *st)
 {
 	char buf[512];
-	const char *p = procs_stat_text(pid, buf, sizeof buf);
+	const char *p;
 	int ppid, pgrp, sid;
 
-	if (p == NULL || sscanf(p, " %c %d %d %d", &st->state, &ppid, &pgrp, &sid) != 4)
+	errno = 0;
+	p = procs_stat_text(pid, buf, sizeof buf);
+	if (p == NULL) {
+		if (errno == 0)
+			errno = ESRCH;
+		return -1;
+	}
+	st->start = 0;
+	if (sscanf(p,
+	        " %c %d %d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	        &st->state, &ppid, &pgrp, &sid, &st->start) < 4)
 		return -1;
 	st->ppid = ppid;
 	st->sid = sid;
@@ -198,6 +210,32 @@ int procs_session_kill(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, un
 			nap_us *= 2;
 	}
 	return live < 0 ? -1 : killed;
+}
+
+int procs_descends_from(pid_t pid, pid_t ancestor, pid_t *child)
+{
+	struct procs_stat st, anc;
+
+	if (procs_stat_read(pid, &st) != 0)
+		return -1;
+	if (procs_stat_read(ancestor, &anc) != 0)
+		anc.start = 0;
+	/* A chain of parents is at most as long as the processes are many: the bound only
+	 * ends a walk that met pids reused meanwhile in a loop. One that reaches a process
+	 * started before the ancestor ends there: none above it descends from it. */
+	for (int depth = 0; depth < 1 << 16; depth++) {
+		pid_t parent = st.ppid;
+
+		if (parent == ancestor) {
+			*child = pid;
+			return 1;
+		}
+		if (parent <= 1 || procs_stat_read(parent, &st) != 0 ||
+		    (st.start != 0 && st.start < anc.start))
+			return 0;
+		pid = parent;
+	}
+	return 0;
 }
 
 pid_t procs_tracer(pid_t pid)

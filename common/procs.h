@@ -36,6 +36,12 @@ int procs_session_kill(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, un
 /* For procs_session_kill: keep no child. */
 bool procs_keep_none(pid_t pid, void *ctx);
 
+/* Whether process `pid` descends from process `ancestor` (through the parents /proc
+ * names, up to one started before the ancestor): 1, with *child set to the ancestor's
+ * child on the way (`pid` itself when it is that child); 0 when it does not; -1 with
+ * errno when /proc/<pid> cannot be read (ENOENT: the process is gone). */
+int procs_descends_from(pid_t pid, pid_t ancestor, pid_t *child);
+
 /* The fields of /proc/<pid>/stat that follow the command's name, from the state on
  * ("S 1 2 ..."), read with one open, read and close (no stdio) into buf (n bytes; 512 hold
  * the first 20 fields whatever their values). The name may hold spaces and parentheses

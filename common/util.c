@@ -247,12 +247,26 @@ int time_db_parse(const char *in, char out[32])
 }
 
 /* Format a message into err and return -1. */
+int stdout_finish(const char *prog, int earlier)
+{
+	int cause;
+
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 0;
+	/* errno is the cause when this flush failed; an earlier one lost it */
+	cause = errno != 0 ? errno : earlier != 0 ? earlier : EIO;
+	fprintf(stderr, "%s: writing standard output failed: %s; the output is incomplete\n", prog,
+	    strerror(cause));
+	return cause;
+}
+
 int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
+	str_velide(err, errlen, fmt, ap);
 	va_end(ap);
 	return -1;
 }
@@ -300,6 +314,21 @@ char *str_elide(char *dst, const char *src, size_t n)
 	memcpy(dst + head + (size_t)m, src + len - tail, tail);
 	dst[head + (size_t)m + tail] = '\0';
 	return dst;
+}
+
+void str_velide(char *dst, size_t n, const char *fmt, va_list ap)
+{
+	va_list again;
+	char *whole;
+	int len;
+
+	va_copy(again, ap);
+	len = vsnprintf(dst, n, fmt, ap);
+	if (len >= 0 && (size_t)len >= n && n >= 64 && vasprintf(&whole, fmt, again) >= 0) {
+		str_elide(dst, whole, n);
+		free(whole);
+	}
+	va_end(again);
 }
 
 /* Read a file whole, up to `max` bytes; 0, -EFBIG or -errno. */

@@ -3,6 +3,7 @@
 #ifndef AUTOPACK_UTIL_H
 #define AUTOPACK_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,9 +62,16 @@ int file_read_all(
 size_t utf8_bom_len(const char *s, size_t len);
 
 /* Format a message into err (size errlen) and return -1: the failure path of functions
- * that report into a caller's buffer. */
+ * that report into a caller's buffer. A message longer than the buffer keeps its start
+ * and its end, where it says what went wrong (str_elide). */
 int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Flush standard output. 0 when everything written to it went out; else its cause (the
+ * errno of this flush, else `earlier`, the errno of an earlier failed one, else EIO),
+ * said on stderr: "PROG: writing standard output failed: CAUSE; the output is
+ * incomplete" (a full disk, a reader gone, a closed descriptor). */
+int stdout_finish(const char *prog, int earlier);
 
 /* Return the 64-bit FNV-1a hash of a string (hash tables, fingerprint ids). */
 uint64_t str_hash(const char *s);
@@ -79,5 +87,10 @@ size_t strlcpy_ap(char *dst, const char *src, size_t n);
  * out ...] "), so that both its start and its end (where a message says what went wrong) are
  * kept; the cuts fall between UTF-8 characters. Returns dst. */
 char *str_elide(char *dst, const char *src, size_t n);
+/* Format into dst of size n (n >= 64) as vsnprintf does, but a text that does not fit
+ * keeps its start and its end, as str_elide cuts it: a message naming a long path or URL
+ * still says what went wrong. */
+void str_velide(char *dst, size_t n, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #endif

@@ -51,7 +51,8 @@ static const struct option cmd_calib_opts[] = {
 /* The files one calibration writes. */
 struct cmd_calib_files {
 	char *md, *json, *svg;
-	char *svg_name; /* the plot's name as the report links it */
+	char *svg_name;       /* the plot's name as the report links it */
+	FILE *json_f, *svg_f; /* made with the report, until written */
 };
 
 /* Parse a whole number from lo to hi for option `name`; 0, or an exit code. */
@@ -119,43 +120,67 @@ static char *cmd_calib_who(void)
 	    "%s@%s autopack-ctl %s", pw != NULL ? pw->pw_name : "unknown", host, AUTOPACK_VERSION);
 }
 
-/* Open "<dir>/<base>.md" exclusively, trying <base>_2, _3, ... when it exists; sets the
- * three paths. Returns the open report or NULL with errno set. */
+/* Make "<dir>/<base>.md", ".json" and ".svg", each a new file (never through a name
+ * that exists: a symbolic link another user put in a shared directory under a name to
+ * come was followed, and the file it named overwritten), trying <base>_2, _3, ... when
+ * one exists; sets the three paths and the last two streams. Returns the open report,
+ * or NULL with errno set (nothing left made). */
 static FILE *cmd_calib_open_report(
     const char *dir, const char *stamp, struct cmd_calib_files *files)
 {
 	for (int k = 1; k < 100; k++) {
 		char *base = k == 1 ? xasprintf("token_estimator_calibration_%s", stamp) :
 		                      xasprintf("token_estimator_calibration_%s_%d", stamp, k);
-		int fd;
+		char *path[3] = { xasprintf("%s/%s.md", dir, base),
+			xasprintf("%s/%s.json", dir, base), xasprintf("%s/%s.svg", dir, base) };
+		FILE *f[3] = { NULL, NULL, NULL };
+		int made = 0, err = 0;
 
-		files->md = xasprintf("%s/%s.md", dir, base);
-		fd = open(files->md, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd >= 0) {
-			files->json = xasprintf("%s/%s.json", dir, base);
-			files->svg = xasprintf("%s/%s.svg", dir, base);
+		for (; made < 3; made++) {
+			int fd = open(path[made], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+
+			if (fd < 0 || (f[made] = fdopen(fd, "w")) == NULL) {
+				err = errno;
+				if (fd >= 0)
+					close(fd);
+				break;
+			}
+		}
+		if (made == 3) {
+			files->md = path[0];
+			files->json = path[1];
+			files->svg = path[2];
+			files->json_f = f[1];
+			files->svg_f = f[2];
 			files->svg_name = xasprintf("%s.svg", base);
 			free(base);
-			return fdopen(fd, "w");
+			return f[0];
 		}
+		for (int m = 0; m < made; m++) {
+			fclose(f[m]);
+			unlink(path[m]);
+		}
+		for (int m = 0; m < 3; m++)
+			free(path[m]);
 		free(base);
-		free(files->md);
-		files->md = NULL;
-		if (errno != EEXIST)
+		if (err != EEXIST) {
+			errno = err;
 			return NULL;
+		}
 	}
 	errno = EEXIST;
 	return NULL;
 }
 
-/* Write the plot to files->svg: the active set's estimate of each clean sample against
- * the proposal's held-out one, and the curves. 0 or -1 with errno. */
-static int cmd_calib_write_svg(const struct cmd_calib_files *files, const struct cmd_calib_data *d,
+/* Write the plot into files->svg, through the stream made with the report: the active
+ * set's estimate of each clean sample against the proposal's held-out one, and the
+ * curves. 0 or -1 with errno. */
+static int cmd_calib_write_svg(struct cmd_calib_files *files, const struct cmd_calib_data *d,
     const struct cmd_calib_result *res)
 {
 	struct telem_sample *cur = xcalloc(d->fs.n_clean + 1, sizeof *cur);
 	const struct telem_sample **rows = xcalloc(d->fs.n_clean + 1, sizeof *rows);
-	FILE *f = fopen(files->svg, "w");
+	FILE *f = files->svg_f;
 	int64_t budget;
 	int rc = -1;
 
@@ -164,12 +189,11 @@ static int cmd_calib_write_svg(const struct cmd_calib_files *files, const struct
 		calib_set_budget(&d->current, d->fs.clean[i], &cur[i].predicted, &budget);
 		rows[i] = &cur[i];
 	}
-	if (f != NULL) {
-		rc = calib_svg_write(f, rows, res->eval.loo_pred, d->fs.n_clean, &res->eval,
-		    "Token estimator calibration: estimates, truncation and waste");
-		if (fclose(f) != 0)
-			rc = -1;
-	}
+	files->svg_f = NULL;
+	rc = calib_svg_write(f, rows, res->eval.loo_pred, d->fs.n_clean, &res->eval,
+	    "Token estimator calibration: estimates, truncation and waste");
+	if (fclose(f) != 0)
+		rc = -1;
 	free(cur);
 	free(rows);
 	return rc;
@@ -203,11 +227,17 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
 	j = calib_json_proposal(&res->groups, m);
 	errno = 0;
 	if (rc == 0 &&
-	    json_dump_file(j, files->json,
-	        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) != 0) {
+	    (json_dumpf(j, files->json_f,
+	         JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) != 0 ||
+	        fflush(files->json_f) != 0)) {
 		rc = -1;
 		err = errno;
 	}
+	if (fclose(files->json_f) != 0 && rc == 0) {
+		rc = -1;
+		err = errno;
+	}
+	files->json_f = NULL;
 	json_decref(j);
 	errno = 0;
 	if (rc == 0 && (rc = cmd_calib_write_svg(files, d, res)) != 0)
@@ -220,9 +250,13 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
 	return 0;
 }
 
-/* Free the file names. */
+/* Free the file names, closing a stream not written. */
 static void cmd_calib_files_free(struct cmd_calib_files *files)
 {
+	if (files->json_f != NULL)
+		fclose(files->json_f);
+	if (files->svg_f != NULL)
+		fclose(files->svg_f);
 	free(files->md);
 	free(files->json);
 	free(files->svg);

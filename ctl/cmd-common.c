@@ -132,6 +132,16 @@ FILE *cmd_text_out(const struct cmd_ctx *ctx)
 
 int cmd_stdout_errno;
 
+bool cmd_stdout_flush(void)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return true;
+	if (cmd_stdout_errno == 0)
+		cmd_stdout_errno = errno != 0 ? errno : EIO;
+	return false;
+}
+
 /* Map a store error to an exit code: 1 refused, 2 unusable. */
 int cmd_exit_code(int store_rc)
 {
@@ -152,7 +162,7 @@ int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 
 	assert(code != STORE_OK); /* a failure must not exit 0 */
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	str_velide(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	fputs("autopack-ctl: ", stderr);
 	cmd_print_lines(stderr, msg);
@@ -213,23 +223,23 @@ FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t e
 		goto refuse;
 	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
 	if (fd < 0 || fstat(fd, &sb) != 0) {
-		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		errbuf_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
 		goto out;
 	}
 	/* Then the file opened, in case the name changed meanwhile. */
 	if (st->backend == DB_SQLITE && (sfx = dbfiles_match(st->path, path, fd)) != NULL)
 		goto refuse;
 	if (S_ISREG(sb.st_mode) && ftruncate(fd, 0) != 0) {
-		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		errbuf_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if ((f = fdopen(fd, "w")) == NULL)
-		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		errbuf_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
 	else
 		fd = -1;
 	goto out;
 refuse:
-	snprintf(err, errlen,
+	errbuf_fail(err, errlen,
 	    "refusing to write %s: that is %s%s, %s; nothing was written: name another file", path,
 	    st->path, sfx, dbfiles_what(sfx));
 out:
@@ -442,6 +452,6 @@ void cmd_json_print(json_t *j)
 	}
 	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	fputc('\n', stdout);
-	fflush(stdout);
+	cmd_stdout_flush();
 	json_decref(j);
 }

@@ -5,6 +5,7 @@
 #include "common/store/store_meta.h"
 #include "common/util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,13 +75,18 @@ static int cmd_db_init_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		char target[PATH_MAX];
 		ssize_t n;
 
-		if (S_ISLNK(sb.st_mode) && stat(path, &sb) != 0 &&
-		    (n = readlink(path, target, sizeof target - 1)) >= 0) {
-			target[n] = '\0';
+		if (S_ISLNK(sb.st_mode) && stat(path, &sb) != 0) {
+			int why = errno;
+
+			n = readlink(path, target, sizeof target - 1);
+			target[n >= 0 ? n : 0] = '\0';
 			ret = cmd_fail(ctx, STORE_ENOTDB,
-			    "refusing to initialise: %s is a symbolic link to %s, which does not "
-			    "exist; name the file itself",
-			    path, target);
+			    "refusing to initialise: %s is a symbolic link to %s, which %s; name "
+			    "the file itself",
+			    path, target,
+			    why == ENOENT    ? "does not exist" :
+			        why == ELOOP ? "leads back to itself (a loop of symbolic links)" :
+			                       strerror(why));
 			goto out;
 		}
 		rc = store_open(&st, path, url, STORE_READ, &err);

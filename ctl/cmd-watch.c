@@ -62,18 +62,6 @@ static int watch_tty_width(void)
 	return ws.ws_col;
 }
 
-/* Flush standard output; false, with the cause in cmd_stdout_errno, when it failed now or
- * earlier. */
-static bool watch_flush(void)
-{
-	errno = 0;
-	if (fflush(stdout) == 0 && !ferror(stdout))
-		return true;
-	if (cmd_stdout_errno == 0)
-		cmd_stdout_errno = errno != 0 ? errno : EIO;
-	return false;
-}
-
 /* Print one line (or JSON object) for a status body; false when standard output could not
  * take it (its errno in cmd_stdout_errno). */
 static bool watch_show(json_t *b, bool json, int width)
@@ -96,7 +84,7 @@ static bool watch_show(json_t *b, bool json, int width)
 		printf("%s\n", text != NULL ? text : "{}");
 		free(text);
 		json_decref(o);
-		return watch_flush();
+		return cmd_stdout_flush();
 	}
 	progress_line(&p, prog, sizeof prog);
 	snprintf(line, sizeof line, "%.19s %-9s %s  workers %lld/%lld  in flight %lld", ts,
@@ -111,7 +99,7 @@ static bool watch_show(json_t *b, bool json, int width)
 	} else {
 		printf("%s\n", line);
 	}
-	return watch_flush();
+	return cmd_stdout_flush();
 }
 
 /* The exit status the supervisor recorded at the end of its session; -1 if none. */

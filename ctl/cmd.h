@@ -108,8 +108,12 @@ int cmd_exit_code(int store_rc);
 /* Why a write to standard output a command checked failed (an errno), 0 if none did: the
  * stream forgets it once the failed buffer is dropped, and main reports it at exit. */
 extern int cmd_stdout_errno;
+/* Flush standard output; false, with the cause in cmd_stdout_errno, when it failed now or
+ * earlier. */
+bool cmd_stdout_flush(void);
 /* Report a failure: "autopack-ctl: message" on stderr, and with --json an
- * {"ok": false, "error", "message"} object on stdout. Returns cmd_exit_code(code). */
+ * {"ok": false, "error", "message"} object on stdout; a message over 1 KiB keeps its start
+ * and its end (str_velide). Returns cmd_exit_code(code). */
 int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Print {"ok": false, "error": the name of STORE_E* `code`, "message": msg} on stdout. */

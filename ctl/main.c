@@ -99,19 +99,12 @@ static int ctl_unknown(int argc, char **argv, bool json)
 }
 
 /* Flush standard output and return `rc`; when the output could not all be written (a
- * full disk, a closed descriptor) say so and fail, rather than exit 0 with the output
- * cut short. */
+ * full disk, a reader gone, a closed descriptor) say so and fail, rather than exit 0 with
+ * the output cut short. */
 static int ctl_flush_stdout(int rc)
 {
-	errno = 0;
-	if (fflush(stdout) == 0 && !ferror(stdout))
+	if (stdout_finish("autopack-ctl", cmd_stdout_errno) == 0)
 		return rc;
-	/* errno is the cause when this flush failed; an earlier one lost it */
-	fprintf(stderr,
-	    "autopack-ctl: writing standard output failed: %s; the output is incomplete\n",
-	    errno != 0                ? strerror(errno) :
-	        cmd_stdout_errno != 0 ? strerror(cmd_stdout_errno) :
-	                                "an earlier write was refused");
 	return rc != CMD_EXIT_OK ? rc : cmd_exit_code(STORE_EIO);
 }
 
@@ -193,10 +186,10 @@ int main(int argc, char **argv)
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			ctl_usage(stdout);
-			return CMD_EXIT_OK;
+			return ctl_flush_stdout(CMD_EXIT_OK);
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("autopack-ctl %s\n", AUTOPACK_VERSION);
-			return CMD_EXIT_OK;
+			return ctl_flush_stdout(CMD_EXIT_OK);
 		} else if ((strcmp(argv[i], "--db") == 0 && i + 1 < argc) ||
 		    strncmp(argv[i], "--db=", 5) == 0) {
 			char *v = argv[i][4] == '=' ? argv[i] + 5 : argv[++i], *shown;
@@ -240,7 +233,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (best == NULL)
-		return ctl_unknown(argc - i, argv + i, ctx.json);
+		return ctl_flush_stdout(ctl_unknown(argc - i, argv + i, ctx.json));
 	ctx.entry = best;
 	optind = 0;
 	opterr = 0;

@@ -11,6 +11,7 @@
  * `status`, `scale` or `stop` out. */
 #include "supervisor/cmd.h"
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/store/store_runtime.h"
 #include "common/util.h"
 
@@ -222,8 +223,9 @@ static int control_open_count(void)
 	return n;
 }
 
-/* Log that a peer's connection was closed (idle, or to make room for another): the first
- * of CONTROL_QUIET_MS, the next ones are counted and summed up by control_quiet_flush. */
+/* Log that a peer's connection was closed (idle, to make room for another, or refused as a
+ * phase's): the first of CONTROL_QUIET_MS, the next ones are counted and summed up by
+ * control_quiet_flush. */
 static void control_note_close(struct sup *s, struct ctl_conn *c, const char *why)
 {
 	uint64_t now = uv_now(s->loop);
@@ -245,8 +247,8 @@ static void control_quiet_flush(struct sup *s)
 
 	if (closed_quiet == 0 || now < quiet_until_ms)
 		return;
-	log_warn("%llu more control connection(s) closed idle or to make room for new ones "
-	         "in the last %d s",
+	log_warn("%llu more control connection(s) closed idle, to make room for new ones or "
+	         "refused in the last %d s",
 	    (unsigned long long)closed_quiet, CONTROL_QUIET_MS / 1000);
 	closed_quiet = 0;
 	quiet_until_ms = now + CONTROL_QUIET_MS;
@@ -396,6 +398,47 @@ static void control_sweep_cb(uv_timer_t *t)
 	control_claim_watch(s);
 }
 
+/* Whether the control peer `pid` runs a phase's code: a descendant of this supervisor,
+ * which are its workers, their check commands and what those started (one orphaned by
+ * its worker's death is the supervisor's child until it is killed). A check reaches a
+ * --control socket put outside the runtime directories, and through it could stop the
+ * supervisor, scale it up to its limit or cancel and retry phases. A peer gone before it
+ * could be looked at is refused too: what it left connected may be its children. Says
+ * why into `why` (`n` bytes). */
+static bool control_phase_peer(struct sup *s, pid_t pid, char *why, size_t n)
+{
+	pid_t child = 0;
+	int rc;
+
+	/* A peer in a PID namespace this one cannot see (pid 0) is no descendant: those are
+	 * seen from here, in whatever namespace they run. */
+	if (pid <= 0)
+		return false;
+	rc = procs_descends_from(pid, getpid(), &child);
+	if (rc == 0 || (rc < 0 && access("/proc/self/stat", R_OK) != 0))
+		return false;
+	if (rc < 0) {
+		snprintf(why, n,
+		    "it was gone before it could be told apart from a phase's process (%s); "
+		    "refused",
+		    strerror(errno));
+		return true;
+	}
+	for (struct worker *w = s->workers; w != NULL; w = w->next)
+		if (w->pid == child) {
+			snprintf(why, n,
+			    "it is a process of worker %d's phase (a check command or what it "
+			    "started); phase code may not control the supervisor: refused",
+			    w->id);
+			return true;
+		}
+	snprintf(why, n,
+	    "it descends from the supervisor (pid %d, a child not a worker: a phase's process "
+	    "its worker left); phase code may not control the supervisor: refused",
+	    (int)child);
+	return true;
+}
+
 /* Accept a control connection from a peer of our own uid. */
 static void control_conn_cb(uv_stream_t *server, int status)
 {
@@ -403,6 +446,7 @@ static void control_conn_cb(uv_stream_t *server, int status)
 	struct ctl_conn *c, *victim;
 	struct ucred cred;
 	socklen_t len = sizeof cred;
+	char why[256];
 	uv_os_fd_t fd;
 
 	if (status < 0) {
@@ -433,6 +477,14 @@ static void control_conn_cb(uv_stream_t *server, int status)
 		log_warn("control peer pid %d has uid %d, not %d; refused", (int)cred.pid,
 		    (int)cred.uid, (int)getuid());
 		chan_close(&c->chan, "peer uid differs");
+		return;
+	}
+	/* Logged as the idle closes are, the first of a minute: a phase may connect without
+	 * end. */
+	if (control_phase_peer(s, cred.pid, why, sizeof why)) {
+		c->evicted = true;
+		control_note_close(s, c, why);
+		chan_close(&c->chan, NULL);
 		return;
 	}
 	if (control_open_count() > CONTROL_CONN_MAX && (victim = control_victim(c)) != NULL)

@@ -358,13 +358,18 @@ static void flag_check_text(int opt, const char *v)
 			flag_fail(name, "\"%s\" holds a control character (byte %zu)", v, i + 1);
 }
 
-/* Check --llm-base-url: http or https, a host, a port of digits when a ':' follows the
- * host, no control character or space; else exit 2 naming what is wrong. */
+/* Check --llm-base-url: at most PROTO_PATH_MAX bytes (every job carries it: a longer one
+ * failed every phase INVALID_JOB), http or https, a host, a port of digits when a ':'
+ * follows the host, no control character or space; else exit 2 naming what is wrong. */
 static void flag_check_base_url(const char *v)
 {
 	const char *host, *end, *colon;
 	size_t i;
 
+	if (strlen(v) > PROTO_PATH_MAX)
+		flag_fail("llm-base-url",
+		    "%zu bytes long; a base URL travels in every job, which holds at most %d",
+		    strlen(v), PROTO_PATH_MAX);
 	for (i = 0; v[i] != '\0'; i++)
 		if ((unsigned char)v[i] <= 0x20 || v[i] == 0x7f)
 			flag_fail("llm-base-url",
@@ -463,8 +468,13 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 		c->llm_provider = flag_choice("llm-provider", optarg, "anthropic", "openai");
 		break;
 	case 'h':
-	case OPT_HELP: fputs(usage_text, stdout); exit(0);
-	case OPT_VERSION: printf("autopack-supervisor %s\n", AUTOPACK_VERSION); exit(0);
+	case OPT_HELP:
+		errno = 0; /* the cause of a write that fails in it */
+		fputs(usage_text, stdout);
+		exit(stdout_finish("autopack-supervisor", errno) == 0 ? 0 : 1);
+	case OPT_VERSION:
+		printf("autopack-supervisor %s\n", AUTOPACK_VERSION);
+		exit(stdout_finish("autopack-supervisor", 0) == 0 ? 0 : 1);
 	case OPT_LOGLEVEL:
 		if (log_level_parse(optarg, &level) != 0)
 			flag_fail("log-level", "\"%s\" is not error, warn, info or debug", optarg);

@@ -240,6 +240,34 @@ def test_calibrate_writes_a_report_a_proposal_and_a_plot_with_the_curves(tmp):
     assert len(glob.glob(str(tmp / "out" / "*.md"))) == 2
 
 
+def test_outputs_are_never_written_through_a_name_that_exists(tmp):
+    """--out a shared directory (/tmp) where another user put symbolic links under the
+    names of the next seconds' proposal and plot: the proposal was written through the
+    link, over the file it named (the database, a file of the user's). Each output is
+    now a new file, under the next free name."""
+    import datetime
+    import time
+    db = imported_db(tmp)
+    out = tmp / "shared"
+    out.mkdir()
+    victim = tmp / "victim.txt"
+    victim.write_text("precious\n")
+    now = time.time()
+    for d in range(-2, 180):
+        stamp = datetime.datetime.fromtimestamp(now + d, datetime.timezone.utc).strftime(
+            "%Y%m%d_%H%M%S")
+        os.symlink(str(victim), str(out / ("token_estimator_calibration_%s.json" % stamp)))
+        os.symlink(str(victim), str(out / ("token_estimator_calibration_%s_2.svg" % stamp)))
+    r, j = calibrate(db, "--out", str(out), "--repeats", "1")
+    assert r.rc == 0, r
+    assert victim.read_text() == "precious\n"
+    for f in j["files"].values():
+        assert not os.path.islink(f) and f.endswith(("_3.md", "_3.json", "_3.svg")), f
+    assert json.load(open(j["files"]["proposal"]))["metadata"]["samples_used"] == 51
+    ET.parse(j["files"]["plot"])
+    assert len(glob.glob(str(out / "*_2.md"))) == 0  # nothing left of the names given up
+
+
 def test_a_category_another_program_wrote_is_kept_in_every_output_and_the_plot_stays_xml(tmp):
     """A category that is not UTF-8 and holds a control character (written into the
     database by another program): its samples stay in the fit, the groups, the proposal's

@@ -21,14 +21,15 @@ FLOOD = ("echo FIRST-OUT; yes 0123456789abcdef | head -c %d; echo; echo LAST-OUT
          "echo LAST-ERR >&2; exit %%d" % (300 * MIB, 200 * MIB))
 
 
-def drain_one(tmp, check, attempts=1):
+def drain_one(tmp, check, attempts=1, env=None):
     ws = os.path.join(tmp, "ws")
     os.makedirs(ws, exist_ok=True)
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
     llm = Standin(tmp)
     sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained",
-                     "--max-attempts-per-phase", attempts, *llm_args(llm), env=KEY)
+                     "--max-attempts-per-phase", attempts, *llm_args(llm),
+                     env=dict(KEY, **(env or {})))
     try:
         rc = sup.wait(timeout=240)
     finally:
@@ -191,3 +192,15 @@ def test_a_deliverable_a_check_linked_to_proc_kmsg_is_not_read_by_the_next_attem
     assert [(a["outcome"], a["failure_reason"]) for a in att] == [
         ("failed", "CHECK_FAILED"), ("failed", "SCOPE_VIOLATION")], (att, sup.stderr()[-2000:])
     assert "leaves the workspace (-> /proc/kmsg)" in att[1]["message"], att[1]
+
+
+def test_a_supervisor_started_with_an_empty_path_gives_its_checks_the_default_one(tmp):
+    """`Environment=PATH=` or `env PATH= autopack-supervisor …`: the checks got the empty
+    PATH, their shell found no program by name, and every phase whose check runs one
+    failed CHECK_FAILED (`sh: 1: python3: not found`). An empty PATH is taken as unset, as
+    the checks' default."""
+    url, rc, sup, logs = drain_one(tmp, "python3 -c 'print(40 + 2)'", env={"PATH": ""})
+    assert rc == 0, sup.stderr()
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
+    with open(os.path.join(logs, "run__p1__a1.stdout.txt")) as f:
+        assert f.read() == "42\n"

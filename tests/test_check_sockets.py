@@ -114,10 +114,13 @@ def probe_drain(tmp, ws, *args, prefix=()):
         # taken meanwhile).
         http = int(sup.wait_ready()["http_url"].rsplit(":", 1)[1].rstrip("/"))
         control = rows(url, "SELECT control_socket FROM meta")[0]["control_socket"]
-        with open(os.path.join(ws, "targets.json"), "w") as f:
+        # Whole or not at all: the probe reads it once it exists (it read an empty file
+        # being written, and failed its first attempt on the JSON).
+        with open(os.path.join(ws, "targets.json.new"), "w") as f:
             json.dump({"tcp": {"tcp": lsn["tcp"].getsockname()[1], "http": http},
                        "unix": {"tmp_socket": path, "control": control},
                        "abstract": name}, f)
+        os.replace(os.path.join(ws, "targets.json.new"), os.path.join(ws, "targets.json"))
 
     try:
         sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1, "--http",
@@ -299,3 +302,63 @@ def test_a_workspace_at_a_runtime_directory_fails_before_the_llm_call(tmp, where
         "command there could connect to any of them and stop or steer it; give the run a "
         "workspace of its own; not sent to the LLM" % (ws, relation, run_dir)), att
     assert llm.requests() == []
+
+
+# Connects to the control socket in its workspace and asks to scale the pool to 7 and to
+# stop; records what came back.
+STEER = r'''
+import json, os, socket, struct
+try:
+    import msgpack
+except ImportError:
+    msgpack = None
+out = {}
+for cmd, args in (("scale", ["7"]), ("stop", ["--now"])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    try:
+        s.connect("ctl.sock")
+        body = msgpack.packb({"v": 1, "t": "request", "id": 1, "cmd": cmd, "args": args})
+        s.sendall(struct.pack(">I", len(body)) + body)
+        out[cmd] = "answered" if s.recv(65536) else "closed"
+    except OSError as e:
+        out[cmd] = "%s: %s" % (type(e).__name__, e.strerror)
+    s.close()
+    with open("steer.json.new", "w") as f:
+        json.dump(out, f)
+    os.replace("steer.json.new", "steer.json")
+'''
+
+
+def test_a_check_that_reaches_the_control_socket_cannot_steer_the_supervisor(tmp):
+    """A --control socket where a check can reach it (here its workspace; any place
+    outside /tmp, /var/tmp, /dev/shm and the runtime directories): the check scaled the
+    pool up to 7 workers and could have stopped the supervisor. A peer that descends from
+    the supervisor is refused now, and logged; the operator is served as before."""
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(ws)
+    with open(os.path.join(ws, "steer.py"), "w") as f:
+        f.write(STEER)
+    url = init_db(tmp)
+    check = "while [ ! -e go ]; do sleep 0.05; done; /usr/bin/python3 steer.py"
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+
+    def operator(sup):
+        # The operator's status is answered; then the check may go on.
+        sup.wait_ready()
+        open(os.path.join(ws, "go"), "w").close()
+
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1,
+                               env={"ANTHROPIC_API_KEY": KEY},
+                               control=os.path.join(ws, "ctl.sock"), during=operator)
+    err = sup.stderr()
+    assert rc == 0, err
+    with open(os.path.join(ws, "steer.json")) as f:
+        steer = json.load(f)
+    assert set(steer.values()) <= {"closed", "BrokenPipeError: Broken pipe",
+                                   "ConnectionResetError: Connection reset by peer"}, steer
+    assert "scaled from" not in err and "stop by control request" not in err, err
+    assert "closed: it is a process of worker 1's phase (a check command or what it" \
+        " started); phase code may not control the supervisor: refused" in err, err
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], err
+    assert rows(url, "SELECT count(*) AS n FROM control_log") == [{"n": 0}], err

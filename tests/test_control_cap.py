@@ -3,17 +3,21 @@ supervisor's memory; many clients asking as fast as they can neither stall the d
 grow the supervisor's memory; idle connections are closed, and a connection over the cap
 closes the longest idle one, so that idle peers never lock `status`, `scale` or `stop` out."""
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 import msgpack
+import pytest
 
 from supervisor_helpers import Supervisor, new_db, sql, wait_for
 from conftest import binpath
+from e2e_helpers import another_user
 
 # Clients that pipeline `status` requests (16 per write) as fast as their sockets take
 # them, reading every reply: argv = socket path, number of connections.
@@ -436,3 +440,42 @@ def test_a_reply_whose_body_is_no_json_object_is_refused(tmp):
         assert ("bad reply from the supervisor of sqlite:////x.db: its body is not a JSON "
                 "object (%s" % says) in r.stderr, r.stderr
         assert r.stdout == "", r.stdout
+
+
+@pytest.mark.parametrize("planted,what", [("dir", "a directory of uid 0, mode 0777"),
+                                          ("file", "a regular file of uid 0, mode 0644")])
+def test_a_runtime_directory_another_user_made_is_named_with_its_owner(planted, what):
+    """Another user made /tmp/autopack-<uid> before this user's first supervisor (no
+    /run/user/<uid>): it is refused, as the sockets and claims must be private, but the
+    message said only that it was not a private directory, not whose it was nor what to
+    do."""
+    tmp = tempfile.mkdtemp(dir="/tmp", prefix="runtime-planted-")
+    uid, as_user, exe = another_user(tmp)
+    path = "/tmp/autopack-%d" % uid
+    try:
+        url = new_db(tmp, runs=1, phases=1)
+        os.chmod(tmp, 0o755)
+        subprocess.run(["chown", "-R", "%d:%d" % (uid, uid), tmp], check=True)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)  # another test's, as this user: gone with its supervisor
+        if planted == "dir":
+            os.mkdir(path)
+            os.chmod(path, 0o777)
+        else:
+            with open(path, "w"):
+                pass
+            os.chmod(path, 0o644)
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        p = subprocess.run(list(as_user) + [exe, "--db", url, "--dry-run", "--workers", "1",
+                                            "--exit-when-drained"],
+                           env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1, p.stderr
+        assert ("%s is not a private directory of uid %d (mode 0700): it is %s, which another"
+                " user or program made there; remove it, or set XDG_RUNTIME_DIR to a"
+                " directory of uid %d" % (path, uid, what, uid)) in p.stderr, p.stderr
+    finally:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+        shutil.rmtree(tmp)

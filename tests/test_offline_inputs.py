@@ -197,6 +197,17 @@ def test_db_init_through_a_dangling_symlink_names_the_symlink(tmp):
     assert os.path.islink(tmp / "link.db") and not (tmp / "elsewhere").exists()
 
 
+def test_db_init_through_a_loop_of_symlinks_names_the_loop(tmp):
+    """A link to a link back to it was said to lead to a file that does not exist."""
+    os.symlink("b.db", tmp / "a.db")
+    os.symlink("a.db", tmp / "b.db")
+    r = ctl("--db", url("a.db"), "db", "init")
+    assert r.rc == 2, r
+    assert "%s is a symbolic link to b.db, which leads back to itself (a loop of symbolic" \
+        " links)" % (tmp / "a.db") in r.err, r
+    assert os.path.islink(tmp / "a.db") and os.path.islink(tmp / "b.db")
+
+
 @pytest.mark.parametrize("stamp", [b"2025-13-45T99:99:99Z", b"2025-02-30T10:00:00Z",
                                    b"2025-12-23T24:00:00Z", b"2025-12-23T22:06:12+25:00"])
 def test_a_sample_tsv_with_a_time_that_does_not_exist_is_refused(db, tmp, stamp):
@@ -371,3 +382,31 @@ def test_usage_errors_with_json_are_a_json_error(db, args):
     doc = json.loads(r.out)
     assert doc["ok"] is False and doc["error"] == "EINVAL", doc
     assert doc["message"] in r.err, r
+
+
+# A path of two 1,500-byte names: within PATH_MAX, but each name over the 255 bytes a
+# file name may hold.
+LONG = "/" + "d" * 1500 + "/" + "f" * 1500
+
+
+@pytest.mark.parametrize("args,cause", [
+    (["run", "import", LONG + ".json"], "cannot read the plan: File name too long"),
+    (["telemetry", "import", LONG + ".tsv"], "cannot read: File name too long"),
+    (["telemetry", "export", "--out", LONG], "File name too long"),
+], ids=lambda a: a[0] + " " + a[1] if isinstance(a, list) else None)
+def test_a_message_naming_a_long_path_keeps_its_cause(db, args, cause):
+    """The message was cut at 512 or 1,024 bytes, inside the path: what went wrong was
+    lost. Now its middle is left out, marked, and its end kept."""
+    r = ctl("--db", url(db), *args)
+    assert r.rc != 0, r
+    assert cause in r.err and "bytes left out ...]" in r.err, r.err[-300:]
+
+
+def test_a_postgresql_url_too_long_to_show_whole_keeps_the_cause_of_its_failure(tmp):
+    """A URL with long parameters (certificate paths): the connection's failure came after
+    it, and was cut off with it."""
+    pg = ("postgresql://u@127.0.0.1:1/db?sslrootcert=/%s&sslcert=/%s"
+          % ("r" * 3000, "c" * 3000))
+    r = ctl("--db", pg, "db", "check")
+    assert r.rc == 2, r
+    assert "Connection refused" in r.err, r.err[-300:]

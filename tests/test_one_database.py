@@ -658,3 +658,31 @@ def test_10_a_log_file_naming_the_database_is_refused(tmp, name, sfx, what):
     r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained",
             "--log-file", "sup.log", cwd=str(tmp))
     assert r.rc == 0, r
+
+
+@pytest.mark.parametrize("side", ["-wal", "-shm"])
+def test_a_database_named_like_the_wal_or_shm_of_another_is_never_emptied(tmp, side):
+    """`db init` of d.db-wal (or d.db-shm) beside d.db made a database there; the next
+    supervisor of d.db took it for its log (or its index), found nothing to apply, and
+    removed it with every row it held, without a word. It is refused now; one copied there
+    keeps d.db from being opened, naming it, and is left as it was."""
+    url = new_db(tmp, runs=1, phases=1)
+    path = url[len("sqlite:///"):]
+    r = ctl("--db", url + side, "db", "init")
+    assert r.rc == 1, r
+    assert ("%s%s: refusing to initialise: SQLite keeps the %s of the database %s under this"
+            " name" % (path, side, side, path)) in r.err, r
+    assert not os.path.exists(path + side)
+    other = os.path.join(str(tmp), "other")
+    os.mkdir(other)
+    shutil.copy(new_db(other, runs=2, phases=2)[len("sqlite:///"):], path + side)
+    with open(path + side, "rb") as f:
+        before = f.read()
+    r = run("autopack-supervisor", "--db", url, "--workers", "1", "--dry-run",
+            "--exit-when-drained")
+    assert r.rc == 1, r.err
+    assert "%s%s: an SQLite database (%d bytes), not the " % (path, side, len(before)) \
+        in r.err, r.err
+    assert ctl("--db", url, "db", "check").rc == 2
+    with open(path + side, "rb") as f:
+        assert f.read() == before

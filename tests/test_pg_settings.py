@@ -70,6 +70,52 @@ def test_a_supervisor_keeps_its_connection_whatever_the_idle_session_timeout(tmp
     assert sql(url, "SELECT count(*), min(outcome) FROM attempts") == [(6, "success")]
 
 
+def attempts_counted(url):
+    """The attempts of the database at `url`, counted without its statement_timeout."""
+    con = connect(url)
+    try:
+        with con.cursor() as cur:
+            cur.execute("SET statement_timeout = 0")
+            cur.execute("SELECT count(*) FROM attempts")
+            return cur.fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_statement_timeout_of_the_database_cancels_none_of_autopacks_statements(
+        tmp, pg_cluster):
+    """The database's statement_timeout made 1 ms: `db check` and a dry run must work as
+    without it (before, each failed on its first statement, `canceling statement due to
+    statement timeout`, exit 2 and 1). Then 200 ms, and a supervisor's start waits for the
+    session-choosing lock another session holds for longer: it must wait, say so, and
+    drain once the lock is let go (before, the wait was cancelled after 200 ms, exit 1)."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=2, tiers=1, phases=3)
+    pg_cluster.psql("ALTER DATABASE \"%s\" SET statement_timeout = '1ms'" % name)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
+    r = run("autopack-supervisor", "--db", url, "--workers", "2", "--dry-run",
+            "--exit-when-drained")
+    assert r.rc == 0, r.err
+    assert attempts_counted(url) == 6
+    pg_cluster.psql("ALTER DATABASE \"%s\" SET statement_timeout = '200ms'" % name)
+    holder = connect(url)
+    holder.autocommit = False
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (SESSION_LOCK_KEY,))
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--exit-when-drained")
+    try:
+        wait_for(lambda: "the session-choosing lock is held by" in sup.stderr() or
+                 sup.proc.poll() is not None, timeout=60, what="the start waiting for the lock")
+        holder.rollback()
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        holder.close()
+        sup.kill()
+    assert "statement timeout" not in sup.stderr(), sup.stderr()
+    assert attempts_counted(url) == 12
+
+
 def test_a_search_path_away_from_autopacks_tables_is_named(tmp, pg_cluster):
     """The database's search_path set to a schema that does not exist, then to a schema
     holding a look-alike `phases` table ahead of public. Every command and the supervisor

@@ -1,6 +1,8 @@
 """The standard streams a parent may leave closed or full: a supervisor started with
 stdin, stdout or stderr closed drains and exits as with them open, and `watch` into a
-full disk or a closed stdout stops and says so instead of running on unread."""
+full disk or a closed stdout stops and says so instead of running on unread. Output that
+cannot be written (a full disk, a reader gone), `--help`, `--version` and `--json`
+results included, fails the command naming the cause."""
 import os
 import subprocess
 
@@ -65,3 +67,54 @@ def test_a_reading_command_whose_reader_went_away_leaves_no_files(tmp, command):
     assert p.returncode not in (0, -13, 141), (p.returncode, p.stderr)
     assert "writing standard output failed: Broken pipe" in p.stderr, p.stderr
     assert not os.path.exists(path + "-wal") and not os.path.exists(path + "-shm")
+
+
+def output_to(out, argv):
+    """Run argv with stdout on /dev/full ("full") or on a pipe whose reader is gone
+    ("gone"); (exit status, stderr)."""
+    if out == "full":
+        with open("/dev/full", "w") as f:
+            p = subprocess.run(argv, stdout=f, stderr=subprocess.PIPE, text=True, timeout=60)
+        return p.returncode, p.stderr
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run(argv, stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(w)
+    return p.returncode, p.stderr
+
+
+CAUSE = {"full": "No space left on device", "gone": "Broken pipe"}
+
+
+@pytest.mark.parametrize("out", ["full", "gone"])
+@pytest.mark.parametrize("name,args,status", [
+    ("autopack-ctl", ["--help"], 2), ("autopack-ctl", ["--version"], 2),
+    ("autopack-ctl", ["db", "--help"], 2), ("autopack-supervisor", ["--help"], 1),
+    ("autopack-supervisor", ["--version"], 1), ("autopack-worker", ["--help"], 1),
+    ("autopack-worker", ["--version"], 1)])
+def test_help_and_version_that_cannot_be_written_fail_and_say_why(out, name, args, status):
+    # Each exited 0 without a word, its text lost.
+    rc, err = output_to(out, [binpath(name)] + args)
+    assert rc == status, (rc, err)
+    assert ("%s: writing standard output failed: %s; the output is incomplete"
+            % (name, CAUSE[out])) in err, err
+
+
+@pytest.mark.parametrize("out", ["full", "gone"])
+def test_a_json_result_that_cannot_be_written_names_the_cause(tmp, out):
+    # The cause was lost with the JSON's flush: "an earlier write was refused".
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", "0")
+    try:
+        sup.wait_ready()
+        for command in (["status"], ["pause"], ["session", "list"], ["failed"]):
+            rc, err = output_to(out, [binpath("autopack-ctl"), "--db", url, "--json"]
+                                + command + (["--control", sup.control]
+                                             if command[0] in ("status", "pause") else []))
+            assert rc == 2, (command, rc, err)
+            assert ("writing standard output failed: %s; the output is incomplete"
+                    % CAUSE[out]) in err, (command, err)
+    finally:
+        sup.stop_now()

@@ -729,6 +729,24 @@ def test_flag_values_no_job_or_record_can_hold_are_refused(tmp, flag, value, why
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
 
 
+def test_a_base_url_longer_than_a_job_holds_is_refused_and_one_as_long_drains(tmp):
+    """A --llm-base-url over the job's 4096 bytes was taken: every phase it reached failed
+    INVALID_JOB (`job.llm.url: string of 4097 bytes exceeds limit 4096`) until the drain
+    rules stopped the run, exit 5. One of 4096 bytes still fits."""
+    from conftest import run as run_binary
+    url = new_db(tmp, runs=1, phases=3)
+    args = ["--db", url, "--workers", "1", "--dry-run", "--exit-when-drained",
+            "--llm-base-url"]
+    r = run_binary("autopack-supervisor", *args, "http://" + "h" * 4090)
+    assert r.rc == 2, r.err[-300:]
+    assert ("autopack-supervisor: --llm-base-url: 4097 bytes long; a base URL travels in"
+            " every job, which holds at most 4096") in r.err, r.err[-300:]
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+    r = run_binary("autopack-supervisor", *args, "http://" + "h" * 4089)
+    assert r.rc == 0, r.err[-300:]
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("dry_run", 3)]
+
+
 @pytest.mark.parametrize("flag", ["--run-id", "--control", "--log-file"])
 def test_an_empty_path_or_run_id_is_a_bad_flag(tmp, flag):
     """--run-id= drained nothing and exited 0; --control= and --log-file= were refused

@@ -187,7 +187,11 @@ static void check_env(char **env, size_t max)
 			continue;
 		k = strlen(check_env_kept[i]);
 		for (e = environ; *e != NULL; e++) {
-			if (strncmp(*e, check_env_kept[i], k) == 0 && (*e)[k] == '=') {
+			/* An empty PATH (`Environment=PATH=`, `env PATH=`) is taken as unset: with
+			 * it the shell finds no program by name, and every check that runs one
+			 * failed its phase `not found`. */
+			if (strncmp(*e, check_env_kept[i], k) == 0 && (*e)[k] == '=' &&
+			    (i != 0 || (*e)[k + 1] != '\0')) {
 				env[n++] = *e;
 				break;
 			}

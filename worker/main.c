@@ -404,11 +404,12 @@ static void wk_flags(
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			errno = 0; /* the cause of a write that fails in it */
 			fputs(usage_text, stdout);
-			exit(0);
+			exit(stdout_finish("autopack-worker", errno) == 0 ? 0 : 1);
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("autopack-worker %s\n", AUTOPACK_VERSION);
-			exit(0);
+			exit(stdout_finish("autopack-worker", 0) == 0 ? 0 : 1);
 		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
 			if (log_level_parse(argv[++i], &level) != 0)
 				log_fatal(2,

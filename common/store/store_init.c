@@ -193,6 +193,37 @@ static int store_init_leftovers(const char *path, struct store_err *err)
 	return 0;
 }
 
+/* Refuse a new database named like a file SQLite keeps beside the database that is there
+ * without the suffix (`d.db-wal` beside `d.db`): that database would take the new file
+ * for its own log, index or journal, and empty it. STORE_EINVAL naming both, or 0. */
+static int store_init_side_name(const char *path, struct store_err *err)
+{
+	static const char *const suffix[] = { "-wal", "-shm", "-journal" };
+	size_t n = strlen(path);
+	struct stat sb;
+
+	for (size_t i = 0; i < ARRAY_SIZE(suffix); i++) {
+		size_t k = strlen(suffix[i]);
+		char *base;
+		bool taken;
+
+		if (n <= k || strcmp(path + n - k, suffix[i]) != 0)
+			continue;
+		base = xstrndup(path, n - k);
+		taken = lstat(base, &sb) == 0;
+		if (taken)
+			store_fail(err, STORE_EINVAL,
+			    "%s: refusing to initialise: SQLite keeps the %s of the database %s "
+			    "under this name, and would take this file for it and empty it; name "
+			    "the new database another way; nothing was created",
+			    path, suffix[i], base);
+		free(base);
+		if (taken)
+			return STORE_EINVAL;
+	}
+	return 0;
+}
+
 /* Create a new database, or report (STORE_EEXIST) the autopack database already there. */
 int store_init(const char *path, char uuid[37], struct store_err *err)
 {
@@ -214,7 +245,9 @@ int store_init(const char *path, char uuid[37], struct store_err *err)
 			return rc;
 		}
 	}
-	rc = store_init_leftovers(path, err);
+	rc = store_init_side_name(path, err);
+	if (rc == 0)
+		rc = store_init_leftovers(path, err);
 	if (rc != 0)
 		return rc;
 	return store_init_sql(path, SCHEMA_SQL, SCHEMA_VERSION, uuid, err);

@@ -22,7 +22,8 @@ extern const size_t store_n_migrations;
 
 /* --- common/store/store_sql.c: the SQL helpers every store file uses --- */
 
-/* Format a message into err (if not NULL) and return `code` (non-zero). */
+/* Format a message into err (if not NULL) and return `code` (non-zero); one longer than
+ * err->text keeps its start and its end (str_velide). */
 int store_fail(struct store_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Run SQL with no result rows; on failure STORE_EIO with "<what>: <sqlite message>". */

@@ -332,6 +332,40 @@ out:
 	return rc;
 }
 
+/* Refuse a -wal or -shm beside the database that is an SQLite database itself (one made
+ * under that name, or copied there): SQLite would take it for the database's log or its
+ * index, find nothing in it to apply, and truncate it at the next write, with every row it
+ * held. 0, or STORE_ENOTDB naming it and what to do. Nothing is read or written through
+ * SQLite. */
+static int store_check_side_databases(const char *path, struct store_err *err)
+{
+	static const char *const suffix[] = { "-wal", "-shm" };
+	unsigned char hdr[16];
+	struct stat sb;
+	int rc = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(suffix) && rc == 0; i++) {
+		char *side = xasprintf("%s%s", path, suffix[i]);
+		int fd = open(side, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+
+		if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		    pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr &&
+		    memcmp(hdr, "SQLite format 3", 16) == 0)
+			rc = store_fail(err, STORE_ENOTDB,
+			    "%s: an SQLite database (%lld bytes), not the %s of %s: SQLite would "
+			    "take it for that, find nothing in it to apply, and empty it at the next "
+			    "write, with every row it holds; nothing was read or written. Give it "
+			    "another name (a database is never named like the -wal or -shm beside "
+			    "another), then open %s again",
+			    side, (long long)sb.st_size,
+			    i == 0 ? "write-ahead log" : "shared-memory index", path, path);
+		if (fd >= 0)
+			close(fd);
+		free(side);
+	}
+	return rc;
+}
+
 /* Apply the connection settings of a write handle: WAL journal. */
 static int store_setup_writer(struct db *db, const char *path, struct store_err *err)
 {
@@ -481,6 +515,8 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 		rc = store_check_wal_owner(path, &sb, err);
 	if (rc == 0)
 		rc = store_check_journal(path, err);
+	if (rc == 0)
+		rc = store_check_side_databases(path, err);
 	if (rc != 0)
 		return rc;
 	st->tidy_on_close = !write && !store_side_exists(path, "-wal") &&

@@ -58,14 +58,30 @@ char *store_runtime_dir(struct store_err *err)
 		free(dir);
 		return NULL;
 	}
-	if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != getuid() ||
-	    (sb.st_mode & 077) != 0) {
-		store_fail(err, STORE_EIO, "%s is not a private directory of uid %d (mode 0700)",
-		    dir, (int)getuid());
-		free(dir);
-		return NULL;
+	if (lstat(dir, &sb) != 0) {
+		store_fail(err, STORE_EIO, "%s: %s", dir, strerror(errno));
+	} else if (S_ISDIR(sb.st_mode) && sb.st_uid == getuid() && (sb.st_mode & 077) != 0) {
+		store_fail(err, STORE_EIO,
+		    "%s is not a private directory of uid %d: its mode is %04o, not 0700; "
+		    "chmod 700 it",
+		    dir, (int)getuid(), (unsigned)(sb.st_mode & 07777));
+	} else if (!S_ISDIR(sb.st_mode) || sb.st_uid != getuid()) {
+		store_fail(err, STORE_EIO,
+		    "%s is not a private directory of uid %d (mode 0700): it is %s of uid %d, "
+		    "mode %04o, which another user or program made there; remove it, or set "
+		    "XDG_RUNTIME_DIR to a directory of uid %d (supervisors keep their control "
+		    "sockets and uuid claims there)",
+		    dir, (int)getuid(),
+		    S_ISLNK(sb.st_mode)     ? "a symbolic link" :
+		        S_ISDIR(sb.st_mode) ? "a directory" :
+		        S_ISREG(sb.st_mode) ? "a regular file" :
+		                              "a special file",
+		    (int)sb.st_uid, (unsigned)(sb.st_mode & 07777), (int)getuid());
+	} else {
+		return dir;
 	}
-	return dir;
+	free(dir);
+	return NULL;
 }
 
 /* Name the socket by the uuid and the file (for PostgreSQL, the pid). */

@@ -18,7 +18,7 @@ int store_fail(struct store_err *err, int code, const char *fmt, ...)
 	assert(code != 0);
 	if (err != NULL) {
 		va_start(ap, fmt);
-		vsnprintf(err->text, sizeof err->text, fmt, ap);
+		str_velide(err->text, sizeof err->text, fmt, ap);
 		va_end(ap);
 		err->fault = DB_FAULT_NONE;
 	}

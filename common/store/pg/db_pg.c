@@ -596,28 +596,35 @@ static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
 
 /* The session settings of every connection: UTC, ISO dates, quiet notices, numbers of
  * floating point read back exact (extra_float_digits below 1 rounds them: -15 gave 0.4
- * for 0.37), and READ COMMITTED transactions whatever the role's or the database's
- * default: the claims and the session's choice read what others committed while they
- * waited for a lock, which a REPEATABLE READ or SERIALIZABLE snapshot, taken before the
- * wait, does not show. */
+ * for 0.37), READ COMMITTED transactions whatever the role's or the database's default
+ * (the claims and the session's choice read what others committed while they waited for
+ * a lock, which a REPEATABLE READ or SERIALIZABLE snapshot, taken before the wait, does
+ * not show), and no statement_timeout: a statement that waits for a lock is reported
+ * every 30 s and ended by a stop signal (db_pg_wait.c), where a role's or database's
+ * timeout cancelled it, and with it the start or the commits (1 ms failed every start
+ * on its first statement, 200 ms one waiting for another supervisor's lock). */
 static const char pg_session_sql[] =
     "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
     " SET client_min_messages = warning;"
     " SET standard_conforming_strings = on; SET extra_float_digits = 3;"
-    " SET default_transaction_isolation = 'read committed'";
+    " SET default_transaction_isolation = 'read committed'; SET statement_timeout = 0";
 
 /* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
  * also turn off idle_session_timeout, which a role or database may set: the server ended a
  * supervisor's connection between two beats, its LISTEN with it, and its next statement
- * failed with "no connection to the server". Returns the last statement's result
- * (PGRES_COMMAND_OK when all were made), for the caller to PQclear. */
+ * failed with "no connection to the server"; from 17 on transaction_timeout too, which
+ * would cancel a transaction as statement_timeout does a statement. Returns the last
+ * statement's result (PGRES_COMMAND_OK when all were made), for the caller to PQclear. */
 static PGresult *pg_session_apply(PGconn *c)
 {
 	PGresult *r = PQexec(c, pg_session_sql);
 
 	if (PQresultStatus(r) == PGRES_COMMAND_OK && PQserverVersion(c) >= 140000) {
 		PQclear(r);
-		r = PQexec(c, "SET idle_session_timeout = 0");
+		r = PQexec(c,
+		    PQserverVersion(c) >= 170000 ?
+		        "SET idle_session_timeout = 0; SET transaction_timeout = 0" :
+		        "SET idle_session_timeout = 0");
 	}
 	return r;
 }
