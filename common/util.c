@@ -246,21 +246,27 @@ int time_db_parse(const char *in, char out[32])
 	return 0;
 }
 
-/* Format a message into err and return -1. */
-int stdout_finish(const char *prog, int earlier)
+int stdout_flush(int earlier)
 {
-	int cause;
-
 	errno = 0;
 	if (fflush(stdout) == 0 && !ferror(stdout))
 		return 0;
 	/* errno is the cause when this flush failed; an earlier one lost it */
-	cause = errno != 0 ? errno : earlier != 0 ? earlier : EIO;
-	fprintf(stderr, "%s: writing standard output failed: %s; the output is incomplete\n", prog,
-	    strerror(cause));
+	return errno != 0 ? errno : earlier != 0 ? earlier : EIO;
+}
+
+int stdout_finish(const char *prog, int earlier)
+{
+	int cause = stdout_flush(earlier);
+
+	if (cause != 0)
+		fprintf(stderr,
+		    "%s: writing standard output failed: %s; the output is incomplete\n", prog,
+		    strerror(cause));
 	return cause;
 }
 
+/* Format a message into err and return -1. */
 int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;

@@ -67,10 +67,11 @@ size_t utf8_bom_len(const char *s, size_t len);
 int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Flush standard output. 0 when everything written to it went out; else its cause (the
- * errno of this flush, else `earlier`, the errno of an earlier failed one, else EIO),
- * said on stderr: "PROG: writing standard output failed: CAUSE; the output is
- * incomplete" (a full disk, a reader gone, a closed descriptor). */
+/* Flush standard output. 0 when everything written to it went out; else its cause: the
+ * errno of this flush, else `earlier` (the errno of an earlier failed one), else EIO. */
+int stdout_flush(int earlier);
+/* stdout_flush, a failure said on stderr: "PROG: writing standard output failed: CAUSE;
+ * the output is incomplete" (a full disk, a reader gone, a closed descriptor). */
 int stdout_finish(const char *prog, int earlier);
 
 /* Return the 64-bit FNV-1a hash of a string (hash tables, fingerprint ids). */

@@ -134,11 +134,12 @@ int cmd_stdout_errno;
 
 bool cmd_stdout_flush(void)
 {
-	errno = 0;
-	if (fflush(stdout) == 0 && !ferror(stdout))
+	int cause = stdout_flush(cmd_stdout_errno);
+
+	if (cause == 0)
 		return true;
 	if (cmd_stdout_errno == 0)
-		cmd_stdout_errno = errno != 0 ? errno : EIO;
+		cmd_stdout_errno = cause;
 	return false;
 }
 

@@ -37,7 +37,7 @@ static void lag_stall_log(struct sup *s, uint64_t late, uint64_t due, uint64_t n
 	char sql[120];
 	/* The loop's clock is coarser than the statements': a few ms either side. */
 	uint64_t db = db_waited(due > 10 ? due - 10 : 0, now + 10, sql, sizeof sql);
-	bool pg = s->st != NULL && store_fleet(s->st); /* PostgreSQL */
+	bool pg = s->st != NULL && s->st->backend == DB_PG;
 
 	if (db * 2 < late) {
 		log_warn(
