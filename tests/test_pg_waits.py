@@ -256,6 +256,7 @@ class DarkProxy:
         self.listener.listen(16)
         self.dark = threading.Event()
         self.silent = threading.Event()
+        self.deaf = threading.Event()
         self.closed = threading.Event()
         port = self.listener.getsockname()[1]
         netloc = parts.netloc.rsplit(":", 1)[0] + ":%d" % port
@@ -265,6 +266,7 @@ class DarkProxy:
 
     def _accept(self):
         import socket
+        import struct
         import threading
         while not self.dark.is_set():
             try:
@@ -274,6 +276,13 @@ class DarkProxy:
             if self.dark.is_set():
                 self.held.append(down)
                 return
+            if self.deaf.is_set():
+                # A cancel request (its length 16 and code 80877102) is taken, never
+                # carried and never answered.
+                head = down.recv(8, socket.MSG_PEEK | socket.MSG_WAITALL)
+                if len(head) == 8 and struct.unpack("!II", head) == (16, 80877102):
+                    self.held.append(down)
+                    continue
             up = socket.create_connection(self.upstream)
             for a, b in ((down, up), (up, down)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -298,6 +307,11 @@ class DarkProxy:
 
     def go_dark(self):
         self.dark.set()
+
+    def go_deaf_to_cancels(self):
+        """Cancel requests are taken and never answered; everything else is carried, as a
+        pooler or proxy that does not pass them on does."""
+        self.deaf.set()
 
     def go_silent(self):
         """The connections carried go silent (nothing more is carried either way) and new
@@ -418,6 +432,37 @@ def test_a_start_whose_cancellation_is_never_answered_says_what_stays_behind(tmp
         proxy.close()
     assert sql(url, "SELECT state FROM supervisors") == [("live",)]
     assert start_session(url) == [(False, None)]
+
+
+def test_a_start_whose_cancellation_is_never_answered_leaves_the_fleet_aside(tmp, pg_url):
+    """The cancel request a registered supervisor's SIGTERM sends is taken and never
+    answered (a pooler or proxy that does not pass it on), the server itself reachable:
+    the statement waiting behind a lock is given up 2 s later and its connection left busy.
+    Its fleet row stayed live until the others declared it lost, a lease later; it now
+    leaves the fleet on a connection of its own, and says so."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    proxy = DarkProxy(url)
+    con = lock_phases(url, "estimator_coefficients")
+    try:
+        sup = Supervisor(tmp, proxy.url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            proxy.go_deaf_to_cancels()
+            sup.signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, sup.stderr()
+        finally:
+            sup.kill()
+        err = sup.stderr()
+        assert "cancellation was sent to the server, and left unanswered)" in err, err
+        assert re.search(r"the database did not answer the cancellation: supervisor \d+ left "
+                         r"the fleet on a connection of its own; drain session drain-[0-9-]+, "
+                         r"if recorded, stays open", err), err
+        assert sql(url, "SELECT state FROM supervisors") == [("stopped",)]
+    finally:
+        con.rollback()
+        con.close()
+        proxy.close()
 
 
 def test_a_start_whose_wait_cannot_be_described_still_stops_on_sigterm(tmp, pg_url):
