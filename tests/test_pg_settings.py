@@ -2,7 +2,6 @@
 ROLE … SET): every connection makes its own where autopack's statements rely on them, and
 names what is wrong where it cannot (docs/postgresql.md, "Settings of the role and the
 database")."""
-import json
 import os
 import pwd
 
@@ -10,7 +9,7 @@ import pytest
 
 from conftest import ctl, run
 from pg_cluster import connect
-from supervisor_helpers import ROGUE, Supervisor, make_plan, sql, wait_for
+from supervisor_helpers import ROGUE, Supervisor, sql, wait_for
 from test_fleet import SESSION_LOCK_KEY, attempts, new_pg_db
 
 
@@ -144,17 +143,11 @@ def test_a_search_path_away_from_autopacks_tables_is_named(tmp, pg_cluster):
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
 
 
-def write_refusals(tmp, url):
-    """The refusals of a write to the database at `url`: those of `run import`, `db
-    reidentify` and a supervisor's start, as (exit status, stderr)."""
-    plan = make_plan(os.path.join(str(tmp), "more.json"), 1, 1, 1)
-    with open(plan) as f:
-        doc = json.load(f)
-    doc["runs"][0]["run_id"] = "more"
-    with open(plan, "w") as f:
-        json.dump(doc, f)
+def write_refusals(url):
+    """The refusals of a write to the database at `url`: those of `seed telemetry-run`,
+    `db reidentify` and a supervisor's start, as (exit status, stderr)."""
     out = []
-    for args in (["run", "import", plan], ["db", "reidentify"]):
+    for args in (["seed", "telemetry-run"], ["db", "reidentify"]):
         r = ctl("--db", url, *args)
         out.append((r.rc, r.err))
     r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained", timeout=60)
@@ -182,7 +175,7 @@ def test_a_read_only_database_is_refused_naming_the_setting(tmp, pg_cluster, whe
                 'role autopack in database %s (ALTER ROLE … IN DATABASE … SET); to write, run '
                 'ALTER ROLE "autopack" IN DATABASE "%s" RESET default_transaction_read_only'
                 % (name, name))
-    for (rc, err), want in zip(write_refusals(tmp, url), (2, 2, 1)):
+    for (rc, err), want in zip(write_refusals(url), (2, 2, 1)):
         assert rc == want and said in err, (rc, err)
     assert ctl("--db", url, "db", "check").rc == 0
     assert sql(url, "SELECT count(*) FROM runs") == [(1,)]
@@ -206,7 +199,7 @@ def test_a_standby_is_refused_naming_it(tmp):
         assert c.psql("SELECT pg_is_in_recovery()").strip() == "t"
         said = ("the server is a standby (in recovery: hot standby takes no writes); autopack "
                 "writes to the database: connect to the primary; nothing was written")
-        for (rc, err), want in zip(write_refusals(tmp, url), (2, 2, 1)):
+        for (rc, err), want in zip(write_refusals(url), (2, 2, 1)):
             assert rc == want and said in err, (rc, err)
         assert ctl("--db", url, "db", "check").rc == 0
     finally:
