@@ -232,3 +232,20 @@ def test_a_pool_that_cannot_start_its_threads_leaves_the_fsync_in_the_commit(tmp
     assert ("the address space limit, ulimit -v or LimitAS=, is %d bytes)" % limit
             in sup.stderr())
     assert sql(url, "SELECT count(*), count(ended_at) FROM attempts") == [(30, 30)]
+
+
+def test_the_shim_keeps_its_copies_under_the_minimum_stack_limit(tmp):
+    """The shim's copy of what an fsync makes durable needs little stack: a supervisor
+    under the programs' minimum stack limit (64 KiB, also its threads') drains through it,
+    the copies kept."""
+    if os.environ.get("AUTOPACK_SANITIZE") == "1":
+        pytest.skip("the stack limit is the release build's")
+    url = new_db(tmp, runs=2, phases=2)
+    sup = Supervisor(tmp, url, "--dry-run", "--exit-when-drained", "--synchronous", "full",
+                     "--fsync-off-loop", env=shim_env(tmp, url),
+                     prefix=["prlimit", "--stack=%d" % (64 * 1024), "--"])
+    assert sup.wait() == 0, sup.stderr()
+    started, ended = shim_calls(tmp)
+    assert started == ended and started >= 1
+    assert os.path.exists(os.path.realpath(url[len("sqlite:///"):]) + "-wal.durable")
+
