@@ -60,3 +60,18 @@ json_t *json_loads_bounded(const char *text, size_t flags, json_error_t *err)
 {
 	return json_loadb_bounded(text, strlen(text), flags, err);
 }
+
+const char *json_kind_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "object";
+	case JSON_ARRAY: return "array";
+	case JSON_STRING: return "string";
+	case JSON_INTEGER: return "integer";
+	case JSON_REAL: return "number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "boolean";
+	case JSON_NULL: return "null";
+	}
+	return "value";
+}

@@ -26,4 +26,8 @@ json_t *json_loadb_bounded(const char *text, size_t len, size_t flags, json_erro
 /* json_loadb_bounded of the string `text`. */
 json_t *json_loads_bounded(const char *text, size_t flags, json_error_t *err);
 
+/* The name of a JSON value's type for messages: object, array, string, integer, number,
+ * boolean or null. */
+const char *json_kind_name(const json_t *v);
+
 #endif

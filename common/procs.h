@@ -42,11 +42,11 @@ bool procs_keep_none(pid_t pid, void *ctx);
  * errno when /proc/<pid> cannot be read (ENOENT: the process is gone). */
 int procs_descends_from(pid_t pid, pid_t ancestor, pid_t *child);
 
-/* The fields of /proc/<pid>/stat that follow the command's name, from the state on
- * ("S 1 2 ..."), read with one open, read and close (no stdio) into buf (n bytes; 512 hold
- * the first 22 fields, to the start time, whatever their values). The name may hold spaces and parentheses
- * (`a) R 1 (b`): it ends at the last ')'. Returns a pointer into buf, or NULL when the
- * process is gone or the file holds no ')'. */
+/* The fields of /proc/<pid>/stat that follow the command's name, from the space before
+ * the state on (" S 1 2 ..."), read with one open, read and close (no stdio) into buf
+ * (n bytes; 512 hold the first 22 fields, to the start time, whatever their values). The
+ * name may hold spaces and parentheses (`a) R 1 (b`): it ends at the last ')'. Returns a
+ * pointer into buf, or NULL when the process is gone or the file holds no ')'. */
 const char *procs_stat_text(pid_t pid, char *buf, size_t n);
 
 /* The process tracing `pid` (the TracerPid of /proc/<pid>/status): its pid, 0 when none

@@ -114,8 +114,10 @@ static size_t time_put(struct time_secs *c, char sep, time_t t, int64_t frac, in
 
 	if (!c->have || t != c->last) {
 		gmtime_r(&t, &tm);
-		c->n = strftime(c->s, sizeof c->s, "%Y-%m-%d %H:%M:%S", &tm);
-		c->s[10] = sep;
+		/* %04d: strftime's %Y puts a year before 1000 in fewer digits */
+		c->n = (size_t)snprintf(c->s, sizeof c->s, "%04d-%02d-%02d%c%02d:%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, sep, tm.tm_hour, tm.tm_min,
+		    tm.tm_sec);
 		c->last = t;
 		c->have = true;
 	}
@@ -242,7 +244,11 @@ int time_db_parse(const char *in, char out[32])
 	t = timegm(&tm);
 	if (gmtime_r(&t, &back) == NULL || back.tm_mday != d || back.tm_mon != mo - 1)
 		return -1;
-	time_db(((int64_t)t - offset) * 1000000 + us, out);
+	t -= offset;
+	if (gmtime_r(&t, &back) == NULL || back.tm_year + 1900 < TIME_DB_YEAR_MIN ||
+	    back.tm_year + 1900 > TIME_DB_YEAR_MAX)
+		return -1;
+	time_db((int64_t)t * 1000000 + us, out);
 	return 0;
 }
 

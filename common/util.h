@@ -38,10 +38,15 @@ void time_iso8601(int64_t ms, char buf[32]);
 void time_db(int64_t us, char buf[32]);
 /* Write the current UTC time into buf as time_db does. */
 void time_db_now(char buf[32]);
+/* The years a database timestamp holds: four digits, and those the original's readers
+ * (Python's datetime) take. */
+#define TIME_DB_YEAR_MIN 1
+#define TIME_DB_YEAR_MAX 9999
 /* Rewrite timestamp text `in` (ISO 8601 with 'T' or ' ', optional seconds, any number of
  * fractional digits, optional 'Z' or +HH:MM / -HH:MM / +HHMM offset, or a date alone) as
- * time_db's UTC format into out. Returns 0, or -1 if `in` is not such a timestamp (out
- * is then empty). */
+ * time_db's UTC format into out. Returns 0, or -1 if `in` is not such a timestamp or its
+ * UTC time is outside the years TIME_DB_YEAR_MIN to TIME_DB_YEAR_MAX (out is then
+ * empty). */
 int time_db_parse(const char *in, char out[32]);
 
 /* Create directory `path` and its missing parents with `mode`. Returns 0 or -errno. */

@@ -4,6 +4,7 @@
  * (--json: one JSON object per line). When the supervisor exits, the final counts of its
  * session are read from the database and printed, and watch exits with the status the
  * supervisor recorded at the end of its session (1 if it recorded none). */
+#include "common/procs.h"
 #include "common/progress.h"
 #include "common/jsonload.h"
 #include "common/store/dburl.h"
@@ -31,23 +32,17 @@ enum {
 	OPT_SUPERVISOR
 };
 
-/* Whether process pid is gone (or a zombie nobody reaped yet). */
+/* Whether process pid is gone (or a zombie nobody reaped yet), by kill(pid, 0) and the
+ * state in /proc/PID/stat (procs_stat_text; an unreadable file: gone). */
 static bool watch_pid_gone(pid_t pid)
 {
-	char path[64], buf[512], *close_paren;
-	FILE *f;
-	size_t n;
+	char buf[128];
+	const char *state;
 
 	if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
 		return true;
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return true;
-	n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	close_paren = strrchr(buf, ')');
-	return close_paren != NULL && close_paren[1] == ' ' && close_paren[2] == 'Z';
+	state = procs_stat_text(pid, buf, sizeof buf);
+	return state == NULL || (state[0] == ' ' && state[1] == 'Z');
 }
 
 /* The terminal's width, or 0 when stdout is not a terminal. */

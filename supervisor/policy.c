@@ -260,13 +260,32 @@ static json_t *policy_state(struct sup *s)
 	    (json_int_t)p->consecutive_zero);
 }
 
-/* Load a JSON array of strings into a name set; anything else is ignored. */
-static void nameset_load(struct nameset *ns, json_t *a)
+/* Load the JSON array of strings `a` saved under `key` (absent: empty) into a name set;
+ * -1 with `why` naming the key when it is anything else (the state autopack saves holds
+ * names only, so another program's value would drop what it holds back: a stopped run
+ * drained again). */
+static int nameset_load(
+    struct nameset *ns, const json_t *a, const char *key, char *why, size_t whylen)
 {
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(a, i, v) if (json_is_string(v)) nameset_add(ns, json_string_value(v));
+	if (a == NULL)
+		return 0;
+	if (!json_is_array(a)) {
+		snprintf(why, whylen, "%s: a JSON %s, not a list of names", key, json_kind_name(a));
+		return -1;
+	}
+	json_array_foreach(a, i, v)
+	{
+		if (!json_is_string(v)) {
+			snprintf(why, whylen, "%s[%zu]: a JSON %s, not a name", key, i,
+			    json_kind_name(v));
+			return -1;
+		}
+	}
+	json_array_foreach(a, i, v) nameset_add(ns, json_string_value(v));
+	return 0;
 }
 
 /* The most a saved count (of a fingerprint, of zero-yield attempts in a row) may be: one
@@ -290,22 +309,39 @@ static int policy_count(const json_t *v, const char *key, int64_t *n, char *why,
 }
 
 /* Read a saved policy state into p (empty on entry); -1 with `why` saying what is wrong
- * when it is not a JSON object or holds a count that is none. */
+ * when it is not JSON (jansson's reason, with its line and column), not an object, or
+ * holds a list that is not one of names or a count that is none. */
 static int policy_parse(struct policy *p, const char *state_json, char *why, size_t whylen)
 {
-	json_t *j = json_loads_bounded(state_json != NULL ? state_json : "{}", 0, NULL), *v;
+	static const char *const lists[] = { "stopped_fingerprints", "stopped_runs", "sampled_runs",
+		"promising_runs", "deprioritized_runs" };
+	struct nameset *sets[] = { &p->stopped_fps, &p->stopped_runs, &p->sampled, &p->promising,
+		&p->deprioritized };
+	json_error_t jerr;
+	json_t *j = json_loads_bounded(state_json != NULL ? state_json : "{}", 0, &jerr), *v, *fps;
 	const char *k;
 	int rc = 0;
 
+	if (j == NULL) {
+		snprintf(why, whylen, "not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+		    jerr.column);
+		return -1;
+	}
 	if (!json_is_object(j)) {
+		snprintf(why, whylen, "a JSON %s, not an object", json_kind_name(j));
 		json_decref(j);
-		snprintf(why, whylen, "not a JSON object");
 		return -1;
 	}
 #ifdef AUTOPACK_MUTANT_resume_forgets_state
 	json_object_clear(j);
 #endif
-	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v)
+	fps = json_object_get(j, "fingerprint_counts");
+	if (fps != NULL && !json_is_object(fps)) {
+		snprintf(why, whylen, "fingerprint_counts: a JSON %s, not an object of counts",
+		    json_kind_name(fps));
+		rc = -1;
+	}
+	json_object_foreach(fps, k, v)
 	{
 		char key[96];
 
@@ -313,11 +349,8 @@ static int policy_parse(struct policy *p, const char *state_json, char *why, siz
 		if (rc == 0)
 			rc = policy_count(v, key, fp_slot(p, k), why, whylen);
 	}
-	nameset_load(&p->stopped_fps, json_object_get(j, "stopped_fingerprints"));
-	nameset_load(&p->stopped_runs, json_object_get(j, "stopped_runs"));
-	nameset_load(&p->sampled, json_object_get(j, "sampled_runs"));
-	nameset_load(&p->promising, json_object_get(j, "promising_runs"));
-	nameset_load(&p->deprioritized, json_object_get(j, "deprioritized_runs"));
+	for (size_t i = 0; rc == 0 && i < sizeof lists / sizeof *lists; i++)
+		rc = nameset_load(sets[i], json_object_get(j, lists[i]), lists[i], why, whylen);
 	if (rc == 0)
 		rc = policy_count(json_object_get(j, "consecutive_zero_yield"),
 		    "consecutive_zero_yield", &p->consecutive_zero, why, whylen);
@@ -326,7 +359,7 @@ static int policy_parse(struct policy *p, const char *state_json, char *why, siz
 }
 
 /* Restore a saved policy state; -1 (logged, naming the session and what is wrong) when
- * it is not a JSON object or holds a count that is none. */
+ * policy_parse refuses it. */
 int policy_load(struct sup *s, const char *state_json)
 {
 	char why[200];

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from conftest import ctl, run
+from conftest import binpath, ctl, run
 
 
 def url(path):
@@ -426,6 +426,34 @@ def test_db_migrate_backs_up_then_upgrades_an_older_schema(tmp):
     con.close()
     r = ctl("--db", url(p), "db", "migrate")
     assert r.rc == 0 and "is current; nothing changed" in r.out
+
+
+def test_db_migrate_writes_its_backup_file_not_a_link_planted_at_its_name(tmp):
+    """The backup is created only as a new file; a link put at its name right after the
+    create (tests/tools/plant_shim.c does it at that moment) is not followed: another
+    database it points at is left as it was, and the migration is refused, naming why."""
+    p = tmp / "old.db"
+    make_v1(p)
+    victim = tmp / "other.db"
+    con = sqlite3.connect(str(victim))
+    con.execute("CREATE TABLE precious (x)")
+    con.execute("INSERT INTO precious VALUES ('kept')")
+    con.commit()
+    con.close()
+    before = read_bytes(victim)
+    log = tmp / "plant.log"
+    r = ctl("--db", url(p), "db", "migrate",
+            env={"LD_PRELOAD": binpath("plant-shim.so"), "AUTOPACK_PLANT_SUFFIX": ".bak",
+                 "AUTOPACK_PLANT_TARGET": str(victim), "AUTOPACK_PLANT_LOG": str(log)})
+    assert open(str(log)).read().startswith("planted %s.v1-" % p), r
+    assert read_bytes(victim) == before, r
+    assert r.rc == 2, r
+    assert "was removed or replaced while it was written" in r.err, r
+    [link] = glob.glob(str(tmp / "old.db.v1-*.bak"))
+    assert os.readlink(link) == str(victim)
+    con = sqlite3.connect(str(p))
+    assert con.execute("SELECT schema_version FROM meta").fetchone() == (1,)
+    con.close()
 
 
 def test_offline_write_commands_migrate_first_and_say_so(tmp):

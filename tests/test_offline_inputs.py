@@ -3,6 +3,7 @@ odd plans and TSVs, flags twice. Each gets a clear error naming what is wrong, a
 nothing is written; nothing hangs or crashes."""
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import threading
@@ -218,6 +219,39 @@ def test_a_sample_tsv_with_a_time_that_does_not_exist_is_refused(db, tmp, stamp)
     assert r.rc == 1, r
     assert "bad.tsv:3: column timestamp: '%s' is not a time that exists" % stamp.decode() \
         in r.err, r
+    assert count(db, "token_estimation_v2_events") == 0
+
+
+@pytest.mark.parametrize("stamp,stored", [
+    (b"0999-03-01T01:02:03Z", "0999-03-01 01:02:03.000000"),
+    (b"0001-01-01T00:30:00+00:15", "0001-01-01 00:15:00.000000"),
+    (b"9999-12-31T23:59:59.5Z", "9999-12-31 23:59:59.500000"),
+])
+def test_a_sample_tsv_with_a_year_before_1000_is_stored_with_four_digits(db, tmp, stamp,
+                                                                         stored):
+    """A year before 1000 was written in fewer digits and the hour moved
+    ("999-03-01  1:02:03.000000"), in a column read and compared as text."""
+    samples_with(tmp, 0, stamp)
+    r = ctl("--db", url(db), "telemetry", "import", "bad.tsv")
+    assert r.rc == 0, r
+    con = sqlite3.connect(str(db))
+    got = [t for (t,) in con.execute("SELECT timestamp FROM token_estimation_v2_events")]
+    con.close()
+    assert stored in got, got
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", t) for t in got), got
+
+
+@pytest.mark.parametrize("stamp", [b"0000-06-01T00:00:00Z", b"0001-01-01T00:30:00+01:00",
+                                   b"9999-12-31T23:00:00-05:00"])
+def test_a_sample_tsv_with_a_time_outside_years_1_to_9999_in_utc_is_refused(db, tmp, stamp):
+    """Year 0, or a time whose offset takes it there or past 9999, was stored as "0-06-01
+    00 00:00.000000" or "10000-01-0  04:00:00.000000": no timestamp the original's
+    readers (Python's datetime, years 1 to 9999) parse."""
+    samples_with(tmp, 0, stamp)
+    r = ctl("--db", url(db), "telemetry", "import", "bad.tsv")
+    assert r.rc == 1, r
+    assert ("bad.tsv:3: column timestamp: '%s' is not a time that exists in the years 0001 to"
+            " 9999 (UTC)" % stamp.decode()) in r.err, r
     assert count(db, "token_estimation_v2_events") == 0
 
 

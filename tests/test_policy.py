@@ -375,23 +375,35 @@ def test_a_retried_run_is_no_longer_stopped_live_offline_and_after_resume(tmp):
      'fingerprint_counts["FAILED|x"]: -1 is not a count from 0 to 1000000000'),
     ({"fingerprint_counts": {"FAILED|x": "3"}},
      'fingerprint_counts["FAILED|x"]: "3" is not a count from 0 to 1000000000'),
-    ([], "not a JSON object"),
+    ([], "a JSON array, not an object"),
+    ({"stopped_runs": {"run-000": True}}, "stopped_runs: a JSON object, not a list of names"),
+    ({"deprioritized_runs": ["run-000", 7]}, "deprioritized_runs[1]: a JSON integer, not a name"),
+    ({"fingerprint_counts": [["FAILED|x", 3]]},
+     "fingerprint_counts: a JSON array, not an object of counts"),
+    ('{"stopped_runs": ["run-000"', "not JSON: ']' expected near end of file (line 1, column 27)"),
+    ('{"stopped_runs": ["run\\u0000"]}', "not JSON: \\u0000 is not allowed"),
+    ('{"stopped_runs": %s"run-000"%s}' % ("[" * 65, "]" * 65),
+     "not JSON: nesting deeper than 64 (line 1, column 81)"),
 ])
 def test_a_saved_state_holding_a_count_that_is_none_is_not_resumed(tmp, saved, why):
     """A session's saved state another program or a hand edit wrote: a count of 2^63-1
     overflowed at the next attempt counted on it (UBSan: signed integer overflow; in a
     release build the zero-yield streak wrapped to -2^63 and its rule never fired again),
-    and a negative or text count was taken as it came (a string as 0). The refusal names
-    the session, the column and the key."""
+    and a negative or text count was taken as it came (a string as 0). A list of runs or
+    fingerprints that is no list of names was dropped without a word (a stopped run was
+    drained again), and a text that is no JSON (cut short, nested past 64, a \\u0000) was
+    called "not a JSON object". The refusal names the session, the column and the key, or
+    the parser's reason."""
     url = new_db(tmp, runs=1, phases=1)
     con = sqlite3.connect(url[len("sqlite:///"):])
     with con:
         con.execute("INSERT INTO drain_sessions (session_id, started_at, supervisor_pid,"
                     " settings_json, state_json) VALUES ('s1', '2026-12-01 10:00:00.000000',"
-                    " 1, '{}', ?)", (json.dumps(saved),))
+                    " 1, '{}', ?)", (saved if isinstance(saved, str) else json.dumps(saved),))
     con.close()
     sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--resume", "--exit-when-drained")
     assert sup.wait() == 1, sup.stderr()
     assert ("session s1: drain_sessions.state_json (the saved state of its drain rules): "
-            "%s; not resuming it" % why) in sup.stderr(), sup.stderr()
+            "%s" % why) in sup.stderr(), sup.stderr()
+    assert "; not resuming it" in sup.stderr(), sup.stderr()
     assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]

@@ -234,6 +234,22 @@ def test_a_pool_that_cannot_start_its_threads_leaves_the_fsync_in_the_commit(tmp
     assert sql(url, "SELECT count(*), count(ended_at) FROM attempts") == [(30, 30)]
 
 
+def test_the_shim_keeps_its_copies_under_the_minimum_stack_limit(tmp):
+    """The shim's copy of what an fsync makes durable needs little stack: a supervisor
+    under the programs' minimum stack limit (64 KiB, also its threads') drains through it,
+    the copies kept."""
+    if os.environ.get("AUTOPACK_SANITIZE") == "1":
+        pytest.skip("the stack limit is the release build's")
+    url = new_db(tmp, runs=2, phases=2)
+    sup = Supervisor(tmp, url, "--dry-run", "--exit-when-drained", "--synchronous", "full",
+                     "--fsync-off-loop", env=shim_env(tmp, url),
+                     prefix=["prlimit", "--stack=%d" % (64 * 1024), "--"])
+    assert sup.wait() == 0, sup.stderr()
+    started, ended = shim_calls(tmp)
+    assert started == ended and started >= 1
+    assert os.path.exists(os.path.realpath(url[len("sqlite:///"):]) + "-wal.durable")
+
+
 def test_short_phases_with_a_lease_waiting_for_each_worker_commit_in_the_window(tmp):
     # While a dry run's results come fast and a durable lease opened ahead waits for each
     # worker, no job waits for a commit: a round leaves its results to the window (a

@@ -186,7 +186,8 @@ static int tsv_text(struct tsv_line *l, enum tsv_col c, bool nullable, char **ou
 
 /* Check "YYYY-MM-DDTHH:MM:SS" (or a space for T), then an optional fraction and an
  * optional Z or ±HH:MM, naming a time that exists (month 1-12, a day of that month,
- * hour 0-23, minute and second 0-59, offset under 24 h); refuses the line otherwise. */
+ * hour 0-23, minute and second 0-59, offset under 24 h) in the years a database
+ * timestamp holds once in UTC; refuses the line otherwise. */
 static int tsv_timestamp(struct tsv_line *l, char **out)
 {
 	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
@@ -216,7 +217,9 @@ static int tsv_timestamp(struct tsv_line *l, char **out)
 	else if (ok)
 		ok = *p == '\0';
 	if (ok && time_db_parse(s, stamp) != 0)
-		return tsv_fail(l, TSV_TIMESTAMP, "'%.40s' is not a time that exists", s);
+		return tsv_fail(l, TSV_TIMESTAMP,
+		    "'%.40s' is not a time that exists in the years %04d to %04d (UTC)", s,
+		    TIME_DB_YEAR_MIN, TIME_DB_YEAR_MAX);
 	if (!ok)
 		return tsv_fail(l, TSV_TIMESTAMP,
 		    "expected a UTC time like "

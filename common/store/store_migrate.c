@@ -6,6 +6,8 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -98,22 +100,37 @@ char *store_backup_name(const char *path, const char *tag)
 	return name;
 }
 
-/* Copy the database with the backup API; remove a partial copy on failure. */
+/* Whether `path` still names the file open on `fd` (no link or other file put in its place). */
+static bool store_backup_is_ours(const char *path, int fd)
+{
+	struct stat at, ours;
+
+	return lstat(path, &at) == 0 && fstat(fd, &ours) == 0 && at.st_dev == ours.st_dev &&
+	    at.st_ino == ours.st_ino;
+}
+
+/* Copy the database with the backup API into a new file at `dest`, written through the
+ * descriptor that created it (SQLite never opens the name, so a link put at the name is
+ * not followed); fail if the name no longer holds that file when the copy is done. A
+ * partial copy is removed on failure, when the name still holds it. */
 int store_backup(struct store *st, const char *dest, struct store_err *err)
 {
 	sqlite3 *out = NULL;
 	sqlite3_backup *bk;
+	char uri[64];
 	int fd, rc;
 
 	assert(st->db != NULL && dest != NULL && strcmp(dest, st->path) != 0);
 	/* The copy holds what the database holds: created 0600 (less what the umask removes),
-	 * and never over an existing file. */
-	fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	 * and never over an existing file or through a link. */
+	fd = open(dest, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return store_fail(
 		    err, STORE_EIO, "%s: backup to %s failed: %s", st->path, dest, strerror(errno));
-	close(fd);
-	rc = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE, NULL);
+	snprintf(uri, sizeof uri, "file:backup?fd=%d", fd);
+	rc = sqlite3_open_v2(uri, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, SQLITE_FDFILE_VFS);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(out, "PRAGMA journal_mode=OFF", NULL, NULL, NULL);
 	if (rc == SQLITE_OK) {
 		bk = sqlite3_backup_init(out, "main", db_sqlite_handle(st->db), "main");
 		if (bk == NULL) {
@@ -132,11 +149,17 @@ int store_backup(struct store *st, const char *dest, struct store_err *err)
 	if (out != NULL && sqlite3_close(out) != SQLITE_OK && rc == SQLITE_OK)
 		rc = store_fail(
 		    err, STORE_EIO, "%s: closing backup: %s", dest, sqlite3_errmsg(out));
-	if (rc != SQLITE_OK) {
-		unlink(dest);
-		return STORE_EIO;
+	if (rc == SQLITE_OK && !store_backup_is_ours(dest, fd)) {
+		close(fd);
+		return store_fail(err, STORE_EIO,
+		    "%s: backup to %s failed: the file was removed or replaced while it was "
+		    "written (by another process, e.g. with a link); it is left as it is",
+		    st->path, dest);
 	}
-	return 0;
+	if (rc != SQLITE_OK && store_backup_is_ours(dest, fd))
+		unlink(dest);
+	close(fd);
+	return rc != SQLITE_OK ? STORE_EIO : 0;
 }
 
 /* Apply every step from `from` up, and stamp the new version, in the open transaction. */

@@ -172,28 +172,12 @@ __attribute__((format(printf, 4, 5))) static int plan_fail(
 	    err, STORE_EINVAL, "%s: %s: %s", source, path[0] != '\0' ? path : "(top level)", msg);
 }
 
-/* Name a JSON value's type for messages. */
-static const char *plan_type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "object";
-	case JSON_ARRAY: return "array";
-	case JSON_STRING: return "string";
-	case JSON_INTEGER: return "integer";
-	case JSON_REAL: return "number";
-	case JSON_TRUE:
-	case JSON_FALSE: return "boolean";
-	case JSON_NULL: return "null";
-	}
-	return "value";
-}
-
 /* Check a string value: no NUL bytes, and non-empty unless `allow_empty`. */
 static int plan_check_string(const json_t *v, bool allow_empty, const char *source,
     const struct plan_at *at, struct store_err *err)
 {
 	if (!json_is_string(v))
-		return plan_fail(err, source, at, "expected string, got %s", plan_type_name(v));
+		return plan_fail(err, source, at, "expected string, got %s", json_kind_name(v));
 	if (strlen(json_string_value(v)) != json_string_length(v))
 		return plan_fail(err, source, at, "string contains a NUL byte");
 	if (!allow_empty && json_string_length(v) == 0)
@@ -277,7 +261,7 @@ static int plan_check_path_array(const json_t *v, bool objects, const char *sour
 
 	if (!json_is_array(v))
 		return plan_fail(err, source, at, "expected array of %s, got %s",
-		    objects ? "paths" : "strings", plan_type_name(v));
+		    objects ? "paths" : "strings", json_kind_name(v));
 	json_array_foreach(v, i, e)
 	{
 		struct plan_at sub = PLAN_INDEX(at, i);
@@ -332,12 +316,12 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
 	case PLAN_POSINT:
 		if (!json_is_integer(v) || json_integer_value(v) < 1)
 			return plan_fail(err, source, at, "expected a positive integer, got %s",
-			    json_is_integer(v) ? "a number below 1" : plan_type_name(v));
+			    json_is_integer(v) ? "a number below 1" : json_kind_name(v));
 		return 0;
 	case PLAN_BOOL:
 		if (!json_is_boolean(v))
 			return plan_fail(
-			    err, source, at, "expected true or false, got %s", plan_type_name(v));
+			    err, source, at, "expected true or false, got %s", json_kind_name(v));
 		return 0;
 	case PLAN_CHOICE: {
 		char list[120] = "";
@@ -357,14 +341,14 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
 	case PLAN_ARRAY:
 		if (!json_is_array(v))
 			return plan_fail(
-			    err, source, at, "expected array, got %s", plan_type_name(v));
+			    err, source, at, "expected array, got %s", json_kind_name(v));
 		if (json_array_size(v) == 0)
 			return plan_fail(err, source, at, "expected a non-empty array");
 		return 0;
 	case PLAN_OBJECT:
 		if (!json_is_object(v))
 			return plan_fail(
-			    err, source, at, "expected object, got %s", plan_type_name(v));
+			    err, source, at, "expected object, got %s", json_kind_name(v));
 		return 0;
 	case PLAN_PATHS: return plan_check_path_array(v, false, source, at, err);
 	case PLAN_SCOPE:
@@ -389,7 +373,7 @@ static int plan_check_object(const json_t *obj, const struct plan_field *fields,
 
 	assert(n <= PLAN_FIELDS_MAX);
 	if (!json_is_object(obj))
-		return plan_fail(err, source, at, "expected object, got %s", plan_type_name(obj));
+		return plan_fail(err, source, at, "expected object, got %s", json_kind_name(obj));
 	json_object_foreach((json_t *)obj, key, v)
 	{
 		size_t i;
@@ -551,7 +535,7 @@ static int plan_check_scope(const json_t *scope, const char *source, const struc
 	else
 		rc = plan_fail(err, source, at,
 		    "expected an object (or a string holding one, or one path), got %s",
-		    plan_type_name(obj));
+		    json_kind_name(obj));
 	if (rc == 0 && store_scope_parse_json(scope, &sc, why, sizeof why) != 0)
 		rc = plan_fail(err, source, at, "%s", why);
 	if (rc != 0) {

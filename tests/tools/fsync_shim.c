@@ -69,11 +69,13 @@ static void shim_log(const char *what, int rc)
 	}
 }
 
-/* Copy what fd holds now into <path>.syncing. Returns 0 when copied. */
+/* Copy what fd holds now into <path>.syncing, through a static buffer (calls hold
+ * shim_lock; the caller's stack may be as small as the 64 KiB the programs need). Returns 0
+ * when copied. */
 static int shim_copy(int fd, const char *tmp)
 {
+	static char buf[65536];
 	struct stat sb;
-	char buf[65536];
 	off_t off = 0;
 	int out;
 

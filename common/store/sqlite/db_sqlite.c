@@ -459,6 +459,7 @@ void db_sqlite_configure(void)
 	(void)rc;
 	sqlite_mem_use();
 	sqlite_walbuf_use();
+	sqlite_fdfile_use();
 	configured = true;
 }
 

@@ -25,6 +25,13 @@ void sqlite_mem_use(void);
 /* Make SQLite's default VFS the one that writes a commit's WAL frames in one write
  * (common/store/sqlite/sqlite_walbuf.c): after sqlite_mem_use, before any connection. */
 void sqlite_walbuf_use(void);
+/* The VFS through which a connection opened as "file:NAME?fd=N" (SQLITE_OPEN_URI) reads and
+ * writes its main database on the open descriptor N only, never opening NAME, with no
+ * journal, WAL or temporary file (common/store/sqlite/sqlite_fdfile.c; journal_mode OFF
+ * or MEMORY). */
+#define SQLITE_FDFILE_VFS "autopack-fdfile"
+/* Register that VFS: after sqlite_mem_use, before any connection. */
+void sqlite_fdfile_use(void);
 /* From now on, every write transaction of `db` that changes rows counts itself at its
  * commit in the database header (user_version one more) and sets application_id to
  * `mark` (0: none of this). */
