@@ -106,12 +106,22 @@ struct time_secs {
 	char s[24];
 };
 
+/* The first and the last second of the years TIME_DB_YEAR_MIN to TIME_DB_YEAR_MAX (UTC). */
+#define TIME_SECS_FIRST (-62135596800LL)
+#define TIME_SECS_LAST 253402300799LL
+
 /* Put second t as "YYYY-MM-DD?HH:MM:SS" with `sep` for ? (cached in *c), a '.', and `frac`
- * as `digits` digits at buf; returns the length put. */
+ * as `digits` digits at buf; returns the length put. A second before or after the years
+ * TIME_DB_YEAR_MIN to TIME_DB_YEAR_MAX is put as the first or the last of them. */
 static size_t time_put(struct time_secs *c, char sep, time_t t, int64_t frac, int digits, char *buf)
 {
 	struct tm tm;
 
+	/* Past the four-digit years the text would not fit the caller's 32 bytes. */
+	if (t < TIME_SECS_FIRST)
+		t = TIME_SECS_FIRST;
+	else if (t > TIME_SECS_LAST)
+		t = TIME_SECS_LAST;
 	if (!c->have || t != c->last) {
 		gmtime_r(&t, &tm);
 		/* %04d: strftime's %Y puts a year before 1000 in fewer digits */
@@ -133,7 +143,7 @@ void time_iso8601(int64_t ms, char buf[32])
 {
 	static _Thread_local struct time_secs c;
 	int64_t frac = ((ms % 1000) + 1000) % 1000;
-	size_t n = time_put(&c, 'T', (time_t)((ms - frac) / 1000), frac, 3, buf);
+	size_t n = time_put(&c, 'T', (time_t)(ms / 1000 - (ms < 0 && frac != 0)), frac, 3, buf);
 
 	buf[n] = 'Z';
 	buf[n + 1] = '\0';
@@ -144,7 +154,7 @@ void time_db(int64_t us, char buf[32])
 {
 	static _Thread_local struct time_secs c;
 	int64_t frac = ((us % 1000000) + 1000000) % 1000000;
-	size_t n = time_put(&c, ' ', (time_t)((us - frac) / 1000000), frac, 6, buf);
+	size_t n = time_put(&c, ' ', (time_t)(us / 1000000 - (us < 0 && frac != 0)), frac, 6, buf);
 
 	buf[n] = '\0';
 }

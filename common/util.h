@@ -27,14 +27,16 @@ int64_t clock_wall_ms(void);
 /* Microseconds since the Unix epoch. */
 int64_t clock_wall_us(void);
 /* Write the UTC time `ms` (epoch milliseconds) as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf
- * (log lines and file names). */
+ * (log lines and file names); a time before or after the years TIME_DB_YEAR_MIN to
+ * TIME_DB_YEAR_MAX is written as the first or the last second of them. */
 void time_iso8601(int64_t ms, char buf[32]);
 
 /* Length of a database timestamp: "YYYY-MM-DD HH:MM:SS.ffffff". */
 #define TIME_DB_LEN 26
 /* Write the UTC time `us` (epoch microseconds) as "YYYY-MM-DD HH:MM:SS.ffffff" into buf:
  * the one timestamp format of every database column (the Python original's, which its
- * readers parse and compare as text; docs/adoption.md). */
+ * readers parse and compare as text; docs/adoption.md); a time before or after the years
+ * TIME_DB_YEAR_MIN to TIME_DB_YEAR_MAX is written as the first or the last second of them. */
 void time_db(int64_t us, char buf[32]);
 /* Write the current UTC time into buf as time_db does. */
 void time_db_now(char buf[32]);

@@ -1,4 +1,7 @@
 #include "common/util.h"
+
+#include <stdint.h>
+#include <string.h>
 #include "tests/unit/test.h"
 
 TEST(util_time_iso8601)
@@ -38,6 +41,32 @@ TEST(util_time_db_is_the_originals_format)
 	time_db_now(buf);
 	CHECK_EQ_INT(strlen(buf), TIME_DB_LEN);
 	CHECK(buf[10] == ' ' && buf[19] == '.');
+}
+
+/* A time past the four-digit years is written as the nearest second within them, in no
+ * more than the caller's 32 bytes. */
+TEST(util_time_outside_the_four_digit_years_fits_its_buffer)
+{
+	char buf[64];
+
+	memset(buf, 'x', sizeof buf);
+	time_db(INT64_MAX, buf);
+	CHECK_EQ_STR(buf, "9999-12-31 23:59:59.775807");
+	CHECK(buf[32] == 'x');
+	memset(buf, 'x', sizeof buf);
+	time_db(INT64_MIN, buf);
+	CHECK_EQ_STR(buf, "0001-01-01 00:00:00.224192");
+	CHECK(buf[32] == 'x');
+	memset(buf, 'x', sizeof buf);
+	time_iso8601(INT64_MIN, buf);
+	CHECK_EQ_STR(buf, "0001-01-01T00:00:00.192Z");
+	CHECK(buf[32] == 'x');
+	time_iso8601(INT64_MAX, buf);
+	CHECK_EQ_STR(buf, "9999-12-31T23:59:59.807Z");
+	time_db(253402300799999999LL, buf);
+	CHECK_EQ_STR(buf, "9999-12-31 23:59:59.999999");
+	time_db(-62135596800000000LL, buf);
+	CHECK_EQ_STR(buf, "0001-01-01 00:00:00.000000");
 }
 
 /* The first timestamp a thread formats may be in the second before 1970 (second -1). */
