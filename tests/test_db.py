@@ -456,6 +456,28 @@ def test_db_migrate_writes_its_backup_file_not_a_link_planted_at_its_name(tmp):
     con.close()
 
 
+def test_db_migrate_refuses_when_its_backups_directory_cannot_be_synced(tmp):
+    """The backup's name is made durable (its directory synced) before the database is
+    changed: when that sync fails (tests/tools/fsync_shim.c fails the directory's), the
+    migration is refused naming it, the database left at version 1 and no backup left."""
+    p = tmp / "old.db"
+    make_v1(p)
+    fail = tmp / "fail"
+    fail.write_text("")
+    env = {"LD_PRELOAD": binpath("fsync-shim.so"),
+           "AUTOPACK_SHIM_PATH": os.path.realpath(str(tmp)),
+           "AUTOPACK_SHIM_LOG": str(tmp / "shim.log"), "AUTOPACK_SHIM_FAIL": str(fail)}
+    if os.environ.get("AUTOPACK_SANITIZE") == "1":
+        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    r = ctl("--db", url(p), "db", "migrate", env=env)
+    assert r.rc == 2, r
+    assert "failed: syncing its directory: Input/output error" in r.err, r
+    assert glob.glob(str(tmp / "old.db.v1-*.bak")) == []
+    con = sqlite3.connect(str(p))
+    assert con.execute("SELECT schema_version FROM meta").fetchone() == (1,)
+    con.close()
+
+
 def test_offline_write_commands_migrate_first_and_say_so(tmp):
     p = tmp / "old.db"
     make_v1(p)

@@ -109,16 +109,35 @@ static bool store_backup_is_ours(const char *path, int fd)
 	    at.st_ino == ours.st_ino;
 }
 
+/* Sync the directory that holds `path`, so that a file just made there keeps its name
+ * through a power loss. Returns 0, or the errno of the open or the fsync that failed. */
+static int store_backup_sync_dir(const char *path)
+{
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	int fd, rc = 0;
+
+	if (slash != NULL)
+		slash[slash == dir ? 1 : 0] = '\0';
+	fd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0)
+		rc = errno;
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return rc;
+}
+
 /* Copy the database with the backup API into a new file at `dest`, written through the
  * descriptor that created it (SQLite never opens the name, so a link put at the name is
- * not followed); fail if the name no longer holds that file when the copy is done. A
+ * not followed); fail if the name no longer holds that file when the copy is done, or if
+ * its directory cannot be synced (its name would not be sure to survive a power loss). A
  * partial copy is removed on failure, when the name still holds it. */
 int store_backup(struct store *st, const char *dest, struct store_err *err)
 {
 	sqlite3 *out = NULL;
 	sqlite3_backup *bk;
 	char uri[64];
-	int fd, rc;
+	int fd, rc, dir_err;
 
 	assert(st->db != NULL && dest != NULL && strcmp(dest, st->path) != 0);
 	/* The copy holds what the database holds: created 0600 (less what the umask removes),
@@ -156,6 +175,10 @@ int store_backup(struct store *st, const char *dest, struct store_err *err)
 		    "written (by another process, e.g. with a link); it is left as it is",
 		    st->path, dest);
 	}
+	if (rc == SQLITE_OK && (dir_err = store_backup_sync_dir(dest)) != 0)
+		rc = store_fail(err, STORE_EIO,
+		    "%s: backup to %s failed: syncing its directory: %s", st->path, dest,
+		    strerror(dir_err));
 	if (rc != SQLITE_OK && store_backup_is_ours(dest, fd))
 		unlink(dest);
 	close(fd);
