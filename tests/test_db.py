@@ -464,12 +464,9 @@ def test_db_migrate_refuses_when_its_backups_directory_cannot_be_synced(tmp):
     make_v1(p)
     fail = tmp / "fail"
     fail.write_text("")
-    env = {"LD_PRELOAD": binpath("fsync-shim.so"),
-           "AUTOPACK_SHIM_PATH": os.path.realpath(str(tmp)),
-           "AUTOPACK_SHIM_LOG": str(tmp / "shim.log"), "AUTOPACK_SHIM_FAIL": str(fail)}
-    if os.environ.get("AUTOPACK_SANITIZE") == "1":
-        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
-    r = ctl("--db", url(p), "db", "migrate", env=env)
+    r = ctl("--db", url(p), "db", "migrate",
+            env=preload("fsync-shim.so", AUTOPACK_SHIM_PATH=os.path.realpath(str(tmp)),
+                        AUTOPACK_SHIM_LOG=str(tmp / "shim.log"), AUTOPACK_SHIM_FAIL=str(fail)))
     assert r.rc == 2, r
     assert "failed: syncing its directory: Input/output error" in r.err, r
     assert glob.glob(str(tmp / "old.db.v1-*.bak")) == []
