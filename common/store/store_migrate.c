@@ -110,7 +110,9 @@ static bool store_backup_is_ours(const char *path, int fd)
 }
 
 /* Sync the directory that holds `path`, so that a file just made there keeps its name
- * through a power loss. Returns 0, or the errno of the open or the fsync that failed. */
+ * through a power loss. Returns 0, or the errno of an fsync that failed; a directory that
+ * cannot be opened (no read permission) or whose file system syncs no directories
+ * (EINVAL, EBADF) is left unsynced with 0, as SQLite leaves it for its journals. */
 static int store_backup_sync_dir(const char *path)
 {
 	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
@@ -119,7 +121,7 @@ static int store_backup_sync_dir(const char *path)
 	if (slash != NULL)
 		slash[slash == dir ? 1 : 0] = '\0';
 	fd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) != 0)
+	if (fd >= 0 && fsync(fd) != 0 && errno != EINVAL && errno != EBADF)
 		rc = errno;
 	if (fd >= 0)
 		close(fd);
