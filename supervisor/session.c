@@ -158,8 +158,10 @@ static void session_start_abandon(void)
  * already leaves the fleet (its transaction, the cancelled statement's, rolled back) and
  * records the end of a session it had opened, as that stop would. When the server left
  * the cancellation unanswered, its connection is busy with the statement: nothing more is
- * written (a statement would wait for the server without a limit), and the log says what
- * stays behind. */
+ * written on it (a statement would wait for the server without a limit); the fleet is
+ * left on a connection of its own (a pooler or proxy that drops cancel requests, the
+ * server itself answering), and the log says what stays behind: the row when that leave
+ * failed too, the session either way. */
 static void session_start_stopped(const char *why, double seconds, bool answered)
 {
 	struct sup *s = session_starting;
@@ -168,11 +170,18 @@ static void session_start_stopped(const char *why, double seconds, bool answered
 
 	db_pg_wait_watch(NULL);
 	session_unstarted = NULL; /* what it leaves is settled here */
-	if (s != NULL && s->sd != NULL && s->fleet_id > 0 && !answered)
+	if (s != NULL && s->sd != NULL && s->fleet_id > 0 && !answered &&
+	    store_fleet_leave_aside(s->sd, &err) == 0)
+		log_warn("the database did not answer the cancellation: supervisor %lld left the "
+		         "fleet on a connection of its own%s%s%s",
+		    (long long)s->fleet_id, s->session_id != NULL ? "; drain session " : "",
+		    s->session_id != NULL ? s->session_id : "",
+		    s->session_id != NULL ? ", if recorded, stays open (interrupted)" : "");
+	else if (s != NULL && s->sd != NULL && s->fleet_id > 0 && !answered)
 		log_warn("the database did not answer the cancellation: this supervisor does not "
 		         "leave the fleet (its row stays live until the others declare it lost, "
-		         "%.0f s after its last heartbeat)%s%s%s",
-		    (double)s->cfg.lease_timeout_ms / 1000.0,
+		         "%.0f s after its last heartbeat; %s)%s%s%s",
+		    (double)s->cfg.lease_timeout_ms / 1000.0, err.text,
 		    s->session_id != NULL ? ", and drain session " : "",
 		    s->session_id != NULL ? s->session_id : "",
 		    s->session_id != NULL ? ", if recorded, stays open (interrupted)" : "");

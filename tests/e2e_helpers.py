@@ -7,10 +7,11 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import uuid
 
 import pytest
 
-from conftest import binpath, ctl
+from conftest import BIN, binpath, ctl
 import supervisor_helpers
 from supervisor_helpers import Supervisor, db_url
 
@@ -19,6 +20,32 @@ Standin = supervisor_helpers.Standin
 
 SEED_RUN = "telemetry-collection-v4"
 SEED_DIR = "examples/telemetry_utils/"
+
+
+# The temporary directories: a check whose workspace lies in one is given the machine's
+# (it may write there and reach what listens there), not an empty one of its own.
+TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def dir_outside_temp_dirs(prefix):
+    """Yield a new directory `prefix`-<random> outside the temporary directories, where an
+    installed binary is: beside the build's binaries, or, for a tree under one of them, in
+    the home directory; removed afterwards. Skips the test when there is no such place."""
+    temps = [os.path.realpath(t) for t in TEMP_DIRS]
+    for where in (os.path.dirname(BIN), os.path.expanduser("~")):
+        real = os.path.realpath(where)
+        if os.path.isabs(real) and not any(real == t or real.startswith(t + "/")
+                                           for t in temps):
+            break
+    else:
+        pytest.skip("the build's binaries and the home directory are in temporary directories")
+    top = os.path.join(where, "%s-%s" % (prefix, uuid.uuid4().hex[:12]))
+    try:
+        os.makedirs(top)
+    except OSError as e:
+        pytest.skip("no directory outside the temporary directories could be made: %s" % e)
+    yield top
+    shutil.rmtree(top, ignore_errors=True)
 
 
 def init_db(tmp, name="autopack.db", url=None):

@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
-from conftest import BIN, binpath
-from e2e_helpers import (Standin, check_namespaces, drain_under_namespace_limit,
-                         drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
-                         rows)
+from conftest import binpath
+from e2e_helpers import (Standin, check_namespaces, dir_outside_temp_dirs,
+                         drain_under_namespace_limit, drain_until_exit, import_plan, init_db,
+                         needs_namespaces, phase_spec, rows)
 
 # Stands in for the worker: takes the keys as a worker does (proto/hand.h) and writes
 # them to STOLEN.
@@ -79,12 +79,10 @@ KEY = "sk-ant-confined-%s" % uuid.uuid4().hex
 def worker_copy():
     """A copy of the worker's binary in a directory of its own outside the temporary
     directories, as an installed one is, removed afterwards."""
-    top = os.path.join(os.path.dirname(BIN), "confined-%s" % uuid.uuid4().hex[:12])
-    os.makedirs(top)
-    path = os.path.join(top, "autopack-worker")
-    shutil.copy2(binpath("autopack-worker"), path)
-    yield path
-    shutil.rmtree(top, ignore_errors=True)
+    for top in dir_outside_temp_dirs("confined"):
+        path = os.path.join(top, "autopack-worker")
+        shutil.copy2(binpath("autopack-worker"), path)
+        yield path
 
 
 def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspace(

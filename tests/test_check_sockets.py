@@ -7,15 +7,14 @@ outside its namespaces, and by listening where the workers' LLM calls go it read
 key of every call."""
 import json
 import os
-import shutil
 import socket
 import uuid
 
 import pytest
 
-from conftest import BIN
-from e2e_helpers import (Standin, drain_under_namespace_limit, drain_until_exit, import_plan,
-                         init_db, needs_namespaces, phase_spec, rows)
+from e2e_helpers import (Standin, dir_outside_temp_dirs, drain_under_namespace_limit,
+                         drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
+                         rows)
 from supervisor_helpers import wait_for
 
 KEY = "sk-ant-sockets-%s" % uuid.uuid4().hex
@@ -84,12 +83,9 @@ def accepted(s):
 
 @pytest.fixture
 def outside_tmp():
-    """A directory outside /tmp (beside the binaries), removed afterwards: a workspace
-    there leaves /tmp private to its checks."""
-    top = os.path.join(os.path.dirname(BIN), "sockets-%s" % uuid.uuid4().hex[:12])
-    os.makedirs(top)
-    yield top
-    shutil.rmtree(top, ignore_errors=True)
+    """A directory outside /tmp, removed afterwards: a workspace there leaves /tmp private
+    to its checks."""
+    yield from dir_outside_temp_dirs("sockets")
 
 
 def probe_drain(tmp, ws, *args, prefix=()):

@@ -2,6 +2,9 @@
 ROLE … SET): every connection makes its own where autopack's statements rely on them, and
 names what is wrong where it cannot (docs/postgresql.md, "Settings of the role and the
 database")."""
+import os
+import pwd
+
 import pytest
 
 from conftest import ctl, run
@@ -138,6 +141,69 @@ def test_a_search_path_away_from_autopacks_tables_is_named(tmp, pg_cluster):
     pg_cluster.psql('ALTER DATABASE "%s" RESET search_path' % name)
     assert ctl("--db", url, "db", "check").rc == 0
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def write_refusals(url):
+    """The refusals of a write to the database at `url`: those of `seed telemetry-run`,
+    `db reidentify` and a supervisor's start, as (exit status, stderr)."""
+    out = []
+    for args in (["seed", "telemetry-run"], ["db", "reidentify"]):
+        r = ctl("--db", url, *args)
+        out.append((r.rc, r.err))
+    r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained", timeout=60)
+    out.append((r.rc, r.err))
+    return out
+
+
+@pytest.mark.parametrize("where", ["database", "role in database"])
+def test_a_read_only_database_is_refused_naming_the_setting(tmp, pg_cluster, where):
+    """default_transaction_read_only set on for the database, or for the role in it: every
+    write was refused with only the server's `cannot execute INSERT in a read-only
+    transaction`. Now each writer refuses it before writing, naming the setting, where it
+    was set and how to undo it (ctl exit 2, the supervisor exit 1); reads go on."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, tiers=1, phases=1)
+    if where == "database":
+        pg_cluster.psql('ALTER DATABASE "%s" SET default_transaction_read_only = on' % name)
+        said = ('the database is read-only: default_transaction_read_only is on, set for '
+                'database %s (ALTER DATABASE … SET); to write, run ALTER DATABASE "%s" RESET '
+                'default_transaction_read_only; nothing was written' % (name, name))
+    else:
+        pg_cluster.psql('ALTER ROLE autopack IN DATABASE "%s" SET '
+                        'default_transaction_read_only = on' % name)
+        said = ('the database is read-only: default_transaction_read_only is on, set for '
+                'role autopack in database %s (ALTER ROLE … IN DATABASE … SET); to write, run '
+                'ALTER ROLE "autopack" IN DATABASE "%s" RESET default_transaction_read_only'
+                % (name, name))
+    for (rc, err), want in zip(write_refusals(url), (2, 2, 1)):
+        assert rc == want and said in err, (rc, err)
+    assert ctl("--db", url, "db", "check").rc == 0
+    assert sql(url, "SELECT count(*) FROM runs") == [(1,)]
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def test_a_standby_is_refused_naming_it(tmp):
+    """The server in recovery (a hot standby: standby.signal): every write was refused with
+    only the server's message. Now each writer refuses it as a standby before writing."""
+    from pg_cluster import Cluster
+    c = Cluster()
+    try:
+        url = new_pg_db(tmp, c.url(c.new_database()), runs=1, tiers=1, phases=1)
+        c.stop()
+        signal = os.path.join(c.data, "standby.signal")
+        open(signal, "w").close()
+        if c.as_root:
+            nobody = pwd.getpwnam("nobody")
+            os.chown(signal, nobody.pw_uid, nobody.pw_gid)
+        c.start()
+        assert c.psql("SELECT pg_is_in_recovery()").strip() == "t"
+        said = ("the server is a standby (in recovery: hot standby takes no writes); autopack "
+                "writes to the database: connect to the primary; nothing was written")
+        for (rc, err), want in zip(write_refusals(url), (2, 2, 1)):
+            assert rc == want and said in err, (rc, err)
+        assert ctl("--db", url, "db", "check").rc == 0
+    finally:
+        c.close()
 
 
 def test_numbers_read_back_exact_whatever_extra_float_digits(tmp, pg_cluster):

@@ -256,6 +256,7 @@ class DarkProxy:
         self.listener.listen(16)
         self.dark = threading.Event()
         self.silent = threading.Event()
+        self.deaf = threading.Event()
         self.closed = threading.Event()
         port = self.listener.getsockname()[1]
         netloc = parts.netloc.rsplit(":", 1)[0] + ":%d" % port
@@ -265,6 +266,7 @@ class DarkProxy:
 
     def _accept(self):
         import socket
+        import struct
         import threading
         while not self.dark.is_set():
             try:
@@ -274,6 +276,13 @@ class DarkProxy:
             if self.dark.is_set():
                 self.held.append(down)
                 return
+            if self.deaf.is_set():
+                # A cancel request (its length 16 and code 80877102) is taken, never
+                # carried and never answered.
+                head = down.recv(8, socket.MSG_PEEK | socket.MSG_WAITALL)
+                if len(head) == 8 and struct.unpack("!II", head) == (16, 80877102):
+                    self.held.append(down)
+                    continue
             up = socket.create_connection(self.upstream)
             for a, b in ((down, up), (up, down)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -299,6 +308,11 @@ class DarkProxy:
     def go_dark(self):
         self.dark.set()
 
+    def go_deaf_to_cancels(self):
+        """Cancel requests are taken and never answered; everything else is carried, as a
+        pooler or proxy that does not pass them on does."""
+        self.deaf.set()
+
     def go_silent(self):
         """The connections carried go silent (nothing more is carried either way) and new
         ones are refused, as when the server's host is cut off and its address
@@ -312,6 +326,29 @@ class DarkProxy:
         self.listener.close()
         for s in self.held:
             s.close()
+
+
+def sigterm_a_start_behind_a_lock(tmp, url, table, cut):
+    """Start a supervisor of the database at `url` through a DarkProxy while a session of
+    the test's own locks `table`; once it reports its wait, `cut(proxy)`, then SIGTERM.
+    Returns its stderr once it exited 0 (the lock released and the proxy closed after)."""
+    proxy = DarkProxy(url)
+    con = lock_phases(url, table)
+    try:
+        sup = Supervisor(tmp, proxy.url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            cut(proxy)
+            sup.signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, sup.stderr()
+        finally:
+            sup.kill()
+        return sup.stderr()
+    finally:
+        con.rollback()
+        con.close()
+        proxy.close()
 
 
 def test_sigint_ends_a_command_whose_cancel_request_is_never_answered(tmp, pg_url):
@@ -340,26 +377,9 @@ def test_sigterm_ends_a_start_whose_cancellation_is_never_answered(tmp, pg_url, 
     server stayed silent, or in PQcancel for as long as the request went unanswered
     (forever here, either way)."""
     url = new_pg_db(tmp, pg_url, runs=1, phases=2)
-    proxy = DarkProxy(url)
-    con = lock_phases(url)
-    try:
-        sup = Supervisor(tmp, proxy.url, "--workers", 1, "--dry-run", "--exit-when-drained")
-        try:
-            wait_for(lambda: "has not answered" in sup.stderr(), 60,
-                     what="the start's report of its wait")
-            if cut == "silent":
-                proxy.go_silent()
-            else:
-                proxy.go_dark()
-            sup.signal(signal.SIGTERM)
-            assert sup.wait(60) == 0, sup.stderr()
-        finally:
-            sup.kill()
-        assert "[STOP] received Terminated while starting" in sup.stderr()
-    finally:
-        con.rollback()
-        con.close()
-        proxy.close()
+    err = sigterm_a_start_behind_a_lock(
+        tmp, url, "phases", DarkProxy.go_silent if cut == "silent" else DarkProxy.go_dark)
+    assert "[STOP] received Terminated while starting" in err, err
 
 
 def test_sigint_at_the_start_of_a_command_s_wait_cancels_its_statement(tmp, pg_url):
@@ -390,34 +410,35 @@ def test_a_start_whose_cancellation_is_never_answered_says_what_stays_behind(tmp
     """The server goes silent while a registered supervisor's start waits behind a lock,
     and the statement is given up 2 s after SIGTERM: its connection is busy with it. The
     supervisor then wrote its rollback and its leave of the fleet on that connection,
-    which failed (`another command is already in progress`). It now writes nothing more
-    and says that its row stays live until the others declare it lost, and its session
-    open."""
+    which failed (`another command is already in progress`). It now writes nothing more on
+    it; its leave on a connection of its own finds the server silent too, and it says that
+    its row stays live until the others declare it lost, and its session open."""
     url = new_pg_db(tmp, pg_url, runs=1, phases=2)
-    proxy = DarkProxy(url)
-    con = lock_phases(url, "estimator_coefficients")
-    try:
-        sup = Supervisor(tmp, proxy.url, "--workers", 1, "--dry-run", "--exit-when-drained")
-        try:
-            wait_for(lambda: "has not answered" in sup.stderr(), 60,
-                     what="the start's report of its wait")
-            proxy.go_silent()
-            sup.signal(signal.SIGTERM)
-            assert sup.wait(60) == 0, sup.stderr()
-        finally:
-            sup.kill()
-        err = sup.stderr()
-        assert "another command is already in progress" not in err, err
-        assert "the database did not answer the cancellation: this supervisor does not" \
-            " leave the fleet (its row stays live until the others declare it lost" in err, err
-        assert re.search(r"and drain session drain-[0-9-]+, if recorded, stays open", err), err
-        assert "cancellation was sent to the server, and left unanswered)" in err, err
-    finally:
-        con.rollback()
-        con.close()
-        proxy.close()
+    err = sigterm_a_start_behind_a_lock(tmp, url, "estimator_coefficients",
+                                        DarkProxy.go_silent)
+    assert "another command is already in progress" not in err, err
+    assert "the database did not answer the cancellation: this supervisor does not" \
+        " leave the fleet (its row stays live until the others declare it lost" in err, err
+    assert re.search(r"and drain session drain-[0-9-]+, if recorded, stays open", err), err
+    assert "cancellation was sent to the server, and left unanswered)" in err, err
     assert sql(url, "SELECT state FROM supervisors") == [("live",)]
     assert start_session(url) == [(False, None)]
+
+
+def test_a_start_whose_cancellation_is_never_answered_leaves_the_fleet_aside(tmp, pg_url):
+    """The cancel request a registered supervisor's SIGTERM sends is taken and never
+    answered (a pooler or proxy that does not pass it on), the server itself reachable:
+    the statement waiting behind a lock is given up 2 s later and its connection left busy.
+    Its fleet row stayed live until the others declared it lost, a lease later; it now
+    leaves the fleet on a connection of its own, and says so."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    err = sigterm_a_start_behind_a_lock(tmp, url, "estimator_coefficients",
+                                        DarkProxy.go_deaf_to_cancels)
+    assert "cancellation was sent to the server, and left unanswered)" in err, err
+    assert re.search(r"the database did not answer the cancellation: supervisor \d+ left the "
+                     r"fleet on a connection of its own; drain session drain-[0-9-]+, if "
+                     r"recorded, stays open", err), err
+    assert sql(url, "SELECT state FROM supervisors") == [("stopped",)]
 
 
 def test_a_start_whose_wait_cannot_be_described_still_stops_on_sigterm(tmp, pg_url):

@@ -206,6 +206,10 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t,
  * NULL, is set when the row was not live any more: another supervisor declared this one
  * lost. */
 int store_fleet_leave(struct store_drain *d, bool *lost, struct store_err *err);
+/* Leave as store_fleet_leave does, on a connection of its own to the same database (2 s at
+ * most to connect and 2 s to answer), for when the store's connection is busy with a
+ * statement the server left unanswered. STORE_EIO naming why when it could not. */
+int store_fleet_leave_aside(struct store_drain *d, struct store_err *err);
 /* Record how many late writes this supervisor refused after it was declared lost, `n` in
  * all (outside a transaction; the row is no longer live). */
 int store_fleet_count_rejected(struct store_drain *d, int64_t n, struct store_err *err);

@@ -53,40 +53,24 @@ static void plant(const char *path)
 	errno = saved;
 }
 
-/* open and open64 with the link planted after a wanted create. */
-static int plant_open(const char *sym, const char *path, int flags, mode_t mode)
+/* open with the link planted after a wanted create; open64 is the same call (64-bit). */
+int open(const char *path, int flags, ...)
 {
 	int (*real)(const char *, int, ...) = (int (*)(const char *, int, ...))dlsym(
-	    RTLD_NEXT, sym);
-	int fd = real(path, flags, mode);
+	    RTLD_NEXT, "open");
+	mode_t mode = 0;
+	va_list ap;
+	int fd;
 
+	if (flags & (O_CREAT | __O_TMPFILE)) {
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	fd = real(path, flags, mode);
 	if (fd >= 0 && plant_wanted(path, flags))
 		plant(path);
 	return fd;
 }
 
-int open(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	va_list ap;
-
-	if (flags & (O_CREAT | __O_TMPFILE)) {
-		va_start(ap, flags);
-		mode = (mode_t)va_arg(ap, int);
-		va_end(ap);
-	}
-	return plant_open("open", path, flags, mode);
-}
-
-int open64(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	va_list ap;
-
-	if (flags & (O_CREAT | __O_TMPFILE)) {
-		va_start(ap, flags);
-		mode = (mode_t)va_arg(ap, int);
-		va_end(ap);
-	}
-	return plant_open("open64", path, flags, mode);
-}
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));

@@ -75,9 +75,52 @@ static PGresult *wait_side_exec(PGconn *side, const char *sql, const char *const
 	return last;
 }
 
+PGresult *db_pg_side_exec(
+    PGconn *c, const char *app, const char *sql, const char *param, char *why, size_t n)
+{
+	PQconninfoOption *opts = PQconninfo(c);
+	const char *keys[64], *vals[64], *params[1] = { param };
+	size_t k = 0;
+	PGconn *side;
+	PGresult *r = NULL;
+
+	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL && k < 60; o++)
+		if (o->val != NULL && o->val[0] != '\0' &&
+		    strcmp(o->keyword, "connect_timeout") != 0 &&
+		    strcmp(o->keyword, "application_name") != 0) {
+			keys[k] = o->keyword;
+			vals[k++] = o->val;
+		}
+	keys[k] = "connect_timeout";
+	vals[k++] = "2";
+	keys[k] = "application_name";
+	vals[k++] = app;
+	keys[k] = vals[k] = NULL;
+	side = PQconnectdbParams(keys, vals, 0);
+	PQconninfoFree(opts);
+	if (side != NULL && PQstatus(side) == CONNECTION_OK)
+		r = wait_side_exec(side, sql, params);
+	if (r != NULL &&
+	    (PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK)) {
+		PQfinish(side);
+		return r;
+	}
+	snprintf(why, n, "%s",
+	    side == NULL                        ? "out of memory" :
+	        r != NULL                       ? PQresultErrorMessage(r) :
+	        PQstatus(side) == CONNECTION_OK ? "no answer within 2 s" :
+	                                          PQerrorMessage(side));
+	for (char *p = why; *p != '\0'; p++)
+		if (*p == '\n')
+			*p = ' ';
+	PQclear(r);
+	PQfinish(side);
+	return NULL;
+}
+
 /* What the server session of `c` waits for, read on a connection of its own made with the
- * same parameters (2 s at most to connect, 2 s to answer): the locks it waits for and the
- * server processes that hold them, with how to find and end them; else its wait event. */
+ * same parameters (db_pg_side_exec): the locks it waits for and the server processes that
+ * hold them, with how to find and end them; else its wait event. */
 static void wait_what(PGconn *c, char *out, size_t n)
 {
 	static const char sql[] =
@@ -95,54 +138,29 @@ static void wait_what(PGconn *c, char *out, size_t n)
 	    " int))) AS p),"
 	    " (SELECT a.wait_event_type || ' ' || a.wait_event FROM pg_stat_activity a WHERE"
 	    " a.pid = CAST($1 AS int))";
-	PQconninfoOption *opts = PQconninfo(c);
-	const char *keys[64], *vals[64], *param[1];
-	char pid[24];
-	size_t k = 0;
-	PGconn *side;
-	PGresult *r = NULL;
+	char pid[24], why[512];
+	PGresult *r;
 
-	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL && k < 60; o++)
-		if (o->val != NULL && o->val[0] != '\0' &&
-		    strcmp(o->keyword, "connect_timeout") != 0 &&
-		    strcmp(o->keyword, "application_name") != 0) {
-			keys[k] = o->keyword;
-			vals[k++] = o->val;
-		}
-	keys[k] = "connect_timeout";
-	vals[k++] = "2";
-	keys[k] = "application_name";
-	vals[k++] = "autopack wait report";
-	keys[k] = vals[k] = NULL;
-	side = PQconnectdbParams(keys, vals, 0);
-	PQconninfoFree(opts);
 	snprintf(pid, sizeof pid, "%d", PQbackendPID(c));
-	param[0] = pid;
-	if (side != NULL && PQstatus(side) == CONNECTION_OK)
-		r = wait_side_exec(side, sql, param);
-	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+	r = db_pg_side_exec(c, "autopack wait report", sql, pid, why, sizeof why);
+	if (r != NULL && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
 		snprintf(out, n,
 		    "it waits for %s, held by %s (SELECT * FROM pg_locks WHERE pid IN (%s) lists "
 		    "what they hold; SELECT pg_terminate_backend(PID) ends one)",
 		    PQgetvalue(r, 0, 0), PQgetisnull(r, 0, 1) ? "?" : PQgetvalue(r, 0, 1),
 		    PQgetisnull(r, 0, 2) ? "?" : PQgetvalue(r, 0, 2));
-	else if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+	else if (r != NULL && PQntuples(r) == 1)
 		snprintf(out, n, "the server is running it (server process %s, wait event %s)", pid,
 		    PQgetisnull(r, 0, 3) ? "none" : PQgetvalue(r, 0, 3));
 	else
 		snprintf(out, n,
 		    "what server process %s waits for could not be read (%s); pg_locks and "
 		    "pg_stat_activity show it",
-		    pid,
-		    side == NULL                        ? "out of memory" :
-		        r != NULL                       ? PQresultErrorMessage(r) :
-		        PQstatus(side) == CONNECTION_OK ? "no answer within 2 s" :
-		                                          PQerrorMessage(side));
+		    pid, r != NULL ? "no row" : why);
 	for (char *p = out; *p != '\0'; p++)
 		if (*p == '\n')
 			*p = ' ';
 	PQclear(r);
-	PQfinish(side);
 }
 
 /* Make the cancel request of `c` ready for db_pg_wait_cancel, from the start of its

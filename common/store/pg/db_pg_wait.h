@@ -39,6 +39,13 @@ void db_pg_wait_watch(const struct db_pg_watch *w);
  * left busy, when the server has not answered it 2 s after), and the watch's stopped is
  * called. */
 PGresult *db_pg_wait(PGconn *c, int sent, const char *sql);
+/* Run `sql` with its one parameter `param` on a connection of its own to the server and
+ * database of `c`, made with the same parameters under application name `app` (2 s at
+ * most to connect, 2 s to answer), then closed: for a statement `c` cannot take, busy
+ * with another. Returns its result (rows, or a command's), or NULL with the reason (the
+ * server's error, "no answer within 2 s", the connection's failure) in why (n bytes). */
+PGresult *db_pg_side_exec(
+    PGconn *c, const char *app, const char *sql, const char *param, char *why, size_t n);
 /* What the last statement was last reported waiting for ("" when it was not). */
 const char *db_pg_wait_reported(void);
 /* Cancel the statement waiting now, if any, from the start of its wait; safe in a signal

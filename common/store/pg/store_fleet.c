@@ -3,6 +3,7 @@
  * attempts, LISTEN/NOTIFY, and commands through the database. Times are the server's. */
 #include "common/store/store_fleet.h"
 #include "common/store/pg/db_pg.h"
+#include "common/store/pg/db_pg_wait.h"
 #include "common/store/pg/store_fleet_budget.h"
 #include "common/store/store_drain_internal.h"
 #include "common/strbuf.h"
@@ -885,6 +886,24 @@ int store_fleet_leave(struct store_drain *d, bool *lost, struct store_err *err)
 	if (lost != NULL)
 		*lost = rc == 0 && db_changes(d->st->db) == 0;
 	return rc;
+}
+
+/* Leave the fleet on a connection of its own (db_pg_side_exec), the store's being busy. */
+int store_fleet_leave_aside(struct store_drain *d, struct store_err *err)
+{
+	char id[24], why[512];
+	PGresult *r;
+
+	snprintf(id, sizeof id, "%lld", (long long)d->supervisor_id);
+	r = db_pg_side_exec(db_pg_conn(d->st->db), FLEET_APP " leave",
+	    "UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
+	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live'",
+	    id, why, sizeof why);
+	if (r == NULL)
+		return store_fail(err, STORE_EIO,
+		    "%s: leaving the fleet on a connection of its own: %s", d->st->url, why);
+	PQclear(r);
+	return 0;
 }
 
 /* Record the refused late writes on this supervisor's row. */

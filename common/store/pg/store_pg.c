@@ -121,6 +121,8 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 		store_pg_meta_elsewhere(db, err);
 	if (rc == STORE_EIDENT && mode == STORE_WRITE_REIDENTIFY)
 		rc = 0;
+	if (rc == 0 && mode != STORE_READ)
+		rc = store_pg_writable(db, url, err);
 	if (rc == 0 && mode != STORE_READ && st->schema_version < SCHEMA_VERSION)
 		rc = store_fail(err, STORE_EVERSION,
 		    "%s: schema version %d is older than this program's (%d) and PostgreSQL "
@@ -210,6 +212,11 @@ int store_pg_init(const char *url, char uuid[37], struct store_err *err)
 		rc = store_pg_connect(url, &db, err);
 	if (rc != 0)
 		return rc;
+	rc = store_pg_writable(db, url, err);
+	if (rc != 0) {
+		db_close(db);
+		return rc;
+	}
 	by = store_created_by();
 	time_db_now(now);
 	rc = store_begin(db, "starting the schema transaction", err);

@@ -27,6 +27,14 @@ int store_pg_identity_changed(struct store *st, struct store_err *err);
  * (heap). */
 int store_pg_server_id(struct db *db, const char *url, char **id, struct store_err *err);
 
+/* --- common/store/pg/store_pg_writable.c --- */
+
+/* 0 when connection `db` can write; STORE_EIO naming the cause when the server is a
+ * standby (in recovery) or default_transaction_read_only is on, with where it was set
+ * (the role, the database, both, the connection's options, the server's configuration)
+ * and how to undo it, or when that cannot be read. Asked before a write open writes. */
+int store_pg_writable(struct db *db, const char *url, struct store_err *err);
+
 /* --- common/store/pg/store_pg_identity.c --- */
 
 /* Compare the server identity recorded in meta.server_id with `live`, the connection's:

@@ -31,6 +31,8 @@ static int pg_adopt_connect(const char *url, bool write, struct db **db, struct 
 	if (rc == 0 && !write)
 		rc = store_exec(
 		    *db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", url, err);
+	else if (rc == 0)
+		rc = store_pg_writable(*db, url, err);
 	if (rc != 0 && *db != NULL) {
 		db_close(*db);
 		*db = NULL;

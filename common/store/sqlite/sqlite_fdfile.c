@@ -132,25 +132,19 @@ static int fdfile_device(sqlite3_file *file)
 
 /* Version 1: no shared memory, so no WAL. */
 static const sqlite3_io_methods fdfile_methods = {
-	1,
-	fdfile_close,
-	fdfile_read,
-	fdfile_write,
-	fdfile_truncate,
-	fdfile_sync,
-	fdfile_size,
-	fdfile_lock,
-	fdfile_lock,
-	fdfile_reserved,
-	fdfile_control,
-	fdfile_sector,
-	fdfile_device,
-	NULL,
-	NULL,
-	NULL,
-	NULL,
-	NULL,
-	NULL,
+	.iVersion = 1,
+	.xClose = fdfile_close,
+	.xRead = fdfile_read,
+	.xWrite = fdfile_write,
+	.xTruncate = fdfile_truncate,
+	.xSync = fdfile_sync,
+	.xFileSize = fdfile_size,
+	.xLock = fdfile_lock,
+	.xUnlock = fdfile_lock,
+	.xCheckReservedLock = fdfile_reserved,
+	.xFileControl = fdfile_control,
+	.xSectorSize = fdfile_sector,
+	.xDeviceCharacteristics = fdfile_device,
 };
 
 /* Open the main database of a name carrying ?fd=N on descriptor N; any other file, or a
