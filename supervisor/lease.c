@@ -839,6 +839,18 @@ bool lease_phases_short(const struct sup *s)
 	    lease_window_rate(s) * PHASE_SHORT_MS >= workers * LEASE_AHEAD_WINDOW_MS;
 }
 
+bool lease_ahead_covers(const struct sup *s)
+{
+	int64_t workers = lease_pool_size(s);
+	size_t n = 0;
+
+	if (s->idle != NULL || workers <= 0 || s->paused || s->crash_loop || s->stopping)
+		return false;
+	while (n < s->nahead && s->ahead[n].durable && (int64_t)n < workers)
+		n++;
+	return (int64_t)n >= workers;
+}
+
 /* Take lease i off the leases opened ahead. */
 static struct grant lease_ahead_remove(struct sup *s, size_t i)
 {

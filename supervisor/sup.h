@@ -525,6 +525,7 @@ struct sup {
 	uv_check_t round_check;
 	bool round_armed;
 	bool round_urgent; /* commit this turn even if nothing can be leased */
+	bool acks_waited;  /* a worker waits for acknowledgements the queue owes */
 	struct op *ops_head;
 	struct op *ops_tail;
 	int64_t ops_n;
@@ -858,6 +859,9 @@ bool lease_ahead_take(struct sup *s, struct worker *w);
 /* Whether phases are short: in the last window each worker ended one every PHASE_SHORT_MS
  * or sooner. */
 bool lease_phases_short(const struct sup *s);
+/* Whether no worker waits for a job and a durable lease opened ahead waits for each live
+ * worker: the next results need no commit to be followed by jobs. */
+bool lease_ahead_covers(const struct sup *s);
 /* End every lease opened ahead as not started with `outcome` (a stop, a pause, the
  * breaker, a pool scaled to nothing): their phases go back to the queue. */
 void lease_ahead_release(struct sup *s, enum outcome outcome, const char *why);
@@ -1003,6 +1007,9 @@ void op_arena_free_spare(struct sup *s);
  * database opened, log why: SQLite then syncs each commit on the loop, as before);
  * `release` is called with each held group, in commit order. After session_prepare. */
 void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group *g, bool durable));
+/* Whether the group about to be written has its fsync off the loop (--fsync-off-loop, or
+ * by default while phases are short). */
+bool sync_deferring(const struct sup *s);
 /* Before a writer's BEGIN: the connection commits without syncing (NORMAL) when the
  * commits are pipelined. Returns 0, or -1 with a store error. */
 int sync_group_begin(struct sup *s, struct store_err *err);

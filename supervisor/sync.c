@@ -230,8 +230,7 @@ void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group
 		log_info("commits are synced by SQLite on the loop: %s", why);
 }
 
-/* Whether the group about to be written has its fsync off the loop. */
-static bool sync_defer_now(const struct sup *s)
+bool sync_deferring(const struct sup *s)
 {
 	if (s->sync.fd < 0)
 		return false;
@@ -240,7 +239,7 @@ static bool sync_defer_now(const struct sup *s)
 
 int sync_group_begin(struct sup *s, struct store_err *err)
 {
-	s->sync.defer = sync_defer_now(s);
+	s->sync.defer = sync_deferring(s);
 	if (!s->sync.defer || s->sync.normal)
 		return 0;
 	if (store_drain_set_synchronous(s->sd, false, err) != 0)

@@ -2,7 +2,9 @@
  * control_log rows are queued and committed together in one BEGIN IMMEDIATE transaction
  * when the queue reaches cfg.commit_max or cfg.commit_window_ms after the first queued
  * write, whichever comes first, or at the end of the loop turn (a round) in which a lease
- * can be opened, an attempt ended or a worker said it waits for acknowledgements. A
+ * can be opened, an attempt ended or a worker said it waits for acknowledgements; while
+ * commits are synced off the loop and a durable lease opened ahead waits for each worker,
+ * only a worker's wait ends the window early (writer_gathering). A
  * round's transaction writes the queued writes first and then the leases of the round
  * (round_hooks, lease.c): one commit, one fsync, for everything the turn produced.
  * Acknowledgements go out only after the commit, then the jobs of the new leases, and a
@@ -77,8 +79,20 @@ static bool writer_ckpt_holds(struct sup *s)
 	return true;
 }
 
+/* Whether a round leaves its writes to the commit window (cfg.commit_window_ms after the
+ * first, or cfg.commit_max of them) instead of committing them now: its commits are
+ * synced off the loop (while phases are short, by default), the window's timer runs, no
+ * worker waits for an acknowledgement, and a durable lease opened ahead waits for each
+ * live worker, so no job waits for this commit. Each commit costs the loop about as much
+ * as a phase: fewer, larger groups leave it more for the phases. */
+static bool writer_gathering(const struct sup *s)
+{
+	return s->commit_armed && s->ops_n > 0 && !s->acks_waited && sync_deferring(s) &&
+	    lease_ahead_covers(s);
+}
+
 /* The loop turn's I/O is done: commit its round if it has anything urgent or leases to
- * open, then see whether the drain is over. */
+ * open (unless it gathers for the window), then see whether the drain is over. */
 static void writer_round_cb(uv_check_t *h)
 {
 	struct sup *s = h->data;
@@ -87,7 +101,8 @@ static void writer_round_cb(uv_check_t *h)
 	uv_check_stop(h);
 	s->round_armed = false;
 	s->round_urgent = false;
-	if (!s->commit_retrying && ((urgent && s->ops_n > 0) || s->round.want(s)))
+	if (!s->commit_retrying && ((urgent && s->ops_n > 0) || s->round.want(s)) &&
+	    !writer_gathering(s))
 		writer_flush(s);
 	lifecycle_check_done(s);
 }
@@ -476,6 +491,7 @@ static void writer_committed(struct sup *s, struct op *head, bool lease, uint64_
 	policy_saved(s);
 	g->nops = s->ops_n;
 	s->commit_fail_streak = 0;
+	s->acks_waited = false;
 	s->ops_head = s->ops_tail = NULL;
 	s->ops_n = 0;
 	/* The queue's acknowledgements move to the group; the queue takes the group's old
@@ -813,8 +829,10 @@ void writer_flush_early(struct sup *s)
 {
 	/* At the end of this loop turn: the frames read in it, from every worker, share the
 	 * commit. */
-	if (!s->commit_retrying && s->ops_n > 0)
+	if (!s->commit_retrying && s->ops_n > 0) {
+		s->acks_waited = true;
 		writer_round(s, true);
+	}
 }
 
 /* The commit window (or the retry delay) is over: commit. */

@@ -4,7 +4,8 @@
 fresh_db in the temporary directory, the supervisor's output to files there). Prints
 phases/s and, a phase, the CPU of the supervisor and of its workers (user and system),
 the supervisor's time split into running, waiting for a CPU and asleep, and the context
-switches of each side.
+switches of each side; then the drain's commits (the database's PRAGMA user_version,
+which the supervisor counts its commits in, after the drain less before).
 
 The supervisor is waited for without being reaped (waitid WNOWAIT), so its own figures
 are read from /proc once it has exited: its CPU from /proc/PID/schedstat (nanoseconds:
@@ -18,6 +19,7 @@ usage: [TMPDIR=/dev/shm] tests/bench/dry_cpu.py [TREE [EXTRA SUPERVISOR ARGUMENT
        (TREE: the built tree whose binaries and tests to use, default this one)
 """
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -45,9 +47,18 @@ def status_field(text, name):
     return 0
 
 
+def user_version(url):
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    try:
+        return con.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        con.close()
+
+
 def main():
     with tempfile.TemporaryDirectory() as d:
         url = eb.fresh_db(d, RUNS, PHASES)
+        commits = -user_version(url)
         t0 = time.monotonic()
         with open(os.path.join(d, "sup.out"), "w") as out, \
                 open(os.path.join(d, "sup.err"), "w") as err:
@@ -66,6 +77,7 @@ def main():
         p.returncode = rc
         if rc != 0:
             raise SystemExit("supervisor failed:\n" + read(os.path.join(d, "sup.err")))
+        commits += user_version(url)
     n = RUNS * PHASES
     us = 1e6 / n
     tick = os.sysconf("SC_CLK_TCK")
@@ -86,6 +98,7 @@ def main():
     print("  context switches a phase: supervisor %.2f voluntary, %.2f involuntary; "
           "workers %.2f, %.2f" % (s_vol / n, s_inv / n, (ru.ru_nvcsw - s_vol) / n,
                                   (ru.ru_nivcsw - s_inv) / n))
+    print("  commits %d, %.1f phases a commit" % (commits, n / commits if commits else 0))
 
 
 if __name__ == "__main__":
