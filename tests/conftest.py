@@ -24,6 +24,16 @@ def binpath(name):
     return os.path.join(BIN, name)
 
 
+def preload(shim, **env):
+    """The environment that loads the LD_PRELOAD shim `shim` (tests/tools/) into a binary,
+    with `env` added; in a sanitizer build the shim is loaded before the sanitizer's
+    runtime, which must then not insist on coming first."""
+    env["LD_PRELOAD"] = binpath(shim)
+    if os.environ.get("AUTOPACK_SANITIZE") == "1":
+        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    return env
+
+
 class Result:
     def __init__(self, proc):
         self.rc = proc.returncode

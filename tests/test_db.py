@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from conftest import binpath, ctl, run
+from conftest import ctl, preload, run
 
 
 def url(path):
@@ -443,8 +443,8 @@ def test_db_migrate_writes_its_backup_file_not_a_link_planted_at_its_name(tmp):
     before = read_bytes(victim)
     log = tmp / "plant.log"
     r = ctl("--db", url(p), "db", "migrate",
-            env={"LD_PRELOAD": binpath("plant-shim.so"), "AUTOPACK_PLANT_SUFFIX": ".bak",
-                 "AUTOPACK_PLANT_TARGET": str(victim), "AUTOPACK_PLANT_LOG": str(log)})
+            env=preload("plant-shim.so", AUTOPACK_PLANT_SUFFIX=".bak",
+                        AUTOPACK_PLANT_TARGET=str(victim), AUTOPACK_PLANT_LOG=str(log)))
     assert open(str(log)).read().startswith("planted %s.v1-" % p), r
     assert read_bytes(victim) == before, r
     assert r.rc == 2, r

@@ -516,7 +516,7 @@ def test_an_answer_of_many_files_written_on_a_slow_disk_is_not_taken_for_a_hung_
     # shim) kept the worker silent for about 5 s, and the supervisor, hearing nothing for
     # its heartbeat timeout (2 s here, 10 s by default: 256 files at 20 ms a sync), killed
     # it mid-write (HEARTBEAT_LOST, an infrastructure failure).
-    from conftest import binpath
+    from conftest import preload
     from e2e_helpers import llm_args
     from supervisor_helpers import Supervisor
     tmp = str(tmp)
@@ -526,11 +526,9 @@ def test_an_answer_of_many_files_written_on_a_slow_disk_is_not_taken_for_a_hung_
     url = init_db(tmp)
     import_plan(tmp, url, [("r1", ws, [phase_spec("p1", files)])])
     llm = Standin(tmp)
-    env = {"ANTHROPIC_API_KEY": "sk-ant-slow-disk", "LD_PRELOAD": binpath("fsync-shim.so"),
-           "AUTOPACK_SHIM_PATH": os.path.realpath(ws) + "/", "AUTOPACK_SHIM_DELAY_US": "60000",
-           "AUTOPACK_SHIM_LOG": os.path.join(tmp, "shim.log")}
-    if os.environ.get("AUTOPACK_SANITIZE") == "1":
-        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    env = preload("fsync-shim.so", ANTHROPIC_API_KEY="sk-ant-slow-disk",
+                  AUTOPACK_SHIM_PATH=os.path.realpath(ws) + "/", AUTOPACK_SHIM_DELAY_US="60000",
+                  AUTOPACK_SHIM_LOG=os.path.join(tmp, "shim.log"))
     sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--max-attempts-per-phase",
                      1, "--heartbeat-timeout-seconds", 2, *llm_args(llm), env=env)
     try:

@@ -229,13 +229,11 @@ def test_on_a_slow_disk_short_phases_keep_more_leases_waiting_than_four_per_work
     its commit has ended, so while phases are short the leases waiting cover 60 ms of
     results, up to 16 per live worker; with four per worker (8 here) the workers would
     wait for the disk between jobs."""
-    from conftest import binpath
+    from conftest import preload
     url = new_db(tmp, runs=600, phases=10)
-    env = {"LD_PRELOAD": binpath("fsync-shim.so"),
-           "AUTOPACK_SHIM_PATH": os.path.realpath(url[len("sqlite:///"):]) + "-wal",
-           "AUTOPACK_SHIM_DELAY_US": "5000"}
-    if os.environ.get("AUTOPACK_SANITIZE") == "1":
-        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    env = preload("fsync-shim.so",
+                  AUTOPACK_SHIM_PATH=os.path.realpath(url[len("sqlite:///"):]) + "-wal",
+                  AUTOPACK_SHIM_DELAY_US="5000")
     sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--synchronous", "full", env=env)
     try:
         sup.wait_ready()

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from conftest import binpath, ctl
+from conftest import ctl, preload
 from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, rogue_notes,
                                 rogue_supervisor, sql, status_when, wait_for)
 
@@ -17,14 +17,9 @@ from supervisor_helpers import (Standin, Supervisor, llm_supervisor, new_db, rog
 def shim_env(tmp, url, **extra):
     """The supervisor's environment with the shim watching the database's -wal."""
     wal = os.path.realpath(url[len("sqlite:///"):]) + "-wal"
-    env = {"LD_PRELOAD": binpath("fsync-shim.so"), "AUTOPACK_SHIM_PATH": wal,
-           "AUTOPACK_SHIM_LOG": os.path.join(str(tmp), "shim.log"),
-           "AUTOPACK_SHIM_DURABLE": "1"}
-    if os.environ.get("AUTOPACK_SANITIZE") == "1":
-        # The shim is loaded before the sanitiser's runtime.
-        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
-    env.update(extra)
-    return env
+    return preload("fsync-shim.so", AUTOPACK_SHIM_PATH=wal,
+                   AUTOPACK_SHIM_LOG=os.path.join(str(tmp), "shim.log"),
+                   AUTOPACK_SHIM_DURABLE="1", **extra)
 
 
 def shim_calls(tmp):
