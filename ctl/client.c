@@ -1,6 +1,7 @@
 /* The control client (see client.h). */
 #include "ctl/client.h"
 
+#include "common/procs.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -111,6 +112,33 @@ int client_send(struct ctl_client *c, const struct proto_request *req, char *err
 	return 0;
 }
 
+/* Say that no reply came within the timeout, naming the supervisor's pid (its socket's
+ * peer credentials) and, when it is stopped (state T, or t under a debugger), so: it
+ * answers nothing until it is continued. */
+static void client_silent(const struct ctl_client *c, char *err, size_t errlen)
+{
+	struct ucred cred = { 0 };
+	socklen_t len = sizeof cred;
+	char buf[512];
+	const char *st = NULL;
+
+	if (getsockopt(c->io.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid <= 0) {
+		snprintf(err, errlen, "no reply from the supervisor within %d ms", c->timeout_ms);
+		return;
+	}
+	st = procs_stat_text(cred.pid, buf, sizeof buf);
+	if (st != NULL && (st[1] == 'T' || st[1] == 't'))
+		snprintf(err, errlen,
+		    "no reply from the supervisor (pid %d) within %d ms: it is stopped (%s); "
+		    "kill -CONT %d lets it go on",
+		    (int)cred.pid, c->timeout_ms,
+		    st[1] == 'T' ? "SIGSTOP, or Ctrl-Z in its terminal" : "by a debugger",
+		    (int)cred.pid);
+	else
+		snprintf(err, errlen, "no reply from the supervisor (pid %d) within %d ms",
+		    (int)cred.pid, c->timeout_ms);
+}
+
 /* Read the next reply within the client's timeout; -1 with err set on failure. */
 int client_recv(struct ctl_client *c, struct proto_msg *m, char *err, size_t errlen)
 {
@@ -124,9 +152,7 @@ int client_recv(struct ctl_client *c, struct proto_msg *m, char *err, size_t err
 		    proto_type_name(m->type));
 		proto_msg_free(m);
 		return -1;
-	case PROTO_FD_TIMEOUT:
-		snprintf(err, errlen, "no reply from the supervisor within %d ms", c->timeout_ms);
-		return -1;
+	case PROTO_FD_TIMEOUT: client_silent(c, err, errlen); return -1;
 	case PROTO_FD_EOF: snprintf(err, errlen, "the supervisor closed the connection"); return -1;
 	case PROTO_FD_EBADFRAME:
 		snprintf(err, errlen, "bad frame from the supervisor: %s", perr.text);

@@ -3,6 +3,7 @@
  * its settings, reading the coefficient set and the queue; and at the end recording how
  * the session ended and releasing it all. */
 #include "supervisor/sup.h"
+#include "common/calib/calib.h"
 #include "common/estimate/estimator.h"
 #include "common/log.h"
 #include "common/store/dburl.h"
@@ -290,13 +291,14 @@ static char *session_settings_json(const struct sup_config *c)
 	return out;
 }
 
-/* Read the active estimator coefficient set, sent with every job; a fitted model must
- * parse. Exits 1 on failure. */
+/* Read the active estimator coefficient set, sent with every job; it must be one a worker
+ * takes (calib_coefs_from_json: its overhead rows on the defaults, its fitted model), or
+ * every phase would fail INVALID_JOB. Exits 1 on failure. */
 static void session_load_coefs(struct sup *s)
 {
 	struct store_coef_set set;
 	struct store_err err;
-	struct est_fit fit;
+	struct est_coefs *taken;
 	bool found;
 
 	if (store_coef_active(s->st, &set, &found, &err) != 0)
@@ -305,12 +307,15 @@ static void session_load_coefs(struct sup *s)
 	if (found &&
 	    store_coef_rows(set.overhead_json, set.version, &s->coefs, &s->ncoefs, &err) != 0)
 		log_fatal(1, "%s: %s", s->st->url, err.text);
-	if (found && set.model_json != NULL &&
-	    est_fit_from_json(set.model_json, &fit, err.text, sizeof err.text) != 0)
+	taken = xmalloc(sizeof *taken);
+	if (found &&
+	    calib_coefs_from_json(set.overhead_json, set.model_json, (uint64_t)set.version, taken,
+	        err.text, sizeof err.text) != 0)
 		log_fatal(1,
 		    "%s: estimator coefficient set %lld: %s; roll it back with autopack-ctl "
 		    "calibrate --rollback",
 		    s->st->url, (long long)set.version, err.text);
+	free(taken);
 	if (found && set.model_json != NULL)
 		s->fit_json = xstrdup(set.model_json);
 	store_coef_set_free(&set);

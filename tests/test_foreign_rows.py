@@ -367,3 +367,34 @@ def test_retry_takes_a_reason_holding_a_nul_byte_as_failed_shows_it(tmp):
     doc = json_of("--db", url(db), "retry", "--reason", "EXCEPTION: C:\\x00\\tmp", "--dry-run",
                   "--json")
     assert [p["reason"] for p in doc["would_retry"]] == ["EXCEPTION: C:\\x00\\tmp"], doc
+
+
+@pytest.mark.parametrize("overhead,model,why", [
+    ('[["implementation", "low", 0]]', None,
+     "estimator row 0 (implementation/low): overhead 0 outside 1..1000000"),
+    ('[["implementation", "low", 9223372036854775807]]', None,
+     "estimator row 0 (implementation/low): overhead 9223372036854775807 outside 1..1000000"),
+    ('[["", "low", 800]]', None, "estimator row 0: empty category or complexity"),
+    ("[]", '{"model": "ridge_log", "factor": 0}', "fitted model:"),
+])
+def test_an_active_coefficient_set_a_worker_would_refuse_is_refused_at_start(
+        tmp, overhead, model, why):
+    """An active coefficient set another program wrote whose overhead table holds a value
+    a worker refuses (an overhead of 0 or 2^63-1, an empty category): the supervisor
+    started, sent it with every job, and each phase failed INVALID_JOB until its attempts
+    were used up (exit 5). It is refused at the start, naming the set and the row, as a
+    fitted model that does not parse is; no attempt is made."""
+    db = seeded(tmp / "coefs.db")
+    con = sqlite3.connect(str(db))
+    con.execute("INSERT INTO estimator_coefficients (version, created_at, active,"
+                " parent_version, overhead_json, model_json) VALUES (2,"
+                " '2026-12-01 00:00:00.000000', 1, 1, ?, ?)", (overhead, model))
+    con.commit()
+    con.close()
+    p = dry_drain(tmp, db)
+    assert p.returncode == 1, p.stderr
+    assert "estimator coefficient set 2: %s" % why in p.stderr, p.stderr
+    assert "roll it back with autopack-ctl calibrate --rollback" in p.stderr, p.stderr
+    con = sqlite3.connect(str(db))
+    assert con.execute("SELECT count(*) FROM attempts").fetchone() == (0,)
+    con.close()

@@ -231,6 +231,24 @@ def test_a_phase_without_deliverables_or_with_a_bad_scope_is_refused(db, tmp, sc
     assert not (tmp / "ws").exists()
 
 
+@pytest.mark.parametrize("where,held", [("/", "/usr"), ("/etc", "/etc"), ("link", "/usr")])
+def test_a_workspace_that_is_or_holds_a_system_directory_is_refused_at_import(db, tmp, where,
+                                                                               held):
+    """A workspace of / or /etc (or a link to /usr) was imported and queued, and each of
+    its phases then failed INVALID_JOB at its dispatch, using up its attempts: a phase
+    that could only fail there. The import refuses it, naming the run, the workspace and
+    the system directory it holds, and writes nothing."""
+    os.symlink("/usr", tmp / "link")
+    p = write_plan(tmp, plan(run_entry("r1", phase("p1"), workspace=where)))
+    r = ctl("--db", url(db), "run", "import", p)
+    assert r.rc == 1, r
+    ws = where if where.startswith("/") else str(tmp / where)
+    assert ("run r1: workspace %s holds %s: the model's files and the check command could "
+            "replace a program the workers run with the API keys; give the run a workspace "
+            "of its own" % (ws, os.path.realpath(held))) in r.err, r
+    assert counts(db) == (0, 0, 0)
+
+
 def test_an_import_that_fails_in_the_database_leaves_no_workspace_behind(db, tmp):
     con = sqlite3.connect(str(db))
     con.execute("CREATE TRIGGER refuse BEFORE INSERT ON phases"

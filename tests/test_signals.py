@@ -307,3 +307,32 @@ def test_signals_the_supervisor_does_not_use_are_logged_and_ignored(tmp):
     assert [r["state"] for r in rows(url, "SELECT state FROM phases")] == ["COMPLETE"] * 4
     end = end_of(url)
     assert (end["stop_cause"], end["exit_status"]) == ("drained", 0)
+
+
+def stopped(pid):
+    """Whether the process is in the stopped state (T) as /proc/<pid>/stat shows it."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_command_to_a_stopped_supervisor_says_it_is_stopped_and_how_to_continue_it(tmp):
+    """A supervisor stopped by SIGSTOP (Ctrl-Z in its terminal) answers nothing: a command
+    waited out its 30 s and said only `no reply from the supervisor within 30000 ms`. It
+    names the supervisor's pid, that it is stopped and how to let it go on; once it is,
+    the supervisor answers again."""
+    url = init_db(tmp)
+    sup = Supervisor(tmp, url, "--workers", 0, "--allow-empty-db", "--dry-run")
+    sup.wait_ready()
+    pid = sup.proc.pid
+    try:
+        sup.signal(signal.SIGSTOP)
+        wait_for(lambda: stopped(pid), 30, what="the supervisor stopped")
+        r = sup.ctl("status")
+        assert r.rc == 1, r
+        assert ("no reply from the supervisor (pid %d) within 30000 ms: it is stopped "
+                "(SIGSTOP, or Ctrl-Z in its terminal); kill -CONT %d lets it go on"
+                % (pid, pid)) in r.err, r
+    finally:
+        sup.signal(signal.SIGCONT)
+    assert sup.ctl("status").rc == 0
+    assert sup.stop_now() == 0, sup.stderr()

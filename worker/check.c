@@ -8,6 +8,7 @@
 #include "common/checklog.h"
 #include "common/log.h"
 #include "common/procs.h"
+#include "common/sysdirs.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -149,7 +150,7 @@ static bool check_tmpdir_dropped;
 
 /* At this worker's first check: leave the worker's $TMPDIR out of the checks' environment
  * and mounts when it holds the worker's binary or a system directory
- * (check_dir_holds_system), with one warning; the checks then use /tmp. A $TMPDIR bound
+ * (sysdirs_held), with one warning; the checks then use /tmp. A $TMPDIR bound
  * writable there would let them replace a program the workers run with the keys. */
 static void check_tmpdir_choose(void)
 {
@@ -160,8 +161,7 @@ static void check_tmpdir_choose(void)
 	if (chosen)
 		return;
 	chosen = true;
-	if (tmpdir == NULL || tmpdir[0] != '/' ||
-	    !check_dir_holds_system(tmpdir, what, sizeof what))
+	if (tmpdir == NULL || tmpdir[0] != '/' || !sysdirs_held(tmpdir, true, what, sizeof what))
 		return;
 	check_tmpdir_dropped = true;
 	log_warn("TMPDIR=%s holds %s, which a check command must not write (a program put there "
@@ -283,15 +283,6 @@ static const char *check_tmpfs_options = "mode=1777";
 /* Whether $TMPDIR is bound from the machine's, not one of check_empty itself. */
 static bool check_tmpdir_bound = true;
 
-/* Whether the directory `dir` is `path` or holds it (both real paths). */
-static bool check_path_holds(const char *dir, const char *path)
-{
-	size_t k = strlen(dir);
-
-	return strncmp(dir, path, k) == 0 &&
-	    (path[k] == '\0' || path[k] == '/' || (k > 0 && dir[k - 1] == '/'));
-}
-
 /* Add the directory `dir`, by its real path, to check_empty unless it is missing or holds
  * the workspace `ws` or lies above `tmpdir` (real paths; "" for none; a writable one may be
  * $TMPDIR itself). Returns whether it is in check_empty. */
@@ -301,8 +292,8 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
 	size_t i;
 
 	if (check_nempty == CHECK_EMPTY_MAX || realpath(dir, real) == NULL ||
-	    check_path_holds(real, ws) ||
-	    (tmpdir[0] != '\0' && check_path_holds(real, tmpdir) &&
+	    path_holds(real, ws) ||
+	    (tmpdir[0] != '\0' && path_holds(real, tmpdir) &&
 	        (!writable || strcmp(real, tmpdir) != 0)))
 		return false;
 	if (strcmp(real, tmpdir) == 0)
@@ -339,7 +330,7 @@ static size_t check_npin;
  * when it holds it and lies deeper than the one found so far. */
 static void check_pin_root(char *root, const char *cand, const char *real)
 {
-	if (cand[0] != '\0' && check_path_holds(cand, real) && strlen(cand) > strlen(root))
+	if (cand[0] != '\0' && path_holds(cand, real) && strlen(cand) > strlen(root))
 		snprintf(root, PATH_MAX, "%s", cand);
 }
 
@@ -357,36 +348,6 @@ static void check_pin_below(const char *root, const char *real, size_t keep)
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%.*s", (int)(p - real), real);
 		check_pin[check_npin++].file = false;
 	}
-}
-
-/* The real paths check_dir_holds_system looks for, resolved at its first call. */
-#define CHECK_SYSTEM_MAX 12
-static char check_system[CHECK_SYSTEM_MAX][PATH_MAX];
-static size_t check_nsystem;
-
-bool check_dir_holds_system(const char *dir, char *what, size_t n)
-{
-	static const char *const dirs[] = { "/proc/self/exe", "/usr", "/etc", "/bin", "/sbin",
-		"/lib", "/lib64", "/boot", "/dev", "/proc", "/sys" };
-	static bool resolved;
-	char real[PATH_MAX];
-	size_t i;
-
-	if (!resolved) {
-		for (i = 0; i < ARRAY_SIZE(dirs) && check_nsystem < CHECK_SYSTEM_MAX; i++)
-			if (realpath(dirs[i], check_system[check_nsystem]) != NULL)
-				check_nsystem++;
-		resolved = true;
-	}
-	if (realpath(dir, real) == NULL)
-		return false;
-	for (i = 0; i < check_nsystem; i++) {
-		if (check_path_holds(real, check_system[i])) {
-			snprintf(what, n, "%s", check_system[i]);
-			return true;
-		}
-	}
-	return false;
 }
 
 /* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
@@ -454,11 +415,11 @@ bool check_dir_at_runtime(const char *dir, char *what, size_t n)
 	for (size_t i = 0; i < k; i++) {
 		if (realpath(dirs[i], run) == NULL)
 			continue;
-		if (check_path_holds(real, run) || check_path_holds(run, real)) {
+		if (path_holds(real, run) || path_holds(run, real)) {
 			snprintf(what, n, "%s %s",
-			    strcmp(real, run) == 0          ? "is" :
-			        check_path_holds(real, run) ? "holds" :
-			                                      "is inside",
+			    strcmp(real, run) == 0    ? "is" :
+			        path_holds(real, run) ? "holds" :
+			                                "is inside",
 			    run);
 			return true;
 		}

@@ -53,13 +53,6 @@ struct check_result {
 	                    else "" */
 };
 
-/* Whether the directory `dir` (a path) is or holds the worker's own binary or a directory
- * of the system's programs, libraries, settings or devices (/usr, /etc, /bin, /sbin, /lib,
- * /lib64, /boot, /dev, /proc, /sys), which a phase's code must not be able to write: a
- * program put there would be run with the API keys. Fills `what` with the one it holds.
- * False for a path that cannot be resolved. */
-bool check_dir_holds_system(const char *dir, char *what, size_t n);
-
 /* Whether the directory `dir` (a path) is, holds or lies in a runtime directory of the
  * worker's user (/run/user/<uid>, $XDG_RUNTIME_DIR, /run/autopack), where supervisors
  * keep their control sockets and uuid claims, which a check command is kept from (they

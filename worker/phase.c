@@ -3,6 +3,7 @@
 #include "common/estimate/estimator.h"
 #include "common/fingerprint/fingerprint.h"
 #include "common/relpath.h"
+#include "common/sysdirs.h"
 #include "common/util.h"
 #include "common/utf8.h"
 #include "worker/check.h"
@@ -344,12 +345,12 @@ static bool phase_ws_parent(const char *ws, const struct stat *own, char *parent
 }
 
 /* Whether the directory `dir` (a path) is unfit for a workspace: it is or holds the
- * worker's binary or a system directory (check_dir_holds_system), or it is, holds or lies
+ * worker's binary or a system directory (sysdirs_held), or it is, holds or lies
  * in a runtime directory (check_dir_at_runtime). Fills `why` (n bytes) with what is wrong. */
 static bool phase_dir_unfit(const char *dir, char *why, size_t n)
 {
 	char what[PATH_MAX + 16];
-	bool system = check_dir_holds_system(dir, what, sizeof what);
+	bool system = sysdirs_held(dir, true, what, sizeof what);
 
 	if (!system && !check_dir_at_runtime(dir, what, sizeof what))
 		return false;

@@ -5,6 +5,7 @@
 #include "common/store/store_plan_stream.h"
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
+#include "common/sysdirs.h"
 #include "common/util.h"
 #include "common/utf8.h"
 
@@ -285,7 +286,7 @@ static char *plan_workspace(const json_t *r, const char *base_dir)
 static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store_err *err)
 {
 	struct db_stmt *q = pw->run;
-	char *ws = plan_workspace(r, pw->base_dir);
+	char *ws = plan_workspace(r, pw->base_dir), what[PATH_MAX];
 	const char *s;
 	long bad;
 	int rc;
@@ -302,6 +303,15 @@ static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store
 		    "run %s: workspace %s is not valid UTF-8 (byte %ld); a job carries only UTF-8 "
 		    "text: name the workspace by an absolute path that is, or move the plan",
 		    plan_str(r, "run_id"), ws, bad + 1);
+		free(ws);
+		return rc;
+	}
+	if (sysdirs_held(ws, false, what, sizeof what)) {
+		rc = store_fail(err, STORE_EINVAL,
+		    "run %s: workspace %s holds %s: the model's files and the check command could "
+		    "replace a program the workers run with the API keys; give the run a workspace "
+		    "of its own",
+		    plan_str(r, "run_id"), ws, what);
 		free(ws);
 		return rc;
 	}
