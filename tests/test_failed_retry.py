@@ -169,12 +169,15 @@ def test_retry_selectors_and_errors(tmp, llm):
     r = ctl("--db", url, "retry", "ok", "p1")
     assert r.rc == 1 and "phase ok/p1 is COMPLETE, not FAILED or SKIPPED" in r.err, r
     r = ctl("--db", url, "retry", "ok", "nope")
-    assert r.rc == 1 and "no phase nope in run ok" in r.err, r
+    assert r.rc == 1 and "no phase 'nope' in run 'ok'" in r.err, r
+    # Empty ids are named as such (the message said "no phase  in run ").
+    r = ctl("--db", url, "retry", "", "")
+    assert r.rc == 1 and "no phase '' in run ''" in r.err, r
     # A run the database does not hold is a mistake, not "nothing failed".
     for args in (["retry", "--run", "a3"], ["retry", "--run", "a3", "--dry-run"],
                  ["failed", "--run", "a3"], ["retry", "--run", "a3", "--reason", "x"]):
         r = ctl("--db", url, *args)
-        assert r.rc == 1 and "no run a3 in the database" in r.err, (args, r)
+        assert r.rc == 1 and "no run 'a3' in the database" in r.err, (args, r)
     r = ctl("--db", url, "failed", "--run", "ok", "--json")
     assert r.rc == 0 and json.loads(r.out)["groups"] == [], r
     for args, what in ((["retry"], "say what to retry"),
@@ -217,7 +220,7 @@ def test_failed_and_retry_while_a_supervisor_runs(tmp, llm):
         r = ctl("--db", url, "retry", "--all-failed", "--dry-run")
         assert r.rc == 0 and "would retry" in r.out, r
         r = ctl("--db", url, "retry", "--run", "a3")
-        assert r.rc == 1 and "no run a3 in the database" in r.err, r
+        assert r.rc == 1 and "no run 'a3' in the database" in r.err, r
         # A refusal is recorded too, through the supervisor's writer.
         r = ctl("--db", url, "retry", "ok", "p1")
         assert r.rc == 1 and "phase ok/p1 is COMPLETE, not FAILED or SKIPPED" in r.err, r
@@ -241,7 +244,7 @@ def test_failed_and_retry_on_postgresql(tmp, llm, pg_url):
     assert failed_json(url, "--since", "2099-01-01T00:00:00Z")["groups"] == []
     assert failed_json(url, "--since", "2h")["failed"] == 3
     r = ctl("--db", url, "failed", "--run", "a3")
-    assert r.rc == 1 and "no run a3 in the database" in r.err, r
+    assert r.rc == 1 and "no run 'a3' in the database" in r.err, r
 
     r = ctl("--db", url, "retry", "--fingerprint", doc["groups"][1]["id"], "--note", "pg")
     assert r.rc == 0 and "retried 2 phases" in r.out, r

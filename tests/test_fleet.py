@@ -744,7 +744,7 @@ def test_control_across_hosts_through_the_database(tmp, pg_url):
         r = ctl("--db", url, "pause", "--supervisor", 999)
         assert r.rc == 1 and "supervisor 999 of %s is not running" % url in r.err, r
         r = ctl("--db", url, "cancel", "run-000", "nope")
-        assert r.rc == 1 and "refused: cancel: no phase nope in run run-000" in r.out, r
+        assert r.rc == 1 and "refused: cancel: no phase 'nope' in run 'run-000'" in r.out, r
         r = ctl("--db", url, "pause", "--supervisor", "x")
         assert r.rc == 2 and "--supervisor" in r.err, r
 

@@ -511,7 +511,7 @@ def test_retry_cancel_and_watch(tmp, llm):
         r = sup.ctl("retry", other, "p0-1")
         assert r.rc != 0 and "is QUEUED" in r.err
         r = sup.ctl("retry", "nope", "nope")
-        assert r.rc != 0 and "no phase nope" in r.err
+        assert r.rc != 0 and "no phase 'nope'" in r.err
         r = sup.ctl("watch", "--count", "2", "--interval", "0.2")
         assert r.rc == 0 and len(r.out.splitlines()) == 2 and "workers 1/1" in r.out, r
     finally:

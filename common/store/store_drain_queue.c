@@ -525,7 +525,7 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	if (rc != DB_ROW && rc != DB_DONE)
 		return drain_fail(d, err, "phase state");
 	if (rc == DB_DONE)
-		return store_fail(err, STORE_EINVAL, "no phase %s in run %s", phase_id, run_id);
+		return store_fail(err, STORE_EINVAL, "no phase '%s' in run '%s'", phase_id, run_id);
 	now = phase_state_parse(state);
 	if (now == PHASE_STATE_NONE || !((from >> now) & 1u)) {
 		state_set_text(from, allowed, sizeof allowed);

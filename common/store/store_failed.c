@@ -187,7 +187,7 @@ static int failed_explain(
 		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not FAILED or SKIPPED",
 		    run_id, phase_id, state);
 	else if (rc == DB_DONE)
-		rc = store_fail(err, STORE_EINVAL, "no phase %s in run %s", phase_id, run_id);
+		rc = store_fail(err, STORE_EINVAL, "no phase '%s' in run '%s'", phase_id, run_id);
 	else
 		rc = store_fail(err, STORE_EIO, "%s: reading phase %s/%s: %s", st->path, run_id,
 		    phase_id, db_errmsg(st->db));
@@ -207,7 +207,7 @@ int store_run_exists(struct store *st, const char *run_id, struct store_err *err
 	if (rc == DB_ROW)
 		rc = 0;
 	else if (rc == DB_DONE)
-		rc = store_fail(err, STORE_EINVAL, "no run %s in the database", run_id);
+		rc = store_fail(err, STORE_EINVAL, "no run '%s' in the database", run_id);
 	else
 		rc = store_fail(
 		    err, STORE_EIO, "%s: reading run %s: %s", st->path, run_id, db_errmsg(st->db));
