@@ -349,7 +349,7 @@ static int policy_parse(struct policy *p, const char *state_json, char *why, siz
 		if (rc == 0)
 			rc = policy_count(v, key, fp_slot(p, k), why, whylen);
 	}
-	for (size_t i = 0; rc == 0 && i < sizeof lists / sizeof *lists; i++)
+	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(lists); i++)
 		rc = nameset_load(sets[i], json_object_get(j, lists[i]), lists[i], why, whylen);
 	if (rc == 0)
 		rc = policy_count(json_object_get(j, "consecutive_zero_yield"),
