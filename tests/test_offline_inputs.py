@@ -1,6 +1,7 @@
 """The offline commands given what a careless or hostile operator gives them: odd files,
 odd plans and TSVs, flags twice. Each gets a clear error naming what is wrong, and
 nothing is written; nothing hangs or crashes."""
+import datetime
 import json
 import os
 import re
@@ -239,6 +240,12 @@ def test_a_sample_tsv_with_a_year_before_1000_is_stored_with_four_digits(db, tmp
     con.close()
     assert stored in got, got
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", t) for t in got), got
+    # Four digits keep the text order the time order (the original compares these columns
+    # as text); the original's reader (SQLAlchemy's DateTime on SQLite) reads it back.
+    import original_reader
+    rows = original_reader.read_everything(str(db))["token_estimation_v2_events"]
+    assert datetime.datetime.fromisoformat(stored) in \
+        [r._mapping["timestamp"] for r in rows], rows
 
 
 @pytest.mark.parametrize("stamp", [b"0000-06-01T00:00:00Z", b"0001-01-01T00:30:00+01:00",
