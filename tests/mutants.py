@@ -173,7 +173,9 @@ MUTANTS = [
     ("queued_not_taken", "a job held behind a lease becomes the lease when that ends",
      ["tests/test_worker_jobs.py::test_fast_phases_are_held_two_a_worker_and_each_runs_once",
       "tests/test_worker_jobs.py::test_a_pause_lets_the_held_job_run",
-      "tests/test_worker_jobs.py::test_a_stop_lets_the_held_job_run_then_exits"]),
+      "tests/test_worker_jobs.py::test_a_stop_lets_the_held_job_run_then_exits",
+      "tests/test_worker_jobs.py::"
+      "test_a_supervisor_killed_while_workers_hold_two_leaves_a_drainable_database"]),
     ("queued_cancel_missed", "a cancel reaches a job held behind a lease",
      ["tests/test_worker_jobs.py::test_a_cancel_of_the_held_phase_ends_it_as_cancelled"]),
     ("queued_before_durable", "a job held behind a lease leaves only once it is durable",
