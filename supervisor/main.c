@@ -11,6 +11,7 @@
 #include "common/numarg.h"
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
+#include "proto/hand.h"
 #include "proto/proto.h"
 #include "common/utf8.h"
 
@@ -593,10 +594,14 @@ static char *worker_path(const char *flag)
 }
 
 /* Exit 1 when the provider's key is missing: every attempt would end NO_API_KEY, using
- * up its phase's attempts and stopping its run. A dry run calls no LLM and needs none. */
+ * up its phase's attempts and stopping its run. A dry run calls no LLM and needs none.
+ * Exit 1 too when the keys are longer than a worker takes (HAND_KEYS_MAX), dry run or
+ * not: they are written whole into a pipe before the worker reads it, and the loop would
+ * wait on that write for ever. */
 static void no_key_refuse(const struct sup *s)
 {
 	const char *var = s->cfg.dry_run ? NULL : secrets_missing(s);
+	char why[256];
 
 	if (var != NULL)
 		log_fatal(1,
@@ -604,6 +609,12 @@ static void no_key_refuse(const struct sup *s)
 		    " only from the supervisor's environment; set it (under systemd, in the"
 		    " service's EnvironmentFile), or use --dry-run, which calls no LLM",
 		    var, s->cfg.llm_provider);
+	if (!secrets_fit(s, why, sizeof why))
+		log_fatal(1,
+		    "the provider keys in the environment are too long (%s): workers take at most"
+		    " %d bytes of keys with their names, and an API key is a few hundred; check"
+		    " what the variable holds",
+		    why, HAND_KEYS_MAX);
 }
 
 /* Close every handle left open once the loop has ended. */
