@@ -194,6 +194,27 @@ def test_bad_flags_exit_2_naming_the_flag(tmp):
     assert not os.path.exists(os.path.join(str(tmp), "none.db"))
 
 
+def test_a_credential_or_query_in_the_base_url_is_refused_never_shown(tmp):
+    """A key put in --llm-base-url (`https://user:key@host`, `?key=`) was taken: ps showed
+    it, every error about a call quoted it, and a phase's code read it there. A query or
+    fragment never worked either: the provider's path was appended after it."""
+    from conftest import run
+    for bad, shown, why in (
+            ("https://sk-ant:SECRET1@h/v1", '"https://***@h/v1"', "holds a user or password"),
+            ("https://SECRET2@h", '"https://***@h"', "holds a user or password"),
+            ("http://h:8080/v1?key=SECRET3", '"http://h:8080/v1..." holds a query (byte 17)',
+             "appended to the base URL"),
+            ("http://h/#SECRET4", '"http://h/..." holds a fragment (byte 10)',
+             "appended to the base URL")):
+        r = run("autopack-supervisor", "--db", "sqlite:///none.db", "--llm-base-url", bad)
+        assert r.rc == 2 and "--llm-base-url: " + shown in r.err and why in r.err, (bad, r)
+        assert "ANTHROPIC_API_KEY" in r.err and "SECRET" not in r.err + r.out, (bad, r)
+    r = run("autopack-supervisor", "--db", "sqlite:///none.db", "--llm-base-url",
+            "http://h/a@b", "--help")
+    assert r.rc == 0, r
+    assert not os.path.exists(os.path.join(str(tmp), "none.db"))
+
+
 def test_status_reports_database_durability_and_workers(tmp):
     url = new_db(tmp, runs=1)
     sup = Supervisor(tmp, url, "--workers", 3, "--synchronous", "normal", "--dry-run")
