@@ -270,7 +270,7 @@ static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/ful
  * and D-Bus and the supervisor's control socket listen (common/store/store_runtime.c).
  * The sockets other processes keep there (an ssh agent's, a terminal multiplexer's) are
  * out of its reach. Chosen by the worker before each check (check_empty_choose). */
-#define CHECK_EMPTY_MAX 6
+#define CHECK_EMPTY_MAX 7
 static struct {
 	char path[PATH_MAX];
 	bool writable;
@@ -424,11 +424,14 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 
 /* The runtime directories of the worker's user, where supervisors keep their control
  * sockets and uuid claims (README, "Environment and files"), as named (not resolved), in
- * `dirs`; returns how many. The names stay valid until the next call. */
-#define CHECK_RUNTIME_MAX 3
+ * `dirs`; returns how many. The names stay valid until the next call. The last is the
+ * one a user with none of the others gets in /tmp, which a check whose workspace lies in
+ * /tmp is given: there it removed the control socket and the uuid claims of the running
+ * supervisor, and could have put a socket of its own in their place. */
+#define CHECK_RUNTIME_MAX 4
 static size_t check_runtime_dirs(const char *dirs[CHECK_RUNTIME_MAX])
 {
-	static char user[32];
+	static char user[32], tmp[32];
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 	size_t n = 0;
 
@@ -437,6 +440,8 @@ static size_t check_runtime_dirs(const char *dirs[CHECK_RUNTIME_MAX])
 	if (xdg != NULL && xdg[0] == '/')
 		dirs[n++] = xdg;
 	dirs[n++] = "/run/autopack";
+	snprintf(tmp, sizeof tmp, "/tmp/autopack-%u", (unsigned)getuid());
+	dirs[n++] = tmp;
 	return n;
 }
 
