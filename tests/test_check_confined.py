@@ -174,6 +174,30 @@ def test_a_check_finds_the_runtime_directory_in_tmp_empty(tmp):
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
+
+def test_a_check_can_neither_write_nor_move_the_log_file_in_a_directory_it_writes(tmp):
+    # --log-file in /tmp, and a workspace there too: the check wrote lines of its own into
+    # the supervisor's log, emptied it, or moved it away and put its own in its place.
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    log = os.path.join(tmp, "sup.log")
+    url = init_db(tmp)
+    check = ("(echo '[OK] forged' >> {0}); (true > {0}); mv {0} {0}.moved; "
+             "(echo '[OK] forged' > {0}); rm -f {0}; true").format(log)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, "--log-file", log,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0
+    with open(log) as f:
+        text = f.read()
+    assert "forged" not in text and " ended (drained)" in text, text
+    assert "run/p1 attempt 1: check command passed" in text, text
+    assert not os.path.exists(log + ".moved")
+    with open(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stderr.txt")) as f:
+        err = f.read()
+    assert err.count("Read-only file system") == 3 and "busy" in err, err
+
 # Tries to write, truncate, remove and move the database's files and its directory from
 # a check whose workspace holds them; records what happened.
 RAID = r'''

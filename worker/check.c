@@ -322,13 +322,15 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
  * it, holding a build tree): the directory holding it is bound onto itself read-only, and
  * those between it and the mount are pinned, so that the check can put nothing in its
  * place, nor in the supervisor's beside it, for the next worker or supervisor to run with
- * the keys (a binary directly in the mount: the file itself, read-only). Outermost first.
- * Chosen by the worker before each check (check_pin_choose). */
+ * the keys (a binary directly in the mount: the file itself, read-only). And so the log
+ * file (--log-file), itself read-only, which the check could write lines into, empty, or
+ * move away for one of its own. Outermost first. Chosen by the worker before each check
+ * (check_pin_choose). */
 #define CHECK_PIN_MAX 48
 static struct {
 	char path[PATH_MAX];
 	bool file;     /* a file of the database: /dev/null is bound over it */
-	bool readonly; /* bound onto itself read-only: the binary's directory, or the binary */
+	bool readonly; /* bound onto itself read-only: the binary's directory, a file */
 } check_pin[CHECK_PIN_MAX];
 static size_t check_npin;
 
@@ -357,14 +359,18 @@ static void check_pin_below(const char *root, const char *real, size_t keep)
 	}
 }
 
-/* Add to check_pin what keeps the worker's binary from a check whose writable mounts are
- * `ws`, `tmp` and `dirs` (real paths, "" for none): nothing when none holds it. */
-static void check_pin_binary(const char *ws, const char *tmp, char dirs[][PATH_MAX])
+/* Add to check_pin what keeps the file `path` from a check whose writable mounts are `ws`,
+ * `tmp` and `dirs` (real paths, "" for none): nothing when none holds it. With `whole_dir`
+ * (the worker's binary, and the supervisor's beside it) the directory holding it is
+ * read-only, else (the log file) only the file itself; a file directly in the mount is
+ * read-only itself. */
+static void check_pin_kept(
+    const char *path, bool whole_dir, const char *ws, const char *tmp, char dirs[][PATH_MAX])
 {
 	char real[PATH_MAX], root[PATH_MAX] = "";
 	size_t i, before = check_npin;
 
-	if (realpath("/proc/self/exe", real) == NULL)
+	if (path == NULL || realpath(path, real) == NULL)
 		return;
 	check_pin_root(root, ws, real);
 	if (check_tmpdir_bound)
@@ -374,8 +380,9 @@ static void check_pin_binary(const char *ws, const char *tmp, char dirs[][PATH_M
 	if (root[0] == '\0')
 		return;
 	check_pin_below(root, real, 1);
-	/* The last directory pinned is the binary's own; with none, the binary itself. */
-	if (check_npin > before) {
+	/* The last directory pinned is the file's own; with none, or for the file alone, the
+	 * file itself. */
+	if (whole_dir && check_npin > before) {
 		check_pin[check_npin - 1].readonly = true;
 	} else if (check_npin < CHECK_PIN_MAX) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%s", real);
@@ -404,7 +411,8 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_pin_root(root, dirs[i], ws);
 	check_pin_below(root, ws, ARRAY_SIZE(files));
-	check_pin_binary(ws, tmp, dirs);
+	check_pin_kept("/proc/self/exe", true, ws, tmp, dirs);
+	check_pin_kept(log_file_path(), false, ws, tmp, dirs);
 	if (db == NULL || realpath(db, real) == NULL)
 		return;
 	root[0] = '\0';
@@ -680,8 +688,7 @@ static int check_confine(const char *workspace, int status_fd)
 		        file || readonly ? &ro : &nodev, sizeof ro) != 0 ||
 		    move_mount(pin, "", AT_FDCWD, check_pin[i].path, MOVE_MOUNT_F_EMPTY_PATH) !=
 		        0) {
-			dprintf(status_fd, "cannot keep the %s %s %s from the check: %s",
-			    readonly ? "worker's binary's" : "database's",
+			dprintf(status_fd, "cannot keep the %s %s from the check: %s",
 			    file || (readonly && !S_ISDIR(st.st_mode)) ? "file" : "directory",
 			    check_pin[i].path, strerror(errno));
 			return -1;
