@@ -90,18 +90,21 @@ def outside_tmp():
 
 def probe_drain(tmp, ws, *args, prefix=()):
     """Drain one phase whose check runs PROBE in `ws`, with the test listening on a TCP
-    port of 127.0.0.1, an abstract socket and a socket in /tmp, and the supervisor on
-    --http and its default control socket; returns (probe results, connections each
-    listener took, the supervisor's log)."""
+    port of 127.0.0.1, an abstract socket, a socket in /tmp and one in /run, as a system
+    service's (systemd's, Docker's, a PostgreSQL server's), and the supervisor on --http
+    and its default control socket; returns (probe results, connections each listener
+    took, the supervisor's log)."""
     tmp = str(tmp)
     os.makedirs(ws, exist_ok=True)
     with open(os.path.join(ws, "probe.py"), "w") as f:
         f.write(PROBE)
     name = "autopack-test-%s" % uuid.uuid4().hex[:12]
     path = "/tmp/%s.sock" % name
+    run = "/run/%s.sock" % name
     lsn = {"tcp": listener(socket.AF_INET, ("127.0.0.1", 0)),
            "abstract": listener(socket.AF_UNIX, "\0" + name),
-           "tmp_socket": listener(socket.AF_UNIX, path)}
+           "tmp_socket": listener(socket.AF_UNIX, path),
+           "run_socket": listener(socket.AF_UNIX, run)}
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 probe.py")])])
 
@@ -114,7 +117,8 @@ def probe_drain(tmp, ws, *args, prefix=()):
         # being written, and failed its first attempt on the JSON).
         with open(os.path.join(ws, "targets.json.new"), "w") as f:
             json.dump({"tcp": {"tcp": lsn["tcp"].getsockname()[1], "http": http},
-                       "unix": {"tmp_socket": path, "control": control},
+                       "unix": {"tmp_socket": path, "control": control,
+                                "run_socket": run},
                        "abstract": name}, f)
         os.replace(os.path.join(ws, "targets.json.new"), os.path.join(ws, "targets.json"))
 
@@ -124,6 +128,7 @@ def probe_drain(tmp, ws, *args, prefix=()):
                                    control=False, prefix=prefix, during=targets)
     finally:
         os.unlink(path)
+        os.unlink(run)
     assert rc == 0, sup.stderr()
     assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
     with open(os.path.join(ws, "probe.json")) as f:
@@ -146,7 +151,10 @@ def test_a_check_reaches_no_socket_of_the_machine_but_its_own(tmp, outside_tmp):
     # /tmp and the runtime directory of the control socket are empty to it.
     assert probe["tmp_socket"] == "FileNotFoundError: No such file or directory", probe
     assert probe["control"] == "FileNotFoundError: No such file or directory", probe
-    assert taken == {"tcp": 0, "abstract": 0, "tmp_socket": 0}
+    # Nor does the system's /run hold a service for it, though its mount is read-only
+    # to the check (which does not keep a process from connecting to a socket there).
+    assert probe["run_socket"] == "FileNotFoundError: No such file or directory", probe
+    assert taken == {"tcp": 0, "abstract": 0, "tmp_socket": 0, "run_socket": 0}
     # A server the check runs for itself on 127.0.0.1 works.
     assert probe["own_server"] == "PING", probe
     assert probe["interfaces"] == ["lo"], probe
@@ -159,7 +167,9 @@ def test_with_check_network_host_a_check_shares_the_machines_network(tmp, outsid
                                     "host")
     assert probe["tcp"] == "connected" and probe["http"] == "connected", probe
     assert probe["abstract"] == "connected", probe
-    assert taken["tcp"] == 1 and taken["abstract"] == 1, taken
+    # /run too, with the resolver's files some hosts keep there.
+    assert probe["run_socket"] == "connected", probe
+    assert taken["tcp"] == 1 and taken["abstract"] == 1 and taken["run_socket"] == 1, taken
     # Its directories stay its own.
     assert probe["tmp_socket"] == "FileNotFoundError: No such file or directory", probe
     assert probe["control"] == "FileNotFoundError: No such file or directory", probe

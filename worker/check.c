@@ -269,8 +269,9 @@ static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/ful
  * (writable), and the runtime directories (read-only), where the user's service manager
  * and D-Bus and the supervisor's control socket listen (common/store/store_runtime.c).
  * The sockets other processes keep there (an ssh agent's, a terminal multiplexer's) are
- * out of its reach. Chosen by the worker before each check (check_empty_choose). */
-#define CHECK_EMPTY_MAX 7
+ * out of its reach. With a network of its own, also the system's runtime directories
+ * (check_system_run). Chosen by the worker before each check (check_empty_choose). */
+#define CHECK_EMPTY_MAX 9
 static struct {
 	char path[PATH_MAX];
 	bool writable;
@@ -476,6 +477,16 @@ bool check_dir_at_runtime(const char *dir, char *what, size_t n)
 	return false;
 }
 
+/* The system's runtime directories, where its services listen: the service manager
+ * (/run/systemd/private), D-Bus, Docker, a PostgreSQL server's socket. A read-only mount
+ * does not keep a process from connecting to a socket on it: a check, root in its
+ * namespace or of the user a server lets in by its uid (peer authentication), had them
+ * start a program outside every confinement, or change the database. A check with a
+ * network of its own reaches no service, and finds these empty; one that shares the
+ * machine's (--check-network host) keeps them, with the resolver's files some hosts keep
+ * there. */
+static const char *const check_system_run[] = { "/run", "/var/run", NULL };
+
 /* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
  * database `protect` (NULL for none). */
 static void check_empty_choose(const char *workspace, const char *protect)
@@ -498,6 +509,8 @@ static void check_empty_choose(const char *workspace, const char *protect)
 	nrun = check_runtime_dirs(run);
 	for (i = 0; i < nrun; i++)
 		check_empty_add(run[i], false, ws, tmp);
+	for (i = 0; check_net && check_system_run[i] != NULL; i++)
+		check_empty_add(check_system_run[i], false, ws, tmp);
 	check_pin_choose(protect, ws, tmp);
 }
 
