@@ -11,6 +11,7 @@
 #include "common/sysdirs.h"
 #include "common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -270,8 +271,9 @@ static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/ful
  * and D-Bus and the supervisor's control socket listen (common/store/store_runtime.c).
  * The sockets other processes keep there (an ssh agent's, a terminal multiplexer's) are
  * out of its reach. With a network of its own, also the system's runtime directories
- * (check_system_run). Chosen by the worker before each check (check_empty_choose). */
-#define CHECK_EMPTY_MAX 9
+ * (check_system_run); in the machine's /tmp, the directories of the user's sessions
+ * (check_sessions_choose). Chosen by the worker before each check (check_empty_choose). */
+#define CHECK_EMPTY_MAX 16
 static struct {
 	char path[PATH_MAX];
 	bool writable;
@@ -487,6 +489,35 @@ bool check_dir_at_runtime(const char *dir, char *what, size_t n)
  * there. */
 static const char *const check_system_run[] = { "/run", "/var/run", NULL };
 
+/* When the check gets the machine's /tmp (its workspace or $TMPDIR lies in it), add to
+ * check_empty, writable, the directories where the user's sessions listen there: tmux's
+ * (tmux-<uid>), the X server's and the session manager's (.X11-unix, .ICE-unix), an ssh
+ * agent's (ssh-*). Through tmux's socket a check typed commands into the operator's
+ * shell, run there outside every confinement; through an agent's it signs in as the
+ * operator; through the X server it reads and types keys. Other sockets a program keeps
+ * in /tmp stay within a check's reach while its workspace lies there. `ws` and `tmp` are
+ * real paths. */
+static void check_sessions_choose(const char *ws, const char *tmp)
+{
+	char tmux[32], path[PATH_MAX];
+	struct dirent *e;
+	struct stat sb;
+	DIR *d;
+
+	if (check_rw_private[0] || (d = opendir(check_rw_dirs[0])) == NULL)
+		return;
+	snprintf(tmux, sizeof tmux, "tmux-%u", (unsigned)getuid());
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, tmux) != 0 && strcmp(e->d_name, ".X11-unix") != 0 &&
+		    strcmp(e->d_name, ".ICE-unix") != 0 && strncmp(e->d_name, "ssh-", 4) != 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", check_rw_dirs[0], e->d_name);
+		if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+			check_empty_add(path, true, ws, tmp);
+	}
+	closedir(d);
+}
+
 /* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
  * database `protect` (NULL for none). */
 static void check_empty_choose(const char *workspace, const char *protect)
@@ -511,6 +542,7 @@ static void check_empty_choose(const char *workspace, const char *protect)
 		check_empty_add(run[i], false, ws, tmp);
 	for (i = 0; check_net && check_system_run[i] != NULL; i++)
 		check_empty_add(check_system_run[i], false, ws, tmp);
+	check_sessions_choose(ws, tmp);
 	check_pin_choose(protect, ws, tmp);
 }
 
