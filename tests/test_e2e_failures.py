@@ -1,9 +1,11 @@
 """Every scripted failure of the LLM stand-in, drained by the real supervisor and workers:
 the attempt's outcome, failure reason, exact fingerprint and zero-yield reason, the LLM
 tries recorded, and the phase's final state with --max-attempts-per-phase 1."""
+import errno
 import hashlib
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -496,6 +498,36 @@ def test_a_deliverable_named_with_255_bytes_is_written(tmp):
     r = one_phase(tmp, [], "--llm-retries", 0, phase=phase_spec(deliverables=(name,)))
     assert attempt(r)[:2] == ("success", None), r["attempts"]
     assert os.path.isfile(os.path.join(r["ws"], name))
+
+
+def test_a_directory_the_disk_has_no_room_for_fails_write_failed(tmp):
+    # A deliverable's directory the file system could not make (no inode left here) failed
+    # SCOPE_VIOLATION, whose advice is to widen the phase's scope; the file itself, on the
+    # same full disk, fails WRITE_FAILED. Now both do.
+    mounted = []
+
+    def prepare(tmp, ws):
+        out = os.path.join(ws, "out")
+        m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=8", "tmpfs",
+                            out], capture_output=True, text=True)
+        if m.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (%s); needs root" % m.stderr.strip())
+        mounted.append(out)
+        with pytest.raises(OSError) as e:
+            for i in range(100):
+                open(os.path.join(out, "f%d" % i), "w").close()
+        assert e.value.errno == errno.ENOSPC, e.value
+
+    try:
+        r = one_phase(tmp, [], "--llm-retries", 0, prepare=prepare,
+                      phase=phase_spec(deliverables=("out/new/mod.py",)))
+    finally:
+        for m in mounted:
+            subprocess.run(["umount", "-l", m], capture_output=True)
+    a = r["attempts"][0]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "WRITE_FAILED"), a
+    assert a["message"] == 'path "out/new/mod.py": cannot create directory out/new: No space' \
+        " left on device", a["message"]
 
 
 def test_a_long_path_named_twice_is_refused_saying_so(tmp):

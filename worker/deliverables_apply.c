@@ -227,13 +227,14 @@ static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *
  * make missing directories. Returns an open descriptor of the parent directory (the
  * workspace's own descriptor for a file at the top; close it with dlv_dir_close), with
  * its last component in *name and in *mode the mode a file written there keeps (the
- * existing regular file's, else 0644); -2 when a directory is missing and !create; or
+ * existing regular file's, else 0644); -2 when a directory is missing and !create; -3
+ * with `err` when the file system refused to make a missing one (no space, read-only); or
  * -1 with `err`.
  */
 static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path, char *rel,
     bool create, const char **name, mode_t *mode, char *err, size_t errlen)
 {
-	int dirfd = ws->fd;
+	int dirfd = ws->fd, failed = -1;
 	char *comp = rel, *slash;
 	struct stat st;
 
@@ -261,6 +262,7 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 			if (mkdirat(dirfd, comp, 0755) != 0 && errno != EEXIST) {
 				snprintf(err, errlen, "path \"%s\": cannot create directory %s: %s",
 				    path, rel, strerror(errno));
+				failed = -3;
 				goto fail;
 			}
 			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -319,7 +321,7 @@ fail:
 	if (slash != NULL)
 		*slash = '/';
 	dlv_dir_close(ws, dirfd);
-	return -1;
+	return failed;
 }
 
 /* The most of a path a message quotes when it breaks a rule (a path too long among
@@ -482,7 +484,7 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 			if (dirfd == -2)
 				continue; /* deleting under a directory that does not exist */
 			if (dirfd < 0) {
-				rc = DLV_ESCOPE;
+				rc = dirfd == -3 ? DLV_EIO : DLV_ESCOPE;
 				break;
 			}
 			t[i].dirfd = dirfd;
