@@ -530,6 +530,24 @@ def test_a_directory_the_disk_has_no_room_for_fails_write_failed(tmp):
         " left on device", a["message"]
 
 
+@pytest.mark.parametrize("n,limit", [(40, 32), (256, 256)], ids=["40_under_32", "256_under_256"])
+def test_an_answer_in_many_directories_is_written_under_a_low_descriptor_limit(tmp, n, limit):
+    # The check of an answer kept up to 32 of its directories open for the writes, and the
+    # writes kept open each one they walked again: under `ulimit -n 32` (the supervisor
+    # starts with 24) 40 files in 40 directories failed SCOPE_VIOLATION ('cannot open
+    # out/d24: Too many open files'), and so did 256, the most an answer holds, under 256.
+    def prepare(tmp, ws):
+        for i in range(n):
+            os.makedirs(os.path.join(ws, "out", "d%d" % i))
+
+    r = one_phase(tmp, [], "--llm-retries", 0, prepare=prepare,
+                  prefix=("prlimit", "--nofile=%d" % limit, "--"),
+                  phase=phase_spec(deliverables=tuple("out/d%d/m.py" % i for i in range(n))))
+    assert attempt(r)[:2] == ("success", None), r["attempts"]
+    assert all(os.path.isfile(os.path.join(r["ws"], "out", "d%d" % i, "m.py"))
+               for i in range(n))
+
+
 def test_a_long_path_named_twice_is_refused_saying_so(tmp):
     # The parser's message was cut at 256 bytes, inside the path: "appears twice" was lost.
     path = "out/" + "c" * 3000 + ".py"

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -423,6 +424,19 @@ fail:
  * as many directories; the others are walked again). */
 #define DLV_KEEP_DIRS 32
 
+/* How many directories the check keeps open: DLV_KEEP_DIRS, or a quarter of the
+ * descriptors this process may open when that is fewer (a low `ulimit -n`): the others
+ * are the walks', the writes' and the rest of the worker's. */
+static size_t dlv_keep_max(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 4 < DLV_KEEP_DIRS)
+		return (size_t)(rl.rlim_cur / 4);
+	return DLV_KEEP_DIRS;
+}
+
 /* Where one file of a set goes, as the check found it. */
 struct dlv_target {
 	char *rel;        /* normalised (heap) */
@@ -440,7 +454,7 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 	struct dlv_ws ws = { workspace, -1, NULL };
 	struct dlv_target *t = xcalloc(set->n + 1, sizeof *t);
 	const char **paths = xcalloc(set->n + 1, sizeof *paths);
-	size_t i, kept = 0, checked = 0;
+	size_t i, kept = 0, checked = 0, keep = dlv_keep_max();
 	char rel[PATH_MAX];
 	int rc = DLV_OK;
 
@@ -461,7 +475,7 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 			    &t[i].mode, err, errlen);
 			if (fd == -1)
 				rc = DLV_ESCOPE;
-			else if (fd >= 0 && fd != ws.fd && kept >= DLV_KEEP_DIRS)
+			else if (fd >= 0 && fd != ws.fd && kept >= keep)
 				dlv_dir_close(&ws, fd);
 			else if (fd >= 0) {
 				kept += fd != ws.fd;
@@ -487,7 +501,6 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 				rc = dirfd == -3 ? DLV_EIO : DLV_ESCOPE;
 				break;
 			}
-			t[i].dirfd = dirfd;
 		}
 		if (f->mode == DLV_DELETE) {
 			if (unlinkat(dirfd, t[i].name, 0) != 0 && errno != ENOENT) {
@@ -498,6 +511,9 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 		} else if (dlv_write(dirfd, t[i].name, t[i].mode, f, err, errlen) < 0) {
 			rc = DLV_EIO;
 		}
+		/* One walked again is closed at once: a set's directories are never all open. */
+		if (dirfd != t[i].dirfd)
+			dlv_dir_close(&ws, dirfd);
 		if (scope->heartbeat != NULL && i + 1 < set->n)
 			scope->heartbeat(scope->ctx);
 	}
