@@ -187,9 +187,12 @@ static int pk_field(struct pk *k, const struct proto_field *f, const char *base)
 	case PF_I64:
 	case PF_I64_OPT: return pk_i64(k, f, *(const int64_t *)at);
 	case PF_U64:
-		if (f->max > 0 && *(const uint64_t *)at > (uint64_t)f->max) {
-			proto_errf(k->err, &k->path, "integer %llu out of range [0, %lld]",
-			    (unsigned long long)*(const uint64_t *)at, (long long)f->max);
+		if (f->max > 0 &&
+		    (*(const uint64_t *)at < (uint64_t)f->min ||
+		        *(const uint64_t *)at > (uint64_t)f->max)) {
+			proto_errf(k->err, &k->path, "integer %llu out of range [%lld, %lld]",
+			    (unsigned long long)*(const uint64_t *)at, (long long)f->min,
+			    (long long)f->max);
 			return -EINVAL;
 		}
 		msgpack_pack_uint64(&k->mp, *(const uint64_t *)at);

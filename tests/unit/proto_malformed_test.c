@@ -382,7 +382,8 @@ TEST(proto_refuses_token_counts_past_the_most_a_call_reports)
 TEST(proto_refuses_seqs_and_versions_past_what_the_database_keeps)
 {
 	/* Kept as signed 64-bit integers: a seq of 2^64 - 1 was stored as -1, and the gap
-	 * between a result's final seq and the events received wrapped. */
+	 * between a result's final seq and the events received wrapped. A result's final seq
+	 * is 0 when no event was sent. */
 	static const struct {
 		int sample;
 		const char *field;
@@ -390,7 +391,10 @@ TEST(proto_refuses_seqs_and_versions_past_what_the_database_keeps)
 		const char *want;
 	} cases[] = {
 		{ SAMPLE_EVENT_USAGE, "seq", 1ull << 63,
-		    "event.seq: integer 9223372036854775808 out of range [0, 9223372036854775807]" },
+		    "event.seq: integer 9223372036854775808 out of range [1, 9223372036854775807]" },
+		/* Seq 0 is the supervisor's record of a telemetry gap: a worker's took its place. */
+		{ SAMPLE_EVENT_LOG, "seq", 0,
+		    "event.seq: integer 0 out of range [1, 9223372036854775807]" },
 		{ SAMPLE_RESULT, "seq", UINT64_MAX,
 		    "result.seq: integer 18446744073709551615 out of range [0, "
 		    "9223372036854775807]" },

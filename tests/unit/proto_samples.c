@@ -190,7 +190,7 @@ static void build_event(enum proto_sample_variant v, enum proto_event_kind k, st
 {
 	e->db_uuid = pick(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
 	e->attempt_id = unum(v, 17);
-	e->seq = (uint64_t)num(v, 0, 1, INT64_MAX);
+	e->seq = (uint64_t)num(v, 1, 1, INT64_MAX);
 	e->kind = k;
 	if (k == PROTO_EV_LLM_USAGE) {
 		build_usage(v, &e->body.usage);
