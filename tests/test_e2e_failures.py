@@ -548,6 +548,30 @@ def test_an_answer_in_many_directories_is_written_under_a_low_descriptor_limit(t
                for i in range(n))
 
 
+def test_a_check_of_ids_as_long_as_a_plan_takes_runs_and_keeps_its_log(tmp):
+    # A run and a phase id of 128 bytes each (the most an import takes) named a log past
+    # NAME_MAX: the log could not be made and every attempt failed CHECK_NOT_RUN ('cannot
+    # open check logs under ...: File name too long'), however good the answer.
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    run_id, phase_id = "r" * 128, "p" * 128
+    import_plan(tmp, url, [(run_id, ws, [phase_spec(phase_id, check="echo boom >&2; exit 1")])])
+    llm = Standin(tmp)
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1)
+    finally:
+        llm.stop()
+    [a] = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "CHECK_FAILED"), a
+    log = re.search(r"\(stderr: (\S+)\)", a["message"]).group(1)
+    assert len(os.path.basename(log)) <= 255, log
+    with open(log) as f:
+        assert f.read() == "boom\n"
+    r = ctl("--db", url, "failed")
+    assert r.rc == 0 and "boom" in r.out, r
+
+
 def test_a_long_path_named_twice_is_refused_saying_so(tmp):
     # The parser's message was cut at 256 bytes, inside the path: "appears twice" was lost.
     path = "out/" + "c" * 3000 + ".py"
