@@ -1,5 +1,6 @@
 #include "common/joblimits.h"
 #include "common/relpath.h"
+#include "common/utf8.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -49,7 +50,10 @@ static int job_list(const char *name, const char *const *v, size_t count, bool r
 			continue;
 		rule = relpath_norm(v[i], norm, sizeof norm);
 		if (rule != NULL) {
-			snprintf(why, n, "scope.%s[%zu] \"%.100s\": %s", name, i, v[i], rule);
+			char shown[101];
+
+			snprintf(why, n, "scope.%s[%zu] \"%s\": %s", name, i,
+			    utf8_one_line(shown, v[i], sizeof shown), rule);
 			return -1;
 		}
 	}

@@ -1,4 +1,5 @@
 #include "common/relpath.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <limits.h>
@@ -125,7 +126,7 @@ static int relpath_cmp(const void *a, const void *b)
 int relpath_files_check(
     const char *what, const char *const *paths, size_t count, char *why, size_t n)
 {
-	char norm[PATH_MAX + 1];
+	char norm[PATH_MAX + 1], shown_a[101], shown_b[101];
 	/* One path has no other to clash with: its normal form is not kept. */
 	char ***sorted = count > 1 ? xcalloc(count, sizeof *sorted) : NULL;
 	char **names = count > 1 ? xcalloc(count, sizeof *names) : NULL;
@@ -136,7 +137,8 @@ int relpath_files_check(
 		const char *rule = relpath_file(paths[i], norm, sizeof norm);
 
 		if (rule != NULL) {
-			snprintf(why, n, "%s[%zu] \"%.100s\": %s", what, i, paths[i], rule);
+			snprintf(why, n, "%s[%zu] \"%s\": %s", what, i,
+			    utf8_one_line(shown_a, paths[i], sizeof shown_a), rule);
 			rc = -1;
 			goto out;
 		}
@@ -160,11 +162,12 @@ int relpath_files_check(
 			}
 			snprintf(why, n,
 			    strcmp(a, b) == 0 ?
-			        "%s[%zu] \"%.100s\" and %s[%zu] \"%.100s\" name "
+			        "%s[%zu] \"%s\" and %s[%zu] \"%s\" name "
 			        "the same file" :
-			        "%s[%zu] \"%.100s\" and %s[%zu] \"%.100s\": one "
+			        "%s[%zu] \"%s\" and %s[%zu] \"%s\": one "
 			        "would be both a file and the directory of the other",
-			    what, ia, paths[ia], what, ib, paths[ib]);
+			    what, ia, utf8_one_line(shown_a, paths[ia], sizeof shown_a), what, ib,
+			    utf8_one_line(shown_b, paths[ib], sizeof shown_b));
 			rc = -1;
 			goto out;
 		}

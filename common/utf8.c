@@ -188,3 +188,23 @@ void utf8_escape(struct strbuf *b, const char *s, size_t n)
 	if (b->s == NULL)
 		strbuf_put(b, "", 0);
 }
+
+char *utf8_one_line(char *dst, const char *s, size_t n)
+{
+	size_t k = 0;
+
+	for (; *s != '\0'; s++) {
+		bool esc = *s == '\n' || *s == '\r';
+
+		if (k + (esc ? 2 : 1) > n - 1)
+			break;
+		if (esc) {
+			dst[k++] = '\\';
+			dst[k++] = *s == '\n' ? 'n' : 'r';
+		} else {
+			dst[k++] = *s;
+		}
+	}
+	dst[k] = '\0';
+	return dst;
+}

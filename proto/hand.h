@@ -17,6 +17,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* The most bytes the keys' pipe holds ("NAME=value" entries with their NUL bytes): the
+ * supervisor writes them all before the worker reads, and a pipe takes 64 KiB without a
+ * reader; a worker refuses more. */
+#define HAND_KEYS_MAX 65536
+
 /* The worker's side. When this process is not dumpable and no process traces it but its
  * parent's tracer, make a socket pair, send one end on `hand` and close both. Returns the
  * other end (close-on-exec), or -1 with `err` saying why. */

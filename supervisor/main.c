@@ -11,6 +11,7 @@
 #include "common/numarg.h"
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
+#include "proto/hand.h"
 #include "proto/proto.h"
 #include "common/utf8.h"
 
@@ -360,10 +361,12 @@ static void flag_check_text(int opt, const char *v)
 
 /* Check --llm-base-url: at most PROTO_PATH_MAX bytes (every job carries it: a longer one
  * failed every phase INVALID_JOB), http or https, a host, a port of digits when a ':'
- * follows the host, no control character or space; else exit 2 naming what is wrong. */
+ * follows the host, no control character or space, no user or password (a credential
+ * would show in ps and in every call's error), no query or fragment (the provider's path is
+ * appended); else exit 2 naming what is wrong, never showing a password or a query. */
 static void flag_check_base_url(const char *v)
 {
-	const char *host, *end, *colon;
+	const char *host, *end, *colon, *at;
 	size_t i;
 
 	if (strlen(v) > PROTO_PATH_MAX)
@@ -383,9 +386,20 @@ static void flag_check_base_url(const char *v)
 	else
 		flag_fail("llm-base-url", "\"%s\" is not an http:// or https:// URL", v);
 	end = host + strcspn(host, "/?#");
-	host = memchr(host, '@', (size_t)(end - host)) != NULL ?
-	    (const char *)memchr(host, '@', (size_t)(end - host)) + 1 :
-	    host;
+	at = memchr(host, '@', (size_t)(end - host));
+	if (at != NULL)
+		flag_fail("llm-base-url",
+		    "\"%.*s***%s\" holds a user or password before '@': a URL is shown by ps and "
+		    "quoted in every error about a call; give the key in ANTHROPIC_API_KEY or "
+		    "OPENAI_API_KEY",
+		    (int)(host - v), v, at);
+	if (v[strcspn(v, "?#")] != '\0')
+		flag_fail("llm-base-url",
+		    "\"%.*s...\" holds a %s (byte %zu): the provider's path (/v1/messages, "
+		    "/chat/completions) is appended to the base URL and would land inside it; give "
+		    "the key in ANTHROPIC_API_KEY or OPENAI_API_KEY",
+		    (int)strcspn(v, "?#"), v, v[strcspn(v, "?#")] == '?' ? "query" : "fragment",
+		    strcspn(v, "?#") + 1);
 	colon = host < end && host[0] == '[' ? memchr(host, ']', (size_t)(end - host)) : host;
 	colon = colon != NULL ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
 	if (end == host || colon == host)
@@ -593,10 +607,14 @@ static char *worker_path(const char *flag)
 }
 
 /* Exit 1 when the provider's key is missing: every attempt would end NO_API_KEY, using
- * up its phase's attempts and stopping its run. A dry run calls no LLM and needs none. */
+ * up its phase's attempts and stopping its run. A dry run calls no LLM and needs none.
+ * Exit 1 too when the keys are longer than a worker takes (HAND_KEYS_MAX), dry run or
+ * not: they are written whole into a pipe before the worker reads it, and the loop would
+ * wait on that write for ever. */
 static void no_key_refuse(const struct sup *s)
 {
 	const char *var = s->cfg.dry_run ? NULL : secrets_missing(s);
+	char why[256];
 
 	if (var != NULL)
 		log_fatal(1,
@@ -604,6 +622,12 @@ static void no_key_refuse(const struct sup *s)
 		    " only from the supervisor's environment; set it (under systemd, in the"
 		    " service's EnvironmentFile), or use --dry-run, which calls no LLM",
 		    var, s->cfg.llm_provider);
+	if (!secrets_fit(s, why, sizeof why))
+		log_fatal(1,
+		    "the provider keys in the environment are too long (%s): workers take at most"
+		    " %d bytes of keys with their names, and an API key is a few hundred; check"
+		    " what the variable holds",
+		    why, HAND_KEYS_MAX);
 }
 
 /* Close every handle left open once the loop has ended. */

@@ -96,6 +96,25 @@ const char *secrets_missing(const struct sup *s)
 	return var;
 }
 
+bool secrets_fit(const struct sup *s, char *why, size_t n)
+{
+	size_t at, k = 0;
+
+	if (s->keys_len <= HAND_KEYS_MAX)
+		return true;
+	why[0] = '\0';
+	for (at = 0; at < s->keys_len; at += strlen(s->keys + at) + 1) {
+		const char *entry = s->keys + at, *eq = strchr(entry, '=');
+		int w = snprintf(why + k, n - k, "%s%.*s holds %zu bytes", k > 0 ? ", " : "",
+		    (int)(eq - entry), entry, strlen(eq + 1));
+
+		if (w < 0 || (size_t)w >= n - k)
+			break;
+		k += (size_t)w;
+	}
+	return false;
+}
+
 void secrets_free(struct sup *s)
 {
 	if (s->keys != NULL)

@@ -625,6 +625,9 @@ int secrets_give(struct sup *s, int sock);
 /* The variable of the configured provider's key when it was not given (or empty), else
  * NULL. */
 const char *secrets_missing(const struct sup *s);
+/* Whether the keys fit the pipe a worker takes them from (HAND_KEYS_MAX bytes with their
+ * names); when not, `why` (`n` bytes) names each variable and its size. */
+bool secrets_fit(const struct sup *s, char *why, size_t n);
 /* Wipe and free the keys. */
 void secrets_free(struct sup *s);
 

@@ -85,22 +85,23 @@ def worker_copy():
         yield path
 
 
-def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspace(
-        tmp, worker_copy):
-    needs_namespaces()
-    tmp = str(tmp)
+def swap_drain(tmp, worker, then=""):
+    """Drain one phase with the worker's binary `worker`, whose check runs SWAP against it
+    (then the shell text `then`); check that no key was taken and the swap was refused, and
+    return (probe, supervisor)."""
     ws = os.path.join(tmp, "ws")
     os.makedirs(ws)
     stolen = os.path.join(tmp, "stolen.txt")
     sock = os.path.join(tmp, "sup.sock")
     url = init_db(tmp)
     with open(os.path.join(ws, "swap.py"), "w") as f:
-        f.write(SWAP % {"worker": worker_copy, "fake": FAKE_WORKER % {"stolen": stolen},
+        f.write(SWAP % {"worker": worker, "fake": FAKE_WORKER % {"stolen": stolen},
                         "ctl": binpath("autopack-ctl"), "url": url, "sock": sock,
                         "stolen": stolen})
-    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 swap.py")])])
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 swap.py" +
+                                                   then)])])
     sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1, "--worker",
-                               worker_copy, env={"ANTHROPIC_API_KEY": KEY}, control=sock)
+                               worker, env={"ANTHROPIC_API_KEY": KEY}, control=sock)
     with open(os.path.join(ws, "probe.json")) as f:
         probe = json.load(f)
     # No worker took the keys but those the supervisor's binary made.
@@ -108,6 +109,13 @@ def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspac
     assert probe["swap"] == "OSError: Read-only file system", probe
     assert rc == 0, sup.stderr()
     assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
+    return probe, sup
+
+
+def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspace(
+        tmp, worker_copy):
+    needs_namespaces()
+    probe, sup = swap_drain(str(tmp), worker_copy)
     # Nothing outside the workspace and the temporary directories is written; no
     # capability opens the kernel's settings to root either.
     for what in ("home", "etc", "core_pattern"):
@@ -116,6 +124,22 @@ def test_a_check_cannot_replace_the_workers_binary_or_write_outside_its_workspac
         assert probe[what] == "ok", probe
     assert "check commands" not in sup.stderr()
 
+
+def test_a_check_cannot_replace_the_workers_binary_in_the_temporary_directory_it_writes(tmp):
+    # A build tree in /tmp, and a workspace there too: the check got the machine's /tmp,
+    # writable, to reach its workspace through, and put a program of its own in the
+    # worker's place, which the next worker started (at the next drain) ran with the keys.
+    needs_namespaces()
+    tmp = str(tmp)
+    bindir = os.path.join(tmp, "build", "bin")
+    os.makedirs(bindir)
+    worker = os.path.join(bindir, "autopack-worker")
+    shutil.copy2(binpath("autopack-worker"), worker)
+    probe, _ = swap_drain(tmp, worker, " && (mv %s %s.moved || true) && "
+                          "(touch %s/planted || true)" % (bindir, bindir, bindir))
+    # Neither moved nor written; the rest of the temporary directory is the check's.
+    assert os.listdir(bindir) == ["autopack-worker"], os.listdir(bindir)
+    assert probe["tmp"] == "ok" and probe["workspace"] == "ok", probe
 
 # Tries to write, truncate, remove and move the database's files and its directory from
 # a check whose workspace holds them; records what happened.

@@ -136,6 +136,31 @@ def test_refuses_to_start_without_the_providers_key(tmp):
     assert sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") == [("QUEUED", 2)]
 
 
+def test_keys_longer_than_a_worker_takes_are_refused_at_the_start(tmp):
+    """The keys are written whole into a pipe before the worker reads it, and a worker
+    takes at most 64 KiB of them with their names: longer keys are refused at the start,
+    naming each variable and its size (the supervisor waited on that write for ever, its
+    loop stopped, at its first worker's start). Keys of exactly 64 KiB are taken (a worker
+    refused them as holding over 64 KiB)."""
+    from conftest import run
+    url = new_db(tmp, runs=1, phases=2)
+    base = ("--db", url, "--workers", 1, "--exit-when-drained",
+            "--control", os.path.join(str(tmp), "sup.sock"))
+    r = run("autopack-supervisor", *base, timeout=60,
+            env={"ANTHROPIC_API_KEY": "a" * 40000, "OPENAI_API_KEY": "o" * 30000})
+    assert r.rc == 1, r
+    assert "the provider keys in the environment are too long (ANTHROPIC_API_KEY holds" \
+        " 40000 bytes, OPENAI_API_KEY holds 30000 bytes): workers take at most 65536" \
+        " bytes" in r.err, r.err
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+    # "ANTHROPIC_API_KEY=", the key and its NUL byte: 65536 bytes.
+    key = "k" * (65536 - len("ANTHROPIC_API_KEY=") - 1)
+    r = run("autopack-supervisor", *base, "--dry-run", timeout=60,
+            env={"ANTHROPIC_API_KEY": key, "OPENAI_API_KEY": None})
+    assert r.rc == 0, r
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("dry_run", 2)]
+
+
 def test_zero_workers_that_must_exit_when_drained_are_refused(tmp):
     from conftest import run
     url = new_db(tmp, runs=1, phases=1)
@@ -166,6 +191,27 @@ def test_bad_flags_exit_2_naming_the_flag(tmp):
                      ("http://h\n/v1", "holds a control character (byte 0x0a")):
         r = run("autopack-supervisor", "--db", "sqlite:///none.db", "--llm-base-url", bad)
         assert r.rc == 2 and "--llm-base-url: " in r.err and why in r.err, (bad, r)
+    assert not os.path.exists(os.path.join(str(tmp), "none.db"))
+
+
+def test_a_credential_or_query_in_the_base_url_is_refused_never_shown(tmp):
+    """A key put in --llm-base-url (`https://user:key@host`, `?key=`) was taken: ps showed
+    it, every error about a call quoted it, and a phase's code read it there. A query or
+    fragment never worked either: the provider's path was appended after it."""
+    from conftest import run
+    for bad, shown, why in (
+            ("https://sk-ant:SECRET1@h/v1", '"https://***@h/v1"', "holds a user or password"),
+            ("https://SECRET2@h", '"https://***@h"', "holds a user or password"),
+            ("http://h:8080/v1?key=SECRET3", '"http://h:8080/v1..." holds a query (byte 17)',
+             "appended to the base URL"),
+            ("http://h/#SECRET4", '"http://h/..." holds a fragment (byte 10)',
+             "appended to the base URL")):
+        r = run("autopack-supervisor", "--db", "sqlite:///none.db", "--llm-base-url", bad)
+        assert r.rc == 2 and "--llm-base-url: " + shown in r.err and why in r.err, (bad, r)
+        assert "ANTHROPIC_API_KEY" in r.err and "SECRET" not in r.err + r.out, (bad, r)
+    r = run("autopack-supervisor", "--db", "sqlite:///none.db", "--llm-base-url",
+            "http://h/a@b", "--help")
+    assert r.rc == 0, r
     assert not os.path.exists(os.path.join(str(tmp), "none.db"))
 
 

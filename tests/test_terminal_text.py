@@ -162,6 +162,54 @@ def test_the_identity_banner_shows_a_hostile_path_escaped(tmp):
         "sqlite:///" + db.decode("utf-8")
 
 
+# Values a command or a plan quotes in its error, each holding a newline: shown printed
+# it as it was, and the rest of the value stood on a line of its own, as if it were another
+# message ("no phase 'p' in run 'a" then "b'").
+QUOTED_ERRORS = [
+    (("retry", "telemetry-collection-v4\n[OK] retried", "p\x1b[2J"),
+     b"no phase 'p\\e[2J' in run 'telemetry-collection-v4\\n[OK] retried'"),
+    (("cancel", "r\nx", "p\ny"), None),
+    (("retry", "--run", "r\nx"), b"no run 'r\\nx' in the database"),
+    (("failed", "--run", "r\nx"), b"no run 'r\\nx' in the database"),
+]
+QUOTED_PLANS = [
+    ({"runs": [{"run_id": "a\nb"}]}, b'"a\\nb" is not a valid id'),
+    ({"runs": [{"run_id": "r", "workspace": "ws", "tiers": [{"tier_id": "t", "name": "t", "phases": [
+        {"phase_id": "p", "name": "n", "description": "d", "check_command": "true",
+         "task_category": "implementation", "complexity": "low\nhigh",
+         "scope": {"paths": ["out/"], "deliverables": ["out/a.py"]}}]}]}]},
+     b'"low\\nhigh" is not one of'),
+    ({"runs": [{"run_id": "r", "workspace": "ws", "tiers": [{"tier_id": "t", "name": "t", "phases": [
+        {"phase_id": "p", "name": "n", "description": "d", "check_command": "true",
+         "task_category": "implementation", "complexity": "low",
+         "scope": {"paths": ["out/"], "deliverables": ["out/a\nb.py"]}}]}]}]},
+     b'"out/a\\nb.py": control characters are not allowed'),
+    ({"runs": [{"run_id": "r", "workspace": "ws", "tiers": [{"tier_id": "t", "name": "t", "phases": [
+        {"phase_id": "p", "name": "n", "description": "d", "check_command": "true",
+         "task_category": "implementation", "complexity": "low",
+         "scope": {"paths": ["/etc\n"], "deliverables": ["out/a.py"]}}]}]}]},
+     b'"/etc\\n" is absolute'),
+]
+
+
+def test_an_error_quoting_a_value_with_a_newline_shows_it_escaped_on_one_line(tmp):
+    db = hostile_db(tmp)
+    cases = [(args, want) for args, want in QUOTED_ERRORS]
+    for i, (plan, want) in enumerate(QUOTED_PLANS):
+        path = tmp / ("plan%d.json" % i)
+        path.write_text(json.dumps(plan))
+        cases.append((("run", "import", str(path)), want))
+    for args, want in cases:
+        rc, out, err = ctl_raw("--db", url(db), *args)
+        assert rc != 0, (args, out, err)
+        assert_terminal_safe(err)
+        # The error is one line, and no line of it is an argument's or a plan's rest.
+        lines = [line for line in err.splitlines() if not line.startswith(b"usage: ")]
+        assert len(lines) == 1 and lines[0].startswith(b"autopack-ctl"), (args, err)
+        if want is not None:
+            assert want in err, (args, err)
+
+
 # Ids as a user may type them or another program may store them: a newline, a carriage
 # return, an escape sequence and a tab.
 BROKEN_IDS = [b"a\nb", b"a\rb", b"a\x1b[31mb", b"a\tb"]

@@ -317,12 +317,18 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
  * read-only and as a device none may open (check_confine), so the check can neither write,
  * truncate, remove nor rename them, nor read them, nor lock them (a shared lock on a byte
  * of the -shm, taken through a descriptor opened read-only, refused the supervisor every
- * commit while it was held: `database is locked`). Outermost first. Chosen by the worker
- * before each check (check_pin_choose). */
+ * commit while it was held: `database is locked`). And the worker's binary, when a
+ * writable mount holds it (the machine's /tmp, given to a check whose workspace lies in
+ * it, holding a build tree): the directory holding it is bound onto itself read-only, and
+ * those between it and the mount are pinned, so that the check can put nothing in its
+ * place, nor in the supervisor's beside it, for the next worker or supervisor to run with
+ * the keys (a binary directly in the mount: the file itself, read-only). Outermost first.
+ * Chosen by the worker before each check (check_pin_choose). */
 #define CHECK_PIN_MAX 48
 static struct {
 	char path[PATH_MAX];
-	bool file;
+	bool file;     /* a file of the database: /dev/null is bound over it */
+	bool readonly; /* bound onto itself read-only: the binary's directory, or the binary */
 } check_pin[CHECK_PIN_MAX];
 static size_t check_npin;
 
@@ -346,13 +352,41 @@ static void check_pin_below(const char *root, const char *real, size_t keep)
 	for (p = strchr(real + k + (real[k] == '/'), '/');
 	     p != NULL && check_npin + keep < CHECK_PIN_MAX; p = strchr(p + 1, '/')) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%.*s", (int)(p - real), real);
-		check_pin[check_npin++].file = false;
+		check_pin[check_npin].file = false;
+		check_pin[check_npin++].readonly = false;
+	}
+}
+
+/* Add to check_pin what keeps the worker's binary from a check whose writable mounts are
+ * `ws`, `tmp` and `dirs` (real paths, "" for none): nothing when none holds it. */
+static void check_pin_binary(const char *ws, const char *tmp, char dirs[][PATH_MAX])
+{
+	char real[PATH_MAX], root[PATH_MAX] = "";
+	size_t i, before = check_npin;
+
+	if (realpath("/proc/self/exe", real) == NULL)
+		return;
+	check_pin_root(root, ws, real);
+	if (check_tmpdir_bound)
+		check_pin_root(root, tmp, real);
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		check_pin_root(root, dirs[i], real);
+	if (root[0] == '\0')
+		return;
+	check_pin_below(root, real, 1);
+	/* The last directory pinned is the binary's own; with none, the binary itself. */
+	if (check_npin > before) {
+		check_pin[check_npin - 1].readonly = true;
+	} else if (check_npin < CHECK_PIN_MAX) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s", real);
+		check_pin[check_npin].file = false;
+		check_pin[check_npin++].readonly = true;
 	}
 }
 
 /* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
  * are `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real paths; after
- * check_empty_choose), and the database `db` (NULL for none). */
+ * check_empty_choose), the worker's binary and the database `db` (NULL for none). */
 static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 {
 	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
@@ -370,6 +404,7 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_pin_root(root, dirs[i], ws);
 	check_pin_below(root, ws, ARRAY_SIZE(files));
+	check_pin_binary(ws, tmp, dirs);
 	if (db == NULL || realpath(db, real) == NULL)
 		return;
 	root[0] = '\0';
@@ -382,6 +417,7 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 		check_pin_below(root, real, ARRAY_SIZE(files));
 	for (i = 0; i < ARRAY_SIZE(files); i++) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, files[i]);
+		check_pin[check_npin].readonly = false;
 		check_pin[check_npin++].file = true;
 	}
 }
@@ -617,9 +653,9 @@ static int check_confine(const char *workspace, int status_fd)
 		close(fd[i]);
 	}
 	for (i = 0; i < check_npin; i++) {
-		bool file = check_pin[i].file;
+		bool file = check_pin[i].file, readonly = check_pin[i].readonly;
 		int pin = -1;
-		struct stat st;
+		struct stat st = { 0 };
 
 		/* A file the database does not have now (its -journal), or one out of the
 		 * user's reach, is not pinned. */
@@ -635,11 +671,14 @@ static int check_confine(const char *workspace, int status_fd)
 			pin = open_tree(AT_FDCWD, check_pin[i].path,
 			    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (file ? 0 : AT_RECURSIVE));
 		if (pin < 0 ||
-		    mount_setattr(pin, "", AT_EMPTY_PATH, file ? &ro : &nodev, sizeof ro) != 0 ||
+		    mount_setattr(pin, "", AT_EMPTY_PATH | (readonly ? AT_RECURSIVE : 0),
+		        file || readonly ? &ro : &nodev, sizeof ro) != 0 ||
 		    move_mount(pin, "", AT_FDCWD, check_pin[i].path, MOVE_MOUNT_F_EMPTY_PATH) !=
 		        0) {
-			dprintf(status_fd, "cannot keep the database's %s %s from the check: %s",
-			    file ? "file" : "directory", check_pin[i].path, strerror(errno));
+			dprintf(status_fd, "cannot keep the %s %s %s from the check: %s",
+			    readonly ? "worker's binary's" : "database's",
+			    file || (readonly && !S_ISDIR(st.st_mode)) ? "file" : "directory",
+			    check_pin[i].path, strerror(errno));
 			return -1;
 		}
 		close(pin);

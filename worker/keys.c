@@ -35,7 +35,8 @@ static void keys_set(int i, char *value)
 	keys_values[i] = value;
 }
 
-/* Read the whole of fd into buf (size n). Returns the length, or -1. */
+/* Read the whole of fd into buf (size n). Returns the length, or -1 (a read failed, or
+ * the descriptor holds n bytes or more). */
 static ssize_t keys_read_all(int fd, char *buf, size_t n)
 {
 	size_t len = 0;
@@ -51,12 +52,13 @@ static ssize_t keys_read_all(int fd, char *buf, size_t n)
 			return (ssize_t)len;
 		len += (size_t)k;
 	}
-	return -1; /* more than n bytes */
+	return -1; /* n bytes or more */
 }
 
 int keys_load(int fd, char *err, size_t errlen)
 {
-	static char buf[KEYS_BYTES_MAX];
+	/* One byte more than is taken: a descriptor that fills it holds too much. */
+	static char buf[KEYS_BYTES_MAX + 1];
 	ssize_t len;
 	size_t i, at;
 	int rc = 0;

@@ -10,7 +10,9 @@
 
 #include <stddef.h>
 
-#define KEYS_BYTES_MAX 65536 /* what the descriptor may hold */
+#include "proto/hand.h"
+
+#define KEYS_BYTES_MAX HAND_KEYS_MAX /* what the descriptor may hold */
 
 /* Take the keys from the environment (wiping them there), then from descriptor `fd` when
  * it is not -1 (closing it). Returns 0, or -1 with `err` when the descriptor cannot be

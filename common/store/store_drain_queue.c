@@ -1,6 +1,7 @@
 /* The drain's queue in the database: eligible phases, recovery of attempts an earlier
  * supervisor left open, phase counts by state, and the control commands' phase moves. */
 #include "common/store/store_drain_internal.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -509,6 +510,8 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 {
 	struct db_stmt *s;
 	char *state = NULL, allowed[128], stamp[32];
+	/* The ids as a command gave them, or another program's row: shown escaped. */
+	char run[256], phase[256], shown_state[64];
 	enum phase_state now;
 	int rc;
 
@@ -524,13 +527,15 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 	db_finalize(s);
 	if (rc != DB_ROW && rc != DB_DONE)
 		return drain_fail(d, err, "phase state");
+	utf8_one_line(run, run_id, sizeof run);
+	utf8_one_line(phase, phase_id, sizeof phase);
 	if (rc == DB_DONE)
-		return store_fail(err, STORE_EINVAL, "no phase '%s' in run '%s'", phase_id, run_id);
+		return store_fail(err, STORE_EINVAL, "no phase '%s' in run '%s'", phase, run);
 	now = phase_state_parse(state);
 	if (now == PHASE_STATE_NONE || !((from >> now) & 1u)) {
 		state_set_text(from, allowed, sizeof allowed);
-		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not %s", run_id, phase_id,
-		    state, allowed);
+		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not %s", run, phase,
+		    utf8_one_line(shown_state, state, sizeof shown_state), allowed);
 		free(state);
 		return rc;
 	}

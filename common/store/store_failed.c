@@ -169,7 +169,11 @@ static int failed_explain(
 	    " LEFT JOIN runs r ON r.id = p.run_id WHERE p.run_id = ?1 AND p.phase_id = ?2",
 	    &q);
 	const char *state;
+	/* The ids as an argument or another program's row gave them: shown escaped. */
+	char run[256], phase[256], shown_state[64];
 
+	utf8_one_line(run, run_id, sizeof run);
+	utf8_one_line(phase, phase_id, sizeof phase);
 	if (rc == DB_OK) {
 		store_bind_text(q, 1, run_id);
 		store_bind_text(q, 2, phase_id);
@@ -182,15 +186,16 @@ static int failed_explain(
 		    "phase %s/%s: no row of runs has the id %s (another program's rows); a drain "
 		    "never dispatches a phase without its run, so it is not retried: give it its "
 		    "run back, or delete it",
-		    run_id, phase_id, run_id);
+		    run, phase, run);
 	else if (rc == DB_ROW)
-		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not FAILED or SKIPPED",
-		    run_id, phase_id, state);
+		rc = store_fail(err, STORE_EINVAL, "phase %s/%s is %s, not FAILED or SKIPPED", run,
+		    phase,
+		    utf8_one_line(shown_state, state != NULL ? state : "NULL", sizeof shown_state));
 	else if (rc == DB_DONE)
-		rc = store_fail(err, STORE_EINVAL, "no phase '%s' in run '%s'", phase_id, run_id);
+		rc = store_fail(err, STORE_EINVAL, "no phase '%s' in run '%s'", phase, run);
 	else
-		rc = store_fail(err, STORE_EIO, "%s: reading phase %s/%s: %s", st->path, run_id,
-		    phase_id, db_errmsg(st->db));
+		rc = store_fail(err, STORE_EIO, "%s: reading phase %s/%s: %s", st->path, run, phase,
+		    db_errmsg(st->db));
 	db_finalize(q);
 	return rc;
 }
@@ -199,7 +204,9 @@ int store_run_exists(struct store *st, const char *run_id, struct store_err *err
 {
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(st->db, "SELECT 1 FROM runs WHERE id = ?1", &q);
+	char run[256];
 
+	utf8_one_line(run, run_id, sizeof run);
 	if (rc == DB_OK) {
 		store_bind_text(q, 1, run_id);
 		rc = db_step(q);
@@ -207,10 +214,10 @@ int store_run_exists(struct store *st, const char *run_id, struct store_err *err
 	if (rc == DB_ROW)
 		rc = 0;
 	else if (rc == DB_DONE)
-		rc = store_fail(err, STORE_EINVAL, "no run '%s' in the database", run_id);
+		rc = store_fail(err, STORE_EINVAL, "no run '%s' in the database", run);
 	else
 		rc = store_fail(
-		    err, STORE_EIO, "%s: reading run %s: %s", st->path, run_id, db_errmsg(st->db));
+		    err, STORE_EIO, "%s: reading run %s: %s", st->path, run, db_errmsg(st->db));
 	db_finalize(q);
 	return rc;
 }

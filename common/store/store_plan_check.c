@@ -7,6 +7,7 @@
 #include "common/joblimits.h"
 #include "common/relpath.h"
 #include "common/strbuf.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -203,6 +204,7 @@ static int plan_check_id(
     const json_t *v, const char *source, const struct plan_at *at, struct store_err *err)
 {
 	const char *s;
+	char shown[61];
 	int rc = plan_check_string(v, false, source, at, err);
 
 	if (rc != 0)
@@ -210,9 +212,9 @@ static int plan_check_id(
 	s = json_string_value(v);
 	if (json_string_length(v) > PLAN_ID_MAX || s[0] == '.' || s[0] == '-' || !plan_id_chars(s))
 		return plan_fail(err, source, at,
-		    "\"%.60s\" is not a valid id (1-%d of A-Z a-z 0-9 . _ -, not starting with "
+		    "\"%s\" is not a valid id (1-%d of A-Z a-z 0-9 . _ -, not starting with "
 		    ". or -)",
-		    s, PLAN_ID_MAX);
+		    utf8_one_line(shown, s, sizeof shown), PLAN_ID_MAX);
 	return 0;
 }
 
@@ -221,6 +223,7 @@ static int plan_check_relpath(
     const json_t *v, const char *source, const struct plan_at *at, struct store_err *err)
 {
 	const char *s, *p;
+	char shown[101];
 	int rc = plan_check_string(v, false, source, at, err);
 
 	if (rc != 0)
@@ -228,11 +231,13 @@ static int plan_check_relpath(
 	s = json_string_value(v);
 	if (s[0] == '/')
 		return plan_fail(err, source, at,
-		    "\"%.100s\" is absolute; paths are relative to the run's workspace", s);
+		    "\"%s\" is absolute; paths are relative to the run's workspace",
+		    utf8_one_line(shown, s, sizeof shown));
 	for (p = s; p != NULL; p = strchr(p, '/') != NULL ? strchr(p, '/') + 1 : NULL)
 		if (strncmp(p, "..", 2) == 0 && (p[2] == '/' || p[2] == '\0'))
 			return plan_fail(err, source, at,
-			    "\"%.100s\" leaves the workspace (\"..\" is not allowed)", s);
+			    "\"%s\" leaves the workspace (\"..\" is not allowed)",
+			    utf8_one_line(shown, s, sizeof shown));
 	return 0;
 }
 
@@ -324,7 +329,7 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
 			    err, source, at, "expected true or false, got %s", json_kind_name(v));
 		return 0;
 	case PLAN_CHOICE: {
-		char list[120] = "";
+		char list[120] = "", shown[61];
 		int rc = plan_check_string(v, false, source, at, err);
 
 		if (rc != 0)
@@ -335,8 +340,8 @@ static int plan_check_field(const struct plan_field *f, const json_t *v, const c
 			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
 			    c == f->choices ? "" : ", ", *c);
 		}
-		return plan_fail(
-		    err, source, at, "\"%.60s\" is not one of %s", json_string_value(v), list);
+		return plan_fail(err, source, at, "\"%s\" is not one of %s",
+		    utf8_one_line(shown, json_string_value(v), sizeof shown), list);
 	}
 	case PLAN_ARRAY:
 		if (!json_is_array(v))
@@ -517,7 +522,7 @@ static char *plan_scope_text(const json_t *obj, const struct store_scope *sc)
 static int plan_check_scope(const json_t *scope, const char *source, const struct plan_at *at,
     struct store_scope *out, char **text, struct store_err *err)
 {
-	char why[256];
+	char why[256], shown[101];
 	struct store_scope sc;
 	json_t *inner = NULL;
 	const json_t *obj = scope;
@@ -546,17 +551,18 @@ static int plan_check_scope(const json_t *scope, const char *source, const struc
 		struct plan_at sub = PLAN_KEY(at, "deliverables");
 
 		rc = plan_fail(err, source, json_is_string(obj) ? at : &sub,
-		    json_is_string(obj) ? "\"%.100s\" names a directory: a phase must name at "
+		    json_is_string(obj) ? "\"%s\" names a directory: a phase must name at "
 		                          "least one deliverable" :
 		                          "expected a non-empty array%.0s",
-		    json_is_string(obj) ? json_string_value(obj) : "");
+		    utf8_one_line(
+		        shown, json_is_string(obj) ? json_string_value(obj) : "", sizeof shown));
 	}
 	for (size_t i = 0; rc == 0 && i < sc.deliverables.n; i++) {
 		if (!plan_in_scope(&sc.paths, sc.deliverables.items[i])) {
 			struct plan_at sub = PLAN_KEY(at, sc.deliverables.where[i]);
 
-			rc = plan_fail(err, source, &sub, "\"%.100s\" is outside scope.paths",
-			    sc.deliverables.items[i]);
+			rc = plan_fail(err, source, &sub, "\"%s\" is outside scope.paths",
+			    utf8_one_line(shown, sc.deliverables.items[i], sizeof shown));
 		}
 	}
 	if (rc == 0 && out != NULL) {

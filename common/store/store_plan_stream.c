@@ -6,6 +6,7 @@
 #include "common/store/store_plan_stream.h"
 #include "common/jsonload.h"
 #include "common/store/store_plan_json.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -206,10 +207,10 @@ static int ps_members(struct plan_stream *ps, struct store_err *err)
 		ps->had_member = true;
 		if (json_object_get(ps->top, json_string_value(key)) != NULL ||
 		    (ps->saw_runs && strcmp(json_string_value(key), "runs") == 0)) {
-			char what[160];
+			char what[160], shown[101];
 
-			snprintf(what, sizeof what, "duplicate object key \"%.100s\"",
-			    json_string_value(key));
+			snprintf(what, sizeof what, "duplicate object key \"%s\"",
+			    utf8_one_line(shown, json_string_value(key), sizeof shown));
 			json_decref(key);
 			return ps_fail(ps, err, what);
 		}

@@ -1,6 +1,7 @@
 /* Reading a phase's scope in every shape the original stores. */
 #include "common/store/store_scope.h"
 #include "common/jsonload.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -291,14 +292,16 @@ static int scope_parse_value(
 	len = json_string_length(v);
 	inner = json_loadb_bounded(s, len, JSON_DECODE_ANY, &jerr);
 	if (inner == NULL || json_is_number(inner)) {
+		char shown[61];
+
 		json_decref(inner);
 		if (scope_is_path(s, len)) {
 			scope_single_path(sc, s);
 			return 0;
 		}
 		return errbuf_fail(why, whylen,
-		    "a string that is neither a path nor JSON (\"%.60s%s\")", s,
-		    len > 60 ? "..." : "");
+		    "a string that is neither a path nor JSON (\"%s%s\")",
+		    utf8_one_line(shown, s, sizeof shown), len > 60 ? "..." : "");
 	}
 	if (depth + 1 >= SCOPE_DECODE_MAX) {
 		json_decref(inner);
@@ -455,12 +458,14 @@ int store_scope_parse_text(const char *text, struct store_scope *sc, char *why, 
 		return 0;
 	v = json_loads_bounded(text, JSON_DECODE_ANY, &jerr);
 	if (v == NULL) {
+		char shown[61];
+
 		if (scope_is_path(text, strlen(text))) {
 			scope_single_path(sc, text);
 			return 0;
 		}
-		return errbuf_fail(why, whylen, "not JSON and not a path (\"%.60s%s\")", text,
-		    strlen(text) > 60 ? "..." : "");
+		return errbuf_fail(why, whylen, "not JSON and not a path (\"%s%s\")",
+		    utf8_one_line(shown, text, sizeof shown), strlen(text) > 60 ? "..." : "");
 	}
 	rc = store_scope_parse_json(v, sc, why, whylen);
 	json_decref(v);

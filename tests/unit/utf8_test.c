@@ -57,3 +57,16 @@ TEST(utf8_escape_finds_each_byte_wherever_it_sits_in_plain_text)
 		free(alone);
 	}
 }
+
+TEST(utf8_one_line_escapes_line_breaks_and_cuts_between_escapes)
+{
+	char out[8];
+
+	CHECK_EQ_STR(utf8_one_line(out, "a\nb\rc", sizeof out), "a\\nb\\rc");
+	/* Seven bytes fit: the escape that would be cut in two is left out whole. */
+	CHECK_EQ_STR(utf8_one_line(out, "abcdef\nz", sizeof out), "abcdef");
+	CHECK_EQ_STR(utf8_one_line(out, "abcdefghij", sizeof out), "abcdefg");
+	CHECK_EQ_STR(utf8_one_line(out, "", sizeof out), "");
+	/* Other controls are left to utf8_escape, where the message is shown. */
+	CHECK_EQ_STR(utf8_one_line(out, "\x1b[2J", sizeof out), "\x1b[2J");
+}
