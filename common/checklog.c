@@ -9,6 +9,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The FNV-1a hash of `id` (NULL as ""). */
+static uint32_t checklog_hash(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *c = id != NULL ? id : ""; *c != '\0'; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	return h;
+}
+
 /* Copy `s` into a file-name-safe form: [A-Za-z0-9._-], others as '_', a leading '.' as '_'.
  * When that lost something, or the id could blur the names' "__" separators (empty, a
  * '_' first or last, or "__" in it), "-" and the FNV-1a hash of the id (8 hex digits)
@@ -19,13 +29,12 @@ static char *checklog_safe_name(const char *s)
 	const char *id = s != NULL ? s : "";
 	size_t len = strlen(id), i;
 	bool marked = len == 0 || id[0] == '_' || id[len - 1] == '_' || strstr(id, "__") != NULL;
-	uint32_t h = 2166136261u;
+	uint32_t h = checklog_hash(id);
 	char *p = xmalloc(len + 16);
 
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)id[i];
 
-		h = (h ^ c) * 16777619u;
 		p[i] = (char)c;
 		if ((!isalnum(c) && c != '.' && c != '-' && c != '_') || (i == 0 && c == '.')) {
 			p[i] = '_';
@@ -40,11 +49,30 @@ static char *checklog_safe_name(const char *s)
 	return p;
 }
 
+/* A log's name is one file name, of at most NAME_MAX (255) bytes: besides the two ids it
+ * holds "__", "__a", the attempt (at most 19 digits) and ".stdout.txt" or ".stderr.txt".
+ * The ids have the rest; when their safe names need more, each longer than half of it
+ * keeps its start, "-" and the hash of the id (whatever the attempt, so that a failure
+ * naming its log keeps one fingerprint). */
+#define CHECKLOG_IDS_MAX (255 - 2 - 3 - 19 - 11)
+
+/* Cut the safe name `name` of `id` to half of CHECKLOG_IDS_MAX when it is longer. */
+static void checklog_cut(char *name, const char *id)
+{
+	if (strlen(name) > CHECKLOG_IDS_MAX / 2)
+		snprintf(name + CHECKLOG_IDS_MAX / 2 - 9, 10, "-%08x", checklog_hash(id));
+}
+
 /* Build the path of an attempt's check log; never fails. */
 char *checklog_path(const char *workspace, const char *run_id, const char *phase_id,
     int64_t attempt, const char *stream)
 {
 	char *run = checklog_safe_name(run_id), *phase = checklog_safe_name(phase_id);
+
+	if (strlen(run) + strlen(phase) > CHECKLOG_IDS_MAX) {
+		checklog_cut(run, run_id);
+		checklog_cut(phase, phase_id);
+	}
 	char *path = xasprintf("%s/.autopack/logs/%s__%s__a%lld.%s.txt", workspace, run, phase,
 	    (long long)attempt, stream);
 

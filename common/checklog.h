@@ -2,8 +2,10 @@
  * <workspace>/.autopack/logs/<run>__<phase>__a<attempt>.{stdout,stderr}.txt, with run and
  * phase reduced to [A-Za-z0-9._-] (other characters as '_', a leading '.' as '_'); an id
  * that lost a character so, is empty, or has a '_' first, last or doubled is followed by
- * "-" and a hash of it (8 hex digits), so that two phases do not share a log. The worker
- * writes these files; `autopack-ctl failed` and the supervisor read them. */
+ * "-" and a hash of it (8 hex digits), so that two phases do not share a log; when the
+ * two would make a name past NAME_MAX, each longer than 110 bytes keeps its first 101 and
+ * that mark. The worker writes these files; `autopack-ctl failed` and the supervisor read
+ * them. */
 #ifndef AUTOPACK_CHECKLOG_H
 #define AUTOPACK_CHECKLOG_H
 

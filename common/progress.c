@@ -63,6 +63,12 @@ void progress_duration_text(double seconds, char *buf, size_t n)
 		snprintf(buf, n, "?");
 		return;
 	}
+	/* Past what llround returns (durations no phase took, summed): the days, in three
+	 * digits and an exponent. */
+	if (seconds >= 9e18) {
+		snprintf(buf, n, "%.3gd", seconds / 86400);
+		return;
+	}
 	s = llround(seconds);
 	if (s < 60)
 		snprintf(buf, n, "%llds", s);

@@ -168,6 +168,10 @@ static int dec_field(
 			    proto_errf(d->err, &d->path, "integer %lld out of range [0, %llu]",
 			        (long long)it->i, (unsigned long long)UINT64_MAX) :
 			    dec_type_err(d, "integer", it);
+		if (f->max > 0 && (it->u < (uint64_t)f->min || it->u > (uint64_t)f->max))
+			return proto_errf(d->err, &d->path,
+			    "integer %llu out of range [%lld, %lld]", (unsigned long long)it->u,
+			    (long long)f->min, (long long)f->max);
 		*(uint64_t *)at = it->u;
 		return 0;
 	case PF_BOOL:

@@ -186,7 +186,17 @@ static int pk_field(struct pk *k, const struct proto_field *f, const char *base)
 	case PF_STR_OPT: return pk_str(k, f, *(char *const *)at);
 	case PF_I64:
 	case PF_I64_OPT: return pk_i64(k, f, *(const int64_t *)at);
-	case PF_U64: msgpack_pack_uint64(&k->mp, *(const uint64_t *)at); return 0;
+	case PF_U64:
+		if (f->max > 0 &&
+		    (*(const uint64_t *)at < (uint64_t)f->min ||
+		        *(const uint64_t *)at > (uint64_t)f->max)) {
+			proto_errf(k->err, &k->path, "integer %llu out of range [%lld, %lld]",
+			    (unsigned long long)*(const uint64_t *)at, (long long)f->min,
+			    (long long)f->max);
+			return -EINVAL;
+		}
+		msgpack_pack_uint64(&k->mp, *(const uint64_t *)at);
+		return 0;
 	case PF_BOOL:
 		if (*(const bool *)at)
 			msgpack_pack_true(&k->mp);

@@ -43,6 +43,9 @@
  * Integers are >= 0 unless a range is given (the overhead in est.oh is any int64). Token
  * counts (cap, in, out, pred, actual, budget, maxt) are at most PROTO_TOKENS_MAX (10^9),
  * a call's total at most PROTO_TOTAL_TOKENS_MAX (2 * 10^9).
+ * An event's and a result's seq and an estimation's ver, which the database keeps as
+ * signed 64-bit integers, are at most INT64_MAX; an event's seq is at least 1 (0 is the
+ * supervisor's own record of a telemetry gap).
  * Identifiers (uuid, dev, run, phase, cat, cplx, prov, model, role, outcome, cmd, code, lvl,
  * stop, ctxq, sw, err, oh names) hold at most PROTO_NAME_MAX bytes; URLs and paths
  * (db, ws, url, paths, ro, dl, sot) PROTO_PATH_MAX; other text PROTO_STR_MAX.

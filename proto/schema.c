@@ -15,6 +15,9 @@
 #define NNEG(k, type, member) I64(k, type, member, 0, INT64_MAX)
 #define I64_OPT(k, type, member, hi) FIELD(k, PF_I64_OPT, type, member, 0, hi, NULL)
 #define U64(k, type, member) FIELD(k, PF_U64, type, member, 0, 0, NULL)
+/* A uint64_t in [lo, hi] (hi > 0): one the database keeps as a signed 64-bit integer is at
+ * most INT64_MAX. */
+#define U64_IN(k, type, member, lo, hi) FIELD(k, PF_U64, type, member, lo, hi, NULL)
 #define BOOL(k, type, member) FIELD(k, PF_BOOL, type, member, 0, 0, NULL)
 #define LIST(k, type, member, limit) FIELD(k, PF_LIST, type, member, 0, limit, NULL)
 #define MAP(k, type, member, schema) FIELD(k, PF_MAP, type, member, 0, 0, &schema)
@@ -117,7 +120,7 @@ static const struct proto_field estimation_fields[] = {
 	BOOL("truncated", struct proto_estimation, truncated),
 	STR_OPT("stop", struct proto_estimation, stop_reason, PROTO_NAME_MAX),
 	STR("model", struct proto_estimation, model, PROTO_NAME_MAX),
-	U64("ver", struct proto_estimation, estimator_version),
+	U64_IN("ver", struct proto_estimation, estimator_version, 0, INT64_MAX),
 	I64_OPT("doc", struct proto_estimation, doc_features, DOC_FEATURES_ALL),
 	STR_OPT("ctxq", struct proto_estimation, context_quality, PROTO_NAME_MAX),
 	STR_OPT("sot", struct proto_estimation, sot_file_name, PROTO_PATH_MAX),
@@ -145,7 +148,8 @@ SCHEMA(request_ev_schema, "body", request_ev_fields);
 static const struct proto_field event_fields[] = {
 	STR("uuid", struct proto_event, db_uuid, PROTO_NAME_MAX),
 	U64("att", struct proto_event, attempt_id),
-	U64("seq", struct proto_event, seq),
+	/* 0 is the supervisor's own event of an attempt (a telemetry gap). */
+	U64_IN("seq", struct proto_event, seq, 1, INT64_MAX),
 	FIELD("kind", PF_KIND, struct proto_event, kind, 0, 0, NULL),
 	FIELD("body", PF_BODY, struct proto_event, body, 0, 0, NULL),
 };
@@ -160,7 +164,7 @@ SCHEMA(ack_schema, "ack", ack_fields);
 static const struct proto_field result_fields[] = {
 	STR("uuid", struct proto_result, db_uuid, PROTO_NAME_MAX),
 	U64("att", struct proto_result, attempt_id),
-	U64("seq", struct proto_result, final_seq),
+	U64_IN("seq", struct proto_result, final_seq, 0, INT64_MAX),
 	STR("outcome", struct proto_result, outcome, PROTO_NAME_MAX),
 	STR_OPT("why", struct proto_result, failure_reason, PROTO_STR_MAX),
 	STR_OPT("msg", struct proto_result, message, PROTO_STR_MAX),

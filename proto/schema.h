@@ -14,7 +14,7 @@ enum proto_fkind {
 	PF_STR_OPT, /* char *, nil or absent = NULL */
 	PF_I64,     /* int64_t in [min, max], required */
 	PF_I64_OPT, /* int64_t in [min, max] with min >= 0; nil or absent = -1 */
-	PF_U64,     /* uint64_t, required */
+	PF_U64,     /* uint64_t, required; in [min, max] when max is not 0 */
 	PF_BOOL,    /* bool, required */
 	PF_LIST,    /* struct proto_strlist: array of at most PROTO_LIST_MAX strings */
 	PF_MAP,     /* a nested map described by `sub`, its fields relative to base + off */
@@ -33,7 +33,8 @@ struct proto_field {
 	size_t off;
 	size_t off2;
 	int64_t min; /* PF_I64*: smallest value */
-	int64_t max; /* PF_I64*: largest value; PF_STR*, PF_LIST: bytes per string */
+	int64_t max; /* PF_I64*, PF_U64: largest value (PF_U64: 0 for any); PF_STR*, PF_LIST:
+	              * bytes per string */
 	const struct proto_schema *sub;
 };
 

@@ -1,9 +1,11 @@
 """Every scripted failure of the LLM stand-in, drained by the real supervisor and workers:
 the attempt's outcome, failure reason, exact fingerprint and zero-yield reason, the LLM
 tries recorded, and the phase's final state with --max-attempts-per-phase 1."""
+import errno
 import hashlib
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -496,6 +498,78 @@ def test_a_deliverable_named_with_255_bytes_is_written(tmp):
     r = one_phase(tmp, [], "--llm-retries", 0, phase=phase_spec(deliverables=(name,)))
     assert attempt(r)[:2] == ("success", None), r["attempts"]
     assert os.path.isfile(os.path.join(r["ws"], name))
+
+
+def test_a_directory_the_disk_has_no_room_for_fails_write_failed(tmp):
+    # A deliverable's directory the file system could not make (no inode left here) failed
+    # SCOPE_VIOLATION, whose advice is to widen the phase's scope; the file itself, on the
+    # same full disk, fails WRITE_FAILED. Now both do.
+    mounted = []
+
+    def prepare(tmp, ws):
+        out = os.path.join(ws, "out")
+        m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=8", "tmpfs",
+                            out], capture_output=True, text=True)
+        if m.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (%s); needs root" % m.stderr.strip())
+        mounted.append(out)
+        with pytest.raises(OSError) as e:
+            for i in range(100):
+                open(os.path.join(out, "f%d" % i), "w").close()
+        assert e.value.errno == errno.ENOSPC, e.value
+
+    try:
+        r = one_phase(tmp, [], "--llm-retries", 0, prepare=prepare,
+                      phase=phase_spec(deliverables=("out/new/mod.py",)))
+    finally:
+        for m in mounted:
+            subprocess.run(["umount", "-l", m], capture_output=True)
+    a = r["attempts"][0]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "WRITE_FAILED"), a
+    assert a["message"] == 'path "out/new/mod.py": cannot create directory out/new: No space' \
+        " left on device", a["message"]
+
+
+@pytest.mark.parametrize("n,limit", [(40, 32), (256, 256)], ids=["40_under_32", "256_under_256"])
+def test_an_answer_in_many_directories_is_written_under_a_low_descriptor_limit(tmp, n, limit):
+    # The check of an answer kept up to 32 of its directories open for the writes, and the
+    # writes kept open each one they walked again: under `ulimit -n 32` (the supervisor
+    # starts with 24) 40 files in 40 directories failed SCOPE_VIOLATION ('cannot open
+    # out/d24: Too many open files'), and so did 256, the most an answer holds, under 256.
+    def prepare(tmp, ws):
+        for i in range(n):
+            os.makedirs(os.path.join(ws, "out", "d%d" % i))
+
+    r = one_phase(tmp, [], "--llm-retries", 0, prepare=prepare,
+                  prefix=("prlimit", "--nofile=%d" % limit, "--"),
+                  phase=phase_spec(deliverables=tuple("out/d%d/m.py" % i for i in range(n))))
+    assert attempt(r)[:2] == ("success", None), r["attempts"]
+    assert all(os.path.isfile(os.path.join(r["ws"], "out", "d%d" % i, "m.py"))
+               for i in range(n))
+
+
+def test_a_check_of_ids_as_long_as_a_plan_takes_runs_and_keeps_its_log(tmp):
+    # A run and a phase id of 128 bytes each (the most an import takes) named a log past
+    # NAME_MAX: the log could not be made and every attempt failed CHECK_NOT_RUN ('cannot
+    # open check logs under ...: File name too long'), however good the answer.
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    run_id, phase_id = "r" * 128, "p" * 128
+    import_plan(tmp, url, [(run_id, ws, [phase_spec(phase_id, check="echo boom >&2; exit 1")])])
+    llm = Standin(tmp)
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1)
+    finally:
+        llm.stop()
+    [a] = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "CHECK_FAILED"), a
+    log = re.search(r"\(stderr: (\S+)\)", a["message"]).group(1)
+    assert len(os.path.basename(log)) <= 255, log
+    with open(log) as f:
+        assert f.read() == "boom\n"
+    r = ctl("--db", url, "failed")
+    assert r.rc == 0 and "boom" in r.out, r
 
 
 def test_a_long_path_named_twice_is_refused_saying_so(tmp):

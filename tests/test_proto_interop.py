@@ -79,7 +79,7 @@ def usage_event(**body):
     b = {"prov": "anthropic", "model": "claude-sonnet-4-5", "role": "builder", "in": None,
          "out": TOKENS_MAX, "total": 2 * TOKENS_MAX, "lat": 0, "http": 999, "err": "timeout", "try": 1}
     b.update(body)
-    return {"v": 1, "t": "event", "uuid": UUID, "att": 0, "seq": U64_MAX,
+    return {"v": 1, "t": "event", "uuid": UUID, "att": 0, "seq": I64_MAX,
             "kind": "llm_usage", "body": b}
 
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -227,13 +228,14 @@ static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *
  * make missing directories. Returns an open descriptor of the parent directory (the
  * workspace's own descriptor for a file at the top; close it with dlv_dir_close), with
  * its last component in *name and in *mode the mode a file written there keeps (the
- * existing regular file's, else 0644); -2 when a directory is missing and !create; or
+ * existing regular file's, else 0644); -2 when a directory is missing and !create; -3
+ * with `err` when the file system refused to make a missing one (no space, read-only); or
  * -1 with `err`.
  */
 static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path, char *rel,
     bool create, const char **name, mode_t *mode, char *err, size_t errlen)
 {
-	int dirfd = ws->fd;
+	int dirfd = ws->fd, failed = -1;
 	char *comp = rel, *slash;
 	struct stat st;
 
@@ -261,6 +263,7 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 			if (mkdirat(dirfd, comp, 0755) != 0 && errno != EEXIST) {
 				snprintf(err, errlen, "path \"%s\": cannot create directory %s: %s",
 				    path, rel, strerror(errno));
+				failed = -3;
 				goto fail;
 			}
 			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -319,7 +322,7 @@ fail:
 	if (slash != NULL)
 		*slash = '/';
 	dlv_dir_close(ws, dirfd);
-	return -1;
+	return failed;
 }
 
 /* The most of a path a message quotes when it breaks a rule (a path too long among
@@ -421,6 +424,19 @@ fail:
  * as many directories; the others are walked again). */
 #define DLV_KEEP_DIRS 32
 
+/* How many directories the check keeps open: DLV_KEEP_DIRS, or a quarter of the
+ * descriptors this process may open when that is fewer (a low `ulimit -n`): the others
+ * are the walks', the writes' and the rest of the worker's. */
+static size_t dlv_keep_max(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 4 < DLV_KEEP_DIRS)
+		return (size_t)(rl.rlim_cur / 4);
+	return DLV_KEEP_DIRS;
+}
+
 /* Where one file of a set goes, as the check found it. */
 struct dlv_target {
 	char *rel;        /* normalised (heap) */
@@ -438,7 +454,7 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 	struct dlv_ws ws = { workspace, -1, NULL };
 	struct dlv_target *t = xcalloc(set->n + 1, sizeof *t);
 	const char **paths = xcalloc(set->n + 1, sizeof *paths);
-	size_t i, kept = 0, checked = 0;
+	size_t i, kept = 0, checked = 0, keep = dlv_keep_max();
 	char rel[PATH_MAX];
 	int rc = DLV_OK;
 
@@ -459,7 +475,7 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 			    &t[i].mode, err, errlen);
 			if (fd == -1)
 				rc = DLV_ESCOPE;
-			else if (fd >= 0 && fd != ws.fd && kept >= DLV_KEEP_DIRS)
+			else if (fd >= 0 && fd != ws.fd && kept >= keep)
 				dlv_dir_close(&ws, fd);
 			else if (fd >= 0) {
 				kept += fd != ws.fd;
@@ -482,10 +498,9 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 			if (dirfd == -2)
 				continue; /* deleting under a directory that does not exist */
 			if (dirfd < 0) {
-				rc = DLV_ESCOPE;
+				rc = dirfd == -3 ? DLV_EIO : DLV_ESCOPE;
 				break;
 			}
-			t[i].dirfd = dirfd;
 		}
 		if (f->mode == DLV_DELETE) {
 			if (unlinkat(dirfd, t[i].name, 0) != 0 && errno != ENOENT) {
@@ -496,6 +511,9 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 		} else if (dlv_write(dirfd, t[i].name, t[i].mode, f, err, errlen) < 0) {
 			rc = DLV_EIO;
 		}
+		/* One walked again is closed at once: a set's directories are never all open. */
+		if (dirfd != t[i].dirfd)
+			dlv_dir_close(&ws, dirfd);
 		if (scope->heartbeat != NULL && i + 1 < set->n)
 			scope->heartbeat(scope->ctx);
 	}

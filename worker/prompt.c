@@ -71,6 +71,7 @@ static void pb_file_at(
 {
 	size_t cap, len = 0;
 	char *data;
+	bool cut;
 	int fd;
 
 	/* Not waited on, nor followed: `abs` holds no link, unless one was put there since. */
@@ -88,9 +89,10 @@ static void pb_file_at(
 		return;
 	}
 	cap = *budget < PROMPT_FILE_MAX ? *budget : PROMPT_FILE_MAX;
-	data = xmalloc(cap + 1);
-	while (len < cap) {
-		ssize_t r = read(fd, data + len, cap - len);
+	/* One byte past the cap tells a file cut from one that ends there. */
+	data = xmalloc(cap + 2);
+	while (len <= cap) {
+		ssize_t r = read(fd, data + len, cap + 1 - len);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -98,6 +100,9 @@ static void pb_file_at(
 		len += (size_t)r;
 	}
 	close(fd);
+	cut = len > cap;
+	if (cut)
+		len = cap;
 	data[len] = '\0';
 	if (memchr(data, '\0', len) != NULL) {
 		strbuf_printf(b, "\n### %s\n(not included: binary file)\n", path);
@@ -105,7 +110,7 @@ static void pb_file_at(
 	} else {
 		strbuf_printf(b, "\n### %s\n```\n", path);
 		strbuf_put(b, data, len);
-		if (len == cap)
+		if (cut)
 			strbuf_printf(b, "\n[cut after %zu bytes]", len);
 		strbuf_printf(b, "\n```\n");
 		*budget -= len;

@@ -81,6 +81,34 @@ TEST(checklog_names_differ_for_every_pair_of_ids)
 	free(names);
 }
 
+/* Ids as long as a plan may give (128 bytes each) made a name past NAME_MAX: the check's
+ * log could not be created and every attempt failed CHECK_NOT_RUN. Two such ids now
+ * keep their first 101 bytes and a hash each; ids that fit keep their names. */
+TEST(checklog_names_of_long_ids_fit_a_file_name)
+{
+	char run[300], phase[300], other[300], *n, *m;
+
+	memset(run, 'r', 128);
+	run[128] = '\0';
+	memset(phase, 'p', 128);
+	phase[128] = '\0';
+	n = name_of(run, phase, INT64_MAX);
+	CHECK(strlen(n) <= 255);
+	CHECK(strncmp(n, run, 101) == 0 && n[101] == '-');
+	CHECK(strstr(n, "__pppp") != NULL && strstr(n, "__a9223372036854775807.stderr.txt"));
+	/* Another phase with the same first 101 bytes gets a name of its own. */
+	memcpy(other, phase, 129);
+	other[127] = 'q';
+	m = name_of(run, other, INT64_MAX);
+	CHECK(strcmp(n, m) != 0);
+	free(m);
+	free(n);
+	/* One long id beside a short one fits as it is. */
+	n = name_of(run, "p", 1);
+	CHECK(strncmp(n, run, 128) == 0 && strcmp(n + 128, "__p__a1.stderr.txt") == 0);
+	free(n);
+}
+
 /* A failure naming its log has one fingerprint whatever the attempt: the names stay
  * within what the fingerprint takes as a path. */
 TEST(checklog_names_leave_the_failure_fingerprint_alone)

@@ -17,6 +17,12 @@ TEST(progress_duration_text_reads_like_a_countdown)
 	CHECK_EQ_STR(buf, "2h05m");
 	progress_duration_text(3 * 86400 + 4 * 3600 + 59, buf, sizeof buf);
 	CHECK_EQ_STR(buf, "3d04h");
+	/* Durations of 9e18 ms in the database made an ETA of 2.7e19 s: past what llround
+	 * returns, it read "-9223372036854775808s". */
+	progress_duration_text(2.7e19, buf, sizeof buf);
+	CHECK_EQ_STR(buf, "3.12e+14d");
+	progress_duration_text(1e300, buf, sizeof buf);
+	CHECK_EQ_STR(buf, "1.16e+295d");
 }
 
 TEST(progress_line_and_json_round_trip)

@@ -379,6 +379,56 @@ TEST(proto_refuses_token_counts_past_the_most_a_call_reports)
 	}
 }
 
+TEST(proto_refuses_seqs_and_versions_past_what_the_database_keeps)
+{
+	/* Kept as signed 64-bit integers: a seq of 2^64 - 1 was stored as -1, and the gap
+	 * between a result's final seq and the events received wrapped. A result's final seq
+	 * is 0 when no event was sent. */
+	static const struct {
+		int sample;
+		const char *field;
+		uint64_t v;
+		const char *want;
+	} cases[] = {
+		{ SAMPLE_EVENT_USAGE, "seq", 1ull << 63,
+		    "event.seq: integer 9223372036854775808 out of range [1, 9223372036854775807]" },
+		/* Seq 0 is the supervisor's record of a telemetry gap: a worker's took its place. */
+		{ SAMPLE_EVENT_LOG, "seq", 0,
+		    "event.seq: integer 0 out of range [1, 9223372036854775807]" },
+		{ SAMPLE_RESULT, "seq", UINT64_MAX,
+		    "result.seq: integer 18446744073709551615 out of range [0, "
+		    "9223372036854775807]" },
+		{ SAMPLE_EVENT_ESTIMATION, "body.ver", 1ull << 63,
+		    "event.body.ver: integer 9223372036854775808 out of range [0, "
+		    "9223372036854775807]" },
+	};
+	struct proto_msg msg, out;
+	struct proto_buf buf;
+	struct proto_err err;
+	struct mut m;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		mut_start(&m, cases[i].sample);
+		*mut_at(&m, cases[i].field) = o_u64(cases[i].v);
+		mut_expect(&m, cases[i].want);
+	}
+	/* The most is accepted. */
+	mut_start(&m, SAMPLE_EVENT_USAGE);
+	*mut_at(&m, "seq") = o_u64(INT64_MAX);
+	CHECK_EQ_INT(mut_decode(&m, &out, &err), 0);
+	CHECK(out.u.event.seq == INT64_MAX);
+	proto_msg_free(&out);
+	mut_end(&m);
+	/* And the packer refuses what the reader would. */
+	proto_sample_build(SAMPLE_RESULT, SAMPLE_TYPICAL, &msg);
+	msg.u.result.final_seq = 1ull << 63;
+	proto_buf_init(&buf);
+	CHECK(proto_msg_pack(&msg, &buf, &err) != 0);
+	CHECK(strstr(err.text, "result.seq: integer 9223372036854775808 out of range") != NULL);
+	proto_buf_free(&buf);
+	proto_msg_free(&msg);
+}
+
 TEST(proto_accepts_any_integer_encoding_that_fits)
 {
 	/* {v: int8 1, t: "ack", att: int64 5, seq: uint16 7} */

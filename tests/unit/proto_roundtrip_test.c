@@ -225,6 +225,7 @@ TEST(proto_pack_refuses_unknown_type_and_event_kind)
 	CHECK_EQ_STR(err.text, "message: unknown message type 0");
 	m.type = PROTO_EVENT;
 	m.u.event.db_uuid = "u";
+	m.u.event.seq = 1;
 	m.u.event.kind = 0;
 	CHECK_EQ_INT(proto_msg_pack(&m, &b, &err), -EINVAL);
 	CHECK_EQ_STR(err.text, "event.kind: unknown event kind 0");

@@ -134,7 +134,7 @@ static void build_estimation(enum proto_sample_variant v, struct proto_estimatio
 	e->truncated = v == SAMPLE_MAX;
 	e->stop_reason = pick_opt(v, "end_turn", "max_tokens");
 	e->model = pick(v, "claude-sonnet-4-5", UTF8_TEXT);
-	e->estimator_version = unum(v, 2);
+	e->estimator_version = (uint64_t)num(v, 0, 2, INT64_MAX);
 	e->doc_features = num(v, -1, DOC_EXAMPLES, 15);
 	e->context_quality = pick_opt(v, "some", "strong");
 	e->sot_file_name = pick_opt(v, "BUILD_HISTORY.md", UTF8_TEXT);
@@ -149,7 +149,7 @@ static void build_result(enum proto_sample_variant v, struct proto_result *r)
 {
 	r->db_uuid = pick(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
 	r->attempt_id = unum(v, 17);
-	r->final_seq = unum(v, 3);
+	r->final_seq = (uint64_t)num(v, 0, 3, INT64_MAX);
 	r->outcome = pick(v, "failed", "success");
 	r->failure_reason = pick_opt(v, "check_failed", UTF8_TEXT);
 	r->message = pick_opt(v, "AssertionError: expected 'Ab' got 'ab'", UTF8_TEXT);
@@ -190,7 +190,7 @@ static void build_event(enum proto_sample_variant v, enum proto_event_kind k, st
 {
 	e->db_uuid = pick(v, "6f1c2a5e-3b7d-4c1e-9a8f-2d4b6c8e0f12", UTF8_TEXT);
 	e->attempt_id = unum(v, 17);
-	e->seq = unum(v, 1);
+	e->seq = (uint64_t)num(v, 1, 1, INT64_MAX);
 	e->kind = k;
 	if (k == PROTO_EV_LLM_USAGE) {
 		build_usage(v, &e->body.usage);

@@ -109,25 +109,60 @@ TEST(worker_prompt_text_is_exact)
 	prompt_free(&p);
 }
 
+/* Make ws/`name` of `lines` lines of 8 bytes, and a job reading it (`ro`: { name }) from
+ * ws, whose real path goes into `ws_real` (4096 bytes). */
+static void job_reading_lines(
+    struct proto_job *j, char **ro, const char *name, size_t lines, char *ws_real)
+{
+	char path[256];
+	FILE *f;
+
+	mkdir("ws", 0755);
+	snprintf(path, sizeof path, "ws/%s", name);
+	f = fopen(path, "w");
+	for (size_t i = 0; i < lines; i++)
+		fputs("abcdefg\n", f);
+	fclose(f);
+	CHECK(realpath("ws", ws_real) != NULL);
+	job_reading(j, ro, ws_real);
+}
+
 TEST(worker_prompt_bounds_each_file)
 {
 	static char *ro[] = { "big.txt" };
 	struct proto_job j = { 0 };
 	struct prompt p;
 	char ws[4096];
-	FILE *f;
-	size_t i;
 
-	mkdir("ws", 0755);
-	f = fopen("ws/big.txt", "w");
-	for (i = 0; i < 3 * PROMPT_FILE_MAX / 8; i++)
-		fputs("abcdefg\n", f);
-	fclose(f);
-	CHECK(realpath("ws", ws) != NULL);
-	job_reading(&j, ro, ws);
+	job_reading_lines(&j, ro, ro[0], 3 * PROMPT_FILE_MAX / 8, ws);
 	prompt_build(&j, NULL, &p);
 	CHECK(strstr(p.user, "[cut after 65536 bytes]") != NULL);
 	CHECK(strlen(p.user) < PROMPT_FILE_MAX + 4096);
+	prompt_free(&p);
+}
+
+TEST(worker_prompt_says_cut_only_of_a_file_cut)
+{
+	static char *ro[] = { "whole.txt" };
+	struct proto_job j = { 0 };
+	struct prompt p;
+	char ws[4096];
+	FILE *f;
+
+	/* Exactly the most one file may give: included whole (it was said to be cut). */
+	job_reading_lines(&j, ro, ro[0], PROMPT_FILE_MAX / 8, ws);
+	prompt_build(&j, NULL, &p);
+	CHECK(strstr(p.user, "abcdefg\n\n```\n") != NULL);
+	CHECK(strstr(p.user, "[cut after") == NULL);
+	CHECK_EQ_INT(p.files_included, 1);
+	prompt_free(&p);
+	/* One byte more is cut. */
+	f = fopen("ws/whole.txt", "a");
+	fputs("z", f);
+	fclose(f);
+	prompt_build(&j, NULL, &p);
+	CHECK(strstr(p.user, "abcdefg\n\n[cut after 65536 bytes]\n```\n") != NULL);
+	CHECK(strchr(p.user, 'z') == NULL);
 	prompt_free(&p);
 }
 
