@@ -51,10 +51,10 @@ def drain(d, url, *args, env=None):
     return dt
 
 
-def dry_rate(runs, phases, workers):
+def dry_rate(runs, phases, workers, *extra):
     with tempfile.TemporaryDirectory() as d:
         url = fresh_db(d, runs, phases)
-        dt = drain(d, url, "--workers", workers, "--dry-run")
+        dt = drain(d, url, "--workers", workers, "--dry-run", *extra)
         return runs * phases / dt
 
 
@@ -96,22 +96,26 @@ def bench_peers(rows):
     if shutil.which("beanstalkd") is None:
         rows.append(("beanstalkd", "not installed", "make bench installs it (BENCH_DEBS)"))
         return
-    ours, f50, f0 = [], [], []
+    ours, held, f50, f0 = [], [], [], []
     for _ in range(REPEATS):
         ours.append(dry_rate(PEER_RUNS, PEER_PHASES, PEER_WORKERS))
+        held.append(dry_rate(PEER_RUNS, PEER_PHASES, PEER_WORKERS, "--worker-jobs", 2))
         f50.append(beanstalk_rate(50, jobs, PEER_WORKERS))
         f0.append(beanstalk_rate(0, jobs, PEER_WORKERS))
-    r50 = [a / b for a, b in zip(ours, f50)]
-    r0 = [a / b for a, b in zip(ours, f0)]
     what = "%d jobs, %d workers" % (jobs, PEER_WORKERS)
-    rows.append(("dry-run drain, %d x %d runs x phases, %d workers, synchronous full" % (
-        PEER_RUNS, PEER_PHASES, PEER_WORKERS), fmt(ours) + " phases/s", "%d runs" % REPEATS))
+    drains = (("dry-run drain", ours, ""),
+              ("dry-run drain --worker-jobs 2", held, "each worker holding its next job"))
+    for name, rates, why in drains:
+        rows.append(("%s, %d x %d runs x phases, %d workers, synchronous full" % (
+            name, PEER_RUNS, PEER_PHASES, PEER_WORKERS), fmt(rates) + " phases/s",
+            why or "%d runs" % REPEATS))
     rows.append(("beanstalkd -f 50, " + what, fmt(f50) + " jobs/s", "fsync every 50 ms"))
     rows.append(("beanstalkd -f 0, " + what, fmt(f0) + " jobs/s", "fsync every write"))
-    rows.append(("dry-run drain / beanstalkd -f 50", " / ".join("%.2f" % r for r in r50),
-                 "target >= 0.5"))
-    rows.append(("dry-run drain / beanstalkd -f 0", " / ".join("%.2f" % r for r in r0),
-                 "target >= 5"))
+    for name, rates, _ in drains:
+        for peer, f, target in (("-f 50", f50, "0.5"), ("-f 0", f0, "5")):
+            rows.append(("%s / beanstalkd %s" % (name, peer),
+                         " / ".join("%.2f" % (a / b) for a, b in zip(rates, f)),
+                         "target >= " + target))
 
 
 def bench_shapes(rows):
