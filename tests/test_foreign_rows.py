@@ -157,6 +157,30 @@ def test_an_attempt_id_at_the_top_of_the_range_is_refused_at_start_naming_it(tmp
     assert "database or disk is full" not in p.stderr.split("ids are used up")[0], p.stderr
 
 
+def test_a_phase_whose_attempt_count_is_at_the_top_of_the_range_is_drained(tmp):
+    """phases.builder_attempts at 2^63-1 (another program's row): the attempt after it is
+    numbered 2^63-1 as well and the count stays an integer (attempt_number wrapped to
+    -2^63, an overflow, the phase failed, and the count became the REAL 9.22e18)."""
+    from supervisor_helpers import new_db, rogue_supervisor
+    top = 9223372036854775807
+    db_url = new_db(tmp, runs=1, phases=1)
+    con = sqlite3.connect(db_url[len("sqlite:///"):])
+    con.execute("UPDATE phases SET builder_attempts = ?", (top,))
+    con.commit()
+    con.close()
+    sup = rogue_supervisor(tmp, db_url, "good", "--workers", 1, "--exit-when-drained")
+    try:
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    con = sqlite3.connect(db_url[len("sqlite:///"):])
+    rows = con.execute("SELECT a.attempt_number, a.outcome, typeof(p.builder_attempts),"
+                       " p.builder_attempts, p.state FROM attempts a JOIN phases p"
+                       " USING (run_id, phase_id)").fetchall()
+    con.close()
+    assert rows == [(top, "success", "integer", top, "COMPLETE")], rows
+
+
 def attempt_outcomes(con):
     """Each attempt's (phase index, outcome, failure reason), by phase index."""
     return con.execute("SELECT p.phase_index, a.outcome, a.failure_reason FROM attempts a"
