@@ -101,6 +101,11 @@ int log_open(const char *path)
 	return 0;
 }
 
+const char *log_file_path(void)
+{
+	return log_path;
+}
+
 /* Keep the open file after a failed reopen, unless it was removed too (its directory
  * removed, say) and lines would reach nobody: then go on on stderr. Returns rc. */
 static int log_reopen_failed(int rc)

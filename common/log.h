@@ -42,6 +42,8 @@ int log_open(const char *path);
  * file kept on failure unless it was removed too (then lines go to stderr). Nothing to do
  * without a log file. */
 int log_reopen(void);
+/* The path log_open was given, or NULL when lines have never gone to a file. */
+const char *log_file_path(void);
 /* True while lines go to the log file; false when they go to stderr (no file opened, or
  * a reopen failed with the old file removed too). */
 bool log_to_file(void);

@@ -403,8 +403,9 @@ static void control_sweep_cb(uv_timer_t *t)
  * its worker's death is the supervisor's child until it is killed). A check reaches a
  * --control socket put outside the runtime directories, and through it could stop the
  * supervisor, scale it up to its limit or cancel and retry phases. A peer gone before it
- * could be looked at is refused too: what it left connected may be its children. Says
- * why into `why` (`n` bytes). */
+ * could be looked at is refused too: what it left connected may be its children; and so
+ * is one whose /proc could not be read (no descriptor left). Says why into `why` (`n`
+ * bytes). */
 static bool control_phase_peer(struct sup *s, pid_t pid, char *why, size_t n)
 {
 	pid_t child = 0;
@@ -417,11 +418,23 @@ static bool control_phase_peer(struct sup *s, pid_t pid, char *why, size_t n)
 	rc = procs_descends_from(pid, getpid(), &child);
 	if (rc == 0 || (rc < 0 && access("/proc/self/stat", R_OK) != 0))
 		return false;
-	if (rc < 0) {
+	/* Out of descriptors (ulimit -n) the peer is still there: that is said, not that it
+	 * left. */
+	if (rc < 0 && (errno == ENOENT || errno == ESRCH)) {
 		snprintf(why, n,
 		    "it was gone before it could be told apart from a phase's process (%s); "
 		    "refused",
 		    strerror(errno));
+		return true;
+	}
+	if (rc < 0) {
+		snprintf(why, n,
+		    "it could not be told apart from a phase's process: reading /proc/%d failed "
+		    "(%s%s); refused",
+		    (int)pid, strerror(errno),
+		    errno == EMFILE || errno == ENFILE ?
+		        ": the supervisor has no descriptor left; raise ulimit -n or LimitNOFILE=" :
+		        "");
 		return true;
 	}
 	for (struct worker *w = s->workers; w != NULL; w = w->next)

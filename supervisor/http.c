@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -70,6 +71,7 @@ struct http {
 	struct http_deadlines deadlines; /* of each connection's next request */
 	/* constant while serving; read by the thread */
 	char *db_path; /* the SQLite file; NULL for PostgreSQL */
+	bool loopback; /* listening on a loopback address: a request must name an address */
 	dev_t dev;
 	ino_t ino;
 };
@@ -332,6 +334,39 @@ static enum MHD_Result http_healthz(struct http *h, struct MHD_Connection *c)
 	return rc;
 }
 
+/* Whether the Host a request names is an address (IPv4, [IPv6]) or localhost, with or
+ * without a port, or is absent (HTTP/1.0): what a browser sends for a page of this server,
+ * and a reverse proxy for its upstream by default. Asked of a server on a loopback
+ * address: a page of another site whose name it made resolve to 127.0.0.1 (DNS
+ * rebinding) names that site, and reads nothing. */
+static bool http_host_ours(const char *host)
+{
+	char name[256], buf[sizeof(struct in6_addr)];
+	bool bracketed = host != NULL && host[0] == '[';
+	const char *end;
+	size_t n;
+
+	if (host == NULL)
+		return true;
+	if (bracketed) {
+		end = strchr(host, ']');
+		if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+			return false;
+		host++;
+	} else {
+		end = strchr(host, ':');
+		if (end == NULL)
+			end = host + strlen(host);
+	}
+	n = (size_t)(end - host);
+	if (n == 0 || n >= sizeof name)
+		return false;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	return strcasecmp(name, "localhost") == 0 || inet_pton(AF_INET, name, buf) == 1 ||
+	    (bracketed && inet_pton(AF_INET6, name, buf) == 1);
+}
+
 /* Answer one request; every path is read-only. */
 static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload, size_t *upload_size, void **state)
@@ -349,6 +384,12 @@ static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, cons
 		return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
 		    "this server is read-only: GET or HEAD, not %.32s", method);
 	}
+	if (h->loopback &&
+	    !http_host_ours(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)))
+		return http_error(c, MHD_HTTP_MISDIRECTED_REQUEST, "misdirected_request", "%s",
+		    "the request's Host is not an address of this server: ask by its address "
+		    "(or localhost); a page of another site whose name resolves here is not "
+		    "answered");
 	if (strcmp(url, "/healthz") == 0)
 		return http_healthz(h, c);
 	if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
@@ -438,6 +479,7 @@ int http_start(struct sup *s)
 	h->db_path = s->st->backend == DB_PG ? NULL : xstrdup(s->st->path);
 	h->dev = s->st->dev;
 	h->ino = s->st->ino;
+	h->loopback = http_loopback(&sa);
 	uv_timer_init(s->loop, &h->timer);
 	h->timer.data = s;
 	http_publish(s);

@@ -6,12 +6,14 @@ the supervisor started handed the API keys to whatever it had put there."""
 import json
 import os
 import shutil
+import subprocess
+import tempfile
 import uuid
 
 import pytest
 
 from conftest import binpath
-from e2e_helpers import (Standin, check_namespaces, dir_outside_temp_dirs,
+from e2e_helpers import (Standin, another_user, check_namespaces, dir_outside_temp_dirs,
                          drain_under_namespace_limit, drain_until_exit, import_plan, init_db,
                          needs_namespaces, phase_spec, rows)
 
@@ -140,6 +142,61 @@ def test_a_check_cannot_replace_the_workers_binary_in_the_temporary_directory_it
     # Neither moved nor written; the rest of the temporary directory is the check's.
     assert os.listdir(bindir) == ["autopack-worker"], os.listdir(bindir)
     assert probe["tmp"] == "ok" and probe["workspace"] == "ok", probe
+
+
+def test_a_check_finds_the_runtime_directory_in_tmp_empty(tmp):
+    # A user with no /run/user/<uid> and no XDG_RUNTIME_DIR: the supervisor keeps its
+    # control socket and uuid claim in /tmp/autopack-<uid>, and a check whose workspace lies
+    # in /tmp was given the machine's /tmp, where it removed them (and could have put a
+    # socket of its own in the supervisor's place, which autopack-ctl would have asked).
+    needs_namespaces()
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as another user")
+    top = tempfile.mkdtemp(dir="/tmp", prefix="runtime-check-")
+    try:
+        uid, as_user, exe = another_user(top)
+        run = "/tmp/autopack-%d" % uid
+        ws = os.path.join(top, "ws")
+        url = init_db(top)
+        check = "ls -A %s; rm -f %s/*; ls -A %s" % (run, run, run)
+        import_plan(top, url, [("run", ws, [phase_spec("p1", check=check)])])
+        os.chmod(top, 0o755)
+        subprocess.run(["chown", "-R", "%d:%d" % (uid, uid), top], check=True)
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        env["ANTHROPIC_API_KEY"] = KEY
+        sup, rc = drain_until_exit(top, url, Standin(top), 1, env=env, prefix=as_user,
+                                   exe=exe, control=False)
+        assert rc == 0, sup.stderr()
+        assert "control socket %s/" % run in sup.stderr(), sup.stderr()
+        with open(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stdout.txt")) as f:
+            assert f.read() == "", "the check saw the supervisor's files"
+        assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}]
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_check_can_neither_write_nor_move_the_log_file_in_a_directory_it_writes(tmp):
+    # --log-file in /tmp, and a workspace there too: the check wrote lines of its own into
+    # the supervisor's log, emptied it, or moved it away and put its own in its place.
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    log = os.path.join(tmp, "sup.log")
+    url = init_db(tmp)
+    check = ("(echo '[OK] forged' >> {0}); (true > {0}); mv {0} {0}.moved; "
+             "(echo '[OK] forged' > {0}); rm -f {0}; true").format(log)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, "--log-file", log,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0
+    with open(log) as f:
+        text = f.read()
+    assert "forged" not in text and " ended (drained)" in text, text
+    assert "run/p1 attempt 1: check command passed" in text, text
+    assert not os.path.exists(log + ".moved")
+    with open(os.path.join(ws, ".autopack", "logs", "run__p1__a1.stderr.txt")) as f:
+        err = f.read()
+    assert err.count("Read-only file system") == 3 and "busy" in err, err
 
 # Tries to write, truncate, remove and move the database's files and its directory from
 # a check whose workspace holds them; records what happened.

@@ -19,16 +19,8 @@ from supervisor_helpers import wait_for
 
 KEY = "sk-ant-sockets-%s" % uuid.uuid4().hex
 
-# Waits for targets.json (written by the test), tries to connect to each target, and runs
-# a server of its own on 127.0.0.1 that it connects to; records what happened.
-PROBE = r'''
-import json, os, socket, threading, time
-for _ in range(600):
-    if os.path.exists("targets.json"):
-        break
-    time.sleep(0.05)
-with open("targets.json") as f:
-    targets = json.load(f)
+# Tries to connect to a socket; records what happened in `res` under `name`.
+CONNECT = r'''
 res = {}
 def attempt(name, family, addr):
     s = socket.socket(family, socket.SOCK_STREAM)
@@ -40,7 +32,19 @@ def attempt(name, family, addr):
         res[name] = "%s: %s" % (type(e).__name__, e.strerror)
     finally:
         s.close()
-for name, port in targets["tcp"].items():
+'''
+
+# Waits for targets.json (written by the test), tries to connect to each target, and runs
+# a server of its own on 127.0.0.1 that it connects to; records what happened.
+PROBE = r'''
+import json, os, socket, threading, time
+for _ in range(600):
+    if os.path.exists("targets.json"):
+        break
+    time.sleep(0.05)
+with open("targets.json") as f:
+    targets = json.load(f)
+''' + CONNECT + r'''for name, port in targets["tcp"].items():
     attempt(name, socket.AF_INET, ("127.0.0.1", port))
 for name, path in targets["unix"].items():
     attempt(name, socket.AF_UNIX, path)
@@ -90,18 +94,21 @@ def outside_tmp():
 
 def probe_drain(tmp, ws, *args, prefix=()):
     """Drain one phase whose check runs PROBE in `ws`, with the test listening on a TCP
-    port of 127.0.0.1, an abstract socket and a socket in /tmp, and the supervisor on
-    --http and its default control socket; returns (probe results, connections each
-    listener took, the supervisor's log)."""
+    port of 127.0.0.1, an abstract socket, a socket in /tmp and one in /run, as a system
+    service's (systemd's, Docker's, a PostgreSQL server's), and the supervisor on --http
+    and its default control socket; returns (probe results, connections each listener
+    took, the supervisor's log)."""
     tmp = str(tmp)
     os.makedirs(ws, exist_ok=True)
     with open(os.path.join(ws, "probe.py"), "w") as f:
         f.write(PROBE)
     name = "autopack-test-%s" % uuid.uuid4().hex[:12]
     path = "/tmp/%s.sock" % name
+    run = "/run/%s.sock" % name
     lsn = {"tcp": listener(socket.AF_INET, ("127.0.0.1", 0)),
            "abstract": listener(socket.AF_UNIX, "\0" + name),
-           "tmp_socket": listener(socket.AF_UNIX, path)}
+           "tmp_socket": listener(socket.AF_UNIX, path),
+           "run_socket": listener(socket.AF_UNIX, run)}
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 probe.py")])])
 
@@ -114,7 +121,8 @@ def probe_drain(tmp, ws, *args, prefix=()):
         # being written, and failed its first attempt on the JSON).
         with open(os.path.join(ws, "targets.json.new"), "w") as f:
             json.dump({"tcp": {"tcp": lsn["tcp"].getsockname()[1], "http": http},
-                       "unix": {"tmp_socket": path, "control": control},
+                       "unix": {"tmp_socket": path, "control": control,
+                                "run_socket": run},
                        "abstract": name}, f)
         os.replace(os.path.join(ws, "targets.json.new"), os.path.join(ws, "targets.json"))
 
@@ -124,6 +132,7 @@ def probe_drain(tmp, ws, *args, prefix=()):
                                    control=False, prefix=prefix, during=targets)
     finally:
         os.unlink(path)
+        os.unlink(run)
     assert rc == 0, sup.stderr()
     assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
     with open(os.path.join(ws, "probe.json")) as f:
@@ -146,7 +155,10 @@ def test_a_check_reaches_no_socket_of_the_machine_but_its_own(tmp, outside_tmp):
     # /tmp and the runtime directory of the control socket are empty to it.
     assert probe["tmp_socket"] == "FileNotFoundError: No such file or directory", probe
     assert probe["control"] == "FileNotFoundError: No such file or directory", probe
-    assert taken == {"tcp": 0, "abstract": 0, "tmp_socket": 0}
+    # Nor does the system's /run hold a service for it, though its mount is read-only
+    # to the check (which does not keep a process from connecting to a socket there).
+    assert probe["run_socket"] == "FileNotFoundError: No such file or directory", probe
+    assert taken == {"tcp": 0, "abstract": 0, "tmp_socket": 0, "run_socket": 0}
     # A server the check runs for itself on 127.0.0.1 works.
     assert probe["own_server"] == "PING", probe
     assert probe["interfaces"] == ["lo"], probe
@@ -159,13 +171,73 @@ def test_with_check_network_host_a_check_shares_the_machines_network(tmp, outsid
                                     "host")
     assert probe["tcp"] == "connected" and probe["http"] == "connected", probe
     assert probe["abstract"] == "connected", probe
-    assert taken["tcp"] == 1 and taken["abstract"] == 1, taken
+    # /run too, with the resolver's files some hosts keep there.
+    assert probe["run_socket"] == "connected", probe
+    assert taken["tcp"] == 1 and taken["abstract"] == 1 and taken["run_socket"] == 1, taken
     # Its directories stay its own.
     assert probe["tmp_socket"] == "FileNotFoundError: No such file or directory", probe
     assert probe["control"] == "FileNotFoundError: No such file or directory", probe
     assert probe["own_server"] == "PING", probe
     assert "check commands" not in err
 
+
+# Connects to each socket named in argv; records what happened.
+SESSIONS = r'''
+import json, socket, sys
+''' + CONNECT + r'''for path in sys.argv[1:]:
+    attempt(path, socket.AF_UNIX, path)
+with open("sessions.json", "w") as f:
+    json.dump(res, f)
+'''
+
+
+def test_a_check_given_the_machines_tmp_reaches_none_of_the_users_sessions(tmp):
+    # A workspace in /tmp gives its check the machine's /tmp, where the user's tmux server,
+    # ssh agents and X server listen: through tmux's socket a check typed commands into the
+    # operator's shell, which ran them outside every confinement.
+    needs_namespaces()
+    if not str(tmp).startswith("/tmp/"):
+        pytest.skip("the test's directory is not in /tmp")
+    name = "autopack-test-%s" % uuid.uuid4().hex[:12]
+    made, lsn = [], []
+    paths = {"tmux": "/tmp/tmux-%d/%s" % (os.getuid(), name),
+             "ssh": "/tmp/ssh-%s/agent.1" % name,
+             "x11": "/tmp/.X11-unix/%s" % name,
+             "other": "/tmp/%s.sock" % name}
+    try:
+        for d, mode in (("/tmp/tmux-%d" % os.getuid(), 0o700), ("/tmp/ssh-%s" % name, 0o700),
+                        ("/tmp/.X11-unix", 0o1777)):
+            if not os.path.isdir(d):
+                os.mkdir(d)
+                os.chmod(d, mode)
+                made.append(d)
+        for path in paths.values():
+            lsn.append(listener(socket.AF_UNIX, path))
+        ws = os.path.join(str(tmp), "ws")
+        os.makedirs(ws)
+        with open(os.path.join(ws, "sessions.py"), "w") as f:
+            f.write(SESSIONS)
+        url = init_db(str(tmp))
+        check = "/usr/bin/python3 sessions.py " + " ".join(paths.values())
+        import_plan(str(tmp), url, [("run", ws, [phase_spec("p1", check=check)])])
+        sup, rc = drain_until_exit(str(tmp), url, Standin(str(tmp)), 1,
+                                   env={"ANTHROPIC_API_KEY": KEY})
+        assert rc == 0, sup.stderr()
+        with open(os.path.join(ws, "sessions.json")) as f:
+            got = json.load(f)
+        for what in ("tmux", "ssh", "x11"):
+            assert got[paths[what]] == "FileNotFoundError: No such file or directory", got
+        # The rest of the machine's /tmp is the check's, as before.
+        assert got[paths["other"]] == "connected", got
+    finally:
+        for s in lsn:
+            s.close()
+        for path in paths.values():
+            if os.path.exists(path):
+                os.unlink(path)
+        for d in made:
+            if os.path.isdir(d) and not os.listdir(d):
+                os.rmdir(d)
 
 def test_check_network_takes_isolated_or_host(tmp):
     from conftest import binpath

@@ -183,6 +183,33 @@ def test_idle_connections_over_the_cap_never_lock_out_status_scale_or_stop(tmp):
             sup.wait()
 
 
+def test_a_peer_refused_for_want_of_descriptors_is_not_said_to_be_gone(tmp):
+    """With its descriptors used up (ulimit -n), the supervisor could not open the /proc of
+    a peer that connected, and refused it saying the peer "was gone before it could be told
+    apart from a phase's process (Too many open files)": it was there, waiting."""
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0, prefix=("prlimit", "--nofile=48:48", "--"))
+    held = []
+    try:
+        sup.wait_ready()
+        for _ in range(48):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sup.control)
+            held.append(s)
+            if "control peer pid" in sup.stderr():
+                break
+        wait_for(lambda: "control peer pid" in sup.stderr(), 60)
+        err = sup.stderr()
+        assert "was gone" not in err, err
+        assert ("it could not be told apart from a phase's process: reading /proc/" in err and
+                "(Too many open files: the supervisor has no descriptor left; raise ulimit -n"
+                " or LimitNOFILE=); refused" in err), err
+    finally:
+        for s in held:
+            s.close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+
 def test_a_connection_that_sends_no_whole_request_is_closed(tmp):
     url = new_db(tmp, runs=1, phases=1)
     sup = Supervisor(tmp, url, "--workers", 0)

@@ -983,6 +983,31 @@ def test_one_client_holding_idle_connections_locks_nobody_out(tmp):
         assert sup.wait() == 0, sup.stderr()
 
 
+def test_a_page_of_another_site_resolving_to_loopback_reads_nothing(tmp):
+    """A page of another site whose name it makes resolve to 127.0.0.1 (DNS rebinding)
+    asks with its own name as Host, and the browser lets it read the answer: it read the
+    status (the database's path, phase ids, failure messages) and the metrics. A server on
+    a loopback address now answers only a Host that is an address or localhost."""
+    url = new_db(tmp, runs=1)
+    sup = Supervisor(tmp, url, "--workers", 0, "--http", "127.0.0.1:0")
+    try:
+        base = http_base(sup)
+        port = urllib.parse.urlsplit(base).port
+        for host in ("attacker.example:%d" % port, "attacker.example",
+                     "127.0.0.1.attacker.example", "[attacker]:%d" % port):
+            for path in ("/", "/api/status", "/metrics", "/healthz"):
+                status, _, body = request(base, path, headers={"Host": host})
+                assert status == 421, (host, path, status, body)
+                assert json.loads(body)["error"] == "misdirected_request", body
+                assert "autopack_" not in body and url not in body, body
+        for host in ("127.0.0.1:%d" % port, "localhost:%d" % port, "LocalHost", "127.0.0.1",
+                     "[::1]:%d" % port):
+            status, _, body = request(base, "/api/status", headers={"Host": host})
+            assert status == 200 and json.loads(body)["db_url"] == url, (host, body)
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+
 def test_a_request_sent_a_byte_at_a_time_gets_408_and_frees_its_place(tmp):
     """Sixteen connections sending their request a byte every 2 s (never silent for 5 s)
     held one address's every place for as long as the headers could grow (32 KiB: a day

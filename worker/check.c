@@ -11,6 +11,7 @@
 #include "common/sysdirs.h"
 #include "common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -269,8 +270,10 @@ static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/ful
  * (writable), and the runtime directories (read-only), where the user's service manager
  * and D-Bus and the supervisor's control socket listen (common/store/store_runtime.c).
  * The sockets other processes keep there (an ssh agent's, a terminal multiplexer's) are
- * out of its reach. Chosen by the worker before each check (check_empty_choose). */
-#define CHECK_EMPTY_MAX 6
+ * out of its reach. With a network of its own, also the system's runtime directories
+ * (check_system_run); in the machine's /tmp, the directories of the user's sessions
+ * (check_sessions_choose). Chosen by the worker before each check (check_empty_choose). */
+#define CHECK_EMPTY_MAX 16
 static struct {
 	char path[PATH_MAX];
 	bool writable;
@@ -322,13 +325,15 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
  * it, holding a build tree): the directory holding it is bound onto itself read-only, and
  * those between it and the mount are pinned, so that the check can put nothing in its
  * place, nor in the supervisor's beside it, for the next worker or supervisor to run with
- * the keys (a binary directly in the mount: the file itself, read-only). Outermost first.
- * Chosen by the worker before each check (check_pin_choose). */
+ * the keys (a binary directly in the mount: the file itself, read-only). And so the log
+ * file (--log-file), itself read-only, which the check could write lines into, empty, or
+ * move away for one of its own. Outermost first. Chosen by the worker before each check
+ * (check_pin_choose). */
 #define CHECK_PIN_MAX 48
 static struct {
 	char path[PATH_MAX];
 	bool file;     /* a file of the database: /dev/null is bound over it */
-	bool readonly; /* bound onto itself read-only: the binary's directory, or the binary */
+	bool readonly; /* bound onto itself read-only: the binary's directory, a file */
 } check_pin[CHECK_PIN_MAX];
 static size_t check_npin;
 
@@ -357,14 +362,18 @@ static void check_pin_below(const char *root, const char *real, size_t keep)
 	}
 }
 
-/* Add to check_pin what keeps the worker's binary from a check whose writable mounts are
- * `ws`, `tmp` and `dirs` (real paths, "" for none): nothing when none holds it. */
-static void check_pin_binary(const char *ws, const char *tmp, char dirs[][PATH_MAX])
+/* Add to check_pin what keeps the file `path` from a check whose writable mounts are `ws`,
+ * `tmp` and `dirs` (real paths, "" for none): nothing when none holds it. With `whole_dir`
+ * (the worker's binary, and the supervisor's beside it) the directory holding it is
+ * read-only, else (the log file) only the file itself; a file directly in the mount is
+ * read-only itself. */
+static void check_pin_kept(
+    const char *path, bool whole_dir, const char *ws, const char *tmp, char dirs[][PATH_MAX])
 {
 	char real[PATH_MAX], root[PATH_MAX] = "";
 	size_t i, before = check_npin;
 
-	if (realpath("/proc/self/exe", real) == NULL)
+	if (path == NULL || realpath(path, real) == NULL)
 		return;
 	check_pin_root(root, ws, real);
 	if (check_tmpdir_bound)
@@ -374,8 +383,9 @@ static void check_pin_binary(const char *ws, const char *tmp, char dirs[][PATH_M
 	if (root[0] == '\0')
 		return;
 	check_pin_below(root, real, 1);
-	/* The last directory pinned is the binary's own; with none, the binary itself. */
-	if (check_npin > before) {
+	/* The last directory pinned is the file's own; with none, or for the file alone, the
+	 * file itself. */
+	if (whole_dir && check_npin > before) {
 		check_pin[check_npin - 1].readonly = true;
 	} else if (check_npin < CHECK_PIN_MAX) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%s", real);
@@ -404,7 +414,8 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_pin_root(root, dirs[i], ws);
 	check_pin_below(root, ws, ARRAY_SIZE(files));
-	check_pin_binary(ws, tmp, dirs);
+	check_pin_kept("/proc/self/exe", true, ws, tmp, dirs);
+	check_pin_kept(log_file_path(), false, ws, tmp, dirs);
 	if (db == NULL || realpath(db, real) == NULL)
 		return;
 	root[0] = '\0';
@@ -424,11 +435,14 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 
 /* The runtime directories of the worker's user, where supervisors keep their control
  * sockets and uuid claims (README, "Environment and files"), as named (not resolved), in
- * `dirs`; returns how many. The names stay valid until the next call. */
-#define CHECK_RUNTIME_MAX 3
+ * `dirs`; returns how many. The names stay valid until the next call. The last is the
+ * one a user with none of the others gets in /tmp, which a check whose workspace lies in
+ * /tmp is given: there it removed the control socket and the uuid claims of the running
+ * supervisor, and could have put a socket of its own in their place. */
+#define CHECK_RUNTIME_MAX 4
 static size_t check_runtime_dirs(const char *dirs[CHECK_RUNTIME_MAX])
 {
-	static char user[32];
+	static char user[32], tmp[32];
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 	size_t n = 0;
 
@@ -437,6 +451,8 @@ static size_t check_runtime_dirs(const char *dirs[CHECK_RUNTIME_MAX])
 	if (xdg != NULL && xdg[0] == '/')
 		dirs[n++] = xdg;
 	dirs[n++] = "/run/autopack";
+	snprintf(tmp, sizeof tmp, "/tmp/autopack-%u", (unsigned)getuid());
+	dirs[n++] = tmp;
 	return n;
 }
 
@@ -463,6 +479,45 @@ bool check_dir_at_runtime(const char *dir, char *what, size_t n)
 	return false;
 }
 
+/* The system's runtime directories, where its services listen: the service manager
+ * (/run/systemd/private), D-Bus, Docker, a PostgreSQL server's socket. A read-only mount
+ * does not keep a process from connecting to a socket on it: a check, root in its
+ * namespace or of the user a server lets in by its uid (peer authentication), had them
+ * start a program outside every confinement, or change the database. A check with a
+ * network of its own reaches no service, and finds these empty; one that shares the
+ * machine's (--check-network host) keeps them, with the resolver's files some hosts keep
+ * there. */
+static const char *const check_system_run[] = { "/run", "/var/run", NULL };
+
+/* When the check gets the machine's /tmp (its workspace or $TMPDIR lies in it), add to
+ * check_empty, writable, the directories where the user's sessions listen there: tmux's
+ * (tmux-<uid>), the X server's and the session manager's (.X11-unix, .ICE-unix), an ssh
+ * agent's (ssh-*). Through tmux's socket a check typed commands into the operator's
+ * shell, run there outside every confinement; through an agent's it signs in as the
+ * operator; through the X server it reads and types keys. Other sockets a program keeps
+ * in /tmp stay within a check's reach while its workspace lies there. `ws` and `tmp` are
+ * real paths. */
+static void check_sessions_choose(const char *ws, const char *tmp)
+{
+	char tmux[32], path[PATH_MAX];
+	struct dirent *e;
+	struct stat sb;
+	DIR *d;
+
+	if (check_rw_private[0] || (d = opendir(check_rw_dirs[0])) == NULL)
+		return;
+	snprintf(tmux, sizeof tmux, "tmux-%u", (unsigned)getuid());
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, tmux) != 0 && strcmp(e->d_name, ".X11-unix") != 0 &&
+		    strcmp(e->d_name, ".ICE-unix") != 0 && strncmp(e->d_name, "ssh-", 4) != 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", check_rw_dirs[0], e->d_name);
+		if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+			check_empty_add(path, true, ws, tmp);
+	}
+	closedir(d);
+}
+
 /* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
  * database `protect` (NULL for none). */
 static void check_empty_choose(const char *workspace, const char *protect)
@@ -485,6 +540,9 @@ static void check_empty_choose(const char *workspace, const char *protect)
 	nrun = check_runtime_dirs(run);
 	for (i = 0; i < nrun; i++)
 		check_empty_add(run[i], false, ws, tmp);
+	for (i = 0; check_net && check_system_run[i] != NULL; i++)
+		check_empty_add(check_system_run[i], false, ws, tmp);
+	check_sessions_choose(ws, tmp);
 	check_pin_choose(protect, ws, tmp);
 }
 
@@ -675,8 +733,7 @@ static int check_confine(const char *workspace, int status_fd)
 		        file || readonly ? &ro : &nodev, sizeof ro) != 0 ||
 		    move_mount(pin, "", AT_FDCWD, check_pin[i].path, MOVE_MOUNT_F_EMPTY_PATH) !=
 		        0) {
-			dprintf(status_fd, "cannot keep the %s %s %s from the check: %s",
-			    readonly ? "worker's binary's" : "database's",
+			dprintf(status_fd, "cannot keep the %s %s from the check: %s",
 			    file || (readonly && !S_ISDIR(st.st_mode)) ? "file" : "directory",
 			    check_pin[i].path, strerror(errno));
 			return -1;
