@@ -281,20 +281,13 @@ static void log_json_member(struct strbuf *b, const char *key, const char *value
 	log_json_str(b, value);
 }
 
-/* Append the message as one line a terminal shows as text: newlines inside it become
- * spaces, other control characters and bytes that are not UTF-8 (a phase name, a failure
- * reason, a provider's error text quoted in it) are escaped (utf8_escape). */
+/* Append the message as one line a terminal shows as text: its control characters,
+ * newlines too, and bytes that are not UTF-8 (a phase name, a failure reason, a provider's
+ * error text quoted in it) are escaped (utf8_escape), so that an id holding a newline is
+ * not read as a line break, nor as an id holding a space. */
 static void log_text_msg(struct strbuf *b, const char *msg)
 {
-	for (;;) {
-		size_t n = strcspn(msg, "\n\r");
-
-		utf8_escape(b, msg, n);
-		if (msg[n] == '\0')
-			return;
-		strbuf_put(b, " ", 1);
-		msg += n + 1;
-	}
+	utf8_escape(b, msg, strlen(msg));
 }
 
 /* "[PID] " of this process, as log_pid. */

@@ -13,7 +13,12 @@ bool path_holds(const char *dir, const char *path);
 /* Whether the directory `dir` (false when it cannot be resolved, a missing one among them)
  * is or holds one of /usr, /etc, /bin, /sbin, /lib, /lib64, /boot, /dev, /proc and /sys,
  * by their real paths, or, with `own_binary`, this program's binary. `what` (n bytes)
- * gets the real path it holds. */
+ * gets the real path it holds. Not thread-safe: those real paths are resolved at the
+ * first call into static storage, unguarded. Every caller runs on its program's one
+ * thread that may (the worker's main thread: a phase's workspace, a check's $TMPDIR; plan
+ * import, on autopack-ctl's main thread and on the supervisor's loop thread, where its
+ * control commands run; none of the threads of the checkpoints, syncs, cancel requests
+ * or HTTP server calls it); a caller on another thread first makes it safe (pthread_once). */
 bool sysdirs_held(const char *dir, bool own_binary, char *what, size_t n);
 
 #endif

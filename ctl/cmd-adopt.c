@@ -222,7 +222,7 @@ static void cmd_adopt_print_scopes(FILE *out, const struct store_adopt_report *r
 /* Print the survey: everything the adoption will do, found before changing anything. */
 static void cmd_adopt_print_survey(FILE *out, const char *url, const struct store_adopt_report *r)
 {
-	fprintf(out, "adoption of %s, surveyed before changing anything:\n", url);
+	fprintf(out, "adoption of %s, surveyed before changing anything:\n", cmd_shown(url));
 	if (r->dump_command != NULL)
 		fprintf(out,
 		    "copy the database first (the adoption is one transaction, but autopack takes "

@@ -442,8 +442,8 @@ static int cmd_calib_run(struct cmd_ctx *ctx, struct store *st, const struct cmd
 		goto out;
 	cmd_calib_fit_print(cmd_text_out(ctx), &res.fit, d.current.cap);
 	cmd_calib_eval_print(cmd_text_out(ctx), c, &d, &res);
-	fprintf(cmd_text_out(ctx), "\nreport:   %s\nproposal: %s\nplot:     %s\n", files.md,
-	    files.json, files.svg);
+	fprintf(cmd_text_out(ctx), "\nreport:   %s\nproposal: %s\nplot:     %s\n",
+	    cmd_shown(files.md), cmd_shown(files.json), cmd_shown(files.svg));
 	out = json_pack("{s:b, s:o, s:{s:s, s:s, s:s}, s:n}", "ok", 1, "proposal",
 	    calib_json_proposal(&res.groups, &m), "files", "report", files.md, "proposal",
 	    files.json, "plot", files.svg, "applied");

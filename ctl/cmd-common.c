@@ -36,8 +36,8 @@ void cmd_json_error(int code, const char *msg)
 	free(text);
 }
 
-/* Report a usage error with the command's usage line (with --json also as JSON on
- * stdout); returns 2. */
+/* Report a usage error, on one line whatever the argument it quotes holds, with the
+ * command's usage line (with --json also as JSON on stdout); returns 2. */
 int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 {
 	char msg[1024];
@@ -47,7 +47,7 @@ int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "autopack-ctl %s: ", ctx->entry->name);
-	cmd_print_lines(stderr, msg);
+	cmd_print_line(stderr, msg);
 	fprintf(
 	    stderr, "usage: autopack-ctl [--db URL] %s %s\n", ctx->entry->name, ctx->entry->args);
 	if (ctx->json) {
@@ -155,7 +155,8 @@ int cmd_exit_code(int store_rc)
 	}
 }
 
-/* Report an error on stderr, and as JSON with --json; returns the exit code. */
+/* Report an error on one line of stderr (the ids, paths and server messages it quotes
+ * escaped, newlines too), and as JSON with --json; returns the exit code. */
 int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 {
 	char msg[1024];
@@ -166,7 +167,7 @@ int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
 	str_velide(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	fputs("autopack-ctl: ", stderr);
-	cmd_print_lines(stderr, msg);
+	cmd_print_line(stderr, msg);
 	if (ctx->json)
 		cmd_json_error(code, msg);
 	return cmd_exit_code(code);
@@ -426,6 +427,12 @@ const char *cmd_shown(const char *s)
 void cmd_print_textn(FILE *out, const char *s, size_t n)
 {
 	fputs(cmd_shownn(s, n), out);
+}
+
+void cmd_print_line(FILE *out, const char *msg)
+{
+	fputs(cmd_shown(msg), out);
+	fputc('\n', out);
 }
 
 void cmd_print_lines(FILE *out, const char *msg)

@@ -111,10 +111,10 @@ static int fleet_none_err(struct store *st, int64_t target, struct store_err *er
 {
 	if (target > 0)
 		snprintf(err->text, sizeof err->text, "supervisor %lld of %s is not running",
-		    (long long)target, st->url);
+		    (long long)target, cmd_shown(st->url));
 	else
 		snprintf(err->text, sizeof err->text, "no autopack-supervisor is running on %s",
-		    st->url);
+		    cmd_shown(st->url));
 	return STORE_EBUSY;
 }
 
@@ -144,7 +144,7 @@ static int fleet_list(struct cmd_ctx *ctx, struct store *st, int64_t target)
 	}
 	arr = json_array();
 	if (!ctx->json)
-		printf("supervisors of %s (uuid %s)\n", st->url, st->uuid);
+		printf("supervisors of %s (uuid %s)\n", cmd_shown(st->url), st->uuid);
 	for (size_t i = 0; i < n; i++) {
 		if (target > 0 && m[i].id != target)
 			continue;
@@ -280,7 +280,8 @@ static int fleet_send(struct cmd_ctx *ctx, struct store *st, int64_t target, con
 	out = json_array();
 	if (!ctx->json)
 		printf("%s sent to %s of %s (command %lld)\n", cmd,
-		    target > 0 ? "one supervisor" : "every supervisor", st->url, (long long)a.id);
+		    target > 0 ? "one supervisor" : "every supervisor", cmd_shown(st->url),
+		    (long long)a.id);
 	for (size_t i = 0; i < a.nres; i++) {
 		if (!a.res[i].ok)
 			exit_code = CMD_EXIT_REFUSED;
@@ -338,7 +339,7 @@ static int fleet_cancel(
 		fprintf(stderr,
 		    "autopack-ctl: supervisor %lld claimed %s/%s meanwhile: sending the cancel to"
 		    " it\n",
-		    (long long)again, args[0], args[1]);
+		    (long long)again, cmd_shown(args[0]), cmd_shown(args[1]));
 		rc = fleet_send(ctx, st, again, "cancel", args, nargs);
 	}
 	return rc;
@@ -442,7 +443,8 @@ static int fleet_metrics(struct cmd_ctx *ctx, struct store *st, int64_t target)
 		}
 		json_decref(body);
 	}
-	fprintf(stderr, "supervisors of %s (uuid %s): %zu answered\n", st->url, st->uuid, a.nres);
+	fprintf(stderr, "supervisors of %s (uuid %s): %zu answered\n", cmd_shown(st->url), st->uuid,
+	    a.nres);
 	for (size_t i = 0; i < n; i++) {
 		fclose(fs[i]->f);
 		fputs(fs[i]->head, stdout);
@@ -478,7 +480,7 @@ json_t *cmd_fleet_woken(struct store *st, bool notify, FILE *out)
 		fprintf(stderr,
 		    "autopack-ctl: %s (the supervisors read the queues again within two"
 		    " heartbeats)\n",
-		    err.text);
+		    cmd_shown(err.text));
 		return ids;
 	}
 	for (i = 0; i < n; i++)
@@ -487,10 +489,11 @@ json_t *cmd_fleet_woken(struct store *st, bool notify, FILE *out)
 	store_fleet_members_free(m, n);
 	if (json_array_size(ids) == 0) {
 		fprintf(out, "no autopack-supervisor is running on %s: the next one takes them\n",
-		    st->url);
+		    cmd_shown(st->url));
 		return ids;
 	}
-	fprintf(out, "woke %zu live supervisor(s) of %s (", json_array_size(ids), st->url);
+	fprintf(
+	    out, "woke %zu live supervisor(s) of %s (", json_array_size(ids), cmd_shown(st->url));
 	json_array_foreach(ids, i, id)
 	    fprintf(out, "%s%lld", i > 0 ? ", " : "", (long long)json_integer_value(id));
 	fprintf(out, "): they take them at once\n");

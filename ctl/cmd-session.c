@@ -391,6 +391,7 @@ static int cmd_session_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	const char *id = NULL;
 	bool latest = false;
 	json_t *settings;
+	char *state_msg = NULL;
 	size_t n = 0;
 	int rc, ret;
 
@@ -414,6 +415,12 @@ static int cmd_session_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	store_session_summarize(&sess, res, n, &sum);
 	settings = cmd_session_json_col(sess.settings_json);
+	if (sum.state_error != NULL)
+		state_msg = xasprintf(
+		    "session %s: drain_sessions.state_json (the saved state of "
+		    "its drain rules): %s; its stop conditions and what the drain "
+		    "left are not shown, and a supervisor refuses to resume it",
+		    sess.session_id, sum.state_error);
 	if (ctx->json) {
 		json_t *j = cmd_session_summary_json(&sum);
 
@@ -422,18 +429,29 @@ static int cmd_session_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		json_object_set_new(j, "session", cmd_session_head_json(&sess));
 		json_object_set(j, "end", cmd_session_end(sum.state));
 		json_object_set(json_object_get(j, "session"), "settings", settings);
-		json_object_set_new(j, "ok", json_true());
+		json_object_set_new(j, "ok", json_boolean(state_msg == NULL));
+		if (state_msg != NULL) {
+			json_object_set_new(j, "error", json_string(store_strerror(STORE_EINVAL)));
+			json_object_set_new(j, "message", cmd_json_text(state_msg));
+		}
+		json_object_set_new(j, "state_error", cmd_json_text(sum.state_error));
 		json_object_set_new(j, "database", cmd_identity_json(&st));
 		cmd_json_print(j);
 	} else {
 		cmd_session_print(&sess, &sum, settings);
 	}
+	if (state_msg != NULL) {
+		fputs("autopack-ctl: ", stderr);
+		cmd_print_line(stderr, state_msg);
+		ret = cmd_exit_code(STORE_EINVAL);
+	}
+	free(state_msg);
 	json_decref(settings);
 	store_session_summary_free(&sum);
 	store_session_results_free(res, n);
 	store_session_free(&sess);
 	store_close(&st);
-	return CMD_EXIT_OK;
+	return ret;
 }
 
 const struct cmd_entry cmd_session_show_entry = {
@@ -459,6 +477,11 @@ const struct cmd_entry cmd_session_show_entry = {
 	    "  --latest   the newest session (the default)\n"
 	    "  --json     print the summary as JSON on stdout\n"
 	    "\n"
-	    "Exit status: 0 shown, 1 no such session (or none yet), 2 unusable database.\n",
+	    "A saved state (drain_sessions.state_json) that cannot be read, not JSON or not\n"
+	    "of the shape the supervisor saves, is named on stderr (and in --json as\n"
+	    "state_error, with ok false) after the rest of the summary.\n"
+	    "\n"
+	    "Exit status: 0 shown, 1 no such session (or none yet) or a saved state that cannot\n"
+	    "be read, 2 unusable database.\n",
 	.exec = cmd_session_show_exec,
 };

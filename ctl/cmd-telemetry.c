@@ -368,7 +368,8 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		    "imported %zu samples (%zu clean: success, not "
 		    "truncated, actual >= %d) from %s into run %s: 1 tier, %zu phases (one per "
 		    "category and complexity, COMPLETE)\n",
-		    sum.samples, sum.clean, TELEM_CLEAN_MIN_ACTUAL, file, run_id, sum.phases);
+		    sum.samples, sum.clean, TELEM_CLEAN_MIN_ACTUAL, cmd_shown(file), run_id,
+		    sum.phases);
 		if (ctx->json)
 			cmd_json_print(json_pack("{s:b, s:s, s:s, s:I, s:I, s:I, s:o}", "ok", 1,
 			    "run_id", run_id, "file", file, "samples", (json_int_t)sum.samples,
@@ -467,7 +468,7 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		ret = cmd_fail(ctx, rc, "%s", err.text);
 	else
 		fprintf(stderr, "exported %zu token_estimation_v2 events%s%s\n", state.rows,
-		    out_path ? " to " : "", out_path ? out_path : "");
+		    out_path ? " to " : "", out_path ? cmd_shown(out_path) : "");
 	store_close(&st);
 out:
 	free(ids);

@@ -189,12 +189,12 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width, 
 		    "autopack-ctl: the supervisor is no longer live and session %s has not ended:"
 		    " other supervisors may still drain it (autopack-ctl status), or it was"
 		    " killed or declared lost; see its log\n",
-		    sid != NULL ? sid : "?");
+		    sid != NULL ? cmd_shown(sid) : "?");
 	else if (have && ses.completed_at == NULL)
 		fprintf(stderr,
 		    "autopack-ctl: the supervisor exited without recording the end of session %s"
 		    " (killed, crashed, or its database was lost); see its log\n",
-		    sid != NULL ? sid : "?");
+		    sid != NULL ? cmd_shown(sid) : "?");
 	if (have)
 		store_session_free(&ses);
 	return rc;

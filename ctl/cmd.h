@@ -111,7 +111,8 @@ extern int cmd_stdout_errno;
 /* Flush standard output; false, with the cause in cmd_stdout_errno, when it failed now or
  * earlier. */
 bool cmd_stdout_flush(void);
-/* Report a failure: "autopack-ctl: message" on stderr, and with --json an
+/* Report a failure: "autopack-ctl: message" on one line of stderr (every control
+ * character in it escaped, as cmd_shown does), and with --json an
  * {"ok": false, "error", "message"} object on stdout; a message over 1 KiB keeps its start
  * and its end (str_velide). Returns cmd_exit_code(code). */
 int cmd_fail(const struct cmd_ctx *ctx, int code, const char *fmt, ...)
@@ -222,6 +223,8 @@ const char *cmd_shown(const char *s);
 const char *cmd_shownn(const char *s, size_t n);
 /* Print the n bytes at s as cmd_shownn shows them. */
 void cmd_print_textn(FILE *out, const char *s, size_t n);
+/* Print msg as one line, as cmd_shown shows it (its newlines as \n), and a newline. */
+void cmd_print_line(FILE *out, const char *msg);
 /* Print the lines of msg, each as cmd_shown shows it and ended by a newline (nothing for
  * NULL). */
 void cmd_print_lines(FILE *out, const char *msg);

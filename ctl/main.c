@@ -72,7 +72,7 @@ static int ctl_unknown(int argc, char **argv, bool json)
 				           "autopack-ctl: unknown %s "
 				           "command%s%s; %s commands are:\n",
 				    argv[0], argc > 1 && !help ? " " : "",
-				    argc > 1 && !help ? argv[1] : "", argv[0]);
+				    argc > 1 && !help ? cmd_shown(argv[1]) : "", argv[0]);
 			group = true;
 			fprintf(out, "  autopack-ctl %-20s %s\n", name, cmd_table[i]->summary);
 		}
@@ -87,7 +87,7 @@ static int ctl_unknown(int argc, char **argv, bool json)
 		}
 		return help ? CMD_EXIT_OK : CMD_EXIT_UNUSABLE;
 	}
-	fprintf(stderr, "autopack-ctl: unknown command '%s'\n", argv[0]);
+	fprintf(stderr, "autopack-ctl: unknown command '%s'\n", cmd_shown(argv[0]));
 	ctl_usage(stderr);
 	if (json) {
 		char *msg = xasprintf("unknown command '%s'", argv[0]);
@@ -199,7 +199,7 @@ int main(int argc, char **argv)
 				                      "'%s'); name one database",
 				    shown, v);
 
-				fprintf(stderr, "autopack-ctl: %s\n", msg);
+				fprintf(stderr, "autopack-ctl: %s\n", cmd_shown(msg));
 				ctl_json_usage(ctx.json, msg);
 				free(msg);
 				free(shown);
@@ -211,7 +211,7 @@ int main(int argc, char **argv)
 			char *msg = xasprintf(
 			    "unknown option, or an option missing its value: '%s'", argv[i]);
 
-			fprintf(stderr, "autopack-ctl: %s\n", msg);
+			fprintf(stderr, "autopack-ctl: %s\n", cmd_shown(msg));
 			ctl_usage(stderr);
 			ctl_json_usage(ctx.json, msg);
 			free(msg);

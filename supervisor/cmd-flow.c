@@ -149,6 +149,13 @@ int cmd_cancel(
 		    (json_int_t)ahead);
 		return 0;
 	}
+	/* One queued on a busy worker behind its lease (--worker-jobs 2) ends with it. */
+	if ((ahead = lease_queued_cancel(s, req->args.items[0], req->args.items[1])) != 0) {
+		rep->body = json_pack("{s:s, s:s, s:s, s:I}", "run_id", req->args.items[0],
+		    "phase_id", req->args.items[1], "state", "cancelling", "attempt_id",
+		    (json_int_t)ahead);
+		return 0;
+	}
 	if ((w = lease_find(s, req->args.items[0], req->args.items[1])) != NULL) {
 		lease_cancel(w);
 		rep->body = json_pack("{s:s, s:s, s:s, s:I}", "run_id", req->args.items[0],

@@ -34,11 +34,12 @@ static json_t *workers_json(struct sup *s)
 		if (w->state == W_EXITED)
 			continue;
 		json_array_append_new(a,
-		    json_pack("{s:i, s:i, s:s, s:s?, s:s?, s:I, s:f, s:o, s:I, s:I}", "id", w->id,
-		        "pid", (int)w->pid, "state", worker_state_name(w), "run_id",
+		    json_pack("{s:i, s:i, s:s, s:s?, s:s?, s:I, s:I, s:f, s:o, s:I, s:I}", "id",
+		        w->id, "pid", (int)w->pid, "state", worker_state_name(w), "run_id",
 		        w->lease.run != NULL ? w->lease.run->run_id : NULL, "phase_id",
 		        w->lease.phase != NULL ? w->lease.phase->phase_id : NULL, "attempt_id",
-		        (json_int_t)w->lease.attempt_id, "age_seconds",
+		        (json_int_t)w->lease.attempt_id, "queued_attempt_id",
+		        (json_int_t)w->queued.attempt_id, "age_seconds",
 		        (double)(now - w->born_ms) / 1000.0, "phase_age_seconds",
 		        w->lease.attempt_id != 0 ?
 		            json_real((double)(now - w->lease.started_ms) / 1000.0) :

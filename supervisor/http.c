@@ -32,12 +32,6 @@
 
 #define HTTP_SNAPSHOT_MS 1000
 #define HTTP_STALE_MS 15000
-/* Connections at once; more are refused at accept. One address may hold only
- * HTTP_CONNECTIONS_PER_IP of them, so a client that opens connections and sends nothing
- * cannot take all of them: eight addresses would have to. 16 is room for a browser's six
- * connections to a host, a Prometheus scraper and a few tools behind one address. */
-#define HTTP_CONNECTIONS 128
-#define HTTP_CONNECTIONS_PER_IP 16
 /* A connection silent this long (idle, or sending its request too slowly) is closed: short
  * enough that connections left open free their place soon. Every answer closes its
  * connection (`Connection: close`), so no client of ours waits on one between requests. */
@@ -210,11 +204,17 @@ static void http_timer_cb(uv_timer_t *t)
 {
 	struct sup *s = t->data;
 	unsigned n = http_deadlines_enforce(&s->http->deadlines);
+	uint64_t made_room = http_deadlines_evicted(&s->http->deadlines);
 
 	if (n > 0)
 		log_warn("http: %u connection(s) answered 408 and closed: the request line and"
 		         " headers took over %d s",
 		    n, HTTP_REQUEST_S);
+	if (made_room > 0)
+		log_warn("http: %llu connection(s) that had sent no request closed to make room"
+		         " for new ones (%d at most from one address, %d in all)",
+		    (unsigned long long)made_room, HTTP_CONNECTIONS_PER_IP,
+		    HTTP_CONNECTIONS - HTTP_CONNECTIONS_SPARE);
 	http_publish(s);
 }
 
@@ -487,13 +487,12 @@ int http_start(struct sup *s)
 	        MHD_USE_ERROR_LOG | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 	    0, NULL, NULL, http_request_cb, h, MHD_OPTION_EXTERNAL_LOGGER, http_log_cb, h,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)HTTP_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	    (unsigned)HTTP_CONNECTIONS_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL,
-	    MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, &h->deadlines,
-	    MHD_OPTION_NOTIFY_COMPLETED, http_deadline_completed, &h->deadlines,
-	    MHD_OPTION_STRICT_FOR_CLIENT, HTTP_STRICT, MHD_OPTION_END);
+	    (unsigned)HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+	    http_deadline_notify, &h->deadlines, MHD_OPTION_NOTIFY_COMPLETED,
+	    http_deadline_completed, &h->deadlines, MHD_OPTION_STRICT_FOR_CLIENT, HTTP_STRICT,
+	    MHD_OPTION_END);
 	pthread_mutex_lock(&h->lock);
 	h->started = true;
 	strlcpy_ap(err, h->start_msg, sizeof err);

@@ -6,14 +6,20 @@
 #include "common/util.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 struct http_conn {
-	struct http_conn *next, **prev;
-	int fd;               /* a duplicate of the connection's socket */
+	struct http_conn *next, **prev; /* newest first */
+	int fd;                         /* a duplicate of the connection's socket */
 	uint64_t deadline_ms; /* monotonic; 0: none (a request is being answered, or done) */
+	bool evicted;         /* shut down to make room, not closed yet: no longer counted */
+	int family;           /* the client's address family and address (port left out) */
+	unsigned char addr[16];
 };
 
 #define HTTP_STR_(x) #x
@@ -34,6 +40,7 @@ void http_deadlines_init(struct http_deadlines *d)
 	pthread_mutex_init(&d->lock, NULL);
 	d->head = NULL;
 	d->closed = 0;
+	d->evicted = d->evicted_told = 0;
 }
 
 void http_deadlines_free(struct http_deadlines *d)
@@ -58,6 +65,65 @@ static struct http_conn *http_conn_of(struct MHD_Connection *c)
 	return i != NULL ? i->socket_context : NULL;
 }
 
+/* Record the client's address of c in k (left zero when it cannot be read). */
+static void http_conn_addr(struct http_conn *k, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *i = MHD_get_connection_info(
+	    c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = i != NULL ? i->client_addr : NULL;
+
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		k->family = AF_INET;
+		memcpy(k->addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa != NULL && sa->sa_family == AF_INET6) {
+		k->family = AF_INET6;
+		memcpy(k->addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+/* Whether a and b come from one address. */
+static bool http_conn_same_addr(const struct http_conn *a, const struct http_conn *b)
+{
+	return a->family == b->family && memcmp(a->addr, b->addr, sizeof a->addr) == 0;
+}
+
+/* With the lock held and k just added: when k's address now holds more than
+ * HTTP_CONNECTIONS_PER_IP connections, shut down the oldest of that address that waits
+ * for its request; else, when the connections leave fewer than HTTP_CONNECTIONS_SPARE
+ * places free, the oldest of any address that waits for its request. A connection whose
+ * request is being answered is never taken; one shut down already, not closed yet, is not
+ * counted. Returns whether one was taken. */
+static bool http_conn_make_room(struct http_deadlines *d, struct http_conn *k)
+{
+	struct http_conn *x, *oldest = NULL, *oldest_here = NULL;
+	unsigned all = 0, here = 0;
+
+	for (x = d->head; x != NULL; x = x->next) {
+		if (x->evicted)
+			continue;
+		all++;
+		here += http_conn_same_addr(x, k);
+		if (x == k || x->deadline_ms == 0)
+			continue;
+		oldest = x;
+		if (http_conn_same_addr(x, k))
+			oldest_here = x;
+	}
+	if (here > HTTP_CONNECTIONS_PER_IP)
+		x = oldest_here;
+	else if (all > HTTP_CONNECTIONS - HTTP_CONNECTIONS_SPARE)
+		x = oldest;
+	else
+		x = NULL;
+	if (x == NULL)
+		return false;
+	x->deadline_ms = 0;
+	x->evicted = true;
+	shutdown(x->fd, SHUT_RDWR);
+	d->evicted++;
+	return true;
+}
+
 void http_deadline_notify(void *cls, struct MHD_Connection *c, void **socket_context,
     enum MHD_ConnectionNotificationCode code)
 {
@@ -73,12 +139,14 @@ void http_deadline_notify(void *cls, struct MHD_Connection *c, void **socket_con
 		k = xcalloc(1, sizeof *k);
 		k->fd = fd;
 		k->deadline_ms = clock_mono_ms() + HTTP_REQUEST_S * 1000;
+		http_conn_addr(k, c);
 		pthread_mutex_lock(&d->lock);
 		k->next = d->head;
 		k->prev = &d->head;
 		if (d->head != NULL)
 			d->head->prev = &k->next;
 		d->head = k;
+		http_conn_make_room(d, k);
 		pthread_mutex_unlock(&d->lock);
 		*socket_context = k;
 		return;
@@ -137,6 +205,17 @@ unsigned http_deadlines_enforce(struct http_deadlines *d)
 		n++;
 	}
 	d->closed += n;
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
+uint64_t http_deadlines_evicted(struct http_deadlines *d)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&d->lock);
+	n = d->evicted - d->evicted_told;
+	d->evicted_told = d->evicted;
 	pthread_mutex_unlock(&d->lock);
 	return n;
 }

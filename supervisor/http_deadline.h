@@ -10,6 +10,17 @@
 #include <stdint.h>
 
 #define HTTP_REQUEST_S 10
+/* Connections at once (libmicrohttpd refuses more at accept). A new connection that
+ * leaves fewer than HTTP_CONNECTIONS_SPARE places free closes the oldest connection still
+ * waiting for its request, and one that is its address's HTTP_CONNECTIONS_PER_IP + 1st
+ * the oldest of that address still waiting: clients that open connections and send
+ * nothing, from one address or from many (every 127.x address reaches a loopback
+ * server), keep nobody out, as a client's connection sends its request at once. 16 is
+ * room for a browser's six connections to a host, a Prometheus scraper and a few tools
+ * behind one address. */
+#define HTTP_CONNECTIONS 128
+#define HTTP_CONNECTIONS_SPARE 8
+#define HTTP_CONNECTIONS_PER_IP 16
 
 struct http_conn;
 
@@ -18,7 +29,9 @@ struct http_conn;
 struct http_deadlines {
 	pthread_mutex_t lock;
 	struct http_conn *head;
-	uint64_t closed; /* connections closed for a late request, in all */
+	uint64_t closed;       /* connections closed for a late request, in all */
+	uint64_t evicted;      /* connections closed waiting, to make room for a new one */
+	uint64_t evicted_told; /* of which http_deadlines_evicted has told */
 };
 
 void http_deadlines_init(struct http_deadlines *d);
@@ -26,7 +39,8 @@ void http_deadlines_init(struct http_deadlines *d);
 void http_deadlines_free(struct http_deadlines *d);
 /* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback (cls: the http_deadlines): a
  * connection that starts is given a deadline for its first request (without a descriptor
- * of its own to close it by, it gets none); one that closes is forgotten. */
+ * of its own to close it by, it gets none), and makes room for itself (the oldest waiting
+ * connection closed, see HTTP_CONNECTIONS); one that closes is forgotten. */
 void http_deadline_notify(void *cls, struct MHD_Connection *c, void **socket_context,
     enum MHD_ConnectionNotificationCode code);
 /* The request on c has arrived (headers complete): no deadline until it is answered. */
@@ -38,5 +52,7 @@ void http_deadline_completed(
 /* Answer each connection past its deadline with 408 Request Timeout and shut it down
  * (libmicrohttpd then closes it); returns how many. Called by the loop. */
 unsigned http_deadlines_enforce(struct http_deadlines *d);
+/* How many waiting connections were closed to make room since the last call. */
+uint64_t http_deadlines_evicted(struct http_deadlines *d);
 
 #endif

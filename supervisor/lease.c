@@ -49,6 +49,7 @@ static void lease_taken(struct sup *s, struct grant *grants, size_t n);
 static void lease_granted(struct sup *s, const struct grant *grants, size_t n);
 static void lease_undo(struct sup *s);
 static int64_t lease_ahead_wanted(const struct sup *s);
+static void lease_queue(struct sup *s, struct worker *w);
 
 void lease_init(struct sup *s)
 {
@@ -320,6 +321,16 @@ static int lease_job(
 	return 0;
 }
 
+/* Arm the deadline of w's lease. The worker ends the attempt itself at the deadline and
+ * reports why; the supervisor steps in only if that report does not come. */
+static void lease_arm(struct sup *s, struct worker *w)
+{
+	w->lease.armed_ms = uv_now(s->loop);
+	w->lease.armed_lag = lag_note(s);
+	uv_timer_start(&w->phase_timer, lease_deadline_cb,
+	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
+}
+
 /* Hand a durable grant to its worker: the job, then the deadline. A worker that ended
  * (or whose lease was ended) while the commit was made durable gets nothing: its exit
  * closed the attempt. A job that breaks a limit of the job message or cannot be encoded
@@ -356,18 +367,15 @@ static void lease_start(struct sup *s, const struct grant *g)
 		lease_kick(s);
 		return;
 	}
+	w->lease.sent = true;
 	w->lease.ann_first = m.u.job.ann == 1 && !m.u.job.dry_run;
-	/* The worker ends the attempt itself at the deadline and reports why; the supervisor
-	 * steps in only if that report does not come. */
-	w->lease.armed_ms = uv_now(s->loop);
-	w->lease.armed_lag = lag_note(s);
-	uv_timer_start(&w->phase_timer, lease_deadline_cb,
-	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS, 0);
+	lease_arm(s, w);
 	about = worker_about(w);
 	log_about(LOG_DEBUG, &about,
 	    "%s/%s attempt %llu: sent to worker %d (pid %d) as the phase's attempt %lld",
 	    g->r->run_id, g->p->phase_id, (unsigned long long)g->attempt_id, w->id, (int)w->pid,
 	    (long long)g->attempt_number);
+	lease_queue(s, w);
 }
 
 /* The attempts the batch still allows in this round (--batch-size; with several
@@ -565,6 +573,9 @@ static void lease_granted(struct sup *s, const struct grant *grants, size_t n)
 	while (s->nahead > 0 && s->ahead[0].durable && (w = worker_idle_pop(s)) != NULL)
 		if (!lease_ahead_take(s, w))
 			worker_idle_push(w);
+	/* With no worker idle, each busy one gets its next job behind its lease. */
+	for (w = s->workers; w != NULL && s->nahead > 0 && s->ahead[0].durable; w = w->next)
+		lease_queue(s, w);
 }
 
 void lease_worker_gone(struct worker *w)
@@ -881,27 +892,32 @@ static void lease_ahead_end(struct sup *s, struct grant *g, enum outcome outcome
 	lease_write_end(s, g->attempt_id, &c, g->r, g->p, c.phase_state == PHASE_QUEUED);
 }
 
-bool lease_ahead_take(struct sup *s, struct worker *w)
+/* Whether a durable lease opened ahead is first, once those whose run the drain rules
+ * stopped meanwhile are ended (such a run starts nothing more). */
+static bool lease_ahead_ready(struct sup *s)
 {
-	if (s->paused || s->crash_loop || s->stopping)
-		return false;
-	while (s->nahead > 0 && s->ahead[0].durable) {
+	while (s->nahead > 0 && s->ahead[0].durable && s->ahead[0].r->skipped) {
 		struct grant g = lease_ahead_remove(s, 0);
 
-		/* A run the drain rules stopped meanwhile starts nothing more. */
-		if (g.r->skipped) {
-			lease_ahead_end(s, &g, OUTCOME_SUPERVISOR_STOPPED,
-			    "its run was stopped before a worker was free");
-			continue;
-		}
-		lease_bind(w, &g);
-		log_debug("%s/%s attempt %llu: opened ahead, taken by worker %d", g.r->run_id,
-		    g.p->phase_id, (unsigned long long)g.attempt_id, w->id);
-		lease_start(s, &g);
-		lease_kick(s);
-		return true;
+		lease_ahead_end(s, &g, OUTCOME_SUPERVISOR_STOPPED,
+		    "its run was stopped before a worker was free");
 	}
-	return false;
+	return s->nahead > 0 && s->ahead[0].durable;
+}
+
+bool lease_ahead_take(struct sup *s, struct worker *w)
+{
+	struct grant g;
+
+	if (s->paused || s->crash_loop || s->stopping || !lease_ahead_ready(s))
+		return false;
+	g = lease_ahead_remove(s, 0);
+	lease_bind(w, &g);
+	log_debug("%s/%s attempt %llu: opened ahead, taken by worker %d", g.r->run_id,
+	    g.p->phase_id, (unsigned long long)g.attempt_id, w->id);
+	lease_start(s, &g);
+	lease_kick(s);
+	return true;
 }
 
 void lease_ahead_release(struct sup *s, enum outcome outcome, const char *why)
@@ -925,4 +941,98 @@ uint64_t lease_ahead_cancel(struct sup *s, const char *run_id, const char *phase
 		}
 	}
 	return 0;
+}
+
+/* Send w the job of the first durable lease opened ahead, to run once its lease ends
+ * (the worker holds it; its deadline is armed then): only while no worker is idle, to a
+ * busy worker that holds none yet and is not to retire or be stopped, and while dispatch
+ * goes on. A lease whose job breaks a limit of the job message, or cannot be encoded, is
+ * left to the next worker that frees up, which ends it as lease_start does; a worker that
+ * cannot be written to is killed, and its exit ends its lease. */
+static void lease_queue(struct sup *s, struct worker *w)
+{
+	struct proto_msg m = { .type = PROTO_JOB };
+	struct store_err err;
+	struct proto_err perr;
+	struct grant g;
+	bool ready;
+
+	if (s->cfg.worker_jobs < 2 || w->state != W_BUSY || w->queued.attempt_id != 0 ||
+	    !w->lease.sent || w->retire || w->killed || w->lease.end_outcome != OUTCOME_NONE ||
+	    s->idle != NULL || s->paused || s->crash_loop || s->stopping)
+		return;
+	ready = lease_ahead_ready(s);
+#ifdef AUTOPACK_MUTANT_queued_before_durable
+	ready = s->nahead > 0;
+#endif
+	if (!ready || lease_job(s, &s->ahead[0], &m.u.job, &err) != 0 ||
+	    worker_send(w, &m, &perr) != 0)
+		return;
+	g = lease_ahead_remove(s, 0);
+	g.worker_id = w->id;
+	w->queued = g;
+	w->queued_ann = m.u.job.ann == 1 && !m.u.job.dry_run;
+	log_debug("%s/%s attempt %llu: opened ahead, queued on worker %d behind attempt %llu",
+	    g.r->run_id, g.p->phase_id, (unsigned long long)g.attempt_id, w->id,
+	    (unsigned long long)w->lease.attempt_id);
+	lease_kick(s);
+}
+
+bool lease_queued_take(struct worker *w)
+{
+	struct sup *s = w->sup;
+	struct grant g = w->queued;
+
+	if (g.attempt_id == 0)
+		return false;
+	w->queued = (struct grant){ 0 };
+	lease_bind(w, &g);
+	w->lease.sent = true;
+	w->lease.ann_first = w->queued_ann;
+	/* Cancelled while queued: the worker dropped it or, had it started, is leaving; its
+	 * exit ends the attempt as cancelled either way. */
+	if (w->queued_cancelled) {
+		w->queued_cancelled = false;
+		lease_cancel(w);
+		return true;
+	}
+	lease_arm(s, w);
+	log_debug("%s/%s attempt %llu: run by worker %d after its attempt before", g.r->run_id,
+	    g.p->phase_id, (unsigned long long)g.attempt_id, w->id);
+	lease_queue(s, w);
+	return true;
+}
+
+uint64_t lease_queued_cancel(struct sup *s, const char *run_id, const char *phase_id)
+{
+	struct proto_msg m = { .type = PROTO_CANCEL };
+
+#ifdef AUTOPACK_MUTANT_queued_cancel_missed
+	return 0;
+#endif
+	for (struct worker *w = s->workers; w != NULL; w = w->next) {
+		struct grant *g = &w->queued;
+
+		if (g->attempt_id == 0 || w->queued_cancelled ||
+		    strcmp(g->r->run_id, run_id) != 0 || strcmp(g->p->phase_id, phase_id) != 0)
+			continue;
+		w->queued_cancelled = true;
+		m.u.cancel.attempt_id = g->attempt_id;
+		worker_send(w, &m, NULL);
+		return g->attempt_id;
+	}
+	return 0;
+}
+
+void lease_queued_end(struct worker *w, const char *why)
+{
+	struct grant g = w->queued;
+	bool cancelled = w->queued_cancelled;
+
+	if (g.attempt_id == 0)
+		return;
+	w->queued = (struct grant){ 0 };
+	w->queued_cancelled = false;
+	lease_ahead_end(w->sup, &g, cancelled ? OUTCOME_CANCELLED : OUTCOME_SUPERVISOR_STOPPED,
+	    cancelled ? "cancelled by the operator" : why);
 }

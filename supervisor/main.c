@@ -55,6 +55,8 @@ static const char usage_text[] =
     "                              COMMIT, on the loop\n"
     "  --commit-window-ms MS       group commit window (default 2)\n"
     "  --commit-max N              writes that force a commit (default 256)\n"
+    "  --worker-jobs N             jobs a worker holds: 1 (default), or 2: while phases are\n"
+    "                              short, each busy worker also holds its next job\n"
     "  --exit-when-drained         exit 0 once nothing is eligible and nothing is in flight\n"
     "  --dry-run                   workers estimate each phase and call no LLM; phase states\n"
     "                              are left unchanged\n"
@@ -130,6 +132,7 @@ enum {
 	OPT_FSYNC_THREAD,
 	OPT_FSYNC_ON_LOOP,
 	OPT_WINDOW,
+	OPT_WJOBS,
 	OPT_CMAX,
 	OPT_EXIT,
 	OPT_DRY,
@@ -174,6 +177,7 @@ static const struct option long_opts[] = {
 	{ "fsync-off-loop", no_argument, NULL, OPT_FSYNC_THREAD },
 	{ "fsync-on-loop", no_argument, NULL, OPT_FSYNC_ON_LOOP },
 	{ "commit-window-ms", required_argument, NULL, OPT_WINDOW },
+	{ "worker-jobs", required_argument, NULL, OPT_WJOBS },
 	{ "commit-max", required_argument, NULL, OPT_CMAX },
 	{ "exit-when-drained", no_argument, NULL, OPT_EXIT },
 	{ "dry-run", no_argument, NULL, OPT_DRY },
@@ -226,6 +230,7 @@ static const struct int_flag int_flags[] = {
 	{ OPT_MAXATT, "max-attempts-per-phase", CFG(max_attempts), false, 1, 1000 },
 	{ OPT_WINDOW, "commit-window-ms", CFG(commit_window_ms), false, 0, 10000 },
 	{ OPT_CMAX, "commit-max", CFG(commit_max), false, 1, 100000 },
+	{ OPT_WJOBS, "worker-jobs", CFG(worker_jobs), false, 1, 2 },
 	{ OPT_HB, "heartbeat-timeout-seconds", CFG(heartbeat_timeout_s), false, 1, 3600 },
 	{ OPT_LTMO, "llm-timeout-seconds", CFG(llm_timeout_s), false, 1, 3600 },
 	{ OPT_LRETRY, "llm-retries", CFG(llm_retries), false, 0, 20 },
@@ -549,6 +554,7 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		.kill_grace_ms = 5000,
 		.commit_window_ms = 2,
 		.commit_max = 256,
+		.worker_jobs = 1,
 		.llm_provider = "anthropic",
 		.llm_model = "claude-sonnet-4-5",
 		.llm_timeout_s = 120,

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/store/db.h"
 #include "common/store/store_fleet.h"
+#include "common/store/store_session.h"
 #include "common/utf8.h"
 #include "common/util.h"
 
@@ -260,102 +261,30 @@ static json_t *policy_state(struct sup *s)
 	    (json_int_t)p->consecutive_zero);
 }
 
-/* Load the JSON array of strings `a` saved under `key` (absent: empty) into a name set;
- * -1 with `why` naming the key when it is anything else (the state autopack saves holds
- * names only, so another program's value would drop what it holds back: a stopped run
- * drained again). */
-static int nameset_load(
-    struct nameset *ns, const json_t *a, const char *key, char *why, size_t whylen)
-{
-	size_t i;
-	json_t *v;
-
-	if (a == NULL)
-		return 0;
-	if (!json_is_array(a)) {
-		snprintf(why, whylen, "%s: a JSON %s, not a list of names", key, json_kind_name(a));
-		return -1;
-	}
-	json_array_foreach(a, i, v)
-	{
-		if (!json_is_string(v)) {
-			snprintf(why, whylen, "%s[%zu]: a JSON %s, not a name", key, i,
-			    json_kind_name(v));
-			return -1;
-		}
-	}
-	json_array_foreach(a, i, v) nameset_add(ns, json_string_value(v));
-	return 0;
-}
-
-/* The most a saved count (of a fingerprint, of zero-yield attempts in a row) may be: one
- * larger (another program's, a hand edit) would overflow when counted on. */
-#define POLICY_COUNT_MAX 1000000000
-
-/* Read the count `v` saved under `key` (absent: 0) into *n; -1 with `why` naming the key
- * and the value when it is not an integer from 0 to POLICY_COUNT_MAX. */
-static int policy_count(const json_t *v, const char *key, int64_t *n, char *why, size_t whylen)
-{
-	char *text;
-
-	*n = json_integer_value(v);
-	if (v == NULL || (json_is_integer(v) && *n >= 0 && *n <= POLICY_COUNT_MAX))
-		return 0;
-	text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-	snprintf(why, whylen, "%s: %.40s is not a count from 0 to %d", key,
-	    text != NULL ? text : "?", POLICY_COUNT_MAX);
-	free(text);
-	return -1;
-}
-
 /* Read a saved policy state into p (empty on entry); -1 with `why` saying what is wrong
- * when it is not JSON (jansson's reason, with its line and column), not an object, or
- * holds a list that is not one of names or a count that is none. */
+ * when store_session_state_parse refuses it (not JSON, not an object, a list that is not
+ * one of names or a count that is none). */
 static int policy_parse(struct policy *p, const char *state_json, char *why, size_t whylen)
 {
-	static const char *const lists[] = { "stopped_fingerprints", "stopped_runs", "sampled_runs",
-		"promising_runs", "deprioritized_runs" };
-	struct nameset *sets[] = { &p->stopped_fps, &p->stopped_runs, &p->sampled, &p->promising,
-		&p->deprioritized };
-	json_error_t jerr;
-	json_t *j = json_loads_bounded(state_json != NULL ? state_json : "{}", 0, &jerr), *v, *fps;
+	struct nameset *sets[STORE_SESSION_STATE_LISTS] = { &p->stopped_fps, &p->stopped_runs,
+		&p->sampled, &p->promising, &p->deprioritized };
+	json_t *j = store_session_state_parse(state_json, why, whylen), *v;
 	const char *k;
-	int rc = 0;
+	size_t i;
 
-	if (j == NULL) {
-		snprintf(why, whylen, "not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-		    jerr.column);
+	if (j == NULL)
 		return -1;
-	}
-	if (!json_is_object(j)) {
-		snprintf(why, whylen, "a JSON %s, not an object", json_kind_name(j));
-		json_decref(j);
-		return -1;
-	}
 #ifdef AUTOPACK_MUTANT_resume_forgets_state
 	json_object_clear(j);
 #endif
-	fps = json_object_get(j, "fingerprint_counts");
-	if (fps != NULL && !json_is_object(fps)) {
-		snprintf(why, whylen, "fingerprint_counts: a JSON %s, not an object of counts",
-		    json_kind_name(fps));
-		rc = -1;
-	}
-	json_object_foreach(fps, k, v)
-	{
-		char key[96];
-
-		snprintf(key, sizeof key, "fingerprint_counts[\"%.60s\"]", k);
-		if (rc == 0)
-			rc = policy_count(v, key, fp_slot(p, k), why, whylen);
-	}
-	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(lists); i++)
-		rc = nameset_load(sets[i], json_object_get(j, lists[i]), lists[i], why, whylen);
-	if (rc == 0)
-		rc = policy_count(json_object_get(j, "consecutive_zero_yield"),
-		    "consecutive_zero_yield", &p->consecutive_zero, why, whylen);
+	json_object_foreach(json_object_get(j, "fingerprint_counts"), k, v) *
+	    fp_slot(p, k) = json_integer_value(v);
+	for (size_t l = 0; l < STORE_SESSION_STATE_LISTS; l++)
+		json_array_foreach(json_object_get(j, store_session_state_lists[l]), i, v)
+		    nameset_add(sets[l], json_string_value(v));
+	p->consecutive_zero = json_integer_value(json_object_get(j, "consecutive_zero_yield"));
 	json_decref(j);
-	return rc;
+	return 0;
 }
 
 /* Restore a saved policy state; -1 (logged, naming the session and what is wrong) when

@@ -71,6 +71,12 @@ static void worker_idle(struct worker *w)
 	struct sup *s = w->sup;
 	char why[200];
 
+	/* A job it holds behind the lease that ended runs now; a worker being stopped takes
+	 * nothing more (its exit ends the job it holds, as not started). */
+#ifndef AUTOPACK_MUTANT_queued_not_taken
+	if (!w->killed && lease_queued_take(w))
+		return;
+#endif
 	w->state = W_IDLE;
 	if (w->retire || s->staying > s->target || s->stopping) {
 		worker_retire(w, NULL);
@@ -85,6 +91,8 @@ static void worker_idle(struct worker *w)
 		pool_scale(s, s->target, false);
 		return;
 	}
+	if (w->killed)
+		return;
 	/* A lease opened ahead goes out at once. */
 	if (lease_ahead_take(s, w))
 		return;
@@ -404,6 +412,13 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	hung = w->lease.end_outcome == OUTCOME_HEARTBEAT_LOST;
 	if (w->lease.attempt_id != 0)
 		crashed = lease_abort(w, status, sig) == OUTCOME_WORKER_CRASHED || crashed;
+#ifndef AUTOPACK_MUTANT_queued_left_open
+	if (w->queued.attempt_id != 0) {
+		snprintf(what, sizeof what, "its worker pid %d ended: status %lld, signal %d",
+		    (int)w->pid, (long long)status, sig);
+		lease_queued_end(w, what);
+	}
+#endif
 	if (crashed || hung) {
 		s->n.worker_crashes += crashed;
 		if (hung)

@@ -154,6 +154,63 @@ static void session_start_abandon(void)
 		log_error("%s", err.text);
 }
 
+/* After a cancellation the database did not answer, leave the fleet on a connection of
+ * its own and log what became of this supervisor's row: stopped; not live or gone already
+ * (nothing changed); a leave sent and not answered, which the server may still apply; or
+ * no leave, the row staying live until the others declare it lost. A session it opened,
+ * if recorded, stays open either way. */
+static void session_start_left_aside(struct sup *s)
+{
+	double lease_s = (double)s->cfg.lease_timeout_ms / 1000.0;
+	long long id = (long long)s->fleet_id;
+	enum fleet_aside how;
+	struct store_err err;
+	char found[16], said[sizeof err.text + 400];
+
+	store_fleet_leave_aside(s->sd, &how, found, sizeof found, &err);
+	switch (how) {
+	case FLEET_ASIDE_LEFT:
+		snprintf(said, sizeof said,
+		    "supervisor %lld left the fleet on a connection of its own", id);
+		break;
+	case FLEET_ASIDE_NOT_LIVE:
+		snprintf(said, sizeof said,
+		    "supervisor %lld had no live row to leave on a connection of its own (its row "
+		    "was %s%s: another supervisor declared it lost, or it had left); nothing was "
+		    "changed",
+		    id, found[0] != '\0' ? "already " : "",
+		    found[0] != '\0' ? found : "changed by another transaction meanwhile");
+		break;
+	case FLEET_ASIDE_GONE:
+		snprintf(said, sizeof said,
+		    "supervisor %lld had no row to leave on a connection of its own (no row of "
+		    "supervisors has its id any more: removed by another program or by hand); "
+		    "nothing was changed",
+		    id);
+		break;
+	case FLEET_ASIDE_UNANSWERED:
+		snprintf(said, sizeof said,
+		    "this supervisor's leave of the fleet, sent on a connection of its own, was not "
+		    "answered (%s): the server may still apply it (its row then stopped), else its "
+		    "row stays live until the others declare it lost, %.0f s after its last "
+		    "heartbeat",
+		    err.text, lease_s);
+		break;
+	case FLEET_ASIDE_FAILED:
+		snprintf(said, sizeof said,
+		    "this supervisor does not leave the fleet (its row stays live until the others "
+		    "declare it lost, %.0f s after its last heartbeat; %s)",
+		    lease_s, err.text);
+		break;
+	}
+	log_warn("the database did not answer the cancellation: %s%s%s%s", said,
+	    s->session_id == NULL         ? "" :
+	        how == FLEET_ASIDE_FAILED ? ", and drain session " :
+	                                    "; drain session ",
+	    s->session_id != NULL ? s->session_id : "",
+	    s->session_id != NULL ? ", if recorded, stays open (interrupted)" : "");
+}
+
 /* End a start stopped by a signal while it waited for the database: exit 0, as a stop
  * taken as the drain begins would, having dispatched nothing. A supervisor registered
  * already leaves the fleet (its transaction, the cancelled statement's, rolled back) and
@@ -171,21 +228,8 @@ static void session_start_stopped(const char *why, double seconds, bool answered
 
 	db_pg_wait_watch(NULL);
 	session_unstarted = NULL; /* what it leaves is settled here */
-	if (s != NULL && s->sd != NULL && s->fleet_id > 0 && !answered &&
-	    store_fleet_leave_aside(s->sd, &err) == 0)
-		log_warn("the database did not answer the cancellation: supervisor %lld left the "
-		         "fleet on a connection of its own%s%s%s",
-		    (long long)s->fleet_id, s->session_id != NULL ? "; drain session " : "",
-		    s->session_id != NULL ? s->session_id : "",
-		    s->session_id != NULL ? ", if recorded, stays open (interrupted)" : "");
-	else if (s != NULL && s->sd != NULL && s->fleet_id > 0 && !answered)
-		log_warn("the database did not answer the cancellation: this supervisor does not "
-		         "leave the fleet (its row stays live until the others declare it lost, "
-		         "%.0f s after its last heartbeat; %s)%s%s%s",
-		    (double)s->cfg.lease_timeout_ms / 1000.0, err.text,
-		    s->session_id != NULL ? ", and drain session " : "",
-		    s->session_id != NULL ? s->session_id : "",
-		    s->session_id != NULL ? ", if recorded, stays open (interrupted)" : "");
+	if (s != NULL && s->sd != NULL && s->fleet_id > 0 && !answered)
+		session_start_left_aside(s);
 	else if (s != NULL && s->sd != NULL && s->fleet_id > 0) {
 		store_drain_rollback(s->sd);
 		if (store_fleet_leave(s->sd, NULL, &err) != 0)

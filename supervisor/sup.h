@@ -97,6 +97,7 @@ struct sup_config {
 	int64_t kill_grace_ms;
 	int64_t commit_window_ms;
 	int64_t commit_max;
+	int64_t worker_jobs; /* 2: a busy worker holds its next job too (--worker-jobs) */
 	/* LLM settings sent in every job; the keys go to workers on a pipe, sent on the socket
 	 * each one makes (secrets.c). */
 	const char *llm_provider;
@@ -233,10 +234,24 @@ struct lease {
 	 * worker sends that try without waiting for its announcement's ack. Cleared by the
 	 * attempt's first llm_request event. */
 	bool ann_first;
+	bool sent;         /* its job has been sent (a lease is its worker's from its commit) */
 	bool acks_asked;   /* the worker has waited for acks (a heartbeat with `wait`) */
 	uint64_t ack_held; /* the seq of a committed announcement not waited for whose ack
 	                    * is held (0: none): sent when the worker waits for acks, left
 	                    * out when a later ack covers it or the attempt ends */
+};
+
+/* A lease a round opens inside its transaction; the job goes out after the commit. A
+ * lease opened ahead has no worker: it waits, durable, for the first worker that frees up
+ * (lease.c). */
+struct grant {
+	struct worker *w; /* until the commit; then found again by worker_id; NULL: ahead */
+	int worker_id;
+	struct run_q *r;
+	struct qphase *p;
+	uint64_t attempt_id;
+	int64_t attempt_number;
+	bool durable; /* ahead: its commit is durable, its job may go out */
 };
 
 struct worker {
@@ -252,8 +267,13 @@ struct worker {
 	uv_timer_t phase_timer; /* phase deadline, then kill grace */
 	int handles;            /* open handles; freed when it reaches 0 */
 	struct lease lease;
-	int64_t unacked;   /* events queued for the writer, not yet committed */
-	uint64_t heard_ms; /* loop time and loop lag at its last frame (or its start) */
+	/* A durable lease whose job was sent behind its lease's (attempt_id 0: none): the
+	 * worker runs it next, and it becomes the lease when the lease ends (lease.c). */
+	struct grant queued;
+	bool queued_ann;       /* the queued job's `ann`: try 1 of its first call is on record */
+	bool queued_cancelled; /* cancelled: the worker was told, and is stopped if it runs it */
+	int64_t unacked;       /* events queued for the writer, not yet committed */
+	uint64_t heard_ms;     /* loop time and loop lag at its last frame (or its start) */
 	uint64_t heard_lag;
 	bool retire;       /* shut down once idle */
 	bool killed;       /* we signalled it */
@@ -266,19 +286,6 @@ struct worker {
 	/* On sup.idle while idle (worker.c): a dispatch round takes the first. */
 	struct worker *idle_next, *idle_prev;
 	bool idle_listed;
-};
-
-/* A lease a round opens inside its transaction; the job goes out after the commit. A
- * lease opened ahead has no worker: it waits, durable, for the first worker that frees up
- * (lease.c). */
-struct grant {
-	struct worker *w; /* until the commit; then found again by worker_id; NULL: ahead */
-	int worker_id;
-	struct run_q *r;
-	struct qphase *p;
-	uint64_t attempt_id;
-	int64_t attempt_number;
-	bool durable; /* ahead: its commit is durable, its job may go out */
 };
 
 /* What a round's transaction does besides the queued writes: the dispatch (lease.c),
@@ -875,6 +882,17 @@ uint64_t lease_ahead_cancel(struct sup *s, const char *run_id, const char *phase
 /* Worker w exited: a lease of a round not yet settled (writer.c) that was to be its
  * waits for another worker instead, as one opened ahead. */
 void lease_worker_gone(struct worker *w);
+/* Make the job queued on w (lease.c, lease_queue) its lease, its deadline armed; false
+ * when it holds none. */
+bool lease_queued_take(struct worker *w);
+/* End the job queued on w, which the worker never reported starting, as a lease opened
+ * ahead no worker took: as supervisor_stopped ("not started: why"), or as cancelled when
+ * the operator cancelled it; nothing when it holds none. */
+void lease_queued_end(struct worker *w, const char *why);
+/* Cancel the job queued on a worker for (run, phase): the worker is told at once (it
+ * drops the job, or leaves if it has started it) and, when its lease ends, is stopped
+ * and the attempt ended as cancelled. Returns the attempt, or 0 when none is queued. */
+uint64_t lease_queued_cancel(struct sup *s, const char *run_id, const char *phase_id);
 
 /* --- pool.c: the worker processes --- */
 

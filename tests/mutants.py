@@ -167,6 +167,19 @@ MUTANTS = [
      ["tests/test_first_try.py::test_a_phase_that_fails_before_its_call_leaves_no_row[sqlite]"]),
     ("no_lease_ahead", "fast phases are handed out on leases opened ahead",
      ["tests/test_lease_ahead.py::test_fast_phases_are_handed_out_ahead_and_each_runs_once"]),
+    ("queued_left_open", "a worker's exit ends the job it holds behind its lease too",
+     ["tests/test_worker_jobs.py::"
+      "test_a_worker_killed_holding_two_jobs_ends_both_and_both_phases_run_again"]),
+    ("queued_not_taken", "a job held behind a lease becomes the lease when that ends",
+     ["tests/test_worker_jobs.py::test_fast_phases_are_held_two_a_worker_and_each_runs_once",
+      "tests/test_worker_jobs.py::test_a_pause_lets_the_held_job_run",
+      "tests/test_worker_jobs.py::test_a_stop_lets_the_held_job_run_then_exits",
+      "tests/test_worker_jobs.py::"
+      "test_a_supervisor_killed_while_workers_hold_two_leaves_a_drainable_database"]),
+    ("queued_cancel_missed", "a cancel reaches a job held behind a lease",
+     ["tests/test_worker_jobs.py::test_a_cancel_of_the_held_phase_ends_it_as_cancelled"]),
+    ("queued_before_durable", "a job held behind a lease leaves only once it is durable",
+     ["tests/test_worker_jobs.py::test_a_held_job_leaves_only_once_its_lease_is_durable"]),
     ("orphans_left", "what a check put in a session of its own does not outlive it",
      ["tests/test_containment.py::"
       "test_a_process_that_left_the_session_does_not_outlive_its_check[no-namespace]",

@@ -46,6 +46,8 @@ ROGUE_MODE says:
              database file with the copy of its write-ahead log that the last completed
              fsync made durable (<db>-wal.durable, kept by tests/tools/fsync_shim.c); at
              each job it notes whether the attempt's row is there ({"durable": ...})
+  durable_good  as good, noting at each job what durable notes (jobs queued behind
+             the one running, with --worker-jobs 2, are read and noted in turn)
 
 If the file ROGUE_CRASH_FILE exists when it starts, it exits with status 3 after its hello
 whatever the mode. ROGUE_LOG, when set, receives one JSON line per noteworthy thing.
@@ -221,7 +223,7 @@ while True:
     if m["t"] != "job":
         continue
     uuid, att = m["uuid"], m["att"]
-    if mode == "durable":
+    if mode in ("durable", "durable_good"):
         note({"event": "job", "att": att, "run": m["run"], "phase": m["phase"],
               "durable": durable_query(m["db"], "SELECT count(*) FROM attempts"
                                        " WHERE attempt_id = ?", (att,))[0][0] == 1})
@@ -234,7 +236,7 @@ while True:
     while mode in ("hang", "hang_term"):
         send({"t": "heartbeat", "uuid": uuid, "att": att})
         time.sleep(0.3)
-    if mode in ("good", "traced"):
+    if mode in ("good", "traced", "durable_good"):
         wait_go(uuid, att)
         time.sleep(float(os.environ.get("ROGUE_DELAY", "0")))
         send(usage(uuid, att, 1))

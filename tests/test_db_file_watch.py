@@ -76,6 +76,31 @@ def test_a_copy_as_large_put_over_the_database_in_place_is_database_lost(tmp, ll
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
 
 
+@pytest.mark.parametrize("how", ["moved", "removed"])
+def test_a_database_moved_away_is_named_where_it_now_is(tmp, llm, how):
+    # Moved (mv) or removed, it was "removed after it was opened" either way: the
+    # operator was not told that the file holding every commit was still there, and where.
+    url = new_db(tmp, runs=40, phases=10, check="sleep 0.5")
+    path = db_path(url)
+    moved = os.path.join(str(tmp), "moved.db")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    sup.wait_ready()
+    wait_for(lambda: sup.status()["queue"]["in_flight"] >= 1, what="work in flight")
+    if how == "moved":
+        os.rename(path, moved)
+    else:
+        os.unlink(path)
+    assert sup.wait(timeout=30) == 3, sup.stderr()
+    err = sup.stderr()
+    if how == "moved":
+        assert ("DATABASE LOST: %s: the database file was moved after it was opened (it is "
+                "now %s); everything committed was checkpointed" % (path, moved)) in err, \
+            err[-3000:]
+        assert sql("sqlite:///" + moved, "PRAGMA integrity_check") == [("ok",)]
+    else:
+        assert ("DATABASE LOST: %s: the database file was removed after it was opened;"
+                % path) in err, err[-3000:]
+
 def test_an_older_copy_put_over_the_database_in_place_is_not_given_its_write_ahead_log(
         tmp, llm):
     # A backup taken mid-drain and copied back over the live file (the same inode): the

@@ -939,6 +939,14 @@ def connection_kept(port, source):
     return wait_for(kept, 60, what="a connection from %s kept open" % source)
 
 
+def serving(tmp):
+    """A supervisor of a new database, with no workers, serving HTTP on 127.0.0.1: it,
+    its base URL and its port."""
+    sup = Supervisor(tmp, new_db(tmp, runs=1), "--workers", 0, "--http", "127.0.0.1:0")
+    base = http_base(sup)
+    return sup, base, urllib.parse.urlsplit(base).port
+
+
 class RawAnswer:
     """The bytes a server sent, as a socket http.client can read an answer from."""
     def __init__(self, data):
@@ -951,21 +959,19 @@ class RawAnswer:
 def test_one_client_holding_idle_connections_locks_nobody_out(tmp):
     """A client that opens connections and sends nothing took every one of the server's
     128 for 10 s: /metrics and the dashboard answered nobody. Now one address holds 16 at
-    most, and an idle connection is closed after 5 s."""
-    url = new_db(tmp, runs=1)
-    sup = Supervisor(tmp, url, "--workers", 0, "--http", "127.0.0.1:0")
+    most (a new one closes the oldest that sent nothing), and an idle connection is closed
+    after 5 s."""
+    sup, base, port = serving(tmp)
     held = []
     try:
-        base = http_base(sup)
-        port = urllib.parse.urlsplit(base).port
         # From another loopback address, as from another host: 200 idle connections.
         held = idle_connections(port, "127.0.0.2", 200)
         assert len(held) >= 16
-        # The connections past 16 were closed at once: before any of the 16 first, which
-        # are closed only once silent for 5 s.
-        refused = [s for s in held[16:] if closed_by_server(s, 60)]
-        assert len(refused) == len(held) - 16, (len(refused), len(held))
-        assert all(still_open(s) for s in held[:16])
+        # All but the 16 newest were closed at once, each by a newer one: before any of
+        # the 16, which are closed only once silent for 5 s.
+        made_room = [s for s in held[:-16] if closed_by_server(s, 60)]
+        assert len(made_room) == len(held) - 16, (len(made_room), len(held))
+        assert all(still_open(s) for s in held[-16:])
         # Every page is served meanwhile (a server whose every place they held refused
         # these connections at once).
         for path in ("/metrics", "/", "/api/status", "/healthz"):
@@ -973,9 +979,47 @@ def test_one_client_holding_idle_connections_locks_nobody_out(tmp):
             assert status == 200 and body, (path, status)
         assert "autopack_" in request(base, "/metrics")[2]
         # The 16 idle ones are closed.
-        assert all(closed_by_server(s, 60) for s in held[:16])
+        assert all(closed_by_server(s, 60) for s in held[-16:])
         # And the address may connect again.
         held.append(connection_kept(port, "127.0.0.2"))
+    finally:
+        for s in held:
+            s.close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+
+
+def test_idle_connections_from_many_loopback_addresses_lock_nobody_out(tmp):
+    """Every 127.x address reaches a server on 127.0.0.1, and each could hold 16 idle
+    connections: eight of them held all 128, and a scraper, from 127.0.0.1 or any other
+    address, was refused until they were closed for their silence (5 s, or 10 s for a
+    client sending a byte at a time, again and again). Sixteen idle ones from 127.0.0.1
+    itself refused every other client of that address. A new connection now closes the
+    oldest one that sent nothing, of its address past 16, of any address past 120, and is
+    served."""
+    sup, base, port = serving(tmp)
+    held = []
+    try:
+        for a in range(2, 10):
+            held += idle_connections(port, "127.0.0.%d" % a, 16)
+        assert len(held) == 128
+        # Served while the newest of them are still held (a server whose every place
+        # they held served it only once they were closed for their silence).
+        for path in ("/metrics", "/healthz", "/api/status"):
+            status, _, body = request(base, path, timeout=60)
+            assert status == 200 and body, (path, status)
+        assert still_open(held[-1])
+        assert closed_by_server(held[0], 60)
+        # Sixteen from 127.0.0.1 itself: its next connection is served too.
+        own = idle_connections(port, "127.0.0.1", 16)
+        held += own
+        status, _, body = request(base, "/metrics", timeout=60)
+        assert status == 200 and "autopack_" in body, status
+        assert still_open(own[-1])
+        assert closed_by_server(own[0], 60)
+        wait_for(lambda: "connection(s) that had sent no request closed to make room for "
+                 "new ones (16 at most from one address, 120 in all)" in sup.stderr(), 60,
+                 what="the log line")
     finally:
         for s in held:
             s.close()
@@ -1007,6 +1051,7 @@ def test_a_page_of_another_site_resolving_to_loopback_reads_nothing(tmp):
     finally:
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0, sup.stderr()
+
 
 def test_a_request_sent_a_byte_at_a_time_gets_408_and_frees_its_place(tmp):
     """Sixteen connections sending their request a byte every 2 s (never silent for 5 s)

@@ -182,6 +182,25 @@ def test_a_read_only_database_is_refused_naming_the_setting(tmp, pg_cluster, whe
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
 
 
+def test_a_pg_settings_without_the_read_only_row_is_named_not_an_empty_reason(tmp, pg_cluster):
+    """pg_settings as the connection finds it holds no row default_transaction_read_only
+    (a view of that name in public, which the database's search_path puts before
+    pg_catalog): the writers refused the database with `reading whether the server takes
+    writes: ` and nothing after it. They now name what was asked."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, tiers=1, phases=1)
+    sql(url, "CREATE VIEW public.pg_settings AS SELECT * FROM pg_catalog.pg_settings"
+             " WHERE name <> 'default_transaction_read_only'")
+    pg_cluster.psql('ALTER DATABASE "%s" SET search_path = public, pg_catalog' % name)
+    said = ("reading whether the server takes writes: pg_settings has no row "
+            "default_transaction_read_only (asked: SELECT pg_is_in_recovery(), setting, "
+            "source FROM pg_settings WHERE name = 'default_transaction_read_only'")
+    for (rc, err), want in zip(write_refusals(url), (2, 2, 1)):
+        assert rc == want and said in err, (rc, err)
+        assert "takes writes: \n" not in err and "takes writes: ;" not in err, err
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
 def test_a_standby_is_refused_naming_it(tmp):
     """The server in recovery (a hot standby: standby.signal): every write was refused with
     only the server's message. Now each writer refuses it as a standby before writing."""

@@ -441,6 +441,68 @@ def test_a_start_whose_cancellation_is_never_answered_leaves_the_fleet_aside(tmp
     assert sql(url, "SELECT state FROM supervisors") == [("stopped",)]
 
 
+def deaf_then(url, statement, hold=None):
+    """A cut for sigterm_a_start_behind_a_lock: cancel requests go unanswered, then
+    `statement` runs on a connection of the test's own (committed), and with `hold`, a
+    transaction of another connection runs `hold` and stays open (in hold.con)."""
+    def cut(proxy):
+        proxy.go_deaf_to_cancels()
+        if statement is not None:
+            sql(url, statement)
+        if hold is not None:
+            cut.con = connect(url)
+            cut.con.autocommit = False
+            cut.con.cursor().execute(hold)
+    cut.con = None
+    return cut
+
+
+@pytest.mark.parametrize("found,statement", [
+    ("its row was already lost", "UPDATE supervisors SET state = 'lost'"),
+    ("its row was already stopped", "UPDATE supervisors SET state = 'stopped'"),
+    ("no row of supervisors has its id any more",
+     "DELETE FROM supervisors"),
+])
+def test_a_leave_aside_that_finds_no_live_row_says_so(tmp, pg_url, found, statement):
+    """The leave on a connection of its own changed no row: the supervisor's row was no
+    longer live (another supervisor declared it lost, or it had left) or was gone. It was
+    logged as `left the fleet on a connection of its own` all the same."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    err = sigterm_a_start_behind_a_lock(tmp, url, "estimator_coefficients",
+                                        deaf_then(url, statement))
+    assert "left the fleet on a connection of its own" not in err, err
+    assert re.search(r"the database did not answer the cancellation: supervisor \d+ had no "
+                     r"(live )?row to leave on a connection of its own \(%s" % found, err), err
+    assert "nothing was changed; drain session drain-" in err, err
+    want = {"lost": [("lost",)], "stopped": [("stopped",)]}.get(found.split()[-1], [])
+    assert sql(url, "SELECT state FROM supervisors") == want
+
+
+def test_a_leave_aside_left_unanswered_says_the_server_may_still_apply_it(tmp, pg_url):
+    """The leave on a connection of its own waits for a lock another transaction holds on
+    the supervisor's row, and is given up 2 s later: its connection is closed, but the
+    server goes on with the statement and applies it once the lock is released. The log
+    said the supervisor did not leave the fleet and its row stayed live until the others
+    declared it lost; it now says the server may still apply the leave."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    cut = deaf_then(url, None, hold="SELECT 1 FROM supervisors FOR UPDATE")
+    try:
+        err = sigterm_a_start_behind_a_lock(tmp, url, "estimator_coefficients", cut)
+        assert "this supervisor does not leave the fleet" not in err, err
+        assert ("this supervisor's leave of the fleet, sent on a connection of its own, was "
+                "not answered (") in err, err
+        assert "no answer within 2 s): the server may still apply it (its row then " \
+            "stopped), else its row stays live until the others declare it lost" in err, err
+        assert sql(url, "SELECT state FROM supervisors") == [("live",)]
+    finally:
+        if cut.con is not None:
+            cut.con.rollback()
+            cut.con.close()
+    # The server applies the leave it was sent once the lock is released.
+    wait_for(lambda: sql(url, "SELECT state FROM supervisors") == [("stopped",)], 30,
+             what="the leave applied by the server")
+
+
 def test_a_start_whose_wait_cannot_be_described_still_stops_on_sigterm(tmp, pg_url):
     """The statement that describes a wait (on a connection of its own) is itself left
     unanswered: another session holds pg_locks, which it reads. The report says the wait

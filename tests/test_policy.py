@@ -368,7 +368,8 @@ def test_a_retried_run_is_no_longer_stopped_live_offline_and_after_resume(tmp):
     assert state(url)[0]["end"]["exit_status"] == 0
 
 
-@pytest.mark.parametrize("saved,why", [
+# Saved states a supervisor refuses to resume, and what it says is wrong with each.
+BAD_STATES = [
     ({"consecutive_zero_yield": 2**63 - 1},
      "consecutive_zero_yield: 9223372036854775807 is not a count from 0 to 1000000000"),
     ({"fingerprint_counts": {"FAILED|x": -1}},
@@ -384,7 +385,20 @@ def test_a_retried_run_is_no_longer_stopped_live_offline_and_after_resume(tmp):
     ('{"stopped_runs": ["run\\u0000"]}', "not JSON: \\u0000 is not allowed"),
     ('{"stopped_runs": %s"run-000"%s}' % ("[" * 65, "]" * 65),
      "not JSON: nesting deeper than 64 (line 1, column 81)"),
-])
+]
+
+
+def session_with_state(url, saved):
+    """Add session s1 whose state_json is `saved` (a text as it is, else as JSON)."""
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        con.execute("INSERT INTO drain_sessions (session_id, started_at, supervisor_pid,"
+                    " settings_json, state_json) VALUES ('s1', '2026-12-01 10:00:00.000000',"
+                    " 1, '{}', ?)", (saved if isinstance(saved, str) else json.dumps(saved),))
+    con.close()
+
+
+@pytest.mark.parametrize("saved,why", BAD_STATES)
 def test_a_saved_state_holding_a_count_that_is_none_is_not_resumed(tmp, saved, why):
     """A session's saved state another program or a hand edit wrote: a count of 2^63-1
     overflowed at the next attempt counted on it (UBSan: signed integer overflow; in a
@@ -395,15 +409,33 @@ def test_a_saved_state_holding_a_count_that_is_none_is_not_resumed(tmp, saved, w
     called "not a JSON object". The refusal names the session, the column and the key, or
     the parser's reason."""
     url = new_db(tmp, runs=1, phases=1)
-    con = sqlite3.connect(url[len("sqlite:///"):])
-    with con:
-        con.execute("INSERT INTO drain_sessions (session_id, started_at, supervisor_pid,"
-                    " settings_json, state_json) VALUES ('s1', '2026-12-01 10:00:00.000000',"
-                    " 1, '{}', ?)", (saved if isinstance(saved, str) else json.dumps(saved),))
-    con.close()
+    session_with_state(url, saved)
     sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--resume", "--exit-when-drained")
     assert sup.wait() == 1, sup.stderr()
     assert ("session s1: drain_sessions.state_json (the saved state of its drain rules): "
             "%s" % why) in sup.stderr(), sup.stderr()
     assert "; not resuming it" in sup.stderr(), sup.stderr()
     assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+
+
+@pytest.mark.parametrize("saved,why", BAD_STATES)
+def test_session_show_names_a_saved_state_it_cannot_read(tmp, saved, why):
+    """session show summarised a session whose saved state the supervisor refuses to
+    resume as if its state were empty, exit 0: no stopped runs, no counts, and no word.
+    It says what the supervisor says (the key, or the parser's reason with its line and
+    column), on stderr after the rest and as state_error in --json, and exits 1."""
+    url = new_db(tmp, runs=1, phases=1)
+    session_with_state(url, saved)
+    said = "session s1: drain_sessions.state_json (the saved state of its drain rules): "
+    r = ctl("--db", url, "session", "show", "s1")
+    assert r.rc == 1, r
+    assert "== drain session s1 ==" in r.out, r
+    [line] = [x for x in r.err.splitlines() if x.startswith("autopack-ctl: ")]
+    assert line.startswith("autopack-ctl: " + said + why), r
+    r = ctl("--db", url, "session", "show", "s1", "--json")
+    assert r.rc == 1, r
+    j = json.loads(r.out)
+    assert j["ok"] is False and j["error"] == "EINVAL", j
+    assert j["state_error"].startswith(why), j
+    assert j["message"].startswith(said + j["state_error"] + "; "), j
+    assert j["session"]["session_id"] == "s1", j

@@ -208,3 +208,56 @@ def test_an_error_quoting_a_value_with_a_newline_shows_it_escaped_on_one_line(tm
         assert len(lines) == 1 and lines[0].startswith(b"autopack-ctl"), (args, err)
         if want is not None:
             assert want in err, (args, err)
+
+
+# Ids as a user may type them or another program may store them: a newline, a carriage
+# return, an escape sequence and a tab.
+BROKEN_IDS = [b"a\nb", b"a\rb", b"a\x1b[31mb", b"a\tb"]
+BROKEN_SHOWN = [b"a\\nb", b"a\\rb", b"a\\e[31mb", b"a\\tb"]
+
+
+def test_an_error_quoting_an_id_is_one_line_with_the_ids_controls_escaped(tmp):
+    """An error line quoted a run, phase or session id, an argument or a command as it
+    was: a newline in it split the error over two lines (`no phase 'x' in run 'a` then
+    `b'`), which a log or a script reading one line per failure takes for two."""
+    db = hostile_db(tmp)
+    for raw, shown in zip(BROKEN_IDS, BROKEN_SHOWN):
+        cases = [
+            (["retry", raw, b"x"], 1, 1, b"no phase 'x' in run '" + shown + b"'"),
+            (["retry", b"telemetry-collection-v4", raw], 1, 1,
+             b"no phase '" + shown + b"' in run 'telemetry-collection-v4'"),
+            (["session", "show", raw], 1, 1, b'no drain session "' + shown + b'"'),
+            (["failed", raw], 2, 2, b"unexpected argument '" + shown + b"'"),
+            ([raw], 2, None, b"unknown command '" + shown + b"'"),
+            (["session", raw], 2, None, b"unknown session command " + shown + b";"),
+        ]
+        for args, want_rc, lines, text in cases:
+            rc, out, err = ctl_raw("--db", url(db), *args)
+            assert rc == want_rc, (args, out, err)
+            assert_terminal_safe(err)
+            first = err.split(b"\n")[0]
+            assert first.startswith(b"autopack-ctl") and text in first, (args, err)
+            if lines is not None:
+                assert err.count(b"\n") == lines, (args, err)
+
+
+def test_supervisor_log_lines_show_a_newline_in_an_id_escaped(tmp):
+    """A text log line showed a newline or a carriage return in the phase id it named as
+    a space: phase 'p\\nx' read as a phase 'p x' another run may hold."""
+    db = tmp / "ids.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    assert ctl("--db", url(db), "seed", "telemetry-run", "--workspace", "ws").rc == 0
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE phases SET phase_id = CAST(? AS TEXT) WHERE phase_index = 2",
+                    (b"p\nx\ry",))
+    con.close()
+    p = subprocess.run([binpath("autopack-supervisor"), "--db", url(db), "--dry-run",
+                        "--exit-when-drained", "--log-format", "text",
+                        "--control", str(tmp / "c.sock")],
+                       capture_output=True, timeout=120,
+                       env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY))
+    assert p.returncode == 0, p
+    assert_terminal_safe(p.stderr)
+    assert b"telemetry-collection-v4/p\\nx\\ry attempt " in p.stderr, p.stderr
+    assert b"/p x y " not in p.stderr, p.stderr

@@ -1,7 +1,7 @@
 /* autopack-worker: started by autopack-supervisor with one end of a socketpair. Runs one
  * phase at a time: reads a job, runs it (worker/phase.h), streams its events, keeping each
  * one until the supervisor acknowledges it (worker/outbox.h), and sends the result after
- * them; it takes its next job only once every event is acknowledged.
+ * them. A job sent while one runs is held and run next (docs/protocol.md).
  * Never opens the database. Dies with its supervisor (PR_SET_PDEATHSIG, and EOF on
  * the socket), taking its check command with it; takes SIGTERM and SIGINT only from the
  * supervisor; holds its provider keys in memory only (worker/keys.h) and cannot be read
@@ -31,12 +31,18 @@
 #include <unistd.h>
 
 #define HEARTBEAT_MS 1000
+/* Jobs held not started: the one queued behind the job running (--worker-jobs 2 of the
+ * supervisor) and, once that one is about to start, the one sent behind it. */
+#define HELD_MAX 2
 
 struct wk {
 	struct proto_fd io;
-	struct outbox out;           /* the job's events not yet acknowledged */
-	const struct proto_job *job; /* the job being run, or NULL */
-	bool ann;                    /* try 1 of the job's first LLM call is on record already */
+	struct outbox out;               /* the job's events not yet acknowledged */
+	const struct proto_job *job;     /* the job being run, or NULL */
+	struct proto_msg held[HELD_MAX]; /* jobs sent and not started, in order */
+	int64_t held_left_ms[HELD_MAX];  /* the time each had to its deadline when it came */
+	size_t nheld;
+	bool ann; /* try 1 of the job's first LLM call is on record already */
 	uint64_t last_beat;
 	bool shutdown;
 };
@@ -170,6 +176,40 @@ static void wk_beat(struct wk *w, int64_t wait_seq)
 	w->last_beat = clock_mono_ms();
 }
 
+/* Drop the held job of attempt `att`, cancelled before it started (none: nothing). */
+static void wk_drop_held(struct wk *w, uint64_t att)
+{
+	for (size_t i = 0; i < w->nheld; i++) {
+		if (w->held[i].u.job.attempt_id != att)
+			continue;
+		log_info("attempt %llu cancelled by the supervisor before it started",
+		    (unsigned long long)att);
+		proto_msg_free(&w->held[i]);
+		memmove(&w->held[i], &w->held[i + 1], (w->nheld - i - 1) * sizeof w->held[0]);
+		memmove(&w->held_left_ms[i], &w->held_left_ms[i + 1],
+		    (w->nheld - i - 1) * sizeof w->held_left_ms[0]);
+		w->nheld--;
+		return;
+	}
+}
+
+/* Keep job message m (taken: m is left empty) to run in turn. A job beyond the one
+ * running and one held, or beyond two held, is a protocol error (exit 1). */
+static void wk_hold(struct wk *w, struct proto_msg *m)
+{
+	if (w->nheld + (w->job != NULL) >= HELD_MAX)
+		log_fatal(1, "the supervisor sent attempt %llu while %s attempt %llu",
+		    (unsigned long long)m->u.job.attempt_id,
+		    w->job != NULL ? "one runs and it holds" : "it holds",
+		    (unsigned long long)w->held[w->nheld - 1].u.job.attempt_id);
+	w->held[w->nheld] = *m;
+	w->held_left_ms[w->nheld] = m->u.job.deadline_ms > 0 ?
+	    m->u.job.deadline_ms - (int64_t)clock_wall_ms() :
+	    0;
+	w->nheld++;
+	*m = (struct proto_msg){ 0 };
+}
+
 /* Handle a message that may arrive while a job runs: an ack, cancel or shutdown. */
 static void wk_async(struct wk *w, const struct proto_msg *m)
 {
@@ -193,6 +233,7 @@ static void wk_async(struct wk *w, const struct proto_msg *m)
 			    (unsigned long long)m->u.cancel.attempt_id);
 			wk_quit();
 		}
+		wk_drop_held(w, m->u.cancel.attempt_id);
 		break;
 	default:
 		log_fatal(1, "the supervisor sent a %s message while a job runs",
@@ -210,7 +251,10 @@ static void wk_poll(struct wk *w, int timeout_ms, bool drain)
 	enum proto_fd_rc rc;
 
 	while ((rc = proto_fd_recv(&w->io, &m, timeout_ms, &err)) == PROTO_FD_MSG) {
-		wk_async(w, &m);
+		if (m.type == PROTO_JOB)
+			wk_hold(w, &m);
+		else
+			wk_async(w, &m);
 		proto_msg_free(&m);
 		if (!drain)
 			return;
@@ -380,6 +424,30 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 	w->job = NULL;
 }
 
+/* Run the jobs held, in turn, each with its whole time to its deadline from its start;
+ * before each, what the supervisor has sent since is taken (a cancel of it drops it). */
+static void wk_run_held(struct wk *w)
+{
+	while (w->nheld > 0) {
+		struct proto_msg m;
+		int64_t left;
+
+		wk_poll(w, 0, true);
+		if (w->nheld == 0)
+			break;
+		m = w->held[0];
+		left = w->held_left_ms[0];
+		w->nheld--;
+		memmove(&w->held[0], &w->held[1], w->nheld * sizeof w->held[0]);
+		memmove(
+		    &w->held_left_ms[0], &w->held_left_ms[1], w->nheld * sizeof w->held_left_ms[0]);
+		if (m.u.job.deadline_ms > 0)
+			m.u.job.deadline_ms = (int64_t)clock_wall_ms() + left;
+		wk_run_job(w, &m.u.job);
+		proto_msg_free(&m);
+	}
+}
+
 /* Return the descriptor number `v` given to flag `name`, or exit 2 naming the flag. */
 static int wk_flag_fd(const char *name, const char *v)
 {
@@ -517,15 +585,16 @@ int main(int argc, char **argv)
 		/* A job may come before the acknowledgements of the previous attempt's events
 		 * (its lease was opened ahead): those events are the supervisor's, committed and
 		 * acknowledged in its own time, and their acks are ignored from now on. */
-		if (m.type == PROTO_JOB)
-			wk_run_job(&w, &m.u.job);
-		else if (m.type == PROTO_ACK)
+		if (m.type == PROTO_JOB) {
+			wk_hold(&w, &m);
+			wk_run_held(&w);
+		} else if (m.type == PROTO_ACK || m.type == PROTO_CANCEL)
 			wk_async(&w, &m);
 		else if (m.type == PROTO_SHUTDOWN) {
 			log_info("the supervisor asked this worker to stop (%s)",
 			    m.u.shutdown.reason != NULL ? m.u.shutdown.reason : "no reason given");
 			w.shutdown = true;
-		} else if (m.type != PROTO_CANCEL)
+		} else
 			log_fatal(1, "the supervisor sent a %s message, which workers do not take",
 			    proto_type_name(m.type));
 		proto_msg_free(&m);

@@ -206,10 +206,23 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t,
  * NULL, is set when the row was not live any more: another supervisor declared this one
  * lost. */
 int store_fleet_leave(struct store_drain *d, bool *lost, struct store_err *err);
+/* What a leave on a connection of its own did. */
+enum fleet_aside {
+	FLEET_ASIDE_LEFT,       /* the row was live, and is stopped now */
+	FLEET_ASIDE_NOT_LIVE,   /* the row was not live (lost, stopped): nothing changed */
+	FLEET_ASIDE_GONE,       /* no row has this supervisor's id: nothing changed */
+	FLEET_ASIDE_UNANSWERED, /* sent, not answered within 2 s: the server may still apply
+	                         * it (the row waited for another transaction's lock) */
+	FLEET_ASIDE_FAILED,     /* not applied: no connection, or the server's error */
+};
 /* Leave as store_fleet_leave does, on a connection of its own to the same database (2 s at
  * most to connect and 2 s to answer), for when the store's connection is busy with a
- * statement the server left unanswered. STORE_EIO naming why when it could not. */
-int store_fleet_leave_aside(struct store_drain *d, struct store_err *err);
+ * statement the server left unanswered. *how says what it did; for FLEET_ASIDE_NOT_LIVE
+ * `found` (n bytes) holds the row's state as it was read ("" when another transaction
+ * changed it meanwhile). STORE_EIO naming why for FLEET_ASIDE_UNANSWERED and
+ * FLEET_ASIDE_FAILED. */
+int store_fleet_leave_aside(
+    struct store_drain *d, enum fleet_aside *how, char *found, size_t n, struct store_err *err);
 /* Record how many late writes this supervisor refused after it was declared lost, `n` in
  * all (outside a transaction; the row is no longer live). */
 int store_fleet_count_rejected(struct store_drain *d, int64_t n, struct store_err *err);

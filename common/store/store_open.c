@@ -9,7 +9,9 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -686,12 +688,42 @@ static void store_mark_lost(struct store *st, bool salvage, char *buf, size_t le
 		    sqlite3_errmsg(h));
 }
 
+/* Find where the file this process holds open as device `dev`, inode `ino` now is, through
+ * its descriptors in /proc/self/fd: its path into `where` (`n` bytes) and true when it is
+ * still linked under one (moved, renamed), false when it is not (removed) or no
+ * descriptor of it is found. */
+static bool store_file_now_at(dev_t dev, ino_t ino, char *where, size_t n)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	struct stat sb;
+	char link[300];
+	ssize_t k;
+	bool linked = false;
+
+	if (d == NULL)
+		return false;
+	while (!linked && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fstat(atoi(e->d_name), &sb) != 0 ||
+		    sb.st_dev != dev || sb.st_ino != ino || sb.st_nlink == 0)
+			continue;
+		snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+		/* Its name unlinked, another hard link kept: not where it is. */
+		if ((k = readlink(link, where, n - 1)) > 0) {
+			where[k] = '\0';
+			linked = k < 10 || strcmp(where + k - 10, " (deleted)") != 0;
+		}
+	}
+	closedir(d);
+	return linked;
+}
+
 /* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
  * file, or none, or (a write handle) the file is smaller than it was once seen, or was
  * written (a moved mtime or another size) since the handle's last checkpoint. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
-	char what[400] = "", salvage[600];
+	char what[400] = "", salvage[600], now_at[PATH_MAX];
 	bool foreign = false;
 	struct stat sb;
 
@@ -703,8 +735,13 @@ int store_identity_changed(struct store *st, struct store_err *err)
 	if (stat(st->path, &sb) != 0) {
 		if (errno != ENOENT)
 			return store_fail(err, STORE_EIO, "%s: %s", st->path, strerror(errno));
-		snprintf(what, sizeof what, "%s: the database file was removed after it was opened",
-		    st->path);
+		if (store_file_now_at(st->dev, st->ino, now_at, sizeof now_at))
+			snprintf(what, sizeof what,
+			    "%s: the database file was moved after it was opened (it is now %.300s)",
+			    st->path, now_at);
+		else
+			snprintf(what, sizeof what,
+			    "%s: the database file was removed after it was opened", st->path);
 	} else if (sb.st_dev != st->dev || sb.st_ino != st->ino) {
 		snprintf(what, sizeof what,
 		    "%s: the database file was replaced after it was opened (device:inode "

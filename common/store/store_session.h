@@ -77,11 +77,28 @@ struct store_session_summary {
 	size_t n_runs;
 	int64_t runs_stopped; /* runs of this session in stopped_runs */
 	json_t *state;        /* state_json parsed; an object, maybe empty */
+	char *state_error;    /* why state_json cannot be read (state is then empty), or NULL */
 	struct store_session_rec *recs;
 	size_t n_recs;
 };
 
 #define STORE_SESSION_TOP_FINGERPRINTS 5
+
+/* The most a saved count (of a fingerprint, of zero-yield attempts in a row) may be: one
+ * larger (another program's, a hand edit) would overflow when counted on. */
+#define STORE_SESSION_COUNT_MAX 1000000000
+/* The name lists of a saved state, in the order they are checked. */
+#define STORE_SESSION_STATE_LISTS 5
+extern const char *const store_session_state_lists[STORE_SESSION_STATE_LISTS];
+
+/* A session's saved state (state_json; NULL is "{}") parsed and checked: a JSON object
+ * whose fingerprint_counts is an object of counts, consecutive_zero_yield a count (from 0
+ * to STORE_SESSION_COUNT_MAX) and stopped_fingerprints, stopped_runs, sampled_runs,
+ * promising_runs and deprioritized_runs lists of names, each absent or so (other keys are
+ * not read). NULL with `why` saying what is wrong: not JSON (the parser's reason, line and
+ * column), another JSON value than an object, or the key and the value that is not what
+ * it must be. */
+json_t *store_session_state_parse(const char *state_json, char *why, size_t whylen);
 
 /* List every drain session, newest first. */
 int store_session_list(

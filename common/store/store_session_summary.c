@@ -1,6 +1,5 @@
 /* The summary of a drain session, computed from its result rows and its state. */
 #include "common/store/store_internal.h"
-#include "common/jsonload.h"
 #include "common/store/store_session.h"
 #include "common/util.h"
 
@@ -138,12 +137,13 @@ void store_session_summarize(const struct store_session *s, const struct store_s
 {
 	struct store_counts fps = { 0 };
 	json_t *stopped;
+	char why[200];
 
 	assert(n == 0 || r != NULL);
 	memset(sum, 0, sizeof *sum);
-	sum->state = s->state_json != NULL ? json_loads_bounded(s->state_json, 0, NULL) : NULL;
-	if (!json_is_object(sum->state)) {
-		json_decref(sum->state);
+	sum->state = store_session_state_parse(s->state_json, why, sizeof why);
+	if (sum->state == NULL) {
+		sum->state_error = xstrdup(why);
 		sum->state = json_object();
 	}
 	stopped = json_object_get(sum->state, "stopped_runs");
@@ -204,5 +204,6 @@ void store_session_summary_free(struct store_session_summary *sum)
 		free(sum->recs[i].text);
 	free(sum->recs);
 	json_decref(sum->state);
+	free(sum->state_error);
 	memset(sum, 0, sizeof *sum);
 }

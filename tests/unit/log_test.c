@@ -57,7 +57,7 @@ TEST(log_line_holds_short_and_long_messages)
 		CHECK(strspn(msg, "x") == sizes[i] && msg[sizes[i]] == '|');
 		at = eol + 1;
 	}
-	CHECK(strstr(at, " warn: a b c\n") != NULL);
+	CHECK(strstr(at, " warn: a\\nb\\rc\n") != NULL);
 	free(text);
 }
 

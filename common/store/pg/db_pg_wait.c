@@ -49,14 +49,17 @@ void db_pg_wait_cancel(void)
 
 /* The result of `sql` with its one parameter run on `side`, or NULL when it could not be
  * sent or its answer did not come within WAIT_SIDE_MS (the catalog views it reads locked
- * by another session, a server or network gone silent). */
-static PGresult *wait_side_exec(PGconn *side, const char *sql, const char *const *param)
+ * by another session, a server or network gone silent); *unanswered is then whether it
+ * was sent. */
+static PGresult *wait_side_exec(
+    PGconn *side, const char *sql, const char *const *param, bool *unanswered)
 {
 	uint64_t until = clock_mono_ms() + WAIT_SIDE_MS;
 	PGresult *r, *last = NULL;
 
 	if (!PQsendQueryParams(side, sql, 1, NULL, param, NULL, NULL, 0))
 		return NULL;
+	*unanswered = true;
 	while (PQisBusy(side)) {
 		struct pollfd pfd = { .fd = PQsocket(side), .events = POLLIN };
 		uint64_t now = clock_mono_ms();
@@ -68,6 +71,7 @@ static PGresult *wait_side_exec(PGconn *side, const char *sql, const char *const
 		if ((pr < 0 && errno != EINTR) || (pr > 0 && !PQconsumeInput(side)))
 			return NULL;
 	}
+	*unanswered = false;
 	while ((r = PQgetResult(side)) != NULL) {
 		PQclear(last);
 		last = r;
@@ -75,8 +79,8 @@ static PGresult *wait_side_exec(PGconn *side, const char *sql, const char *const
 	return last;
 }
 
-PGresult *db_pg_side_exec(
-    PGconn *c, const char *app, const char *sql, const char *param, char *why, size_t n)
+PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const char *param,
+    bool *unanswered, char *why, size_t n)
 {
 	PQconninfoOption *opts = PQconninfo(c);
 	const char *keys[64], *vals[64], *params[1] = { param };
@@ -96,10 +100,11 @@ PGresult *db_pg_side_exec(
 	keys[k] = "application_name";
 	vals[k++] = app;
 	keys[k] = vals[k] = NULL;
+	*unanswered = false;
 	side = PQconnectdbParams(keys, vals, 0);
 	PQconninfoFree(opts);
 	if (side != NULL && PQstatus(side) == CONNECTION_OK)
-		r = wait_side_exec(side, sql, params);
+		r = wait_side_exec(side, sql, params, unanswered);
 	if (r != NULL &&
 	    (PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK)) {
 		PQfinish(side);
@@ -139,10 +144,11 @@ static void wait_what(PGconn *c, char *out, size_t n)
 	    " (SELECT a.wait_event_type || ' ' || a.wait_event FROM pg_stat_activity a WHERE"
 	    " a.pid = CAST($1 AS int))";
 	char pid[24], why[512];
+	bool unanswered;
 	PGresult *r;
 
 	snprintf(pid, sizeof pid, "%d", PQbackendPID(c));
-	r = db_pg_side_exec(c, "autopack wait report", sql, pid, why, sizeof why);
+	r = db_pg_side_exec(c, "autopack wait report", sql, pid, &unanswered, why, sizeof why);
 	if (r != NULL && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
 		snprintf(out, n,
 		    "it waits for %s, held by %s (SELECT * FROM pg_locks WHERE pid IN (%s) lists "

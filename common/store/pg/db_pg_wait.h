@@ -43,9 +43,12 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql);
  * database of `c`, made with the same parameters under application name `app` (2 s at
  * most to connect, 2 s to answer), then closed: for a statement `c` cannot take, busy
  * with another. Returns its result (rows, or a command's), or NULL with the reason (the
- * server's error, "no answer within 2 s", the connection's failure) in why (n bytes). */
-PGresult *db_pg_side_exec(
-    PGconn *c, const char *app, const char *sql, const char *param, char *why, size_t n);
+ * server's error, "no answer within 2 s", the connection's failure) in why (n bytes) and
+ * *unanswered set when the statement was sent and no answer came: the server may still
+ * run it (closing the connection does not stop a statement waiting for a lock), where an
+ * error or a connection never made ran nothing. */
+PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const char *param,
+    bool *unanswered, char *why, size_t n);
 /* What the last statement was last reported waiting for ("" when it was not). */
 const char *db_pg_wait_reported(void);
 /* Cancel the statement waiting now, if any, from the start of its wait; safe in a signal

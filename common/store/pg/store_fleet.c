@@ -892,20 +892,39 @@ int store_fleet_leave(struct store_drain *d, bool *lost, struct store_err *err)
 	return rc;
 }
 
-/* Leave the fleet on a connection of its own (db_pg_side_exec), the store's being busy. */
-int store_fleet_leave_aside(struct store_drain *d, struct store_err *err)
+/* Leave the fleet on a connection of its own (db_pg_side_exec), the store's being busy.
+ * The statement reads the row as it was when it began beside the update: a row not
+ * updated was not live, or is gone, or (still 'live' as read) was changed by another
+ * transaction the update waited for. */
+int store_fleet_leave_aside(
+    struct store_drain *d, enum fleet_aside *how, char *found, size_t n, struct store_err *err)
 {
 	char id[24], why[512];
+	bool unanswered;
 	PGresult *r;
 
 	snprintf(id, sizeof id, "%lld", (long long)d->supervisor_id);
+	found[0] = '\0';
 	r = db_pg_side_exec(db_pg_conn(d->st->db), FLEET_APP " leave",
-	    "UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
-	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live'",
-	    id, why, sizeof why);
-	if (r == NULL)
+	    "WITH u AS (UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
+	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live' RETURNING 1)"
+	    " SELECT (SELECT count(*) FROM u), (SELECT state FROM supervisors"
+	    " WHERE supervisor_id = CAST($1 AS BIGINT))",
+	    id, &unanswered, why, sizeof why);
+	if (r == NULL) {
+		*how = unanswered ? FLEET_ASIDE_UNANSWERED : FLEET_ASIDE_FAILED;
 		return store_fail(err, STORE_EIO,
 		    "%s: leaving the fleet on a connection of its own: %s", d->st->url, why);
+	}
+	if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "0") != 0)
+		*how = FLEET_ASIDE_LEFT;
+	else if (PQntuples(r) == 1 && PQgetisnull(r, 0, 1))
+		*how = FLEET_ASIDE_GONE;
+	else {
+		*how = FLEET_ASIDE_NOT_LIVE;
+		if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "live") != 0)
+			snprintf(found, n, "%s", PQgetvalue(r, 0, 1));
+	}
 	PQclear(r);
 	return 0;
 }

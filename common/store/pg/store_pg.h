@@ -32,7 +32,8 @@ int store_pg_server_id(struct db *db, const char *url, char **id, struct store_e
 /* 0 when connection `db` can write; STORE_EIO naming the cause when the server is a
  * standby (in recovery) or default_transaction_read_only is on, with where it was set
  * (the role, the database, both, the connection's options, the server's configuration)
- * and how to undo it, or when that cannot be read. Asked before a write open writes. */
+ * and how to undo it, or when that cannot be read (the server's error, or what was asked
+ * when pg_settings holds no row of it). Asked before a write open writes. */
 int store_pg_writable(struct db *db, const char *url, struct store_err *err);
 
 /* --- common/store/pg/store_pg_identity.c --- */
