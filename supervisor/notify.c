@@ -1,5 +1,6 @@
 /* The sd_notify datagram protocol (see notify.h). */
 #include "supervisor/notify.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -97,14 +98,16 @@ int notify_send(struct notify *n, const char *assignments)
 	return w < 0 ? -errno : 0;
 }
 
-/* Send STATUS=text unless it was the last status sent; -errno on failure. */
+/* Send STATUS=text, its newlines as \\n (one line: a newline would start another
+ * assignment), unless it was the last status sent; -errno on failure. */
 int notify_status(struct notify *n, const char *text)
 {
-	char msg[sizeof n->last_status + 8];
+	char line[sizeof n->last_status], msg[sizeof n->last_status + 8];
 
-	if (n->fd < 0 || strcmp(text, n->last_status) == 0)
+	utf8_one_line(line, text, sizeof line);
+	if (n->fd < 0 || strcmp(line, n->last_status) == 0)
 		return 1;
-	strlcpy_ap(n->last_status, text, sizeof n->last_status);
+	memcpy(n->last_status, line, sizeof line);
 	snprintf(msg, sizeof msg, "STATUS=%s", n->last_status);
 	return notify_send(n, msg);
 }

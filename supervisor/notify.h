@@ -31,8 +31,9 @@ int notify_open(struct notify *n, char *err, size_t errlen);
 /* Send one notification (the assignments, '\n'-separated). Returns 0, or -errno; does
  * nothing and returns 0 when not under a service manager. */
 int notify_send(struct notify *n, const char *assignments);
-/* Send STATUS=text if it differs from the status sent last: 0 sent, 1 nothing to send
- * (the same text, or no service manager), or -errno. */
+/* Send STATUS=text, each newline and carriage return in it as \\n and \\r (a newline
+ * would start an assignment of its own), if it differs from the status sent last: 0 sent,
+ * 1 nothing to send (the same text, or no service manager), or -errno. */
 int notify_status(struct notify *n, const char *text);
 void notify_close(struct notify *n);
 

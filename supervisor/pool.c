@@ -223,7 +223,7 @@ static void worker_hand_cb(uv_poll_t *p, int status, int events)
 {
 	struct worker *w = p->data;
 	struct log_about about = worker_about(w);
-	char why[200];
+	char why[400];
 	int sock = -1, rc = status < 0 ? status : hand_take(w->hand_fd, &sock);
 
 	(void)events;
@@ -237,14 +237,15 @@ static void worker_hand_cb(uv_poll_t *p, int status, int events)
 		snprintf(why, sizeof why, "it sent no socket of its own to hand over (%s)",
 		    strerror(-rc));
 	} else if (pool_hand_vet(w, sock, why, sizeof why) == 0) {
-		if ((rc = secrets_give(w->sup, sock)) == 0 &&
-		    (rc = uv_pipe_open(&w->chan.pipe, sock)) == 0) {
-			sock = -1; /* the channel's now, closed with it */
-			if ((rc = chan_start(&w->chan)) == 0)
-				return;
+		if ((rc = secrets_give(w->sup, sock, why, sizeof why)) == 0) {
+			if ((rc = uv_pipe_open(&w->chan.pipe, sock)) == 0) {
+				sock = -1; /* the channel's now, closed with it */
+				if ((rc = chan_start(&w->chan)) == 0)
+					return;
+			}
+			snprintf(why, sizeof why, "cannot answer on the socket it handed over: %s",
+			    strerror(-rc));
 		}
-		snprintf(why, sizeof why, "cannot answer on the socket it handed over: %s",
-		    strerror(-rc));
 	}
 	if (sock >= 0)
 		close(sock);

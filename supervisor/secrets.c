@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -40,44 +41,91 @@ void secrets_take(struct sup *s)
 	}
 }
 
-/* A pipe's read end holding the keys: 0 with *fd set (-1 when there are no keys), or a
- * negative errno. */
-static int secrets_pipe(struct sup *s, int *fd)
+/* Make pipe p (its write end not blocking) hold at least `need` bytes without a reader:
+ * 0, or a negative errno with `why` (`n` bytes) naming the cause. A user whose pipes hold
+ * more pages than /proc/sys/fs/pipe-user-pages-soft gets pipes of two pages, which it may
+ * not enlarge. */
+static int secrets_pipe_hold(int p[2], size_t need, char *why, size_t n)
 {
-	int p[2];
+	int size, e;
+
+	if (fcntl(p[1], F_SETFL, O_NONBLOCK) != 0) {
+		e = errno;
+		snprintf(why, n, "cannot make the keys' pipe non-blocking: %s", strerror(e));
+		return -e;
+	}
+	size = fcntl(p[1], F_GETPIPE_SZ);
+	if (size < 0) {
+		e = errno;
+		snprintf(why, n, "cannot read the size of the keys' pipe: %s", strerror(e));
+		return -e;
+	}
+	if ((size_t)size >= need)
+		return 0;
+	if (fcntl(p[1], F_SETPIPE_SZ, (int)need) >= 0)
+		return 0;
+	e = errno;
+	snprintf(why, n,
+	    "the keys (%zu bytes with their names) do not fit their pipe (%d bytes), which"
+	    " cannot be enlarged (F_SETPIPE_SZ: %s): this user's pipes are over"
+	    " /proc/sys/fs/pipe-user-pages-soft, or /proc/sys/fs/pipe-max-size is lower",
+	    need, size, strerror(e));
+	return -e;
+}
+
+/* A pipe's read end holding the keys: 0 with *fd set (-1 when there are no keys), or a
+ * negative errno with `why` (`n` bytes) saying what failed. Never waits: a pipe that
+ * cannot hold them all is refused. */
+static int secrets_pipe(struct sup *s, int *fd, char *why, size_t n)
+{
+	int p[2], rc;
 	size_t at = 0;
 
 	*fd = -1;
 	if (s->keys_len == 0)
 		return 0;
-	if (pipe2(p, O_CLOEXEC) != 0)
-		return -errno;
-	while (at < s->keys_len) {
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		rc = -errno;
+		snprintf(why, n, "cannot make a pipe for the keys: %s", strerror(-rc));
+		return rc;
+	}
+	rc = secrets_pipe_hold(p, s->keys_len, why, n);
+	while (rc == 0 && at < s->keys_len) {
 		ssize_t k = write(p[1], s->keys + at, s->keys_len - at);
 
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0) {
-			int e = errno;
-
-			close(p[0]);
-			close(p[1]);
-			return -e;
+		if (k < 0) {
+			rc = -errno;
+			snprintf(why, n,
+			    "cannot write the keys (%zu bytes with their names) into their pipe"
+			    " after %zu bytes: %s",
+			    s->keys_len, at, strerror(-rc));
+		} else if (k == 0) {
+			rc = -EIO;
+			snprintf(why, n, "the keys' pipe took none of their %zu bytes after %zu",
+			    s->keys_len, at);
+		} else {
+			at += (size_t)k;
 		}
-		at += (size_t)k;
 	}
 	close(p[1]);
-	*fd = p[0];
-	return 0;
+	if (rc != 0)
+		close(p[0]);
+	else
+		*fd = p[0];
+	return rc;
 }
 
-int secrets_give(struct sup *s, int sock)
+int secrets_give(struct sup *s, int sock, char *why, size_t n)
 {
-	int fd, rc = secrets_pipe(s, &fd);
+	int fd, rc = secrets_pipe(s, &fd, why, n);
 
 	if (rc != 0)
 		return rc;
 	rc = hand_answer(sock, fd);
+	if (rc != 0)
+		snprintf(why, n, "cannot answer on the socket it handed over: %s", strerror(-rc));
 	if (fd >= 0)
 		close(fd);
 	return rc;

@@ -626,9 +626,10 @@ struct sup {
  * included) into s->keys, and make the process non-dumpable. */
 void secrets_take(struct sup *s);
 /* Answer a worker on the socket it handed over and the supervisor vetted: with the read
- * end of a pipe holding the keys, when there are keys (proto/hand.h). Returns 0 or a
- * negative errno. */
-int secrets_give(struct sup *s, int sock);
+ * end of a pipe holding the keys, when there are keys (proto/hand.h). Never waits: keys the
+ * pipe cannot hold are not given. Returns 0, or a negative errno with `why` (`n` bytes)
+ * saying what failed (a pipe too small for the keys names its size and the cause). */
+int secrets_give(struct sup *s, int sock, char *why, size_t n);
 /* The variable of the configured provider's key when it was not given (or empty), else
  * NULL. */
 const char *secrets_missing(const struct sup *s);

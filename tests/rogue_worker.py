@@ -19,6 +19,8 @@ ROGUE_MODE says:
              seq is 4
   dup401     for each job: a usage event seq 1 (HTTP 200), the same seq again saying
              HTTP 401, then a success result
+  key401     for each job: a usage event saying HTTP 401 from the provider named in
+             ROGUE_PROVIDER (default anthropic), then a failed result
   models     for each job: usage events of 205 models m0..m204, then 5 more of m0, then a
              success result
   exit       exits with status 3 right after its hello
@@ -248,6 +250,11 @@ while True:
         send(usage(uuid, att, 1))
         send(dict(usage(uuid, att, 1), body=dict(usage(uuid, att, 1)["body"], http=401)))
         result(uuid, att, 1)
+    elif mode == "key401":
+        u = usage(uuid, att, 1)
+        send(dict(u, body=dict(u["body"], http=401,
+                               prov=os.environ.get("ROGUE_PROVIDER", "anthropic"))))
+        failed(uuid, att, 2, "refused")
     elif mode == "models":
         models = ["m%d" % i for i in range(205)] + ["m0"] * 5
         for seq, model in enumerate(models, 1):

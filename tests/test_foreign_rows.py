@@ -157,6 +157,50 @@ def test_an_attempt_id_at_the_top_of_the_range_is_refused_at_start_naming_it(tmp
     assert "database or disk is full" not in p.stderr.split("ids are used up")[0], p.stderr
 
 
+def test_a_phase_whose_attempt_count_is_at_the_top_of_the_range_is_drained(tmp):
+    """phases.builder_attempts at 2^63-1 (another program's row): the attempt after it is
+    numbered 2^63-1 as well and the count stays an integer (attempt_number wrapped to
+    -2^63, an overflow, the phase failed, and the count became the REAL 9.22e18)."""
+    from supervisor_helpers import new_db, rogue_supervisor
+    top = 9223372036854775807
+    db_url = new_db(tmp, runs=1, phases=1)
+    con = sqlite3.connect(db_url[len("sqlite:///"):])
+    con.execute("UPDATE phases SET builder_attempts = ?", (top,))
+    con.commit()
+    con.close()
+    sup = rogue_supervisor(tmp, db_url, "good", "--workers", 1, "--exit-when-drained")
+    try:
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    con = sqlite3.connect(db_url[len("sqlite:///"):])
+    rows = con.execute("SELECT a.attempt_number, a.outcome, typeof(p.builder_attempts),"
+                       " p.builder_attempts, p.state FROM attempts a JOIN phases p"
+                       " USING (run_id, phase_id)").fetchall()
+    con.close()
+    assert rows == [(top, "success", "integer", top, "COMPLETE")], rows
+
+
+def test_yields_near_the_largest_double_keep_their_median(tmp):
+    """Results whose yield per minute another program set near the largest double (1e308):
+    the median of an even count is theirs, not their sum halved, which was infinite
+    (`session show` printed "median inf", and --json printed no JSON but "a text in it
+    ... is not UTF-8", exit 2)."""
+    db = seeded(tmp / "yields.db")
+    assert dry_drain(tmp, db).returncode == 0
+    con = sqlite3.connect(str(db))
+    con.execute("UPDATE drain_session_results SET telemetry_yield_per_minute = 1e308")
+    assert con.execute("SELECT count(*) FROM drain_session_results").fetchone()[0] % 2 == 0
+    con.commit()
+    con.close()
+    r = ctl("--db", url(db), "session", "show", "--json")
+    assert r.rc == 0, r
+    yields = json.loads(r.out)["summary"]["yield_per_minute"]
+    assert yields == {"median": 1e308, "p90": 1e308, "max": 1e308}, r.out
+    r = ctl("--db", url(db), "session", "show")
+    assert r.rc == 0 and "median inf" not in r.out, r
+
+
 def attempt_outcomes(con):
     """Each attempt's (phase index, outcome, failure reason), by phase index."""
     return con.execute("SELECT p.phase_index, a.outcome, a.failure_reason FROM attempts a"

@@ -6,7 +6,7 @@ import os
 
 from conftest import ctl, run
 from pg_original import original_schema_on
-from supervisor_helpers import make_plan, sql
+from supervisor_helpers import make_plan, rogue_supervisor, sql
 
 
 def original_database_on(url):
@@ -62,3 +62,28 @@ def test_a_database_in_another_encoding_than_utf8_is_refused_naming_it(tmp, pg_c
         assert r.rc == 1 and "has the encoding LATIN1" in r.err, r
     finally:
         pg_cluster.drop_database(name)
+
+
+def test_a_phase_whose_attempt_count_is_at_the_top_of_its_type_is_drained(tmp, pg_url):
+    """phases.builder_attempts at 2^31-1, the most its INTEGER holds (another program's
+    row): the attempt after it is numbered 2^31 and the count stays (counting on was
+    "integer out of range", every dispatch round failed, and the supervisor gave up on the
+    database after 8 of them, exit 3, dry run or not)."""
+    top = 2147483647
+    assert ctl("--db", pg_url, "db", "init").rc == 0
+    plan = make_plan(os.path.join(str(tmp), "plan.json"), runs=2, phases=1)
+    assert ctl("--db", pg_url, "run", "import", plan).rc == 0
+    sql(pg_url, "UPDATE phases SET builder_attempts = %d" % top)
+    rows = "SELECT a.attempt_number, a.outcome, p.builder_attempts, p.state FROM attempts a" \
+        " JOIN phases p USING (run_id, phase_id) ORDER BY a.attempt_id"
+    r = run("autopack-supervisor", "--db", pg_url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", "--control", os.path.join(str(tmp), "dry.sock"), timeout=120)
+    assert r.rc == 0, r
+    assert sql(pg_url, rows) == [(top + 1, "dry_run", top, "QUEUED")] * 2
+    sql(pg_url, "DELETE FROM attempts")
+    sup = rogue_supervisor(tmp, pg_url, "good", "--workers", 1, "--exit-when-drained")
+    try:
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert sql(pg_url, rows) == [(top + 1, "success", top, "COMPLETE")] * 2

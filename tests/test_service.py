@@ -11,7 +11,8 @@ import uuid
 import pytest
 
 from conftest import ROOT
-from supervisor_helpers import Supervisor, hold_write_lock, new_db, release, wait_for
+from supervisor_helpers import (Supervisor, hold_write_lock, new_db, release, rogue_supervisor,
+                                wait_for)
 
 
 class NotifySocket:
@@ -265,3 +266,26 @@ def test_a_notification_that_cannot_be_sent_is_logged_once_and_again_when_it_can
                      name="sup2")
     assert sup.wait() == 0, sup.stderr()
     assert "cannot send" in sup.stderr() and "Connection refused" in sup.stderr()
+
+
+def test_a_status_line_holds_no_other_assignment(tmp):
+    """STATUS= is one line of a datagram whose lines are assignments: a newline in a stop
+    reason (here in the provider a worker named when the key was refused, which trips the
+    breaker and stops the drain) is sent as \\n, so what follows it is no assignment of
+    its own (it sent MAINPID=1 to the service manager)."""
+    url = new_db(tmp, runs=1, phases=1)
+    notify = NotifySocket(tmp)
+    sup = rogue_supervisor(tmp, url, "key401", "--workers", 1, "--exit-when-drained",
+                           env={"NOTIFY_SOCKET": notify.env,
+                                "ROGUE_PROVIDER": "anthropic\nMAINPID=1"})
+    try:
+        status = notify.wait(lambda d: d.startswith("STATUS=stopping"), "the stopping status")
+        assert sup.wait() == 4, sup.stderr()
+        notify.read()
+    finally:
+        sup.kill()
+        notify.close()
+    assert status.startswith("STATUS=stopping (breaker: the anthropic\\nMAINPID=1 provider"
+                             " refused the API key (HTTP 401 in attempt 1)"), status
+    lines = [line for d in notify.got for line in d.split("\n")]
+    assert not [line for line in lines if line.startswith("MAINPID=")], notify.got

@@ -161,6 +161,39 @@ def test_keys_longer_than_a_worker_takes_are_refused_at_the_start(tmp):
     assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("dry_run", 2)]
 
 
+def test_keys_a_pipe_cannot_hold_are_refused_not_waited_on(tmp):
+    """A user whose pipes hold more pages than /proc/sys/fs/pipe-user-pages-soft gets new
+    pipes of two pages (8 KiB), which it may not enlarge (pipe-shim.so gives the supervisor
+    such pipes): keys longer than that are refused, naming the pipe's size and the cause,
+    and the supervisor goes on answering (it wrote them into the pipe whole, before the
+    worker read it, and its loop waited for ever). Keys the small pipe holds are given."""
+    from conftest import preload
+    url = new_db(tmp, runs=1, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run",
+                     env=preload("pipe-shim.so", ANTHROPIC_API_KEY="k" * 20000))
+    try:
+        wait_for(lambda: "gets no key and no job" in sup.stderr(), 60, what="the refusal")
+        assert "gets no key and no job: the keys (20019 bytes with their names) do not" \
+            " fit their pipe (8192 bytes), which cannot be enlarged (F_SETPIPE_SZ: Operation" \
+            " not permitted): this user's pipes are over /proc/sys/fs/pipe-user-pages-soft," \
+            " or /proc/sys/fs/pipe-max-size is lower; killing it" in sup.stderr(), sup.stderr()
+        st = status_when(sup, lambda s: s["pool"]["crash_loop"], what="the crash loop")
+        assert st["pool"]["live"] == 0, st
+        assert sup.stop_now() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    # "ANTHROPIC_API_KEY=", the key and its NUL byte: 8192 bytes.
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     name="fits", env=preload("pipe-shim.so", ANTHROPIC_API_KEY="k" * (
+                         8192 - len("ANTHROPIC_API_KEY=") - 1)))
+    try:
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("dry_run", 2)]
+
+
 def test_zero_workers_that_must_exit_when_drained_are_refused(tmp):
     from conftest import run
     url = new_db(tmp, runs=1, phases=1)

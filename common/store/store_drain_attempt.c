@@ -62,10 +62,13 @@ const struct drain_sql drain_sql_attempt[] = {
 	{ DS_ATT_INSERT,
 	    "INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid,"
 	    " dry_run, initial_state, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
-	/* The phase row by its id (?1), read by DS_ATT_PHASE. */
+	/* The phase row by its id (?1), read by DS_ATT_PHASE; a count at the top of the range
+	 * stays there (+ 1 would make it a REAL). */
 	{ DS_PHASE_EXEC,
 	    "UPDATE phases SET state = ?4, current_attempt_id = ?2,"
-	    " builder_attempts = builder_attempts + 1, last_attempt_timestamp = ?3,"
+	    " builder_attempts = builder_attempts"
+	    " + CASE WHEN builder_attempts = 9223372036854775807 THEN 0 ELSE 1 END,"
+	    " last_attempt_timestamp = ?3,"
 	    " started_at = COALESCE(started_at, ?3), updated_at = ?3 WHERE id = ?1" },
 	{ DS_SPEC,
 	    "SELECT p.name, p.description, p.task_category, p.complexity, p.scope,"
@@ -442,9 +445,14 @@ struct drain_opening {
 	struct drain_closing live; /* what its end needs, when the drain keeps live attempts */
 	struct tier_count *t;      /* its tier's counts, when kept (not a dry run) */
 	enum phase_state initial;  /* the phase's state before the attempt */
-	int64_t made, row;         /* the phase's builder_attempts and row id */
+	int64_t number, row;       /* the attempt's number and the phase's row id */
 	bool kept;                 /* `live` holds what it names */
 };
+
+int64_t drain_attempt_number(int64_t made)
+{
+	return made < INT64_MAX ? made + 1 : INT64_MAX;
+}
 
 /* Read phase (run_id, phase_id) for an attempt's opening into *o, and count its move to
  * EXECUTING in its tier's counts (unless a dry run): STORE_EINVAL when there is no such
@@ -471,7 +479,7 @@ static int drain_open_read(struct store_drain *d, const char *run_id, const char
 		    err, STORE_EINVAL, "phase %s/%s: no such phase", run_id, phase_id);
 	}
 	state = store_col_text(s, 0, "NULL");
-	o->made = db_column_int64(s, 1);
+	o->number = drain_attempt_number(db_column_int64(s, 1));
 	tier = db_column_int64(s, 2);
 	o->row = db_column_int64(s, 3);
 	index = db_column_int64(s, 4);
@@ -575,7 +583,7 @@ int drain_attempt_open(struct store_drain *d, const char *run_id, const char *ph
 	s = drain_stmt_bound(d, DS_ATT_INSERT);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
-	db_bind_int64(s, 3, o.made + 1);
+	db_bind_int64(s, 3, o.number);
 	drain_bind_text(s, 4, session_id);
 	if (worker_pid > 0)
 		db_bind_int64(s, 5, worker_pid);
@@ -590,7 +598,7 @@ int drain_attempt_open(struct store_drain *d, const char *run_id, const char *ph
 		return rc;
 	}
 	*attempt_id = (uint64_t)db_last_insert_id(d->st->db);
-	*attempt_number = o.made + 1;
+	*attempt_number = o.number;
 	return drain_open_fence(d, run_id, phase_id, &o, *attempt_id, dry_run, now, err);
 }
 
@@ -647,7 +655,7 @@ static int drain_rows_insert(struct store_drain *d, struct drain_claim *c,
 
 		drain_bind_text(s, p, k->run_id);
 		drain_bind_text(s, p + 1, k->phase_id);
-		db_bind_int64(s, p + 2, o[at[j]].made + 1);
+		db_bind_int64(s, p + 2, o[at[j]].number);
 		if (k->worker_pid > 0)
 			db_bind_int64(s, p + 3, k->worker_pid);
 		else
@@ -664,7 +672,7 @@ static int drain_rows_insert(struct store_drain *d, struct drain_claim *c,
 	last = (uint64_t)db_last_insert_id(d->st->db);
 	for (size_t j = 0; j < m; j++) {
 		c[at[j]].attempt_id = last - (m - 1 - j);
-		c[at[j]].attempt_number = o[at[j]].made + 1;
+		c[at[j]].attempt_number = o[at[j]].number;
 	}
 	return 0;
 }
@@ -699,7 +707,7 @@ int drain_attempts_open_rows(struct store_drain *d, struct drain_claim *c, size_
 
 			drain_bind_text(s, 1, one->run_id);
 			drain_bind_text(s, 2, one->phase_id);
-			db_bind_int64(s, 3, o[at[j]].made + 1);
+			db_bind_int64(s, 3, o[at[j]].number);
 			drain_bind_text(s, 4, session_id);
 			if (one->worker_pid > 0)
 				db_bind_int64(s, 5, one->worker_pid);
@@ -711,7 +719,7 @@ int drain_attempts_open_rows(struct store_drain *d, struct drain_claim *c, size_
 			if ((rc = drain_exec(d, DS_ATT_INSERT, err)) != 0)
 				goto out;
 			one->attempt_id = (uint64_t)db_last_insert_id(d->st->db);
-			one->attempt_number = o[at[j]].made + 1;
+			one->attempt_number = o[at[j]].number;
 		} else if ((rc = drain_rows_insert(
 		                d, c, o, at + j, k, session_id, dry_run, now, err)) != 0)
 			goto out;

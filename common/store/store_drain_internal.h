@@ -197,6 +197,10 @@ int store_fleet_attempt_open(struct store_drain *d, const char *run_id, const ch
     int64_t worker_pid, const char *session_id, bool dry_run, uint64_t *attempt_id,
     int64_t *attempt_number, struct store_err *err);
 
+/* The number of the attempt after `made` (a phase's builder_attempts, which another
+ * program may have written at the top of the range): made + 1, at most INT64_MAX. */
+int64_t drain_attempt_number(int64_t made);
+
 /* store_drain_attempt_open with the phase's row id as the queue read it (0: unknown),
  * which finds the phase without its (run, phase) index while it is still that phase's. */
 int drain_attempt_open(struct store_drain *d, const char *run_id, const char *phase_id,

@@ -92,7 +92,8 @@ static void summary_yields(
 	for (size_t i = 0; i < n; i++)
 		y[i] = r[i].yield_per_min > 0 ? r[i].yield_per_min : 0;
 	qsort(y, n, sizeof *y, summary_double_cmp);
-	sum->yield_median = n % 2 ? y[n / 2] : (y[n / 2 - 1] + y[n / 2]) / 2;
+	/* Halfway from the lower of the middle two: their sum may pass DBL_MAX. */
+	sum->yield_median = n % 2 ? y[n / 2] : y[n / 2 - 1] + (y[n / 2] - y[n / 2 - 1]) / 2;
 	sum->yield_p90 = y[(9 * n + 9) / 10 - 1];
 	sum->yield_max = y[n - 1];
 	free(y);

@@ -47,7 +47,8 @@ static const char fleet_sql_lock[] =
  * reads the phase's state, the run's open attempts, the eligible phases before it in the
  * run and whether a dry run of the session already visited it or its policy holds the run
  * back, and when the run is free opens the attempt (in this supervisor's name) and fences
- * the phase, moving it to EXECUTING unless in a dry run: a row per phase that exists, its
+ * the phase, moving it to EXECUTING unless in a dry run (its count of attempts, an INTEGER,
+ * stays at the most it holds rather than fail the statement): a row per phase that exists, its
  * attempt's id NULL when none was opened. Attempts are looked up through scalar
  * subqueries, by their phase (the session compared through an expression): whatever the
  * planner's statistics, each phase costs one index probe, never a scan of the session's
@@ -77,13 +78,16 @@ static const char fleet_sql_lock[] =
 #define FLEET_CLAIM_OPEN(cond)                                                                      \
 	", ins AS (INSERT INTO attempts (run_id, phase_id, attempt_number, session_id, worker_pid," \
 	"   dry_run, initial_state, started_at, supervisor_id)"                                     \
-	"   SELECT c.run_id, c.phase_id, c.builder_attempts + 1, ?5, NULLIF(c.pid, 0),"             \
+	"   SELECT c.run_id, c.phase_id,"                                                           \
+	"   CAST(LEAST(CAST(c.builder_attempts AS NUMERIC) + 1, 9223372036854775807) AS BIGINT),"   \
+	"   ?5, NULLIF(c.pid, 0),"                                                                  \
 	"   CAST(?6 AS INTEGER), c.state, ?7, ?8"                                                   \
 	"   FROM c WHERE" FLEET_CLAIM_FREE cond " RETURNING attempt_id, run_id, phase_id),"         \
 	" f AS (UPDATE phases SET current_attempt_id = ins.attempt_id,"                             \
 	"   state = CASE WHEN CAST(?6 AS INTEGER) = 1 THEN phases.state ELSE ?9 END,"               \
 	"   builder_attempts = phases.builder_attempts"                                             \
-	"     + CASE WHEN CAST(?6 AS INTEGER) = 1 THEN 0 ELSE 1 END,"                               \
+	"     + CASE WHEN CAST(?6 AS INTEGER) = 1 OR phases.builder_attempts >= 2147483647"         \
+	"     THEN 0 ELSE 1 END,"                                                                   \
 	"   last_attempt_timestamp = CASE WHEN CAST(?6 AS INTEGER) = 1"                             \
 	"     THEN phases.last_attempt_timestamp ELSE ?7 END,"                                      \
 	"   started_at = CASE WHEN CAST(?6 AS INTEGER) = 1"                                         \
@@ -261,7 +265,7 @@ static int fleet_claims_insert(struct store_drain *d, struct drain_claim *c, siz
 			continue;
 		}
 		c[i].attempt_id = (uint64_t)db_column_int64(s, 7);
-		c[i].attempt_number = db_column_int64(s, 2) + 1;
+		c[i].attempt_number = drain_attempt_number(db_column_int64(s, 2));
 	}
 	rc = rc == DB_DONE ? 0 : drain_fail(d, err, "claiming phases");
 	db_reset(s);
