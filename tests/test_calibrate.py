@@ -349,6 +349,26 @@ def test_apply_refuses_a_set_that_scores_worse_unless_forced(tmp):
     assert r.rc == 0 and json.loads(r.out)["active_version"] == 2
 
 
+def test_apply_after_a_set_of_the_highest_version_is_refused_naming_it(tmp):
+    """A set another program numbered 2^63-1: --apply computed the next version in SQL,
+    which SQLite turned into a real, read back as 2^63-1 again, and the command failed
+    'UNIQUE constraint failed: estimator_coefficients.version' without naming why."""
+    db = imported_db(tmp)
+    assert calibrate(db, "--apply", "--out", "o", "--repeats", "2")[0].rc == 0
+    top = 2**63 - 1
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE estimator_coefficients SET version = ?", (top,))
+    c.close()
+    before = rows(db, "SELECT * FROM estimator_coefficients")
+    r, j = calibrate(db, "--apply", "--force", "--out", "o2", "--repeats", "2")
+    assert r.rc == 1 and j["ok"] is False, r
+    assert ("coefficient set %d holds the highest version there is (another program wrote "
+            "it), and no set can follow it; renumber or delete it; nothing was applied" % top
+            ) in r.err, r.err
+    assert "UNIQUE" not in r.err
+    assert rows(db, "SELECT * FROM estimator_coefficients") == before
+
+
 def test_apply_refuses_a_fit_the_supervisor_would_refuse_even_forced(tmp):
     """Three clean events another program wrote with 2^63-1 output tokens made the fit's
     budget factor about 2e15: --apply --force stored it, and every supervisor then refused

@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,7 +114,8 @@ static int coef_insert(struct store *st, int64_t version, int64_t parent, const 
 	    st->db, q, rc, err, "%s: writing coefficient set %lld", st->path, (long long)version);
 }
 
-/* Add a set and activate it in one transaction. */
+/* Add a set and activate it in one transaction, its version one above the highest there
+ * is; STORE_EINVAL, nothing changed, when that is already the largest a version holds. */
 int store_coef_activate_new(struct store *st, const char *overhead_json, const char *model_json,
     const char *provenance_json, int64_t *version, int64_t *parent, struct store_err *err)
 {
@@ -131,9 +133,17 @@ int store_coef_activate_new(struct store *st, const char *overhead_json, const c
 	    parent, err);
 	if (rc == 0)
 		rc = store_query_int(st->db,
-		    "SELECT max(coalesce(max(version), 1), 1) + 1 FROM "
+		    "SELECT max(coalesce(max(version), 1), 1) FROM "
 		    "estimator_coefficients",
 		    version, err);
+	if (rc == 0 && *version == INT64_MAX)
+		rc = store_fail(err, STORE_EINVAL,
+		    "%s: coefficient set %lld holds the highest version there is (another "
+		    "program wrote it), and no set can follow it; renumber or delete it; nothing "
+		    "was applied",
+		    st->url, (long long)*version);
+	else if (rc == 0)
+		++*version;
 	if (rc == 0)
 		rc = store_exec(st->db,
 		    "UPDATE estimator_coefficients SET active = 0 WHERE "

@@ -50,7 +50,8 @@ int store_coef_list(
 
 /* Store a new set (model_json nullable) and make it the active one, in one transaction: version
  * max(version, 1) + 1, parent the previously active set (or 1), the previous set made
- * inactive. Returns the new version and its parent. */
+ * inactive. Returns the new version and its parent; STORE_EINVAL, nothing changed, when
+ * max(version) is already INT64_MAX (a set another program wrote). */
 int store_coef_activate_new(struct store *st, const char *overhead_json, const char *model_json,
     const char *provenance_json, int64_t *version, int64_t *parent, struct store_err *err);
 
