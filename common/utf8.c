@@ -196,8 +196,16 @@ char *utf8_one_line(char *dst, const char *s, size_t n)
 	for (; *s != '\0'; s++) {
 		bool esc = *s == '\n' || *s == '\r';
 
-		if (k + (esc ? 2 : 1) > n - 1)
+		if (k + (esc ? 2 : 1) > n - 1) {
+			/* Not inside a character: the bytes of the one cut go too. */
+			if (((unsigned char)*s & 0xc0) == 0x80) {
+				while (k > 0 && ((unsigned char)dst[k - 1] & 0xc0) == 0x80)
+					k--;
+				if (k > 0 && (unsigned char)dst[k - 1] >= 0xc0)
+					k--;
+			}
 			break;
+		}
 		if (esc) {
 			dst[k++] = '\\';
 			dst[k++] = *s == '\n' ? 'n' : 'r';

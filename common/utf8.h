@@ -28,10 +28,10 @@ char *utf8_clean(const char *s, size_t max_bytes);
 void utf8_escape(struct strbuf *b, const char *s, size_t n);
 
 /* Copy the string s into dst of size n (n >= 1) with each newline written as \\n and each
- * carriage return as \\r, cut after at most n - 1 bytes (as "%.*s" cuts, never inside an
- * escape): a value of unknown origin (an id given as an argument, a plan's path) quoted
- * inside a message, whose newline would otherwise start a line of its own and read as
- * another message. What else a terminal must not obey is escaped where the message is
+ * carriage return as \\r, cut after at most n - 1 bytes, never inside an escape nor
+ * inside a character (a reader of UTF-8 drops a text that ends in part of one): a value
+ * of unknown origin (an id given as an argument, a plan's path) quoted inside a message,
+ * whose newline would otherwise start a line of its own and read as another message. What else a terminal must not obey is escaped where the message is
  * shown (utf8_escape). Returns dst. */
 char *utf8_one_line(char *dst, const char *s, size_t n);
 

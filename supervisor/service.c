@@ -84,10 +84,11 @@ static void service_send(struct sup *s, const char *assignments)
 	service_sent(s, notify_send(&s->svc.notify, assignments), assignments);
 }
 
-/* Send the status line when it changed. */
+/* Send the status line when it changed. It is made longer than a STATUS= holds, so that
+ * notify_status cuts it, between characters. */
 static void service_status(struct sup *s)
 {
-	char line[256];
+	char line[1024];
 
 	service_status_line(s, line, sizeof line);
 	service_sent(s, notify_status(&s->svc.notify, line), "STATUS");

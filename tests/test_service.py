@@ -268,6 +268,24 @@ def test_a_notification_that_cannot_be_sent_is_logged_once_and_again_when_it_can
     assert "cannot send" in sup.stderr() and "Connection refused" in sup.stderr()
 
 
+def test_a_status_line_cut_to_its_room_is_cut_between_characters(tmp):
+    """STATUS= holds at most 255 bytes: a longer line was cut at the 255th byte, inside a
+    character, and a service manager drops a status that is not UTF-8 (systemd does)."""
+    url = new_db(tmp, runs=1, phases=1)
+    notify = NotifySocket(tmp)
+    sup = rogue_supervisor(tmp, url, "key401", "--workers", 1, "--exit-when-drained",
+                           env={"NOTIFY_SOCKET": notify.env,
+                                "ROGUE_PROVIDER": "x" + "\u00e9" * 120})
+    try:
+        status = notify.wait(lambda d: d.startswith("STATUS=stopping"), "the stopping status")
+        assert sup.wait() == 4, sup.stderr()
+    finally:
+        sup.kill()
+        notify.close()
+    assert status.startswith("STATUS=stopping (breaker: the x\u00e9\u00e9"), status
+    assert status.endswith("\u00e9") and 250 <= len(status.encode()) - len("STATUS=") <= 255
+
+
 def test_a_status_line_holds_no_other_assignment(tmp):
     """STATUS= is one line of a datagram whose lines are assignments: a newline in a stop
     reason (here in the provider a worker named when the key was refused, which trips the

@@ -58,7 +58,7 @@ TEST(utf8_escape_finds_each_byte_wherever_it_sits_in_plain_text)
 	}
 }
 
-TEST(utf8_one_line_escapes_line_breaks_and_cuts_between_escapes)
+TEST(utf8_one_line_escapes_line_breaks_and_cuts_between_escapes_and_characters)
 {
 	char out[8];
 
@@ -67,6 +67,11 @@ TEST(utf8_one_line_escapes_line_breaks_and_cuts_between_escapes)
 	CHECK_EQ_STR(utf8_one_line(out, "abcdef\nz", sizeof out), "abcdef");
 	CHECK_EQ_STR(utf8_one_line(out, "abcdefghij", sizeof out), "abcdefg");
 	CHECK_EQ_STR(utf8_one_line(out, "", sizeof out), "");
+	/* Nor is a character cut in two: its bytes are left out whole. */
+	CHECK_EQ_STR(utf8_one_line(out, "abcde\xc3\xa9z", sizeof out), "abcde\xc3\xa9");
+	CHECK_EQ_STR(utf8_one_line(out, "abcdef\xc3\xa9", sizeof out), "abcdef");
+	CHECK_EQ_STR(
+	    utf8_one_line(out, "ab\xe2\x82\xac\xe2\x82\xac", sizeof out), "ab\xe2\x82\xac");
 	/* Other controls are left to utf8_escape, where the message is shown. */
 	CHECK_EQ_STR(utf8_one_line(out, "\x1b[2J", sizeof out), "\x1b[2J");
 }
