@@ -183,9 +183,15 @@ def test_with_check_network_host_a_check_shares_the_machines_network(tmp, outsid
 
 # Connects to each socket named in argv; records what happened.
 SESSIONS = r'''
-import json, socket, sys
+import json, os, socket, sys
 ''' + CONNECT + r'''for path in sys.argv[1:]:
     attempt(path, socket.AF_UNIX, path)
+    if os.path.dirname(path) == "/tmp":
+        try:
+            os.unlink(path)
+            res["removed " + path] = "removed"
+        except OSError as e:
+            res["removed " + path] = "%s: %s" % (type(e).__name__, e.strerror)
 with open("sessions.json", "w") as f:
     json.dump(res, f)
 '''
@@ -203,10 +209,11 @@ def test_a_check_given_the_machines_tmp_reaches_none_of_the_users_sessions(tmp):
     paths = {"tmux": "/tmp/tmux-%d/%s" % (os.getuid(), name),
              "ssh": "/tmp/ssh-%s/agent.1" % name,
              "x11": "/tmp/.X11-unix/%s" % name,
-             "other": "/tmp/%s.sock" % name}
+             "other": "/tmp/%s.sock" % name,
+             "below": "/tmp/%s-dir/s.sock" % name}
     try:
         for d, mode in (("/tmp/tmux-%d" % os.getuid(), 0o700), ("/tmp/ssh-%s" % name, 0o700),
-                        ("/tmp/.X11-unix", 0o1777)):
+                        ("/tmp/.X11-unix", 0o1777), ("/tmp/%s-dir" % name, 0o700)):
             if not os.path.isdir(d):
                 os.mkdir(d)
                 os.chmod(d, mode)
@@ -227,8 +234,12 @@ def test_a_check_given_the_machines_tmp_reaches_none_of_the_users_sessions(tmp):
             got = json.load(f)
         for what in ("tmux", "ssh", "x11"):
             assert got[paths[what]] == "FileNotFoundError: No such file or directory", got
-        # The rest of the machine's /tmp is the check's, as before.
-        assert got[paths["other"]] == "connected", got
+        # A socket directly in /tmp (a PostgreSQL server's /tmp/.s.PGSQL.5432) is refused
+        # and stays; one in a directory below is the check's, as the rest of /tmp is.
+        assert got[paths["other"]] == "ConnectionRefusedError: Connection refused", got
+        assert got["removed " + paths["other"]].startswith("OSError: Device or resource busy"), got
+        assert os.path.exists(paths["other"])
+        assert got[paths["below"]] == "connected", got
     finally:
         for s in lsn:
             s.close()

@@ -327,13 +327,15 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
  * place, nor in the supervisor's beside it, for the next worker or supervisor to run with
  * the keys (a binary directly in the mount: the file itself, read-only). And so the log
  * file (--log-file), itself read-only, which the check could write lines into, empty, or
- * move away for one of its own. Outermost first. Chosen by the worker before each check
- * (check_pin_choose). */
-#define CHECK_PIN_MAX 48
+ * move away for one of its own. And, last, the sockets other programs listen on directly
+ * in a machine's /tmp, /var/tmp or /dev/shm given to the check (check_sockets_choose).
+ * Outermost first. Chosen by the worker before each check (check_pin_choose). */
+#define CHECK_PIN_MAX 112
 static struct {
 	char path[PATH_MAX];
 	bool file;     /* a file of the database: /dev/null is bound over it */
 	bool readonly; /* bound onto itself read-only: the binary's directory, a file */
+	bool sock;     /* another program's socket: left as it is if it cannot be pinned */
 } check_pin[CHECK_PIN_MAX];
 static size_t check_npin;
 
@@ -358,6 +360,7 @@ static void check_pin_below(const char *root, const char *real, size_t keep)
 	     p != NULL && check_npin + keep < CHECK_PIN_MAX; p = strchr(p + 1, '/')) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%.*s", (int)(p - real), real);
 		check_pin[check_npin].file = false;
+		check_pin[check_npin].sock = false;
 		check_pin[check_npin++].readonly = false;
 	}
 }
@@ -390,6 +393,7 @@ static void check_pin_kept(
 	} else if (check_npin < CHECK_PIN_MAX) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%s", real);
 		check_pin[check_npin].file = false;
+		check_pin[check_npin].sock = false;
 		check_pin[check_npin++].readonly = true;
 	}
 }
@@ -429,6 +433,7 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 	for (i = 0; i < ARRAY_SIZE(files); i++) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, files[i]);
 		check_pin[check_npin].readonly = false;
+		check_pin[check_npin].sock = false;
 		check_pin[check_npin++].file = true;
 	}
 }
@@ -518,6 +523,38 @@ static void check_sessions_choose(const char *ws, const char *tmp)
 	closedir(d);
 }
 
+/* When the check gets the machine's /tmp, /var/tmp or /dev/shm (its workspace or $TMPDIR
+ * lies in it), add to check_pin, as files /dev/null is bound over, the sockets listening
+ * directly in it: a PostgreSQL server's (/tmp/.s.PGSQL.5432 by upstream's default, where
+ * its user may be let in by uid, and the check then writes the database), a MySQL
+ * server's, an editor's or a build daemon's. A connect to one is refused, and the check can
+ * neither remove nor replace it. Sockets made after the check starts, those in the
+ * directories below, and those past the room check_pin has left stay within its reach. */
+static void check_sockets_choose(void)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	struct stat sb;
+	DIR *d;
+
+	for (size_t i = 0; check_rw_dirs[i] != NULL; i++) {
+		if (check_rw_private[i] || (d = opendir(check_rw_dirs[i])) == NULL)
+			continue;
+		while ((e = readdir(d)) != NULL && check_npin < CHECK_PIN_MAX) {
+			if (e->d_type != DT_SOCK && e->d_type != DT_UNKNOWN)
+				continue;
+			snprintf(path, sizeof path, "%s/%s", check_rw_dirs[i], e->d_name);
+			if (lstat(path, &sb) != 0 || !S_ISSOCK(sb.st_mode))
+				continue;
+			snprintf(check_pin[check_npin].path, PATH_MAX, "%s", path);
+			check_pin[check_npin].readonly = false;
+			check_pin[check_npin].sock = true;
+			check_pin[check_npin++].file = true;
+		}
+		closedir(d);
+	}
+}
+
 /* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
  * database `protect` (NULL for none). */
 static void check_empty_choose(const char *workspace, const char *protect)
@@ -544,6 +581,7 @@ static void check_empty_choose(const char *workspace, const char *protect)
 		check_empty_add(check_system_run[i], false, ws, tmp);
 	check_sessions_choose(ws, tmp);
 	check_pin_choose(protect, ws, tmp);
+	check_sockets_choose();
 }
 
 /* The kinds of namespace a check gets, and how many of each the worker's user may have
@@ -733,6 +771,11 @@ static int check_confine(const char *workspace, int status_fd)
 		        file || readonly ? &ro : &nodev, sizeof ro) != 0 ||
 		    move_mount(pin, "", AT_FDCWD, check_pin[i].path, MOVE_MOUNT_F_EMPTY_PATH) !=
 		        0) {
+			if (check_pin[i].sock) {
+				if (pin >= 0)
+					close(pin);
+				continue;
+			}
 			dprintf(status_fd, "cannot keep the %s %s from the check: %s",
 			    file || (readonly && !S_ISDIR(st.st_mode)) ? "file" : "directory",
 			    check_pin[i].path, strerror(errno));
