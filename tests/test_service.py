@@ -270,7 +270,7 @@ def test_a_notification_that_cannot_be_sent_is_logged_once_and_again_when_it_can
 
 def test_a_status_line_cut_to_its_room_is_cut_between_characters(tmp):
     """STATUS= holds at most 255 bytes: a longer line was cut at the 255th byte, inside a
-    character, and a service manager drops a status that is not UTF-8 (systemd does)."""
+    character: the datagram was not valid UTF-8, which a service manager may refuse."""
     url = new_db(tmp, runs=1, phases=1)
     notify = NotifySocket(tmp)
     sup = rogue_supervisor(tmp, url, "key401", "--workers", 1, "--exit-when-drained",
