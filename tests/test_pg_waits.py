@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import binpath, ctl
+from conftest import binpath, ctl, preload
 from pg_cluster import connect
 from supervisor_helpers import Supervisor, make_plan, sql, wait_for
 from test_fleet import new_pg_db
@@ -158,14 +158,15 @@ def test_a_supervisor_starting_behind_a_lock_drains_once_it_is_released(tmp, pg_
     assert sql(url, "SELECT count(*) FROM attempts") == [(4,)]
 
 
-def interrupt_a_command(tmp, url, command, before=None, when=None):
-    """Run `autopack-ctl --db url command`; once it reports its wait (or once `when()`,
-    if given, polled every millisecond), call `before` (if given), send SIGINT and check it
-    ends by the signal. Returns its stderr."""
+def interrupt_a_command(tmp, url, command, before=None, when=None, env=None):
+    """Run `autopack-ctl --db url command` (with `env` added to its environment); once it
+    reports its wait (or once `when()`, if given, polled every millisecond), call `before`
+    (if given), send SIGINT and check it ends by the signal. Returns its stderr."""
     err_path = os.path.join(str(tmp), "ctl.err")
     with open(err_path, "w") as err:
         proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url] + command,
-                                stdout=subprocess.DEVNULL, stderr=err)
+                                stdout=subprocess.DEVNULL, stderr=err,
+                                env=dict(os.environ, **(env or {})))
     try:
         if when is not None:
             wait_for(when, 60, step=0.001, what="the command's statement waiting")
@@ -382,10 +383,13 @@ def test_sigterm_ends_a_start_whose_cancellation_is_never_answered(tmp, pg_url, 
     assert "[STOP] received Terminated while starting" in err, err
 
 
-def test_sigint_at_the_start_of_a_command_s_wait_cancels_its_statement(tmp, pg_url):
+@pytest.mark.parametrize("held", [False, True])
+def test_sigint_at_the_start_of_a_command_s_wait_cancels_its_statement(tmp, pg_url, held):
     """A SIGINT in the first 100 ms of a statement sent no cancel request (the request was
     made after one step of the wait): the command ended and its statement stayed queued on
-    the server behind the lock until the lock was released."""
+    the server behind the lock until the lock was released. Later, one taken after the
+    statement was sent and before its wait began did the same (the request was made ready
+    at the start of the wait): `held` makes that window 300 ms long (pq-shim.so)."""
     url = new_pg_db(tmp, pg_url, runs=1, phases=2)
     con = lock_phases(url)
     watch = connect(url)
@@ -398,7 +402,8 @@ def test_sigint_at_the_start_of_a_command_s_wait_cancels_its_statement(tmp, pg_u
                         " current_database() AND wait_event_type = 'Lock'")
             return cur.fetchone()[0]
 
-        interrupt_a_command(tmp, url, ["failed"], when=lambda: waiters() > 0)
+        interrupt_a_command(tmp, url, ["failed"], when=lambda: waiters() > 0,
+                            env=preload("pq-shim.so") if held else None)
         wait_for(lambda: waiters() == 0, 30, what="the statement cancelled")
     finally:
         watch.close()

@@ -239,6 +239,7 @@ static PGresult *pg_run(struct db_pg *d, struct db_pg_stmt *s)
 	const char *const *vals = (const char *const *)s->vals;
 	PGresult *r;
 
+	db_pg_wait_arm(d->c);
 	if (!s->persistent)
 		return db_pg_wait(d->c,
 		    PQsendQueryParams(d->c, s->sql, s->nparams, s->types, vals, NULL, NULL, 0),
@@ -253,6 +254,7 @@ static PGresult *pg_run(struct db_pg *d, struct db_pg_stmt *s)
 		}
 		PQclear(r);
 		s->gen = d->gen;
+		db_pg_wait_arm(d->c);
 	}
 	return db_pg_wait(
 	    d->c, PQsendQueryPrepared(d->c, s->name, s->nparams, vals, NULL, NULL, 0), s->sql);
@@ -495,6 +497,7 @@ static int pg_exec(struct db *db, const char *sql)
 
 	if (pg_down(d))
 		return DB_ERROR;
+	db_pg_wait_arm(d->c);
 	r = db_pg_wait(d->c, PQsendQuery(d->c, sql), sql);
 	rs = PQresultStatus(r);
 

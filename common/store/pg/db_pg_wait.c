@@ -169,14 +169,12 @@ static void wait_what(PGconn *c, char *out, size_t n)
 	PQclear(r);
 }
 
-/* Make the cancel request of `c` ready for db_pg_wait_cancel, from the start of its
- * statement: the one of its last statement when the connection is the same server
- * process, else a new one. When none can be made (out of memory), none is ready. */
-static void wait_cancel_arm(PGconn *c)
+void db_pg_wait_arm(PGconn *c)
 {
 	int pid = PQbackendPID(c);
 
 	if (wait_cancel == NULL || wait_cancel_conn != c || wait_cancel_pid != pid) {
+		wait_cancel_ready = 0;
 		PQfreeCancel(wait_cancel);
 		wait_cancel = PQgetCancel(c);
 		wait_cancel_conn = c;
@@ -230,9 +228,11 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 	bool unanswered = false;
 
 	wait_reported[0] = '\0';
-	if (!sent)
+	if (!sent) {
+		wait_cancel_ready = 0;
 		return NULL;
-	wait_cancel_arm(c);
+	}
+	db_pg_wait_arm(c);
 	while (!unanswered) {
 		PGresult *r;
 		ExecStatusType st;

@@ -32,6 +32,11 @@ struct db_pg_watch {
 
 /* Watch this process's waits with `w` (NULL: wait silently, as long as it takes). */
 void db_pg_wait_watch(const struct db_pg_watch *w);
+/* Make the cancel request of `c` ready for db_pg_wait_cancel (that of its last statement
+ * when the connection is the same server process, else a new one): called before a
+ * statement is sent, so that a stop signal taken between the send and db_pg_wait cancels
+ * it too. When none can be made (out of memory), none is ready. */
+void db_pg_wait_arm(PGconn *c);
 /* After a PQsend* call on `c` that returned `sent`, wait for the statement's results and
  * return the last (an error's, if one failed), as PQexec would; NULL if nothing was sent.
  * `sql` names the statement for db_waited (common/store/db_waited.h). When given up (the watch's stop), the
@@ -51,8 +56,8 @@ PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const cha
     bool *unanswered, char *why, size_t n);
 /* What the last statement was last reported waiting for ("" when it was not). */
 const char *db_pg_wait_reported(void);
-/* Cancel the statement waiting now, if any, from the start of its wait; safe in a signal
- * handler (PQcancel). */
+/* Cancel the statement waiting now, if any, from just before it is sent (db_pg_wait_arm);
+ * safe in a signal handler (PQcancel). */
 void db_pg_wait_cancel(void);
 
 #endif
