@@ -18,7 +18,9 @@ object with "mode" and options:
              completion tokens = the request's max_tokens
   status     HTTP "status" (e.g. 429, 500) with "retry_after", "location" (a redirect's
              target) and an error "message"
-  sleep      wait "seconds" (past the client's timeout), then answer normally
+  sleep      wait "seconds" (past the client's timeout), then answer normally; with
+             "until" (a path), answer as soon as that file exists, waiting at most
+             "seconds": a test lets the call end once it has seen what it needs
   malformed  200 with a body that is not JSON
   nested     HTTP "status" (default 200) with a JSON object whose "content" (an error's
              "message" at 400 and past) is arrays nested "depth" deep (default 2048,
@@ -457,7 +459,13 @@ def make_handler(args, script, log_lock):
             if mode == "echo_key_answer":
                 spec = dict(spec, content="KEY = %r\n" % key, stop_reason="x" * 50 + key)
             if mode == "sleep":
-                time.sleep(float(spec.get("seconds", 5)))
+                wake = time.time() + float(spec.get("seconds", 5))
+                until = spec.get("until")
+                while not (until and os.path.exists(until)):
+                    left = wake - time.time()
+                    if left <= 0:
+                        break
+                    time.sleep(min(left, 0.05) if until else left)
             if mode == "openapi_random":
                 self.send_random(entry, provider, spec, deliverables_of(prompt))
                 return

@@ -15,15 +15,17 @@ KEY = {"ANTHROPIC_API_KEY": "sk-ant-signals"}
 
 
 def two_runs(tmp, seconds):
-    """Two runs of two phases; every call takes `seconds` to answer."""
+    """Two runs of two phases; every call takes `seconds` to answer, or less once the file
+    returned with them exists: (url, stand-in, that file's path)."""
     url = init_db(tmp)
     ws = os.path.join(tmp, "ws")
     import_plan(tmp, url, [
         ("run-a", ws, [phase_spec("a1", ("out/a1.py",)), phase_spec("a2", ("out/a2.py",))]),
         ("run-b", ws, [phase_spec("b1", ("out/b1.py",)), phase_spec("b2", ("out/b2.py",))]),
     ])
-    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": seconds}})
-    return url, llm
+    go = os.path.join(tmp, "go")
+    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": seconds, "until": go}})
+    return url, llm, go
 
 
 def two_in_flight(url):
@@ -41,7 +43,7 @@ def end_of(url):
 
 def test_ctrl_c_to_the_process_group_lets_the_attempts_finish(tmp):
     tmp = str(tmp)
-    url, llm = two_runs(tmp, 3)
+    url, llm, go = two_runs(tmp, 100)
     sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
                      session=True)
     try:
@@ -53,6 +55,10 @@ def test_ctrl_c_to_the_process_group_lets_the_attempts_finish(tmp):
         assert os.getpgid(sup.proc.pid) == sup.proc.pid
         # Ctrl-C: the terminal signals its foreground process group.
         os.killpg(sup.proc.pid, signal.SIGINT)
+        # The calls end once the stop is taken: none of their phases' successors starts.
+        wait_for(lambda: "[STOP] received Interrupt" in sup.stderr(), 30,
+                 what="the stop taken")
+        open(go, "w").close()
         assert sup.wait() == 0, sup.stderr()
     finally:
         sup.kill()
@@ -72,7 +78,7 @@ def test_ctrl_c_to_the_process_group_lets_the_attempts_finish(tmp):
 
 def test_a_second_signal_requeues_the_attempts_as_supervisor_stopped(tmp):
     tmp = str(tmp)
-    url, llm = two_runs(tmp, 60)
+    url, llm, _ = two_runs(tmp, 100)
     sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
                      session=True)
     try:
@@ -101,9 +107,9 @@ def test_a_second_signal_requeues_the_attempts_as_supervisor_stopped(tmp):
 
 def test_a_service_manager_signalling_every_process_stops_only_the_supervisor(tmp):
     tmp = str(tmp)
-    # Calls long enough to be still in flight when the signals come, even on a slow
-    # (sanitizer) build.
-    url, llm = two_runs(tmp, 10)
+    # The calls are in flight when the signals come, and end once every process took
+    # its signal.
+    url, llm, go = two_runs(tmp, 100)
     sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
                      session=True)
     try:
@@ -113,6 +119,9 @@ def test_a_service_manager_signalling_every_process_stops_only_the_supervisor(tm
         # KillMode=control-group: SIGTERM to every process of the service, workers too.
         for pid in [sup.proc.pid] + workers:
             os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: "[STOP] received Terminated" in sup.stderr() and sup.stderr().count(
+            "autopack-worker: ignoring a stop signal") == 2, 30, what="the signals taken")
+        open(go, "w").close()
         assert sup.wait() == 0, sup.stderr()
     finally:
         sup.kill()
@@ -130,7 +139,9 @@ def test_sighup_reopens_the_log_file_and_changes_nothing_else(tmp):
     import_plan(tmp, url, [("run-a", os.path.join(tmp, "ws"),
                             [phase_spec("a1", ("out/a1.py",))])])
     log = os.path.join(tmp, "drain.log")
-    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 2}})
+    # The call ends only once the log is reopened: its end is logged in the new file.
+    go = os.path.join(tmp, "go")
+    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 120, "until": go}})
     sup = Supervisor(tmp, url, "--workers", 1, "--log-file", log, *llm_args(llm), env=KEY)
     try:
         sup.wait_ready()
@@ -146,6 +157,7 @@ def test_sighup_reopens_the_log_file_and_changes_nothing_else(tmp):
         after = sup.status()
         assert (after["pid"], after["session_id"]) == (before["pid"], before["session_id"])
         assert after["state"] == "running"
+        open(go, "w").close()
         wait_for(lambda: rows(url, "SELECT outcome FROM attempts WHERE outcome IS NOT NULL"),
                  60, what="the attempt's end")
         assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}]
@@ -290,7 +302,7 @@ def test_signals_the_supervisor_does_not_use_are_logged_and_ignored(tmp):
     # the middle of a drain (`pkill -USR1`, a log rotator), they ended the supervisor at
     # once, without a word and without the end of its session.
     tmp = str(tmp)
-    url, llm = two_runs(tmp, 1)
+    url, llm, go = two_runs(tmp, 100)
     sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm), env=KEY,
                      session=True)
     try:
@@ -300,6 +312,8 @@ def test_signals_the_supervisor_does_not_use_are_logged_and_ignored(tmp):
             os.killpg(sup.proc.pid, sig)
             wait_for(lambda: "(signal %d): ignored" % sig in sup.stderr(), 30,
                      what="%s logged" % sig.name)
+        # The calls were in flight for every signal; now the drain may end.
+        open(go, "w").close()
         assert sup.wait() == 0, sup.stderr()
     finally:
         sup.kill()
