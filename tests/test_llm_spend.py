@@ -68,9 +68,11 @@ def test_workers_their_calls_and_checks_die_with_the_supervisor(tmp):
         ("r-check", ws, [phase_spec("p-check", ("out/check.py",),
                                     check="%s; echo $hostpid > %s; sleep 120" % (HOST_PID, pid_file))]),
     ])
-    # The call answers a few seconds after the supervisor is gone: a worker still alive
-    # then would write its deliverable.
-    llm = Standin(tmp, {"markers": {"out/call.py": [{"mode": "sleep", "seconds": 6}]}})
+    # The call answers once the supervisor is gone: a worker still alive then would
+    # write its deliverable.
+    gone = os.path.join(tmp, "gone")
+    llm = Standin(tmp, {"markers": {"out/call.py": [{"mode": "sleep", "seconds": 100,
+                                                     "until": gone}]}})
     sup = Supervisor(tmp, url, "--workers", 2, "--llm-timeout-seconds", 120, *llm_args(llm),
                      env=KEY)
     try:
@@ -85,6 +87,7 @@ def test_workers_their_calls_and_checks_die_with_the_supervisor(tmp):
         sup.proc.wait()
         wait_for(lambda: not any(alive(p) for p in workers + [check]), 30,
                  what="the workers and the check gone")
+        open(gone, "w").close()
         # The stand-in answered the call to nobody; nothing was written for it.
         wait_for(lambda: any(q.get("phase_id") == "p-call" or
                              "out/call.py" in q.get("deliverables", [])
