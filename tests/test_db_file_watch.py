@@ -289,7 +289,7 @@ def test_a_failing_checkpoint_is_logged_counted_and_shown(tmp):
         reasons = [r for r in st["health"]["reasons"] if r["code"] == "checkpoints_failing"]
         assert len(reasons) == 1 and path in reasons[0]["message"], st["health"]
         wait_for(lambda: "checkpointing the write-ahead log into the database file failed"
-                 in sup.stderr(), timeout=10, what="the warning")
+                 in sup.stderr(), timeout=60, what="the warning")
         err = sup.stderr()
         line = [x for x in err.splitlines() if "checkpointing the write-ahead log" in x][0]
         assert path in line and "Operation not permitted" in line and path + "-wal" in line

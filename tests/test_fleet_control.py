@@ -332,7 +332,7 @@ def test_a_command_that_becomes_visible_after_a_later_one_is_still_run(tmp, pg_u
         cur.execute("NOTIFY autopack_control")
         wait_for(lambda: sql(url, "SELECT ok FROM supervisor_command_results"
                              " WHERE command_id = ? AND supervisor_id = ?", first, sid)
-                 == [(1,)], timeout=15, what="the first command answered")
+                 == [(1,)], timeout=60, what="the first command answered")
         assert sup.status()["paused"] is True
     finally:
         slow.close()
