@@ -17,7 +17,8 @@ import msgpack
 import pytest
 
 from conftest import binpath, ctl, run
-from supervisor_helpers import Standin, Supervisor, llm_supervisor, new_db, sql, wait_for
+from supervisor_helpers import (Standin, Supervisor, gate_check, llm_supervisor, new_db, sql,
+                                wait_for)
 
 def path_of(url):
     return url[len("sqlite:///"):]
@@ -88,7 +89,9 @@ def no_phase_succeeded_twice(path):
 # --- 1. hard links ----------------------------------------------------------------------
 
 def test_1_a_second_name_is_refused_and_the_lock_is_the_files_own(tmp, llm):
-    url = new_db(tmp, runs=2, phases=3, check="sleep 0.2")
+    # The phases wait at a gate: the supervisor is still draining while it is looked at.
+    check, go = gate_check(tmp)
+    url = new_db(tmp, runs=2, phases=3, check=check)
     path = path_of(url)
     hard = os.path.join(str(tmp), "hard.db")
     os.link(path, hard)
@@ -113,6 +116,7 @@ def test_1_a_second_name_is_refused_and_the_lock_is_the_files_own(tmp, llm):
     r = ctl("--db", "sqlite:///" + hard, "seed", "telemetry-run")
     assert r.rc == 2 and "has 2 names" in r.err, r
     os.unlink(hard)
+    open(go, "w").close()
     assert sup.wait(timeout=180) == 0, sup.stderr()
     assert read_sql(path, "SELECT state, count(*) FROM phases GROUP BY 1") == [("COMPLETE", 6)]
     assert read_sql(path, "SELECT count(*) FROM attempts") == [(6,)]
