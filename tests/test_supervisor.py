@@ -376,7 +376,9 @@ def test_sigkill_of_busy_workers_loses_no_phase(tmp, llm):
 
 
 def test_supervisor_sigkill_and_restart_recovers_open_attempts(tmp, llm):
-    url = new_db(tmp, runs=4, phases=3, check="sleep 0.5")
+    # The attempts wait at a gate, opened once their supervisor is killed.
+    check, go = gate_check(tmp)
+    url = new_db(tmp, runs=4, phases=3, check=check)
     sup = llm_supervisor(tmp, url, llm, "--workers", 4, "--max-attempts-per-phase", 5)
     sup.wait_ready()
     wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL")[0][0]
@@ -386,6 +388,7 @@ def test_supervisor_sigkill_and_restart_recovers_open_attempts(tmp, llm):
     open_before = sql(url, "SELECT attempt_id FROM attempts WHERE ended_at IS NULL")
     assert open_before
     events_before = sql(url, "SELECT count(*) FROM events")[0][0]
+    open(go, "w").close()
     again = llm_supervisor(tmp, url, llm, "--workers", 4, "--exit-when-drained",
                            "--max-attempts-per-phase", 5, name="again")
     assert again.wait(timeout=180) == 0, again.stderr()
@@ -401,11 +404,14 @@ def test_supervisor_sigkill_and_restart_recovers_open_attempts(tmp, llm):
 
 
 def test_pause_stops_dispatch_and_resume_restarts_it(tmp, llm):
-    url = new_db(tmp, runs=3, phases=4, check="sleep 0.3")
+    # The attempts wait at a gate, opened once the pause is taken: the drain is not over.
+    check, go = gate_check(tmp)
+    url = new_db(tmp, runs=3, phases=4, check=check)
     sup = llm_supervisor(tmp, url, llm, "--workers", 3, "--exit-when-drained")
     sup.wait_ready()
     r = sup.ctl("pause")
     assert r.rc == 0, r
+    open(go, "w").close()
     # Once what was in flight ends, nothing new starts.
     wait_for(lambda: sup.status()["queue"]["in_flight"] == 0, what="in-flight attempts end")
     started = sql(url, "SELECT count(*) FROM attempts")[0][0]
@@ -715,14 +721,17 @@ def test_worker_past_its_deadline_is_terminated_then_killed(tmp):
 
 
 def test_busy_database_delays_commits_and_loses_nothing(tmp, llm):
-    url = new_db(tmp, runs=2, phases=4, check="sleep 0.2")
+    check, go = gate_check(tmp)
+    url = new_db(tmp, runs=2, phases=4, check=check)
     path = url[len("sqlite:///"):]
     sup = llm_supervisor(tmp, url, llm, "--workers", 2, "--exit-when-drained")
     sup.wait_ready()
     wait_for(lambda: sql(url, "SELECT count(*) FROM attempts")[0][0] >= 2, what="a start")
     # Paused with nothing in flight, the next dispatch round is the only write to come:
-    # when it fails, the supervisor must retry it by itself.
+    # when it fails, the supervisor must retry it by itself. The attempts wait at a gate
+    # until the pause is taken: the drain is not over before it.
     assert sup.ctl("pause").rc == 0
+    open(go, "w").close()
     wait_for(lambda: sup.status()["queue"]["in_flight"] == 0, what="nothing in flight")
     # Another process holds SQLite's write lock until the dispatch round has failed.
     holder = hold_write_lock(path)
