@@ -18,9 +18,7 @@ object with "mode" and options:
              completion tokens = the request's max_tokens
   status     HTTP "status" (e.g. 429, 500) with "retry_after", "location" (a redirect's
              target) and an error "message"
-  sleep      wait "seconds" (past the client's timeout), then answer normally; with
-             "until" (a path), answer as soon as that file exists, waiting at most
-             "seconds": a test lets the call end once it has seen what it needs
+  sleep      wait "seconds" (past the client's timeout), then answer normally
   malformed  200 with a body that is not JSON
   nested     HTTP "status" (default 200) with a JSON object whose "content" (an error's
              "message" at 400 and past) is arrays nested "depth" deep (default 2048,
@@ -36,6 +34,9 @@ object with "mode" and options:
   echo_key_answer  normal files whose content holds the key the client sent, and a stop
              reason of 50 "x" and the key
   no_usage   normal files but no usage object
+A spec with "until" (a path) holds its answer, once the request passed the checks below,
+until that file exists, at most "seconds" (default 5 for sleep, 600 for the other modes):
+a test lets a call end once it has seen what it needs.
 
 Requests are checked as the real APIs check them, and refused with 400 in the real API's
 error shape before any script applies:
@@ -221,6 +222,19 @@ class Script:
             return None, dict(self.default)
 
 
+def hold(spec):
+    """Wait as `spec` says before answering: until the file at its "until" exists, at most
+    its "seconds" (5 for a sleep, 600 for another mode); a sleep without "until" waits
+    them all."""
+    wake = time.time() + float(spec.get("seconds", 5 if spec.get("mode") == "sleep" else 600))
+    until = spec.get("until")
+    while not (until and os.path.exists(until)):
+        left = wake - time.time()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.05) if until else left)
+
+
 def deliverables_of(prompt):
     """The paths listed under "## Deliverables" in the prompt."""
     out, inside = [], False
@@ -395,6 +409,8 @@ def make_handler(args, script, log_lock):
             if refused:
                 self.refuse(entry, provider, refused)
                 return
+            if mode == "sleep" or "until" in spec:
+                hold(spec)
             if mode == "status":
                 status = int(spec.get("status", 500))
                 headers = {}
@@ -458,14 +474,6 @@ def make_handler(args, script, log_lock):
                 return
             if mode == "echo_key_answer":
                 spec = dict(spec, content="KEY = %r\n" % key, stop_reason="x" * 50 + key)
-            if mode == "sleep":
-                wake = time.time() + float(spec.get("seconds", 5))
-                until = spec.get("until")
-                while not (until and os.path.exists(until)):
-                    left = wake - time.time()
-                    if left <= 0:
-                        break
-                    time.sleep(min(left, 0.05) if until else left)
             if mode == "openapi_random":
                 self.send_random(entry, provider, spec, deliverables_of(prompt))
                 return

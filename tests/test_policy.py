@@ -211,7 +211,12 @@ def test_resume_after_sigkill_keeps_counters_and_triage(tmp):
     # repeat, counted across the kill. run-001 fails too, but its sample repeats the
     # fingerprint, so triage deprioritises it: it never runs again. run-002 succeeds.
     url = new_db(tmp, runs=3, phases=6, check="sleep 0.2")
-    llm = fail_runs(tmp, "run-000", "run-001")
+    # run-000's call after the three samples is answered only once the supervisor is
+    # killed: the kill finds the repeats the samples made, never the rule's stop.
+    killed = os.path.join(str(tmp), "killed")
+    fail = {"mode": "status", "status": 500, "message": "upstream exploded"}
+    llm = Standin(tmp, script={"markers": {"run-000_": [fail, dict(fail, until=killed)]
+                                           + [fail] * 48, "run-001_": [fail] * 50}})
     try:
         sup = drain(tmp, url, llm, "--max-attempts-per-phase", 1,
                     "--max-fingerprint-repeats", 4, wait=False)
@@ -225,6 +230,7 @@ def test_resume_after_sigkill_keeps_counters_and_triage(tmp):
         wait_for(saved_enough, what="two repeats and three samples saved")
         sup.proc.kill()
         sup.proc.wait()
+        open(killed, "w").close()
         saved, reason = state(url)
         assert reason is None
         [fp] = saved["fingerprint_counts"]
