@@ -36,7 +36,8 @@ object with "mode" and options:
   no_usage   normal files but no usage object
 A spec with "until" (a path) holds its answer, once the request passed the checks below,
 until that file exists, at most "seconds" (default 5 for sleep, 600 for the other modes):
-a test lets a call end once it has seen what it needs.
+a test lets a call end once it has seen what it needs. "{n}" in the path is the request's
+number, counting from 1 in the order they arrived: each call is let go on its own.
 
 Requests are checked as the real APIs check them, and refused with 400 in the real API's
 error shape before any script applies:
@@ -222,12 +223,12 @@ class Script:
             return None, dict(self.default)
 
 
-def hold(spec):
-    """Wait as `spec` says before answering: until the file at its "until" exists, at most
-    its "seconds" (5 for a sleep, 600 for another mode); a sleep without "until" waits
-    them all."""
+def hold(spec, number):
+    """Wait as `spec` says before answering request `number`: until the file at its "until"
+    ("{n}" replaced by the number) exists, at most its "seconds" (5 for a sleep, 600 for
+    another mode); a sleep without "until" waits them all."""
     wake = time.time() + float(spec.get("seconds", 5 if spec.get("mode") == "sleep" else 600))
-    until = spec.get("until")
+    until = spec.get("until", "").replace("{n}", str(number))
     while not (until and os.path.exists(until)):
         left = wake - time.time()
         if left <= 0:
@@ -275,6 +276,8 @@ def files_document(spec, deliverables):
 
 
 def make_handler(args, script, log_lock):
+    arrivals = itertools.count(1)
+
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "llm-standin/1"
         # HTTP/1.1 keeps a connection open for the client's next request.
@@ -339,9 +342,11 @@ def make_handler(args, script, log_lock):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if args.received:
-                with log_lock, open(args.received, "a") as f:
-                    f.write(json.dumps({"path": self.path}) + "\n")
+            with log_lock:
+                number = next(arrivals)
+                if args.received:
+                    with open(args.received, "a") as f:
+                        f.write(json.dumps({"path": self.path}) + "\n")
             if self.path == "/v1/messages":
                 provider = "anthropic"
                 key = self.headers.get("x-api-key")
@@ -410,7 +415,7 @@ def make_handler(args, script, log_lock):
                 self.refuse(entry, provider, refused)
                 return
             if mode == "sleep" or "until" in spec:
-                hold(spec)
+                hold(spec, number)
             if mode == "status":
                 status = int(spec.get("status", 500))
                 headers = {}

@@ -37,23 +37,69 @@ def test_workers_killed_from_outside_stop_no_run_and_every_call_is_recorded(tmp)
     url = init_db(tmp)
     plan(tmp, url, 15, 4)
     received = os.path.join(tmp, "received.log")
-    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 1}}, "--received", received)
+    # Each call waits at the stand-in until the test lets it go (the file go-N for the
+    # Nth call): a kill aimed at a worker in its call finds it there, however slow the
+    # machine.
+    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 100,
+                                    "until": os.path.join(tmp, "go-{n}")}},
+                  "--received", received)
+    let_go = [0]
+
+    def arrived():
+        if not os.path.exists(received):
+            return 0
+        with open(received) as f:
+            return len(f.readlines())
+
+    def held():
+        """The calls that reached the stand-in and wait there unanswered."""
+        return arrived() - len(llm.requests())
+
+    def release():
+        """Let the calls held at the stand-in be answered; the next ones are held."""
+        n = arrived()
+        for k in range(let_go[0] + 1, n + 1):
+            open(os.path.join(tmp, "go-%d" % k), "w").close()
+        let_go[0] = n
+        wait_for(lambda: len(llm.requests()) >= n, 60, what="the held calls answered")
+
     sup = Supervisor(tmp, url, "--workers", 4, "--exit-when-drained",
                      "--max-attempts-per-phase", 5, *llm_args(llm), env=KEY)
     rng = random.Random(13)
     kills, killed_phase, targeted = 0, {}, []
+
+    def successes():
+        return rows(url, "SELECT count(*) AS n FROM attempts WHERE outcome = 'success'")[0]["n"]
+
+    def aims():
+        """The busy workers whose call is on record as sent, on a phase not killed twice
+        already, once every busy worker's call waits at the stand-in; when none of them
+        may be killed, their calls are let go."""
+        busy = [w for w in sup.status()["pool"]["workers"] if w["state"] == "busy"]
+        if not busy or held() != len(busy):
+            return None
+        aims = [w for w in busy if killed_phase.get((w["run_id"], w["phase_id"]), 0) < 2
+                and rows(url, "SELECT id FROM llm_usage_events WHERE attempt_id = ? AND"
+                         " status = 'sent' AND seq IS NOT NULL", w["attempt_id"])]
+        if not aims and all(killed_phase.get((w["run_id"], w["phase_id"]), 0) >= 2
+                            for w in busy):
+            release()
+        return aims
+
+    def progressed(done):
+        """Whether a phase succeeded since `done` successes; else the calls held are let
+        go, for the next to succeed."""
+        if successes() > done:
+            return True
+        if held() > 0:
+            release()
+        return False
+
     try:
         sup.wait_ready()
         while kills < 12:
-            done = rows(url, "SELECT count(*) AS n FROM attempts WHERE outcome = 'success'")
-            # A worker whose call is in flight, on a phase not killed twice already.
-            busy = wait_for(lambda: [
-                w for w in sup.status()["pool"]["workers"] if w["state"] == "busy" and
-                killed_phase.get((w["run_id"], w["phase_id"]), 0) < 2 and
-                rows(url, "SELECT id FROM llm_usage_events WHERE attempt_id = ? AND"
-                     " status = 'sent' AND seq IS NOT NULL", w["attempt_id"])], 60,
-                what="a call in flight")
-            w = rng.choice(busy)
+            done = successes()
+            w = rng.choice(wait_for(aims, 60, what="a call held at the stand-in"))
             os.kill(w["pid"], signal.SIGKILL)
             targeted.append(w["attempt_id"])
             kills += 1
@@ -61,9 +107,8 @@ def test_workers_killed_from_outside_stop_no_run_and_every_call_is_recorded(tmp)
             killed_phase[key] = killed_phase.get(key, 0) + 1
             # Let the pool show it still works before the next kill (five failures in a
             # row with nothing done between them would rightly trip the breaker).
-            wait_for(lambda: rows(url, "SELECT count(*) AS n FROM attempts"
-                                  " WHERE outcome = 'success'")[0]["n"] > done[0]["n"],
-                     60, what="progress after a kill")
+            wait_for(lambda: progressed(done), 60, what="progress after a kill")
+        wait_for(lambda: release() or sup.proc.poll() is not None, 300, what="the drain's end")
         assert sup.wait(timeout=300) == 0, sup.stderr()
     finally:
         sup.kill()
