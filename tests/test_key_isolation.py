@@ -58,10 +58,12 @@ def test_no_ancestor_of_a_check_or_of_model_written_code_holds_the_key(tmp):
         ("helper", ws, [phase_spec("p-helper", ("helper.py",), paths=(".",),
                                    check="/usr/bin/python3 helper.py")]),
     ])
-    # Calls that take a while: the processes are looked at while both are in flight.
-    llm = Standin(tmp, {"markers": {"helper.py": [{"mode": "sleep", "seconds": 5,
-                                                   "content": HELPER}]},
-                        "default": {"mode": "sleep", "seconds": 5}}, "--expect-key", key)
+    # Calls answered once the processes were looked at, both in flight.
+    go = os.path.join(tmp, "go")
+    llm = Standin(tmp, {"markers": {"helper.py": [{"mode": "sleep", "seconds": 100,
+                                                   "until": go, "content": HELPER}]},
+                        "default": {"mode": "sleep", "seconds": 100, "until": go}},
+                  "--expect-key", key)
     sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm),
                      env={"ANTHROPIC_API_KEY": key, "OPENAI_API_KEY": other})
     try:
@@ -76,6 +78,7 @@ def test_no_ancestor_of_a_check_or_of_model_written_code_holds_the_key(tmp):
                 with open("/proc/%d/%s" % (pid, part), "rb") as f:
                     data = f.read()
                 assert key.encode() not in data and other.encode() not in data, (pid, part)
+        open(go, "w").close()
         assert sup.wait(timeout=300) == 0, sup.stderr()
     finally:
         sup.kill()
