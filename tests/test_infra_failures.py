@@ -272,7 +272,9 @@ def test_a_worker_binary_removed_mid_run_is_retried_while_the_others_drain(tmp):
     os.makedirs(os.path.dirname(worker))
     shutil.copy(binpath("autopack-worker"), worker)
     os.chmod(worker, os.stat(worker).st_mode | stat.S_IXUSR)
-    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 1}})
+    # The calls are answered once a worker was killed: the drain is not over before.
+    go = os.path.join(tmp, "go")
+    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 100, "until": go}})
     sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", "--worker", worker,
                      *llm_args(llm), env=KEY)
     try:
@@ -280,6 +282,8 @@ def test_a_worker_binary_removed_mid_run_is_retried_while_the_others_drain(tmp):
         busy = status_when(sup, lambda s: s["queue"]["in_flight"] == 2, what="two busy")
         os.unlink(worker)
         os.kill(busy["pool"]["workers"][0]["pid"], signal.SIGKILL)
+        wait_for(lambda: "cannot start worker" in sup.stderr(), 60, what="the failed start")
+        open(go, "w").close()
         assert sup.wait(timeout=300) == 0, sup.stderr()
     finally:
         sup.kill()
