@@ -1,7 +1,7 @@
 """A PostgreSQL server for the tests, started by the suite itself: initdb into a private
 directory under /tmp as an unprivileged user (nobody, when the suite runs as root), a Unix
-socket in that directory and a free loopback port, fsync off; stopped and removed at the
-end. Never a system cluster. Each pytest-xdist worker starts its own (initdb takes about a
+socket in that directory and a loopback port kept for it while it lives (no other server
+is given the port while it is stopped), fsync off; stopped and removed at the end. Never a system cluster. Each pytest-xdist worker starts its own (initdb takes about a
 second), and each test gets a database of its own in it."""
 import itertools
 import os
@@ -16,10 +16,15 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 USER = "autopack"
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _reserved_port():
+    """A socket bound to a free loopback port with SO_REUSEADDR, not listening: while it
+    is open no bind to port 0 is given that port (another test's server, here or in
+    another process, took it while the cluster was stopped, and the cluster could not
+    start again), and the server, which binds it with SO_REUSEADDR, still may."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
 
 
 class Cluster:
@@ -36,7 +41,8 @@ class Cluster:
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "server.log")
         self._names = itertools.count(1)
-        self.port = None
+        self._port_held = _reserved_port()
+        self.port = self._port_held.getsockname()[1]
         self._run([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", USER, "-A", "trust",
                    "--no-sync", "-E", "UTF8"])
         self.start()
@@ -53,17 +59,15 @@ class Cluster:
     def start(self):
         """Start the server (on the same port again after a stop)."""
         for _ in range(5):
-            port = self.port or _free_port()
             proc = self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", self.log,
                               "-o", "-k %s -p %d -c listen_addresses=127.0.0.1 -c fsync=off"
-                              " -c max_connections=200 %s" % (self.dir, port, self.options),
+                              " -c max_connections=200 %s" % (self.dir, self.port,
+                                                              self.options),
                               "-w", "start"],
                              check=False)
             if proc.returncode == 0:
-                self.port = port
                 return
-            if self.port is not None:
-                time.sleep(0.2)
+            time.sleep(0.2)
         raise RuntimeError("PostgreSQL did not start:\n" + open(self.log).read()[-3000:])
 
     def stop(self, mode="fast"):
@@ -98,6 +102,7 @@ class Cluster:
 
     def close(self):
         self.stop("immediate")
+        self._port_held.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
