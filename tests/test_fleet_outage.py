@@ -15,13 +15,16 @@ from test_fleet import (assert_each_phase_completed_once, attempts, attempts_of,
 
 @contextlib.contextmanager
 def holder_and_idle_cut(tmp, pg_cluster, phases):
-    """The first supervisor holds the one run (`phases` phases of 0.5 s); the second,
-    which reaches the server through an outage proxy, waits idle with nothing to do.
-    Yields (url, proxy, first, cut); both are killed and the proxy closed after."""
+    """The first supervisor holds the one run (`phases` phases of 0.5 s, each once the
+    file `go` exists: the run is not over before the test has cut the second off); the
+    second, which reaches the server through an outage proxy, waits idle with nothing to
+    do. Yields (url, proxy, first, cut, go); both are killed and the proxy closed
+    after."""
     name = pg_cluster.new_database()
     url = new_pg_db(tmp, pg_cluster.url(name), runs=1, phases=phases)
     proxy = OutageProxy(pg_cluster.port)
-    env = {"ROGUE_DELAY": "0.5"}
+    go = os.path.join(str(tmp), "go")
+    env = {"ROGUE_DELAY": "0.5", "ROGUE_GO": go}
     first = rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
                              "--exit-when-drained", env=env, name="first")
     cut = None
@@ -32,8 +35,9 @@ def holder_and_idle_cut(tmp, pg_cluster, phases):
                                name="cut")
         wait_for(lambda: "waiting for 1 attempt(s) open elsewhere" in cut.stderr(),
                  what="the second supervisor idle")
-        yield url, proxy, first, cut
+        yield url, proxy, first, cut, go
     finally:
+        open(go, "w").close()
         first.kill()
         if cut is not None:
             cut.kill()
@@ -47,10 +51,11 @@ def test_a_supervisor_cut_off_while_idle_past_its_lease_exits_3_and_ends_nothing
     the run and ends the session. The second, back, has nothing to commit: it must still
     learn that it was declared lost (its leave finds its row no longer live), exit 3, and
     leave the session's end as the first wrote it."""
-    with holder_and_idle_cut(tmp, pg_cluster, 18) as (url, proxy, first, cut):
+    with holder_and_idle_cut(tmp, pg_cluster, 18) as (url, proxy, first, cut, go):
         proxy.down()
         wait_for(lambda: "[LOST] supervisor" in first.stderr(), timeout=60,
                  what="the cut supervisor declared lost")
+        open(go, "w").close()
         assert first.wait(timeout=60) == 0, first.stderr()
         ended = sql(url, "SELECT stop_reason, completed_at FROM drain_sessions")
         time.sleep(12 - 5)
@@ -76,7 +81,7 @@ def test_a_supervisor_declared_lost_answers_no_command_once_back(tmp, pg_cluster
     reads anything for the fleet: it exits 3 and the command stays unanswered (before, the
     tick that connected it again read and ran the command, and answered it, about a second
     before its heartbeat found it lost)."""
-    with holder_and_idle_cut(tmp, pg_cluster, 30) as (url, proxy, first, cut):
+    with holder_and_idle_cut(tmp, pg_cluster, 30) as (url, proxy, first, cut, go):
         cut_id = supervisor_ids(url)[cut.proc.pid]
         proxy.down()
         sql(url, "INSERT INTO supervisor_commands (supervisor_id, command, args, created_at,"
@@ -85,6 +90,7 @@ def test_a_supervisor_declared_lost_answers_no_command_once_back(tmp, pg_cluster
         sql(url, "NOTIFY autopack_control")
         wait_for(lambda: "[LOST] supervisor %d " % cut_id in first.stderr(), timeout=60,
                  what="the cut supervisor declared lost")
+        open(go, "w").close()
         proxy.up()
         assert cut.wait(timeout=60) == 3, cut.stderr()
         assert first.wait(timeout=60) == 0, first.stderr()
