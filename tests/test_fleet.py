@@ -246,7 +246,8 @@ def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
     again, commit what waited and finish; every phase completes once with its event."""
     url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=40, phases=5)
     # The phases wait for both supervisors to be ready, then take 0.2 s each (the drain
-    # some 5 s): the restart comes mid-drain however slow the machine is.
+    # some 5 s); those not started when a fifth is done wait for the restart: it comes
+    # mid-drain however slow the machine is.
     go = os.path.join(str(tmp), "go")
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 4, "--lease-timeout", 5,
                              "--exit-when-drained", name="sup%d" % i,
@@ -259,7 +260,9 @@ def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
         open(go, "w").close()
         wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")
                  [0][0] >= 40, what="a fifth of the drain done")
+        os.unlink(go)
         own_cluster.restart()
+        open(go, "w").close()
         for s in sups:
             assert s.wait(timeout=180) == 0, s.stderr()
     finally:
