@@ -65,7 +65,8 @@ int store_pg_server_id(struct db *db, const char *url, char **id, struct store_e
 
 /* Say where the meta table a connection did not find is: the search_path names no schema
  * this role can use, or other schemas of the database hold one (the search_path set by the
- * role, the database or the URL's options to another schema, its first). `err` holds the
+ * role, the database or the URL's options to another schema, its first; named as they set
+ * it, before the connection cut it to its first schema). `err` holds the
  * "no meta table" refusal, which this extends; a failure to read leaves it as it is. */
 static void store_pg_meta_elsewhere(struct db *db, struct store_err *err)
 {
@@ -73,7 +74,8 @@ static void store_pg_meta_elsewhere(struct db *db, struct store_err *err)
 	char *why = NULL;
 
 	if (db_prepare(db,
-	        "SELECT current_schema(), current_setting('search_path'), (SELECT"
+	        "SELECT current_schema(), (SELECT reset_val FROM pg_settings WHERE name ="
+	        " 'search_path'), (SELECT"
 	        " string_agg(n.nspname, ', ' ORDER BY n.nspname) FROM pg_class c JOIN"
 	        " pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'meta' AND"
 	        " c.relkind IN ('r', 'p') AND n.nspname IS DISTINCT FROM current_schema())",
