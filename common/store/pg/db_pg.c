@@ -630,13 +630,16 @@ static const char pg_session_sql[] =
 /* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
  * also turn off idle_session_timeout, which a role or database may set: the server ended a
  * supervisor's connection between two beats, its LISTEN with it, and its next statement
- * failed with "no connection to the server"; from 17 on transaction_timeout too, which
- * would cancel a transaction as statement_timeout does a statement. A database in
- * SQL_ASCII gets its text as stored, as SQLite gives it (the readers show bytes that are
- * not UTF-8 as U+FFFD): converted to UTF-8, one such byte another program wrote failed
- * every statement reading its row ("invalid byte sequence for encoding "UTF8""), and a
- * supervisor could not start. Returns the last statement's result (PGRES_COMMAND_OK when
- * all were made), for the caller to PQclear. */
+ * failed with "no connection to the server"; and have the server look every second whether
+ * the client is still there while a statement runs (client_connection_check_interval): a
+ * process killed while its statement waited behind a lock left that statement queued until
+ * the lock was released. From 17 on transaction_timeout is turned off too, which would
+ * cancel a transaction as statement_timeout does a statement. A database in SQL_ASCII gets
+ * its text as stored, as SQLite gives it (the readers show bytes that are not UTF-8 as
+ * U+FFFD): converted to UTF-8, one such byte another program wrote failed every statement
+ * reading its row ("invalid byte sequence for encoding "UTF8""), and a supervisor could
+ * not start. Returns the last statement's result (PGRES_COMMAND_OK when all were made), for
+ * the caller to PQclear. */
 static PGresult *pg_session_apply(PGconn *c)
 {
 	const char *enc = PQparameterStatus(c, "server_encoding");
@@ -650,8 +653,9 @@ static PGresult *pg_session_apply(PGconn *c)
 		PQclear(r);
 		r = PQexec(c,
 		    PQserverVersion(c) >= 170000 ?
-		        "SET idle_session_timeout = 0; SET transaction_timeout = 0" :
-		        "SET idle_session_timeout = 0");
+		        "SET idle_session_timeout = 0; SET client_connection_check_interval = 1000;"
+		        " SET transaction_timeout = 0" :
+		        "SET idle_session_timeout = 0; SET client_connection_check_interval = 1000");
 	}
 	return r;
 }
