@@ -8,6 +8,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -323,4 +324,35 @@ void store_reconnect_abandon(struct store *st)
 {
 	if (st->backend == DB_PG)
 		db_pg_reset_abandon(st->db);
+}
+
+/* Connect again, waiting with poll(2) for the socket at each step, up to `ms` in all. */
+int store_reconnect_wait(struct store *st, uint64_t ms, struct store_err *err)
+{
+	uint64_t until = clock_mono_ms() + ms;
+	struct pollfd p;
+	bool write = true;
+	int fd, rc = store_reconnect_start(st, &fd, err);
+
+	while (rc == 0 && st->backend == DB_PG) {
+		uint64_t now = clock_mono_ms();
+
+		if (now >= until) {
+			store_reconnect_abandon(st);
+			return store_fail(err, STORE_EIO,
+			    "%s: cannot connect again: no answer within %.1f s", st->url,
+			    (double)ms / 1000.0);
+		}
+		p = (struct pollfd){ .fd = fd, .events = write ? POLLOUT : POLLIN };
+		if (poll(&p, 1, (int)(until - now)) < 0 && errno != EINTR)
+			return store_fail(err, STORE_EIO, "%s: cannot connect again: poll: %s",
+			    st->url, strerror(errno));
+		rc = store_reconnect_poll(st, &fd, &write, err);
+		if (rc != STORE_EBUSY)
+			break;
+		rc = 0;
+	}
+	if (rc != 0 && store_connection_lost(st))
+		store_reconnect_abandon(st);
+	return rc;
 }
