@@ -79,3 +79,36 @@ def test_a_connection_lost_as_the_drain_ends_is_made_again_to_end_it(tmp, pg_clu
     assert sql(url, "SELECT completed_at IS NOT NULL, stop_reason FROM drain_sessions") == \
         [(True, "received Terminated")]
 
+
+def test_a_phase_end_the_database_refuses_stops_its_run_not_the_drain(tmp, pg_url):
+    """A trigger another program put on phases refuses every phase's COMPLETE (RAISE
+    EXCEPTION), and raises a NOTICE at every update: each attempt's end is refused and
+    recorded as an error, and its run must be stopped for the session (each run tried at
+    most twice: once, and once more if its phase was read again before the refusal
+    committed), the supervisor ending by itself as for runs the drain rules stopped (exit
+    5). Before, the phase, still QUEUED, was read
+    again and run again without end: 4 phases ran 958 times in 2 minutes."""
+    url = new_pg_db(tmp, pg_url, runs=3, tiers=1, phases=1)
+    sql(url, "CREATE FUNCTION refuse_complete() RETURNS trigger LANGUAGE plpgsql AS $$"
+             " BEGIN RAISE NOTICE 'phase %%', NEW.phase_id; IF NEW.state = 'COMPLETE' THEN"
+             " RAISE EXCEPTION 'phases may not complete today'; END IF; RETURN NEW; END $$;"
+             " CREATE TRIGGER refuse BEFORE UPDATE ON phases FOR EACH ROW"
+             " EXECUTE FUNCTION refuse_complete()")
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--exit-when-drained")
+    try:
+        wait_for(lambda: sup.proc.poll() is not None or
+                 sql(url, "SELECT count(*) FROM attempts")[0][0] > 6, 120,
+                 what="the supervisor ending, or a run tried a third time")
+        tried = sql(url, "SELECT count(*) FROM attempts")[0][0]
+        assert tried <= 6, (tried, sup.stderr())
+        rc = sup.wait(120)
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    per_run = dict(sql(url, "SELECT run_id, count(*) FROM attempts GROUP BY run_id"))
+    assert sorted(per_run) == ["run-000", "run-001", "run-002"], (per_run, err)
+    assert max(per_run.values()) <= 2, (per_run, err)
+    for run in per_run:
+        assert "[STOP] run %s: the database refused the end of its attempt" % run in err, err
+    assert rc == 5 and "3 left by the drain rules; exit status 5" in err, err
+    assert sql(url, "SELECT DISTINCT state FROM phases") == [("QUEUED",)]
