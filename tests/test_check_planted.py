@@ -1,10 +1,13 @@
 """What a check leaves at the paths the next attempt uses tells it nothing and stops
 nothing: a symbolic link at a deliverable's path that leads out of the workspace is not
 followed when the next attempt's output is estimated (the size and the lines of the file it
-named, a secret say, went into that request's max_tokens)."""
+named, a secret say, went into that request's max_tokens); and a confined check can put
+nothing where the next attempt's check log goes (a directory there made that attempt fail
+CHECK_NOT_RUN, "Is a directory")."""
 import os
 
-from e2e_helpers import Standin, drain_until_exit, import_plan, init_db, phase_spec, rows
+from e2e_helpers import (Standin, drain_until_exit, import_plan, init_db, needs_namespaces,
+                         phase_spec, rows)
 
 KEY = "sk-ant-planted-test-key"
 
@@ -52,3 +55,44 @@ def test_a_link_out_of_the_workspace_at_a_deliverables_path_tells_the_estimate_n
     # The second request is sized the same whatever the link names.
     assert len(seen["small"]) == 2 and len(seen["big"]) == 2, seen
     assert seen["small"] == seen["big"], seen
+
+
+# The first attempt's check tries to put a directory where the second attempt's check logs
+# go, in the logs directory and in one it would move into place of it, recording how each
+# try ended, and fails; the next one passes.
+PLANT_DIR = r"""if [ -e .planted ]; then exit 0; fi; touch .planted
+try() { if "$@" 2>>planted.err; then echo ok; else echo refused; fi; }
+{
+try mkdir .autopack/logs/run__p1__a2.stdout.txt
+try mkdir .autopack/logs/run__p1__a2.stderr.txt
+try mv .autopack/logs .autopack/logs.moved
+try mv .autopack .autopack.moved
+try mkdir -p .autopack.new/logs/run__p1__a2.stdout.txt
+try mv -T .autopack.new .autopack
+} > planted.txt
+exit 1"""
+
+
+def test_a_check_cannot_occupy_the_path_of_the_next_attempts_check_log(tmp):
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=PLANT_DIR)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, "--max-attempts-per-phase", 2,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    attempts = rows(url, "SELECT outcome, failure_reason, message FROM attempts "
+                    "ORDER BY attempt_number")
+    assert [(a["outcome"], a["failure_reason"]) for a in attempts] == [
+        ("failed", "CHECK_FAILED"), ("success", None)], (attempts, sup.stderr())
+    with open(os.path.join(ws, "planted.txt")) as f:
+        tries = f.read().split()
+    with open(os.path.join(ws, "planted.err")) as f:
+        errors = f.read()
+    # The logs directory is read-only to the check, and neither it nor the directory
+    # holding it can be moved away, nor another put in its place.
+    assert tries == ["refused"] * 4 + ["ok", "refused"], (tries, errors)
+    logs = os.path.join(ws, ".autopack", "logs")
+    for stream in ("stdout", "stderr"):
+        assert os.path.isfile(os.path.join(logs, "run__p1__a2.%s.txt" % stream))

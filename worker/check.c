@@ -316,7 +316,9 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
  * workspace (or another directory it may write) does (it would take the database from
  * under the supervisor). Each is bound onto itself in the check's mount namespace, so the
  * check can neither remove nor rename any of them (a mount point is neither removed nor
- * renamed). And the database's files, wherever they are: /dev/null is bound over each,
+ * renamed). And the workspace's .autopack, and .autopack/logs in it, read-only, where the
+ * check logs go (check_logs_dir): a directory the check made at the next attempt's log
+ * path failed that attempt CHECK_NOT_RUN. And the database's files, wherever they are: /dev/null is bound over each,
  * read-only and as a device none may open (check_confine), so the check can neither write,
  * truncate, remove nor rename them, nor read them, nor lock them (a shared lock on a byte
  * of the -shm, taken through a descriptor opened read-only, refused the supervisor every
@@ -400,10 +402,12 @@ static void check_pin_kept(
 
 /* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
  * are `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real paths; after
- * check_empty_choose), the worker's binary and the database `db` (NULL for none). */
+ * check_empty_choose), the workspace's check logs directory, the worker's binary and the
+ * database `db` (NULL for none). */
 static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 {
 	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
+	static const char *const logs[] = { "/.autopack", "/.autopack/logs" };
 	/* Static, off the stack: the worker chooses a check's paths on its one thread. */
 	static char dirs[ARRAY_SIZE(check_rw_dirs)][PATH_MAX];
 	char real[PATH_MAX], root[PATH_MAX] = "";
@@ -417,7 +421,13 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 		check_pin_root(root, tmp, ws);
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_pin_root(root, dirs[i], ws);
-	check_pin_below(root, ws, ARRAY_SIZE(files));
+	check_pin_below(root, ws, ARRAY_SIZE(files) + ARRAY_SIZE(logs));
+	for (i = 0; i < ARRAY_SIZE(logs); i++) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", ws, logs[i]);
+		check_pin[check_npin].file = false;
+		check_pin[check_npin].sock = false;
+		check_pin[check_npin++].readonly = i == ARRAY_SIZE(logs) - 1;
+	}
 	check_pin_kept("/proc/self/exe", true, ws, tmp, dirs);
 	check_pin_kept(log_file_path(), false, ws, tmp, dirs);
 	if (db == NULL || realpath(db, real) == NULL)
