@@ -411,6 +411,29 @@ def test_sigint_at_the_start_of_a_command_s_wait_cancels_its_statement(tmp, pg_u
         con.close()
 
 
+def test_a_command_killed_while_its_statement_waits_leaves_nothing_queued(tmp, pg_url):
+    """SIGKILL leaves no moment to cancel: the server kept the statement of a killed
+    `autopack-ctl` queued behind the lock until the lock was released. The server now looks
+    every second whether the client is still there while a statement runs."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    con = lock_phases(url)
+    try:
+        proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url, "failed"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: lock_waiters(url) > 0, 60, what="the command's statement waiting")
+            proc.kill()
+            assert proc.wait(60) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        wait_for(lambda: lock_waiters(url) == 0, 30, what="the killed command's statement ended")
+    finally:
+        con.rollback()
+        con.close()
+
+
 def test_a_start_whose_cancellation_is_never_answered_says_what_stays_behind(tmp, pg_url):
     """The server goes silent while a registered supervisor's start waits behind a lock,
     and the statement is given up 2 s after SIGTERM: its connection is busy with it. The

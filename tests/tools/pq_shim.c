@@ -61,8 +61,8 @@ int PQsendQueryPrepared(void *conn, const char *name, int n, const char *const *
     const int *lengths, const int *formats, int result_format)
 {
 	static void *real;
-	int rc = ((int (*)(void *, const char *, int, const char *const *, const int *,
-	    const int *, int))shim_real(&real, "PQsendQueryPrepared"))(
+	int rc = ((int (*)(void *, const char *, int, const char *const *, const int *, const int *,
+	    int))shim_real(&real, "PQsendQueryPrepared"))(
 	    conn, name, n, values, lengths, formats, result_format);
 
 	shim_hold();

@@ -615,8 +615,11 @@ static const char pg_session_sql[] =
 /* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
  * also turn off idle_session_timeout, which a role or database may set: the server ended a
  * supervisor's connection between two beats, its LISTEN with it, and its next statement
- * failed with "no connection to the server"; from 17 on transaction_timeout too, which
- * would cancel a transaction as statement_timeout does a statement. Returns the last
+ * failed with "no connection to the server"; and have the server look every second whether
+ * the client is still there while a statement runs (client_connection_check_interval): a
+ * process killed while its statement waited behind a lock left that statement queued until
+ * the lock was released. From 17 on transaction_timeout is turned off too, which would
+ * cancel a transaction as statement_timeout does a statement. Returns the last
  * statement's result (PGRES_COMMAND_OK when all were made), for the caller to PQclear. */
 static PGresult *pg_session_apply(PGconn *c)
 {
@@ -626,8 +629,9 @@ static PGresult *pg_session_apply(PGconn *c)
 		PQclear(r);
 		r = PQexec(c,
 		    PQserverVersion(c) >= 170000 ?
-		        "SET idle_session_timeout = 0; SET transaction_timeout = 0" :
-		        "SET idle_session_timeout = 0");
+		        "SET idle_session_timeout = 0; SET client_connection_check_interval = 1000;"
+		        " SET transaction_timeout = 0" :
+		        "SET idle_session_timeout = 0; SET client_connection_check_interval = 1000");
 	}
 	return r;
 }
