@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,7 +234,9 @@ static void fleet_read_started(struct sup *s)
 }
 
 /* Rebuild the run queues from the database, at most every FLEET_REFRESH_MIN_MS unless
- * `now` (else at the next tick), and dispatch what became eligible. */
+ * `now` (else at the next tick), and dispatch what became eligible. A rebuild that fails
+ * leaves the queues unread (s->fleet_unread) until one succeeds: the drain is not over
+ * while they are, and the one every other beat tries again. */
 static void fleet_refresh(struct sup *s, bool now)
 {
 	uint64_t t = clock_mono_ms();
@@ -247,7 +250,7 @@ static void fleet_refresh(struct sup *s, bool now)
 	s->fleet_refreshed_ms = t;
 	fleet_read_started(s);
 	policy_sync(s);
-	sched_refresh(s);
+	s->fleet_unread = sched_refresh(s) != 0;
 	lease_kick(s);
 }
 
@@ -640,7 +643,7 @@ static void fleet_check_drained(struct sup *s)
 	if (!s->cfg.exit_when_drained || s->stopping || s->in_flight > 0 || s->ops_n > 0 ||
 	    s->commit_doubt)
 		return;
-	if (fleet_work_left(s)) {
+	if (fleet_work_left(s) || s->fleet_unread) {
 		s->fleet_busy = true;
 		return;
 	}
@@ -650,7 +653,7 @@ static void fleet_check_drained(struct sup *s)
 	}
 	if (s->queued == 0)
 		fleet_refresh(s, true);
-	if (fleet_work_left(s)) {
+	if (fleet_work_left(s) || s->fleet_unread) {
 		s->fleet_busy = true;
 		return;
 	}
@@ -731,18 +734,67 @@ void fleet_start(struct sup *s)
 	fleet_listen(s);
 }
 
-/* After the loop: leave the fleet. Leaving is the last fence: a supervisor declared lost
- * while it could not reach the server, with nothing to commit once back (no heartbeat
- * due yet), finds its row no longer live here and ends as one whose commit found it so
- * (lifecycle_lost_note: exit 3, nothing more written). Returns whether it left. */
+/* After the loop, before the last writes (the leave, the session's end): a connection
+ * lost as the drain ended (the server restarted, this supervisor's server session ended)
+ * is made again, each attempt given up after lifecycle_reconnect_ms and the next made
+ * 0.5 s later, for up to half the lease (the others declare this supervisor lost a lease
+ * after its last heartbeat); an attempt the loop had begun is given up first. Returns
+ * whether the connection is up; each failed attempt is logged. */
+static bool fleet_connect_to_end(struct sup *s)
+{
+	uint64_t until = clock_mono_ms() + (uint64_t)s->cfg.lease_timeout_ms / 2;
+	struct store_err err;
+	int rc;
+
+	if (!store_connection_lost(s->st))
+		return true;
+	if (s->reconnecting) {
+		store_reconnect_abandon(s->st);
+		fleet_connect_unwatch(s);
+		uv_timer_stop(&s->reconnect_timer);
+		s->reconnecting = false;
+	}
+	log_info("the connection to the database is lost as the drain ends; connecting again"
+	         " to leave the fleet and end the session (for up to %.1f s)",
+	    (double)(s->cfg.lease_timeout_ms / 2) / 1000.0);
+	for (;;) {
+		rc = store_reconnect_wait(s->st, lifecycle_reconnect_ms(s), &err);
+		lifecycle_reconnected(s, rc, &err);
+		if (rc == 0 || rc == STORE_EMOVED || clock_mono_ms() + 500 >= until)
+			break;
+		poll(NULL, 0, 500);
+	}
+	if (rc != 0 && rc != STORE_EMOVED)
+		log_error("supervisor %lld does not leave the fleet (its row stays live until the"
+		          " others declare it lost, a lease after its last heartbeat), and drain"
+		          " session %s stays open: the database could not be reached again",
+		    (long long)s->fleet_id, s->session_id != NULL ? s->session_id : "(none)");
+	return rc == 0;
+}
+
+/* After the loop: leave the fleet, once connected again if the connection was lost
+ * (fleet_connect_to_end), before the leave or by it (it is sent again on the new
+ * connection: a row found stopped was left by the first). Leaving is the last fence: a
+ * supervisor declared lost while it could not reach the server, with nothing to commit
+ * once back (no heartbeat due yet), finds its row no longer live here and ends as one
+ * whose commit found it so (lifecycle_lost_note: exit 3, nothing more written). Returns
+ * whether it left. */
 bool fleet_leave(struct sup *s)
 {
 	struct store_err err;
 	bool lost = false;
+	int rc;
 
-	if (s->writes_off)
+	if (s->writes_off || !fleet_connect_to_end(s) || s->writes_off)
 		return false;
-	if (store_fleet_leave(s->sd, &lost, &err) != 0) {
+	rc = store_fleet_leave(s->sd, &lost, &err);
+	if (rc != 0 && store_connection_lost(s->st)) {
+		log_warn("%s", err.text);
+		if (!fleet_connect_to_end(s) || s->writes_off)
+			return false;
+		rc = store_fleet_leave(s->sd, &lost, &err);
+	}
+	if (rc != 0) {
 		log_error("%s", err.text);
 		return false;
 	}

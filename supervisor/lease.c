@@ -103,12 +103,29 @@ void lease_kick(struct sup *s)
 	writer_round(s, false);
 }
 
-/* The end of an attempt is committed: it is no longer in flight. */
+/* The end of an attempt is committed: it is no longer in flight. An end the database
+ * refused (a trigger or constraint of another program's: what was committed is a record
+ * of the error, the phase's row as it was) stops its run (o->u.close.ctx) for the rest
+ * of the session: its phase, still eligible in the database, would be dispatched again
+ * at each reading of the queue and refused again (a trigger refusing COMPLETE had 4
+ * phases run 958 times in 2 minutes, each a real attempt). */
 static void lease_committed(struct sup *s, struct op *o)
 {
-	(void)o;
+	struct run_q *r = o->u.close.ctx;
+	char why[300];
+
 	s->in_flight--;
 	assert(s->in_flight >= 0);
+	if (o->refused != NULL && r != NULL && !r->skipped) {
+		snprintf(why, sizeof why,
+		    "the database refused the end of its attempt %llu (%.200s)",
+		    (unsigned long long)o->u.close.attempt_id, o->refused);
+		log_about(LOG_WARN,
+		    &(struct log_about){ .session = s->session_id, .run = r->run_id },
+		    "[STOP] run %s: %s; its phases are not dispatched again in this session",
+		    r->run_id, why);
+		sched_skip_run(s, r, why);
+	}
 	lease_kick(s);
 }
 
@@ -159,8 +176,7 @@ static void lease_log_end(struct worker *w, const struct drain_close *c)
 static void lease_write_end(struct sup *s, uint64_t att, const struct drain_close *c,
     struct run_q *r, struct qphase *p, bool requeue)
 {
-	writer_close(
-	    s, att, r->run_id, p->phase_id, c, p->spec.task_category, lease_committed, NULL);
+	writer_close(s, att, r->run_id, p->phase_id, c, p->spec.task_category, lease_committed, r);
 	if (requeue)
 		sched_requeue(s, r, p);
 	else

@@ -300,11 +300,13 @@ int sched_load(struct sup *s)
 	return 0;
 }
 
-/* Rebuild the queues of the runs not leased here from the eligible phases. */
-void sched_refresh(struct sup *s)
+/* Rebuild the queues of the runs not leased here from the eligible phases; -1 (logged)
+ * when they could not be read. */
+int sched_refresh(struct sup *s)
 {
 	struct store_err err;
 	struct run_q *r;
+	int rc = 0;
 
 	for (r = s->runs; r != NULL; r = r->next) {
 		if (r->busy || r->skipped)
@@ -316,8 +318,10 @@ void sched_refresh(struct sup *s)
 	}
 	s->refreshing = true;
 	if (store_drain_each_eligible(s->sd, s->cfg.run_id, s->cfg.retry_failed, true,
-	        s->session_id, sched_load_one, s, &err) != 0)
+	        s->session_id, sched_load_one, s, &err) != 0) {
 		log_error("%s", err.text);
+		rc = -1;
+	}
 	s->refreshing = false;
 	for (r = s->runs; r != NULL; r = r->next) {
 		if (!r->sampled && nameset_has(&s->pol.sampled, r->run_id))
@@ -326,6 +330,7 @@ void sched_refresh(struct sup *s)
 			r->promising = true;
 		ready_push(s, r);
 	}
+	return rc;
 }
 
 /* Reload the queues of the parked runs only (several supervisors), in one query; a run

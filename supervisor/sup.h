@@ -597,6 +597,7 @@ struct sup {
 	/* several supervisors on one PostgreSQL database (fleet.c); fleet_id 0: alone */
 	int64_t fleet_id;
 	bool fleet_busy;        /* work open or eligible elsewhere: not drained */
+	bool fleet_unread;      /* the last rebuild of the queues failed: not known drained */
 	bool fleet_lost;        /* another supervisor declared this one lost */
 	char *fleet_status;     /* written with each heartbeat (heap) */
 	uv_timer_t fleet_timer; /* heartbeat, rescue, queues, commands */
@@ -799,8 +800,10 @@ uint64_t lag_wait_ms(struct sup *s, uint64_t since_ms, uint64_t lag_at, uint64_t
  * Returns 0 or -1 (logged). */
 int sched_load(struct sup *s);
 /* Several supervisors: rebuild the queues of the runs not leased here from the database
- * (other supervisors finish, requeue and rescue phases), leaving out the runs they lease. */
-void sched_refresh(struct sup *s);
+ * (other supervisors finish, requeue and rescue phases), leaving out the runs they lease.
+ * -1 (logged) when the database could not be read: the queues then hold none of the runs
+ * not leased here, which says nothing of what is eligible. */
+int sched_refresh(struct sup *s);
 /* Several supervisors: another supervisor holds run r's next phase; leave the run out until
  * the next sched_refresh or sched_refresh_parked. */
 void sched_park(struct sup *s, struct run_q *r);

@@ -264,11 +264,24 @@ class Standin:
             with open(spath, "w") as f:
                 json.dump(script, f)
             args += ["--script", spath]
-        self.proc = subprocess.Popen(args + list(extra),
-                                     stderr=open(os.path.join(str(tmp), name + ".err"), "w"))
-        self.port = int(wait_for(lambda: os.path.exists(self.port_file) and
-                                 open(self.port_file).read().strip(), 30,
-                                 what="stand-in port"))
+        err = os.path.join(str(tmp), name + ".err")
+        self.proc = subprocess.Popen(args + list(extra), stderr=open(err, "w"))
+
+        def port():
+            if os.path.exists(self.port_file) and open(self.port_file).read().strip():
+                return open(self.port_file).read().strip()
+            if self.proc.poll() is not None:
+                raise AssertionError("the stand-in ended (status %s) before it wrote its port"
+                                     % self.proc.returncode)
+            return None
+
+        try:
+            self.port = int(wait_for(port, 90, what="stand-in port"))
+        except AssertionError as e:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            raise AssertionError("%s; its stderr: %r" % (e, open(err).read()[-2000:]))
         self.url = "http://127.0.0.1:%d" % self.port
 
     def requests(self):

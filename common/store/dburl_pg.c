@@ -52,39 +52,135 @@ bool dburl_is_pg(const char *url)
 	return url != NULL && strncmp(url, "postgresql://", 13) == 0;
 }
 
+/* Copy the key of the query parameter at `p` (up to '=', '&' or the end), %XX decoded,
+ * into key (truncated to n bytes). */
+static void dburl_pg_query_key(const char *p, char *key, size_t n)
+{
+	size_t i = 0;
+	unsigned int c;
+
+	for (; *p != '\0' && *p != '=' && *p != '&' && i + 1 < n; p++) {
+		if (*p == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]) &&
+		    sscanf(p + 1, "%2x", &c) == 1) {
+			key[i++] = (char)c;
+			p += 2;
+		} else {
+			key[i++] = *p;
+		}
+	}
+	key[i] = '\0';
+}
+
+/* Mark in mask[] (one byte per byte of `url`) the bytes of every password `url` holds: the
+ * text after its user's ':' and before the '@' (libpq looks for the '@' before the first
+ * '/'; a '/' of the password itself makes it look no further, and the text up to the
+ * last '@' before the query is marked all the same), and the value of each query
+ * parameter whose name, %XX decoded, is password. A '?', '#' or '/' in a password, or a
+ * parameter named passwor%64, is marked as libpq reads it. Returns whether any is. */
+static bool dburl_pg_secrets(const char *url, bool *mask)
+{
+	const char *auth = strstr(url, "://"), *slash, *at, *colon;
+	size_t n = strlen(url);
+	bool any = false;
+	char key[32];
+
+	memset(mask, 0, n);
+	if (auth == NULL)
+		return false;
+	auth += 3;
+	slash = auth + strcspn(auth, "/");
+	at = memrchr(auth, '@', (size_t)(slash - auth));
+	if (at == NULL && *slash == '/')
+		at = memrchr(slash, '@', strcspn(slash, "?"));
+	colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (colon != NULL && at > colon + 1) {
+		memset(mask + (colon + 1 - url), 1, (size_t)(at - colon - 1));
+		any = true;
+	}
+	for (const char *p = auth; (p = strpbrk(p, "?&")) != NULL; p++) {
+		const char *eq = p + 1 + strcspn(p + 1, "=&");
+		size_t len;
+
+		dburl_pg_query_key(p + 1, key, sizeof key);
+		if (strcmp(key, "password") != 0 || *eq != '=')
+			continue;
+		len = strcspn(eq + 1, "&");
+		memset(mask + (eq + 1 - url), 1, len);
+		any = any || len > 0;
+	}
+	return any;
+}
+
 char *dburl_pg_redact(const char *url)
 {
-	const char *auth = strstr(url, "://");
-	const char *end, *at, *colon;
+	size_t n = strlen(url);
+	bool *mask = xcalloc(n + 1, sizeof *mask);
+	struct strbuf b = { 0 };
 
-	if (auth == NULL)
-		return xstrdup(url);
-	auth += 3;
-	end = auth + strcspn(auth, "/?#");
-	at = memrchr(auth, '@', (size_t)(end - auth));
-	colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-	if (colon == NULL)
-		return strstr(url, "password=") != NULL ?
-		    xasprintf("%.*s (its password hidden)", (int)(auth - url), url) :
-		    xstrdup(url);
-	return xasprintf("%.*s:***%s", (int)(colon - url), url, at);
+	dburl_pg_secrets(url, mask);
+	for (size_t i = 0; i < n; i++) {
+		if (!mask[i])
+			strbuf_put(&b, url + i, 1);
+		else if (i == 0 || !mask[i - 1])
+			strbuf_puts(&b, "***");
+	}
+	free(mask);
+	return b.s != NULL ? b.s : xstrdup("");
 }
 
 void dburl_pg_hide_password(char *url)
 {
-	char *auth, *end, *at, *colon, *p;
+	bool *mask;
+	size_t n;
 
-	if (url == NULL || !dburl_pg_scheme(url) || (auth = strstr(url, "://")) == NULL)
+	if (url == NULL || !dburl_pg_scheme(url))
 		return;
-	auth += 3;
-	end = auth + strcspn(auth, "/?#");
-	at = memrchr(auth, '@', (size_t)(end - auth));
-	colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-	if (colon != NULL)
-		memset(colon + 1, '*', (size_t)(at - colon - 1));
-	for (p = strchr(end, '?'); p != NULL && (p = strstr(p, "password=")) != NULL; p += 9)
-		if (p[-1] == '?' || p[-1] == '&')
-			memset(p + 9, '*', strcspn(p + 9, "&#"));
+	n = strlen(url);
+	mask = xcalloc(n + 1, sizeof *mask);
+	if (dburl_pg_secrets(url, mask))
+		for (size_t i = 0; i < n; i++)
+			if (mask[i])
+				url[i] = '*';
+	free(mask);
+}
+
+/* `text` (a message of libpq's, a value read from the URL) as a heap string with each
+ * password of `url` it quotes replaced by "***", and "***" for the whole of a text that is
+ * part of one (a port read from a password holding a '/'). */
+static char *dburl_pg_mask(const char *url, const char *text)
+{
+	size_t n = strlen(url);
+	bool *mask = xcalloc(n + 1, sizeof *mask);
+	struct strbuf b = { 0 };
+	char *out = xstrdup(text);
+
+	dburl_pg_secrets(url, mask);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = 0;
+		char *secret, *hit;
+
+		if (!mask[i] || (i > 0 && mask[i - 1]))
+			continue;
+		while (i + len < n && mask[i + len])
+			len++;
+		secret = xstrndup(url + i, len);
+		if (out[0] != '\0' && strstr(secret, out) != NULL) {
+			free(out);
+			out = xstrdup("***");
+		}
+		while ((hit = strstr(out, secret)) != NULL) {
+			b.len = 0;
+			strbuf_put(&b, out, (size_t)(hit - out));
+			strbuf_puts(&b, "***");
+			strbuf_puts(&b, hit + len);
+			free(out);
+			out = xstrdup(b.s);
+		}
+		free(secret);
+	}
+	free(b.s);
+	free(mask);
+	return out;
 }
 
 /* Append `s` percent-encoded where a URL part needs it (`keep` lists the characters that
@@ -131,33 +227,16 @@ static int dburl_pg_check_keys(
 	return 0;
 }
 
-/* Copy the key of the query parameter at `p` (up to '=', '&' or the end), %XX decoded,
- * into key (truncated to n bytes). */
-static void dburl_pg_query_key(const char *p, char *key, size_t n)
-{
-	size_t i = 0;
-	unsigned int c;
-
-	for (; *p != '\0' && *p != '=' && *p != '&' && i + 1 < n; p++) {
-		if (*p == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]) &&
-		    sscanf(p + 1, "%2x", &c) == 1) {
-			key[i++] = (char)c;
-			p += 2;
-		} else {
-			key[i++] = *p;
-		}
-	}
-	key[i] = '\0';
-}
-
 /* Refuse a URL that names a parameter twice: in its query and in its user, host, port
  * or path (libpq takes the last one, so the URL would show one database and reach
- * another), or twice in its query. `rest` is the URL from "://" on. */
+ * another), or twice in its query. `rest` is the URL from "://" on; its user part ends,
+ * as libpq reads it, at the first '@' before the first '/' (a password may hold '?'). */
 static int dburl_pg_check_twice(const char *rest, const char *shown, char *err, size_t errlen)
 {
-	const char *auth = rest + 3, *end = auth + strcspn(auth, "/?#");
-	const char *at = memrchr(auth, '@', (size_t)(end - auth));
-	const char *hp = at != NULL ? at + 1 : auth, *colon, *q = strchr(end, '?');
+	const char *auth = rest + 3, *slash = auth + strcspn(auth, "/");
+	const char *at = memchr(auth, '@', (size_t)(slash - auth));
+	const char *hp = at != NULL ? at + 1 : auth, *end = hp + strcspn(hp, "/?");
+	const char *colon, *q = strchr(end, '?');
 	bool user = at != NULL && at > auth && *auth != ':', pass, host, port, db;
 	char key[32], seen[16][32];
 	size_t nseen = 0;
@@ -230,9 +309,10 @@ static char *dburl_pg_compose(
 	return b.s;
 }
 
-/* Check the host and port: one server, a numeric port. */
-static int dburl_pg_check_server(
-    const char *host, const char *port, const char *shown, char *err, size_t errlen)
+/* Check the host and port: one server, a numeric port. `port_shown` is the port as a
+ * message shows it ("***" when it was read from a password holding a '/'). */
+static int dburl_pg_check_server(const char *host, const char *port, const char *port_shown,
+    const char *shown, char *err, size_t errlen)
 {
 	char *end;
 	long p;
@@ -244,8 +324,10 @@ static int dburl_pg_check_server(
 		    shown, DBURL_PG_EXAMPLE);
 	p = strtol(port, &end, 10);
 	if (*end != '\0' || p < 1 || p > 65535)
-		return errbuf_fail(err, errlen, "'%s': port '%s' is not a port number; use %s",
-		    shown, port, DBURL_PG_EXAMPLE);
+		return errbuf_fail(err, errlen, "'%s': port '%s' is not a port number%s; use %s",
+		    shown, port_shown,
+		    strcmp(port, port_shown) != 0 ? " (a '/' in a password is written %2F)" : "",
+		    DBURL_PG_EXAMPLE);
 	return 0;
 }
 
@@ -254,7 +336,7 @@ int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errl
 {
 	PQconninfoOption *o = NULL, *defs = NULL;
 	const char *rest = strstr(url, "://");
-	char *shown = dburl_pg_redact(url), *libpq_url, *msg = NULL;
+	char *shown = dburl_pg_redact(url), *libpq_url, *msg = NULL, *masked = NULL;
 	const char *user, *host, *port;
 	char lower[256];
 	int rc = -1;
@@ -267,7 +349,9 @@ int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errl
 		goto out;
 	}
 	if (strchr(url, '#') != NULL) {
-		errbuf_fail(err, errlen, "'%s': fragments ('#...') are not supported; use %s",
+		errbuf_fail(err, errlen,
+		    "'%s': fragments ('#...') are not supported (a '#' in a password is written "
+		    "%%23); use %s",
 		    shown, DBURL_PG_EXAMPLE);
 		goto out;
 	}
@@ -277,8 +361,8 @@ int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errl
 
 		while (n > 0 && isspace((unsigned char)msg[n - 1]))
 			msg[--n] = '\0';
-		errbuf_fail(err, errlen, "'%s': %s; use %s", shown,
-		    msg != NULL ? msg : "cannot be parsed", DBURL_PG_EXAMPLE);
+		masked = dburl_pg_mask(url, msg != NULL ? msg : "cannot be parsed");
+		errbuf_fail(err, errlen, "'%s': %s; use %s", shown, masked, DBURL_PG_EXAMPLE);
 		goto out;
 	}
 	if (dburl_pg_check_keys(o, shown, err, errlen) != 0 ||
@@ -305,7 +389,8 @@ int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errl
 		    DBURL_PG_EXAMPLE);
 		goto out;
 	}
-	if (dburl_pg_check_server(host, port, shown, err, errlen) != 0)
+	masked = dburl_pg_mask(url, port);
+	if (dburl_pg_check_server(host, port, masked, shown, err, errlen) != 0)
 		goto out;
 	if (host[0] != '/') {
 		size_t i;
@@ -329,6 +414,7 @@ out:
 	PQfreemem(msg);
 	free(libpq_url);
 	free(shown);
+	free(masked);
 	return rc;
 }
 

@@ -20,17 +20,18 @@ bool dburl_pg_scheme(const char *url);
  * it holds for dburl_pg_password. -1 with a message in err that names what was wrong and
  * never shows the password. */
 int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errlen);
-/* `url` (of any scheme) as a heap string with the password of its user part replaced by
- * "***", or with everything after its scheme left out when a password= parameter holds
- * one: the form every message shows. */
+/* `url` (of any scheme) as a heap string with each password it holds replaced by "***":
+ * that of its user part, read as libpq reads it (up to the '@', whatever '?' or '#' it
+ * holds; a '/' in it too), and the value of each query parameter whose name, %XX decoded,
+ * is password. The form every message shows. */
 char *dburl_pg_redact(const char *url);
 /* The password given inside the URL that parsed to `canonical_url` in this process, or
  * NULL (libpq then reads PGPASSWORD or the password file). */
 const char *dburl_pg_password(const char *canonical_url);
-/* Overwrite with '*', in place, the password a PostgreSQL URL holds (after its user's ':',
- * and the value of a password= parameter); other text, and a URL of another scheme, are
- * left as they are. For the command line: /proc/<pid>/cmdline shows it to every process
- * of the machine, a phase's check command included. */
+/* Overwrite with '*', in place, each password a PostgreSQL URL holds (those
+ * dburl_pg_redact replaces); other text, and a URL of another scheme, are left as they
+ * are. For the command line: /proc/<pid>/cmdline shows it to every process of the
+ * machine, a phase's check command included. */
 void dburl_pg_hide_password(char *url);
 /* Return true if `url` is a canonical PostgreSQL URL (as dburl_pg_parse writes). */
 bool dburl_is_pg(const char *url);

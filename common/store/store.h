@@ -129,6 +129,11 @@ int store_reconnect_start(struct store *st, int *fd, struct store_err *err);
 int store_reconnect_poll(struct store *st, int *fd, bool *write, struct store_err *err);
 /* Give up the connection being made (its time is up): the connection stays lost. */
 void store_reconnect_abandon(struct store *st);
+/* Connect again (store_reconnect_start, then store_reconnect_poll as the socket gets
+ * ready), waiting up to `ms`: 0 once made and found the same database, STORE_EMOVED when
+ * it reaches another one, STORE_EIO when it failed or had no answer in time (the
+ * connection then stays lost). 0 for SQLite. For a process whose loop is over. */
+int store_reconnect_wait(struct store *st, uint64_t ms, struct store_err *err);
 
 /* --- common/store/store_init.c --- */
 

@@ -203,8 +203,9 @@ struct fleet_txn store_fleet_txn(const struct store_drain *d);
 int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t,
     enum fleet_txn_state *state, struct store_err *err);
 /* Leave: this supervisor's row is no longer live (outside a transaction). *lost, when not
- * NULL, is set when the row was not live any more: another supervisor declared this one
- * lost. */
+ * NULL, is set when the row was not live any more and not stopped: another supervisor
+ * declared this one lost. A row found stopped was left by an earlier leave whose answer
+ * was lost with the connection: the leave may be sent again. */
 int store_fleet_leave(struct store_drain *d, bool *lost, struct store_err *err);
 /* What a leave on a connection of its own did. */
 enum fleet_aside {

@@ -123,6 +123,11 @@ TEST(dburl_pg_password_is_hidden_in_place_for_the_command_line)
 	expect_hidden(
 	    "postgresql://u@h/db?xpassword=secret", "postgresql://u@h/db?xpassword=secret");
 	expect_hidden("postgresql://u@h/db", "postgresql://u@h/db");
+	/* As libpq reads them: a '?' or '#' in the user part, a '/' in it, a name %XX encoded. */
+	expect_hidden("postgresql://u:s?c#t@h/db", "postgresql://u:*****@h/db");
+	expect_hidden("postgresql://u:s/c@h:5432/db?x=1", "postgresql://u:***@h:5432/db?x=1");
+	expect_hidden("postgresql://u@h/db?passwor%64=secret&x=1",
+	    "postgresql://u@h/db?passwor%64=******&x=1");
 	expect_hidden("postgresql://h:5432/db", "postgresql://h:5432/db");
 	expect_hidden("sqlite:////srv/u:pw@h/a.db", "sqlite:////srv/u:pw@h/a.db");
 	dburl_pg_hide_password(NULL);

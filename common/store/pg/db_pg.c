@@ -602,15 +602,30 @@ static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
  * for 0.37), READ COMMITTED transactions whatever the role's or the database's default
  * (the claims and the session's choice read what others committed while they waited for
  * a lock, which a REPEATABLE READ or SERIALIZABLE snapshot, taken before the wait, does
- * not show), and no statement_timeout: a statement that waits for a lock is reported
+ * not show), and no statement_timeout, lock_timeout or
+ * idle_in_transaction_session_timeout: a statement that waits for a lock is reported
  * every 30 s and ended by a stop signal (db_pg_wait.c), where a role's or database's
  * timeout cancelled it, and with it the start or the commits (1 ms failed every start
- * on its first statement, 200 ms one waiting for another supervisor's lock). */
+ * on its first statement, 200 ms one waiting for another supervisor's lock; an idle
+ * timeout of 1 ms ended `run import`'s session between two of its writes). A supervisor
+ * sets its own lock and idle limits once registered (store_fleet.c).
+ *
+ * The search_path is cut to the schema it resolves to (the tables' schema), so that
+ * pg_catalog, searched first when the path does not name it, answers for every function,
+ * operator and catalog view the statements name: a path naming another schema before
+ * pg_catalog ("public, pg_catalog") let a function of that schema stand in for the
+ * catalog's (a public.clock_timestamp() returning 2001 made every heartbeat 2001, and no
+ * silent supervisor was ever declared lost). A path naming no usable schema is left as
+ * it is, for the schema check to name. */
 static const char pg_session_sql[] =
-    "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
+    "SELECT pg_catalog.set_config('search_path',"
+    " pg_catalog.quote_ident(pg_catalog.current_schema()), false)"
+    " WHERE pg_catalog.current_schema() IS NOT NULL;"
+    " SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
     " SET client_min_messages = warning;"
     " SET standard_conforming_strings = on; SET extra_float_digits = 3;"
-    " SET default_transaction_isolation = 'read committed'; SET statement_timeout = 0";
+    " SET default_transaction_isolation = 'read committed'; SET statement_timeout = 0;"
+    " SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
 
 /* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
  * also turn off idle_session_timeout, which a role or database may set: the server ended a
@@ -619,12 +634,21 @@ static const char pg_session_sql[] =
  * the client is still there while a statement runs (client_connection_check_interval): a
  * process killed while its statement waited behind a lock left that statement queued until
  * the lock was released. From 17 on transaction_timeout is turned off too, which would
- * cancel a transaction as statement_timeout does a statement. Returns the last
- * statement's result (PGRES_COMMAND_OK when all were made), for the caller to PQclear. */
+ * cancel a transaction as statement_timeout does a statement. A database in SQL_ASCII gets
+ * its text as stored, as SQLite gives it (the readers show bytes that are not UTF-8 as
+ * U+FFFD): converted to UTF-8, one such byte another program wrote failed every statement
+ * reading its row ("invalid byte sequence for encoding "UTF8""), and a supervisor could
+ * not start. Returns the last statement's result (PGRES_COMMAND_OK when all were made), for
+ * the caller to PQclear. */
 static PGresult *pg_session_apply(PGconn *c)
 {
+	const char *enc = PQparameterStatus(c, "server_encoding");
 	PGresult *r = PQexec(c, pg_session_sql);
 
+	if (PQresultStatus(r) == PGRES_COMMAND_OK && enc != NULL && strcmp(enc, "SQL_ASCII") == 0) {
+		PQclear(r);
+		r = PQexec(c, "SET client_encoding = 'SQL_ASCII'");
+	}
 	if (PQresultStatus(r) == PGRES_COMMAND_OK && PQserverVersion(c) >= 140000) {
 		PQclear(r);
 		r = PQexec(c,

@@ -879,16 +879,32 @@ int store_fleet_txn_settle(struct store_drain *d, const struct fleet_txn *t,
 	return 0;
 }
 
-/* Leave the fleet; *lost (when not NULL) says whether the row was found no longer live. */
+/* Leave the fleet; *lost (when not NULL) says whether the row was found neither live nor
+ * stopped. The state is read as it was when the statement began, beside the update. */
 int store_fleet_leave(struct store_drain *d, bool *lost, struct store_err *err)
 {
-	int rc = fleet_run_self(d,
-	    "UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
-	    " WHERE supervisor_id = ?1 AND state = 'live'",
-	    NULL, NULL, err);
+	static const char sql[] =
+	    "WITH u AS (UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
+	    " WHERE supervisor_id = ?1 AND state = 'live' RETURNING 1)"
+	    " SELECT (SELECT count(*) FROM u), (SELECT state FROM supervisors"
+	    " WHERE supervisor_id = ?1)";
+	struct db_stmt *q = NULL;
+	bool left = false, stopped = false;
+	int rc = db_prepare(d->st->db, sql, &q);
 
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		if ((rc = db_step(q)) == DB_ROW) {
+			const char *state = db_column_text(q, 1);
+
+			left = db_column_int64(q, 0) > 0;
+			stopped = state != NULL && strcmp(state, "stopped") == 0;
+			rc = db_step(q);
+		}
+	}
+	rc = store_step_done(d->st->db, q, rc, err, "%s: leaving the fleet", d->st->url);
 	if (lost != NULL)
-		*lost = rc == 0 && db_changes(d->st->db) == 0;
+		*lost = rc == 0 && !left && !stopped;
 	return rc;
 }
 

@@ -8,6 +8,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,7 +66,8 @@ int store_pg_server_id(struct db *db, const char *url, char **id, struct store_e
 
 /* Say where the meta table a connection did not find is: the search_path names no schema
  * this role can use, or other schemas of the database hold one (the search_path set by the
- * role, the database or the URL's options to another schema, its first). `err` holds the
+ * role, the database or the URL's options to another schema, its first; named as they set
+ * it, before the connection cut it to its first schema). `err` holds the
  * "no meta table" refusal, which this extends; a failure to read leaves it as it is. */
 static void store_pg_meta_elsewhere(struct db *db, struct store_err *err)
 {
@@ -73,7 +75,8 @@ static void store_pg_meta_elsewhere(struct db *db, struct store_err *err)
 	char *why = NULL;
 
 	if (db_prepare(db,
-	        "SELECT current_schema(), current_setting('search_path'), (SELECT"
+	        "SELECT current_schema(), (SELECT reset_val FROM pg_settings WHERE name ="
+	        " 'search_path'), (SELECT"
 	        " string_agg(n.nspname, ', ' ORDER BY n.nspname) FROM pg_class c JOIN"
 	        " pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'meta' AND"
 	        " c.relkind IN ('r', 'p') AND n.nspname IS DISTINCT FROM current_schema())",
@@ -321,4 +324,35 @@ void store_reconnect_abandon(struct store *st)
 {
 	if (st->backend == DB_PG)
 		db_pg_reset_abandon(st->db);
+}
+
+/* Connect again, waiting with poll(2) for the socket at each step, up to `ms` in all. */
+int store_reconnect_wait(struct store *st, uint64_t ms, struct store_err *err)
+{
+	uint64_t until = clock_mono_ms() + ms;
+	struct pollfd p;
+	bool write = true;
+	int fd, rc = store_reconnect_start(st, &fd, err);
+
+	while (rc == 0 && st->backend == DB_PG) {
+		uint64_t now = clock_mono_ms();
+
+		if (now >= until) {
+			store_reconnect_abandon(st);
+			return store_fail(err, STORE_EIO,
+			    "%s: cannot connect again: no answer within %.1f s", st->url,
+			    (double)ms / 1000.0);
+		}
+		p = (struct pollfd){ .fd = fd, .events = write ? POLLOUT : POLLIN };
+		if (poll(&p, 1, (int)(until - now)) < 0 && errno != EINTR)
+			return store_fail(err, STORE_EIO, "%s: cannot connect again: poll: %s",
+			    st->url, strerror(errno));
+		rc = store_reconnect_poll(st, &fd, &write, err);
+		if (rc != STORE_EBUSY)
+			break;
+		rc = 0;
+	}
+	if (rc != 0 && store_connection_lost(st))
+		store_reconnect_abandon(st);
+	return rc;
 }

@@ -73,9 +73,8 @@ int store_pg_writable(struct db *db, const char *url, struct store_err *err)
 		rc = store_fail(err, STORE_EIO,
 		    "%s: reading whether the server takes writes: pg_settings has no row "
 		    "default_transaction_read_only (asked: SELECT pg_is_in_recovery(), setting, "
-		    "source FROM pg_settings WHERE name = 'default_transaction_read_only'; a "
-		    "relation of that name in a schema the search_path puts before pg_catalog "
-		    "answers for it); nothing was written",
+		    "source FROM pg_settings WHERE name = 'default_transaction_read_only'); "
+		    "nothing was written",
 		    url);
 	} else {
 		rc = store_fail(err, STORE_EIO, "%s: reading whether the server takes writes: %s",
