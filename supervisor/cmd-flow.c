@@ -3,6 +3,7 @@
 #include "common/store/store_fleet.h"
 #include "common/log.h"
 #include "common/numarg.h"
+#include "common/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -131,12 +132,46 @@ int cmd_stop(
 	return 0;
 }
 
+/* Cancel a phase whose attempt ended before the cancel came, its end `o` queued and not
+ * yet committed (the phase is still EXECUTING in the database): a phase that end fails or
+ * puts back in the queue is made SKIPPED with it (taken out of the queue at once); a
+ * COMPLETE one stays so, and the cancel fails naming the end. */
+static int cancel_after_end(
+    struct sup *s, const struct proto_request *req, struct op *o, struct cmd_reply *rep)
+{
+	struct drain_close *e = &o->u.close.end;
+	uint64_t att = o->u.close.attempt_id;
+	enum phase_state was = e->phase_state;
+	char run[256], phase[256];
+
+	if (was != PHASE_QUEUED && was != PHASE_FAILED) {
+		utf8_one_line(run, req->args.items[0], sizeof run);
+		utf8_one_line(phase, req->args.items[1], sizeof phase);
+		return cmd_error(rep, "bad_state",
+		    "cancel: phase %s/%s is %s: its attempt %llu ended %s before the cancel came",
+		    run, phase, phase_state_name(was), (unsigned long long)att,
+		    outcome_name(e->outcome));
+	}
+	e->phase_state = PHASE_SKIPPED;
+	/* Its run's queue is read again: the phase, EXECUTING until that end commits, is
+	 * not in it. */
+	sched_reload_run(s, req->args.items[0]);
+	log_info("%s/%s: cancelled after its attempt %llu ended %s: SKIPPED, not %s",
+	    req->args.items[0], req->args.items[1], (unsigned long long)att,
+	    outcome_name(e->outcome), phase_state_name(was));
+	rep->body = json_pack("{s:s, s:s, s:s, s:I, s:s}", "run_id", req->args.items[0], "phase_id",
+	    req->args.items[1], "state", phase_state_name(PHASE_SKIPPED), "attempt_id",
+	    (json_int_t)att, "attempt_outcome", outcome_name(e->outcome));
+	return 0;
+}
+
 /* cancel RUN PHASE: stop its attempt, or move it to SKIPPED. */
 int cmd_cancel(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
 	struct store_err err;
 	struct worker *w;
+	struct op *o;
 	uint64_t ahead;
 
 	(void)c;
@@ -163,6 +198,11 @@ int cmd_cancel(
 		    (json_int_t)w->lease.attempt_id);
 		return 0;
 	}
+	/* Its attempt ended before the cancel came, that end not yet committed: the end
+	 * decided first stands, and the answer says so. */
+	if ((o = writer_close_queued(s, req->args.items[0], req->args.items[1])) != NULL &&
+	    o->u.close.end.phase_state != PHASE_STATE_NONE)
+		return cancel_after_end(s, req, o, rep);
 	if (store_drain_phase_move(s->sd, req->args.items[0], req->args.items[1],
 	        1u << PHASE_QUEUED | 1u << PHASE_FAILED, PHASE_SKIPPED, &err) != 0)
 		return cmd_error(rep, "bad_state", "cancel: %s", err.text);

@@ -176,7 +176,7 @@ static void lease_log_end(struct worker *w, const struct drain_close *c)
 static void lease_write_end(struct sup *s, uint64_t att, const struct drain_close *c,
     struct run_q *r, struct qphase *p, bool requeue)
 {
-	writer_close(s, att, c, p->spec.task_category, lease_committed, r);
+	writer_close(s, att, r->run_id, p->phase_id, c, p->spec.task_category, lease_committed, r);
 	if (requeue)
 		sched_requeue(s, r, p);
 	else
@@ -729,7 +729,10 @@ static void lease_check_seq(struct worker *w, uint64_t final_seq)
 	writer_event(w->sup, NULL, l->run->run_id, l->phase->phase_id, &ev, false);
 }
 
-/* Fence and check a result, then end the lease with it. */
+/* Fence and check a result, then end the lease with it. A result that comes after the
+ * operator's cancel of its attempt was taken (the worker sent it before the cancel reached
+ * it) does not undo the cancel the operator was told of: the attempt ends cancelled, its
+ * phase SKIPPED, and the result is named in its message and the log. */
 bool lease_result(struct worker *w, struct proto_result *r)
 {
 	enum outcome outcome = outcome_parse(r->outcome);
@@ -756,6 +759,20 @@ bool lease_result(struct worker *w, struct proto_result *r)
 	lease_check_seq(w, r->final_seq);
 	lease_ahead_note(w->sup);
 	uv_timer_stop(&w->phase_timer);
+#ifndef AUTOPACK_MUTANT_result_after_cancel_taken
+	if (w->lease.end_outcome == OUTCOME_CANCELLED) {
+		char msg[200];
+
+		/* The SIGTERM sent with the cancel ends the worker, as any cancel does. */
+		snprintf(msg, sizeof msg,
+		    "cancelled by the operator; worker pid %d sent its result (%s) after the cancel"
+		    " was taken: not used",
+		    (int)w->pid, outcome_name(outcome));
+		lease_close(
+		    w->sup, w, OUTCOME_CANCELLED, outcome_reason(OUTCOME_CANCELLED), msg, NULL);
+		return true;
+	}
+#endif
 	lease_close(w->sup, w, outcome, reason, r->message, r);
 	return true;
 }

@@ -13,6 +13,7 @@
 #include "common/store/dburl_pg.h"
 #include "proto/hand.h"
 #include "proto/proto.h"
+#include "common/usage.h"
 #include "common/utf8.h"
 
 #include <errno.h>
@@ -258,10 +259,9 @@ static bool flag_int(struct sup_config *c, int opt, const char *v)
 		if (f->opt != opt)
 			continue;
 		if (numarg_ll(v, &n) != 0 || n < f->min || n > f->max) {
-			fprintf(stderr,
-			    "autopack-supervisor: --%s: \"%s\" is not a whole number from %lld"
-			    " to %lld\n",
-			    f->name, v, (long long)f->min, (long long)f->max);
+			usage_say("autopack-supervisor",
+			    "--%s: \"%s\" is not a whole number from %lld to %lld", f->name, v,
+			    (long long)f->min, (long long)f->max);
 			exit(2);
 		}
 		if (f->is_int)
@@ -277,10 +277,10 @@ static bool flag_int(struct sup_config *c, int opt, const char *v)
 static void flag_unknown(char **argv)
 {
 	if (optopt != 0 && optopt < 256)
-		fprintf(stderr, "autopack-supervisor: unknown option -%c\n", optopt);
+		usage_say("autopack-supervisor", "unknown option -%c", optopt);
 	else
-		fprintf(stderr, "autopack-supervisor: unknown or incomplete option \"%s\"\n",
-		    argv[optind - 1]);
+		usage_say(
+		    "autopack-supervisor", "unknown or incomplete option \"%s\"", argv[optind - 1]);
 	fputs("Try 'autopack-supervisor --help'.\n", stderr);
 	exit(2);
 }
@@ -289,13 +289,16 @@ static void flag_unknown(char **argv)
 __attribute__((noreturn, format(printf, 2, 3))) static void flag_fail(
     const char *name, const char *fmt, ...)
 {
+	char *msg = NULL;
 	va_list ap;
 
-	fprintf(stderr, "autopack-supervisor: --%s: ", name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
 	va_end(ap);
-	fputc('\n', stderr);
+	usage_say("autopack-supervisor", "--%s: %s", name,
+	    msg != NULL ? msg : "bad value (its message could not be formatted)");
+	free(msg);
 	exit(2);
 }
 
@@ -461,9 +464,8 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 		if (c->db_flag != NULL && strcmp(c->db_flag, url) != 0) {
 			shown = xstrdup(c->db_flag);
 			dburl_pg_hide_password(shown);
-			fprintf(stderr,
-			    "autopack-supervisor: --db given twice with different URLs ('%s', '%s');"
-			    " name one database\n",
+			usage_say("autopack-supervisor",
+			    "--db given twice with different URLs ('%s', '%s'); name one database",
 			    shown, optarg);
 			free(shown);
 			free(url);
@@ -576,10 +578,8 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		flag_other(c, o, argv);
 	}
 	if (optind < argc) {
-		fprintf(stderr,
-		    "autopack-supervisor: unexpected argument \"%s\"\nTry"
-		    " 'autopack-supervisor --help'.\n",
-		    argv[optind]);
+		usage_say("autopack-supervisor", "unexpected argument \"%s\"", argv[optind]);
+		fputs("Try 'autopack-supervisor --help'.\n", stderr);
 		exit(2);
 	}
 	/* Nothing would ever drain, and so nothing would end the process. */

@@ -10,7 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Parse $WATCHDOG_USEC for this process into n->watchdog_usec; -1 if it is malformed. */
+/* Parse $WATCHDOG_USEC for this process into n->watchdog_usec; -1 if it is malformed, -2
+ * if it is under NOTIFY_WATCHDOG_MIN_USEC. */
 static int notify_watchdog(struct notify *n)
 {
 	const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
@@ -30,6 +31,8 @@ static int notify_watchdog(struct notify *n)
 	v = strtoull(usec, &end, 10);
 	if (errno != 0 || end == usec || *end != '\0' || v == 0)
 		return -1;
+	if (v < NOTIFY_WATCHDOG_MIN_USEC)
+		return -2;
 	n->watchdog_usec = v;
 	return 0;
 }
@@ -44,7 +47,15 @@ int notify_open(struct notify *n, char *err, size_t errlen)
 
 	memset(n, 0, sizeof *n);
 	n->fd = -1;
-	if (notify_watchdog(n) != 0) {
+	if ((rc = notify_watchdog(n)) == -2) {
+		snprintf(err, errlen,
+		    "WATCHDOG_USEC=%s is under %d (%d ms), the shortest watchdog period this"
+		    " supervisor keeps: it pings every half period, and only while its queued writes"
+		    " are committed within one; give the unit WatchdogSec=%dms or more",
+		    getenv("WATCHDOG_USEC"), NOTIFY_WATCHDOG_MIN_USEC,
+		    NOTIFY_WATCHDOG_MIN_USEC / 1000, NOTIFY_WATCHDOG_MIN_USEC / 1000);
+		rc = -1;
+	} else if (rc != 0) {
 		snprintf(err, errlen,
 		    "WATCHDOG_USEC=\"%s\" is not a positive number of microseconds",
 		    getenv("WATCHDOG_USEC"));

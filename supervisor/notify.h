@@ -14,6 +14,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+/* The shortest watchdog period taken: the supervisor pings every half period, and only
+ * while no queued write has waited a whole period for its commit (a commit window, a
+ * disk's fsync and a loop's stall take milliseconds each). */
+#define NOTIFY_WATCHDOG_MIN_USEC 100000
+
 struct notify {
 	int fd; /* -1: not under a service manager */
 	struct sockaddr_un addr;
@@ -26,7 +31,8 @@ struct notify {
 /* Read $NOTIFY_SOCKET, $WATCHDOG_USEC and $WATCHDOG_PID, then remove all three from the
  * environment so that no child inherits them. Returns 0 (also when they are unset), or
  * -1 with what was wrong in err: a socket name that is not a path or "@name", or too
- * long; a socket that cannot be made; a WATCHDOG_USEC that is not a positive number. */
+ * long; a socket that cannot be made; a WATCHDOG_USEC that is not a positive number, or
+ * is under NOTIFY_WATCHDOG_MIN_USEC. */
 int notify_open(struct notify *n, char *err, size_t errlen);
 /* Send one notification (the assignments, '\n'-separated). Returns 0, or -errno; does
  * nothing and returns 0 when not under a service manager. */

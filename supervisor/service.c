@@ -158,10 +158,10 @@ void service_init(struct sup *s)
 	uv_check_start(&v->check, service_check_cb);
 	uv_timer_start(&v->status_timer, service_status_cb, SERVICE_STATUS_MS, SERVICE_STATUS_MS);
 	if (v->notify.watchdog_usec > 0) {
+		/* At least 50 ms: notify_open takes no shorter period. */
 		uint64_t half = v->notify.watchdog_usec / 2000;
 
-		uv_timer_start(&v->watchdog_timer, service_watchdog_cb, half > 0 ? half : 1,
-		    half > 0 ? half : 1);
+		uv_timer_start(&v->watchdog_timer, service_watchdog_cb, half, half);
 	}
 	uv_unref((uv_handle_t *)&v->check);
 	uv_unref((uv_handle_t *)&v->status_timer);

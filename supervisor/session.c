@@ -155,19 +155,26 @@ static void session_start_abandon(void)
 }
 
 /* After a cancellation the database did not answer, leave the fleet on a connection of
- * its own and log what became of this supervisor's row: stopped; not live or gone already
- * (nothing changed); a leave sent and not answered, which the server may still apply; or
- * no leave, the row staying live until the others declare it lost. A session it opened,
- * if recorded, stays open either way. */
-static void session_start_left_aside(struct sup *s)
+ * its own, ending with it the drain session this supervisor opened, if recorded, when no
+ * other supervisor is live in it (its stop reason `why`), and log what became of this
+ * supervisor's row and of that session: stopped, the session ended, going on with the
+ * others or not recorded; not live or gone already (nothing changed, the session left
+ * open); a leave sent and not answered, which the server may still apply, session end and
+ * all; or no leave, the row staying live until the others declare it lost and the session
+ * open. */
+static void session_start_left_aside(struct sup *s, const char *why)
 {
 	double lease_s = (double)s->cfg.lease_timeout_ms / 1000.0;
 	long long id = (long long)s->fleet_id;
 	enum fleet_aside how;
+	enum fleet_aside_session session;
+	int64_t others;
 	struct store_err err;
-	char found[16], said[sizeof err.text + 400];
+	char found[16], said[sizeof err.text + 400], ended[600] = "";
+	const char *sid = s->session_id;
 
-	store_fleet_leave_aside(s->sd, &how, found, sizeof found, &err);
+	store_fleet_leave_aside(
+	    s->sd, sid, why, &how, &session, &others, found, sizeof found, &err);
 	switch (how) {
 	case FLEET_ASIDE_LEFT:
 		snprintf(said, sizeof said,
@@ -203,12 +210,28 @@ static void session_start_left_aside(struct sup *s)
 		    lease_s, err.text);
 		break;
 	}
-	log_warn("the database did not answer the cancellation: %s%s%s%s", said,
-	    s->session_id == NULL         ? "" :
-	        how == FLEET_ASIDE_FAILED ? ", and drain session " :
-	                                    "; drain session ",
-	    s->session_id != NULL ? s->session_id : "",
-	    s->session_id != NULL ? ", if recorded, stays open (interrupted)" : "");
+	if (sid == NULL)
+		;
+	else if (session == FLEET_SESSION_ENDED)
+		snprintf(ended, sizeof ended, ", and ended drain session %s (%s)", sid, why);
+	else if (session == FLEET_SESSION_GOES_ON)
+		snprintf(ended, sizeof ended,
+		    "; drain session %s goes on with %lld other supervisor(s)", sid,
+		    (long long)others);
+	else if (session == FLEET_SESSION_UNRECORDED)
+		snprintf(ended, sizeof ended, "; drain session %s was not recorded", sid);
+	else if (session == FLEET_SESSION_WAS_ENDED)
+		snprintf(ended, sizeof ended, "; drain session %s had ended already", sid);
+	else if (how == FLEET_ASIDE_UNANSWERED)
+		snprintf(ended, sizeof ended,
+		    "; drain session %s, if recorded, ends with that leave if the server applies it "
+		    "and no other supervisor is live in it, else stays open (interrupted)",
+		    sid);
+	else
+		snprintf(ended, sizeof ended,
+		    "%sdrain session %s, if recorded, stays open (interrupted)",
+		    how == FLEET_ASIDE_FAILED ? ", and " : "; ", sid);
+	log_warn("the database did not answer the cancellation: %s%s", said, ended);
 }
 
 /* End a start stopped by a signal while it waited for the database: exit 0, as a stop
@@ -229,7 +252,7 @@ static void session_start_stopped(const char *why, double seconds, bool answered
 	db_pg_wait_watch(NULL);
 	session_unstarted = NULL; /* what it leaves is settled here */
 	if (s != NULL && s->sd != NULL && s->fleet_id > 0 && !answered)
-		session_start_left_aside(s);
+		session_start_left_aside(s, why);
 	else if (s != NULL && s->sd != NULL && s->fleet_id > 0) {
 		store_drain_rollback(s->sd);
 		if (store_fleet_leave(s->sd, NULL, &err) != 0)

@@ -344,6 +344,8 @@ struct op {
 		/* OP_CLOSE: the end of an attempt. */
 		struct {
 			uint64_t attempt_id;
+			char *run_id; /* its phase's (owned) */
+			char *phase_id;
 			struct drain_close end; /* message and fingerprint owned */
 			char *category;         /* the phase's task category (owned; NULL: none) */
 			op_done_cb done;
@@ -987,11 +989,14 @@ void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, cons
 /* Worker w waits for acks of its attempt: send the ack held for it, and hold none for the
  * rest of the attempt. */
 void writer_acks_asked(struct worker *w);
-/* Queue an attempt's end, of a phase of task `category` (NULL: none; for the metrics);
- * `done` (with `ctx`) is called after the commit that records it. The message, fingerprint
- * and category are copied. */
-void writer_close(struct sup *s, uint64_t attempt_id, const struct drain_close *end,
-    const char *category, op_done_cb done, void *ctx);
+/* Queue the end of an attempt of phase (run_id, phase_id), of task `category` (NULL:
+ * none; for the metrics); `done` (with `ctx`) is called after the commit that records it.
+ * The ids, message, fingerprint and category are copied. */
+void writer_close(struct sup *s, uint64_t attempt_id, const char *run_id, const char *phase_id,
+    const struct drain_close *end, const char *category, op_done_cb done, void *ctx);
+/* The end queued for an attempt of phase (run_id, phase_id) and not yet committed (its
+ * phase's new state may still be changed), or NULL. */
+struct op *writer_close_queued(struct sup *s, const char *run_id, const char *phase_id);
 /* Queue a control_log row (command, arguments, outcome). */
 void writer_control_log(struct sup *s, int64_t peer_pid, int64_t peer_uid, const char *command,
     const char *args, bool ok, const char *result);

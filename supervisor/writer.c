@@ -210,13 +210,15 @@ void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, cons
 }
 
 /* Queue an attempt's end. */
-void writer_close(struct sup *s, uint64_t attempt_id, const struct drain_close *end,
-    const char *category, op_done_cb done, void *ctx)
+void writer_close(struct sup *s, uint64_t attempt_id, const char *run_id, const char *phase_id,
+    const struct drain_close *end, const char *category, op_done_cb done, void *ctx)
 {
 	struct op *o = xcalloc(1, sizeof *o);
 
 	o->kind = OP_CLOSE;
 	o->u.close.attempt_id = attempt_id;
+	o->u.close.run_id = xstrdup(run_id);
+	o->u.close.phase_id = xstrdup(phase_id);
 	o->u.close.end = *end;
 	o->u.close.end.message = end->message != NULL ? xstrdup(end->message) : NULL;
 	o->u.close.end.fingerprint = end->fingerprint != NULL ? xstrdup(end->fingerprint) : NULL;
@@ -226,6 +228,21 @@ void writer_close(struct sup *s, uint64_t attempt_id, const struct drain_close *
 	writer_push(s, o);
 	/* Its run may go on, its worker take the next job: in this turn's round. */
 	writer_round(s, true);
+}
+
+struct op *writer_close_queued(struct sup *s, const char *run_id, const char *phase_id)
+{
+	struct op *o, *found = NULL;
+	int64_t i = 0;
+
+	/* The last one: a phase has at most one attempt open, and its end follows any
+	 * earlier. A group whose COMMIT went unanswered (the first doubt_nops) may have
+	 * committed: its ends are not taken as queued. */
+	for (o = s->ops_head; o != NULL; o = o->next, i++)
+		if (o->kind == OP_CLOSE && strcmp(o->u.close.run_id, run_id) == 0 &&
+		    strcmp(o->u.close.phase_id, phase_id) == 0)
+			found = s->commit_doubt && i < s->doubt_nops ? NULL : o;
+	return found;
 }
 
 /* Queue a control_log row. */
@@ -252,6 +269,8 @@ static void op_free(struct op *o)
 	switch (o->kind) {
 	case OP_EVENT: return;
 	case OP_CLOSE:
+		free(o->u.close.run_id);
+		free(o->u.close.phase_id);
 		free((char *)o->u.close.end.message);
 		free((char *)o->u.close.end.fingerprint);
 		free(o->u.close.category);

@@ -178,6 +178,12 @@ MUTANTS = [
       "test_a_supervisor_killed_while_workers_hold_two_leaves_a_drainable_database"]),
     ("queued_cancel_missed", "a cancel reaches a job held behind a lease",
      ["tests/test_worker_jobs.py::test_a_cancel_of_the_held_phase_ends_it_as_cancelled"]),
+    ("result_after_cancel_taken", "a result read after the cancel of its attempt does not"
+     " undo the cancel",
+     ["tests/test_cancel_race.py::"
+      "test_a_result_that_comes_after_the_cancel_does_not_undo_it[success]",
+      "tests/test_cancel_race.py::"
+      "test_a_result_that_comes_after_the_cancel_does_not_undo_it[failed]"]),
     ("queued_before_durable", "a job held behind a lease leaves only once it is durable",
      ["tests/test_worker_jobs.py::test_a_held_job_leaves_only_once_its_lease_is_durable"]),
     ("orphans_left", "what a check put in a session of its own does not outlive it",

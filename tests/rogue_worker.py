@@ -23,6 +23,13 @@ ROGUE_MODE says:
              ROGUE_PROVIDER (default anthropic), then a failed result
   models     for each job: usage events of 205 models m0..m204, then 5 more of m0, then a
              success result
+  late       for each job: one valid event, then heartbeats (SIGTERM held back) until
+             the supervisor's cancel of the attempt comes (or, with ROGUE_GO set, until
+             that file exists, then events seq 2..4 in one write, which the supervisor
+             reads at once and commits in one group, until the database holds them); then
+             a result as ROGUE_OUTCOME says (success, the default, or failed), as a worker
+             that ended its attempt just before the cancel reached it would have sent,
+             noted {"event": "result"}; a SIGTERM held back then ends it
   exit       exits with status 3 right after its hello
   crash      takes a job and dies of SIGKILL while holding it
   batch      for each job: events seq 1..3, then an event for another attempt (a fence
@@ -116,9 +123,13 @@ else:
     sock = os.fdopen(3, "r+b", buffering=0)
 
 
-def send(msg):
+def frame(msg):
     body = msgpack.packb(dict(msg, v=1), use_bin_type=True)
-    sock.write(struct.pack(">I", len(body)) + body)
+    return struct.pack(">I", len(body)) + body
+
+
+def send(msg):
+    sock.write(frame(msg))
 
 
 def read_exactly(n, beat):
@@ -261,6 +272,28 @@ while True:
             u = usage(uuid, att, seq)
             send(dict(u, body=dict(u["body"], model=model)))
         result(uuid, att, len(models))
+    elif mode == "late":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        send(usage(uuid, att, 1))
+        final = 1
+        if os.environ.get("ROGUE_GO"):
+            wait_go(uuid, att)
+            final = 4
+            sock.write(b"".join(frame(usage(uuid, att, seq)) for seq in (2, 3, 4)))
+            while rows_of(m["db"], att) != [1, 2, 3, 4]:
+                send({"t": "heartbeat", "uuid": uuid, "att": att})
+                time.sleep(0.02)
+        else:
+            while True:
+                c = recv((uuid, att))
+                if c["t"] == "cancel" and c["att"] == att:
+                    break
+        if os.environ.get("ROGUE_OUTCOME") == "failed":
+            failed(uuid, att, final, "fp %s/%s" % (m["run"], m["phase"]))
+        else:
+            result(uuid, att, final)
+        note({"event": "result", "att": att})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     elif mode == "gap":
         send(usage(uuid, att, 1))
         send(usage(uuid, att, 3))

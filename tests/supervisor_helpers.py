@@ -244,9 +244,10 @@ def llm_supervisor(tmp, url, llm, *args, name="sup", control=None):
 
 
 def gate_check(tmp):
-    """A check command that waits until the file `go` exists in tmp: phases stay in
-    flight until the test lets them finish. Returns (check command, go path)."""
-    go = os.path.join(str(tmp), "go")
+    """A check command that waits until the file `go` exists in the workspace tmp/ws (a
+    check whose workspace lies in /tmp sees nothing else of it): phases stay in flight
+    until the test lets them finish. Returns (check command, go path)."""
+    go = os.path.join(str(tmp), "ws", "go")
     return "while [ ! -e %s ]; do sleep 0.05; done" % go, go
 
 

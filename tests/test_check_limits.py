@@ -74,9 +74,12 @@ def test_a_fork_bomb_stops_at_the_checks_process_limit(tmp):
         pytest.skip("root's processes are limited by the PID namespace's pid_max, kept by "
                     "namespace from Linux 6.14 on")
     tmp = str(tmp)
-    with open(os.path.join(tmp, "forks.py"), "w") as f:
+    # In the workspace: a check whose workspace lies in a temporary directory sees nothing
+    # else of it.
+    os.makedirs(os.path.join(tmp, "ws"))
+    with open(os.path.join(tmp, "ws", "forks.py"), "w") as f:
         f.write(FORKS)
-    ws, att, err = drain_checks(tmp, [("forks", "/usr/bin/python3 %s/forks.py" % tmp)],
+    ws, att, err = drain_checks(tmp, [("forks", "/usr/bin/python3 %s/ws/forks.py" % tmp)],
                                 "--check-max-processes", 64)
     a = att["forks"]
     assert (a["outcome"], a["failure_reason"]) == ("failed", "CHECK_FAILED"), a
@@ -100,14 +103,15 @@ def test_an_ordinary_users_fork_bomb_stops_at_the_process_limit(where):
     tmp = tempfile.mkdtemp(dir="/var/tmp", prefix="check-limits-")
     try:
         uid, as_user, exe = another_user(tmp)
-        with open(os.path.join(tmp, "forks.py"), "w") as f:
+        os.makedirs(os.path.join(tmp, "ws"))
+        with open(os.path.join(tmp, "ws", "forks.py"), "w") as f:
             f.write(FORKS)
         # Its runtime directory of its own: outside a user namespace of its own it is root
         # (refused_namespaces_prefix), whose /tmp/autopack-0 is another's.
         run_dir = os.path.join(tmp, "run")
         os.mkdir(run_dir, 0o700)
         os.chmod(tmp, 0o755)
-        ws, att, err = drain_checks(tmp, [("forks", "/usr/bin/python3 %s/forks.py" % tmp)],
+        ws, att, err = drain_checks(tmp, [("forks", "/usr/bin/python3 %s/ws/forks.py" % tmp)],
                                     "--check-max-processes", 64, prefix=as_user + prefix,
                                     exe=exe, owner=uid,
                                     env=dict(KEY, XDG_RUNTIME_DIR=run_dir))

@@ -197,10 +197,11 @@ with open("sessions.json", "w") as f:
 '''
 
 
-def test_a_check_given_the_machines_tmp_reaches_none_of_the_users_sessions(tmp):
-    # A workspace in /tmp gives its check the machine's /tmp, where the user's tmux server,
+def test_a_check_whose_workspace_lies_in_tmp_reaches_none_of_the_sockets_there(tmp):
+    # A workspace in /tmp gave its check the machine's /tmp, where the user's tmux server,
     # ssh agents and X server listen: through tmux's socket a check typed commands into the
-    # operator's shell, which ran them outside every confinement.
+    # operator's shell, which ran them outside every confinement. Its /tmp is now its own,
+    # with only its workspace in it: no socket there, directly in it or below, is.
     needs_namespaces()
     if not str(tmp).startswith("/tmp/"):
         pytest.skip("the test's directory is not in /tmp")
@@ -232,14 +233,15 @@ def test_a_check_given_the_machines_tmp_reaches_none_of_the_users_sessions(tmp):
         assert rc == 0, sup.stderr()
         with open(os.path.join(ws, "sessions.json")) as f:
             got = json.load(f)
-        for what in ("tmux", "ssh", "x11"):
+        # Nor a socket directly in /tmp (a PostgreSQL server's /tmp/.s.PGSQL.5432), which it
+        # reached, nor one in a directory below (another user's or a service's), which it
+        # connected to.
+        for what in ("tmux", "ssh", "x11", "other", "below"):
             assert got[paths[what]] == "FileNotFoundError: No such file or directory", got
-        # A socket directly in /tmp (a PostgreSQL server's /tmp/.s.PGSQL.5432) is refused
-        # and stays; one in a directory below is the check's, as the rest of /tmp is.
-        assert got[paths["other"]] == "ConnectionRefusedError: Connection refused", got
-        assert got["removed " + paths["other"]].startswith("OSError: Device or resource busy"), got
+        assert got["removed " + paths["other"]] == \
+            "FileNotFoundError: No such file or directory", got
         assert os.path.exists(paths["other"])
-        assert got[paths["below"]] == "connected", got
+        assert [accepted(s) for s in lsn] == [0] * len(lsn)
     finally:
         for s in lsn:
             s.close()
@@ -249,6 +251,86 @@ def test_a_check_given_the_machines_tmp_reaches_none_of_the_users_sessions(tmp):
         for d in made:
             if os.path.isdir(d) and not os.listdir(d):
                 os.rmdir(d)
+
+# Writes a scratch file in /tmp and reads it back, says it started, waits for the test's
+# word, then looks for a file and a socket the test put in /tmp meanwhile; records what it
+# found.
+LATE = r'''
+import json, os, socket, sys, time
+''' + CONNECT + r'''name = sys.argv[1]
+with open("/tmp/%s-scratch" % name, "w") as f:
+    f.write("mine")
+with open("/tmp/%s-scratch" % name) as f:
+    res["scratch"] = f.read()
+res["cwd"] = os.getcwd()
+open("started", "w").close()
+for _ in range(2400):
+    if os.path.exists("go"):
+        break
+    time.sleep(0.05)
+res["late_file"] = os.path.exists("/tmp/%s-late.txt" % name)
+attempt("late_socket", socket.AF_UNIX, "/tmp/%s-late.sock" % name)
+res["listing"] = sorted(n for n in os.listdir("/tmp") if name in n)
+with open("late.json", "w") as f:
+    json.dump(res, f)
+'''
+
+
+def test_a_check_whose_workspace_lies_in_tmp_gets_a_tmp_of_its_own(tmp):
+    # A workspace in /tmp gave its check the machine's /tmp: it read and changed what other
+    # programs of its user keep there, reached a socket made after it started, and left
+    # its own files behind. Its /tmp is now a tmpfs of its own, its workspace at the same
+    # path in it.
+    needs_namespaces()
+    if not str(tmp).startswith("/tmp/"):
+        pytest.skip("the test's directory is not in /tmp")
+    tmp = str(tmp)
+    name = "autopack-test-%s" % uuid.uuid4().hex[:12]
+    late_file, late_sock = "/tmp/%s-late.txt" % name, "/tmp/%s-late.sock" % name
+    scratch = "/tmp/%s-scratch" % name
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    with open(os.path.join(ws, "late.py"), "w") as f:
+        f.write(LATE)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 late.py " +
+                                                   name)])])
+    lsn = []
+
+    def late(sup):
+        # Once the check runs: a file and a socket of another program appear in /tmp.
+        wait_for(lambda: os.path.exists(os.path.join(ws, "started")), 120,
+                 what="the check started")
+        with open(late_file, "w") as f:
+            f.write("another program's\n")
+        lsn.append(listener(socket.AF_UNIX, late_sock))
+        open(os.path.join(ws, "go"), "w").close()
+
+    try:
+        sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, env={"ANTHROPIC_API_KEY": KEY},
+                                   during=late)
+        leaked = os.path.exists(scratch)
+        taken = [accepted(s) for s in lsn]
+    finally:
+        for s in lsn:
+            s.close()
+        for path in (late_file, late_sock, scratch):
+            if os.path.lexists(path):
+                os.unlink(path)
+    assert rc == 0, sup.stderr()
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
+    with open(os.path.join(ws, "late.json")) as f:
+        got = json.load(f)
+    # Its own scratch works, in its workspace at the same path.
+    assert got["scratch"] == "mine" and got["cwd"] == os.path.realpath(ws), got
+    # Nothing another program puts in /tmp meanwhile is there for it.
+    assert got["late_file"] is False, got
+    assert got["late_socket"] == "FileNotFoundError: No such file or directory", got
+    assert got["listing"] == [name + "-scratch"], got
+    assert taken == [0], taken
+    # And its scratch went with it.
+    assert not leaked
+
 
 def test_check_network_takes_isolated_or_host(tmp):
     from conftest import binpath

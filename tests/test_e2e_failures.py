@@ -530,6 +530,47 @@ def test_a_directory_the_disk_has_no_room_for_fails_write_failed(tmp):
         " left on device", a["message"]
 
 
+# The supervisor and its workers as root without the capabilities that pass over a
+# file's permissions, as a unit with CapabilityBoundingSet= without them runs (setpriv).
+NO_DAC_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["open", "search"])
+def test_a_deliverable_directory_the_worker_may_not_enter_fails_write_failed(tmp, deep):
+    """An existing directory of a deliverable, in the phase's scope, whose mode keeps the
+    worker out (another user's, 0700): the attempt failed SCOPE_VIOLATION, whose advice is
+    to widen the scope, which is right. It fails WRITE_FAILED naming the directory, its mode
+    and owner and the worker's user; the same for a directory under one the worker may
+    read but not search (0604)."""
+    if os.geteuid() != 0:
+        pytest.skip("the directory is given to another user: needs root")
+    locked = []
+
+    def prepare(tmp, ws):
+        d = os.path.join(ws, "out", "locked")
+        os.makedirs(os.path.join(d, "in"))
+        os.chown(d, 65534, 65534)
+        os.chmod(d, 0o604 if deep else 0o700)
+        locked.append(d)
+
+    name = "out/locked/in/mod.py" if deep else "out/locked/mod.py"
+    try:
+        r = one_phase(tmp, [], "--llm-retries", 0, prepare=prepare, prefix=NO_DAC_OVERRIDE,
+                      phase=phase_spec(deliverables=(name,)))
+    finally:
+        for d in locked:
+            os.chmod(d, 0o700)
+    a = r["attempts"][0]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "WRITE_FAILED"), a
+    if deep:
+        assert a["message"] == 'path "%s": out/locked/in: Permission denied' % name, a
+    else:
+        assert a["message"] == ('path "%s": cannot open directory out/locked: Permission '
+                                'denied (its mode 0700, owner uid 65534 gid 65534; this '
+                                'worker runs as uid 0 gid 0)' % name), a
+    assert not os.path.exists(os.path.join(r["ws"], name))
+
+
 @pytest.mark.parametrize("n,limit", [(40, 32), (256, 256)], ids=["40_under_32", "256_under_256"])
 def test_an_answer_in_many_directories_is_written_under_a_low_descriptor_limit(tmp, n, limit):
     # The check of an answer kept up to 32 of its directories open for the writes, and the

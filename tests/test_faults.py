@@ -17,7 +17,7 @@ from supervisor_helpers import (Supervisor, llm_supervisor, new_db, sql, status_
 # --- 6. a stall of the supervisor itself ----------------------------------------------
 
 def test_6_a_stopped_supervisor_judges_no_worker_by_its_own_gap(tmp, llm):
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     check = "while [ ! -e %s ]; do sleep 0.05; done" % go
     url = new_db(tmp, runs=4, phases=3, check=check)
     hb = 2
@@ -86,7 +86,7 @@ def lock_is_free(path):
 
 
 def test_4_a_disk_that_fills_mid_drain_ends_the_supervisor_with_exit_3(tmp, llm, small_disk):
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     check = "while [ ! -e %s ]; do sleep 0.05; done" % go
     url = new_db(small_disk, runs=3, phases=4, check=check, workspace=str(tmp / "ws"))
     path = url[len("sqlite:///"):]

@@ -191,7 +191,7 @@ def test_a_supervisor_stopped_past_its_lease_has_its_late_results_refused(tmp, p
     drained the rest, then let its workers finish and SIGCONT it: its late results are
     refused by the fence and counted, and it stops with exit 3 and a clear error."""
     url = new_pg_db(tmp, pg_url, runs=6, phases=2)
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     paused = rogue_supervisor(tmp, url, "batch", "--workers", 2, "--lease-timeout", 2,
                               env={"ROGUE_GO": go}, name="paused")
     other = None
@@ -247,7 +247,7 @@ def test_postgresql_restarted_mid_drain_loses_nothing(tmp, own_cluster):
     url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=40, phases=5)
     # The phases wait for both supervisors to be ready, then take 0.2 s each (the drain
     # some 5 s): the restart comes mid-drain however slow the machine is.
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 4, "--lease-timeout", 5,
                              "--exit-when-drained", name="sup%d" % i,
                              env={"ROGUE_GO": go, "ROGUE_DELAY": "0.2"}) for i in range(2)]
@@ -281,7 +281,7 @@ def test_a_server_down_longer_than_the_lease_timeout_loses_no_supervisor(tmp, ow
     heartbeat, renews it, and declares no other lost before a lease has passed: both
     finish the drain, every phase once."""
     url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=4, phases=1)
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
                              "--heartbeat-timeout-seconds", 60, "--exit-when-drained",
                              name="sup%d" % i, env={"ROGUE_GO": go, "ROGUE_DELAY": "15"})
@@ -363,7 +363,7 @@ def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns
     url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=100, phases=5)
     # The phases wait for both supervisors to be ready, then take 0.05 s each: three
     # outages fit in the drain however slow the machine is.
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 5,
                              "--exit-when-drained", name="sup%d" % i,
                              env={"ROGUE_GO": go, "ROGUE_DELAY": "0.05"}) for i in range(2)]
@@ -768,7 +768,7 @@ def test_a_group_slow_to_commit_shows_a_heartbeat_as_fresh_as_its_commit(tmp, pg
     was declared lost)."""
     from pg_cluster import connect
     url = new_pg_db(tmp, pg_url, runs=1, phases=1)
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     # A long lease: no beat of the heartbeat alone comes between the group and the reads.
     sup = rogue_supervisor(tmp, url, "good", "--workers", 1, "--lease-timeout", 40,
                            "--exit-when-drained", env={"ROGUE_GO": go}, name="sup")
@@ -806,7 +806,7 @@ def test_short_server_outages_with_a_two_second_lease_lose_no_supervisor(tmp, ow
     2 s after the server was back, and wrote its heartbeat only at its next retry, later
     than a lease after the other had connected again)."""
     url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=60, phases=5)
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     sups = [rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 2,
                              "--heartbeat-timeout-seconds", 60, "--exit-when-drained",
                              name="sup%d" % i, env={"ROGUE_GO": go, "ROGUE_DELAY": delay})

@@ -101,7 +101,7 @@ def two_phases_behind_a_proxy(tmp, pg_cluster):
     name = pg_cluster.new_database()
     url = new_pg_db(tmp, pg_cluster.url(name), runs=2, phases=1)
     proxy = OutageProxy(pg_cluster.port)
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     sup = rogue_supervisor(tmp, proxy.url(name), "good", "--workers", 2, "--lease-timeout", 4,
                            "--exit-when-drained", env={"ROGUE_GO": go}, name="sup")
     return name, url, proxy, go, sup

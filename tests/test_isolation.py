@@ -16,7 +16,7 @@ def database_files(url):
 
 
 def test_workers_never_open_the_database(tmp):
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     url = new_db(tmp, runs=3, phases=2,
                  check="while [ ! -e %s ]; do sleep 0.05; done" % go)
     db_files = database_files(url)

@@ -116,9 +116,9 @@ def test_a_password_in_the_database_url_is_not_in_any_command_line_a_check_reads
     with_password = url.replace("autopack@", "autopack:%s@" % secret)
     assert with_password != url
     # The check also reads the command line of a ctl watching the drain (the test writes
-    # its pid).
-    walk = ('i=0; while [ ! -s ../watch.pid ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1));'
-            ' done; ' + WALK + 'echo "== watch"; w=$(cat ../watch.pid);'
+    # its pid into the workspace).
+    walk = ('i=0; while [ ! -s watch.pid ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1));'
+            ' done; ' + WALK + 'echo "== watch"; w=$(cat watch.pid);'
             ' tr "\\0" "\\n" < /proc/$w/cmdline')
     import_plan(tmp, url, [("walk", ws, [phase_spec("p-walk", ("out/walk.py",), check=walk)])])
     llm = Standin(tmp)
@@ -133,8 +133,10 @@ def test_a_password_in_the_database_url_is_not_in_any_command_line_a_check_reads
         # Its first line comes after it took its flags.
         wait_for(lambda: os.path.getsize(os.path.join(tmp, "watch.out")) > 0, 30,
                  what="the watch's first line")
-        with open(os.path.join(tmp, "watch.pid"), "w") as f:
+        os.makedirs(ws, exist_ok=True)
+        with open(os.path.join(ws, "watch.pid.new"), "w") as f:
             f.write("%d\n" % watch.pid)
+        os.replace(os.path.join(ws, "watch.pid.new"), os.path.join(ws, "watch.pid"))
         for pid in (sup.proc.pid, watch.pid):
             with open("/proc/%d/cmdline" % pid, "rb") as f:
                 data = f.read()

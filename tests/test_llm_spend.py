@@ -62,7 +62,8 @@ def test_workers_their_calls_and_checks_die_with_the_supervisor(tmp):
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
-    pid_file = os.path.join(tmp, "check.pid")
+    # In the workspace: a check whose workspace lies in /tmp sees nothing else of it.
+    pid_file = os.path.join(ws, "check.pid")
     import_plan(tmp, url, [
         ("r-call", ws, [phase_spec("p-call", ("out/call.py",))]),
         ("r-check", ws, [phase_spec("p-check", ("out/check.py",),

@@ -13,10 +13,8 @@ PADDED = (" 8", "\t8", "\n8", "+8")
 
 
 def shown(name, value):
-    """A value as `name` quotes it in a message: autopack-ctl shows a tab and a newline
+    """A value as `name` quotes it in a message: every program shows a tab and a newline
     escaped (each message is one line)."""
-    if name != "autopack-ctl":
-        return value
     return value.replace("\t", "\\t").replace("\n", "\\n")
 
 

@@ -16,7 +16,7 @@ import threading
 import msgpack
 import pytest
 
-from conftest import binpath, ctl, run
+from conftest import binpath, ctl, preload, run
 from supervisor_helpers import Standin, Supervisor, llm_supervisor, new_db, sql, wait_for
 
 def path_of(url):
@@ -293,6 +293,30 @@ def test_2_a_claim_is_removed_when_its_supervisor_exits_or_is_found_stale(tmp):
         held.signal(15)
         assert held.wait() == 0, held.stderr()
     assert not os.path.exists(held_claim)
+
+
+def test_2_a_claim_the_disk_has_no_room_for_is_refused_naming_why(tmp):
+    """The claim's write fell short on a full disk (full-shim.so leaves it 10 bytes): the
+    supervisor refused to start naming a stale errno, `…claim: Resource temporarily
+    unavailable` (the flock's), which no operator could act on. The rest is written again,
+    and the write that fails names the disk's reason and what was written."""
+    url = new_db(tmp, runs=1, phases=1)
+    claim = os.path.join(runtime_dir(), uuid_of(url) + ".claim")
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     env=preload("full-shim.so", AUTOPACK_FULL_SHIM_SUFFIX=".claim",
+                                 AUTOPACK_FULL_SHIM_BYTES="10"))
+    assert sup.wait() == 1, sup.stderr()
+    line = "%s: cannot write the claim: 10 of its %d bytes written, then No space left " \
+        "on device" % (claim, len("%d\n%s\n" % (sup.proc.pid, canonical(path_of(url))))
+                       + len("%d:%d\n" % (os.stat(path_of(url)).st_dev,
+                                          os.stat(path_of(url)).st_ino)))
+    assert line in sup.stderr(), sup.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    # With room on the disk the next supervisor claims the database and drains it.
+    again = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                       name="again")
+    assert again.wait() == 0, again.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts") == [(1,)]
 
 
 def test_2_ctl_refuses_a_reply_about_another_database(tmp):

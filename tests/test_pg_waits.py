@@ -458,15 +458,19 @@ def test_a_start_whose_cancellation_is_never_answered_leaves_the_fleet_aside(tmp
     answered (a pooler or proxy that does not pass it on), the server itself reachable:
     the statement waiting behind a lock is given up 2 s later and its connection left busy.
     Its fleet row stayed live until the others declared it lost, a lease later; it now
-    leaves the fleet on a connection of its own, and says so."""
+    leaves the fleet on a connection of its own, and says so. The drain session it had
+    recorded stayed open (`session list` showed it interrupted, though it was stopped);
+    it is ended in the same statement as the leave, as a stop at the drain's start ends
+    it."""
     url = new_pg_db(tmp, pg_url, runs=1, phases=2)
     err = sigterm_a_start_behind_a_lock(tmp, url, "estimator_coefficients",
                                         DarkProxy.go_deaf_to_cancels)
     assert "cancellation was sent to the server, and left unanswered)" in err, err
     assert re.search(r"the database did not answer the cancellation: supervisor \d+ left the "
-                     r"fleet on a connection of its own; drain session drain-[0-9-]+, if "
-                     r"recorded, stays open", err), err
+                     r"fleet on a connection of its own, and ended drain session "
+                     r"drain-[0-9-]+ \(received Terminated\)", err), err
     assert sql(url, "SELECT state FROM supervisors") == [("stopped",)]
+    assert start_session(url) == [(True, "received Terminated")]
 
 
 def deaf_then(url, statement, hold=None):
@@ -526,9 +530,14 @@ def test_a_leave_aside_left_unanswered_says_the_server_may_still_apply_it(tmp, p
         if cut.con is not None:
             cut.con.rollback()
             cut.con.close()
-    # The server applies the leave it was sent once the lock is released.
+    assert re.search(r"; drain session drain-[0-9-]+, if recorded, ends with that leave if "
+                     r"the server applies it and no other supervisor is live in it, else "
+                     r"stays open \(interrupted\)", err), err
+    # The server applies the leave it was sent once the lock is released, and ends the
+    # session with it.
     wait_for(lambda: sql(url, "SELECT state FROM supervisors") == [("stopped",)], 30,
              what="the leave applied by the server")
+    assert start_session(url) == [(True, "received Terminated")]
 
 
 def test_a_start_whose_wait_cannot_be_described_still_stops_on_sigterm(tmp, pg_url):

@@ -119,7 +119,7 @@ def test_scale_force_stops_a_busy_worker_and_requeues_its_phase(tmp):
 
 def test_scale_without_force_lets_busy_workers_finish(tmp):
     url = new_db(tmp, runs=2, phases=1)
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     sup = rogue_supervisor(tmp, url, "batch", "--workers", 2, "--exit-when-drained",
                            env={"ROGUE_GO": go})
     sup.wait_ready()

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 from supervisor_helpers import (Supervisor, hold_write_lock, new_db, release, rogue_supervisor,
-                                wait_for)
+                                sql, wait_for)
 
 
 class NotifySocket:
@@ -199,6 +199,28 @@ def test_malformed_service_environment_is_refused(tmp, env, what):
     sup = Supervisor(tmp, url, "--workers", 1, env=env)
     assert sup.wait() == 1
     assert what in sup.stderr()
+
+
+@pytest.mark.parametrize("usec", ["1", "999", "1999", "99999"])
+def test_a_watchdog_period_under_100_ms_is_refused_naming_the_shortest(tmp, usec):
+    """A WATCHDOG_USEC under 1000 made the health check's period 0 ms, so that any write
+    queued for the next commit withheld the ping; under 2000 the supervisor pinged every
+    millisecond, past a period under one (systemd kills a unit whose ping comes late). It
+    is refused, naming the shortest period taken, and nothing is dispatched."""
+    url = new_db(tmp, runs=1, phases=1)
+    notify = NotifySocket(tmp)
+    try:
+        sup = supervise(tmp, url, notify, "--workers", 1, "--dry-run", "--exit-when-drained",
+                        watchdog_usec=usec)
+        assert sup.wait() == 1, sup.stderr()
+        assert ("WATCHDOG_USEC=%s is under 100000 (100 ms), the shortest watchdog period "
+                "this supervisor keeps" % usec) in sup.stderr(), sup.stderr()
+        assert "give the unit WatchdogSec=100ms or more" in sup.stderr(), sup.stderr()
+        notify.read()
+        assert "WATCHDOG=1" not in notify.got and "READY=1" not in notify.got
+        assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    finally:
+        notify.close()
 
 
 def test_empty_notify_socket_is_no_service_manager(tmp):

@@ -788,7 +788,7 @@ def test_watch_refuses_an_interval_out_of_range_nan_included(tmp, value):
     ("--model", b"m\xff", b"--model: not valid UTF-8 (byte 2 of 2)"),
     ("--model", b"m" * 300, b"--model: a model name is 1 to 256 bytes, not 300"),
     ("--model", b"", b"--model: a model name is 1 to 256 bytes, not 0"),
-    ("--model", b"a\tb", b'--model: "a\tb" holds a control character (byte 2)'),
+    ("--model", b"a\tb", b'--model: "a\\tb" holds a control character (byte 2)'),
     ("--run-id", b"r\xff", b"--run-id: not valid UTF-8 (byte 2 of 2)"),
     ("--skip-run-prefix", b"\xc3", b"--skip-run-prefix: not valid UTF-8 (byte 1 of 1)"),
 ])

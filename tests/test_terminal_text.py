@@ -261,3 +261,48 @@ def test_supervisor_log_lines_show_a_newline_in_an_id_escaped(tmp):
     assert_terminal_safe(p.stderr)
     assert b"telemetry-collection-v4/p\\nx\\ry attempt " in p.stderr, p.stderr
     assert b"/p x y " not in p.stderr, p.stderr
+
+
+# A flag's value as a user may paste it: a colour, an OSC window title ended by BEL, a
+# newline, a C1 CSI and DEL, around valid UTF-8 (the supervisor refuses a value that is not
+# UTF-8 without quoting it).
+ARG = b"8\x1b[31m red\x1b]0;owned\x07\nX \xc2\x9b6n \x7f caf\xc3\xa9"
+ARG_SHOWN = b"8\\e[31m red\\e]0;owned\\x07\\nX \\xc2\\x9b6n \\x7f caf\xc3\xa9"
+
+USAGE_ERRORS = [
+    ("autopack-supervisor", [b"--workers", ARG],
+     b'autopack-supervisor: --workers: "' + ARG_SHOWN + b'" is not a whole number'),
+    ("autopack-supervisor", [b"--log-level", ARG],
+     b'autopack-supervisor: --log-level: "' + ARG_SHOWN + b'" is not error, warn'),
+    ("autopack-supervisor", [b"--lease-timeout", ARG],
+     b'autopack-supervisor: --lease-timeout: "' + ARG_SHOWN + b'" is not a number'),
+    ("autopack-supervisor", [b"--" + ARG],
+     b'autopack-supervisor: unknown or incomplete option "--' + ARG_SHOWN + b'"'),
+    ("autopack-supervisor", [b"--db", b"sqlite:///x.db", ARG],
+     b'autopack-supervisor: unexpected argument "' + ARG_SHOWN + b'"'),
+    ("autopack-supervisor", [b"--db", b"sqlite:///x.db", b"--db", ARG],
+     b"autopack-supervisor: --db given twice with different URLs ('sqlite:///x.db', '"
+     + ARG_SHOWN + b"')"),
+    ("autopack-worker", [b"--fd", ARG],
+     b'autopack-worker: --fd: "' + ARG_SHOWN + b'" is not a descriptor number'),
+    ("autopack-worker", [b"--event-window", ARG],
+     b'autopack-worker: --event-window: "' + ARG_SHOWN + b'" is not a whole number'),
+    ("autopack-worker", [ARG + b"\xff"],
+     b'autopack-worker: unexpected argument "' + ARG_SHOWN + b'\\xff"'),
+]
+
+
+def test_a_bad_flag_of_the_supervisor_or_the_worker_is_shown_escaped_on_one_line(tmp):
+    """autopack-supervisor and autopack-worker printed a bad flag's value as it was: its
+    escape sequences reached the terminal (a colour, a window title) and its newline split
+    the error over two lines, the second starting with the value's rest."""
+    for prog, args, want in USAGE_ERRORS:
+        p = subprocess.run([binpath(prog)] + args, capture_output=True, timeout=60,
+                           env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY))
+        assert p.returncode == 2, (prog, args, p)
+        assert_terminal_safe(p.stderr)
+        first = p.stderr.split(b"\n")[0]
+        assert first.startswith(want), (prog, args, p.stderr)
+        # What follows the error line is the program's own help, not the value's rest.
+        rest = p.stderr.split(b"\n", 1)[1]
+        assert b"X " not in rest and b"caf" not in rest, (prog, args, p.stderr)

@@ -55,7 +55,7 @@ def test_acks_and_jobs_leave_only_once_their_commit_is_durable(tmp, off_loop):
 
 def test_the_loop_goes_on_while_an_fsync_runs_and_no_ack_leaves_before_it_ends(tmp):
     url = new_db(tmp, runs=1, phases=1)
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     hold = os.path.join(str(tmp), "hold")
     sup = rogue_supervisor(tmp, url, "durable", "--workers", 1, "--exit-when-drained",
                            "--fsync-off-loop",
@@ -95,7 +95,7 @@ def test_the_loop_goes_on_while_an_fsync_runs_and_no_ack_leaves_before_it_ends(t
 def test_a_failed_fsync_stops_writing_acknowledges_nothing_of_it_and_exits_3(tmp):
     url = new_db(tmp, runs=1, phases=1)
     wal = os.path.realpath(url[len("sqlite:///"):]) + "-wal"
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     fail = os.path.join(str(tmp), "fail")
     sup = rogue_supervisor(tmp, url, "durable", "--workers", 1, "--exit-when-drained",
                            "--fsync-off-loop",

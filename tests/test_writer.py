@@ -18,7 +18,7 @@ def event_seqs(url):
 
 def test_commit_max_commits_a_full_queue_and_the_window_holds_the_rest(tmp):
     url = new_db(tmp, runs=1, phases=1)
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     sup = rogue_supervisor(tmp, url, "batch", "--workers", 1, "--exit-when-drained",
                            "--commit-max", 2, "--commit-window-ms", 10000,
                            env={"ROGUE_GO": go})
@@ -42,7 +42,7 @@ def test_commit_max_commits_a_full_queue_and_the_window_holds_the_rest(tmp):
 
 def test_commit_window_commits_a_queue_that_never_fills(tmp):
     url = new_db(tmp, runs=1, phases=1)
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     sup = rogue_supervisor(tmp, url, "batch", "--workers", 1, "--exit-when-drained",
                            "--commit-max", 100000, "--commit-window-ms", 50,
                            env={"ROGUE_GO": go})
@@ -75,7 +75,7 @@ def test_acks_come_only_after_the_commit(tmp):
 def test_a_failed_commit_sends_no_ack_and_is_retried(tmp):
     url = new_db(tmp, runs=1, phases=1)
     path = url[len("sqlite:///"):]
-    go = os.path.join(str(tmp), "go")
+    go = os.path.join(str(tmp), "ws", "go")
     sup = rogue_supervisor(tmp, url, "ackcheck", "--workers", 1, "--exit-when-drained",
                            env={"ROGUE_GO": go})
     status_when(sup, lambda s: s["queue"]["in_flight"] == 1, what="the lease")

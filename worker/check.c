@@ -266,13 +266,13 @@ static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/ful
 #define CHECK_KEEP_MAX 16
 
 /* Directories a confined check finds empty, each a tmpfs of its own mount namespace that
- * goes with it: those of check_rw_dirs that hold neither the workspace nor $TMPDIR
- * (writable), and the runtime directories (read-only), where the user's service manager
- * and D-Bus and the supervisor's control socket listen (common/store/store_runtime.c).
+ * goes with it: those of check_rw_dirs (writable; check_rw_add), and the runtime
+ * directories (read-only), where the user's service manager and D-Bus and the
+ * supervisor's control socket listen (common/store/store_runtime.c).
  * The sockets other processes keep there (an ssh agent's, a terminal multiplexer's) are
  * out of its reach. With a network of its own, also the system's runtime directories
- * (check_system_run); in the machine's /tmp, the directories of the user's sessions
- * (check_sessions_choose). Chosen by the worker before each check (check_empty_choose). */
+ * (check_system_run); in the machine's /tmp, when it is the workspace, the directories of
+ * the user's sessions (check_sessions_choose). Chosen by the worker before each check (check_empty_choose). */
 #define CHECK_EMPTY_MAX 16
 static struct {
 	char path[PATH_MAX];
@@ -283,8 +283,24 @@ static size_t check_nempty;
 static bool check_rw_private[ARRAY_SIZE(check_rw_dirs)];
 /* The mount options of the writable ones among check_empty (their size and inodes). */
 static const char *check_tmpfs_options = "mode=1777";
-/* Whether $TMPDIR is bound from the machine's, not one of check_empty itself. */
+/* Whether $TMPDIR is bound from the machine's, not one of check_empty nor in one. */
 static bool check_tmpdir_bound = true;
+/* The workspace, and $TMPDIR, when they lie in one of check_rw_dirs that is private
+ * (real paths; "" otherwise): the check's init makes each there, once its ids are mapped
+ * (a file system of a user namespace takes no new file before), and mounts the workspace
+ * on its own (worker/check_init.h). */
+static char check_ws_inside[PATH_MAX], check_tmpdir_inside[PATH_MAX];
+
+/* Add the real path `real` to check_empty, once. Returns true. */
+static bool check_empty_put(const char *real, bool writable)
+{
+	for (size_t i = 0; i < check_nempty; i++)
+		if (strcmp(check_empty[i].path, real) == 0)
+			return true;
+	snprintf(check_empty[check_nempty].path, PATH_MAX, "%s", real);
+	check_empty[check_nempty++].writable = writable;
+	return true;
+}
 
 /* Add the directory `dir`, by its real path, to check_empty unless it is missing or holds
  * the workspace `ws` or lies above `tmpdir` (real paths; "" for none; a writable one may be
@@ -292,7 +308,6 @@ static bool check_tmpdir_bound = true;
 static bool check_empty_add(const char *dir, bool writable, const char *ws, const char *tmpdir)
 {
 	char real[PATH_MAX];
-	size_t i;
 
 	if (check_nempty == CHECK_EMPTY_MAX || realpath(dir, real) == NULL ||
 	    path_holds(real, ws) ||
@@ -301,34 +316,54 @@ static bool check_empty_add(const char *dir, bool writable, const char *ws, cons
 		return false;
 	if (strcmp(real, tmpdir) == 0)
 		check_tmpdir_bound = false;
-	for (i = 0; i < check_nempty; i++)
-		if (strcmp(check_empty[i].path, real) == 0)
-			return true;
-	snprintf(check_empty[check_nempty].path, PATH_MAX, "%s", real);
-	check_empty[check_nempty++].writable = writable;
-	return true;
+	return check_empty_put(real, writable);
+}
+
+/* Add the temporary directory `dir` (one of check_rw_dirs), by its real path, to
+ * check_empty, writable, unless it is missing or is the workspace `ws` itself: a check
+ * whose workspace or $TMPDIR `tmpdir` (real paths; "" for none) lies in it gets them there
+ * (check_ws_inside, check_tmpdir_inside), and nothing else of the machine's: not the
+ * sockets other programs listen on in it or below, not another program's files, and
+ * what it writes there goes with it. Returns whether it is in check_empty. */
+static bool check_rw_add(const char *dir, const char *ws, const char *tmpdir)
+{
+	char real[PATH_MAX];
+
+	if (check_nempty == CHECK_EMPTY_MAX || realpath(dir, real) == NULL || strcmp(real, ws) == 0)
+		return false;
+	if (path_holds(real, ws))
+		snprintf(check_ws_inside, sizeof check_ws_inside, "%s", ws);
+	if (tmpdir[0] != '\0' && path_holds(real, tmpdir)) {
+		check_tmpdir_bound = false;
+		if (strcmp(real, tmpdir) != 0 && !path_holds(ws, tmpdir))
+			snprintf(check_tmpdir_inside, sizeof check_tmpdir_inside, "%s", tmpdir);
+	}
+	return check_empty_put(real, true);
 }
 
 /* What a confined check could move away to put a symbolic link in its place: the
- * directories between its workspace and the writable mount that holds it ($TMPDIR, /tmp:
- * the next attempt's files and check would then go where the link leads), and the
+ * directories between its workspace and the writable mount that holds it ($TMPDIR: the
+ * next attempt's files and check would then go where the link leads), and the
  * directories between the SQLite database and the writable mount that holds it, when its
  * workspace (or another directory it may write) does (it would take the database from
  * under the supervisor). Each is bound onto itself in the check's mount namespace, so the
  * check can neither remove nor rename any of them (a mount point is neither removed nor
- * renamed). And the database's files, wherever they are: /dev/null is bound over each,
+ * renamed). And the workspace's .autopack, and .autopack/logs in it, read-only, where the
+ * check logs go (check_logs_dir): a directory the check made at the next attempt's log
+ * path failed that attempt CHECK_NOT_RUN. And the database's files, wherever they are: /dev/null is bound over each,
  * read-only and as a device none may open (check_confine), so the check can neither write,
  * truncate, remove nor rename them, nor read them, nor lock them (a shared lock on a byte
  * of the -shm, taken through a descriptor opened read-only, refused the supervisor every
  * commit while it was held: `database is locked`). And the worker's binary, when a
- * writable mount holds it (the machine's /tmp, given to a check whose workspace lies in
- * it, holding a build tree): the directory holding it is bound onto itself read-only, and
+ * writable mount holds it ($TMPDIR, the machine's /tmp given as the workspace): the
+ * directory holding it is bound onto itself read-only, and
  * those between it and the mount are pinned, so that the check can put nothing in its
  * place, nor in the supervisor's beside it, for the next worker or supervisor to run with
  * the keys (a binary directly in the mount: the file itself, read-only). And so the log
  * file (--log-file), itself read-only, which the check could write lines into, empty, or
  * move away for one of its own. And, last, the sockets other programs listen on directly
- * in a machine's /tmp, /var/tmp or /dev/shm given to the check (check_sockets_choose).
+ * in a machine's /tmp, /var/tmp or /dev/shm given to the check as its workspace
+ * (check_sockets_choose).
  * Outermost first. Chosen by the worker before each check (check_pin_choose). */
 #define CHECK_PIN_MAX 112
 static struct {
@@ -400,10 +435,12 @@ static void check_pin_kept(
 
 /* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
  * are `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real paths; after
- * check_empty_choose), the worker's binary and the database `db` (NULL for none). */
+ * check_empty_choose), the workspace's check logs directory, the worker's binary and the
+ * database `db` (NULL for none). */
 static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 {
 	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
+	static const char *const logs[] = { "/.autopack", "/.autopack/logs" };
 	/* Static, off the stack: the worker chooses a check's paths on its one thread. */
 	static char dirs[ARRAY_SIZE(check_rw_dirs)][PATH_MAX];
 	char real[PATH_MAX], root[PATH_MAX] = "";
@@ -417,7 +454,13 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 		check_pin_root(root, tmp, ws);
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_pin_root(root, dirs[i], ws);
-	check_pin_below(root, ws, ARRAY_SIZE(files));
+	check_pin_below(root, ws, ARRAY_SIZE(files) + ARRAY_SIZE(logs));
+	for (i = 0; i < ARRAY_SIZE(logs); i++) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", ws, logs[i]);
+		check_pin[check_npin].file = false;
+		check_pin[check_npin].sock = false;
+		check_pin[check_npin++].readonly = i == ARRAY_SIZE(logs) - 1;
+	}
 	check_pin_kept("/proc/self/exe", true, ws, tmp, dirs);
 	check_pin_kept(log_file_path(), false, ws, tmp, dirs);
 	if (db == NULL || realpath(db, real) == NULL)
@@ -494,14 +537,14 @@ bool check_dir_at_runtime(const char *dir, char *what, size_t n)
  * there. */
 static const char *const check_system_run[] = { "/run", "/var/run", NULL };
 
-/* When the check gets the machine's /tmp (its workspace or $TMPDIR lies in it), add to
- * check_empty, writable, the directories where the user's sessions listen there: tmux's
+/* When the check gets the machine's /tmp (as its workspace), add to check_empty,
+ * writable, the directories where the user's sessions listen there: tmux's
  * (tmux-<uid>), the X server's and the session manager's (.X11-unix, .ICE-unix), an ssh
  * agent's (ssh-*). Through tmux's socket a check typed commands into the operator's
  * shell, run there outside every confinement; through an agent's it signs in as the
  * operator; through the X server it reads and types keys. Other sockets a program keeps
- * in /tmp stay within a check's reach while its workspace lies there. `ws` and `tmp` are
- * real paths. */
+ * in /tmp stay within reach of a check whose workspace it is. `ws` and `tmp` are real
+ * paths. */
 static void check_sessions_choose(const char *ws, const char *tmp)
 {
 	char tmux[32], path[PATH_MAX];
@@ -523,8 +566,8 @@ static void check_sessions_choose(const char *ws, const char *tmp)
 	closedir(d);
 }
 
-/* When the check gets the machine's /tmp, /var/tmp or /dev/shm (its workspace or $TMPDIR
- * lies in it), add to check_pin, as files /dev/null is bound over, the sockets listening
+/* When the check gets the machine's /tmp, /var/tmp or /dev/shm (as its workspace), add to
+ * check_pin, as files /dev/null is bound over, the sockets listening
  * directly in it: a PostgreSQL server's (/tmp/.s.PGSQL.5432 by upstream's default, where
  * its user may be let in by uid, and the check then writes the database), a MySQL
  * server's, an editor's or a build daemon's. A connect to one is refused, and the check can
@@ -570,10 +613,11 @@ static void check_empty_choose(const char *workspace, const char *protect)
 		snprintf(tmp, sizeof tmp, "%s", tmpdir);
 	check_nempty = 0;
 	check_tmpdir_bound = !check_tmpdir_dropped;
+	check_ws_inside[0] = check_tmpdir_inside[0] = '\0';
 	if (check_tmpdir_dropped)
 		tmp[0] = '\0';
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
-		check_rw_private[i] = check_empty_add(check_rw_dirs[i], true, ws, tmp);
+		check_rw_private[i] = check_rw_add(check_rw_dirs[i], ws, tmp);
 	nrun = check_runtime_dirs(run);
 	for (i = 0; i < nrun; i++)
 		check_empty_add(run[i], false, ws, tmp);
@@ -701,9 +745,13 @@ static int check_net_isolate(int status_fd)
  * of check_empty (check_rw_dirs among them are not bound); then no capability is left
  * in the bounding set, so nothing the check runs (root in the namespace included) gets one
  * to undo it. What the check can then write holds no program or library the supervisor
- * or a worker loads, and no setting they read. Returns 0, or -1 having reported the step
+ * or a worker loads, and no setting they read. When the workspace or $TMPDIR lies in a
+ * private temporary directory (check_ws_inside, check_tmpdir_inside), *ws_fd becomes a
+ * copy of the workspace's mount, with what check_pin put in it, and CAP_SYS_ADMIN and
+ * CAP_SETPCAP are left, ambient, for the init to put it there and then drop them
+ * (worker/check_init.h); else *ws_fd is -1. Returns 0, or -1 having reported the step
  * that failed on `status_fd`. Runs between clone and exec: no allocation. */
-static int check_confine(const char *workspace, int status_fd)
+static int check_confine(const char *workspace, int status_fd, int *ws_fd)
 {
 	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV };
 	struct mount_attr nodev = { .attr_set = MOUNT_ATTR_NODEV };
@@ -712,7 +760,11 @@ static int check_confine(const char *workspace, int status_fd)
 	const char *path[CHECK_KEEP_MAX], *tmpdir = getenv("TMPDIR");
 	int fd[CHECK_KEEP_MAX];
 	size_t n = 0, rw, i;
+	bool finish = check_ws_inside[0] != '\0' || check_tmpdir_inside[0] != '\0';
+	/* What the init needs to finish (check_init.h): mount the workspace, drop these. */
+	const unsigned long kept[] = { CAP_SYS_ADMIN, CAP_SETPCAP };
 
+	*ws_fd = -1;
 	for (i = 0; check_devices[i] != NULL; i++)
 		path[n++] = check_devices[i];
 	rw = n;
@@ -783,6 +835,11 @@ static int check_confine(const char *workspace, int status_fd)
 		}
 		close(pin);
 	}
+	if (check_ws_inside[0] != '\0' &&
+	    (*ws_fd = open_tree(AT_FDCWD, check_ws_inside, OPEN_TREE_CLONE | AT_RECURSIVE)) < 0) {
+		dprintf(status_fd, "cannot enter workspace %s: %s", workspace, strerror(errno));
+		return -1;
+	}
 	for (i = 0; i < check_nempty; i++)
 		if (mount("tmpfs", check_empty[i].path, "tmpfs",
 		        MS_NOSUID | MS_NODEV |
@@ -791,7 +848,8 @@ static int check_confine(const char *workspace, int status_fd)
 		    errno != ENOENT && errno != ENOTDIR)
 			return check_confine_fail(status_fd, "mount(tmpfs)", check_empty[i].path);
 	for (i = 0; prctl(PR_CAPBSET_READ, (unsigned long)i, 0, 0, 0) >= 0; i++)
-		if (prctl(PR_CAPBSET_DROP, (unsigned long)i, 0, 0, 0) != 0)
+		if ((!finish || (i != kept[0] && i != kept[1])) &&
+		    prctl(PR_CAPBSET_DROP, (unsigned long)i, 0, 0, 0) != 0)
 			return check_confine_fail(status_fd, "prctl", "PR_CAPBSET_DROP");
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
 		return check_confine_fail(status_fd, "prctl", "PR_CAP_AMBIENT_CLEAR_ALL");
@@ -799,8 +857,18 @@ static int check_confine(const char *workspace, int status_fd)
 		return check_confine_fail(status_fd, "capget", "inheritable");
 	for (i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
 		cd[i].inheritable = 0;
+	for (i = 0; finish && i < ARRAY_SIZE(kept); i++)
+		cd[CAP_TO_INDEX(kept[i])].inheritable |= CAP_TO_MASK(kept[i]);
 	if (syscall(SYS_capset, &ch, cd) != 0)
 		return check_confine_fail(status_fd, "capset", "inheritable");
+	for (i = 0; finish && i < ARRAY_SIZE(kept); i++)
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, kept[i], 0, 0) != 0) {
+			dprintf(status_fd,
+			    "cannot leave the check's init the capability %lu to finish its private "
+			    "temporary directories: prctl(PR_CAP_AMBIENT_RAISE): %s",
+			    kept[i], strerror(errno));
+			return -1;
+		}
 	return 0;
 }
 
@@ -812,8 +880,9 @@ static int check_confine(const char *workspace, int status_fd)
 static void check_child(const struct check_spec *spec, int out_fd, int err_fd, int status_fd,
     pid_t worker, int ns_fd, bool net, bool confine)
 {
-	char *env[16], fd_arg[16], data_arg[24];
-	int null_fd = open("/dev/null", O_RDONLY);
+	char *env[16], fd_arg[16], data_arg[24], ws_arg[16];
+	int null_fd = open("/dev/null", O_RDONLY), ws_fd = -1;
+	bool finish = confine && (check_ws_inside[0] != '\0' || check_tmpdir_inside[0] != '\0');
 
 	if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
 	    !check_worker_alive(worker, ns_fd)) {
@@ -830,9 +899,10 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 		_exit(126);
 	if (net && check_net_isolate(status_fd) != 0)
 		_exit(126);
-	if (confine && check_confine(spec->workspace, status_fd) != 0)
+	if (confine && check_confine(spec->workspace, status_fd, &ws_fd) != 0)
 		_exit(126);
-	if (chdir(spec->workspace) != 0) {
+	/* A workspace in a private temporary directory is entered by the init. */
+	if ((!finish || check_ws_inside[0] == '\0') && chdir(spec->workspace) != 0) {
 		dprintf(
 		    status_fd, "cannot enter workspace %s: %s", spec->workspace, strerror(errno));
 		_exit(126);
@@ -850,10 +920,12 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 		 * its ids (the files of /proc/<pid> of this non-dumpable copy are root's). */
 		snprintf(fd_arg, sizeof fd_arg, "%d", ns_fd);
 		snprintf(data_arg, sizeof data_arg, "%lld", (long long)check_limits_data());
-		if (fcntl(ns_fd, F_SETFD, 0) == 0)
+		snprintf(ws_arg, sizeof ws_arg, "%d", ws_fd);
+		if (fcntl(ns_fd, F_SETFD, 0) == 0 && (ws_fd < 0 || fcntl(ws_fd, F_SETFD, 0) == 0))
 			execve("/proc/self/exe",
 			    (char *const[]){ (char *)"autopack-check-init", (char *)CHECK_INIT_FLAG,
-			        fd_arg, data_arg, (char *)spec->command, NULL },
+			        fd_arg, data_arg, (char *)spec->command, finish ? ws_arg : NULL,
+			        check_ws_inside, check_tmpdir_inside, NULL },
 			    env);
 		dprintf(
 		    status_fd, "cannot run the check's init (/proc/self/exe): %s", strerror(errno));

@@ -6,14 +6,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <linux/magic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,16 +51,16 @@ static void check_init_send(int fd, const char *msg, size_t len)
 		check_init_fail(126, "the report to the worker on descriptor %d was cut short", fd);
 }
 
-/* The descriptor and the data limit of the command line, checked; exits 2 naming what is
- * wrong with it. */
-static void check_init_args(int argc, char **argv, int *fd, long long *data)
+/* The descriptor, the data limit and the workspace's mount (-1 for none) of the command
+ * line, checked; exits 2 naming what is wrong with it. */
+static void check_init_args(int argc, char **argv, int *fd, long long *data, int *ws_fd)
 {
 	long long v;
 
-	if (argc != 5)
+	if (argc != 5 && argc != 8)
 		check_init_fail(2,
 		    "an internal mode, started by the worker for a check command: expected FD DATA "
-		    "COMMAND, got %d argument(s)",
+		    "COMMAND [WSFD WORKSPACE TMPDIR], got %d argument(s)",
 		    argc - 2);
 	if (numarg_ll(argv[2], &v) != 0 || v < 3 || v > INT_MAX)
 		check_init_fail(2, "FD \"%s\" is not a descriptor number of 3 or more", argv[2]);
@@ -66,6 +70,14 @@ static void check_init_args(int argc, char **argv, int *fd, long long *data)
 	if (numarg_ll(argv[3], data) != 0 || *data < 0)
 		check_init_fail(
 		    2, "DATA \"%s\" is not a number of bytes (0 for no limit)", argv[3]);
+	*ws_fd = -1;
+	if (argc == 5)
+		return;
+	if (numarg_ll(argv[5], &v) != 0 || v < -1 || v > INT_MAX || (v < 0) != (argv[6][0] == '\0'))
+		check_init_fail(2,
+		    "WSFD \"%s\" is not a descriptor number (-1 with no WORKSPACE, \"%s\")",
+		    argv[5], argv[6]);
+	*ws_fd = (int)v;
 }
 
 /* Append to `msg` (of `n` bytes, holding `len`) " PATH" for each temporary directory that
@@ -85,15 +97,82 @@ static size_t check_init_full(char *msg, size_t len, size_t n)
 	return len;
 }
 
+/* Make the directory `path` (absolute), and those above it that are missing, mode 0700.
+ * Returns 0, or -1 with errno. */
+static int check_init_mkdirs(const char *path)
+{
+	char p[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len >= sizeof p) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(p, path, len + 1);
+	for (char *s = strchr(p + 1, '/');; s = strchr(s + 1, '/')) {
+		if (s != NULL)
+			*s = '\0';
+		if (mkdir(p, 0700) != 0 && errno != EEXIST)
+			return -1;
+		if (s == NULL)
+			return 0;
+		*s = '/';
+	}
+}
+
+/* In the check's private temporary directories, make `tmpdir` ("" for none), and the
+ * workspace `ws` ("" for none) with the mount `ws_fd` on it, entered; then drop the
+ * capabilities the worker left for it (CAP_SYS_ADMIN, CAP_SETPCAP: bounding, ambient and
+ * every other set), so that the command gets none. Returns 0, or -1 with `msg` (of `n`
+ * bytes, "E" first) naming the step that failed. */
+static int check_init_private_tmp(
+    const char *tmpdir, const char *ws, int ws_fd, char *msg, size_t n)
+{
+	struct __user_cap_header_struct ch = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct cd[_LINUX_CAPABILITY_U32S_3] = { { 0, 0, 0 } };
+	const char *step = "mkdir", *what = tmpdir;
+
+	if (tmpdir[0] != '\0' && check_init_mkdirs(tmpdir) != 0)
+		goto fail;
+	what = ws;
+	if (ws_fd >= 0 && check_init_mkdirs(ws) != 0)
+		goto fail;
+	step = "move_mount";
+	if (ws_fd >= 0 && move_mount(ws_fd, "", AT_FDCWD, ws, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+		goto fail;
+	step = "chdir";
+	if (ws_fd >= 0) {
+		close(ws_fd);
+		if (chdir(ws) != 0)
+			goto fail;
+	}
+	what = "the capabilities left";
+	step = "prctl(PR_CAP_AMBIENT_CLEAR_ALL)";
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
+		goto fail;
+	step = "prctl(PR_CAPBSET_DROP)";
+	if (prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0 ||
+	    prctl(PR_CAPBSET_DROP, CAP_SETPCAP, 0, 0, 0) != 0)
+		goto fail;
+	step = "capset";
+	if (syscall(SYS_capset, &ch, cd) != 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(msg, n, "Ecannot make the check's private temporary directories: %s(%s): %s", step,
+	    what, strerror(errno));
+	return -1;
+}
+
 void check_init_main(int argc, char **argv)
 {
 	char msg[256], go;
-	int fd, ep[2], status = 0;
+	int fd, ws_fd, ep[2], status = 0;
 	long long data;
 	pid_t sh, w;
 	ssize_t n;
 
-	check_init_args(argc, argv, &fd, &data);
+	check_init_args(argc, argv, &fd, &data, &ws_fd);
 	prctl(PR_SET_NAME, "check-init");
 	/* The worker maps this namespace's ids, then says go; EOF: it gave up. */
 	while ((n = read(fd, &go, 1)) < 0 && errno == EINTR)
@@ -107,6 +186,10 @@ void check_init_main(int argc, char **argv)
 	/* Its memory and /proc files are closed to the command, whatever its capabilities in
 	 * the namespace. */
 	prctl(PR_SET_DUMPABLE, 0);
+	if (argc == 8 && check_init_private_tmp(argv[7], argv[6], ws_fd, msg, sizeof msg) != 0) {
+		check_init_send(fd, msg, strlen(msg));
+		_exit(0);
+	}
 	if (check_limits_data_set(data) != 0) {
 		n = snprintf(msg, sizeof msg,
 		    "Ecannot limit the check's memory (setrlimit(RLIMIT_DATA)): %s",

@@ -229,7 +229,8 @@ static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *
  * workspace's own descriptor for a file at the top; close it with dlv_dir_close), with
  * its last component in *name and in *mode the mode a file written there keeps (the
  * existing regular file's, else 0644); -2 when a directory is missing and !create; -3
- * with `err` when the file system refused to make a missing one (no space, read-only); or
+ * with `err` when the file system refused to make a missing one (no space, read-only) or
+ * the worker may not open or look into an existing one (its mode and owner named); or
  * -1 with `err`.
  */
 static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path, char *rel,
@@ -240,6 +241,7 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 	struct stat st;
 
 	while ((slash = strchr(comp, '/')) != NULL) {
+		bool existing_dir = false; /* a directory there that would not open */
 		int next, open_errno;
 
 		*slash = '\0';
@@ -253,6 +255,8 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 			if (errno != ENOENT) {
 				snprintf(
 				    err, errlen, "path \"%s\": %s: %s", path, rel, strerror(errno));
+				if (errno == EACCES || errno == EPERM)
+					failed = -3;
 				goto fail;
 			}
 			if (!create) {
@@ -278,15 +282,30 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 				goto fail;
 			}
 		} else if (S_ISDIR(st.st_mode)) {
-			next = -1; /* a directory that would not open */
+			next = -1;
+			existing_dir = true;
 			errno = open_errno;
 		} else {
 			snprintf(err, errlen, "path \"%s\": %s is not a directory", path, rel);
 			goto fail;
 		}
 		if (next < 0) {
-			snprintf(err, errlen, "path \"%s\": cannot open %s: %s", path, rel,
-			    strerror(errno));
+			/* Refused for its permissions, the directory is in scope all the same: the
+			 * worker cannot write there. */
+			bool denied = errno == EACCES || errno == EPERM;
+
+			if (denied && existing_dir)
+				snprintf(err, errlen,
+				    "path \"%s\": cannot open directory %s: %s (its mode %04o, owner uid"
+				    " %u gid %u; this worker runs as uid %u gid %u)",
+				    path, rel, strerror(errno), (unsigned)(st.st_mode & 07777),
+				    (unsigned)st.st_uid, (unsigned)st.st_gid, (unsigned)geteuid(),
+				    (unsigned)getegid());
+			else
+				snprintf(err, errlen, "path \"%s\": cannot open %s: %s", path, rel,
+				    strerror(errno));
+			if (denied)
+				failed = -3;
 			goto fail;
 		}
 descend:

@@ -11,6 +11,7 @@
 #include "common/procs.h"
 #include "common/util.h"
 #include "common/numarg.h"
+#include "common/usage.h"
 #include "proto/fdio.h"
 #include "proto/hand.h"
 #include "worker/check.h"
@@ -454,8 +455,7 @@ static int wk_flag_fd(const char *name, const char *v)
 	long long n;
 
 	if (numarg_ll(v, &n) != 0 || n < 0 || n > INT_MAX) {
-		fprintf(
-		    stderr, "autopack-worker: %s: \"%s\" is not a descriptor number\n", name, v);
+		usage_say("autopack-worker", "%s: \"%s\" is not a descriptor number", name, v);
 		exit(2);
 	}
 	return (int)n;
@@ -498,9 +498,8 @@ static void wk_flags(
 			long long n;
 
 			if (numarg_ll(argv[++i], &n) != 0 || n < 1 || n > OUTBOX_CAP_MAX) {
-				fprintf(stderr,
-				    "autopack-worker: --event-window: \"%s\" is not a whole number"
-				    " from 1 to %d\n",
+				usage_say("autopack-worker",
+				    "--event-window: \"%s\" is not a whole number from 1 to %d",
 				    argv[i], OUTBOX_CAP_MAX);
 				exit(2);
 			}
@@ -520,8 +519,8 @@ static void wk_flags(
 			if (log_open(argv[++i]) != 0)
 				log_fatal(1, "cannot open log file %s", argv[i]);
 		} else {
-			fprintf(stderr, "autopack-worker: unexpected argument \"%s\"\n%s", argv[i],
-			    usage_text);
+			usage_say("autopack-worker", "unexpected argument \"%s\"", argv[i]);
+			fputs(usage_text, stderr);
 			exit(2);
 		}
 	}

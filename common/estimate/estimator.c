@@ -4,10 +4,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const est_ctx_names[EST_CTX_COUNT] = { "none", "some", "strong" };
 
@@ -56,12 +58,14 @@ enum est_cplx est_cplx_of(const char *s)
 }
 
 /* Look at the deliverable's path under the workspace once, filling `seen`; `path` gets
- * the path the text names and `full` the path looked at. Paths that could leave the
- * workspace (absolute, "..") are not looked at. */
-static void est_look(const char *text, const char *workspace, char *path, size_t n_path, char *full,
-    size_t n_full, struct est_seen *seen)
+ * the path the text names. Paths that could leave the workspace (absolute, "..") are not
+ * looked at; a symbolic link on the way that leads out of it is not followed
+ * (est_open_under), and counts as an error: nothing there is new or sized. */
+static void est_look(
+    const char *text, const char *workspace, char *path, size_t n_path, struct est_seen *seen)
 {
 	struct stat st;
+	int fd;
 
 	seen->state = EST_SEEN_NOT_LOOKED;
 	seen->bytes = -1;
@@ -69,13 +73,14 @@ static void est_look(const char *text, const char *workspace, char *path, size_t
 	seen->verbatim = strcmp(path, text) == 0;
 	if (workspace == NULL || path[0] == '\0' || path[0] == '/' || strstr(path, "..") != NULL)
 		return;
-	if ((size_t)snprintf(full, n_full, "%s/%s", workspace, path) >= n_full)
-		return;
-	if (stat(full, &st) != 0) {
+	if ((fd = est_open_under(workspace, path, O_PATH)) < 0 || fstat(fd, &st) != 0) {
 		seen->state = errno == ENOENT || errno == ENOTDIR ? EST_SEEN_ABSENT :
 		                                                    EST_SEEN_ERROR;
+		if (fd >= 0)
+			close(fd);
 		return;
 	}
+	close(fd);
 	seen->state = EST_SEEN_PRESENT;
 	if (S_ISREG(st.st_mode))
 		seen->bytes = (int64_t)st.st_size;
@@ -100,14 +105,14 @@ static bool est_is_new(const char *text, const struct est_seen *seen)
 static int est_marginal(const struct est_coefs *c, const char *text, const char *category,
     const char *workspace, struct est_seen *seen)
 {
-	char path[4096], full[8192];
+	char path[4096];
 	enum est_class cls;
 
-	est_look(text, workspace, path, sizeof path, full, sizeof full, seen);
+	est_look(text, workspace, path, sizeof path, seen);
 	cls = est_classify(path, category);
 	if (est_is_new(text, seen))
 		return c->marginal_new[cls];
-	return (int)(c->marginal_existing[cls] * est_file_multiplier(c, full));
+	return (int)(c->marginal_existing[cls] * est_file_multiplier(c, workspace, path));
 }
 
 /* The kind of a deliverable whose path was looked at. */
@@ -127,10 +132,10 @@ static enum est_dlv_kind est_kind_of(
 enum est_dlv_kind est_deliverable_kind(
     const char *text, const char *category, const char *workspace, int64_t *bytes)
 {
-	char path[4096], full[8192];
+	char path[4096];
 	struct est_seen seen;
 
-	est_look(text, workspace, path, sizeof path, full, sizeof full, &seen);
+	est_look(text, workspace, path, sizeof path, &seen);
 	*bytes = seen.bytes;
 	return est_kind_of(text, path, category, &seen);
 }

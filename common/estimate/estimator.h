@@ -207,9 +207,9 @@ struct est_input {
 enum est_seen_state {
 	EST_SEEN_NOT_LOOKED = 0, /* no look (not the overhead model, a blank text, a path that
 	                            could leave the workspace, an index past EST_SEEN_MAX) */
-	EST_SEEN_ABSENT,         /* stat() failed with ENOENT or ENOTDIR */
-	EST_SEEN_PRESENT,        /* stat() succeeded */
-	EST_SEEN_ERROR,          /* stat() failed otherwise */
+	EST_SEEN_ABSENT,         /* the look failed with ENOENT or ENOTDIR */
+	EST_SEEN_PRESENT,        /* something is there (est_open_under opened it) */
+	EST_SEEN_ERROR,          /* the look failed otherwise (a link out of the workspace) */
 };
 
 struct est_seen {
@@ -311,8 +311,16 @@ int est_max_tokens(const struct est_coefs *c, const struct est_output *est, int 
 /* The max_tokens for the retry after a truncated call that used `used`. */
 int est_escalate(const struct est_coefs *c, int used, int hard_cap);
 
-/* File multiplier of the file at `path` (1.0 when it cannot be read). */
-double est_file_multiplier(const struct est_coefs *c, const char *path);
+/* Open the relative `path` under the directory `workspace` with `flags` (O_CLOEXEC added),
+ * resolving nothing out of it: a symbolic link on the way that leads out (absolute, or
+ * through ".." above it) or a /proc magic link is refused (EXDEV, ELOOP), so a link a
+ * check left at a deliverable's path tells nothing of the file it names. Returns the
+ * descriptor, or -1 with errno. */
+int est_open_under(const char *workspace, const char *path, int flags);
+
+/* File multiplier of the file at `path` under `workspace` (est_open_under; 1.0 when it
+ * cannot be read). */
+double est_file_multiplier(const struct est_coefs *c, const char *workspace, const char *path);
 
 /* What a deliverable is, for the telemetry of the next model. */
 enum est_dlv_kind {

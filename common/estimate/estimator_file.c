@@ -3,12 +3,15 @@
 #include "common/util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* True for the characters of a path in a deliverable text: [A-Za-z0-9_./-]. */
@@ -187,7 +190,22 @@ static double est_step_factor(const struct est_step *steps, size_t n, long v)
 	return steps[n - 1].factor;
 }
 
-double est_file_multiplier(const struct est_coefs *c, const char *path)
+int est_open_under(const char *workspace, const char *path, int flags)
+{
+	struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
+	int ws = open(workspace, O_PATH | O_DIRECTORY | O_CLOEXEC), fd, e;
+
+	if (ws < 0)
+		return -1;
+	fd = (int)syscall(SYS_openat2, ws, path, &how, sizeof how);
+	e = errno;
+	close(ws);
+	errno = e;
+	return fd;
+}
+
+double est_file_multiplier(const struct est_coefs *c, const char *workspace, const char *path)
 {
 	struct stat st;
 	FILE *f = NULL;
@@ -198,8 +216,9 @@ double est_file_multiplier(const struct est_coefs *c, const char *path)
 	long code = 0, imports = 0, indent = 0;
 	double m;
 	/* Without waiting, and judged by what was opened: a check may have put a link there to
-	 * a file that is regular only in name (/proc/kmsg, which as root blocks for ever). */
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	 * a file that is regular only in name (/proc/kmsg, which as root blocks for ever), or
+	 * to a file out of the workspace, whose lines would tell in max_tokens. */
+	int fd = est_open_under(workspace, path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
 	    (size_t)st.st_size > c->multiplier_max_bytes || (f = fdopen(fd, "r")) == NULL) {

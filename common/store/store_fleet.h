@@ -216,14 +216,27 @@ enum fleet_aside {
 	                         * it (the row waited for another transaction's lock) */
 	FLEET_ASIDE_FAILED,     /* not applied: no connection, or the server's error */
 };
+/* What became of the drain session of a leave on a connection of its own. */
+enum fleet_aside_session {
+	FLEET_SESSION_OPEN,       /* not ended: the leave changed nothing, or was not applied */
+	FLEET_SESSION_ENDED,      /* ended, with the leave: no other supervisor is live in it */
+	FLEET_SESSION_GOES_ON,    /* other supervisors are live in it: left open for them */
+	FLEET_SESSION_UNRECORDED, /* no row has its id (not committed yet): nothing to end */
+	FLEET_SESSION_WAS_ENDED,  /* ended before (by another supervisor): left as it was */
+};
 /* Leave as store_fleet_leave does, on a connection of its own to the same database (2 s at
  * most to connect and 2 s to answer), for when the store's connection is busy with a
- * statement the server left unanswered. *how says what it did; for FLEET_ASIDE_NOT_LIVE
- * `found` (n bytes) holds the row's state as it was read ("" when another transaction
- * changed it meanwhile). STORE_EIO naming why for FLEET_ASIDE_UNANSWERED and
- * FLEET_ASIDE_FAILED. */
-int store_fleet_leave_aside(
-    struct store_drain *d, enum fleet_aside *how, char *found, size_t n, struct store_err *err);
+ * statement the server left unanswered; in the same statement, end drain session
+ * `session_id` (NULL: none chosen) with `stop_reason`, as store_drain_session_close does,
+ * when the leave stopped the row, the session is recorded and open, and no other
+ * supervisor is live in it. *how says what it did, *session what became of the session
+ * (the count of the others live in it in *others); for FLEET_ASIDE_NOT_LIVE `found` (n
+ * bytes) holds the row's state as it was read ("" when another transaction changed it
+ * meanwhile). STORE_EIO naming why for FLEET_ASIDE_UNANSWERED and FLEET_ASIDE_FAILED
+ * (the server may still apply an unanswered one, session end and all). */
+int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const char *stop_reason,
+    enum fleet_aside *how, enum fleet_aside_session *session, int64_t *others, char *found,
+    size_t n, struct store_err *err);
 /* Record how many late writes this supervisor refused after it was declared lost, `n` in
  * all (outside a transaction; the row is no longer live). */
 int store_fleet_count_rejected(struct store_drain *d, int64_t n, struct store_err *err);

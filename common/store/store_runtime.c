@@ -173,6 +173,29 @@ static void store_runtime_sweep(const char *dir)
 	closedir(d);
 }
 
+/* Write the claim's `n` bytes at the start of the file, the rest again after a short
+ * write. Returns 0, or STORE_EIO with `err` naming the claim, how much of it was written
+ * and why the rest was not (the file system's reason for the write that failed: no
+ * space, a file size limit). */
+static int store_runtime_claim_write(
+    int fd, const char *claim, const char *line, size_t n, struct store_err *err)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t k = pwrite(fd, line + done, n - done, (off_t)done);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return store_fail(err, STORE_EIO,
+			    "%s: cannot write the claim: %zu of its %zu bytes written, then %s",
+			    claim, done, n, k < 0 ? strerror(errno) : "a write that wrote nothing");
+		done += (size_t)k;
+	}
+	return 0;
+}
+
 /* Lock <dir>/<uuid>.claim and write who holds it. */
 int store_runtime_claim(const struct store *st, struct store_err *err)
 {
@@ -229,8 +252,10 @@ int store_runtime_claim(const struct store *st, struct store_err *err)
 	    (unsigned long)st->dev, (unsigned long)st->ino);
 	if (len >= (int)sizeof line)
 		len = (int)sizeof line - 1;
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len)
+	if (ftruncate(fd, 0) != 0)
 		rc = store_fail(err, STORE_EIO, "%s: %s", claim, strerror(errno));
+	else
+		rc = store_runtime_claim_write(fd, claim, line, (size_t)len, err);
 out:
 	if (rc != 0 && fd >= 0)
 		close(fd);

@@ -4,7 +4,9 @@
 #include "tests/unit/test.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Estimate a phase of `n` deliverables in the current directory; fill budget and max. */
 static void estimate(const char *cat, const char *cplx, char **d, size_t n, const char *desc,
@@ -291,12 +293,44 @@ TEST(estimator_file_multiplier_on_real_files)
 
 	est_coefs_default(&c);
 	write_py("small.py", 10, 1, 4);
-	CHECK_NEAR(est_file_multiplier(&c, "small.py"), 0.7 * 0.9 * 0.9, 1e-9);
+	CHECK_NEAR(est_file_multiplier(&c, ".", "small.py"), 0.7 * 0.9 * 0.9, 1e-9);
 	write_py("big.py", 600, 20, 20);
-	CHECK_NEAR(est_file_multiplier(&c, "big.py"), 2.0, 1e-9); /* 1.5×1.2×1.2 clamped */
+	CHECK_NEAR(est_file_multiplier(&c, ".", "big.py"), 2.0, 1e-9); /* 1.5×1.2×1.2 clamped */
 	write_py("mid.py", 300, 10, 10);
-	CHECK_NEAR(est_file_multiplier(&c, "mid.py"), 1.3, 1e-9);
-	CHECK_NEAR(est_file_multiplier(&c, "absent.py"), 1.0, 1e-9);
+	CHECK_NEAR(est_file_multiplier(&c, ".", "mid.py"), 1.3, 1e-9);
+	CHECK_NEAR(est_file_multiplier(&c, ".", "absent.py"), 1.0, 1e-9);
+}
+
+TEST(estimator_follows_no_link_out_of_the_workspace)
+{
+	struct est_coefs c;
+	char *big = NULL;
+	int64_t bytes;
+
+	est_coefs_default(&c);
+	mkdir("ws", 0755);
+	write_py("big.py", 600, 20, 20);
+	big = realpath("big.py", NULL);
+	CHECK(big != NULL);
+	/* Out of the workspace, by an absolute link or through "..": neither read nor sized. */
+	CHECK_EQ_INT(symlink(big, "ws/abs.py"), 0);
+	CHECK_EQ_INT(symlink("../big.py", "ws/up.py"), 0);
+	CHECK_NEAR(est_file_multiplier(&c, "ws", "abs.py"), 1.0, 1e-9);
+	CHECK_NEAR(est_file_multiplier(&c, "ws", "up.py"), 1.0, 1e-9);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("Modify abs.py", "implementation", "ws", &bytes), EST_DLV_NEW);
+	CHECK_EQ_INT(bytes, -1);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("Modify up.py", "implementation", "ws", &bytes), EST_DLV_NEW);
+	CHECK_EQ_INT(bytes, -1);
+	/* A link that stays in it is followed. */
+	write_py("ws/inner.py", 600, 20, 20);
+	CHECK_EQ_INT(symlink("inner.py", "ws/in.py"), 0);
+	CHECK_NEAR(est_file_multiplier(&c, "ws", "in.py"), 2.0, 1e-9);
+	CHECK_EQ_INT(
+	    est_deliverable_kind("Modify in.py", "implementation", "ws", &bytes), EST_DLV_MODIFY);
+	CHECK(bytes > 0);
+	free(big);
 }
 
 TEST(estimator_existing_deliverable_uses_multiplier)

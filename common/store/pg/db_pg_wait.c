@@ -47,17 +47,17 @@ void db_pg_wait_cancel(void)
 		PQcancel(wait_cancel, errbuf, sizeof errbuf);
 }
 
-/* The result of `sql` with its one parameter run on `side`, or NULL when it could not be
- * sent or its answer did not come within WAIT_SIDE_MS (the catalog views it reads locked
- * by another session, a server or network gone silent); *unanswered is then whether it
- * was sent. */
+/* The result of `sql` with its `nparams` parameters run on `side`, or NULL when it could
+ * not be sent or its answer did not come within WAIT_SIDE_MS (the catalog views it reads
+ * locked by another session, a server or network gone silent); *unanswered is then
+ * whether it was sent. */
 static PGresult *wait_side_exec(
-    PGconn *side, const char *sql, const char *const *param, bool *unanswered)
+    PGconn *side, const char *sql, const char *const *params, int nparams, bool *unanswered)
 {
 	uint64_t until = clock_mono_ms() + WAIT_SIDE_MS;
 	PGresult *r, *last = NULL;
 
-	if (!PQsendQueryParams(side, sql, 1, NULL, param, NULL, NULL, 0))
+	if (!PQsendQueryParams(side, sql, nparams, NULL, params, NULL, NULL, 0))
 		return NULL;
 	*unanswered = true;
 	while (PQisBusy(side)) {
@@ -79,11 +79,11 @@ static PGresult *wait_side_exec(
 	return last;
 }
 
-PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const char *param,
-    bool *unanswered, char *why, size_t n)
+PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const char *const *params,
+    int nparams, bool *unanswered, char *why, size_t n)
 {
 	PQconninfoOption *opts = PQconninfo(c);
-	const char *keys[64], *vals[64], *params[1] = { param };
+	const char *keys[64], *vals[64];
 	size_t k = 0;
 	PGconn *side;
 	PGresult *r = NULL;
@@ -104,7 +104,7 @@ PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const cha
 	side = PQconnectdbParams(keys, vals, 0);
 	PQconninfoFree(opts);
 	if (side != NULL && PQstatus(side) == CONNECTION_OK)
-		r = wait_side_exec(side, sql, params, unanswered);
+		r = wait_side_exec(side, sql, params, nparams, unanswered);
 	if (r != NULL &&
 	    (PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK)) {
 		PQfinish(side);
@@ -148,7 +148,8 @@ static void wait_what(PGconn *c, char *out, size_t n)
 	PGresult *r;
 
 	snprintf(pid, sizeof pid, "%d", PQbackendPID(c));
-	r = db_pg_side_exec(c, "autopack wait report", sql, pid, &unanswered, why, sizeof why);
+	r = db_pg_side_exec(c, "autopack wait report", sql, (const char *const[]){ pid }, 1,
+	    &unanswered, why, sizeof why);
 	if (r != NULL && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
 		snprintf(out, n,
 		    "it waits for %s, held by %s (SELECT * FROM pg_locks WHERE pid IN (%s) lists "

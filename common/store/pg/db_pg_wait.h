@@ -44,7 +44,7 @@ void db_pg_wait_arm(PGconn *c);
  * left busy, when the server has not answered it 2 s after), and the watch's stopped is
  * called. */
 PGresult *db_pg_wait(PGconn *c, int sent, const char *sql);
-/* Run `sql` with its one parameter `param` on a connection of its own to the server and
+/* Run `sql` with its `nparams` parameters on a connection of its own to the server and
  * database of `c`, made with the same parameters under application name `app` (2 s at
  * most to connect, 2 s to answer), then closed: for a statement `c` cannot take, busy
  * with another. Returns its result (rows, or a command's), or NULL with the reason (the
@@ -52,8 +52,8 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql);
  * *unanswered set when the statement was sent and no answer came: the server may still
  * run it (closing the connection does not stop a statement waiting for a lock), where an
  * error or a connection never made ran nothing. */
-PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const char *param,
-    bool *unanswered, char *why, size_t n);
+PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const char *const *params,
+    int nparams, bool *unanswered, char *why, size_t n);
 /* What the last statement was last reported waiting for ("" when it was not). */
 const char *db_pg_wait_reported(void);
 /* Cancel the statement waiting now, if any, from just before it is sent (db_pg_wait_arm);

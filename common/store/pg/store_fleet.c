@@ -908,25 +908,37 @@ int store_fleet_leave(struct store_drain *d, bool *lost, struct store_err *err)
 	return rc;
 }
 
-/* Leave the fleet on a connection of its own (db_pg_side_exec), the store's being busy.
- * The statement reads the row as it was when it began beside the update: a row not
- * updated was not live, or is gone, or (still 'live' as read) was changed by another
- * transaction the update waited for. */
-int store_fleet_leave_aside(
-    struct store_drain *d, enum fleet_aside *how, char *found, size_t n, struct store_err *err)
+/* Leave the fleet on a connection of its own (db_pg_side_exec), the store's being busy,
+ * and end the session with it when no other supervisor is live in it. The statement
+ * reads the rows as they were when it began beside the updates: a row not updated was not
+ * live, or is gone, or (still 'live' as read) was changed by another transaction the
+ * update waited for. */
+int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const char *stop_reason,
+    enum fleet_aside *how, enum fleet_aside_session *session, int64_t *others, char *found,
+    size_t n, struct store_err *err)
 {
-	char id[24], why[512];
+	char id[24], why[512], now[32];
+	const char *params[4] = { id, session_id, now, stop_reason };
 	bool unanswered;
 	PGresult *r;
 
 	snprintf(id, sizeof id, "%lld", (long long)d->supervisor_id);
+	time_db_now(now);
 	found[0] = '\0';
+	*session = FLEET_SESSION_OPEN;
+	*others = 0;
 	r = db_pg_side_exec(db_pg_conn(d->st->db), FLEET_APP " leave",
 	    "WITH u AS (UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
-	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live' RETURNING 1)"
+	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live' RETURNING 1),"
+	    " o AS (SELECT count(*) AS n FROM supervisors WHERE state = 'live'"
+	    " AND supervisor_id <> CAST($1 AS BIGINT) AND session_id = $2),"
+	    " e AS (UPDATE drain_sessions SET completed_at = $3, stop_reason = $4"
+	    " WHERE session_id = $2 AND completed_at IS NULL AND EXISTS (SELECT 1 FROM u)"
+	    " AND (SELECT n FROM o) = 0 RETURNING 1)"
 	    " SELECT (SELECT count(*) FROM u), (SELECT state FROM supervisors"
-	    " WHERE supervisor_id = CAST($1 AS BIGINT))",
-	    id, &unanswered, why, sizeof why);
+	    " WHERE supervisor_id = CAST($1 AS BIGINT)), (SELECT count(*) FROM e),"
+	    " (SELECT count(*) FROM drain_sessions WHERE session_id = $2), (SELECT n FROM o)",
+	    params, 4, &unanswered, why, sizeof why);
 	if (r == NULL) {
 		*how = unanswered ? FLEET_ASIDE_UNANSWERED : FLEET_ASIDE_FAILED;
 		return store_fail(err, STORE_EIO,
@@ -940,6 +952,13 @@ int store_fleet_leave_aside(
 		*how = FLEET_ASIDE_NOT_LIVE;
 		if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "live") != 0)
 			snprintf(found, n, "%s", PQgetvalue(r, 0, 1));
+	}
+	if (*how == FLEET_ASIDE_LEFT && session_id != NULL) {
+		*others = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
+		*session = strcmp(PQgetvalue(r, 0, 2), "0") != 0 ? FLEET_SESSION_ENDED :
+		    strcmp(PQgetvalue(r, 0, 3), "0") == 0        ? FLEET_SESSION_UNRECORDED :
+		    *others > 0                                  ? FLEET_SESSION_GOES_ON :
+		                                                   FLEET_SESSION_WAS_ENDED;
 	}
 	PQclear(r);
 	return 0;

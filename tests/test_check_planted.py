@@ -1,0 +1,98 @@
+"""What a check leaves at the paths the next attempt uses tells it nothing and stops
+nothing: a symbolic link at a deliverable's path that leads out of the workspace is not
+followed when the next attempt's output is estimated (the size and the lines of the file it
+named, a secret say, went into that request's max_tokens); and a confined check can put
+nothing where the next attempt's check log goes (a directory there made that attempt fail
+CHECK_NOT_RUN, "Is a directory")."""
+import os
+
+from e2e_helpers import (Standin, drain_until_exit, import_plan, init_db, needs_namespaces,
+                         phase_spec, rows)
+
+KEY = "sk-ant-planted-test-key"
+
+# The first attempt's check puts a link to TARGET at the first deliverable's path and
+# fails; the next one passes.
+PLANT_LINK = ("if [ -e .planted ]; then exit 0; fi; touch .planted; "
+              "ln -sfn %s out/mod.py; exit 1")
+DELIVERABLES = ("out/mod.py", "out/a.py", "out/b.py", "out/c.py", "out/d.py", "out/e.py")
+
+
+def write_py(path, lines):
+    """A Python file of `lines` lines, a tenth of them imports, some deeply indented."""
+    with open(path, "w") as f:
+        for i in range(lines):
+            f.write("import mod%d\n" % i if i % 10 == 0 else
+                    "%sx%d = %d\n" % (" " * (24 if i % 7 == 0 else 0), i, i))
+
+
+def max_tokens_of_attempts(tmp, target):
+    """Drain one phase whose first check links its first deliverable to `target` and
+    fails; return the max_tokens of each builder request, in order."""
+    os.makedirs(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", DELIVERABLES, check=PLANT_LINK % target,
+                                                   complexity="high")])])
+    llm = Standin(tmp)
+    sup, rc = drain_until_exit(tmp, url, llm, 1, "--max-attempts-per-phase", 2,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    assert os.path.islink(os.path.join(ws, "out", "mod.py")), sup.stderr()
+    attempts = [r["outcome"] for r in rows(
+        url, "SELECT outcome FROM attempts ORDER BY attempt_number")]
+    assert len(attempts) == 2 and attempts[0] == "failed", (attempts, sup.stderr())
+    return [r["max_tokens"] for r in llm.requests()]
+
+
+def test_a_link_out_of_the_workspace_at_a_deliverables_path_tells_the_estimate_nothing(tmp):
+    tmp = str(tmp)
+    small, big = os.path.join(tmp, "small.py"), os.path.join(tmp, "big.py")
+    write_py(small, 3)
+    write_py(big, 900)
+    seen = {name: max_tokens_of_attempts(os.path.join(tmp, name), path)
+            for name, path in (("small", small), ("big", big))}
+    # The second request is sized the same whatever the link names.
+    assert len(seen["small"]) == 2 and len(seen["big"]) == 2, seen
+    assert seen["small"] == seen["big"], seen
+
+
+# The first attempt's check tries to put a directory where the second attempt's check logs
+# go, in the logs directory and in one it would move into place of it, recording how each
+# try ended, and fails; the next one passes.
+PLANT_DIR = r"""if [ -e .planted ]; then exit 0; fi; touch .planted
+try() { if "$@" 2>>planted.err; then echo ok; else echo refused; fi; }
+{
+try mkdir .autopack/logs/run__p1__a2.stdout.txt
+try mkdir .autopack/logs/run__p1__a2.stderr.txt
+try mv .autopack/logs .autopack/logs.moved
+try mv .autopack .autopack.moved
+try mkdir -p .autopack.new/logs/run__p1__a2.stdout.txt
+try mv -T .autopack.new .autopack
+} > planted.txt
+exit 1"""
+
+
+def test_a_check_cannot_occupy_the_path_of_the_next_attempts_check_log(tmp):
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=PLANT_DIR)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, "--max-attempts-per-phase", 2,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    attempts = rows(url, "SELECT outcome, failure_reason, message FROM attempts "
+                    "ORDER BY attempt_number")
+    assert [(a["outcome"], a["failure_reason"]) for a in attempts] == [
+        ("failed", "CHECK_FAILED"), ("success", None)], (attempts, sup.stderr())
+    with open(os.path.join(ws, "planted.txt")) as f:
+        tries = f.read().split()
+    with open(os.path.join(ws, "planted.err")) as f:
+        errors = f.read()
+    # The logs directory is read-only to the check, and neither it nor the directory
+    # holding it can be moved away, nor another put in its place.
+    assert tries == ["refused"] * 4 + ["ok", "refused"], (tries, errors)
+    logs = os.path.join(ws, ".autopack", "logs")
+    for stream in ("stdout", "stderr"):
+        assert os.path.isfile(os.path.join(logs, "run__p1__a2.%s.txt" % stream))
