@@ -8,6 +8,21 @@ from supervisor_helpers import rogue_supervisor, sql, wait_for
 from test_fleet import new_pg_db
 
 
+def held_supervisor(tmp, url, lease):
+    """A supervisor of one rogue worker (--exit-when-drained) whose attempts end once the
+    file `go` is made; (supervisor, go), once its first attempt is open."""
+    go = os.path.join(str(tmp), "go")
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 1, "--exit-when-drained",
+                           "--lease-timeout", lease, env={"ROGUE_GO": go})
+    try:
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL")
+                 == [(1,)], 60, what="the first attempt open")
+    except BaseException:
+        sup.kill()
+        raise
+    return sup, go
+
+
 def test_a_failed_read_of_the_queue_is_not_taken_for_a_drained_database(tmp, pg_cluster):
     """run-001's phase made eligible behind the supervisor's back (no notification) while
     its worker holds run-000's only phase, SELECT on tiers.tier_index revoked from its
@@ -24,12 +39,8 @@ def test_a_failed_read_of_the_queue_is_not_taken_for_a_drained_database(tmp, pg_
     url = new_pg_db(tmp, "postgresql://%s@127.0.0.1:%d/%s" % (user, pg_cluster.port, name),
                     runs=2, tiers=1, phases=1)
     sql(url, "UPDATE phases SET state = 'SKIPPED' WHERE run_id = 'run-001'")
-    go = os.path.join(str(tmp), "go")
-    sup = rogue_supervisor(tmp, url, "good", "--workers", 1, "--exit-when-drained",
-                           "--lease-timeout", 4, env={"ROGUE_GO": go})
+    sup, go = held_supervisor(tmp, url, 4)
     try:
-        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL")
-                 == [(1,)], 60, what="run-000's attempt open")
         # Revoked first: no read of the queue succeeds from here until the grant.
         cols = [c for (c,) in sql(url, "SELECT column_name FROM information_schema.columns"
                                       " WHERE table_name = 'tiers' AND column_name <>"

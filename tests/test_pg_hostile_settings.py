@@ -147,3 +147,63 @@ def test_bytes_that_are_not_utf8_in_an_sql_ascii_database_are_shown_not_fatal(
         assert sql(url, "SELECT count(*) FROM attempts") == [(3,)]
     finally:
         pg_cluster.drop_database(name)
+
+
+def test_every_commit_waits_for_its_flush_whatever_synchronous_commit(tmp, pg_cluster):
+    """The database's synchronous_commit made off, and a trigger noting the setting of
+    each transaction that writes a run or an event. A `run import`, and the events a
+    supervisor commits on a connection made again (its server session ended by
+    pg_terminate_backend), must be committed with synchronous_commit on. Before, both took
+    the database's off: `run import` said "imported", and the supervisor acknowledged
+    events to its workers, which drop them, before the server had them on disk."""
+    from test_pg_hostile_drain import held_supervisor
+    name = pg_cluster.new_database()
+    url = initialised(pg_cluster.url(name))
+    sql(url, "CREATE TABLE probe (tbl TEXT, setting TEXT);"
+             " CREATE FUNCTION note_sync() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+             " INSERT INTO probe VALUES (TG_TABLE_NAME, current_setting('synchronous_commit'));"
+             " RETURN NEW; END $$;"
+             " CREATE TRIGGER note AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION"
+             " note_sync(); CREATE TRIGGER note AFTER INSERT ON runs FOR EACH ROW EXECUTE"
+             " FUNCTION note_sync()")
+    pg_cluster.psql('ALTER DATABASE "%s" SET synchronous_commit = off' % name)
+    r = ctl("--db", url, "run", "import", make_plan(os.path.join(str(tmp), "plan.json"), 1))
+    assert r.rc == 0, r
+    sup, go = held_supervisor(tmp, url, 8)
+    try:
+        sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
+                 " application_name LIKE 'autopack-supervisor%%'")
+        wait_for(lambda: "info: connected to %s again" % url in sup.stderr(), 60,
+                 what="the connection made again")
+        open(go, "w").close()
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert sorted(set(sql(url, "SELECT tbl, setting FROM probe"))) == \
+        [("events", "on"), ("runs", "on")], sup.stderr()
+
+
+def test_a_role_without_privileges_on_the_tables_is_told_so(tmp, pg_cluster):
+    """A role given no privilege on autopack's tables (owned by another role) connects:
+    every command and the supervisor must say that this role may not use them, naming the
+    owner and the GRANT that fixes it, and `db init` must create nothing. Before, each
+    called the database "not an autopack database (no meta table)", and `db init` went on
+    to create the tables, failing on the first (`permission denied for schema public`)."""
+    name = pg_cluster.new_database()
+    initialised(pg_cluster.url(name))
+    role = "noprivs_" + name
+    pg_cluster.psql('CREATE ROLE "%s" LOGIN' % role)
+    url = "postgresql://%s@127.0.0.1:%d/%s" % (role, pg_cluster.port, name)
+    said = ("role %s has no privilege on autopack's tables in schema public (owned by role "
+            "autopack); nothing was changed: grant it the privileges it needs (to read: GRANT "
+            "SELECT ON ALL TABLES IN SCHEMA \"public\" TO \"%s\"" % (role, role))
+    for args in (["db", "check"], ["db", "init"], ["session", "list"]):
+        r = ctl("--db", url, *args)
+        assert r.rc == 2 and said in r.err and "no meta table" not in r.err, (args, r)
+    r = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--dry-run"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ANTHROPIC_API_KEY="x", OPENAI_API_KEY="x"))
+    assert r.returncode == 1 and said in r.stderr, r.stderr
+    pg_cluster.psql('GRANT SELECT ON ALL TABLES IN SCHEMA public TO "%s"' % role, dbname=name)
+    r = ctl("--db", url, "session", "list")
+    assert r.rc == 0, r

@@ -106,3 +106,33 @@ def test_a_password_libpq_reads_is_hidden_from_every_command_line(tmp, pg_cluste
         sup.kill()
     wait_for(lambda: sup.proc.poll() is not None, 30, what="the supervisor ended")
     assert_hidden(sup.stderr(), sup.stdout())
+
+
+@pytest.mark.parametrize("how", ["PGHOSTADDR", "PGSERVICE"])
+def test_an_address_from_the_environment_is_refused_naming_it(tmp, pg_cluster, how):
+    """The URL names the host db.invalid, and the environment gives libpq an address to
+    connect to instead: PGHOSTADDR, or a service file (PGSERVICEFILE, PGSERVICE) setting
+    hostaddr. Every command and the supervisor must refuse the URL naming the address,
+    before connecting. Before, each connected to the suite's server while every message,
+    banner and row named db.invalid."""
+    name = pg_cluster.new_database()
+    new_pg_db(tmp, pg_cluster.url(name), runs=1, tiers=1, phases=1)
+    if how == "PGHOSTADDR":
+        env = {"PGHOSTADDR": "127.0.0.1"}
+    else:
+        service = os.path.join(str(tmp), "pg_service.conf")
+        with open(service, "w") as f:
+            f.write("[elsewhere]\nhostaddr=127.0.0.1\n")
+        env = {"PGSERVICEFILE": service, "PGSERVICE": "elsewhere"}
+    url = "postgresql://autopack@db.invalid:%d/%s" % (pg_cluster.port, name)
+    said = ("the environment sets the server's address 127.0.0.1 (PGHOSTADDR, or the "
+            "service file PGSERVICE names), which libpq would connect to instead of the host "
+            "the URL names")
+    r = ctl("--db", url, "db", "check", env=env)
+    assert r.rc == 2 and said in r.err, r
+    r = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--dry-run"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY,
+                                OPENAI_API_KEY=NO_LLM_KEY, **env))
+    assert r.returncode == 1 and said in r.stderr, r.stderr
+    assert sql(pg_cluster.url(name), "SELECT count(*) FROM supervisors") == [(0,)]

@@ -376,6 +376,16 @@ int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errl
 		goto out;
 	}
 	defs = PQconndefaults();
+	/* An address from the environment (PGHOSTADDR, or the service file PGSERVICE names)
+	 * is where libpq connects, whatever host the URL names. */
+	if (defs != NULL && dburl_pg_get(defs, "hostaddr") != NULL) {
+		errbuf_fail(err, errlen,
+		    "'%s': the environment sets the server's address %s (PGHOSTADDR, or the service "
+		    "file PGSERVICE names), which libpq would connect to instead of the host the URL "
+		    "names; unset it, or write the address as the URL's host",
+		    shown, dburl_pg_get(defs, "hostaddr"));
+		goto out;
+	}
 	user = dburl_pg_get(o, "user");
 	user = user != NULL ? user : defs != NULL ? dburl_pg_get(defs, "user") : NULL;
 	host = dburl_pg_get(o, "host");

@@ -608,7 +608,12 @@ static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
  * timeout cancelled it, and with it the start or the commits (1 ms failed every start
  * on its first statement, 200 ms one waiting for another supervisor's lock; an idle
  * timeout of 1 ms ended `run import`'s session between two of its writes). A supervisor
- * sets its own lock and idle limits once registered (store_fleet.c).
+ * sets its own lock and idle limits once registered (store_fleet.c). Every COMMIT waits
+ * for its flush (synchronous_commit on, which --synchronous normal turns off for the
+ * supervisor's first connection): a database's synchronous_commit off had a command say
+ * "imported" and a supervisor acknowledge events to its workers, which then drop them,
+ * before the server had them on disk (a supervisor's connection made again took the
+ * database's setting).
  *
  * The search_path is cut to the schema it resolves to (the tables' schema), so that
  * pg_catalog, searched first when the path does not name it, answers for every function,
@@ -625,7 +630,8 @@ static const char pg_session_sql[] =
     " SET client_min_messages = warning;"
     " SET standard_conforming_strings = on; SET extra_float_digits = 3;"
     " SET default_transaction_isolation = 'read committed'; SET statement_timeout = 0;"
-    " SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+    " SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0;"
+    " SET synchronous_commit = on";
 
 /* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
  * also turn off idle_session_timeout, which a role or database may set: the server ended a

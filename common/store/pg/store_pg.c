@@ -67,9 +67,13 @@ int store_pg_server_id(struct db *db, const char *url, char **id, struct store_e
 /* Say where the meta table a connection did not find is: the search_path names no schema
  * this role can use, or other schemas of the database hold one (the search_path set by the
  * role, the database or the URL's options to another schema, its first; named as they set
- * it, before the connection cut it to its first schema). `err` holds the
- * "no meta table" refusal, which this extends; a failure to read leaves it as it is. */
-static void store_pg_meta_elsewhere(struct db *db, struct store_err *err)
+ * it, before the connection cut it to its first schema). `err` holds the "no meta table"
+ * refusal (STORE_ENOTDB), which this extends; a failure to read leaves it as it is.
+ * Returns STORE_EIO instead, with its own message, when the schema holds a meta table on
+ * which this role has no privilege (information_schema lists only the tables a role may
+ * use): it was refused as "not an autopack database", and db init went on to create the
+ * tables. */
+static int store_pg_meta_elsewhere(struct db *db, const char *url, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
 	char *why = NULL;
@@ -79,12 +83,26 @@ static void store_pg_meta_elsewhere(struct db *db, struct store_err *err)
 	        " 'search_path'), (SELECT"
 	        " string_agg(n.nspname, ', ' ORDER BY n.nspname) FROM pg_class c JOIN"
 	        " pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'meta' AND"
-	        " c.relkind IN ('r', 'p') AND n.nspname IS DISTINCT FROM current_schema())",
+	        " c.relkind IN ('r', 'p') AND n.nspname IS DISTINCT FROM current_schema()),"
+	        " (SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON"
+	        " n.oid = c.relnamespace WHERE c.relname = 'meta' AND c.relkind IN ('r', 'p')"
+	        " AND n.nspname = current_schema()), current_user",
 	        &q) == DB_OK &&
 	    db_step(q) == DB_ROW) {
 		const char *schema = db_column_text(q, 0), *path = db_column_text(q, 1),
-		           *others = db_column_text(q, 2);
+		           *others = db_column_text(q, 2), *owner = db_column_text(q, 3),
+		           *role = db_column_text(q, 4);
 
+		if (schema != NULL && owner != NULL && role != NULL) {
+			store_fail(err, STORE_EIO,
+			    "%s: role %s has no privilege on autopack's tables in schema %s (owned by "
+			    "role %s); nothing was changed: grant it the privileges it needs (to read: "
+			    "GRANT SELECT ON ALL TABLES IN SCHEMA \"%s\" TO \"%s\"; to write, also "
+			    "INSERT, UPDATE, DELETE, and USAGE ON ALL SEQUENCES), or connect as %s",
+			    url, role, schema, owner, schema, role, owner);
+			db_finalize(q);
+			return STORE_EIO;
+		}
 		if (schema == NULL)
 			why = xasprintf(
 			    "the search_path \"%s\" names no schema this role can use%s%s%s",
@@ -103,6 +121,7 @@ static void store_pg_meta_elsewhere(struct db *db, struct store_err *err)
 		snprintf(err->text + n, sizeof err->text - n, " (%s)", why);
 	}
 	free(why);
+	return STORE_ENOTDB;
 }
 
 /* Connect, check the schema and read the identity; read-only sessions for STORE_READ. */
@@ -121,7 +140,7 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 	if (rc == 0)
 		rc = store_schema_check(db, url, &st->schema_version, st->uuid, err);
 	if (rc == STORE_ENOTDB && strstr(err->text, "(no meta table)") != NULL)
-		store_pg_meta_elsewhere(db, err);
+		rc = store_pg_meta_elsewhere(db, url, err);
 	if (rc == STORE_EIDENT && mode == STORE_WRITE_REIDENTIFY)
 		rc = 0;
 	if (rc == 0 && mode != STORE_READ)
