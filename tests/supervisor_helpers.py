@@ -269,8 +269,11 @@ class Standin:
         self.proc = subprocess.Popen(args + list(extra), stderr=open(err, "w"))
 
         def port():
-            if os.path.exists(self.port_file) and open(self.port_file).read().strip():
-                return open(self.port_file).read().strip()
+            if os.path.exists(self.port_file):
+                with open(self.port_file) as f:
+                    text = f.read().strip()
+                if text:
+                    return text
             if self.proc.poll() is not None:
                 raise AssertionError("the stand-in ended (status %s) before it wrote its port"
                                      % self.proc.returncode)

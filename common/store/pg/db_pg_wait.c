@@ -233,7 +233,6 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 		wait_cancel_ready = 0;
 		return NULL;
 	}
-	db_pg_wait_arm(c);
 	while (!unanswered) {
 		PGresult *r;
 		ExecStatusType st;

@@ -37,7 +37,8 @@ void db_pg_wait_watch(const struct db_pg_watch *w);
  * statement is sent, so that a stop signal taken between the send and db_pg_wait cancels
  * it too. When none can be made (out of memory), none is ready. */
 void db_pg_wait_arm(PGconn *c);
-/* After a PQsend* call on `c` that returned `sent`, wait for the statement's results and
+/* After a PQsend* call on `c` that returned `sent` (its cancel request made ready by
+ * db_pg_wait_arm before the send), wait for the statement's results and
  * return the last (an error's, if one failed), as PQexec would; NULL if nothing was sent.
  * `sql` names the statement for db_waited (common/store/db_waited.h). When given up (the watch's stop), the
  * statement is cancelled, its result is the cancellation's error (NULL, the connection
