@@ -266,7 +266,8 @@ static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/ful
 #define CHECK_KEEP_MAX 16
 
 /* Directories a confined check finds empty, each a tmpfs of its own mount namespace that
- * goes with it: those of check_rw_dirs (writable; check_rw_add), and the runtime
+ * goes with it: those of check_rw_dirs and $TMPDIR (writable; check_rw_add,
+ * check_tmpdir_add), $HOME (read-only; check_home_add), and the runtime
  * directories (read-only), where the user's service manager and D-Bus and the
  * supervisor's control socket listen (common/store/store_runtime.c).
  * The sockets other processes keep there (an ssh agent's, a terminal multiplexer's) are
@@ -290,6 +291,9 @@ static bool check_tmpdir_bound = true;
  * (a file system of a user namespace takes no new file before), and mounts the workspace
  * on its own (worker/check_init.h). */
 static char check_ws_inside[PATH_MAX], check_tmpdir_inside[PATH_MAX];
+/* $HOME (its real path) when it is one of check_empty, writable until the check's init has
+ * made the workspace or $TMPDIR there, and then read-only (check_home_add); "" otherwise. */
+static char check_home_sealed[PATH_MAX];
 
 /* Add the real path `real` to check_empty, once. Returns true. */
 static bool check_empty_put(const char *real, bool writable)
@@ -598,6 +602,58 @@ static void check_sockets_choose(void)
 	}
 }
 
+/* Whether the real path `dir` is, holds or lies in one of check_rw_dirs. */
+static bool check_near_rw_dirs(const char *dir)
+{
+	char real[PATH_MAX];
+
+	for (size_t i = 0; check_rw_dirs[i] != NULL; i++)
+		if (realpath(check_rw_dirs[i], real) != NULL &&
+		    (path_holds(dir, real) || path_holds(real, dir)))
+			return true;
+	return false;
+}
+
+/* Add $HOME, by its real path, to check_empty: the check finds it empty and read-only, and
+ * the sockets other programs of its user listen on there (gpg-agent's
+ * ~/.gnupg/S.gpg-agent, Docker's ~/.docker/run/docker.sock) are out of its reach. When
+ * the workspace `ws` or $TMPDIR `tmpdir` (real paths; "" for none) lies in it, the check's
+ * init makes them there (check_rw_add) and then makes the rest read-only
+ * (check_home_sealed); a $HOME that is $TMPDIR stays writable, the check's own. Not when
+ * $HOME is missing, lies in the workspace, or is, holds or lies in a temporary directory
+ * or holds a system directory. */
+static void check_home_add(const char *ws, const char *tmpdir)
+{
+	const char *home = getenv("HOME");
+	char real[PATH_MAX], what[PATH_MAX];
+
+	check_home_sealed[0] = '\0';
+	if (home == NULL || home[0] != '/' || realpath(home, real) == NULL ||
+	    path_holds(ws, real) || check_near_rw_dirs(real) ||
+	    sysdirs_held(real, false, what, sizeof what))
+		return;
+	if (!path_holds(real, ws) &&
+	    (tmpdir[0] == '\0' || !check_tmpdir_bound || !path_holds(real, tmpdir))) {
+		check_empty_put(real, false);
+		return;
+	}
+	if (check_rw_add(real, ws, tmpdir) && strcmp(real, tmpdir) != 0)
+		snprintf(check_home_sealed, sizeof check_home_sealed, "%s", real);
+}
+
+/* Add $TMPDIR `tmpdir` (a real path; "" for none), when it is still bound from the
+ * machine's, to check_empty, writable (check_rw_add): the check gets an empty one of its
+ * own at the same path, with its workspace `ws` there when it lies in it, and the sockets
+ * other programs keep in the machine's are out of its reach. Not when it is or lies in the
+ * workspace, or is, holds or lies in a temporary directory. */
+static void check_tmpdir_add(const char *ws, const char *tmpdir)
+{
+	if (tmpdir[0] == '\0' || !check_tmpdir_bound || path_holds(ws, tmpdir) ||
+	    check_near_rw_dirs(tmpdir))
+		return;
+	check_rw_add(tmpdir, ws, tmpdir);
+}
+
 /* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
  * database `protect` (NULL for none). */
 static void check_empty_choose(const char *workspace, const char *protect)
@@ -618,6 +674,9 @@ static void check_empty_choose(const char *workspace, const char *protect)
 		tmp[0] = '\0';
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_rw_private[i] = check_rw_add(check_rw_dirs[i], ws, tmp);
+	/* $HOME before $TMPDIR: a $TMPDIR in it is made there by the init. */
+	check_home_add(ws, tmp);
+	check_tmpdir_add(ws, tmp);
 	nrun = check_runtime_dirs(run);
 	for (i = 0; i < nrun; i++)
 		check_empty_add(run[i], false, ws, tmp);
@@ -925,7 +984,7 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 			execve("/proc/self/exe",
 			    (char *const[]){ (char *)"autopack-check-init", (char *)CHECK_INIT_FLAG,
 			        fd_arg, data_arg, (char *)spec->command, finish ? ws_arg : NULL,
-			        check_ws_inside, check_tmpdir_inside, NULL },
+			        check_ws_inside, check_tmpdir_inside, check_home_sealed, NULL },
 			    env);
 		dprintf(
 		    status_fd, "cannot run the check's init (/proc/self/exe): %s", strerror(errno));
