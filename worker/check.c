@@ -437,17 +437,67 @@ static void check_pin_kept(
 	}
 }
 
+/* Add to check_pin the files `path` followed by each of the `n` `suffixes`, as files
+ * /dev/null is bound over, and the directories between them and the writable mount among
+ * `ws`, `tmp` and `dirs` (real paths, "" for none) that holds them: the check can neither
+ * read, write, connect to, remove nor rename them, nor move a directory on their way.
+ * Nothing when `path` is NULL, cannot be resolved, or lies in one of check_empty outside
+ * the workspace (the check does not see it). */
+static void check_pin_files(const char *path, const char *const *suffixes, size_t n, const char *ws,
+    const char *tmp, char dirs[][PATH_MAX])
+{
+	char real[PATH_MAX], root[PATH_MAX] = "";
+	size_t i;
+
+	if (path == NULL || realpath(path, real) == NULL)
+		return;
+	for (i = 0; i < check_nempty; i++)
+		if (path_holds(check_empty[i].path, real) && !path_holds(ws, real))
+			return;
+	check_pin_root(root, ws, real);
+	if (check_tmpdir_bound)
+		check_pin_root(root, tmp, real);
+	for (i = 0; check_rw_dirs[i] != NULL; i++)
+		check_pin_root(root, dirs[i], real);
+	if (root[0] != '\0' && strcmp(root, real) != 0)
+		check_pin_below(root, real, n);
+	for (i = 0; i < n && check_npin < CHECK_PIN_MAX; i++) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, suffixes[i]);
+		check_pin[check_npin].readonly = false;
+		check_pin[check_npin].sock = false;
+		check_pin[check_npin++].file = true;
+	}
+}
+
+/* The supervisor's control socket (check_keep_control_socket), absolute; "" for none. */
+static char check_control[PATH_MAX];
+
+void check_keep_control_socket(const char *path)
+{
+	char cwd[PATH_MAX];
+	int n;
+
+	if (path[0] == '/' || getcwd(cwd, sizeof cwd) == NULL)
+		n = snprintf(check_control, sizeof check_control, "%s", path);
+	else
+		n = snprintf(check_control, sizeof check_control, "%s/%s", cwd, path);
+	/* A path too long to resolve names nothing a check could reach. */
+	if (n < 0 || (size_t)n >= sizeof check_control)
+		check_control[0] = '\0';
+}
+
 /* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
  * are `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real paths; after
- * check_empty_choose), the workspace's check logs directory, the worker's binary and the
- * database `db` (NULL for none). */
+ * check_empty_choose), the workspace's check logs directory, the worker's binary, the
+ * database `db` (NULL for none) and the supervisor's control socket. */
 static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 {
 	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
 	static const char *const logs[] = { "/.autopack", "/.autopack/logs" };
+	static const char *const control[] = { "" };
 	/* Static, off the stack: the worker chooses a check's paths on its one thread. */
 	static char dirs[ARRAY_SIZE(check_rw_dirs)][PATH_MAX];
-	char real[PATH_MAX], root[PATH_MAX] = "";
+	char root[PATH_MAX] = "";
 	size_t i;
 
 	check_npin = 0;
@@ -467,22 +517,9 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 	}
 	check_pin_kept("/proc/self/exe", true, ws, tmp, dirs);
 	check_pin_kept(log_file_path(), false, ws, tmp, dirs);
-	if (db == NULL || realpath(db, real) == NULL)
-		return;
-	root[0] = '\0';
-	check_pin_root(root, ws, real);
-	if (check_tmpdir_bound)
-		check_pin_root(root, tmp, real);
-	for (i = 0; check_rw_dirs[i] != NULL; i++)
-		check_pin_root(root, dirs[i], real);
-	if (root[0] != '\0' && strcmp(root, real) != 0)
-		check_pin_below(root, real, ARRAY_SIZE(files));
-	for (i = 0; i < ARRAY_SIZE(files); i++) {
-		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, files[i]);
-		check_pin[check_npin].readonly = false;
-		check_pin[check_npin].sock = false;
-		check_pin[check_npin++].file = true;
-	}
+	check_pin_files(db, files, ARRAY_SIZE(files), ws, tmp, dirs);
+	check_pin_files(check_control[0] != '\0' ? check_control : NULL, control,
+	    ARRAY_SIZE(control), ws, tmp, dirs);
 }
 
 /* The runtime directories of the worker's user, where supervisors keep their control
