@@ -386,6 +386,19 @@ static void check_pin_root(char *root, const char *cand, const char *real)
 		snprintf(root, PATH_MAX, "%s", cand);
 }
 
+/* Make `root` the deepest of the writable mounts `ws`, `tmp` ($TMPDIR, when bound) and
+ * `dirs` (real paths, "" for none) that holds the real path `real`; "" when none does. */
+static void check_pin_writable_root(
+    char *root, const char *real, const char *ws, const char *tmp, char dirs[][PATH_MAX])
+{
+	root[0] = '\0';
+	check_pin_root(root, ws, real);
+	if (check_tmpdir_bound)
+		check_pin_root(root, tmp, real);
+	for (size_t i = 0; check_rw_dirs[i] != NULL; i++)
+		check_pin_root(root, dirs[i], real);
+}
+
 /* Add to check_pin each directory below `root` down to the parent of `real` (real paths;
  * nothing when root is ""), leaving room for `keep` more. */
 static void check_pin_below(const char *root, const char *real, size_t keep)
@@ -413,15 +426,11 @@ static void check_pin_kept(
     const char *path, bool whole_dir, const char *ws, const char *tmp, char dirs[][PATH_MAX])
 {
 	char real[PATH_MAX], root[PATH_MAX] = "";
-	size_t i, before = check_npin;
+	size_t before = check_npin;
 
 	if (path == NULL || realpath(path, real) == NULL)
 		return;
-	check_pin_root(root, ws, real);
-	if (check_tmpdir_bound)
-		check_pin_root(root, tmp, real);
-	for (i = 0; check_rw_dirs[i] != NULL; i++)
-		check_pin_root(root, dirs[i], real);
+	check_pin_writable_root(root, real, ws, tmp, dirs);
 	if (root[0] == '\0')
 		return;
 	check_pin_below(root, real, 1);
@@ -454,11 +463,7 @@ static void check_pin_files(const char *path, const char *const *suffixes, size_
 	for (i = 0; i < check_nempty; i++)
 		if (path_holds(check_empty[i].path, real) && !path_holds(ws, real))
 			return;
-	check_pin_root(root, ws, real);
-	if (check_tmpdir_bound)
-		check_pin_root(root, tmp, real);
-	for (i = 0; check_rw_dirs[i] != NULL; i++)
-		check_pin_root(root, dirs[i], real);
+	check_pin_writable_root(root, real, ws, tmp, dirs);
 	if (root[0] != '\0' && strcmp(root, real) != 0)
 		check_pin_below(root, real, n);
 	for (i = 0; i < n && check_npin < CHECK_PIN_MAX; i++) {
