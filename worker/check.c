@@ -687,12 +687,16 @@ static void check_home_add(const char *ws, const char *tmpdir)
  * machine's, to check_empty, writable (check_rw_add): the check gets an empty one of its
  * own at the same path, with its workspace `ws` there when it lies in it, and the sockets
  * other programs keep in the machine's are out of its reach. Not when it is or lies in the
- * workspace, or is, holds or lies in a temporary directory. */
+ * workspace, or is, holds or lies in a temporary directory, or holds $HOME. */
 static void check_tmpdir_add(const char *ws, const char *tmpdir)
 {
 	if (tmpdir[0] == '\0' || !check_tmpdir_bound || path_holds(ws, tmpdir) ||
 	    check_near_rw_dirs(tmpdir))
 		return;
+	/* Nor when it holds $HOME, emptied already: its tmpfs would hide that one's. */
+	for (size_t i = 0; i < check_nempty; i++)
+		if (path_holds(tmpdir, check_empty[i].path))
+			return;
 	check_rw_add(tmpdir, ws, tmpdir);
 }
 
