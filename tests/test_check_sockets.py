@@ -588,6 +588,8 @@ def test_a_check_reaches_no_socket_in_home_or_tmpdir(tmp, outside_tmp, home_and_
              "docker": os.path.join(home, ".docker", "run", "docker.sock"),
              "tmpdir_socket": os.path.join(tmpdir, "s.sock"),
              "tmpdir_below": os.path.join(tmpdir, "below", "s.sock")}
+    if max(len(p.encode()) for p in socks.values()) > 100:
+        pytest.skip("the tree lies too deep for a Unix socket's path (108 bytes) there")
     lsn = []
     for path in socks.values():
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
