@@ -101,7 +101,7 @@ static void writer_round_cb(uv_check_t *h)
 	uv_check_stop(h);
 	s->round_armed = false;
 	s->round_urgent = false;
-	if (!s->commit_retrying && ((urgent && s->ops_n > 0) || s->round.want(s)) &&
+	if (!s->commit_retrying && ((urgent && s->ops_n > 0) || s->round.want(s, false)) &&
 	    !writer_gathering(s))
 		writer_flush(s);
 	lifecycle_check_done(s);
@@ -226,8 +226,6 @@ void writer_close(struct sup *s, uint64_t attempt_id, const char *run_id, const 
 	o->u.close.done = done;
 	o->u.close.ctx = ctx;
 	writer_push(s, o);
-	/* Its run may go on, its worker take the next job: in this turn's round. */
-	writer_round(s, true);
 }
 
 struct op *writer_close_queued(struct sup *s, const char *run_id, const char *phase_id)
@@ -788,7 +786,7 @@ static void writer_commit(struct sup *s, bool heartbeat)
 		s->commit_deferred = true;
 		return;
 	}
-	lease = !heartbeat && s->round.want != NULL && s->round.want(s);
+	lease = !heartbeat && s->round.want != NULL && s->round.want(s, head != NULL);
 	if (head == NULL && !lease && !heartbeat)
 		return;
 	lifecycle_identity_check(s);
