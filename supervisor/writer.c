@@ -1,8 +1,10 @@
 /* The single writer: it queues, commits and acknowledges. Events, attempt ends and
  * control_log rows are queued and committed together in one BEGIN IMMEDIATE transaction
  * when the queue reaches cfg.commit_max or cfg.commit_window_ms after the first queued
- * write, whichever comes first, or at the end of the loop turn (a round) in which a lease
- * can be opened, an attempt ended or a worker said it waits for acknowledgements; while
+ * write, whichever comes first, or at the end of the loop turn (a round) in which leases
+ * are to be opened (lease.c: for an idle worker, or to top up those opened ahead), an
+ * attempt ended whose worker takes no lease opened ahead (lease.c), or a worker said it
+ * waits for acknowledgements; while
  * commits are synced off the loop and a durable lease opened ahead waits for each worker,
  * only a worker's wait ends the window early (writer_gathering). A
  * round's transaction writes the queued writes first and then the leases of the round
