@@ -43,12 +43,13 @@
 #define LEASE_AHEAD_SHORT_MAX 128
 #define LEASE_AHEAD_SHORT_PER_WORKER 16
 
-static bool lease_want(struct sup *s);
+static bool lease_want(struct sup *s, bool due);
 static int lease_open(struct sup *s, struct store_err *err);
 static void lease_taken(struct sup *s, struct grant *grants, size_t n);
 static void lease_granted(struct sup *s, const struct grant *grants, size_t n);
 static void lease_undo(struct sup *s);
-static int64_t lease_ahead_wanted(const struct sup *s);
+static int64_t lease_ahead_target(const struct sup *s);
+static bool lease_ahead_waits(const struct sup *s);
 static void lease_queue(struct sup *s, struct worker *w);
 
 void lease_init(struct sup *s)
@@ -177,6 +178,8 @@ static void lease_write_end(struct sup *s, uint64_t att, const struct drain_clos
     struct run_q *r, struct qphase *p, bool requeue)
 {
 	writer_close(s, att, r->run_id, p->phase_id, c, p->spec.task_category, lease_committed, r);
+	if (!lease_ahead_waits(s))
+		writer_round(s, true);
 	if (requeue)
 		sched_requeue(s, r, p);
 	else
@@ -404,11 +407,17 @@ static int64_t lease_left(const struct sup *s)
 	return s->cfg.batch_size - s->started - (int64_t)s->ngrants;
 }
 
-/* Whether a round can open leases: dispatch is not held, a run is ready, a worker idle
- * and the batch not spent (when it is, with nothing in flight, the drain stops; with
- * several supervisors, whether or not a run is ready here, as the session's batch is). */
-static bool lease_want(struct sup *s)
+/* Whether a round opens leases: dispatch is not held, a run is ready, the batch is not
+ * spent (when it is, with nothing in flight, the drain stops; with several supervisors,
+ * whether or not a run is ready here, as the session's batch is), and a worker is idle or
+ * fewer than half of the leases wanted ahead wait; with `due` (the round's transaction
+ * commits queued writes anyway), fewer than all of them. A worker that ends a phase takes
+ * a lease opened ahead, so most ends make no round of their own: they commit with the
+ * window, and the leases ahead are topped up with that commit or once half are taken. */
+static bool lease_want(struct sup *s, bool due)
 {
+	int64_t target;
+
 	if (s->paused || s->crash_loop || s->stopping || s->writes_off ||
 	    (s->nready == 0 && s->fleet_id == 0))
 		return false;
@@ -420,7 +429,10 @@ static bool lease_want(struct sup *s)
 	}
 	if (s->nready == 0)
 		return false;
-	return s->idle != NULL || lease_ahead_wanted(s) > 0;
+	if (s->idle != NULL)
+		return true;
+	target = lease_ahead_target(s);
+	return (int64_t)s->nahead < (due ? target : (target + 1) / 2);
 }
 
 /* Take the claim of staged grant g: a lease, or its run dropped, parked or released. */
@@ -522,7 +534,7 @@ static int lease_open(struct sup *s, struct store_err *err)
 	while (rc == 0 && lease_left(s) > 0 && s->nready > 0 && s->idle != NULL)
 		rc = lease_open_batch(s, lease_left(s), false, err);
 	/* With every idle worker served, the leases to open ahead. */
-	ahead = lease_ahead_wanted(s);
+	ahead = lease_ahead_target(s) - (int64_t)s->nahead;
 	if (ahead > lease_left(s))
 		ahead = lease_left(s);
 	if (rc == 0 && ahead > 0 && s->nready > 0)
@@ -850,14 +862,14 @@ static int64_t lease_window_rate(const struct sup *s)
 	return s->ahead_rate;
 }
 
-/* How many more leases to open ahead: as many as results arrived in LEASE_AHEAD_MS of a
- * window (none when phases are slow), at most LEASE_AHEAD_PER_WORKER per live worker and
- * LEASE_AHEAD_MAX, less those waiting. While phases are short, the results of
+/* How many leases to keep opened ahead: as many as results arrived in LEASE_AHEAD_MS of
+ * a window (none when phases are slow), at most LEASE_AHEAD_PER_WORKER per live worker and
+ * LEASE_AHEAD_MAX. While phases are short, the results of
  * LEASE_AHEAD_SHORT_MS, at most LEASE_AHEAD_SHORT_PER_WORKER per worker and
  * LEASE_AHEAD_SHORT_MAX: a lease opened in a commit goes out once the fsync after that
  * commit ends (one or two fsyncs later), so the leases waiting must last that long or the
  * workers wait for the disk, and with fewer results the window holds fewer leases. */
-static int64_t lease_ahead_wanted(const struct sup *s)
+static int64_t lease_ahead_target(const struct sup *s)
 {
 	bool fast = lease_phases_short(s);
 	int64_t want = lease_window_rate(s) * (fast ? LEASE_AHEAD_SHORT_MS : LEASE_AHEAD_MS) /
@@ -873,7 +885,7 @@ static int64_t lease_ahead_wanted(const struct sup *s)
 		want = workers * per_worker;
 	if (want > most)
 		want = most;
-	return want - (int64_t)s->nahead;
+	return want;
 }
 
 bool lease_phases_short(const struct sup *s)
@@ -882,6 +894,13 @@ bool lease_phases_short(const struct sup *s)
 
 	return workers > 0 &&
 	    lease_window_rate(s) * PHASE_SHORT_MS >= workers * LEASE_AHEAD_WINDOW_MS;
+}
+
+/* Whether a worker that ends its phase now takes a lease opened ahead (durable, first in
+ * line, dispatch not held): its end need not make a round of its own. */
+static bool lease_ahead_waits(const struct sup *s)
+{
+	return s->nahead > 0 && s->ahead[0].durable && !s->paused && !s->crash_loop && !s->stopping;
 }
 
 bool lease_ahead_covers(const struct sup *s)

@@ -54,7 +54,7 @@ static const char usage_text[] =
     "                              phase every 20 ms or sooner)\n"
     "  --fsync-on-loop             with full on SQLite: every commit's fsync in SQLite's\n"
     "                              COMMIT, on the loop\n"
-    "  --commit-window-ms MS       group commit window (default 2)\n"
+    "  --commit-window-ms MS       group commit window (default 5)\n"
     "  --commit-max N              writes that force a commit (default 256)\n"
     "  --worker-jobs N             jobs a worker holds: 1 (default), or 2: while phases are\n"
     "                              short, each busy worker also holds its next job\n"
@@ -554,7 +554,7 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 		.sync_full = true,
 		.heartbeat_timeout_s = 10,
 		.kill_grace_ms = 5000,
-		.commit_window_ms = 2,
+		.commit_window_ms = 5,
 		.commit_max = 256,
 		.worker_jobs = 1,
 		.llm_provider = "anthropic",

@@ -292,8 +292,10 @@ struct worker {
 /* What a round's transaction does besides the queued writes: the dispatch (lease.c),
  * called by the writer. */
 struct round_hooks {
-	/* Whether leases could be opened now. */
-	bool (*want)(struct sup *s);
+	/* Whether leases are to be opened now: for idle workers, or leases opened ahead
+	 * when fewer than half of those wanted wait; with `due` (the round commits anyway),
+	 * when any are missing. */
+	bool (*want)(struct sup *s, bool due);
 	/* Open them inside the transaction. Returns 0, or a store error with err set. */
 	int (*open)(struct sup *s, struct store_err *err);
 	/* After the COMMIT: the leases grants[0..n) are taken (their workers busy, counted
@@ -993,7 +995,8 @@ void writer_event(struct sup *s, struct worker *ack_to, const char *run_id, cons
  * rest of the attempt. */
 void writer_acks_asked(struct worker *w);
 /* Queue the end of an attempt of phase (run_id, phase_id), of task `category` (NULL:
- * none; for the metrics); `done` (with `ctx`) is called after the commit that records it.
+ * none; for the metrics); `done` (with `ctx`) is called after the commit that records it,
+ * which it waits for as an event does (the caller asks for a round when it is urgent).
  * The ids, message, fingerprint and category are copied. */
 void writer_close(struct sup *s, uint64_t attempt_id, const char *run_id, const char *phase_id,
     const struct drain_close *end, const char *category, op_done_cb done, void *ctx);

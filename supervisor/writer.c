@@ -1,8 +1,10 @@
 /* The single writer: it queues, commits and acknowledges. Events, attempt ends and
  * control_log rows are queued and committed together in one BEGIN IMMEDIATE transaction
  * when the queue reaches cfg.commit_max or cfg.commit_window_ms after the first queued
- * write, whichever comes first, or at the end of the loop turn (a round) in which a lease
- * can be opened, an attempt ended or a worker said it waits for acknowledgements; while
+ * write, whichever comes first, or at the end of the loop turn (a round) in which leases
+ * are to be opened (lease.c: for an idle worker, or to top up those opened ahead), an
+ * attempt ended whose worker takes no lease opened ahead (lease.c), or a worker said it
+ * waits for acknowledgements; while
  * commits are synced off the loop and a durable lease opened ahead waits for each worker,
  * only a worker's wait ends the window early (writer_gathering). A
  * round's transaction writes the queued writes first and then the leases of the round
@@ -101,7 +103,7 @@ static void writer_round_cb(uv_check_t *h)
 	uv_check_stop(h);
 	s->round_armed = false;
 	s->round_urgent = false;
-	if (!s->commit_retrying && ((urgent && s->ops_n > 0) || s->round.want(s)) &&
+	if (!s->commit_retrying && ((urgent && s->ops_n > 0) || s->round.want(s, false)) &&
 	    !writer_gathering(s))
 		writer_flush(s);
 	lifecycle_check_done(s);
@@ -226,8 +228,6 @@ void writer_close(struct sup *s, uint64_t attempt_id, const char *run_id, const 
 	o->u.close.done = done;
 	o->u.close.ctx = ctx;
 	writer_push(s, o);
-	/* Its run may go on, its worker take the next job: in this turn's round. */
-	writer_round(s, true);
 }
 
 struct op *writer_close_queued(struct sup *s, const char *run_id, const char *phase_id)
@@ -788,7 +788,7 @@ static void writer_commit(struct sup *s, bool heartbeat)
 		s->commit_deferred = true;
 		return;
 	}
-	lease = !heartbeat && s->round.want != NULL && s->round.want(s);
+	lease = !heartbeat && s->round.want != NULL && s->round.want(s, head != NULL);
 	if (head == NULL && !lease && !heartbeat)
 		return;
 	lifecycle_identity_check(s);

@@ -258,7 +258,7 @@ def test_status_reports_database_durability_and_workers(tmp):
         assert path.startswith("/")
         assert st["db_url"] == "sqlite:///" + path
         assert st["synchronous"] == "normal"
-        assert st["commit_window_ms"] == 2
+        assert st["commit_window_ms"] == 5
         assert len(st["pool"]["workers"]) == 3
         r = sup.ctl("status")
         assert r.rc == 0 and st["db_uuid"] in r.out + r.err
