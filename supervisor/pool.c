@@ -407,6 +407,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	s->live--;
 	uv_timer_stop(&w->hb_timer);
 	uv_timer_stop(&w->phase_timer);
+	uv_timer_stop(&w->term_timer);
 	worker_hand_close(w);
 	worker_session_kill(w);
 	hung = w->lease.end_outcome == OUTCOME_HEARTBEAT_LOST;
@@ -436,6 +437,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	uv_close((uv_handle_t *)&w->proc, worker_handle_closed);
 	uv_close((uv_handle_t *)&w->hb_timer, worker_handle_closed);
 	uv_close((uv_handle_t *)&w->phase_timer, worker_handle_closed);
+	uv_close((uv_handle_t *)&w->term_timer, worker_handle_closed);
 	chan_close(&w->chan, NULL);
 	pool_respawn_later(s);
 	lifecycle_check_done(s);
@@ -534,8 +536,9 @@ static void pool_adopt(struct sup *s, struct worker *w, int sock)
 	uv_poll_start(&w->hand, UV_READABLE, worker_hand_cb);
 	uv_timer_init(s->loop, &w->hb_timer);
 	uv_timer_init(s->loop, &w->phase_timer);
-	w->hb_timer.data = w->phase_timer.data = w;
-	w->handles = 5;
+	uv_timer_init(s->loop, &w->term_timer);
+	w->hb_timer.data = w->phase_timer.data = w->term_timer.data = w;
+	w->handles = 6;
 	w->heard_ms = uv_now(s->loop);
 	w->heard_lag = lag_note(s);
 	uv_timer_start(&w->hb_timer, worker_hb_cb, (uint64_t)s->cfg.heartbeat_timeout_s * 1000,

@@ -265,6 +265,7 @@ struct worker {
 	struct chan chan;    /* opened on the socket it handed over */
 	uv_timer_t hb_timer; /* heartbeat deadline */
 	uv_timer_t phase_timer; /* phase deadline, then kill grace */
+	uv_timer_t term_timer;  /* the kill grace after a SIGTERM: SIGKILL when it ends */
 	int handles;            /* open handles; freed when it reaches 0 */
 	struct lease lease;
 	/* A durable lease whose job was sent behind its lease's (attempt_id 0: none): the
@@ -933,7 +934,9 @@ void worker_idle_push(struct worker *w);
 struct worker *worker_idle_pop(struct sup *s);
 /* Withdraw w from the idle workers (it is busy, retiring or gone). */
 void worker_idle_remove(struct worker *w);
-/* Signal the worker's process, remembering that we did. */
+/* Signal the worker's process, remembering that we did. After a SIGTERM it has the kill
+ * grace (kill_grace_ms) to exit, whatever it did meanwhile (sent its result, went idle);
+ * one still running then is killed with SIGKILL, which is logged. */
 void worker_kill(struct worker *w, int sig);
 /* Send a message. Returns 0; or a negative errno when it cannot be encoded (nothing sent,
  * the worker is fine, and err, if not NULL, says why); or a libuv error when the channel

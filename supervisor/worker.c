@@ -88,13 +88,33 @@ struct worker *worker_idle_pop(struct sup *s)
 	return NULL;
 }
 
-/* Signal a live worker, remembering that we did. */
+/* The kill grace after a SIGTERM ended with the worker still running: SIGKILL it. */
+static void worker_term_grace_cb(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	struct log_about about = worker_about(w);
+
+#ifdef AUTOPACK_MUTANT_deadline_never_kills
+	return;
+#endif
+	if (w->state == W_EXITED)
+		return;
+	log_about(LOG_WARN, &about,
+	    "worker %d (pid %d): still running %.1f s after SIGTERM; killing it (SIGKILL)", w->id,
+	    (int)w->pid, (double)w->sup->cfg.kill_grace_ms / 1000.0);
+	worker_kill(w, SIGKILL);
+}
+
+/* Signal a live worker, remembering that we did; a SIGTERM starts its kill grace. */
 void worker_kill(struct worker *w, int sig)
 {
 	if (w->state == W_EXITED || w->pid <= 0)
 		return;
 	w->killed = true;
 	uv_process_kill(&w->proc, sig);
+	if (sig == SIGTERM && !uv_is_active((uv_handle_t *)&w->term_timer))
+		uv_timer_start(
+		    &w->term_timer, worker_term_grace_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
 }
 
 /* Send a message; a worker that cannot be written to is killed. */

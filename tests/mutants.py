@@ -52,8 +52,13 @@ MUTANTS = [
     ("respawn_without_backoff", "dead workers are replaced with doubling backoff",
      ["tests/test_pool.py::"
       "test_dead_workers_are_replaced_with_doubling_backoff_until_a_crash_loop"]),
-    ("deadline_never_kills", "a worker past its deadline gets SIGTERM, then SIGKILL",
-     ["tests/test_supervisor.py::test_worker_past_its_deadline_is_terminated_then_killed"]),
+    ("deadline_never_kills", "a worker sent SIGTERM (past its deadline, cancelled, scaled"
+     " down) gets SIGKILL after the kill grace",
+     ["tests/test_supervisor.py::test_worker_past_its_deadline_is_terminated_then_killed",
+      "tests/test_kill_grace.py::"
+      "test_a_worker_that_ignores_sigterm_after_its_result_was_taken_is_killed",
+      "tests/test_kill_grace.py::"
+      "test_a_worker_a_forced_scale_down_stops_is_killed_if_it_ignores_sigterm"]),
     ("resume_forgets_state", "--resume continues the saved counters and triage",
      ["tests/test_policy.py::test_resume_after_sigkill_keeps_counters_and_triage"]),
     ("moved_database_unnoticed", "a moved or replaced database stops all writes",

@@ -207,3 +207,50 @@ def test_a_role_without_privileges_on_the_tables_is_told_so(tmp, pg_cluster):
     pg_cluster.psql('GRANT SELECT ON ALL TABLES IN SCHEMA public TO "%s"' % role, dbname=name)
     r = ctl("--db", url, "session", "list")
     assert r.rc == 0, r
+
+
+def test_a_role_that_may_only_read_is_told_what_it_lacks_before_anything_is_written(
+        tmp, pg_cluster):
+    """A role granted SELECT on autopack's tables and nothing more (another role owns
+    them): a supervisor and each command that writes must refuse to start, naming the
+    privilege and the table it lacks and the GRANT that fixes it, having written nothing;
+    reads go on, and with that GRANT made the supervisor drains. Before, the supervisor
+    failed as it registered (`registering this supervisor: permission denied for table
+    supervisors`), and `run import` with the server's `permission denied` too."""
+    name = pg_cluster.new_database()
+    owner_url = initialised(pg_cluster.url(name))
+    r = ctl("--db", owner_url, "run", "import", make_plan(os.path.join(str(tmp), "plan.json"), 1))
+    assert r.rc == 0, r
+    other = os.path.join(str(tmp), "other.json")
+    with open(os.path.join(str(tmp), "plan.json")) as f:
+        doc = json.load(f)
+    doc["runs"][0]["run_id"] = "other"
+    with open(other, "w") as f:
+        json.dump(doc, f)
+    role = "reader_" + name
+    pg_cluster.psql('CREATE ROLE "%s" LOGIN' % role)
+    pg_cluster.psql('GRANT SELECT ON ALL TABLES IN SCHEMA public TO "%s"' % role, dbname=name)
+    url = "postgresql://%s@127.0.0.1:%d/%s" % (role, pg_cluster.port, name)
+    said = ("role %s may not write autopack's tables in schema public (owned by role"
+            " autopack): it lacks INSERT on table " % role)
+    grant = ("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"public\" TO"
+             " \"%s\"; GRANT USAGE ON ALL SEQUENCES IN SCHEMA \"public\" TO \"%s\""
+             % (role, role))
+    supervisor = [binpath("autopack-supervisor"), "--db", url, "--dry-run",
+                  "--exit-when-drained", "--workers", "1"]
+    env = dict(os.environ, ANTHROPIC_API_KEY="x", OPENAI_API_KEY="x")
+    r = subprocess.run(supervisor, capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 1 and said in r.stderr and grant in r.stderr, r.stderr
+    assert "permission denied" not in r.stderr, r.stderr
+    r = ctl("--db", url, "run", "import", other)
+    assert r.rc == 2 and said in r.err and grant in r.err, r
+    assert sql(owner_url, "SELECT count(*) FROM supervisors") == [(0,)]
+    assert sql(owner_url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+    assert sql(owner_url, "SELECT id FROM runs") == [("run-000",)]
+    r = ctl("--db", url, "session", "list")
+    assert r.rc == 0, r
+    pg_cluster.psql(grant, dbname=name)
+    r = ctl("--db", url, "run", "import", other)
+    assert r.rc == 0, r
+    r = subprocess.run(supervisor, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr

@@ -1,6 +1,7 @@
 #include "common/store/store_runtime.h"
 #include "common/store/store_internal.h"
 #include "common/store/store_lock.h"
+#include "common/fdio.h"
 #include "common/util.h"
 
 #include <dirent.h>
@@ -180,19 +181,13 @@ static void store_runtime_sweep(const char *dir)
 static int store_runtime_claim_write(
     int fd, const char *claim, const char *line, size_t n, struct store_err *err)
 {
-	size_t done = 0;
+	int e;
+	size_t done = fd_pwrite_all(fd, line, n, 0, &e);
 
-	while (done < n) {
-		ssize_t k = pwrite(fd, line + done, n - done, (off_t)done);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return store_fail(err, STORE_EIO,
-			    "%s: cannot write the claim: %zu of its %zu bytes written, then %s",
-			    claim, done, n, k < 0 ? strerror(errno) : "a write that wrote nothing");
-		done += (size_t)k;
-	}
+	if (done < n)
+		return store_fail(err, STORE_EIO,
+		    "%s: cannot write the claim: %zu of its %zu bytes written, then %s", claim,
+		    done, n, e != 0 ? strerror(e) : "a write that wrote nothing");
 	return 0;
 }
 

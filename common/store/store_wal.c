@@ -10,6 +10,7 @@
  * writes in each commit of page 1 the change counter of the page 1 its connection read,
  * one more, so that commit was made on a page 1 whose counter is its own or one less. */
 #include "common/store/store_wal.h"
+#include "common/fdio.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -62,18 +63,9 @@ static void wal_cksum(bool big, const unsigned char *p, size_t n, uint32_t s[2])
 /* Read exactly n bytes at off; false on a short read or an error. */
 static bool read_at(int fd, void *buf, size_t n, off_t off)
 {
-	size_t done = 0;
+	int e;
 
-	while (done < n) {
-		ssize_t r = pread(fd, (char *)buf + done, n - done, off + (off_t)done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		done += (size_t)r;
-	}
-	return true;
+	return fd_pread_all(fd, buf, n, off, &e) == n;
 }
 
 /* The page size of a database header or a WAL header field (1 meaning 65536); 0 if it

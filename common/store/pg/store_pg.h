@@ -33,7 +33,10 @@ int store_pg_server_id(struct db *db, const char *url, char **id, struct store_e
  * standby (in recovery) or default_transaction_read_only is on, with where it was set
  * (the role, the database, both, the connection's options, the server's configuration)
  * and how to undo it, or when that cannot be read (the server's error, or what was asked
- * when pg_settings holds no row of it). Asked before a write open writes. */
+ * when pg_settings holds no row of it); also STORE_EIO when the role lacks a privilege a
+ * writer needs on autopack's tables that exist (SELECT, INSERT, UPDATE, DELETE; USAGE on
+ * their SERIAL keys' sequences), naming the first and the GRANT that gives them. Asked
+ * before a write open writes. */
 int store_pg_writable(struct db *db, const char *url, struct store_err *err);
 
 /* --- common/store/pg/store_pg_identity.c --- */

@@ -6,6 +6,7 @@
  * name would have been followed). The descriptor stays the caller's: closing the database
  * does not close it. No locks are taken: the file is the caller's alone. */
 #include "common/store/sqlite/db_sqlite.h"
+#include "common/fdio.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -32,41 +33,25 @@ static int fdfile_close(sqlite3_file *file)
 static int fdfile_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 {
 	struct fdfile *f = (struct fdfile *)file;
-	size_t done = 0;
+	int e;
+	size_t done = fd_pread_all(f->fd, buf, (size_t)amt, (off_t)off, &e);
 
-	while (done < (size_t)amt) {
-		ssize_t n = pread(f->fd, (char *)buf + done, (size_t)amt - done, off + (off_t)done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return SQLITE_IOERR_READ;
-		if (n == 0) {
-			memset((char *)buf + done, 0, (size_t)amt - done);
-			return SQLITE_IOERR_SHORT_READ;
-		}
-		done += (size_t)n;
-	}
-	return SQLITE_OK;
+	if (done == (size_t)amt)
+		return SQLITE_OK;
+	if (e != 0)
+		return SQLITE_IOERR_READ;
+	memset((char *)buf + done, 0, (size_t)amt - done);
+	return SQLITE_IOERR_SHORT_READ;
 }
 
 static int fdfile_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
 {
 	struct fdfile *f = (struct fdfile *)file;
-	size_t done = 0;
+	int e;
 
-	while (done < (size_t)amt) {
-		ssize_t n = pwrite(
-		    f->fd, (const char *)buf + done, (size_t)amt - done, off + (off_t)done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 && (errno == ENOSPC || errno == EDQUOT) ? SQLITE_FULL :
-			                                                       SQLITE_IOERR_WRITE;
-		done += (size_t)n;
-	}
-	return SQLITE_OK;
+	if (fd_pwrite_all(f->fd, buf, (size_t)amt, (off_t)off, &e) == (size_t)amt)
+		return SQLITE_OK;
+	return e == ENOSPC || e == EDQUOT ? SQLITE_FULL : SQLITE_IOERR_WRITE;
 }
 
 static int fdfile_truncate(sqlite3_file *file, sqlite3_int64 size)

@@ -1,0 +1,72 @@
+"""A worker the supervisor sends SIGTERM (a cancel, a deadline, `scale --force`) has the
+kill grace (5 s) to exit, whatever it does meanwhile; one still running then is killed
+with SIGKILL, and the log says so. Workers that ignore SIGTERM stand in for a stuck one:
+the rogue worker (tests/rogue_worker.py) run by a --worker wrapper that ignores the
+signal, and the rogue's own `hang_term` mode."""
+import os
+
+from supervisor_helpers import (ROGUE, Supervisor, new_db, rogue_notes, rogue_supervisor,
+                                sql, wait_for)
+
+
+def ignoring_wrapper(tmp):
+    """A --worker wrapper: the rogue worker with SIGTERM ignored (inherited across exec)."""
+    path = os.path.join(str(tmp), "ignores-term.sh")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\ntrap '' TERM\nexec /usr/bin/python3 '%s' \"$@\"\n" % ROGUE)
+    os.chmod(path, 0o755)
+    return path
+
+
+def killed_line(pid):
+    return "(pid %d): still running 5.0 s after SIGTERM; killing it (SIGKILL)" % pid
+
+
+def test_a_worker_that_ignores_sigterm_after_its_result_was_taken_is_killed(tmp):
+    """A cancelled worker sends its result after the cancel (taken, not used) and goes
+    on ignoring the SIGTERM that came with the cancel: the supervisor stopped the kill
+    grace when the result came and left the worker idle and never used again, holding
+    its place in the pool for ever (no replacement, nothing more dispatched). It is now
+    killed once the grace ends, a fresh worker takes its place, and the stop ends."""
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--worker", ignoring_wrapper(tmp), "--workers", 1,
+                     env={"ROGUE_MODE": "late",
+                          "ROGUE_LOG": os.path.join(str(tmp), "sup.rogue.log")})
+    try:
+        job = wait_for(lambda: rogue_notes(tmp, event="job"), 60, what="the job")[0]
+        wait_for(lambda: sql(url, "SELECT count(*) FROM llm_usage_events") == [(1,)], 60,
+                 what="the attempt's event")
+        assert sup.ctl("cancel", job["run"], job["phase"]).rc == 0
+        wait_for(lambda: rogue_notes(tmp, event="result"), 60, what="the late result")
+        wait_for(lambda: "(pid %d) exited: status 0, signal 9" % job["pid"] in sup.stderr(),
+                 60, what="the worker killed")
+        assert killed_line(job["pid"]) in sup.stderr()
+        wait_for(lambda: "worker 2 started" in sup.stderr(), 60, what="a fresh worker")
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait(60) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert sql(url, "SELECT outcome FROM attempts") == [("cancelled",)]
+    assert sql(url, "SELECT state FROM phases") == [("SKIPPED",)]
+
+
+def test_a_worker_a_forced_scale_down_stops_is_killed_if_it_ignores_sigterm(tmp):
+    """`scale 0 --force` sends a busy worker SIGTERM and set no grace: one that ignored it
+    went on holding its phase, and a graceful stop then waited for its phase's deadline
+    (15 minutes by default). It is now killed once the grace ends, its phase requeued, and
+    the stop asked meanwhile ends."""
+    url = new_db(tmp, runs=1, phases=1)
+    sup = rogue_supervisor(tmp, url, "hang_term", "--workers", 1)
+    try:
+        job = wait_for(lambda: rogue_notes(tmp, event="job"), 60, what="the job")[0]
+        assert sup.ctl("scale", "0", "--force").rc == 0
+        wait_for(lambda: rogue_notes(tmp, event="term"), 60, what="the SIGTERM ignored")
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait(60) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    assert killed_line(job["pid"]) in err, err
+    assert "(pid %d) exited: status 0, signal 9" % job["pid"] in err, err
+    assert sql(url, "SELECT outcome FROM attempts") == [("scaled_down",)]
+    assert sql(url, "SELECT state FROM phases") == [("QUEUED",)]
