@@ -88,6 +88,10 @@ static const char usage_text[] =
     "                              a network of its own with only a loopback interface;\n"
     "                              host: checks share the machine's network and reach its\n"
     "                              ports, --http and the LLM base URL's included\n"
+    "  --check-home hidden|read-only  hidden (default): each phase's check command finds\n"
+    "                              $HOME empty and read-only; read-only: it sees the\n"
+    "                              machine's $HOME read-only, the programs installed\n"
+    "                              there and the sockets kept there included\n"
     "  --check-max-processes N     processes and threads a check runs at once (default\n"
     "                              1024; 0: no limit)\n"
     "  --check-max-memory-mib M    memory each process of a check may allocate (default a\n"
@@ -162,6 +166,7 @@ enum {
 	OPT_HTTP,
 	OPT_LEASE,
 	OPT_CHECKNET,
+	OPT_CHECKHOME,
 	OPT_CHECKPROC,
 	OPT_CHECKMEM,
 	OPT_CHECKTMP,
@@ -207,6 +212,7 @@ static const struct option long_opts[] = {
 	{ "http", required_argument, NULL, OPT_HTTP },
 	{ "lease-timeout", required_argument, NULL, OPT_LEASE },
 	{ "check-network", required_argument, NULL, OPT_CHECKNET },
+	{ "check-home", required_argument, NULL, OPT_CHECKHOME },
 	{ "check-max-processes", required_argument, NULL, OPT_CHECKPROC },
 	{ "check-max-memory-mib", required_argument, NULL, OPT_CHECKMEM },
 	{ "check-tmp-size-mib", required_argument, NULL, OPT_CHECKTMP },
@@ -482,6 +488,11 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 		c->check_network_host = strcmp(flag_choice(
 		                                   "check-network", optarg, "isolated", "host"),
 		                            "host") == 0;
+		break;
+	case OPT_CHECKHOME:
+		c->check_home_shown = strcmp(
+		                          flag_choice("check-home", optarg, "hidden", "read-only"),
+		                          "read-only") == 0;
 		break;
 	case OPT_FSYNC_THREAD: c->fsync_where = FSYNC_OFF_LOOP; break;
 	case OPT_FSYNC_ON_LOOP: c->fsync_where = FSYNC_ON_LOOP; break;

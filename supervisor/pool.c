@@ -464,7 +464,7 @@ static void pool_spawn_failed(struct sup *s, const char *why)
 }
 
 /* The most arguments a worker's command line holds, its NULL included. */
-#define POOL_ARGS_MAX 20
+#define POOL_ARGS_MAX 22
 
 /* Fill the command line and descriptors of a worker: the socket's end `sock` as its fd 3,
  * the one it hands its own socket over on, and the limits of its checks (their numbers
@@ -494,6 +494,10 @@ static void pool_spawn_options(struct sup *s, int sock, char *args[POOL_ARGS_MAX
 	if (s->cfg.check_network_host) {
 		args[n++] = (char *)"--check-network";
 		args[n++] = (char *)"host";
+	}
+	if (s->cfg.check_home_shown) {
+		args[n++] = (char *)"--check-home";
+		args[n++] = (char *)"read-only";
 	}
 	for (int i = 0; i < 3; i++) {
 		if (s->cfg.check_limits[i] < 0)

@@ -90,6 +90,7 @@ struct sup_config {
 	const char *log_file;
 	const char *worker_path;
 	bool check_network_host; /* checks share the machine's network (--check-network host) */
+	bool check_home_shown;   /* checks see the machine's $HOME (--check-home read-only) */
 	/* --check-max-processes, --check-max-memory-mib, --check-tmp-size-mib, passed on to
 	 * every worker (worker/check_limits.h); -1 when not given (the worker's default). */
 	int64_t check_limits[3];

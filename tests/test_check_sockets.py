@@ -630,6 +630,56 @@ def test_a_check_reaches_no_socket_in_home_or_tmpdir(tmp, outside_tmp, home_and_
     assert os.path.isfile(os.path.join(ws, "out", "mod.py"))
 
 
+def test_with_check_home_read_only_a_check_sees_the_machines_home(tmp, outside_tmp,
+                                                                   home_and_tmpdir):
+    # An operator whose checks run programs installed under $HOME (pyenv's shims,
+    # ~/.cargo/bin) shows them $HOME again, read-only, and with it the sockets kept there;
+    # $TMPDIR stays the check's own.
+    needs_namespaces()
+    tmp = str(tmp)
+    home, tmpdir = home_and_tmpdir
+    ws = os.path.join(outside_tmp, "ws")
+    os.makedirs(ws)
+    os.makedirs(os.path.join(home, ".local", "bin"))
+    tool = os.path.join(home, ".local", "bin", "tool")
+    with open(tool, "w") as f:
+        f.write("#!/bin/sh\necho from-home\n")
+    os.chmod(tool, 0o755)
+    with open(os.path.join(ws, "targets.json"), "w") as f:
+        json.dump({}, f)
+    with open(os.path.join(ws, "home.py"), "w") as f:
+        f.write(HOME_PROBE)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec(
+        "p1", check="/usr/bin/python3 home.py && %s > tool.out" % tool)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1,
+                               "--check-home", "read-only",
+                               env={"ANTHROPIC_API_KEY": KEY, "HOME": home, "TMPDIR": tmpdir})
+    assert rc == 0, sup.stderr()
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
+    with open(os.path.join(ws, "home.json")) as f:
+        got = json.load(f)
+    assert got["home"] == [".local"], got
+    assert got["home_write"] == "OSError: Read-only file system", got
+    assert got["tmpdir"] == ["scratch"], got
+    with open(os.path.join(ws, "tool.out")) as f:
+        assert f.read() == "from-home\n"
+
+
+def test_check_home_takes_hidden_or_read_only(tmp):
+    from conftest import binpath
+    import subprocess
+    r = subprocess.run([binpath("autopack-supervisor"), "--db", "sqlite:///x.db",
+                        "--check-home", "shown"], capture_output=True, text=True,
+                       cwd=str(tmp), timeout=30)
+    assert r.returncode == 2
+    assert r.stderr == 'autopack-supervisor: --check-home: "shown" is not hidden or read-only\n'
+    assert not os.path.exists(os.path.join(str(tmp), "x.db"))
+    r = subprocess.run([binpath("autopack-supervisor"), "--help"], capture_output=True,
+                       text=True, timeout=30)
+    assert "--check-home hidden|read-only" in r.stdout
+
+
 # Tries to remove the control socket, to rename it and the directory holding it, and to
 # connect to it; records what happened.
 REMOVE = r'''

@@ -257,6 +257,15 @@ void check_share_network(void)
 	check_net = 0;
 }
 
+/* Whether a confined check sees the machine's $HOME, read-only (check_show_home), instead
+ * of an empty one of its own. */
+static bool check_home_shown;
+
+void check_show_home(void)
+{
+	check_home_shown = true;
+}
+
 /* What a confined check may write besides its workspace and $TMPDIR. */
 static const char *const check_rw_dirs[] = { "/tmp", "/var/tmp", "/dev/shm", NULL };
 /* The only devices a confined check may open (not a disk's, say). */
@@ -670,7 +679,7 @@ static void check_home_add(const char *ws, const char *tmpdir)
 	char real[PATH_MAX], what[PATH_MAX];
 
 	check_home_sealed[0] = '\0';
-	if (home == NULL || home[0] != '/' || realpath(home, real) == NULL ||
+	if (check_home_shown || home == NULL || home[0] != '/' || realpath(home, real) == NULL ||
 	    path_holds(ws, real) || check_near_rw_dirs(real) ||
 	    sysdirs_held(real, false, what, sizeof what))
 		return;

@@ -83,6 +83,11 @@ void check_keep_control_socket(const char *path);
  * (autopack-supervisor --check-network host). */
 void check_share_network(void);
 
+/* Have confined checks see the machine's $HOME, read-only like every mount but the ones
+ * they write, instead of an empty one of their own (autopack-supervisor --check-home
+ * read-only): the programs installed there, and the sockets other programs keep there. */
+void check_show_home(void);
+
 /* Kill the process group of the check running now, if any. Async-signal-safe: the
  * worker calls it from its SIGTERM handler so a stopped attempt leaves nothing behind. */
 void check_kill_running(void);

@@ -52,6 +52,7 @@ static const char usage_text[] =
     "usage: autopack-worker --handoff-fd H | --fd N [--keys-fd K]\n"
     "                       [--event-window N] [--log-file PATH] [--log-level L]\n"
     "                       [--log-format F] [--check-network isolated|host]\n"
+    "                       [--check-home hidden|read-only]\n"
     "                       [--check-max-processes N] [--check-max-memory-mib M]\n"
     "                       [--check-tmp-size-mib M] [--control-socket PATH]\n"
     "       autopack-worker --version | --help\n"
@@ -69,6 +70,8 @@ static const char usage_text[] =
     "  --log-format F     text (default) or json: one JSON object a line\n"
     "  --check-network N  isolated (default): check commands get a network of their own\n"
     "                     with only a loopback interface; host: they share the machine's\n"
+    "  --check-home H     hidden (default): check commands find $HOME empty and read-only;\n"
+    "                     read-only: they see the machine's, read-only\n"
     "  --check-max-processes N  processes and threads a check command runs at once\n"
     "                     (default 1024; 0: no limit)\n"
     "  --check-max-memory-mib M  memory each process of a check may allocate\n"
@@ -510,6 +513,12 @@ static void wk_flags(
 			if (argv[++i][0] == '\0')
 				log_fatal(2, "--control-socket: the path is empty");
 			check_keep_control_socket(argv[i]);
+		} else if (strcmp(argv[i], "--check-home") == 0 && i + 1 < argc) {
+			if (strcmp(argv[++i], "read-only") == 0)
+				check_show_home();
+			else if (strcmp(argv[i], "hidden") != 0)
+				log_fatal(
+				    2, "--check-home: \"%s\" is not hidden or read-only", argv[i]);
 		} else if (strcmp(argv[i], "--check-network") == 0 && i + 1 < argc) {
 			if (strcmp(argv[++i], "host") == 0)
 				check_share_network();
