@@ -464,7 +464,7 @@ static void pool_spawn_failed(struct sup *s, const char *why)
 }
 
 /* The most arguments a worker's command line holds, its NULL included. */
-#define POOL_ARGS_MAX 18
+#define POOL_ARGS_MAX 20
 
 /* Fill the command line and descriptors of a worker: the socket's end `sock` as its fd 3,
  * the one it hands its own socket over on, and the limits of its checks (their numbers
@@ -487,6 +487,10 @@ static void pool_spawn_options(struct sup *s, int sock, char *args[POOL_ARGS_MAX
 	args[n++] = (char *)log_level_name(log_min_level());
 	args[n++] = (char *)"--log-format";
 	args[n++] = (char *)log_format_name(log_line_format());
+	if (s->control_path != NULL) {
+		args[n++] = (char *)"--control-socket";
+		args[n++] = s->control_path;
+	}
 	if (s->cfg.check_network_host) {
 		args[n++] = (char *)"--check-network";
 		args[n++] = (char *)"host";

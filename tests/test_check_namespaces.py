@@ -385,17 +385,17 @@ def test_a_stop_signal_from_outside_while_a_check_waits_for_namespaces_is_a_stop
 
 
 CHECK_INIT_REFUSALS = [
-    ([], "expected FD DATA COMMAND [WSFD WORKSPACE TMPDIR], got 0 argument(s)", 2),
-    (["SOCK", "0"], "expected FD DATA COMMAND [WSFD WORKSPACE TMPDIR], got 2 argument(s)", 2),
+    ([], "expected FD DATA COMMAND [WSFD WORKSPACE TMPDIR READONLY], got 0 argument(s)", 2),
+    (["SOCK", "0"], "expected FD DATA COMMAND [WSFD WORKSPACE TMPDIR READONLY], got 2 argument(s)", 2),
     (["x", "0", "true"], 'FD "x" is not a descriptor number of 3 or more', 2),
     (["2", "0", "true"], 'FD "2" is not a descriptor number of 3 or more', 2),
     ([" SOCK", "0", "true"], 'FD " SOCK" is not a descriptor number of 3 or more', 2),
     (["999", "0", "true"], "FD 999 is not an open descriptor: Bad file descriptor", 2),
     (["SOCK", "-1", "true"], 'DATA "-1" is not a number of bytes (0 for no limit)', 2),
     (["SOCK", "1k", "true"], 'DATA "1k" is not a number of bytes (0 for no limit)', 2),
-    (["SOCK", "0", "true", "x", "/w", ""],
+    (["SOCK", "0", "true", "x", "/w", "", ""],
      'WSFD "x" is not a descriptor number (-1 with no WORKSPACE, "/w")', 2),
-    (["SOCK", "0", "true", "-1", "/w", ""],
+    (["SOCK", "0", "true", "-1", "/w", "", ""],
      'WSFD "-1" is not a descriptor number (-1 with no WORKSPACE, "/w")', 2),
     (["SOCK", "0", "true"], "the worker closed descriptor SOCK before the namespace was ready",
      126),

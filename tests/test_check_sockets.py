@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from e2e_helpers import (Standin, dir_outside_temp_dirs, drain_under_namespace_limit,
-                         drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
-                         rows)
+from e2e_helpers import (Standin, checks_where, dir_outside_temp_dirs,
+                         drain_under_namespace_limit, drain_until_exit, import_plan, init_db,
+                         needs_namespaces, phase_spec, rows)
 from supervisor_helpers import wait_for
 
 KEY = "sk-ant-sockets-%s" % uuid.uuid4().hex
@@ -491,11 +491,15 @@ for cmd, args in (("scale", ["7"]), ("stop", ["--now"])):
 '''
 
 
-def test_a_check_that_reaches_the_control_socket_cannot_steer_the_supervisor(tmp):
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_a_check_that_reaches_the_control_socket_cannot_steer_the_supervisor(tmp, where):
     """A --control socket where a check can reach it (here its workspace; any place
     outside /tmp, /var/tmp, /dev/shm and the runtime directories): the check scaled the
-    pool up to 7 workers and could have stopped the supervisor. A peer that descends from
-    the supervisor is refused now, and logged; the operator is served as before."""
+    pool up to 7 workers and could have stopped the supervisor. In a mount namespace of its
+    own the check finds /dev/null in its place, and connects to nothing; without one, a
+    peer that descends from the supervisor is refused, and logged. The operator is served
+    as before."""
+    prefix = checks_where(where)
     ws = os.path.join(str(tmp), "ws")
     os.makedirs(ws)
     with open(os.path.join(ws, "steer.py"), "w") as f:
@@ -510,16 +514,165 @@ def test_a_check_that_reaches_the_control_socket_cannot_steer_the_supervisor(tmp
         open(os.path.join(ws, "go"), "w").close()
 
     sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1,
-                               env={"ANTHROPIC_API_KEY": KEY},
+                               env={"ANTHROPIC_API_KEY": KEY}, prefix=prefix,
                                control=os.path.join(ws, "ctl.sock"), during=operator)
     err = sup.stderr()
     assert rc == 0, err
     with open(os.path.join(ws, "steer.json")) as f:
         steer = json.load(f)
-    assert set(steer.values()) <= {"closed", "BrokenPipeError: Broken pipe",
-                                   "ConnectionResetError: Connection reset by peer"}, steer
     assert "scaled from" not in err and "stop by control request" not in err, err
-    assert "closed: it is a process of worker 1's phase (a check command or what it" \
-        " started); phase code may not control the supervisor: refused" in err, err
+    refused = ("closed: it is a process of worker 1's phase (a check command or what it"
+               " started); phase code may not control the supervisor: refused")
+    if where == "namespaces":
+        assert steer == {"scale": "ConnectionRefusedError: Connection refused",
+                         "stop": "ConnectionRefusedError: Connection refused"}, steer
+        assert refused not in err, err
+    else:
+        assert set(steer.values()) <= {"closed", "BrokenPipeError: Broken pipe",
+                                       "ConnectionResetError: Connection reset by peer"}, steer
+        assert refused in err, err
     assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], err
     assert rows(url, "SELECT count(*) AS n FROM control_log") == [{"n": 0}], err
+
+
+# Connects to each socket named in targets.json, writes a scratch file in $TMPDIR and tries
+# to write in $HOME, and lists both; records what happened.
+HOME_PROBE = r'''
+import json, os, socket
+''' + CONNECT + r'''with open("targets.json") as f:
+    targets = json.load(f)
+for name, path in targets.items():
+    attempt(name, socket.AF_UNIX, path)
+home, tmpdir = os.environ["HOME"], os.environ["TMPDIR"]
+with open(os.path.join(tmpdir, "scratch"), "w") as f:
+    f.write("mine")
+try:
+    open(os.path.join(home, "written"), "w").close()
+    res["home_write"] = "ok"
+except OSError as e:
+    res["home_write"] = "%s: %s" % (type(e).__name__, e.strerror)
+res["home"] = sorted(os.listdir(home))
+res["tmpdir"] = sorted(os.listdir(tmpdir))
+with open("home.json", "w") as f:
+    json.dump(res, f)
+'''
+
+
+@pytest.fixture
+def home_and_tmpdir():
+    """A $HOME and a $TMPDIR outside the temporary directories, removed afterwards."""
+    for home in dir_outside_temp_dirs("home"):
+        for tmpdir in dir_outside_temp_dirs("tmpdir"):
+            yield home, tmpdir
+
+
+@pytest.mark.parametrize("where", ["elsewhere", "home", "tmpdir", "tmpdir_in_home"])
+def test_a_check_reaches_no_socket_in_home_or_tmpdir(tmp, outside_tmp, home_and_tmpdir,
+                                                      where):
+    # gpg-agent's fallback socket and Docker's are under $HOME, which a check could read and
+    # connect through (a read-only mount does not stop a connect), and so could it a
+    # socket in a $TMPDIR outside /tmp, /var/tmp and /dev/shm, bound writable from the
+    # machine's. Its $HOME is now empty and read-only, and its $TMPDIR empty and its own;
+    # its workspace, and $TMPDIR, lying in either is there at the same path.
+    needs_namespaces()
+    tmp = str(tmp)
+    home, tmpdir = home_and_tmpdir
+    if where == "tmpdir_in_home":
+        tmpdir = os.path.join(home, "tmp")
+        os.mkdir(tmpdir)
+    ws = {"elsewhere": os.path.join(outside_tmp, "ws"), "home": os.path.join(home, "proj", "ws"),
+          "tmpdir": os.path.join(tmpdir, "ws"), "tmpdir_in_home": os.path.join(tmpdir, "ws")
+          }[where]
+    os.makedirs(ws)
+    socks = {"gpg": os.path.join(home, ".gnupg", "S.gpg-agent"),
+             "docker": os.path.join(home, ".docker", "run", "docker.sock"),
+             "tmpdir_socket": os.path.join(tmpdir, "s.sock"),
+             "tmpdir_below": os.path.join(tmpdir, "below", "s.sock")}
+    if max(len(p.encode()) for p in socks.values()) > 100:
+        pytest.skip("the tree lies too deep for a Unix socket's path (108 bytes) there")
+    lsn = []
+    for path in socks.values():
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        lsn.append(listener(socket.AF_UNIX, path))
+    with open(os.path.join(ws, "targets.json"), "w") as f:
+        json.dump(socks, f)
+    with open(os.path.join(ws, "home.py"), "w") as f:
+        f.write(HOME_PROBE)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 home.py")])])
+    try:
+        sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1,
+                                   env={"ANTHROPIC_API_KEY": KEY, "HOME": home,
+                                        "TMPDIR": tmpdir})
+        taken = [accepted(s) for s in lsn]
+    finally:
+        for s in lsn:
+            s.close()
+    assert rc == 0, sup.stderr()
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
+    with open(os.path.join(ws, "home.json")) as f:
+        got = json.load(f)
+    for name in socks:
+        assert got[name] == "FileNotFoundError: No such file or directory", got
+    assert taken == [0] * len(lsn), taken
+    # Of $HOME, only the way to its workspace, or its $TMPDIR, is there; it writes nothing
+    # there.
+    assert got["home_write"] == "OSError: Read-only file system", got
+    assert got["home"] == {"elsewhere": [], "home": ["proj"], "tmpdir": [],
+                           "tmpdir_in_home": ["tmp"]}[where], got
+    # Its $TMPDIR is its own: its scratch there, and its workspace when that lies in it;
+    # the scratch went with it.
+    assert got["tmpdir"] == (["scratch", "ws"] if where.startswith("tmpdir") else ["scratch"]), \
+        got
+    assert not os.path.exists(os.path.join(tmpdir, "scratch"))
+    assert not os.path.exists(os.path.join(home, "written"))
+    # The phase's files went into the workspace, on the machine.
+    assert os.path.isfile(os.path.join(ws, "out", "mod.py"))
+
+
+# Tries to remove the control socket, to rename it and the directory holding it, and to
+# connect to it; records what happened.
+REMOVE = r'''
+import json, os, socket
+''' + CONNECT + r'''def tried(name, call, *args):
+    try:
+        call(*args)
+        res[name] = "ok"
+    except OSError as e:
+        res[name] = "%s: %s" % (type(e).__name__, e.strerror)
+tried("unlink", os.unlink, "run/ctl.sock")
+tried("rename", os.rename, "run/ctl.sock", "run/other.sock")
+tried("rename_dir", os.rename, "run", "run.moved")
+attempt("connect", socket.AF_UNIX, "run/ctl.sock")
+with open("remove.json", "w") as f:
+    json.dump(res, f)
+'''
+
+
+def test_a_check_cannot_remove_the_control_socket_in_a_directory_it_writes(tmp):
+    # A --control socket in a directory a check may write (its workspace, $TMPDIR): the
+    # check removed it, or moved its directory away, and live commands could not reach the
+    # supervisor until it made the socket again; meanwhile the check could have put one of
+    # its own there. /dev/null is now bound over it in the check's mount namespace, and each
+    # directory between it and the workspace onto itself.
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(os.path.join(ws, "run"))
+    with open(os.path.join(ws, "remove.py"), "w") as f:
+        f.write(REMOVE)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 remove.py")])])
+    sock = os.path.join(ws, "run", "ctl.sock")
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1,
+                               env={"ANTHROPIC_API_KEY": KEY}, control=sock)
+    err = sup.stderr()
+    assert rc == 0, err
+    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], err
+    with open(os.path.join(ws, "remove.json")) as f:
+        got = json.load(f)
+    busy = "OSError: Device or resource busy"
+    assert got == {"unlink": busy, "rename": busy, "rename_dir": busy,
+                   "connect": "ConnectionRefusedError: Connection refused"}, got
+    assert "was removed by another program" not in err, err
+    assert not os.path.exists(os.path.join(ws, "run.moved"))

@@ -266,7 +266,8 @@ static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/ful
 #define CHECK_KEEP_MAX 16
 
 /* Directories a confined check finds empty, each a tmpfs of its own mount namespace that
- * goes with it: those of check_rw_dirs (writable; check_rw_add), and the runtime
+ * goes with it: those of check_rw_dirs and $TMPDIR (writable; check_rw_add,
+ * check_tmpdir_add), $HOME (read-only; check_home_add), and the runtime
  * directories (read-only), where the user's service manager and D-Bus and the
  * supervisor's control socket listen (common/store/store_runtime.c).
  * The sockets other processes keep there (an ssh agent's, a terminal multiplexer's) are
@@ -290,6 +291,9 @@ static bool check_tmpdir_bound = true;
  * (a file system of a user namespace takes no new file before), and mounts the workspace
  * on its own (worker/check_init.h). */
 static char check_ws_inside[PATH_MAX], check_tmpdir_inside[PATH_MAX];
+/* $HOME (its real path) when it is one of check_empty, writable until the check's init has
+ * made the workspace or $TMPDIR there, and then read-only (check_home_add); "" otherwise. */
+static char check_home_sealed[PATH_MAX];
 
 /* Add the real path `real` to check_empty, once. Returns true. */
 static bool check_empty_put(const char *real, bool writable)
@@ -382,6 +386,19 @@ static void check_pin_root(char *root, const char *cand, const char *real)
 		snprintf(root, PATH_MAX, "%s", cand);
 }
 
+/* Make `root` the deepest of the writable mounts `ws`, `tmp` ($TMPDIR, when bound) and
+ * `dirs` (real paths, "" for none) that holds the real path `real`; "" when none does. */
+static void check_pin_writable_root(
+    char *root, const char *real, const char *ws, const char *tmp, char dirs[][PATH_MAX])
+{
+	root[0] = '\0';
+	check_pin_root(root, ws, real);
+	if (check_tmpdir_bound)
+		check_pin_root(root, tmp, real);
+	for (size_t i = 0; check_rw_dirs[i] != NULL; i++)
+		check_pin_root(root, dirs[i], real);
+}
+
 /* Add to check_pin each directory below `root` down to the parent of `real` (real paths;
  * nothing when root is ""), leaving room for `keep` more. */
 static void check_pin_below(const char *root, const char *real, size_t keep)
@@ -409,15 +426,11 @@ static void check_pin_kept(
     const char *path, bool whole_dir, const char *ws, const char *tmp, char dirs[][PATH_MAX])
 {
 	char real[PATH_MAX], root[PATH_MAX] = "";
-	size_t i, before = check_npin;
+	size_t before = check_npin;
 
 	if (path == NULL || realpath(path, real) == NULL)
 		return;
-	check_pin_root(root, ws, real);
-	if (check_tmpdir_bound)
-		check_pin_root(root, tmp, real);
-	for (i = 0; check_rw_dirs[i] != NULL; i++)
-		check_pin_root(root, dirs[i], real);
+	check_pin_writable_root(root, real, ws, tmp, dirs);
 	if (root[0] == '\0')
 		return;
 	check_pin_below(root, real, 1);
@@ -433,17 +446,63 @@ static void check_pin_kept(
 	}
 }
 
+/* Add to check_pin the files `path` followed by each of the `n` `suffixes`, as files
+ * /dev/null is bound over, and the directories between them and the writable mount among
+ * `ws`, `tmp` and `dirs` (real paths, "" for none) that holds them: the check can neither
+ * read, write, connect to, remove nor rename them, nor move a directory on their way.
+ * Nothing when `path` is NULL, cannot be resolved, or lies in one of check_empty outside
+ * the workspace (the check does not see it). */
+static void check_pin_files(const char *path, const char *const *suffixes, size_t n, const char *ws,
+    const char *tmp, char dirs[][PATH_MAX])
+{
+	char real[PATH_MAX], root[PATH_MAX] = "";
+	size_t i;
+
+	if (path == NULL || realpath(path, real) == NULL)
+		return;
+	for (i = 0; i < check_nempty; i++)
+		if (path_holds(check_empty[i].path, real) && !path_holds(ws, real))
+			return;
+	check_pin_writable_root(root, real, ws, tmp, dirs);
+	if (root[0] != '\0' && strcmp(root, real) != 0)
+		check_pin_below(root, real, n);
+	for (i = 0; i < n && check_npin < CHECK_PIN_MAX; i++) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, suffixes[i]);
+		check_pin[check_npin].readonly = false;
+		check_pin[check_npin].sock = false;
+		check_pin[check_npin++].file = true;
+	}
+}
+
+/* The supervisor's control socket (check_keep_control_socket), absolute; "" for none. */
+static char check_control[PATH_MAX];
+
+void check_keep_control_socket(const char *path)
+{
+	char cwd[PATH_MAX];
+	int n;
+
+	if (path[0] == '/' || getcwd(cwd, sizeof cwd) == NULL)
+		n = snprintf(check_control, sizeof check_control, "%s", path);
+	else
+		n = snprintf(check_control, sizeof check_control, "%s/%s", cwd, path);
+	/* A path too long to resolve names nothing a check could reach. */
+	if (n < 0 || (size_t)n >= sizeof check_control)
+		check_control[0] = '\0';
+}
+
 /* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
  * are `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real paths; after
- * check_empty_choose), the workspace's check logs directory, the worker's binary and the
- * database `db` (NULL for none). */
+ * check_empty_choose), the workspace's check logs directory, the worker's binary, the
+ * database `db` (NULL for none) and the supervisor's control socket. */
 static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 {
 	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
 	static const char *const logs[] = { "/.autopack", "/.autopack/logs" };
+	static const char *const control[] = { "" };
 	/* Static, off the stack: the worker chooses a check's paths on its one thread. */
 	static char dirs[ARRAY_SIZE(check_rw_dirs)][PATH_MAX];
-	char real[PATH_MAX], root[PATH_MAX] = "";
+	char root[PATH_MAX] = "";
 	size_t i;
 
 	check_npin = 0;
@@ -463,22 +522,9 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 	}
 	check_pin_kept("/proc/self/exe", true, ws, tmp, dirs);
 	check_pin_kept(log_file_path(), false, ws, tmp, dirs);
-	if (db == NULL || realpath(db, real) == NULL)
-		return;
-	root[0] = '\0';
-	check_pin_root(root, ws, real);
-	if (check_tmpdir_bound)
-		check_pin_root(root, tmp, real);
-	for (i = 0; check_rw_dirs[i] != NULL; i++)
-		check_pin_root(root, dirs[i], real);
-	if (root[0] != '\0' && strcmp(root, real) != 0)
-		check_pin_below(root, real, ARRAY_SIZE(files));
-	for (i = 0; i < ARRAY_SIZE(files); i++) {
-		snprintf(check_pin[check_npin].path, PATH_MAX, "%s%s", real, files[i]);
-		check_pin[check_npin].readonly = false;
-		check_pin[check_npin].sock = false;
-		check_pin[check_npin++].file = true;
-	}
+	check_pin_files(db, files, ARRAY_SIZE(files), ws, tmp, dirs);
+	check_pin_files(check_control[0] != '\0' ? check_control : NULL, control,
+	    ARRAY_SIZE(control), ws, tmp, dirs);
 }
 
 /* The runtime directories of the worker's user, where supervisors keep their control
@@ -598,6 +644,62 @@ static void check_sockets_choose(void)
 	}
 }
 
+/* Whether the real path `dir` is, holds or lies in one of check_rw_dirs. */
+static bool check_near_rw_dirs(const char *dir)
+{
+	char real[PATH_MAX];
+
+	for (size_t i = 0; check_rw_dirs[i] != NULL; i++)
+		if (realpath(check_rw_dirs[i], real) != NULL &&
+		    (path_holds(dir, real) || path_holds(real, dir)))
+			return true;
+	return false;
+}
+
+/* Add $HOME, by its real path, to check_empty: the check finds it empty and read-only, and
+ * the sockets other programs of its user listen on there (gpg-agent's
+ * ~/.gnupg/S.gpg-agent, Docker's ~/.docker/run/docker.sock) are out of its reach. When
+ * the workspace `ws` or $TMPDIR `tmpdir` (real paths; "" for none) lies in it, the check's
+ * init makes them there (check_rw_add) and then makes the rest read-only
+ * (check_home_sealed); a $HOME that is $TMPDIR stays writable, the check's own. Not when
+ * $HOME is missing, lies in the workspace, or is, holds or lies in a temporary directory
+ * or holds a system directory. */
+static void check_home_add(const char *ws, const char *tmpdir)
+{
+	const char *home = getenv("HOME");
+	char real[PATH_MAX], what[PATH_MAX];
+
+	check_home_sealed[0] = '\0';
+	if (home == NULL || home[0] != '/' || realpath(home, real) == NULL ||
+	    path_holds(ws, real) || check_near_rw_dirs(real) ||
+	    sysdirs_held(real, false, what, sizeof what))
+		return;
+	if (!path_holds(real, ws) &&
+	    (tmpdir[0] == '\0' || !check_tmpdir_bound || !path_holds(real, tmpdir))) {
+		check_empty_put(real, false);
+		return;
+	}
+	if (check_rw_add(real, ws, tmpdir) && strcmp(real, tmpdir) != 0)
+		snprintf(check_home_sealed, sizeof check_home_sealed, "%s", real);
+}
+
+/* Add $TMPDIR `tmpdir` (a real path; "" for none), when it is still bound from the
+ * machine's, to check_empty, writable (check_rw_add): the check gets an empty one of its
+ * own at the same path, with its workspace `ws` there when it lies in it, and the sockets
+ * other programs keep in the machine's are out of its reach. Not when it is or lies in the
+ * workspace, or is, holds or lies in a temporary directory, or holds $HOME. */
+static void check_tmpdir_add(const char *ws, const char *tmpdir)
+{
+	if (tmpdir[0] == '\0' || !check_tmpdir_bound || path_holds(ws, tmpdir) ||
+	    check_near_rw_dirs(tmpdir))
+		return;
+	/* Nor when it holds $HOME, emptied already: its tmpfs would hide that one's. */
+	for (size_t i = 0; i < check_nempty; i++)
+		if (path_holds(tmpdir, check_empty[i].path))
+			return;
+	check_rw_add(tmpdir, ws, tmpdir);
+}
+
 /* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
  * database `protect` (NULL for none). */
 static void check_empty_choose(const char *workspace, const char *protect)
@@ -618,6 +720,9 @@ static void check_empty_choose(const char *workspace, const char *protect)
 		tmp[0] = '\0';
 	for (i = 0; check_rw_dirs[i] != NULL; i++)
 		check_rw_private[i] = check_rw_add(check_rw_dirs[i], ws, tmp);
+	/* $HOME before $TMPDIR: a $TMPDIR in it is made there by the init. */
+	check_home_add(ws, tmp);
+	check_tmpdir_add(ws, tmp);
 	nrun = check_runtime_dirs(run);
 	for (i = 0; i < nrun; i++)
 		check_empty_add(run[i], false, ws, tmp);
@@ -925,7 +1030,7 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 			execve("/proc/self/exe",
 			    (char *const[]){ (char *)"autopack-check-init", (char *)CHECK_INIT_FLAG,
 			        fd_arg, data_arg, (char *)spec->command, finish ? ws_arg : NULL,
-			        check_ws_inside, check_tmpdir_inside, NULL },
+			        check_ws_inside, check_tmpdir_inside, check_home_sealed, NULL },
 			    env);
 		dprintf(
 		    status_fd, "cannot run the check's init (/proc/self/exe): %s", strerror(errno));

@@ -73,6 +73,12 @@ void check_result_free(struct check_result *r);
  * (waited for CHECK_STOP_WAIT_MS) stopped itself. Async-signal-safe. */
 void check_note_stop_signal(void);
 
+/* Keep the supervisor's control socket at `path` (relative to the current directory, or
+ * absolute) from confined checks: /dev/null is bound over it in their mount namespace, so
+ * that a check can neither connect to it nor remove or rename it, nor a directory on its
+ * way from a directory the check may write (autopack-supervisor passes --control-socket). */
+void check_keep_control_socket(const char *path);
+
 /* Have checks share the machine's network: no network namespace of their own
  * (autopack-supervisor --check-network host). */
 void check_share_network(void);

@@ -2,6 +2,7 @@
 #include "worker/check_init.h"
 #include "worker/check_limits.h"
 #include "common/numarg.h"
+#include "common/sysdirs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,10 +58,10 @@ static void check_init_args(int argc, char **argv, int *fd, long long *data, int
 {
 	long long v;
 
-	if (argc != 5 && argc != 8)
+	if (argc != 5 && argc != 9)
 		check_init_fail(2,
 		    "an internal mode, started by the worker for a check command: expected FD DATA "
-		    "COMMAND [WSFD WORKSPACE TMPDIR], got %d argument(s)",
+		    "COMMAND [WSFD WORKSPACE TMPDIR READONLY], got %d argument(s)",
 		    argc - 2);
 	if (numarg_ll(argv[2], &v) != 0 || v < 3 || v > INT_MAX)
 		check_init_fail(2, "FD \"%s\" is not a descriptor number of 3 or more", argv[2]);
@@ -121,19 +122,27 @@ static int check_init_mkdirs(const char *path)
 }
 
 /* In the check's private temporary directories, make `tmpdir` ("" for none), and the
- * workspace `ws` ("" for none) with the mount `ws_fd` on it, entered; then drop the
+ * workspace `ws` ("" for none) with the mount `ws_fd` on it, entered; make the private
+ * directory `readonly` ("" for none) read-only, but for what lies in it of these (a
+ * `tmpdir` there is bound onto itself first, and stays writable); then drop the
  * capabilities the worker left for it (CAP_SYS_ADMIN, CAP_SETPCAP: bounding, ambient and
  * every other set), so that the command gets none. Returns 0, or -1 with `msg` (of `n`
  * bytes, "E" first) naming the step that failed. */
 static int check_init_private_tmp(
-    const char *tmpdir, const char *ws, int ws_fd, char *msg, size_t n)
+    const char *tmpdir, const char *ws, int ws_fd, const char *readonly, char *msg, size_t n)
 {
 	struct __user_cap_header_struct ch = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct cd[_LINUX_CAPABILITY_U32S_3] = { { 0, 0, 0 } };
+	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
 	const char *step = "mkdir", *what = tmpdir;
 
 	if (tmpdir[0] != '\0' && check_init_mkdirs(tmpdir) != 0)
 		goto fail;
+	step = "mount(MS_BIND)";
+	if (tmpdir[0] != '\0' && readonly[0] != '\0' && path_holds(readonly, tmpdir) &&
+	    mount(tmpdir, tmpdir, NULL, MS_BIND, NULL) != 0)
+		goto fail;
+	step = "mkdir";
 	what = ws;
 	if (ws_fd >= 0 && check_init_mkdirs(ws) != 0)
 		goto fail;
@@ -146,6 +155,10 @@ static int check_init_private_tmp(
 		if (chdir(ws) != 0)
 			goto fail;
 	}
+	what = readonly;
+	step = "mount_setattr(MOUNT_ATTR_RDONLY)";
+	if (readonly[0] != '\0' && mount_setattr(AT_FDCWD, readonly, 0, &ro, sizeof ro) != 0)
+		goto fail;
 	what = "the capabilities left";
 	step = "prctl(PR_CAP_AMBIENT_CLEAR_ALL)";
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
@@ -186,7 +199,8 @@ void check_init_main(int argc, char **argv)
 	/* Its memory and /proc files are closed to the command, whatever its capabilities in
 	 * the namespace. */
 	prctl(PR_SET_DUMPABLE, 0);
-	if (argc == 8 && check_init_private_tmp(argv[7], argv[6], ws_fd, msg, sizeof msg) != 0) {
+	if (argc == 9 &&
+	    check_init_private_tmp(argv[7], argv[6], ws_fd, argv[8], msg, sizeof msg) != 0) {
 		check_init_send(fd, msg, strlen(msg));
 		_exit(0);
 	}

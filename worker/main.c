@@ -53,7 +53,7 @@ static const char usage_text[] =
     "                       [--event-window N] [--log-file PATH] [--log-level L]\n"
     "                       [--log-format F] [--check-network isolated|host]\n"
     "                       [--check-max-processes N] [--check-max-memory-mib M]\n"
-    "                       [--check-tmp-size-mib M]\n"
+    "                       [--check-tmp-size-mib M] [--control-socket PATH]\n"
     "       autopack-worker --version | --help\n"
     "\n"
     "Runs phases for autopack-supervisor. The supervisor starts it with --handoff-fd H:\n"
@@ -75,7 +75,9 @@ static const char usage_text[] =
     "                     (RLIMIT_DATA; default a quarter of the machine's; 0: no limit)\n"
     "  --check-tmp-size-mib M  size of a check's private /tmp, /var/tmp and /dev/shm,\n"
     "                     each (default a sixteenth of the machine's memory; 0: the\n"
-    "                     kernel's, half of it)\n";
+    "                     kernel's, half of it)\n"
+    "  --control-socket PATH  the supervisor's control socket, which check commands can\n"
+    "                     neither connect to nor remove\n";
 
 /* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
 static pid_t wk_supervisor;
@@ -504,6 +506,10 @@ static void wk_flags(
 				exit(2);
 			}
 			*window = (size_t)n;
+		} else if (strcmp(argv[i], "--control-socket") == 0 && i + 1 < argc) {
+			if (argv[++i][0] == '\0')
+				log_fatal(2, "--control-socket: the path is empty");
+			check_keep_control_socket(argv[i]);
 		} else if (strcmp(argv[i], "--check-network") == 0 && i + 1 < argc) {
 			if (strcmp(argv[++i], "host") == 0)
 				check_share_network();

@@ -1,10 +1,12 @@
 /* Deliverable paths, their classes, and the file multiplier of existing files. */
 #include "common/estimate/estimator.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,8 +192,74 @@ static double est_step_factor(const struct est_step *steps, size_t n, long v)
 	return steps[n - 1].factor;
 }
 
+/* Open the relative `path` under the directory `ws` with `flags` one component at a time,
+ * following no symbolic link (ELOOP, one within the workspace included) and refusing an
+ * absolute path or ".." (EXDEV): what openat2's RESOLVE_BENEATH refuses, and more, for a
+ * kernel or a seccomp filter without openat2. Returns the descriptor, or -1 with errno. */
+static int est_open_walk(int ws, const char *path, int flags)
+{
+	char comp[NAME_MAX + 1];
+	const char *p = path, *end;
+	int dir = ws, fd = -1, e;
+	struct stat st;
+
+	if (path[0] == '/') {
+		errno = EXDEV;
+		return -1;
+	}
+	for (;; p = end + 1) {
+		size_t len;
+		bool last;
+
+		end = strchr(p, '/');
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		last = end == NULL || end[strspn(end, "/")] == '\0';
+		if (len >= sizeof comp) {
+			errno = ENAMETOOLONG;
+			break;
+		}
+		memcpy(comp, p, len);
+		comp[len] = '\0';
+		if (strcmp(comp, "..") == 0) {
+			errno = EXDEV;
+			break;
+		}
+		if (!last && (len == 0 || strcmp(comp, ".") == 0))
+			continue;
+		if (len == 0)
+			snprintf(comp, sizeof comp, ".");
+		fd = openat(dir, comp, (last ? flags : O_PATH) | O_NOFOLLOW | O_CLOEXEC);
+		/* O_PATH | O_NOFOLLOW opens a symbolic link itself: refused as openat refuses
+		 * one without O_PATH. */
+		e = fd < 0                        ? errno :
+		    fstat(fd, &st) != 0           ? errno :
+		    S_ISLNK(st.st_mode)           ? ELOOP :
+		    !last && !S_ISDIR(st.st_mode) ? ENOTDIR :
+		                                    0;
+		if (fd >= 0 && e != 0) {
+			close(fd);
+			fd = -1;
+		}
+		if (dir != ws)
+			close(dir);
+		if (fd < 0) {
+			errno = e;
+			return -1;
+		}
+		if (last)
+			return fd;
+		dir = fd;
+	}
+	e = errno;
+	if (dir != ws)
+		close(dir);
+	errno = e;
+	return -1;
+}
+
 int est_open_under(const char *workspace, const char *path, int flags)
 {
+	static bool walk_noted;
 	struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC),
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
 	int ws = open(workspace, O_PATH | O_DIRECTORY | O_CLOEXEC), fd, e;
@@ -199,6 +267,17 @@ int est_open_under(const char *workspace, const char *path, int flags)
 	if (ws < 0)
 		return -1;
 	fd = (int)syscall(SYS_openat2, ws, path, &how, sizeof how);
+	if (fd < 0 && errno == ENOSYS) {
+		if (!walk_noted)
+			log_warn(
+			    "openat2 is not available (ENOSYS: a kernel before 5.6, or a "
+			    "seccomp filter that refuses it): the estimate looks at deliverables "
+			    "one path component at a time instead, and follows no symbolic "
+			    "link, so a deliverable reached through one (even within the "
+			    "workspace) is estimated as a new file");
+		walk_noted = true;
+		fd = est_open_walk(ws, path, flags);
+	}
 	e = errno;
 	close(ws);
 	errno = e;
