@@ -257,9 +257,9 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_POLICY, "%s", v.why);
 }
 
-/* The phase deadline passed: TERM now, KILL after the grace period. The deadline counts
- * only the time the supervisor's loop ran, and after a stall what the worker sent is read
- * first (its own report of the deadline may be among it). */
+/* The phase deadline passed: TERM now (worker_kill: KILL after the grace period). The
+ * deadline counts only the time the supervisor's loop ran, and after a stall what the
+ * worker sent is read first (its own report of the deadline may be among it). */
 static void lease_deadline_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
@@ -267,13 +267,8 @@ static void lease_deadline_cb(uv_timer_t *t)
 	struct sup *s = w->sup;
 	uint64_t wait;
 
-	if (w->lease.end_outcome != OUTCOME_NONE && w->killed) {
-#ifdef AUTOPACK_MUTANT_deadline_never_kills
+	if (w->killed)
 		return;
-#endif
-		worker_kill(w, SIGKILL);
-		return;
-	}
 	wait = lag_wait_ms(s, w->lease.armed_ms, w->lease.armed_lag,
 	    (uint64_t)s->cfg.phase_timeout_s * 1000 + DEADLINE_GRACE_MS);
 	if (w->lease.end_outcome == OUTCOME_NONE && wait > 0) {
@@ -287,7 +282,6 @@ static void lease_deadline_cb(uv_timer_t *t)
 		w->lease.end_outcome = OUTCOME_TIMEOUT;
 	w->sup->n.worker_timeouts++;
 	worker_kill(w, SIGTERM);
-	uv_timer_start(&w->phase_timer, lease_deadline_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
 }
 
 /* Check a phase spec against every limit of the job message and every deliverable rule
@@ -818,16 +812,17 @@ enum outcome lease_abort(struct worker *w, int64_t status, int sig)
 	return outcome;
 }
 
-/* Ask a busy worker to drop its attempt, and make sure it does. */
+/* Ask a busy worker to drop its attempt, and make sure it does (worker_kill: SIGKILL
+ * after the grace period). */
 void lease_cancel(struct worker *w)
 {
 	struct proto_msg m = { .type = PROTO_CANCEL };
 
 	m.u.cancel.attempt_id = w->lease.attempt_id;
 	w->lease.end_outcome = OUTCOME_CANCELLED;
+	uv_timer_stop(&w->phase_timer);
 	worker_send(w, &m, NULL);
 	worker_kill(w, SIGTERM);
-	uv_timer_start(&w->phase_timer, lease_deadline_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
 }
 
 /* Find the worker leasing (run, phase). */
