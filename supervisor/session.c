@@ -211,7 +211,7 @@ static void session_start_left_aside(struct sup *s, const char *why)
 		break;
 	}
 	if (sid == NULL)
-		;
+		ended[0] = '\0';
 	else if (session == FLEET_SESSION_ENDED)
 		snprintf(ended, sizeof ended, ", and ended drain session %s (%s)", sid, why);
 	else if (session == FLEET_SESSION_GOES_ON)

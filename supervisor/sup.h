@@ -265,7 +265,7 @@ struct worker {
 	int hand_fd;         /* that socket's descriptor, or -1 once closed */
 	struct chan chan;    /* opened on the socket it handed over */
 	uv_timer_t hb_timer; /* heartbeat deadline */
-	uv_timer_t phase_timer; /* phase deadline, then kill grace */
+	uv_timer_t phase_timer; /* phase deadline */
 	uv_timer_t term_timer;  /* the kill grace after a SIGTERM: SIGKILL when it ends */
 	int handles;            /* open handles; freed when it reaches 0 */
 	struct lease lease;

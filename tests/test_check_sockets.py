@@ -332,17 +332,22 @@ def test_a_check_whose_workspace_lies_in_tmp_gets_a_tmp_of_its_own(tmp):
     assert not leaked
 
 
-def test_check_network_takes_isolated_or_host(tmp):
+@pytest.mark.parametrize("flag,bad,choices", [("check-network", "none", ("isolated", "host")),
+                                               ("check-home", "shown",
+                                                ("hidden", "read-only"))])
+def test_check_flags_take_one_of_their_two_values(tmp, flag, bad, choices):
     from conftest import binpath
     import subprocess
     r = subprocess.run([binpath("autopack-supervisor"), "--db", "sqlite:///x.db",
-                        "--check-network", "none"], capture_output=True, text=True,
+                        "--" + flag, bad], capture_output=True, text=True,
                        cwd=str(tmp), timeout=30)
     assert r.returncode == 2
-    assert r.stderr == 'autopack-supervisor: --check-network: "none" is not isolated or host\n'
+    assert r.stderr == 'autopack-supervisor: --%s: "%s" is not %s or %s\n' % (
+        (flag, bad) + choices)
+    assert not os.path.exists(os.path.join(str(tmp), "x.db"))
     r = subprocess.run([binpath("autopack-supervisor"), "--help"], capture_output=True,
                        text=True, timeout=30)
-    assert "--check-network isolated|host" in r.stdout
+    assert "--%s %s|%s" % ((flag,) + choices) in r.stdout
 
 
 # Listens on the port of the LLM base URL as soon as it may (in a network of its own at
@@ -664,20 +669,6 @@ def test_with_check_home_read_only_a_check_sees_the_machines_home(tmp, outside_t
     assert got["tmpdir"] == ["scratch"], got
     with open(os.path.join(ws, "tool.out")) as f:
         assert f.read() == "from-home\n"
-
-
-def test_check_home_takes_hidden_or_read_only(tmp):
-    from conftest import binpath
-    import subprocess
-    r = subprocess.run([binpath("autopack-supervisor"), "--db", "sqlite:///x.db",
-                        "--check-home", "shown"], capture_output=True, text=True,
-                       cwd=str(tmp), timeout=30)
-    assert r.returncode == 2
-    assert r.stderr == 'autopack-supervisor: --check-home: "shown" is not hidden or read-only\n'
-    assert not os.path.exists(os.path.join(str(tmp), "x.db"))
-    r = subprocess.run([binpath("autopack-supervisor"), "--help"], capture_output=True,
-                       text=True, timeout=30)
-    assert "--check-home hidden|read-only" in r.stdout
 
 
 # Tries to remove the control socket, to rename it and the directory holding it, and to

@@ -466,6 +466,17 @@ static int wk_flag_fd(const char *name, const char *v)
 	return (int)n;
 }
 
+/* Whether the value `v` of the two-choice flag `flag` is `other` (false when it is
+ * `dflt`); any other value ends the worker, exit 2, naming both. */
+static bool flag_is_other(const char *flag, const char *v, const char *dflt, const char *other)
+{
+	if (strcmp(v, other) == 0)
+		return true;
+	if (strcmp(v, dflt) != 0)
+		log_fatal(2, "%s: \"%s\" is not %s or %s", flag, v, dflt, other);
+	return false;
+}
+
 /* Parse the flags; exits 2 on a bad one. */
 static void wk_flags(
     struct wk *w, int argc, char **argv, int *hand_fd, int *keys_fd, size_t *window)
@@ -514,17 +525,11 @@ static void wk_flags(
 				log_fatal(2, "--control-socket: the path is empty");
 			check_keep_control_socket(argv[i]);
 		} else if (strcmp(argv[i], "--check-home") == 0 && i + 1 < argc) {
-			if (strcmp(argv[++i], "read-only") == 0)
+			if (flag_is_other("--check-home", argv[++i], "hidden", "read-only"))
 				check_show_home();
-			else if (strcmp(argv[i], "hidden") != 0)
-				log_fatal(
-				    2, "--check-home: \"%s\" is not hidden or read-only", argv[i]);
 		} else if (strcmp(argv[i], "--check-network") == 0 && i + 1 < argc) {
-			if (strcmp(argv[++i], "host") == 0)
+			if (flag_is_other("--check-network", argv[++i], "isolated", "host"))
 				check_share_network();
-			else if (strcmp(argv[i], "isolated") != 0)
-				log_fatal(
-				    2, "--check-network: \"%s\" is not isolated or host", argv[i]);
 		} else if (i + 1 < argc &&
 		    (taken = check_limits_flag(argv[i], argv[i + 1], lerr, sizeof lerr)) != 0) {
 			if (taken < 0)
