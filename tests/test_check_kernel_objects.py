@@ -16,7 +16,7 @@ import tty
 
 import pytest
 
-from e2e_helpers import (Standin, another_user, drain_until_exit, import_plan, init_db,
+from e2e_helpers import (Standin, another_user, checks_where, drain_until_exit, import_plan, init_db,
                          needs_namespaces, phase_spec, rows)
 
 KEY = "sk-ant-kernel-objects-%s" % secrets.token_hex(8)
@@ -236,9 +236,10 @@ def test_the_ipc_objects_a_check_makes_go_with_it(tmp):
     assert probe["theirs"] == "FileNotFoundError: No such file or directory", probe
 
 
-def test_a_check_reads_no_key_of_the_supervisors_session_keyring(tmp):
+@pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
+def test_a_check_reads_no_key_of_the_supervisors_session_keyring(tmp, where):
     name, secret = "autopack-test-%s" % secrets.token_hex(6), "ticket-%s" % secrets.token_hex(8)
-    prefix = ("/usr/bin/python3", "-c", WITH_SESSION_KEY, name, secret)
+    prefix = checks_where(where) + ("/usr/bin/python3", "-c", WITH_SESSION_KEY, name, secret)
     probe = probe_drain(tmp, ATTEMPT + KEYRING % {
         "name": name, "keyctl": SYS_KEYCTL, "search": KEYCTL_SEARCH, "read": KEYCTL_READ,
         "session": KEY_SPEC_SESSION_KEYRING}, prefix=prefix)
