@@ -16,8 +16,8 @@ import tty
 
 import pytest
 
-from e2e_helpers import (Standin, another_user, checks_where, drain_until_exit, import_plan, init_db,
-                         needs_namespaces, phase_spec, rows)
+from e2e_helpers import (Standin, another_user, checks_where, drain_until_exit, import_plan,
+                         init_db, needs_namespaces, phase_spec, rows)
 
 KEY = "sk-ant-kernel-objects-%s" % secrets.token_hex(8)
 
