@@ -124,23 +124,26 @@ attempt("by_serial", by_serial)
 json.dump(res, open("probe.json", "w"))
 '''
 
-# A prefix that runs the supervisor in a session keyring of its own holding the user key
-# argv[1] = argv[2] (an operator's, or Kerberos tickets kept in a KEYRING ccache).
+# A prefix that runs the supervisor in a session keyring of its own (as a login's, or a
+# systemd service's) holding the user key argv[1] = argv[2] (an operator's, or Kerberos
+# tickets kept in a KEYRING ccache) unless argv[1] is empty.
 WITH_SESSION_KEY = r'''
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 assert libc.syscall(%d, %d, None) >= 0, os.strerror(ctypes.get_errno())
 secret = sys.argv[2].encode()
-assert libc.syscall(%d, b"user", sys.argv[1].encode(), secret, len(secret), %d) >= 0
+assert not sys.argv[1] or libc.syscall(%d, b"user", sys.argv[1].encode(), secret, len(secret),
+                                       %d) >= 0
 os.execv(sys.argv[3], sys.argv[3:])
 ''' % (SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, SYS_ADD_KEY, KEY_SPEC_SESSION_KEYRING)
 
 
-def probe_drain(tmp, script, prefix=(), owner=None, exe=None, env=None):
+def probe_drain(tmp, script, prefix=(), owner=None, exe=None, env=None, outcome="success"):
     """Drain one phase whose check runs `script` in its workspace, the supervisor `exe` run
     under `prefix` with `env` added, the directory `tmp` given to the uid `owner` first;
-    assert it succeeded and return what the probe recorded."""
+    assert its one attempt ended `outcome` and return what the probe recorded, or, when it
+    did not succeed, the attempt's row."""
     ws = os.path.join(str(tmp), "ws")
     os.makedirs(ws)
     with open(os.path.join(ws, "probe.py"), "w") as f:
@@ -149,13 +152,31 @@ def probe_drain(tmp, script, prefix=(), owner=None, exe=None, env=None):
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check="/usr/bin/python3 probe.py")])])
     if owner is not None:
         subprocess.run(["chown", "-R", "%d:%d" % (owner, owner), str(tmp)], check=True)
-    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1,
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
                                env=dict(env or {}, ANTHROPIC_API_KEY=KEY), prefix=prefix,
                                exe=exe)
+    attempts = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [a["outcome"] for a in attempts] == [outcome], (attempts, sup.stderr())
     assert rc == 0, sup.stderr()
-    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
+    if outcome != "success":
+        return attempts[0]
     with open(os.path.join(ws, "probe.json")) as f:
         return json.load(f)
+
+
+def drain_as_another_user(prefix):
+    """A new directory in /var/tmp, where an ordinary user may reach, and the arguments of
+    probe_drain that drain as that user (another_user) with a runtime directory of its own
+    there. Skips the test unless it runs as root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the drain as another user")
+    tmp = tempfile.mkdtemp(dir="/var/tmp", prefix=prefix)
+    os.chmod(tmp, 0o755)
+    run_dir = os.path.join(tmp, "run")
+    os.mkdir(run_dir, 0o700)
+    uid, as_user, exe = another_user(tmp)
+    return tmp, {"prefix": as_user, "exe": exe, "owner": uid,
+                 "env": {"XDG_RUNTIME_DIR": run_dir}}
 
 
 def waiting(fd):
@@ -172,16 +193,7 @@ def test_a_check_reaches_no_terminal_of_the_machine_and_has_ptys_of_its_own(tmp,
     needs_namespaces()
     as_user = {}
     if user == "another":
-        if os.geteuid() != 0:
-            pytest.skip("needs root to run the drain as another user")
-        # Where that user may reach, with a runtime directory of its own.
-        tmp = tempfile.mkdtemp(dir="/var/tmp", prefix="check-terminals-")
-        os.chmod(tmp, 0o755)
-        run_dir = os.path.join(tmp, "run")
-        os.mkdir(run_dir, 0o700)
-        uid, prefix, exe = another_user(tmp)
-        as_user = {"prefix": prefix, "exe": exe, "owner": uid,
-                   "env": {"XDG_RUNTIME_DIR": run_dir}}
+        tmp, as_user = drain_as_another_user("check-terminals-")
     # The operator's terminal (the drain's user's), with a line typed and not yet read.
     master, slave = pty.openpty()
     try:
@@ -248,3 +260,44 @@ def test_a_check_reads_no_key_of_the_supervisors_session_keyring(tmp, where):
     assert probe["search"] == "OSError: Required key not available", probe
     assert probe["by_serial"] in ("PermissionError: Permission denied", "not listed"), probe
 
+
+
+# Run as the drain's user: joins a session keyring of its own, adds keys to it until the
+# kernel refuses one (its user's keys used up: 200 keys or 20000 bytes for an ordinary
+# user), says "full" on stdout and holds them until its stdin closes.
+HOG_KEYS = r'''
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+assert libc.syscall(%d, %d, None) >= 0, os.strerror(ctypes.get_errno())
+n = 0
+while libc.syscall(%d, b"user", b"hog-%%d" %% n, b"x" * 64, 64, %d) >= 0:
+    n += 1
+print("full", os.strerror(ctypes.get_errno()), flush=True)
+sys.stdin.read()
+''' % (SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, SYS_ADD_KEY, KEY_SPEC_SESSION_KEYRING)
+
+
+def test_a_check_whose_users_keys_are_used_up_waits_then_is_not_run(tmp):
+    """A check needs a key for its own session keyring: while another program of its user
+    holds all the keys the kernel lets that user have, the check is tried again as when its
+    namespaces are used up, then not run, never run in the supervisor's keyring."""
+    tmp, as_user = drain_as_another_user("check-keys-")
+    hog = subprocess.Popen(list(as_user["prefix"]) + ["/usr/bin/python3", "-c", HOG_KEYS],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert hog.stdout.readline() == "full Disk quota exceeded\n"
+        # The supervisor in a session keyring, as under a login or a service manager (one
+        # without any is let past its user's quota for its first).
+        as_user["prefix"] += ("/usr/bin/python3", "-c", WITH_SESSION_KEY, "", "")
+        attempt = probe_drain(tmp, "open('probe.json', 'w').write('{}')\n", outcome="failed",
+                              **as_user)
+    finally:
+        hog.stdin.close()
+        hog.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert attempt["failure_reason"] == "CHECK_NOT_RUN", attempt
+    assert ("cannot start the check command: keyctl(KEYCTL_JOIN_SESSION_KEYRING): Disk quota "
+            "exceeded: its user's keys are used up (/proc/sys/kernel/keys), by another check "
+            "or another program of its user; it is not run in the supervisor's session "
+            "keyring; tried 8 time(s) over ") in attempt["message"], attempt

@@ -1028,11 +1028,22 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 	/* A session keyring of its own, empty: the check possessed the one the supervisor was
 	 * started with (a login's, holding Kerberos tickets, say) and read every key in it and
 	 * in the user keyring linked to it. None is needed where the kernel has no keyrings or
-	 * a filter refuses keyctl, to the check too. */
+	 * a filter refuses keyctl, to the check too. Its user's keys used up (EDQUOT: by a
+	 * check holding them) are waited for as its namespaces are (CHECK_NS_USED_UP). */
 	if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS &&
 	    errno != EPERM) {
-		dprintf(status_fd, "cannot give the check command a session keyring of its own: %s",
-		    strerror(errno));
+		int e = errno;
+
+		if (e == EDQUOT)
+			dprintf(status_fd,
+			    "%ckeyctl(KEYCTL_JOIN_SESSION_KEYRING): %s: its user's keys are used up "
+			    "(/proc/sys/kernel/keys), by another check or another program of its user; "
+			    "it is not run in the supervisor's session keyring",
+			    CHECK_NS_USED_UP, strerror(e));
+		else
+			dprintf(status_fd,
+			    "cannot give the check command a session keyring of its own: %s",
+			    strerror(e));
 		_exit(126);
 	}
 	if (check_limits_apply(status_fd, ns_fd >= 0) != 0)
