@@ -401,6 +401,12 @@ static int64_t lease_left(const struct sup *s)
 	return s->cfg.batch_size - s->started - (int64_t)s->ngrants;
 }
 
+/* Whether dispatch is held: paused by the operator, the breaker tripped, or stopping. */
+static bool lease_dispatch_held(const struct sup *s)
+{
+	return s->paused || s->crash_loop || s->stopping;
+}
+
 /* Whether a round opens leases: dispatch is not held, a run is ready, the batch is not
  * spent (when it is, with nothing in flight, the drain stops; with several supervisors,
  * whether or not a run is ready here, as the session's batch is), and a worker is idle or
@@ -412,8 +418,7 @@ static bool lease_want(struct sup *s, bool due)
 {
 	int64_t target;
 
-	if (s->paused || s->crash_loop || s->stopping || s->writes_off ||
-	    (s->nready == 0 && s->fleet_id == 0))
+	if (lease_dispatch_held(s) || s->writes_off || (s->nready == 0 && s->fleet_id == 0))
 		return false;
 	if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size) {
 		if (s->in_flight == 0)
@@ -895,7 +900,7 @@ bool lease_phases_short(const struct sup *s)
  * line, dispatch not held): its end need not make a round of its own. */
 static bool lease_ahead_waits(const struct sup *s)
 {
-	return s->nahead > 0 && s->ahead[0].durable && !s->paused && !s->crash_loop && !s->stopping;
+	return s->nahead > 0 && s->ahead[0].durable && !lease_dispatch_held(s);
 }
 
 bool lease_ahead_covers(const struct sup *s)
@@ -903,7 +908,7 @@ bool lease_ahead_covers(const struct sup *s)
 	int64_t workers = lease_pool_size(s);
 	size_t n = 0;
 
-	if (s->idle != NULL || workers <= 0 || s->paused || s->crash_loop || s->stopping)
+	if (s->idle != NULL || workers <= 0 || lease_dispatch_held(s))
 		return false;
 	while (n < s->nahead && s->ahead[n].durable && (int64_t)n < workers)
 		n++;
@@ -957,7 +962,7 @@ bool lease_ahead_take(struct sup *s, struct worker *w)
 {
 	struct grant g;
 
-	if (s->paused || s->crash_loop || s->stopping || !lease_ahead_ready(s))
+	if (lease_dispatch_held(s) || !lease_ahead_ready(s))
 		return false;
 	g = lease_ahead_remove(s, 0);
 	lease_bind(w, &g);
@@ -1007,7 +1012,7 @@ static void lease_queue(struct sup *s, struct worker *w)
 
 	if (s->cfg.worker_jobs < 2 || w->state != W_BUSY || w->queued.attempt_id != 0 ||
 	    !w->lease.sent || w->retire || w->killed || w->lease.end_outcome != OUTCOME_NONE ||
-	    s->idle != NULL || s->paused || s->crash_loop || s->stopping)
+	    s->idle != NULL || lease_dispatch_held(s))
 		return;
 	ready = lease_ahead_ready(s);
 #ifdef AUTOPACK_MUTANT_queued_before_durable
