@@ -3,7 +3,6 @@ GRANT statements the refusals suggest (docs/postgresql.md, "Creating the databas
 statements run as shown whatever the schema's and the role's names hold (a '"' doubled,
 as PostgreSQL quotes an identifier), and a writer is asked only for what it uses (DELETE
 on the two tables it deletes from)."""
-import json
 import os
 import re
 import subprocess
@@ -113,14 +112,24 @@ def test_a_read_only_role_of_a_quoted_name_is_told_a_reset_that_runs(tmp, pg_clu
     assert r.returncode == 0, r.stderr
 
 
-def exact_grants(pg_cluster, role, name):
-    """Give `role` what a writer uses of autopack's tables in `name`'s public schema:
-    SELECT, INSERT and UPDATE on every table, DELETE on the two it deletes from, USAGE on
-    the sequences."""
+def exact_role(tmp, pg_cluster, prefix, revoke=None):
+    """A database made an autopack database by its owner (one run of two phases), and a
+    role named `prefix` + its name given what a writer uses of autopack's tables: SELECT,
+    INSERT and UPDATE on every table, DELETE on the two it deletes from, USAGE on the
+    sequences; less the privilege `revoke` ("DELETE ON llm_usage_events"), if given.
+    Returns (database name, the owner's URL, the role, the role's URL)."""
+    name = pg_cluster.new_database()
+    owner = pg_cluster.url(name)
+    initialised(tmp, owner)
+    role = prefix + name
+    pg_cluster.psql("CREATE ROLE %s LOGIN" % ident(role))
     pg_cluster.psql("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO %s;"
                     " GRANT DELETE ON llm_usage_events, supervisor_commands TO %s;"
                     " GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s"
                     % (ident(role), ident(role), ident(role)), dbname=name)
+    if revoke is not None:
+        pg_cluster.psql("REVOKE %s FROM %s" % (revoke, ident(role)), dbname=name)
+    return name, owner, role, role_url(pg_cluster, role, name)
 
 
 def test_a_writer_granted_delete_only_where_it_deletes_drains(tmp, pg_cluster):
@@ -130,17 +139,7 @@ def test_a_writer_granted_delete_only_where_it_deletes_drains(tmp, pg_cluster):
     sent through the database (watch, whose command is deleted once answered) must work.
     Before, every writer refused it (`it lacks DELETE on table attempts`), DELETE being
     asked on every table."""
-    name = pg_cluster.new_database()
-    owner = pg_cluster.url(name)
-    r = ctl("--db", owner, "db", "init")
-    assert r.rc == 0, r
-    r = ctl("--db", owner, "run", "import",
-            make_plan(os.path.join(str(tmp), "plan.json"), 2, 1, 2))
-    assert r.rc == 0, r
-    role = "exact_" + name
-    pg_cluster.psql("CREATE ROLE %s LOGIN" % ident(role))
-    exact_grants(pg_cluster, role, name)
-    url = role_url(pg_cluster, role, name)
+    _, owner, _, url = exact_role(tmp, pg_cluster, "exact_")
     go = os.path.join(str(tmp), "go")
     sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--exit-when-drained",
                            env={"ROGUE_GO": go})
@@ -155,29 +154,15 @@ def test_a_writer_granted_delete_only_where_it_deletes_drains(tmp, pg_cluster):
     finally:
         open(go, "w").close()
         sup.kill()
-    assert sql(owner, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 4)]
-    more = os.path.join(str(tmp), "more.json")
-    with open(make_plan(more, 1, 1, 1)) as f:
-        doc = json.load(f)
-    doc["runs"][0]["run_id"] = "more"
-    with open(more, "w") as f:
-        json.dump(doc, f)
-    r = ctl("--db", url, "run", "import", more)
-    assert r.rc == 0, r
+    assert sql(owner, "SELECT state, count(*) FROM phases GROUP BY state") == [("COMPLETE", 2)]
 
 
 def test_a_writer_without_delete_where_it_deletes_is_refused(tmp, pg_cluster):
     """The same role without DELETE on llm_usage_events is refused by the supervisor,
     naming it, before anything is written; the GRANT suggested gives DELETE on the two
     tables alone, and with it made the supervisor drains."""
-    name = pg_cluster.new_database()
-    owner = pg_cluster.url(name)
-    initialised(tmp, owner)
-    role = "nodelete_" + name
-    pg_cluster.psql("CREATE ROLE %s LOGIN" % ident(role))
-    exact_grants(pg_cluster, role, name)
-    pg_cluster.psql("REVOKE DELETE ON llm_usage_events FROM %s" % ident(role), dbname=name)
-    url = role_url(pg_cluster, role, name)
+    name, owner, role, url = exact_role(tmp, pg_cluster, "nodelete_",
+                                        "DELETE ON llm_usage_events")
     r = dry_run(url)
     assert r.returncode == 1, r.stderr
     assert "it lacks DELETE on table llm_usage_events; nothing was written" in r.stderr, \
@@ -199,14 +184,8 @@ def test_a_writer_without_a_privilege_on_the_fleets_tables_is_refused_first(tmp,
     granted all but INSERT on supervisors is refused naming it, before anything is
     written. Before, they were not asked about, and the supervisor failed as it registered
     (`registering this supervisor: permission denied for table supervisors`)."""
-    name = pg_cluster.new_database()
-    owner = pg_cluster.url(name)
-    initialised(tmp, owner)
-    role = "nofleet_" + name
-    pg_cluster.psql("CREATE ROLE %s LOGIN" % ident(role))
-    exact_grants(pg_cluster, role, name)
-    pg_cluster.psql("REVOKE INSERT ON supervisors FROM %s" % ident(role), dbname=name)
-    r = dry_run(role_url(pg_cluster, role, name))
+    _, owner, _, url = exact_role(tmp, pg_cluster, "nofleet_", "INSERT ON supervisors")
+    r = dry_run(url)
     assert r.returncode == 1, r.stderr
     assert "it lacks INSERT on table supervisors; nothing was written" in r.stderr, r.stderr
     assert "permission denied" not in r.stderr, r.stderr
