@@ -815,6 +815,9 @@ enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd)
 	d->connecting = false;
 	if (ps != PGRES_POLLING_OK || PQstatus(d->c) != CONNECTION_OK) {
 		pg_fail(d, NULL);
+		/* Refused as the database does not exist: it was dropped or renamed. */
+		if (db_pg_refused_missing(d->c))
+			d->fault = DB_FAULT_NOTDB;
 		return DB_PG_POLL_FAILED;
 	}
 	r = pg_session_apply(d->c, d->path, NULL);

@@ -157,6 +157,45 @@ PGresult *db_pg_side_exec(PGconn *c, const char *path, const char *app, const ch
 	return NULL;
 }
 
+bool db_pg_refused_missing(PGconn *c)
+{
+	const char *db = PQdb(c);
+	char said[160];
+
+	if (c == NULL || PQstatus(c) == CONNECTION_OK || db == NULL)
+		return false;
+	snprintf(said, sizeof said, "database \"%s\" does not exist", db);
+	return strstr(PQerrorMessage(c), said) != NULL;
+}
+
+bool db_pg_gone(PGconn *c, char *why, size_t n)
+{
+	PGconn *side = wait_side_connect(c, NULL, "autopack probe");
+	bool gone = db_pg_refused_missing(side);
+
+	snprintf(why, n, "%s", side != NULL ? PQerrorMessage(side) : "out of memory");
+	for (size_t k = strlen(why); k > 0 && isspace((unsigned char)why[k - 1]); k--)
+		why[k - 1] = '\0';
+	PQfinish(side);
+	return gone;
+}
+
+/* Call the watch's gone when the connection of the statement that ended is lost and its
+ * database is gone from the server (db_pg_gone). */
+static void wait_gone(PGconn *c, const struct db_pg_watch *w)
+{
+	char why[512], what[800];
+
+	if (w == NULL || w->gone == NULL || PQstatus(c) != CONNECTION_BAD ||
+	    !db_pg_gone(c, why, sizeof why))
+		return;
+	snprintf(what, sizeof what,
+	    "the database %s is gone from the server (dropped, or renamed, after this process "
+	    "connected to it; connecting to it again: %s)",
+	    PQdb(c), why);
+	w->gone(what);
+}
+
 /* What the server session of `c` waits for, read on a connection of its own made with the
  * same parameters (db_pg_side_exec): the locks it waits for and the server processes that
  * hold them, with how to find and end them; else its wait event. */
@@ -265,6 +304,7 @@ PGresult *db_pg_wait(PGconn *c, const char *path, int sent, const char *sql)
 	wait_reported[0] = '\0';
 	if (!sent) {
 		wait_cancel_ready = 0;
+		wait_gone(c, w);
 		return NULL;
 	}
 	while (!unanswered) {
@@ -313,5 +353,6 @@ PGresult *db_pg_wait(PGconn *c, const char *path, int sent, const char *sql)
 	db_waited_note(start, now, sql);
 	if (why != NULL && w->stopped != NULL)
 		w->stopped(why, (double)ms / 1000.0, !unanswered);
+	wait_gone(c, w);
 	return last;
 }

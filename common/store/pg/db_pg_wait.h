@@ -28,6 +28,11 @@ struct db_pg_watch {
 	 * it left the cancellation unanswered 2 s after the stop, and the connection is busy
 	 * with it (another statement would wait for its answer without a limit). */
 	void (*stopped)(const char *why, double seconds, bool answered);
+	/* Called when a statement ended with its connection lost and a connection made again
+	 * to its database is refused because the database does not exist (db_pg_gone: dropped,
+	 * or renamed); `what` names the database and says what the server said. May end the
+	 * process. */
+	void (*gone)(const char *what);
 };
 
 /* Watch this process's waits with `w` (NULL: wait silently, as long as it takes). */
@@ -58,6 +63,15 @@ PGresult *db_pg_wait(PGconn *c, const char *path, int sent, const char *sql);
  * error or a connection never made ran nothing. */
 PGresult *db_pg_side_exec(PGconn *c, const char *path, const char *app, const char *sql,
     const char *const *params, int nparams, bool *unanswered, char *why, size_t n);
+/* Whether the server refused connection `c` (not made, or lost and not made again)
+ * because its database does not exist: dropped, or renamed, since it was made (the
+ * server's words in English, as it sends them by default). */
+bool db_pg_refused_missing(PGconn *c);
+/* Whether the database of `c`, whose connection is lost, is gone from the server: a
+ * connection of its own made with the same parameters (2 s at most) is refused as
+ * db_pg_refused_missing says. `why` (n bytes) receives what the server said, or the
+ * failure to connect. */
+bool db_pg_gone(PGconn *c, char *why, size_t n);
 /* What the last statement was last reported waiting for ("" when it was not). */
 const char *db_pg_wait_reported(void);
 /* Cancel the statement waiting now, if any, from just before it is sent (db_pg_wait_arm);

@@ -334,6 +334,11 @@ int store_reconnect_poll(struct store *st, int *fd, bool *write, struct store_er
 		*write = p == DB_PG_POLL_WRITE;
 		return store_fail(err, STORE_EBUSY, "%s: connecting again", st->url);
 	}
+	if (p != DB_PG_POLL_OK && db_fault(st->db) == DB_FAULT_NOTDB)
+		return store_fail(err, STORE_EMOVED,
+		    "%s: the database %s is gone from the server (dropped, or renamed, after it was "
+		    "opened; connecting to it again: %s)",
+		    st->url, PQdb(db_pg_conn(st->db)), db_errmsg(st->db));
 	if (p != DB_PG_POLL_OK)
 		return store_fail(
 		    err, STORE_EIO, "%s: cannot connect again: %s", st->url, db_errmsg(st->db));
