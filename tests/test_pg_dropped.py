@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from pg_cluster import connect
 from supervisor_helpers import rogue_supervisor, wait_for
 from test_fleet import attempts_of, new_pg_db
+from test_pg_waits import lock_phases
 
 
 def assert_lost(sup, name, t0):
@@ -36,9 +36,7 @@ def test_a_database_dropped_while_the_supervisor_starts_is_lost(tmp, pg_cluster,
     the server`), which named no cause."""
     name = pg_cluster.new_database()
     url = new_pg_db(tmp, pg_cluster.url(name), runs=2, phases=2)
-    holder = connect(url)
-    holder.autocommit = False
-    holder.cursor().execute("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE" % table)
+    holder = lock_phases(url, table)
     sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--exit-when-drained")
     try:
         wait_for(lambda: "has not answered" in sup.stderr(), timeout=60,

@@ -24,23 +24,6 @@ def role_url(pg_cluster, role, name):
                                                 pg_cluster.port, name)
 
 
-def schema_db(tmp, pg_cluster, schema):
-    """A database whose search_path is `schema`, holding autopack's tables there (made by
-    the owner, autopack) with a plan of one run of two phases; its name."""
-    name = pg_cluster.new_database()
-    pg_cluster.psql("CREATE SCHEMA %s" % ident(schema), dbname=name)
-    pg_cluster.psql("ALTER DATABASE %s SET search_path = %s" % (ident(name), ident(schema)))
-    url = pg_cluster.url(name)
-    r = ctl("--db", url, "db", "init")
-    assert r.rc == 0, r
-    r = ctl("--db", url, "run", "import", make_plan(os.path.join(str(tmp), "plan.json"), 1,
-                                                    1, 2))
-    assert r.rc == 0, r
-    assert sql(url, "SELECT count(*) FROM pg_tables WHERE schemaname = ? AND tablename ="
-               " 'meta'", schema) == [(1,)]
-    return name
-
-
 def initialised(tmp, url):
     """The empty database at `url` made an autopack database holding one run of two
     phases."""
@@ -49,6 +32,19 @@ def initialised(tmp, url):
     r = ctl("--db", url, "run", "import", make_plan(os.path.join(str(tmp), "plan.json"), 1,
                                                     1, 2))
     assert r.rc == 0, r
+
+
+def schema_db(tmp, pg_cluster, schema):
+    """A database whose search_path is `schema`, holding autopack's tables there (made by
+    the owner, autopack) with a plan of one run of two phases; its name."""
+    name = pg_cluster.new_database()
+    pg_cluster.psql("CREATE SCHEMA %s" % ident(schema), dbname=name)
+    pg_cluster.psql("ALTER DATABASE %s SET search_path = %s" % (ident(name), ident(schema)))
+    url = pg_cluster.url(name)
+    initialised(tmp, url)
+    assert sql(url, "SELECT count(*) FROM pg_tables WHERE schemaname = ? AND tablename ="
+               " 'meta'", schema) == [(1,)]
+    return name
 
 
 def dry_run(url):
