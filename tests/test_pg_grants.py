@@ -186,3 +186,19 @@ def test_a_writer_without_a_privilege_on_the_fleets_tables_is_refused_first(tmp,
     assert "it lacks INSERT on table supervisors; nothing was written" in r.stderr, r.stderr
     assert "permission denied" not in r.stderr, r.stderr
     assert sql(owner, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def test_the_tables_asked_for_delete_are_those_the_store_deletes_from():
+    """The tables a writer is asked DELETE on (store_pg_deleted) are those the store's
+    statements delete from: a DELETE added elsewhere would fail for a role granted
+    exactly what the check asks."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "store")
+    deleted = set()
+    for folder, _, files in os.walk(root):
+        for f in files:
+            if f.endswith((".c", ".h")):
+                with open(os.path.join(folder, f)) as src:
+                    deleted |= set(re.findall(r'"DELETE FROM (\w+)', src.read()))
+    with open(os.path.join(root, "pg", "store_pg_writable.c")) as src:
+        asked = re.search(r'store_pg_deleted\[\] = "([^"]*)"', src.read()).group(1)
+    assert deleted == set(asked.split(",")) == {"llm_usage_events", "supervisor_commands"}

@@ -3,8 +3,8 @@ opened (docs/postgresql.md, "Settings of the role and the database"): one made a
 the connection was lost, and one made beside it (the leave of the fleet on a connection of
 its own, the report of what a statement waits for), whatever the role's or the database's
 search_path says by then. The database here holds two autopack databases, one in public
-and one in schema s2, which the supervisor opens: nothing may be read from public or
-written there."""
+and one in another schema (s2, or a name holding a '"', a space and a backslash), which
+the supervisor opens: nothing may be read from public or written there."""
 import os
 import time
 
@@ -15,32 +15,39 @@ from supervisor_helpers import make_plan, rogue_supervisor, sql, wait_for
 from test_pg_waits import deaf_then, sigterm_a_start_behind_a_lock
 
 S2 = {"PGOPTIONS": "-c search_path=s2"}
+SCHEMAS = ["s2", 'an "odd" s\\2']
 
 
-def two_schemas(tmp, pg_cluster, select):
+def ident(name):
+    """`name` quoted as an SQL identifier."""
+    return '"%s"' % name.replace('"', '""')
+
+
+def two_schemas(tmp, pg_cluster, select, schema="s2"):
     """A database holding an autopack database in public (one run of one phase, and a live
-    supervisor's row of id 1, as the first of s2 gets) and another in schema s2 (two runs
-    of one phase each), which `select` makes the connections' schema: "database" (ALTER
-    DATABASE ... SET search_path = s2) or "PGOPTIONS" (S2, in the environment of each
-    program). Returns (database name, URL)."""
+    supervisor's row of id 1, as the first of `schema` gets) and another in `schema` (two
+    runs of one phase each), which `select` makes the connections' schema: "database"
+    (ALTER DATABASE ... SET search_path) or "PGOPTIONS" (S2, in the environment of each
+    program; `schema` s2). Returns (database name, URL)."""
     name = pg_cluster.new_database()
     url = pg_cluster.url(name)
-    for schema, runs in (("public", 1), ("s2", 2)):
+    for where, runs in (("public", 1), (schema, 2)):
         env = None
-        if schema == "s2":
-            pg_cluster.psql("CREATE SCHEMA s2", dbname=name)
+        if where == schema:
+            pg_cluster.psql("CREATE SCHEMA %s" % ident(schema), dbname=name)
             if select == "database":
-                pg_cluster.psql('ALTER DATABASE "%s" SET search_path = s2' % name)
+                pg_cluster.psql('ALTER DATABASE "%s" SET search_path = %s'
+                                % (name, ident(schema)))
             else:
                 env = S2
-        plan = make_plan(os.path.join(str(tmp), "%s.json" % schema), runs, 1, 1)
+        plan = make_plan(os.path.join(str(tmp), "%d.json" % runs), runs, 1, 1)
         for args in (["db", "init"], ["run", "import", plan]):
             r = ctl("--db", url, *args, env=env)
             assert r.rc == 0, r
     sql(url, "INSERT INTO public.supervisors (supervisor_id, host, pid, started_at,"
              " heartbeat_at, lease_timeout_ms) VALUES (1, 'elsewhere', 1, now(), now(),"
              " 3600000)")
-    assert sql(url, "SELECT count(*) FROM s2.phases") == [(2,)]
+    assert sql(url, "SELECT count(*) FROM %s.phases" % ident(schema)) == [(2,)]
     return name, url
 
 
@@ -58,24 +65,27 @@ def assert_public_untouched(url, before):
     assert sql(url, "SELECT count(*) FROM public.attempts") == [(0,)]
 
 
-def test_the_leave_on_a_connection_of_its_own_stays_in_the_schema_opened(tmp, pg_cluster):
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_the_leave_on_a_connection_of_its_own_stays_in_the_schema_opened(tmp, pg_cluster,
+                                                                         schema):
     """A supervisor of s2, stopped by SIGTERM while it starts behind a lock, whose
     cancellation goes unanswered, leaves the fleet on a connection of its own: after the
     database's search_path was set back to public (by then) it must leave in s2. Before,
     that connection took the database's search_path as it was made: the leave stopped
     public's supervisor 1 and left s2's row live."""
-    name, url = two_schemas(tmp, pg_cluster, "database")
+    name, url = two_schemas(tmp, pg_cluster, "database", schema)
     before = public_touches(url)
     err = sigterm_a_start_behind_a_lock(
         tmp, url, "estimator_coefficients",
         deaf_then(url, 'ALTER DATABASE "%s" RESET search_path' % name))
     assert "left the fleet on a connection of its own" in err, err
-    assert sql(url, "SELECT state FROM s2.supervisors") == [("stopped",)]
+    assert sql(url, "SELECT state FROM %s.supervisors" % ident(schema)) == [("stopped",)]
     assert_public_untouched(url, before)
 
 
-@pytest.mark.parametrize("select", ["database", "PGOPTIONS"])
-def test_a_connection_made_again_stays_in_the_schema_opened(tmp, pg_cluster, select,
+@pytest.mark.parametrize("select,schema", [("database", SCHEMAS[0]),
+                                           ("database", SCHEMAS[1]), ("PGOPTIONS", "s2")])
+def test_a_connection_made_again_stays_in_the_schema_opened(tmp, pg_cluster, select, schema,
                                                             monkeypatch):
     """A supervisor of s2 whose connection the server ends mid-drain connects again: it
     must drain s2 to its end, reading and writing nothing in public, whether s2 was
@@ -83,7 +93,7 @@ def test_a_connection_made_again_stays_in_the_schema_opened(tmp, pg_cluster, sel
     Before, the connection made again took the database's search_path as it was then,
     public: the supervisor read public's meta, found another uuid and exited 3 (DATABASE
     LOST) with s2's phases unfinished."""
-    name, url = two_schemas(tmp, pg_cluster, select)
+    name, url = two_schemas(tmp, pg_cluster, select, schema)
     if select == "PGOPTIONS":
         monkeypatch.setenv("PGOPTIONS", S2["PGOPTIONS"])
     go = os.path.join(str(tmp), "go")
@@ -91,8 +101,8 @@ def test_a_connection_made_again_stays_in_the_schema_opened(tmp, pg_cluster, sel
                            env={"ROGUE_GO": go})
     try:
         sup.wait_ready(timeout=60)
-        wait_for(lambda: sql(url, "SELECT count(*) FROM s2.attempts") == [(2,)],
-                 what="both phases leased")
+        wait_for(lambda: sql(url, "SELECT count(*) FROM %s.attempts" % ident(schema))
+                 == [(2,)], what="both phases leased")
         if select == "database":
             pg_cluster.psql('ALTER DATABASE "%s" RESET search_path' % name)
         before = public_touches(url)
@@ -105,9 +115,9 @@ def test_a_connection_made_again_stays_in_the_schema_opened(tmp, pg_cluster, sel
     finally:
         open(go, "w").close()
         sup.kill()
-    assert sql(url, "SELECT state, count(*) FROM s2.phases GROUP BY state") == \
-        [("COMPLETE", 2)]
-    assert sql(url, "SELECT state FROM s2.supervisors") == [("stopped",)]
+    assert sql(url, "SELECT state, count(*) FROM %s.phases GROUP BY state" % ident(schema)) \
+        == [("COMPLETE", 2)]
+    assert sql(url, "SELECT state FROM %s.supervisors" % ident(schema)) == [("stopped",)]
     assert_public_untouched(url, before)
 
 

@@ -680,7 +680,7 @@ static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved)
 		    PQresultStatus(next) == PGRES_TUPLES_OK && PQntuples(next) == 1)
 			*resolved = xstrdup(PQgetvalue(next, 0, 0));
 		first = false;
-		if (PQresultStatus(r) == PGRES_FATAL_ERROR && r != NULL) {
+		if (r != NULL && PQresultStatus(r) == PGRES_FATAL_ERROR) {
 			PQclear(next);
 			continue;
 		}
