@@ -589,7 +589,7 @@ static const struct db_ops pg_ops = {
 };
 
 /* Copy libpq's connection failure into msg without its trailing newline. */
-static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
+void db_pg_conn_msg(PGconn *c, char *msg, size_t msglen)
 {
 	size_t n;
 
@@ -723,7 +723,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 	*fault = DB_FAULT_NONE;
 	c = PQconnectdbParams(keys, vals, 1);
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		pg_conn_msg(c, msg, msglen);
+		db_pg_conn_msg(c, msg, msglen);
 		*fault = DB_FAULT_LOST;
 		if (c != NULL && strstr(PQerrorMessage(c), "does not exist") != NULL)
 			*fault = DB_FAULT_NOTDB;
@@ -748,7 +748,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 	PQsetNoticeProcessor(c, pg_notice, NULL);
 	r = pg_session_apply(c, NULL, &path);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		pg_conn_msg(c, msg, msglen);
+		db_pg_conn_msg(c, msg, msglen);
 		*fault = DB_FAULT_OTHER;
 		PQclear(r);
 		PQfinish(c);

@@ -14,6 +14,9 @@
  * msg (never holding the password), *fault the kind of failure, and *out NULL. */
 int db_pg_connect(const char *uri, const char *password, const char *app, struct db **out,
     enum db_fault *fault, char *msg, size_t msglen);
+/* Copy the failure of connection `c` (libpq's message; "out of memory" for a NULL `c`)
+ * into msg (msglen bytes) without its trailing white space. */
+void db_pg_conn_msg(PGconn *c, char *msg, size_t msglen);
 /* The libpq connection of a connection of this backend. */
 PGconn *db_pg_conn(struct db *db);
 /* The search_path of the connection's first session, cut to the one schema it resolved to

@@ -2,6 +2,7 @@
  * steps of 100 ms, so that a wait can be reported, measured and given up; a statement
  * answered at once costs what PQexec's own wait does. */
 #include "common/store/pg/db_pg_wait.h"
+#include "common/store/pg/db_pg.h"
 #include "common/store/db_waited.h"
 #include "common/strbuf.h"
 #include "common/util.h"
@@ -173,9 +174,7 @@ bool db_pg_gone(PGconn *c, char *why, size_t n)
 	PGconn *side = wait_side_connect(c, NULL, "autopack probe");
 	bool gone = db_pg_refused_missing(side);
 
-	snprintf(why, n, "%s", side != NULL ? PQerrorMessage(side) : "out of memory");
-	for (size_t k = strlen(why); k > 0 && isspace((unsigned char)why[k - 1]); k--)
-		why[k - 1] = '\0';
+	db_pg_conn_msg(side, why, n);
 	PQfinish(side);
 	return gone;
 }
