@@ -140,6 +140,21 @@ def test_append_adds_tiers_to_an_existing_run(db, tmp):
         ("T1", 0), ("T2", 1)]
 
 
+def test_append_of_a_tier_id_the_run_has_is_refused(db, tmp):
+    """Tier ids within a run are distinct, appended ones too: a second T1 was appended,
+    and the run held two tiers of one id."""
+    assert ctl("--db", url(db), "run", "import",
+               write_plan(tmp, plan(run_entry("r1", phase("p1"))))).rc == 0
+    again = {"run_id": "r1", "append": True,
+             "tiers": [{"tier_id": "T2", "name": "new", "phases": [phase("p2")]},
+                       {"tier_id": "T1", "name": "again", "phases": [phase("p3")]}]}
+    r = ctl("--db", url(db), "run", "import", write_plan(tmp, plan(again), "again.json"))
+    assert r.rc == 1, r
+    assert r.err.strip().endswith('again.json: runs[0].tiers[1].tier_id: tier "T1" already '
+                                  'exists in run "r1"; nothing was written'), r
+    assert counts(db) == (1, 1, 1)
+
+
 @pytest.mark.parametrize("index,shown", [
     ("9223372036854775807", "9223372036854775807"), ("2147483647", "2147483647"),
     ("'x'", "x"), ("1e300", "1.0e+300"), ("2.5", "2.5")])
