@@ -735,8 +735,7 @@ int main(int argc, char **argv)
 	if (s->cfg.log_file != NULL)
 		log_file_refuse_db(&s->cfg);
 	if (s->cfg.log_file != NULL && (rc = log_open(s->cfg.log_file)) != 0)
-		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file,
-		    rc == -ENXIO ? "a FIFO that no process has open for reading" : strerror(-rc));
+		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file, log_open_error(rc));
 	/* Before the database is touched: without descriptors for it (a low `ulimit -n`)
 	 * nothing could run, and libuv aborts when it has none for its own pipes. */
 	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < SUP_FILES_MIN)
