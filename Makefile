@@ -13,8 +13,9 @@
 
 PKGS      := libuv sqlite3 libpq msgpack libcurl jansson
 SUP_PKGS  := libmicrohttpd
+WK_PKGS   := libseccomp
 BUILD_DEBS := gcc make pkg-config libuv1-dev libsqlite3-dev libpq-dev libmsgpack-dev \
-              libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev
+              libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev libseccomp-dev
 TEST_DEBS := python3 python3-msgpack python3-pytest python3-pytest-timeout \
              python3-pytest-xdist python3-sqlalchemy clang libclang-rt-14-dev strace \
              clang-format python3-prometheus-client python3-jsonschema python3-yaml \
@@ -58,9 +59,10 @@ CFLAGS    += $(shell $(CC) -fconserve-stack -E -x c /dev/null >/dev/null 2>&1 &&
 # --as-needed: each binary loads only the shared libraries it calls (the worker neither
 # libpq nor SQLite nor libuv), which is most of a process's start-up.
 LDFLAGS   += $(SANFLAGS) -Wl,--as-needed
-DEPCFLAGS  = $(shell pkg-config --cflags $(PKGS) $(SUP_PKGS) 2>/dev/null)
+DEPCFLAGS  = $(shell pkg-config --cflags $(PKGS) $(SUP_PKGS) $(WK_PKGS) 2>/dev/null)
 LDLIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 SUP_LDLIBS = $(shell pkg-config --libs $(SUP_PKGS) 2>/dev/null) -lpthread
+WK_LDLIBS  = $(shell pkg-config --libs $(WK_PKGS) 2>/dev/null)
 
 # One archive per library; each binary links the libraries it uses, users first.
 LIBS      := calib estimate store fingerprint proto common
@@ -153,6 +155,7 @@ $(O)/bin/fsync-shim.so $(O)/bin/plant-shim.so $(O)/bin/pipe-shim.so $(O)/bin/pq-
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -lpthread
 $(O)/bin/autopack-supervisor $(UNIT): LDLIBS += $(SUP_LDLIBS)
+$(O)/bin/autopack-worker $(UNIT): LDLIBS += $(WK_LDLIBS)
 $(O)/bin/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -5,6 +5,7 @@
 #include "worker/capture.h"
 #include "worker/check_init.h"
 #include "worker/check_limits.h"
+#include "worker/check_suid.h"
 #include "common/checklog.h"
 #include "common/log.h"
 #include "common/procs.h"
@@ -1065,6 +1066,8 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 	/* Nothing but stdio reaches the command: not the supervisor's socket (a forged frame
 	 * would pass for the worker's), not whatever the worker inherited. */
 	procs_cloexec_from(3);
+	if (check_suid_forbid(status_fd) != 0)
+		_exit(126);
 	check_env(env, ARRAY_SIZE(env));
 	if (ns_fd >= 0) {
 		/* A fresh image of the worker's binary: it holds no key, and the worker can map

@@ -332,7 +332,9 @@ descend:
 			snprintf(err, errlen, "path \"%s\": is not a regular file", path);
 			goto fail;
 		} else {
-			*mode = st.st_mode & 07777;
+			/* Its permissions, but never set-user-ID or set-group-ID: a file
+			 * made so in the workspace is rewritten without either bit. */
+			*mode = st.st_mode & 01777;
 		}
 	}
 	*name = comp;
