@@ -123,6 +123,8 @@ static void worker_shutdown_grace_cb(uv_timer_t *t)
 	worker_kill(w, SIGKILL);
 }
 
+/* Send a live worker `shutdown` (once it has handed its socket over) and start its kill
+ * grace, unless one runs already. */
 void worker_shutdown(struct worker *w, const char *why)
 {
 	struct proto_msg m = { .type = PROTO_SHUTDOWN };
