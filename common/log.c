@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,10 +72,66 @@ void log_configure(enum log_level min, enum log_format format)
 	log_fmt = format;
 }
 
+/* Whether the file `path` (opened read-only: one this process may not read is not
+ * judged) begins as one of an SQLite database's files: the database ("SQLite format 3"
+ * and a NUL), its write-ahead log (magic 0x377f0682 or 0x377f0683, big-endian) or its WAL
+ * index (-shm: version 3007000, in the machine's byte order). A log line begins with none
+ * of them. */
+static bool log_begins_as_database(const char *path)
+{
+	static const unsigned char sqlite_magic[16] = "SQLite format 3";
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	unsigned char b[16];
+	struct stat st;
+	uint32_t be, native;
+	ssize_t n = -1;
+
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		n = pread(fd, b, sizeof b, 0);
+	close(fd);
+	if (n < 4)
+		return false;
+	be = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+	memcpy(&native, b, sizeof native);
+	return (n == sizeof b && memcmp(b, sqlite_magic, sizeof b) == 0) || be == 0x377f0682 ||
+	    be == 0x377f0683 || native == 3007000;
+}
+
+/* Whether the file open for writing at `fd`, by `path`, is one of an SQLite database's
+ * files: it begins as one, or it is named <database>-wal, -shm or -journal beside a file
+ * that begins as a database (an empty -wal, which its first bytes cannot tell). */
+static bool log_is_database(int fd, const char *path)
+{
+	static const char *const sides[] = { "-wal", "-shm", "-journal" };
+	size_t len = strlen(path);
+	char self[64];
+
+	snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+	if (log_begins_as_database(self))
+		return true;
+	for (size_t i = 0; i < sizeof sides / sizeof *sides; i++) {
+		size_t n = strlen(sides[i]);
+
+		if (len > n && strcmp(path + len - n, sides[i]) == 0) {
+			char *db = xstrndup(path, len - n);
+			bool is = log_begins_as_database(db);
+
+			free(db);
+			if (is)
+				return true;
+		}
+	}
+	return false;
+}
+
 /* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened:
  * -ENXIO for a FIFO that no process reads, which is not waited for (a blocking open
  * would wait for a reader for ever, with the stop signals not yet taken, or on the loop
- * after SIGHUP). The lines are then written blocking, as to stderr. */
+ * after SIGHUP); LOG_EDATABASE for a file that is an SQLite database's (its lines would
+ * be appended into a database, this program's own or another's, through a link put at the
+ * path since, or a path mistyped). The lines are then written blocking, as to stderr. */
 int log_open(const char *path)
 {
 	int fd = open(
@@ -83,6 +140,10 @@ int log_open(const char *path)
 	    fdopen(fd, "a") :
 	    NULL;
 
+	if (f != NULL && log_is_database(fd, path)) {
+		fclose(f);
+		return LOG_EDATABASE;
+	}
 	if (f == NULL) {
 		int saved = errno;
 
@@ -104,6 +165,17 @@ int log_open(const char *path)
 const char *log_file_path(void)
 {
 	return log_path;
+}
+
+/* Why log_open or log_reopen failed with `rc`, in words. */
+const char *log_open_error(int rc)
+{
+	if (rc == LOG_EDATABASE)
+		return "it is an SQLite database's file (the database, its -wal or its -shm), "
+		       "which a log is never written into";
+	if (rc == -ENXIO)
+		return "a FIFO that no process has open for reading";
+	return strerror(-rc);
 }
 
 /* Keep the open file after a failed reopen, unless it was removed too (its directory

@@ -35,9 +35,15 @@ struct log_about {
 void log_init(const char *program, enum log_level min);
 /* Set the lowest level written and the line format. */
 void log_configure(enum log_level min, enum log_format format);
+/* log_open's result for a file that is an SQLite database's (the database, its -wal or
+ * -shm, by their first bytes): never appended to. */
+#define LOG_EDATABASE (-100000)
 /* Send lines to `path` (appended; created 0600 less what the umask removes) instead of
- * stderr; returns 0 or -errno (-ENXIO: a FIFO no process reads, not waited for). */
+ * stderr; returns 0, -errno (-ENXIO: a FIFO no process reads, not waited for) or
+ * LOG_EDATABASE. */
 int log_open(const char *path);
+/* Why log_open or log_reopen failed with `rc`, in words. */
+const char *log_open_error(int rc);
 /* Open the log file again by its path (after a rotation moved it); 0 or -errno, the old
  * file kept on failure unless it was removed too (then lines go to stderr). Nothing to do
  * without a log file. */

@@ -87,6 +87,27 @@ int cmd_path_given(const struct cmd_ctx *ctx, const char *what, const char *valu
 	return cmd_usage_error(ctx, "%s is empty: give a path", what);
 }
 
+/* 0 when option `c` of `opts` takes no value, may be given more than once, or was not
+ * given before with another value than optarg; else a usage error (exit 2) naming both
+ * values: the command would take one and drop the other without a word. */
+static int cmd_opt_once(struct cmd_ctx *ctx, const struct option *opts, int c)
+{
+	size_t i;
+
+	for (i = 0; opts[i].name != NULL && opts[i].val != c; i++)
+		;
+	if (opts[i].name == NULL || opts[i].has_arg != required_argument ||
+	    strcmp(opts[i].name, "run-id") == 0)
+		return 0;
+	assert(i < CMD_OPTS_MAX);
+	if (ctx->given[i] != NULL && strcmp(ctx->given[i], optarg) != 0)
+		return cmd_usage_error(ctx,
+		    "--%s given twice with different values ('%s', '%s'); give it once",
+		    opts[i].name, ctx->given[i], optarg);
+	ctx->given[i] = optarg;
+	return 0;
+}
+
 /* Return the next command-specific option, handling the common ones. */
 int cmd_getopt(
     struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code)
@@ -119,7 +140,15 @@ int cmd_getopt(
 				    "missing its value: '%s'",
 				    argv[optind - 1]);
 			return CMD_OPT_DONE;
-		default: return c;
+		case -1: return -1;
+		default: {
+			int rc = cmd_opt_once(ctx, opts, c);
+
+			if (rc == 0)
+				return c;
+			*exit_code = rc;
+			return CMD_OPT_DONE;
+		}
 		}
 	}
 }

@@ -528,7 +528,9 @@ int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, siz
 	return rc;
 }
 
-/* Parse the options shared by live commands; collect flags to forward in args. */
+/* Parse the options shared by live commands; collect flags to forward in args. --force,
+ * --now and --timeout are each taken once, and --now not with --timeout (a usage error,
+ * exit 2): args holds at most one of them and the positional arguments. */
 static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd, int npos,
     void (*show)(json_t *, FILE *))
 {
@@ -541,7 +543,7 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 		{ "supervisor", required_argument, NULL, OPT_SUPERVISOR },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *control = NULL, *only = NULL;
+	const char *control = NULL, *only = NULL, *given = NULL, *name;
 	char *args[8];
 	int64_t target = 0;
 	bool handled;
@@ -560,15 +562,17 @@ static int live_exec(struct cmd_ctx *ctx, int argc, char **argv, const char *cmd
 		case OPT_FORCE:
 		case OPT_NOW:
 		case OPT_TIMEOUT:
+			name = o == OPT_FORCE ? "--force" : o == OPT_NOW ? "--now" : "--timeout";
 			if ((o == OPT_FORCE && strcmp(cmd, "scale") != 0) ||
 			    (o != OPT_FORCE && strcmp(cmd, "stop") != 0))
-				return cmd_usage_error(ctx, "option --%s does not apply here",
-				    o == OPT_FORCE   ? "force" :
-				        o == OPT_NOW ? "now" :
-				                       "timeout");
-			args[n++] = o == OPT_FORCE ? "--force" :
-			    o == OPT_NOW           ? "--now" :
-			                             "--timeout";
+				return cmd_usage_error(ctx, "option %s does not apply here", name);
+			if (given != NULL && strcmp(given, name) == 0)
+				return cmd_usage_error(ctx, "%s given twice", name);
+			if (given != NULL)
+				return cmd_usage_error(
+				    ctx, "%s and %s exclude each other", given, name);
+			given = name;
+			args[n++] = (char *)name;
 			if (o == OPT_TIMEOUT)
 				args[n++] = optarg;
 			break;

@@ -2,8 +2,11 @@
 #include "ctl/cmd.h"
 #include "common/util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 /* How many run ids the text output names; --json lists them all. */
 #define CMD_RUN_IDS_SHOWN 10
@@ -43,11 +46,26 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s; nothing was written", err.text);
 	if (pt.regular) {
-		char *abs = store_path_absolute(plan, NULL);
+		/* The supervisor opens the plan by its path: it is sent the file's device:inode
+		 * too, and refuses another file it may find under that name (a private /tmp). */
+		char devino[48], *args[2] = { store_path_absolute(plan, NULL), devino };
+		struct stat sb;
 		bool forwarded;
 
-		ret = cmd_live_forward(ctx, "run import", &abs, 1, &forwarded);
-		free(abs);
+		if (args[0] == NULL || stat(plan, &sb) != 0) {
+			const char *cause = args[0] == NULL ?
+			    "the current directory cannot be read" :
+			    strerror(errno);
+
+			free(args[0]);
+			store_plan_text_free(&pt);
+			return cmd_fail(ctx, STORE_EINVAL,
+			    "%s: cannot read the plan: %s; nothing was written", plan, cause);
+		}
+		snprintf(devino, sizeof devino, "%llu:%llu", (unsigned long long)sb.st_dev,
+		    (unsigned long long)sb.st_ino);
+		ret = cmd_live_forward(ctx, "run import", args, 2, &forwarded);
+		free(args[0]);
 		if (forwarded) {
 			store_plan_text_free(&pt);
 			return ret;

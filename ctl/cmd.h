@@ -25,11 +25,17 @@ enum cmd_exit {
 
 struct cmd_entry;
 
+/* The most options a command has, the common ones included. */
+#define CMD_OPTS_MAX 32
+
 /* What a command runs with. */
 struct cmd_ctx {
 	const struct cmd_entry *entry;
 	const char *db_flag; /* --db URL, before or after the command name; NULL if none */
 	bool json;           /* --json: the result as JSON on stdout, everything else on stderr */
+	/* The value each option of the command took, by its place in the command's options
+	 * (cmd_getopt), so that one given again with another value is refused. */
+	const char *given[CMD_OPTS_MAX];
 };
 
 struct cmd_entry {
@@ -91,7 +97,10 @@ enum {
 bool cmd_db_flag_set(struct cmd_ctx *ctx, char *value, char **shown);
 /* Return the next command-specific option of argv (getopt_long over `opts`), or -1 at
  * the end. Handles the common options itself; on --help or a bad option it prints what
- * is due and returns CMD_OPT_DONE with the exit code in *exit_code. */
+ * is due and returns CMD_OPT_DONE with the exit code in *exit_code. An option that takes
+ * a value and is given again with another one is such a bad option (usage error, exit 2),
+ * but for --run-id, which the telemetry commands and calibrate take as a list (and
+ * telemetry import refuses twice itself). */
 int cmd_getopt(
     struct cmd_ctx *ctx, int argc, char **argv, const struct option *opts, int *exit_code);
 /* Print "autopack-ctl NAME: message" and the usage line to stderr, and with --json an

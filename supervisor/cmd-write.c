@@ -5,7 +5,11 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Reply with what an import added, and queue its phases. */
 static int write_done(struct sup *s, struct store_plan_summary *sum, struct cmd_reply *rep)
@@ -24,7 +28,38 @@ static int write_done(struct sup *s, struct store_plan_summary *sum, struct cmd_
 	return 0;
 }
 
-/* run import PLAN: import a plan and queue its phases. */
+/* 0 when the file at `path` is the one autopack-ctl read, whose "device:inode" it sent as
+ * `devino`; else a refusal naming both: a supervisor with a /tmp or a file system of its
+ * own (systemd's PrivateTmp=, which the shipped unit sets; a container) opens another
+ * file under the same name, or none, and would import a plan the operator never gave, or
+ * fail saying a file the operator sees does not exist. */
+static int import_same_file(const char *path, const char *devino, struct cmd_reply *rep)
+{
+	static const char why[] =
+	    "it runs with a /tmp or a file system of its own (systemd's PrivateTmp=, a "
+	    "container), or the file was replaced meanwhile: put the plan where both see the "
+	    "same file (beside the database, for one), or import it with the supervisor "
+	    "stopped; nothing was written";
+	char here[48];
+	struct stat sb;
+
+	if (stat(path, &sb) != 0)
+		return cmd_error(rep, "invalid_plan",
+		    "%s: this supervisor (pid %d) cannot open the plan autopack-ctl read there "
+		    "(%s): %s",
+		    path, (int)getpid(), strerror(errno), why);
+	snprintf(here, sizeof here, "%llu:%llu", (unsigned long long)sb.st_dev,
+	    (unsigned long long)sb.st_ino);
+	if (strcmp(here, devino) == 0)
+		return 0;
+	return cmd_error(rep, "invalid_plan",
+	    "%s: the file this supervisor (pid %d) finds there (device:inode %s) is not the "
+	    "one autopack-ctl read (%s): %s",
+	    path, (int)getpid(), here, devino, why);
+}
+
+/* run import PLAN [DEVICE:INODE]: import a plan and queue its phases; with the plan's
+ * device:inode as autopack-ctl saw it, only from that file. */
 int cmd_run_import(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
 {
@@ -33,8 +68,10 @@ int cmd_run_import(
 	int rc;
 
 	(void)c;
-	if (req->args.n != 1 || req->args.items[0][0] != '/')
+	if (req->args.n < 1 || req->args.n > 2 || req->args.items[0][0] != '/')
 		return cmd_error(rep, "bad_argument", "run import: give the plan's absolute path");
+	if (req->args.n == 2 && import_same_file(req->args.items[0], req->args.items[1], rep) != 0)
+		return -1;
 	rc = store_plan_import_file(s->st, req->args.items[0], &sum, &err);
 	if (rc != 0)
 		return cmd_error(rep, rc == STORE_EINVAL ? "invalid_plan" : "store_error", "%s%s",

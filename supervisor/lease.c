@@ -49,7 +49,7 @@ static void lease_taken(struct sup *s, struct grant *grants, size_t n);
 static void lease_granted(struct sup *s, const struct grant *grants, size_t n);
 static void lease_undo(struct sup *s);
 static int64_t lease_ahead_target(const struct sup *s);
-static bool lease_ahead_waits(const struct sup *s);
+static bool lease_next_waits(const struct sup *s, const struct worker *w);
 static void lease_queue(struct sup *s, struct worker *w);
 
 void lease_init(struct sup *s)
@@ -174,11 +174,11 @@ static void lease_log_end(struct worker *w, const struct drain_close *c)
  * (`requeue`) or drop it, and release the run. The run's next lease can be opened at
  * once: a round writes its queued ends before its leases, in the same transaction, so no
  * lease commits before the end it follows. */
-static void lease_write_end(struct sup *s, uint64_t att, const struct drain_close *c,
-    struct run_q *r, struct qphase *p, bool requeue)
+static void lease_write_end(struct sup *s, const struct worker *w, uint64_t att,
+    const struct drain_close *c, struct run_q *r, struct qphase *p, bool requeue)
 {
 	writer_close(s, att, r->run_id, p->phase_id, c, p->spec.task_category, lease_committed, r);
-	if (!lease_ahead_waits(s))
+	if (!lease_next_waits(s, w))
 		writer_round(s, true);
 	if (requeue)
 		sched_requeue(s, r, p);
@@ -250,7 +250,7 @@ static void lease_close(struct sup *s, struct worker *w, enum outcome outcome, e
 #endif
 	if (v.skip_run)
 		sched_skip_run(s, l->run, v.run_why);
-	lease_write_end(s, l->attempt_id, &c, l->run, l->phase, requeue != NULL);
+	lease_write_end(s, w, l->attempt_id, &c, l->run, l->phase, requeue != NULL);
 	*l = (struct lease){ 0 };
 	s->n.results++;
 	if (v.stop_session)
@@ -401,6 +401,12 @@ static int64_t lease_left(const struct sup *s)
 	return s->cfg.batch_size - s->started - (int64_t)s->ngrants;
 }
 
+/* Whether dispatch is held: paused by the operator, the breaker tripped, or stopping. */
+static bool lease_dispatch_held(const struct sup *s)
+{
+	return s->paused || s->crash_loop || s->stopping;
+}
+
 /* Whether a round opens leases: dispatch is not held, a run is ready, the batch is not
  * spent (when it is, with nothing in flight, the drain stops; with several supervisors,
  * whether or not a run is ready here, as the session's batch is), and a worker is idle or
@@ -412,8 +418,7 @@ static bool lease_want(struct sup *s, bool due)
 {
 	int64_t target;
 
-	if (s->paused || s->crash_loop || s->stopping || s->writes_off ||
-	    (s->nready == 0 && s->fleet_id == 0))
+	if (lease_dispatch_held(s) || s->writes_off || (s->nready == 0 && s->fleet_id == 0))
 		return false;
 	if (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size) {
 		if (s->in_flight == 0)
@@ -891,11 +896,15 @@ bool lease_phases_short(const struct sup *s)
 	    lease_window_rate(s) * PHASE_SHORT_MS >= workers * LEASE_AHEAD_WINDOW_MS;
 }
 
-/* Whether a worker that ends its phase now takes a lease opened ahead (durable, first in
- * line, dispatch not held): its end need not make a round of its own. */
-static bool lease_ahead_waits(const struct sup *s)
+/* Whether worker w (NULL: none), ending its phase now, has its next job waiting while
+ * dispatch is not held: one queued behind its lease, or a durable lease opened ahead first
+ * in line. Its end need not make a round of its own. */
+static bool lease_next_waits(const struct sup *s, const struct worker *w)
 {
-	return s->nahead > 0 && s->ahead[0].durable && !s->paused && !s->crash_loop && !s->stopping;
+	if (lease_dispatch_held(s))
+		return false;
+	return (w != NULL && w->queued.attempt_id != 0 && !w->queued_cancelled) ||
+	    (s->nahead > 0 && s->ahead[0].durable);
 }
 
 bool lease_ahead_covers(const struct sup *s)
@@ -903,8 +912,9 @@ bool lease_ahead_covers(const struct sup *s)
 	int64_t workers = lease_pool_size(s);
 	size_t n = 0;
 
-	if (s->idle != NULL || workers <= 0 || s->paused || s->crash_loop || s->stopping)
+	if (s->idle != NULL || workers <= 0 || lease_dispatch_held(s))
 		return false;
+	workers -= s->nqueued; /* those go on to the job they hold */
 	while (n < s->nahead && s->ahead[n].durable && (int64_t)n < workers)
 		n++;
 	return (int64_t)n >= workers;
@@ -937,7 +947,7 @@ static void lease_ahead_end(struct sup *s, struct grant *g, enum outcome outcome
 	c.phase_state = sched_next_state(s, g->p, outcome);
 	/* Not one of the attempts --batch-size counts. */
 	s->started--;
-	lease_write_end(s, g->attempt_id, &c, g->r, g->p, c.phase_state == PHASE_QUEUED);
+	lease_write_end(s, NULL, g->attempt_id, &c, g->r, g->p, c.phase_state == PHASE_QUEUED);
 }
 
 /* Whether a durable lease opened ahead is first, once those whose run the drain rules
@@ -957,7 +967,7 @@ bool lease_ahead_take(struct sup *s, struct worker *w)
 {
 	struct grant g;
 
-	if (s->paused || s->crash_loop || s->stopping || !lease_ahead_ready(s))
+	if (lease_dispatch_held(s) || !lease_ahead_ready(s))
 		return false;
 	g = lease_ahead_remove(s, 0);
 	lease_bind(w, &g);
@@ -1007,7 +1017,7 @@ static void lease_queue(struct sup *s, struct worker *w)
 
 	if (s->cfg.worker_jobs < 2 || w->state != W_BUSY || w->queued.attempt_id != 0 ||
 	    !w->lease.sent || w->retire || w->killed || w->lease.end_outcome != OUTCOME_NONE ||
-	    s->idle != NULL || s->paused || s->crash_loop || s->stopping)
+	    s->idle != NULL || lease_dispatch_held(s))
 		return;
 	ready = lease_ahead_ready(s);
 #ifdef AUTOPACK_MUTANT_queued_before_durable
@@ -1019,6 +1029,7 @@ static void lease_queue(struct sup *s, struct worker *w)
 	g = lease_ahead_remove(s, 0);
 	g.worker_id = w->id;
 	w->queued = g;
+	s->nqueued++;
 	w->queued_ann = m.u.job.ann == 1 && !m.u.job.dry_run;
 	log_debug("%s/%s attempt %llu: opened ahead, queued on worker %d behind attempt %llu",
 	    g.r->run_id, g.p->phase_id, (unsigned long long)g.attempt_id, w->id,
@@ -1034,6 +1045,7 @@ bool lease_queued_take(struct worker *w)
 	if (g.attempt_id == 0)
 		return false;
 	w->queued = (struct grant){ 0 };
+	s->nqueued--;
 	lease_bind(w, &g);
 	w->lease.sent = true;
 	w->lease.ann_first = w->queued_ann;
@@ -1080,6 +1092,7 @@ void lease_queued_end(struct worker *w, const char *why)
 	if (g.attempt_id == 0)
 		return;
 	w->queued = (struct grant){ 0 };
+	w->sup->nqueued--;
 	w->queued_cancelled = false;
 	lease_ahead_end(w->sup, &g, cancelled ? OUTCOME_CANCELLED : OUTCOME_SUPERVISOR_STOPPED,
 	    cancelled ? "cancelled by the operator" : why);

@@ -74,7 +74,7 @@ static void sighup_cb(uv_signal_t *h, int signum)
 		log_info("SIGHUP: no --log-file to reopen; nothing changes");
 	else if (rc != 0)
 		log_error("SIGHUP: cannot reopen the log file %s: %s; %s", s->cfg.log_file,
-		    rc == -ENXIO ? "a FIFO that no process has open for reading" : strerror(-rc),
+		    log_open_error(rc),
 		    log_to_file() ?
 		        "logging goes on to the old one" :
 		        "the old one was removed too: logging goes on to standard error");

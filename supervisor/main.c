@@ -170,6 +170,7 @@ enum {
 	OPT_CHECKPROC,
 	OPT_CHECKMEM,
 	OPT_CHECKTMP,
+	OPT_LAST = OPT_CHECKTMP,
 };
 
 static const struct option long_opts[] = {
@@ -350,18 +351,50 @@ static bool flag_plain(struct sup_config *c, int opt, const char *v)
 	return false;
 }
 
+/* The long name of flag `opt`, without its dashes. */
+static const char *flag_name(int opt)
+{
+	for (size_t i = 0; long_opts[i].name != NULL; i++)
+		if (long_opts[i].val == opt)
+			return long_opts[i].name;
+	return "?";
+}
+
+/* Exit 2 when a flag that takes one value is given again with another (--run-id a
+ * --run-id b): one of them would be dropped without a word, and the drain would not be
+ * the one asked for. The same value twice is taken; --skip-run-prefix is a list, and
+ * --db has a refusal of its own. `given` holds the value each flag took, by its number
+ * from OPT_DB. Also exits 2 for --fsync-off-loop with --fsync-on-loop. */
+static void flag_once(const char **given, int opt, const char *v)
+{
+	const char **g = &given[opt - OPT_DB];
+
+	if (opt == OPT_SKIPP || opt == OPT_DB || opt < OPT_DB || opt > OPT_LAST)
+		return;
+	if (opt == OPT_FSYNC_THREAD || opt == OPT_FSYNC_ON_LOOP) {
+		int other = opt == OPT_FSYNC_THREAD ? OPT_FSYNC_ON_LOOP : OPT_FSYNC_THREAD;
+
+		if (given[other - OPT_DB] != NULL)
+			flag_fail(flag_name(opt), "--%s and --%s exclude each other: give one",
+			    flag_name(other), flag_name(opt));
+	}
+	if (v == NULL)
+		v = "";
+	if (*g != NULL && strcmp(*g, v) != 0)
+		flag_fail(flag_name(opt),
+		    "given twice with different values (\"%s\", \"%s\"); give it once", *g, v);
+	*g = v;
+}
+
 /* Exit 2 when the value of flag `opt` is not UTF-8, or for --model is empty, holds a
  * control character or is over PROTO_NAME_MAX bytes: values travel in the session's
  * record and in every job, which hold only such text, and a job that cannot be sent
  * fails its phase (INVALID_JOB) without reaching a worker. */
 static void flag_check_text(int opt, const char *v)
 {
-	const char *name = "?";
+	const char *name = flag_name(opt);
 	size_t len = strlen(v), bad = utf8_check(v, len);
 
-	for (size_t i = 0; long_opts[i].name != NULL; i++)
-		if (long_opts[i].val == opt)
-			name = long_opts[i].name;
 	if (bad != len)
 		flag_fail(name, "not valid UTF-8 (byte %zu of %zu)", bad + 1, len);
 	if (opt != OPT_MODEL)
@@ -556,6 +589,7 @@ static void log_file_refuse_db(const struct sup_config *c)
 /* Fill cfg from argv; exits 2 on a bad flag. */
 static void parse_flags(struct sup_config *c, int argc, char **argv)
 {
+	const char *given[OPT_LAST - OPT_DB + 1] = { NULL };
 	int o;
 
 	*c = (struct sup_config){
@@ -582,6 +616,8 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		if (o != '?' && optarg != NULL)
 			flag_check_text(o, optarg);
+		if (o != '?')
+			flag_once(given, o, optarg);
 		if (o != '?' && optarg != NULL && flag_int(c, o, optarg))
 			continue;
 		if (o != '?' && flag_plain(c, o, optarg))
@@ -699,8 +735,7 @@ int main(int argc, char **argv)
 	if (s->cfg.log_file != NULL)
 		log_file_refuse_db(&s->cfg);
 	if (s->cfg.log_file != NULL && (rc = log_open(s->cfg.log_file)) != 0)
-		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file,
-		    rc == -ENXIO ? "a FIFO that no process has open for reading" : strerror(-rc));
+		log_fatal(1, "cannot open log file %s: %s", s->cfg.log_file, log_open_error(rc));
 	/* Before the database is touched: without descriptors for it (a low `ulimit -n`)
 	 * nothing could run, and libuv aborts when it has none for its own pipes. */
 	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < SUP_FILES_MIN)

@@ -96,6 +96,22 @@ static struct sup *session_unstarted;
 static pid_t session_unstarted_pid;
 static const char *session_unstarted_why = "refused to start";
 
+/* The canonical URL of the database the supervisor starts on. */
+static char *session_start_url;
+
+/* The database was found gone from the server while the supervisor started (dropped, or
+ * renamed): exit 3, as for a database lost while it drains, having dispatched nothing.
+ * Nothing more is written: a fleet row and a session recorded went with the database. */
+static void session_start_gone(const char *what)
+{
+	db_pg_wait_watch(NULL);
+	session_unstarted = NULL;
+	log_error("DATABASE LOST: %s: %s while the supervisor started; nothing was dispatched; "
+	          "exit status 3",
+	    session_start_url != NULL ? session_start_url : "the database", what);
+	exit(3);
+}
+
 /* How long the leave of a failed start may wait for the database. */
 #define SESSION_LEAVE_WAIT_MS 5000
 static uint64_t session_leave_deadline;
@@ -276,6 +292,7 @@ void session_start_watch(struct sup *s, bool on)
 		.waiting = session_start_waiting,
 		.stop = session_start_stop,
 		.stopped = session_start_stopped,
+		.gone = session_start_gone,
 	};
 
 	session_starting = on ? s : NULL;
@@ -292,6 +309,7 @@ void session_open_store(struct sup *s)
 
 	if (dburl_resolve(s->cfg.db_flag, &path, &url, NULL, msg, sizeof msg) != 0)
 		log_fatal(1, "%s", msg);
+	session_start_url = xstrdup(url);
 	if (!dburl_is_pg(url) && stat(path, &sb) != 0)
 		log_fatal(1,
 		    "database %s does not exist (%s); create it with: autopack-ctl"

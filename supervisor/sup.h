@@ -532,6 +532,7 @@ struct sup {
 	uint64_t ahead_window_ms;
 	int64_t ahead_window_n;
 	int64_t ahead_rate; /* results in the last whole window */
+	int64_t nqueued;    /* workers holding a job queued behind their lease */
 
 	/* writer: rounds (one transaction for the writes and leases of a loop turn) */
 	struct round_hooks round;

@@ -688,6 +688,37 @@ def test_10_a_log_file_naming_the_database_is_refused(tmp, name, sfx, what):
     assert r.rc == 0, r
 
 
+@pytest.mark.parametrize("name", ["other.db", "other.db-wal", "other.db-shm"])
+def test_10_a_log_file_naming_another_database_is_refused(tmp, name):
+    """Another database's files, as a log file: the supervisor and its workers appended
+    their lines into it (exit 0), to be overwritten as that database grew."""
+    url = new_db(tmp, runs=1, phases=1)
+    other = os.path.join(str(tmp), "other.db")
+    assert ctl("--db", "sqlite:///" + other, "db", "init").rc == 0
+    holder = sqlite3.connect(other)  # keeps the other's -wal and -shm in place, as they are
+    holder.execute("PRAGMA journal_mode").fetchall()
+    holder.execute("BEGIN")
+    holder.execute("SELECT count(*) FROM meta").fetchall()
+    try:
+        def files():
+            out = {}
+            for sfx in ("", "-wal", "-shm"):
+                with open(other + sfx, "rb") as f:
+                    out[sfx] = hashlib.sha256(f.read()).hexdigest()
+            return out
+
+        before = files()
+        r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained",
+                "--log-file", name, cwd=str(tmp))
+        assert r.rc == 1, r
+        assert ("cannot open log file %s: it is an SQLite database's file (the database, its"
+                " -wal or its -shm), which a log is never written into" % name) in r.err, r
+        assert files() == before
+    finally:
+        holder.close()
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
 @pytest.mark.parametrize("side", ["-wal", "-shm"])
 def test_a_database_named_like_the_wal_or_shm_of_another_is_never_emptied(tmp, side):
     """`db init` of d.db-wal (or d.db-shm) beside d.db made a database there; the next

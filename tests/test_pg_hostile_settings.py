@@ -233,9 +233,10 @@ def test_a_role_that_may_only_read_is_told_what_it_lacks_before_anything_is_writ
     url = "postgresql://%s@127.0.0.1:%d/%s" % (role, pg_cluster.port, name)
     said = ("role %s may not write autopack's tables in schema public (owned by role"
             " autopack): it lacks INSERT on table " % role)
-    grant = ("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"public\" TO"
-             " \"%s\"; GRANT USAGE ON ALL SEQUENCES IN SCHEMA \"public\" TO \"%s\""
-             % (role, role))
+    grant = ("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA \"public\" TO \"%s\";"
+             " GRANT DELETE ON TABLE \"public\".\"llm_usage_events\","
+             " \"public\".\"supervisor_commands\" TO \"%s\"; GRANT USAGE ON ALL SEQUENCES IN"
+             " SCHEMA \"public\" TO \"%s\"" % (role, role, role))
     supervisor = [binpath("autopack-supervisor"), "--db", url, "--dry-run",
                   "--exit-when-drained", "--workers", "1"]
     env = dict(os.environ, ANTHROPIC_API_KEY="x", OPENAI_API_KEY="x")

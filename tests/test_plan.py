@@ -140,6 +140,21 @@ def test_append_adds_tiers_to_an_existing_run(db, tmp):
         ("T1", 0), ("T2", 1)]
 
 
+def test_append_of_a_tier_id_the_run_has_is_refused(db, tmp):
+    """Tier ids within a run are distinct, appended ones too: a second T1 was appended,
+    and the run held two tiers of one id."""
+    assert ctl("--db", url(db), "run", "import",
+               write_plan(tmp, plan(run_entry("r1", phase("p1"))))).rc == 0
+    again = {"run_id": "r1", "append": True,
+             "tiers": [{"tier_id": "T2", "name": "new", "phases": [phase("p2")]},
+                       {"tier_id": "T1", "name": "again", "phases": [phase("p3")]}]}
+    r = ctl("--db", url(db), "run", "import", write_plan(tmp, plan(again), "again.json"))
+    assert r.rc == 1, r
+    assert r.err.strip().endswith('again.json: runs[0].tiers[1].tier_id: tier "T1" already '
+                                  'exists in run "r1"; nothing was written'), r
+    assert counts(db) == (1, 1, 1)
+
+
 @pytest.mark.parametrize("index,shown", [
     ("9223372036854775807", "9223372036854775807"), ("2147483647", "2147483647"),
     ("'x'", "x"), ("1e300", "1.0e+300"), ("2.5", "2.5")])
@@ -356,3 +371,55 @@ def test_a_running_supervisor_under_a_small_stack_refuses_a_plan_nested_2048_dee
     finally:
         sup.stop_now()
     assert counts(db) == (0, 0, 0)
+
+
+def one_phase_plan(run_id):
+    return json.dumps({"runs": [{"run_id": run_id, "workspace": "ws", "tiers": [{
+        "tier_id": "T1", "name": "t", "phases": [{"phase_id": "p1", "name": "n", "scope": {
+            "deliverables": ["a.py"]}}]}]}]})
+
+
+def test_a_running_supervisor_with_a_directory_of_its_own_imports_only_the_file_ctl_read(
+        db, tmp):
+    """A supervisor whose view of a directory is its own (the shipped unit's PrivateTmp=, a
+    container) is sent the plan's path: it imported the file it found under that name, a
+    plan the operator never gave, and said that a plan the operator could read did not
+    exist. autopack-ctl sends the file's device:inode with the path, and the supervisor
+    refuses any other file, naming both."""
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no mount namespace for the supervisor (unshare -m needs root)")
+    own = tmp / "own"
+    own.mkdir()
+    (own / "plan.json").write_text(one_phase_plan("given"))
+    (own / "only-here.json").write_text(one_phase_plan("only-here"))
+    # The supervisor's own `own`: a tmpfs holding another plan under the same name.
+    prefix = ("unshare", "-m", "sh", "-c",
+              "mount -t tmpfs tmpfs %s && printf '%%s' '%s' > %s/plan.json && exec \"$@\""
+              % (own, one_phase_plan("impostor"), own), "sh")
+    sup = Supervisor(tmp, url(db), "--workers", 0, "--allow-empty-db", control=False,
+                     prefix=prefix)
+    try:
+        sup.wait_ready()
+        r = ctl("--db", url(db), "run", "import", str(own / "plan.json"))
+        assert r.rc == 1, r
+        assert re.search(r"invalid_plan: %s/plan\.json: the file this supervisor \(pid %d\) "
+                         r"finds there \(device:inode \d+:\d+\) is not the one autopack-ctl "
+                         r"read \(%d:%d\): it runs with a /tmp or a file system of its own "
+                         r"\(systemd's PrivateTmp=, a container\)" % (
+                             own, sup.proc.pid, os.stat(own / "plan.json").st_dev,
+                             os.stat(own / "plan.json").st_ino), r.err), r
+        assert "nothing was written" in r.err, r
+        r = ctl("--db", url(db), "run", "import", str(own / "only-here.json"))
+        assert r.rc == 1, r
+        assert ("%s/only-here.json: this supervisor (pid %d) cannot open the plan "
+                "autopack-ctl read there (No such file or directory)" % (own, sup.proc.pid)
+                in r.err), r
+        assert counts(db) == (0, 0, 0)
+        # A plan both see is imported through the supervisor, as before.
+        (tmp / "both.json").write_text(one_phase_plan("both"))
+        r = ctl("--db", url(db), "run", "import", str(tmp / "both.json"))
+        assert r.rc == 0 and "written by the supervisor" in r.out, r
+        assert sup.proc.poll() is None, sup.stderr()[-3000:]
+    finally:
+        sup.stop_now()
+    assert rows(db, "SELECT id FROM runs") == [("both",)]

@@ -339,8 +339,7 @@ def test_a_retried_run_is_no_longer_stopped_live_offline_and_after_resume(tmp):
     rules = ("--max-attempts-per-phase", 1, "--max-fingerprint-repeats", 2)
     try:
         # Live: the supervisor drains the retried run and saves it as no longer stopped.
-        sup = drain(tmp, url, llm, "--control", os.path.join(str(tmp), "s.sock"), *rules,
-                    wait=False)
+        sup = drain(tmp, url, llm, *rules, wait=False)
         wait_for(lambda: sql(url, "SELECT count(*) FROM drain_sessions")[0][0] and
                  state(url)[0].get("stopped_runs") == ["run-000"] and
                  phase_states(url, "run-001") == ["COMPLETE"] * 3, what="run-000 stopped")

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 
+from conftest import ctl
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, wait_for
 
@@ -233,6 +234,51 @@ def test_a_stop_signal_before_the_loop_runs_is_taken_by_it(tmp):
     assert "[STOP] received Terminated" in sup.stderr()
     assert sql(url, "SELECT stop_reason FROM drain_sessions") == [("received Terminated",)]
     assert " ended (received Terminated): " in sup.stderr().rstrip("\n").rsplit("\n", 1)[1]
+
+
+def test_sighup_with_the_log_path_made_a_link_to_the_database_keeps_the_old_log(tmp):
+    """A rotation that leaves a link to the database at the log's path: the supervisor's
+    reopen and each worker's next line appended their lines into the database file; the
+    file watch took them for another program's writes (DATABASE LOST, exit 3), and the
+    message saying so went into the database too, where the next checkpoint overwrote
+    it. The reopen is refused, naming why, and the drain goes on in the old file."""
+    tmp = str(tmp)
+    url = init_db(tmp)
+    db = url[len("sqlite:///"):]
+    import_plan(tmp, url, [("run-a", os.path.join(tmp, "ws"),
+                            [phase_spec("a1", ("out/a1.py",))])])
+    log = os.path.join(tmp, "drain.log")
+    go = os.path.join(tmp, "go")
+    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 120, "until": go}})
+    sup = Supervisor(tmp, url, "--workers", 1, "--log-file", log, *llm_args(llm), env=KEY)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: rows(url, "SELECT id FROM llm_usage_events WHERE status = 'sent'"),
+                 60, what="a call in flight")
+        os.rename(log, log + ".1")
+        os.symlink(db, log)
+        sup.signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: cannot reopen the log file %s: it is an SQLite database's "
+                         "file (the database, its -wal or its -shm), which a log is never "
+                         "written into; logging goes on to the old one" % log
+                 in open(log + ".1").read(), 30, what="the reopen refused")
+        open(go, "w").close()
+        wait_for(lambda: rows(url, "SELECT outcome FROM attempts WHERE outcome IS NOT NULL"),
+                 60, what="the attempt's end")
+        assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}]
+        # The worker, which follows the path at each line, stays in the old file too.
+        assert sup.ctl("scale", "0").rc == 0
+        wait_for(lambda: "asked this worker to stop (scale)" in open(log + ".1").read(), 30,
+                 what="the worker's line in the old log")
+        assert sup.status()["state"] == "running"
+    finally:
+        rc = sup.stop_now()
+        llm.stop()
+    assert rc == 0, open(log + ".1").read()[-3000:]
+    with open(db, "rb") as f:
+        assert b"autopack-" not in f.read()
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 0, r
 
 
 def test_sighup_with_the_log_directory_removed_goes_on_on_stderr(tmp):

@@ -536,8 +536,11 @@ static void wk_flags(
 				log_fatal(2, "%s", lerr);
 			i++;
 		} else if (strcmp(argv[i], "--log-file") == 0 && i + 1 < argc) {
-			if (log_open(argv[++i]) != 0)
-				log_fatal(1, "cannot open log file %s", argv[i]);
+			int rc = log_open(argv[++i]);
+
+			if (rc != 0)
+				log_fatal(
+				    1, "cannot open log file %s: %s", argv[i], log_open_error(rc));
 		} else {
 			usage_say("autopack-worker", "unexpected argument \"%s\"", argv[i]);
 			fputs(usage_text, stderr);

@@ -129,7 +129,7 @@ struct plan_writer {
 	struct db_stmt *phases[PLAN_ROWS + 1]; /* phases[n] inserts n rows; prepared when needed */
 	struct plan_row rows[PLAN_ROWS];
 	size_t nrows;
-	struct db_stmt *run_exists, *phase_exists, *tier_next;
+	struct db_stmt *run_exists, *phase_exists, *tier_exists, *tier_next;
 	struct plan_dirs dirs;
 	struct store_plan_summary *sum;
 	size_t *ids; /* indexes + 1 into sum->run_ids, a hash table by run id */
@@ -231,7 +231,8 @@ static int plan_tier_base(
 }
 
 /* Check run entry `r` (runs[i]) against the database: a new run must not exist, an
- * appended one must, and appended phases must not collide with the run's phases. */
+ * appended one must, and appended tiers and phases must not collide with the run's tiers
+ * and phases (a tier id the run has was appended again: two tiers of one id). */
 static int plan_check_db(struct plan_writer *pw, const json_t *r, size_t i, struct store_err *err)
 {
 	struct store *st = pw->st;
@@ -258,6 +259,16 @@ static int plan_check_db(struct plan_writer *pw, const json_t *r, size_t i, stru
 		return 0;
 	json_array_foreach(json_object_get(r, "tiers"), j, t)
 	{
+		const char *tid = plan_str(t, "tier_id");
+
+		rc = plan_query(pw, pw->tier_exists, run_id, tid, NULL, err);
+		if (rc < 0)
+			return rc;
+		if (rc == 1)
+			return store_fail(err, STORE_EINVAL,
+			    "%s: runs[%zu].tiers[%zu].tier_id: tier \"%s\" already exists in run "
+			    "\"%s\"",
+			    pw->source, i, j, tid, run_id);
 		json_array_foreach(json_object_get(t, "phases"), k, ph)
 		{
 			const char *pid = plan_str(ph, "phase_id");
@@ -617,6 +628,8 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 	        db_prepare(st->db, "SELECT 1 FROM runs WHERE id = ?1", &pw->run_exists) != DB_OK ||
 	        db_prepare(st->db, "SELECT 1 FROM phases WHERE run_id = ?1 AND phase_id = ?2",
 	            &pw->phase_exists) != DB_OK ||
+	        db_prepare(st->db, "SELECT 1 FROM tiers WHERE run_id = ?1 AND tier_id = ?2",
+	            &pw->tier_exists) != DB_OK ||
 	        db_prepare(st->db,
 	            "SELECT tier_id, id, tier_index FROM tiers WHERE run_id = ?1"
 	            " ORDER BY tier_index DESC LIMIT 1",
@@ -681,6 +694,7 @@ static int plan_writer_close(
 		db_finalize(pw->phases[n]);
 	db_finalize(pw->run_exists);
 	db_finalize(pw->phase_exists);
+	db_finalize(pw->tier_exists);
 	db_finalize(pw->tier_next);
 	if (rc == 0)
 		rc = store_commit(pw->st->db, "committing the import", err);

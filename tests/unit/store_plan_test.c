@@ -225,7 +225,11 @@ TEST(plan_import_append_adds_tiers_after_the_existing_ones)
 	CHECK_EQ_INT(import(&st, append, &err), 0);
 	CHECK_EQ_INT(test_query(&st, "SELECT tier_index FROM tiers WHERE tier_id = 'T2'"), 1);
 	CHECK_EQ_INT(test_query(&st, "SELECT count(*) FROM phases WHERE run_id = 'r1'"), 2);
-	expect_invalid(&st, append,
+	expect_invalid(
+	    &st, append, "runs[0].tiers[0].tier_id: tier \"T2\" already exists in run \"r1\"");
+	expect_invalid(&st,
+	    PLAN("{\"run_id\": \"r1\", \"append\": true, \"tiers\": ["
+	         "{\"tier_id\": \"T4\", \"name\": \"t\", \"phases\": [" PHASE("p2") "]}]}"),
 	    "runs[0].tiers[0].phases[0].phase_id: phase \"p2\" "
 	    "already exists in run \"r1\"");
 	expect_invalid(&st,

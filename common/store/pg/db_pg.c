@@ -40,6 +40,7 @@ struct db_pg {
 	int64_t changes;     /* rows changed by the last command */
 	enum db_fault fault; /* of the last failure */
 	char err[1024];      /* message of the last failure */
+	char *path;          /* the search_path its first connection was cut to, or NULL */
 };
 
 struct db_pg_stmt {
@@ -241,13 +242,13 @@ static PGresult *pg_run(struct db_pg *d, struct db_pg_stmt *s)
 
 	db_pg_wait_arm(d->c);
 	if (!s->persistent)
-		return db_pg_wait(d->c,
+		return db_pg_wait(d->c, d->path,
 		    PQsendQueryParams(d->c, s->sql, s->nparams, s->types, vals, NULL, NULL, 0),
 		    s->sql);
 	if (s->name[0] == '\0' || s->gen != d->gen) {
 		snprintf(s->name, sizeof s->name, "autopack_%u", ++d->next_name);
-		r = db_pg_wait(
-		    d->c, PQsendPrepare(d->c, s->name, s->sql, s->nparams, s->types), s->sql);
+		r = db_pg_wait(d->c, d->path,
+		    PQsendPrepare(d->c, s->name, s->sql, s->nparams, s->types), s->sql);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			s->name[0] = '\0';
 			return r;
@@ -256,8 +257,8 @@ static PGresult *pg_run(struct db_pg *d, struct db_pg_stmt *s)
 		s->gen = d->gen;
 		db_pg_wait_arm(d->c);
 	}
-	return db_pg_wait(
-	    d->c, PQsendQueryPrepared(d->c, s->name, s->nparams, vals, NULL, NULL, 0), s->sql);
+	return db_pg_wait(d->c, d->path,
+	    PQsendQueryPrepared(d->c, s->name, s->nparams, vals, NULL, NULL, 0), s->sql);
 }
 
 /* Run the statement at its first step, then move through its rows. */
@@ -498,7 +499,7 @@ static int pg_exec(struct db *db, const char *sql)
 	if (pg_down(d))
 		return DB_ERROR;
 	db_pg_wait_arm(d->c);
-	r = db_pg_wait(d->c, PQsendQuery(d->c, sql), sql);
+	r = db_pg_wait(d->c, d->path, PQsendQuery(d->c, sql), sql);
 	rs = PQresultStatus(r);
 
 	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
@@ -557,6 +558,7 @@ static enum db_fault pg_fault(struct db *db)
 static void pg_close(struct db *db)
 {
 	PQfinish(P(db)->c);
+	free(P(db)->path);
 	free(P(db));
 }
 
@@ -587,7 +589,7 @@ static const struct db_ops pg_ops = {
 };
 
 /* Copy libpq's connection failure into msg without its trailing newline. */
-static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
+void db_pg_conn_msg(PGconn *c, char *msg, size_t msglen)
 {
 	size_t n;
 
@@ -621,17 +623,23 @@ static void pg_conn_msg(PGconn *c, char *msg, size_t msglen)
  * pg_catalog ("public, pg_catalog") let a function of that schema stand in for the
  * catalog's (a public.clock_timestamp() returning 2001 made every heartbeat 2001, and no
  * silent supervisor was ever declared lost). A path naming no usable schema is left as
- * it is, for the schema check to name. */
+ * it is, for the schema check to name. The first connection resolves it (pg_path_sql);
+ * a connection made again, and one made beside it (db_pg_side_exec), is set to the schema
+ * the first resolved, whatever the role's or the database's search_path says by then (set
+ * to another schema, or a schema made or granted before it while this process ran): the
+ * tables are those of the schema opened. */
 static const char pg_session_sql[] =
-    "SELECT pg_catalog.set_config('search_path',"
-    " pg_catalog.quote_ident(pg_catalog.current_schema()), false)"
-    " WHERE pg_catalog.current_schema() IS NOT NULL;"
-    " SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
+    "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
     " SET client_min_messages = warning;"
     " SET standard_conforming_strings = on; SET extra_float_digits = 3;"
     " SET default_transaction_isolation = 'read committed'; SET statement_timeout = 0;"
     " SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0;"
     " SET synchronous_commit = on";
+/* The first connection's search_path cut to the schema it resolves to; its one row, when
+ * there is one, is the path set. */
+static const char pg_path_sql[] = "SELECT pg_catalog.set_config('search_path',"
+                                  " pg_catalog.quote_ident(pg_catalog.current_schema()), false)"
+                                  " WHERE pg_catalog.current_schema() IS NOT NULL";
 
 /* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
  * also turn off idle_session_timeout, which a role or database may set: the server ended a
@@ -644,12 +652,41 @@ static const char pg_session_sql[] =
  * its text as stored, as SQLite gives it (the readers show bytes that are not UTF-8 as
  * U+FFFD): converted to UTF-8, one such byte another program wrote failed every statement
  * reading its row ("invalid byte sequence for encoding "UTF8""), and a supervisor could
- * not start. Returns the last statement's result (PGRES_COMMAND_OK when all were made), for
- * the caller to PQclear. */
-static PGresult *pg_session_apply(PGconn *c)
+ * not start. The search_path is set to `path` (a connection made again), or cut to the
+ * schema it resolves to (the first: `*resolved` then receives the path set, a heap string,
+ * left NULL when none was). Returns the last statement's result (PGRES_COMMAND_OK when all
+ * were made), for the caller to PQclear. */
+static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved)
 {
 	const char *enc = PQparameterStatus(c, "server_encoding");
-	PGresult *r = PQexec(c, pg_session_sql);
+	char *lit = path != NULL ? PQescapeLiteral(c, path, strlen(path)) : NULL;
+	char *sql = lit != NULL ?
+	    xasprintf(
+	        "SELECT pg_catalog.set_config('search_path', %s, false); %s", lit, pg_session_sql) :
+	    xasprintf("%s; %s", pg_path_sql, pg_session_sql);
+	PGresult *r = NULL, *next;
+	bool first = true, resolving = lit == NULL;
+
+	PQfreemem(lit);
+	if (!PQsendQuery(c, sql)) {
+		free(sql);
+		return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+	}
+	free(sql);
+	/* The results one by one (PQexec keeps the last): the first is the path's; after an
+	 * error nothing more ran, and the error is kept. */
+	while ((next = PQgetResult(c)) != NULL) {
+		if (first && resolving && resolved != NULL &&
+		    PQresultStatus(next) == PGRES_TUPLES_OK && PQntuples(next) == 1)
+			*resolved = xstrdup(PQgetvalue(next, 0, 0));
+		first = false;
+		if (r != NULL && PQresultStatus(r) == PGRES_FATAL_ERROR) {
+			PQclear(next);
+			continue;
+		}
+		PQclear(r);
+		r = next;
+	}
 
 	if (PQresultStatus(r) == PGRES_COMMAND_OK && enc != NULL && strcmp(enc, "SQL_ASCII") == 0) {
 		PQclear(r);
@@ -680,12 +717,13 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 	const char *enc;
 	PGconn *c;
 	PGresult *r;
+	char *path = NULL;
 
 	*out = NULL;
 	*fault = DB_FAULT_NONE;
 	c = PQconnectdbParams(keys, vals, 1);
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		pg_conn_msg(c, msg, msglen);
+		db_pg_conn_msg(c, msg, msglen);
 		*fault = DB_FAULT_LOST;
 		if (c != NULL && strstr(PQerrorMessage(c), "does not exist") != NULL)
 			*fault = DB_FAULT_NOTDB;
@@ -708,12 +746,13 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 		return DB_ERROR;
 	}
 	PQsetNoticeProcessor(c, pg_notice, NULL);
-	r = pg_session_apply(c);
+	r = pg_session_apply(c, NULL, &path);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		pg_conn_msg(c, msg, msglen);
+		db_pg_conn_msg(c, msg, msglen);
 		*fault = DB_FAULT_OTHER;
 		PQclear(r);
 		PQfinish(c);
+		free(path);
 		return DB_ERROR;
 	}
 	PQclear(r);
@@ -722,6 +761,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 	d->base.dialect = &dialect_pg;
 	d->base.backend = DB_PG;
 	d->c = c;
+	d->path = path;
 	*out = &d->base;
 	return DB_OK;
 }
@@ -731,6 +771,13 @@ PGconn *db_pg_conn(struct db *db)
 {
 	assert(db->backend == DB_PG);
 	return P(db)->c;
+}
+
+/* The search_path the first connection was cut to. */
+const char *db_pg_path(struct db *db)
+{
+	assert(db->backend == DB_PG);
+	return P(db)->path;
 }
 
 /* Begin connecting again with PQresetStart. */
@@ -768,9 +815,12 @@ enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd)
 	d->connecting = false;
 	if (ps != PGRES_POLLING_OK || PQstatus(d->c) != CONNECTION_OK) {
 		pg_fail(d, NULL);
+		/* Refused as the database does not exist: it was dropped or renamed. */
+		if (db_pg_refused_missing(d->c))
+			d->fault = DB_FAULT_NOTDB;
 		return DB_PG_POLL_FAILED;
 	}
-	r = pg_session_apply(d->c);
+	r = pg_session_apply(d->c, d->path, NULL);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_fail(d, r);
 		PQclear(r);

@@ -14,8 +14,16 @@
  * msg (never holding the password), *fault the kind of failure, and *out NULL. */
 int db_pg_connect(const char *uri, const char *password, const char *app, struct db **out,
     enum db_fault *fault, char *msg, size_t msglen);
+/* Copy the failure of connection `c` (libpq's message; "out of memory" for a NULL `c`)
+ * into msg (msglen bytes) without its trailing white space. */
+void db_pg_conn_msg(PGconn *c, char *msg, size_t msglen);
 /* The libpq connection of a connection of this backend. */
 PGconn *db_pg_conn(struct db *db);
+/* The search_path of the connection's first session, cut to the one schema it resolved to
+ * (an SQL identifier, quoted as needed), which every connection made again is set to
+ * whatever the role's or the database's search_path says by then; NULL when it resolved to
+ * none (no schema of the path exists or may be used). */
+const char *db_pg_path(struct db *db);
 /* Begin connecting again a connection whose server went away, without waiting
  * (PQresetStart: the old socket is closed; its persistent statements are prepared again
  * when next run); db_pg_reset_poll makes it. Until it is made, every statement fails at

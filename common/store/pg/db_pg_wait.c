@@ -2,14 +2,18 @@
  * steps of 100 ms, so that a wait can be reported, measured and given up; a statement
  * answered at once costs what PQexec's own wait does. */
 #include "common/store/pg/db_pg_wait.h"
+#include "common/store/pg/db_pg.h"
 #include "common/store/db_waited.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define WAIT_STEP_MS 100
@@ -79,30 +83,61 @@ static PGresult *wait_side_exec(
 	return last;
 }
 
-PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const char *const *params,
-    int nparams, bool *unanswered, char *why, size_t n)
+/* A connection of its own to the server and database of `c`, made with its parameters
+ * under application name `app` (2 s at most to connect), its search_path set to `path`
+ * (when not NULL) by its start-up options, after those of `c` (PGOPTIONS). NULL when out
+ * of memory; else PQstatus says whether it was made. */
+static PGconn *wait_side_connect(PGconn *c, const char *path, const char *app)
 {
 	PQconninfoOption *opts = PQconninfo(c);
 	const char *keys[64], *vals[64];
+	struct strbuf options = { 0 };
 	size_t k = 0;
 	PGconn *side;
-	PGresult *r = NULL;
 
-	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL && k < 60; o++)
-		if (o->val != NULL && o->val[0] != '\0' &&
-		    strcmp(o->keyword, "connect_timeout") != 0 &&
-		    strcmp(o->keyword, "application_name") != 0) {
+	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL && k < 60; o++) {
+		if (o->val == NULL || o->val[0] == '\0' ||
+		    strcmp(o->keyword, "connect_timeout") == 0 ||
+		    strcmp(o->keyword, "application_name") == 0)
+			continue;
+		if (strcmp(o->keyword, "options") == 0)
+			strbuf_puts(&options, o->val);
+		else {
 			keys[k] = o->keyword;
 			vals[k++] = o->val;
 		}
+	}
+	/* In the options a backslash keeps the white space or backslash after it. */
+	if (path != NULL)
+		strbuf_puts(&options, options.len > 0 ? " -c search_path=" : "-c search_path=");
+	for (const char *p = path; p != NULL && *p != '\0'; p++) {
+		if (isspace((unsigned char)*p) || *p == '\\')
+			strbuf_put(&options, "\\", 1);
+		strbuf_put(&options, p, 1);
+	}
+	if (options.s != NULL) {
+		keys[k] = "options";
+		vals[k++] = options.s;
+	}
 	keys[k] = "connect_timeout";
 	vals[k++] = "2";
 	keys[k] = "application_name";
 	vals[k++] = app;
 	keys[k] = vals[k] = NULL;
-	*unanswered = false;
 	side = PQconnectdbParams(keys, vals, 0);
 	PQconninfoFree(opts);
+	free(options.s);
+	return side;
+}
+
+PGresult *db_pg_side_exec(PGconn *c, const char *path, const char *app, const char *sql,
+    const char *const *params, int nparams, bool *unanswered, char *why, size_t n)
+{
+	PGconn *side;
+	PGresult *r = NULL;
+
+	*unanswered = false;
+	side = wait_side_connect(c, path, app);
 	if (side != NULL && PQstatus(side) == CONNECTION_OK)
 		r = wait_side_exec(side, sql, params, nparams, unanswered);
 	if (r != NULL &&
@@ -123,10 +158,47 @@ PGresult *db_pg_side_exec(PGconn *c, const char *app, const char *sql, const cha
 	return NULL;
 }
 
+bool db_pg_refused_missing(PGconn *c)
+{
+	const char *db = PQdb(c);
+	char said[160];
+
+	if (c == NULL || PQstatus(c) == CONNECTION_OK || db == NULL)
+		return false;
+	snprintf(said, sizeof said, "database \"%s\" does not exist", db);
+	return strstr(PQerrorMessage(c), said) != NULL;
+}
+
+bool db_pg_gone(PGconn *c, char *why, size_t n)
+{
+	PGconn *side = wait_side_connect(c, NULL, "autopack probe");
+	bool gone = db_pg_refused_missing(side);
+
+	db_pg_conn_msg(side, why, n);
+	PQfinish(side);
+	return gone;
+}
+
+/* Call the watch's gone when the connection of the statement that ended is lost and its
+ * database is gone from the server (db_pg_gone). */
+static void wait_gone(PGconn *c, const struct db_pg_watch *w)
+{
+	char why[512], what[800];
+
+	if (w == NULL || w->gone == NULL || PQstatus(c) != CONNECTION_BAD ||
+	    !db_pg_gone(c, why, sizeof why))
+		return;
+	snprintf(what, sizeof what,
+	    "the database %s is gone from the server (dropped, or renamed, after this process "
+	    "connected to it; connecting to it again: %s)",
+	    PQdb(c), why);
+	w->gone(what);
+}
+
 /* What the server session of `c` waits for, read on a connection of its own made with the
  * same parameters (db_pg_side_exec): the locks it waits for and the server processes that
  * hold them, with how to find and end them; else its wait event. */
-static void wait_what(PGconn *c, char *out, size_t n)
+static void wait_what(PGconn *c, const char *path, char *out, size_t n)
 {
 	static const char sql[] =
 	    "SELECT (SELECT string_agg(l.mode || ' on ' || CASE WHEN l.relation IS NOT NULL THEN"
@@ -148,7 +220,7 @@ static void wait_what(PGconn *c, char *out, size_t n)
 	PGresult *r;
 
 	snprintf(pid, sizeof pid, "%d", PQbackendPID(c));
-	r = db_pg_side_exec(c, "autopack wait report", sql, (const char *const[]){ pid }, 1,
+	r = db_pg_side_exec(c, path, "autopack wait report", sql, (const char *const[]){ pid }, 1,
 	    &unanswered, why, sizeof why);
 	if (r != NULL && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
 		snprintf(out, n,
@@ -219,7 +291,7 @@ static void wait_cancel_ask(PGconn *c)
 		wait_cancel_send(cancel);
 }
 
-PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
+PGresult *db_pg_wait(PGconn *c, const char *path, int sent, const char *sql)
 {
 	const struct db_pg_watch *w = wait_watch;
 	uint64_t start = clock_mono_ms(), now = start, next = start + DB_PG_WAIT_FIRST_MS, ms;
@@ -231,6 +303,7 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 	wait_reported[0] = '\0';
 	if (!sent) {
 		wait_cancel_ready = 0;
+		wait_gone(c, w);
 		return NULL;
 	}
 	while (!unanswered) {
@@ -257,7 +330,7 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 				break;
 			}
 			if (w != NULL && w->waiting != NULL && why == NULL && now >= next) {
-				wait_what(c, wait_reported, sizeof wait_reported);
+				wait_what(c, path, wait_reported, sizeof wait_reported);
 				w->waiting((double)(now - start) / 1000.0, wait_reported);
 				next += DB_PG_WAIT_EVERY_MS;
 			}
@@ -279,5 +352,6 @@ PGresult *db_pg_wait(PGconn *c, int sent, const char *sql)
 	db_waited_note(start, now, sql);
 	if (why != NULL && w->stopped != NULL)
 		w->stopped(why, (double)ms / 1000.0, !unanswered);
+	wait_gone(c, w);
 	return last;
 }

@@ -927,7 +927,7 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
 	found[0] = '\0';
 	*session = FLEET_SESSION_OPEN;
 	*others = 0;
-	r = db_pg_side_exec(db_pg_conn(d->st->db), FLEET_APP " leave",
+	r = db_pg_side_exec(db_pg_conn(d->st->db), db_pg_path(d->st->db), FLEET_APP " leave",
 	    "WITH u AS (UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
 	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live' RETURNING 1),"
 	    " o AS (SELECT count(*) AS n FROM supervisors WHERE state = 'live'"

@@ -66,7 +66,7 @@ int store_pg_server_id(struct db *db, const char *url, char **id, struct store_e
 
 /* Say where the meta table a connection did not find is: the search_path names no schema
  * this role can use, or other schemas of the database hold one (the search_path set by the
- * role, the database or the URL's options to another schema, its first; named as they set
+ * role, the database or PGOPTIONS to another schema, its first; named as they set
  * it, before the connection cut it to its first schema). `err` holds the "no meta table"
  * refusal (STORE_ENOTDB), which this extends; a failure to read leaves it as it is.
  * Returns STORE_EIO instead, with its own message, when the schema holds a meta table on
@@ -94,12 +94,18 @@ static int store_pg_meta_elsewhere(struct db *db, const char *url, struct store_
 		           *role = db_column_text(q, 4);
 
 		if (schema != NULL && owner != NULL && role != NULL) {
+			/* The names quoted as SQL identifiers, each '"' doubled: the GRANT runs as
+			 * shown whatever they hold. */
+			char *grant = db_sqlf(
+			    "GRANT SELECT ON ALL TABLES IN SCHEMA \"%w\" TO \"%w\"", schema, role);
+
 			store_fail(err, STORE_EIO,
 			    "%s: role %s has no privilege on autopack's tables in schema %s (owned by "
 			    "role %s); nothing was changed: grant it the privileges it needs (to read: "
-			    "GRANT SELECT ON ALL TABLES IN SCHEMA \"%s\" TO \"%s\"; to write, also "
-			    "INSERT, UPDATE, DELETE, and USAGE ON ALL SEQUENCES), or connect as %s",
-			    url, role, schema, owner, schema, role, owner);
+			    "%s; to write, also INSERT and UPDATE on them, DELETE on llm_usage_events "
+			    "and supervisor_commands, and USAGE ON ALL SEQUENCES), or connect as %s",
+			    url, role, schema, owner, grant, owner);
+			free(grant);
 			db_finalize(q);
 			return STORE_EIO;
 		}
@@ -328,6 +334,11 @@ int store_reconnect_poll(struct store *st, int *fd, bool *write, struct store_er
 		*write = p == DB_PG_POLL_WRITE;
 		return store_fail(err, STORE_EBUSY, "%s: connecting again", st->url);
 	}
+	if (p != DB_PG_POLL_OK && db_fault(st->db) == DB_FAULT_NOTDB)
+		return store_fail(err, STORE_EMOVED,
+		    "%s: the database %s is gone from the server (dropped, or renamed, after it was "
+		    "opened; connecting to it again: %s)",
+		    st->url, PQdb(db_pg_conn(st->db)), db_errmsg(st->db));
 	if (p != DB_PG_POLL_OK)
 		return store_fail(
 		    err, STORE_EIO, "%s: cannot connect again: %s", st->url, db_errmsg(st->db));

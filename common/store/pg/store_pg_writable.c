@@ -15,47 +15,68 @@
 #include <string.h>
 
 /* Where default_transaction_read_only was set (pg_settings.source) and how to undo it,
- * into buf. */
+ * into buf; the role and the database are quoted as SQL identifiers in the statement that
+ * undoes it (db_sqlf's %w: each '"' doubled), so that it runs as shown whatever the names
+ * hold. */
 static void store_pg_readonly_where(
     const char *source, const char *role, const char *dbname, char *buf, size_t n)
 {
-	if (strcmp(source, "user") == 0)
+	char *undo = NULL;
+
+	if (strcmp(source, "user") == 0) {
+		undo = db_sqlf("ALTER ROLE \"%w\" RESET default_transaction_read_only", role);
 		snprintf(buf, n,
 		    "for role %s (ALTER ROLE … SET); to write, connect as a role that may, or "
-		    "run ALTER ROLE \"%s\" RESET default_transaction_read_only",
-		    role, role);
-	else if (strcmp(source, "database") == 0)
+		    "run %s",
+		    role, undo);
+	} else if (strcmp(source, "database") == 0) {
+		undo = db_sqlf("ALTER DATABASE \"%w\" RESET default_transaction_read_only", dbname);
+		snprintf(buf, n, "for database %s (ALTER DATABASE … SET); to write, run %s", dbname,
+		    undo);
+	} else if (strcmp(source, "database user") == 0) {
+		undo = db_sqlf(
+		    "ALTER ROLE \"%w\" IN DATABASE \"%w\" RESET default_transaction_read_only",
+		    role, dbname);
 		snprintf(buf, n,
-		    "for database %s (ALTER DATABASE … SET); to write, run ALTER DATABASE \"%s\" "
-		    "RESET default_transaction_read_only",
-		    dbname, dbname);
-	else if (strcmp(source, "database user") == 0)
-		snprintf(buf, n,
-		    "for role %s in database %s (ALTER ROLE … IN DATABASE … SET); to write, run "
-		    "ALTER ROLE \"%s\" IN DATABASE \"%s\" RESET default_transaction_read_only",
-		    role, dbname, role, dbname);
-	else if (strcmp(source, "client") == 0)
-		snprintf(buf, n,
-		    "by the connection's options (the URL's options, or PGOPTIONS); to write, "
-		    "leave it out");
+		    "for role %s in database %s (ALTER ROLE … IN DATABASE … SET); to write, run %s",
+		    role, dbname, undo);
+	} else if (strcmp(source, "client") == 0)
+		snprintf(buf, n, "by the connection's options (PGOPTIONS); to write, leave it out");
 	else if (strcmp(source, "configuration file") == 0 || strcmp(source, "command line") == 0)
 		snprintf(buf, n, "in the server's %s; to write, turn it off there", source);
 	else
 		snprintf(buf, n, "(its source: %s)", source);
+	free(undo);
 }
 
+/* The tables of a PostgreSQL database alone (schema_pg.h), besides those of
+ * store_schema_tables: the fleet's, which every supervisor writes. */
+static const char store_pg_fleet_tables[] =
+    "supervisors,supervisor_commands,supervisor_command_results";
+
+/* The tables a writer deletes from, comma-separated: llm_usage_events (the reserved first
+ * try an attempt never announced, DS_ATT_UNRESERVE in store_drain_attempt.c) and
+ * supervisor_commands (a command whose answer was read, store_fleet_command_forget in
+ * store_fleet.c; its answers go with it by ON DELETE CASCADE, which the server runs as
+ * the table's owner). No other statement deletes: a writer needs DELETE on these alone. */
+static const char store_pg_deleted[] = "llm_usage_events,supervisor_commands";
+
 /* The privileges a writer needs that the connection's role lacks, the first of them in
- * the order asked (SELECT, INSERT, UPDATE, DELETE on each of autopack's tables in the
- * current schema that exists, then USAGE on the sequences of their SERIAL keys), with
- * how many more are lacking, the schema, the role and the owner of the meta table. */
+ * the order asked (SELECT, INSERT, UPDATE on each of autopack's tables in the current
+ * schema that exists, the fleet's too; DELETE on those of store_pg_deleted; then USAGE on
+ * the sequences of their SERIAL keys), with how many more are lacking, the schema, the
+ * role, the owner of the meta table and the tables of store_pg_deleted that exist
+ * (comma-separated). ?1 lists the tables, ?2 store_pg_deleted. */
 static const char store_pg_lacking_sql[] =
     "WITH t AS (SELECT c.oid, c.relname FROM pg_catalog.pg_class c JOIN"
     " pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname ="
     " pg_catalog.current_schema() AND c.relkind IN ('r', 'p') AND c.relname = ANY"
-    " (pg_catalog.string_to_array(?, ','))),"
+    " (pg_catalog.string_to_array(?1, ','))),"
+    " del AS (SELECT relname FROM t WHERE relname = ANY (pg_catalog.string_to_array(?2, ','))),"
     " lack AS (SELECT p.o, p.priv, 'table' AS kind, t.relname FROM t CROSS JOIN"
     " unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) WITH ORDINALITY AS p(priv, o)"
-    " WHERE NOT pg_catalog.has_table_privilege(t.oid, p.priv)"
+    " WHERE (p.priv <> 'DELETE' OR t.relname IN (SELECT relname FROM del))"
+    " AND NOT pg_catalog.has_table_privilege(t.oid, p.priv)"
     " UNION ALL SELECT 5, 'USAGE', 'sequence', s.relname FROM t JOIN pg_catalog.pg_depend"
     " d ON d.refobjid = t.oid AND d.deptype = 'a' AND d.classid = CAST('pg_catalog.pg_class'"
     " AS pg_catalog.regclass) AND d.refclassid = d.classid JOIN pg_catalog.pg_class s ON"
@@ -65,7 +86,40 @@ static const char store_pg_lacking_sql[] =
     " pg_catalog.current_schema(), current_user, (SELECT"
     " pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c JOIN"
     " pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'meta' AND"
-    " n.nspname = pg_catalog.current_schema()) FROM lack ORDER BY o, relname LIMIT 1";
+    " n.nspname = pg_catalog.current_schema()), (SELECT pg_catalog.string_agg(relname, ','"
+    " ORDER BY relname) FROM del) FROM lack ORDER BY o, relname LIMIT 1";
+
+/* The statements that give role `role` what a writer needs on autopack's tables in schema
+ * `schema`, `deleted` the tables of store_pg_deleted that exist there (comma-separated, or
+ * NULL for none); every name quoted as an SQL identifier (db_sqlf's %w: each '"' doubled),
+ * so that they run as shown whatever the names hold. Returns a heap string. */
+static char *store_pg_grant(const char *schema, const char *role, const char *deleted)
+{
+	struct strbuf b = { 0 };
+	char *copy = xstrdup(deleted != NULL ? deleted : ""), *save = NULL, *part;
+	const char *sep = "GRANT DELETE ON TABLE ";
+
+	part = db_sqlf("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA \"%w\" TO \"%w\"; ",
+	    schema, role);
+	strbuf_puts(&b, part);
+	free(part);
+	for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+		part = db_sqlf("%s\"%w\".\"%w\"", sep, schema, t);
+		strbuf_puts(&b, part);
+		free(part);
+		sep = ", ";
+	}
+	if (sep[0] == ',') {
+		part = db_sqlf(" TO \"%w\"; ", role);
+		strbuf_puts(&b, part);
+		free(part);
+	}
+	part = db_sqlf("GRANT USAGE ON ALL SEQUENCES IN SCHEMA \"%w\" TO \"%w\"", schema, role);
+	strbuf_puts(&b, part);
+	free(part);
+	free(copy);
+	return b.s;
+}
 
 /* 0 when the connection's role holds every privilege a writer needs on autopack's tables
  * (those of them that exist: none before db init, the original's before db adopt), else
@@ -79,32 +133,34 @@ static int store_pg_privileged(struct db *db, const char *url, struct store_err 
 	int rc;
 
 	for (size_t i = 0; i < n; i++)
-		strbuf_printf(&list, "%s%s", i ? "," : "", names[i]);
+		strbuf_printf(&list, "%s,", names[i]);
+	strbuf_puts(&list, store_pg_fleet_tables);
 	rc = db_prepare(db, store_pg_lacking_sql, &q);
 	if (rc == DB_OK) {
 		db_bind_text(q, 1, list.s);
+		db_bind_text(q, 2, store_pg_deleted);
 		rc = db_step(q);
 	}
 	if (rc == DB_ROW) {
 		const char *schema = db_column_text(q, 4), *role = db_column_text(q, 5),
 		           *owner = db_column_text(q, 6);
 		int64_t more = db_column_int64(q, 3);
-		char also[80] = "";
+		char also[80] = "", *grant;
 
 		schema = schema != NULL ? schema : "?";
 		role = role != NULL ? role : "?";
+		grant = store_pg_grant(schema, role, db_column_text(q, 7));
 		if (more > 0)
 			snprintf(also, sizeof also, " (and %lld more privilege%s on them)",
 			    (long long)more, more == 1 ? "" : "s");
 		rc = store_fail(err, STORE_EIO,
 		    "%s: role %s may not write autopack's tables in schema %s (owned by role %s): "
-		    "it lacks %s on %s %s%s; nothing was written: grant what a writer needs "
-		    "(GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"%s\" TO "
-		    "\"%s\"; GRANT USAGE ON ALL SEQUENCES IN SCHEMA \"%s\" TO \"%s\"), or "
-		    "connect as %s",
+		    "it lacks %s on %s %s%s; nothing was written: grant what a writer needs (%s), "
+		    "or connect as %s",
 		    url, role, schema, owner != NULL ? owner : "?", db_column_text(q, 0),
-		    db_column_text(q, 1), db_column_text(q, 2), also, schema, role, schema, role,
+		    db_column_text(q, 1), db_column_text(q, 2), also, grant,
 		    owner != NULL ? owner : "the owner");
+		free(grant);
 	} else if (rc == DB_DONE) {
 		rc = 0;
 	} else {
