@@ -394,14 +394,16 @@ def test_a_tmpdir_that_holds_the_workers_binary_is_not_given_to_checks(tmp, work
     assert sup.stderr().count(warning) == 1, sup.stderr()
 
 
-def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount_namespace(tmp):
+# The IPC namespace comes with the mount namespace (tests/test_check_kernel_objects.py).
+@pytest.mark.parametrize("limit", ["max_mnt_namespaces", "max_ipc_namespaces"])
+def test_checks_run_unconfined_with_one_warning_where_the_kernel_refuses_a_mount_namespace(
+        tmp, limit):
     needs_namespaces()
-    err, workers = drain_under_namespace_limit(str(tmp), "max_mnt_namespaces",
-                                               {"ANTHROPIC_API_KEY": KEY})
+    err, workers = drain_under_namespace_limit(str(tmp), limit, {"ANTHROPIC_API_KEY": KEY})
     warning = ("check commands run in a user and a PID namespace of their own but may write "
-               "wherever their user may (unshare(CLONE_NEWNS): No space left on device): "
-               "they can replace a program or a library the workers load, or a setting they "
-               "read, and so reach the API keys")
+               "wherever their user may (unshare(CLONE_NEWNS|CLONE_NEWIPC): No space left on "
+               "device): they can replace a program or a library the workers load, or a "
+               "setting they read, and so reach the API keys")
     assert err.count(warning) == workers and 1 <= workers <= 2, err
 
 

@@ -1,6 +1,6 @@
 /* Running a phase's check command with a deadline, in a process group of its own inside
- * the worker's session, with a minimal environment, in a user, a PID, a mount and a network
- * namespace of its own when the kernel allows it. */
+ * the worker's session, with a minimal environment and a session keyring of its own, in a
+ * user, a PID, a mount, an IPC and a network namespace of its own when the kernel allows it. */
 #include "worker/check.h"
 #include "worker/capture.h"
 #include "worker/check_init.h"
@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/keyctl.h>
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
@@ -268,9 +269,10 @@ void check_show_home(void)
 
 /* What a confined check may write besides its workspace and $TMPDIR. */
 static const char *const check_rw_dirs[] = { "/tmp", "/var/tmp", "/dev/shm", NULL };
-/* The only devices a confined check may open (not a disk's, say). */
+/* The only devices of the machine a confined check may open (not a disk's, say); its
+ * /dev/pts and /dev/ptmx are those of a devpts of its own (check_confine). */
 static const char *const check_devices[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
-	"/dev/urandom", "/dev/tty", "/dev/ptmx", "/dev/pts", NULL };
+	"/dev/urandom", "/dev/tty", NULL };
 
 #define CHECK_KEEP_MAX 16
 
@@ -761,12 +763,13 @@ enum check_ns_kind {
 	CHECK_KIND_USER,
 	CHECK_KIND_PID,
 	CHECK_KIND_MNT,
-	CHECK_KIND_NET
+	CHECK_KIND_NET,
+	CHECK_KIND_IPC
 };
 static struct {
 	const char *name;
 	long max;
-} check_ns_max[] = { { "user", -1 }, { "pid", -1 }, { "mnt", -1 }, { "net", -1 } };
+} check_ns_max[] = { { "user", -1 }, { "pid", -1 }, { "mnt", -1 }, { "net", -1 }, { "ipc", -1 } };
 
 /* Read check_ns_max from /proc/sys/user. */
 static void check_ns_max_read(void)
@@ -811,7 +814,7 @@ static int check_confine_fail(int status_fd, const char *step, const char *path)
 	int e = errno;
 	char why[200];
 	bool used_up = strcmp(step, "unshare") == 0 &&
-	    check_ns_used_up(e, CHECK_KIND_MNT, CHECK_KIND_MNT, why, sizeof why);
+	    check_ns_used_up(e, CHECK_KIND_MNT, CHECK_KIND_IPC, why, sizeof why);
 	bool refused = !used_up &&
 	    (e == EPERM || e == EACCES || e == EINVAL || e == ENOSYS || e == ENOSPC ||
 	        e == EOPNOTSUPP || e == EUSERS);
@@ -866,9 +869,10 @@ static int check_net_isolate(int status_fd)
 	return -1;
 }
 
-/* In the child, new in its user namespace: a mount namespace of its own where every mount
- * is read-only and opens no device, but for bind mounts of the workspace, $TMPDIR and
- * check_rw_dirs (writable, no devices) and of check_devices, and an empty tmpfs over each
+/* In the child, new in its user namespace: a mount and an IPC namespace of its own, where
+ * every mount is read-only and opens no device, but for bind mounts of the workspace, $TMPDIR
+ * and check_rw_dirs (writable, no devices) and of check_devices, a devpts of its own at
+ * /dev/pts and /dev/ptmx, and an empty tmpfs over each
  * of check_empty (check_rw_dirs among them are not bound); then no capability is left
  * in the bounding set, so nothing the check runs (root in the namespace included) gets one
  * to undo it. What the check can then write holds no program or library the supervisor
@@ -902,8 +906,11 @@ static int check_confine(const char *workspace, int status_fd, int *ws_fd)
 		path[n++] = tmpdir;
 	/* Last: mounted over a temporary directory it may lie in. */
 	path[n++] = workspace;
-	if (unshare(CLONE_NEWNS) != 0)
-		return check_confine_fail(status_fd, "unshare", "CLONE_NEWNS");
+	/* With the mount namespace, an IPC one: System V segments, semaphores and message
+	 * queues and POSIX message queues made by the check go with it (they outlived it,
+	 * memory outside every limit), and it reaches none of the machine's. */
+	if (unshare(CLONE_NEWNS | CLONE_NEWIPC) != 0)
+		return check_confine_fail(status_fd, "unshare", "CLONE_NEWNS|CLONE_NEWIPC");
 	for (i = 0; i < n; i++) {
 		fd[i] = open_tree(
 		    AT_FDCWD, path[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
@@ -967,6 +974,15 @@ static int check_confine(const char *workspace, int status_fd, int *ws_fd)
 		dprintf(status_fd, "cannot enter workspace %s: %s", workspace, strerror(errno));
 		return -1;
 	}
+	/* Terminals of its own: the machine's (the operator's shell's) are not there to read
+	 * what is typed or write into. */
+	if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+	        "newinstance,ptmxmode=0666,mode=0620") != 0 &&
+	    errno != ENOENT && errno != ENOTDIR)
+		return check_confine_fail(status_fd, "mount(devpts)", "/dev/pts");
+	if (mount("/dev/pts/ptmx", "/dev/ptmx", NULL, MS_BIND, NULL) != 0 && errno != ENOENT &&
+	    errno != ENOTDIR)
+		return check_confine_fail(status_fd, "mount(MS_BIND)", "/dev/ptmx");
 	for (i = 0; i < check_nempty; i++)
 		if (mount("tmpfs", check_empty[i].path, "tmpfs",
 		        MS_NOSUID | MS_NODEV |
@@ -1022,6 +1038,27 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
+	/* A session keyring of its own, empty: the check possessed the one the supervisor was
+	 * started with (a login's, holding Kerberos tickets, say) and read every key in it and
+	 * in the user keyring linked to it. None is needed where the kernel has no keyrings or
+	 * a filter refuses keyctl, to the check too. Its user's keys used up (EDQUOT: by a
+	 * check holding them) are waited for as its namespaces are (CHECK_NS_USED_UP). */
+	if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS &&
+	    errno != EPERM) {
+		int e = errno;
+
+		if (e == EDQUOT)
+			dprintf(status_fd,
+			    "%ckeyctl(KEYCTL_JOIN_SESSION_KEYRING): %s: its user's keys are used up "
+			    "(/proc/sys/kernel/keys), by another check or another program of its user; "
+			    "it is not run in the supervisor's session keyring",
+			    CHECK_NS_USED_UP, strerror(e));
+		else
+			dprintf(status_fd,
+			    "cannot give the check command a session keyring of its own: %s",
+			    strerror(e));
+		_exit(126);
+	}
 	if (check_limits_apply(status_fd, ns_fd >= 0) != 0)
 		_exit(126);
 	if (net && check_net_isolate(status_fd) != 0)
