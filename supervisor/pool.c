@@ -52,16 +52,12 @@ static void worker_mark_retire(struct worker *w, bool retire)
 }
 
 /* Ask an idle worker to exit, saying why (`why`, or when NULL: the supervisor stops, or
- * the pool shrinks). One that has not handed its socket over yet is asked after its hello
- * (worker_idle). */
+ * the pool shrinks); one still running when the kill grace ends is killed (worker_shutdown).
+ * One that has not handed its socket over yet is asked after its hello (worker_idle). */
 static void worker_retire(struct worker *w, const char *why)
 {
-	struct proto_msg m = { .type = PROTO_SHUTDOWN };
-
-	m.u.shutdown.reason = (char *)(why != NULL ? why : w->sup->stopping ? "stop" : "scale");
 	worker_mark_retire(w, true);
-	if (w->hand_fd < 0)
-		worker_send(w, &m, NULL);
+	worker_shutdown(w, why != NULL ? why : w->sup->stopping ? "stop" : "scale");
 }
 
 /* Tell the scheduler a worker is free, or retire it if the pool is too big; one that has

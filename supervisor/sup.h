@@ -266,7 +266,7 @@ struct worker {
 	struct chan chan;    /* opened on the socket it handed over */
 	uv_timer_t hb_timer; /* heartbeat deadline */
 	uv_timer_t phase_timer; /* phase deadline */
-	uv_timer_t term_timer;  /* the kill grace after a SIGTERM: SIGKILL when it ends */
+	uv_timer_t term_timer;  /* the kill grace after a SIGTERM or shutdown: then SIGKILL */
 	int handles;            /* open handles; freed when it reaches 0 */
 	struct lease lease;
 	/* A durable lease whose job was sent behind its lease's (attempt_id 0: none): the
@@ -940,6 +940,12 @@ void worker_idle_remove(struct worker *w);
  * grace (kill_grace_ms) to exit, whatever it did meanwhile (sent its result, went idle);
  * one still running then is killed with SIGKILL, which is logged. */
 void worker_kill(struct worker *w, int sig);
+/* Ask the worker to exit (a shutdown message saying `why`; one that has not handed its
+ * socket over yet is sent none, and is asked again after its hello). It has the kill grace
+ * (kill_grace_ms) to exit, whatever it does meanwhile; one still running then (stuck, or
+ * ignoring the message) is killed with SIGKILL, which is logged, and what is left of its
+ * session with it when it is reaped. */
+void worker_shutdown(struct worker *w, const char *why);
 /* Send a message. Returns 0; or a negative errno when it cannot be encoded (nothing sent,
  * the worker is fine, and err, if not NULL, says why); or a libuv error when the channel
  * failed (the worker is then killed). */

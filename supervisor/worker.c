@@ -105,6 +105,40 @@ static void worker_term_grace_cb(uv_timer_t *t)
 	worker_kill(w, SIGKILL);
 }
 
+/* The kill grace after a shutdown ended with the worker still running: SIGKILL it. */
+static void worker_shutdown_grace_cb(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	struct log_about about = worker_about(w);
+
+#ifdef AUTOPACK_MUTANT_shutdown_never_kills
+	return;
+#endif
+	if (w->state == W_EXITED)
+		return;
+	log_about(LOG_WARN, &about,
+	    "worker %d (pid %d): still running %.1f s after it was asked to exit (shutdown); "
+	    "killing it (SIGKILL)",
+	    w->id, (int)w->pid, (double)w->sup->cfg.kill_grace_ms / 1000.0);
+	worker_kill(w, SIGKILL);
+}
+
+/* Send a live worker `shutdown` (once it has handed its socket over) and start its kill
+ * grace, unless one runs already. */
+void worker_shutdown(struct worker *w, const char *why)
+{
+	struct proto_msg m = { .type = PROTO_SHUTDOWN };
+
+	if (w->state == W_EXITED || w->pid <= 0)
+		return;
+	m.u.shutdown.reason = (char *)why;
+	if (w->hand_fd < 0)
+		worker_send(w, &m, NULL);
+	if (!uv_is_active((uv_handle_t *)&w->term_timer))
+		uv_timer_start(&w->term_timer, worker_shutdown_grace_cb,
+		    (uint64_t)w->sup->cfg.kill_grace_ms, 0);
+}
+
 /* Signal a live worker, remembering that we did; a SIGTERM starts its kill grace. */
 void worker_kill(struct worker *w, int sig)
 {

@@ -59,6 +59,12 @@ MUTANTS = [
       "test_a_worker_that_ignores_sigterm_after_its_result_was_taken_is_killed",
       "tests/test_kill_grace.py::"
       "test_a_worker_a_forced_scale_down_stops_is_killed_if_it_ignores_sigterm"]),
+    ("shutdown_never_kills", "a worker asked to exit (a stop, a scale-down) gets SIGKILL"
+     " after the kill grace",
+     ["tests/test_kill_grace.py::"
+      "test_a_worker_that_ignores_shutdown_at_the_end_of_a_drain_is_killed",
+      "tests/test_kill_grace.py::"
+      "test_a_worker_the_pool_sheds_is_killed_if_it_ignores_shutdown"]),
     ("resume_forgets_state", "--resume continues the saved counters and triage",
      ["tests/test_policy.py::test_resume_after_sigkill_keeps_counters_and_triage"]),
     ("moved_database_unnoticed", "a moved or replaced database stops all writes",

@@ -31,6 +31,9 @@ ROGUE_MODE says:
              that ended its attempt just before the cancel reached it would have sent,
              noted {"event": "result"}; a SIGTERM held back then ends it
   exit       exits with status 3 right after its hello
+  deaf       as good, but a shutdown does not end it (noted {"event": "shutdown",
+             "reason": ...}) and it ignores SIGTERM (noted {"event": "term"}): a worker
+             stuck, or hostile, that the supervisor has to kill
   crash      takes a job and dies of SIGKILL while holding it
   batch      for each job: events seq 1..3, then an event for another attempt (a fence
              the test can see in the stale counter), then heartbeats until the file
@@ -225,10 +228,13 @@ if mode == "exit" or (crash_file and os.path.exists(crash_file)):
 if mode == "garbage":
     sock.write(b"\x00\x00\x00\x03\xc1\xc1\xc1")
     time.sleep(30)
-if mode == "hang_term":
+if mode in ("hang_term", "deaf"):
     signal.signal(signal.SIGTERM, on_term)
 while True:
     m = recv()
+    if m["t"] == "shutdown" and mode == "deaf":
+        note({"event": "shutdown", "reason": m.get("why")})
+        continue
     if m["t"] == "shutdown":
         sys.exit(0)
     if m["t"] != "job":
@@ -247,7 +253,7 @@ while True:
     while mode in ("hang", "hang_term"):
         send({"t": "heartbeat", "uuid": uuid, "att": att})
         time.sleep(0.3)
-    if mode in ("good", "traced", "durable_good"):
+    if mode in ("good", "traced", "durable_good", "deaf"):
         wait_go(uuid, att)
         time.sleep(float(os.environ.get("ROGUE_DELAY", "0")))
         send(usage(uuid, att, 1))

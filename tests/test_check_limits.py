@@ -12,8 +12,9 @@ import tempfile
 import pytest
 
 from conftest import run
-from e2e_helpers import (Standin, another_user, checks_where, drain_until_exit, import_plan,
-                         init_db, needs_namespaces, phase_spec, rows)
+from e2e_helpers import (Standin, another_user, checks_where, dir_outside_temp_dirs,
+                         drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
+                         rows)
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-check-limits"}
 
@@ -150,6 +151,44 @@ def test_a_check_fills_its_private_dev_shm_only_up_to_its_size(tmp):
     # /var/tmp, which it did not fill, is as small.
     with open(os.path.join(ws, "var-tmp.txt")) as f:
         assert f.read().splitlines()[1].split()[1] == str(8 * 1024)
+
+
+@pytest.fixture
+def home_and_tmpdir():
+    """A $HOME and a $TMPDIR outside the temporary directories, removed afterwards."""
+    for home in dir_outside_temp_dirs("home"):
+        for tmpdir in dir_outside_temp_dirs("tmpdir"):
+            yield home, tmpdir
+
+
+@pytest.mark.parametrize("where", ["tmpdir", "tmpdir_in_home", "tmpdir_is_home"])
+def test_a_check_that_fills_its_own_tmpdir_is_told_which_and_its_size(tmp, home_and_tmpdir,
+                                                                      where):
+    # A check's $TMPDIR outside /tmp, /var/tmp and /dev/shm is a tmpfs of its own, as large
+    # as those, and so is its $HOME when $TMPDIR lies in it or is it. Filled, the check
+    # failed with `No space left on device` alone, the limit and its flag unnamed as the
+    # others' are; its message now names which was full and its size.
+    needs_namespaces()
+    home, tmpdir = home_and_tmpdir
+    if where == "tmpdir_in_home":
+        tmpdir = os.path.join(home, "tmp")
+        os.mkdir(tmpdir)
+    elif where == "tmpdir_is_home":
+        tmpdir = home
+    fill = "dd if=/dev/zero of=$TMPDIR/x bs=1M count=16"
+    ws, att, err = drain_checks(str(tmp), [("fill", fill)], "--check-tmp-size-mib", 8,
+                                env=dict(KEY, HOME=home, TMPDIR=tmpdir))
+    a = att["fill"]
+    assert (a["outcome"], a["failure_reason"]) == ("failed", "CHECK_FAILED"), a
+    named = {"tmpdir": "$TMPDIR (%s)" % tmpdir,
+             "tmpdir_in_home": "$HOME (%s, which holds $TMPDIR)" % home,
+             "tmpdir_is_home": "$HOME (%s, also $TMPDIR)" % home}[where]
+    assert named + " was full (a check's /tmp, /var/tmp and /dev/shm, and its own $TMPDIR " \
+        "(or the $HOME that holds it), hold at most 8 MiB each: --check-tmp-size-mib)" \
+        in a["message"], a
+    assert "No space left on device" in a["message"], a
+    # It went with the check.
+    assert not os.path.exists(os.path.join(tmpdir, "x"))
 
 
 @pytest.mark.parametrize("where", ["namespaces", "no-namespace"])

@@ -8,6 +8,7 @@ key of every call."""
 import json
 import os
 import socket
+import stat
 import uuid
 
 import pytest
@@ -717,3 +718,164 @@ def test_a_check_cannot_remove_the_control_socket_in_a_directory_it_writes(tmp):
                    "connect": "ConnectionRefusedError: Connection refused"}, got
     assert "was removed by another program" not in err, err
     assert not os.path.exists(os.path.join(ws, "run.moved"))
+
+
+def socket_inodes(pid):
+    """The inodes of the sockets process `pid` holds open."""
+    found = set()
+    fd_dir = "/proc/%d/fd" % pid
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            found.add(int(link[8:-1]))
+    return found
+
+
+def descendants(pid):
+    """`pid` and every process below it."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def unix_names():
+    """The Unix sockets of this network namespace: inode -> name ("" for none, "@..." for
+    an abstract one, as /proc/net/unix writes it)."""
+    names = {}
+    with open("/proc/net/unix") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split(None, 7)
+            names[int(cols[6])] = cols[7].rstrip("\n") if len(cols) > 7 else ""
+    return names
+
+
+def tcp_listening():
+    """The listening TCP sockets of this network namespace: inode -> port."""
+    ports = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A":
+                    ports[int(cols[9])] = int(cols[1].rsplit(":", 1)[1], 16)
+    return ports
+
+
+def test_the_supervisor_and_its_workers_name_no_socket_but_the_control_socket(tmp):
+    """Which of the project's own sockets a check could reach by a name: the supervisor's
+    and its workers' (a check running), in the machine's network namespace. The control
+    socket is the one Unix socket with a name, a file; no socket of theirs is abstract
+    (which a check sharing the machine's network could reach whatever its mounts), the
+    workers' channels are socket pairs, with no name; and --http is the one port they
+    listen on."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    url = init_db(tmp)
+    check = "touch started; while [ ! -e go ]; do sleep 0.05; done"
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    control = os.path.join(tmp, "ctl.sock")
+    seen = {}
+
+    def inventory(sup):
+        http = int(sup.wait_ready()["http_url"].rsplit(":", 1)[1].rstrip("/"))
+        wait_for(lambda: os.path.exists(os.path.join(ws, "started")), 120,
+                 what="the check running")
+        procs = descendants(sup.proc.pid)
+        mine = set()
+        for pid in procs:
+            mine |= socket_inodes(pid)
+        unix, tcp = unix_names(), tcp_listening()
+        seen.update(procs=procs, http=http,
+                    named=sorted(unix[i] for i in mine if unix.get(i)),
+                    unnamed=sum(1 for i in mine if unix.get(i) == ""),
+                    ports=sorted(tcp[i] for i in mine if i in tcp),
+                    control_is_socket=stat.S_ISSOCK(os.lstat(control).st_mode),
+                    new_left=os.path.exists("%s.%d.new" % (control, sup.proc.pid)))
+        open(os.path.join(ws, "go"), "w").close()
+
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 2, "--http",
+                               "127.0.0.1:0", env={"ANTHROPIC_API_KEY": KEY},
+                               control=control, during=inventory)
+    assert rc == 0, sup.stderr()
+    # The supervisor, two workers, and the check's init and shell at least.
+    assert len(seen["procs"]) >= 4, seen
+    # The control socket, by the private name it was bound to before it was linked into
+    # place (supervisor/control.c): a file's, not an abstract one (a connection it accepted
+    # and still serves bears the same name).
+    assert sorted(set(seen["named"])) == ["%s.%d.new" % (control, sup.proc.pid)], seen
+    assert seen["control_is_socket"] and not seen["new_left"], seen
+    # Each worker's channel, both ends (the socket its hand-over came on is closed).
+    assert seen["unnamed"] >= 4, seen
+    assert seen["ports"] == [seen["http"]], seen
+
+
+@pytest.mark.parametrize("network", ["isolated", "host"])
+@pytest.mark.parametrize("where", ["workspace", "run"])
+def test_a_check_reaches_the_control_socket_under_no_check_network(tmp, network, where):
+    """The control socket where a check could see it: its workspace, or the system's /run,
+    which a check sharing the machine's network keeps. Under either --check-network value
+    the check finds /dev/null in its place or nothing at all, and connects to neither;
+    the control socket is a file, never abstract, so sharing the network opens no way to
+    it."""
+    needs_namespaces()
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    if where == "run":
+        run_dir = "/run/autopack-test-%s" % uuid.uuid4().hex[:12]
+        try:
+            os.mkdir(run_dir, 0o700)
+        except OSError as e:
+            pytest.skip("cannot make a directory in /run: %s" % e)
+        control = os.path.join(run_dir, "ctl.sock")
+    else:
+        run_dir, control = None, os.path.join(ws, "ctl.sock")
+    with open(os.path.join(ws, "reach.py"), "w") as f:
+        f.write("import json, socket, sys\n" + CONNECT +
+                "attempt('control', socket.AF_UNIX, sys.argv[1])\n"
+                "json.dump(res, open('reach.json', 'w'))\n")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec(
+        "p1", check="/usr/bin/python3 reach.py %s" % control)])])
+    try:
+        sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1,
+                                   "--check-network", network,
+                                   env={"ANTHROPIC_API_KEY": KEY}, control=control)
+    finally:
+        if run_dir is not None:
+            for name in os.listdir(run_dir):
+                os.unlink(os.path.join(run_dir, name))
+            os.rmdir(run_dir)
+    err = sup.stderr()
+    assert rc == 0, err
+    with open(os.path.join(ws, "reach.json")) as f:
+        got = json.load(f)["control"]
+    # /dev/null bound over it, a device none may open: refused. In /run, which a network
+    # of its own empties, it is not there at all.
+    if where == "run" and network == "isolated":
+        assert got == "FileNotFoundError: No such file or directory", got
+    else:
+        assert got == "ConnectionRefusedError: Connection refused", got
+    assert "phase code may not control the supervisor" not in err, err

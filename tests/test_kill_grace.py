@@ -6,7 +6,7 @@ signal, and the rogue's own `hang_term` mode."""
 import os
 
 from supervisor_helpers import (ROGUE, Supervisor, new_db, rogue_notes, rogue_supervisor,
-                                sql, wait_for)
+                                sql, status_when, wait_for)
 
 
 def ignoring_wrapper(tmp):
@@ -70,3 +70,55 @@ def test_a_worker_a_forced_scale_down_stops_is_killed_if_it_ignores_sigterm(tmp)
     assert "(pid %d) exited: status 0, signal 9" % job["pid"] in err, err
     assert sql(url, "SELECT outcome FROM attempts") == [("scaled_down",)]
     assert sql(url, "SELECT state FROM phases") == [("QUEUED",)]
+
+
+def shutdown_killed_line(pid):
+    return ("(pid %d): still running 5.0 s after it was asked to exit (shutdown); killing "
+            "it (SIGKILL)" % pid)
+
+
+def test_a_worker_that_ignores_shutdown_at_the_end_of_a_drain_is_killed(tmp):
+    """At a graceful stop an idle worker is sent `shutdown`; one that ignored it (and
+    SIGTERM: stuck, or hostile) kept the supervisor waiting for its exit for ever, the
+    drain over. It is now killed once the kill grace ends, and the supervisor exits."""
+    url = new_db(tmp, runs=1, phases=1)
+    sup = rogue_supervisor(tmp, url, "deaf", "--workers", 1, "--exit-when-drained")
+    try:
+        assert sup.wait(60) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    pid = rogue_notes(tmp, event="job")[0]["pid"]
+    assert [n["reason"] for n in rogue_notes(tmp, event="shutdown")] == ["stop"], err
+    assert shutdown_killed_line(pid) in err, err
+    assert "(pid %d) exited: status 0, signal 9" % pid in err, err
+    # Retired, not crashed: no infrastructure failure, no replacement.
+    assert "worker 2 started" not in err, err
+    assert sql(url, "SELECT outcome FROM attempts") == [("success",)]
+    assert sql(url, "SELECT state FROM phases") == [("COMPLETE",)]
+
+
+def test_a_worker_the_pool_sheds_is_killed_if_it_ignores_shutdown(tmp):
+    """`scale 1` sends one of two idle workers `shutdown`; one that ignored it stayed,
+    retiring for ever, and a stop then waited for it without end. It is now killed once
+    the kill grace ends, not replaced, and the stop ends."""
+    url = new_db(tmp, runs=0)
+    sup = rogue_supervisor(tmp, url, "deaf", "--workers", 2, "--allow-empty-db")
+    try:
+        status_when(sup, lambda s: s["pool"]["live"] == 2, what="two workers")
+        assert sup.ctl("scale", "1").rc == 0
+        shed = wait_for(lambda: rogue_notes(tmp, event="shutdown"), 60,
+                        what="the shutdown ignored")[0]
+        assert shed["reason"] == "scale"
+        wait_for(lambda: "(pid %d) exited: status 0, signal 9" % shed["pid"] in sup.stderr(),
+                 60, what="the shed worker killed")
+        assert shutdown_killed_line(shed["pid"]) in sup.stderr()
+        st = status_when(sup, lambda s: s["pool"]["live"] == 1, what="one worker left")
+        assert st["pool"]["crash_loop"] is False
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait(60) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    assert err.count("after it was asked to exit (shutdown); killing it (SIGKILL)") == 2, err
+    assert "worker 3 started" not in err, err

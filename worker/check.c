@@ -306,6 +306,12 @@ static char check_ws_inside[PATH_MAX], check_tmpdir_inside[PATH_MAX];
 /* $HOME (its real path) when it is one of check_empty, writable until the check's init has
  * made the workspace or $TMPDIR there, and then read-only (check_home_add); "" otherwise. */
 static char check_home_sealed[PATH_MAX];
+/* $TMPDIR and $HOME (real paths) when each is a writable tmpfs of the check's own, of the
+ * size of its private temporary directories: $TMPDIR outside them, $HOME when $TMPDIR is
+ * or lies in it; "" otherwise. What check_full_private names, when the init finds one full. */
+static char check_tmpdir_own[PATH_MAX], check_home_own[PATH_MAX];
+/* Whether check_home_own is $TMPDIR itself. */
+static bool check_home_is_tmpdir;
 
 /* Add the real path `real` to check_empty, once. Returns true. */
 static bool check_empty_put(const char *real, bool writable)
@@ -691,8 +697,14 @@ static void check_home_add(const char *ws, const char *tmpdir)
 		check_empty_put(real, false);
 		return;
 	}
-	if (check_rw_add(real, ws, tmpdir) && strcmp(real, tmpdir) != 0)
+	if (!check_rw_add(real, ws, tmpdir))
+		return;
+	if (strcmp(real, tmpdir) != 0)
 		snprintf(check_home_sealed, sizeof check_home_sealed, "%s", real);
+	if (tmpdir[0] != '\0' && path_holds(real, tmpdir)) {
+		snprintf(check_home_own, sizeof check_home_own, "%s", real);
+		check_home_is_tmpdir = strcmp(real, tmpdir) == 0;
+	}
 }
 
 /* Add $TMPDIR `tmpdir` (a real path; "" for none), when it is still bound from the
@@ -709,7 +721,8 @@ static void check_tmpdir_add(const char *ws, const char *tmpdir)
 	for (size_t i = 0; i < check_nempty; i++)
 		if (path_holds(tmpdir, check_empty[i].path))
 			return;
-	check_rw_add(tmpdir, ws, tmpdir);
+	if (check_rw_add(tmpdir, ws, tmpdir))
+		snprintf(check_tmpdir_own, sizeof check_tmpdir_own, "%s", tmpdir);
 }
 
 /* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
@@ -1145,6 +1158,7 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 		snprintf(err, errlen, "cannot start the check command: %s", strerror(errno));
 		return -1;
 	}
+	check_tmpdir_own[0] = check_home_own[0] = '\0';
 	if (ns == CHECK_NS_USER_PID && check_confined) {
 		check_empty_choose(spec->workspace, spec->protect);
 		check_tmpfs_options = check_limits_tmpfs_options();
@@ -1335,29 +1349,46 @@ static pid_t check_start(
 }
 
 /* Fill `full` (of `n` bytes) with those of the directories `list` names (separated by
- * spaces) that are this check's private writable ones (check_rw_private), separated by
- * ", ". */
-static void check_full_private(const char *list, char *full, size_t n)
+ * spaces; "$TMPDIR" and "$HOME" for those) that are this check's private writable ones
+ * (check_rw_private, check_tmpdir_own, check_home_own), separated by ", ": /tmp, /var/tmp
+ * and /dev/shm by their path, "$TMPDIR (PATH)", "$HOME (PATH, which holds $TMPDIR)", or
+ * "$HOME (PATH, also $TMPDIR)". Returns how many it named; *own says whether $TMPDIR or
+ * $HOME is among them. */
+static int check_full_private(const char *list, char *full, size_t n, bool *own)
 {
-	char copy[256], *tok, *save;
+	char copy[256], name[PATH_MAX + 64], *tok, *save;
 	size_t k = 0, i;
+	int named = 0;
 
 	full[0] = '\0';
 	snprintf(copy, sizeof copy, "%s", list);
-	for (tok = strtok_r(copy, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save))
+	for (tok = strtok_r(copy, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
+		name[0] = '\0';
 		for (i = 0; check_rw_dirs[i] != NULL; i++)
-			if (strcmp(tok, check_rw_dirs[i]) == 0 && check_rw_private[i] &&
-			    k + strlen(tok) + 3 < n)
-				k += (size_t)snprintf(
-				    full + k, n - k, "%s%s", k > 0 ? ", " : "", tok);
+			if (strcmp(tok, check_rw_dirs[i]) == 0 && check_rw_private[i])
+				snprintf(name, sizeof name, "%s", tok);
+		if (strcmp(tok, "$TMPDIR") == 0 && check_tmpdir_own[0] != '\0')
+			snprintf(name, sizeof name, "$TMPDIR (%.200s)", check_tmpdir_own);
+		if (strcmp(tok, "$HOME") == 0 && check_home_own[0] != '\0')
+			snprintf(name, sizeof name, "$HOME (%.200s, %s $TMPDIR)", check_home_own,
+			    check_home_is_tmpdir ? "also" : "which holds");
+		if (name[0] == '\0' || k + strlen(name) + 3 >= n)
+			continue;
+		*own = *own || name[0] == '$';
+		k += (size_t)snprintf(full + k, n - k, "%s%s", k > 0 ? ", " : "", name);
+		named++;
+	}
+	return named;
 }
 
 /* How the command in a namespace ended, from its init's report on `fd` once the init is
- * reaped: *status becomes the command's wait status, and `full` (of `n` bytes) names the
- * check's private temporary directories the init found full. Without a report (the init
+ * reaped: *status becomes the command's wait status, `full` (of `n` bytes) names the
+ * check's private temporary directories the init found full, *nfull how many, and *own
+ * whether they include its $TMPDIR or $HOME (check_full_private). Without a report (the init
  * was killed, with everything in its namespace) *status stays the init's. Returns 0, or
  * -1 with `err` when the init could not run /bin/sh, or sent anything else. */
-static int check_report(int fd, int *status, char *full, size_t n, char *err, size_t errlen)
+static int check_report(
+    int fd, int *status, char *full, size_t n, int *nfull, bool *own, char *err, size_t errlen)
 {
 	char msg[256], *end;
 	ssize_t got;
@@ -1369,7 +1400,7 @@ static int check_report(int fd, int *status, char *full, size_t n, char *err, si
 	msg[got] = '\0';
 	if (msg[0] == 'X') {
 		*status = (int)strtol(msg + 1, &end, 10);
-		check_full_private(end, full, n);
+		*nfull = check_full_private(end, full, n, own);
 		return 0;
 	}
 	/* Text only: code in the namespace may have written it. */
@@ -1386,7 +1417,9 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	int log_fd[2] = { -1, -1 }, pipe_fd[2][2] = { { -1, -1 }, { -1, -1 } };
 	struct capture cap[2];
 	int status = 0, rc = -1, i, ns_fd = -1, logs;
-	char full[64] = "";
+	char full[512] = "";
+	int nfull = 0;
+	bool own = false;
 	pid_t pid;
 
 	memset(out, 0, sizeof *out);
@@ -1451,7 +1484,8 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	 * worker, a child subreaper (a process that left the session and was orphaned). */
 	kill(-pid, SIGKILL);
 	check_pgid = 0;
-	if (ns_fd >= 0 && check_report(ns_fd, &status, full, sizeof full, err, errlen) != 0)
+	if (ns_fd >= 0 &&
+	    check_report(ns_fd, &status, full, sizeof full, &nfull, &own, err, errlen) != 0)
 		goto out;
 	if (getsid(0) == getpid() &&
 	    procs_session_kill(getpid(), getpid(), procs_keep_none, NULL, CHECK_GRACE_MS) < 0)
@@ -1503,7 +1537,7 @@ out:
 	if (rc == 0)
 		out->stderr_log_errno = cap[1].write_errno;
 	if (rc == 0 && !out->timed_out && !out->stopped_from_outside && out->exit_code != 0)
-		check_limits_hit(out->excerpt, full, out->limit, sizeof out->limit);
+		check_limits_hit(out->excerpt, full, nfull, own, out->limit, sizeof out->limit);
 	return rc;
 }
 

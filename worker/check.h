@@ -49,7 +49,7 @@ struct check_result {
 	int stderr_log_errno;           /* why the stderr log lost bytes (a full disk), else 0 */
 	bool stopped_from_outside;      /* ended by SIGTERM, SIGINT or SIGHUP that did not come from
 	                              the check itself (check_note_stop_signal) */
-	char limit[200]; /* a failed check: the limit it seems to have met (check_limits_hit),
+	char limit[700]; /* a failed check: the limit it seems to have met (check_limits_hit),
 	                    else "" */
 };
 

@@ -81,19 +81,23 @@ static void check_init_args(int argc, char **argv, int *fd, long long *data, int
 	*ws_fd = (int)v;
 }
 
-/* Append to `msg` (of `n` bytes, holding `len`) " PATH" for each temporary directory that
+/* Append to `msg` (of `n` bytes, holding `len`) " NAME" for each temporary directory that
  * is a tmpfs with no block or no inode left (what the check's writes met there, when the
- * worker limited its size). Returns the new length. */
+ * worker limited its size): /tmp, /var/tmp and /dev/shm by their path, $TMPDIR and $HOME
+ * (as the command's environment names them) as "$TMPDIR" and "$HOME". Returns the new
+ * length. */
 static size_t check_init_full(char *msg, size_t len, size_t n)
 {
-	static const char *const dirs[] = { "/tmp", "/var/tmp", "/dev/shm" };
+	static const char *const names[] = { "/tmp", "/var/tmp", "/dev/shm", "$TMPDIR", "$HOME" };
+	const char *dirs[] = { "/tmp", "/var/tmp", "/dev/shm", getenv("TMPDIR"), getenv("HOME") };
 	struct statfs st;
 
 	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-		if (statfs(dirs[i], &st) != 0 || st.f_type != TMPFS_MAGIC ||
-		    (st.f_bavail > 0 && st.f_ffree > 0) || len + strlen(dirs[i]) + 2 > n)
+		if (dirs[i] == NULL || dirs[i][0] != '/' || statfs(dirs[i], &st) != 0 ||
+		    st.f_type != TMPFS_MAGIC || (st.f_bavail > 0 && st.f_ffree > 0) ||
+		    len + strlen(names[i]) + 2 > n)
 			continue;
-		len += (size_t)snprintf(msg + len, n - len, " %s", dirs[i]);
+		len += (size_t)snprintf(msg + len, n - len, " %s", names[i]);
 	}
 	return len;
 }

@@ -221,7 +221,8 @@ static bool holds_any(const char *text, const char *const *needles)
 	return false;
 }
 
-bool check_limits_hit(const char *excerpt, const char *full, char *why, size_t n)
+bool check_limits_hit(
+    const char *excerpt, const char *full, int nfull, bool own, char *why, size_t n)
 {
 	/* What shells and runtimes say when fork or clone fails with EAGAIN, and when an
 	 * allocation fails with ENOMEM. */
@@ -230,11 +231,13 @@ bool check_limits_hit(const char *excerpt, const char *full, char *why, size_t n
 	static const char *const no_memory[] = { "Cannot allocate memory", "MemoryError",
 		"out of memory", "Out of memory", "bad_alloc", "memory exhausted", NULL };
 
-	if (full[0] != '\0' && check_limit_tmp_mib() > 0)
+	if (nfull > 0 && check_limit_tmp_mib() > 0)
 		snprintf(why, n,
-		    "%s was full (a check's /tmp, /var/tmp and /dev/shm hold at most %lld MiB "
+		    "%s %s full (a check's /tmp, /var/tmp and /dev/shm%s hold at most %lld MiB "
 		    "each: --check-tmp-size-mib)",
-		    full, (long long)check_limit_tmp_mib());
+		    full, nfull > 1 ? "were" : "was",
+		    own ? ", and its own $TMPDIR (or the $HOME that holds it)," : "",
+		    (long long)check_limit_tmp_mib());
 	else if (check_limit_processes() > 0 && holds_any(excerpt, no_fork))
 		snprintf(why, n,
 		    "its stderr reads like a limit met: a check runs at most %lld processes and "

@@ -57,10 +57,14 @@ int64_t check_limits_data(void);
 int check_limits_data_set(int64_t bytes);
 
 /* Whether the exit of a failed check whose stderr ends with `excerpt`, and whose private
- * temporary directories the init found full (`full`, paths separated by spaces, "" for
- * none), looks like one of these limits: fills `why` with which, and the flag that sets
- * it (e.g. "/dev/shm was full: a check's /tmp, /var/tmp and /dev/shm hold 16 MiB each
- * (--check-tmp-size-mib)"). */
-bool check_limits_hit(const char *excerpt, const char *full, char *why, size_t n);
+ * temporary directories the init found full (`full`, the names of `nfull` of them separated
+ * by ", "; `own`: they include its own $TMPDIR, or the $HOME that holds it), looks like
+ * one of these limits: fills `why` with which, its size or number, and the flag that sets
+ * it (e.g. "/dev/shm was full (a check's /tmp, /var/tmp and /dev/shm hold at most 16 MiB
+ * each: --check-tmp-size-mib)", "$TMPDIR (/srv/tmp) was full (a check's /tmp, /var/tmp
+ * and /dev/shm, and its own $TMPDIR (or the $HOME that holds it), hold at most 16 MiB
+ * each: --check-tmp-size-mib)"). */
+bool check_limits_hit(
+    const char *excerpt, const char *full, int nfull, bool own, char *why, size_t n);
 
 #endif
