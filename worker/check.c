@@ -1060,6 +1060,10 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 			    strerror(e));
 		_exit(126);
 	}
+	/* Before the limits: building the filter allocates, which a memory limit in force
+	 * could refuse. */
+	if (check_suid_forbid(status_fd) != 0)
+		_exit(126);
 	if (check_limits_apply(status_fd, ns_fd >= 0) != 0)
 		_exit(126);
 	if (net && check_net_isolate(status_fd) != 0)
@@ -1079,8 +1083,6 @@ static void check_child(const struct check_spec *spec, int out_fd, int err_fd, i
 	/* Nothing but stdio reaches the command: not the supervisor's socket (a forged frame
 	 * would pass for the worker's), not whatever the worker inherited. */
 	procs_cloexec_from(3);
-	if (check_suid_forbid(status_fd) != 0)
-		_exit(126);
 	check_env(env, ARRAY_SIZE(env));
 	if (ns_fd >= 0) {
 		/* A fresh image of the worker's binary: it holds no key, and the worker can map
