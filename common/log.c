@@ -99,18 +99,13 @@ static bool log_begins_as_database(const char *path)
 	    be == 0x377f0683 || native == 3007000;
 }
 
-/* Whether the file open for writing at `fd`, by `path`, is one of an SQLite database's
- * files: it begins as one, or it is named <database>-wal, -shm or -journal beside a file
- * that begins as a database (an empty -wal, which its first bytes cannot tell). */
-static bool log_is_database(int fd, const char *path)
+/* Whether `path` is named <database>-wal, -shm or -journal beside a file that begins as a
+ * database (an empty -wal, which its first bytes cannot tell, or one not made yet). */
+static bool log_names_database_side(const char *path)
 {
 	static const char *const sides[] = { "-wal", "-shm", "-journal" };
 	size_t len = strlen(path);
-	char self[64];
 
-	snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-	if (log_begins_as_database(self))
-		return true;
 	for (size_t i = 0; i < sizeof sides / sizeof *sides; i++) {
 		size_t n = strlen(sides[i]);
 
@@ -126,6 +121,15 @@ static bool log_is_database(int fd, const char *path)
 	return false;
 }
 
+/* Whether the file open for writing at `fd` begins as one of an SQLite database's files. */
+static bool log_is_database(int fd)
+{
+	char self[64];
+
+	snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+	return log_begins_as_database(self);
+}
+
 /* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened:
  * -ENXIO for a FIFO that no process reads, which is not waited for (a blocking open
  * would wait for a reader for ever, with the stop signals not yet taken, or on the loop
@@ -134,13 +138,16 @@ static bool log_is_database(int fd, const char *path)
  * path since, or a path mistyped). The lines are then written blocking, as to stderr. */
 int log_open(const char *path)
 {
-	int fd = open(
-	    path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
-	FILE *f = fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == 0 ?
-	    fdopen(fd, "a") :
-	    NULL;
+	int fd;
+	FILE *f;
 
-	if (f != NULL && log_is_database(fd, path)) {
+	/* Judged by its name first: a database's side file is not created to be refused. */
+	if (log_names_database_side(path))
+		return LOG_EDATABASE;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
+	f = fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == 0 ? fdopen(fd, "a") :
+	                                                                           NULL;
+	if (f != NULL && log_is_database(fd)) {
 		fclose(f);
 		return LOG_EDATABASE;
 	}

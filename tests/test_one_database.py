@@ -719,6 +719,19 @@ def test_10_a_log_file_naming_another_database_is_refused(tmp, name):
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
 
 
+def test_a_log_file_named_as_a_databases_missing_journal_is_refused_and_not_made(tmp):
+    """A log named <database>-journal (a file SQLite makes and removes): refused by its name
+    before it is created, so no empty journal is left beside the database."""
+    url = new_db(tmp, runs=1, phases=1)
+    other = os.path.join(str(tmp), "other.db")
+    assert ctl("--db", "sqlite:///" + other, "db", "init").rc == 0
+    r = run("autopack-supervisor", "--db", url, "--dry-run", "--exit-when-drained",
+            "--log-file", "other.db-journal", cwd=str(tmp))
+    assert r.rc == 1, r
+    assert "cannot open log file other.db-journal: it is an SQLite database's file" in r.err, r
+    assert not os.path.exists(other + "-journal")
+
+
 @pytest.mark.parametrize("side", ["-wal", "-shm"])
 def test_a_database_named_like_the_wal_or_shm_of_another_is_never_emptied(tmp, side):
     """`db init` of d.db-wal (or d.db-shm) beside d.db made a database there; the next
