@@ -10,8 +10,9 @@ import warnings
 import sqlalchemy as sa
 
 # The original's DECIMAL columns (learned_rules, cleanup_candidates) make SQLAlchemy warn
-# about SQLite's floats; those tables are read like the others.
-warnings.filterwarnings("ignore", category=sa.exc.SAWarning, message=".*Decimal.*")
+# about SQLite's floats; those tables are read like the others (the filter is set where
+# they are read: pytest resets filters set at import for each test).
+DECIMAL_WARNING = ".*Decimal objects natively.*"
 
 # autopack's own timestamp and boolean columns, declared TEXT / INTEGER in its schema: read
 # with the types the original would give them.
@@ -52,7 +53,8 @@ def read_everything(path):
     eng = engine(path)
     md = reflect(eng)
     out = {}
-    with eng.connect() as conn:
+    with eng.connect() as conn, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=sa.exc.SAWarning, message=DECIMAL_WARNING)
         for name, t in md.tables.items():
             rows = conn.execute(sa.select(t)).fetchall()
             for row in rows:
