@@ -213,7 +213,7 @@ const struct cmd_entry cmd_retry_entry = {
 	        "  --run R             the FAILED phases of run R\n"
 	        "  --fingerprint FP    those whose last attempt failed with fingerprint FP: the\n"
 	        "                      whole text, or the id autopack-ctl failed shows (6 to 12\n"
-	        "                      hex digits)\n"
+	        "                      hex digits, any case)\n"
 	        "  --reason R          those whose last failure reason is R (CHECK_FAILED,\n"
 	        "                      PROVIDER_ERROR, ...; any case), as it is or as\n"
 	        "                      autopack-ctl failed shows it (\\x00 for a NUL byte)\n"

@@ -157,6 +157,19 @@ def test_retry_offline_by_fingerprint_id_records_who_and_why(tmp, llm):
     assert r.rc == 0 and states(url)[("b1", "p1")] == "QUEUED", r
 
 
+def test_a_fingerprint_id_typed_in_upper_case_selects_the_same_phases(tmp, llm):
+    """An id copied from a report in capitals matched nothing: 'retried 0 phases', exit 0."""
+    url, _ = failing_db(tmp, llm)
+    fid = failed_json(url)["groups"][1]["id"]
+
+    def selected(name):
+        r = ctl("--db", url, "retry", "--fingerprint", name, "--dry-run", "--json")
+        assert r.rc == 0, r
+        return sorted((p["run_id"], p["phase_id"]) for p in json.loads(r.out)["would_retry"])
+    assert selected(fid) == [("a1", "p1"), ("a2", "p1")]
+    assert selected(fid.upper()) == selected(fid[:8].upper()) == selected(fid)
+
+
 def test_retry_selectors_and_errors(tmp, llm):
     url, _ = failing_db(tmp, llm)
     r = ctl("--db", url, "retry", "--run", "a2")

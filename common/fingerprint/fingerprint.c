@@ -419,8 +419,8 @@ bool fp_id_matches(const char *fingerprint, const char *name)
 
 	if (strcmp(fingerprint, name) == 0)
 		return true;
-	if (n < 6 || n > FP_ID_LEN || strspn(name, "0123456789abcdef") != n)
+	if (n < 6 || n > FP_ID_LEN || strspn(name, "0123456789abcdefABCDEF") != n)
 		return false;
 	fp_id(fingerprint, id);
-	return strncmp(id, name, n) == 0;
+	return strncasecmp(id, name, n) == 0;
 }

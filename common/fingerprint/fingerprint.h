@@ -48,7 +48,7 @@ size_t fp_attempt(enum outcome o, enum reason r, const char *message, char *out,
  * hash, so an operator can name a class of failures on a command line. */
 void fp_id(const char *fingerprint, char out[FP_ID_LEN + 1]);
 /* Whether `name` names `fingerprint`: the whole text, or a prefix of at least 6 hex digits
- * of its id. */
+ * of its id, in either case. */
 bool fp_id_matches(const char *fingerprint, const char *name);
 
 /* True when the text shows the LLM hit a context or turn limit. */
