@@ -390,6 +390,9 @@ BAD_STATES = [
     ('{"stopped_runs": ["run\\u0000"]}', "not JSON: \\u0000 is not allowed"),
     ('{"stopped_runs": %s"run-000"%s}' % ("[" * 65, "]" * 65),
      "not JSON: nesting deeper than 64 (line 1, column 81)"),
+    # Two values for one key: which one a reader takes is its own choice.
+    ('{"stopped_runs": ["run-000"], "stopped_runs": []}',
+     "not JSON: duplicate object key near '\"stopped_runs\"' (line 1, column 44)"),
 ]
 
 

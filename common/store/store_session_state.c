@@ -56,7 +56,9 @@ static int state_names(const json_t *a, const char *key, char *why, size_t whyle
 json_t *store_session_state_parse(const char *state_json, char *why, size_t whylen)
 {
 	json_error_t jerr;
-	json_t *j = json_loads_bounded(state_json != NULL ? state_json : "{}", 0, &jerr), *fps, *v;
+	json_t *j = json_loads_bounded(
+	           state_json != NULL ? state_json : "{}", JSON_REJECT_DUPLICATES, &jerr),
+	       *fps, *v;
 	const char *k;
 	int rc = 0;
 
