@@ -76,11 +76,13 @@ static const char usage_text[] =
     "                              counters, triage and stopped runs\n"
     "  --control PATH              control socket (default\n"
     "                              RUNTIME/UUID-DEVICE-INODE.sock; RUNTIME is /run/autopack,\n"
-    "                              $XDG_RUNTIME_DIR/autopack or /tmp/autopack-UID)\n"
+    "                              $XDG_RUNTIME_DIR/autopack, /run/user/UID/autopack or\n"
+    "                              /tmp/autopack-UID)\n"
     "  --log-file PATH             append logs here instead of stderr\n"
     "  --log-level L               error, warn, info (default) or debug\n"
     "  --log-format F              text (default), or json: one object a line with ts,\n"
-    "                              level, msg, and run, phase, attempt, session, worker\n"
+    "                              level, program, pid, msg, and session, run, phase,\n"
+    "                              attempt, worker\n"
     "  --http ADDR:PORT            serve a dashboard (/), health (/healthz), Prometheus\n"
     "                              metrics (/metrics) and the status (/api/status) there,\n"
     "                              read-only; e.g. 127.0.0.1:9464 (default: off)\n"
@@ -97,7 +99,8 @@ static const char usage_text[] =
     "  --check-max-memory-mib M    memory each process of a check may allocate (default a\n"
     "                              quarter of the machine's; 0: no limit)\n"
     "  --check-tmp-size-mib M      size of a check's private /tmp, /var/tmp and /dev/shm,\n"
-    "                              each (default a sixteenth of the machine's memory)\n"
+    "                              each (default a sixteenth of the machine's memory; 0:\n"
+    "                              the kernel's, half of it)\n"
     "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
     "  --lease-timeout S           PostgreSQL: a supervisor silent this long is declared\n"
     "                              lost and its attempts rescued by another (default 30)\n"
@@ -113,8 +116,8 @@ static const char usage_text[] =
     "\n"
     "API keys: ANTHROPIC_API_KEY / OPENAI_API_KEY in the environment; they are taken out\n"
     "of it at start and handed to each worker once it is not dumpable, on a socket it\n"
-    "made, so no process that runs a phase's code can read them. Without the provider's key (and without --dry-run) the\n"
-    "supervisor refuses to start.\n"
+    "made, so no process that runs a phase's code can read them. Without the provider's\n"
+    "key (and without --dry-run) the supervisor refuses to start.\n"
     "\n"
     "Signals (workers run in sessions of their own and take stop signals only from the\n"
     "supervisor): the first SIGINT/SIGTERM stops dispatching and lets in-flight attempts\n"
@@ -124,7 +127,8 @@ static const char usage_text[] =
     "Exit status: 0 drained, or stopped by the operator; 1 refused to start; 2 usage;\n"
     "3 database lost or unwritable; 4 the breaker tripped (repeated infrastructure\n"
     "failures, with --exit-when-drained); 5 the drain rules left eligible phases (a run\n"
-    "stopped or deprioritised, --batch-size, ...). The last log line says what is left.\n";
+    "stopped or deprioritised, --batch-size, ...), or the CPU time limit was reached.\n"
+    "The last log line says what is left.\n";
 
 enum {
 	OPT_DB = 256,
