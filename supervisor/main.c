@@ -102,6 +102,8 @@ static const char usage_text[] =
     "                              each (default a sixteenth of the machine's memory; 0:\n"
     "                              the kernel's, half of it)\n"
     "  --heartbeat-timeout-seconds S  kill a worker silent this long (default 10)\n"
+    "  --worker PATH               the worker program (default autopack-worker beside this\n"
+    "                              one); a wrapper that execs it (strace, valgrind) works\n"
     "  --lease-timeout S           PostgreSQL: a supervisor silent this long is declared\n"
     "                              lost and its attempts rescued by another (default 30)\n"
     "  --llm-provider anthropic|openai   (default anthropic)\n"
