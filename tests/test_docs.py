@@ -119,6 +119,16 @@ def test_supervisor_help_and_man_page_give_each_option_its_default_and_argument(
     assert wrong == []
 
 
+def test_worker_help_gives_the_options_the_supervisor_passes_on_their_defaults():
+    """The worker takes the supervisor's --check-* and --log-* flags: same defaults."""
+    w = help_entries(run("autopack-worker", "--help").out)
+    s = help_entries(run("autopack-supervisor", "--help").out)
+    shared = sorted(set(w) & set(s))
+    assert len(shared) >= 8
+    assert [(o, defaults(w[o][1]), defaults(s[o][1])) for o in shared
+            if defaults(w[o][1]) != defaults(s[o][1])] == []
+
+
 def test_readme_gives_each_supervisor_flag_the_default_of_its_help():
     h = help_entries(run("autopack-supervisor", "--help").out)
     text = read("README.md")
