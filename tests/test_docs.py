@@ -344,8 +344,8 @@ def test_links_and_anchors_between_docs_resolve():
 
 
 def test_quoted_section_names_resolve():
-    """`docs/x.md, "Section"` (and `the README, "Section"`), in the docs, the code's
-    comments and the tests, names a heading or a bold paragraph lead of that page."""
+    """A page named with a section's name in quotes after it, in the docs, the code's
+    comments and the tests, has a heading or a bold paragraph lead of that name."""
     files = [f for f in tracked("*.md", "*.c", "*.h", "*.py", "*.1", "*.7")
              if not f.startswith("build/")]
     cache, bad, seen = {}, [], 0
