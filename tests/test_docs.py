@@ -183,6 +183,34 @@ def test_ctl_man_page_and_readme_give_each_command_its_options():
     assert wrong == []
 
 
+def man_entry(page, name):
+    """The text of one command's tagged paragraphs in a rendered man page."""
+    out, on = [], False
+    for line in page.split("\n"):
+        if re.match(r"^ {7}" + re.escape(name) + r"(\s|$)", line):
+            on = True
+        elif not (on and (line.startswith(" " * 14) or line.strip() == "")):
+            on = False
+        if on:
+            out.append(line)
+    return re.sub(r"\s+", " ", " ".join(out))
+
+
+def test_ctl_man_page_gives_each_option_default_of_the_help():
+    page = man("autopack-ctl.1")
+    wrong = []
+    for name in ctl_commands():
+        h = ctl(*name.split(" "), "--help").out
+        entry = man_entry(page, name)
+        found = defaults(h.split("\n\n")[1]) if name == "watch" else set()
+        for opt, (_, desc) in help_entries(h).items():
+            found |= defaults(desc) | set(re.findall(r"\(default (\.?/?[\w.-]+)", desc))
+        missing = sorted(d for d in found if d not in entry)
+        if missing:
+            wrong.append((name, missing))
+    assert wrong == []
+
+
 def doc_files():
     return ["README.md"] + [f for f in tracked("*.md") if f != "README.md"]
 
