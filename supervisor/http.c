@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/numarg.h"
+#include "common/utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -262,13 +263,16 @@ static enum MHD_Result http_send(
 	return rc;
 }
 
-/* Queue a JSON error {ok: false, error, message}. */
+/* Queue a JSON error {ok: false, error, message}. The message may quote what the client
+ * sent (its method): bytes that are no UTF-8 become U+FFFD, so that the answer can always
+ * be built (JSON holds only UTF-8) and the client is told what was wrong rather than
+ * dropped. */
 static enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static enum MHD_Result http_error(
     struct MHD_Connection *c, unsigned status, const char *code, const char *fmt, ...)
 {
-	char msg[512], *text;
+	char msg[512], *clean, *text;
 	enum MHD_Result rc;
 	va_list ap;
 	json_t *j;
@@ -276,7 +280,9 @@ static enum MHD_Result http_error(
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	j = json_pack("{s:b, s:s, s:s}", "ok", false, "error", code, "message", msg);
+	clean = utf8_clean(msg, sizeof msg);
+	j = json_pack("{s:b, s:s, s:s}", "ok", false, "error", code, "message", clean);
+	free(clean);
 	text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	rc = text != NULL ? http_send(c, status, "application/json", text, strlen(text)) : MHD_NO;
@@ -367,6 +373,19 @@ static bool http_host_ours(const char *host)
 	    (bracketed && inet_pton(AF_INET6, name, buf) == 1);
 }
 
+/* Count the Host header lines of a request (libmicrohttpd's header iterator). */
+static enum MHD_Result http_host_count_cb(
+    void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	unsigned *n = cls;
+
+	(void)kind;
+	(void)value;
+	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		(*n)++;
+	return MHD_YES;
+}
+
 /* Answer one request; every path is read-only. */
 static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload, size_t *upload_size, void **state)
@@ -374,6 +393,7 @@ static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, cons
 	struct http *h = cls;
 	struct http_snap *sn;
 	enum MHD_Result rc;
+	unsigned hosts = 0;
 
 	(void)version;
 	(void)upload;
@@ -384,6 +404,13 @@ static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, cons
 		return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
 		    "this server is read-only: GET or HEAD, not %.32s", method);
 	}
+	/* Two Host lines name two servers: the check below would read the first only, and a
+	 * proxy before this server may have judged the request by the other. RFC 9112, 3.2:
+	 * answered 400. */
+	MHD_get_connection_values(c, MHD_HEADER_KIND, http_host_count_cb, &hosts);
+	if (hosts > 1)
+		return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "the request names its Host %u times; give it once", hosts);
 	if (h->loopback &&
 	    !http_host_ours(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)))
 		return http_error(c, MHD_HTTP_MISDIRECTED_REQUEST, "misdirected_request", "%s",

@@ -1,0 +1,141 @@
+"""Hostile peers of a running supervisor: HTTP clients sending what no browser or scraper
+sends (a method of bytes that are no UTF-8, two Host lines, HTTP/0.9, NUL bytes, bodies and
+100-continue on requests that take none, absolute-form URIs, escaped dots, requests too big
+to hold), control clients sending malformed frames or arguments a command does not take,
+and workers naming attempts that are not theirs. Each is answered with an error naming what
+was wrong, and the supervisor goes on serving and draining."""
+import http.client
+import io
+import json
+import signal
+import socket
+import time
+import urllib.parse
+
+from supervisor_helpers import Supervisor, new_db
+
+H = b"Host: 127.0.0.1\r\n"
+
+
+class RawAnswer:
+    """Bytes a server sent, as a socket http.client can read one answer from."""
+    def __init__(self, data):
+        self.data = data
+
+    def makefile(self, *args, **kw):
+        return io.BytesIO(self.data)
+
+
+def exchange(port, data, shut=False, timeout=30):
+    """Send raw bytes to the server (then half-close when `shut`); what it sent back until
+    it closed the connection."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = b""
+    try:
+        s.sendall(data)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    return out
+
+
+def answer(raw):
+    """(status, headers, body) of the first answer in raw bytes."""
+    r = http.client.HTTPResponse(RawAnswer(raw))
+    r.begin()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+
+
+def serving(tmp, *args):
+    sup = Supervisor(tmp, new_db(tmp, runs=1), "--workers", 0, "--http", "127.0.0.1:0", *args)
+    base = sup.wait_ready()["http_url"]
+    return sup, urllib.parse.urlsplit(base).port
+
+
+def test_every_malformed_http_request_gets_an_answer_naming_what_was_wrong(tmp):
+    """A method of bytes that are no UTF-8 had its 405 fail to build (JSON holds UTF-8
+    only): the connection was closed with no answer and the log said "Application reported
+    internal error". Two Host lines were answered from the first alone (a proxy before the
+    server may have judged the request by the other). Each now gets its answer, and every
+    other shape below keeps its own."""
+    sup, port = serving(tmp)
+    try:
+        for method in (b"PO\xc3T", b"G\xffT", b"\xe2\x82\xac" * 11 + b"\xe2"):
+            status, headers, body = answer(exchange(port, method + b" /healthz HTTP/1.1\r\n"
+                                                    + H + b"\r\n"))
+            doc = json.loads(body)
+            assert status == 405 and doc["error"] == "method_not_allowed", (method, body)
+            assert headers["allow"] == "GET, HEAD" and "\ufffd" in doc["message"], doc
+        for hosts in ((b"127.0.0.1", b"attacker.example"), (b"attacker.example", b"127.0.0.1"),
+                      (b"127.0.0.1", b"127.0.0.1")):
+            status, _, body = answer(exchange(port, b"GET /api/status HTTP/1.1\r\n" + b"".join(
+                b"Host: " + h + b"\r\n" for h in hosts) + b"\r\n"))
+            assert status == 400, (hosts, status, body)
+            assert json.loads(body) == {"ok": False, "error": "bad_request", "message":
+                                        "the request names its Host 2 times; give it once"}
+        cases = [
+            # HTTP/0.9 (no version): refused, not served as a bare body.
+            (b"GET /healthz\r\n\r\n", 400),
+            (b"GET /hea\x00lthz HTTP/1.1\r\n" + H + b"\r\n", 404),
+            # The absolute form names a host of its own: nothing is served under it.
+            (b"GET http://127.0.0.1/api/status HTTP/1.1\r\n" + H + b"\r\n", 404),
+            (b"GET http://attacker.example/metrics HTTP/1.1\r\n" + H + b"\r\n", 404),
+            (b"GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n" + H + b"\r\n", 404),
+            (b"GET /metrics/../healthz HTTP/1.1\r\n" + H + b"\r\n", 404),
+            (b"GET /metrics?" + b"a" * 100000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+            (b"GET /healthz HTTP/1.1\r\n" + H + b"X-Big: " + b"y" * (1 << 20) + b"\r\n\r\n",
+             431),
+            (b"GET /healthz HTTP/1.1\r\n" + H + b"".join(b"X-%d: a\r\n" % i
+                                                          for i in range(10000)) + b"\r\n", 431),
+            (b"GET /healthz HTTP/2.0\r\n" + H + b"\r\n", 505),
+            # A body the server never reads, announced or sent, on a request that takes none.
+            (b"GET /healthz HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhello", 200),
+            (b"GET /healthz HTTP/1.1\r\n" + H + b"Content-Length: 99999999\r\n\r\nx", 200),
+            (b"POST /healthz HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\n"
+             b"Content-Length: 100000000\r\n\r\n", 405),
+            (b"POST /healthz HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+             b"5\r\nhello\r\nffffffffffffffff\r\n", 405),
+            (b"CONNECT attacker.example:443 HTTP/1.1\r\n" + H + b"\r\n", 405),
+        ]
+        for request, want in cases:
+            raw = exchange(port, request)
+            assert raw.startswith(b"HTTP/1.1 %d " % want), (request[:60], raw[:200])
+            # No interim 100 Continue: the body of a refused request is never asked for.
+            assert b"100 Continue" not in raw, raw[:200]
+        # Two requests in one write: the first is answered and the connection closed
+        # (every answer says Connection: close), the second is not read.
+        raw = exchange(port, (b"GET /healthz HTTP/1.1\r\n" + H + b"\r\n") * 2)
+        assert raw.count(b"HTTP/1.1 200") == 1 and b"connection: close" in raw.lower(), raw
+        # A client that half-closes after its request still gets its answer.
+        status, _, body = answer(exchange(port, b"GET /healthz HTTP/1.1\r\n" + H + b"\r\n",
+                                          shut=True))
+        assert status == 200 and json.loads(body)["status"] == "ok", body
+        # Clients that ask for the metrics and never read them hold up nobody.
+        deaf = []
+        for _ in range(20):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET /metrics HTTP/1.1\r\n" + H + b"\r\n")
+            deaf.append(s)
+        t0 = time.monotonic()
+        status, _, body = answer(exchange(port, b"GET /healthz HTTP/1.1\r\n" + H + b"\r\n"))
+        assert status == 200 and time.monotonic() - t0 < 10, status
+        assert sup.ctl("status", "--json").rc == 0
+        for s in deaf:
+            s.close()
+        assert sup.proc.poll() is None
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    err = sup.stderr()
+    assert "Application reported internal error" not in err, err
