@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/store/store_runtime.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -41,17 +42,17 @@
 #define CONTROL_SWEEP_MS 1000
 
 static const struct sup_cmd sup_cmds[] = {
-	{ "status", false, cmd_status },
-	{ "workers", false, cmd_workers },
-	{ "metrics", false, cmd_metrics },
-	{ "pause", true, cmd_pause },
-	{ "resume", true, cmd_resume },
-	{ "scale", true, cmd_scale },
-	{ "stop", true, cmd_stop },
-	{ "retry", false, cmd_retry }, /* logs each phase itself */
-	{ "cancel", true, cmd_cancel },
-	{ "run import", true, cmd_run_import },
-	{ "seed telemetry-run", true, cmd_seed },
+	{ "status", false, 0, cmd_status },
+	{ "workers", false, 0, cmd_workers },
+	{ "metrics", false, 0, cmd_metrics },
+	{ "pause", true, 0, cmd_pause },
+	{ "resume", true, 0, cmd_resume },
+	{ "scale", true, -1, cmd_scale },
+	{ "stop", true, -1, cmd_stop },
+	{ "retry", false, -1, cmd_retry }, /* logs each phase itself */
+	{ "cancel", true, -1, cmd_cancel },
+	{ "run import", true, -1, cmd_run_import },
+	{ "seed telemetry-run", true, -1, cmd_seed },
 };
 
 static struct ctl_conn *conns;
@@ -128,6 +129,10 @@ int control_run(
 		rc = cmd_error(rep, "wrong_database", "%s", why);
 	else if (cmd == NULL)
 		rc = cmd_error(rep, "unknown_command", "unknown command \"%s\"", req->command);
+	else if (cmd->max_args >= 0 && req->args.n > (size_t)cmd->max_args)
+		rc = cmd_error(rep, "bad_argument", "%s takes no argument, not \"%s\"%s", cmd->name,
+		    utf8_one_line(why, req->args.items[0], 128),
+		    req->args.n > 1 ? " and more" : "");
 	else
 		rc = cmd->exec(s, c, req, rep);
 	if (cmd != NULL && cmd->logged && !wrong_db) {
