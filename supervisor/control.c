@@ -1,9 +1,9 @@
 /* The control server: a Unix socket (mode 0600, same-uid peers only) that takes
  * `request` frames from autopack-ctl and answers each with a `reply` naming this
- * database. A malformed frame drops the peer; a failed command is an error reply and the
- * connection stays. Each connection has one request at a time in hand (the next is not
- * read before the reply is written), so however many clients ask, and however fast, the
- * loop goes on draining. At most CONTROL_CONN_MAX connections are open at once, and none
+ * database. A malformed frame is answered with its reason and drops the peer; a failed
+ * command is an error reply and the connection stays. Each connection has one request at
+ * a time in hand (the next is not read before the reply is written), so however many
+ * clients ask, and however fast, the loop goes on draining. At most CONTROL_CONN_MAX connections are open at once, and none
  * may hold its place doing nothing: one that sends no whole request within
  * CONTROL_FIRST_MS of its accept, or none for CONTROL_IDLE_MS after its last, is closed,
  * and a connection over the cap is accepted by closing the one that waited longest
@@ -175,15 +175,41 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	json_decref(rep.body);
 }
 
+/* Drop a peer whose frame was refused (malformed, or no request): logged, and the peer is
+ * told why in a reply (id 0, code bad_request) before the connection is closed; closed at
+ * once when even that cannot be sent. */
+static void control_refused_cb(struct chan *ch, const char *why)
+{
+	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
+	struct sup *s = c->sup;
+	struct proto_msg m = { .type = PROTO_REPLY };
+	char devino[48], msg[1024];
+
+	log_warn("control peer pid %d dropped: %s", (int)c->pid, why);
+	snprintf(msg, sizeof msg, "request refused, connection closed: %s", why);
+	store_devino(s->st, devino);
+	m.u.reply.ok = false;
+	m.u.reply.code = "bad_request";
+	m.u.reply.message = msg;
+	m.u.reply.db_url = s->st->url;
+	m.u.reply.db_uuid = s->st->uuid;
+	m.u.reply.db_devino = devino;
+	if (chan_send(ch, &m, NULL) == 0)
+		chan_close_after_write(ch);
+	else
+		chan_close(ch, NULL);
+}
+
 /* Serve one request; anything else drops the peer. */
 static void control_msg_cb(struct chan *ch, struct proto_msg *m)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
+	char why[128];
 
 	if (m->type != PROTO_REQUEST) {
-		log_warn("control peer pid %d sent a %s message; disconnecting it", (int)c->pid,
+		snprintf(why, sizeof why, "it sent a %s message, not a request",
 		    proto_type_name(m->type));
-		chan_close(ch, "not a request");
+		control_refused_cb(ch, why);
 	} else {
 		control_request(c, &m->u.request);
 	}
@@ -474,6 +500,7 @@ static void control_conn_cb(uv_stream_t *server, int status)
 	c = xcalloc(1, sizeof *c);
 	c->sup = s;
 	chan_init(s->loop, &c->chan, 1u << 20, control_msg_cb, control_close_cb);
+	c->chan.on_refused = control_refused_cb;
 	c->chan.max_queued = CONTROL_OUTPUT_MAX;
 	c->chan.serial = true;
 	c->idle_ms = uv_now(s->loop);

@@ -9,8 +9,11 @@ import io
 import json
 import signal
 import socket
+import struct
 import time
 import urllib.parse
+
+import msgpack
 
 from supervisor_helpers import Supervisor, new_db
 
@@ -139,3 +142,102 @@ def test_every_malformed_http_request_gets_an_answer_naming_what_was_wrong(tmp):
         assert sup.wait() == 0, sup.stderr()
     err = sup.stderr()
     assert "Application reported internal error" not in err, err
+
+
+def frame(obj=None, raw=None):
+    body = raw if raw is not None else msgpack.packb(obj, use_bin_type=True)
+    return struct.pack(">I", len(body)) + body
+
+
+def control_exchange(path, data):
+    """Send bytes on a new control connection; the replies read until the supervisor
+    closes it (or 5 s pass), decoded."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(path)
+    out = b""
+    try:
+        s.sendall(data)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        out += b""
+    finally:
+        s.close()
+    replies = []
+    while len(out) >= 4:
+        n = struct.unpack(">I", out[:4])[0]
+        replies.append(msgpack.unpackb(out[4:4 + n], raw=False))
+        out = out[4 + n:]
+    return replies
+
+
+REQ = {"v": 1, "t": "request", "id": 7, "cmd": "status", "args": []}
+
+
+def test_a_malformed_control_frame_is_answered_with_what_was_wrong_before_the_close(tmp):
+    """A control client whose frame was malformed, or no request, was disconnected without
+    a word: the reason was in the supervisor's log only. It is now told, in a reply of
+    code bad_request naming the field and the fault, and then disconnected; a command given
+    arguments it does not take (`pause x`, `status a b`) or two worker counts (`scale 1 2
+    3`, which scaled to 3) is refused naming them, the connection kept."""
+    sup, _ = serving(tmp)
+    path = sup.control
+    try:
+        bad = [
+            (frame(dict(REQ, id="x")), "request.id: expected integer, got string"),
+            (frame(dict(REQ, id=-1)), "request.id: integer -1 out of range"),
+            (frame(dict(REQ, cmd=5)), "request.cmd: expected string, got integer"),
+            (frame(dict(REQ, args="x")), "request.args: expected array, got string"),
+            (frame(dict(REQ, args=[1])), "request.args[0]: expected string, got integer"),
+            (frame(dict(REQ, v=2)), "v: protocol version 2, expected 1"),
+            (frame(dict(REQ, x=json.loads("[" * 40 + "]" * 40))), "nesting deeper than"),
+            (frame(raw=b"\x91" * 100000), "frame: expected a map, got array"),
+            (frame(raw=b"\x81\xa1a" * 50000 + b"\xc0"), "nesting deeper than"),
+            (struct.pack(">I", 0xffffffff) + b"\x80",
+             "frame: declared length 4294967295 exceeds limit 1048576"),
+            (struct.pack(">I", 0), "frame: empty, expected a map"),
+            (frame({"v": 1, "t": "heartbeat", "uuid": "", "att": 0}),
+             "it sent a heartbeat message, not a request"),
+            # A good request, then a bad one: the first answered, then the refusal.
+            (frame(REQ) + frame(dict(REQ, cmd=5)), "request.cmd: expected string"),
+        ]
+        for data, why in bad:
+            replies = control_exchange(path, data)
+            assert replies and replies[-1]["ok"] is False, (why, replies)
+            assert replies[-1]["code"] == "bad_request", replies
+            assert replies[-1]["msg"].startswith("request refused, connection closed: "), replies
+            assert why in replies[-1]["msg"], (why, replies[-1]["msg"])
+            assert replies[-1]["uuid"] == sup.status()["db_uuid"]
+            assert len(replies) == 1 + (data.startswith(frame(REQ))), replies
+        # Arguments a command does not take: refused on a connection that stays open.
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(path)
+        try:
+            for cmd, args, msg in (
+                    ("pause", ["x\ny"], 'pause takes no argument, not "x\\ny"'),
+                    ("resume", ["now"], 'resume takes no argument, not "now"'),
+                    ("status", ["a", "b"], 'status takes no argument, not "a" and more'),
+                    ("workers", ["--all"], 'workers takes no argument, not "--all"'),
+                    ("metrics", [""], 'metrics takes no argument, not ""'),
+                    ("scale", ["1", "2", "3"], 'scale: give one worker count, not 1 and "2"'),
+                    ("scale", ["0", "--force", "0"],
+                     'scale: give one worker count, not 0 and "0"')):
+                s.sendall(frame(dict(REQ, cmd=cmd, args=args)))
+                n = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))[0]
+                r = msgpack.unpackb(s.recv(n, socket.MSG_WAITALL), raw=False)
+                assert (r["ok"], r["code"], r["msg"]) == (False, "bad_argument", msg), r
+        finally:
+            s.close()
+        st = sup.status()
+        assert st["paused"] is False and st["pool"]["target"] == 0, st
+        # The peer's drops are logged, and the supervisor serves on.
+        assert "dropped: request.cmd: expected string, got integer" in sup.stderr()
+        assert sup.ctl("scale", "0").rc == 0
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
