@@ -7,6 +7,7 @@ was wrong, and the supervisor goes on serving and draining."""
 import http.client
 import io
 import json
+import os
 import signal
 import socket
 import struct
@@ -15,7 +16,7 @@ import urllib.parse
 
 import msgpack
 
-from supervisor_helpers import Supervisor, new_db
+from supervisor_helpers import Supervisor, new_db, rogue_notes, rogue_supervisor, sql, wait_for
 
 H = b"Host: 127.0.0.1\r\n"
 
@@ -241,3 +242,31 @@ def test_a_malformed_control_frame_is_answered_with_what_was_wrong_before_the_cl
     finally:
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0, sup.stderr()
+
+
+def test_a_worker_naming_another_workers_attempt_or_writing_after_its_result_changes_nothing(
+        tmp):
+    """Two workers each hold an attempt; each then sends, for every other attempt id (the
+    other's, in flight, among them), a usage event and a failed result, and after its own
+    result a usage event more. None of these is taken: every attempt ends with its own
+    worker's result, and the database holds each worker's own event only."""
+    url = new_db(tmp, runs=2, phases=2)
+    go = os.path.join(str(tmp), "go")
+    sup = rogue_supervisor(tmp, url, "thief", "--workers", 2, env={"ROGUE_GO": go})
+    try:
+        wait_for(lambda: len(rogue_notes(tmp, event="job")) == 2, what="both workers leased")
+        open(go, "w").close()
+        st = wait_for(lambda: (lambda s: s if s["phases"].get("COMPLETE") == 4 and
+                               s["writer_queue_writes"] == 0 else None)(sup.status()),
+                      what="the four phases complete")
+        wait_for(lambda: sup.status()["counters"]["rejected_stale"] >= 4 * 7,
+                 what="every stolen and late message rejected")
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 4)]
+    rows = sql(url, "SELECT a.attempt_id, u.model, u.seq FROM attempts a JOIN"
+               " llm_usage_events u ON u.attempt_id = a.attempt_id ORDER BY 1")
+    assert [r[1:] for r in rows] == [("m", 1)] * 4, rows
+    assert sql(url, "SELECT count(*) FROM phases WHERE state != 'COMPLETE'") == [(0,)]
+    assert "is not its current attempt" in sup.stderr(), st
