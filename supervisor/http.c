@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -214,8 +215,8 @@ static void http_timer_cb(uv_timer_t *t)
 	if (made_room > 0)
 		log_warn("http: %llu connection(s) that had sent no request closed to make room"
 		         " for new ones (%d at most from one address, %d in all)",
-		    (unsigned long long)made_room, HTTP_CONNECTIONS_PER_IP,
-		    HTTP_CONNECTIONS - HTTP_CONNECTIONS_SPARE);
+		    (unsigned long long)made_room, s->http->deadlines.per_ip,
+		    s->http->deadlines.limit - s->http->deadlines.spare);
 	http_publish(s);
 }
 
@@ -489,6 +490,7 @@ int http_start(struct sup *s)
 	struct sockaddr_storage sa;
 	struct http *h;
 	const union MHD_DaemonInfo *info;
+	struct rlimit files;
 	char err[512], host[INET6_ADDRSTRLEN];
 	socklen_t len;
 	unsigned port;
@@ -502,7 +504,9 @@ int http_start(struct sup *s)
 	h = xcalloc(1, sizeof *h);
 	s->http = h;
 	pthread_mutex_init(&h->lock, NULL);
-	http_deadlines_init(&h->deadlines);
+	if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY)
+		files.rlim_cur = (rlim_t)HTTP_CONNECTIONS * HTTP_FILES_SHARE;
+	http_deadlines_init(&h->deadlines, http_limit((unsigned long long)files.rlim_cur));
 	h->db_path = s->st->backend == DB_PG ? NULL : xstrdup(s->st->path);
 	h->dev = s->st->dev;
 	h->ino = s->st->ino;
@@ -514,7 +518,7 @@ int http_start(struct sup *s)
 	        MHD_USE_ERROR_LOG | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 	    0, NULL, NULL, http_request_cb, h, MHD_OPTION_EXTERNAL_LOGGER, http_log_cb, h,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+	    h->deadlines.limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_NOTIFY_CONNECTION,
 	    http_deadline_notify, &h->deadlines, MHD_OPTION_NOTIFY_COMPLETED,
@@ -556,6 +560,12 @@ int http_start(struct sup *s)
 		    " this drain's status, failures and metrics (read-only, no authentication)",
 		    s->cfg.http_addr);
 	log_info("http: dashboard %s, metrics %smetrics, health %shealthz", h->url, h->url, h->url);
+	if (h->deadlines.limit < HTTP_CONNECTIONS)
+		log_warn("http: at most %u connection(s) at once, not %d: each takes 2 of the %llu "
+		         "open files this process may have (ulimit -n), and the server takes a "
+		         "quarter of them at most, so that a flood of connections leaves the rest "
+		         "to the workers, the control socket and the database",
+		    h->deadlines.limit, HTTP_CONNECTIONS, (unsigned long long)files.rlim_cur);
 	return 0;
 }
 

@@ -4,6 +4,7 @@ sends (a method of bytes that are no UTF-8, two Host lines, HTTP/0.9, NUL bytes,
 to hold), control clients sending malformed frames or arguments a command does not take,
 and workers naming attempts that are not theirs. Each is answered with an error naming what
 was wrong, and the supervisor goes on serving and draining."""
+import collections
 import http.client
 import io
 import json
@@ -11,12 +12,14 @@ import os
 import signal
 import socket
 import struct
+import threading
 import time
 import urllib.parse
 
 import msgpack
 
-from supervisor_helpers import Supervisor, new_db, rogue_notes, rogue_supervisor, sql, wait_for
+from supervisor_helpers import (ROGUE, Supervisor, new_db, rogue_notes, rogue_supervisor, sql,
+                                wait_for)
 
 H = b"Host: 127.0.0.1\r\n"
 
@@ -270,3 +273,69 @@ def test_a_worker_naming_another_workers_attempt_or_writing_after_its_result_cha
     assert [r[1:] for r in rows] == [("m", 1)] * 4, rows
     assert sql(url, "SELECT count(*) FROM phases WHERE state != 'COMPLETE'") == [(0,)]
     assert "is not its current attempt" in sup.stderr(), st
+
+
+def test_a_flood_of_http_connections_under_a_low_file_limit_leaves_control_and_workers_theirs(
+        tmp):
+    """Under `ulimit -n 64`, a client opening connections as fast as it can had the HTTP
+    server take every descriptor the supervisor could open (128 connections allowed, two
+    descriptors each): `autopack-ctl status` got "the supervisor closed the connection",
+    `scale 3` a broken pipe and no worker more, and /healthz no answer. The server now
+    takes at most a quarter of the descriptors (8 connections here, said in the log), and
+    a new connection closes one that sent nothing: status, scale and /healthz are served
+    throughout, and the drain completes."""
+    url = new_db(tmp, runs=4, phases=2)
+    go = os.path.join(str(tmp), "go")
+    sup = Supervisor(tmp, url, "--workers", 1, "--worker", ROGUE, "--http", "127.0.0.1:0",
+                     env={"ROGUE_MODE": "good", "ROGUE_GO": go},
+                     prefix=("prlimit", "--nofile=64:64", "--"))
+    stop = threading.Event()
+    made = [0]
+
+    def flood(port):
+        held = collections.deque()
+        end = time.monotonic() + 120
+        i = 0
+        while not stop.is_set() and time.monotonic() < end:
+            s = socket.socket()
+            s.settimeout(2)
+            try:
+                s.bind(("127.0.%d.%d" % (1 + i // 250 % 200, 2 + i % 250), 0))
+                s.connect(("127.0.0.1", port))
+                held.append(s)
+                made[0] += 1
+            except OSError:
+                s.close()
+            i += 1
+            while len(held) > 300:
+                held.popleft().close()
+        for s in held:
+            s.close()
+
+    try:
+        port = urllib.parse.urlsplit(sup.wait_ready()["http_url"]).port
+        t = threading.Thread(target=flood, args=(port,))
+        t.start()
+        try:
+            wait_for(lambda: made[0] >= 1000, what="a thousand connections made")
+            r = sup.ctl("status", "--json")
+            assert r.rc == 0, r
+            assert sup.ctl("scale", "3").rc == 0
+            wait_for(lambda: sup.status()["pool"]["live"] == 3, what="three workers live")
+            status, _, body = answer(exchange(port, b"GET /healthz HTTP/1.1\r\n" + H +
+                                              b"\r\n"))
+            assert status == 200 and json.loads(body)["status"] == "ok", body
+        finally:
+            stop.set()
+            t.join()
+        open(go, "w").close()
+        wait_for(lambda: sup.status()["phases"].get("COMPLETE") == 8, 120,
+                 what="the drain complete")
+    finally:
+        stop.set()
+        open(go, "w").close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    assert ("http: at most 8 connection(s) at once, not 128: each takes 2 of the 64 open "
+            "files this process may have (ulimit -n)") in sup.stderr()
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 8)]
