@@ -5,6 +5,7 @@ to hold), control clients sending malformed frames or arguments a command does n
 and workers naming attempts that are not theirs. Each is answered with an error naming what
 was wrong, and the supervisor goes on serving and draining."""
 import collections
+import gzip
 import http.client
 import io
 import json
@@ -15,11 +16,13 @@ import struct
 import threading
 import time
 import urllib.parse
+import zlib
 
 import msgpack
+import pytest
 
-from supervisor_helpers import (ROGUE, Supervisor, new_db, rogue_notes, rogue_supervisor, sql,
-                                wait_for)
+from supervisor_helpers import (KEY, ROGUE, Supervisor, new_db, rogue_notes, rogue_supervisor,
+                                sql, wait_for)
 
 H = b"Host: 127.0.0.1\r\n"
 
@@ -339,3 +342,121 @@ def test_a_flood_of_http_connections_under_a_low_file_limit_leaves_control_and_w
     assert ("http: at most 8 connection(s) at once, not 128: each takes 2 of the 64 open "
             "files this process may have (ulimit -n)") in sup.stderr()
     assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 8)]
+
+
+def gzip_of_zeros(mib):
+    co = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return b"".join(co.compress(b"\0" * (1 << 20)) for _ in range(mib)) + co.flush()
+
+
+ANSWER = json.dumps({"id": "m", "type": "message", "role": "assistant", "model": "m",
+                     "content": [{"type": "text", "text": "{\"files\": []}"}],
+                     "stop_reason": "end_turn",
+                     "usage": {"input_tokens": 5, "output_tokens": 7}}).encode()
+PROVIDER_ANSWERS = {
+    # A header line of 1 MiB: libcurl says "Out of memory", which alone sent the operator
+    # looking at the worker's memory.
+    "header_line_of_a_mib": (b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * (1 << 20) + b"\r\n\r\n",
+                             "Out of memory (or a response header line over libcurl's "
+                             "100 KiB)"),
+    "headers_of_a_mib": (b"HTTP/1.1 200 OK\r\n" + b"X-A: a\r\n" * 150000 + b"\r\n",
+                         "Too large response headers"),
+    "endless_100_continue": (b"HTTP/1.1 100 Continue\r\n\r\n" * 40000,
+                             "Too large response headers"),
+    "content_length_longer_than_the_body": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n"
+        b"Connection: close\r\n\r\n" + ANSWER[:40],
+        "transfer closed with 99960 bytes remaining to read"),
+    "chunked_answer_cut_mid_json": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"
+        b"\r\n\r\n3c\r\n" + ANSWER[:60] + b"\r\n",
+        "transfer closed with outstanding read data remaining"),
+    "gzip_bomb": (None, "response body over 8388608 bytes"),
+    "gzip_that_is_not": (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 10"
+                         b"\r\n\r\n0123456789",
+                         "Error while processing content unencoding"),
+    "gzip_ten_times": (None, "Reject response due to more than 5 content encodings"),
+    "http_0_9": (ANSWER, "Received HTTP/0.9 when not allowed"),
+    "error_object_with_200": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+        + json.dumps({"type": "error", "error": {"type": "overloaded_error",
+                                                  "message": "Overloaded"}}).encode(),
+        'response has no "content" array'),
+}
+
+
+def provider_bytes(case):
+    if case == "gzip_bomb":
+        body = gzip_of_zeros(64)
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip"
+                b"\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+    if case == "gzip_ten_times":
+        body = ANSWER
+        for _ in range(10):
+            body = gzip.compress(body)
+        return (b"HTTP/1.1 200 OK\r\nContent-Encoding: " + b", ".join([b"gzip"] * 10) +
+                b"\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+    return PROVIDER_ANSWERS[case][0]
+
+
+class RawProvider:
+    """A server on a loopback port answering every request with the same bytes, then
+    closing the connection."""
+    def __init__(self, data):
+        self.data = data
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.serve)
+        self.thread.start()
+
+    def serve(self):
+        while not self.done.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            c.settimeout(10)
+            try:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    head += chunk
+                c.sendall(self.data)
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("case", sorted(PROVIDER_ANSWERS))
+def test_a_provider_answer_no_real_provider_sends_fails_the_call_naming_what_was_wrong(tmp, case):
+    """Answers a broken or hostile provider (or what stands between) could send: each
+    fails its call with libcurl's or the parser's words for what was wrong, the worker's
+    memory bounded (a gzip bomb of 64 MiB stops at the 8 MiB cap), nothing of the key in
+    a log or a row."""
+    url = new_db(tmp, runs=1, phases=1)
+    provider = RawProvider(provider_bytes(case))
+    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", "anthropic",
+                     "--llm-base-url", "http://127.0.0.1:%d" % provider.port,
+                     "--llm-retries", 0, "--max-attempts-per-phase", 1, "--exit-when-drained",
+                     env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        assert sup.wait() in (0, 5), sup.stderr()
+    finally:
+        provider.stop()
+    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert len(rows) == 1 and rows[0][:2] == ("failed", "PROVIDER_ERROR"), rows
+    assert PROVIDER_ANSWERS[case][1] in rows[0][2], rows
+    assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
+    assert sql(url, "SELECT status FROM llm_usage_events") == [("error",)]
