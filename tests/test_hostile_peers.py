@@ -1,9 +1,10 @@
 """Hostile peers of a running supervisor: HTTP clients sending what no browser or scraper
 sends (a method of bytes that are no UTF-8, two Host lines, HTTP/0.9, NUL bytes, bodies and
 100-continue on requests that take none, absolute-form URIs, escaped dots, requests too big
-to hold), control clients sending malformed frames or arguments a command does not take,
-and workers naming attempts that are not theirs. Each is answered with an error naming what
-was wrong, and the supervisor goes on serving and draining."""
+to hold, a flood of connections under a low `ulimit -n`), control clients sending
+malformed frames or arguments a command does not take, workers naming attempts that are
+not theirs, and LLM providers answering what no real one answers. Each is answered with an
+error naming what was wrong, and the supervisor goes on serving and draining."""
 import collections
 import gzip
 import http.client
