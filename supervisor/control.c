@@ -3,8 +3,9 @@
  * database. A malformed frame is answered with its reason and drops the peer; a failed
  * command is an error reply and the connection stays. Each connection has one request at
  * a time in hand (the next is not read before the reply is written), so however many
- * clients ask, and however fast, the loop goes on draining. At most CONTROL_CONN_MAX connections are open at once, and none
- * may hold its place doing nothing: one that sends no whole request within
+ * clients ask, and however fast, the loop goes on draining. At most CONTROL_CONN_MAX
+ * connections are open at once (fewer under a low limit of open files, control_conn_max),
+ * and none may hold its place doing nothing: one that sends no whole request within
  * CONTROL_FIRST_MS of its accept, or none for CONTROL_IDLE_MS after its last, is closed,
  * and a connection over the cap is accepted by closing the one that waited longest
  * without a request in hand (see control_victim), so that idle connections never lock
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -28,8 +30,13 @@
 
 /* Replies a control client may leave unread before it is dropped. */
 #define CONTROL_OUTPUT_MAX (8u << 20)
-/* Control connections open at once; a new one over this closes another (control_victim). */
+/* Control connections open at once; a new one over this closes another (control_victim).
+ * Under a limit of open files below CONTROL_CONN_MAX * CONTROL_FILES_SHARE, the limit /
+ * CONTROL_FILES_SHARE (at least 2): connections take at most an eighth of the descriptors,
+ * so that a flood of them leaves the workers, the peer checks (/proc) and the database
+ * theirs. */
 #define CONTROL_CONN_MAX 64
+#define CONTROL_FILES_SHARE 8
 /* How long a connection may stay open without a whole request: from its accept to its
  * first request, and after each request (loop time the supervisor ran). */
 #define CONTROL_FIRST_MS 5000
@@ -56,8 +63,9 @@ static const struct sup_cmd sup_cmds[] = {
 };
 
 static struct ctl_conn *conns;
-static uint64_t closed_quiet;   /* closed idle or to make room, not logged one by one */
-static uint64_t quiet_until_ms; /* loop time until which such closes are only counted */
+static int conn_max = CONTROL_CONN_MAX; /* set by control_listen (control_conn_max) */
+static uint64_t closed_quiet;           /* closed idle or to make room, not logged one by one */
+static uint64_t quiet_until_ms;         /* loop time until which such closes are only counted */
 static uv_timer_t ctl_sweep;
 static dev_t ctl_dev; /* the published socket, so that only it is removed at the end */
 static ino_t ctl_ino;
@@ -366,7 +374,7 @@ static void control_evict(struct sup *s, struct ctl_conn *c)
 	snprintf(why, sizeof why,
 	    "closed to make room for a new connection: %d control connections were open (the "
 	    "most served at once) and this one %s %.1f s",
-	    CONTROL_CONN_MAX, state,
+	    conn_max, state,
 	    (double)(uv_now(s->loop) - (unread ? c->sent_ms : c->idle_ms)) / 1000.0);
 	/* Out of the list at once: under a flood of connections many closes wait for the
 	 * loop's next turn, and the list is looked through at every accept. */
@@ -532,7 +540,7 @@ static void control_conn_cb(uv_stream_t *server, int status)
 		chan_close(&c->chan, NULL);
 		return;
 	}
-	if (control_open_count() > CONTROL_CONN_MAX && (victim = control_victim(c)) != NULL)
+	if (control_open_count() > conn_max && (victim = control_victim(c)) != NULL)
 		control_evict(s, victim);
 	if (chan_start(&c->chan) != 0)
 		chan_close(&c->chan, "cannot read the peer");
@@ -774,6 +782,18 @@ static void control_claim_watch(struct sup *s)
 		    s->st->url);
 }
 
+/* The control connections served at once under the process's limit of open files. */
+static int control_conn_max(void)
+{
+	struct rlimit files;
+	rlim_t n;
+
+	if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY)
+		return CONTROL_CONN_MAX;
+	n = files.rlim_cur / CONTROL_FILES_SHARE;
+	return n >= CONTROL_CONN_MAX ? CONTROL_CONN_MAX : n >= 2 ? (int)n : 2;
+}
+
 /* Bind and listen on the control socket; -1 (logged) on failure. */
 int control_listen(struct sup *s)
 {
@@ -787,6 +807,14 @@ int control_listen(struct sup *s)
 	}
 	ctl_listener = &s->ctl_server;
 	s->ctl_open = true;
+	conn_max = control_conn_max();
+	if (conn_max < CONTROL_CONN_MAX)
+		log_warn(
+		    "control socket: at most %d connection(s) at once, not %d: the connections "
+		    "take an eighth of the open files this process may have (ulimit -n) at "
+		    "most, so that a flood of them leaves the rest to the workers and the "
+		    "database",
+		    conn_max, CONTROL_CONN_MAX);
 	uv_timer_init(s->loop, &ctl_sweep);
 	ctl_sweep.data = s;
 	uv_timer_start(&ctl_sweep, control_sweep_cb, CONTROL_SWEEP_MS, CONTROL_SWEEP_MS);

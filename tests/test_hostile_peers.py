@@ -461,3 +461,65 @@ def test_a_provider_answer_no_real_provider_sends_fails_the_call_naming_what_was
     assert PROVIDER_ANSWERS[case][1] in rows[0][2], rows
     assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
     assert sql(url, "SELECT status FROM llm_usage_events") == [("error",)]
+
+
+def test_a_flood_of_control_connections_under_a_low_file_limit_leaves_status_and_scale_theirs(
+        tmp):
+    """Under `ulimit -n 64`, a process of the user opening control connections as fast as
+    it can (up to 200 held) used every descriptor the supervisor could open, 64 being
+    allowed: `autopack-ctl scale 3` got "the supervisor closed the connection" (it could
+    not read the peer's /proc) and `status` a broken pipe. The connections now take at most
+    an eighth of the descriptors (8 here, said in the log), and every command gets
+    through."""
+    url = new_db(tmp, runs=4, phases=2)
+    go = os.path.join(str(tmp), "go")
+    sup = Supervisor(tmp, url, "--workers", 1, "--worker", ROGUE,
+                     env={"ROGUE_MODE": "good", "ROGUE_GO": go},
+                     prefix=("prlimit", "--nofile=64:64", "--"))
+    stop = threading.Event()
+    made = [0]
+
+    def flood():
+        held = collections.deque()
+        end = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < end:
+            s = socket.socket(socket.AF_UNIX)
+            s.setblocking(False)
+            try:
+                s.connect(sup.control)
+                held.append(s)
+                made[0] += 1
+            except OSError:
+                s.close()
+                time.sleep(0.001)
+            while len(held) > 200:
+                held.popleft().close()
+        for s in held:
+            s.close()
+
+    try:
+        sup.wait_ready()
+        t = threading.Thread(target=flood)
+        t.start()
+        try:
+            wait_for(lambda: made[0] >= 1000, what="a thousand connections made")
+            for _ in range(3):
+                r = sup.ctl("scale", "3")
+                assert r.rc == 0, r
+                r = sup.ctl("status", "--json")
+                assert r.rc == 0, r
+            wait_for(lambda: sup.status()["pool"]["live"] == 3, what="three workers live")
+        finally:
+            stop.set()
+            t.join()
+        open(go, "w").close()
+        wait_for(lambda: sup.status()["phases"].get("COMPLETE") == 8, 120,
+                 what="the drain complete")
+    finally:
+        stop.set()
+        open(go, "w").close()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    assert ("control socket: at most 8 connection(s) at once, not 64: the connections take "
+            "an eighth of the open files this process may have (ulimit -n)") in sup.stderr()
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 8)]
