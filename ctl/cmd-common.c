@@ -25,11 +25,11 @@ void cmd_print_help(const struct cmd_entry *e)
 	    e->help);
 }
 
-/* Print {"ok": false, "error": NAME, "message": msg} on stdout, the message's bytes that
+/* Print {"ok": false, "error": NAME, "message": msg} on stdout, the whole message, its bytes that
  * are not UTF-8 (a file name, an argument, or a character a cut split) as U+FFFD. */
 void cmd_json_error(int code, const char *msg)
 {
-	char *text = utf8_clean(msg, strlen(msg));
+	char *text = utf8_clean(msg, SIZE_MAX);
 
 	cmd_json_print(
 	    json_pack("{s:b, s:s, s:s}", "ok", 0, "error", store_strerror(code), "message", text));
