@@ -3,7 +3,10 @@ what a flag names, and the like. Each gets a clear error naming what is wrong an
 status that says it failed."""
 import os
 import socket
+import stat
 import subprocess
+
+import pytest
 
 from conftest import binpath
 
@@ -38,3 +41,32 @@ def test_a_worker_given_a_descriptor_that_is_not_an_open_socket_says_so_and_exit
     r = worker(["--fd", str(theirs.fileno())], pass_fds=(theirs.fileno(),))
     theirs.close()
     assert r.returncode == 0 and "supervisor went away" in r.stderr, r
+
+
+@pytest.mark.parametrize("mask", [0o777, 0o277, 0o100], ids=["0777", "0277", "0100"])
+def test_a_umask_that_takes_the_owners_permissions_is_refused_before_anything_is_made(tmp,
+                                                                                     mask):
+    """Under `umask 0777` (or any that takes a permission from the owner) the files and
+    directories a program makes are ones it cannot open again: db init made a database of
+    mode 0000, and a supervisor's workers could not open the log file it had made, each
+    exited 1, and the breaker stopped the drain as a crash loop."""
+    db = "sqlite:///" + str(tmp / "a.db")
+    log = str(tmp / "sup.log")
+    for args in (["autopack-ctl", "--db", db, "db", "init"],
+                 ["autopack-supervisor", "--db", db, "--dry-run", "--log-file", log],
+                 ["autopack-worker", "--fd", "3", "--log-file", log]):
+        p = subprocess.run([binpath(args[0])] + args[1:], capture_output=True, text=True,
+                           timeout=60, preexec_fn=lambda: os.umask(mask))
+        assert p.returncode == 1, (args, p)
+        assert p.stderr == (
+            "%s: the umask is %04o: it takes permissions away from the owner of the files and"
+            " directories autopack makes (its log, a new database, the control sockets' "
+            "directory), which it could then not open again; set a umask that leaves the "
+            "owner's (umask 077, UMask=0077) and start again\n" % (args[0], mask)), p
+        assert os.listdir(str(tmp)) == [], os.listdir(str(tmp))
+    # One that takes only the group's and others' is fine.
+    p = subprocess.run([binpath("autopack-ctl"), "--db", db, "db", "init"],
+                       capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: os.umask(0o077))
+    assert p.returncode == 0, p
+    assert stat.S_IMODE(os.stat(str(tmp / "a.db")).st_mode) == 0o600

@@ -7,6 +7,7 @@
  * supervisor; holds its provider keys in memory only (worker/keys.h) and cannot be read
  * through /proc or a core dump (PR_SET_DUMPABLE 0). */
 #include "common/stacklimit.h"
+#include "common/umaskcheck.h"
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/util.h"
@@ -598,6 +599,7 @@ int main(int argc, char **argv)
 		check_init_main(argc, argv); /* PID 1 of a check's namespace (worker/check.c) */
 	procs_stdio_open();
 	stack_limit_require("autopack-worker", 1);
+	umask_require("autopack-worker", 1);
 	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
 	log_set_follow(true); /* a rotated --log-file is followed at the next line */
