@@ -252,8 +252,17 @@ FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t e
 	/* By name first: a -wal or -journal not made yet would be made by the open. */
 	if (st->backend == DB_SQLITE && (sfx = dbfiles_match(st->path, path, -1)) != NULL)
 		goto refuse;
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
-	if (fd < 0 || fstat(fd, &sb) != 0) {
+	/* Not blocking: a FIFO that no process reads is refused, not waited on for ever. */
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+	if (fd < 0 && errno == ENXIO) {
+		errbuf_fail(err, errlen,
+		    "cannot write %s: it is a FIFO that no process has open for reading; start its "
+		    "reader first",
+		    path);
+		goto out;
+	}
+	if (fd < 0 || fstat(fd, &sb) != 0 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
 		errbuf_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
 		goto out;
 	}

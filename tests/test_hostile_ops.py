@@ -1,14 +1,19 @@
 """What a hostile operator does to the real binaries by hand: descriptors that are not
 what a flag names, and the like. Each gets a clear error naming what is wrong and a
 status that says it failed."""
+import json
 import os
 import socket
 import stat
 import subprocess
+import threading
+import time
 
 import pytest
 
-from conftest import binpath
+from conftest import DATA, binpath, ctl
+
+SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
 
 
 def worker(args, **kw):
@@ -70,3 +75,30 @@ def test_a_umask_that_takes_the_owners_permissions_is_refused_before_anything_is
                        preexec_fn=lambda: os.umask(0o077))
     assert p.returncode == 0, p
     assert stat.S_IMODE(os.stat(str(tmp / "a.db")).st_mode) == 0o600
+
+
+def test_telemetry_export_to_a_fifo_no_one_reads_is_refused_and_one_read_gets_it_all(tmp):
+    """`telemetry export --out FIFO` waited for a reader for ever, the database open, when
+    none was started; with one reading, the FIFO gets every event."""
+    db = "sqlite:///" + str(tmp / "a.db")
+    assert ctl("--db", db, "db", "init").rc == 0
+    r = ctl("--db", db, "telemetry", "import", SAMPLES)
+    assert r.rc == 0, r
+    os.mkfifo(str(tmp / "ff"))
+    r = ctl("--db", db, "telemetry", "export", "--out", "ff", timeout=10)
+    assert r.rc == 1, r
+    assert r.err.endswith("autopack-ctl: cannot write ff: it is a FIFO that no process has "
+                          "open for reading; start its reader first\n"), r
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(str(tmp / "ff"), "rb").read()))
+    reader.start()
+    r = None
+    for _ in range(200):  # until the reader has the FIFO open
+        r = ctl("--db", db, "telemetry", "export", "--out", "ff", timeout=30)
+        if r.rc == 0:
+            break
+        time.sleep(0.05)
+    reader.join(30)
+    assert r.rc == 0, r
+    lines = got[0].decode().splitlines()
+    assert len(lines) == 64 and all(json.loads(x)["run_id"] for x in lines), got
