@@ -6,6 +6,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -102,3 +103,46 @@ def test_telemetry_export_to_a_fifo_no_one_reads_is_refused_and_one_read_gets_it
     assert r.rc == 0, r
     lines = got[0].decode().splitlines()
     assert len(lines) == 64 and all(json.loads(x)["run_id"] for x in lines), got
+
+
+LISTENER = """
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+os.setgid(65534); os.setuid(65534)
+s.listen(8)
+print("listening", flush=True)
+got = b""
+while True:
+    c, _ = s.accept()
+    c.settimeout(2)
+    try:
+        got += c.recv(100)
+    except OSError:
+        pass
+    print("got %d" % len(got), flush=True)
+"""
+
+
+def test_ctl_refuses_a_control_socket_served_by_another_uid_sending_nothing(tmp):
+    """A supervisor answers only its own uid: one run by another user closed the connection
+    unanswered and autopack-ctl said only `sending to the supervisor: Broken pipe` or `the
+    supervisor closed the connection`. A listener of another uid (a supervisor, or another
+    user's program put at the path) is named with its pid and uid, and sent nothing."""
+    path = str(tmp / "c.sock")
+    p = subprocess.Popen([sys.executable, "-c", LISTENER, path], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline() == "listening\n"
+        for args in (["status"], ["stop", "--now"], ["scale", "3"]):
+            r = ctl(*args, "--control", path, timeout=60)
+            assert r.rc == 1, r
+            assert r.err == (
+                "autopack-ctl: the process serving the control socket %s (pid %d) runs as "
+                "uid 65534, not as this user (uid %d): a supervisor answers only its own "
+                "user's commands; run autopack-ctl as uid 65534\n" % (path, p.pid,
+                                                                       os.getuid())), r
+            assert p.stdout.readline() == "got 0\n"
+    finally:
+        p.kill()
+        p.wait()
