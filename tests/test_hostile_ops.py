@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import DATA, binpath, ctl
+from conftest import DATA, binpath, ctl, run
 
 SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
 
@@ -146,3 +146,19 @@ def test_ctl_refuses_a_control_socket_served_by_another_uid_sending_nothing(tmp)
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_control_socket_in_a_directory_that_does_not_exist_is_named_so(tmp):
+    """libuv reports a bind in a missing directory as EACCES: the supervisor said
+    `control socket nodir/x.sock.PID.new: permission denied`, naming neither the path given
+    nor the cause."""
+    from supervisor_helpers import new_db
+    url = new_db(tmp, runs=1, phases=1)
+    (tmp / "afile").write_text("x")
+    for path, why in (("nodir/x.sock", "its directory nodir: No such file or directory"),
+                      ("afile/x.sock", "afile is not a directory")):
+        r = run("autopack-supervisor", "--db", url, "--dry-run", "--control", path)
+        assert r.rc == 1, r
+        assert "error: control socket %s: %s\n" % (path, why) in r.err, r
+        assert ".new" not in r.err, r
+    assert not [n for n in os.listdir(str(tmp)) if "sock" in n], os.listdir(str(tmp))
