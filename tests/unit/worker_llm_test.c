@@ -568,6 +568,34 @@ TEST(worker_llm_request_body_is_what_jansson_writes)
 			}
 }
 
+TEST(worker_llm_request_body_escapes_each_byte_wherever_it_stands_in_a_run)
+{
+	/* Runs of plain bytes are looked at eight at a time: each byte value, and a
+	 * two-byte character, at each place of runs of 1 to 24 bytes, is written as jansson
+	 * writes it. */
+	struct llm_config cfg = { .provider = LLM_ANTHROPIC, .model = "m", .temperature = 0.2 };
+	char text[32];
+
+	for (int v = 1; v <= 256; v++)
+		for (size_t len = 1; len <= 24; len++)
+			for (size_t k = 0; k + (v == 256) < len; k++) {
+				struct llm_request req = { text, text, 16 };
+				char *ours, *ref;
+
+				memset(text, 'a', len);
+				if (v == 256)
+					memcpy(text + k, "\xc3\xa9", 2);
+				else
+					text[k] = (char)v;
+				text[len] = '\0';
+				ours = llm_body_build(&cfg, &req);
+				ref = body_by_jansson(&cfg, &req);
+				CHECK_EQ_STR(ours, ref);
+				free(ours);
+				free(ref);
+			}
+}
+
 /* The answer as jansson reads it: the reference the in-place reader must agree with. */
 static int parse_by_jansson(
     enum llm_provider p, const char *body, size_t len, struct llm_response *out)
