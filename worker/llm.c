@@ -523,9 +523,25 @@ static const char *llm_target_use(CURL *easy, const struct llm_config *cfg)
 	return llm_target.url;
 }
 
-/* Set the options every try shares, once for the handle's life. */
+/* The variables libcurl reads at each transfer for a proxy, in either case. */
+static const char *const llm_proxy_vars[] = { "http_proxy", "HTTP_PROXY", "https_proxy",
+	"HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY" };
+
+/* Set the options every try shares, once for the handle's life. Where the environment
+ * names no proxy (a worker's environment is the one it started with), none is set here
+ * (CURLOPT_PROXY and CURLOPT_NOPROXY ""), and libcurl no longer reads the variables at
+ * each transfer; where it names one, libcurl reads them as before. */
 static void llm_easy_init(CURL *easy)
 {
+	size_t i;
+
+	for (i = 0; i < sizeof llm_proxy_vars / sizeof llm_proxy_vars[0]; i++)
+		if (getenv(llm_proxy_vars[i]) != NULL)
+			break;
+	if (i == sizeof llm_proxy_vars / sizeof llm_proxy_vars[0]) {
+		cu->easy_setopt(easy, CURLOPT_PROXY, "");
+		cu->easy_setopt(easy, CURLOPT_NOPROXY, "");
+	}
 	cu->easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	cu->easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	cu->easy_setopt(easy, CURLOPT_POST, 1L);

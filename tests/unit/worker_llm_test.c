@@ -871,8 +871,10 @@ static char *raw_serve(struct raw *r, void (*fn)(void *), void *arg)
 		struct strbuf in = { 0 };
 		char *end = NULL, *cl, head[512];
 		size_t body = 0;
-		int c = accept(r->fd, NULL, NULL);
+		int c;
 
+		alarm(20); /* a request that never comes ends the child, and the test */
+		c = accept(r->fd, NULL, NULL);
 		close(pipefd[0]);
 		if (c < 0)
 			_exit(1);
@@ -1106,4 +1108,29 @@ TEST(worker_llm_request_head_to_a_proxy_holds_the_lines_libcurl_writes)
 	llm_response_free(&w.r);
 	w = heads_agree(LLM_OPENAI, "https://llm.invalid", "/v1", "https_proxy");
 	llm_response_free(&w.r);
+}
+
+TEST(worker_llm_proxy_variables_are_read_when_the_first_call_makes_its_handle)
+{
+	/* A worker's environment is the one it started with: where no proxy variable is set
+	 * when the first call makes the HTTP handle, the calls go to the server itself, one
+	 * set later too. (Set then, they go through the proxy: the test above.) */
+	struct call_arg w = heads_agree(LLM_ANTHROPIC, NULL, "", NULL);
+	struct raw srv;
+	char *proxy, *head;
+
+	CHECK_EQ_INT(w.rc, 0);
+	llm_response_free(&w.r);
+	raw_start(&srv);
+	proxy = xasprintf("http://127.0.0.1:%d", standin_dead_port());
+	CHECK(setenv("http_proxy", proxy, 1) == 0);
+	w.base = xasprintf("http://127.0.0.1:%d", srv.port);
+	head = raw_serve(&srv, worker_call, &w);
+	CHECK_EQ_INT(w.rc, 0);
+	CHECK(strncmp(head, "POST /v1/messages HTTP/1.1\r\n", 28) == 0);
+	llm_response_free(&w.r);
+	free((char *)w.base);
+	free(head);
+	free(proxy);
+	close(srv.fd);
 }
