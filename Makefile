@@ -123,7 +123,7 @@ $(GEN_DASHBOARD): supervisor/dashboard.html
 	  echo '#include <stddef.h>'; echo 'const char dashboard_html[] = {'; \
 	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; echo '0x00 };'; \
 	  echo 'const size_t dashboard_html_len = sizeof dashboard_html - 1;'; } > $@.tmp && mv $@.tmp $@
-$(O)/obj/gen/dashboard.o: $(GEN_DASHBOARD)
+$(O)/obj/gen/dashboard.o: $(GEN_DASHBOARD) | $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -151,7 +151,7 @@ $(O)/bin/pq-shim.so: tests/tools/pq_shim.c
 $(O)/bin/full-shim.so: tests/tools/full_shim.c
 $(O)/bin/enosys-shim.so: tests/tools/enosys_shim.c
 $(O)/bin/fsync-shim.so $(O)/bin/plant-shim.so $(O)/bin/pipe-shim.so $(O)/bin/pq-shim.so \
-    $(O)/bin/full-shim.so $(O)/bin/enosys-shim.so:
+    $(O)/bin/full-shim.so $(O)/bin/enosys-shim.so: | $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -lpthread
 $(O)/bin/autopack-supervisor $(UNIT): LDLIBS += $(SUP_LDLIBS)

@@ -277,10 +277,11 @@ struct worker {
 	int64_t unacked;       /* events queued for the writer, not yet committed */
 	uint64_t heard_ms;     /* loop time and loop lag at its last frame (or its start) */
 	uint64_t heard_lag;
-	bool retire;       /* shut down once idle */
-	bool killed;       /* we signalled it */
-	char *bad_channel; /* why its channel was closed on it (a malformed frame); heap */
-	char *refused;     /* why the socket it handed over was refused; heap */
+	bool retire;         /* shut down once idle */
+	bool killed;         /* we signalled it */
+	bool grace_shutdown; /* its kill grace runs after a shutdown, not a SIGTERM */
+	char *bad_channel;   /* why its channel was closed on it (a malformed frame); heap */
+	char *refused;       /* why the socket it handed over was refused; heap */
 	uint64_t born_ms;
 	uint64_t jobs_done;
 	rlim_t cpu_soft, cpu_hard; /* its CPU time limit, read at its hello (cpulimit.c) */

@@ -88,39 +88,37 @@ struct worker *worker_idle_pop(struct sup *s)
 	return NULL;
 }
 
-/* The kill grace after a SIGTERM ended with the worker still running: SIGKILL it. */
-static void worker_term_grace_cb(uv_timer_t *t)
+/* The kill grace ended with the worker still running (after a SIGTERM, or after it was
+ * asked to exit when `w->grace_shutdown`): SIGKILL it. */
+static void worker_grace_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
 	struct log_about about = worker_about(w);
 
 #ifdef AUTOPACK_MUTANT_deadline_never_kills
-	return;
+	if (!w->grace_shutdown)
+		return;
+#endif
+#ifdef AUTOPACK_MUTANT_shutdown_never_kills
+	if (w->grace_shutdown)
+		return;
 #endif
 	if (w->state == W_EXITED)
 		return;
 	log_about(LOG_WARN, &about,
-	    "worker %d (pid %d): still running %.1f s after SIGTERM; killing it (SIGKILL)", w->id,
-	    (int)w->pid, (double)w->sup->cfg.kill_grace_ms / 1000.0);
+	    "worker %d (pid %d): still running %.1f s after %s; killing it (SIGKILL)", w->id,
+	    (int)w->pid, (double)w->sup->cfg.kill_grace_ms / 1000.0,
+	    w->grace_shutdown ? "it was asked to exit (shutdown)" : "SIGTERM");
 	worker_kill(w, SIGKILL);
 }
 
-/* The kill grace after a shutdown ended with the worker still running: SIGKILL it. */
-static void worker_shutdown_grace_cb(uv_timer_t *t)
+/* Start the worker's kill grace unless one runs already; `shutdown` says why it runs. */
+static void worker_grace_start(struct worker *w, bool shutdown)
 {
-	struct worker *w = t->data;
-	struct log_about about = worker_about(w);
-
-#ifdef AUTOPACK_MUTANT_shutdown_never_kills
-	return;
-#endif
-	if (w->state == W_EXITED)
+	if (uv_is_active((uv_handle_t *)&w->term_timer))
 		return;
-	log_about(LOG_WARN, &about,
-	    "worker %d (pid %d): still running %.1f s after it was asked to exit (shutdown); "
-	    "killing it (SIGKILL)",
-	    w->id, (int)w->pid, (double)w->sup->cfg.kill_grace_ms / 1000.0);
-	worker_kill(w, SIGKILL);
+	w->grace_shutdown = shutdown;
+	uv_timer_start(&w->term_timer, worker_grace_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
 }
 
 /* Send a live worker `shutdown` (once it has handed its socket over) and start its kill
@@ -134,9 +132,7 @@ void worker_shutdown(struct worker *w, const char *why)
 	m.u.shutdown.reason = (char *)why;
 	if (w->hand_fd < 0)
 		worker_send(w, &m, NULL);
-	if (!uv_is_active((uv_handle_t *)&w->term_timer))
-		uv_timer_start(&w->term_timer, worker_shutdown_grace_cb,
-		    (uint64_t)w->sup->cfg.kill_grace_ms, 0);
+	worker_grace_start(w, true);
 }
 
 /* Signal a live worker, remembering that we did; a SIGTERM starts its kill grace. */
@@ -146,9 +142,8 @@ void worker_kill(struct worker *w, int sig)
 		return;
 	w->killed = true;
 	uv_process_kill(&w->proc, sig);
-	if (sig == SIGTERM && !uv_is_active((uv_handle_t *)&w->term_timer))
-		uv_timer_start(
-		    &w->term_timer, worker_term_grace_cb, (uint64_t)w->sup->cfg.kill_grace_ms, 0);
+	if (sig == SIGTERM)
+		worker_grace_start(w, false);
 }
 
 /* Send a message; a worker that cannot be written to is killed. */

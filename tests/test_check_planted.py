@@ -3,7 +3,8 @@ nothing: a symbolic link at a deliverable's path that leads out of the workspace
 followed when the next attempt's output is estimated (the size and the lines of the file it
 named, a secret say, went into that request's max_tokens); and a confined check can put
 nothing where the next attempt's check log goes (a directory there made that attempt fail
-CHECK_NOT_RUN, "Is a directory")."""
+CHECK_NOT_RUN, "Is a directory"), nor have the worker put it there through a link it left
+to the logs directory."""
 import os
 
 from e2e_helpers import (Standin, drain_until_exit, import_plan, init_db, needs_namespaces,
@@ -96,3 +97,38 @@ def test_a_check_cannot_occupy_the_path_of_the_next_attempts_check_log(tmp):
     logs = os.path.join(ws, ".autopack", "logs")
     for stream in ("stdout", "stderr"):
         assert os.path.isfile(os.path.join(logs, "run__p1__a2.%s.txt" % stream))
+
+
+# The first attempt's check puts a link to its logs directory, which it may not write, in
+# place of out/ and fails; the next answer writes through it a directory where the third
+# attempt's check log goes, and the deliverable.
+PLANT_LOGS_LINK = "if [ -L out ]; then exit 1; fi; rm -rf out; ln -s .autopack/logs out; exit 1"
+
+
+def test_the_worker_writes_no_answer_through_a_link_to_the_logs_directory(tmp):
+    # The whole workspace in scope: the link stays inside it. The worker wrote the files
+    # into .autopack/logs, and the third attempt failed CHECK_NOT_RUN, "Is a directory",
+    # as when the check itself could write there.
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=PLANT_LOGS_LINK,
+                                                   paths=(".",))])])
+    script = [{"mode": "normal"},
+              {"mode": "hostile", "paths": ["out/run__p1__a3.stdout.txt/x.py"]},
+              {"mode": "normal"}]
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, script), 1,
+                               "--max-attempts-per-phase", 3, env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    attempts = rows(url, "SELECT failure_reason, message FROM attempts "
+                    "ORDER BY attempt_number")
+    assert [a["failure_reason"] for a in attempts] == [
+        "CHECK_FAILED", "SCOPE_VIOLATION", "SCOPE_VIOLATION"], (attempts, sup.stderr())
+    assert attempts[1]["message"].startswith(
+        'path "out/run__p1__a3.stdout.txt/x.py": symlink out leads into the .autopack '
+        'directory, which is reserved (-> .autopack/logs/run__p1__a3.stdout.txt/x.py)'), \
+        attempts
+    assert attempts[2]["message"].startswith(
+        'path "out/mod.py": symlink out leads into the .autopack directory'), attempts
+    assert sorted(os.listdir(os.path.join(ws, ".autopack", "logs"))) == [
+        "run__p1__a1.stderr.txt", "run__p1__a1.stdout.txt"], sup.stderr()

@@ -1,6 +1,6 @@
 """A supervisor's read of what is left to drain failing (a backend terminated, a server
 restarted, a privilege revoked by an operator): the failure is not taken for an empty
-queue (docs/postgresql.md, "Several supervisors")."""
+queue (docs/postgresql.md, "Several hosts")."""
 import os
 import signal
 

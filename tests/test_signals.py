@@ -134,13 +134,13 @@ def test_a_service_manager_signalling_every_process_stops_only_the_supervisor(tm
     assert "[STOP] received Terminated" in err
 
 
-def test_sighup_reopens_the_log_file_and_changes_nothing_else(tmp):
-    tmp = str(tmp)
+def logging_with_a_call_in_flight(tmp):
+    """A supervisor logging to tmp/drain.log whose one worker's call waits until the file
+    `go` is made: (url, log, go, standin, supervisor), the call in flight."""
     url = init_db(tmp)
     import_plan(tmp, url, [("run-a", os.path.join(tmp, "ws"),
                             [phase_spec("a1", ("out/a1.py",))])])
     log = os.path.join(tmp, "drain.log")
-    # The call ends only once the log is reopened: its end is logged in the new file.
     go = os.path.join(tmp, "go")
     llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 120, "until": go}})
     sup = Supervisor(tmp, url, "--workers", 1, "--log-file", log, *llm_args(llm), env=KEY)
@@ -148,9 +148,20 @@ def test_sighup_reopens_the_log_file_and_changes_nothing_else(tmp):
         sup.wait_ready()
         wait_for(lambda: rows(url, "SELECT id FROM llm_usage_events WHERE status = 'sent'"),
                  60, what="a call in flight")
+    except BaseException:
+        sup.kill()
+        llm.stop()
+        raise
+    return url, log, go, llm, sup
+
+
+def test_sighup_reopens_the_log_file_and_changes_nothing_else(tmp):
+    url, log, go, llm, sup = logging_with_a_call_in_flight(str(tmp))
+    try:
         before = sup.status()
         os.rename(log, log + ".1")
         sup.signal(signal.SIGHUP)
+        # The call ends only once the log is reopened: its end is logged in the new file.
         wait_for(lambda: os.path.exists(log) and "SIGHUP: log file reopened" in open(log).read(),
                  30, what="the log reopened")
         # Nothing else changed: the same process and session, the attempt in flight ends
@@ -242,19 +253,9 @@ def test_sighup_with_the_log_path_made_a_link_to_the_database_keeps_the_old_log(
     file watch took them for another program's writes (DATABASE LOST, exit 3), and the
     message saying so went into the database too, where the next checkpoint overwrote
     it. The reopen is refused, naming why, and the drain goes on in the old file."""
-    tmp = str(tmp)
-    url = init_db(tmp)
+    url, log, go, llm, sup = logging_with_a_call_in_flight(str(tmp))
     db = url[len("sqlite:///"):]
-    import_plan(tmp, url, [("run-a", os.path.join(tmp, "ws"),
-                            [phase_spec("a1", ("out/a1.py",))])])
-    log = os.path.join(tmp, "drain.log")
-    go = os.path.join(tmp, "go")
-    llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 120, "until": go}})
-    sup = Supervisor(tmp, url, "--workers", 1, "--log-file", log, *llm_args(llm), env=KEY)
     try:
-        sup.wait_ready()
-        wait_for(lambda: rows(url, "SELECT id FROM llm_usage_events WHERE status = 'sent'"),
-                 60, what="a call in flight")
         os.rename(log, log + ".1")
         os.symlink(db, log)
         sup.signal(signal.SIGHUP)

@@ -6,9 +6,10 @@
  * naming a file), no two paths of a set may clash (one file the directory of another),
  * and each must lie under the phase's scope. Walking it from the workspace one
  * component at a time, an existing component must be a directory or a symlink whose real
- * target stays inside the workspace (and in scope); the file itself must not be a
- * directory, a special file, or a symlink leaving the workspace. Files are written to a
- * temporary name in the same directory, synced and renamed over the target.
+ * target stays inside the workspace, in scope and out of the reserved directories; the
+ * file itself must not be a directory, a special file, or a symlink leaving the
+ * workspace. Files are written to a temporary name in the same directory, synced and
+ * renamed over the target.
  */
 #include "worker/deliverables.h"
 #include "common/relpath.h"
@@ -117,8 +118,50 @@ static const char *dlv_inside(const char *ws_real, const char *real)
 	return real[k] == '/' ? real + k + 1 : NULL;
 }
 
+/* The reserved directory normalised workspace-relative `rel` lies in (the .autopack
+ * directory at the top, a .git directory anywhere: relpath_norm's rules), or NULL. */
+static const char *dlv_reserved(const char *rel)
+{
+	for (const char *s = rel; *s != '\0';) {
+		size_t k = strcspn(s, "/");
+
+		if (k == 4 && memcmp(s, ".git", 4) == 0)
+			return ".git";
+		if (s == rel && k == 9 && memcmp(s, ".autopack", 9) == 0)
+			return ".autopack";
+		s += k;
+		s += strspn(s, "/");
+	}
+	return NULL;
+}
+
+/* Whether `joined`, where a symlink at `prefix` leads with the rest of `path`, may be
+ * written: in scope and in no reserved directory (a check, which may not write its
+ * .autopack/logs, left a link to it for the worker to write through). Returns 0 or -1
+ * with `err`. */
+static int dlv_link_allowed(const struct dlv_scope *scope, const char *path, const char *prefix,
+    const char *joined, char *err, size_t errlen)
+{
+	const char *reserved = dlv_reserved(joined);
+
+	if (reserved != NULL) {
+		snprintf(err, errlen,
+		    "path \"%s\": symlink %s leads into the %s directory, which is reserved (-> %s)",
+		    path, prefix, reserved, joined);
+		return -1;
+	}
+	if (!dlv_in_scope(scope, joined)) {
+		snprintf(err, errlen,
+		    "path \"%s\": symlink %s leads outside the phase's scope (-> %s)", path, prefix,
+		    joined);
+		return -1;
+	}
+	return 0;
+}
+
 /* Check a symlink at workspace-relative `prefix`: its real target must be inside the
- * workspace and, joined with `rest`, in scope. Returns 0 or -1 with `err`. */
+ * workspace and, joined with `rest`, in scope and in no reserved directory. Returns 0 or
+ * -1 with `err`. */
 static int dlv_check_link(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path,
     const char *prefix, const char *rest, char *err, size_t errlen)
 {
@@ -141,12 +184,8 @@ static int dlv_check_link(struct dlv_ws *ws, const struct dlv_scope *scope, cons
 	} else {
 		char *joined = xasprintf(
 		    "%s%s%s", inside, inside[0] != '\0' && rest[0] ? "/" : "", rest);
-		if (!dlv_in_scope(scope, joined)) {
-			snprintf(err, errlen,
-			    "path \"%s\": symlink %s leads outside the phase's scope (-> %s)", path,
-			    prefix, joined);
-			rc = -1;
-		}
+
+		rc = dlv_link_allowed(scope, path, prefix, joined, err, errlen);
 		free(joined);
 	}
 	free(target);
@@ -179,13 +218,13 @@ static int dlv_check_opened(struct dlv_ws *ws, const struct dlv_scope *scope, co
 		char *joined = xasprintf(
 		    "%s%s%s", inside, inside[0] != '\0' && rest[0] ? "/" : "", rest);
 
-		rc = dlv_in_scope(scope, joined) ? 0 : -1;
+		rc = dlv_in_scope(scope, joined) && dlv_reserved(joined) == NULL ? 0 : -1;
 		free(joined);
 	}
 	if (rc != 0)
 		snprintf(err, errlen,
 		    "path \"%s\": symlink %s was changed while it was checked, to lead outside the "
-		    "workspace or the phase's scope (-> %s)",
+		    "workspace or the phase's scope, or into a reserved directory (-> %s)",
 		    path, prefix, where);
 	return rc;
 }

@@ -532,6 +532,43 @@ TEST(worker_deliverables_never_write_the_database_in_the_workspace)
 	free(db);
 }
 
+TEST(worker_deliverables_a_symlink_into_a_reserved_directory_is_not_followed)
+{
+	/* The whole workspace in scope: a check, which may not write its .autopack/logs, left
+	 * links to it and to .git for the worker to write the model's files through. */
+	static char *paths[] = { "." };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL };
+	char err[512];
+
+	mkdir("ws", 0755);
+	mkdir("ws/.autopack", 0755);
+	mkdir("ws/.autopack/logs", 0755);
+	mkdir("ws/.git", 0755);
+	mkdir("ws/.git/hooks", 0755);
+	mkdir("ws/sub", 0755);
+	CHECK(symlink(".autopack/logs", "ws/out") == 0);
+	CHECK_EQ_INT(
+	    apply_one(&scope, "out/run__p1__a3.stdout.txt/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "symlink out leads into the .autopack directory, which is reserved") &&
+	    strstr(err, "(-> .autopack/logs/run__p1__a3.stdout.txt/x.py)"));
+	CHECK_EQ_INT(apply_one(&scope, "out/mod.py", err, sizeof err), DLV_ESCOPE);
+	/* The workspace itself, reached by a link, with .autopack below it. */
+	CHECK(symlink("..", "ws/sub/top") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "sub/top/.autopack/logs/y.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "symlink sub/top leads into the .autopack directory"));
+	CHECK(symlink("../.git/hooks", "ws/sub/hooks") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "sub/hooks/pre-commit", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "symlink sub/hooks leads into the .git directory, which is reserved"));
+	CHECK(!exists("ws/.autopack/logs/run__p1__a3.stdout.txt") &&
+	    !exists("ws/.autopack/logs/mod.py") && !exists("ws/.autopack/logs/y.py") &&
+	    !exists("ws/.git/hooks/pre-commit"));
+	/* .autopack below the top is no reserved directory. */
+	mkdir("ws/sub/.autopack", 0755);
+	CHECK(symlink(".autopack", "ws/sub/own") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "sub/own/z.py", err, sizeof err), DLV_OK);
+	CHECK(exists("ws/sub/.autopack/z.py"));
+}
+
 TEST(worker_deliverables_refuse_symlink_escapes)
 {
 	struct dlv_scope scope = scope_utils();
