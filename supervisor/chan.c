@@ -66,6 +66,16 @@ static void chan_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	buf->len = CHAN_READ_SIZE;
 }
 
+/* A frame was refused as malformed: hand the reason to on_refused, or close at once. The
+ * reader is not used again either way. */
+static void chan_refuse(struct chan *c, const char *why)
+{
+	if (c->on_refused != NULL && !c->last && !c->closing)
+		c->on_refused(c, why);
+	else
+		chan_close(c, why);
+}
+
 /* Stop reading a serial channel while a reply is being written. */
 static void chan_read_pause(struct chan *c)
 {
@@ -88,7 +98,7 @@ static void chan_dispatch(struct chan *c)
 			return;
 		}
 		if ((rc = proto_reader_next(&c->rd, &m, &err)) < 0) {
-			chan_close(c, err.text);
+			chan_refuse(c, err.text);
 			return;
 		}
 		if (rc == 0) {
@@ -114,7 +124,7 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (n > 0 && proto_reader_feed(&c->rd, buf->base, (size_t)n, &err) != 0) {
-		chan_close(c, err.text);
+		chan_refuse(c, err.text);
 		return;
 	}
 	chan_dispatch(c);

@@ -1,6 +1,6 @@
 /* A framed message channel over a libuv pipe: the supervisor's side of a worker socket or
  * a control connection. Frames in are decoded strictly (proto/wire.h); a malformed frame
- * or EOF closes the channel. */
+ * (after on_refused, when set) or EOF closes the channel. */
 #ifndef AUTOPACK_CHAN_H
 #define AUTOPACK_CHAN_H
 
@@ -15,12 +15,17 @@ struct chan;
 typedef void (*chan_msg_cb)(struct chan *c, struct proto_msg *m);
 /* Called once the channel is closed and its handle released; `why` is NULL on clean EOF. */
 typedef void (*chan_close_cb)(struct chan *c, const char *why);
+/* Called, when set, with the reason a frame was refused as malformed, in place of closing
+ * the channel at once: the callee closes it (chan_close_after_write, once it has told the
+ * peer why). */
+typedef void (*chan_refused_cb)(struct chan *c, const char *why);
 
 struct chan {
 	uv_pipe_t pipe;
 	struct proto_reader rd;
 	chan_msg_cb on_msg;
 	chan_close_cb on_close;
+	chan_refused_cb on_refused; /* NULL: a malformed frame closes the channel at once */
 	bool open;
 	bool closing;
 	char *why;

@@ -69,6 +69,10 @@ int cmd_scale(
 	for (i = 0; i < req->args.n; i++) {
 		if (strcmp(req->args.items[i], "--force") == 0)
 			force = true;
+		else if (n >= 0)
+			return cmd_error(rep, "bad_argument",
+			    "scale: give one worker count, not %ld and \"%s\"", n,
+			    req->args.items[i]);
 		else if (!parse_count(req->args.items[i], 1024, &n))
 			return cmd_error(rep, "bad_argument",
 			    "scale: \"%s\" is not a worker count"

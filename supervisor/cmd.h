@@ -29,7 +29,8 @@ struct cmd_reply {
 
 struct sup_cmd {
 	const char *name;
-	bool logged; /* recorded in control_log */
+	bool logged;  /* recorded in control_log */
+	int max_args; /* arguments it takes at most; -1: it checks them itself */
 	int (*exec)(struct sup *s, struct ctl_conn *c, const struct proto_request *req,
 	    struct cmd_reply *rep);
 };

@@ -1,10 +1,11 @@
 /* The control server: a Unix socket (mode 0600, same-uid peers only) that takes
  * `request` frames from autopack-ctl and answers each with a `reply` naming this
- * database. A malformed frame drops the peer; a failed command is an error reply and the
- * connection stays. Each connection has one request at a time in hand (the next is not
- * read before the reply is written), so however many clients ask, and however fast, the
- * loop goes on draining. At most CONTROL_CONN_MAX connections are open at once, and none
- * may hold its place doing nothing: one that sends no whole request within
+ * database. A malformed frame is answered with its reason and drops the peer; a failed
+ * command is an error reply and the connection stays. Each connection has one request at
+ * a time in hand (the next is not read before the reply is written), so however many
+ * clients ask, and however fast, the loop goes on draining. At most CONTROL_CONN_MAX
+ * connections are open at once (fewer under a low limit of open files, control_conn_max),
+ * and none may hold its place doing nothing: one that sends no whole request within
  * CONTROL_FIRST_MS of its accept, or none for CONTROL_IDLE_MS after its last, is closed,
  * and a connection over the cap is accepted by closing the one that waited longest
  * without a request in hand (see control_victim), so that idle connections never lock
@@ -13,6 +14,7 @@
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/store/store_runtime.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,8 +30,13 @@
 
 /* Replies a control client may leave unread before it is dropped. */
 #define CONTROL_OUTPUT_MAX (8u << 20)
-/* Control connections open at once; a new one over this closes another (control_victim). */
+/* Control connections open at once; a new one over this closes another (control_victim).
+ * Under a limit of open files below CONTROL_CONN_MAX * CONTROL_FILES_SHARE, the limit /
+ * CONTROL_FILES_SHARE (at least 2): connections take at most an eighth of the descriptors,
+ * so that a flood of them leaves the workers, the peer checks (/proc) and the database
+ * theirs. */
 #define CONTROL_CONN_MAX 64
+#define CONTROL_FILES_SHARE 8
 /* How long a connection may stay open without a whole request: from its accept to its
  * first request, and after each request (loop time the supervisor ran). */
 #define CONTROL_FIRST_MS 5000
@@ -41,22 +49,23 @@
 #define CONTROL_SWEEP_MS 1000
 
 static const struct sup_cmd sup_cmds[] = {
-	{ "status", false, cmd_status },
-	{ "workers", false, cmd_workers },
-	{ "metrics", false, cmd_metrics },
-	{ "pause", true, cmd_pause },
-	{ "resume", true, cmd_resume },
-	{ "scale", true, cmd_scale },
-	{ "stop", true, cmd_stop },
-	{ "retry", false, cmd_retry }, /* logs each phase itself */
-	{ "cancel", true, cmd_cancel },
-	{ "run import", true, cmd_run_import },
-	{ "seed telemetry-run", true, cmd_seed },
+	{ "status", false, 0, cmd_status },
+	{ "workers", false, 0, cmd_workers },
+	{ "metrics", false, 0, cmd_metrics },
+	{ "pause", true, 0, cmd_pause },
+	{ "resume", true, 0, cmd_resume },
+	{ "scale", true, -1, cmd_scale },
+	{ "stop", true, -1, cmd_stop },
+	{ "retry", false, -1, cmd_retry }, /* logs each phase itself */
+	{ "cancel", true, -1, cmd_cancel },
+	{ "run import", true, -1, cmd_run_import },
+	{ "seed telemetry-run", true, -1, cmd_seed },
 };
 
 static struct ctl_conn *conns;
-static uint64_t closed_quiet;   /* closed idle or to make room, not logged one by one */
-static uint64_t quiet_until_ms; /* loop time until which such closes are only counted */
+static int conn_max = CONTROL_CONN_MAX; /* set by control_listen (control_conn_max) */
+static uint64_t closed_quiet;           /* closed idle or to make room, not logged one by one */
+static uint64_t quiet_until_ms;         /* loop time until which such closes are only counted */
 static uv_timer_t ctl_sweep;
 static dev_t ctl_dev; /* the published socket, so that only it is removed at the end */
 static ino_t ctl_ino;
@@ -128,6 +137,10 @@ int control_run(
 		rc = cmd_error(rep, "wrong_database", "%s", why);
 	else if (cmd == NULL)
 		rc = cmd_error(rep, "unknown_command", "unknown command \"%s\"", req->command);
+	else if (cmd->max_args >= 0 && req->args.n > (size_t)cmd->max_args)
+		rc = cmd_error(rep, "bad_argument", "%s takes no argument, not \"%s\"%s", cmd->name,
+		    utf8_one_line(why, req->args.items[0], 128),
+		    req->args.n > 1 ? " and more" : "");
 	else
 		rc = cmd->exec(s, c, req, rep);
 	if (cmd != NULL && cmd->logged && !wrong_db) {
@@ -170,15 +183,41 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	json_decref(rep.body);
 }
 
+/* Drop a peer whose frame was refused (malformed, or no request): logged, and the peer is
+ * told why in a reply (id 0, code bad_request) before the connection is closed; closed at
+ * once when even that cannot be sent. */
+static void control_refused_cb(struct chan *ch, const char *why)
+{
+	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
+	struct sup *s = c->sup;
+	struct proto_msg m = { .type = PROTO_REPLY };
+	char devino[48], msg[1024];
+
+	log_warn("control peer pid %d dropped: %s", (int)c->pid, why);
+	snprintf(msg, sizeof msg, "request refused, connection closed: %s", why);
+	store_devino(s->st, devino);
+	m.u.reply.ok = false;
+	m.u.reply.code = "bad_request";
+	m.u.reply.message = msg;
+	m.u.reply.db_url = s->st->url;
+	m.u.reply.db_uuid = s->st->uuid;
+	m.u.reply.db_devino = devino;
+	if (chan_send(ch, &m, NULL) == 0)
+		chan_close_after_write(ch);
+	else
+		chan_close(ch, NULL);
+}
+
 /* Serve one request; anything else drops the peer. */
 static void control_msg_cb(struct chan *ch, struct proto_msg *m)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
+	char why[128];
 
 	if (m->type != PROTO_REQUEST) {
-		log_warn("control peer pid %d sent a %s message; disconnecting it", (int)c->pid,
+		snprintf(why, sizeof why, "it sent a %s message, not a request",
 		    proto_type_name(m->type));
-		chan_close(ch, "not a request");
+		control_refused_cb(ch, why);
 	} else {
 		control_request(c, &m->u.request);
 	}
@@ -335,7 +374,7 @@ static void control_evict(struct sup *s, struct ctl_conn *c)
 	snprintf(why, sizeof why,
 	    "closed to make room for a new connection: %d control connections were open (the "
 	    "most served at once) and this one %s %.1f s",
-	    CONTROL_CONN_MAX, state,
+	    conn_max, state,
 	    (double)(uv_now(s->loop) - (unread ? c->sent_ms : c->idle_ms)) / 1000.0);
 	/* Out of the list at once: under a flood of connections many closes wait for the
 	 * loop's next turn, and the list is looked through at every accept. */
@@ -469,6 +508,7 @@ static void control_conn_cb(uv_stream_t *server, int status)
 	c = xcalloc(1, sizeof *c);
 	c->sup = s;
 	chan_init(s->loop, &c->chan, 1u << 20, control_msg_cb, control_close_cb);
+	c->chan.on_refused = control_refused_cb;
 	c->chan.max_queued = CONTROL_OUTPUT_MAX;
 	c->chan.serial = true;
 	c->idle_ms = uv_now(s->loop);
@@ -500,7 +540,7 @@ static void control_conn_cb(uv_stream_t *server, int status)
 		chan_close(&c->chan, NULL);
 		return;
 	}
-	if (control_open_count() > CONTROL_CONN_MAX && (victim = control_victim(c)) != NULL)
+	if (control_open_count() > conn_max && (victim = control_victim(c)) != NULL)
 		control_evict(s, victim);
 	if (chan_start(&c->chan) != 0)
 		chan_close(&c->chan, "cannot read the peer");
@@ -742,6 +782,18 @@ static void control_claim_watch(struct sup *s)
 		    s->st->url);
 }
 
+/* The control connections served at once under the process's limit of open files. */
+static int control_conn_max(void)
+{
+	struct rlimit files;
+	rlim_t n;
+
+	if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY)
+		return CONTROL_CONN_MAX;
+	n = files.rlim_cur / CONTROL_FILES_SHARE;
+	return n >= CONTROL_CONN_MAX ? CONTROL_CONN_MAX : n >= 2 ? (int)n : 2;
+}
+
 /* Bind and listen on the control socket; -1 (logged) on failure. */
 int control_listen(struct sup *s)
 {
@@ -755,6 +807,14 @@ int control_listen(struct sup *s)
 	}
 	ctl_listener = &s->ctl_server;
 	s->ctl_open = true;
+	conn_max = control_conn_max();
+	if (conn_max < CONTROL_CONN_MAX)
+		log_warn(
+		    "control socket: at most %d connection(s) at once, not %d: the connections "
+		    "take an eighth of the open files this process may have (ulimit -n) at "
+		    "most, so that a flood of them leaves the rest to the workers and the "
+		    "database",
+		    conn_max, CONTROL_CONN_MAX);
 	uv_timer_init(s->loop, &ctl_sweep);
 	ctl_sweep.data = s;
 	uv_timer_start(&ctl_sweep, control_sweep_cb, CONTROL_SWEEP_MS, CONTROL_SWEEP_MS);

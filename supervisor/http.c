@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/numarg.h"
+#include "common/utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -213,8 +215,8 @@ static void http_timer_cb(uv_timer_t *t)
 	if (made_room > 0)
 		log_warn("http: %llu connection(s) that had sent no request closed to make room"
 		         " for new ones (%d at most from one address, %d in all)",
-		    (unsigned long long)made_room, HTTP_CONNECTIONS_PER_IP,
-		    HTTP_CONNECTIONS - HTTP_CONNECTIONS_SPARE);
+		    (unsigned long long)made_room, s->http->deadlines.per_ip,
+		    s->http->deadlines.limit - s->http->deadlines.spare);
 	http_publish(s);
 }
 
@@ -262,13 +264,16 @@ static enum MHD_Result http_send(
 	return rc;
 }
 
-/* Queue a JSON error {ok: false, error, message}. */
+/* Queue a JSON error {ok: false, error, message}. The message may quote what the client
+ * sent (its method): bytes that are no UTF-8 become U+FFFD, so that the answer can always
+ * be built (JSON holds only UTF-8) and the client is told what was wrong rather than
+ * dropped. */
 static enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static enum MHD_Result http_error(
     struct MHD_Connection *c, unsigned status, const char *code, const char *fmt, ...)
 {
-	char msg[512], *text;
+	char msg[512], *clean, *text;
 	enum MHD_Result rc;
 	va_list ap;
 	json_t *j;
@@ -276,7 +281,9 @@ static enum MHD_Result http_error(
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	j = json_pack("{s:b, s:s, s:s}", "ok", false, "error", code, "message", msg);
+	clean = utf8_clean(msg, sizeof msg);
+	j = json_pack("{s:b, s:s, s:s}", "ok", false, "error", code, "message", clean);
+	free(clean);
 	text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	rc = text != NULL ? http_send(c, status, "application/json", text, strlen(text)) : MHD_NO;
@@ -367,6 +374,19 @@ static bool http_host_ours(const char *host)
 	    (bracketed && inet_pton(AF_INET6, name, buf) == 1);
 }
 
+/* Count the Host header lines of a request (libmicrohttpd's header iterator). */
+static enum MHD_Result http_host_count_cb(
+    void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	unsigned *n = cls;
+
+	(void)kind;
+	(void)value;
+	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		(*n)++;
+	return MHD_YES;
+}
+
 /* Answer one request; every path is read-only. */
 static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload, size_t *upload_size, void **state)
@@ -374,6 +394,7 @@ static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, cons
 	struct http *h = cls;
 	struct http_snap *sn;
 	enum MHD_Result rc;
+	unsigned hosts = 0;
 
 	(void)version;
 	(void)upload;
@@ -384,6 +405,13 @@ static enum MHD_Result http_request_cb(void *cls, struct MHD_Connection *c, cons
 		return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
 		    "this server is read-only: GET or HEAD, not %.32s", method);
 	}
+	/* Two Host lines name two servers: the check below would read the first only, and a
+	 * proxy before this server may have judged the request by the other. RFC 9112, 3.2:
+	 * answered 400. */
+	MHD_get_connection_values(c, MHD_HEADER_KIND, http_host_count_cb, &hosts);
+	if (hosts > 1)
+		return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "the request names its Host %u times; give it once", hosts);
 	if (h->loopback &&
 	    !http_host_ours(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)))
 		return http_error(c, MHD_HTTP_MISDIRECTED_REQUEST, "misdirected_request", "%s",
@@ -462,6 +490,7 @@ int http_start(struct sup *s)
 	struct sockaddr_storage sa;
 	struct http *h;
 	const union MHD_DaemonInfo *info;
+	struct rlimit files;
 	char err[512], host[INET6_ADDRSTRLEN];
 	socklen_t len;
 	unsigned port;
@@ -475,7 +504,9 @@ int http_start(struct sup *s)
 	h = xcalloc(1, sizeof *h);
 	s->http = h;
 	pthread_mutex_init(&h->lock, NULL);
-	http_deadlines_init(&h->deadlines);
+	if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY)
+		files.rlim_cur = (rlim_t)HTTP_CONNECTIONS * HTTP_FILES_SHARE;
+	http_deadlines_init(&h->deadlines, http_limit((unsigned long long)files.rlim_cur));
 	h->db_path = s->st->backend == DB_PG ? NULL : xstrdup(s->st->path);
 	h->dev = s->st->dev;
 	h->ino = s->st->ino;
@@ -487,7 +518,7 @@ int http_start(struct sup *s)
 	        MHD_USE_ERROR_LOG | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 	    0, NULL, NULL, http_request_cb, h, MHD_OPTION_EXTERNAL_LOGGER, http_log_cb, h,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+	    h->deadlines.limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_NOTIFY_CONNECTION,
 	    http_deadline_notify, &h->deadlines, MHD_OPTION_NOTIFY_COMPLETED,
@@ -529,6 +560,12 @@ int http_start(struct sup *s)
 		    " this drain's status, failures and metrics (read-only, no authentication)",
 		    s->cfg.http_addr);
 	log_info("http: dashboard %s, metrics %smetrics, health %shealthz", h->url, h->url, h->url);
+	if (h->deadlines.limit < HTTP_CONNECTIONS)
+		log_warn("http: at most %u connection(s) at once, not %d: each takes 2 of the %llu "
+		         "open files this process may have (ulimit -n), and the server takes a "
+		         "quarter of them at most, so that a flood of connections leaves the rest "
+		         "to the workers, the control socket and the database",
+		    h->deadlines.limit, HTTP_CONNECTIONS, (unsigned long long)files.rlim_cur);
 	return 0;
 }
 

@@ -35,9 +35,21 @@ static const char http_408[] = "HTTP/1.1 408 Request Timeout\r\nConnection: clos
                                "Content-Type: application/json\r\n"
                                "Content-Length: " HTTP_STR(HTTP_408_LEN) "\r\n\r\n" HTTP_408_BODY;
 
-void http_deadlines_init(struct http_deadlines *d)
+unsigned http_limit(unsigned long long files)
+{
+	unsigned long long n = files / HTTP_FILES_SHARE;
+
+	return n >= HTTP_CONNECTIONS ? HTTP_CONNECTIONS : n > 0 ? (unsigned)n : 1;
+}
+
+void http_deadlines_init(struct http_deadlines *d, unsigned limit)
 {
 	pthread_mutex_init(&d->lock, NULL);
+	d->limit = limit;
+	d->per_ip = limit < HTTP_CONNECTIONS_PER_IP ? limit : HTTP_CONNECTIONS_PER_IP;
+	d->spare = limit / 4 > HTTP_CONNECTIONS_SPARE ? HTTP_CONNECTIONS_SPARE :
+	    limit / 4 > 0                             ? limit / 4 :
+	                                                1;
 	d->head = NULL;
 	d->closed = 0;
 	d->evicted = d->evicted_told = 0;
@@ -87,10 +99,9 @@ static bool http_conn_same_addr(const struct http_conn *a, const struct http_con
 	return a->family == b->family && memcmp(a->addr, b->addr, sizeof a->addr) == 0;
 }
 
-/* With the lock held and k just added: when k's address now holds more than
- * HTTP_CONNECTIONS_PER_IP connections, shut down the oldest of that address that waits
- * for its request; else, when the connections leave fewer than HTTP_CONNECTIONS_SPARE
- * places free, the oldest of any address that waits for its request. A connection whose
+/* With the lock held and k just added: when k's address now holds more than d->per_ip
+ * connections, shut down the oldest of that address that waits for its request; else,
+ * when the connections leave fewer than d->spare places free, the oldest of any address that waits for its request. A connection whose
  * request is being answered is never taken; one shut down already, not closed yet, is not
  * counted. Returns whether one was taken. */
 static bool http_conn_make_room(struct http_deadlines *d, struct http_conn *k)
@@ -109,9 +120,9 @@ static bool http_conn_make_room(struct http_deadlines *d, struct http_conn *k)
 		if (http_conn_same_addr(x, k))
 			oldest_here = x;
 	}
-	if (here > HTTP_CONNECTIONS_PER_IP)
+	if (here > d->per_ip)
 		x = oldest_here;
-	else if (all > HTTP_CONNECTIONS - HTTP_CONNECTIONS_SPARE)
+	else if (all > d->limit - d->spare)
 		x = oldest;
 	else
 		x = NULL;

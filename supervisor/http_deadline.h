@@ -21,6 +21,11 @@
 #define HTTP_CONNECTIONS 128
 #define HTTP_CONNECTIONS_SPARE 8
 #define HTTP_CONNECTIONS_PER_IP 16
+/* Each connection holds two descriptors (its socket and the duplicate its deadline is
+ * enforced by): the server takes at most a quarter of the descriptors the process may
+ * open, so that a flood of connections leaves the workers, the control socket and the
+ * database theirs. */
+#define HTTP_FILES_SHARE 8
 
 struct http_conn;
 
@@ -28,19 +33,28 @@ struct http_conn;
  * clears and removes them, and the loop, which enforces them. */
 struct http_deadlines {
 	pthread_mutex_t lock;
+	unsigned limit;  /* connections at once: HTTP_CONNECTIONS, or fewer (http_limit) */
+	unsigned per_ip; /* of one address: HTTP_CONNECTIONS_PER_IP, at most limit */
+	unsigned spare;  /* places kept free: HTTP_CONNECTIONS_SPARE, or limit / 4 (at least 1) */
 	struct http_conn *head;
 	uint64_t closed;       /* connections closed for a late request, in all */
 	uint64_t evicted;      /* connections closed waiting, to make room for a new one */
 	uint64_t evicted_told; /* of which http_deadlines_evicted has told */
 };
 
-void http_deadlines_init(struct http_deadlines *d);
+/* The connections the server takes at once under a limit of `files` open descriptors
+ * (ulimit -n): HTTP_CONNECTIONS, or files / HTTP_FILES_SHARE when that is fewer (at
+ * least 1). */
+unsigned http_limit(unsigned long long files);
+/* Set up d for at most `limit` connections at once. */
+void http_deadlines_init(struct http_deadlines *d, unsigned limit);
 /* Free what is left (after the server stopped). */
 void http_deadlines_free(struct http_deadlines *d);
 /* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback (cls: the http_deadlines): a
  * connection that starts is given a deadline for its first request (without a descriptor
  * of its own to close it by, it gets none), and makes room for itself (the oldest waiting
- * connection closed, see HTTP_CONNECTIONS); one that closes is forgotten. */
+ * connection closed, see HTTP_CONNECTIONS and http_deadlines.limit); one that closes is
+ * forgotten. */
 void http_deadline_notify(void *cls, struct MHD_Connection *c, void **socket_context,
     enum MHD_ConnectionNotificationCode code);
 /* The request on c has arrived (headers complete): no deadline until it is answered. */

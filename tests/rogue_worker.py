@@ -56,6 +56,11 @@ ROGUE_MODE says:
              database file with the copy of its write-ahead log that the last completed
              fsync made durable (<db>-wal.durable, kept by tests/tools/fsync_shim.c); at
              each job it notes whether the attempt's row is there ({"durable": ...})
+  thief      for each job: once ROGUE_GO exists, for every attempt id from 1 to its own
+             + 3 but its own (another worker's attempt in flight among them): a usage
+             event of model "stolen" and a failed result naming it; then its own usage
+             event and success result, noted {"event": "result"}; then a usage event of
+             model "late" for its own attempt, after its result
   durable_good  as good, noting at each job what durable notes (jobs queued behind
              the one running, with --worker-jobs 2, are read and noted in turn)
 
@@ -300,6 +305,18 @@ while True:
             result(uuid, att, final)
         note({"event": "result", "att": att})
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    elif mode == "thief":
+        wait_go(uuid, att)
+        for other in range(1, att + 4):
+            if other != att:
+                u = usage(uuid, other, 1)
+                send(dict(u, body=dict(u["body"], model="stolen")))
+                failed(uuid, other, 1, "stolen")
+        send(usage(uuid, att, 1))
+        result(uuid, att, 1)
+        note({"event": "result", "att": att})
+        u = usage(uuid, att, 2)
+        send(dict(u, body=dict(u["body"], model="late")))
     elif mode == "gap":
         send(usage(uuid, att, 1))
         send(usage(uuid, att, 3))

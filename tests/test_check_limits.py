@@ -5,16 +5,18 @@ the whole machine (1,500 processes of a check ran beside the supervisor), a proc
 allocated without end, and /dev/shm took up to half of the machine's memory; each now fails
 its check, the attempt's message names the limit and its flag, and the drain goes on."""
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
 
 import pytest
 
-from conftest import run
+from conftest import binpath, run
 from e2e_helpers import (Standin, another_user, checks_where, dir_outside_temp_dirs,
                          drain_until_exit, import_plan, init_db, needs_namespaces, phase_spec,
                          rows)
+from supervisor_helpers import wait_for
 
 KEY = {"ANTHROPIC_API_KEY": "sk-ant-check-limits"}
 
@@ -191,6 +193,94 @@ def test_a_check_that_fills_its_own_tmpdir_is_told_which_and_its_size(tmp, home_
     assert not os.path.exists(os.path.join(tmpdir, "x"))
 
 
+# Sends descriptors over Unix sockets and never receives them, until the kernel refuses
+# more (its user's descriptors in flight past this process's limit of open files); writes
+# how many it left in flight and waits, holding them, until the file "release" appears.
+IN_FLIGHT = r'''
+import errno, os, socket, time
+n, err, pairs = 0, None, []
+while err is None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.setblocking(False)
+    pairs.append((a, b))
+    while True:
+        try:
+            socket.send_fds(a, [b"x"], [1] * 253)
+            n += 253
+        except BlockingIOError:
+            break
+        except OSError as e:
+            err = e
+            break
+with open("in_flight.txt", "w") as f:
+    f.write("%d %s" % (n, err.errno == errno.ETOOMANYREFS))
+for _ in range(1200):
+    if os.path.exists("release"):
+        break
+    time.sleep(0.05)
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the drain as another user")
+def test_descriptors_a_check_leaves_in_flight_keep_no_new_worker_from_its_keys():
+    # The kernel counts the descriptors in flight over Unix sockets by user, across every
+    # namespace, and refuses a process one more while they pass its limit of open files:
+    # a check of an ordinary user that left its limit's worth in flight had every new
+    # worker refused its handoff to the supervisor ("Too many references"), five in a row
+    # tripped the breaker, and the drain stopped. A check gets half the worker's limit.
+    tmp = tempfile.mkdtemp(dir="/var/tmp", prefix="check-limits-")
+    try:
+        uid, as_user, exe = another_user(tmp)
+        shutil.copy(binpath("autopack-ctl"), os.path.join(tmp, "bin"))
+        ws = os.path.join(tmp, "ws")
+        os.makedirs(ws)
+        with open(os.path.join(ws, "in_flight.py"), "w") as f:
+            f.write(IN_FLIGHT)
+        run_dir = os.path.join(tmp, "run")
+        os.mkdir(run_dir, 0o700)
+        os.chmod(tmp, 0o755)
+        url = init_db(tmp)
+        import_plan(tmp, url, [
+            ("run-a-hold", ws, [phase_spec("hold", ("out/hold.py",),
+                                         check="/usr/bin/python3 in_flight.py")]),
+            ("run-b-calm", ws, [phase_spec("calm", ("out/calm.py",), check="true")])])
+        subprocess.run(["chown", "-R", "%d:%d" % (uid, uid), tmp], check=True)
+        held = os.path.join(ws, "in_flight.txt")
+
+        def scale_while_held(sup):
+            wait_for(lambda: os.path.exists(held) and os.path.getsize(held) > 0, 60,
+                     what="the check's descriptors in flight")
+            r = subprocess.run(list(as_user) + [
+                os.path.join(tmp, "bin", "autopack-ctl"), "--db", url, "scale", "2",
+                "--control", sup.control], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r
+            # The new worker takes the other run's phase (dispatched after the first, by run
+            # id) while the check holds them.
+            def calm_ended():
+                assert "Too many references" not in sup.stderr(), sup.stderr()
+                return rows(url, "SELECT 1 FROM attempts WHERE phase_id = 'calm' "
+                                 "AND outcome IS NOT NULL")
+            wait_for(calm_ended, 60, what="the other phase's end")
+            open(os.path.join(ws, "release"), "w").close()
+
+        sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, "--max-attempts-per-phase", 1,
+                                   env=dict(KEY, XDG_RUNTIME_DIR=run_dir), prefix=as_user,
+                                   exe=exe, during=scale_while_held)
+        err = sup.stderr()
+        assert rc == 0, err
+        assert "Too many references" not in err, err
+        att = {a["phase_id"]: a["outcome"] for a in rows(
+            url, "SELECT phase_id, outcome FROM attempts")}
+        assert att == {"hold": "success", "calm": "success"}, (att, err)
+        with open(held) as f:
+            n, refused = f.read().split()
+        files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        # Refused a little past half the worker's limit (a message of 253 at most).
+        assert refused == "True" and files // 2 < int(n) <= files // 2 + 253, (n, files)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.mark.parametrize("where", ["namespaces", "no-namespace"])
 def test_checks_get_the_default_limits_and_the_oom_killers_first_choice(tmp, where):
     prefix = checks_where(where)
@@ -209,6 +299,9 @@ def test_checks_get_the_default_limits_and_the_oom_killers_first_choice(tmp, whe
               for line in read("limits.txt").splitlines()[1:]}
     quarter = (os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4 >> 20) << 20
     assert limits["Max data size"] == [str(quarter)] * 2, limits
+    # Half the supervisor's limit of open files, which its workers inherit.
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert limits["Max open files"] == [str(files // 2)] * 2, limits
     if where == "namespaces":
         assert limits["Max processes"] == ["1024"] * 2, limits
         if kernel_at_least(6, 14):

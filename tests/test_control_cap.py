@@ -186,12 +186,15 @@ def test_idle_connections_over_the_cap_never_lock_out_status_scale_or_stop(tmp):
 def test_a_peer_refused_for_want_of_descriptors_is_not_said_to_be_gone(tmp):
     """With its descriptors used up (ulimit -n), the supervisor could not open the /proc of
     a peer that connected, and refused it saying the peer "was gone before it could be told
-    apart from a phase's process (Too many open files)": it was there, waiting."""
+    apart from a phase's process (Too many open files)": it was there, waiting. (Started
+    under the low limit, the supervisor serves so few connections that they cannot use its
+    descriptors up: the limit is lowered once it runs.)"""
     url = new_db(tmp, runs=1, phases=1)
-    sup = Supervisor(tmp, url, "--workers", 0, prefix=("prlimit", "--nofile=48:48", "--"))
+    sup = Supervisor(tmp, url, "--workers", 0)
     held = []
     try:
         sup.wait_ready()
+        subprocess.run(["prlimit", "--pid", str(sup.proc.pid), "--nofile=48:48"], check=True)
         for _ in range(48):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(sup.control)

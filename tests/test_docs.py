@@ -399,3 +399,18 @@ def test_quoted_section_names_resolve():
                 bad.append((f, path, title))
     assert seen > 50
     assert bad == []
+
+
+def test_readme_plan_examples_import(tmp):
+    """Each plan the README shows is one `run import` takes, as is tests/data/plan-demo.json."""
+    plans = [b for b in re.findall(r"^```json\n(.*?)^```", read("README.md"), re.M | re.S)
+             if '"runs"' in b]
+    plans.append(read("tests/data/plan-demo.json"))
+    assert len(plans) >= 2
+    for i, text in enumerate(plans):
+        url = "sqlite:///" + str(tmp / ("p%d.db" % i))
+        assert ctl("--db", url, "db", "init").rc == 0
+        path = tmp / ("plan%d.json" % i)
+        path.write_text(text)
+        r = ctl("--db", url, "run", "import", str(path))
+        assert r.rc == 0 and "all QUEUED" in r.out, (text, r)

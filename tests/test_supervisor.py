@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 
+import msgpack
 import pytest
 
 from conftest import ctl
@@ -281,11 +282,21 @@ def test_control_peer_sending_garbage_is_dropped_and_others_served(tmp):
             s.connect(sup.control)
             s.sendall(junk)
             s.settimeout(10)
+            got = b""
             try:
-                assert s.recv(100) == b""      # the supervisor hung up
+                while True:                    # the supervisor says why, then hangs up
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
             except ConnectionResetError:
                 pass
             s.close()
+            n = struct.unpack(">I", got[:4])[0]
+            assert len(got) == 4 + n, got
+            reply = msgpack.unpackb(got[4:], raw=False)
+            assert (reply["t"], reply["ok"], reply["code"]) == ("reply", False, "bad_request")
+            assert reply["msg"].startswith("request refused, connection closed: "), reply
         assert sup.status()["db_uuid"]
         assert sup.proc.poll() is None
     finally:

@@ -19,8 +19,9 @@ static int64_t limit_processes = -1, limit_memory_mib = -1, limit_tmp_mib = -1;
 
 /* What check_limits_apply sets, chosen before the fork (check_limits_prepare): processes
  * (RLIMIT_NPROC, counting the user's others outside a user namespace) and the pid_max a PID
- * namespace gets, 0 for none; bytes of data a process, 0 for no limit. */
-static int64_t apply_nproc, apply_pid_max, apply_data;
+ * namespace gets, 0 for none; bytes of data a process, 0 for no limit; descriptors a
+ * process (RLIMIT_NOFILE), 0 to leave it. */
+static int64_t apply_nproc, apply_pid_max, apply_data, apply_files;
 
 static const struct {
 	const char *flag;
@@ -141,6 +142,7 @@ static bool pid_max_by_namespace(void)
 void check_limits_prepare(bool in_user_ns)
 {
 	int64_t procs = check_limit_processes();
+	struct rlimit files;
 
 	apply_data = check_limit_memory_mib() << 20;
 	/* Pids below 300 are handed out once only (after that the kernel starts again at
@@ -150,6 +152,13 @@ void check_limits_prepare(bool in_user_ns)
 	apply_nproc = procs > 0 && !in_user_ns && getuid() != 0 ?
 	    procs + count_user_tasks(getuid()) :
 	    procs;
+	/* Half the worker's: the kernel refuses a process of the user a descriptor sent over a
+	 * Unix socket while the user's descriptors in flight (unix_inflight, counted across
+	 * every namespace) pass the sender's limit, and a check that left its own in flight
+	 * past it had every new worker refused the handoff of its socket to the supervisor. */
+	apply_files = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY ?
+	    (int64_t)(files.rlim_cur / 2) :
+	    0;
 }
 
 /* Set both values of the resource limit `res` to `v`, or to the hard limit when that is
@@ -188,6 +197,12 @@ int check_limits_apply(int status_fd, bool in_pid_ns)
 	}
 	if (!in_pid_ns && check_limits_data_set(apply_data) != 0) {
 		dprintf(status_fd, "cannot limit the check's memory (setrlimit(RLIMIT_DATA)): %s",
+		    strerror(errno));
+		return -1;
+	}
+	if (apply_files > 0 && limit_set(RLIMIT_NOFILE, (rlim_t)apply_files) != 0) {
+		dprintf(status_fd,
+		    "cannot limit the check's open files (setrlimit(RLIMIT_NOFILE)): %s",
 		    strerror(errno));
 		return -1;
 	}

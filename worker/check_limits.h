@@ -40,7 +40,8 @@ const char *check_limits_tmpfs_options(void);
 void check_limits_prepare(bool in_user_ns);
 
 /* In the check's child, before its exec: the OOM killer's first choice (oom_score_adj
- * 1000, which its code cannot lower), RLIMIT_NPROC and, in a PID namespace of its own on a
+ * 1000, which its code cannot lower), half the worker's limit of open files (both values of
+ * RLIMIT_NOFILE), RLIMIT_NPROC and, in a PID namespace of its own on a
  * kernel that keeps pid_max by namespace (6.14 on), that namespace's pid_max, which also
  * holds for root, whom RLIMIT_NPROC does not bind; outside a PID namespace RLIMIT_DATA too
  * (in one, the init sets it: the worker's binary it runs may be built with a sanitizer,

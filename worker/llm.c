@@ -667,6 +667,11 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 	if (rc != CURLE_OK) {
 		if (x->too_large)
 			snprintf(msg, msglen, "%s: response body over %zu bytes", url, x->max);
+		else if (rc == CURLE_OUT_OF_MEMORY)
+			/* libcurl's word for an answer's header line past its limit too. */
+			snprintf(msg, msglen,
+			    "%s: %s (or a response header line over libcurl's 100 KiB)", url,
+			    errbuf[0] ? errbuf : cu->easy_strerror(rc));
 		else
 			snprintf(
 			    msg, msglen, "%s: %s", url, errbuf[0] ? errbuf : cu->easy_strerror(rc));
