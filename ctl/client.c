@@ -50,6 +50,8 @@ int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char 
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	uint64_t deadline = clock_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	struct ucred cred = { 0 };
+	socklen_t credlen = sizeof cred;
 	int fd, rc;
 
 	c->timeout_ms = timeout_ms;
@@ -82,6 +84,17 @@ int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char 
 			    path, timeout_ms);
 		else
 			client_refused(path, errno, err, errlen);
+		return -1;
+	}
+	/* A supervisor answers only peers of its own uid: a listener of another one is
+	 * either a supervisor that would close the connection unanswered, or not one. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0 && cred.pid > 0 &&
+	    cred.uid != getuid()) {
+		snprintf(err, errlen,
+		    "the process serving the control socket %s (pid %d) runs as uid %d, not as "
+		    "this user (uid %d): a supervisor answers only its own user's commands; run "
+		    "autopack-ctl as uid %d",
+		    path, (int)cred.pid, (int)cred.uid, (int)getuid(), (int)cred.uid);
 		return -1;
 	}
 	/* The replies are read with poll and a deadline; the request is written blocking. */

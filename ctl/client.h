@@ -12,7 +12,8 @@ struct ctl_client {
 	int timeout_ms;
 };
 
-/* Connect to the socket at `path`. Returns 0, or -1 with err set. */
+/* Connect to the socket at `path`, served by a process of this uid. Returns 0, or -1 with
+ * err set (one of another uid named with its pid and uid). */
 int client_connect(
     struct ctl_client *c, const char *path, int timeout_ms, char *err, size_t errlen);
 /* Send a request. Returns 0, -1 with err set when sending failed, or -2 with err set when

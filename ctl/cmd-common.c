@@ -25,11 +25,11 @@ void cmd_print_help(const struct cmd_entry *e)
 	    e->help);
 }
 
-/* Print {"ok": false, "error": NAME, "message": msg} on stdout, the message's bytes that
+/* Print {"ok": false, "error": NAME, "message": msg} on stdout, the whole message, its bytes that
  * are not UTF-8 (a file name, an argument, or a character a cut split) as U+FFFD. */
 void cmd_json_error(int code, const char *msg)
 {
-	char *text = utf8_clean(msg, strlen(msg));
+	char *text = utf8_clean(msg, SIZE_MAX);
 
 	cmd_json_print(
 	    json_pack("{s:b, s:s, s:s}", "ok", 0, "error", store_strerror(code), "message", text));
@@ -252,8 +252,17 @@ FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t e
 	/* By name first: a -wal or -journal not made yet would be made by the open. */
 	if (st->backend == DB_SQLITE && (sfx = dbfiles_match(st->path, path, -1)) != NULL)
 		goto refuse;
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
-	if (fd < 0 || fstat(fd, &sb) != 0) {
+	/* Not blocking: a FIFO that no process reads is refused, not waited on for ever. */
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+	if (fd < 0 && errno == ENXIO) {
+		errbuf_fail(err, errlen,
+		    "cannot write %s: it is a FIFO that no process has open for reading; start its "
+		    "reader first",
+		    path);
+		goto out;
+	}
+	if (fd < 0 || fstat(fd, &sb) != 0 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
 		errbuf_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
 		goto out;
 	}

@@ -47,15 +47,15 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return cmd_fail(ctx, rc, "%s; nothing was written", err.text);
 	if (pt.regular) {
 		/* The supervisor opens the plan by its path: it is sent the file's device:inode
-		 * too, and refuses another file it may find under that name (a private /tmp). */
-		char devino[48], *args[2] = { store_path_absolute(plan, NULL), devino };
+		 * too, and refuses another file it may find under that name (a private /tmp).
+		 * The path is resolved here: /dev/stdin, or a link followed by "..", names
+		 * another file in the supervisor. */
+		char devino[48], *args[2] = { realpath(plan, NULL), devino };
 		struct stat sb;
 		bool forwarded;
 
-		if (args[0] == NULL || stat(plan, &sb) != 0) {
-			const char *cause = args[0] == NULL ?
-			    "the current directory cannot be read" :
-			    strerror(errno);
+		if (args[0] == NULL || stat(args[0], &sb) != 0) {
+			const char *cause = strerror(errno);
 
 			free(args[0]);
 			store_plan_text_free(&pt);

@@ -485,6 +485,7 @@ const struct cmd_entry cmd_telemetry_export_entry = {
 	    "count go to standard error. The output is already JSON: --json changes nothing.\n"
 	    "\n"
 	    "  --run-id R  only events of run R (repeatable)\n"
-	    "  --out FILE  write to FILE instead of standard output\n",
+	    "  --out FILE  write to FILE instead of standard output (a FIFO that no process\n"
+	    "              reads is refused: start its reader first)\n",
 	.exec = cmd_telem_export_exec,
 };

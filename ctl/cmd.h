@@ -141,7 +141,8 @@ int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner);
 /* Open `path` to be written from its start (made 0644 if missing), unless it is one of
  * the files of the SQLite database `st` holds: the database, its -wal, -shm or -journal,
  * by that name or another (a symbolic or hard link); nothing is truncated before that is
- * known. NULL with `err` naming the file and the reason. */
+ * known. A FIFO that no process has open for reading is refused at once, not waited on.
+ * NULL with `err` naming the file and the reason. */
 FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t errlen);
 /* Open the database for an offline write: check it without writing, take the lock
  * (refusing while a supervisor holds it), open it for writing (which migrates an older

@@ -1,6 +1,7 @@
 /* autopack-ctl: `autopack-ctl [--db URL] COMMAND [ARGS]`. Finds the command in
  * cmd_table[] and runs it. */
 #include "common/stacklimit.h"
+#include "common/umaskcheck.h"
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/store/pg/db_pg_wait.h"
@@ -159,6 +160,7 @@ int main(int argc, char **argv)
 
 	procs_stdio_open();
 	stack_limit_require("autopack-ctl", 1);
+	umask_require("autopack-ctl", 1);
 	/* A reader that went away (`| head`) fails the writes with EPIPE instead of killing
 	 * the process with the database open: it is closed as after any command (a reading
 	 * command removes the -wal and -shm files it made) and the failure is reported. */

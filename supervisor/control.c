@@ -629,6 +629,30 @@ static int control_publish(const char *tmp, const char *path, bool chosen, char 
 	return -1;
 }
 
+/* Say in `why` why the socket for `path` could not be made under its private name, with
+ * libuv's error `rc`: libuv reports a directory that does not exist as EACCES, so the
+ * directory is looked at first. */
+static void control_bind_error(const char *path, int rc, char *why, size_t n)
+{
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	struct stat sb;
+
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	if (stat(dir, &sb) != 0)
+		snprintf(
+		    why, n, "control socket %s: its directory %s: %s", path, dir, strerror(errno));
+	else if (!S_ISDIR(sb.st_mode))
+		snprintf(why, n, "control socket %s: %s is not a directory", path, dir);
+	else
+		snprintf(why, n, "control socket %s: %s", path, uv_strerror(rc));
+	free(dir);
+}
+
 /* Bind `server` (initialised here) and listen on it at s->control_path, published in
  * one step under that name, and note the socket's device and inode; 0, or -1 with the
  * reason in `why` (`n` bytes) and `server` closed (`done` called with it). */
@@ -664,7 +688,7 @@ static int control_bind(struct sup *s, uv_pipe_t *server, uv_close_cb done, char
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)server, 16, control_conn_cb);
 	if (rc != 0) {
-		snprintf(why, n, "control socket %s: %s", tmp, uv_strerror(rc));
+		control_bind_error(s->control_path, rc, why, n);
 		uv_close((uv_handle_t *)server, done);
 		free(tmp);
 		return -1;

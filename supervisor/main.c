@@ -4,6 +4,7 @@
 #include "supervisor/sup.h"
 #include "supervisor/observe.h"
 #include "common/stacklimit.h"
+#include "common/umaskcheck.h"
 #include "common/dbfiles.h"
 #include "common/log.h"
 #include "common/procs.h"
@@ -716,6 +717,7 @@ int main(int argc, char **argv)
 	/* Closed standard descriptors are filled before anything takes their numbers. */
 	procs_stdio_open();
 	stack_limit_require("autopack-supervisor", 1);
+	umask_require("autopack-supervisor", 1);
 	/* Descriptors the operator's shell left open reach no worker and no check. */
 	procs_cloexec_from(3);
 	signal(SIGPIPE, SIG_IGN);

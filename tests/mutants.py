@@ -98,6 +98,9 @@ MUTANTS = [
     ("key_in_another_header", "the API key travels only in its own header",
      ["tests/test_unit.py::test_unit[worker_llm_key_never_appears_in_any_output]",
       "tests/test_unit.py::test_unit[worker_phase_key_never_leaves_the_process]"]),
+    ("key_in_the_connect", "the API key never goes to a proxy in a CONNECT",
+     ["tests/test_unit.py::test_unit["
+      "worker_llm_request_head_to_a_proxy_holds_the_lines_libcurl_writes]"]),
     ("worker_opens_database", "workers never open the database",
      ["tests/test_isolation.py::test_workers_never_open_the_database"]),
     ("hard_link_accepted", "a database file with more than one name is refused",

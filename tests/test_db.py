@@ -280,6 +280,25 @@ def test_a_schema_version_past_an_int_is_refused_as_it_is(tmp, version):
     assert [n for n in os.listdir(str(tmp)) if ".bak" in n] == []
 
 
+@pytest.mark.parametrize("value, shown", [("4.5", "4.5"), ("2.5", "2.5"),
+                                          ("'4x'", "the text '4x'")])
+def test_a_schema_version_that_is_not_a_whole_number_is_refused(tmp, value, shown):
+    """A hand edit of meta.schema_version to 4.5 or '4x' was read as version 4 (2.5 as 2):
+    db migrate said it migrated a current database from that version, running the
+    migrations again on it."""
+    p = tmp / "a.db"
+    init(p)
+    sql(p, "UPDATE meta SET schema_version = %s;" % value)
+    before = read_bytes(p)
+    for args in (["db", "check"], ["db", "migrate"]):
+        r = ctl("--db", url(p), *args)
+        assert r.rc == 2, r
+        assert ("meta.schema_version is %s, not a whole number: not a valid autopack version;"
+                " the file was left untouched" % shown) in r.err, r
+    assert read_bytes(p) == before
+    assert [n for n in os.listdir(str(tmp)) if ".bak" in n] == []
+
+
 def test_init_prints_the_banner_and_twice_changes_nothing(tmp):
     p = tmp / "a.db"
     r = init(p)

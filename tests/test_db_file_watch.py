@@ -241,6 +241,39 @@ def test_checkpoints_reads_and_backups_by_other_programs_are_not_database_lost(t
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
 
 
+def test_another_databases_content_restored_into_the_file_through_sqlite_is_database_lost(
+        tmp):
+    """sqlite3's .restore (the backup API copying another database into this one) commits
+    through SQLite: the file keeps its device, inode and size, its mtime moves only at a
+    checkpoint, and the supervisor went on serving the other database's content as its
+    own, its uuid and phases included. Another program's ordinary commit is no such
+    change."""
+    url = new_db(tmp, runs=2, phases=3)
+    path = db_path(url)
+    other = other_db(tmp, 1, 2)
+    uuid = sql(url, "SELECT db_uuid FROM meta")[0][0]
+    other_uuid = sql("sqlite:///" + other, "SELECT db_uuid FROM meta")[0][0]
+    sup = Supervisor(tmp, url, "--workers", 0, "--dry-run")
+    sup.wait_ready()
+    c = sqlite3.connect(path, timeout=10)
+    c.execute("UPDATE phases SET description = 'edited by hand' WHERE id = 1")
+    c.commit()
+    looked_again(sup)
+    assert sup.proc.poll() is None and "DATABASE LOST" not in sup.stderr(), \
+        sup.stderr()[-3000:]
+    src = sqlite3.connect(other)
+    src.backup(c)
+    src.close()
+    c.close()
+    assert sup.wait(timeout=30) == 3, sup.stderr()[-3000:]
+    assert ("DATABASE LOST: %s: another program's commit made meta.db_uuid %s, not %s as the"
+            " database was opened: another database's content was written into the file in"
+            " place (sqlite3's .restore, say)" % (path, other_uuid, uuid)) in sup.stderr(), \
+        sup.stderr()[-3000:]
+    assert sql(url, "SELECT db_uuid FROM meta") == [(other_uuid,)]
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
 FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
 
 

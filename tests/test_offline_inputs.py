@@ -288,6 +288,20 @@ def test_json_errors_naming_text_that_is_not_utf8_are_json(db, tmp):
         assert b"out of memory" not in err, err
 
 
+def test_a_json_error_keeps_the_whole_message_after_bytes_that_are_not_utf8(db, tmp):
+    """Each bad byte grows to three as U+FFFD: the message is kept whole, not cut at the
+    length it had."""
+    for args, ends in (([b"calibrate", b"--json", b"\xff\xfe"],
+                        "unexpected argument '\ufffd\ufffd'"),
+                       ([b"telemetry", b"import", b"--json", b"\xff\xfe.tsv"],
+                        "\ufffd\ufffd.tsv: cannot read: No such file or directory; "
+                        "nothing was imported")):
+        rc, out, err = ctl_bytes(b"--db", url(db).encode(), *args)
+        assert rc in (1, 2), (args, out, err)
+        doc = json.loads(out.decode("utf-8"))
+        assert doc["message"].endswith(ends), (args, doc)
+
+
 def test_a_database_whose_path_is_not_utf8_is_refused_by_name(tmp):
     """Its URL goes in every job and control frame, which hold only UTF-8: without the
     refusal every phase would fail at dispatch (invalid_job) and the JSON outputs break."""

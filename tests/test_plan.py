@@ -423,3 +423,29 @@ def test_a_running_supervisor_with_a_directory_of_its_own_imports_only_the_file_
     finally:
         sup.stop_now()
     assert rows(db, "SELECT id FROM runs") == [("both",)]
+
+
+def test_a_running_supervisor_imports_a_plan_named_through_stdin_or_a_link_and_dotdot(db, tmp):
+    """autopack-ctl sent the supervisor the path as given, made absolute by its text alone:
+    /dev/stdin named the supervisor's own standard input, and `link/../plan.json` (the
+    kernel follows the link first) another file, and the supervisor refused both as a
+    plan it found `with a /tmp or a file system of its own`. The path is resolved first;
+    the workspaces are resolved against the plan's real directory, as without it."""
+    (tmp / "stdin.json").write_text(one_phase_plan("from-stdin"))
+    (tmp / "real" / "inner").mkdir(parents=True)
+    os.symlink("real/inner", str(tmp / "link"))
+    (tmp / "real" / "plan.json").write_text(one_phase_plan("through-link"))
+    sup = Supervisor(tmp, url(db), "--workers", 0, "--allow-empty-db", control=False)
+    try:
+        sup.wait_ready()
+        with open(str(tmp / "stdin.json")) as f:
+            p = subprocess.run([binpath("autopack-ctl"), "--db", url(db), "run", "import",
+                                "/dev/stdin"], stdin=f, capture_output=True, text=True,
+                               timeout=60)
+        assert p.returncode == 0 and "written by the supervisor" in p.stdout, p
+        r = ctl("--db", url(db), "run", "import", "link/../plan.json")
+        assert r.rc == 0 and "written by the supervisor" in r.out, r
+    finally:
+        sup.stop_now()
+    assert rows(db, "SELECT id, workspace FROM runs ORDER BY id") == [
+        ("from-stdin", str(tmp / "ws")), ("through-link", str(tmp / "real" / "ws"))]

@@ -55,7 +55,8 @@ const struct curl_lib *curl_lib(char *err, size_t n)
 		    curl_lib_sym(h, "curl_getdate", &lib.getdate, why, sizeof why) &&
 		    curl_lib_sym(h, "curl_url", &lib.url, why, sizeof why) &&
 		    curl_lib_sym(h, "curl_url_set", &lib.url_set, why, sizeof why) &&
-		    curl_lib_sym(h, "curl_url_cleanup", &lib.url_cleanup, why, sizeof why)) {
+		    curl_lib_sym(h, "curl_url_cleanup", &lib.url_cleanup, why, sizeof why) &&
+		    curl_lib_sym(h, "curl_version_info", &lib.version_info, why, sizeof why)) {
 			lib.global_init(CURL_GLOBAL_DEFAULT);
 			loaded = true;
 		}

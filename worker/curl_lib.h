@@ -32,6 +32,7 @@ struct curl_lib {
 	CURLU *(*url)(void);
 	CURLUcode (*url_set)(CURLU *url, CURLUPart what, const char *part, unsigned int flags);
 	void (*url_cleanup)(CURLU *url);
+	curl_version_info_data *(*version_info)(CURLversion age);
 };
 
 /* libcurl's functions, loaded and curl_global_init run at the first call; NULL when the

@@ -378,12 +378,48 @@ static const char *llm_key_header(enum llm_provider p)
 	return p == LLM_ANTHROPIC ? "x-api-key: " : "Authorization: Bearer ";
 }
 
+/* The User-Agent line, given in the request's own headers: libcurl formats the line of
+ * CURLOPT_USERAGENT anew at every transfer, and then again into the request's head. */
+#define LLM_USER_AGENT "User-Agent: autopack-worker/" AUTOPACK_VERSION
+
+/* The Accept-Encoding line libcurl writes for CURLOPT_ACCEPT_ENCODING "" (still set: it
+ * decodes the answer), given in the request's own headers for the same reason: every
+ * encoding libcurl decodes, in its order (deflate and gzip with zlib, br with brotli, zstd
+ * with zstd); NULL when it decodes none (libcurl then writes its own line). */
+static const char *llm_accept_encoding(void)
+{
+	static char line[64];
+	static bool done;
+	const curl_version_info_data *v;
+
+	if (!done) {
+		struct strbuf b = { 0 };
+
+		done = true;
+		v = cu->version_info(CURLVERSION_NOW);
+		if (v != NULL && (v->features & CURL_VERSION_LIBZ))
+			strbuf_puts(&b, ", deflate, gzip");
+		if (v != NULL && (v->features & CURL_VERSION_BROTLI))
+			strbuf_puts(&b, ", br");
+		if (v != NULL && (v->features & CURL_VERSION_ZSTD))
+			strbuf_puts(&b, ", zstd");
+		if (b.s != NULL)
+			snprintf(line, sizeof line, "Accept-Encoding: %s", b.s + 2);
+		free(b.s);
+	}
+	return line[0] != '\0' ? line : NULL;
+}
+
 /* Headers of a request, the key among them (last). */
 static struct curl_slist *llm_headers(const struct llm_config *cfg)
 {
+	const char *accept_encoding = llm_accept_encoding();
 	struct curl_slist *h = NULL;
 	char *kh;
 
+	h = cu->slist_append(h, LLM_USER_AGENT);
+	if (accept_encoding != NULL)
+		h = cu->slist_append(h, accept_encoding);
 	h = cu->slist_append(h, "Content-Type: application/json");
 	h = cu->slist_append(h, "Expect:");
 	if (cfg->provider == LLM_ANTHROPIC)
@@ -434,6 +470,19 @@ static bool llm_target_is(const struct llm_config *cfg)
 	return strncmp(last->data, name, n) == 0 && strcmp(last->data + n, cfg->api_key) == 0;
 }
 
+/* The headers of a CONNECT to a proxy: the User-Agent line only (never the key), as
+ * libcurl writes it there for CURLOPT_USERAGENT. Given for an https URL only: a request
+ * sent to an HTTP proxy as it is carries these besides its own. NULL when the list cannot
+ * be made. */
+static struct curl_slist *llm_proxy_headers(void)
+{
+	static struct curl_slist *h;
+
+	if (h == NULL)
+		h = cu->slist_append(NULL, LLM_USER_AGENT);
+	return h;
+}
+
 /* Point `easy` at cfg's URL and headers, built and set anew only when cfg names another
  * provider, base URL or key than the calls before, or the handle is another. Returns the
  * URL. */
@@ -462,6 +511,11 @@ static const char *llm_target_use(CURL *easy, const struct llm_config *cfg)
 	cu->easy_setopt(easy, CURLOPT_CURLU, llm_target.parsed);
 	cu->easy_setopt(easy, CURLOPT_URL, llm_target.parsed != NULL ? NULL : llm_target.url);
 	cu->easy_setopt(easy, CURLOPT_HTTPHEADER, llm_target.headers);
+	cu->easy_setopt(easy, CURLOPT_PROXYHEADER,
+	    strncasecmp(llm_target.url, "https://", 8) == 0 ? llm_proxy_headers() : NULL);
+#ifdef AUTOPACK_MUTANT_key_in_the_connect
+	cu->easy_setopt(easy, CURLOPT_PROXYHEADER, llm_target.headers); /* the key to a proxy */
+#endif
 	on = easy;
 	llm_headers_free(old);
 	if (old_parsed != NULL)
@@ -469,15 +523,30 @@ static const char *llm_target_use(CURL *easy, const struct llm_config *cfg)
 	return llm_target.url;
 }
 
-/* Set the options every try shares, once for the handle's life. */
+/* The variables libcurl reads at each transfer for a proxy, in either case. */
+static const char *const llm_proxy_vars[] = { "http_proxy", "HTTP_PROXY", "https_proxy",
+	"HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY" };
+
+/* Set the options every try shares, once for the handle's life. Where the environment
+ * names no proxy (a worker's environment is the one it started with), none is set here
+ * (CURLOPT_PROXY and CURLOPT_NOPROXY ""), and libcurl no longer reads the variables at
+ * each transfer; where it names one, libcurl reads them as before. */
 static void llm_easy_init(CURL *easy)
 {
+	size_t i;
+
+	for (i = 0; i < sizeof llm_proxy_vars / sizeof llm_proxy_vars[0]; i++)
+		if (getenv(llm_proxy_vars[i]) != NULL)
+			break;
+	if (i == sizeof llm_proxy_vars / sizeof llm_proxy_vars[0]) {
+		cu->easy_setopt(easy, CURLOPT_PROXY, "");
+		cu->easy_setopt(easy, CURLOPT_NOPROXY, "");
+	}
 	cu->easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	cu->easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	cu->easy_setopt(easy, CURLOPT_POST, 1L);
 	cu->easy_setopt(easy, CURLOPT_WRITEFUNCTION, llm_write_cb);
 	cu->easy_setopt(easy, CURLOPT_HEADERFUNCTION, llm_header_cb);
-	cu->easy_setopt(easy, CURLOPT_USERAGENT, "autopack-worker/" AUTOPACK_VERSION);
 	cu->easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 }
 

@@ -7,6 +7,7 @@
  * supervisor; holds its provider keys in memory only (worker/keys.h) and cannot be read
  * through /proc or a core dump (PR_SET_DUMPABLE 0). */
 #include "common/stacklimit.h"
+#include "common/umaskcheck.h"
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/util.h"
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define HEARTBEAT_MS 1000
@@ -466,6 +468,30 @@ static int wk_flag_fd(const char *name, const char *v)
 	return (int)n;
 }
 
+/* Exit 2 naming flag `name` unless descriptor `fd` (when given, >= 0) is an open socket:
+ * frames on another descriptor, or on none, read as a supervisor that went away. */
+static void wk_require_socket(const char *name, int fd)
+{
+	struct stat sb;
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &sb) != 0) {
+		usage_say("autopack-worker", "%s: descriptor %d is not open", name, fd);
+		exit(2);
+	}
+	if (!S_ISSOCK(sb.st_mode)) {
+		usage_say("autopack-worker", "%s: descriptor %d is not a socket (it is %s)", name,
+		    fd,
+		    S_ISREG(sb.st_mode)      ? "a regular file" :
+		        S_ISDIR(sb.st_mode)  ? "a directory" :
+		        S_ISFIFO(sb.st_mode) ? "a pipe" :
+		        S_ISCHR(sb.st_mode)  ? "a character device" :
+		                               "a special file");
+		exit(2);
+	}
+}
+
 /* Whether the value `v` of the two-choice flag `flag` is `other` (false when it is
  * `dflt`); any other value ends the worker, exit 2, naming both. */
 static bool flag_is_other(const char *flag, const char *v, const char *dflt, const char *other)
@@ -551,6 +577,8 @@ static void wk_flags(
 		fputs(usage_text, stderr);
 		exit(2);
 	}
+	wk_require_socket("--fd", w->io.fd);
+	wk_require_socket("--handoff-fd", *hand_fd);
 }
 
 /* Make the channel to the supervisor (proto/hand.h) when started with --handoff-fd, take
@@ -571,6 +599,7 @@ int main(int argc, char **argv)
 		check_init_main(argc, argv); /* PID 1 of a check's namespace (worker/check.c) */
 	procs_stdio_open();
 	stack_limit_require("autopack-worker", 1);
+	umask_require("autopack-worker", 1);
 	wk_guard();
 	log_init("autopack-worker", LOG_INFO);
 	log_set_follow(true); /* a rotated --log-file is followed at the next line */

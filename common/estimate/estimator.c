@@ -69,6 +69,7 @@ static void est_look(
 
 	seen->state = EST_SEEN_NOT_LOOKED;
 	seen->bytes = -1;
+	seen->cls = -1;
 	est_deliverable_path(text, path, n_path);
 	seen->verbatim = strcmp(path, text) == 0;
 	if (workspace == NULL || path[0] == '\0' || path[0] == '/' || strstr(path, "..") != NULL)
@@ -110,17 +111,16 @@ static int est_marginal(const struct est_coefs *c, const char *text, const char 
 
 	est_look(text, workspace, path, sizeof path, seen);
 	cls = est_classify(path, category);
+	seen->cls = (int)cls;
 	if (est_is_new(text, seen))
 		return c->marginal_new[cls];
 	return (int)(c->marginal_existing[cls] * est_file_multiplier(c, workspace, path));
 }
 
-/* The kind of a deliverable whose path was looked at. */
+/* The kind of a deliverable of class `cls` whose path was looked at. */
 static enum est_dlv_kind est_kind_of(
-    const char *text, const char *path, const char *category, const struct est_seen *seen)
+    const char *text, enum est_class cls, const struct est_seen *seen)
 {
-	enum est_class cls = est_classify(path, category);
-
 	if (cls == EST_CLASS_TEST)
 		return EST_DLV_TEST;
 	if (cls == EST_CLASS_DOC)
@@ -137,7 +137,7 @@ enum est_dlv_kind est_deliverable_kind(
 
 	est_look(text, workspace, path, sizeof path, &seen);
 	*bytes = seen.bytes;
-	return est_kind_of(text, path, category, &seen);
+	return est_kind_of(text, est_classify(path, category), &seen);
 }
 
 enum est_dlv_kind est_deliverable_kind_seen(
@@ -145,9 +145,12 @@ enum est_dlv_kind est_deliverable_kind_seen(
 {
 	char path[4096];
 
-	est_deliverable_path(text, path, sizeof path);
 	*bytes = seen->bytes;
-	return est_kind_of(text, path, category, seen);
+	/* The class the estimate found, the kind's test and doc not resting on the category. */
+	if (seen->cls >= 0)
+		return est_kind_of(text, (enum est_class)seen->cls, seen);
+	est_deliverable_path(text, path, sizeof path);
+	return est_kind_of(text, est_classify(path, category), seen);
 }
 
 /* Name a deliverable kind. */

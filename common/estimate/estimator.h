@@ -216,6 +216,7 @@ struct est_seen {
 	enum est_seen_state state;
 	bool verbatim; /* the text is the path itself: the look was at "workspace/text" */
 	int64_t bytes; /* the size of a regular file found there; else -1 */
+	int cls;       /* the path's est_classify by the estimate that looked, or -1 */
 };
 
 #define EST_SEEN_MAX 20 /* deliverables, by index, whose look est_output keeps */

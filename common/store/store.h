@@ -51,15 +51,16 @@ struct store {
 	int schema_version;
 	dev_t dev; /* identity of the file at open */
 	ino_t ino;
-	dev_t wal_dev, shm_dev;  /* identity of <path>-wal and <path>-shm at a write open; */
-	ino_t wal_ino, shm_ino;  /* ino 0: not checked */
-	off_t size_seen;         /* the file's largest size store_identity_changed saw (a writer) */
-	bool lost;               /* store_identity_changed found the file or its WAL gone */
-	bool writable;           /* opened with STORE_WRITE */
-	bool tidy_on_close;      /* read-only, and no -wal or -shm existed before it opened */
-	int migrated_from;       /* schema version this open upgraded from, or 0 */
-	char *backup_path;       /* copy taken before that upgrade, or NULL */
-	struct store_ckpt *ckpt; /* a SQLite writer's checkpoints (store_checkpoint.h), or NULL */
+	dev_t wal_dev, shm_dev; /* identity of <path>-wal and <path>-shm at a write open; */
+	ino_t wal_ino, shm_ino; /* ino 0: not checked */
+	off_t size_seen;        /* the file's largest size store_identity_changed saw (a writer) */
+	int64_t data_version_seen; /* PRAGMA data_version when meta.db_uuid was last read */
+	bool lost;                 /* store_identity_changed found the file or its WAL gone */
+	bool writable;             /* opened with STORE_WRITE */
+	bool tidy_on_close;        /* read-only, and no -wal or -shm existed before it opened */
+	int migrated_from;         /* schema version this open upgraded from, or 0 */
+	char *backup_path;         /* copy taken before that upgrade, or NULL */
+	struct store_ckpt *ckpt;   /* a SQLite writer's checkpoints (store_checkpoint.h), or NULL */
 };
 
 enum store_mode {

@@ -6,6 +6,7 @@
 #include "common/store/store_internal.h"
 #include "common/store/store_lock.h"
 #include "common/store/store_wal.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -721,6 +722,53 @@ static bool store_file_now_at(dev_t dev, ino_t ino, char *where, size_t n)
 /* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
  * file, or none, or (a write handle) the file is smaller than it was once seen, or was
  * written (a moved mtime or another size) since the handle's last checkpoint. */
+/* Whether another connection's commit replaced what meta.db_uuid holds (another
+ * database's content written into the file through SQLite: sqlite3's .restore, a backup
+ * API copy into it), keeping the file's device, inode and size: meta is read again only
+ * when another connection committed since the last look (PRAGMA data_version). A meta
+ * that cannot be read for now (busy) is looked at again next time. Describes it into
+ * `what`. */
+static bool store_uuid_overwritten(struct store *st, char *what, size_t n)
+{
+	struct db_stmt *q = NULL;
+	int64_t v = -1;
+	const char *u;
+	int rc;
+
+	if (db_prepare(st->db, "PRAGMA data_version", &q) == DB_OK && db_step(q) == DB_ROW)
+		v = db_column_int64(q, 0);
+	db_finalize(q);
+	q = NULL;
+	if (v < 0 || v == st->data_version_seen)
+		return false;
+	rc = db_prepare(st->db, "SELECT db_uuid FROM meta", &q);
+	if (rc == DB_OK)
+		rc = db_step(q);
+	if (rc == DB_ROW) {
+		u = db_column_text(q, 0);
+		if (u == NULL || strcmp(u, st->uuid) != 0) {
+			char shown[48];
+
+			utf8_one_line(shown, u != NULL ? u : "NULL", sizeof shown);
+			snprintf(what, n,
+			    "%s: another program's commit made meta.db_uuid %s, not %s as the "
+			    "database was opened: another database's content was written into the "
+			    "file in place (sqlite3's .restore, say)",
+			    st->path, shown, st->uuid);
+		}
+	} else if (db_fault(st->db) == DB_FAULT_SCHEMA) {
+		snprintf(what, n,
+		    "%s: after another program's commit, meta can no longer be read (%s): "
+		    "another database's content was written into the file in place (sqlite3's "
+		    ".restore, say)",
+		    st->path, db_errmsg(st->db));
+	}
+	if (rc == DB_ROW || db_fault(st->db) == DB_FAULT_SCHEMA)
+		st->data_version_seen = v;
+	db_finalize(q);
+	return what[0] != '\0';
+}
+
 int store_identity_changed(struct store *st, struct store_err *err)
 {
 	char what[400] = "", salvage[600], now_at[PATH_MAX];
@@ -773,6 +821,8 @@ int store_identity_changed(struct store *st, struct store_err *err)
 	if (what[0] == '\0' && st->shm_ino != 0)
 		store_side_changed(st->path, "-shm", st->shm_dev, st->shm_ino,
 		    "its shared-memory index", what, sizeof what);
+	if (what[0] == '\0' && st->writable && st->db != NULL)
+		store_uuid_overwritten(st, what, sizeof what);
 	if (what[0] == '\0')
 		return 0;
 	store_mark_lost(st, !foreign, salvage, sizeof salvage);

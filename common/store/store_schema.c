@@ -3,6 +3,7 @@
 #include "common/store/sqlite/db_sqlite.h"
 #include "common/store/store_internal.h"
 #include "common/strbuf.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -77,6 +78,8 @@ static int store_meta_read(
 {
 	struct db_stmt *st = NULL;
 	int64_t rows = 0, v = 0;
+	enum db_type vtype = DB_NULL;
+	char shown[48] = "";
 	int rc;
 
 	rc = db_prepare(db, "SELECT count(*), max(db_uuid), max(schema_version) FROM meta", &st);
@@ -94,6 +97,9 @@ static int store_meta_read(
 
 		rows = db_column_int64(st, 0);
 		v = db_column_int64(st, 2);
+		vtype = db_column_type(st, 2);
+		if (vtype != DB_NULL && vtype != DB_INTEGER)
+			utf8_one_line(shown, db_column_text(st, 2), sizeof shown);
 		strlcpy_ap(uuid, u != NULL ? u : "", len);
 	}
 	db_finalize(st);
@@ -104,6 +110,17 @@ static int store_meta_read(
 		    "%s: %s database but not a usable autopack database (meta holds %lld "
 		    "rows, expected 1); %s",
 		    path, db->dialect->name, (long long)rows, store_untouched(db));
+	/* A whole number only: 4.5 or '4x' (a hand edit) was read as version 4, and db migrate
+	 * ran the migrations from 4 again on a current database. */
+	if (vtype != DB_INTEGER)
+		return store_fail(err, STORE_ENOTDB,
+		    "%s: meta.schema_version is %s%s%s, not a whole number: not a valid autopack "
+		    "version; %s",
+		    path,
+		    vtype == DB_NULL      ? "NULL" :
+		        vtype == DB_FLOAT ? "" :
+		                            "the text '",
+		    shown, vtype == DB_TEXT ? "'" : "", store_untouched(db));
 	/* Compared whole: cut to an int, 4294967298 (another program's, a hand edit) was
 	 * version 2, and db migrate ran the migrations from 2 again. */
 	if (v > SCHEMA_VERSION)

@@ -1,4 +1,5 @@
-/* The LLM client against the stand-in: both providers, retries, errors, truncation. */
+/* The LLM client against the stand-in: both providers, retries, errors, truncation; its
+ * request head against the one libcurl writes itself. */
 #include "common/estimate/estimator.h"
 #include "common/strbuf.h"
 #include "common/util.h"
@@ -6,9 +7,17 @@
 #include "tests/unit/test.h"
 #include "tests/unit/worker_standin.h"
 #include "worker/jspan.h"
+#include "worker/curl_lib.h"
 #include "worker/llm.h"
 
+#include <dlfcn.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define KEY "sk-test-7f3a9c-SECRET"
 
@@ -559,6 +568,34 @@ TEST(worker_llm_request_body_is_what_jansson_writes)
 			}
 }
 
+TEST(worker_llm_request_body_escapes_each_byte_wherever_it_stands_in_a_run)
+{
+	/* Runs of plain bytes are looked at eight at a time: each byte value, and a
+	 * two-byte character, at each place of runs of 1 to 24 bytes, is written as jansson
+	 * writes it. */
+	struct llm_config cfg = { .provider = LLM_ANTHROPIC, .model = "m", .temperature = 0.2 };
+	char text[32];
+
+	for (int v = 1; v <= 256; v++)
+		for (size_t len = 1; len <= 24; len++)
+			for (size_t k = 0; k + (v == 256) < len; k++) {
+				struct llm_request req = { text, text, 16 };
+				char *ours, *ref;
+
+				memset(text, 'a', len);
+				if (v == 256)
+					memcpy(text + k, "\xc3\xa9", 2);
+				else
+					text[k] = (char)v;
+				text[len] = '\0';
+				ours = llm_body_build(&cfg, &req);
+				ref = body_by_jansson(&cfg, &req);
+				CHECK_EQ_STR(ours, ref);
+				free(ours);
+				free(ref);
+			}
+}
+
 /* The answer as jansson reads it: the reference the in-place reader must agree with. */
 static int parse_by_jansson(
     enum llm_provider p, const char *body, size_t len, struct llm_response *out)
@@ -782,4 +819,318 @@ TEST(worker_llm_a_base_url_libcurl_refuses_fails_its_call_and_no_other)
 	CHECK_EQ_INT(json_array_size(log), 4);
 	json_decref(log);
 	standin_stop(&sd);
+}
+
+/* An answer of the Messages API, and the same gzipped (gzip.compress(..., mtime=0)). */
+static const char answer[] = "{\"content\":[{\"type\":\"text\",\"text\":\"gzipped answer\"}],"
+                             "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":3,"
+                             "\"output_tokens\":2}}";
+static const char answer_gz[] =
+    "\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\x4d\x8c\x4b\x0a\x42\x31\x10\x04\xaf\x22\xbd\xce"
+    "\x4a\x77\xb9\x8a\x48\x08\xbe\xe1\xf1\x10\x66\x86\x4c\x07\x3f\x21\x77\x37\xe0\xc6\x55\x43"
+    "\x51\xd5\x03\x77\x53\x8a\x12\xf9\x3a\xc0\xb7\x0b\x32\x28\x2f\x22\xfd\x26\x63\xff\x1c\xee"
+    "\xb2\x9d\xaa\xc6\x53\x1a\xe6\x2d\x21\x68\x5e\x9a\xd4\x30\x5d\x82\xe8\x56\xd8\x9b\xae\xa4"
+    "\x47\xdd\xd7\xc3\xc0\xa1\xde\x59\x68\x0f\xd1\x40\xbe\x24\x58\xe7\x3f\x39\xcf\xf9\x05\xbb"
+    "\x2f\xb6\x04\x7b\x00\x00\x00";
+
+/* A server of one request at a time on 127.0.0.1: each request's head (without its
+ * body) kept in head[i]. A CONNECT is refused with 403; a request whose head accepts
+ * gzip gets the gzipped answer, any other the answer as it is. */
+struct raw {
+	int fd, port;
+};
+
+static void raw_start(struct raw *r)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+
+	r->fd = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(r->fd >= 0);
+	CHECK(bind(r->fd, (struct sockaddr *)&a, sizeof a) == 0);
+	CHECK(listen(r->fd, 4) == 0);
+	CHECK(getsockname(r->fd, (struct sockaddr *)&a, &len) == 0);
+	r->port = ntohs(a.sin_port);
+}
+
+/* Serve one connection's one request in a child while `fn` runs here; returns the
+ * request's head (free it). */
+static char *raw_serve(struct raw *r, void (*fn)(void *), void *arg)
+{
+	int pipefd[2];
+	pid_t pid;
+	struct strbuf got = { 0 };
+	char buf[4096];
+	ssize_t n;
+	int status;
+
+	CHECK(pipe(pipefd) == 0);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		struct strbuf in = { 0 };
+		char *end = NULL, *cl, head[512];
+		size_t body = 0;
+		int c;
+
+		alarm(20); /* a request that never comes ends the child, and the test */
+		c = accept(r->fd, NULL, NULL);
+		close(pipefd[0]);
+		if (c < 0)
+			_exit(1);
+		while (end == NULL || in.len < (size_t)(end + 4 - in.s) + body) {
+			if ((n = read(c, buf, sizeof buf)) <= 0)
+				_exit(1);
+			strbuf_put(&in, buf, (size_t)n);
+			if (end == NULL && (end = strstr(in.s, "\r\n\r\n")) != NULL) {
+				*end = '\0';
+				cl = strcasestr(in.s, "\r\nContent-Length:");
+				body = cl != NULL ? strtoul(cl + 17, NULL, 10) : 0;
+			}
+		}
+		if (write(pipefd[1], in.s, strlen(in.s)) < 0)
+			_exit(1);
+		if (strncmp(in.s, "CONNECT ", 8) == 0) {
+			snprintf(head, sizeof head,
+			    "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+			if (write(c, head, strlen(head)) < 0)
+				_exit(1);
+		} else {
+			bool gz = strcasestr(in.s, "\r\nAccept-Encoding:") != NULL &&
+			    strstr(strcasestr(in.s, "\r\nAccept-Encoding:"), "gzip") != NULL;
+			size_t blen = gz ? sizeof answer_gz - 1 : sizeof answer - 1;
+
+			snprintf(head, sizeof head,
+			    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%sContent-Length: "
+			    "%zu\r\nConnection: close\r\n\r\n",
+			    gz ? "Content-Encoding: gzip\r\n" : "", blen);
+			if (write(c, head, strlen(head)) < 0 ||
+			    write(c, gz ? answer_gz : answer, blen) < 0)
+				_exit(1);
+		}
+		shutdown(c, SHUT_WR);
+		while (read(c, buf, sizeof buf) > 0)
+			;
+		_exit(0);
+	}
+	close(pipefd[1]);
+	fn(arg);
+	while ((n = read(pipefd[0], buf, sizeof buf)) > 0)
+		strbuf_put(&got, buf, (size_t)n);
+	close(pipefd[0]);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(got.s != NULL);
+	return got.s;
+}
+
+/* The lines of a head, sorted, as one text. */
+static char *sorted_lines(const char *head)
+{
+	char *copy = xstrdup(head), *lines[64], *save = NULL, *l;
+	size_t n = 0;
+	struct strbuf out = { 0 };
+
+	for (l = strtok_r(copy, "\r\n", &save); l != NULL && n < 64;
+	     l = strtok_r(NULL, "\r\n", &save))
+		lines[n++] = l;
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(lines[j - 1], lines[j]) > 0; j--) {
+			char *t = lines[j];
+			lines[j] = lines[j - 1];
+			lines[j - 1] = t;
+		}
+	for (size_t i = 0; i < n; i++) {
+		strbuf_puts(&out, lines[i]);
+		strbuf_puts(&out, "\n");
+	}
+	free(copy);
+	return out.s;
+}
+
+/* How many times `needle` occurs in `s`. */
+static int count(const char *s, const char *needle)
+{
+	int k = 0;
+
+	for (const char *p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		k++;
+	return k;
+}
+
+struct call_arg {
+	enum llm_provider provider;
+	const char *base, *body; /* body: for libcurl's own, the worker's captured body */
+	int rc;
+	struct llm_response r;
+};
+
+/* The worker's call. */
+static void worker_call(void *p)
+{
+	struct call_arg *a = p;
+	struct llm_config cfg = { .provider = a->provider,
+		.base_url = a->base,
+		.model = "test-model",
+		.api_key = KEY,
+		.timeout_ms = 10000,
+		.temperature = 0.2 };
+	struct llm_request req = { "You are a builder.", "Write it.", 4096 };
+
+	a->rc = llm_call(&cfg, &req, NULL, &a->r);
+}
+
+/* A write callback that takes the answer and keeps nothing. */
+static size_t discard(char *data, size_t size, size_t nmemb, void *userp)
+{
+	(void)data;
+	(void)userp;
+	return size * nmemb;
+}
+
+/* The same request made by libcurl alone, with the options a client of libcurl sets for
+ * these headers (CURLOPT_USERAGENT, CURLOPT_ACCEPT_ENCODING ""). */
+static void libcurl_call(void *p)
+{
+	struct call_arg *a = p;
+	char err[256];
+	const struct curl_lib *cu = curl_lib(err, sizeof err);
+	void *h = dlopen(CURL_LIB_SONAME, RTLD_NOW | RTLD_LOCAL);
+	CURLcode (*perform)(CURL *);
+	void (*cleanup)(CURL *);
+	struct curl_slist *hd = NULL;
+	char *url, *key;
+	CURL *easy;
+
+	CHECK(cu != NULL && h != NULL);
+	*(void **)&perform = dlsym(h, "curl_easy_perform");
+	*(void **)&cleanup = dlsym(h, "curl_easy_cleanup");
+	CHECK(perform != NULL && cleanup != NULL);
+	url = xasprintf(
+	    "%s%s", a->base, a->provider == LLM_ANTHROPIC ? "/v1/messages" : "/chat/completions");
+	key = xasprintf(
+	    "%s%s", a->provider == LLM_ANTHROPIC ? "x-api-key: " : "Authorization: Bearer ", KEY);
+	hd = cu->slist_append(hd, "Content-Type: application/json");
+	hd = cu->slist_append(hd, "Expect:");
+	if (a->provider == LLM_ANTHROPIC)
+		hd = cu->slist_append(hd, "anthropic-version: 2023-06-01");
+	hd = cu->slist_append(hd, key);
+	CHECK((easy = cu->easy_init()) != NULL);
+	cu->easy_setopt(easy, CURLOPT_URL, url);
+	cu->easy_setopt(easy, CURLOPT_POST, 1L);
+	cu->easy_setopt(easy, CURLOPT_POSTFIELDS, a->body);
+	cu->easy_setopt(easy, CURLOPT_USERAGENT, "autopack-worker/" AUTOPACK_VERSION);
+	cu->easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	cu->easy_setopt(easy, CURLOPT_HTTPHEADER, hd);
+	cu->easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
+	a->rc = (int)perform(easy);
+	cleanup(easy);
+	cu->slist_free_all(hd);
+	free(url);
+	free(key);
+	dlclose(h);
+}
+
+/* The worker's call to `base` (NULL: the server's own address) with `suffix`, and
+ * libcurl's own, hold
+ * the same lines in their heads, the User-Agent line once and the key only in its header;
+ * returns the worker's call, its answer to be freed. */
+static struct call_arg heads_agree(
+    enum llm_provider p, const char *base, const char *suffix, const char *proxy_var)
+{
+	struct llm_config cfg = { .provider = p, .model = "test-model", .temperature = 0.2 };
+	struct llm_request req = { "You are a builder.", "Write it.", 4096 };
+	struct call_arg w = { .provider = p }, c = { .provider = p };
+	struct raw srv;
+	char *url, *proxy = NULL, *wh, *ch, *ws, *cs, *body;
+
+	raw_start(&srv);
+	if (base != NULL)
+		url = xasprintf("%s%s", base, suffix);
+	else
+		url = xasprintf("http://127.0.0.1:%d%s", srv.port, suffix);
+	unsetenv("no_proxy");
+	unsetenv("NO_PROXY");
+	unsetenv("all_proxy");
+	unsetenv("ALL_PROXY");
+	if (proxy_var != NULL) {
+		proxy = xasprintf("http://127.0.0.1:%d", srv.port);
+		CHECK(setenv(proxy_var, proxy, 1) == 0);
+	}
+	w.base = c.base = cfg.base_url = url;
+	body = llm_body_build(&cfg, &req);
+	c.body = body;
+	wh = raw_serve(&srv, worker_call, &w);
+	ch = raw_serve(&srv, libcurl_call, &c);
+	ws = sorted_lines(wh);
+	cs = sorted_lines(ch);
+	CHECK_EQ_STR(ws, cs);
+	CHECK_EQ_INT(count(wh, "User-Agent: autopack-worker/" AUTOPACK_VERSION), 1);
+	CHECK_EQ_INT(count(wh, KEY), strncmp(wh, "CONNECT ", 8) == 0 ? 0 : 1);
+	if (proxy_var != NULL)
+		unsetenv(proxy_var);
+	free(wh);
+	free(ch);
+	free(ws);
+	free(cs);
+	free(body);
+	free(url);
+	free(proxy);
+	close(srv.fd);
+	return w;
+}
+
+TEST(worker_llm_request_head_holds_the_lines_libcurl_writes)
+{
+	/* The User-Agent and Accept-Encoding lines are the worker's own headers; the head
+	 * holds what libcurl writes for CURLOPT_USERAGENT and CURLOPT_ACCEPT_ENCODING "",
+	 * and a gzipped answer is still decoded. */
+	struct call_arg w = heads_agree(LLM_ANTHROPIC, NULL, "", NULL);
+
+	CHECK_EQ_INT(w.rc, 0);
+	CHECK_EQ_STR(w.r.text, "gzipped answer");
+	llm_response_free(&w.r);
+	w = heads_agree(LLM_OPENAI, NULL, "/v1", NULL);
+	llm_response_free(&w.r);
+}
+
+TEST(worker_llm_request_head_to_a_proxy_holds_the_lines_libcurl_writes)
+{
+	/* Sent to an HTTP proxy as it is, the request carries its User-Agent line once; a
+	 * CONNECT carries it too, and no key. */
+	struct call_arg w = heads_agree(LLM_ANTHROPIC, "http://llm.invalid", "", "http_proxy");
+
+	CHECK_EQ_INT(w.rc, 0);
+	llm_response_free(&w.r);
+	w = heads_agree(LLM_ANTHROPIC, "https://llm.invalid", "", "https_proxy");
+	CHECK_EQ_INT(w.rc, -1);
+	CHECK_EQ_STR(w.r.error_class, LLM_E_NETWORK);
+	llm_response_free(&w.r);
+	w = heads_agree(LLM_OPENAI, "https://llm.invalid", "/v1", "https_proxy");
+	llm_response_free(&w.r);
+}
+
+TEST(worker_llm_proxy_variables_are_read_when_the_first_call_makes_its_handle)
+{
+	/* A worker's environment is the one it started with: where no proxy variable is set
+	 * when the first call makes the HTTP handle, the calls go to the server itself, one
+	 * set later too. (Set then, they go through the proxy: the test above.) */
+	struct call_arg w = heads_agree(LLM_ANTHROPIC, NULL, "", NULL);
+	struct raw srv;
+	char *proxy, *head;
+
+	CHECK_EQ_INT(w.rc, 0);
+	llm_response_free(&w.r);
+	raw_start(&srv);
+	proxy = xasprintf("http://127.0.0.1:%d", standin_dead_port());
+	CHECK(setenv("http_proxy", proxy, 1) == 0);
+	w.base = xasprintf("http://127.0.0.1:%d", srv.port);
+	head = raw_serve(&srv, worker_call, &w);
+	CHECK_EQ_INT(w.rc, 0);
+	CHECK(strncmp(head, "POST /v1/messages HTTP/1.1\r\n", 28) == 0);
+	llm_response_free(&w.r);
+	free((char *)w.base);
+	free(head);
+	free(proxy);
+	close(srv.fd);
 }

@@ -244,12 +244,13 @@ TEST(worker_events_deliverables_detail_json_names_kind_and_size)
 {
 	static const char want[] =
 	    "[{\"kind\":\"new\",\"bytes\":null},{\"kind\":\"modify\",\"bytes\":4},"
-	    "{\"kind\":\"test\",\"bytes\":null}]";
-	char *items[] = { (char *)"new.py", (char *)"old.py", (char *)"tests/test_x.py" };
-	struct proto_strlist l = { items, 3 };
+	    "{\"kind\":\"test\",\"bytes\":null},{\"kind\":\"doc\",\"bytes\":null}]";
+	char *items[] = { (char *)"new.py", (char *)"old.py", (char *)"tests/test_x.py",
+		(char *)"docs/a.md" };
+	struct proto_strlist l = { items, 4 };
 	struct est_output none = { 0 }, est;
 	struct est_input in = {
-		.deliverables = items, .n_deliverables = 3, .category = "implementation"
+		.deliverables = items, .n_deliverables = 4, .category = "implementation"
 	};
 	struct est_coefs c;
 	char *json;
@@ -268,6 +269,8 @@ TEST(worker_events_deliverables_detail_json_names_kind_and_size)
 	CHECK_EQ_INT(est.seen[0].state, EST_SEEN_ABSENT);
 	CHECK_EQ_INT(est.seen[1].state, EST_SEEN_PRESENT);
 	CHECK_EQ_INT((int)est.seen[1].bytes, 4);
+	CHECK_EQ_INT(est.seen[2].cls, EST_CLASS_TEST); /* the estimate's class, kept */
+	CHECK_EQ_INT(est.seen[3].cls, EST_CLASS_DOC);
 	json = ev_deliverables_detail_json(&l, &est, "ws");
 	CHECK_EQ_STR(json, want);
 	free(json);

@@ -1,0 +1,164 @@
+"""What a hostile operator does to the real binaries by hand: descriptors that are not
+what a flag names, and the like. Each gets a clear error naming what is wrong and a
+status that says it failed."""
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import DATA, binpath, ctl, run
+
+SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
+
+
+def worker(args, **kw):
+    return subprocess.run([binpath("autopack-worker")] + args, capture_output=True,
+                          text=True, timeout=60, **kw)
+
+
+def test_a_worker_given_a_descriptor_that_is_not_an_open_socket_says_so_and_exits_2(tmp):
+    """`--fd N` names the socket the frames travel on: a descriptor that is not open, or
+    that is a file, a pipe or /dev/null, read as a supervisor gone away at once, and the
+    worker exited 0 saying `supervisor went away (Bad file descriptor)`."""
+    (tmp / "afile").write_text("x")
+    with open(os.devnull) as null, open(str(tmp / "afile")) as f:
+        for flag in ("--fd", "--handoff-fd"):
+            r = worker([flag, "99"], stdin=null)
+            assert r.returncode == 2, r
+            assert "autopack-worker: %s: descriptor 99 is not open" % flag in r.stderr, r
+            r = worker([flag, "0"], stdin=null)
+            assert r.returncode == 2, r
+            assert "%s: descriptor 0 is not a socket (it is a character device)" % flag \
+                in r.stderr, r
+            r = worker([flag, "0"], stdin=f)
+            assert r.returncode == 2, r
+            assert "descriptor 0 is not a socket (it is a regular file)" in r.stderr, r
+        r = worker(["--fd", "0"], input="")
+        assert r.returncode == 2 and "(it is a pipe)" in r.stderr, r
+    # A socket whose peer is gone is still a supervisor that went away: exit 0.
+    mine, theirs = socket.socketpair()
+    mine.close()
+    r = worker(["--fd", str(theirs.fileno())], pass_fds=(theirs.fileno(),))
+    theirs.close()
+    assert r.returncode == 0 and "supervisor went away" in r.stderr, r
+
+
+@pytest.mark.parametrize("mask", [0o777, 0o277, 0o100], ids=["0777", "0277", "0100"])
+def test_a_umask_that_takes_the_owners_permissions_is_refused_before_anything_is_made(tmp,
+                                                                                     mask):
+    """Under `umask 0777` (or any that takes a permission from the owner) the files and
+    directories a program makes are ones it cannot open again: db init made a database of
+    mode 0000, and a supervisor's workers could not open the log file it had made, each
+    exited 1, and the breaker stopped the drain as a crash loop."""
+    db = "sqlite:///" + str(tmp / "a.db")
+    log = str(tmp / "sup.log")
+    for args in (["autopack-ctl", "--db", db, "db", "init"],
+                 ["autopack-supervisor", "--db", db, "--dry-run", "--log-file", log],
+                 ["autopack-worker", "--fd", "3", "--log-file", log]):
+        p = subprocess.run([binpath(args[0])] + args[1:], capture_output=True, text=True,
+                           timeout=60, preexec_fn=lambda: os.umask(mask))
+        assert p.returncode == 1, (args, p)
+        assert p.stderr == (
+            "%s: the umask is %04o: it takes permissions away from the owner of the files and"
+            " directories autopack makes (its log, a new database, the control sockets' "
+            "directory), which it could then not open again; set a umask that leaves the "
+            "owner's (umask 077, UMask=0077) and start again\n" % (args[0], mask)), p
+        assert os.listdir(str(tmp)) == [], os.listdir(str(tmp))
+    # One that takes only the group's and others' is fine.
+    p = subprocess.run([binpath("autopack-ctl"), "--db", db, "db", "init"],
+                       capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: os.umask(0o077))
+    assert p.returncode == 0, p
+    assert stat.S_IMODE(os.stat(str(tmp / "a.db")).st_mode) == 0o600
+
+
+def test_telemetry_export_to_a_fifo_no_one_reads_is_refused_and_one_read_gets_it_all(tmp):
+    """`telemetry export --out FIFO` waited for a reader for ever, the database open, when
+    none was started; with one reading, the FIFO gets every event."""
+    db = "sqlite:///" + str(tmp / "a.db")
+    assert ctl("--db", db, "db", "init").rc == 0
+    r = ctl("--db", db, "telemetry", "import", SAMPLES)
+    assert r.rc == 0, r
+    os.mkfifo(str(tmp / "ff"))
+    r = ctl("--db", db, "telemetry", "export", "--out", "ff", timeout=10)
+    assert r.rc == 1, r
+    assert r.err.endswith("autopack-ctl: cannot write ff: it is a FIFO that no process has "
+                          "open for reading; start its reader first\n"), r
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(str(tmp / "ff"), "rb").read()))
+    reader.start()
+    r = None
+    for _ in range(200):  # until the reader has the FIFO open
+        r = ctl("--db", db, "telemetry", "export", "--out", "ff", timeout=30)
+        if r.rc == 0:
+            break
+        time.sleep(0.05)
+    reader.join(30)
+    assert r.rc == 0, r
+    lines = got[0].decode().splitlines()
+    assert len(lines) == 64 and all(json.loads(x)["run_id"] for x in lines), got
+
+
+LISTENER = """
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+os.setgid(65534); os.setuid(65534)
+s.listen(8)
+print("listening", flush=True)
+got = b""
+while True:
+    c, _ = s.accept()
+    c.settimeout(2)
+    try:
+        got += c.recv(100)
+    except OSError:
+        pass
+    print("got %d" % len(got), flush=True)
+"""
+
+
+def test_ctl_refuses_a_control_socket_served_by_another_uid_sending_nothing(tmp):
+    """A supervisor answers only its own uid: one run by another user closed the connection
+    unanswered and autopack-ctl said only `sending to the supervisor: Broken pipe` or `the
+    supervisor closed the connection`. A listener of another uid (a supervisor, or another
+    user's program put at the path) is named with its pid and uid, and sent nothing."""
+    path = str(tmp / "c.sock")
+    p = subprocess.Popen([sys.executable, "-c", LISTENER, path], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline() == "listening\n"
+        for args in (["status"], ["stop", "--now"], ["scale", "3"]):
+            r = ctl(*args, "--control", path, timeout=60)
+            assert r.rc == 1, r
+            assert r.err == (
+                "autopack-ctl: the process serving the control socket %s (pid %d) runs as "
+                "uid 65534, not as this user (uid %d): a supervisor answers only its own "
+                "user's commands; run autopack-ctl as uid 65534\n" % (path, p.pid,
+                                                                       os.getuid())), r
+            assert p.stdout.readline() == "got 0\n"
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_control_socket_in_a_directory_that_does_not_exist_is_named_so(tmp):
+    """libuv reports a bind in a missing directory as EACCES: the supervisor said
+    `control socket nodir/x.sock.PID.new: permission denied`, naming neither the path given
+    nor the cause."""
+    from supervisor_helpers import new_db
+    url = new_db(tmp, runs=1, phases=1)
+    (tmp / "afile").write_text("x")
+    for path, why in (("nodir/x.sock", "its directory nodir: No such file or directory"),
+                      ("afile/x.sock", "afile is not a directory")):
+        r = run("autopack-supervisor", "--db", url, "--dry-run", "--control", path)
+        assert r.rc == 1, r
+        assert "error: control socket %s: %s\n" % (path, why) in r.err, r
+        assert ".new" not in r.err, r
+    assert not [n for n in os.listdir(str(tmp)) if "sock" in n], os.listdir(str(tmp))
