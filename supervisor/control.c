@@ -183,29 +183,38 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	json_decref(rep.body);
 }
 
+/* Send c an error reply (id 0, `code`, `message`, naming this database) and close the
+ * connection once it is written; at once when it cannot be sent. */
+static void control_close_telling(struct ctl_conn *c, const char *code, const char *message)
+{
+	struct sup *s = c->sup;
+	struct proto_msg m = { .type = PROTO_REPLY };
+	char devino[48];
+
+	store_devino(s->st, devino);
+	m.u.reply.ok = false;
+	m.u.reply.code = (char *)code;
+	m.u.reply.message = (char *)message;
+	m.u.reply.db_url = s->st->url;
+	m.u.reply.db_uuid = s->st->uuid;
+	m.u.reply.db_devino = devino;
+	if (chan_send(&c->chan, &m, NULL) == 0)
+		chan_close_after_write(&c->chan);
+	else
+		chan_close(&c->chan, NULL);
+}
+
 /* Drop a peer whose frame was refused (malformed, or no request): logged, and the peer is
  * told why in a reply (id 0, code bad_request) before the connection is closed; closed at
  * once when even that cannot be sent. */
 static void control_refused_cb(struct chan *ch, const char *why)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
-	struct sup *s = c->sup;
-	struct proto_msg m = { .type = PROTO_REPLY };
-	char devino[48], msg[1024];
+	char msg[1024];
 
 	log_warn("control peer pid %d dropped: %s", (int)c->pid, why);
 	snprintf(msg, sizeof msg, "request refused, connection closed: %s", why);
-	store_devino(s->st, devino);
-	m.u.reply.ok = false;
-	m.u.reply.code = "bad_request";
-	m.u.reply.message = msg;
-	m.u.reply.db_url = s->st->url;
-	m.u.reply.db_uuid = s->st->uuid;
-	m.u.reply.db_devino = devino;
-	if (chan_send(ch, &m, NULL) == 0)
-		chan_close_after_write(ch);
-	else
-		chan_close(ch, NULL);
+	control_close_telling(c, "bad_request", msg);
 }
 
 /* Serve one request; anything else drops the peer. */
@@ -358,8 +367,7 @@ static struct ctl_conn *control_victim(const struct ctl_conn *except)
  * reply first; one whose reply is unread is closed at once. */
 static void control_evict(struct sup *s, struct ctl_conn *c)
 {
-	struct proto_msg m = { .type = PROTO_REPLY };
-	char devino[48], why[256];
+	char why[256];
 	bool unread = c->chan.queued > 0;
 	const char *state;
 
@@ -381,21 +389,10 @@ static void control_evict(struct sup *s, struct ctl_conn *c)
 	c->evicted = true;
 	control_unlink(c);
 	control_note_close(s, c, why);
-	if (unread) {
+	if (unread)
 		chan_close(&c->chan, NULL);
-		return;
-	}
-	store_devino(s->st, devino);
-	m.u.reply.ok = false;
-	m.u.reply.code = "too_many_connections";
-	m.u.reply.message = why;
-	m.u.reply.db_url = s->st->url;
-	m.u.reply.db_uuid = s->st->uuid;
-	m.u.reply.db_devino = devino;
-	if (chan_send(&c->chan, &m, NULL) == 0)
-		chan_close_after_write(&c->chan);
 	else
-		chan_close(&c->chan, NULL);
+		control_close_telling(c, "too_many_connections", why);
 }
 
 static void control_watch(struct sup *s);
