@@ -719,9 +719,6 @@ static bool store_file_now_at(dev_t dev, ino_t ino, char *where, size_t n)
 	return linked;
 }
 
-/* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
- * file, or none, or (a write handle) the file is smaller than it was once seen, or was
- * written (a moved mtime or another size) since the handle's last checkpoint. */
 /* Whether another connection's commit replaced what meta.db_uuid holds (another
  * database's content written into the file through SQLite: sqlite3's .restore, a backup
  * API copy into it), keeping the file's device, inode and size: meta is read again only
@@ -769,6 +766,10 @@ static bool store_uuid_overwritten(struct store *st, char *what, size_t n)
 	return what[0] != '\0';
 }
 
+/* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
+ * file, or none, or (a write handle) the file is smaller than it was once seen, or was
+ * written (a moved mtime or another size) since the handle's last checkpoint, or
+ * (a write handle) another connection's commit changed meta.db_uuid. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
 	char what[400] = "", salvage[600], now_at[PATH_MAX];
