@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -99,38 +100,49 @@ static bool http_conn_same_addr(const struct http_conn *a, const struct http_con
 	return a->family == b->family && memcmp(a->addr, b->addr, sizeof a->addr) == 0;
 }
 
+/* Whether x's request (some of it) has arrived, unread yet by the server: it is no
+ * connection waiting idle. */
+static bool http_conn_has_request(const struct http_conn *x)
+{
+	int n = 0;
+
+	return ioctl(x->fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 /* With the lock held and k just added: when k's address now holds more than d->per_ip
  * connections, shut down the oldest of that address that waits for its request; else,
- * when the connections leave fewer than d->spare places free, the oldest of any address that waits for its request. A connection whose
- * request is being answered is never taken; one shut down already, not closed yet, is not
- * counted. Returns whether one was taken. */
+ * when the connections leave fewer than d->spare places free, the oldest of any address
+ * that waits for its request. A connection whose request is being answered, or has
+ * arrived, is never taken; one shut down already, not closed yet, is not counted.
+ * Returns whether one was taken. */
 static bool http_conn_make_room(struct http_deadlines *d, struct http_conn *k)
 {
-	struct http_conn *x, *oldest = NULL, *oldest_here = NULL;
+	struct http_conn *x, *victim = NULL;
 	unsigned all = 0, here = 0;
+	bool same;
 
 	for (x = d->head; x != NULL; x = x->next) {
 		if (x->evicted)
 			continue;
 		all++;
 		here += http_conn_same_addr(x, k);
-		if (x == k || x->deadline_ms == 0)
-			continue;
-		oldest = x;
-		if (http_conn_same_addr(x, k))
-			oldest_here = x;
 	}
 	if (here > d->per_ip)
-		x = oldest_here;
+		same = true;
 	else if (all > d->limit - d->spare)
-		x = oldest;
+		same = false;
 	else
-		x = NULL;
-	if (x == NULL)
 		return false;
-	x->deadline_ms = 0;
-	x->evicted = true;
-	shutdown(x->fd, SHUT_RDWR);
+	/* Newest first: the last one that qualifies is the oldest. */
+	for (x = d->head; x != NULL; x = x->next)
+		if (!x->evicted && x != k && x->deadline_ms != 0 &&
+		    (!same || http_conn_same_addr(x, k)) && !http_conn_has_request(x))
+			victim = x;
+	if (victim == NULL)
+		return false;
+	victim->deadline_ms = 0;
+	victim->evicted = true;
+	shutdown(victim->fd, SHUT_RDWR);
 	d->evicted++;
 	return true;
 }
