@@ -529,8 +529,8 @@ static const char *const llm_proxy_vars[] = { "http_proxy", "HTTP_PROXY", "https
 
 /* Set the options every try shares, once for the handle's life. Where the environment
  * names no proxy (a worker's environment is the one it started with), none is set here
- * (CURLOPT_PROXY and CURLOPT_NOPROXY ""), and libcurl no longer reads the variables at
- * each transfer; where it names one, libcurl reads them as before. */
+ * (CURLOPT_PROXY and CURLOPT_NOPROXY ""), so that libcurl does not read the variables at
+ * each transfer; where it names one, libcurl reads them at each transfer. */
 static void llm_easy_init(CURL *easy)
 {
 	size_t i;

@@ -110,8 +110,8 @@ static int store_meta_read(
 		    "%s: %s database but not a usable autopack database (meta holds %lld "
 		    "rows, expected 1); %s",
 		    path, db->dialect->name, (long long)rows, store_untouched(db));
-	/* A whole number only: 4.5 or '4x' (a hand edit) was read as version 4, and db migrate
-	 * ran the migrations from 4 again on a current database. */
+	/* A whole number only: 4.5 or '4x' (a hand edit) read as 4 would have db migrate run
+	 * the migrations from 4 again on a current database. */
 	if (vtype != DB_INTEGER)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: meta.schema_version is %s%s%s, not a whole number: not a valid autopack "
