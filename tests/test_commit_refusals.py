@@ -1,14 +1,20 @@
 """Writes the database refuses during a drain: a constraint failure in a group commit is
 reported with its table and column, the write is isolated and recorded as an error while
 the rest of the group commits; a database that refuses every commit ends the supervisor
-with exit 3, its lock released; and a signal during a fast stop is always honoured."""
+with exit 3, its lock released; a trigger or rule of another program's that skips a write
+the drain must make (the row left as it was, no error) is taken for a refusal, on both
+backends; and a signal during a fast stop is always honoured."""
 import fcntl
 import os
+import re
 import signal
 import sqlite3
 
+import pytest
+
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
-from supervisor_helpers import Supervisor, wait_for
+from supervisor_helpers import Supervisor, rogue_supervisor, sql, wait_for
+from test_fleet import new_pg_db
 
 
 def add_not_null_column(url, table, column):
@@ -116,3 +122,74 @@ def test_a_signal_during_a_fast_stop_that_waits_for_failing_commits_is_honoured(
         llm.stop()
     assert "exiting without the" in sup.stderr()
     assert lock_is_free(url)
+
+
+def add_skipping_trigger(url, table, when):
+    """A trigger of another program's on `table` that skips each UPDATE whose new row
+    matches `when` (the row stays as it was, and no error is raised): a BEFORE trigger
+    returning NULL on PostgreSQL, RAISE(IGNORE) on SQLite."""
+    if url.startswith("sqlite:///"):
+        con = sqlite3.connect(url[len("sqlite:///"):])
+        try:
+            con.execute("CREATE TRIGGER skip BEFORE UPDATE ON %s WHEN %s"
+                        " BEGIN SELECT RAISE(IGNORE); END" % (table, when))
+            con.commit()
+        finally:
+            con.close()
+        return
+    sql(url, "CREATE FUNCTION skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF %s"
+             " THEN RETURN NULL; END IF; RETURN NEW; END $$; CREATE TRIGGER skip BEFORE UPDATE"
+             " ON %s FOR EACH ROW EXECUTE FUNCTION skip()" % (when, table))
+
+
+def test_a_trigger_that_skips_a_phases_end_stops_its_run(tmp, backend_url):
+    """A trigger that skips every phase's move to COMPLETE: each attempt's end is refused
+    as a trigger's RAISE would be (the attempt closed, its phase back to QUEUED) and its
+    run stopped for the session, the supervisor exiting 5. Before, the end was taken as
+    written: `[OK]` and `drained`, exit 0, each phase left EXECUTING for good with no
+    attempt open."""
+    url = new_pg_db(tmp, backend_url, runs=3, tiers=1, phases=1)
+    add_skipping_trigger(url, "phases", "NEW.state = 'COMPLETE'")
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--exit-when-drained")
+    try:
+        rc = sup.wait(120)
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    assert rc == 5 and "3 left by the drain rules; exit status 5" in err, err
+    for att, run in sql(url, "SELECT attempt_id, run_id FROM attempts"):
+        assert ("[STOP] run %s: the database refused the end of its attempt %d (the end of"
+                " attempt %d (phase %s/p0-0 to COMPLETE) changed 0 rows of table phases,"
+                " not 1: a trigger or rule on phases that is not autopack's skipped it)"
+                % (run, att, att, run)) in err, err
+    assert sql(url, "SELECT DISTINCT state FROM phases") == [("QUEUED",)]
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+
+
+@pytest.mark.parametrize("table, when, said", [
+    ("phases", "NEW.state = 'EXECUTING'", "the fence of attempt"),
+    ("attempts", "NEW.ended_at IS NOT NULL", "the end of attempt"),
+])
+def test_a_trigger_that_skips_a_lease_or_an_attempts_end_ends_the_drain(tmp, backend_url,
+                                                                       table, when, said):
+    """A trigger that skips the fence of each phase a claim leases, or each attempt's end:
+    the round fails naming the write and the table, every time, and the supervisor gives up
+    on the database (exit 3). Before, on PostgreSQL the skipped fence left the attempts
+    open with no phase fenced, each end refused as stale (`attempt 1 was already closed`,
+    although it was open): the runs could never be claimed again and the supervisor waited
+    for good; on SQLite the phases ran with no fence and no count of their attempts; a
+    skipped end left each attempt open, its phase COMPLETE, and the drain said `drained`,
+    exit 0."""
+    url = new_pg_db(tmp, backend_url, runs=3, tiers=1, phases=1)
+    add_skipping_trigger(url, table, when)
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--exit-when-drained")
+    try:
+        rc = sup.wait(120)
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    assert rc == 3 and "giving up on the database" in err, err
+    assert re.search(r"giving up on the database: .*: %s \d+ (on phase run-00\d/p0-0 )?changed"
+                     r" 0 rows of table %s, not 1: a trigger or rule on %s that is not"
+                     r" autopack's skipped it" % (said, table, table), err), err
+    assert sql(url, "SELECT count(*) FROM phases WHERE state = 'COMPLETE'") == [(0,)]

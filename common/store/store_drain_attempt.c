@@ -528,6 +528,7 @@ static int drain_open_fence(struct store_drain *d, const char *run_id, const cha
 {
 	struct drain_lives *lives = drain_lives(d);
 	struct db_stmt *s;
+	char what[160];
 	int rc;
 
 	if (!dry_run) {
@@ -536,7 +537,9 @@ static int drain_open_fence(struct store_drain *d, const char *run_id, const cha
 		db_bind_int64(s, 2, (int64_t)att);
 		drain_bind_text(s, 3, now);
 		drain_bind_text(s, 4, phase_state_name(PHASE_EXECUTING));
-		if ((rc = drain_exec(d, DS_PHASE_EXEC, err)) != 0) {
+		snprintf(what, sizeof what, "the fence of attempt %llu on phase %s/%s",
+		    (unsigned long long)att, run_id, phase_id);
+		if ((rc = drain_exec_one(d, DS_PHASE_EXEC, "phases", what, err)) != 0) {
 			drain_open_drop(o);
 			return rc;
 		}
@@ -906,6 +909,7 @@ static int drain_phase_end(struct store_drain *d, uint64_t att, const struct dra
 	struct tier_cache *tiers = drain_tiers(d);
 	const char *to = phase_state_name(c->phase_state);
 	struct tier_count *t = NULL;
+	char what[160];
 	int rc;
 
 	db_bind_int64(s, 1, p->phase_row);
@@ -916,7 +920,9 @@ static int drain_phase_end(struct store_drain *d, uint64_t att, const struct dra
 		drain_bind_text(s, 4, reason_name(c->reason));
 	db_bind_int64(s, 5, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
 	db_bind_int64(s, 6, (int64_t)att);
-	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
+	snprintf(what, sizeof what, "the end of attempt %llu (phase %s/%s to %s)",
+	    (unsigned long long)att, p->run_id, p->phase_id, to);
+	if ((rc = drain_exec_one(d, DS_PHASE_SET, "phases", what, err)) != 0)
 		return rc;
 	if (tiers != NULL && (t = store_tier_cached(tiers, p->tier)) != NULL)
 		store_tier_moved(t, p->state, to);
@@ -972,6 +978,7 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 {
 	enum drain_stmt i = p->counted ? DS_ATT_END_COUNTED : DS_ATT_END;
 	struct db_stmt *s = drain_stmt_bound(d, i);
+	char what[48];
 	int rc;
 
 	db_bind_int64(s, 1, (int64_t)att);
@@ -989,7 +996,8 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 		db_bind_null(s, 10);
 	if (p->counted)
 		db_bind_int64(s, 11, p->events);
-	if ((rc = drain_exec(d, i, err)) != 0 || !unfence)
+	snprintf(what, sizeof what, "the end of attempt %llu", (unsigned long long)att);
+	if ((rc = drain_exec_one(d, i, "attempts", what, err)) != 0 || !unfence)
 		return rc;
 	s = drain_stmt_bound(d, DS_PHASE_UNFENCE);
 	db_bind_int64(s, 1, p->phase_row);
@@ -1004,7 +1012,7 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 {
 	struct tier_cache *tiers;
 	struct tier_count *t;
-	char now[32], *msg;
+	char now[32], *msg, what[160];
 	struct drain_closing p;
 	struct db_stmt *s;
 	bool live, reserved;
@@ -1030,9 +1038,11 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	drain_bind_text(s, 4, reason_name(c->reason));
 	db_bind_int64(s, 5, 0);
 	db_bind_int64(s, 6, (int64_t)att);
+	snprintf(what, sizeof what, "the end of attempt %llu (phase %s/%s back to QUEUED)",
+	    (unsigned long long)att, p.run_id, p.phase_id);
 	/* The tier is not set from its phases here; its counts follow the phase all the same. */
-	if ((rc = drain_exec(d, DS_PHASE_SET, err)) == 0 && (tiers = drain_tiers(d)) != NULL &&
-	    (t = store_tier_cached(tiers, p.tier)) != NULL)
+	if ((rc = drain_exec_one(d, DS_PHASE_SET, "phases", what, err)) == 0 &&
+	    (tiers = drain_tiers(d)) != NULL && (t = store_tier_cached(tiers, p.tier)) != NULL)
 		store_tier_moved(t, p.state, phase_state_name(PHASE_QUEUED));
 out:
 	closing_free(&p);
