@@ -3,7 +3,8 @@ reported with its table and column, the write is isolated and recorded as an err
 the rest of the group commits; a database that refuses every commit ends the supervisor
 with exit 3, its lock released; a trigger or rule of another program's that skips a write
 the drain must make (the row left as it was, no error) is taken for a refusal, on both
-backends; and a signal during a fast stop is always honoured."""
+backends, as is one that writes another state than autopack's; and a signal during a fast
+stop is always honoured."""
 import fcntl
 import os
 import re
@@ -124,44 +125,61 @@ def test_a_signal_during_a_fast_stop_that_waits_for_failing_commits_is_honoured(
     assert lock_is_free(url)
 
 
-def add_skipping_trigger(url, table, when):
+def add_trigger(url, table, when, requeue=False):
     """A trigger of another program's on `table` that skips each UPDATE whose new row
-    matches `when` (the row stays as it was, and no error is raised): a BEFORE trigger
-    returning NULL on PostgreSQL, RAISE(IGNORE) on SQLite."""
+    matches `when` (the row stays as it was, and no error is raised: a BEFORE trigger
+    returning NULL on PostgreSQL, RAISE(IGNORE) on SQLite), or with `requeue` writes the
+    phase QUEUED instead (on SQLite, an AFTER trigger that updates the row again)."""
     if url.startswith("sqlite:///"):
         con = sqlite3.connect(url[len("sqlite:///"):])
         try:
-            con.execute("CREATE TRIGGER skip BEFORE UPDATE ON %s WHEN %s"
+            con.execute("CREATE TRIGGER t AFTER UPDATE ON %s WHEN %s BEGIN UPDATE %s SET"
+                        " state = 'QUEUED' WHERE id = NEW.id; END" % (table, when, table)
+                        if requeue else
+                        "CREATE TRIGGER t BEFORE UPDATE ON %s WHEN %s"
                         " BEGIN SELECT RAISE(IGNORE); END" % (table, when))
             con.commit()
         finally:
             con.close()
         return
-    sql(url, "CREATE FUNCTION skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF %s"
-             " THEN RETURN NULL; END IF; RETURN NEW; END $$; CREATE TRIGGER skip BEFORE UPDATE"
-             " ON %s FOR EACH ROW EXECUTE FUNCTION skip()" % (when, table))
+    sql(url, "CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF %s"
+             " THEN %s END IF; RETURN NEW; END $$; CREATE TRIGGER t BEFORE UPDATE"
+             " ON %s FOR EACH ROW EXECUTE FUNCTION t()"
+             % (when, "NEW.state := 'QUEUED';" if requeue else "RETURN NULL;", table))
 
 
-def test_a_trigger_that_skips_a_phases_end_stops_its_run(tmp, backend_url):
-    """A trigger that skips every phase's move to COMPLETE: each attempt's end is refused
-    as a trigger's RAISE would be (the attempt closed, its phase back to QUEUED) and its
-    run stopped for the session, the supervisor exiting 5. Before, the end was taken as
-    written: `[OK]` and `drained`, exit 0, each phase left EXECUTING for good with no
-    attempt open."""
+@pytest.mark.parametrize("requeue, said", [
+    (False, "changed 0 rows of table phases, not 1: a trigger or rule on phases that is not"
+            " autopack's skipped it"),
+    (True, "left the phase QUEUED, not COMPLETE: a trigger on phases that is not autopack's"
+           " changed the state written"),
+])
+def test_a_trigger_that_skips_or_rewrites_a_phases_end_stops_its_run(tmp, backend_url,
+                                                                     requeue, said):
+    """A trigger that skips every phase's move to COMPLETE, or writes the phase QUEUED
+    instead: each attempt's end is refused as a trigger's RAISE would be (the attempt
+    closed, its phase back to QUEUED) and its run stopped for the session, the supervisor
+    exiting 5. Before, the end was taken as written: a skipped one said `[OK]` and
+    `drained`, exit 0, each phase left EXECUTING for good with no attempt open; a
+    rewritten one had the phase read again and run again without end (3 phases ran 363
+    times in 30 s)."""
     url = new_pg_db(tmp, backend_url, runs=3, tiers=1, phases=1)
-    add_skipping_trigger(url, "phases", "NEW.state = 'COMPLETE'")
+    add_trigger(url, "phases", "NEW.state = 'COMPLETE'", requeue)
     sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--exit-when-drained")
     try:
+        wait_for(lambda: sup.proc.poll() is not None or
+                 sql(url, "SELECT count(*) FROM attempts")[0][0] > 6, 120,
+                 what="the supervisor ending, or a run tried a third time")
         rc = sup.wait(120)
     finally:
         sup.kill()
     err = sup.stderr()
     assert rc == 5 and "3 left by the drain rules; exit status 5" in err, err
+    assert sql(url, "SELECT count(*) FROM attempts") == [(3,)], err
     for att, run in sql(url, "SELECT attempt_id, run_id FROM attempts"):
         assert ("[STOP] run %s: the database refused the end of its attempt %d (the end of"
-                " attempt %d (phase %s/p0-0 to COMPLETE) changed 0 rows of table phases,"
-                " not 1: a trigger or rule on phases that is not autopack's skipped it)"
-                % (run, att, att, run)) in err, err
+                " attempt %d (phase %s/p0-0 to COMPLETE) %s)" % (run, att, att, run, said)
+                ) in err, err
     assert sql(url, "SELECT DISTINCT state FROM phases") == [("QUEUED",)]
     assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
 
@@ -181,7 +199,7 @@ def test_a_trigger_that_skips_a_lease_or_an_attempts_end_ends_the_drain(tmp, bac
     skipped end left each attempt open, its phase COMPLETE, and the drain said `drained`,
     exit 0."""
     url = new_pg_db(tmp, backend_url, runs=3, tiers=1, phases=1)
-    add_skipping_trigger(url, table, when)
+    add_trigger(url, table, when)
     sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--exit-when-drained")
     try:
         rc = sup.wait(120)

@@ -25,6 +25,7 @@ enum drain_stmt {
 	DS_ATT_UNRESERVE,
 	DS_PHASE_UNFENCE,
 	DS_PHASE_SET,
+	DS_PHASE_STATE,
 	DS_RUN_STATE,
 	DS_RUN_STAYS,
 	DS_RUN_STARTED,
@@ -183,7 +184,8 @@ struct store_drain {
 	int64_t seen_version;
 	uint64_t seen_writes;
 	/* A write of the open transaction that changed no row where it had to change one
-	 * (drain_exec_one: another program's trigger or rule skipped it), said as
+	 * (drain_exec_one: another program's trigger or rule skipped it), or a phase's end
+	 * whose row holds another state than it wrote (a trigger changed it), said as
 	 * store_drain_constraint_failed gives it; "" for none, and again as each group begins. */
 	char skipped[240];
 };
