@@ -88,3 +88,30 @@ def test_a_primary_key_dropped_mid_drain_is_named_in_the_operators_terms(
     assert sql(url, "SELECT count(*) FROM events")[0][0] >= before
     r = ctl("--db", url, "db", "check")
     assert r.rc == 2 and "the primary key of %s (%s)" % (table, columns) in r.err, r
+
+
+@pytest.mark.parametrize("alter", [
+    "ALTER TABLE phases ALTER COLUMN phase_index TYPE bigint",
+    "ALTER TABLE phases ALTER COLUMN builder_attempts TYPE numeric",
+])
+def test_a_columns_type_altered_mid_drain_loses_no_supervisor(tmp, pg_url, alter):
+    """A column the supervisor's prepared statements read given another type while it
+    drains (an INTEGER widened to BIGINT): the server refuses each such statement as
+    `cached plan must not change result type`; the supervisor prepares its statements
+    again, retries the transaction, and drains to the end, each phase visited once. Before,
+    the refusal came at every retry, and it gave up on the database within 9 s (exit 3,
+    `giving up on the database: 8 transactions failed in a row …: cached plan must not
+    change result type`)."""
+    url = new_pg_db(tmp, pg_url, runs=100, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--exit-when-drained")
+    try:
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT"
+                             " NULL")[0][0] >= 20, 120, what="20 attempts ended")
+        sql(url, alter)
+        assert sup.wait(300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    log = sup.stderr()
+    assert "giving up" not in log, log
+    assert sql(url, "SELECT count(*), count(DISTINCT (run_id, phase_id)) FROM attempts") == \
+        [(1000, 1000)], log
