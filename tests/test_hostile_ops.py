@@ -162,3 +162,27 @@ def test_a_control_socket_in_a_directory_that_does_not_exist_is_named_so(tmp):
         assert "error: control socket %s: %s\n" % (path, why) in r.err, r
         assert ".new" not in r.err, r
     assert not [n for n in os.listdir(str(tmp)) if "sock" in n], os.listdir(str(tmp))
+
+
+def test_a_double_dash_ends_the_options_before_the_command_as_getopt_takes_it(tmp):
+    """`autopack-ctl -- db check` was refused as an unknown option (exit 2); getopt takes
+    `--` as the end of the options, and so do a command's own arguments and the
+    supervisor's."""
+    db = "sqlite:///" + str(tmp / "a.db")
+    r = ctl("--db", db, "--", "db", "init")
+    assert r.rc == 0, r
+    for args in (["--db", db, "--", "db", "check", "--allow-empty-db"],
+                 ["--json", "--db", db, "--", "db", "check", "--allow-empty-db"],
+                 ["--db", db, "db", "check", "--allow-empty-db", "--"]):
+        r = ctl(*args)
+        assert r.rc == 0, (args, r)
+        assert "unknown option" not in r.err, (args, r)
+    assert json.loads(ctl("--json", "--db", db, "--", "session", "list").out) is not None
+    # After it, a word beginning with - is no option: here an unknown command.
+    r = ctl("--", "--db", db, "db", "check")
+    assert r.rc == 2 and r.err.startswith("autopack-ctl: unknown command '--db'\n"), r
+    r = ctl("--db", db, "--")
+    assert r.rc == 2 and r.err.startswith("autopack-ctl: no command given\n"), r
+    r = run("autopack-supervisor", "--db", db, "--dry-run", "--exit-when-drained",
+            "--allow-empty-db", "--control", str(tmp / "c.sock"), "--")
+    assert r.rc == 0, r
