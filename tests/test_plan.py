@@ -425,6 +425,31 @@ def test_a_running_supervisor_with_a_directory_of_its_own_imports_only_the_file_
     assert rows(db, "SELECT id FROM runs") == [("both",)]
 
 
+def test_a_piped_plan_with_a_supervisor_running_is_refused_in_one_line(db, tmp):
+    """A plan on a pipe cannot be sent to a running supervisor, which reads a plan from its
+    file: the refusal was two lines, the lock's (`stop it first, or, for a supervisor,
+    send the command through it`, which it had just been) and then what to do. One line
+    says both; with --json, one error object."""
+    sup = Supervisor(tmp, url(db), "--workers", 0, "--allow-empty-db", control=False)
+    try:
+        sup.wait_ready()
+        for args in ([], ["--json"]):
+            p = subprocess.run([binpath("autopack-ctl"), "--db", url(db), *args, "run",
+                                "import", "/dev/stdin"], input=one_phase_plan("piped"),
+                               capture_output=True, text=True, timeout=60)
+            assert p.returncode == 1, p
+            assert p.stderr == (
+                "autopack-ctl: database %s is held by autopack-supervisor pid %d; nothing "
+                "was written (the plan is no regular file (a pipe, standard input), and a "
+                "running supervisor reads a plan from its file: write the plan to a file "
+                "and import that)\n" % (db, sup.proc.pid)), p
+            if args:
+                assert json.loads(p.stdout)["ok"] is False, p
+    finally:
+        sup.stop_now()
+    assert counts(db) == (0, 0, 0)
+
+
 def test_a_running_supervisor_imports_a_plan_named_through_stdin_or_a_link_and_dotdot(db, tmp):
     """autopack-ctl sent the supervisor the path as given, made absolute by its text alone:
     /dev/stdin named the supervisor's own standard input, and `link/../plan.json` (the
