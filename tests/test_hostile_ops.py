@@ -4,6 +4,7 @@ status that says it failed."""
 import json
 import os
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 
 import pytest
 
+import legacy_db
 from conftest import DATA, binpath, ctl, run
 
 SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
@@ -186,3 +188,38 @@ def test_a_double_dash_ends_the_options_before_the_command_as_getopt_takes_it(tm
     r = run("autopack-supervisor", "--db", db, "--dry-run", "--exit-when-drained",
             "--allow-empty-db", "--control", str(tmp / "c.sock"), "--")
     assert r.rc == 0, r
+
+
+def test_a_view_standing_in_for_a_table_is_named_a_view(tmp):
+    """A table replaced by a view of the same name (the rows moved to another table) was
+    reported as missing (`is missing 1 table of schema version 5: phases`) by db check
+    and the supervisor, and adoption took a view for no table at all."""
+    path = str(tmp / "a.db")
+    db = "sqlite:///" + path
+    assert ctl("--db", db, "db", "init").rc == 0
+    con = sqlite3.connect(path)
+    con.executescript("ALTER TABLE phases RENAME TO phases_kept;"
+                      " CREATE VIEW phases AS SELECT * FROM phases_kept;")
+    con.close()
+    uuid = sqlite3.connect(path).execute("SELECT db_uuid FROM meta").fetchone()[0]
+    said = ("%s: autopack database (uuid %s): phases is a view, where schema version 5 has a"
+            " table: autopack writes into each of its tables, so it refuses to use the"
+            " database (drop the view and restore the table from a backup)\n" % (path, uuid))
+    r = ctl("--db", db, "db", "check")
+    assert r.rc == 2 and r.err == "autopack-ctl: " + said, r
+    r = run("autopack-supervisor", "--db", db, "--dry-run", "--exit-when-drained",
+            "--control", str(tmp / "c.sock"))
+    assert r.rc == 1 and r.err.endswith("error: " + said), r
+    # The original's database with its phases as a view: adoption names it.
+    legacy = str(tmp / "legacy.db")
+    legacy_db.build(legacy)
+    con = sqlite3.connect(legacy)
+    con.executescript("ALTER TABLE phases RENAME TO phases_kept;"
+                      " CREATE VIEW phases AS SELECT * FROM phases_kept;")
+    con.close()
+    for args in (["--dry-run"], []):
+        r = ctl("--db", "sqlite:///" + legacy, "db", "adopt", *args)
+        assert r.rc == 2, r
+        assert ("%s: phases is a view, where a Python-Autopack database has a table"
+                " (adoption reads and rewrites its rows); drop the view and restore the"
+                " table from a backup, then adopt again; " % legacy) in r.err, r
