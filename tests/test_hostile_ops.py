@@ -3,6 +3,7 @@ what a flag names, and the like. Each gets a clear error naming what is wrong an
 status that says it failed."""
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import stat
@@ -15,6 +16,7 @@ import pytest
 
 import legacy_db
 from conftest import DATA, binpath, ctl, run
+from supervisor_helpers import Supervisor, new_db
 
 SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
 
@@ -223,3 +225,53 @@ def test_a_view_standing_in_for_a_table_is_named_a_view(tmp):
         assert ("%s: phases is a view, where a Python-Autopack database has a table"
                 " (adoption reads and rewrites its rows); drop the view and restore the"
                 " table from a backup, then adopt again; " % legacy) in r.err, r
+
+
+def side_files(d):
+    return sorted(n for n in os.listdir(str(d)) if n.endswith(("-wal", "-shm")))
+
+
+def test_a_supervisor_refused_at_start_leaves_no_wal_or_shm_it_made(tmp):
+    """A supervisor that opened the database and was then refused (a --run-id the database
+    does not hold, its control socket, a copy of a database another supervisor serves)
+    exited without closing it: SQLite's -wal and -shm files stayed beside a database no
+    one used. So did a reading command refused by the schema."""
+    os.mkdir(str(tmp / "a"))
+    db = new_db(tmp / "a", runs=1, phases=2)
+    path = db[len("sqlite:///"):]
+    assert side_files(tmp / "a") == []
+    for args in (["--run-id", "nope", "--exit-when-drained"],
+                 ["--control", str(tmp / "no" / "such" / "dir.sock")]):
+        r = run("autopack-supervisor", "--db", db, "--dry-run", *args,
+                *([] if "--control" in args else ["--control", str(tmp / "c.sock")]))
+        assert r.rc == 1, (args, r)
+        assert side_files(tmp / "a") == [], (args, r)
+    # What the refused start committed is in the file.
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT stop_reason FROM drain_sessions").fetchall() == [
+        ("refused to start: the control socket could not be opened",)]
+    con.close()
+    # A byte copy of a database another supervisor serves.
+    os.mkdir(str(tmp / "b"))
+    shutil.copyfile(path, str(tmp / "b" / "copy.db"))
+    sup = Supervisor(tmp, db, "--workers", 0, "--dry-run")
+    try:
+        sup.wait_ready()
+        r = run("autopack-supervisor", "--db", "sqlite:///" + str(tmp / "b" / "copy.db"),
+                "--dry-run", "--control", str(tmp / "d.sock"))
+        assert r.rc == 1 and "is already served by autopack-supervisor" in r.err, r
+        assert side_files(tmp / "b") == [], r
+    finally:
+        assert sup.stop_now() == 0
+    # A schema refused, to the supervisor and to a reading command.
+    con = sqlite3.connect(path)
+    con.executescript("ALTER TABLE phases RENAME TO phases_kept;"
+                      " CREATE VIEW phases AS SELECT * FROM phases_kept;")
+    con.close()
+    assert side_files(tmp / "a") == []
+    r = run("autopack-supervisor", "--db", db, "--dry-run", "--control", str(tmp / "c.sock"))
+    assert r.rc == 1 and "is a view" in r.err, r
+    for args in (["db", "check"], ["session", "list"], ["failed"]):
+        r = ctl("--db", db, *args)
+        assert r.rc == 2 and "is a view" in r.err, (args, r)
+        assert side_files(tmp / "a") == [], (args, r)

@@ -565,6 +565,13 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	return 0;
 fail:
 	db_close(db);
+	if (st->tidy_on_close) {
+		const struct store opened = {
+			.path = (char *)path, .dev = sb.st_dev, .ino = sb.st_ino
+		};
+
+		store_tidy(&opened);
+	}
 	return rc;
 }
 
