@@ -264,6 +264,31 @@ def test_a_workspace_that_is_or_holds_a_system_directory_is_refused_at_import(db
     assert counts(db) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("where,kernel", [("/proc/self", "/proc"), ("/sys/kernel", "/sys"),
+                                          ("/sys/no/such/ws", "/sys"), ("link", "/proc")])
+def test_a_workspace_in_proc_or_sys_is_refused_at_import_naming_the_run_and_phase(
+        db, tmp, where, kernel):
+    """A workspace in /proc or /sys (or a link into one) was imported and queued, by
+    `run import` and `seed telemetry-run`, and each of its phases then failed at its
+    dispatch: no file can be made there. The import refuses it, naming the run, a phase,
+    the workspace and the file system, and writes nothing."""
+    os.symlink("/proc/self", str(tmp / "link"))
+    p = write_plan(tmp, plan(run_entry("r1", phase("p1"), phase("p2"), workspace=where)))
+    r = ctl("--db", url(db), "run", "import", p)
+    assert r.rc == 1, r
+    ws = where if where.startswith("/") else str(tmp / where)
+    assert r.err == (
+        "autopack-ctl: run r1: workspace %s lies in %s, the kernel's file system, where no"
+        " file can be written: phase p1 (and 1 more) could not write its deliverables"
+        " there; give the run a workspace of its own; nothing was written\n" % (ws, kernel)), r
+    r = ctl("--db", url(db), "seed", "telemetry-run", "--workspace", where)
+    assert r.rc == 1, r
+    assert ("run telemetry-collection-v4: workspace %s lies in %s, the kernel's file system,"
+            " where no file can be written: phase telemetry-p1-string-util (and 9 more)"
+            " could not write its deliverables there" % (ws, kernel)) in r.err, r
+    assert counts(db) == (0, 0, 0)
+
+
 def test_an_import_that_fails_in_the_database_leaves_no_workspace_behind(db, tmp):
     con = sqlite3.connect(str(db))
     con.execute("CREATE TRIGGER refuse BEFORE INSERT ON phases"
