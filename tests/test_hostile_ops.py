@@ -275,3 +275,52 @@ def test_a_supervisor_refused_at_start_leaves_no_wal_or_shm_it_made(tmp):
         r = ctl("--db", db, *args)
         assert r.rc == 2 and "is a view" in r.err, (args, r)
         assert side_files(tmp / "a") == [], (args, r)
+
+
+def as_nobody():
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def test_a_supervisor_of_another_user_is_named_with_the_directory_that_keeps_it(tmp):
+    """A supervisor of another user (root, a service's user) keeps its control socket in a
+    directory only that user may enter (/run/autopack, mode 0700). autopack-ctl run by
+    another user said only `cannot connect to the supervisor at …: Permission denied`,
+    and `retry`, taking the supervisor for dead (kill(pid, 0) fails with EPERM for another
+    user's process), wrote offline and was told `held by autopack-supervisor pid N …
+    send the command through it`. Both name the directory, its owner and what to do."""
+    if os.getuid() != 0:
+        pytest.skip("needs root, to run autopack-ctl as another user")
+    import tempfile
+    base = tempfile.mkdtemp(prefix="autopack-other-user-", dir="/tmp")
+    try:
+        os.chmod(base, 0o777)
+        path = os.path.join(base, "d.db")
+        db = "sqlite:///" + path
+        assert ctl("--db", db, "db", "init").rc == 0
+        assert ctl("--db", db, "seed", "telemetry-run", "--workspace",
+                   os.path.join(base, "ws")).rc == 0
+        os.chmod(path, 0o666)
+        priv = os.path.join(base, "priv")
+        os.mkdir(priv, 0o700)
+        sock = os.path.join(priv, "c.sock")
+        sup = Supervisor(base, db, "--workers", 0, "--dry-run", control=sock)
+        try:
+            sup.wait_ready()
+            said = ("autopack-ctl: cannot connect to the supervisor at %s: its directory %s"
+                    " (mode 0700, owner uid 0) cannot be entered by this user (uid 65534):"
+                    " Permission denied (a supervisor keeps its control socket where only"
+                    " its user may reach it, and answers only that user's commands: run"
+                    " autopack-ctl as uid 0)\n" % (sock, priv))
+            for args in (["status"], ["retry", "--all"], ["stop"]):
+                p = subprocess.run([binpath("autopack-ctl"), "--db", db] + args,
+                                   capture_output=True, text=True, timeout=60,
+                                   preexec_fn=as_nobody)
+                assert p.returncode == 1, (args, p)
+                assert p.stderr == said, (args, p)
+            assert sup.proc.poll() is None
+        finally:
+            sup.stop_now()
+    finally:
+        shutil.rmtree(base)
