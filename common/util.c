@@ -262,13 +262,24 @@ int time_db_parse(const char *in, char out[32])
 	return 0;
 }
 
+/* The cause of the first failed flush of standard output: the stream keeps only its
+ * error flag, and a later flush finds nothing left to write. */
+static int stdout_first_cause;
+
 int stdout_flush(int earlier)
 {
+	int cause;
+
 	errno = 0;
 	if (fflush(stdout) == 0 && !ferror(stdout))
 		return 0;
 	/* errno is the cause when this flush failed; an earlier one lost it */
-	return errno != 0 ? errno : earlier != 0 ? earlier : EIO;
+	cause = errno != 0 ? errno : earlier != 0 ? earlier : stdout_first_cause;
+	if (cause == 0)
+		cause = EIO;
+	if (stdout_first_cause == 0)
+		stdout_first_cause = cause;
+	return cause;
 }
 
 int stdout_finish(const char *prog, int earlier)

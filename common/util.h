@@ -75,7 +75,9 @@ int errbuf_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Flush standard output. 0 when everything written to it went out; else its cause: the
- * errno of this flush, else `earlier` (the errno of an earlier failed one), else EIO. */
+ * errno of this flush, else `earlier` (the errno of an earlier failed one), else that of
+ * the first failed stdout_flush, else EIO. Flush standard output with it, never with
+ * fflush, so that a later call still names the cause. */
 int stdout_flush(int earlier);
 /* stdout_flush, a failure said on stderr: "PROG: writing standard output failed: CAUSE;
  * the output is incomplete" (a full disk, a reader gone, a closed descriptor). */

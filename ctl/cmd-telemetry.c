@@ -402,20 +402,25 @@ const struct cmd_entry cmd_telemetry_import_entry = {
 	.exec = cmd_telem_import_exec,
 };
 
-/* Where exported rows go, and how many went. */
+/* Where exported rows go, how many went, and why a write failed (an errno). */
 struct cmd_telem_export_state {
 	FILE *out;
 	size_t rows;
+	int cause;
 };
 
-/* Write one row as a line of NDJSON and count it; 1 on a write error. */
+/* Write one row as a line of NDJSON and count it; 1, with its errno kept, on a write
+ * error. */
 static int cmd_telem_export_row(json_t *obj, void *arg)
 {
 	struct cmd_telem_export_state *s = arg;
 
+	errno = 0;
 	if (json_dumpf(obj, s->out, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
-	    fputc('\n', s->out) == EOF)
+	    fputc('\n', s->out) == EOF) {
+		s->cause = errno != 0 ? errno : EIO;
 		return 1;
+	}
 	s->rows++;
 	return 0;
 }
@@ -457,13 +462,29 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	rc = store_telemetry_export(&st, &f, cmd_telem_export_row, &state, &err);
-	if (fflush(state.out) != 0 && rc == 0)
-		rc = 1;
-	if (out_path != NULL && fclose(state.out) != 0 && rc == 0)
-		rc = 1;
-	if (rc > 0)
-		ret = cmd_fail(ctx, STORE_EIO, "writing %s failed: %s",
-		    out_path ? out_path : "standard output", strerror(errno));
+	if (out_path == NULL) {
+		/* standard output's failure is said once, at exit, with its cause */
+		if (rc > 0 && cmd_stdout_errno == 0)
+			cmd_stdout_errno = state.cause;
+		if (!cmd_stdout_flush() && rc == 0)
+			rc = 1;
+	} else {
+		errno = 0;
+		if (fflush(state.out) != 0 && rc == 0) {
+			rc = 1;
+			state.cause = errno != 0 ? errno : EIO;
+		}
+		errno = 0;
+		if (fclose(state.out) != 0 && rc == 0) {
+			rc = 1;
+			state.cause = errno != 0 ? errno : EIO;
+		}
+	}
+	if (rc > 0 && out_path == NULL)
+		ret = cmd_exit_code(STORE_EIO);
+	else if (rc > 0)
+		ret = cmd_fail(
+		    ctx, STORE_EIO, "writing %s failed: %s", out_path, strerror(state.cause));
 	else if (rc != 0)
 		ret = cmd_fail(ctx, rc, "%s", err.text);
 	else

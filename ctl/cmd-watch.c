@@ -183,7 +183,7 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width, 
 		progress_line(&p, line, sizeof line);
 		printf("supervisor pid %d exited; last seen: %s\n", (int)pid, line);
 	}
-	fflush(stdout);
+	cmd_stdout_flush();
 	if (have && ses.completed_at == NULL && fleet)
 		fprintf(stderr,
 		    "autopack-ctl: the supervisor is no longer live and session %s has not ended:"

@@ -138,5 +138,8 @@ void store_banner(struct store *st, FILE *out)
 			fprintf(out, " %s %lld", store_count_tables[i], (long long)id.counts[i]);
 		fputc(i + 1 < STORE_COUNT_N ? ',' : '\n', out);
 	}
-	fflush(out);
+	if (out == stdout)
+		stdout_flush(0);
+	else
+		fflush(out);
 }
