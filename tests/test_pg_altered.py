@@ -131,3 +131,32 @@ def test_a_columns_type_altered_mid_drain_loses_no_supervisor(tmp, pg_url, alter
     assert "giving up" not in log, log
     assert sql(url, "SELECT count(*), count(DISTINCT (run_id, phase_id)) FROM attempts") == \
         [(1000, 1000)], log
+
+
+def test_a_phase_index_of_text_is_refused_naming_the_alter_that_fixes_it(tmp, pg_url):
+    """phases.phase_index given a text type (ALTER TABLE … TYPE text): the database is
+    refused by every command, naming the column, its type, and the ALTER TABLE that gives
+    it an integer type again; once that runs, a drain takes the run's phases in their
+    order. Before, it was opened as any other and the phases ran in the order of their
+    index as text: p0-10 and p0-11 before p0-2."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=12)
+    sql(url, "ALTER TABLE phases ALTER COLUMN phase_index TYPE text")
+    fix = ('ALTER TABLE "phases" ALTER COLUMN "phase_index" TYPE integer USING'
+           ' CAST("phase_index" AS integer)')
+    said = ("phases.phase_index is of type text, whose values compare as text (10 before"
+            " 2); autopack runs a run's phases in the order of tiers.tier_index and"
+            " phases.phase_index, so it refuses to use the database (give the column an"
+            " integer type again: %s)" % fix)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and said in r.err, r
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and said in r.err, r
+    sql(url, fix)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    try:
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert [p for (p,) in sql(url, "SELECT phase_id FROM attempts ORDER BY attempt_id")] == \
+        ["p0-%d" % i for i in range(12)]
