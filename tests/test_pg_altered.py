@@ -160,3 +160,42 @@ def test_a_phase_index_of_text_is_refused_naming_the_alter_that_fixes_it(tmp, pg
         sup.kill()
     assert [p for (p,) in sql(url, "SELECT phase_id FROM attempts ORDER BY attempt_id")] == \
         ["p0-%d" % i for i in range(12)]
+
+
+@pytest.mark.parametrize("behind", [
+    "SELECT setval(pg_get_serial_sequence('attempts', 'attempt_id'), 2)",
+    "ALTER TABLE attempts ALTER COLUMN attempt_id RESTART",
+])
+def test_a_sequence_behind_its_table_is_refused_naming_the_setval_that_fixes_it(
+        tmp, pg_url, behind):
+    """The sequence that numbers attempts put behind the highest attempt_id (rows copied
+    without it: a restore of the data alone, logical replication; or a RESTART): every
+    writer refuses to start, naming the sequence, the table's highest key and the setval
+    that moves it past, which makes the next drain work; readers go on. Before, the
+    supervisor started, each claim collided with an attempt there (`duplicate key value
+    violates unique constraint "attempts_pkey"`), and it gave up on the database, exit 3."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    try:
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    sql(url, behind)
+    fix = ("SELECT setval('public.attempts_attempt_id_seq', (SELECT max(\"attempt_id\") FROM"
+           " \"public\".\"attempts\"))")
+    said = ("the sequence public.attempts_attempt_id_seq, which numbers attempts.attempt_id,"
+            " would give %d next, but the table holds 4 already" % (3 if "setval" in behind
+                                                                    else 1))
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and said in r.err and "nothing was written: run %s first" % fix \
+        in r.err, r
+    assert ctl("--db", url, "db", "check").rc == 0
+    sql(url, fix)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     name="again")
+    try:
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert sql(url, "SELECT count(*), max(attempt_id) FROM attempts") == [(8, 8)]
