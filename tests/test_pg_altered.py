@@ -199,3 +199,34 @@ def test_a_sequence_behind_its_table_is_refused_naming_the_setval_that_fixes_it(
     finally:
         sup.kill()
     assert sql(url, "SELECT count(*), max(attempt_id) FROM attempts") == [(8, 8)]
+
+
+def test_an_unlogged_table_is_refused_by_every_writer_naming_what_makes_it_logged(
+        tmp, pg_url):
+    """Tables of autopack's made UNLOGGED (ALTER TABLE … SET UNLOGGED, a speed-up an
+    operator may be told of): the server writes their rows to no write-ahead log and
+    empties them after a crash or an immediate stop, losing what autopack committed and
+    acknowledged. Every writer refuses to start, naming them and the ALTER TABLE … SET
+    LOGGED that makes each crash-safe again; readers go on; once it ran, the drain works.
+    Before, they were written as any other, and an immediate restart of the server emptied
+    them."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    sql(url, "ALTER TABLE llm_usage_events SET UNLOGGED; ALTER TABLE events SET UNLOGGED")
+    fix = ('ALTER TABLE "public"."events" SET LOGGED; ALTER TABLE "public"."llm_usage_events"'
+           ' SET LOGGED')
+    said = ("tables events, llm_usage_events are UNLOGGED: the server writes none of their"
+            " rows to its write-ahead log and empties them after a crash or an immediate"
+            " stop, so that what autopack commits there, and tells its workers is on disk,"
+            " would be lost; nothing was written: run %s" % fix)
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and said in r.err, r
+    r = ctl("--db", url, "seed", "telemetry-run", "--workspace", str(tmp))
+    assert r.rc == 2 and said in r.err, r
+    assert ctl("--db", url, "db", "check").rc == 0
+    sql(url, fix)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    try:
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()
