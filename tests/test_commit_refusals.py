@@ -211,3 +211,31 @@ def test_a_trigger_that_skips_a_lease_or_an_attempts_end_ends_the_drain(tmp, bac
                      r" 0 rows of table %s, not 1: a trigger or rule on %s that is not"
                      r" autopack's skipped it" % (said, table, table), err), err
     assert sql(url, "SELECT count(*) FROM phases WHERE state = 'COMPLETE'") == [(0,)]
+
+
+@pytest.mark.parametrize("when, said, rc", [
+    ("TRUE", "recording its drain session", 1),
+    ("NEW.heartbeat_at <> OLD.heartbeat_at AND NEW.state = 'live'"
+     " AND NEW.session_id IS NOT DISTINCT FROM OLD.session_id", "renewing the heartbeat", 3),
+])
+def test_a_trigger_that_skips_a_supervisors_row_is_not_taken_for_its_loss(tmp, pg_url, when,
+                                                                          said, rc):
+    """A trigger on supervisors (PostgreSQL) that skips every update of its rows, or the
+    renewals of a heartbeat alone: the supervisor, alone on the database, names the
+    skipped write and the table, and exits 1 as it starts, or gives up on the database
+    (exit 3). Before, it took its own live row, left unchanged, for a declaration of its
+    loss: `DECLARED LOST: another supervisor declared supervisor 1 lost (no heartbeat for
+    longer than its lease timeout …)`, though no other supervisor was there."""
+    url = new_pg_db(tmp, pg_url, runs=3, tiers=1, phases=1)
+    add_trigger(url, "supervisors", when)
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--exit-when-drained",
+                           "--lease-timeout", 4)
+    try:
+        assert sup.wait(120) == rc, sup.stderr()
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    assert "DECLARED LOST" not in err, err
+    assert ("%s changed no row of table supervisors, though the row of supervisor 1 is there"
+            " and live: a trigger or rule on supervisors that is not autopack's skipped it"
+            % said) in err, err

@@ -561,6 +561,33 @@ int store_fleet_session_find(
 	return 0;
 }
 
+/* After a write of this supervisor's live row (`what`) changed no row: STORE_EIO with
+ * the reason when its row is there and live all the same (another program's trigger or
+ * rule on supervisors skipped the write, which is no declaration of it lost), 0 when the
+ * row is no longer live (declared lost, stopped, or gone). */
+static int fleet_renewal_skipped(struct store_drain *d, const char *what, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(
+	    d->st->db, "SELECT 1 FROM supervisors WHERE supervisor_id = ?1 AND state = 'live'", &q);
+
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		rc = db_step(q);
+	}
+	db_finalize(q);
+	if (rc == DB_ROW)
+		return store_fail(err, STORE_EIO,
+		    "%s: %s changed no row of table supervisors, though the row of supervisor %lld is"
+		    " there and live: a trigger or rule on supervisors that is not autopack's"
+		    " skipped it",
+		    d->st->url, what, (long long)d->supervisor_id);
+	if (rc != DB_DONE)
+		return store_fail(err, STORE_EIO, "%s: %s: reading the row of supervisor %lld: %s",
+		    d->st->url, what, (long long)d->supervisor_id, db_errmsg(d->st->db));
+	return 0;
+}
+
 /* Record this supervisor's session and join key while it is live. */
 int store_fleet_session_set(struct store_drain *d, const char *session_id, const char *join_key,
     bool *lost, struct store_err *err)
@@ -571,6 +598,8 @@ int store_fleet_session_set(struct store_drain *d, const char *session_id, const
 	    session_id, join_key, err);
 
 	*lost = rc == 0 && db_changes(d->st->db) == 0;
+	if (*lost && (rc = fleet_renewal_skipped(d, "recording its drain session", err)) != 0)
+		*lost = false;
 	return rc;
 }
 
@@ -630,6 +659,8 @@ int store_fleet_heartbeat(
 	if (rc != 0)
 		return rc;
 	/* A transaction id is never 0: none read, the row is no longer live. */
+	if (xid == 0 && (rc = fleet_renewal_skipped(d, "renewing the heartbeat", err)) != 0)
+		return rc;
 	*lost = xid == 0;
 	d->heartbeat_xid = xid;
 	d->heartbeat_pid = PQbackendPID(db_pg_conn(d->st->db));
@@ -673,6 +704,8 @@ int store_fleet_confirm(struct store_drain *d, bool *lost, struct store_err *err
 
 	assert(!db_in_transaction(d->st->db));
 	*lost = rc == 0 && db_changes(d->st->db) == 0;
+	if (*lost && (rc = fleet_renewal_skipped(d, "renewing the heartbeat", err)) != 0)
+		*lost = false;
 	if (rc == 0 && !*lost)
 		d->live_gen = d->st->conn_gen;
 	return rc;
