@@ -1,13 +1,16 @@
 """More of what a hostile operator does to the real binaries: output read by a reader that
-goes away, and the like. Each gets one clear error naming what is wrong and a status that
+goes away, HTTP requests libmicrohttpd answers itself, and the like. Each gets one clear error naming what is wrong and a status that
 says it failed."""
+import json
 import os
+import signal
 import subprocess
 
 import pytest
 
 from conftest import binpath
 from telemetry_helpers import imported_db
+from test_hostile_peers import H, answer, exchange, serving
 
 
 def stdout_gone(argv):
@@ -46,3 +49,30 @@ def test_output_into_a_reader_gone_is_one_line_naming_broken_pipe(tmp, command, 
     assert p.returncode == 2, p
     assert [line for line in p.stderr.splitlines() if line.startswith("autopack-ctl:")] == [
         "autopack-ctl: writing /dev/full failed: No space left on device"], p.stderr
+
+
+def test_an_http_11_request_without_a_host_gets_one_json_answer(tmp):
+    """libmicrohttpd held to the protocol answered an HTTP/1.1 request without a Host with
+    two status lines and two header blocks before one HTML body: a client read the second
+    block as the body. A request line with two spaces before its version was closed with
+    no answer at all."""
+    sup, port = serving(tmp)
+    try:
+        for request in (b"GET /healthz HTTP/1.1\r\n\r\n",
+                        b"GET /healthz HTTP/1.1\r\nHost : 127.0.0.1\r\n\r\n"):
+            raw = exchange(port, request)
+            assert raw.count(b"HTTP/1.1 400 ") == 1, raw
+            status, headers, body = answer(raw)
+            assert status == 400 and headers["content-type"] == "application/json", raw
+            assert raw.endswith(body), raw
+            assert json.loads(body) == {
+                "ok": False, "error": "bad_request",
+                "message": "an HTTP/1.1 request must name its Host; this one names none"}
+        # HTTP/1.0 needs none.
+        status, _, body = answer(exchange(port, b"GET /healthz HTTP/1.0\r\n\r\n"))
+        assert status == 200 and json.loads(body)["status"] == "ok", body
+        status, _, body = answer(exchange(port, b"GET /healthz  HTTP/1.1\r\n" + H + b"\r\n"))
+        assert status == 404 and json.loads(body)["error"] == "not_found", body
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
