@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import binpath
+from conftest import binpath, ctl
 from telemetry_helpers import imported_db
 from test_hostile_peers import H, answer, exchange, serving
 
@@ -76,3 +76,37 @@ def test_an_http_11_request_without_a_host_gets_one_json_answer(tmp):
     finally:
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0, sup.stderr()
+
+
+def test_db_check_counts_a_try_in_flight_as_sent_not_failed(tmp):
+    """`db check` during a drain, or after its supervisor was killed, counted each try
+    whose answer had not come yet (status 'sent') among the failed calls: a drain whose
+    calls had all succeeded so far showed "1 failed calls"."""
+    from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
+    from supervisor_helpers import Supervisor, wait_for
+    tmp = str(tmp)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", os.path.join(tmp, "ws"), [phase_spec("p1", ("out/p1.py",))])])
+    llm = Standin(tmp, {"markers": {"out/p1.py": [{"mode": "sleep", "seconds": 60}]}})
+    sup = Supervisor(tmp, url, "--workers", 1, "--llm-timeout-seconds", 120, *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": "sk-ant-in-flight-test"})
+    try:
+        sup.wait_ready()
+        wait_for(lambda: rows(url, "SELECT * FROM llm_usage_events WHERE status = 'sent'"
+                                   " AND seq IS NOT NULL"), 60, what="the try announced")
+        r = ctl("--db", url, "db", "check")
+        assert r.rc == 0, r
+        assert ("llm_usage_events: 1 (0 failed calls, 0 lost with their worker, 1 sent"
+                " with no outcome yet), 0 tokens") in r.out, r.out
+        r = ctl("--db", url, "--json", "db", "check")
+        assert r.rc == 0, r
+        usage = json.loads(r.out)["telemetry"]["llm_usage"]
+        assert (usage["failed"], usage["lost"], usage["sent"]) == (0, 0, 1), usage
+        sup.proc.kill()
+        sup.proc.wait()
+        r = ctl("--db", url, "db", "check")
+        assert ("llm_usage_events: 1 (0 failed calls, 0 lost with their worker, 1 sent"
+                " with no outcome yet), 0 tokens") in r.out, r.out
+    finally:
+        sup.kill()
+        llm.stop()
