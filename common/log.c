@@ -1,4 +1,5 @@
 #include "common/log.h"
+#include "common/dbfiles.h"
 #include "common/strbuf.h"
 #include "common/utf8.h"
 #include "common/util.h"
@@ -72,62 +73,13 @@ void log_configure(enum log_level min, enum log_format format)
 	log_fmt = format;
 }
 
-/* Whether the file `path` (opened read-only: one this process may not read is not
- * judged) begins as one of an SQLite database's files: the database ("SQLite format 3"
- * and a NUL), its write-ahead log (magic 0x377f0682 or 0x377f0683, big-endian) or its WAL
- * index (-shm: version 3007000, in the machine's byte order). A log line begins with none
- * of them. */
-static bool log_begins_as_database(const char *path)
-{
-	static const unsigned char sqlite_magic[16] = "SQLite format 3";
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	unsigned char b[16];
-	struct stat st;
-	uint32_t be, native;
-	ssize_t n = -1;
-
-	if (fd < 0)
-		return false;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-		n = pread(fd, b, sizeof b, 0);
-	close(fd);
-	if (n < 4)
-		return false;
-	be = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-	memcpy(&native, b, sizeof native);
-	return (n == sizeof b && memcmp(b, sqlite_magic, sizeof b) == 0) || be == 0x377f0682 ||
-	    be == 0x377f0683 || native == 3007000;
-}
-
-/* Whether `path` is named <database>-wal, -shm or -journal beside a file that begins as a
- * database (an empty -wal, which its first bytes cannot tell, or one not made yet). */
-static bool log_names_database_side(const char *path)
-{
-	static const char *const sides[] = { "-wal", "-shm", "-journal" };
-	size_t len = strlen(path);
-
-	for (size_t i = 0; i < sizeof sides / sizeof *sides; i++) {
-		size_t n = strlen(sides[i]);
-
-		if (len > n && strcmp(path + len - n, sides[i]) == 0) {
-			char *db = xstrndup(path, len - n);
-			bool is = log_begins_as_database(db);
-
-			free(db);
-			if (is)
-				return true;
-		}
-	}
-	return false;
-}
-
 /* Whether the file open for writing at `fd` begins as one of an SQLite database's files. */
 static bool log_is_database(int fd)
 {
 	char self[64];
 
 	snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-	return log_begins_as_database(self);
+	return dbfiles_begins_as_database(self);
 }
 
 /* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened:
@@ -142,7 +94,7 @@ int log_open(const char *path)
 	FILE *f;
 
 	/* Judged by its name first: a database's side file is not created to be refused. */
-	if (log_names_database_side(path))
+	if (dbfiles_names_database_side(path))
 		return LOG_EDATABASE;
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
 	f = fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == 0 ? fdopen(fd, "a") :

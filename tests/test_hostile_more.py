@@ -10,6 +10,7 @@ import pytest
 
 from conftest import binpath, ctl
 from telemetry_helpers import imported_db
+from supervisor_helpers import Supervisor
 from test_hostile_peers import H, answer, exchange, serving
 
 
@@ -110,3 +111,39 @@ def test_db_check_counts_a_try_in_flight_as_sent_not_failed(tmp):
     finally:
         sup.kill()
         llm.stop()
+
+
+def test_telemetry_export_never_empties_another_database(tmp):
+    """`telemetry export --out b.db` (two names swapped, or one mistyped) truncated b.db, an
+    autopack database of its own, maybe one a supervisor was draining, and wrote NDJSON
+    into it; its -wal too (`--log-file` was already refused them)."""
+    import hashlib
+    a = "sqlite:///" + str(imported_db(tmp, "a.db"))
+    b = tmp / "b.db"
+    assert ctl("--db", "sqlite:///" + str(b), "db", "init").rc == 0
+    before = hashlib.sha256(b.read_bytes()).hexdigest()
+    sup = Supervisor(tmp, "sqlite:///" + str(b), "--workers", 0, "--allow-empty-db")
+    try:
+        sup.wait_ready()
+        wal = tmp / "b.db-wal"
+        before_wal = hashlib.sha256(wal.read_bytes()).hexdigest()
+        # Its -wal and -shm too, while a supervisor holds it, and a -journal not made yet.
+        for out in ("b.db", str(b), "b.db-wal", "b.db-shm", "b.db-journal"):
+            r = ctl("--db", a, "telemetry", "export", "--out", out)
+            assert r.rc == 1, r
+            assert ("autopack-ctl: refusing to write %s: it is an SQLite database's file (a "
+                    "database, its -wal or its -shm), which writing would destroy; nothing was"
+                    " written: name another file\n" % out) in r.err, r.err
+            assert hashlib.sha256(b.read_bytes()).hexdigest() == before
+            assert hashlib.sha256(wal.read_bytes()).hexdigest() == before_wal
+        assert not os.path.exists(str(tmp / "b.db-journal"))
+        assert sup.status()["ok"]
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    assert ctl("--db", "sqlite:///" + str(b), "db", "check", "--allow-empty-db").rc == 0
+    # A file that is no database is written over as before.
+    (tmp / "old.ndjson").write_text("x" * 100000)
+    r = ctl("--db", a, "telemetry", "export", "--out", "old.ndjson")
+    assert r.rc == 0, r
+    assert len((tmp / "old.ndjson").read_text().splitlines()) == 64
