@@ -147,3 +147,46 @@ def test_telemetry_export_never_empties_another_database(tmp):
     r = ctl("--db", a, "telemetry", "export", "--out", "old.ndjson")
     assert r.rc == 0, r
     assert len((tmp / "old.ndjson").read_text().splitlines()) == 64
+
+
+def test_a_read_only_mount_shows_the_commits_in_a_write_ahead_log_left_there(tmp):
+    """A database whose supervisor died (or whose file system was remounted read-only under
+    it) keeps its last commits in its -wal. On a read-only mount the reading commands
+    opened the file immutable, which reads the database file alone: `session list` said
+    "no drain sessions yet" and `db check` counted none of the logged rows. Without the
+    -shm SQLite reads the log through, the read is refused naming the directory."""
+    import shutil
+    from supervisor_helpers import new_db
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount the directory read-only")
+    d = tmp / "ro"
+    d.mkdir()
+    url = new_db(d, runs=1, phases=1)
+    sup = Supervisor(d, url, "--workers", 0)
+    sup.wait_ready()
+    sup.proc.kill()
+    sup.proc.wait()
+    os.unlink(str(d / "sup.sock"))
+    assert os.path.getsize(str(d / "autopack.db-wal")) > 32
+    ctl_bin = binpath("autopack-ctl")
+
+    def on_read_only_mount():
+        script = ('mount --make-rprivate / && mount -o bind,ro "$1" "$1" || exit 99; shift; '
+                  '"$@" session list; echo "rc=$?"; "$@" db check; echo "rc=$?"')
+        p = subprocess.run(["unshare", "-m", "--propagation", "unchanged", "sh", "-c", script,
+                            "sh", str(d), ctl_bin, "--db", url], capture_output=True,
+                           text=True, timeout=120)
+        if p.returncode == 99:
+            pytest.skip("mounting read-only is not permitted here: " + p.stderr)
+        return p
+
+    # The session the supervisor began is in the log alone.
+    p = on_read_only_mount()
+    assert p.stdout.count("rc=0") == 2, p
+    assert "no drain sessions yet" not in p.stdout and " interrupted " in p.stdout, p
+    os.rename(str(d / "autopack.db-shm"), str(tmp / "shm"))
+    p = on_read_only_mount()
+    assert "rc=0" not in p.stdout, p
+    assert ("autopack.db: cannot read: unable to open database file" in p.stderr
+            and "copy the database with its -wal, if any, to a writable directory"
+            in p.stderr), p

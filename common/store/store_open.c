@@ -21,6 +21,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#define STORE_WAL_HEADER 32 /* the bytes of a write-ahead log's header; its frames follow */
+
 /* Return the directory where the file system holding `path` is mounted (a heap string). */
 static char *store_mount_point(const char *path, dev_t dev)
 {
@@ -99,23 +101,31 @@ static int store_check_sqlite(struct db *db, const char *path, struct store_err 
 	ro = access(dir[0] != '\0' ? dir : "/", W_OK) != 0;
 	rc = store_fail(err, STORE_EIO, "%s: cannot read: %s%s%s%s", path, db_errmsg(db),
 	    ro ? " (the directory " : "", ro ? dir : "",
-	    ro ? " is read-only to this user, and SQLite reads a WAL database through a -shm "
-	         "file it makes there; copy the database to a writable directory, or let "
-	         "this user write the directory)" :
-	         "");
+	    ro ?
+	        " is read-only to this user, and SQLite reads a WAL database through a -shm "
+	        "file it makes there; copy the database with its -wal, if any, to a writable directory, or let "
+	        "this user write the directory)" :
+	        "");
 	free(dir);
 	return rc;
 }
 
 /* Open a database for reading. On a read-only file system nothing can change it, so it
- * is opened immutable: SQLite then needs no -shm file, which it could not create there. */
+ * is opened immutable: SQLite then needs no -shm file, which it could not create there.
+ * Not when a write-ahead log beside it holds frames (its writer died, or the file system
+ * was remounted read-only under it): immutable reads the database file alone, and would
+ * show none of the commits in the log. Then it is read through the log and the -shm left
+ * with it; without that -shm the first read fails, naming the directory. */
 static int store_connect_read(const char *path, struct db **db, struct store_err *err)
 {
 	struct statvfs vfs;
-	char *uri;
+	struct stat wal;
+	char *uri = xasprintf("%s-wal", path);
+	bool logged = stat(uri, &wal) == 0 && wal.st_size > STORE_WAL_HEADER;
 	int rc;
 
-	if (statvfs(path, &vfs) != 0 || (vfs.f_flag & ST_RDONLY) == 0)
+	free(uri);
+	if (logged || statvfs(path, &vfs) != 0 || (vfs.f_flag & ST_RDONLY) == 0)
 		return store_connect(path, SQLITE_OPEN_READONLY, "", db, err);
 	/* Canonical paths hold no '?', '#' or '%' (dburl.c refuses them). */
 	uri = xasprintf("file:%s?immutable=1", path);
