@@ -10,7 +10,7 @@ import pytest
 
 from conftest import binpath, ctl
 from telemetry_helpers import imported_db
-from supervisor_helpers import Supervisor
+from supervisor_helpers import Supervisor, sql
 from test_hostile_peers import H, answer, exchange, serving
 
 
@@ -190,3 +190,37 @@ def test_a_read_only_mount_shows_the_commits_in_a_write_ahead_log_left_there(tmp
     assert ("autopack.db: cannot read: unable to open database file" in p.stderr
             and "copy the database with its -wal, if any, to a writable directory"
             in p.stderr), p
+
+
+@pytest.mark.parametrize("flag,what", [("i", "immutable"), ("a", "append-only")])
+def test_an_immutable_or_append_only_database_is_named_so(tmp, flag, what):
+    """`chattr +i` (or `+a`) on the database: a writing command said "cannot write it as
+    uid 0: Operation not permitted (mode 0600, owner uid 0)" (immutable), or got as far as
+    its first statement, "attempt to write a readonly database" (append-only), naming no
+    cause; a reading command left a -wal and a -shm beside the file it had read."""
+    import shutil
+    from supervisor_helpers import new_db
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("needs root and chattr")
+    url = new_db(tmp, runs=1, phases=1)
+    path = url[len("sqlite:///"):]
+    assert sorted(os.listdir(str(tmp))) == ["autopack.db", "plan.json", "ws"]
+    if subprocess.run(["chattr", "+" + flag, path], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no chattr +%s" % flag)
+    try:
+        for command in (["db", "check"], ["session", "list"], ["failed"]):
+            r = ctl("--db", url, *command)
+            assert r.rc == 0, r
+        assert sorted(os.listdir(str(tmp))) == ["autopack.db", "plan.json", "ws"]
+        want = ("%s: cannot write it: it is %s (chattr +%s); SQLite writes a database and its"
+                " -wal and -shm in place (lsattr %s shows the flag; chattr -%s %s, as root,"
+                " clears it)" % (path, what, flag, path, flag, path))
+        r = ctl("--db", url, "db", "reidentify")
+        assert r.rc == 2 and "autopack-ctl: " + want + "\n" in r.err, r
+        p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--dry-run",
+                            "--exit-when-drained"], capture_output=True, text=True,
+                           timeout=60, env=dict(os.environ, ANTHROPIC_API_KEY="sk-ant-x"))
+        assert p.returncode == 1 and want in p.stderr, p
+    finally:
+        subprocess.run(["chattr", "-" + flag, path], check=True)
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
