@@ -5,6 +5,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -17,6 +18,13 @@
 
 /* A message shorter than this is formatted on the stack. */
 #define LOG_MSG_STACK 1024
+/* How long a line waits for standard error to take it (a pipe whose reader is slow, or
+ * has stopped reading) before it is dropped; once one was dropped, the next ones are not
+ * waited for until a line goes out again. */
+#define LOG_STDERR_WAIT_MS 1000
+/* The most written to standard error at once once it is writable: a pipe takes a page
+ * without blocking. */
+#define LOG_STDERR_CHUNK 4096
 
 static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
@@ -27,6 +35,9 @@ static int log_journal = -1;  /* unknown until the first line */
 static bool log_following;    /* log_follow before every line */
 static bool log_file_failing; /* the last line to log_file could not be written */
 static bool log_on_stderr;    /* the line being written goes to stderr, log_file or not */
+/* Lines standard error did not take in time, not reported yet; under stderr's lock. */
+static unsigned long long log_stderr_dropped;
+static bool log_stderr_stuck; /* the last line to stderr was dropped; under its lock */
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 static const char *const format_names[] = { "text", "json" };
@@ -343,6 +354,69 @@ static void log_stderr(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Write a line to standard error, each part once it can take it, waiting at most
+ * LOG_STDERR_WAIT_MS for it (none while it is stuck): a reader that stopped reading a pipe
+ * (a pager, a stalled log shipper) or a paused terminal must not stop the process's event
+ * loop, its drain with it. 0, 1 when the line (or its rest) was dropped, else the errno
+ * of the write. Called under stderr's lock. */
+static int log_stderr_write(const char *s, size_t len)
+{
+	int fd = fileno(stderr);
+
+	while (len > 0) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int r = poll(&p, 1, log_stderr_stuck ? 0 : LOG_STDERR_WAIT_MS);
+		ssize_t n;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0) {
+			log_stderr_stuck = true;
+			return 1;
+		}
+		n = write(fd, s, len < LOG_STDERR_CHUNK ? len : LOG_STDERR_CHUNK);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return errno;
+		s += n;
+		len -= (size_t)n;
+	}
+	log_stderr_stuck = false;
+	return 0;
+}
+
+/* Put a line on standard error (log_stderr_write), counting it when it was dropped. */
+static int log_stderr_put(const char *s, size_t len)
+{
+	int rc = log_stderr_write(s, len);
+
+	if (rc == 1)
+		log_stderr_dropped++;
+	return rc == 1 ? 0 : rc;
+}
+
+/* Before a line to standard error: say how many lines it did not take, once it takes
+ * lines again. */
+static void log_stderr_say_dropped(void)
+{
+	struct pollfd p = { .fd = fileno(stderr), .events = POLLOUT };
+	unsigned long long n;
+
+	flockfile(stderr);
+	n = log_stderr_dropped;
+	if (n > 0 && poll(&p, 1, 0) == 1)
+		log_stderr_dropped = 0;
+	else
+		n = 0;
+	funlockfile(stderr);
+	if (n > 0)
+		log_stderr(LOG_WARN,
+		    "%llu log line(s) were dropped: standard error did not take them within %d ms "
+		    "(a pipe whose reader stopped reading, a paused terminal); the process went on",
+		    n, LOG_STDERR_WAIT_MS);
+}
+
 /* After a line went to the log file: when it could not be written (errno `err`: a full
  * disk, an I/O error) say so on stderr, naming the file and the cause, the first time,
  * and put the line there too; once a line is written again, say that on stderr. */
@@ -357,8 +431,9 @@ static void log_file_result(int err, const char *line, size_t len)
 		    " go to standard error",
 		    log_path, strerror(err));
 	if (err != 0) {
-		fwrite(line, 1, len, stderr);
-		fflush(stderr);
+		flockfile(stderr);
+		log_stderr_put(line, len);
+		funlockfile(stderr);
 	} else if (was_failing) {
 		log_stderr(LOG_WARN, "the log file %s is written again", log_path);
 	}
@@ -380,6 +455,8 @@ static void log_vline(
 	if (log_following)
 		log_follow();
 	out = log_file != NULL && !log_on_stderr ? log_file : stderr;
+	if (out == stderr && log_stderr_dropped > 0)
+		log_stderr_say_dropped();
 	journal = log_to_journal();
 	va_copy(again, ap);
 	n = vsnprintf(small, sizeof small, fmt, ap);
@@ -430,11 +507,16 @@ static void log_vline(
 		strbuf_puts(&b, "\n");
 	}
 	flockfile(out);
-	errno = 0;
-	fwrite(b.s, 1, b.len, out);
-	fflush(out);
-	werr = !ferror(out) ? 0 : errno != 0 ? errno : EIO;
-	clearerr(out);
+	if (out == stderr) {
+		fflush(stderr);
+		werr = log_stderr_put(b.s, b.len);
+	} else {
+		errno = 0;
+		fwrite(b.s, 1, b.len, out);
+		fflush(out);
+		werr = !ferror(out) ? 0 : errno != 0 ? errno : EIO;
+		clearerr(out);
+	}
 	funlockfile(out);
 	if (out != stderr)
 		log_file_result(werr, b.s, b.len);

@@ -224,3 +224,54 @@ def test_an_immutable_or_append_only_database_is_named_so(tmp, flag, what):
     finally:
         subprocess.run(["chattr", "-" + flag, path], check=True)
     assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+
+
+def test_a_standard_error_no_one_reads_does_not_stop_the_drain(tmp):
+    """`autopack-supervisor ... 2>&1 | less` left paused, or a log shipper that stopped
+    reading: once the pipe was full, the supervisor's next log line blocked its event loop,
+    and the workers' theirs; the drain stopped with its phases EXECUTING for ever, and
+    `status` got no answer. Lines standard error does not take within a second are now
+    dropped, counted, and the count said once it takes lines again."""
+    import fcntl
+    from supervisor_helpers import new_db, wait_for
+    url = new_db(tmp, runs=2, phases=5)
+    r, w = os.pipe()
+    fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ: one page, full after a few lines
+    env = dict(os.environ, ANTHROPIC_API_KEY="sk-ant-x")
+    p = subprocess.Popen([binpath("autopack-supervisor"), "--db", url, "--workers", "2",
+                          "--dry-run", "--log-level", "debug", "--control",
+                          str(tmp / "sup.sock")], stdout=subprocess.DEVNULL, stderr=w,
+                         env=env)
+    os.close(w)
+    try:
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'dry_run'")
+                 == [(10,)], 60, what="every phase drained")
+        st = ctl("--db", url, "status", "--control", str(tmp / "sup.sock"), timeout=60)
+        assert st.rc == 0, st
+        os.set_blocking(r, False)
+        before = b""
+        try:
+            while True:
+                before += os.read(r, 65536)
+        except BlockingIOError:
+            pass
+        os.set_blocking(r, True)
+        fcntl.fcntl(r, 1031, 65536)
+        # Emptied, the pipe takes lines again: the next one (SIGHUP's) follows the count.
+        p.send_signal(signal.SIGHUP)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0
+        after = b""
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            after += chunk
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(r)
+    assert b"log line(s) were dropped: standard error did not take them within 1000 ms" \
+        in after, after
+    assert b"SIGHUP: no --log-file to reopen" in after, after
