@@ -9,8 +9,10 @@
  * CONTROL_FIRST_MS of its accept, or none for CONTROL_IDLE_MS after its last, is closed,
  * and a connection over the cap is accepted by closing the one that waited longest
  * without a request in hand (see control_victim), so that idle connections never lock
- * `status`, `scale` or `stop` out. */
+ * `status`, `scale` or `stop` out. Every connection dropped or refused is logged, at most
+ * one line a second for each cause and the rest counted (droplog.h). */
 #include "supervisor/cmd.h"
+#include "supervisor/droplog.h"
 #include "common/log.h"
 #include "common/procs.h"
 #include "common/store/store_runtime.h"
@@ -41,8 +43,6 @@
  * first request, and after each request (loop time the supervisor ran). */
 #define CONTROL_FIRST_MS 5000
 #define CONTROL_IDLE_MS 60000
-/* Connections closed idle or to make room are logged once, then counted for this long. */
-#define CONTROL_QUIET_MS 60000
 /* How long a reply may stay unread (loop time the supervisor ran) before the client is
  * dropped, and how often that is looked at. */
 #define CONTROL_UNREAD_MS 15000
@@ -64,8 +64,23 @@ static const struct sup_cmd sup_cmds[] = {
 
 static struct ctl_conn *conns;
 static int conn_max = CONTROL_CONN_MAX; /* set by control_listen (control_conn_max) */
-static uint64_t closed_quiet;           /* closed idle or to make room, not logged one by one */
-static uint64_t quiet_until_ms;         /* loop time until which such closes are only counted */
+/* The causes of drops (droplog.h): faults logged at most once a second; the closes a busy
+ * socket makes by design, and the refusals of a phase's processes (a phase may connect
+ * without end), once a minute. */
+static struct droplog drop_malformed = DROPLOG_INIT(
+    "control connection(s) dropped for a malformed frame", DROPLOG_SECOND);
+static struct droplog drop_fault = DROPLOG_INIT(
+    "control connection(s) dropped for replies left unread or a failed read or accept",
+    DROPLOG_SECOND);
+static struct droplog drop_uid = DROPLOG_INIT(
+    "control connection(s) of another user refused", DROPLOG_SECOND);
+static struct droplog drop_phase = DROPLOG_INIT(
+    "control connection(s) of a phase's processes refused", DROPLOG_MINUTE);
+static struct droplog drop_idle = DROPLOG_INIT("control connection(s) closed idle", DROPLOG_MINUTE);
+static struct droplog drop_room = DROPLOG_INIT(
+    "control connection(s) closed to make room for new ones", DROPLOG_MINUTE);
+static struct droplog *const drop_causes[] = { &drop_malformed, &drop_fault, &drop_uid, &drop_phase,
+	&drop_idle, &drop_room };
 static uv_timer_t ctl_sweep;
 static dev_t ctl_dev; /* the published socket, so that only it is removed at the end */
 static ino_t ctl_ino;
@@ -212,7 +227,7 @@ static void control_refused_cb(struct chan *ch, const char *why)
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
 	char msg[1024];
 
-	log_warn("control peer pid %d dropped: %s", (int)c->pid, why);
+	droplog_warn(&drop_malformed, "control peer pid %d dropped: %s", (int)c->pid, why);
 	snprintf(msg, sizeof msg, "request refused, connection closed: %s", why);
 	control_close_telling(c, "bad_request", msg);
 }
@@ -247,14 +262,25 @@ static void control_unlink(struct ctl_conn *c)
 	}
 }
 
-/* Forget a closed control connection; why it closed is logged unless it was closed idle
- * or to make room (control_note_close logged that, once a minute). */
+/* Log the drops of every cause counted and not told yet: those whose second is over, or
+ * all with `at_end`. */
+static void control_drops_flush(bool at_end)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(drop_causes); i++)
+		droplog_flush(drop_causes[i], at_end);
+}
+
+/* Forget a closed control connection; why it closed is logged unless it was closed idle,
+ * to make room or refused, which was logged then. */
 static void control_close_cb(struct chan *ch, const char *why)
 {
 	struct ctl_conn *c = container_of(ch, struct ctl_conn, chan);
 
 	if (why != NULL && !c->evicted)
-		log_warn("control peer pid %d dropped: %s", (int)c->pid, why);
+		droplog_warn(&drop_fault, "control peer pid %d dropped: %s", (int)c->pid, why);
+	/* After control_close no sweep is left to tell what was counted. */
+	if (!c->sup->ctl_open)
+		control_drops_flush(true);
 	control_unlink(c);
 	free(c);
 }
@@ -269,37 +295,6 @@ static int control_open_count(void)
 		if (!c->evicted && !c->chan.closing && !c->chan.last)
 			n++;
 	return n;
-}
-
-/* Log that a peer's connection was closed (idle, to make room for another, or refused as a
- * phase's): the first of CONTROL_QUIET_MS, the next ones are counted and summed up by
- * control_quiet_flush. */
-static void control_note_close(struct sup *s, struct ctl_conn *c, const char *why)
-{
-	uint64_t now = uv_now(s->loop);
-
-	if (now < quiet_until_ms) {
-		closed_quiet++;
-		return;
-	}
-	quiet_until_ms = now + CONTROL_QUIET_MS;
-	log_warn("control peer pid %d closed: %s; further such closes in the next %d s are "
-	         "counted",
-	    (int)c->pid, why, CONTROL_QUIET_MS / 1000);
-}
-
-/* Log how many closes control_note_close counted, once its quiet time is over. */
-static void control_quiet_flush(struct sup *s)
-{
-	uint64_t now = uv_now(s->loop);
-
-	if (closed_quiet == 0 || now < quiet_until_ms)
-		return;
-	log_warn("%llu more control connection(s) closed idle, to make room for new ones or "
-	         "refused in the last %d s",
-	    (unsigned long long)closed_quiet, CONTROL_QUIET_MS / 1000);
-	closed_quiet = 0;
-	quiet_until_ms = now + CONTROL_QUIET_MS;
 }
 
 /* Whether connection c has sent bytes not yet handled: read into its buffer, or still
@@ -388,7 +383,7 @@ static void control_evict(struct sup *s, struct ctl_conn *c)
 	 * loop's next turn, and the list is looked through at every accept. */
 	c->evicted = true;
 	control_unlink(c);
-	control_note_close(s, c, why);
+	droplog_warn(&drop_room, "control peer pid %d closed: %s", (int)c->pid, why);
 	if (unread)
 		chan_close(&c->chan, NULL);
 	else
@@ -425,11 +420,12 @@ static void control_sweep_cb(uv_timer_t *t)
 			    (unsigned long long)span / 1000,
 			    c->served ? " after its last" : " after it connected");
 			c->evicted = true;
-			control_note_close(s, c, why);
+			droplog_warn(
+			    &drop_idle, "control peer pid %d closed: %s", (int)c->pid, why);
 			chan_close(&c->chan, NULL);
 		}
 	}
-	control_quiet_flush(s);
+	control_drops_flush(false);
 	control_watch(s);
 	control_claim_watch(s);
 }
@@ -499,7 +495,7 @@ static void control_conn_cb(uv_stream_t *server, int status)
 	uv_os_fd_t fd;
 
 	if (status < 0) {
-		log_warn("control socket: %s", uv_strerror(status));
+		droplog_warn(&drop_fault, "control socket: %s", uv_strerror(status));
 		return;
 	}
 	c = xcalloc(1, sizeof *c);
@@ -524,16 +520,15 @@ static void control_conn_cb(uv_stream_t *server, int status)
 	c->pid = cred.pid;
 	c->uid = cred.uid;
 	if (cred.uid != getuid()) {
-		log_warn("control peer pid %d has uid %d, not %d; refused", (int)cred.pid,
-		    (int)cred.uid, (int)getuid());
-		chan_close(&c->chan, "peer uid differs");
+		c->evicted = true;
+		droplog_warn(&drop_uid, "control peer pid %d has uid %d, not %d; refused",
+		    (int)cred.pid, (int)cred.uid, (int)getuid());
+		chan_close(&c->chan, NULL);
 		return;
 	}
-	/* Logged as the idle closes are, the first of a minute: a phase may connect without
-	 * end. */
 	if (control_phase_peer(s, cred.pid, why, sizeof why)) {
 		c->evicted = true;
-		control_note_close(s, c, why);
+		droplog_warn(&drop_phase, "control peer pid %d closed: %s", (int)c->pid, why);
 		chan_close(&c->chan, NULL);
 		return;
 	}
@@ -860,4 +855,5 @@ void control_close(struct sup *s)
 		next = c->next;
 		chan_close(&c->chan, NULL);
 	}
+	control_drops_flush(true);
 }

@@ -10,6 +10,7 @@
  * identifier, the database name and its uuid) every second, and its verdict is in the
  * snapshot. */
 #include "supervisor/observe.h"
+#include "supervisor/droplog.h"
 #include "supervisor/http_deadline.h"
 #include "common/jsonload.h"
 #include "common/log.h"
@@ -44,7 +45,6 @@
  * one body, and closed a request line with two spaces unanswered; that Host is checked by
  * http_request_cb instead. */
 #define HTTP_STRICT 0
-#define HTTP_LOG_BURST 10 /* libmicrohttpd messages logged a minute */
 
 /* What the loop published; immutable once published, freed with its last reference. */
 struct http_snap {
@@ -62,8 +62,7 @@ struct http {
 	pthread_mutex_t lock;
 	struct http_snap *snap;
 	char *url;
-	uint64_t log_window_ms; /* the log limit's minute, under lock */
-	unsigned log_count, log_dropped;
+	struct droplog log_limit;        /* libmicrohttpd's messages, at most one a second */
 	bool started;                    /* MHD_start_daemon returned; under lock */
 	char start_msg[256];             /* libmicrohttpd's first message before that, under lock */
 	struct http_deadlines deadlines; /* of each connection's next request */
@@ -203,11 +202,10 @@ static void http_publish(struct sup *s)
 	pthread_mutex_unlock(&h->lock);
 }
 
-/* Publish the next snapshot, and close the connections whose request is late. */
-static void http_timer_cb(uv_timer_t *t)
+/* Log, in one line each, the connections closed since the last call to make room for
+ * new ones, and the `late` ones answered 408. */
+static void http_log_closes(struct sup *s, unsigned n)
 {
-	struct sup *s = t->data;
-	unsigned n = http_deadlines_enforce(&s->http->deadlines);
 	uint64_t made_room = http_deadlines_evicted(&s->http->deadlines);
 
 	if (n > 0)
@@ -219,6 +217,16 @@ static void http_timer_cb(uv_timer_t *t)
 		         " for new ones (%d at most from one address, %d in all)",
 		    (unsigned long long)made_room, s->http->deadlines.per_ip,
 		    s->http->deadlines.limit - s->http->deadlines.spare);
+}
+
+/* Publish the next snapshot, close the connections whose request is late, and log the
+ * closes and the server's messages counted in the last second (once a second each). */
+static void http_timer_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	http_log_closes(s, http_deadlines_enforce(&s->http->deadlines));
+	droplog_flush(&s->http->log_limit, false);
 	http_publish(s);
 }
 
@@ -452,13 +460,11 @@ static size_t http_unescape_cb(void *cls, struct MHD_Connection *c, char *s)
 	return strlen(s);
 }
 
-/* Route libmicrohttpd's messages into the log, at most HTTP_LOG_BURST a minute: a client
- * sending junk must not flood it. */
+/* Route libmicrohttpd's messages into the log, at most one a second and the rest counted
+ * (droplog.h): a client sending junk must not flood it. */
 static void http_log_cb(void *cls, const char *fmt, va_list ap)
 {
 	struct http *h = cls;
-	uint64_t now = clock_mono_ms();
-	unsigned dropped = 0;
 	char msg[512];
 	size_t n;
 
@@ -469,25 +475,12 @@ static void http_log_cb(void *cls, const char *fmt, va_list ap)
 		pthread_mutex_unlock(&h->lock);
 		return;
 	}
-	if (now - h->log_window_ms >= 60000) {
-		dropped = h->log_dropped;
-		h->log_window_ms = now;
-		h->log_count = h->log_dropped = 0;
-	}
-	if (h->log_count >= HTTP_LOG_BURST) {
-		h->log_dropped++;
-		pthread_mutex_unlock(&h->lock);
-		return;
-	}
-	h->log_count++;
 	pthread_mutex_unlock(&h->lock);
-	if (dropped > 0)
-		log_warn("http: %u more message(s) about bad requests not shown", dropped);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	n = strlen(msg);
 	while (n > 0 && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	log_warn("http: %s", msg);
+	droplog_warn(&h->log_limit, "http: %s", msg);
 }
 
 /* Parse the address, publish a first snapshot and start the server thread. */
@@ -510,6 +503,7 @@ int http_start(struct sup *s)
 	h = xcalloc(1, sizeof *h);
 	s->http = h;
 	pthread_mutex_init(&h->lock, NULL);
+	droplog_init(&h->log_limit, "message(s) from the HTTP server", DROPLOG_SECOND);
 	if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY)
 		files.rlim_cur = (rlim_t)HTTP_CONNECTIONS * HTTP_FILES_SHARE;
 	http_deadlines_init(&h->deadlines, http_limit((unsigned long long)files.rlim_cur));
@@ -582,8 +576,11 @@ void http_stop(struct sup *s)
 
 	if (h == NULL)
 		return;
-	if (h->daemon != NULL)
+	if (h->daemon != NULL) {
 		MHD_stop_daemon(h->daemon);
+		http_log_closes(s, 0);
+		droplog_flush(&h->log_limit, true);
+	}
 	h->daemon = NULL;
 	uv_timer_stop(&h->timer);
 }

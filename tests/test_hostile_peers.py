@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -243,8 +244,9 @@ def test_a_malformed_control_frame_is_answered_with_what_was_wrong_before_the_cl
             s.close()
         st = sup.status()
         assert st["paused"] is False and st["pool"]["target"] == 0, st
-        # The peer's drops are logged, and the supervisor serves on.
-        assert "dropped: request.cmd: expected string, got integer" in sup.stderr()
+        # The peer's drops are logged (the first in full, the next ones within its second
+        # counted), and the supervisor serves on.
+        assert "dropped: request.id: expected integer, got string" in sup.stderr()
         assert sup.ctl("scale", "0").rc == 0
     finally:
         sup.signal(signal.SIGTERM)
@@ -523,3 +525,46 @@ def test_a_flood_of_control_connections_under_a_low_file_limit_leaves_status_and
     assert ("control socket: at most 8 connection(s) at once, not 64: the connections take "
             "an eighth of the open files this process may have (ulimit -n)") in sup.stderr()
     assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("success", 8)]
+
+
+def drop_lines(err, detail, summary):
+    """(lines logged, drops counted) for one cause in a supervisor's log: its lines in full
+    (containing `detail`) and its summaries ("N more <summary> in the last X s")."""
+    lines = [l for l in err.splitlines() if detail in l]
+    sums = [int(m.group(1)) for m in re.finditer(
+        r"warn: (\d+) more " + re.escape(summary) + r" in the last \d+\.\d s", err)]
+    return len(lines) + len(sums), len(lines) + sum(sums)
+
+
+def test_a_flood_of_dropped_connections_logs_a_line_a_second_per_cause_and_counts_every_one(
+        tmp):
+    """Each control connection dropped for a malformed frame, and each message of the HTTP
+    server about a bad request, was logged in a line of its own (control: a flood of
+    connections flooded the log and the journal) or, past 10 a minute, dropped without a
+    count (HTTP: the rest of the minute was never told). Each cause now logs at most one
+    line a second, the first drop in full and then "N more ... in the last X s", and the
+    lines count every drop, also those of the last second before the stop."""
+    sup, port = serving(tmp)
+    n = 0
+    try:
+        start = time.monotonic()
+        # Over three seconds, so that each cause logs in several seconds.
+        while n < 300 or time.monotonic() - start < 3.5:
+            replies = control_exchange(sup.control, frame(dict(REQ, cmd=5)))
+            assert replies and replies[-1]["code"] == "bad_request", replies
+            raw = exchange(port, b"GET /healthz HTTP/1.1\r\n\r\n")
+            assert answer(raw)[0] == 400, raw
+            n += 1
+        took = time.monotonic() - start
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    err = sup.stderr()
+    # libmicrohttpd says two things of each request: no Host header, and the 400 sent.
+    for detail, summary, each in (
+            ("dropped: request.cmd: expected string, got integer",
+             "control connection(s) dropped for a malformed frame", 1),
+            ("] warn: http: ", "message(s) from the HTTP server", 2)):
+        lines, drops = drop_lines(err, detail, summary)
+        assert drops == n * each, (detail, lines, drops, n, err[-3000:])
+        assert 3 <= lines <= took + 2, (detail, lines, took, err[-3000:])
