@@ -18,13 +18,14 @@
 
 /* A message shorter than this is formatted on the stack. */
 #define LOG_MSG_STACK 1024
-/* How long a line waits for standard error to take it (a pipe whose reader is slow, or
- * has stopped reading) before it is dropped; once one was dropped, the next ones are not
- * waited for until a line goes out again. */
-#define LOG_STDERR_WAIT_MS 1000
-/* The most written to standard error at once once it is writable: a pipe takes a page
- * without blocking. */
-#define LOG_STDERR_CHUNK 4096
+/* How long a line waits for a stream (stderr, or a log file that is a FIFO, a socket or
+ * a terminal) to take it, a pipe whose reader is slow or has stopped reading, before it is
+ * dropped; once one was dropped, the next ones are not waited for until a line goes out
+ * again. */
+#define LOG_STREAM_WAIT_MS 1000
+/* The most written to a stream at once once it is writable: a pipe takes a page without
+ * blocking. */
+#define LOG_STREAM_CHUNK 4096
 
 static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
@@ -35,9 +36,15 @@ static int log_journal = -1;  /* unknown until the first line */
 static bool log_following;    /* log_follow before every line */
 static bool log_file_failing; /* the last line to log_file could not be written */
 static bool log_on_stderr;    /* the line being written goes to stderr, log_file or not */
-/* Lines standard error did not take in time, not reported yet; under stderr's lock. */
-static unsigned long long log_stderr_dropped;
-static bool log_stderr_stuck; /* the last line to stderr was dropped; under its lock */
+static bool log_file_stream;  /* log_file is no regular file: written as a stream */
+
+/* A stream lines go to: the lines it did not take in time, not said yet, and whether the
+ * last one was dropped; under the lock of its FILE. */
+struct log_stream {
+	unsigned long long dropped;
+	bool stuck;
+};
+static struct log_stream log_err_stream, log_file_stream_state;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 static const char *const format_names[] = { "text", "json" };
@@ -101,6 +108,7 @@ static bool log_is_database(int fd)
  * path since, or a path mistyped). The lines are then written blocking, as to stderr. */
 int log_open(const char *path)
 {
+	struct stat st;
 	int fd;
 	FILE *f;
 
@@ -125,6 +133,8 @@ int log_open(const char *path)
 	if (log_file != NULL)
 		fclose(log_file);
 	log_file = f;
+	log_file_stream = fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode);
+	log_file_stream_state.stuck = false;
 	if (log_path != path) {
 		free(log_path);
 		log_path = xstrdup(path);
@@ -354,27 +364,25 @@ static void log_stderr(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Write a line to standard error, each part once it can take it, waiting at most
- * LOG_STDERR_WAIT_MS for it (none while it is stuck): a reader that stopped reading a pipe
- * (a pager, a stalled log shipper) or a paused terminal must not stop the process's event
- * loop, its drain with it. 0, 1 when the line (or its rest) was dropped, else the errno
- * of the write. Called under stderr's lock. */
-static int log_stderr_write(const char *s, size_t len)
+/* Write a line to the stream at `fd`, each part once it can take it, waiting at most
+ * LOG_STREAM_WAIT_MS for it (none while it is stuck): a reader that stopped reading a pipe
+ * or FIFO (a pager, a stalled log shipper) or a paused terminal must not stop the
+ * process's event loop, its drain with it. 0, 1 when the line (or its rest) was dropped,
+ * else the errno of the write. Called under the lock of the stream's FILE. */
+static int log_stream_write(int fd, struct log_stream *k, const char *s, size_t len)
 {
-	int fd = fileno(stderr);
-
 	while (len > 0) {
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		int r = poll(&p, 1, log_stderr_stuck ? 0 : LOG_STDERR_WAIT_MS);
+		int r = poll(&p, 1, k->stuck ? 0 : LOG_STREAM_WAIT_MS);
 		ssize_t n;
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r == 0) {
-			log_stderr_stuck = true;
+			k->stuck = true;
 			return 1;
 		}
-		n = write(fd, s, len < LOG_STDERR_CHUNK ? len : LOG_STDERR_CHUNK);
+		n = write(fd, s, len < LOG_STREAM_CHUNK ? len : LOG_STREAM_CHUNK);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0)
@@ -382,39 +390,51 @@ static int log_stderr_write(const char *s, size_t len)
 		s += n;
 		len -= (size_t)n;
 	}
-	log_stderr_stuck = false;
+	k->stuck = false;
 	return 0;
 }
 
-/* Put a line on standard error (log_stderr_write), counting it when it was dropped. */
-static int log_stderr_put(const char *s, size_t len)
+/* Put a line on `out` as a stream (log_stream_write), counting it when it was dropped;
+ * 0 or the errno of the write. */
+static int log_stream_put(FILE *out, struct log_stream *k, const char *s, size_t len)
 {
-	int rc = log_stderr_write(s, len);
+	int rc;
 
+	fflush(out);
+	rc = log_stream_write(fileno(out), k, s, len);
 	if (rc == 1)
-		log_stderr_dropped++;
+		k->dropped++;
 	return rc == 1 ? 0 : rc;
 }
 
-/* Before a line to standard error: say how many lines it did not take, once it takes
- * lines again. */
-static void log_stderr_say_dropped(void)
+/* Before a line to the stream `out`: say how many lines it did not take, once it takes
+ * lines again, in a line of its own to it. */
+static void log_stream_say_dropped(FILE *out, struct log_stream *k)
 {
-	struct pollfd p = { .fd = fileno(stderr), .events = POLLOUT };
+	struct pollfd p = { .fd = fileno(out), .events = POLLOUT };
 	unsigned long long n;
 
-	flockfile(stderr);
-	n = log_stderr_dropped;
+	flockfile(out);
+	n = k->dropped;
 	if (n > 0 && poll(&p, 1, 0) == 1)
-		log_stderr_dropped = 0;
+		k->dropped = 0;
 	else
 		n = 0;
-	funlockfile(stderr);
-	if (n > 0)
+	funlockfile(out);
+	if (n == 0)
+		return;
+	if (out == stderr)
 		log_stderr(LOG_WARN,
-		    "%llu log line(s) were dropped: standard error did not take them within %d ms "
-		    "(a pipe whose reader stopped reading, a paused terminal); the process went on",
-		    n, LOG_STDERR_WAIT_MS);
+		    "%llu log line(s) were dropped: %s did not take them within %d ms "
+		    "(a pipe whose reader stopped reading, a paused terminal); the "
+		    "process went on",
+		    n, "standard error", LOG_STREAM_WAIT_MS);
+	else
+		log_msg(LOG_WARN,
+		    "%llu log line(s) were dropped: %s did not take them within %d ms "
+		    "(a pipe whose reader stopped reading, a paused terminal); the "
+		    "process went on",
+		    n, log_path, LOG_STREAM_WAIT_MS);
 }
 
 /* After a line went to the log file: when it could not be written (errno `err`: a full
@@ -432,7 +452,7 @@ static void log_file_result(int err, const char *line, size_t len)
 		    log_path, strerror(err));
 	if (err != 0) {
 		flockfile(stderr);
-		log_stderr_put(line, len);
+		log_stream_put(stderr, &log_err_stream, line, len);
 		funlockfile(stderr);
 	} else if (was_failing) {
 		log_stderr(LOG_WARN, "the log file %s is written again", log_path);
@@ -446,6 +466,7 @@ static void log_vline(
     enum log_level level, const struct log_about *about, const char *fmt, va_list ap)
 {
 	FILE *out;
+	struct log_stream *stream;
 	bool journal;
 	struct strbuf b = { 0 };
 	char ts[32], small[LOG_MSG_STACK], *msg = small, *heap = NULL;
@@ -455,8 +476,9 @@ static void log_vline(
 	if (log_following)
 		log_follow();
 	out = log_file != NULL && !log_on_stderr ? log_file : stderr;
-	if (out == stderr && log_stderr_dropped > 0)
-		log_stderr_say_dropped();
+	stream = out == stderr ? &log_err_stream : log_file_stream ? &log_file_stream_state : NULL;
+	if (stream != NULL && stream->dropped > 0)
+		log_stream_say_dropped(out, stream);
 	journal = log_to_journal();
 	va_copy(again, ap);
 	n = vsnprintf(small, sizeof small, fmt, ap);
@@ -507,9 +529,8 @@ static void log_vline(
 		strbuf_puts(&b, "\n");
 	}
 	flockfile(out);
-	if (out == stderr) {
-		fflush(stderr);
-		werr = log_stderr_put(b.s, b.len);
+	if (stream != NULL) {
+		werr = log_stream_put(out, stream, b.s, b.len);
 	} else {
 		errno = 0;
 		fwrite(b.s, 1, b.len, out);

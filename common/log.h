@@ -3,8 +3,9 @@
  * "run", "phase", "attempt", "session", "worker" where the message is about them}. When
  * stderr is the systemd journal (JOURNAL_STREAM names it) and no log file is open, a line
  * starts with the syslog priority "<N>" instead of a time and level, as journald expects
- * (README.md, "Logs"). A line stderr does not take within a second (a reader that stopped
- * reading) is dropped and counted, and the count said once stderr takes lines again. */
+ * (README.md, "Logs"). A line stderr, or a log file that is no regular file, does not take
+ * within a second (a reader that stopped reading) is dropped and counted, and the count
+ * said once it takes lines again. */
 #ifndef AUTOPACK_LOG_H
 #define AUTOPACK_LOG_H
 

@@ -226,33 +226,43 @@ def test_an_immutable_or_append_only_database_is_named_so(tmp, flag, what):
     assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
 
 
-def test_a_standard_error_no_one_reads_does_not_stop_the_drain(tmp):
-    """`autopack-supervisor ... 2>&1 | less` left paused, or a log shipper that stopped
-    reading: once the pipe was full, the supervisor's next log line blocked its event loop,
-    and the workers' theirs; the drain stopped with its phases EXECUTING for ever, and
-    `status` got no answer. Lines standard error does not take within a second are now
-    dropped, counted, and the count said once it takes lines again."""
+@pytest.mark.parametrize("where", ["stderr", "fifo"])
+def test_a_log_no_one_reads_does_not_stop_the_drain(tmp, where):
+    """`autopack-supervisor ... 2>&1 | less` left paused, a log shipper that stopped
+    reading, or a `--log-file` FIFO whose reader did: once the pipe was full, the
+    supervisor's next log line blocked its event loop, and the workers' theirs; the drain
+    stopped with its phases EXECUTING for ever, and `status` got no answer. Lines the
+    stream does not take within a second are now dropped, counted, and the count said once
+    it takes lines again."""
     import fcntl
     from supervisor_helpers import new_db, wait_for
     url = new_db(tmp, runs=2, phases=5)
-    r, w = os.pipe()
-    fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ: one page, full after a few lines
+    args = [binpath("autopack-supervisor"), "--db", url, "--workers", "2", "--dry-run",
+            "--log-level", "debug", "--control", str(tmp / "sup.sock")]
+    if where == "stderr":
+        r, w = os.pipe()
+        named, reopened = b"standard error", b"SIGHUP: no --log-file to reopen"
+    else:
+        fifo = str(tmp / "log.fifo")
+        os.mkfifo(fifo)
+        r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        w = subprocess.DEVNULL
+        args += ["--log-file", fifo]
+        named, reopened = fifo.encode(), b"SIGHUP: log file reopened"
+    fcntl.fcntl(r, 1031, 4096)  # F_SETPIPE_SZ: one page, full after a few lines
     env = dict(os.environ, ANTHROPIC_API_KEY="sk-ant-x")
-    p = subprocess.Popen([binpath("autopack-supervisor"), "--db", url, "--workers", "2",
-                          "--dry-run", "--log-level", "debug", "--control",
-                          str(tmp / "sup.sock")], stdout=subprocess.DEVNULL, stderr=w,
-                         env=env)
-    os.close(w)
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=w, env=env)
+    if where == "stderr":
+        os.close(w)
     try:
         wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE outcome = 'dry_run'")
                  == [(10,)], 60, what="every phase drained")
         st = ctl("--db", url, "status", "--control", str(tmp / "sup.sock"), timeout=60)
         assert st.rc == 0, st
         os.set_blocking(r, False)
-        before = b""
         try:
-            while True:
-                before += os.read(r, 65536)
+            while os.read(r, 65536):
+                pass
         except BlockingIOError:
             pass
         os.set_blocking(r, True)
@@ -272,6 +282,6 @@ def test_a_standard_error_no_one_reads_does_not_stop_the_drain(tmp):
             p.kill()
             p.wait()
         os.close(r)
-    assert b"log line(s) were dropped: standard error did not take them within 1000 ms" \
-        in after, after
-    assert b"SIGHUP: no --log-file to reopen" in after, after
+    assert (b"log line(s) were dropped: %s did not take them within 1000 ms" % named
+            in after), after
+    assert reopened in after, after
