@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import binpath, ctl
+from conftest import DATA, binpath, ctl
 from telemetry_helpers import imported_db
 from supervisor_helpers import Supervisor, sql
 from test_hostile_peers import H, answer, exchange, serving
@@ -285,3 +285,23 @@ def test_a_log_no_one_reads_does_not_stop_the_drain(tmp, where):
     assert (b"log line(s) were dropped: %s did not take them within 1000 ms" % named
             in after), after
     assert reopened in after, after
+
+
+def test_a_refused_apply_shows_figures_that_differ(tmp):
+    """Samples of 10^9 output tokens each (another program's) give waste p90 far below
+    0.01x for both sets: `calibrate --apply` refused the proposal as worse, naming "waste
+    p90 0.00x against 0.00x" and "truncation 100.0 % against 100.0 %", the same figures."""
+    import re
+    head = open(os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")).readline()
+    lines = [head] + ["2025-12-23T22:%02d:12Z\tconfiguration\tlow\t%d\t462\t%d\t8192\ttrue\t"
+                      "false\tend_turn\tm\n" % (i, i % 3, 1000000000 - i) for i in range(30)]
+    (tmp / "huge.tsv").write_text("".join(lines))
+    url = "sqlite:///" + str(tmp / "t.db")
+    assert ctl("--db", url, "db", "init").rc == 0
+    assert ctl("--db", url, "telemetry", "import", "huge.tsv").rc == 0
+    r = ctl("--db", url, "calibrate", "--apply")
+    assert r.rc == 1, r
+    m = re.search(r"worse than the active set on held-out samples \(kfold\): truncation "
+                  r"(\S+) % against (\S+) %, waste p90 (\S+)x against (\S+)x;", r.err)
+    assert m, r.err
+    assert m.group(3) != m.group(4), r.err
