@@ -116,6 +116,20 @@ static int http_addr_parse(
 	memcpy(sa, res->ai_addr, res->ai_addrlen);
 	*len = res->ai_addrlen;
 	freeaddrinfo(res);
+	/* libmicrohttpd listens on IPv6 only (IPV6_V6ONLY), where binding an IPv4-mapped
+	 * address fails with a bare "Invalid argument". */
+	if (sa->ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
+		char v4[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12], v4,
+		    sizeof v4);
+		snprintf(err, errlen,
+		    "\"%s\": [%s] is an IPv4 address written as IPv6, which the server cannot "
+		    "listen on; write it as IPv4: %s:%s",
+		    whole, host, v4, colon + 1);
+		return -1;
+	}
 	return 0;
 }
 

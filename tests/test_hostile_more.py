@@ -305,3 +305,17 @@ def test_a_refused_apply_shows_figures_that_differ(tmp):
                   r"(\S+) % against (\S+) %, waste p90 (\S+)x against (\S+)x;", r.err)
     assert m, r.err
     assert m.group(3) != m.group(4), r.err
+
+
+def test_an_ipv4_mapped_http_address_is_refused_naming_the_ipv4_one(tmp):
+    """`--http [::ffff:127.0.0.1]:9464` (what `ss` shows a dual-stack listener as) passed
+    the check, then stopped the supervisor at its start with libmicrohttpd's bare cause:
+    `cannot listen there: Invalid argument`."""
+    from conftest import run
+    for given, v4 in (("[::ffff:127.0.0.1]:9464", "127.0.0.1:9464"),
+                      ("[::ffff:7f00:1]:0", "127.0.0.1:0")):
+        r = run("autopack-supervisor", "--http", given)
+        assert r.rc == 2, r
+        assert ("autopack-supervisor: --http: \"%s\": %s is an IPv4 address written as IPv6,"
+                " which the server cannot listen on; write it as IPv4: %s\n"
+                % (given, given.rsplit(":", 1)[0], v4)) in r.err, r.err
