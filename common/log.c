@@ -124,9 +124,12 @@ int log_open(const char *path)
 	}
 	if (f == NULL) {
 		int saved = errno;
+		struct stat ps;
 
 		if (fd >= 0)
 			close(fd);
+		if (saved == ENXIO && (stat(path, &ps) != 0 || !S_ISFIFO(ps.st_mode)))
+			return LOG_ENODEVICE;
 		return -saved;
 	}
 	setvbuf(f, NULL, _IOLBF, 0);
@@ -155,6 +158,9 @@ const char *log_open_error(int rc)
 		       "which a log is never written into";
 	if (rc == -ENXIO)
 		return "a FIFO that no process has open for reading";
+	if (rc == LOG_ENODEVICE)
+		return "No such device or address: it is a socket, or a device with nothing behind "
+		       "it (/dev/tty without a controlling terminal)";
 	return strerror(-rc);
 }
 

@@ -40,9 +40,13 @@ void log_configure(enum log_level min, enum log_format format);
 /* log_open's result for a file that is an SQLite database's (the database, its -wal or
  * -shm, by their first bytes): never appended to. */
 #define LOG_EDATABASE (-100000)
+/* log_open's result for a path that opens to no device: a socket, or a device with nothing
+ * behind it (/dev/tty without a controlling terminal); open says ENXIO, as of a FIFO no
+ * process reads. */
+#define LOG_ENODEVICE (-100001)
 /* Send lines to `path` (appended; created 0600 less what the umask removes) instead of
- * stderr; returns 0, -errno (-ENXIO: a FIFO no process reads, not waited for) or
- * LOG_EDATABASE. */
+ * stderr; returns 0, -errno (-ENXIO: a FIFO no process reads, not waited for),
+ * LOG_EDATABASE or LOG_ENODEVICE. */
 int log_open(const char *path);
 /* Why log_open or log_reopen failed with `rc`, in words. */
 const char *log_open_error(int rc);

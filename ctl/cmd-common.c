@@ -257,6 +257,13 @@ FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t e
 		goto another;
 	/* Not blocking: a FIFO that no process reads is refused, not waited on for ever. */
 	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+	if (fd < 0 && errno == ENXIO && (stat(path, &sb) != 0 || !S_ISFIFO(sb.st_mode))) {
+		errbuf_fail(err, errlen,
+		    "cannot write %s: No such device or address: it is a socket, or a device with "
+		    "nothing behind it (/dev/tty without a controlling terminal)",
+		    path);
+		goto out;
+	}
 	if (fd < 0 && errno == ENXIO) {
 		errbuf_fail(err, errlen,
 		    "cannot write %s: it is a FIFO that no process has open for reading; start its "

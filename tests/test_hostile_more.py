@@ -319,3 +319,31 @@ def test_an_ipv4_mapped_http_address_is_refused_naming_the_ipv4_one(tmp):
         assert ("autopack-supervisor: --http: \"%s\": %s is an IPv4 address written as IPv6,"
                 " which the server cannot listen on; write it as IPv4: %s\n"
                 % (given, given.rsplit(":", 1)[0], v4)) in r.err, r.err
+
+
+def test_an_output_that_opens_to_no_device_is_not_called_a_fifo(tmp):
+    """A socket, or /dev/tty in a process without a controlling terminal (a service, a
+    cron job), fails to open with ENXIO, as a FIFO no process reads does: `--log-file` and
+    `telemetry export --out` said "a FIFO that no process has open for reading; start its
+    reader first" of them."""
+    import socket
+    url = "sqlite:///" + str(imported_db(tmp))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp / "a.sock"))
+    cause = ("No such device or address: it is a socket, or a device with nothing behind it "
+             "(/dev/tty without a controlling terminal)")
+    env = dict(os.environ, ANTHROPIC_API_KEY="sk-ant-x")
+    try:
+        for path in (str(tmp / "a.sock"), "/dev/tty"):
+            for argv, want in (
+                    ([binpath("autopack-ctl"), "--db", url, "telemetry", "export", "--out",
+                      path], "autopack-ctl: cannot write %s: %s\n" % (path, cause)),
+                    ([binpath("autopack-supervisor"), "--db", url, "--dry-run", "--log-file",
+                      path], "cannot open log file %s: %s\n" % (path, cause))):
+                p = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                                   env=env, start_new_session=True,
+                                   stdin=subprocess.DEVNULL)
+                assert p.returncode == 1 and want in p.stderr, (argv, p)
+                assert "FIFO" not in p.stderr, p.stderr
+    finally:
+        sock.close()
