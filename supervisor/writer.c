@@ -410,9 +410,24 @@ void writer_acks_asked(struct worker *w)
  * lifecycle_write_failed). */
 static void writer_failed(struct sup *s, bool lease, const struct store_err *err)
 {
+	struct store_err named;
+	char why[600];
 	uint64_t delay;
+	size_t n;
 
 	store_drain_rollback(s->sd);
+	/* A write refused as read-only says why the database is so, and how to undo it: the
+	 * server's message names neither (the setting made for the role or the database while
+	 * the supervisor ran takes hold on a connection made again; a server become a
+	 * standby). */
+	if (err->fault == DB_FAULT_READONLY) {
+		store_drain_read_only_why(s->sd, why, sizeof why);
+		named = *err;
+		n = strlen(named.text);
+		if (why[0] != '\0' && n < sizeof named.text)
+			snprintf(named.text + n, sizeof named.text - n, " (%s)", why);
+		err = &named;
+	}
 	if (lease)
 		log_error("dispatch: the round's leases and %lld writes failed: %s",
 		    (long long)s->ops_n, err->text);

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ctl, run
 from pg_cluster import connect
-from supervisor_helpers import ROGUE, Supervisor, sql, wait_for
+from supervisor_helpers import ROGUE, Supervisor, rogue_supervisor, sql, wait_for
 from test_fleet import SESSION_LOCK_KEY, attempts, new_pg_db
 
 
@@ -180,6 +180,45 @@ def test_a_read_only_database_is_refused_naming_the_setting(tmp, pg_cluster, whe
     assert ctl("--db", url, "db", "check").rc == 0
     assert sql(url, "SELECT count(*) FROM runs") == [(1,)]
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+def test_a_database_made_read_only_while_a_supervisor_drains_is_named_as_it_gives_up(
+        tmp, pg_cluster):
+    """default_transaction_read_only set on for the database while a supervisor drains,
+    its connection then ended: the connection made again is read-only, each commit is
+    refused, and the supervisor gives up on the database (exit 3) naming the setting,
+    where it was set and the RESET that undoes it; once that ran, another supervisor
+    drains the rest. Before, it gave up saying only the server's `cannot execute UPDATE in
+    a read-only transaction`."""
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=4, tiers=1, phases=3)
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 4,
+                           "--exit-when-drained", env={"ROGUE_DELAY": "0.3"})
+    try:
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")
+                 [0][0] >= 1, 60, what="an attempt ended")
+        pg_cluster.psql('ALTER DATABASE "%s" SET default_transaction_read_only = on' % name)
+        pg_cluster.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
+                        " datname = '%s' AND application_name LIKE 'autopack-supervisor%%'"
+                        % name)
+        assert sup.wait(120) == 3, sup.stderr()
+    finally:
+        sup.kill()
+    gave_up = [line for line in sup.stderr().splitlines()
+               if "giving up on the database" in line]
+    assert len(gave_up) == 1 and (
+        'cannot execute UPDATE in a read-only transaction (the database is read-only:'
+        ' default_transaction_read_only is on, set for database %s (ALTER DATABASE … SET);'
+        ' to write, run ALTER DATABASE "%s" RESET default_transaction_read_only)'
+        % (name, name)) in gave_up[0], sup.stderr()
+    pg_cluster.psql('ALTER DATABASE "%s" RESET default_transaction_read_only' % name)
+    again = rogue_supervisor(tmp, url, "good", "--workers", 2, "--lease-timeout", 4,
+                             "--exit-when-drained", name="again")
+    try:
+        assert again.wait(120) == 0, again.stderr()
+    finally:
+        again.kill()
+    assert sql(url, "SELECT DISTINCT state FROM phases") == [("COMPLETE",)]
 
 
 def test_a_pg_settings_without_the_read_only_row_hides_nothing(tmp, pg_cluster):

@@ -51,6 +51,7 @@ enum db_fault {
 	DB_FAULT_FULL,       /* no space left */
 	DB_FAULT_LOST,       /* the connection to the server is gone */
 	DB_FAULT_SCHEMA,     /* a table, column or key the statement names is not there */
+	DB_FAULT_READONLY,   /* the server takes no write on this connection (read-only) */
 	DB_FAULT_OTHER,
 };
 

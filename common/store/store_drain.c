@@ -1,6 +1,7 @@
 /* The drain's store: its statements, group-commit transactions, the supervisor's entry in
  * meta and the durability setting (see store_drain.h). */
 #include "common/store/dialect.h"
+#include "common/store/pg/store_pg.h"
 #include "common/store/store_drain_internal.h"
 #include "common/store/store_estimation.h"
 #include "common/util.h"
@@ -121,6 +122,16 @@ bool store_drain_constraint_failed(struct store_drain *d, char *why, size_t whyl
 		return false;
 	snprintf(why, whylen, "%s", db_errmsg(d->st->db));
 	return true;
+}
+
+void store_drain_read_only_why(struct store_drain *d, char *why, size_t whylen)
+{
+	struct store_err err;
+
+	why[0] = '\0';
+	if (d->st->backend == DB_PG && !db_in_transaction(d->st->db) &&
+	    store_pg_read_only_why(d->st->db, why, whylen, &err) != 0)
+		why[0] = '\0';
 }
 
 /* Whether statement `id` is prepared on SQLite alone: the live attempts' (which the

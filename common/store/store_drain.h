@@ -144,6 +144,11 @@ void store_drain_rollback(struct store_drain *d);
  * database, is at fault, so the writer isolates it. If so, SQLite's message (which names the table and column, e.g.
  * "NOT NULL constraint failed: llm_usage_events.is_doctor_call") goes to `why`. */
 bool store_drain_constraint_failed(struct store_drain *d, char *why, size_t whylen);
+/* Why the database takes no write on the drain's connection, asked (outside a
+ * transaction) after a write failed as read-only: on PostgreSQL the server is a standby,
+ * or default_transaction_read_only is on, with where it was set and how to undo it; ""
+ * when it takes writes, on SQLite, or when that cannot be read. */
+void store_drain_read_only_why(struct store_drain *d, char *why, size_t whylen);
 /* Set PRAGMA synchronous to FULL or NORMAL (outside a transaction). */
 int store_drain_set_synchronous(struct store_drain *d, bool full, struct store_err *err);
 /* Record (or clear, with pid 0) the running supervisor and its control socket in meta

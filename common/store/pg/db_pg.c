@@ -94,6 +94,9 @@ static enum db_fault pg_fault_of(PGconn *c, const char *state)
 		return DB_FAULT_BUSY;
 	if (strcmp(state, "53100") == 0)
 		return DB_FAULT_FULL;
+	/* A write in a read-only transaction: default_transaction_read_only, or a standby. */
+	if (strcmp(state, "25006") == 0)
+		return DB_FAULT_READONLY;
 	/* An undefined table, column or object, or no key matching ON CONFLICT's columns. */
 	if (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0 ||
 	    strcmp(state, "42704") == 0 || strcmp(state, "42P10") == 0)

@@ -38,6 +38,10 @@ int store_pg_server_id(struct db *db, const char *url, char **id, struct store_e
  * their SERIAL keys' sequences), naming the first and the GRANT that gives them. Asked
  * before a write open writes. */
 int store_pg_writable(struct db *db, const char *url, struct store_err *err);
+/* Why connection `db` takes no write, into why (at most n bytes): the server is a standby,
+ * or default_transaction_read_only is on (where it was set and how to undo it); "" when
+ * it takes writes. STORE_EIO when that cannot be read. */
+int store_pg_read_only_why(struct db *db, char *why, size_t n, struct store_err *err);
 
 /* --- common/store/pg/store_pg_identity.c --- */
 

@@ -233,7 +233,7 @@ static int store_pg_logged(struct db *db, const char *url, struct store_err *err
 	return rc;
 }
 
-int store_pg_writable(struct db *db, const char *url, struct store_err *err)
+int store_pg_read_only_why(struct db *db, char *why, size_t n, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
 	char where[400];
@@ -242,38 +242,47 @@ int store_pg_writable(struct db *db, const char *url, struct store_err *err)
 	    " FROM pg_settings s WHERE s.name = 'default_transaction_read_only'",
 	    &q);
 
+	why[0] = '\0';
 	if (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
 		const char *setting = db_column_text(q, 1), *source = db_column_text(q, 2);
 
 		rc = 0;
 		if (db_column_int64(q, 0) != 0)
-			rc = store_fail(err, STORE_EIO,
-			    "%s: the server is a standby (in recovery: hot standby takes no writes); "
-			    "autopack writes to the database: connect to the primary; nothing was "
-			    "written",
-			    url);
+			snprintf(why, n,
+			    "the server is a standby (in recovery: hot standby takes no writes); "
+			    "autopack writes to the database: connect to the primary");
 		else if (setting != NULL && strcmp(setting, "on") == 0) {
 			store_pg_readonly_where(source != NULL ? source : "unknown",
 			    db_column_text(q, 3) != NULL ? db_column_text(q, 3) : "?",
 			    db_column_text(q, 4) != NULL ? db_column_text(q, 4) : "?", where,
 			    sizeof where);
-			rc = store_fail(err, STORE_EIO,
-			    "%s: the database is read-only: default_transaction_read_only is on, set "
-			    "%s; nothing was written",
-			    url, where);
+			snprintf(why, n,
+			    "the database is read-only: default_transaction_read_only is on, set %s",
+			    where);
 		}
 	} else if (rc == DB_DONE) {
 		rc = store_fail(err, STORE_EIO,
-		    "%s: reading whether the server takes writes: pg_settings has no row "
+		    "reading whether the server takes writes: pg_settings has no row "
 		    "default_transaction_read_only (asked: SELECT pg_is_in_recovery(), setting, "
-		    "source FROM pg_settings WHERE name = 'default_transaction_read_only'); "
-		    "nothing was written",
-		    url);
+		    "source FROM pg_settings WHERE name = 'default_transaction_read_only')");
 	} else {
-		rc = store_fail(err, STORE_EIO, "%s: reading whether the server takes writes: %s",
-		    url, db_errmsg(db));
+		rc = store_fail(
+		    err, STORE_EIO, "reading whether the server takes writes: %s", db_errmsg(db));
 	}
 	db_finalize(q);
+	return rc;
+}
+
+int store_pg_writable(struct db *db, const char *url, struct store_err *err)
+{
+	char why[sizeof err->text];
+	int rc = store_pg_read_only_why(db, why, sizeof why, err);
+
+	if (rc != 0) {
+		snprintf(why, sizeof why, "%s", err->text);
+		rc = store_fail(err, STORE_EIO, "%s: %s; nothing was written", url, why);
+	} else if (why[0] != '\0')
+		rc = store_fail(err, STORE_EIO, "%s: %s; nothing was written", url, why);
 	if (rc == 0)
 		rc = store_pg_privileged(db, url, err);
 	if (rc == 0)
