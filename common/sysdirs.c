@@ -47,3 +47,18 @@ bool sysdirs_held(const char *dir, bool own_binary, char *what, size_t n)
 	}
 	return false;
 }
+
+bool sysdirs_kernel(const char *dir, char *what, size_t n)
+{
+	static const char *const dirs[] = { "/proc", "/sys" };
+	char real[PATH_MAX];
+	const char *paths[] = { dir, realpath(dir, real) != NULL ? real : NULL };
+
+	for (size_t i = 0; i < ARRAY_SIZE(paths); i++)
+		for (size_t j = 0; paths[i] != NULL && j < ARRAY_SIZE(dirs); j++)
+			if (path_holds(dirs[j], paths[i])) {
+				snprintf(what, n, "%s", dirs[j]);
+				return true;
+			}
+	return false;
+}

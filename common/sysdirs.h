@@ -21,4 +21,10 @@ bool path_holds(const char *dir, const char *path);
  * or HTTP server calls it); a caller on another thread first makes it safe (pthread_once). */
 bool sysdirs_held(const char *dir, bool own_binary, char *what, size_t n);
 
+/* Whether the directory `dir` (an absolute path, lexically normal) lies in /proc or /sys,
+ * the kernel's file systems of processes and devices, by its name or, when it can be
+ * resolved, by its real path: no file a phase writes can be made there. `what` (n bytes)
+ * gets which of the two. */
+bool sysdirs_kernel(const char *dir, char *what, size_t n);
+
 #endif

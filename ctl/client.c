@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,12 +16,49 @@
 #include <time.h>
 #include <unistd.h>
 
+/* After a connect to `path` failed with EACCES: describe into buf (n bytes) the first
+ * directory on the way to it that this user may not enter, or else the socket when this
+ * user may not write it, with its mode and owner, and put that owner in *owner; false
+ * when neither is found. */
+static bool client_denied_at(const char *path, char *buf, size_t n, uid_t *owner)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+
+	if (strlen(path) >= sizeof dir)
+		return false;
+	strcpy(dir, path);
+	for (char *p = strchr(dir + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (access(dir, X_OK) != 0 && errno == EACCES && stat(dir, &st) == 0) {
+			snprintf(buf, n,
+			    "its directory %s (mode %04o, owner uid %d) cannot be entered by this "
+			    "user (uid %d)",
+			    dir, (unsigned)(st.st_mode & 07777), (int)st.st_uid, (int)getuid());
+			*owner = st.st_uid;
+			return true;
+		}
+		*p = '/';
+	}
+	if (stat(path, &st) == 0 && access(path, W_OK) != 0) {
+		snprintf(buf, n,
+		    "the socket (mode %04o, owner uid %d) cannot be written by this user (uid %d)",
+		    (unsigned)(st.st_mode & 07777), (int)st.st_uid, (int)getuid());
+		*owner = st.st_uid;
+		return true;
+	}
+	return false;
+}
+
 /* Say why connecting to `path` failed with `e`: what is there when it is not a socket,
- * that nothing listens on a socket that refused. */
+ * that nothing listens on a socket that refused, which directory or socket this user may
+ * not use when permission was denied. */
 static void client_refused(const char *path, int e, char *err, size_t errlen)
 {
 	struct stat st;
 	const char *what = NULL;
+	char denied[PATH_MAX + 128];
+	uid_t owner;
 
 	if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
 		what = S_ISREG(st.st_mode) ? "a regular file" :
@@ -31,6 +69,12 @@ static void client_refused(const char *path, int e, char *err, size_t errlen)
 		snprintf(err, errlen,
 		    "cannot connect to the supervisor at %s: it is %s, not a control socket", path,
 		    what);
+	else if (e == EACCES && client_denied_at(path, denied, sizeof denied, &owner))
+		snprintf(err, errlen,
+		    "cannot connect to the supervisor at %s: %s: %s (a supervisor keeps its "
+		    "control socket where only its user may reach it, and answers only that "
+		    "user's commands: run autopack-ctl as uid %d)",
+		    path, denied, strerror(e), (int)owner);
 	else if (e == ECONNREFUSED)
 		snprintf(err, errlen,
 		    "cannot connect to the supervisor at %s: no process listens there (a socket "

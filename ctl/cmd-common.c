@@ -306,6 +306,9 @@ static void cmd_holder_name(pid_t pid, char *buf, size_t len)
 }
 
 /* Take the write lock, naming the holder if it is busy. */
+/* What to do when another process holds the database, unless the command says. */
+#define CMD_BUSY_ADVICE "stop it first, or, for a supervisor, send the command through it"
+
 int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 {
 	char name[64];
@@ -319,15 +322,13 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 	if (fd == STORE_EBUSY && holder <= 0)
 		return cmd_fail(ctx, STORE_EBUSY,
 		    "database %s is held by another process (its pid is not in /proc/locks); "
-		    "nothing was written (stop it first, or, for a supervisor, send the command "
-		    "through it)",
-		    path);
+		    "nothing was written (%s)",
+		    path, ctx->busy_advice != NULL ? ctx->busy_advice : CMD_BUSY_ADVICE);
 	if (fd == STORE_EBUSY) {
 		cmd_holder_name(holder, name, sizeof name);
 		return cmd_fail(ctx, STORE_EBUSY,
-		    "database %s is held by %s pid %ld; nothing was written (stop it first, "
-		    "or, for a supervisor, send the command through it)",
-		    path, name, (long)holder);
+		    "database %s is held by %s pid %ld; nothing was written (%s)", path, name,
+		    (long)holder, ctx->busy_advice != NULL ? ctx->busy_advice : CMD_BUSY_ADVICE);
 	}
 	if (fd == STORE_ENOTDB)
 		return cmd_fail(ctx, STORE_ENOTDB, "%s: not a regular file", path);

@@ -52,7 +52,7 @@ static int live_socket(const char *path, int64_t meta_pid, char *meta_sock,
 
 	/* A PostgreSQL database has no lock to probe: the supervisor meta records, if alive. */
 	if (fd == STORE_LOCK_SERVER && meta_sock != NULL && meta_pid > 0 &&
-	    kill((pid_t)meta_pid, 0) == 0) {
+	    (kill((pid_t)meta_pid, 0) == 0 || errno == EPERM)) {
 		t->sock = meta_sock;
 		return 0;
 	}
@@ -509,7 +509,9 @@ int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, siz
 		rc = store_meta_supervisor(&st, &pid, &sock, &err);
 		store_close(&st);
 	}
-	if (rc != 0 || pid <= 0 || sock == NULL || kill((pid_t)pid, 0) != 0) {
+	/* A supervisor of another user is alive too (EPERM): the command is sent to it, and
+	 * what refuses it says why. */
+	if (rc != 0 || pid <= 0 || sock == NULL || (kill((pid_t)pid, 0) != 0 && errno != EPERM)) {
 		free(path);
 		free(sock);
 		return 0;

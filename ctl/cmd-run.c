@@ -71,12 +71,13 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 			return ret;
 		}
 	}
+	if (!pt.regular)
+		ctx->busy_advice = "the plan is no regular file (a pipe, standard input), and a "
+		                   "running supervisor reads a plan from its file: write the plan "
+		                   "to a file and import that";
 	ret = cmd_open_write(ctx, &st, &lock_fd);
+	ctx->busy_advice = NULL;
 	if (ret != 0) {
-		if (ret == CMD_EXIT_REFUSED && !pt.regular)
-			fprintf(stderr,
-			    "autopack-ctl: a running supervisor reads a plan from its file: write "
-			    "the plan to a file and import that\n");
 		store_plan_text_free(&pt);
 		return ret;
 	}

@@ -36,6 +36,9 @@ struct cmd_ctx {
 	/* The value each option of the command took, by its place in the command's options
 	 * (cmd_getopt), so that one given again with another value is refused. */
 	const char *given[CMD_OPTS_MAX];
+	/* What cmd_lock tells to do when another process holds the database, in place of
+	 * stopping it or sending the command through the supervisor; NULL for that. */
+	const char *busy_advice;
 };
 
 struct cmd_entry {

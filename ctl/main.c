@@ -186,7 +186,11 @@ int main(int argc, char **argv)
 		}
 	}
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		if (strcmp(argv[i], "--") == 0) {
+			/* The end of the options, as getopt takes it: the command follows. */
+			i++;
+			break;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			ctl_usage(stdout);
 			return ctl_flush_stdout(CMD_EXIT_OK);
 		} else if (strcmp(argv[i], "--version") == 0) {

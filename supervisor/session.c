@@ -99,6 +99,29 @@ static const char *session_unstarted_why = "refused to start";
 /* The canonical URL of the database the supervisor starts on. */
 static char *session_start_url;
 
+/* The supervisor whose database is open and whose loop has not started yet, and its
+ * process (session_start_close). */
+static struct sup *session_open_unstarted;
+static pid_t session_open_pid;
+
+/* At an exit before the loop started (a refused start): close the drain's statements,
+ * the claim, the database and the lock as session_finish does, so that closing the last
+ * connection checkpoints what was committed into the file and removes the -wal and -shm
+ * files it made. Nothing in another process, or once the loop has started. */
+static void session_start_close(void)
+{
+	struct sup *s = session_open_unstarted;
+
+	session_open_unstarted = NULL;
+	if (s == NULL || getpid() != session_open_pid)
+		return;
+	store_drain_close(s->sd);
+	s->sd = NULL;
+	store_runtime_release(s->claim_fd, s->st);
+	store_close(s->st);
+	store_lock_release(s->lock_fd);
+}
+
 /* The database was found gone from the server while the supervisor started (dropped, or
  * renamed): exit 3, as for a database lost while it drains, having dispatched nothing.
  * Nothing more is written: a fleet row and a session recorded went with the database. */
@@ -332,8 +355,13 @@ void session_open_store(struct sup *s)
 		log_fatal(1, "cannot lock the database file %s: %s", path, strerror(errno));
 	}
 	s->st = xcalloc(1, sizeof *s->st);
-	if (store_open(s->st, path, url, STORE_WRITE, &err) != 0 ||
-	    store_lock_check(s->lock_fd, s->st, &err) != 0)
+	s->claim_fd = -1;
+	if (store_open(s->st, path, url, STORE_WRITE, &err) != 0)
+		log_fatal(1, "%s", err.text);
+	session_open_unstarted = s;
+	session_open_pid = getpid();
+	atexit(session_start_close);
+	if (store_lock_check(s->lock_fd, s->st, &err) != 0)
 		log_fatal(1, "%s", err.text);
 	/* Checkpoints copy the log into the file and sync it: off the loop. */
 	if (s->st->ckpt != NULL && !store_ckpt_background(s->st, msg, sizeof msg))
@@ -498,6 +526,7 @@ void session_started(struct sup *s)
 {
 	(void)s;
 	session_unstarted = NULL;
+	session_open_unstarted = NULL;
 }
 
 void session_refused(struct sup *s, const char *why)

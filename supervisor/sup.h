@@ -687,7 +687,9 @@ void fleet_close(struct sup *s);
  * loop takes it, cancels it and ends the supervisor (exit 0; one registered already leaves
  * the fleet); off once the loop takes the signals. */
 void session_start_watch(struct sup *s, bool on);
-/* Open, check and lock the database, print its banner; exits 1 naming what is wrong. */
+/* Open, check and lock the database, print its banner; exits 1 naming what is wrong.
+ * Until session_started, an exit closes the database, so that a refused start leaves no
+ * -wal or -shm file it made. */
 void session_open_store(struct sup *s);
 /* Prepare the drain: statements, recovery of attempts left open, the session (new or
  * resumed), the coefficient set, the queue. Exits 1 on failure. */

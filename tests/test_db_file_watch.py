@@ -274,6 +274,61 @@ def test_another_databases_content_restored_into_the_file_through_sqlite_is_data
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
 
 
+def restore(backup, path):
+    """sqlite3's .restore, through the same backup API, waiting while the supervisor holds
+    the write lock (the command line gives up after 3 tries, 300 ms)."""
+    src = sqlite3.connect(backup)
+    dst = sqlite3.connect(path, timeout=30)
+    src.backup(dst)
+    src.close()
+    dst.close()
+
+
+def test_an_older_backup_of_the_same_database_restored_in_place_is_database_lost(tmp):
+    """`sqlite3 d.db ".restore old.db"` of a backup taken earlier: the same uuid, so the
+    supervisor went on over the older content, and the rows it had committed after the
+    backup were gone without a word. Its count of commits (user_version) went back; a
+    backup restored with nothing committed since is no such change."""
+    url = new_db(tmp, runs=200, phases=10)
+    path = db_path(url)
+    old = os.path.join(str(tmp), "old.db")
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run")
+    sup.wait_ready()
+    wait_for(lambda: sql(url, "SELECT count(*) FROM attempts")[0][0] >= 5, timeout=60,
+             what="attempts committed")
+    subprocess.run(["sqlite3", path, ".backup '%s'" % old], check=True)
+    kept = sql("sqlite:///" + old, "SELECT count(*) FROM attempts")[0][0]
+    count = sql("sqlite:///" + old, "PRAGMA user_version")[0][0]
+    wait_for(lambda: sql(url, "SELECT count(*) FROM attempts")[0][0] >= kept + 20,
+             timeout=60, what="attempts committed after the backup")
+    restore(old, path)
+    assert sup.wait(timeout=30) == 3, sup.stderr()[-3000:]
+    err = sup.stderr()
+    assert re.search(
+        r"DATABASE LOST: %s: after another program's commit the file counts %d commits of"
+        r" autopack's \(PRAGMA user_version\), fewer than the (\d+) this supervisor"
+        r" reached: an older copy of this database was written into the file in place"
+        r" \(sqlite3's \.restore of an earlier backup, say\), and what was committed since"
+        r" that copy was taken is not in it; " % (re.escape(path), count), err), err[-3000:]
+    # Nothing further was written over the restored content.
+    assert sql(url, "SELECT count(*) FROM attempts")[0][0] == kept
+    assert sql(url, "PRAGMA user_version")[0][0] == count
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+    # A backup restored with nothing committed since it was taken loses nothing.
+    sup = Supervisor(tmp, url, "--workers", 0, "--dry-run", name="again")
+    sup.wait_ready()
+    count = None
+    while count != sql(url, "PRAGMA user_version")[0][0]:  # its start committed
+        count = sql(url, "PRAGMA user_version")[0][0]
+        looked_again(sup)
+    subprocess.run(["sqlite3", path, ".backup '%s'" % old], check=True)
+    restore(old, path)
+    looked_again(sup)
+    assert sup.proc.poll() is None and "DATABASE LOST" not in sup.stderr(), \
+        sup.stderr()[-3000:]
+    assert sup.stop_now() == 0, sup.stderr()[-3000:]
+
+
 FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
 
 

@@ -3,7 +3,9 @@ what a flag names, and the like. Each gets a clear error naming what is wrong an
 status that says it failed."""
 import json
 import os
+import shutil
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -12,7 +14,9 @@ import time
 
 import pytest
 
+import legacy_db
 from conftest import DATA, binpath, ctl, run
+from supervisor_helpers import Supervisor, new_db
 
 SAMPLES = os.path.join(DATA, "autopack-v2-telemetry-samples.tsv")
 
@@ -162,3 +166,161 @@ def test_a_control_socket_in_a_directory_that_does_not_exist_is_named_so(tmp):
         assert "error: control socket %s: %s\n" % (path, why) in r.err, r
         assert ".new" not in r.err, r
     assert not [n for n in os.listdir(str(tmp)) if "sock" in n], os.listdir(str(tmp))
+
+
+def test_a_double_dash_ends_the_options_before_the_command_as_getopt_takes_it(tmp):
+    """`autopack-ctl -- db check` was refused as an unknown option (exit 2); getopt takes
+    `--` as the end of the options, and so do a command's own arguments and the
+    supervisor's."""
+    db = "sqlite:///" + str(tmp / "a.db")
+    r = ctl("--db", db, "--", "db", "init")
+    assert r.rc == 0, r
+    for args in (["--db", db, "--", "db", "check", "--allow-empty-db"],
+                 ["--json", "--db", db, "--", "db", "check", "--allow-empty-db"],
+                 ["--db", db, "db", "check", "--allow-empty-db", "--"]):
+        r = ctl(*args)
+        assert r.rc == 0, (args, r)
+        assert "unknown option" not in r.err, (args, r)
+    assert json.loads(ctl("--json", "--db", db, "--", "session", "list").out) is not None
+    # After it, a word beginning with - is no option: here an unknown command.
+    r = ctl("--", "--db", db, "db", "check")
+    assert r.rc == 2 and r.err.startswith("autopack-ctl: unknown command '--db'\n"), r
+    r = ctl("--db", db, "--")
+    assert r.rc == 2 and r.err.startswith("autopack-ctl: no command given\n"), r
+    r = run("autopack-supervisor", "--db", db, "--dry-run", "--exit-when-drained",
+            "--allow-empty-db", "--control", str(tmp / "c.sock"), "--")
+    assert r.rc == 0, r
+
+
+def test_a_view_standing_in_for_a_table_is_named_a_view(tmp):
+    """A table replaced by a view of the same name (the rows moved to another table) was
+    reported as missing (`is missing 1 table of schema version 5: phases`) by db check
+    and the supervisor, and adoption took a view for no table at all."""
+    path = str(tmp / "a.db")
+    db = "sqlite:///" + path
+    assert ctl("--db", db, "db", "init").rc == 0
+    con = sqlite3.connect(path)
+    con.executescript("ALTER TABLE phases RENAME TO phases_kept;"
+                      " CREATE VIEW phases AS SELECT * FROM phases_kept;")
+    con.close()
+    uuid = sqlite3.connect(path).execute("SELECT db_uuid FROM meta").fetchone()[0]
+    said = ("%s: autopack database (uuid %s): phases is a view, where schema version 5 has a"
+            " table: autopack writes into each of its tables, so it refuses to use the"
+            " database (drop the view and restore the table from a backup)\n" % (path, uuid))
+    r = ctl("--db", db, "db", "check")
+    assert r.rc == 2 and r.err == "autopack-ctl: " + said, r
+    r = run("autopack-supervisor", "--db", db, "--dry-run", "--exit-when-drained",
+            "--control", str(tmp / "c.sock"))
+    assert r.rc == 1 and r.err.endswith("error: " + said), r
+    # The original's database with its phases as a view: adoption names it.
+    legacy = str(tmp / "legacy.db")
+    legacy_db.build(legacy)
+    con = sqlite3.connect(legacy)
+    con.executescript("ALTER TABLE phases RENAME TO phases_kept;"
+                      " CREATE VIEW phases AS SELECT * FROM phases_kept;")
+    con.close()
+    for args in (["--dry-run"], []):
+        r = ctl("--db", "sqlite:///" + legacy, "db", "adopt", *args)
+        assert r.rc == 2, r
+        assert ("%s: phases is a view, where a Python-Autopack database has a table"
+                " (adoption reads and rewrites its rows); drop the view and restore the"
+                " table from a backup, then adopt again; " % legacy) in r.err, r
+
+
+def side_files(d):
+    return sorted(n for n in os.listdir(str(d)) if n.endswith(("-wal", "-shm")))
+
+
+def test_a_supervisor_refused_at_start_leaves_no_wal_or_shm_it_made(tmp):
+    """A supervisor that opened the database and was then refused (a --run-id the database
+    does not hold, its control socket, a copy of a database another supervisor serves)
+    exited without closing it: SQLite's -wal and -shm files stayed beside a database no
+    one used. So did a reading command refused by the schema."""
+    os.mkdir(str(tmp / "a"))
+    db = new_db(tmp / "a", runs=1, phases=2)
+    path = db[len("sqlite:///"):]
+    assert side_files(tmp / "a") == []
+    for args in (["--run-id", "nope", "--exit-when-drained"],
+                 ["--control", str(tmp / "no" / "such" / "dir.sock")]):
+        r = run("autopack-supervisor", "--db", db, "--dry-run", *args,
+                *([] if "--control" in args else ["--control", str(tmp / "c.sock")]))
+        assert r.rc == 1, (args, r)
+        assert side_files(tmp / "a") == [], (args, r)
+    # What the refused start committed is in the file.
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT stop_reason FROM drain_sessions").fetchall() == [
+        ("refused to start: the control socket could not be opened",)]
+    con.close()
+    # A byte copy of a database another supervisor serves.
+    os.mkdir(str(tmp / "b"))
+    shutil.copyfile(path, str(tmp / "b" / "copy.db"))
+    sup = Supervisor(tmp, db, "--workers", 0, "--dry-run")
+    try:
+        sup.wait_ready()
+        r = run("autopack-supervisor", "--db", "sqlite:///" + str(tmp / "b" / "copy.db"),
+                "--dry-run", "--control", str(tmp / "d.sock"))
+        assert r.rc == 1 and "is already served by autopack-supervisor" in r.err, r
+        assert side_files(tmp / "b") == [], r
+    finally:
+        assert sup.stop_now() == 0
+    # A schema refused, to the supervisor and to a reading command.
+    con = sqlite3.connect(path)
+    con.executescript("ALTER TABLE phases RENAME TO phases_kept;"
+                      " CREATE VIEW phases AS SELECT * FROM phases_kept;")
+    con.close()
+    assert side_files(tmp / "a") == []
+    r = run("autopack-supervisor", "--db", db, "--dry-run", "--control", str(tmp / "c.sock"))
+    assert r.rc == 1 and "is a view" in r.err, r
+    for args in (["db", "check"], ["session", "list"], ["failed"]):
+        r = ctl("--db", db, *args)
+        assert r.rc == 2 and "is a view" in r.err, (args, r)
+        assert side_files(tmp / "a") == [], (args, r)
+
+
+def as_nobody():
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def test_a_supervisor_of_another_user_is_named_with_the_directory_that_keeps_it(tmp):
+    """A supervisor of another user (root, a service's user) keeps its control socket in a
+    directory only that user may enter (/run/autopack, mode 0700). autopack-ctl run by
+    another user said only `cannot connect to the supervisor at …: Permission denied`,
+    and `retry`, taking the supervisor for dead (kill(pid, 0) fails with EPERM for another
+    user's process), wrote offline and was told `held by autopack-supervisor pid N …
+    send the command through it`. Both name the directory, its owner and what to do."""
+    if os.getuid() != 0:
+        pytest.skip("needs root, to run autopack-ctl as another user")
+    import tempfile
+    base = tempfile.mkdtemp(prefix="autopack-other-user-", dir="/tmp")
+    try:
+        os.chmod(base, 0o777)
+        path = os.path.join(base, "d.db")
+        db = "sqlite:///" + path
+        assert ctl("--db", db, "db", "init").rc == 0
+        assert ctl("--db", db, "seed", "telemetry-run", "--workspace",
+                   os.path.join(base, "ws")).rc == 0
+        os.chmod(path, 0o666)
+        priv = os.path.join(base, "priv")
+        os.mkdir(priv, 0o700)
+        sock = os.path.join(priv, "c.sock")
+        sup = Supervisor(base, db, "--workers", 0, "--dry-run", control=sock)
+        try:
+            sup.wait_ready()
+            said = ("autopack-ctl: cannot connect to the supervisor at %s: its directory %s"
+                    " (mode 0700, owner uid 0) cannot be entered by this user (uid 65534):"
+                    " Permission denied (a supervisor keeps its control socket where only"
+                    " its user may reach it, and answers only that user's commands: run"
+                    " autopack-ctl as uid 0)\n" % (sock, priv))
+            for args in (["status"], ["retry", "--all"], ["stop"]):
+                p = subprocess.run([binpath("autopack-ctl"), "--db", db] + args,
+                                   capture_output=True, text=True, timeout=60,
+                                   preexec_fn=as_nobody)
+                assert p.returncode == 1, (args, p)
+                assert p.stderr == said, (args, p)
+            assert sup.proc.poll() is None
+        finally:
+            sup.stop_now()
+    finally:
+        shutil.rmtree(base)

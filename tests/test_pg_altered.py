@@ -88,3 +88,19 @@ def test_a_primary_key_dropped_mid_drain_is_named_in_the_operators_terms(
     assert sql(url, "SELECT count(*) FROM events")[0][0] >= before
     r = ctl("--db", url, "db", "check")
     assert r.rc == 2 and "the primary key of %s (%s)" % (table, columns) in r.err, r
+
+
+def test_a_view_standing_in_for_a_table_is_named_a_view(tmp, pg_url):
+    """phases renamed and a view of it put in its place: PostgreSQL lists a view among the
+    tables (information_schema.tables), so it was taken for the table. `db check` (exit
+    2) and the supervisor (exit 1) name it a view, before anything is written."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    sql(url, "ALTER TABLE phases RENAME TO phases_kept")
+    sql(url, "CREATE VIEW phases AS SELECT * FROM phases_kept")
+    want = "phases is a view, where schema version 5 has a table"
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and want in r.err, r
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and want in r.err, r
+    assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]

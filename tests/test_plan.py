@@ -264,6 +264,31 @@ def test_a_workspace_that_is_or_holds_a_system_directory_is_refused_at_import(db
     assert counts(db) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("where,kernel", [("/proc/self", "/proc"), ("/sys/kernel", "/sys"),
+                                          ("/sys/no/such/ws", "/sys"), ("link", "/proc")])
+def test_a_workspace_in_proc_or_sys_is_refused_at_import_naming_the_run_and_phase(
+        db, tmp, where, kernel):
+    """A workspace in /proc or /sys (or a link into one) was imported and queued, by
+    `run import` and `seed telemetry-run`, and each of its phases then failed at its
+    dispatch: no file can be made there. The import refuses it, naming the run, a phase,
+    the workspace and the file system, and writes nothing."""
+    os.symlink("/proc/self", str(tmp / "link"))
+    p = write_plan(tmp, plan(run_entry("r1", phase("p1"), phase("p2"), workspace=where)))
+    r = ctl("--db", url(db), "run", "import", p)
+    assert r.rc == 1, r
+    ws = where if where.startswith("/") else str(tmp / where)
+    assert r.err == (
+        "autopack-ctl: run r1: workspace %s lies in %s, the kernel's file system, where no"
+        " file can be written: phase p1 (and 1 more) could not write its deliverables"
+        " there; give the run a workspace of its own; nothing was written\n" % (ws, kernel)), r
+    r = ctl("--db", url(db), "seed", "telemetry-run", "--workspace", where)
+    assert r.rc == 1, r
+    assert ("run telemetry-collection-v4: workspace %s lies in %s, the kernel's file system,"
+            " where no file can be written: phase telemetry-p1-string-util (and 9 more)"
+            " could not write its deliverables there" % (ws, kernel)) in r.err, r
+    assert counts(db) == (0, 0, 0)
+
+
 def test_an_import_that_fails_in_the_database_leaves_no_workspace_behind(db, tmp):
     con = sqlite3.connect(str(db))
     con.execute("CREATE TRIGGER refuse BEFORE INSERT ON phases"
@@ -423,6 +448,31 @@ def test_a_running_supervisor_with_a_directory_of_its_own_imports_only_the_file_
     finally:
         sup.stop_now()
     assert rows(db, "SELECT id FROM runs") == [("both",)]
+
+
+def test_a_piped_plan_with_a_supervisor_running_is_refused_in_one_line(db, tmp):
+    """A plan on a pipe cannot be sent to a running supervisor, which reads a plan from its
+    file: the refusal was two lines, the lock's (`stop it first, or, for a supervisor,
+    send the command through it`, which it had just been) and then what to do. One line
+    says both; with --json, one error object."""
+    sup = Supervisor(tmp, url(db), "--workers", 0, "--allow-empty-db", control=False)
+    try:
+        sup.wait_ready()
+        for args in ([], ["--json"]):
+            p = subprocess.run([binpath("autopack-ctl"), "--db", url(db), *args, "run",
+                                "import", "/dev/stdin"], input=one_phase_plan("piped"),
+                               capture_output=True, text=True, timeout=60)
+            assert p.returncode == 1, p
+            assert p.stderr == (
+                "autopack-ctl: database %s is held by autopack-supervisor pid %d; nothing "
+                "was written (the plan is no regular file (a pipe, standard input), and a "
+                "running supervisor reads a plan from its file: write the plan to a file "
+                "and import that)\n" % (db, sup.proc.pid)), p
+            if args:
+                assert json.loads(p.stdout)["ok"] is False, p
+    finally:
+        sup.stop_now()
+    assert counts(db) == (0, 0, 0)
 
 
 def test_a_running_supervisor_imports_a_plan_named_through_stdin_or_a_link_and_dotdot(db, tmp):

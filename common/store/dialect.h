@@ -16,8 +16,10 @@ struct db_dialect {
 	const char *sync_normal;
 	/* What orders drain sessions started at the same time (newest last). */
 	const char *session_order;
-	/* A row if ?1 names a table (names compare without case). */
+	/* A row if ?1 names a table (names compare without case); a view is none. */
 	const char *table_exists;
+	/* A row if ?1 names a view (names compare without case). */
+	const char *view_exists;
 	/* The names of the columns of table ?1, one per row. */
 	const char *table_columns;
 	/* A row if ?1 names a unique index of table ?2. */

@@ -108,6 +108,12 @@ static int adopt_tables_check(struct db *db, const char *path, struct store_err 
 		const struct adopt_legacy_table *t = &adopt_legacy_tables[i];
 
 		rc = store_table_exists(db, t->name, err);
+		if (rc == 0 && (rc = store_view_exists(db, t->name, err)) == 1)
+			return store_fail(err, STORE_ENOTDB,
+			    "%s: %s is a view, where a Python-Autopack database has a table "
+			    "(adoption reads and rewrites its rows); drop the view and restore "
+			    "the table from a backup, then adopt again; %s",
+			    path, t->name, store_untouched(db));
 		if (rc < 0)
 			return rc;
 		if (rc == 0 && t->core)

@@ -42,6 +42,9 @@ int store_row_exists(struct db *db, struct store_err *err, const char *sql, cons
 /* Return 1 if `name` is a table of db (names compare as SQLite compares them, without
  * case), 0 if not, or STORE_EIO. */
 int store_table_exists(struct db *db, const char *name, struct store_err *err);
+/* Return 1 if `name` is a view of db (PostgreSQL: or a materialized view), 0 if not, or
+ * STORE_EIO. */
+int store_view_exists(struct db *db, const char *name, struct store_err *err);
 /* Step q, prepared when rc is DB_OK (rc is what db_prepare returned), to its
  * end and finalize it; on failure STORE_EIO with the formatted context, ": " and
  * SQLite's message. */

@@ -565,6 +565,13 @@ int store_open(struct store *st, const char *path, const char *url, enum store_m
 	return 0;
 fail:
 	db_close(db);
+	if (st->tidy_on_close) {
+		const struct store opened = {
+			.path = (char *)path, .dev = sb.st_dev, .ino = sb.st_ino
+		};
+
+		store_tidy(&opened);
+	}
 	return rc;
 }
 
@@ -719,9 +726,37 @@ static bool store_file_now_at(dev_t dev, ino_t ino, char *where, size_t n)
 	return linked;
 }
 
+/* Whether the count of the store's commits in user_version (db_sqlite_mark) is below
+ * the highest one this connection committed, in serial order: an older copy of this
+ * database written into the file in place. Describes it into `what`. */
+static bool store_count_went_back(struct store *st, char *what, size_t n)
+{
+	struct db_stmt *q = NULL;
+	uint32_t mine, file;
+	bool back = false;
+
+	if (!db_sqlite_counted(st->db, &mine))
+		return false;
+	if (db_prepare(st->db, "PRAGMA user_version", &q) == DB_OK && db_step(q) == DB_ROW) {
+		file = (uint32_t)db_column_int64(q, 0);
+		back = (int32_t)(file - mine) < 0;
+		if (back)
+			snprintf(what, n,
+			    "%s: after another program's commit the file counts %u commits of "
+			    "autopack's (PRAGMA user_version), fewer than the %u this supervisor "
+			    "reached: an older copy of this database was written into the file in "
+			    "place (sqlite3's .restore of an earlier backup, say), and what was "
+			    "committed since that copy was taken is not in it",
+			    st->path, file, mine);
+	}
+	db_finalize(q);
+	return back;
+}
+
 /* Whether another connection's commit replaced what meta.db_uuid holds (another
  * database's content written into the file through SQLite: sqlite3's .restore, a backup
- * API copy into it), keeping the file's device, inode and size: meta is read again only
+ * API copy into it), keeping the file's device, inode and size, or put back an older
+ * state of this database (store_count_went_back): meta and the count are read again only
  * when another connection committed since the last look (PRAGMA data_version). A meta
  * that cannot be read for now (busy) is looked at again next time. Describes it into
  * `what`. */
@@ -752,6 +787,8 @@ static bool store_uuid_overwritten(struct store *st, char *what, size_t n)
 			    "database was opened: another database's content was written into the "
 			    "file in place (sqlite3's .restore, say)",
 			    st->path, shown, st->uuid);
+		} else {
+			store_count_went_back(st, what, n);
 		}
 	} else if (db_fault(st->db) == DB_FAULT_SCHEMA) {
 		snprintf(what, n,
@@ -772,7 +809,7 @@ static bool store_uuid_overwritten(struct store *st, char *what, size_t n)
  * (a write handle) another connection's commit changed meta.db_uuid. */
 int store_identity_changed(struct store *st, struct store_err *err)
 {
-	char what[400] = "", salvage[600], now_at[PATH_MAX];
+	char what[700] = "", salvage[600], now_at[PATH_MAX];
 	bool foreign = false;
 	struct stat sb;
 

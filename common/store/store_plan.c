@@ -293,6 +293,29 @@ static char *plan_workspace(const json_t *r, const char *base_dir)
 	return store_path_absolute(plan_str(r, "workspace"), base_dir);
 }
 
+/* Name run entry `r`'s phases into buf (n bytes): "phase p1", "phase p1 (and 3 more)". */
+static void plan_run_phases(const json_t *r, char *buf, size_t n)
+{
+	const json_t *t, *first = NULL;
+	size_t i, count = 0;
+
+	json_array_foreach(json_object_get(r, "tiers"), i, t)
+	{
+		const json_t *ph = json_object_get(t, "phases");
+
+		if (first == NULL && json_array_size(ph) > 0)
+			first = json_array_get(ph, 0);
+		count += json_array_size(ph);
+	}
+	if (first == NULL) {
+		snprintf(buf, n, "none of its phases");
+		return;
+	}
+	snprintf(buf, n, "phase %.64s", plan_str(first, "phase_id"));
+	if (count > 1)
+		snprintf(buf + strlen(buf), n - strlen(buf), " (and %zu more)", count - 1);
+}
+
 /* Insert a new run row. */
 static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store_err *err)
 {
@@ -323,6 +346,18 @@ static int plan_insert_run(struct plan_writer *pw, const json_t *r, struct store
 		    "replace a program the workers run with the API keys; give the run a workspace "
 		    "of its own",
 		    plan_str(r, "run_id"), ws, what);
+		free(ws);
+		return rc;
+	}
+	if (sysdirs_kernel(ws, what, sizeof what)) {
+		char phases[160];
+
+		plan_run_phases(r, phases, sizeof phases);
+		rc = store_fail(err, STORE_EINVAL,
+		    "run %s: workspace %s lies in %s, the kernel's file system, where no file can "
+		    "be written: %s could not write its deliverables there; give the run a "
+		    "workspace of its own",
+		    plan_str(r, "run_id"), ws, what, phases);
 		free(ws);
 		return rc;
 	}

@@ -428,6 +428,12 @@ int store_schema_check(
 	int rc;
 
 	rc = store_table_exists(db, "meta", err);
+	if (rc == 0 && (rc = store_view_exists(db, "meta", err)) == 1)
+		return store_fail(err, STORE_ENOTDB,
+		    "%s: %s database whose meta is a view, where an autopack database has a "
+		    "table; refusing to use it as one (drop the view and restore the table from "
+		    "a backup); %s",
+		    path, db->dialect->name, store_untouched(db));
 	if (rc < 0)
 		return rc;
 	if (rc == 0)
@@ -441,6 +447,14 @@ int store_schema_check(
 	n = store_schema_tables(*version, names, ARRAY_SIZE(names));
 	for (size_t i = 0; i < n; i++) {
 		rc = store_table_exists(db, names[i], err);
+		if (rc == 0 && (rc = store_view_exists(db, names[i], err)) == 1) {
+			rc = store_fail(err, STORE_EPARTIAL,
+			    "%s: autopack database (uuid %s): %s is a view, where schema version %d "
+			    "has a table: autopack writes into each of its tables, so it refuses to "
+			    "use the database (drop the view and restore the table from a backup)",
+			    path, uuid, names[i], *version);
+			goto out;
+		}
 		if (rc < 0)
 			goto out;
 		if (rc == 0)

@@ -117,6 +117,13 @@ int store_table_exists(struct db *db, const char *name, struct store_err *err)
 	    (const char *const[]){ name, NULL }, "reading the table list");
 }
 
+/* Look the name up among the views; STORE_EIO on failure. */
+int store_view_exists(struct db *db, const char *name, struct store_err *err)
+{
+	return store_row_exists(db, err, db->dialect->view_exists,
+	    (const char *const[]){ name, NULL }, "reading the view list");
+}
+
 /* Step a statement to its end and finalize it; STORE_EIO on failure. */
 int store_step_done(
     struct db *db, struct db_stmt *q, int rc, struct store_err *err, const char *fmt, ...)

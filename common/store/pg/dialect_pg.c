@@ -9,7 +9,11 @@ const struct db_dialect dialect_pg = {
 	.sync_normal = "SET synchronous_commit = off",
 	.session_order = "s.session_id",
 	.table_exists = "SELECT 1 FROM information_schema.tables WHERE table_schema ="
-	                " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT))",
+	                " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT))"
+	                " AND table_type <> 'VIEW'",
+	.view_exists = "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	               " WHERE n.nspname = current_schema() AND c.relname = lower(CAST(?1 AS"
+	               " TEXT)) AND c.relkind IN ('v', 'm')",
 	.table_columns = "SELECT column_name FROM information_schema.columns WHERE table_schema ="
 	                 " current_schema() AND lower(table_name) = lower(CAST(?1 AS TEXT))",
 	.unique_index_exists = "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"

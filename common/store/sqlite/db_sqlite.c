@@ -29,6 +29,8 @@ struct db_sqlite {
 	char msg[512];        /* sqlite_errmsg's text with the system's cause */
 	uint32_t mark;        /* the application_id each write transaction sets, or 0 */
 	bool count;           /* the open transaction is counted at its commit */
+	bool counted_any;     /* a counted commit of this connection succeeded */
+	uint32_t counted;     /* the highest count such a commit wrote (modulo 2^32) */
 	int64_t changes_then; /* sqlite3_total_changes64 when it began */
 	/* The statements every transaction runs, prepared at their first use (parsing them
 	 * at each transaction cost more than running them): BEGIN IMMEDIATE, COMMIT, the
@@ -269,9 +271,24 @@ static int sqlite_commit(struct db *db)
 		if (sqlite_exec(db, sql) != DB_OK ||
 		    ((uint32_t)id != d->mark && sqlite_tx(d, TX_MARK, NULL) != DB_OK))
 			return DB_ERROR;
+		if (sqlite_tx(d, TX_COMMIT, NULL) != DB_OK)
+			return DB_ERROR;
+		/* The highest in serial order: a count put back lower is not taken. */
+		if (!d->counted_any || (int32_t)((uint32_t)n + 1 - d->counted) > 0)
+			d->counted = (uint32_t)n + 1;
+		d->counted_any = true;
+		return DB_OK;
 	}
 	d->count = false;
 	return sqlite_tx(d, TX_COMMIT, NULL);
+}
+
+bool db_sqlite_counted(struct db *db, uint32_t *count)
+{
+	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
+
+	*count = d->counted;
+	return d->counted_any;
 }
 
 void db_sqlite_mark(struct db *db, uint32_t mark)

@@ -36,6 +36,9 @@ void sqlite_fdfile_use(void);
  * commit in the database header (user_version one more) and sets application_id to
  * `mark` (0: none of this). */
 void db_sqlite_mark(struct db *db, uint32_t mark);
+/* The highest count (modulo 2^32, in serial order) that a counted commit of `db` wrote
+ * into user_version, in *count; false when none of its commits was counted yet. */
+bool db_sqlite_counted(struct db *db, uint32_t *count);
 /* SQLite's primary result code of the last failure (SQLITE_BUSY, ...). */
 int db_sqlite_errcode(struct db *db);
 

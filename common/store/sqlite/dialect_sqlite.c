@@ -9,6 +9,8 @@ const struct db_dialect dialect_sqlite = {
 	.session_order = "s.rowid",
 	.table_exists =
 	    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+	.view_exists =
+	    "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = ?1 COLLATE NOCASE",
 	.table_columns = "SELECT name FROM pragma_table_info(?1)",
 	.unique_index_exists =
 	    "SELECT 1 FROM pragma_index_list(?2) WHERE name = ?1 COLLATE NOCASE AND \"unique\"",
