@@ -1,11 +1,15 @@
-/* Whether an output path names one of an SQLite database's files. */
+/* Whether an output path names one of an SQLite database's files, or a file that begins as
+ * one. */
 #include "common/dbfiles.h"
 #include "common/util.h"
 
+#include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const dbfiles_sfx[] = { "", "-wal", "-shm", "-journal" };
 
@@ -53,4 +57,49 @@ const char *dbfiles_match(const char *db_path, const char *path, int fd)
 const char *dbfiles_what(const char *sfx)
 {
 	return sfx[0] == '\0' ? "the database itself" : "one of the database's files";
+}
+
+/* The database's header is "SQLite format 3" and a NUL, its write-ahead log's magic
+ * 0x377f0682 or 0x377f0683 (big-endian), its WAL index's version 3007000 (in the machine's
+ * byte order). */
+bool dbfiles_begins_as_database(const char *path)
+{
+	static const unsigned char sqlite_magic[16] = "SQLite format 3";
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	unsigned char b[16];
+	struct stat st;
+	uint32_t be, native;
+	ssize_t n = -1;
+
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		n = pread(fd, b, sizeof b, 0);
+	close(fd);
+	if (n < 4)
+		return false;
+	be = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+	memcpy(&native, b, sizeof native);
+	return (n == sizeof b && memcmp(b, sqlite_magic, sizeof b) == 0) || be == 0x377f0682 ||
+	    be == 0x377f0683 || native == 3007000;
+}
+
+bool dbfiles_names_database_side(const char *path)
+{
+	static const char *const sides[] = { "-wal", "-shm", "-journal" };
+	size_t len = strlen(path);
+
+	for (size_t i = 0; i < sizeof sides / sizeof *sides; i++) {
+		size_t n = strlen(sides[i]);
+
+		if (len > n && strcmp(path + len - n, sides[i]) == 0) {
+			char *db = xstrndup(path, len - n);
+			bool is = dbfiles_begins_as_database(db);
+
+			free(db);
+			if (is)
+				return true;
+		}
+	}
+	return false;
 }

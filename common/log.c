@@ -1,9 +1,11 @@
 #include "common/log.h"
+#include "common/dbfiles.h"
 #include "common/strbuf.h"
 #include "common/utf8.h"
 #include "common/util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -16,6 +18,14 @@
 
 /* A message shorter than this is formatted on the stack. */
 #define LOG_MSG_STACK 1024
+/* How long a line waits for a stream (stderr, or a log file that is a FIFO, a socket or
+ * a terminal) to take it, a pipe whose reader is slow or has stopped reading, before it is
+ * dropped; once one was dropped, the next ones are not waited for until a line goes out
+ * again. */
+#define LOG_STREAM_WAIT_MS 1000
+/* The most written to a stream at once once it is writable: a pipe takes a page without
+ * blocking. */
+#define LOG_STREAM_CHUNK 4096
 
 static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
@@ -26,6 +36,15 @@ static int log_journal = -1;  /* unknown until the first line */
 static bool log_following;    /* log_follow before every line */
 static bool log_file_failing; /* the last line to log_file could not be written */
 static bool log_on_stderr;    /* the line being written goes to stderr, log_file or not */
+static bool log_file_stream;  /* log_file is no regular file: written as a stream */
+
+/* A stream lines go to: the lines it did not take in time, not said yet, and whether the
+ * last one was dropped; under the lock of its FILE. */
+struct log_stream {
+	unsigned long long dropped;
+	bool stuck;
+};
+static struct log_stream log_err_stream, log_file_stream_state;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 static const char *const format_names[] = { "text", "json" };
@@ -72,62 +91,13 @@ void log_configure(enum log_level min, enum log_format format)
 	log_fmt = format;
 }
 
-/* Whether the file `path` (opened read-only: one this process may not read is not
- * judged) begins as one of an SQLite database's files: the database ("SQLite format 3"
- * and a NUL), its write-ahead log (magic 0x377f0682 or 0x377f0683, big-endian) or its WAL
- * index (-shm: version 3007000, in the machine's byte order). A log line begins with none
- * of them. */
-static bool log_begins_as_database(const char *path)
-{
-	static const unsigned char sqlite_magic[16] = "SQLite format 3";
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	unsigned char b[16];
-	struct stat st;
-	uint32_t be, native;
-	ssize_t n = -1;
-
-	if (fd < 0)
-		return false;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-		n = pread(fd, b, sizeof b, 0);
-	close(fd);
-	if (n < 4)
-		return false;
-	be = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-	memcpy(&native, b, sizeof native);
-	return (n == sizeof b && memcmp(b, sqlite_magic, sizeof b) == 0) || be == 0x377f0682 ||
-	    be == 0x377f0683 || native == 3007000;
-}
-
-/* Whether `path` is named <database>-wal, -shm or -journal beside a file that begins as a
- * database (an empty -wal, which its first bytes cannot tell, or one not made yet). */
-static bool log_names_database_side(const char *path)
-{
-	static const char *const sides[] = { "-wal", "-shm", "-journal" };
-	size_t len = strlen(path);
-
-	for (size_t i = 0; i < sizeof sides / sizeof *sides; i++) {
-		size_t n = strlen(sides[i]);
-
-		if (len > n && strcmp(path + len - n, sides[i]) == 0) {
-			char *db = xstrndup(path, len - n);
-			bool is = log_begins_as_database(db);
-
-			free(db);
-			if (is)
-				return true;
-		}
-	}
-	return false;
-}
-
 /* Whether the file open for writing at `fd` begins as one of an SQLite database's files. */
 static bool log_is_database(int fd)
 {
 	char self[64];
 
 	snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-	return log_begins_as_database(self);
+	return dbfiles_begins_as_database(self);
 }
 
 /* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened:
@@ -138,11 +108,12 @@ static bool log_is_database(int fd)
  * path since, or a path mistyped). The lines are then written blocking, as to stderr. */
 int log_open(const char *path)
 {
+	struct stat st;
 	int fd;
 	FILE *f;
 
 	/* Judged by its name first: a database's side file is not created to be refused. */
-	if (log_names_database_side(path))
+	if (dbfiles_names_database_side(path))
 		return LOG_EDATABASE;
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
 	f = fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == 0 ? fdopen(fd, "a") :
@@ -153,15 +124,20 @@ int log_open(const char *path)
 	}
 	if (f == NULL) {
 		int saved = errno;
+		struct stat ps;
 
 		if (fd >= 0)
 			close(fd);
+		if (saved == ENXIO && (stat(path, &ps) != 0 || !S_ISFIFO(ps.st_mode)))
+			return LOG_ENODEVICE;
 		return -saved;
 	}
 	setvbuf(f, NULL, _IOLBF, 0);
 	if (log_file != NULL)
 		fclose(log_file);
 	log_file = f;
+	log_file_stream = fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode);
+	log_file_stream_state.stuck = false;
 	if (log_path != path) {
 		free(log_path);
 		log_path = xstrdup(path);
@@ -182,6 +158,9 @@ const char *log_open_error(int rc)
 		       "which a log is never written into";
 	if (rc == -ENXIO)
 		return "a FIFO that no process has open for reading";
+	if (rc == LOG_ENODEVICE)
+		return "No such device or address: it is a socket, or a device with nothing behind "
+		       "it (/dev/tty without a controlling terminal)";
 	return strerror(-rc);
 }
 
@@ -391,6 +370,79 @@ static void log_stderr(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Write a line to the stream at `fd`, each part once it can take it, waiting at most
+ * LOG_STREAM_WAIT_MS for it (none while it is stuck): a reader that stopped reading a pipe
+ * or FIFO (a pager, a stalled log shipper) or a paused terminal must not stop the
+ * process's event loop, its drain with it. 0, 1 when the line (or its rest) was dropped,
+ * else the errno of the write. Called under the lock of the stream's FILE. */
+static int log_stream_write(int fd, struct log_stream *k, const char *s, size_t len)
+{
+	while (len > 0) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int r = poll(&p, 1, k->stuck ? 0 : LOG_STREAM_WAIT_MS);
+		ssize_t n;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0) {
+			k->stuck = true;
+			return 1;
+		}
+		n = write(fd, s, len < LOG_STREAM_CHUNK ? len : LOG_STREAM_CHUNK);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return errno;
+		s += n;
+		len -= (size_t)n;
+	}
+	k->stuck = false;
+	return 0;
+}
+
+/* Put a line on `out` as a stream (log_stream_write), counting it when it was dropped;
+ * 0 or the errno of the write. */
+static int log_stream_put(FILE *out, struct log_stream *k, const char *s, size_t len)
+{
+	int rc;
+
+	fflush(out);
+	rc = log_stream_write(fileno(out), k, s, len);
+	if (rc == 1)
+		k->dropped++;
+	return rc == 1 ? 0 : rc;
+}
+
+/* Before a line to the stream `out`: say how many lines it did not take, once it takes
+ * lines again, in a line of its own to it. */
+static void log_stream_say_dropped(FILE *out, struct log_stream *k)
+{
+	struct pollfd p = { .fd = fileno(out), .events = POLLOUT };
+	unsigned long long n;
+
+	flockfile(out);
+	n = k->dropped;
+	if (n > 0 && poll(&p, 1, 0) == 1)
+		k->dropped = 0;
+	else
+		n = 0;
+	funlockfile(out);
+	if (n == 0)
+		return;
+	if (out == stderr)
+		log_stderr(LOG_WARN,
+		    "%llu log line(s) were dropped: %s did not take them within %d ms "
+		    "(a pipe whose reader stopped reading, a paused terminal); the "
+		    "process went on",
+		    n, "standard error", LOG_STREAM_WAIT_MS);
+	else
+		log_msg(LOG_WARN,
+		    "%llu log line(s) were dropped: %s did not take them within %d ms "
+		    "(a pipe whose reader stopped reading, a paused terminal); the "
+		    "process went on",
+		    n, log_path, LOG_STREAM_WAIT_MS);
+}
+
 /* After a line went to the log file: when it could not be written (errno `err`: a full
  * disk, an I/O error) say so on stderr, naming the file and the cause, the first time,
  * and put the line there too; once a line is written again, say that on stderr. */
@@ -405,8 +457,9 @@ static void log_file_result(int err, const char *line, size_t len)
 		    " go to standard error",
 		    log_path, strerror(err));
 	if (err != 0) {
-		fwrite(line, 1, len, stderr);
-		fflush(stderr);
+		flockfile(stderr);
+		log_stream_put(stderr, &log_err_stream, line, len);
+		funlockfile(stderr);
 	} else if (was_failing) {
 		log_stderr(LOG_WARN, "the log file %s is written again", log_path);
 	}
@@ -419,6 +472,7 @@ static void log_vline(
     enum log_level level, const struct log_about *about, const char *fmt, va_list ap)
 {
 	FILE *out;
+	struct log_stream *stream;
 	bool journal;
 	struct strbuf b = { 0 };
 	char ts[32], small[LOG_MSG_STACK], *msg = small, *heap = NULL;
@@ -428,6 +482,9 @@ static void log_vline(
 	if (log_following)
 		log_follow();
 	out = log_file != NULL && !log_on_stderr ? log_file : stderr;
+	stream = out == stderr ? &log_err_stream : log_file_stream ? &log_file_stream_state : NULL;
+	if (stream != NULL && stream->dropped > 0)
+		log_stream_say_dropped(out, stream);
 	journal = log_to_journal();
 	va_copy(again, ap);
 	n = vsnprintf(small, sizeof small, fmt, ap);
@@ -478,11 +535,15 @@ static void log_vline(
 		strbuf_puts(&b, "\n");
 	}
 	flockfile(out);
-	errno = 0;
-	fwrite(b.s, 1, b.len, out);
-	fflush(out);
-	werr = !ferror(out) ? 0 : errno != 0 ? errno : EIO;
-	clearerr(out);
+	if (stream != NULL) {
+		werr = log_stream_put(out, stream, b.s, b.len);
+	} else {
+		errno = 0;
+		fwrite(b.s, 1, b.len, out);
+		fflush(out);
+		werr = !ferror(out) ? 0 : errno != 0 ? errno : EIO;
+		clearerr(out);
+	}
 	funlockfile(out);
 	if (out != stderr)
 		log_file_result(werr, b.s, b.len);

@@ -3,7 +3,9 @@
  * "run", "phase", "attempt", "session", "worker" where the message is about them}. When
  * stderr is the systemd journal (JOURNAL_STREAM names it) and no log file is open, a line
  * starts with the syslog priority "<N>" instead of a time and level, as journald expects
- * (README.md, "Logs"). */
+ * (README.md, "Logs"). A line stderr, or a log file that is no regular file, does not take
+ * within a second (a reader that stopped reading) is dropped and counted, and the count
+ * said once it takes lines again. */
 #ifndef AUTOPACK_LOG_H
 #define AUTOPACK_LOG_H
 
@@ -38,9 +40,13 @@ void log_configure(enum log_level min, enum log_format format);
 /* log_open's result for a file that is an SQLite database's (the database, its -wal or
  * -shm, by their first bytes): never appended to. */
 #define LOG_EDATABASE (-100000)
+/* log_open's result for a path that opens to no device: a socket, or a device with nothing
+ * behind it (/dev/tty without a controlling terminal); open says ENXIO, as of a FIFO no
+ * process reads. */
+#define LOG_ENODEVICE (-100001)
 /* Send lines to `path` (appended; created 0600 less what the umask removes) instead of
- * stderr; returns 0, -errno (-ENXIO: a FIFO no process reads, not waited for) or
- * LOG_EDATABASE. */
+ * stderr; returns 0, -errno (-ENXIO: a FIFO no process reads, not waited for),
+ * LOG_EDATABASE or LOG_ENODEVICE. */
 int log_open(const char *path);
 /* Why log_open or log_reopen failed with `rc`, in words. */
 const char *log_open_error(int rc);

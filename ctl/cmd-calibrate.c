@@ -355,9 +355,11 @@ static int cmd_calib_check(
 		    calib_method_name(m));
 		return 0;
 	}
+	/* To four significant digits: a difference two decimals hide (waste p90 of budgets
+	 * far below their calls, 0.00x against 0.00x) is still shown as one. */
 	return cmd_fail(ctx, STORE_EINVAL,
 	    "the proposal is worse than the active set on held-out samples (%s): truncation "
-	    "%.1f %% against %.1f %%, waste p90 %.2fx against %.2fx; nothing was applied "
+	    "%.4g %% against %.4g %%, waste p90 %.4gx against %.4gx; nothing was applied "
 	    "(--force applies it anyway)",
 	    calib_method_name(m), p->truncation_rate * 100.0, a->truncation_rate * 100.0,
 	    p->waste_p90, a->waste_p90);

@@ -245,6 +245,7 @@ int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner)
 FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t errlen)
 {
 	const char *sfx = NULL;
+	char self[64];
 	struct stat sb;
 	FILE *f = NULL;
 	int fd = -1;
@@ -252,8 +253,17 @@ FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t e
 	/* By name first: a -wal or -journal not made yet would be made by the open. */
 	if (st->backend == DB_SQLITE && (sfx = dbfiles_match(st->path, path, -1)) != NULL)
 		goto refuse;
+	if (dbfiles_names_database_side(path))
+		goto another;
 	/* Not blocking: a FIFO that no process reads is refused, not waited on for ever. */
 	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+	if (fd < 0 && errno == ENXIO && (stat(path, &sb) != 0 || !S_ISFIFO(sb.st_mode))) {
+		errbuf_fail(err, errlen,
+		    "cannot write %s: No such device or address: it is a socket, or a device with "
+		    "nothing behind it (/dev/tty without a controlling terminal)",
+		    path);
+		goto out;
+	}
 	if (fd < 0 && errno == ENXIO) {
 		errbuf_fail(err, errlen,
 		    "cannot write %s: it is a FIFO that no process has open for reading; start its "
@@ -269,6 +279,10 @@ FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t e
 	/* Then the file opened, in case the name changed meanwhile. */
 	if (st->backend == DB_SQLITE && (sfx = dbfiles_match(st->path, path, fd)) != NULL)
 		goto refuse;
+	/* Another database (a name mistyped, two arguments swapped) is not emptied. */
+	snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+	if (dbfiles_begins_as_database(self))
+		goto another;
 	if (S_ISREG(sb.st_mode) && ftruncate(fd, 0) != 0) {
 		errbuf_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
 		goto out;
@@ -282,6 +296,12 @@ refuse:
 	errbuf_fail(err, errlen,
 	    "refusing to write %s: that is %s%s, %s; nothing was written: name another file", path,
 	    st->path, sfx, dbfiles_what(sfx));
+	goto out;
+another:
+	errbuf_fail(err, errlen,
+	    "refusing to write %s: it is an SQLite database's file (a database, its -wal or its "
+	    "-shm), which writing would destroy; nothing was written: name another file",
+	    path);
 out:
 	if (fd >= 0)
 		close(fd);

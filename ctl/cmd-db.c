@@ -195,11 +195,11 @@ static void cmd_db_check_print(FILE *out, const struct store_stats *s)
 	    (long long)s->v2_truncated, cmd_pct(s->v2_truncated, s->v2_total));
 	cmd_print_counts(out, "successful events by category", &s->v2_by_category);
 	cmd_print_counts(out, "successful events by complexity", &s->v2_by_complexity);
-	fprintf(out,
-	    "  llm_usage_events: %lld (%lld failed calls, %lld lost with their worker), %lld"
-	    " tokens\n",
-	    (long long)s->usage_total, (long long)s->usage_failed, (long long)s->usage_lost,
-	    (long long)s->usage_tokens);
+	fprintf(out, "  llm_usage_events: %lld (%lld failed calls, %lld lost with their worker",
+	    (long long)s->usage_total, (long long)s->usage_failed, (long long)s->usage_lost);
+	if (s->usage_sent > 0)
+		fprintf(out, ", %lld sent with no outcome yet", (long long)s->usage_sent);
+	fprintf(out, "), %lld tokens\n", (long long)s->usage_tokens);
 	if (s->usage_excluded == 0)
 		return;
 	fprintf(out,
@@ -258,7 +258,7 @@ static json_t *cmd_db_check_json(const struct store_stats *s)
 		        (json_int_t)r->failed));
 	}
 	return json_pack("{s:{s:o, s:I}, s:{s:I, s:o, s:o}, s:{s:{s:I, s:I, s:f, s:I, s:f, "
-	                 "s:o, s:o}, s:{s:I, s:I, s:I, s:I, s:I, s:o}}}",
+	                 "s:o, s:o}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:o}}}",
 	    "phases", "by_state", cmd_counts_json(&s->phase_states), "total", (json_int_t)s->phases,
 	    "runs", "total", (json_int_t)s->runs, "by_state", cmd_counts_json(&s->run_states),
 	    "per_run", per_run, "telemetry", "token_estimation_v2", "total",
@@ -267,9 +267,9 @@ static json_t *cmd_db_check_json(const struct store_stats *s)
 	    "truncated_pct", cmd_pct(s->v2_truncated, s->v2_total), "success_by_category",
 	    cmd_counts_json(&s->v2_by_category), "success_by_complexity",
 	    cmd_counts_json(&s->v2_by_complexity), "llm_usage", "total", (json_int_t)s->usage_total,
-	    "failed", (json_int_t)s->usage_failed, "lost", (json_int_t)s->usage_lost, "tokens",
-	    (json_int_t)s->usage_tokens, "excluded", (json_int_t)s->usage_excluded, "excluded_rows",
-	    excluded);
+	    "failed", (json_int_t)s->usage_failed, "lost", (json_int_t)s->usage_lost, "sent",
+	    (json_int_t)s->usage_sent, "tokens", (json_int_t)s->usage_tokens, "excluded",
+	    (json_int_t)s->usage_excluded, "excluded_rows", excluded);
 }
 
 /* Warn about an empty database (no runs and no phases) on stderr. */

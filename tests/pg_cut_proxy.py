@@ -1,7 +1,7 @@
 """A TCP proxy between a supervisor and the suite's PostgreSQL server that loses the
 answer of one COMMIT: the K-th COMMIT of a transaction that opened attempts (a dispatch
 round's claim; with `writes`, of one that wrote events and opened none; with `ran`, a list
-of statements' first words, of one that ran each of them) is either sent to the server and
+of statements' first words, of one that ran each of them, prepared or unnamed) is either sent to the server and
 its answer dropped with the connection
 (the transaction commits, the client learns nothing: `landed`), dropped with the
 connection before the server sees it (the transaction is rolled back: `lost`), or held
@@ -52,8 +52,9 @@ class CutProxy:
         self.upstream = port
         self.mode = mode
         self.writes = writes
-        # The Parse messages of the statements a counted transaction runs, each.
-        self.ran = [re.compile(rb"P[\s\S]{4}(autopack_\d+)\x00" + re.escape(sql))
+        # The Parse messages of the statements a counted transaction runs, each: prepared
+        # (a supervisor's) or unnamed (autopack-ctl's one-off statements).
+        self.ran = [re.compile(rb"P[\s\S]{4}(autopack_\d+|)\x00" + re.escape(sql))
                     for sql in (ran or [])]
         self.nth = nth
         self.claims = 0

@@ -635,3 +635,21 @@ def test_a_database_this_user_cannot_read_or_write_is_named_with_its_mode_and_ow
 def ctl_path():
     return os.path.join(os.environ.get("AUTOPACK_BIN") or os.path.join(
         os.path.dirname(__file__), "..", "build", "rel", "bin"), "autopack-ctl")
+
+
+def test_a_phase_index_declared_text_is_refused_naming_it(tmp):
+    """phases.phase_index declared TEXT (the table made again by another program): SQLite
+    would store each index as text, and a run's phases would be taken in the order of
+    their index as text (10 before 2). Every command refuses the database, naming the
+    column and its type. Before, it was opened as any other."""
+    p = tmp / "a.db"
+    init(p)
+    sql(p, "PRAGMA writable_schema = ON; UPDATE sqlite_master SET sql = replace(sql,"
+           " 'phase_index INTEGER NOT NULL', 'phase_index TEXT NOT NULL')"
+           " WHERE name = 'phases'; PRAGMA writable_schema = OFF;")
+    r = ctl("--db", url(p), "db", "check", "--json")
+    assert r.rc == 2 and json.loads(r.out)["error"] == "EPARTIAL", r
+    assert ("phases.phase_index is of type TEXT, whose values compare as text (10 before 2);"
+            " autopack runs a run's phases in the order of tiers.tier_index and"
+            " phases.phase_index, so it refuses to use the database (restore it from a"
+            " backup)") in r.err, r

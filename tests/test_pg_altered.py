@@ -104,3 +104,129 @@ def test_a_view_standing_in_for_a_table_is_named_a_view(tmp, pg_url):
             "--exit-when-drained", timeout=120)
     assert r.rc == 1 and want in r.err, r
     assert sql(url, "SELECT count(*) FROM drain_sessions") == [(0,)]
+
+
+@pytest.mark.parametrize("alter", [
+    "ALTER TABLE phases ALTER COLUMN phase_index TYPE bigint",
+    "ALTER TABLE phases ALTER COLUMN builder_attempts TYPE numeric",
+])
+def test_a_columns_type_altered_mid_drain_loses_no_supervisor(tmp, pg_url, alter):
+    """A column the supervisor's prepared statements read given another type while it
+    drains (an INTEGER widened to BIGINT): the server refuses each such statement as
+    `cached plan must not change result type`; the supervisor prepares its statements
+    again, retries the transaction, and drains to the end, each phase visited once. Before,
+    the refusal came at every retry, and it gave up on the database within 9 s (exit 3,
+    `giving up on the database: 8 transactions failed in a row …: cached plan must not
+    change result type`)."""
+    url = new_pg_db(tmp, pg_url, runs=100, phases=10)
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--exit-when-drained")
+    try:
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT"
+                             " NULL")[0][0] >= 20, 120, what="20 attempts ended")
+        sql(url, alter)
+        assert sup.wait(300) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    log = sup.stderr()
+    assert "giving up" not in log, log
+    assert sql(url, "SELECT count(*), count(DISTINCT (run_id, phase_id)) FROM attempts") == \
+        [(1000, 1000)], log
+
+
+def test_a_phase_index_of_text_is_refused_naming_the_alter_that_fixes_it(tmp, pg_url):
+    """phases.phase_index given a text type (ALTER TABLE … TYPE text): the database is
+    refused by every command, naming the column, its type, and the ALTER TABLE that gives
+    it an integer type again; once that runs, a drain takes the run's phases in their
+    order. Before, it was opened as any other and the phases ran in the order of their
+    index as text: p0-10 and p0-11 before p0-2."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=12)
+    sql(url, "ALTER TABLE phases ALTER COLUMN phase_index TYPE text")
+    fix = ('ALTER TABLE "phases" ALTER COLUMN "phase_index" TYPE integer USING'
+           ' CAST("phase_index" AS integer)')
+    said = ("phases.phase_index is of type text, whose values compare as text (10 before"
+            " 2); autopack runs a run's phases in the order of tiers.tier_index and"
+            " phases.phase_index, so it refuses to use the database (give the column an"
+            " integer type again: %s)" % fix)
+    r = ctl("--db", url, "db", "check")
+    assert r.rc == 2 and said in r.err, r
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and said in r.err, r
+    sql(url, fix)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    try:
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert [p for (p,) in sql(url, "SELECT phase_id FROM attempts ORDER BY attempt_id")] == \
+        ["p0-%d" % i for i in range(12)]
+
+
+@pytest.mark.parametrize("behind", [
+    "SELECT setval(pg_get_serial_sequence('attempts', 'attempt_id'), 2)",
+    "ALTER TABLE attempts ALTER COLUMN attempt_id RESTART",
+])
+def test_a_sequence_behind_its_table_is_refused_naming_the_setval_that_fixes_it(
+        tmp, pg_url, behind):
+    """The sequence that numbers attempts put behind the highest attempt_id (rows copied
+    without it: a restore of the data alone, logical replication; or a RESTART): every
+    writer refuses to start, naming the sequence, the table's highest key and the setval
+    that moves it past, which makes the next drain work; readers go on. Before, the
+    supervisor started, each claim collided with an attempt there (`duplicate key value
+    violates unique constraint "attempts_pkey"`), and it gave up on the database, exit 3."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    try:
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    sql(url, behind)
+    fix = ("SELECT setval('public.attempts_attempt_id_seq', (SELECT max(\"attempt_id\") FROM"
+           " \"public\".\"attempts\"))")
+    said = ("the sequence public.attempts_attempt_id_seq, which numbers attempts.attempt_id,"
+            " would give %d next, but the table holds 4 already" % (3 if "setval" in behind
+                                                                    else 1))
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and said in r.err and "nothing was written: run %s first" % fix \
+        in r.err, r
+    assert ctl("--db", url, "db", "check").rc == 0
+    sql(url, fix)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     name="again")
+    try:
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert sql(url, "SELECT count(*), max(attempt_id) FROM attempts") == [(8, 8)]
+
+
+def test_an_unlogged_table_is_refused_by_every_writer_naming_what_makes_it_logged(
+        tmp, pg_url):
+    """Tables of autopack's made UNLOGGED (ALTER TABLE … SET UNLOGGED, a speed-up an
+    operator may be told of): the server writes their rows to no write-ahead log and
+    empties them after a crash or an immediate stop, losing what autopack committed and
+    acknowledged. Every writer refuses to start, naming them and the ALTER TABLE … SET
+    LOGGED that makes each crash-safe again; readers go on; once it ran, the drain works.
+    Before, they were written as any other, and an immediate restart of the server emptied
+    them."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    sql(url, "ALTER TABLE llm_usage_events SET UNLOGGED; ALTER TABLE events SET UNLOGGED")
+    fix = ('ALTER TABLE "public"."events" SET LOGGED; ALTER TABLE "public"."llm_usage_events"'
+           ' SET LOGGED')
+    said = ("tables events, llm_usage_events are UNLOGGED: the server writes none of their"
+            " rows to its write-ahead log and empties them after a crash or an immediate"
+            " stop, so that what autopack commits there, and tells its workers is on disk,"
+            " would be lost; nothing was written: run %s" % fix)
+    r = run("autopack-supervisor", "--db", url, "--workers", 1, "--dry-run",
+            "--exit-when-drained", timeout=120)
+    assert r.rc == 1 and said in r.err, r
+    r = ctl("--db", url, "seed", "telemetry-run", "--workspace", str(tmp))
+    assert r.rc == 2 and said in r.err, r
+    assert ctl("--db", url, "db", "check").rc == 0
+    sql(url, fix)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    try:
+        assert sup.wait(120) == 0, sup.stderr()
+    finally:
+        sup.kill()

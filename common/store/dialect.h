@@ -39,6 +39,11 @@ struct db_dialect {
 	 * 1 if the table is WITHOUT ROWID (PostgreSQL: 0); the column's declared type (NULL if
 	 * there is no such column). */
 	const char *key_assigned;
+	/* One row if table ?1 has column ?2: 1 if its values compare as numbers (PostgreSQL:
+	 * a type of the numeric category, a domain over one too; SQLite: a declared type
+	 * without TEXT affinity, which would store numbers as text), else 0; the declared
+	 * type. */
+	const char *column_numeric;
 	/* Remove run ?1 from the stopped and deprioritised runs of every unfinished drain
 	 * session's saved state (a retry of its phases drains it again). */
 	const char *release_run;

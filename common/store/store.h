@@ -200,6 +200,9 @@ struct store_stats {
 	struct store_counts v2_by_complexity; /* successful events */
 	int64_t usage_total, usage_failed, usage_tokens;
 	int64_t usage_lost; /* of the failed: tries whose worker died before reporting them */
+	/* tries on record whose outcome has not come (in flight, or of a supervisor that died:
+	 * the next one makes them lost); not failed */
+	int64_t usage_sent;
 	/* rows left out of usage_tokens: a count no call reports (STORE_USAGE_PLAUSIBLE) */
 	int64_t usage_excluded;
 	struct store_usage_row *usage_excluded_rows; /* the first STORE_STATS_NAMED, by id */

@@ -79,6 +79,21 @@ int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err)
 	return 0;
 }
 
+int drain_exec_one(struct store_drain *d, enum drain_stmt i, const char *table, const char *what,
+    struct store_err *err)
+{
+	int64_t n;
+	int rc = drain_exec(d, i, err);
+
+	if (rc != 0 || (n = db_changes(d->st->db)) == 1)
+		return rc;
+	snprintf(d->skipped, sizeof d->skipped,
+	    "%.80s changed %lld rows of table %s, not 1: a trigger or rule on %s that is not"
+	    " autopack's skipped it",
+	    what, (long long)n, table, table);
+	return store_fail(err, STORE_EIO, "%s: %s", d->st->path, d->skipped);
+}
+
 /* Prepare, bind, step and finalize one statement; STORE_EIO on failure. */
 int drain_run(struct store_drain *d, const char *sql, const char *a, const char *b, const char *c,
     struct store_err *err)
@@ -97,6 +112,11 @@ int drain_run(struct store_drain *d, const char *sql, const char *a, const char 
 /* Report whether the last error was a constraint violation, with SQLite's message. */
 bool store_drain_constraint_failed(struct store_drain *d, char *why, size_t whylen)
 {
+	if (d->skipped[0] != '\0') {
+		snprintf(why, whylen, "%s", d->skipped);
+		d->skipped[0] = '\0';
+		return true;
+	}
 	if (db_fault(d->st->db) != DB_FAULT_CONSTRAINT)
 		return false;
 	snprintf(why, whylen, "%s", db_errmsg(d->st->db));
@@ -227,6 +247,7 @@ int store_drain_begin(struct store_drain *d, struct store_err *err)
 {
 	assert(!db_in_transaction(d->st->db));
 	drain_keep_forget(d);
+	d->skipped[0] = '\0';
 	if (db_begin(d->st->db, DB_TX_GROUP) != DB_OK)
 		return drain_fail(d, err, "BEGIN");
 	/* Under the write lock: no other connection commits before this transaction ends. */

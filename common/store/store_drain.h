@@ -139,8 +139,9 @@ int store_drain_commit(struct store_drain *d, struct store_err *err);
 /* Roll back the open group, if any. */
 void store_drain_rollback(struct store_drain *d);
 /* Whether the last failed call broke a database constraint (NOT NULL, UNIQUE, CHECK,
- * FOREIGN KEY, a trigger's RAISE): the write, not the database, is at fault, so the
- * writer isolates it. If so, SQLite's message (which names the table and column, e.g.
+ * FOREIGN KEY, a trigger's RAISE), or was a write of an attempt's end or of its phase
+ * that changed no row (another program's trigger or rule skipped it): the write, not the
+ * database, is at fault, so the writer isolates it. If so, SQLite's message (which names the table and column, e.g.
  * "NOT NULL constraint failed: llm_usage_events.is_doctor_call") goes to `why`. */
 bool store_drain_constraint_failed(struct store_drain *d, char *why, size_t whylen);
 /* Set PRAGMA synchronous to FULL or NORMAL (outside a transaction). */

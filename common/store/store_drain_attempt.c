@@ -115,6 +115,8 @@ const struct drain_sql drain_sql_attempt[] = {
 	    " last_failure_reason = COALESCE(?4, last_failure_reason),"
 	    " completed_at = CASE WHEN ?5 THEN ?3 ELSE completed_at END"
 	    " WHERE id = ?1" },
+	/* The state the phase's row (?1) holds, read back after DS_PHASE_SET. */
+	{ DS_PHASE_STATE, "SELECT state FROM phases WHERE id = ?1" },
 	/* The run is DONE_SUCCESS once every phase is COMPLETE or SKIPPED, PHASE_EXECUTION
 	 * before (docs/data-model.md, "Work"). */
 	/* The branch never taken gives the CASE the column's type: on the original's
@@ -528,6 +530,7 @@ static int drain_open_fence(struct store_drain *d, const char *run_id, const cha
 {
 	struct drain_lives *lives = drain_lives(d);
 	struct db_stmt *s;
+	char what[160];
 	int rc;
 
 	if (!dry_run) {
@@ -536,7 +539,9 @@ static int drain_open_fence(struct store_drain *d, const char *run_id, const cha
 		db_bind_int64(s, 2, (int64_t)att);
 		drain_bind_text(s, 3, now);
 		drain_bind_text(s, 4, phase_state_name(PHASE_EXECUTING));
-		if ((rc = drain_exec(d, DS_PHASE_EXEC, err)) != 0) {
+		snprintf(what, sizeof what, "the fence of attempt %llu on phase %s/%s",
+		    (unsigned long long)att, run_id, phase_id);
+		if ((rc = drain_exec_one(d, DS_PHASE_EXEC, "phases", what, err)) != 0) {
 			drain_open_drop(o);
 			return rc;
 		}
@@ -897,6 +902,35 @@ int drain_follow(struct store_drain *d, const char *run_id, const char *phase_id
 	return drain_run_follow(d, run_id, false, now, err);
 }
 
+/* After DS_PHASE_SET wrote state `to` into the phase's row `row` (`what` says which
+ * write): STORE_EIO, and a refusal for store_drain_constraint_failed, when the row holds
+ * another state. A BEFORE trigger of another program's that rewrites the state (COMPLETE
+ * back to QUEUED) would have the phase run again at each reading of the queue, without
+ * end. */
+static int drain_phase_kept(
+    struct store_drain *d, int64_t row, const char *to, const char *what, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_PHASE_STATE);
+	int rc;
+
+	db_bind_int64(s, 1, row);
+	if ((rc = db_step(s)) != DB_ROW) {
+		db_reset(s);
+		return rc == DB_DONE ? store_fail(err, STORE_EIO, "%s: %s: the phase's row is gone",
+		                           d->st->path, what) :
+		                       drain_fail(d, err, d->sql[DS_PHASE_STATE]);
+	}
+	if (db_column_text(s, 0) == NULL || strcmp(db_column_text(s, 0), to) != 0)
+		snprintf(d->skipped, sizeof d->skipped,
+		    "%.80s left the phase %.20s, not %s: a trigger on phases that is not autopack's"
+		    " changed the state written",
+		    what, db_column_text(s, 0) != NULL ? db_column_text(s, 0) : "NULL", to);
+	db_reset(s);
+	if (d->skipped[0] != '\0')
+		return store_fail(err, STORE_EIO, "%s: %s", d->st->path, d->skipped);
+	return 0;
+}
+
 /* Apply the end of attempt `att` (`p`) to its phase (its fence lifted), the phase's tier
  * (from the tier's counts when the drain keeps them) and its run. */
 static int drain_phase_end(struct store_drain *d, uint64_t att, const struct drain_closing *p,
@@ -906,6 +940,7 @@ static int drain_phase_end(struct store_drain *d, uint64_t att, const struct dra
 	struct tier_cache *tiers = drain_tiers(d);
 	const char *to = phase_state_name(c->phase_state);
 	struct tier_count *t = NULL;
+	char what[160];
 	int rc;
 
 	db_bind_int64(s, 1, p->phase_row);
@@ -916,7 +951,10 @@ static int drain_phase_end(struct store_drain *d, uint64_t att, const struct dra
 		drain_bind_text(s, 4, reason_name(c->reason));
 	db_bind_int64(s, 5, c->phase_state == PHASE_COMPLETE || c->phase_state == PHASE_FAILED);
 	db_bind_int64(s, 6, (int64_t)att);
-	if ((rc = drain_exec(d, DS_PHASE_SET, err)) != 0)
+	snprintf(what, sizeof what, "the end of attempt %llu (phase %s/%s to %s)",
+	    (unsigned long long)att, p->run_id, p->phase_id, to);
+	if ((rc = drain_exec_one(d, DS_PHASE_SET, "phases", what, err)) != 0 ||
+	    (rc = drain_phase_kept(d, p->phase_row, to, what, err)) != 0)
 		return rc;
 	if (tiers != NULL && (t = store_tier_cached(tiers, p->tier)) != NULL)
 		store_tier_moved(t, p->state, to);
@@ -972,6 +1010,7 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 {
 	enum drain_stmt i = p->counted ? DS_ATT_END_COUNTED : DS_ATT_END;
 	struct db_stmt *s = drain_stmt_bound(d, i);
+	char what[48];
 	int rc;
 
 	db_bind_int64(s, 1, (int64_t)att);
@@ -989,7 +1028,8 @@ static int drain_attempt_end(struct store_drain *d, uint64_t att, const struct d
 		db_bind_null(s, 10);
 	if (p->counted)
 		db_bind_int64(s, 11, p->events);
-	if ((rc = drain_exec(d, i, err)) != 0 || !unfence)
+	snprintf(what, sizeof what, "the end of attempt %llu", (unsigned long long)att);
+	if ((rc = drain_exec_one(d, i, "attempts", what, err)) != 0 || !unfence)
 		return rc;
 	s = drain_stmt_bound(d, DS_PHASE_UNFENCE);
 	db_bind_int64(s, 1, p->phase_row);
@@ -1004,7 +1044,7 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 {
 	struct tier_cache *tiers;
 	struct tier_count *t;
-	char now[32], *msg;
+	char now[32], *msg, what[160];
 	struct drain_closing p;
 	struct db_stmt *s;
 	bool live, reserved;
@@ -1030,9 +1070,11 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	drain_bind_text(s, 4, reason_name(c->reason));
 	db_bind_int64(s, 5, 0);
 	db_bind_int64(s, 6, (int64_t)att);
+	snprintf(what, sizeof what, "the end of attempt %llu (phase %s/%s back to QUEUED)",
+	    (unsigned long long)att, p.run_id, p.phase_id);
 	/* The tier is not set from its phases here; its counts follow the phase all the same. */
-	if ((rc = drain_exec(d, DS_PHASE_SET, err)) == 0 && (tiers = drain_tiers(d)) != NULL &&
-	    (t = store_tier_cached(tiers, p.tier)) != NULL)
+	if ((rc = drain_exec_one(d, DS_PHASE_SET, "phases", what, err)) == 0 &&
+	    (tiers = drain_tiers(d)) != NULL && (t = store_tier_cached(tiers, p.tier)) != NULL)
 		store_tier_moved(t, p.state, phase_state_name(PHASE_QUEUED));
 out:
 	closing_free(&p);

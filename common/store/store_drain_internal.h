@@ -25,6 +25,7 @@ enum drain_stmt {
 	DS_ATT_UNRESERVE,
 	DS_PHASE_UNFENCE,
 	DS_PHASE_SET,
+	DS_PHASE_STATE,
 	DS_RUN_STATE,
 	DS_RUN_STAYS,
 	DS_RUN_STARTED,
@@ -182,6 +183,11 @@ struct store_drain {
 	struct db_stmt *data_version;
 	int64_t seen_version;
 	uint64_t seen_writes;
+	/* A write of the open transaction that changed no row where it had to change one
+	 * (drain_exec_one: another program's trigger or rule skipped it), or a phase's end
+	 * whose row holds another state than it wrote (a trigger changed it), said as
+	 * store_drain_constraint_failed gives it; "" for none, and again as each group begins. */
+	char skipped[240];
 };
 
 /* The variant of drain statement `id` when several supervisors share the database
@@ -262,6 +268,12 @@ struct db_stmt *drain_stmt(struct store_drain *d, enum drain_stmt i);
 struct db_stmt *drain_stmt_bound(struct store_drain *d, enum drain_stmt i);
 /* Step statement `i` (from drain_stmt), which returns no row, and reset it. */
 int drain_exec(struct store_drain *d, enum drain_stmt i, struct store_err *err);
+/* drain_exec of a write that must change exactly one row of `table` (`what` says which
+ * write, for the message): one that changes none (a BEFORE trigger returning NULL, a rule
+ * DO INSTEAD NOTHING, another program's) is STORE_EIO, and a refusal of the write for
+ * store_drain_constraint_failed, as a constraint's would be. */
+int drain_exec_one(struct store_drain *d, enum drain_stmt i, const char *table, const char *what,
+    struct store_err *err);
 /* Inside the caller's transaction, set the state of the tier and the run of phase
  * (run_id, phase_id) from their phases (store_tier_follow; the run is DONE_SUCCESS once
  * every phase is COMPLETE or SKIPPED, PHASE_EXECUTION before). */

@@ -186,6 +186,13 @@ bool store_schema_changed(struct db *db, const char *where, const char *sql, str
  * message "<where>: <what><the table and why>. <then>", or STORE_EIO. */
 int store_keys_check(struct db *db, const char *where, const char *what, const char *then,
     enum store_errcode code, struct store_err *err);
+/* On PostgreSQL, check that the sequence of each key of store_keys_check (and of the
+ * fleet's tables) would give a value above the highest its table holds: rows written
+ * without it (a restore of the data alone, logical replication, a RESTART) make each
+ * insert collide with one of them. A sequence whose next value the role may not read is
+ * passed over; so are tables db lacks. Reads only. Returns 0, or STORE_EIO naming the
+ * sequence, the table's highest key and the setval that moves it past; 0 on SQLite. */
+int store_keys_ahead(struct db *db, const char *where, struct store_err *err);
 /* Say what a refusal left as it was: "the file was left untouched" on SQLite, "nothing
  * was changed" on a server. */
 const char *store_untouched(const struct db *db);

@@ -21,6 +21,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#define STORE_WAL_HEADER 32 /* the bytes of a write-ahead log's header; its frames follow */
+
 /* Return the directory where the file system holding `path` is mounted (a heap string). */
 static char *store_mount_point(const char *path, dev_t dev)
 {
@@ -99,23 +101,49 @@ static int store_check_sqlite(struct db *db, const char *path, struct store_err 
 	ro = access(dir[0] != '\0' ? dir : "/", W_OK) != 0;
 	rc = store_fail(err, STORE_EIO, "%s: cannot read: %s%s%s%s", path, db_errmsg(db),
 	    ro ? " (the directory " : "", ro ? dir : "",
-	    ro ? " is read-only to this user, and SQLite reads a WAL database through a -shm "
-	         "file it makes there; copy the database to a writable directory, or let "
-	         "this user write the directory)" :
-	         "");
+	    ro ?
+	        " is read-only to this user, and SQLite reads a WAL database through a -shm "
+	        "file it makes there; copy the database with its -wal, if any, to a writable directory, or let "
+	        "this user write the directory)" :
+	        "");
 	free(dir);
 	return rc;
 }
 
-/* Open a database for reading. On a read-only file system nothing can change it, so it
- * is opened immutable: SQLite then needs no -shm file, which it could not create there. */
+/* The attribute of the file `path` that keeps even its owner and root from writing it in
+ * place: "immutable (chattr +i)" or "append-only (chattr +a)"; NULL for neither, or when
+ * it cannot be told. */
+static const char *store_file_flag(const char *path)
+{
+	struct statx sx;
+
+	if (statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &sx) != 0)
+		return NULL;
+	if (sx.stx_attributes_mask & sx.stx_attributes & STATX_ATTR_IMMUTABLE)
+		return "immutable (chattr +i)";
+	if (sx.stx_attributes_mask & sx.stx_attributes & STATX_ATTR_APPEND)
+		return "append-only (chattr +a)";
+	return NULL;
+}
+
+/* Open a database for reading. On a read-only file system, or as a file immutable or
+ * append-only, nothing can change it, so it is opened immutable: SQLite then needs no
+ * -shm file, which it could not create there, or remove at the end. Not when a write-ahead log beside it holds frames (its writer died, or the file system
+ * was remounted read-only under it): immutable reads the database file alone, and would
+ * show none of the commits in the log. Then it is read through the log and the -shm left
+ * with it; without that -shm the first read fails, naming the directory. */
 static int store_connect_read(const char *path, struct db **db, struct store_err *err)
 {
 	struct statvfs vfs;
-	char *uri;
+	struct stat wal;
+	char *uri = xasprintf("%s-wal", path);
+	bool logged = stat(uri, &wal) == 0 && wal.st_size > STORE_WAL_HEADER;
 	int rc;
 
-	if (statvfs(path, &vfs) != 0 || (vfs.f_flag & ST_RDONLY) == 0)
+	free(uri);
+	if (logged ||
+	    ((statvfs(path, &vfs) != 0 || (vfs.f_flag & ST_RDONLY) == 0) &&
+	        store_file_flag(path) == NULL))
 		return store_connect(path, SQLITE_OPEN_READONLY, "", db, err);
 	/* Canonical paths hold no '?', '#' or '%' (dburl.c refuses them). */
 	uri = xasprintf("file:%s?immutable=1", path);
@@ -401,7 +429,8 @@ static bool store_side_exists(const char *path, const char *suffix)
  * database, and only a writer's close removes them. Open the same file for writing, read,
  * and close, so that SQLite removes them when no other connection uses the database (it
  * takes the database's exclusive lock first; a live writer keeps them). Nothing is written;
- * nothing is done if the file cannot be opened for writing or is no longer the one read. */
+ * nothing is done if the file cannot be opened for writing or is no longer the one read,
+ * or if the read made neither file (a file read immutable): the open would make them. */
 static void store_tidy(const struct store *st)
 {
 	struct db *db = NULL;
@@ -409,6 +438,8 @@ static void store_tidy(const struct store *st)
 	char msg[256];
 	int64_t v;
 
+	if (!store_side_exists(st->path, "-wal") && !store_side_exists(st->path, "-shm"))
+		return;
 	if (stat(st->path, &sb) != 0 || sb.st_dev != st->dev || sb.st_ino != st->ino ||
 	    store_check_journal(st->path, NULL) != 0)
 		return;
@@ -447,8 +478,18 @@ static int store_check_access(const char *path, bool write, struct store_err *er
 
 	for (size_t i = 0; i < (write ? ARRAY_SIZE(side) : 1); i++) {
 		char *p = xasprintf("%s%s", path, side[i]);
+		const char *flag = write ? store_file_flag(p) : NULL;
 		int e = 0;
 
+		if (flag != NULL) {
+			store_fail(err, STORE_EIO,
+			    "%s: cannot write it: it is %s; SQLite writes a database and its -wal "
+			    "and -shm in place (lsattr %s shows the flag; chattr -%c %s, as root, "
+			    "clears it)",
+			    p, flag, p, flag[0] == 'i' ? 'i' : 'a', p);
+			free(p);
+			return STORE_EIO;
+		}
 		if (access(p, write ? R_OK | W_OK : R_OK) != 0)
 			e = errno;
 		if (e == ENOENT && i > 0)

@@ -414,6 +414,63 @@ static int store_indexes_missing(struct db *db, const char *const *names, size_t
 	return 0;
 }
 
+/* The columns a run's phases are ordered by (tiers first, then phases): the queue and the
+ * claims compare them, and text would put phase 10 before phase 2. */
+static const struct {
+	const char *table;
+	const char *column;
+} store_order_columns[] = {
+	{ "tiers", "tier_index" },
+	{ "phases", "phase_index" },
+};
+
+/* 0 when each of store_order_columns compares as a number, else STORE_EPARTIAL naming the
+ * first that does not, its type and how to give it a number's; STORE_EIO on error. */
+static int store_order_check(
+    struct db *db, const char *path, const char *uuid, struct store_err *err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(store_order_columns); i++) {
+		const char *t = store_order_columns[i].table, *c = store_order_columns[i].column;
+		struct db_stmt *q = NULL;
+		char type[64] = "";
+		int rc = db_prepare(db, db->dialect->column_numeric, &q);
+		bool numeric = true;
+
+		if (rc == DB_OK) {
+			db_bind_text(q, 1, t);
+			db_bind_text(q, 2, c);
+			rc = db_step(q);
+		}
+		if (rc == DB_ROW) {
+			numeric = db_column_int64(q, 0) != 0;
+			strlcpy_ap(type, db_column_text(q, 1) != NULL ? db_column_text(q, 1) : "",
+			    sizeof type);
+		}
+		db_finalize(q);
+		if (rc != DB_ROW && rc != DB_DONE)
+			return store_fail(err, STORE_EIO, "%s: reading the type of %s.%s: %s", path,
+			    t, c, db_errmsg(db));
+		if (!numeric) {
+			char *fix = db->backend == DB_PG ?
+			    db_sqlf(
+			        "give the column an integer type again: ALTER TABLE \"%w\" ALTER"
+			        " COLUMN \"%w\" TYPE integer USING CAST(\"%w\" AS integer)",
+			        t, c, c) :
+			    xstrdup("restore it from a backup");
+
+			rc = store_fail(err, STORE_EPARTIAL,
+			    "%s: autopack database (uuid %s): %s.%s is of type %s, whose values "
+			    "compare as text (10 before 2); autopack runs a run's phases in the order "
+			    "of tiers.tier_index and phases.phase_index, so it refuses to use the "
+			    "database (%s)",
+			    path, uuid, t, c, type[0] != '\0' ? type : "(none declared)", fix);
+			free(fix);
+			return rc;
+		}
+	}
+	return 0;
+}
+
 /* Check meta, version, tables, columns, unique indexes, the keys the database assigns
  * (store_keys.c) and uuid, reading only; ENOTDB, EVERSION, EPARTIAL or EIDENT. */
 int store_schema_check(
@@ -505,7 +562,9 @@ int store_schema_check(
 		    "autopack's schema declares it, or restore it from a backup)",
 		    STORE_EPARTIAL, err);
 	}
-	/* The uuid names the database in messages, jobs and the control socket's file name:
+	if (rc == 0)
+		rc = store_order_check(db, path, uuid, err);
+		/* The uuid names the database in messages, jobs and the control socket's file name:
 	 * anything but the canonical form (a path, a glob, an empty string) is refused. */
 #ifdef AUTOPACK_MUTANT_uuid_not_checked
 	strlcpy_ap(stored, "00000000-0000-4000-8000-000000000000", sizeof stored);

@@ -46,10 +46,24 @@ int store_begin(struct db *db, const char *what, struct store_err *err)
 	return db_begin(db, DB_TX_WRITE) == DB_OK ? 0 : store_fail_db(db, what, err);
 }
 
-/* Commit the open transaction; STORE_EIO on failure. */
+/* Commit the open transaction; STORE_EIO on failure. A COMMIT whose connection was lost
+ * before its answer came (a server restarted, a network cut, the session ended) may have
+ * committed: the message says so, and that the database is to be looked at before the
+ * command is given again. */
 int store_commit(struct db *db, const char *what, struct store_err *err)
 {
-	return db_commit(db) == DB_OK ? 0 : store_fail_db(db, what, err);
+	size_t n;
+
+	if (db_commit(db) == DB_OK)
+		return 0;
+	store_fail_db(db, what, err);
+	if (err != NULL && err->fault == DB_FAULT_LOST &&
+	    (n = strlen(err->text)) < sizeof err->text)
+		snprintf(err->text + n, sizeof err->text - n,
+		    "; the connection was lost with the COMMIT on its way, so the server may have"
+		    " committed it or not: look at the database (autopack-ctl db check) before"
+		    " giving the command again");
+	return STORE_EIO;
 }
 
 /* Run a one-integer query; STORE_EIO on failure. */

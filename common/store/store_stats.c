@@ -170,8 +170,10 @@ int store_stats_read(struct store *st, struct store_stats *s, struct store_err *
 		{ "SELECT count(*) FROM token_estimation_v2_events WHERE CAST(truncated AS INTEGER) != 0",
 		    &s->v2_truncated },
 		{ "SELECT count(*) FROM llm_usage_events", &s->usage_total },
-		{ "SELECT count(*) FROM llm_usage_events WHERE status != 'ok'", &s->usage_failed },
+		{ "SELECT count(*) FROM llm_usage_events WHERE status NOT IN ('ok', 'sent')",
+		    &s->usage_failed },
 		{ "SELECT count(*) FROM llm_usage_events WHERE status = 'lost'", &s->usage_lost },
+		{ "SELECT count(*) FROM llm_usage_events WHERE status = 'sent'", &s->usage_sent },
 		{ "SELECT coalesce(sum(CASE WHEN " USAGE_PLAUSIBLE
 		  " THEN total_tokens END), 0) FROM llm_usage_events",
 		    &s->usage_tokens },

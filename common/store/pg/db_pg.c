@@ -261,6 +261,17 @@ static PGresult *pg_run(struct db_pg *d, struct db_pg_stmt *s)
 	    PQsendQueryPrepared(d->c, s->name, s->nparams, vals, NULL, NULL, 0), s->sql);
 }
 
+/* Whether `res` failed as a prepared statement whose columns' types changed since it was
+ * prepared (feature_not_supported: "cached plan must not change result type"): the server
+ * refuses every later run of it, and of any other statement prepared before the change
+ * that reads such a column, until it is prepared again. */
+static bool pg_plan_stale(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return state != NULL && strcmp(state, "0A000") == 0;
+}
+
 /* Run the statement at its first step, then move through its rows. */
 static int pg_step(struct db_stmt *st)
 {
@@ -283,6 +294,16 @@ static int pg_step(struct db_stmt *st)
 	rs = PQresultStatus(s->res);
 	if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
 		pg_fail(d, s->res);
+		if (s->persistent && pg_plan_stale(s->res)) {
+			size_t len = strlen(d->err);
+
+			/* Every statement is prepared again at its next run: the failed one's
+			 * transaction is retried by its caller, as after any failure. */
+			d->gen++;
+			snprintf(d->err + len, sizeof d->err - len,
+			    " (a column it reads had its type altered, by ALTER TABLE, since the"
+			    " statement was prepared: it is prepared again at its next run)");
+		}
 		pg_stmt_clear(s);
 		return DB_ERROR;
 	}

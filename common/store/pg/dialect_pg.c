@@ -46,6 +46,13 @@ const struct db_dialect dialect_pg = {
 	    " lower(CAST(?2 AS TEXT)) AND a.attnum > 0 AND NOT a.attisdropped LEFT JOIN pg_attrdef"
 	    " d ON d.adrelid = c.oid AND d.adnum = a.attnum WHERE n.nspname = current_schema()"
 	    " AND c.relname = lower(CAST(?1 AS TEXT)) AND c.relkind IN ('r', 'p')",
+	.column_numeric =
+	    "SELECT CASE WHEN t.typcategory = 'N' THEN 1 ELSE 0 END,"
+	    " format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON"
+	    " c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON"
+	    " t.oid = a.atttypid WHERE n.nspname = current_schema() AND c.relname ="
+	    " lower(CAST(?1 AS TEXT)) AND a.attname = lower(CAST(?2 AS TEXT)) AND a.attnum > 0"
+	    " AND NOT a.attisdropped",
 	.release_run =
 	    "UPDATE drain_sessions SET state_json = CAST(jsonb_set(jsonb_set(CAST(state_json AS"
 	    " jsonb), '{stopped_runs}', COALESCE(CAST(state_json AS jsonb) -> 'stopped_runs',"

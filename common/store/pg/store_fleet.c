@@ -93,13 +93,15 @@ static const char fleet_sql_lock[] =
 	"   started_at = CASE WHEN CAST(?6 AS INTEGER) = 1"                                         \
 	"     THEN phases.started_at ELSE COALESCE(phases.started_at, ?7) END,"                     \
 	"   updated_at = CASE WHEN CAST(?6 AS INTEGER) = 1 THEN phases.updated_at ELSE ?7 END"      \
-	"   FROM ins WHERE phases.run_id = ins.run_id AND phases.phase_id = ins.phase_id)"
+	"   FROM ins WHERE phases.run_id = ins.run_id AND phases.phase_id = ins.phase_id"           \
+	"   RETURNING phases.current_attempt_id AS fenced)"
 /* What came of each claim: a row per phase that exists, its attempt's id NULL when none
- * was opened. */
+ * was opened, and whether its phase was fenced (a trigger or rule of another program's on
+ * phases can skip that UPDATE: fleet_claims_insert). */
 #define FLEET_CLAIM_RESULT(extra)                                                                  \
 	" SELECT c.i, c.state, c.builder_attempts, c.open, c.before, c.visited, c.held,"           \
-	" ins.attempt_id" extra " FROM c LEFT JOIN ins ON ins.run_id = c.run_id"                   \
-	" AND ins.phase_id = c.phase_id"
+	" ins.attempt_id, (SELECT count(*) FROM f WHERE f.fenced = ins.attempt_id)" extra          \
+	" FROM c LEFT JOIN ins ON ins.run_id = c.run_id AND ins.phase_id = c.phase_id"
 static const char fleet_sql_claim[] = FLEET_CLAIM_READ FLEET_CLAIM_OPEN("") FLEET_CLAIM_RESULT("");
 /* Within the session's --batch-size (?10): the session's started attempts, counted once,
  * and the rank of each free claim in the round's order (i). */
@@ -256,7 +258,7 @@ static int fleet_claims_insert(struct store_drain *d, struct drain_claim *c, siz
 		int64_t i = db_column_int64(s, 0);
 
 		if (d->batch_size > 0)
-			d->claimed_started = db_column_int64(s, 8);
+			d->claimed_started = db_column_int64(s, 9);
 		if (i < 0 || (size_t)i >= n || c[i].rc != 0 || seen[i])
 			continue;
 		seen[i] = true;
@@ -266,6 +268,15 @@ static int fleet_claims_insert(struct store_drain *d, struct drain_claim *c, siz
 		}
 		c[i].attempt_id = (uint64_t)db_column_int64(s, 7);
 		c[i].attempt_number = drain_attempt_number(db_column_int64(s, 2));
+		/* An attempt whose phase was not fenced would run unseen by its own end, which
+		 * finds it no longer its phase's current one: the round fails instead. */
+		if (db_column_int64(s, 8) != 1)
+			c[i].rc = store_fail(&c[i].err, STORE_EIO,
+			    "%s: the fence of attempt %llu on phase %s/%s changed %lld rows of table"
+			    " phases, not 1: a trigger or rule on phases that is not autopack's"
+			    " skipped it",
+			    d->st->url, (unsigned long long)c[i].attempt_id, c[i].run_id,
+			    c[i].phase_id, (long long)db_column_int64(s, 8));
 	}
 	rc = rc == DB_DONE ? 0 : drain_fail(d, err, "claiming phases");
 	db_reset(s);
@@ -550,6 +561,33 @@ int store_fleet_session_find(
 	return 0;
 }
 
+/* After a write of this supervisor's live row (`what`) changed no row: STORE_EIO with
+ * the reason when its row is there and live all the same (another program's trigger or
+ * rule on supervisors skipped the write, which is no declaration of it lost), 0 when the
+ * row is no longer live (declared lost, stopped, or gone). */
+static int fleet_renewal_skipped(struct store_drain *d, const char *what, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(
+	    d->st->db, "SELECT 1 FROM supervisors WHERE supervisor_id = ?1 AND state = 'live'", &q);
+
+	if (rc == DB_OK) {
+		db_bind_int64(q, 1, d->supervisor_id);
+		rc = db_step(q);
+	}
+	db_finalize(q);
+	if (rc == DB_ROW)
+		return store_fail(err, STORE_EIO,
+		    "%s: %s changed no row of table supervisors, though the row of supervisor %lld is"
+		    " there and live: a trigger or rule on supervisors that is not autopack's"
+		    " skipped it",
+		    d->st->url, what, (long long)d->supervisor_id);
+	if (rc != DB_DONE)
+		return store_fail(err, STORE_EIO, "%s: %s: reading the row of supervisor %lld: %s",
+		    d->st->url, what, (long long)d->supervisor_id, db_errmsg(d->st->db));
+	return 0;
+}
+
 /* Record this supervisor's session and join key while it is live. */
 int store_fleet_session_set(struct store_drain *d, const char *session_id, const char *join_key,
     bool *lost, struct store_err *err)
@@ -560,6 +598,8 @@ int store_fleet_session_set(struct store_drain *d, const char *session_id, const
 	    session_id, join_key, err);
 
 	*lost = rc == 0 && db_changes(d->st->db) == 0;
+	if (*lost && (rc = fleet_renewal_skipped(d, "recording its drain session", err)) != 0)
+		*lost = false;
 	return rc;
 }
 
@@ -619,6 +659,8 @@ int store_fleet_heartbeat(
 	if (rc != 0)
 		return rc;
 	/* A transaction id is never 0: none read, the row is no longer live. */
+	if (xid == 0 && (rc = fleet_renewal_skipped(d, "renewing the heartbeat", err)) != 0)
+		return rc;
 	*lost = xid == 0;
 	d->heartbeat_xid = xid;
 	d->heartbeat_pid = PQbackendPID(db_pg_conn(d->st->db));
@@ -662,6 +704,8 @@ int store_fleet_confirm(struct store_drain *d, bool *lost, struct store_err *err
 
 	assert(!db_in_transaction(d->st->db));
 	*lost = rc == 0 && db_changes(d->st->db) == 0;
+	if (*lost && (rc = fleet_renewal_skipped(d, "renewing the heartbeat", err)) != 0)
+		*lost = false;
 	if (rc == 0 && !*lost)
 		d->live_gen = d->st->conn_gen;
 	return rc;

@@ -151,6 +151,8 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 		rc = 0;
 	if (rc == 0 && mode != STORE_READ)
 		rc = store_pg_writable(db, url, err);
+	if (rc == 0 && mode != STORE_READ)
+		rc = store_keys_ahead(db, url, err);
 	if (rc == 0 && mode != STORE_READ && st->schema_version < SCHEMA_VERSION)
 		rc = store_fail(err, STORE_EVERSION,
 		    "%s: schema version %d is older than this program's (%d) and PostgreSQL "

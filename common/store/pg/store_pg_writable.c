@@ -3,7 +3,8 @@
  * database, the connection or the server) make every write fail with the server's
  * "cannot execute INSERT in a read-only transaction", which names neither; a role that
  * lacks a privilege on autopack's tables fails a write later with "permission denied for
- * table ...", after the writes before it. */
+ * table ...", after the writes before it; an UNLOGGED table takes writes, and loses them
+ * at the server's next crash. */
 #include "common/store/pg/store_pg.h"
 #include "common/store/db.h"
 #include "common/store/schema.sql.h"
@@ -173,6 +174,65 @@ static int store_pg_privileged(struct db *db, const char *url, struct store_err 
 	return rc;
 }
 
+/* Autopack's tables in the current schema that are UNLOGGED (?1 lists the tables), in
+ * order of name, their count, and the schema. */
+static const char store_pg_unlogged_sql[] =
+    "SELECT c.relname, count(*) OVER (), pg_catalog.current_schema() FROM pg_catalog.pg_class c"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname ="
+    " pg_catalog.current_schema() AND c.relkind IN ('r', 'p') AND c.relpersistence = 'u'"
+    " AND c.relname = ANY (pg_catalog.string_to_array(?1, ',')) ORDER BY c.relname";
+
+/* 0 when none of autopack's tables (the fleet's too) is UNLOGGED, else STORE_EIO naming
+ * them and the ALTER TABLE … SET LOGGED that makes each crash-safe again: the server
+ * writes an unlogged table's rows to no write-ahead log and empties the table after a
+ * crash or an immediate stop, so that what autopack committed there, and told its workers
+ * was on disk, would be lost. */
+static int store_pg_logged(struct db *db, const char *url, struct store_err *err)
+{
+	const char *names[64];
+	size_t n = store_schema_tables(SCHEMA_VERSION, names, ARRAY_SIZE(names));
+	struct strbuf list = { 0 }, tables = { 0 }, fix = { 0 };
+	struct db_stmt *q = NULL;
+	int64_t count = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		strbuf_printf(&list, "%s,", names[i]);
+	strbuf_puts(&list, store_pg_fleet_tables);
+	rc = db_prepare(db, store_pg_unlogged_sql, &q);
+	if (rc == DB_OK)
+		db_bind_text(q, 1, list.s);
+	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
+		const char *t = db_column_text(q, 0), *schema = db_column_text(q, 2);
+		char *one = db_sqlf("ALTER TABLE \"%w\".\"%w\" SET LOGGED",
+		    schema != NULL ? schema : "", t != NULL ? t : "");
+
+		count = db_column_int64(q, 1);
+		strbuf_printf(&tables, "%s%s", tables.s != NULL ? ", " : "", t != NULL ? t : "?");
+		strbuf_printf(&fix, "%s%s", fix.s != NULL ? "; " : "", one);
+		free(one);
+		rc = DB_OK;
+	}
+	if (rc != DB_DONE)
+		rc = store_fail(err, STORE_EIO,
+		    "%s: reading whether autopack's tables are logged: %s", url, db_errmsg(db));
+	else if (count > 0)
+		rc = store_fail(err, STORE_EIO,
+		    "%s: %s %s %s UNLOGGED: the server writes none of %s rows to its write-ahead log and "
+		    "empties %s after a crash or an immediate stop, so that what autopack commits "
+		    "there, and tells its workers is on disk, would be lost; nothing was written: "
+		    "run %s",
+		    url, count == 1 ? "table" : "tables", tables.s, count == 1 ? "is" : "are",
+		    count == 1 ? "its" : "their", count == 1 ? "it" : "them", fix.s);
+	else
+		rc = 0;
+	db_finalize(q);
+	free(list.s);
+	free(tables.s);
+	free(fix.s);
+	return rc;
+}
+
 int store_pg_writable(struct db *db, const char *url, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
@@ -216,5 +276,7 @@ int store_pg_writable(struct db *db, const char *url, struct store_err *err)
 	db_finalize(q);
 	if (rc == 0)
 		rc = store_pg_privileged(db, url, err);
+	if (rc == 0)
+		rc = store_pg_logged(db, url, err);
 	return rc;
 }

@@ -28,6 +28,10 @@ const struct db_dialect dialect_sqlite = {
 	    "coalesce((SELECT wr FROM pragma_table_list(?1) WHERE schema = 'main'), 0), "
 	    "(SELECT type FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE) "
 	    "FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+	.column_numeric =
+	    "SELECT CASE WHEN upper(type) LIKE '%INT%' OR NOT (upper(type) LIKE '%CHAR%'"
+	    " OR upper(type) LIKE '%CLOB%' OR upper(type) LIKE '%TEXT%') THEN 1 ELSE 0 END, type"
+	    " FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
 	.release_run =
 	    "UPDATE drain_sessions SET state_json = json_set(state_json, '$.stopped_runs',"
 	    " json((SELECT json_group_array(value) FROM json_each(state_json, '$.stopped_runs')"
