@@ -365,7 +365,7 @@ static bool pool_keep_worker(pid_t pid, void *ctx)
  * session with setsid, orphaned), and wait until none of it runs: nothing writes into the
  * workspace once the worker's phase is requeued or the supervisor has exited. The orphans
  * were the supervisor's children (a child subreaper) and are reaped here. */
-static void worker_session_kill(struct worker *w)
+static void worker_session_kill(struct worker *w, bool starting)
 {
 	int n = procs_session_kill(w->pid, 0, pool_keep_worker, w->sup, SESSION_KILL_MS);
 
@@ -373,6 +373,10 @@ static void worker_session_kill(struct worker *w)
 		log_error("worker %d (pid %d): processes of its session are still alive %d ms"
 		          " after SIGKILL",
 		    w->id, (int)w->pid, SESSION_KILL_MS);
+	else if (n > 0 && starting)
+		log_warn("worker %d (pid %d): killed %d process(es) left in its session or "
+		         "orphaned, started before its hello (a --worker wrapper's)",
+		    w->id, (int)w->pid, n);
 	else if (n > 0)
 		log_warn("worker %d (pid %d): killed %d process(es) its check command left", w->id,
 		    (int)w->pid, n);
@@ -389,6 +393,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	struct log_about about = worker_about(w);
 	struct sup *s = w->sup;
 	bool crashed = (!w->killed && !w->retire && (status != 0 || sig != 0)) || w->refused, hung;
+	bool starting = w->state == W_STARTING;
 	char what[200], cause[160];
 
 	cpulimit_signal_cause(w, sig, cause, sizeof cause);
@@ -405,7 +410,7 @@ static void worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	uv_timer_stop(&w->phase_timer);
 	uv_timer_stop(&w->term_timer);
 	worker_hand_close(w);
-	worker_session_kill(w);
+	worker_session_kill(w, starting);
 	hung = w->lease.end_outcome == OUTCOME_HEARTBEAT_LOST;
 	if (w->lease.attempt_id != 0)
 		crashed = lease_abort(w, status, sig) == OUTCOME_WORKER_CRASHED || crashed;

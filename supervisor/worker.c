@@ -89,7 +89,8 @@ struct worker *worker_idle_pop(struct sup *s)
 }
 
 /* The kill grace ended with the worker still running (after a SIGTERM, or after it was
- * asked to exit when `w->grace_shutdown`): SIGKILL it. */
+ * asked to exit when `w->grace_shutdown`: a worker still starting, which has not handed
+ * its socket over, is asked only once it does): SIGKILL it, saying which. */
 static void worker_grace_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
@@ -105,10 +106,17 @@ static void worker_grace_cb(uv_timer_t *t)
 #endif
 	if (w->state == W_EXITED)
 		return;
-	log_about(LOG_WARN, &about,
-	    "worker %d (pid %d): still running %.1f s after %s; killing it (SIGKILL)", w->id,
-	    (int)w->pid, (double)w->sup->cfg.kill_grace_ms / 1000.0,
-	    w->grace_shutdown ? "it was asked to exit (shutdown)" : "SIGTERM");
+	if (w->state == W_STARTING && w->grace_shutdown)
+		log_about(LOG_WARN, &about,
+		    "worker %d (pid %d): still starting %.1f s after it was to exit: it has not "
+		    "%s, so it could not be told; it holds no phase: killing it (SIGKILL)",
+		    w->id, (int)w->pid, (double)w->sup->cfg.kill_grace_ms / 1000.0,
+		    w->hand_fd >= 0 ? "handed its socket over" : "read its shutdown");
+	else
+		log_about(LOG_WARN, &about,
+		    "worker %d (pid %d): still running %.1f s after %s; killing it (SIGKILL)",
+		    w->id, (int)w->pid, (double)w->sup->cfg.kill_grace_ms / 1000.0,
+		    w->grace_shutdown ? "it was asked to exit (shutdown)" : "SIGTERM");
 	worker_kill(w, SIGKILL);
 }
 

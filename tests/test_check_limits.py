@@ -4,6 +4,7 @@ machine: so many processes at once, so much memory a process, so large a private
 the whole machine (1,500 processes of a check ran beside the supervisor), a process
 allocated without end, and /dev/shm took up to half of the machine's memory; each now fails
 its check, the attempt's message names the limit and its flag, and the drain goes on."""
+import contextlib
 import os
 import resource
 import shutil
@@ -317,3 +318,69 @@ def test_a_bad_check_limit_is_refused_naming_the_flag(tmp, flag):
     r = run("autopack-worker", "--fd", "3", flag, "lots")
     assert r.rc == 2, r
     assert "%s: \"lots\" is not a whole number from 0 (no limit)" % flag in r.err, r
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, mib):
+    """A tmpfs of `mib` MiB mounted at directory `path`, made here; unmounted on leaving.
+    Skips the test where mounting needs root."""
+    os.mkdir(path)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % mib, "tmpfs", path],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (%s); needs root" % r.stderr.strip())
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+# Writes files into the workspace until the file system refuses, then fails.
+FILL = ("i=0; while head -c 1048576 /dev/zero > out/fill-$i; do i=$((i+1)); done; "
+        "echo filled the workspace >&2; exit 1")
+
+
+@pytest.mark.parametrize("db_there", [False, True], ids=["own_fs", "database_fs"])
+def test_a_check_that_fills_its_workspace_is_bounded_only_by_its_file_system(tmp, db_there):
+    """No limit of a check bounds what it writes into its workspace (RLIMIT_FSIZE bounds one
+    file, and only when the supervisor was started under one; nothing bounds the number of
+    files or their total): it writes until the workspace's file system is full. On a file
+    system of its own, the check fails naming its log, which could not be written whole,
+    the run's next phase fails WRITE_FAILED, and the other runs and the supervisor go on. On
+    the database's file system, the supervisor's commits fail too, and after its retries
+    it gives up on the database (exit 3): workspaces need a file system of their own."""
+    tmp = str(tmp)
+    small = small_tmpfs(os.path.join(tmp, "small"), 8)
+    with small:
+        ws = os.path.join(tmp, "small", "ws")
+        other = os.path.join(tmp, "other")
+        for d in (ws, other):
+            os.makedirs(os.path.join(d, "out"))
+        url = init_db(os.path.join(tmp, "small") if db_there else tmp)
+        import_plan(tmp, url, [
+            ("r1", ws, [phase_spec("p1", check=FILL),
+                        phase_spec("p2", deliverables=("out/two.py",))]),
+            ("r2", other, [phase_spec("q1", check="true")])])
+        sup, rc = drain_until_exit(tmp, url, Standin(tmp), 1, "--max-attempts-per-phase", 1,
+                                   env=KEY)
+        err = sup.stderr()
+        got = {(a["phase_id"]): a for a in rows(
+            url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
+        log = os.path.join(ws, ".autopack", "logs", "r1__p1__a1.stderr.txt")
+        assert ("[FAIL] r1/p1 attempt 1: failed: CHECK_FAILED: check command exited 1 "
+                "(stderr: %s, not all written: No space left on device): " % log) in err, err
+        if not db_there:
+            assert rc == 0, err
+            assert got["p1"]["failure_reason"] == "CHECK_FAILED", got
+            assert got["p1"]["message"].endswith("filled the workspace\n"), got["p1"]
+            assert (got["p2"]["outcome"], got["p2"]["failure_reason"], got["p2"]["message"]) \
+                == ("failed", "WRITE_FAILED",
+                    'path "out/two.py": cannot write: No space left on device'), got
+            assert got["q1"]["outcome"] == "success", got
+        else:
+            # The attempt's end could not be committed: left open, for the next supervisor
+            # to recover.
+            assert rc == 3, err
+            assert "giving up on the database: 8 transactions failed in a row" in err, err
+            assert "database or disk is full" in err, err
+            assert got["p1"]["outcome"] is None, got

@@ -3,6 +3,7 @@ the attempt's outcome, failure reason, exact fingerprint and zero-yield reason, 
 tries recorded, and the phase's final state with --max-attempts-per-phase 1."""
 import errno
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -658,3 +659,76 @@ def test_an_answer_of_many_files_written_on_a_slow_disk_is_not_taken_for_a_hung_
         assert sum(line.startswith("end ") for line in f) >= 2 * len(files)
     assert sorted(os.listdir(os.path.join(ws, "out"))) == sorted(os.path.basename(p)
                                                                   for p in files)
+
+
+def appended_phase(tmp, url, phase):
+    """Import `phase` as the only phase of a tier T2 appended to run r1."""
+    doc = {"runs": [{"run_id": "r1", "append": True,
+                     "tiers": [{"tier_id": "T2", "name": "more", "phases": [phase]}]}]}
+    path = os.path.join(str(tmp), "plan-append.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    r = ctl("--db", url, "run", "import", path)
+    assert r.rc == 0, r
+
+
+# A phase appended to a run whose earlier phase delivered a path its own deliverables
+# overlap: (the earlier phase's deliverable, the appended phase's, the answer's other
+# paths, whether the LLM is called, the message).
+OVERLAPS = {
+    "file_then_under_it": (
+        "out/a.py", "out/a.py/x.py", [], False,
+        'path "out/a.py/x.py": out/a.py is a file in the workspace, and this path '
+        "needs it as a directory (an earlier phase of the run, or another program, made it "
+        "so: the run's deliverables overlap); not sent to the LLM"),
+    "directory_then_file": (
+        "out/d/x.py", "out/d", [], False,
+        'path "out/d": out/d is a directory in the workspace, and this path names '
+        "it as a file (an earlier phase of the run, or another program, made it so: the "
+        "run's deliverables overlap); not sent to the LLM"),
+    # The deliverable is free; the answer writes under the earlier phase's file too.
+    "answer_under_a_file": (
+        "out/a.py", "out/b.py", ["out/a.py/y.py"], True,
+        'path "out/a.py/y.py": out/a.py is a file in the workspace, and this path needs it '
+        "as a directory (an earlier phase of the run, or another program, made it so: the "
+        "run's deliverables overlap); nothing was written"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERLAPS))
+def test_a_phase_delivering_a_path_an_earlier_phase_overlaps_fails_naming_both(tmp, case):
+    """A phase appended to a run, whose deliverable lies under a file an earlier phase of
+    the run delivered (or names as a file a directory one delivered), was sent to the LLM
+    and then failed SCOPE_VIOLATION (`out/a.py is not a directory`), as if the phase's
+    scope were wrong. It now fails WRITE_FAILED before any LLM call, naming both paths;
+    an answer that writes under such a file fails WRITE_FAILED naming them too, and in
+    either case the workspace is left as the earlier phase wrote it."""
+    first, second, extra, called, message = OVERLAPS[case]
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "box", "ws")
+    os.makedirs(os.path.join(ws, "out"))
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec(deliverables=(first,))])])
+    llm = Standin(tmp, [])
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1)
+        before = snapshot(ws)
+        appended_phase(tmp, url, phase_spec("p2", deliverables=(second,)))
+        if extra:
+            llm.stop()
+            llm = Standin(tmp, [{"mode": "hostile", "paths": extra}], name="llm2")
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1, name="sup2")
+    finally:
+        llm.stop()
+    got = rows(url, "SELECT phase_id, outcome, failure_reason, message, zero_yield_reason,"
+               " fingerprint"
+               " FROM attempts ORDER BY attempt_id")
+    assert [(g["phase_id"], g["outcome"], g["failure_reason"]) for g in got] == [
+        ("p1", "success", None), ("p2", "failed", "WRITE_FAILED")], got
+    assert got[1]["message"] == message, got[1]["message"]
+    assert got[1]["fingerprint"].startswith("FAILED|write_failed|" + message[:40]), got[1]
+    assert got[1]["zero_yield_reason"] == (None if called else "failed_before_llm")
+    assert len(rows(url, "SELECT id FROM llm_usage_events")) == 1 + called
+    after = snapshot(ws)
+    assert {p: h for p, h in after.items() if not p.startswith(".autopack")} == {
+        p: h for p, h in before.items() if not p.startswith(".autopack")}

@@ -4,7 +4,13 @@ with SIGKILL, and the log says so. Workers that ignore SIGTERM stand in for a st
 the rogue worker (tests/rogue_worker.py) run by a --worker wrapper that ignores the
 signal, and the rogue's own `hang_term` mode."""
 import os
+import re
+import signal
+import time
 
+import pytest
+
+from conftest import binpath
 from supervisor_helpers import (ROGUE, Supervisor, new_db, rogue_notes, rogue_supervisor,
                                 sql, status_when, wait_for)
 
@@ -122,3 +128,71 @@ def test_a_worker_the_pool_sheds_is_killed_if_it_ignores_shutdown(tmp):
     err = sup.stderr()
     assert err.count("after it was asked to exit (shutdown); killing it (SIGKILL)") == 2, err
     assert "worker 3 started" not in err, err
+
+
+def slow_wrapper(tmp, seconds):
+    """A --worker wrapper that sleeps `seconds` (a sleep of its own, told apart by its
+    argument) before it runs the real worker."""
+    path = os.path.join(str(tmp), "slow-%s.sh" % seconds)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nsleep %s\nexec '%s' \"$@\"\n" % (seconds, binpath("autopack-worker")))
+    os.chmod(path, 0o755)
+    return path
+
+
+def running(argv):
+    """The pids of the processes whose command line is `argv`, and those of them that are
+    zombies."""
+    pids, zombies = [], []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if f.read().split(b"\0")[:-1] != [a.encode() for a in argv]:
+                    continue
+            with open("/proc/%s/stat" % pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        pids.append(int(pid))
+        if state == "Z":
+            zombies.append(int(pid))
+    return pids, zombies
+
+
+@pytest.mark.parametrize("seconds", ["2.25", "30.25"])
+def test_a_stop_while_workers_are_still_starting_loses_nothing_and_says_so(tmp, seconds):
+    """A worker slow to start (a --worker wrapper that sleeps) when the supervisor is told
+    to stop has not handed its socket over: it cannot be asked to exit yet, and holds no
+    phase. One that starts within the kill grace is asked then and exits; one that does not
+    was killed with a line saying it was "asked to exit (shutdown)", which it never was,
+    and another blaming "its check command" for the wrapper's sleep. Now the line says it
+    was still starting and could not be told; nothing is leased, and nothing of the
+    wrapper is left running or unreaped."""
+    url = new_db(tmp, runs=2, phases=2)
+    sup = Supervisor(tmp, url, "--worker", slow_wrapper(tmp, seconds), "--workers", 2,
+                     "--dry-run")
+    try:
+        wait_for(lambda: "worker 2 started" in sup.stderr(), 60, what="the workers started")
+        wait_for(lambda: len(running(["sleep", seconds])[0]) == 2, 30, what="both sleeping")
+        started = time.monotonic()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait(60) == 0, sup.stderr()
+        took = time.monotonic() - started
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    assert running(["sleep", seconds]) == ([], []), running(["sleep", seconds])
+    assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    assert sql(url, "SELECT state, count(*) FROM phases GROUP BY 1") == [("QUEUED", 4)]
+    assert "asked to exit (shutdown)" not in err and "check command" not in err, err
+    if seconds == "2.25":
+        # Started within the grace: asked to exit then, and it did.
+        assert err.count("supervisor asked this worker to stop (stop)") == 2, err
+        assert "SIGKILL" not in err and took < 5, (took, err)
+    else:
+        for n in (1, 2):
+            assert re.search(r"worker %d \(pid \d+\): still starting 5\.0 s after it was to "
+                             r"exit: it has not handed its socket over, so it could not be "
+                             r"told; it holds no phase: killing it \(SIGKILL\)" % n, err), err
+        assert "started before its hello (a --worker wrapper's)" in err, err
+        assert 5 <= took < 15, took

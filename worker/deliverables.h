@@ -55,6 +55,9 @@ enum dlv_status {
 	DLV_ESCOPE = -2,   /* a path broke a confinement rule */
 	DLV_EIO = -3,      /* the file system refused */
 	DLV_EMISSING = -4, /* deliverables absent after writing */
+	/* the workspace holds something that is no directory where a path needs one, or a
+	 * directory where a path names a file: paths of the run's phases overlap */
+	DLV_ECONFLICT = -5,
 };
 
 /* Count the deliverables (paths relative to the workspace) that `set` creates or
@@ -68,13 +71,15 @@ int dlv_parse(const char *text, struct dlv_set *out, char *err, size_t errlen);
 void dlv_set_free(struct dlv_set *s);
 
 /* Check every file of `set` against the workspace and scope, then write (temporary file,
- * fsync, rename) or delete each. Returns DLV_OK, DLV_ESCOPE (nothing written) or DLV_EIO,
- * with `err` naming the path and the rule or the system error. */
+ * fsync, rename) or delete each. Returns DLV_OK, DLV_ESCOPE or DLV_ECONFLICT (nothing
+ * written, unless the workspace changed between the check and the writes) or DLV_EIO,
+ * with `err` naming the path and the rule, the path in the way or the system error. */
 int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
     char *err, size_t errlen);
 
-/* Check one relative path against the workspace and scope without writing. Returns DLV_OK
- * or DLV_ESCOPE with `err` set. */
+/* Check one relative path against the workspace and scope without writing. Returns DLV_OK,
+ * DLV_ECONFLICT (the workspace holds a file where the path needs a directory, or a
+ * directory at the path) or DLV_ESCOPE, with `err` set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen);
 

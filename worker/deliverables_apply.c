@@ -8,8 +8,11 @@
  * component at a time, an existing component must be a directory or a symlink whose real
  * target stays inside the workspace, in scope and out of the reserved directories; the
  * file itself must not be a directory, a special file, or a symlink leaving the
- * workspace. Files are written to a temporary name in the same directory, synced and
- * renamed over the target.
+ * workspace. A component that exists and is no directory, and a directory at the file's
+ * own path, are told apart from the rules' refusals (DLV_ECONFLICT): the path is in
+ * scope, and what is in the way is the workspace's (an earlier phase of the run wrote
+ * "a.py", and this one writes "a.py/x.py"). Files are written to a temporary name in the
+ * same directory, synced and renamed over the target.
  */
 #include "worker/deliverables.h"
 #include "common/relpath.h"
@@ -262,6 +265,28 @@ static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *
 	return same;
 }
 
+/* What a file of mode `mode` that is not a directory is, in words. */
+static const char *dlv_kind(mode_t mode)
+{
+	return S_ISREG(mode) ? "a file" :
+	    S_ISLNK(mode)    ? "a symbolic link to something that is not a directory" :
+	    S_ISFIFO(mode)   ? "a FIFO" :
+	    S_ISSOCK(mode)   ? "a socket" :
+	                       "a device";
+}
+
+/* Say in `err` that `what` (workspace-relative) is, as `kind` says, in the way of `path`:
+ * `as_dir`, the path needs it as a directory; else the path names that directory as a
+ * file. */
+static void dlv_conflict(
+    const char *path, const char *what, const char *kind, bool as_dir, char *err, size_t errlen)
+{
+	snprintf(err, errlen,
+	    "path \"%s\": %s is %s in the workspace, and this path %s (an earlier phase of the "
+	    "run, or another program, made it so: the run's deliverables overlap)",
+	    path, what, kind, as_dir ? "needs it as a directory" : "names it as a file");
+}
+
 /*
  * Walk `rel` from the open workspace directory: check every component and, when `create`,
  * make missing directories. Returns an open descriptor of the parent directory (the
@@ -269,8 +294,9 @@ static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *
  * its last component in *name and in *mode the mode a file written there keeps (the
  * existing regular file's, else 0644); -2 when a directory is missing and !create; -3
  * with `err` when the file system refused to make a missing one (no space, read-only) or
- * the worker may not open or look into an existing one (its mode and owner named); or
- * -1 with `err`.
+ * the worker may not open or look into an existing one (its mode and owner named); -4
+ * with `err` when a component exists and is no directory, or the path itself is a
+ * directory (dlv_conflict); or -1 with `err`.
  */
 static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path, char *rel,
     bool create, const char **name, mode_t *mode, char *err, size_t errlen)
@@ -314,6 +340,11 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 			if (dlv_check_link(ws, scope, path, rel, slash + 1, err, errlen) < 0)
 				goto fail;
 			next = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (next < 0 && errno == ENOTDIR) {
+				dlv_conflict(path, rel, dlv_kind(st.st_mode), true, err, errlen);
+				failed = -4;
+				goto fail;
+			}
 			if (next >= 0 &&
 			    dlv_check_opened(ws, scope, path, rel, slash + 1, next, err, errlen) <
 			        0) {
@@ -325,7 +356,8 @@ static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char
 			existing_dir = true;
 			errno = open_errno;
 		} else {
-			snprintf(err, errlen, "path \"%s\": %s is not a directory", path, rel);
+			dlv_conflict(path, rel, dlv_kind(st.st_mode), true, err, errlen);
+			failed = -4;
 			goto fail;
 		}
 		if (next < 0) {
@@ -361,7 +393,8 @@ descend:
 	}
 	if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (S_ISDIR(st.st_mode)) {
-			snprintf(err, errlen, "path \"%s\": is a directory", path);
+			dlv_conflict(path, rel, "a directory", false, err, errlen);
+			failed = -4;
 			goto fail;
 		}
 		if (S_ISLNK(st.st_mode)) {
@@ -424,7 +457,7 @@ int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const c
 	if (dlv_ws_open(&ws, err, errlen) < 0)
 		return DLV_EIO;
 	fd = dlv_walk(&ws, scope, path, rel, false, &name, &mode, err, errlen);
-	rc = fd >= 0 || fd == -2 ? DLV_OK : DLV_ESCOPE;
+	rc = fd >= 0 || fd == -2 ? DLV_OK : fd == -4 ? DLV_ECONFLICT : DLV_ESCOPE;
 	dlv_dir_close(&ws, fd);
 	dlv_ws_close(&ws);
 	return rc;
@@ -535,6 +568,8 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 			    &t[i].mode, err, errlen);
 			if (fd == -1)
 				rc = DLV_ESCOPE;
+			else if (fd == -4)
+				rc = DLV_ECONFLICT;
 			else if (fd >= 0 && fd != ws.fd && kept >= keep)
 				dlv_dir_close(&ws, fd);
 			else if (fd >= 0) {
@@ -545,6 +580,8 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 	}
 	if (rc == DLV_OK && relpath_files_check("files", paths, set->n, err, errlen) != 0)
 		rc = DLV_ESCOPE;
+	if (rc == DLV_ECONFLICT)
+		snprintf(err + strlen(err), errlen - strlen(err), "; nothing was written");
 	free(paths);
 	if (rc == DLV_OK && dlv_ws_open(&ws, err, errlen) < 0)
 		rc = DLV_EIO;
@@ -558,7 +595,9 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 			if (dirfd == -2)
 				continue; /* deleting under a directory that does not exist */
 			if (dirfd < 0) {
-				rc = dirfd == -3 ? DLV_EIO : DLV_ESCOPE;
+				rc = dirfd == -3 ? DLV_EIO :
+				    dirfd == -4  ? DLV_ECONFLICT :
+				                   DLV_ESCOPE;
 				break;
 			}
 		}

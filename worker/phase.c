@@ -557,6 +557,28 @@ static bool phase_deliverables_ok(struct phase_ctx *pc)
 	return false;
 }
 
+/* Check that nothing in the workspace is in the way of the phase's deliverables (a file
+ * where one needs a directory, a directory at one's path: an earlier phase of the run
+ * delivered an overlapping path) before any call is paid for: no answer can write them.
+ * Returns false if it ended (WRITE_FAILED, naming both paths). */
+static bool phase_deliverables_free(struct phase_ctx *pc)
+{
+	const struct proto_phase *ph = &pc->job->phase;
+	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
+		ph->deliverables.n, NULL, NULL, NULL };
+	char err[PATH_MAX + 1024];
+
+	for (size_t i = 0; i < ph->deliverables.n; i++) {
+		if (dlv_check_path(pc->job->workspace, &scope, ph->deliverables.items[i], err,
+		        sizeof err) != DLV_ECONFLICT)
+			continue;
+		phase_end(pc, OUTCOME_FAILED, REASON_WRITE_FAILED, FP_STAGE_BEFORE_LLM,
+		    "%s; not sent to the LLM", err);
+		return false;
+	}
+	return true;
+}
+
 /* The SQLite database's path in the job's canonical URL (sqlite:////abs/path.db), or NULL
  * for another database. */
 static const char *phase_db_path(const struct proto_job *job)
@@ -727,7 +749,7 @@ int phase_run(
 	}
 	if (!phase_deliverables_ok(&pc))
 		goto done;
-	if (!phase_llm_ready(&pc, &cfg))
+	if (!phase_llm_ready(&pc, &cfg) || !phase_deliverables_free(&pc))
 		goto done;
 	prompt_build(job, &pc.est, &pr);
 	pc.stage = FP_STAGE_PROVIDER;

@@ -667,13 +667,25 @@ TEST(worker_deliverables_walk_tells_what_a_component_is)
 	mkdir("ws/utils", 0755);
 	CHECK((fp = fopen("ws/utils/plain", "w")) != NULL);
 	fclose(fp);
-	/* A regular file where a directory should be. */
-	CHECK_EQ_INT(apply_one(&scope, "utils/plain/x.py", err, sizeof err), DLV_ESCOPE);
-	CHECK(strstr(err, "utils/plain") && strstr(err, "is not a directory"));
+	/* A regular file where a directory should be: in the way, not out of scope. */
+	CHECK_EQ_INT(apply_one(&scope, "utils/plain/x.py", err, sizeof err), DLV_ECONFLICT);
+	CHECK_EQ_STR(err,
+	    "path \"utils/plain/x.py\": utils/plain is a file in the workspace, and this path "
+	    "needs it as a directory (an earlier phase of the run, or another program, made it "
+	    "so: the run's deliverables overlap); nothing was written");
+	CHECK_EQ_INT(
+	    dlv_check_path("ws", &scope, "utils/plain/x.py", err, sizeof err), DLV_ECONFLICT);
+	/* A directory where the file should be. */
+	CHECK_EQ_INT(apply_one(&scope, "utils", err, sizeof err), DLV_ECONFLICT);
+	CHECK(strstr(err,
+	          "utils is a directory in the workspace, and this path names it as a "
+	          "file") != NULL);
 	/* A symlink in scope to that file: followed, then found not to be a directory. */
 	CHECK(symlink("plain", "ws/utils/to_plain") == 0);
-	CHECK_EQ_INT(apply_one(&scope, "utils/to_plain/x.py", err, sizeof err), DLV_ESCOPE);
-	CHECK(strstr(err, "cannot open utils/to_plain") != NULL);
+	CHECK_EQ_INT(apply_one(&scope, "utils/to_plain/x.py", err, sizeof err), DLV_ECONFLICT);
+	CHECK(strstr(err,
+	          "utils/to_plain is a symbolic link to something that is not a "
+	          "directory") != NULL);
 	/* A symlink to nothing. */
 	CHECK(symlink("nowhere", "ws/utils/dangling") == 0);
 	CHECK_EQ_INT(apply_one(&scope, "utils/dangling/x.py", err, sizeof err), DLV_ESCOPE);
