@@ -26,6 +26,10 @@
 /* The most written to a stream at once once it is writable: a pipe takes a page without
  * blocking. */
 #define LOG_STREAM_CHUNK 4096
+/* The line that says how many lines a stream dropped: the count, the stream, the wait. */
+#define LOG_DROPPED_FMT                                                                            \
+	"%llu log line(s) were dropped: %s did not take them within %d ms (a pipe whose reader "   \
+	"stopped reading, a paused terminal); the process went on"
 
 static const char *log_program = "autopack";
 static enum log_level log_min = LOG_INFO;
@@ -103,9 +107,11 @@ static bool log_is_database(int fd)
 /* Send log lines to a file (appending) instead of stderr; -errno if it cannot be opened:
  * -ENXIO for a FIFO that no process reads, which is not waited for (a blocking open
  * would wait for a reader for ever, with the stop signals not yet taken, or on the loop
- * after SIGHUP); LOG_EDATABASE for a file that is an SQLite database's (its lines would
- * be appended into a database, this program's own or another's, through a link put at the
- * path since, or a path mistyped). The lines are then written blocking, as to stderr. */
+ * after SIGHUP); LOG_ENODEVICE for a socket or a device with nothing behind it (open says
+ * ENXIO of them too); LOG_EDATABASE for a file that is an SQLite database's (its lines
+ * would be appended into a database, this program's own or another's, through a link put
+ * at the path since, or a path mistyped). A regular file is then written blocking; any
+ * other (a FIFO, a terminal) as stderr is, a line it does not take in time dropped. */
 int log_open(const char *path)
 {
 	struct stat st;
@@ -430,17 +436,9 @@ static void log_stream_say_dropped(FILE *out, struct log_stream *k)
 	if (n == 0)
 		return;
 	if (out == stderr)
-		log_stderr(LOG_WARN,
-		    "%llu log line(s) were dropped: %s did not take them within %d ms "
-		    "(a pipe whose reader stopped reading, a paused terminal); the "
-		    "process went on",
-		    n, "standard error", LOG_STREAM_WAIT_MS);
+		log_stderr(LOG_WARN, LOG_DROPPED_FMT, n, "standard error", LOG_STREAM_WAIT_MS);
 	else
-		log_msg(LOG_WARN,
-		    "%llu log line(s) were dropped: %s did not take them within %d ms "
-		    "(a pipe whose reader stopped reading, a paused terminal); the "
-		    "process went on",
-		    n, log_path, LOG_STREAM_WAIT_MS);
+		log_msg(LOG_WARN, LOG_DROPPED_FMT, n, log_path, LOG_STREAM_WAIT_MS);
 }
 
 /* After a line went to the log file: when it could not be written (errno `err`: a full

@@ -101,11 +101,10 @@ static int store_check_sqlite(struct db *db, const char *path, struct store_err 
 	ro = access(dir[0] != '\0' ? dir : "/", W_OK) != 0;
 	rc = store_fail(err, STORE_EIO, "%s: cannot read: %s%s%s%s", path, db_errmsg(db),
 	    ro ? " (the directory " : "", ro ? dir : "",
-	    ro ?
-	        " is read-only to this user, and SQLite reads a WAL database through a -shm "
-	        "file it makes there; copy the database with its -wal, if any, to a writable directory, or let "
-	        "this user write the directory)" :
-	        "");
+	    ro ? " is read-only to this user, and SQLite reads a WAL database through a -shm "
+	         "file it makes there; copy the database with its -wal, if any, to a writable "
+	         "directory, or let this user write the directory)" :
+	         "");
 	free(dir);
 	return rc;
 }
@@ -128,10 +127,11 @@ static const char *store_file_flag(const char *path)
 
 /* Open a database for reading. On a read-only file system, or as a file immutable or
  * append-only, nothing can change it, so it is opened immutable: SQLite then needs no
- * -shm file, which it could not create there, or remove at the end. Not when a write-ahead log beside it holds frames (its writer died, or the file system
- * was remounted read-only under it): immutable reads the database file alone, and would
- * show none of the commits in the log. Then it is read through the log and the -shm left
- * with it; without that -shm the first read fails, naming the directory. */
+ * -shm file, which it could not create there, or remove at the end. Not when a write-ahead
+ * log beside it holds frames (its writer died, or the file system was remounted read-only
+ * under it): immutable reads the database file alone, and would show none of the commits
+ * in the log. Then it is read through the log and the -shm left with it; without that
+ * -shm the first read fails, naming the directory. */
 static int store_connect_read(const char *path, struct db **db, struct store_err *err)
 {
 	struct statvfs vfs;
