@@ -12,18 +12,13 @@ from conftest import DATA, binpath, ctl
 from telemetry_helpers import imported_db
 from supervisor_helpers import Supervisor, sql
 from test_hostile_peers import H, answer, exchange, serving
+from test_std_streams import output_to
 
 
 def stdout_gone(argv):
     """Run argv with stdout on a pipe whose reader is gone; (exit status, stderr lines)."""
-    r, w = os.pipe()
-    os.close(r)
-    try:
-        p = subprocess.run(argv, stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
-    finally:
-        os.close(w)
-    return p.returncode, [line for line in p.stderr.splitlines()
-                          if line.startswith("autopack-ctl:")]
+    rc, err = output_to("gone", argv)
+    return rc, [line for line in err.splitlines() if line.startswith("autopack-ctl:")]
 
 
 @pytest.mark.parametrize("command,status,before", [
