@@ -193,6 +193,21 @@ static bool sync_pool_startable(char *why, size_t n)
 	return false;
 }
 
+/* The threadpool's first request, which does nothing: it makes libuv start every thread
+ * of its pool. */
+static uv_work_t sync_pool_first;
+
+static void sync_pool_nothing(uv_work_t *req)
+{
+	(void)req;
+}
+
+static void sync_pool_started(uv_work_t *req, int status)
+{
+	(void)req;
+	(void)status;
+}
+
 void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group *g, bool durable))
 {
 	char why[600];
@@ -217,6 +232,12 @@ void sync_init(struct sup *s, void (*release)(struct sup *s, struct commit_group
 		log_warn("commits are synced by SQLite on the loop (slower): %s", why);
 		return;
 	}
+	/* The pool's threads start here, while main still blocks the stop signals: they keep
+	 * them blocked, so such a signal is taken by the loop's thread alone, never by a pool
+	 * thread at the end, when the watchers are closed and its default action is back. */
+	if (s->sync.fd >= 0 &&
+	    uv_queue_work(s->loop, &sync_pool_first, sync_pool_nothing, sync_pool_started) != 0)
+		log_warn("the threadpool could not be started now: it starts at the first sync");
 	if (s->sync.fd >= 0 && s->cfg.fsync_where == FSYNC_OFF_LOOP)
 		log_info(
 		    "commits are made durable by an fdatasync of %s off the loop", s->sync.path);

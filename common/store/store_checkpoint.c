@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -534,6 +535,7 @@ bool store_ckpt_background(struct store *st, char *msg, size_t len)
 	struct store_ckpt *c = st->ckpt;
 	struct stat before, after;
 	struct ckpt_bg *b;
+	sigset_t all, was;
 	struct db *db = NULL;
 	char why[256];
 	int rc;
@@ -567,7 +569,13 @@ bool store_ckpt_background(struct store *st, char *msg, size_t len)
 	b->state = CKPT_IDLE;
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->wake, NULL);
-	if ((rc = pthread_create(&b->thread, NULL, ckpt_bg_main, b)) != 0) {
+	/* The thread blocks every signal: a process's signals are for its main thread (the
+	 * supervisor's loop), whose handlers may be gone at the end. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
+	rc = pthread_create(&b->thread, NULL, ckpt_bg_main, b);
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+	if (rc != 0) {
 		snprintf(msg, len, "%s: cannot start a thread: %s", c->path, strerror(rc));
 		pthread_cond_destroy(&b->wake);
 		pthread_mutex_destroy(&b->lock);

@@ -273,6 +273,7 @@ static void *wait_cancel_send(void *arg)
 static void wait_cancel_ask(PGconn *c)
 {
 	PGcancel *cancel = PQgetCancel(c);
+	sigset_t all, was;
 	pthread_attr_t attr;
 	pthread_t t;
 	int rc;
@@ -285,7 +286,12 @@ static void wait_cancel_ask(PGconn *c)
 	}
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
+	/* The thread blocks every signal: a process's signals are for its main thread (the
+	 * supervisor's loop), whose handlers may be gone at the end. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
 	rc = pthread_create(&t, &attr, wait_cancel_send, cancel);
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
 	pthread_attr_destroy(&attr);
 	if (rc != 0)
 		wait_cancel_send(cancel);
