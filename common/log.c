@@ -47,6 +47,8 @@ static bool log_file_stream;  /* log_file is no regular file: written as a strea
 struct log_stream {
 	unsigned long long dropped;
 	bool stuck;
+	bool looked;  /* `regular` was found (at the first line) */
+	bool regular; /* a regular file, which never makes a write wait: no poll */
 };
 static struct log_stream log_err_stream, log_file_stream_state;
 
@@ -144,6 +146,7 @@ int log_open(const char *path)
 	log_file = f;
 	log_file_stream = fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode);
 	log_file_stream_state.stuck = false;
+	log_file_stream_state.looked = false;
 	if (log_path != path) {
 		free(log_path);
 		log_path = xstrdup(path);
@@ -383,9 +386,15 @@ static void log_stderr(enum log_level level, const char *fmt, ...)
  * else the errno of the write. Called under the lock of the stream's FILE. */
 static int log_stream_write(int fd, struct log_stream *k, const char *s, size_t len)
 {
+	struct stat sb;
+
+	if (!k->looked) {
+		k->regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+		k->looked = true;
+	}
 	while (len > 0) {
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		int r = poll(&p, 1, k->stuck ? 0 : LOG_STREAM_WAIT_MS);
+		int r = k->regular ? 1 : poll(&p, 1, k->stuck ? 0 : LOG_STREAM_WAIT_MS);
 		ssize_t n;
 
 		if (r < 0 && errno == EINTR)
