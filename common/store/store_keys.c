@@ -151,7 +151,8 @@ static int store_seq_next(struct db *db, const char *seq, int64_t *next, struct 
 }
 
 /* Check key `column` of `table` (which exists): 0 when no sequence assigns it, the table is
- * empty, or its sequence gives a value above the highest the table holds; else `code`. */
+ * empty, or its sequence gives a value above the highest the table holds; else STORE_EIO
+ * naming the setval that mends it. */
 static int store_key_ahead(
     struct db *db, const char *where, const char *table, const char *column, struct store_err *err)
 {
