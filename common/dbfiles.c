@@ -86,13 +86,13 @@ bool dbfiles_begins_as_database(const char *path)
 
 bool dbfiles_names_database_side(const char *path)
 {
-	static const char *const sides[] = { "-wal", "-shm", "-journal" };
 	size_t len = strlen(path);
 
-	for (size_t i = 0; i < sizeof sides / sizeof *sides; i++) {
-		size_t n = strlen(sides[i]);
+	/* Each suffix of dbfiles_sfx but the database's own, "". */
+	for (size_t i = 1; i < ARRAY_SIZE(dbfiles_sfx); i++) {
+		size_t n = strlen(dbfiles_sfx[i]);
 
-		if (len > n && strcmp(path + len - n, sides[i]) == 0) {
+		if (len > n && strcmp(path + len - n, dbfiles_sfx[i]) == 0) {
 			char *db = xstrndup(path, len - n);
 			bool is = dbfiles_begins_as_database(db);
 
