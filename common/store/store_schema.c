@@ -564,11 +564,11 @@ int store_schema_check(
 	}
 	if (rc == 0)
 		rc = store_order_check(db, path, uuid, err);
-		/* The uuid names the database in messages, jobs and the control socket's file name:
-	 * anything but the canonical form (a path, a glob, an empty string) is refused. */
 #ifdef AUTOPACK_MUTANT_uuid_not_checked
 	strlcpy_ap(stored, "00000000-0000-4000-8000-000000000000", sizeof stored);
 #endif
+	/* The uuid names the database in messages, jobs and the control socket's file name:
+	 * anything but the canonical form (a path, a glob, an empty string) is refused. */
 	if (rc == 0 && !store_uuid_valid(stored)) {
 		for (char *c = stored; *c != '\0'; c++)
 			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
