@@ -212,13 +212,15 @@ def real_window(d, url, workers, base, total, mark, *extra):
     return sup, lo, hi
 
 
-def real_run(workers, wsdir=None):
-    """Drain workers x 20 phases (a workspace per run, in wsdir or the temp directory)
-    against the stand-in; return (phases/s, CPU µs per phase) in the steady state: from the
-    moment every worker has ended a phase (the pool has started: a worker's start costs ~8 ms
-    of CPU, mostly the dynamic linker loading libcurl's libraries) and 20 % of the phases are
-    done, to 80 % of the phases; and the whole drain's phases/s, start-up included."""
-    with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory(dir=wsdir) as ws:
+def real_run(workers, wsdir):
+    """Drain workers x 20 phases (a workspace per run, in a new directory under wsdir, left
+    for the caller to remove) against the stand-in; return (phases/s, CPU µs per phase) in
+    the steady state: from the moment every worker has ended a phase (the pool has started:
+    a worker's start costs ~8 ms of CPU, mostly the dynamic linker loading libcurl's
+    libraries) and 20 % of the phases are done, to 80 % of the phases; and the whole
+    drain's phases/s, start-up included."""
+    ws = tempfile.mkdtemp(dir=wsdir)
+    with tempfile.TemporaryDirectory() as d:
         runs, phases = workers * 2, 10
         total = runs * phases
         url = fresh_db(d, runs, phases, os.path.join(ws, "{run}"))
@@ -241,17 +243,55 @@ def real_run(workers, wsdir=None):
         return (n / (hi[0] - lo[0]), (sup + kids) / n * 1e6, sup / n * 1e6, whole)
 
 
+def ext4_without_journal(path):
+    """Whether the file system holding path is ext4 mounted without a journal (then a new
+    file's inode is never one freed in the last minutes: docs/benchmarks.md)."""
+    path = os.path.realpath(path)
+    best, dev, fstype = "", None, None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            fields = left.split()
+            point = fields[4]
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, dev, fstype = point, fields[2], right.split()[0]
+    if fstype != "ext4":
+        return False
+    try:
+        name = os.path.basename(os.readlink("/sys/dev/block/" + dev))
+    except OSError:
+        return False
+    return not os.path.isdir("/proc/fs/jbd2/%s-8" % name)
+
+
 def bench_real(rows):
     """The real path at 64 and 256 workers, workspaces on the temporary directory's disk and,
     where there is one, on tmpfs (/dev/shm): the two separate the file system's cost of a new
     inode from autopack's own."""
     places = [("disk", None)] + ([("tmpfs", "/dev/shm")] if os.path.isdir("/dev/shm") else [])
+    # Every drain's workspaces are kept until the last drain has ended: on ext4 without a
+    # journal, a new inode is never one freed in the last 60 s (6 min while its inode
+    # table block is unwritten), and each creation walks past every such inode of its
+    # group, so the files of a repeat made after the one before was deleted cost up to
+    # twice the CPU (docs/benchmarks.md, "The disk's inodes freed before a drain").
+    keep = {place: tempfile.mkdtemp(dir=wsdir, prefix="autopack-bench-ws-")
+            for place, wsdir in places}
+    try:
+        bench_real_rows(rows, places, keep)
+    finally:
+        for path in keep.values():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def bench_real_rows(rows, places, keep):
+    """bench_real's rows, each drain's workspaces in a new directory under keep[place]."""
     for workers in (64, 256):
         for place, wsdir in places:
             rates, cpus, sups, wholes = [], [], [], []
             for _ in range(REPEATS):
                 os.sync()  # the repeat before's workspaces written back, not during this one
-                rate, cpu, sup, whole = real_run(workers, wsdir)
+                rate, cpu, sup, whole = real_run(workers, keep[place])
                 rates.append(rate)
                 cpus.append(cpu)
                 sups.append(sup)
@@ -259,6 +299,8 @@ def bench_real(rows):
             ideal = workers * 1000.0 / DELAY_MS
             what = "%d workers, workspaces on %s" % (workers, place)
             target = workers == 256
+            if wsdir is None and ext4_without_journal(keep[place]):
+                what += " (ext4 without a journal)"
             rows.append(("real path, %s, stand-in answering after %d ms" % (what, DELAY_MS),
                          fmt(rates) + " phases/s",
                          "ideal %d/s; steady state: the pool started, 20 %% to 80 %% of the "
