@@ -743,8 +743,8 @@ void store_fleet_lost_free(struct fleet_lost *v, size_t n)
 	" AND (s.state IS NULL OR s.state <> 'live'))"
 
 /* Declare silent supervisors lost and close every orphaned attempt, in one transaction. */
-int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *nlost, int *closed,
-    struct store_err *err)
+int store_fleet_rescue(struct store_drain *d, int64_t connected_ms, struct fleet_lost **lost,
+    size_t *nlost, int *closed, struct store_err *err)
 {
 	static const char *const sql[] = {
 		/* Their phases: EXECUTING ones requeued, and no fence left on a closed attempt. */
@@ -772,11 +772,14 @@ int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *
 	    "UPDATE supervisors SET state = 'lost', ended_at = " PG_NOW ", lost_by = ?1"
 	    " WHERE state = 'live' AND supervisor_id <> ?1"
 	    " AND heartbeat_at < " PG_NOW " - lease_timeout_ms * interval '1 millisecond'"
+	    " AND lease_timeout_ms <= ?2"
 	    " RETURNING supervisor_id, host, pid,"
 	    " EXTRACT(EPOCH FROM " PG_NOW " - heartbeat_at)",
 	    &q);
-	if (rc == DB_OK)
+	if (rc == DB_OK) {
 		db_bind_int64(q, 1, d->supervisor_id);
+		db_bind_int64(q, 2, connected_ms);
+	}
 	rc = store_each_row(d->st->db, q, rc, fleet_lost_row, &r, err,
 	    "%s: declaring silent supervisors lost", d->st->url);
 	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
