@@ -4,6 +4,7 @@
 #include "common/store/store_fleet.h"
 #include "common/store/pg/db_pg.h"
 #include "common/store/pg/db_pg_wait.h"
+#include "common/store/pg/dialect_pg.h"
 #include "common/store/pg/store_fleet_budget.h"
 #include "common/store/store_drain_internal.h"
 #include "common/strbuf.h"
@@ -25,10 +26,12 @@
 
 /* Whether the session ?5 stopped or deprioritised run r (its saved policy state): a run
  * another supervisor stopped is not claimed here even before this one has read why. The
- * JSON is parsed only when the state names the run at all. */
+ * JSON is parsed only when the state names the run at all, or when the run's id is one
+ * JSON writes escaped (which a search for the id as it is would not find). */
 #define FLEET_RUN_HELD_BACK                                                                        \
 	" (SELECT count(*) FROM drain_sessions ds WHERE ds.session_id = ?5"                        \
-	"   AND CASE WHEN strpos(ds.state_json, r.id) = 0 THEN FALSE"                              \
+	"   AND CASE WHEN strpos(ds.state_json, r.id) = 0 AND r.id !~ " DIALECT_PG_JSON_ESCAPED    \
+	"   THEN FALSE"                                                                            \
 	"   ELSE CAST(ds.state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(r.id)"        \
 	"   OR CAST(ds.state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(r.id)"    \
 	"   END)"
