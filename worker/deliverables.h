@@ -56,7 +56,8 @@ enum dlv_status {
 	DLV_EIO = -3,      /* the file system refused */
 	DLV_EMISSING = -4, /* deliverables absent after writing */
 	/* the workspace holds something that is no directory where a path needs one, or a
-	 * directory where a path names a file: paths of the run's phases overlap */
+	 * directory, a FIFO, a socket or a device where a path names a file: paths of the
+	 * run's phases overlap, or a check made a special file there */
 	DLV_ECONFLICT = -5,
 };
 
@@ -79,7 +80,7 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 
 /* Check one relative path against the workspace and scope without writing. Returns DLV_OK,
  * DLV_ECONFLICT (the workspace holds a file where the path needs a directory, or a
- * directory at the path) or DLV_ESCOPE, with `err` set. */
+ * directory, a FIFO, a socket or a device at the path) or DLV_ESCOPE, with `err` set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen);
 

@@ -8,8 +8,8 @@
  * component at a time, an existing component must be a directory or a symlink whose real
  * target stays inside the workspace, in scope and out of the reserved directories; the
  * file itself must not be a directory, a special file, or a symlink leaving the
- * workspace. A component that exists and is no directory, and a directory at the file's
- * own path, are told apart from the rules' refusals (DLV_ECONFLICT): the path is in
+ * workspace. A component that exists and is no directory, and a directory or a special
+ * file at the file's own path, are told apart from the rules' refusals (DLV_ECONFLICT): the path is in
  * scope, and what is in the way is the workspace's (an earlier phase of the run wrote
  * "a.py", and this one writes "a.py/x.py"). Files are written to a temporary name in the
  * same directory, synced and renamed over the target.
@@ -296,7 +296,7 @@ static void dlv_conflict(
  * with `err` when the file system refused to make a missing one (no space, read-only) or
  * the worker may not open or look into an existing one (its mode and owner named); -4
  * with `err` when a component exists and is no directory, or the path itself is a
- * directory (dlv_conflict); or -1 with `err`.
+ * directory (dlv_conflict) or a FIFO, a socket or a device; or -1 with `err`.
  */
 static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path, char *rel,
     bool create, const char **name, mode_t *mode, char *err, size_t errlen)
@@ -401,7 +401,13 @@ descend:
 			if (dlv_check_link(ws, scope, path, rel, "", err, errlen) < 0)
 				goto fail;
 		} else if (!S_ISREG(st.st_mode)) {
-			snprintf(err, errlen, "path \"%s\": is not a regular file", path);
+			/* A FIFO, a socket or a device at the file's own path (a check made it):
+			 * in the way as a directory there is, and never written over. */
+			snprintf(err, errlen,
+			    "path \"%s\": %s is %s in the workspace, not a regular file (a check "
+			    "command or another program made it): remove it",
+			    path, rel, dlv_kind(st.st_mode));
+			failed = -4;
 			goto fail;
 		} else {
 			/* Its permissions, but never set-user-ID or set-group-ID: a file

@@ -680,6 +680,14 @@ TEST(worker_deliverables_walk_tells_what_a_component_is)
 	CHECK(strstr(err,
 	          "utils is a directory in the workspace, and this path names it as a "
 	          "file") != NULL);
+	/* A FIFO at the file's own path (a check made it): in the way, never written over. */
+	CHECK(mkfifo("ws/utils/fifo.py", 0644) == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/fifo.py", err, sizeof err), DLV_ECONFLICT);
+	CHECK_EQ_STR(err,
+	    "path \"utils/fifo.py\": utils/fifo.py is a FIFO in the workspace, not a regular "
+	    "file (a check command or another program made it): remove it; nothing was "
+	    "written");
+	CHECK_EQ_INT(dlv_check_path("ws", &scope, "utils/fifo.py", err, sizeof err), DLV_ECONFLICT);
 	/* A symlink in scope to that file: followed, then found not to be a directory. */
 	CHECK(symlink("plain", "ws/utils/to_plain") == 0);
 	CHECK_EQ_INT(apply_one(&scope, "utils/to_plain/x.py", err, sizeof err), DLV_ECONFLICT);
