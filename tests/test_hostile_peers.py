@@ -465,6 +465,73 @@ def test_a_provider_answer_no_real_provider_sends_fails_the_call_naming_what_was
     assert sql(url, "SELECT status FROM llm_usage_events") == [("error",)]
 
 
+def http_json(doc):
+    body = json.dumps(doc).encode()
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % len(body)) + body
+
+
+def chat_answer(message, finish):
+    return http_json({"id": "c", "object": "chat.completion", "choices": [
+        {"index": 0, "message": dict(role="assistant", **message), "finish_reason": finish}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+
+
+def message_answer(content, stop):
+    return http_json({"id": "m", "type": "message", "role": "assistant", "model": "m",
+                      "content": content, "stop_reason": stop,
+                      "usage": {"input_tokens": 5, "output_tokens": 7}})
+
+
+TEXTLESS_ANSWERS = {
+    "openai_refusal": ("openai", chat_answer(
+        {"content": None, "refusal": "I can't help with that, " + KEY}, "stop"),
+        'the answer holds no text (finish_reason "stop"): the model refused: "I can\'t help '
+        'with that, [redacted]"'),
+    "openai_tool_calls": ("openai", chat_answer(
+        {"content": None, "tool_calls": [{"id": "t", "type": "function", "function": {
+            "name": "write_file", "arguments": "{}"}}] * 2}, "tool_calls"),
+        'the answer holds no text (finish_reason "tool_calls"): its message holds 2 tool '
+        'calls and no text'),
+    "openai_content_filter": ("openai", chat_answer({"content": ""}, "content_filter"),
+                              'the answer holds no text (finish_reason "content_filter")'),
+    "anthropic_refusal": ("anthropic", message_answer([], "refusal"),
+                          'the answer holds no text (stop_reason "refusal"): its content '
+                          'holds no block'),
+    "anthropic_tool_use": ("anthropic", message_answer(
+        [{"type": "thinking", "thinking": "…", "signature": "s"},
+         {"type": "tool_use", "id": "t", "name": "write_file", "input": {}},
+         {"type": "tool_use", "id": "u", "name": "write_file", "input": {}}], "tool_use"),
+        'the answer holds no text (stop_reason "tool_use"): its content holds a thinking '
+        'block, a tool_use block and no text'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEXTLESS_ANSWERS))
+def test_an_answer_without_text_fails_naming_what_it_holds_instead(tmp, case):
+    """A refusal, tool calls or a content filter's empty answer failed PARSE_FAILED as `no
+    JSON document with "files" found in the response (0 bytes)`, naming neither the stop
+    reason nor the refusal. The message says the answer holds no text, its stop reason,
+    and what it holds instead (the refusal with the key masked, the tool calls, the
+    blocks' types); the tokens the provider counted are recorded."""
+    provider_name, data, message = TEXTLESS_ANSWERS[case]
+    url = new_db(tmp, runs=1, phases=1)
+    provider = RawProvider(data)
+    base = "http://127.0.0.1:%d" % provider.port + ("/v1" if provider_name == "openai" else "")
+    var = "OPENAI_API_KEY" if provider_name == "openai" else "ANTHROPIC_API_KEY"
+    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", provider_name,
+                     "--llm-base-url", base, "--llm-retries", 0, "--max-attempts-per-phase", 1,
+                     "--exit-when-drained", env={var: KEY})
+    try:
+        assert sup.wait() in (0, 5), sup.stderr()
+    finally:
+        provider.stop()
+    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert rows == [("failed", "PARSE_FAILED", message)], rows
+    assert sql(url, "SELECT status, total_tokens FROM llm_usage_events") == [("ok", 12)]
+    assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
+
+
 def test_a_flood_of_control_connections_under_a_low_file_limit_leaves_status_and_scale_theirs(
         tmp):
     """Under `ulimit -n 64`, a process of the user opening control connections as fast as

@@ -648,6 +648,7 @@ static void llm_answer_clean(const struct llm_config *cfg, struct llm_response *
 {
 	llm_mask(&out->text, cfg->api_key);
 	llm_mask(&out->stop_reason, cfg->api_key);
+	llm_mask(&out->no_text, cfg->api_key);
 	if (out->stop_reason != NULL && strlen(out->stop_reason) > LLM_STOP_REASON_MAX) {
 		char *cut = utf8_clean(out->stop_reason, LLM_STOP_REASON_MAX);
 
@@ -691,9 +692,7 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 		t->prompt_tokens = out->prompt_tokens;
 		t->completion_tokens = out->completion_tokens;
 		t->total_tokens = out->total_tokens;
-		free(out->text);
-		free(out->stop_reason);
-		out->text = out->stop_reason = NULL;
+		llm_response_free(out);
 		out->truncated = false;
 		snprintf(msg, msglen, "%s: %s", url, perr);
 		return LLM_E_MALFORMED;
@@ -841,5 +840,6 @@ void llm_response_free(struct llm_response *r)
 {
 	free(r->text);
 	free(r->stop_reason);
-	r->text = r->stop_reason = NULL;
+	free(r->no_text);
+	r->text = r->stop_reason = r->no_text = NULL;
 }

@@ -527,6 +527,18 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 			phase_end(pc, OUTCOME_FAILED, REASON_OUTPUT_TRUNCATED, FP_STAGE_PARSE,
 			    "output truncated at max_tokens %d (%s): %s", max_tokens,
 			    resp.stop_reason, perr);
+		} else if (resp.text[0] == '\0') {
+			/* A refusal, tool calls, blocks of other kinds: said as such, not as a
+			 * document missing from 0 bytes. */
+			const char *field = cfg->provider == LLM_ANTHROPIC ? "stop_reason" :
+			                                                     "finish_reason";
+
+			phase_end(pc, OUTCOME_FAILED, REASON_PARSE_FAILED, FP_STAGE_PARSE,
+			    "the answer holds no text (%s %s%s%s)%s%s", field,
+			    resp.stop_reason != NULL ? "\"" : "",
+			    resp.stop_reason != NULL ? resp.stop_reason : "none",
+			    resp.stop_reason != NULL ? "\"" : "", resp.no_text != NULL ? ": " : "",
+			    resp.no_text != NULL ? resp.no_text : "");
 		} else {
 			phase_end(
 			    pc, OUTCOME_FAILED, REASON_PARSE_FAILED, FP_STAGE_PARSE, "%s", perr);
