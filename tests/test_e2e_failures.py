@@ -476,6 +476,37 @@ def test_a_builder_output_naming_the_database_in_the_workspace_is_refused(tmp):
     assert r.rc == 0 and "phases 1" in r.out, r
 
 
+@pytest.mark.parametrize("mode", ["create", "delete"])
+def test_a_builder_output_naming_the_log_file_in_the_workspace_is_refused(tmp, mode):
+    """The supervisor's --log-file lies in the run's workspace, whose whole is the scope:
+    an answer writing it put its own text in place of every line logged so far (the
+    supervisor went on writing to the file taken away), and one deleting it removed them.
+    The log file is never written or deleted; the attempt fails as a scope violation and
+    the log keeps its lines."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    log = os.path.join(ws, "sup.log")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec("p1", ("a.py",), paths=(".",))])])
+    files = [{"path": "a.py", "mode": "create", "new_content": "x = 1\n"},
+             {"path": "./sup.log", "mode": mode, "new_content": "all went well\n"}]
+    llm = Standin(tmp, {"default": {"mode": "normal", "files": files}})
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1, "--llm-retries", 0,
+              "--log-file", log)
+    finally:
+        llm.stop()
+    got = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"], a["message"]) for a in got] == [
+        ("failed", "SCOPE_VIOLATION", 'path "./sup.log": is the log file %s of the '
+         'supervisor and its workers (--log-file)' % log)], got
+    assert not os.path.exists(os.path.join(ws, "a.py"))
+    with open(log) as f:
+        text = f.read()
+    assert text.startswith("20") and "1 phase(s) eligible" in text, text[:2000]
+
+
 @pytest.mark.parametrize("path,rule", [
     ("out/" + "a" * 5000 + ".py", "a component is longer than 255 bytes"),
     ("out/" + "a/" * 3000 + "x.py", "path too long"),

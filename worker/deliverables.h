@@ -35,7 +35,9 @@ struct dlv_set {
 /* Where a phase may write: under any of `paths` (files or directories) or exactly one of
  * `deliverables`; never, even in scope, a file in the directory of `protect` named as it,
  * alone or followed by '-' or '.' (the database: protect is its absolute path, and so its
- * -wal, -shm, lock and backups are spared too; NULL protects nothing). `heartbeat`
+ * -wal, -shm, lock and backups are spared too; NULL protects nothing), nor the file
+ * `keep` names (the log file, --log-file), known by its device and inode wherever the
+ * path reaches it (NULL keeps nothing). `heartbeat`
  * (nullable) is called with `ctx` between the files dlv_apply writes or deletes (after
  * each but the last, which the caller's next word follows): each is synced with its
  * directory, which a slow disk makes long for hundreds of files. */
@@ -47,6 +49,7 @@ struct dlv_scope {
 	const char *protect;
 	void (*heartbeat)(void *ctx);
 	void *ctx;
+	const char *keep;
 };
 
 enum dlv_status {

@@ -265,6 +265,16 @@ static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *
 	return same;
 }
 
+/* True when `st`, a regular file the path reaches, is the file scope->keep names (the log
+ * file): the same device and inode, however reached (a hard link too). */
+static bool dlv_kept(const struct dlv_scope *scope, const struct stat *st)
+{
+	struct stat k;
+
+	return scope->keep != NULL && stat(scope->keep, &k) == 0 && k.st_dev == st->st_dev &&
+	    k.st_ino == st->st_ino;
+}
+
 /* What a file of mode `mode` that is not a directory is, in words. */
 static const char *dlv_kind(mode_t mode)
 {
@@ -408,6 +418,13 @@ descend:
 			    "command or another program made it): remove it",
 			    path, rel, dlv_kind(st.st_mode));
 			failed = -4;
+			goto fail;
+		} else if (dlv_kept(scope, &st)) {
+			/* Replaced or removed, it would take every line logged so far with it. */
+			snprintf(err, errlen,
+			    "path \"%s\": is the log file %s of the supervisor and its workers "
+			    "(--log-file)",
+			    path, scope->keep);
 			goto fail;
 		} else {
 			/* Its permissions, but never set-user-ID or set-group-ID: a file

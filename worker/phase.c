@@ -2,6 +2,7 @@
 #include "worker/phase.h"
 #include "common/estimate/estimator.h"
 #include "common/fingerprint/fingerprint.h"
+#include "common/log.h"
 #include "common/relpath.h"
 #include "common/sysdirs.h"
 #include "common/util.h"
@@ -577,7 +578,7 @@ static bool phase_deliverables_free(struct phase_ctx *pc)
 {
 	const struct proto_phase *ph = &pc->job->phase;
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
-		ph->deliverables.n, NULL, NULL, NULL };
+		ph->deliverables.n, NULL, NULL, NULL, NULL };
 	char err[PATH_MAX + 1024];
 
 	for (size_t i = 0; i < ph->deliverables.n; i++) {
@@ -608,7 +609,7 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 	const struct proto_phase *ph = &pc->job->phase;
 	/* The database may lie in the workspace: its files are never written. */
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
-		ph->deliverables.n, phase_db_path(pc->job), phase_heartbeat, pc };
+		ph->deliverables.n, phase_db_path(pc->job), phase_heartbeat, pc, log_file_path() };
 	char err[PATH_MAX + 1024], names[PHASE_MESSAGE_MAX - 64];
 	size_t missing;
 	int rc;

@@ -176,7 +176,7 @@ static struct dlv_scope scope_utils(void)
 {
 	static char *paths[] = { "utils/" };
 	static char *dl[] = { "utils/h.py", "README.md" };
-	struct dlv_scope s = { paths, 1, dl, 2, NULL, NULL, NULL };
+	struct dlv_scope s = { paths, 1, dl, 2, NULL, NULL, NULL, NULL };
 
 	mkdir("ws", 0755);
 	return s;
@@ -504,7 +504,7 @@ TEST(worker_deliverables_never_write_the_database_in_the_workspace)
 {
 	static char *paths[] = { "." };
 	char err[512], cwd[4096], *db;
-	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, NULL };
 	struct dlv_file del = { "app.db-wal", DLV_DELETE, NULL, 0 };
 	struct dlv_set set = { &del, 1 };
 
@@ -532,12 +532,41 @@ TEST(worker_deliverables_never_write_the_database_in_the_workspace)
 	free(db);
 }
 
+TEST(worker_deliverables_never_write_or_delete_the_log_file)
+{
+	static char *paths[] = { "." };
+	char err[512];
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, "ws/logs/sup.log" };
+	struct dlv_file del = { "logs/sup.log", DLV_DELETE, NULL, 0 };
+	struct dlv_set set = { &del, 1 };
+	FILE *fp;
+
+	mkdir("ws", 0755);
+	mkdir("ws/logs", 0755);
+	CHECK((fp = fopen("ws/logs/sup.log", "w")) != NULL);
+	fputs("line\n", fp);
+	fclose(fp);
+	CHECK_EQ_INT(apply_one(&scope, "logs/sup.log", err, sizeof err), DLV_ESCOPE);
+	CHECK_EQ_STR(err,
+	    "path \"logs/sup.log\": is the log file ws/logs/sup.log of the supervisor and its "
+	    "workers (--log-file)");
+	CHECK_EQ_INT(dlv_apply("ws", &scope, &set, err, sizeof err), DLV_ESCOPE);
+	/* Through a symlinked directory, and a hard link to it. */
+	CHECK(symlink("logs", "ws/again") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "again/sup.log", err, sizeof err), DLV_ESCOPE);
+	CHECK(link("ws/logs/sup.log", "ws/hard.log") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "hard.log", err, sizeof err), DLV_ESCOPE);
+	CHECK_EQ_STR(slurp("ws/logs/sup.log"), "line\n");
+	/* Another file beside it is written. */
+	CHECK_EQ_INT(apply_one(&scope, "logs/other.log", err, sizeof err), DLV_OK);
+}
+
 TEST(worker_deliverables_a_symlink_into_a_reserved_directory_is_not_followed)
 {
 	/* The whole workspace in scope: a check, which may not write its .autopack/logs, left
 	 * links to it and to .git for the worker to write the model's files through. */
 	static char *paths[] = { "." };
-	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, NULL };
 	char err[512];
 
 	mkdir("ws", 0755);
@@ -813,7 +842,7 @@ TEST(worker_deliverables_say_alive_between_files_not_after_the_last)
 		{ (char *)"utils/b2.py", DLV_CREATE, (char *)"2\n", 2 },
 		{ (char *)"utils/b3.py", DLV_CREATE, (char *)"3\n", 2 } };
 	int seen[8] = { 0 };
-	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, beat_count, seen };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, beat_count, seen, NULL };
 	struct dlv_set set = { f, 4 };
 	char err[256];
 
