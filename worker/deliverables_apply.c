@@ -275,6 +275,10 @@ static bool dlv_kept(const struct dlv_scope *scope, const struct stat *st)
 	    k.st_ino == st->st_ino;
 }
 
+/* The mode dlv_walk gives a file that does not exist yet: it is made 0644 less the
+ * umask, as any program makes a file (0600 under the unit's UMask=0077). */
+#define DLV_MODE_NEW ((mode_t)-1)
+
 /* What a file of mode `mode` that is not a directory is, in words. */
 static const char *dlv_kind(mode_t mode)
 {
@@ -302,7 +306,7 @@ static void dlv_conflict(
  * make missing directories. Returns an open descriptor of the parent directory (the
  * workspace's own descriptor for a file at the top; close it with dlv_dir_close), with
  * its last component in *name and in *mode the mode a file written there keeps (the
- * existing regular file's, else 0644); -2 when a directory is missing and !create; -3
+ * existing regular file's, else DLV_MODE_NEW); -2 when a directory is missing and !create; -3
  * with `err` when the file system refused to make a missing one (no space, read-only) or
  * the worker may not open or look into an existing one (its mode and owner named); -4
  * with `err` when a component exists and is no directory, or the path itself is a
@@ -395,7 +399,7 @@ descend:
 		*slash = '/';
 		comp = slash + 1;
 	}
-	*mode = 0644;
+	*mode = DLV_MODE_NEW;
 	if (dlv_protected(scope, dirfd, comp)) {
 		snprintf(err, errlen, "path \"%s\": is the database %s or one of its files", path,
 		    scope->protect);
@@ -486,26 +490,44 @@ int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const c
 	return rc;
 }
 
-/* Write `f` under directory `dirfd` as `name` with `mode`: temporary file, fsync, rename,
- * fsync of the directory. */
+/* The most temporary names dlv_write tries for one file: each one taken (left by a
+ * worker killed while it wrote, whose pid this one has now, or put there by a check)
+ * moves it to the next. */
+#define DLV_TMP_TRIES 64
+
+/* Write `f` under directory `dirfd` as `name` with `mode` (DLV_MODE_NEW: 0644 less the
+ * umask): temporary file, fsync, rename, fsync of the directory. */
 static int dlv_write(
     int dirfd, const char *name, mode_t mode, const struct dlv_file *f, char *err, size_t errlen)
 {
 	static unsigned counter;
 	static pid_t pid; /* the worker's, asked once: the name only has to be unique */
-	char *tmp;
+	char *tmp = NULL;
 	size_t off = 0;
-	int fd;
+	int fd = -1;
 
 	assert(f->mode != DLV_DELETE && (f->content != NULL || f->content_len == 0));
 	assert(strchr(name, '/') == NULL); /* dlv_walk hands over the last component */
 	if (pid == 0)
 		pid = getpid();
-	/* Named after the file, but within NAME_MAX even for a name of 255 bytes. */
-	tmp = xasprintf(".%.200s.autopack-%ld-%u.tmp", name, (long)pid, counter++);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-	if (fd < 0)
+	for (int k = 0; fd < 0 && k < DLV_TMP_TRIES; k++) {
+		free(tmp);
+		/* Named after the file, but within NAME_MAX even for a name of 255 bytes. */
+		tmp = xasprintf(".%.200s.autopack-%ld-%u.tmp", name, (long)pid, counter++);
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    mode == DLV_MODE_NEW ? 0644 : mode);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		int e = errno;
+
+		/* Not this name's to remove: another file had it. */
+		free(tmp);
+		tmp = NULL;
+		errno = e;
 		goto fail;
+	}
 	while (off < f->content_len) {
 		ssize_t w = write(fd, f->content + off, f->content_len - off);
 		if (w < 0) {
@@ -515,7 +537,7 @@ static int dlv_write(
 		}
 		off += (size_t)w;
 	}
-	if (fchmod(fd, mode) != 0 || fsync(fd) != 0)
+	if ((mode != DLV_MODE_NEW && fchmod(fd, mode) != 0) || fsync(fd) != 0)
 		goto fail;
 	if (close(fd) != 0) {
 		fd = -1;
@@ -531,7 +553,8 @@ fail:
 	snprintf(err, errlen, "path \"%s\": cannot write: %s", f->path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
-	unlinkat(dirfd, tmp, 0);
+	if (tmp != NULL)
+		unlinkat(dirfd, tmp, 0);
 	free(tmp);
 	return -1;
 }

@@ -532,6 +532,52 @@ TEST(worker_deliverables_never_write_the_database_in_the_workspace)
 	free(db);
 }
 
+TEST(worker_deliverables_a_new_file_is_made_under_the_umask)
+{
+	static char *paths[] = { "." };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, NULL };
+	char err[256];
+	struct stat st;
+
+	mkdir("ws", 0755);
+	umask(077);
+	CHECK_EQ_INT(apply_one(&scope, "private.py", err, sizeof err), DLV_OK);
+	CHECK(stat("ws/private.py", &st) == 0);
+	CHECK_EQ_INT(st.st_mode & 07777, 0600);
+	umask(022);
+	CHECK_EQ_INT(apply_one(&scope, "shared.py", err, sizeof err), DLV_OK);
+	CHECK(stat("ws/shared.py", &st) == 0);
+	CHECK_EQ_INT(st.st_mode & 07777, 0644);
+	/* A file that exists keeps its mode, whatever the umask. */
+	chmod("ws/private.py", 0640);
+	umask(077);
+	CHECK_EQ_INT(apply_one(&scope, "private.py", err, sizeof err), DLV_OK);
+	CHECK(stat("ws/private.py", &st) == 0);
+	CHECK_EQ_INT(st.st_mode & 07777, 0640);
+}
+
+TEST(worker_deliverables_a_temporary_name_taken_moves_to_the_next)
+{
+	static char *paths[] = { "." };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, NULL };
+	char err[256], name[128];
+	int k;
+
+	mkdir("ws", 0755);
+	/* The names this process's first writes of x.py take, left by a worker killed
+	 * while it wrote (its pid now this one's) or put there by a check. */
+	for (k = 0; k < 8; k++) {
+		snprintf(name, sizeof name, "ws/.x.py.autopack-%ld-%d.tmp", (long)getpid(), k);
+		close(open(name, O_CREAT | O_WRONLY, 0600));
+	}
+	CHECK_EQ_INT(apply_one(&scope, "x.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_STR(slurp("ws/x.py"), "owned\n");
+	for (k = 0; k < 8; k++) {
+		snprintf(name, sizeof name, "ws/.x.py.autopack-%ld-%d.tmp", (long)getpid(), k);
+		CHECK(exists(name)); /* not its own: left alone */
+	}
+}
+
 TEST(worker_deliverables_never_write_or_delete_the_log_file)
 {
 	static char *paths[] = { "." };
