@@ -532,6 +532,53 @@ def test_an_answer_without_text_fails_naming_what_it_holds_instead(tmp, case):
     assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
 
 
+NOT_JSON_ANSWERS = {
+    "html_page": (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                  b"Content-Length: 40\r\nConnection: close\r\n\r\n"
+                  b"<html><body>Login required</body></html>",
+                  "response is not a JSON object (40 bytes): '[' or '{' expected near '<' "
+                  "(Content-Type text/html; charset=utf-8)"),
+    "event_stream": (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Content-Length: 36\r\nConnection: close\r\n\r\n"
+                     b'event: ping\ndata: {"type": "ping"}\n\n',
+                     "response is not a JSON object (36 bytes): '[' or '{' expected near "
+                     "'event' (Content-Type text/event-stream)"),
+    # After a 100 Continue, the last answer's type; one that echoes the key, masked.
+    "echoing_type": (b"HTTP/1.1 100 Continue\r\nContent-Type: text/x-first\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; k=" + KEY.encode() +
+                     b"\x01\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno",
+                     "response is not a JSON object (2 bytes): '[' or '{' expected near 'no' "
+                     "(Content-Type text/plain; k=[redacted]?)"),
+    # JSON of another type: its body is what is wrong, not its label.
+    "json_labelled_text": (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                           b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+                           'response has no "content" array'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_JSON_ANSWERS))
+def test_an_answer_that_is_no_json_names_its_content_type(tmp, case):
+    """A base URL pointing at a web server (a model's web interface, a proxy's login
+    page) or a server streaming events unasked answered 200 with a body that is no JSON:
+    the message said only `'[' or '{' expected near '<'`. It names the answer's
+    Content-Type too, masked and cut as any text the provider sends."""
+    data, message = NOT_JSON_ANSWERS[case]
+    url = new_db(tmp, runs=1, phases=1)
+    provider = RawProvider(data)
+    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", "anthropic",
+                     "--llm-base-url", "http://127.0.0.1:%d" % provider.port,
+                     "--llm-retries", 0, "--max-attempts-per-phase", 1, "--exit-when-drained",
+                     env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        assert sup.wait() in (0, 5), sup.stderr()
+    finally:
+        provider.stop()
+    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert len(rows) == 1 and rows[0][:2] == ("failed", "PROVIDER_ERROR"), rows
+    assert rows[0][2].endswith("/v1/messages: " + message), rows
+    assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
+
+
 def test_a_flood_of_control_connections_under_a_low_file_limit_leaves_status_and_scale_theirs(
         tmp):
     """Under `ulimit -n 64`, a process of the user opening control connections as fast as
