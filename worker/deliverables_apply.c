@@ -9,10 +9,12 @@
  * target stays inside the workspace, in scope and out of the reserved directories; the
  * file itself must not be a directory, a special file, or a symlink leaving the
  * workspace. A component that exists and is no directory, and a directory or a special
- * file at the file's own path, are told apart from the rules' refusals (DLV_ECONFLICT): the path is in
- * scope, and what is in the way is the workspace's (an earlier phase of the run wrote
- * "a.py", and this one writes "a.py/x.py"). Files are written to a temporary name in the
- * same directory, synced and renamed over the target.
+ * file at the file's own path, are told apart from the rules' refusals (DLV_ECONFLICT):
+ * the path is in scope, and what is in the way is the workspace's (an earlier phase of
+ * the run wrote "a.py", and this one writes "a.py/x.py"; a check made a FIFO there).
+ * Files are written to a temporary name in the same directory (a new file 0644 less the
+ * umask), synced and renamed over the target (keeping the old file's mode). Neither the
+ * database's files nor the log file are ever written or deleted.
  */
 #include "worker/deliverables.h"
 #include "common/relpath.h"
