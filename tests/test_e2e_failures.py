@@ -573,7 +573,8 @@ def test_a_deliverable_directory_the_worker_may_not_enter_fails_write_failed(tmp
     worker out (another user's, 0700): the attempt failed SCOPE_VIOLATION, whose advice is
     to widen the scope, which is right. It fails WRITE_FAILED naming the directory, its mode
     and owner and the worker's user; the same for a directory under one the worker may
-    read but not search (0604)."""
+    read but not search (0604). Each is known before the LLM call, which was paid for at
+    every attempt: it is not made."""
     if os.geteuid() != 0:
         pytest.skip("the directory is given to another user: needs root")
     locked = []
@@ -595,12 +596,40 @@ def test_a_deliverable_directory_the_worker_may_not_enter_fails_write_failed(tmp
     a = r["attempts"][0]
     assert (a["outcome"], a["failure_reason"]) == ("failed", "WRITE_FAILED"), a
     if deep:
-        assert a["message"] == 'path "%s": out/locked/in: Permission denied' % name, a
+        assert a["message"] == ('path "%s": out/locked/in: Permission denied; not sent to '
+                                'the LLM' % name), a
     else:
         assert a["message"] == ('path "%s": cannot open directory out/locked: Permission '
                                 'denied (its mode 0700, owner uid 65534 gid 65534; this '
-                                'worker runs as uid 0 gid 0)' % name), a
+                                'worker runs as uid 0 gid 0); not sent to the LLM' % name), a
     assert not os.path.exists(os.path.join(r["ws"], name))
+    # Known before the call: none is paid for an answer that could not be written.
+    assert r["llm"].requests() == [], r["llm"].requests()
+
+
+def test_a_workspace_the_worker_may_not_open_fails_write_failed_before_the_call(tmp):
+    """A workspace whose mode keeps the worker out (another user's, 0700) failed
+    WRITE_FAILED only once the answer had been paid for, at every attempt. It fails before
+    the call, naming the workspace and the cause."""
+    if os.geteuid() != 0:
+        pytest.skip("the workspace is given to another user: needs root")
+    where = []
+
+    def prepare(tmp, ws):
+        os.chown(ws, 65534, 65534)
+        os.chmod(ws, 0o700)
+        where.append(ws)
+
+    try:
+        r = one_phase(tmp, [], "--llm-retries", 0, prepare=prepare, prefix=NO_DAC_OVERRIDE)
+    finally:
+        for ws in where:
+            os.chmod(ws, 0o777)
+    a = r["attempts"][0]
+    assert (a["outcome"], a["failure_reason"], a["message"]) == (
+        "failed", "WRITE_FAILED",
+        "workspace %s: Permission denied; not sent to the LLM" % r["ws"]), a
+    assert r["llm"].requests() == [], r["llm"].requests()
 
 
 @pytest.mark.parametrize("n,limit", [(40, 32), (256, 256)], ids=["40_under_32", "256_under_256"])

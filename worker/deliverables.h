@@ -83,7 +83,9 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 
 /* Check one relative path against the workspace and scope without writing. Returns DLV_OK,
  * DLV_ECONFLICT (the workspace holds a file where the path needs a directory, or a
- * directory, a FIFO, a socket or a device at the path) or DLV_ESCOPE, with `err` set. */
+ * directory, a FIFO, a socket or a device at the path), DLV_EIO (the worker may not open
+ * the workspace, or open or look into a directory on the path: its mode and owner named)
+ * or DLV_ESCOPE, with `err` set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen);
 

@@ -470,8 +470,9 @@ static int dlv_check_rules(
 	return 0;
 }
 
-/* Check that `path` may be written under the workspace within the scope; DLV_ESCOPE or
- * DLV_EIO with err set. */
+/* Check that `path` may be written under the workspace within the scope; DLV_ESCOPE,
+ * DLV_ECONFLICT or DLV_EIO (the workspace, or a directory on the path, that the worker may
+ * not open or look into) with err set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen)
 {
@@ -486,7 +487,10 @@ int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const c
 	if (dlv_ws_open(&ws, err, errlen) < 0)
 		return DLV_EIO;
 	fd = dlv_walk(&ws, scope, path, rel, false, &name, &mode, err, errlen);
-	rc = fd >= 0 || fd == -2 ? DLV_OK : fd == -4 ? DLV_ECONFLICT : DLV_ESCOPE;
+	rc = fd >= 0 || fd == -2 ? DLV_OK :
+	    fd == -4             ? DLV_ECONFLICT :
+	    fd == -3             ? DLV_EIO :
+	                           DLV_ESCOPE;
 	dlv_dir_close(&ws, fd);
 	dlv_ws_close(&ws);
 	return rc;

@@ -572,8 +572,9 @@ static bool phase_deliverables_ok(struct phase_ctx *pc)
 
 /* Check that nothing in the workspace is in the way of the phase's deliverables (a file
  * where one needs a directory, a directory at one's path: an earlier phase of the run
- * delivered an overlapping path) before any call is paid for: no answer can write them.
- * Returns false if it ended (WRITE_FAILED, naming both paths). */
+ * delivered an overlapping path; a directory on one's path, or the workspace, that the
+ * worker may not open) before any call is paid for: no answer can write them. Returns
+ * false if it ended (WRITE_FAILED, naming the paths or the directory). */
 static bool phase_deliverables_free(struct phase_ctx *pc)
 {
 	const struct proto_phase *ph = &pc->job->phase;
@@ -582,8 +583,10 @@ static bool phase_deliverables_free(struct phase_ctx *pc)
 	char err[PATH_MAX + 1024];
 
 	for (size_t i = 0; i < ph->deliverables.n; i++) {
-		if (dlv_check_path(pc->job->workspace, &scope, ph->deliverables.items[i], err,
-		        sizeof err) != DLV_ECONFLICT)
+		int rc = dlv_check_path(
+		    pc->job->workspace, &scope, ph->deliverables.items[i], err, sizeof err);
+
+		if (rc != DLV_ECONFLICT && rc != DLV_EIO)
 			continue;
 		phase_end(pc, OUTCOME_FAILED, REASON_WRITE_FAILED, FP_STAGE_BEFORE_LLM,
 		    "%s; not sent to the LLM", err);
