@@ -380,6 +380,10 @@ PROVIDER_ANSWERS = {
                          "Error while processing content unencoding"),
     "gzip_ten_times": (None, "Reject response due to more than 5 content encodings"),
     "http_0_9": (ANSWER, "Received HTTP/0.9 when not allowed"),
+    # A proxy's error with no body: the message ended "HTTP 502: ", naming nothing after.
+    "bad_gateway_with_an_empty_body": (
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "/v1/messages: HTTP 502, with an empty body"),
     "error_object_with_200": (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
         + json.dumps({"type": "error", "error": {"type": "overloaded_error",

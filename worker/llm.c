@@ -745,7 +745,10 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 		    " the configured address only): point --llm-base-url there",
 		    url, t->http_status, where);
 		free(where);
-	} else
+	} else if (etext[0] == '\0')
+		/* A proxy's 502, a 401 of a server that says no more: the status is all. */
+		snprintf(msg, msglen, "%s: HTTP %ld, with an empty body", url, t->http_status);
+	else
 		snprintf(msg, msglen, "%s: HTTP %ld: %s", url, t->http_status, etext);
 	/* 408: the server (or a proxy before it) gave up waiting for the request, as a
 	 * timeout of ours would; retried as one. */
