@@ -132,10 +132,10 @@ def test_max_total_minutes_runs_from_the_sessions_start(tmp, pg_url, llm):
 def test_max_total_minutes_of_a_session_begun_on_a_host_whose_clock_is_behind(tmp, pg_url):
     """A session begun by a supervisor on a host whose clock is 10 minutes behind the
     server's (tests/tools/clock_shim.c): one that joins it from a host with the right clock
-    has what is left of --max-total-minutes by the server's clock, and drains. The start
-    was written by the first host's clock and the time run read by the server's: the
-    second took the session for 10 minutes old and stopped at once, exit 5, starting
-    nothing."""
+    has what is left of --max-total-minutes by the server's clock, and drains; the session
+    ends after it began. The start was written by the first host's clock and the time run
+    read by the server's: the second took the session for 10 minutes old and stopped at
+    once, exit 5, starting nothing."""
     url = new_pg_db(tmp, pg_url, runs=2, phases=1, check=None)
     first = Supervisor(tmp, url, "--workers", 0, "--dry-run", "--max-total-minutes", 5,
                        name="first",
@@ -160,3 +160,8 @@ def test_max_total_minutes_of_a_session_begun_on_a_host_whose_clock_is_behind(tm
         assert first.wait(timeout=60) == 0, first.stderr()
     finally:
         first.kill()
+    # The first, the last to leave, ended the session by the server's clock too: not
+    # 10 minutes before it began.
+    [(ran,)] = sql(url, "SELECT EXTRACT(EPOCH FROM completed_at - started_at)"
+                        " FROM drain_sessions")
+    assert 0 <= ran < 120, ran

@@ -99,7 +99,8 @@ int store_drain_session_attempts(
 	return rc;
 }
 
-/* Mark a session finished; STORE_EIO on failure. */
+/* Mark a session finished; STORE_EIO on failure. On PostgreSQL its end is the server's
+ * time, as its start is (store_drain_session_open). */
 int store_drain_session_close(
     struct store_drain *d, const char *session_id, const char *stop_reason, struct store_err *err)
 {
@@ -108,6 +109,9 @@ int store_drain_session_close(
 	assert(!db_in_transaction(d->st->db));
 	time_db_now(now);
 	return drain_run(d,
-	    "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3 WHERE session_id = ?1",
+	    d->st->backend == DB_PG ?
+	        "UPDATE drain_sessions SET completed_at = (clock_timestamp() AT TIME ZONE 'UTC'),"
+	        " stop_reason = ?3 WHERE session_id = ?1" :
+	        "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3 WHERE session_id = ?1",
 	    session_id, now, stop_reason, err);
 }

@@ -967,13 +967,12 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
     enum fleet_aside *how, enum fleet_aside_session *session, int64_t *others, char *found,
     size_t n, struct store_err *err)
 {
-	char id[24], why[512], now[32];
-	const char *params[4] = { id, session_id, now, stop_reason };
+	char id[24], why[512];
+	const char *params[3] = { id, session_id, stop_reason };
 	bool unanswered;
 	PGresult *r;
 
 	snprintf(id, sizeof id, "%lld", (long long)d->supervisor_id);
-	time_db_now(now);
 	found[0] = '\0';
 	*session = FLEET_SESSION_OPEN;
 	*others = 0;
@@ -982,13 +981,13 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
 	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live' RETURNING 1),"
 	    " o AS (SELECT count(*) AS n FROM supervisors WHERE state = 'live'"
 	    " AND supervisor_id <> CAST($1 AS BIGINT) AND session_id = $2),"
-	    " e AS (UPDATE drain_sessions SET completed_at = $3, stop_reason = $4"
+	    " e AS (UPDATE drain_sessions SET completed_at = " PG_NOW ", stop_reason = $3"
 	    " WHERE session_id = $2 AND completed_at IS NULL AND EXISTS (SELECT 1 FROM u)"
 	    " AND (SELECT n FROM o) = 0 RETURNING 1)"
 	    " SELECT (SELECT count(*) FROM u), (SELECT state FROM supervisors"
 	    " WHERE supervisor_id = CAST($1 AS BIGINT)), (SELECT count(*) FROM e),"
 	    " (SELECT count(*) FROM drain_sessions WHERE session_id = $2), (SELECT n FROM o)",
-	    params, 4, &unanswered, why, sizeof why);
+	    params, 3, &unanswered, why, sizeof why);
 	if (r == NULL) {
 		*how = unanswered ? FLEET_ASIDE_UNANSWERED : FLEET_ASIDE_FAILED;
 		return store_fail(err, STORE_EIO,
