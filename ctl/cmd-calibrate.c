@@ -199,7 +199,9 @@ static int cmd_calib_write_svg(struct cmd_calib_files *files, const struct cmd_c
 	return rc;
 }
 
-/* Write the report, the proposal and the plot into dir; 0 or an exit code. */
+/* Write the report, the proposal and the plot into dir; 0 or an exit code. A write that
+ * fails (a full disk) removes the three files made, so that no report, proposal or plot
+ * cut short is left to be read as whole. */
 static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
     const struct cmd_calib_result *res, struct calib_meta *m, const struct cmd_calib_data *d,
     struct cmd_calib_files *files)
@@ -207,9 +209,10 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
 	char stamp[32];
 	time_t now = time(NULL);
 	struct tm tm;
+	const char *failed = NULL;
 	json_t *j;
 	FILE *f;
-	int rc, err;
+	int err = 0;
 
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y%m%d_%H%M%S", &tm);
@@ -222,32 +225,40 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
 		    ctx, STORE_EINVAL, "cannot write the report in %s: %s", dir, strerror(errno));
 	m->svg_name = files->svg_name;
 	calib_md_write(f, &res->groups, m);
-	rc = fclose(f);
-	err = rc != 0 ? errno : 0; /* the cause, before other calls change errno */
+	errno = 0;
+	if (fclose(f) != 0) {
+		failed = files->md;
+		err = errno; /* the cause, before other calls change errno */
+	}
 	j = calib_json_proposal(&res->groups, m);
 	errno = 0;
-	if (rc == 0 &&
+	if (failed == NULL &&
 	    (json_dumpf(j, files->json_f,
 	         JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) != 0 ||
 	        fflush(files->json_f) != 0)) {
-		rc = -1;
+		failed = files->json;
 		err = errno;
 	}
-	if (fclose(files->json_f) != 0 && rc == 0) {
-		rc = -1;
+	errno = 0;
+	if (fclose(files->json_f) != 0 && failed == NULL) {
+		failed = files->json;
 		err = errno;
 	}
 	files->json_f = NULL;
 	json_decref(j);
 	errno = 0;
-	if (rc == 0 && (rc = cmd_calib_write_svg(files, d, res)) != 0)
+	if (failed == NULL && cmd_calib_write_svg(files, d, res) != 0) {
+		failed = files->svg;
 		err = errno;
-	if (rc != 0)
-		return cmd_fail(ctx, STORE_EINVAL,
-		    "writing the calibration outputs in %s failed: "
-		    "%s",
-		    dir, strerror(err != 0 ? err : EIO));
-	return 0;
+	}
+	if (failed == NULL)
+		return 0;
+	unlink(files->md);
+	unlink(files->json);
+	unlink(files->svg);
+	return cmd_fail(ctx, STORE_EINVAL,
+	    "writing %s failed: %s; the report, the proposal and the plot were removed", failed,
+	    strerror(err != 0 ? err : EIO));
 }
 
 /* Free the file names, closing a stream not written. */

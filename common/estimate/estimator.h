@@ -254,7 +254,8 @@ void est_coefs_default(struct est_coefs *c);
 int est_coefs_apply(struct est_coefs *c, const struct est_coef_row *rows, size_t n,
     uint64_t version, char *err, size_t errlen);
 
-/* Copy `s` lowercased and trimmed into out (size n), as names are matched. */
+/* Copy `s` lowercased and trimmed into out (size n), as names are matched; a longer name
+ * is cut before the first character that does not fit whole. */
 void est_name_normalise(const char *s, char *out, size_t n);
 /* The complexity of a name: low, medium or high; anything else is medium. */
 enum est_cplx est_cplx_of(const char *s);

@@ -155,26 +155,54 @@ double est_conformal_factor(double *residuals, size_t n, double coverage)
 	return exp(residuals[k - 1]);
 }
 
-/* Collect the distinct normalised categories of the observations, sorted. */
-static int est_fit_categories(
-    const struct est_fit_obs *obs, size_t n, struct est_fit *f, char *err, size_t errlen)
-{
-	char norm[EST_NAME_MAX];
+/* A category of the observations and how many it has. */
+struct est_fit_cat_count {
+	char name[EST_NAME_MAX];
+	size_t n;
+};
 
-	f->n_cats = 0;
+/* Order categories by name, for qsort. */
+static int est_fit_cat_name_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct est_fit_cat_count *)a)->name,
+	    ((const struct est_fit_cat_count *)b)->name);
+}
+
+/* Order categories by count, the most first, then by name, for qsort. */
+static int est_fit_cat_count_cmp(const void *a, const void *b)
+{
+	const struct est_fit_cat_count *x = a, *y = b;
+
+	if (x->n != y->n)
+		return x->n < y->n ? 1 : -1;
+	return strcmp(x->name, y->name);
+}
+
+/* Give a column to the categories of the observations, sorted by name: the
+ * EST_FIT_CATS_MAX with the most observations when there are more (ties by name); the
+ * others, and an empty name, get none and count as a category never seen. */
+static void est_fit_categories(const struct est_fit_obs *obs, size_t n, struct est_fit *f)
+{
+	struct est_fit_cat_count *c = xcalloc(n + 1, sizeof *c);
+	size_t nc = 0, k = 0;
+
 	for (size_t i = 0; i < n; i++) {
-		est_name_normalise(obs[i].category, norm, sizeof norm);
-		if (est_fit_cat_index(f, norm) >= 0)
-			continue;
-		if (f->n_cats == EST_FIT_CATS_MAX) {
-			snprintf(err, errlen, "more than %d distinct categories; cannot fit",
-			    EST_FIT_CATS_MAX);
-			return -1;
-		}
-		strlcpy_ap(f->cats[f->n_cats++], norm, EST_NAME_MAX);
+		est_name_normalise(obs[i].category, c[nc].name, sizeof c[nc].name);
+		if (c[nc].name[0] != '\0')
+			c[nc++].n = 1;
 	}
+	qsort(c, nc, sizeof *c, est_fit_cat_name_cmp);
+	for (size_t i = 0; i < nc; i++) /* one entry a name, counted */
+		if (k > 0 && strcmp(c[k - 1].name, c[i].name) == 0)
+			c[k - 1].n++;
+		else
+			c[k++] = c[i];
+	qsort(c, k, sizeof *c, est_fit_cat_count_cmp);
+	f->n_cats = k < EST_FIT_CATS_MAX ? k : EST_FIT_CATS_MAX;
+	for (size_t i = 0; i < f->n_cats; i++)
+		strlcpy_ap(f->cats[i], c[i].name, EST_NAME_MAX);
 	qsort(f->cats, f->n_cats, sizeof f->cats[0], est_fit_cat_cmp);
-	return 0;
+	free(c);
 }
 
 int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
@@ -200,7 +228,7 @@ int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double
 			rc = -1;
 		}
 	if (rc == 0)
-		rc = est_fit_categories(obs, n, f, err, errlen);
+		est_fit_categories(obs, n, f);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		ne->p = est_fit_row(f, obs[i].category, obs[i].complexity, obs[i].deliverables,
 		    &x[i * EST_FIT_COLS]);
