@@ -437,6 +437,7 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store st;
 	int c, rc, ret = CMD_EXIT_OK;
 
+	cmd_json_lines = true;
 	while ((c = cmd_getopt(ctx, argc, argv, cmd_telem_export_opts, &ret)) != -1) {
 		if (c == CMD_OPT_DONE)
 			goto out;

@@ -685,6 +685,22 @@ def test_watch_shows_progress_and_the_final_counts(tmp, llm):
         sup.kill()
 
 
+def test_watch_json_errors_are_one_line_as_every_line_it_writes(tmp):
+    """watch --json writes one JSON object a line; its errors (no supervisor running, a
+    bad value) came as an indented object of five lines, which a reader taking the
+    output line by line could not parse. An error is one line now, and a whole document
+    of another command is indented as before."""
+    url = new_db(tmp, runs=1)
+    for args, rc in ((("--count", "1"), 1), (("--interval", "0"), 2),
+                     (("--control", os.path.join(str(tmp), "no.sock")), 1)):
+        r = ctl("--db", url, "watch", "--json", *args)
+        assert r.rc == rc, r
+        lines = r.out.splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["ok"] is False, (args, r.out)
+    r = ctl("--db", url, "status", "--json")
+    assert r.rc == 1 and r.out.startswith("{\n  \"ok\": false,"), r
+
+
 def test_watch_exits_with_the_status_the_supervisor_recorded(tmp, llm):
     # --batch-size leaves eligible work: the supervisor exits 5, and so does watch.
     check, go = gate_check(tmp)

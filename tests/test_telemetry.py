@@ -178,6 +178,20 @@ def test_export_writes_every_event_as_ndjson(tmp):
     assert r.rc == 0 and (tmp / "e.ndjson").read_text() == ""
 
 
+def test_export_json_errors_are_one_line_as_every_line_it_writes(tmp):
+    """export writes one JSON object a line; with --json its errors came as an indented
+    object of five lines, which a reader taking the output line by line could not parse.
+    An error is one line now."""
+    db = imported_db(tmp)
+    (tmp / "adir").mkdir()
+    for args, rc in ((("--out", str(tmp / "adir")), 1), (("--out", ""), 2),
+                     (("--bogus",), 2)):
+        r = ctl("--db", url(db), "telemetry", "export", "--json", *args)
+        assert r.rc == rc, r
+        lines = r.out.splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["ok"] is False, (args, r.out)
+
+
 def test_export_writes_an_infinite_value_another_program_stored_as_null(tmp):
     """SQLite holds an infinity in a REAL or INTEGER column (`1e999` in its shell); JSON
     has none, and the export wrote the row without the column: a line with no
