@@ -271,8 +271,8 @@ int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, d
 double est_conformal_factor(double *residuals, size_t n, double coverage);
 /* Fit the model on n samples: the ridge weights with `lambda`, then the conformal factor
  * of `coverage` from the leave-one-out residuals ln(actual) − ln(prediction without the
- * sample). Returns 0 with f active, or -1 with err (fewer than two samples, a
- * non-positive actual, too many categories, singular equations). */
+ * sample, each from the fit on all and the sample's leverage). Returns 0 with f active,
+ * or -1 with err (fewer than two samples, a non-positive actual, singular equations). */
 int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
     struct est_fit *f, char *err, size_t errlen);
 /* w·x of a phase. */

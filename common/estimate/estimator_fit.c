@@ -76,68 +76,68 @@ static void est_normal_add(struct est_normal *ne, const double *x, double y, dou
 	}
 }
 
-int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, double *w)
+/* The Cholesky factor L (row-major, lower) of A + λD, D the identity but for the
+ * intercept; 0, or -1 when the matrix is not positive definite. */
+static int est_chol(const double *a, size_t p, double lambda, double *l)
 {
-	double *l = xcalloc(p * p + 1, sizeof *l), *z = xcalloc(p + 1, sizeof *z);
-	int rc = 0;
-
-	/* Cholesky factor L of A + λD (D = identity but for the intercept). */
-	for (size_t i = 0; i < p && rc == 0; i++) {
+	for (size_t i = 0; i < p; i++) {
 		for (size_t j = 0; j <= i; j++) {
 			double s = a[i * p + j] + (i == j && i > 0 ? lambda : 0.0);
 
 			for (size_t k = 0; k < j; k++)
 				s -= l[i * p + k] * l[j * p + k];
 			if (i == j) {
-				if (!(s > 1e-12)) {
-					rc = -1;
-					break;
-				}
+				if (!(s > 1e-12))
+					return -1;
 				l[i * p + i] = sqrt(s);
 			} else {
 				l[i * p + j] = s / l[j * p + j];
 			}
 		}
 	}
-	for (size_t i = 0; i < p && rc == 0; i++) {
+	return 0;
+}
+
+/* Solve L Lᵀ w = b with the factor of est_chol (z: p doubles of room). */
+static void est_chol_solve(const double *l, size_t p, const double *b, double *z, double *w)
+{
+	for (size_t i = 0; i < p; i++) {
 		double s = b[i];
 
 		for (size_t k = 0; k < i; k++)
 			s -= l[i * p + k] * z[k];
 		z[i] = s / l[i * p + i];
 	}
-	for (size_t i = p; i-- > 0 && rc == 0;) {
+	for (size_t i = p; i-- > 0;) {
 		double s = z[i];
 
 		for (size_t k = i + 1; k < p; k++)
 			s -= l[k * p + i] * w[k];
 		w[i] = s / l[i * p + i];
 	}
+}
+
+int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, double *w)
+{
+	double *l = xcalloc(p * p + 1, sizeof *l), *z = xcalloc(p + 1, sizeof *z);
+	int rc = est_chol(a, p, lambda, l);
+
+	if (rc == 0)
+		est_chol_solve(l, p, b, z, w);
 	free(l);
 	free(z);
 	return rc;
 }
 
-/* Solve the normal equations into the fit's weights; -1 when they are singular. */
-static int est_fit_weights(const struct est_normal *ne, double lambda, struct est_fit *f)
+/* Set the fit's weights from the solution w of its p normal equations. */
+static void est_fit_weights(const double *w, size_t p, struct est_fit *f)
 {
-	double *a = xcalloc(ne->p * ne->p, sizeof *a), w[EST_FIT_COLS] = { 0 };
-	int rc;
-
-	for (size_t i = 0; i < ne->p; i++)
-		for (size_t j = 0; j < ne->p; j++)
-			a[i * ne->p + j] = ne->a[i][j];
-	rc = est_ridge_solve(a, ne->b, ne->p, lambda, w);
-	free(a);
-	if (rc != 0)
-		return -1;
 	f->intercept = w[0];
 	for (size_t k = 0; k < f->n_cats; k++)
 		f->w_cat[k] = w[1 + k];
 	for (size_t k = 0; k < EST_CPLX_COUNT; k++)
 		f->w_cplx[k] = w[1 + f->n_cats + k];
-	f->w_deliverables = w[ne->p - 1];
-	return 0;
+	f->w_deliverables = w[p - 1];
 }
 
 double est_conformal_factor(double *residuals, size_t n, double coverage)
@@ -208,9 +208,10 @@ static void est_fit_categories(const struct est_fit_obs *obs, size_t n, struct e
 int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
     struct est_fit *f, char *err, size_t errlen)
 {
-	struct est_normal *ne = xcalloc(1, sizeof *ne), *loo = xmalloc(sizeof *loo);
+	struct est_normal *ne = xcalloc(1, sizeof *ne);
 	double *x = xcalloc(n * EST_FIT_COLS + 1, sizeof *x), *r = xcalloc(n + 1, sizeof *r);
-	struct est_fit part;
+	double *a = NULL, *l = NULL, w[EST_FIT_COLS] = { 0 }, z[EST_FIT_COLS], u[EST_FIT_COLS];
+	size_t p = 0;
 	int rc = 0;
 
 	memset(f, 0, sizeof *f);
@@ -230,37 +231,51 @@ int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double
 	if (rc == 0)
 		est_fit_categories(obs, n, f);
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		ne->p = est_fit_row(f, obs[i].category, obs[i].complexity, obs[i].deliverables,
+		ne->p = p = est_fit_row(f, obs[i].category, obs[i].complexity, obs[i].deliverables,
 		    &x[i * EST_FIT_COLS]);
 		est_normal_add(ne, &x[i * EST_FIT_COLS], log((double)obs[i].actual), 1.0);
 	}
-	if (rc == 0 && est_fit_weights(ne, lambda, f) != 0) {
-		snprintf(err, errlen, "the normal equations are singular");
-		rc = -1;
+	if (rc == 0) {
+		a = xcalloc(p * p, sizeof *a);
+		l = xcalloc(p * p, sizeof *l);
+		for (size_t i = 0; i < p; i++)
+			for (size_t j = 0; j < p; j++)
+				a[i * p + j] = ne->a[i][j];
+		if (est_chol(a, p, lambda, l) != 0) {
+			snprintf(err, errlen, "the normal equations are singular");
+			rc = -1;
+		} else {
+			est_chol_solve(l, p, ne->b, z, w);
+			est_fit_weights(w, p, f);
+		}
 	}
-	/* Leave-one-out residuals: remove each observation from the normal equations. */
+	/* Leave-one-out residuals, each exactly that of the fit without the sample: its
+	 * residual under the fit on all, divided by 1 − h, h = xᵀ(XᵀX + λD)⁻¹x its leverage
+	 * (the row's removal is a rank-one change of the normal equations). */
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		double y = log((double)obs[i].actual), s = 0.0;
+		const double *xi = &x[i * EST_FIT_COLS];
+		double h = 0.0, e = log((double)obs[i].actual);
 
-		*loo = *ne;
-		est_normal_add(loo, &x[i * EST_FIT_COLS], y, -1.0);
-		part = *f;
-		if (est_fit_weights(loo, lambda, &part) != 0) {
+		est_chol_solve(l, p, xi, z, u);
+		for (size_t k = 0; k < p; k++) {
+			h += xi[k] * u[k];
+			e -= xi[k] * w[k];
+		}
+		if (!(1.0 - h > 1e-12)) {
 			snprintf(
 			    err, errlen, "the normal equations without sample %zu are singular", i);
 			rc = -1;
 			break;
 		}
-		s = est_fit_log_predict(
-		    &part, obs[i].category, obs[i].complexity, obs[i].deliverables);
-		r[i] = y - s;
+		r[i] = e / (1.0 - h);
 	}
 	if (rc == 0) {
 		f->factor = est_conformal_factor(r, n, coverage);
 		f->active = true;
 	}
 	free(ne);
-	free(loo);
+	free(a);
+	free(l);
 	free(x);
 	free(r);
 	return rc;
