@@ -424,6 +424,25 @@ def test_outputs_a_full_disk_cut_short_are_removed(tmp):
             assert sorted(os.listdir(d)) == ["filler"]
 
 
+def test_an_out_directory_named_in_no_utf8_is_shown_with_u_fffd_and_apply_stores(tmp):
+    """A directory's name may be any bytes (one in Latin-1: b"r\xe9sultats"). calibrate
+    --json wrote its files there and then failed, exit 2 ("the result cannot be written as
+    JSON"); --apply failed to store the set at all (its provenance names the files: "NOT
+    NULL constraint failed: estimator_coefficients.provenance_json"). The paths are now in
+    the JSON with U+FFFD for such a byte, as every --json output shows them."""
+    db = imported_db(tmp)
+    out = os.path.join(os.fsencode(str(tmp)), b"r\xe9sultats")
+    r, j = calibrate(db, "--apply", "--out", os.fsdecode(out), "--repeats", "1")
+    assert r.rc == 0, r
+    assert j["applied"]["version"] == 2
+    shown = str(tmp) + "/r\ufffdsultats/"
+    assert all(f.startswith(shown) for f in j["files"].values()), j["files"]
+    assert sorted(os.listdir(out)) == sorted(
+        os.fsencode(os.path.basename(f)) for f in j["files"].values())
+    (prov,), = rows(db, "SELECT provenance_json FROM estimator_coefficients WHERE active = 1")
+    assert json.loads(prov)["report"] == j["files"]["report"]
+
+
 def test_apply_stores_the_fitted_set_with_provenance_and_rollback_restores_defaults(tmp):
     db = imported_db(tmp)
     r, j = calibrate(db, "--apply", "--out", "out", "--repeats", "2")
