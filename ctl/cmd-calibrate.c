@@ -4,7 +4,6 @@
 #include "common/store/store_coef.h"
 #include "common/util.h"
 #include "common/numarg.h"
-#include "common/utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -310,18 +309,6 @@ static bool cmd_calib_worse(const struct calib_eval *e)
 	    e->proposed[m].waste_p90 > e->current[m].waste_p90 + 1e-12;
 }
 
-/* A text the command did not make (a path under --out, a --run-id, the user's or the host's
- * name) as a JSON string, a byte that is not UTF-8 as U+FFFD: JSON holds only UTF-8, and a
- * directory's name may be any bytes. */
-static json_t *cmd_calib_text_json(const char *text)
-{
-	char *clean = utf8_clean(text, SIZE_MAX);
-	json_t *j = json_string(clean);
-
-	free(clean);
-	return j;
-}
-
 /* The provenance of a set about to be stored. */
 static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cmd_calib_result *res,
     const struct calib_meta *m, const struct cmd_calib_data *d, const struct cmd_calib_files *files)
@@ -344,10 +331,10 @@ static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cmd_
 	}
 	runs = json_array();
 	for (size_t i = 0; i < c->filter.n_run_ids; i++)
-		json_array_append_new(runs, cmd_calib_text_json(c->filter.run_ids[i]));
+		json_array_append_new(runs, cmd_json_text(c->filter.run_ids[i]));
 	p = json_pack("{s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:i, "
 	              "s:i, s:b, s:o, s:o, s:o, s:o}",
-	    "created_at", m->generated_at, "created_by", cmd_calib_text_json(who), "method",
+	    "created_at", m->generated_at, "created_by", cmd_json_text(who), "method",
 	    "autopack-ctl calibrate --apply: ridge fit and conformal budget factor",
 	    "based_on_version", (json_int_t)d->current.version, "samples_used",
 	    (json_int_t)d->fs.n_clean, "samples_read", (json_int_t)m->n_read, "duplicates_dropped",
@@ -356,8 +343,8 @@ static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cmd_
 	    "sample_estimator_versions", versions, "coverage", c->eval.coverage, "factor",
 	    res->fit.factor, "folds", c->eval.folds, "repeats", c->eval.repeats, "forced",
 	    c->force && cmd_calib_worse(&res->eval), "evaluation",
-	    calib_json_evaluation(&res->eval), "report", cmd_calib_text_json(files->md), "proposal",
-	    cmd_calib_text_json(files->json), "plot", cmd_calib_text_json(files->svg));
+	    calib_json_evaluation(&res->eval), "report", cmd_json_text(files->md), "proposal",
+	    cmd_json_text(files->json), "plot", cmd_json_text(files->svg));
 	free(who);
 	return p;
 }
@@ -471,9 +458,8 @@ static int cmd_calib_run(struct cmd_ctx *ctx, struct store *st, const struct cmd
 	fprintf(cmd_text_out(ctx), "\nreport:   %s\nproposal: %s\nplot:     %s\n",
 	    cmd_shown(files.md), cmd_shown(files.json), cmd_shown(files.svg));
 	out = json_pack("{s:b, s:o, s:{s:o, s:o, s:o}, s:n}", "ok", 1, "proposal",
-	    calib_json_proposal(&res.groups, &m), "files", "report", cmd_calib_text_json(files.md),
-	    "proposal", cmd_calib_text_json(files.json), "plot", cmd_calib_text_json(files.svg),
-	    "applied");
+	    calib_json_proposal(&res.groups, &m), "files", "report", cmd_json_text(files.md),
+	    "proposal", cmd_json_text(files.json), "plot", cmd_json_text(files.svg), "applied");
 	json_object_set_new(out, "evaluation", calib_json_evaluation(&res.eval));
 	if (c->mode == CMD_CALIB_APPLY)
 		ret = cmd_calib_check(ctx, c, &res.eval);
