@@ -72,7 +72,8 @@ static void est_normal_add(struct est_normal *ne, const double *x, double y, dou
 			continue;
 		ne->b[i] += sign * x[i] * y;
 		for (size_t j = 0; j < ne->p; j++)
-			ne->a[i][j] += sign * x[i] * x[j];
+			if (x[j] != 0.0)
+				ne->a[i][j] += sign * x[i] * x[j];
 	}
 }
 
@@ -209,7 +210,7 @@ int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double
     struct est_fit *f, char *err, size_t errlen)
 {
 	struct est_normal *ne = xcalloc(1, sizeof *ne);
-	double *x = xcalloc(n * EST_FIT_COLS + 1, sizeof *x), *r = xcalloc(n + 1, sizeof *r);
+	double *x = NULL, *r = xcalloc(n + 1, sizeof *r); /* x: the design, n rows of p */
 	double *a = NULL, *l = NULL, w[EST_FIT_COLS] = { 0 }, z[EST_FIT_COLS], u[EST_FIT_COLS];
 	size_t p = 0;
 	int rc = 0;
@@ -228,12 +229,14 @@ int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double
 			    i, (long long)obs[i].actual);
 			rc = -1;
 		}
-	if (rc == 0)
+	if (rc == 0) {
 		est_fit_categories(obs, n, f);
+		ne->p = p = 1 + f->n_cats + EST_CPLX_COUNT + 1;
+		x = xcalloc(n * p, sizeof *x);
+	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		ne->p = p = est_fit_row(f, obs[i].category, obs[i].complexity, obs[i].deliverables,
-		    &x[i * EST_FIT_COLS]);
-		est_normal_add(ne, &x[i * EST_FIT_COLS], log((double)obs[i].actual), 1.0);
+		est_fit_row(f, obs[i].category, obs[i].complexity, obs[i].deliverables, &x[i * p]);
+		est_normal_add(ne, &x[i * p], log((double)obs[i].actual), 1.0);
 	}
 	if (rc == 0) {
 		a = xcalloc(p * p, sizeof *a);
@@ -247,19 +250,29 @@ int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double
 		} else {
 			est_chol_solve(l, p, ne->b, z, w);
 			est_fit_weights(w, p, f);
+			for (size_t j = 0; j < p; j++) { /* a = (XᵀX + λD)⁻¹, column by column */
+				memset(u, 0, p * sizeof *u);
+				u[j] = 1.0;
+				est_chol_solve(l, p, u, z, &a[j * p]);
+			}
 		}
 	}
 	/* Leave-one-out residuals, each exactly that of the fit without the sample: its
 	 * residual under the fit on all, divided by 1 − h, h = xᵀ(XᵀX + λD)⁻¹x its leverage
-	 * (the row's removal is a rank-one change of the normal equations). */
+	 * (the row's removal is a rank-one change of the normal equations). A row has at
+	 * most four terms that are not 0. */
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		const double *xi = &x[i * EST_FIT_COLS];
+		const double *xi = &x[i * p];
 		double h = 0.0, e = log((double)obs[i].actual);
+		size_t nz[EST_FIT_COLS], m = 0;
 
-		est_chol_solve(l, p, xi, z, u);
-		for (size_t k = 0; k < p; k++) {
-			h += xi[k] * u[k];
-			e -= xi[k] * w[k];
+		for (size_t k = 0; k < p; k++)
+			if (xi[k] != 0.0)
+				nz[m++] = k;
+		for (size_t s = 0; s < m; s++) {
+			e -= xi[nz[s]] * w[nz[s]];
+			for (size_t t = 0; t < m; t++)
+				h += xi[nz[s]] * xi[nz[t]] * a[nz[s] * p + nz[t]];
 		}
 		if (!(1.0 - h > 1e-12)) {
 			snprintf(
