@@ -257,6 +257,9 @@ int est_coefs_apply(struct est_coefs *c, const struct est_coef_row *rows, size_t
 /* Copy `s` lowercased and trimmed into out (size n), as names are matched; a longer name
  * is cut before the first character that does not fit whole. */
 void est_name_normalise(const char *s, char *out, size_t n);
+/* Copy `s` into out (size n) as it is; a longer text is cut before the first character
+ * that does not fit whole, so that text of valid UTF-8 stays valid UTF-8. */
+void est_name_copy(char *out, const char *s, size_t n);
 /* The complexity of a name: low, medium or high; anything else is medium. */
 enum est_cplx est_cplx_of(const char *s);
 

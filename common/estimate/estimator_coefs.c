@@ -173,6 +173,21 @@ void est_name_normalise(const char *s, char *out, size_t n)
 	out[k] = '\0';
 }
 
+void est_name_copy(char *out, const char *s, size_t n)
+{
+	size_t k = strlen(s);
+
+	if (n == 0)
+		return;
+	if (k >= n) {
+		k = n - 1;
+		while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
+			k--;
+	}
+	memcpy(out, s, k);
+	out[k] = '\0';
+}
+
 /* The row name `category` stands for after the overhead aliases. */
 static const char *est_overhead_name(const struct est_coefs *c, const char *category)
 {
