@@ -738,6 +738,9 @@ int main(int argc, char **argv)
 	sigaddset(&stop_signals, SIGALRM);
 	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 	secrets_take(s);
+	/* The database's password too: the workers, their checks and the code they run get
+	 * none (its connections are all made here). */
+	dburl_pg_take_env_password();
 	log_init("autopack-supervisor", LOG_INFO);
 	parse_flags(&s->cfg, argc, argv);
 	if (s->cfg.log_file != NULL)
