@@ -443,6 +443,29 @@ def test_an_out_directory_named_in_no_utf8_is_shown_with_u_fffd_and_apply_stores
     assert json.loads(prov)["report"] == j["files"]["report"]
 
 
+def test_a_category_with_a_pipe_or_a_line_break_stays_in_its_cell_of_the_report(tmp):
+    """A category another program wrote with a '|' or a line break was written raw into
+    the report's Markdown tables: the '|' split its cell, and a line break ended the row,
+    the rest of the name standing as a line (or a forged row) of its own. Such a name is
+    now escaped ('\\|') and its line breaks are spaces: every row of every table keeps its
+    columns."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE token_estimation_v2_events SET category = ?"
+                    " WHERE category = 'implementation'", ("impl|x\n| forged | 1 |",))
+    con.close()
+    r, j = calibrate(db, "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    md = open(j["files"]["report"], encoding="utf-8").read()
+    assert "forged" in md and "\n| forged" not in md
+    assert "impl\\|x \\| forged \\| 1 \\|" in md, md
+    for table in re.findall(r"(?:^\|.*\n)+", md, re.M):
+        rows_ = table.splitlines()
+        cells = {len(re.split(r"(?<!\\)\|", row)) for row in rows_}
+        assert len(cells) == 1, table
+
+
 def test_apply_stores_the_fitted_set_with_provenance_and_rollback_restores_defaults(tmp):
     db = imported_db(tmp)
     r, j = calibrate(db, "--apply", "--out", "out", "--repeats", "2")
