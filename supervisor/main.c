@@ -761,6 +761,7 @@ int main(int argc, char **argv)
 	session_start_watch(s, true);
 	session_open_store(s);
 	no_key_refuse(s);
+	secrets_warn_clear_text(s);
 	s->worker_path = worker_path(s->cfg.worker_path);
 	if (access(s->worker_path, X_OK) != 0)
 		log_fatal(1, "worker binary %s: %s", s->worker_path, strerror(errno));

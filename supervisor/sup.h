@@ -650,6 +650,10 @@ const char *secrets_missing(const struct sup *s);
 /* Whether the keys fit the pipe a worker takes them from (HAND_KEYS_MAX bytes with their
  * names); when not, `why` (`n` bytes) names each variable and its size. */
 bool secrets_fit(const struct sup *s, char *why, size_t n);
+/* Log a warning when the calls would send the key unencrypted across a network: an
+ * http:// --llm-base-url whose host is not this machine's loopback (not in a dry run,
+ * which calls nothing). */
+void secrets_warn_clear_text(const struct sup *s);
 /* Wipe and free the keys. */
 void secrets_free(struct sup *s);
 

@@ -82,6 +82,33 @@ def test_a_umask_that_takes_the_owners_permissions_is_refused_before_anything_is
     assert stat.S_IMODE(os.stat(str(tmp / "a.db")).st_mode) == 0o600
 
 
+def test_the_model_files_are_made_under_the_umask_and_keep_the_mode_they_had(tmp):
+    """Under the unit's UMask=0077 every file autopack makes is its user's alone, but the
+    model's files were made 0644 whatever the umask (a mode set on each after its
+    write): readable by every user of the machine in a workspace others may enter. A
+    new one is made 0644 less the umask; one that exists keeps its mode."""
+    from e2e_helpers import Standin, drain, import_plan, init_db, phase_spec
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(os.path.join(ws, "out"))
+    os.chmod(ws, 0o755)
+    with open(os.path.join(ws, "out", "old.py"), "w") as f:
+        f.write("x = 0\n")
+    os.chmod(os.path.join(ws, "out", "old.py"), 0o664)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec(
+        "p1", ("out/new.py", "out/old.py", "out/sub/deep.py"), check="true")])])
+    llm = Standin(tmp)
+    try:
+        drain(tmp, url, llm, prefix=("sh", "-c", 'umask 077 && exec "$@"', "sh"))
+    finally:
+        llm.stop()
+    modes = {p: oct(stat.S_IMODE(os.stat(os.path.join(ws, p)).st_mode))
+             for p in ("out/new.py", "out/old.py", "out/sub", "out/sub/deep.py")}
+    assert modes == {"out/new.py": "0o600", "out/old.py": "0o664", "out/sub": "0o700",
+                     "out/sub/deep.py": "0o600"}, modes
+
+
 def test_telemetry_export_to_a_fifo_no_one_reads_is_refused_and_one_read_gets_it_all(tmp):
     """`telemetry export --out FIFO` waited for a reader for ever, the database open, when
     none was started; with one reading, the FIFO gets every event."""

@@ -92,6 +92,9 @@ struct llm_response {
 	char *stop_reason;       /* heap, nullable: end_turn, max_tokens, stop, length, ...; at most
 	                    * LLM_STOP_REASON_MAX bytes */
 	bool truncated;          /* stop_reason max_tokens (anthropic) or length (openai) */
+	char *no_text;           /* heap, nullable: when the text is empty, what the message
+	                          * holds instead (a refusal, tool calls, other blocks), key
+	                          * masked (a refusal cut to its first 200 bytes) */
 	long http_status;        /* of the last try */
 	const char *error_class; /* of the last try when !ok */
 	char error[512];         /* when !ok: key scrubbed */
