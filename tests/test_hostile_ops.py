@@ -186,11 +186,13 @@ def test_a_control_socket_in_a_directory_that_does_not_exist_is_named_so(tmp):
     from supervisor_helpers import new_db
     url = new_db(tmp, runs=1, phases=1)
     (tmp / "afile").write_text("x")
-    for path, why in (("nodir/x.sock", "its directory nodir: No such file or directory"),
-                      ("afile/x.sock", "afile is not a directory")):
-        r = run("autopack-supervisor", "--db", url, "--dry-run", "--control", path)
+    # A relative path is taken from the current directory, and named absolute.
+    for path, why in (("nodir/x.sock", "its directory %s/nodir: No such file or directory"),
+                      ("afile/x.sock", "%s/afile is not a directory")):
+        r = run("autopack-supervisor", "--db", url, "--dry-run", "--control", path,
+                cwd=str(tmp))
         assert r.rc == 1, r
-        assert "error: control socket %s: %s\n" % (path, why) in r.err, r
+        assert "error: control socket %s/%s: %s\n" % (tmp, path, why % tmp) in r.err, r
         assert ".new" not in r.err, r
     assert not [n for n in os.listdir(str(tmp)) if "sock" in n], os.listdir(str(tmp))
 
@@ -351,3 +353,30 @@ def test_a_supervisor_of_another_user_is_named_with_the_directory_that_keeps_it(
             sup.stop_now()
     finally:
         shutil.rmtree(base)
+
+
+def test_a_relative_control_path_is_recorded_absolute_and_found_from_anywhere(tmp):
+    """`--control rel.sock` was recorded in the database as given, relative: autopack-ctl
+    run from any other directory read it there and said `cannot connect to the supervisor
+    at rel.sock: No such file or directory`, exit 1, as if none ran (and a forwarded
+    `run import` or `retry` failed alike)."""
+    from supervisor_helpers import Supervisor, new_db, sql
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0, "--dry-run", "--control", "rel.sock",
+                     control=False)
+    want = os.path.join(str(tmp), "rel.sock")
+    try:
+        assert sup.wait_ready()["state"] == "running"
+        assert sql(url, "SELECT control_socket FROM meta") == [(want,)]
+        assert "control socket %s\n" % want in sup.stderr()
+        for cwd in ("/", str(tmp / "..")):
+            r = ctl("--db", url, "status", "--json", cwd=cwd)
+            assert r.rc == 0, (cwd, r)
+            assert json.loads(r.out)["pid"] == sup.proc.pid
+        r = ctl("--db", url, "retry", "--all-failed", cwd="/")
+        assert r.rc == 0 and "nothing to retry" in r.out, r
+        assert ctl("--db", url, "stop", cwd="/").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert not os.path.exists(want)

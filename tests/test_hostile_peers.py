@@ -536,6 +536,35 @@ def test_an_answer_without_text_fails_naming_what_it_holds_instead(tmp, case):
     assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
 
 
+def test_an_answer_cut_at_the_models_context_window_is_truncated_and_not_called_again(tmp):
+    """An answer Anthropic cut at the model's context window (stop_reason
+    model_context_window_exceeded, the prompt and the answer filling it) was taken as
+    whole: PARSE_FAILED, whose advice is to retry, and its telemetry said it was not
+    truncated. It is OUTPUT_TRUNCATED (split the phase), recorded as truncated, and no
+    second call with a larger max_tokens, which gives no more, is paid for."""
+    url = new_db(tmp, runs=1, phases=1)
+    cut = '{"files": [{"path": "out/run-000_p0-0.py", "mode": "create", "new_content": "x'
+    provider = RawProvider(message_answer([{"type": "text", "text": cut}],
+                                          "model_context_window_exceeded"))
+    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", "anthropic",
+                     "--llm-base-url", "http://127.0.0.1:%d" % provider.port,
+                     "--llm-retries", 0, "--max-attempts-per-phase", 1, "--exit-when-drained",
+                     env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        assert sup.wait() in (0, 5), sup.stderr()
+    finally:
+        provider.stop()
+    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert len(rows) == 1 and rows[0][:2] == ("failed", "OUTPUT_TRUNCATED"), rows
+    assert re.fullmatch(
+        r"output truncated at the model's context window \(model_context_window_exceeded; "
+        r"max_tokens \d+\): the answer's JSON is invalid at byte \d+ of the response "
+        r"\(\d+ bytes\): it ends inside the document", rows[0][2]), rows
+    assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(1,)]
+    assert sql(url, "SELECT success, truncated, stop_reason FROM token_estimation_v2_events") \
+        == [(0, 1, "model_context_window_exceeded")]
+
+
 NOT_JSON_ANSWERS = {
     "html_page": (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
                   b"Content-Length: 40\r\nConnection: close\r\n\r\n"

@@ -720,7 +720,7 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 		t->completion_tokens = out->completion_tokens;
 		t->total_tokens = out->total_tokens;
 		llm_response_free(out);
-		out->truncated = false;
+		out->truncated = out->at_window = false;
 		if (x->content_type[0] != '\0' && strstr(x->content_type, "json") == NULL &&
 		    strncmp(perr, LLM_NOT_JSON, sizeof LLM_NOT_JSON - 1) == 0) {
 			/* An HTML page (a web server, a proxy's login), an event stream: said. */

@@ -297,8 +297,10 @@ static int llm_anthropic_text(
 		    xasprintf("its content holds %s and no text", others.s);
 	free(others.s);
 	out->stop_reason = llm_str(got, LLM_M_STOP, m);
-	if (out->stop_reason != NULL)
-		out->truncated = strcmp(out->stop_reason, "max_tokens") == 0;
+	if (out->stop_reason != NULL) {
+		out->at_window = strcmp(out->stop_reason, "model_context_window_exceeded") == 0;
+		out->truncated = out->at_window || strcmp(out->stop_reason, "max_tokens") == 0;
+	}
 	return 0;
 }
 
@@ -374,7 +376,7 @@ int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm
 	char why[160];
 
 	out->text = out->stop_reason = out->no_text = NULL;
-	out->truncated = false;
+	out->truncated = out->at_window = false;
 	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
 	if (jspan_parse(body, len, &root, why, sizeof why) != 0) {
 		/* Said in jansson's words, as before: a failure's message is its fingerprint. */

@@ -519,11 +519,17 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 		next = est_escalate(pc->coefs, max_tokens, (int)pc->job->max_tokens_cap);
 		if (parsed) {
 			done = true;
-		} else if (resp.truncated && call == 1 && next > max_tokens) {
+		} else if (resp.truncated && !resp.at_window && call == 1 && next > max_tokens) {
 			phase_log(pc, "warn",
 			    "output truncated at max_tokens %d (%s); retrying once with %d",
 			    max_tokens, resp.stop_reason, next);
 			max_tokens = next;
+		} else if (resp.at_window) {
+			/* The prompt and the answer fill the model's context: a larger budget
+			 * gives no more, so no second call is paid for. */
+			phase_end(pc, OUTCOME_FAILED, REASON_OUTPUT_TRUNCATED, FP_STAGE_PARSE,
+			    "output truncated at the model's context window (%s; max_tokens %d): %s",
+			    resp.stop_reason, max_tokens, perr);
 		} else if (resp.truncated) {
 			phase_end(pc, OUTCOME_FAILED, REASON_OUTPUT_TRUNCATED, FP_STAGE_PARSE,
 			    "output truncated at max_tokens %d (%s): %s", max_tokens,
