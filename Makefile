@@ -85,7 +85,7 @@ BINS      := $(O)/bin/autopack-supervisor $(O)/bin/autopack-worker $(O)/bin/auto
 UNIT      := $(O)/bin/unit-tests
 TOOLS     := $(O)/bin/proto-tool $(O)/bin/fsync-shim.so $(O)/bin/plant-shim.so \
              $(O)/bin/pipe-shim.so $(O)/bin/pq-shim.so $(O)/bin/full-shim.so \
-             $(O)/bin/enosys-shim.so
+             $(O)/bin/enosys-shim.so $(O)/bin/clock-shim.so
 STAMP     := build/.deps-ok
 
 .PHONY: all deps check check-mutants unit-tests fuzz bench demo clean format format-check \
@@ -142,7 +142,8 @@ $(O)/bin/proto-tool: $(call obj,tests/tools/proto_tool.c tests/unit/proto_sample
 # at a name just created (tests/tools/plant_shim.c), for pipes of two pages
 # (tests/tools/pipe_shim.c) and for a process held after it sends a statement to
 # PostgreSQL (tests/tools/pq_shim.c), for a full disk (tests/tools/full_shim.c) and for a
-# kernel without a system call (tests/tools/enosys_shim.c): never sanitised, as they are
+# kernel without a system call (tests/tools/enosys_shim.c) and for a host whose clock is
+# off (tests/tools/clock_shim.c): never sanitised, as they are
 # loaded before the sanitiser's runtime.
 $(O)/bin/fsync-shim.so: tests/tools/fsync_shim.c
 $(O)/bin/plant-shim.so: tests/tools/plant_shim.c
@@ -150,8 +151,9 @@ $(O)/bin/pipe-shim.so: tests/tools/pipe_shim.c
 $(O)/bin/pq-shim.so: tests/tools/pq_shim.c
 $(O)/bin/full-shim.so: tests/tools/full_shim.c
 $(O)/bin/enosys-shim.so: tests/tools/enosys_shim.c
+$(O)/bin/clock-shim.so: tests/tools/clock_shim.c
 $(O)/bin/fsync-shim.so $(O)/bin/plant-shim.so $(O)/bin/pipe-shim.so $(O)/bin/pq-shim.so \
-    $(O)/bin/full-shim.so $(O)/bin/enosys-shim.so: | $(STAMP)
+    $(O)/bin/full-shim.so $(O)/bin/enosys-shim.so $(O)/bin/clock-shim.so: | $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -lpthread
 $(O)/bin/autopack-supervisor $(UNIT): LDLIBS += $(SUP_LDLIBS)

@@ -199,7 +199,9 @@ static int cmd_calib_write_svg(struct cmd_calib_files *files, const struct cmd_c
 	return rc;
 }
 
-/* Write the report, the proposal and the plot into dir; 0 or an exit code. */
+/* Write the report, the proposal and the plot into dir; 0 or an exit code. A write that
+ * fails (a full disk) removes the three files made, so that no report, proposal or plot
+ * cut short is left to be read as whole. */
 static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
     const struct cmd_calib_result *res, struct calib_meta *m, const struct cmd_calib_data *d,
     struct cmd_calib_files *files)
@@ -207,9 +209,10 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
 	char stamp[32];
 	time_t now = time(NULL);
 	struct tm tm;
+	const char *failed = NULL;
 	json_t *j;
 	FILE *f;
-	int rc, err;
+	int err = 0;
 
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y%m%d_%H%M%S", &tm);
@@ -222,32 +225,40 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
 		    ctx, STORE_EINVAL, "cannot write the report in %s: %s", dir, strerror(errno));
 	m->svg_name = files->svg_name;
 	calib_md_write(f, &res->groups, m);
-	rc = fclose(f);
-	err = rc != 0 ? errno : 0; /* the cause, before other calls change errno */
+	errno = 0;
+	if (fclose(f) != 0) {
+		failed = files->md;
+		err = errno; /* the cause, before other calls change errno */
+	}
 	j = calib_json_proposal(&res->groups, m);
 	errno = 0;
-	if (rc == 0 &&
+	if (failed == NULL &&
 	    (json_dumpf(j, files->json_f,
 	         JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) != 0 ||
 	        fflush(files->json_f) != 0)) {
-		rc = -1;
+		failed = files->json;
 		err = errno;
 	}
-	if (fclose(files->json_f) != 0 && rc == 0) {
-		rc = -1;
+	errno = 0;
+	if (fclose(files->json_f) != 0 && failed == NULL) {
+		failed = files->json;
 		err = errno;
 	}
 	files->json_f = NULL;
 	json_decref(j);
 	errno = 0;
-	if (rc == 0 && (rc = cmd_calib_write_svg(files, d, res)) != 0)
+	if (failed == NULL && cmd_calib_write_svg(files, d, res) != 0) {
+		failed = files->svg;
 		err = errno;
-	if (rc != 0)
-		return cmd_fail(ctx, STORE_EINVAL,
-		    "writing the calibration outputs in %s failed: "
-		    "%s",
-		    dir, strerror(err != 0 ? err : EIO));
-	return 0;
+	}
+	if (failed == NULL)
+		return 0;
+	unlink(files->md);
+	unlink(files->json);
+	unlink(files->svg);
+	return cmd_fail(ctx, STORE_EINVAL,
+	    "writing %s failed: %s; the report, the proposal and the plot were removed", failed,
+	    strerror(err != 0 ? err : EIO));
 }
 
 /* Free the file names, closing a stream not written. */
@@ -320,10 +331,10 @@ static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cmd_
 	}
 	runs = json_array();
 	for (size_t i = 0; i < c->filter.n_run_ids; i++)
-		json_array_append_new(runs, json_string(c->filter.run_ids[i]));
-	p = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:i, "
-	              "s:i, s:b, s:o, s:s, s:s, s:s}",
-	    "created_at", m->generated_at, "created_by", who, "method",
+		json_array_append_new(runs, cmd_json_text(c->filter.run_ids[i]));
+	p = json_pack("{s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:i, "
+	              "s:i, s:b, s:o, s:o, s:o, s:o}",
+	    "created_at", m->generated_at, "created_by", cmd_json_text(who), "method",
 	    "autopack-ctl calibrate --apply: ridge fit and conformal budget factor",
 	    "based_on_version", (json_int_t)d->current.version, "samples_used",
 	    (json_int_t)d->fs.n_clean, "samples_read", (json_int_t)m->n_read, "duplicates_dropped",
@@ -332,8 +343,8 @@ static json_t *cmd_calib_provenance(const struct cmd_calib *c, const struct cmd_
 	    "sample_estimator_versions", versions, "coverage", c->eval.coverage, "factor",
 	    res->fit.factor, "folds", c->eval.folds, "repeats", c->eval.repeats, "forced",
 	    c->force && cmd_calib_worse(&res->eval), "evaluation",
-	    calib_json_evaluation(&res->eval), "report", files->md, "proposal", files->json, "plot",
-	    files->svg);
+	    calib_json_evaluation(&res->eval), "report", cmd_json_text(files->md), "proposal",
+	    cmd_json_text(files->json), "plot", cmd_json_text(files->svg));
 	free(who);
 	return p;
 }
@@ -446,9 +457,9 @@ static int cmd_calib_run(struct cmd_ctx *ctx, struct store *st, const struct cmd
 	cmd_calib_eval_print(cmd_text_out(ctx), c, &d, &res);
 	fprintf(cmd_text_out(ctx), "\nreport:   %s\nproposal: %s\nplot:     %s\n",
 	    cmd_shown(files.md), cmd_shown(files.json), cmd_shown(files.svg));
-	out = json_pack("{s:b, s:o, s:{s:s, s:s, s:s}, s:n}", "ok", 1, "proposal",
-	    calib_json_proposal(&res.groups, &m), "files", "report", files.md, "proposal",
-	    files.json, "plot", files.svg, "applied");
+	out = json_pack("{s:b, s:o, s:{s:o, s:o, s:o}, s:n}", "ok", 1, "proposal",
+	    calib_json_proposal(&res.groups, &m), "files", "report", cmd_json_text(files.md),
+	    "proposal", cmd_json_text(files.json), "plot", cmd_json_text(files.svg), "applied");
 	json_object_set_new(out, "evaluation", calib_json_evaluation(&res.eval));
 	if (c->mode == CMD_CALIB_APPLY)
 		ret = cmd_calib_check(ctx, c, &res.eval);

@@ -507,8 +507,11 @@ void cmd_print_lines(FILE *out, const char *msg)
 	} while (*msg != '\0');
 }
 
-/* Print JSON on stdout and free it; exits 2 if it could not be built (jansson refuses a
- * string that is not UTF-8, such as a file name in another encoding). */
+bool cmd_json_lines;
+
+/* Print JSON on stdout and free it, indented, or on one line under cmd_json_lines; exits 2
+ * if it could not be built (jansson refuses a string that is not UTF-8, such as a file
+ * name in another encoding). */
 void cmd_json_print(json_t *j)
 {
 	if (j == NULL) {
@@ -517,7 +520,8 @@ void cmd_json_print(json_t *j)
 		    "(a file name, an argument) is not UTF-8\n");
 		exit(CMD_EXIT_UNUSABLE);
 	}
-	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_dumpf(
+	    j, stdout, (cmd_json_lines ? JSON_COMPACT : JSON_INDENT(2)) | JSON_PRESERVE_ORDER);
 	fputc('\n', stdout);
 	cmd_stdout_flush();
 	json_decref(j);

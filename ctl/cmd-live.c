@@ -404,8 +404,13 @@ static void show_status(json_t *b, FILE *out)
 	json_t *v;
 	const char *k;
 
-	fprintf(out, "state: %s   session: %s   pid: %lld   uptime: %.1fs\n", jstr(b, "state"),
-	    jstr(b, "session_id"), jint(b, "pid"), jnum(b, "uptime_seconds"));
+	/* Seconds under a minute, then as the ETA reads (2h03m, 3d04h) */
+	if (jnum(b, "uptime_seconds") < 60)
+		snprintf(line, sizeof line, "%.1fs", jnum(b, "uptime_seconds"));
+	else
+		progress_duration_text(jnum(b, "uptime_seconds"), line, sizeof line);
+	fprintf(out, "state: %s   session: %s   pid: %lld   uptime: %s\n", jstr(b, "state"),
+	    jstr(b, "session_id"), jint(b, "pid"), line);
 	fprintf(out, "durability: synchronous=%s, group commit %lld ms / %lld writes\n",
 	    jstr(b, "synchronous"), jint(b, "commit_window_ms"), jint(b, "commit_max"));
 	progress_from_json(json_object_get(b, "progress"), &p);

@@ -97,6 +97,63 @@ static int cmd_session_parse(struct cmd_ctx *ctx, int argc, char **argv, const s
 	return 0;
 }
 
+/* Return the text of column `col` of a session list row (its shown form). */
+static const char *cmd_session_cell(const struct store_session *s, int col)
+{
+	switch (col) {
+	case 0: return s->session_id != NULL ? cmd_shown(s->session_id) : "-";
+	case 1: return s->started_at != NULL ? cmd_shown(s->started_at) : "-";
+	default:
+		return s->completed_at != NULL ? cmd_shown(s->completed_at) : cmd_session_status(s);
+	}
+}
+
+/* Return the columns a terminal gives the UTF-8 text s: its characters. */
+static int cmd_session_width(const char *s)
+{
+	int w = 0;
+
+	for (; *s != '\0'; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+/* Print s and the spaces that make it `width` columns wide, then one more. */
+static void cmd_session_pad(const char *s, int width)
+{
+	fputs(s, stdout);
+	printf("%*s", width - cmd_session_width(s) + 1, "");
+}
+
+/* Print the session list as a table: each text column as wide as its widest value (the
+ * timestamps in the database's format, an id or a time another program wrote), the counts
+ * right-aligned, and the stop reason, of any length, last. */
+static void cmd_session_list_print(const struct store_session *list, size_t n)
+{
+	static const char *const heads[] = { "SESSION", "STARTED", "COMPLETED" };
+	int width[3];
+
+	for (int c = 0; c < 3; c++) {
+		width[c] = cmd_session_width(heads[c]);
+		for (size_t i = 0; i < n; i++) {
+			int w = cmd_session_width(cmd_session_cell(&list[i], c));
+
+			width[c] = w > width[c] ? w : width[c];
+		}
+	}
+	putchar('\n');
+	for (int c = 0; c < 3; c++)
+		cmd_session_pad(heads[c], width[c]);
+	printf("%8s %9s %7s %s\n", "ATTEMPTS", "SUCCESSES", "EVENTS", "STOP REASON");
+	for (size_t i = 0; i < n; i++) {
+		for (int c = 0; c < 3; c++)
+			cmd_session_pad(cmd_session_cell(&list[i], c), width[c]);
+		printf("%8lld %9lld %7lld %s\n", (long long)list[i].attempts,
+		    (long long)list[i].successes, (long long)list[i].events,
+		    list[i].stop_reason != NULL ? cmd_shown(list[i].stop_reason) : "-");
+	}
+}
+
 /* session list: every session, newest first. */
 static int cmd_session_list_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -128,16 +185,7 @@ static int cmd_session_list_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	} else if (n == 0) {
 		printf("\nno drain sessions yet (a supervisor run records one)\n");
 	} else {
-		printf("\n%-34s %-24s %-24s %-14s %8s %9s %7s\n", "SESSION", "STARTED", "COMPLETED",
-		    "STOP REASON", "ATTEMPTS", "SUCCESSES", "EVENTS");
-		for (size_t i = 0; i < n; i++)
-			printf("%-34s %-24s %-24s %-14s %8lld %9lld %7lld\n",
-			    cmd_shown(list[i].session_id), cmd_shown(list[i].started_at),
-			    list[i].completed_at != NULL ? cmd_shown(list[i].completed_at) :
-			                                   cmd_session_status(&list[i]),
-			    list[i].stop_reason != NULL ? cmd_shown(list[i].stop_reason) : "-",
-			    (long long)list[i].attempts, (long long)list[i].successes,
-			    (long long)list[i].events);
+		cmd_session_list_print(list, n);
 	}
 	store_session_list_free(list, n);
 	store_close(&st);
@@ -152,8 +200,8 @@ const struct cmd_entry cmd_session_list_entry = {
 	    "Lists every drain session (one per supervisor run, continued by --resume), newest\n"
 	    "first: its id, when it started, when it completed (or \"running\" while its\n"
 	    "supervisor is alive, or \"interrupted\" when the supervisor is gone without\n"
-	    "closing it), why it stopped, the attempts it started, how many results succeeded,\n"
-	    "and the telemetry events its results collected. Reads only.\n"
+	    "closing it), the attempts it started, how many results succeeded, the telemetry\n"
+	    "events its results collected, and last why it stopped. Reads only.\n"
 	    "\n"
 	    "  --json     print the list as JSON on stdout\n",
 	.exec = cmd_session_list_exec,

@@ -371,10 +371,10 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		    sum.samples, sum.clean, TELEM_CLEAN_MIN_ACTUAL, cmd_shown(file), run_id,
 		    sum.phases);
 		if (ctx->json)
-			cmd_json_print(json_pack("{s:b, s:s, s:s, s:I, s:I, s:I, s:o}", "ok", 1,
-			    "run_id", run_id, "file", file, "samples", (json_int_t)sum.samples,
-			    "clean", (json_int_t)sum.clean, "phases", (json_int_t)sum.phases,
-			    "database", cmd_identity_json(&st)));
+			cmd_json_print(json_pack("{s:b, s:s, s:o, s:I, s:I, s:I, s:o}", "ok", 1,
+			    "run_id", run_id, "file", cmd_json_text(file), "samples",
+			    (json_int_t)sum.samples, "clean", (json_int_t)sum.clean, "phases",
+			    (json_int_t)sum.phases, "database", cmd_identity_json(&st)));
 	}
 	cmd_close_write(&st, lock_fd);
 out:
@@ -437,6 +437,7 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store st;
 	int c, rc, ret = CMD_EXIT_OK;
 
+	cmd_json_lines = true;
 	while ((c = cmd_getopt(ctx, argc, argv, cmd_telem_export_opts, &ret)) != -1) {
 		if (c == CMD_OPT_DONE)
 			goto out;

@@ -220,6 +220,7 @@ static int exec_watch(struct cmd_ctx *ctx, int argc, char **argv)
 	json_t *last = NULL;
 	char err[1024];
 
+	cmd_json_lines = true;
 	while ((o = cmd_getopt(ctx, argc, argv, opts, &exit_code)) != -1) {
 		long long id;
 		double v;

@@ -245,7 +245,10 @@ struct telem_sample;
 /* Print "excluded: N events recording a count no call can (...)" and name the first
  * CALIB_IMPLAUSIBLE_NAMED of the n at v; nothing when n is 0. */
 void cmd_print_implausible(FILE *out, const struct telem_sample *const *v, size_t n);
-/* Print `j` (stolen) as indented JSON on stdout. */
+/* Set by a command whose --json output is one JSON object a line (watch, telemetry
+ * export): its errors are printed on one line too, so that every line parses. */
+extern bool cmd_json_lines;
+/* Print `j` (stolen) as indented JSON on stdout, on one line under cmd_json_lines. */
 void cmd_json_print(json_t *j);
 
 #endif

@@ -2,16 +2,94 @@
  * runs them after its commits (common/store/store_checkpoint.h) and counts the failures; a
  * checkpoint that keeps failing (the database file made immutable with chattr +i,
  * read-only, on a full disk) leaves every commit durable in the write-ahead log, which then
- * grows without bound. Once a second this reports it: a warning naming the file, the error
- * and the log's size, at most once a minute while the failures go on, and a line when a
- * checkpoint succeeds again. Dispatch goes on: stopping it would not shrink the log, and a
- * disk that fills fails the commits themselves, which stops the supervisor (exit 3). */
+ * grows without bound. So does a checkpoint that succeeds but may copy nothing past the
+ * snapshot another connection reads (a read transaction left open: a sqlite3 shell inside
+ * BEGIN, another program's long-lived session). Once a second this reports either: a
+ * warning naming the file, the error or the readers, and the log's size, at most once a
+ * minute while it goes on, and a line when checkpoints succeed, or the log starts again.
+ * Dispatch goes on: stopping it would not shrink the log, and a disk that fills fails the
+ * commits themselves, which stops the supervisor (exit 3). */
 #include "supervisor/observe.h"
 #include "common/log.h"
 #include "common/store/store_checkpoint.h"
+#include "common/store/store_lock.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 
-#define CHECKPOINT_LOG_MS 60000 /* at most one warning a minute while checkpoints fail */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECKPOINT_LOG_MS 60000  /* at most one warning a minute while checkpoints fail */
+#define CHECKPOINT_HELD_MS 10000 /* a log past twice its threshold this long is held back */
+#define CHECKPOINT_READERS 8     /* readers named */
+
+/* Append "pid (name)" of process pid to b. */
+static void checkpoint_name_pid(struct strbuf *b, pid_t pid)
+{
+	char *p = xasprintf("/proc/%ld/comm", (long)pid);
+	char comm[64] = "";
+	FILE *f = fopen(p, "re");
+
+	free(p);
+	if (f != NULL) {
+		if (fgets(comm, sizeof comm, f) == NULL)
+			comm[0] = '\0';
+		fclose(f);
+	}
+	comm[strcspn(comm, "\n")] = '\0';
+	strbuf_printf(b, comm[0] != '\0' ? "%ld (%s)" : "%ld", (long)pid, comm);
+}
+
+/* Report a log that has not started again from its beginning while checkpoints succeed:
+ * it has held twice the frames that start a checkpoint for CHECKPOINT_HELD_MS, and
+ * another process holds a read mark of the wal-index, or the log grew by another
+ * threshold meanwhile. Said again at most once a minute; the log's restart is said once. */
+static void checkpoint_held_report(struct sup *s, const struct store_ckpt *c)
+{
+	pid_t pids[CHECKPOINT_READERS];
+	struct strbuf who = { 0 };
+	uint64_t now;
+	int n;
+
+	if (c->frames < c->threshold && s->ckpt_held_warned) {
+		log_info("%s: the write-ahead log started again from its beginning (%lld bytes)",
+		    c->wal_path, (long long)store_ckpt_wal_bytes(s->st));
+		s->ckpt_held_warned = false;
+	}
+	if (c->failing || c->frames < 2 * c->threshold) {
+		s->ckpt_held_ms = 0;
+		return;
+	}
+	now = clock_mono_ms();
+	if (s->ckpt_held_ms == 0) {
+		s->ckpt_held_ms = now;
+		s->ckpt_held_frames = c->frames;
+		return;
+	}
+	if (now - s->ckpt_held_ms < CHECKPOINT_HELD_MS ||
+	    (s->ckpt_held_warned && now - s->ckpt_held_logged_ms < CHECKPOINT_LOG_MS))
+		return;
+	n = store_lock_wal_readers(c->path, pids, CHECKPOINT_READERS);
+	if (n == 0 && c->frames < s->ckpt_held_frames + c->threshold)
+		return;
+	for (int i = 0; i < n; i++) {
+		if (i > 0)
+			strbuf_puts(&who, ", ");
+		checkpoint_name_pid(&who, pids[i]);
+	}
+	log_warn("%s: the write-ahead log holds %d frames (%lld bytes) and has not started again "
+	         "for %llu s, though checkpoints succeed: they copy nothing past the snapshot "
+	         "that another connection's read transaction reads (%s%s), and the log grows "
+	         "with every commit until that transaction ends: end it (a sqlite3 shell left "
+	         "inside BEGIN, a program that keeps a session or a cursor open)",
+	    c->wal_path, c->frames, (long long)store_ckpt_wal_bytes(s->st),
+	    (unsigned long long)((now - s->ckpt_held_ms) / 1000),
+	    n > 0 ? "held by pid " : "its process is not in /proc/locks", n > 0 ? who.s : "");
+	free(who.s);
+	s->ckpt_held_warned = true;
+	s->ckpt_held_logged_ms = now;
+}
 
 void checkpoint_report(struct sup *s)
 {
@@ -20,6 +98,7 @@ void checkpoint_report(struct sup *s)
 
 	if (c == NULL || s->store_lost)
 		return;
+	checkpoint_held_report(s, c);
 	if (!c->failing) {
 		if (s->ckpt_warned)
 			log_info(

@@ -538,16 +538,30 @@ static void control_conn_cb(uv_stream_t *server, int status)
 		chan_close(&c->chan, "cannot read the peer");
 }
 
-/* Choose the socket path: the flag, else the default socket of the database (named by its
- * uuid and file) in the private runtime directory. NULL with a message logged when the
- * directory is unsafe. */
+/* Choose the socket path: the flag, a relative one taken from the current directory (the
+ * path is recorded in the database, where autopack-ctl run from anywhere else reads it),
+ * else the default socket of the database (named by its uuid and file) in the private
+ * runtime directory. NULL with a message logged when the current directory cannot be
+ * read or the runtime directory is unsafe. */
 static char *control_path(struct sup *s)
 {
 	struct store_err err;
-	char *dir;
+	char *dir, *cwd;
 
-	if (s->cfg.control_path != NULL)
+	if (s->cfg.control_path != NULL && s->cfg.control_path[0] == '/')
 		return xstrdup(s->cfg.control_path);
+	if (s->cfg.control_path != NULL) {
+		if ((cwd = getcwd(NULL, 0)) == NULL) {
+			log_error("--control %s is relative, and the current directory cannot be "
+			          "read (%s); give an absolute path",
+			    s->cfg.control_path, strerror(errno));
+			return NULL;
+		}
+		dir = xasprintf(
+		    "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", s->cfg.control_path);
+		free(cwd);
+		return dir;
+	}
 	if ((dir = store_runtime_dir(&err)) == NULL) {
 		log_error("%s; use --control PATH", err.text);
 		return NULL;

@@ -592,19 +592,22 @@ void fleet_reconnect(struct sup *s)
 }
 
 /* Declare silent supervisors lost and take their attempts back into the queue. Only
- * after this supervisor has been connected a whole lease: after an outage every
- * heartbeat is old, and the others need a lease to renew theirs. */
+ * after this supervisor has been connected a whole lease, its own and the judged one's:
+ * after an outage every heartbeat is old, and the others need a lease to renew theirs
+ * (one of a longer lease beats less often, every quarter of it up to 5 s, and connects
+ * again up to a beat after the server's return). */
 static void fleet_rescue(struct sup *s)
 {
+	uint64_t connected = clock_mono_ms() - s->fleet_connected_ms;
 	struct fleet_lost *lost;
 	struct store_err err;
 	size_t n;
 	int closed;
 
 	if (s->stopping || s->writes_off || s->conn_gen != s->st->conn_gen ||
-	    clock_mono_ms() - s->fleet_connected_ms < (uint64_t)s->cfg.lease_timeout_ms)
+	    connected < (uint64_t)s->cfg.lease_timeout_ms)
 		return;
-	if (store_fleet_rescue(s->sd, &lost, &n, &closed, &err) != 0) {
+	if (store_fleet_rescue(s->sd, (int64_t)connected, &lost, &n, &closed, &err) != 0) {
 		log_error("%s", err.text);
 		return;
 	}

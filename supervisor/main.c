@@ -738,6 +738,9 @@ int main(int argc, char **argv)
 	sigaddset(&stop_signals, SIGALRM);
 	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 	secrets_take(s);
+	/* The database's password too: the workers, their checks and the code they run get
+	 * none (its connections are all made here). */
+	dburl_pg_take_env_password();
 	log_init("autopack-supervisor", LOG_INFO);
 	parse_flags(&s->cfg, argc, argv);
 	if (s->cfg.log_file != NULL)
@@ -758,6 +761,7 @@ int main(int argc, char **argv)
 	session_start_watch(s, true);
 	session_open_store(s);
 	no_key_refuse(s);
+	secrets_warn_clear_text(s);
 	s->worker_path = worker_path(s->cfg.worker_path);
 	if (access(s->worker_path, X_OK) != 0)
 		log_fatal(1, "worker binary %s: %s", s->worker_path, strerror(errno));

@@ -394,7 +394,8 @@ static double progress_eta(struct sup *s, const struct progress_state *ps, int64
 	return fmax(total / parallel, longest);
 }
 
-/* Fill p with the drain's progress and ETA now. */
+/* Fill p with the drain's progress and ETA now; the ETA is unknown while dispatch is
+ * paused or the breaker is tripped. */
 void progress_compute(struct sup *s, struct progress *p)
 {
 	struct progress_state *ps = progress_state(s);
@@ -421,6 +422,8 @@ void progress_compute(struct sup *s, struct progress *p)
 	if (p->remaining == 0) {
 		p->basis = PROGRESS_BASIS_FINISHED;
 		p->eta_seconds = 0;
+	} else if (s->paused || s->crash_loop) {
+		/* No dispatch until an operator resumes or scales: no time can be given. */
 	} else if ((p->eta_seconds = progress_eta(s, ps, cap)) >= 0) {
 		p->basis = PROGRESS_BASIS_MEDIAN;
 	} else if (p->per_minute > 0) {

@@ -9,11 +9,13 @@
 #include "common/util.h"
 #include "proto/hand.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -142,6 +144,55 @@ const char *secrets_missing(const struct sup *s)
 		    s->keys[at + k + 1] != '\0')
 			return NULL;
 	return var;
+}
+
+/* Whether `host` (as a URL names it: a name, an IPv4 address, an IPv6 one in brackets)
+ * is this machine's loopback: localhost or a name under it, 127.0.0.0/8, ::1, or
+ * ::ffff:127.x.y.z. */
+static bool secrets_host_loopback(const char *host)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	char ip[INET6_ADDRSTRLEN];
+	size_t n = strlen(host);
+
+	if (n > 0 && host[n - 1] == '.')
+		n--; /* a fully qualified name: localhost. */
+	if ((n == 9 && strncasecmp(host, "localhost", 9) == 0) ||
+	    (n > 10 && strncasecmp(host + n - 10, ".localhost", 10) == 0))
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (host[0] != '[' || n < 2 || host[n - 1] != ']' || n - 2 >= sizeof ip)
+		return false;
+	memcpy(ip, host + 1, n - 2);
+	ip[n - 2] = '\0';
+	if (inet_pton(AF_INET6, ip, &a6) != 1)
+		return false;
+	return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
+void secrets_warn_clear_text(const struct sup *s)
+{
+	const char *url = s->cfg.llm_base_url, *host, *var;
+	char *name;
+	size_t n;
+
+	if (s->cfg.dry_run || strncmp(url, "http://", 7) != 0)
+		return;
+	host = url + 7;
+	n = host[0] == '[' ? strcspn(host, "]") + (host[strcspn(host, "]")] == ']') :
+	                     strcspn(host, ":/");
+	name = xstrndup(host, n);
+	if (!secrets_host_loopback(name)) {
+		var = strcmp(s->cfg.llm_provider, "openai") == 0 ? "OPENAI_API_KEY" :
+		                                                   "ANTHROPIC_API_KEY";
+		log_warn("--llm-base-url %s: every call sends the API key (%s) and the prompt to "
+		         "%s unencrypted (http://, and %s is not this machine's loopback), where "
+		         "whatever is on the network between reads them; give an https:// URL",
+		    url, var, name, name);
+	}
+	free(name);
 }
 
 bool secrets_fit(const struct sup *s, char *why, size_t n)

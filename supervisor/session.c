@@ -372,8 +372,17 @@ void session_open_store(struct sup *s)
 		log_fatal(1, "%s", err.text);
 	free(path);
 	free(url);
-	store_banner(s->st, stdout);
-	fflush(stdout);
+	/* With --log-format json the log, which a service manager's journal may share with
+	 * stdout, holds only JSON objects: the identity is one line of it. */
+	if (log_line_format() == LOG_FORMAT_JSON) {
+		char *line = store_banner_line(s->st);
+
+		log_info("%s", line);
+		free(line);
+	} else {
+		store_banner(s->st, stdout);
+		fflush(stdout);
+	}
 	session_refuse_empty(s);
 }
 

@@ -587,6 +587,11 @@ struct sup {
 	bool ckpt_warned;              /* one was logged and none succeeded since */
 	uint64_t ckpt_logged_ms;       /* when */
 	uint64_t ckpt_logged_failures; /* the failures counted then */
+	/* checkpoint.c: a log that a reader keeps from starting again */
+	uint64_t ckpt_held_ms;        /* since when it has held twice its threshold, or 0 */
+	int ckpt_held_frames;         /* its frames then */
+	bool ckpt_held_warned;        /* a warning was logged and the log has not started again */
+	uint64_t ckpt_held_logged_ms; /* when */
 	/* Nothing more is written: the database was lost, kept refusing commits
 	 * (lifecycle_write_failed), or a signal during a fast stop abandoned the queue. */
 	bool writes_off;
@@ -645,6 +650,10 @@ const char *secrets_missing(const struct sup *s);
 /* Whether the keys fit the pipe a worker takes them from (HAND_KEYS_MAX bytes with their
  * names); when not, `why` (`n` bytes) names each variable and its size. */
 bool secrets_fit(const struct sup *s, char *why, size_t n);
+/* Log a warning when the calls would send the key unencrypted across a network: an
+ * http:// --llm-base-url whose host is not this machine's loopback (not in a dry run,
+ * which calls nothing). */
+void secrets_warn_clear_text(const struct sup *s);
 /* Wipe and free the keys. */
 void secrets_free(struct sup *s);
 

@@ -672,3 +672,41 @@ def test_the_surveys_json_keeps_a_value_that_is_not_utf8(tmp):
            for v in json.loads(p.stdout.decode("utf-8"))["values"]["left_unreadable"]}
     assert bad == {("runs", "updated_at"): ("timestamp", 1, "soon\ufffd"),
                    ("phases", "max_builder_attempts"): ("integer", 1, "1\ufffd")}, bad
+
+
+def test_the_originals_database_used_as_it_is_is_refused_naming_db_adopt(tmp):
+    """The Python original's database given to autopack as it is (its DATABASE_URL, the
+    file its operator has) was refused as 'not an autopack database (no meta table)', the
+    same as any other program's file, never saying that `db adopt` makes it one. Another
+    SQLite file is refused as before."""
+    path = str(tmp / "legacy.db")
+    legacy_db.build(path)
+    before = read(path)
+    url = db_url(path)
+    plan = os.path.join(str(tmp), "plan.json")
+    with open(plan, "w") as f:
+        json.dump({"runs": [{"run_id": "r1", "workspace": "ws", "tiers": [{
+            "tier_id": "T1", "name": "t", "phases": [{
+                "phase_id": "p1", "name": "p", "scope": {"deliverables": ["a.py"]}}]}]}]}, f)
+    hint = ("%s: SQLite database but not an autopack database (no meta table): it has the "
+            "runs, tiers and phases tables of a Python-Autopack database, which autopack-ctl "
+            "db adopt --dry-run surveys and autopack-ctl db adopt makes an autopack database "
+            "in place (docs/adoption.md); the file was left untouched" % path)
+    for args in (["db", "check"], ["run", "import", plan], ["session", "list"], ["status"]):
+        r = ctl("--db", url, *args)
+        assert r.rc == 2 and r.err.splitlines()[-1] == "autopack-ctl: " + hint, (args, r)
+    r = ctl("--db", url, "--json", "db", "check")
+    assert r.rc == 2 and json.loads(r.out)["message"] == hint, r
+    sup = Supervisor(tmp, url, "--dry-run", "--exit-when-drained", control=False)
+    assert sup.wait() == 1
+    assert "error: " + hint in sup.stderr(), sup.stderr()
+    assert read(path) == before
+    assert sorted(os.listdir(str(tmp))) == ["legacy.db", "plan.json", "sup.err", "sup.out"]
+    other = str(tmp / "other.db")
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE runs (id TEXT)")
+    con.close()
+    r = ctl("--db", db_url(other), "db", "check")
+    assert r.rc == 2 and r.err.rstrip().endswith(
+        "not an autopack database (no meta table); the file was left untouched"), r
+    assert "db adopt" not in r.err

@@ -8,10 +8,12 @@ import glob
 import json
 import math
 import os
+import re
 import sqlite3
 import xml.etree.ElementTree as ET
 
 from conftest import ctl
+from supervisor_helpers import full_tmpfs
 from telemetry_helpers import SAMPLES, close, imported_db, rows, url
 
 KEYS = {"smape_median", "smape_mean", "truncation_rate", "waste_p50", "waste_p90", "n"}
@@ -52,10 +54,11 @@ def solve(a, b):
     return [m[i][n] / m[i][i] for i in range(n)]
 
 
-def fit(train, coverage=0.95, lam=1.0, with_factor=True):
+def fit(train, coverage=0.95, lam=1.0, with_factor=True, cats=None):
     """Ridge of ln(actual) on [1, category, complexity, ln(1 + d)], intercept free; the
-    factor from leave-one-out refits. Returns (predict(sample) -> estimate, factor)."""
-    cats = sorted({s["cat"] for s in train})
+    factor from leave-one-out refits. Returns (predict(sample) -> estimate, factor).
+    `cats`: the categories given a column (default: every one of the samples)."""
+    cats = sorted({s["cat"] for s in train}) if cats is None else cats
 
     def x(s):
         return ([1.0] + [1.0 if s["cat"] == c else 0.0 for c in cats]
@@ -73,7 +76,7 @@ def fit(train, coverage=0.95, lam=1.0, with_factor=True):
     factor = None
     if with_factor:
         resid = sorted(math.log(s["a"]) - fit(train[:i] + train[i + 1:], lam=lam,
-                                              with_factor=False)[2](s)
+                                              with_factor=False, cats=cats)[2](s)
                        for i, s in enumerate(train))
         factor = math.exp(resid[min(len(resid), math.ceil((len(resid) + 1) * coverage
                                                           - 1e-9)) - 1])
@@ -290,6 +293,177 @@ def test_a_category_another_program_wrote_is_kept_in_every_output_and_the_plot_s
     root = ET.parse(j["files"]["plot"]).getroot()
     texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "implementation\ufffd\ufffd (30)" in texts, texts
+
+
+def renamed_samples(tmp, names):
+    """The real samples' TSV with the categories of `names` renamed ({old: new})."""
+    path = tmp / "renamed.tsv"
+    with open(SAMPLES, encoding="utf-8") as f, open(path, "w", encoding="utf-8") as out:
+        for i, line in enumerate(f):
+            cols = line.rstrip("\n").split("\t")
+            if i > 0:
+                cols[1] = names.get(cols[1], cols[1])
+            out.write("\t".join(cols) + "\n")
+    return path
+
+
+def test_a_long_category_is_cut_between_characters_and_kept_in_the_stored_model(tmp):
+    """Category names are matched on their first 31 bytes. A Cyrillic name was cut inside
+    its 16th character: the fit gave the cut name a column, but the model's JSON could not
+    hold a key that is no UTF-8 and dropped it, so the stored set (what the workers
+    predict with) lacked a weight the evaluation had used, and the report was no UTF-8.
+    An English name cut after a space kept the space, and --apply refused the set as one
+    the supervisor would refuse. Both are now cut before the character that does not fit
+    whole and trimmed, in the fit and in the workers alike."""
+    long_ru = "реализацияфункций"            # 17 characters, 34 bytes
+    long_en = "Implementation of the core api x"  # a space at its 31st byte
+    tsv = renamed_samples(tmp, {"implementation": long_ru, "tests": long_en})
+    db = imported_db(tmp, path=str(tsv))
+    r, j = calibrate(db, "--apply", "--force", "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    cut_ru, cut_en = "реализацияфункц", "implementation of the core api"
+    assert len(cut_ru.encode()) == 30 and len(cut_en) == 30
+    m = j["proposal"]["model"]
+    assert {cut_ru, cut_en} <= set(m["categories"]), m["categories"]
+    clean, _ = samples()
+    ren = {"implementation": cut_ru, "tests": cut_en}
+    for s in clean:
+        s["cat"] = ren.get(s["cat"], s["cat"])
+    _, factor, log_predict = fit(clean)
+    assert close(m["factor"], factor, 1e-7)
+    for s in clean:
+        got = (m["intercept"] + m["categories"].get(s["cat"], 0.0)
+               + m["complexity"][s["cplx"]] + m["deliverables"] * math.log1p(s["d"]))
+        assert close(got, log_predict(s), 1e-7), s
+    (stored,), = rows(db, "SELECT model_json FROM estimator_coefficients WHERE active = 1")
+    assert json.loads(stored)["categories"] == m["categories"]
+    for f in j["files"].values():
+        open(f, encoding="utf-8").read()
+    assert cut_ru in open(j["files"]["report"], encoding="utf-8").read()
+
+
+def test_a_blank_category_another_program_wrote_gets_no_column_and_the_fit_applies(tmp):
+    """An event another program wrote with an empty or blank category gave the fit a
+    column named "", which no stored set may hold: --apply, even forced, refused every
+    fit of such a database. A blank category now gets no column, as one never seen."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE token_estimation_v2_events SET category = '' WHERE event_id = 2")
+        con.execute("UPDATE token_estimation_v2_events SET category = ' \t' WHERE event_id = 4")
+    con.close()
+    r, j = calibrate(db, "--apply", "--force", "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    m = j["proposal"]["model"]
+    assert "" not in m["categories"] and j["applied"]["version"] == 2
+    assert m["samples"] == j["proposal"]["metadata"]["samples_used"]
+
+
+def test_more_than_64_categories_give_columns_to_the_64_with_the_most_samples(tmp):
+    """A database whose clean samples held 65 task categories could not be calibrated at
+    all ("more than 64 distinct categories; cannot fit"). The 64 with the most samples
+    (ties by name) now get a column, as many as a stored set holds; the others count as
+    categories never seen."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    extra = []
+    with con:
+        for k in range(60):
+            for i in range(2):
+                s = {"cat": "extra-%02d" % k, "cplx": "low", "d": 1 + i, "a": 900 + 7 * k + i,
+                     "p": 1000}
+                extra.append(s)
+                con.execute(
+                    "INSERT INTO token_estimation_v2_events (run_id, phase_id, timestamp,"
+                    " created_at, category, complexity, deliverable_count, deliverables_json,"
+                    " predicted_output_tokens, actual_output_tokens, selected_budget,"
+                    " success, truncated, stop_reason, model, is_truncated_output)"
+                    " SELECT run_id, phase_id, timestamp, created_at, ?, 'low', ?, '[]',"
+                    " 1000, ?, 8192, 1, 0, 'end_turn', 'm', 0"
+                    " FROM token_estimation_v2_events WHERE event_id = 1",
+                    (s["cat"], s["d"], s["a"]))
+    con.close()
+    clean, _ = samples()
+    clean += extra
+    counts = {}
+    for s in clean:
+        counts[s["cat"]] = counts.get(s["cat"], 0) + 1
+    assert len(counts) == 67
+    cats = sorted(sorted(counts, key=lambda c: (-counts[c], c))[:64])
+    r, j = calibrate(db, "--apply", "--force", "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    m = j["proposal"]["model"]
+    assert sorted(m["categories"]) == cats
+    assert {"configuration", "integration"} - set(m["categories"]) == {"configuration",
+                                                                       "integration"}
+    _, factor, log_predict = fit(clean, cats=cats)
+    assert close(m["factor"], factor, 1e-7)
+    for s in clean:
+        got = (m["intercept"] + m["categories"].get(s["cat"], 0.0)
+               + m["complexity"][s["cplx"]] + m["deliverables"] * math.log1p(s["d"]))
+        assert close(got, log_predict(s), 1e-7), s
+    assert j["applied"]["version"] == 2
+
+
+def test_outputs_a_full_disk_cut_short_are_removed(tmp):
+    """On a file system that fills while calibrate writes, the command failed but left
+    the proposal's JSON cut after 4 KiB (no JSON) and the plot cut short, under the names
+    a later reader takes for a finished calibration. The three files are now removed and
+    the message names the one that could not be written."""
+    db = imported_db(tmp)
+    # Pages of 4 KiB left: none for the report (4 KiB), two for the proposal (16 KiB)
+    # and seven for the plot (37 KiB).
+    for pages, which in ((0, ".md"), (2, ".json"), (7, ".svg")):
+        with full_tmpfs(tmp / ("full%d" % pages), "128k") as d:
+            os.truncate(os.path.join(d, "filler"), 131072 - 4096 * pages)
+            r, j = calibrate(db, "--out", str(d), "--repeats", "1")
+            assert r.rc == 1 and j["ok"] is False, r
+            assert re.search(r"writing \S+/token_estimator_calibration_\w+\%s failed: No "
+                             r"space left on device; the report, the proposal and the plot "
+                             r"were removed$" % which, j["message"]), j["message"]
+            assert sorted(os.listdir(d)) == ["filler"]
+
+
+def test_an_out_directory_named_in_no_utf8_is_shown_with_u_fffd_and_apply_stores(tmp):
+    """A directory's name may be any bytes (one in Latin-1: b"r\xe9sultats"). calibrate
+    --json wrote its files there and then failed, exit 2 ("the result cannot be written as
+    JSON"); --apply failed to store the set at all (its provenance names the files: "NOT
+    NULL constraint failed: estimator_coefficients.provenance_json"). The paths are now in
+    the JSON with U+FFFD for such a byte, as every --json output shows them."""
+    db = imported_db(tmp)
+    out = os.path.join(os.fsencode(str(tmp)), b"r\xe9sultats")
+    r, j = calibrate(db, "--apply", "--out", os.fsdecode(out), "--repeats", "1")
+    assert r.rc == 0, r
+    assert j["applied"]["version"] == 2
+    shown = str(tmp) + "/r\ufffdsultats/"
+    assert all(f.startswith(shown) for f in j["files"].values()), j["files"]
+    assert sorted(os.listdir(out)) == sorted(
+        os.fsencode(os.path.basename(f)) for f in j["files"].values())
+    (prov,), = rows(db, "SELECT provenance_json FROM estimator_coefficients WHERE active = 1")
+    assert json.loads(prov)["report"] == j["files"]["report"]
+
+
+def test_a_category_with_a_pipe_or_a_line_break_stays_in_its_cell_of_the_report(tmp):
+    """A category another program wrote with a '|' or a line break was written raw into
+    the report's Markdown tables: the '|' split its cell, and a line break ended the row,
+    the rest of the name standing as a line (or a forged row) of its own. Such a name is
+    now escaped ('\\|') and its line breaks are spaces: every row of every table keeps its
+    columns."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE token_estimation_v2_events SET category = ?"
+                    " WHERE category = 'implementation'", ("impl|x\n| forged | 1 |",))
+    con.close()
+    r, j = calibrate(db, "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    md = open(j["files"]["report"], encoding="utf-8").read()
+    assert "forged" in md and "\n| forged" not in md
+    assert "impl\\|x \\| forged \\| 1 \\|" in md, md
+    for table in re.findall(r"(?:^\|.*\n)+", md, re.M):
+        rows_ = table.splitlines()
+        cells = {len(re.split(r"(?<!\\)\|", row)) for row in rows_}
+        assert len(cells) == 1, table
 
 
 def test_apply_stores_the_fitted_set_with_provenance_and_rollback_restores_defaults(tmp):

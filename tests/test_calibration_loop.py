@@ -119,3 +119,69 @@ def test_drain_calibrate_apply_fitted_model_drain_again_rollback(tmp):
         assert events(url, "third-") == [(3424, 8192, 16384, 1)]
     finally:
         llm.stop()
+
+
+def import_categorised(tmp, url, name, runs, category):
+    """import_plan, every phase of task category `category`."""
+    d = os.path.join(str(tmp), name)
+    os.mkdir(d)
+    plan = make_plan(os.path.join(d, "plan.json"), runs, 1, 2)
+    with open(plan) as f:
+        doc = json.load(f)
+    for r in doc["runs"]:
+        r["run_id"] = name + "-" + r["run_id"]
+        for ph in r["tiers"][0]["phases"]:
+            ph["task_category"] = category
+    with open(plan, "w") as f:
+        json.dump(doc, f)
+    r = ctl("--db", url, "run", "import", plan)
+    assert r.rc == 0, r
+
+
+def test_a_long_non_ascii_category_drains_and_its_fitted_weight_reaches_the_workers(tmp):
+    """A task category is kept on its first 31 bytes. One of 17 Cyrillic characters (34
+    bytes) was cut inside its 16th: the worker could not encode its event ("event.body.cat:
+    invalid UTF-8 at byte 30") and exited, every attempt of such a phase ended
+    WORKER_CRASHED and the phase FAILED (five in a row trip the breaker). It is cut before
+    the character now: the phases drain, their events record the cut name, calibrate fits
+    it, and the workers predict those phases with its weight."""
+    long_cat = "реализацияфункций"
+    cut = "реализацияфункц"
+    markers = {"run-%03d" % k: [{"mode": "normal", "output_tokens": 700 + 90 * k}] * 2
+               for k in range(RUNS)}
+    llm = Standin(tmp, script={"markers": markers,
+                               "default": {"mode": "normal", "output_tokens": 1000}})
+    try:
+        url = new_db(tmp, runs=0)
+        d = os.path.join(str(tmp), "first")
+        os.mkdir(d)
+        plan = make_plan(os.path.join(d, "plan.json"), RUNS, 1, 2)
+        with open(plan) as f:
+            doc = json.load(f)
+        for k, r in enumerate(doc["runs"]):
+            for ph in r["tiers"][0]["phases"]:
+                ph["task_category"] = long_cat if k % 2 else "implementation"
+        with open(plan, "w") as f:
+            json.dump(doc, f)
+        assert ctl("--db", url, "run", "import", plan).rc == 0
+        drain(tmp, url, llm, "first", workers=1)
+        assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [
+            ("success", 2 * RUNS)]
+        assert sorted(set(sql(url, "SELECT category FROM token_estimation_v2_events"))) == [
+            ("implementation",), (cut,)]
+        r = ctl("--db", url, "calibrate", "--apply", "--force", "--out",
+                os.path.join(str(tmp), "calib"), "--json")
+        assert r.rc == 0, r
+        model = json.loads(sql(url, "SELECT model_json FROM estimator_coefficients"
+                               " WHERE active = 1")[0][0])
+        assert set(model["categories"]) == {"implementation", cut}, model
+        import_categorised(tmp, url, "second", 1, long_cat)
+        drain(tmp, url, llm, "second")
+        want = round(math.exp(model["intercept"] + model["categories"][cut]
+                              + model["complexity"]["low"]
+                              + model["deliverables"] * math.log1p(1)))
+        assert events(url, "second-") == [
+            (want, math.ceil(want * model["factor"] - 1e-9),
+             math.ceil(want * model["factor"] - 1e-9), 2)]
+    finally:
+        llm.stop()

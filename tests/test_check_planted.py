@@ -7,6 +7,8 @@ CHECK_NOT_RUN, "Is a directory"), nor have the worker put it there through a lin
 to the logs directory."""
 import os
 
+import pytest
+
 from e2e_helpers import (Standin, drain_until_exit, import_plan, init_db, needs_namespaces,
                          phase_spec, rows)
 
@@ -132,3 +134,36 @@ def test_the_worker_writes_no_answer_through_a_link_to_the_logs_directory(tmp):
         'path "out/mod.py": symlink out leads into the .autopack directory'), attempts
     assert sorted(os.listdir(os.path.join(ws, ".autopack", "logs"))) == [
         "run__p1__a1.stderr.txt", "run__p1__a1.stdout.txt"], sup.stderr()
+
+
+# The first attempt's check leaves a FIFO or a socket where the deliverable goes and fails.
+PLANT_SPECIAL = {
+    "FIFO": "mkfifo out/mod.py",
+    "socket": "python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"out/mod.py\")'",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PLANT_SPECIAL))
+def test_a_special_file_at_a_deliverables_path_fails_the_next_attempt_before_its_call(tmp, kind):
+    """A FIFO or a socket a check left at a deliverable's path was found only once the
+    answer was paid for, and the attempt failed SCOPE_VIOLATION, `is not a regular file`,
+    as if the path were out of scope. It is in the way as a directory there is: the next
+    attempt fails WRITE_FAILED before its LLM call, naming what it is."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    check = ("if [ -e .planted ]; then exit 0; fi; touch .planted; rm -f out/mod.py; %s; "
+             "exit 1" % PLANT_SPECIAL[kind])
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", ("out/mod.py",), check=check)])])
+    llm = Standin(tmp)
+    sup, rc = drain_until_exit(tmp, url, llm, 1, "--max-attempts-per-phase", 2,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    got = rows(url, "SELECT outcome, failure_reason, message FROM attempts "
+                    "ORDER BY attempt_number")
+    assert [(r["outcome"], r["failure_reason"]) for r in got] == [
+        ("failed", "CHECK_FAILED"), ("failed", "WRITE_FAILED")], got
+    assert got[1]["message"] == (
+        'path "out/mod.py": out/mod.py is a %s in the workspace, not a regular file (a check '
+        'command or another program made it): remove it; not sent to the LLM' % kind), got
+    assert len(llm.requests()) == 1, llm.requests()

@@ -2,6 +2,7 @@
 supervisor's memory; many clients asking as fast as they can neither stall the drain nor
 grow the supervisor's memory; idle connections are closed, and a connection over the cap
 closes the longest idle one, so that idle peers never lock `status`, `scale` or `stop` out."""
+import json
 import os
 import re
 import shutil
@@ -520,3 +521,35 @@ def test_a_runtime_directory_another_user_made_is_named_with_its_owner(planted, 
         elif os.path.lexists(path):
             os.unlink(path)
         shutil.rmtree(tmp)
+
+
+def test_status_shows_a_long_uptime_as_the_eta_reads(tmp):
+    """`status` printed a supervisor's uptime in seconds, however long it ran (`uptime:
+    266461.2s` three days into a drain); past a minute it reads as the ETA and a phase's
+    age do (`3d02h`). The status is a real supervisor's, its uptime made longer."""
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0, "--dry-run")
+    try:
+        sup.wait_ready()
+        r = sup.ctl("status", "--json")
+        assert r.rc == 0, r
+        doc = json.loads(r.out)
+        r = sup.ctl("status")
+        assert r.rc == 0 and re.search(r"   uptime: \d+\.\ds\n", r.out), r
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    for seconds, shown in ((59.94, "59.9s"), (61, "1m01s"), (7384.6, "2h03m"),
+                           (266461.2, "3d02h")):
+        body = {k: v for k, v in doc.items() if k not in ("ok", "db_url", "db_uuid",
+                                                          "db_device_inode")}
+        body["uptime_seconds"] = seconds
+        path = os.path.join(str(tmp), "other.sock")
+        t = answer_once(path, json.dumps(body))
+        r = subprocess.run([binpath("autopack-ctl"), "status", "--control", path],
+                           capture_output=True, text=True, timeout=60)
+        t.join(30)
+        os.unlink(path)
+        assert r.returncode == 0, (seconds, r.stderr)
+        assert "   uptime: %s\n" % shown in r.stdout, (seconds, r.stdout)

@@ -398,3 +398,39 @@ def test_a_failing_checkpoint_is_logged_counted_and_shown(tmp):
     assert sup.wait(timeout=60) == 0, sup.stderr()
     assert not os.path.exists(path + "-wal"), sup.stderr()[-2000:]
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_read_transaction_left_open_that_holds_the_log_back_is_named(tmp):
+    """A connection of another program inside a read transaction (a sqlite3 shell left
+    inside BEGIN, a long-lived session) keeps every checkpoint from copying the log past
+    its snapshot: the checkpoints succeed, copy nothing, and the log grows with every
+    commit, which nothing said. The supervisor names the reader's pid and says when the
+    log starts again."""
+    url = new_db(tmp, runs=80, phases=50)
+    path = db_path(url)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM phases").fetchone() == (4000,)
+    sup = Supervisor(tmp, url, "--workers", 4, "--dry-run")
+    try:
+        wait_for(lambda: "has not started again" in sup.stderr(), timeout=120,
+                 what="the warning of a log held back")
+        line = [x for x in sup.stderr().splitlines() if "has not started again" in x][0]
+        assert " warn: " in line and path + "-wal" in line, line
+        assert "though checkpoints succeed" in line, line
+        assert "held by pid %d (" % os.getpid() in line, line
+        assert re.search(r"holds (\d+) frames \((\d+) bytes\)", line), line
+        reader.execute("COMMIT")
+        reader.close()
+
+        def started_again():
+            # Each pause and resume is a commit: the first after the reader's end copies
+            # the whole log, a later one starts it again.
+            assert sup.ctl("pause").rc == 0 and sup.ctl("resume").rc == 0
+            return "the write-ahead log started again" in sup.stderr()
+        wait_for(started_again, timeout=60, what="the log's restart said")
+        assert sup.stderr().count("has not started again") == 1
+    finally:
+        sup.signal(signal.SIGTERM)
+    assert sup.wait(timeout=60) == 0, sup.stderr()
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]

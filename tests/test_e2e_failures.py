@@ -476,6 +476,37 @@ def test_a_builder_output_naming_the_database_in_the_workspace_is_refused(tmp):
     assert r.rc == 0 and "phases 1" in r.out, r
 
 
+@pytest.mark.parametrize("mode", ["create", "delete"])
+def test_a_builder_output_naming_the_log_file_in_the_workspace_is_refused(tmp, mode):
+    """The supervisor's --log-file lies in the run's workspace, whose whole is the scope:
+    an answer writing it put its own text in place of every line logged so far (the
+    supervisor went on writing to the file taken away), and one deleting it removed them.
+    The log file is never written or deleted; the attempt fails as a scope violation and
+    the log keeps its lines."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    log = os.path.join(ws, "sup.log")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec("p1", ("a.py",), paths=(".",))])])
+    files = [{"path": "a.py", "mode": "create", "new_content": "x = 1\n"},
+             {"path": "./sup.log", "mode": mode, "new_content": "all went well\n"}]
+    llm = Standin(tmp, {"default": {"mode": "normal", "files": files}})
+    try:
+        drain(tmp, url, llm, "--max-attempts-per-phase", 1, "--llm-retries", 0,
+              "--log-file", log)
+    finally:
+        llm.stop()
+    got = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"], a["message"]) for a in got] == [
+        ("failed", "SCOPE_VIOLATION", 'path "./sup.log": is the log file %s of the '
+         'supervisor and its workers (--log-file)' % log)], got
+    assert not os.path.exists(os.path.join(ws, "a.py"))
+    with open(log) as f:
+        text = f.read()
+    assert text.startswith("20") and "1 phase(s) eligible" in text, text[:2000]
+
+
 @pytest.mark.parametrize("path,rule", [
     ("out/" + "a" * 5000 + ".py", "a component is longer than 255 bytes"),
     ("out/" + "a/" * 3000 + "x.py", "path too long"),
@@ -542,7 +573,8 @@ def test_a_deliverable_directory_the_worker_may_not_enter_fails_write_failed(tmp
     worker out (another user's, 0700): the attempt failed SCOPE_VIOLATION, whose advice is
     to widen the scope, which is right. It fails WRITE_FAILED naming the directory, its mode
     and owner and the worker's user; the same for a directory under one the worker may
-    read but not search (0604)."""
+    read but not search (0604). Each is known before the LLM call, which was paid for at
+    every attempt: it is not made."""
     if os.geteuid() != 0:
         pytest.skip("the directory is given to another user: needs root")
     locked = []
@@ -564,12 +596,40 @@ def test_a_deliverable_directory_the_worker_may_not_enter_fails_write_failed(tmp
     a = r["attempts"][0]
     assert (a["outcome"], a["failure_reason"]) == ("failed", "WRITE_FAILED"), a
     if deep:
-        assert a["message"] == 'path "%s": out/locked/in: Permission denied' % name, a
+        assert a["message"] == ('path "%s": out/locked/in: Permission denied; not sent to '
+                                'the LLM' % name), a
     else:
         assert a["message"] == ('path "%s": cannot open directory out/locked: Permission '
                                 'denied (its mode 0700, owner uid 65534 gid 65534; this '
-                                'worker runs as uid 0 gid 0)' % name), a
+                                'worker runs as uid 0 gid 0); not sent to the LLM' % name), a
     assert not os.path.exists(os.path.join(r["ws"], name))
+    # Known before the call: none is paid for an answer that could not be written.
+    assert r["llm"].requests() == [], r["llm"].requests()
+
+
+def test_a_workspace_the_worker_may_not_open_fails_write_failed_before_the_call(tmp):
+    """A workspace whose mode keeps the worker out (another user's, 0700) failed
+    WRITE_FAILED only once the answer had been paid for, at every attempt. It fails before
+    the call, naming the workspace and the cause."""
+    if os.geteuid() != 0:
+        pytest.skip("the workspace is given to another user: needs root")
+    where = []
+
+    def prepare(tmp, ws):
+        os.chown(ws, 65534, 65534)
+        os.chmod(ws, 0o700)
+        where.append(ws)
+
+    try:
+        r = one_phase(tmp, [], "--llm-retries", 0, prepare=prepare, prefix=NO_DAC_OVERRIDE)
+    finally:
+        for ws in where:
+            os.chmod(ws, 0o777)
+    a = r["attempts"][0]
+    assert (a["outcome"], a["failure_reason"], a["message"]) == (
+        "failed", "WRITE_FAILED",
+        "workspace %s: Permission denied; not sent to the LLM" % r["ws"]), a
+    assert r["llm"].requests() == [], r["llm"].requests()
 
 
 @pytest.mark.parametrize("n,limit", [(40, 32), (256, 256)], ids=["40_under_32", "256_under_256"])

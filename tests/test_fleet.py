@@ -317,6 +317,48 @@ def test_a_server_down_longer_than_the_lease_timeout_loses_no_supervisor(tmp, ow
     assert sql(url, "SELECT count(*) FROM supervisors WHERE state = 'lost'") == [(0,)]
 
 
+def test_one_of_a_longer_lease_is_not_declared_lost_by_one_of_a_shorter_after_an_outage(
+        tmp, own_cluster):
+    """Two supervisors of different --lease-timeout, 20 s (a beat every 5 s) and 2 s (a
+    beat every 0.5 s): the server stays down for longer than 20 s and comes back just
+    after the first's attempt to connect again failed. The second connects at once, the
+    first at its next beat, some 4 s later. The second judges the first only once it has
+    been connected for the first's lease: neither is declared lost. Before, the second
+    declared the first lost 2 s after it was back, and the first, connected again, found
+    itself lost and exited 3 (DECLARED LOST), though it had missed no beat of its own."""
+    url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=1, phases=1)
+    sups = [Supervisor(tmp, url, "--workers", 0, "--dry-run", "--lease-timeout", lease,
+                       name=name) for name, lease in (("long", 20), ("short", 2))]
+    long_, short = sups
+    try:
+        for s in sups:
+            s.wait_ready()
+        wait_for(lambda: sql(url, "SELECT count(*) FROM supervisors WHERE state = 'live'"
+                             " AND session_id IS NOT NULL") == [(2,)], what="both registered")
+        own_cluster.stop()
+        time.sleep(21)
+        tried = long_.stderr().count("cannot connect again")
+        wait_for(lambda: long_.stderr().count("cannot connect again") > tried, timeout=30,
+                 what="an attempt of the first to connect again")
+        own_cluster.start()
+        for s in (short, long_):
+            wait_for(lambda: "connected to %s again" % url in s.stderr()
+                     or s.proc.poll() is not None, timeout=30, what="connected again")
+        # Past the second's lease and beats, with both back.
+        time.sleep(3)
+        assert [s.proc.poll() for s in sups] == [None, None], long_.stderr()
+        assert sql(url, "SELECT state FROM supervisors ORDER BY supervisor_id") == [
+            ("live",), ("live",)]
+        for s in sups:
+            s.proc.terminate()
+            assert s.wait(timeout=60) == 0, s.stderr()
+    finally:
+        for s in sups:
+            s.kill()
+    for s in sups:
+        assert "[LOST]" not in s.stderr() and "DECLARED LOST" not in s.stderr(), s.stderr()
+
+
 def control_ask(path, cmd, *args, timeout=30):
     """One request on a fresh connection to a supervisor's control socket: its reply,
     or None when none came within `timeout` (the connection was not being read; the

@@ -5,8 +5,8 @@ session's start; a supervisor started with other budgets than its session's is r
 import json
 import os
 
-from conftest import ctl
-from supervisor_helpers import gate_check, llm_supervisor, make_plan, sql, wait_for
+from conftest import ctl, preload
+from supervisor_helpers import Supervisor, gate_check, llm_supervisor, make_plan, sql, wait_for
 
 
 def new_pg_db(tmp, url, runs, phases, check):
@@ -127,3 +127,41 @@ def test_max_total_minutes_runs_from_the_sessions_start(tmp, pg_url, llm):
     finally:
         open(go, "w").close()
         first.kill()
+
+
+def test_max_total_minutes_of_a_session_begun_on_a_host_whose_clock_is_behind(tmp, pg_url):
+    """A session begun by a supervisor on a host whose clock is 10 minutes behind the
+    server's (tests/tools/clock_shim.c): one that joins it from a host with the right clock
+    has what is left of --max-total-minutes by the server's clock, and drains; the session
+    ends after it began. The start was written by the first host's clock and the time run
+    read by the server's: the second took the session for 10 minutes old and stopped at
+    once, exit 5, starting nothing."""
+    url = new_pg_db(tmp, pg_url, runs=2, phases=1, check=None)
+    first = Supervisor(tmp, url, "--workers", 0, "--dry-run", "--max-total-minutes", 5,
+                       name="first",
+                       env=preload("clock-shim.so", AUTOPACK_CLOCK_SHIM_OFFSET="-600"))
+    try:
+        first.wait_ready()
+        wait_for(lambda: joined(url, 1), timeout=60, what="the first in its session")
+        [(age,)] = sql(url, "SELECT EXTRACT(EPOCH FROM (clock_timestamp() AT TIME ZONE 'UTC')"
+                            " - started_at) FROM drain_sessions")
+        assert 0 <= age < 60, age
+        late = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--max-total-minutes", 5,
+                          "--exit-when-drained", name="late")
+        try:
+            assert late.wait(timeout=60) == 0, late.stderr()
+        finally:
+            late.kill()
+        err = late.stderr()
+        assert "joining drain session" in err, err
+        assert "minutes elapsed" not in err, err
+        assert sql(url, "SELECT count(*) FROM attempts") == [(2,)]
+        first.proc.terminate()
+        assert first.wait(timeout=60) == 0, first.stderr()
+    finally:
+        first.kill()
+    # The first, the last to leave, ended the session by the server's clock too: not
+    # 10 minutes before it began.
+    [(ran,)] = sql(url, "SELECT EXTRACT(EPOCH FROM completed_at - started_at)"
+                        " FROM drain_sessions")
+    assert 0 <= ran < 120, ran

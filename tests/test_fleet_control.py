@@ -337,3 +337,71 @@ def test_a_command_that_becomes_visible_after_a_later_one_is_still_run(tmp, pg_u
     finally:
         slow.close()
         sup.kill()
+
+
+def rename_run(url, old, new):
+    """Give run `old` the id `new` as another program would (the checks of the keys
+    that name it are the server's triggers: off for this session)."""
+    import pg_cluster
+    con = pg_cluster.connect(url)
+    try:
+        cur = con.cursor()
+        cur.execute("BEGIN")
+        cur.execute("SET LOCAL session_replication_role = replica")
+        for sql_text in ("UPDATE runs SET id = %s WHERE id = %s",
+                         "UPDATE tiers SET run_id = %s WHERE run_id = %s",
+                         "UPDATE phases SET run_id = %s WHERE run_id = %s"):
+            cur.execute(sql_text, (new, old))
+        cur.execute("COMMIT")
+    finally:
+        con.close()
+
+
+# A run id another program wrote, with characters JSON writes escaped.
+ESCAPED_RUN = 'run "0" \\ of the original'
+
+
+def test_a_run_another_supervisor_stopped_is_not_claimed_whatever_its_id(tmp, pg_url, llm):
+    """A run whose id JSON writes escaped (a '"', a '\\'), which another supervisor stops
+    in the session's saved state while this one runs its first phase: its next phase is
+    not started here. The stop is read in the group commit that closes the first phase,
+    and the claim, which checks the saved state too, finds the id as JSON writes it
+    ("run \\"0\\" \\\\ …") in the saved state's text."""
+    check, go = gate_check(tmp)
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2, check=check)
+    rename_run(url, "run-000", ESCAPED_RUN)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--lease-timeout", 60,
+                         "--exit-when-drained")
+    try:
+        sup.wait_ready()
+        wait_for(lambda: attempts_by_run(url, ESCAPED_RUN) == [("p0-0", None, ids_of(
+            url, [sup])[0])], what="its first phase running")
+        state = session_state(url)
+        state["stopped_runs"] = [ESCAPED_RUN]
+        sql(url, "UPDATE drain_sessions SET state_json = ?", json.dumps(state))
+        open(go, "w").close()
+        assert sup.wait(timeout=120) == 5, sup.stderr()
+    finally:
+        open(go, "w").close()
+        sup.kill()
+    assert [a[:2] for a in attempts_by_run(url, ESCAPED_RUN)] == [("p0-0", "success")]
+    assert sql(url, "SELECT state FROM phases WHERE phase_id = 'p0-1'") == [("QUEUED",)]
+
+
+def test_a_retry_releases_a_stopped_run_whatever_its_id(tmp, pg_url):
+    """A retry of a run whose id JSON writes escaped removes it from the stopped and
+    deprioritised runs of the unfinished session, as it does any other (the release
+    looked for the id as it is in the saved state's text, did not find it, and left the
+    run stopped for the session)."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=1)
+    rename_run(url, "run-000", ESCAPED_RUN)
+    sql(url, "UPDATE phases SET state = 'FAILED', last_failure_reason = 'CHECK_FAILED'")
+    sql(url, "INSERT INTO drain_sessions (session_id, started_at, state_json)"
+             " VALUES ('s1', clock_timestamp() AT TIME ZONE 'UTC', ?)",
+        json.dumps({"stopped_runs": [ESCAPED_RUN, "other"],
+                    "deprioritized_runs": [ESCAPED_RUN]}))
+    r = ctl("--db", url, "retry", "--run", ESCAPED_RUN)
+    assert r.rc == 0, r
+    assert sql(url, "SELECT state FROM phases") == [("QUEUED",)]
+    state = session_state(url)
+    assert state["stopped_runs"] == ["other"] and state["deprioritized_runs"] == [], state

@@ -82,6 +82,33 @@ def test_a_umask_that_takes_the_owners_permissions_is_refused_before_anything_is
     assert stat.S_IMODE(os.stat(str(tmp / "a.db")).st_mode) == 0o600
 
 
+def test_the_model_files_are_made_under_the_umask_and_keep_the_mode_they_had(tmp):
+    """Under the unit's UMask=0077 every file autopack makes is its user's alone, but the
+    model's files were made 0644 whatever the umask (a mode set on each after its
+    write): readable by every user of the machine in a workspace others may enter. A
+    new one is made 0644 less the umask; one that exists keeps its mode."""
+    from e2e_helpers import Standin, drain, import_plan, init_db, phase_spec
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(os.path.join(ws, "out"))
+    os.chmod(ws, 0o755)
+    with open(os.path.join(ws, "out", "old.py"), "w") as f:
+        f.write("x = 0\n")
+    os.chmod(os.path.join(ws, "out", "old.py"), 0o664)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("r1", ws, [phase_spec(
+        "p1", ("out/new.py", "out/old.py", "out/sub/deep.py"), check="true")])])
+    llm = Standin(tmp)
+    try:
+        drain(tmp, url, llm, prefix=("sh", "-c", 'umask 077 && exec "$@"', "sh"))
+    finally:
+        llm.stop()
+    modes = {p: oct(stat.S_IMODE(os.stat(os.path.join(ws, p)).st_mode))
+             for p in ("out/new.py", "out/old.py", "out/sub", "out/sub/deep.py")}
+    assert modes == {"out/new.py": "0o600", "out/old.py": "0o664", "out/sub": "0o700",
+                     "out/sub/deep.py": "0o600"}, modes
+
+
 def test_telemetry_export_to_a_fifo_no_one_reads_is_refused_and_one_read_gets_it_all(tmp):
     """`telemetry export --out FIFO` waited for a reader for ever, the database open, when
     none was started; with one reading, the FIFO gets every event."""
@@ -159,11 +186,13 @@ def test_a_control_socket_in_a_directory_that_does_not_exist_is_named_so(tmp):
     from supervisor_helpers import new_db
     url = new_db(tmp, runs=1, phases=1)
     (tmp / "afile").write_text("x")
-    for path, why in (("nodir/x.sock", "its directory nodir: No such file or directory"),
-                      ("afile/x.sock", "afile is not a directory")):
-        r = run("autopack-supervisor", "--db", url, "--dry-run", "--control", path)
+    # A relative path is taken from the current directory, and named absolute.
+    for path, why in (("nodir/x.sock", "its directory %s/nodir: No such file or directory"),
+                      ("afile/x.sock", "%s/afile is not a directory")):
+        r = run("autopack-supervisor", "--db", url, "--dry-run", "--control", path,
+                cwd=str(tmp))
         assert r.rc == 1, r
-        assert "error: control socket %s: %s\n" % (path, why) in r.err, r
+        assert "error: control socket %s/%s: %s\n" % (tmp, path, why % tmp) in r.err, r
         assert ".new" not in r.err, r
     assert not [n for n in os.listdir(str(tmp)) if "sock" in n], os.listdir(str(tmp))
 
@@ -324,3 +353,30 @@ def test_a_supervisor_of_another_user_is_named_with_the_directory_that_keeps_it(
             sup.stop_now()
     finally:
         shutil.rmtree(base)
+
+
+def test_a_relative_control_path_is_recorded_absolute_and_found_from_anywhere(tmp):
+    """`--control rel.sock` was recorded in the database as given, relative: autopack-ctl
+    run from any other directory read it there and said `cannot connect to the supervisor
+    at rel.sock: No such file or directory`, exit 1, as if none ran (and a forwarded
+    `run import` or `retry` failed alike)."""
+    from supervisor_helpers import Supervisor, new_db, sql
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0, "--dry-run", "--control", "rel.sock",
+                     control=False)
+    want = os.path.join(str(tmp), "rel.sock")
+    try:
+        assert sup.wait_ready()["state"] == "running"
+        assert sql(url, "SELECT control_socket FROM meta") == [(want,)]
+        assert "control socket %s\n" % want in sup.stderr()
+        for cwd in ("/", str(tmp / "..")):
+            r = ctl("--db", url, "status", "--json", cwd=cwd)
+            assert r.rc == 0, (cwd, r)
+            assert json.loads(r.out)["pid"] == sup.proc.pid
+        r = ctl("--db", url, "retry", "--all-failed", cwd="/")
+        assert r.rc == 0 and "nothing to retry" in r.out, r
+        assert ctl("--db", url, "stop", cwd="/").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert not os.path.exists(want)

@@ -380,6 +380,10 @@ PROVIDER_ANSWERS = {
                          "Error while processing content unencoding"),
     "gzip_ten_times": (None, "Reject response due to more than 5 content encodings"),
     "http_0_9": (ANSWER, "Received HTTP/0.9 when not allowed"),
+    # A proxy's error with no body: the message ended "HTTP 502: ", naming nothing after.
+    "bad_gateway_with_an_empty_body": (
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "/v1/messages: HTTP 502, with an empty body"),
     "error_object_with_200": (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
         + json.dumps({"type": "error", "error": {"type": "overloaded_error",
@@ -463,6 +467,149 @@ def test_a_provider_answer_no_real_provider_sends_fails_the_call_naming_what_was
     assert PROVIDER_ANSWERS[case][1] in rows[0][2], rows
     assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
     assert sql(url, "SELECT status FROM llm_usage_events") == [("error",)]
+
+
+def http_json(doc):
+    body = json.dumps(doc).encode()
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % len(body)) + body
+
+
+def chat_answer(message, finish):
+    return http_json({"id": "c", "object": "chat.completion", "choices": [
+        {"index": 0, "message": dict(role="assistant", **message), "finish_reason": finish}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+
+
+def message_answer(content, stop):
+    return http_json({"id": "m", "type": "message", "role": "assistant", "model": "m",
+                      "content": content, "stop_reason": stop,
+                      "usage": {"input_tokens": 5, "output_tokens": 7}})
+
+
+TEXTLESS_ANSWERS = {
+    "openai_refusal": ("openai", chat_answer(
+        {"content": None, "refusal": "I can't help with that, " + KEY}, "stop"),
+        'the answer holds no text (finish_reason "stop"): the model refused: "I can\'t help '
+        'with that, [redacted]"'),
+    "openai_tool_calls": ("openai", chat_answer(
+        {"content": None, "tool_calls": [{"id": "t", "type": "function", "function": {
+            "name": "write_file", "arguments": "{}"}}] * 2}, "tool_calls"),
+        'the answer holds no text (finish_reason "tool_calls"): its message holds 2 tool '
+        'calls and no text'),
+    "openai_content_filter": ("openai", chat_answer({"content": ""}, "content_filter"),
+                              'the answer holds no text (finish_reason "content_filter")'),
+    "anthropic_refusal": ("anthropic", message_answer([], "refusal"),
+                          'the answer holds no text (stop_reason "refusal"): its content '
+                          'holds no block'),
+    "anthropic_tool_use": ("anthropic", message_answer(
+        [{"type": "thinking", "thinking": "…", "signature": "s"},
+         {"type": "tool_use", "id": "t", "name": "write_file", "input": {}},
+         {"type": "tool_use", "id": "u", "name": "write_file", "input": {}}], "tool_use"),
+        'the answer holds no text (stop_reason "tool_use"): its content holds a thinking '
+        'block, a tool_use block and no text'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEXTLESS_ANSWERS))
+def test_an_answer_without_text_fails_naming_what_it_holds_instead(tmp, case):
+    """A refusal, tool calls or a content filter's empty answer failed PARSE_FAILED as `no
+    JSON document with "files" found in the response (0 bytes)`, naming neither the stop
+    reason nor the refusal. The message says the answer holds no text, its stop reason,
+    and what it holds instead (the refusal with the key masked, the tool calls, the
+    blocks' types); the tokens the provider counted are recorded."""
+    provider_name, data, message = TEXTLESS_ANSWERS[case]
+    url = new_db(tmp, runs=1, phases=1)
+    provider = RawProvider(data)
+    base = "http://127.0.0.1:%d" % provider.port + ("/v1" if provider_name == "openai" else "")
+    var = "OPENAI_API_KEY" if provider_name == "openai" else "ANTHROPIC_API_KEY"
+    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", provider_name,
+                     "--llm-base-url", base, "--llm-retries", 0, "--max-attempts-per-phase", 1,
+                     "--exit-when-drained", env={var: KEY})
+    try:
+        assert sup.wait() in (0, 5), sup.stderr()
+    finally:
+        provider.stop()
+    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert rows == [("failed", "PARSE_FAILED", message)], rows
+    assert sql(url, "SELECT status, total_tokens FROM llm_usage_events") == [("ok", 12)]
+    assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
+
+
+def test_an_answer_cut_at_the_models_context_window_is_truncated_and_not_called_again(tmp):
+    """An answer Anthropic cut at the model's context window (stop_reason
+    model_context_window_exceeded, the prompt and the answer filling it) was taken as
+    whole: PARSE_FAILED, whose advice is to retry, and its telemetry said it was not
+    truncated. It is OUTPUT_TRUNCATED (split the phase), recorded as truncated, and no
+    second call with a larger max_tokens, which gives no more, is paid for."""
+    url = new_db(tmp, runs=1, phases=1)
+    cut = '{"files": [{"path": "out/run-000_p0-0.py", "mode": "create", "new_content": "x'
+    provider = RawProvider(message_answer([{"type": "text", "text": cut}],
+                                          "model_context_window_exceeded"))
+    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", "anthropic",
+                     "--llm-base-url", "http://127.0.0.1:%d" % provider.port,
+                     "--llm-retries", 0, "--max-attempts-per-phase", 1, "--exit-when-drained",
+                     env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        assert sup.wait() in (0, 5), sup.stderr()
+    finally:
+        provider.stop()
+    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert len(rows) == 1 and rows[0][:2] == ("failed", "OUTPUT_TRUNCATED"), rows
+    assert re.fullmatch(
+        r"output truncated at the model's context window \(model_context_window_exceeded; "
+        r"max_tokens \d+\): the answer's JSON is invalid at byte \d+ of the response "
+        r"\(\d+ bytes\): it ends inside the document", rows[0][2]), rows
+    assert sql(url, "SELECT count(*) FROM llm_usage_events") == [(1,)]
+    assert sql(url, "SELECT success, truncated, stop_reason FROM token_estimation_v2_events") \
+        == [(0, 1, "model_context_window_exceeded")]
+
+
+NOT_JSON_ANSWERS = {
+    "html_page": (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                  b"Content-Length: 40\r\nConnection: close\r\n\r\n"
+                  b"<html><body>Login required</body></html>",
+                  "response is not a JSON object (40 bytes): '[' or '{' expected near '<' "
+                  "(Content-Type text/html; charset=utf-8)"),
+    "event_stream": (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Content-Length: 36\r\nConnection: close\r\n\r\n"
+                     b'event: ping\ndata: {"type": "ping"}\n\n',
+                     "response is not a JSON object (36 bytes): '[' or '{' expected near "
+                     "'event' (Content-Type text/event-stream)"),
+    # After a 100 Continue, the last answer's type; one that echoes the key, masked.
+    "echoing_type": (b"HTTP/1.1 100 Continue\r\nContent-Type: text/x-first\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; k=" + KEY.encode() +
+                     b"\x01\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno",
+                     "response is not a JSON object (2 bytes): '[' or '{' expected near 'no' "
+                     "(Content-Type text/plain; k=[redacted]?)"),
+    # JSON of another type: its body is what is wrong, not its label.
+    "json_labelled_text": (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                           b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+                           'response has no "content" array'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_JSON_ANSWERS))
+def test_an_answer_that_is_no_json_names_its_content_type(tmp, case):
+    """A base URL pointing at a web server (a model's web interface, a proxy's login
+    page) or a server streaming events unasked answered 200 with a body that is no JSON:
+    the message said only `'[' or '{' expected near '<'`. It names the answer's
+    Content-Type too, masked and cut as any text the provider sends."""
+    data, message = NOT_JSON_ANSWERS[case]
+    url = new_db(tmp, runs=1, phases=1)
+    provider = RawProvider(data)
+    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", "anthropic",
+                     "--llm-base-url", "http://127.0.0.1:%d" % provider.port,
+                     "--llm-retries", 0, "--max-attempts-per-phase", 1, "--exit-when-drained",
+                     env={"ANTHROPIC_API_KEY": KEY})
+    try:
+        assert sup.wait() in (0, 5), sup.stderr()
+    finally:
+        provider.stop()
+    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert len(rows) == 1 and rows[0][:2] == ("failed", "PROVIDER_ERROR"), rows
+    assert rows[0][2].endswith("/v1/messages: " + message), rows
+    assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
 
 
 def test_a_flood_of_control_connections_under_a_low_file_limit_leaves_status_and_scale_theirs(

@@ -5,11 +5,12 @@ environment (the block /proc shows included), its workers got it on a pipe sent 
 socket each one made once not dumpable, and the check
 runs in a process group of its own with a minimal environment. Nor does any command line
 it can read hold the database URL's password."""
+import json
 import os
 import subprocess
 import uuid
 
-from conftest import binpath
+from conftest import binpath, ctl
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, wait_for
 
@@ -173,3 +174,82 @@ def test_two_database_urls_refused_are_named_without_their_passwords(tmp):
                            timeout=30)
         assert r.returncode == 2 and "--db given twice" in r.stderr, r
         assert "SECRET" not in r.stderr and "autopack:*" in r.stderr, r.stderr
+
+
+def test_the_database_password_from_pgpassword_is_in_no_worker_environment(tmp, monkeypatch):
+    # PGPASSWORD stayed in the supervisor's environment and every worker inherited it:
+    # each /proc/<pid>/environ held it, where the API keys had been taken out. The
+    # supervisor takes it out as it takes the keys, and still gives it to every
+    # connection it makes, a connection made again after its session was ended too.
+    from pg_cluster import Cluster
+    tmp = str(tmp)
+    secret = "pw-%s-SECRET" % uuid.uuid4().hex
+    cluster = Cluster()
+    try:
+        # The role "pw" must give its password over TCP (scram-sha-256); the others, the
+        # test's own connections among them, are let in as before.
+        hba = os.path.join(cluster.data, "pg_hba.conf")
+        with open(hba) as f:
+            rules = f.read()
+        with open(hba, "w") as f:
+            f.write("host all pw 127.0.0.1/32 scram-sha-256\n" + rules)
+        cluster.psql("CREATE ROLE pw LOGIN PASSWORD '%s'" % secret)
+        cluster.psql("SELECT pg_reload_conf()")
+        name = cluster.new_database()
+        cluster.psql('ALTER DATABASE "%s" OWNER TO pw' % name)
+        cluster.psql("ALTER SCHEMA public OWNER TO pw", dbname=name)
+        url = "postgresql://pw@127.0.0.1:%d/%s" % (cluster.port, name)
+        r = ctl("--db", url, "db", "check", env={"PGPASSWORD": "wrong"})
+        assert r.rc == 2 and "password authentication failed" in r.err, r
+        # The commands (the test's status requests too) take it from the environment.
+        monkeypatch.setenv("PGPASSWORD", secret)
+        r = ctl("--db", url, "db", "init")
+        assert r.rc == 0, r
+        ws = os.path.join(tmp, "ws")
+        go = os.path.join(tmp, "go")
+        r = ctl("--db", url, "run", "import", "/dev/stdin",
+                input=json.dumps({"runs": [{
+                    "run_id": "walk", "workspace": ws, "goal": "g", "tiers": [{
+                        "tier_id": "T1", "name": "t", "phases": [
+                            phase_spec("p-walk", ("out/walk.py",), check=WALK)]}]}]}))
+        assert r.rc == 0, r
+        llm = Standin(tmp, {"default": {"mode": "sleep", "seconds": 100, "until": go}})
+        sup = Supervisor(tmp, url, "--workers", 2, "--exit-when-drained", *llm_args(llm),
+                         env={"ANTHROPIC_API_KEY": "sk-ant-%s" % uuid.uuid4().hex})
+        try:
+            sup.wait_ready()
+            wait_for(lambda: len(sup.status()["pool"]["workers"]) == 2, 60,
+                     what="both workers")
+            pids = [sup.proc.pid] + [w["pid"] for w in sup.status()["pool"]["workers"]]
+            assert len(pids) == 3
+            for pid in pids:
+                with open("/proc/%d/environ" % pid, "rb") as f:
+                    data = f.read()
+                assert secret.encode() not in data, pid
+            # Its sessions ended: the connection made again is given the password too.
+            cluster.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE usename = 'pw'")
+            open(go, "w").close()
+            assert sup.wait(timeout=120) == 0, sup.stderr()
+        finally:
+            sup.kill()
+            llm.stop()
+        assert "cannot connect" not in sup.stderr(), sup.stderr()
+        with open(os.path.join(ws, ".autopack", "logs", "walk__p-walk__a1.stdout.txt")) as f:
+            walked = f.read()
+        assert "autopack-worker" in walked and secret not in walked, walked
+        assert [r[0] for r in cluster_rows(url, secret)] == ["success"]
+    finally:
+        cluster.close()
+
+
+def cluster_rows(url, secret):
+    """The attempts' outcomes, read with the password."""
+    import psycopg2
+    con = psycopg2.connect(url, password=secret)
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT outcome FROM attempts")
+            return cur.fetchall()
+    finally:
+        con.close()

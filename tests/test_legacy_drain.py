@@ -11,11 +11,12 @@
 import json
 import os
 import sqlite3
+import time
 
 import legacy_db
 from conftest import ctl
 from e2e_helpers import Standin as E2EStandin, drain, import_plan, init_db, phase_spec, rows
-from supervisor_helpers import Standin, Supervisor, db_url, sql
+from supervisor_helpers import Standin, Supervisor, db_url, new_db, sql, wait_for
 
 
 def test_adopted_backlog_drains_with_sample_first_triage_and_fingerprint_stops(tmp):
@@ -280,3 +281,35 @@ def test_the_originals_database_adopted_imported_seeded_drained_and_retried_read
     original_reader.read_everything(path)
     assert sql(url, "PRAGMA integrity_check") == [("ok",)]
     assert sql(url, "PRAGMA foreign_key_check") == []
+
+
+def test_phases_another_program_queues_under_a_running_sqlite_supervisor_wait_for_its_start(
+        tmp):
+    """On SQLite a running supervisor reads its queue when it starts, and again for the
+    runs autopack-ctl imports, retries or cancels through it: a phase the original's ORM
+    adds meanwhile is not dispatched by it (README, "Bringing a Python-Autopack database",
+    says so and what to do), and the next supervisor drains it."""
+    import original_reader
+    url = new_db(tmp, runs=1, phases=1)
+    path = url[len("sqlite:///"):]
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run")
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")
+                 == [(1,)], timeout=60, what="the first phase's dry run")
+        original_reader.insert_phase(path, "run-000", "p-original", "out/original.py")
+        # A status answered after the insert, and a few seconds of an idle supervisor.
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            assert sup.ctl("status").rc == 0
+            time.sleep(0.5)
+        assert sql(url, "SELECT count(*) FROM attempts WHERE phase_id = 'p-original'") == [
+            (0,)]
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    again = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                       name="again")
+    assert again.wait() == 0, again.stderr()
+    assert sql(url, "SELECT count(*) FROM attempts WHERE phase_id = 'p-original'") == [(1,)]

@@ -5,10 +5,11 @@ journald form (no time, "<N>" priorities) when stderr is the journal's stream.""
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
-from conftest import run
+from conftest import binpath, run
 from e2e_helpers import drain, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor, full_tmpfs, new_db
 
@@ -260,3 +261,40 @@ def test_a_log_file_written_again_after_a_full_disk_gets_the_lines_again(tmp):
             text = f.read()
         assert "paused by control request" in text and "ended (received Terminated)" in text
         assert "paused by control request" not in sup.stderr()
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["stream", "journal"])
+def test_json_logs_share_their_stream_with_stdout_as_json_only(tmp, journal):
+    """Under systemd stdout and stderr are one stream into the journal (StandardOutput=
+    journal, StandardError=inherit): with --log-format json every line of it is one JSON
+    object (behind its "<N>" priority in the journal), the database's identity one of
+    them, not the nine lines of the text banner the supervisor printed on stdout, which
+    `journalctl -o cat` handed a JSON reader first."""
+    url = new_db(tmp, runs=1, phases=2)
+    path = os.path.join(str(tmp), "stream")
+    env = dict(os.environ)
+    with open(path, "w") as out:
+        if journal:
+            st = os.fstat(out.fileno())
+            env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+        p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--dry-run",
+                            "--workers", "1", "--exit-when-drained", "--control",
+                            os.path.join(str(tmp), "c.sock"), "--log-format", "json"],
+                           stdout=out, stderr=subprocess.STDOUT, env=env, timeout=120)
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert p.returncode == 0, lines
+    docs = []
+    for line in lines:
+        if journal:
+            m = re.match(r"<[3467]>(\{.*)$", line)
+            assert m, line
+            line = m.group(1)
+        docs.append(json.loads(line))
+    ident = [d for d in docs if d["msg"].startswith("database %s: file " % url)]
+    assert len(ident) == 1 and ident[0]["level"] == "info", docs
+    assert re.search(r", uuid [0-9a-f-]{36}, schema version \d+, created .* by .*; rows: "
+                     r"runs 1, tiers 1, phases 2, attempts \d+, llm_usage_events 0, "
+                     r"token_estimation_v2_events 0$", ident[0]["msg"]), ident
+    assert docs.index(ident[0]) < [i for i, d in enumerate(docs)
+                                   if d["msg"].startswith("session drain-")][0]

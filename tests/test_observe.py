@@ -475,6 +475,9 @@ def test_misbehaving_http_clients_never_disturb_the_drain(tmp, llm):
             assert status in (413, 431), status
         except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
             pass
+        # A query string is ignored; a request line over 32 KiB with it is refused.
+        assert request(base, "/metrics?" + "a" * 30000)[0] == 200
+        assert request(base, "/metrics?" + "a" * 40000)[0] == 414
         # An HTTP/1.1 request must name its host (RFC 9112, 3.2): 400 without one; an
         # HTTP/1.0 request need not.
         for version, want in ((b"1.1", b"HTTP/1.1 400"), (b"1.0", b"HTTP/1.1 200")):
@@ -608,6 +611,52 @@ def test_eta_of_an_attempt_older_than_its_median_is_not_zero(tmp, llm, history_m
         sup.stop_now()
 
 
+def test_a_paused_drain_has_no_eta_and_the_leases_it_gave_back_are_no_failures(tmp):
+    """A paused drain showed an ETA (48 s, growing) it would never meet, and the leases
+    opened ahead that the pause gave back, ended "not started: dispatch was paused",
+    filled the ten recent failures of status and the dashboard, pushing out the real
+    ones. While paused the ETA is unknown (null, ?; no autopack_drain_eta_seconds); the
+    recent failures leave out attempts no worker had; resumed, the ETA comes back."""
+    url = new_db(tmp, runs=200, phases=50)
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        con.execute("INSERT INTO attempts (run_id, phase_id, attempt_number, worker_pid,"
+                    " started_at, ended_at, outcome, failure_reason, message, duration_ms)"
+                    " VALUES ('run-000', 'p0-0', 1, 4242, '2026-01-01 00:00:00.000000',"
+                    " '2026-01-01 00:00:01.000000', 'failed', 'CHECK_FAILED',"
+                    " 'the real failure', 1000)")
+    con.close()
+    sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", "--http", "127.0.0.1:0")
+    try:
+        base = http_base(sup)
+        given_back = 0
+        for _ in range(20):  # until a pause found leases opened ahead to give back
+            status_when(sup, lambda s: s["state"] == "running" and s["progress"]["done"] > 50
+                        and s["progress"]["eta_seconds"] is not None, what="draining")
+            assert sup.ctl("pause").rc == 0
+            given_back = sql(url, "SELECT count(*) FROM attempts WHERE worker_pid IS NULL"
+                                  " AND outcome = 'supervisor_stopped'")[0][0]
+            if given_back:
+                break
+            assert sup.ctl("resume").rc == 0
+        assert given_back > 0
+        st = status_when(sup, lambda s: s["state"] == "paused" and
+                         s["queue"]["in_flight"] == 0, what="paused")
+        p = st["progress"]
+        assert p["remaining"] > 0 and (p["eta_seconds"], p["eta_basis"]) == (None, "none"), p
+        assert [f["message"] for f in st["failures_recent"]] == ["the real failure"], st
+        assert "ETA ?" in sup.ctl("status").out
+        text = wait_for(lambda: (lambda t: t if "autopack_supervisor_state{state=\"paused\"} 1"
+                                 in t else None)(request(base, "/metrics")[2]),
+                        what="/metrics paused")
+        assert not any(k[0] == "autopack_drain_eta_seconds" for k in samples(text)), text
+        assert sup.ctl("resume").rc == 0
+        status_when(sup, lambda s: s["progress"]["remaining"] == 0 or
+                    s["progress"]["eta_basis"] != "none", what="an ETA again")
+    finally:
+        assert sup.stop_now() == 0, sup.stderr()
+
+
 def test_a_fast_drain_shows_its_rate_and_an_eta_of_seconds(tmp):
     # 20,000 dry-run phases: more finish in the rate's window than any fixed list of finish
     # times would hold, and each takes the workers a millisecond or two, less than the
@@ -683,6 +732,22 @@ def test_watch_shows_progress_and_the_final_counts(tmp, llm):
         open(go, "w").close()
         w.kill()
         sup.kill()
+
+
+def test_watch_json_errors_are_one_line_as_every_line_it_writes(tmp):
+    """watch --json writes one JSON object a line; its errors (no supervisor running, a
+    bad value) came as an indented object of five lines, which a reader taking the
+    output line by line could not parse. An error is one line now, and a whole document
+    of another command is indented as before."""
+    url = new_db(tmp, runs=1)
+    for args, rc in ((("--count", "1"), 1), (("--interval", "0"), 2),
+                     (("--control", os.path.join(str(tmp), "no.sock")), 1)):
+        r = ctl("--db", url, "watch", "--json", *args)
+        assert r.rc == rc, r
+        lines = r.out.splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["ok"] is False, (args, r.out)
+    r = ctl("--db", url, "status", "--json")
+    assert r.rc == 1 and r.out.startswith("{\n  \"ok\": false,"), r
 
 
 def test_watch_exits_with_the_status_the_supervisor_recorded(tmp, llm):

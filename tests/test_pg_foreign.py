@@ -33,8 +33,10 @@ def test_the_originals_postgresql_database_is_refused_and_left_unchanged(tmp, pg
     for args in (["db", "check"], ["run", "import", plan], ["status"]):
         r = ctl("--db", pg_url, *args)
         assert r.rc == 2, (args, r)
-        assert "PostgreSQL database but not an autopack database (no meta table); nothing " \
-            "was changed" in r.err, (args, r)
+        assert "PostgreSQL database but not an autopack database (no meta table): it has " \
+            "the runs, tiers and phases tables of a Python-Autopack database, which " \
+            "autopack-ctl db adopt --dry-run surveys" in r.err, (args, r)
+        assert r.err.rstrip().endswith("; nothing was changed"), (args, r)
         assert "SQLite" not in r.err and "file" not in r.err, (args, r)
     r = ctl("--db", pg_url, "db", "init")
     assert r.rc == 2 and "already holds %d tables (ab_test_results" % len(before[0]) in r.err, r

@@ -291,3 +291,44 @@ def test_numbers_read_back_exact_whatever_extra_float_digits(tmp, pg_cluster):
     sized = re.compile(r'"size": \d+')
     assert again.rc == 0 and sized.sub('"size": N', again.out) == sized.sub(
         '"size": N', r.out), (r.out, again.out)
+
+
+def test_the_connections_made_beside_the_stores_take_none_of_the_databases_timeouts(
+        tmp, pg_cluster):
+    """The database's statement_timeout and lock_timeout made 1 ms while a supervisor's
+    start waits behind a lock: its report of the wait, read on a connection of its own,
+    names the lock and its holder, and once its cancellation goes unanswered (a pooler
+    that drops cancel requests) it leaves the fleet on another. Each such connection took
+    the database's settings, and the report said only `what server process N waits for
+    could not be read (ERROR: canceling statement due to statement timeout)`."""
+    import signal
+    from test_pg_waits import DarkProxy, assert_names_the_lock, lock_phases
+    name = pg_cluster.new_database()
+    url = new_pg_db(tmp, pg_cluster.url(name), runs=1, tiers=1, phases=2)
+    proxy = DarkProxy(url)
+    con = lock_phases(url, "estimator_coefficients")
+    try:
+        for setting in ("statement_timeout", "lock_timeout"):
+            pg_cluster.psql("ALTER DATABASE \"%s\" SET %s = '1ms'" % (name, setting))
+        sup = Supervisor(tmp, proxy.url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            line = [x for x in sup.stderr().splitlines() if "has not answered" in x][0]
+            assert_names_the_lock(line, con.get_backend_pid(), "estimator_coefficients")
+            proxy.go_deaf_to_cancels()
+            sup.signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, sup.stderr()
+        finally:
+            sup.kill()
+    finally:
+        con.rollback()
+        con.close()
+        proxy.close()
+        for setting in ("statement_timeout", "lock_timeout"):
+            pg_cluster.psql("ALTER DATABASE \"%s\" RESET %s" % (name, setting))
+    err = sup.stderr()
+    assert "statement timeout" not in err and "lock timeout" not in err, err
+    assert re.search(r"the database did not answer the cancellation: supervisor \d+ left the "
+                     r"fleet on a connection of its own", err), err
+    assert sql(url, "SELECT state FROM supervisors") == [("stopped",)]

@@ -7,6 +7,7 @@ and --force once each (repeated, they overflowed the list of arguments forwarded
 supervisor: 40 `--timeout 1` killed autopack-ctl with SIGSEGV)."""
 import json
 import os
+import sqlite3
 
 import pytest
 
@@ -122,3 +123,36 @@ def test_ctl_takes_a_value_given_twice_and_run_id_lists(tmp):
             "--out", "e.ndjson", "--out", "e.ndjson")
     assert r.rc == 0, r
     assert os.path.exists(os.path.join(str(tmp), "e.ndjson"))
+
+
+def test_retry_takes_a_selector_given_twice_with_the_same_value(tmp):
+    """`retry --run R --run R` was refused ('--run given twice', exit 2), offline and by a
+    running supervisor, where every other option takes the same value twice."""
+    url = new_db(tmp, runs=2, phases=2)
+    path = url[len("sqlite:///"):]
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE phases SET state = 'FAILED', last_failure_reason = 'CHECK_FAILED'")
+    con.close()
+    twice = ["--run", "run-000", "--run", "run-000", "--reason", "CHECK_FAILED", "--reason",
+             "CHECK_FAILED", "--note", "again", "--note", "again"]
+    r = ctl("--db", url, "retry", "--dry-run", *twice)
+    assert r.rc == 0 and "would retry 2 phases" in r.out, r
+    r = ctl("--db", url, "retry", *twice[:4])
+    assert r.rc == 0 and "retried 2 phases" in r.out, r
+    assert sql(url, "SELECT run_id, state FROM phases ORDER BY run_id, phase_index") == [
+        ("run-000", "QUEUED"), ("run-000", "QUEUED"), ("run-001", "FAILED"),
+        ("run-001", "FAILED")]
+    sup = Supervisor(tmp, url, "--workers", 0, "--dry-run")
+    try:
+        sup.wait_ready()
+        r = sup.ctl("retry", "--json", *(twice[:2] + ["--run", "run-001"] * 2 + twice[4:]))
+        assert r.rc == 2 and "--run given twice with different values" in r.err, r
+        r = sup.ctl("retry", "--json", "--run", "run-001", "--run", "run-001", *twice[4:])
+        assert r.rc == 0, r
+        assert json.loads(r.out)["count"] == 2, r
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert sql(url, "SELECT count(*) FROM phases WHERE state = 'QUEUED'") == [(4,)]

@@ -329,3 +329,39 @@ def test_a_status_line_holds_no_other_assignment(tmp):
                              " refused the API key (HTTP 401 in attempt 1)"), status
     lines = [line for d in notify.got for line in d.split("\n")]
     assert not [line for line in lines if line.startswith("MAINPID=")], notify.got
+
+
+def unit_restarts_after(status):
+    """Whether the shipped unit's Restart= policy starts the service again after its
+    supervisor exited with `status` on its own (systemd's rule for on-failure: any status
+    but 0 and those of SuccessExitStatus=, unless RestartPreventExitStatus= names it)."""
+    text = open(os.path.join(ROOT, "contrib", "autopack-supervisor@.service")).read()
+    setting = lambda key: " ".join(re.findall(r"^%s=(.*)$" % key, text, re.M)).split()
+    assert setting("Restart") == ["on-failure"], text
+    if status == 0 or str(status) in setting("SuccessExitStatus"):
+        return False
+    return str(status) not in setting("RestartPreventExitStatus")
+
+
+def test_the_unit_does_not_restart_a_supervisor_whose_budget_ended_the_drain(tmp):
+    """--batch-size (as --max-total-minutes, --max-consecutive-zero-yield and LimitCPU=)
+    ends the session and the supervisor on its own, --exit-when-drained or not, exit 5:
+    the shipped unit restarted it 10 s later into a new session with fresh budgets, and
+    again after each, without end (an `autopack-ctl stop` of a drain whose rules had
+    stopped a run, exit 5 too, came back the same way)."""
+    url = new_db(tmp, runs=1, phases=3)
+    notify = NotifySocket(tmp)
+    sup = supervise(tmp, url, notify, "--workers", 1, "--dry-run", "--batch-size", 1)
+    try:
+        notify.wait(lambda d: d == "STOPPING=1", "STOPPING=1")
+        status = sup.wait()
+    finally:
+        sup.kill()
+        notify.close()
+    assert status == 5, sup.stderr()
+    assert "batch size 1 reached (--batch-size)" in sup.stderr()
+    assert not unit_restarts_after(status)
+    # What the unit is meant to restart still is: a crash, and a breaker's exit 4.
+    assert unit_restarts_after(4) and not unit_restarts_after(0)
+    for refused in (1, 2, 3):
+        assert not unit_restarts_after(refused)

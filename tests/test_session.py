@@ -2,6 +2,7 @@
 every figure is recomputed here from the drain_session_results and attempts rows."""
 import json
 import math
+import re
 import sqlite3
 
 import pytest
@@ -271,3 +272,45 @@ def test_results_another_program_wrote_with_absurd_figures_are_read_as_unknown(t
     assert got["summary"] == want["summary"], (got["summary"], want["summary"])
     r = ctl("--db", url, "session", "show")
     assert r.rc == 0 and "inf" not in r.out, r
+
+
+def test_session_list_columns_line_up_whatever_the_widths(tmp):
+    """The table's columns line up under their heads: a start and an end in the database's
+    format (26 characters, against columns of 24 made for an earlier one), a longer id or
+    time another program wrote, a long stop reason (last, so that it pushes nothing)."""
+    url = new_db(tmp, runs=1, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+    assert sup.wait() == 0, sup.stderr()
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    with con:
+        con.execute("INSERT INTO drain_sessions (session_id, started_at, completed_at,"
+                    " stop_reason, supervisor_pid) VALUES ('s1-imported-from-elsewhere-0123456'"
+                    " || 'x', '2026-12-01T10:00:00.123456+00:00', '2026-12-01 10:00:05',"
+                    " 'stop by control request (pid 123): ' || '\u00e9' || 'and so on', 1)")
+    con.close()
+    r = ctl("--db", url, "session", "list")
+    assert r.rc == 0, r
+    lines = r.out.strip("\n").split("\n")
+    at = [i for i, line in enumerate(lines) if line.startswith("SESSION ")]
+    assert len(at) == 1, r.out
+    head, rows = lines[at[0]], lines[at[0] + 1:]
+    assert head.split() == ["SESSION", "STARTED", "COMPLETED", "ATTEMPTS", "SUCCESSES",
+                            "EVENTS", "STOP", "REASON"], head
+    assert len(rows) == 2, r.out
+    starts = {w: head.index(w) for w in ("STARTED", "COMPLETED", "STOP REASON")}
+    ends = {w: head.index(w) + len(w) for w in ("ATTEMPTS", "SUCCESSES", "EVENTS")}
+    for row, sid, started, completed, reason in zip(
+            rows, [s["session_id"] for s in listing(url)],
+            [None, "2026-12-01T10:00:00.123456+00:00"], [None, "2026-12-01 10:00:05"],
+            ["drained", "stop by control request (pid 123): \u00e9and so on"]):
+        assert row.startswith(sid + " "), (row, sid)
+        assert row[starts["STARTED"] - 1] == " " and row[starts["STARTED"]] == "2", row
+        if started is not None:
+            assert row[starts["STARTED"]:].startswith(started + " "), row
+            assert row[starts["COMPLETED"]:].startswith(completed + " "), row
+        else:
+            assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} ",
+                            row[starts["COMPLETED"]:]), row
+        for w in ("ATTEMPTS", "SUCCESSES", "EVENTS"):
+            assert row[ends[w] - 1].isdigit() and row[ends[w]] == " ", (w, row)
+        assert row[starts["STOP REASON"]:] == reason, row

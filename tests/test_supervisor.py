@@ -16,7 +16,7 @@ import msgpack
 import pytest
 
 from conftest import ctl
-from supervisor_helpers import (Supervisor, gate_check, hold_write_lock,
+from supervisor_helpers import (KEY, Supervisor, gate_check, hold_write_lock,
                                 llm_supervisor, log_times, new_db, release, rogue_notes,
                                 rogue_supervisor, sql, status_when, wait_for)
 
@@ -247,6 +247,41 @@ def test_a_credential_or_query_in_the_base_url_is_refused_never_shown(tmp):
             "http://h/a@b", "--help")
     assert r.rc == 0, r
     assert not os.path.exists(os.path.join(str(tmp), "none.db"))
+
+
+def test_an_http_base_url_to_another_host_is_said_to_send_the_key_unencrypted(tmp):
+    """`--llm-base-url http://api.anthropic.com` (a typo of https), or a server elsewhere
+    on the network: every call sent the key across the network in clear text, said
+    nowhere (a provider redirecting http to https was told so only after the key had
+    gone). The start says so; a loopback address, https and a dry run say nothing."""
+    url = new_db(tmp, runs=0)
+    said = ("every call sends the API key (%s) and the prompt to %s unencrypted (http://, "
+            "and %s is not this machine's loopback), where whatever is on the network "
+            "between reads them; give an https:// URL")
+    for base, provider, host in (
+            ("http://api.anthropic.com", "anthropic", "api.anthropic.com"),
+            ("http://10.1.2.3:8000/v1", "openai", "10.1.2.3"),
+            ("http://[fe80::1]:8000/v1", "openai", "[fe80::1]"),
+            ("http://127.0.0.1.example:80", "anthropic", "127.0.0.1.example"),
+            ("http://127.0.0.1:8080", "anthropic", None),
+            ("http://LOCALHOST./v1", "openai", None),
+            ("http://api.localhost:1", "openai", None),
+            ("http://[::1]:8080/v1", "openai", None),
+            ("http://[::ffff:127.0.0.2]:8080/v1", "openai", None),
+            ("https://10.1.2.3:8000/v1", "openai", None)):
+        var = "OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY"
+        for dry in ((), ("--dry-run",)):
+            sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained", "--allow-empty-db",
+                             "--llm-provider", provider, "--llm-base-url", base, *dry,
+                             env={var: KEY})
+            assert sup.wait() == 0, sup.stderr()
+            warned = "warn: --llm-base-url %s: " % base + said % (var, host, host) \
+                if host else None
+            if host and not dry:
+                assert warned in sup.stderr(), (base, sup.stderr())
+            else:
+                assert "unencrypted" not in sup.stderr(), (base, dry, sup.stderr())
+            assert KEY not in sup.stderr()
 
 
 def test_status_reports_database_durability_and_workers(tmp):

@@ -65,6 +65,23 @@ def test_import_json_reports_counts_and_the_run(tmp):
     assert "== autopack database ==" in r.err
 
 
+def test_import_json_of_a_file_named_in_no_utf8_shows_u_fffd_and_exits_0(tmp):
+    """A file's name may be any bytes (b"d\xe9c.tsv", Latin-1). import --json committed
+    the samples, then could not write its JSON and exited 2: a script taking that for a
+    failure and importing again was refused, the run existing. The name is now in the
+    JSON with U+FFFD for such a byte."""
+    db = tmp / "t.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    name = os.path.join(os.fsencode(str(tmp)), b"d\xe9c.tsv")
+    with open(SAMPLES, "rb") as f, open(name, "wb") as out:
+        out.write(f.read())
+    r = ctl("--db", url(db), "telemetry", "import", os.fsdecode(name), "--run-id", "dec",
+            "--json")
+    assert r.rc == 0, r
+    j = json.loads(r.out)
+    assert j["file"] == str(tmp) + "/d\ufffdc.tsv" and j["samples"] == 64, j
+
+
 def test_import_refuses_a_malformed_tsv_naming_line_and_column_and_writes_nothing(tmp):
     db = tmp / "t.db"
     assert ctl("--db", url(db), "db", "init").rc == 0
@@ -176,6 +193,20 @@ def test_export_writes_every_event_as_ndjson(tmp):
     assert "== autopack database ==" in r.err
     r = ctl("--db", url(db), "telemetry", "export", "--run-id", "none", "--out", "e.ndjson")
     assert r.rc == 0 and (tmp / "e.ndjson").read_text() == ""
+
+
+def test_export_json_errors_are_one_line_as_every_line_it_writes(tmp):
+    """export writes one JSON object a line; with --json its errors came as an indented
+    object of five lines, which a reader taking the output line by line could not parse.
+    An error is one line now."""
+    db = imported_db(tmp)
+    (tmp / "adir").mkdir()
+    for args, rc in ((("--out", str(tmp / "adir")), 1), (("--out", ""), 2),
+                     (("--bogus",), 2)):
+        r = ctl("--db", url(db), "telemetry", "export", "--json", *args)
+        assert r.rc == rc, r
+        lines = r.out.splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["ok"] is False, (args, r.out)
 
 
 def test_export_writes_an_infinite_value_another_program_stored_as_null(tmp):

@@ -35,7 +35,9 @@ struct dlv_set {
 /* Where a phase may write: under any of `paths` (files or directories) or exactly one of
  * `deliverables`; never, even in scope, a file in the directory of `protect` named as it,
  * alone or followed by '-' or '.' (the database: protect is its absolute path, and so its
- * -wal, -shm, lock and backups are spared too; NULL protects nothing). `heartbeat`
+ * -wal, -shm, lock and backups are spared too; NULL protects nothing), nor the file
+ * `keep` names (the log file, --log-file), known by its device and inode wherever the
+ * path reaches it (NULL keeps nothing). `heartbeat`
  * (nullable) is called with `ctx` between the files dlv_apply writes or deletes (after
  * each but the last, which the caller's next word follows): each is synced with its
  * directory, which a slow disk makes long for hundreds of files. */
@@ -47,6 +49,7 @@ struct dlv_scope {
 	const char *protect;
 	void (*heartbeat)(void *ctx);
 	void *ctx;
+	const char *keep;
 };
 
 enum dlv_status {
@@ -56,7 +59,8 @@ enum dlv_status {
 	DLV_EIO = -3,      /* the file system refused */
 	DLV_EMISSING = -4, /* deliverables absent after writing */
 	/* the workspace holds something that is no directory where a path needs one, or a
-	 * directory where a path names a file: paths of the run's phases overlap */
+	 * directory, a FIFO, a socket or a device where a path names a file: paths of the
+	 * run's phases overlap, or a check made a special file there */
 	DLV_ECONFLICT = -5,
 };
 
@@ -79,7 +83,9 @@ int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct
 
 /* Check one relative path against the workspace and scope without writing. Returns DLV_OK,
  * DLV_ECONFLICT (the workspace holds a file where the path needs a directory, or a
- * directory at the path) or DLV_ESCOPE, with `err` set. */
+ * directory, a FIFO, a socket or a device at the path), DLV_EIO (the worker may not open
+ * the workspace, or open or look into a directory on the path: its mode and owner named)
+ * or DLV_ESCOPE, with `err` set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen);
 

@@ -8,11 +8,13 @@
  * component at a time, an existing component must be a directory or a symlink whose real
  * target stays inside the workspace, in scope and out of the reserved directories; the
  * file itself must not be a directory, a special file, or a symlink leaving the
- * workspace. A component that exists and is no directory, and a directory at the file's
- * own path, are told apart from the rules' refusals (DLV_ECONFLICT): the path is in
- * scope, and what is in the way is the workspace's (an earlier phase of the run wrote
- * "a.py", and this one writes "a.py/x.py"). Files are written to a temporary name in the
- * same directory, synced and renamed over the target.
+ * workspace. A component that exists and is no directory, and a directory or a special
+ * file at the file's own path, are told apart from the rules' refusals (DLV_ECONFLICT):
+ * the path is in scope, and what is in the way is the workspace's (an earlier phase of
+ * the run wrote "a.py", and this one writes "a.py/x.py"; a check made a FIFO there).
+ * Files are written to a temporary name in the same directory (a new file 0644 less the
+ * umask), synced and renamed over the target (keeping the old file's mode). Neither the
+ * database's files nor the log file are ever written or deleted.
  */
 #include "worker/deliverables.h"
 #include "common/relpath.h"
@@ -265,6 +267,20 @@ static bool dlv_protected(const struct dlv_scope *scope, int dirfd, const char *
 	return same;
 }
 
+/* True when `st`, a regular file the path reaches, is the file scope->keep names (the log
+ * file): the same device and inode, however reached (a hard link too). */
+static bool dlv_kept(const struct dlv_scope *scope, const struct stat *st)
+{
+	struct stat k;
+
+	return scope->keep != NULL && stat(scope->keep, &k) == 0 && k.st_dev == st->st_dev &&
+	    k.st_ino == st->st_ino;
+}
+
+/* The mode dlv_walk gives a file that does not exist yet: it is made 0644 less the
+ * umask, as any program makes a file (0600 under the unit's UMask=0077). */
+#define DLV_MODE_NEW ((mode_t)-1)
+
 /* What a file of mode `mode` that is not a directory is, in words. */
 static const char *dlv_kind(mode_t mode)
 {
@@ -292,11 +308,11 @@ static void dlv_conflict(
  * make missing directories. Returns an open descriptor of the parent directory (the
  * workspace's own descriptor for a file at the top; close it with dlv_dir_close), with
  * its last component in *name and in *mode the mode a file written there keeps (the
- * existing regular file's, else 0644); -2 when a directory is missing and !create; -3
+ * existing regular file's, else DLV_MODE_NEW); -2 when a directory is missing and !create; -3
  * with `err` when the file system refused to make a missing one (no space, read-only) or
  * the worker may not open or look into an existing one (its mode and owner named); -4
  * with `err` when a component exists and is no directory, or the path itself is a
- * directory (dlv_conflict); or -1 with `err`.
+ * directory (dlv_conflict) or a FIFO, a socket or a device; or -1 with `err`.
  */
 static int dlv_walk(struct dlv_ws *ws, const struct dlv_scope *scope, const char *path, char *rel,
     bool create, const char **name, mode_t *mode, char *err, size_t errlen)
@@ -385,7 +401,7 @@ descend:
 		*slash = '/';
 		comp = slash + 1;
 	}
-	*mode = 0644;
+	*mode = DLV_MODE_NEW;
 	if (dlv_protected(scope, dirfd, comp)) {
 		snprintf(err, errlen, "path \"%s\": is the database %s or one of its files", path,
 		    scope->protect);
@@ -401,7 +417,20 @@ descend:
 			if (dlv_check_link(ws, scope, path, rel, "", err, errlen) < 0)
 				goto fail;
 		} else if (!S_ISREG(st.st_mode)) {
-			snprintf(err, errlen, "path \"%s\": is not a regular file", path);
+			/* A FIFO, a socket or a device at the file's own path (a check made it):
+			 * in the way as a directory there is, and never written over. */
+			snprintf(err, errlen,
+			    "path \"%s\": %s is %s in the workspace, not a regular file (a check "
+			    "command or another program made it): remove it",
+			    path, rel, dlv_kind(st.st_mode));
+			failed = -4;
+			goto fail;
+		} else if (dlv_kept(scope, &st)) {
+			/* Replaced or removed, it would take every line logged so far with it. */
+			snprintf(err, errlen,
+			    "path \"%s\": is the log file %s of the supervisor and its workers "
+			    "(--log-file)",
+			    path, scope->keep);
 			goto fail;
 		} else {
 			/* Its permissions, but never set-user-ID or set-group-ID: a file
@@ -441,8 +470,9 @@ static int dlv_check_rules(
 	return 0;
 }
 
-/* Check that `path` may be written under the workspace within the scope; DLV_ESCOPE or
- * DLV_EIO with err set. */
+/* Check that `path` may be written under the workspace within the scope; DLV_ESCOPE,
+ * DLV_ECONFLICT or DLV_EIO (the workspace, or a directory on the path, that the worker may
+ * not open or look into) with err set. */
 int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen)
 {
@@ -457,32 +487,53 @@ int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const c
 	if (dlv_ws_open(&ws, err, errlen) < 0)
 		return DLV_EIO;
 	fd = dlv_walk(&ws, scope, path, rel, false, &name, &mode, err, errlen);
-	rc = fd >= 0 || fd == -2 ? DLV_OK : fd == -4 ? DLV_ECONFLICT : DLV_ESCOPE;
+	rc = fd >= 0 || fd == -2 ? DLV_OK :
+	    fd == -4             ? DLV_ECONFLICT :
+	    fd == -3             ? DLV_EIO :
+	                           DLV_ESCOPE;
 	dlv_dir_close(&ws, fd);
 	dlv_ws_close(&ws);
 	return rc;
 }
 
-/* Write `f` under directory `dirfd` as `name` with `mode`: temporary file, fsync, rename,
- * fsync of the directory. */
+/* The most temporary names dlv_write tries for one file: each one taken (left by a
+ * worker killed while it wrote, whose pid this one has now, or put there by a check)
+ * moves it to the next. */
+#define DLV_TMP_TRIES 64
+
+/* Write `f` under directory `dirfd` as `name` with `mode` (DLV_MODE_NEW: 0644 less the
+ * umask): temporary file, fsync, rename, fsync of the directory. */
 static int dlv_write(
     int dirfd, const char *name, mode_t mode, const struct dlv_file *f, char *err, size_t errlen)
 {
 	static unsigned counter;
 	static pid_t pid; /* the worker's, asked once: the name only has to be unique */
-	char *tmp;
+	char *tmp = NULL;
 	size_t off = 0;
-	int fd;
+	int fd = -1;
 
 	assert(f->mode != DLV_DELETE && (f->content != NULL || f->content_len == 0));
 	assert(strchr(name, '/') == NULL); /* dlv_walk hands over the last component */
 	if (pid == 0)
 		pid = getpid();
-	/* Named after the file, but within NAME_MAX even for a name of 255 bytes. */
-	tmp = xasprintf(".%.200s.autopack-%ld-%u.tmp", name, (long)pid, counter++);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-	if (fd < 0)
+	for (int k = 0; fd < 0 && k < DLV_TMP_TRIES; k++) {
+		free(tmp);
+		/* Named after the file, but within NAME_MAX even for a name of 255 bytes. */
+		tmp = xasprintf(".%.200s.autopack-%ld-%u.tmp", name, (long)pid, counter++);
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    mode == DLV_MODE_NEW ? 0644 : mode);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		int e = errno;
+
+		/* Not this name's to remove: another file had it. */
+		free(tmp);
+		tmp = NULL;
+		errno = e;
 		goto fail;
+	}
 	while (off < f->content_len) {
 		ssize_t w = write(fd, f->content + off, f->content_len - off);
 		if (w < 0) {
@@ -492,7 +543,7 @@ static int dlv_write(
 		}
 		off += (size_t)w;
 	}
-	if (fchmod(fd, mode) != 0 || fsync(fd) != 0)
+	if ((mode != DLV_MODE_NEW && fchmod(fd, mode) != 0) || fsync(fd) != 0)
 		goto fail;
 	if (close(fd) != 0) {
 		fd = -1;
@@ -508,7 +559,8 @@ fail:
 	snprintf(err, errlen, "path \"%s\": cannot write: %s", f->path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
-	unlinkat(dirfd, tmp, 0);
+	if (tmp != NULL)
+		unlinkat(dirfd, tmp, 0);
 	free(tmp);
 	return -1;
 }

@@ -124,12 +124,19 @@ int64_t llm_parse_retry_after(const char *value)
 	return when > 0 ? (int64_t)when * 1000 : 0;
 }
 
+/* How llm_body_parse's refusal of a body that is no JSON object starts. */
+#define LLM_NOT_JSON "response is not a JSON object"
+
+/* The most bytes of an answer's Content-Type kept to name it. */
+#define LLM_CONTENT_TYPE_SHOWN 64
+
 /* State of one HTTP try. */
 struct llm_xfer {
 	char *body;
 	size_t len, cap, max;
 	bool too_large;
 	int64_t retry_after_ms;
+	char content_type[LLM_CONTENT_TYPE_SHOWN + 1]; /* of the last answer, "" when none */
 };
 
 /* Collect the response body, refusing more than the cap. */
@@ -154,13 +161,33 @@ static size_t llm_write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
-/* Pick retry-after out of the response headers. */
+/* Keep the value of the header line `data` (`n` bytes, its name `k` bytes long) in `out`
+ * (`cap` bytes): leading blanks and the line's end left out, cut to fit, every byte that
+ * is no printable ASCII as '?'. */
+static void llm_header_value(const char *data, size_t n, size_t k, char *out, size_t cap)
+{
+	size_t i = k, j = 0;
+
+	while (i < n && (data[i] == ' ' || data[i] == '\t'))
+		i++;
+	for (; i < n && data[i] != '\r' && data[i] != '\n' && j + 1 < cap; i++)
+		out[j++] = data[i] >= 0x20 && data[i] < 0x7f ? data[i] : '?';
+	out[j] = '\0';
+}
+
+/* Pick retry-after and the Content-Type out of the response headers (those of the last
+ * answer: a status line forgets what an earlier one, a 100 Continue, said). */
 static size_t llm_header_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct llm_xfer *x = userp;
 	size_t n = size * nmemb;
-	static const char name[] = "retry-after:";
+	static const char name[] = "retry-after:", ctype[] = "content-type:";
 
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+		x->content_type[0] = '\0';
+	else if (n > sizeof ctype - 1 && strncasecmp(data, ctype, sizeof ctype - 1) == 0)
+		llm_header_value(
+		    data, n, sizeof ctype - 1, x->content_type, sizeof x->content_type);
 	if (n > sizeof name - 1 && n < 256 && strncasecmp(data, name, sizeof name - 1) == 0) {
 		char v[256];
 		memcpy(v, data + sizeof name - 1, n - (sizeof name - 1));
@@ -648,6 +675,7 @@ static void llm_answer_clean(const struct llm_config *cfg, struct llm_response *
 {
 	llm_mask(&out->text, cfg->api_key);
 	llm_mask(&out->stop_reason, cfg->api_key);
+	llm_mask(&out->no_text, cfg->api_key);
 	if (out->stop_reason != NULL && strlen(out->stop_reason) > LLM_STOP_REASON_MAX) {
 		char *cut = utf8_clean(out->stop_reason, LLM_STOP_REASON_MAX);
 
@@ -691,11 +719,18 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 		t->prompt_tokens = out->prompt_tokens;
 		t->completion_tokens = out->completion_tokens;
 		t->total_tokens = out->total_tokens;
-		free(out->text);
-		free(out->stop_reason);
-		out->text = out->stop_reason = NULL;
-		out->truncated = false;
-		snprintf(msg, msglen, "%s: %s", url, perr);
+		llm_response_free(out);
+		out->truncated = out->at_window = false;
+		if (x->content_type[0] != '\0' && strstr(x->content_type, "json") == NULL &&
+		    strncmp(perr, LLM_NOT_JSON, sizeof LLM_NOT_JSON - 1) == 0) {
+			/* An HTML page (a web server, a proxy's login), an event stream: said. */
+			char *shown = llm_scrubbed(x->content_type, cfg->api_key);
+
+			snprintf(msg, msglen, "%s: %s (Content-Type %s)", url, perr, shown);
+			free(shown);
+		} else {
+			snprintf(msg, msglen, "%s: %s", url, perr);
+		}
 		return LLM_E_MALFORMED;
 	}
 	char etext[400];
@@ -710,7 +745,10 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 		    " the configured address only): point --llm-base-url there",
 		    url, t->http_status, where);
 		free(where);
-	} else
+	} else if (etext[0] == '\0')
+		/* A proxy's 502, a 401 of a server that says no more: the status is all. */
+		snprintf(msg, msglen, "%s: HTTP %ld, with an empty body", url, t->http_status);
+	else
 		snprintf(msg, msglen, "%s: HTTP %ld: %s", url, t->http_status, etext);
 	/* 408: the server (or a proxy before it) gave up waiting for the request, as a
 	 * timeout of ours would; retried as one. */
@@ -841,5 +879,6 @@ void llm_response_free(struct llm_response *r)
 {
 	free(r->text);
 	free(r->stop_reason);
-	r->text = r->stop_reason = NULL;
+	free(r->no_text);
+	r->text = r->stop_reason = r->no_text = NULL;
 }

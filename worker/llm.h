@@ -91,7 +91,14 @@ struct llm_response {
 	int64_t total_tokens;      /* -1: unknown */
 	char *stop_reason;       /* heap, nullable: end_turn, max_tokens, stop, length, ...; at most
 	                    * LLM_STOP_REASON_MAX bytes */
-	bool truncated;          /* stop_reason max_tokens (anthropic) or length (openai) */
+	bool truncated;          /* stop_reason max_tokens or model_context_window_exceeded
+	                          * (anthropic), or length (openai) */
+	bool at_window;          /* truncated at the model's context window, not at max_tokens
+	                          * (model_context_window_exceeded): a larger max_tokens
+	                          * gives no more */
+	char *no_text;           /* heap, nullable: when the text is empty, what the message
+	                          * holds instead (a refusal, tool calls, other blocks), key
+	                          * masked (a refusal cut to its first 200 bytes) */
 	long http_status;        /* of the last try */
 	const char *error_class; /* of the last try when !ok */
 	char error[512];         /* when !ok: key scrubbed */

@@ -4,6 +4,7 @@
 #include "common/jsonload.h"
 #include "common/strbuf.h"
 #include "common/util.h"
+#include "common/utf8.h"
 #include "worker/jspan.h"
 
 #include <jansson.h>
@@ -236,13 +237,42 @@ static void llm_usage_read(enum llm_provider p, const struct jspan *usage, struc
 		out->total_tokens = out->prompt_tokens + out->completion_tokens;
 }
 
+/* The most block types a message without text is said to hold, and the most bytes of
+ * each type's name shown. */
+#define LLM_OTHER_BLOCKS_MAX 4
+#define LLM_BLOCK_TYPE_SHOWN 40
+
+/* Name the type of `block`, a content block with no text, in `names` (one of `*n` so
+ * far): "a tool_use block", ", a thinking block", each type once, at most
+ * LLM_OTHER_BLOCKS_MAX of them, then "and more". */
+static void llm_other_block(struct strbuf *names, size_t *n, struct jspan block)
+{
+	struct jspan t;
+	char *type = jspan_member(block, "type", &t) ? jspan_str(t, NULL) : NULL;
+	char *shown = type != NULL ? utf8_clean(type, LLM_BLOCK_TYPE_SHOWN) : NULL;
+	char *item = shown != NULL ? xasprintf("a %s block", shown) :
+	                             xstrdup("a block without a type");
+
+	if (names->s == NULL || strstr(names->s, item) == NULL) {
+		if (*n < LLM_OTHER_BLOCKS_MAX)
+			strbuf_printf(names, "%s%s", *n > 0 ? ", " : "", item);
+		else if (*n == LLM_OTHER_BLOCKS_MAX)
+			strbuf_puts(names, " and more");
+		(*n)++;
+	}
+	free(item);
+	free(shown);
+	free(type);
+}
+
 /* Concatenate the text blocks of an Anthropic message (`got`, `m`: the top object's
  * members). Returns 0 or -1. */
 static int llm_anthropic_text(
     unsigned got, const struct jspan *m, struct llm_response *out, char *err, size_t errlen)
 {
 	struct jspan it = { 0 }, block;
-	struct strbuf text = { 0 };
+	struct strbuf text = { 0 }, others = { 0 };
+	size_t nothers = 0;
 
 	if ((got & (1u << LLM_M_CONTENT)) == 0 || !jspan_is_array(m[LLM_M_CONTENT])) {
 		snprintf(err, errlen, "response has no \"content\" array");
@@ -256,13 +286,50 @@ static int llm_anthropic_text(
 		if (jspan_member(block, "text", &t) && (s = jspan_str(t, &n)) != NULL) {
 			strbuf_put(&text, s, n);
 			free(s);
+		} else {
+			llm_other_block(&others, &nothers, block);
 		}
 	}
 	out->text = text.s != NULL ? text.s : xstrdup("");
+	if (out->text[0] == '\0')
+		out->no_text = nothers == 0 ?
+		    xstrdup("its content holds no block") :
+		    xasprintf("its content holds %s and no text", others.s);
+	free(others.s);
 	out->stop_reason = llm_str(got, LLM_M_STOP, m);
-	if (out->stop_reason != NULL)
-		out->truncated = strcmp(out->stop_reason, "max_tokens") == 0;
+	if (out->stop_reason != NULL) {
+		out->at_window = strcmp(out->stop_reason, "model_context_window_exceeded") == 0;
+		out->truncated = out->at_window || strcmp(out->stop_reason, "max_tokens") == 0;
+	}
 	return 0;
+}
+
+/* The most bytes of a refusal a message without text is said to hold. */
+#define LLM_REFUSAL_SHOWN 200
+
+/* What a chat completion's message with no text holds instead (heap), or NULL: its
+ * refusal, its tool calls. */
+static char *llm_openai_no_text(struct jspan message)
+{
+	struct jspan v, it = { 0 }, e;
+	char *refusal, *shown, *out;
+	size_t n = 0;
+
+	if (jspan_member(message, "refusal", &v) && (refusal = jspan_str(v, NULL)) != NULL) {
+		shown = utf8_clean(refusal, LLM_REFUSAL_SHOWN);
+		out = xasprintf("the model refused: \"%s%s\"", shown,
+		    strlen(refusal) > strlen(shown) ? "…" : "");
+		free(shown);
+		free(refusal);
+		return out;
+	}
+	if (jspan_member(message, "tool_calls", &v) && jspan_is_array(v)) {
+		while (jspan_next(v, &it, &e))
+			n++;
+		return xasprintf(
+		    "its message holds %zu tool call%s and no text", n, n == 1 ? "" : "s");
+	}
+	return NULL;
 }
 
 /* The first choice's message of a chat completion (`got`, `m`: the top object's
@@ -291,6 +358,8 @@ static int llm_openai_text(
 	}
 	out->text = has_content && jspan_is_string(content) ? jspan_str(content, NULL) :
 	                                                      xstrdup("");
+	if (out->text[0] == '\0')
+		out->no_text = llm_openai_no_text(c[0]);
 	out->stop_reason = llm_str(cgot, 1, c);
 	if (out->stop_reason != NULL)
 		out->truncated = strcmp(out->stop_reason, "length") == 0;
@@ -306,8 +375,8 @@ int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm
 	unsigned got;
 	char why[160];
 
-	out->text = out->stop_reason = NULL;
-	out->truncated = false;
+	out->text = out->stop_reason = out->no_text = NULL;
+	out->truncated = out->at_window = false;
 	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
 	if (jspan_parse(body, len, &root, why, sizeof why) != 0) {
 		/* Said in jansson's words, as before: a failure's message is its fingerprint. */

@@ -2,6 +2,7 @@
 #include "worker/phase.h"
 #include "common/estimate/estimator.h"
 #include "common/fingerprint/fingerprint.h"
+#include "common/log.h"
 #include "common/relpath.h"
 #include "common/sysdirs.h"
 #include "common/util.h"
@@ -518,15 +519,33 @@ static bool phase_build(struct phase_ctx *pc, const struct llm_config *cfg, cons
 		next = est_escalate(pc->coefs, max_tokens, (int)pc->job->max_tokens_cap);
 		if (parsed) {
 			done = true;
-		} else if (resp.truncated && call == 1 && next > max_tokens) {
+		} else if (resp.truncated && !resp.at_window && call == 1 && next > max_tokens) {
 			phase_log(pc, "warn",
 			    "output truncated at max_tokens %d (%s); retrying once with %d",
 			    max_tokens, resp.stop_reason, next);
 			max_tokens = next;
+		} else if (resp.at_window) {
+			/* The prompt and the answer fill the model's context: a larger budget
+			 * gives no more, so no second call is paid for. */
+			phase_end(pc, OUTCOME_FAILED, REASON_OUTPUT_TRUNCATED, FP_STAGE_PARSE,
+			    "output truncated at the model's context window (%s; max_tokens %d): %s",
+			    resp.stop_reason, max_tokens, perr);
 		} else if (resp.truncated) {
 			phase_end(pc, OUTCOME_FAILED, REASON_OUTPUT_TRUNCATED, FP_STAGE_PARSE,
 			    "output truncated at max_tokens %d (%s): %s", max_tokens,
 			    resp.stop_reason, perr);
+		} else if (resp.text[0] == '\0') {
+			/* A refusal, tool calls, blocks of other kinds: said as such, not as a
+			 * document missing from 0 bytes. */
+			const char *field = cfg->provider == LLM_ANTHROPIC ? "stop_reason" :
+			                                                     "finish_reason";
+
+			phase_end(pc, OUTCOME_FAILED, REASON_PARSE_FAILED, FP_STAGE_PARSE,
+			    "the answer holds no text (%s %s%s%s)%s%s", field,
+			    resp.stop_reason != NULL ? "\"" : "",
+			    resp.stop_reason != NULL ? resp.stop_reason : "none",
+			    resp.stop_reason != NULL ? "\"" : "", resp.no_text != NULL ? ": " : "",
+			    resp.no_text != NULL ? resp.no_text : "");
 		} else {
 			phase_end(
 			    pc, OUTCOME_FAILED, REASON_PARSE_FAILED, FP_STAGE_PARSE, "%s", perr);
@@ -559,18 +578,21 @@ static bool phase_deliverables_ok(struct phase_ctx *pc)
 
 /* Check that nothing in the workspace is in the way of the phase's deliverables (a file
  * where one needs a directory, a directory at one's path: an earlier phase of the run
- * delivered an overlapping path) before any call is paid for: no answer can write them.
- * Returns false if it ended (WRITE_FAILED, naming both paths). */
+ * delivered an overlapping path; a directory on one's path, or the workspace, that the
+ * worker may not open) before any call is paid for: no answer can write them. Returns
+ * false if it ended (WRITE_FAILED, naming the paths or the directory). */
 static bool phase_deliverables_free(struct phase_ctx *pc)
 {
 	const struct proto_phase *ph = &pc->job->phase;
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
-		ph->deliverables.n, NULL, NULL, NULL };
+		ph->deliverables.n, NULL, NULL, NULL, NULL };
 	char err[PATH_MAX + 1024];
 
 	for (size_t i = 0; i < ph->deliverables.n; i++) {
-		if (dlv_check_path(pc->job->workspace, &scope, ph->deliverables.items[i], err,
-		        sizeof err) != DLV_ECONFLICT)
+		int rc = dlv_check_path(
+		    pc->job->workspace, &scope, ph->deliverables.items[i], err, sizeof err);
+
+		if (rc != DLV_ECONFLICT && rc != DLV_EIO)
 			continue;
 		phase_end(pc, OUTCOME_FAILED, REASON_WRITE_FAILED, FP_STAGE_BEFORE_LLM,
 		    "%s; not sent to the LLM", err);
@@ -596,7 +618,7 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 	const struct proto_phase *ph = &pc->job->phase;
 	/* The database may lie in the workspace: its files are never written. */
 	struct dlv_scope scope = { ph->paths.items, ph->paths.n, ph->deliverables.items,
-		ph->deliverables.n, phase_db_path(pc->job), phase_heartbeat, pc };
+		ph->deliverables.n, phase_db_path(pc->job), phase_heartbeat, pc, log_file_path() };
 	char err[PATH_MAX + 1024], names[PHASE_MESSAGE_MAX - 64];
 	size_t missing;
 	int rc;

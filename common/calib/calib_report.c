@@ -14,6 +14,21 @@ static const char *const calib_method_titles[CALIB_METHOD_COUNT] = {
 	"leave-one-run-out",
 };
 
+/* Write a text another program may have written (a category, a complexity) as one cell
+ * of a Markdown table: a line break is a space, and a '|' or a backslash is escaped, so
+ * that it neither ends the cell nor starts a row of its own. */
+static void calib_md_text(FILE *f, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\n' || *s == '\r')
+			fputc(' ', f);
+		else if (*s == '|' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else
+			fputc(*s, f);
+	}
+}
+
 /* Write the fitted model's weights. */
 static void calib_md_fit(FILE *f, const struct est_fit *fit, double cap)
 {
@@ -31,8 +46,11 @@ static void calib_md_fit(FILE *f, const struct est_fit *fit, double cap)
 	    fit->w_deliverables);
 	for (int k = 0; k < EST_CPLX_COUNT; k++)
 		fprintf(f, "| complexity %s | %.4f |\n", cplx[k], fit->w_cplx[k]);
-	for (size_t k = 0; k < fit->n_cats; k++)
-		fprintf(f, "| category %s | %.4f |\n", fit->cats[k], fit->w_cat[k]);
+	for (size_t k = 0; k < fit->n_cats; k++) {
+		fputs("| category ", f);
+		calib_md_text(f, fit->cats[k]);
+		fprintf(f, " | %.4f |\n", fit->w_cat[k]);
+	}
 	fputc('\n', f);
 }
 
@@ -87,11 +105,15 @@ static void calib_md_groups(FILE *f, const struct calib_result *r)
 	for (size_t i = 0; i < r->n_groups; i++) {
 		const struct calib_group *g = &r->groups[i];
 
-		if (g->status != CALIB_BELOW_MIN)
-			fprintf(f,
-			    "| %s | %s | %zu | %.0f | %.0f | %.2fx | %.1f%% | %.2fx | %.2fx |\n",
-			    g->category, g->complexity, g->n, g->avg_actual, g->avg_estimated,
-			    g->median_ratio, g->confidence * 100, g->waste_median, g->waste_p90);
+		if (g->status == CALIB_BELOW_MIN)
+			continue;
+		fputs("| ", f);
+		calib_md_text(f, g->category);
+		fputs(" | ", f);
+		calib_md_text(f, g->complexity);
+		fprintf(f, " | %zu | %.0f | %.0f | %.2fx | %.1f%% | %.2fx | %.2fx |\n", g->n,
+		    g->avg_actual, g->avg_estimated, g->median_ratio, g->confidence * 100,
+		    g->waste_median, g->waste_p90);
 	}
 	fprintf(f, "\n## Groups short of samples\n\n");
 	for (size_t i = 0; i < r->n_groups; i++) {
@@ -99,8 +121,11 @@ static void calib_md_groups(FILE *f, const struct calib_result *r)
 
 		if (g->status != CALIB_BELOW_MIN)
 			continue;
-		fprintf(f, "- %s/%s: %zu of %d\n", g->category, g->complexity, g->n,
-		    r->opts.min_samples);
+		fputs("- ", f);
+		calib_md_text(f, g->category);
+		fputc('/', f);
+		calib_md_text(f, g->complexity);
+		fprintf(f, ": %zu of %d\n", g->n, r->opts.min_samples);
 		short_any = true;
 	}
 	if (!short_any)

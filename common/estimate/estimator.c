@@ -314,7 +314,7 @@ static void est_estimate_original(const struct est_coefs *c, const struct est_in
 		free(cat);
 		cat = xstrdup("documentation");
 	}
-	strlcpy_ap(out->category, cat, sizeof out->category);
+	est_name_copy(out->category, cat, sizeof out->category);
 	free(cat);
 
 	if (n == 0) {

@@ -254,8 +254,12 @@ void est_coefs_default(struct est_coefs *c);
 int est_coefs_apply(struct est_coefs *c, const struct est_coef_row *rows, size_t n,
     uint64_t version, char *err, size_t errlen);
 
-/* Copy `s` lowercased and trimmed into out (size n), as names are matched. */
+/* Copy `s` lowercased and trimmed into out (size n), as names are matched; a longer name
+ * is cut before the first character that does not fit whole. */
 void est_name_normalise(const char *s, char *out, size_t n);
+/* Copy `s` into out (size n) as it is; a longer text is cut before the first character
+ * that does not fit whole, so that text of valid UTF-8 stays valid UTF-8. */
+void est_name_copy(char *out, const char *s, size_t n);
 /* The complexity of a name: low, medium or high; anything else is medium. */
 enum est_cplx est_cplx_of(const char *s);
 
@@ -270,8 +274,8 @@ int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, d
 double est_conformal_factor(double *residuals, size_t n, double coverage);
 /* Fit the model on n samples: the ridge weights with `lambda`, then the conformal factor
  * of `coverage` from the leave-one-out residuals ln(actual) − ln(prediction without the
- * sample). Returns 0 with f active, or -1 with err (fewer than two samples, a
- * non-positive actual, too many categories, singular equations). */
+ * sample, each from the fit on all and the sample's leverage). Returns 0 with f active,
+ * or -1 with err (fewer than two samples, a non-positive actual, singular equations). */
 int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
     struct est_fit *f, char *err, size_t errlen);
 /* w·x of a phase. */

@@ -149,7 +149,10 @@ void est_coefs_default(struct est_coefs *c)
 	c->escalation_factor = 1.25;
 }
 
-/* Copy `s` lowercased and trimmed into out (size n). */
+/* Copy `s` lowercased and trimmed into out (size n). A name longer than out holds is cut
+ * before the character that does not fit whole, never inside it, and trimmed again, so
+ * that a name of valid UTF-8 stays valid UTF-8 and normalising it again changes nothing
+ * (a category key of the fitted model is read back only so). */
 void est_name_normalise(const char *s, char *out, size_t n)
 {
 	size_t len, k = 0;
@@ -161,6 +164,27 @@ void est_name_normalise(const char *s, char *out, size_t n)
 		len--;
 	for (; k < len && k + 1 < n; k++)
 		out[k] = (char)tolower((unsigned char)s[k]);
+	if (k < len) {
+		while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
+			k--;
+		while (k > 0 && isspace((unsigned char)out[k - 1]))
+			k--;
+	}
+	out[k] = '\0';
+}
+
+void est_name_copy(char *out, const char *s, size_t n)
+{
+	size_t k = strlen(s);
+
+	if (n == 0)
+		return;
+	if (k >= n) {
+		k = n - 1;
+		while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
+			k--;
+	}
+	memcpy(out, s, k);
 	out[k] = '\0';
 }
 

@@ -72,72 +72,73 @@ static void est_normal_add(struct est_normal *ne, const double *x, double y, dou
 			continue;
 		ne->b[i] += sign * x[i] * y;
 		for (size_t j = 0; j < ne->p; j++)
-			ne->a[i][j] += sign * x[i] * x[j];
+			if (x[j] != 0.0)
+				ne->a[i][j] += sign * x[i] * x[j];
 	}
 }
 
-int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, double *w)
+/* The Cholesky factor L (row-major, lower) of A + λD, D the identity but for the
+ * intercept; 0, or -1 when the matrix is not positive definite. */
+static int est_chol(const double *a, size_t p, double lambda, double *l)
 {
-	double *l = xcalloc(p * p + 1, sizeof *l), *z = xcalloc(p + 1, sizeof *z);
-	int rc = 0;
-
-	/* Cholesky factor L of A + λD (D = identity but for the intercept). */
-	for (size_t i = 0; i < p && rc == 0; i++) {
+	for (size_t i = 0; i < p; i++) {
 		for (size_t j = 0; j <= i; j++) {
 			double s = a[i * p + j] + (i == j && i > 0 ? lambda : 0.0);
 
 			for (size_t k = 0; k < j; k++)
 				s -= l[i * p + k] * l[j * p + k];
 			if (i == j) {
-				if (!(s > 1e-12)) {
-					rc = -1;
-					break;
-				}
+				if (!(s > 1e-12))
+					return -1;
 				l[i * p + i] = sqrt(s);
 			} else {
 				l[i * p + j] = s / l[j * p + j];
 			}
 		}
 	}
-	for (size_t i = 0; i < p && rc == 0; i++) {
+	return 0;
+}
+
+/* Solve L Lᵀ w = b with the factor of est_chol (z: p doubles of room). */
+static void est_chol_solve(const double *l, size_t p, const double *b, double *z, double *w)
+{
+	for (size_t i = 0; i < p; i++) {
 		double s = b[i];
 
 		for (size_t k = 0; k < i; k++)
 			s -= l[i * p + k] * z[k];
 		z[i] = s / l[i * p + i];
 	}
-	for (size_t i = p; i-- > 0 && rc == 0;) {
+	for (size_t i = p; i-- > 0;) {
 		double s = z[i];
 
 		for (size_t k = i + 1; k < p; k++)
 			s -= l[k * p + i] * w[k];
 		w[i] = s / l[i * p + i];
 	}
+}
+
+int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, double *w)
+{
+	double *l = xcalloc(p * p + 1, sizeof *l), *z = xcalloc(p + 1, sizeof *z);
+	int rc = est_chol(a, p, lambda, l);
+
+	if (rc == 0)
+		est_chol_solve(l, p, b, z, w);
 	free(l);
 	free(z);
 	return rc;
 }
 
-/* Solve the normal equations into the fit's weights; -1 when they are singular. */
-static int est_fit_weights(const struct est_normal *ne, double lambda, struct est_fit *f)
+/* Set the fit's weights from the solution w of its p normal equations. */
+static void est_fit_weights(const double *w, size_t p, struct est_fit *f)
 {
-	double *a = xcalloc(ne->p * ne->p, sizeof *a), w[EST_FIT_COLS] = { 0 };
-	int rc;
-
-	for (size_t i = 0; i < ne->p; i++)
-		for (size_t j = 0; j < ne->p; j++)
-			a[i * ne->p + j] = ne->a[i][j];
-	rc = est_ridge_solve(a, ne->b, ne->p, lambda, w);
-	free(a);
-	if (rc != 0)
-		return -1;
 	f->intercept = w[0];
 	for (size_t k = 0; k < f->n_cats; k++)
 		f->w_cat[k] = w[1 + k];
 	for (size_t k = 0; k < EST_CPLX_COUNT; k++)
 		f->w_cplx[k] = w[1 + f->n_cats + k];
-	f->w_deliverables = w[ne->p - 1];
-	return 0;
+	f->w_deliverables = w[p - 1];
 }
 
 double est_conformal_factor(double *residuals, size_t n, double coverage)
@@ -155,34 +156,63 @@ double est_conformal_factor(double *residuals, size_t n, double coverage)
 	return exp(residuals[k - 1]);
 }
 
-/* Collect the distinct normalised categories of the observations, sorted. */
-static int est_fit_categories(
-    const struct est_fit_obs *obs, size_t n, struct est_fit *f, char *err, size_t errlen)
-{
-	char norm[EST_NAME_MAX];
+/* A category of the observations and how many it has. */
+struct est_fit_cat_count {
+	char name[EST_NAME_MAX];
+	size_t n;
+};
 
-	f->n_cats = 0;
+/* Order categories by name, for qsort. */
+static int est_fit_cat_name_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct est_fit_cat_count *)a)->name,
+	    ((const struct est_fit_cat_count *)b)->name);
+}
+
+/* Order categories by count, the most first, then by name, for qsort. */
+static int est_fit_cat_count_cmp(const void *a, const void *b)
+{
+	const struct est_fit_cat_count *x = a, *y = b;
+
+	if (x->n != y->n)
+		return x->n < y->n ? 1 : -1;
+	return strcmp(x->name, y->name);
+}
+
+/* Give a column to the categories of the observations, sorted by name: the
+ * EST_FIT_CATS_MAX with the most observations when there are more (ties by name); the
+ * others, and an empty name, get none and count as a category never seen. */
+static void est_fit_categories(const struct est_fit_obs *obs, size_t n, struct est_fit *f)
+{
+	struct est_fit_cat_count *c = xcalloc(n + 1, sizeof *c);
+	size_t nc = 0, k = 0;
+
 	for (size_t i = 0; i < n; i++) {
-		est_name_normalise(obs[i].category, norm, sizeof norm);
-		if (est_fit_cat_index(f, norm) >= 0)
-			continue;
-		if (f->n_cats == EST_FIT_CATS_MAX) {
-			snprintf(err, errlen, "more than %d distinct categories; cannot fit",
-			    EST_FIT_CATS_MAX);
-			return -1;
-		}
-		strlcpy_ap(f->cats[f->n_cats++], norm, EST_NAME_MAX);
+		est_name_normalise(obs[i].category, c[nc].name, sizeof c[nc].name);
+		if (c[nc].name[0] != '\0')
+			c[nc++].n = 1;
 	}
+	qsort(c, nc, sizeof *c, est_fit_cat_name_cmp);
+	for (size_t i = 0; i < nc; i++) /* one entry a name, counted */
+		if (k > 0 && strcmp(c[k - 1].name, c[i].name) == 0)
+			c[k - 1].n++;
+		else
+			c[k++] = c[i];
+	qsort(c, k, sizeof *c, est_fit_cat_count_cmp);
+	f->n_cats = k < EST_FIT_CATS_MAX ? k : EST_FIT_CATS_MAX;
+	for (size_t i = 0; i < f->n_cats; i++)
+		strlcpy_ap(f->cats[i], c[i].name, EST_NAME_MAX);
 	qsort(f->cats, f->n_cats, sizeof f->cats[0], est_fit_cat_cmp);
-	return 0;
+	free(c);
 }
 
 int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
     struct est_fit *f, char *err, size_t errlen)
 {
-	struct est_normal *ne = xcalloc(1, sizeof *ne), *loo = xmalloc(sizeof *loo);
-	double *x = xcalloc(n * EST_FIT_COLS + 1, sizeof *x), *r = xcalloc(n + 1, sizeof *r);
-	struct est_fit part;
+	struct est_normal *ne = xcalloc(1, sizeof *ne);
+	double *x = NULL, *r = xcalloc(n + 1, sizeof *r); /* x: the design, n rows of p */
+	double *a = NULL, *l = NULL, w[EST_FIT_COLS] = { 0 }, z[EST_FIT_COLS], u[EST_FIT_COLS];
+	size_t p = 0;
 	int rc = 0;
 
 	memset(f, 0, sizeof *f);
@@ -199,40 +229,66 @@ int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double
 			    i, (long long)obs[i].actual);
 			rc = -1;
 		}
-	if (rc == 0)
-		rc = est_fit_categories(obs, n, f, err, errlen);
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		ne->p = est_fit_row(f, obs[i].category, obs[i].complexity, obs[i].deliverables,
-		    &x[i * EST_FIT_COLS]);
-		est_normal_add(ne, &x[i * EST_FIT_COLS], log((double)obs[i].actual), 1.0);
+	if (rc == 0) {
+		est_fit_categories(obs, n, f);
+		ne->p = p = 1 + f->n_cats + EST_CPLX_COUNT + 1;
+		x = xcalloc(n * p, sizeof *x);
 	}
-	if (rc == 0 && est_fit_weights(ne, lambda, f) != 0) {
-		snprintf(err, errlen, "the normal equations are singular");
-		rc = -1;
-	}
-	/* Leave-one-out residuals: remove each observation from the normal equations. */
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		double y = log((double)obs[i].actual), s = 0.0;
+		est_fit_row(f, obs[i].category, obs[i].complexity, obs[i].deliverables, &x[i * p]);
+		est_normal_add(ne, &x[i * p], log((double)obs[i].actual), 1.0);
+	}
+	if (rc == 0) {
+		a = xcalloc(p * p, sizeof *a);
+		l = xcalloc(p * p, sizeof *l);
+		for (size_t i = 0; i < p; i++)
+			for (size_t j = 0; j < p; j++)
+				a[i * p + j] = ne->a[i][j];
+		if (est_chol(a, p, lambda, l) != 0) {
+			snprintf(err, errlen, "the normal equations are singular");
+			rc = -1;
+		} else {
+			est_chol_solve(l, p, ne->b, z, w);
+			est_fit_weights(w, p, f);
+			for (size_t j = 0; j < p; j++) { /* a = (XᵀX + λD)⁻¹, column by column */
+				memset(u, 0, p * sizeof *u);
+				u[j] = 1.0;
+				est_chol_solve(l, p, u, z, &a[j * p]);
+			}
+		}
+	}
+	/* Leave-one-out residuals, each exactly that of the fit without the sample: its
+	 * residual under the fit on all, divided by 1 − h, h = xᵀ(XᵀX + λD)⁻¹x its leverage
+	 * (the row's removal is a rank-one change of the normal equations). A row has at
+	 * most four terms that are not 0. */
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const double *xi = &x[i * p];
+		double h = 0.0, e = log((double)obs[i].actual);
+		size_t nz[EST_FIT_COLS], m = 0;
 
-		*loo = *ne;
-		est_normal_add(loo, &x[i * EST_FIT_COLS], y, -1.0);
-		part = *f;
-		if (est_fit_weights(loo, lambda, &part) != 0) {
+		for (size_t k = 0; k < p; k++)
+			if (xi[k] != 0.0)
+				nz[m++] = k;
+		for (size_t s = 0; s < m; s++) {
+			e -= xi[nz[s]] * w[nz[s]];
+			for (size_t t = 0; t < m; t++)
+				h += xi[nz[s]] * xi[nz[t]] * a[nz[s] * p + nz[t]];
+		}
+		if (!(1.0 - h > 1e-12)) {
 			snprintf(
 			    err, errlen, "the normal equations without sample %zu are singular", i);
 			rc = -1;
 			break;
 		}
-		s = est_fit_log_predict(
-		    &part, obs[i].category, obs[i].complexity, obs[i].deliverables);
-		r[i] = y - s;
+		r[i] = e / (1.0 - h);
 	}
 	if (rc == 0) {
 		f->factor = est_conformal_factor(r, n, coverage);
 		f->active = true;
 	}
 	free(ne);
-	free(loo);
+	free(a);
+	free(l);
 	free(x);
 	free(r);
 	return rc;

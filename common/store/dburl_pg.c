@@ -1,6 +1,7 @@
 /* PostgreSQL database URLs, parsed by libpq (PQconninfoParse) and written back in one
  * canonical form without a password. */
 #include "common/store/dburl_pg.h"
+#include "common/envsecret.h"
 #include "common/strbuf.h"
 #include "common/util.h"
 
@@ -38,6 +39,9 @@ static const struct {
 
 /* The password of the one URL this process resolved with a password in it. */
 static char *dburl_pg_secret_url, *dburl_pg_secret;
+
+/* PGPASSWORD, once dburl_pg_take_env_password took it out of the environment. */
+static char *dburl_pg_env_secret;
 
 /* Return true if `url` uses a PostgreSQL scheme. */
 bool dburl_pg_scheme(const char *url)
@@ -428,10 +432,23 @@ out:
 	return rc;
 }
 
-/* The password given inside the URL that parsed to `canonical_url`, or NULL. */
+/* The password given inside the URL that parsed to `canonical_url`, else the PGPASSWORD
+ * taken out of the environment, or NULL. */
 const char *dburl_pg_password(const char *canonical_url)
 {
 	if (dburl_pg_secret_url == NULL || strcmp(dburl_pg_secret_url, canonical_url) != 0)
-		return NULL;
+		return dburl_pg_env_secret;
 	return dburl_pg_secret;
+}
+
+void dburl_pg_take_env_password(void)
+{
+	char *v = env_secret_take("PGPASSWORD");
+
+	if (v == NULL)
+		return;
+	if (dburl_pg_env_secret != NULL)
+		explicit_bzero(dburl_pg_env_secret, strlen(dburl_pg_env_secret));
+	free(dburl_pg_env_secret);
+	dburl_pg_env_secret = v;
 }

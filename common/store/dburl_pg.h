@@ -6,7 +6,9 @@
  *   postgresql://user@host:5432/dbname[?params]
  *   postgresql://user@/dbname?host=/run/postgresql&port=5432[&params]
  * A password given in the URL is accepted and kept in this process only
- * (dburl_pg_password); PGPASSWORD, ~/.pgpass and PGPASSFILE are libpq's own sources.
+ * (dburl_pg_password); PGPASSWORD, ~/.pgpass and PGPASSFILE are libpq's own sources,
+ * but for a supervisor, which takes PGPASSWORD out of its environment
+ * (dburl_pg_take_env_password) so that no worker or check inherits it.
  */
 #ifndef AUTOPACK_DBURL_PG_H
 #define AUTOPACK_DBURL_PG_H
@@ -25,9 +27,16 @@ int dburl_pg_parse(const char *url, char **canonical_url, char *err, size_t errl
  * holds; a '/' in it too), and the value of each query parameter whose name, %XX decoded,
  * is password. The form every message shows. */
 char *dburl_pg_redact(const char *url);
-/* The password given inside the URL that parsed to `canonical_url` in this process, or
- * NULL (libpq then reads PGPASSWORD or the password file). */
+/* The password given inside the URL that parsed to `canonical_url` in this process, else
+ * the one dburl_pg_take_env_password took, or NULL (libpq then reads PGPASSWORD or the
+ * password file). */
 const char *dburl_pg_password(const char *canonical_url);
+/* Take PGPASSWORD out of this process's environment (the block /proc/<pid>/environ shows
+ * included, overwritten), keeping it for dburl_pg_password: every connection this process
+ * makes is given it as libpq would have read it (a URL's own password first, the password
+ * file only without either), and no process it starts afterwards inherits it. Nothing
+ * happens when it is unset. */
+void dburl_pg_take_env_password(void);
 /* Overwrite with '*', in place, each password a PostgreSQL URL holds (those
  * dburl_pg_redact replaces); other text, and a URL of another scheme, are left as they
  * are. For the command line: /proc/<pid>/cmdline shows it to every process of the

@@ -94,6 +94,40 @@ static void banner_text(FILE *out, const char *s)
 	free(b.s);
 }
 
+char *store_banner_line(struct store *st)
+{
+	struct store_identity id;
+	struct strbuf b = { 0 };
+	char devino[48];
+
+	assert(st->db != NULL && st->path != NULL && st->url != NULL);
+	store_identity_read(st, &id, NULL);
+	strbuf_printf(&b, "database %s: ", st->url);
+	if (st->backend == DB_PG) {
+		strbuf_printf(&b, "server PostgreSQL, system identifier/database %s, %lld bytes",
+		    st->server_id != NULL ? st->server_id : "?", (long long)id.size);
+	} else {
+		store_devino(st, devino);
+		strbuf_printf(&b, "file %s, %lld bytes", st->path, (long long)id.size);
+		if (id.wal_size > 0)
+			strbuf_printf(
+			    &b, " (+ %lld bytes in %s-wal)", (long long)id.wal_size, st->path);
+		strbuf_printf(&b, ", device:inode %s", devino);
+	}
+	strbuf_printf(&b, ", uuid %s, schema version %d, created %s by %s; rows:", st->uuid,
+	    st->schema_version, id.created_at, id.created_by);
+	for (int i = 0; i < STORE_COUNT_N; i++) {
+		if (id.counts[i] < 0)
+			strbuf_printf(&b, " %s ?", store_count_tables[i]);
+		else
+			strbuf_printf(
+			    &b, " %s %lld", store_count_tables[i], (long long)id.counts[i]);
+		if (i + 1 < STORE_COUNT_N)
+			strbuf_puts(&b, ",");
+	}
+	return b.s;
+}
+
 /* Print the identity banner; unreadable parts print as "?" or empty. */
 void store_banner(struct store *st, FILE *out)
 {

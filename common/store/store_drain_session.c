@@ -13,7 +13,11 @@ const struct drain_sql drain_sql_session[] = {
 };
 const size_t drain_sql_session_n = ARRAY_SIZE(drain_sql_session);
 
-/* Insert a session row with its settings; STORE_EIO on failure. */
+/* Insert a session row with its settings; STORE_EIO on failure. On PostgreSQL its start
+ * is the server's time, as every heartbeat is: a supervisor that joins the session later,
+ * on another host, takes the time it has run by the server's clock off
+ * --max-total-minutes, which this host's clock, were it wrong, would make too long or too
+ * short. */
 int store_drain_session_open(struct store_drain *d, const char *session_id, int64_t pid,
     const char *settings_json, struct store_err *err)
 {
@@ -22,8 +26,11 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 	time_db_now(now);
 	snprintf(spid, sizeof spid, "%lld", (long long)pid);
 	if (drain_run(d,
-	        "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
-	        " VALUES (?1, ?2, CAST(?3 AS INTEGER))",
+	        d->st->backend == DB_PG ?
+	            "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
+	            " VALUES (?1, (clock_timestamp() AT TIME ZONE 'UTC'), CAST(?3 AS INTEGER))" :
+	            "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
+	            " VALUES (?1, ?2, CAST(?3 AS INTEGER))",
 	        session_id, now, spid, err) != 0)
 		return STORE_EIO;
 	return drain_run(d, "UPDATE drain_sessions SET settings_json = ?2 WHERE session_id = ?1",
@@ -92,7 +99,8 @@ int store_drain_session_attempts(
 	return rc;
 }
 
-/* Mark a session finished; STORE_EIO on failure. */
+/* Mark a session finished; STORE_EIO on failure. On PostgreSQL its end is the server's
+ * time, as its start is (store_drain_session_open). */
 int store_drain_session_close(
     struct store_drain *d, const char *session_id, const char *stop_reason, struct store_err *err)
 {
@@ -101,6 +109,9 @@ int store_drain_session_close(
 	assert(!db_in_transaction(d->st->db));
 	time_db_now(now);
 	return drain_run(d,
-	    "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3 WHERE session_id = ?1",
+	    d->st->backend == DB_PG ?
+	        "UPDATE drain_sessions SET completed_at = (clock_timestamp() AT TIME ZONE 'UTC'),"
+	        " stop_reason = ?3 WHERE session_id = ?1" :
+	        "UPDATE drain_sessions SET completed_at = ?2, stop_reason = ?3 WHERE session_id = ?1",
 	    session_id, now, stop_reason, err);
 }

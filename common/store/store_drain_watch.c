@@ -62,7 +62,9 @@ int store_drain_each_duration(struct store_drain *d, bool dry_run, int64_t limit
 }
 
 /* Call fn for the newest `limit` attempts that ended without doing what was asked,
- * newest first; STORE_EIO on failure. */
+ * newest first, but for those the supervisor ended before any worker had them (a lease
+ * opened ahead that a pause or a stop gave back: no worker pid, supervisor_stopped);
+ * STORE_EIO on failure. */
 int store_drain_each_failure(struct store_drain *d, int64_t limit,
     int (*fn)(void *arg, const struct drain_failure *f), void *arg, struct store_err *err)
 {
@@ -71,6 +73,7 @@ int store_drain_each_failure(struct store_drain *d, int64_t limit,
 	    " a.failure_reason, a.message, a.ended_at, COALESCE(r.workspace, '')"
 	    " FROM attempts a LEFT JOIN runs r ON r.id = a.run_id"
 	    " WHERE a.ended_at IS NOT NULL AND a.outcome NOT IN (?1, ?2)"
+	    " AND NOT (a.worker_pid IS NULL AND a.outcome = ?4)"
 	    " ORDER BY a.attempt_id DESC LIMIT ?3";
 	struct db_stmt *s;
 	int rc;
@@ -80,6 +83,7 @@ int store_drain_each_failure(struct store_drain *d, int64_t limit,
 	store_bind_text(s, 1, outcome_name(OUTCOME_SUCCESS));
 	store_bind_text(s, 2, outcome_name(OUTCOME_DRY_RUN));
 	db_bind_int64(s, 3, limit);
+	store_bind_text(s, 4, outcome_name(OUTCOME_SUPERVISOR_STOPPED));
 	while ((rc = db_step(s)) == DB_ROW) {
 		struct drain_failure f = {
 			.attempt_id = (uint64_t)db_column_int64(s, 0),

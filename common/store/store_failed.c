@@ -118,6 +118,10 @@ int store_retry_args_parse(
 			snprintf(err, errlen, "retry: %s needs a value", a);
 			return -1;
 		}
+		if (slot != NULL && *slot != NULL && strcmp(*slot, args[i + 1]) == 0) {
+			i++; /* the same value again: taken once */
+			continue;
+		}
 		if (slot != NULL && *slot != NULL) {
 			snprintf(err, errlen, "retry: %s given twice", a);
 			return -1;

@@ -67,8 +67,9 @@ struct store_retry_args {
 
 /* Parse a retry's arguments, the same from autopack-ctl's command line and in the request
  * the supervisor gets: RUN PHASE; or any of --run R, --fingerprint FP, --reason R (a
- * phase must match all given); or --all-failed; and --note TEXT. Returns 0, or -1 with
- * what was wrong in err. */
+ * phase must match all given); or --all-failed; and --note TEXT. An option given again
+ * with the same value is taken once; with another value it is refused. Returns 0, or -1
+ * with what was wrong in err. */
 int store_retry_args_parse(
     char *const *args, size_t n, struct store_retry_args *out, char *err, size_t errlen);
 

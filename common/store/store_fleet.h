@@ -156,12 +156,13 @@ bool store_fleet_confirmed(const struct store_drain *d);
  * this supervisor is no longer live. Found live, it is confirmed on this connection. */
 int store_fleet_confirm(struct store_drain *d, bool *lost, struct store_err *err);
 /* In its own transaction: declare every live supervisor (not this one) whose heartbeat is
- * older than its lease timeout lost, close the open attempts of every supervisor that is
- * not live as supervisor_lost and put their EXECUTING phases back to QUEUED, and notify
- * the others when anything was closed. *lost (heap, *nlost items) lists the supervisors
- * declared lost now; *closed counts the attempts closed. */
-int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *nlost, int *closed,
-    struct store_err *err);
+ * older than its lease timeout, and whose lease timeout is at most `connected_ms` (the time
+ * this supervisor's connection has been up), lost; close the open attempts of every
+ * supervisor that is not live as supervisor_lost and put their EXECUTING phases back to
+ * QUEUED, and notify the others when anything was closed. *lost (heap, *nlost items) lists
+ * the supervisors declared lost now; *closed counts the attempts closed. */
+int store_fleet_rescue(struct store_drain *d, int64_t connected_ms, struct fleet_lost **lost,
+    size_t *nlost, int *closed, struct store_err *err);
 /* Free what store_fleet_rescue returned. */
 void store_fleet_lost_free(struct fleet_lost *v, size_t n);
 /* Count the open attempts of other supervisors, and of those the ones of supervisors no

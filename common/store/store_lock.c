@@ -1,11 +1,13 @@
 #include "common/store/store_lock.h"
 #include "common/store/dburl_pg.h"
 #include "common/store/store_internal.h"
+#include "common/util.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -49,6 +51,49 @@ pid_t store_lock_holder(dev_t dev, ino_t ino)
 	for (int i = 0; i < 3 && pid == 0; i++)
 		pid = store_lock_scan(dev, ino);
 	return pid;
+}
+
+/* The bytes of the -shm that SQLite's WAL_READ_LOCK(0) to (4) lock: WALINDEX_LOCK_OFFSET
+ * (120) plus 3 to 7. */
+#define SHM_READ_MARK_FIRST 123
+#define SHM_READ_MARK_LAST 127
+
+int store_lock_wal_readers(const char *db_path, pid_t *pids, int max)
+{
+	char *shm = xasprintf("%s-shm", db_path);
+	struct stat sb;
+	char line[256];
+	int n = 0;
+	FILE *f;
+
+	if (stat(shm, &sb) != 0 || (f = fopen("/proc/locks", "re")) == NULL) {
+		free(shm);
+		return 0;
+	}
+	free(shm);
+	/* "5: POSIX  ADVISORY  READ 14623 fe:00:10961238 123 123" (major:minor in hex; a
+	 * lock a process waits for has "->" before its kind, and is not held) */
+	while (n < max && fgets(line, sizeof line, f) != NULL) {
+		char kind[16], mode[16], access[16], end[24];
+		unsigned maj, min;
+		unsigned long long inode, first;
+		long p;
+		bool seen = false;
+
+		if (sscanf(line, "%*[^:]: %15s %15s %15s %ld %x:%x:%llu %llu %23s", kind, mode,
+		        access, &p, &maj, &min, &inode, &first, end) != 9 ||
+		    strcmp(kind, "POSIX") != 0 || maj != major(sb.st_dev) ||
+		    min != minor(sb.st_dev) || inode != (unsigned long long)sb.st_ino || p <= 0 ||
+		    p == (long)getpid() || first > SHM_READ_MARK_LAST ||
+		    (strcmp(end, "EOF") != 0 && strtoull(end, NULL, 10) < SHM_READ_MARK_FIRST))
+			continue;
+		for (int i = 0; i < n && !seen; i++)
+			seen = pids[i] == (pid_t)p;
+		if (!seen)
+			pids[n++] = (pid_t)p;
+	}
+	fclose(f);
+	return n;
 }
 
 /* Lock the database file's own inode without blocking. */

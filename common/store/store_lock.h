@@ -36,5 +36,12 @@ int store_lock_check(int fd, const struct store *st, struct store_err *err);
 /* The pid holding an exclusive flock on device:inode, from /proc/locks; 0 if none is
  * found. */
 pid_t store_lock_holder(dev_t dev, ino_t ino);
+/* The pids of other processes (not this one) holding a read mark of the wal-index of the
+ * SQLite database at `db_path`: a POSIX lock on bytes 123 to 127 of its -shm, SQLite's
+ * WAL_READ_LOCK(0) to (4), which a connection holds for as long as its read transaction
+ * lasts, and which keeps a checkpoint from copying the write-ahead log past its
+ * snapshot. Fills pids with up to `max` of them, from /proc/locks, and returns their
+ * count; 0 when there is none or they cannot be read. */
+int store_lock_wal_readers(const char *db_path, pid_t *pids, int max);
 
 #endif

@@ -471,6 +471,19 @@ static int store_order_check(
 	return 0;
 }
 
+/* Whether a database without a meta table has the tables runs, tiers and phases, as one
+ * the Python original made has (db adopt judges it further); false when that cannot be
+ * read. */
+static bool store_schema_looks_original(struct db *db)
+{
+	static const char *const core[] = { "runs", "tiers", "phases" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(core); i++)
+		if (store_table_exists(db, core[i], NULL) != 1)
+			return false;
+	return true;
+}
+
 /* Check meta, version, tables, columns, unique indexes, the keys the database assigns
  * (store_keys.c) and uuid, reading only; ENOTDB, EVERSION, EPARTIAL or EIDENT. */
 int store_schema_check(
@@ -493,6 +506,13 @@ int store_schema_check(
 		    path, db->dialect->name, store_untouched(db));
 	if (rc < 0)
 		return rc;
+	if (rc == 0 && store_schema_looks_original(db))
+		return store_fail(err, STORE_ENOTDB,
+		    "%s: %s database but not an autopack database (no meta table): it has the "
+		    "runs, tiers and phases tables of a Python-Autopack database, which "
+		    "autopack-ctl db adopt --dry-run surveys and autopack-ctl db adopt makes an "
+		    "autopack database in place (docs/adoption.md); %s",
+		    path, db->dialect->name, store_untouched(db));
 	if (rc == 0)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: %s database but not an autopack database (no meta table); %s", path,

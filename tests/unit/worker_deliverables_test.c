@@ -176,7 +176,7 @@ static struct dlv_scope scope_utils(void)
 {
 	static char *paths[] = { "utils/" };
 	static char *dl[] = { "utils/h.py", "README.md" };
-	struct dlv_scope s = { paths, 1, dl, 2, NULL, NULL, NULL };
+	struct dlv_scope s = { paths, 1, dl, 2, NULL, NULL, NULL, NULL };
 
 	mkdir("ws", 0755);
 	return s;
@@ -504,7 +504,7 @@ TEST(worker_deliverables_never_write_the_database_in_the_workspace)
 {
 	static char *paths[] = { "." };
 	char err[512], cwd[4096], *db;
-	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, NULL };
 	struct dlv_file del = { "app.db-wal", DLV_DELETE, NULL, 0 };
 	struct dlv_set set = { &del, 1 };
 
@@ -532,12 +532,87 @@ TEST(worker_deliverables_never_write_the_database_in_the_workspace)
 	free(db);
 }
 
+TEST(worker_deliverables_a_new_file_is_made_under_the_umask)
+{
+	static char *paths[] = { "." };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, NULL };
+	char err[256];
+	struct stat st;
+
+	mkdir("ws", 0755);
+	umask(077);
+	CHECK_EQ_INT(apply_one(&scope, "private.py", err, sizeof err), DLV_OK);
+	CHECK(stat("ws/private.py", &st) == 0);
+	CHECK_EQ_INT(st.st_mode & 07777, 0600);
+	umask(022);
+	CHECK_EQ_INT(apply_one(&scope, "shared.py", err, sizeof err), DLV_OK);
+	CHECK(stat("ws/shared.py", &st) == 0);
+	CHECK_EQ_INT(st.st_mode & 07777, 0644);
+	/* A file that exists keeps its mode, whatever the umask. */
+	chmod("ws/private.py", 0640);
+	umask(077);
+	CHECK_EQ_INT(apply_one(&scope, "private.py", err, sizeof err), DLV_OK);
+	CHECK(stat("ws/private.py", &st) == 0);
+	CHECK_EQ_INT(st.st_mode & 07777, 0640);
+}
+
+TEST(worker_deliverables_a_temporary_name_taken_moves_to_the_next)
+{
+	static char *paths[] = { "." };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, NULL };
+	char err[256], name[128];
+	int k;
+
+	mkdir("ws", 0755);
+	/* The names this process's first writes of x.py take, left by a worker killed
+	 * while it wrote (its pid now this one's) or put there by a check. */
+	for (k = 0; k < 8; k++) {
+		snprintf(name, sizeof name, "ws/.x.py.autopack-%ld-%d.tmp", (long)getpid(), k);
+		close(open(name, O_CREAT | O_WRONLY, 0600));
+	}
+	CHECK_EQ_INT(apply_one(&scope, "x.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_STR(slurp("ws/x.py"), "owned\n");
+	for (k = 0; k < 8; k++) {
+		snprintf(name, sizeof name, "ws/.x.py.autopack-%ld-%d.tmp", (long)getpid(), k);
+		CHECK(exists(name)); /* not its own: left alone */
+	}
+}
+
+TEST(worker_deliverables_never_write_or_delete_the_log_file)
+{
+	static char *paths[] = { "." };
+	char err[512];
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, "ws/logs/sup.log" };
+	struct dlv_file del = { "logs/sup.log", DLV_DELETE, NULL, 0 };
+	struct dlv_set set = { &del, 1 };
+	FILE *fp;
+
+	mkdir("ws", 0755);
+	mkdir("ws/logs", 0755);
+	CHECK((fp = fopen("ws/logs/sup.log", "w")) != NULL);
+	fputs("line\n", fp);
+	fclose(fp);
+	CHECK_EQ_INT(apply_one(&scope, "logs/sup.log", err, sizeof err), DLV_ESCOPE);
+	CHECK_EQ_STR(err,
+	    "path \"logs/sup.log\": is the log file ws/logs/sup.log of the supervisor and its "
+	    "workers (--log-file)");
+	CHECK_EQ_INT(dlv_apply("ws", &scope, &set, err, sizeof err), DLV_ESCOPE);
+	/* Through a symlinked directory, and a hard link to it. */
+	CHECK(symlink("logs", "ws/again") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "again/sup.log", err, sizeof err), DLV_ESCOPE);
+	CHECK(link("ws/logs/sup.log", "ws/hard.log") == 0);
+	CHECK_EQ_INT(apply_one(&scope, "hard.log", err, sizeof err), DLV_ESCOPE);
+	CHECK_EQ_STR(slurp("ws/logs/sup.log"), "line\n");
+	/* Another file beside it is written. */
+	CHECK_EQ_INT(apply_one(&scope, "logs/other.log", err, sizeof err), DLV_OK);
+}
+
 TEST(worker_deliverables_a_symlink_into_a_reserved_directory_is_not_followed)
 {
 	/* The whole workspace in scope: a check, which may not write its .autopack/logs, left
 	 * links to it and to .git for the worker to write the model's files through. */
 	static char *paths[] = { "." };
-	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, NULL, NULL, NULL };
 	char err[512];
 
 	mkdir("ws", 0755);
@@ -680,6 +755,14 @@ TEST(worker_deliverables_walk_tells_what_a_component_is)
 	CHECK(strstr(err,
 	          "utils is a directory in the workspace, and this path names it as a "
 	          "file") != NULL);
+	/* A FIFO at the file's own path (a check made it): in the way, never written over. */
+	CHECK(mkfifo("ws/utils/fifo.py", 0644) == 0);
+	CHECK_EQ_INT(apply_one(&scope, "utils/fifo.py", err, sizeof err), DLV_ECONFLICT);
+	CHECK_EQ_STR(err,
+	    "path \"utils/fifo.py\": utils/fifo.py is a FIFO in the workspace, not a regular "
+	    "file (a check command or another program made it): remove it; nothing was "
+	    "written");
+	CHECK_EQ_INT(dlv_check_path("ws", &scope, "utils/fifo.py", err, sizeof err), DLV_ECONFLICT);
 	/* A symlink in scope to that file: followed, then found not to be a directory. */
 	CHECK(symlink("plain", "ws/utils/to_plain") == 0);
 	CHECK_EQ_INT(apply_one(&scope, "utils/to_plain/x.py", err, sizeof err), DLV_ECONFLICT);
@@ -805,7 +888,7 @@ TEST(worker_deliverables_say_alive_between_files_not_after_the_last)
 		{ (char *)"utils/b2.py", DLV_CREATE, (char *)"2\n", 2 },
 		{ (char *)"utils/b3.py", DLV_CREATE, (char *)"3\n", 2 } };
 	int seen[8] = { 0 };
-	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, beat_count, seen };
+	struct dlv_scope scope = { paths, 1, NULL, 0, NULL, beat_count, seen, NULL };
 	struct dlv_set set = { f, 4 };
 	char err[256];
 

@@ -669,6 +669,47 @@ static int parse_by_jansson(
 	return 0;
 }
 
+/* What an answer without text holds instead, for its PARSE_FAILED message. */
+static char *no_text_of(enum llm_provider p, const char *body)
+{
+	struct llm_response r = { 0 };
+	char err[256], *got;
+
+	CHECK_EQ_INT(llm_body_parse(p, body, strlen(body), &r, err, sizeof err), 0);
+	got = r.no_text != NULL ? xstrdup(r.no_text) : NULL;
+	llm_response_free(&r);
+	return got;
+}
+
+TEST(worker_llm_an_answer_without_text_says_what_it_holds_instead)
+{
+	char *s;
+
+	s = no_text_of(LLM_ANTHROPIC,
+	    "{\"content\":[{\"type\":\"tool_use\"},{\"type\":\"tool_use\"},{\"x\":1},"
+	    "{\"type\":\"a\"},{\"type\":\"b\"},{\"type\":\"c\"}],\"stop_reason\":\"tool_use\"}");
+	CHECK_EQ_STR(s,
+	    "its content holds a tool_use block, a block without a type, a a block, "
+	    "a b block and more and no text");
+	free(s);
+	s = no_text_of(LLM_ANTHROPIC, "{\"content\":[]}");
+	CHECK_EQ_STR(s, "its content holds no block");
+	free(s);
+	/* Text present: nothing to say. */
+	CHECK(no_text_of(LLM_ANTHROPIC,
+	          "{\"content\":[{\"type\":\"text\",\"text\":\"x\"},{\"type\":\"tool_use\"}]}") ==
+	    NULL);
+	s = no_text_of(
+	    LLM_OPENAI, "{\"choices\":[{\"message\":{\"content\":null,\"refusal\":\"no\"}}]}");
+	CHECK_EQ_STR(s, "the model refused: \"no\"");
+	free(s);
+	s = no_text_of(
+	    LLM_OPENAI, "{\"choices\":[{\"message\":{\"content\":\"\",\"tool_calls\":[{}]}}]}");
+	CHECK_EQ_STR(s, "its message holds 1 tool call and no text");
+	free(s);
+	CHECK(no_text_of(LLM_OPENAI, "{\"choices\":[{\"message\":{\"content\":null}}]}") == NULL);
+}
+
 /* Compare the in-place reader with jansson on one body, given in a buffer of exactly its
  * length (no NUL after it: a read past the end is caught under the sanitizers). */
 static void parse_agrees(enum llm_provider p, const char *text, size_t len)

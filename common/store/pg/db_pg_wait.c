@@ -83,10 +83,20 @@ static PGresult *wait_side_exec(
 	return last;
 }
 
+/* The settings a connection made beside the store's takes in its start-up options, which
+ * the server takes over those of the role and the database (ALTER ROLE/DATABASE ... SET),
+ * as the store's connections make them (db_pg.c): a statement_timeout or lock_timeout set
+ * there cancelled the wait report's statement and the leave of the fleet, a default of
+ * SERIALIZABLE could fail the leave, and synchronous_commit off acknowledged it unflushed.
+ * From PostgreSQL 17, transaction_timeout too. */
+#define WAIT_SIDE_SETTINGS                                                                         \
+	"-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0"        \
+	" -c default_transaction_isolation=read\\ committed -c synchronous_commit=on"
+
 /* A connection of its own to the server and database of `c`, made with its parameters
  * under application name `app` (2 s at most to connect), its search_path set to `path`
- * (when not NULL) by its start-up options, after those of `c` (PGOPTIONS). NULL when out
- * of memory; else PQstatus says whether it was made. */
+ * (when not NULL) and the settings above by its start-up options, after those of `c`
+ * (PGOPTIONS). NULL when out of memory; else PQstatus says whether it was made. */
 static PGconn *wait_side_connect(PGconn *c, const char *path, const char *app)
 {
 	PQconninfoOption *opts = PQconninfo(c);
@@ -107,6 +117,9 @@ static PGconn *wait_side_connect(PGconn *c, const char *path, const char *app)
 			vals[k++] = o->val;
 		}
 	}
+	strbuf_puts(&options, options.len > 0 ? " " WAIT_SIDE_SETTINGS : WAIT_SIDE_SETTINGS);
+	if (PQserverVersion(c) >= 170000)
+		strbuf_puts(&options, " -c transaction_timeout=0");
 	/* In the options a backslash keeps the white space or backslash after it. */
 	if (path != NULL)
 		strbuf_puts(&options, options.len > 0 ? " -c search_path=" : "-c search_path=");

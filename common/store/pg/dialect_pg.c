@@ -58,7 +58,8 @@ const struct db_dialect dialect_pg = {
 	    " jsonb), '{stopped_runs}', COALESCE(CAST(state_json AS jsonb) -> 'stopped_runs',"
 	    " '[]') - CAST(?1 AS TEXT)), '{deprioritized_runs}', COALESCE(CAST(state_json AS"
 	    " jsonb) -> 'deprioritized_runs', '[]') - CAST(?1 AS TEXT)) AS TEXT)"
-	    " WHERE completed_at IS NULL AND strpos(state_json, ?1) > 0"
+	    " WHERE completed_at IS NULL AND (strpos(state_json, ?1) > 0"
+	    " OR CAST(?1 AS TEXT) ~ " DIALECT_PG_JSON_ESCAPED ")"
 	    " AND (CAST(state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(?1)"
 	    " OR CAST(state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(?1))",
 };

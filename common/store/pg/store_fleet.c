@@ -4,6 +4,7 @@
 #include "common/store/store_fleet.h"
 #include "common/store/pg/db_pg.h"
 #include "common/store/pg/db_pg_wait.h"
+#include "common/store/pg/dialect_pg.h"
 #include "common/store/pg/store_fleet_budget.h"
 #include "common/store/store_drain_internal.h"
 #include "common/strbuf.h"
@@ -25,10 +26,12 @@
 
 /* Whether the session ?5 stopped or deprioritised run r (its saved policy state): a run
  * another supervisor stopped is not claimed here even before this one has read why. The
- * JSON is parsed only when the state names the run at all. */
+ * JSON is parsed only when the state names the run at all, or when the run's id is one
+ * JSON writes escaped (which a search for the id as it is would not find). */
 #define FLEET_RUN_HELD_BACK                                                                        \
 	" (SELECT count(*) FROM drain_sessions ds WHERE ds.session_id = ?5"                        \
-	"   AND CASE WHEN strpos(ds.state_json, r.id) = 0 THEN FALSE"                              \
+	"   AND CASE WHEN strpos(ds.state_json, r.id) = 0 AND r.id !~ " DIALECT_PG_JSON_ESCAPED    \
+	"   THEN FALSE"                                                                            \
 	"   ELSE CAST(ds.state_json AS jsonb) -> 'stopped_runs' @> jsonb_build_array(r.id)"        \
 	"   OR CAST(ds.state_json AS jsonb) -> 'deprioritized_runs' @> jsonb_build_array(r.id)"    \
 	"   END)"
@@ -743,8 +746,8 @@ void store_fleet_lost_free(struct fleet_lost *v, size_t n)
 	" AND (s.state IS NULL OR s.state <> 'live'))"
 
 /* Declare silent supervisors lost and close every orphaned attempt, in one transaction. */
-int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *nlost, int *closed,
-    struct store_err *err)
+int store_fleet_rescue(struct store_drain *d, int64_t connected_ms, struct fleet_lost **lost,
+    size_t *nlost, int *closed, struct store_err *err)
 {
 	static const char *const sql[] = {
 		/* Their phases: EXECUTING ones requeued, and no fence left on a closed attempt. */
@@ -772,11 +775,14 @@ int store_fleet_rescue(struct store_drain *d, struct fleet_lost **lost, size_t *
 	    "UPDATE supervisors SET state = 'lost', ended_at = " PG_NOW ", lost_by = ?1"
 	    " WHERE state = 'live' AND supervisor_id <> ?1"
 	    " AND heartbeat_at < " PG_NOW " - lease_timeout_ms * interval '1 millisecond'"
+	    " AND lease_timeout_ms <= ?2"
 	    " RETURNING supervisor_id, host, pid,"
 	    " EXTRACT(EPOCH FROM " PG_NOW " - heartbeat_at)",
 	    &q);
-	if (rc == DB_OK)
+	if (rc == DB_OK) {
 		db_bind_int64(q, 1, d->supervisor_id);
+		db_bind_int64(q, 2, connected_ms);
+	}
 	rc = store_each_row(d->st->db, q, rc, fleet_lost_row, &r, err,
 	    "%s: declaring silent supervisors lost", d->st->url);
 	for (size_t i = 0; i < ARRAY_SIZE(sql) && rc == 0; i++) {
@@ -961,13 +967,12 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
     enum fleet_aside *how, enum fleet_aside_session *session, int64_t *others, char *found,
     size_t n, struct store_err *err)
 {
-	char id[24], why[512], now[32];
-	const char *params[4] = { id, session_id, now, stop_reason };
+	char id[24], why[512];
+	const char *params[3] = { id, session_id, stop_reason };
 	bool unanswered;
 	PGresult *r;
 
 	snprintf(id, sizeof id, "%lld", (long long)d->supervisor_id);
-	time_db_now(now);
 	found[0] = '\0';
 	*session = FLEET_SESSION_OPEN;
 	*others = 0;
@@ -976,13 +981,13 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
 	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live' RETURNING 1),"
 	    " o AS (SELECT count(*) AS n FROM supervisors WHERE state = 'live'"
 	    " AND supervisor_id <> CAST($1 AS BIGINT) AND session_id = $2),"
-	    " e AS (UPDATE drain_sessions SET completed_at = $3, stop_reason = $4"
+	    " e AS (UPDATE drain_sessions SET completed_at = " PG_NOW ", stop_reason = $3"
 	    " WHERE session_id = $2 AND completed_at IS NULL AND EXISTS (SELECT 1 FROM u)"
 	    " AND (SELECT n FROM o) = 0 RETURNING 1)"
 	    " SELECT (SELECT count(*) FROM u), (SELECT state FROM supervisors"
 	    " WHERE supervisor_id = CAST($1 AS BIGINT)), (SELECT count(*) FROM e),"
 	    " (SELECT count(*) FROM drain_sessions WHERE session_id = $2), (SELECT n FROM o)",
-	    params, 4, &unanswered, why, sizeof why);
+	    params, 3, &unanswered, why, sizeof why);
 	if (r == NULL) {
 		*how = unanswered ? FLEET_ASIDE_UNANSWERED : FLEET_ASIDE_FAILED;
 		return store_fail(err, STORE_EIO,
