@@ -20,7 +20,9 @@ def drain(tmp, url, llm, name, workers=4):
     assert sup.wait(timeout=180) == 0, sup.stderr()
 
 
-def import_plan(tmp, url, name, runs):
+def import_plan(tmp, url, name, runs, category=None):
+    """Import `runs` runs of two phases, their ids prefixed with `name`; every phase of task
+    category `category` when one is given."""
     d = os.path.join(str(tmp), name)
     os.mkdir(d)
     plan = make_plan(os.path.join(d, "plan.json"), runs, 1, 2)
@@ -28,6 +30,8 @@ def import_plan(tmp, url, name, runs):
         doc = json.load(f)
     for r in doc["runs"]:
         r["run_id"] = name + "-" + r["run_id"]
+        for ph in r["tiers"][0]["phases"] if category is not None else ():
+            ph["task_category"] = category
     with open(plan, "w") as f:
         json.dump(doc, f)
     r = ctl("--db", url, "run", "import", plan)
@@ -121,23 +125,6 @@ def test_drain_calibrate_apply_fitted_model_drain_again_rollback(tmp):
         llm.stop()
 
 
-def import_categorised(tmp, url, name, runs, category):
-    """import_plan, every phase of task category `category`."""
-    d = os.path.join(str(tmp), name)
-    os.mkdir(d)
-    plan = make_plan(os.path.join(d, "plan.json"), runs, 1, 2)
-    with open(plan) as f:
-        doc = json.load(f)
-    for r in doc["runs"]:
-        r["run_id"] = name + "-" + r["run_id"]
-        for ph in r["tiers"][0]["phases"]:
-            ph["task_category"] = category
-    with open(plan, "w") as f:
-        json.dump(doc, f)
-    r = ctl("--db", url, "run", "import", plan)
-    assert r.rc == 0, r
-
-
 def test_a_long_non_ascii_category_drains_and_its_fitted_weight_reaches_the_workers(tmp):
     """A task category is kept on its first 31 bytes. One of 17 Cyrillic characters (34
     bytes) was cut inside its 16th: the worker could not encode its event ("event.body.cat:
@@ -175,7 +162,7 @@ def test_a_long_non_ascii_category_drains_and_its_fitted_weight_reaches_the_work
         model = json.loads(sql(url, "SELECT model_json FROM estimator_coefficients"
                                " WHERE active = 1")[0][0])
         assert set(model["categories"]) == {"implementation", cut}, model
-        import_categorised(tmp, url, "second", 1, long_cat)
+        import_plan(tmp, url, "second", 1, long_cat)
         drain(tmp, url, llm, "second")
         want = round(math.exp(model["intercept"] + model["categories"][cut]
                               + model["complexity"]["low"]

@@ -446,26 +446,35 @@ class RawProvider:
         self.sock.close()
 
 
+def drain_answered_by(tmp, data, provider_name="anthropic"):
+    """Drain one phase whose every call a RawProvider answers with `data` (an Anthropic or
+    an OpenAI-compatible base URL), one try; return (url, the supervisor, the attempt's
+    (outcome, failure_reason, message) rows). Nothing of the key may be logged or stored."""
+    url = new_db(tmp, runs=1, phases=1)
+    provider = RawProvider(data)
+    base = "http://127.0.0.1:%d" % provider.port + ("/v1" if provider_name == "openai" else "")
+    var = "OPENAI_API_KEY" if provider_name == "openai" else "ANTHROPIC_API_KEY"
+    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", provider_name,
+                     "--llm-base-url", base, "--llm-retries", 0, "--max-attempts-per-phase", 1,
+                     "--exit-when-drained", env={var: KEY})
+    try:
+        assert sup.wait() in (0, 5), sup.stderr()
+    finally:
+        provider.stop()
+    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
+    return url, sup, rows
+
+
 @pytest.mark.parametrize("case", sorted(PROVIDER_ANSWERS))
 def test_a_provider_answer_no_real_provider_sends_fails_the_call_naming_what_was_wrong(tmp, case):
     """Answers a broken or hostile provider (or what stands between) could send: each
     fails its call with libcurl's or the parser's words for what was wrong, the worker's
     memory bounded (a gzip bomb of 64 MiB stops at the 8 MiB cap), nothing of the key in
     a log or a row."""
-    url = new_db(tmp, runs=1, phases=1)
-    provider = RawProvider(provider_bytes(case))
-    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", "anthropic",
-                     "--llm-base-url", "http://127.0.0.1:%d" % provider.port,
-                     "--llm-retries", 0, "--max-attempts-per-phase", 1, "--exit-when-drained",
-                     env={"ANTHROPIC_API_KEY": KEY})
-    try:
-        assert sup.wait() in (0, 5), sup.stderr()
-    finally:
-        provider.stop()
-    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    url, sup, rows = drain_answered_by(tmp, provider_bytes(case))
     assert len(rows) == 1 and rows[0][:2] == ("failed", "PROVIDER_ERROR"), rows
     assert PROVIDER_ANSWERS[case][1] in rows[0][2], rows
-    assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
     assert sql(url, "SELECT status FROM llm_usage_events") == [("error",)]
 
 
@@ -519,21 +528,9 @@ def test_an_answer_without_text_fails_naming_what_it_holds_instead(tmp, case):
     and what it holds instead (the refusal with the key masked, the tool calls, the
     blocks' types); the tokens the provider counted are recorded."""
     provider_name, data, message = TEXTLESS_ANSWERS[case]
-    url = new_db(tmp, runs=1, phases=1)
-    provider = RawProvider(data)
-    base = "http://127.0.0.1:%d" % provider.port + ("/v1" if provider_name == "openai" else "")
-    var = "OPENAI_API_KEY" if provider_name == "openai" else "ANTHROPIC_API_KEY"
-    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", provider_name,
-                     "--llm-base-url", base, "--llm-retries", 0, "--max-attempts-per-phase", 1,
-                     "--exit-when-drained", env={var: KEY})
-    try:
-        assert sup.wait() in (0, 5), sup.stderr()
-    finally:
-        provider.stop()
-    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    url, sup, rows = drain_answered_by(tmp, data, provider_name)
     assert rows == [("failed", "PARSE_FAILED", message)], rows
     assert sql(url, "SELECT status, total_tokens FROM llm_usage_events") == [("ok", 12)]
-    assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
 
 
 def test_an_answer_cut_at_the_models_context_window_is_truncated_and_not_called_again(tmp):
@@ -542,19 +539,9 @@ def test_an_answer_cut_at_the_models_context_window_is_truncated_and_not_called_
     whole: PARSE_FAILED, whose advice is to retry, and its telemetry said it was not
     truncated. It is OUTPUT_TRUNCATED (split the phase), recorded as truncated, and no
     second call with a larger max_tokens, which gives no more, is paid for."""
-    url = new_db(tmp, runs=1, phases=1)
     cut = '{"files": [{"path": "out/run-000_p0-0.py", "mode": "create", "new_content": "x'
-    provider = RawProvider(message_answer([{"type": "text", "text": cut}],
-                                          "model_context_window_exceeded"))
-    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", "anthropic",
-                     "--llm-base-url", "http://127.0.0.1:%d" % provider.port,
-                     "--llm-retries", 0, "--max-attempts-per-phase", 1, "--exit-when-drained",
-                     env={"ANTHROPIC_API_KEY": KEY})
-    try:
-        assert sup.wait() in (0, 5), sup.stderr()
-    finally:
-        provider.stop()
-    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    url, sup, rows = drain_answered_by(tmp, message_answer([{"type": "text", "text": cut}],
+                                                           "model_context_window_exceeded"))
     assert len(rows) == 1 and rows[0][:2] == ("failed", "OUTPUT_TRUNCATED"), rows
     assert re.fullmatch(
         r"output truncated at the model's context window \(model_context_window_exceeded; "
@@ -596,20 +583,9 @@ def test_an_answer_that_is_no_json_names_its_content_type(tmp, case):
     the message said only `'[' or '{' expected near '<'`. It names the answer's
     Content-Type too, masked and cut as any text the provider sends."""
     data, message = NOT_JSON_ANSWERS[case]
-    url = new_db(tmp, runs=1, phases=1)
-    provider = RawProvider(data)
-    sup = Supervisor(tmp, url, "--workers", 1, "--llm-provider", "anthropic",
-                     "--llm-base-url", "http://127.0.0.1:%d" % provider.port,
-                     "--llm-retries", 0, "--max-attempts-per-phase", 1, "--exit-when-drained",
-                     env={"ANTHROPIC_API_KEY": KEY})
-    try:
-        assert sup.wait() in (0, 5), sup.stderr()
-    finally:
-        provider.stop()
-    rows = sql(url, "SELECT outcome, failure_reason, message FROM attempts")
+    url, sup, rows = drain_answered_by(tmp, data)
     assert len(rows) == 1 and rows[0][:2] == ("failed", "PROVIDER_ERROR"), rows
     assert rows[0][2].endswith("/v1/messages: " + message), rows
-    assert KEY not in sup.stderr() + sup.stdout() + repr(rows)
 
 
 def test_a_flood_of_control_connections_under_a_low_file_limit_leaves_status_and_scale_theirs(
