@@ -133,10 +133,15 @@ int secrets_give(struct sup *s, int sock, char *why, size_t n)
 	return rc;
 }
 
+/* The variable that holds the key of the configured provider. */
+static const char *secrets_key_var(const struct sup *s)
+{
+	return strcmp(s->cfg.llm_provider, "openai") == 0 ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
+}
+
 const char *secrets_missing(const struct sup *s)
 {
-	const char *var = strcmp(s->cfg.llm_provider, "openai") == 0 ? "OPENAI_API_KEY" :
-	                                                               "ANTHROPIC_API_KEY";
+	const char *var = secrets_key_var(s);
 	size_t k = strlen(var), at;
 
 	for (at = 0; at < s->keys_len; at += strlen(s->keys + at) + 1)
@@ -174,7 +179,7 @@ static bool secrets_host_loopback(const char *host)
 
 void secrets_warn_clear_text(const struct sup *s)
 {
-	const char *url = s->cfg.llm_base_url, *host, *var;
+	const char *url = s->cfg.llm_base_url, *host;
 	char *name;
 	size_t n;
 
@@ -185,12 +190,10 @@ void secrets_warn_clear_text(const struct sup *s)
 	                     strcspn(host, ":/");
 	name = xstrndup(host, n);
 	if (!secrets_host_loopback(name)) {
-		var = strcmp(s->cfg.llm_provider, "openai") == 0 ? "OPENAI_API_KEY" :
-		                                                   "ANTHROPIC_API_KEY";
 		log_warn("--llm-base-url %s: every call sends the API key (%s) and the prompt to "
 		         "%s unencrypted (http://, and %s is not this machine's loopback), where "
 		         "whatever is on the network between reads them; give an https:// URL",
-		    url, var, name, name);
+		    url, secrets_key_var(s), name, name);
 	}
 	free(name);
 }

@@ -124,9 +124,6 @@ int64_t llm_parse_retry_after(const char *value)
 	return when > 0 ? (int64_t)when * 1000 : 0;
 }
 
-/* How llm_body_parse's refusal of a body that is no JSON object starts. */
-#define LLM_NOT_JSON "response is not a JSON object"
-
 /* The most bytes of an answer's Content-Type kept to name it. */
 #define LLM_CONTENT_TYPE_SHOWN 64
 

@@ -27,6 +27,9 @@
 /* Bytes of a stop reason kept: the names providers use are short ("end_turn", "length");
  * a longer one is cut (it travels in a frame, whose names hold PROTO_NAME_MAX bytes). */
 #define LLM_STOP_REASON_MAX 64
+/* How llm_body_parse's refusal of a body that is no JSON object starts: the try's
+ * message adds the answer's Content-Type after it. */
+#define LLM_NOT_JSON "response is not a JSON object"
 
 enum llm_provider {
 	LLM_ANTHROPIC,

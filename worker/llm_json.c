@@ -383,13 +383,13 @@ int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm
 		json_error_t jerr;
 		json_t *j = json_loadb_bounded(body, len, 0, &jerr);
 
-		snprintf(err, errlen, "response is not a JSON object (%zu bytes): %s", len,
-		    j == NULL ? jerr.text : why);
+		snprintf(
+		    err, errlen, LLM_NOT_JSON " (%zu bytes): %s", len, j == NULL ? jerr.text : why);
 		json_decref(j);
 		return -1;
 	}
 	if (!jspan_is_object(root)) {
-		snprintf(err, errlen, "response is not a JSON object (%zu bytes): wrong type", len);
+		snprintf(err, errlen, LLM_NOT_JSON " (%zu bytes): wrong type", len);
 		return -1;
 	}
 	got = jspan_members(root, llm_root_keys, LLM_M_N, m);
