@@ -15,6 +15,7 @@
 #include "supervisor/droplog.h"
 #include "common/log.h"
 #include "common/procs.h"
+#include "common/store/store.h"
 #include "common/store/store_runtime.h"
 #include "common/utf8.h"
 #include "common/util.h"
@@ -546,20 +547,15 @@ static void control_conn_cb(uv_stream_t *server, int status)
 static char *control_path(struct sup *s)
 {
 	struct store_err err;
-	char *dir, *cwd;
+	char *dir;
 
 	if (s->cfg.control_path != NULL && s->cfg.control_path[0] == '/')
 		return xstrdup(s->cfg.control_path);
 	if (s->cfg.control_path != NULL) {
-		if ((cwd = getcwd(NULL, 0)) == NULL) {
+		if ((dir = store_path_absolute(s->cfg.control_path, NULL)) == NULL)
 			log_error("--control %s is relative, and the current directory cannot be "
 			          "read (%s); give an absolute path",
 			    s->cfg.control_path, strerror(errno));
-			return NULL;
-		}
-		dir = xasprintf(
-		    "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", s->cfg.control_path);
-		free(cwd);
 		return dir;
 	}
 	if ((dir = store_runtime_dir(&err)) == NULL) {
