@@ -100,6 +100,26 @@ const char *procs_stat_text(pid_t pid, char *buf, size_t n)
 	return p + 1;
 }
 
+bool procs_comm(pid_t pid, char *buf, size_t n)
+{
+	char path[32];
+	FILE *f;
+	bool ok;
+
+	snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+	if (n == 0)
+		return false;
+	buf[0] = '\0';
+	if ((f = fopen(path, "re")) == NULL)
+		return false;
+	ok = fgets(buf, (int)n, f) != NULL;
+	fclose(f);
+	if (!ok)
+		buf[0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return ok;
+}
+
 /* Read /proc/<pid>/stat. Returns 0, or -1 with errno when the process is gone (or its
  * file cannot be read). */
 static int procs_stat_read(pid_t pid, struct procs_stat *st)

@@ -49,6 +49,11 @@ int procs_descends_from(pid_t pid, pid_t ancestor, pid_t *child);
  * pointer into buf, or NULL when the process is gone or the file holds no ')'. */
 const char *procs_stat_text(pid_t pid, char *buf, size_t n);
 
+/* The command name of process `pid` (/proc/<pid>/comm, its newline left out) in buf (n
+ * bytes). Returns false, with buf "", when the process is gone or its name cannot be
+ * read. */
+bool procs_comm(pid_t pid, char *buf, size_t n);
+
 /* The process tracing `pid` (the TracerPid of /proc/<pid>/status): its pid, 0 when none
  * does, or -1 when the file cannot be read or holds no such line. */
 pid_t procs_tracer(pid_t pid);

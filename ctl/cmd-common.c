@@ -5,6 +5,7 @@
 #include "common/store/dburl_pg.h"
 #include "common/store/store_lock.h"
 #include "common/strbuf.h"
+#include "common/procs.h"
 #include "common/util.h"
 #include "common/utf8.h"
 
@@ -311,18 +312,8 @@ out:
 /* Name the process holding the lock, from /proc (autopack-supervisor if unknown). */
 static void cmd_holder_name(pid_t pid, char *buf, size_t len)
 {
-	char *p = xasprintf("/proc/%ld/comm", (long)pid);
-	FILE *f = fopen(p, "r");
-
-	free(p);
-	strlcpy_ap(buf, "autopack-supervisor", len);
-	if (f == NULL)
-		return;
-	if (fgets(buf, (int)len, f) != NULL)
-		buf[strcspn(buf, "\n")] = '\0';
-	if (strncmp(buf, "autopack-superv", 15) == 0)
+	if (!procs_comm(pid, buf, len) || strncmp(buf, "autopack-superv", 15) == 0)
 		strlcpy_ap(buf, "autopack-supervisor", len);
-	fclose(f);
 }
 
 /* Take the write lock, naming the holder if it is busy. */

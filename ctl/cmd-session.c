@@ -2,6 +2,7 @@
 #include "ctl/cmd.h"
 #include "common/jsonload.h"
 #include "common/store/store_session.h"
+#include "common/procs.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -30,20 +31,13 @@ static const struct option cmd_session_show_opts[] = {
  * (another program's, a hand edit) is none: cut to pid_t, 4294967297 was pid 1. */
 static bool cmd_session_pid_alive(int64_t pid)
 {
-	char comm[64] = "";
-	char *p;
-	FILE *f;
+	char comm[64];
 
 	if (pid <= 0 || pid > INT_MAX || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
 		return false;
-	p = xasprintf("/proc/%lld/comm", (long long)pid);
-	f = fopen(p, "r");
-	free(p);
-	if (f == NULL)
+	/* Unreadable (another user's /proc hidden): alive, as kill said. */
+	if (!procs_comm((pid_t)pid, comm, sizeof comm))
 		return true;
-	if (fgets(comm, sizeof comm, f) == NULL)
-		comm[0] = '\0';
-	fclose(f);
 	return strncmp(comm, "autopack-superv", 15) == 0;
 }
 

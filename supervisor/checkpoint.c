@@ -11,6 +11,7 @@
  * commits themselves, which stops the supervisor (exit 3). */
 #include "supervisor/observe.h"
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/store/store_checkpoint.h"
 #include "common/store/store_lock.h"
 #include "common/strbuf.h"
@@ -27,17 +28,9 @@
 /* Append "pid (name)" of process pid to b. */
 static void checkpoint_name_pid(struct strbuf *b, pid_t pid)
 {
-	char *p = xasprintf("/proc/%ld/comm", (long)pid);
-	char comm[64] = "";
-	FILE *f = fopen(p, "re");
+	char comm[64];
 
-	free(p);
-	if (f != NULL) {
-		if (fgets(comm, sizeof comm, f) == NULL)
-			comm[0] = '\0';
-		fclose(f);
-	}
-	comm[strcspn(comm, "\n")] = '\0';
+	procs_comm(pid, comm, sizeof comm);
 	strbuf_printf(b, comm[0] != '\0' ? "%ld (%s)" : "%ld", (long)pid, comm);
 }
 
