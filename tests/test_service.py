@@ -361,7 +361,47 @@ def test_the_unit_does_not_restart_a_supervisor_whose_budget_ended_the_drain(tmp
     assert status == 5, sup.stderr()
     assert "batch size 1 reached (--batch-size)" in sup.stderr()
     assert not unit_restarts_after(status)
-    # What the unit is meant to restart still is: a crash, and a breaker's exit 4.
-    assert unit_restarts_after(4) and not unit_restarts_after(0)
+    # What the unit is meant to restart still is: a crash (a signal, or any other status).
+    assert unit_restarts_after(6) and not unit_restarts_after(0)
     for refused in (1, 2, 3):
         assert not unit_restarts_after(refused)
+
+
+def unit_settings(section):
+    """The shipped unit's settings of one section, as {key: [values]}."""
+    text = open(os.path.join(ROOT, "contrib", "autopack-supervisor@.service")).read()
+    body = re.search(r"^\[%s\]\n(.*?)(?=^\[|\Z)" % section, text, re.M | re.S).group(1)
+    out = {}
+    for key, value in re.findall(r"^(\w+)=(.*)$", body, re.M):
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def test_the_unit_does_not_restart_a_supervisor_whose_breaker_tripped(tmp):
+    """The breaker ends a drain (exit 4, with --exit-when-drained) when the provider or the
+    workers failed again and again: the shipped unit started it again after RestartSec
+    (10 s), for ever, each start repeating the calls the provider refused. It is now
+    failed instead; a supervisor that keeps crashing is restarted a bounded number of
+    times."""
+    url = new_db(tmp, runs=1, phases=1)
+    notify = NotifySocket(tmp)
+    sup = rogue_supervisor(tmp, url, "key401", "--workers", 1, "--exit-when-drained",
+                           env={"NOTIFY_SOCKET": notify.env})
+    try:
+        notify.wait(lambda d: d.startswith("STATUS=stopping (breaker"), "the breaker's stop")
+        status = sup.wait()
+    finally:
+        sup.kill()
+        notify.close()
+    assert status == 4, sup.stderr()
+    assert not unit_restarts_after(status)
+    unit = unit_settings("Unit")
+    # Crashes are restarted at most StartLimitBurst times within StartLimitIntervalSec.
+    assert int(unit["StartLimitBurst"][0]) <= 10, unit
+    assert re.fullmatch(r"\d+min", unit["StartLimitIntervalSec"][0]), unit
+    assert int(unit["StartLimitIntervalSec"][0][:-3]) * 60 >= \
+        int(unit["StartLimitBurst"][0]) * int(unit_settings("Service")["RestartSec"][0][:-1])
+    # The unit's comments name every exit status and what the unit does after it.
+    text = open(os.path.join(ROOT, "contrib", "autopack-supervisor@.service")).read()
+    for code in ("0", "1", "2", "3", "4", "5"):
+        assert re.search(r"^#\s+%s\s" % code, text, re.M), code
