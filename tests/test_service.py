@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from conftest import ROOT
-from supervisor_helpers import (Supervisor, hold_write_lock, new_db, release, rogue_supervisor,
-                                sql, wait_for)
+from conftest import ROOT, ctl
+from supervisor_helpers import (Supervisor, hold_write_lock, make_plan, new_db, release,
+                                rogue_notes, rogue_supervisor, sql, wait_for)
 
 
 class NotifySocket:
@@ -52,6 +52,13 @@ class NotifySocket:
             return None
         return wait_for(seen, timeout, step=0, what=what)
 
+    def until(self, pred, what, timeout=60):
+        """Like wait, but a datagram already read counts too."""
+        for d in self.got:
+            if pred(d):
+                return d
+        return self.wait(pred, what, timeout)
+
     def close(self):
         self.sock.close()
 
@@ -80,9 +87,11 @@ def test_ready_status_watchdog_stopping(tmp, abstract):
         assert st["pool"]["live"] == 3
         assert all(w["state"] in ("idle", "busy") for w in st["pool"]["workers"]), st
         assert [d for d in notify.got if d.startswith("STATUS=")], notify.got
-        # While draining, the status line is the progress every reader shows.
-        notify.wait(lambda d: re.match(r"STATUS=draining: \d+/\d+ phases \(", d),
-                    "a progress status line")
+        # While draining, the status line is the progress every reader shows; drained,
+        # the supervisor is idle.
+        assert [d for d in notify.got if re.match(r"STATUS=draining: \d+/\d+ phases \(", d)]
+        notify.wait(lambda d: d == "STATUS=idle: waiting for phases; 4 done, 0 failed",
+                    "the idle status line")
         # The status line precedes readiness, and a watchdog ping follows it.
         assert notify.got.index("READY=1") > 0
         pings = lambda: sum(d == "WATCHDOG=1" for d in notify.got)
@@ -136,6 +145,54 @@ def test_documented_status_line_is_the_real_one(tmp):
         assert re.fullmatch(shape, doc), (doc, real)
 
 
+def test_the_status_line_says_idle_paused_draining_and_stopping_with_counts(tmp):
+    """STATUS= said "draining: 2/2 phases (100.0%) ... ETA done" while the supervisor sat
+    idle with nothing queued, waiting for work, and a bare "paused" with no count of
+    what was still in flight or queued. Each state now has its own word and counts."""
+    url = new_db(tmp, runs=1, phases=2)
+    go = os.path.join(str(tmp), "go")
+    notify = NotifySocket(tmp)
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 1,
+                           env={"NOTIFY_SOCKET": notify.env, "ROGUE_GO": go})
+    status = lambda text: (lambda d: d == "STATUS=" + text)
+    try:
+        # The status line comes before READY=1.
+        notify.wait(lambda d: re.match(r"STATUS=draining: 0/2 phases \(0\.0%\)", d),
+                    "draining, the first phase in flight")
+        notify.until(lambda d: d == "READY=1", "READY=1")
+        wait_for(lambda: rogue_notes(tmp, event="job"), what="the first job")
+        assert sup.ctl("pause").rc == 0
+        notify.wait(status("paused: 1 in flight, 1 queued; 0/2 phases done, 0 failed"),
+                    "paused with one in flight")
+        open(go, "w").close()
+        notify.wait(status("paused: 0 in flight, 1 queued; 1/2 phases done, 0 failed"),
+                    "paused, the attempt in flight done")
+        assert sup.ctl("resume").rc == 0
+        notify.wait(status("idle: waiting for phases; 2 done, 0 failed"), "idle")
+        # Idle stays idle: no other status while nothing is queued.
+        notify.read(timeout=2.5)
+        assert notify.got[-1].startswith("STATUS=idle") or notify.got[-1] == "WATCHDOG=1"
+        assert not [d for d in notify.got[notify.got.index(
+            "STATUS=idle: waiting for phases; 2 done, 0 failed"):]
+            if d.startswith("STATUS=draining")], notify.got
+        # New work makes it draining again, then idle with the new counts.
+        plan = make_plan(os.path.join(str(tmp), "more.json"), 1, phases=1)
+        with open(plan) as f:
+            text = f.read().replace("run-000", "run-more")
+        with open(plan, "w") as f:
+            f.write(text)
+        r = ctl("--db", url, "run", "import", plan)
+        assert r.rc == 0, r
+        notify.wait(status("idle: waiting for phases; 3 done, 0 failed"), "idle again")
+        assert sup.ctl("stop").rc == 0
+        notify.wait(lambda d: re.match(r"STATUS=stopping \(.+\): 0 in flight; 3/3 phases "
+                                       r"done, 0 failed$", d), "stopping with counts")
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        notify.close()
+
+
 def test_no_ready_before_workers_are_up(tmp):
     """A worker binary that never says hello: the supervisor runs, the control socket
     answers, but the service manager is never told it is ready."""
@@ -149,7 +206,7 @@ def test_no_ready_before_workers_are_up(tmp):
                     "--heartbeat-timeout-seconds", 3600)
     try:
         sup.wait_ready()
-        notify.wait(lambda d: d.startswith("STATUS=starting"), "the starting status")
+        notify.wait(lambda d: d == "STATUS=starting workers: 0/2 up", "the starting status")
         assert sup.status()["pool"]["live"] == 2
         # Status and control work; readiness waits for the workers' hello.
         assert "READY=1" not in notify.read()
@@ -244,9 +301,10 @@ def test_watchdog_for_another_pid_is_ignored(tmp):
         # Two status changes (sent at most once a second) while pings, were they due,
         # would come every 50 ms.
         assert sup.ctl("pause").rc == 0
-        notify.wait(lambda d: d == "STATUS=paused", "the paused status")
+        notify.wait(lambda d: d.startswith("STATUS=paused: "), "the paused status")
         assert sup.ctl("resume").rc == 0
-        notify.wait(lambda d: d.startswith("STATUS=") and d != "STATUS=paused", "resumed")
+        notify.wait(lambda d: d.startswith("STATUS=") and not d.startswith("STATUS=paused"),
+                    "resumed")
         assert sup.ctl("stop").rc == 0
         notify.wait(lambda d: d == "STOPPING=1", "STOPPING=1")
         assert sup.wait() == 0
