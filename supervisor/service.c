@@ -75,18 +75,21 @@ void service_status_line(struct sup *s, char *buf, size_t n)
 	p = service_last;
 	queued = p.remaining > s->in_flight ? p.remaining - s->in_flight : 0;
 	if (s->stopping) {
-		snprintf(buf, n, "stopping%s%s%s: %lld in flight; %lld/%lld phases done, %lld failed",
-		    s->stop_reason != NULL ? " (" : "", s->stop_reason != NULL ? s->stop_reason : "",
-		    s->stop_reason != NULL ? ")" : "", (long long)s->in_flight, (long long)p.done,
-		    (long long)p.total, (long long)p.failed);
+		snprintf(buf, n,
+		    "stopping%s%s%s: %lld in flight; %lld/%lld phases done, %lld failed",
+		    s->stop_reason != NULL ? " (" : "",
+		    s->stop_reason != NULL ? s->stop_reason : "", s->stop_reason != NULL ? ")" : "",
+		    (long long)s->in_flight, (long long)p.done, (long long)p.total,
+		    (long long)p.failed);
 	} else if (s->paused || s->crash_loop) {
-		snprintf(buf, n, "%s: %lld in flight, %lld queued; %lld/%lld phases done, %lld failed",
+		snprintf(buf, n,
+		    "%s: %lld in flight, %lld queued; %lld/%lld phases done, %lld failed",
 		    s->paused ? "paused" : "breaker tripped, dispatch paused",
 		    (long long)s->in_flight, (long long)queued, (long long)p.done,
 		    (long long)p.total, (long long)p.failed);
 	} else if (p.remaining == 0) {
-		snprintf(buf, n, "idle: waiting for phases; %lld done, %lld failed", (long long)p.done,
-		    (long long)p.failed);
+		snprintf(buf, n, "idle: waiting for phases; %lld done, %lld failed",
+		    (long long)p.done, (long long)p.failed);
 	} else {
 		progress_line(&p, line, sizeof line);
 		snprintf(buf, n, "draining: %s", line);
