@@ -28,12 +28,17 @@ static const struct option cmd_session_show_opts[] = {
 };
 
 /* Return true if `pid` is a live autopack-supervisor process. A pid past what pid_t holds
- * (another program's, a hand edit) is none: cut to pid_t, 4294967297 was pid 1. */
+ * (another program's, a hand edit) is none: cut to pid_t, 4294967297 was pid 1. Nor is a
+ * supervisor that was killed and not yet reaped (a zombie: kill(2) still finds it). */
 static bool cmd_session_pid_alive(int64_t pid)
 {
-	char comm[64];
+	char comm[64], stat[512];
+	const char *st;
 
 	if (pid <= 0 || pid > INT_MAX || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+		return false;
+	st = procs_stat_text((pid_t)pid, stat, sizeof stat);
+	if (st != NULL && (st[1] == 'Z' || st[1] == 'X'))
 		return false;
 	/* Unreadable (another user's /proc hidden): alive, as kill said. */
 	if (!procs_comm((pid_t)pid, comm, sizeof comm))

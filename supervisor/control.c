@@ -20,6 +20,7 @@
 #include "common/utf8.h"
 #include "common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -820,16 +821,59 @@ static int control_conn_max(void)
 	return n >= CONTROL_CONN_MAX ? CONTROL_CONN_MAX : n >= 2 ? (int)n : 2;
 }
 
+/* Remove the control sockets in the runtime directory `dir` on which nobody listens (a
+ * connect is refused): those of supervisors that were killed, which nothing else removes
+ * (a PostgreSQL supervisor's is named by its pid, a SQLite one's by a file that may never
+ * be drained again). Only "*.sock" sockets of this user right in `dir` are looked at (a
+ * socket being made has another name until it listens), and one is removed only while the
+ * name still holds the socket that refused. Says how many were removed. */
+static void control_sweep_dead(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int removed = 0;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		struct stat before, after;
+		char *path;
+
+		if (len < 6 || strcmp(e->d_name + len - 5, ".sock") != 0)
+			continue;
+		path = xasprintf("%s/%s", dir, e->d_name);
+		if (lstat(path, &before) == 0 && S_ISSOCK(before.st_mode) &&
+		    before.st_uid == getuid() &&
+		    strlen(path) < sizeof(struct sockaddr_un){ 0 }.sun_path &&
+		    control_socket_live(path) == 0 && lstat(path, &after) == 0 &&
+		    after.st_dev == before.st_dev && after.st_ino == before.st_ino &&
+		    unlink(path) == 0)
+			removed++;
+		free(path);
+	}
+	closedir(d);
+	if (removed > 0)
+		log_info("removed %d control socket(s) in %s on which nobody listened (left by "
+		         "supervisors that were killed)",
+		    removed, dir);
+}
+
 /* Bind and listen on the control socket; -1 (logged) on failure. */
 int control_listen(struct sup *s)
 {
-	char why[1024];
+	struct store_err err;
+	char why[1024], *dir;
 
 	if ((s->control_path = control_path(s)) == NULL)
 		return -1;
 	if (control_bind(s, &s->ctl_server, NULL, why, sizeof why) != 0) {
 		log_error("%s", why);
 		return -1;
+	}
+	if (s->cfg.control_path == NULL && (dir = store_runtime_dir(&err)) != NULL) {
+		control_sweep_dead(dir);
+		free(dir);
 	}
 	ctl_listener = &s->ctl_server;
 	s->ctl_open = true;
