@@ -66,13 +66,14 @@ static json_t *cmd_session_json_col(const char *text)
 /* Return one session's header as JSON. */
 static json_t *cmd_session_head_json(const struct store_session *s)
 {
-	return json_pack("{s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "session_id",
-	    cmd_json_text(s->session_id), "started_at", cmd_json_text(s->started_at),
+	return json_pack("{s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	    "session_id", cmd_json_text(s->session_id), "started_at", cmd_json_text(s->started_at),
 	    "completed_at", cmd_json_text(s->completed_at), "status", cmd_session_status(s),
 	    "stop_reason", cmd_json_text(s->stop_reason), "supervisor_pid",
 	    (json_int_t)s->supervisor_pid, "attempts", (json_int_t)s->attempts, "open_attempts",
 	    (json_int_t)s->open_attempts, "results", (json_int_t)s->results, "successes",
-	    (json_int_t)s->successes, "events", (json_int_t)s->events);
+	    (json_int_t)s->successes, "events", (json_int_t)s->events, "handed_back",
+	    (json_int_t)s->handed_back);
 }
 
 /* Parse options of a session command: `opts`, at most one positional argument. */

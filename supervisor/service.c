@@ -54,13 +54,15 @@ static bool service_writer_healthy(struct sup *s)
  *   breaker tripped, dispatch paused: 0 in flight, 12 queued; 4/16 phases done, 3 failed
  *   stopping (REASON): 2 in flight; 14/16 phases done, 1 failed
  *   database lost
+ * each count of failures followed by ", N handed back" when attempts were (a pause, a
+ * stop, a scale-down or a lost worker sent their phase back to the queue).
  * The stop's reason comes first, so that a long one cut to the room of STATUS= still
  * says why. */
 void service_status_line(struct sup *s, char *buf, size_t n)
 {
 	struct progress p;
 	int64_t queued;
-	char line[200];
+	char line[200], back[48] = "";
 
 	if (s->store_lost) {
 		snprintf(buf, n, "database lost");
@@ -74,22 +76,24 @@ void service_status_line(struct sup *s, char *buf, size_t n)
 		progress_compute(s, &service_last);
 	p = service_last;
 	queued = p.remaining > s->in_flight ? p.remaining - s->in_flight : 0;
+	if (p.handed_back > 0)
+		snprintf(back, sizeof back, ", %lld handed back", (long long)p.handed_back);
 	if (s->stopping) {
 		snprintf(buf, n,
-		    "stopping%s%s%s: %lld in flight; %lld/%lld phases done, %lld failed",
+		    "stopping%s%s%s: %lld in flight; %lld/%lld phases done, %lld failed%s",
 		    s->stop_reason != NULL ? " (" : "",
 		    s->stop_reason != NULL ? s->stop_reason : "", s->stop_reason != NULL ? ")" : "",
 		    (long long)s->in_flight, (long long)p.done, (long long)p.total,
-		    (long long)p.failed);
+		    (long long)p.failed, back);
 	} else if (s->paused || s->crash_loop) {
 		snprintf(buf, n,
-		    "%s: %lld in flight, %lld queued; %lld/%lld phases done, %lld failed",
+		    "%s: %lld in flight, %lld queued; %lld/%lld phases done, %lld failed%s",
 		    s->paused ? "paused" : "breaker tripped, dispatch paused",
 		    (long long)s->in_flight, (long long)queued, (long long)p.done,
-		    (long long)p.total, (long long)p.failed);
+		    (long long)p.total, (long long)p.failed, back);
 	} else if (p.remaining == 0) {
-		snprintf(buf, n, "idle: waiting for phases; %lld done, %lld failed",
-		    (long long)p.done, (long long)p.failed);
+		snprintf(buf, n, "idle: waiting for phases; %lld done, %lld failed%s",
+		    (long long)p.done, (long long)p.failed, back);
 	} else {
 		progress_line(&p, line, sizeof line);
 		snprintf(buf, n, "draining: %s", line);

@@ -26,13 +26,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, binpath, ctl, run
 from supervisor_helpers import (Standin, Supervisor, gate_check, hold_write_lock,
-                                llm_supervisor, new_db, release, sql, status_when, wait_for)
+                                llm_supervisor, new_db, release, rogue_supervisor, sql,
+                                status_when, wait_for)
 
 ARTIFACTS = os.path.join(ROOT, "build", "test-artifacts")
 FAMILIES = {
     "autopack_build_info", "autopack_start_time_seconds", "autopack_supervisor_state",
     "autopack_phases", "autopack_queue_eligible_phases", "autopack_queue_in_flight_attempts",
     "autopack_drain_done_phases", "autopack_drain_remaining_phases",
+    "autopack_drain_failed_attempts", "autopack_drain_handed_back_attempts",
+    "autopack_attempts_handed_back_total",
     "autopack_drain_eta_seconds", "autopack_attempts_dispatched_total",
     "autopack_attempts_total", "autopack_attempt_duration_seconds",
     "autopack_events_committed_total", "autopack_events_duplicate_total",
@@ -655,6 +658,56 @@ def test_a_paused_drain_has_no_eta_and_the_leases_it_gave_back_are_no_failures(t
                     s["progress"]["eta_basis"] != "none", what="an ETA again")
     finally:
         assert sup.stop_now() == 0, sup.stderr()
+
+
+def test_attempts_handed_back_are_counted_apart_from_failures(tmp):
+    """A worker killed under its attempt, and `scale 0 --force`, end the attempt and send
+    its phase back to the queue: no failure of the phase (the drain rules judge neither),
+    yet status, watch, the dashboard, the metrics and STATUS= counted both as "failed".
+    They are counted as handed back, live and in a --resume of the session."""
+    from test_service import NotifySocket
+    url = new_db(tmp, runs=1, phases=1)
+    go = os.path.join(str(tmp), "go")
+    notify = NotifySocket(tmp)
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 1, "--http", "127.0.0.1:0",
+                           env={"ROGUE_GO": go, "NOTIFY_SOCKET": notify.env})
+    try:
+        base = http_base(sup)
+        st = status_when(sup, lambda s: s["queue"]["in_flight"] == 1, what="in flight")
+        os.kill(st["pool"]["workers"][0]["pid"], signal.SIGKILL)
+        st = status_when(sup, lambda s: s["progress"]["handed_back"] == 1 and
+                         s["queue"]["in_flight"] == 1, what="the phase again, in flight")
+        assert sup.ctl("scale", "0", "--force").rc == 0
+        st = status_when(sup, lambda s: s["progress"]["handed_back"] == 2, what="scaled down")
+        p = st["progress"]
+        assert (p["failed"], p["handed_back"], p["done"], p["remaining"]) == (0, 2, 0, 1), p
+        assert sql(url, "SELECT outcome FROM attempts ORDER BY attempt_id") == [
+            ("worker_crashed",), ("scaled_down",)]
+        assert "0 failed, 2 handed back" in sup.ctl("status").out
+        # /metrics serves the snapshot the loop publishes every second.
+        metric = lambda: {k[0]: v for k, v in samples(request(base, "/metrics")[2]).items()
+                          if not k[1]}
+        got = wait_for(lambda: (lambda g: g if g["autopack_drain_handed_back_attempts"] == 2
+                                else None)(metric()), what="/metrics")
+        text = request(base, "/metrics")[2]
+        assert got["autopack_drain_failed_attempts"] == 0, text
+        assert got["autopack_drain_handed_back_attempts"] == 2, text
+        assert got["autopack_attempts_handed_back_total"] == 2, text
+        notify.wait(lambda d: d.startswith("STATUS=") and d.endswith("0 failed, 2 handed back"),
+                    "the status line")
+    finally:
+        sup.kill()  # the session left unfinished, for --resume
+        notify.close()
+    # The session's record says the same.
+    [ses] = json.loads(ctl("--db", url, "session", "list", "--json").out)["sessions"]
+    assert (ses["results"], ses["successes"], ses["handed_back"]) == (2, 0, 2), ses
+    # Resumed, the session's figures are the same.
+    again = Supervisor(tmp, url, "--workers", 0, "--resume", name="again")
+    try:
+        p = again.wait_ready()["progress"]
+        assert (p["failed"], p["handed_back"]) == (0, 2), p
+    finally:
+        assert again.stop_now() == 0, again.stderr()
 
 
 def test_a_fast_drain_shows_its_rate_and_an_eta_of_seconds(tmp):

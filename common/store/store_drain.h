@@ -359,9 +359,11 @@ int store_drain_each_duration(struct store_drain *d, bool dry_run, int64_t limit
 int store_drain_each_failure(struct store_drain *d, int64_t limit,
     int (*fn)(void *arg, const struct drain_failure *f), void *arg, struct store_err *err);
 /* Count a session's attempts that left their phase for good (*done: the phase is
- * COMPLETE, FAILED or SKIPPED after it, or it was a dry run) and those that did not do
- * what was asked (*failed) (outside a transaction). */
+ * COMPLETE, FAILED or SKIPPED after it, or it was a dry run), those that handed their
+ * phase back (*handed_back: a crash, a lost heartbeat, a scale-down, a stop, a restarted
+ * or lost supervisor, and the phase QUEUED after it) and the others that did not do what
+ * was asked (*failed) (outside a transaction). */
 int store_drain_session_tally(struct store_drain *d, const char *session_id, int64_t *done,
-    int64_t *failed, struct store_err *err);
+    int64_t *failed, int64_t *handed_back, struct store_err *err);
 
 #endif
