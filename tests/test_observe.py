@@ -439,6 +439,74 @@ def test_dashboard_in_headless_chromium_shows_workers_and_progress(tmp, llm):
         assert sup.wait() == 0, sup.stderr()
 
 
+def test_the_page_shows_what_a_503_from_api_status_says(tmp):
+    """/api/status answers 503 when the status cannot be read (the supervisor's JSON error,
+    {"error": "store_error", "message": ...}), and a proxy before it answers 503 of its
+    own: the page called every such answer "unreachable", as if nothing had answered. It
+    now says what the answer says, and keeps the figures it showed last. The page is the
+    supervisor's own, served here by a stand-in whose /api/status answers the real status
+    once, then 503."""
+    import http.server
+    url = new_db(tmp, runs=1, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--http", "127.0.0.1:0")
+    try:
+        base = http_base(sup)
+        page = request(base, "/")[2]
+        real = status_when(sup, lambda s: s["progress"]["done"] == 2, what="drained")
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    answers = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            n = answers.setdefault("n", 0)
+            answers["n"] = n + 1
+            if self.path == "/":
+                code, kind, body = 200, "text/html; charset=utf-8", page
+            elif n <= 1:
+                code, kind, body = 200, "application/json", json.dumps(real)
+            else:
+                code, kind, body = answers["refusal"]
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stand_in = "http://127.0.0.1:%d/" % server.server_address[1]
+        answers["refusal"] = (503, "application/json", json.dumps(
+            {"ok": False, "error": "store_error",
+             "message": "reading the phase counts: database is locked <b>x</b>"}))
+        r = chromium("--virtual-time-budget=7000", "--dump-dom", stand_in)
+        assert r.returncode == 0, r.stderr
+        dom = r.stdout
+        assert re.search(r'id="state" class="badge warn">database unreadable<', dom), dom
+        assert "unreachable" not in dom.split("<script")[0], dom
+        assert ("the supervisor answered HTTP 503: reading the phase counts: database is "
+                "locked &lt;b&gt;x&lt;/b&gt; (figures from ") in dom, dom
+        # The figures of the answer before are still shown.
+        assert re.search(r'id="progress-text">2 / 2<', dom), dom
+        # A proxy's own 503 page: its words, not its markup.
+        answers["n"] = 0
+        answers["refusal"] = (503, "text/html", "<html><body><h1>503 Service Unavailable"
+                              "</h1>\n<p>No server is available.</p></body></html>")
+        dom = chromium("--virtual-time-budget=7000", "--dump-dom", stand_in).stdout
+        assert re.search(r'id="state" class="badge warn">HTTP 503<', dom), dom
+        assert ("the supervisor answered HTTP 503: 503 Service Unavailable No server is "
+                "available. (figures from ") in dom, dom
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def slow_client(port, out):
     """Open a request and never finish it; record whether the server hung up."""
     s = socket.create_connection(("127.0.0.1", port), timeout=60)
