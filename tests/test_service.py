@@ -6,11 +6,12 @@ variables never reach a worker."""
 import os
 import re
 import socket
+import sqlite3
 import uuid
 
 import pytest
 
-from conftest import ROOT, ctl
+from conftest import ROOT, ctl, preload
 from supervisor_helpers import (Supervisor, hold_write_lock, make_plan, new_db, release,
                                 rogue_notes, rogue_supervisor, sql, wait_for)
 
@@ -189,6 +190,91 @@ def test_the_status_line_says_idle_paused_draining_and_stopping_with_counts(tmp)
                                        r"done, 0 failed$", d), "stopping with counts")
         assert sup.wait() == 0, sup.stderr()
     finally:
+        sup.kill()
+        notify.close()
+
+
+def old_database(tmp, fillers):
+    """A schema-version-1 database (as test_db.make_v1 makes it) with ten queued phases
+    and `fillers` runs of a kilobyte each: the supervisor migrates it as it starts,
+    after a backup of the whole file."""
+    url = new_db(tmp, runs=1, phases=10)
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    con.executescript(
+        "DROP TABLE estimator_coefficients; UPDATE meta SET schema_version = 1;"
+        "ALTER TABLE token_estimation_v2_events DROP COLUMN input_tokens;"
+        "ALTER TABLE token_estimation_v2_events DROP COLUMN deliverables_detail_json;"
+        "ALTER TABLE llm_usage_events DROP COLUMN max_tokens;")
+    con.execute("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?)"
+                " INSERT INTO runs (id, created_at, updated_at, goal_anchor)"
+                " SELECT 'filler-' || i, 'a', 'b', hex(randomblob(500)) FROM c", (fillers,))
+    con.commit()
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    return url
+
+
+EXTEND = "EXTEND_TIMEOUT_USEC=10000000"
+
+
+def test_a_slow_start_asks_for_more_time_while_it_works(tmp):
+    """The start (here the migration's backup of the database, on a disk that takes 5 ms a
+    write) sent nothing until READY=1: a start longer than the unit's TimeoutStartSec= (2
+    min) was killed, and started again into the same migration. While the start works,
+    the supervisor now asks for more time every second (EXTEND_TIMEOUT_USEC=, 10 s each
+    time), and stops once ready."""
+    url = old_database(tmp, 3000)
+    notify = NotifySocket(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run",
+                     env=preload("full-shim.so", NOTIFY_SOCKET=notify.env,
+                                 AUTOPACK_FULL_SHIM_SUFFIX=".bak",
+                                 AUTOPACK_FULL_SHIM_DELAY_US="5000"))
+    try:
+        notify.until(lambda d: d == "READY=1", "READY=1")
+        before = notify.got[:notify.got.index("READY=1")]
+        assert before.count(EXTEND) >= 2, notify.got
+        assert set(d for d in before if d.startswith("EXTEND")) == {EXTEND}, notify.got
+        m = re.search(r"the start took (\d+\.\d) s: asked the service manager (\d+) time\(s\)"
+                      r" for more time \(EXTEND_TIMEOUT_USEC=10000000\) while it worked",
+                      sup.stderr())
+        assert m and int(m.group(2)) == before.count(EXTEND), sup.stderr()
+        assert float(m.group(1)) >= 2.0, sup.stderr()
+        # The database was migrated, and the drain goes on as usual.
+        assert sql(url, "SELECT schema_version FROM meta") == [(5,)]
+        notify.read(timeout=1.5)
+        assert EXTEND not in notify.got[notify.got.index("READY=1"):], notify.got
+        assert sup.stop_now() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        notify.close()
+
+
+def test_a_start_that_waits_on_nothing_asks_for_no_more_time(tmp):
+    """A start held where it does no work (here an fsync of the migration's backup that
+    does not return: a stuck disk or file system) asks for no more time, so that the
+    unit's TimeoutStartSec= still ends a start that is stuck."""
+    url = old_database(tmp, 10)
+    hold = os.path.join(str(tmp), "hold")
+    log = os.path.join(str(tmp), "shim.log")
+    open(hold, "w").close()
+    notify = NotifySocket(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run",
+                     env=preload("fsync-shim.so", NOTIFY_SOCKET=notify.env,
+                                 AUTOPACK_SHIM_PATH=str(tmp) + "/", AUTOPACK_SHIM_HOLD=hold,
+                                 AUTOPACK_SHIM_LOG=log))
+    try:
+        wait_for(lambda: os.path.exists(log) and "start" in open(log).read(), 60,
+                 what="an fsync held")
+        notify.read(timeout=4)
+        assert "READY=1" not in notify.got
+        # Its polls of the hold file may make a tick of CPU time: once at most.
+        assert notify.got.count(EXTEND) <= 1, notify.got
+        os.unlink(hold)
+        notify.until(lambda d: d == "READY=1", "READY=1 once the fsync returned")
+        assert sup.stop_now() == 0, sup.stderr()
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
         sup.kill()
         notify.close()
 
