@@ -342,3 +342,46 @@ def test_an_output_that_opens_to_no_device_is_not_called_a_fifo(tmp):
                 assert "FIFO" not in p.stderr, p.stderr
     finally:
         sock.close()
+
+
+def test_a_storm_of_sighup_and_sigusr1_is_told_in_a_few_lines_and_changes_nothing(tmp):
+    """Each SIGHUP and each signal ignored (SIGUSR1, SIGUSR2, SIGALRM) was one log line:
+    20,000 of them sent in a loop wrote 4,400 lines in a second. At most one line a
+    second is written for each, the others counted in one line; every SIGHUP still reopens
+    the log file (one rotated during the storm is written to again under its name), and
+    the drain goes on."""
+    from supervisor_helpers import new_db, wait_for
+    url = new_db(tmp, runs=1, phases=2)
+    log = os.path.join(str(tmp), "sup.log")
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--log-file", log)
+    try:
+        sup.wait_ready()
+        os.rename(log, log + ".1")
+        for _ in range(5000):
+            os.kill(sup.proc.pid, signal.SIGUSR1)
+            os.kill(sup.proc.pid, signal.SIGHUP)
+        wait_for(lambda: os.path.exists(log) and
+                 "more signal(s) SIGUSR1, SIGUSR2 or SIGALRM received and ignored" in
+                 open(log).read() + open(log + ".1").read(), 30, what="the storm counted")
+        assert sup.status()["state"] == "running"
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    text = open(log + ".1").read() + open(log).read()
+    ignored = text.count("received User defined signal 1 (signal 10): ignored")
+    reopened = text.count("SIGHUP: log file reopened")
+    assert 1 <= ignored <= 30 and 1 <= reopened <= 30, text
+    import re
+    counted = [int(n) for n in re.findall(
+        r"(\d+) more signal\(s\) SIGUSR1, SIGUSR2 or SIGALRM received and ignored in the last "
+        r"\d+\.\d s", text)]
+    back = [int(n) for n in re.findall(
+        r"(\d+) more SIGHUP\(s\) handled \(the log file reopened each time it could be\) in "
+        r"the last \d+\.\d s", text)]
+    assert counted and back, text
+    # Signals of one kind that come while one is pending are one: at most what was sent.
+    assert ignored + sum(counted) <= 5000 and reopened + sum(back) <= 5000
+    # The log rotated during the storm: its lines after the rotation are in the new file.
+    assert "session" in open(log).read() and "ended" in open(log).read()
+    assert len(text.splitlines()) < 200, len(text.splitlines())
