@@ -22,6 +22,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -651,6 +652,11 @@ static void control_bind_error(const char *path, int rc, char *why, size_t n)
 		    why, n, "control socket %s: its directory %s: %s", path, dir, strerror(errno));
 	else if (!S_ISDIR(sb.st_mode))
 		snprintf(why, n, "control socket %s: %s is not a directory", path, dir);
+	else if (rc == UV_EACCES || rc == UV_EPERM || rc == UV_EROFS)
+		snprintf(why, n,
+		    "control socket %s: %s: a socket cannot be made in its directory %s; choose "
+		    "a directory this user may write with --control PATH",
+		    path, uv_strerror(rc), dir);
 	else
 		snprintf(why, n, "control socket %s: %s", path, uv_strerror(rc));
 	free(dir);
@@ -663,31 +669,50 @@ static int control_bind(struct sup *s, uv_pipe_t *server, uv_close_cb done, char
 {
 	struct sockaddr_un sa;
 	struct stat sb;
-	size_t max;
-	char *tmp;
+	char *tmp, *bound = NULL;
+	int dirfd = -1;
 	mode_t old;
 	int rc;
 
 	uv_pipe_init(s->loop, server, 0);
 	server->data = s;
-	tmp = xasprintf("%s.%ld.new", s->control_path, (long)getpid());
-	max = sizeof sa.sun_path - 1 - (strlen(tmp) - strlen(s->control_path));
-	if (strlen(s->control_path) > max) {
+	if (strlen(s->control_path) >= sizeof sa.sun_path) {
 		snprintf(why, n,
 		    "control socket path too long (%zu bytes, at most %zu): %s; use a shorter "
 		    "--control PATH",
-		    strlen(s->control_path), max, s->control_path);
-		free(tmp);
+		    strlen(s->control_path), sizeof sa.sun_path - 1, s->control_path);
 		uv_close((uv_handle_t *)server, done);
 		return -1;
 	}
 	/* Bound and listening under a private name first, then linked into place: a client
 	 * never finds a socket that does not answer yet, and an existing one is never
-	 * replaced while it answers. */
+	 * replaced while it answers. A private name longer than a socket's name may be is
+	 * made in the same directory and bound through the directory's descriptor
+	 * (/proc/self/fd/N/.PID.new), so that every path a socket may have is taken,
+	 * whatever this process's pid (it was refused when the pid made the private name too
+	 * long: 98 bytes at most with a pid of four digits, 96 with six). */
+	tmp = xasprintf("%s.%ld.new", s->control_path, (long)getpid());
+	if (strlen(tmp) >= sizeof sa.sun_path) {
+		char *dir = xstrdup(s->control_path), *slash = strrchr(dir, '/');
+
+		if (slash != NULL && slash != dir)
+			*slash = '\0';
+		else if (slash != NULL)
+			slash[1] = '\0';
+		dirfd = open(slash != NULL ? dir : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		free(tmp);
+		tmp = xasprintf("%s/.%ld.new", slash != NULL ? dir : ".", (long)getpid());
+		bound = xasprintf("/proc/self/fd/%d/.%ld.new", dirfd, (long)getpid());
+		free(dir);
+	}
 	unlink(tmp);
 	old = umask(077);
-	rc = uv_pipe_bind(server, tmp);
+	rc = bound != NULL && dirfd < 0 ? UV_ENOENT :
+	                                  uv_pipe_bind(server, bound != NULL ? bound : tmp);
 	umask(old);
+	if (dirfd >= 0)
+		close(dirfd);
+	free(bound);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)server, 16, control_conn_cb);
 	if (rc != 0) {
