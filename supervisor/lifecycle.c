@@ -32,15 +32,20 @@ static void deadline_timer_cb(uv_timer_t *t)
  * and again) must not flood the log. Each SIGHUP still reopens the log. */
 static struct droplog sighup_log = DROPLOG_INIT(
     "SIGHUP(s) handled (the log file reopened each time it could be)", DROPLOG_SECOND);
-static struct droplog ignored_log = DROPLOG_INIT(
-    "signal(s) SIGUSR1, SIGUSR2 or SIGALRM received and ignored", DROPLOG_SECOND);
+/* One for each of ignored_signums, in its order. */
+static struct droplog ignored_log[] = {
+	DROPLOG_INIT("SIGUSR1(s) received and ignored", DROPLOG_SECOND),
+	DROPLOG_INIT("SIGUSR2(s) received and ignored", DROPLOG_SECOND),
+	DROPLOG_INIT("SIGALRM(s) received and ignored", DROPLOG_SECOND),
+};
 
 /* Tell the signals counted and not told yet: those whose second is over, or all with
  * `at_end`. */
 static void lifecycle_signals_flush(bool at_end)
 {
 	droplog_flush(&sighup_log, at_end);
-	droplog_flush(&ignored_log, at_end);
+	for (size_t i = 0; i < ARRAY_SIZE(ignored_log); i++)
+		droplog_flush(&ignored_log[i], at_end);
 }
 
 /* Check the database's identity once a second, report failing checkpoints, and tell the
@@ -147,8 +152,12 @@ static uv_signal_t ignored_sigs[ARRAY_SIZE(ignored_signums)];
 /* Log a signal that the supervisor ignores (at most a line a second, the rest counted). */
 static void ignored_cb(uv_signal_t *h, int signum)
 {
+	size_t i = 0;
+
 	(void)h;
-	droplog_warn(&ignored_log,
+	while (i + 1 < ARRAY_SIZE(ignored_signums) && ignored_signums[i] != signum)
+		i++;
+	droplog_warn(&ignored_log[i],
 	    "received %s (signal %d): ignored; the supervisor stops on SIGINT and SIGTERM "
 	    "and reopens its log on SIGHUP",
 	    strsignal(signum), signum);
