@@ -689,8 +689,7 @@ static int control_bind(struct sup *s, uv_pipe_t *server, uv_close_cb done, char
 	 * replaced while it answers. A private name longer than a socket's name may be is
 	 * made in the same directory and bound through the directory's descriptor
 	 * (/proc/self/fd/N/.PID.new), so that every path a socket may have is taken,
-	 * whatever this process's pid (it was refused when the pid made the private name too
-	 * long: 98 bytes at most with a pid of four digits, 96 with six). */
+	 * whatever this process's pid. */
 	tmp = xasprintf("%s.%ld.new", s->control_path, (long)getpid());
 	if (strlen(tmp) >= sizeof sa.sun_path) {
 		char *dir = xstrdup(s->control_path), *slash = strrchr(dir, '/');

@@ -883,10 +883,11 @@ def test_a_base_url_longer_than_a_job_holds_is_refused_and_one_as_long_drains(tm
     assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("dry_run", 3)]
 
 
-@pytest.mark.parametrize("flag", ["--run-id", "--control", "--log-file"])
+@pytest.mark.parametrize("flag", ["--run-id", "--control", "--log-file", "--worker"])
 def test_an_empty_path_or_run_id_is_a_bad_flag(tmp, flag):
     """--run-id= drained nothing and exited 0; --control= and --log-file= were refused
-    only after the database was opened and a session begun."""
+    only after the database was opened and a session begun; --worker= once the database
+    was opened, as `worker binary : No such file or directory`, exit 1."""
     from conftest import binpath
     url = new_db(tmp, runs=1, phases=3)
     p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--workers", "1",
