@@ -30,6 +30,13 @@ static void deadline_timer_cb(uv_timer_t *t)
 /* The lines about SIGHUP and the signals ignored, at most one a second for each (the rest
  * counted, droplog.h): a storm of them (`kill` in a loop, a process group signalled again
  * and again) must not flood the log. Each SIGHUP still reopens the log. */
+/* A signal during a fast stop gives its writes up only once they have waited this long (or
+ * a commit failed). */
+#define STOP_GIVE_UP_MS 1000
+/* When the fast stop began (monotonic ms). */
+static uint64_t stop_now_ms;
+static struct droplog stop_storm_log = DROPLOG_INIT(
+    "stop signal(s) received while the fast stop's writes were being committed", DROPLOG_SECOND);
 static struct droplog sighup_log = DROPLOG_INIT(
     "SIGHUP(s) handled (the log file reopened each time it could be)", DROPLOG_SECOND);
 /* One for each of ignored_signums, in its order. */
@@ -44,6 +51,7 @@ static struct droplog ignored_log[] = {
 static void lifecycle_signals_flush(bool at_end)
 {
 	droplog_flush(&sighup_log, at_end);
+	droplog_flush(&stop_storm_log, at_end);
 	for (size_t i = 0; i < ARRAY_SIZE(ignored_log); i++)
 		droplog_flush(&ignored_log[i], at_end);
 }
@@ -67,13 +75,28 @@ static void stop_timer_cb(uv_timer_t *t)
 }
 
 /* The first SIGINT/SIGTERM stops gracefully, the second at once; one more while the
- * fast stop still waits for its writes to commit gives them up: the supervisor exits 3
- * as soon as its workers are gone. */
+ * fast stop still waits for its writes to commit gives them up, when they wait on the
+ * database (a commit failed since, or they have waited STOP_GIVE_UP_MS): the supervisor
+ * exits 3 as soon as its workers are gone. One that comes while the writes are merely
+ * being committed (a storm of signals, milliseconds after the one before) is said once a
+ * second and changes nothing: giving them up would end a healthy drain with exit 3. */
 static void signal_cb(uv_signal_t *h, int signum)
 {
 	struct sup *s = h->data;
+	bool waiting = s->stopping == STOP_NOW && !s->writes_off &&
+	    (s->ops_n > 0 || s->sync.nheld > 0);
 
-	if (s->stopping == STOP_NOW && !s->writes_off && (s->ops_n > 0 || s->sync.nheld > 0)) {
+	if (waiting && s->commit_fail_streak == 0 &&
+	    clock_mono_ms() - stop_now_ms < STOP_GIVE_UP_MS) {
+		droplog_log(&stop_storm_log, LOG_WARN,
+		    "received %s while stopping now: the %lld write(s) of the stop are being "
+		    "committed; one more while they wait on the database (%d ms, or a commit that "
+		    "fails) gives them up",
+		    strsignal(signum), (long long)s->ops_n + (long long)s->sync.nheld,
+		    STOP_GIVE_UP_MS);
+		return;
+	}
+	if (waiting) {
 		log_error("received %s while stopping now: exiting without the %lld write(s) not"
 		          " yet committed and the %lld committed group(s) not yet on disk, none of"
 		          " them acknowledged; the next supervisor recovers their attempts",
@@ -396,6 +419,8 @@ void lifecycle_stop(struct sup *s, enum stop_level level)
 	if (level <= s->stopping)
 		return;
 	s->stopping = level;
+	if (level == STOP_NOW)
+		stop_now_ms = clock_mono_ms();
 	lease_ahead_release(s, OUTCOME_SUPERVISOR_STOPPED, "the supervisor is stopping");
 	if (level == STOP_GRACEFUL)
 		log_info("stopping: no new dispatch; %lld attempt(s) in flight finish first",

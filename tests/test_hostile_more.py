@@ -445,3 +445,41 @@ def test_a_control_directory_that_cannot_be_written_is_named_with_the_fix(tmp):
         assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
     finally:
         subprocess.run(["umount", ro], check=False)
+
+
+def test_a_stop_signal_while_the_fast_stops_writes_are_committed_gives_nothing_up(tmp):
+    """A third SIGTERM gives up the writes a fast stop waits for, for the database that
+    will not take them. One that came milliseconds after the second (a storm of them, two
+    programs stopping the same service) found the stop's writes still being committed on
+    a healthy database, gave them up and ended the drain with exit 3, "database lost",
+    which the shipped unit does not restart. It now gives them up only once they wait on
+    the database (a commit that fails, or a second of waiting); before, it is said and
+    the stop goes on."""
+    from conftest import preload
+    from supervisor_helpers import new_db, rogue_supervisor, wait_for
+    url = new_db(tmp, runs=4, phases=2)
+    env = preload("fsync-shim.so",
+                  AUTOPACK_SHIM_PATH=os.path.realpath(url[len("sqlite:///"):]) + "-wal",
+                  AUTOPACK_SHIM_DELAY_US="400000")
+    sup = rogue_supervisor(tmp, url, "hang", "--workers", 4, "--synchronous", "full",
+                           "--fsync-off-loop", env=env)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sup.status()["queue"]["in_flight"] == 4, 60, what="four in flight")
+        sup.signal(signal.SIGTERM)
+        wait_for(lambda: "stopping:" in sup.stderr(), 30, what="the graceful stop")
+        sup.signal(signal.SIGTERM)
+        wait_for(lambda: "stopping now" in sup.stderr(), 30, what="the fast stop")
+        sup.signal(signal.SIGTERM)
+        assert sup.wait(timeout=60) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    err = sup.stderr()
+    assert "exiting without" not in err, err
+    assert ("received Terminated while stopping now: the " in err and
+            "write(s) of the stop are being committed; one more while they wait on the "
+            "database (1000 ms, or a commit that fails) gives them up" in err), err
+    # Every attempt the fast stop ended is closed and its phase requeued.
+    assert sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+    assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [
+        ("supervisor_stopped", 4)]
