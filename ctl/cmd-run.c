@@ -49,8 +49,9 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return ret;
 	store_close(&st);
 	if (from_stdin && isatty(STDIN_FILENO))
-		fprintf(stderr, "autopack-ctl run import: reading the plan from the terminal; end "
-		                "it with Ctrl-D\n");
+		fprintf(stderr,
+		    "autopack-ctl run import: reading the plan from the terminal; end "
+		    "it with Ctrl-D\n");
 	rc = from_stdin ? store_plan_read_fd(STDIN_FILENO, CMD_RUN_STDIN, &pt, &err) :
 	                  store_plan_read(plan, false, &pt, &err);
 	if (rc != 0)
@@ -91,8 +92,8 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		store_plan_text_free(&pt);
 		return ret;
 	}
-	rc = store_plan_import(&st, pt.text, pt.len, pt.base_dir,
-	    from_stdin ? CMD_RUN_STDIN : plan, &sum, &err);
+	rc = store_plan_import(
+	    &st, pt.text, pt.len, pt.base_dir, from_stdin ? CMD_RUN_STDIN : plan, &sum, &err);
 	store_plan_text_free(&pt);
 	if (rc != 0) {
 		ret = cmd_fail(
@@ -101,8 +102,9 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		json_t *ids = json_array(), *woken;
 		FILE *out = cmd_text_out(ctx);
 
-		fprintf(out, "imported %s: %zu run%s (", from_stdin ? CMD_RUN_STDIN : cmd_shown(plan),
-		    sum.n_runs, sum.n_runs == 1 ? "" : "s");
+		fprintf(out, "imported %s: %zu run%s (",
+		    from_stdin ? CMD_RUN_STDIN : cmd_shown(plan), sum.n_runs,
+		    sum.n_runs == 1 ? "" : "s");
 		for (size_t i = 0; i < sum.n_runs; i++) {
 			if (i < CMD_RUN_IDS_SHOWN)
 				fprintf(out, "%s%s", i ? ", " : "", sum.run_ids[i]);
