@@ -356,6 +356,13 @@ def test_db_check_of_an_empty_database_warns_and_exits_1_unless_allowed(tmp):
     assert r.rc == 1
     j = json.loads(r.out)
     assert j["empty"] is True and j["status"] == "empty"
+    # The refusal names itself as every other failure does: "ok" false had no "error".
+    assert j["ok"] is False and j["error"] == "EEMPTY", j
+    assert j["message"] == ("sqlite:///%s is empty: no runs and no phases; pass "
+                            "--allow-empty-db to accept an empty database" % p), j
+    r = ctl("--db", url(p), "db", "check", "--json", "--allow-empty-db")
+    j = json.loads(r.out)
+    assert r.rc == 0 and j["ok"] is True and "error" not in j and "message" not in j, r
 
 
 def test_db_check_reports_states_runs_and_telemetry(tmp):
