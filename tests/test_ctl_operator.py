@@ -2,12 +2,9 @@
 stands on the command line, values at their limits, files that are no regular file, a
 database another process holds or that may not be written."""
 import json
-import os
-import subprocess
 
-import pytest
 
-from conftest import binpath, ctl
+from conftest import ctl
 
 
 def commands():
