@@ -3,7 +3,6 @@ stands on the command line, values at their limits, files that are no regular fi
 database another process holds or that may not be written."""
 import json
 
-
 from conftest import ctl
 
 
