@@ -433,6 +433,7 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	char msg[1024];
 	char **ids = xcalloc((size_t)argc + 1, sizeof *ids);
 	const char *out_path = NULL;
+	struct cmd_out out;
 	struct store_err err;
 	struct store st;
 	int c, rc, ret = CMD_EXIT_OK;
@@ -456,11 +457,13 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (ret != 0)
 		goto out;
 	store_banner(&st, stderr);
-	if (out_path != NULL &&
-	    (state.out = cmd_open_out(&st, out_path, msg, sizeof msg)) == NULL) {
-		ret = cmd_fail(ctx, STORE_EINVAL, "%s", msg);
-		store_close(&st);
-		goto out;
+	if (out_path != NULL) {
+		if (cmd_out_open(&st, out_path, &out, msg, sizeof msg) != 0) {
+			ret = cmd_fail(ctx, STORE_EINVAL, "%s", msg);
+			store_close(&st);
+			goto out;
+		}
+		state.out = out.f;
 	}
 	rc = store_telemetry_export(&st, &f, cmd_telem_export_row, &state, &err);
 	if (out_path == NULL) {
@@ -470,24 +473,25 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		if (!cmd_stdout_flush() && rc == 0)
 			rc = 1;
 	} else {
-		errno = 0;
-		if (fflush(state.out) != 0 && rc == 0) {
+		bool whole = out.tmp != NULL;
+		int cause = cmd_out_close(&out, rc == 0);
+
+		if (rc == 0 && cause != 0) {
 			rc = 1;
-			state.cause = errno != 0 ? errno : EIO;
+			state.cause = cause;
 		}
-		errno = 0;
-		if (fclose(state.out) != 0 && rc == 0) {
-			rc = 1;
-			state.cause = errno != 0 ? errno : EIO;
-		}
+		if (rc != 0 && whole)
+			snprintf(msg, sizeof msg, "; %s is as it was", cmd_shown(out_path));
+		else
+			msg[0] = '\0';
 	}
 	if (rc > 0 && out_path == NULL)
 		ret = cmd_exit_code(STORE_EIO);
 	else if (rc > 0)
-		ret = cmd_fail(
-		    ctx, STORE_EIO, "writing %s failed: %s", out_path, strerror(state.cause));
+		ret = cmd_fail(ctx, STORE_EIO, "writing %s failed: %s (%s)%s", out_path,
+		    strerror(state.cause), cmd_errno_name(state.cause), msg);
 	else if (rc != 0)
-		ret = cmd_fail(ctx, rc, "%s", err.text);
+		ret = cmd_fail(ctx, rc, "%s%s", err.text, out_path != NULL ? msg : "");
 	else
 		fprintf(stderr, "exported %zu token_estimation_v2 events%s%s\n", state.rows,
 		    out_path ? " to " : "", out_path ? cmd_shown(out_path) : "");
@@ -507,7 +511,14 @@ const struct cmd_entry cmd_telemetry_export_entry = {
 	    "count go to standard error. The output is already JSON: --json changes nothing.\n"
 	    "\n"
 	    "  --run-id R  only events of run R (repeatable)\n"
-	    "  --out FILE  write to FILE instead of standard output (a FIFO that no process\n"
-	    "              reads is refused: start its reader first)\n",
+	    "  --out FILE  write to FILE instead of standard output, whole or not at all: a\n"
+	    "              regular file through a temporary beside it (.FILE.XXXXXX.partial)\n"
+	    "              renamed over it when complete, so a failure (a full disk) leaves\n"
+	    "              FILE as it was; a FIFO or a device is written as it comes (one that\n"
+	    "              no process reads is refused: start its reader first)\n"
+	    "\n"
+	    "A BLOB value (which another program may have stored in any column on SQLite) is\n"
+	    "written as {\"blob_hex\": \"<its bytes in hex>\"}, a text that is not UTF-8 as\n"
+	    "{\"text_hex\": \"<its bytes in hex>\"}: JSON holds neither as a string.\n",
 	.exec = cmd_telem_export_exec,
 };

@@ -143,6 +143,7 @@ static void ctl_stop_signal(int sig)
 	struct sigaction late = { .sa_handler = ctl_cancel_late };
 
 	ctl_stopping = sig;
+	cmd_out_abandon();
 	sigemptyset(&late.sa_mask);
 	sigaction(SIGALRM, &late, NULL);
 	alarm(CTL_CANCEL_WAIT_S);
