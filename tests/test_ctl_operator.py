@@ -88,3 +88,63 @@ def test_an_export_stopped_by_a_signal_leaves_no_temporary_and_the_file_as_it_wa
             p.communicate()
         assert sorted(os.listdir(str(tmp))) == ["events.ndjson"], os.listdir(str(tmp))
         assert out.read_text() == "earlier\n"
+
+
+def json_lines(r):
+    """The objects a --json command printed: one, or one a line (NDJSON)."""
+    try:
+        return [json.loads(r.out)]
+    except ValueError:
+        return [json.loads(line) for line in r.out.splitlines()]
+
+
+# Each command with --json, as an operator gives it: offline against a database, live
+# against a supervisor holding it.
+OFFLINE = [["db", "check"], ["db", "migrate"], ["db", "reidentify"], ["db", "adopt"],
+           ["seed", "telemetry-run", "--workspace", "seeded"], ["run", "import", "plan.json"],
+           ["session", "list"], ["failed"], ["retry", "--all-failed"],
+           ["telemetry", "report"], ["telemetry", "import", SAMPLES, "--run-id", "more"],
+           ["telemetry", "export"], ["calibrate", "--repeats", "1"],
+           ["calibrate", "--evaluate", "--repeats", "1"], ["calibrate", "--list"],
+           ["calibrate", "--apply", "--force", "--repeats", "1"], ["calibrate", "--rollback"],
+           ["completion", "bash"], ["db", "init"]]
+LIVE = [["status"], ["workers"], ["pause"], ["resume"], ["scale", "0"], ["metrics"],
+        ["watch", "--count", "2", "--interval", "0.1"], ["session", "show"],
+        ["cancel", "r1", "p1"], ["stop"]]
+
+
+def test_every_command_with_json_prints_only_json_on_stdout(tmp):
+    """`completion bash --json` printed the bash script: a program that reads every
+    command's stdout as JSON (--json is taken by every command) could not parse it. Every
+    command's stdout with --json is now JSON, each a line for the NDJSON ones, whether it
+    succeeded or not."""
+    from supervisor_helpers import Supervisor
+    url = "sqlite:///" + str(tmp / "a.db")
+    assert ctl("--db", url, "db", "init").rc == 0
+    assert ctl("--db", url, "telemetry", "import", SAMPLES).rc == 0
+    (tmp / "plan.json").write_text(json.dumps({"runs": [{
+        "run_id": "r1", "workspace": "ws", "tiers": [{"tier_id": "T1", "name": "t", "phases": [
+            {"phase_id": "p1", "name": "n", "scope": {"deliverables": ["a.py"]}}]}]}]}))
+    covered = {tuple(a[:2]) if a[0] in ("db", "seed", "run", "session", "telemetry")
+               else (a[0],) for a in OFFLINE + LIVE}
+    assert covered == {tuple(c) for c in commands()}, covered ^ {tuple(c) for c in commands()}
+    for argv in OFFLINE:
+        r = ctl("--db", url, *argv, "--json")
+        objs = json_lines(r)
+        assert objs and all(isinstance(o, dict) for o in objs), (argv, r)
+        assert r.rc == 0 and all(o.get("ok") is not False for o in objs), (argv, r)
+    sup = Supervisor(tmp, url, "--workers", 0, "--allow-empty-db")
+    try:
+        sup.wait_ready()
+        for argv in LIVE:
+            r = ctl("--db", url, *argv, "--json", timeout=60)
+            objs = json_lines(r)
+            assert objs and all(isinstance(o, dict) for o in objs), (argv, r)
+            assert r.rc == 0 and all(o.get("ok") is not False for o in objs), (argv, r)
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    r = ctl("--db", url, "completion", "bash", "--json")
+    script = json.loads(r.out)
+    assert script["ok"] is True and script["shell"] == "bash", r
+    assert script["script"] == ctl("completion", "bash").out
