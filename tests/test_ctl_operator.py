@@ -148,3 +148,39 @@ def test_every_command_with_json_prints_only_json_on_stdout(tmp):
     script = json.loads(r.out)
     assert script["ok"] is True and script["shell"] == "bash", r
     assert script["script"] == ctl("completion", "bash").out
+
+
+def test_a_write_another_program_holds_the_database_for_is_refused_as_busy(tmp):
+    """Another program (the sqlite3 shell, a backup, a Python script) holding a write
+    transaction: a write command waited 5 s, then said `starting the import: database is
+    locked` and exited 2, "unusable", as for a broken file. It is busy, not broken: exit 1,
+    EBUSY, the message says who holds it and what to do, and nothing is written."""
+    import sqlite3
+    path = tmp / "a.db"
+    url = "sqlite:///" + str(path)
+    assert ctl("--db", url, "db", "init").rc == 0
+    (tmp / "plan.json").write_text(json.dumps({"runs": [{
+        "run_id": "r1", "workspace": "ws", "tiers": [{"tier_id": "T1", "name": "t", "phases": [
+            {"phase_id": "p1", "name": "n", "scope": {"deliverables": ["a.py"]}}]}]}]}))
+    uuid = json.loads(ctl("--db", url, "db", "check", "--json", "--allow-empty-db").out)[
+        "database"]["uuid"]
+    held = sqlite3.connect(str(path), isolation_level=None)
+    held.execute("BEGIN IMMEDIATE")
+    why = ("database is locked (another program holds a write transaction on the database, "
+           "and it did not end within 5 s); nothing was written: give the command again "
+           "once it has ended")
+    try:
+        r = ctl("--db", url, "run", "import", "plan.json")
+        assert r.rc == 1, r
+        assert r.err.endswith("autopack-ctl: starting the import: %s\n" % why), r.err
+        r = ctl("--db", url, "db", "reidentify", "--json")
+        assert r.rc == 1, r
+        assert json.loads(r.out) == {"ok": False, "error": "EBUSY",
+                                     "message": "%s: %s" % (path, why)}, r
+    finally:
+        held.execute("ROLLBACK")
+        held.close()
+    r = ctl("--db", url, "db", "check", "--json", "--allow-empty-db")
+    assert json.loads(r.out)["database"]["uuid"] == uuid
+    assert json.loads(r.out)["runs"]["total"] == 0
+    assert ctl("--db", url, "run", "import", "plan.json").rc == 0
