@@ -184,3 +184,56 @@ def test_a_write_another_program_holds_the_database_for_is_refused_as_busy(tmp):
     assert json.loads(r.out)["database"]["uuid"] == uuid
     assert json.loads(r.out)["runs"]["total"] == 0
     assert ctl("--db", url, "run", "import", "plan.json").rc == 0
+
+
+def on_read_only_mount(d, *argvs):
+    """Run each argv with directory `d` mounted read-only (a private mount namespace);
+    the output of each, followed by its "rc=N"."""
+    import shutil
+    import pytest
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount the directory read-only")
+    script = 'mount --make-rprivate / && mount -o bind,ro "$1" "$1" || exit 99; '
+    args = []
+    for argv in argvs:
+        script += '%s; echo "rc=$?"; ' % " ".join('"${%d}"' % (len(args) + k + 2)
+                                                 for k in range(len(argv)))
+        args += argv
+    p = subprocess.run(["unshare", "-m", "--propagation", "unchanged", "sh", "-c", script,
+                        "sh", str(d)] + args, capture_output=True, text=True, timeout=120)
+    if p.returncode == 99:
+        import pytest
+        pytest.skip("mounting read-only is not permitted here: " + p.stderr)
+    return p
+
+
+def test_a_python_database_on_a_read_only_mount_is_surveyed_and_its_adoption_refused(tmp):
+    """`db adopt` on a read-only mount (a snapshot, a backup mounted to look at) of a
+    Python-Autopack database in WAL mode: the survey, which writes nothing, failed
+    `cannot read: unable to open database file (No such file or directory)` (SQLite could
+    not make the -shm), and the adoption said the same of its first statement. The survey
+    reads it as every reading command does; the adoption names the read-only file system
+    before it writes anything."""
+    import hashlib
+    import sqlite3
+    import legacy_db
+    d = tmp / "ro"
+    d.mkdir()
+    path = d / "legacy.db"
+    legacy_db.build(str(path))
+    con = sqlite3.connect(str(path))
+    assert con.execute("PRAGMA journal_mode=WAL").fetchall() == [("wal",)]
+    con.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    url = "sqlite:///" + str(path)
+    ctl_bin = binpath("autopack-ctl")
+    p = on_read_only_mount(d, [ctl_bin, "--db", url, "db", "adopt", "--dry-run"],
+                           [ctl_bin, "--db", url, "db", "adopt"])
+    first, second = p.stdout.split("rc=", 1)[1], p.stdout.split("rc=")[2]
+    assert first.startswith("0") and "dry run: nothing was changed" in p.stdout, p
+    assert second.startswith("2"), p
+    assert ("autopack-ctl: %s: cannot write it as uid %d: Read-only file system"
+            % (path, os.geteuid())) in p.stderr, p
+    assert "unable to open database file" not in p.stderr, p
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert sorted(os.listdir(str(d))) == ["legacy.db"]

@@ -132,7 +132,7 @@ static const char *store_file_flag(const char *path)
  * under it): immutable reads the database file alone, and would show none of the commits
  * in the log. Then it is read through the log and the -shm left with it; without that
  * -shm the first read fails, naming the directory. */
-static int store_connect_read(const char *path, struct db **db, struct store_err *err)
+int store_connect_read(const char *path, struct db **db, struct store_err *err)
 {
 	struct statvfs vfs;
 	struct stat wal;
@@ -470,7 +470,7 @@ static void store_side_stat(const char *path, const char *suffix, dev_t *dev, in
  * open database file" or "attempt to write a readonly database", and a -wal left
  * read-only by an earlier open of a read-only file refuses every write of a file that
  * is writable again. 0, or STORE_EIO naming the file, its mode and its owner. */
-static int store_check_access(const char *path, bool write, struct store_err *err)
+int store_check_access(const char *path, bool write, struct store_err *err)
 {
 	static const char *const side[] = { "", "-wal", "-shm" };
 	bool missing = false;
