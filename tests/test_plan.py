@@ -562,3 +562,18 @@ def test_a_plan_file_name_that_is_not_utf8_is_escaped_in_the_result_line(db, tmp
     last = p.stdout.decode().splitlines()[-1]
     assert last == "imported %s/p\\xff\\nx.json: 1 run (latin), 1 tier, 1 phase, all QUEUED" \
         % tmp, p.stdout
+
+
+def test_a_nul_escaped_in_a_plan_is_refused_in_the_authors_words(db, tmp):
+    """A plan whose string holds \\u0000 was refused with jansson's own words, `\\u0000 is
+    not allowed without JSON_ALLOW_NUL`, naming a flag of the parser no plan's author can
+    give. The message names the character; the position is kept."""
+    doc = one_phase_plan("r").replace('"name": "n"', '"name": "a\\u0000b"')
+    write_plan(tmp, doc)
+    r = ctl("--db", url(db), "run", "import", "plan.json")
+    assert r.rc == 1, r
+    assert re.fullmatch(r"autopack-ctl: plan\.json:1:\d+: invalid JSON: a string holds "
+                        r"\\u0000, the NUL character, which no text of a plan may hold; "
+                        r"nothing was written\n", r.err), r.err
+    assert "JSON_ALLOW_NUL" not in r.err
+    assert counts(db) == (0, 0, 0)
