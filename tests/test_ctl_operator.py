@@ -237,3 +237,30 @@ def test_a_python_database_on_a_read_only_mount_is_surveyed_and_its_adoption_ref
     assert "unable to open database file" not in p.stderr, p
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert sorted(os.listdir(str(d))) == ["legacy.db"]
+
+
+def test_a_read_another_program_locks_the_database_against_is_refused_as_busy(tmp):
+    """Another program holding the database in SQLite's exclusive locking mode keeps even
+    readers out: `db check` said `cannot read: database is locked`, exit 2 (unusable),
+    as of a damaged file. It is busy: exit 1, EBUSY, naming the cause."""
+    import sqlite3
+    path = tmp / "a.db"
+    url = "sqlite:///" + str(path)
+    assert ctl("--db", url, "db", "init").rc == 0
+    held = sqlite3.connect(str(path), isolation_level=None)
+    held.execute("PRAGMA locking_mode=EXCLUSIVE")
+    held.execute("BEGIN EXCLUSIVE")
+    held.execute("UPDATE meta SET id = id")
+    try:
+        r = ctl("--db", url, "db", "check", "--json")
+        assert r.rc == 1, r
+        msg = ("%s: cannot read: database is locked (another program holds the database "
+               "locked for itself, in SQLite's exclusive locking mode or writing it without "
+               "a write-ahead log, and did not let it go within 5 s); give the command "
+               "again once it has" % path)
+        assert json.loads(r.out) == {"ok": False, "error": "EBUSY", "message": msg}, r
+        assert r.err == "autopack-ctl: %s\n" % msg, r
+    finally:
+        held.execute("ROLLBACK")
+        held.close()
+    assert ctl("--db", url, "db", "check", "--allow-empty-db").rc == 0

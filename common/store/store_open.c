@@ -97,6 +97,12 @@ static int store_check_sqlite(struct db *db, const char *path, struct store_err 
 	if (db_fault(db) == DB_FAULT_NOTDB)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: not an SQLite database; the file was left untouched", path);
+	if (db_fault(db) == DB_FAULT_BUSY)
+		return store_fail(err, STORE_EBUSY,
+		    "%s: cannot read: %s (another program holds the database locked for itself, "
+		    "in SQLite's exclusive locking mode or writing it without a write-ahead log, "
+		    "and did not let it go within %d s); give the command again once it has",
+		    path, db_errmsg(db), STORE_BUSY_TIMEOUT_MS / 1000);
 	dir = xstrndup(path, (size_t)(strrchr(path, '/') - path));
 	ro = access(dir[0] != '\0' ? dir : "/", W_OK) != 0;
 	rc = store_fail(err, STORE_EIO, "%s: cannot read: %s%s%s%s", path, db_errmsg(db),
