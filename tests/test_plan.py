@@ -577,3 +577,23 @@ def test_a_nul_escaped_in_a_plan_is_refused_in_the_authors_words(db, tmp):
                         r"nothing was written\n", r.err), r.err
     assert "JSON_ALLOW_NUL" not in r.err
     assert counts(db) == (0, 0, 0)
+
+
+def test_a_plan_typed_at_a_terminal_is_read_to_ctrl_d_saying_so(db, tmp):
+    """`run import -` at a terminal waits for the plan to be typed: it says so on stderr,
+    and how to end it, rather than seem to hang."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([binpath("autopack-ctl"), "--db", url(db), "run", "import", "-"],
+                             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        os.write(master, one_phase_plan("typed").encode() + b"\n\x04")
+        out, err = p.communicate(timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert p.returncode == 0, (out, err)
+    assert err == ("autopack-ctl run import: reading the plan from the terminal; end it "
+                   "with Ctrl-D\n"), err
+    assert "imported standard input: 1 run (typed)" in out, out
