@@ -194,6 +194,10 @@ def test_export_writes_every_event_as_ndjson(tmp):
     assert "== autopack database ==" in r.err
     r = ctl("--db", url(db), "telemetry", "export", "--run-id", "none", "--out", "e.ndjson")
     assert r.rc == 0 and (tmp / "e.ndjson").read_text() == ""
+    # --out - is standard output, as a plan named - is standard input: no file "-".
+    r = ctl("--db", url(db), "telemetry", "export", "--out", "-")
+    assert r.rc == 0 and len(r.out.splitlines()) == 64, r
+    assert not os.path.exists(str(tmp / "-"))
 
 
 def test_export_json_errors_are_one_line_as_every_line_it_writes(tmp):
