@@ -27,6 +27,16 @@ void cmd_out_abandon(void)
 		unlink(cmd_out_pending);
 }
 
+bool cmd_out_is_stdout(const char *path)
+{
+	static const char *const names[] = { "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (strcmp(path, names[i]) == 0)
+			return true;
+	return false;
+}
+
 /* The name of `e` ("ENOSPC"), or "errno N" for one glibc does not name. */
 const char *cmd_errno_name(int e)
 {

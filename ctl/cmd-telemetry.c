@@ -447,7 +447,7 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		else if ((ret = cmd_path_given(ctx, "--out", optarg)) != 0)
 			goto out;
 		else
-			out_path = strcmp(optarg, "-") == 0 ? NULL : optarg;
+			out_path = cmd_out_is_stdout(optarg) ? NULL : optarg;
 	}
 	if (optind != argc) {
 		ret = cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
@@ -511,12 +511,13 @@ const struct cmd_entry cmd_telemetry_export_entry = {
 	    "count go to standard error. The output is already JSON: --json changes nothing.\n"
 	    "\n"
 	    "  --run-id R  only events of run R (repeatable)\n"
-	    "  --out FILE  write to FILE instead of standard output (- is standard output),\n"
-	    "              whole or not at all: a regular file through a temporary beside it\n"
-	    "              (.FILE.XXXXXX.partial) renamed over it when complete, so a failure\n"
-	    "              (a full disk) leaves FILE as it was; a FIFO or a device is written\n"
-	    "              as it comes (one that no process reads is refused: start its\n"
-	    "              reader first)\n"
+	    "  --out FILE  write to FILE instead of standard output, whole or not at all: a\n"
+	    "              regular file through a temporary beside it (.FILE.XXXXXX.partial)\n"
+	    "              renamed over it when complete, so a failure (a full disk) leaves\n"
+	    "              FILE as it was; a FIFO or a device is written as it comes (one\n"
+	    "              that no process reads is refused: start its reader first); - or\n"
+	    "              /dev/stdout is standard output as it is open (appended to, after\n"
+	    "              >>)\n"
 	    "\n"
 	    "A BLOB value (which another program may have stored in any column on SQLite) is\n"
 	    "written as {\"blob_hex\": \"<its bytes in hex>\"}, a text that is not UTF-8 as\n"

@@ -167,6 +167,10 @@ int cmd_out_open(
  * else, or when any of that fails, remove the temporary. Returns 0 or the errno of the
  * failure (the file as it was before, when it was written through a temporary). */
 int cmd_out_close(struct cmd_out *o, bool keep);
+/* Whether `path` names standard output itself ("-", /dev/stdout, /dev/fd/1,
+ * /proc/self/fd/1): written there as it is open (appended to, after `>>`), not opened
+ * again by its name, which would truncate or replace the file behind it. */
+bool cmd_out_is_stdout(const char *path);
 /* Remove the temporary being written, if any: async-signal-safe, for a stop signal. */
 void cmd_out_abandon(void);
 /* The name of errno value `e` ("ENOSPC"), or "errno N"; a static buffer for the latter. */

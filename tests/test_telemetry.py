@@ -198,6 +198,20 @@ def test_export_writes_every_event_as_ndjson(tmp):
     r = ctl("--db", url(db), "telemetry", "export", "--out", "-")
     assert r.rc == 0 and len(r.out.splitlines()) == 64, r
     assert not os.path.exists(str(tmp / "-"))
+    # /dev/stdout is the standard output it names, as it is open: appended to after >>.
+    # It was opened again by its name and emptied (and then replaced), losing the lines
+    # that were there.
+    import subprocess
+    from conftest import binpath
+    for name in ("/dev/stdout", "/proc/self/fd/1", "-"):
+        (tmp / "all.ndjson").write_text("earlier\n")
+        with open(str(tmp / "all.ndjson"), "a") as f:
+            p = subprocess.run([binpath("autopack-ctl"), "--db", url(db), "telemetry",
+                                "export", "--out", name], stdout=f, stderr=subprocess.PIPE,
+                               timeout=60)
+        assert p.returncode == 0, p
+        lines = (tmp / "all.ndjson").read_text().splitlines()
+        assert lines[0] == "earlier" and len(lines) == 65, (name, lines[:2])
 
 
 def test_export_json_errors_are_one_line_as_every_line_it_writes(tmp):
