@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
 	CMD_OPT_RUN_ID = CMD_OPT_FIRST_OWN,
@@ -327,6 +328,7 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store st;
 	char msg[512], *run_id = NULL;
 	const char *run_arg = NULL, *file;
+	bool from_stdin;
 	int c, lock_fd, rc, ret = CMD_EXIT_OK;
 
 	while ((c = cmd_getopt(ctx, argc, argv, cmd_telem_import_opts, &ret)) != -1) {
@@ -345,7 +347,12 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	file = argv[optind];
 	if ((ret = cmd_path_given(ctx, "the TSV file's name", file)) != 0)
 		return ret;
-	run_id = run_arg != NULL ? xstrdup(run_arg) : telem_import_run_id(file);
+	from_stdin = strcmp(file, "-") == 0;
+	if (from_stdin)
+		file = "standard input";
+	run_id = run_arg != NULL ? xstrdup(run_arg) :
+	    from_stdin           ? xstrdup("imported-stdin") :
+	                           telem_import_run_id(file);
 	if (!telem_id_valid(run_id)) {
 		ret = cmd_usage_error(ctx,
 		    "run id '%s' is not valid: 1-128 of A-Z a-z 0-9 . _ -, "
@@ -353,7 +360,8 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		    run_id);
 		goto out;
 	}
-	if (telem_tsv_read_file(file, &s, msg, sizeof msg) != 0) {
+	if ((from_stdin ? telem_tsv_read_fd(STDIN_FILENO, file, &s, msg, sizeof msg) :
+	                  telem_tsv_read_file(file, &s, msg, sizeof msg)) != 0) {
 		ret = cmd_fail(ctx, STORE_EINVAL, "%s; nothing was imported", msg);
 		goto out;
 	}
@@ -396,6 +404,7 @@ const struct cmd_entry cmd_telemetry_import_entry = {
 	    "waste and underestimation are derived as for recorded events; the estimator\n"
 	    "version is left unknown. The first malformed line is refused with its line number\n"
 	    "and column, and nothing is written. Refused while a supervisor holds the database.\n"
+	    "A FILE named - is standard input (its run imported-stdin unless --run-id says).\n"
 	    "\n"
 	    "  --run-id R  the run to create (refused if it exists)\n"
 	    "  --json      the result as JSON on stdout (the banner goes to stderr)\n",

@@ -99,6 +99,24 @@ def test_import_refuses_a_malformed_tsv_naming_line_and_column_and_writes_nothin
     assert rows(db, "SELECT count(*) FROM token_estimation_v2_events") == [(0,)]
 
 
+def test_import_reads_a_tsv_named_dash_from_standard_input(tmp):
+    """`telemetry import -` looked for a file named `-`, as `run import -` did: samples piped
+    from another program could not be imported. `-` is standard input."""
+    db = tmp / "t.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    with open(SAMPLES) as f:
+        text = f.read()
+    r = ctl("--db", url(db), "telemetry", "import", "-", input=text)
+    assert r.rc == 0, r
+    assert "from standard input into run imported-stdin" in r.out, r
+    r = ctl("--db", url(db), "telemetry", "import", "-", "--run-id", "batch-7", "--json",
+            input=text)
+    assert r.rc == 0 and json.loads(r.out)["run_id"] == "batch-7", r
+    r = ctl("--db", url(db), "telemetry", "import", "-", "--run-id", "bad", input="x\ty\n")
+    assert r.rc == 1 and "autopack-ctl: standard input:1: unknown column 'x'" in r.err, r
+    assert rows(db, "SELECT id FROM runs ORDER BY id") == [("batch-7",), ("imported-stdin",)]
+
+
 def test_import_twice_is_refused_and_changes_nothing(tmp):
     db = imported_db(tmp)
     r = ctl("--db", url(db), "telemetry", "import", SAMPLES)
