@@ -52,41 +52,43 @@ def test_a_usage_error_ahead_of_json_is_one_json_object_for_every_command(tmp):
         assert one_json_error(r)["error"] == "EINVAL", (argv, r)
 
 
-# The statement of telemetry export, which pq-shim.so holds.
+# The statement of telemetry export, at which pq-shim.so's gate holds it.
 EXPORT_SQL = "SELECT * FROM token_estimation_v2_events"
 
 
 def test_an_export_stopped_by_a_signal_leaves_no_temporary_and_the_file_as_it_was(
         tmp, pg_url):
     """`telemetry export --out FILE` writes a temporary beside FILE: SIGTERM or Ctrl-C
-    while it runs (here while PostgreSQL answers its query, which pq-shim.so holds) would
+    while it runs (here held by pq-shim.so's gate at its query, the temporary made) would
     leave `.FILE.XXXXXX.partial` behind. The stop signal removes it; FILE keeps what it
     held."""
     assert ctl("--db", pg_url, "db", "init").rc == 0
     assert ctl("--db", pg_url, "telemetry", "import", SAMPLES).rc == 0
     out = tmp / "events.ndjson"
     out.write_text("earlier\n")
+    gates = tmp / "gates"
+    gates.mkdir()
     for sig in (signal.SIGTERM, signal.SIGINT):
+        gate = gates / ("gate-%d" % sig)
         p = subprocess.Popen([binpath("autopack-ctl"), "--db", pg_url, "telemetry", "export",
                               "--out", str(out)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE,
-                             env=dict(os.environ, **preload("pq-shim.so",
-                                                            AUTOPACK_PQ_SHIM_SEND_MS="20000",
-                                                            AUTOPACK_PQ_SHIM_MATCH=EXPORT_SQL)))
+                             env=dict(os.environ, **preload(
+                                 "pq-shim.so", AUTOPACK_PQ_SHIM_GATE=str(gate),
+                                 AUTOPACK_PQ_SHIM_GATE_MATCH=EXPORT_SQL)))
         try:
-            deadline = time.monotonic() + 30
-            while not [n for n in os.listdir(str(tmp)) if n.endswith(".partial")]:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(str(gate) + ".held"):
                 assert p.poll() is None and time.monotonic() < deadline
                 time.sleep(0.02)
-            assert [n for n in os.listdir(str(tmp)) if n.endswith(".partial")] == [
-                ".events.ndjson" + n[len(".events.ndjson"):]
-                for n in os.listdir(str(tmp)) if n.endswith(".partial")]
+            partial = [n for n in os.listdir(str(tmp)) if n.endswith(".partial")]
+            assert len(partial) == 1 and partial[0].startswith(".events.ndjson."), partial
             p.send_signal(sig)
             assert p.wait(30) == -sig
         finally:
             p.kill()
             p.communicate()
-        assert sorted(os.listdir(str(tmp))) == ["events.ndjson"], os.listdir(str(tmp))
+        assert sorted(os.listdir(str(tmp))) == ["events.ndjson", "gates"], os.listdir(str(tmp))
         assert out.read_text() == "earlier\n"
 
 
