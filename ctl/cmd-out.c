@@ -18,12 +18,14 @@
 #define CMD_OUT_SUFFIX ".XXXXXX.partial"
 #define CMD_OUT_SUFFIX_FIXED (sizeof ".partial" - 1)
 
-/* The temporary being written, for cmd_out_abandon in a signal handler; "" for none. */
+/* The temporary being written, for cmd_out_abandon in a signal handler. */
 static char cmd_out_pending[PATH_MAX + 1];
+/* Set while cmd_out_pending names a temporary to remove. */
+static volatile sig_atomic_t cmd_out_armed;
 
 void cmd_out_abandon(void)
 {
-	if (cmd_out_pending[0] != '\0')
+	if (cmd_out_armed)
 		unlink(cmd_out_pending);
 }
 
@@ -74,11 +76,14 @@ static int cmd_out_temp(struct cmd_out *o, char *err, size_t errlen)
 		o->tmp = NULL;
 		return -1;
 	}
-	if (strlen(o->tmp) <= PATH_MAX)
+	/* Armed once the name is whole: a stop signal meanwhile removes all of it or none. */
+	if (strlen(o->tmp) <= PATH_MAX) {
 		memcpy(cmd_out_pending, o->tmp, strlen(o->tmp) + 1);
+		cmd_out_armed = 1;
+	}
 	if ((o->f = fdopen(fd, "w")) == NULL) {
 		e = errno;
-		cmd_out_pending[0] = '\0';
+		cmd_out_armed = 0;
 		unlink(o->tmp);
 		close(fd);
 		errbuf_fail(err, errlen, "cannot write %s: %s", o->path, strerror(e));
@@ -212,7 +217,7 @@ int cmd_out_close(struct cmd_out *o, bool keep)
 			cause = errno;
 		if (!keep || cause != 0)
 			unlink(o->tmp);
-		cmd_out_pending[0] = '\0';
+		cmd_out_armed = 0;
 	}
 	free(o->tmp);
 	free(o->target);
