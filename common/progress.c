@@ -21,9 +21,10 @@ const char *progress_basis_name(enum progress_basis b)
 /* Build the JSON object of the figures. */
 json_t *progress_to_json(const struct progress *p)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:o, s:s}", "done", (json_int_t)p->done,
-	    "remaining", (json_int_t)p->remaining, "total", (json_int_t)p->total, "failed",
-	    (json_int_t)p->failed, "percent", p->percent, "phases_per_minute", p->per_minute,
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:o, s:s}", "done",
+	    (json_int_t)p->done, "remaining", (json_int_t)p->remaining, "total",
+	    (json_int_t)p->total, "failed", (json_int_t)p->failed, "handed_back",
+	    (json_int_t)p->handed_back, "percent", p->percent, "phases_per_minute", p->per_minute,
 	    "eta_seconds", p->eta_seconds < 0 ? json_null() : json_real(p->eta_seconds),
 	    "eta_basis", progress_basis_name(p->basis));
 }
@@ -45,6 +46,7 @@ void progress_from_json(json_t *o, struct progress *p)
 	p->remaining = (int64_t)member_number(o, "remaining", 0);
 	p->total = (int64_t)member_number(o, "total", 0);
 	p->failed = (int64_t)member_number(o, "failed", 0);
+	p->handed_back = (int64_t)member_number(o, "handed_back", 0);
 	p->percent = member_number(o, "percent", 0);
 	p->per_minute = member_number(o, "phases_per_minute", 0);
 	p->eta_seconds = member_number(o, "eta_seconds", -1);
@@ -83,13 +85,15 @@ void progress_duration_text(double seconds, char *buf, size_t n)
 /* Write the one-line text of the figures. */
 int progress_line(const struct progress *p, char *buf, size_t n)
 {
-	char eta[32];
+	char eta[32], back[48] = "";
 
 	if (p->basis == PROGRESS_BASIS_FINISHED)
 		snprintf(eta, sizeof eta, "done");
 	else
 		progress_duration_text(p->eta_seconds, eta, sizeof eta);
-	return snprintf(buf, n, "%lld/%lld phases (%.1f%%), %.1f/min, ETA %s, %lld failed",
+	if (p->handed_back > 0)
+		snprintf(back, sizeof back, ", %lld handed back", (long long)p->handed_back);
+	return snprintf(buf, n, "%lld/%lld phases (%.1f%%), %.1f/min, ETA %s, %lld failed%s",
 	    (long long)p->done, (long long)p->total, p->percent, p->per_minute, eta,
-	    (long long)p->failed);
+	    (long long)p->failed, back);
 }

@@ -20,13 +20,15 @@ enum progress_basis {
 };
 
 struct progress {
-	int64_t done;       /* phases this drain finished: they left the queue for good */
-	int64_t remaining;  /* phases eligible or in flight */
-	int64_t total;      /* done + remaining */
-	int64_t failed;     /* attempts of this drain that did not do what was asked */
-	double percent;     /* 100 * done / total; 100 when total is 0 */
-	double per_minute;  /* phases finished per minute over the last ten minutes */
-	double eta_seconds; /* until nothing is left; negative when unknown */
+	int64_t done;        /* phases this drain finished: they left the queue for good */
+	int64_t remaining;   /* phases eligible or in flight */
+	int64_t total;       /* done + remaining */
+	int64_t failed;      /* attempts of this drain that did not do what was asked */
+	int64_t handed_back; /* attempts ended by a pause, a stop, a scale-down or a lost
+	                      * worker whose phase went back to the queue: no failure */
+	double percent;      /* 100 * done / total; 100 when total is 0 */
+	double per_minute;   /* phases finished per minute over the last ten minutes */
+	double eta_seconds;  /* until nothing is left; negative when unknown */
 	enum progress_basis basis;
 };
 
@@ -38,7 +40,8 @@ json_t *progress_to_json(const struct progress *p);
  * 0 (eta_seconds: unknown). */
 void progress_from_json(json_t *o, struct progress *p);
 /* Write "12/40 phases (30.0%), 3.2/min, ETA 9m12s, 2 failed" into buf of size n (always
- * NUL-terminated); returns the length the whole line needs, as snprintf does. */
+ * NUL-terminated), ", 1 handed back" after it when some were; returns the length the whole
+ * line needs, as snprintf does. */
 int progress_line(const struct progress *p, char *buf, size_t n);
 /* Write a duration in seconds as "45s", "9m12s", "2h05m" or "3d04h" into buf of size n;
  * "?" when negative (unknown). */

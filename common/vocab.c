@@ -257,6 +257,21 @@ bool outcome_ok(enum outcome o)
 	return outcomes[o].ok;
 }
 
+/* Whether the outcome hands a requeued phase back (OUTCOME_HANDS_BACK_SQL names the
+ * same). */
+bool outcome_hands_back(enum outcome o)
+{
+	switch (o) {
+	case OUTCOME_WORKER_CRASHED:
+	case OUTCOME_HEARTBEAT_LOST:
+	case OUTCOME_SCALED_DOWN:
+	case OUTCOME_SUPERVISOR_STOPPED:
+	case OUTCOME_SUPERVISOR_RESTART:
+	case OUTCOME_SUPERVISOR_LOST: return true;
+	default: return false;
+	}
+}
+
 /* Whether a worker may report the outcome. */
 bool outcome_reportable(enum outcome o)
 {

@@ -202,6 +202,15 @@ bool outcome_ok(enum outcome o);
 /* Whether a worker may report this outcome in its result (success, failed, timeout, dry
  * run); the others only the supervisor records. */
 bool outcome_reportable(enum outcome o);
+/* Whether an attempt that ended with this outcome hands its phase back when the phase goes
+ * back to the queue after it: the operator or the supervisor ended it (a pause or a stop,
+ * a scale-down, a worker that died or fell silent, a supervisor restarted or lost), not
+ * the phase's own work. Such an end is no failure. */
+bool outcome_hands_back(enum outcome o);
+/* The names of those outcomes as an SQL list, for `attempts.outcome IN (...)`. */
+#define OUTCOME_HANDS_BACK_SQL                                                                     \
+	"'worker_crashed', 'heartbeat_lost', 'scaled_down', 'supervisor_stopped',"                 \
+	" 'supervisor_restart', 'supervisor_lost'"
 /* The failure reason the supervisor records for an attempt it saw end itself with this
  * outcome (worker_crashed → WORKER_CRASHED); REASON_NONE for success and dry run. */
 enum reason outcome_reason(enum outcome o);

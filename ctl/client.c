@@ -105,7 +105,8 @@ int client_connect(struct ctl_client *c, const char *path, int timeout_ms, char 
 		return -1;
 	}
 	if (strlen(path) >= sizeof sa.sun_path) {
-		snprintf(err, errlen, "control socket path too long: %s", path);
+		snprintf(err, errlen, "control socket path too long (%zu bytes, at most %zu): %s",
+		    strlen(path), sizeof sa.sun_path - 1, path);
 		return -1;
 	}
 	strcpy(sa.sun_path, path);

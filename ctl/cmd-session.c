@@ -28,12 +28,17 @@ static const struct option cmd_session_show_opts[] = {
 };
 
 /* Return true if `pid` is a live autopack-supervisor process. A pid past what pid_t holds
- * (another program's, a hand edit) is none: cut to pid_t, 4294967297 was pid 1. */
+ * (another program's, a hand edit) is none: cut to pid_t, 4294967297 was pid 1. Nor is a
+ * supervisor that was killed and not yet reaped (a zombie: kill(2) still finds it). */
 static bool cmd_session_pid_alive(int64_t pid)
 {
-	char comm[64];
+	char comm[64], stat[512];
+	const char *st;
 
 	if (pid <= 0 || pid > INT_MAX || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+		return false;
+	st = procs_stat_text((pid_t)pid, stat, sizeof stat);
+	if (st != NULL && (st[1] == 'Z' || st[1] == 'X'))
 		return false;
 	/* Unreadable (another user's /proc hidden): alive, as kill said. */
 	if (!procs_comm((pid_t)pid, comm, sizeof comm))
@@ -61,13 +66,14 @@ static json_t *cmd_session_json_col(const char *text)
 /* Return one session's header as JSON. */
 static json_t *cmd_session_head_json(const struct store_session *s)
 {
-	return json_pack("{s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "session_id",
-	    cmd_json_text(s->session_id), "started_at", cmd_json_text(s->started_at),
+	return json_pack("{s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	    "session_id", cmd_json_text(s->session_id), "started_at", cmd_json_text(s->started_at),
 	    "completed_at", cmd_json_text(s->completed_at), "status", cmd_session_status(s),
 	    "stop_reason", cmd_json_text(s->stop_reason), "supervisor_pid",
 	    (json_int_t)s->supervisor_pid, "attempts", (json_int_t)s->attempts, "open_attempts",
 	    (json_int_t)s->open_attempts, "results", (json_int_t)s->results, "successes",
-	    (json_int_t)s->successes, "events", (json_int_t)s->events);
+	    (json_int_t)s->successes, "events", (json_int_t)s->events, "handed_back",
+	    (json_int_t)s->handed_back);
 }
 
 /* Parse options of a session command: `opts`, at most one positional argument. */

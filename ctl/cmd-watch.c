@@ -149,14 +149,15 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width, 
 	if (status > 0)
 		rc = status;
 	if (json) {
-		json_t *o = json_pack("{s:b, s:I, s:s?, s:b, s:s?, s:o, s:I, s:I, s:I, s:O?}",
+		json_t *o = json_pack("{s:b, s:I, s:s?, s:b, s:s?, s:o, s:I, s:I, s:I, s:I, s:O?}",
 		    "final", true, "supervisor_pid", (json_int_t)pid, "session_id", sid,
 		    "completed", have && ses.completed_at != NULL, "stop_reason",
 		    have ? ses.stop_reason : NULL, "exit_status",
 		    status >= 0 ? json_integer(status) : json_null(), "attempts",
 		    (json_int_t)(have ? ses.attempts : 0), "succeeded",
 		    (json_int_t)(have ? ses.successes : 0), "failed",
-		    (json_int_t)(have ? ses.results - ses.successes : 0), "progress",
+		    (json_int_t)(have ? ses.results - ses.successes - ses.handed_back : 0),
+		    "handed_back", (json_int_t)(have ? ses.handed_back : 0), "progress",
 		    json_object_get(last, "progress"));
 		char *text = json_dumps(o, JSON_COMPACT);
 
@@ -164,17 +165,20 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width, 
 		free(text);
 		json_decref(o);
 	} else if (have) {
-		char tail[32] = "";
+		char tail[32] = "", back[48] = "";
 
 		if (status >= 0)
 			snprintf(tail, sizeof tail, "; exit status %d", status);
+		if (ses.handed_back > 0)
+			snprintf(
+			    back, sizeof back, ", %lld handed back", (long long)ses.handed_back);
 		printf("supervisor pid %d exited; session %s %s (%s): %lld attempt(s), %lld"
-		       " succeeded, %lld failed%s\n",
+		       " succeeded, %lld failed%s%s\n",
 		    (int)pid, cmd_shown(ses.session_id),
 		    ses.completed_at != NULL ? "ended" : "did not record its end",
 		    ses.stop_reason != NULL ? cmd_shown(ses.stop_reason) : "no stop reason",
 		    (long long)ses.attempts, (long long)ses.successes,
-		    (long long)(ses.results - ses.successes), tail);
+		    (long long)(ses.results - ses.successes - ses.handed_back), back, tail);
 	} else {
 		struct progress p;
 		char line[256];

@@ -20,7 +20,9 @@
 #include "common/utf8.h"
 #include "common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -650,6 +652,11 @@ static void control_bind_error(const char *path, int rc, char *why, size_t n)
 		    why, n, "control socket %s: its directory %s: %s", path, dir, strerror(errno));
 	else if (!S_ISDIR(sb.st_mode))
 		snprintf(why, n, "control socket %s: %s is not a directory", path, dir);
+	else if (rc == UV_EACCES || rc == UV_EPERM || rc == UV_EROFS)
+		snprintf(why, n,
+		    "control socket %s: %s: a socket cannot be made in its directory %s; choose "
+		    "a directory this user may write with --control PATH",
+		    path, uv_strerror(rc), dir);
 	else
 		snprintf(why, n, "control socket %s: %s", path, uv_strerror(rc));
 	free(dir);
@@ -662,31 +669,49 @@ static int control_bind(struct sup *s, uv_pipe_t *server, uv_close_cb done, char
 {
 	struct sockaddr_un sa;
 	struct stat sb;
-	size_t max;
-	char *tmp;
+	char *tmp, *bound = NULL;
+	int dirfd = -1;
 	mode_t old;
 	int rc;
 
 	uv_pipe_init(s->loop, server, 0);
 	server->data = s;
-	tmp = xasprintf("%s.%ld.new", s->control_path, (long)getpid());
-	max = sizeof sa.sun_path - 1 - (strlen(tmp) - strlen(s->control_path));
-	if (strlen(s->control_path) > max) {
+	if (strlen(s->control_path) >= sizeof sa.sun_path) {
 		snprintf(why, n,
 		    "control socket path too long (%zu bytes, at most %zu): %s; use a shorter "
 		    "--control PATH",
-		    strlen(s->control_path), max, s->control_path);
-		free(tmp);
+		    strlen(s->control_path), sizeof sa.sun_path - 1, s->control_path);
 		uv_close((uv_handle_t *)server, done);
 		return -1;
 	}
 	/* Bound and listening under a private name first, then linked into place: a client
 	 * never finds a socket that does not answer yet, and an existing one is never
-	 * replaced while it answers. */
+	 * replaced while it answers. A private name longer than a socket's name may be is
+	 * made in the same directory and bound through the directory's descriptor
+	 * (/proc/self/fd/N/.PID.new), so that every path a socket may have is taken,
+	 * whatever this process's pid. */
+	tmp = xasprintf("%s.%ld.new", s->control_path, (long)getpid());
+	if (strlen(tmp) >= sizeof sa.sun_path) {
+		char *dir = xstrdup(s->control_path), *slash = strrchr(dir, '/');
+
+		if (slash != NULL && slash != dir)
+			*slash = '\0';
+		else if (slash != NULL)
+			slash[1] = '\0';
+		dirfd = open(slash != NULL ? dir : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		free(tmp);
+		tmp = xasprintf("%s/.%ld.new", slash != NULL ? dir : ".", (long)getpid());
+		bound = xasprintf("/proc/self/fd/%d/.%ld.new", dirfd, (long)getpid());
+		free(dir);
+	}
 	unlink(tmp);
 	old = umask(077);
-	rc = uv_pipe_bind(server, tmp);
+	rc = bound != NULL && dirfd < 0 ? UV_ENOENT :
+	                                  uv_pipe_bind(server, bound != NULL ? bound : tmp);
 	umask(old);
+	if (dirfd >= 0)
+		close(dirfd);
+	free(bound);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)server, 16, control_conn_cb);
 	if (rc != 0) {
@@ -820,16 +845,59 @@ static int control_conn_max(void)
 	return n >= CONTROL_CONN_MAX ? CONTROL_CONN_MAX : n >= 2 ? (int)n : 2;
 }
 
+/* Remove the control sockets in the runtime directory `dir` on which nobody listens (a
+ * connect is refused): those of supervisors that were killed, which nothing else removes
+ * (a PostgreSQL supervisor's is named by its pid, a SQLite one's by a file that may never
+ * be drained again). Only "*.sock" sockets of this user right in `dir` are looked at (a
+ * socket being made has another name until it listens), and one is removed only while the
+ * name still holds the socket that refused. Says how many were removed. */
+static void control_sweep_dead(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int removed = 0;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		struct stat before, after;
+		char *path;
+
+		if (len < 6 || strcmp(e->d_name + len - 5, ".sock") != 0)
+			continue;
+		path = xasprintf("%s/%s", dir, e->d_name);
+		if (lstat(path, &before) == 0 && S_ISSOCK(before.st_mode) &&
+		    before.st_uid == getuid() &&
+		    strlen(path) < sizeof(struct sockaddr_un){ 0 }.sun_path &&
+		    control_socket_live(path) == 0 && lstat(path, &after) == 0 &&
+		    after.st_dev == before.st_dev && after.st_ino == before.st_ino &&
+		    unlink(path) == 0)
+			removed++;
+		free(path);
+	}
+	closedir(d);
+	if (removed > 0)
+		log_info("removed %d control socket(s) in %s on which nobody listened (left by "
+		         "supervisors that were killed)",
+		    removed, dir);
+}
+
 /* Bind and listen on the control socket; -1 (logged) on failure. */
 int control_listen(struct sup *s)
 {
-	char why[1024];
+	struct store_err err;
+	char why[1024], *dir;
 
 	if ((s->control_path = control_path(s)) == NULL)
 		return -1;
 	if (control_bind(s, &s->ctl_server, NULL, why, sizeof why) != 0) {
 		log_error("%s", why);
 		return -1;
+	}
+	if (s->cfg.control_path == NULL && (dir = store_runtime_dir(&err)) != NULL) {
+		control_sweep_dead(dir);
+		free(dir);
 	}
 	ctl_listener = &s->ctl_server;
 	s->ctl_open = true;

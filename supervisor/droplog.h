@@ -1,6 +1,7 @@
 /* The log lines about connections the supervisor drops or refuses (control peers, HTTP
- * clients), at most one a second (or a minute) for each cause: a peer that connects
- * without end must not flood the log or the journal. The first drop of a cause is logged
+ * clients), and about signals it is sent, at most one a second (or a minute) for each
+ * cause: a peer that connects without end, or a storm of signals, must not flood the log
+ * or the journal. The first drop of a cause is logged
  * in full; the next ones within its interval are counted, and summed up in one line once
  * the interval is over ("N more ... in the last X s"), so every drop is in the log, in a
  * line of its own or in a count. Safe to use from any thread. */
@@ -24,6 +25,7 @@ struct droplog {
 	uint64_t last_ms; /* monotonic time of this cause's last line */
 	uint64_t held;    /* drops since that line, counted, not logged */
 	bool logged;      /* a line of this cause was logged */
+	int held_level;   /* the highest level (enum log_level) of those held */
 };
 
 #define DROPLOG_INIT(what_, ms_)                                                                   \
@@ -37,6 +39,10 @@ void droplog_init(struct droplog *d, const char *what, uint64_t ms);
 /* Log one drop of cause d at warn level (printf-style): in full when no line of d was
  * logged in the last interval and none is held, else counted for droplog_flush. */
 void droplog_warn(struct droplog *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same at `level` (an enum log_level: a signal that comes again and again is told at
+ * info or error); the summary of those held is logged at the highest of their levels. */
+void droplog_log(struct droplog *d, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Log the drops of d counted and not yet told, in one line ("N more <what> in the last
  * X s"), once the interval has passed since d's last line, or at once with `at_end` (so
  * that none is left untold). Nothing when none is held. */

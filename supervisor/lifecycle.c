@@ -3,6 +3,7 @@
  * drain's time budget, the end of the loop once a stop has finished, and the check that
  * the database path still names the file that was opened. */
 #include "supervisor/sup.h"
+#include "supervisor/droplog.h"
 #include "common/log.h"
 #include "common/store/store_fleet.h"
 #include "common/util.h"
@@ -26,11 +27,34 @@ static void deadline_timer_cb(uv_timer_t *t)
 	    "%lld minutes elapsed (--max-total-minutes)", (long long)s->cfg.max_total_minutes);
 }
 
-/* Check the database's identity once a second, and report failing checkpoints. */
+/* The lines about SIGHUP and the signals ignored, at most one a second for each (the rest
+ * counted, droplog.h): a storm of them (`kill` in a loop, a process group signalled again
+ * and again) must not flood the log. Each SIGHUP still reopens the log. */
+static struct droplog sighup_log = DROPLOG_INIT(
+    "SIGHUP(s) handled (the log file reopened each time it could be)", DROPLOG_SECOND);
+/* One for each of ignored_signums, in its order. */
+static struct droplog ignored_log[] = {
+	DROPLOG_INIT("SIGUSR1(s) received and ignored", DROPLOG_SECOND),
+	DROPLOG_INIT("SIGUSR2(s) received and ignored", DROPLOG_SECOND),
+	DROPLOG_INIT("SIGALRM(s) received and ignored", DROPLOG_SECOND),
+};
+
+/* Tell the signals counted and not told yet: those whose second is over, or all with
+ * `at_end`. */
+static void lifecycle_signals_flush(bool at_end)
+{
+	droplog_flush(&sighup_log, at_end);
+	for (size_t i = 0; i < ARRAY_SIZE(ignored_log); i++)
+		droplog_flush(&ignored_log[i], at_end);
+}
+
+/* Check the database's identity once a second, report failing checkpoints, and tell the
+ * signals counted. */
 static void identity_timer_cb(uv_timer_t *t)
 {
 	lifecycle_identity_check(t->data);
 	checkpoint_report(t->data);
+	lifecycle_signals_flush(false);
 }
 
 /* Escalate a graceful stop that took too long. */
@@ -63,7 +87,8 @@ static void signal_cb(uv_signal_t *h, int signum)
 	    "received %s", strsignal(signum));
 }
 
-/* SIGHUP: open --log-file again (log rotation); nothing else changes. */
+/* SIGHUP: open --log-file again (log rotation); nothing else changes. Said at most once a
+ * second, the others counted. */
 static void sighup_cb(uv_signal_t *h, int signum)
 {
 	struct sup *s = h->data;
@@ -71,15 +96,16 @@ static void sighup_cb(uv_signal_t *h, int signum)
 
 	(void)signum;
 	if (s->cfg.log_file == NULL)
-		log_info("SIGHUP: no --log-file to reopen; nothing changes");
+		droplog_log(
+		    &sighup_log, LOG_INFO, "SIGHUP: no --log-file to reopen; nothing changes");
 	else if (rc != 0)
-		log_error("SIGHUP: cannot reopen the log file %s: %s; %s", s->cfg.log_file,
-		    log_open_error(rc),
+		droplog_log(&sighup_log, LOG_ERROR, "SIGHUP: cannot reopen the log file %s: %s; %s",
+		    s->cfg.log_file, log_open_error(rc),
 		    log_to_file() ?
 		        "logging goes on to the old one" :
 		        "the old one was removed too: logging goes on to standard error");
 	else
-		log_info("SIGHUP: log file reopened");
+		droplog_log(&sighup_log, LOG_INFO, "SIGHUP: log file reopened");
 }
 
 /* SIGXCPU: the soft limit of CPU time (ulimit -t, LimitCPU=) is used up. The first
@@ -123,12 +149,17 @@ static void sigxcpu_cb(uv_signal_t *h, int signum)
 static const int ignored_signums[] = { SIGUSR1, SIGUSR2, SIGALRM };
 static uv_signal_t ignored_sigs[ARRAY_SIZE(ignored_signums)];
 
-/* Log a signal that the supervisor ignores. */
+/* Log a signal that the supervisor ignores (at most a line a second, the rest counted). */
 static void ignored_cb(uv_signal_t *h, int signum)
 {
+	size_t i = 0;
+
 	(void)h;
-	log_warn("received %s (signal %d): ignored; the supervisor stops on SIGINT and SIGTERM "
-	         "and reopens its log on SIGHUP",
+	while (i + 1 < ARRAY_SIZE(ignored_signums) && ignored_signums[i] != signum)
+		i++;
+	droplog_warn(&ignored_log[i],
+	    "received %s (signal %d): ignored; the supervisor stops on SIGINT and SIGTERM "
+	    "and reopens its log on SIGHUP",
 	    strsignal(signum), signum);
 }
 
@@ -378,12 +409,17 @@ void lifecycle_stop(struct sup *s, enum stop_level level)
 /* Stop when drained; end the loop once the stop has finished. */
 void lifecycle_check_done(struct sup *s)
 {
+	bool done;
+
 	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {
 		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_DRAINED, "drained");
 		return;
 	}
 	/* An fsync on the threadpool is waited for even when writing was given up. */
-	if (s->stopping && s->live == 0 && !s->sync.running &&
-	    ((s->ops_n == 0 && s->sync.nheld == 0 && !s->commit_doubt) || s->writes_off))
+	done = s->stopping && s->live == 0 && !s->sync.running &&
+	    ((s->ops_n == 0 && s->sync.nheld == 0 && !s->commit_doubt) || s->writes_off);
+	if (done) {
+		lifecycle_signals_flush(true);
 		uv_stop(s->loop);
+	}
 }

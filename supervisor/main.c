@@ -330,7 +330,7 @@ static const struct plain_flag plain_flags[] = {
 	{ OPT_LOG, CFG(log_file), false, "log-file" },
 	{ OPT_URL, CFG(llm_base_url), false, NULL },
 	{ OPT_MODEL, CFG(llm_model), false, NULL },
-	{ OPT_WORKER, CFG(worker_path), false, NULL },
+	{ OPT_WORKER, CFG(worker_path), false, "worker" },
 	{ OPT_EXIT, CFG(exit_when_drained), true, NULL },
 	{ OPT_DRY, CFG(dry_run), true, NULL },
 	{ OPT_EMPTY, CFG(allow_empty_db), true, NULL },

@@ -52,6 +52,7 @@ struct metrics {
 	uint64_t attempts[OUTCOME_COUNT][REASON_COUNT];
 	uint64_t events[EVENT_KIND_COUNT];
 	uint64_t duplicates;
+	uint64_t handed_back; /* attempt ends that handed their phase back (metrics_handed_back) */
 	struct llm_series *llm;
 	size_t nllm;
 	/* The (provider, model, status) of the last event counted, as it came (not cleaned),
@@ -243,8 +244,15 @@ static void metrics_event(struct metrics *m, const struct op *o)
 		x->out += (uint64_t)row->u.usage.completion_tokens;
 }
 
+/* Whether an attempt end hands its phase back: an end the operator or the supervisor
+ * made (outcome_hands_back) after which the phase went back to the queue. */
+static bool metrics_handed_back(const struct drain_close *end)
+{
+	return outcome_hands_back(end->outcome) && end->phase_state == PHASE_QUEUED;
+}
+
 /* Count a committed attempt end: by outcome and reason, its duration by the phase's task
- * category, and the drain's progress. */
+ * category, the ends handed back, and the drain's progress. */
 static void metrics_close(struct sup *s, struct metrics *m, const struct op *o)
 {
 	const struct drain_close *end = &o->u.close.end;
@@ -254,7 +262,10 @@ static void metrics_close(struct sup *s, struct metrics *m, const struct op *o)
 	m->attempts[end->outcome][end->reason]++;
 	hist_observe(cat_hist(m, o->u.close.category), attempt_bounds, ARRAY_SIZE(attempt_bounds),
 	    (double)end->duration_ms / 1000.0);
-	progress_finished(s, end->phase_state != PHASE_QUEUED, outcome_ok(end->outcome));
+	if (metrics_handed_back(end))
+		m->handed_back++;
+	progress_finished(s, end->phase_state != PHASE_QUEUED, outcome_ok(end->outcome),
+	    metrics_handed_back(end));
 }
 
 /* Count one committed write. */
@@ -420,6 +431,15 @@ static void metrics_drain(struct sup *s, struct strbuf *b)
 	family(b, "autopack_drain_done_phases", "gauge",
 	    "Phases this drain finished (they left the queue for good).");
 	sample(b, "autopack_drain_done_phases", NULL, NULL, NULL, NULL, NULL, NULL, (double)p.done);
+	family(b, "autopack_drain_failed_attempts", "gauge",
+	    "Attempts of this drain that did not do what was asked.");
+	sample(b, "autopack_drain_failed_attempts", NULL, NULL, NULL, NULL, NULL, NULL,
+	    (double)p.failed);
+	family(b, "autopack_drain_handed_back_attempts", "gauge",
+	    "Attempts of this drain handed back: their phase went back to the queue after a "
+	    "pause, a stop, a scale-down or a lost worker.");
+	sample(b, "autopack_drain_handed_back_attempts", NULL, NULL, NULL, NULL, NULL, NULL,
+	    (double)p.handed_back);
 	family(b, "autopack_drain_remaining_phases", "gauge",
 	    "Phases this drain will still run: eligible or in flight.");
 	sample(b, "autopack_drain_remaining_phases", NULL, NULL, NULL, NULL, NULL, NULL,
@@ -467,6 +487,11 @@ static void metrics_work(struct sup *s, struct metrics *m, struct strbuf *b)
 				sample(b, "autopack_attempts_total", "outcome", outcome_name(o),
 				    "reason", r == REASON_NONE ? "none" : reason_name(r), NULL,
 				    NULL, (double)m->attempts[o][r]);
+	family(b, "autopack_attempts_handed_back_total", "counter",
+	    "Attempts ended by a pause, a stop, a scale-down or a lost worker whose phase went "
+	    "back to the queue (counted in autopack_attempts_total too; no failure).");
+	sample(b, "autopack_attempts_handed_back_total", NULL, NULL, NULL, NULL, NULL, NULL,
+	    (double)m->handed_back);
 	family(b, "autopack_attempt_duration_seconds", "histogram",
 	    "Duration of the attempts ended, by the phase's task category.");
 	for (size_t i = 0; i < m->ncats; i++)

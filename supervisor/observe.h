@@ -37,9 +37,10 @@ json_t *checkpoint_json(struct sup *s);
 
 /* Start the figures (a resumed session's from the database). */
 void progress_init(struct sup *s);
-/* Count a committed attempt end: whether its phase left the queue for good, and whether
- * it did what was asked. */
-void progress_finished(struct sup *s, bool left_queue, bool ok);
+/* Count a committed attempt end: whether its phase left the queue for good, whether it
+ * did what was asked, and whether it was handed back (a pause, a stop, a scale-down or a
+ * lost worker ended it and its phase went back to the queue: no failure). */
+void progress_finished(struct sup *s, bool left_queue, bool ok, bool handed_back);
 /* Work out the drain's progress and ETA now. */
 void progress_compute(struct sup *s, struct progress *p);
 /* The median attempt duration per task category the ETA uses, as a JSON object. */

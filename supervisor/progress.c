@@ -51,6 +51,7 @@ struct run_mix {
 struct progress_state {
 	int64_t done;
 	int64_t failed;
+	int64_t handed_back;
 	/* Phases finished in each of the last PROGRESS_SECONDS seconds (monotonic): second t
 	 * is slot t % PROGRESS_SECONDS, whose count is second_at's. */
 	uint32_t finished[PROGRESS_SECONDS];
@@ -88,11 +89,11 @@ void progress_init(struct sup *s)
 	struct store_err err;
 
 	if (s->cfg.resume &&
-	    store_drain_session_tally(s->sd, s->session_id, &ps->done, &ps->failed, &err) != 0)
+	    store_drain_session_tally(
+	        s->sd, s->session_id, &ps->done, &ps->failed, &ps->handed_back, &err) != 0)
 		log_warn("progress of the resumed session: %s", err.text);
 }
 
-/* Count a committed attempt end and, when its phase left the queue, when. */
 /* Count a phase finished in second `sec`. */
 static void progress_count_finish(struct progress_state *ps, uint64_t sec)
 {
@@ -105,11 +106,16 @@ static void progress_count_finish(struct progress_state *ps, uint64_t sec)
 	ps->finished[i]++;
 }
 
-void progress_finished(struct sup *s, bool left_queue, bool ok)
+/* Count a committed attempt end: a failure, or one handed back (`handed_back`: its phase
+ * went back to the queue for no fault of its own), and, when its phase left the queue,
+ * when. */
+void progress_finished(struct sup *s, bool left_queue, bool ok, bool handed_back)
 {
 	struct progress_state *ps = progress_state(s);
 
-	if (!ok)
+	if (handed_back)
+		ps->handed_back++;
+	else if (!ok)
 		ps->failed++;
 	if (!left_queue)
 		return;
@@ -414,6 +420,7 @@ void progress_compute(struct sup *s, struct progress *p)
 		.done = ps->done,
 		.remaining = queued + s->in_flight,
 		.failed = ps->failed,
+		.handed_back = ps->handed_back,
 		.per_minute = progress_rate(s, ps),
 		.eta_seconds = -1,
 	};

@@ -498,6 +498,9 @@ void session_prepare(struct sup *s)
 	    store_drain_set_synchronous(s->sd, s->cfg.sync_full, &err) != 0 ||
 	    store_drain_ids_check(s->sd, &err) != 0)
 		log_fatal(1, "%s", err.text);
+	/* A dry run leaves the phases QUEUED: those its session visited are not read again
+	 * (a --resume, a reload of a run for a retry, a cancel or an import). */
+	store_drain_set_dry_run(s->sd, s->cfg.dry_run);
 	/* The worker's first LLM call is a builder call (worker/phase.c). */
 	if (!s->cfg.dry_run)
 		store_drain_reserve_first_try(s->sd, s->cfg.llm_provider, s->cfg.llm_model,

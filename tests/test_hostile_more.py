@@ -342,3 +342,106 @@ def test_an_output_that_opens_to_no_device_is_not_called_a_fifo(tmp):
                 assert "FIFO" not in p.stderr, p.stderr
     finally:
         sock.close()
+
+
+def test_a_storm_of_sighup_and_sigusr1_is_told_in_a_few_lines_and_changes_nothing(tmp):
+    """Each SIGHUP and each signal ignored (SIGUSR1, SIGUSR2, SIGALRM) was one log line:
+    20,000 of them sent in a loop wrote 4,400 lines in a second. At most one line a
+    second is written for each, the others counted in one line; every SIGHUP still reopens
+    the log file (one rotated during the storm is written to again under its name), and
+    the drain goes on."""
+    from supervisor_helpers import new_db, wait_for
+    url = new_db(tmp, runs=1, phases=2)
+    log = os.path.join(str(tmp), "sup.log")
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--log-file", log)
+    try:
+        sup.wait_ready()
+        os.rename(log, log + ".1")
+        for _ in range(5000):
+            os.kill(sup.proc.pid, signal.SIGUSR1)
+            os.kill(sup.proc.pid, signal.SIGHUP)
+        wait_for(lambda: os.path.exists(log) and
+                 "more SIGUSR1(s) received and ignored" in
+                 open(log).read() + open(log + ".1").read(), 30, what="the storm counted")
+        assert sup.status()["state"] == "running"
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    text = open(log + ".1").read() + open(log).read()
+    ignored = text.count("received User defined signal 1 (signal 10): ignored")
+    reopened = text.count("SIGHUP: log file reopened")
+    assert 1 <= ignored <= 30 and 1 <= reopened <= 30, text
+    import re
+    counted = [int(n) for n in re.findall(
+        r"(\d+) more SIGUSR1\(s\) received and ignored in the last "
+        r"\d+\.\d s", text)]
+    back = [int(n) for n in re.findall(
+        r"(\d+) more SIGHUP\(s\) handled \(the log file reopened each time it could be\) in "
+        r"the last \d+\.\d s", text)]
+    assert counted and back, text
+    # Signals of one kind that come while one is pending are one: at most what was sent.
+    assert ignored + sum(counted) <= 5000 and reopened + sum(back) <= 5000
+    # The log rotated during the storm: its lines after the rotation are in the new file.
+    assert "session" in open(log).read() and "ended" in open(log).read()
+    assert len(text.splitlines()) < 200, len(text.splitlines())
+
+
+@pytest.mark.parametrize("length", [100, 107])
+def test_a_control_socket_path_as_long_as_a_socket_may_have_is_served(tmp, length):
+    """A socket's path may be 107 bytes (108 with its NUL). The supervisor binds its socket
+    under a private name (the path, ".", its pid, ".new") before linking it into place,
+    and refused every path whose private name did not fit: 98 bytes at most with a pid of
+    four digits, 96 with six, so that one path worked or not by the pid it got. Every path
+    up to 107 bytes is served now, and `autopack-ctl` reaches it; 108 is refused by both,
+    naming the most."""
+    from supervisor_helpers import new_db
+    url = new_db(tmp, runs=1, phases=1)
+    d = os.path.join(str(tmp), "d" * max(1, 60 - len(str(tmp))))
+    os.mkdir(d)
+    path = os.path.join(d, "s" * (length - len(d) - 1 - len(".sock")) + ".sock")
+    assert len(path) == length
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", control=path)
+    try:
+        st = sup.wait_ready()
+        assert st["pid"] == sup.proc.pid
+        assert sorted(os.listdir(d)) == [os.path.basename(path)], os.listdir(d)
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert os.listdir(d) == []
+    too_long = path[:-len(".sock")] + "x.sock"
+    assert len(too_long) == length + 1
+    if length + 1 == 108:
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", control=too_long, name="long")
+        assert sup.wait() == 1
+        assert ("control socket path too long (108 bytes, at most 107): %s" % too_long
+                in sup.stderr()), sup.stderr()
+        r = ctl("--db", url, "status", "--control", too_long)
+        assert r.rc == 1 and ("control socket path too long (108 bytes, at most 107): %s"
+                              % too_long) in r.err, r
+
+
+def test_a_control_directory_that_cannot_be_written_is_named_with_the_fix(tmp):
+    """--control in a directory no socket can be made in (a read-only file system here;
+    for another user, one it may not write) said only `control socket X: read-only file
+    system`. The refusal (exit 1, nothing dispatched) names the directory and what to do."""
+    from supervisor_helpers import new_db
+    url = new_db(tmp, runs=1, phases=1)
+    ro = os.path.join(str(tmp), "ro")
+    os.mkdir(ro)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", ro],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: %s" % r.stderr.strip())
+    try:
+        path = os.path.join(ro, "c.sock")
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", control=path)
+        assert sup.wait() == 1, sup.stderr()
+        assert ("control socket %s: read-only file system: a socket cannot be made in its "
+                "directory %s; choose a directory this user may write with --control PATH"
+                % (path, ro)) in sup.stderr(), sup.stderr()
+        assert sql(url, "SELECT count(*) FROM attempts") == [(0,)]
+    finally:
+        subprocess.run(["umount", ro], check=False)

@@ -26,13 +26,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, binpath, ctl, run
 from supervisor_helpers import (Standin, Supervisor, gate_check, hold_write_lock,
-                                llm_supervisor, new_db, release, sql, status_when, wait_for)
+                                llm_supervisor, new_db, release, rogue_supervisor, sql,
+                                status_when, wait_for)
 
 ARTIFACTS = os.path.join(ROOT, "build", "test-artifacts")
 FAMILIES = {
     "autopack_build_info", "autopack_start_time_seconds", "autopack_supervisor_state",
     "autopack_phases", "autopack_queue_eligible_phases", "autopack_queue_in_flight_attempts",
     "autopack_drain_done_phases", "autopack_drain_remaining_phases",
+    "autopack_drain_failed_attempts", "autopack_drain_handed_back_attempts",
+    "autopack_attempts_handed_back_total",
     "autopack_drain_eta_seconds", "autopack_attempts_dispatched_total",
     "autopack_attempts_total", "autopack_attempt_duration_seconds",
     "autopack_events_committed_total", "autopack_events_duplicate_total",
@@ -436,6 +439,74 @@ def test_dashboard_in_headless_chromium_shows_workers_and_progress(tmp, llm):
         assert sup.wait() == 0, sup.stderr()
 
 
+def test_the_page_shows_what_a_503_from_api_status_says(tmp):
+    """/api/status answers 503 when the status cannot be read (the supervisor's JSON error,
+    {"error": "store_error", "message": ...}), and a proxy before it answers 503 of its
+    own: the page called every such answer "unreachable", as if nothing had answered. It
+    now says what the answer says, and keeps the figures it showed last. The page is the
+    supervisor's own, served here by a stand-in whose /api/status answers the real status
+    once, then 503."""
+    import http.server
+    url = new_db(tmp, runs=1, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--http", "127.0.0.1:0")
+    try:
+        base = http_base(sup)
+        page = request(base, "/")[2]
+        real = status_when(sup, lambda s: s["progress"]["done"] == 2, what="drained")
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+    answers = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            n = answers.setdefault("n", 0)
+            answers["n"] = n + 1
+            if self.path == "/":
+                code, kind, body = 200, "text/html; charset=utf-8", page
+            elif n <= 1:
+                code, kind, body = 200, "application/json", json.dumps(real)
+            else:
+                code, kind, body = answers["refusal"]
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stand_in = "http://127.0.0.1:%d/" % server.server_address[1]
+        answers["refusal"] = (503, "application/json", json.dumps(
+            {"ok": False, "error": "store_error",
+             "message": "reading the phase counts: database is locked <b>x</b>"}))
+        r = chromium("--virtual-time-budget=7000", "--dump-dom", stand_in)
+        assert r.returncode == 0, r.stderr
+        dom = r.stdout
+        assert re.search(r'id="state" class="badge warn">database unreadable<', dom), dom
+        assert "unreachable" not in dom.split("<script")[0], dom
+        assert ("the supervisor answered HTTP 503: reading the phase counts: database is "
+                "locked &lt;b&gt;x&lt;/b&gt; (figures from ") in dom, dom
+        # The figures of the answer before are still shown.
+        assert re.search(r'id="progress-text">2 / 2<', dom), dom
+        # A proxy's own 503 page: its words, not its markup.
+        answers["n"] = 0
+        answers["refusal"] = (503, "text/html", "<html><body><h1>503 Service Unavailable"
+                              "</h1>\n<p>No server is available.</p></body></html>")
+        dom = chromium("--virtual-time-budget=7000", "--dump-dom", stand_in).stdout
+        assert re.search(r'id="state" class="badge warn">HTTP 503<', dom), dom
+        assert ("the supervisor answered HTTP 503: 503 Service Unavailable No server is "
+                "available. (figures from ") in dom, dom
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def slow_client(port, out):
     """Open a request and never finish it; record whether the server hung up."""
     s = socket.create_connection(("127.0.0.1", port), timeout=60)
@@ -655,6 +726,56 @@ def test_a_paused_drain_has_no_eta_and_the_leases_it_gave_back_are_no_failures(t
                     s["progress"]["eta_basis"] != "none", what="an ETA again")
     finally:
         assert sup.stop_now() == 0, sup.stderr()
+
+
+def test_attempts_handed_back_are_counted_apart_from_failures(tmp):
+    """A worker killed under its attempt, and `scale 0 --force`, end the attempt and send
+    its phase back to the queue: no failure of the phase (the drain rules judge neither),
+    yet status, watch, the dashboard, the metrics and STATUS= counted both as "failed".
+    They are counted as handed back, live and in a --resume of the session."""
+    from test_service import NotifySocket
+    url = new_db(tmp, runs=1, phases=1)
+    go = os.path.join(str(tmp), "go")
+    notify = NotifySocket(tmp)
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 1, "--http", "127.0.0.1:0",
+                           env={"ROGUE_GO": go, "NOTIFY_SOCKET": notify.env})
+    try:
+        base = http_base(sup)
+        st = status_when(sup, lambda s: s["queue"]["in_flight"] == 1, what="in flight")
+        os.kill(st["pool"]["workers"][0]["pid"], signal.SIGKILL)
+        st = status_when(sup, lambda s: s["progress"]["handed_back"] == 1 and
+                         s["queue"]["in_flight"] == 1, what="the phase again, in flight")
+        assert sup.ctl("scale", "0", "--force").rc == 0
+        st = status_when(sup, lambda s: s["progress"]["handed_back"] == 2, what="scaled down")
+        p = st["progress"]
+        assert (p["failed"], p["handed_back"], p["done"], p["remaining"]) == (0, 2, 0, 1), p
+        assert sql(url, "SELECT outcome FROM attempts ORDER BY attempt_id") == [
+            ("worker_crashed",), ("scaled_down",)]
+        assert "0 failed, 2 handed back" in sup.ctl("status").out
+        # /metrics serves the snapshot the loop publishes every second.
+        metric = lambda: {k[0]: v for k, v in samples(request(base, "/metrics")[2]).items()
+                          if not k[1]}
+        got = wait_for(lambda: (lambda g: g if g["autopack_drain_handed_back_attempts"] == 2
+                                else None)(metric()), what="/metrics")
+        text = request(base, "/metrics")[2]
+        assert got["autopack_drain_failed_attempts"] == 0, text
+        assert got["autopack_drain_handed_back_attempts"] == 2, text
+        assert got["autopack_attempts_handed_back_total"] == 2, text
+        notify.wait(lambda d: d.startswith("STATUS=") and d.endswith("0 failed, 2 handed back"),
+                    "the status line")
+    finally:
+        sup.kill()  # the session left unfinished, for --resume
+        notify.close()
+    # The session's record says the same.
+    [ses] = json.loads(ctl("--db", url, "session", "list", "--json").out)["sessions"]
+    assert (ses["results"], ses["successes"], ses["handed_back"]) == (2, 0, 2), ses
+    # Resumed, the session's figures are the same.
+    again = Supervisor(tmp, url, "--workers", 0, "--resume", name="again")
+    try:
+        p = again.wait_ready()["progress"]
+        assert (p["failed"], p["handed_back"]) == (0, 2), p
+    finally:
+        assert again.stop_now() == 0, again.stderr()
 
 
 def test_a_fast_drain_shows_its_rate_and_an_eta_of_seconds(tmp):
@@ -886,10 +1007,9 @@ def test_the_service_managers_status_line_carries_the_progress(tmp):
     notify = NotifySocket(tmp)
     sup = Supervisor(tmp, url, "--workers", 2, "--dry-run", env={"NOTIFY_SOCKET": notify.env})
     try:
-        line = notify.wait(lambda d: d.startswith("STATUS=draining: 4/4 phases (100.0%)"),
-                           "the progress of the whole drain in STATUS=")
-        assert re.match(r"STATUS=draining: 4/4 phases \(100\.0%\), \d+\.\d/min, ETA done,"
-                        r" 0 failed$", line), line
+        # Drained, the supervisor waits for work: idle, with the drain's counts.
+        notify.wait(lambda d: d == "STATUS=idle: waiting for phases; 4 done, 0 failed",
+                    "the progress of the whole drain in STATUS=")
         # The same figures as status and watch.
         p = sup.status()["progress"]
         assert (p["done"], p["total"], p["failed"], p["eta_basis"]) == (4, 4, 0, "finished")

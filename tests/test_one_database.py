@@ -5,6 +5,7 @@ processes. (The full disk and the stall are in test_faults.py.)"""
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -366,6 +367,65 @@ def test_2_a_live_socket_is_never_replaced_and_a_stale_one_is(tmp):
     assert "left by a process that is gone; replacing it" in b.stderr()
     assert b.ctl("stop", "--now").rc == 0
     assert b.wait() == 0
+
+
+def test_2_sockets_of_killed_supervisors_are_removed_and_their_sessions_listed_dead(tmp):
+    """A SIGKILLed supervisor leaves its control socket in the runtime directory, and so
+    did every one before it: a PostgreSQL one's is named by its pid and never taken
+    again, a SQLite one's by a file that may never be drained again, so they piled up
+    (80 in /run/autopack of a test machine). A supervisor that starts removes those on
+    which nobody listens, and leaves a live one and whatever is no socket; `session list`
+    says the killed one's session was interrupted, also while it is not yet reaped."""
+    (tmp / "a").mkdir()
+    (tmp / "b").mkdir()
+    url_a = new_db(tmp / "a", runs=1, phases=1)
+    url_b = new_db(tmp / "b", runs=1, phases=1)
+    a = Supervisor(tmp, url_a, "--workers", 1, "--dry-run", name="a", control=False)
+    a.wait_ready()
+    sock_a = sql(url_a, "SELECT control_socket FROM meta")[0][0]
+    assert os.path.dirname(sock_a) == runtime_dir()
+    a.proc.kill()  # not reaped: a zombie, which kill(2) still finds
+    wait_for(lambda: open("/proc/%d/stat" % a.proc.pid).read().rsplit(")", 1)[1][1] == "Z",
+             what="the killed supervisor a zombie")
+    assert os.path.exists(sock_a)
+    [session] = json.loads(ctl("--db", url_a, "session", "list", "--json").out)["sessions"]
+    assert session["status"] == "interrupted", session
+    r = ctl("--db", url_a, "status")
+    assert r.rc == 1 and "no autopack-supervisor is running" in r.err, r
+    a.proc.wait()
+    # Another dead one (as a killed PostgreSQL supervisor leaves), a live one, and a file
+    # with a socket's name that is none.
+    tag = os.urandom(6).hex()
+    dead = os.path.join(runtime_dir(), "test-%s-pid4194304.sock" % tag)
+    live = os.path.join(runtime_dir(), "test-%s-live.sock" % tag)
+    plain = os.path.join(runtime_dir(), "test-%s-plain.sock" % tag)
+    d = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    d.bind(dead)
+    d.close()
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(live)
+    listening.listen(1)
+    open(plain, "w").close()
+    try:
+        b = Supervisor(tmp, url_b, "--workers", 1, "--dry-run", name="b", control=False)
+        b.wait_ready()
+        assert not os.path.exists(sock_a) and not os.path.exists(dead)
+        assert os.path.exists(live) and os.path.isfile(plain)
+        # Said in one line (unless a supervisor of another test, sharing the directory,
+        # removed them first).
+        if "control socket(s) in" in b.stderr():
+            assert re.search(r"removed \d+ control socket\(s\) in %s on which nobody "
+                             r"listened \(left by supervisors that were killed\)"
+                             % re.escape(runtime_dir()), b.stderr()), b.stderr()
+        # Its own socket answers, and so does a new supervisor of the killed one's database.
+        assert b.status()["db_url"] == canonical(path_of(url_b))
+        a2 = Supervisor(tmp, url_a, "--workers", 1, "--dry-run", name="a2", control=False)
+        assert a2.wait_ready()["db_url"] == canonical(path_of(url_a))
+        assert a2.stop_now() == 0 and b.stop_now() == 0
+    finally:
+        listening.close()
+        for p in (live, plain):
+            os.unlink(p)
 
 
 # --- 3. the write-ahead log removed ------------------------------------------------------

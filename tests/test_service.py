@@ -6,13 +6,14 @@ variables never reach a worker."""
 import os
 import re
 import socket
+import sqlite3
 import uuid
 
 import pytest
 
-from conftest import ROOT
-from supervisor_helpers import (Supervisor, hold_write_lock, new_db, release, rogue_supervisor,
-                                sql, wait_for)
+from conftest import ROOT, ctl, preload
+from supervisor_helpers import (Supervisor, hold_write_lock, make_plan, new_db, release,
+                                rogue_notes, rogue_supervisor, sql, wait_for)
 
 
 class NotifySocket:
@@ -52,6 +53,13 @@ class NotifySocket:
             return None
         return wait_for(seen, timeout, step=0, what=what)
 
+    def until(self, pred, what, timeout=60):
+        """Like wait, but a datagram already read counts too."""
+        for d in self.got:
+            if pred(d):
+                return d
+        return self.wait(pred, what, timeout)
+
     def close(self):
         self.sock.close()
 
@@ -80,9 +88,11 @@ def test_ready_status_watchdog_stopping(tmp, abstract):
         assert st["pool"]["live"] == 3
         assert all(w["state"] in ("idle", "busy") for w in st["pool"]["workers"]), st
         assert [d for d in notify.got if d.startswith("STATUS=")], notify.got
-        # While draining, the status line is the progress every reader shows.
-        notify.wait(lambda d: re.match(r"STATUS=draining: \d+/\d+ phases \(", d),
-                    "a progress status line")
+        # While draining, the status line is the progress every reader shows; drained,
+        # the supervisor is idle.
+        assert [d for d in notify.got if re.match(r"STATUS=draining: \d+/\d+ phases \(", d)]
+        notify.wait(lambda d: d == "STATUS=idle: waiting for phases; 4 done, 0 failed",
+                    "the idle status line")
         # The status line precedes readiness, and a watchdog ping follows it.
         assert notify.got.index("READY=1") > 0
         pings = lambda: sum(d == "WATCHDOG=1" for d in notify.got)
@@ -136,6 +146,139 @@ def test_documented_status_line_is_the_real_one(tmp):
         assert re.fullmatch(shape, doc), (doc, real)
 
 
+def test_the_status_line_says_idle_paused_draining_and_stopping_with_counts(tmp):
+    """STATUS= said "draining: 2/2 phases (100.0%) ... ETA done" while the supervisor sat
+    idle with nothing queued, waiting for work, and a bare "paused" with no count of
+    what was still in flight or queued. Each state now has its own word and counts."""
+    url = new_db(tmp, runs=1, phases=2)
+    go = os.path.join(str(tmp), "go")
+    notify = NotifySocket(tmp)
+    sup = rogue_supervisor(tmp, url, "good", "--workers", 1,
+                           env={"NOTIFY_SOCKET": notify.env, "ROGUE_GO": go})
+    status = lambda text: (lambda d: d == "STATUS=" + text)
+    try:
+        # The status line comes before READY=1.
+        notify.wait(lambda d: re.match(r"STATUS=draining: 0/2 phases \(0\.0%\)", d),
+                    "draining, the first phase in flight")
+        notify.until(lambda d: d == "READY=1", "READY=1")
+        wait_for(lambda: rogue_notes(tmp, event="job"), what="the first job")
+        assert sup.ctl("pause").rc == 0
+        notify.wait(status("paused: 1 in flight, 1 queued; 0/2 phases done, 0 failed"),
+                    "paused with one in flight")
+        open(go, "w").close()
+        notify.wait(status("paused: 0 in flight, 1 queued; 1/2 phases done, 0 failed"),
+                    "paused, the attempt in flight done")
+        assert sup.ctl("resume").rc == 0
+        notify.wait(status("idle: waiting for phases; 2 done, 0 failed"), "idle")
+        # Idle stays idle: no other status while nothing is queued.
+        notify.read(timeout=2.5)
+        assert notify.got[-1].startswith("STATUS=idle") or notify.got[-1] == "WATCHDOG=1"
+        assert not [d for d in notify.got[notify.got.index(
+            "STATUS=idle: waiting for phases; 2 done, 0 failed"):]
+            if d.startswith("STATUS=draining")], notify.got
+        # New work makes it draining again, then idle with the new counts.
+        plan = make_plan(os.path.join(str(tmp), "more.json"), 1, phases=1)
+        with open(plan) as f:
+            text = f.read().replace("run-000", "run-more")
+        with open(plan, "w") as f:
+            f.write(text)
+        r = ctl("--db", url, "run", "import", plan)
+        assert r.rc == 0, r
+        notify.wait(status("idle: waiting for phases; 3 done, 0 failed"), "idle again")
+        assert sup.ctl("stop").rc == 0
+        notify.wait(lambda d: re.match(r"STATUS=stopping \(.+\): 0 in flight; 3/3 phases "
+                                       r"done, 0 failed$", d), "stopping with counts")
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        notify.close()
+
+
+def old_database(tmp, fillers):
+    """A schema-version-1 database (as test_db.make_v1 makes it) with ten queued phases
+    and `fillers` runs of a kilobyte each: the supervisor migrates it as it starts,
+    after a backup of the whole file."""
+    url = new_db(tmp, runs=1, phases=10)
+    con = sqlite3.connect(url[len("sqlite:///"):])
+    con.executescript(
+        "DROP TABLE estimator_coefficients; UPDATE meta SET schema_version = 1;"
+        "ALTER TABLE token_estimation_v2_events DROP COLUMN input_tokens;"
+        "ALTER TABLE token_estimation_v2_events DROP COLUMN deliverables_detail_json;"
+        "ALTER TABLE llm_usage_events DROP COLUMN max_tokens;")
+    con.execute("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?)"
+                " INSERT INTO runs (id, created_at, updated_at, goal_anchor)"
+                " SELECT 'filler-' || i, 'a', 'b', hex(randomblob(500)) FROM c", (fillers,))
+    con.commit()
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    return url
+
+
+EXTEND = "EXTEND_TIMEOUT_USEC=10000000"
+
+
+def test_a_slow_start_asks_for_more_time_while_it_works(tmp):
+    """The start (here the migration's backup of the database, on a disk that takes 5 ms a
+    write) sent nothing until READY=1: a start longer than the unit's TimeoutStartSec= (2
+    min) was killed, and started again into the same migration. While the start works,
+    the supervisor now asks for more time every second (EXTEND_TIMEOUT_USEC=, 10 s each
+    time), and stops once ready."""
+    url = old_database(tmp, 3000)
+    notify = NotifySocket(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run",
+                     env=preload("full-shim.so", NOTIFY_SOCKET=notify.env,
+                                 AUTOPACK_FULL_SHIM_SUFFIX=".bak",
+                                 AUTOPACK_FULL_SHIM_DELAY_US="5000"))
+    try:
+        notify.until(lambda d: d == "READY=1", "READY=1")
+        before = notify.got[:notify.got.index("READY=1")]
+        assert before.count(EXTEND) >= 2, notify.got
+        assert set(d for d in before if d.startswith("EXTEND")) == {EXTEND}, notify.got
+        m = re.search(r"the start took (\d+\.\d) s: asked the service manager (\d+) time\(s\)"
+                      r" for more time \(EXTEND_TIMEOUT_USEC=10000000\) while it worked",
+                      sup.stderr())
+        assert m and int(m.group(2)) == before.count(EXTEND), sup.stderr()
+        assert float(m.group(1)) >= 2.0, sup.stderr()
+        # The database was migrated, and the drain goes on as usual.
+        assert sql(url, "SELECT schema_version FROM meta") == [(5,)]
+        notify.read(timeout=1.5)
+        assert EXTEND not in notify.got[notify.got.index("READY=1"):], notify.got
+        assert sup.stop_now() == 0, sup.stderr()
+    finally:
+        sup.kill()
+        notify.close()
+
+
+def test_a_start_that_waits_on_nothing_asks_for_no_more_time(tmp):
+    """A start held where it does no work (here an fsync of the migration's backup that
+    does not return: a stuck disk or file system) asks for no more time, so that the
+    unit's TimeoutStartSec= still ends a start that is stuck."""
+    url = old_database(tmp, 10)
+    hold = os.path.join(str(tmp), "hold")
+    log = os.path.join(str(tmp), "shim.log")
+    open(hold, "w").close()
+    notify = NotifySocket(tmp)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run",
+                     env=preload("fsync-shim.so", NOTIFY_SOCKET=notify.env,
+                                 AUTOPACK_SHIM_PATH=str(tmp) + "/", AUTOPACK_SHIM_HOLD=hold,
+                                 AUTOPACK_SHIM_LOG=log))
+    try:
+        wait_for(lambda: os.path.exists(log) and "start" in open(log).read(), 60,
+                 what="an fsync held")
+        notify.read(timeout=4)
+        assert "READY=1" not in notify.got
+        # Its polls of the hold file may make a tick of CPU time: once at most.
+        assert notify.got.count(EXTEND) <= 1, notify.got
+        os.unlink(hold)
+        notify.until(lambda d: d == "READY=1", "READY=1 once the fsync returned")
+        assert sup.stop_now() == 0, sup.stderr()
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+        sup.kill()
+        notify.close()
+
+
 def test_no_ready_before_workers_are_up(tmp):
     """A worker binary that never says hello: the supervisor runs, the control socket
     answers, but the service manager is never told it is ready."""
@@ -149,7 +292,7 @@ def test_no_ready_before_workers_are_up(tmp):
                     "--heartbeat-timeout-seconds", 3600)
     try:
         sup.wait_ready()
-        notify.wait(lambda d: d.startswith("STATUS=starting"), "the starting status")
+        notify.wait(lambda d: d == "STATUS=starting workers: 0/2 up", "the starting status")
         assert sup.status()["pool"]["live"] == 2
         # Status and control work; readiness waits for the workers' hello.
         assert "READY=1" not in notify.read()
@@ -244,9 +387,10 @@ def test_watchdog_for_another_pid_is_ignored(tmp):
         # Two status changes (sent at most once a second) while pings, were they due,
         # would come every 50 ms.
         assert sup.ctl("pause").rc == 0
-        notify.wait(lambda d: d == "STATUS=paused", "the paused status")
+        notify.wait(lambda d: d.startswith("STATUS=paused: "), "the paused status")
         assert sup.ctl("resume").rc == 0
-        notify.wait(lambda d: d.startswith("STATUS=") and d != "STATUS=paused", "resumed")
+        notify.wait(lambda d: d.startswith("STATUS=") and not d.startswith("STATUS=paused"),
+                    "resumed")
         assert sup.ctl("stop").rc == 0
         notify.wait(lambda d: d == "STOPPING=1", "STOPPING=1")
         assert sup.wait() == 0
@@ -361,7 +505,47 @@ def test_the_unit_does_not_restart_a_supervisor_whose_budget_ended_the_drain(tmp
     assert status == 5, sup.stderr()
     assert "batch size 1 reached (--batch-size)" in sup.stderr()
     assert not unit_restarts_after(status)
-    # What the unit is meant to restart still is: a crash, and a breaker's exit 4.
-    assert unit_restarts_after(4) and not unit_restarts_after(0)
+    # What the unit is meant to restart still is: a crash (a signal, or any other status).
+    assert unit_restarts_after(6) and not unit_restarts_after(0)
     for refused in (1, 2, 3):
         assert not unit_restarts_after(refused)
+
+
+def unit_settings(section):
+    """The shipped unit's settings of one section, as {key: [values]}."""
+    text = open(os.path.join(ROOT, "contrib", "autopack-supervisor@.service")).read()
+    body = re.search(r"^\[%s\]\n(.*?)(?=^\[|\Z)" % section, text, re.M | re.S).group(1)
+    out = {}
+    for key, value in re.findall(r"^(\w+)=(.*)$", body, re.M):
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def test_the_unit_does_not_restart_a_supervisor_whose_breaker_tripped(tmp):
+    """The breaker ends a drain (exit 4, with --exit-when-drained) when the provider or the
+    workers failed again and again: the shipped unit started it again after RestartSec
+    (10 s), for ever, each start repeating the calls the provider refused. It is now
+    failed instead; a supervisor that keeps crashing is restarted a bounded number of
+    times."""
+    url = new_db(tmp, runs=1, phases=1)
+    notify = NotifySocket(tmp)
+    sup = rogue_supervisor(tmp, url, "key401", "--workers", 1, "--exit-when-drained",
+                           env={"NOTIFY_SOCKET": notify.env})
+    try:
+        notify.wait(lambda d: d.startswith("STATUS=stopping (breaker"), "the breaker's stop")
+        status = sup.wait()
+    finally:
+        sup.kill()
+        notify.close()
+    assert status == 4, sup.stderr()
+    assert not unit_restarts_after(status)
+    unit = unit_settings("Unit")
+    # Crashes are restarted at most StartLimitBurst times within StartLimitIntervalSec.
+    assert int(unit["StartLimitBurst"][0]) <= 10, unit
+    assert re.fullmatch(r"\d+min", unit["StartLimitIntervalSec"][0]), unit
+    assert int(unit["StartLimitIntervalSec"][0][:-3]) * 60 >= \
+        int(unit["StartLimitBurst"][0]) * int(unit_settings("Service")["RestartSec"][0][:-1])
+    # The unit's comments name every exit status and what the unit does after it.
+    text = open(os.path.join(ROOT, "contrib", "autopack-supervisor@.service")).read()
+    for code in ("0", "1", "2", "3", "4", "5"):
+        assert re.search(r"^#\s+%s\s" % code, text, re.M), code

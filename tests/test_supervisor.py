@@ -883,10 +883,11 @@ def test_a_base_url_longer_than_a_job_holds_is_refused_and_one_as_long_drains(tm
     assert sql(url, "SELECT outcome, count(*) FROM attempts GROUP BY 1") == [("dry_run", 3)]
 
 
-@pytest.mark.parametrize("flag", ["--run-id", "--control", "--log-file"])
+@pytest.mark.parametrize("flag", ["--run-id", "--control", "--log-file", "--worker"])
 def test_an_empty_path_or_run_id_is_a_bad_flag(tmp, flag):
     """--run-id= drained nothing and exited 0; --control= and --log-file= were refused
-    only after the database was opened and a session begun."""
+    only after the database was opened and a session begun; --worker= once the database
+    was opened, as `worker binary : No such file or directory`, exit 1."""
     from conftest import binpath
     url = new_db(tmp, runs=1, phases=3)
     p = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--workers", "1",
@@ -1111,3 +1112,41 @@ def test_a_supervisor_refused_at_its_socket_ends_the_session_it_began(tmp, what)
         in r.out, r.out
     r = ctl("--db", url, "session", "list")
     assert r.rc == 0 and "interrupted" not in r.out, r
+
+
+def test_a_dry_run_visits_each_phase_once_in_its_session(tmp):
+    """A dry run leaves every phase QUEUED: when the queue of a run was read again (a
+    cancel, a retry or an import through the supervisor) or the session was resumed, the
+    phases it had already dry-run were read as eligible and dry-run again, the same
+    estimates twice in one session. Each phase is visited once in its session."""
+    url = new_db(tmp, runs=2, phases=3)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", control=False)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: len(attempts(url)) == 6, what="six visits")
+        # A cancel reads its run's queue again.
+        r = ctl("--db", url, "cancel", "run-000", "p0-2")
+        assert r.rc == 0, r
+        # So does an import, of its own runs.
+        plan = os.path.join(str(tmp), "late.json")
+        with open(os.path.join(str(tmp), "plan.json")) as f:
+            doc = json.load(f)
+        doc["runs"] = doc["runs"][:1]
+        doc["runs"][0]["run_id"] = "late"
+        with open(plan, "w") as f:
+            json.dump(doc, f)
+        r = ctl("--db", url, "run", "import", plan)
+        assert r.rc == 0, r
+        wait_for(lambda: len(attempts(url)) == 9, what="the late run's visits")
+        status_when(sup, lambda st: st["queue"]["in_flight"] == 0 and
+                    st["queue"]["phases_queued"] == 0, what="nothing queued")
+        sup.proc.kill()  # the session left unfinished
+        sup.proc.wait()
+    finally:
+        sup.kill()
+    again = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--resume", "--exit-when-drained",
+                       name="again", control=False)
+    assert again.wait() == 0, again.stderr()
+    assert "0 phase(s) eligible" in again.stderr(), again.stderr()
+    visits = [(r, p) for _, r, p, _, _ in attempts(url)]
+    assert len(visits) == len(set(visits)) == 9, visits

@@ -132,6 +132,11 @@ struct drain_close {
 int store_drain_open(struct store *st, struct store_drain **out, struct store_err *err);
 /* Release the statements (NULL is ignored). */
 void store_drain_close(struct store_drain *d);
+/* Say that the drain is a dry run: store_drain_each_eligible then leaves out every phase
+ * that has an attempt in the session it is given (a dry run leaves each phase's state as
+ * it was, so the session's own attempts are what tell the phases it visited), as the
+ * claims of several supervisors do (store_fleet.h). */
+void store_drain_set_dry_run(struct store_drain *d, bool dry_run);
 /* Start a group commit (BEGIN IMMEDIATE). Returns 0, or STORE_EIO (a busy database). */
 int store_drain_begin(struct store_drain *d, struct store_err *err);
 /* Commit the group. Returns 0, or STORE_EIO; then call store_drain_rollback. */
@@ -161,8 +166,9 @@ int store_drain_set_supervisor(
 /* Call fn for every phase in state QUEUED (and FAILED when with_failed), optionally of
  * one run, ordered by run, tier index, phase index, with its attempts in `session_id`
  * and, with with_spec, its spec (outside a transaction): one statement, whatever the
- * number of phases. The phase is borrowed for the call; a non-zero return from fn
- * stops. */
+ * number of phases. In a dry run (store_drain_set_dry_run) a phase with an attempt in
+ * `session_id` is left out: the session visited it. The phase is borrowed for the call;
+ * a non-zero return from fn stops. */
 int store_drain_each_eligible(struct store_drain *d, const char *run_filter, bool with_failed,
     bool with_spec, const char *session_id, int (*fn)(void *arg, const struct drain_phase *p),
     void *arg, struct store_err *err);
@@ -362,9 +368,11 @@ int store_drain_each_duration(struct store_drain *d, bool dry_run, int64_t limit
 int store_drain_each_failure(struct store_drain *d, int64_t limit,
     int (*fn)(void *arg, const struct drain_failure *f), void *arg, struct store_err *err);
 /* Count a session's attempts that left their phase for good (*done: the phase is
- * COMPLETE, FAILED or SKIPPED after it, or it was a dry run) and those that did not do
- * what was asked (*failed) (outside a transaction). */
+ * COMPLETE, FAILED or SKIPPED after it, or it was a dry run), those that handed their
+ * phase back (*handed_back: a crash, a lost heartbeat, a scale-down, a stop, a restarted
+ * or lost supervisor, and the phase QUEUED after it) and the others that did not do what
+ * was asked (*failed) (outside a transaction). */
 int store_drain_session_tally(struct store_drain *d, const char *session_id, int64_t *done,
-    int64_t *failed, struct store_err *err);
+    int64_t *failed, int64_t *handed_back, struct store_err *err);
 
 #endif

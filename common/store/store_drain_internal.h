@@ -143,6 +143,9 @@ struct store_drain {
 	struct store *st;
 	int64_t supervisor_id; /* several supervisors (store_fleet.h): this one's id, else 0 */
 	bool retry_failed;     /* with supervisor_id: FAILED phases are eligible too */
+	/* A dry run's: a phase with an attempt in the session read as eligible is left out
+	 * (store_drain_set_dry_run). */
+	bool dry_run;
 	/* With supervisor_id: the transaction the last heartbeat was written in (its id, by
 	 * pg_current_xact_id()) and the server process of the connection it ran on (store_fleet.h,
 	 * store_fleet_txn). */

@@ -95,6 +95,25 @@ static int drain_each_eligible_sorted(
 	return rc;
 }
 
+/* fn and its argument, called only for the phases a dry run's session has not visited. */
+struct unvisited {
+	int (*fn)(void *arg, const struct drain_phase *p);
+	void *arg;
+};
+
+/* Pass a phase on unless the session has an attempt of it (a dry run's visit). */
+static int drain_unvisited(void *arg, const struct drain_phase *p)
+{
+	const struct unvisited *u = arg;
+
+	return p->attempts > 0 ? 0 : u->fn(u->arg, p);
+}
+
+void store_drain_set_dry_run(struct store_drain *d, bool dry_run)
+{
+	d->dry_run = dry_run;
+}
+
 /* Call fn for each eligible phase of one run (run_filter), of the runs of a JSON array
  * (runs_json, several supervisors only) or of every run; STORE_EIO on failure. */
 static int drain_each_eligible(struct store_drain *d, const char *run_filter, const char *runs_json,
@@ -143,6 +162,12 @@ static int drain_each_eligible(struct store_drain *d, const char *run_filter, co
 	if (d->supervisor_id > 0) {
 		db_bind_int64(s, 6, d->supervisor_id);
 		store_bind_text(s, 7, runs_json);
+	}
+	if (d->supervisor_id == 0 && d->dry_run && session_id != NULL) {
+		struct unvisited u = { fn, arg };
+
+		rc = drain_each_eligible_sorted(s, with_spec, drain_unvisited, &u);
+		goto out;
 	}
 	if (d->supervisor_id == 0) {
 		rc = drain_each_eligible_sorted(s, with_spec, fn, arg);

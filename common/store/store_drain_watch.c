@@ -111,28 +111,33 @@ int store_drain_each_failure(struct store_drain *d, int64_t limit,
  * COMPLETE, FAILED or SKIPPED after it, or it was a dry run) and those that did not do
  * what was asked (*failed); STORE_EIO on failure. */
 int store_drain_session_tally(struct store_drain *d, const char *session_id, int64_t *done,
-    int64_t *failed, struct store_err *err)
+    int64_t *failed, int64_t *handed_back, struct store_err *err)
 {
 	static const char sql[] =
 	    "SELECT COALESCE(sum(CASE WHEN r.final_state IN (?2, ?3, ?4) OR a.dry_run <> 0"
 	    "   THEN 1 ELSE 0 END), 0),"
-	    " COALESCE(sum(CASE WHEN r.success = 0 THEN 1 ELSE 0 END), 0)"
+	    " COALESCE(sum(CASE WHEN r.success = 0 AND NOT (r.final_state = ?5 AND a.outcome IN"
+	    "   (" OUTCOME_HANDS_BACK_SQL ")) THEN 1 ELSE 0 END), 0),"
+	    " COALESCE(sum(CASE WHEN r.success = 0 AND r.final_state = ?5 AND a.outcome IN"
+	    "   (" OUTCOME_HANDS_BACK_SQL ") THEN 1 ELSE 0 END), 0)"
 	    " FROM drain_session_results r JOIN attempts a ON a.attempt_id = r.attempt_id"
 	    " WHERE r.session_id = ?1";
 	struct db_stmt *s;
 	int rc;
 
-	*done = *failed = 0;
+	*done = *failed = *handed_back = 0;
 	if (db_prepare(d->st->db, sql, &s) != DB_OK)
 		return drain_fail(d, err, "session tally");
 	store_bind_text(s, 1, session_id);
 	store_bind_text(s, 2, phase_state_name(PHASE_COMPLETE));
 	store_bind_text(s, 3, phase_state_name(PHASE_FAILED));
 	store_bind_text(s, 4, phase_state_name(PHASE_SKIPPED));
+	store_bind_text(s, 5, phase_state_name(PHASE_QUEUED));
 	rc = db_step(s);
 	if (rc == DB_ROW) {
 		*done = db_column_int64(s, 0);
 		*failed = db_column_int64(s, 1);
+		*handed_back = db_column_int64(s, 2);
 	}
 	db_finalize(s);
 	if (rc != DB_ROW)

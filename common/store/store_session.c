@@ -16,19 +16,23 @@
 	"CASE WHEN r.telemetry_events_collected BETWEEN 0 AND 1000000000"                          \
 	" THEN r.telemetry_events_collected ELSE 0 END"
 
-#define SESSION_SELECT                                                                             \
-	"SELECT s.session_id, s.started_at, s.completed_at, s.stop_reason,"                        \
-	" coalesce(s.supervisor_pid, 0), coalesce(s.settings_json, '{}'),"                         \
-	" coalesce(s.state_json, '{}'),"                                                           \
-	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id),"                    \
-	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id"                      \
-	"   AND a.ended_at IS NULL),"                                                              \
-	" (SELECT count(*) FROM drain_session_results r WHERE r.session_id = s.session_id),"       \
-	" (SELECT coalesce(" SQL_SUM_IF(                                                           \
-	    "r.success != 0") ", 0) FROM drain_session_results r"                                  \
-	                      "   WHERE r.session_id = s.session_id),"                             \
-	                      " (SELECT coalesce(sum(" SESSION_EVENTS "), 0)"                      \
-	                      "   FROM drain_session_results r WHERE r.session_id = s.session_id)" \
+#define SESSION_SELECT                                                                              \
+	"SELECT s.session_id, s.started_at, s.completed_at, s.stop_reason,"                         \
+	" coalesce(s.supervisor_pid, 0), coalesce(s.settings_json, '{}'),"                          \
+	" coalesce(s.state_json, '{}'),"                                                            \
+	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id),"                     \
+	" (SELECT count(*) FROM attempts a WHERE a.session_id = s.session_id"                       \
+	"   AND a.ended_at IS NULL),"                                                               \
+	" (SELECT count(*) FROM drain_session_results r WHERE r.session_id = s.session_id),"        \
+	" (SELECT coalesce(" SQL_SUM_IF(                                                            \
+	    "r.success != 0") ", 0) FROM drain_session_results r"                                   \
+	                      "   WHERE r.session_id = s.session_id),"                              \
+	                      " (SELECT coalesce(sum(" SESSION_EVENTS "), 0)"                       \
+	                      "   FROM drain_session_results r WHERE r.session_id = s.session_id)," \
+	                      " (SELECT count(*) FROM drain_session_results r JOIN attempts a"      \
+	                      "   ON a.attempt_id = r.attempt_id WHERE r.session_id = s.session_id" \
+	                      "   AND r.success = 0 AND r.final_state = 'QUEUED' AND a.outcome IN"  \
+	                      "   (" OUTCOME_HANDS_BACK_SQL "))"                                    \
 	                      " FROM drain_sessions s"
 
 /* Free one session of a store_rows. */
@@ -54,6 +58,7 @@ static void session_from_row(struct db_stmt *q, void *item)
 	s->results = db_column_int64(q, 9);
 	s->successes = db_column_int64(q, 10);
 	s->events = db_column_int64(q, 11);
+	s->handed_back = db_column_int64(q, 12);
 }
 
 /* List every session, newest first. */

@@ -28,6 +28,8 @@ struct store_session {
 	int64_t results;        /* drain_session_results rows */
 	int64_t successes;      /* results with success */
 	int64_t events;         /* Σ telemetry_events_collected of its results */
+	int64_t handed_back;    /* results whose phase went back to the queue after an end the
+	                         * operator or the supervisor made (outcome_hands_back) */
 };
 
 /* One result of a session: a drain_session_results row with its attempt's outcome. */

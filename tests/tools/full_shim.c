@@ -1,8 +1,10 @@
 /* An LD_PRELOAD shim that gives the process a file system with AUTOPACK_FULL_SHIM_BYTES
  * bytes left (default 0) for the files whose path ends in AUTOPACK_FULL_SHIM_SUFFIX, as a
  * full disk does: a write (write, pwrite) to one of them past what is left writes what
- * fits and returns that short count, and the next fails with ENOSPC. Without the suffix
- * set, and for every other file, everything passes through.
+ * fits and returns that short count, and the next fails with ENOSPC. With
+ * AUTOPACK_FULL_SHIM_DELAY_US set, each write to one of them takes that much longer (a
+ * slow disk) and the bytes left are not counted (AUTOPACK_FULL_SHIM_BYTES unset: no
+ * limit). Without the suffix set, and for every other file, everything passes through.
  * Built by the Makefile for the tests only (full-shim.so next to the binaries). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -33,6 +35,7 @@ static ssize_t shim_room(int fd, size_t n)
 {
 	const char *suffix = getenv("AUTOPACK_FULL_SHIM_SUFFIX");
 	const char *bytes = getenv("AUTOPACK_FULL_SHIM_BYTES");
+	const char *delay = getenv("AUTOPACK_FULL_SHIM_DELAY_US");
 	long long left = bytes != NULL ? atoll(bytes) : 0, was;
 	char link[64], path[4096];
 	ssize_t len;
@@ -45,6 +48,11 @@ static ssize_t shim_room(int fd, size_t n)
 	slen = strlen(suffix);
 	if (len < 0 || (size_t)len < slen || memcmp(path + len - slen, suffix, slen) != 0)
 		return (ssize_t)n;
+	if (delay != NULL) {
+		usleep((useconds_t)atol(delay));
+		if (bytes == NULL)
+			return (ssize_t)n;
+	}
 	was = atomic_fetch_add(&used, (long long)n);
 	if (was >= left) {
 		atomic_fetch_sub(&used, (long long)n);
