@@ -1,5 +1,5 @@
 /*
- * The fit (docs/calibration.md "Leave-one-out"): the ridge weights on all observations,
+ * The fit (docs/calibration.md "The conformal budget"): the ridge weights on all observations,
  * the conformal factor F of their leave-one-out residuals, and each fit without one
  * observation from the fit on all (Sherman–Morrison), for the held-out evaluation: exact
  * to rounding, and O(design rows × log n) each instead of a refit's O(n log n).
