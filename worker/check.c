@@ -3,6 +3,7 @@
  * user, a PID, a mount, an IPC and a network namespace of its own when the kernel allows it. */
 #include "worker/check.h"
 #include "worker/capture.h"
+#include "worker/check_git.h"
 #include "worker/check_init.h"
 #include "worker/check_limits.h"
 #include "worker/check_suid.h"
@@ -509,10 +510,16 @@ void check_keep_control_socket(const char *path)
 		check_control[0] = '\0';
 }
 
+/* The workspace's git repository as the check found it (check_git_before), chosen by the
+ * worker before each check: what its mount namespace pins of it, and what check_git_after
+ * compares with once it is gone. */
+static struct check_git check_git_state;
+
 /* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
  * are `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real paths; after
- * check_empty_choose), the workspace's check logs directory, the worker's binary, the
- * database `db` (NULL for none) and the supervisor's control socket. */
+ * check_empty_choose), the workspace's check logs directory, its git repository
+ * (check_git_state), the worker's binary, the database `db` (NULL for none) and the
+ * supervisor's control socket. */
 static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 {
 	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
@@ -537,6 +544,12 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 		check_pin[check_npin].file = false;
 		check_pin[check_npin].sock = false;
 		check_pin[check_npin++].readonly = i == ARRAY_SIZE(logs) - 1;
+	}
+	for (i = 0; i < check_git_state.npin && check_npin < CHECK_PIN_MAX; i++) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s", check_git_state.pin[i]);
+		check_pin[check_npin].file = false;
+		check_pin[check_npin].sock = false;
+		check_pin[check_npin++].readonly = check_git_state.pin_readonly[i];
 	}
 	check_pin_kept("/proc/self/exe", true, ws, tmp, dirs);
 	check_pin_kept(log_file_path(), false, ws, tmp, dirs);
@@ -1419,7 +1432,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	int log_fd[2] = { -1, -1 }, pipe_fd[2][2] = { { -1, -1 }, { -1, -1 } };
 	struct capture cap[2];
 	int status = 0, rc = -1, i, ns_fd = -1, logs;
-	char full[512] = "";
+	char full[512] = "", tag[200];
 	int nfull = 0;
 	bool own = false;
 	pid_t pid;
@@ -1448,6 +1461,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	}
 	check_stop_seen = 0;
 	check_tmpdir_choose();
+	check_git_before(spec->workspace, &check_git_state);
 	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], &ns_fd, err, errlen);
 	out->stopped_from_outside = pid == -2;
 	for (i = 0; i < 2; i++) {
@@ -1494,6 +1508,10 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		log_warn("processes the check command started are still alive %d ms after"
 		         " SIGKILL",
 		    CHECK_GRACE_MS);
+	/* Every process of the check is gone: what it made of the repository stays made. */
+	snprintf(tag, sizeof tag, "%s__%s__a%lld", spec->run_id, spec->phase_id,
+	    (long long)spec->attempt);
+	check_git_after(spec->workspace, tag, &check_git_state, out->git, sizeof out->git);
 	/* What is left in the pipes; a writer that escaped the kill is not waited for long. */
 	end = clock_mono_ms() + CHECK_GRACE_MS;
 	while ((cap[0].in >= 0 || cap[1].in >= 0) && clock_mono_ms() < end)

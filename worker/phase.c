@@ -681,7 +681,9 @@ static bool phase_check(struct phase_ctx *pc)
 		check_result_free(&r);
 		return false;
 	}
-	if (r.timed_out)
+	if (r.git[0] != '\0')
+		phase_end(pc, OUTCOME_FAILED, REASON_SCOPE_VIOLATION, FP_STAGE_CHECK, "%s", r.git);
+	else if (r.timed_out)
 		phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, FP_STAGE_CHECK,
 		    "check command killed at the attempt's deadline after %lld ms (see %s)",
 		    (long long)r.duration_ms, r.stderr_path);

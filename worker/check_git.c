@@ -1,0 +1,211 @@
+/* The workspace's git repository kept from a check command: pinned in its mount namespace,
+ * and what it made where nothing could be pinned found and moved away after it. */
+#include "worker/check_git.h"
+#include "common/sysdirs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* What git runs or reads settings from in a repository's directory: bound read-only in a
+ * confined check's mount namespace when there. */
+static const char *const check_git_kept[] = { "config", "config.worktree", "commondir", "hooks",
+	"info", "modules", "worktrees", NULL };
+
+/* What a check must not make in a .git directory that lacked it (check_git_after). */
+static const char *const check_git_made[] = { "commondir", "config.worktree", "config", "hooks",
+	"info", NULL };
+
+/* Add `path` to the pins of `g`, read-only or bound onto itself; nothing when they are
+ * full. */
+static void check_git_pin(struct check_git *g, const char *path, bool readonly)
+{
+	size_t n = strlen(path);
+
+	/* A path too long to mount on is one the check cannot reach by name either. */
+	if (g->npin == CHECK_GIT_PIN_MAX || n >= PATH_MAX)
+		return;
+	memcpy(g->pin[g->npin], path, n + 1);
+	g->pin_readonly[g->npin++] = readonly;
+}
+
+/* Read the first line of the file `path` into `line` (of `n` bytes), its newline dropped.
+ * Returns false when it cannot be read or is empty. */
+static bool check_git_line(const char *path, char *line, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	struct stat sb;
+	ssize_t got = -1;
+
+	if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+		got = read(fd, line, n - 1);
+	if (fd >= 0)
+		close(fd);
+	if (got <= 0)
+		return false;
+	line[got] = '\0';
+	line[strcspn(line, "\r\n")] = '\0';
+	return line[0] != '\0';
+}
+
+/* The real path, in `real`, of `ref` read from a file in the directory `dir` (relative to
+ * it unless absolute), when it lies in the workspace `ws` below its top. */
+static bool check_git_inside(const char *ws, const char *dir, const char *ref, char *real)
+{
+	char path[PATH_MAX * 2];
+
+	snprintf(
+	    path, sizeof path, "%s%s%s", ref[0] == '/' ? "" : dir, ref[0] == '/' ? "" : "/", ref);
+	return realpath(path, real) != NULL && path_holds(ws, real) && strcmp(ws, real) != 0;
+}
+
+/* Pin the repository directory `dir` (a real path in the workspace): itself, bound onto
+ * itself, and what of check_git_kept it holds, read-only; then the common directory its
+ * commondir names, when that lies in the workspace `ws` too. */
+static void check_git_pin_dir(struct check_git *g, const char *ws, const char *dir, int depth)
+{
+	char path[PATH_MAX * 2], line[PATH_MAX], common[PATH_MAX];
+	struct stat sb;
+
+	if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+		return;
+	for (size_t i = 0; i < g->npin; i++)
+		if (strcmp(g->pin[i], dir) == 0)
+			return;
+	check_git_pin(g, dir, false);
+	for (size_t i = 0; check_git_kept[i] != NULL; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, check_git_kept[i]);
+		if (lstat(path, &sb) == 0 && (S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)))
+			check_git_pin(g, path, true);
+	}
+	snprintf(path, sizeof path, "%s/commondir", dir);
+	if (depth == 0 && check_git_line(path, line, sizeof line) &&
+	    check_git_inside(ws, dir, line, common))
+		check_git_pin_dir(g, ws, common, depth + 1);
+}
+
+void check_git_before(const char *workspace, struct check_git *g)
+{
+	char ws[PATH_MAX], path[PATH_MAX * 2], line[PATH_MAX], dir[PATH_MAX];
+	struct stat sb;
+
+	memset(g, 0, sizeof *g);
+	if (realpath(workspace, ws) == NULL)
+		return;
+	snprintf(path, sizeof path, "%s/.git", ws);
+	if (lstat(path, &sb) != 0)
+		return;
+	g->had_git = true;
+	g->dev = sb.st_dev;
+	g->ino = sb.st_ino;
+	g->type = sb.st_mode & S_IFMT;
+	if (S_ISDIR(sb.st_mode)) {
+		for (size_t i = 0; check_git_made[i] != NULL; i++) {
+			snprintf(path, sizeof path, "%s/.git/%s", ws, check_git_made[i]);
+			if (lstat(path, &sb) == 0)
+				g->had |= 1u << i;
+		}
+		snprintf(path, sizeof path, "%s/.git", ws);
+		check_git_pin_dir(g, ws, path, 0);
+	} else if (S_ISREG(sb.st_mode)) {
+		/* A `gitdir:` file (a linked worktree, a submodule): itself read-only, and the
+		 * repository it names when that lies in the workspace. */
+		check_git_pin(g, path, true);
+		if (check_git_line(path, line, sizeof line) && strncmp(line, "gitdir: ", 8) == 0 &&
+		    check_git_inside(ws, ws, line + 8, dir))
+			check_git_pin_dir(g, ws, dir, 0);
+	}
+}
+
+/* Open the directory `name` under `dirfd`, creating it (mode 0700) when missing; a
+ * symbolic link there is not followed. Returns the descriptor, or -1 with errno. */
+static int check_git_dir_open(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0 && errno == ENOENT && (mkdirat(dirfd, name, 0700) == 0 || errno == EEXIST))
+		fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd;
+}
+
+/* Move `name` in `from` to <workspace>/.autopack/quarantine/<tag>.<label>, and append to
+ * `err` (at *k of `errlen`) what the check did (`what`) and where it went. */
+static void check_git_move(int wsfd, int from, const char *name, const char *tag, const char *label,
+    const char *what, char *err, size_t errlen, size_t *k)
+{
+	char dest[256];
+	int top = check_git_dir_open(wsfd, ".autopack"), q = -1, e;
+
+	if (top >= 0)
+		q = check_git_dir_open(top, "quarantine");
+	snprintf(dest, sizeof dest, "%s.%s", tag, label);
+	if (q >= 0 && renameat(from, name, q, dest) == 0) {
+		*k += (size_t)snprintf(err + *k, errlen - *k,
+		    "%s%s, moved to .autopack/quarantine/%s", *k > 0 ? "; " : "", what, dest);
+	} else {
+		e = errno;
+		*k += (size_t)snprintf(err + *k, errlen - *k,
+		    "%s%s, which could not be moved to .autopack/quarantine (%s): remove it before "
+		    "running git there",
+		    *k > 0 ? "; " : "", what, strerror(e));
+	}
+	if (*k >= errlen)
+		*k = errlen - 1;
+	if (q >= 0)
+		close(q);
+	if (top >= 0)
+		close(top);
+}
+
+int check_git_after(
+    const char *workspace, const char *tag, const struct check_git *g, char *err, size_t errlen)
+{
+	int wsfd = open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC), gfd;
+	char what[160], label[64];
+	struct stat sb;
+	size_t k = 0;
+	bool now;
+
+	err[0] = '\0';
+	if (wsfd < 0)
+		return 0;
+	now = fstatat(wsfd, ".git", &sb, AT_SYMLINK_NOFOLLOW) == 0;
+	if (!g->had_git && now) {
+		check_git_move(wsfd, wsfd, ".git", tag, "git",
+		    "the check command made .git in the workspace, where there was none", err,
+		    errlen, &k);
+	} else if (g->had_git && !now) {
+		k += (size_t)snprintf(
+		    err, errlen, "the check command removed the workspace's .git");
+	} else if (g->had_git &&
+	    (sb.st_dev != g->dev || sb.st_ino != g->ino || (sb.st_mode & S_IFMT) != g->type)) {
+		check_git_move(wsfd, wsfd, ".git", tag, "git",
+		    "the check command put another .git in place of the workspace's (the one that "
+		    "was there is not put back)",
+		    err, errlen, &k);
+	} else if (g->had_git && S_ISDIR(sb.st_mode) &&
+	    (gfd = openat(wsfd, ".git", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		for (size_t i = 0; check_git_made[i] != NULL; i++) {
+			if ((g->had & (1u << i)) ||
+			    fstatat(gfd, check_git_made[i], &sb, AT_SYMLINK_NOFOLLOW) != 0)
+				continue;
+			snprintf(what, sizeof what,
+			    "the check command made .git/%s in the workspace", check_git_made[i]);
+			snprintf(label, sizeof label, "git-%s", check_git_made[i]);
+			check_git_move(
+			    wsfd, gfd, check_git_made[i], tag, label, what, err, errlen, &k);
+		}
+		close(gfd);
+	}
+	close(wsfd);
+	if (k == 0)
+		return 0;
+	if (k + 1 < errlen)
+		snprintf(err + k, errlen - k,
+		    " (git reads it, and runs what it names, outside the check's confinement)");
+	return -1;
+}
