@@ -667,7 +667,8 @@ static bool phase_check(struct phase_ctx *pc)
 	const struct proto_job *job = pc->job;
 	/* The database may lie in the workspace: the check cannot write or move its files. */
 	struct check_spec spec = { job->phase.check_command, job->workspace, job->run_id,
-		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat, phase_db_path(job) };
+		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat, phase_db_path(job),
+		job->db_url };
 	struct check_result r;
 	char err[512];
 
