@@ -63,6 +63,19 @@ elif which == "gitdir":
     attempt(which, gitdir_file)
 elif which == "remove":
     attempt(which, rm_git)
+elif which == "sabotage":
+    # The quarantine taken first: a link to elsewhere, and the name the worker would use.
+    os.symlink("/tmp", ".autopack/quarantine")
+    attempt(which, write(".git/commondir", "/tmp/elsewhere\n"))
+elif which == "occupied":
+    os.makedirs(".autopack/quarantine/run__p1__a1.git-commondir/x")
+    attempt(which, write(".git/commondir", "/tmp/elsewhere\n"))
+elif which == "rebase":
+    def todo():
+        os.mkdir(".git/rebase-merge")
+        with open(".git/rebase-merge/git-rebase-todo", "w") as f:
+            f.write("exec touch pwned\n")
+    attempt(which, todo)
 elif which == "create":
     attempt(which, lambda: subprocess.run(["git", "init", "-q"], check=True))
 with open("probe.json", "w") as f:
@@ -164,6 +177,35 @@ def test_a_check_that_makes_a_commondir_or_config_worktree_fails_and_it_is_moved
     assert not os.path.exists(os.path.join(ws, ".git", vector))
     assert os.path.exists(os.path.join(ws, ".autopack", "quarantine", quarantined))
     assert not pwned(ws)
+
+
+@pytest.mark.parametrize("vector,where", [
+    ("sabotage", "run__p1__a1.git-commondir"), ("occupied", "run__p1__a1.git-commondir.1")])
+def test_a_check_cannot_keep_what_it_made_from_the_quarantine(tmp, vector, where):
+    """A check that puts a link in place of .autopack/quarantine, or takes the name its
+    commondir would get there, still has it moved away."""
+    needs_namespaces()
+    attempt, probe, ws = repo_drain(tmp, "/usr/bin/python3 probe.py " + vector,
+                                    outcome="failed")
+    assert probe[vector] == "ok", probe
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "moved to .autopack/quarantine/%s " % where in attempt["message"], attempt
+    q = os.path.join(ws, ".autopack", "quarantine")
+    assert os.path.isdir(q) and not os.path.islink(q)
+    assert os.path.isfile(os.path.join(q, where))
+    assert not os.path.exists(os.path.join(ws, ".git", "commondir"))
+
+
+def test_a_check_that_leaves_a_rebase_in_progress_fails_and_its_todo_is_moved_away(tmp):
+    """`git rebase --continue` runs the `exec` lines of .git/rebase-merge/git-rebase-todo:
+    a check that left one had the operator's next `--continue` run it."""
+    needs_namespaces()
+    attempt, probe, ws = repo_drain(tmp, "/usr/bin/python3 probe.py rebase", outcome="failed")
+    assert probe["rebase"] == "ok", probe
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "the check command made .git/rebase-merge in the workspace, moved to " \
+        ".autopack/quarantine/run__p1__a1.git-rebase-merge" in attempt["message"], attempt
+    assert not os.path.exists(os.path.join(ws, ".git", "rebase-merge"))
 
 
 def test_a_check_that_makes_a_git_where_there_was_none_fails_and_it_is_moved_away(tmp):

@@ -16,9 +16,11 @@
 static const char *const check_git_kept[] = { "config", "config.worktree", "commondir", "hooks",
 	"info", "modules", "worktrees", NULL };
 
-/* What a check must not make in a .git directory that lacked it (check_git_after). */
+/* What a check must not make in a .git directory that lacked it (check_git_after): what
+ * git reads settings from, and the state of a rebase, a cherry-pick or a revert in
+ * progress, whose todo list `git rebase --continue` runs (`exec` lines). */
 static const char *const check_git_made[] = { "commondir", "config.worktree", "config", "hooks",
-	"info", NULL };
+	"info", "rebase-merge", "rebase-apply", "sequencer", NULL };
 
 /* Add `path` to the pins of `g`, read-only or bound onto itself; nothing when they are
  * full. */
@@ -132,33 +134,58 @@ static int check_git_dir_open(int dirfd, const char *name)
 	return fd;
 }
 
-/* Move `name` in `from` to <workspace>/.autopack/quarantine/<tag>.<label>, and append to
- * `err` (at *k of `errlen`) what the check did (`what`) and where it went. */
+/* Open <workspace>/.autopack/quarantine, making it when missing; what a check put under
+ * that name (a link, a file) is removed first: .autopack is the worker's. Returns the
+ * descriptor, or -1 with errno. */
+static int check_git_quarantine(int wsfd)
+{
+	int top = check_git_dir_open(wsfd, ".autopack"), q, e;
+
+	if (top < 0)
+		return -1;
+	q = check_git_dir_open(top, "quarantine");
+	if (q < 0 && (errno == ELOOP || errno == ENOTDIR) && unlinkat(top, "quarantine", 0) == 0)
+		q = check_git_dir_open(top, "quarantine");
+	e = errno;
+	close(top);
+	errno = e;
+	return q;
+}
+
+/* Move `name` in `from` to <workspace>/.autopack/quarantine/<tag>.<label> (a name a check
+ * took there first gets .1, .2, …), or, when it cannot be and is no directory, remove it;
+ * append to `err` (at *k of `errlen`) what the check did (`what`) and what became of it. */
 static void check_git_move(int wsfd, int from, const char *name, const char *tag, const char *label,
     const char *what, char *err, size_t errlen, size_t *k)
 {
 	char dest[256];
-	int top = check_git_dir_open(wsfd, ".autopack"), q = -1, e;
+	int q = check_git_quarantine(wsfd), e = errno, moved = -1;
+	struct stat sb;
 
-	if (top >= 0)
-		q = check_git_dir_open(top, "quarantine");
-	snprintf(dest, sizeof dest, "%s.%s", tag, label);
-	if (q >= 0 && renameat(from, name, q, dest) == 0) {
+	for (int n = 0; q >= 0 && moved != 0 && n < 10; n++) {
+		snprintf(dest, sizeof dest, n == 0 ? "%s.%s" : "%s.%s.%d", tag, label, n);
+		moved = renameat2(from, name, q, dest, RENAME_NOREPLACE);
+		e = errno;
+		if (moved != 0 && e != EEXIST && e != ENOTEMPTY)
+			break;
+	}
+	if (moved == 0)
 		*k += (size_t)snprintf(err + *k, errlen - *k,
 		    "%s%s, moved to .autopack/quarantine/%s", *k > 0 ? "; " : "", what, dest);
-	} else {
-		e = errno;
+	else if (fstatat(from, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode) &&
+	    unlinkat(from, name, 0) == 0)
+		*k += (size_t)snprintf(err + *k, errlen - *k,
+		    "%s%s, removed (it could not be moved to .autopack/quarantine: %s)",
+		    *k > 0 ? "; " : "", what, strerror(e));
+	else
 		*k += (size_t)snprintf(err + *k, errlen - *k,
 		    "%s%s, which could not be moved to .autopack/quarantine (%s): remove it before "
 		    "running git there",
 		    *k > 0 ? "; " : "", what, strerror(e));
-	}
 	if (*k >= errlen)
 		*k = errlen - 1;
 	if (q >= 0)
 		close(q);
-	if (top >= 0)
-		close(top);
 }
 
 int check_git_after(

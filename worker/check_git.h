@@ -10,9 +10,9 @@
  * the common directory a commondir names too; its objects, refs, index, HEAD and logs stay
  * writable, so a check can commit. What cannot be pinned because it is not there (a .git
  * where the workspace has none, a commondir, a config.worktree, hooks or info the
- * repository lacks) is looked for once every process of the check is gone
- * (check_git_after): what the check made there is moved to
- * <workspace>/.autopack/quarantine and fails the attempt. docs/worker.md, "What a check
+ * repository lacks, the todo list of a rebase, a cherry-pick or a revert in progress) is
+ * looked for once every process of the check is gone (check_git_after): what the check
+ * made there is moved to <workspace>/.autopack/quarantine and fails the attempt. docs/worker.md, "What a check
  * cannot do".
  */
 #ifndef AUTOPACK_CHECK_GIT_H
@@ -42,9 +42,10 @@ void check_git_before(const char *workspace, struct check_git *g);
 
 /* Once every process of the check is gone: whether it made, in the workspace's
  * repository, what git would read and check_git_before found missing (its .git, or in it
- * a commondir, config.worktree, config, hooks or info), or put another .git in place of
- * the one that was there. What it made is moved to
- * <workspace>/.autopack/quarantine/<tag>.<name>. Returns 0 when it made nothing, else -1
+ * a commondir, config.worktree, config, hooks, info, rebase-merge, rebase-apply or
+ * sequencer), or put another .git in place of the one that was there. What it made is
+ * moved to <workspace>/.autopack/quarantine/<tag>.<name> (.1, .2, … after a name taken;
+ * removed when it cannot be moved and is no directory). Returns 0 when it made nothing, else -1
  * with `err` naming each thing and where it went (or that it could not be moved). */
 int check_git_after(
     const char *workspace, const char *tag, const struct check_git *g, char *err, size_t errlen);
