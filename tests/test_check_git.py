@@ -254,3 +254,62 @@ def test_a_linked_worktree_in_the_workspace_keeps_its_gitdir_file_and_repository
                         ("e3", "busy")):
         assert error in open(os.path.join(ws, name)).read(), name
     assert os.path.isdir(repo)
+
+
+def test_a_workspace_whose_git_is_a_link_keeps_the_repository_it_leads_to(tmp):
+    """.git a symbolic link to a repository elsewhere in the workspace: git follows it, and
+    that repository's settings are read-only to the check; the link it puts in its place
+    fails the attempt."""
+    needs_namespaces()
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(ws)
+    git(ws, "init", "-q", "--separate-git-dir", os.path.join(ws, "real.git"))
+    os.remove(os.path.join(ws, ".git"))
+    os.symlink("real.git", os.path.join(ws, ".git"))
+    check = ("(echo '[core]' >> .git/config) 2>e1; (touch real.git/hooks/pre-commit) 2>e2; "
+             "rm .git && ln -s elsewhere.git .git")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    got = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in got] == [
+        ("failed", "SCOPE_VIOLATION")], got
+    assert "put another .git in place of the workspace's" in got[0]["message"], got
+    for name in ("e1", "e2"):
+        assert "Read-only file system" in open(os.path.join(ws, name)).read(), name
+    assert not os.path.lexists(os.path.join(ws, ".git"))
+
+
+@pytest.mark.parametrize("vector", ["replace", "gitdir"])
+def test_without_a_mount_namespace_another_git_is_found_after_the_check(tmp, vector):
+    """Where the kernel refuses the check a mount namespace nothing is pinned: a .git put
+    in place of the workspace's still fails the attempt and is moved away."""
+    attempt, probe, ws = repo_drain(tmp, "/usr/bin/python3 probe.py " + vector,
+                                    prefix=checks_where("no-namespace"), outcome="failed")
+    assert probe[vector] == "ok", probe
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "put another .git in place of the workspace's (the one that was there is not " \
+        "put back), moved to .autopack/quarantine/run__p1__a1.git" in attempt["message"], \
+        attempt
+    assert not os.path.lexists(os.path.join(ws, ".git"))
+
+
+def test_hooks_a_check_makes_where_the_repository_had_none_are_moved_away(tmp):
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(ws)
+    # No template: no hooks directory to pin.
+    git(ws, "init", "-q", "--template=")
+    assert not os.path.exists(os.path.join(ws, ".git", "hooks"))
+    url = init_db(tmp)
+    check = "mkdir .git/hooks && echo 'touch pwned' > .git/hooks/post-checkout"
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    attempt = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "made .git/hooks in the workspace, moved to .autopack/quarantine/" \
+        "run__p1__a1.git-hooks" in attempt["message"], attempt
+    assert not os.path.exists(os.path.join(ws, ".git", "hooks"))

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* What git runs or reads settings from in a repository's directory: bound read-only in a
@@ -90,6 +91,36 @@ static void check_git_pin_dir(struct check_git *g, const char *ws, const char *d
 		check_git_pin_dir(g, ws, common, depth + 1);
 }
 
+/* Fill `id` for `name` under `dirfd`, not following a link. Returns false when it is not
+ * there, or cannot be looked at. */
+static bool check_git_id_of(int dirfd, const char *name, struct check_git_id *id)
+{
+	struct statx sx;
+	ssize_t n;
+
+	memset(id, 0, sizeof *id);
+	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_INO | STATX_BTIME, &sx) != 0)
+		return false;
+	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	id->ino = sx.stx_ino;
+	id->type = sx.stx_mode & S_IFMT;
+	id->has_btime = (sx.stx_mask & STATX_BTIME) != 0;
+	id->btime = sx.stx_btime;
+	if (S_ISLNK(sx.stx_mode) &&
+	    (n = readlinkat(dirfd, name, id->link, sizeof id->link - 1)) >= 0)
+		id->link[n] = '\0';
+	return true;
+}
+
+/* Whether `a` and `b` are the same file. */
+static bool check_git_id_same(const struct check_git_id *a, const struct check_git_id *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->type == b->type &&
+	    (!a->has_btime || !b->has_btime ||
+	        (a->btime.tv_sec == b->btime.tv_sec && a->btime.tv_nsec == b->btime.tv_nsec)) &&
+	    strcmp(a->link, b->link) == 0;
+}
+
 void check_git_before(const char *workspace, struct check_git *g)
 {
 	char ws[PATH_MAX], path[PATH_MAX * 2], line[PATH_MAX], dir[PATH_MAX];
@@ -99,12 +130,9 @@ void check_git_before(const char *workspace, struct check_git *g)
 	if (realpath(workspace, ws) == NULL)
 		return;
 	snprintf(path, sizeof path, "%s/.git", ws);
-	if (lstat(path, &sb) != 0)
+	if (lstat(path, &sb) != 0 || !check_git_id_of(AT_FDCWD, path, &g->id))
 		return;
 	g->had_git = true;
-	g->dev = sb.st_dev;
-	g->ino = sb.st_ino;
-	g->type = sb.st_mode & S_IFMT;
 	if (S_ISDIR(sb.st_mode)) {
 		for (size_t i = 0; check_git_made[i] != NULL; i++) {
 			snprintf(path, sizeof path, "%s/.git/%s", ws, check_git_made[i]);
@@ -120,6 +148,10 @@ void check_git_before(const char *workspace, struct check_git *g)
 		if (check_git_line(path, line, sizeof line) && strncmp(line, "gitdir: ", 8) == 0 &&
 		    check_git_inside(ws, ws, line + 8, dir))
 			check_git_pin_dir(g, ws, dir, 0);
+	} else if (S_ISLNK(sb.st_mode) && check_git_inside(ws, ws, ".git", dir)) {
+		/* A link to the repository: that one, when it lies in the workspace. The link
+		 * itself cannot be bound; one the check puts in its place is found after it. */
+		check_git_pin_dir(g, ws, dir, 0);
 	}
 }
 
@@ -193,6 +225,7 @@ int check_git_after(
 {
 	int wsfd = open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC), gfd;
 	char what[160], label[64];
+	struct check_git_id id;
 	struct stat sb;
 	size_t k = 0;
 	bool now;
@@ -200,7 +233,7 @@ int check_git_after(
 	err[0] = '\0';
 	if (wsfd < 0)
 		return 0;
-	now = fstatat(wsfd, ".git", &sb, AT_SYMLINK_NOFOLLOW) == 0;
+	now = check_git_id_of(wsfd, ".git", &id);
 	if (!g->had_git && now) {
 		check_git_move(wsfd, wsfd, ".git", tag, "git",
 		    "the check command made .git in the workspace, where there was none", err,
@@ -208,13 +241,12 @@ int check_git_after(
 	} else if (g->had_git && !now) {
 		k += (size_t)snprintf(
 		    err, errlen, "the check command removed the workspace's .git");
-	} else if (g->had_git &&
-	    (sb.st_dev != g->dev || sb.st_ino != g->ino || (sb.st_mode & S_IFMT) != g->type)) {
+	} else if (g->had_git && !check_git_id_same(&g->id, &id)) {
 		check_git_move(wsfd, wsfd, ".git", tag, "git",
 		    "the check command put another .git in place of the workspace's (the one that "
 		    "was there is not put back)",
 		    err, errlen, &k);
-	} else if (g->had_git && S_ISDIR(sb.st_mode) &&
+	} else if (g->had_git && S_ISDIR(id.type) &&
 	    (gfd = openat(wsfd, ".git", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
 		for (size_t i = 0; check_git_made[i] != NULL; i++) {
 			if ((g->had & (1u << i)) ||

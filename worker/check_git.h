@@ -21,17 +21,27 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define CHECK_GIT_PIN_MAX 20
 
-struct check_git {
-	bool had_git; /* <workspace>/.git was there (of any type) */
-	dev_t dev;    /* and its device, inode and type */
+/* Which file a name stands for: an inode number is used again at once for the next file
+ * made (`rm .git && ln -s x .git`), its birth time is not, nor a link's target. */
+struct check_git_id {
+	dev_t dev;
 	ino_t ino;
 	mode_t type;
-	unsigned had; /* bit i: check_git_made[i] was there in a .git directory */
-	size_t npin;  /* what a confined check's mount namespace pins, outermost first */
+	bool has_btime;
+	struct statx_timestamp btime;
+	char link[PATH_MAX]; /* a symbolic link's target, else "" */
+};
+
+struct check_git {
+	bool had_git;           /* <workspace>/.git was there (of any type) */
+	struct check_git_id id; /* and which file it was */
+	unsigned had;           /* bit i: check_git_made[i] was there in a .git directory */
+	size_t npin;            /* what a confined check's mount namespace pins, outermost first */
 	char pin[CHECK_GIT_PIN_MAX][PATH_MAX];
 	bool pin_readonly[CHECK_GIT_PIN_MAX]; /* else bound onto itself, writable */
 };
