@@ -7,7 +7,6 @@ to a process of its own user that is dumpable; nor does /proc/self/root lead out
 own read-only view. Its user namespace is what refuses them (a process of its user in
 the machine's user namespace is not in its reach); its PID namespace, the signal."""
 import os
-import signal
 import subprocess
 import uuid
 
