@@ -4,7 +4,8 @@ root or working directory (/proc/<pid>/root, /proc/<pid>/cwd, which lead into th
 namespace of that process, where the machine's mounts are writable), not its environment
 or memory, and no signal through a descriptor of /proc/<pid> (pidfd_send_signal), even
 to a process of its own user that is dumpable; nor does /proc/self/root lead out of its
-own read-only view. Its user namespace is what refuses them (a process of its user in
+own read-only view; nor does it leave a device node in its workspace, which would open
+outside it. Its user namespace is what refuses them (a process of its user in
 the machine's user namespace is not in its reach); its PID namespace, the signal."""
 import os
 import subprocess
@@ -65,6 +66,11 @@ attempt("pid_cwd", lambda: write("/proc/%%d/cwd/pid_cwd" %% pid))
 attempt("pid_environ", lambda: read("/proc/%%d/environ" %% pid))
 attempt("pid_mem", lambda: read("/proc/%%d/mem" %% pid))
 attempt("pid_kill", lambda: pidfd_kill(pid))
+# A device node left in the workspace would open outside the check, whose own mount of
+# the workspace opens no device: /dev/mem's, a disk's.
+import stat
+attempt("mknod_mem", lambda: os.mknod("mem", 0o666 | stat.S_IFCHR, os.makedev(1, 1)))
+attempt("mknod_disk", lambda: os.mknod("sda", 0o666 | stat.S_IFBLK, os.makedev(8, 0)))
 for comm, pids in drain_processes().items():
     res[comm + "_seen"] = len(pids)
     for i, p in enumerate(pids):
@@ -99,6 +105,9 @@ def test_a_check_reaches_no_process_outside_its_namespaces_through_proc(tmp, out
     assert probe["self_root"] == "OSError: Read-only file system", probe
     for key in ("pid_root", "pid_cwd", "pid_environ", "pid_mem"):
         assert probe[key] == "PermissionError: Permission denied", (key, probe)
+    for key in ("mknod_mem", "mknod_disk"):
+        assert probe[key] == "PermissionError: Operation not permitted", (key, probe)
+    assert not {"mem", "sda"} & set(os.listdir(os.path.join(str(tmp), "ws")))
     # The sleeper is in no PID namespace the check's descends from.
     assert probe["pid_kill"] == "OSError: Invalid argument", probe
     assert probe["autopack-worker_seen"] >= 1 and probe["autopack-supervisor_seen"] >= 1, probe
