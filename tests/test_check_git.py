@@ -313,3 +313,38 @@ def test_hooks_a_check_makes_where_the_repository_had_none_are_moved_away(tmp):
     assert "made .git/hooks in the workspace, moved to .autopack/quarantine/" \
         "run__p1__a1.git-hooks" in attempt["message"], attempt
     assert not os.path.exists(os.path.join(ws, ".git", "hooks"))
+
+
+def test_a_check_that_replaces_a_linked_config_fails_and_its_file_is_moved_away(tmp):
+    """.git/config a symbolic link (to a file in .git): a link cannot be bound read-only,
+    and the file a check puts in its place is found after it."""
+    needs_namespaces()
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(ws)
+    git(ws, "init", "-q")
+    os.rename(os.path.join(ws, ".git", "config"), os.path.join(ws, ".git", "config.real"))
+    os.symlink("config.real", os.path.join(ws, ".git", "config"))
+    check = "rm .git/config && printf '[core]\\n\\tfsmonitor = touch pwned\\n' > .git/config"
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    attempt = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "the check command changed .git/config in the workspace, moved to " \
+        ".autopack/quarantine/run__p1__a1.git-config" in attempt["message"], attempt
+    assert not os.path.lexists(os.path.join(ws, ".git", "config"))
+    assert not pwned(ws)
+
+
+def test_without_a_mount_namespace_a_setting_a_check_writes_is_found_after_it(tmp):
+    check = "git config core.fsmonitor 'touch pwned'"
+    attempt, probe, ws = repo_drain(tmp, check, prefix=checks_where("no-namespace"),
+                                    outcome="failed")
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "the check command changed .git/config in the workspace, moved to " \
+        ".autopack/quarantine/run__p1__a1.git-config" in attempt["message"], attempt
+    assert "fsmonitor" in open(os.path.join(
+        ws, ".autopack", "quarantine", "run__p1__a1.git-config")).read()
+    assert not pwned(ws)

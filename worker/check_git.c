@@ -2,6 +2,7 @@
  * and what it made where nothing could be pinned found and moved away after it. */
 #include "worker/check_git.h"
 #include "common/sysdirs.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,11 +18,13 @@
 static const char *const check_git_kept[] = { "config", "config.worktree", "commondir", "hooks",
 	"info", "modules", "worktrees", NULL };
 
-/* What a check must not make in a .git directory that lacked it (check_git_after): what
+/* What a check must neither make nor change in a .git directory (check_git_after): what
  * git reads settings from, and the state of a rebase, a cherry-pick or a revert in
- * progress, whose todo list `git rebase --continue` runs (`exec` lines). */
+ * progress, whose todo list `git rebase --continue` runs (`exec` lines). CHECK_GIT_WATCHED
+ * of them. */
 static const char *const check_git_made[] = { "commondir", "config.worktree", "config", "hooks",
 	"info", "rebase-merge", "rebase-apply", "sequencer", NULL };
+_Static_assert(ARRAY_SIZE(check_git_made) == CHECK_GIT_WATCHED + 1, "check_git_made's count");
 
 /* Add `path` to the pins of `g`, read-only or bound onto itself; nothing when they are
  * full. */
@@ -99,26 +102,41 @@ static bool check_git_id_of(int dirfd, const char *name, struct check_git_id *id
 	ssize_t n;
 
 	memset(id, 0, sizeof *id);
-	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_INO | STATX_BTIME, &sx) != 0)
+	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) != 0)
 		return false;
 	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
 	id->ino = sx.stx_ino;
 	id->type = sx.stx_mode & S_IFMT;
 	id->has_btime = (sx.stx_mask & STATX_BTIME) != 0;
 	id->btime = sx.stx_btime;
+	id->mtime = sx.stx_mtime;
+	id->ctime = sx.stx_ctime;
+	id->size = sx.stx_size;
 	if (S_ISLNK(sx.stx_mode) &&
 	    (n = readlinkat(dirfd, name, id->link, sizeof id->link - 1)) >= 0)
 		id->link[n] = '\0';
 	return true;
 }
 
+/* Whether the timestamps `a` and `b` are the same. */
+static bool check_git_ts_same(const struct statx_timestamp *a, const struct statx_timestamp *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
 /* Whether `a` and `b` are the same file. */
 static bool check_git_id_same(const struct check_git_id *a, const struct check_git_id *b)
 {
 	return a->dev == b->dev && a->ino == b->ino && a->type == b->type &&
-	    (!a->has_btime || !b->has_btime ||
-	        (a->btime.tv_sec == b->btime.tv_sec && a->btime.tv_nsec == b->btime.tv_nsec)) &&
+	    (!a->has_btime || !b->has_btime || check_git_ts_same(&a->btime, &b->btime)) &&
 	    strcmp(a->link, b->link) == 0;
+}
+
+/* Whether `a` and `b` are the same file, as it was (nothing written to it since). */
+static bool check_git_id_unchanged(const struct check_git_id *a, const struct check_git_id *b)
+{
+	return check_git_id_same(a, b) && a->size == b->size &&
+	    check_git_ts_same(&a->mtime, &b->mtime) && check_git_ts_same(&a->ctime, &b->ctime);
 }
 
 void check_git_before(const char *workspace, struct check_git *g)
@@ -136,8 +154,7 @@ void check_git_before(const char *workspace, struct check_git *g)
 	if (S_ISDIR(sb.st_mode)) {
 		for (size_t i = 0; check_git_made[i] != NULL; i++) {
 			snprintf(path, sizeof path, "%s/.git/%s", ws, check_git_made[i]);
-			if (lstat(path, &sb) == 0)
-				g->had |= 1u << i;
+			g->had[i] = check_git_id_of(AT_FDCWD, path, &g->watched[i]);
 		}
 		snprintf(path, sizeof path, "%s/.git", ws);
 		check_git_pin_dir(g, ws, path, 0);
@@ -226,7 +243,6 @@ int check_git_after(
 	int wsfd = open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC), gfd;
 	char what[160], label[64];
 	struct check_git_id id;
-	struct stat sb;
 	size_t k = 0;
 	bool now;
 
@@ -249,11 +265,11 @@ int check_git_after(
 	} else if (g->had_git && S_ISDIR(id.type) &&
 	    (gfd = openat(wsfd, ".git", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
 		for (size_t i = 0; check_git_made[i] != NULL; i++) {
-			if ((g->had & (1u << i)) ||
-			    fstatat(gfd, check_git_made[i], &sb, AT_SYMLINK_NOFOLLOW) != 0)
+			if (!check_git_id_of(gfd, check_git_made[i], &id) ||
+			    (g->had[i] && check_git_id_unchanged(&g->watched[i], &id)))
 				continue;
-			snprintf(what, sizeof what,
-			    "the check command made .git/%s in the workspace", check_git_made[i]);
+			snprintf(what, sizeof what, "the check command %s .git/%s in the workspace",
+			    g->had[i] ? "changed" : "made", check_git_made[i]);
 			snprintf(label, sizeof label, "git-%s", check_git_made[i]);
 			check_git_move(
 			    wsfd, gfd, check_git_made[i], tag, label, what, err, errlen, &k);
