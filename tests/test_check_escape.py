@@ -76,6 +76,9 @@ for comm, pids in drain_processes().items():
     for i, p in enumerate(pids):
         attempt("%%s_root_%%d" %% (comm, i), lambda: write("/proc/%%d/root%%s/w" %% (p, target)))
         attempt("%%s_kill_%%d" %% (comm, i), lambda: pidfd_kill(p))
+        # Its pid names no process of the check's PID namespace, nor its process group.
+        attempt("%%s_pid_%%d" %% (comm, i), lambda: os.kill(p, 0))
+        attempt("%%s_pgrp_%%d" %% (comm, i), lambda: os.killpg(p, 0))
 with open("probe.json", "w") as f:
     json.dump(res, f)
 '''
@@ -116,5 +119,7 @@ def test_a_check_reaches_no_process_outside_its_namespaces_through_proc(tmp, out
             assert value == "PermissionError: Permission denied", (key, probe)
         if key.startswith("autopack-") and "_kill_" in key:
             assert value == "OSError: Invalid argument", (key, probe)
+        if key.startswith("autopack-") and ("_pid_" in key or "_pgrp_" in key):
+            assert value == "ProcessLookupError: No such process", (key, probe)
     assert os.listdir(outside) == [], probe
     assert secret not in str(probe)
