@@ -63,6 +63,19 @@ elif which == "gitdir":
     attempt(which, gitdir_file)
 elif which == "remove":
     attempt(which, rm_git)
+elif which == "sabotage":
+    # The quarantine taken first: a link to elsewhere, and the name the worker would use.
+    os.symlink("/tmp", ".autopack/quarantine")
+    attempt(which, write(".git/commondir", "/tmp/elsewhere\n"))
+elif which == "occupied":
+    os.makedirs(".autopack/quarantine/run__p1__a1.git-commondir/x")
+    attempt(which, write(".git/commondir", "/tmp/elsewhere\n"))
+elif which == "rebase":
+    def todo():
+        os.mkdir(".git/rebase-merge")
+        with open(".git/rebase-merge/git-rebase-todo", "w") as f:
+            f.write("exec touch pwned\n")
+    attempt(which, todo)
 elif which == "create":
     attempt(which, lambda: subprocess.run(["git", "init", "-q"], check=True))
 with open("probe.json", "w") as f:
@@ -166,6 +179,35 @@ def test_a_check_that_makes_a_commondir_or_config_worktree_fails_and_it_is_moved
     assert not pwned(ws)
 
 
+@pytest.mark.parametrize("vector,where", [
+    ("sabotage", "run__p1__a1.git-commondir"), ("occupied", "run__p1__a1.git-commondir.1")])
+def test_a_check_cannot_keep_what_it_made_from_the_quarantine(tmp, vector, where):
+    """A check that puts a link in place of .autopack/quarantine, or takes the name its
+    commondir would get there, still has it moved away."""
+    needs_namespaces()
+    attempt, probe, ws = repo_drain(tmp, "/usr/bin/python3 probe.py " + vector,
+                                    outcome="failed")
+    assert probe[vector] == "ok", probe
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "moved to .autopack/quarantine/%s " % where in attempt["message"], attempt
+    q = os.path.join(ws, ".autopack", "quarantine")
+    assert os.path.isdir(q) and not os.path.islink(q)
+    assert os.path.isfile(os.path.join(q, where))
+    assert not os.path.exists(os.path.join(ws, ".git", "commondir"))
+
+
+def test_a_check_that_leaves_a_rebase_in_progress_fails_and_its_todo_is_moved_away(tmp):
+    """`git rebase --continue` runs the `exec` lines of .git/rebase-merge/git-rebase-todo:
+    a check that left one had the operator's next `--continue` run it."""
+    needs_namespaces()
+    attempt, probe, ws = repo_drain(tmp, "/usr/bin/python3 probe.py rebase", outcome="failed")
+    assert probe["rebase"] == "ok", probe
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "the check command made .git/rebase-merge in the workspace, moved to " \
+        ".autopack/quarantine/run__p1__a1.git-rebase-merge" in attempt["message"], attempt
+    assert not os.path.exists(os.path.join(ws, ".git", "rebase-merge"))
+
+
 def test_a_check_that_makes_a_git_where_there_was_none_fails_and_it_is_moved_away(tmp):
     needs_namespaces()
     attempt, probe, ws = repo_drain(tmp, "/usr/bin/python3 probe.py create", init=False,
@@ -212,3 +254,97 @@ def test_a_linked_worktree_in_the_workspace_keeps_its_gitdir_file_and_repository
                         ("e3", "busy")):
         assert error in open(os.path.join(ws, name)).read(), name
     assert os.path.isdir(repo)
+
+
+def test_a_workspace_whose_git_is_a_link_keeps_the_repository_it_leads_to(tmp):
+    """.git a symbolic link to a repository elsewhere in the workspace: git follows it, and
+    that repository's settings are read-only to the check; the link it puts in its place
+    fails the attempt."""
+    needs_namespaces()
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(ws)
+    git(ws, "init", "-q", "--separate-git-dir", os.path.join(ws, "real.git"))
+    os.remove(os.path.join(ws, ".git"))
+    os.symlink("real.git", os.path.join(ws, ".git"))
+    check = ("(echo '[core]' >> .git/config) 2>e1; (touch real.git/hooks/pre-commit) 2>e2; "
+             "rm .git && ln -s elsewhere.git .git")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    got = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in got] == [
+        ("failed", "SCOPE_VIOLATION")], got
+    assert "put another .git in place of the workspace's" in got[0]["message"], got
+    for name in ("e1", "e2"):
+        assert "Read-only file system" in open(os.path.join(ws, name)).read(), name
+    assert not os.path.lexists(os.path.join(ws, ".git"))
+
+
+@pytest.mark.parametrize("vector", ["replace", "gitdir"])
+def test_without_a_mount_namespace_another_git_is_found_after_the_check(tmp, vector):
+    """Where the kernel refuses the check a mount namespace nothing is pinned: a .git put
+    in place of the workspace's still fails the attempt and is moved away."""
+    attempt, probe, ws = repo_drain(tmp, "/usr/bin/python3 probe.py " + vector,
+                                    prefix=checks_where("no-namespace"), outcome="failed")
+    assert probe[vector] == "ok", probe
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "put another .git in place of the workspace's (the one that was there is not " \
+        "put back), moved to .autopack/quarantine/run__p1__a1.git" in attempt["message"], \
+        attempt
+    assert not os.path.lexists(os.path.join(ws, ".git"))
+
+
+def test_hooks_a_check_makes_where_the_repository_had_none_are_moved_away(tmp):
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(ws)
+    # No template: no hooks directory to pin.
+    git(ws, "init", "-q", "--template=")
+    assert not os.path.exists(os.path.join(ws, ".git", "hooks"))
+    url = init_db(tmp)
+    check = "mkdir .git/hooks && echo 'touch pwned' > .git/hooks/post-checkout"
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    attempt = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "made .git/hooks in the workspace, moved to .autopack/quarantine/" \
+        "run__p1__a1.git-hooks" in attempt["message"], attempt
+    assert not os.path.exists(os.path.join(ws, ".git", "hooks"))
+
+
+def test_a_check_that_replaces_a_linked_config_fails_and_its_file_is_moved_away(tmp):
+    """.git/config a symbolic link (to a file in .git): a link cannot be bound read-only,
+    and the file a check puts in its place is found after it."""
+    needs_namespaces()
+    ws = os.path.join(str(tmp), "ws")
+    os.makedirs(ws)
+    git(ws, "init", "-q")
+    os.rename(os.path.join(ws, ".git", "config"), os.path.join(ws, ".git", "config.real"))
+    os.symlink("config.real", os.path.join(ws, ".git", "config"))
+    check = "rm .git/config && printf '[core]\\n\\tfsmonitor = touch pwned\\n' > .git/config"
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    attempt = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "the check command changed .git/config in the workspace, moved to " \
+        ".autopack/quarantine/run__p1__a1.git-config" in attempt["message"], attempt
+    assert not os.path.lexists(os.path.join(ws, ".git", "config"))
+    assert not pwned(ws)
+
+
+def test_without_a_mount_namespace_a_setting_a_check_writes_is_found_after_it(tmp):
+    check = "git config core.fsmonitor 'touch pwned'"
+    attempt, probe, ws = repo_drain(tmp, check, prefix=checks_where("no-namespace"),
+                                    outcome="failed")
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "the check command changed .git/config in the workspace, moved to " \
+        ".autopack/quarantine/run__p1__a1.git-config" in attempt["message"], attempt
+    assert "fsmonitor" in open(os.path.join(
+        ws, ".autopack", "quarantine", "run__p1__a1.git-config")).read()
+    assert not pwned(ws)
