@@ -314,7 +314,7 @@ int store_fleet_attempts_open(struct store_drain *d, struct drain_claim *c, size
 		return rc;
 	if ((rc = fleet_claims_lock(d, c, n, err)) != 0)
 		return rc;
-	time_db_now(now);
+	db_now(d->st->db, now);
 	if ((rc = fleet_claims_insert(d, c, n, session_id, dry_run, now, err)) != 0)
 		return rc;
 	for (size_t i = 0; i < n && !dry_run; i++)
@@ -643,10 +643,11 @@ int store_fleet_heartbeat(
 	static const char *const sql[] = {
 		"UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
 		" status_json) WHERE supervisor_id = ?1 AND state = 'live'"
-		" RETURNING pg_current_xact_id()",
+		" RETURNING pg_current_xact_id(), " DB_PG_CLOCK_US,
 		/* The names before PostgreSQL 13. */
 		"UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
-		" status_json) WHERE supervisor_id = ?1 AND state = 'live' RETURNING txid_current()",
+		" status_json) WHERE supervisor_id = ?1 AND state = 'live'"
+		" RETURNING txid_current(), " DB_PG_CLOCK_US,
 	};
 	struct db_stmt *q = NULL;
 	int64_t xid = 0;
@@ -657,10 +658,23 @@ int store_fleet_heartbeat(
 	if (rc == DB_OK) {
 		db_bind_int64(q, 1, d->supervisor_id);
 		store_bind_text(q, 2, status_json);
+		rc = db_step(q);
 	}
-	rc = store_step_id(d->st->db, q, rc, &xid, err, "%s: renewing the heartbeat", d->st->url);
-	if (rc != 0)
-		return rc;
+	/* The server's clock, read again with every heartbeat: what the group writes is
+	 * stamped by it (db_now). */
+	if (rc == DB_ROW) {
+		xid = db_column_int64(q, 0);
+		db_clock_set(d->st->db, db_column_int64(q, 1));
+		rc = db_step(q);
+	}
+	if (rc != DB_DONE) {
+		store_fail(err, STORE_EIO, "%s: renewing the heartbeat: %s", d->st->url,
+		    db_errmsg(d->st->db));
+		err->fault = db_fault(d->st->db);
+		db_finalize(q);
+		return STORE_EIO;
+	}
+	db_finalize(q);
 	/* A transaction id is never 0: none read, the row is no longer live. */
 	if (xid == 0 && (rc = fleet_renewal_skipped(d, "renewing the heartbeat", err)) != 0)
 		return rc;
@@ -768,7 +782,7 @@ int store_fleet_rescue(struct store_drain *d, int64_t connected_ms, struct fleet
 	*lost = NULL;
 	*nlost = 0;
 	*closed = 0;
-	time_db_now(now);
+	db_now(d->st->db, now);
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
 	rc = db_prepare(d->st->db,

@@ -248,7 +248,7 @@ int store_pg_init(const char *url, char uuid[37], struct store_err *err)
 		return rc;
 	}
 	by = store_created_by();
-	time_db_now(now);
+	db_now(db, now);
 	rc = store_begin(db, "starting the schema transaction", err);
 	if (rc == 0)
 		rc = store_pg_check_empty(db, url, err);
