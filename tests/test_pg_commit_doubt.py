@@ -117,3 +117,35 @@ def test_an_import_whose_server_restarts_at_its_commit_did_not_commit(tmp, own_c
     assert proc.returncode == 2 and re.search(
         NOT_COMMITTED % r" \(the server restarted meanwhile[^)]*\)", err), err
     assert sql(url, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_an_import_connected_again_to_another_server_of_the_same_name_says_it_cannot_know(
+        tmp, pg_cluster, own_cluster):
+    """The COMMIT's answer lost (the server committed it), and the address then reaching
+    another server that holds a database of the same name: the command cannot know what
+    became of its transaction there, says so naming both servers, exit 2, and writes
+    nothing to the other server (a status of the id read there would be another
+    transaction's)."""
+    name = pg_cluster.new_database()
+    url = pg_cluster.url(name)
+    assert ctl("--db", url, "db", "init").rc == 0
+    own_cluster.psql('CREATE DATABASE "%s"' % name)
+    plan = make_plan(os.path.join(str(tmp), "plan.json"), 2, 1, 2)
+    proxy = CutProxy(pg_cluster.port, "landed", 1, ran=[b"INSERT INTO runs"], gate=True)
+    try:
+        proc = subprocess.Popen([binpath("autopack-ctl"), "--db", proxy.url(name), "run",
+                                 "import", plan], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proxy.cut.wait(60)
+        proxy.upstream = own_cluster.port
+        proxy.open()
+        out, err = proc.communicate(timeout=90)
+    finally:
+        proxy.close()
+    assert proc.returncode == 2 and re.search(
+        r"committing the import: .*, so the server may have committed it or not \(connected"
+        r" again, the address reaches another server \(system identifier \d+, not \d+\),"
+        r" which knows nothing of transaction \d+\): look at the database", err), err
+    assert sql(url, "SELECT count(*) FROM runs") == [(2,)]
+    assert sql(own_cluster.url(name), "SELECT count(*) FROM pg_tables"
+                                      " WHERE schemaname = 'public'") == [(0,)]

@@ -90,7 +90,8 @@ static int commit_reconnect(struct db *db, char *why, size_t whylen)
 				return 0;
 		}
 		if (db_fault(db) == DB_FAULT_NOTDB || clock_mono_ms() > end) {
-			snprintf(why, whylen, "it could not be connected to again: %s", db_errmsg(db));
+			snprintf(
+			    why, whylen, "it could not be connected to again: %s", db_errmsg(db));
 			return -1;
 		}
 		commit_sleep(500);
@@ -99,8 +100,8 @@ static int commit_reconnect(struct db *db, char *why, size_t whylen)
 
 /* Read one text value of `sql` with parameters a and b (NULL: none) into out; 0, 1 when
  * there was no row, or -1 with why. */
-static int commit_value(struct db *db, const char *sql, const char *a, const char *b,
-    char *out, size_t outlen, char *why, size_t whylen)
+static int commit_value(struct db *db, const char *sql, const char *a, const char *b, char *out,
+    size_t outlen, char *why, size_t whylen)
 {
 	struct db_stmt *q = NULL;
 	int rc = db_prepare(db, sql, &q);
@@ -183,10 +184,18 @@ enum store_pg_settled store_pg_commit_settle(
 	        NULL, NULL, now, sizeof now, why, whylen) != 0)
 		return STORE_PG_UNKNOWN;
 	other = strcmp(now, m->system) != 0;
+	/* Another server at the address knows nothing of the transaction. */
+	if (other) {
+		snprintf(why, whylen,
+		    "connected again, the address reaches another server (system identifier %s,"
+		    " not %s), which knows nothing of transaction %s",
+		    now, m->system, m->xid);
+		return STORE_PG_UNKNOWN;
+	}
 	if (commit_value(db, "SELECT CAST(pg_postmaster_start_time() AS TEXT)", NULL, NULL, now,
 	        sizeof now, why, whylen) != 0)
 		return STORE_PG_UNKNOWN;
-	restarted = other || strcmp(now, m->started) != 0;
+	restarted = strcmp(now, m->started) != 0;
 	/* A session still inside the transaction could commit it later: it is ended first.
 	 * After a restart no session of the old server is left. */
 	if (!restarted && commit_end_old(db, m, why, whylen) != 0)
@@ -207,7 +216,8 @@ enum store_pg_settled store_pg_commit_settle(
 	}
 	if (rc != 0) {
 		if (rc > 0)
-			snprintf(why, whylen, "the status of transaction %s could not be read", m->xid);
+			snprintf(
+			    why, whylen, "the status of transaction %s could not be read", m->xid);
 		return STORE_PG_UNKNOWN;
 	}
 	/* A server that restarted may have handed the id out again (one it had not written to
@@ -224,9 +234,10 @@ enum store_pg_settled store_pg_commit_settle(
 	}
 	if (strcmp(status, "committed") == 0)
 		snprintf(why, whylen,
-		    "transaction %s is recorded committed, but the server %s after the COMMIT was"
-		    " sent, and a transaction it had not made durable gives its id to another",
-		    m->xid, other ? "reached now is another one" : "restarted");
+		    "transaction %s is recorded committed, but the server restarted after the"
+		    " COMMIT was sent, and a transaction it had not made durable gives its id to"
+		    " another",
+		    m->xid);
 	else
 		snprintf(why, whylen, "transaction %s is %s", m->xid,
 		    status[0] != '\0' ? status : "too old to have a status");
