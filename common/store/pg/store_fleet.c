@@ -982,7 +982,7 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
     size_t n, struct store_err *err)
 {
 	char id[24], why[512];
-	const char *params[3] = { id, session_id, stop_reason };
+	const char *params[5] = { id, session_id, stop_reason, d->st->uuid, d->st->server_id };
 	bool unanswered;
 	PGresult *r;
 
@@ -991,8 +991,12 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
 	*session = FLEET_SESSION_OPEN;
 	*others = 0;
 	r = db_pg_side_exec(db_pg_conn(d->st->db), db_pg_path(d->st->db), FLEET_APP " leave",
-	    "WITH u AS (UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
-	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live' RETURNING 1),"
+	    "WITH g AS MATERIALIZED (SELECT 1 WHERE (SELECT db_uuid FROM meta WHERE id = 1) = $4"
+	    " AND (SELECT CAST(system_identifier AS TEXT) FROM pg_control_system()) || '/'"
+	    " || current_database() = $5),"
+	    " u AS (UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
+	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live'"
+	    " AND EXISTS (SELECT 1 FROM g) RETURNING 1),"
 	    " o AS (SELECT count(*) AS n FROM supervisors WHERE state = 'live'"
 	    " AND supervisor_id <> CAST($1 AS BIGINT) AND session_id = $2),"
 	    " e AS (UPDATE drain_sessions SET completed_at = " PG_NOW ", stop_reason = $3"
@@ -1000,12 +1004,28 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
 	    " AND (SELECT n FROM o) = 0 RETURNING 1)"
 	    " SELECT (SELECT count(*) FROM u), (SELECT state FROM supervisors"
 	    " WHERE supervisor_id = CAST($1 AS BIGINT)), (SELECT count(*) FROM e),"
-	    " (SELECT count(*) FROM drain_sessions WHERE session_id = $2), (SELECT n FROM o)",
-	    params, 3, &unanswered, why, sizeof why);
+	    " (SELECT count(*) FROM drain_sessions WHERE session_id = $2), (SELECT n FROM o),"
+	    " (SELECT count(*) FROM g), (SELECT db_uuid FROM meta WHERE id = 1),"
+	    " (SELECT CAST(system_identifier AS TEXT) FROM pg_control_system()) || '/'"
+	    " || current_database()",
+	    params, 5, &unanswered, why, sizeof why);
 	if (r == NULL) {
 		*how = unanswered ? FLEET_ASIDE_UNANSWERED : FLEET_ASIDE_FAILED;
 		return store_fail(err, STORE_EIO,
 		    "%s: leaving the fleet on a connection of its own: %s", d->st->url, why);
+	}
+	/* The connection of its own is made anew from the URL: it may reach another
+	 * database under the name (dropped and made again) or another server at the address.
+	 * Nothing is written there. */
+	if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 5), "0") == 0) {
+		*how = FLEET_ASIDE_FAILED;
+		store_fail(err, STORE_EIO,
+		    "%s: the connection of its own reaches another database (uuid %s, server/database"
+		    " %s; opened as uuid %s, %s): nothing was written there",
+		    d->st->url, PQgetvalue(r, 0, 6), PQgetvalue(r, 0, 7), d->st->uuid,
+		    d->st->server_id);
+		PQclear(r);
+		return STORE_EIO;
 	}
 	if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "0") != 0)
 		*how = FLEET_ASIDE_LEFT;
