@@ -10,6 +10,7 @@
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -79,7 +80,11 @@ static int commit_reconnect(struct db *db, char *why, size_t whylen)
 				struct pollfd p = { .fd = fd,
 					.events = st == DB_PG_POLL_READ ? POLLIN : POLLOUT };
 
-				if (poll(&p, 1, 1000) < 0 || clock_mono_ms() > end) {
+				int n = poll(&p, 1, 1000);
+
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n < 0 || clock_mono_ms() > end) {
 					db_pg_reset_abandon(db);
 					st = DB_PG_POLL_FAILED;
 					break;
@@ -90,8 +95,9 @@ static int commit_reconnect(struct db *db, char *why, size_t whylen)
 				return 0;
 		}
 		if (db_fault(db) == DB_FAULT_NOTDB || clock_mono_ms() > end) {
-			snprintf(
-			    why, whylen, "it could not be connected to again: %s", db_errmsg(db));
+			snprintf(why, whylen,
+			    "the database could not be connected to again within %d s: %s",
+			    COMMIT_RECONNECT_MS / 1000, db_errmsg(db));
 			return -1;
 		}
 		commit_sleep(500);
