@@ -25,7 +25,8 @@
 #define FLEET_SESSION_LOCK_KEY 1095782995
 
 /* Whether the session ?5 stopped or deprioritised run r (its saved policy state): a run
- * another supervisor stopped is not claimed here even before this one has read why. The
+ * another supervisor stopped is not claimed here even before this one has read why (a dry
+ * run, which judges nothing and reads no saved state, visits it all the same). The
  * JSON is parsed only when the state names the run at all, or when the run's id is one
  * JSON writes escaped (which a search for the id as it is would not find). */
 #define FLEET_RUN_HELD_BACK                                                                        \
@@ -56,23 +57,23 @@ static const char fleet_sql_lock[] =
  * subqueries, by their phase (the session compared through an expression): whatever the
  * planner's statistics, each phase costs one index probe, never a scan of the session's
  * attempts, which would make a drain quadratic in its length. */
-#define FLEET_CLAIM_READ                                                                            \
-	"WITH w AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(?1 AS JSON))"                 \
-	"   AS w(i INTEGER, run_id TEXT, phase_id TEXT, pid BIGINT)),"                              \
-	" c AS MATERIALIZED (SELECT w.i, w.run_id, w.phase_id, w.pid, p.state,"                     \
-	" p.builder_attempts,"                                                                      \
-	" (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL)"       \
-	"   AS open,"                                                                               \
-	" (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"                        \
-	"   WHERE q.run_id = p.run_id AND (q.state = ?2 OR (?3 AND q.state = ?4))"                  \
-	"   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"        \
-	"   AND (SELECT count(*) FROM attempts v WHERE v.run_id = q.run_id"                         \
-	"     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?5"                      \
-	"     AND v.dry_run = 1) = 0) AS before,"                                                   \
-	" (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"   \
-	"   AND COALESCE(v.session_id, '') = ?5 AND v.dry_run = 1) AS visited," FLEET_RUN_HELD_BACK \
-	" AS held"                                                                                  \
-	" FROM w JOIN runs r ON r.id = w.run_id JOIN phases p ON p.run_id = r.id"                   \
+#define FLEET_CLAIM_READ                                                                           \
+	"WITH w AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(?1 AS JSON))"                \
+	"   AS w(i INTEGER, run_id TEXT, phase_id TEXT, pid BIGINT)),"                             \
+	" c AS MATERIALIZED (SELECT w.i, w.run_id, w.phase_id, w.pid, p.state,"                    \
+	" p.builder_attempts,"                                                                     \
+	" (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL)"      \
+	"   AS open,"                                                                              \
+	" (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"                       \
+	"   WHERE q.run_id = p.run_id AND (q.state = ?2 OR (?3 AND q.state = ?4))"                 \
+	"   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"       \
+	"   AND (SELECT count(*) FROM attempts v WHERE v.run_id = q.run_id"                        \
+	"     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?5"                     \
+	"     AND v.dry_run = 1) = 0) AS before,"                                                  \
+	" (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"  \
+	"   AND COALESCE(v.session_id, '') = ?5 AND v.dry_run = 1) AS visited,"                    \
+	" CASE WHEN CAST(?6 AS INTEGER) = 1 THEN 0 ELSE" FLEET_RUN_HELD_BACK " END AS held"        \
+	" FROM w JOIN runs r ON r.id = w.run_id JOIN phases p ON p.run_id = r.id"                  \
 	"   AND p.phase_id = w.phase_id JOIN tiers tp ON tp.id = p.tier_id)"
 /* Whether claim c may open its attempt (but for a budget). */
 #define FLEET_CLAIM_FREE                                                                           \
