@@ -87,9 +87,9 @@ int store_commit(struct db *db, const char *what, struct store_err *err)
 		return STORE_EIO;
 	if (settled == STORE_PG_NOT_COMMITTED)
 		snprintf(err->text + n, sizeof err->text - n,
-		    "; the connection was lost with the COMMIT on its way; connected again, %s:"
-		    " nothing of it was written, and the command can be given again",
-		    why);
+		    "; the connection was lost with the COMMIT on its way; %s%s: nothing of it was"
+		    " written, and the command can be given again",
+		    m.none ? "" : "connected again, ", why);
 	else
 		snprintf(err->text + n, sizeof err->text - n,
 		    "; the connection was lost with the COMMIT on its way, so the server may have"

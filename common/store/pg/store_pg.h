@@ -63,6 +63,7 @@ int store_pg_identity_write(struct db *db, const char *url, const char *id, stru
 /* What a transaction's COMMIT is settled by, read inside it before the COMMIT. */
 struct store_pg_doubt {
 	char xid[32];     /* its id (with its epoch), "" when it could not be read */
+	bool none;        /* it had no id: it wrote nothing */
 	int64_t pid;      /* its server process */
 	char started[64]; /* when the server started */
 	char system[32];  /* the server's system identifier */

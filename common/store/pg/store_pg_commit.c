@@ -44,15 +44,19 @@ int store_pg_commit_mark(struct db *db, struct store_pg_doubt *m)
 	memset(m, 0, sizeof *m);
 	rc = db_prepare(db,
 	    commit_new_names(db) ?
-	        "SELECT CAST(pg_current_xact_id() AS TEXT), pg_backend_pid(),"
+	        "SELECT CAST(pg_current_xact_id_if_assigned() AS TEXT), pg_backend_pid(),"
 	        " CAST(pg_postmaster_start_time() AS TEXT), CAST(s.system_identifier AS TEXT)"
 	        " FROM pg_control_system() s" :
-	        "SELECT CAST(txid_current() AS TEXT), pg_backend_pid(),"
+	        "SELECT CAST(txid_current_if_assigned() AS TEXT), pg_backend_pid(),"
 	        " CAST(pg_postmaster_start_time() AS TEXT), CAST(s.system_identifier AS TEXT)"
 	        " FROM pg_control_system() s",
 	    &q);
 	if (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
-		snprintf(m->xid, sizeof m->xid, "%s", db_column_text(q, 0));
+		const char *xid = db_column_text(q, 0);
+
+		/* No id: the transaction wrote nothing, and has nothing to lose. */
+		m->none = xid == NULL;
+		snprintf(m->xid, sizeof m->xid, "%s", xid != NULL ? xid : "");
 		m->pid = db_column_int64(q, 1);
 		snprintf(m->started, sizeof m->started, "%s", db_column_text(q, 2));
 		snprintf(m->system, sizeof m->system, "%s", db_column_text(q, 3));
@@ -180,6 +184,10 @@ enum store_pg_settled store_pg_commit_settle(
 	int rc;
 
 	why[0] = '\0';
+	if (m->none) {
+		snprintf(why, whylen, "the transaction had written nothing");
+		return STORE_PG_NOT_COMMITTED;
+	}
 	if (m->xid[0] == '\0') {
 		snprintf(why, whylen, "its transaction's id was not read");
 		return STORE_PG_UNKNOWN;
