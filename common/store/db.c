@@ -28,9 +28,18 @@ void db_clock_set(struct db *db, int64_t server_us)
 
 int64_t db_clock_us(struct db *db)
 {
+	int64_t us;
+
 	if (db == NULL || !db->clock_set)
 		return clock_wall_us();
-	return db->clock_us + (db_mono_us() - db->clock_mono_us);
+	/* Never back: a reading whose answer came back sooner than the last one's would put
+	 * the times after it before those written already (an attempt ending before it
+	 * began). */
+	us = db->clock_us + (db_mono_us() - db->clock_mono_us);
+	if (us < db->clock_last_us)
+		us = db->clock_last_us;
+	db->clock_last_us = us;
+	return us;
 }
 
 void db_now(struct db *db, char buf[32])
