@@ -678,9 +678,10 @@ static const char pg_path_sql[] = "SELECT pg_catalog.set_config('search_path',"
  * reading its row ("invalid byte sequence for encoding "UTF8""), and a supervisor could
  * not start. The search_path is set to `path` (a connection made again), or cut to the
  * schema it resolves to (the first: `*resolved` then receives the path set, a heap string,
- * left NULL when none was). Returns the last statement's result (PGRES_COMMAND_OK when all
- * were made), for the caller to PQclear. */
-static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved)
+ * left NULL when none was). Last, the server's clock is read into *server_us (epoch
+ * microseconds; db_clock_set). Returns the last statement's result (PGRES_COMMAND_OK when
+ * all were made), for the caller to PQclear. */
+static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved, int64_t *server_us)
 {
 	const char *enc = PQparameterStatus(c, "server_encoding");
 	char *lit = path != NULL ? PQescapeLiteral(c, path, strlen(path)) : NULL;
@@ -724,6 +725,15 @@ static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved)
 		        " SET transaction_timeout = 0" :
 		        "SET idle_session_timeout = 0; SET client_connection_check_interval = 1000");
 	}
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		r = PQexec(c, "SELECT " DB_PG_CLOCK_US);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+			*server_us = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+			PQclear(r);
+			r = PQmakeEmptyPGresult(c, PGRES_COMMAND_OK);
+		}
+	}
 	return r;
 }
 
@@ -742,6 +752,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 	PGconn *c;
 	PGresult *r;
 	char *path = NULL;
+	int64_t server_us = 0;
 
 	*out = NULL;
 	*fault = DB_FAULT_NONE;
@@ -770,7 +781,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 		return DB_ERROR;
 	}
 	PQsetNoticeProcessor(c, pg_notice, NULL);
-	r = pg_session_apply(c, NULL, &path);
+	r = pg_session_apply(c, NULL, &path, &server_us);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		db_pg_conn_msg(c, msg, msglen);
 		*fault = DB_FAULT_OTHER;
@@ -786,6 +797,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 	d->base.backend = DB_PG;
 	d->c = c;
 	d->path = path;
+	db_clock_set(&d->base, server_us);
 	*out = &d->base;
 	return DB_OK;
 }
@@ -825,6 +837,7 @@ enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd)
 	struct db_pg *d = P(db);
 	PostgresPollingStatusType ps;
 	PGresult *r;
+	int64_t server_us = 0;
 
 	*fd = -1;
 	if (!d->connecting) {
@@ -844,13 +857,14 @@ enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd)
 			d->fault = DB_FAULT_NOTDB;
 		return DB_PG_POLL_FAILED;
 	}
-	r = pg_session_apply(d->c, d->path, NULL);
+	r = pg_session_apply(d->c, d->path, NULL, &server_us);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_fail(d, r);
 		PQclear(r);
 		return DB_PG_POLL_FAILED;
 	}
 	PQclear(r);
+	db_clock_set(db, server_us);
 	return DB_PG_POLL_OK;
 }
 
