@@ -9,7 +9,6 @@ import glob
 import json
 import os
 import re
-import subprocess
 import urllib.request
 
 from conftest import ROOT, ctl, run
