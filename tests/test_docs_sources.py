@@ -244,3 +244,12 @@ def test_every_source_path_the_docs_name_exists():
                 bad.append((page, name))
     assert seen > 100
     assert bad == []
+
+
+def test_every_command_usage_names_json_as_the_readme_says_every_command_takes_it():
+    top = ctl("--help").out
+    names = re.findall(r"^  (\S+(?: [a-z-]+)?)\s{2,}", top, re.M)
+    usage = {n: ctl(*n.split(" "), "--help").out.split("\n\n")[0] for n in names}
+    assert len(usage) > 20
+    # completion prints a script; --json would have nothing to put in a result.
+    assert [n for n, u in usage.items() if "--json" not in u and n != "completion"] == []
