@@ -19,6 +19,9 @@ ROGUE_MODE says:
              seq is 4
   dup401     for each job: a usage event seq 1 (HTTP 200), the same seq again saying
              HTTP 401, then a success result
+  skips      for each job: a usage event seq 1, the same again, a log event seq 2 saying
+             ROGUE_SKIP_MSG, a log event seq 1 (another event under a taken key), then a
+             success result whose final seq is 2
   key401     for each job: a usage event saying HTTP 401 from the provider named in
              ROGUE_PROVIDER (default anthropic), then a failed result
   models     for each job: usage events of 205 models m0..m204, then 5 more of m0, then a
@@ -272,6 +275,17 @@ while True:
         send(usage(uuid, att, 1))
         send(dict(usage(uuid, att, 1), body=dict(usage(uuid, att, 1)["body"], http=401)))
         result(uuid, att, 1)
+    elif mode == "skips":
+        # A usage event and its repeat (as resent after a reconnection), a log event that
+        # ROGUE_SKIP_MSG names (which the test has a trigger skip), and a log event under
+        # the usage event's seq: another event under a key already taken.
+        send(usage(uuid, att, 1))
+        send(usage(uuid, att, 1))
+        send({"t": "event", "uuid": uuid, "att": att, "seq": 2, "kind": "log",
+              "body": {"lvl": "info", "msg": os.environ.get("ROGUE_SKIP_MSG", "skip")}})
+        send({"t": "event", "uuid": uuid, "att": att, "seq": 1, "kind": "log",
+              "body": {"lvl": "info", "msg": "another event under seq 1"}})
+        result(uuid, att, 2)
     elif mode == "key401":
         u = usage(uuid, att, 1)
         send(dict(u, body=dict(u["body"], http=401,

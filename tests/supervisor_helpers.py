@@ -235,12 +235,12 @@ def wait_for(pred, timeout=60, step=0.05, what="condition"):
 KEY = "sk-test-supervisor-key-0123456789"
 
 
-def llm_supervisor(tmp, url, llm, *args, name="sup", control=None):
+def llm_supervisor(tmp, url, llm, *args, name="sup", control=None, env=None):
     """A supervisor whose real workers call the stand-in `llm` (Anthropic API, no retries);
-    `control` as for Supervisor."""
+    `control` as for Supervisor, `env` added to its environment."""
     return Supervisor(tmp, url, "--llm-provider", "anthropic", "--llm-base-url", llm.url,
-                      "--llm-retries", 0, *args, env={"ANTHROPIC_API_KEY": KEY}, name=name,
-                      control=control)
+                      "--llm-retries", 0, *args, env=dict(env or {}, ANTHROPIC_API_KEY=KEY),
+                      name=name, control=control)
 
 
 def gate_check(tmp):

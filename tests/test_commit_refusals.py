@@ -14,7 +14,7 @@ import sqlite3
 import pytest
 
 from e2e_helpers import Standin, import_plan, init_db, llm_args, phase_spec, rows
-from supervisor_helpers import Supervisor, rogue_supervisor, sql, wait_for
+from supervisor_helpers import Supervisor, rogue_supervisor, sql, status_when, wait_for
 from test_fleet import new_pg_db
 
 
@@ -239,3 +239,54 @@ def test_a_trigger_that_skips_a_supervisors_row_is_not_taken_for_its_loss(tmp, p
     assert ("%s changed no row of table supervisors, though the row of supervisor 1 is there"
             " and live: a trigger or rule on supervisors that is not autopack's skipped it"
             % said) in err, err
+
+
+def add_insert_trigger(url, table, when):
+    """A trigger of another program's on `table` that skips each INSERT whose new row
+    matches `when`, without an error (a BEFORE trigger returning NULL on PostgreSQL,
+    RAISE(IGNORE) on SQLite)."""
+    if url.startswith("sqlite:///"):
+        con = sqlite3.connect(url[len("sqlite:///"):])
+        try:
+            con.execute("CREATE TRIGGER t BEFORE INSERT ON %s WHEN %s"
+                        " BEGIN SELECT RAISE(IGNORE); END" % (table, when))
+            con.commit()
+        finally:
+            con.close()
+        return
+    sql(url, "CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF %s"
+             " THEN RETURN NULL; END IF; RETURN NEW; END $$; CREATE TRIGGER t BEFORE INSERT"
+             " ON %s FOR EACH ROW EXECUTE FUNCTION t()" % (when, table))
+
+
+def test_an_event_skipped_is_told_from_a_duplicate(tmp, backend_url):
+    """An event the database keeps once under its key (attempt, seq): its repeat (as a
+    worker resends it after a reconnection) is a duplicate, counted as one; an event whose
+    insert wrote nothing for another reason is refused, named in the log and counted in
+    writes_refused, never as a duplicate: one a trigger of another program's skipped (no
+    row holds its key: its refusal is recorded as an error row in its place), and one whose
+    key holds an event of another kind (not a repeat of it). Before, all three were
+    counted as duplicates, and the skipped event left no trace."""
+    url = new_pg_db(tmp, backend_url, runs=1, tiers=1, phases=1)
+    add_insert_trigger(url, "events", "NEW.message = 'skip me'")
+    sup = rogue_supervisor(tmp, url, "skips", "--workers", 1, env={"ROGUE_SKIP_MSG": "skip me"})
+    try:
+        st = status_when(sup, lambda s: s["counters"]["results"] == 1 and
+                         s["queue"]["in_flight"] == 0, what="the result committed")
+        c = st["counters"]
+        assert (c["events_committed"], c["events_duplicate"], c["writes_refused"]) == (1, 1, 2), c
+    finally:
+        sup.stop_now()
+    err = sup.stderr()
+    [(att,)] = sql(url, "SELECT attempt_id FROM attempts")
+    skipped = ("the insert of event %d/2 changed 0 rows of table events, and no row holds its"
+               " key (attempt_id, seq): a trigger or rule on events that is not autopack's"
+               " skipped it" % att)
+    taken = ("the key (attempt_id %d, seq 1) of table events holds an event of another kind"
+             " than this log event: not a repeat of it, but a row another program wrote" % att)
+    assert "the database refused the log event %d/2 of run-000/p0-0: %s" % (att, skipped) \
+        in err, err
+    assert "the database refused the log event %d/1 of run-000/p0-0: %s" % (att, taken) \
+        in err, err
+    assert sql(url, "SELECT seq, kind, level, message FROM events ORDER BY seq") == [
+        (1, "llm_usage", None, None), (2, "log", "error", "not stored: " + skipped)]

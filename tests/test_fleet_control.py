@@ -5,7 +5,9 @@ fingerprint counts, triage) hold for the others of its session."""
 import json
 import os
 
-from conftest import ctl
+import pytest
+
+from conftest import ctl, preload
 from supervisor_helpers import (Supervisor, gate_check, llm_supervisor, make_plan,
                                 sql, wait_for)
 
@@ -405,3 +407,42 @@ def test_a_retry_releases_a_stopped_run_whatever_its_id(tmp, pg_url):
     assert sql(url, "SELECT state FROM phases") == [("QUEUED",)]
     state = session_state(url)
     assert state["stopped_runs"] == ["other"] and state["deprioritized_runs"] == [], state
+
+
+# A part of the text of a claim's statement (common/store/pg/store_fleet.c), which no other
+# statement holds.
+CLAIM_STATEMENT = "AS w(i INTEGER, run_id TEXT, phase_id TEXT, pid BIGINT)"
+
+
+@pytest.mark.parametrize("run", [ESCAPED_RUN, "run-000"])
+def test_a_claim_finds_a_run_stopped_after_its_supervisor_read_the_state(tmp, pg_url, llm,
+                                                                        run):
+    """The claim itself checks the session's saved state: a run another supervisor stops
+    after this one read the state and chose the run, and before its claim statement runs,
+    is not started. The supervisor is held at its claim statement (pq-shim.so's gate)
+    while the test stops the run; let go, its claim opens no attempt, and with nothing
+    else to drain it ends drained (exit 5). An id JSON writes escaped (a '"', a '\\') is
+    found in the saved state too, as the plain one is."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=1)
+    if run != "run-000":
+        rename_run(url, "run-000", run)
+    gate = os.path.join(str(tmp), "gate")
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--lease-timeout", 60,
+                         "--exit-when-drained",
+                         env=preload("pq-shim.so", AUTOPACK_PQ_SHIM_GATE=gate,
+                                     AUTOPACK_PQ_SHIM_GATE_MATCH=CLAIM_STATEMENT))
+    try:
+        wait_for(lambda: os.path.exists(gate + ".held") or sup.proc.poll() is not None,
+                 60, what="the supervisor held at its claim")
+        assert sup.proc.poll() is None, sup.stderr()
+        [(state,)] = sql(url, "SELECT state_json FROM drain_sessions")
+        state = json.loads(state) if state else {}
+        state["stopped_runs"] = [run]
+        sql(url, "UPDATE drain_sessions SET state_json = ?", json.dumps(state))
+        open(gate, "w").close()
+        assert sup.wait(timeout=60) == 5, sup.stderr()
+    finally:
+        open(gate, "w").close()
+        sup.kill()
+    assert attempts_by_run(url, run) == []
+    assert sql(url, "SELECT state FROM phases") == [("QUEUED",)]

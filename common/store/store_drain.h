@@ -299,7 +299,10 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 int store_drain_event_refused(struct store_drain *d, const struct drain_event *ev, const char *why,
     bool *dup, struct store_err *err);
 /* In the group: insert one event of an attempt of (run, phase). *dup is set when
- * (attempt, seq) was already stored, in which case nothing is written. */
+ * (attempt, seq) was already stored with an event of its kind (a repeat), in which case
+ * nothing is written. An insert that wrote nothing otherwise (a trigger or rule skipped it,
+ * or the key holds an event of another kind) fails with STORE_EIO, its reason told by
+ * store_drain_constraint_failed, as a refused write's. */
 int store_drain_event_insert(struct store_drain *d, const char *run_id, const char *phase_id,
     const struct drain_event *ev, bool *dup, struct store_err *err);
 /* In the group: append a row to control_log. */

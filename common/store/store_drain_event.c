@@ -13,12 +13,16 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 const struct drain_sql drain_sql_event[] = {
 	/* Only a repeated key is ignored: any other constraint failure is an error. */
 	{ DS_EV_KEY,
 	    "INSERT INTO events (attempt_id, seq, kind, created_at, level, message)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (attempt_id, seq) DO NOTHING" },
+	/* The kind of the event that holds (attempt, seq): read when DS_EV_KEY wrote nothing,
+	 * to tell a repeat from an insert something else skipped. */
+	{ DS_EV_HELD, "SELECT kind FROM events WHERE attempt_id = ?1 AND seq = ?2" },
 	/* is_doctor_call in both inserts (false, bound as 0): the original's value (common/store/store_original.c);
 	 * an adopted table has no SQL default for it. */
 	{ DS_EV_USAGE,
@@ -359,13 +363,61 @@ static int event_estimation(struct store_drain *d, const char *run_id, const cha
 	return store_estimation_insert(d->st, d->estimation, &e, err);
 }
 
+/* Why DS_EV_KEY wrote no row for `ev`: *held is 1 when its key holds an event of its
+ * kind (a repeat: the duplicate the conflict clause is for), 0 when it holds one of
+ * another kind (a different event under its key, which another program wrote), -1 when
+ * no row holds the key (a trigger or rule of another program's on events skipped the
+ * insert). STORE_EIO when the key could not be read. */
+static int event_held(
+    struct store_drain *d, const struct drain_event *ev, int *held, struct store_err *err)
+{
+	struct db_stmt *s = drain_stmt(d, DS_EV_HELD);
+	int rc;
+
+	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
+	db_bind_int64(s, 2, (int64_t)ev->seq);
+	rc = db_step(s);
+	if (rc == DB_ROW) {
+		const char *kind = db_column_text(s, 0);
+
+		*held = kind != NULL && strcmp(kind, event_kind_name(ev->kind)) == 0 ? 1 : 0;
+	} else
+		*held = -1;
+	db_reset(s);
+	if (rc != DB_ROW && rc != DB_DONE)
+		return drain_fail(d, err, "reading the key of an event");
+	return 0;
+}
+
+/* Refuse event `ev`, which DS_EV_KEY did not write though no repeat of it holds its key
+ * (held: as event_held says): STORE_EIO, with the reason kept as a refusal's
+ * (store_drain_constraint_failed), so that the writer records it as a write the database
+ * refused, not as a duplicate. */
+static int event_skipped(
+    struct store_drain *d, const struct drain_event *ev, int held, struct store_err *err)
+{
+	if (held < 0)
+		snprintf(d->skipped, sizeof d->skipped,
+		    "the insert of event %llu/%llu changed 0 rows of table events, and no row holds"
+		    " its key (attempt_id, seq): a trigger or rule on events that is not autopack's"
+		    " skipped it",
+		    (unsigned long long)ev->attempt_id, (unsigned long long)ev->seq);
+	else
+		snprintf(d->skipped, sizeof d->skipped,
+		    "the key (attempt_id %llu, seq %llu) of table events holds an event of another"
+		    " kind than this %s event: not a repeat of it, but a row another program wrote",
+		    (unsigned long long)ev->attempt_id, (unsigned long long)ev->seq,
+		    event_kind_name(ev->kind));
+	return store_fail(err, STORE_EIO, "%s: %s", d->st->path, d->skipped);
+}
+
 /* Record an event that cannot be stored, as an error row under its key. */
 int store_drain_event_refused(struct store_drain *d, const struct drain_event *ev, const char *why,
     bool *dup, struct store_err *err)
 {
 	struct db_stmt *s = drain_stmt(d, DS_EV_KEY);
 	char now[32], *msg = xasprintf("not stored: %s", why);
-	int rc;
+	int rc, held = 1;
 
 	bind_keep_forget(&d->keep_key); /* cleared and bound here with copies */
 
@@ -381,7 +433,13 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 	if ((rc = drain_exec(d, DS_EV_KEY, err)) != 0)
 		return rc;
 	*dup = db_changes(d->st->db) == 0;
-	if (!*dup)
+	/* An error row skipped as the event was (no row holds the key) is no duplicate: the
+	 * refusal the writer logged and counted is all that is left of the event. */
+	if (*dup && (rc = event_held(d, ev, &held, err)) != 0)
+		return rc;
+	if (*dup && held < 0)
+		*dup = false;
+	else if (!*dup)
 		drain_lives_count(d, ev->attempt_id, 1, 0);
 	/* An announcement that cannot be stored may still have been sent: a reserved row it
 	 * may stand for is confirmed as it was reserved, so that it is not taken for a try
@@ -402,7 +460,7 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 {
 	struct db_stmt *s = event_stmt(d, DS_EV_KEY);
 	char now[32];
-	int rc;
+	int rc, held;
 
 	assert(db_in_transaction(d->st->db));
 	assert(ev->kind > EVENT_KIND_NONE && ev->kind < EVENT_KIND_COUNT);
@@ -419,8 +477,12 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 #ifdef AUTOPACK_MUTANT_duplicate_events_written
 	*dup = false;
 #endif
+	/* Nothing written: a repeat of the event, or an insert skipped for another reason,
+	 * which is refused, not counted as a duplicate. */
+	if (*dup && (rc = event_held(d, ev, &held, err)) == 0 && held != 1)
+		rc = event_skipped(d, ev, held, err);
 	if (*dup)
-		return 0;
+		return rc;
 	if (ev->kind == EVENT_LLM_USAGE)
 		rc = event_usage(d, run_id, phase_id, ev, now, err);
 	else if (ev->kind == EVENT_LLM_REQUEST)

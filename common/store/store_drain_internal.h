@@ -38,6 +38,7 @@ enum drain_stmt {
 	DS_TIER_COUNT,
 	/* store_drain_event.c */
 	DS_EV_KEY,
+	DS_EV_HELD,
 	DS_EV_USAGE,
 	DS_EV_SENT,
 	DS_EV_DONE,
