@@ -220,12 +220,13 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 	    cmd_shown(url), nfailed, n - nfailed, n - nfailed == 1 ? "" : "s", ngroups,
 	    ngroups == 1 ? "" : "es");
 	for (size_t g = 0; g < ngroups; g++) {
-		size_t first = SIZE_MAX, count = 0;
+		size_t first = SIZE_MAX, count = 0, failed = 0;
 
 		for (size_t i = 0; i < n; i++) {
 			if (group_of[i] != g)
 				continue;
 			count++;
+			failed += failed_is_failed(&v[i]);
 			if (first == SIZE_MAX)
 				first = i;
 		}
@@ -246,7 +247,11 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 		for (size_t i = first; i < n; i++)
 			if (group_of[i] == g)
 				failed_phase_print(out, &v[i]);
-		if (v[first].fingerprint != NULL)
+		if (failed == 0)
+			fputs("  none of them is FAILED: the next drain takes the QUEUED ones; "
+			      "autopack-ctl retry RUN PHASE a SKIPPED one\n",
+			    out);
+		else if (v[first].fingerprint != NULL)
 			fprintf(out, "  retry them: autopack-ctl retry --fingerprint %s\n", id);
 		else if (v[first].reason != NULL)
 			failed_print_retry_reason(
