@@ -656,9 +656,12 @@ static const char pg_session_sql[] =
     "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
     " SET client_min_messages = warning;"
     " SET standard_conforming_strings = on; SET extra_float_digits = 3;"
-    " SET default_transaction_isolation = 'read committed'; SET statement_timeout = 0;"
-    " SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0;"
-    " SET synchronous_commit = on";
+    " SET default_transaction_isolation = 'read committed'; SET synchronous_commit = on";
+/* The timeouts turned off first, before any statement that does work: a database's
+ * statement_timeout of 1 ms cancelled the search_path's SELECT on a loaded machine. */
+static const char pg_timeouts_sql[] =
+    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+#define PG_TIMEOUTS_RESULTS 3 /* the results of pg_timeouts_sql, before the path's */
 /* The first connection's search_path cut to the schema it resolves to; its one row, when
  * there is one, is the path set. */
 static const char pg_path_sql[] = "SELECT pg_catalog.set_config('search_path',"
@@ -686,11 +689,12 @@ static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved, 
 	const char *enc = PQparameterStatus(c, "server_encoding");
 	char *lit = path != NULL ? PQescapeLiteral(c, path, strlen(path)) : NULL;
 	char *sql = lit != NULL ?
-	    xasprintf(
-	        "SELECT pg_catalog.set_config('search_path', %s, false); %s", lit, pg_session_sql) :
-	    xasprintf("%s; %s", pg_path_sql, pg_session_sql);
+	    xasprintf("%s; SELECT pg_catalog.set_config('search_path', %s, false); %s",
+	        pg_timeouts_sql, lit, pg_session_sql) :
+	    xasprintf("%s; %s; %s", pg_timeouts_sql, pg_path_sql, pg_session_sql);
 	PGresult *r = NULL, *next;
-	bool first = true, resolving = lit == NULL;
+	bool resolving = lit == NULL;
+	int k = 0;
 
 	PQfreemem(lit);
 	if (!PQsendQuery(c, sql)) {
@@ -698,13 +702,12 @@ static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved, 
 		return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
 	}
 	free(sql);
-	/* The results one by one (PQexec keeps the last): the first is the path's; after an
-	 * error nothing more ran, and the error is kept. */
+	/* The results one by one (PQexec keeps the last): the path's follows the timeouts';
+	 * after an error nothing more ran, and the error is kept. */
 	while ((next = PQgetResult(c)) != NULL) {
-		if (first && resolving && resolved != NULL &&
+		if (k++ == PG_TIMEOUTS_RESULTS && resolving && resolved != NULL &&
 		    PQresultStatus(next) == PGRES_TUPLES_OK && PQntuples(next) == 1)
 			*resolved = xstrdup(PQgetvalue(next, 0, 0));
-		first = false;
 		if (r != NULL && PQresultStatus(r) == PGRES_FATAL_ERROR) {
 			PQclear(next);
 			continue;
