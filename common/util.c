@@ -364,27 +364,15 @@ void str_velide(char *dst, size_t n, const char *fmt, va_list ap)
 	va_end(again);
 }
 
-/* Read a file whole, up to `max` bytes; 0, -EFBIG or -errno. */
-int file_read_all(
-    const char *path, size_t max, bool regular_only, char **text, size_t *len, bool *regular)
+/* Read an open descriptor to its end, up to `max` bytes; 0, -EFBIG or -errno. */
+int fd_read_all(int fd, size_t max, char **text, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | (regular_only ? O_NONBLOCK : 0));
 	size_t cap = 0, n = 0;
-	struct stat sb;
 	char *buf = NULL;
 	int rc = 0;
 
 	*text = NULL;
 	*len = 0;
-	*regular = false;
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &sb) == 0)
-		*regular = S_ISREG(sb.st_mode);
-	if (regular_only && !*regular) {
-		close(fd);
-		return 0;
-	}
 	for (;;) {
 		ssize_t r;
 
@@ -409,7 +397,6 @@ int file_read_all(
 			break;
 		n += (size_t)r;
 	}
-	close(fd);
 	if (rc != 0) {
 		free(buf);
 		return rc;
@@ -419,6 +406,30 @@ int file_read_all(
 	*text = buf;
 	*len = n;
 	return 0;
+}
+
+/* Read a file whole, up to `max` bytes; 0, -EFBIG or -errno. */
+int file_read_all(
+    const char *path, size_t max, bool regular_only, char **text, size_t *len, bool *regular)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | (regular_only ? O_NONBLOCK : 0));
+	struct stat sb;
+	int rc;
+
+	*text = NULL;
+	*len = 0;
+	*regular = false;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) == 0)
+		*regular = S_ISREG(sb.st_mode);
+	if (regular_only && !*regular) {
+		close(fd);
+		return 0;
+	}
+	rc = fd_read_all(fd, max, text, len);
+	close(fd);
+	return rc;
 }
 
 /* Return 3 when `s` starts with EF BB BF. */

@@ -57,6 +57,10 @@ int mkdir_p(const char *path, unsigned mode);
 int mkdir_p_noting(
     const char *path, unsigned mode, void (*made)(void *arg, const char *dir), void *arg);
 
+/* Read the open descriptor `fd` (a file from its offset, a pipe, a terminal) to its end
+ * into *text (heap, NUL-terminated; *len bytes), at most `max` bytes; the descriptor stays
+ * open. Returns 0, -EFBIG when it holds more than `max` bytes, or -errno (*text NULL). */
+int fd_read_all(int fd, size_t max, char **text, size_t *len);
 /* Read the file or stream at `path` whole into *text (heap, NUL-terminated; *len bytes),
  * reading at most `max` bytes; *regular says whether it is a regular file. With
  * `regular_only` the open waits for nothing (a FIFO's writer) and anything but a regular

@@ -71,6 +71,13 @@ static int cmd_calib_int(struct cmd_ctx *ctx, const char *name, long lo, long hi
 static int cmd_calib_option(
     struct cmd_ctx *ctx, struct cmd_calib *c, int opt, char **ids, int *modes)
 {
+	if (c->fit_opt == NULL && opt != CMD_OPT_OUT && opt != CMD_OPT_FORCE && opt < CMD_OPT_APPLY)
+		c->fit_opt = opt == CMD_OPT_MIN_SAMPLES ? "--min-samples" :
+		    opt == CMD_OPT_THRESHOLD            ? "--confidence-threshold" :
+		    opt == CMD_OPT_COVERAGE             ? "--coverage" :
+		    opt == CMD_OPT_FOLDS                ? "--folds" :
+		    opt == CMD_OPT_REPEATS              ? "--repeats" :
+		                                          "--run-id";
 	switch (opt) {
 	case CMD_OPT_MIN_SAMPLES:
 		return cmd_calib_int(ctx, "min-samples", 1, 1000000, &c->opts.min_samples);
@@ -92,7 +99,10 @@ static int cmd_calib_option(
 			    "to 1, got '%s'",
 			    optarg);
 		return 0;
-	case CMD_OPT_OUT: c->out_dir = optarg; return 0;
+	case CMD_OPT_OUT:
+		c->out_dir = optarg;
+		c->out_given = true;
+		return 0;
 	case CMD_OPT_RUN_ID:
 		ids[c->filter.n_run_ids++] = optarg;
 		c->filter.run_ids = ids;
@@ -498,6 +508,36 @@ static int cmd_calib_propose(struct cmd_ctx *ctx, const struct cmd_calib *c)
 	return ret;
 }
 
+/* The option naming calibrate's mode, for messages. */
+static const char *cmd_calib_mode_opt(enum cmd_calib_mode mode)
+{
+	return mode == CMD_CALIB_LIST  ? "--list" :
+	    mode == CMD_CALIB_ROLLBACK ? "--rollback" :
+	    mode == CMD_CALIB_EVALUATE ? "--evaluate" :
+	    mode == CMD_CALIB_APPLY    ? "--apply" :
+	                                 "";
+}
+
+/* 0 when every option given is used by the mode, else a usage error (exit 2) naming the
+ * option the mode would ignore: --out by the modes that write no file, the sample
+ * options by those that read no sample. */
+static int cmd_calib_mode_check(const struct cmd_ctx *ctx, const struct cmd_calib *c)
+{
+	bool no_samples = c->mode == CMD_CALIB_LIST || c->mode == CMD_CALIB_ROLLBACK;
+
+	if (c->out_given && (no_samples || c->mode == CMD_CALIB_EVALUATE))
+		return cmd_usage_error(ctx,
+		    "--out does not go with %s, which writes no file: --out names the directory "
+		    "of a proposal's report (calibrate, calibrate --apply)",
+		    cmd_calib_mode_opt(c->mode));
+	if (c->fit_opt != NULL && no_samples)
+		return cmd_usage_error(ctx,
+		    "%s does not go with %s, which reads no telemetry sample: it shapes a "
+		    "proposal (calibrate, --apply, --evaluate)",
+		    c->fit_opt, cmd_calib_mode_opt(c->mode));
+	return 0;
+}
+
 /* calibrate: parse, then propose, apply, roll back, evaluate or list. */
 static int cmd_calibrate_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -527,7 +567,11 @@ static int cmd_calibrate_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		ret = cmd_usage_error(ctx, "--force goes with --apply");
 	else if (c.out_dir[0] == '\0')
 		ret = cmd_usage_error(ctx, "--out needs a directory");
-	else if (c.mode == CMD_CALIB_ROLLBACK)
+	else
+		ret = cmd_calib_mode_check(ctx, &c);
+	if (ret != 0)
+		goto out;
+	if (c.mode == CMD_CALIB_ROLLBACK)
 		ret = cmd_calib_rollback(ctx);
 	else if (c.mode == CMD_CALIB_LIST)
 		ret = cmd_calib_list(ctx);
@@ -569,6 +613,8 @@ const struct cmd_entry cmd_calibrate_entry = {
 	    "                    built-in defaults)\n"
 	    "  --evaluate        only the held-out figures of the active set and the proposal\n"
 	    "  --list            the stored coefficient sets and which one is active\n"
+	    "                    (--list and --rollback take no --out and no option of the\n"
+	    "                    samples; --evaluate takes no --out: refused, exit 2)\n"
 	    "  --coverage T      the share of calls the budget should hold, 0 < T < 1\n"
 	    "                    (default 0.95)\n"
 	    "  --folds K         k-fold folds (default 5)\n"

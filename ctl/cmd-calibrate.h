@@ -22,6 +22,8 @@ struct cmd_calib {
 	struct calib_eval_opts eval; /* --coverage, --folds, --repeats */
 	struct store_telem_filter filter;
 	const char *out_dir;
+	bool out_given;      /* --out was given */
+	const char *fit_opt; /* the first option given that only reading samples uses */
 };
 
 /* What a calibration works from, read from the database. */

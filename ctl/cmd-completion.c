@@ -8,6 +8,7 @@
 #include "common/vocab.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,11 +100,11 @@ static void comp_options(const struct cmd_entry *e, struct comp_opts *o)
 }
 
 /* Print the names of the options in o that take a value of kind `is_file`, '|'-joined. */
-static void comp_print_valued(const struct comp_opts *o, bool is_file, bool *first)
+static void comp_print_valued(FILE *out, const struct comp_opts *o, bool is_file, bool *first)
 {
 	for (size_t i = 0; i < o->n; i++) {
 		if (o->v[i].value && o->v[i].is_file == is_file) {
-			printf("%s%s", *first ? "" : "|", o->v[i].name);
+			fprintf(out, "%s%s", *first ? "" : "|", o->v[i].name);
 			*first = false;
 		}
 	}
@@ -119,16 +120,16 @@ static bool comp_has(const struct comp_opts *o, const char *name)
 }
 
 /* Print the case that completes --reason with the failure reasons, in any case typed. */
-static void comp_print_reasons(void)
+static void comp_print_reasons(FILE *out)
 {
-	printf("--reason) COMPREPLY=($(compgen -W \"");
+	fprintf(out, "--reason) COMPREPLY=($(compgen -W \"");
 	for (int r = REASON_NONE + 1; r < REASON_COUNT; r++)
-		printf("%s%s", r > REASON_NONE + 1 ? " " : "", reason_name((enum reason)r));
-	printf("\" -- \"${cur^^}\")); return ;;\n\t");
+		fprintf(out, "%s%s", r > REASON_NONE + 1 ? " " : "", reason_name((enum reason)r));
+	fprintf(out, "\" -- \"${cur^^}\")); return ;;\n\t");
 }
 
 /* Print the first words of the command names, each once, space-separated. */
-static void comp_print_first_words(void)
+static void comp_print_first_words(FILE *out)
 {
 	for (size_t i = 0; i < cmd_table_size; i++) {
 		const char *n = cmd_table[i]->name;
@@ -139,12 +140,12 @@ static void comp_print_first_words(void)
 			    strcspn(cmd_table[j]->name, " ") == len)
 				break;
 		if (j == i)
-			printf(" %.*s", (int)len, n);
+			fprintf(out, " %.*s", (int)len, n);
 	}
 }
 
-/* Print the script. */
-static void comp_print_bash(void)
+/* Print the script to `out`. */
+static void comp_print_bash(FILE *out)
 {
 	struct comp_opts all = { 0 }, o;
 	bool first;
@@ -156,78 +157,85 @@ static void comp_print_bash(void)
 			comp_add(
 			    &all, o.v[j].name, strlen(o.v[j].name), o.v[j].value, o.v[j].is_file);
 	}
-	printf("# bash completion for autopack-ctl %s, generated from its command table by\n"
-	       "# `autopack-ctl completion bash`.\n"
-	       "_autopack_ctl()\n{\n"
-	       "\tlocal cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}\n"
-	       "\tlocal i w cmd= opts= words=()\n"
-	       "\tCOMPREPLY=()\n"
-	       "\tfor ((i = 1; i < COMP_CWORD; i++)); do\n"
-	       "\t\tw=${COMP_WORDS[i]}\n"
-	       "\t\tcase $w in\n\t\t",
+	fprintf(out,
+	    "# bash completion for autopack-ctl %s, generated from its command table by\n"
+	    "# `autopack-ctl completion bash`.\n"
+	    "_autopack_ctl()\n{\n"
+	    "\tlocal cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}\n"
+	    "\tlocal i w cmd= opts= words=()\n"
+	    "\tCOMPREPLY=()\n"
+	    "\tfor ((i = 1; i < COMP_CWORD; i++)); do\n"
+	    "\t\tw=${COMP_WORDS[i]}\n"
+	    "\t\tcase $w in\n\t\t",
 	    AUTOPACK_VERSION);
 	first = true;
-	comp_print_valued(&all, false, &first);
-	comp_print_valued(&all, true, &first);
-	printf(") ((i++)) ;;\n"
-	       "\t\t-*) ;;\n"
-	       "\t\t*) words+=(\"$w\") ;;\n"
-	       "\t\tesac\n"
-	       "\tdone\n"
-	       "\tcase $prev in\n\t");
+	comp_print_valued(out, &all, false, &first);
+	comp_print_valued(out, &all, true, &first);
+	fprintf(out,
+	    ") ((i++)) ;;\n"
+	    "\t\t-*) ;;\n"
+	    "\t\t*) words+=(\"$w\") ;;\n"
+	    "\t\tesac\n"
+	    "\tdone\n"
+	    "\tcase $prev in\n\t");
 	first = true;
-	comp_print_valued(&all, true, &first);
-	printf(") COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n\t");
+	comp_print_valued(out, &all, true, &first);
+	fprintf(out, ") COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n\t");
 	if (comp_has(&all, "--reason"))
-		comp_print_reasons();
+		comp_print_reasons(out);
 	first = true;
-	comp_print_valued(&all, false, &first);
-	printf(") return ;;\n"
-	       "\tesac\n"
-	       "\tcase \"${words[0]} ${words[1]}\" in\n");
+	comp_print_valued(out, &all, false, &first);
+	fprintf(out,
+	    ") return ;;\n"
+	    "\tesac\n"
+	    "\tcase \"${words[0]} ${words[1]}\" in\n");
 	for (i = 0; i < cmd_table_size; i++)
 		if (strchr(cmd_table[i]->name, ' ') != NULL)
-			printf("\t\"%s\") cmd=\"%s\" ;;\n", cmd_table[i]->name, cmd_table[i]->name);
-	printf("\t*)\n\t\tcase \"${words[0]}\" in\n");
+			fprintf(out, "\t\"%s\") cmd=\"%s\" ;;\n", cmd_table[i]->name,
+			    cmd_table[i]->name);
+	fprintf(out, "\t*)\n\t\tcase \"${words[0]}\" in\n");
 	for (i = 0; i < cmd_table_size; i++)
 		if (strchr(cmd_table[i]->name, ' ') == NULL)
-			printf("\t\t%s) cmd=%s ;;\n", cmd_table[i]->name, cmd_table[i]->name);
-	printf("\t\tesac ;;\n\tesac\n"
-	       "\tif [[ -z $cmd ]]; then\n"
-	       "\t\tif ((${#words[@]} == 0)); then\n"
-	       "\t\t\tCOMPREPLY=($(compgen -W \"--db --json --help --version");
-	comp_print_first_words();
-	printf("\" -- \"$cur\"))\n"
-	       "\t\telif ((${#words[@]} == 1)); then\n"
-	       "\t\t\tcase ${words[0]} in\n");
+			fprintf(out, "\t\t%s) cmd=%s ;;\n", cmd_table[i]->name, cmd_table[i]->name);
+	fprintf(out,
+	    "\t\tesac ;;\n\tesac\n"
+	    "\tif [[ -z $cmd ]]; then\n"
+	    "\t\tif ((${#words[@]} == 0)); then\n"
+	    "\t\t\tCOMPREPLY=($(compgen -W \"--db --json --help --version");
+	comp_print_first_words(out);
+	fprintf(out,
+	    "\" -- \"$cur\"))\n"
+	    "\t\telif ((${#words[@]} == 1)); then\n"
+	    "\t\t\tcase ${words[0]} in\n");
 	for (i = 0; i < cmd_table_size; i++) {
 		const char *n = cmd_table[i]->name, *sp = strchr(n, ' ');
 
 		if (sp == NULL ||
 		    (i > 0 && strncmp(cmd_table[i - 1]->name, n, (size_t)(sp - n + 1)) == 0))
 			continue;
-		printf("\t\t\t%.*s) COMPREPLY=($(compgen -W \"", (int)(sp - n), n);
+		fprintf(out, "\t\t\t%.*s) COMPREPLY=($(compgen -W \"", (int)(sp - n), n);
 		for (j = i; j < cmd_table_size; j++)
 			if (strncmp(cmd_table[j]->name, n, (size_t)(sp - n + 1)) == 0)
-				printf(" %s", cmd_table[j]->name + (sp - n + 1));
-		printf("\" -- \"$cur\")) ;;\n");
+				fprintf(out, " %s", cmd_table[j]->name + (sp - n + 1));
+		fprintf(out, "\" -- \"$cur\")) ;;\n");
 	}
-	printf("\t\t\tesac\n\t\tfi\n\t\treturn\n\tfi\n\tcase $cmd in\n");
+	fprintf(out, "\t\t\tesac\n\t\tfi\n\t\treturn\n\tfi\n\tcase $cmd in\n");
 	for (i = 0; i < cmd_table_size; i++) {
 		comp_options(cmd_table[i], &o);
-		printf("\t\"%s\") opts=\"", cmd_table[i]->name);
+		fprintf(out, "\t\"%s\") opts=\"", cmd_table[i]->name);
 		for (j = 0; j < o.n; j++)
-			printf("%s%s", j > 0 ? " " : "", o.v[j].name);
-		printf("\" ;;\n");
+			fprintf(out, "%s%s", j > 0 ? " " : "", o.v[j].name);
+		fprintf(out, "\" ;;\n");
 	}
-	printf("\tesac\n"
-	       "\tif [[ $cur == -* ]]; then\n"
-	       "\t\tCOMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"
-	       "\telse\n"
-	       "\t\tCOMPREPLY=($(compgen -f -- \"$cur\"))\n"
-	       "\tfi\n"
-	       "}\n"
-	       "complete -F _autopack_ctl autopack-ctl\n");
+	fprintf(out,
+	    "\tesac\n"
+	    "\tif [[ $cur == -* ]]; then\n"
+	    "\t\tCOMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"
+	    "\telse\n"
+	    "\t\tCOMPREPLY=($(compgen -f -- \"$cur\"))\n"
+	    "\tfi\n"
+	    "}\n"
+	    "complete -F _autopack_ctl autopack-ctl\n");
 }
 
 static const struct option cmd_completion_opts[] = {
@@ -249,7 +257,23 @@ static int cmd_completion_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind + 1]);
 	if (strcmp(argv[optind], "bash") != 0)
 		return cmd_usage_error(ctx, "\"%s\": only bash is supported", argv[optind]);
-	comp_print_bash();
+	if (ctx->json) {
+		/* The script as the one JSON object --json promises. */
+		char *script = NULL;
+		size_t len = 0;
+		FILE *mem = open_memstream(&script, &len);
+
+		if (mem == NULL)
+			return cmd_fail(
+			    ctx, STORE_EIO, "cannot make the script: %s", strerror(errno));
+		comp_print_bash(mem);
+		fclose(mem);
+		cmd_json_print(
+		    json_pack("{s:b, s:s, s:s%}", "ok", 1, "shell", "bash", "script", script, len));
+		free(script);
+		return CMD_EXIT_OK;
+	}
+	comp_print_bash(stdout);
 	return CMD_EXIT_OK;
 }
 
@@ -259,6 +283,8 @@ const struct cmd_entry cmd_completion_entry = {
 	.summary = "print the bash completion script",
 	.help = "Prints a bash completion script for autopack-ctl, made from its command table.\n"
 	        "make install puts it in $(PREFIX)/share/bash-completion/completions; to try it\n"
-	        "in a shell: source <(autopack-ctl completion bash)\n",
+	        "in a shell: source <(autopack-ctl completion bash)\n"
+	        "\n"
+	        "  --json  the script as {\"ok\": true, \"shell\": \"bash\", \"script\": ...}\n",
 	.exec = cmd_completion_exec,
 };

@@ -341,6 +341,16 @@ static int cmd_db_check_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		json_object_set_new(j, "empty", json_boolean(empty));
 		json_object_set_new(j, "status", json_string(empty ? "empty" : "healthy"));
 		json_object_set_new(j, "ok", json_boolean(ret == CMD_EXIT_OK));
+		/* A refusal names itself as every other failure does. */
+		if (ret != CMD_EXIT_OK) {
+			char *text = xasprintf("%s is empty: no runs and no phases; pass "
+			                       "--allow-empty-db to accept an empty database",
+			    st.url);
+
+			json_object_set_new(j, "error", json_string("EEMPTY"));
+			json_object_set_new(j, "message", cmd_json_text(text));
+			free(text);
+		}
 		cmd_json_print(j);
 	}
 	store_stats_free(&stats);
@@ -359,7 +369,8 @@ const struct cmd_entry cmd_db_check_entry = {
 	    "for a database with no runs and no phases, a warning with likely causes. An older\n"
 	    "schema is reported, not changed.\n"
 	    "\n"
-	    "  --json            print the report as JSON on stdout (the banner goes to stderr)\n"
+	    "  --json            print the report as JSON on stdout (the banner goes to stderr);\n"
+	    "                    an empty database's has \"ok\": false, \"error\": \"EEMPTY\"\n"
 	    "  --allow-empty-db  exit 0 for an empty database\n"
 	    "\n"
 	    "Exit status: 0 healthy, 1 empty (unless --allow-empty-db), 2 unusable (bad URL,\n"

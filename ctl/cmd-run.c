@@ -7,9 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* How many run ids the text output names; --json lists them all. */
 #define CMD_RUN_IDS_SHOWN 10
+
+/* The plan's name in messages when it is read from standard input (`-`). */
+#define CMD_RUN_STDIN "standard input"
 
 static const struct option cmd_run_import_opts[] = {
 	CMD_OPTS_COMMON,
@@ -24,6 +28,7 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store_err err;
 	struct store st;
 	const char *plan;
+	bool from_stdin;
 	int c, lock_fd, rc, ret = CMD_EXIT_OK;
 
 	while ((c = cmd_getopt(ctx, argc, argv, cmd_run_import_opts, &ret)) != -1)
@@ -36,13 +41,19 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	plan = argv[optind];
 	if ((ret = cmd_path_given(ctx, "the plan file's name", plan)) != 0)
 		return ret;
+	from_stdin = strcmp(plan, "-") == 0;
 	/* The database must be usable; then the plan is read before anything is locked, as a
 	 * plan on a pipe may wait for its writer. */
 	ret = cmd_open_read(ctx, &st, false);
 	if (ret != 0)
 		return ret;
 	store_close(&st);
-	rc = store_plan_read(plan, false, &pt, &err);
+	if (from_stdin && isatty(STDIN_FILENO))
+		fprintf(stderr,
+		    "autopack-ctl run import: reading the plan from the terminal; end "
+		    "it with Ctrl-D\n");
+	rc = from_stdin ? store_plan_read_fd(STDIN_FILENO, CMD_RUN_STDIN, &pt, &err) :
+	                  store_plan_read(plan, false, &pt, &err);
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s; nothing was written", err.text);
 	if (pt.regular) {
@@ -81,7 +92,8 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		store_plan_text_free(&pt);
 		return ret;
 	}
-	rc = store_plan_import(&st, pt.text, pt.len, pt.base_dir, plan, &sum, &err);
+	rc = store_plan_import(
+	    &st, pt.text, pt.len, pt.base_dir, from_stdin ? CMD_RUN_STDIN : plan, &sum, &err);
 	store_plan_text_free(&pt);
 	if (rc != 0) {
 		ret = cmd_fail(
@@ -90,8 +102,9 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		json_t *ids = json_array(), *woken;
 		FILE *out = cmd_text_out(ctx);
 
-		fprintf(
-		    out, "imported %s: %zu run%s (", plan, sum.n_runs, sum.n_runs == 1 ? "" : "s");
+		fprintf(out, "imported %s: %zu run%s (",
+		    from_stdin ? CMD_RUN_STDIN : cmd_shown(plan), sum.n_runs,
+		    sum.n_runs == 1 ? "" : "s");
 		for (size_t i = 0; i < sum.n_runs; i++) {
 			if (i < CMD_RUN_IDS_SHOWN)
 				fprintf(out, "%s%s", i ? ", " : "", sum.run_ids[i]);
@@ -118,7 +131,7 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_run_import_entry = {
 	.name = "run import",
-	.args = "PLAN.json [--json]",
+	.args = "PLAN.json|- [--json]",
 	.summary = "load runs, tiers and phases from a JSON plan",
 	.help =
 	    "Loads a plan (README, \"Plan files\"). The whole plan is checked first, against the\n"
@@ -129,6 +142,10 @@ const struct cmd_entry cmd_run_import_entry = {
 	    "workspaces are resolved against the plan file's directory. While a supervisor\n"
 	    "holds an SQLite database, the import goes through it; on PostgreSQL, every live\n"
 	    "supervisor is woken to take the new phases at once, and the output names them.\n"
+	    "A plan named - is read from standard input (a pipe: `gen-plan | autopack-ctl run\n"
+	    "import -`), its relative workspaces resolved against the current directory; it\n"
+	    "is refused while a supervisor holds an SQLite database, which reads a plan from\n"
+	    "a file (a file named - is ./-).\n"
 	    "\n"
 	    "  --json     print the result as JSON on stdout (the banner goes to stderr)\n",
 	.exec = cmd_run_import_exec,

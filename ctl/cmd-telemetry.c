@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
 	CMD_OPT_RUN_ID = CMD_OPT_FIRST_OWN,
@@ -327,6 +328,7 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store st;
 	char msg[512], *run_id = NULL;
 	const char *run_arg = NULL, *file;
+	bool from_stdin;
 	int c, lock_fd, rc, ret = CMD_EXIT_OK;
 
 	while ((c = cmd_getopt(ctx, argc, argv, cmd_telem_import_opts, &ret)) != -1) {
@@ -345,7 +347,12 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	file = argv[optind];
 	if ((ret = cmd_path_given(ctx, "the TSV file's name", file)) != 0)
 		return ret;
-	run_id = run_arg != NULL ? xstrdup(run_arg) : telem_import_run_id(file);
+	from_stdin = strcmp(file, "-") == 0;
+	if (from_stdin)
+		file = "standard input";
+	run_id = run_arg != NULL ? xstrdup(run_arg) :
+	    from_stdin           ? xstrdup("imported-stdin") :
+	                           telem_import_run_id(file);
 	if (!telem_id_valid(run_id)) {
 		ret = cmd_usage_error(ctx,
 		    "run id '%s' is not valid: 1-128 of A-Z a-z 0-9 . _ -, "
@@ -353,7 +360,8 @@ static int cmd_telem_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		    run_id);
 		goto out;
 	}
-	if (telem_tsv_read_file(file, &s, msg, sizeof msg) != 0) {
+	if ((from_stdin ? telem_tsv_read_fd(STDIN_FILENO, file, &s, msg, sizeof msg) :
+	                  telem_tsv_read_file(file, &s, msg, sizeof msg)) != 0) {
 		ret = cmd_fail(ctx, STORE_EINVAL, "%s; nothing was imported", msg);
 		goto out;
 	}
@@ -396,6 +404,7 @@ const struct cmd_entry cmd_telemetry_import_entry = {
 	    "waste and underestimation are derived as for recorded events; the estimator\n"
 	    "version is left unknown. The first malformed line is refused with its line number\n"
 	    "and column, and nothing is written. Refused while a supervisor holds the database.\n"
+	    "A FILE named - is standard input (its run imported-stdin unless --run-id says).\n"
 	    "\n"
 	    "  --run-id R  the run to create (refused if it exists)\n"
 	    "  --json      the result as JSON on stdout (the banner goes to stderr)\n",
@@ -433,6 +442,7 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	char msg[1024];
 	char **ids = xcalloc((size_t)argc + 1, sizeof *ids);
 	const char *out_path = NULL;
+	struct cmd_out out;
 	struct store_err err;
 	struct store st;
 	int c, rc, ret = CMD_EXIT_OK;
@@ -446,7 +456,7 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		else if ((ret = cmd_path_given(ctx, "--out", optarg)) != 0)
 			goto out;
 		else
-			out_path = optarg;
+			out_path = cmd_out_is_stdout(optarg) ? NULL : optarg;
 	}
 	if (optind != argc) {
 		ret = cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
@@ -456,11 +466,13 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (ret != 0)
 		goto out;
 	store_banner(&st, stderr);
-	if (out_path != NULL &&
-	    (state.out = cmd_open_out(&st, out_path, msg, sizeof msg)) == NULL) {
-		ret = cmd_fail(ctx, STORE_EINVAL, "%s", msg);
-		store_close(&st);
-		goto out;
+	if (out_path != NULL) {
+		if (cmd_out_open(&st, out_path, &out, msg, sizeof msg) != 0) {
+			ret = cmd_fail(ctx, STORE_EINVAL, "%s", msg);
+			store_close(&st);
+			goto out;
+		}
+		state.out = out.f;
 	}
 	rc = store_telemetry_export(&st, &f, cmd_telem_export_row, &state, &err);
 	if (out_path == NULL) {
@@ -470,24 +482,25 @@ static int cmd_telem_export_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		if (!cmd_stdout_flush() && rc == 0)
 			rc = 1;
 	} else {
-		errno = 0;
-		if (fflush(state.out) != 0 && rc == 0) {
+		bool whole = out.tmp != NULL;
+		int cause = cmd_out_close(&out, rc == 0);
+
+		if (rc == 0 && cause != 0) {
 			rc = 1;
-			state.cause = errno != 0 ? errno : EIO;
+			state.cause = cause;
 		}
-		errno = 0;
-		if (fclose(state.out) != 0 && rc == 0) {
-			rc = 1;
-			state.cause = errno != 0 ? errno : EIO;
-		}
+		if (rc != 0 && whole)
+			snprintf(msg, sizeof msg, "; %s is as it was", cmd_shown(out_path));
+		else
+			msg[0] = '\0';
 	}
 	if (rc > 0 && out_path == NULL)
 		ret = cmd_exit_code(STORE_EIO);
 	else if (rc > 0)
-		ret = cmd_fail(
-		    ctx, STORE_EIO, "writing %s failed: %s", out_path, strerror(state.cause));
+		ret = cmd_fail(ctx, STORE_EIO, "writing %s failed: %s (%s)%s", out_path,
+		    strerror(state.cause), cmd_errno_name(state.cause), msg);
 	else if (rc != 0)
-		ret = cmd_fail(ctx, rc, "%s", err.text);
+		ret = cmd_fail(ctx, rc, "%s%s", err.text, out_path != NULL ? msg : "");
 	else
 		fprintf(stderr, "exported %zu token_estimation_v2 events%s%s\n", state.rows,
 		    out_path ? " to " : "", out_path ? cmd_shown(out_path) : "");
@@ -507,7 +520,16 @@ const struct cmd_entry cmd_telemetry_export_entry = {
 	    "count go to standard error. The output is already JSON: --json changes nothing.\n"
 	    "\n"
 	    "  --run-id R  only events of run R (repeatable)\n"
-	    "  --out FILE  write to FILE instead of standard output (a FIFO that no process\n"
-	    "              reads is refused: start its reader first)\n",
+	    "  --out FILE  write to FILE instead of standard output, whole or not at all: a\n"
+	    "              regular file through a temporary beside it (.FILE.XXXXXX.partial)\n"
+	    "              renamed over it when complete, so a failure (a full disk) leaves\n"
+	    "              FILE as it was; a FIFO or a device is written as it comes (one\n"
+	    "              that no process reads is refused: start its reader first); - or\n"
+	    "              /dev/stdout is standard output as it is open (appended to, after\n"
+	    "              >>)\n"
+	    "\n"
+	    "A BLOB value (which another program may have stored in any column on SQLite) is\n"
+	    "written as {\"blob_hex\": \"<its bytes in hex>\"}, a text that is not UTF-8 as\n"
+	    "{\"text_hex\": \"<its bytes in hex>\"}: JSON holds neither as a string.\n",
 	.exec = cmd_telem_export_exec,
 };

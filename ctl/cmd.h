@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -141,12 +142,39 @@ int cmd_db_resolve(const struct cmd_ctx *ctx, char **path, char **url);
 int cmd_db_probe(const struct cmd_ctx *ctx, char **path, char **url);
 /* Open the database read-only and, if `banner`, print its banner; 0 or an exit code. */
 int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner);
-/* Open `path` to be written from its start (made 0644 if missing), unless it is one of
- * the files of the SQLite database `st` holds: the database, its -wal, -shm or -journal,
- * by that name or another (a symbolic or hard link); nothing is truncated before that is
- * known. A FIFO that no process has open for reading is refused at once, not waited on.
- * NULL with `err` naming the file and the reason. */
-FILE *cmd_open_out(const struct store *st, const char *path, char *err, size_t errlen);
+/* An output file being written (cmd-out.c). */
+struct cmd_out {
+	FILE *f;          /* where to write */
+	const char *path; /* as given, for messages */
+	char *tmp;        /* the temporary written, NULL when written in place */
+	char *target;     /* the file the temporary is renamed to */
+	mode_t mode;      /* the mode the file gets: the replaced one's, or 0666 less the umask */
+	uid_t uid;        /* the replaced file's owner, given back by root */
+	gid_t gid;
+	bool owner; /* a file was replaced: uid and gid are its */
+};
+/* Open `path` to be written, unless it is one of the files of the SQLite database `st`
+ * holds (the database, its -wal, -shm or -journal, by that name or another: a symbolic or
+ * hard link) or another SQLite database's. A regular file, or a name where there is none,
+ * is written through a temporary beside it (".NAME.XXXXXX.partial"), which cmd_out_close
+ * renames over it once complete: whatever fails before, the file is as it was. Anything
+ * else (a FIFO, a terminal, a device) is written in place; a FIFO that no process has open
+ * for reading is refused at once, not waited on. 0, or -1 with `err` naming the file and
+ * the reason (nothing made). */
+int cmd_out_open(
+    const struct store *st, const char *path, struct cmd_out *o, char *err, size_t errlen);
+/* Finish the file: with `keep`, flush it, sync it and rename the temporary over the file;
+ * else, or when any of that fails, remove the temporary. Returns 0 or the errno of the
+ * failure (the file as it was before, when it was written through a temporary). */
+int cmd_out_close(struct cmd_out *o, bool keep);
+/* Whether `path` names standard output itself ("-", /dev/stdout, /dev/fd/1,
+ * /proc/self/fd/1): written there as it is open (appended to, after `>>`), not opened
+ * again by its name, which would truncate or replace the file behind it. */
+bool cmd_out_is_stdout(const char *path);
+/* Remove the temporary being written, if any: async-signal-safe, for a stop signal. */
+void cmd_out_abandon(void);
+/* The name of errno value `e` ("ENOSPC"), or "errno N"; a static buffer for the latter. */
+const char *cmd_errno_name(int e);
 /* Open the database for an offline write: check it without writing, take the lock
  * (refusing while a supervisor holds it), open it for writing (which migrates an older
  * schema after a backup, and says so) and print the banner. 0 or an exit code; on 0 the

@@ -144,6 +144,7 @@ static void ctl_stop_signal(int sig)
 	struct sigaction late = { .sa_handler = ctl_cancel_late };
 
 	ctl_stopping = sig;
+	cmd_out_abandon();
 	sigemptyset(&late.sa_mask);
 	sigaction(SIGALRM, &late, NULL);
 	alarm(CTL_CANCEL_WAIT_S);
@@ -186,6 +187,11 @@ int main(int argc, char **argv)
 				sigaction(stops[k], &sa, NULL);
 		}
 	}
+	/* --json anywhere asks for JSON: a usage error found before the parse reaches it (an
+	 * unknown option ahead of it, a command misspelt) is one JSON object too. */
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--json") == 0)
+			ctx.json = true;
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--") == 0) {
 			/* The end of the options, as getopt takes it: the command follows. */

@@ -673,6 +673,38 @@ def test_calibrate_usage_errors_and_help(tmp):
                             ("--min-samples", "1"))]:
         r = ctl("--db", url(db), "calibrate", *bad, "--out", "o")
         assert r.rc == 2 and msg in r.err, (bad, r)
-        r = ctl("--db", url(db), "calibrate", *good, "--out", "o",
+        r = ctl("--db", url(db), "calibrate", *good,
+                *(() if "--evaluate" in good else ("--out", "o")),
                 *(() if "--repeats" in good else ("--repeats", "1")))
         assert r.rc == 0, (good, r)
+
+
+def test_an_option_the_mode_would_ignore_is_refused_naming_it(tmp):
+    """`calibrate --list --out DIR` listed the sets and ignored --out (an operator who
+    expected a file there found none, and no word said so); --rollback and --evaluate
+    did the same, and --list and --rollback also ignored --run-id, --coverage and the
+    other options that shape a proposal. Each is refused naming the option and the mode,
+    exit 2, with nothing changed; without it the mode runs."""
+    db = imported_db(tmp)
+    before = os.listdir(str(tmp))
+    for mode in ("--list", "--rollback", "--evaluate"):
+        r = ctl("--db", url(db), "calibrate", mode, "--out", "reports")
+        assert r.rc == 2, (mode, r)
+        assert ("calibrate: --out does not go with %s, which writes no file: --out names "
+                "the directory of a proposal's report (calibrate, calibrate --apply)\n"
+                % mode) in r.err, r
+        r = ctl("--db", url(db), "calibrate", "--out", "reports", mode, "--json")
+        assert r.rc == 2 and json.loads(r.out)["error"] == "EINVAL", (mode, r)
+    for mode in ("--list", "--rollback"):
+        for opt in (("--run-id", "r"), ("--coverage", "0.9"), ("--folds", "3"),
+                    ("--repeats", "2"), ("--min-samples", "3"),
+                    ("--confidence-threshold", "0.5")):
+            r = ctl("--db", url(db), "calibrate", *opt, mode)
+            assert r.rc == 2, (mode, opt, r)
+            assert ("%s does not go with %s, which reads no telemetry sample" %
+                    (opt[0], mode)) in r.err, r
+    assert os.listdir(str(tmp)) == before
+    r, j = calibrate(db, "--list")
+    assert r.rc == 0 and j["ok"] is True, r
+    r, j = calibrate(db, "--evaluate", "--repeats", "1", "--run-id", "imported-autopack-v2-telemetry-samples")
+    assert r.rc == 0, r

@@ -100,6 +100,48 @@ def test_malformed_urls_are_refused_naming_the_problem(tmp, bad, needle):
     assert os.listdir(tmp) == []
 
 
+@pytest.mark.parametrize("scheme", ["sqlite+pysqlite", "sqlite+aiosqlite"])
+def test_sqlalchemys_spelling_of_an_sqlite_url_names_the_same_file(tmp, scheme):
+    """`sqlite+pysqlite:///autopack.db`, SQLAlchemy's spelling that the Python original's
+    DATABASE_URL may hold, was refused as an unsupported scheme. Its driver names no other
+    file: it is the file sqlite:/// names, and its canonical URL is sqlite:///'s, so that
+    it agrees with AUTOPACK_DB_URL naming that file."""
+    p = tmp / "a.db"
+    init(p)
+    for given in ("%s:///a.db" % scheme, "%s:///%s" % (scheme, p)):
+        r = ctl("--db", given, "db", "check", "--json", "--allow-empty-db")
+        assert r.rc == 0, r
+        assert json.loads(r.out)["database"]["url"] == url(p), r
+        r = ctl("db", "check", "--allow-empty-db",
+                env={"DATABASE_URL": given, "AUTOPACK_DB_URL": url(p)})
+        assert r.rc == 0 and "url:            %s\n" % url(p) in r.out, r
+
+
+@pytest.mark.parametrize("bad,said", [
+    ("sqlite+pysqlcipher://:hunter2@/a.db",
+     "'sqlite+pysqlcipher://:***@/a.db' names an SQLCipher database, encrypted, which "
+     "autopack cannot open: export it to a plain SQLite file (sqlcipher_export) and name "
+     "that with sqlite:///"),
+    ("sqlite+pysqlit:///a.db", "'sqlite+pysqlit:///a.db': unknown SQLAlchemy driver "
+     "'pysqlit' for SQLite; name the file with sqlite:///"),
+    ("sqlite+pysqlite:a.db", "'sqlite+pysqlite:a.db' is not an sqlite URL: "
+     "sqlite+pysqlite: is followed by three slashes, then the path"),
+    ("sqlite+pysqlite:///", "'sqlite+pysqlite:///' names no file"),
+    ("sqlite+pysqlite:///a.db?check_same_thread=false", "query strings are not supported"),
+    ("mysql+pymysql://app:hunter2@db/prod", "unsupported URL scheme 'mysql+pymysql' in "
+     "'mysql+pymysql://app:***@db/prod': autopack keeps its database in SQLite or "
+     "PostgreSQL; use sqlite:///autopack.db (relative to the current directory) or "
+     "sqlite:////var/lib/autopack/autopack.db (absolute), or "
+     "postgresql://user@host:port/dbname"),
+])
+def test_sqlalchemy_spellings_autopack_cannot_use_are_refused_naming_the_right_one(
+        tmp, bad, said):
+    r = ctl("--db", bad, "db", "init")
+    assert r.rc == 2 and said in r.err, r
+    assert "hunter2" not in r.out + r.err, r
+    assert os.listdir(str(tmp)) == []
+
+
 def long_path(tmp, n):
     """A database path of exactly n bytes under tmp, its directories made."""
     d = tmp
@@ -356,6 +398,13 @@ def test_db_check_of_an_empty_database_warns_and_exits_1_unless_allowed(tmp):
     assert r.rc == 1
     j = json.loads(r.out)
     assert j["empty"] is True and j["status"] == "empty"
+    # The refusal names itself as every other failure does: "ok" false had no "error".
+    assert j["ok"] is False and j["error"] == "EEMPTY", j
+    assert j["message"] == ("sqlite:///%s is empty: no runs and no phases; pass "
+                            "--allow-empty-db to accept an empty database" % p), j
+    r = ctl("--db", url(p), "db", "check", "--json", "--allow-empty-db")
+    j = json.loads(r.out)
+    assert r.rc == 0 and j["ok"] is True and "error" not in j and "message" not in j, r
 
 
 def test_db_check_reports_states_runs_and_telemetry(tmp):

@@ -44,7 +44,7 @@ def test_output_into_a_reader_gone_is_one_line_naming_broken_pipe(tmp, command, 
                         "/dev/full"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2, p
     assert [line for line in p.stderr.splitlines() if line.startswith("autopack-ctl:")] == [
-        "autopack-ctl: writing /dev/full failed: No space left on device"], p.stderr
+        "autopack-ctl: writing /dev/full failed: No space left on device (ENOSPC)"], p.stderr
 
 
 def test_an_http_11_request_without_a_host_gets_one_json_answer(tmp):

@@ -136,3 +136,28 @@ def test_an_address_from_the_environment_is_refused_naming_it(tmp, pg_cluster, h
                                 OPENAI_API_KEY=NO_LLM_KEY, **env))
     assert r.returncode == 1 and said in r.stderr, r.stderr
     assert sql(pg_cluster.url(name), "SELECT count(*) FROM supervisors") == [(0,)]
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg2", "postgresql+psycopg", "postgres",
+                                    "postgresql+asyncpg", "postgresql+pg8000"])
+def test_sqlalchemys_and_libpqs_other_spellings_reach_the_same_database(tmp, pg_url, scheme):
+    """The spellings an operator brings from the Python original's DATABASE_URL
+    (SQLAlchemy names the Python driver after a '+'; postgres:// is libpq's and Heroku's)
+    name the database postgresql:// names, with the same canonical URL, on every command
+    and in the supervisor."""
+    assert ctl("--db", pg_url, "db", "init").rc == 0
+    canonical = json.loads(ctl("--db", pg_url, "db", "check", "--json",
+                               "--allow-empty-db").out)["database"]["url"]
+    given = scheme + pg_url[len("postgresql"):]
+    r = ctl("--db", given, "db", "check", "--json", "--allow-empty-db")
+    assert r.rc == 0, r
+    assert json.loads(r.out)["database"]["url"] == canonical, r
+    r = ctl("db", "check", "--allow-empty-db",
+            env={"DATABASE_URL": given, "AUTOPACK_DB_URL": pg_url})
+    assert r.rc == 0, r
+    r = subprocess.run([binpath("autopack-supervisor"), "--db", given, "--dry-run",
+                        "--exit-when-drained", "--allow-empty-db", "--workers", "1"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ANTHROPIC_API_KEY=NO_LLM_KEY,
+                                OPENAI_API_KEY=NO_LLM_KEY))
+    assert r.returncode == 0 and "url:            %s\n" % canonical in r.stdout, r

@@ -499,3 +499,104 @@ def test_a_running_supervisor_imports_a_plan_named_through_stdin_or_a_link_and_d
         sup.stop_now()
     assert rows(db, "SELECT id, workspace FROM runs ORDER BY id") == [
         ("from-stdin", str(tmp / "ws")), ("through-link", str(tmp / "real" / "ws"))]
+
+
+def test_a_plan_named_dash_is_read_from_standard_input(db, tmp):
+    """`run import -` opened a file named `-` (`-: cannot read the plan: No such file or
+    directory`): a plan piped from another program could not be imported. `-` is standard
+    input, read as a pipe is (its workspaces against the current directory); an invalid
+    one is named `standard input` and nothing is written."""
+    sub = tmp / "sub"
+    sub.mkdir()
+    r = ctl("--db", url(db), "run", "import", "-", input=one_phase_plan("piped"), cwd=sub)
+    assert r.rc == 0, r
+    assert "imported standard input: 1 run (piped), 1 tier, 1 phase, all QUEUED" in r.out, r
+    assert rows(db, "SELECT id, workspace FROM runs") == [("piped", str(sub / "ws"))]
+    r = ctl("--db", url(db), "--json", "run", "import", "-", input=one_phase_plan("js"))
+    assert r.rc == 0 and json.loads(r.out)["runs"] == ["js"], r
+    r = ctl("--db", url(db), "run", "import", "-", input='{"runs": [}')
+    assert r.rc == 1 and r.err.startswith("autopack-ctl: standard input:1:10: invalid JSON"), r
+    assert r.err.endswith("nothing was written\n"), r
+    r = ctl("--db", url(db), "run", "import", "-", input="")
+    assert r.rc == 1, r
+    assert "standard input: empty file, expected a JSON plan; nothing was written" in r.err, r
+    d = os.open(str(tmp), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        p = subprocess.run([binpath("autopack-ctl"), "--db", url(db), "run", "import", "-"],
+                           stdin=d, capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(d)
+    assert p.returncode == 1, p
+    assert "standard input: cannot read the plan: Is a directory; nothing was written" in \
+        p.stderr, p
+    assert counts(db) == (2, 2, 2)
+    # A file named - is still reachable as ./-.
+    (tmp / "-").write_text(one_phase_plan("dashfile"))
+    r = ctl("--db", url(db), "run", "import", "./-")
+    assert r.rc == 0 and "imported ./-: 1 run (dashfile)" in r.out, r
+    h = ctl("run", "import", "--help")
+    assert h.rc == 0 and "A plan named - is read from standard input" in h.out, h
+
+
+def test_a_piped_plan_over_the_size_limit_is_refused_and_nothing_is_written(db, tmp):
+    """Standard input is read up to the same 256 MiB as a plan file, not without end (a
+    sparse file on standard input, as test_offline_inputs gives a file)."""
+    with open(str(tmp / "big.json"), "wb") as f:
+        f.truncate(300 << 20)
+    with open(str(tmp / "big.json"), "rb") as f:
+        p = subprocess.run([binpath("autopack-ctl"), "--db", url(db), "run", "import", "-"],
+                           stdin=f, capture_output=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert b"standard input: the plan is larger than 256 MiB; nothing was written" in \
+        p.stderr, p.stderr
+    assert counts(db) == (0, 0, 0)
+
+
+def test_a_plan_file_name_that_is_not_utf8_is_escaped_in_the_result_line(db, tmp):
+    """`imported <name>:` printed the plan's name as its raw bytes: a newline in it made
+    two lines of one, and bytes of another encoding reached the terminal as they were.
+    It is escaped as every other name autopack-ctl prints is."""
+    name = os.fsencode(str(tmp)) + b"/p\xff\nx.json"
+    with open(name, "w") as f:
+        f.write(one_phase_plan("latin"))
+    p = subprocess.run([binpath("autopack-ctl"), "--db", url(db), "run", "import", name],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p
+    last = p.stdout.decode().splitlines()[-1]
+    assert last == "imported %s/p\\xff\\nx.json: 1 run (latin), 1 tier, 1 phase, all QUEUED" \
+        % tmp, p.stdout
+
+
+def test_a_nul_escaped_in_a_plan_is_refused_in_the_authors_words(db, tmp):
+    """A plan whose string holds \\u0000 was refused with jansson's own words, `\\u0000 is
+    not allowed without JSON_ALLOW_NUL`, naming a flag of the parser no plan's author can
+    give. The message names the character; the position is kept."""
+    doc = one_phase_plan("r").replace('"name": "n"', '"name": "a\\u0000b"')
+    write_plan(tmp, doc)
+    r = ctl("--db", url(db), "run", "import", "plan.json")
+    assert r.rc == 1, r
+    assert re.fullmatch(r"autopack-ctl: plan\.json:1:\d+: invalid JSON: a string holds "
+                        r"\\u0000, the NUL character, which no text of a plan may hold; "
+                        r"nothing was written\n", r.err), r.err
+    assert "JSON_ALLOW_NUL" not in r.err
+    assert counts(db) == (0, 0, 0)
+
+
+def test_a_plan_typed_at_a_terminal_is_read_to_ctrl_d_saying_so(db, tmp):
+    """`run import -` at a terminal waits for the plan to be typed: it says so on stderr,
+    and how to end it, rather than seem to hang."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([binpath("autopack-ctl"), "--db", url(db), "run", "import", "-"],
+                             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        os.write(master, one_phase_plan("typed").encode() + b"\n\x04")
+        out, err = p.communicate(timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert p.returncode == 0, (out, err)
+    assert err == ("autopack-ctl run import: reading the plan from the terminal; end it "
+                   "with Ctrl-D\n"), err
+    assert "imported standard input: 1 run (typed)" in out, out

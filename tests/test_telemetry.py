@@ -8,6 +8,7 @@ import sqlite3
 import statistics
 
 from conftest import ctl
+from supervisor_helpers import full_tmpfs
 from telemetry_helpers import SAMPLES, close, imported_db, rows, url
 
 RUN = "imported-autopack-v2-telemetry-samples"
@@ -96,6 +97,24 @@ def test_import_refuses_a_malformed_tsv_naming_line_and_column_and_writes_nothin
     assert json.loads(r.out)["error"] == "EINVAL"
     assert rows(db, "SELECT count(*) FROM runs") == [(0,)]
     assert rows(db, "SELECT count(*) FROM token_estimation_v2_events") == [(0,)]
+
+
+def test_import_reads_a_tsv_named_dash_from_standard_input(tmp):
+    """`telemetry import -` looked for a file named `-`, as `run import -` did: samples piped
+    from another program could not be imported. `-` is standard input."""
+    db = tmp / "t.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    with open(SAMPLES) as f:
+        text = f.read()
+    r = ctl("--db", url(db), "telemetry", "import", "-", input=text)
+    assert r.rc == 0, r
+    assert "from standard input into run imported-stdin" in r.out, r
+    r = ctl("--db", url(db), "telemetry", "import", "-", "--run-id", "batch-7", "--json",
+            input=text)
+    assert r.rc == 0 and json.loads(r.out)["run_id"] == "batch-7", r
+    r = ctl("--db", url(db), "telemetry", "import", "-", "--run-id", "bad", input="x\ty\n")
+    assert r.rc == 1 and "autopack-ctl: standard input:1: unknown column 'x'" in r.err, r
+    assert rows(db, "SELECT id FROM runs ORDER BY id") == [("batch-7",), ("imported-stdin",)]
 
 
 def test_import_twice_is_refused_and_changes_nothing(tmp):
@@ -193,6 +212,24 @@ def test_export_writes_every_event_as_ndjson(tmp):
     assert "== autopack database ==" in r.err
     r = ctl("--db", url(db), "telemetry", "export", "--run-id", "none", "--out", "e.ndjson")
     assert r.rc == 0 and (tmp / "e.ndjson").read_text() == ""
+    # --out - is standard output, as a plan named - is standard input: no file "-".
+    r = ctl("--db", url(db), "telemetry", "export", "--out", "-")
+    assert r.rc == 0 and len(r.out.splitlines()) == 64, r
+    assert not os.path.exists(str(tmp / "-"))
+    # /dev/stdout is the standard output it names, as it is open: appended to after >>.
+    # It was opened again by its name and emptied (and then replaced), losing the lines
+    # that were there.
+    import subprocess
+    from conftest import binpath
+    for name in ("/dev/stdout", "/proc/self/fd/1", "-"):
+        (tmp / "all.ndjson").write_text("earlier\n")
+        with open(str(tmp / "all.ndjson"), "a") as f:
+            p = subprocess.run([binpath("autopack-ctl"), "--db", url(db), "telemetry",
+                                "export", "--out", name], stdout=f, stderr=subprocess.PIPE,
+                               timeout=60)
+        assert p.returncode == 0, p
+        lines = (tmp / "all.ndjson").read_text().splitlines()
+        assert lines[0] == "earlier" and len(lines) == 65, (name, lines[:2])
 
 
 def test_export_json_errors_are_one_line_as_every_line_it_writes(tmp):
@@ -242,6 +279,91 @@ def test_export_writes_a_nan_another_program_stored_on_postgresql_as_null(tmp, p
     lines = {e["event_id"]: e for e in map(json.loads, r.out.splitlines())}
     assert (lines[2]["smape_percent"], lines[2]["waste_ratio"]) == (None, None), lines[2]
     assert lines[1]["smape_percent"] is not None
+
+
+def test_export_writes_blobs_and_texts_that_are_no_utf8_whole(tmp):
+    """A SQLAlchemy app of the Python original writes bytes as a BLOB, which SQLite keeps
+    in any column: the export wrote each byte of a BLOB or a text that is not UTF-8
+    past 0x7f as "?" and cut it at its first NUL ("feat" of b"feat\\0\\xffure"), and
+    the bytes were lost. Such a value is now an object holding its bytes in hex; a text
+    that is UTF-8 stays a string, a NUL in it as \\u0000."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE token_estimation_v2_events SET category = ? WHERE event_id = 1",
+                    (b"feat\0\xffure",))
+        con.execute("UPDATE token_estimation_v2_events SET model = ? WHERE event_id = 1",
+                    (b"claude",))
+        con.execute("UPDATE token_estimation_v2_events SET stop_reason = "
+                    "CAST(X'656e64ff' AS TEXT) WHERE event_id = 2")
+        con.execute("UPDATE token_estimation_v2_events SET complexity = ? WHERE event_id = 3",
+                    ("lo\0w",))
+        con.execute("UPDATE token_estimation_v2_events SET success = X'01' WHERE event_id = 4")
+    con.close()
+    r = ctl("--db", url(db), "telemetry", "export")
+    assert r.rc == 0, r
+    events = {e["event_id"]: e for e in map(json.loads, r.out.splitlines())}
+    assert events[1]["category"] == {"blob_hex": b"feat\0\xffure".hex()}, events[1]
+    assert events[1]["model"] == {"blob_hex": b"claude".hex()}, events[1]
+    assert events[2]["stop_reason"] == {"text_hex": "656e64ff"}, events[2]
+    assert events[3]["complexity"] == "lo\0w", events[3]
+    assert events[4]["success"] == {"blob_hex": "01"}, events[4]
+    assert events[5]["category"] == "integration" and events[5]["success"] is True
+    h = ctl("telemetry", "export", "--help")
+    assert '{"blob_hex": "<its bytes in hex>"}' in h.out, h
+
+
+def test_export_on_a_full_disk_leaves_the_file_as_it_was(tmp):
+    """`telemetry export --out FILE` truncated FILE and wrote into it: on a full disk it
+    exited with FILE cut short, a partial export under the name of a finished one (and an
+    earlier export lost). It writes a temporary beside FILE and renames it over FILE once
+    complete; on a failure the temporary is removed, FILE keeps what it held, and the error
+    names FILE and the errno."""
+    db = imported_db(tmp)
+    with full_tmpfs(tmp / "disk", "64k") as disk:
+        os.unlink(os.path.join(disk, "filler"))
+        out = os.path.join(disk, "events.ndjson")
+        with open(out, "w") as f:
+            f.write("earlier export\n")
+        os.chmod(out, 0o640)
+        # 24 KiB left: a part of the 57 KiB export fits, then ENOSPC.
+        with open(os.path.join(disk, "filler"), "wb") as f:
+            f.write(b"\0" * (36 << 10))
+        for args in ((), ("--json",)):
+            r = ctl("--db", url(db), "telemetry", "export", "--out", out, *args)
+            assert r.rc == 2, r
+            line = ("writing %s failed: No space left on device (ENOSPC); %s is as it was"
+                    % (out, out))
+            assert r.err.endswith("autopack-ctl: %s\n" % line), r.err
+            if args:
+                assert json.loads(r.out) == {"ok": False, "error": "EIO", "message": line}, r
+            assert open(out).read() == "earlier export\n"
+            assert sorted(os.listdir(disk)) == ["events.ndjson", "filler"], os.listdir(disk)
+        # With room, the whole export replaces it, keeping its mode.
+        os.unlink(os.path.join(disk, "filler"))
+        r = ctl("--db", url(db), "telemetry", "export", "--out", out)
+        assert r.rc == 0, r
+        assert len(open(out).read().splitlines()) == 64
+        assert oct(os.stat(out).st_mode & 0o777) == "0o640"
+        assert sorted(os.listdir(disk)) == ["events.ndjson"]
+
+
+def test_export_replaces_the_file_a_link_names_and_names_a_directory_it_cannot_write(tmp):
+    """Through a symbolic link the file it names is replaced (the link stays); a directory
+    where the temporary cannot be made is named, with the cause."""
+    db = imported_db(tmp)
+    (tmp / "real.ndjson").write_text("old\n")
+    os.symlink("real.ndjson", str(tmp / "link.ndjson"))
+    r = ctl("--db", url(db), "telemetry", "export", "--out", "link.ndjson")
+    assert r.rc == 0, r
+    assert os.path.islink(str(tmp / "link.ndjson"))
+    assert len((tmp / "real.ndjson").read_text().splitlines()) == 64
+    r = ctl("--db", url(db), "telemetry", "export", "--out", "nodir/e.ndjson")
+    assert r.rc == 1, r
+    assert r.err.endswith("autopack-ctl: cannot write nodir/e.ndjson: cannot make the "
+                          "temporary file it is written through in its directory nodir/: "
+                          "No such file or directory\n"), r
+    assert sorted(os.listdir(str(tmp))) == ["link.ndjson", "real.ndjson", "t.db"]
 
 
 def test_every_telemetry_command_has_help(tmp):

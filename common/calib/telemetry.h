@@ -174,6 +174,10 @@ int telem_tsv_parse(const char *text, size_t len, const char *source, struct tel
     char *err, size_t errlen);
 /* Read and parse the TSV file at `path`; -1 with a message on failure. */
 int telem_tsv_read_file(const char *path, struct telem_samples *out, char *err, size_t errlen);
+/* Read the open descriptor `fd` (standard input) to its end and parse it as
+ * telem_tsv_read_file does a file; `source` names it in messages. */
+int telem_tsv_read_fd(
+    int fd, const char *source, struct telem_samples *out, char *err, size_t errlen);
 /* The run id an import of `path` gets: "imported-<file name without extension>", with
  * characters an id may not hold replaced by '-' (heap). */
 char *telem_import_run_id(const char *path);

@@ -339,6 +339,25 @@ int telem_tsv_read_file(const char *path, struct telem_samples *out, char *err, 
 	return rc;
 }
 
+/* Read an open descriptor to its end and parse it. */
+int telem_tsv_read_fd(
+    int fd, const char *source, struct telem_samples *out, char *err, size_t errlen)
+{
+	char *text;
+	size_t len;
+	int rc = fd_read_all(fd, TSV_FILE_MAX, &text, &len);
+
+	memset(out, 0, sizeof *out);
+	if (rc == -EFBIG)
+		return errbuf_fail(
+		    err, errlen, "%s: larger than %u MiB", source, TSV_FILE_MAX >> 20);
+	if (rc != 0)
+		return errbuf_fail(err, errlen, "%s: cannot read: %s", source, strerror(-rc));
+	rc = telem_tsv_parse(text, len, source, out, err, errlen);
+	free(text);
+	return rc;
+}
+
 /* Whether c may appear in an id. */
 static bool telem_id_char(char c)
 {

@@ -183,6 +183,12 @@ const char *db_column_textn(struct db_stmt *s, int i, size_t *len)
 	return t;
 }
 
+/* Ask the backend, when it can tell. */
+bool db_column_is_blob(struct db_stmt *s, int i)
+{
+	return s->db->ops->column_is_blob != NULL && s->db->ops->column_is_blob(s, i);
+}
+
 /* Run SQL without rows. */
 int db_exec(struct db *db, const char *sql)
 {

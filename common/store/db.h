@@ -84,6 +84,8 @@ struct db_ops {
 	const char *(*column_text)(struct db_stmt *s, int i);
 	/* Optional: the bytes of the text column_text gave last (else its strlen). */
 	size_t (*column_bytes)(struct db_stmt *s, int i);
+	/* Optional: whether the value column_type calls a text is a BLOB (else never). */
+	bool (*column_is_blob)(struct db_stmt *s, int i);
 	int (*exec)(struct db *db, const char *sql);
 	int (*begin)(struct db *db, enum db_tx tx);
 	/* Optional: commit the open transaction (else exec "COMMIT"). */
@@ -154,6 +156,10 @@ const char *db_column_text(struct db_stmt *s, int i);
 /* Column i as a text and its length in bytes in *len: a text another program stored may
  * hold a NUL byte (a blob reads as its bytes), which db_column_text's string ends at. */
 const char *db_column_textn(struct db_stmt *s, int i, size_t *len);
+/* Whether column i's value is a BLOB (which db_column_type calls a text, and
+ * db_column_textn reads as its bytes): SQLite stores one in any column another program
+ * wrote bytes to; never on PostgreSQL, whose bytea reads as its text form. */
+bool db_column_is_blob(struct db_stmt *s, int i);
 /* Run SQL that returns no rows (several statements allowed). DB_OK or DB_ERROR. */
 int db_exec(struct db *db, const char *sql);
 /* Begin, commit or roll back a transaction. db_rollback does nothing outside one. */

@@ -50,8 +50,10 @@ static int dburl_refuse_scheme(const char *url, char *err, size_t errlen)
 		                 "postgresql",
 		    DBURL_EXAMPLE);
 	else
-		errbuf_fail(err, errlen, "unsupported URL scheme '%.*s' in '%s'; use %s", (int)n,
-		    url, shown, DBURL_EXAMPLE);
+		errbuf_fail(err, errlen,
+		    "unsupported URL scheme '%.*s' in '%s': autopack keeps its database in SQLite "
+		    "or PostgreSQL; use %s, or postgresql://user@host:port/dbname",
+		    (int)n, url, shown, DBURL_EXAMPLE);
 	free(shown);
 	return -1;
 }
@@ -208,6 +210,38 @@ static int dburl_check_length(char **canonical_path, char **canonical_url, char 
 	return -1;
 }
 
+/* SQLAlchemy's spelling of an SQLite URL names its Python driver after a '+'
+ * (sqlite+pysqlite:///path.db, as the Python original's DATABASE_URL may): the file and the
+ * path are the same. Returns the length of the scheme to skip ("sqlite+pysqlite"), 0 when
+ * `url` is no such spelling, or -1 with a message for a driver whose files autopack cannot
+ * open. */
+static int dburl_sqlalchemy_sqlite(const char *url, char *err, size_t errlen)
+{
+	static const char *const same_file[] = { "pysqlite", "aiosqlite" };
+	const char *driver = url + strlen("sqlite+");
+	size_t n = strcspn(driver, ":/");
+	char *shown;
+
+	if (strncmp(url, "sqlite+", strlen("sqlite+")) != 0)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(same_file); i++)
+		if (n == strlen(same_file[i]) && strncmp(driver, same_file[i], n) == 0)
+			return (int)(strlen("sqlite+") + n);
+	shown = dburl_pg_redact(url);
+	if (n == strlen("pysqlcipher") && strncmp(driver, "pysqlcipher", n) == 0)
+		errbuf_fail(err, errlen,
+		    "'%s' names an SQLCipher database, encrypted, which autopack cannot open: "
+		    "export it to a plain SQLite file (sqlcipher_export) and name that with %s",
+		    shown, DBURL_EXAMPLE);
+	else
+		errbuf_fail(err, errlen,
+		    "'%s': unknown SQLAlchemy driver '%.*s' for SQLite; name the file with %s "
+		    "(sqlite+pysqlite:// and sqlite+aiosqlite:// are taken as sqlite://)",
+		    shown, (int)n, driver, DBURL_EXAMPLE);
+	free(shown);
+	return -1;
+}
+
 /* Parse and canonicalise one URL; -1 with a message naming the problem. */
 int dburl_parse(
     const char *url, char **canonical_path, char **canonical_url, char *err, size_t errlen)
@@ -215,6 +249,7 @@ int dburl_parse(
 	static const char prefix[] = "sqlite://";
 	const char *rest;
 	char *path;
+	int skip;
 
 	*canonical_path = NULL;
 	*canonical_url = NULL;
@@ -233,9 +268,16 @@ int dburl_parse(
 		*canonical_path = xstrdup(*canonical_url);
 		return dburl_check_utf8(canonical_path, canonical_url, err, errlen);
 	}
-	if (strncmp(url, prefix, sizeof prefix - 1) != 0)
+	if ((skip = dburl_sqlalchemy_sqlite(url, err, errlen)) < 0)
+		return -1;
+	if (skip > 0 && strncmp(url + skip, "://", 3) != 0)
+		return errbuf_fail(err, errlen,
+		    "'%s' is not an sqlite URL: %.*s: is followed by three slashes, then the path; "
+		    "use %s",
+		    url, skip, url, DBURL_EXAMPLE);
+	if (skip == 0 && strncmp(url, prefix, sizeof prefix - 1) != 0)
 		return dburl_refuse_scheme(url, err, errlen);
-	rest = url + sizeof prefix - 1;
+	rest = url + (skip > 0 ? (size_t)skip + 3 : sizeof prefix - 1);
 	if (rest[0] == '\0')
 		return errbuf_fail(err, errlen, "'%s' names no file; use %s", url, DBURL_EXAMPLE);
 	if (rest[0] != '/')

@@ -1,6 +1,8 @@
 /*
- * Database URLs. The only accepted forms are sqlite:///relative/path.db (relative to the
- * current directory of the calling process) and sqlite:////absolute/path.db. A URL is
+ * Database URLs. The accepted SQLite forms are sqlite:///relative/path.db (relative to the
+ * current directory of the calling process) and sqlite:////absolute/path.db, and the same
+ * with SQLAlchemy's driver named (sqlite+pysqlite://, sqlite+aiosqlite://); PostgreSQL's
+ * are in dburl_pg.h. A URL is
  * resolved once, in the process the user started, to the canonical form
  * sqlite:////abs/path.db whose directory part is realpath()-resolved; the file itself
  * need not exist (db init creates it).

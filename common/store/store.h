@@ -261,6 +261,12 @@ struct store_plan_text {
  * most STORE_PLAN_MAX bytes. Returns 0 or STORE_EINVAL naming the path and why. */
 int store_plan_read(
     const char *path, bool regular_only, struct store_plan_text *pt, struct store_err *err);
+/* Read a plan from the open descriptor `fd` (standard input: a pipe, a terminal, a file
+ * from its offset) to its end, at most STORE_PLAN_MAX bytes, as store_plan_read reads a
+ * pipe: not regular, its workspaces resolved against the current directory; `source`
+ * names it in messages. Returns 0 or STORE_EINVAL naming `source` and why. */
+int store_plan_read_fd(
+    int fd, const char *source, struct store_plan_text *pt, struct store_err *err);
 /* Free what store_plan_read filled in; safe on a zeroed one. */
 void store_plan_text_free(struct store_plan_text *pt);
 /* Read the plan file at `path` and import it, resolving workspaces against its

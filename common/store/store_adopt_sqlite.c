@@ -10,11 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Open the file read-only, or for writing. */
+/* Open the file to read it (on a read-only file system too, as every reading command
+ * does), or for writing. */
 static int adopt_sqlite_connect(const char *path, bool write, struct db **db, struct store_err *err)
 {
-	return store_connect(path, write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY,
-	    write ? " for writing" : "", db, err);
+	int rc;
+
+	if (!write)
+		return store_connect_read(path, db, err);
+	/* SQLite would open a file it may not write read-only, and its first write fail
+	 * naming no cause. */
+	if ((rc = store_check_access(path, true, err)) != 0)
+		return rc;
+	return store_connect(path, SQLITE_OPEN_READWRITE, " for writing", db, err);
 }
 
 /* Add the table or index of the current row of sqlite_master to the reference. */

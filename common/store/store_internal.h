@@ -164,6 +164,14 @@ void store_counts_free(struct store_counts *c);
  * "<path>: cannot open<purpose>: <reason>" and *db NULL. */
 int store_connect(
     const char *path, int flags, const char *purpose, struct db **db, struct store_err *err);
+/* Open the existing SQLite file at `path` to read it, as store_connect does; on a
+ * read-only file system, or a file immutable or append-only, opened immutable (no -shm to
+ * make), unless a write-ahead log beside it holds frames. */
+int store_connect_read(const char *path, struct db **db, struct store_err *err);
+/* Check that this user may read the SQLite file at `path` and, with `write`, write it
+ * and its -wal and -shm (make them in its directory); 0, or STORE_EIO naming the file, its
+ * mode and owner, or the flag (immutable, append-only) that forbids it. */
+int store_check_access(const char *path, bool write, struct store_err *err);
 
 /* Check that the open connection holds an autopack database of a version this program
  * knows with every table and column that version has, and a canonical uuid; fills

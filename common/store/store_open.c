@@ -97,6 +97,12 @@ static int store_check_sqlite(struct db *db, const char *path, struct store_err 
 	if (db_fault(db) == DB_FAULT_NOTDB)
 		return store_fail(err, STORE_ENOTDB,
 		    "%s: not an SQLite database; the file was left untouched", path);
+	if (db_fault(db) == DB_FAULT_BUSY)
+		return store_fail(err, STORE_EBUSY,
+		    "%s: cannot read: %s (another program holds the database locked for itself, "
+		    "in SQLite's exclusive locking mode or writing it without a write-ahead log, "
+		    "and did not let it go within %d s); give the command again once it has",
+		    path, db_errmsg(db), STORE_BUSY_TIMEOUT_MS / 1000);
 	dir = xstrndup(path, (size_t)(strrchr(path, '/') - path));
 	ro = access(dir[0] != '\0' ? dir : "/", W_OK) != 0;
 	rc = store_fail(err, STORE_EIO, "%s: cannot read: %s%s%s%s", path, db_errmsg(db),
@@ -132,7 +138,7 @@ static const char *store_file_flag(const char *path)
  * under it): immutable reads the database file alone, and would show none of the commits
  * in the log. Then it is read through the log and the -shm left with it; without that
  * -shm the first read fails, naming the directory. */
-static int store_connect_read(const char *path, struct db **db, struct store_err *err)
+int store_connect_read(const char *path, struct db **db, struct store_err *err)
 {
 	struct statvfs vfs;
 	struct stat wal;
@@ -470,7 +476,7 @@ static void store_side_stat(const char *path, const char *suffix, dev_t *dev, in
  * open database file" or "attempt to write a readonly database", and a -wal left
  * read-only by an earlier open of a read-only file refuses every write of a file that
  * is writable again. 0, or STORE_EIO naming the file, its mode and its owner. */
-static int store_check_access(const char *path, bool write, struct store_err *err)
+int store_check_access(const char *path, bool write, struct store_err *err)
 {
 	static const char *const side[] = { "", "-wal", "-shm" };
 	bool missing = false;

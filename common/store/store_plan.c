@@ -839,6 +839,31 @@ int store_plan_read(
 	return 0;
 }
 
+/* Read a plan from an open descriptor (standard input) whole, as a stream. */
+int store_plan_read_fd(
+    int fd, const char *source, struct store_plan_text *pt, struct store_err *err)
+{
+	int rc;
+
+	memset(pt, 0, sizeof *pt);
+	rc = fd_read_all(fd, STORE_PLAN_MAX, &pt->text, &pt->len);
+	if (rc == -EFBIG)
+		return store_fail(err, STORE_EINVAL, "%s: the plan is larger than %d MiB", source,
+		    STORE_PLAN_MAX >> 20);
+	if (rc != 0)
+		return store_fail(
+		    err, STORE_EINVAL, "%s: cannot read the plan: %s", source, strerror(-rc));
+	pt->base_dir = store_path_absolute(".", NULL);
+	if (pt->base_dir == NULL) {
+		store_plan_text_free(pt);
+		return store_fail(err, STORE_EINVAL,
+		    "%s: cannot resolve the plan's workspaces: the current directory cannot be "
+		    "read",
+		    source);
+	}
+	return 0;
+}
+
 /* Free what store_plan_read filled in. */
 void store_plan_text_free(struct store_plan_text *pt)
 {

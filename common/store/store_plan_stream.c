@@ -67,6 +67,16 @@ static void ps_where(const struct plan_stream *ps, size_t pos, size_t *line, siz
 	*col = (size_t)(end - p) + 1;
 }
 
+/* jansson's reason for refusing a text, in the words of a plan's author: a \u0000 in a
+ * string is refused naming the character, not the parser's flag that would take it. */
+static const char *ps_json_why(const char *text)
+{
+	if (strstr(text, "JSON_ALLOW_NUL") != NULL)
+		return "a string holds \\u0000, the NUL character, which no text of a plan may "
+		       "hold";
+	return text;
+}
+
 /* Fail with the position of the next byte in the file. */
 static int ps_fail(struct plan_stream *ps, struct store_err *err, const char *what)
 {
@@ -168,7 +178,7 @@ static json_t *ps_read_value(struct plan_stream *ps, bool run, struct store_err 
 		store_fail(err, STORE_EINVAL, "%s:%zu:%zu: invalid JSON: %s", ps->source,
 		    line + (size_t)jerr.line - 1,
 		    jerr.line == 1 ? col + (size_t)jerr.column - 1 : (size_t)jerr.column,
-		    jerr.text);
+		    ps_json_why(jerr.text));
 	}
 	return v;
 }

@@ -40,10 +40,25 @@ int store_exec(struct db *db, const char *sql, const char *what, struct store_er
 	return db_exec(db, sql) == DB_OK ? 0 : store_fail_db(db, what, err);
 }
 
-/* Begin an offline command's write transaction; STORE_EIO on failure. */
+/* Begin an offline command's write transaction; STORE_EIO on failure, STORE_EBUSY
+ * when another connection held a write transaction past the busy timeout: the message
+ * then says so and that nothing was written. */
 int store_begin(struct db *db, const char *what, struct store_err *err)
 {
-	return db_begin(db, DB_TX_WRITE) == DB_OK ? 0 : store_fail_db(db, what, err);
+	size_t n;
+
+	if (db_begin(db, DB_TX_WRITE) == DB_OK)
+		return 0;
+	store_fail_db(db, what, err);
+	if (db_fault(db) != DB_FAULT_BUSY)
+		return STORE_EIO;
+	if (err != NULL && (n = strlen(err->text)) < sizeof err->text)
+		snprintf(err->text + n, sizeof err->text - n,
+		    " (another program holds a write transaction on the database, and it did not "
+		    "end within %d s); nothing was written: give the command again once it has "
+		    "ended",
+		    STORE_BUSY_TIMEOUT_MS / 1000);
+	return STORE_EBUSY;
 }
 
 /* Commit the open transaction; STORE_EIO on failure. A COMMIT whose connection was lost

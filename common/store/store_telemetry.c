@@ -367,21 +367,40 @@ static bool telem_is_bool_col(const char *name)
 	return false;
 }
 
-/* A text value as a JSON string; bytes that are not valid UTF-8 become '?'. */
-static json_t *telem_json_text(const char *t, int len)
+/* `len` bytes as {"<key>": "<hex>"}, the form of a value JSON holds no string for. */
+static json_t *telem_json_hex(const char *key, const char *t, size_t len)
 {
-	json_t *v = json_stringn((const char *)t, (size_t)len);
-	char *copy;
+	static const char digits[] = "0123456789abcdef";
+	char *hex = xmalloc(2 * len + 1);
+	json_t *v;
 
-	if (v != NULL)
-		return v;
-	copy = xstrndup((const char *)t, (size_t)len);
-	for (char *p = copy; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	v = json_string(copy);
-	free(copy);
+	for (size_t i = 0; i < len; i++) {
+		hex[2 * i] = digits[(unsigned char)t[i] >> 4];
+		hex[2 * i + 1] = digits[(unsigned char)t[i] & 15];
+	}
+	hex[2 * len] = '\0';
+	v = json_pack("{s:s}", key, hex);
+	free(hex);
 	return v;
+}
+
+/* A text or BLOB value, whole: a text that is UTF-8 as a JSON string (a NUL in it as
+ * \u0000); a BLOB (bytes another program stored) as {"blob_hex": ...}, a text that is not
+ * UTF-8 as {"text_hex": ...}, their bytes in hex, since a JSON string would change them. */
+static json_t *telem_json_text(struct db_stmt *q, int i)
+{
+	/* Asked first: reading the value as a text converts it, and SQLite's type after. */
+	bool blob = db_column_is_blob(q, i);
+	size_t len;
+	const char *t = db_column_textn(q, i, &len);
+
+	if (t == NULL)
+		return json_null();
+	if (blob)
+		return telem_json_hex("blob_hex", t, len);
+	if (utf8_check(t, len) == len)
+		return json_stringn(t, len);
+	return telem_json_hex("text_hex", t, len);
 }
 
 /* Convert the current row to a JSON object of every column. */
@@ -404,9 +423,7 @@ static json_t *telem_row_json(struct db_stmt *q)
 			v = isfinite(db_column_double(q, i)) ? json_real(db_column_double(q, i)) :
 			                                       json_null();
 			break;
-		case DB_TEXT:
-			v = telem_json_text(db_column_text(q, i), strlen(db_column_text(q, i)));
-			break;
+		case DB_TEXT: v = telem_json_text(q, i); break;
 		default: v = json_null();
 		}
 		json_object_set_new(o, name, v);

@@ -194,6 +194,12 @@ static size_t sqlite_column_bytes(struct db_stmt *s, int i)
 	return (size_t)sqlite3_column_bytes(Q(s), i);
 }
 
+/* Type with sqlite3_column_type. */
+static bool sqlite_column_is_blob(struct db_stmt *s, int i)
+{
+	return sqlite3_column_type(Q(s), i) == SQLITE_BLOB;
+}
+
 /* Run with sqlite3_exec; a long run is kept as a wait for the database (db_waited.h). */
 static int sqlite_exec(struct db *db, const char *sql)
 {
@@ -422,6 +428,7 @@ static const struct db_ops sqlite_ops = {
 	.column_double = sqlite_column_double,
 	.column_text = sqlite_column_text,
 	.column_bytes = sqlite_column_bytes,
+	.column_is_blob = sqlite_column_is_blob,
 	.exec = sqlite_exec,
 	.begin = sqlite_begin,
 	.commit = sqlite_commit,

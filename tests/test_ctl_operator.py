@@ -1,0 +1,268 @@
+"""autopack-ctl as an operator drives it by hand, and a hostile one: --json wherever it
+stands on the command line, values at their limits, files that are no regular file, a
+database another process holds or that may not be written."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from conftest import binpath, ctl, preload
+from telemetry_helpers import SAMPLES
+
+
+def commands():
+    """Every command autopack-ctl lists in its --help, as lists of words."""
+    r = ctl("--help")
+    assert r.rc == 0, r
+    lines = r.out.split("Commands:\n", 1)[1].splitlines()
+    return [line.split("  ")[1].strip().split() for line in lines if line.strip()]
+
+
+def one_json_error(r):
+    """The one JSON object a failed --json command printed on stdout."""
+    obj = json.loads(r.out)
+    assert isinstance(obj, dict) and obj["ok"] is False, r
+    return obj
+
+
+def test_a_usage_error_ahead_of_json_is_one_json_object_for_every_command(tmp):
+    """`autopack-ctl status --bogus --json` printed nothing on stdout: the option parser met
+    the unknown option before --json, and a program reading stdout as JSON got nothing to
+    parse. --json anywhere on the command line makes every usage error one JSON object."""
+    url = "sqlite:///" + str(tmp / "none.db")
+    cmds = commands()
+    assert ["run", "import"] in cmds and ["status"] in cmds, cmds
+    for cmd in cmds:
+        for argv in ([*cmd, "--bogus", "--json"], ["--bogus", "--json", *cmd],
+                     ["--db", url, "--db", url + "x", *cmd, "--json"],
+                     [*cmd, "--db", url, "--db", url + "x", "--json"]):
+            r = ctl(*argv)
+            assert r.rc == 2, (argv, r)
+            obj = one_json_error(r)
+            assert obj["error"] == "EINVAL", (argv, r)
+            assert "--bogus" in obj["message"] or "--db given twice" in obj["message"], \
+                (argv, r)
+            assert r.err.startswith("autopack-ctl"), (argv, r)
+    for argv in (["nosuch", "--json"], ["db", "nosuch", "--json"], ["--json"],
+                 ["run", "import", "a.json", "b.json", "--json"],
+                 ["telemetry", "report", "--under-multiplier", "0", "--json"]):
+        r = ctl(*argv)
+        assert r.rc == 2, (argv, r)
+        assert one_json_error(r)["error"] == "EINVAL", (argv, r)
+
+
+# The statement of telemetry export, at which pq-shim.so's gate holds it.
+EXPORT_SQL = "SELECT * FROM token_estimation_v2_events"
+
+
+def test_an_export_stopped_by_a_signal_leaves_no_temporary_and_the_file_as_it_was(
+        tmp, pg_url):
+    """`telemetry export --out FILE` writes a temporary beside FILE: SIGTERM or Ctrl-C
+    while it runs (here held by pq-shim.so's gate at its query, the temporary made) would
+    leave `.FILE.XXXXXX.partial` behind. The stop signal removes it; FILE keeps what it
+    held."""
+    assert ctl("--db", pg_url, "db", "init").rc == 0
+    assert ctl("--db", pg_url, "telemetry", "import", SAMPLES).rc == 0
+    out = tmp / "events.ndjson"
+    out.write_text("earlier\n")
+    gates = tmp / "gates"
+    gates.mkdir()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        gate = gates / ("gate-%d" % sig)
+        p = subprocess.Popen([binpath("autopack-ctl"), "--db", pg_url, "telemetry", "export",
+                              "--out", str(out)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE,
+                             env=dict(os.environ, **preload(
+                                 "pq-shim.so", AUTOPACK_PQ_SHIM_GATE=str(gate),
+                                 AUTOPACK_PQ_SHIM_GATE_MATCH=EXPORT_SQL)))
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(str(gate) + ".held"):
+                assert p.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+            partial = [n for n in os.listdir(str(tmp)) if n.endswith(".partial")]
+            assert len(partial) == 1 and partial[0].startswith(".events.ndjson."), partial
+            p.send_signal(sig)
+            assert p.wait(30) == -sig
+        finally:
+            p.kill()
+            p.communicate()
+        assert sorted(os.listdir(str(tmp))) == ["events.ndjson", "gates"], os.listdir(str(tmp))
+        assert out.read_text() == "earlier\n"
+
+
+def json_lines(r):
+    """The objects a --json command printed: one, or one a line (NDJSON)."""
+    try:
+        return [json.loads(r.out)]
+    except ValueError:
+        return [json.loads(line) for line in r.out.splitlines()]
+
+
+# Each command with --json, as an operator gives it: offline against a database, live
+# against a supervisor holding it.
+OFFLINE = [["db", "check"], ["db", "migrate"], ["db", "reidentify"], ["db", "adopt"],
+           ["seed", "telemetry-run", "--workspace", "seeded"], ["run", "import", "plan.json"],
+           ["session", "list"], ["failed"], ["retry", "--all-failed"],
+           ["telemetry", "report"], ["telemetry", "import", SAMPLES, "--run-id", "more"],
+           ["telemetry", "export"], ["calibrate", "--repeats", "1"],
+           ["calibrate", "--evaluate", "--repeats", "1"], ["calibrate", "--list"],
+           ["calibrate", "--apply", "--force", "--repeats", "1"], ["calibrate", "--rollback"],
+           ["completion", "bash"], ["db", "init"]]
+LIVE = [["status"], ["workers"], ["pause"], ["resume"], ["scale", "0"], ["metrics"],
+        ["watch", "--count", "2", "--interval", "0.1"], ["session", "show"],
+        ["cancel", "r1", "p1"], ["stop"]]
+
+
+def test_every_command_with_json_prints_only_json_on_stdout(tmp):
+    """`completion bash --json` printed the bash script: a program that reads every
+    command's stdout as JSON (--json is taken by every command) could not parse it. Every
+    command's stdout with --json is now JSON, each a line for the NDJSON ones, whether it
+    succeeded or not."""
+    from supervisor_helpers import Supervisor
+    url = "sqlite:///" + str(tmp / "a.db")
+    assert ctl("--db", url, "db", "init").rc == 0
+    assert ctl("--db", url, "telemetry", "import", SAMPLES).rc == 0
+    (tmp / "plan.json").write_text(json.dumps({"runs": [{
+        "run_id": "r1", "workspace": "ws", "tiers": [{"tier_id": "T1", "name": "t", "phases": [
+            {"phase_id": "p1", "name": "n", "scope": {"deliverables": ["a.py"]}}]}]}]}))
+    covered = {tuple(a[:2]) if a[0] in ("db", "seed", "run", "session", "telemetry")
+               else (a[0],) for a in OFFLINE + LIVE}
+    assert covered == {tuple(c) for c in commands()}, covered ^ {tuple(c) for c in commands()}
+    for argv in OFFLINE:
+        r = ctl("--db", url, *argv, "--json")
+        objs = json_lines(r)
+        assert objs and all(isinstance(o, dict) for o in objs), (argv, r)
+        assert r.rc == 0 and all(o.get("ok") is not False for o in objs), (argv, r)
+    sup = Supervisor(tmp, url, "--workers", 0, "--allow-empty-db")
+    try:
+        sup.wait_ready()
+        for argv in LIVE:
+            r = ctl("--db", url, *argv, "--json", timeout=60)
+            objs = json_lines(r)
+            assert objs and all(isinstance(o, dict) for o in objs), (argv, r)
+            assert r.rc == 0 and all(o.get("ok") is not False for o in objs), (argv, r)
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+    r = ctl("--db", url, "completion", "bash", "--json")
+    script = json.loads(r.out)
+    assert script["ok"] is True and script["shell"] == "bash", r
+    assert script["script"] == ctl("completion", "bash").out
+
+
+def test_a_write_another_program_holds_the_database_for_is_refused_as_busy(tmp):
+    """Another program (the sqlite3 shell, a backup, a Python script) holding a write
+    transaction: a write command waited 5 s, then said `starting the import: database is
+    locked` and exited 2, "unusable", as for a broken file. It is busy, not broken: exit 1,
+    EBUSY, the message says who holds it and what to do, and nothing is written."""
+    import sqlite3
+    path = tmp / "a.db"
+    url = "sqlite:///" + str(path)
+    assert ctl("--db", url, "db", "init").rc == 0
+    (tmp / "plan.json").write_text(json.dumps({"runs": [{
+        "run_id": "r1", "workspace": "ws", "tiers": [{"tier_id": "T1", "name": "t", "phases": [
+            {"phase_id": "p1", "name": "n", "scope": {"deliverables": ["a.py"]}}]}]}]}))
+    uuid = json.loads(ctl("--db", url, "db", "check", "--json", "--allow-empty-db").out)[
+        "database"]["uuid"]
+    held = sqlite3.connect(str(path), isolation_level=None)
+    held.execute("BEGIN IMMEDIATE")
+    why = ("database is locked (another program holds a write transaction on the database, "
+           "and it did not end within 5 s); nothing was written: give the command again "
+           "once it has ended")
+    try:
+        r = ctl("--db", url, "run", "import", "plan.json")
+        assert r.rc == 1, r
+        assert r.err.endswith("autopack-ctl: starting the import: %s\n" % why), r.err
+        r = ctl("--db", url, "db", "reidentify", "--json")
+        assert r.rc == 1, r
+        assert json.loads(r.out) == {"ok": False, "error": "EBUSY",
+                                     "message": "%s: %s" % (path, why)}, r
+    finally:
+        held.execute("ROLLBACK")
+        held.close()
+    r = ctl("--db", url, "db", "check", "--json", "--allow-empty-db")
+    assert json.loads(r.out)["database"]["uuid"] == uuid
+    assert json.loads(r.out)["runs"]["total"] == 0
+    assert ctl("--db", url, "run", "import", "plan.json").rc == 0
+
+
+def on_read_only_mount(d, *argvs):
+    """Run each argv with directory `d` mounted read-only (a private mount namespace);
+    the output of each, followed by its "rc=N"."""
+    import shutil
+    import pytest
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount the directory read-only")
+    script = 'mount --make-rprivate / && mount -o bind,ro "$1" "$1" || exit 99; '
+    args = []
+    for argv in argvs:
+        script += '%s; echo "rc=$?"; ' % " ".join('"${%d}"' % (len(args) + k + 2)
+                                                 for k in range(len(argv)))
+        args += argv
+    p = subprocess.run(["unshare", "-m", "--propagation", "unchanged", "sh", "-c", script,
+                        "sh", str(d)] + args, capture_output=True, text=True, timeout=120)
+    if p.returncode == 99:
+        import pytest
+        pytest.skip("mounting read-only is not permitted here: " + p.stderr)
+    return p
+
+
+def test_a_python_database_on_a_read_only_mount_is_surveyed_and_its_adoption_refused(tmp):
+    """`db adopt` on a read-only mount (a snapshot, a backup mounted to look at) of a
+    Python-Autopack database in WAL mode: the survey, which writes nothing, failed
+    `cannot read: unable to open database file (No such file or directory)` (SQLite could
+    not make the -shm), and the adoption said the same of its first statement. The survey
+    reads it as every reading command does; the adoption names the read-only file system
+    before it writes anything."""
+    import hashlib
+    import sqlite3
+    import legacy_db
+    d = tmp / "ro"
+    d.mkdir()
+    path = d / "legacy.db"
+    legacy_db.build(str(path))
+    con = sqlite3.connect(str(path))
+    assert con.execute("PRAGMA journal_mode=WAL").fetchall() == [("wal",)]
+    con.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    url = "sqlite:///" + str(path)
+    ctl_bin = binpath("autopack-ctl")
+    p = on_read_only_mount(d, [ctl_bin, "--db", url, "db", "adopt", "--dry-run"],
+                           [ctl_bin, "--db", url, "db", "adopt"])
+    first, second = p.stdout.split("rc=", 1)[1], p.stdout.split("rc=")[2]
+    assert first.startswith("0") and "dry run: nothing was changed" in p.stdout, p
+    assert second.startswith("2"), p
+    assert ("autopack-ctl: %s: cannot write it as uid %d: Read-only file system"
+            % (path, os.geteuid())) in p.stderr, p
+    assert "unable to open database file" not in p.stderr, p
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert sorted(os.listdir(str(d))) == ["legacy.db"]
+
+
+def test_a_read_another_program_locks_the_database_against_is_refused_as_busy(tmp):
+    """Another program holding the database in SQLite's exclusive locking mode keeps even
+    readers out: `db check` said `cannot read: database is locked`, exit 2 (unusable),
+    as of a damaged file. It is busy: exit 1, EBUSY, naming the cause."""
+    import sqlite3
+    path = tmp / "a.db"
+    url = "sqlite:///" + str(path)
+    assert ctl("--db", url, "db", "init").rc == 0
+    held = sqlite3.connect(str(path), isolation_level=None)
+    held.execute("PRAGMA locking_mode=EXCLUSIVE")
+    held.execute("BEGIN EXCLUSIVE")
+    held.execute("UPDATE meta SET id = id")
+    try:
+        r = ctl("--db", url, "db", "check", "--json")
+        assert r.rc == 1, r
+        msg = ("%s: cannot read: database is locked (another program holds the database "
+               "locked for itself, in SQLite's exclusive locking mode or writing it without "
+               "a write-ahead log, and did not let it go within 5 s); give the command "
+               "again once it has" % path)
+        assert json.loads(r.out) == {"ok": False, "error": "EBUSY", "message": msg}, r
+        assert r.err == "autopack-ctl: %s\n" % msg, r
+    finally:
+        held.execute("ROLLBACK")
+        held.close()
+    assert ctl("--db", url, "db", "check", "--allow-empty-db").rc == 0
