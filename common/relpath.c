@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Name the rule the bytes at s break among the characters no path may hold, or return
  * NULL; *skip is set to the bytes to step over. */
@@ -68,9 +69,11 @@ const char *relpath_norm(const char *in, char *out, size_t n)
 
 		if (k == 2 && s[0] == '.' && s[1] == '.')
 			return "'..' components are not allowed";
-		if (k == 4 && memcmp(s, ".git", 4) == 0)
+		/* In any case: a case-folding file system (ext4's casefold, vfat, CIFS) opens
+		 * .git for .GIT. */
+		if (k == 4 && strncasecmp(s, ".git", 4) == 0)
 			return "the .git directory is reserved";
-		if (k == 9 && memcmp(s, ".autopack", 9) == 0 && len == 0)
+		if (k == 9 && strncasecmp(s, ".autopack", 9) == 0 && len == 0)
 			return "the .autopack directory is reserved";
 		if (k > 0 && !(k == 1 && s[0] == '.')) {
 			if (len + k + 2 > n)

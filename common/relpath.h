@@ -15,7 +15,8 @@
  * absolute, a backslash or a control character (C0, DEL or C1), a bidirectional-text
  * control (U+202A-U+202E, U+2066-U+2069), a ".." component, a component longer than
  * RELPATH_NAME_MAX bytes or with leading or trailing whitespace, the .git directory
- * anywhere, the .autopack directory at the top, or longer than n - 1 bytes. */
+ * anywhere, the .autopack directory at the top (either in any case: .GIT, .Autopack), or
+ * longer than n - 1 bytes. */
 const char *relpath_norm(const char *in, char *out, size_t n);
 /* The same for a path that must name a file: also refused when it ends with "/". */
 const char *relpath_file(const char *in, char *out, size_t n);

@@ -4,6 +4,7 @@
 #include "ctl/cmd.h"
 #include "common/checklog.h"
 #include "common/fingerprint/fingerprint.h"
+#include "common/store/db.h"
 #include "common/store/store_failed.h"
 #include "common/util.h"
 #include "common/vocab.h"
@@ -30,9 +31,11 @@ static const struct option cmd_failed_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Turn --since's value (a timestamp, or an age such as 90m, 6h, 2d) into a database
- * timestamp in out; -1 if it is neither. */
-static int failed_since(const char *v, char out[32])
+/* Turn --since's value into a database timestamp in out (a timestamp), or an age in
+ * *age_us (such as 90m, 6h, 2d; else -1), counted back from the database's time once it is
+ * open (on PostgreSQL the server's clock, by which the attempts' ends are written); -1 if
+ * it is neither. */
+static int failed_since(const char *v, char out[32], int64_t *age_us)
 {
 	static const struct {
 		char unit;
@@ -42,6 +45,7 @@ static int failed_since(const char *v, char out[32])
 	char *end;
 	long long n;
 
+	*age_us = -1;
 	if (time_db_parse(v, out) == 0)
 		return 0;
 	if (v[0] < '0' || v[0] > '9')
@@ -51,7 +55,7 @@ static int failed_since(const char *v, char out[32])
 		return -1;
 	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
 		if (units[i].unit == end[0]) {
-			time_db(clock_wall_us() - n * units[i].us, out);
+			*age_us = n * units[i].us;
 			return 0;
 		}
 	}
@@ -216,12 +220,13 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 	    cmd_shown(url), nfailed, n - nfailed, n - nfailed == 1 ? "" : "s", ngroups,
 	    ngroups == 1 ? "" : "es");
 	for (size_t g = 0; g < ngroups; g++) {
-		size_t first = SIZE_MAX, count = 0;
+		size_t first = SIZE_MAX, count = 0, failed = 0;
 
 		for (size_t i = 0; i < n; i++) {
 			if (group_of[i] != g)
 				continue;
 			count++;
+			failed += failed_is_failed(&v[i]);
 			if (first == SIZE_MAX)
 				first = i;
 		}
@@ -242,7 +247,11 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 		for (size_t i = first; i < n; i++)
 			if (group_of[i] == g)
 				failed_phase_print(out, &v[i]);
-		if (v[first].fingerprint != NULL)
+		if (failed == 0)
+			fputs("  none of them is FAILED: the next drain takes the QUEUED ones; "
+			      "autopack-ctl retry RUN PHASE a SKIPPED one\n",
+			    out);
+		else if (v[first].fingerprint != NULL)
 			fprintf(out, "  retry them: autopack-ctl retry --fingerprint %s\n", id);
 		else if (v[first].reason != NULL)
 			failed_print_retry_reason(
@@ -292,6 +301,7 @@ static int cmd_failed_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store st;
 	size_t n = 0, ngroups = 0, nfailed = 0, *group_of;
 	char since[32];
+	int64_t age_us = -1;
 	int c, rc, ret = CMD_EXIT_OK;
 
 	while ((c = cmd_getopt(ctx, argc, argv, cmd_failed_opts, &ret)) != -1) {
@@ -299,7 +309,7 @@ static int cmd_failed_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		case CMD_OPT_DONE: return ret;
 		case OPT_RUN: f.run_id = optarg; break;
 		case OPT_SINCE:
-			if (failed_since(optarg, since) != 0)
+			if (failed_since(optarg, since, &age_us) != 0)
 				return cmd_usage_error(ctx,
 				    "--since: \"%s\" is neither a timestamp (2026-12-01T10:00Z)"
 				    " nor an age (90m, 6h, 2d)",
@@ -313,6 +323,8 @@ static int cmd_failed_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
 	if ((ret = cmd_open_read(ctx, &st, false)) != 0)
 		return ret;
+	if (f.since != NULL && age_us >= 0)
+		time_db(db_clock_us(st.db) - age_us, since);
 	rc = store_failed_list(&st, &f, &v, &n, &err);
 	if (rc != 0) {
 		ret = cmd_fail(ctx, rc, "%s", err.text);
@@ -356,7 +368,8 @@ const struct cmd_entry cmd_failed_entry = {
 	        "\n"
 	        "  --run R     only run R (exit 1 when the database holds no run R)\n"
 	        "  --since T   only attempts that ended at or after T: a timestamp\n"
-	        "              (2026-12-01T10:00:00Z) or an age (90s, 30m, 6h, 2d)\n"
+	        "              (2026-12-01T10:00:00Z) or an age (90s, 30m, 6h, 2d), counted\n"
+	        "              back from the database's clock (PostgreSQL: the server's)\n"
 	        "  --json      the classes and their phases as JSON (stderr tails up to 2 KiB)\n",
 	.exec = cmd_failed_exec,
 };

@@ -661,7 +661,7 @@ const struct cmd_entry cmd_workers_entry = {
 };
 const struct cmd_entry cmd_metrics_entry = {
 	"metrics",
-	"[--control PATH | --supervisor ID|all]",
+	"[--json] [--control PATH | --supervisor ID|all]",
 	"print the metrics in Prometheus text format",
 	"Print the supervisor's metrics as Prometheus text (exposition format 0.0.4), the same\n"
 	"as GET /metrics of --http: stdout holds only the exposition, the line naming the\n"
@@ -670,21 +670,21 @@ const struct cmd_entry cmd_metrics_entry = {
 };
 const struct cmd_entry cmd_pause_entry = {
 	"pause",
-	"[--control PATH | --supervisor ID|all]",
+	"[--json] [--control PATH | --supervisor ID|all]",
 	"stop dispatching new phases",
 	"Stop dispatching; attempts in flight finish. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_resume_entry = {
 	"resume",
-	"[--control PATH | --supervisor ID|all]",
+	"[--json] [--control PATH | --supervisor ID|all]",
 	"resume dispatching",
 	"Resume dispatching after pause. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
 	exec_live,
 };
 const struct cmd_entry cmd_scale_entry = {
 	"scale",
-	"N [--force] [--control PATH | --supervisor ID|all]",
+	"N [--force] [--json] [--control PATH | --supervisor ID|all]",
 	"change the number of workers",
 	"Grow or shrink the pool to N workers. Shrinking retires idle workers first; busy\n"
 	"ones finish their phase, unless --force stops them (their phases are requeued).\n"
@@ -693,7 +693,7 @@ const struct cmd_entry cmd_scale_entry = {
 };
 const struct cmd_entry cmd_cancel_entry = {
 	"cancel",
-	"RUN PHASE [--control PATH | --supervisor ID]",
+	"RUN PHASE [--json] [--control PATH | --supervisor ID]",
 	"cancel a phase: SKIPPED, stopping it if running",
 	"Mark a queued or failed phase SKIPPED; a running one is stopped (its attempt ends as\n"
 	"cancelled) and then SKIPPED. Recorded in control_log.\n" CMD_LIVE_HELP_TAIL,
@@ -701,7 +701,7 @@ const struct cmd_entry cmd_cancel_entry = {
 };
 const struct cmd_entry cmd_stop_entry = {
 	"stop",
-	"[--timeout S | --now] [--control PATH | --supervisor ID|all]",
+	"[--timeout S | --now] [--json] [--control PATH | --supervisor ID|all]",
 	"stop the supervisor",
 	"Stop dispatching and exit once attempts in flight finish; with --timeout S, kill\n"
 	"what is still running after S seconds; with --now, kill workers at once and requeue\n"

@@ -512,7 +512,7 @@ out:
 
 const struct cmd_entry cmd_telemetry_export_entry = {
 	.name = "telemetry export",
-	.args = "[--run-id R]... [--out FILE]",
+	.args = "[--run-id R]... [--out FILE] [--json]",
 	.summary = "write token estimation events as NDJSON",
 	.help =
 	    "Writes every token_estimation_v2 event (all columns; flags as true/false) as one\n"

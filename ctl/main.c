@@ -19,8 +19,9 @@
 static void ctl_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: autopack-ctl [--db URL] COMMAND [ARGS]\n"
-	    "       autopack-ctl COMMAND --help\n\n"
+	    "usage: autopack-ctl [--db URL] [--json] [--] COMMAND [ARGS]\n"
+	    "       autopack-ctl COMMAND --help\n"
+	    "       autopack-ctl --version | --help\n\n"
 	    "The database is named by --db URL, else AUTOPACK_DB_URL, else DATABASE_URL:\n"
 	    "sqlite:///relative/path.db, sqlite:////absolute/path.db or\n"
 	    "postgresql://user@host:port/dbname. There is no default.\n\n"

@@ -591,11 +591,12 @@ void fleet_reconnect(struct sup *s)
 	fleet_connect_end(s, rc, &err);
 }
 
-/* Declare silent supervisors lost and take their attempts back into the queue. Only
- * after this supervisor has been connected a whole lease, its own and the judged one's:
- * after an outage every heartbeat is old, and the others need a lease to renew theirs
- * (one of a longer lease beats less often, every quarter of it up to 5 s, and connects
- * again up to a beat after the server's return). */
+/* Declare silent supervisors lost and take their attempts back into the queue. One is
+ * judged only after this supervisor has been connected for that one's whole lease (the
+ * store passes over the others): after an outage every heartbeat is old, and each needs
+ * its own lease to renew its heartbeat (one of a longer lease beats less often, every
+ * quarter of it up to 5 s, and connects again up to a beat after the server's return),
+ * and no more; the attempts of supervisors no longer live are closed at once. */
 static void fleet_rescue(struct sup *s)
 {
 	uint64_t connected = clock_mono_ms() - s->fleet_connected_ms;
@@ -604,8 +605,7 @@ static void fleet_rescue(struct sup *s)
 	size_t n;
 	int closed;
 
-	if (s->stopping || s->writes_off || s->conn_gen != s->st->conn_gen ||
-	    connected < (uint64_t)s->cfg.lease_timeout_ms)
+	if (s->stopping || s->writes_off || s->conn_gen != s->st->conn_gen)
 		return;
 	if (store_fleet_rescue(s->sd, (int64_t)connected, &lost, &n, &closed, &err) != 0) {
 		log_error("%s", err.text);

@@ -30,7 +30,8 @@
 #include <unistd.h>
 
 static const char usage_text[] =
-    "usage: autopack-supervisor --db URL [options]\n"
+    "usage: autopack-supervisor [--db URL] [options]\n"
+    "       autopack-supervisor --version | --help\n"
     "\n"
     "Drain the queued phases of one autopack database with a pool of workers. The\n"
     "supervisor is the database's only writer; it refuses to start on a database another\n"

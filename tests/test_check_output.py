@@ -194,9 +194,9 @@ def test_a_deliverable_a_check_linked_to_proc_kmsg_is_not_read_by_the_next_attem
     url, rc, sup, logs = drain_one(tmp, check, attempts=2)
     att = rows(url, "SELECT outcome, failure_reason, message FROM attempts"
                     " ORDER BY attempt_id")
-    # The answer's file is refused: the link there leaves the workspace.
+    # The deliverable is refused before the call: the link there leaves the workspace.
     assert [(a["outcome"], a["failure_reason"]) for a in att] == [
-        ("failed", "CHECK_FAILED"), ("failed", "SCOPE_VIOLATION")], (att, sup.stderr()[-2000:])
+        ("failed", "CHECK_FAILED"), ("failed", "WRITE_FAILED")], (att, sup.stderr()[-2000:])
     assert "leaves the workspace (-> /proc/kmsg)" in att[1]["message"], att[1]
 
 

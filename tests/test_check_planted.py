@@ -4,7 +4,8 @@ followed when the next attempt's output is estimated (the size and the lines of 
 named, a secret say, went into that request's max_tokens); and a confined check can put
 nothing where the next attempt's check log goes (a directory there made that attempt fail
 CHECK_NOT_RUN, "Is a directory"), nor have the worker put it there through a link it left
-to the logs directory."""
+to the logs directory; such a link, or one out of the workspace, at a deliverable's path
+fails the next attempt before its LLM call."""
 import os
 
 import pytest
@@ -42,9 +43,10 @@ def max_tokens_of_attempts(tmp, target):
                                env={"ANTHROPIC_API_KEY": KEY})
     assert rc == 0, sup.stderr()
     assert os.path.islink(os.path.join(ws, "out", "mod.py")), sup.stderr()
-    attempts = [r["outcome"] for r in rows(
-        url, "SELECT outcome FROM attempts ORDER BY attempt_number")]
-    assert len(attempts) == 2 and attempts[0] == "failed", (attempts, sup.stderr())
+    attempts = [(r["outcome"], r["failure_reason"]) for r in rows(
+        url, "SELECT outcome, failure_reason FROM attempts ORDER BY attempt_number")]
+    assert attempts == [("failed", "CHECK_FAILED"), ("failed", "WRITE_FAILED")], \
+        (attempts, sup.stderr())
     return [r["max_tokens"] for r in llm.requests()]
 
 
@@ -55,8 +57,9 @@ def test_a_link_out_of_the_workspace_at_a_deliverables_path_tells_the_estimate_n
     write_py(big, 900)
     seen = {name: max_tokens_of_attempts(os.path.join(tmp, name), path)
             for name, path in (("small", small), ("big", big))}
-    # The second request is sized the same whatever the link names.
-    assert len(seen["small"]) == 2 and len(seen["big"]) == 2, seen
+    # The second attempt makes no request, whatever the link names: the link is found
+    # before the call (test_a_symlink_out_of_the_workspace_at_a_deliverables_path_...).
+    assert len(seen["small"]) == 1 and len(seen["big"]) == 1, seen
     assert seen["small"] == seen["big"], seen
 
 
@@ -114,11 +117,12 @@ def test_the_worker_writes_no_answer_through_a_link_to_the_logs_directory(tmp):
     tmp = str(tmp)
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
-    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=PLANT_LOGS_LINK,
+    # The deliverable outside out/: one through the link fails before the call (below).
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", ("mod.py",), check=PLANT_LOGS_LINK,
                                                    paths=(".",))])])
     script = [{"mode": "normal"},
               {"mode": "hostile", "paths": ["out/run__p1__a3.stdout.txt/x.py"]},
-              {"mode": "normal"}]
+              {"mode": "hostile", "paths": ["out/mod.py"]}]
     sup, rc = drain_until_exit(tmp, url, Standin(tmp, script), 1,
                                "--max-attempts-per-phase", 3, env={"ANTHROPIC_API_KEY": KEY})
     assert rc == 0, sup.stderr()
@@ -132,6 +136,30 @@ def test_the_worker_writes_no_answer_through_a_link_to_the_logs_directory(tmp):
         attempts
     assert attempts[2]["message"].startswith(
         'path "out/mod.py": symlink out leads into the .autopack directory'), attempts
+    # Nothing was written through the link: only the first attempt's check ran.
+    assert sorted(os.listdir(os.path.join(ws, ".autopack", "logs"))) == [
+        "run__p1__a1.stderr.txt", "run__p1__a1.stdout.txt"]
+
+
+def test_a_deliverable_through_a_link_to_the_logs_directory_fails_before_the_call(tmp):
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=PLANT_LOGS_LINK,
+                                                   paths=(".",))])])
+    llm = Standin(tmp)
+    sup, rc = drain_until_exit(tmp, url, llm, 1, "--max-attempts-per-phase", 2,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    attempts = rows(url, "SELECT failure_reason, message FROM attempts "
+                    "ORDER BY attempt_number")
+    assert [a["failure_reason"] for a in attempts] == ["CHECK_FAILED", "WRITE_FAILED"], \
+        (attempts, sup.stderr())
+    assert attempts[1]["message"] == (
+        'path "out/mod.py": symlink out leads into the .autopack directory, which is '
+        'reserved (-> .autopack/logs/mod.py); not sent to the LLM'), attempts
+    assert len(llm.requests()) == 1, llm.requests()
+    assert not os.path.exists(os.path.join(ws, ".autopack", "logs", "mod.py"))
     assert sorted(os.listdir(os.path.join(ws, ".autopack", "logs"))) == [
         "run__p1__a1.stderr.txt", "run__p1__a1.stdout.txt"], sup.stderr()
 
@@ -166,4 +194,40 @@ def test_a_special_file_at_a_deliverables_path_fails_the_next_attempt_before_its
     assert got[1]["message"] == (
         'path "out/mod.py": out/mod.py is a %s in the workspace, not a regular file (a check '
         'command or another program made it): remove it; not sent to the LLM' % kind), got
+    assert len(llm.requests()) == 1, llm.requests()
+
+
+# The first attempt's check leaves a symbolic link leading out of the workspace where the
+# deliverable goes, or in place of its directory, and fails.
+PLANT_OUT = {
+    "file": ("ln -s /etc/passwd out/mod.py", "symlink out/mod.py leaves the workspace "
+             "(-> /etc/passwd)"),
+    "directory": ("rm -rf out; ln -s /etc out", "symlink out leaves the workspace (-> /etc)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PLANT_OUT))
+def test_a_symlink_out_of_the_workspace_at_a_deliverables_path_fails_before_the_call(
+        tmp, kind):
+    """A symbolic link a check left at a deliverable's path, or on it, leading out of the
+    workspace was found only once the answer was paid for (SCOPE_VIOLATION). No answer can
+    write through it: the next attempt fails WRITE_FAILED before its LLM call, naming
+    it."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    url = init_db(tmp)
+    plant, named = PLANT_OUT[kind]
+    check = ("if [ -e .planted ]; then exit 0; fi; touch .planted; rm -f out/mod.py; %s; "
+             "exit 1" % plant)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", ("out/mod.py",), check=check)])])
+    llm = Standin(tmp)
+    sup, rc = drain_until_exit(tmp, url, llm, 1, "--max-attempts-per-phase", 2,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    assert rc == 0, sup.stderr()
+    got = rows(url, "SELECT outcome, failure_reason, message FROM attempts "
+                    "ORDER BY attempt_number")
+    assert [(r["outcome"], r["failure_reason"]) for r in got] == [
+        ("failed", "CHECK_FAILED"), ("failed", "WRITE_FAILED")], got
+    assert got[1]["message"] == 'path "out/mod.py": %s; not sent to the LLM' % named, got
+    # The second attempt's request never reached the stand-in.
     assert len(llm.requests()) == 1, llm.requests()

@@ -264,10 +264,6 @@ HOSTILE = {
     "trailing_slash": (["out/dir/"], None,
                        'FAILED|scope_violation|path "out/dir/": ends with "/": it names a'
                        ' directory, not a file'),
-    # The normal answer writes the deliverable, which is a symlink to a file outside.
-    "symlinked_file": ([], outside_link_file,
-                       "FAILED|scope_violation|path \"out/mod.py\": symlink out/mod.py"
-                       " leaves the workspace (-> path)"),
 }
 
 
@@ -605,6 +601,36 @@ def test_a_deliverable_directory_the_worker_may_not_enter_fails_write_failed(tmp
     assert not os.path.exists(os.path.join(r["ws"], name))
     # Known before the call: none is paid for an answer that could not be written.
     assert r["llm"].requests() == [], r["llm"].requests()
+
+
+def outside_link_out(tmp, ws):
+    os.makedirs(os.path.join(tmp, "outside"))
+    os.rmdir(os.path.join(ws, "out"))
+    os.symlink(os.path.join(tmp, "outside"), os.path.join(ws, "out"))
+
+
+@pytest.mark.parametrize("case", ["file", "directory"])
+def test_a_deliverable_through_a_symlink_leaving_the_workspace_fails_before_the_call(
+        tmp, case):
+    """The deliverable out/mod.py a symbolic link to a file outside the workspace (or out/
+    one to a directory outside): no answer could write it, and the attempt failed
+    SCOPE_VIOLATION once the answer had been paid for. It fails WRITE_FAILED before the
+    call, naming the link, and nothing is written where it leads."""
+    prepare = outside_link_file if case == "file" else outside_link_out
+    link = "out/mod.py" if case == "file" else "out"
+    target = os.path.join(str(tmp), "outside", "target.py" if case == "file" else "")
+    r = one_phase(tmp, [], "--llm-retries", 0, prepare=prepare)
+    a = r["attempts"][0]
+    assert (a["outcome"], a["failure_reason"], a["zero_yield_reason"]) == (
+        "failed", "WRITE_FAILED", "failed_before_llm"), a
+    assert a["message"] == 'path "out/mod.py": symlink %s leaves the workspace (-> %s); not ' \
+        'sent to the LLM' % (link, target.rstrip("/")), a
+    assert r["llm"].requests() == [], r["llm"].requests()
+    assert os.listdir(os.path.join(str(tmp), "outside")) == (
+        ["target.py"] if case == "file" else [])
+    if case == "file":
+        with open(os.path.join(str(tmp), "outside", "target.py")) as f:
+            assert f.read() == "# outside the workspace\n"
 
 
 def test_a_workspace_the_worker_may_not_open_fails_write_failed_before_the_call(tmp):

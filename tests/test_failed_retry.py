@@ -105,6 +105,29 @@ def test_failed_shows_no_file_a_check_linked_in_place_of_its_log(tmp, llm):
     assert "TOP-SECRET" not in text.out
 
 
+def test_a_class_of_stopped_phases_only_names_no_retry_that_takes_none(tmp, llm):
+    """A run stopped by its first failure leaves its phase QUEUED: `failed` lists it as
+    stopped and, as `retry --fingerprint` takes FAILED phases only, says what takes it
+    instead of printing a retry that would find nothing."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("s1", ws, [phase_spec("p1", ("out/s1.py",), check=CHECK_A)])])
+    sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained",
+                     "--max-fingerprint-repeats", 1, *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": KEY})
+    assert sup.wait(timeout=180) == 5, sup.stderr()
+    doc = failed_json(url)
+    assert (doc["failed"], doc["stopped"]) == (0, 1), doc
+    out = ctl("--db", url, "failed").out
+    assert "0 failed, 1 stopped phase in 1 class" in out, out
+    assert "retry them" not in out, out
+    assert "none of them is FAILED: the next drain takes the QUEUED ones" in out, out
+    r = ctl("--db", url, "retry", "--fingerprint", doc["groups"][0]["id"])
+    assert r.rc == 0 and "nothing to retry" in r.out + r.err, r
+
+
 def test_failed_filters_by_run_and_since(tmp, llm):
     url, _ = failing_db(tmp, llm)
     assert [p["run_id"] for g in failed_json(url, "--run", "a2")["groups"]

@@ -186,6 +186,43 @@ def test_a_killed_supervisors_phases_are_rescued_after_its_lease(tmp, pg_url):
     assert "closed 2 attempt(s) of lost supervisors" in err, err
 
 
+def test_a_supervisor_started_after_one_of_a_shorter_lease_died_rescues_it_after_that_lease(
+        tmp, pg_url):
+    """A supervisor of a 2 s lease SIGKILLed while it holds an attempt, and one of a 20 s
+    lease started once that lease has run out: the newcomer declares it lost, and runs its
+    phase, after it has been connected for the dead one's lease (at its first beat then, 5
+    s), not for its own 20 s; after an outage the dead one's lease is what it would need
+    to renew its heartbeat."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=1)
+    never = os.path.join(str(tmp), "never")
+    held = rogue_supervisor(tmp, url, "batch", "--workers", 1, "--lease-timeout", 2,
+                            env={"ROGUE_GO": never}, name="held")
+    late = None
+    try:
+        wait_for(lambda: open_attempts_of(url, held.proc.pid) == 1,
+                 what="the first supervisor's attempt open")
+        held.signal(signal.SIGKILL)
+        wait_for(lambda: sql(url, "SELECT EXTRACT(EPOCH FROM (clock_timestamp() AT TIME ZONE"
+                                  " 'UTC') - heartbeat_at) > 2.5 FROM supervisors") == [(True,)],
+                 what="its lease run out")
+        started = time.monotonic()
+        late = rogue_supervisor(tmp, url, "good", "--workers", 1, "--lease-timeout", 20,
+                                "--exit-when-drained", name="late")
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE outcome ="
+                                  " 'supervisor_lost'") == [(1,)], 60,
+                 what="the dead one's attempt rescued")
+        took = time.monotonic() - started
+        assert late.wait(timeout=60) == 0, late.stderr()
+    finally:
+        held.kill()
+        open(never, "w").close()
+        if late is not None:
+            late.kill()
+    assert took < 15, took
+    assert sql(url, "SELECT outcome FROM attempts ORDER BY attempt_id") == [
+        ("supervisor_lost",), ("success",)]
+
+
 def test_a_supervisor_stopped_past_its_lease_has_its_late_results_refused(tmp, pg_url):
     """SIGSTOP a supervisor holding two attempts until another has rescued them and
     drained the rest, then let its workers finish and SIGCONT it: its late results are

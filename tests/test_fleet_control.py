@@ -446,3 +446,28 @@ def test_a_claim_finds_a_run_stopped_after_its_supervisor_read_the_state(tmp, pg
         sup.kill()
     assert attempts_by_run(url, run) == []
     assert sql(url, "SELECT state FROM phases") == [("QUEUED",)]
+
+
+def test_a_dry_run_claim_visits_a_run_the_saved_state_stopped(tmp, pg_url):
+    """A dry run judges nothing and reads no saved state: a run the session's saved state
+    names stopped (written while the supervisor is held at its claim) is visited all the
+    same, and the drain ends (exit 0). Before, the claim passed over the run as held back,
+    the supervisor, which never reads why, tried it again and again (four commits a
+    second) and never ended."""
+    url = new_pg_db(tmp, pg_url, runs=1, phases=1)
+    gate = os.path.join(str(tmp), "gate")
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                     env=preload("pq-shim.so", AUTOPACK_PQ_SHIM_GATE=gate,
+                                 AUTOPACK_PQ_SHIM_GATE_MATCH=CLAIM_STATEMENT))
+    try:
+        wait_for(lambda: os.path.exists(gate + ".held") or sup.proc.poll() is not None,
+                 60, what="the supervisor held at its claim")
+        assert sup.proc.poll() is None, sup.stderr()
+        sql(url, "UPDATE drain_sessions SET state_json = ?",
+            json.dumps({"stopped_runs": ["run-000"]}))
+        open(gate, "w").close()
+        assert sup.wait(timeout=60) == 0, sup.stderr()
+    finally:
+        open(gate, "w").close()
+        sup.kill()
+    assert sql(url, "SELECT phase_id, outcome FROM attempts") == [("p0-0", "dry_run")]

@@ -5,6 +5,8 @@ writing, whatever it was doing (docs/postgresql.md, "Several hosts")."""
 import contextlib
 import json
 import os
+import re
+import subprocess
 import time
 
 from pg_outage_proxy import OutageProxy
@@ -179,3 +181,45 @@ def test_a_connection_made_again_to_another_database_is_database_lost(tmp, pg_cl
     assert sql(pg_cluster.url(name), "SELECT count(*) FROM supervisors") == [(0,)]
     pg_cluster.drop_database(name)
     pg_cluster.drop_database(name + "_old")
+
+
+def test_a_connection_made_again_to_a_copy_on_another_server_is_database_lost(tmp, pg_cluster):
+    """While the supervisor is cut off, its address comes to reach a second server (on
+    another port behind it) holding a copy of its database under the same name, with the
+    same uuid (pg_dump restored there): the connection made again is refused by the
+    server's system identifier, DATABASE LOST (exit 3), and nothing is written to the
+    copy."""
+    from pg_cluster import PG_BIN, Cluster
+    name, url, proxy, go, sup = two_phases_behind_a_proxy(tmp, pg_cluster)
+    other = Cluster()
+    try:
+        sup.wait_ready(timeout=120)
+        wait_for(lambda: attempts_of(url, sup.proc.pid) == 2, what="both phases leased")
+        other.psql('CREATE DATABASE "%s"' % name)
+        dump = subprocess.run([os.path.join(PG_BIN, "pg_dump"), "--no-owner", url],
+                              capture_output=True, check=True).stdout
+        subprocess.run([os.path.join(PG_BIN, "psql"), "-q", "-v", "ON_ERROR_STOP=1",
+                        other.url(name)], input=dump, capture_output=True, check=True)
+        copy = other.url(name)
+        before = sql(copy, "SELECT (SELECT count(*) FROM attempts WHERE ended_at IS NULL),"
+                           " (SELECT max(heartbeat_at) FROM supervisors),"
+                           " (SELECT count(*) FROM events), (SELECT db_uuid FROM meta)")
+        assert before[0][3] == sql(url, "SELECT db_uuid FROM meta")[0][0]
+        proxy.down()
+        wait_for(lambda: "writes failed" in sup.stderr(), timeout=30,
+                 what="the connection found lost")
+        proxy.upstream = other.port
+        open(go, "w").close()
+        proxy.up()
+        assert sup.wait(timeout=60) == 3, sup.stderr()
+        assert sql(copy, "SELECT (SELECT count(*) FROM attempts WHERE ended_at IS NULL),"
+                         " (SELECT max(heartbeat_at) FROM supervisors),"
+                         " (SELECT count(*) FROM events), (SELECT db_uuid FROM meta)") == before
+    finally:
+        sup.kill()
+        proxy.close()
+        other.close()
+    err = sup.stderr()
+    assert re.search(r"DATABASE LOST: .*: the connection now reaches another database"
+                     r" \(server/database (\d+)/%s, opened as (?!\1)\d+/%s\)" % (name, name),
+                     err), err

@@ -40,6 +40,8 @@ REFUSED = [
     ({"scope": {"deliverables": ["a\\..\\x"]}}, "backslashes are not allowed"),
     ({"scope": {"deliverables": [".git/config"]}}, "the .git directory is reserved"),
     ({"scope": {"deliverables": [".autopack/x"]}}, "the .autopack directory is reserved"),
+    ({"scope": {"deliverables": ["src/.GIT/hooks/x"]}}, "the .git directory is reserved"),
+    ({"scope": {"deliverables": [".AutoPack/x"]}}, "the .autopack directory is reserved"),
     ({"scope": {"deliverables": ["."]}}, "names the workspace itself, not a file in it"),
     ({"scope": {"deliverables": ["a/"]}},
      'scope.deliverables[0] "a/": ends with "/": it names a directory, not a file'),
@@ -71,7 +73,8 @@ REFUSED = [
 
 @pytest.mark.parametrize("fields,why", REFUSED, ids=[
     "5000-deliverables", "20MiB-description", "5000-byte-deliverable", "5000-byte-scope-path",
-    "backslash", "git", "autopack", "dot", "trailing-slash", "300-byte-name",
+    "backslash", "git", "autopack", "git-upper", "autopack-mixed-case", "dot",
+    "trailing-slash", "300-byte-name",
     "file-and-directory", "blank", "trailing-space", "duplicate", "bidi-override",
     "bidi-isolate", "c1-control", "long-category", "3MiB-together", "128KiB-check"])
 def test_import_refuses_a_phase_no_worker_could_be_sent(tmp, fields, why):

@@ -202,3 +202,33 @@ def test_the_tables_asked_for_delete_are_those_the_store_deletes_from():
     with open(os.path.join(root, "pg", "store_pg_writable.c")) as src:
         asked = re.search(r'store_pg_deleted\[\] = "([^"]*)"', src.read()).group(1)
     assert deleted == set(asked.split(",")) == {"llm_usage_events", "supervisor_commands"}
+
+
+def test_db_init_by_a_role_without_create_on_the_schema_names_the_grant(tmp, pg_cluster):
+    """`db init` by a role that may not create tables in the schema (PostgreSQL 15 gives
+    no role but the database's owner CREATE on public; a quoted schema and role here) is
+    refused before anything is written, naming the role, the schema, its owner and the
+    GRANT that gives it CREATE, which runs as psql gets it from the message; then `db
+    init` works. Before, it said only `creating the schema: permission denied for schema
+    public`."""
+    schema = 'sch"ema'
+    name = pg_cluster.new_database()
+    pg_cluster.psql("CREATE SCHEMA %s" % ident(schema), dbname=name)
+    pg_cluster.psql("ALTER DATABASE %s SET search_path = %s" % (ident(name), ident(schema)))
+    role = 'cre"ator_' + name
+    pg_cluster.psql("CREATE ROLE %s LOGIN" % ident(role))
+    pg_cluster.psql("GRANT USAGE ON SCHEMA %s TO %s" % (ident(schema), ident(role)),
+                    dbname=name)
+    url = role_url(pg_cluster, role, name)
+    r = ctl("--db", url, "db", "init")
+    m = re.search(r"role %s may not create tables in schema %s \(owned by role autopack\);"
+                  r" nothing was created: run db init as autopack, or grant the role CREATE"
+                  r" on the schema \((GRANT CREATE ON SCHEMA [^)]*)\)"
+                  % (re.escape(role), re.escape(schema)), r.err)
+    assert r.rc == 2 and m, r
+    assert m.group(1) == "GRANT CREATE ON SCHEMA %s TO %s" % (ident(schema), ident(role))
+    assert sql(pg_cluster.url(name), "SELECT count(*) FROM pg_tables WHERE schemaname = ?",
+               schema) == [(0,)]
+    pg_cluster.psql(m.group(1), dbname=name)
+    r = ctl("--db", url, "db", "init")
+    assert r.rc == 0, r

@@ -562,3 +562,39 @@ def test_a_start_whose_wait_cannot_be_described_still_stops_on_sigterm(tmp, pg_u
     finally:
         con.rollback()
         con.close()
+
+
+def test_a_leave_aside_that_reaches_another_server_writes_nothing_there(tmp, pg_url):
+    """As above, and the address of the database then reaches a second server (another
+    port behind the proxy) holding an autopack database of the same name, whose live
+    supervisor 1 has this one's id: the leave on a connection of its own finds there
+    another uuid and server, writes nothing, and says so; this supervisor's row stays
+    live until the others declare it lost. Before, the leave stopped the other fleet's
+    supervisor 1 (which its next heartbeat would then take for its loss)."""
+    from pg_cluster import Cluster
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    name = url.rsplit("/", 1)[1]
+    other = Cluster()
+    try:
+        other.psql('CREATE DATABASE "%s"' % name)
+        elsewhere = other.url(name)
+        assert ctl("--db", elsewhere, "db", "init").rc == 0
+        sql(elsewhere, "INSERT INTO supervisors (host, pid, started_at, heartbeat_at,"
+                       " lease_timeout_ms) VALUES ('elsewhere', 4242, clock_timestamp(),"
+                       " clock_timestamp(), 30000)")
+
+        def cut(proxy):
+            proxy.go_deaf_to_cancels()
+            proxy.upstream = ("127.0.0.1", other.port)
+
+        err = sigterm_a_start_behind_a_lock(tmp, url, "estimator_coefficients", cut)
+        assert sql(elsewhere, "SELECT supervisor_id, state FROM supervisors") == [(1, "live")]
+    finally:
+        other.close()
+    assert re.search(r"the database did not answer the cancellation: this supervisor does not"
+                     r" leave the fleet \(its row stays live until the others declare it lost,"
+                     r" \d+ s after its last heartbeat; .*: the connection of its own reaches"
+                     r" another database \(uuid [0-9a-f-]+, server/database \d+/%s; opened as"
+                     r" uuid [0-9a-f-]+, \d+/%s\): nothing was written there\)" % (name, name),
+                     err), err
+    assert sql(url, "SELECT state FROM supervisors") == [("live",)]

@@ -3,6 +3,7 @@
  * user, a PID, a mount, an IPC and a network namespace of its own when the kernel allows it. */
 #include "worker/check.h"
 #include "worker/capture.h"
+#include "worker/check_git.h"
 #include "worker/check_init.h"
 #include "worker/check_limits.h"
 #include "worker/check_suid.h"
@@ -492,6 +493,74 @@ static void check_pin_files(const char *path, const char *const *suffixes, size_
 	}
 }
 
+/* Copy into `out` (of `n` bytes) the value, %XX decoded, of the query parameter `key` of
+ * the PostgreSQL URL `url` (NULL for none). Returns false when it has none. */
+static bool check_url_param(const char *url, const char *key, char *out, size_t n)
+{
+	const char *p = url != NULL ? strchr(url, '?') : NULL;
+	size_t k = strlen(key), o = 0;
+
+	for (; p != NULL; p = strchr(p + 1, '&')) {
+		if (strncmp(p + 1, key, k) != 0 || p[k + 1] != '=')
+			continue;
+		for (p += k + 2; *p != '\0' && *p != '&' && o + 1 < n; p++) {
+			unsigned int c;
+
+			if (*p == '%' && sscanf(p + 1, "%2x", &c) == 1) {
+				out[o++] = (char)c;
+				p += 2;
+			} else
+				out[o++] = *p;
+		}
+		out[o] = '\0';
+		return o > 0;
+	}
+	return false;
+}
+
+/* Add the file `path` to check_pin as check_pin_files does, when it is a regular file:
+ * not a device (PGPASSFILE=/dev/null turns the password file off, and /dev/null bound
+ * over itself would open for no check), a directory or what is missing. */
+static void check_pin_secret(
+    const char *path, const char *ws, const char *tmp, char dirs[][PATH_MAX])
+{
+	static const char *const one[] = { "" };
+	struct stat sb;
+
+	if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+		check_pin_files(path, one, 1, ws, tmp, dirs);
+}
+
+/* Add to check_pin, as files /dev/null is bound over (check_pin_files), those libpq reads
+ * a password or a client key from, wherever they are: the password file, the service file
+ * (which may hold a password) and the client key, each as the environment names it
+ * (PGPASSFILE, PGSERVICEFILE, PGSSLKEY), by its default name under $HOME (hidden already
+ * unless --check-home read-only) and as the database URL `db_url` names it (?passfile=,
+ * ?sslkey=; NULL for none). Without it a check read a PGPASSFILE outside $HOME, and with it
+ * the supervisor's password. `ws`, `tmp` and `dirs` as for check_pin_files. */
+static void check_pin_secrets(
+    const char *db_url, const char *ws, const char *tmp, char dirs[][PATH_MAX])
+{
+	static const struct {
+		const char *env, *home, *param;
+	} src[] = { { "PGPASSFILE", ".pgpass", "passfile" },
+		{ "PGSERVICEFILE", ".pg_service.conf", NULL },
+		{ "PGSSLKEY", ".postgresql/postgresql.key", "sslkey" } };
+	const char *home = getenv("HOME"), *v;
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < ARRAY_SIZE(src); i++) {
+		if ((v = getenv(src[i].env)) != NULL && v[0] != '\0')
+			check_pin_secret(v, ws, tmp, dirs);
+		if (home != NULL && home[0] == '/' &&
+		    snprintf(path, sizeof path, "%s/%s", home, src[i].home) < (int)sizeof path)
+			check_pin_secret(path, ws, tmp, dirs);
+		if (src[i].param != NULL &&
+		    check_url_param(db_url, src[i].param, path, sizeof path))
+			check_pin_secret(path, ws, tmp, dirs);
+	}
+}
+
 /* The supervisor's control socket (check_keep_control_socket), absolute; "" for none. */
 static char check_control[PATH_MAX];
 
@@ -509,11 +578,18 @@ void check_keep_control_socket(const char *path)
 		check_control[0] = '\0';
 }
 
+/* The workspace's git repository as the check found it (check_git_before), chosen by the
+ * worker before each check: what its mount namespace pins of it, and what check_git_after
+ * compares with once it is gone. */
+static struct check_git check_git_state;
+
 /* Choose check_pin for a check whose workspace is `ws`, whose writable mounts besides it
  * are `tmp` ($TMPDIR, "" for none) and the check_rw_dirs it binds (real paths; after
- * check_empty_choose), the workspace's check logs directory, the worker's binary, the
- * database `db` (NULL for none) and the supervisor's control socket. */
-static void check_pin_choose(const char *db, const char *ws, const char *tmp)
+ * check_empty_choose), the workspace's check logs directory, its git repository
+ * (check_git_state), the worker's binary, the database `db` (NULL for none), the files
+ * libpq reads secrets from (check_pin_secrets, for the database URL `db_url`) and the
+ * supervisor's control socket. */
+static void check_pin_choose(const char *db, const char *db_url, const char *ws, const char *tmp)
 {
 	static const char *const files[] = { "", "-wal", "-shm", "-journal" };
 	static const char *const logs[] = { "/.autopack", "/.autopack/logs" };
@@ -538,9 +614,16 @@ static void check_pin_choose(const char *db, const char *ws, const char *tmp)
 		check_pin[check_npin].sock = false;
 		check_pin[check_npin++].readonly = i == ARRAY_SIZE(logs) - 1;
 	}
+	for (i = 0; i < check_git_state.npin && check_npin < CHECK_PIN_MAX; i++) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s", check_git_state.pin[i]);
+		check_pin[check_npin].file = false;
+		check_pin[check_npin].sock = false;
+		check_pin[check_npin++].readonly = check_git_state.pin_readonly[i];
+	}
 	check_pin_kept("/proc/self/exe", true, ws, tmp, dirs);
 	check_pin_kept(log_file_path(), false, ws, tmp, dirs);
 	check_pin_files(db, files, ARRAY_SIZE(files), ws, tmp, dirs);
+	check_pin_secrets(db_url, ws, tmp, dirs);
 	check_pin_files(check_control[0] != '\0' ? check_control : NULL, control,
 	    ARRAY_SIZE(control), ws, tmp, dirs);
 }
@@ -725,9 +808,9 @@ static void check_tmpdir_add(const char *ws, const char *tmpdir)
 		snprintf(check_tmpdir_own, sizeof check_tmpdir_own, "%s", tmpdir);
 }
 
-/* Choose check_empty, check_rw_private and check_pin for a check of `workspace` and the
- * database `protect` (NULL for none). */
-static void check_empty_choose(const char *workspace, const char *protect)
+/* Choose check_empty, check_rw_private and check_pin for a check of `workspace`, the
+ * database `protect` (NULL for none) and the database URL `db_url` (NULL for none). */
+static void check_empty_choose(const char *workspace, const char *protect, const char *db_url)
 {
 	const char *tmpdir = getenv("TMPDIR");
 	const char *run[CHECK_RUNTIME_MAX];
@@ -754,7 +837,7 @@ static void check_empty_choose(const char *workspace, const char *protect)
 	for (i = 0; check_net && check_system_run[i] != NULL; i++)
 		check_empty_add(check_system_run[i], false, ws, tmp);
 	check_sessions_choose(ws, tmp);
-	check_pin_choose(protect, ws, tmp);
+	check_pin_choose(protect, db_url, ws, tmp);
 	check_sockets_choose();
 }
 
@@ -1162,7 +1245,7 @@ static pid_t check_spawn(const struct check_spec *spec, enum check_ns ns, int ou
 	}
 	check_tmpdir_own[0] = check_home_own[0] = '\0';
 	if (ns == CHECK_NS_USER_PID && check_confined) {
-		check_empty_choose(spec->workspace, spec->protect);
+		check_empty_choose(spec->workspace, spec->protect, spec->db_url);
 		check_tmpfs_options = check_limits_tmpfs_options();
 	}
 	check_limits_prepare(ns == CHECK_NS_USER_PID);
@@ -1419,7 +1502,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	int log_fd[2] = { -1, -1 }, pipe_fd[2][2] = { { -1, -1 }, { -1, -1 } };
 	struct capture cap[2];
 	int status = 0, rc = -1, i, ns_fd = -1, logs;
-	char full[512] = "";
+	char full[512] = "", tag[200];
 	int nfull = 0;
 	bool own = false;
 	pid_t pid;
@@ -1448,6 +1531,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	}
 	check_stop_seen = 0;
 	check_tmpdir_choose();
+	check_git_before(spec->workspace, &check_git_state);
 	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], &ns_fd, err, errlen);
 	out->stopped_from_outside = pid == -2;
 	for (i = 0; i < 2; i++) {
@@ -1494,6 +1578,10 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		log_warn("processes the check command started are still alive %d ms after"
 		         " SIGKILL",
 		    CHECK_GRACE_MS);
+	/* Every process of the check is gone: what it made of the repository stays made. */
+	snprintf(tag, sizeof tag, "%s__%s__a%lld", spec->run_id, spec->phase_id,
+	    (long long)spec->attempt);
+	check_git_after(spec->workspace, tag, &check_git_state, out->git, sizeof out->git);
 	/* What is left in the pipes; a writer that escaped the kill is not waited for long. */
 	end = clock_mono_ms() + CHECK_GRACE_MS;
 	while ((cap[0].in >= 0 || cap[1].in >= 0) && clock_mono_ms() < end)

@@ -35,6 +35,11 @@ struct check_spec {
 	 * (and -wal, -shm, -journal) are read-only and they and the directories between them and
 	 * the writable mount that holds them cannot be removed or renamed. */
 	const char *protect;
+	/* The database's URL, or NULL: in a confined check's mount namespace the files libpq
+	 * reads a password or a client key from (its ?passfile= and ?sslkey=, PGPASSFILE,
+	 * PGSERVICEFILE, PGSSLKEY, their defaults under $HOME) can be neither read nor
+	 * written. */
+	const char *db_url;
 };
 
 struct check_result {
@@ -51,6 +56,8 @@ struct check_result {
 	                              the check itself (check_note_stop_signal) */
 	char limit[700]; /* a failed check: the limit it seems to have met (check_limits_hit),
 	                    else "" */
+	char git[1024];  /* what it made of the workspace's git repository, moved away
+	                    (worker/check_git.h), else "" */
 };
 
 /* Whether the directory `dir` (a path) is, holds or lies in a runtime directory of the

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -124,15 +125,16 @@ static const char *dlv_inside(const char *ws_real, const char *real)
 }
 
 /* The reserved directory normalised workspace-relative `rel` lies in (the .autopack
- * directory at the top, a .git directory anywhere: relpath_norm's rules), or NULL. */
+ * directory at the top, a .git directory anywhere, in any case: relpath_norm's rules), or
+ * NULL. */
 static const char *dlv_reserved(const char *rel)
 {
 	for (const char *s = rel; *s != '\0';) {
 		size_t k = strcspn(s, "/");
 
-		if (k == 4 && memcmp(s, ".git", 4) == 0)
+		if (k == 4 && strncasecmp(s, ".git", 4) == 0)
 			return ".git";
-		if (s == rel && k == 9 && memcmp(s, ".autopack", 9) == 0)
+		if (s == rel && k == 9 && strncasecmp(s, ".autopack", 9) == 0)
 			return ".autopack";
 		s += k;
 		s += strspn(s, "/");

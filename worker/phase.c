@@ -579,8 +579,10 @@ static bool phase_deliverables_ok(struct phase_ctx *pc)
 /* Check that nothing in the workspace is in the way of the phase's deliverables (a file
  * where one needs a directory, a directory at one's path: an earlier phase of the run
  * delivered an overlapping path; a directory on one's path, or the workspace, that the
- * worker may not open) before any call is paid for: no answer can write them. Returns
- * false if it ended (WRITE_FAILED, naming the paths or the directory). */
+ * worker may not open; a symbolic link at one's path or on it that leads out of the
+ * workspace or the scope, or into a reserved directory, which a check may have left)
+ * before any call is paid for: no answer can write them. Returns false if it ended
+ * (WRITE_FAILED, naming the paths or the directory). */
 static bool phase_deliverables_free(struct phase_ctx *pc)
 {
 	const struct proto_phase *ph = &pc->job->phase;
@@ -592,7 +594,7 @@ static bool phase_deliverables_free(struct phase_ctx *pc)
 		int rc = dlv_check_path(
 		    pc->job->workspace, &scope, ph->deliverables.items[i], err, sizeof err);
 
-		if (rc != DLV_ECONFLICT && rc != DLV_EIO)
+		if (rc == DLV_OK)
 			continue;
 		phase_end(pc, OUTCOME_FAILED, REASON_WRITE_FAILED, FP_STAGE_BEFORE_LLM,
 		    "%s; not sent to the LLM", err);
@@ -665,7 +667,8 @@ static bool phase_check(struct phase_ctx *pc)
 	const struct proto_job *job = pc->job;
 	/* The database may lie in the workspace: the check cannot write or move its files. */
 	struct check_spec spec = { job->phase.check_command, job->workspace, job->run_id,
-		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat, phase_db_path(job) };
+		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat, phase_db_path(job),
+		job->db_url };
 	struct check_result r;
 	char err[512];
 
@@ -681,7 +684,9 @@ static bool phase_check(struct phase_ctx *pc)
 		check_result_free(&r);
 		return false;
 	}
-	if (r.timed_out)
+	if (r.git[0] != '\0')
+		phase_end(pc, OUTCOME_FAILED, REASON_SCOPE_VIOLATION, FP_STAGE_CHECK, "%s", r.git);
+	else if (r.timed_out)
 		phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, FP_STAGE_CHECK,
 		    "check command killed at the attempt's deadline after %lld ms (see %s)",
 		    (long long)r.duration_ms, r.stderr_path);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 /* Whether two nullable strings are equal. */
 static bool calib_str_eq(const char *a, const char *b)
@@ -25,28 +26,110 @@ static bool calib_duplicate(const struct telem_sample *a, const struct telem_sam
 	    calib_str_eq(a->model, b->model) && a->estimator_version == b->estimator_version;
 }
 
-/* Whether a later clean sample of the same known attempt follows sample i. */
-static bool calib_superseded(const struct telem_sample *const *s, size_t n, size_t i)
+/* FNV-1a of a nullable string into h (NULL and "" differ). */
+static uint64_t calib_hash_str(uint64_t h, const char *s)
 {
-	if (s[i]->attempt_id <= 0)
-		return false;
-	for (size_t j = i + 1; j < n; j++)
-		if (telem_clean(s[j]) && s[j]->attempt_id == s[i]->attempt_id &&
-		    calib_str_eq(s[j]->run_id, s[i]->run_id) &&
-		    calib_str_eq(s[j]->phase_id, s[i]->phase_id))
-			return true;
-	return false;
+	if (s == NULL)
+		return (h ^ 0x1ffu) * 0x100000001b3ULL;
+	for (;; s++) {
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+		if (*s == '\0')
+			return h;
+	}
 }
 
-/* Select the clean and the truncated samples. */
+/* FNV-1a of an integer's eight bytes into h. */
+static uint64_t calib_hash_int(uint64_t h, int64_t v)
+{
+	for (int k = 0; k < 8; k++)
+		h = (h ^ (((uint64_t)v >> (8 * k)) & 0xff)) * 0x100000001b3ULL;
+	return h;
+}
+
+/* A hash of the fields calib_duplicate compares. */
+static uint64_t calib_dup_hash(const struct telem_sample *a)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	h = calib_hash_str(h, a->run_id);
+	h = calib_hash_str(h, a->phase_id);
+	h = calib_hash_str(h, a->category);
+	h = calib_hash_str(h, a->complexity);
+	h = calib_hash_str(h, a->stop_reason);
+	h = calib_hash_str(h, a->model);
+	h = calib_hash_int(h, a->deliverable_count);
+	h = calib_hash_int(h, a->predicted);
+	h = calib_hash_int(h, a->actual);
+	h = calib_hash_int(h, a->selected_budget);
+	h = calib_hash_int(h, a->actual_max_tokens);
+	h = calib_hash_int(h, a->estimator_version);
+	return calib_hash_int(h, (int64_t)a->success << 1 | (int64_t)a->truncated);
+}
+
+/* A clean sample of a known attempt and where it stands among the samples. */
+struct calib_attempt_ref {
+	const struct telem_sample *s;
+	size_t pos;
+};
+
+/* Order by attempt (id, run, phase), then by position, for qsort. */
+static int calib_attempt_cmp(const void *a, const void *b)
+{
+	const struct calib_attempt_ref *x = a, *y = b;
+	int c;
+
+	if (x->s->attempt_id != y->s->attempt_id)
+		return x->s->attempt_id < y->s->attempt_id ? -1 : 1;
+	if ((c = strcmp(x->s->run_id ? x->s->run_id : "", y->s->run_id ? y->s->run_id : "")) != 0 ||
+	    (c = (x->s->run_id == NULL) - (y->s->run_id == NULL)) != 0)
+		return c;
+	if ((c = strcmp(x->s->phase_id ? x->s->phase_id : "",
+	         y->s->phase_id ? y->s->phase_id : "")) != 0 ||
+	    (c = (x->s->phase_id == NULL) - (y->s->phase_id == NULL)) != 0)
+		return c;
+	return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Mark in superseded[i] each sample that a later clean sample of the same known attempt
+ * follows. */
+static void calib_mark_superseded(const struct telem_sample *const *s, size_t n, bool *superseded)
+{
+	struct calib_attempt_ref *ref = xcalloc(n + 1, sizeof *ref);
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (s[i]->attempt_id > 0 && telem_clean(s[i]))
+			ref[m++] = (struct calib_attempt_ref){ s[i], i };
+	qsort(ref, m, sizeof *ref, calib_attempt_cmp);
+	for (size_t k = 0; k + 1 < m; k++) {
+		struct calib_attempt_ref next = ref[k + 1];
+
+		next.pos = ref[k].pos;
+		superseded[ref[k].pos] = calib_attempt_cmp(&ref[k], &next) == 0;
+	}
+	free(ref);
+}
+
+/* Select the clean and the truncated samples: the repeats of an attempt found by
+ * sorting, the exact duplicates by a hash table of the samples kept. */
 void calib_fitset_select(const struct telem_sample *const *s, size_t n, struct calib_fitset *fs)
 {
+	bool *superseded = xcalloc(n + 1, sizeof *superseded);
+	size_t mask = 1;
+	ssize_t *slot;
+
+	while (mask < 2 * n + 1)
+		mask <<= 1;
+	slot = xmalloc(mask * sizeof *slot);
+	memset(slot, 0xff, mask * sizeof *slot); /* -1: empty */
+	mask--;
 	memset(fs, 0, sizeof *fs);
 	fs->clean = xcalloc(n + 1, sizeof *fs->clean);
 	fs->truncated = xcalloc(n + 1, sizeof *fs->truncated);
 	fs->implausible = xcalloc(n + 1, sizeof *fs->implausible);
+	calib_mark_superseded(s, n, superseded);
 	for (size_t i = 0; i < n; i++) {
-		bool dup = false;
+		size_t h;
 
 		if ((s[i]->truncated ||
 		        (s[i]->success &&
@@ -62,17 +145,22 @@ void calib_fitset_select(const struct telem_sample *const *s, size_t n, struct c
 		}
 		if (!telem_clean(s[i]))
 			continue;
-		if (calib_superseded(s, n, i)) {
+		if (superseded[i]) {
 			fs->n_repeats++;
 			continue;
 		}
-		for (size_t k = 0; k < fs->n_clean && !dup; k++)
-			dup = calib_duplicate(fs->clean[k], s[i]);
-		if (dup)
+		for (h = calib_dup_hash(s[i]) & mask;
+		     slot[h] >= 0 && !calib_duplicate(fs->clean[slot[h]], s[i]); h = (h + 1) & mask)
+			;
+		if (slot[h] >= 0) {
 			fs->n_duplicates++;
-		else
-			fs->clean[fs->n_clean++] = s[i];
+			continue;
+		}
+		slot[h] = (ssize_t)fs->n_clean;
+		fs->clean[fs->n_clean++] = s[i];
 	}
+	free(slot);
+	free(superseded);
 }
 
 /* Free the arrays. */

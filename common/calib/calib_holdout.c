@@ -111,56 +111,97 @@ struct calib_run {
 	bool *held; /* per clean sample: in the current test part */
 };
 
+/* Add sample s predicted by f to the pool; its estimate is set in *pred when not NULL. */
+static void calib_score_one(struct calib_run *r, const struct est_fit *f,
+    const struct telem_sample *s, struct calib_pool *pool, int64_t *pred)
+{
+	int e = est_fit_estimate(f, s->category, s->complexity, s->deliverable_count);
+
+	calib_pool_add(pool, s, e, est_fit_budget(f, e, r->current->cap));
+	if (pred != NULL)
+		*pred = e;
+}
+
+/* Add the held-out clean samples and the truncated events `tr` (n_tr), each predicted
+ * by f, to the pool. */
+static void calib_score_held(struct calib_run *r, const struct est_fit *f,
+    const struct telem_sample *const *tr, size_t n_tr, struct calib_pool *pool, int64_t *loo_pred)
+{
+	const struct calib_fitset *fs = r->fs;
+
+	for (size_t i = 0; i < fs->n_clean; i++)
+		if (r->held[i])
+			calib_score_one(r, f, fs->clean[i], pool, loo_pred ? &loo_pred[i] : NULL);
+	for (size_t j = 0; j < n_tr; j++)
+		calib_score_one(r, f, tr[j], pool, NULL);
+}
+
+/* The observations of the clean samples not held out (all when held is NULL) into obs;
+ * returns their number. */
+static size_t calib_obs(const struct calib_fitset *fs, const bool *held, struct est_fit_obs *obs)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < fs->n_clean; i++)
+		if (held == NULL || !held[i])
+			obs[k++] = (struct est_fit_obs){ fs->clean[i]->category,
+				fs->clean[i]->complexity, fs->clean[i]->deliverable_count,
+				fs->clean[i]->actual };
+	return k;
+}
+
 /* Fit on the clean samples not held out and add the held-out clean samples and the
  * truncated events `tr` (n_tr) to the pool; -1 with err when the fit fails. */
 static int calib_fold(struct calib_run *r, const struct telem_sample *const *tr, size_t n_tr,
     struct calib_pool *pool, int64_t *loo_pred)
 {
-	const struct calib_fitset *fs = r->fs;
 	struct est_fit *f = xmalloc(sizeof *f);
-	struct est_fit_obs *obs = xcalloc(fs->n_clean + 1, sizeof *obs);
-	size_t k = 0;
-	int rc;
+	struct est_fit_obs *obs = xcalloc(r->fs->n_clean + 1, sizeof *obs);
+	size_t k = calib_obs(r->fs, r->held, obs);
+	int rc = est_fit_train(obs, k, EST_FIT_LAMBDA, r->o->coverage, f, r->err, r->errlen);
 
-	for (size_t i = 0; i < fs->n_clean; i++)
-		if (!r->held[i])
-			obs[k++] = (struct est_fit_obs){ fs->clean[i]->category,
-				fs->clean[i]->complexity, fs->clean[i]->deliverable_count,
-				fs->clean[i]->actual };
-	rc = est_fit_train(obs, k, EST_FIT_LAMBDA, r->o->coverage, f, r->err, r->errlen);
-	for (size_t i = 0; i < fs->n_clean + n_tr && rc == 0; i++) {
-		const struct telem_sample *s = i < fs->n_clean ? fs->clean[i] : tr[i - fs->n_clean];
-		int e;
-
-		if (i < fs->n_clean && !r->held[i])
-			continue;
-		e = est_fit_estimate(f, s->category, s->complexity, s->deliverable_count);
-		calib_pool_add(pool, s, e, est_fit_budget(f, e, r->current->cap));
-		if (loo_pred != NULL && i < fs->n_clean)
-			loo_pred[i] = e;
-	}
+	if (rc == 0)
+		calib_score_held(r, f, tr, n_tr, pool, loo_pred);
 	free(obs);
 	free(f);
 	return rc;
 }
 
-/* Leave one out: truncated event j is scored by the fold of clean sample j mod n. */
+/* Leave one out: truncated event j is scored by the fold of clean sample j mod n. Each
+ * fit without one sample comes from the fit on all (est_loo_without); one that only a
+ * fit of its own gives is made so. */
 static int calib_loo(struct calib_run *r, struct calib_pool *pool, int64_t *loo_pred)
 {
 	const struct calib_fitset *fs = r->fs;
+	const struct telem_sample **tr = xcalloc(fs->n_truncated + 1, sizeof *tr);
+	struct est_fit_obs *obs = xcalloc(fs->n_clean + 1, sizeof *obs);
+	struct est_fit *f = xmalloc(sizeof *f);
+	struct est_loo *all;
+	char ignored[8];
 	int rc = 0;
 
+	all = est_loo_new(
+	    obs, calib_obs(fs, NULL, obs), EST_FIT_LAMBDA, r->o->coverage, ignored, sizeof ignored);
+	memset(r->held, 0, fs->n_clean * sizeof *r->held);
 	for (size_t i = 0; i < fs->n_clean && rc == 0; i++) {
-		const struct telem_sample **tr = xcalloc(fs->n_truncated + 1, sizeof *tr);
 		size_t n_tr = 0;
 
 		for (size_t j = i; j < fs->n_truncated; j += fs->n_clean)
 			tr[n_tr++] = fs->truncated[j];
-		memset(r->held, 0, fs->n_clean * sizeof *r->held);
 		r->held[i] = true;
-		rc = calib_fold(r, tr, n_tr, pool, loo_pred);
-		free(tr);
+		if (all != NULL && est_loo_without(all, i, f) == 0) {
+			calib_score_one(r, f, fs->clean[i], pool, &loo_pred[i]);
+			for (size_t j = 0; j < n_tr; j++)
+				calib_score_one(r, f, tr[j], pool, NULL);
+		} else {
+			rc = calib_fold(r, tr, n_tr, pool, loo_pred);
+		}
+		r->held[i] = false;
 	}
+	est_loo_free(all);
+	free(f);
+	free(obs);
+	free(tr);
 	return rc;
 }
 

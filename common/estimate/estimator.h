@@ -270,7 +270,7 @@ enum est_cplx est_cplx_of(const char *s);
  * positive definite (w unchanged). */
 int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, double *w);
 /* The conformal factor exp(r_(k)) with k = ⌈(n + 1) × coverage⌉ clamped to 1..n, of n
- * residuals (sorted in place); 1 for none. */
+ * residuals (reordered in place); 1 for none. */
 double est_conformal_factor(double *residuals, size_t n, double coverage);
 /* Fit the model on n samples: the ridge weights with `lambda`, then the conformal factor
  * of `coverage` from the leave-one-out residuals ln(actual) − ln(prediction without the
@@ -278,6 +278,23 @@ double est_conformal_factor(double *residuals, size_t n, double coverage);
  * or -1 with err (fewer than two samples, a non-positive actual, singular equations). */
 int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
     struct est_fit *f, char *err, size_t errlen);
+/* A fit kept to give each fit without one of its observations in O(n), for
+ * leave-one-out evaluation. */
+struct est_loo;
+/* The fit on all n observations as est_fit_train makes it, kept; NULL with err when
+ * est_fit_train would fail. */
+struct est_loo *est_loo_new(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
+    char *err, size_t errlen);
+/* The fit on all observations. */
+const struct est_fit *est_loo_fit(const struct est_loo *L);
+/* Set f to the fit on every observation but i, as est_fit_train on the other n − 1 gives
+ * it (to rounding: a category left without observations keeps a weight of about 0,
+ * which predicts as no column). Returns 0, or -1 (f unchanged) when only est_fit_train
+ * itself gives that fit: fewer than two would be left, another category would take a
+ * column (more than EST_FIT_CATS_MAX), or its equations are near singular. */
+int est_loo_without(struct est_loo *L, size_t i, struct est_fit *f);
+/* Free a kept fit (NULL: nothing). */
+void est_loo_free(struct est_loo *L);
 /* w·x of a phase. */
 double est_fit_log_predict(
     const struct est_fit *f, const char *category, const char *complexity, int64_t deliverables);

@@ -1,26 +1,19 @@
 /*
  * The fitted model (docs/calibration.md): ln(actual) = w·x with x = [1, category one-hot,
  * complexity one-hot, ln(1 + deliverable count)], solved as ridge regression
- * (XᵀX + λD)w = Xᵀy with the intercept not penalised, and the conformal budget factor F
- * from its leave-one-out residuals.
+ * (XᵀX + λD)w = Xᵀy with the intercept not penalised: the design's columns and rows, the
+ * normal equations and their solver, and a fit's prediction and budget. The fit itself
+ * and its leave-one-out residuals are in estimator_loo.c.
  */
 #include "common/estimate/estimator.h"
+#include "common/estimate/estimator_design.h"
 #include "common/util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define EST_FIT_COLS (1 + EST_FIT_CATS_MAX + EST_CPLX_COUNT + 1)
 #define EST_FIT_ESTIMATE_MAX 10000000.0 /* no prediction above this many tokens */
-
-/* The normal equations of one design: A = XᵀX (without λ), b = Xᵀy. */
-struct est_normal {
-	size_t p;
-	double a[EST_FIT_COLS][EST_FIT_COLS];
-	double b[EST_FIT_COLS];
-};
 
 /* Index of a normalised category in the fit's list, or -1. */
 static int est_fit_cat_index(const struct est_fit *f, const char *norm)
@@ -32,7 +25,7 @@ static int est_fit_cat_index(const struct est_fit *f, const char *norm)
 }
 
 /* Order doubles ascending for qsort. */
-static int est_fit_double_cmp(const void *a, const void *b)
+int est_fit_double_cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 
@@ -46,7 +39,7 @@ static int est_fit_cat_cmp(const void *a, const void *b)
 }
 
 /* The design row of one observation under the fit's category list; returns p. */
-static size_t est_fit_row(
+size_t est_fit_row(
     const struct est_fit *f, const char *category, const char *complexity, int64_t d, double *x)
 {
 	char norm[EST_NAME_MAX];
@@ -65,7 +58,7 @@ static size_t est_fit_row(
 }
 
 /* Add (sign = 1) or remove (sign = -1) one observation from the normal equations. */
-static void est_normal_add(struct est_normal *ne, const double *x, double y, double sign)
+void est_normal_add(struct est_normal *ne, const double *x, double y, double sign)
 {
 	for (size_t i = 0; i < ne->p; i++) {
 		if (x[i] == 0.0)
@@ -79,7 +72,7 @@ static void est_normal_add(struct est_normal *ne, const double *x, double y, dou
 
 /* The Cholesky factor L (row-major, lower) of A + λD, D the identity but for the
  * intercept; 0, or -1 when the matrix is not positive definite. */
-static int est_chol(const double *a, size_t p, double lambda, double *l)
+int est_chol(const double *a, size_t p, double lambda, double *l)
 {
 	for (size_t i = 0; i < p; i++) {
 		for (size_t j = 0; j <= i; j++) {
@@ -100,7 +93,7 @@ static int est_chol(const double *a, size_t p, double lambda, double *l)
 }
 
 /* Solve L Lᵀ w = b with the factor of est_chol (z: p doubles of room). */
-static void est_chol_solve(const double *l, size_t p, const double *b, double *z, double *w)
+void est_chol_solve(const double *l, size_t p, const double *b, double *z, double *w)
 {
 	for (size_t i = 0; i < p; i++) {
 		double s = b[i];
@@ -131,7 +124,7 @@ int est_ridge_solve(const double *a, const double *b, size_t p, double lambda, d
 }
 
 /* Set the fit's weights from the solution w of its p normal equations. */
-static void est_fit_weights(const double *w, size_t p, struct est_fit *f)
+void est_fit_weights(const double *w, size_t p, struct est_fit *f)
 {
 	f->intercept = w[0];
 	for (size_t k = 0; k < f->n_cats; k++)
@@ -139,21 +132,6 @@ static void est_fit_weights(const double *w, size_t p, struct est_fit *f)
 	for (size_t k = 0; k < EST_CPLX_COUNT; k++)
 		f->w_cplx[k] = w[1 + f->n_cats + k];
 	f->w_deliverables = w[p - 1];
-}
-
-double est_conformal_factor(double *residuals, size_t n, double coverage)
-{
-	size_t k;
-
-	if (n == 0)
-		return 1.0;
-	qsort(residuals, n, sizeof *residuals, est_fit_double_cmp);
-	k = (size_t)ceil((double)(n + 1) * coverage - 1e-9);
-	if (k < 1)
-		k = 1;
-	if (k > n)
-		k = n;
-	return exp(residuals[k - 1]);
 }
 
 /* A category of the observations and how many it has. */
@@ -181,8 +159,10 @@ static int est_fit_cat_count_cmp(const void *a, const void *b)
 
 /* Give a column to the categories of the observations, sorted by name: the
  * EST_FIT_CATS_MAX with the most observations when there are more (ties by name); the
- * others, and an empty name, get none and count as a category never seen. */
-static void est_fit_categories(const struct est_fit_obs *obs, size_t n, struct est_fit *f)
+ * others, and an empty name, get none and count as a category never seen. fragile[k] is
+ * set for a column k whose category, one observation fewer, would lose its column to
+ * the first category left without one. */
+void est_fit_categories(const struct est_fit_obs *obs, size_t n, struct est_fit *f, bool *fragile)
 {
 	struct est_fit_cat_count *c = xcalloc(n + 1, sizeof *c);
 	size_t nc = 0, k = 0;
@@ -203,95 +183,15 @@ static void est_fit_categories(const struct est_fit_obs *obs, size_t n, struct e
 	for (size_t i = 0; i < f->n_cats; i++)
 		strlcpy_ap(f->cats[i], c[i].name, EST_NAME_MAX);
 	qsort(f->cats, f->n_cats, sizeof f->cats[0], est_fit_cat_cmp);
+	memset(fragile, 0, EST_FIT_CATS_MAX * sizeof *fragile);
+	for (size_t i = 0; i < f->n_cats && k > f->n_cats; i++) {
+		const struct est_fit_cat_count *out = &c[f->n_cats];
+
+		if (c[i].n - 1 < out->n ||
+		    (c[i].n - 1 == out->n && strcmp(c[i].name, out->name) > 0))
+			fragile[est_fit_cat_index(f, c[i].name)] = true;
+	}
 	free(c);
-}
-
-int est_fit_train(const struct est_fit_obs *obs, size_t n, double lambda, double coverage,
-    struct est_fit *f, char *err, size_t errlen)
-{
-	struct est_normal *ne = xcalloc(1, sizeof *ne);
-	double *x = NULL, *r = xcalloc(n + 1, sizeof *r); /* x: the design, n rows of p */
-	double *a = NULL, *l = NULL, w[EST_FIT_COLS] = { 0 }, z[EST_FIT_COLS], u[EST_FIT_COLS];
-	size_t p = 0;
-	int rc = 0;
-
-	memset(f, 0, sizeof *f);
-	f->lambda = lambda;
-	f->coverage = coverage;
-	f->n_samples = n;
-	if (n < 2) {
-		snprintf(err, errlen, "%zu samples; the fit needs at least 2", n);
-		rc = -1;
-	}
-	for (size_t i = 0; i < n && rc == 0; i++)
-		if (obs[i].actual <= 0) {
-			snprintf(err, errlen, "sample %zu has actual output %lld; must be positive",
-			    i, (long long)obs[i].actual);
-			rc = -1;
-		}
-	if (rc == 0) {
-		est_fit_categories(obs, n, f);
-		ne->p = p = 1 + f->n_cats + EST_CPLX_COUNT + 1;
-		x = xcalloc(n * p, sizeof *x);
-	}
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		est_fit_row(f, obs[i].category, obs[i].complexity, obs[i].deliverables, &x[i * p]);
-		est_normal_add(ne, &x[i * p], log((double)obs[i].actual), 1.0);
-	}
-	if (rc == 0) {
-		a = xcalloc(p * p, sizeof *a);
-		l = xcalloc(p * p, sizeof *l);
-		for (size_t i = 0; i < p; i++)
-			for (size_t j = 0; j < p; j++)
-				a[i * p + j] = ne->a[i][j];
-		if (est_chol(a, p, lambda, l) != 0) {
-			snprintf(err, errlen, "the normal equations are singular");
-			rc = -1;
-		} else {
-			est_chol_solve(l, p, ne->b, z, w);
-			est_fit_weights(w, p, f);
-			for (size_t j = 0; j < p; j++) { /* a = (XᵀX + λD)⁻¹, column by column */
-				memset(u, 0, p * sizeof *u);
-				u[j] = 1.0;
-				est_chol_solve(l, p, u, z, &a[j * p]);
-			}
-		}
-	}
-	/* Leave-one-out residuals, each exactly that of the fit without the sample: its
-	 * residual under the fit on all, divided by 1 − h, h = xᵀ(XᵀX + λD)⁻¹x its leverage
-	 * (the row's removal is a rank-one change of the normal equations). A row has at
-	 * most four terms that are not 0. */
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		const double *xi = &x[i * p];
-		double h = 0.0, e = log((double)obs[i].actual);
-		size_t nz[EST_FIT_COLS], m = 0;
-
-		for (size_t k = 0; k < p; k++)
-			if (xi[k] != 0.0)
-				nz[m++] = k;
-		for (size_t s = 0; s < m; s++) {
-			e -= xi[nz[s]] * w[nz[s]];
-			for (size_t t = 0; t < m; t++)
-				h += xi[nz[s]] * xi[nz[t]] * a[nz[s] * p + nz[t]];
-		}
-		if (!(1.0 - h > 1e-12)) {
-			snprintf(
-			    err, errlen, "the normal equations without sample %zu are singular", i);
-			rc = -1;
-			break;
-		}
-		r[i] = e / (1.0 - h);
-	}
-	if (rc == 0) {
-		f->factor = est_conformal_factor(r, n, coverage);
-		f->active = true;
-	}
-	free(ne);
-	free(a);
-	free(l);
-	free(x);
-	free(r);
-	return rc;
 }
 
 double est_fit_log_predict(

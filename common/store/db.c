@@ -8,6 +8,44 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+/* Microseconds of this host's monotonic clock. */
+static int64_t db_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void db_clock_set(struct db *db, int64_t server_us)
+{
+	db->clock_us = server_us;
+	db->clock_mono_us = db_mono_us();
+	db->clock_set = true;
+}
+
+int64_t db_clock_us(struct db *db)
+{
+	int64_t us;
+
+	if (db == NULL || !db->clock_set)
+		return clock_wall_us();
+	/* Never back: a reading whose answer came back sooner than the last one's would put
+	 * the times after it before those written already (an attempt ending before it
+	 * began). */
+	us = db->clock_us + (db_mono_us() - db->clock_mono_us);
+	if (us < db->clock_last_us)
+		us = db->clock_last_us;
+	db->clock_last_us = us;
+	return us;
+}
+
+void db_now(struct db *db, char buf[32])
+{
+	time_db(db_clock_us(db), buf);
+}
 
 /* Prepare a one-off statement. */
 int db_prepare(struct db *db, const char *sql, struct db_stmt **out)

@@ -106,12 +106,30 @@ struct db {
 	enum db_backend backend;
 	uint64_t writes_begun; /* DB_TX_WRITE transactions begun (what the drain keeps may
 	                        * have changed under it) */
+	/* PostgreSQL: the server's clock as last read (epoch microseconds), and this host's
+	 * monotonic clock then (db_clock_set); unset on SQLite. The last time db_clock_us
+	 * gave, which it never goes back from. */
+	bool clock_set;
+	int64_t clock_us, clock_mono_us, clock_last_us;
 };
 
 /* A prepared statement of connection `db`. */
 struct db_stmt {
 	struct db *db;
 };
+
+/* Record `server_us`, the server's clock read just now (epoch microseconds), as the
+ * clock db_now reads from, carried forward by this host's monotonic clock. */
+void db_clock_set(struct db *db, int64_t server_us);
+/* The time to write in a row (epoch microseconds): on PostgreSQL the server's clock, as
+ * last read on the connection (as it is made, and at each heartbeat of a supervisor) plus
+ * the time this host's monotonic clock has counted since, never less than the last time
+ * it gave, so that rows written from several hosts are stamped by one clock, whatever
+ * each host's wall clock says; this host's wall clock on SQLite (one host), and before
+ * the server's clock was read. */
+int64_t db_clock_us(struct db *db);
+/* db_clock_us in the database timestamp format (time_db). */
+void db_now(struct db *db, char buf[32]);
 
 /* Prepare `sql` (one statement). DB_OK, or DB_ERROR with db_errmsg set and *out NULL. */
 int db_prepare(struct db *db, const char *sql, struct db_stmt **out);

@@ -162,7 +162,7 @@ static int adopt_steps(const struct adopt_backend *be, struct db *db, const char
 	rc = adopt_shape_check(be, db, where, err);
 	if (rc != 0)
 		return rc;
-	time_db_now(now);
+	db_now(db, now);
 	rc = be->ref_load(&ref, err);
 	if (rc == 0)
 		rc = adopt_plan(be, db, &ref, now, rep, err);
@@ -215,7 +215,7 @@ int store_adopt_survey(const char *where, const char *workspace_base,
 	if (rc != 0)
 		return rc;
 	adopt_report_start(where, workspace_base, rep);
-	time_db_now(now);
+	db_now(db, now);
 	rc = store_exec(db, "BEGIN", "reading the database", err);
 	if (rc == 0)
 		rc = be->ref_load(&ref, err);

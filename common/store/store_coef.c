@@ -123,7 +123,7 @@ int store_coef_activate_new(struct store *st, const char *overhead_json, const c
 	int rc;
 
 	assert(st->writable);
-	time_db_now(now);
+	db_now(st->db, now);
 	rc = store_begin(st->db, "starting the coefficient update", err);
 	if (rc != 0)
 		return rc;

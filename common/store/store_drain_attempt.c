@@ -584,7 +584,7 @@ int drain_attempt_open(struct store_drain *d, const char *run_id, const char *ph
 	if ((rc = drain_open_read(d, run_id, phase_id, phase_row, session_id, dry_run, &o, err)) !=
 	    0)
 		return rc;
-	time_db_now(now);
+	db_now(d->st->db, now);
 	s = drain_stmt_bound(d, DS_ATT_INSERT);
 	drain_bind_text(s, 1, run_id);
 	drain_bind_text(s, 2, phase_id);
@@ -702,7 +702,7 @@ int drain_attempts_open_rows(struct store_drain *d, struct drain_claim *c, size_
 			goto out;
 		}
 	}
-	time_db_now(now);
+	db_now(d->st->db, now);
 	for (size_t j = 0; j < m; j += DRAIN_ROWS_MAX) {
 		size_t k = m - j < DRAIN_ROWS_MAX ? m - j : DRAIN_ROWS_MAX;
 
@@ -1056,7 +1056,7 @@ int store_drain_attempt_close_bare(struct store_drain *d, uint64_t att, const st
 	if (rc != 0 || !live)
 		goto out;
 	drain_announced_close(d, att, &reserved);
-	time_db_now(now);
+	db_now(d->st->db, now);
 	msg = xasprintf("%s%s[its end could not be recorded in full: %s]",
 	    c->message != NULL ? c->message : "", c->message != NULL ? " " : "", why);
 	rc = drain_attempt_end(d, att, c, msg, &p, false, now, err);
@@ -1134,7 +1134,7 @@ int store_drain_attempt_close(struct store_drain *d, uint64_t att, const struct 
 		goto out;
 	announced = drain_announced_close(d, att, &reserved);
 
-	time_db_now(now);
+	db_now(d->st->db, now);
 	if ((rc = drain_attempt_end(d, att, c, c->message, &p,
 	         c->phase_state == PHASE_STATE_NONE && !p.dry_run, now, err)) != 0)
 		goto out;

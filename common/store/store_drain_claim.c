@@ -18,7 +18,7 @@ static int claims_reserve(
 	char now[32], why[200];
 	int rc;
 
-	time_db_now(now);
+	db_now(d->st->db, now);
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].rc != 0 ||
 		    (rc = drain_attempt_reserve(

@@ -422,7 +422,7 @@ int store_drain_event_refused(struct store_drain *d, const struct drain_event *e
 	bind_keep_forget(&d->keep_key); /* cleared and bound here with copies */
 
 	assert(db_in_transaction(d->st->db));
-	time_db_now(now);
+	db_now(d->st->db, now);
 	db_bind_int64(s, 1, (int64_t)ev->attempt_id);
 	db_bind_int64(s, 2, (int64_t)ev->seq);
 	store_bind_text(s, 3, event_kind_name(ev->kind));
@@ -464,7 +464,7 @@ int store_drain_event_insert(struct store_drain *d, const char *run_id, const ch
 
 	assert(db_in_transaction(d->st->db));
 	assert(ev->kind > EVENT_KIND_NONE && ev->kind < EVENT_KIND_COUNT);
-	time_db_now(now);
+	db_now(d->st->db, now);
 	bind_keep_int64(s, &d->keep_key, 1, (int64_t)ev->attempt_id);
 	bind_keep_int64(s, &d->keep_key, 2, (int64_t)ev->seq);
 	bind_keep_text(s, &d->keep_key, 3, event_kind_name(ev->kind));
@@ -505,7 +505,7 @@ int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t pee
 	char now[32];
 
 	assert(db_in_transaction(d->st->db));
-	time_db_now(now);
+	db_now(d->st->db, now);
 	store_bind_text(s, 1, now);
 	db_bind_int64(s, 2, peer_pid);
 	db_bind_int64(s, 3, peer_uid);

@@ -417,7 +417,7 @@ int store_drain_recover(struct store_drain *d, int *closed, struct store_err *er
 	    d->st->path);
 	if (rc <= 0)
 		return rc;
-	time_db_now(now);
+	db_now(d->st->db, now);
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
 	drain_tiers_forget(d);
@@ -565,7 +565,7 @@ int store_drain_phase_move(struct store_drain *d, const char *run_id, const char
 		return rc;
 	}
 	free(state);
-	time_db_now(stamp);
+	db_now(d->st->db, stamp);
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
 	/* The tier is counted again, with the phase moved. */

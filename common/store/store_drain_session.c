@@ -23,7 +23,7 @@ int store_drain_session_open(struct store_drain *d, const char *session_id, int6
 {
 	char now[32], spid[24];
 
-	time_db_now(now);
+	db_now(d->st->db, now);
 	snprintf(spid, sizeof spid, "%lld", (long long)pid);
 	if (drain_run(d,
 	        d->st->backend == DB_PG ?
@@ -107,7 +107,7 @@ int store_drain_session_close(
 	char now[32];
 
 	assert(!db_in_transaction(d->st->db));
-	time_db_now(now);
+	db_now(d->st->db, now);
 	return drain_run(d,
 	    d->st->backend == DB_PG ?
 	        "UPDATE drain_sessions SET completed_at = (clock_timestamp() AT TIME ZONE 'UTC'),"

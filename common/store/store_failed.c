@@ -405,7 +405,7 @@ int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
 	int rc;
 
 	*moved = 0;
-	time_db_now(now);
+	db_now(st->db, now);
 	if ((rc = store_begin(st->db, "starting the retry", err)) != 0)
 		return rc;
 	for (i = 0; i < n && rc == 0; i++)

@@ -57,7 +57,7 @@ static int store_meta_reidentify_tx(
 		rc = store_pg_identity_write(st->db, st->url, st->server_id, err);
 	if (rc != 0)
 		return rc;
-	time_db_now(now);
+	db_now(st->db, now);
 	rc = db_prepare(st->db,
 	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
 	    " VALUES (?1, ?2, ?3, 'db reidentify', ?4, 1, ?5)",

@@ -655,7 +655,7 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 	pw->base_dir = base_dir;
 	pw->source = source;
 	pw->sum = sum;
-	time_db_now(pw->now);
+	db_now(st->db, pw->now);
 	rc = store_begin(st->db, "starting the import", err);
 	if (rc == 0 &&
 	    (db_prepare(st->db, run, &pw->run) != DB_OK ||

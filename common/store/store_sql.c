@@ -1,6 +1,7 @@
 /* The store's small SQL helpers, one home each: error messages, statements without
  * rows, single values, row existence, text column copies and text binds. */
 #include "common/store/dialect.h"
+#include "common/store/pg/store_pg.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
 
@@ -63,21 +64,53 @@ int store_begin(struct db *db, const char *what, struct store_err *err)
 
 /* Commit the open transaction; STORE_EIO on failure. A COMMIT whose connection was lost
  * before its answer came (a server restarted, a network cut, the session ended) may have
- * committed: the message says so, and that the database is to be looked at before the
- * command is given again. */
+ * committed: on PostgreSQL it is settled once connected again (store_pg_commit_settle):
+ * committed, it returns 0 and says so on stderr; not committed, the message says nothing
+ * was written; else (and on SQLite) the message says the server may have committed it,
+ * and that the database is to be looked at before the command is given again. */
 int store_commit(struct db *db, const char *what, struct store_err *err)
 {
+	struct store_pg_doubt m = { .xid = "" };
+	enum store_pg_settled settled = STORE_PG_UNKNOWN;
+	char why[300] = "";
 	size_t n;
 
+	/* A mark that failed leaves the transaction failed, which COMMIT would roll back
+	 * without an error: nothing is written, and the command says so. */
+	if (db->backend == DB_PG && store_pg_commit_mark(db, &m) != 0) {
+		store_fail_db(db, what, err);
+		db_rollback(db);
+		if (err != NULL && (n = strlen(err->text)) < sizeof err->text)
+			snprintf(err->text + n, sizeof err->text - n, "; nothing was written");
+		return STORE_EIO;
+	}
 	if (db_commit(db) == DB_OK)
 		return 0;
 	store_fail_db(db, what, err);
-	if (err != NULL && err->fault == DB_FAULT_LOST &&
-	    (n = strlen(err->text)) < sizeof err->text)
+	if (err == NULL || err->fault != DB_FAULT_LOST)
+		return STORE_EIO;
+	if (db->backend == DB_PG)
+		settled = store_pg_commit_settle(db, &m, why, sizeof why);
+	if (settled == STORE_PG_COMMITTED) {
+		fprintf(stderr,
+		    "autopack: %s: the connection was lost with the COMMIT on its way; connected"
+		    " again, %s: it is written, nothing more to do\n",
+		    what, why);
+		return 0;
+	}
+	if ((n = strlen(err->text)) >= sizeof err->text)
+		return STORE_EIO;
+	if (settled == STORE_PG_NOT_COMMITTED)
+		snprintf(err->text + n, sizeof err->text - n,
+		    "; the connection was lost with the COMMIT on its way; %s%s: nothing of it was"
+		    " written, and the command can be given again",
+		    m.none ? "" : "connected again, ", why);
+	else
 		snprintf(err->text + n, sizeof err->text - n,
 		    "; the connection was lost with the COMMIT on its way, so the server may have"
-		    " committed it or not: look at the database (autopack-ctl db check) before"
-		    " giving the command again");
+		    " committed it or not%s%s%s: look at the database (autopack-ctl db check)"
+		    " before giving the command again",
+		    why[0] != '\0' ? " (" : "", why, why[0] != '\0' ? ")" : "");
 	return STORE_EIO;
 }
 

@@ -321,7 +321,7 @@ int store_telemetry_import(struct store *st, const char *run_id, const char *sou
 
 	assert(st->writable);
 	memset(sum, 0, sizeof *sum);
-	time_db_now(now);
+	db_now(st->db, now);
 	rc = store_begin(st->db, "starting the import", err);
 	if (rc != 0)
 		goto out;

@@ -20,7 +20,7 @@ static void count_beat(void *ctx)
 static void run_check(const char *cmd, int64_t ms, struct check_result *r)
 {
 	struct check_spec s = { cmd, "ws", "run 1", "p/1", 2, clock_mono_ms() + (uint64_t)ms, NULL,
-		count_beat, NULL };
+		count_beat, NULL, NULL };
 	char err[256];
 
 	mkdir("ws", 0755);

@@ -634,6 +634,16 @@ TEST(worker_deliverables_a_symlink_into_a_reserved_directory_is_not_followed)
 	CHECK(symlink("../.git/hooks", "ws/sub/hooks") == 0);
 	CHECK_EQ_INT(apply_one(&scope, "sub/hooks/pre-commit", err, sizeof err), DLV_ESCOPE);
 	CHECK(strstr(err, "symlink sub/hooks leads into the .git directory, which is reserved"));
+	/* In any case: a case-folding file system opens .git for .GIT. */
+	CHECK_EQ_INT(apply_one(&scope, ".GIT/hooks/pre-commit", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "the .git directory is reserved"));
+	CHECK_EQ_INT(apply_one(&scope, ".AUTOPACK/logs/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "the .autopack directory is reserved"));
+	CHECK(symlink("../.GIT", "ws/sub/upper") == 0);
+	mkdir("ws/.GIT", 0755);
+	CHECK_EQ_INT(apply_one(&scope, "sub/upper/x.py", err, sizeof err), DLV_ESCOPE);
+	CHECK(strstr(err, "symlink sub/upper leads into the .git directory, which is reserved"));
+	CHECK(!exists("ws/.GIT/hooks") && !exists("ws/.GIT/x.py") && !exists("ws/.AUTOPACK"));
 	CHECK(!exists("ws/.autopack/logs/run__p1__a3.stdout.txt") &&
 	    !exists("ws/.autopack/logs/mod.py") && !exists("ws/.autopack/logs/y.py") &&
 	    !exists("ws/.git/hooks/pre-commit"));

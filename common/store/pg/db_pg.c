@@ -656,9 +656,12 @@ static const char pg_session_sql[] =
     "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD';"
     " SET client_min_messages = warning;"
     " SET standard_conforming_strings = on; SET extra_float_digits = 3;"
-    " SET default_transaction_isolation = 'read committed'; SET statement_timeout = 0;"
-    " SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0;"
-    " SET synchronous_commit = on";
+    " SET default_transaction_isolation = 'read committed'; SET synchronous_commit = on";
+/* The timeouts turned off first, before any statement that does work: a database's
+ * statement_timeout of 1 ms cancelled the search_path's SELECT on a loaded machine. */
+static const char pg_timeouts_sql[] =
+    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+#define PG_TIMEOUTS_RESULTS 3 /* the results of pg_timeouts_sql, before the path's */
 /* The first connection's search_path cut to the schema it resolves to; its one row, when
  * there is one, is the path set. */
 static const char pg_path_sql[] = "SELECT pg_catalog.set_config('search_path',"
@@ -678,18 +681,20 @@ static const char pg_path_sql[] = "SELECT pg_catalog.set_config('search_path',"
  * reading its row ("invalid byte sequence for encoding "UTF8""), and a supervisor could
  * not start. The search_path is set to `path` (a connection made again), or cut to the
  * schema it resolves to (the first: `*resolved` then receives the path set, a heap string,
- * left NULL when none was). Returns the last statement's result (PGRES_COMMAND_OK when all
- * were made), for the caller to PQclear. */
-static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved)
+ * left NULL when none was). Last, the server's clock is read into *server_us (epoch
+ * microseconds; db_clock_set). Returns the last statement's result (PGRES_COMMAND_OK when
+ * all were made), for the caller to PQclear. */
+static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved, int64_t *server_us)
 {
 	const char *enc = PQparameterStatus(c, "server_encoding");
 	char *lit = path != NULL ? PQescapeLiteral(c, path, strlen(path)) : NULL;
 	char *sql = lit != NULL ?
-	    xasprintf(
-	        "SELECT pg_catalog.set_config('search_path', %s, false); %s", lit, pg_session_sql) :
-	    xasprintf("%s; %s", pg_path_sql, pg_session_sql);
+	    xasprintf("%s; SELECT pg_catalog.set_config('search_path', %s, false); %s",
+	        pg_timeouts_sql, lit, pg_session_sql) :
+	    xasprintf("%s; %s; %s", pg_timeouts_sql, pg_path_sql, pg_session_sql);
 	PGresult *r = NULL, *next;
-	bool first = true, resolving = lit == NULL;
+	bool resolving = lit == NULL;
+	int k = 0;
 
 	PQfreemem(lit);
 	if (!PQsendQuery(c, sql)) {
@@ -697,13 +702,12 @@ static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved)
 		return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
 	}
 	free(sql);
-	/* The results one by one (PQexec keeps the last): the first is the path's; after an
-	 * error nothing more ran, and the error is kept. */
+	/* The results one by one (PQexec keeps the last): the path's follows the timeouts';
+	 * after an error nothing more ran, and the error is kept. */
 	while ((next = PQgetResult(c)) != NULL) {
-		if (first && resolving && resolved != NULL &&
+		if (k++ == PG_TIMEOUTS_RESULTS && resolving && resolved != NULL &&
 		    PQresultStatus(next) == PGRES_TUPLES_OK && PQntuples(next) == 1)
 			*resolved = xstrdup(PQgetvalue(next, 0, 0));
-		first = false;
 		if (r != NULL && PQresultStatus(r) == PGRES_FATAL_ERROR) {
 			PQclear(next);
 			continue;
@@ -724,6 +728,15 @@ static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved)
 		        " SET transaction_timeout = 0" :
 		        "SET idle_session_timeout = 0; SET client_connection_check_interval = 1000");
 	}
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		r = PQexec(c, "SELECT " DB_PG_CLOCK_US);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+			*server_us = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+			PQclear(r);
+			r = PQmakeEmptyPGresult(c, PGRES_COMMAND_OK);
+		}
+	}
 	return r;
 }
 
@@ -742,6 +755,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 	PGconn *c;
 	PGresult *r;
 	char *path = NULL;
+	int64_t server_us = 0;
 
 	*out = NULL;
 	*fault = DB_FAULT_NONE;
@@ -770,7 +784,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 		return DB_ERROR;
 	}
 	PQsetNoticeProcessor(c, pg_notice, NULL);
-	r = pg_session_apply(c, NULL, &path);
+	r = pg_session_apply(c, NULL, &path, &server_us);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		db_pg_conn_msg(c, msg, msglen);
 		*fault = DB_FAULT_OTHER;
@@ -786,6 +800,7 @@ int db_pg_connect(const char *uri, const char *password, const char *app, struct
 	d->base.backend = DB_PG;
 	d->c = c;
 	d->path = path;
+	db_clock_set(&d->base, server_us);
 	*out = &d->base;
 	return DB_OK;
 }
@@ -825,6 +840,7 @@ enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd)
 	struct db_pg *d = P(db);
 	PostgresPollingStatusType ps;
 	PGresult *r;
+	int64_t server_us = 0;
 
 	*fd = -1;
 	if (!d->connecting) {
@@ -844,13 +860,14 @@ enum db_pg_poll db_pg_reset_poll(struct db *db, int *fd)
 			d->fault = DB_FAULT_NOTDB;
 		return DB_PG_POLL_FAILED;
 	}
-	r = pg_session_apply(d->c, d->path, NULL);
+	r = pg_session_apply(d->c, d->path, NULL, &server_us);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_fail(d, r);
 		PQclear(r);
 		return DB_PG_POLL_FAILED;
 	}
 	PQclear(r);
+	db_clock_set(db, server_us);
 	return DB_PG_POLL_OK;
 }
 

@@ -8,6 +8,11 @@
 
 #include <libpq-fe.h>
 
+/* The server's clock now, as epoch microseconds (a BIGINT): what the times written by
+ * this process are read from (db_clock_set). */
+#define DB_PG_CLOCK_US                                                                             \
+	"CAST(round(extract(epoch FROM pg_catalog.clock_timestamp()) * 1000000) AS BIGINT)"
+
 /* Connect to the database named by the libpq connection URI `uri` (a canonical URL: no
  * password), with `password` (NULL: libpq's own sources, PGPASSWORD and the password
  * file) and `app` as application_name. Returns DB_OK, or DB_ERROR with libpq's message in

@@ -25,7 +25,8 @@
 #define FLEET_SESSION_LOCK_KEY 1095782995
 
 /* Whether the session ?5 stopped or deprioritised run r (its saved policy state): a run
- * another supervisor stopped is not claimed here even before this one has read why. The
+ * another supervisor stopped is not claimed here even before this one has read why (a dry
+ * run, which judges nothing and reads no saved state, visits it all the same). The
  * JSON is parsed only when the state names the run at all, or when the run's id is one
  * JSON writes escaped (which a search for the id as it is would not find). */
 #define FLEET_RUN_HELD_BACK                                                                        \
@@ -56,23 +57,23 @@ static const char fleet_sql_lock[] =
  * subqueries, by their phase (the session compared through an expression): whatever the
  * planner's statistics, each phase costs one index probe, never a scan of the session's
  * attempts, which would make a drain quadratic in its length. */
-#define FLEET_CLAIM_READ                                                                            \
-	"WITH w AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(?1 AS JSON))"                 \
-	"   AS w(i INTEGER, run_id TEXT, phase_id TEXT, pid BIGINT)),"                              \
-	" c AS MATERIALIZED (SELECT w.i, w.run_id, w.phase_id, w.pid, p.state,"                     \
-	" p.builder_attempts,"                                                                      \
-	" (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL)"       \
-	"   AS open,"                                                                               \
-	" (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"                        \
-	"   WHERE q.run_id = p.run_id AND (q.state = ?2 OR (?3 AND q.state = ?4))"                  \
-	"   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"        \
-	"   AND (SELECT count(*) FROM attempts v WHERE v.run_id = q.run_id"                         \
-	"     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?5"                      \
-	"     AND v.dry_run = 1) = 0) AS before,"                                                   \
-	" (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"   \
-	"   AND COALESCE(v.session_id, '') = ?5 AND v.dry_run = 1) AS visited," FLEET_RUN_HELD_BACK \
-	" AS held"                                                                                  \
-	" FROM w JOIN runs r ON r.id = w.run_id JOIN phases p ON p.run_id = r.id"                   \
+#define FLEET_CLAIM_READ                                                                           \
+	"WITH w AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(?1 AS JSON))"                \
+	"   AS w(i INTEGER, run_id TEXT, phase_id TEXT, pid BIGINT)),"                             \
+	" c AS MATERIALIZED (SELECT w.i, w.run_id, w.phase_id, w.pid, p.state,"                    \
+	" p.builder_attempts,"                                                                     \
+	" (SELECT count(*) FROM attempts a WHERE a.run_id = p.run_id AND a.ended_at IS NULL)"      \
+	"   AS open,"                                                                              \
+	" (SELECT count(*) FROM phases q JOIN tiers tq ON tq.id = q.tier_id"                       \
+	"   WHERE q.run_id = p.run_id AND (q.state = ?2 OR (?3 AND q.state = ?4))"                 \
+	"   AND (tq.tier_index, q.phase_index, q.id) < (tp.tier_index, p.phase_index, p.id)"       \
+	"   AND (SELECT count(*) FROM attempts v WHERE v.run_id = q.run_id"                        \
+	"     AND v.phase_id = q.phase_id AND COALESCE(v.session_id, '') = ?5"                     \
+	"     AND v.dry_run = 1) = 0) AS before,"                                                  \
+	" (SELECT count(*) FROM attempts v WHERE v.run_id = p.run_id AND v.phase_id = p.phase_id"  \
+	"   AND COALESCE(v.session_id, '') = ?5 AND v.dry_run = 1) AS visited,"                    \
+	" CASE WHEN CAST(?6 AS INTEGER) = 1 THEN 0 ELSE" FLEET_RUN_HELD_BACK " END AS held"        \
+	" FROM w JOIN runs r ON r.id = w.run_id JOIN phases p ON p.run_id = r.id"                  \
 	"   AND p.phase_id = w.phase_id JOIN tiers tp ON tp.id = p.tier_id)"
 /* Whether claim c may open its attempt (but for a budget). */
 #define FLEET_CLAIM_FREE                                                                           \
@@ -314,7 +315,7 @@ int store_fleet_attempts_open(struct store_drain *d, struct drain_claim *c, size
 		return rc;
 	if ((rc = fleet_claims_lock(d, c, n, err)) != 0)
 		return rc;
-	time_db_now(now);
+	db_now(d->st->db, now);
 	if ((rc = fleet_claims_insert(d, c, n, session_id, dry_run, now, err)) != 0)
 		return rc;
 	for (size_t i = 0; i < n && !dry_run; i++)
@@ -643,10 +644,11 @@ int store_fleet_heartbeat(
 	static const char *const sql[] = {
 		"UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
 		" status_json) WHERE supervisor_id = ?1 AND state = 'live'"
-		" RETURNING pg_current_xact_id()",
+		" RETURNING pg_current_xact_id(), " DB_PG_CLOCK_US,
 		/* The names before PostgreSQL 13. */
 		"UPDATE supervisors SET heartbeat_at = " PG_NOW ", status_json = COALESCE(?2,"
-		" status_json) WHERE supervisor_id = ?1 AND state = 'live' RETURNING txid_current()",
+		" status_json) WHERE supervisor_id = ?1 AND state = 'live'"
+		" RETURNING txid_current(), " DB_PG_CLOCK_US,
 	};
 	struct db_stmt *q = NULL;
 	int64_t xid = 0;
@@ -657,10 +659,23 @@ int store_fleet_heartbeat(
 	if (rc == DB_OK) {
 		db_bind_int64(q, 1, d->supervisor_id);
 		store_bind_text(q, 2, status_json);
+		rc = db_step(q);
 	}
-	rc = store_step_id(d->st->db, q, rc, &xid, err, "%s: renewing the heartbeat", d->st->url);
-	if (rc != 0)
-		return rc;
+	/* The server's clock, read again with every heartbeat: what the group writes is
+	 * stamped by it (db_now). */
+	if (rc == DB_ROW) {
+		xid = db_column_int64(q, 0);
+		db_clock_set(d->st->db, db_column_int64(q, 1));
+		rc = db_step(q);
+	}
+	if (rc != DB_DONE) {
+		store_fail(err, STORE_EIO, "%s: renewing the heartbeat: %s", d->st->url,
+		    db_errmsg(d->st->db));
+		err->fault = db_fault(d->st->db);
+		db_finalize(q);
+		return STORE_EIO;
+	}
+	db_finalize(q);
 	/* A transaction id is never 0: none read, the row is no longer live. */
 	if (xid == 0 && (rc = fleet_renewal_skipped(d, "renewing the heartbeat", err)) != 0)
 		return rc;
@@ -768,7 +783,7 @@ int store_fleet_rescue(struct store_drain *d, int64_t connected_ms, struct fleet
 	*lost = NULL;
 	*nlost = 0;
 	*closed = 0;
-	time_db_now(now);
+	db_now(d->st->db, now);
 	if ((rc = store_drain_begin(d, err)) != 0)
 		return rc;
 	rc = db_prepare(d->st->db,
@@ -968,7 +983,7 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
     size_t n, struct store_err *err)
 {
 	char id[24], why[512];
-	const char *params[3] = { id, session_id, stop_reason };
+	const char *params[5] = { id, session_id, stop_reason, d->st->uuid, d->st->server_id };
 	bool unanswered;
 	PGresult *r;
 
@@ -977,8 +992,12 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
 	*session = FLEET_SESSION_OPEN;
 	*others = 0;
 	r = db_pg_side_exec(db_pg_conn(d->st->db), db_pg_path(d->st->db), FLEET_APP " leave",
-	    "WITH u AS (UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
-	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live' RETURNING 1),"
+	    "WITH g AS MATERIALIZED (SELECT 1 WHERE (SELECT db_uuid FROM meta WHERE id = 1) = $4"
+	    " AND (SELECT CAST(system_identifier AS TEXT) FROM pg_control_system()) || '/'"
+	    " || current_database() = $5),"
+	    " u AS (UPDATE supervisors SET state = 'stopped', ended_at = " PG_NOW
+	    " WHERE supervisor_id = CAST($1 AS BIGINT) AND state = 'live'"
+	    " AND EXISTS (SELECT 1 FROM g) RETURNING 1),"
 	    " o AS (SELECT count(*) AS n FROM supervisors WHERE state = 'live'"
 	    " AND supervisor_id <> CAST($1 AS BIGINT) AND session_id = $2),"
 	    " e AS (UPDATE drain_sessions SET completed_at = " PG_NOW ", stop_reason = $3"
@@ -986,12 +1005,28 @@ int store_fleet_leave_aside(struct store_drain *d, const char *session_id, const
 	    " AND (SELECT n FROM o) = 0 RETURNING 1)"
 	    " SELECT (SELECT count(*) FROM u), (SELECT state FROM supervisors"
 	    " WHERE supervisor_id = CAST($1 AS BIGINT)), (SELECT count(*) FROM e),"
-	    " (SELECT count(*) FROM drain_sessions WHERE session_id = $2), (SELECT n FROM o)",
-	    params, 3, &unanswered, why, sizeof why);
+	    " (SELECT count(*) FROM drain_sessions WHERE session_id = $2), (SELECT n FROM o),"
+	    " (SELECT count(*) FROM g), (SELECT db_uuid FROM meta WHERE id = 1),"
+	    " (SELECT CAST(system_identifier AS TEXT) FROM pg_control_system()) || '/'"
+	    " || current_database()",
+	    params, 5, &unanswered, why, sizeof why);
 	if (r == NULL) {
 		*how = unanswered ? FLEET_ASIDE_UNANSWERED : FLEET_ASIDE_FAILED;
 		return store_fail(err, STORE_EIO,
 		    "%s: leaving the fleet on a connection of its own: %s", d->st->url, why);
+	}
+	/* The connection of its own is made anew from the URL: it may reach another
+	 * database under the name (dropped and made again) or another server at the address.
+	 * Nothing is written there. */
+	if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 5), "0") == 0) {
+		*how = FLEET_ASIDE_FAILED;
+		store_fail(err, STORE_EIO,
+		    "%s: the connection of its own reaches another database (uuid %s, server/database"
+		    " %s; opened as uuid %s, %s): nothing was written there",
+		    d->st->url, PQgetvalue(r, 0, 6), PQgetvalue(r, 0, 7), d->st->uuid,
+		    d->st->server_id);
+		PQclear(r);
+		return STORE_EIO;
 	}
 	if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "0") != 0)
 		*how = FLEET_ASIDE_LEFT;

@@ -225,6 +225,46 @@ static int store_pg_check_empty(struct db *db, const char *url, struct store_err
 	return rc;
 }
 
+/* Check that the connection's role may create tables in the current schema (CREATE on
+ * it); STORE_EIO naming the role, the schema, its owner (the database's, for a schema
+ * owned by pg_database_owner, as public is from PostgreSQL 15 on) and the GRANT that
+ * gives it, where the first CREATE TABLE said only "permission denied for schema
+ * public". */
+static int store_pg_check_create(struct db *db, const char *url, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	char *grant;
+	int rc = db_prepare(db,
+	    "SELECT pg_catalog.has_schema_privilege(pg_catalog.current_schema(), 'CREATE'),"
+	    " pg_catalog.current_schema(), current_user,"
+	    " CASE WHEN pg_catalog.pg_get_userbyid(n.nspowner) = 'pg_database_owner' THEN"
+	    " (SELECT pg_catalog.pg_get_userbyid(d.datdba) FROM pg_catalog.pg_database d"
+	    " WHERE d.datname = pg_catalog.current_database())"
+	    " ELSE pg_catalog.pg_get_userbyid(n.nspowner) END"
+	    " FROM pg_catalog.pg_namespace n WHERE n.nspname = pg_catalog.current_schema()",
+	    &q);
+
+	if (rc == DB_OK)
+		rc = db_step(q);
+	if (rc == DB_ROW && db_column_int64(q, 0) == 0) {
+		grant = db_sqlf("GRANT CREATE ON SCHEMA \"%w\" TO \"%w\"", db_column_text(q, 1),
+		    db_column_text(q, 2));
+		rc = store_fail(err, STORE_EIO,
+		    "%s: role %s may not create tables in schema %s (owned by role %s); nothing was"
+		    " created: run db init as %s, or grant the role CREATE on the schema (%s)",
+		    url, db_column_text(q, 2), db_column_text(q, 1), db_column_text(q, 3),
+		    db_column_text(q, 3), grant);
+		free(grant);
+	} else if (rc == DB_ROW || rc == DB_DONE) {
+		rc = 0;
+	} else {
+		rc = store_fail(err, STORE_EIO, "%s: reading the privileges on the schema: %s", url,
+		    db_errmsg(db));
+	}
+	db_finalize(q);
+	return rc;
+}
+
 /* Create the schema and meta in one transaction, or report the database already there. */
 int store_pg_init(const char *url, char uuid[37], struct store_err *err)
 {
@@ -248,10 +288,12 @@ int store_pg_init(const char *url, char uuid[37], struct store_err *err)
 		return rc;
 	}
 	by = store_created_by();
-	time_db_now(now);
+	db_now(db, now);
 	rc = store_begin(db, "starting the schema transaction", err);
 	if (rc == 0)
 		rc = store_pg_check_empty(db, url, err);
+	if (rc == 0)
+		rc = store_pg_check_create(db, url, err);
 	if (rc == 0)
 		rc = store_exec(db, SCHEMA_PG_SQL, "creating the schema", err);
 	if (rc == 0)

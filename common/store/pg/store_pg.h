@@ -58,4 +58,32 @@ int store_pg_identity_read(struct db *db, const char *url, char **stored, struct
 /* Write `id` into meta.server_id, in the caller's transaction. */
 int store_pg_identity_write(struct db *db, const char *url, const char *id, struct store_err *err);
 
+/* --- common/store/pg/store_pg_commit.c --- */
+
+/* What a transaction's COMMIT is settled by, read inside it before the COMMIT. */
+struct store_pg_doubt {
+	char xid[32];     /* its id (with its epoch), "" when it could not be read */
+	bool none;        /* it had no id: it wrote nothing */
+	int64_t pid;      /* its server process */
+	char started[64]; /* when the server started */
+	char system[32];  /* the server's system identifier */
+};
+/* What came of a COMMIT whose answer was lost. */
+enum store_pg_settled {
+	STORE_PG_COMMITTED,
+	STORE_PG_NOT_COMMITTED,
+	STORE_PG_UNKNOWN,
+};
+/* Read, inside the open transaction of `db`, what settles its COMMIT should its answer be
+ * lost: 0, or -1 (m->xid left empty) when it cannot be read. */
+int store_pg_commit_mark(struct db *db, struct store_pg_doubt *m);
+/* Settle a COMMIT of the transaction `m` describes whose answer was lost with the
+ * connection: connect again (trying for up to 30 s), end the old session while it still
+ * holds the transaction (it could commit it later), and read the transaction's status:
+ * committed, not committed, or unknown (the server could not be reached, the session not
+ * ended, or the server restarted and the id says committed: an id it had not made durable
+ * may be another transaction's); `why` says which and why. */
+enum store_pg_settled store_pg_commit_settle(
+    struct db *db, const struct store_pg_doubt *m, char *why, size_t whylen);
+
 #endif

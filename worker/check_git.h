@@ -1,0 +1,73 @@
+/*
+ * The workspace's git repository kept from a check command: what git runs or reads its
+ * settings from there would run, the next time the operator runs git in the workspace,
+ * outside every confinement of the check (a hook; core.fsmonitor, core.hooksPath,
+ * core.pager in a config; a commondir or a config.worktree bringing in another one; a .git
+ * of the check's own in place of the operator's). Before a confined check, the worker
+ * chooses what its mount namespace pins (check_git_before): the repository's directory
+ * bound onto itself, so it can be neither removed nor renamed, and its config,
+ * config.worktree, commondir, hooks, info, modules and worktrees bound read-only, those of
+ * the common directory a commondir names too; its objects, refs, index, HEAD and logs stay
+ * writable, so a check can commit. What cannot be pinned because it is not there (a .git
+ * where the workspace has none, a commondir, a config.worktree, hooks or info the
+ * repository lacks, the todo list of a rebase, a cherry-pick or a revert in progress) is
+ * looked for once every process of the check is gone (check_git_after): what the check
+ * made there is moved to <workspace>/.autopack/quarantine and fails the attempt. docs/worker.md, "What a check
+ * cannot do".
+ */
+#ifndef AUTOPACK_CHECK_GIT_H
+#define AUTOPACK_CHECK_GIT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#define CHECK_GIT_PIN_MAX 20
+
+/* Which file a name stands for: an inode number is used again at once for the next file
+ * made (`rm .git && ln -s x .git`), its birth time is not, nor a link's target. */
+struct check_git_id {
+	dev_t dev;
+	ino_t ino;
+	mode_t type;
+	bool has_btime;
+	struct statx_timestamp btime;
+	char link[PATH_MAX]; /* a symbolic link's target, else "" */
+	/* What changes when it is written (a file's bytes, a directory's entries): */
+	struct statx_timestamp mtime, ctime;
+	unsigned long long size;
+};
+
+/* The names in a .git directory whose change check_git_after looks for. */
+#define CHECK_GIT_WATCHED 8
+
+struct check_git {
+	bool had_git;           /* <workspace>/.git was there (of any type) */
+	struct check_git_id id; /* and which file it was */
+	/* In a .git directory: whether each watched name was there, and which file it was. */
+	bool had[CHECK_GIT_WATCHED];
+	struct check_git_id watched[CHECK_GIT_WATCHED];
+	size_t npin; /* what a confined check's mount namespace pins, outermost first */
+	char pin[CHECK_GIT_PIN_MAX][PATH_MAX];
+	bool pin_readonly[CHECK_GIT_PIN_MAX]; /* else bound onto itself, writable */
+};
+
+/* Record in `g` what the workspace `workspace` holds of a repository now, and what a
+ * confined check's mount namespace pins of it (nothing when it has none). */
+void check_git_before(const char *workspace, struct check_git *g);
+
+/* Once every process of the check is gone: whether it made or changed, in the
+ * workspace's repository, what git would read (its .git where there was none, or in it a
+ * commondir, config.worktree, config, hooks, info, rebase-merge, rebase-apply or
+ * sequencer: what check_git_before found missing or could not pin, a link, or what a
+ * check that is not confined wrote), or put another .git in place of the one that was
+ * there. What it made is
+ * moved to <workspace>/.autopack/quarantine/<tag>.<name> (.1, .2, … after a name taken;
+ * removed when it cannot be moved and is no directory). Returns 0 when it made nothing, else -1
+ * with `err` naming each thing and where it went (or that it could not be moved). */
+int check_git_after(
+    const char *workspace, const char *tag, const struct check_git *g, char *err, size_t errlen);
+
+#endif
