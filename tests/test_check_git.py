@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from e2e_helpers import (Standin, checks_where, drain_until_exit, import_plan, init_db,
-                         needs_namespaces, phase_spec, rows)
+from e2e_helpers import (Standin, checks_where, dir_outside_temp_dirs, drain_until_exit,
+                         import_plan, init_db, needs_namespaces, phase_spec, rows)
 from test_check_kernel_objects import KEY
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -88,11 +88,11 @@ def git(ws, *args):
                            *args], check=True, capture_output=True, text=True).stdout
 
 
-def repo_drain(tmp, check, init=True, prefix=(), outcome="success"):
-    """Drain one phase whose check runs `check` in a workspace that is a git repository
-    with one commit (or, without `init`, none); return the attempt's row, the probe's
-    record ({} when it left none) and the workspace."""
-    ws = os.path.join(str(tmp), "ws")
+def repo_drain(tmp, check, init=True, prefix=(), outcome="success", top=None):
+    """Drain one phase whose check runs `check` in a workspace (in `top`, else `tmp`) that
+    is a git repository with one commit (or, without `init`, none); return the attempt's
+    row, the probe's record ({} when it left none) and the workspace."""
+    ws = os.path.join(str(top or tmp), "ws")
     os.makedirs(ws)
     with open(os.path.join(ws, "probe.py"), "w") as f:
         f.write(VECTORS)
@@ -149,6 +149,18 @@ def test_a_check_cannot_write_the_repositorys_hooks_settings_or_info(tmp, vector
     assert not os.path.exists(os.path.join(ws, ".git", "hooks", "post-checkout"))
     assert "fsmonitor" not in open(os.path.join(ws, ".git", "config")).read()
     assert not pwned(ws)
+
+
+@pytest.mark.parametrize("vector", ["hook", "config", "replace"])
+def test_a_workspace_outside_the_temporary_directories_keeps_its_repository_too(tmp, vector):
+    """The workspace bound where it is (under /srv, say), not made in a private /tmp."""
+    needs_namespaces()
+    for top in dir_outside_temp_dirs("gitws"):
+        attempt, probe, ws = repo_drain(tmp, "/usr/bin/python3 probe.py " + vector, top=top)
+        assert probe[vector] in ("OSError: Read-only file system",
+                                 "OSError: Device or resource busy"), probe
+        assert os.path.isdir(os.path.join(ws, ".git"))
+        assert not pwned(ws)
 
 
 @pytest.mark.parametrize("vector", ["replace", "gitdir", "remove"])

@@ -1502,7 +1502,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	int log_fd[2] = { -1, -1 }, pipe_fd[2][2] = { { -1, -1 }, { -1, -1 } };
 	struct capture cap[2];
 	int status = 0, rc = -1, i, ns_fd = -1, logs;
-	char full[512] = "", tag[200];
+	char full[512] = "", tag[NAME_MAX + 1];
 	int nfull = 0;
 	bool own = false;
 	pid_t pid;
@@ -1578,9 +1578,11 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 		log_warn("processes the check command started are still alive %d ms after"
 		         " SIGKILL",
 		    CHECK_GRACE_MS);
-	/* Every process of the check is gone: what it made of the repository stays made. */
-	snprintf(tag, sizeof tag, "%s__%s__a%lld", spec->run_id, spec->phase_id,
-	    (long long)spec->attempt);
+	/* Every process of the check is gone: what it made of the repository stays made. Named
+	 * after the attempt as its logs are (common/checklog.h: a safe name within NAME_MAX). */
+	snprintf(tag, sizeof tag, "%s", strrchr(out->stdout_path, '/') + 1);
+	if (strlen(tag) > strlen(".stdout.txt"))
+		tag[strlen(tag) - strlen(".stdout.txt")] = '\0';
 	check_git_after(spec->workspace, tag, &check_git_state, out->git, sizeof out->git);
 	/* What is left in the pipes; a writer that escaped the kill is not waited for long. */
 	end = clock_mono_ms() + CHECK_GRACE_MS;

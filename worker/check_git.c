@@ -207,7 +207,7 @@ static int check_git_quarantine(int wsfd)
 static void check_git_move(int wsfd, int from, const char *name, const char *tag, const char *label,
     const char *what, char *err, size_t errlen, size_t *k)
 {
-	char dest[256];
+	char dest[NAME_MAX + 64];
 	int q = check_git_quarantine(wsfd), e = errno, moved = -1;
 	struct stat sb;
 
