@@ -88,6 +88,19 @@ def git(ws, *args):
                            *args], check=True, capture_output=True, text=True).stdout
 
 
+def check_drain(tmp, ws, check, prefix=(), outcome="success"):
+    """Drain one phase whose check runs `check` in workspace `ws`; return its attempt's
+    row, whose outcome must be `outcome`."""
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
+                               env={"ANTHROPIC_API_KEY": KEY}, prefix=prefix)
+    attempts = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [a["outcome"] for a in attempts] == [outcome], (attempts, sup.stderr())
+    assert rc == 0, sup.stderr()
+    return attempts[0]
+
+
 def repo_drain(tmp, check, init=True, prefix=(), outcome="success", top=None):
     """Drain one phase whose check runs `check` in a workspace (in `top`, else `tmp`) that
     is a git repository with one commit (or, without `init`, none); return the attempt's
@@ -100,18 +113,12 @@ def repo_drain(tmp, check, init=True, prefix=(), outcome="success", top=None):
         git(ws, "init", "-q")
         git(ws, "add", "probe.py")
         git(ws, "commit", "-q", "-m", "first")
-    url = init_db(tmp)
-    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
-    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
-                               env={"ANTHROPIC_API_KEY": KEY}, prefix=prefix)
-    attempts = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
-    assert [a["outcome"] for a in attempts] == [outcome], (attempts, sup.stderr())
-    assert rc == 0, sup.stderr()
+    attempt = check_drain(tmp, ws, check, prefix, outcome)
     probe = {}
     if os.path.exists(os.path.join(ws, "probe.json")):
         with open(os.path.join(ws, "probe.json")) as f:
             probe = json.load(f)
-    return attempts[0], probe, ws
+    return attempt, probe, ws
 
 
 def snapshot(ws):
@@ -255,12 +262,7 @@ def test_a_linked_worktree_in_the_workspace_keeps_its_gitdir_file_and_repository
         f.write("gitdir: repo.git\n")
     check = ("(echo x > .git) 2>e1; (echo '[core]' >> repo.git/config) 2>e2; "
              "(mv repo.git moved) 2>e3; true")
-    url = init_db(tmp)
-    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
-    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
-                               env={"ANTHROPIC_API_KEY": KEY})
-    assert rc == 0, sup.stderr()
-    assert rows(url, "SELECT outcome FROM attempts") == [{"outcome": "success"}], sup.stderr()
+    check_drain(tmp, ws, check)
     assert open(os.path.join(ws, ".git")).read() == "gitdir: repo.git\n"
     for name, error in (("e1", "Read-only file system"), ("e2", "Read-only file system"),
                         ("e3", "busy")):
@@ -280,15 +282,9 @@ def test_a_workspace_whose_git_is_a_link_keeps_the_repository_it_leads_to(tmp):
     os.symlink("real.git", os.path.join(ws, ".git"))
     check = ("(echo '[core]' >> .git/config) 2>e1; (touch real.git/hooks/pre-commit) 2>e2; "
              "rm .git && ln -s elsewhere.git .git")
-    url = init_db(tmp)
-    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
-    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
-                               env={"ANTHROPIC_API_KEY": KEY})
-    assert rc == 0, sup.stderr()
-    got = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
-    assert [(a["outcome"], a["failure_reason"]) for a in got] == [
-        ("failed", "SCOPE_VIOLATION")], got
-    assert "put another .git in place of the workspace's" in got[0]["message"], got
+    attempt = check_drain(tmp, ws, check, outcome="failed")
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "put another .git in place of the workspace's" in attempt["message"], attempt
     for name in ("e1", "e2"):
         assert "Read-only file system" in open(os.path.join(ws, name)).read(), name
     assert not os.path.lexists(os.path.join(ws, ".git"))
@@ -314,13 +310,8 @@ def test_hooks_a_check_makes_where_the_repository_had_none_are_moved_away(tmp):
     # No template: no hooks directory to pin.
     git(ws, "init", "-q", "--template=")
     assert not os.path.exists(os.path.join(ws, ".git", "hooks"))
-    url = init_db(tmp)
     check = "mkdir .git/hooks && echo 'touch pwned' > .git/hooks/post-checkout"
-    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
-    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
-                               env={"ANTHROPIC_API_KEY": KEY})
-    assert rc == 0, sup.stderr()
-    attempt = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
+    attempt = check_drain(tmp, ws, check, outcome="failed")
     assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
     assert "made .git/hooks in the workspace, moved to .autopack/quarantine/" \
         "run__p1__a1.git-hooks" in attempt["message"], attempt
@@ -337,12 +328,7 @@ def test_a_check_that_replaces_a_linked_config_fails_and_its_file_is_moved_away(
     os.rename(os.path.join(ws, ".git", "config"), os.path.join(ws, ".git", "config.real"))
     os.symlink("config.real", os.path.join(ws, ".git", "config"))
     check = "rm .git/config && printf '[core]\\n\\tfsmonitor = touch pwned\\n' > .git/config"
-    url = init_db(tmp)
-    import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
-    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
-                               env={"ANTHROPIC_API_KEY": KEY})
-    assert rc == 0, sup.stderr()
-    attempt = rows(url, "SELECT outcome, failure_reason, message FROM attempts")[0]
+    attempt = check_drain(tmp, ws, check, outcome="failed")
     assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
     assert "the check command changed .git/config in the workspace, moved to " \
         ".autopack/quarantine/run__p1__a1.git-config" in attempt["message"], attempt

@@ -171,17 +171,13 @@ PLANT_SPECIAL = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(PLANT_SPECIAL))
-def test_a_special_file_at_a_deliverables_path_fails_the_next_attempt_before_its_call(tmp, kind):
-    """A FIFO or a socket a check left at a deliverable's path was found only once the
-    answer was paid for, and the attempt failed SCOPE_VIOLATION, `is not a regular file`,
-    as if the path were out of scope. It is in the way as a directory there is: the next
-    attempt fails WRITE_FAILED before its LLM call, naming what it is."""
-    tmp = str(tmp)
+def planted_then_retried(tmp, plant):
+    """Drain one phase of deliverable out/mod.py whose first attempt's check runs `plant`
+    and fails, the second's passes; return the two attempts' rows and the stand-in."""
     ws = os.path.join(tmp, "ws")
     url = init_db(tmp)
     check = ("if [ -e .planted ]; then exit 0; fi; touch .planted; rm -f out/mod.py; %s; "
-             "exit 1" % PLANT_SPECIAL[kind])
+             "exit 1" % plant)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", ("out/mod.py",), check=check)])])
     llm = Standin(tmp)
     sup, rc = drain_until_exit(tmp, url, llm, 1, "--max-attempts-per-phase", 2,
@@ -191,6 +187,16 @@ def test_a_special_file_at_a_deliverables_path_fails_the_next_attempt_before_its
                     "ORDER BY attempt_number")
     assert [(r["outcome"], r["failure_reason"]) for r in got] == [
         ("failed", "CHECK_FAILED"), ("failed", "WRITE_FAILED")], got
+    return got, llm
+
+
+@pytest.mark.parametrize("kind", sorted(PLANT_SPECIAL))
+def test_a_special_file_at_a_deliverables_path_fails_the_next_attempt_before_its_call(tmp, kind):
+    """A FIFO or a socket a check left at a deliverable's path was found only once the
+    answer was paid for, and the attempt failed SCOPE_VIOLATION, `is not a regular file`,
+    as if the path were out of scope. It is in the way as a directory there is: the next
+    attempt fails WRITE_FAILED before its LLM call, naming what it is."""
+    got, llm = planted_then_retried(str(tmp), PLANT_SPECIAL[kind])
     assert got[1]["message"] == (
         'path "out/mod.py": out/mod.py is a %s in the workspace, not a regular file (a check '
         'command or another program made it): remove it; not sent to the LLM' % kind), got
@@ -213,21 +219,8 @@ def test_a_symlink_out_of_the_workspace_at_a_deliverables_path_fails_before_the_
     workspace was found only once the answer was paid for (SCOPE_VIOLATION). No answer can
     write through it: the next attempt fails WRITE_FAILED before its LLM call, naming
     it."""
-    tmp = str(tmp)
-    ws = os.path.join(tmp, "ws")
-    url = init_db(tmp)
     plant, named = PLANT_OUT[kind]
-    check = ("if [ -e .planted ]; then exit 0; fi; touch .planted; rm -f out/mod.py; %s; "
-             "exit 1" % plant)
-    import_plan(tmp, url, [("run", ws, [phase_spec("p1", ("out/mod.py",), check=check)])])
-    llm = Standin(tmp)
-    sup, rc = drain_until_exit(tmp, url, llm, 1, "--max-attempts-per-phase", 2,
-                               env={"ANTHROPIC_API_KEY": KEY})
-    assert rc == 0, sup.stderr()
-    got = rows(url, "SELECT outcome, failure_reason, message FROM attempts "
-                    "ORDER BY attempt_number")
-    assert [(r["outcome"], r["failure_reason"]) for r in got] == [
-        ("failed", "CHECK_FAILED"), ("failed", "WRITE_FAILED")], got
+    got, llm = planted_then_retried(str(tmp), plant)
     assert got[1]["message"] == 'path "out/mod.py": %s; not sent to the LLM' % named, got
     # The second attempt's request never reached the stand-in.
     assert len(llm.requests()) == 1, llm.requests()
