@@ -51,7 +51,8 @@ const char *cmd_errno_name(int e)
 	return buf;
 }
 
-/* Make the temporary beside `o->target` and open o->f on it; -1 with `err` on failure. */
+/* Make the temporary beside `o->target` and open o->f on it; -1 with `err` on failure,
+ * o->target freed. */
 static int cmd_out_temp(struct cmd_out *o, char *err, size_t errlen)
 {
 	const char *slash = strrchr(o->target, '/');
@@ -74,6 +75,8 @@ static int cmd_out_temp(struct cmd_out *o, char *err, size_t errlen)
 		free(dir);
 		free(o->tmp);
 		o->tmp = NULL;
+		free(o->target);
+		o->target = NULL;
 		return -1;
 	}
 	/* Armed once the name is whole: a stop signal meanwhile removes all of it or none. */
@@ -89,6 +92,8 @@ static int cmd_out_temp(struct cmd_out *o, char *err, size_t errlen)
 		errbuf_fail(err, errlen, "cannot write %s: %s", o->path, strerror(e));
 		free(o->tmp);
 		o->tmp = NULL;
+		free(o->target);
+		o->target = NULL;
 		return -1;
 	}
 	return 0;

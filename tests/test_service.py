@@ -94,8 +94,8 @@ def test_ready_status_watchdog_stopping(tmp, abstract):
         first = [d for d in notify.got if d.startswith("STATUS=")][-1]
         assert re.match(r"STATUS=(draining: \d+/\d+ phases \(|idle: waiting for phases; )",
                         first), notify.got
-        notify.wait(lambda d: d == "STATUS=idle: waiting for phases; 4 done, 0 failed",
-                    "the idle status line")
+        notify.until(lambda d: d == "STATUS=idle: waiting for phases; 4 done, 0 failed",
+                     "the idle status line")
         # The status line precedes readiness, and a watchdog ping follows it.
         assert notify.got.index("READY=1") > 0
         pings = lambda: sum(d == "WATCHDOG=1" for d in notify.got)
