@@ -105,14 +105,13 @@ void est_loo_free(struct est_loo *L)
 	free(L);
 }
 
-/* The kept fit whose observations est_loo_by_row orders. */
-static const struct est_loo *est_loo_sorting;
-
-/* Order observations by design row, then by ln(actual), for qsort. */
-static int est_loo_by_row(const void *a, const void *b)
+/* Order the observations of kept fit `ctx` by design row, then by ln(actual), for
+ * qsort_r. */
+static int est_loo_by_row(const void *a, const void *b, void *ctx)
 {
+	const struct est_loo *L = ctx;
 	size_t i = *(const size_t *)a, j = *(const size_t *)b;
-	const struct est_loo_row *x = &est_loo_sorting->rows[i], *y = &est_loo_sorting->rows[j];
+	const struct est_loo_row *x = &L->rows[i], *y = &L->rows[j];
 	int c = memcmp(x->col, y->col, sizeof x->col);
 
 	if (x->m != y->m)
@@ -122,7 +121,7 @@ static int est_loo_by_row(const void *a, const void *b)
 	for (size_t s = 0; s < x->m; s++)
 		if (x->x[s] != y->x[s])
 			return x->x[s] < y->x[s] ? -1 : 1;
-	return est_fit_double_cmp(&est_loo_sorting->y[i], &est_loo_sorting->y[j]);
+	return est_fit_double_cmp(&L->y[i], &L->y[j]);
 }
 
 /* Group L's observations by design row (est_loo.order). */
@@ -136,9 +135,7 @@ static void est_loo_group(struct est_loo *L)
 	L->ys = xcalloc(n + 1, sizeof *L->ys);
 	for (size_t i = 0; i < n; i++)
 		L->order[i] = i;
-	est_loo_sorting = L;
-	qsort(L->order, n, sizeof *L->order, est_loo_by_row);
-	est_loo_sorting = NULL;
+	qsort_r(L->order, n, sizeof *L->order, est_loo_by_row, L);
 	L->n_groups = 0;
 	for (size_t t = 0; t < n; t++) {
 		const struct est_loo_row *x = &L->rows[L->order[t]];
