@@ -6,11 +6,14 @@
 #include "ctl/cmd.h"
 #include "common/store/store_failed.h"
 #include "common/store/store_fleet.h"
+#include "common/strbuf.h"
 #include "common/util.h"
+#include "common/vocab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define RETRY_ARGS_MAX 16
@@ -146,6 +149,45 @@ static int retry_local(struct cmd_ctx *ctx, const struct store_retry_args *ra, b
 	return ret;
 }
 
+/* 0 when --reason `reason` names a failure reason: one of the vocabulary's (any case), or
+ * one a failed or stopped phase of the database records (another program's rows may hold
+ * others). Else a usage error (exit 2) saying it is unknown and listing the known ones: a
+ * misspelt reason is not "nothing to retry". */
+static int retry_reason_check(struct cmd_ctx *ctx, const char *run_id, const char *reason)
+{
+	struct store_failed_filter f = { .reason = reason };
+	struct store_failed *v = NULL;
+	struct strbuf known = { 0 };
+	struct store_err err;
+	struct store st;
+	size_t n = 0;
+	int rc;
+
+	for (int r = REASON_NONE + 1; r < REASON_COUNT; r++)
+		if (strcasecmp(reason, reason_name((enum reason)r)) == 0)
+			return 0;
+	if ((rc = cmd_open_read(ctx, &st, false)) != 0)
+		return rc;
+	/* A run the database does not hold is named first, as without --reason. */
+	rc = run_id != NULL ? store_run_exists(&st, run_id, &err) : 0;
+	if (rc == 0)
+		rc = store_failed_list(&st, &f, &v, &n, &err);
+	store_failed_free(v, n);
+	store_close(&st);
+	if (rc != 0)
+		return cmd_fail(ctx, rc, "%s", err.text);
+	if (n > 0)
+		return 0;
+	for (int r = REASON_NONE + 1; r < REASON_COUNT; r++)
+		strbuf_printf(
+		    &known, "%s%s", r > REASON_NONE + 1 ? ", " : "", reason_name((enum reason)r));
+	rc = cmd_usage_error(ctx,
+	    "--reason %s: unknown failure reason (no phase records it); the known reasons are %s",
+	    reason, known.s);
+	free(known.s);
+	return rc;
+}
+
 /* retry: parse, then list (--dry-run), go through the supervisor, or retry offline. */
 static int cmd_retry_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -193,6 +235,9 @@ static int cmd_retry_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if (store_retry_args_parse(args, n, &ra, err, sizeof err) != 0)
 		return cmd_usage_error(ctx, "%s", err + strlen("retry: "));
+	if (ra.filter.reason != NULL &&
+	    (ret = retry_reason_check(ctx, ra.filter.run_id, ra.filter.reason)) != 0)
+		return ret;
 	if (dry_run)
 		return retry_local(ctx, &ra, true);
 	if (control != NULL)
@@ -238,6 +283,8 @@ const struct cmd_entry cmd_retry_entry = {
 	        "who asked, \"RUN PHASE\", the former state, the selector, the note, and whether\n"
 	        "it went through the supervisor). Nothing matching is not an error (exit 0);\n"
 	        "a named phase that is not FAILED or SKIPPED, or a run the database does not\n"
-	        "hold, is (exit 1).\n",
+	        "hold, is (exit 1); a --reason that is no failure reason (not one of the known\n"
+	        "reasons, which the error lists, nor one a phase of the database records) is a\n"
+	        "usage error (exit 2).\n",
 	.exec = cmd_retry_exec,
 };

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* Refuse the retry: record it in control_log (nothing else is written) and fail the
@@ -51,6 +52,15 @@ static void retry_requeue(struct sup *s, const struct store_failed *v, size_t n)
 	lease_kick(s);
 }
 
+/* Whether `reason` is a failure reason of the vocabulary, in any case. */
+static bool retry_reason_known(const char *reason)
+{
+	for (int r = REASON_NONE + 1; r < REASON_COUNT; r++)
+		if (strcasecmp(reason, reason_name((enum reason)r)) == 0)
+			return true;
+	return false;
+}
+
 /* retry: queue the selected FAILED phases again and drain them; refused (and logged) on a bad
  * selector or a failed write. */
 int cmd_retry(
@@ -70,6 +80,12 @@ int cmd_retry(
 	if (s->store_lost)
 		return retry_refuse(s, c, req, rep, "retry: the database was lost");
 	rc = store_failed_list(s->st, &ra.filter, &v, &n, &err);
+	/* A --reason no phase records and the vocabulary does not hold is a misspelling, not
+	 * "nothing to retry". */
+	if (rc == 0 && n == 0 && ra.filter.reason != NULL && !retry_reason_known(ra.filter.reason))
+		return retry_refuse(s, c, req, rep,
+		    "retry: --reason %s: unknown failure reason (no phase selected records it)",
+		    ra.filter.reason);
 	snprintf(via, sizeof via, "supervisor pid %d", (int)getpid());
 	who.via = via;
 	who.selector = ra.selector;

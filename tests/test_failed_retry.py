@@ -311,3 +311,34 @@ def test_failed_and_retry_on_postgresql(tmp, llm, pg_url):
             "FAILED -> QUEUED; selected by: --reason check_failed --run b1; via "), log
     finally:
         sup.stop_now()
+
+
+def test_retry_an_unknown_reason_is_a_usage_error_listing_the_known_ones(tmp, llm):
+    """`retry --reason CHEK_FAILED` said only "nothing to retry": a misspelt reason read as
+    a class with nothing in it. A reason that is neither in the vocabulary nor recorded by
+    a phase is a usage error (exit 2) naming it and listing the known reasons, offline and
+    through a running supervisor; a known reason with nothing to retry keeps its message."""
+    url, _ = failing_db(tmp, llm)
+    for extra in ([], ["--dry-run"], ["--json"]):
+        r = ctl("--db", url, "retry", "--reason", "CHEK_FAILED", *extra)
+        assert r.rc == 2, (extra, r)
+        assert "--reason CHEK_FAILED: unknown failure reason" in r.err, r
+        assert "the known reasons are INVALID_JOB, " in r.err and "CHECK_FAILED" in r.err, r
+        if extra == ["--json"]:
+            assert "unknown failure reason" in json.loads(r.out)["message"], r
+    r = ctl("--db", url, "retry", "--reason", "timeout")
+    assert r.rc == 0 and r.out.strip().endswith("nothing to retry: no FAILED phase matches"), r
+    sup = Supervisor(tmp, url, "--workers", 0, name="live")
+    try:
+        sup.wait_ready()
+        r = ctl("--db", url, "retry", "--reason", "chek_failed")
+        assert r.rc == 2 and "unknown failure reason" in r.err, r
+        r = ctl("--db", url, "retry", "--reason", "TIMEOUT")
+        assert r.rc == 0 and "nothing to retry: no FAILED phase matches" in r.out, r
+        # The supervisor refuses one too when asked directly.
+        r = sup.ctl("retry", "--reason", "chek_failed")
+        assert r.rc == 2, r
+    finally:
+        sup.stop_now()
+    assert states(url)[("a1", "p1")] == "FAILED"
+    assert rows(url, "SELECT * FROM control_log WHERE command = 'retry' AND ok = 1") == []
