@@ -1,5 +1,6 @@
-/* Control command retry: queue FAILED phases again, one or a class of them, in one
- * transaction that records each in control_log; their runs drain them at once. */
+/* Control command retry: queue FAILED phases again, one or a class of them, or (--stopped)
+ * put stopped QUEUED phases back in the drain, in one transaction that records each in
+ * control_log; their runs, no longer stopped, drain them at once. */
 #include "supervisor/cmd.h"
 #include "common/log.h"
 #include "common/store/store_failed.h"
@@ -61,7 +62,8 @@ static bool retry_reason_known(const char *reason)
 	return false;
 }
 
-/* retry: queue the selected FAILED phases again and drain them; refused (and logged) on a bad
+/* retry: queue the selected FAILED phases again (or put the stopped ones back) and drain
+ * them; refused (and logged) on a bad
  * selector or a failed write. */
 int cmd_retry(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
@@ -90,7 +92,9 @@ int cmd_retry(
 	who.via = via;
 	who.selector = ra.selector;
 	who.note = ra.note;
-	if (rc == 0 && n > 0)
+	if (rc == 0 && n > 0 && ra.stopped)
+		rc = store_failed_release(s->st, v, n, &who, &moved, &err);
+	else if (rc == 0 && n > 0)
 		rc = store_failed_retry(s->st, v, n, &who, &moved, &err);
 	if (rc != 0) {
 		store_failed_free(v, n);
@@ -107,7 +111,7 @@ int cmd_retry(
 	    (int)c->pid, (int)c->uid, ra.selector, ra.note != NULL ? "; note: " : "",
 	    ra.note != NULL ? ra.note : "", moved);
 	store_failed_free(v, n);
-	rep->body = json_pack("{s:o, s:I, s:i}", "retried", list, "count", (json_int_t)moved,
-	    "supervisor_pid", (int)getpid());
+	rep->body = json_pack("{s:o, s:I, s:i, s:b}", "retried", list, "count", (json_int_t)moved,
+	    "supervisor_pid", (int)getpid(), "stopped", ra.stopped);
 	return 0;
 }

@@ -414,3 +414,76 @@ def test_an_empty_autopack_db_url_is_an_error_naming_it(tmp):
     assert r.rc == 0, r
     r = ctl("db", "check", env={"AUTOPACK_DB_URL": url, "DATABASE_URL": ""})
     assert r.rc == 0, r
+
+
+def test_run_import_of_a_fifo_without_a_writer_is_refused_at_once(tmp):
+    """`run import FIFO` with no process writing to the FIFO waited for one for ever. It
+    is opened without waiting now: no writer is refused at once (exit 1) naming the FIFO
+    and --wait; a FIFO whose writer is there is read whole, the bytes read to learn it
+    included; --wait waits for a writer as before."""
+    import threading
+    from supervisor_helpers import make_plan, new_db, sql
+    url = new_db(tmp, runs=0)
+    plan = open(make_plan(str(tmp / "plan.json"), 2, phases=2)).read()
+    fifo = str(tmp / "plan.fifo")
+    os.mkfifo(fifo)
+    for extra in ([], ["--json"]):
+        r = ctl("--db", url, "run", "import", fifo, *extra, timeout=20)
+        assert r.rc == 1, r
+        assert ("%s: a FIFO that no process has open for writing: there is no plan to read"
+                " (start the program that writes it first, or pass --wait" % fifo) in r.err, r
+        if extra:
+            assert one_json_error(r)["error"] == "EINVAL", r
+    assert sql(url, "SELECT count(*) FROM runs") == [(0,)]
+
+    # A writer that holds the FIFO open and writes only after the import has it open:
+    # the probe finds it there with nothing to read yet.
+    opened = threading.Event()
+
+    def writer(text, pause):
+        with open(fifo, "w") as f:
+            opened.set()
+            if pause:
+                time.sleep(0.3)
+            f.write(text)
+
+    for run_ids, pause in ((["a"], True), (["b"], False)):
+        doc = json.loads(plan)
+        for i, run in enumerate(doc["runs"]):
+            run["run_id"] = "%s%d" % (run_ids[0], i)
+        # A plan larger than the probe's first read.
+        doc["runs"][0]["tiers"][0]["phases"][0]["description"] = "g" * 20000
+        opened.clear()
+        t = threading.Thread(target=writer, args=(json.dumps(doc), pause))
+        t.start()
+        # The writer's open waits for a reader: ask until the import finds it there.
+        r = None
+        for _ in range(200):
+            r = ctl("--db", url, "run", "import", fifo, timeout=30)
+            if r.rc == 0:
+                break
+            time.sleep(0.05)
+        t.join(30)
+        assert r.rc == 0 and "imported %s: 2 runs" % fifo in r.out, r
+    assert sql(url, "SELECT count(*) FROM runs") == [(4,)]
+    assert sql(url, "SELECT length(description) FROM phases WHERE run_id = 'a0'"
+               " AND phase_id = 'p0-0'") == [(20000,)]
+
+    proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url, "run", "import", fifo,
+                             "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        time.sleep(0.3)
+        assert proc.poll() is None, proc.communicate()
+        doc = json.loads(plan)
+        for i, run in enumerate(doc["runs"]):
+            run["run_id"] = "w%d" % i
+        with open(fifo, "w") as f:
+            f.write(json.dumps(doc))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert sql(url, "SELECT count(*) FROM runs") == [(6,)]
