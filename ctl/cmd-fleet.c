@@ -285,7 +285,9 @@ static int fleet_send(struct cmd_ctx *ctx, struct store *st, int64_t target, con
 	for (size_t i = 0; i < a.nres; i++) {
 		/* A success's result is the reply's body (a JSON object): said in a line, and
 		 * with --json given as "reply" beside the text it came as. */
-		json_t *body = a.res[i].ok ? json_loads(a.res[i].result, 0, NULL) : NULL;
+		json_t *body = a.res[i].ok && a.res[i].result != NULL ?
+		    json_loads_bounded(a.res[i].result, 0, NULL) :
+		    NULL;
 
 		if (!json_is_object(body)) {
 			json_decref(body);

@@ -171,19 +171,27 @@ static int retry_local(struct cmd_ctx *ctx, const struct store_retry_args *ra, b
  * one a failed or stopped phase of the database records (another program's rows may hold
  * others). Else a usage error (exit 2) saying it is unknown and listing the known ones: a
  * misspelt reason is not "nothing to retry". */
-static int retry_reason_check(struct cmd_ctx *ctx, const char *run_id, const char *reason)
+static int retry_reason_check(
+    struct cmd_ctx *ctx, const char *control, const char *run_id, const char *reason)
 {
 	struct store_failed_filter f = { .reason = reason };
 	struct store_failed *v = NULL;
 	struct strbuf known = { 0 };
 	struct store_err err;
 	struct store st;
+	char *path = NULL, *url = NULL;
 	size_t n = 0;
 	int rc;
 
 	for (int r = REASON_NONE + 1; r < REASON_COUNT; r++)
 		if (strcasecmp(reason, reason_name((enum reason)r)) == 0)
 			return 0;
+	/* With --control and no database named, the supervisor asked is the one to say. */
+	rc = cmd_db_probe(ctx, &path, &url);
+	free(path);
+	free(url);
+	if (rc != 0 && control != NULL)
+		return 0;
 	if ((rc = cmd_open_read(ctx, &st, false)) != 0)
 		return rc;
 	/* A run the database does not hold is named first, as without --reason. */
@@ -256,7 +264,7 @@ static int cmd_retry_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (store_retry_args_parse(args, n, &ra, err, sizeof err) != 0)
 		return cmd_usage_error(ctx, "%s", err + strlen("retry: "));
 	if (ra.filter.reason != NULL &&
-	    (ret = retry_reason_check(ctx, ra.filter.run_id, ra.filter.reason)) != 0)
+	    (ret = retry_reason_check(ctx, control, ra.filter.run_id, ra.filter.reason)) != 0)
 		return ret;
 	if (dry_run)
 		return retry_local(ctx, &ra, true);
