@@ -759,7 +759,7 @@ TEST(worker_deliverables_walk_tells_what_a_component_is)
 	    "needs it as a directory (an earlier phase of the run, or another program, made it "
 	    "so: the run's deliverables overlap); nothing was written");
 	CHECK_EQ_INT(
-	    dlv_check_path("ws", &scope, "utils/plain/x.py", err, sizeof err), DLV_ECONFLICT);
+	    dlv_check_path("ws", -1, &scope, "utils/plain/x.py", err, sizeof err), DLV_ECONFLICT);
 	/* A directory where the file should be. */
 	CHECK_EQ_INT(apply_one(&scope, "utils", err, sizeof err), DLV_ECONFLICT);
 	CHECK(strstr(err,
@@ -772,7 +772,8 @@ TEST(worker_deliverables_walk_tells_what_a_component_is)
 	    "path \"utils/fifo.py\": utils/fifo.py is a FIFO in the workspace, not a regular "
 	    "file (a check command or another program made it): remove it; nothing was "
 	    "written");
-	CHECK_EQ_INT(dlv_check_path("ws", &scope, "utils/fifo.py", err, sizeof err), DLV_ECONFLICT);
+	CHECK_EQ_INT(
+	    dlv_check_path("ws", -1, &scope, "utils/fifo.py", err, sizeof err), DLV_ECONFLICT);
 	/* A symlink in scope to that file: followed, then found not to be a directory. */
 	CHECK(symlink("plain", "ws/utils/to_plain") == 0);
 	CHECK_EQ_INT(apply_one(&scope, "utils/to_plain/x.py", err, sizeof err), DLV_ECONFLICT);
