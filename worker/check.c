@@ -1583,7 +1583,8 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	snprintf(tag, sizeof tag, "%s", strrchr(out->stdout_path, '/') + 1);
 	if (strlen(tag) > strlen(".stdout.txt"))
 		tag[strlen(tag) - strlen(".stdout.txt")] = '\0';
-	check_git_after(spec->workspace, tag, &check_git_state, out->git, sizeof out->git);
+	check_git_after(spec->workspace, tag, &check_git_state, out->git, sizeof out->git,
+	    spec->heartbeat, spec->ctx);
 	/* What is left in the pipes; a writer that escaped the kill is not waited for long. */
 	end = clock_mono_ms() + CHECK_GRACE_MS;
 	while ((cap[0].in >= 0 || cap[1].in >= 0) && clock_mono_ms() < end)
