@@ -177,6 +177,26 @@ TEST(worker_llm_429_then_success_honours_retry_after)
 	standin_stop(&sd);
 }
 
+TEST(worker_llm_a_retry_after_of_an_interim_answer_is_not_the_final_ones)
+{
+	/* A 103 Early Hints asking an hour's wait, then a 429 asking none: the wait is the
+	 * backoff's (at most 500 ms before the second try), not the interim answer's
+	 * (once the cap, 60 s). */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+
+	standin_start(&sd,
+	    "[{\"mode\":\"status\",\"status\":429,\"interim\":{\"Retry-After\":\"3600\"}}]", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 3, 10000, 4096, &s, &r), 0);
+	CHECK_EQ_INT(s.tries, 2);
+	CHECK_EQ_INT(s.t[0].http_status, 429);
+	CHECK_EQ_INT(s.nsleeps, 1);
+	CHECK(s.sleeps[0] >= 250 && s.sleeps[0] <= 500);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
 TEST(worker_llm_500_exhausts_bounded_retries_with_growing_backoff)
 {
 	struct standin sd;
