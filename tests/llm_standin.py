@@ -423,7 +423,8 @@ def make_handler(args, script, log_lock):
                 if "retry_after" in spec:
                     headers["retry-after"] = spec["retry_after"]
                 if "location" in spec:
-                    headers["location"] = spec["location"]
+                    # Sent as its UTF-8 bytes (http.server writes a header as Latin-1).
+                    headers["location"] = spec["location"].encode().decode("latin-1")
                 entry["status"] = status
                 self.write_log(entry)
                 if "interim" in spec:

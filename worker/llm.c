@@ -736,13 +736,15 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 
 	llm_error_text(x->body ? x->body : "", x->len, cfg->api_key, etext, sizeof etext);
 	if (t->http_status >= 300 && t->http_status < 400 && redirect != NULL) {
-		/* Masked before the cut, as the error text is. */
+		/* Masked before the cut, as the error text is; cut at a character's start. */
 		char *where = llm_scrubbed(redirect, cfg->api_key);
+		char *shown = utf8_clean(where, 300);
 
 		snprintf(msg, msglen,
-		    "%s: HTTP %ld: redirected to %.300s, which is not followed (the key goes to"
+		    "%s: HTTP %ld: redirected to %s, which is not followed (the key goes to"
 		    " the configured address only): point --llm-base-url there",
-		    url, t->http_status, where);
+		    url, t->http_status, shown);
+		free(shown);
 		free(where);
 	} else if (etext[0] == '\0')
 		/* A proxy's 502, a 401 of a server that says no more: the status is all. */
