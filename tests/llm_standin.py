@@ -17,7 +17,8 @@ object with "mode" and options:
   truncated  half the document; stop_reason max_tokens / finish_reason length;
              completion tokens = the request's max_tokens
   status     HTTP "status" (e.g. 429, 500) with "retry_after", "location" (a redirect's
-             target) and an error "message"
+             target) and an error "message"; "interim" (an object of headers) sends a
+             103 Early Hints answer with those headers first
   sleep      wait "seconds" (past the client's timeout), then answer normally
   malformed  200 with a body that is not JSON
   nested     HTTP "status" (default 200) with a JSON object whose "content" (an error's
@@ -422,9 +423,14 @@ def make_handler(args, script, log_lock):
                 if "retry_after" in spec:
                     headers["retry-after"] = spec["retry_after"]
                 if "location" in spec:
-                    headers["location"] = spec["location"]
+                    # Sent as its UTF-8 bytes (http.server writes a header as Latin-1).
+                    headers["location"] = spec["location"].encode().decode("latin-1")
                 entry["status"] = status
                 self.write_log(entry)
+                if "interim" in spec:
+                    self.wfile.write(("HTTP/1.1 103 Early Hints\r\n" + "".join(
+                        "%s: %s\r\n" % kv for kv in spec["interim"].items())
+                        + "\r\n").encode())
                 self.send_json(status, {"type": "error", "error": {
                     "type": "scripted", "message": spec.get("message", "scripted %d" % status)}},
                     headers)

@@ -173,16 +173,18 @@ static void llm_header_value(const char *data, size_t n, size_t k, char *out, si
 }
 
 /* Pick retry-after and the Content-Type out of the response headers (those of the last
- * answer: a status line forgets what an earlier one, a 100 Continue, said). */
+ * answer: a status line forgets what an earlier one, a 100 Continue or a 103 Early Hints,
+ * said; a Retry-After of an interim answer is no wait asked by the final one). */
 static size_t llm_header_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct llm_xfer *x = userp;
 	size_t n = size * nmemb;
 	static const char name[] = "retry-after:", ctype[] = "content-type:";
 
-	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
 		x->content_type[0] = '\0';
-	else if (n > sizeof ctype - 1 && strncasecmp(data, ctype, sizeof ctype - 1) == 0)
+		x->retry_after_ms = -1;
+	} else if (n > sizeof ctype - 1 && strncasecmp(data, ctype, sizeof ctype - 1) == 0)
 		llm_header_value(
 		    data, n, sizeof ctype - 1, x->content_type, sizeof x->content_type);
 	if (n > sizeof name - 1 && n < 256 && strncasecmp(data, name, sizeof name - 1) == 0) {
@@ -734,13 +736,15 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 
 	llm_error_text(x->body ? x->body : "", x->len, cfg->api_key, etext, sizeof etext);
 	if (t->http_status >= 300 && t->http_status < 400 && redirect != NULL) {
-		/* Masked before the cut, as the error text is. */
+		/* Masked before the cut, as the error text is; cut at a character's start. */
 		char *where = llm_scrubbed(redirect, cfg->api_key);
+		char *shown = utf8_clean(where, 300);
 
 		snprintf(msg, msglen,
-		    "%s: HTTP %ld: redirected to %.300s, which is not followed (the key goes to"
+		    "%s: HTTP %ld: redirected to %s, which is not followed (the key goes to"
 		    " the configured address only): point --llm-base-url there",
-		    url, t->http_status, where);
+		    url, t->http_status, shown);
+		free(shown);
 		free(where);
 	} else if (etext[0] == '\0')
 		/* A proxy's 502, a 401 of a server that says no more: the status is all. */

@@ -3,6 +3,7 @@
 #include "common/estimate/estimator.h"
 #include "common/strbuf.h"
 #include "common/util.h"
+#include "common/utf8.h"
 #include "tests/unit/mutate.h"
 #include "tests/unit/test.h"
 #include "tests/unit/worker_standin.h"
@@ -175,6 +176,60 @@ TEST(worker_llm_429_then_success_honours_retry_after)
 	CHECK_EQ_INT(r.tries, 2);
 	llm_response_free(&r);
 	standin_stop(&sd);
+}
+
+TEST(worker_llm_a_retry_after_of_an_interim_answer_is_not_the_final_ones)
+{
+	/* A 103 Early Hints asking an hour's wait, then a 429 asking none: the wait is the
+	 * backoff's (at most 500 ms before the second try), not the interim answer's
+	 * (once the cap, 60 s). */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+
+	standin_start(&sd,
+	    "[{\"mode\":\"status\",\"status\":429,\"interim\":{\"Retry-After\":\"3600\"}}]", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 3, 10000, 4096, &s, &r), 0);
+	CHECK_EQ_INT(s.tries, 2);
+	CHECK_EQ_INT(s.t[0].http_status, 429);
+	CHECK_EQ_INT(s.nsleeps, 1);
+	CHECK(s.sleeps[0] >= 250 && s.sleeps[0] <= 500);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_a_redirect_target_is_cut_between_characters)
+{
+	/* A Location of 290 ASCII bytes and then euro signs: the message quotes its first 300
+	 * bytes or fewer, ending before a character the cut would split (a reader of UTF-8
+	 * drops a text that ends in part of one). */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+	struct strbuf script = { 0 }, loc = { 0 };
+	const char *at, *end;
+
+	strbuf_puts(&loc, "http://127.0.0.1/");
+	while (loc.len < 290)
+		strbuf_puts(&loc, "a");
+	for (int i = 0; i < 10; i++)
+		strbuf_puts(&loc, "\xe2\x82\xac");
+	strbuf_printf(&script, "[{\"mode\":\"status\",\"status\":302,\"location\":\"%s\"}]", loc.s);
+	standin_start(&sd, script.s, KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_CLIENT);
+	at = strstr(r.error, "redirected to ");
+	CHECK(at != NULL);
+	at += strlen("redirected to ");
+	end = strstr(at, ", which is not followed");
+	CHECK(end != NULL);
+	CHECK_EQ_INT(utf8_check(r.error, strlen(r.error)), strlen(r.error));
+	CHECK((size_t)(end - at) <= 300 && (size_t)(end - at) >= 297);
+	CHECK_EQ_INT(memcmp(at, loc.s, (size_t)(end - at)), 0);
+	llm_response_free(&r);
+	standin_stop(&sd);
+	free(script.s);
+	free(loc.s);
 }
 
 TEST(worker_llm_500_exhausts_bounded_retries_with_growing_backoff)
