@@ -12,7 +12,16 @@ import pytest
 from conftest import binpath, ctl
 from e2e_helpers import Standin, drain_until_exit, import_plan, init_db, phase_spec, rows
 from test_check_kernel_objects import KEY
-from test_plan import counts, db, phase, plan, run_entry, url, write_plan  # noqa: F401
+from test_plan import counts, phase, plan, run_entry, url, write_plan
+
+
+@pytest.fixture
+def db(tmp):
+    """A database made by `db init`."""
+    p = tmp / "plan.db"
+    r = ctl("--db", url(p), "db", "init")
+    assert r.rc == 0, r
+    return p
 
 
 @pytest.mark.parametrize("where,kernel", [("/dev/pts", "/dev/pts"),
