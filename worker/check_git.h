@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#define CHECK_GIT_PIN_MAX 20
+#define CHECK_GIT_PIN_MAX 64
 
 /* Which file a name stands for: an inode number is used again at once for the next file
  * made (`rm .git && ln -s x .git`), its birth time is not, nor a link's target. */
@@ -63,6 +63,8 @@ struct check_git {
 	bool had[CHECK_GIT_WATCHED];
 	struct check_git_id watched[CHECK_GIT_WATCHED];
 	size_t npin; /* what a confined check's mount namespace pins, outermost first */
+	size_t ntop; /* of those, the first ntop are the workspace's repository's; the others
+	                of the repositories nested below its top (worker/check_git_nested.h) */
 	char pin[CHECK_GIT_PIN_MAX][PATH_MAX];
 	bool pin_readonly[CHECK_GIT_PIN_MAX]; /* else bound onto itself, writable */
 	/* The entries of .git/hooks and .git/info, which a check without a mount namespace
