@@ -7,13 +7,16 @@
  * chooses what its mount namespace pins (check_git_before): the repository's directory
  * bound onto itself, so it can be neither removed nor renamed, and its config,
  * config.worktree, commondir, hooks, info, modules and worktrees bound read-only, those of
- * the common directory a commondir names too; its objects, refs, index, HEAD and logs stay
+ * the common directory a commondir names too, and then those of the repositories nested
+ * below the workspace's top that were there; its objects, refs, index, HEAD and logs stay
  * writable, so a check can commit. What cannot be pinned because it is not there (a .git
  * where the workspace has none, a commondir, a config.worktree, hooks or info the
- * repository lacks, the todo list of a rebase, a cherry-pick or a revert in progress) is
- * looked for once every process of the check is gone (check_git_after): what the check
- * made there is moved to <workspace>/.autopack/quarantine and fails the attempt. docs/worker.md, "What a check
- * cannot do".
+ * repository lacks, the todo list of a rebase, a cherry-pick or a revert in progress), a
+ * hook rewritten in place where nothing is pinned, a repository made below the top, a
+ * gitlink added to the index and a history rewritten are looked for once every process of
+ * the check is gone (check_git_after): what the check made is moved to
+ * <workspace>/.autopack/quarantine, a gitlink taken out, a ref put back, and the attempt
+ * fails. docs/worker.md, "What a check cannot do".
  */
 #ifndef AUTOPACK_CHECK_GIT_H
 #define AUTOPACK_CHECK_GIT_H
