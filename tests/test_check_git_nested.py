@@ -153,3 +153,16 @@ def test_a_repository_nested_before_the_check_keeps_its_settings_and_hooks(tmp):
     assert open(os.path.join(sub, ".git", "config")).read() == config
     assert not os.path.exists(os.path.join(sub, ".git", "hooks", "post-checkout"))
     assert git(sub, "log", "--format=%s", "-1").strip() == "c"
+
+
+def test_without_a_mount_namespace_a_hooks_directory_put_in_place_is_moved_away_whole(tmp):
+    ws, _ = repo(tmp)
+    check = ("mv .git/hooks .git/hooks-old && mkdir .git/hooks && "
+             "printf '#!/bin/sh\\ntouch pwned\\n' > .git/hooks/post-checkout && "
+             "chmod +x .git/hooks/post-checkout")
+    attempt = check_drain(tmp, ws, check, checks_where("no-namespace"), outcome="failed")
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "the check command changed .git/hooks in the workspace, moved to " \
+        ".autopack/quarantine/run__p1__a1.git-hooks" in attempt["message"], attempt
+    assert "removed .git/hooks/" not in attempt["message"], attempt
+    assert not os.path.exists(os.path.join(ws, ".git", "hooks"))

@@ -381,9 +381,12 @@ static void check_git_entries_after(int wsfd, int gfd, const char *tag, const st
 		const char *dir = check_git_made[check_git_entry_dirs[d]];
 		int dfd;
 
-		if (!check_git_entries_compared(g, check_git_entry_dirs[d]))
+		/* A directory made, moved away or put in place of the one that was there is
+		 * named whole already. */
+		if (!check_git_entries_compared(g, check_git_entry_dirs[d]) ||
+		    !g->had[check_git_entry_dirs[d]] || !check_git_id_of(gfd, dir, &id) ||
+		    !check_git_id_same(&g->watched[check_git_entry_dirs[d]], &id))
 			continue;
-
 		check_git_entries_take(gfd, dir, &now, &n);
 		dfd = openat(gfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		for (size_t i = 0; i < g->nentry[d]; i++) {
