@@ -182,3 +182,30 @@ def test_the_git_the_worker_runs_runs_nothing_the_repositorys_settings_name(tmp)
         in attempt["message"], attempt
     assert not os.path.exists(marker), open(marker).read()
     assert git(ws, "-c", "core.hooksPath=/dev/null", "rev-parse", "main").strip() == commits[1]
+
+
+def test_a_check_that_makes_a_shallow_file_fails_and_it_is_moved_away(tmp):
+    """.git/shallow names the commits past which git reads no history: made by a check, it
+    hides the repository's history."""
+    ws, commits = two_commits(tmp)
+    attempt = check_drain(tmp, ws, "echo %s > .git/shallow" % commits[1], outcome="failed")
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "the check command made .git/shallow in the workspace, moved to " \
+        ".autopack/quarantine/run__p1__a1.git-shallow" in attempt["message"], attempt
+    assert git(ws, "rev-list", "--count", "HEAD").strip() == "2"
+
+
+def test_refs_listed_through_git_are_compared_too(tmp):
+    """A repository whose refs are in a reftable has them listed by git (for-each-ref,
+    symbolic-ref): a directory of that name makes the worker list them so, and a
+    rewrite is found and put back the same."""
+    ws, commits = two_commits(tmp)
+    os.mkdir(os.path.join(ws, ".git", "reftable"))
+    attempt = check_drain(tmp, ws, C + "commit -q --amend -m amended && " + C +
+                          "checkout -q -b elsewhere", outcome="failed")
+    assert "the check command rewrote refs/heads/main from %s to " % commits[1] \
+        in attempt["message"], attempt
+    assert "the check command moved HEAD from ref: refs/heads/main to ref: " \
+        "refs/heads/elsewhere, put back" in attempt["message"], attempt
+    assert git(ws, "rev-parse", "main").strip() == commits[1]
+    assert git(ws, "symbolic-ref", "HEAD").strip() == "refs/heads/main"

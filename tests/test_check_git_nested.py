@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from e2e_helpers import checks_where
+from e2e_helpers import checks_where, needs_namespaces
 from test_check_git import check_drain, git
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -132,3 +132,37 @@ def test_without_a_mount_namespace_a_hook_rewritten_in_place_is_moved_away(tmp):
     assert os.path.isdir(os.path.join(ws, ".git", "hooks"))
     git(ws, "checkout", "-q", "-b", "x")
     assert not os.path.exists(os.path.join(ws, "pwned"))
+
+
+def test_a_repository_nested_before_the_check_keeps_its_settings_and_hooks(tmp):
+    """The operator's repository in a subdirectory: in the check's mount namespace its
+    settings and hooks are read-only and its directory cannot be moved, as the top's are;
+    a commit in it still goes."""
+    needs_namespaces()
+    ws, _ = repo(tmp)
+    sub = os.path.join(ws, "lib", "sub")
+    git(ws, "init", "-q", sub)
+    config = open(os.path.join(sub, ".git", "config")).read()
+    check = ("(echo '[core]' >> lib/sub/.git/config) 2>e1; "
+             "(touch lib/sub/.git/hooks/post-checkout) 2>e2; (mv lib/sub/.git lib/x) 2>e3; "
+             "git -C lib/sub -c user.name=c -c user.email=c@c commit -q --allow-empty -m c")
+    check_drain(tmp, ws, check)
+    for name, error in (("e1", "Read-only file system"), ("e2", "Read-only file system"),
+                        ("e3", "busy")):
+        assert error in open(os.path.join(ws, name)).read(), name
+    assert open(os.path.join(sub, ".git", "config")).read() == config
+    assert not os.path.exists(os.path.join(sub, ".git", "hooks", "post-checkout"))
+    assert git(sub, "log", "--format=%s", "-1").strip() == "c"
+
+
+def test_without_a_mount_namespace_a_hooks_directory_put_in_place_is_moved_away_whole(tmp):
+    ws, _ = repo(tmp)
+    check = ("mv .git/hooks .git/hooks-old && mkdir .git/hooks && "
+             "printf '#!/bin/sh\\ntouch pwned\\n' > .git/hooks/post-checkout && "
+             "chmod +x .git/hooks/post-checkout")
+    attempt = check_drain(tmp, ws, check, checks_where("no-namespace"), outcome="failed")
+    assert attempt["failure_reason"] == "SCOPE_VIOLATION", attempt
+    assert "the check command changed .git/hooks in the workspace, moved to " \
+        ".autopack/quarantine/run__p1__a1.git-hooks" in attempt["message"], attempt
+    assert "removed .git/hooks/" not in attempt["message"], attempt
+    assert not os.path.exists(os.path.join(ws, ".git", "hooks"))

@@ -175,6 +175,25 @@ static void check_git_entries_take(
 	closedir(d);
 }
 
+/* Pin, after the workspace's repository (g->ntop becomes how many pins that has), each
+ * repository directory nested below the top of the workspace `ws` (a real path) that
+ * g->nested lists, as the top one is (check_git_pin_dir, no commondir followed): an
+ * operator's repository there keeps its settings and hooks from a confined check. A
+ * `.git` file or link is not: what it names is pinned where it lies in the top's
+ * repository (its modules), or not at all. */
+static void check_git_pin_nested(struct check_git *g, const char *ws)
+{
+	char path[PATH_MAX * 2];
+
+	g->ntop = g->npin;
+	for (size_t i = 0; i < g->nested->n && g->npin < CHECK_GIT_PIN_MAX; i++) {
+		if (!S_ISDIR(g->nested->e[i].id.type))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", ws, g->nested->e[i].path);
+		check_git_pin_dir(g, ws, path, 1);
+	}
+}
+
 /* Free what check_git_before put on the heap of `g`, and clear it. */
 static void check_git_clear(struct check_git *g)
 {
@@ -209,8 +228,10 @@ void check_git_before(const char *workspace, struct check_git *g)
 		close(wsfd);
 	}
 	snprintf(path, sizeof path, "%s/.git", ws);
-	if (lstat(path, &sb) != 0 || !check_git_id_of(AT_FDCWD, path, &g->id))
+	if (lstat(path, &sb) != 0 || !check_git_id_of(AT_FDCWD, path, &g->id)) {
+		check_git_pin_nested(g, ws);
 		return;
+	}
 	g->had_git = true;
 	if (S_ISDIR(sb.st_mode)) {
 		for (size_t i = 0; check_git_made[i] != NULL; i++) {
@@ -250,6 +271,7 @@ void check_git_before(const char *workspace, struct check_git *g)
 		check_git_refs_take(g->gitdir, g->refs);
 		check_git_gitlinks_take(g->gitdir, g->gitlinks);
 	}
+	check_git_pin_nested(g, ws);
 }
 
 /* Open the directory `name` under `dirfd`, creating it (mode 0700) when missing; a
@@ -359,9 +381,12 @@ static void check_git_entries_after(int wsfd, int gfd, const char *tag, const st
 		const char *dir = check_git_made[check_git_entry_dirs[d]];
 		int dfd;
 
-		if (!check_git_entries_compared(g, check_git_entry_dirs[d]))
+		/* A directory made, moved away or put in place of the one that was there is
+		 * named whole already. */
+		if (!check_git_entries_compared(g, check_git_entry_dirs[d]) ||
+		    !g->had[check_git_entry_dirs[d]] || !check_git_id_of(gfd, dir, &id) ||
+		    !check_git_id_same(&g->watched[check_git_entry_dirs[d]], &id))
 			continue;
-
 		check_git_entries_take(gfd, dir, &now, &n);
 		dfd = openat(gfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		for (size_t i = 0; i < g->nentry[d]; i++) {

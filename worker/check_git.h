@@ -7,13 +7,16 @@
  * chooses what its mount namespace pins (check_git_before): the repository's directory
  * bound onto itself, so it can be neither removed nor renamed, and its config,
  * config.worktree, commondir, hooks, info, modules and worktrees bound read-only, those of
- * the common directory a commondir names too; its objects, refs, index, HEAD and logs stay
+ * the common directory a commondir names too, and then those of the repositories nested
+ * below the workspace's top that were there; its objects, refs, index, HEAD and logs stay
  * writable, so a check can commit. What cannot be pinned because it is not there (a .git
  * where the workspace has none, a commondir, a config.worktree, hooks or info the
- * repository lacks, the todo list of a rebase, a cherry-pick or a revert in progress) is
- * looked for once every process of the check is gone (check_git_after): what the check
- * made there is moved to <workspace>/.autopack/quarantine and fails the attempt. docs/worker.md, "What a check
- * cannot do".
+ * repository lacks, the todo list of a rebase, a cherry-pick or a revert in progress), a
+ * hook rewritten in place where nothing is pinned, a repository made below the top, a
+ * gitlink added to the index and a history rewritten are looked for once every process of
+ * the check is gone (check_git_after): what the check made is moved to
+ * <workspace>/.autopack/quarantine, a gitlink taken out, a ref put back, and the attempt
+ * fails. docs/worker.md, "What a check cannot do".
  */
 #ifndef AUTOPACK_CHECK_GIT_H
 #define AUTOPACK_CHECK_GIT_H
@@ -24,7 +27,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#define CHECK_GIT_PIN_MAX 20
+#define CHECK_GIT_PIN_MAX 64
 
 /* Which file a name stands for: an inode number is used again at once for the next file
  * made (`rm .git && ln -s x .git`), its birth time is not, nor a link's target. */
@@ -63,6 +66,8 @@ struct check_git {
 	bool had[CHECK_GIT_WATCHED];
 	struct check_git_id watched[CHECK_GIT_WATCHED];
 	size_t npin; /* what a confined check's mount namespace pins, outermost first */
+	size_t ntop; /* of those, the first ntop are the workspace's repository's; the others
+	                of the repositories nested below its top (worker/check_git_nested.h) */
 	char pin[CHECK_GIT_PIN_MAX][PATH_MAX];
 	bool pin_readonly[CHECK_GIT_PIN_MAX]; /* else bound onto itself, writable */
 	/* The entries of .git/hooks and .git/info, which a check without a mount namespace

@@ -68,7 +68,10 @@ static void check_git_nested_walk(
 	while ((e = readdir(d)) != NULL) {
 		const char *name = e->d_name;
 
-		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+			continue;
+		/* Most entries are files: no path made, no call, for them. */
+		if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN && strcmp(name, ".git") != 0)
 			continue;
 		if ((size_t)snprintf(path, sizeof path, "%s%s%s", rel, rel[0] != '\0' ? "/" : "",
 		        name) >= sizeof path)
@@ -78,11 +81,8 @@ static void check_git_nested_walk(
 				check_git_nested_add(l, path, &id);
 			continue;
 		}
-		if (depth == 0 && strcmp(name, ".autopack") == 0)
-			continue;
-		if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)
-			continue;
-		if (depth + 1 >= CHECK_GIT_NESTED_DEPTH)
+		if ((depth == 0 && strcmp(name, ".autopack") == 0) ||
+		    depth + 1 >= CHECK_GIT_NESTED_DEPTH)
 			continue;
 		int sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 

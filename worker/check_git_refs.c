@@ -19,8 +19,10 @@ static void check_git_refs_add(struct check_git_refs *r, const char *name, const
 {
 	struct check_git_ref *e;
 
-	if (r->n == CHECK_GIT_REFS_MAX)
+	if (r->n == CHECK_GIT_REFS_MAX) {
+		r->capped = true;
 		return;
+	}
 	if (r->n == r->cap) {
 		r->cap = r->cap == 0 ? 64 : r->cap * 2;
 		r->ref = xrealloc(r->ref, r->cap * sizeof *r->ref);
@@ -372,6 +374,8 @@ int check_git_refs_after(const struct check_git_refs *before, char *err, size_t 
 			continue;
 		}
 		if (a != NULL && strcmp(a->value, b->value) == 0)
+			continue;
+		if (a == NULL && (before->capped || now.capped))
 			continue;
 		if (a == NULL) {
 			snprintf(what, sizeof what, "removed %s (%s)", b->name, b->value);

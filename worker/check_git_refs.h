@@ -18,7 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The most refs read: past that, the rest are not compared. */
+/* The most refs read: past that, the rest are not compared, and a ref missing after the
+ * check is not taken as removed. */
 #define CHECK_GIT_REFS_MAX 100000
 
 struct check_git_ref {
@@ -29,6 +30,7 @@ struct check_git_ref {
 
 struct check_git_refs {
 	bool taken;               /* refs were read */
+	bool capped;              /* there were more than CHECK_GIT_REFS_MAX */
 	char gitdir[PATH_MAX];    /* the repository's directory (its HEAD) */
 	char commondir[PATH_MAX]; /* where its refs are (the gitdir's commondir, else itself) */
 	size_t n, cap;
