@@ -466,6 +466,33 @@ def test_a_category_with_a_pipe_or_a_line_break_stays_in_its_cell_of_the_report(
         assert len(cells) == 1, table
 
 
+def test_a_category_with_a_tag_or_a_terminal_escape_is_shown_as_text_in_the_report(tmp):
+    """Another program's category holding an HTML tag went raw into the report's Markdown,
+    where a viewer renders it as HTML (<img onerror=...>), and one holding ESC or a C1
+    control went raw into the file, which a terminal showing it (cat) obeyed; so did an
+    excluded event's text. Now a tag's '<', '>' and '&' are entities and every control
+    character is written as \\xNN."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE token_estimation_v2_events SET category = ?"
+                    " WHERE category = 'implementation'", ("<img src=x onerror=alert(1)>&",))
+        con.execute("UPDATE token_estimation_v2_events SET category = ?"
+                    " WHERE category = 'tests'", ("t\x1b[2J\u0085\x7f",))
+        con.execute("UPDATE token_estimation_v2_events SET actual_output_tokens = ?"
+                    " WHERE event_id = (SELECT max(event_id) FROM token_estimation_v2_events)",
+                    ("12\n## forged <b>\x1b]0;title\x07",))
+    con.close()
+    r, j = calibrate(db, "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    md = open(j["files"]["report"], encoding="utf-8").read()
+    assert "&lt;img src=x onerror=alert(1)&gt;&amp;" in md, md
+    assert "t\\x1B[2J\\xC2\\x85\\x7F" in md, md
+    assert "12 ## forged &lt;b&gt;\\x1B]0;title\\x07" in md, md
+    assert "<img" not in md and "<b>" not in md and "\n## forged" not in md
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f\x80-\x9f]", md), md
+
+
 def test_apply_stores_the_fitted_set_with_provenance_and_rollback_restores_defaults(tmp):
     db = imported_db(tmp)
     r, j = calibrate(db, "--apply", "--out", "out", "--repeats", "2")
