@@ -124,8 +124,11 @@ int64_t llm_parse_retry_after(const char *value)
 	return when > 0 ? (int64_t)when * 1000 : 0;
 }
 
-/* The most bytes of an answer's Content-Type kept to name it. */
+/* The most bytes of an answer's Content-Type shown to name it, and the most kept: enough
+ * that a key in it (a gateway echoing the request's headers) is whole when it is masked,
+ * before the cut to the bytes shown. */
 #define LLM_CONTENT_TYPE_SHOWN 64
+#define LLM_CONTENT_TYPE_KEPT 1024
 
 /* State of one HTTP try. */
 struct llm_xfer {
@@ -133,7 +136,7 @@ struct llm_xfer {
 	size_t len, cap, max;
 	bool too_large;
 	int64_t retry_after_ms;
-	char content_type[LLM_CONTENT_TYPE_SHOWN + 1]; /* of the last answer, "" when none */
+	char content_type[LLM_CONTENT_TYPE_KEPT + 1]; /* of the last answer, "" when none */
 };
 
 /* Collect the response body, refusing more than the cap. */
@@ -725,6 +728,8 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 			/* An HTML page (a web server, a proxy's login), an event stream: said. */
 			char *shown = llm_scrubbed(x->content_type, cfg->api_key);
 
+			if (strlen(shown) > LLM_CONTENT_TYPE_SHOWN) /* printable ASCII: any cut */
+				shown[LLM_CONTENT_TYPE_SHOWN] = '\0';
 			snprintf(msg, msglen, "%s: %s (Content-Type %s)", url, perr, shown);
 			free(shown);
 		} else {

@@ -388,6 +388,31 @@ TEST(worker_llm_key_never_appears_in_any_output)
 	standin_stop(&sd);
 }
 
+TEST(worker_llm_a_key_in_a_content_type_is_masked_before_the_cut)
+{
+	/* A 200 that is no JSON, its Content-Type echoing the key (a gateway echoing the
+	 * request's headers) where the 64 bytes shown end inside it: the value was cut first,
+	 * and masking found no whole key in what was left, so its first 11 bytes were shown.
+	 * Now the key is masked in the whole value, then the value cut. */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+
+	standin_start(&sd,
+	    "{\"default\":{\"mode\":\"echo_key\",\"status\":200,\"content_type\":"
+	    "\"text/html; p=........................................{key}\"}}",
+	    KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_MALFORMED);
+	CHECK(
+	    strstr(r.error,
+	        "(Content-Type text/html; p=........................................[re") != NULL);
+	CHECK(strstr(r.error, "sk-test") == NULL);
+	CHECK(strstr(s.errors[0], "sk-test") == NULL);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
 /* One call as `key` with the test hooks (no retries). */
 static int call_as(enum llm_provider p, const char *base, const char *key, struct llm_response *r)
 {
