@@ -33,7 +33,9 @@ object with "mode" and options:
              (default 0); with "raw" true a text body that is no JSON; with a 3xx
              "status" a redirect whose "location" ends with the dots and the key; with
              "content_type" the "status" (e.g. 200) with a body "<html>" and that
-             Content-Type, "{key}" in it replaced by the key
+             Content-Type, "{key}" in it replaced by the key; with "prefix" N the
+             "status" (e.g. 200) with the body {"echo": "<the key's first N bytes>\x01"},
+             which is no JSON (a control character in a string)
   echo_key_answer  normal files whose content holds the key the client sent, and a stop
              reason of 50 "x" and the key
   no_usage   normal files but no usage object
@@ -396,7 +398,10 @@ def make_handler(args, script, log_lock):
                 text = "." * int(spec.get("pad", 0)) + "invalid key %s" % (key or "")
                 entry["status"] = status
                 self.write_log(entry)
-                if "content_type" in spec:
+                if "prefix" in spec:
+                    self.send_raw(status, b'{"echo": "' + (key or "").encode()[
+                        :int(spec["prefix"])] + b'\x01"}')
+                elif "content_type" in spec:
                     try:
                         self.send_response(status)
                         self.send_header("Content-Type",
