@@ -31,7 +31,11 @@ object with "mode" and options:
   missing    every requested deliverable except the last (or those not in "skip")
   echo_key   400 whose message repeats the key the client sent, after "pad" dots
              (default 0); with "raw" true a text body that is no JSON; with a 3xx
-             "status" a redirect whose "location" ends with the dots and the key
+             "status" a redirect whose "location" ends with the dots and the key; with
+             "content_type" the "status" (e.g. 200) with a body "<html>" and that
+             Content-Type, "{key}" in it replaced by the key; with "prefix" N the
+             "status" (e.g. 200) with the body {"echo": "<the key's first N bytes>\x01"},
+             which is no JSON (a control character in a string)
   echo_key_answer  normal files whose content holds the key the client sent, and a stop
              reason of 50 "x" and the key
   no_usage   normal files but no usage object
@@ -394,7 +398,20 @@ def make_handler(args, script, log_lock):
                 text = "." * int(spec.get("pad", 0)) + "invalid key %s" % (key or "")
                 entry["status"] = status
                 self.write_log(entry)
-                if 300 <= status < 400:
+                if "prefix" in spec:
+                    self.send_raw(status, b'{"echo": "' + (key or "").encode()[
+                        :int(spec["prefix"])] + b'\x01"}')
+                elif "content_type" in spec:
+                    try:
+                        self.send_response(status)
+                        self.send_header("Content-Type",
+                                         spec["content_type"].replace("{key}", key or ""))
+                        self.send_header("Content-Length", "6")
+                        self.end_headers()
+                        self.wfile.write(b"<html>")
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                elif 300 <= status < 400:
                     self.send_json(status, {}, {"location": spec["location"] + "." * int(spec.get("pad", 0)) + (key or "")})
                 elif spec.get("raw"):
                     self.send_raw(status, text.encode())

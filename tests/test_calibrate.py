@@ -493,6 +493,46 @@ def test_a_category_with_a_tag_or_a_terminal_escape_is_shown_as_text_in_the_repo
     assert not re.search("[\x00-\x09\x0b-\x1f\x7f\x80-\x9f]", md), md
 
 
+def test_a_run_id_that_is_no_utf8_is_quoted_escaped_not_blamed_on_the_disk(tmp):
+    """A --run-id of bytes that are not UTF-8 (besides one that names the samples) made
+    the JSON proposal impossible to build: calibrate exited 1 saying "writing ….json failed:
+    Input/output error" and removed the files, --evaluate --json said its result was not
+    UTF-8, and the report's "Runs" line took the argument's ESC raw. The filter is now
+    described with each id as the terminal shows it (\\xff, \\e)."""
+    db = imported_db(tmp, runs=("r1",))
+    bad = os.fsdecode(b"\xff\x1b[2J")
+    r, j = calibrate(db, "--out", "out", "--repeats", "1", "--run-id", "r1", "--run-id", bad)
+    assert r.rc == 0, r
+    md = open(j["files"]["report"], encoding="utf-8").read()
+    assert "- Runs: r1, \\xff\\e[2J\n" in md, md
+    proposal = json.load(open(j["files"]["proposal"], encoding="utf-8"))
+    assert proposal["metadata"]["runs"] == "r1, \\xff\\e[2J"
+    r, j = calibrate(db, "--evaluate", "--repeats", "1", "--run-id", "r1", "--run-id", bad)
+    assert r.rc == 0 and j["runs"] == "r1, \\xff\\e[2J", r
+
+
+def test_list_shows_a_set_another_program_stored_with_a_date_that_is_no_utf8(tmp):
+    """A coefficient set whose created_at is not UTF-8 (another program's row) was left out
+    of `calibrate --list --json` without a word (its object could not be built), and an
+    overhead row whose name is no string printed "(null)". It is listed, the bytes that are
+    not UTF-8 as U+FFFD, and the name shown as "?"."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("INSERT INTO estimator_coefficients (version, created_at, active,"
+                    " parent_version, provenance_json, overhead_json) VALUES (7, ?, 0, 1,"
+                    " '{\"changes\": [{\"overhead_row\": [null, 5]}]}', '[]')",
+                    (b"2026\xff-01-01",))
+    con.close()
+    r = ctl("--db", url(db), "--json", "calibrate", "--list")
+    assert r.rc == 0, r
+    sets = json.loads(r.out)["sets"]
+    assert [(s["version"], s["created_at"]) for s in sets] == [(7, "2026\ufffd-01-01")], sets
+    r = ctl("--db", url(db), "calibrate", "--list")
+    assert r.rc == 0 and "2026\\xff-01-01" in r.out and "?/? 0->0" in r.out, r
+    assert "(null)" not in r.out
+
+
 def test_apply_stores_the_fitted_set_with_provenance_and_rollback_restores_defaults(tmp):
     db = imported_db(tmp)
     r, j = calibrate(db, "--apply", "--out", "out", "--repeats", "2")

@@ -124,8 +124,11 @@ int64_t llm_parse_retry_after(const char *value)
 	return when > 0 ? (int64_t)when * 1000 : 0;
 }
 
-/* The most bytes of an answer's Content-Type kept to name it. */
+/* The most bytes of an answer's Content-Type shown to name it, and the most kept: enough
+ * that a key in it (a gateway echoing the request's headers) is whole when it is masked,
+ * before the cut to the bytes shown. */
 #define LLM_CONTENT_TYPE_SHOWN 64
+#define LLM_CONTENT_TYPE_KEPT 1024
 
 /* State of one HTTP try. */
 struct llm_xfer {
@@ -133,7 +136,7 @@ struct llm_xfer {
 	size_t len, cap, max;
 	bool too_large;
 	int64_t retry_after_ms;
-	char content_type[LLM_CONTENT_TYPE_SHOWN + 1]; /* of the last answer, "" when none */
+	char content_type[LLM_CONTENT_TYPE_KEPT + 1]; /* of the last answer, "" when none */
 };
 
 /* Collect the response body, refusing more than the cap. */
@@ -655,6 +658,25 @@ static int64_t llm_try_timeout(const struct llm_config *cfg, uint64_t now)
 	return timeout;
 }
 
+/* Cut from a parse error (jansson's words) its " near '…'" context, the first bytes of the
+ * token where the body stopped being JSON, when it shares 4 bytes in a row with the key:
+ * a body holding part of the key before a byte that ends the parse (a gateway echoing a
+ * header cut short) would show that part, which masking the whole key cannot find. */
+static void llm_near_clean(char *perr, const char *key)
+{
+	size_t klen = key != NULL ? strlen(key) : 0, n;
+	char *near = strstr(perr, " near '");
+
+	if (near == NULL || klen < LLM_KEY_SCRUB_MIN)
+		return;
+	n = strlen(near + 7);
+	for (size_t i = 0; i + 4 <= n; i++)
+		if (memmem(key, klen, near + 7 + i, 4) != NULL) {
+			*near = '\0';
+			return;
+		}
+}
+
 /* Replace the heap string *s by a copy with the key masked, when the key is in it. */
 static void llm_mask(char **s, const char *key)
 {
@@ -714,6 +736,7 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 			t->total_tokens = out->total_tokens;
 			return NULL;
 		}
+		llm_near_clean(perr, cfg->api_key);
 		/* JSON that is no message still says what the provider counted (and bills). */
 		t->prompt_tokens = out->prompt_tokens;
 		t->completion_tokens = out->completion_tokens;
@@ -725,6 +748,8 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 			/* An HTML page (a web server, a proxy's login), an event stream: said. */
 			char *shown = llm_scrubbed(x->content_type, cfg->api_key);
 
+			if (strlen(shown) > LLM_CONTENT_TYPE_SHOWN) /* printable ASCII: any cut */
+				shown[LLM_CONTENT_TYPE_SHOWN] = '\0';
 			snprintf(msg, msglen, "%s: %s (Content-Type %s)", url, perr, shown);
 			free(shown);
 		} else {

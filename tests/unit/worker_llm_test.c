@@ -388,6 +388,52 @@ TEST(worker_llm_key_never_appears_in_any_output)
 	standin_stop(&sd);
 }
 
+TEST(worker_llm_a_key_in_a_content_type_is_masked_before_the_cut)
+{
+	/* A 200 that is no JSON, its Content-Type echoing the key (a gateway echoing the
+	 * request's headers) where the 64 bytes shown end inside it: the value was cut first,
+	 * and masking found no whole key in what was left, so its first 11 bytes were shown.
+	 * Now the key is masked in the whole value, then the value cut. */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+
+	standin_start(&sd,
+	    "{\"default\":{\"mode\":\"echo_key\",\"status\":200,\"content_type\":"
+	    "\"text/html; p=........................................{key}\"}}",
+	    KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_MALFORMED);
+	CHECK(
+	    strstr(r.error,
+	        "(Content-Type text/html; p=........................................[re") != NULL);
+	CHECK(strstr(r.error, "sk-test") == NULL);
+	CHECK(strstr(s.errors[0], "sk-test") == NULL);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_part_of_a_key_before_the_byte_a_parse_stops_at_is_not_quoted)
+{
+	/* A 200 holding the key's first 14 bytes and then a control character in a string:
+	 * jansson's message quotes the token where it stopped ("near '\"sk-test-7f3a9c'"),
+	 * no whole key that masking finds. The context is left out when it shares 4 bytes in
+	 * a row with the key; the reason stays. */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+
+	standin_start(
+	    &sd, "{\"default\":{\"mode\":\"echo_key\",\"status\":200,\"prefix\":14}}", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_MALFORMED);
+	CHECK(strstr(r.error, "control character 0x1") != NULL);
+	CHECK(strstr(r.error, "7f3a") == NULL);
+	CHECK(strstr(s.errors[0], "7f3a") == NULL);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
 /* One call as `key` with the test hooks (no retries). */
 static int call_as(enum llm_provider p, const char *base, const char *key, struct llm_response *r)
 {
