@@ -487,3 +487,35 @@ def test_run_import_of_a_fifo_without_a_writer_is_refused_at_once(tmp):
             proc.wait()
     assert proc.returncode == 0, err
     assert sql(url, "SELECT count(*) FROM runs") == [(6,)]
+
+
+def test_an_import_sent_to_the_supervisor_names_its_runs_as_text(tmp):
+    """`run import` sent to a running supervisor printed its runs as a JSON array
+    (`runs ["a","b"]`) in text mode; they are named as the offline import names them, and
+    --json gives the whole reply."""
+    from supervisor_helpers import Supervisor, make_plan, new_db
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0)
+    try:
+        sup.wait_ready()
+        doc = json.load(open(make_plan(str(tmp / "more.json"), 12, phases=2)))
+        for i, run in enumerate(doc["runs"]):
+            run["run_id"] = "more-%02d" % i
+        with open(str(tmp / "more.json"), "w") as f:
+            json.dump(doc, f)
+        r = ctl("--db", url, "run", "import", str(tmp / "more.json"))
+        assert r.rc == 0, r
+        assert ("written by the supervisor (pid %d), the database's only writer: 12 runs "
+                "(more-00, more-01, more-02, more-03, more-04, more-05, more-06, more-07, "
+                "more-08, more-09 and 2 more), 12 tiers, 24 phases, all QUEUED and now "
+                "eligible\n" % sup.proc.pid) in r.out, r
+        assert "[" not in r.out, r
+        for i, run in enumerate(doc["runs"]):
+            run["run_id"] = "json-%02d" % i
+        with open(str(tmp / "more.json"), "w") as f:
+            json.dump(doc, f)
+        r = ctl("--db", url, "run", "import", str(tmp / "more.json"), "--json")
+        assert r.rc == 0, r
+        assert json.loads(r.out)["runs"] == ["json-%02d" % i for i in range(12)], r
+    finally:
+        sup.kill()
