@@ -268,6 +268,19 @@ def test_a_read_another_program_locks_the_database_against_is_refused_as_busy(tm
     assert ctl("--db", url, "db", "check", "--allow-empty-db").rc == 0
 
 
+def documented_reply_keys(cmd):
+    """The keys README.md's table "keys of its reply" names for control command `cmd`."""
+    import re
+    readme = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                               "README.md")).read()
+    table = readme[readme.index("| command | keys of its reply |"):]
+    table = table[:table.index("\n\n")]
+    for line in table.splitlines():
+        if line.startswith("| `%s` |" % cmd):
+            return set(re.findall(r"`([a-z_]+)`", line.split("|")[2]))
+    raise AssertionError("README.md names no reply keys of " + cmd)
+
+
 def test_control_commands_say_what_they_did_and_json_gives_the_reply(tmp):
     """pause, resume, scale, stop and cancel printed the supervisor's raw JSON reply
     (`ok {"from":0,"to":3}`) in text mode. Text mode says what was done, to what, with the
@@ -293,6 +306,9 @@ def test_control_commands_say_what_they_did_and_json_gives_the_reply(tmp):
             obj = json.loads(r.out)
             assert obj["ok"] is True and obj["command"] == args[0], (args, obj)
             assert all(isinstance(obj[k], str) for k in ident), obj
+            # Every key of the reply is one the README's table names for the command.
+            keys = set(obj) - {"ok", "command", *ident}
+            assert keys <= documented_reply_keys(args[0]), (args, obj)
             return obj
 
         assert said("pause") == ("paused: no new phase is dispatched; 0 attempts in flight"
