@@ -484,17 +484,31 @@ static void show_cancel(json_t *b, FILE *out)
 	cmd_control_say("cancel", b, out);
 }
 
-/* Print what a forwarded import or seed wrote. */
+/* How many run ids a forwarded import's text names; --json lists them all. */
+#define LIVE_RUN_IDS_SHOWN 10
+
+/* Print what a forwarded import or seed wrote: the runs by name (the first
+ * LIVE_RUN_IDS_SHOWN, then how many more), tiers and phases. */
 static void show_import(json_t *b, FILE *out)
 {
-	char *runs = json_dumps(json_object_get(b, "runs"), JSON_COMPACT);
+	json_t *runs = json_object_get(b, "runs"), *id;
+	size_t i, n = json_array_size(runs);
 
 	fprintf(out,
-	    "written by the supervisor (pid %lld), the database's only writer: runs %s,"
-	    " %lld tier(s), %lld phase(s), all QUEUED and now eligible\n",
-	    jint(b, "supervisor_pid"), runs != NULL ? cmd_shown(runs) : "[]", jint(b, "tiers"),
-	    jint(b, "phases"));
-	free(runs);
+	    "written by the supervisor (pid %lld), the database's only writer: %zu run%s (",
+	    jint(b, "supervisor_pid"), n, n == 1 ? "" : "s");
+	json_array_foreach(runs, i, id)
+	{
+		if (i == LIVE_RUN_IDS_SHOWN)
+			break;
+		fprintf(out, "%s%s", i > 0 ? ", " : "",
+		    json_is_string(id) ? cmd_shown(json_string_value(id)) : "?");
+	}
+	if (n > LIVE_RUN_IDS_SHOWN)
+		fprintf(out, " and %zu more", n - LIVE_RUN_IDS_SHOWN);
+	fprintf(out, "), %lld tier%s, %lld phase%s, all QUEUED and now eligible\n",
+	    jint(b, "tiers"), jint(b, "tiers") == 1 ? "" : "s", jint(b, "phases"),
+	    jint(b, "phases") == 1 ? "" : "s");
 }
 
 /* Send a write to the supervisor holding the database, if one does; *forwarded says

@@ -268,6 +268,19 @@ def test_a_read_another_program_locks_the_database_against_is_refused_as_busy(tm
     assert ctl("--db", url, "db", "check", "--allow-empty-db").rc == 0
 
 
+def documented_reply_keys(cmd):
+    """The keys README.md's table "keys of its reply" names for control command `cmd`."""
+    import re
+    readme = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                               "README.md")).read()
+    table = readme[readme.index("| command | keys of its reply |"):]
+    table = table[:table.index("\n\n")]
+    for line in table.splitlines():
+        if line.startswith("| `%s` |" % cmd):
+            return set(re.findall(r"`([a-z_]+)`", line.split("|")[2]))
+    raise AssertionError("README.md names no reply keys of " + cmd)
+
+
 def test_control_commands_say_what_they_did_and_json_gives_the_reply(tmp):
     """pause, resume, scale, stop and cancel printed the supervisor's raw JSON reply
     (`ok {"from":0,"to":3}`) in text mode. Text mode says what was done, to what, with the
@@ -293,6 +306,9 @@ def test_control_commands_say_what_they_did_and_json_gives_the_reply(tmp):
             obj = json.loads(r.out)
             assert obj["ok"] is True and obj["command"] == args[0], (args, obj)
             assert all(isinstance(obj[k], str) for k in ident), obj
+            # Every key of the reply is one the README's table names for the command.
+            keys = set(obj) - {"ok", "command", *ident}
+            assert keys <= documented_reply_keys(args[0]), (args, obj)
             return obj
 
         assert said("pause") == ("paused: no new phase is dispatched; 0 attempts in flight"
@@ -487,3 +503,35 @@ def test_run_import_of_a_fifo_without_a_writer_is_refused_at_once(tmp):
             proc.wait()
     assert proc.returncode == 0, err
     assert sql(url, "SELECT count(*) FROM runs") == [(6,)]
+
+
+def test_an_import_sent_to_the_supervisor_names_its_runs_as_text(tmp):
+    """`run import` sent to a running supervisor printed its runs as a JSON array
+    (`runs ["a","b"]`) in text mode; they are named as the offline import names them, and
+    --json gives the whole reply."""
+    from supervisor_helpers import Supervisor, make_plan, new_db
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0)
+    try:
+        sup.wait_ready()
+        doc = json.load(open(make_plan(str(tmp / "more.json"), 12, phases=2)))
+        for i, run in enumerate(doc["runs"]):
+            run["run_id"] = "more-%02d" % i
+        with open(str(tmp / "more.json"), "w") as f:
+            json.dump(doc, f)
+        r = ctl("--db", url, "run", "import", str(tmp / "more.json"))
+        assert r.rc == 0, r
+        assert ("written by the supervisor (pid %d), the database's only writer: 12 runs "
+                "(more-00, more-01, more-02, more-03, more-04, more-05, more-06, more-07, "
+                "more-08, more-09 and 2 more), 12 tiers, 24 phases, all QUEUED and now "
+                "eligible\n" % sup.proc.pid) in r.out, r
+        assert "[" not in r.out, r
+        for i, run in enumerate(doc["runs"]):
+            run["run_id"] = "json-%02d" % i
+        with open(str(tmp / "more.json"), "w") as f:
+            json.dump(doc, f)
+        r = ctl("--db", url, "run", "import", str(tmp / "more.json"), "--json")
+        assert r.rc == 0, r
+        assert json.loads(r.out)["runs"] == ["json-%02d" % i for i in range(12)], r
+    finally:
+        sup.kill()
