@@ -18,6 +18,7 @@ void proto_fd_init(struct proto_fd *c, int fd, size_t max_frame)
 {
 	c->fd = fd;
 	c->chunk = NULL;
+	c->emptied = false;
 	proto_reader_init(&c->rd, max_frame);
 	proto_buf_init(&c->out);
 }
@@ -148,7 +149,13 @@ enum proto_fd_rc proto_fd_recv(
 			    err->text, sizeof err->text, "reading a frame: %s", strerror(errno));
 			return PROTO_FD_EIO;
 		}
+		c->emptied = (size_t)k < FDIO_READ_CHUNK;
 		if (proto_reader_feed(&c->rd, buf, (size_t)k, err) != 0)
 			return PROTO_FD_EBADFRAME;
 	}
+}
+
+bool proto_fd_emptied(const struct proto_fd *c)
+{
+	return c->emptied && c->rd.off == c->rd.len;
 }

@@ -433,14 +433,18 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 }
 
 /* Run the jobs held, in turn, each with its whole time to its deadline from its start;
- * before each, what the supervisor has sent since is taken (a cancel of it drops it). */
-static void wk_run_held(struct wk *w)
+ * before each, what the supervisor has sent since is taken (a cancel of it drops it).
+ * `emptied`: the read that brought the first job took all the socket held and nothing of
+ * it is left unread (proto_fd_emptied), so there is nothing to take before that job. */
+static void wk_run_held(struct wk *w, bool emptied)
 {
 	while (w->nheld > 0) {
 		struct proto_msg m;
 		int64_t left;
 
-		wk_poll(w, 0, true);
+		if (!emptied)
+			wk_poll(w, 0, true);
+		emptied = false;
 		if (w->nheld == 0)
 			break;
 		m = w->held[0];
@@ -638,7 +642,7 @@ int main(int argc, char **argv)
 		 * acknowledged in its own time, and their acks are ignored from now on. */
 		if (m.type == PROTO_JOB) {
 			wk_hold(&w, &m);
-			wk_run_held(&w);
+			wk_run_held(&w, proto_fd_emptied(&w.io));
 		} else if (m.type == PROTO_ACK || m.type == PROTO_CANCEL)
 			wk_async(&w, &m);
 		else if (m.type == PROTO_SHUTDOWN) {
