@@ -104,7 +104,7 @@ enum proto_fd_rc proto_fd_recv(
     struct proto_fd *c, struct proto_msg *m, int timeout_ms, struct proto_err *err)
 {
 	uint64_t deadline = timeout_ms > 0 ? clock_mono_ms() + (uint64_t)timeout_ms : 0;
-	bool now = timeout_ms == 0;
+	bool now = timeout_ms == 0, fed = false;
 	uint8_t *buf;
 
 	if (c->chunk == NULL)
@@ -115,8 +115,11 @@ enum proto_fd_rc proto_fd_recv(
 		int rc = proto_reader_next(&c->rd, m, err);
 		ssize_t k;
 
-		if (rc != 0)
+		if (rc != 0) {
+			/* A frame an earlier call read says nothing of the socket now. */
+			c->emptied = c->emptied && fed;
 			return rc > 0 ? PROTO_FD_MSG : PROTO_FD_EBADFRAME;
+		}
 		if (now) {
 			k = fdio_read_now(c->fd, buf, FDIO_READ_CHUNK);
 			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -150,6 +153,7 @@ enum proto_fd_rc proto_fd_recv(
 			return PROTO_FD_EIO;
 		}
 		c->emptied = (size_t)k < FDIO_READ_CHUNK;
+		fed = true;
 		if (proto_reader_feed(&c->rd, buf, (size_t)k, err) != 0)
 			return PROTO_FD_EBADFRAME;
 	}

@@ -264,7 +264,8 @@ static void wk_poll(struct wk *w, int timeout_ms, bool drain)
 		else
 			wk_async(w, &m);
 		proto_msg_free(&m);
-		if (!drain)
+		/* With `drain`, nothing more was there when this message was read. */
+		if (!drain || proto_fd_emptied(&w->io))
 			return;
 		timeout_ms = 0;
 	}

@@ -1,5 +1,6 @@
-/* A frame channel over a socket says when its last read took all the socket held
- * (proto_fd_emptied): only then, and only once every frame of that read has been taken. */
+/* A frame channel over a socket says when the message it returned last came from a read,
+ * in that call, of all the socket held, and nothing of that read is left
+ * (proto_fd_emptied). */
 #include "proto/fdio.h"
 #include "tests/unit/proto_samples.h"
 #include "tests/unit/test.h"
@@ -57,15 +58,23 @@ TEST(proto_fd_emptied_once_its_read_took_all_the_socket_held)
 	CHECK_EQ_INT(take(&a, -1), 1);
 	CHECK(proto_fd_emptied(&a));
 
-	/* Two frames in one read: not until the second is taken. */
+	/* Two frames in one read: not while the second is left, nor once it is taken
+	 * without a read of its own (the socket may have taken more since). */
 	send_acks(&b, 2);
 	CHECK_EQ_INT(take(&a, -1), 1);
 	CHECK(!proto_fd_emptied(&a));
 	CHECK_EQ_INT(take(&a, 0), 1);
+	CHECK(!proto_fd_emptied(&a));
+	CHECK_EQ_INT(take(&a, 0), 0);
+	CHECK(!proto_fd_emptied(&a));
+
+	/* One frame again, by a zero-wait receive: its read took it all. */
+	send_acks(&b, 1);
+	CHECK_EQ_INT(take(&a, 0), 1);
 	CHECK(proto_fd_emptied(&a));
 
-	/* More than one read takes (64 KiB): not after the first read, which was full, nor
-	 * before the last frame is taken; a receive right after it says so finds nothing. */
+	/* More than one read takes (64 KiB): not after the first read, which was full;
+	 * whenever it says so, a receive right after finds nothing. */
 	send_acks(&b, ACKS_MANY);
 	CHECK_EQ_INT(take(&a, -1), 1);
 	CHECK(!proto_fd_emptied(&a));
@@ -77,9 +86,11 @@ TEST(proto_fd_emptied_once_its_read_took_all_the_socket_held)
 		CHECK(!emptied);
 	}
 	CHECK_EQ_INT(n, ACKS_MANY);
-	CHECK(proto_fd_emptied(&a));
 
-	/* A zero-timeout receive that finds nothing leaves it so. */
+	/* A zero-timeout receive that finds nothing leaves it as it was. */
+	send_acks(&b, 1);
+	CHECK_EQ_INT(take(&a, -1), 1);
+	CHECK(proto_fd_emptied(&a));
 	CHECK_EQ_INT(take(&a, 0), 0);
 	CHECK(proto_fd_emptied(&a));
 	proto_fd_free(&a);
