@@ -18,7 +18,6 @@ void proto_fd_init(struct proto_fd *c, int fd, size_t max_frame)
 {
 	c->fd = fd;
 	c->chunk = NULL;
-	c->emptied = false;
 	proto_reader_init(&c->rd, max_frame);
 	proto_buf_init(&c->out);
 }
@@ -104,7 +103,7 @@ enum proto_fd_rc proto_fd_recv(
     struct proto_fd *c, struct proto_msg *m, int timeout_ms, struct proto_err *err)
 {
 	uint64_t deadline = timeout_ms > 0 ? clock_mono_ms() + (uint64_t)timeout_ms : 0;
-	bool now = timeout_ms == 0, fed = false;
+	bool now = timeout_ms == 0;
 	uint8_t *buf;
 
 	if (c->chunk == NULL)
@@ -115,11 +114,8 @@ enum proto_fd_rc proto_fd_recv(
 		int rc = proto_reader_next(&c->rd, m, err);
 		ssize_t k;
 
-		if (rc != 0) {
-			/* A frame an earlier call read says nothing of the socket now. */
-			c->emptied = c->emptied && fed;
+		if (rc != 0)
 			return rc > 0 ? PROTO_FD_MSG : PROTO_FD_EBADFRAME;
-		}
 		if (now) {
 			k = fdio_read_now(c->fd, buf, FDIO_READ_CHUNK);
 			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -152,14 +148,7 @@ enum proto_fd_rc proto_fd_recv(
 			    err->text, sizeof err->text, "reading a frame: %s", strerror(errno));
 			return PROTO_FD_EIO;
 		}
-		c->emptied = (size_t)k < FDIO_READ_CHUNK;
-		fed = true;
 		if (proto_reader_feed(&c->rd, buf, (size_t)k, err) != 0)
 			return PROTO_FD_EBADFRAME;
 	}
-}
-
-bool proto_fd_emptied(const struct proto_fd *c)
-{
-	return c->emptied && c->rd.off == c->rd.len;
 }

@@ -12,7 +12,6 @@ struct proto_fd {
 	struct proto_reader rd;
 	struct proto_buf out; /* encoded frames not yet written */
 	uint8_t *chunk;       /* what one read takes, made at the first read (off the stack) */
-	bool emptied; /* the last message came from a read, in its call, of all the socket held */
 };
 
 /* What proto_fd_recv returns. */
@@ -42,10 +41,5 @@ int proto_fd_send(struct proto_fd *c, const struct proto_msg *m, struct proto_er
  * returned at once. */
 enum proto_fd_rc proto_fd_recv(
     struct proto_fd *c, struct proto_msg *m, int timeout_ms, struct proto_err *err);
-/* Whether the call that returned the last message read the descriptor itself, that read
- * took all the descriptor held (less than it asked for), and every byte it took has been
- * returned as a message: a zero-timeout proto_fd_recv at once after would only find what
- * has arrived since, as one a moment later would. */
-bool proto_fd_emptied(const struct proto_fd *c);
 
 #endif
