@@ -55,3 +55,32 @@ def test_an_existing_deliverable_is_estimated_as_a_change_with_or_without_openat
         assert "enosys openat2\n" in f.read()
     assert detail[2] == {"kind": "new", "bytes": None}, detail
     assert err.count(WARNING) == 1, err
+
+
+@pytest.mark.parametrize("given", ["directory", "symlink"])
+def test_the_looks_before_the_call_see_the_workspace_however_it_is_named(tmp, given):
+    """The worker opens the workspace once for its looks before the call (the estimate's,
+    its own, the deliverables' paths): a workspace named by a symbolic link to its
+    directory, which that open refuses (O_NOFOLLOW), is looked at by its path instead,
+    and both see the same files and write the deliverables into the directory."""
+    tmp = str(tmp)
+    real = os.path.join(tmp, "real")
+    os.makedirs(os.path.join(real, "out", "pkg"))
+    with open(os.path.join(real, "out", "pkg", "mod.py"), "w") as f:
+        f.write(MOD)
+    ws = real
+    if given == "symlink":
+        ws = os.path.join(tmp, "ws")
+        os.symlink(real, ws)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [phase_spec("p1", ("out/pkg/mod.py", "out/new.py"))])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}, "--expect-key", KEY), 1,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    err = sup.stderr()
+    assert rc == 0, err
+    assert [a["outcome"] for a in rows(url, "SELECT outcome FROM attempts")] == ["success"]
+    [ev] = rows(url, "SELECT deliverables_detail_json FROM token_estimation_v2_events")
+    assert json.loads(ev["deliverables_detail_json"]) == [
+        {"kind": "modify", "bytes": len(MOD)}, {"kind": "new", "bytes": None}], err
+    assert os.path.isfile(os.path.join(real, "out", "new.py"))
+    assert os.path.islink(ws) == (given == "symlink")

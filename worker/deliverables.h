@@ -81,12 +81,13 @@ void dlv_set_free(struct dlv_set *s);
 int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
     char *err, size_t errlen);
 
-/* Check one relative path against the workspace and scope without writing. Returns DLV_OK,
- * DLV_ECONFLICT (the workspace holds a file where the path needs a directory, or a
- * directory, a FIFO, a socket or a device at the path), DLV_EIO (the worker may not open
- * the workspace, or open or look into a directory on the path: its mode and owner named)
- * or DLV_ESCOPE, with `err` set. */
-int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
+/* Check one relative path against the workspace and scope without writing. `wsfd` is the
+ * workspace directory already open (looked under and left open), or -1: `workspace` is
+ * opened here. Returns DLV_OK, DLV_ECONFLICT (the workspace holds a file where the path
+ * needs a directory, or a directory, a FIFO, a socket or a device at the path), DLV_EIO
+ * (the worker may not open the workspace, or open or look into a directory on the path:
+ * its mode and owner named) or DLV_ESCOPE, with `err` set. */
+int dlv_check_path(const char *workspace, int wsfd, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen);
 
 /* Resolve a relative path for reading: it must name an existing regular file whose real

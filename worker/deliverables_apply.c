@@ -70,12 +70,13 @@ static char *dlv_workspace_real(const char *workspace, char *err, size_t errlen)
 	return real;
 }
 
-/* The workspace of one apply: its directory, opened once, and its real path, resolved
- * only when a symlink needs it. */
+/* The workspace of one apply: its directory, opened once (or lent by the caller), and its
+ * real path, resolved only when a symlink needs it. */
 struct dlv_ws {
 	const char *path;
 	int fd;     /* -1: not opened yet */
 	char *real; /* NULL: not resolved yet */
+	bool lent;  /* fd is the caller's, left open */
 };
 
 /* Open the workspace directory unless it is open; -1 with err set on failure. */
@@ -100,10 +101,10 @@ static const char *dlv_ws_real(struct dlv_ws *ws, char *err, size_t errlen)
 	return ws->real;
 }
 
-/* Close the workspace directory and forget its real path. */
+/* Close the workspace directory (unless lent) and forget its real path. */
 static void dlv_ws_close(struct dlv_ws *ws)
 {
-	if (ws->fd >= 0)
+	if (ws->fd >= 0 && !ws->lent)
 		close(ws->fd);
 	free(ws->real);
 	ws->fd = -1;
@@ -475,10 +476,10 @@ static int dlv_check_rules(
 /* Check that `path` may be written under the workspace within the scope; DLV_ESCOPE,
  * DLV_ECONFLICT or DLV_EIO (the workspace, or a directory on the path, that the worker may
  * not open or look into) with err set. */
-int dlv_check_path(const char *workspace, const struct dlv_scope *scope, const char *path,
+int dlv_check_path(const char *workspace, int wsfd, const struct dlv_scope *scope, const char *path,
     char *err, size_t errlen)
 {
-	struct dlv_ws ws = { workspace, -1, NULL };
+	struct dlv_ws ws = { workspace, wsfd >= 0 ? wsfd : -1, NULL, wsfd >= 0 };
 	char rel[PATH_MAX];
 	const char *name;
 	mode_t mode;
@@ -573,12 +574,14 @@ fail:
 
 /* How many directories the check keeps open: DLV_KEEP_DIRS, or a quarter of the
  * descriptors this process may open when that is fewer (a low `ulimit -n`): the others
- * are the walks', the writes' and the rest of the worker's. */
-static size_t dlv_keep_max(void)
+ * are the walks', the writes' and the rest of the worker's. Only a set of more than one
+ * file asks the limit: one file keeps at most one directory, and a limit below four
+ * descriptors leaves a worker none to run on. */
+static size_t dlv_keep_max(size_t nfiles)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	if (nfiles > 1 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    rl.rlim_cur / 4 < DLV_KEEP_DIRS)
 		return (size_t)(rl.rlim_cur / 4);
 	return DLV_KEEP_DIRS;
@@ -598,10 +601,10 @@ struct dlv_target {
 int dlv_apply(const char *workspace, const struct dlv_scope *scope, const struct dlv_set *set,
     char *err, size_t errlen)
 {
-	struct dlv_ws ws = { workspace, -1, NULL };
+	struct dlv_ws ws = { workspace, -1, NULL, false };
 	struct dlv_target *t = xcalloc(set->n + 1, sizeof *t);
 	const char **paths = xcalloc(set->n + 1, sizeof *paths);
-	size_t i, kept = 0, checked = 0, keep = dlv_keep_max();
+	size_t i, kept = 0, checked = 0, keep = dlv_keep_max(set->n);
 	char rel[PATH_MAX];
 	int rc = DLV_OK;
 

@@ -249,6 +249,25 @@ static void wk_async(struct wk *w, const struct proto_msg *m)
 	}
 }
 
+/* Take the frames already read from the supervisor's socket and not yet taken, without
+ * reading it again. */
+static void wk_take_read(struct wk *w)
+{
+	struct proto_err err;
+	struct proto_msg m;
+	int rc;
+
+	while ((rc = proto_reader_next(&w->io.rd, &m, &err)) > 0) {
+		if (m.type == PROTO_JOB)
+			wk_hold(w, &m);
+		else
+			wk_async(w, &m);
+		proto_msg_free(&m);
+	}
+	if (rc < 0)
+		log_fatal(1, "bad frame from the supervisor: %s", err.text);
+}
+
 /* Take what the supervisor sent, waiting at most timeout_ms for the first frame; with
  * `drain`, everything already there, else that first frame alone (one system call less
  * when the caller only waits for it). */
@@ -433,14 +452,20 @@ static void wk_run_job(struct wk *w, const struct proto_job *job)
 }
 
 /* Run the jobs held, in turn, each with its whole time to its deadline from its start;
- * before each, what the supervisor has sent since is taken (a cancel of it drops it). */
-static void wk_run_held(struct wk *w)
+ * before each, what the supervisor has sent since is taken (a cancel of it drops it). A
+ * job that a read made a moment ago brought (`just_read`) starts after the frames that
+ * read brought with it, without reading the socket again. */
+static void wk_run_held(struct wk *w, bool just_read)
 {
 	while (w->nheld > 0) {
 		struct proto_msg m;
 		int64_t left;
 
-		wk_poll(w, 0, true);
+		if (just_read)
+			wk_take_read(w);
+		else
+			wk_poll(w, 0, true);
+		just_read = false;
 		if (w->nheld == 0)
 			break;
 		m = w->held[0];
@@ -621,6 +646,8 @@ int main(int argc, char **argv)
 	wk_beat(&w, -1);
 	while (!w.shutdown) {
 		int left = HEARTBEAT_MS - (int)(clock_mono_ms() - w.last_beat);
+		/* No whole frame waits read: one taken now comes from a read made for it. */
+		bool reads = w.io.rd.scan == w.io.rd.off;
 
 		if (left <= 0) {
 			wk_beat(&w, -1);
@@ -638,7 +665,7 @@ int main(int argc, char **argv)
 		 * acknowledged in its own time, and their acks are ignored from now on. */
 		if (m.type == PROTO_JOB) {
 			wk_hold(&w, &m);
-			wk_run_held(&w);
+			wk_run_held(&w, reads);
 		} else if (m.type == PROTO_ACK || m.type == PROTO_CANCEL)
 			wk_async(&w, &m);
 		else if (m.type == PROTO_SHUTDOWN) {

@@ -14,6 +14,7 @@
 #include "worker/llm.h"
 #include "worker/prompt.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -42,6 +43,7 @@ struct phase_ctx {
 	enum reason reason;
 	char message[PHASE_MESSAGE_MAX + 1];
 	bool boundary;
+	int ws_fd; /* the workspace, open until the call (phase_ws_open); -1: not open */
 };
 
 /* Send one event unless the link is already gone. */
@@ -393,10 +395,39 @@ static bool phase_workspace_holds_system(
 	return false;
 }
 
-/* Look at the workspace `ws`: its lstat into `own` and what it names (a symbolic link
- * followed) into `st`. False when either fails. */
-static bool phase_ws_stat(const char *ws, struct stat *st, struct stat *own)
+/* Open the job's workspace for the looks made before the call (the estimate's, the
+ * workspace's own, the deliverables' paths), which then walk from it instead of from its
+ * path each: a directory, not a symbolic link (O_NOFOLLOW), that the worker may read. One
+ * that cannot be opened so is looked at by its path, each look as before. */
+static void phase_ws_open(struct phase_ctx *pc)
 {
+	pc->ws_fd = pc->job->workspace != NULL ?
+	    open(pc->job->workspace, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) :
+	    -1;
+	est_workspace_lend(pc->job->workspace, pc->ws_fd);
+}
+
+/* Close what phase_ws_open opened: the deliverables are written later through the
+ * workspace's path, opened again then. */
+static void phase_ws_close(struct phase_ctx *pc)
+{
+	est_workspace_lend(NULL, -1);
+	if (pc->ws_fd >= 0)
+		close(pc->ws_fd);
+	pc->ws_fd = -1;
+}
+
+/* Look at the workspace `ws` (open as `fd`, a directory and no symbolic link, or -1): its
+ * lstat into `own` and what it names (a symbolic link followed) into `st`. False when
+ * either fails. */
+static bool phase_ws_stat(const char *ws, int fd, struct stat *st, struct stat *own)
+{
+	if (fd >= 0) {
+		if (fstat(fd, own) != 0)
+			return false;
+		*st = *own;
+		return true;
+	}
 	if (lstat(ws, own) != 0)
 		return false;
 	if (S_ISLNK(own->st_mode))
@@ -426,7 +457,7 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 		    "the job names no LLM base URL or model");
 		return false;
 	}
-	if (job->workspace == NULL || !phase_ws_stat(job->workspace, &st, &own) ||
+	if (job->workspace == NULL || !phase_ws_stat(job->workspace, pc->ws_fd, &st, &own) ||
 	    !S_ISDIR(st.st_mode)) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "workspace %s is not a directory",
@@ -591,8 +622,8 @@ static bool phase_deliverables_free(struct phase_ctx *pc)
 	char err[PATH_MAX + 1024];
 
 	for (size_t i = 0; i < ph->deliverables.n; i++) {
-		int rc = dlv_check_path(
-		    pc->job->workspace, &scope, ph->deliverables.items[i], err, sizeof err);
+		int rc = dlv_check_path(pc->job->workspace, pc->ws_fd, &scope,
+		    ph->deliverables.items[i], err, sizeof err);
 
 		if (rc == DLV_OK)
 			continue;
@@ -743,7 +774,7 @@ static void phase_result(struct phase_ctx *pc, struct proto_result *out)
 int phase_run(
     const struct proto_job *job, const struct phase_hooks *hooks, struct proto_result *out)
 {
-	struct phase_ctx pc = { .job = job, .hooks = hooks, .start = clock_mono_ms() };
+	struct phase_ctx pc = { .job = job, .hooks = hooks, .start = clock_mono_ms(), .ws_fd = -1 };
 	struct llm_config cfg;
 	struct prompt pr = { 0 };
 	struct dlv_set set = { 0 };
@@ -756,6 +787,8 @@ int phase_run(
 	(void)fopen(job->db_url + strlen("sqlite:///"), "r");
 #endif
 	pc.stage = FP_STAGE_BEFORE_LLM;
+	if (!job->dry_run)
+		phase_ws_open(&pc);
 	if (!phase_estimate(&pc))
 		goto done;
 	if (job->dry_run) {
@@ -778,6 +811,7 @@ int phase_run(
 		goto done;
 	if (!phase_llm_ready(&pc, &cfg) || !phase_deliverables_free(&pc))
 		goto done;
+	phase_ws_close(&pc);
 	prompt_build(job, &pc.est, &pr);
 	pc.stage = FP_STAGE_PROVIDER;
 	if (!phase_build(&pc, &cfg, &pr, &set))
@@ -793,6 +827,7 @@ int phase_run(
 		pc.stage = FP_STAGE_DONE;
 	}
 done:
+	phase_ws_close(&pc);
 	prompt_free(&pr);
 	dlv_set_free(&set);
 	phase_result(&pc, out);

@@ -340,6 +340,11 @@ int est_escalate(const struct est_coefs *c, int used, int hard_cap);
  * descriptor, or -1 with errno. */
 int est_open_under(const char *workspace, const char *path, int flags);
 
+/* Lend est_open_under the directory `workspace` names, open as `fd`, to look under instead
+ * of opening it again, until the next call (fd -1 lends none). The caller keeps `fd` and
+ * `workspace` valid while lent. */
+void est_workspace_lend(const char *workspace, int fd);
+
 /* File multiplier of the file at `path` under `workspace` (est_open_under; 1.0 when it
  * cannot be read). */
 double est_file_multiplier(const struct est_coefs *c, const char *workspace, const char *path);

@@ -257,12 +257,25 @@ static int est_open_walk(int ws, const char *path, int flags)
 	return -1;
 }
 
+/* The workspace directory est_workspace_lend lent, and the path it stands for. */
+static struct {
+	const char *path;
+	int fd; /* -1: none */
+} est_lent = { NULL, -1 };
+
+void est_workspace_lend(const char *workspace, int fd)
+{
+	est_lent.path = fd >= 0 ? workspace : NULL;
+	est_lent.fd = fd >= 0 && workspace != NULL ? fd : -1;
+}
+
 int est_open_under(const char *workspace, const char *path, int flags)
 {
 	static bool walk_noted;
 	struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC),
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
-	int ws = open(workspace, O_PATH | O_DIRECTORY | O_CLOEXEC), fd, e;
+	bool lent = est_lent.fd >= 0 && strcmp(workspace, est_lent.path) == 0;
+	int ws = lent ? est_lent.fd : open(workspace, O_PATH | O_DIRECTORY | O_CLOEXEC), fd, e;
 
 	if (ws < 0)
 		return -1;
@@ -279,7 +292,8 @@ int est_open_under(const char *workspace, const char *path, int flags)
 		fd = est_open_walk(ws, path, flags);
 	}
 	e = errno;
-	close(ws);
+	if (!lent)
+		close(ws);
 	errno = e;
 	return fd;
 }

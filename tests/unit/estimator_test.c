@@ -3,6 +3,7 @@
 #include "common/util.h"
 #include "tests/unit/test.h"
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -410,4 +411,29 @@ TEST(estimator_deliverable_kinds_and_existing_sizes)
 	CHECK_EQ_INT(est_deliverable_kind("tests/test_a.py", "tests", ".", &bytes), EST_DLV_TEST);
 	CHECK_EQ_INT(est_deliverable_kind("docs/guide.md", "docs", ".", &bytes), EST_DLV_DOC);
 	CHECK_EQ_STR(est_dlv_kind_name(EST_DLV_MODIFY), "modify");
+}
+
+TEST(estimator_looks_under_the_workspace_it_is_lent)
+{
+	struct stat st;
+	int other, fd;
+
+	mkdir("lent_ws", 0755);
+	mkdir("lent_other", 0755);
+	write_py("lent_other/only_there.py", 10, 1, 4);
+	CHECK((other = open("lent_other", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0);
+	CHECK(est_open_under("lent_ws", "only_there.py", O_PATH) < 0);
+	est_workspace_lend("lent_ws", other);
+	CHECK((fd = est_open_under("lent_ws", "only_there.py", O_PATH)) >= 0);
+	CHECK(fstat(fd, &st) == 0 && S_ISREG(st.st_mode));
+	close(fd);
+	/* Only for the workspace it stands for; and a link out of it is still refused. */
+	CHECK(est_open_under(".", "only_there.py", O_PATH) < 0);
+	CHECK(symlink("/etc/hostname", "lent_other/out") == 0);
+	CHECK(est_open_under("lent_ws", "out", O_PATH) < 0);
+	/* Left open; once lent no more, the path is opened again. */
+	CHECK(fcntl(other, F_GETFD) >= 0);
+	est_workspace_lend(NULL, -1);
+	CHECK(est_open_under("lent_ws", "only_there.py", O_PATH) < 0);
+	CHECK(close(other) == 0);
 }

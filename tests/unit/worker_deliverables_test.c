@@ -759,7 +759,7 @@ TEST(worker_deliverables_walk_tells_what_a_component_is)
 	    "needs it as a directory (an earlier phase of the run, or another program, made it "
 	    "so: the run's deliverables overlap); nothing was written");
 	CHECK_EQ_INT(
-	    dlv_check_path("ws", &scope, "utils/plain/x.py", err, sizeof err), DLV_ECONFLICT);
+	    dlv_check_path("ws", -1, &scope, "utils/plain/x.py", err, sizeof err), DLV_ECONFLICT);
 	/* A directory where the file should be. */
 	CHECK_EQ_INT(apply_one(&scope, "utils", err, sizeof err), DLV_ECONFLICT);
 	CHECK(strstr(err,
@@ -772,7 +772,8 @@ TEST(worker_deliverables_walk_tells_what_a_component_is)
 	    "path \"utils/fifo.py\": utils/fifo.py is a FIFO in the workspace, not a regular "
 	    "file (a check command or another program made it): remove it; nothing was "
 	    "written");
-	CHECK_EQ_INT(dlv_check_path("ws", &scope, "utils/fifo.py", err, sizeof err), DLV_ECONFLICT);
+	CHECK_EQ_INT(
+	    dlv_check_path("ws", -1, &scope, "utils/fifo.py", err, sizeof err), DLV_ECONFLICT);
 	/* A symlink in scope to that file: followed, then found not to be a directory. */
 	CHECK(symlink("plain", "ws/utils/to_plain") == 0);
 	CHECK_EQ_INT(apply_one(&scope, "utils/to_plain/x.py", err, sizeof err), DLV_ECONFLICT);
@@ -788,6 +789,35 @@ TEST(worker_deliverables_walk_tells_what_a_component_is)
 	CHECK_EQ_INT(apply_one(&scope, "utils/new/deeper/y.py", err, sizeof err), DLV_OK);
 	CHECK_EQ_STR(slurp("ws/utils/new/deeper/y.py"), "owned\n");
 	CHECK(!exists("ws/utils/plain/x.py") && !exists("ws/utils/nowhere"));
+}
+
+TEST(worker_deliverables_check_path_looks_under_the_workspace_it_is_lent)
+{
+	struct dlv_scope scope = scope_utils();
+	char err[512];
+	FILE *fp;
+	int other;
+
+	mkdir("ws/utils", 0755);
+	CHECK((fp = fopen("ws/utils/plain", "w")) != NULL);
+	fclose(fp);
+	mkdir("other", 0755);
+	mkdir("other/utils", 0755);
+	mkdir("other/utils/plain", 0755);
+	CHECK((other = open("other", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0);
+	/* Looked at by its path: the file is in the way. */
+	CHECK_EQ_INT(
+	    dlv_check_path("ws", -1, &scope, "utils/plain/x.py", err, sizeof err), DLV_ECONFLICT);
+	/* Under the directory lent for it: there, a directory, and the path is free. */
+	CHECK_EQ_INT(
+	    dlv_check_path("ws", other, &scope, "utils/plain/x.py", err, sizeof err), DLV_OK);
+	CHECK_EQ_INT(
+	    dlv_check_path("ws", other, &scope, "utils/plain", err, sizeof err), DLV_ECONFLICT);
+	CHECK(strstr(err, "utils/plain is a directory in the workspace") != NULL);
+	/* The lent directory is left open, for the next look. */
+	CHECK(fcntl(other, F_GETFD) >= 0);
+	CHECK_EQ_INT(dlv_check_path("ws", other, &scope, "utils/new.py", err, sizeof err), DLV_OK);
+	CHECK(close(other) == 0);
 }
 
 TEST(worker_deliverables_one_refusal_writes_nothing)
