@@ -201,9 +201,36 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 	json_decref(rep.body);
 }
 
+/* Write message m into c's socket now, without waiting: true when the socket took the
+ * whole frame, false when nothing of it was written (output of c's still waits, or the
+ * socket is full: a peer that does not read) or, for a frame the socket took only part
+ * of, when the peer is left with a cut frame. A reply this small is one buffer of the
+ * socket's, taken whole or not at all. */
+static bool control_send_now(struct ctl_conn *c, const struct proto_msg *m)
+{
+	struct proto_buf b;
+	struct proto_err err;
+	uv_os_fd_t fd;
+	bool sent = false;
+
+	if (c->chan.queued > 0 || c->chan.out.len > 0 ||
+	    uv_fileno((uv_handle_t *)&c->chan.pipe, &fd) != 0)
+		return false;
+	proto_buf_init(&b);
+	if (proto_msg_pack(m, &b, &err) == 0)
+		sent = send(fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)b.len;
+	proto_buf_free(&b);
+	return sent;
+}
+
 /* Send c an error reply (id 0, `code`, `message`, naming this database) and close the
- * connection once it is written; at once when it cannot be sent. */
-static void control_close_telling(struct ctl_conn *c, const char *code, const char *message)
+ * connection. The reply is written into the socket and the connection closed at once,
+ * its descriptor with it; when the socket does not take the reply now, with `at_once`
+ * the connection is closed untold, else the reply is queued and the connection closed
+ * once it is written (its descriptor held until then, a loop turn at least), or at once
+ * when it cannot be queued. */
+static void control_close_telling(
+    struct ctl_conn *c, const char *code, const char *message, bool at_once)
 {
 	struct sup *s = c->sup;
 	struct proto_msg m = { .type = PROTO_REPLY };
@@ -216,7 +243,9 @@ static void control_close_telling(struct ctl_conn *c, const char *code, const ch
 	m.u.reply.db_url = s->st->url;
 	m.u.reply.db_uuid = s->st->uuid;
 	m.u.reply.db_devino = devino;
-	if (chan_send(&c->chan, &m, NULL) == 0)
+	if (control_send_now(c, &m) || at_once)
+		chan_close(&c->chan, NULL);
+	else if (chan_send(&c->chan, &m, NULL) == 0)
 		chan_close_after_write(&c->chan);
 	else
 		chan_close(&c->chan, NULL);
@@ -232,7 +261,7 @@ static void control_refused_cb(struct chan *ch, const char *why)
 
 	droplog_warn(&drop_malformed, "control peer pid %d dropped: %s", (int)c->pid, why);
 	snprintf(msg, sizeof msg, "request refused, connection closed: %s", why);
-	control_close_telling(c, "bad_request", msg);
+	control_close_telling(c, "bad_request", msg, false);
 }
 
 /* Serve one request; anything else drops the peer. */
@@ -361,8 +390,11 @@ static struct ctl_conn *control_victim(const struct ctl_conn *except)
 	return best;
 }
 
-/* Close connection c to make room for a new one: a peer that reads is told why in a
- * reply first; one whose reply is unread is closed at once. */
+/* Close connection c to make room for a new one, its descriptor at once: a peer whose
+ * socket takes the reply now is told why first; one whose reply is unread, or whose
+ * socket is full, is closed untold. Under a flood libuv accepts every connection waiting
+ * in one loop turn: a close that waited for the next turn would hold a descriptor for
+ * each, past the cap, until none was left to read a peer's /proc or accept with. */
 static void control_evict(struct sup *s, struct ctl_conn *c)
 {
 	char why[256];
@@ -390,7 +422,7 @@ static void control_evict(struct sup *s, struct ctl_conn *c)
 	if (unread)
 		chan_close(&c->chan, NULL);
 	else
-		control_close_telling(c, "too_many_connections", why);
+		control_close_telling(c, "too_many_connections", why, true);
 }
 
 static void control_watch(struct sup *s);

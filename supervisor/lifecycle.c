@@ -56,11 +56,12 @@ static void lifecycle_signals_flush(bool at_end)
 		droplog_flush(&ignored_log[i], at_end);
 }
 
-/* Check the database's identity once a second, report failing checkpoints, and tell the
- * signals counted. */
+/* Check the database's identity once a second, schedule what another program queued in
+ * it, report failing checkpoints, and tell the signals counted. */
 static void identity_timer_cb(uv_timer_t *t)
 {
 	lifecycle_identity_check(t->data);
+	foreign_check(t->data);
 	checkpoint_report(t->data);
 	lifecycle_signals_flush(false);
 }
@@ -219,6 +220,7 @@ void lifecycle_init(struct sup *s, void (*stop_workers)(struct sup *s, enum stop
 
 		uv_timer_start(&s->deadline_timer, deadline_timer_cb, ms > 0 ? (uint64_t)ms : 0, 0);
 	}
+	foreign_init(s);
 }
 
 /* The database is no longer the one opened (err says how): write nothing more, exit 3. */
@@ -238,6 +240,20 @@ void lifecycle_identity_check(struct sup *s)
 	struct store_err err;
 
 	if (s->store_lost || store_identity_changed(s->st, &err) == 0)
+		return;
+	lifecycle_store_lost(s, &err);
+}
+
+/* After a failed commit: check as lifecycle_identity_check, and read the database's
+ * uuid and count of commits again even when no other connection committed since they were
+ * last read: a commit that fails on rows that are gone (a foreign key) may be the first
+ * to meet an older copy of the database put in the file. Exit 3 if it is not the
+ * database opened. */
+static void lifecycle_identity_recheck(struct sup *s)
+{
+	struct store_err err;
+
+	if (s->store_lost || store_identity_recheck(s->st, &err) == 0)
 		return;
 	lifecycle_store_lost(s, &err);
 }
@@ -327,7 +343,7 @@ uint64_t lifecycle_write_failed(struct sup *s, const char *what, const struct st
 	s->n.commit_failures++;
 	s->commit_fail_streak++;
 	gone = lifecycle_reconnect(s);
-	lifecycle_identity_check(s);
+	lifecycle_identity_recheck(s);
 	if (s->writes_off)
 		return 0;
 	if (s->commit_fail_streak >=

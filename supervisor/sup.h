@@ -595,6 +595,10 @@ struct sup {
 	/* Nothing more is written: the database was lost, kept refusing commits
 	 * (lifecycle_write_failed), or a signal during a fast stop abandoned the queue. */
 	bool writes_off;
+	/* foreign.c: phases another program queues in a SQLite database */
+	int64_t foreign_seen;     /* PRAGMA data_version when the queue last agreed; -1: off */
+	uint64_t foreign_next_ms; /* no read of the queue before this (monotonic ms) */
+	bool foreign_unread;      /* the last read failed (logged) */
 
 	/* lag: the loop's own lateness */
 	uv_timer_t lag_timer;
@@ -744,6 +748,17 @@ void service_finish(struct sup *s);
 /* Once a second: warn (at most once a minute) while the store's checkpoints fail, naming
  * the file, the error and the write-ahead log's size; say when they succeed again. */
 void checkpoint_report(struct sup *s);
+
+/* --- foreign.c: phases another program queues in a SQLite database meanwhile --- */
+
+/* Note the database's data_version as the queues were read (SQLite, alone on the
+ * database; else the watch stays off). */
+void foreign_init(struct sup *s);
+/* Called each second: when another connection committed since the queues last agreed
+ * with the database, and no write waits for its commit, load the runs with a phase QUEUED
+ * in the database that the queues do not hold, and dispatch them. A read of the queue
+ * takes at most a tenth of the loop's time. */
+void foreign_check(struct sup *s);
 
 /* --- lifecycle.c: signals, stop levels, the end of the loop, the database's identity --- */
 

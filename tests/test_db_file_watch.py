@@ -11,6 +11,8 @@ import signal
 import sqlite3
 import struct
 import subprocess
+import threading
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -327,6 +329,80 @@ def test_an_older_backup_of_the_same_database_restored_in_place_is_database_lost
     assert sup.proc.poll() is None and "DATABASE LOST" not in sup.stderr(), \
         sup.stderr()[-3000:]
     assert sup.stop_now() == 0, sup.stderr()[-3000:]
+
+
+def restore_under_a_waiting_commit(backup, path, while_held, hold=1.0):
+    """What sqlite3's .restore of `backup` does (its tables and its count of commits put in
+    the file at `path`), in one transaction that took the write lock first and ran
+    `while_held` with it held, then held it `hold` seconds more: a commit the supervisor
+    began meanwhile checked the file before the restore and waits for the lock, then finds
+    the older copy under it."""
+    con = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        con.execute("ATTACH ? AS old", (backup,))
+        con.execute("BEGIN IMMEDIATE")
+        while_held()
+        time.sleep(hold)
+        for (t,) in con.execute("SELECT name FROM old.sqlite_master WHERE type = 'table'"
+                                " AND name NOT LIKE 'sqlite_%'").fetchall():
+            con.execute('DELETE FROM main."%s"' % t)
+            con.execute('INSERT INTO main."%s" SELECT * FROM old."%s"' % (t, t))
+        count = con.execute("PRAGMA old.user_version").fetchone()[0]
+        con.execute("PRAGMA main.user_version = %d" % count)
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+def test_a_commit_waiting_for_the_lock_as_an_older_backup_is_restored_writes_nothing_over_it(
+        tmp):
+    """The supervisor checks the file before each commit, and again once a second: a
+    commit begun just before another program restored an older backup in place waited for
+    the lock, then committed over the older copy, its count of commits one more than the
+    backup's. With one commit made between the backup and the restore, that count was the
+    one the supervisor had reached: its checks found nothing wrong from then on, what was
+    committed after the backup was gone without a word, and commits that needed it failed
+    until "the database refused 8 commits in a row". The commit is now refused (the file
+    counts fewer commits than the connection reached), and the failed commit checks the
+    file's uuid and count at once: DATABASE LOST, nothing written over the copy."""
+    url = new_db(tmp, runs=1, phases=1)
+    path = db_path(url)
+    old = os.path.join(str(tmp), "old.db")
+    sup = Supervisor(tmp, url, "--workers", 0)
+    sup.wait_ready()
+    assert sup.ctl("pause").rc == 0
+    looked_again(sup)
+    subprocess.run(["sqlite3", path, ".backup '%s'" % old], check=True)
+    count = sql("sqlite:///" + old, "PRAGMA user_version")[0][0]
+    logged = sql("sqlite:///" + old, "SELECT count(*) FROM control_log")[0][0]
+    # One commit after the backup: the count this supervisor reaches is the backup's + 1.
+    assert sup.ctl("resume").rc == 0
+    wait_for(lambda: sql(url, "PRAGMA user_version")[0][0] == count + 1,
+             what="the resume committed")
+    late = []
+
+    def pause_waiting():
+        t = threading.Thread(target=lambda: late.append(sup.ctl("pause")))
+        t.start()
+        late.append(t)
+
+    restore_under_a_waiting_commit(old, path, pause_waiting)
+    late[0].join()
+    assert sup.wait(timeout=30) == 3, sup.stderr()[-3000:]
+    err = sup.stderr()
+    assert re.search(
+        r"DATABASE LOST: %s: after another program's commit the file counts %d commits of"
+        r" autopack's \(PRAGMA user_version\), fewer than the %d this supervisor reached: an"
+        r" older copy of this database was written into the file in place"
+        % (re.escape(path), count, count + 1), err), err[-3000:]
+    assert ("COMMIT refused: the file counts %d commits of autopack's (PRAGMA user_version),"
+            " fewer than the %d this connection reached" % (count, count + 1)) in err, \
+        err[-3000:]
+    assert "refused 8 commits" not in err, err[-3000:]
+    # Nothing was written over the restored content.
+    assert sql(url, "PRAGMA user_version")[0][0] == count
+    assert sql(url, "SELECT count(*) FROM control_log")[0][0] == logged
+    assert sql(url, "PRAGMA integrity_check") == [("ok",)]
 
 
 FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10

@@ -283,12 +283,12 @@ def test_the_originals_database_adopted_imported_seeded_drained_and_retried_read
     assert sql(url, "PRAGMA foreign_key_check") == []
 
 
-def test_phases_another_program_queues_under_a_running_sqlite_supervisor_wait_for_its_start(
+def test_a_phase_the_originals_orm_adds_under_a_running_sqlite_supervisor_is_drained_by_it(
         tmp):
-    """On SQLite a running supervisor reads its queue when it starts, and again for the
-    runs autopack-ctl imports, retries or cancels through it: a phase the original's ORM
-    adds meanwhile is not dispatched by it (README, "Bringing a Python-Autopack database",
-    says so and what to do), and the next supervisor drains it."""
+    """On SQLite a running supervisor read its queue when it started, and again only for
+    the runs autopack-ctl imported, retried or cancelled through it: a phase the original's
+    ORM added meanwhile waited for its next start. It now sees another program's commit
+    (PRAGMA data_version) within a second and drains what was queued, without a restart."""
     import original_reader
     url = new_db(tmp, runs=1, phases=1)
     path = url[len("sqlite:///"):]
@@ -298,18 +298,58 @@ def test_phases_another_program_queues_under_a_running_sqlite_supervisor_wait_fo
         wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")
                  == [(1,)], timeout=60, what="the first phase's dry run")
         original_reader.insert_phase(path, "run-000", "p-original", "out/original.py")
-        # A status answered after the insert, and a few seconds of an idle supervisor.
-        deadline = time.time() + 3
-        while time.time() < deadline:
-            assert sup.ctl("status").rc == 0
-            time.sleep(0.5)
-        assert sql(url, "SELECT count(*) FROM attempts WHERE phase_id = 'p-original'") == [
-            (0,)]
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE phase_id = 'p-original'"
+                             " AND ended_at IS NOT NULL") == [(1,)], timeout=30,
+                 what="the phase the original added drained")
+        assert ("another program queued 1 phase(s) in 1 run(s) of the database while this"
+                " supervisor ran: they are scheduled") in sup.stderr(), sup.stderr()
         assert sup.ctl("stop").rc == 0
         assert sup.wait() == 0, sup.stderr()
     finally:
         sup.kill()
-    again = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
-                       name="again")
-    assert again.wait() == 0, again.stderr()
-    assert sql(url, "SELECT count(*) FROM attempts WHERE phase_id = 'p-original'") == [(1,)]
+
+
+# A tier and a QUEUED phase of run `run-000` as the original's ORM writes them
+# (original_reader.insert_phase), through the sqlite3 command line.
+SQLITE3_PHASE = """
+INSERT INTO tiers (tier_id, run_id, tier_index, name, state, max_major_issues_tolerated,
+    tokens_used, ci_runs_used, minor_issues_count, major_issues_count, cleanliness,
+    created_at, updated_at)
+VALUES ('T9', 'run-000', 9, 'added', 'PENDING', 0, 0, 0, 0, 0, 'clean',
+    '{now}', '{now}');
+INSERT INTO phases (phase_id, run_id, tier_id, phase_index, name, description, state,
+    task_category, complexity, scope, builder_attempts, auditor_attempts, tokens_used,
+    minor_issues_count, major_issues_count, issue_state, quality_blocked, retry_attempt,
+    revision_epoch, escalation_level, created_at, updated_at)
+VALUES ('{phase}', 'run-000', last_insert_rowid(), 0, 'added by hand', 'Write {out}.',
+    'QUEUED', 'implementation', 'low', '{{"paths": [], "deliverables": ["{out}"]}}', 0, 0,
+    0, 0, 0, 'no_issues', 0, 0, 0, 0, '{now}', '{now}');
+"""
+
+
+def test_a_phase_the_sqlite3_command_line_queues_under_a_supervisor_in_service_is_drained(
+        tmp):
+    """A supervisor in service (no --exit-when-drained), its queue drained and idle: a
+    phase row the sqlite3 command line inserts in the original's shape is dispatched
+    within seconds, and the supervisor goes on serving."""
+    import subprocess
+    url = new_db(tmp, runs=1, phases=1)
+    path = url[len("sqlite:///"):]
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run")
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")
+                 == [(1,)], timeout=60, what="the queue drained")
+        now = time.strftime("%Y-%m-%d %H:%M:%S.000000", time.gmtime())
+        subprocess.run(["sqlite3", "-bail", "-cmd", ".timeout 30000", path,
+                        SQLITE3_PHASE.format(now=now, phase="p-by-hand", out="out/hand.py")],
+                       check=True)
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE phase_id = 'p-by-hand'"
+                             " AND ended_at IS NOT NULL") == [(1,)], timeout=30,
+                 what="the phase inserted by hand drained")
+        assert sup.proc.poll() is None, sup.stderr()
+        assert "another program queued 1 phase(s) in 1 run(s)" in sup.stderr(), sup.stderr()
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()

@@ -114,6 +114,14 @@ void store_devino(const struct store *st, char buf[48]);
  * the database file it opened (a checkpoint; the message says how it went), and closing
  * it later deletes no file by name. */
 int store_identity_changed(struct store *st, struct store_err *err);
+/* As store_identity_changed, and for a SQLite write handle meta.db_uuid and the count of
+ * commits read again even when no other connection committed since they were last read
+ * (PRAGMA data_version): after a commit that failed, which may have failed on content put
+ * in the file by another program. */
+int store_identity_recheck(struct store *st, struct store_err *err);
+/* SQLite: PRAGMA data_version of the store's connection, which moves when another
+ * connection commits; -1 when it cannot be read, or on PostgreSQL. */
+int64_t store_data_version(struct store *st);
 
 /* Whether the connection to a database server is gone (never for SQLite). */
 bool store_connection_lost(struct store *st);

@@ -775,19 +775,32 @@ static bool store_file_now_at(dev_t dev, ino_t ino, char *where, size_t n)
 
 /* Whether the count of the store's commits in user_version (db_sqlite_mark) is below
  * the highest one this connection committed, in serial order: an older copy of this
- * database written into the file in place. Describes it into `what`. */
-static bool store_count_went_back(struct store *st, char *what, size_t n)
+ * database written into the file in place, through SQLite or, `past_sqlite`, around it.
+ * Describes it into `what`. False when the count could not be read (busy), with *read
+ * false. */
+static bool store_count_went_back(
+    struct store *st, bool past_sqlite, char *what, size_t n, bool *read)
 {
 	struct db_stmt *q = NULL;
 	uint32_t mine, file;
 	bool back = false;
 
+	*read = true;
 	if (!db_sqlite_counted(st->db, &mine))
 		return false;
-	if (db_prepare(st->db, "PRAGMA user_version", &q) == DB_OK && db_step(q) == DB_ROW) {
+	*read = db_prepare(st->db, "PRAGMA user_version", &q) == DB_OK && db_step(q) == DB_ROW;
+	if (*read) {
 		file = (uint32_t)db_column_int64(q, 0);
 		back = (int32_t)(file - mine) < 0;
-		if (back)
+		if (back && past_sqlite)
+			snprintf(what, n,
+			    "%s: the file counts %u commits of autopack's (PRAGMA user_version), "
+			    "fewer than the %u this supervisor reached, with no other program's "
+			    "commit: an older copy of this database was written over the file in "
+			    "place (cp of an earlier backup, say), and what was committed since "
+			    "that copy was taken is not in it",
+			    st->path, file, mine);
+		else if (back)
 			snprintf(what, n,
 			    "%s: after another program's commit the file counts %u commits of "
 			    "autopack's (PRAGMA user_version), fewer than the %u this supervisor "
@@ -803,22 +816,27 @@ static bool store_count_went_back(struct store *st, char *what, size_t n)
 /* Whether another connection's commit replaced what meta.db_uuid holds (another
  * database's content written into the file through SQLite: sqlite3's .restore, a backup
  * API copy into it), keeping the file's device, inode and size, or put back an older
- * state of this database (store_count_went_back): meta and the count are read again only
- * when another connection committed since the last look (PRAGMA data_version). A meta
- * that cannot be read for now (busy) is looked at again next time. Describes it into
- * `what`. */
-static bool store_uuid_overwritten(struct store *st, char *what, size_t n)
+ * state of this database (store_count_went_back): meta and the count are read again when
+ * another connection committed since they were last read whole (PRAGMA data_version),
+ * and with `always` whatever data_version says. A meta or a count that cannot be read
+ * for now (busy) is looked at again next time. Describes it into `what`; *past_sqlite
+ * true when no other connection committed since they were last read: the file was then
+ * written around SQLite (cp), and the write-ahead log is not its own. */
+static bool store_uuid_overwritten(
+    struct store *st, bool always, char *what, size_t n, bool *past_sqlite)
 {
 	struct db_stmt *q = NULL;
 	int64_t v = -1;
 	const char *u;
+	bool read = true;
 	int rc;
 
 	if (db_prepare(st->db, "PRAGMA data_version", &q) == DB_OK && db_step(q) == DB_ROW)
 		v = db_column_int64(q, 0);
 	db_finalize(q);
 	q = NULL;
-	if (v < 0 || v == st->data_version_seen)
+	*past_sqlite = v >= 0 && v == st->data_version_seen;
+	if (!always && (v < 0 || v == st->data_version_seen))
 		return false;
 	rc = db_prepare(st->db, "SELECT db_uuid FROM meta", &q);
 	if (rc == DB_OK)
@@ -835,7 +853,7 @@ static bool store_uuid_overwritten(struct store *st, char *what, size_t n)
 			    "file in place (sqlite3's .restore, say)",
 			    st->path, shown, st->uuid);
 		} else {
-			store_count_went_back(st, what, n);
+			store_count_went_back(st, *past_sqlite, what, n, &read);
 		}
 	} else if (db_fault(st->db) == DB_FAULT_SCHEMA) {
 		snprintf(what, n,
@@ -844,7 +862,7 @@ static bool store_uuid_overwritten(struct store *st, char *what, size_t n)
 		    ".restore, say)",
 		    st->path, db_errmsg(st->db));
 	}
-	if (rc == DB_ROW || db_fault(st->db) == DB_FAULT_SCHEMA)
+	if (v >= 0 && ((rc == DB_ROW && read) || db_fault(st->db) == DB_FAULT_SCHEMA))
 		st->data_version_seen = v;
 	db_finalize(q);
 	return what[0] != '\0';
@@ -853,11 +871,12 @@ static bool store_uuid_overwritten(struct store *st, char *what, size_t n)
 /* Report STORE_EMOVED if the path, or a write handle's -wal or -shm, now names another
  * file, or none, or (a write handle) the file is smaller than it was once seen, or was
  * written (a moved mtime or another size) since the handle's last checkpoint, or
- * (a write handle) another connection's commit changed meta.db_uuid. */
-int store_identity_changed(struct store *st, struct store_err *err)
+ * (a write handle) another connection's commit changed meta.db_uuid or put the count of
+ * commits back: read when data_version moved, or with `always`. */
+static int store_identity_check(struct store *st, bool always, struct store_err *err)
 {
 	char what[700] = "", salvage[600], now_at[PATH_MAX];
-	bool foreign = false;
+	bool foreign = false, past_sqlite = false;
 	struct stat sb;
 
 #ifdef AUTOPACK_MUTANT_moved_database_unnoticed
@@ -906,12 +925,36 @@ int store_identity_changed(struct store *st, struct store_err *err)
 	if (what[0] == '\0' && st->shm_ino != 0)
 		store_side_changed(st->path, "-shm", st->shm_dev, st->shm_ino,
 		    "its shared-memory index", what, sizeof what);
-	if (what[0] == '\0' && st->writable && st->db != NULL)
-		store_uuid_overwritten(st, what, sizeof what);
+	if (what[0] == '\0' && st->writable && st->db != NULL &&
+	    store_uuid_overwritten(st, always, what, sizeof what, &past_sqlite))
+		foreign = past_sqlite;
 	if (what[0] == '\0')
 		return 0;
 	store_mark_lost(st, !foreign, salvage, sizeof salvage);
 	return store_fail(err, STORE_EMOVED, "%s%s", what, salvage);
+}
+
+int store_identity_changed(struct store *st, struct store_err *err)
+{
+	return store_identity_check(st, false, err);
+}
+
+int store_identity_recheck(struct store *st, struct store_err *err)
+{
+	return store_identity_check(st, true, err);
+}
+
+int64_t store_data_version(struct store *st)
+{
+	struct db_stmt *q = NULL;
+	int64_t v = -1;
+
+	if (st->backend != DB_SQLITE || st->db == NULL)
+		return -1;
+	if (db_prepare(st->db, "PRAGMA data_version", &q) == DB_OK && db_step(q) == DB_ROW)
+		v = db_column_int64(q, 0);
+	db_finalize(q);
+	return v;
 }
 
 /* Tell a busy or locked database from other failures. */

@@ -31,6 +31,7 @@ struct db_sqlite {
 	bool count;           /* the open transaction is counted at its commit */
 	bool counted_any;     /* a counted commit of this connection succeeded */
 	uint32_t counted;     /* the highest count such a commit wrote (modulo 2^32) */
+	bool went_back;       /* the last COMMIT was refused: the file's count went back */
 	int64_t changes_then; /* sqlite3_total_changes64 when it began */
 	/* The statements every transaction runs, prepared at their first use (parsing them
 	 * at each transaction cost more than running them): BEGIN IMMEDIATE, COMMIT, the
@@ -250,6 +251,7 @@ static int sqlite_begin(struct db *db, enum db_tx tx)
 	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
 
 	(void)tx; /* both kinds write */
+	d->went_back = false;
 	d->count = d->mark != 0;
 	d->changes_then = sqlite3_total_changes64(d->h);
 	return sqlite_tx(d, TX_BEGIN, NULL);
@@ -261,7 +263,10 @@ static int sqlite_begin(struct db *db, enum db_tx tx)
  * prepares a statement that writes the header again at each run, and the page is the
  * same). Page 1 is then in every such commit's frames, so a write-ahead log tells which
  * count of commits it continues and whose it is (store_wal.c). DB_ERROR, nothing
- * committed, if the header cannot be written. */
+ * committed, if the header cannot be written, or if the file counts fewer commits than
+ * this connection already reached: an older copy of the database was written into the
+ * file since (sqlite3's .restore of an earlier backup), and a commit over it would
+ * hide that (sqlite_errmsg says so; the caller rolls back). */
 static int sqlite_commit(struct db *db)
 {
 	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
@@ -272,6 +277,15 @@ static int sqlite_commit(struct db *db)
 		d->count = false;
 		if (sqlite_tx(d, TX_VERSION, &n) != DB_OK || sqlite_tx(d, TX_APPID, &id) != DB_OK)
 			return DB_ERROR;
+		if (d->counted_any && (int32_t)((uint32_t)n - d->counted) < 0) {
+			d->went_back = true;
+			snprintf(d->msg, sizeof d->msg,
+			    "COMMIT refused: the file counts %u commits of autopack's (PRAGMA "
+			    "user_version), fewer than the %u this connection reached: an older "
+			    "copy of the database was written into the file",
+			    (uint32_t)n, d->counted);
+			return DB_ERROR;
+		}
 		/* user_version's value is a literal of the statement: prepared at each commit. */
 		snprintf(sql, sizeof sql, "PRAGMA user_version=%d", (int32_t)((uint32_t)n + 1));
 		if (sqlite_exec(db, sql) != DB_OK ||
@@ -366,12 +380,15 @@ static bool sqlite_size_limit_note(struct db_sqlite *d, const char *what)
 /* The message of sqlite3_errmsg; after a failed file operation (an I/O error, a file
  * that cannot be opened, a full disk) followed by the system's reason, which SQLite's own
  * words do not give ("disk I/O error (No space left on device)"), or, for a write past
- * the file size limit, for which SQLite keeps no reason, that limit. */
+ * the file size limit, for which SQLite keeps no reason, that limit; after a COMMIT
+ * refused for a count of commits gone back (sqlite_commit), that, until the next BEGIN. */
 static const char *sqlite_errmsg(struct db *db)
 {
 	struct db_sqlite *d = container_of(db, struct db_sqlite, base);
 	int primary = sqlite3_extended_errcode(d->h) & 0xff, e = sqlite3_system_errno(d->h);
 
+	if (d->went_back)
+		return d->msg;
 	if (primary == SQLITE_IOERR && (e == 0 || e == EFBIG) &&
 	    sqlite_size_limit_note(d, sqlite3_errmsg(d->h)))
 		return d->msg;
@@ -385,6 +402,8 @@ static const char *sqlite_errmsg(struct db *db)
 /* Classify sqlite3_extended_errcode. */
 static enum db_fault sqlite_fault(struct db *db)
 {
+	if (container_of(db, struct db_sqlite, base)->went_back)
+		return DB_FAULT_OTHER;
 	switch (sqlite3_extended_errcode(H(db)) & 0xff) {
 	case SQLITE_OK:
 	case SQLITE_ROW:
