@@ -19,13 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Print a command's usage line, summary and help text. */
-void cmd_print_help(const struct cmd_entry *e)
-{
-	printf("usage: autopack-ctl [--db URL] %s %s\n\n%s\n\n%s", e->name, e->args, e->summary,
-	    e->help);
-}
-
 /* Print {"ok": false, "error": NAME, "message": msg} on stdout, the whole message, its bytes that
  * are not UTF-8 (a file name, an argument, or a character a cut split) as U+FFFD. */
 void cmd_json_error(int code, const char *msg)
@@ -129,7 +122,7 @@ int cmd_getopt(
 			return CMD_OPT_DONE;
 		case CMD_OPT_JSON: ctx->json = true; continue;
 		case 'h':
-			cmd_print_help(ctx->entry);
+			cmd_help_print(ctx, ctx->entry);
 			*exit_code = CMD_EXIT_OK;
 			return CMD_OPT_DONE;
 		case '?':

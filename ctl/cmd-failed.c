@@ -248,7 +248,8 @@ static void failed_print(FILE *out, const char *url, struct store_failed *v, siz
 			if (group_of[i] == g)
 				failed_phase_print(out, &v[i]);
 		if (failed == 0)
-			fputs("  none of them is FAILED: the next drain takes the QUEUED ones; "
+			fputs("  none of them is FAILED: the next drain takes the QUEUED ones "
+			      "(a running supervisor, after autopack-ctl retry --stopped); "
 			      "autopack-ctl retry RUN PHASE a SKIPPED one\n",
 			    out);
 		else if (v[first].fingerprint != NULL)

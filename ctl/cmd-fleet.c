@@ -283,16 +283,32 @@ static int fleet_send(struct cmd_ctx *ctx, struct store *st, int64_t target, con
 		    target > 0 ? "one supervisor" : "every supervisor", cmd_shown(st->url),
 		    (long long)a.id);
 	for (size_t i = 0; i < a.nres; i++) {
+		/* A success's result is the reply's body (a JSON object): said in a line, and
+		 * with --json given as "reply" beside the text it came as. */
+		json_t *body = a.res[i].ok && a.res[i].result != NULL ?
+		    json_loads_bounded(a.res[i].result, 0, NULL) :
+		    NULL;
+
+		if (!json_is_object(body)) {
+			json_decref(body);
+			body = NULL;
+		}
 		if (!a.res[i].ok)
 			exit_code = CMD_EXIT_REFUSED;
-		if (ctx->json)
+		if (ctx->json) {
 			json_array_append_new(out,
-			    json_pack("{s:I, s:b, s:s}", "supervisor_id",
+			    json_pack("{s:I, s:b, s:s, s:o?}", "supervisor_id",
 			        (json_int_t)a.res[i].supervisor_id, "ok", a.res[i].ok, "result",
-			        a.res[i].result));
+			        a.res[i].result, "reply", body));
+			continue;
+		}
+		printf("supervisor %lld: ", (long long)a.res[i].supervisor_id);
+		if (body != NULL)
+			cmd_control_say(cmd, body, stdout);
 		else
-			printf("supervisor %lld: %s %s\n", (long long)a.res[i].supervisor_id,
-			    a.res[i].ok ? "ok" : "refused:", cmd_shown(a.res[i].result));
+			printf(
+			    "%s %s\n", a.res[i].ok ? "ok" : "refused:", cmd_shown(a.res[i].result));
+		json_decref(body);
 	}
 	if (a.nres < a.want)
 		exit_code = CMD_EXIT_REFUSED;

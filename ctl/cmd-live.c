@@ -254,7 +254,7 @@ static void show_metrics(json_t *b, FILE *out);
 /* Send `cmd` with `args` and print the reply; returns the exit code. `show` renders a
  * successful body as text, after a line naming the supervisor's database (on stderr for
  * metrics, whose stdout is Prometheus text only); with --json the body is printed with
- * "ok": true and the database's identity. */
+ * "ok": true and the database's identity (and "command": cmd for a control command). */
 static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out))
 {
@@ -266,6 +266,8 @@ static int live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, 
 		return cmd_fail(ctx, rc, "%s", err);
 	if (ctx->json) {
 		json_object_set_new(r.body, "ok", json_true());
+		if (cmd_control_said(cmd))
+			json_object_set_new(r.body, "command", json_string(cmd));
 		json_object_set_new(r.body, "db_url", json_string(r.db_url));
 		json_object_set_new(r.body, "db_uuid", json_string(r.db_uuid));
 		json_object_set_new(r.body, "db_device_inode", json_string(r.db_devino));
@@ -460,13 +462,26 @@ static void show_metrics(json_t *b, FILE *out)
 	cmd_print_lines(out, json_string_value(json_object_get(b, "text")));
 }
 
-/* Print a reply that only confirms: "ok" and its body. */
-static void show_done(json_t *b, FILE *out)
+/* Say what a control command did, in one line each (cmd_control_say). */
+static void show_pause(json_t *b, FILE *out)
 {
-	char *s = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
-
-	fprintf(out, "ok %s\n", s != NULL ? cmd_shown(s) : "");
-	free(s);
+	cmd_control_say("pause", b, out);
+}
+static void show_resume(json_t *b, FILE *out)
+{
+	cmd_control_say("resume", b, out);
+}
+static void show_scale(json_t *b, FILE *out)
+{
+	cmd_control_say("scale", b, out);
+}
+static void show_stop(json_t *b, FILE *out)
+{
+	cmd_control_say("stop", b, out);
+}
+static void show_cancel(json_t *b, FILE *out)
+{
+	cmd_control_say("cancel", b, out);
 }
 
 /* Print what a forwarded import or seed wrote. */
@@ -622,11 +637,11 @@ static const struct live_cmd {
 	{ "status", 0, show_status },
 	{ "workers", 0, show_workers_body },
 	{ "metrics", 0, show_metrics },
-	{ "pause", 0, show_done },
-	{ "resume", 0, show_done },
-	{ "scale", 1, show_done },
-	{ "stop", 0, show_done },
-	{ "cancel", 2, show_done },
+	{ "pause", 0, show_pause },
+	{ "resume", 0, show_resume },
+	{ "scale", 1, show_scale },
+	{ "stop", 0, show_stop },
+	{ "cancel", 2, show_cancel },
 };
 
 /* Run the live command this entry names. */

@@ -6,11 +6,14 @@
 #include "ctl/cmd.h"
 #include "common/store/store_failed.h"
 #include "common/store/store_fleet.h"
+#include "common/strbuf.h"
 #include "common/util.h"
+#include "common/vocab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define RETRY_ARGS_MAX 16
@@ -20,6 +23,7 @@ enum {
 	OPT_FINGERPRINT,
 	OPT_REASON,
 	OPT_ALL,
+	OPT_STOPPED,
 	OPT_NOTE,
 	OPT_DRY,
 	OPT_CONTROL
@@ -31,6 +35,7 @@ static const struct option cmd_retry_opts[] = {
 	{ "fingerprint", required_argument, NULL, OPT_FINGERPRINT },
 	{ "reason", required_argument, NULL, OPT_REASON },
 	{ "all-failed", no_argument, NULL, OPT_ALL },
+	{ "stopped", no_argument, NULL, OPT_STOPPED },
 	{ "note", required_argument, NULL, OPT_NOTE },
 	{ "dry-run", no_argument, NULL, OPT_DRY },
 	{ "control", required_argument, NULL, OPT_CONTROL },
@@ -43,13 +48,18 @@ static void retry_show(json_t *b, FILE *out)
 	json_t *list = json_object_get(b, "retried"), *p;
 	size_t i;
 
+	bool stopped = json_is_true(json_object_get(b, "stopped"));
+
 	if (json_array_size(list) == 0) {
-		fprintf(out, "nothing to retry: no FAILED phase matches\n");
+		fprintf(out, "nothing to retry: no %s phase matches\n",
+		    stopped ? "stopped QUEUED" : "FAILED");
 		return;
 	}
-	fprintf(out, "retried %lld phase%s through the supervisor (pid %lld), now QUEUED\n",
-	    (long long)json_array_size(list), json_array_size(list) == 1 ? "" : "s",
-	    (long long)json_integer_value(json_object_get(b, "supervisor_pid")));
+	fprintf(out, "%s %lld %sphase%s through the supervisor (pid %lld), %s\n",
+	    stopped ? "put back" : "retried", (long long)json_array_size(list),
+	    stopped ? "stopped " : "", json_array_size(list) == 1 ? "" : "s",
+	    (long long)json_integer_value(json_object_get(b, "supervisor_pid")),
+	    stopped ? "their runs no longer stopped: it drains them now" : "now QUEUED");
 	json_array_foreach(list, i, p)
 	{
 		fprintf(out, "  %s/%s (was %s)\n",
@@ -61,8 +71,8 @@ static void retry_show(json_t *b, FILE *out)
 
 /* Print (or put in JSON) the phases of v that a retry took, or with dry_run, would take;
  * on a database several supervisors share, which of them were woken to take them. */
-static int retry_report(
-    struct cmd_ctx *ctx, struct store *st, const struct store_failed *v, size_t n, bool dry_run)
+static int retry_report(struct cmd_ctx *ctx, struct store *st, const struct store_failed *v,
+    size_t n, bool dry_run, bool stopped)
 {
 	bool shared = !dry_run && store_fleet(st);
 	json_t *list = json_array();
@@ -81,8 +91,8 @@ static int retry_report(
 	if (ctx->json) {
 		json_t *woken = shared && k > 0 ? cmd_fleet_woken(st, false, stderr) : NULL;
 
-		cmd_json_print(json_pack("{s:b, s:b, s:s, s:I, s:o, s:o, s:o?}", "ok", 1, "dry_run",
-		    dry_run, "via",
+		cmd_json_print(json_pack("{s:b, s:b, s:b, s:s, s:I, s:o, s:o, s:o?}", "ok", 1,
+		    "dry_run", dry_run, "stopped", stopped, "via",
 		    dry_run    ? "none" :
 		        shared ? "database" :
 		                 "offline",
@@ -92,9 +102,18 @@ static int retry_report(
 	}
 	json_decref(list);
 	if (k == 0)
-		printf("nothing to retry: no FAILED phase matches\n");
+		printf("nothing to retry: no %s phase matches\n",
+		    stopped ? "stopped QUEUED" : "FAILED");
 	else if (dry_run)
-		printf("would retry %zu phase%s (nothing written):\n", k, k == 1 ? "" : "s");
+		printf("would %s %zu %sphase%s (nothing written):\n",
+		    stopped ? "put back" : "retry", k, stopped ? "stopped " : "",
+		    k == 1 ? "" : "s");
+	else if (stopped)
+		printf(
+		    "put back %zu stopped phase%s, their runs no longer stopped in any unfinished"
+		    " session%s:\n",
+		    k, k == 1 ? "" : "s",
+		    shared ? "" : " (the next drain, or a --resume, takes them)");
 	else
 		printf("retried %zu phase%s, now QUEUED%s:\n", k, k == 1 ? "" : "s",
 		    shared ? "" : " (the next drain takes them)");
@@ -132,18 +151,67 @@ static int retry_local(struct cmd_ctx *ctx, const struct store_retry_args *ra, b
 		who.via = "database";
 	who.selector = ra->selector;
 	who.note = ra->note;
-	if (rc == 0 && !dry_run && n > 0)
+	if (rc == 0 && !dry_run && n > 0 && ra->stopped)
+		rc = store_failed_release(&st, v, n, &who, &moved, &err);
+	else if (rc == 0 && !dry_run && n > 0)
 		rc = store_failed_retry(&st, v, n, &who, &moved, &err);
 	if (rc != 0)
 		ret = cmd_fail(ctx, rc, "%s", err.text);
 	else
-		ret = retry_report(ctx, &st, v, n, dry_run);
+		ret = retry_report(ctx, &st, v, n, dry_run, ra->stopped);
 	store_failed_free(v, n);
 	if (dry_run)
 		store_close(&st);
 	else
 		cmd_close_write(&st, lock_fd);
 	return ret;
+}
+
+/* 0 when --reason `reason` names a failure reason: one of the vocabulary's (any case), or
+ * one a failed or stopped phase of the database records (another program's rows may hold
+ * others). Else a usage error (exit 2) saying it is unknown and listing the known ones: a
+ * misspelt reason is not "nothing to retry". */
+static int retry_reason_check(
+    struct cmd_ctx *ctx, const char *control, const char *run_id, const char *reason)
+{
+	struct store_failed_filter f = { .reason = reason };
+	struct store_failed *v = NULL;
+	struct strbuf known = { 0 };
+	struct store_err err;
+	struct store st;
+	char *path = NULL, *url = NULL;
+	size_t n = 0;
+	int rc;
+
+	for (int r = REASON_NONE + 1; r < REASON_COUNT; r++)
+		if (strcasecmp(reason, reason_name((enum reason)r)) == 0)
+			return 0;
+	/* With --control and no database named, the supervisor asked is the one to say. */
+	rc = cmd_db_probe(ctx, &path, &url);
+	free(path);
+	free(url);
+	if (rc != 0 && control != NULL)
+		return 0;
+	if ((rc = cmd_open_read(ctx, &st, false)) != 0)
+		return rc;
+	/* A run the database does not hold is named first, as without --reason. */
+	rc = run_id != NULL ? store_run_exists(&st, run_id, &err) : 0;
+	if (rc == 0)
+		rc = store_failed_list(&st, &f, &v, &n, &err);
+	store_failed_free(v, n);
+	store_close(&st);
+	if (rc != 0)
+		return cmd_fail(ctx, rc, "%s", err.text);
+	if (n > 0)
+		return 0;
+	for (int r = REASON_NONE + 1; r < REASON_COUNT; r++)
+		strbuf_printf(
+		    &known, "%s%s", r > REASON_NONE + 1 ? ", " : "", reason_name((enum reason)r));
+	rc = cmd_usage_error(ctx,
+	    "--reason %s: unknown failure reason (no phase records it); the known reasons are %s",
+	    reason, known.s);
+	free(known.s);
+	return rc;
 }
 
 /* retry: parse, then list (--dry-run), go through the supervisor, or retry offline. */
@@ -154,6 +222,7 @@ static int cmd_retry_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		[OPT_FINGERPRINT - OPT_RUN] = "--fingerprint",
 		[OPT_REASON - OPT_RUN] = "--reason",
 		[OPT_ALL - OPT_RUN] = "--all-failed",
+		[OPT_STOPPED - OPT_RUN] = "--stopped",
 		[OPT_NOTE - OPT_RUN] = "--note",
 	};
 	struct store_retry_args ra;
@@ -176,11 +245,12 @@ static int cmd_retry_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		case OPT_FINGERPRINT:
 		case OPT_REASON:
 		case OPT_ALL:
+		case OPT_STOPPED:
 		case OPT_NOTE:
 			if (n + 2 > RETRY_ARGS_MAX)
 				return cmd_usage_error(ctx, "too many options");
 			args[n++] = (char *)names[c - OPT_RUN];
-			if (c != OPT_ALL)
+			if (c != OPT_ALL && c != OPT_STOPPED)
 				args[n++] = optarg;
 			break;
 		default: return cmd_usage_error(ctx, "unexpected option");
@@ -193,6 +263,9 @@ static int cmd_retry_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if (store_retry_args_parse(args, n, &ra, err, sizeof err) != 0)
 		return cmd_usage_error(ctx, "%s", err + strlen("retry: "));
+	if (ra.filter.reason != NULL &&
+	    (ret = retry_reason_check(ctx, control, ra.filter.run_id, ra.filter.reason)) != 0)
+		return ret;
 	if (dry_run)
 		return retry_local(ctx, &ra, true);
 	if (control != NULL)
@@ -205,39 +278,48 @@ static int cmd_retry_exec(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_retry_entry = {
 	.name = "retry",
-	.args = "RUN PHASE | --run R | --fingerprint FP | --reason R | --all-failed"
+	.args = "RUN PHASE | --run R | --fingerprint FP | --reason R | --all-failed | --stopped"
 	        " [--note TEXT] [--dry-run] [--json] [--control PATH]",
-	.summary = "queue FAILED phases again: one, or a class of them",
-	.help = "Moves FAILED phases back to QUEUED, chosen by:\n"
-	        "  RUN PHASE           one phase (FAILED or SKIPPED)\n"
-	        "  --run R             the FAILED phases of run R\n"
-	        "  --fingerprint FP    those whose last attempt failed with fingerprint FP: the\n"
-	        "                      whole text, or the id autopack-ctl failed shows (6 to 12\n"
-	        "                      hex digits, any case)\n"
-	        "  --reason R          those whose last failure reason is R (CHECK_FAILED,\n"
-	        "                      PROVIDER_ERROR, ...; any case), as it is or as\n"
-	        "                      autopack-ctl failed shows it (\\x00 for a NUL byte)\n"
-	        "  --all-failed        every FAILED phase\n"
-	        "--run, --fingerprint and --reason combine: a phase must match each one given.\n"
-	        "\n"
-	        "  --note TEXT  why, recorded with each phase in control_log\n"
-	        "  --dry-run    list what would be retried; write nothing\n"
-	        "  --json       the result as JSON\n"
-	        "  --control PATH  the supervisor's control socket, when it is not the one the\n"
-	        "               database records\n"
-	        "\n"
-	        "While an autopack-supervisor holds the database the retry goes through it (the\n"
-	        "database keeps one writer) and its drain takes the phases at once, in their\n"
-	        "run's order, even in a run it had stopped; otherwise autopack-ctl takes the\n"
-	        "database lock and writes itself, and the next drain takes them. On PostgreSQL,\n"
-	        "which supervisors on several hosts share, autopack-ctl writes itself and wakes\n"
-	        "every live supervisor, which take the phases at once (the output names them),\n"
-	        "and the retried phases' runs are no longer stopped or deprioritised in any\n"
-	        "unfinished session. All phases are\n"
-	        "moved in one transaction; each gets a control_log row (time, pid and uid of\n"
-	        "who asked, \"RUN PHASE\", the former state, the selector, the note, and whether\n"
-	        "it went through the supervisor). Nothing matching is not an error (exit 0);\n"
-	        "a named phase that is not FAILED or SKIPPED, or a run the database does not\n"
-	        "hold, is (exit 1).\n",
+	.summary = "queue FAILED phases again: one, or a class of them (--stopped: stopped ones)",
+	.help =
+	    "Moves FAILED phases back to QUEUED, chosen by:\n"
+	    "  RUN PHASE           one phase (FAILED or SKIPPED)\n"
+	    "  --run R             the FAILED phases of run R\n"
+	    "  --fingerprint FP    those whose last attempt failed with fingerprint FP: the\n"
+	    "                      whole text, or the id autopack-ctl failed shows (6 to 12\n"
+	    "                      hex digits, any case)\n"
+	    "  --reason R          those whose last failure reason is R (CHECK_FAILED,\n"
+	    "                      PROVIDER_ERROR, ...; any case), as it is or as\n"
+	    "                      autopack-ctl failed shows it (\\x00 for a NUL byte)\n"
+	    "  --all-failed        every FAILED phase\n"
+	    "  --stopped           the stopped QUEUED phases (those `autopack-ctl failed`\n"
+	    "                      counts as stopped: left QUEUED by a failure with attempts\n"
+	    "                      left, a stop or a cancel, in a run the drain rules may have\n"
+	    "                      stopped), alone or with --run, --fingerprint and --reason:\n"
+	    "                      they stay QUEUED and their runs are no longer stopped or\n"
+	    "                      deprioritised, so a running supervisor drains them now\n"
+	    "--run, --fingerprint and --reason combine: a phase must match each one given.\n"
+	    "\n"
+	    "  --note TEXT  why, recorded with each phase in control_log\n"
+	    "  --dry-run    list what would be retried; write nothing\n"
+	    "  --json       the result as JSON\n"
+	    "  --control PATH  the supervisor's control socket, when it is not the one the\n"
+	    "               database records\n"
+	    "\n"
+	    "While an autopack-supervisor holds the database the retry goes through it (the\n"
+	    "database keeps one writer) and its drain takes the phases at once, in their\n"
+	    "run's order, even in a run it had stopped; otherwise autopack-ctl takes the\n"
+	    "database lock and writes itself, and the next drain takes them. On PostgreSQL,\n"
+	    "which supervisors on several hosts share, autopack-ctl writes itself and wakes\n"
+	    "every live supervisor, which take the phases at once (the output names them),\n"
+	    "and the retried phases' runs are no longer stopped or deprioritised in any\n"
+	    "unfinished session. All phases are\n"
+	    "moved in one transaction; each gets a control_log row (time, pid and uid of\n"
+	    "who asked, \"RUN PHASE\", the former state, the selector, the note, and whether\n"
+	    "it went through the supervisor). Nothing matching is not an error (exit 0);\n"
+	    "a named phase that is not FAILED or SKIPPED, or a run the database does not\n"
+	    "hold, is (exit 1); a --reason that is no failure reason (not one of the known\n"
+	    "reasons, which the error lists, nor one a phase of the database records) is a\n"
+	    "usage error (exit 2).\n",
 	.exec = cmd_retry_exec,
 };

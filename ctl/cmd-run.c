@@ -3,6 +3,8 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +17,91 @@
 /* The plan's name in messages when it is read from standard input (`-`). */
 #define CMD_RUN_STDIN "standard input"
 
+enum {
+	OPT_WAIT = CMD_OPT_FIRST_OWN
+};
+
 static const struct option cmd_run_import_opts[] = {
 	CMD_OPTS_COMMON,
+	{ "wait", no_argument, NULL, OPT_WAIT },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* Set err to the formatted message; returns STORE_EINVAL. */
+__attribute__((format(printf, 2, 3))) static int run_fail(
+    struct store_err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof err->text, fmt, ap);
+	va_end(ap);
+	return STORE_EINVAL;
+}
+
+/* The most bytes read from a FIFO to learn whether it has a writer. */
+#define CMD_RUN_PROBE 4096
+
+/* Read the plan from the FIFO at `path`. It is opened without waiting (O_NONBLOCK) and
+ * read once: nothing and no writer (end of file at once) is refused, unless `wait_writer`, which
+ * opens it again and waits for a writer as a plain open does. With a writer, the rest is
+ * read to its end, as a pipe (store_plan_read_fd). 0, or STORE_EINVAL with err naming
+ * the FIFO and why. */
+static int cmd_run_read_fifo(
+    const char *path, bool wait_writer, struct store_plan_text *pt, struct store_err *err)
+{
+	char head[CMD_RUN_PROBE];
+	ssize_t got;
+	char *text;
+	int fd, rc;
+
+	memset(pt, 0, sizeof *pt);
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return run_fail(err, "%s: cannot read the plan: %s", path, strerror(errno));
+	do
+		got = read(fd, head, sizeof head);
+	while (got < 0 && errno == EINTR);
+	if (got < 0 && errno != EAGAIN) {
+		rc = errno;
+		close(fd);
+		return run_fail(err, "%s: cannot read the plan: %s", path, strerror(rc));
+	}
+	if (got == 0) {
+		close(fd);
+		if (!wait_writer)
+			return run_fail(err,
+			    "%s: a FIFO that no process has open for writing: there is no plan to "
+			    "read (start the program that writes it first, or pass --wait to wait "
+			    "for one)",
+			    path);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			return run_fail(err, "%s: cannot read the plan: %s", path, strerror(errno));
+		got = 0;
+	} else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+		rc = errno;
+		close(fd);
+		return run_fail(err, "%s: cannot read the plan: %s", path, strerror(rc));
+	}
+	rc = store_plan_read_fd(fd, path, pt, err);
+	close(fd);
+	if (rc != 0 || got <= 0)
+		return rc;
+	if (pt->len + (size_t)got > STORE_PLAN_MAX) {
+		store_plan_text_free(pt);
+		return run_fail(
+		    err, "%s: the plan is larger than %d MiB", path, STORE_PLAN_MAX >> 20);
+	}
+	/* The bytes the probe read come first. */
+	text = xmalloc(pt->len + (size_t)got + 1);
+	memcpy(text, head, (size_t)got);
+	memcpy(text + got, pt->text, pt->len);
+	pt->len += (size_t)got;
+	text[pt->len] = '\0';
+	free(pt->text);
+	pt->text = text;
+	return 0;
+}
 
 /* run import PLAN.json: load runs, tiers and phases from a plan, all or nothing. */
 static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
@@ -28,12 +111,16 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store_err err;
 	struct store st;
 	const char *plan;
-	bool from_stdin;
+	bool from_stdin, wait_writer = false;
+	struct stat fsb;
 	int c, lock_fd, rc, ret = CMD_EXIT_OK;
 
-	while ((c = cmd_getopt(ctx, argc, argv, cmd_run_import_opts, &ret)) != -1)
+	while ((c = cmd_getopt(ctx, argc, argv, cmd_run_import_opts, &ret)) != -1) {
 		if (c == CMD_OPT_DONE)
 			return ret;
+		if (c == OPT_WAIT)
+			wait_writer = true;
+	}
 	if (optind == argc)
 		return cmd_usage_error(ctx, "missing the plan file");
 	if (optind + 1 != argc)
@@ -52,8 +139,12 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		fprintf(stderr,
 		    "autopack-ctl run import: reading the plan from the terminal; end "
 		    "it with Ctrl-D\n");
-	rc = from_stdin ? store_plan_read_fd(STDIN_FILENO, CMD_RUN_STDIN, &pt, &err) :
-	                  store_plan_read(plan, false, &pt, &err);
+	if (from_stdin)
+		rc = store_plan_read_fd(STDIN_FILENO, CMD_RUN_STDIN, &pt, &err);
+	else if (stat(plan, &fsb) == 0 && S_ISFIFO(fsb.st_mode))
+		rc = cmd_run_read_fifo(plan, wait_writer, &pt, &err);
+	else
+		rc = store_plan_read(plan, false, &pt, &err);
 	if (rc != 0)
 		return cmd_fail(ctx, rc, "%s; nothing was written", err.text);
 	if (pt.regular) {
@@ -131,7 +222,7 @@ static int cmd_run_import_exec(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_run_import_entry = {
 	.name = "run import",
-	.args = "PLAN.json|- [--json]",
+	.args = "PLAN.json|- [--wait] [--json]",
 	.summary = "load runs, tiers and phases from a JSON plan",
 	.help =
 	    "Loads a plan (README, \"Plan files\"). The whole plan is checked first, against the\n"
@@ -146,7 +237,10 @@ const struct cmd_entry cmd_run_import_entry = {
 	    "import -`), its relative workspaces resolved against the current directory; it\n"
 	    "is refused while a supervisor holds an SQLite database, which reads a plan from\n"
 	    "a file (a file named - is ./-).\n"
+	    "A plan that is a FIFO (mkfifo) is read as a pipe; one that no process has open\n"
+	    "for writing is refused at once (exit 1), not waited on, unless --wait.\n"
 	    "\n"
+	    "  --wait     a FIFO with no writer yet: wait for one\n"
 	    "  --json     print the result as JSON on stdout (the banner goes to stderr)\n",
 	.exec = cmd_run_import_exec,
 };

@@ -380,6 +380,11 @@ static void cmd_session_print(
 	printf("  Total processed:    %lld\n", (long long)m->processed);
 	printf("  Succeeded:          %lld\n", (long long)m->succeeded);
 	printf("  Failed:             %lld\n", (long long)m->failed);
+	/* Failed counts every result that did not succeed, as the original's summary does;
+	 * those that handed their phase back (a stop, a scale-down, a crash) are said apart. */
+	printf("  Handed back:        %lld (of the failed: no fault of their phase, which went"
+	       " back to the queue)\n",
+	    (long long)s->handed_back);
 	printf("  Timeouts:           %lld\n", (long long)m->timeouts);
 	printf("  Success rate:       %.1f%%\n", m->success_pct);
 	printf("  Phases with events: %lld\n", (long long)m->with_events);
@@ -474,6 +479,8 @@ static int cmd_session_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 
 		json_object_set_new(json_object_get(j, "stop_conditions"), "stop_reason",
 		    cmd_json_text(sess.stop_reason));
+		json_object_set_new(
+		    json_object_get(j, "summary"), "handed_back", json_integer(sess.handed_back));
 		json_object_set_new(j, "session", cmd_session_head_json(&sess));
 		json_object_set(j, "end", cmd_session_end(sum.state));
 		json_object_set(json_object_get(j, "session"), "settings", settings);
@@ -508,8 +515,10 @@ const struct cmd_entry cmd_session_show_entry = {
 	.summary = "summarise a drain session (default the newest)",
 	.help =
 	    "Prints the summary of one drain session, computed from its result rows (one per\n"
-	    "attempt) and the drain policies' state: processed, succeeded, failed, timeouts,\n"
-	    "success rate, telemetry events and overall yield (events per minute of non-timeout\n"
+	    "attempt) and the drain policies' state: processed, succeeded, failed (every result\n"
+	    "that did not succeed, as the original counts them) and of those the handed back\n"
+	    "(attempts ended for no fault of their phase: a stop, a scale-down, a crash; the\n"
+	    "phase went back to the queue), timeouts, success rate, telemetry events and overall yield (events per minute of non-timeout\n"
 	    "results), median / P90 / max yield per minute (a result without events counts 0),\n"
 	    "the zero-yield breakdown, LLM boundary hits, stop conditions (stop reason, stopped\n"
 	    "runs and fingerprints), unique and top-5 fingerprints, results by run, the\n"

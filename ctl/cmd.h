@@ -113,8 +113,15 @@ int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* 0 if path `value` (option or argument `what`) is not empty, else a usage error: 2. */
 int cmd_path_given(const struct cmd_ctx *ctx, const char *what, const char *value);
-/* Print a command's --help to stdout. */
-void cmd_print_help(const struct cmd_entry *e);
+/* Print a command's --help to stdout (ctl/cmd-help.c): its usage line, summary and help
+ * text; with --json one object {"command", "usage", "summary", "options", "help"}, the
+ * options read from the usage line (cmd_help_options). */
+void cmd_help_print(const struct cmd_ctx *ctx, const struct cmd_entry *e);
+/* The options a usage line names, in its order and each once: a JSON array of
+ * {"name": "--timeout", "value": "S"}, "value" null for an option that takes none. */
+json_t *cmd_help_options(const char *usage);
+/* A command of the table as JSON: {"command", "usage", "summary"}. */
+json_t *cmd_help_entry_json(const struct cmd_entry *e);
 
 /* Map a STORE_E* code to the command's exit code. */
 int cmd_exit_code(int store_rc);
@@ -200,6 +207,13 @@ int cmd_live_forward_show(struct cmd_ctx *ctx, const char *cmd, char **args, siz
  * database names) and show its answer with `show`; returns the exit code. */
 int cmd_live_call(struct cmd_ctx *ctx, const char *control, const char *cmd, char **args,
     size_t nargs, void (*show)(json_t *body, FILE *out));
+
+/* Whether control command `cmd` has its reply said in one line (pause, resume, scale,
+ * stop, cancel: ctl/cmd-control-text.c). */
+bool cmd_control_said(const char *cmd);
+/* Print on `out` one line saying what control command `cmd` did, from its reply's `body`:
+ * what was done, to what, and the counts (attempts in flight, workers). */
+void cmd_control_say(const char *cmd, json_t *body, FILE *out);
 
 /* A running supervisor's reply: its body (a JSON object) and the database it holds. */
 struct live_reply {

@@ -15,19 +15,51 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The global usage lines and what follows them in --help, before the command list. */
+#define CTL_USAGE                                                                                  \
+	"usage: autopack-ctl [--db URL] [--json] [--] COMMAND [ARGS]\n"                            \
+	"       autopack-ctl COMMAND --help\n"                                                     \
+	"       autopack-ctl --version | --help\n"
+#define CTL_USAGE_DB                                                                               \
+	"The database is named by --db URL, else AUTOPACK_DB_URL, else DATABASE_URL:\n"            \
+	"sqlite:///relative/path.db, sqlite:////absolute/path.db or\n"                             \
+	"postgresql://user@host:port/dbname. There is no default.\n"
+
 /* Print the global usage and the command list to `out`. */
 static void ctl_usage(FILE *out)
 {
-	fprintf(out,
-	    "usage: autopack-ctl [--db URL] [--json] [--] COMMAND [ARGS]\n"
-	    "       autopack-ctl COMMAND --help\n"
-	    "       autopack-ctl --version | --help\n\n"
-	    "The database is named by --db URL, else AUTOPACK_DB_URL, else DATABASE_URL:\n"
-	    "sqlite:///relative/path.db, sqlite:////absolute/path.db or\n"
-	    "postgresql://user@host:port/dbname. There is no default.\n\n"
-	    "Commands:\n");
+	fprintf(out, CTL_USAGE "\n" CTL_USAGE_DB "\nCommands:\n");
 	for (size_t i = 0; i < cmd_table_size; i++)
 		fprintf(out, "  %-20s %s\n", cmd_table[i]->name, cmd_table[i]->summary);
+}
+
+/* Print --help as text, or with --json as one object: {"command": "autopack-ctl",
+ * "usage", "options", "help", "commands": [{"command", "usage", "summary"}]}, from the
+ * same lines and command table. */
+static void ctl_help(bool json)
+{
+	json_t *cmds;
+
+	if (!json) {
+		ctl_usage(stdout);
+		return;
+	}
+	cmds = json_array();
+	for (size_t i = 0; i < cmd_table_size; i++)
+		json_array_append_new(cmds, cmd_help_entry_json(cmd_table[i]));
+	cmd_json_print(
+	    json_pack("{s:s, s:s, s:o, s:s, s:o}", "command", "autopack-ctl", "usage", CTL_USAGE,
+	        "options", cmd_help_options(CTL_USAGE), "help", CTL_USAGE_DB, "commands", cmds));
+}
+
+/* Print --version as text, or with --json as {"command": "autopack-ctl", "version"}. */
+static void ctl_version(bool json)
+{
+	if (json)
+		cmd_json_print(json_pack(
+		    "{s:s, s:s}", "command", "autopack-ctl", "version", AUTOPACK_VERSION));
+	else
+		printf("autopack-ctl %s\n", AUTOPACK_VERSION);
 }
 
 /* Return how many words of argv (from argv[0]) the entry's name matches, or 0. */
@@ -61,14 +93,17 @@ static int ctl_unknown(int argc, char **argv, bool json)
 {
 	size_t n = strlen(argv[0]);
 	bool group = false;
-	bool help = argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+	/* GROUP --help, --json before or after it. */
+	int h = argc > 2 && strcmp(argv[1], "--json") == 0 ? 2 : 1;
+	bool help = argc > h && (strcmp(argv[h], "--help") == 0 || strcmp(argv[h], "-h") == 0);
 	FILE *out = help ? stdout : stderr;
+	json_t *cmds = json_array();
 
 	for (size_t i = 0; i < cmd_table_size; i++) {
 		const char *name = cmd_table[i]->name;
 
 		if (strncmp(name, argv[0], n) == 0 && name[n] == ' ') {
-			if (!group)
+			if (!group && !(help && json))
 				fprintf(out,
 				    help ? "%s commands:\n" :
 				           "autopack-ctl: unknown %s "
@@ -76,9 +111,17 @@ static int ctl_unknown(int argc, char **argv, bool json)
 				    argv[0], argc > 1 && !help ? " " : "",
 				    argc > 1 && !help ? cmd_shown(argv[1]) : "", argv[0]);
 			group = true;
-			fprintf(out, "  autopack-ctl %-20s %s\n", name, cmd_table[i]->summary);
+			json_array_append_new(cmds, cmd_help_entry_json(cmd_table[i]));
+			if (!(help && json))
+				fprintf(
+				    out, "  autopack-ctl %-20s %s\n", name, cmd_table[i]->summary);
 		}
 	}
+	/* GROUP --help --json: {"group", "commands": [{"command", "usage", "summary"}]}. */
+	if (group && help && json)
+		cmd_json_print(json_pack("{s:s, s:o}", "group", argv[0], "commands", cmds));
+	else
+		json_decref(cmds);
 	if (group) {
 		if (!help) {
 			char *msg = xasprintf("unknown %s command%s%s", argv[0],
@@ -198,10 +241,10 @@ int main(int argc, char **argv)
 			i++;
 			break;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			ctl_usage(stdout);
+			ctl_help(ctx.json);
 			return ctl_flush_stdout(CMD_EXIT_OK);
 		} else if (strcmp(argv[i], "--version") == 0) {
-			printf("autopack-ctl %s\n", AUTOPACK_VERSION);
+			ctl_version(ctx.json);
 			return ctl_flush_stdout(CMD_EXIT_OK);
 		} else if ((strcmp(argv[i], "--db") == 0 && i + 1 < argc) ||
 		    strncmp(argv[i], "--db=", 5) == 0) {

@@ -25,7 +25,8 @@ int cmd_pause(
 {
 	(void)c;
 	(void)req;
-	rep->body = json_pack("{s:b}", "was_paused", s->paused);
+	rep->body = json_pack(
+	    "{s:b, s:i}", "was_paused", s->paused, "in_flight", (int)s->in_flight);
 	if (!s->paused)
 		log_info("paused by control request: no new dispatch");
 	s->paused = true;
@@ -86,7 +87,7 @@ int cmd_scale(
 	pool_breaker_reset(s);
 	pool_scale(s, (int)n, force);
 	log_info("scaled from %d to %ld workers%s", old, n, force ? " (forced)" : "");
-	rep->body = json_pack("{s:i, s:i}", "from", old, "to", (int)n);
+	rep->body = json_pack("{s:i, s:i, s:b}", "from", old, "to", (int)n, "force", force);
 	return 0;
 }
 
@@ -122,8 +123,9 @@ int cmd_stop(
 	if (now && timeout >= 0)
 		return cmd_error(
 		    rep, "bad_argument", "stop: --now and --timeout exclude each other");
-	rep->body = json_pack("{s:s, s:i}", "mode", stop_level_name(now ? STOP_NOW : STOP_GRACEFUL),
-	    "in_flight", (int)s->in_flight);
+	rep->body = json_pack("{s:s, s:i, s:o}", "mode",
+	    stop_level_name(now ? STOP_NOW : STOP_GRACEFUL), "in_flight", (int)s->in_flight,
+	    "timeout_seconds", timeout >= 0 ? json_integer(timeout) : json_null());
 	if (now) {
 		lifecycle_stop_for(s, STOP_NOW, STOP_CAUSE_OPERATOR,
 		    "stop --now by control request (pid %d)", (int)c->pid);

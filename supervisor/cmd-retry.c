@@ -1,5 +1,6 @@
-/* Control command retry: queue FAILED phases again, one or a class of them, in one
- * transaction that records each in control_log; their runs drain them at once. */
+/* Control command retry: queue FAILED phases again, one or a class of them, or (--stopped)
+ * put stopped QUEUED phases back in the drain, in one transaction that records each in
+ * control_log; their runs, no longer stopped, drain them at once. */
 #include "supervisor/cmd.h"
 #include "common/log.h"
 #include "common/store/store_failed.h"
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* Refuse the retry: record it in control_log (nothing else is written) and fail the
@@ -51,7 +53,17 @@ static void retry_requeue(struct sup *s, const struct store_failed *v, size_t n)
 	lease_kick(s);
 }
 
-/* retry: queue the selected FAILED phases again and drain them; refused (and logged) on a bad
+/* Whether `reason` is a failure reason of the vocabulary, in any case. */
+static bool retry_reason_known(const char *reason)
+{
+	for (int r = REASON_NONE + 1; r < REASON_COUNT; r++)
+		if (strcasecmp(reason, reason_name((enum reason)r)) == 0)
+			return true;
+	return false;
+}
+
+/* retry: queue the selected FAILED phases again (or put the stopped ones back) and drain
+ * them; refused (and logged) on a bad
  * selector or a failed write. */
 int cmd_retry(
     struct sup *s, struct ctl_conn *c, const struct proto_request *req, struct cmd_reply *rep)
@@ -70,11 +82,19 @@ int cmd_retry(
 	if (s->store_lost)
 		return retry_refuse(s, c, req, rep, "retry: the database was lost");
 	rc = store_failed_list(s->st, &ra.filter, &v, &n, &err);
+	/* A --reason no phase records and the vocabulary does not hold is a misspelling, not
+	 * "nothing to retry". */
+	if (rc == 0 && n == 0 && ra.filter.reason != NULL && !retry_reason_known(ra.filter.reason))
+		return retry_refuse(s, c, req, rep,
+		    "retry: --reason %s: unknown failure reason (no phase selected records it)",
+		    ra.filter.reason);
 	snprintf(via, sizeof via, "supervisor pid %d", (int)getpid());
 	who.via = via;
 	who.selector = ra.selector;
 	who.note = ra.note;
-	if (rc == 0 && n > 0)
+	if (rc == 0 && n > 0 && ra.stopped)
+		rc = store_failed_release(s->st, v, n, &who, &moved, &err);
+	else if (rc == 0 && n > 0)
 		rc = store_failed_retry(s->st, v, n, &who, &moved, &err);
 	if (rc != 0) {
 		store_failed_free(v, n);
@@ -91,7 +111,7 @@ int cmd_retry(
 	    (int)c->pid, (int)c->uid, ra.selector, ra.note != NULL ? "; note: " : "",
 	    ra.note != NULL ? ra.note : "", moved);
 	store_failed_free(v, n);
-	rep->body = json_pack("{s:o, s:I, s:i}", "retried", list, "count", (json_int_t)moved,
-	    "supervisor_pid", (int)getpid());
+	rep->body = json_pack("{s:o, s:I, s:i, s:b}", "retried", list, "count", (json_int_t)moved,
+	    "supervisor_pid", (int)getpid(), "stopped", ra.stopped);
 	return 0;
 }

@@ -29,9 +29,8 @@ def fsyncs_held(tmp):
 
 
 def reply_body(r):
-    """The JSON body of autopack-ctl's `ok {...}` answer."""
-    line = [x for x in r.out.splitlines() if x.startswith("ok ")][0]
-    return json.loads(line[3:])
+    """The supervisor's reply as `autopack-ctl cancel --json` prints it."""
+    return json.loads(r.out)
 
 
 @pytest.mark.parametrize("outcome", ["success", "failed"])
@@ -48,7 +47,7 @@ def test_a_result_that_comes_after_the_cancel_does_not_undo_it(tmp, outcome):
         job = wait_for(lambda: rogue_notes(tmp, event="job"), 60, what="the job")[0]
         wait_for(lambda: sql(url, "SELECT count(*) FROM llm_usage_events") == [(1,)], 60,
                  what="the attempt's event")
-        r = sup.ctl("cancel", job["run"], job["phase"])
+        r = sup.ctl("cancel", job["run"], job["phase"], "--json")
         assert r.rc == 0, r
         assert reply_body(r)["state"] == "cancelling", r
         assert sup.wait(60) == 0, sup.stderr()
@@ -95,7 +94,7 @@ def test_a_cancel_after_a_result_whose_end_waits_for_its_commit_says_what_it_fou
                  in sup.stderr(), 60, what="the result taken")
         assert fsyncs_held(tmp) == 1
         assert sql(url, "SELECT state FROM phases") == [("EXECUTING",)]
-        r = sup.ctl("cancel", job["run"], job["phase"])
+        r = sup.ctl("cancel", job["run"], job["phase"], "--json")
         if outcome == "success":
             assert r.rc != 0, r
             assert ("cancel: phase run-000/p0-0 is COMPLETE: its attempt %d ended success "

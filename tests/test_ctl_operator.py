@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from conftest import binpath, ctl, preload
+from conftest import binpath, ctl, preload, run as run_bin
 from telemetry_helpers import SAMPLES
 
 
@@ -266,3 +266,224 @@ def test_a_read_another_program_locks_the_database_against_is_refused_as_busy(tm
         held.execute("ROLLBACK")
         held.close()
     assert ctl("--db", url, "db", "check", "--allow-empty-db").rc == 0
+
+
+def test_control_commands_say_what_they_did_and_json_gives_the_reply(tmp):
+    """pause, resume, scale, stop and cancel printed the supervisor's raw JSON reply
+    (`ok {"from":0,"to":3}`) in text mode. Text mode says what was done, to what, with the
+    counts; --json prints one object: the reply's keys, "ok", "command" and the
+    database's identity."""
+    from supervisor_helpers import Supervisor, new_db, sql
+    url = new_db(tmp, runs=1, phases=2)
+    sup = Supervisor(tmp, url, "--workers", 0)
+    try:
+        sup.wait_ready()
+        ident = ("db_url", "db_uuid", "db_device_inode")
+
+        def said(*args):
+            r = sup.ctl(*args)
+            assert r.rc == 0 and "{" not in r.out, (args, r)
+            lines = r.out.splitlines()
+            assert len(lines) == 2 and lines[0].startswith("supervisor of "), (args, r)
+            return lines[1]
+
+        def reply(*args):
+            r = sup.ctl(*args, "--json")
+            assert r.rc == 0, (args, r)
+            obj = json.loads(r.out)
+            assert obj["ok"] is True and obj["command"] == args[0], (args, obj)
+            assert all(isinstance(obj[k], str) for k in ident), obj
+            return obj
+
+        assert said("pause") == ("paused: no new phase is dispatched; 0 attempts in flight"
+                                 " (autopack-ctl resume dispatches again)")
+        assert said("pause").startswith("paused already: nothing changed")
+        obj = reply("pause")
+        assert (obj["was_paused"], obj["in_flight"]) == (True, 0), obj
+        assert said("scale", "3") == ("scaled the pool from 0 to 3 workers")
+        assert said("scale", "3") == "the pool stays at 3 workers: nothing changed"
+        obj = reply("scale", "1", "--force")
+        assert (obj["from"], obj["to"], obj["force"]) == (3, 1, True), obj
+        assert said("scale", "0", "--force") == (
+            "scaled the pool from 1 to 0 workers (forced: busy workers stopped, their phases"
+            " queued again)")
+        assert said("resume") == "resumed: dispatching again"
+        assert said("resume") == "not paused: dispatching as before"
+        obj = reply("resume")
+        assert (obj["was_paused"], obj["breaker_reset"]) == (False, False), obj
+        assert said("cancel", "run-000", "p0-0") == "run-000/p0-0: SKIPPED"
+        obj = reply("cancel", "run-000", "p0-1")
+        assert (obj["run_id"], obj["phase_id"], obj["state"]) == (
+            "run-000", "p0-1", "SKIPPED"), obj
+        assert said("stop", "--timeout", "7") == (
+            "stopping: nothing new is dispatched; 0 attempts in flight, the supervisor exits"
+            " (what still runs after 7 s is killed, its phase queued again)")
+        assert sup.wait(60) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert sql(url, "SELECT state FROM phases ORDER BY phase_id") == [("SKIPPED",)] * 2
+
+
+def test_stop_now_json_names_its_mode_and_timeout(tmp):
+    """stop --json: one object with mode, in_flight and timeout_seconds (null without
+    --timeout); stop --now in text says the supervisor exits at once."""
+    from supervisor_helpers import Supervisor, new_db
+    url = new_db(tmp, runs=1, phases=1)
+    sup = Supervisor(tmp, url, "--workers", 0)
+    try:
+        sup.wait_ready()
+        r = sup.ctl("stop", "--json")
+        assert r.rc == 0, r
+        obj = json.loads(r.out)
+        assert (obj["command"], obj["mode"], obj["in_flight"], obj["timeout_seconds"]) == (
+            "stop", "graceful", 0, None), obj
+        assert sup.wait(60) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    sup = Supervisor(tmp, url, "--workers", 0, name="sup2")
+    try:
+        sup.wait_ready()
+        r = sup.ctl("stop", "--now")
+        assert r.rc == 0 and r.out.splitlines()[1] == (
+            "stopping now: 0 attempts in flight; the supervisor exits"), r
+        sup.wait(60)
+    finally:
+        sup.kill()
+
+
+def test_help_and_version_under_json_are_json_for_every_command(tmp):
+    """`--help --json` and `--version --json` printed text: a program reading stdout as
+    JSON got none. Under --json the help of autopack-ctl, of each group and of each
+    command is one object built from the command table (the usage line the text shows,
+    the options it names), and the version is {"command", "version"}."""
+    r = ctl("--version", "--json")
+    assert r.rc == 0 and json.loads(r.out) == {
+        "command": "autopack-ctl", "version": ctl("--version").out.split()[1]}, r
+    for argv in (["--help", "--json"], ["--json", "--help"]):
+        r = ctl(*argv)
+        assert r.rc == 0, r
+        top = json.loads(r.out)
+        assert top["command"] == "autopack-ctl" and "--db" in [
+            o["name"] for o in top["options"]], top
+        assert [c["command"].split() for c in top["commands"]] == commands()
+    for words in commands():
+        for argv in ([*words, "--help", "--json"], ["--json", *words, "--help"]):
+            r = ctl(*argv)
+            assert r.rc == 0, (argv, r)
+            obj = json.loads(r.out)
+            text = ctl(*words, "--help").out
+            assert obj["command"] == " ".join(words), obj
+            assert text.startswith("usage: " + obj["usage"] + "\n\n" + obj["summary"]), obj
+            assert text.endswith(obj["help"]), obj
+            names = [o["name"] for o in obj["options"]]
+            assert len(names) == len(set(names)) and "--db" in names, obj
+            for o in obj["options"]:
+                want = o["name"] + (" " + o["value"] if o["value"] else "")
+                assert want in obj["usage"], (o, obj["usage"])
+        if len(words) == 2:
+            for argv in ([words[0], "--help", "--json"], [words[0], "--json", "--help"]):
+                r = ctl(*argv)
+                assert r.rc == 0, (argv, r)
+                group = json.loads(r.out)
+                assert group["group"] == words[0] and " ".join(words) in [
+                    c["command"] for c in group["commands"]], group
+    stop = json.loads(ctl("stop", "--help", "--json").out)
+    assert {"name": "--timeout", "value": "S"} in stop["options"], stop
+    assert {"name": "--now", "value": None} in stop["options"], stop
+
+
+def test_an_empty_autopack_db_url_is_an_error_naming_it(tmp):
+    """AUTOPACK_DB_URL= (set, empty) counted as unset: the command fell back to
+    DATABASE_URL, or said no database was named. Every binary that reads it now refuses
+    it by name (exit 2); --db, which outranks the environment, still works, and an empty
+    DATABASE_URL, which other programs set, still counts as unset."""
+    from supervisor_helpers import new_db
+    url = new_db(tmp, runs=1)
+    env = {"AUTOPACK_DB_URL": "", "DATABASE_URL": url}
+    for argv in (["db", "check"], ["status"], ["session", "list"], ["retry", "--all-failed"]):
+        r = ctl(*argv, env=env)
+        assert r.rc == 2 and "AUTOPACK_DB_URL is set but empty" in r.err, (argv, r)
+    r = ctl("db", "check", "--json", env=env)
+    assert r.rc == 2 and "AUTOPACK_DB_URL is set but empty" in one_json_error(r)["message"], r
+    # The supervisor exits as for any database it cannot use (its own exit status).
+    unset = run_bin("autopack-supervisor", "--workers", "0",
+                    env={"AUTOPACK_DB_URL": None, "DATABASE_URL": None})
+    r = run_bin("autopack-supervisor", "--workers", "0", env=env)
+    assert r.rc == unset.rc != 0 and "AUTOPACK_DB_URL is set but empty" in r.err, r
+    r = ctl("--db", url, "db", "check", env=env)
+    assert r.rc == 0, r
+    r = ctl("db", "check", env={"AUTOPACK_DB_URL": url, "DATABASE_URL": ""})
+    assert r.rc == 0, r
+
+
+def test_run_import_of_a_fifo_without_a_writer_is_refused_at_once(tmp):
+    """`run import FIFO` with no process writing to the FIFO waited for one for ever. It
+    is opened without waiting now: no writer is refused at once (exit 1) naming the FIFO
+    and --wait; a FIFO whose writer is there is read whole, the bytes read to learn it
+    included; --wait waits for a writer as before."""
+    import threading
+    from supervisor_helpers import make_plan, new_db, sql
+    url = new_db(tmp, runs=0)
+    plan = open(make_plan(str(tmp / "plan.json"), 2, phases=2)).read()
+    fifo = str(tmp / "plan.fifo")
+    os.mkfifo(fifo)
+    for extra in ([], ["--json"]):
+        r = ctl("--db", url, "run", "import", fifo, *extra, timeout=20)
+        assert r.rc == 1, r
+        assert ("%s: a FIFO that no process has open for writing: there is no plan to read"
+                " (start the program that writes it first, or pass --wait" % fifo) in r.err, r
+        if extra:
+            assert one_json_error(r)["error"] == "EINVAL", r
+    assert sql(url, "SELECT count(*) FROM runs") == [(0,)]
+
+    # A writer that holds the FIFO open and writes only after the import has it open:
+    # the probe finds it there with nothing to read yet.
+    opened = threading.Event()
+
+    def writer(text, pause):
+        with open(fifo, "w") as f:
+            opened.set()
+            if pause:
+                time.sleep(0.3)
+            f.write(text)
+
+    for run_ids, pause in ((["a"], True), (["b"], False)):
+        doc = json.loads(plan)
+        for i, run in enumerate(doc["runs"]):
+            run["run_id"] = "%s%d" % (run_ids[0], i)
+        # A plan larger than the probe's first read.
+        doc["runs"][0]["tiers"][0]["phases"][0]["description"] = "g" * 20000
+        opened.clear()
+        t = threading.Thread(target=writer, args=(json.dumps(doc), pause))
+        t.start()
+        # The writer's open waits for a reader: ask until the import finds it there.
+        r = None
+        for _ in range(200):
+            r = ctl("--db", url, "run", "import", fifo, timeout=30)
+            if r.rc == 0:
+                break
+            time.sleep(0.05)
+        t.join(30)
+        assert r.rc == 0 and "imported %s: 2 runs" % fifo in r.out, r
+    assert sql(url, "SELECT count(*) FROM runs") == [(4,)]
+    assert sql(url, "SELECT length(description) FROM phases WHERE run_id = 'a0'"
+               " AND phase_id = 'p0-0'") == [(20000,)]
+
+    proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url, "run", "import", fifo,
+                             "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        time.sleep(0.3)
+        assert proc.poll() is None, proc.communicate()
+        doc = json.loads(plan)
+        for i, run in enumerate(doc["runs"]):
+            run["run_id"] = "w%d" % i
+        with open(fifo, "w") as f:
+            f.write(json.dumps(doc))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert sql(url, "SELECT count(*) FROM runs") == [(6,)]

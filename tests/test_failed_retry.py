@@ -311,3 +311,94 @@ def test_failed_and_retry_on_postgresql(tmp, llm, pg_url):
             "FAILED -> QUEUED; selected by: --reason check_failed --run b1; via "), log
     finally:
         sup.stop_now()
+
+
+def test_retry_an_unknown_reason_is_a_usage_error_listing_the_known_ones(tmp, llm):
+    """`retry --reason CHEK_FAILED` said only "nothing to retry": a misspelt reason read as
+    a class with nothing in it. A reason that is neither in the vocabulary nor recorded by
+    a phase is a usage error (exit 2) naming it and listing the known reasons, offline and
+    through a running supervisor; a known reason with nothing to retry keeps its message."""
+    url, _ = failing_db(tmp, llm)
+    for extra in ([], ["--dry-run"], ["--json"]):
+        r = ctl("--db", url, "retry", "--reason", "CHEK_FAILED", *extra)
+        assert r.rc == 2, (extra, r)
+        assert "--reason CHEK_FAILED: unknown failure reason" in r.err, r
+        assert "the known reasons are INVALID_JOB, " in r.err and "CHECK_FAILED" in r.err, r
+        if extra == ["--json"]:
+            assert "unknown failure reason" in json.loads(r.out)["message"], r
+    r = ctl("--db", url, "retry", "--reason", "timeout")
+    assert r.rc == 0 and r.out.strip().endswith("nothing to retry: no FAILED phase matches"), r
+    sup = Supervisor(tmp, url, "--workers", 0, name="live")
+    try:
+        sup.wait_ready()
+        r = ctl("--db", url, "retry", "--reason", "chek_failed")
+        assert r.rc == 2 and "unknown failure reason" in r.err, r
+        r = ctl("--db", url, "retry", "--reason", "TIMEOUT")
+        assert r.rc == 0 and "nothing to retry: no FAILED phase matches" in r.out, r
+        # The supervisor refuses one too when asked directly.
+        r = sup.ctl("retry", "--reason", "chek_failed")
+        assert r.rc == 2, r
+    finally:
+        sup.stop_now()
+    assert states(url)[("a1", "p1")] == "FAILED"
+    assert rows(url, "SELECT * FROM control_log WHERE command = 'retry' AND ok = 1") == []
+
+
+def test_retry_stopped_puts_a_stopped_run_back_in_a_running_drain(tmp, llm):
+    """A run the drain rules stopped leaves its phase QUEUED, and `retry` takes FAILED
+    phases only: a running supervisor could not be told to drain it again. `retry
+    --stopped` (alone or with --run, --fingerprint, --reason) puts the stopped QUEUED phases
+    back: the running drain takes them at once, each recorded in control_log; --dry-run
+    lists them; offline the phase is no longer listed as stopped."""
+    tmp = str(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.makedirs(ws)
+    url = init_db(tmp)
+    import_plan(tmp, url, [("s1", ws, [phase_spec("p1", ("out/s1.py",), check=CHECK_A)]),
+                           ("s2", ws, [phase_spec("p1", ("out/s2.py",), check=CHECK_A)])])
+    sup = Supervisor(tmp, url, "--workers", 1, "--max-fingerprint-repeats", 1,
+                     "--max-attempts-per-phase", 3, *llm_args(llm),
+                     env={"ANTHROPIC_API_KEY": KEY}, name="live")
+    try:
+        sup.wait_ready()
+        # The first failure stops its run (and, its fingerprint stopped, the other's).
+        wait_for(lambda: failed_json(url)["stopped"] >= 1, 120, what="a stopped phase")
+        stopped = {(p["run_id"], p["phase_id"]) for g in failed_json(url)["groups"]
+                   for p in g["phases"] if p["state"] == "QUEUED"}
+        assert ("s1", "p1") in stopped or ("s2", "p1") in stopped, stopped
+        run = sorted(stopped)[0][0]
+        n = len(rows(url, "SELECT attempt_id FROM attempts WHERE run_id = ?", run))
+        # A plain retry finds nothing FAILED.
+        r = ctl("--db", url, "retry", "--run", run)
+        assert r.rc == 0 and "nothing to retry: no FAILED phase matches" in r.out, r
+        r = ctl("--db", url, "retry", "--stopped", "--run", run, "--dry-run")
+        assert r.rc == 0 and "would put back 1 stopped phase (nothing written)" in r.out, r
+        assert "%s/p1 (QUEUED" % run in r.out, r
+        r = ctl("--db", url, "retry", "--stopped", "--run", run, "--note", "fixed")
+        assert r.rc == 0, r
+        assert "put back 1 stopped phase through the supervisor" in r.out, r
+        wait_for(lambda: len(rows(url, "SELECT attempt_id FROM attempts WHERE run_id = ?"
+                                       " AND ended_at IS NOT NULL", run)) == n + 1,
+                 120, what="the stopped phase drained again")
+        log = rows(url, "SELECT args, result FROM control_log WHERE command = 'retry'")
+        assert [x["args"] for x in log] == ["%s p1" % run], log
+        assert log[0]["result"].startswith(
+            "QUEUED (stopped) -> back in the drain; selected by: --stopped --run %s;"
+            " note: fixed; via supervisor pid %d" % (run, sup.proc.pid)), log
+        for bad, what in ((["--stopped", "--all-failed"], "drop --all-failed"),
+                          (["--stopped", "s1", "p1"], "drop RUN PHASE")):
+            r = ctl("--db", url, "retry", *bad)
+            assert r.rc == 2 and what in r.err, (bad, r)
+    finally:
+        sup.stop_now()
+    # Offline: whatever is stopped now is put back under the lock, and no longer listed
+    # as stopped.
+    left = failed_json(url)["stopped"]
+    r = ctl("--db", url, "retry", "--stopped", "--json")
+    assert r.rc == 0, r
+    doc = json.loads(r.out)
+    assert (doc["stopped"], doc["via"], doc["count"]) == (True, "offline", left), doc
+    assert all(p["from"] == "QUEUED" for p in doc["retried"]), doc
+    assert failed_json(url)["stopped"] == 0
+    r = ctl("--db", url, "retry", "--stopped")
+    assert r.rc == 0 and "nothing to retry: no stopped QUEUED phase matches" in r.out, r

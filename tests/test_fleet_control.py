@@ -115,6 +115,9 @@ def test_cancel_and_metrics_through_the_database(tmp, pg_url, llm):
         assert r.rc == 0, r
         answers = json.loads(r.out)["answers"]
         assert [a["supervisor_id"] for a in answers] == [holder] and answers[0]["ok"], answers
+        # The reply as an object beside the text it came as.
+        assert answers[0]["reply"]["state"] == "cancelling", answers
+        assert json.loads(answers[0]["result"]) == answers[0]["reply"], answers
         wait_for(lambda: sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = ?",
                              run, phase) == [("SKIPPED",)], what="cancelled phase SKIPPED")
         assert sql(url, "SELECT outcome FROM attempts WHERE run_id = ? AND phase_id = ?",
@@ -122,7 +125,8 @@ def test_cancel_and_metrics_through_the_database(tmp, pg_url, llm):
         # A queued phase: moved to SKIPPED by the first live supervisor.
         other = "run-001" if run == "run-000" else "run-000"
         r = ctl("--db", url, "cancel", other, "p0-1")
-        assert r.rc == 0 and "supervisor %d: ok" % min(ids) in r.out, r
+        # Said in a line, not the reply's JSON.
+        assert r.rc == 0 and "supervisor %d: %s/p0-1: SKIPPED\n" % (min(ids), other) in r.out, r
         assert sql(url, "SELECT state FROM phases WHERE run_id = ? AND phase_id = 'p0-1'",
                    other) == [("SKIPPED",)]
         r = ctl("--db", url, "cancel", other, "nope")

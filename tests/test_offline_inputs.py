@@ -98,10 +98,11 @@ def wchan(pid):
 
 
 def test_a_plan_on_a_fifo_is_read_before_the_database_is_locked(db, tmp):
+    """run import --wait of a FIFO waits for its writer with the database free."""
     fifo = tmp / "plan.fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen([binpath("autopack-ctl"), "--db", url(db), "run", "import",
-                             str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             str(fifo), "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
         # Wait until the import waits for a writer on the FIFO.

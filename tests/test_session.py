@@ -11,6 +11,9 @@ from conftest import ctl
 from supervisor_helpers import Standin, Supervisor, new_db, sql, wait_for
 
 KEY = "sk-test-session"
+# The outcomes of an attempt that ended for no fault of its phase (common/vocab.h).
+HANDS_BACK = {"worker_crashed", "heartbeat_lost", "scaled_down", "supervisor_stopped",
+              "supervisor_restart", "supervisor_lost"}
 
 
 def show(url, *args):
@@ -29,7 +32,8 @@ def recompute(url, sid):
     """The summary of session `sid`, from the rows, as docs/drain-rules.md defines it."""
     rows = sql(url, "SELECT r.run_id, r.success, a.outcome, r.duration_seconds,"
                " coalesce(r.telemetry_events_collected, 0), r.telemetry_yield_per_minute,"
-               " r.reached_llm_boundary, r.failure_fingerprint, r.zero_yield_reason"
+               " r.reached_llm_boundary, r.failure_fingerprint, r.zero_yield_reason,"
+               " r.final_state"
                " FROM drain_session_results r JOIN attempts a USING (attempt_id)"
                " WHERE r.session_id = ? ORDER BY r.attempt_id", sid)
     state = json.loads(sql(url, "SELECT state_json FROM drain_sessions WHERE session_id = ?",
@@ -74,6 +78,9 @@ def recompute(url, sid):
         "top_fingerprints": ranked(fps, "fingerprint")[:5],
         "llm_boundary_hits": sum(1 for r in rows if r[6]),
         "unique_fingerprints": len(fps),
+        # Of the failed, those whose attempt handed its phase back to the queue.
+        "handed_back": sum(1 for r in rows
+                           if not r[1] and r[9] == "QUEUED" and r[2] in HANDS_BACK),
     }
     recs = []
     if n:
@@ -314,3 +321,31 @@ def test_session_list_columns_line_up_whatever_the_widths(tmp):
         for w in ("ATTEMPTS", "SUCCESSES", "EVENTS"):
             assert row[ends[w] - 1].isdigit() and row[ends[w]] == " ", (w, row)
         assert row[starts["STOP REASON"]:] == reason, row
+
+
+def test_session_show_says_the_handed_back_attempts_apart(tmp, llm):
+    """`session show` counted attempts a stop handed back to the queue as failed, as the
+    original's summary does, and said nothing more: a drain stopped by the operator read
+    as one whose phases failed. Failed keeps the original's count; the handed back are a
+    count of their own, in the text and in --json (summary.handed_back)."""
+    from supervisor_helpers import gate_check, llm_supervisor
+    check, _ = gate_check(tmp)
+    url = new_db(tmp, runs=2, phases=1, check=check)
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NULL")
+                 == [(2,)], 60, what="two attempts at the gate")
+        assert sup.ctl("stop", "--now").rc == 0
+        sup.wait(60)
+    finally:
+        sup.kill()
+    assert sql(url, "SELECT outcome FROM attempts") == [("supervisor_stopped",)] * 2
+    doc = show(url)
+    assert (doc["summary"]["failed"], doc["summary"]["handed_back"]) == (2, 2), doc["summary"]
+    assert doc["session"]["handed_back"] == 2
+    r = ctl("--db", url, "session", "show")
+    assert r.rc == 0, r
+    lines = r.out.splitlines()
+    at = lines.index("  Failed:             2")
+    assert lines[at + 1].startswith("  Handed back:        2 (of the failed"), r.out

@@ -352,17 +352,79 @@ static void calib_curves(const struct calib_pool *pool, const struct est_coefs *
 	free(budget);
 }
 
+/* The samples an evaluation reads, copied side by side with equal category and
+ * complexity texts sharing one string: its thousands of fits read each sample's names
+ * again and again, and so find them in the cache, not in the heap far apart. */
+struct calib_compact {
+	struct calib_fitset fs;
+	struct telem_sample *v;
+	const char **names; /* open addressing table of the distinct texts */
+	size_t mask;
+};
+
+/* The copy of text s in the table: the first equal one met. */
+static char *calib_intern(struct calib_compact *c, char *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return NULL;
+	for (i = str_hash(s) & c->mask; c->names[i] != NULL; i = (i + 1) & c->mask)
+		if (strcmp(c->names[i], s) == 0)
+			return (char *)c->names[i];
+	c->names[i] = s;
+	return s;
+}
+
+/* Copy the samples sorted out in fs (clean, then truncated) into c; its strings stay
+ * those of the samples. */
+static void calib_compact_init(struct calib_compact *c, const struct calib_fitset *fs)
+{
+	size_t n = fs->n_clean + fs->n_truncated, cap = 16;
+	const struct telem_sample **p;
+
+	while (cap < 4 * n)
+		cap *= 2;
+	c->names = xcalloc(cap, sizeof *c->names);
+	c->mask = cap - 1;
+	c->v = xcalloc(n + 1, sizeof *c->v);
+	c->fs = *fs;
+	p = xcalloc(n + 1, sizeof *p);
+	c->fs.clean = p;
+	c->fs.truncated = p + fs->n_clean;
+	for (size_t i = 0; i < n; i++) {
+		const struct telem_sample *src = i < fs->n_clean ? fs->clean[i] :
+		                                                   fs->truncated[i - fs->n_clean];
+
+		c->v[i] = *src;
+		c->v[i].category = calib_intern(c, src->category);
+		c->v[i].complexity = calib_intern(c, src->complexity);
+		p[i] = &c->v[i];
+	}
+}
+
+/* Free what calib_compact_init made. */
+static void calib_compact_free(struct calib_compact *c)
+{
+	free((void *)c->fs.clean);
+	free(c->v);
+	free(c->names);
+}
+
 /* Run the three methods. */
-int calib_evaluate(const struct calib_fitset *fs, const struct est_coefs *current,
+int calib_evaluate(const struct calib_fitset *fs_in, const struct est_coefs *current,
     const struct est_fit *proposal, const struct calib_eval_opts *o, struct calib_eval *e,
     char *err, size_t errlen)
 {
+	struct calib_compact c;
+	const struct calib_fitset *fs = &c.fs;
 	struct calib_run r = { fs, current, o, err, errlen, NULL, NULL };
 	struct calib_pool pool[CALIB_METHOD_COUNT] = { 0 };
-	const char **runs = xcalloc(fs->n_clean + 1, sizeof *runs);
-	size_t distinct = fs->n_clean + fs->n_truncated;
+	const char **runs = xcalloc(fs_in->n_clean + 1, sizeof *runs);
+	size_t distinct = fs_in->n_clean + fs_in->n_truncated;
 	int rc;
 
+	calib_compact_init(&c, fs_in);
 	memset(e, 0, sizeof *e);
 	e->loo_pred = xcalloc(fs->n_clean + 1, sizeof *e->loo_pred);
 	r.held = xcalloc(fs->n_clean + 1, sizeof *r.held);
@@ -391,6 +453,7 @@ int calib_evaluate(const struct calib_fitset *fs, const struct est_coefs *curren
 		calib_pool_free(&pool[m]);
 	free(runs);
 	free(r.held);
+	calib_compact_free(&c);
 	if (rc != 0)
 		calib_eval_free(e);
 	return rc;

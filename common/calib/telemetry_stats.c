@@ -3,7 +3,9 @@
 #include "common/util.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Append a zeroed sample, growing the list. */
 struct telem_sample *telem_samples_add(struct telem_samples *s)
@@ -111,19 +113,71 @@ double telem_pstdev(const double *v, size_t n)
 	return n > 0 ? sqrt(sum / (double)n) : 0.0;
 }
 
-/* Order doubles ascending for qsort. */
-static int telem_cmp_double(const void *a, const void *b)
+/* The key of a double whose unsigned order is the number's: the sign bit flipped for
+ * positive numbers, every bit for negative ones. */
+static uint64_t telem_key(double x)
 {
-	double x = *(const double *)a, y = *(const double *)b;
+	uint64_t u;
 
-	return (x > y) - (x < y);
+	memcpy(&u, &x, sizeof u);
+	return (u >> 63) != 0 ? ~u : u | (UINT64_C(1) << 63);
 }
 
-/* Sort ascending in place. */
+static double telem_unkey(uint64_t u)
+{
+	double x;
+
+	u = (u >> 63) != 0 ? u & ~(UINT64_C(1) << 63) : ~u;
+	memcpy(&x, &u, sizeof x);
+	return x;
+}
+
+/* Sort values that are not NaN ascending in place: an insertion
+ * sort for a few values, else a least significant byte first radix sort of the keys,
+ * which skips the bytes every key shares. */
 void telem_sort(double *v, size_t n)
 {
-	if (n > 1)
-		qsort(v, n, sizeof *v, telem_cmp_double);
+	uint64_t *a, *b, *t;
+	size_t count[256];
+
+	if (n < 64) {
+		for (size_t i = 1; i < n; i++) {
+			double x = v[i];
+			size_t j = i;
+
+			for (; j > 0 && v[j - 1] > x; j--)
+				v[j] = v[j - 1];
+			v[j] = x;
+		}
+		return;
+	}
+	a = xmalloc(2 * n * sizeof *a);
+	b = a + n;
+	for (size_t i = 0; i < n; i++)
+		a[i] = telem_key(v[i]);
+	for (int shift = 0; shift < 64; shift += 8) {
+		size_t sum = 0;
+
+		memset(count, 0, sizeof count);
+		for (size_t i = 0; i < n; i++)
+			count[(a[i] >> shift) & 0xff]++;
+		if (count[(a[0] >> shift) & 0xff] == n)
+			continue;
+		for (size_t d = 0; d < 256; d++) {
+			size_t c = count[d];
+
+			count[d] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			b[count[(a[i] >> shift) & 0xff]++] = a[i];
+		t = a;
+		a = b;
+		b = t;
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i] = telem_unkey(a[i]);
+	free(a < b ? a : b);
 }
 
 /* The median, averaging the two middle values of an even count; 0 when empty. */

@@ -149,7 +149,14 @@ void est_coefs_default(struct est_coefs *c)
 	c->escalation_factor = 1.25;
 }
 
-/* Copy `s` lowercased and trimmed into out (size n). A name longer than out holds is cut
+/* Whether c is white space in the C locale (isspace's set, without its table). */
+static inline bool est_name_space(char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Copy `s` lowercased and trimmed into out (size n): ASCII letters only, as tolower in
+ * the C locale the programs run in. A name longer than out holds is cut
  * before the character that does not fit whole, never inside it, and trimmed again, so
  * that a name of valid UTF-8 stays valid UTF-8 and normalising it again changes nothing
  * (a category key of the fitted model is read back only so). */
@@ -157,17 +164,17 @@ void est_name_normalise(const char *s, char *out, size_t n)
 {
 	size_t len, k = 0;
 
-	while (*s != '\0' && isspace((unsigned char)*s))
+	while (est_name_space(*s))
 		s++;
 	len = strlen(s);
-	while (len > 0 && isspace((unsigned char)s[len - 1]))
+	while (len > 0 && est_name_space(s[len - 1]))
 		len--;
 	for (; k < len && k + 1 < n; k++)
-		out[k] = (char)tolower((unsigned char)s[k]);
+		out[k] = s[k] >= 'A' && s[k] <= 'Z' ? (char)(s[k] + ('a' - 'A')) : s[k];
 	if (k < len) {
 		while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
 			k--;
-		while (k > 0 && isspace((unsigned char)out[k - 1]))
+		while (k > 0 && est_name_space(out[k - 1]))
 			k--;
 	}
 	out[k] = '\0';

@@ -15,12 +15,22 @@
 #include <string.h>
 #define EST_FIT_ESTIMATE_MAX 10000000.0 /* no prediction above this many tokens */
 
-/* Index of a normalised category in the fit's list, or -1. */
+/* Index of a normalised category in the fit's list (sorted by name), or -1. */
 static int est_fit_cat_index(const struct est_fit *f, const char *norm)
 {
-	for (size_t i = 0; i < f->n_cats; i++)
-		if (strcmp(f->cats[i], norm) == 0)
-			return (int)i;
+	size_t lo = 0, hi = f->n_cats;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(f->cats[mid], norm);
+
+		if (c == 0)
+			return (int)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return -1;
 }
 
@@ -140,13 +150,6 @@ struct est_fit_cat_count {
 	size_t n;
 };
 
-/* Order categories by name, for qsort. */
-static int est_fit_cat_name_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct est_fit_cat_count *)a)->name,
-	    ((const struct est_fit_cat_count *)b)->name);
-}
-
 /* Order categories by count, the most first, then by name, for qsort. */
 static int est_fit_cat_count_cmp(const void *a, const void *b)
 {
@@ -165,19 +168,28 @@ static int est_fit_cat_count_cmp(const void *a, const void *b)
 void est_fit_categories(const struct est_fit_obs *obs, size_t n, struct est_fit *f, bool *fragile)
 {
 	struct est_fit_cat_count *c = xcalloc(n + 1, sizeof *c);
-	size_t nc = 0, k = 0;
+	size_t k = 0, cap = 16, *slot; /* slot: open addressing table of 1 + index in c */
+	char name[EST_NAME_MAX];
 
+	while (cap < 2 * n)
+		cap *= 2;
+	slot = xcalloc(cap, sizeof *slot);
 	for (size_t i = 0; i < n; i++) {
-		est_name_normalise(obs[i].category, c[nc].name, sizeof c[nc].name);
-		if (c[nc].name[0] != '\0')
-			c[nc++].n = 1;
+		size_t h;
+
+		est_name_normalise(obs[i].category, name, sizeof name);
+		if (name[0] == '\0')
+			continue;
+		for (h = str_hash(name) & (cap - 1); slot[h] != 0; h = (h + 1) & (cap - 1))
+			if (strcmp(c[slot[h] - 1].name, name) == 0)
+				break;
+		if (slot[h] == 0) {
+			strlcpy_ap(c[k].name, name, sizeof c[k].name);
+			slot[h] = ++k;
+		}
+		c[slot[h] - 1].n++;
 	}
-	qsort(c, nc, sizeof *c, est_fit_cat_name_cmp);
-	for (size_t i = 0; i < nc; i++) /* one entry a name, counted */
-		if (k > 0 && strcmp(c[k - 1].name, c[i].name) == 0)
-			c[k - 1].n++;
-		else
-			c[k++] = c[i];
+	free(slot);
 	qsort(c, k, sizeof *c, est_fit_cat_count_cmp);
 	f->n_cats = k < EST_FIT_CATS_MAX ? k : EST_FIT_CATS_MAX;
 	for (size_t i = 0; i < f->n_cats; i++)

@@ -318,8 +318,7 @@ int dburl_resolve(const char *flag_value, char **canonical_path, char **canonica
 
 	*canonical_path = NULL;
 	*canonical_url = NULL;
-	if (primary != NULL && primary[0] == '\0')
-		primary = NULL;
+	/* DATABASE_URL belongs to other programs too: set empty, it names nothing. */
 	if (legacy != NULL && legacy[0] == '\0')
 		legacy = NULL;
 	/* An explicit flag outranks the environment, which is not even read: DATABASE_URL
@@ -330,6 +329,13 @@ int dburl_resolve(const char *flag_value, char **canonical_path, char **canonica
 		return dburl_parse_named(
 		    "--db", flag_value, canonical_path, canonical_url, err, errlen);
 	}
+	/* AUTOPACK_DB_URL is autopack's own: set but empty is a mistake (a unit's
+	 * `Environment=AUTOPACK_DB_URL=`, a variable expanded to nothing), not a silent fall
+	 * back to DATABASE_URL. */
+	if (primary != NULL && primary[0] == '\0')
+		return errbuf_fail(err, errlen,
+		    "%s is set but empty: set it to a database URL (%s), unset it, or pass --db",
+		    DBURL_ENV_PRIMARY, DBURL_EXAMPLE);
 	if (primary == NULL && legacy == NULL)
 		return errbuf_fail(err, errlen,
 		    "no database named: pass --db with %s, or set %s (or %s); there is no "

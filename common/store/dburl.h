@@ -26,8 +26,9 @@ int dburl_parse(
     const char *url, char **canonical_path, char **canonical_url, char *err, size_t errlen);
 
 /* Resolve the database: `flag_value` (the --db flag) if not NULL, and then the
- * environment is not read; else AUTOPACK_DB_URL, else DATABASE_URL (empty values count as
- * unset). Refuses when none is set, and when both variables are set and do not name the
+ * environment is not read; else AUTOPACK_DB_URL, else DATABASE_URL (an empty DATABASE_URL,
+ * which other programs set, counts as unset). Refuses when none is set, when
+ * AUTOPACK_DB_URL is set but empty, and when both variables are set and do not name the
  * same file (one that does not parse counts as naming another). If `source` is not NULL it
  * receives a static description of the source used ("--db", ...). */
 int dburl_resolve(const char *flag_value, char **canonical_path, char **canonical_url,

@@ -96,6 +96,8 @@ int store_retry_args_parse(
 
 		if (strcmp(a, "--all-failed") == 0) {
 			all = true;
+		} else if (strcmp(a, "--stopped") == 0) {
+			out->stopped = true;
 		} else if (strcmp(a, "--run") == 0) {
 			slot = &f->run_id;
 		} else if (strcmp(a, "--fingerprint") == 0) {
@@ -143,6 +145,18 @@ int store_retry_args_parse(
 		snprintf(err, errlen, "retry: RUN PHASE names one phase; drop the other selectors");
 		return -1;
 	}
+	if (out->stopped && (all || npos == 2)) {
+		snprintf(err, errlen,
+		    "retry: --stopped takes the stopped QUEUED phases (with --run, --fingerprint or"
+		    " --reason, those they select); drop %s",
+		    all ? "--all-failed" : "RUN PHASE");
+		return -1;
+	}
+	if (out->stopped) {
+		f->failed_only = false;
+		f->stopped_only = true;
+		return 0;
+	}
 	if (all && (f->run_id != NULL || f->fingerprint != NULL || f->reason != NULL)) {
 		snprintf(err, errlen,
 		    "retry: --all-failed takes every FAILED phase; drop it or the other selectors");
@@ -150,8 +164,8 @@ int store_retry_args_parse(
 	}
 	if (npos == 0 && !all && f->run_id == NULL && f->fingerprint == NULL && f->reason == NULL) {
 		snprintf(err, errlen,
-		    "retry: say what to retry: RUN PHASE, --run R, --fingerprint FP, --reason R"
-		    " or --all-failed");
+		    "retry: say what to retry: RUN PHASE, --run R, --fingerprint FP, --reason R,"
+		    " --all-failed or --stopped");
 		return -1;
 	}
 	if (npos == 2) {
@@ -276,6 +290,20 @@ static void failed_keep_reason(struct store_failed *v, size_t *n, const char *na
 	*n = k;
 }
 
+/* Keep only the stopped QUEUED items whose run has a row. */
+static void failed_keep_stopped(struct store_failed *v, size_t *n)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < *n; i++) {
+		if (phase_state_parse(v[i].state) == PHASE_QUEUED && !v[i].run_missing)
+			v[k++] = v[i];
+		else
+			failed_item_free(&v[i]);
+	}
+	*n = k;
+}
+
 /* List the failed and stopped phases a filter selects; STORE_EIO, or STORE_EINVAL for a named
  * phase that cannot be retried or a run the database does not hold. */
 int store_failed_list(struct store *st, const struct store_failed_filter *f,
@@ -310,6 +338,8 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 		failed_keep_fingerprint(*out, n, f->fingerprint);
 	if (rc == 0 && escaped)
 		failed_keep_reason(*out, n, f->reason);
+	if (rc == 0 && f->stopped_only)
+		failed_keep_stopped(*out, n);
 	if (rc == 0 && *n == 0 && f->phase_id != NULL && f->failed_only)
 		rc = failed_explain(st, f->run_id, f->phase_id, err);
 	else if (rc == 0 && *n == 0 && f->run_id != NULL)
@@ -410,6 +440,80 @@ int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
 		return rc;
 	for (i = 0; i < n && rc == 0; i++)
 		rc = failed_retry_one(st, &v[i], who, now, err);
+	if (rc == 0)
+		rc = failed_retry_release(st, v, n, err);
+	if (rc == 0)
+		rc = store_commit(st->db, "committing the retry", err);
+	if (rc != 0)
+		db_rollback(st->db);
+	for (i = 0; i < n; i++) {
+		v[i].retried = v[i].retried && rc == 0;
+		*moved += v[i].retried;
+	}
+	return rc;
+}
+
+/* Inside the release's transaction: mark one stopped phase as changed now, if it is still
+ * QUEUED, and log it; f->retried says whether it was. */
+static int failed_release_one(struct store *st, struct store_failed *f,
+    const struct store_retry_who *who, const char *now, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	char *args, *result;
+	int rc;
+
+	f->retried = false;
+	rc = db_prepare(st->db,
+	    "UPDATE phases SET updated_at = ?3 WHERE run_id = ?1 AND phase_id = ?2 AND state = ?4",
+	    &q);
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, f->run_id);
+		store_bind_text(q, 2, f->phase_id);
+		store_bind_text(q, 3, now);
+		store_bind_text(q, 4, phase_state_name(PHASE_QUEUED));
+	}
+	rc = store_step_done(st->db, q, rc, err, "%s: putting %s/%s back in the drain", st->path,
+	    f->run_id, f->phase_id);
+	if (rc != 0 || db_changes(st->db) != 1)
+		return rc;
+	args = xasprintf("%s %s", f->run_id, f->phase_id);
+	result = xasprintf("%s (stopped) -> back in the drain; selected by: %s%s%s; via %s",
+	    f->state, who->selector, who->note != NULL ? "; note: " : "",
+	    who->note != NULL ? who->note : "", who->via);
+	rc = db_prepare(st->db,
+	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
+	    " VALUES (?1, ?2, ?3, 'retry', ?4, 1, ?5)",
+	    &q);
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, now);
+		db_bind_int64(q, 2, who->pid);
+		db_bind_int64(q, 3, who->uid);
+		store_bind_text(q, 4, args);
+		store_bind_text(q, 5, result);
+	}
+	rc = store_step_done(
+	    st->db, q, rc, err, "%s: recording the retry in control_log", st->path);
+	free(args);
+	free(result);
+	f->retried = rc == 0;
+	return rc;
+}
+
+/* Put the listed stopped phases back in the drain in one transaction; on failure nothing is
+ * written. */
+int store_failed_release(struct store *st, struct store_failed *v, size_t n,
+    const struct store_retry_who *who, size_t *moved, struct store_err *err)
+{
+	char now[32];
+	size_t i;
+	int rc;
+
+	*moved = 0;
+	db_now(st->db, now);
+	if ((rc = store_begin(st->db, "starting the retry", err)) != 0)
+		return rc;
+	for (i = 0; i < n && rc == 0; i++)
+		rc = failed_release_one(st, &v[i], who, now, err);
 	if (rc == 0)
 		rc = failed_retry_release(st, v, n, err);
 	if (rc == 0)

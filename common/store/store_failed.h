@@ -28,6 +28,8 @@ struct store_failed_filter {
 	const char *reason;      /* a failure reason, any case */
 	bool failed_only;        /* FAILED phases only (with phase_id: FAILED or SKIPPED), and only
 	                   * those whose run has a row: what a retry may queue */
+	bool stopped_only;       /* the stopped QUEUED phases only (retry --stopped), whose run has
+	                    * a row: what a retry may put back in the drain */
 };
 
 /* A failed or stopped phase with its last attempt. Heap strings; NULL when unknown. */
@@ -61,13 +63,15 @@ struct store_retry_who {
 /* A retry's selection and note, parsed from its arguments (strings borrowed from them). */
 struct store_retry_args {
 	struct store_failed_filter filter;
+	bool stopped; /* --stopped: put the stopped QUEUED phases back in the drain */
 	const char *note;
 	char selector[512]; /* the selecting arguments, for control_log */
 };
 
 /* Parse a retry's arguments, the same from autopack-ctl's command line and in the request
  * the supervisor gets: RUN PHASE; or any of --run R, --fingerprint FP, --reason R (a
- * phase must match all given); or --all-failed; and --note TEXT. An option given again
+ * phase must match all given); or --all-failed; or --stopped, alone or with --run,
+ * --fingerprint and --reason (filter.stopped_only); and --note TEXT. An option given again
  * with the same value is taken once; with another value it is refused. Returns 0, or -1
  * with what was wrong in err. */
 int store_retry_args_parse(
@@ -90,6 +94,15 @@ void store_failed_free(struct store_failed *v, size_t n);
  * moved from) and sets *moved to their number; a phase that changed state meanwhile is
  * left alone. Nothing is written (and nothing marked) on failure. */
 int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
+    const struct store_retry_who *who, size_t *moved, struct store_err *err);
+
+/* In one transaction, put each listed phase that is still QUEUED back in the drain: its
+ * updated_at set to now (it is no longer listed as stopped), its run no longer stopped or
+ * deprioritised in any unfinished session (a --resume drains it), and a control_log row
+ * "retry RUN PHASE" naming the selector, the note and `via`. Marks each one `retried` and
+ * sets *moved to their number; one that changed state meanwhile is left alone. Nothing
+ * is written (and nothing marked) on failure. */
+int store_failed_release(struct store *st, struct store_failed *v, size_t n,
     const struct store_retry_who *who, size_t *moved, struct store_err *err);
 
 #endif

@@ -2,7 +2,12 @@
  * values (Python's statistics module gives the same numbers). */
 #include "common/calib/calib.h"
 #include "common/calib/telemetry.h"
+#include "common/util.h"
 #include "tests/unit/test.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 TEST(calib_smape_matches_the_original_log_line)
 {
@@ -99,4 +104,46 @@ TEST(calib_confidence_weights_count_and_spread_60_40)
 	/* implementation/low of the 2025-12-29 example: n 8, confidence 77.1 % means
 	 * 0.4/(1+σ) = 0.371, σ ≈ 0.078. */
 	CHECK_NEAR(calib_confidence(8, 0.0782), 0.771, 1e-3);
+}
+
+/* Order doubles for qsort, the reference the sort is checked against. */
+static int calib_test_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+TEST(calib_sort_orders_as_qsort_across_signs_zeros_and_infinities)
+{
+	static const size_t sizes[] = { 0, 1, 2, 63, 64, 65, 1000, 20000 };
+	uint64_t state = 12345;
+
+	for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+		size_t n = sizes[s];
+		double *a = xcalloc(n + 1, sizeof *a), *b = xcalloc(n + 1, sizeof *b);
+
+		for (size_t i = 0; i < n; i++) {
+			state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+			switch ((state >> 60) & 7) {
+			case 0: a[i] = -0.0; break;
+			case 1: a[i] = (state >> 33) % 2 ? INFINITY : -INFINITY; break;
+			case 2:
+				a[i] = (double)((state >> 40) % 50); /* many equal values */
+				break;
+			case 3: a[i] = -(double)(state >> 20) * 1e-9; break;
+			case 4:
+				a[i] = 5e-324 * (double)((state >> 50) % 4); /* subnormal */
+				break;
+			default: a[i] = (double)(state >> 11) * 1e-6;
+			}
+			b[i] = a[i];
+		}
+		telem_sort(a, n);
+		qsort(b, n, sizeof *b, calib_test_cmp);
+		for (size_t i = 0; i < n; i++)
+			CHECK(a[i] == b[i]); /* -0.0 == 0.0: qsort leaves their order open */
+		free(a);
+		free(b);
+	}
 }

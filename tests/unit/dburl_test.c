@@ -146,6 +146,23 @@ TEST(dburl_resolve_without_any_source_refuses)
 	CHECK(strstr(err, "sqlite:///autopack.db") != NULL);
 }
 
+TEST(dburl_resolve_empty_primary_is_refused_by_name)
+{
+	char err[512], *path, *url;
+
+	setenv(DBURL_ENV_PRIMARY, "", 1);
+	setenv(DBURL_ENV_LEGACY, "sqlite:///legacy.db", 1);
+	CHECK(dburl_resolve(NULL, &path, &url, NULL, err, sizeof err) == -1);
+	CHECK(strstr(err, "AUTOPACK_DB_URL is set but empty") != NULL);
+	CHECK(path == NULL && url == NULL);
+	/* --db outranks it: the environment is not read. */
+	CHECK(dburl_resolve("sqlite:///flag.db", &path, &url, NULL, err, sizeof err) == 0);
+	free(path);
+	free(url);
+	unsetenv(DBURL_ENV_PRIMARY);
+	unsetenv(DBURL_ENV_LEGACY);
+}
+
 TEST(dburl_resolve_flag_outranks_both_environment_variables_unread)
 {
 	char err[512], *path, *url;
