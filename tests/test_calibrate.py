@@ -775,3 +775,37 @@ def test_an_option_the_mode_would_ignore_is_refused_naming_it(tmp):
     assert r.rc == 0 and j["ok"] is True, r
     r, j = calibrate(db, "--evaluate", "--repeats", "1", "--run-id", "imported-autopack-v2-telemetry-samples")
     assert r.rc == 0, r
+
+
+def test_the_plot_colours_ten_categories_and_counts_the_rest_in_grey(tmp):
+    """Past the palette's ten colours categories shared them over again, and the legend
+    listed every category, one line each, far below the picture (100,000 categories
+    made a legend 2.4 million pixels long). The ten with the most samples keep a colour
+    and a line; the others are drawn grey and counted on one line."""
+    head = open(SAMPLES, encoding="utf-8").readline()
+    path = tmp / "many.tsv"
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(head)
+        for c in range(14):  # category k has 20 - k samples
+            for i in range(20 - c):
+                out.write("2025-12-23T22:%02d:00Z\tcat%02d\tlow\t%d\t400\t%d\t8192\ttrue\t"
+                          "false\tend_turn\tm\n" % (i, c, 1 + i % 5, 300 + 37 * i + c))
+    db = imported_db(tmp, path=str(path))
+    r, j = calibrate(db, "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    root = ET.parse(j["files"]["plot"]).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text or "" for t in root.iter(ns + "text")]
+    for c in range(10):
+        assert "cat%02d (%d)" % (c, 20 - c) in texts, texts
+    assert not any(t.startswith(("cat10", "cat13")) for t in texts)
+    assert "4 other categories (%d)" % sum(20 - c for c in range(10, 14)) in texts
+    fills = {}
+    for circle in root.iter(ns + "circle"):
+        title = circle.find(ns + "title")
+        if title is not None and title.text.startswith("cat"):
+            fills.setdefault(title.text[:5], set()).add(
+                circle.get("stroke") if circle.get("fill") == "white" else circle.get("fill"))
+    assert all(fills["cat%02d" % c] == {"#9a9a9a"} for c in range(10, 14)), fills
+    own = [fills["cat%02d" % c] for c in range(10)]
+    assert all(len(f) == 1 for f in own) and len(set.union(*own)) == 10, own

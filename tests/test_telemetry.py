@@ -47,8 +47,12 @@ def test_import_of_the_real_samples_creates_a_run_with_one_phase_per_group(tmp):
     assert rows(db, "SELECT count(*), sum(success), sum(truncated), "
                     "count(estimator_version) FROM token_estimation_v2_events") == [
         (64, 55, 7, 0)]
-    # The FK to phases holds for every event.
+    # The FK to phases holds for every event, and each event's phase is its own pair's.
     assert rows(db, "PRAGMA foreign_key_check") == []
+    assert rows(db, "SELECT count(*) FROM token_estimation_v2_events e JOIN phases p"
+                    " ON p.phase_id = e.phase_id AND p.run_id = e.run_id"
+                    " WHERE p.task_category = e.category AND p.complexity = e.complexity"
+            ) == [(64,)]
     # Derived as the supervisor derives them (docs/data-model.md).
     (smape, waste, under), = rows(
         db, "SELECT smape_percent, waste_ratio, underestimated FROM token_estimation_v2_events"

@@ -85,44 +85,57 @@ static int calib_group_cmp(const void *a, const void *b)
 	return c != 0 ? c : strcmp(x->complexity, y->complexity);
 }
 
-/* Group the samples and fill every group. */
+/* Group the samples, (category, complexity) found through a hash table of each group's
+ * first sample, and fill every group with its samples in their order. */
 void calib_compute(const struct telem_sample *const *clean, size_t n, const struct calib_opts *o,
     struct calib_result *r)
 {
 	const struct telem_sample **rows = xcalloc(n + 1, sizeof *rows);
-	size_t *group_of = xcalloc(n + 1, sizeof *group_of);
+	size_t *group_of = xcalloc(n + 1, sizeof *group_of), *start, cap = 16, *slot;
 
 	memset(r, 0, sizeof *r);
 	r->opts = *o;
 	r->n_clean = n;
 	r->groups = xcalloc(n + 1, sizeof *r->groups);
+	while (cap < 2 * n)
+		cap *= 2;
+	slot = xcalloc(cap, sizeof *slot); /* 1 + a group's index */
 	for (size_t i = 0; i < n; i++) {
-		size_t g;
+		const struct telem_sample *x = clean[i];
+		size_t h = (str_hash(x->category) * 31 + str_hash(x->complexity)) & (cap - 1);
 
-		r->n_with_max_tokens += clean[i]->actual_max_tokens > 0;
-		for (g = 0; g < r->n_groups; g++)
-			if (strcmp(r->groups[g].category, clean[i]->category) == 0 &&
-			    strcmp(r->groups[g].complexity, clean[i]->complexity) == 0)
+		r->n_with_max_tokens += x->actual_max_tokens > 0;
+		for (; slot[h] != 0; h = (h + 1) & (cap - 1)) {
+			const struct calib_group *y = &r->groups[slot[h] - 1];
+
+			if (strcmp(y->category, x->category) == 0 &&
+			    strcmp(y->complexity, x->complexity) == 0)
 				break;
-		if (g == r->n_groups) {
-			r->groups[g].category = xstrdup(clean[i]->category);
-			r->groups[g].complexity = xstrdup(clean[i]->complexity);
-			r->n_groups++;
 		}
-		group_of[i] = g;
+		if (slot[h] == 0) {
+			r->groups[r->n_groups].category = xstrdup(x->category);
+			r->groups[r->n_groups].complexity = xstrdup(x->complexity);
+			slot[h] = ++r->n_groups;
+		}
+		group_of[i] = slot[h] - 1;
 	}
-	for (size_t g = 0; g < r->n_groups; g++) {
-		size_t k = 0;
-
-		for (size_t i = 0; i < n; i++)
-			if (group_of[i] == g)
-				rows[k++] = clean[i];
-		calib_group_fill(&r->groups[g], rows, k, o);
+	free(slot);
+	start = xcalloc(r->n_groups + 1, sizeof *start); /* group g's rows: start[g] .. */
+	for (size_t i = 0; i < n; i++)
+		start[group_of[i] + 1]++;
+	for (size_t g = 0; g < r->n_groups; g++)
+		start[g + 1] += start[g];
+	for (size_t i = 0; i < n; i++)
+		rows[start[group_of[i]]++] = clean[i];
+	for (size_t g = 0, at = 0; g < r->n_groups; g++) {
+		calib_group_fill(&r->groups[g], rows + at, start[g] - at, o);
+		at = start[g];
 		r->n_eligible += r->groups[g].status != CALIB_BELOW_MIN;
 		r->n_high_confidence += r->groups[g].status == CALIB_HIGH_CONFIDENCE;
 	}
 	if (r->n_groups > 1)
 		qsort(r->groups, r->n_groups, sizeof *r->groups, calib_group_cmp);
+	free(start);
 	free(rows);
 	free(group_of);
 }

@@ -20,6 +20,7 @@
 #define SVG_CURVE_W 440.0
 #define SVG_CURVE_WIDTH (SVG_CURVE_LEFT + SVG_CURVE_W + 40.0)
 #define SVG_CURRENT_COLOUR "#e15759"
+#define SVG_OTHER_COLOUR "#9a9a9a" /* the categories past the palette */
 #define SVG_PROPOSED_COLOUR "#4e79a7"
 
 /* Tableau 10: distinct, colour-blind friendly hues. */
@@ -45,6 +46,7 @@ struct svg_axes {
 struct svg_cat {
 	const char *name;
 	size_t n;
+	size_t seen; /* its place in the order the samples name it */
 };
 
 /* Write `s` with XML's special characters escaped, and what XML cannot hold (bytes that
@@ -207,50 +209,64 @@ static void svg_frame(FILE *f, const struct svg_axes *a)
 	    SVG_LEFT - 60, SVG_TOP + SVG_SIZE / 2);
 }
 
-/* Collect the categories, most samples first, then by name. */
-static size_t svg_categories(const struct telem_sample *const *s, size_t n, struct svg_cat *cats)
+/* Order categories by samples, most first, then by name, for qsort. */
+static int svg_cat_cmp(const void *x, const void *y)
 {
-	size_t nc = 0;
+	const struct svg_cat *a = x, *b = y;
 
+	if (a->n != b->n)
+		return a->n > b->n ? -1 : 1;
+	return strcmp(a->name, b->name);
+}
+
+/* Collect the categories, most samples first, then by name, through a hash table of
+ * their names; cat_of[i] receives sample i's category's place in that order. */
+static size_t svg_categories(
+    const struct telem_sample *const *s, size_t n, struct svg_cat *cats, size_t *cat_of)
+{
+	size_t nc = 0, cap = 16, *slot, *rank;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	slot = xcalloc(cap, sizeof *slot); /* 1 + a category's index in first-seen order */
 	for (size_t i = 0; i < n; i++) {
-		size_t c;
+		size_t h = str_hash(s[i]->category) & (cap - 1);
 
-		for (c = 0; c < nc && strcmp(cats[c].name, s[i]->category) != 0; c++)
-			;
-		if (c == nc)
-			cats[nc++] = (struct svg_cat){ s[i]->category, 0 };
-		cats[c].n++;
-	}
-	for (size_t i = 1; i < nc; i++)
-		for (size_t j = i; j > 0 &&
-		     (cats[j - 1].n < cats[j].n ||
-		         (cats[j - 1].n == cats[j].n &&
-		             strcmp(cats[j - 1].name, cats[j].name) > 0));
-		     j--) {
-			struct svg_cat t = cats[j];
-
-			cats[j] = cats[j - 1];
-			cats[j - 1] = t;
+		for (; slot[h] != 0; h = (h + 1) & (cap - 1))
+			if (strcmp(cats[slot[h] - 1].name, s[i]->category) == 0)
+				break;
+		if (slot[h] == 0) {
+			cats[nc] = (struct svg_cat){ s[i]->category, 0, nc };
+			slot[h] = ++nc;
 		}
+		cats[slot[h] - 1].n++;
+		cat_of[i] = slot[h] - 1;
+	}
+	free(slot);
+	qsort(cats, nc, sizeof *cats, svg_cat_cmp);
+	rank = xcalloc(nc + 1, sizeof *rank);
+	for (size_t c = 0; c < nc; c++)
+		rank[cats[c].seen] = c;
+	for (size_t i = 0; i < n; i++)
+		cat_of[i] = rank[cat_of[i]];
+	free(rank);
 	return nc;
 }
 
-/* The colour of a category. */
-static const char *svg_colour(const struct svg_cat *cats, size_t nc, const char *name)
+/* The colour of the category in place c: a colour of its own for the first ones, one
+ * grey for all those past the palette (the legend counts them together). */
+static const char *svg_colour(size_t c)
 {
-	for (size_t c = 0; c < nc; c++)
-		if (strcmp(cats[c].name, name) == 0)
-			return svg_palette[c % ARRAY_SIZE(svg_palette)];
-	return "#000";
+	return c < ARRAY_SIZE(svg_palette) ? svg_palette[c] : SVG_OTHER_COLOUR;
 }
 
 /* Draw every sample: a line from before to after when they differ, the hollow before
  * marker, then the filled after marker, each with a tooltip. */
 static void svg_points(FILE *f, const struct svg_axes *a, const struct telem_sample *const *s,
-    const int64_t *after, size_t n, const struct svg_cat *cats, size_t nc)
+    const int64_t *after, size_t n, const size_t *cat_of)
 {
 	for (size_t i = 0; i < n; i++) {
-		const char *col = svg_colour(cats, nc, s[i]->category);
+		const char *col = svg_colour(cat_of[i]);
 		double y = svg_y(a, (double)s[i]->actual);
 		double xb = svg_x(a, (double)s[i]->predicted);
 
@@ -274,7 +290,7 @@ static void svg_points(FILE *f, const struct svg_axes *a, const struct telem_sam
 		    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" "
 		    "fill-opacity=\"0.9\"><title>",
 		    svg_x(a, (double)after[i]), svg_y(a, (double)s[i]->actual),
-		    svg_colour(cats, nc, s[i]->category));
+		    svg_colour(cat_of[i]));
 		svg_text(f, s[i]->category);
 		fputc('/', f);
 		svg_text(f, s[i]->complexity);
@@ -292,14 +308,27 @@ static void svg_legend(FILE *f, const struct svg_cat *cats, size_t nc, bool afte
 	    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\">"
 	    "category (samples)</text>\n",
 	    x, y);
-	for (size_t c = 0; c < nc; c++) {
+	for (size_t c = 0; c < nc && c < ARRAY_SIZE(svg_palette); c++) {
 		y += 24;
 		fprintf(f,
 		    "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>\n"
 		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">",
-		    x, y - 11, svg_palette[c % ARRAY_SIZE(svg_palette)], x + 22, y);
+		    x, y - 11, svg_colour(c), x + 22, y);
 		svg_text(f, cats[c].name);
 		fprintf(f, " (%zu)</text>\n", cats[c].n);
+	}
+	if (nc > ARRAY_SIZE(svg_palette)) {
+		size_t others = 0;
+
+		for (size_t c = ARRAY_SIZE(svg_palette); c < nc; c++)
+			others += cats[c].n;
+		y += 24;
+		fprintf(f,
+		    "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>\n"
+		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\">%zu other categor%s (%zu)"
+		    "</text>\n",
+		    x, y - 11, SVG_OTHER_COLOUR, x + 22, y, nc - ARRAY_SIZE(svg_palette),
+		    nc - ARRAY_SIZE(svg_palette) == 1 ? "y" : "ies", others);
 	}
 	y += 44;
 	fprintf(f,
@@ -446,8 +475,9 @@ int calib_svg_write(FILE *f, const struct telem_sample *const *samples, const in
     size_t n, const struct calib_eval *e, const char *title)
 {
 	struct svg_cat *cats = xcalloc(n + 1, sizeof *cats);
+	size_t *cat_of = xcalloc(n + 1, sizeof *cat_of);
 	struct svg_axes a;
-	size_t nc = svg_categories(samples, n, cats);
+	size_t nc = svg_categories(samples, n, cats, cat_of);
 	double width = e != NULL ? SVG_CURVE_WIDTH : SVG_WIDTH;
 
 	svg_range(samples, after, n, &a);
@@ -470,11 +500,12 @@ int calib_svg_write(FILE *f, const struct telem_sample *const *samples, const in
 	                    "recorded predictions");
 	svg_grid(f, &a);
 	svg_frame(f, &a);
-	svg_points(f, &a, samples, after, n, cats, nc);
+	svg_points(f, &a, samples, after, n, cat_of);
 	svg_legend(f, cats, nc, after != NULL);
 	if (e != NULL)
 		svg_curve(f, e);
 	fputs("</svg>\n", f);
+	free(cat_of);
 	free(cats);
 	return ferror(f) ? -1 : 0;
 }

@@ -293,6 +293,10 @@ const struct est_fit *est_loo_fit(const struct est_loo *L);
  * itself gives that fit: fewer than two would be left, another category would take a
  * column (more than EST_FIT_CATS_MAX), or its equations are near singular. */
 int est_loo_without(struct est_loo *L, size_t i, struct est_fit *f);
+/* How many distinct residuals est_loo_without has gathered on L, all calls together:
+ * its work, at most about 2·EST_LOO_WINDOW a call when the quantile is found in the
+ * first window. */
+size_t est_loo_gathered(const struct est_loo *L);
 /* Free a kept fit (NULL: nothing). */
 void est_loo_free(struct est_loo *L);
 /* w·x of a phase. */

@@ -53,6 +53,49 @@ static double est_select(double *a, size_t n, size_t k)
 	}
 }
 
+/* The k-th smallest (1-based, k <= the sum of w) of n doubles a[i], each w[i] times;
+ * both arrays are reordered together. */
+static double est_select_weighted(double *a, size_t *w, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n, want = k - 1;
+
+	for (;;) {
+		double pivot = a[lo + (hi - lo) / 2];
+		size_t lt = lo, i = lo, gt = hi, below = 0, equal = 0;
+
+		while (i < gt) {
+			double t = a[i];
+			size_t tw = w[i];
+
+			if (t < pivot) {
+				a[i] = a[lt];
+				w[i++] = w[lt];
+				a[lt] = t;
+				w[lt++] = tw;
+			} else if (t > pivot) {
+				a[i] = a[--gt];
+				w[i] = w[gt];
+				a[gt] = t;
+				w[gt] = tw;
+			} else {
+				i++;
+			}
+		}
+		for (size_t j = lo; j < lt; j++)
+			below += w[j];
+		for (size_t j = lt; j < gt; j++)
+			equal += w[j];
+		if (want < below) {
+			hi = lt;
+		} else if (want < below + equal) {
+			return pivot;
+		} else {
+			want -= below + equal;
+			lo = gt;
+		}
+	}
+}
+
 double est_conformal_factor(double *residuals, size_t n, double coverage)
 {
 	if (n == 0)
@@ -77,6 +120,7 @@ struct est_loo {
 	struct est_loo_row *rows;
 	bool *recut;   /* the fit without the observation gives other categories columns */
 	double *r;     /* n residuals of room */
+	size_t *rw;    /* how many times each of r stands */
 	double *rsort; /* the leave-one-out residuals of the fit on all, ascending */
 	/* The observations grouped by design row, each group by ln(actual): order[t] is the
 	 * observation at position t, ys[t] its ln(actual), at[i] the position of
@@ -84,6 +128,7 @@ struct est_loo {
 	size_t *order, *at, *gstart, n_groups;
 	double *ys;
 	double v[EST_FIT_COLS], wi[EST_FIT_COLS];
+	size_t gathered; /* residuals gathered by est_loo_without, all calls */
 };
 
 void est_loo_free(struct est_loo *L)
@@ -97,6 +142,7 @@ void est_loo_free(struct est_loo *L)
 	free(L->rows);
 	free(L->recut);
 	free(L->r);
+	free(L->rw);
 	free(L->rsort);
 	free(L->order);
 	free(L->at);
@@ -187,6 +233,7 @@ static int est_loo_fit_all(const struct est_fit_obs *obs, size_t n, double lambd
 		L->pred = xcalloc(n, sizeof *L->pred);
 		L->h = xcalloc(n, sizeof *L->h);
 		L->r = xcalloc(n, sizeof *L->r);
+		L->rw = xcalloc(n, sizeof *L->rw);
 		L->rows = xcalloc(n, sizeof *L->rows);
 		L->recut = xcalloc(n, sizeof *L->recut);
 	}
@@ -279,6 +326,11 @@ struct est_loo *est_loo_new(const struct est_fit_obs *obs, size_t n, double lamb
 	return L;
 }
 
+size_t est_loo_gathered(const struct est_loo *L)
+{
+	return L->gathered;
+}
+
 const struct est_fit *est_loo_fit(const struct est_loo *L)
 {
 	return &L->fit;
@@ -307,12 +359,16 @@ static size_t est_count_below(const double *v, size_t n, double x, bool strict)
  * residuals are in the order of its ln(actual). The factor is their conformal quantile,
  * looked for first among the residuals between the fit on all's, EST_LOO_WINDOW ranks
  * either side of the same rank (one observation fewer moves each little), counted and
- * gathered from each row by bisection; all are gathered only when it is not there. */
+ * gathered from each row by bisection; when it is not there, in a window four times as
+ * wide, until one spans every rank and then all are gathered. Equal residuals make the
+ * bounds equal, and a whole row that moves off them is found in a wider window, not by
+ * gathering all n for each observation; equal actuals of a row, whose residuals are
+ * equal, are gathered as one residual and a count. */
 #define EST_LOO_WINDOW 64
 int est_loo_without(struct est_loo *L, size_t i, struct est_fit *f)
 {
 	const struct est_loo_row *ri = &L->rows[i];
-	size_t p = L->p, n = L->n, k, below = 0, m = 0, at_i = L->at[i];
+	size_t p = L->p, n = L->n, k, below = 0, m = 0, total = 0, total_m = 0, at_i = L->at[i];
 	double den = 1.0 - L->h[i], g, lo, hi;
 	bool all = false;
 
@@ -326,13 +382,14 @@ int est_loo_without(struct est_loo *L, size_t i, struct est_fit *f)
 		L->wi[c] = L->w[c] - g * L->v[c];
 	}
 	k = est_conformal_k(n - 1, L->fit.coverage);
-	lo = L->rsort[k - 1 > EST_LOO_WINDOW ? k - 1 - EST_LOO_WINDOW : 0];
-	hi = L->rsort[k - 1 + EST_LOO_WINDOW < n ? k - 1 + EST_LOO_WINDOW : n - 1];
-	for (int pass = 0; pass < 2; pass++) {
+	for (size_t w = EST_LOO_WINDOW;; w *= 4) {
+		lo = L->rsort[k - 1 > w ? k - 1 - w : 0];
+		hi = L->rsort[k - 1 + w < n ? k - 1 + w : n - 1];
+		below = m = total = total_m = 0;
 		for (size_t G = 0; G < L->n_groups; G++) {
 			size_t s0 = L->gstart[G], cnt = L->gstart[G + 1] - s0, rep = L->order[s0];
 			const struct est_loo_row *rg = &L->rows[rep];
-			double mg = 0.0, d, c;
+			double mg = 0.0, d, c, last = 0.0;
 			size_t a = 0, b = cnt;
 
 			if (cnt == 1 && s0 == at_i)
@@ -348,18 +405,29 @@ int est_loo_without(struct est_loo *L, size_t i, struct est_fit *f)
 				b = est_count_below(&L->ys[s0], cnt, c + hi * d, false);
 				below += a - (at_i >= s0 && at_i < s0 + a);
 			}
-			for (size_t t = s0 + a; t < s0 + b; t++)
-				if (t != at_i)
-					L->r[m++] = (L->ys[t] - c) / d;
+			for (size_t t = s0 + a, first = m; t < s0 + b; t++) {
+				if (t == at_i)
+					continue;
+				if (m > first && L->ys[t] == last) {
+					L->rw[m - 1]++; /* the same residual as the one before */
+					continue;
+				}
+				last = L->ys[t];
+				L->r[m] = (L->ys[t] - c) / d;
+				L->rw[m++] = 1;
+			}
+			for (size_t j = total_m; j < m; j++)
+				total += L->rw[j];
+			total_m = m;
 		}
-		if (all || (below < k && k <= below + m))
+		L->gathered += m;
+		if (all || (below < k && k <= below + total))
 			break;
-		all = true;
-		below = m = 0;
+		all = k - 1 <= w && k - 1 + w >= n - 1; /* the last window spanned every rank */
 	}
 	*f = L->fit;
 	f->n_samples = n - 1;
 	est_fit_weights(L->wi, p, f);
-	f->factor = exp(est_select(L->r, m, k - below));
+	f->factor = exp(est_select_weighted(L->r, L->rw, m, k - below));
 	return 0;
 }

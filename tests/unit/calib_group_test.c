@@ -4,6 +4,8 @@
 #include "tests/unit/test.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 /* A clean sample of (category, complexity) with the given counts; strings are literals
  * that nothing frees. */
@@ -165,4 +167,45 @@ TEST(calib_reexpress_leaves_fitted_sets_alone)
 	CHECK(!moved);
 	CHECK_EQ_INT(calib_reexpress(&s, &b, &a, &moved), 4056);
 	CHECK(!moved);
+}
+
+TEST(calib_group_interleaved_samples_fall_in_their_own_pair)
+{
+	/* Three pairs, two of one category, their samples interleaved; and many pairs of
+	 * one sample each, which the lookup of a pair must not scan one by one. */
+	enum {
+		MANY = 3000
+	};
+	struct telem_sample *s = xcalloc(6 + MANY, sizeof *s);
+	char(*names)[16] = xcalloc(MANY, sizeof *names);
+	const struct telem_sample **p;
+	struct calib_result r;
+
+	s[0] = mk("tests", "low", 100, 50);
+	s[1] = mk("tests", "high", 100, 300);
+	s[2] = mk("docs", "low", 100, 100);
+	s[3] = mk("tests", "low", 100, 200);
+	s[4] = mk("tests", "high", 100, 100);
+	s[5] = mk("tests", "low", 100, 100);
+	for (size_t i = 0; i < MANY; i++) {
+		snprintf(names[i], sizeof names[i], "c%zu", i);
+		s[6 + i] = mk(names[i], "low", 100, 100);
+	}
+	p = ptrs(s, 6 + MANY);
+	calib_compute(p, 6 + MANY, &opts5, &r);
+	CHECK_EQ_INT(r.n_groups, 3 + MANY);
+	CHECK(strcmp(r.groups[0].category, "tests") == 0);
+	CHECK(strcmp(r.groups[0].complexity, "low") == 0);
+	CHECK_EQ_INT(r.groups[0].n, 3);
+	CHECK_NEAR(r.groups[0].median_ratio, 1.0, 1e-12); /* 0.5, 2, 1: the middle */
+	CHECK(strcmp(r.groups[1].complexity, "high") == 0);
+	CHECK_EQ_INT(r.groups[1].n, 2);
+	CHECK_NEAR(r.groups[1].median_ratio, 3.0, 1e-12); /* upper median of 3, 1 */
+	for (size_t g = 2; g < r.n_groups; g++)
+		CHECK_EQ_INT(r.groups[g].n, 1);
+	CHECK(strcmp(r.groups[2].category, "c0") == 0); /* ties by name: "c0" < "c1" < "docs" */
+	calib_result_free(&r);
+	free(p);
+	free(names);
+	free(s);
 }

@@ -121,3 +121,33 @@ TEST(est_loo_new_refuses_what_est_fit_train_refuses)
 	CHECK(est_loo_new(obs, 2, 1.0, 0.9, err, sizeof err) == NULL);
 	CHECK(strstr(err, "sample 1") != NULL);
 }
+
+TEST(est_loo_without_matches_a_refit_and_gathers_little_when_residuals_tie)
+{
+	/* One design row, actuals of a few values only: the residuals tie in blocks wider
+	 * than the first window, whose bounds are then equal, and the row's residuals move
+	 * off them once one observation is taken out. */
+	enum {
+		N = 300,
+		BIG = 20000
+	};
+	struct est_fit_obs *obs = xcalloc(BIG, sizeof *obs);
+	struct est_loo *all;
+	struct est_fit f;
+	char err[128];
+	uint64_t seed = 5;
+
+	for (size_t i = 0; i < BIG; i++)
+		obs[i] = (struct est_fit_obs){ "impl", "low", 1,
+			(int64_t)(100 + 10 * (loo_rand(&seed) % 4)) };
+	CHECK(loo_compare(obs, N, 0.95) == N);
+	/* Equal residuals gathered as one with a count, in a window a few times wider at
+	 * most: not all BIG, nor a block of thousands, for each observation. */
+	all = est_loo_new(obs, BIG, 1.0, 0.95, err, sizeof err);
+	CHECK(all != NULL);
+	for (size_t i = 0; i < BIG; i++)
+		CHECK(est_loo_without(all, i, &f) == 0);
+	CHECK(est_loo_gathered(all) < (size_t)BIG * 100);
+	est_loo_free(all);
+	free(obs);
+}
