@@ -3,11 +3,17 @@
 #include "common/util.h"
 
 #include <limits.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 
 #define SYSDIRS_MAX 12
+
+#ifndef MQUEUE_MAGIC
+#define MQUEUE_MAGIC 0x19800202
+#endif
 
 bool path_holds(const char *dir, const char *path)
 {
@@ -48,17 +54,45 @@ bool sysdirs_held(const char *dir, bool own_binary, char *what, size_t n)
 	return false;
 }
 
+/* The kernel's file systems: of processes, of devices, of terminals (where only the kernel
+ * makes a file, one per terminal) and of POSIX message queues (only queues). */
+static const struct {
+	const char *dir, *kind;
+	unsigned long type;
+} sysdirs_fs[] = { { "/proc", "proc", PROC_SUPER_MAGIC }, { "/sys", "sysfs", SYSFS_MAGIC },
+	{ "/dev/pts", "devpts", DEVPTS_SUPER_MAGIC }, { "/dev/mqueue", "mqueue", MQUEUE_MAGIC } };
+
+bool sysdirs_kernel_fs(const char *dir, char *what, size_t n)
+{
+	struct statfs st;
+
+	if (statfs(dir, &st) != 0)
+		return false;
+	for (size_t j = 0; j < ARRAY_SIZE(sysdirs_fs); j++)
+		if ((unsigned long)st.f_type == sysdirs_fs[j].type) {
+			snprintf(what, n, "a %s file system (%s)", sysdirs_fs[j].kind, dir);
+			return true;
+		}
+	return false;
+}
+
 bool sysdirs_kernel(const char *dir, char *what, size_t n)
 {
-	static const char *const dirs[] = { "/proc", "/sys" };
-	char real[PATH_MAX];
+	char real[PATH_MAX], up[PATH_MAX];
 	const char *paths[] = { dir, realpath(dir, real) != NULL ? real : NULL };
+	struct statfs st;
+	char *slash;
 
 	for (size_t i = 0; i < ARRAY_SIZE(paths); i++)
-		for (size_t j = 0; paths[i] != NULL && j < ARRAY_SIZE(dirs); j++)
-			if (path_holds(dirs[j], paths[i])) {
-				snprintf(what, n, "%s", dirs[j]);
+		for (size_t j = 0; paths[i] != NULL && j < ARRAY_SIZE(sysdirs_fs); j++)
+			if (path_holds(sysdirs_fs[j].dir, paths[i])) {
+				snprintf(what, n, "%s", sysdirs_fs[j].dir);
 				return true;
 			}
-	return false;
+	/* One of them mounted elsewhere: by the file system of the deepest directory on its
+	 * way that is there. */
+	snprintf(up, sizeof up, "%s", paths[1] != NULL ? paths[1] : dir);
+	while (statfs(up, &st) != 0 && (slash = strrchr(up, '/')) != NULL && slash != up)
+		*slash = '\0';
+	return sysdirs_kernel_fs(up, what, n);
 }

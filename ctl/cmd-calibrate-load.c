@@ -124,13 +124,16 @@ void cmd_calib_data_free(struct cmd_calib_data *d)
 	memset(d, 0, sizeof *d);
 }
 
-/* Describe the run filter. */
+/* Describe the run filter, each --run-id as a terminal may show it (cmd_shown): UTF-8
+ * whatever bytes the argument held, so that the report, the proposal and the JSON
+ * result can always quote it. */
 char *cmd_calib_runs_text(const struct cmd_calib *c)
 {
 	char *s = xstrdup(c->filter.n_run_ids == 0 ? "all runs" : "");
 
 	for (size_t i = 0; i < c->filter.n_run_ids; i++) {
-		char *t = xasprintf("%s%s%s", s, i > 0 ? ", " : "", c->filter.run_ids[i]);
+		char *t = xasprintf(
+		    "%s%s%s", s, i > 0 ? ", " : "", cmd_shown(c->filter.run_ids[i]));
 
 		free(s);
 		s = t;

@@ -37,6 +37,13 @@ int cmd_calib_rollback(struct cmd_ctx *ctx)
 	return ret;
 }
 
+/* A category or complexity of a provenance's overhead row as a terminal may show it
+ * (cmd_shown); "?" when it is no string (another program's row). */
+static const char *cmd_calib_row_name(const json_t *v)
+{
+	return json_is_string(v) ? cmd_shown(json_string_value(v)) : "?";
+}
+
 /* Summarise a set: its fitted model ("fitted: F 2.979, 51 samples"), or the overhead
  * changes of its provenance ("implementation/low 634->370, ..."). */
 static void cmd_calib_print_changes(FILE *out, json_t *prov, json_t *model)
@@ -57,8 +64,8 @@ static void cmd_calib_print_changes(FILE *out, json_t *prov, json_t *model)
 		if (!json_is_array(row))
 			continue;
 		fprintf(out, "%s%s/%s %lld->%lld", k++ ? ", " : "",
-		    cmd_shown(json_string_value(json_array_get(row, 0))),
-		    cmd_shown(json_string_value(json_array_get(row, 1))),
+		    cmd_calib_row_name(json_array_get(row, 0)),
+		    cmd_calib_row_name(json_array_get(row, 1)),
 		    (long long)json_integer_value(json_object_get(ch, "old_overhead")),
 		    (long long)json_integer_value(json_object_get(ch, "new_overhead")));
 	}
@@ -105,10 +112,11 @@ int cmd_calib_list(struct cmd_ctx *ctx)
 		cmd_calib_print_changes(out, prov, model);
 		fputc('\n', out);
 		json_array_append_new(arr,
-		    json_pack("{s:I, s:b, s:s, s:I, s:o, s:o, s:o}", "version",
+		    json_pack("{s:I, s:b, s:o, s:I, s:o, s:o, s:o}", "version",
 		        (json_int_t)sets[i].version, "active", sets[i].active, "created_at",
-		        sets[i].created_at, "parent_version", (json_int_t)sets[i].parent_version,
-		        "provenance", prov != NULL ? prov : json_null(), "overhead",
+		        cmd_json_text(sets[i].created_at), "parent_version",
+		        (json_int_t)sets[i].parent_version, "provenance",
+		        prov != NULL ? prov : json_null(), "overhead",
 		        oh != NULL ? oh : json_null(), "model",
 		        model != NULL ? model : json_null()));
 	}

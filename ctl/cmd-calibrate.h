@@ -63,7 +63,7 @@ void cmd_calib_result_free(struct cmd_calib_result *res);
 /* Print the held-out evaluation table. */
 void cmd_calib_eval_print(FILE *out, const struct cmd_calib *c, const struct cmd_calib_data *d,
     const struct cmd_calib_result *res);
-/* "all runs" or the --run-id values joined with ", " (heap). */
+/* "all runs" or the --run-id values, each as cmd_shown shows it, joined with ", " (heap). */
 char *cmd_calib_runs_text(const struct cmd_calib *c);
 
 /* calibrate --evaluate, --rollback, --list (cmd-calibrate-eval.c, cmd-calibrate-sets.c). */

@@ -42,7 +42,8 @@ static const struct option cmd_telem_export_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* The run ids a command was given, as a JSON array, or null for all runs. */
+/* The run ids a command was given, as a JSON array (an id that is not UTF-8 with each
+ * such byte as U+FFFD, cmd_json_text: never left out), or null for all runs. */
 static json_t *cmd_telem_runs_json(const struct store_telem_filter *f)
 {
 	json_t *a;
@@ -51,7 +52,7 @@ static json_t *cmd_telem_runs_json(const struct store_telem_filter *f)
 		return json_null();
 	a = json_array();
 	for (size_t i = 0; i < f->n_run_ids; i++)
-		json_array_append_new(a, json_string(f->run_ids[i]));
+		json_array_append_new(a, cmd_json_text(f->run_ids[i]));
 	return a;
 }
 

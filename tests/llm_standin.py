@@ -17,7 +17,8 @@ object with "mode" and options:
   truncated  half the document; stop_reason max_tokens / finish_reason length;
              completion tokens = the request's max_tokens
   status     HTTP "status" (e.g. 429, 500) with "retry_after", "location" (a redirect's
-             target) and an error "message"
+             target) and an error "message"; "interim" (an object of headers) sends a
+             103 Early Hints answer with those headers first
   sleep      wait "seconds" (past the client's timeout), then answer normally
   malformed  200 with a body that is not JSON
   nested     HTTP "status" (default 200) with a JSON object whose "content" (an error's
@@ -30,7 +31,11 @@ object with "mode" and options:
   missing    every requested deliverable except the last (or those not in "skip")
   echo_key   400 whose message repeats the key the client sent, after "pad" dots
              (default 0); with "raw" true a text body that is no JSON; with a 3xx
-             "status" a redirect whose "location" ends with the dots and the key
+             "status" a redirect whose "location" ends with the dots and the key; with
+             "content_type" the "status" (e.g. 200) with a body "<html>" and that
+             Content-Type, "{key}" in it replaced by the key; with "prefix" N the
+             "status" (e.g. 200) with the body {"echo": "<the key's first N bytes>\x01"},
+             which is no JSON (a control character in a string)
   echo_key_answer  normal files whose content holds the key the client sent, and a stop
              reason of 50 "x" and the key
   no_usage   normal files but no usage object
@@ -393,7 +398,20 @@ def make_handler(args, script, log_lock):
                 text = "." * int(spec.get("pad", 0)) + "invalid key %s" % (key or "")
                 entry["status"] = status
                 self.write_log(entry)
-                if 300 <= status < 400:
+                if "prefix" in spec:
+                    self.send_raw(status, b'{"echo": "' + (key or "").encode()[
+                        :int(spec["prefix"])] + b'\x01"}')
+                elif "content_type" in spec:
+                    try:
+                        self.send_response(status)
+                        self.send_header("Content-Type",
+                                         spec["content_type"].replace("{key}", key or ""))
+                        self.send_header("Content-Length", "6")
+                        self.end_headers()
+                        self.wfile.write(b"<html>")
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                elif 300 <= status < 400:
                     self.send_json(status, {}, {"location": spec["location"] + "." * int(spec.get("pad", 0)) + (key or "")})
                 elif spec.get("raw"):
                     self.send_raw(status, text.encode())
@@ -422,9 +440,14 @@ def make_handler(args, script, log_lock):
                 if "retry_after" in spec:
                     headers["retry-after"] = spec["retry_after"]
                 if "location" in spec:
-                    headers["location"] = spec["location"]
+                    # Sent as its UTF-8 bytes (http.server writes a header as Latin-1).
+                    headers["location"] = spec["location"].encode().decode("latin-1")
                 entry["status"] = status
                 self.write_log(entry)
+                if "interim" in spec:
+                    self.wfile.write(("HTTP/1.1 103 Early Hints\r\n" + "".join(
+                        "%s: %s\r\n" % kv for kv in spec["interim"].items())
+                        + "\r\n").encode())
                 self.send_json(status, {"type": "error", "error": {
                     "type": "scripted", "message": spec.get("message", "scripted %d" % status)}},
                     headers)

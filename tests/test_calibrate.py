@@ -466,6 +466,73 @@ def test_a_category_with_a_pipe_or_a_line_break_stays_in_its_cell_of_the_report(
         assert len(cells) == 1, table
 
 
+def test_a_category_with_a_tag_or_a_terminal_escape_is_shown_as_text_in_the_report(tmp):
+    """Another program's category holding an HTML tag went raw into the report's Markdown,
+    where a viewer renders it as HTML (<img onerror=...>), and one holding ESC or a C1
+    control went raw into the file, which a terminal showing it (cat) obeyed; so did an
+    excluded event's text. Now a tag's '<', '>' and '&' are entities and every control
+    character is written as \\xNN."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE token_estimation_v2_events SET category = ?"
+                    " WHERE category = 'implementation'", ("<img src=x onerror=alert(1)>&",))
+        con.execute("UPDATE token_estimation_v2_events SET category = ?"
+                    " WHERE category = 'tests'", ("t\x1b[2J\u0085\x7f",))
+        con.execute("UPDATE token_estimation_v2_events SET actual_output_tokens = ?"
+                    " WHERE event_id = (SELECT max(event_id) FROM token_estimation_v2_events)",
+                    ("12\n## forged <b>\x1b]0;title\x07",))
+    con.close()
+    r, j = calibrate(db, "--out", "out", "--repeats", "1")
+    assert r.rc == 0, r
+    md = open(j["files"]["report"], encoding="utf-8").read()
+    assert "&lt;img src=x onerror=alert(1)&gt;&amp;" in md, md
+    assert "t\\x1B[2J\\xC2\\x85\\x7F" in md, md
+    assert "12 ## forged &lt;b&gt;\\x1B]0;title\\x07" in md, md
+    assert "<img" not in md and "<b>" not in md and "\n## forged" not in md
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f\x80-\x9f]", md), md
+
+
+def test_a_run_id_that_is_no_utf8_is_quoted_escaped_not_blamed_on_the_disk(tmp):
+    """A --run-id of bytes that are not UTF-8 (besides one that names the samples) made
+    the JSON proposal impossible to build: calibrate exited 1 saying "writing ….json failed:
+    Input/output error" and removed the files, --evaluate --json said its result was not
+    UTF-8, and the report's "Runs" line took the argument's ESC raw. The filter is now
+    described with each id as the terminal shows it (\\xff, \\e)."""
+    db = imported_db(tmp, runs=("r1",))
+    bad = os.fsdecode(b"\xff\x1b[2J")
+    r, j = calibrate(db, "--out", "out", "--repeats", "1", "--run-id", "r1", "--run-id", bad)
+    assert r.rc == 0, r
+    md = open(j["files"]["report"], encoding="utf-8").read()
+    assert "- Runs: r1, \\xff\\e[2J\n" in md, md
+    proposal = json.load(open(j["files"]["proposal"], encoding="utf-8"))
+    assert proposal["metadata"]["runs"] == "r1, \\xff\\e[2J"
+    r, j = calibrate(db, "--evaluate", "--repeats", "1", "--run-id", "r1", "--run-id", bad)
+    assert r.rc == 0 and j["runs"] == "r1, \\xff\\e[2J", r
+
+
+def test_list_shows_a_set_another_program_stored_with_a_date_that_is_no_utf8(tmp):
+    """A coefficient set whose created_at is not UTF-8 (another program's row) was left out
+    of `calibrate --list --json` without a word (its object could not be built), and an
+    overhead row whose name is no string printed "(null)". It is listed, the bytes that are
+    not UTF-8 as U+FFFD, and the name shown as "?"."""
+    db = imported_db(tmp)
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("INSERT INTO estimator_coefficients (version, created_at, active,"
+                    " parent_version, provenance_json, overhead_json) VALUES (7, ?, 0, 1,"
+                    " '{\"changes\": [{\"overhead_row\": [null, 5]}]}', '[]')",
+                    (b"2026\xff-01-01",))
+    con.close()
+    r = ctl("--db", url(db), "--json", "calibrate", "--list")
+    assert r.rc == 0, r
+    sets = json.loads(r.out)["sets"]
+    assert [(s["version"], s["created_at"]) for s in sets] == [(7, "2026\ufffd-01-01")], sets
+    r = ctl("--db", url(db), "calibrate", "--list")
+    assert r.rc == 0 and "2026\\xff-01-01" in r.out and "?/? 0->0" in r.out, r
+    assert "(null)" not in r.out
+
+
 def test_apply_stores_the_fitted_set_with_provenance_and_rollback_restores_defaults(tmp):
     db = imported_db(tmp)
     r, j = calibrate(db, "--apply", "--out", "out", "--repeats", "2")

@@ -199,6 +199,17 @@ def test_report_filters_by_run_and_refuses_when_nothing_matches(tmp):
     assert r.rc == 2 and "--under-multiplier needs a number from 1" in r.err
 
 
+def test_report_json_names_every_run_id_it_was_given_even_one_that_is_no_utf8(tmp):
+    """A --run-id of bytes that are not UTF-8 was left out of the report's
+    filter.run_ids without a word (its JSON string could not be made), so the filter it
+    showed was not the one applied. It is there, each such byte as U+FFFD."""
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "telemetry", "report", "--run-id", RUN, "--run-id",
+            os.fsdecode(b"x\xff\x1b"), "--json")
+    assert r.rc == 0, r
+    assert json.loads(r.out)["filter"]["run_ids"] == [RUN, "x\ufffd\x1b"]
+
+
 def test_export_writes_every_event_as_ndjson(tmp):
     db = imported_db(tmp)
     r = ctl("--db", url(db), "telemetry", "export")

@@ -614,7 +614,7 @@ static void check_pin_choose(const char *db, const char *db_url, const char *ws,
 		check_pin[check_npin].sock = false;
 		check_pin[check_npin++].readonly = i == ARRAY_SIZE(logs) - 1;
 	}
-	for (i = 0; i < check_git_state.npin && check_npin < CHECK_PIN_MAX; i++) {
+	for (i = 0; i < check_git_state.ntop && check_npin < CHECK_PIN_MAX; i++) {
 		snprintf(check_pin[check_npin].path, PATH_MAX, "%s", check_git_state.pin[i]);
 		check_pin[check_npin].file = false;
 		check_pin[check_npin].sock = false;
@@ -745,6 +745,19 @@ static void check_sockets_choose(void)
 	}
 }
 
+/* Add to check_pin, last and while there is room, what check_git_state pins of the
+ * repositories nested in the workspace (after its own repository's, check_pin_choose). */
+static void check_pin_git_nested(void)
+{
+	for (size_t i = check_git_state.ntop;
+	     i < check_git_state.npin && check_npin < CHECK_PIN_MAX; i++) {
+		snprintf(check_pin[check_npin].path, PATH_MAX, "%s", check_git_state.pin[i]);
+		check_pin[check_npin].file = false;
+		check_pin[check_npin].sock = false;
+		check_pin[check_npin++].readonly = check_git_state.pin_readonly[i];
+	}
+}
+
 /* Whether the real path `dir` is, holds or lies in one of check_rw_dirs. */
 static bool check_near_rw_dirs(const char *dir)
 {
@@ -839,6 +852,7 @@ static void check_empty_choose(const char *workspace, const char *protect, const
 	check_sessions_choose(ws, tmp);
 	check_pin_choose(protect, db_url, ws, tmp);
 	check_sockets_choose();
+	check_pin_git_nested();
 }
 
 /* The kinds of namespace a check gets, and how many of each the worker's user may have
@@ -1583,7 +1597,8 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	snprintf(tag, sizeof tag, "%s", strrchr(out->stdout_path, '/') + 1);
 	if (strlen(tag) > strlen(".stdout.txt"))
 		tag[strlen(tag) - strlen(".stdout.txt")] = '\0';
-	check_git_after(spec->workspace, tag, &check_git_state, out->git, sizeof out->git);
+	check_git_after(spec->workspace, tag, &check_git_state, out->git, sizeof out->git,
+	    spec->heartbeat, spec->ctx);
 	/* What is left in the pipes; a writer that escaped the kill is not waited for long. */
 	end = clock_mono_ms() + CHECK_GRACE_MS;
 	while ((cap[0].in >= 0 || cap[1].in >= 0) && clock_mono_ms() < end)

@@ -56,7 +56,7 @@ struct check_result {
 	                              the check itself (check_note_stop_signal) */
 	char limit[700]; /* a failed check: the limit it seems to have met (check_limits_hit),
 	                    else "" */
-	char git[1024];  /* what it made of the workspace's git repository, moved away
+	char git[2048];  /* what it made of the workspace's git repository, moved away
 	                    (worker/check_git.h), else "" */
 };
 

@@ -124,8 +124,11 @@ int64_t llm_parse_retry_after(const char *value)
 	return when > 0 ? (int64_t)when * 1000 : 0;
 }
 
-/* The most bytes of an answer's Content-Type kept to name it. */
+/* The most bytes of an answer's Content-Type shown to name it, and the most kept: enough
+ * that a key in it (a gateway echoing the request's headers) is whole when it is masked,
+ * before the cut to the bytes shown. */
 #define LLM_CONTENT_TYPE_SHOWN 64
+#define LLM_CONTENT_TYPE_KEPT 1024
 
 /* State of one HTTP try. */
 struct llm_xfer {
@@ -133,7 +136,7 @@ struct llm_xfer {
 	size_t len, cap, max;
 	bool too_large;
 	int64_t retry_after_ms;
-	char content_type[LLM_CONTENT_TYPE_SHOWN + 1]; /* of the last answer, "" when none */
+	char content_type[LLM_CONTENT_TYPE_KEPT + 1]; /* of the last answer, "" when none */
 };
 
 /* Collect the response body, refusing more than the cap. */
@@ -173,16 +176,18 @@ static void llm_header_value(const char *data, size_t n, size_t k, char *out, si
 }
 
 /* Pick retry-after and the Content-Type out of the response headers (those of the last
- * answer: a status line forgets what an earlier one, a 100 Continue, said). */
+ * answer: a status line forgets what an earlier one, a 100 Continue or a 103 Early Hints,
+ * said; a Retry-After of an interim answer is no wait asked by the final one). */
 static size_t llm_header_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct llm_xfer *x = userp;
 	size_t n = size * nmemb;
 	static const char name[] = "retry-after:", ctype[] = "content-type:";
 
-	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
 		x->content_type[0] = '\0';
-	else if (n > sizeof ctype - 1 && strncasecmp(data, ctype, sizeof ctype - 1) == 0)
+		x->retry_after_ms = -1;
+	} else if (n > sizeof ctype - 1 && strncasecmp(data, ctype, sizeof ctype - 1) == 0)
 		llm_header_value(
 		    data, n, sizeof ctype - 1, x->content_type, sizeof x->content_type);
 	if (n > sizeof name - 1 && n < 256 && strncasecmp(data, name, sizeof name - 1) == 0) {
@@ -653,6 +658,25 @@ static int64_t llm_try_timeout(const struct llm_config *cfg, uint64_t now)
 	return timeout;
 }
 
+/* Cut from a parse error (jansson's words) its " near '…'" context, the first bytes of the
+ * token where the body stopped being JSON, when it shares 4 bytes in a row with the key:
+ * a body holding part of the key before a byte that ends the parse (a gateway echoing a
+ * header cut short) would show that part, which masking the whole key cannot find. */
+static void llm_near_clean(char *perr, const char *key)
+{
+	size_t klen = key != NULL ? strlen(key) : 0, n;
+	char *near = strstr(perr, " near '");
+
+	if (near == NULL || klen < LLM_KEY_SCRUB_MIN)
+		return;
+	n = strlen(near + 7);
+	for (size_t i = 0; i + 4 <= n; i++)
+		if (memmem(key, klen, near + 7 + i, 4) != NULL) {
+			*near = '\0';
+			return;
+		}
+}
+
 /* Replace the heap string *s by a copy with the key masked, when the key is in it. */
 static void llm_mask(char **s, const char *key)
 {
@@ -712,6 +736,7 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 			t->total_tokens = out->total_tokens;
 			return NULL;
 		}
+		llm_near_clean(perr, cfg->api_key);
 		/* JSON that is no message still says what the provider counted (and bills). */
 		t->prompt_tokens = out->prompt_tokens;
 		t->completion_tokens = out->completion_tokens;
@@ -723,6 +748,8 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 			/* An HTML page (a web server, a proxy's login), an event stream: said. */
 			char *shown = llm_scrubbed(x->content_type, cfg->api_key);
 
+			if (strlen(shown) > LLM_CONTENT_TYPE_SHOWN) /* printable ASCII: any cut */
+				shown[LLM_CONTENT_TYPE_SHOWN] = '\0';
 			snprintf(msg, msglen, "%s: %s (Content-Type %s)", url, perr, shown);
 			free(shown);
 		} else {
@@ -734,13 +761,15 @@ static const char *llm_try_judge(const struct llm_config *cfg, const char *url, 
 
 	llm_error_text(x->body ? x->body : "", x->len, cfg->api_key, etext, sizeof etext);
 	if (t->http_status >= 300 && t->http_status < 400 && redirect != NULL) {
-		/* Masked before the cut, as the error text is. */
+		/* Masked before the cut, as the error text is; cut at a character's start. */
 		char *where = llm_scrubbed(redirect, cfg->api_key);
+		char *shown = utf8_clean(where, 300);
 
 		snprintf(msg, msglen,
-		    "%s: HTTP %ld: redirected to %.300s, which is not followed (the key goes to"
+		    "%s: HTTP %ld: redirected to %s, which is not followed (the key goes to"
 		    " the configured address only): point --llm-base-url there",
-		    url, t->http_status, where);
+		    url, t->http_status, shown);
+		free(shown);
 		free(where);
 	} else if (etext[0] == '\0')
 		/* A proxy's 502, a 401 of a server that says no more: the status is all. */

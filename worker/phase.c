@@ -464,6 +464,13 @@ static bool phase_llm_ready(struct phase_ctx *pc, struct llm_config *cfg)
 		    job->workspace != NULL ? job->workspace : "(none)");
 		return false;
 	}
+	if (sysdirs_kernel_fs(job->workspace, held, sizeof held)) {
+		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
+		    "workspace %s lies in %s, the kernel's file system, where no file can be "
+		    "written; give the run a workspace of its own; not sent to the LLM",
+		    job->workspace, held);
+		return false;
+	}
 	if (phase_workspace_holds_system(job->workspace, &st, &own, held, sizeof held)) {
 		phase_end(pc, OUTCOME_FAILED, REASON_INVALID_JOB, FP_STAGE_BEFORE_LLM,
 		    "workspace %s %s; give the run a workspace of its own; not sent to the LLM",

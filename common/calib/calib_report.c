@@ -16,16 +16,29 @@ static const char *const calib_method_titles[CALIB_METHOD_COUNT] = {
 
 /* Write a text another program may have written (a category, a complexity) as one cell
  * of a Markdown table: a line break is a space, and a '|' or a backslash is escaped, so
- * that it neither ends the cell nor starts a row of its own. */
+ * that it neither ends the cell nor starts a row of its own; '<', '>' and '&' are written
+ * as entities, so that a viewer shows a tag in the name (<img onerror=…>) as text rather
+ * than as HTML; every other control character (ESC, DEL, U+0080 to U+009F) is written as
+ * \xNN, so that the report shown in a terminal (cat) shows it rather than obeying it. */
 static void calib_md_text(FILE *f, const char *s)
 {
-	for (; *s != '\0'; s++) {
-		if (*s == '\n' || *s == '\r')
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '\n' || *p == '\r')
 			fputc(' ', f);
-		else if (*s == '|' || *s == '\\')
-			fprintf(f, "\\%c", *s);
+		else if (*p == '|' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p == '<')
+			fputs("&lt;", f);
+		else if (*p == '>')
+			fputs("&gt;", f);
+		else if (*p == '&')
+			fputs("&amp;", f);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\x%02X", *p);
+		else if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
+			fprintf(f, "\\xC2\\x%02X", *++p);
 		else
-			fputc(*s, f);
+			fputc(*p, f);
 	}
 }
 
@@ -191,7 +204,9 @@ static void calib_md_implausible(FILE *f, const struct calib_fitset *fs)
 	for (size_t i = 0; i < fs->n_implausible && i < CALIB_IMPLAUSIBLE_NAMED; i++) {
 		char *t = calib_implausible_text(fs->implausible[i]);
 
-		fprintf(f, "  - %s\n", t);
+		fputs("  - ", f);
+		calib_md_text(f, t); /* its run, phase and text are another program's */
+		fputc('\n', f);
 		free(t);
 	}
 	if (fs->n_implausible > CALIB_IMPLAUSIBLE_NAMED)

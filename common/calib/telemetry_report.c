@@ -162,44 +162,53 @@ static int telem_key_cmp(enum telem_dim d, const char *a, const char *b)
 	return strcmp(a, b);
 }
 
-/* Add the strata of dimension d over rows to the report. */
+/* A row of a stratification: its key in one dimension and its place among the rows. */
+struct telem_keyed {
+	const char *key;
+	size_t at;
+};
+
+/* Order keyed rows by key (telem_key_cmp, then byte order), then by place; `dim` points
+ * to the dimension. */
+static int telem_keyed_cmp(const void *a, const void *b, void *dim)
+{
+	const struct telem_keyed *x = a, *y = b;
+	int c = telem_key_cmp(*(const enum telem_dim *)dim, x->key, y->key);
+
+	if (c == 0)
+		c = strcmp(x->key, y->key);
+	return c != 0 ? c : (x->at > y->at) - (x->at < y->at);
+}
+
+/* Add the strata of dimension d over rows to the report: the rows sorted by key, each
+ * run of one key a stratum (its rows in their order), so that n rows of n keys (a file
+ * of one category a line) take O(n log n), not the n² of looking each key up. */
 static void telem_stratify(const struct telem_sample *const *rows, size_t n, enum telem_dim d,
     double under_multiplier, struct telem_report *r)
 {
 	const struct telem_sample **sub = xcalloc(n + 1, sizeof *sub);
-	char **keys = xcalloc(n + 1, sizeof *keys);
+	struct telem_keyed *k = xcalloc(n + 1, sizeof *k);
+	char(*bufs)[32] = xcalloc(n + 1, sizeof *bufs);
 	size_t nk = 0;
-	char buf[32];
 
-	for (size_t i = 0; i < n; i++) {
-		const char *k = telem_key(rows[i], d, buf, sizeof buf);
-		size_t j;
-
-		for (j = 0; j < nk && strcmp(keys[j], k) != 0; j++)
-			;
-		if (j == nk)
-			keys[nk++] = xstrdup(k);
-	}
-	for (size_t a = 1; a < nk; a++)
-		for (size_t b = a; b > 0 && telem_key_cmp(d, keys[b - 1], keys[b]) > 0; b--) {
-			char *t = keys[b];
-
-			keys[b] = keys[b - 1];
-			keys[b - 1] = t;
-		}
-	r->strata = xrealloc(r->strata, (r->n_strata + nk) * sizeof *r->strata);
-	for (size_t j = 0; j < nk; j++) {
+	for (size_t i = 0; i < n; i++)
+		k[i] = (struct telem_keyed){ telem_key(rows[i], d, bufs[i], sizeof bufs[i]), i };
+	qsort_r(k, n, sizeof *k, telem_keyed_cmp, &d);
+	for (size_t i = 0; i < n; i++)
+		nk += i == 0 || strcmp(k[i].key, k[i - 1].key) != 0;
+	r->strata = xrealloc(r->strata, (r->n_strata + nk + 1) * sizeof *r->strata);
+	for (size_t i = 0, j; i < n; i = j) {
 		struct telem_stratum *st = &r->strata[r->n_strata++];
 		size_t m = 0;
 
-		for (size_t i = 0; i < n; i++)
-			if (strcmp(telem_key(rows[i], d, buf, sizeof buf), keys[j]) == 0)
-				sub[m++] = rows[i];
+		for (j = i; j < n && strcmp(k[j].key, k[i].key) == 0; j++)
+			sub[m++] = rows[k[j].at];
 		st->dim = d;
-		st->key = keys[j];
+		st->key = xstrdup(k[i].key);
 		telem_metrics_compute(sub, m, under_multiplier, &st->m);
 	}
-	free(keys);
+	free(bufs);
+	free(k);
 	free(sub);
 }
 

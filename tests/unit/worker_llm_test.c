@@ -3,6 +3,7 @@
 #include "common/estimate/estimator.h"
 #include "common/strbuf.h"
 #include "common/util.h"
+#include "common/utf8.h"
 #include "tests/unit/mutate.h"
 #include "tests/unit/test.h"
 #include "tests/unit/worker_standin.h"
@@ -177,6 +178,60 @@ TEST(worker_llm_429_then_success_honours_retry_after)
 	standin_stop(&sd);
 }
 
+TEST(worker_llm_a_retry_after_of_an_interim_answer_is_not_the_final_ones)
+{
+	/* A 103 Early Hints asking an hour's wait, then a 429 asking none: the wait is the
+	 * backoff's (at most 500 ms before the second try), not the interim answer's
+	 * (once the cap, 60 s). */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+
+	standin_start(&sd,
+	    "[{\"mode\":\"status\",\"status\":429,\"interim\":{\"Retry-After\":\"3600\"}}]", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 3, 10000, 4096, &s, &r), 0);
+	CHECK_EQ_INT(s.tries, 2);
+	CHECK_EQ_INT(s.t[0].http_status, 429);
+	CHECK_EQ_INT(s.nsleeps, 1);
+	CHECK(s.sleeps[0] >= 250 && s.sleeps[0] <= 500);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_a_redirect_target_is_cut_between_characters)
+{
+	/* A Location of 290 ASCII bytes and then euro signs: the message quotes its first 300
+	 * bytes or fewer, ending before a character the cut would split (a reader of UTF-8
+	 * drops a text that ends in part of one). */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+	struct strbuf script = { 0 }, loc = { 0 };
+	const char *at, *end;
+
+	strbuf_puts(&loc, "http://127.0.0.1/");
+	while (loc.len < 290)
+		strbuf_puts(&loc, "a");
+	for (int i = 0; i < 10; i++)
+		strbuf_puts(&loc, "\xe2\x82\xac");
+	strbuf_printf(&script, "[{\"mode\":\"status\",\"status\":302,\"location\":\"%s\"}]", loc.s);
+	standin_start(&sd, script.s, KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_CLIENT);
+	at = strstr(r.error, "redirected to ");
+	CHECK(at != NULL);
+	at += strlen("redirected to ");
+	end = strstr(at, ", which is not followed");
+	CHECK(end != NULL);
+	CHECK_EQ_INT(utf8_check(r.error, strlen(r.error)), strlen(r.error));
+	CHECK((size_t)(end - at) <= 300 && (size_t)(end - at) >= 297);
+	CHECK_EQ_INT(memcmp(at, loc.s, (size_t)(end - at)), 0);
+	llm_response_free(&r);
+	standin_stop(&sd);
+	free(script.s);
+	free(loc.s);
+}
+
 TEST(worker_llm_500_exhausts_bounded_retries_with_growing_backoff)
 {
 	struct standin sd;
@@ -330,6 +385,52 @@ TEST(worker_llm_key_never_appears_in_any_output)
 		CHECK(json_is_false(json_object_get(e, "key_elsewhere")));
 	}
 	json_decref(log);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_a_key_in_a_content_type_is_masked_before_the_cut)
+{
+	/* A 200 that is no JSON, its Content-Type echoing the key (a gateway echoing the
+	 * request's headers) where the 64 bytes shown end inside it: the value was cut first,
+	 * and masking found no whole key in what was left, so its first 11 bytes were shown.
+	 * Now the key is masked in the whole value, then the value cut. */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+
+	standin_start(&sd,
+	    "{\"default\":{\"mode\":\"echo_key\",\"status\":200,\"content_type\":"
+	    "\"text/html; p=........................................{key}\"}}",
+	    KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_MALFORMED);
+	CHECK(
+	    strstr(r.error,
+	        "(Content-Type text/html; p=........................................[re") != NULL);
+	CHECK(strstr(r.error, "sk-test") == NULL);
+	CHECK(strstr(s.errors[0], "sk-test") == NULL);
+	llm_response_free(&r);
+	standin_stop(&sd);
+}
+
+TEST(worker_llm_part_of_a_key_before_the_byte_a_parse_stops_at_is_not_quoted)
+{
+	/* A 200 holding the key's first 14 bytes and then a control character in a string:
+	 * jansson's message quotes the token where it stopped ("near '\"sk-test-7f3a9c'"),
+	 * no whole key that masking finds. The context is left out when it shares 4 bytes in
+	 * a row with the key; the reason stays. */
+	struct standin sd;
+	struct seen s = { 0 };
+	struct llm_response r;
+
+	standin_start(
+	    &sd, "{\"default\":{\"mode\":\"echo_key\",\"status\":200,\"prefix\":14}}", KEY);
+	CHECK_EQ_INT(call(LLM_ANTHROPIC, sd.base, 0, 10000, 4096, &s, &r), -1);
+	CHECK_EQ_STR(r.error_class, LLM_E_MALFORMED);
+	CHECK(strstr(r.error, "control character 0x1") != NULL);
+	CHECK(strstr(r.error, "7f3a") == NULL);
+	CHECK(strstr(s.errors[0], "7f3a") == NULL);
+	llm_response_free(&r);
 	standin_stop(&sd);
 }
 
