@@ -599,6 +599,8 @@ struct sup {
 	int64_t foreign_seen;     /* PRAGMA data_version when the queue last agreed; -1: off */
 	uint64_t foreign_next_ms; /* no read of the queue before this (monotonic ms) */
 	bool foreign_unread;      /* the last read failed (logged) */
+	bool foreign_due;         /* data_version moved: a read waits for a quiet writer */
+	uv_check_t foreign_check; /* tries it at each loop turn's end while it is due */
 
 	/* lag: the loop's own lateness */
 	uv_timer_t lag_timer;
@@ -755,9 +757,9 @@ void checkpoint_report(struct sup *s);
  * database; else the watch stays off). */
 void foreign_init(struct sup *s);
 /* Called each second: when another connection committed since the queues last agreed
- * with the database, and no write waits for its commit, load the runs with a phase QUEUED
- * in the database that the queues do not hold, and dispatch them. A read of the queue
- * takes at most a tenth of the loop's time. */
+ * with the database, load the runs with a phase QUEUED in the database that the queues do
+ * not hold, and dispatch them, at the first moment (a loop turn's end) when no write waits
+ * for its commit. A read of the queue takes at most a tenth of the loop's time. */
 void foreign_check(struct sup *s);
 
 /* --- lifecycle.c: signals, stop levels, the end of the loop, the database's identity --- */

@@ -16,7 +16,8 @@ import time
 import legacy_db
 from conftest import ctl
 from e2e_helpers import Standin as E2EStandin, drain, import_plan, init_db, phase_spec, rows
-from supervisor_helpers import Standin, Supervisor, db_url, new_db, sql, wait_for
+from supervisor_helpers import (Standin, Supervisor, db_url, llm_supervisor, new_db, sql,
+                                wait_for)
 
 
 def test_adopted_backlog_drains_with_sample_first_triage_and_fingerprint_stops(tmp):
@@ -309,22 +310,32 @@ def test_a_phase_the_originals_orm_adds_under_a_running_sqlite_supervisor_is_dra
         sup.kill()
 
 
-# A tier and a QUEUED phase of run `run-000` as the original's ORM writes them
+# A tier and a QUEUED phase of a run as the original's ORM writes them
 # (original_reader.insert_phase), through the sqlite3 command line.
 SQLITE3_PHASE = """
 INSERT INTO tiers (tier_id, run_id, tier_index, name, state, max_major_issues_tolerated,
     tokens_used, ci_runs_used, minor_issues_count, major_issues_count, cleanliness,
     created_at, updated_at)
-VALUES ('T9', 'run-000', 9, 'added', 'PENDING', 0, 0, 0, 0, 0, 'clean',
+VALUES ('T{tier}', '{run}', {tier}, 'added', 'PENDING', 0, 0, 0, 0, 0, 'clean',
     '{now}', '{now}');
 INSERT INTO phases (phase_id, run_id, tier_id, phase_index, name, description, state,
     task_category, complexity, scope, builder_attempts, auditor_attempts, tokens_used,
     minor_issues_count, major_issues_count, issue_state, quality_blocked, retry_attempt,
     revision_epoch, escalation_level, created_at, updated_at)
-VALUES ('{phase}', 'run-000', last_insert_rowid(), 0, 'added by hand', 'Write {out}.',
+VALUES ('{phase}', '{run}', last_insert_rowid(), 0, 'added by hand', 'Write {out}.',
     'QUEUED', 'implementation', 'low', '{{"paths": [], "deliverables": ["{out}"]}}', 0, 0,
     0, 0, 0, 'no_issues', 0, 0, 0, 0, '{now}', '{now}');
 """
+
+
+def sqlite3_phase(path, run, tier, phase):
+    """Insert phase `phase` (in a tier of its own, index `tier`) into run `run` of the
+    database at `path` with the sqlite3 command line."""
+    import subprocess
+    now = time.strftime("%Y-%m-%d %H:%M:%S.000000", time.gmtime())
+    subprocess.run(["sqlite3", "-bail", "-cmd", ".timeout 30000", path,
+                    SQLITE3_PHASE.format(now=now, run=run, tier=tier, phase=phase,
+                                         out="out/%s.py" % phase)], check=True)
 
 
 def test_a_phase_the_sqlite3_command_line_queues_under_a_supervisor_in_service_is_drained(
@@ -332,7 +343,6 @@ def test_a_phase_the_sqlite3_command_line_queues_under_a_supervisor_in_service_i
     """A supervisor in service (no --exit-when-drained), its queue drained and idle: a
     phase row the sqlite3 command line inserts in the original's shape is dispatched
     within seconds, and the supervisor goes on serving."""
-    import subprocess
     url = new_db(tmp, runs=1, phases=1)
     path = url[len("sqlite:///"):]
     sup = Supervisor(tmp, url, "--workers", 1, "--dry-run")
@@ -340,15 +350,48 @@ def test_a_phase_the_sqlite3_command_line_queues_under_a_supervisor_in_service_i
         sup.wait_ready()
         wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE ended_at IS NOT NULL")
                  == [(1,)], timeout=60, what="the queue drained")
-        now = time.strftime("%Y-%m-%d %H:%M:%S.000000", time.gmtime())
-        subprocess.run(["sqlite3", "-bail", "-cmd", ".timeout 30000", path,
-                        SQLITE3_PHASE.format(now=now, phase="p-by-hand", out="out/hand.py")],
-                       check=True)
+        sqlite3_phase(path, "run-000", 9, "p-by-hand")
         wait_for(lambda: sql(url, "SELECT count(*) FROM attempts WHERE phase_id = 'p-by-hand'"
                              " AND ended_at IS NOT NULL") == [(1,)], timeout=30,
                  what="the phase inserted by hand drained")
         assert sup.proc.poll() is None, sup.stderr()
         assert "another program queued 1 phase(s) in 1 run(s)" in sup.stderr(), sup.stderr()
+        assert sup.ctl("stop").rc == 0
+        assert sup.wait() == 0, sup.stderr()
+    finally:
+        sup.kill()
+
+
+def test_phases_the_sqlite3_command_line_queues_while_a_supervisor_drains_run_once_each(
+        tmp, llm):
+    """Phases inserted by hand while a supervisor drains a backlog (its writer committing
+    all the while) are scheduled while it drains and dispatched, once each, and no phase
+    of the backlog twice: the queues gain what the database holds beyond them and lose
+    nothing. Phase ids repeat across runs: one added to a run under the id of another
+    run's queued phase is dispatched too."""
+    runs, phases = 20, 5
+    url = new_db(tmp, runs=runs, phases=phases, check="sleep 0.2")
+    total = runs * phases + 3
+    path = url[len("sqlite:///"):]
+    sup = llm_supervisor(tmp, url, llm, "--workers", 2)
+    ended = ("SELECT count(*) FROM (SELECT DISTINCT run_id, phase_id FROM attempts"
+             " WHERE ended_at IS NOT NULL)")
+    try:
+        sup.wait_ready()
+        wait_for(lambda: sql(url, ended)[0][0] >= 4, timeout=60, what="the drain under way")
+        sqlite3_phase(path, "run-%03d" % (runs - 1), 90, "p-hand")
+        wait_for(lambda: "another program queued 1 phase(s) in 1 run(s)" in sup.stderr(),
+                 timeout=30, what="the first phase inserted by hand scheduled")
+        sqlite3_phase(path, "run-000", 90, "p-hand")
+        sqlite3_phase(path, "run-001", 90, "p-hand-1")
+        wait_for(lambda: "another program queued 2 phase(s) in 2 run(s)" in sup.stderr(),
+                 timeout=30, what="the next phases inserted by hand scheduled")
+        # Scheduled while the backlog drains, not once it is done.
+        assert sql(url, ended)[0][0] < runs * phases
+        wait_for(lambda: sql(url, ended)[0][0] == total, timeout=120,
+                 what="the backlog and the phases inserted by hand drained")
+        assert sql(url, "SELECT run_id, phase_id, count(*) FROM attempts GROUP BY 1, 2"
+                   " HAVING count(*) > 1") == []
         assert sup.ctl("stop").rc == 0
         assert sup.wait() == 0, sup.stderr()
     finally:
