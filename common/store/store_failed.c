@@ -426,9 +426,14 @@ static int failed_retry_release(
 	return rc == 0 && store_fleet(st) ? store_fleet_wake(st, err) : rc;
 }
 
-/* Queue the listed phases again in one transaction; on failure nothing is written. */
-int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
-    const struct store_retry_who *who, size_t *moved, struct store_err *err)
+/* One phase's change inside the transaction of failed_apply. */
+typedef int (*failed_one_fn)(struct store *st, struct store_failed *f,
+    const struct store_retry_who *who, const char *now, struct store_err *err);
+
+/* Apply one to each listed phase, then release their runs, in one transaction; on failure
+ * nothing is written and no phase counts as moved. */
+static int failed_apply(struct store *st, struct store_failed *v, size_t n,
+    const struct store_retry_who *who, size_t *moved, struct store_err *err, failed_one_fn one)
 {
 	char now[32];
 	size_t i;
@@ -439,7 +444,7 @@ int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
 	if ((rc = store_begin(st->db, "starting the retry", err)) != 0)
 		return rc;
 	for (i = 0; i < n && rc == 0; i++)
-		rc = failed_retry_one(st, &v[i], who, now, err);
+		rc = one(st, &v[i], who, now, err);
 	if (rc == 0)
 		rc = failed_retry_release(st, v, n, err);
 	if (rc == 0)
@@ -451,6 +456,13 @@ int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
 		*moved += v[i].retried;
 	}
 	return rc;
+}
+
+/* Queue the listed phases again in one transaction; on failure nothing is written. */
+int store_failed_retry(struct store *st, struct store_failed *v, size_t n,
+    const struct store_retry_who *who, size_t *moved, struct store_err *err)
+{
+	return failed_apply(st, v, n, who, moved, err, failed_retry_one);
 }
 
 /* Inside the release's transaction: mark one stopped phase as changed now, if it is still
@@ -504,25 +516,5 @@ static int failed_release_one(struct store *st, struct store_failed *f,
 int store_failed_release(struct store *st, struct store_failed *v, size_t n,
     const struct store_retry_who *who, size_t *moved, struct store_err *err)
 {
-	char now[32];
-	size_t i;
-	int rc;
-
-	*moved = 0;
-	db_now(st->db, now);
-	if ((rc = store_begin(st->db, "starting the retry", err)) != 0)
-		return rc;
-	for (i = 0; i < n && rc == 0; i++)
-		rc = failed_release_one(st, &v[i], who, now, err);
-	if (rc == 0)
-		rc = failed_retry_release(st, v, n, err);
-	if (rc == 0)
-		rc = store_commit(st->db, "committing the retry", err);
-	if (rc != 0)
-		db_rollback(st->db);
-	for (i = 0; i < n; i++) {
-		v[i].retried = v[i].retried && rc == 0;
-		*moved += v[i].retried;
-	}
-	return rc;
+	return failed_apply(st, v, n, who, moved, err, failed_release_one);
 }
