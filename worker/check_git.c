@@ -245,7 +245,8 @@ void check_git_before(const char *workspace, struct check_git *g)
 				    &g->entry[i], &g->nentry[i]);
 			close(gfd);
 		}
-		snprintf(g->gitdir, sizeof g->gitdir, "%s", path);
+		if (strlen(path) < sizeof g->gitdir) /* longer, no call could open it */
+			strlcpy_ap(g->gitdir, path, sizeof g->gitdir);
 		check_git_pin_dir(g, ws, path, 0);
 	} else if (S_ISREG(sb.st_mode)) {
 		/* A `gitdir:` file (a linked worktree, a submodule): itself read-only, and the
