@@ -171,10 +171,11 @@ def test_a_supervisor_killed_while_workers_hold_two_leaves_a_drainable_database(
     db_checks_clean(url)
 
 
-def test_a_held_job_leaves_only_once_its_lease_is_durable(tmp):
-    """Rogue workers noting, at each job, whether its attempt's row is in what the last
-    completed fsync of the write-ahead log made durable (tests/tools/fsync_shim.c), each
-    fsync 20 ms slower: the held jobs, like every other, were."""
+def held_durable_drain(tmp):
+    """A drain of 1,000 dry phases by two rogue workers that hold their next job, noting
+    at each job whether its attempt's row is in what the last completed fsync of the
+    write-ahead log made durable (tests/tools/fsync_shim.c), each fsync 20 ms slower;
+    returns the supervisor's log and the notes of the jobs."""
     url = new_db(tmp, runs=100, phases=10)
     wal = os.path.realpath(url[len("sqlite:///"):]) + "-wal"
     env = preload("fsync-shim.so", AUTOPACK_SHIM_PATH=wal, AUTOPACK_SHIM_DURABLE="1",
@@ -184,7 +185,20 @@ def test_a_held_job_leaves_only_once_its_lease_is_durable(tmp):
                            "--exit-when-drained", "--synchronous", "full",
                            "--fsync-off-loop", "--log-level", "debug", env=env)
     assert sup.wait(timeout=300) == 0, sup.stderr()[-3000:]
-    assert "queued on worker" in sup.stderr()
-    jobs = rogue_notes(tmp, event="job")
-    assert len(jobs) == 1000
-    assert all(n["durable"] for n in jobs), [n for n in jobs if not n["durable"]][:5]
+    return sup.stderr(), rogue_notes(tmp, event="job")
+
+
+def test_a_held_job_leaves_only_once_its_lease_is_durable(tmp):
+    """Every job, the held ones like the others, leaves only once its lease is durable.
+    A job is held only while a worker is busy as a lease opened ahead becomes durable,
+    which a loaded machine's supervisor, finding a worker idle at each commit, may never
+    see in one drain: up to three drains, each checked, until one held a job."""
+    for k in range(3):
+        d = os.path.join(str(tmp), "drain%d" % k)
+        os.mkdir(d)
+        log, jobs = held_durable_drain(d)
+        assert len(jobs) == 1000
+        assert all(n["durable"] for n in jobs), [n for n in jobs if not n["durable"]][:5]
+        if "queued on worker" in log:
+            return
+    assert False, "no job was held in three drains"
