@@ -347,13 +347,38 @@ int store_failed_list(struct store *st, const struct store_failed_filter *f,
 	return rc;
 }
 
+/* Inside a retry's transaction, record in control_log that phase f was retried, with
+ * result as its text. */
+static int failed_log(struct store *st, const struct store_failed *f,
+    const struct store_retry_who *who, const char *now, const char *result, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	char *args = xasprintf("%s %s", f->run_id, f->phase_id);
+	int rc = db_prepare(st->db,
+	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
+	    " VALUES (?1, ?2, ?3, 'retry', ?4, 1, ?5)",
+	    &q);
+
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, now);
+		db_bind_int64(q, 2, who->pid);
+		db_bind_int64(q, 3, who->uid);
+		store_bind_text(q, 4, args);
+		store_bind_text(q, 5, result);
+	}
+	rc = store_step_done(
+	    st->db, q, rc, err, "%s: recording the retry in control_log", st->path);
+	free(args);
+	return rc;
+}
+
 /* Inside the retry's transaction, move one phase from its listed state to QUEUED and log
  * it; f->retried says whether it moved. */
 static int failed_retry_one(struct store *st, struct store_failed *f,
     const struct store_retry_who *who, const char *now, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
-	char *args, *result;
+	char *result;
 	int rc;
 
 	rc = db_prepare(st->db,
@@ -376,24 +401,10 @@ static int failed_retry_one(struct store *st, struct store_failed *f,
 		return rc;
 	if ((rc = store_tier_follow_phase(st->db, f->run_id, f->phase_id, now, err)) != 0)
 		return rc;
-	args = xasprintf("%s %s", f->run_id, f->phase_id);
 	result = xasprintf("%s -> %s; selected by: %s%s%s; via %s", f->state,
 	    phase_state_name(PHASE_QUEUED), who->selector, who->note != NULL ? "; note: " : "",
 	    who->note != NULL ? who->note : "", who->via);
-	rc = db_prepare(st->db,
-	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
-	    " VALUES (?1, ?2, ?3, 'retry', ?4, 1, ?5)",
-	    &q);
-	if (rc == DB_OK) {
-		store_bind_text(q, 1, now);
-		db_bind_int64(q, 2, who->pid);
-		db_bind_int64(q, 3, who->uid);
-		store_bind_text(q, 4, args);
-		store_bind_text(q, 5, result);
-	}
-	rc = store_step_done(
-	    st->db, q, rc, err, "%s: recording the retry in control_log", st->path);
-	free(args);
+	rc = failed_log(st, f, who, now, result, err);
 	free(result);
 	f->retried = rc == 0;
 	return rc;
@@ -471,7 +482,7 @@ static int failed_release_one(struct store *st, struct store_failed *f,
     const struct store_retry_who *who, const char *now, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
-	char *args, *result;
+	char *result;
 	int rc;
 
 	f->retried = false;
@@ -488,24 +499,10 @@ static int failed_release_one(struct store *st, struct store_failed *f,
 	    f->run_id, f->phase_id);
 	if (rc != 0 || db_changes(st->db) != 1)
 		return rc;
-	args = xasprintf("%s %s", f->run_id, f->phase_id);
 	result = xasprintf("%s (stopped) -> back in the drain; selected by: %s%s%s; via %s",
 	    f->state, who->selector, who->note != NULL ? "; note: " : "",
 	    who->note != NULL ? who->note : "", who->via);
-	rc = db_prepare(st->db,
-	    "INSERT INTO control_log (at, peer_pid, peer_uid, command, args, ok, result)"
-	    " VALUES (?1, ?2, ?3, 'retry', ?4, 1, ?5)",
-	    &q);
-	if (rc == DB_OK) {
-		store_bind_text(q, 1, now);
-		db_bind_int64(q, 2, who->pid);
-		db_bind_int64(q, 3, who->uid);
-		store_bind_text(q, 4, args);
-		store_bind_text(q, 5, result);
-	}
-	rc = store_step_done(
-	    st->db, q, rc, err, "%s: recording the retry in control_log", st->path);
-	free(args);
+	rc = failed_log(st, f, who, now, result, err);
 	free(result);
 	f->retried = rc == 0;
 	return rc;
