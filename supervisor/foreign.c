@@ -59,7 +59,8 @@ static int foreign_phase(void *arg, const struct drain_phase *p)
 	struct foreign_key k = { p->run_id, p->phase_id };
 	struct run_q *r;
 
-	if (bsearch(&k, f->known, f->nknown, sizeof *f->known, foreign_cmp) != NULL)
+	if (f->nknown > 0 &&
+	    bsearch(&k, f->known, f->nknown, sizeof *f->known, foreign_cmp) != NULL)
 		return 0;
 	if (sched_run_excluded(f->s, p->run_id) || policy_held_back_why(f->s, p->run_id) != NULL)
 		return 0;
