@@ -253,6 +253,68 @@ def test_a_malformed_control_frame_is_answered_with_what_was_wrong_before_the_cl
         assert sup.wait() == 0, sup.stderr()
 
 
+def test_a_control_frame_cut_short_by_a_half_close_is_answered_with_how_much_came(tmp):
+    """A control client that wrote part of a frame (some bytes of its length, or a length
+    and part of the map) and then half-closed its socket, still reading, was closed without
+    a word, and nothing was logged: a script that got its length prefix wrong waited for
+    an answer that never came. It is now told, in a reply of code bad_request naming how
+    much of the frame came, as any malformed frame is, and the drop is logged; a whole
+    request followed by a half-close is still answered."""
+    sup, _ = serving(tmp)
+    path = sup.control
+    whole = frame(REQ)
+    try:
+        for data, why in (
+                (b"\x00", "1 of the 4 bytes of its length came"),
+                (whole[:3], "3 of the 4 bytes of its length came"),
+                (whole[:4], "0 of its %d bytes came" % (len(whole) - 4)),
+                (whole[:-3], "%d of its %d bytes came" % (len(whole) - 7, len(whole) - 4)),
+                (whole + whole[:6], "2 of its %d bytes came" % (len(whole) - 4))):
+            replies = control_exchange_shut(path, data)
+            assert len(replies) == 1 + (data.startswith(whole)), (data, replies)
+            if data.startswith(whole):
+                assert replies[0]["ok"] is True, replies
+            r = replies[-1]
+            assert (r["ok"], r["code"]) == (False, "bad_request"), (data, r)
+            assert r["msg"] == ("request refused, connection closed: frame: cut short by "
+                                "the end of the stream: " + why), r
+            assert r["uuid"] == sup.status()["db_uuid"]
+        # A whole request and a half-close: answered, and nothing refused.
+        replies = control_exchange_shut(path, whole)
+        assert [r["ok"] for r in replies] == [True], replies
+        assert "dropped: frame: cut short by the end of the stream: 1 of the 4 bytes" in \
+            sup.stderr()
+        assert sup.ctl("status", "--json").rc == 0
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+
+
+def control_exchange_shut(path, data):
+    """Send bytes on a new control connection and half-close it; the replies read until
+    the supervisor closes it, decoded."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    out = b""
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    replies = []
+    while len(out) >= 4:
+        n = struct.unpack(">I", out[:4])[0]
+        replies.append(msgpack.unpackb(out[4:4 + n], raw=False))
+        out = out[4 + n:]
+    return replies
+
+
 def test_a_worker_naming_another_workers_attempt_or_writing_after_its_result_changes_nothing(
         tmp):
     """Two workers each hold an attempt; each then sends, for every other attempt id (the
