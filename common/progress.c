@@ -37,16 +37,36 @@ static double member_number(json_t *o, const char *key, double dflt)
 	return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
+/* A count member of o: an integer as it is, a real held within the range of an int64_t
+ * (a number past it, which only another program's reply holds, has no such value, and
+ * converting it was undefined: 1e308 read as -9223372036854775808), 0 when absent or not a
+ * number. */
+static int64_t member_count(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	double d = json_real_value(v);
+
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (!json_is_real(v) || isnan(d))
+		return 0;
+	if (d >= 0x1p63)
+		return INT64_MAX;
+	if (d <= -0x1p63)
+		return INT64_MIN;
+	return (int64_t)d;
+}
+
 /* Fill p from a progress_to_json object. */
 void progress_from_json(json_t *o, struct progress *p)
 {
 	const char *basis = json_string_value(json_object_get(o, "eta_basis"));
 
-	p->done = (int64_t)member_number(o, "done", 0);
-	p->remaining = (int64_t)member_number(o, "remaining", 0);
-	p->total = (int64_t)member_number(o, "total", 0);
-	p->failed = (int64_t)member_number(o, "failed", 0);
-	p->handed_back = (int64_t)member_number(o, "handed_back", 0);
+	p->done = member_count(o, "done");
+	p->remaining = member_count(o, "remaining");
+	p->total = member_count(o, "total");
+	p->failed = member_count(o, "failed");
+	p->handed_back = member_count(o, "handed_back");
 	p->percent = member_number(o, "percent", 0);
 	p->per_minute = member_number(o, "phases_per_minute", 0);
 	p->eta_seconds = member_number(o, "eta_seconds", -1);

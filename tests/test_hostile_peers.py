@@ -24,6 +24,7 @@ import zlib
 import msgpack
 import pytest
 
+from conftest import ctl
 from supervisor_helpers import (KEY, ROGUE, Supervisor, new_db, rogue_notes, rogue_supervisor,
                                 sql, wait_for)
 
@@ -334,6 +335,62 @@ def control_exchange_shut(path, data):
         replies.append(msgpack.unpackb(out[4:4 + n], raw=False))
         out = out[4 + n:]
     return replies
+
+
+def test_progress_figures_past_an_int64_from_a_rogue_supervisor_are_held_at_its_limits(tmp):
+    """A program answering on the control socket (`--control PATH`) with progress figures
+    past what an int64 holds (1e308 phases, -1e308) had them converted with undefined
+    behaviour: `status` and `watch` printed a total of 1e308 as -9223372036854775808. They
+    are now held at the int64's limits, and an integer is taken as it is."""
+    url = new_db(tmp, runs=0)
+    path = url[len("sqlite:///"):]
+    st = os.stat(path)
+    identity = {"db": "sqlite:///" + os.path.realpath(path),
+                "uuid": sql(url, "SELECT db_uuid FROM meta")[0][0],
+                "dev": "%d:%d" % (st.st_dev, st.st_ino)}
+    progress = {"done": 9223372036854775807, "remaining": -1e308, "total": 1e308,
+                "failed": 1e300, "handed_back": -9223372036854775808, "percent": 0,
+                "phases_per_minute": 0, "eta_seconds": None, "eta_basis": "none"}
+    body = json.dumps({"state": "running", "pid": 1, "progress": progress,
+                       "pool": {"live": 0, "target": 0}, "queue": {"in_flight": 0}})
+    sockp = os.path.join(str(tmp), "rogue.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(sockp)
+    srv.listen(4)
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                data = b""
+                while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                req = msgpack.unpackb(data[4:], raw=False)
+                conn.sendall(frame(dict(identity, v=1, t="reply", id=req["id"], ok=True,
+                                        body=body, more=False)))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        want = ("9223372036854775807/9223372036854775807 phases (0.0%), 0.0/min, ETA ?, "
+                "9223372036854775807 failed")
+        r = ctl("--db", url, "status", "--control", sockp)
+        assert r.rc == 0 and "progress: " + want in r.out, r
+        r = ctl("--db", url, "watch", "--count", "1", "--control", sockp)
+        assert r.rc == 0 and want in r.out, r
+        assert "-9223372036854775808" not in r.out, r
+    finally:
+        stop.set()
+        t.join(10)
+        srv.close()
 
 
 def test_a_worker_naming_another_workers_attempt_or_writing_after_its_result_changes_nothing(
