@@ -1,5 +1,6 @@
 /* The frame reader takes bytes in pieces of any size and yields exactly the frames sent,
- * refuses oversize frames from their header alone, and stays closed after an error. */
+ * says how much came of a frame cut short, refuses oversize frames from their header
+ * alone, and stays closed after an error. */
 #include "common/util.h"
 #include "proto/wire.h"
 #include "tests/unit/proto_samples.h"
@@ -73,6 +74,52 @@ TEST(proto_reader_yields_frames_fed_one_byte_at_a_time)
 	}
 	CHECK_EQ_INT(got, n);
 	CHECK_EQ_INT(r.len, 0);
+	proto_reader_free(&r);
+	proto_buf_free(&b);
+	free_all(want, n);
+}
+
+TEST(proto_reader_says_how_much_came_of_a_frame_cut_short)
+{
+	struct proto_msg want[32];
+	struct proto_buf b;
+	struct proto_reader r;
+	struct proto_err err;
+	size_t n, got = 0, start = 0;
+	char text[sizeof err.text];
+
+	proto_buf_init(&b);
+	n = pack_all(&b, want, ARRAY_SIZE(want));
+	proto_reader_init(&r, 0);
+	CHECK(!proto_reader_cut(&r, &err));
+	for (size_t k = 0; k < b.len; k++) {
+		const uint8_t *f = b.data + start;
+		size_t have = k + 1 - start,
+		       body = (size_t)f[0] << 24 | (size_t)f[1] << 16 | (size_t)f[2] << 8 | f[3];
+
+		CHECK_EQ_INT(proto_reader_feed(&r, b.data + k, 1, &err), 0);
+		if (k % 2 == 0) /* whole frames taken out, or left in: neither is a cut */
+			drain(&r, want, n, &got);
+		if (have >= 4 && have == 4 + body) {
+			CHECK(!proto_reader_cut(&r, &err));
+			start = k + 1;
+			continue;
+		}
+		CHECK(proto_reader_cut(&r, &err));
+		if (have < 4)
+			snprintf(text, sizeof text,
+			    "frame: cut short by the end of the stream: %zu of the 4 bytes of its "
+			    "length came",
+			    have);
+		else
+			snprintf(text, sizeof text,
+			    "frame: cut short by the end of the stream: %zu of its %zu bytes came",
+			    have - 4, body);
+		CHECK_EQ_STR(err.text, text);
+	}
+	drain(&r, want, n, &got);
+	CHECK_EQ_INT(got, n);
+	CHECK(!proto_reader_cut(&r, &err));
 	proto_reader_free(&r);
 	proto_buf_free(&b);
 	free_all(want, n);
