@@ -377,7 +377,7 @@ static void calib_compact_init(struct calib_compact *c, const struct calib_fitse
 	size_t n = fs->n_clean + fs->n_truncated;
 	const struct telem_sample **p;
 
-	strtab_init(&c->names, 0, false);
+	strtab_init(&c->names, 2 * n, false);
 	c->v = xcalloc(n + 1, sizeof *c->v);
 	c->fs = *fs;
 	p = xcalloc(n + 1, sizeof *p);

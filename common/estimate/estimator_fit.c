@@ -172,7 +172,7 @@ void est_fit_categories(const struct est_fit_obs *obs, size_t n, struct est_fit 
 	struct strtab names; /* c[i].name has index i */
 	size_t k;
 
-	strtab_init(&names, 0, false);
+	strtab_init(&names, n, false);
 	for (size_t i = 0; i < n; i++) {
 		/* The name goes into the first unused count, which it keeps if it is new. */
 		est_name_normalise(obs[i].category, c[names.n].name, sizeof c[names.n].name);
