@@ -73,7 +73,7 @@ TEST(strtab_pairs_differ_when_either_string_does)
  * keeps its index and every index its key; the table stays at most half full. */
 TEST(strtab_keeps_every_index_as_it_grows)
 {
-	enum { N = 20000 };
+	const size_t N = 20000;
 	char(*name)[16] = xcalloc(N, sizeof *name);
 
 	for (size_t i = 0; i < N; i++)
