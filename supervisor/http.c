@@ -474,6 +474,23 @@ static size_t http_unescape_cb(void *cls, struct MHD_Connection *c, char *s)
 	return strlen(s);
 }
 
+/* Cut a request's query string to nothing before libmicrohttpd parses it: no path served
+ * takes one, and libmicrohttpd takes a record out of the connection's 32 KiB for each of
+ * its arguments, so a query of some 450 of them (2 KiB: `?a=1&a=1&…`) left no room for
+ * any answer, and the connection hung unanswered until its timeout. `uri` points into
+ * libmicrohttpd's own copy of the request line, which it cuts at the '?' itself once this
+ * returns. Returns no per-request state. */
+static void *http_uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	char *query = strchr(uri, '?');
+
+	(void)cls;
+	(void)c;
+	if (query != NULL)
+		query[1] = '\0';
+	return NULL;
+}
+
 /* Route libmicrohttpd's messages into the log, at most one a second and the rest counted
  * (droplog.h): a client sending junk must not flood it. */
 static void http_log_cb(void *cls, const char *fmt, va_list ap)
@@ -534,10 +551,10 @@ int http_start(struct sup *s)
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
 	    h->deadlines.limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-	    http_deadline_notify, &h->deadlines, MHD_OPTION_NOTIFY_COMPLETED,
-	    http_deadline_completed, &h->deadlines, MHD_OPTION_STRICT_FOR_CLIENT, HTTP_STRICT,
-	    MHD_OPTION_END);
+	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_URI_LOG_CALLBACK,
+	    http_uri_cb, NULL, MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, &h->deadlines,
+	    MHD_OPTION_NOTIFY_COMPLETED, http_deadline_completed, &h->deadlines,
+	    MHD_OPTION_STRICT_FOR_CLIENT, HTTP_STRICT, MHD_OPTION_END);
 	pthread_mutex_lock(&h->lock);
 	h->started = true;
 	strlcpy_ap(err, h->start_msg, sizeof err);
