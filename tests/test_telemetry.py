@@ -7,6 +7,8 @@ import os
 import sqlite3
 import statistics
 
+import pytest
+
 from conftest import ctl
 from supervisor_helpers import full_tmpfs
 from telemetry_helpers import SAMPLES, close, imported_db, rows, url
@@ -101,6 +103,34 @@ def test_import_refuses_a_malformed_tsv_naming_line_and_column_and_writes_nothin
     assert json.loads(r.out)["error"] == "EINVAL"
     assert rows(db, "SELECT count(*) FROM runs") == [(0,)]
     assert rows(db, "SELECT count(*) FROM token_estimation_v2_events") == [(0,)]
+
+
+@pytest.mark.parametrize("column,old,shown", [
+    ("predicted_output", "\t780\t", "expected a non-negative integer, got '%s'"),
+    ("timestamp", None, "expected a UTC time like 2025-12-23T22:06:12Z, got '%s'"),
+])
+def test_import_error_quotes_a_long_field_cut_at_a_character_start(tmp, column, old, shown):
+    """A field longer than 40 bytes was quoted cut at its 40th byte, inside the
+    two-byte character there: the terminal showed a \\xc3 and the JSON message a
+    U+FFFD. The cut is now at the start of that character."""
+    db = tmp / "t.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    field = "x" + "\u00e9" * 30
+    lines = open(SAMPLES).read().splitlines(True)
+    if old is None:
+        bad = lines[5].split("\t", 1)
+        bad = field + "\t" + bad[1]
+    else:
+        bad = lines[5].replace(old, "\t%s\t" % field)
+    assert bad != lines[5]
+    (tmp / "bad.tsv").write_text("".join(lines[:5] + [bad] + lines[6:]), encoding="utf-8")
+    r = ctl("--db", url(db), "telemetry", "import", "bad.tsv", "--json")
+    assert r.rc == 1, r
+    want = "bad.tsv:6: column %s: " % column + shown % ("x" + "\u00e9" * 19)
+    assert want in r.err, r
+    assert "\\x" not in r.err, r
+    assert want in json.loads(r.out)["message"], r.out
+    assert "\ufffd" not in r.out, r.out
 
 
 def test_import_reads_a_tsv_named_dash_from_standard_input(tmp):
