@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from conftest import ctl
+from conftest import assert_reals_shortest, ctl
 from supervisor_helpers import full_tmpfs
 from telemetry_helpers import SAMPLES, close, imported_db, rows, url
 
@@ -131,6 +131,20 @@ def test_import_error_quotes_a_long_field_cut_at_a_character_start(tmp, column, 
     assert "\\x" not in r.err, r
     assert want in json.loads(r.out)["message"], r.out
     assert "\ufffd" not in r.out, r.out
+
+
+def test_report_and_export_write_each_real_in_its_shortest_form(tmp):
+    """report --json and export wrote each real with 17 significant digits; each is the
+    shortest of 15, 16 and 17 digits that reads back as the same double."""
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "telemetry", "report", "--json")
+    assert r.rc == 0, r
+    seen = assert_reals_shortest(r.out)
+    r = ctl("--db", url(db), "telemetry", "export")
+    assert r.rc == 0, r
+    for line in r.out.splitlines():
+        seen += assert_reals_shortest(line)
+    assert len(seen) > 100 and any(len(t) >= 17 for t in seen), seen
 
 
 def test_import_reads_a_tsv_named_dash_from_standard_input(tmp):
