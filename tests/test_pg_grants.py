@@ -232,3 +232,60 @@ def test_db_init_by_a_role_without_create_on_the_schema_names_the_grant(tmp, pg_
     pg_cluster.psql(m.group(1), dbname=name)
     r = ctl("--db", url, "db", "init")
     assert r.rc == 0, r
+
+
+def creator_of(pg_cluster, name, schema):
+    """A role that may use and create in `schema` of database `name` (the database's
+    search_path), granted nothing on the tables there; its URL."""
+    role = "creator_" + name
+    pg_cluster.psql("CREATE ROLE %s LOGIN" % ident(role))
+    pg_cluster.psql("GRANT USAGE, CREATE ON SCHEMA %s TO %s" % (ident(schema), ident(role)),
+                    dbname=name)
+    return role_url(pg_cluster, role, name)
+
+
+def test_db_init_in_a_schema_whose_tables_the_role_cannot_see_is_refused(tmp, pg_cluster):
+    """`db init` by a role in a schema that holds tables of another role on which it has
+    no privilege (so that information_schema.tables lists none of them to it) is refused,
+    naming them and saying so, and nothing is created. Before, the schema was taken for
+    empty: with a table `notes` autopack's tables were created beside it; with a table
+    `runs` the init failed on `relation "runs" already exists`."""
+    name = pg_cluster.new_database()
+    schema = "app"
+    pg_cluster.psql("CREATE SCHEMA %s" % schema, dbname=name)
+    pg_cluster.psql("ALTER DATABASE %s SET search_path = %s" % (ident(name), schema))
+    url = creator_of(pg_cluster, name, schema)
+    for table in ("notes", "runs"):
+        pg_cluster.psql("CREATE TABLE %s.%s (id int)" % (schema, table), dbname=name)
+        r = ctl("--db", url, "db", "init")
+        assert r.rc == 2, r
+        assert ("schema app already holds 1 table (%s (on which this role has no privilege))"
+                " but no autopack meta table; db init needs an empty schema" % table) in r.err, r
+        assert sql(pg_cluster.url(name), "SELECT tablename FROM pg_tables WHERE schemaname"
+                   " = ?", schema) == [(table,)]
+        pg_cluster.psql("DROP TABLE %s.%s" % (schema, table), dbname=name)
+    r = ctl("--db", url, "db", "init")
+    assert r.rc == 0, r
+
+
+def test_db_init_beside_tables_of_other_schemas_creates_its_own(tmp, pg_cluster):
+    """Tables of other schemas, the Python original's and another autopack database's
+    among them, seen or not by the role, are no reason to refuse: `db init` checks the
+    schema it creates the tables in (the search_path's first), and the other schemas are
+    left as they were."""
+    name = pg_cluster.new_database()
+    pg_cluster.psql("CREATE SCHEMA app", dbname=name)
+    pg_cluster.psql("CREATE SCHEMA other", dbname=name)
+    pg_cluster.psql("CREATE TABLE other.runs (id text); CREATE TABLE other.secret (id int)",
+                    dbname=name)
+    pg_cluster.psql("GRANT USAGE ON SCHEMA other TO PUBLIC; GRANT SELECT ON other.runs TO"
+                    " PUBLIC", dbname=name)
+    initialised(tmp, pg_cluster.url(name))
+    pg_cluster.psql("ALTER DATABASE %s SET search_path = app" % ident(name))
+    url = creator_of(pg_cluster, name, "app")
+    r = ctl("--db", url, "db", "init")
+    assert r.rc == 0, r
+    tables = sql(pg_cluster.url(name), "SELECT schemaname, count(*) FROM pg_tables"
+                 " WHERE schemaname IN ('app', 'other', 'public') GROUP BY schemaname")
+    public = dict(tables)["public"]
+    assert dict(tables) == {"app": public, "other": 2, "public": public}, tables
