@@ -289,3 +289,26 @@ def test_db_init_beside_tables_of_other_schemas_creates_its_own(tmp, pg_cluster)
                  " WHERE schemaname IN ('app', 'other', 'public') GROUP BY schemaname")
     public = dict(tables)["public"]
     assert dict(tables) == {"app": public, "other": 2, "public": public}, tables
+
+
+def test_db_adopt_of_tables_the_role_cannot_see_names_them_and_their_owner(tmp, pg_cluster):
+    """The original's runs, tiers and phases owned by another role that granted nothing:
+    `db adopt` (and its survey, `--dry-run`) by this role names them, their owner and
+    who may adopt them, and changes nothing. Before, information_schema listed none of
+    them to the role, and adoption said the database had no runs, tiers or phases table:
+    `not a Python-Autopack database`."""
+    name = pg_cluster.new_database()
+    pg_cluster.psql("CREATE TABLE runs (id text PRIMARY KEY, state text); CREATE TABLE"
+                    " tiers (id serial PRIMARY KEY); CREATE TABLE phases (id serial PRIMARY"
+                    " KEY)", dbname=name)
+    url = creator_of(pg_cluster, name, "public")
+    for args in (("db", "adopt", "--dry-run"), ("db", "adopt")):
+        r = ctl("--db", url, *args)
+        assert r.rc == 2, r
+        assert ("role creator_%s has no privilege on tables phases, runs, tiers in schema"
+                " public (owned by role autopack), which db adopt needs; nothing was changed:"
+                " run db adopt as autopack" % name) in r.err, r
+    assert sql(pg_cluster.url(name), "SELECT tablename FROM pg_tables WHERE schemaname ="
+               " 'public' ORDER BY 1") == [("phases",), ("runs",), ("tiers",)]
+    r = ctl("--db", pg_cluster.url(name), "db", "adopt", "--dry-run")
+    assert "no privilege" not in r.err and "lacks column" in r.err, r

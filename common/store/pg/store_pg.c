@@ -211,7 +211,8 @@ static int store_pg_check_empty(struct db *db, const char *url, struct store_err
 			continue;
 		if (len < sizeof found)
 			len += (size_t)snprintf(found + len, sizeof found - len, "%s%s%s",
-			    n ? ", " : "", t, unseen ? " (on which this role has no privilege)" : "");
+			    n ? ", " : "", t,
+			    unseen ? " (on which this role has no privilege)" : "");
 		n++;
 	}
 	if (rc != DB_DONE)
@@ -231,6 +232,44 @@ static int store_pg_check_empty(struct db *db, const char *url, struct store_err
 	else
 		rc = 0;
 	free(schema_copy);
+	db_finalize(q);
+	return rc;
+}
+
+/* Refuse the tables of `names` this role cannot see (store_pg.h), naming them and their
+ * owner; STORE_EIO when the catalog cannot be read. */
+int store_pg_unseen_tables(
+    struct db *db, const char *url, const char *names, const char *what, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db,
+	    "SELECT pg_catalog.string_agg(c.relname, ', ' ORDER BY c.relname),"
+	    " pg_catalog.string_agg(DISTINCT pg_catalog.pg_get_userbyid(c.relowner), ', '),"
+	    " current_user, pg_catalog.current_schema(), count(*)"
+	    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	    " WHERE n.nspname = pg_catalog.current_schema() AND c.relkind IN ('r', 'p') AND"
+	    " c.relname = ANY (pg_catalog.string_to_array(CAST(?1 AS TEXT), ',')) AND NOT"
+	    " pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE,"
+	    " REFERENCES, TRIGGER') AND NOT pg_catalog.has_any_column_privilege(c.oid, 'SELECT,"
+	    " INSERT, UPDATE, REFERENCES')",
+	    &q);
+
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, names);
+		rc = db_step(q);
+	}
+	if (rc == DB_ROW && db_column_int64(q, 4) > 0)
+		rc = store_fail(err, STORE_EIO,
+		    "%s: role %s has no privilege on table%s %s in schema %s (owned by role %s), "
+		    "which %s needs; nothing was changed: run %s as %s",
+		    url, db_column_text(q, 2), db_column_int64(q, 4) == 1 ? "" : "s",
+		    db_column_text(q, 0), db_column_text(q, 3), db_column_text(q, 1), what, what,
+		    db_column_text(q, 1));
+	else if (rc == DB_ROW)
+		rc = 0;
+	else
+		rc = store_fail(
+		    err, STORE_EIO, "%s: reading the tables of the schema: %s", url, db_errmsg(db));
 	db_finalize(q);
 	return rc;
 }
