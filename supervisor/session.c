@@ -473,18 +473,27 @@ static void session_resume(struct sup *s)
 	    (long long)s->started);
 }
 
-/* Start a new session named after the time and pid. Exits 1 on failure. */
+/* Start a new session named after the time and pid, or, when another session has that
+ * name (a supervisor of the same pid on another host started one in the same second by
+ * its clock), that name with the first suffix -2, -3, ... none has, which the log
+ * gives. Exits 1 on failure. */
 static void session_new(struct sup *s)
 {
 	struct store_err err;
-	char stamp[32], *settings;
+	char stamp[32], *settings, *name;
 
 	time_iso8601(clock_wall_ms(), stamp);
-	s->session_id = xasprintf("drain-%.4s%.2s%.2s-%.2s%.2s%.2s-%d", stamp, stamp + 5, stamp + 8,
+	name = xasprintf("drain-%.4s%.2s%.2s-%.2s%.2s%.2s-%d", stamp, stamp + 5, stamp + 8,
 	    stamp + 11, stamp + 14, stamp + 17, (int)getpid());
 	settings = session_settings_json(&s->cfg);
-	if (store_drain_session_open(s->sd, s->session_id, getpid(), settings, &err) != 0)
+	if (store_drain_session_open(s->sd, name, getpid(), settings, &s->session_id, &err) != 0)
 		log_fatal(1, "%s", err.text);
+	if (strcmp(name, s->session_id) != 0)
+		log_info("drain session %s: the name %s is another session's already (a "
+		         "supervisor of pid %d on another host, or in another pid namespace, "
+		         "started it in the same second by its clock)",
+		    s->session_id, name, (int)getpid());
+	free(name);
 	free(settings);
 }
 

@@ -15,9 +15,8 @@ import pytest
 
 from conftest import ctl
 from pg_cluster import connect
-from supervisor_helpers import (Supervisor, make_plan, rogue_notes, rogue_supervisor, sql,
-                                status_when,
-                                wait_for)
+from supervisor_helpers import (Supervisor, log_times, make_plan, rogue_notes,
+                                rogue_supervisor, sql, status_when, wait_for)
 
 # The key of the supervisors' session-choosing lock (a transaction's advisory lock).
 SESSION_LOCK_KEY = 1095782995
@@ -432,6 +431,49 @@ def server_outages(url, sups, go, cluster, per_cycle, cycles=3):
                  what="%d more phases done" % per_cycle)
         cluster.stop("immediate")
         yield cycle
+
+
+def test_a_supervisor_dead_before_a_server_restart_is_rescued_a_lease_after_the_return(
+        tmp, own_cluster):
+    """A supervisor of a 4 s lease SIGKILLed while it holds the only phase, the server
+    restarted 2.5 s later (its lease not yet run out): the other, of a 4 s lease too,
+    declares it lost only once it has been connected again for the dead one's lease, 4 s
+    after its reconnection, not at its first beat past the dead one's lease: every
+    heartbeat on record is as old after the restart, a live supervisor's too, which needs
+    that lease to connect again and renew it. The rescue then came some 7 s after the
+    death and the restart, where without the restart it comes a beat past the lease
+    (docs/postgresql.md, "Several hosts", "Rescue")."""
+    url = new_pg_db(tmp, own_cluster.url(own_cluster.new_database()), runs=1, phases=1)
+    never = os.path.join(str(tmp), "never")
+    held = rogue_supervisor(tmp, url, "batch", "--workers", 1, "--lease-timeout", 4,
+                            env={"ROGUE_GO": never}, name="held")
+    other = None
+    try:
+        wait_for(lambda: open_attempts_of(url, held.proc.pid) == 1,
+                 what="the first supervisor's attempt open")
+        other = rogue_supervisor(tmp, url, "good", "--workers", 1, "--lease-timeout", 4,
+                                 "--exit-when-drained", name="other")
+        other.wait_ready()
+        held.signal(signal.SIGKILL)
+        held.proc.wait()
+        wait_for(lambda: sql(url, "SELECT EXTRACT(EPOCH FROM (clock_timestamp() AT TIME ZONE"
+                                  " 'UTC') - heartbeat_at) > 2.5 FROM supervisors WHERE pid"
+                                  " = ?", held.proc.pid) == [(True,)],
+                 what="2.5 s of its lease gone")
+        own_cluster.restart()
+        assert other.wait(timeout=120) == 0, other.stderr()
+    finally:
+        held.kill()
+        open(never, "w").close()
+        if other is not None:
+            other.kill()
+    err = other.stderr()
+    [lost] = log_times(err, "[LOST] supervisor")
+    back = [t for t in log_times(err, "connected to %s again" % url) if t < lost]
+    assert back, err
+    assert 4 <= lost - back[-1] < 4 + 1 + 2, (lost - back[-1], err)
+    assert sql(url, "SELECT outcome FROM attempts ORDER BY attempt_id") == [
+        ("supervisor_lost",), ("success",)]
 
 
 def test_descriptors_opened_while_the_server_is_down_are_served_after_it_returns(

@@ -232,3 +232,83 @@ def test_db_init_by_a_role_without_create_on_the_schema_names_the_grant(tmp, pg_
     pg_cluster.psql(m.group(1), dbname=name)
     r = ctl("--db", url, "db", "init")
     assert r.rc == 0, r
+
+
+def creator_of(pg_cluster, name, schema):
+    """A role that may use and create in `schema` of database `name` (the database's
+    search_path), granted nothing on the tables there; its URL."""
+    role = "creator_" + name
+    pg_cluster.psql("CREATE ROLE %s LOGIN" % ident(role))
+    pg_cluster.psql("GRANT USAGE, CREATE ON SCHEMA %s TO %s" % (ident(schema), ident(role)),
+                    dbname=name)
+    return role_url(pg_cluster, role, name)
+
+
+def test_db_init_in_a_schema_whose_tables_the_role_cannot_see_is_refused(tmp, pg_cluster):
+    """`db init` by a role in a schema that holds tables of another role on which it has
+    no privilege (so that information_schema.tables lists none of them to it) is refused,
+    naming them and saying so, and nothing is created. Before, the schema was taken for
+    empty: with a table `notes` autopack's tables were created beside it; with a table
+    `runs` the init failed on `relation "runs" already exists`."""
+    name = pg_cluster.new_database()
+    schema = "app"
+    pg_cluster.psql("CREATE SCHEMA %s" % schema, dbname=name)
+    pg_cluster.psql("ALTER DATABASE %s SET search_path = %s" % (ident(name), schema))
+    url = creator_of(pg_cluster, name, schema)
+    for table in ("notes", "runs"):
+        pg_cluster.psql("CREATE TABLE %s.%s (id int)" % (schema, table), dbname=name)
+        r = ctl("--db", url, "db", "init")
+        assert r.rc == 2, r
+        assert ("schema app already holds 1 table (%s (on which this role has no privilege))"
+                " but no autopack meta table; db init needs an empty schema" % table) in r.err, r
+        assert sql(pg_cluster.url(name), "SELECT tablename FROM pg_tables WHERE schemaname"
+                   " = ?", schema) == [(table,)]
+        pg_cluster.psql("DROP TABLE %s.%s" % (schema, table), dbname=name)
+    r = ctl("--db", url, "db", "init")
+    assert r.rc == 0, r
+
+
+def test_db_init_beside_tables_of_other_schemas_creates_its_own(tmp, pg_cluster):
+    """Tables of other schemas, the Python original's and another autopack database's
+    among them, seen or not by the role, are no reason to refuse: `db init` checks the
+    schema it creates the tables in (the search_path's first), and the other schemas are
+    left as they were."""
+    name = pg_cluster.new_database()
+    pg_cluster.psql("CREATE SCHEMA app", dbname=name)
+    pg_cluster.psql("CREATE SCHEMA other", dbname=name)
+    pg_cluster.psql("CREATE TABLE other.runs (id text); CREATE TABLE other.secret (id int)",
+                    dbname=name)
+    pg_cluster.psql("GRANT USAGE ON SCHEMA other TO PUBLIC; GRANT SELECT ON other.runs TO"
+                    " PUBLIC", dbname=name)
+    initialised(tmp, pg_cluster.url(name))
+    pg_cluster.psql("ALTER DATABASE %s SET search_path = app" % ident(name))
+    url = creator_of(pg_cluster, name, "app")
+    r = ctl("--db", url, "db", "init")
+    assert r.rc == 0, r
+    tables = sql(pg_cluster.url(name), "SELECT schemaname, count(*) FROM pg_tables"
+                 " WHERE schemaname IN ('app', 'other', 'public') GROUP BY schemaname")
+    public = dict(tables)["public"]
+    assert dict(tables) == {"app": public, "other": 2, "public": public}, tables
+
+
+def test_db_adopt_of_tables_the_role_cannot_see_names_them_and_their_owner(tmp, pg_cluster):
+    """The original's runs, tiers and phases owned by another role that granted nothing:
+    `db adopt` (and its survey, `--dry-run`) by this role names them, their owner and
+    who may adopt them, and changes nothing. Before, information_schema listed none of
+    them to the role, and adoption said the database had no runs, tiers or phases table:
+    `not a Python-Autopack database`."""
+    name = pg_cluster.new_database()
+    pg_cluster.psql("CREATE TABLE runs (id text PRIMARY KEY, state text); CREATE TABLE"
+                    " tiers (id serial PRIMARY KEY); CREATE TABLE phases (id serial PRIMARY"
+                    " KEY)", dbname=name)
+    url = creator_of(pg_cluster, name, "public")
+    for args in (("db", "adopt", "--dry-run"), ("db", "adopt")):
+        r = ctl("--db", url, *args)
+        assert r.rc == 2, r
+        assert ("role creator_%s has no privilege on tables phases, runs, tiers in schema"
+                " public (owned by role autopack), which db adopt needs; nothing was changed:"
+                " run db adopt as autopack" % name) in r.err, r
+    assert sql(pg_cluster.url(name), "SELECT tablename FROM pg_tables WHERE schemaname ="
+               " 'public' ORDER BY 1") == [("phases",), ("runs",), ("tiers",)]
+    r = ctl("--db", pg_cluster.url(name), "db", "adopt", "--dry-run")
+    assert "no privilege" not in r.err and "lacks column" in r.err, r

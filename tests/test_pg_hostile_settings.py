@@ -255,3 +255,28 @@ def test_a_role_that_may_only_read_is_told_what_it_lacks_before_anything_is_writ
     assert r.rc == 0, r
     r = subprocess.run(supervisor, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
+
+
+def test_an_idle_session_timeout_of_the_database_ends_no_connection_as_it_is_set_up(
+        tmp, pg_cluster):
+    """The database's idle_session_timeout made 100 ms, and each process held 300 ms
+    after each statement it sends (pq-shim.so), as a loaded machine holds it: `db check`,
+    `run import` and a dry run by a supervisor must work. Before, the timeout was turned
+    off by a statement of its own, sent once the connection's first settings were
+    answered: the server, idle meanwhile, ended the session (`cannot connect: server
+    closed the connection unexpectedly`, exit 2)."""
+    name = pg_cluster.new_database()
+    url = initialised(pg_cluster.url(name))
+    pg_cluster.psql("ALTER DATABASE \"%s\" SET idle_session_timeout = '100ms'" % name)
+    plan = make_plan(os.path.join(str(tmp), "plan.json"), 1, 1, 1)
+    r = ctl("--db", url, "run", "import", plan, env=preload("pq-shim.so"))
+    assert r.rc == 0, r
+    r = ctl("--db", url, "db", "check", env=preload("pq-shim.so"))
+    assert r.rc == 0, r
+    r = subprocess.run([binpath("autopack-supervisor"), "--db", url, "--workers", "1",
+                        "--dry-run", "--exit-when-drained", "--control",
+                        os.path.join(str(tmp), "c.sock")], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, ANTHROPIC_API_KEY="x",
+                                             OPENAI_API_KEY="x", **preload("pq-shim.so")))
+    assert r.returncode == 0, r.stderr
+    assert sql(url, "SELECT count(*) FROM attempts") == [(1,)]

@@ -598,3 +598,43 @@ def test_a_leave_aside_that_reaches_another_server_writes_nothing_there(tmp, pg_
                      r" uuid [0-9a-f-]+, \d+/%s\): nothing was written there\)" % (name, name),
                      err), err
     assert sql(url, "SELECT state FROM supervisors") == [("live",)]
+
+
+def test_a_wait_report_that_reaches_another_server_reports_nothing_of_it(tmp, pg_url):
+    """A supervisor starting waits behind a lock; before its wait is first reported, the
+    address of the database comes to reach a second server (another port behind the
+    proxy) holding a database of the same name. The report, read on a connection made
+    anew, reaches that server, where no session of the number is this supervisor's: it
+    says the wait could not be read and why, and SIGTERM still ends the start. Before,
+    it said of the other server's process of that number (none here) that `the server is
+    running it`, a statement that waited behind a lock."""
+    from pg_cluster import Cluster
+    url = new_pg_db(tmp, pg_url, runs=1, phases=2)
+    name = url.rsplit("/", 1)[1]
+    other = Cluster()
+    proxy = DarkProxy(url)
+    con = lock_phases(url)
+    try:
+        other.psql('CREATE DATABASE "%s"' % name)
+        sup = Supervisor(tmp, proxy.url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        try:
+            wait_for(lambda: lock_waiters(url) > 0, 60, step=0.01, what="the start waiting")
+            proxy.upstream = ("127.0.0.1", other.port)
+            wait_for(lambda: "has not answered" in sup.stderr(), 60,
+                     what="the start's report of its wait")
+            line = [x for x in sup.stderr().splitlines() if "has not answered" in x][0]
+            assert "the server is running it" not in line, line
+            assert re.search(r"what server process \d+ waits for could not be read \(the"
+                             r" connection made to read it reaches no session \d+ of database"
+                             r" %s, user autopack and application autopack-supervisor( \d+)?:"
+                             r" another server answers at the address, or another database"
+                             r" under the name\)" % name, line), line
+            sup.signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, sup.stderr()
+        finally:
+            sup.kill()
+    finally:
+        con.rollback()
+        con.close()
+        proxy.close()
+        other.close()

@@ -1,5 +1,6 @@
 /* Whether a database is a Python-Autopack database that can be adopted (reading only). */
 #include "common/store/dialect.h"
+#include "common/store/pg/store_pg.h"
 #include "common/store/store_adopt_internal.h"
 #include "common/store/store_internal.h"
 #include "common/util.h"
@@ -119,6 +120,20 @@ static int adopt_tables_check(struct db *db, const char *path, struct store_err 
 		if (rc == 0 && t->core)
 			len += (size_t)snprintf(absent + len, sizeof absent - len, "%s%s",
 			    nabsent++ ? ", " : "", t->name);
+	}
+	/* A table of another role on which this one has no privilege is not listed to it:
+	 * there, but unseen, it is named so (adoption alters the tables: their owner runs
+	 * it), not called absent. */
+	if (nabsent > 0 && db->backend == DB_PG) {
+		char *names = xstrdup(absent);
+
+		for (char *c = names; *c != '\0'; c++)
+			if (*c == ' ')
+				memmove(c, c + 1, strlen(c));
+		rc = store_pg_unseen_tables(db, path, names, "db adopt", err);
+		free(names);
+		if (rc != 0)
+			return rc;
 	}
 	if (nabsent > 0)
 		return store_fail(err, STORE_ENOTDB,

@@ -318,9 +318,11 @@ int store_drain_control_log(struct store_drain *d, int64_t peer_pid, int64_t pee
 /* --- common/store/store_drain_session.c --- */
 
 /* Record a new drain session with its settings, a JSON object (outside a transaction,
- * or in the one in which a supervisor of several chooses its session). */
-int store_drain_session_open(struct store_drain *d, const char *session_id, int64_t pid,
-    const char *settings_json, struct store_err *err);
+ * or in the one in which a supervisor of several chooses its session), named `name`, or
+ * `name` with the first suffix -2, -3, ... no other session has: *session_id is the name
+ * given, a heap string. */
+int store_drain_session_open(struct store_drain *d, const char *name, int64_t pid,
+    const char *settings_json, char **session_id, struct store_err *err);
 /* In the group: save a session's policy state (a JSON object). */
 int store_drain_session_state(
     struct store_drain *d, const char *session_id, const char *state_json, struct store_err *err);

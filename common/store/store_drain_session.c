@@ -13,28 +13,66 @@ const struct drain_sql drain_sql_session[] = {
 };
 const size_t drain_sql_session_n = ARRAY_SIZE(drain_sql_session);
 
-/* Insert a session row with its settings; STORE_EIO on failure. On PostgreSQL its start
- * is the server's time, as every heartbeat is: a supervisor that joins the session later,
- * on another host, takes the time it has run by the server's clock off
+/* The most suffixes tried after a name another session has: past them the names are taken
+ * by some other cause (a trigger or rule that skips the insert) than sessions of the same
+ * name, which two hosts make in one second only. */
+#define SESSION_NAME_TRIES 100
+
+/* Insert a session row named `name` with its settings, or, when another session has that
+ * name already (a supervisor of the same pid on another host, or in another pid namespace,
+ * started one in the same second by its clock), `name` followed by the first of -2, -3,
+ * ... that none has; *session_id is the name given, a heap string (NULL on failure). A
+ * name taken is never written to: the row is inserted only where no row has it, and a
+ * concurrent insert of the same name (the key of drain_sessions) leaves it to the other.
+ * STORE_EIO on failure, and when SESSION_NAME_TRIES names were all taken. On PostgreSQL
+ * its start is the server's time, as every heartbeat is: a supervisor that joins the
+ * session later, on another host, takes the time it has run by the server's clock off
  * --max-total-minutes, which this host's clock, were it wrong, would make too long or too
  * short. */
-int store_drain_session_open(struct store_drain *d, const char *session_id, int64_t pid,
-    const char *settings_json, struct store_err *err)
+int store_drain_session_open(struct store_drain *d, const char *name, int64_t pid,
+    const char *settings_json, char **session_id, struct store_err *err)
 {
 	char now[32], spid[24];
+	char *id = NULL;
+	int i;
 
+	*session_id = NULL;
 	db_now(d->st->db, now);
 	snprintf(spid, sizeof spid, "%lld", (long long)pid);
-	if (drain_run(d,
-	        d->st->backend == DB_PG ?
-	            "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
-	            " VALUES (?1, (clock_timestamp() AT TIME ZONE 'UTC'), CAST(?3 AS INTEGER))" :
-	            "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
-	            " VALUES (?1, ?2, CAST(?3 AS INTEGER))",
-	        session_id, now, spid, err) != 0)
+	for (i = 1; i <= SESSION_NAME_TRIES; i++) {
+		free(id);
+		id = i == 1 ? xstrdup(name) : xasprintf("%s-%d", name, i);
+		if (drain_run(d,
+		        d->st->backend == DB_PG ?
+		            "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
+		            " SELECT ?1, (clock_timestamp() AT TIME ZONE 'UTC'), CAST(?3 AS INTEGER)"
+		            " WHERE NOT EXISTS (SELECT 1 FROM drain_sessions WHERE session_id = ?1)"
+		            " ON CONFLICT DO NOTHING" :
+		            "INSERT INTO drain_sessions (session_id, started_at, supervisor_pid)"
+		            " SELECT ?1, ?2, CAST(?3 AS INTEGER) WHERE NOT EXISTS (SELECT 1 FROM"
+		            " drain_sessions WHERE session_id = ?1) ON CONFLICT DO NOTHING",
+		        id, now, spid, err) != 0) {
+			free(id);
+			return STORE_EIO;
+		}
+		if (db_changes(d->st->db) == 1)
+			break;
+	}
+	if (i > SESSION_NAME_TRIES) {
+		free(id);
+		return store_fail(err, STORE_EIO,
+		    "%s: recording drain session %s: it and the names %s-2 to %s-%d are all "
+		    "taken (or a trigger or rule on drain_sessions that is not autopack's skips "
+		    "the insert)",
+		    d->st->path, name, name, name, SESSION_NAME_TRIES);
+	}
+	if (drain_run(d, "UPDATE drain_sessions SET settings_json = ?2 WHERE session_id = ?1", id,
+	        settings_json, NULL, err) != 0) {
+		free(id);
 		return STORE_EIO;
-	return drain_run(d, "UPDATE drain_sessions SET settings_json = ?2 WHERE session_id = ?1",
-	    session_id, settings_json, NULL, err);
+	}
+	*session_id = id;
+	return 0;
 }
 
 /* Save the policy state inside the group; STORE_EIO on failure. */

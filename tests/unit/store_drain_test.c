@@ -32,9 +32,12 @@ static void drain_setup(struct store *st, struct store_drain **d)
 static void session_setup(struct store *st, struct store_drain **d)
 {
 	struct store_err err;
+	char *id = NULL;
 
 	drain_setup(st, d);
-	CHECK_EQ_INT(store_drain_session_open(*d, "s", 1, "{}", &err), 0);
+	CHECK_EQ_INT(store_drain_session_open(*d, "s", 1, "{}", &id, &err), 0);
+	CHECK_EQ_STR(id, "s");
+	free(id);
 }
 
 /* The token estimation an attempt's event carries here: 300 output tokens predicted and
@@ -86,6 +89,29 @@ TEST(store_drain_phase_statements_build_no_temporary_table)
 				fprintf(stderr, "builds a temporary table: %s\n", sets[k][i].sql);
 			CHECK(!uses_temporary_table(db_sqlite_handle(st.db), sets[k][i].sql));
 		}
+	store_drain_close(d);
+	store_close(&st);
+}
+
+TEST(store_drain_session_name_taken_gets_the_first_free_suffix)
+{
+	const char *want[] = { "s", "s-2", "s-3" };
+	struct store_drain *d;
+	struct store_err err;
+	struct store st;
+	char *id;
+	size_t i;
+
+	drain_setup(&st, &d);
+	for (i = 0; i < ARRAY_SIZE(want); i++) {
+		CHECK_EQ_INT(store_drain_session_open(d, "s", 1, "{\"k\":1}", &id, &err), 0);
+		CHECK_EQ_STR(id, want[i]);
+		free(id);
+	}
+	CHECK_EQ_INT(store_drain_session_close(d, "s-2", "done", &err), 0);
+	CHECK_EQ_INT(store_drain_session_open(d, "s-2", 1, "{}", &id, &err), 0);
+	CHECK_EQ_STR(id, "s-2-2");
+	free(id);
 	store_drain_close(d);
 	store_close(&st);
 }

@@ -661,7 +661,7 @@ static const char pg_session_sql[] =
  * statement_timeout of 1 ms cancelled the search_path's SELECT on a loaded machine. */
 static const char pg_timeouts_sql[] =
     "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
-#define PG_TIMEOUTS_RESULTS 3 /* the results of pg_timeouts_sql, before the path's */
+#define PG_TIMEOUTS_RESULTS 3 /* the results of pg_timeouts_sql */
 /* The first connection's search_path cut to the schema it resolves to; its one row, when
  * there is one, is the path set. */
 static const char pg_path_sql[] = "SELECT pg_catalog.set_config('search_path',"
@@ -669,9 +669,10 @@ static const char pg_path_sql[] = "SELECT pg_catalog.set_config('search_path',"
                                   " WHERE pg_catalog.current_schema() IS NOT NULL";
 
 /* Apply the session settings to a connection just made; on servers from PostgreSQL 14 on
- * also turn off idle_session_timeout, which a role or database may set: the server ended a
+ * also turn off idle_session_timeout, which a role or database may set (the server ended a
  * supervisor's connection between two beats, its LISTEN with it, and its next statement
- * failed with "no connection to the server"; and have the server look every second whether
+ * failed with "no connection to the server"), in the first message with the other
+ * timeouts; and have the server look every second whether
  * the client is still there while a statement runs (client_connection_check_interval): a
  * process killed while its statement waited behind a lock left that statement queued until
  * the lock was released. From 17 on transaction_timeout is turned off too, which would
@@ -688,10 +689,22 @@ static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved, 
 {
 	const char *enc = PQparameterStatus(c, "server_encoding");
 	char *lit = path != NULL ? PQescapeLiteral(c, path, strlen(path)) : NULL;
+	int version = PQserverVersion(c);
+	/* In the first message, with the timeouts: an idle_session_timeout set apart, once the
+	 * first message was answered, ended the session of a process held between the two
+	 * (a loaded machine) longer than the database's timeout ("server closed the connection
+	 * unexpectedly"). */
+	const char *idle = version >= 170000 ?
+	    "; SET idle_session_timeout = 0; SET client_connection_check_interval = 1000;"
+	    " SET transaction_timeout = 0" :
+	    version >= 140000 ?
+	    "; SET idle_session_timeout = 0; SET client_connection_check_interval = 1000" :
+	    "";
+	int before = PG_TIMEOUTS_RESULTS + (version >= 170000 ? 3 : version >= 140000 ? 2 : 0);
 	char *sql = lit != NULL ?
-	    xasprintf("%s; SELECT pg_catalog.set_config('search_path', %s, false); %s",
-	        pg_timeouts_sql, lit, pg_session_sql) :
-	    xasprintf("%s; %s; %s", pg_timeouts_sql, pg_path_sql, pg_session_sql);
+	    xasprintf("%s%s; SELECT pg_catalog.set_config('search_path', %s, false); %s",
+	        pg_timeouts_sql, idle, lit, pg_session_sql) :
+	    xasprintf("%s%s; %s; %s", pg_timeouts_sql, idle, pg_path_sql, pg_session_sql);
 	PGresult *r = NULL, *next;
 	bool resolving = lit == NULL;
 	int k = 0;
@@ -705,7 +718,7 @@ static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved, 
 	/* The results one by one (PQexec keeps the last): the path's follows the timeouts';
 	 * after an error nothing more ran, and the error is kept. */
 	while ((next = PQgetResult(c)) != NULL) {
-		if (k++ == PG_TIMEOUTS_RESULTS && resolving && resolved != NULL &&
+		if (k++ == before && resolving && resolved != NULL &&
 		    PQresultStatus(next) == PGRES_TUPLES_OK && PQntuples(next) == 1)
 			*resolved = xstrdup(PQgetvalue(next, 0, 0));
 		if (r != NULL && PQresultStatus(r) == PGRES_FATAL_ERROR) {
@@ -719,14 +732,6 @@ static PGresult *pg_session_apply(PGconn *c, const char *path, char **resolved, 
 	if (PQresultStatus(r) == PGRES_COMMAND_OK && enc != NULL && strcmp(enc, "SQL_ASCII") == 0) {
 		PQclear(r);
 		r = PQexec(c, "SET client_encoding = 'SQL_ASCII'");
-	}
-	if (PQresultStatus(r) == PGRES_COMMAND_OK && PQserverVersion(c) >= 140000) {
-		PQclear(r);
-		r = PQexec(c,
-		    PQserverVersion(c) >= 170000 ?
-		        "SET idle_session_timeout = 0; SET client_connection_check_interval = 1000;"
-		        " SET transaction_timeout = 0" :
-		        "SET idle_session_timeout = 0; SET client_connection_check_interval = 1000");
 	}
 	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
 		PQclear(r);

@@ -210,7 +210,12 @@ static void wait_gone(PGconn *c, const struct db_pg_watch *w)
 
 /* What the server session of `c` waits for, read on a connection of its own made with the
  * same parameters (db_pg_side_exec): the locks it waits for and the server processes that
- * hold them, with how to find and end them; else its wait event. */
+ * hold them, with how to find and end them; else its wait event. That connection is made
+ * anew from the parameters, and may reach another server at the address, or another
+ * database under the name: the session it reads must be one of this database, user and
+ * application name (the server reports the last to the client), else nothing of it is
+ * reported (another server's process of that number, or none, said "the server is running
+ * it" or named another process's locks). */
 static void wait_what(PGconn *c, const char *path, char *out, size_t n)
 {
 	static const char sql[] =
@@ -227,15 +232,26 @@ static void wait_what(PGconn *c, const char *path, char *out, size_t n)
 	    " (SELECT string_agg(CAST(p AS text), ', ') FROM unnest(pg_blocking_pids(CAST($1 AS"
 	    " int))) AS p),"
 	    " (SELECT a.wait_event_type || ' ' || a.wait_event FROM pg_stat_activity a WHERE"
-	    " a.pid = CAST($1 AS int))";
+	    " a.pid = CAST($1 AS int)),"
+	    " EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = CAST($1 AS int) AND"
+	    " a.datname = current_database() AND a.usename = current_user AND (CAST($2 AS text) IS"
+	    " NULL OR a.application_name = CAST($2 AS text)))";
+	const char *app = PQparameterStatus(c, "application_name");
 	char pid[24], why[512];
 	bool unanswered;
 	PGresult *r;
 
 	snprintf(pid, sizeof pid, "%d", PQbackendPID(c));
-	r = db_pg_side_exec(c, path, "autopack wait report", sql, (const char *const[]){ pid }, 1,
-	    &unanswered, why, sizeof why);
-	if (r != NULL && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+	r = db_pg_side_exec(c, path, "autopack wait report", sql, (const char *const[]){ pid, app },
+	    2, &unanswered, why, sizeof why);
+	if (r != NULL && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 4), "t") != 0)
+		snprintf(out, n,
+		    "what server process %s waits for could not be read (the connection made to "
+		    "read it reaches no session %s of database %s, user %s and application %s: "
+		    "another server answers at the address, or another database under the name); "
+		    "pg_locks and pg_stat_activity on the server show it",
+		    pid, pid, PQdb(c), PQuser(c), app != NULL ? app : "?");
+	else if (r != NULL && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
 		snprintf(out, n,
 		    "it waits for %s, held by %s (SELECT * FROM pg_locks WHERE pid IN (%s) lists "
 		    "what they hold; SELECT pg_terminate_backend(PID) ends one)",

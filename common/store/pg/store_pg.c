@@ -176,22 +176,32 @@ int store_pg_open(struct store *st, const char *url, enum store_mode mode, struc
 	return 0;
 }
 
-/* Check that the current schema exists and holds no table; the tables found are named. */
+/* Check that the current schema exists and holds no table (nor view, materialized view
+ * or foreign table), whatever this role may see of it: the catalog lists every table of
+ * the schema, where information_schema lists only those the role has a privilege on, so
+ * that a schema holding only tables of another role was taken for empty and the tables
+ * created beside them. The tables found are named, those the role has no privilege on
+ * said so. */
 static int store_pg_check_empty(struct db *db, const char *url, struct store_err *err)
 {
 	struct db_stmt *q = NULL;
 	char found[300] = "";
 	size_t len = 0, n = 0;
 	int rc = db_prepare(db,
-	    "SELECT current_schema(), table_name FROM information_schema.tables"
-	    " RIGHT JOIN (SELECT 1) one ON table_schema = current_schema()"
-	    " ORDER BY table_name",
+	    "SELECT pg_catalog.current_schema(), c.relname, CASE WHEN c.oid IS NULL OR"
+	    " pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE,"
+	    " REFERENCES, TRIGGER') OR pg_catalog.has_any_column_privilege(c.oid, 'SELECT,"
+	    " INSERT, UPDATE, REFERENCES') THEN 0 ELSE 1 END"
+	    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid ="
+	    " c.relnamespace AND n.nspname = pg_catalog.current_schema() AND c.relkind IN"
+	    " ('r', 'p', 'v', 'm', 'f') RIGHT JOIN (SELECT 1) one ON true ORDER BY c.relname",
 	    &q);
 	const char *schema = NULL;
 	char *schema_copy = NULL;
 
 	while (rc == DB_OK && (rc = db_step(q)) == DB_ROW) {
 		const char *t = db_column_text(q, 1);
+		bool unseen = db_column_int64(q, 2) != 0;
 
 		rc = DB_OK;
 		schema = db_column_text(q, 0);
@@ -200,8 +210,9 @@ static int store_pg_check_empty(struct db *db, const char *url, struct store_err
 		if (t == NULL)
 			continue;
 		if (len < sizeof found)
-			len += (size_t)snprintf(
-			    found + len, sizeof found - len, "%s%s", n ? ", " : "", t);
+			len += (size_t)snprintf(found + len, sizeof found - len, "%s%s%s",
+			    n ? ", " : "", t,
+			    unseen ? " (on which this role has no privilege)" : "");
 		n++;
 	}
 	if (rc != DB_DONE)
@@ -221,6 +232,44 @@ static int store_pg_check_empty(struct db *db, const char *url, struct store_err
 	else
 		rc = 0;
 	free(schema_copy);
+	db_finalize(q);
+	return rc;
+}
+
+/* Refuse the tables of `names` this role cannot see (store_pg.h), naming them and their
+ * owner; STORE_EIO when the catalog cannot be read. */
+int store_pg_unseen_tables(
+    struct db *db, const char *url, const char *names, const char *what, struct store_err *err)
+{
+	struct db_stmt *q = NULL;
+	int rc = db_prepare(db,
+	    "SELECT pg_catalog.string_agg(c.relname, ', ' ORDER BY c.relname),"
+	    " pg_catalog.string_agg(DISTINCT pg_catalog.pg_get_userbyid(c.relowner), ', '),"
+	    " current_user, pg_catalog.current_schema(), count(*)"
+	    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	    " WHERE n.nspname = pg_catalog.current_schema() AND c.relkind IN ('r', 'p') AND"
+	    " c.relname = ANY (pg_catalog.string_to_array(CAST(?1 AS TEXT), ',')) AND NOT"
+	    " pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE,"
+	    " REFERENCES, TRIGGER') AND NOT pg_catalog.has_any_column_privilege(c.oid, 'SELECT,"
+	    " INSERT, UPDATE, REFERENCES')",
+	    &q);
+
+	if (rc == DB_OK) {
+		store_bind_text(q, 1, names);
+		rc = db_step(q);
+	}
+	if (rc == DB_ROW && db_column_int64(q, 4) > 0)
+		rc = store_fail(err, STORE_EIO,
+		    "%s: role %s has no privilege on table%s %s in schema %s (owned by role %s), "
+		    "which %s needs; nothing was changed: run %s as %s",
+		    url, db_column_text(q, 2), db_column_int64(q, 4) == 1 ? "" : "s",
+		    db_column_text(q, 0), db_column_text(q, 3), db_column_text(q, 1), what, what,
+		    db_column_text(q, 1));
+	else if (rc == DB_ROW)
+		rc = 0;
+	else
+		rc = store_fail(
+		    err, STORE_EIO, "%s: reading the tables of the schema: %s", url, db_errmsg(db));
 	db_finalize(q);
 	return rc;
 }
@@ -282,7 +331,12 @@ int store_pg_init(const char *url, char uuid[37], struct store_err *err)
 		rc = store_pg_connect(url, &db, err);
 	if (rc != 0)
 		return rc;
-	rc = store_pg_writable(db, url, err);
+	/* A schema that holds tables is refused as such before the privileges a writer needs
+	 * on those of autopack's names are asked (a table runs of another role was refused as
+	 * one "autopack's tables" it may not write); asked again in the transaction. */
+	rc = store_pg_check_empty(db, url, err);
+	if (rc == 0)
+		rc = store_pg_writable(db, url, err);
 	if (rc != 0) {
 		db_close(db);
 		return rc;

@@ -23,6 +23,13 @@ int store_pg_init(const char *url, char uuid[37], struct store_err *err);
  * system identifier or the database name is no longer the one opened; 0 otherwise, also
  * when they cannot be read (a lost connection is the writer's to notice). */
 int store_pg_identity_changed(struct store *st, struct store_err *err);
+/* 0 when none of the tables named in `names` (comma-separated) is in the connection's
+ * current schema unseen by its role (one on which it has no privilege, which
+ * information_schema does not list to it); else STORE_EIO naming them, their owner, and
+ * that `what`, a command, needs them and is run by their owner. STORE_EIO too when the catalog cannot be
+ * read. */
+int store_pg_unseen_tables(
+    struct db *db, const char *url, const char *names, const char *what, struct store_err *err);
 /* Read the server's identity of the connection: "<system identifier>/<database name>"
  * (heap). */
 int store_pg_server_id(struct db *db, const char *url, char **id, struct store_err *err);
