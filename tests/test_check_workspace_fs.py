@@ -3,8 +3,8 @@ message queues (mqueue, /dev/mqueue), where no file a phase writes can be made, 
 as one in /proc or /sys is: at import, by its name, through a link, or on such a file system
 mounted elsewhere; and by the worker, when its check would run there (a workspace that a
 link made after the import leads to). So is one on the other file systems only the kernel
-fills (cgroup2, debugfs, tracefs, securityfs, configfs, bpf, pstore, efivarfs, hugetlbfs,
-fusectl), known by their type wherever they are mounted."""
+fills (cgroup, cgroup2, debugfs, tracefs, securityfs, configfs, bpf, pstore, efivarfs,
+hugetlbfs, fusectl), known by their type wherever they are mounted."""
 import os
 import shutil
 import subprocess
@@ -87,8 +87,11 @@ def test_a_check_whose_workspace_became_a_link_to_dev_pts_is_not_run_there(tmp):
 
 
 # The file systems only the kernel fills that a workspace may not be on, by their type.
-KERNEL_FS = ["cgroup2", "debugfs", "tracefs", "securityfs", "configfs", "bpf", "pstore",
-             "efivarfs", "hugetlbfs", "fusectl"]
+# Not cgroup and cgroup2: mounted anew, each is the machine's hierarchy, where a program that
+# took the workspace made a control group of each directory (tests/unit/sysdirs_test.c
+# reads the machine's mounts of every kind instead).
+KERNEL_FS = ["debugfs", "tracefs", "securityfs", "configfs", "bpf", "pstore", "efivarfs",
+             "hugetlbfs", "fusectl"]
 
 
 def can_mount(kind, where):
