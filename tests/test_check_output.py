@@ -22,14 +22,14 @@ FLOOD = ("echo FIRST-OUT; yes 0123456789abcdef | head -c %d; echo; echo LAST-OUT
          "echo LAST-ERR >&2; exit %%d" % (300 * MIB, 200 * MIB))
 
 
-def drain_one(tmp, check, attempts=1, env=None, prefix=()):
+def drain_one(tmp, check, attempts=1, env=None, prefix=(), args=()):
     ws = os.path.join(tmp, "ws")
     os.makedirs(ws, exist_ok=True)
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
     llm = Standin(tmp)
     sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained",
-                     "--max-attempts-per-phase", attempts, *llm_args(llm),
+                     "--max-attempts-per-phase", attempts, *(llm_args(llm) + list(args)),
                      env=dict(KEY, **(env or {})), prefix=prefix)
     try:
         rc = sup.wait(timeout=240)
@@ -183,6 +183,21 @@ def test_a_passing_check_whose_stderr_log_the_disk_refused_says_so_in_its_attemp
     with open(os.path.join(logs, "run__p1__a1.stdout.txt")) as f:
         assert f.read() == "fine\n"
     assert rc == 0, sup.stderr()[-2000:]
+
+
+def test_a_check_killed_at_its_deadline_names_the_log_the_disk_refused(tmp):
+    tmp = str(tmp)
+    check = "echo timed-out-line >&2; sleep 60"
+    url, rc, sup, logs = drain_one(tmp, check, env=full_disk_for(".stderr.txt", 4),
+                                   args=["--phase-timeout-seconds", 3])
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("timeout", "TIMEOUT")], (att, sup.stderr()[-2000:])
+    err_log = os.path.join(logs, "run__p1__a1.stderr.txt")
+    assert re.fullmatch(
+        r"check command killed at the attempt's deadline after \d+ ms \(see stderr: %s, not "
+        r"all written: No space left on device \(ENOSPC\); it holds 4 of the 15 bytes "
+        r"sent\)" % re.escape(err_log), att[0]["message"]), att[0]["message"]
 
 
 def test_a_fifo_or_a_symlink_left_at_the_next_attempts_log_is_replaced_not_opened(tmp):

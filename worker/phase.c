@@ -776,11 +776,13 @@ static bool phase_check(struct phase_ctx *pc)
 		phase_end(pc, OUTCOME_FAILED, REASON_SCOPE_VIOLATION, FP_STAGE_CHECK, "%s%s%s%s",
 		    r.git, logs[0] != '\0' ? " (" : "", logs, logs[0] != '\0' ? ")" : "");
 	else if (r.timed_out) {
-		free(logs);
-		logs = phase_check_logs(&r, true);
+		if (logs[0] != '\0') {
+			free(logs);
+			logs = phase_check_logs(&r, true);
+		}
 		phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, FP_STAGE_CHECK,
 		    "check command killed at the attempt's deadline after %lld ms (see %s)",
-		    (long long)r.duration_ms, logs);
+		    (long long)r.duration_ms, logs[0] != '\0' ? logs : r.stderr_path);
 	} else if (r.stopped_from_outside) {
 		pc->interrupted = true;
 		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_FAILED, FP_STAGE_CHECK,
